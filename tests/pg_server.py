@@ -1,0 +1,107 @@
+"""Start a private, throw-away PostgreSQL server for the test suite (no system cluster is touched)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class PostgresServer:
+    directory: Path
+    port: int
+    bindir: Path
+    as_postgres: bool
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg://vbhc@/postgres?host={self.directory}&port={self.port}"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://vbhc@/{database}?host={self.directory}&port={self.port}"
+
+    def stop(self) -> None:
+        _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"])
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def find_bindir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
+    for c in reversed(candidates):
+        if (Path(c) / "initdb").exists():
+            return Path(c)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(server: PostgresServer, cmd: list[str]) -> None:
+    if server.as_postgres:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+
+
+def start_postgres() -> PostgresServer:
+    """initdb + pg_ctl start on a unix socket in a fresh temporary folder; a few seconds."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found (apt-get install -y postgresql); scripts/test does this"
+        )
+    directory = Path(tempfile.mkdtemp(prefix="vbhc-pg-", dir="/tmp"))
+    as_postgres = os.geteuid() == 0  # initdb refuses to run as root
+    server = PostgresServer(directory, _free_port(), bindir, as_postgres)
+    if as_postgres:
+        shutil.chown(directory, "postgres", "postgres")
+    try:
+        _run(
+            server,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(directory / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "vbhc",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ],
+        )
+        options = (
+            f"-p {server.port} -k {directory} -c listen_addresses='' -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
+        )
+        _run(
+            server,
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(directory / "data"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(directory / "server.log"),
+                "start",
+            ],
+        )
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc.stdout}") from exc
+    return server

@@ -1,0 +1,535 @@
+"""The condition catalog: what each condition team measures, read from data/catalog/*.toml.
+
+The catalog is data, so care teams can change their indicator set without touching code; in exchange every
+file is validated strictly here, and a mistake names the file and the key rather than surfacing later as a
+wrong number on a dashboard.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from vbhc.settings import catalog_dir
+
+#: Case-mix variables the database stores (one column each on care_cycles) and their types.
+#: A catalog may use any subset; a new variable needs a column and an Alembic migration.
+STORED_CASEMIX: dict[str, str] = {
+    "age": "integer",
+    "sex": "category",
+    "asa": "integer",
+    "charlson": "integer",
+    "bmi": "number",
+    "stage": "category",
+    "nyha": "integer",
+    "lvef": "number",
+    "smoking": "category",
+}
+
+CASEMIX_TYPES = ("integer", "number", "category")
+OUTCOME_TYPES = ("binary", "number")
+INDICATOR_KINDS = (
+    "volume",  # number of care cycles
+    "proportion",  # share of cycles with a binary clinical outcome
+    "mean",  # mean of a numeric clinical outcome
+    "prom_score",  # PROM scale score at a follow-up timepoint
+    "prom_change",  # follow-up minus baseline on a PROM scale
+    "prom_mic",  # share of responders whose change reaches the minimal important change
+    "response_rate",  # share of eligible cycles with a completed questionnaire at a timepoint
+    "cost",  # cost per care cycle (TDABC)
+)
+#: Indicator kinds that describe patient outcomes and therefore carry a Porter tier (1-3).
+OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic")
+PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
+
+
+class CatalogError(ValueError):
+    """A catalog file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    min: float
+    max: float
+    label_en: str = ""
+    label_nl: str = ""
+
+
+@dataclass(frozen=True)
+class Scale:
+    id: str
+    label_en: str
+    label_nl: str
+    min: float
+    max: float
+    higher_is_better: bool
+    mic: float
+    mic_source: str
+
+
+@dataclass(frozen=True)
+class Instrument:
+    id: str
+    label_en: str
+    label_nl: str
+    scoring: str
+    items: tuple[Item, ...]
+    scales: tuple[Scale, ...]
+
+    def item(self, item_id: str) -> Item | None:
+        return next((i for i in self.items if i.id == item_id), None)
+
+    def scale(self, scale_id: str) -> Scale:
+        for s in self.scales:
+            if s.id == scale_id:
+                return s
+        raise KeyError(f"instrument {self.id!r} has no scale {scale_id!r}")
+
+
+@dataclass(frozen=True)
+class CostActivity:
+    id: str
+    label_en: str
+    label_nl: str
+    unit: str
+    typical_unit_cost_eur: float
+
+
+@dataclass(frozen=True)
+class CaseMixVariable:
+    name: str
+    type: str
+    min: float | None = None
+    max: float | None = None
+    codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    type: str
+    label_en: str
+    label_nl: str
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Timepoint:
+    id: str
+    days: int
+
+
+@dataclass(frozen=True)
+class PromUse:
+    instrument: str
+    timepoints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Indicator:
+    id: str
+    label_en: str
+    label_nl: str
+    kind: str
+    direction: str  # "higher" or "lower" is better
+    min_n: int
+    tier: int | None = None  # Porter tier 1-3 for outcome indicators, None for volume/process/cost
+    outcome: str | None = None
+    instrument: str | None = None
+    scale: str | None = None
+    timepoint: str | None = None
+    key: bool = False
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "higher"
+
+    def label(self, lang: str = "en") -> str:
+        return self.label_nl if lang == "nl" else self.label_en
+
+
+@dataclass(frozen=True)
+class Condition:
+    id: str
+    label_en: str
+    label_nl: str
+    standard_set: str
+    treatments: tuple[str, ...]
+    casemix: tuple[CaseMixVariable, ...]
+    outcomes: tuple[Outcome, ...]
+    timepoints: tuple[Timepoint, ...]
+    proms: tuple[PromUse, ...]
+    cost_activities: tuple[str, ...]
+    indicators: tuple[Indicator, ...]
+    source: Path = field(default=Path(), compare=False)
+
+    def label(self, lang: str = "en") -> str:
+        return self.label_nl if lang == "nl" else self.label_en
+
+    def outcome(self, outcome_id: str) -> Outcome:
+        for o in self.outcomes:
+            if o.id == outcome_id:
+                return o
+        raise KeyError(f"condition {self.id!r} has no outcome {outcome_id!r}")
+
+    def indicator(self, indicator_id: str) -> Indicator:
+        for i in self.indicators:
+            if i.id == indicator_id:
+                return i
+        raise KeyError(f"condition {self.id!r} has no indicator {indicator_id!r}")
+
+    def timepoint(self, timepoint_id: str) -> Timepoint:
+        for t in self.timepoints:
+            if t.id == timepoint_id:
+                return t
+        raise KeyError(f"condition {self.id!r} has no timepoint {timepoint_id!r}")
+
+    @property
+    def casemix_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.casemix)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    conditions: dict[str, Condition]
+    instruments: dict[str, Instrument]
+    cost_activities: dict[str, CostActivity]
+
+    def condition(self, condition_id: str) -> Condition:
+        try:
+            return self.conditions[condition_id]
+        except KeyError:
+            known = ", ".join(sorted(self.conditions))
+            raise KeyError(f"unknown condition {condition_id!r}; known conditions: {known}") from None
+
+
+# --- validation helpers -------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads one table of a TOML file, naming the file and dotted key in every error."""
+
+    def __init__(self, file: Path, data: dict[str, Any], where: str = ""):
+        self.file, self.data, self.where = file, data, where
+        self._used: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, message: str) -> CatalogError:
+        return CatalogError(f"{self.file}: key '{self._key(key)}': {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., required: bool = True) -> Any:
+        self._used.add(key)
+        if key not in self.data:
+            if default is not ...:
+                return default
+            if required:
+                raise self.fail(key, "is required but missing")
+            return None
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a TOML `true` where a number is expected is still a mistake
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"expected {_kind_name(kinds)}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"expected {_kind_name(kinds)}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if value is not None and isinstance(value, str) and default is ... and not value.strip():
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def number(self, key: str, default: Any = ...) -> float | None:
+        value = self.get(key, (int, float), default)
+        return None if value is None else float(value)
+
+    def one_of(self, key: str, allowed: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if value is not None and value not in allowed:
+            raise self.fail(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    def tables(self, key: str) -> list[_Reader]:
+        rows = self.get(key, list)
+        readers = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise self.fail(f"{key}[{i}]", f"expected a table, got {row!r}")
+            readers.append(_Reader(self.file, row, self._key(f"{key}[{i}]")))
+        return readers
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        rows = self.get(key, list)
+        for i, value in enumerate(rows):
+            if not isinstance(value, str) or not value:
+                raise self.fail(f"{key}[{i}]", f"expected a non-empty string, got {value!r}")
+        if len(set(rows)) != len(rows):
+            raise self.fail(key, f"contains duplicates: {rows!r}")
+        return tuple(rows)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self._used)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(self._used))})")
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table", bool: "true/false"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _unique(reader: _Reader, key: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(ids):
+        if value in seen:
+            raise reader.fail(f"{key}[{i}]", f"duplicate id {value!r}")
+        seen.add(value)
+
+
+def _range(reader: _Reader, lo: float | None, hi: float | None) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise reader.fail("min", f"min ({lo}) is greater than max ({hi})")
+
+
+# --- loaders ------------------------------------------------------------------------------------------
+
+
+def _load_instruments(path: Path) -> dict[str, Instrument]:
+    data = _load_toml(path)
+    out: dict[str, Instrument] = {}
+    for inst_id, body in data.items():
+        if not isinstance(body, dict):
+            raise CatalogError(f"{path}: key '{inst_id}': expected a table")
+        r = _Reader(path, body, inst_id)
+        items = []
+        for ir in r.tables("items"):
+            item = Item(
+                id=ir.text("id"),
+                min=ir.number("min"),
+                max=ir.number("max"),
+                label_en=ir.text("label_en", ""),
+                label_nl=ir.text("label_nl", ""),
+            )
+            _range(ir, item.min, item.max)
+            ir.done()
+            items.append(item)
+        _unique(r, "items", [i.id for i in items])
+        scales = []
+        for sr in r.tables("scales"):
+            scale = Scale(
+                id=sr.text("id"),
+                label_en=sr.text("label_en"),
+                label_nl=sr.text("label_nl"),
+                min=sr.number("min"),
+                max=sr.number("max"),
+                higher_is_better=sr.get("higher_is_better", bool),
+                mic=sr.number("mic"),
+                mic_source=sr.text("mic_source"),
+            )
+            _range(sr, scale.min, scale.max)
+            if scale.mic <= 0:
+                raise sr.fail("mic", f"must be positive, got {scale.mic}")
+            sr.done()
+            scales.append(scale)
+        _unique(r, "scales", [s.id for s in scales])
+        out[inst_id] = Instrument(
+            id=inst_id,
+            label_en=r.text("label_en"),
+            label_nl=r.text("label_nl"),
+            scoring=r.one_of("scoring", ("eq5d5l_nl", "qlq_c30", "oxford", "promis10")),
+            items=tuple(items),
+            scales=tuple(scales),
+        )
+        r.done()
+    return out
+
+
+def _load_activities(path: Path) -> dict[str, CostActivity]:
+    data = _load_toml(path)
+    out: dict[str, CostActivity] = {}
+    for act_id, body in data.items():
+        if not isinstance(body, dict):
+            raise CatalogError(f"{path}: key '{act_id}': expected a table")
+        r = _Reader(path, body, act_id)
+        out[act_id] = CostActivity(
+            id=act_id,
+            label_en=r.text("label_en"),
+            label_nl=r.text("label_nl"),
+            unit=r.one_of("unit", ("count", "minute", "hour", "day")),
+            typical_unit_cost_eur=r.number("typical_unit_cost_eur"),
+        )
+        r.done()
+    return out
+
+
+def _load_condition(path: Path, instruments: dict[str, Instrument], activities: dict[str, CostActivity]) -> Condition:
+    r = _Reader(path, _load_toml(path))
+    cond_id = r.text("id")
+    if cond_id != path.stem:
+        raise r.fail("id", f"must equal the file name {path.stem!r}, got {cond_id!r}")
+
+    casemix = []
+    for cr in r.tables("casemix"):
+        name = cr.text("name")
+        if name not in STORED_CASEMIX:
+            raise cr.fail("name", f"{name!r} is not a stored case-mix variable ({', '.join(STORED_CASEMIX)})")
+        ctype = cr.one_of("type", CASEMIX_TYPES)
+        if ctype != STORED_CASEMIX[name]:
+            raise cr.fail("type", f"{name!r} is stored as {STORED_CASEMIX[name]}, not {ctype}")
+        if ctype == "category":
+            var = CaseMixVariable(name=name, type=ctype, codes=cr.strings("codes"))
+            if not var.codes:
+                raise cr.fail("codes", "a category needs at least one code")
+        else:
+            var = CaseMixVariable(name=name, type=ctype, min=cr.number("min"), max=cr.number("max"))
+            _range(cr, var.min, var.max)
+        cr.done()
+        casemix.append(var)
+    _unique(r, "casemix", [v.name for v in casemix])
+
+    outcomes = []
+    for orr in r.tables("outcomes"):
+        otype = orr.one_of("type", OUTCOME_TYPES)
+        outcome = Outcome(
+            id=orr.text("id"),
+            type=otype,
+            label_en=orr.text("label_en"),
+            label_nl=orr.text("label_nl"),
+            min=orr.number("min") if otype == "number" else None,
+            max=orr.number("max") if otype == "number" else None,
+            unit=orr.text("unit", ""),
+        )
+        _range(orr, outcome.min, outcome.max)
+        orr.done()
+        outcomes.append(outcome)
+    _unique(r, "outcomes", [o.id for o in outcomes])
+    outcome_by_id = {o.id: o for o in outcomes}
+
+    timepoints = []
+    for tr in r.tables("timepoints"):
+        tp = Timepoint(id=tr.text("id"), days=int(tr.get("days", int)))
+        if tp.days < 0:
+            raise tr.fail("days", f"must be 0 or more, got {tp.days}")
+        tr.done()
+        timepoints.append(tp)
+    _unique(r, "timepoints", [t.id for t in timepoints])
+    timepoint_ids = {t.id for t in timepoints}
+
+    proms = []
+    for pr in r.tables("proms"):
+        inst = pr.text("instrument")
+        if inst not in instruments:
+            raise pr.fail("instrument", f"unknown instrument {inst!r} (known: {', '.join(instruments)})")
+        tps = pr.strings("timepoints")
+        for i, tp in enumerate(tps):
+            if tp not in timepoint_ids:
+                raise pr.fail(f"timepoints[{i}]", f"unknown timepoint {tp!r}")
+        pr.done()
+        proms.append(PromUse(instrument=inst, timepoints=tps))
+    _unique(r, "proms", [p.instrument for p in proms])
+    prom_by_inst = {p.instrument: p for p in proms}
+
+    cost_activities = r.strings("cost_activities")
+    for i, act in enumerate(cost_activities):
+        if act not in activities:
+            raise r.fail(f"cost_activities[{i}]", f"unknown cost activity {act!r}")
+
+    indicators = []
+    for ir in r.tables("indicators"):
+        kind = ir.one_of("kind", INDICATOR_KINDS)
+        ind = Indicator(
+            id=ir.text("id"),
+            label_en=ir.text("label_en"),
+            label_nl=ir.text("label_nl"),
+            kind=kind,
+            direction=ir.one_of("direction", ("higher", "lower")),
+            min_n=int(ir.get("min_n", int)),
+            tier=ir.get("tier", int, required=kind in OUTCOME_KINDS),
+            outcome=ir.get("outcome", str, required=kind in ("proportion", "mean")),
+            instrument=ir.get("instrument", str, required=kind in PROM_KINDS),
+            scale=ir.get("scale", str, required=kind in ("prom_score", "prom_change", "prom_mic")),
+            timepoint=ir.get("timepoint", str, required=kind in PROM_KINDS),
+            key=ir.get("key", bool, False),
+        )
+        if ind.min_n < 0:
+            raise ir.fail("min_n", f"must be 0 or more, got {ind.min_n}")
+        if ind.tier is not None and ind.tier not in (1, 2, 3):
+            raise ir.fail("tier", f"Porter tier must be 1, 2 or 3, got {ind.tier}")
+        if ind.outcome is not None:
+            if ind.outcome not in outcome_by_id:
+                raise ir.fail("outcome", f"unknown outcome {ind.outcome!r}")
+            wanted = "binary" if kind == "proportion" else "number"
+            if outcome_by_id[ind.outcome].type != wanted:
+                raise ir.fail("outcome", f"a {kind} indicator needs a {wanted} outcome, {ind.outcome!r} is not")
+        if ind.instrument is not None:
+            if ind.instrument not in prom_by_inst:
+                raise ir.fail("instrument", f"instrument {ind.instrument!r} is not in this condition's proms")
+            if ind.timepoint not in prom_by_inst[ind.instrument].timepoints:
+                raise ir.fail("timepoint", f"{ind.instrument!r} is not collected at {ind.timepoint!r}")
+            if ind.kind in ("prom_change", "prom_mic") and "baseline" not in prom_by_inst[ind.instrument].timepoints:
+                raise ir.fail("instrument", f"change needs a 'baseline' timepoint for {ind.instrument!r}")
+            if ind.scale is not None:
+                scales = {s.id for s in instruments[ind.instrument].scales}
+                if ind.scale not in scales:
+                    raise ir.fail("scale", f"instrument {ind.instrument!r} has no scale {ind.scale!r}")
+        ir.done()
+        indicators.append(ind)
+    _unique(r, "indicators", [i.id for i in indicators])
+
+    condition = Condition(
+        id=cond_id,
+        label_en=r.text("label_en"),
+        label_nl=r.text("label_nl"),
+        standard_set=r.text("standard_set"),
+        treatments=r.strings("treatments"),
+        casemix=tuple(casemix),
+        outcomes=tuple(outcomes),
+        timepoints=tuple(timepoints),
+        proms=tuple(proms),
+        cost_activities=cost_activities,
+        indicators=tuple(indicators),
+        source=path,
+    )
+    r.done()
+    return condition
+
+
+def load_catalog(directory: Path | str | None = None) -> Catalog:
+    """Read and validate every catalog file in `directory` (default: data/catalog)."""
+    directory = Path(directory) if directory is not None else catalog_dir()
+    if not directory.is_dir():
+        raise CatalogError(f"{directory}: catalog directory not found")
+    instruments = _load_instruments(directory / "instruments.toml")
+    activities = _load_activities(directory / "cost_activities.toml")
+    conditions: dict[str, Condition] = {}
+    for path in sorted(directory.glob("*.toml")):
+        if path.name in ("instruments.toml", "cost_activities.toml"):
+            continue
+        cond = _load_condition(path, instruments, activities)
+        conditions[cond.id] = cond
+    if not conditions:
+        raise CatalogError(f"{directory}: no condition files (*.toml) found")
+    return Catalog(conditions=conditions, instruments=instruments, cost_activities=activities)
+
+
+@cache
+def default_catalog() -> Catalog:
+    """The catalog of this installation, loaded once per process."""
+    return load_catalog()

@@ -1,0 +1,194 @@
+"""The `vbhc` command: init, demo, import, status, serve."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vbhc.settings import PROJECT_ROOT, data_dir, database_url
+
+
+class ProgressPrinter:
+    """Rows done, rate and time left on one terminal line (a line every few seconds when not a terminal)."""
+
+    def __init__(self, stream=sys.stderr, interval: float = 0.5):
+        self.stream, self.interval = stream, interval
+        self.tty = stream.isatty()
+        self._stage: str | None = None
+        self._started = 0.0
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage != self._stage:
+            self.finish()
+            self._stage, self._started, self._last = stage, now, 0.0
+        if now - self._last < (self.interval if self.tty else 5.0) and done < total:
+            return
+        self._last = now
+        elapsed = max(now - self._started, 1e-6)
+        rate = done / elapsed
+        left = (total - done) / rate if rate > 0 and total > done else 0.0
+        line = f"{stage}: {done:,}/{total:,} rows  {rate:,.0f} rows/s  {left:,.0f} s left"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(90))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self._stage is not None and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._stage = None
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from vbhc.store import get_engine, row_counts, upgrade_schema
+
+    upgrade_schema(get_engine())
+    print(f"Database ready at {_safe_url()}")
+    for table, n in row_counts().items():
+        print(f"  {table}: {n:,}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from vbhc.ingest import ImportRefused, import_files
+
+    progress = ProgressPrinter()
+    try:
+        report = import_files(args.files, imported_by=args.by or _whoami(), force=args.force, progress=progress)
+    except ImportRefused as exc:
+        progress.finish()
+        print(exc.report.summary(), file=sys.stderr)
+        return 2
+    progress.finish()
+    print(report.summary())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vbhc.demo import generate_demo
+
+    out = Path(args.out) if args.out else data_dir() / "demo"
+    progress = ProgressPrinter()
+    started = time.perf_counter()
+    result = generate_demo(out, cycles=args.cycles, seed=args.seed, progress=progress)
+    progress.finish()
+    print(f"Demo registry written to {out} in {time.perf_counter() - started:.1f} s")
+    for table, n in result.counts.items():
+        print(f"  {table}: {n:,} rows")
+    print(f"  planted truth: {result.truth_path}")
+    if args.no_import:
+        return 0
+    return _cmd_import(argparse.Namespace(files=result.files, by="demo", force=False))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from vbhc.registry import condition_volumes
+    from vbhc.store import row_counts
+
+    print(f"Database: {_safe_url()}")
+    for table, n in row_counts().items():
+        print(f"  {table}: {n:,}")
+    volumes = condition_volumes()
+    if not volumes.empty:
+        print(volumes.to_string(index=False))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vbhc.store import get_engine, row_counts, upgrade_schema
+
+    upgrade_schema(get_engine())
+    if row_counts()["care_cycles"] == 0 and not args.no_demo:
+        print("The database is empty: generating the demo registry first (about a minute).")
+        code = _cmd_demo(argparse.Namespace(out=None, cycles=args.cycles, seed=args.seed, no_import=False))
+        if code:
+            return code
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PROJECT_ROOT / "streamlit_app.py"),
+        "--server.port",
+        str(args.port),
+        "--server.address",
+        args.address,
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    if args.headless:
+        command += ["--server.headless", "true"]
+    print(f"Starting the dashboard on http://{args.address}:{args.port}")
+    return subprocess.call(command, cwd=PROJECT_ROOT)
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url()).render_as_string(hide_password=True)
+
+
+def _whoami() -> str:
+    try:
+        return os.environ.get("VBHC_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vbhc", description="Value-based healthcare outcomes dashboard")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create or upgrade the database schema")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("demo", help="generate the synthetic demo registry and import it")
+    p.add_argument("--cycles", type=int, default=50_000, help="number of care cycles (default 50,000)")
+    p.add_argument("--seed", type=int, default=20261124, help="random seed (same seed, same files)")
+    p.add_argument("--out", help="folder for the generated files (default: data/demo)")
+    p.add_argument("--no-import", action="store_true", help="only write the files")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("import", help="validate and import registry files (CSV/XLSX) as one batch")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--by", help="who imports (recorded in the import batch)")
+    p.add_argument("--force", action="store_true", help="re-check files whose exact content was imported before")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("status", help="show what the database holds")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("serve", help="start the dashboard (creates the demo registry on first run)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="localhost")
+    p.add_argument("--headless", action="store_true")
+    p.add_argument("--no-demo", action="store_true", help="do not generate demo data into an empty database")
+    p.add_argument("--cycles", type=int, default=50_000)
+    p.add_argument("--seed", type=int, default=20261124)
+    p.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "cycles", 1) is not None and getattr(args, "cycles", 1) < 1:
+        print("--cycles must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; an unfinished import is rolled back", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

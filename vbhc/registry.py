@@ -1,0 +1,298 @@
+"""The pandas layer: filtered registry queries returning tidy DataFrames with proper dtypes.
+
+Filters (condition, units, period) are pushed into SQL so a page or report never loads more than it shows;
+codes come back as categoricals and dates as datetime64 so downstream statistics need no cleaning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Engine, Select, and_, func, inspect, select
+
+from vbhc import models
+from vbhc.catalog import STORED_CASEMIX, default_catalog
+from vbhc.store import get_engine
+
+UNIT_LEVELS = ("hospital", "department", "condition_team")
+
+
+@dataclass(frozen=True)
+class Period:
+    """A closed date range of index dates, with the label the user typed."""
+
+    start: dt.date
+    end: dt.date
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise ValueError(f"period {self.label!r}: start {self.start} is after end {self.end}")
+
+
+def parse_period(text: str | Period | None) -> Period | None:
+    """'2024', '2024Q2', '2024-03', '2022-2024', '2024-01-01..2024-06-30'; None means all dates."""
+    if text is None or isinstance(text, Period):
+        return text
+    raw = str(text).strip()
+    if not raw or raw.lower() == "all":
+        return None
+    if m := re.fullmatch(r"(\d{4})", raw):
+        y = int(m[1])
+        return Period(dt.date(y, 1, 1), dt.date(y, 12, 31), raw)
+    if m := re.fullmatch(r"(\d{4})\s*-\s*(\d{4})", raw):
+        return Period(dt.date(int(m[1]), 1, 1), dt.date(int(m[2]), 12, 31), raw)
+    if m := re.fullmatch(r"(\d{4})-?[Qq]([1-4])", raw):
+        y, q = int(m[1]), int(m[2])
+        start = dt.date(y, 3 * q - 2, 1)
+        end = (pd.Timestamp(start) + pd.offsets.QuarterEnd(0)).date()
+        return Period(start, end, raw)
+    if m := re.fullmatch(r"(\d{4})-(\d{2})", raw):
+        y, mo = int(m[1]), int(m[2])
+        if 1 <= mo <= 12:
+            start = dt.date(y, mo, 1)
+            return Period(start, (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).date(), raw)
+    if m := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\s*\.\.\s*(\d{4}-\d{2}-\d{2})", raw):
+        try:
+            return Period(dt.date.fromisoformat(m[1]), dt.date.fromisoformat(m[2]), raw)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"period {raw!r} not understood: use a year (2024), a quarter (2024Q2), a month (2024-03), "
+        "a range of years (2022-2024) or dates (2024-01-01..2024-06-30)"
+    )
+
+
+def _cycle_filter(
+    condition: str | None,
+    hospitals: Sequence[str] | None,
+    departments: Sequence[str] | None,
+    period: str | Period | None,
+) -> list:
+    c = models.CareCycle
+    where = []
+    if condition is not None:
+        default_catalog().condition(condition)  # unknown condition: clear KeyError, not an empty frame
+        where.append(c.condition == condition)
+    if hospitals:
+        where.append(c.hospital.in_(list(hospitals)))
+    if departments:
+        where.append(c.department.in_(list(departments)))
+    p = parse_period(period)
+    if p is not None:
+        where.append(c.index_date.between(p.start, p.end))
+    return where
+
+
+def _read(query: Select, engine: Engine | None) -> pd.DataFrame:
+    engine = engine or get_engine()
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)
+
+
+def _categorise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for col in columns:
+        if col in df:
+            df[col] = df[col].astype("category")
+    return df
+
+
+def _dates(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for col in columns:
+        if col in df:
+            df[col] = pd.to_datetime(df[col])
+    return df
+
+
+def care_cycles(
+    condition: str | None = None,
+    *,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """One row per care cycle with its case-mix; only the case-mix columns the condition uses."""
+    c = models.CareCycle
+    casemix = (
+        list(default_catalog().condition(condition).casemix_names) if condition is not None else list(STORED_CASEMIX)
+    )
+    columns = [c.cycle_id, c.patient_id, c.condition, c.hospital, c.department, c.index_date, c.treatment]
+    columns += [getattr(c, name) for name in casemix]
+    query = select(*columns).where(*_cycle_filter(condition, hospitals, departments, period)).order_by(c.cycle_id)
+    df = _read(query, engine)
+    df = _dates(df, ["index_date"])
+    for name in casemix:
+        kind = STORED_CASEMIX[name]
+        if kind == "integer":
+            df[name] = df[name].astype("Int64")
+        elif kind == "number":
+            df[name] = df[name].astype("float64")
+    cats = ["condition", "hospital", "department", "treatment"] + [
+        n for n in casemix if STORED_CASEMIX[n] == "category"
+    ]
+    df = _categorise(df, cats)
+    if condition is not None:
+        cond = default_catalog().condition(condition)
+        for var in cond.casemix:
+            if var.type == "category":
+                df[var.name] = df[var.name].cat.set_categories(list(var.codes))
+    return df
+
+
+def _child_query(model, columns, condition, hospitals, departments, period, extra_where=()) -> Select:
+    c = models.CareCycle
+    return (
+        select(*columns)
+        .join(c, c.cycle_id == model.cycle_id)
+        .where(*_cycle_filter(condition, hospitals, departments, period), *extra_where)
+    )
+
+
+def clinical_outcomes(
+    condition: str,
+    *,
+    outcomes: Sequence[str] | None = None,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """Long: one row per cycle and outcome (cycle_id, outcome, value, date)."""
+    o = models.ClinicalOutcome
+    extra = [o.outcome.in_(list(outcomes))] if outcomes else []
+    query = _child_query(
+        o, [o.cycle_id, o.outcome, o.value, o.date], condition, hospitals, departments, period, extra
+    ).order_by(o.cycle_id, o.outcome)
+    df = _read(query, engine)
+    return _categorise(_dates(df, ["date"]), ["outcome"])
+
+
+def outcomes_wide(
+    condition: str,
+    *,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """Care cycles with one column per clinical outcome of the condition (NaN = not recorded)."""
+    cycles = care_cycles(condition, hospitals=hospitals, departments=departments, period=period, engine=engine)
+    long = clinical_outcomes(condition, hospitals=hospitals, departments=departments, period=period, engine=engine)
+    wide = long.pivot(index="cycle_id", columns="outcome", values="value")
+    wide.columns = [str(c) for c in wide.columns]
+    for outcome in default_catalog().condition(condition).outcomes:
+        if outcome.id not in wide:
+            wide[outcome.id] = float("nan")
+    return cycles.merge(wide, left_on="cycle_id", right_index=True, how="left")
+
+
+def prom_responses(
+    condition: str,
+    *,
+    instruments: Sequence[str] | None = None,
+    timepoints: Sequence[str] | None = None,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """Long item responses: cycle_id, instrument, timepoint, item, value, completed_date."""
+    p = models.PromResponse
+    extra = []
+    if instruments:
+        extra.append(p.instrument.in_(list(instruments)))
+    if timepoints:
+        extra.append(p.timepoint.in_(list(timepoints)))
+    query = _child_query(
+        p,
+        [p.cycle_id, p.instrument, p.timepoint, p.item, p.value, p.completed_date],
+        condition,
+        hospitals,
+        departments,
+        period,
+        extra,
+    )
+    df = _read(query, engine)
+    return _categorise(_dates(df, ["completed_date"]), ["cycle_id", "instrument", "timepoint", "item"])
+
+
+def cost_lines(
+    condition: str,
+    *,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """TDABC cost lines: cycle_id, activity, quantity, unit_cost, cost (= quantity × unit_cost, EUR)."""
+    k = models.CostLine
+    query = _child_query(
+        k, [k.cycle_id, k.activity, k.quantity, k.unit_cost], condition, hospitals, departments, period
+    ).order_by(k.cycle_id, k.activity)
+    df = _read(query, engine)
+    df["cost"] = df["quantity"] * df["unit_cost"]
+    return _categorise(df, ["activity"])
+
+
+def units(engine: Engine | None = None) -> pd.DataFrame:
+    """Every hospital department with its hospital's name and the own-hospital flag."""
+    d, h = models.Department, models.Hospital
+    query = (
+        select(
+            d.hospital,
+            h.name.label("hospital_name"),
+            h.own_hospital,
+            d.code.label("department"),
+            d.name.label("department_name"),
+            d.division,
+        )
+        .join(h, h.code == d.hospital)
+        .order_by(d.hospital, d.code)
+    )
+    df = _read(query, engine)
+    df["own_hospital"] = df["own_hospital"].astype(bool)
+    return df
+
+
+def unit_labels(df: pd.DataFrame, level: str) -> pd.Series:
+    """The unit a care cycle belongs to at `level`: hospital, department (hospital/department) or condition team."""
+    if level == "hospital":
+        return df["hospital"].astype(str)
+    if level == "department":
+        return df["hospital"].astype(str) + "/" + df["department"].astype(str)
+    if level == "condition_team":
+        return df["condition"].astype(str) + "@" + df["hospital"].astype(str)
+    raise ValueError(f"unknown unit level {level!r}; use one of {', '.join(UNIT_LEVELS)}")
+
+
+def condition_volumes(period: str | Period | None = None, engine: Engine | None = None) -> pd.DataFrame:
+    """Care cycles, hospitals and date range per condition (for the landing page)."""
+    engine = engine or get_engine()
+    if not inspect(engine).has_table(models.CareCycle.__tablename__):
+        return pd.DataFrame(columns=["condition", "care_cycles", "hospitals", "first_index_date", "last_index_date"])
+    c = models.CareCycle
+    query = (
+        select(
+            c.condition,
+            func.count().label("care_cycles"),
+            func.count(func.distinct(c.hospital)).label("hospitals"),
+            func.min(c.index_date).label("first_index_date"),
+            func.max(c.index_date).label("last_index_date"),
+        )
+        .where(and_(*_cycle_filter(None, None, None, period)))
+        .group_by(c.condition)
+        .order_by(c.condition)
+    )
+    return _dates(_read(query, engine), ["first_index_date", "last_index_date"])
+
+
+def import_batches(engine: Engine | None = None) -> pd.DataFrame:
+    """Provenance: every import batch, newest first."""
+    b = models.ImportBatch
+    df = _read(select(b).order_by(b.id.desc()), engine)
+    return _dates(df, ["imported_at"])

@@ -1,0 +1,35 @@
+"""Configuration from the environment, with defaults that make a fresh clone work without any setup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """Folder for the embedded SQLite database and generated demo files (VBHC_DATA_DIR)."""
+    return Path(os.environ.get("VBHC_DATA_DIR", PROJECT_ROOT / "data"))
+
+
+def catalog_dir() -> Path:
+    """Folder with the condition catalog (VBHC_CATALOG_DIR)."""
+    return Path(os.environ.get("VBHC_CATALOG_DIR", PROJECT_ROOT / "data" / "catalog"))
+
+
+def database_url() -> str:
+    """SQLAlchemy URL of the registry database: VBHC_DATABASE_URL, else a SQLite file in the data folder."""
+    url = os.environ.get("VBHC_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{data_dir() / 'vbhc.db'}"
+
+
+def import_chunk_rows() -> int:
+    """Rows read and written per chunk during import; bounds memory for very large files."""
+    return int(os.environ.get("VBHC_IMPORT_CHUNK_ROWS", "200000"))
+
+
+#: Import problems listed in full before the rest are only counted.
+MAX_REPORTED_PROBLEMS = 50
