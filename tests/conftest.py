@@ -59,15 +59,19 @@ def engine(request, tmp_path) -> Iterator[Engine]:
     else:
         gen = _postgres_engine(request.getfixturevalue("postgres_server"))
     eng = next(gen)
-    upgrade_schema(eng)
-    yield eng
-    next(gen, None)
+    try:
+        upgrade_schema(eng)
+        yield eng
+    finally:
+        next(gen, None)
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path) -> Iterator[Engine]:
     gen = _sqlite_engine(tmp_path)
     eng = next(gen)
-    upgrade_schema(eng)
-    yield eng
-    next(gen, None)
+    try:
+        upgrade_schema(eng)
+        yield eng
+    finally:
+        next(gen, None)

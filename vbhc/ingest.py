@@ -661,7 +661,7 @@ def _child_conditions(ck: _Checker, batch: _Batch, cycle_id: pd.Series) -> pd.Se
     known = batch.cycle_conditions()
     conditions = cycle_id.map(known)
     ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", "unknown cycle_id: not in care_cycles")
-    return conditions.fillna("")
+    return conditions.astype(object).where(conditions.notna(), "")
 
 
 def _validate_clinical_outcomes(ck: _Checker, batch: _Batch) -> pd.DataFrame:

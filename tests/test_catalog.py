@@ -1,0 +1,106 @@
+"""The condition catalog loads, covers the hospital's first VBHC teams, and malformed files fail loudly."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vbhc.catalog import CatalogError, load_catalog
+from vbhc.settings import catalog_dir
+
+
+def test_catalog_has_the_conditions_the_hospital_starts_with():
+    catalog = load_catalog()
+    assert len(catalog.conditions) >= 6
+    assert {"oesophageal_cancer", "thyroid_cancer"} <= set(catalog.conditions)
+    for cond in catalog.conditions.values():
+        assert cond.label_nl and cond.label_en
+        assert any(i.kind == "proportion" for i in cond.indicators)
+        assert any(i.kind in ("prom_score", "prom_change") for i in cond.indicators)
+        assert any(i.kind == "cost" for i in cond.indicators)
+        assert {p.instrument for p in cond.proms} >= {"eq5d5l"}
+        assert len(cond.proms) >= 2, "EQ-5D-5L plus one condition-specific instrument"
+        tiers = {i.tier for i in cond.indicators if i.tier}
+        assert tiers <= {1, 2, 3} and 1 in tiers
+        assert "age" in cond.casemix_names
+
+
+def test_indicator_directions_match_their_meaning():
+    catalog = load_catalog()
+    for cond in catalog.conditions.values():
+        for ind in cond.indicators:
+            if re.search(r"mortality|complication|leak|revision|readmission|recurrence|infection|cost", ind.id):
+                assert ind.direction == "lower", (cond.id, ind.id)
+            if ind.kind in ("prom_score", "prom_change", "prom_mic") and ind.scale:
+                scale = catalog.instruments[ind.instrument].scale(ind.scale)
+                assert ind.higher_is_better == scale.higher_is_better, (cond.id, ind.id)
+
+
+@pytest.fixture
+def catalog_copy(tmp_path) -> Path:
+    target = tmp_path / "catalog"
+    shutil.copytree(catalog_dir(), target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        (
+            "thyroid_cancer.toml",
+            'direction = "lower", min_n = 20, tier = 3',
+            'direction = "down", min_n = 20, tier = 3',
+            "key 'indicators[1].direction': must be one of higher, lower; got 'down'",
+        ),
+        (
+            "thyroid_cancer.toml",
+            "min_n = 20, tier = 3, key = true",
+            'min_n = "twenty", tier = 3, key = true',
+            "key 'indicators[1].min_n': expected an integer, got 'twenty'",
+        ),
+        (
+            "thyroid_cancer.toml",
+            'outcome = "reoperation_30d"',
+            'outcome = "reoperation_60d"',
+            "key 'indicators[3].outcome': unknown outcome 'reoperation_60d'",
+        ),
+        (
+            "thyroid_cancer.toml",
+            '{ name = "asa", type = "integer"',
+            '{ name = "asa", typo = 1, type = "integer"',
+            "key 'casemix[2].typo': unknown key",
+        ),
+        (
+            "thyroid_cancer.toml",
+            '{ name = "charlson"',
+            '{ name = "frailty"',
+            "key 'casemix[3].name': 'frailty' is not a stored case-mix variable",
+        ),
+        (
+            "thyroid_cancer.toml",
+            'scale = "FA"',
+            'scale = "XX"',
+            "key 'indicators[7].scale': instrument 'qlq_c30' has no scale 'XX'",
+        ),
+        ("thyroid_cancer.toml", 'id = "thyroid_cancer"', 'id = "thyroid"', "key 'id': must equal the file name"),
+        ("instruments.toml", "mic = 8,", "mic = -8,", "key 'oxford_hip.scales[0].mic': must be positive"),
+        ("thyroid_cancer.toml", "standard_set = ", "standard_set == ", "not valid TOML"),
+    ],
+)
+def test_malformed_catalog_names_file_and_key(catalog_copy, file, old, new, message):
+    path = catalog_copy / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text, "test fixture out of date with the catalog"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(catalog_copy)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_missing_catalog_directory(tmp_path):
+    with pytest.raises(CatalogError, match="catalog directory not found"):
+        load_catalog(tmp_path / "nowhere")

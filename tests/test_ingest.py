@@ -1,0 +1,279 @@
+"""Import: validation with exact locations, all-or-nothing batches, idempotent re-import (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import select
+
+from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry, write_units
+from vbhc import ingest, models
+from vbhc.ingest import ImportRefused, import_files
+from vbhc.store import row_counts
+
+
+def _rewrite(path: Path, row_index: int, column: str, value: str) -> None:
+    """Set one cell of a CSV (row_index counts data rows from 0)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[row_index][column] = value
+    write_csv(path, rows, list(rows[0]))
+
+
+def _refused(files, engine, **kw) -> ingest.ImportReport:
+    with pytest.raises(ImportRefused) as info:
+        import_files(files, engine, **kw)
+    return info.value.report
+
+
+@pytest.fixture
+def registry(tmp_path) -> list[Path]:
+    return write_small_registry(tmp_path / "files")
+
+
+def test_valid_registry_imports_and_reimport_adds_nothing(engine, registry):
+    report = import_files(registry, engine, imported_by="tester")
+    assert report.ok
+    counts = row_counts(engine)
+    assert counts["care_cycles"] == 12
+    assert counts["clinical_outcomes"] == 18
+    assert counts["prom_responses"] == 144
+    assert counts["cost_lines"] == 24
+    assert counts["hospitals"] == 2 and counts["departments"] == 4
+    assert counts["import_batches"] == 5
+
+    # the same files again: recognised by content and skipped
+    again = import_files(registry, engine)
+    assert all(s.skipped_reason for s in again.sources)
+    assert row_counts(engine) == counts
+
+    # forced: every row is re-checked, found identical, nothing is added (not even a batch row)
+    forced = import_files(registry, engine, force=True)
+    assert [s.rows_inserted for s in forced.sources] == [0] * 5
+    assert [s.rows_unchanged for s in forced.sources] == [4, 12, 18, 144, 24]
+    assert row_counts(engine) == counts
+
+
+def test_changed_row_is_updated_not_duplicated(engine, registry):
+    import_files(registry, engine)
+    outcomes = registry[2]
+    _rewrite(outcomes, 3, "value", "30")  # C0002 length_of_stay 12 -> 30
+    report = import_files([outcomes], engine)
+    src = report.sources[0]
+    assert (src.rows_inserted, src.rows_updated, src.rows_unchanged) == (0, 1, 17)
+    with engine.connect() as conn:
+        value, batch = conn.execute(
+            select(models.ClinicalOutcome.value, models.ClinicalOutcome.batch_id).where(
+                models.ClinicalOutcome.cycle_id == "C0002", models.ClinicalOutcome.outcome == "length_of_stay"
+            )
+        ).one()
+        last_batch = conn.execute(select(models.ImportBatch.id).order_by(models.ImportBatch.id.desc())).scalar()
+    assert value == 30 and batch == last_batch
+    assert row_counts(engine)["clinical_outcomes"] == 18
+
+
+def test_import_batch_records_provenance(engine, registry):
+    import_files(registry[:2], engine, imported_by="kwaliteit")
+    with engine.connect() as conn:
+        rows = conn.execute(select(models.ImportBatch).order_by(models.ImportBatch.id)).all()
+    assert [r.table_name for r in rows] == ["units", "care_cycles"]
+    assert rows[1].file_name == "care_cycles.csv"
+    assert rows[1].rows_read == rows[1].rows_inserted == 12
+    assert rows[1].imported_by == "kwaliteit"
+    import hashlib
+
+    assert rows[1].sha256 == hashlib.sha256(registry[1].read_bytes()).hexdigest()
+
+
+BAD_CELLS = [
+    # (file index, data row, column, value, expected words in the rule)
+    (1, 2, "age", "abc", "not a number"),
+    (1, 3, "age", "130", "outside the allowed range"),
+    (1, 0, "condition", "unknown_disease", "unknown condition"),
+    (1, 4, "index_date", "31-12-2023", "YYYY-MM-DD"),
+    (1, 1, "stage", "V", "unknown code for stage"),
+    (1, 7, "stage", "II", "not a case-mix variable of hip_osteoarthritis"),
+    (1, 5, "department", "XXX", "unknown hospital/department"),
+    (1, 6, "patient_id", "123456782", "looks like a BSN"),
+    (2, 0, "value", "2", "expected 0 or 1"),
+    (2, 1, "outcome", "revision_1y", "not an outcome of oesophageal_cancer"),
+    (2, 3, "cycle_id", "C9999", "unknown cycle_id"),
+    (3, 0, "value", "7", "eq5d5l item MO must be a whole number from 1 to 5"),
+    (3, 5, "value", "101", "eq5d5l item VAS must be a whole number from 0 to 100"),
+    (3, 2, "item", "XX", "not an item of eq5d5l"),
+    (3, 4, "instrument", "oxford_hip", "not a PROM instrument of oesophageal_cancer"),
+    (3, 1, "timepoint", "24m", "not collected at this timepoint"),
+    (4, 0, "quantity", "-1", "must be 0 or more"),
+    (4, 1, "activity", "helicopter", "not a cost activity"),
+    (1, 8, "cycle_id", '=HYPERLINK("http://x")', "formula"),
+]
+
+
+@pytest.mark.parametrize(("file_index", "row", "column", "value", "rule"), BAD_CELLS)
+def test_bad_value_is_refused_with_its_location(engine, registry, file_index, row, column, value, rule):
+    import_files(registry[:1], engine)  # the units are already there
+    before = row_counts(engine)
+    _rewrite(registry[file_index], row, column, value)
+    report = _refused(registry, engine)
+    match = [p for p in report.problems if p.column == column and p.value == value]
+    assert match, report.summary()
+    problem = match[0]
+    assert problem.file == registry[file_index].name
+    assert problem.row == row + 2  # header is row 1
+    assert rule in problem.rule
+    assert row_counts(engine) == before
+
+
+def test_identifier_columns_are_refused(engine, registry):
+    rows = cycles()
+    for r in rows:
+        r["bsn"] = "123456782"
+        r["Date_of_Birth"] = "1950-01-01"
+    write_csv(registry[1], rows, [*CYCLE_COLUMNS, "bsn", "Date_of_Birth"])
+    report = _refused(registry, engine)
+    flagged = {p.column for p in report.problems if "direct patient identifier" in p.rule}
+    assert flagged == {"bsn", "date_of_birth"}
+    assert row_counts(engine)["care_cycles"] == 0
+
+
+def test_missing_and_unknown_columns(engine, registry):
+    rows = [{k: v for k, v in r.items() if k != "index_date"} | {"colour": "red"} for r in cycles()]
+    write_csv(registry[1], rows)
+    report = _refused(registry, engine)
+    rules = {(p.column, p.rule.split(" (")[0]) for p in report.problems}
+    assert ("index_date", "required column missing from care_cycles") in rules
+    assert ("colour", "unknown column for care_cycles") in rules
+
+
+def test_duplicate_keys_within_and_across_chunks(engine, registry):
+    rows = cycles()
+    rows.append(dict(rows[1]))
+    write_csv(registry[1], rows, CYCLE_COLUMNS)
+    report = _refused(registry, engine, chunk_rows=5)  # the duplicate sits in another chunk than the original
+    dup = [p for p in report.problems if "duplicate key" in p.rule]
+    assert len(dup) == 1
+    assert dup[0].row == 14 and "row 3" in dup[0].rule and dup[0].value == "C0002"
+
+
+def test_one_bad_file_rolls_back_the_whole_batch(engine, registry):
+    _rewrite(registry[4], 3, "unit_cost", "twelve")
+    report = _refused(registry, engine)
+    assert report.problem_count == 1
+    assert row_counts(engine) == dict.fromkeys(row_counts(engine), 0)
+
+
+def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch):
+    import_files(registry[:2], engine)
+    before = row_counts(engine)
+    real = ingest._upsert
+
+    def explode(conn, table, batch_id, report):
+        real(conn, table, batch_id, report)
+        if table == "prom_responses":
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest, "_upsert", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_files(registry[2:], engine)
+    assert row_counts(engine) == before
+
+
+def test_problems_beyond_fifty_are_counted(engine, registry):
+    rows = cycles() * 1
+    many = []
+    for i in range(80):
+        r = dict(rows[i % len(rows)])
+        r["cycle_id"] = f"X{i:03d}"
+        r["age"] = "old"
+        many.append(r)
+    write_csv(registry[1], many, CYCLE_COLUMNS)
+    report = _refused(registry[:2], engine)
+    assert report.problem_count == 80
+    assert len(report.problems) == 50
+    assert "and 30 more problem(s)" in report.summary()
+
+
+def test_chunked_import_gives_the_same_rows_and_row_numbers(engine, registry):
+    _rewrite(registry[3], 100, "value", "9")
+    report = _refused(registry, engine, chunk_rows=7)
+    assert [p.row for p in report.problems] == [102]
+    _rewrite(registry[3], 100, "value", "1")
+    import_files(registry, engine, chunk_rows=7)
+    assert row_counts(engine)["prom_responses"] == 144
+
+
+def test_xlsx_sheets_import_and_bad_cell_names_the_sheet(engine, registry, tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "units"
+    with registry[0].open(encoding="utf-8") as fh:
+        for row in csv.reader(fh):
+            ws.append(row)
+    ws2 = wb.create_sheet("care_cycles")
+    with registry[1].open(encoding="utf-8") as fh:
+        for i, row in enumerate(csv.reader(fh)):
+            ws2.append([int(v) if (i and v.isdigit() and len(v) < 4) else v for v in row])
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    import_files([path], engine)
+    assert row_counts(engine)["care_cycles"] == 12
+
+    ws2.cell(row=5, column=CYCLE_COLUMNS.index("asa") + 1, value=9)
+    ws2.cell(row=5, column=1, value="C0100")  # a new cycle, so the file is not skipped as already imported
+    wb.save(path)
+    report = _refused([path], engine)
+    (problem,) = report.problems
+    assert (problem.file, problem.sheet, problem.row, problem.column, problem.value) == (
+        "registry.xlsx",
+        "care_cycles",
+        5,
+        "asa",
+        "9",
+    )
+
+
+def test_dutch_excel_csv_with_semicolons_and_decimal_commas(engine, tmp_path):
+    write_units(tmp_path / "units.csv")
+    rows = cycles()
+    for r in rows:
+        r["bmi"] = r["bmi"].replace(".", ",")
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS, sep=";")
+    import_files([tmp_path / "units.csv", path], engine)
+    with engine.connect() as conn:
+        bmi = conn.execute(select(models.CareCycle.bmi).where(models.CareCycle.cycle_id == "C0003")).scalar_one()
+    assert bmi == pytest.approx(23.5)
+
+
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [
+        (b"", "empty"),
+        ("cycle_id,patient_id\nC1,P\xe9\n".encode("latin-1"), "not UTF-8"),
+        (b"\x00\x01\x02garbage", "cannot tell which table"),
+    ],
+)
+def test_unreadable_files_get_a_clear_error(sqlite_engine, tmp_path, content, rule):
+    name = "care_cycles.csv" if rule != "cannot tell which table" else "mystery.csv"
+    path = tmp_path / name
+    path.write_bytes(content)
+    report = _refused([path], sqlite_engine)
+    assert any(rule in p.rule for p in report.problems), report.summary()
+    assert row_counts(sqlite_engine)["care_cycles"] == 0
+
+
+def test_unknown_file_type_and_missing_file(sqlite_engine, tmp_path):
+    (tmp_path / "care_cycles.json").write_text("{}")
+    report = _refused([tmp_path / "care_cycles.json", tmp_path / "nope.csv"], sqlite_engine)
+    rules = [p.rule for p in report.problems]
+    assert "unsupported file type: expected .csv or .xlsx" in rules
+    assert "file not found" in rules
+
+
+def test_table_is_recognised_from_header_when_the_name_does_not_say(sqlite_engine, registry, tmp_path):
+    renamed = tmp_path / "export_2024.csv"
+    renamed.write_bytes(registry[1].read_bytes())
+    import_files([registry[0], renamed], sqlite_engine)
+    assert row_counts(sqlite_engine)["care_cycles"] == 12
