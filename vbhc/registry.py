@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Engine, Select, and_, func, inspect, select
+from sqlalchemy import Engine, Select, func, inspect, select
 
 from vbhc import models
 from vbhc.catalog import STORED_CASEMIX, default_catalog
@@ -284,7 +284,7 @@ def condition_volumes(period: str | Period | None = None, engine: Engine | None 
             func.min(c.index_date).label("first_index_date"),
             func.max(c.index_date).label("last_index_date"),
         )
-        .where(and_(*_cycle_filter(None, None, None, period)))
+        .where(*_cycle_filter(None, None, None, period))
         .group_by(c.condition)
         .order_by(c.condition)
     )

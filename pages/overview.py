@@ -1,0 +1,43 @@
+"""Landing page: which conditions the registry holds, with their volumes."""
+
+import streamlit as st
+
+from vbhc.catalog import default_catalog
+from vbhc.registry import condition_volumes
+from vbhc.store import get_engine, upgrade_schema
+
+
+@st.cache_resource
+def _engine():
+    engine = get_engine()
+    upgrade_schema(engine)
+    return engine
+
+
+@st.cache_data(ttl=300, max_entries=16)
+def _volumes():
+    return condition_volumes(engine=_engine())
+
+
+st.title("Value-based healthcare outcomes")
+volumes = _volumes()
+if volumes.empty:
+    st.info(
+        "The registry database is empty. Load the synthetic demo registry with `vbhc demo`, "
+        "or import your registry files with `vbhc import FILE...` (CSV or XLSX)."
+    )
+else:
+    catalog = default_catalog()
+    table = volumes.assign(
+        condition=[catalog.conditions[c].label_en if c in catalog.conditions else c for c in volumes["condition"]]
+    ).rename(
+        columns={
+            "condition": "Condition",
+            "care_cycles": "Care cycles",
+            "hospitals": "Hospitals",
+            "first_index_date": "First index date",
+            "last_index_date": "Last index date",
+        }
+    )
+    st.metric("Care cycles in the registry", f"{int(volumes['care_cycles'].sum()):,}")
+    st.dataframe(table, hide_index=True, width="stretch")
