@@ -4,23 +4,24 @@ import streamlit as st
 
 from vbhc.catalog import default_catalog
 from vbhc.registry import condition_volumes
+from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
 
 
 @st.cache_resource
-def _engine():
-    engine = get_engine()
+def _engine(url: str):
+    engine = get_engine(url)
     upgrade_schema(engine)
     return engine
 
 
 @st.cache_data(ttl=300, max_entries=16)
-def _volumes():
-    return condition_volumes(engine=_engine())
+def _volumes(url: str):
+    return condition_volumes(engine=_engine(url))
 
 
 st.title("Value-based healthcare outcomes")
-volumes = _volumes()
+volumes = _volumes(database_url())
 if volumes.empty:
     st.info(
         "The registry database is empty. Load the synthetic demo registry with `vbhc demo`, "
