@@ -852,18 +852,18 @@ def _create_stage(conn: Connection, table: str) -> None:
 
 def _records(frame: pd.DataFrame, columns: tuple[str, ...], row_numbers: np.ndarray) -> list[tuple]:
     """Plain Python tuples with None for missing values, dates as ISO text (valid for both databases)."""
-    arrays: list[list] = [row_numbers.tolist()]
+    arrays: list[object] = [row_numbers.tolist()]
     for c in columns:
         s = frame[c]
         if c in _DATE_COLUMNS:
-            values = s.dt.strftime("%Y-%m-%d").astype(object)
-            arrays.append(values.where(s.notna(), None).tolist())
+            values = s.dt.strftime("%Y-%m-%d").to_numpy(dtype=object, na_value=None)
         elif c in _INT_COLUMNS:
-            arrays.append([None if pd.isna(v) else int(v) for v in s.tolist()])
+            values = s.astype("Int64").to_numpy(dtype=object, na_value=None)
         elif c in _FLOAT_COLUMNS:
-            arrays.append([None if pd.isna(v) else float(v) for v in s.tolist()])
+            values = s.astype("float64").to_numpy(dtype=object, na_value=None)
         else:
-            arrays.append([None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in s.tolist()])
+            values = s.to_numpy(dtype=object, na_value=None)
+        arrays.append(values.tolist())
     return list(zip(*arrays, strict=True))
 
 
@@ -1069,6 +1069,7 @@ def _import_source(
     _create_stage(conn, table)
     header_ok = None
     all_units: list[pd.DataFrame] = []
+    key_hashes: list[np.ndarray] = []
     try:
         for chunk in _read_chunks(source, report, chunk_rows):
             if header_ok is None:
@@ -1086,6 +1087,9 @@ def _import_source(
             elif table == "care_cycles":
                 batch.add_batch_cycles(frame["cycle_id"][good], frame["condition"][good])
             src_report.rows_read += len(frame)
+            key_hashes.append(
+                pd.util.hash_pandas_object(frame.loc[good, list(_TARGET_KEYS[table])], index=False).to_numpy()
+            )
             _stage_rows(conn, table, frame[good], rows[good])
             if progress:
                 progress(f"{source.label}", src_report.rows_read, _estimate_rows(source, chunk, src_report))
@@ -1112,7 +1116,10 @@ def _import_source(
         return
     if not header_ok:
         return
-    _duplicate_problems(conn, source, report)
+    # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
+    hashes = np.sort(np.concatenate(key_hashes)) if key_hashes else np.empty(0, np.uint64)
+    if (hashes[1:] == hashes[:-1]).any():
+        _duplicate_problems(conn, source, report)
     if not report.ok:
         return  # keep validating the other files, but write nothing more
     batch_row = conn.execute(

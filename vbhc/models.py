@@ -93,7 +93,7 @@ class ClinicalOutcome(SQLModel, table=True):
     outcome: str = Field(max_length=64)
     value: float
     date: dt.date | None = None
-    batch_id: int = Field(foreign_key="import_batches.id", index=True)
+    batch_id: int = Field(foreign_key="import_batches.id")
 
 
 class PromResponse(SQLModel, table=True):
@@ -107,7 +107,7 @@ class PromResponse(SQLModel, table=True):
     item: str = Field(max_length=40)
     value: float
     completed_date: dt.date | None = None
-    batch_id: int = Field(foreign_key="import_batches.id", index=True)
+    batch_id: int = Field(foreign_key="import_batches.id")
 
 
 class CostLine(SQLModel, table=True):
@@ -119,7 +119,7 @@ class CostLine(SQLModel, table=True):
     activity: str = Field(max_length=64)
     quantity: float
     unit_cost: float
-    batch_id: int = Field(foreign_key="import_batches.id", index=True)
+    batch_id: int = Field(foreign_key="import_batches.id")
 
 
 #: Registry tables in import (dependency) order.
