@@ -75,3 +75,23 @@ def sqlite_engine(tmp_path) -> Iterator[Engine]:
         yield eng
     finally:
         next(gen, None)
+
+
+@pytest.fixture(scope="session")
+def demo_registry(tmp_path_factory):
+    """The default demo registry (50,000 cycles, default seed), generated and imported once per session.
+
+    Returns (engine, truth): the planted truth is what the statistics must find.
+    """
+    import json
+
+    from vbhc.demo import generate_demo
+    from vbhc.ingest import import_files
+
+    folder = tmp_path_factory.mktemp("demo")
+    result = generate_demo(folder / "files")
+    engine = get_engine(f"sqlite:///{folder / 'demo.db'}")
+    import_files(result.files, engine, imported_by="test")
+    truth = json.loads(result.truth_path.read_text(encoding="utf-8"))
+    yield engine, truth
+    engine.dispose()

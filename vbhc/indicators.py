@@ -1,0 +1,579 @@
+"""The indicator table: one row per unit × indicator, built from registry data, case-mix models and benchmarks.
+
+This is the single place where statistics are computed; pages and reports only show this table (and the
+per-cycle values behind it), so a number means the same everywhere.
+
+Per indicator kind:
+- volume: care cycles per unit (no comparison).
+- proportion (binary clinical outcome) and prom_mic (reached the minimal important change): logistic case-mix
+  model on all units → O, E, O/E with exact Poisson CI, adjusted rate = O/E × overall rate, compared with
+  exact binomial funnel limits around the overall rate at the unit's n (see _binary_benchmark).
+- mean (numeric clinical outcome), prom_score (follow-up score), prom_change (follow-up − baseline) and cost
+  (cost per care cycle): linear case-mix model → adjusted mean = overall mean + mean(observed − expected),
+  limits overall ± z·residual sd/√n. PROM indicators use the baseline score as an extra covariate, so a
+  cycle without a baseline score is excluded from adjustment (and counted as such).
+- response_rate: share of eligible cycles (timepoint passed) with a questionnaire; crude, compared with the
+  overall response rate (response is an organisational, not a patient, outcome).
+Cycles whose outcome is not (yet) recorded are not part of an indicator. Units below the indicator's min_n
+are "too few cycles" and never flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from vbhc import benchmark, proms, registry
+from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
+from vbhc.catalog import Catalog, Condition, Indicator, default_catalog
+from vbhc.costs import cost_per_cycle
+from vbhc.registry import Period, parse_period, unit_labels
+
+DEFAULT_LEVELS = benchmark.DEFAULT_LEVELS
+BINARY_KINDS = ("proportion", "prom_mic")
+CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
+
+#: Columns of the indicator table, in order (limit/position columns follow the configured levels).
+BASE_COLUMNS = [
+    "condition",
+    "indicator",
+    "label_en",
+    "label_nl",
+    "kind",
+    "tier",
+    "direction",
+    "key",
+    "unit_level",
+    "unit",
+    "hospital",
+    "n",
+    "n_adjusted",
+    "observed",
+    "expected",
+    "oe",
+    "oe_lower",
+    "oe_upper",
+    "crude_value",
+    "crude_lower",
+    "crude_upper",
+    "adjusted_value",
+    "adjusted_lower",
+    "adjusted_upper",
+    "target",
+    "precision",
+]
+TAIL_COLUMNS = [
+    "too_few_cycles",
+    "min_n",
+    "dispersion_method",
+    "phi",
+    "tau2",
+    "rankability",
+    "rankability_note",
+    "detectable_difference",
+    "model_c_statistic",
+    "model_r_squared",
+    "model_n_excluded",
+]
+
+
+@dataclass
+class ConditionData:
+    """Everything the indicators of one condition need, loaded once per condition and period."""
+
+    condition: Condition
+    period: Period | None
+    cycles: pd.DataFrame  # care cycles with case-mix and one column per clinical outcome
+    scores: pd.DataFrame  # PROM scores, long (cycle_id, instrument, timepoint, scale, score, completed_date)
+    cost: pd.DataFrame  # cycle_id, cost (EUR) per care cycle
+    as_of: pd.Timestamp  # data complete up to this date (for "has the timepoint passed")
+
+
+@dataclass
+class IndicatorResult:
+    """The indicator table plus what is needed to explain it (models, per-cycle values)."""
+
+    condition: str
+    level: str
+    period: Period | None
+    table: pd.DataFrame
+    models: dict[str, CaseMixModel] = field(default_factory=dict)
+    cycle_values: pd.DataFrame = field(default_factory=pd.DataFrame)  # per indicator and cycle
+    data: ConditionData | None = None
+
+    def row(self, indicator: str, unit: str) -> pd.Series:
+        rows = self.table[(self.table["indicator"] == indicator) & (self.table["unit"] == unit)]
+        if rows.empty:
+            raise KeyError(f"no row for indicator {indicator!r} and unit {unit!r}")
+        return rows.iloc[0]
+
+
+def load_condition_data(
+    condition: str,
+    period: str | Period | None = None,
+    *,
+    engine: Engine | None = None,
+    as_of: dt.date | pd.Timestamp | None = None,
+    catalog: Catalog | None = None,
+) -> ConditionData:
+    """Read cycles, outcomes, PROM scores and costs for one condition and period from the registry."""
+    catalog = catalog or default_catalog()
+    cond = catalog.condition(condition)
+    period = parse_period(period)
+    cycles = registry.outcomes_wide(condition, period=period, engine=engine)
+    responses = registry.prom_responses(condition, period=period, engine=engine)
+    scores = proms.score_responses(responses, catalog) if len(responses) else _empty_scores()
+    del responses
+    lines = registry.cost_lines(condition, period=period, engine=engine)
+    cost = cost_per_cycle(lines, cycles)
+    if as_of is None:
+        as_of = _data_complete_until(cycles, scores, cond)
+    return ConditionData(cond, period, cycles, scores, cost, pd.Timestamp(as_of))
+
+
+def _empty_scores() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cycle_id": pd.Series(dtype=str),
+            "instrument": pd.Series(dtype=str),
+            "timepoint": pd.Series(dtype=str),
+            "scale": pd.Series(dtype=str),
+            "score": pd.Series(dtype=float),
+            "completed_date": pd.Series(dtype="datetime64[ns]"),
+        }
+    )
+
+
+def _data_complete_until(cycles: pd.DataFrame, scores: pd.DataFrame, cond: Condition) -> pd.Timestamp:
+    """The latest date the registry knows anything about: follow-up after it has not happened yet."""
+    candidates = [cycles["index_date"].max()]
+    if len(scores) and scores["completed_date"].notna().any():
+        candidates.append(pd.Timestamp(scores["completed_date"].max()))
+    valid = [c for c in candidates if pd.notna(c)]
+    return max(valid) if valid else pd.Timestamp(dt.date.today())
+
+
+def compute_indicators(
+    data: ConditionData,
+    level: str = "hospital",
+    *,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    dispersion: str = "auto",
+    indicators: Sequence[str] | None = None,
+) -> IndicatorResult:
+    """The indicator table for every indicator of the condition (or the ids given), all units at `level`."""
+    cond = data.condition
+    cycles = data.cycles
+    unit = unit_labels(cycles, level).to_numpy()
+    base = cycles.assign(unit=unit)
+    hospital_of = dict(zip(unit, cycles["hospital"].astype(str), strict=True))
+    tables, models, values = [], {}, []
+    for ind in cond.indicators:
+        if indicators is not None and ind.id not in indicators:
+            continue
+        frame, model, per_cycle = _one_indicator(ind, data, base, levels, dispersion)
+        if frame is None:
+            continue
+        frame.insert(0, "unit_level", level)
+        tables.append(frame)
+        if model is not None:
+            models[ind.id] = model
+        if per_cycle is not None:
+            values.append(per_cycle.assign(indicator=ind.id))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BASE_COLUMNS)
+    table["hospital"] = table["unit"].map(hospital_of)
+    table["condition"] = cond.id
+    cols = BASE_COLUMNS + [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
+    cols += [c for c in TAIL_COLUMNS if c in table.columns]
+    table = table.reindex(columns=cols)
+    per_cycle = pd.concat(values, ignore_index=True) if values else pd.DataFrame()
+    return IndicatorResult(cond.id, level, data.period, table, models, per_cycle, data)
+
+
+def indicator_table(
+    condition: str,
+    level: str = "hospital",
+    period: str | Period | None = None,
+    *,
+    engine: Engine | None = None,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    dispersion: str = "auto",
+    as_of: dt.date | None = None,
+) -> IndicatorResult:
+    """Load one condition's registry data and compute its indicator table."""
+    data = load_condition_data(condition, period, engine=engine, as_of=as_of)
+    return compute_indicators(data, level, levels=levels, dispersion=dispersion)
+
+
+# --- per indicator -------------------------------------------------------------------------------------
+
+
+def _describe(ind: Indicator) -> dict[str, object]:
+    return {
+        "indicator": ind.id,
+        "label_en": ind.label_en,
+        "label_nl": ind.label_nl,
+        "kind": ind.kind,
+        "tier": ind.tier,
+        "direction": ind.direction,
+        "key": ind.key,
+        "min_n": ind.min_n,
+    }
+
+
+def _outcome_column(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The cycles of this indicator with its outcome in column 'y' (and extra covariates), NaN = not part."""
+    extra: list[str] = []
+    if ind.kind in ("proportion", "mean"):
+        frame = base.assign(y=base[ind.outcome].astype(float))
+    elif ind.kind == "cost":
+        cost = data.cost.set_index("cycle_id")["cost"]
+        frame = base.assign(y=base["cycle_id"].astype(str).map(cost).astype(float))
+    else:
+        ids = base["cycle_id"].astype(str)
+        baseline = ids.map(_scores_at(data.scores, ind.instrument, ind.scale, "baseline")).to_numpy(float)
+        if ind.kind == "prom_score":
+            y = ids.map(_scores_at(data.scores, ind.instrument, ind.scale, ind.timepoint)).to_numpy(float)
+        else:
+            instrument = default_catalog().instruments[ind.instrument]
+            change = proms.prom_change(data.scores, instrument, ind.scale, ind.timepoint).set_index("cycle_id")
+            column = change["change"] if ind.kind == "prom_change" else change["reached_mic"].astype(float)
+            y = ids.map(column).to_numpy(float)
+        frame = base.assign(y=y, baseline_score=baseline)
+        extra = ["baseline_score"]
+    return frame, extra
+
+
+def _scores_at(scores: pd.DataFrame, instrument: str, scale: str, timepoint: str) -> pd.Series:
+    mask = (scores["instrument"] == instrument) & (scores["scale"] == scale) & (scores["timepoint"] == timepoint)
+    part = scores.loc[mask, ["cycle_id", "score"]].dropna()
+    return part.drop_duplicates("cycle_id", keep="last").set_index(part["cycle_id"].astype(str))["score"]
+
+
+def _one_indicator(
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, levels: Sequence[float], dispersion: str
+) -> tuple[pd.DataFrame | None, CaseMixModel | None, pd.DataFrame | None]:
+    units = pd.Index(sorted(pd.unique(base["unit"])), name="unit")
+    if ind.kind == "volume":
+        n = base.groupby("unit").size().reindex(units, fill_value=0)
+        frame = pd.DataFrame({"unit": units, "n": n.to_numpy(), "crude_value": n.to_numpy().astype(float)})
+        frame["too_few_cycles"] = frame["n"] < ind.min_n
+        return frame.assign(**_describe(ind)), None, None
+    if ind.kind == "response_rate":
+        return _response_rate(ind, data, base, units, levels), None, None
+
+    frame, extra = _outcome_column(ind, data, base)
+    part = frame[frame["y"].notna()]
+    binary = ind.kind in BINARY_KINDS
+    model = fit_casemix_model(
+        frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
+    )
+    expected = model.expected.reindex(frame.index)
+    modelled = part.assign(expected=expected.loc[part.index])
+    adjusted = modelled[modelled["expected"].notna()]
+    per_cycle = pd.DataFrame(
+        {
+            "cycle_id": part["cycle_id"].astype(str).to_numpy(),
+            "unit": part["unit"].to_numpy(),
+            "index_date": part["index_date"].to_numpy(),
+            "observed": part["y"].to_numpy(float),
+            "expected": expected.loc[part.index].to_numpy(float),
+        }
+    )
+    crude = part.groupby("unit")["y"].agg(["size", "sum", "mean", "std"]).reindex(units)
+    if binary:
+        agg = adjusted.groupby("unit").agg(n=("y", "size"), observed=("y", "sum"), expected=("expected", "sum"))
+        agg = agg.reindex(units).fillna(0.0).reset_index()
+        target = model.overall if np.isfinite(model.overall) else None
+        result, out = _binary_benchmark(agg, ind, target, levels, dispersion)
+        result.insert(1, "n", crude["size"].fillna(0).to_numpy())
+        result["crude_value"] = crude["mean"].to_numpy()
+        lo, up = benchmark.wilson_ci(crude["sum"].fillna(0).to_numpy(), crude["size"].fillna(0).to_numpy())
+        result["crude_lower"], result["crude_upper"] = lo, up
+    else:
+        grouped = adjusted.assign(y2=adjusted["y"] ** 2).groupby("unit")
+        agg = pd.DataFrame(
+            {
+                "n": grouped.size(),
+                "sum": grouped["y"].sum(),
+                "sum_sq": grouped["y2"].sum(),
+                "expected": grouped["expected"].mean(),
+            }
+        ).reindex(units)
+        agg["n"] = agg["n"].fillna(0)
+        residual_sd = model.diagnostics.residual_sd
+        out = benchmark.benchmark_units(
+            agg.reset_index(),
+            "mean",
+            direction=ind.direction,
+            target=model.overall if np.isfinite(model.overall) else None,
+            levels=levels,
+            dispersion=dispersion,
+            min_n=ind.min_n,
+            sd=residual_sd if np.isfinite(residual_sd) and residual_sd > 0 else None,
+        )
+        has_adj = "adjusted_mean" in out
+        sd_unit = crude["std"].to_numpy()
+        n_crude = crude["size"].fillna(0).to_numpy()
+        c_lo, c_up = benchmark.mean_ci(crude["mean"].to_numpy(), sd_unit, n_crude)
+        result = pd.DataFrame(
+            {
+                "unit": units,
+                "n": n_crude,
+                "n_adjusted": agg["n"].to_numpy(),
+                "observed": out["mean"].to_numpy(),
+                "expected": agg["expected"].to_numpy(),
+                "crude_value": crude["mean"].to_numpy(),
+                "crude_lower": c_lo,
+                "crude_upper": c_up,
+                "adjusted_value": out["adjusted_mean" if has_adj else "mean"].to_numpy(),
+                "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"].to_numpy(),
+                "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"].to_numpy(),
+                "target": out["target"].to_numpy(),
+                "precision": agg["n"].to_numpy(),
+            }
+        )
+        _copy_limits(result, out, levels)
+    diag = model.diagnostics
+    result["model_c_statistic"] = diag.c_statistic
+    result["model_r_squared"] = diag.r_squared
+    result["model_n_excluded"] = diag.n_excluded
+    return result.assign(**_describe(ind)), model, per_cycle
+
+
+def _binary_benchmark(
+    agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Risk-adjusted yes/no indicator from per-unit n, O and E.
+
+    O/E gets its exact Poisson CI, but the funnel compares the adjusted rate (O/E × overall rate) with
+    binomial limits around the overall rate at the unit's n (Spiegelhalter 2005, indirectly standardised
+    proportions): Poisson limits on O/E are only right for rare events and are far too wide for common ones
+    such as a radical-resection rate of 85%.
+    """
+    n = agg["n"].to_numpy(float)
+    o = agg["observed"].to_numpy(float)
+    e = agg["expected"].to_numpy(float)
+    overall = float(target) if target is not None else float(o.sum() / n.sum())
+    oe = benchmark.oe_ratio(o, e)
+    adjusted_rate = oe["oe"].to_numpy() * overall
+    standardised = pd.DataFrame({"unit": agg["unit"], "n": n, "observed": np.nan_to_num(adjusted_rate) * n})
+    out = benchmark.benchmark_units(
+        standardised,
+        "proportion",
+        direction=ind.direction,
+        target=overall,
+        levels=levels,
+        dispersion=dispersion,
+        min_n=ind.min_n,
+        adjusted=False,
+    )
+    result = pd.DataFrame(
+        {
+            "unit": agg["unit"].to_numpy(),
+            "n_adjusted": n,
+            "observed": o,
+            "expected": e,
+            "oe": oe["oe"].to_numpy(),
+            "oe_lower": oe["oe_lower"].to_numpy(),
+            "oe_upper": oe["oe_upper"].to_numpy(),
+            "adjusted_value": adjusted_rate,
+            "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"].to_numpy(), np.nan),
+            "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"].to_numpy(), np.nan),
+            "target": np.full(len(agg), overall),
+            "precision": n,
+        }
+    )
+    _copy_limits(result, out, levels)
+    return result, out
+
+
+def _copy_limits(result: pd.DataFrame, out: pd.DataFrame, levels: Sequence[float]) -> None:
+    for level in levels:
+        sfx = benchmark.level_suffix(level)
+        result[f"lower_{sfx}"] = out[f"lower_{sfx}"].to_numpy()
+        result[f"upper_{sfx}"] = out[f"upper_{sfx}"].to_numpy()
+    for level in levels:
+        sfx = benchmark.level_suffix(level)
+        result[f"position_{sfx}"] = out[f"position_{sfx}"].to_numpy()
+        result[f"assessment_{sfx}"] = out[f"assessment_{sfx}"].to_numpy()
+    for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
+        result[col] = out[col].to_numpy()
+    result["detectable_difference"] = out["detectable_difference"].to_numpy()
+
+
+def _response_rate(
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, units: pd.Index, levels: Sequence[float]
+) -> pd.DataFrame:
+    days = data.condition.timepoint(ind.timepoint).days
+    rates = proms.response_rate(base, data.scores, ind.instrument, ind.timepoint, days, data.as_of, "unit")
+    rates = rates.set_index("unit").reindex(units).fillna({"eligible": 0, "responded": 0}).reset_index()
+    out = benchmark.benchmark_units(
+        rates.rename(columns={"eligible": "n", "responded": "observed"}),
+        "proportion",
+        direction=ind.direction,
+        levels=levels,
+        min_n=ind.min_n,
+        adjusted=False,
+    )
+    result = pd.DataFrame(
+        {
+            "unit": units,
+            "n": rates["eligible"].to_numpy(),
+            "observed": rates["responded"].to_numpy(),
+            "crude_value": rates["response_rate"].to_numpy(),
+            "crude_lower": rates["ci_low"].to_numpy(),
+            "crude_upper": rates["ci_high"].to_numpy(),
+            "adjusted_value": rates["response_rate"].to_numpy(),
+            "adjusted_lower": rates["ci_low"].to_numpy(),
+            "adjusted_upper": rates["ci_high"].to_numpy(),
+            "target": out["target"].to_numpy(),
+            "precision": rates["eligible"].to_numpy(),
+        }
+    )
+    _copy_limits(result, out, levels)
+    return result.assign(**_describe(ind))
+
+
+# --- explaining and following an indicator --------------------------------------------------------------
+
+
+def casemix_explanation(result: IndicatorResult, indicator: str) -> pd.DataFrame:
+    """Per unit and case-mix variable: how much of the gap between crude and adjusted it explains."""
+    model = result.models[indicator]
+    data = result.data
+    ind = data.condition.indicator(indicator)
+    base = data.cycles.assign(unit=unit_labels(data.cycles, result.level).to_numpy())
+    frame, _ = _outcome_column(ind, data, base)
+    frame = frame[frame["y"].notna()]
+    return casemix_contributions(model, frame, frame["unit"])
+
+
+def indicator_over_time(
+    result: IndicatorResult, indicator: str, unit: str, freq: str = "QS", laney: bool | None = None
+) -> pd.DataFrame:
+    """A unit's indicator per month ('MS') or quarter ('QS') with SPC limits and run-rule signals.
+
+    Proportions: p chart of the observed rate with the unit's expected rate alongside (Laney p′ when the
+    indicator is over-dispersed, unless `laney` says otherwise); continuous indicators: XmR chart of the
+    period means.
+    """
+    ind = result.data.condition.indicator(indicator)
+    values = result.cycle_values
+    part = values[(values["indicator"] == indicator) & (values["unit"] == unit)]
+    if part.empty:
+        return pd.DataFrame()
+    period = pd.to_datetime(part["index_date"]).dt.to_period(freq[0]).dt.start_time
+    grouped = part.groupby(period).agg(
+        n=("observed", "size"), observed=("observed", "sum"), expected=("expected", "sum")
+    )
+    if ind.kind in BINARY_KINDS:
+        if laney is None:
+            rows = result.table[(result.table["indicator"] == indicator)]
+            laney = bool((rows["dispersion_method"] != "none").any())
+        chart = benchmark.spc_p_chart(grouped["observed"], grouped["n"], laney=laney, periods=grouped.index)
+        chart["expected_rate"] = (grouped["expected"] / grouped["n"]).to_numpy()
+        return chart
+    means = part.groupby(period)["observed"].mean()
+    chart = benchmark.spc_xmr(means.to_numpy(), periods=means.index)
+    chart["n"] = grouped["n"].to_numpy()
+    return chart
+
+
+def cusum_vlad(result: IndicatorResult, indicator: str, unit: str | None = None) -> pd.DataFrame:
+    """Risk-adjusted CUSUM and VLAD per cycle (binary indicators), for one unit or all."""
+    ind = result.data.condition.indicator(indicator)
+    if ind.kind not in BINARY_KINDS:
+        raise ValueError(f"CUSUM/VLAD needs a yes/no indicator; {indicator!r} is {ind.kind}")
+    values = result.cycle_values
+    part = values[(values["indicator"] == indicator) & values["expected"].notna()]
+    if unit is not None:
+        part = part[part["unit"] == unit]
+    return benchmark.cusum_vlad_by_unit(
+        part.rename(columns={"index_date": "date", "observed": "outcome"}), unit="unit", date="date"
+    )
+
+
+# --- benchmarking from summary figures ------------------------------------------------------------------
+
+
+def indicators_from_summary(
+    summary: pd.DataFrame,
+    condition: str,
+    *,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    dispersion: str = "auto",
+    catalog: Catalog | None = None,
+) -> pd.DataFrame:
+    """The indicator table from aggregated figures (e.g. a national registry's feedback).
+
+    `summary` has one row per unit and indicator: unit, indicator, n and, for yes/no indicators, observed
+    and expected (expected optional: without it units are compared on crude rates); for continuous
+    indicators sum and sum_sq (or mean and sd) and optionally expected (the unit's mean expected value).
+    """
+    catalog = catalog or default_catalog()
+    cond = catalog.condition(condition)
+    tables = []
+    for ind_id, rows in summary.groupby("indicator", sort=False):
+        ind = cond.indicator(str(ind_id))
+        rows = rows.reset_index(drop=True)
+        if ind.kind in BINARY_KINDS and "expected" in rows:
+            result, out = _binary_benchmark(rows, ind, None, levels, dispersion)
+            result.insert(1, "n", rows["n"].to_numpy())
+            lo, up = benchmark.wilson_ci(rows["observed"].to_numpy(), rows["n"].to_numpy())
+            result["crude_value"] = rows["observed"].to_numpy() / rows["n"].to_numpy()
+            result["crude_lower"], result["crude_upper"] = lo, up
+        elif ind.kind in BINARY_KINDS or ind.kind == "response_rate":
+            out = benchmark.benchmark_units(
+                rows, "proportion", direction=ind.direction, levels=levels, dispersion=dispersion, min_n=ind.min_n
+            )
+            result = pd.DataFrame(
+                {
+                    "unit": rows["unit"],
+                    "n": rows["n"],
+                    "observed": rows["observed"],
+                    "crude_value": out["rate"],
+                    "crude_lower": out["rate_lower"],
+                    "crude_upper": out["rate_upper"],
+                    "adjusted_value": out["rate"],
+                    "adjusted_lower": out["rate_lower"],
+                    "adjusted_upper": out["rate_upper"],
+                    "target": out["overall_rate"],
+                    "precision": rows["n"],
+                }
+            )
+            _copy_limits(result, out, levels)
+        elif ind.kind in CONTINUOUS_KINDS:
+            out = benchmark.benchmark_units(
+                rows, "mean", direction=ind.direction, levels=levels, dispersion=dispersion, min_n=ind.min_n
+            )
+            has_adj = "adjusted_mean" in out
+            result = pd.DataFrame(
+                {
+                    "unit": rows["unit"],
+                    "n": rows["n"],
+                    "observed": out["mean"],
+                    "expected": rows.get("expected", np.nan),
+                    "crude_value": out["mean"],
+                    "crude_lower": out["mean_lower"],
+                    "crude_upper": out["mean_upper"],
+                    "adjusted_value": out["adjusted_mean" if has_adj else "mean"],
+                    "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"],
+                    "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"],
+                    "target": out["target"],
+                    "precision": rows["n"],
+                }
+            )
+            _copy_limits(result, out, levels)
+        else:
+            raise ValueError(f"indicator {ind.id!r} ({ind.kind}) cannot be benchmarked from summary figures")
+        tables.append(result.assign(**_describe(ind)))
+    table = pd.concat(tables, ignore_index=True)
+    table["condition"] = cond.id
+    table["unit_level"] = "summary"
+    return table
