@@ -1,0 +1,92 @@
+"""Time and peak memory to compute every indicator of every condition for all units, against the time pandas
+needs just to load the same data from the database (the ratio is the figure we track; target ≤ 3×, < 4 GB).
+
+    python benchmarks/indicators_speed.py                     # the 1,000,000-cycle demo (built on first run)
+    python benchmarks/indicators_speed.py --cycles 50000      # quicker, on the default demo size
+The demo database is kept in data/bench/ (git-ignored) so later runs skip the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import run_measured
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LOAD = """
+from vbhc import registry
+from vbhc.catalog import default_catalog
+from vbhc.store import get_engine
+engine = get_engine({url!r})
+rows = 0
+for condition in default_catalog().conditions:
+    frames = [registry.outcomes_wide(condition, engine=engine), registry.prom_responses(condition, engine=engine),
+              registry.cost_lines(condition, engine=engine)]
+    rows += sum(len(f) for f in frames)
+    del frames
+RESULT = {{"rows": rows}}
+"""
+
+COMPUTE = """
+import time
+from vbhc.catalog import default_catalog
+from vbhc.indicators import indicator_table
+from vbhc.store import get_engine
+engine = get_engine({url!r})
+per_condition, rows = {{}}, 0
+for condition in default_catalog().conditions:
+    t = time.perf_counter()
+    result = indicator_table(condition, {level!r}, engine=engine)
+    per_condition[condition] = round(time.perf_counter() - t, 1)
+    rows += len(result.table)
+    del result
+RESULT = {{"per_condition": per_condition, "table_rows": rows}}
+"""
+
+
+def build(url_path: Path, cycles: int) -> None:
+    print(f"building the {cycles:,}-cycle demo database at {url_path} (once) ...", flush=True)
+    started = time.perf_counter()
+    env = {"VBHC_DATABASE_URL": f"sqlite:///{url_path}", "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [sys.executable, "-m", "vbhc.cli", "demo", "--cycles", str(cycles), "--out", str(url_path.parent / "files")],
+        check=True,
+        env=env,
+    )
+    print(f"built in {time.perf_counter() - started:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=1_000_000)
+    parser.add_argument("--level", default="hospital", choices=["hospital", "department", "condition_team"])
+    args = parser.parse_args()
+    db = ROOT / "data" / "bench" / f"demo_{args.cycles}" / "vbhc.db"
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        build(db, args.cycles)
+    url = f"sqlite:///{db}"
+    load_s, load_mb, load = run_measured(LOAD.format(url=url))
+    print(
+        f"pandas load of cycles, outcomes, PROM items and cost lines: {load['rows']:,} rows in {load_s:.1f} s, "
+        f"peak {load_mb:,.0f} MB"
+    )
+    comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level))
+    print(
+        f"full indicator tables ({args.level} level, {comp['table_rows']:,} unit x indicator rows): {comp_s:.1f} s, "
+        f"peak {comp_mb:,.0f} MB"
+    )
+    print("  per condition (s): " + ", ".join(f"{k} {v}" for k, v in comp["per_condition"].items()))
+    print(
+        f"RATIO indicators / load: {comp_s / load_s:.2f}x (target <= 3x); peak {comp_mb / 1024:.2f} GB (target < 4 GB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The `vbhc` command end to end: demo, re-import adds nothing, a bad file is refused with its location."""
+
+from __future__ import annotations
+
+import pytest
+
+from vbhc.cli import main
+from vbhc.store import get_engine, row_counts
+
+FILES = ["units.xlsx", "care_cycles.csv", "clinical_outcomes.csv", "prom_responses.csv", "costs.csv"]
+
+
+@pytest.fixture
+def cli_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+    get_engine.cache_clear()
+    yield get_engine(url)
+    get_engine.cache_clear()
+
+
+def test_demo_then_reimport_adds_zero_rows(cli_db, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--cycles", "2000", "--out", str(out)]) == 0
+    counts = row_counts(cli_db)
+    assert counts["care_cycles"] == 2000
+    assert counts["prom_responses"] > 10_000
+    assert (out / "truth.json").exists()
+
+    files = [str(out / f) for f in FILES]
+    assert main(["import", *files]) == 0
+    assert "Nothing new to import" in capsys.readouterr().out
+    assert row_counts(cli_db) == counts
+
+    assert main(["import", "--force", *files]) == 0
+    assert row_counts(cli_db) == counts
+
+
+def test_bad_file_exits_non_zero_and_names_the_location(cli_db, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--cycles", "500", "--out", str(out)]) == 0
+    counts = row_counts(cli_db)
+    lines = (out / "care_cycles.csv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    cells = lines[3].split(",")
+    cells[header.index("age")] = "abc"
+    lines[3] = ",".join(cells)
+    (out / "care_cycles.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["import", str(out / "care_cycles.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "care_cycles.csv row 4 column 'age': value 'abc': not a number" in err
+    assert row_counts(cli_db) == counts
+
+
+def test_init_and_status(cli_db, capsys):
+    assert main(["init"]) == 0
+    assert main(["status"]) == 0
+    assert "care_cycles: 0" in capsys.readouterr().out
