@@ -3,7 +3,7 @@
 import streamlit as st
 
 from vbhc.catalog import default_catalog
-from vbhc.registry import condition_volumes
+from vbhc.registry import condition_volumes, dataset_version
 from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
 
@@ -15,13 +15,15 @@ def _engine(url: str):
     return engine
 
 
-@st.cache_data(ttl=300, max_entries=16)
-def _volumes(url: str):
+@st.cache_data(ttl=3600, max_entries=16)
+def _volumes(url: str, version: str):
+    """Cached per database and dataset version: a new import shows at once."""
     return condition_volumes(engine=_engine(url))
 
 
 st.title("Value-based healthcare outcomes")
-volumes = _volumes(database_url())
+url = database_url()
+volumes = _volumes(url, dataset_version(_engine(url)))
 if volumes.empty:
     st.info(
         "The registry database is empty. Load the synthetic demo registry with `vbhc demo`, "

@@ -43,3 +43,17 @@ def test_volumes_match_the_registry(app_db, tmp_path):
     shown = at.dataframe[0].value
     assert list(shown["Care cycles"]) == list(expected["care_cycles"])
     assert "Oesophageal cancer" in set(shown["Condition"])
+
+
+def test_new_import_shows_without_waiting_for_the_cache(app_db, tmp_path):
+    engine = get_engine(app_db)
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:2], engine)
+    at = _run()
+    assert at.metric[0].value == "12"
+    from tests.registry_files import cycles, write_csv
+
+    more = [dict(r, cycle_id=r["cycle_id"] + "b") for r in cycles()]
+    import_files([write_csv(tmp_path / "care_cycles_more.csv", more)], engine)
+    at.run()
+    assert at.metric[0].value == "24"

@@ -296,3 +296,14 @@ def import_batches(engine: Engine | None = None) -> pd.DataFrame:
     b = models.ImportBatch
     df = _read(select(b).order_by(b.id.desc()), engine)
     return _dates(df, ["imported_at"])
+
+
+def dataset_version(engine: Engine | None = None) -> str:
+    """Changes whenever an import changes the data: a cache key, so cached results never outlive an import."""
+    engine = engine or get_engine()
+    if not inspect(engine).has_table(models.ImportBatch.__tablename__):
+        return "empty"
+    b = models.ImportBatch
+    with engine.connect() as conn:
+        last, count = conn.execute(select(func.max(b.id), func.count())).one()
+    return f"{last or 0}-{count}"
