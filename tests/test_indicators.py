@@ -149,3 +149,27 @@ def test_trend_and_cusum_for_a_planted_outlier(demo_tables):
     assert curve["vlad"].iloc[-1] < 0, "more leaks than expected: VLAD (expected - observed) ends negative"
     calm = cusum_vlad(result, "anastomotic_leak", "H10")
     assert abs(calm["vlad"].iloc[-1]) < abs(curve["vlad"].iloc[-1])
+
+
+def test_casemix_explains_the_crude_gap_of_the_older_sicker_unit(demo_tables):
+    from vbhc.indicators import casemix_explanation
+
+    tables, truth = demo_tables
+    case = next(c for c in truth["casemix_only"] if c["indicator"] == "mortality_30d")
+    contributions = casemix_explanation(tables[case["condition"]], "mortality_30d")
+    unit = contributions[contributions["unit"] == case["hospital"]].set_index("variable")
+    patient_factors = unit.loc[unit.index.isin(["age", "asa", "charlson"]), "contribution"].sum()
+    assert patient_factors > 0, "older, sicker patients raise the unit's expected mortality"
+    assert unit["gap"].iloc[0] > 0
+    assert patient_factors / unit["gap"].iloc[0] > 0.6
+
+
+def test_value_view_from_the_indicator_table(demo_tables):
+    from vbhc.indicators import value_table
+
+    tables, _ = demo_tables
+    result = tables["colorectal_cancer"]
+    view = value_table(result, "anastomotic_leak").set_index("unit")
+    assert view.loc["H03", "cost_assessment"] == "higher"  # the planted cost outlier
+    assert view.loc["H01", "outcome_assessment"] == "worse"  # the planted leak outlier
+    assert len(view) == result.table["unit"].nunique()

@@ -277,3 +277,10 @@ def test_table_is_recognised_from_header_when_the_name_does_not_say(sqlite_engin
     renamed.write_bytes(registry[1].read_bytes())
     import_files([registry[0], renamed], sqlite_engine)
     assert row_counts(sqlite_engine)["care_cycles"] == 12
+
+
+def test_a_bad_cycle_is_reported_once_not_again_for_each_child_row(engine, registry):
+    _rewrite(registry[1], 0, "age", "250")
+    report = _refused(registry, engine)
+    assert report.problem_count == 1, report.summary()
+    assert report.problems[0].column == "age"

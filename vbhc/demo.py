@@ -728,6 +728,12 @@ class _Model:
         cand, pick = cand[valid], pick[valid]
         pid[cand] = pid[pick]
         age[cand] = age[pick] + (day[cand] - day[pick]) // 365
+        # the later cycle may be of another condition or past the catalog's maximum age: keep it in range
+        for ci, c in enumerate(self.conds):
+            limits = {v.name: v for v in c.casemix}.get("age")
+            if limits is not None:
+                m = cond == ci
+                age[m] = np.clip(age[m], limits.min, limits.max)
 
         cyc: dict[str, Any] = {
             "cond": cond,

@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from vbhc import benchmark, proms, registry
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
 from vbhc.catalog import Catalog, Condition, Indicator, default_catalog
-from vbhc.costs import cost_per_cycle
+from vbhc.costs import cost_per_cycle, value_view
 from vbhc.registry import Period, parse_period, unit_labels
 
 DEFAULT_LEVELS = benchmark.DEFAULT_LEVELS
@@ -577,3 +577,22 @@ def indicators_from_summary(
     table["condition"] = cond.id
     table["unit_level"] = "summary"
     return table
+
+
+def value_table(
+    result: IndicatorResult, outcome_indicator: str, cost_indicator: str = "cost_per_cycle"
+) -> pd.DataFrame:
+    """Each unit's adjusted outcome next to its adjusted cost per care cycle, with its value quadrant."""
+    table = result.table
+    outcome = table[table["indicator"] == outcome_indicator]
+    cost = table[table["indicator"] == cost_indicator]
+    if outcome.empty or cost.empty:
+        raise KeyError(f"indicator table has no {outcome_indicator!r} or {cost_indicator!r} rows")
+    ind = result.data.condition.indicator(outcome_indicator)
+    return value_view(
+        outcome,
+        cost,
+        outcome_higher_is_better=ind.higher_is_better,
+        outcome_target=float(outcome["target"].iloc[0]),
+        cost_target=float(cost["target"].iloc[0]),
+    )

@@ -1085,7 +1085,10 @@ def _import_source(
                 all_units.append(frame[good])
                 batch.batch_units |= set(zip(frame["hospital"][good], frame["code"][good], strict=True))
             elif table == "care_cycles":
-                batch.add_batch_cycles(frame["cycle_id"][good], frame["condition"][good])
+                # a cycle with a bad value is reported once, on its own row: its outcomes, PROMs and costs
+                # are still checked against its condition instead of each being reported as unknown
+                named = (frame["cycle_id"] != "") & frame["condition"].isin(batch.catalog.conditions)
+                batch.add_batch_cycles(frame["cycle_id"][named], frame["condition"][named])
             src_report.rows_read += len(frame)
             key_hashes.append(
                 pd.util.hash_pandas_object(frame.loc[good, list(_TARGET_KEYS[table])], index=False).to_numpy()
