@@ -173,3 +173,23 @@ def test_value_view_from_the_indicator_table(demo_tables):
     assert view.loc["H03", "cost_assessment"] == "higher"  # the planted cost outlier
     assert view.loc["H01", "outcome_assessment"] == "worse"  # the planted leak outlier
     assert len(view) == result.table["unit"].nunique()
+
+
+def test_funnel_curve_agrees_with_each_units_limits(demo_tables):
+    from vbhc.indicators import funnel_curve
+
+    tables, _ = demo_tables
+    table = tables["colorectal_cancer"].table
+    for indicator in ("anastomotic_leak", "length_of_stay", "prom_response_12m"):
+        rows = table[table["indicator"] == indicator]
+        curve = funnel_curve(rows)
+        assert set(curve["level"]) == {0.95, 0.998}
+        # limits narrow as n grows
+        c998 = curve[curve["level"] == 0.998]
+        width = (c998["upper"] - c998["lower"]).to_numpy()
+        assert (width[-1] < width[0]) and len(c998) <= 120
+        # the curve evaluated at the units' own n gives exactly their limits
+        at_units = funnel_curve(rows, grid=rows["precision"].to_numpy())
+        at_units = at_units[at_units["level"] == 0.998]
+        np.testing.assert_allclose(at_units["upper"], rows["upper_998"], rtol=1e-9)
+        np.testing.assert_allclose(at_units["lower"], rows["lower_998"], rtol=1e-9)

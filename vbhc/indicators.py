@@ -77,6 +77,7 @@ TAIL_COLUMNS = [
     "rankability_note",
     "detectable_difference",
     "model_c_statistic",
+    "model_calibration_slope",
     "model_r_squared",
     "model_n_excluded",
 ]
@@ -307,6 +308,8 @@ def _one_indicator(
         ).reindex(units)
         agg["n"] = agg["n"].fillna(0)
         residual_sd = model.diagnostics.residual_sd
+        if not (np.isfinite(residual_sd) and residual_sd > 0):  # no model: limits use the outcome's own spread
+            residual_sd = float(np.nanstd(part["y"], ddof=1)) if len(part) > 1 else float("nan")
         out = benchmark.benchmark_units(
             agg.reset_index(),
             "mean",
@@ -339,8 +342,10 @@ def _one_indicator(
             }
         )
         _copy_limits(result, out, levels)
+        result["limit_sd"] = residual_sd
     diag = model.diagnostics
     result["model_c_statistic"] = diag.c_statistic
+    result["model_calibration_slope"] = diag.calibration_slope
     result["model_r_squared"] = diag.r_squared
     result["model_n_excluded"] = diag.n_excluded
     return result.assign(**_describe(ind)), model, per_cycle
@@ -596,3 +601,51 @@ def value_table(
         outcome_target=float(outcome["target"].iloc[0]),
         cost_target=float(cost["target"].iloc[0]),
     )
+
+
+def funnel_curve(
+    rows: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS, points: int = 120, grid: Sequence[float] | None = None
+) -> pd.DataFrame:
+    """The funnel's control limits along a grid of precision (n), for drawing; the same method (and
+    over-dispersion widening) as the units' own limits in the table, so points and lines always agree."""
+    if rows.empty or rows["kind"].iloc[0] == "volume":
+        return pd.DataFrame(columns=["precision", "level", "lower", "upper"])
+    kind = rows["kind"].iloc[0]
+    target = float(rows["target"].iloc[0])
+    method = str(rows["dispersion_method"].iloc[0])
+    top = max(float(np.nanmax(rows["precision"])) * 1.1, 10.0)
+    if grid is None:
+        grid = np.unique(np.round(np.geomspace(max(float(np.nanmin(rows["precision"])) * 0.8, 5.0), top, points)))
+    grid = np.asarray(grid, dtype=float)
+    mean_like = kind in CONTINUOUS_KINDS
+    sd = float(rows["limit_sd"].iloc[0]) if mean_like else None
+    sub_kind = "mean" if mean_like else "proportion"
+    if method in ("multiplicative", "additive"):
+        limits = benchmark.dispersed_limits(
+            sub_kind,
+            target,
+            grid,
+            levels,
+            method=method,
+            phi=float(rows["phi"].iloc[0]),
+            tau2=float(rows["tau2"].iloc[0]),
+            sd=sd,
+        )
+    elif mean_like:
+        limits = benchmark.funnel_limits_mean(target, sd, grid, levels)
+    else:
+        limits = benchmark.funnel_limits_proportion(target, grid, levels)
+    frames = []
+    for level in levels:
+        sfx = benchmark.level_suffix(level)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "precision": grid,
+                    "level": level,
+                    "lower": limits[f"lower_{sfx}"].to_numpy(),
+                    "upper": limits[f"upper_{sfx}"].to_numpy(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
