@@ -121,16 +121,20 @@ def load_condition_data(
     engine: Engine | None = None,
     as_of: dt.date | pd.Timestamp | None = None,
     catalog: Catalog | None = None,
+    hospitals: Sequence[str] | None = None,
 ) -> ConditionData:
-    """Read cycles, outcomes, PROM scores and costs for one condition and period from the registry."""
+    """Read cycles, outcomes, PROM scores and costs for one condition and period from the registry.
+
+    `hospitals` restricts the benchmark population (the comparison group); None means every unit.
+    """
     catalog = catalog or default_catalog()
     cond = catalog.condition(condition)
     period = parse_period(period)
-    cycles = registry.outcomes_wide(condition, period=period, engine=engine)
-    responses = registry.prom_responses(condition, period=period, engine=engine)
+    cycles = registry.outcomes_wide(condition, period=period, engine=engine, hospitals=hospitals)
+    responses = registry.prom_responses(condition, period=period, engine=engine, hospitals=hospitals)
     scores = proms.score_responses(responses, catalog) if len(responses) else _empty_scores()
     del responses
-    lines = registry.cost_lines(condition, period=period, engine=engine)
+    lines = registry.cost_lines(condition, period=period, engine=engine, hospitals=hospitals)
     cost = cost_per_cycle(lines, cycles)
     if as_of is None:
         as_of = _data_complete_until(cycles, scores, cond)

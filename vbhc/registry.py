@@ -321,3 +321,16 @@ def dataset_version(engine: Engine | None = None) -> str:
     with engine.connect() as conn:
         last, count = conn.execute(select(func.max(b.id), func.count())).one()
     return f"{last or 0}-{count}"
+
+
+def condition_units(condition: str, engine: Engine | None = None) -> pd.DataFrame:
+    """The hospitals and departments that treat a condition, with their number of care cycles."""
+    c = models.CareCycle
+    default_catalog().condition(condition)
+    query = (
+        select(c.hospital, c.department, func.count().label("care_cycles"))
+        .where(c.condition == condition)
+        .group_by(c.hospital, c.department)
+        .order_by(c.hospital, c.department)
+    )
+    return _read(query, engine)
