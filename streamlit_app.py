@@ -1,8 +1,23 @@
-"""Dashboard entry point: navigation and page setup. Domain logic lives in vbhc/, pages stay thin."""
+"""Dashboard entry point: page setup, global filters (mirrored in the URL) and navigation."""
 
 import streamlit as st
 
-st.set_page_config(page_title="VBHC outcomes", page_icon=":bar_chart:", layout="wide")
+from ui import filters
+from vbhc.i18n import t
 
-navigation = st.navigation([st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True)])
-navigation.run()
+st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
+
+chosen = filters.sidebar()
+st.session_state["_filters"] = chosen
+lang = chosen.lang if chosen else filters.language()
+
+pages = [
+    st.Page("pages/overview.py", title=t("nav.overview", lang), icon=":material/dashboard:", default=True),
+    st.Page("pages/condition_team.py", title=t("nav.condition_team", lang), icon=":material/groups:"),
+    st.Page("pages/proms.py", title=t("nav.proms", lang), icon=":material/assignment:"),
+    st.Page("pages/compare.py", title=t("nav.compare_departments", lang), icon=":material/compare_arrows:"),
+    st.Page("pages/cost_value.py", title=t("nav.cost_value", lang), icon=":material/euro:"),
+    st.Page("pages/data.py", title=t("nav.data", lang), icon=":material/database:"),
+    st.Page("pages/methods.py", title=t("nav.methods", lang), icon=":material/menu_book:"),
+]
+st.navigation(pages).run()

@@ -1,46 +1,78 @@
-"""Landing page: which conditions the registry holds, with their volumes."""
+"""Overview: one scorecard row per condition team of the own hospital, with click-through to the team page."""
 
+import pandas as pd
 import streamlit as st
 
+from ui import data, filters, render
 from vbhc.catalog import default_catalog
-from vbhc.registry import condition_volumes, dataset_version
+from vbhc.i18n import fmt_int, format_value, t
 from vbhc.settings import database_url
-from vbhc.store import get_engine, upgrade_schema
 
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+st.title(t("app.title", lang))
+if chosen is None:
+    render.empty_state(lang)
+    st.stop()
 
-@st.cache_resource
-def _engine(url: str):
-    engine = get_engine(url)
-    upgrade_schema(engine)
-    return engine
+catalog = default_catalog()
+url, version = database_url(), data.version()
+units = data.units(url, version)
+own = units.loc[units["own_hospital"], "hospital"]
+own_hospital = own.iloc[0] if not own.empty else None
+volumes = data.volumes(url, version)
+st.caption(t("app.subtitle", lang))
+st.metric(t("column.care_cycles", lang), fmt_int(int(volumes["care_cycles"].sum()), lang))
 
+rows, colours = [], []
+for condition in [c for c in catalog.conditions if c in set(volumes["condition"])]:
+    result = data.result(condition, "hospital", chosen.period, chosen.peers)
+    table = result.table
+    mine = table[table["unit"] == own_hospital] if own_hospital else table.iloc[0:0]
+    if mine.empty:
+        continue
+    row = {t("column.condition", lang): catalog.conditions[condition].label(lang)}
+    colour = {}
+    volume = mine[mine["kind"] == "volume"]
+    row[t("column.care_cycles", lang)] = fmt_int(volume["n"].iloc[0] if len(volume) else None, lang)
+    for number, ind in enumerate(mine[mine["key"].astype(bool) & (mine["kind"] != "cost")].itertuples(), start=1):
+        name = t("overview.key_indicator", lang, number=number)
+        row[name] = (
+            f"{ind.label_nl if lang == 'nl' else ind.label_en}: {format_value(ind.adjusted_value, ind.kind, lang)}"
+        )
+        row[name] += f" ({t('column.benchmark', lang).lower()} {format_value(ind.target, ind.kind, lang)})"
+        colour[name] = ind.assessment_998 if ind.assessment_998 in ("better", "worse") else ind.assessment_95
+    response = mine[mine["kind"] == "response_rate"]
+    if len(response):
+        r = response.iloc[0]
+        row[t("column.response_rate", lang)] = format_value(r.adjusted_value, "response_rate", lang)
+        colour[t("column.response_rate", lang)] = r.assessment_95
+    cost = mine[mine["kind"] == "cost"]
+    if len(cost):
+        c = cost.iloc[0]
+        row[t("column.cost_per_cycle", lang)] = format_value(c.adjusted_value, "cost", lang)
+        colour[t("column.cost_per_cycle", lang)] = c.assessment_95
+    row["_condition"] = condition
+    rows.append(row)
+    colours.append(colour)
 
-@st.cache_data(ttl=3600, max_entries=16)
-def _volumes(url: str, version: str):
-    """Cached per database and dataset version: a new import shows at once."""
-    return condition_volumes(engine=_engine(url))
+if not rows:
+    st.info(t("empty.no_match", lang))
+    st.stop()
+scorecard = pd.DataFrame(rows)
+conditions = scorecard.pop("_condition")
+painted = pd.DataFrame(colours).reindex(columns=scorecard.columns)
+styled = scorecard.style.apply(
+    lambda col: [render.cell_style(v) for v in painted[col.name]],
+    axis=0,
+)
+st.subheader(t("overview.scorecard", lang))
+st.caption(t("overview.legend", lang))
+st.dataframe(styled, hide_index=True, width="stretch")
 
-
-st.title("Value-based healthcare outcomes")
-url = database_url()
-volumes = _volumes(url, dataset_version(_engine(url)))
-if volumes.empty:
-    st.info(
-        "The registry database is empty. Load the synthetic demo registry with `vbhc demo`, "
-        "or import your registry files with `vbhc import FILE...` (CSV or XLSX)."
-    )
-else:
-    catalog = default_catalog()
-    table = volumes.assign(
-        condition=[catalog.conditions[c].label_en if c in catalog.conditions else c for c in volumes["condition"]]
-    ).rename(
-        columns={
-            "condition": "Condition",
-            "care_cycles": "Care cycles",
-            "hospitals": "Hospitals",
-            "first_index_date": "First index date",
-            "last_index_date": "Last index date",
-        }
-    )
-    st.metric("Care cycles in the registry", f"{int(volumes['care_cycles'].sum()):,}")
-    st.dataframe(table, hide_index=True, width="stretch")
+st.subheader(t("overview.open_team", lang))
+cols = st.columns(min(len(conditions), 4))
+for i, condition in enumerate(conditions):
+    if cols[i % len(cols)].button(catalog.conditions[condition].label(lang), key=f"open_{condition}"):
+        st.session_state["condition"] = condition
+        st.switch_page("pages/condition_team.py")

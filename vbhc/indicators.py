@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from vbhc import benchmark, proms, registry
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
 from vbhc.catalog import Catalog, Condition, Indicator, default_catalog
-from vbhc.costs import cost_per_cycle, value_view
+from vbhc.costs import cost_breakdown, cost_per_cycle, value_view
 from vbhc.registry import Period, parse_period, unit_labels
 
 DEFAULT_LEVELS = benchmark.DEFAULT_LEVELS
@@ -93,6 +93,7 @@ class ConditionData:
     scores: pd.DataFrame  # PROM scores, long (cycle_id, instrument, timepoint, scale, score, completed_date)
     cost: pd.DataFrame  # cycle_id, cost (EUR) per care cycle
     as_of: pd.Timestamp  # data complete up to this date (for "has the timepoint passed")
+    cost_lines: pd.DataFrame | None = None  # the TDABC lines behind `cost` (for the breakdown by activity)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def load_condition_data(
     cost = cost_per_cycle(lines, cycles)
     if as_of is None:
         as_of = _data_complete_until(cycles, scores, cond)
-    return ConditionData(cond, period, cycles, scores, cost, pd.Timestamp(as_of))
+    return ConditionData(cond, period, cycles, scores, cost, pd.Timestamp(as_of), lines)
 
 
 def _empty_scores() -> pd.DataFrame:
@@ -653,3 +654,61 @@ def funnel_curve(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def signal_cycles(result: IndicatorResult, indicator: str, unit: str, last_days: int = 92) -> pd.DataFrame:
+    """The unit's care cycles with the unwanted outcome in the last `last_days` of data, for discussion.
+
+    Unwanted = the event for lower-is-better indicators (e.g. a complication), its absence for
+    higher-is-better ones (e.g. no radical resection). Sorted with the least expected first: an event in a
+    low-risk patient is the one a team learns most from. Pseudonymous cycle ids only.
+    """
+    ind = result.data.condition.indicator(indicator)
+    values = result.cycle_values
+    part = values[(values["indicator"] == indicator) & (values["unit"] == unit)]
+    if part.empty:
+        return part.assign(expected=pd.Series(dtype=float))
+    since = pd.Timestamp(part["index_date"].max()) - pd.Timedelta(days=last_days)
+    unwanted = 1.0 if ind.direction == "lower" else 0.0
+    risk = part["expected"] if ind.direction == "lower" else 1 - part["expected"]
+    hits = part[(pd.to_datetime(part["index_date"]) > since) & (part["observed"] == unwanted)]
+    out = hits.assign(expected=risk.loc[hits.index])
+    return out.sort_values(["expected", "cycle_id"])[["cycle_id", "index_date", "observed", "expected"]].reset_index(
+        drop=True
+    )
+
+
+def cost_by_activity(result: IndicatorResult) -> pd.DataFrame:
+    """Cost per care cycle by TDABC activity for every unit at the result's level."""
+    data = result.data
+    if data.cost_lines is None or data.cost_lines.empty:
+        return pd.DataFrame(columns=["unit", "activity", "cycles", "quantity", "total_cost", "cost_per_cycle", "share"])
+    return cost_breakdown(data.cost_lines, data.cycles, unit_labels(data.cycles, result.level))
+
+
+def prom_response_by_timepoint(result: IndicatorResult) -> pd.DataFrame:
+    """Response rate per unit, instrument and timepoint (eligible = the timepoint has passed)."""
+    data = result.data
+    base = data.cycles.assign(unit=unit_labels(data.cycles, result.level).to_numpy())
+    frames = []
+    for use in data.condition.proms:
+        for tp in use.timepoints:
+            days = data.condition.timepoint(tp).days
+            rates = proms.response_rate(base, data.scores, use.instrument, tp, days, data.as_of, "unit")
+            frames.append(rates.assign(instrument=use.instrument, timepoint=tp))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def prom_scores_for(result: IndicatorResult, instrument: str, scale: str) -> pd.DataFrame:
+    """Scores of one PROM scale per cycle and timepoint, with the cycle's unit (for distributions)."""
+    data = result.data
+    units = pd.Series(unit_labels(data.cycles, result.level).to_numpy(), index=data.cycles["cycle_id"].astype(str))
+    s = data.scores
+    part = s[(s["instrument"] == instrument) & (s["scale"] == scale)].dropna(subset=["score"])
+    return pd.DataFrame(
+        {
+            "unit": part["cycle_id"].astype(str).map(units).to_numpy(),
+            "timepoint": part["timepoint"].astype(str).to_numpy(),
+            "score": part["score"].to_numpy(float),
+        }
+    )

@@ -334,3 +334,15 @@ def condition_units(condition: str, engine: Engine | None = None) -> pd.DataFram
         .order_by(c.hospital, c.department)
     )
     return _read(query, engine)
+
+
+def completeness(condition: str, engine: Engine | None = None) -> pd.DataFrame:
+    """Share of care cycles with each case-mix variable filled in, per hospital (the data steward's view)."""
+    cycles = care_cycles(condition, engine=engine)
+    names = list(default_catalog().condition(condition).casemix_names)
+    if cycles.empty:
+        return pd.DataFrame(columns=["hospital", "variable", "filled", "care_cycles"])
+    filled = cycles[names].notna().groupby(cycles["hospital"].astype(str)).mean()
+    counts = cycles.groupby(cycles["hospital"].astype(str)).size()
+    long = filled.reset_index().melt(id_vars="hospital", var_name="variable", value_name="filled")
+    return long.assign(care_cycles=long["hospital"].map(counts))

@@ -1,0 +1,57 @@
+"""Compare departments: units side by side on volume, adjusted outcomes, PROMs and cost (for managers)."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import data, filters, render
+from vbhc import charts
+from vbhc.catalog import default_catalog
+from vbhc.i18n import format_value, t, t_value
+
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+st.title(t("compare.title", lang))
+if chosen is None:
+    render.empty_state(lang)
+    st.stop()
+st.caption(t("compare.intro", lang))
+
+condition = default_catalog().condition(chosen.condition)
+level = chosen.level if chosen.level != "condition_team" else "department"
+result = data.result(chosen.condition, level, chosen.period, chosen.peers)
+table = result.table
+label = "label_nl" if lang == "nl" else "label_en"
+
+wide = {}
+for indicator_id, rows in table.groupby("indicator", sort=False):
+    ind = condition.indicator(indicator_id)
+    rows = rows.set_index("unit")
+    value = rows["n"] if ind.kind == "volume" else rows["adjusted_value"]
+    wide[ind.label(lang)] = value
+numbers = pd.DataFrame(wide)
+numbers.index.name = t("column.unit", lang)
+sort_by = st.selectbox(t("compare.sort_by", lang), list(numbers.columns), key="compare_sort")
+ascending = st.toggle(t("compare.ascending", lang), value=False, key="compare_ascending")
+numbers = numbers.sort_values(sort_by, ascending=ascending)
+
+kinds = {condition.indicator(i).label(lang): condition.indicator(i).kind for i in table["indicator"].unique()}
+assessments = table.pivot(index="unit", columns="indicator", values="assessment_998")
+assessments.columns = [condition.indicator(c).label(lang) for c in assessments.columns]
+formatted = numbers.copy().astype(object)
+for col in formatted.columns:
+    formatted[col] = [format_value(v, kinds[col], lang) for v in numbers[col]]
+styled = formatted.style.apply(
+    lambda col: (
+        [render.cell_style(a) for a in assessments.reindex(formatted.index)[col.name]]
+        if col.name in assessments
+        else [""] * len(col)
+    ),
+    axis=0,
+)
+st.dataframe(styled, width="stretch")
+st.caption(
+    " · ".join(f"{t_value('assessment', a, lang)}" for a in ("better", "worse", "as expected", "too few cycles"))
+)
+
+key_rows = table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])]
+st.altair_chart(charts.small_multiples_chart(key_rows, lang=lang, highlight=chosen.unit), width="stretch")

@@ -1,0 +1,170 @@
+"""Condition team: the page a care team puts on the big screen in its monthly outcome meeting."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import data, filters, render
+from vbhc import charts
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_value
+from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time, signal_cycles
+
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+if chosen is None:
+    st.title(t("team.title", lang))
+    render.empty_state(lang)
+    st.stop()
+
+condition = default_catalog().condition(chosen.condition)
+result = data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+table = result.table
+unit = chosen.unit
+st.title(f"{condition.label(lang)} · {unit}")
+mine = table[table["unit"] == unit]
+if mine.empty:
+    st.info(t("empty.no_match", lang))
+    st.stop()
+
+# --- the team's indicators, grouped by outcome tier ----------------------------------------------------
+label = "label_nl" if lang == "nl" else "label_en"
+for tier, rows in mine.groupby(mine["tier"].fillna(0).astype(int), sort=True):
+    st.subheader(t(f"tier.{tier}", lang) if tier else t("team.other_indicators", lang))
+    shown = rows[rows["kind"] != "volume"] if tier == 0 else rows
+    display = render.indicator_display(shown, lang)
+    st.dataframe(
+        render.colour_assessments(
+            display.style,
+            [t("column.assessment", lang), t("position.title_95", lang)],
+            pd.DataFrame(
+                {
+                    t("column.assessment", lang): shown["assessment_998"].to_numpy(),
+                    t("position.title_95", lang): shown["assessment_95"].to_numpy(),
+                },
+                index=display.index,
+            ),
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+# --- one indicator in depth ----------------------------------------------------------------------------
+choices = [i.id for i in condition.indicators if i.kind != "volume"]
+indicator_id = st.selectbox(
+    t("filter.indicator", lang),
+    choices,
+    key="indicator",
+    format_func=lambda i: condition.indicator(i).label(lang),
+    bind="query-params",
+)
+ind = condition.indicator(indicator_id)
+rows = table[table["indicator"] == indicator_id]
+row = rows[rows["unit"] == unit].iloc[0]
+
+if row["rankability_note"]:
+    st.warning(t("warning.low_rankability", lang, rankability=fmt_number(row["rankability"], lang, 2)))
+if row["too_few_cycles"]:
+    st.warning(t("warning.too_few_cycles", lang, unit=unit, min_n=ind.min_n))
+if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
+    st.info(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
+
+metric_cols = st.columns(4)
+metric_cols[0].metric(t("column.care_cycles", lang), fmt_int(row["n"], lang))
+metric_cols[1].metric(t("column.crude", lang), format_value(row["crude_value"], ind.kind, lang))
+metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
+metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
+st.markdown(f"**{t('column.assessment', lang)}:** {t_value('assessment', row['assessment_998'], lang)}")
+
+left, right = st.columns(2)
+with left:
+    st.markdown(f"#### {t('team.funnel', lang)}")
+    st.altair_chart(charts.funnel_chart(rows, funnel_curve(rows), highlight=unit, lang=lang), width="stretch")
+with right:
+    st.markdown(f"#### {t('team.caterpillar', lang)}")
+    value = "oe" if ind.kind in ("proportion", "prom_mic") else "adjusted"
+    st.altair_chart(charts.caterpillar_chart(rows, highlight=unit, lang=lang, value=value), width="stretch")
+
+left, right = st.columns(2)
+with left:
+    st.markdown(f"#### {t('team.trend', lang)}")
+    trend = indicator_over_time(result, indicator_id, unit, freq="QS") if ind.kind != "response_rate" else None
+    if trend is not None and len(trend):
+        st.altair_chart(charts.trend_chart(trend, kind=ind.kind, lang=lang), width="stretch")
+    else:
+        st.caption(t("team.no_trend", lang))
+with right:
+    if ind.kind in ("proportion", "prom_mic"):
+        st.markdown(f"#### {t('chart.vlad', lang)}")
+        curve = cusum_vlad(result, indicator_id, unit)
+        st.altair_chart(charts.vlad_chart(curve, lang=lang), width="stretch")
+        st.altair_chart(charts.cusum_chart(curve, lang=lang), width="stretch")
+    else:
+        st.markdown(f"#### {t('team.crude_vs_adjusted', lang)}")
+        st.altair_chart(charts.crude_vs_adjusted_chart(rows, lang=lang), width="stretch")
+
+# --- what the case-mix model contributes ---------------------------------------------------------------
+if indicator_id in result.models:
+    with st.expander(t("team.casemix_contribution", lang)):
+        explained = casemix_explanation(result, indicator_id)
+        explained = explained[explained["unit"] == unit]
+        st.caption(
+            t(
+                "team.gap_explained",
+                lang,
+                crude=format_value(row["crude_value"], ind.kind, lang),
+                adjusted=format_value(row["adjusted_value"], ind.kind, lang),
+            )
+        )
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    t("model.variables", lang): explained["variable"],
+                    t("team.contribution", lang): [format_value(v, ind.kind, lang) for v in explained["contribution"]],
+                    t("team.share_of_gap", lang): [fmt_percent(v, lang, 0) for v in explained["share_of_gap"]],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    with st.expander(t("model.title", lang)):
+        diag = result.models[indicator_id].diagnostics
+        quality = {
+            t("model.c_statistic", lang): fmt_ratio(diag.c_statistic, lang),
+            t("model.calibration_slope", lang): fmt_ratio(diag.calibration_slope, lang),
+            t("model.calibration_intercept", lang): fmt_ratio(diag.calibration_intercept, lang),
+            t("model.r_squared", lang): fmt_ratio(diag.r_squared, lang),
+            t("model.cycles_used", lang): fmt_int(diag.n_used, lang),
+            t("model.cycles_excluded", lang): fmt_int(diag.n_excluded, lang),
+        }
+        st.dataframe(pd.Series(quality, name="").to_frame(), width="stretch")
+        if diag.excluded_by_reason:
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        t("model.excluded_reason", lang): list(diag.excluded_by_reason),
+                        t("model.cycles_excluded", lang): [fmt_int(v, lang) for v in diag.excluded_by_reason.values()],
+                    }
+                ),
+                hide_index=True,
+            )
+        if diag.warning:
+            st.warning(diag.warning)
+
+# --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
+if ind.kind in ("proportion", "prom_mic"):
+    st.markdown(f"#### {t('team.contributors', lang)}")
+    cycles = signal_cycles(result, indicator_id, unit, last_days=92)
+    if cycles.empty:
+        st.caption(t("team.no_events", lang))
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    t("team.cycle", lang): cycles["cycle_id"],
+                    t("chart.date", lang): cycles["index_date"].dt.date,
+                    t("column.expected", lang): [fmt_percent(v, lang) for v in cycles["expected"]],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )

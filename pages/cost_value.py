@@ -1,0 +1,63 @@
+"""Cost and value: cost per care cycle by activity, adjusted cost per unit, outcome against cost."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import data, filters, render
+from vbhc import charts
+from vbhc.catalog import default_catalog
+from vbhc.i18n import format_value, t, t_value
+from vbhc.indicators import cost_by_activity, value_table
+
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+st.title(t("cost.title", lang))
+if chosen is None:
+    render.empty_state(lang)
+    st.stop()
+
+catalog = default_catalog()
+condition = catalog.condition(chosen.condition)
+result = data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+table = result.table
+cost_rows = table[table["kind"] == "cost"]
+if cost_rows.empty or cost_rows["n"].sum() == 0:
+    st.info(t("empty.no_costs", lang, condition=condition.label(lang)))
+    st.stop()
+
+breakdown = cost_by_activity(result)
+activity_label = {
+    a: (catalog.cost_activities[a].label_nl if lang == "nl" else catalog.cost_activities[a].label_en)
+    for a in catalog.cost_activities
+}
+breakdown = breakdown.assign(activity=breakdown["activity"].map(activity_label).fillna(breakdown["activity"]))
+st.subheader(t("cost.by_activity", lang))
+st.altair_chart(charts.cost_breakdown_chart(breakdown, lang=lang), width="stretch")
+
+st.subheader(t("column.cost_per_cycle", lang))
+st.dataframe(render.indicator_display(cost_rows, lang, by="unit"), hide_index=True, width="stretch")
+
+outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]
+outcome_id = st.selectbox(
+    t("cost.outcome", lang), [i.id for i in outcomes], format_func=lambda i: condition.indicator(i).label(lang)
+)
+view = value_table(result, outcome_id)
+st.subheader(t("cost.outcome_vs_cost", lang))
+st.altair_chart(
+    charts.value_chart(view, outcome_label=condition.indicator(outcome_id).label(lang), lang=lang), width="stretch"
+)
+kind = condition.indicator(outcome_id).kind
+st.dataframe(
+    pd.DataFrame(
+        {
+            t("column.unit", lang): view["unit"],
+            condition.indicator(outcome_id).label(lang): [
+                format_value(v, kind, lang) for v in view["adjusted_value_outcome"]
+            ],
+            t("column.cost_per_cycle", lang): [format_value(v, "cost", lang) for v in view["adjusted_value_cost"]],
+            t("cost.quadrant", lang): [t_value("quadrant", q, lang) for q in view["quadrant"]],
+        }
+    ),
+    hide_index=True,
+    width="stretch",
+)

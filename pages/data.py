@@ -1,0 +1,96 @@
+"""Data: what is loaded (import batches), completeness per unit, and the validated upload."""
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from ui import data, filters
+from vbhc import registry
+from vbhc.i18n import fmt_int, fmt_percent, t
+from vbhc.ingest import ImportRefused, explain_problems, import_files
+from vbhc.settings import database_url
+
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+st.title(t("data.title", lang))
+url, version = database_url(), data.version()
+
+st.subheader(t("data.upload", lang))
+uploads = st.file_uploader(
+    t("data.upload_help", lang), type=["csv", "xlsx"], accept_multiple_files=True, key="upload_files"
+)
+if uploads and st.button(t("data.import_button", lang), type="primary"):
+    with tempfile.TemporaryDirectory(prefix="vbhc-upload-") as tmp:
+        paths = []
+        for upload in uploads:
+            path = Path(tmp) / Path(upload.name).name  # never trust a client-supplied path
+            path.write_bytes(upload.getvalue())
+            paths.append(path)
+        try:
+            report = import_files(paths, data.current_engine(), imported_by=st.session_state.get("_viewer", "upload"))
+        except ImportRefused as refused:
+            names = ", ".join(p.name for p in paths)
+            st.error(t("data.import_failed", lang, file=names, count=refused.report.problem_count))
+            errors = explain_problems(refused.report)
+            errors.columns = [t(f"error.{c}", lang) for c in errors.columns]
+            st.markdown(f"**{t('data.errors', lang)}**")
+            st.dataframe(errors, hide_index=True, width="stretch", key="import_errors")
+        else:
+            for source in report.sources:
+                st.success(
+                    t(
+                        "data.import_done",
+                        lang,
+                        file=source.file,
+                        inserted=fmt_int(source.rows_inserted, lang),
+                        updated=fmt_int(source.rows_updated, lang),
+                        unchanged=fmt_int(source.rows_unchanged, lang),
+                    )
+                )
+            version = data.version()
+
+st.subheader(t("data.import_batches", lang))
+batches = data.batches(url, version)
+if batches.empty:
+    st.info(t("empty.database_empty", lang))
+else:
+    shown = batches[
+        [
+            "file_name",
+            "table_name",
+            "sheet",
+            "sha256",
+            "rows_read",
+            "rows_inserted",
+            "rows_updated",
+            "rows_unchanged",
+            "imported_by",
+            "imported_at",
+        ]
+    ].copy()
+    for col in ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged"):
+        shown[col] = [fmt_int(v, lang) for v in shown[col]]
+    shown.columns = [
+        t(f"batch.{c}", lang)
+        for c in (
+            "file",
+            "table",
+            "sheet",
+            "sha256",
+            "rows_read",
+            "rows_inserted",
+            "rows_updated",
+            "rows_unchanged",
+            "imported_by",
+            "imported_at",
+        )
+    ]
+    st.dataframe(shown, hide_index=True, width="stretch")
+
+if chosen is not None:
+    st.subheader(t("data.completeness", lang))
+    complete = registry.completeness(chosen.condition, engine=data.current_engine())
+    if not complete.empty:
+        grid = complete.pivot(index="hospital", columns="variable", values="filled")
+        st.dataframe(grid.map(lambda v: fmt_percent(v, lang, 1)), width="stretch")

@@ -1,0 +1,50 @@
+"""Methods: plain-language explanation, generated from the catalog so it always matches the indicators."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import filters
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_int, fmt_number, t
+
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+st.title(t("methods.title", lang))
+st.caption(t("methods.intro", lang))
+for section in ("casemix", "oe", "funnel", "overdispersion", "small_numbers", "cusum", "tiers"):
+    st.subheader(t(f"methods.{section}_title", lang))
+    st.write(t(f"methods.{section}_text", lang))
+
+catalog = default_catalog()
+st.subheader(t("methods.indicators_title", lang))
+for condition in catalog.conditions.values():
+    with st.expander(f"{condition.label(lang)} — {condition.standard_set}"):
+        st.markdown(f"**{t('model.variables', lang)}:** " + ", ".join(v.name for v in condition.casemix))
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    t("column.indicator", lang): [i.label(lang) for i in condition.indicators],
+                    t("column.kind", lang): [t(f"kind.{i.kind}", lang) for i in condition.indicators],
+                    t("column.tier", lang): [
+                        t(f"tier.{i.tier}", lang) if i.tier else "–" for i in condition.indicators
+                    ],
+                    t("column.direction", lang): [t(f"direction.{i.direction}", lang) for i in condition.indicators],
+                    t("methods.min_n", lang): [fmt_int(i.min_n, lang) for i in condition.indicators],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        rows = []
+        for use in condition.proms:
+            instrument = catalog.instruments[use.instrument]
+            for scale in instrument.scales:
+                rows.append(
+                    {
+                        t("proms.instrument", lang): instrument.label_en,
+                        t("proms.scale", lang): scale.label_nl if lang == "nl" else scale.label_en,
+                        t("methods.mic", lang): fmt_number(scale.mic, lang, 2),
+                        t("methods.source", lang): scale.mic_source,
+                    }
+                )
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -1,0 +1,78 @@
+"""PROMs: response per timepoint, score distributions, change from baseline and share reaching the MIC."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import data, filters, render
+from vbhc import charts
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_int, fmt_percent, t
+from vbhc.indicators import prom_response_by_timepoint, prom_scores_for
+
+chosen = filters.current()
+lang = chosen.lang if chosen else filters.language()
+st.title(t("proms.title", lang))
+if chosen is None:
+    render.empty_state(lang)
+    st.stop()
+
+catalog = default_catalog()
+condition = catalog.condition(chosen.condition)
+result = data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+if result.data.scores.empty:
+    st.info(t("empty.no_proms", lang, condition=condition.label(lang)))
+    st.stop()
+
+# response per instrument and timepoint
+st.subheader(t("column.response_rate", lang))
+rates = prom_response_by_timepoint(result)
+mine = rates[rates["unit"] == chosen.unit]
+st.dataframe(
+    pd.DataFrame(
+        {
+            t("proms.instrument", lang): [catalog.instruments[i].label_en for i in mine["instrument"]],
+            t("proms.timepoint", lang): mine["timepoint"],
+            t("proms.eligible", lang): [fmt_int(v, lang) for v in mine["eligible"]],
+            t("proms.responders", lang): [fmt_int(v, lang) for v in mine["responded"]],
+            t("column.response_rate", lang): [fmt_percent(v, lang) for v in mine["response_rate"]],
+            t("proms.all_units", lang): [
+                fmt_percent(
+                    rates.loc[(rates.instrument == i) & (rates.timepoint == tp), "responded"].sum()
+                    / max(rates.loc[(rates.instrument == i) & (rates.timepoint == tp), "eligible"].sum(), 1),
+                    lang,
+                )
+                for i, tp in zip(mine["instrument"], mine["timepoint"], strict=True)
+            ],
+        }
+    ),
+    hide_index=True,
+    width="stretch",
+)
+
+# PROM indicators per unit (adjusted)
+table = result.table
+prom_rows = table[table["kind"].isin(["prom_score", "prom_change", "prom_mic", "response_rate"])]
+for indicator_id, rows in prom_rows.groupby("indicator", sort=False):
+    ind = condition.indicator(indicator_id)
+    st.markdown(f"#### {ind.label(lang)}")
+    if ind.kind == "response_rate":
+        st.altair_chart(charts.prom_response_chart(rows, lang=lang), width="stretch")
+    else:
+        st.altair_chart(charts.prom_change_chart(rows, lang=lang), width="stretch")
+
+# distributions at baseline and follow-up
+st.subheader(t("proms.distribution", lang))
+scales = [(p.instrument, s.id) for p in condition.proms for s in catalog.instruments[p.instrument].scales]
+
+
+def _scale_label(pair: tuple[str, str]) -> str:
+    spec = catalog.instruments[pair[0]].scale(pair[1])
+    return spec.label_nl if lang == "nl" else spec.label_en
+
+
+instrument, scale = st.selectbox(t("proms.scale", lang), scales, format_func=_scale_label)
+spec = catalog.instruments[instrument].scale(scale)
+scores = prom_scores_for(result, instrument, scale)
+scores = scores.assign(group=scores["unit"].where(scores["unit"] == chosen.unit, t("proms.all_units", lang)))
+binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
+st.altair_chart(charts.score_distribution_chart(binned, lang=lang), width="stretch")

@@ -1,0 +1,70 @@
+"""Cached access to the registry and the indicator engine, keyed by small plain arguments.
+
+Keys always include the database URL and the dataset version, so a new import is visible at once and a
+cached result never outlives the data it was computed from. Indicator results are shared objects
+(cache_resource): pages only read them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from vbhc import registry
+from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data
+from vbhc.settings import database_url
+from vbhc.store import get_engine, upgrade_schema
+
+
+@st.cache_resource
+def engine(url: str) -> Engine:
+    eng = get_engine(url)
+    upgrade_schema(eng)
+    return eng
+
+
+def current_engine() -> Engine:
+    return engine(database_url())
+
+
+def version() -> str:
+    return registry.dataset_version(current_engine())
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def units(url: str, data_version: str) -> pd.DataFrame:
+    return registry.units(engine=engine(url))
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def volumes(url: str, data_version: str) -> pd.DataFrame:
+    return registry.condition_volumes(engine=engine(url))
+
+
+@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
+def condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
+    return registry.condition_units(condition, engine=engine(url))
+
+
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def batches(url: str, data_version: str) -> pd.DataFrame:
+    return registry.import_batches(engine=engine(url))
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=16, show_spinner=False)
+def _condition_data(url: str, data_version: str, condition: str, period: str, peers: tuple[str, ...]):
+    return load_condition_data(condition, period or None, engine=engine(url), hospitals=list(peers) or None)
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=48, show_spinner=False)
+def _result(
+    url: str, data_version: str, condition: str, level: str, period: str, peers: tuple[str, ...]
+) -> IndicatorResult:
+    data = _condition_data(url, data_version, condition, period, peers)
+    return compute_indicators(data, level)
+
+
+def result(condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:
+    """The indicator result for the filters (computed once per dataset version and filter combination)."""
+    return _result(database_url(), version(), condition, level, period, tuple(sorted(peers)))
