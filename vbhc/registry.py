@@ -88,7 +88,7 @@ def _cycle_filter(
     return where
 
 
-def _read(query: Select, engine: Engine | None) -> pd.DataFrame:
+def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
     """Run `query` on the driver's own cursor: the ORM's row objects cost more than the query itself for the
     millions of PROM item rows a condition can have (about 2x faster than pandas.read_sql here)."""
     engine = engine or get_engine()
@@ -102,10 +102,22 @@ def _read(query: Select, engine: Engine | None) -> pd.DataFrame:
         try:
             cursor.execute(str(compiled), params)
             columns = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
+            # batches keep the driver's Python row objects few; the frames hold compact (Arrow) strings
+            frames = []
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                frame = pd.DataFrame(rows, columns=columns)
+                del rows
+                frames.append(transform(frame) if transform else frame)
         finally:
             cursor.close()
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame({c: [] for c in columns})
+    if not frames:
+        empty = pd.DataFrame({c: [] for c in columns})
+        return transform(empty) if transform else empty
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+#: Rows fetched from the database cursor at a time.
+_FETCH_ROWS = 250_000
 
 
 def _categorise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -231,8 +243,21 @@ def prom_responses(
         period,
         extra,
     )
-    df = _read(query, engine)
-    return _categorise(_dates(df, ["completed_date"]), ["cycle_id", "instrument", "timepoint", "item"])
+    catalog = default_catalog()
+    kinds = {
+        "instrument": pd.CategoricalDtype(sorted(catalog.instruments)),
+        "timepoint": pd.CategoricalDtype(sorted({t.id for c in catalog.conditions.values() for t in c.timepoints})),
+        "item": pd.CategoricalDtype(sorted({i.id for inst in catalog.instruments.values() for i in inst.items})),
+    }
+
+    def compact(frame: pd.DataFrame) -> pd.DataFrame:
+        # fixed categories per batch, so millions of item rows concatenate without ever being Python strings
+        frame = frame.astype(kinds)
+        frame["completed_date"] = pd.to_datetime(frame["completed_date"])
+        return frame
+
+    df = _read(query, engine, compact)
+    return _categorise(df, ["cycle_id"])
 
 
 def cost_lines(
