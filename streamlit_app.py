@@ -1,4 +1,4 @@
-"""Dashboard entry point: page setup, global filters (mirrored in the URL) and navigation."""
+"""Dashboard entry point: page setup, navigation, and the global filters (mirrored in the URL)."""
 
 import streamlit as st
 
@@ -7,10 +7,7 @@ from vbhc.i18n import t
 
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
 
-chosen = filters.sidebar()
-st.session_state["_filters"] = chosen
-lang = chosen.lang if chosen else filters.language()
-
+lang = filters.language()
 pages = [
     st.Page("pages/overview.py", title=t("nav.overview", lang), icon=":material/dashboard:", default=True),
     st.Page("pages/condition_team.py", title=t("nav.condition_team", lang), icon=":material/groups:"),
@@ -20,4 +17,7 @@ pages = [
     st.Page("pages/data.py", title=t("nav.data", lang), icon=":material/database:"),
     st.Page("pages/methods.py", title=t("nav.methods", lang), icon=":material/menu_book:"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+# the filters live here, not in the pages, so they survive page switches; pages read filters.current()
+st.session_state["_filters"] = filters.sidebar()
+page.run()

@@ -1,59 +1,169 @@
-"""The landing page shows the registry's volumes, and a clear empty state without data."""
+"""Every page opens with demo data and with an empty database, filters change what is shown, and the numbers
+on screen are the indicator table's numbers (AppTest cannot see charts; chart builders are tested directly)."""
 
 from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.registry_files import write_small_registry
-from vbhc.ingest import import_files
-from vbhc.registry import condition_volumes
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_int, format_value, t
+from vbhc.indicators import indicator_table
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
+PAGES = [
+    "pages/overview.py",
+    "pages/condition_team.py",
+    "pages/proms.py",
+    "pages/compare.py",
+    "pages/cost_value.py",
+    "pages/data.py",
+    "pages/methods.py",
+]
 
-@pytest.fixture
-def app_db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    monkeypatch.setenv("VBHC_DATABASE_URL", url)
-    get_engine.cache_clear()
-    yield url
-    get_engine.cache_clear()
 
+def _app(query: dict[str, str] | None = None) -> AppTest:
+    """The app with ?lang= and the sidebar filters preset (as a shared link would preset them).
 
-def _run() -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
+    AppTest neither seeds URL-bound widgets from its query string nor lets a test change widgets that the
+    main script of an st.navigation app creates after the first run (the browser test does both), so the
+    filters are preset through Session State before the first run and page widgets are set on the page.
+    """
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    query = dict(query or {})
+    at.query_params["lang"] = query.get("lang", "en")
+    for key, value in query.items():
+        if key != "indicator":
+            at.session_state[key] = value
+    at._page_widgets = {k: v for k, v in query.items() if k == "indicator"}
     return at
 
 
-def test_empty_database_shows_how_to_load_data(app_db):
-    at = _run()
-    assert "database is empty" in at.info[0].value
-    assert "vbhc demo" in at.info[0].value
+def _run(at: AppTest, page: str | None = None) -> AppTest:
+    at.run()  # st.navigation registers the pages on the first run; switching needs that
+    if page:
+        at.switch_page(page)
+        at.run()
+    for key, value in at._page_widgets.items():
+        at.selectbox(key=key).set_value(value)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
-def test_volumes_match_the_registry(app_db, tmp_path):
-    engine = get_engine(app_db)
-    import_files(write_small_registry(tmp_path / "files"), engine)
-    at = _run()
-    expected = condition_volumes(engine=engine)
-    assert at.metric[0].value == f"{int(expected['care_cycles'].sum()):,}"
-    shown = at.dataframe[0].value
-    assert list(shown["Care cycles"]) == list(expected["care_cycles"])
-    assert "Oesophageal cancer" in set(shown["Condition"])
+@pytest.fixture
+def empty_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+    yield url
 
 
-def test_new_import_shows_without_waiting_for_the_cache(app_db, tmp_path):
-    engine = get_engine(app_db)
-    files = write_small_registry(tmp_path / "files")
-    import_files(files[:2], engine)
-    at = _run()
-    assert at.metric[0].value == "12"
-    from tests.registry_files import cycles, write_csv
+@pytest.fixture
+def demo_db(demo_registry, monkeypatch):
+    engine, truth = demo_registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    return engine, truth
 
-    more = [dict(r, cycle_id=r["cycle_id"] + "b") for r in cycles()]
-    import_files([write_csv(tmp_path / "care_cycles_more.csv", more)], engine)
-    at.run()
-    assert at.metric[0].value == "24"
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_has_a_clear_empty_state(empty_db, page):
+    at = _run(_app({"lang": "en"}), page)
+    texts = " ".join(i.value for i in at.info)
+    if page == "pages/methods.py":
+        assert any("Case-mix adjustment" in s.value for s in at.subheader)
+    else:
+        assert "vbhc demo" in texts, page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_demo_data(demo_db, page):
+    at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), page)
+    assert at.title, page
+    assert at.session_state["_filters"].condition == "colorectal_cancer"
+    assert not any("vbhc demo" in i.value for i in at.info), page
+
+
+def test_overview_scorecard_shows_the_indicator_table(demo_db):
+    engine, truth = demo_db
+    at = _run(_app({"lang": "en"}))
+    own = truth["own_hospital"]
+    scorecard = at.dataframe[0].value
+    catalog = default_catalog()
+    row = scorecard[scorecard[t("column.condition", "en")] == catalog.condition("colorectal_cancer").label("en")]
+    assert len(row) == 1
+    table = indicator_table("colorectal_cancer", "hospital", engine=engine).table
+    mine = table[table["unit"] == own]
+    volume = mine[mine["kind"] == "volume"]["n"].iloc[0]
+    assert row[t("column.care_cycles", "en")].iloc[0] == fmt_int(volume, "en")
+    cost = mine[mine["kind"] == "cost"].iloc[0]
+    assert row[t("column.cost_per_cycle", "en")].iloc[0] == format_value(cost["adjusted_value"], "cost", "en")
+    leak = mine[mine["indicator"] == "anastomotic_leak"].iloc[0]
+    shown = " ".join(str(v) for v in row.iloc[0].to_numpy())
+    assert format_value(leak["adjusted_value"], "proportion", "en") in shown
+
+
+def test_team_page_metrics_follow_indicator_and_unit(demo_db):
+    engine, _ = demo_db
+    at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak"})
+    _run(at, "pages/condition_team.py")
+    assert at.title[0].value == "Colorectal cancer · H01"
+    table = indicator_table("colorectal_cancer", "hospital", engine=engine).table
+    row = table[(table["indicator"] == "anastomotic_leak") & (table["unit"] == "H01")].iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[t("column.care_cycles", "en")] == fmt_int(row["n"], "en")
+    assert metrics[t("column.adjusted", "en")] == format_value(row["adjusted_value"], "proportion", "en")
+    assert metrics[t("column.benchmark", "en")] == format_value(row["target"], "proportion", "en")
+    assert any(t("assessment.worse", "en") in m.value for m in at.markdown)  # the planted outlier
+
+    at.selectbox(key="indicator").set_value("length_of_stay").run()
+    row = table[(table["indicator"] == "length_of_stay") & (table["unit"] == "H01")].iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[t("column.adjusted", "en")] == format_value(row["adjusted_value"], "mean", "en")
+
+    at = _app({"lang": "en", "condition": "colorectal_cancer", "unit_hospital": "H06", "indicator": "length_of_stay"})
+    _run(at, "pages/condition_team.py")
+    row = table[(table["indicator"] == "length_of_stay") & (table["unit"] == "H06")].iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[t("column.crude", "en")] == format_value(row["crude_value"], "mean", "en")
+
+
+def test_period_filter_changes_the_numbers(demo_db):
+    engine, _ = demo_db
+    at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak", "period": "2024"})
+    _run(at, "pages/condition_team.py")
+    table = indicator_table("colorectal_cancer", "hospital", "2024", engine=engine).table
+    row = table[(table["indicator"] == "anastomotic_leak") & (table["unit"] == "H01")].iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[t("column.care_cycles", "en")] == fmt_int(row["n"], "en")
+
+
+def test_dutch_labels_and_decimal_comma(demo_db):
+    engine, _ = demo_db
+    at = _app({"lang": "nl", "condition": "colorectal_cancer", "indicator": "length_of_stay"})
+    _run(at, "pages/condition_team.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert t("column.adjusted", "nl") in metrics
+    assert "," in metrics[t("column.adjusted", "nl")]
+    assert at.title[0].value.startswith(default_catalog().condition("colorectal_cancer").label("nl"))
+
+
+def test_methods_page_lists_every_catalog_indicator(empty_db):
+    at = _run(_app({"lang": "en"}), "pages/methods.py")
+    shown = " ".join(" ".join(map(str, df.value.iloc[:, 0])) for df in at.dataframe)
+    for condition in default_catalog().conditions.values():
+        for ind in condition.indicators:
+            assert ind.label_en in shown
+
+
+def test_data_page_lists_import_batches(demo_db):
+    at = _run(_app({"lang": "en"}), "pages/data.py")
+    batches = at.dataframe[0].value
+    assert set(batches[t("batch.file", "en")]) >= {"care_cycles.csv", "prom_responses.csv"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engine_cache():
+    get_engine.cache_clear()
+    yield
+    get_engine.cache_clear()
