@@ -139,7 +139,6 @@ def test_period_filter_changes_the_numbers(demo_db):
 
 
 def test_dutch_labels_and_decimal_comma(demo_db):
-    engine, _ = demo_db
     at = _app({"lang": "nl", "condition": "colorectal_cancer", "indicator": "length_of_stay"})
     _run(at, "pages/condition_team.py")
     metrics = {m.label: m.value for m in at.metric}
