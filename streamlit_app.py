@@ -1,22 +1,29 @@
 """Dashboard entry point: page setup, navigation, and the global filters (mirrored in the URL)."""
 
+import os
+
 import streamlit as st
 
-from ui import filters
+from ui import data, filters
 from vbhc.i18n import t
+from vbhc.settings import database_url
 
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
+data.start_warm_up(database_url(), data.version())
 
 lang = filters.language()
-pages = [
-    st.Page("pages/overview.py", title=t("nav.overview", lang), icon=":material/dashboard:", default=True),
-    st.Page("pages/condition_team.py", title=t("nav.condition_team", lang), icon=":material/groups:"),
-    st.Page("pages/proms.py", title=t("nav.proms", lang), icon=":material/assignment:"),
-    st.Page("pages/compare.py", title=t("nav.compare_departments", lang), icon=":material/compare_arrows:"),
-    st.Page("pages/cost_value.py", title=t("nav.cost_value", lang), icon=":material/euro:"),
-    st.Page("pages/data.py", title=t("nav.data", lang), icon=":material/database:"),
-    st.Page("pages/methods.py", title=t("nav.methods", lang), icon=":material/menu_book:"),
+# VBHC_START_PAGE lets benchmarks/page_speed.py time a page on its own (default: the overview)
+start = os.environ.get("VBHC_START_PAGE", "overview")
+PAGES = [
+    ("overview", "nav.overview", ":material/dashboard:"),
+    ("condition_team", "nav.condition_team", ":material/groups:"),
+    ("proms", "nav.proms", ":material/assignment:"),
+    ("compare", "nav.compare_departments", ":material/compare_arrows:"),
+    ("cost_value", "nav.cost_value", ":material/euro:"),
+    ("data", "nav.data", ":material/database:"),
+    ("methods", "nav.methods", ":material/menu_book:"),
 ]
+pages = [st.Page(f"pages/{name}.py", title=t(key, lang), icon=icon, default=name == start) for name, key, icon in PAGES]
 page = st.navigation(pages)
 # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
 st.session_state["_filters"] = filters.sidebar()

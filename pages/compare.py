@@ -54,4 +54,4 @@ st.caption(
 )
 
 key_rows = table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])]
-st.altair_chart(charts.small_multiples_chart(key_rows, lang=lang, highlight=chosen.unit), width="stretch", theme=None)
+render.chart(charts.small_multiples_chart(key_rows, lang=lang, highlight=chosen.unit))

@@ -78,31 +78,29 @@ st.markdown(f"**{t('column.assessment', lang)}:** {t_value('assessment', row['as
 left, right = st.columns(2)
 with left:
     st.markdown(f"#### {t('team.funnel', lang)}")
-    st.altair_chart(
-        charts.funnel_chart(rows, funnel_curve(rows), highlight=unit, lang=lang), width="stretch", theme=None
-    )
+    render.chart(charts.funnel_chart(rows, funnel_curve(rows), highlight=unit, lang=lang))
 with right:
     st.markdown(f"#### {t('team.caterpillar', lang)}")
     value = "oe" if ind.kind in ("proportion", "prom_mic") else "adjusted"
-    st.altair_chart(charts.caterpillar_chart(rows, highlight=unit, lang=lang, value=value), width="stretch", theme=None)
+    render.chart(charts.caterpillar_chart(rows, highlight=unit, lang=lang, value=value))
 
 left, right = st.columns(2)
 with left:
     st.markdown(f"#### {t('team.trend', lang)}")
     trend = indicator_over_time(result, indicator_id, unit, freq="QS") if ind.kind != "response_rate" else None
     if trend is not None and len(trend):
-        st.altair_chart(charts.trend_chart(trend, kind=ind.kind, lang=lang), width="stretch", theme=None)
+        render.chart(charts.trend_chart(trend, kind=ind.kind, lang=lang))
     else:
         st.caption(t("team.no_trend", lang))
 with right:
     if ind.kind in ("proportion", "prom_mic"):
         st.markdown(f"#### {t('chart.vlad', lang)}")
         curve = cusum_vlad(result, indicator_id, unit)
-        st.altair_chart(charts.vlad_chart(curve, lang=lang), width="stretch", theme=None)
-        st.altair_chart(charts.cusum_chart(curve, lang=lang), width="stretch", theme=None)
+        render.chart(charts.vlad_chart(curve, lang=lang))
+        render.chart(charts.cusum_chart(curve, lang=lang))
     else:
         st.markdown(f"#### {t('team.crude_vs_adjusted', lang)}")
-        st.altair_chart(charts.crude_vs_adjusted_chart(rows, lang=lang), width="stretch", theme=None)
+        render.chart(charts.crude_vs_adjusted_chart(rows, lang=lang))
 
 # --- what the case-mix model contributes ---------------------------------------------------------------
 if indicator_id in result.models:

@@ -32,7 +32,7 @@ activity_label = {
 }
 breakdown = breakdown.assign(activity=breakdown["activity"].map(activity_label).fillna(breakdown["activity"]))
 st.subheader(t("cost.by_activity", lang))
-st.altair_chart(charts.cost_breakdown_chart(breakdown, lang=lang), width="stretch", theme=None)
+render.chart(charts.cost_breakdown_chart(breakdown, lang=lang))
 
 st.subheader(t("column.cost_per_cycle", lang))
 st.dataframe(render.indicator_display(cost_rows, lang, by="unit"), hide_index=True, width="stretch")
@@ -43,7 +43,7 @@ outcome_id = st.selectbox(
 )
 view = value_table(result, outcome_id)
 st.subheader(t("cost.outcome_vs_cost", lang))
-st.altair_chart(
+render.chart(
     charts.value_chart(
         view,
         outcome_label=condition.indicator(outcome_id).label(lang),
@@ -52,9 +52,7 @@ st.altair_chart(
         outcome_target=float(table.loc[table["indicator"] == outcome_id, "target"].iloc[0]),
         cost_target=float(cost_rows["target"].iloc[0]),
         highlight=chosen.unit,
-    ),
-    width="stretch",
-    theme=None,
+    )
 )
 kind = condition.indicator(outcome_id).kind
 st.dataframe(

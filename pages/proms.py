@@ -56,9 +56,9 @@ for indicator_id, rows in prom_rows.groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
     st.markdown(f"#### {ind.label(lang)}")
     if ind.kind == "response_rate":
-        st.altair_chart(charts.prom_response_chart(rows, lang=lang), width="stretch", theme=None)
+        render.chart(charts.prom_response_chart(rows, lang=lang))
     else:
-        st.altair_chart(charts.prom_change_chart(rows, lang=lang), width="stretch", theme=None)
+        render.chart(charts.prom_change_chart(rows, lang=lang))
 
 # distributions at baseline and follow-up
 st.subheader(t("proms.distribution", lang))
@@ -75,4 +75,4 @@ spec = catalog.instruments[instrument].scale(scale)
 scores = prom_scores_for(result, instrument, scale)
 scores = scores.assign(group=scores["unit"].where(scores["unit"] == chosen.unit, t("proms.all_units", lang)))
 binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
-st.altair_chart(charts.score_distribution_chart(binned, lang=lang), width="stretch", theme=None)
+render.chart(charts.score_distribution_chart(binned, lang=lang))

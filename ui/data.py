@@ -7,6 +7,8 @@ cached result never outlives the data it was computed from. Indicator results ar
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
@@ -63,6 +65,23 @@ def _result(
 ) -> IndicatorResult:
     data = _condition_data(url, data_version, condition, period, peers)
     return compute_indicators(data, level)
+
+
+@st.cache_resource(show_spinner=False)
+def start_warm_up(url: str, data_version: str) -> threading.Thread:
+    """Compute the default view of every condition in the background once per server and dataset version,
+    so the first visitor of a page does not wait for the case-mix models to be fitted."""
+
+    def work() -> None:
+        for condition in registry.condition_volumes(engine=engine(url))["condition"]:
+            try:
+                _result(url, data_version, str(condition), "hospital", "", ())
+            except Exception:
+                continue
+
+    thread = threading.Thread(target=work, name="vbhc-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def result(condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:
