@@ -23,7 +23,7 @@ PAGES = [
     ("data", "nav.data", ":material/database:"),
     ("methods", "nav.methods", ":material/menu_book:"),
 ]
-pages = [st.Page(f"pages/{name}.py", title=t(key, lang), icon=icon, default=name == start) for name, key, icon in PAGES]
+pages = [st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == start) for name, key, icon in PAGES]
 page = st.navigation(pages)
 # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
 st.session_state["_filters"] = filters.sidebar()

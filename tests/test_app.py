@@ -13,13 +13,13 @@ from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
 PAGES = [
-    "pages/overview.py",
-    "pages/condition_team.py",
-    "pages/proms.py",
-    "pages/compare.py",
-    "pages/cost_value.py",
-    "pages/data.py",
-    "pages/methods.py",
+    "views/overview.py",
+    "views/condition_team.py",
+    "views/proms.py",
+    "views/compare.py",
+    "views/cost_value.py",
+    "views/data.py",
+    "views/methods.py",
 ]
 
 
@@ -45,7 +45,7 @@ def _run(at: AppTest, page: str | None = None) -> AppTest:
     if page:
         at.switch_page(page)
         at.run()
-    for key, value in at._page_widgets.items():
+    for key, value in getattr(at, "_page_widgets", {}).items():
         at.selectbox(key=key).set_value(value)
         at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -70,7 +70,7 @@ def demo_db(demo_registry, monkeypatch):
 def test_every_page_has_a_clear_empty_state(empty_db, page):
     at = _run(_app({"lang": "en"}), page)
     texts = " ".join(i.value for i in at.info)
-    if page == "pages/methods.py":
+    if page == "views/methods.py":
         assert any("Case-mix adjustment" in s.value for s in at.subheader)
     else:
         assert "vbhc demo" in texts, page
@@ -106,7 +106,7 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
 def test_team_page_metrics_follow_indicator_and_unit(demo_db):
     engine, _ = demo_db
     at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak"})
-    _run(at, "pages/condition_team.py")
+    _run(at, "views/condition_team.py")
     assert at.title[0].value == "Colorectal cancer · H01"
     table = indicator_table("colorectal_cancer", "hospital", engine=engine).table
     row = table[(table["indicator"] == "anastomotic_leak") & (table["unit"] == "H01")].iloc[0]
@@ -122,7 +122,7 @@ def test_team_page_metrics_follow_indicator_and_unit(demo_db):
     assert metrics[t("column.adjusted", "en")] == format_value(row["adjusted_value"], "mean", "en")
 
     at = _app({"lang": "en", "condition": "colorectal_cancer", "unit_hospital": "H06", "indicator": "length_of_stay"})
-    _run(at, "pages/condition_team.py")
+    _run(at, "views/condition_team.py")
     row = table[(table["indicator"] == "length_of_stay") & (table["unit"] == "H06")].iloc[0]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[t("column.crude", "en")] == format_value(row["crude_value"], "mean", "en")
@@ -131,7 +131,7 @@ def test_team_page_metrics_follow_indicator_and_unit(demo_db):
 def test_period_filter_changes_the_numbers(demo_db):
     engine, _ = demo_db
     at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak", "period": "2024"})
-    _run(at, "pages/condition_team.py")
+    _run(at, "views/condition_team.py")
     table = indicator_table("colorectal_cancer", "hospital", "2024", engine=engine).table
     row = table[(table["indicator"] == "anastomotic_leak") & (table["unit"] == "H01")].iloc[0]
     metrics = {m.label: m.value for m in at.metric}
@@ -140,7 +140,7 @@ def test_period_filter_changes_the_numbers(demo_db):
 
 def test_dutch_labels_and_decimal_comma(demo_db):
     at = _app({"lang": "nl", "condition": "colorectal_cancer", "indicator": "length_of_stay"})
-    _run(at, "pages/condition_team.py")
+    _run(at, "views/condition_team.py")
     metrics = {m.label: m.value for m in at.metric}
     assert t("column.adjusted", "nl") in metrics
     assert "," in metrics[t("column.adjusted", "nl")]
@@ -148,7 +148,7 @@ def test_dutch_labels_and_decimal_comma(demo_db):
 
 
 def test_methods_page_lists_every_catalog_indicator(empty_db):
-    at = _run(_app({"lang": "en"}), "pages/methods.py")
+    at = _run(_app({"lang": "en"}), "views/methods.py")
     shown = " ".join(" ".join(map(str, df.value.iloc[:, 0])) for df in at.dataframe)
     for condition in default_catalog().conditions.values():
         for ind in condition.indicators:
@@ -156,7 +156,7 @@ def test_methods_page_lists_every_catalog_indicator(empty_db):
 
 
 def test_data_page_lists_import_batches(demo_db):
-    at = _run(_app({"lang": "en"}), "pages/data.py")
+    at = _run(_app({"lang": "en"}), "views/data.py")
     batches = at.dataframe[0].value
     assert set(batches[t("batch.file", "en")]) >= {"care_cycles.csv", "prom_responses.csv"}
 
@@ -166,3 +166,20 @@ def _fresh_engine_cache():
     get_engine.cache_clear()
     yield
     get_engine.cache_clear()
+
+
+def test_a_shared_link_reproduces_the_view_and_the_url_carries_ids(demo_db):
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    for key, value in {
+        "lang": "nl",
+        "condition": "colorectal_cancer",
+        "unit_hospital": "H03",
+        "indicator": "length_of_stay",
+    }.items():
+        at.query_params[key] = value
+    _run(at, "views/condition_team.py")
+    assert at.title[0].value == "Darmkanker · H03"
+    assert at.selectbox(key="indicator").value == "length_of_stay"
+    # the URL keeps ids, not the Dutch labels on screen, so the link also works for an English reader
+    assert at.query_params["condition"] == ["colorectal_cancer"] or at.query_params["condition"] == "colorectal_cancer"
+    assert "Darmkanker" not in str(dict(at.query_params))

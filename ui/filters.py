@@ -1,7 +1,14 @@
-"""Global filters in the sidebar, bound to the URL query string so a link reproduces the view."""
+"""Global filters in the sidebar, mirrored in the URL query string so a link reproduces the view.
+
+The URL carries ids (condition=colorectal_cancer, unit_hospital=H03, lang=nl), never the translated labels a
+widget shows, so a link made in Dutch works in English. Streamlit's own ``bind="query-params"`` writes the
+displayed label, hence the small sync here: a widget is seeded from the URL when the session starts (or the
+URL names a valid value the widget does not have yet), and its value is written back after every run.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -24,6 +31,47 @@ class Filters:
     peers: tuple[str, ...]  # hospitals of the comparison group; () = all
 
 
+def _seed(key: str, options: Sequence[str], *, many: bool = False) -> None:
+    """Take the widget's value from the URL on the first run of a session (a shared link)."""
+    seeded = st.session_state.setdefault("_seeded_from_url", set())
+    if key in seeded:
+        return
+    seeded.add(key)
+    raw = st.query_params.get(key)
+    if raw is None:
+        return
+    if many:
+        values = [v for v in raw.split(",") if v in options]
+        st.session_state[key] = values
+    elif raw in options:
+        st.session_state[key] = raw
+
+
+def _publish(key: str, value: object, default: object = None) -> None:
+    """Write the widget's id value into the URL (and drop it when it is the default)."""
+    text = ",".join(value) if isinstance(value, list | tuple) else ("" if value is None else str(value))
+    if value == default or text == "":
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != text:
+        st.query_params[key] = text
+
+
+def synced(widget: Callable, label: str, options: Sequence[str], *, key: str, default=None, many=False, **kwargs):
+    """A selectbox/radio/multiselect whose value (an id) is seeded from and written back to the URL."""
+    options = list(options)
+    _seed(key, options, many=many)
+    if not many and key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]  # e.g. a unit of another condition
+    if many and key in st.session_state:
+        st.session_state[key] = [v for v in st.session_state[key] if v in options]
+    if not many and key not in st.session_state and default in options:
+        kwargs["index"] = options.index(default)
+    value = widget(label, options, key=key, **kwargs)
+    _publish(key, value, default if default is not None else ([] if many else options[0] if options else None))
+    return value
+
+
 def language() -> str:
     """The viewer's language: URL (?lang=) first, then the browser's locale, else Dutch."""
     if "lang" not in st.session_state:
@@ -34,70 +82,76 @@ def language() -> str:
 def sidebar() -> Filters | None:
     """Draw the global filters; None when the registry holds no care cycles yet."""
     lang = language()
-    st.sidebar.radio(
+    lang = synced(
+        st.sidebar.radio,
         t("filter.language", lang),
         SUPPORTED,
         key="lang",
+        default="__always__",  # always in the URL: the link's reader gets the sender's language
         format_func=lambda code: t(f"language.{code}", lang),
         horizontal=True,
-        bind="query-params",
     )
-    lang = st.session_state["lang"]
     url, version = database_url(), data.version()
     volumes = data.volumes(url, version)
     if volumes.empty:
         return None
     catalog = default_catalog()
     conditions = [c for c in catalog.conditions if c in set(volumes["condition"])]
-    condition = st.sidebar.selectbox(
+    condition = synced(
+        st.sidebar.selectbox,
         t("filter.condition", lang),
         conditions,
         key="condition",
         format_func=lambda c: catalog.conditions[c].label(lang),
-        bind="query-params",
     )
-    level = st.sidebar.selectbox(
+    level = synced(
+        st.sidebar.selectbox,
         t("filter.unit_level", lang),
         UNIT_LEVELS,
         key="level",
         format_func=lambda v: t(f"level.{v}", lang),
-        bind="query-params",
     )
     units = data.units(url, version)
     own = units.loc[units["own_hospital"], "hospital"]
     teams = data.condition_units(url, version, condition)
     options = sorted(set(unit_labels(teams.assign(condition=condition), level)))
-    own_unit = [u for u in options if own.empty or u.split("/")[0].split("@")[-1] == own.iloc[0]]
-    unit = st.sidebar.selectbox(
+    own_units = [u for u in options if not own.empty and _hospital_of(u) == own.iloc[0]]
+    unit = synced(
+        st.sidebar.selectbox,
         t("filter.unit", lang),
         options,
-        index=options.index(own_unit[0]) if own_unit else 0,
         key=f"unit_{level}",
-        bind="query-params",
+        default=own_units[0] if own_units else (options[0] if options else None),
     )
     first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
     years = [str(y) for y in range(int(last.year), int(first.year) - 1, -1)] if pd.notna(first) else []
-    period = st.sidebar.selectbox(
+    period = synced(
+        st.sidebar.selectbox,
         t("filter.period", lang),
         ["", *years],
         key="period",
         format_func=lambda p: t("filter.all", lang) if p == "" else p,
-        bind="query-params",
     )
     hospitals = sorted(units["hospital"].unique())
-    peers = st.sidebar.multiselect(
+    names = dict(zip(units["hospital"], units["hospital_name"], strict=False))
+    peers = synced(
+        st.sidebar.multiselect,
         t("filter.comparison_group", lang),
         hospitals,
         key="peers",
-        format_func=lambda h: units.loc[units["hospital"] == h, "hospital_name"].iloc[0],
+        many=True,
+        format_func=lambda h: names.get(h, h),
         placeholder=t("comparison.all_units", lang),
-        bind="query-params",
     )
     chosen = tuple(sorted(peers))
     if chosen and unit is not None:
-        unit_hospital = unit.split("/")[0].split("@")[-1]
-        chosen = tuple(sorted({*chosen, unit_hospital}))
+        chosen = tuple(sorted({*chosen, _hospital_of(unit)}))
     return Filters(lang, condition, level, unit, period, chosen)
+
+
+def _hospital_of(unit: str) -> str:
+    """'H01', 'H01/SUR' and 'colorectal_cancer@H01' all belong to hospital H01."""
+    return unit.split("/")[0].split("@")[-1]
 
 
 def current() -> Filters | None:

@@ -1272,8 +1272,8 @@ def cusum_chart(
         alt.Chart(limits.iloc[:2]).mark_rule(color=LINE_COLOUR, strokeDash=[7, 5], strokeWidth=2).encode(y="y:Q"),
         alt.Chart(limits.iloc[2:]).mark_rule(color="#BBBBBB").encode(y="y:Q"),
         alt.Chart(limits.iloc[:1])
-        .mark_text(align="right", baseline="bottom", dy=-4, color=LINE_COLOUR, fontSize=FONT_SIZES["text"])
-        .encode(x=alt.value(width - 4), y="y:Q", text="text:N"),
+        .mark_text(align="left", baseline="bottom", dy=-4, color=LINE_COLOUR, fontSize=FONT_SIZES["text"])
+        .encode(x=alt.value(4), y="y:Q", text="text:N"),  # from the left edge: stays inside a stretched chart
     ]
     up_colour, down_colour = SIGNAL_COLOUR, SIGNAL_COLOUR
     if direction == "lower":

@@ -75,4 +75,4 @@ cols = st.columns(min(len(conditions), 4))
 for i, condition in enumerate(conditions):
     if cols[i % len(cols)].button(catalog.conditions[condition].label(lang), key=f"open_{condition}"):
         st.session_state["condition"] = condition
-        st.switch_page("pages/condition_team.py")
+        st.switch_page("views/condition_team.py")

@@ -50,12 +50,12 @@ for tier, rows in mine.groupby(mine["tier"].fillna(0).astype(int), sort=True):
 
 # --- one indicator in depth ----------------------------------------------------------------------------
 choices = [i.id for i in condition.indicators if i.kind != "volume"]
-indicator_id = st.selectbox(
+indicator_id = filters.synced(
+    st.selectbox,
     t("filter.indicator", lang),
     choices,
     key="indicator",
     format_func=lambda i: condition.indicator(i).label(lang),
-    bind="query-params",
 )
 ind = condition.indicator(indicator_id)
 rows = table[table["indicator"] == indicator_id]

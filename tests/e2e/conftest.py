@@ -1,0 +1,203 @@
+"""Browser tests: a real Streamlit server on a small demo registry, driven by Playwright in Debian's Chromium.
+
+Never run `playwright install` for these tests: they use the system Chromium (/usr/bin/chromium, from apt).
+Without it the tests fail, unless VBHC_TEST_SKIP_BROWSER=1 switches them off explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+CHROMIUM = Path(os.environ.get("VBHC_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",  # these three keep Chromium from calling Google on a closed network
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DEMO_CYCLES = 4_000
+DEMO_SEED = 20240601
+SERVER_START_TIMEOUT = 60.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-playwright 0.10 defines its session fixture `base_url` as a method, which pytest 9 deprecates;
+    # the warning is about the plugin, not about these tests.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Session-scoped fixtures defined as instance methods:pytest.PytestRemovedIn10Warning"
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The system Chromium; a missing browser is a failure, not a skip (unless switched off explicitly)."""
+    if os.environ.get("VBHC_TEST_SKIP_BROWSER") == "1":
+        pytest.skip("VBHC_TEST_SKIP_BROWSER=1: browser tests explicitly switched off")
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: the browser tests need Debian's Chromium "
+            "(apt-get install -y chromium; do not run `playwright install`). "
+            "Set VBHC_TEST_SKIP_BROWSER=1 to skip the browser tests instead.",
+            pytrace=False,
+        )
+    return str(CHROMIUM)
+
+
+@pytest.fixture(autouse=True)
+def _require_browser(chromium_path: str) -> None:
+    """Check for the browser before anything else (the demo registry and server are not started in vain)."""
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict, chromium_path: str) -> dict:
+    """pytest-playwright's launch arguments, pointed at the system Chromium."""
+    return {**browser_type_launch_args, "executable_path": chromium_path, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict) -> dict:
+    """An English browser with a fixed, large viewport, so texts and screenshots do not depend on the host."""
+    return {**browser_context_args, "locale": "en-US", "viewport": {"width": 1400, "height": 1000}}
+
+
+@pytest.fixture(autouse=True)
+def _local_only(context) -> None:
+    """Abort every request that would leave the machine."""
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost") else route.abort()
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _build_demo_database(folder: Path, database_url: str) -> None:
+    """Generate a small demo registry in `folder` and import it into `database_url`."""
+    from vbhc.demo import generate_demo
+    from vbhc.ingest import import_files
+    from vbhc.store import get_engine
+
+    result = generate_demo(folder / "files", cycles=DEMO_CYCLES, seed=DEMO_SEED)
+    engine = get_engine(database_url)
+    try:
+        import_files(result.files, engine, imported_by="e2e")
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
+
+
+class StreamlitServer:
+    """`streamlit run streamlit_app.py` on a free port of 127.0.0.1, output in a log file."""
+
+    def __init__(self, database_url: str, log_path: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.database_url = database_url
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
+        env = {**os.environ, "VBHC_DATABASE_URL": database_url}
+        with log_path.open("w", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_until_healthy(self, timeout: float = SERVER_START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:  # URLError, connection refused, timeouts
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                reason = f"exited with code {self.proc.returncode}" if self.proc.poll() is not None else "timed out"
+                pytest.fail(
+                    f"Streamlit server did not become healthy within {timeout:.0f} s ({reason}); its output:\n"
+                    + self.log_path.read_text(encoding="utf-8", errors="replace"),
+                    pytrace=False,
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StreamlitServer, StreamlitServer]]:
+    """Two headless Streamlit servers running the dashboard on one small demo registry (SQLite).
+
+    The first is shared by the tests; the second is kept unvisited for the one test of a server's first request.
+    Both boot while the demo registry is generated and imported, which hides their start-up time: nothing
+    touches the database before a page is requested, and that only happens after this fixture returns.
+    """
+    folder = tmp_path_factory.mktemp("e2e-demo")
+    database_url = f"sqlite:///{folder / 'vbhc.db'}"
+    servers: list[StreamlitServer] = []
+    try:
+        servers.append(StreamlitServer(database_url, folder / "streamlit.log"))
+        servers.append(StreamlitServer(database_url, folder / "streamlit-unvisited.log"))
+        _build_demo_database(folder, database_url)
+        for server in servers:
+            server.wait_until_healthy()
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
+    """Base URL of the shared server, e.g. http://127.0.0.1:PORT (pages at /condition_team etc.)."""
+    return _servers[0].url
+
+
+@pytest.fixture(scope="session")
+def fresh_app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
+    """Base URL of a server no browser has visited yet; only for a test of what the first request does."""
+    return _servers[1].url

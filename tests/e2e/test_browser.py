@@ -1,0 +1,194 @@
+"""End-to-end tests in a real browser: navigation, URL-bound filters, shared links and the validated upload.
+
+How the tests read Streamlit's page:
+- A script run is finished when `[data-testid="stApp"]` has `data-test-script-state="notRunning"`. The tests first
+  wait for a text that only the new run can produce (e.g. the new page title), then for that state, so they never
+  mistake the previous run's "notRunning" for the new one. Waiting uses `Locator.wait_for` (checked on every
+  animation frame) rather than `expect`, whose retries back off to once a second and would add up to a second
+  per step; `expect` then checks the settled page, so failures still show expected and actual values.
+- Dataframes are drawn on a canvas (glide-data-grid). Inside the canvas the grid keeps an accessibility table
+  (`<table role="grid">` with `<th>` headers and `<td data-testid="glide-cell-<col>-<row>">` cells) for the rows and
+  columns in view. Playwright's role locators do not see canvas fallback content, so `grid_rows` reads it with CSS.
+  That is enough for small tables such as the import problems (a handful of rows, all in view).
+- Streamlit scrolls inside `<main data-testid="stMain">`, not the document, so Playwright's `full_page=True` would
+  capture only the viewport. `screenshot` grows the viewport to the main area's height first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_MS = 60_000  # a first run may fit the case-mix models of every condition
+SETTLED_MS = 5_000  # for checks on a page whose script run has finished
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+# page url path -> (navigation label, title) in English; titles from vbhc/i18n/en.toml
+PAGES = {
+    "overview": ("Overview", "Value-based healthcare outcomes"),
+    "condition_team": ("Condition team", re.compile(r"^Breast cancer · H\d\d$")),
+    "proms": ("PROMs", "Patient-reported outcomes"),
+    "compare": ("Compare departments", "Compare departments"),
+    "cost_value": ("Cost and value", "Cost and value"),
+    "data": ("Data", "Data"),
+    "methods": ("Methods", "Methods"),
+}
+BAD_CARE_CYCLES = (
+    "cycle_id,patient_id,condition,hospital,department,index_date,treatment,age,sex,asa,charlson,bmi,stage,nyha,lvef,smoking\n"
+    "E2E0000001,PE2E00000001,colorectal_cancer,H01,SUR,2024-03-01,colectomy,abc,F,2,1,25.0,II,,,\n"
+)
+
+
+def title(page: Page) -> Locator:
+    return page.get_by_test_id("stMain").locator("h1").first
+
+
+def _exactly(text: str | re.Pattern[str]) -> re.Pattern[str]:
+    if isinstance(text, re.Pattern):
+        return re.compile(text.pattern.removeprefix("^").removesuffix("$").join([r"^\s*", r"\s*$"]))
+    return re.compile(rf"^\s*{re.escape(text)}\s*$")
+
+
+def wait_for_run(page: Page) -> None:
+    """Wait until the script run that produced the current page content has finished."""
+    page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+
+
+def wait_for_title(page: Page, text: str | re.Pattern[str]) -> None:
+    """Wait until the page title reads `text` and the run that wrote it has finished, then check it."""
+    with contextlib.suppress(PlaywrightTimeoutError):  # the expect below then reports what the title says
+        page.get_by_test_id("stMain").locator("h1", has_text=_exactly(text)).first.wait_for(timeout=RUN_TIMEOUT_MS)
+    wait_for_run(page)
+    expect(title(page)).to_have_text(text, timeout=SETTLED_MS)
+
+
+def open_app(page: Page, url: str, expected_title: str | re.Pattern[str] | None = None) -> None:
+    """Open `url` and wait until its first run has finished (and, if given, the title reads `expected_title`)."""
+    page.goto(url)
+    if expected_title is None:
+        title(page).wait_for(timeout=RUN_TIMEOUT_MS)
+        wait_for_run(page)
+    else:
+        wait_for_title(page, expected_title)
+
+
+def assert_no_exception(page: Page) -> None:
+    boxes = page.get_by_test_id("stException")
+    assert boxes.count() == 0, "Streamlit exception on the page:\n" + "\n---\n".join(boxes.all_inner_texts())
+
+
+def query(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlparse(page.url).query)
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label` (a react-aria combobox in Streamlit 1.67)."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def screenshot(page: Page, path: Path) -> None:
+    """A screenshot of the whole page, including what is scrolled out of view in Streamlit's main area."""
+    size = page.viewport_size or {"width": 1400, "height": 1000}
+    height = page.get_by_test_id("stMain").evaluate("e => e.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 12_000)})
+    try:
+        page.wait_for_timeout(150)  # let charts re-lay out at the new size
+        page.screenshot(path=path, full_page=True)
+    finally:
+        page.set_viewport_size(size)
+
+
+def grid_rows(grid: Locator) -> list[dict[str, str]]:
+    """The rows of a Streamlit dataframe as {header: text}, from glide-data-grid's accessibility table."""
+    headers = grid.locator("table[role=grid] th").all_text_contents()
+    rows = []
+    for tr in grid.locator("table[role=grid] tbody tr").all():
+        cells = tr.locator("td").all_text_contents()
+        rows.append(dict(zip(headers, cells, strict=False)))
+    return rows
+
+
+def test_every_page_opens_from_the_navigation(page: Page, app_url: str, artifacts: Path) -> None:
+    open_app(page, app_url, PAGES["overview"][1])
+    nav = page.get_by_test_id("stSidebarNav")
+    for slug, (label, expected_title) in PAGES.items():
+        nav.get_by_role("link", name=label, exact=True).click()
+        wait_for_title(page, expected_title)
+        assert_no_exception(page)
+        assert urlparse(page.url).path == ("/" if slug == "overview" else f"/{slug}")
+        screenshot(page, artifacts / f"{slug}.png")
+
+
+def test_condition_filter_changes_the_page_and_the_url(page: Page, app_url: str) -> None:
+    open_app(page, f"{app_url}/condition_team", PAGES["condition_team"][1])
+    choose(page, "Condition", "Heart failure")
+    wait_for_title(page, re.compile(r"^Heart failure · H\d\d$"))
+    assert_no_exception(page)
+    # the URL must hold the condition's id, so the link works in either language
+    assert query(page).get("condition") == ["heart_failure"], page.url
+
+
+def test_language_switch_translates_the_page_and_sets_the_url(page: Page, app_url: str) -> None:
+    open_app(page, f"{app_url}/methods", "Methods")
+    page.get_by_test_id("stSidebar").get_by_text("Nederlands", exact=True).click()
+    wait_for_title(page, "Methoden")
+    expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overzicht", exact=True)).to_be_visible()
+    expect(page.get_by_role("combobox", name="Aandoening", exact=True)).to_be_visible()
+    assert_no_exception(page)
+    # a Dutch link must stay Dutch when opened in a browser with another language
+    assert query(page).get("lang") == ["nl"], page.url
+
+
+def test_shared_url_reproduces_the_view(page: Page, app_url: str) -> None:
+    open_app(
+        page,
+        f"{app_url}/condition_team?condition=colorectal_cancer&unit_hospital=H03&indicator=length_of_stay&lang=en",
+    )
+    assert_no_exception(page)
+    expect(title(page)).to_have_text("Colorectal cancer · H03", timeout=SETTLED_MS)
+    expect(page.get_by_role("combobox", name="Condition", exact=True)).to_have_value("Colorectal cancer")
+    expect(page.get_by_role("combobox", name="Unit", exact=True)).to_have_value("H03")
+    expect(page.get_by_role("combobox", name="Indicator", exact=True)).to_have_value("Length of stay (days)")
+
+
+def test_deep_link_as_first_request_after_server_start(page: Page, fresh_app_url: str) -> None:
+    """The first visitor after a (re)start may arrive through a shared link instead of the home page."""
+    open_app(page, f"{fresh_app_url}/methods?lang=en", "Methods")
+    nav = page.get_by_test_id("stSidebarNav")
+    # each link's text is its icon name followed by the label, e.g. "dashboardOverview"
+    labels = [re.compile(rf"{re.escape(label)}$") for label, _ in PAGES.values()]
+    expect(nav.get_by_role("link")).to_have_text(labels, timeout=SETTLED_MS)
+    expect(page.get_by_role("combobox", name="Condition", exact=True)).to_be_visible(timeout=SETTLED_MS)
+    assert_no_exception(page)
+
+
+def test_bad_upload_is_refused_with_a_problem_table(page: Page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "care_cycles.csv"
+    bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
+    open_app(page, f"{app_url}/data", "Data")
+    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(bad)
+    page.get_by_role("button", name="Import", exact=True).click()
+
+    error = page.get_by_test_id("stAlertContentError")
+    expect(error).to_contain_text("care_cycles.csv was not imported", timeout=RUN_TIMEOUT_MS)
+    expect(error).to_contain_text("Nothing was written to the database")
+    wait_for_run(page)
+    assert_no_exception(page)
+
+    problems = page.get_by_test_id("stDataFrame").filter(has=page.locator("table[role=grid] th", has_text="Rule"))
+    expect(problems).to_have_count(1)
+    rows = grid_rows(problems)
+    assert list(rows[0]) == ["File", "Sheet", "Row", "Column", "Value", "Rule"], rows
+    assert {"File": "care_cycles.csv", "Column": "age", "Value": "abc", "Rule": "not a number"}.items() <= rows[
+        0
+    ].items(), rows
+    screenshot(page, artifacts / "data_import_refused.png")
