@@ -183,3 +183,23 @@ def test_a_shared_link_reproduces_the_view_and_the_url_carries_ids(demo_db):
     # the URL keeps ids, not the Dutch labels on screen, so the link also works for an English reader
     assert at.query_params["condition"] == ["colorectal_cancer"] or at.query_params["condition"] == "colorectal_cancer"
     assert "Darmkanker" not in str(dict(at.query_params))
+
+
+def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
+    from vbhc.indicators import prom_response_by_timepoint
+
+    engine, _ = demo_db
+    result = indicator_table("colorectal_cancer", "hospital", engine=engine)
+    at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/compare.py")
+    shown = at.dataframe[0].value
+    leak = result.table[(result.table["indicator"] == "anastomotic_leak") & (result.table["unit"] == "H03")].iloc[0]
+    label = default_catalog().condition("colorectal_cancer").indicator("anastomotic_leak").label("en")
+    assert shown.loc["H03", label] == format_value(leak["adjusted_value"], "proportion", "en")
+
+    at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/proms.py")
+    rates = prom_response_by_timepoint(result)
+    mine = rates[(rates["unit"] == "H01") & (rates["timepoint"] == "12m") & (rates["instrument"] == "qlq_c30")].iloc[0]
+    table = at.dataframe[0].value
+    row = table[(table[t("proms.timepoint", "en")] == "12m") & (table[t("proms.instrument", "en")] == "EORTC QLQ-C30")]
+    assert row[t("proms.eligible", "en")].iloc[0] == fmt_int(mine["eligible"], "en")
+    assert row[t("proms.responders", "en")].iloc[0] == fmt_int(mine["responded"], "en")

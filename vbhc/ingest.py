@@ -491,7 +491,6 @@ class _Batch:
 
     def __init__(self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
-        self.dialect = conn.dialect.name
         self._units: set[tuple[str, str]] | None = None
         self._cycle_conditions: pd.Series | None = None
         self._batch_cycles: list[pd.Series] = []
@@ -952,7 +951,7 @@ def _upsert(conn: Connection, table: str, batch_id: int, report: SourceReport) -
 
 
 def _upsert_hospitals(conn: Connection, hospitals: pd.DataFrame, batch_id: int) -> None:
-    dialect = conn.dialect.name
+    """Hospitals come from the units table: one row per hospital, a handful per import."""
     for row in hospitals.itertuples(index=False):
         exists = conn.execute(
             select(models.Hospital.name, models.Hospital.own_hospital).where(models.Hospital.code == row.hospital)
@@ -972,7 +971,6 @@ def _upsert_hospitals(conn: Connection, hospitals: pd.DataFrame, batch_id: int) 
                 .where(models.Hospital.code == row.hospital)
                 .values(name=row.hospital_name, own_hospital=bool(row.own_hospital), batch_id=batch_id)
             )
-    del dialect
 
 
 # --- public API --------------------------------------------------------------------------------------

@@ -55,37 +55,22 @@ batches = data.batches(url, version)
 if batches.empty:
     st.info(t("empty.database_empty", lang))
 else:
-    shown = batches[
-        [
-            "file_name",
-            "table_name",
-            "sheet",
-            "sha256",
-            "rows_read",
-            "rows_inserted",
-            "rows_updated",
-            "rows_unchanged",
-            "imported_by",
-            "imported_at",
-        ]
-    ].copy()
+    columns = {  # stored column -> message key
+        "file_name": "file",
+        "table_name": "table",
+        "sheet": "sheet",
+        "sha256": "sha256",
+        "rows_read": "rows_read",
+        "rows_inserted": "rows_inserted",
+        "rows_updated": "rows_updated",
+        "rows_unchanged": "rows_unchanged",
+        "imported_by": "imported_by",
+        "imported_at": "imported_at",
+    }
+    shown = batches[list(columns)].copy()
     for col in ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged"):
         shown[col] = [fmt_int(v, lang) for v in shown[col]]
-    shown.columns = [
-        t(f"batch.{c}", lang)
-        for c in (
-            "file",
-            "table",
-            "sheet",
-            "sha256",
-            "rows_read",
-            "rows_inserted",
-            "rows_updated",
-            "rows_unchanged",
-            "imported_by",
-            "imported_at",
-        )
-    ]
+    shown.columns = [t(f"batch.{key}", lang) for key in columns.values()]
     st.dataframe(shown, hide_index=True, width="stretch")
 
 if chosen is not None:

@@ -168,7 +168,7 @@ class StreamlitServer:
             self.proc.wait(5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the browser tests are done
 def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StreamlitServer, StreamlitServer]]:
     """Two headless Streamlit servers running the dashboard on one small demo registry (SQLite).
 
@@ -191,13 +191,13 @@ def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Streaml
             server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
     """Base URL of the shared server, e.g. http://127.0.0.1:PORT (pages at /condition_team etc.)."""
     return _servers[0].url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fresh_app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
     """Base URL of a server no browser has visited yet; only for a test of what the first request does."""
     return _servers[1].url
