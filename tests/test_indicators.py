@@ -193,3 +193,21 @@ def test_funnel_curve_agrees_with_each_units_limits(demo_tables):
         at_units = at_units[at_units["level"] == 0.998]
         np.testing.assert_allclose(at_units["upper"], rows["upper_998"], rtol=1e-9)
         np.testing.assert_allclose(at_units["lower"], rows["lower_998"], rtol=1e-9)
+
+
+def test_restricting_in_memory_equals_loading_the_period_from_the_database(demo_registry, demo_tables):
+    from vbhc.indicators import restrict
+
+    engine, _ = demo_registry
+    tables, _ = demo_tables
+    full = tables["colorectal_cancer"].data
+    peers = ["H01", "H02", "H03", "H06", "H07"]
+    from_memory = compute_indicators(restrict(full, "2024", peers), "hospital").table
+    from_db = compute_indicators(
+        load_condition_data("colorectal_cancer", "2024", engine=engine, hospitals=peers, as_of=full.as_of), "hospital"
+    ).table
+    cols = ["indicator", "unit", "n", "observed", "expected", "adjusted_value", "lower_998", "assessment_998"]
+    a = from_memory[cols].sort_values(["indicator", "unit"]).reset_index(drop=True)
+    b = from_db[cols].sort_values(["indicator", "unit"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, check_dtype=False)
+    assert set(a["unit"]) == set(peers)

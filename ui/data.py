@@ -14,7 +14,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from vbhc import registry
-from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data
+from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data, restrict
 from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
 
@@ -54,17 +54,24 @@ def batches(url: str, data_version: str) -> pd.DataFrame:
     return registry.import_batches(engine=engine(url))
 
 
-@st.cache_resource(ttl=6 * 3600, max_entries=16, show_spinner=False)
+@st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
 def _condition_data(url: str, data_version: str, condition: str, period: str, peers: tuple[str, ...]):
-    return load_condition_data(condition, period or None, engine=engine(url), hospitals=list(peers) or None)
+    """All of a condition's data is read once; a period or comparison group is cut from it in memory."""
+    if period or peers:
+        return restrict(_condition_data(url, data_version, condition, "", ()), period or None, list(peers) or None)
+    return load_condition_data(condition, engine=engine(url))
 
 
-@st.cache_resource(ttl=6 * 3600, max_entries=48, show_spinner=False)
+@st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
 def _result(
     url: str, data_version: str, condition: str, level: str, period: str, peers: tuple[str, ...]
 ) -> IndicatorResult:
     data = _condition_data(url, data_version, condition, period, peers)
     return compute_indicators(data, level)
+
+
+#: Registries up to this many care cycles also get every year precomputed at start-up.
+WARM_UP_YEARS_UP_TO = 200_000
 
 
 @st.cache_resource(show_spinner=False)
@@ -73,11 +80,18 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
     so the first visitor of a page does not wait for the case-mix models to be fitted."""
 
     def work() -> None:
-        for condition in registry.condition_volumes(engine=engine(url))["condition"]:
+        volumes = registry.condition_volumes(engine=engine(url))
+        views = [(str(c), "") for c in volumes["condition"]]
+        if volumes["care_cycles"].sum() <= WARM_UP_YEARS_UP_TO:
+            # small registries: also every year, so a period change in a meeting is instant
+            first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
+            years = [str(y) for y in range(last.year, first.year - 1, -1)]
+            views += [(c, year) for year in years for c, _ in views[: len(volumes)]]
+        for condition, period in views:
             try:
-                _result(url, data_version, str(condition), "hospital", "", ())
+                _result(url, data_version, condition, "hospital", period, ())
             except Exception:
-                continue
+                continue  # a failing view shows its error when a page asks for it
 
     thread = threading.Thread(target=work, name="vbhc-warm-up", daemon=True)
     thread.start()

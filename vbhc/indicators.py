@@ -712,3 +712,32 @@ def prom_scores_for(result: IndicatorResult, instrument: str, scale: str) -> pd.
             "score": part["score"].to_numpy(float),
         }
     )
+
+
+def restrict(
+    data: ConditionData, period: str | Period | None = None, hospitals: Sequence[str] | None = None
+) -> ConditionData:
+    """The same data narrowed to a period and/or comparison group, without going back to the database.
+
+    Gives exactly what load_condition_data(condition, period, hospitals=...) reads, so a filter change in
+    the dashboard refits the models on data already in memory.
+    """
+    p = parse_period(period)
+    cycles = data.cycles
+    keep = pd.Series(True, index=cycles.index)
+    if p is not None:
+        dates = pd.to_datetime(cycles["index_date"])
+        keep &= (dates >= pd.Timestamp(p.start)) & (dates <= pd.Timestamp(p.end))
+    if hospitals:
+        keep &= cycles["hospital"].astype(str).isin(list(hospitals))
+    cycles = cycles[keep].reset_index(drop=True)
+    ids = set(cycles["cycle_id"].astype(str))
+
+    def only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        return frame[frame["cycle_id"].astype(str).isin(ids)].reset_index(drop=True)
+
+    return ConditionData(
+        data.condition, p, cycles, only(data.scores), only(data.cost), data.as_of, only(data.cost_lines)
+    )
