@@ -81,6 +81,8 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
 
     def work() -> None:
         volumes = registry.condition_volumes(engine=engine(url))
+        if volumes.empty:
+            return
         views = [(str(c), "") for c in volumes["condition"]]
         if volumes["care_cycles"].sum() <= WARM_UP_YEARS_UP_TO:
             # small registries: also every year, so a period change in a meeting is instant

@@ -369,7 +369,8 @@ def _binary_benchmark(
     n = agg["n"].to_numpy(float)
     o = agg["observed"].to_numpy(float)
     e = agg["expected"].to_numpy(float)
-    overall = float(target) if target is not None else float(o.sum() / n.sum())
+    # no recorded outcome yet (e.g. 2-year mortality for last year's cycles): no benchmark rather than 0/0
+    overall = float(target) if target is not None else (float(o.sum() / n.sum()) if n.sum() > 0 else float("nan"))
     oe = benchmark.oe_ratio(o, e)
     adjusted_rate = oe["oe"].to_numpy() * overall
     standardised = pd.DataFrame({"unit": agg["unit"], "n": n, "observed": np.nan_to_num(adjusted_rate) * n})
