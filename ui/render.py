@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ui import filters
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
 
 PALETTE = {
@@ -81,3 +82,16 @@ def chart(chart_obj) -> None:
     """Show an Altair chart built by vbhc.charts. The builders are tested against the Vega-Lite schema, so
     the page skips Altair's per-render schema validation (about 0.1 s a chart) and sends the finished spec."""
     st.vega_lite_chart(chart_obj.to_dict(validate=False), width="stretch", theme=None)
+
+
+def page_start(title_key: str):
+    """Title of a page that needs data, and the filters; shows the empty state and stops when there is none.
+
+    Returns (filters, lang)."""
+    chosen = filters.current()
+    lang = chosen.lang if chosen else filters.language()
+    st.title(t(title_key, lang))
+    if chosen is None:
+        empty_state(lang)
+        st.stop()
+    return chosen, lang

@@ -3,17 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, filters, render
+from ui import data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t, t_value
 
-chosen = filters.current()
-lang = chosen.lang if chosen else filters.language()
-st.title(t("compare.title", lang))
-if chosen is None:
-    render.empty_state(lang)
-    st.stop()
+chosen, lang = render.page_start("compare.title")
 st.caption(t("compare.intro", lang))
 
 condition = default_catalog().condition(chosen.condition)

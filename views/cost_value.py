@@ -3,18 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, filters, render
+from ui import data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t, t_value
 from vbhc.indicators import cost_by_activity, value_table
 
-chosen = filters.current()
-lang = chosen.lang if chosen else filters.language()
-st.title(t("cost.title", lang))
-if chosen is None:
-    render.empty_state(lang)
-    st.stop()
+chosen, lang = render.page_start("cost.title")
 
 catalog = default_catalog()
 condition = catalog.condition(chosen.condition)

@@ -3,18 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, filters, render
+from ui import data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_percent, t
 from vbhc.indicators import prom_response_by_timepoint, prom_scores_for
 
-chosen = filters.current()
-lang = chosen.lang if chosen else filters.language()
-st.title(t("proms.title", lang))
-if chosen is None:
-    render.empty_state(lang)
-    st.stop()
+chosen, lang = render.page_start("proms.title")
 
 catalog = default_catalog()
 condition = catalog.condition(chosen.condition)
