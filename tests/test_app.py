@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, format_value, t
+from vbhc.i18n import fmt_int, format_value, t, t_value
 from vbhc.indicators import indicator_table
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
@@ -203,3 +203,18 @@ def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
     row = table[(table[t("proms.timepoint", "en")] == "12m") & (table[t("proms.instrument", "en")] == "EORTC QLQ-C30")]
     assert row[t("proms.eligible", "en")].iloc[0] == fmt_int(mine["eligible"], "en")
     assert row[t("proms.responders", "en")].iloc[0] == fmt_int(mine["responded"], "en")
+
+
+def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
+    from vbhc.indicators import value_table
+
+    engine, _ = demo_db
+    result = indicator_table("colorectal_cancer", "hospital", engine=engine)
+    at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/cost_value.py")
+    cost = at.dataframe[0].value.set_index(t("column.unit", "en"))
+    row = result.table[(result.table["indicator"] == "cost_per_cycle") & (result.table["unit"] == "H03")].iloc[0]
+    assert cost.loc["H03", t("column.adjusted", "en")] == format_value(row["adjusted_value"], "cost", "en")
+    first_outcome = at.selectbox(key="value_outcome").value
+    view = value_table(result, first_outcome).set_index("unit")
+    shown = at.dataframe[1].value.set_index(t("column.unit", "en"))
+    assert shown.loc["H03", t("cost.quadrant", "en")] == t_value("quadrant", view.loc["H03", "quadrant"], "en")

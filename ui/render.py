@@ -6,15 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from ui import filters
+from vbhc import charts
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
-
-PALETTE = {
-    "better": "#0072B2",
-    "worse": "#D55E00",
-    "as expected": "#BBBBBB",
-    "too few cycles": "#EEEEEE",
-    "no data": "#EEEEEE",
-}
 
 
 def empty_state(lang: str) -> None:
@@ -61,11 +54,10 @@ def _expected(row, lang: str) -> str:
 
 
 def cell_style(assessment: object) -> str:
-    """CSS for a table cell coloured by its assessment (direction-aware, colour-blind safe)."""
-    if not isinstance(assessment, str) or assessment not in PALETTE:
+    """CSS for a table cell coloured by its assessment: the charts' palette, so a unit has one colour everywhere."""
+    if not isinstance(assessment, str) or not assessment:
         return ""
-    text = "white" if assessment in ("better", "worse") else "black"
-    return f"background-color: {PALETTE[assessment]}; color: {text}"
+    return f"background-color: {charts.scorecard_colour(assessment)}; color: {charts.scorecard_text_colour(assessment)}"
 
 
 def colour_assessments(styler, columns: list[str], values: pd.DataFrame):

@@ -34,7 +34,10 @@ st.dataframe(render.indicator_display(cost_rows, lang, by="unit"), hide_index=Tr
 
 outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]
 outcome_id = st.selectbox(
-    t("cost.outcome", lang), [i.id for i in outcomes], format_func=lambda i: condition.indicator(i).label(lang)
+    t("cost.outcome", lang),
+    [i.id for i in outcomes],
+    format_func=lambda i: condition.indicator(i).label(lang),
+    key="value_outcome",
 )
 view = value_table(result, outcome_id)
 st.subheader(t("cost.outcome_vs_cost", lang))
