@@ -1,6 +1,7 @@
 """Dashboard entry point: page setup, navigation, and the global filters (mirrored in the URL)."""
 
 import os
+import time
 
 import streamlit as st
 
@@ -8,6 +9,7 @@ from ui import data, filters
 from vbhc.i18n import t
 from vbhc.settings import database_url
 
+_started = time.perf_counter()
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
 data.start_warm_up(database_url(), data.version())
 
@@ -28,3 +30,5 @@ page = st.navigation(pages)
 # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
 st.session_state["_filters"] = filters.sidebar()
 page.run()
+# server-side time of this run, read by benchmarks/page_speed.py
+st.session_state["_run_seconds"] = time.perf_counter() - _started

@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,35 +26,41 @@ from streamlit.testing.v1 import AppTest
 ROOT = {root!r}
 page, mode = sys.argv[1], sys.argv[2]
 
-def app(**state):
-    at = AppTest.from_file(ROOT + "/streamlit_app.py", default_timeout=900)
-    at.query_params["lang"] = "en"
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at
-
 def render(at):
     t = time.perf_counter()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    return time.perf_counter() - t
+    return dict(wall=time.perf_counter() - t, server=at.session_state["_run_seconds"])
 
-state = dict(condition="colorectal_cancer")
 if mode == "warm":
     from ui import data
     from vbhc.settings import database_url
     data.start_warm_up(database_url(), data.version()).join()
-first = render(app(**state))
-again = render(app(**state))
-other_unit = render(app(**state, unit_hospital="H03"))
-other_period = render(app(**state, period="2024"))
-print(json.dumps(dict(first=first, again=again, other_unit=other_unit, other_period=other_period)))
+# one session, as in a browser: open the page, reload it, then change one filter at a time
+at = AppTest.from_file(ROOT + "/streamlit_app.py", default_timeout=900)
+at.query_params["lang"] = "en"
+at.session_state["condition"] = "colorectal_cancer"
+figures = dict(first=render(at), again=render(at))
+if mode == "warm":
+    at.selectbox(key="unit_hospital").set_value("H03")
+    figures["other_unit"] = render(at)
+    if page == "condition_team":
+        at.selectbox(key="indicator").set_value("severe_complication")
+        figures["other_indicator"] = render(at)
+    at.selectbox(key="period").set_value("2024")
+    figures["other_period"] = render(at)
+    at.selectbox(key="condition").set_value("hip_osteoarthritis")
+    figures["other_condition"] = render(at)
+    at.selectbox(key="level").set_value("department")
+    figures["other_level"] = render(at)
+print(json.dumps(figures))
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=50_000)
+    parser.add_argument("--pages", nargs="+", choices=PAGES, default=PAGES)
     args = parser.parse_args()
     db = ROOT / "data" / "bench" / f"demo_{args.cycles}" / "vbhc.db"
     env = {**os.environ, "VBHC_DATABASE_URL": f"sqlite:///{db}"}
@@ -67,11 +72,18 @@ def main() -> None:
             env=env,
         )
     code = SCRIPT.format(root=str(ROOT))
-    print(f"{args.cycles:,}-cycle demo; seconds per render (AppTest, server side)")
-    print(f"{'page':16} {'cold first':>10} {'warm first':>10} {'repeat':>8} {'other unit':>10} {'other period':>12}")
+    print(f"{args.cycles:,}-cycle demo; seconds per render: server-side script time (AppTest wall time in brackets)")
+    steps = ["first", "again", "other_unit", "other_indicator", "other_period", "other_condition", "other_level"]
+    print(f"{'page':15} {'cold first':>15}" + "".join(f" {s:>15}" for s in steps))
     import json
 
-    for page in PAGES:
+    def cell(figures: dict, step: str) -> str:
+        if step not in figures:
+            return f" {'':>15}"
+        f = figures[step]
+        return f" {f['server']:6.2f} ({f['wall']:5.2f})"
+
+    for page in args.pages:
         figures = {}
         for mode in ("cold", "warm"):
             out = subprocess.run(
@@ -85,12 +97,7 @@ def main() -> None:
             if out.returncode:
                 raise SystemExit(f"{page} {mode} failed:\n{out.stderr[-2000:]}")
             figures[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-        c, w = figures["cold"], figures["warm"]
-        print(
-            f"{page:16} {c['first']:10.2f} {w['first']:10.2f} {w['again']:8.2f} {w['other_unit']:10.2f} "
-            f"{w['other_period']:12.2f}"
-        )
-    time.sleep(0)
+        print(f"{page:15}" + cell(figures["cold"], "first") + "".join(cell(figures["warm"], s) for s in steps))
 
 
 if __name__ == "__main__":

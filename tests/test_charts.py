@@ -252,6 +252,31 @@ def tooltip_formats(d: dict) -> dict[str, str]:
     return out
 
 
+def highlighted(d: dict) -> str | None:
+    """The own unit a finished chart highlights (its highlight parameter)."""
+    values = [p["value"] for p in d.get("params", []) if p["name"] == charts.HIGHLIGHT_PARAM]
+    assert len(values) == 1, d.get("params")
+    return values[0]
+
+
+def passes_filters(view: dict, row: dict, d: dict) -> bool:
+    """Evaluate the view's highlight filters (the only filter expressions the builders use) for one row."""
+    for step in view.get("transform", []):
+        expr = step.get("filter")
+        if expr is None:
+            continue
+        hit = row["unit"] == highlighted(d)
+        if expr == charts.IS_HIGHLIGHT:
+            ok = hit
+        elif expr == f"!({charts.IS_HIGHLIGHT})":
+            ok = not hit
+        else:
+            raise AssertionError(f"unexpected filter {expr!r}")
+        if not ok:
+            return False
+    return True
+
+
 def datasets(d: dict) -> dict[str, list[dict]]:
     return d.get("datasets", {})
 
@@ -356,7 +381,7 @@ def test_funnel_chart_spec_and_data():
         assert by_unit[row.unit]["value"] == pytest.approx(row.adjusted_value)
         assert by_unit[row.unit]["precision"] == pytest.approx(row.precision)
         assert by_unit[row.unit]["assessment"] == charts.ASSESSMENT_LABELS["en"][row.assessment_998]
-    assert [u for u, r in by_unit.items() if r["highlight"]] == ["H03"]
+    assert highlighted(d) == "H03"
     limits = dataset_with(d, "limit", "limit_name")
     assert {r["limit_name"] for r in limits} == {"95% limits", "99.8% limits"}
     assert len(limits) == 2 * 2 * 120
@@ -365,7 +390,12 @@ def test_funnel_chart_spec_and_data():
     # the highlighted unit is labelled, the target drawn
     text = next(v for v in views(d) if mark_type(v) == "text")
     assert text["encoding"]["text"]["field"] == "unit"
-    assert [r["unit"] for r in view_data(d, text)] == ["H03"]
+    assert [r["unit"] for r in view_data(d, text) if passes_filters(text, r, d)] == ["H03"]
+    # another unit: the same spec with only the parameter swapped (what the dashboard caches)
+    other = charts.with_highlight(d, "H05")
+    assert highlighted(other) == "H05" and highlighted(d) == "H03"
+    assert [r["unit"] for r in view_data(other, text) if passes_filters(text, r, other)] == ["H05"]
+    assert other == spec(charts.funnel_chart(rows, funnel_curve_frame(), highlight="H05"))
     assert any(r[0].get("target") == pytest.approx(0.10) for r in datasets(d).values() if r)
     assert_small(d)
 
@@ -417,7 +447,7 @@ def test_caterpillar_chart_sorts_best_first_with_ci_and_target():
     # lower is better: lowest value first; the unit without a value would come last
     expected = rows.sort_values(["adjusted_value", "unit"])["unit"].tolist()
     assert y["sort"] == expected
-    assert "H02" in y["axis"]["labelFontWeight"]["expr"]
+    assert charts.HIGHLIGHT_PARAM in y["axis"]["labelFontWeight"]["expr"] and highlighted(d) == "H02"
     ci = next(v for v in views(d) if mark_type(v) == "rule" and v["encoding"].get("x2"))
     assert ci["encoding"]["x"]["field"] == "lower" and ci["encoding"]["x2"]["field"] == "upper"
     target_rows = [r for r in datasets(d).values() if r and "target" in r[0] and len(r) == 1]

@@ -211,3 +211,18 @@ def test_restricting_in_memory_equals_loading_the_period_from_the_database(demo_
     b = from_db[cols].sort_values(["indicator", "unit"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, check_dtype=False)
     assert set(a["unit"]) == set(peers)
+
+
+def test_another_unit_level_reuses_the_fitted_models_and_gives_the_same_table(demo_registry, demo_tables):
+    engine, _ = demo_registry
+    tables, _ = demo_tables
+    shared = tables["colorectal_cancer"].data  # its hospital table has already fitted every model
+    fitted = dict(shared.fitted)
+    assert fitted, "the hospital table should have left its models on the data"
+    reused = compute_indicators(shared, "department")
+    assert all(reused.models[i] is fitted[i] for i in reused.models)  # no refit
+    fresh = compute_indicators(
+        load_condition_data("colorectal_cancer", engine=engine, as_of=shared.as_of), "department"
+    )
+    pd.testing.assert_frame_equal(reused.table, fresh.table)
+    assert set(reused.table["unit"]) != set(tables["colorectal_cancer"].table["unit"])  # department units

@@ -83,15 +83,17 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
         volumes = registry.condition_volumes(engine=engine(url))
         if volumes.empty:
             return
-        views = [(str(c), "") for c in volumes["condition"]]
+        conditions = [str(c) for c in volumes["condition"]]
+        # the default view, then the department level (the managers' comparison) of the whole period
+        views = [(c, "hospital", "") for c in conditions] + [(c, "department", "") for c in conditions]
         if volumes["care_cycles"].sum() <= WARM_UP_YEARS_UP_TO:
             # small registries: also every year, so a period change in a meeting is instant
             first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
             years = [str(y) for y in range(last.year, first.year - 1, -1)]
-            views += [(c, year) for year in years for c, _ in views[: len(volumes)]]
-        for condition, period in views:
+            views += [(c, "hospital", year) for year in years for c in conditions]
+        for condition, level, period in views:
             try:
-                _result(url, data_version, condition, "hospital", period, ())
+                _result(url, data_version, condition, level, period, ())
             except Exception:
                 continue  # a failing view shows its error when a page asks for it
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
-from ui import filters
+from ui import data, filters
 from vbhc import charts
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
+from vbhc.settings import database_url
 
 
 def empty_state(lang: str) -> None:
@@ -73,7 +80,62 @@ def colour_assessments(styler, columns: list[str], values: pd.DataFrame):
 def chart(chart_obj) -> None:
     """Show an Altair chart built by vbhc.charts. The builders are tested against the Vega-Lite schema, so
     the page skips Altair's per-render schema validation (about 0.1 s a chart) and sends the finished spec."""
-    st.vega_lite_chart(chart_obj.to_dict(validate=False), width="stretch", theme=None)
+    _show(chart_obj.to_dict(validate=False))
+
+
+def _show(spec: dict[str, Any]) -> None:
+    st.vega_lite_chart(spec, width="stretch", theme=None)
+
+
+class _SpecCache:
+    """Finished chart specs, least recently used dropped first. Building a chart costs 0.05-0.2 s in Altair,
+    most of a filter change; a spec is a plain dict that pages only read."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._specs: OrderedDict[Hashable, dict[str, Any] | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+        with self._lock:
+            if key in self._specs:
+                self._specs.move_to_end(key)
+                return self._specs[key]
+        spec = build()
+        with self._lock:
+            self._specs[key] = spec
+            while len(self._specs) > self.size:
+                self._specs.popitem(last=False)
+        return spec
+
+
+@st.cache_resource(show_spinner=False)
+def _spec_cache() -> _SpecCache:
+    return _SpecCache(size=512)
+
+
+_NOT_HIGHLIGHTED = object()
+
+
+def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_HIGHLIGHTED) -> bool:
+    """Show a vbhc.charts chart built once per dataset version, filters (except the unit), language and `key`
+    (chart name and whatever else it depends on; a chart of one unit's data puts the unit in its key). A chart
+    marking the own unit among all units is built once: pass `highlight` and only the spec's highlight
+    parameter is swapped, so picking another unit rebuilds nothing. `build` may return None (nothing to draw):
+    returns whether a chart was shown."""
+    chosen = filters.current()
+    view = dataclasses.replace(chosen, unit=None) if chosen is not None else None
+    full_key = (database_url(), data.version(), view, *key)
+
+    def spec_of() -> dict[str, Any] | None:
+        built = build()
+        return None if built is None else built.to_dict(validate=False)
+
+    spec = _spec_cache().get(full_key, spec_of)
+    if spec is None:
+        return False
+    _show(spec if highlight is _NOT_HIGHLIGHTED else charts.with_highlight(spec, highlight))
+    return True
 
 
 def page_start(title_key: str):

@@ -29,15 +29,15 @@ may restyle fonts; ``st.altair_chart(chart, theme=None)`` shows the chart exactl
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import altair as alt
 import numpy as np
 import pandas as pd
+from altair.utils import schemapi
 
 # --------------------------------------------------------------------------------------------- constants
 
@@ -373,6 +373,34 @@ def _format_number(x: float, lang: str, decimals: int = 1) -> str:
     return text
 
 
+def _build_altair_class_table_once() -> None:
+    """Altair rebuilds a hash table of all its ~700 schema classes on every ``from_dict``, which ``encode()`` runs
+    for each shorthand string, ``alt.value`` and ``alt.when`` channel: about 7 ms each and, before this, most
+    of a chart's build time (issue 4's filter-change target). The table depends only on the classes, so it is
+    built once and shared. Behaviour is unchanged (tests compare specs); if Altair renames the helper, nothing
+    is patched and charts are only slower."""
+    original = getattr(schemapi, "_FromDict", None)
+    if original is None or getattr(original, "_vbhc_cached", False):
+        return
+
+    class _FromDictOnce(original):
+        _vbhc_cached = True
+        _tables: ClassVar[dict[tuple[type, ...], dict]] = {}
+
+        def __init__(self, wrapper_classes, /) -> None:
+            classes = tuple(wrapper_classes)
+            table = self._tables.get(classes)
+            if table is None:
+                super().__init__(classes)
+                self._tables[classes] = self.class_dict
+            else:
+                self.class_dict = table
+
+    schemapi._FromDict = _FromDictOnce
+
+
+_build_altair_class_table_once()
+
 # ------------------------------------------------------------------------------------------ finishing
 
 
@@ -383,18 +411,17 @@ def _locale(lang: str) -> alt.Locale:
     return alt.Locale(number=number)
 
 
-def _finish(chart: alt.TopLevelMixin, lang: str) -> alt.TopLevelMixin:
-    """Big-screen styling and the language's number locale."""
-    return (
-        chart.configure(locale=_locale(lang))
-        .configure_title(
+def _config(lang: str) -> alt.Config:
+    return alt.Config(
+        locale=_locale(lang),
+        title=alt.TitleConfig(
             fontSize=FONT_SIZES["title"],
             subtitleFontSize=FONT_SIZES["subtitle"],
             subtitleColor="#333333",
             anchor="start",
             offset=12,
-        )
-        .configure_axis(
+        ),
+        axis=alt.AxisConfig(
             labelFontSize=FONT_SIZES["axis_label"],
             titleFontSize=FONT_SIZES["axis_title"],
             titleFontWeight="normal",
@@ -404,20 +431,33 @@ def _finish(chart: alt.TopLevelMixin, lang: str) -> alt.TopLevelMixin:
             domainColor="#888888",
             tickColor="#888888",
             labelLimit=260,
-        )
-        .configure_axisQuantitative(tickCount=8, labelOverlap=True)
-        .configure_legend(
+        ),
+        axisQuantitative=alt.AxisConfig(tickCount=8, labelOverlap=True),
+        legend=alt.LegendConfig(
             labelFontSize=FONT_SIZES["legend"],
             titleFontSize=FONT_SIZES["legend"],
             orient="bottom",
             direction="horizontal",
             symbolSize=180,
             labelLimit=320,
-        )
-        .configure_header(labelFontSize=FONT_SIZES["axis_title"], titleFontSize=FONT_SIZES["axis_title"])
-        .configure_text(fontSize=FONT_SIZES["text"])
-        .configure_view(stroke=None)
+        ),
+        header=alt.HeaderConfig(labelFontSize=FONT_SIZES["axis_title"], titleFontSize=FONT_SIZES["axis_title"]),
+        text=alt.MarkConfig(fontSize=FONT_SIZES["text"]),
+        view=alt.ViewConfig(stroke=None),
     )
+
+
+_NO_HIGHLIGHT = object()
+
+
+def _finish(chart: alt.TopLevelMixin, lang: str, *, highlight: object = _NO_HIGHLIGHT) -> alt.TopLevelMixin:
+    """Big-screen styling and the language's number locale, set in one step (each configure_* call copies the
+    whole chart); charts that mark the own unit get the highlight parameter."""
+    finished = chart.copy(deep=False)
+    finished.config = _config(lang)
+    if highlight is not _NO_HIGHLIGHT:
+        finished = _with_highlight_param(finished, highlight)  # type: ignore[arg-type]
+    return finished
 
 
 def _title(
@@ -484,9 +524,7 @@ def _assessment_scale(lang: str) -> alt.Scale:
     return alt.Scale(domain=[names[a] for a in ASSESSMENTS], range=[PALETTE[a] for a in ASSESSMENTS])
 
 
-def _unit_frame(
-    rows: pd.DataFrame, *, lang: str, highlight: str | None, assessment: str, value: str = "adjusted"
-) -> pd.DataFrame:
+def _unit_frame(rows: pd.DataFrame, *, lang: str, assessment: str, value: str = "adjusted") -> pd.DataFrame:
     """The per-unit columns a chart needs, under fixed names, as a new frame (the input is never touched).
 
     value "adjusted" uses adjusted_* and falls back to crude_* where there is no adjusted value (volume);
@@ -519,16 +557,26 @@ def _unit_frame(
             "target": _col(rows, "target"),
             "precision": _col(rows, "precision"),
             "assessment": _assessment_labels(assess, lang),
-            "highlight": _is_highlight(unit, highlight),
         }
     )
     return frame
 
 
-def _is_highlight(units: np.ndarray, highlight: str | None) -> np.ndarray:
-    if highlight is None:
-        return np.zeros(len(units), dtype=bool)
-    return np.array([u == str(highlight) for u in units], dtype=bool)
+#: The own unit is a Vega-Lite parameter, not a data column, so one built chart serves every unit: a page
+#: caches the spec and only swaps the parameter's value (with_highlight) when the viewer picks another unit.
+HIGHLIGHT_PARAM = "highlight_unit"
+IS_HIGHLIGHT = f"datum.unit === {HIGHLIGHT_PARAM}"
+
+
+def _with_highlight_param(chart: alt.TopLevelMixin, highlight: str | None) -> alt.TopLevelMixin:
+    return chart.add_params(alt.param(name=HIGHLIGHT_PARAM, value=None if highlight is None else str(highlight)))
+
+
+def with_highlight(spec: dict[str, Any], highlight: str | None) -> dict[str, Any]:
+    """A finished chart's spec (``to_dict()``) with another own unit highlighted; the input is not changed."""
+    value = None if highlight is None else str(highlight)
+    params = [dict(p, value=value) if p.get("name") == HIGHLIGHT_PARAM else p for p in spec.get("params", [])]
+    return {**spec, "params": params}
 
 
 def _sort_units(frame: pd.DataFrame, direction: str | None) -> list[str]:
@@ -565,11 +613,9 @@ def _unit_tooltips(
     return tips
 
 
-def _highlight_expr(highlight: str | None) -> Any:
-    """Axis label weight: the own unit in bold."""
-    if highlight is None:
-        return "normal"
-    return alt.expr(f"datum.value === {json.dumps(str(highlight))} ? 'bold' : 'normal'")
+def _highlight_weight() -> Any:
+    """Axis label weight: the own unit (the highlight parameter) in bold."""
+    return alt.expr(f"datum.value === {HIGHLIGHT_PARAM} ? 'bold' : 'normal'")
 
 
 def _assessment_legend(legend: bool | Sequence[str], lang: str) -> alt.Legend | None:
@@ -592,8 +638,8 @@ def _points(base: alt.Chart, lang: str, *, size: int = 170, legend: bool | Seque
     )
     return base.mark_point(filled=True, size=size, opacity=1).encode(
         color=colour,
-        stroke=alt.when(alt.datum.highlight).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("#666666")),
-        strokeWidth=alt.when(alt.datum.highlight).then(alt.value(3.5)).otherwise(alt.value(0.8)),
+        stroke=alt.when(IS_HIGHLIGHT).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("#666666")),
+        strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(3.5)).otherwise(alt.value(0.8)),
     )
 
 
@@ -629,7 +675,7 @@ def funnel_chart(
     _one_indicator(rows, "funnel_chart")
     title = _indicator_label(rows, lang)
     kind = str(_first(rows, "kind", "proportion"))
-    units = _guard(_unit_frame(rows, lang=lang, highlight=highlight, assessment=assessment), "funnel rows")
+    units = _guard(_unit_frame(rows, lang=lang, assessment=assessment), "funnel rows")
     units = units[np.isfinite(units["value"]) & np.isfinite(units["precision"])]
     if units.empty:
         return _empty_chart(title, lang)
@@ -670,15 +716,14 @@ def funnel_chart(
         layers.append(_target_rule(float(target), kind, lang, channel="y", magnitude=_magnitude(units["value"])))
     base = alt.Chart(units).encode(x=x, y=y, tooltip=_unit_tooltips(kind, lang, magnitude=_magnitude(units["value"])))
     layers.append(_points(base, lang, legend=units["assessment"].tolist()))
-    own = units[units["highlight"]]
-    if len(own):
-        layers.append(
-            alt.Chart(own)
-            .mark_text(align="left", dx=12, dy=-12, fontSize=18, fontWeight="bold", color=HIGHLIGHT_COLOUR)
-            .encode(x="precision:Q", y="value:Q", text="unit:N")
-        )
+    layers.append(
+        alt.Chart(units)
+        .transform_filter(IS_HIGHLIGHT)
+        .mark_text(align="left", dx=12, dy=-12, fontSize=18, fontWeight="bold", color=HIGHLIGHT_COLOUR)
+        .encode(x=alt.X("precision:Q"), y=alt.Y("value:Q"), text=alt.Text("unit:N"))
+    )
     chart = alt.layer(*layers).properties(width=720, height=460, title=_title(title, label("funnel_sub", lang)))
-    return _finish(chart, lang)
+    return _finish(chart, lang, highlight=highlight)
 
 
 def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
@@ -761,7 +806,7 @@ def _interval_panel(
     if kind == "response_rate":
         x_title = label("response_axis", lang)
     x = alt.X("value:Q", title=x_title, scale=scale, axis=alt.Axis(format=value_format(fmt_kind, axis=True)))
-    y = alt.Y("unit:N", title=None, sort=order, axis=alt.Axis(labelFontWeight=_highlight_expr(highlight)))
+    y = alt.Y("unit:N", title=None, sort=order, axis=alt.Axis(labelFontWeight=_highlight_weight()))
     base = alt.Chart(units).encode(
         y=y, tooltip=_unit_tooltips(kind, lang, value=value, magnitude=_magnitude(units["value"]))
     )
@@ -776,8 +821,8 @@ def _interval_panel(
                     scale=_assessment_scale(lang),
                     legend=_assessment_legend(legend, lang),
                 ),
-                stroke=alt.when(alt.datum.highlight).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value(None)),
-                strokeWidth=alt.when(alt.datum.highlight).then(alt.value(3)).otherwise(alt.value(0)),
+                stroke=alt.when(IS_HIGHLIGHT).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value(None)),
+                strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(3)).otherwise(alt.value(0)),
             )
         )
     layers.append(
@@ -812,7 +857,7 @@ def caterpillar_chart(
     _one_indicator(rows, "caterpillar_chart")
     title = _indicator_label(rows, lang)
     kind = str(_first(rows, "kind", "mean"))
-    units = _guard(_unit_frame(rows, lang=lang, highlight=highlight, assessment=assessment, value=value), "rows")
+    units = _guard(_unit_frame(rows, lang=lang, assessment=assessment, value=value), "rows")
     if not np.isfinite(units["value"]).any():
         return _empty_chart(title, lang)
     target = 1.0 if value == "oe" else _first(rows, "target")
@@ -826,7 +871,7 @@ def caterpillar_chart(
         target=None if target is None else float(target),
     )
     subtitle = label("oe_sub" if value == "oe" else "caterpillar_sub", lang)
-    return _finish(panel.properties(title=_title(title, subtitle)), lang)
+    return _finish(panel.properties(title=_title(title, subtitle)), lang, highlight=highlight)
 
 
 def crude_vs_adjusted_chart(
@@ -837,7 +882,7 @@ def crude_vs_adjusted_chart(
     _one_indicator(rows, "crude_vs_adjusted_chart")
     title = _indicator_label(rows, lang)
     kind = str(_first(rows, "kind", "mean"))
-    units = _guard(_unit_frame(rows, lang=lang, highlight=highlight, assessment=assessment), "rows")
+    units = _guard(_unit_frame(rows, lang=lang, assessment=assessment), "rows")
     units = units[np.isfinite(units["value"]) | np.isfinite(units["crude"])]
     if units.empty:
         return _empty_chart(title, lang)
@@ -856,7 +901,7 @@ def crude_vs_adjusted_chart(
         scale=scale,
         axis=alt.Axis(format=value_format(kind, axis=True)),
     )
-    y = alt.Y("unit:N", title=None, sort=order, axis=alt.Axis(labelFontWeight=_highlight_expr(highlight)))
+    y = alt.Y("unit:N", title=None, sort=order, axis=alt.Axis(labelFontWeight=_highlight_weight()))
     base = alt.Chart(units).encode(
         y=y, tooltip=_unit_tooltips(kind, lang, crude=True, magnitude=_magnitude(units["value"]))
     )
@@ -870,7 +915,7 @@ def crude_vs_adjusted_chart(
     chart = alt.layer(*layers).properties(
         width=620, height=max(160, 30 * len(order)), title=_title(title, label("dumbbell_sub", lang))
     )
-    return _finish(chart, lang)
+    return _finish(chart, lang, highlight=highlight)
 
 
 # ---------------------------------------------------------------------------------- several indicators
@@ -904,7 +949,7 @@ def small_multiples_chart(
     panels = []
     for part in _indicator_groups(rows):
         kind = str(_first(part, "kind", "mean"))
-        units = _unit_frame(part, lang=lang, highlight=highlight, assessment=assessment)
+        units = _unit_frame(part, lang=lang, assessment=assessment)
         target = _first(part, "target")
         target = None if target is None or not np.isfinite(float(target)) else float(target)
         arrays = [units["value"].to_numpy(), units["lower"].to_numpy(), units["upper"].to_numpy()]
@@ -920,7 +965,7 @@ def small_multiples_chart(
             title=None,
             sort=unit_order,
             scale=alt.Scale(domain=unit_order),
-            axis=alt.Axis(labelAngle=-40, labelFontWeight=_highlight_expr(highlight)),
+            axis=alt.Axis(labelAngle=-40, labelFontWeight=_highlight_weight()),
         )
         y = alt.Y("value:Q", title=None, scale=scale, axis=alt.Axis(format=value_format(kind, axis=True)))
         base = alt.Chart(units).encode(x=x, tooltip=_unit_tooltips(kind, lang, magnitude=_magnitude(units["value"])))
@@ -946,7 +991,7 @@ def small_multiples_chart(
         .resolve_scale(x="independent", y="independent", color="shared")
         .properties(title=_title(label("small_multiples", lang), label("small_multiples_sub", lang)))
     )
-    return _finish(chart, lang)
+    return _finish(chart, lang, highlight=highlight)
 
 
 def _stacked_panels(
@@ -964,7 +1009,7 @@ def _stacked_panels(
     panels = []
     for i, part in enumerate(_indicator_groups(rows)):
         kind = str(_first(part, "kind", "mean"))
-        units = _unit_frame(part, lang=lang, highlight=highlight, assessment=assessment)
+        units = _unit_frame(part, lang=lang, assessment=assessment)
         if not np.isfinite(units["value"]).any():
             continue
         target = _first(part, "target")
@@ -983,7 +1028,7 @@ def _stacked_panels(
     if not panels:
         return _empty_chart(title, lang)
     chart = panels[0] if len(panels) == 1 else alt.vconcat(*panels).resolve_scale(x="independent", color="shared")
-    return _finish(chart.properties(title=_title(title, subtitle)), lang)
+    return _finish(chart.properties(title=_title(title, subtitle)), lang, highlight=highlight)
 
 
 def prom_response_chart(
@@ -1320,13 +1365,11 @@ def vlad_chart(
     line = base.mark_line(strokeWidth=2.5).encode(
         y=alt.Y("vlad:Q", title=label("vlad_axis", lang), axis=alt.Axis(format=",.1~f")), color=_unit_colour(units)
     )
-    if highlight is not None and len(units) > 1:
-        line = line.encode(
-            strokeWidth=alt.when(alt.datum.unit == str(highlight)).then(alt.value(4.5)).otherwise(alt.value(1.5))
-        )
+    if len(units) > 1:
+        line = line.encode(strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(4.5)).otherwise(alt.value(1.5)))
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#BBBBBB").encode(y="y:Q")
     chart = alt.layer(zero, line).properties(width=760, height=400, title=_title(title, label("vlad_sub", lang)))
-    return _finish(chart, lang)
+    return _finish(chart, lang, highlight=highlight)
 
 
 # ------------------------------------------------------------------------------------------------- PROMs
@@ -1456,7 +1499,7 @@ def cost_breakdown_chart(
         .mark_bar(height={"band": 0.75})
         .encode(
             x=alt.X("cost_per_cycle:Q", title=label("cost_axis", lang), stack="zero", axis=alt.Axis(format="$,.0f")),
-            y=alt.Y("unit:N", title=None, sort="-x", axis=alt.Axis(labelFontWeight=_highlight_expr(highlight))),
+            y=alt.Y("unit:N", title=None, sort="-x", axis=alt.Axis(labelFontWeight=_highlight_weight())),
             color=alt.Color(
                 "activity:N",
                 title=label("activity", lang),
@@ -1468,7 +1511,7 @@ def cost_breakdown_chart(
         )
         .properties(width=720, height=max(160, 34 * units), title=_title(title))
     )
-    return _finish(chart, lang)
+    return _finish(chart, lang, highlight=highlight)
 
 
 def value_chart(
@@ -1508,7 +1551,6 @@ def value_chart(
     quadrant = view["quadrant"] if "quadrant" in view.columns else pd.Series(["no clear difference"] * len(view))
     quadrant = quadrant.where(quadrant.isin(list(QUADRANTS)), "no clear difference")
     data["quadrant"] = quadrant.map(QUADRANT_LABELS[lang]).to_numpy(dtype=object)
-    data["highlight"] = _is_highlight(data["unit"].to_numpy(dtype=object), highlight)
     data = data[np.isfinite(data["outcome"]) & np.isfinite(data["cost"])]
     if data.empty:
         return _empty_chart(title, lang)
@@ -1559,20 +1601,21 @@ def value_chart(
                 scale=alt.Scale(domain=[names[q] for q in QUADRANTS], range=[QUADRANT_COLOURS[q] for q in QUADRANTS]),
                 legend=alt.Legend(columns=2),
             ),
-            stroke=alt.when(alt.datum.highlight).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("#666666")),
-            strokeWidth=alt.when(alt.datum.highlight).then(alt.value(3.5)).otherwise(alt.value(0.8)),
+            stroke=alt.when(IS_HIGHLIGHT).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("#666666")),
+            strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(3.5)).otherwise(alt.value(0.8)),
         )
     )
-    others = data[~data["highlight"]] if len(data) <= 25 else data.iloc[:0]
-    for part, weight in ((others, "normal"), (data[data["highlight"]], "bold")):
-        if len(part):
-            layers.append(
-                alt.Chart(part[["unit", "cost", "outcome"]])
-                .mark_text(align="left", dx=11, dy=-10, fontSize=FONT_SIZES["text"], fontWeight=weight, color="#222222")
-                .encode(x=alt.X("cost:Q", scale=x_scale), y=alt.Y("outcome:Q", scale=y_scale), text="unit:N")
-            )
+    # every unit is labelled when there are few; the own unit always, in bold
+    shown = [(f"!({IS_HIGHLIGHT})", "normal")] if len(data) <= 25 else []
+    for predicate, weight in [*shown, (IS_HIGHLIGHT, "bold")]:
+        layers.append(
+            alt.Chart(data[["unit", "cost", "outcome"]])
+            .transform_filter(predicate)
+            .mark_text(align="left", dx=11, dy=-10, fontSize=FONT_SIZES["text"], fontWeight=weight, color="#222222")
+            .encode(x=alt.X("cost:Q", scale=x_scale), y=alt.Y("outcome:Q", scale=y_scale), text=alt.Text("unit:N"))
+        )
     chart = alt.layer(*layers).properties(width=720, height=480, title=_title(title, label("value_sub", lang)))
-    return _finish(chart, lang)
+    return _finish(chart, lang, highlight=highlight)
 
 
 __all__ = [

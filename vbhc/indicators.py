@@ -94,6 +94,9 @@ class ConditionData:
     cost: pd.DataFrame  # cycle_id, cost (EUR) per care cycle
     as_of: pd.Timestamp  # data complete up to this date (for "has the timepoint passed")
     cost_lines: pd.DataFrame | None = None  # the TDABC lines behind `cost` (for the breakdown by activity)
+    # case-mix models fitted on these data, per indicator: a model does not depend on the unit level, so
+    # the hospital and department tables of the same data share one fit
+    fitted: dict[str, CaseMixModel] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -276,9 +279,12 @@ def _one_indicator(
     frame, extra = _outcome_column(ind, data, base)
     part = frame[frame["y"].notna()]
     binary = ind.kind in BINARY_KINDS
-    model = fit_casemix_model(
-        frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
-    )
+    model = data.fitted.get(ind.id)
+    if model is None or not model.expected.index.equals(frame.index):
+        model = fit_casemix_model(
+            frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
+        )
+        data.fitted[ind.id] = model
     expected = model.expected.reindex(frame.index)
     modelled = part.assign(expected=expected.loc[part.index])
     adjusted = modelled[modelled["expected"].notna()]

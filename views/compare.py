@@ -49,4 +49,8 @@ st.caption(
 )
 
 key_rows = table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])]
-render.chart(charts.small_multiples_chart(key_rows, lang=lang, highlight=chosen.unit))
+render.cached_chart(
+    ("small_multiples", level),
+    lambda: charts.small_multiples_chart(key_rows, lang=lang, highlight=chosen.unit),
+    highlight=chosen.unit,
+)

@@ -78,29 +78,47 @@ st.markdown(f"**{t('column.assessment', lang)}:** {t_value('assessment', row['as
 left, right = st.columns(2)
 with left:
     st.markdown(f"#### {t('team.funnel', lang)}")
-    render.chart(charts.funnel_chart(rows, funnel_curve(rows), highlight=unit, lang=lang))
+    render.cached_chart(
+        ("funnel", indicator_id),
+        lambda: charts.funnel_chart(rows, funnel_curve(rows), highlight=unit, lang=lang),
+        highlight=unit,
+    )
 with right:
     st.markdown(f"#### {t('team.caterpillar', lang)}")
     value = "oe" if ind.kind in ("proportion", "prom_mic") else "adjusted"
-    render.chart(charts.caterpillar_chart(rows, highlight=unit, lang=lang, value=value))
+    render.cached_chart(
+        ("caterpillar", indicator_id),
+        lambda: charts.caterpillar_chart(rows, highlight=unit, lang=lang, value=value),
+        highlight=unit,
+    )
+
+
+def _trend():
+    trend = indicator_over_time(result, indicator_id, unit, freq="QS") if ind.kind != "response_rate" else None
+    return charts.trend_chart(trend, kind=ind.kind, lang=lang) if trend is not None and len(trend) else None
+
 
 left, right = st.columns(2)
 with left:
     st.markdown(f"#### {t('team.trend', lang)}")
-    trend = indicator_over_time(result, indicator_id, unit, freq="QS") if ind.kind != "response_rate" else None
-    if trend is not None and len(trend):
-        render.chart(charts.trend_chart(trend, kind=ind.kind, lang=lang))
-    else:
+    if not render.cached_chart(("trend", indicator_id, unit), _trend):
         st.caption(t("team.no_trend", lang))
 with right:
     if ind.kind in ("proportion", "prom_mic"):
         st.markdown(f"#### {t('chart.vlad', lang)}")
-        curve = cusum_vlad(result, indicator_id, unit)
-        render.chart(charts.vlad_chart(curve, lang=lang))
-        render.chart(charts.cusum_chart(curve, lang=lang))
+        render.cached_chart(
+            ("vlad", indicator_id, unit), lambda: charts.vlad_chart(cusum_vlad(result, indicator_id, unit), lang=lang)
+        )
+        render.cached_chart(
+            ("cusum", indicator_id, unit), lambda: charts.cusum_chart(cusum_vlad(result, indicator_id, unit), lang=lang)
+        )
     else:
         st.markdown(f"#### {t('team.crude_vs_adjusted', lang)}")
-        render.chart(charts.crude_vs_adjusted_chart(rows, lang=lang))
+        render.cached_chart(
+            ("crude_vs_adjusted", indicator_id),
+            lambda: charts.crude_vs_adjusted_chart(rows, lang=lang, highlight=unit),
+            highlight=unit,
+        )
 
 # --- what the case-mix model contributes ---------------------------------------------------------------
 if indicator_id in result.models:

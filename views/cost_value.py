@@ -27,7 +27,11 @@ activity_label = {
 }
 breakdown = breakdown.assign(activity=breakdown["activity"].map(activity_label).fillna(breakdown["activity"]))
 st.subheader(t("cost.by_activity", lang))
-render.chart(charts.cost_breakdown_chart(breakdown, lang=lang))
+render.cached_chart(
+    ("cost_breakdown",),
+    lambda: charts.cost_breakdown_chart(breakdown, lang=lang, highlight=chosen.unit),
+    highlight=chosen.unit,
+)
 
 st.subheader(t("column.cost_per_cycle", lang))
 st.dataframe(render.indicator_display(cost_rows, lang, by="unit"), hide_index=True, width="stretch")
@@ -41,8 +45,9 @@ outcome_id = st.selectbox(
 )
 view = value_table(result, outcome_id)
 st.subheader(t("cost.outcome_vs_cost", lang))
-render.chart(
-    charts.value_chart(
+render.cached_chart(
+    ("value", outcome_id),
+    lambda: charts.value_chart(
         view,
         outcome_label=condition.indicator(outcome_id).label(lang),
         lang=lang,
@@ -50,7 +55,8 @@ render.chart(
         outcome_target=float(table.loc[table["indicator"] == outcome_id, "target"].iloc[0]),
         cost_target=float(cost_rows["target"].iloc[0]),
         highlight=chosen.unit,
-    )
+    ),
+    highlight=chosen.unit,
 )
 kind = condition.indicator(outcome_id).kind
 st.dataframe(

@@ -50,10 +50,12 @@ prom_rows = table[table["kind"].isin(["prom_score", "prom_change", "prom_mic", "
 for indicator_id, rows in prom_rows.groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
     st.markdown(f"#### {ind.label(lang)}")
-    if ind.kind == "response_rate":
-        render.chart(charts.prom_response_chart(rows, lang=lang))
-    else:
-        render.chart(charts.prom_change_chart(rows, lang=lang))
+    build = charts.prom_response_chart if ind.kind == "response_rate" else charts.prom_change_chart
+    render.cached_chart(
+        ("prom", indicator_id),
+        lambda build=build, rows=rows: build(rows, lang=lang, highlight=chosen.unit),
+        highlight=chosen.unit,
+    )
 
 # distributions at baseline and follow-up
 st.subheader(t("proms.distribution", lang))
@@ -67,7 +69,13 @@ def _scale_label(pair: tuple[str, str]) -> str:
 
 instrument, scale = st.selectbox(t("proms.scale", lang), scales, format_func=_scale_label)
 spec = catalog.instruments[instrument].scale(scale)
-scores = prom_scores_for(result, instrument, scale)
-scores = scores.assign(group=scores["unit"].where(scores["unit"] == chosen.unit, t("proms.all_units", lang)))
-binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
-render.chart(charts.score_distribution_chart(binned, lang=lang))
+
+
+def _distribution():
+    scores = prom_scores_for(result, instrument, scale)
+    scores = scores.assign(group=scores["unit"].where(scores["unit"] == chosen.unit, t("proms.all_units", lang)))
+    binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
+    return charts.score_distribution_chart(binned, lang=lang)
+
+
+render.cached_chart(("distribution", instrument, scale, chosen.unit), _distribution)
