@@ -1,4 +1,4 @@
-"""The `vbhc` command: init, demo, import, status, serve."""
+"""The `vbhc` command: init, demo, import, status, audit, serve."""
 
 from __future__ import annotations
 
@@ -63,7 +63,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     progress = ProgressPrinter()
     try:
-        report = import_files(args.files, imported_by=args.by or _whoami(), force=args.force, progress=progress)
+        report = import_files(
+            args.files, imported_by=args.by or _whoami(), actor=_whoami(), force=args.force, progress=progress
+        )
     except ImportRefused as exc:
         progress.finish()
         print(exc.report.summary(), file=sys.stderr)
@@ -100,6 +102,44 @@ def _cmd_status(args: argparse.Namespace) -> int:
     volumes = condition_volumes()
     if not volumes.empty:
         print(volumes.to_string(index=False))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """Print or export the audit log. Whoever can run this has the database itself; the export is logged too."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from vbhc import audit
+    from vbhc.store import get_engine, upgrade_schema
+
+    engine = get_engine()
+    upgrade_schema(engine)
+    try:
+        since = dt.date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        print(f"--since must be a date in the form YYYY-MM-DD, got {args.since!r}", file=sys.stderr)
+        return 2
+    df = audit.read(engine, since=since, user=args.user, action=args.action)
+    if args.csv:
+        data = audit.to_csv(df)
+        Path(args.csv).write_bytes(data)
+        audit.record(
+            engine,
+            _whoami(),
+            "export",
+            detail={"what": "audit_log", "file": Path(args.csv).name, "events": len(df), "via": "cli"},
+            sha256=audit.sha256_of(data),
+        )
+        print(f"{len(df):,} audit event(s) written to {args.csv}")
+        return 0
+    if df.empty:
+        print("No audit events.")
+        return 0
+    shown = df.assign(at=df["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).drop(columns=["id"])
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(shown.to_string(index=False))
     return 0
 
 
@@ -166,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="show what the database holds")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("audit", help="print the audit log, or export it to CSV")
+    p.add_argument("--since", help="only events from this date on (YYYY-MM-DD, UTC)")
+    p.add_argument("--user", help="only events of this user")
+    p.add_argument("--action", choices=["view", "export", "import", "import_refused", "denied", "sign_in", "sign_out"])
+    p.add_argument("--csv", help="write the events to this CSV file instead of printing them")
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("serve", help="start the dashboard (creates the demo registry on first run)")
     p.add_argument("--port", type=int, default=8501)

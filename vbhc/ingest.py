@@ -13,10 +13,12 @@ Why it works this way:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
 import io
+import logging
 import re
 import time
 import zipfile
@@ -27,13 +29,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from vbhc import models
+from vbhc import audit, models
 from vbhc.catalog import STORED_CASEMIX, Catalog, default_catalog
-from vbhc.settings import MAX_REPORTED_PROBLEMS, import_chunk_rows
+from vbhc.settings import (
+    MAX_REPORTED_PROBLEMS,
+    import_chunk_rows,
+    max_cell_chars,
+    max_unpacked_mb,
+    max_upload_mb,
+    max_zip_ratio,
+)
 from vbhc.store import get_engine, upgrade_schema
 
 Progress = Callable[[str, int, int], None]
+_log = logging.getLogger(__name__)
 
 # --- table definitions -------------------------------------------------------------------------------
 
@@ -95,6 +106,33 @@ _IDENTIFIER_PATTERNS = re.compile(
     r"mrn|medical_?record_?number|patientnummer|ziekenhuisnummer)$"
 )
 
+#: Shown instead of the value in problems about patient identifiers: messages and logs never carry them.
+HIDDEN_IDENTIFIER = "«hidden: patient identifier»"
+#: Columns whose values are never shown in a problem (pseudonyms included: they still single out a patient).
+_MASKED_COLUMNS = frozenset({"patient_id"})
+#: Longest value shown in a problem; the rest is summarised (a 1 MB cell must not become a 1 MB message).
+_SHOWN_VALUE_CHARS = 60
+
+
+def _looks_like_bsn(text: str) -> bool:
+    digits = re.sub(r"[\s.\-]", "", text)
+    if not re.fullmatch(r"\d{9}", digits):
+        return False
+    return sum(int(c) * w for c, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2, -1), strict=True)) % 11 == 0
+
+
+def shown_value(column: str | None, value: str | None) -> str | None:
+    """The value as a problem may show it: identifiers hidden, very long text shortened."""
+    if value is None:
+        return None
+    col = (column or "").lower()
+    if col in _MASKED_COLUMNS or _IDENTIFIER_PATTERNS.match(col) or _looks_like_bsn(value):
+        return HIDDEN_IDENTIFIER
+    if len(value) > _SHOWN_VALUE_CHARS:
+        return f"{value[:_SHOWN_VALUE_CHARS]}… ({len(value):,} characters)"
+    return value
+
+
 # --- report ------------------------------------------------------------------------------------------
 
 
@@ -104,8 +142,13 @@ class Problem:
     sheet: str | None
     row: int | None  # row number as the user sees it (header = row 1); None for file-level problems
     column: str | None
-    value: str | None
+    value: str | None  # as shown: identifiers masked, long values shortened (see shown_value)
     rule: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", shown_value(self.column, self.value))
+        if self.column is not None and len(self.column) > _SHOWN_VALUE_CHARS:
+            object.__setattr__(self, "column", f"{self.column[:_SHOWN_VALUE_CHARS]}… ({len(self.column):,} characters)")
 
     def __str__(self) -> str:
         where = self.file + (f" [sheet {self.sheet}]" if self.sheet else "")
@@ -202,9 +245,94 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _is_xlsx(path: Path) -> bool:
+def _head(path: Path, n: int = 8) -> bytes:
     with path.open("rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
+        return fh.read(n)
+
+
+def _is_xlsx(path: Path) -> bool:
+    return _head(path, 4) == b"PK\x03\x04"
+
+
+#: Parts every XLSX workbook has; a ZIP without them is not a workbook, whatever its name says.
+_XLSX_PARTS = ("[Content_Types].xml", "xl/workbook.xml")
+_MAX_ZIP_MEMBERS = 10_000
+_MB = 1024 * 1024
+
+
+def _check_xlsx_container(path: Path) -> str | None:
+    """Why this ZIP is not a safe XLSX workbook, judged from the ZIP directory alone; None when it is fine.
+
+    Runs before openpyxl opens the file. The declared sizes are what Python's zipfile will unpack at most
+    (it stops at the declared size and fails on a CRC mismatch), so checking them bounds the work for zip bombs.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        return "damaged or truncated XLSX workbook: not a readable ZIP archive"
+    names = {i.filename for i in infos}
+    missing = [p for p in _XLSX_PARTS if p not in names]
+    if missing:
+        return f"not an XLSX workbook: the ZIP archive has no {missing[0]}"
+    if len(infos) > _MAX_ZIP_MEMBERS:
+        return f"not a plausible XLSX workbook: {len(infos):,} parts (more than {_MAX_ZIP_MEMBERS:,})"
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > max_unpacked_mb() * _MB:
+        return (
+            f"XLSX workbook unpacks to {unpacked / _MB:,.0f} MB, more than the limit of {max_unpacked_mb():,.0f} MB "
+            "(VBHC_MAX_UNPACKED_MB); possibly a zip bomb"
+        )
+    ratio_limit = max_zip_ratio()
+    for info in infos:
+        if info.file_size > _MB and info.file_size > ratio_limit * max(info.compress_size, 1):
+            return (
+                f"XLSX part {info.filename} is compressed {info.file_size / max(info.compress_size, 1):,.0f} times, "
+                f"more than the limit of {ratio_limit:,.0f} (VBHC_MAX_ZIP_RATIO); possibly a zip bomb"
+            )
+    return None
+
+
+def _scan_text(path: Path) -> tuple[str, str | None]:
+    """sha256 of a CSV file and, in the same pass, why it is not UTF-8 text (None when it is).
+
+    UTF-8 with or without BOM is accepted; nothing else is guessed, because a wrong guess silently changes values.
+    """
+    h = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line, problem = 0, 1, None
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            if problem is None:
+                if offset == 0 and block.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    problem = "UTF-16 text (Excel 'Unicode text'); tried UTF-8 with and without BOM: save as CSV UTF-8"
+                elif (nul := block.find(b"\x00")) >= 0:
+                    at_line = line + block.count(b"\n", 0, nul)
+                    problem = f"binary content, not CSV text: NUL byte at byte offset {offset + nul:,} (line {at_line})"
+                else:
+                    pending = len(decoder.getstate()[0])
+                    try:
+                        decoder.decode(block)
+                    except UnicodeDecodeError as exc:
+                        at = max(exc.start - pending, 0)
+                        byte = exc.object[exc.start]
+                        at_line = line + block.count(b"\n", 0, at)
+                        problem = (
+                            f"not UTF-8 text: byte 0x{byte:02X} at byte offset {offset + at:,} (line {at_line}) "
+                            "cannot be decoded; tried UTF-8 with and without BOM: save as CSV UTF-8"
+                        )
+                line += block.count(b"\n")
+            offset += len(block)
+    if problem is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            problem = (
+                f"not UTF-8 text: the file ends in the middle of a character (byte offset {offset:,}); "
+                "it may be truncated"
+            )
+    return h.hexdigest(), problem
 
 
 def _table_from_name(stem: str) -> str | None:
@@ -246,12 +374,30 @@ def _discover(paths: list[Path], report: ImportReport) -> list[_Source]:
             report.add(Problem(str(path), None, None, None, None, "not a file"))
             continue
         size = path.stat().st_size
-        sha = _sha256(path)
-        if _is_xlsx(path):
+        limit = max_upload_mb()
+        if size > limit * _MB:
+            report.add(
+                Problem(
+                    path.name,
+                    None,
+                    None,
+                    None,
+                    None,
+                    f"file is {size / _MB:,.1f} MB, more than the limit of {limit:,.0f} MB (VBHC_MAX_UPLOAD_MB)",
+                )
+            )
+            continue
+        head = _head(path)
+        if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+            why = _check_xlsx_container(path)
+            if why is not None:
+                report.add(Problem(path.name, None, None, None, None, why))
+                continue
+            sha = _sha256(path)
             try:
                 sheets = _xlsx_sheet_names(path)
-            except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-                report.add(Problem(path.name, None, None, None, None, f"not a readable XLSX workbook ({exc})"))
+            except Exception as exc:  # untrusted content: any parser failure is a damaged file, not a crash
+                report.add(Problem(path.name, None, None, None, None, f"damaged XLSX workbook ({type(exc).__name__})"))
                 continue
             for sheet in sheets:
                 table = _table_from_name(sheet)
@@ -269,6 +415,20 @@ def _discover(paths: list[Path], report: ImportReport) -> list[_Source]:
                     continue
                 sources.append(_Source(path, sheet, table, sha, size))
         else:
+            if head.startswith(b"\xd0\xcf\x11\xe0"):
+                report.add(
+                    Problem(
+                        path.name, None, None, None, None, "old binary Excel (.xls) file: save as .xlsx or CSV UTF-8"
+                    )
+                )
+                continue
+            if path.suffix.lower() in (".xlsx", ".xlsm"):
+                report.add(
+                    Problem(
+                        path.name, None, None, None, None, "named .xlsx but is not an XLSX workbook (no ZIP inside)"
+                    )
+                )
+                continue
             if path.suffix.lower() not in (".csv", ".txt"):
                 report.add(Problem(path.name, None, None, None, None, "unsupported file type: expected .csv or .xlsx"))
                 continue
@@ -290,6 +450,10 @@ def _discover(paths: list[Path], report: ImportReport) -> list[_Source]:
                         f"cannot tell which table this is: name the file after a table ({', '.join(TABLES)})",
                     )
                 )
+                continue
+            sha, why = _scan_text(path)
+            if why is not None:
+                report.add(Problem(path.name, None, None, None, None, why))
                 continue
             sources.append(_Source(path, None, table, sha, size))
     sources.sort(key=lambda s: TABLE_ORDER.index(s.table))
@@ -356,7 +520,24 @@ def _read_chunks(source: _Source, report: ImportReport, chunk_rows: int) -> Iter
             row += len(frame)
 
 
+class _DamagedFile(Exception):
+    """openpyxl could not read the workbook; the message is the exception's type only (never cell content)."""
+
+
 def _read_xlsx_chunks(source: _Source, chunk_rows: int) -> Iterator[_Chunk]:
+    """Like _read_xlsx_rows, but any failure of the parser on this untrusted file becomes _DamagedFile."""
+    rows = _read_xlsx_rows(source, chunk_rows)
+    while True:
+        try:
+            chunk = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _DamagedFile(type(exc).__name__) from None
+        yield chunk
+
+
+def _read_xlsx_rows(source: _Source, chunk_rows: int) -> Iterator[_Chunk]:
     from openpyxl import load_workbook
 
     wb = load_workbook(source.path, read_only=True, data_only=False)
@@ -389,6 +570,9 @@ def _read_xlsx_chunks(source: _Source, chunk_rows: int) -> Iterator[_Chunk]:
 
 
 # --- validation helpers ------------------------------------------------------------------------------
+
+#: First characters (after leading whitespace) that make a spreadsheet run a cell; ASCII and full-width forms.
+_FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 
 
 class _Checker:
@@ -435,11 +619,27 @@ class _Checker:
         if required:
             self.flag(s == "", column, "required value is empty")
         self.flag(s.str.len() > max_len, column, f"longer than {max_len} characters")
-        starts = s.str[:1].isin(["=", "+", "-", "@"])
+        first = s.str[:1]
+        starts = first.isin(_FORMULA_STARTS)
         if starts.any():
-            formula = starts & ((s.str[:1] == "=") | s.str.contains(r"[(!]", regex=True))
+            formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
             self.flag(formula, column, "looks like a spreadsheet formula; formulas are not accepted")
         return s
+
+    def cell_sizes(self, limit: int) -> None:
+        """Any cell longer than `limit` characters (Excel's own limit by default) is refused, in every column."""
+        for column in self.frame.columns:
+            lengths = self.frame[column].str.len().to_numpy()
+            too_long = lengths > limit
+            if too_long.any():
+                self.flag(
+                    too_long,
+                    column,
+                    lambda i, lengths=lengths: (
+                        f"cell has {int(lengths[i]):,} characters, more than the limit of {limit:,} "
+                        "(VBHC_MAX_CELL_CHARS)"
+                    ),
+                )
 
     def number(self, column: str, required: bool = True) -> pd.Series:
         s = self.frame[column].str.strip()
@@ -981,27 +1181,42 @@ def import_files(
     engine: Engine | None = None,
     *,
     imported_by: str = "",
+    actor: object | None = None,
     force: bool = False,
     catalog: Catalog | None = None,
     progress: Progress | None = None,
     chunk_rows: int | None = None,
 ) -> ImportReport:
-    """Validate and import `paths` as one all-or-nothing batch; raise ImportRefused on any problem."""
+    """Validate and import `paths` as one all-or-nothing batch; raise ImportRefused on any problem.
+
+    Every call is audited (vbhc.audit) under `actor` (a vbhc.access.Viewer or a user name; default `imported_by`):
+    an "import" event per file, written in the batch's own transaction so it exists only if the batch commits,
+    or one "import_refused" event, written after the rollback, naming files and rules but never values.
+    """
     started = time.perf_counter()
     engine = engine or get_engine()
     upgrade_schema(engine)
     catalog = catalog or default_catalog()
     chunk_rows = chunk_rows or import_chunk_rows()
+    actor = actor if actor is not None else (imported_by or "unknown")
+    files = [Path(p) for p in paths]
     report = ImportReport()
-    sources = _discover([Path(p) for p in paths], report)
+    sources = _discover(files, report)
     if not report.ok:
         report.seconds = time.perf_counter() - started
+        _audit_refused(engine, actor, files, sources, report)
         raise ImportRefused(report)
 
     with engine.connect() as conn:
         trans = conn.begin()
         try:
             _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows)
+            if report.ok:
+                _audit_imported(conn, actor, report)
+        except Exception as exc:
+            trans.rollback()
+            _audit_refused(engine, actor, files, sources, report, error=exc)
+            raise
         except BaseException:
             trans.rollback()
             raise
@@ -1013,8 +1228,52 @@ def import_files(
             conn.exec_driver_sql("ANALYZE")
     report.seconds = time.perf_counter() - started
     if not report.ok:
+        _audit_refused(engine, actor, files, sources, report)
         raise ImportRefused(report)
     return report
+
+
+def _audit_imported(conn: Connection, actor: object, report: ImportReport) -> None:
+    for s in report.sources:
+        detail: dict[str, object] = {"file": s.file, "table": s.table, "rows_read": s.rows_read}
+        if s.sheet:
+            detail["sheet"] = s.sheet
+        if s.skipped_reason:
+            detail["skipped"] = "identical content already imported"
+        else:
+            detail |= {"inserted": s.rows_inserted, "updated": s.rows_updated, "unchanged": s.rows_unchanged}
+        audit.record(conn, actor, "import", detail=detail, sha256=s.sha256)
+
+
+def _audit_refused(
+    engine: Engine,
+    actor: object,
+    files: list[Path],
+    sources: list[_Source],
+    report: ImportReport,
+    error: BaseException | None = None,
+) -> None:
+    """One "import_refused" event: files (with sha256 where known), problem count and rules, never values."""
+    shas = {s.path.name: s.sha256 for s in sources}
+    detail: dict[str, object] = {
+        "files": [{"file": f.name, "sha256": shas.get(f.name)} for f in files],
+        "problem_count": report.problem_count,
+        "problems": [
+            f"{p.file}"
+            + (f" [sheet {p.sheet}]" if p.sheet else "")
+            + (f" row {p.row}" if p.row is not None else "")
+            + (f" column '{p.column}'" if p.column else "")
+            + f": {_short(p.rule, 120)}"
+            for p in report.problems[:10]
+        ],
+    }
+    if error is not None:
+        detail["error"] = type(error).__name__  # the message may quote database values: not logged
+    unique = set(shas.values())
+    try:
+        audit.record(engine, actor, "import_refused", detail=detail, sha256=unique.pop() if len(unique) == 1 else None)
+    except SQLAlchemyError as exc:  # the refusal stands even when the log cannot be written
+        _log.error("could not write the audit event for a refused import (%s)", type(exc).__name__)
 
 
 def _already_imported(conn: Connection, source: _Source) -> models.ImportBatch | None:
@@ -1066,6 +1325,7 @@ def _import_source(
     _, decimal = _csv_dialect(source.path) if source.sheet is None else (",", ".")
     _create_stage(conn, table)
     header_ok = None
+    cell_limit = max_cell_chars()
     all_units: list[pd.DataFrame] = []
     key_hashes: list[np.ndarray] = []
     try:
@@ -1075,6 +1335,7 @@ def _import_source(
             if not header_ok:
                 break
             ck = _Checker(source, chunk, report, decimal)
+            ck.cell_sizes(cell_limit)
             frame = _VALIDATORS[table](ck, batch)
             ck.finish()
             good = ~ck.bad
@@ -1107,7 +1368,10 @@ def _import_source(
         )
         return
     except (pd.errors.ParserError, csv.Error) as exc:
-        report.add(Problem(source.label, source.sheet, None, None, None, f"malformed CSV: {exc}"))
+        report.add(Problem(source.label, source.sheet, None, None, None, f"malformed CSV: {_short(str(exc))}"))
+        return
+    except _DamagedFile as exc:
+        report.add(Problem(source.label, source.sheet, None, None, None, f"damaged or truncated XLSX workbook ({exc})"))
         return
     except pd.errors.EmptyDataError:
         report.add(Problem(source.label, source.sheet, None, None, None, "file is empty (no header row)"))
@@ -1160,6 +1424,10 @@ def _import_source(
     conn.exec_driver_sql(f"DROP TABLE {_stage_name(table)}")
     if table == "units":
         batch._units = None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _estimate_rows(source: _Source, chunk: _Chunk, src_report: SourceReport) -> int:

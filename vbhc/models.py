@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, String, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 metadata = SQLModel.metadata
@@ -120,6 +120,27 @@ class CostLine(SQLModel, table=True):
     quantity: float
     unit_cost: float
     batch_id: int = Field(foreign_key="import_batches.id")
+
+
+class AuditEvent(SQLModel, table=True):
+    """One thing someone did with registry data: viewed, exported, imported, or was refused (vbhc.audit).
+
+    Never holds patient data: `detail` carries ids of conditions, indicators, units and files, counts and rule
+    texts only. Rows are only ever added.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_user_at", "user_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(index=True)  # UTC
+    user_id: str = Field(max_length=200)
+    roles: str = Field(default="", max_length=200)  # comma-separated role names at the time of the event
+    action: str = Field(max_length=20, index=True)  # vbhc.audit.ACTIONS
+    condition: str | None = Field(default=None, max_length=64)
+    unit: str | None = Field(default=None, max_length=200)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    sha256: str | None = Field(default=None, max_length=64)
 
 
 #: Registry tables in import (dependency) order.

@@ -33,3 +33,41 @@ def import_chunk_rows() -> int:
 
 #: Import problems listed in full before the rest are only counted.
 MAX_REPORTED_PROBLEMS = 50
+
+
+def access_file() -> Path:
+    """The roles mapping (users/OIDC groups -> roles and scopes), VBHC_ACCESS_FILE; see config/access.example.toml."""
+    return Path(os.environ.get("VBHC_ACCESS_FILE", PROJECT_ROOT / "config" / "access.toml"))
+
+
+def _positive(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0, got {raw!r}")
+    return value
+
+
+def max_upload_mb() -> float:
+    """Largest file the importer reads (VBHC_MAX_UPLOAD_MB, default 200 MB), checked before reading it."""
+    return _positive("VBHC_MAX_UPLOAD_MB", 200)
+
+
+def max_cell_chars() -> int:
+    """Longest cell the importer accepts (VBHC_MAX_CELL_CHARS; default 32,767, Excel's own limit)."""
+    return int(_positive("VBHC_MAX_CELL_CHARS", 32_767))
+
+
+def max_unpacked_mb() -> float:
+    """Largest total unpacked size of an XLSX workbook's parts (VBHC_MAX_UNPACKED_MB, default 2,000 MB)."""
+    return _positive("VBHC_MAX_UNPACKED_MB", 2_000)
+
+
+def max_zip_ratio() -> float:
+    """Largest unpacked/packed ratio of one XLSX part above 1 MB (VBHC_MAX_ZIP_RATIO, default 200): zip bombs."""
+    return _positive("VBHC_MAX_ZIP_RATIO", 200)

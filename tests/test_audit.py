@@ -1,0 +1,150 @@
+"""The audit log: migration on SQLite and PostgreSQL, recording and filtering, CSV export that cannot run
+formulas, imports audited in their own transaction, and the `vbhc audit` command."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from sqlalchemy import inspect
+
+from tests.registry_files import write_small_registry
+from vbhc import audit, ingest
+from vbhc.access import Role, Scope, Viewer
+from vbhc.cli import main
+from vbhc.ingest import ImportRefused, import_files
+from vbhc.store import get_engine, row_counts
+
+QUALITY = Viewer("kwaliteit@example.org", "Kwaliteit", (Scope(Role.QUALITY), Scope(Role.ADMIN)))
+
+
+def test_migration_creates_the_audit_table(engine):
+    columns = {c["name"] for c in inspect(engine).get_columns("audit_events")}
+    assert set(audit.COLUMNS) <= columns
+    assert {"ix_audit_events_at", "ix_audit_events_user_at"} <= {
+        ix["name"] for ix in inspect(engine).get_indexes("audit_events")
+    }
+
+
+def test_record_and_read_with_filters(engine):
+    audit.record(engine, QUALITY, "view", condition="colorectal_cancer", unit="H01", detail={"what": "indicators"})
+    audit.record(engine, "cli-user", "export", detail="audit log", sha256="ab" * 32)
+    audit.record(engine, QUALITY, "denied", condition="breast_cancer", detail={"permission": "patient_rows"})
+    df = audit.read(engine)
+    assert list(df.columns) == audit.COLUMNS
+    assert list(df["action"]) == ["view", "export", "denied"]
+    assert df["at"].dt.tz is not None
+    first = df.iloc[0]
+    assert (first["user_id"], first["roles"], first["condition"], first["unit"]) == (
+        "kwaliteit@example.org",
+        "admin,quality",
+        "colorectal_cancer",
+        "H01",
+    )
+    assert list(audit.read(engine, user="cli-user")["sha256"]) == ["ab" * 32]
+    assert list(audit.read(engine, action=["view", "denied"])["action"]) == ["view", "denied"]
+    assert len(audit.read(engine, since=dt.date.today() - dt.timedelta(days=1))) == 3
+    assert audit.read(engine, since=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).empty
+    assert list(audit.read(engine, limit=2)["action"]) == ["export", "denied"]
+
+
+def test_patient_data_and_unknown_actions_are_refused(sqlite_engine):
+    for key in ("patient_id", "cycle_ids", "rows"):
+        with pytest.raises(ValueError, match="must not carry patient-level data"):
+            audit.record(sqlite_engine, QUALITY, "view", detail={key: ["P0001"]})
+    with pytest.raises(ValueError, match="unknown audit action"):
+        audit.record(sqlite_engine, QUALITY, "peek")
+    assert audit.read(sqlite_engine).empty
+
+
+def test_repeated_views_are_recorded_once_within_the_dedupe_window(sqlite_engine):
+    for _ in range(5):
+        audit.record(sqlite_engine, QUALITY, "view", condition="breast_cancer", dedupe_seconds=60)
+    audit.record(sqlite_engine, QUALITY, "view", condition="thyroid_cancer", dedupe_seconds=60)
+    assert len(audit.read(sqlite_engine)) == 2
+
+
+def test_csv_export_neutralises_formulas(sqlite_engine):
+    audit.record(sqlite_engine, '=HYPERLINK("http://evil","klik")', "sign_in", detail="+cmd|' /C calc'!A0")
+    data = audit.to_csv(audit.read(sqlite_engine))
+    assert data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert rows[0]["user_id"] == '\'=HYPERLINK("http://evil","klik")'
+    assert rows[0]["detail"].startswith("'+cmd")
+    assert rows[0]["at"].endswith("Z")
+    assert audit.to_csv(audit.read(sqlite_engine).iloc[0:0]).decode("utf-8-sig").startswith("id,at,user_id")
+
+
+def test_import_is_audited_in_the_batch_transaction(engine, tmp_path):
+    files = write_small_registry(tmp_path / "files")
+    import_files(files, engine, imported_by="kwaliteit", actor=QUALITY)
+    events = audit.read(engine, action="import")
+    assert len(events) == 5
+    assert list(events["sha256"]) == [ingest._sha256(f) for f in files]
+    assert set(events["user_id"]) == {"kwaliteit@example.org"}
+    assert '"inserted": 12' in events.iloc[1]["detail"]
+    # the same files again: skipped, still recorded as an import that changed nothing
+    import_files(files, engine, imported_by="kwaliteit")
+    again = audit.read(engine, action="import").iloc[5:]
+    assert set(again["user_id"]) == {"kwaliteit"} and again["detail"].str.contains("skipped").all()
+
+
+def test_refused_and_failed_imports_are_audited_as_refused_without_values(engine, tmp_path, monkeypatch):
+    files = write_small_registry(tmp_path / "files")
+    lines = files[1].read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].replace("P0003x", "123456782")  # a BSN where a pseudonym belongs
+    files[1].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ImportRefused):
+        import_files(files, engine, actor=QUALITY)
+    assert audit.read(engine, action="import").empty  # rolled back with the batch
+    refused = audit.read(engine, action="import_refused")
+    assert len(refused) == 1
+    detail = refused.iloc[0]["detail"]
+    assert "care_cycles.csv row 4 column 'patient_id': looks like a BSN" in detail
+    assert "123456782" not in detail and "P000" not in detail
+
+    files = write_small_registry(tmp_path / "files")
+    real = ingest._upsert
+
+    def explode(conn, table, batch_id, report):
+        real(conn, table, batch_id, report)
+        if table == "costs":
+            raise RuntimeError("disk full: value 'P0001x'")
+
+    monkeypatch.setattr(ingest, "_upsert", explode)
+    with pytest.raises(RuntimeError):
+        import_files(files, engine, actor=QUALITY)
+    assert row_counts(engine)["care_cycles"] == 0
+    assert audit.read(engine, action="import").empty
+    failed = audit.read(engine, action="import_refused").iloc[-1]
+    assert '"error": "RuntimeError"' in failed["detail"] and "P0001x" not in failed["detail"]
+
+
+@pytest.fixture
+def cli_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+    monkeypatch.setenv("VBHC_USER", "os-gebruiker")
+    get_engine.cache_clear()
+    yield get_engine(url)
+    get_engine.cache_clear()
+
+
+def test_cli_import_records_the_os_user_and_audit_exports_csv(cli_db, tmp_path, capsys):
+    files = write_small_registry(tmp_path / "files")
+    assert main(["import", "--by", "registratie", *map(str, files)]) == 0
+    events = audit.read(cli_db, action="import")
+    assert set(events["user_id"]) == {"os-gebruiker"}
+    capsys.readouterr()
+    assert main(["audit", "--since", dt.date.today().isoformat(), "--action", "import"]) == 0
+    printed = capsys.readouterr().out
+    assert "os-gebruiker" in printed and "care_cycles.csv" in printed
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert len(rows) == 5
+    export = audit.read(cli_db, action="export").iloc[0]
+    assert export["sha256"] == audit.sha256_of(out.read_bytes())
+    assert main(["audit", "--since", "yesterday"]) == 2

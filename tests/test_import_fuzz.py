@@ -1,0 +1,358 @@
+"""Malformed and hostile files: each gets ImportRefused with a clear message, nothing is written, the refusal is
+audited without patient data, and no patient identifier appears in the message.
+
+Explicit cases cover each kind the issue names (wrong encodings, formulas, huge cells, truncated files, zip
+bombs, size limit, files that are not what their name says); bounded hypothesis tests mutate valid CSV and XLSX
+files at random and check that the importer never crashes and never writes part of a refused file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl import Workbook
+
+from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
+from vbhc import audit
+from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
+from vbhc.store import get_engine, row_counts, upgrade_schema
+
+PATIENT_IDS = [c["patient_id"] for c in cycles()]
+
+
+def _refused(paths, engine) -> str:
+    """Import must be refused with nothing written and an audited refusal; returns the message."""
+    before = row_counts(engine)
+    refused_before = len(audit.read(engine, action="import_refused"))
+    with pytest.raises(ImportRefused) as info:
+        import_files(paths, engine, imported_by="fuzz")
+    assert row_counts(engine) == before
+    events = audit.read(engine, action="import_refused")
+    assert len(events) == refused_before + 1
+    detail = events.iloc[-1]["detail"]
+    message = str(info.value)
+    for pid in PATIENT_IDS:
+        assert pid not in message and pid not in detail
+    assert len(message) < 20_000
+    return message
+
+
+@pytest.fixture
+def base(engine, tmp_path):
+    """Units already imported; returns (engine, folder with a valid registry)."""
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:1], engine)
+    return engine, files
+
+
+def _cycles_csv(path: Path, change: dict[str, str] | None = None, row: int = 2) -> Path:
+    rows = cycles()
+    rows[row].update(change or {})
+    return write_csv(path, rows, CYCLE_COLUMNS)
+
+
+# --- encodings and binary content ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encode", "rule"),
+    [
+        (lambda text: text.encode("latin-1"), "not UTF-8 text: byte 0xE9 at byte offset"),
+        (lambda text: text.encode("cp1252"), "tried UTF-8 with and without BOM"),
+        (lambda text: text.encode("utf-16"), "UTF-16 text"),
+        (lambda text: text.encode("utf-8").replace(b"C0003", b"C\x0003"), "binary content, not CSV text: NUL byte"),
+    ],
+)
+def test_wrong_encodings_and_binary_content(base, tmp_path, encode, rule):
+    engine, _files = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": "oesophagectomié"})
+    path.write_bytes(encode(path.read_text(encoding="utf-8")))
+    message = _refused([path], engine)
+    assert rule in message
+    assert "care_cycles.csv" in message
+
+
+def test_encoding_error_names_the_line(base, tmp_path):
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv")
+    lines = path.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b"oesophagectomy", b"oesophagectom\xff")
+    path.write_bytes(b"\n".join(lines))
+    assert "(line 6)" in _refused([path], engine)
+
+
+def test_utf8_with_bom_is_accepted(base, tmp_path):
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    import_files([path], engine)
+    assert row_counts(engine)["care_cycles"] == 12
+
+
+# --- formulas ------------------------------------------------------------------------------------------
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example","klik")',
+    '   =HYPERLINK("http://evil.example")',
+    "\t=1+1",
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(A1:A9)",
+    "\uff1dHYPERLINK(1)",
+]
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_formulas_in_csv_cells_are_refused(base, tmp_path, formula):
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": formula})
+    assert "formulas are not accepted" in _refused([path], engine)
+
+
+def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
+    engine, _files = base
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "care_cycles"
+    ws.append(CYCLE_COLUMNS)
+    for i, row in enumerate(cycles()):
+        values = [row[c] for c in CYCLE_COLUMNS]
+        if i == 4:
+            values[0] = '=HYPERLINK("http://evil.example","C0005")'
+        ws.append(values)
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    message = _refused([path], engine)
+    assert "[sheet care_cycles] row 6 column 'cycle_id'" in message and "formulas are not accepted" in message
+
+
+# --- huge cells ----------------------------------------------------------------------------------------
+
+
+def test_huge_cell_is_named_and_not_echoed(base, tmp_path):
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": "x" * 40_000}, row=3)
+    message = _refused([path], engine)
+    assert "care_cycles.csv row 5 column 'treatment'" in message
+    assert "cell has 40,000 characters, more than the limit of 32,767" in message
+    assert "x" * 100 not in message
+
+
+def test_cell_limit_is_a_setting(base, tmp_path, monkeypatch):
+    engine, _ = base
+    monkeypatch.setenv("VBHC_MAX_CELL_CHARS", "10")
+    path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": "total_hip_arthroplasty"}, row=7)
+    assert "more than the limit of 10" in _refused([path], engine)
+
+
+# --- patient identifiers never in messages -------------------------------------------------------------
+
+
+def test_patient_ids_and_bsn_are_masked_in_problems(base, tmp_path):
+    engine, _ = base
+    rows = cycles()
+    rows[1]["patient_id"] = "x" * 80  # too long: the problem names the cell, not the value
+    rows[2]["patient_id"] = "123456782"  # a BSN
+    rows[3]["age"] = "123.456.782"  # a BSN in another column
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+    message = _refused([path], engine)
+    assert message.count(HIDDEN_IDENTIFIER) == 3
+    assert "123456782" not in message and "123.456.782" not in message and "xxxx" not in message
+
+
+# --- size limit, file types by content -----------------------------------------------------------------
+
+
+def test_size_limit_is_checked_before_reading(base, tmp_path, monkeypatch):
+    engine, files = base
+    monkeypatch.setenv("VBHC_MAX_UPLOAD_MB", "0.001")
+    message = _refused([files[1]], engine)
+    assert "more than the limit of 0 MB (VBHC_MAX_UPLOAD_MB)" in message or "VBHC_MAX_UPLOAD_MB" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "rule"),
+    [
+        ("care_cycles.xlsx", b"cycle_id,patient_id\n", "named .xlsx but is not an XLSX workbook"),
+        ("care_cycles.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old binary Excel (.xls)"),
+        ("registry.xlsx", b"PK\x03\x04" + b"\x00" * 50, "damaged or truncated XLSX workbook"),
+    ],
+)
+def test_files_are_judged_by_content_not_name(base, tmp_path, name, content, rule):
+    engine, _ = base
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert rule in _refused([path], engine)
+
+
+def test_zip_without_workbook_parts_is_not_a_workbook(base, tmp_path):
+    engine, _ = base
+    path = tmp_path / "registry.xlsx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("hello.txt", "not a workbook")
+    assert "not an XLSX workbook: the ZIP archive has no [Content_Types].xml" in _refused([path], engine)
+
+
+def _workbook(path: Path) -> Path:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "care_cycles"
+    ws.append(CYCLE_COLUMNS)
+    for row in cycles():
+        ws.append([row[c] for c in CYCLE_COLUMNS])
+    wb.save(path)
+    return path
+
+
+def _add_member(path: Path, name: str, data: bytes) -> None:
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr(name, data)
+
+
+def test_zip_bomb_by_compression_ratio(base, tmp_path):
+    engine, _ = base
+    path = _workbook(tmp_path / "registry.xlsx")
+    _add_member(path, "xl/media/bomb.bin", b"\x00" * (8 * 1024 * 1024))  # 8 MB of zeros packs to ~8 kB
+    message = _refused([path], engine)
+    assert "xl/media/bomb.bin is compressed" in message and "possibly a zip bomb" in message
+
+
+def test_zip_bomb_by_total_unpacked_size(base, tmp_path, monkeypatch):
+    engine, _ = base
+    monkeypatch.setenv("VBHC_MAX_UNPACKED_MB", "0.01")
+    path = _workbook(tmp_path / "registry.xlsx")
+    assert "more than the limit of 0 MB (VBHC_MAX_UNPACKED_MB); possibly a zip bomb" in _refused([path], engine)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9, 0.99])
+def test_truncated_xlsx(base, tmp_path, keep):
+    engine, _ = base
+    path = _workbook(tmp_path / "registry.xlsx")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    assert "damaged or truncated XLSX workbook" in _refused([path], engine)
+
+
+def test_truncated_csv_in_the_middle_of_a_character(base, tmp_path):
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": "oesophagectomié"}, row=11)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex("é".encode()) + 1])
+    assert "ends in the middle of a character" in _refused([path], engine)
+
+
+def test_damaged_sheet_xml_inside_a_valid_container(base, tmp_path):
+    engine, _ = base
+    good = _workbook(tmp_path / "good.xlsx")
+    path = tmp_path / "registry.xlsx"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.startswith("xl/worksheets/sheet"):
+                data = data[: len(data) // 2] + b"<<<not xml"
+            dst.writestr(info, data)
+    message = _refused([path], engine)
+    assert "damaged" in message and "Traceback" not in message
+
+
+# --- random mutations (bounded) ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    files = write_small_registry(folder / "files")
+    engine = get_engine(f"sqlite:///{folder / 'fuzz.db'}")
+    upgrade_schema(engine)
+    import_files(files[:2], engine)
+    yield engine, files, folder
+    engine.dispose()
+
+
+def _try_import(engine, path: Path) -> None:
+    before = row_counts(engine)
+    try:
+        import_files([path], engine, force=True)
+    except ImportRefused as exc:
+        assert row_counts(engine) == before
+        assert exc.report.problems, "a refusal always says why"
+        for p in exc.report.problems:
+            assert p.rule and p.file
+            assert p.value is None or len(p.value) < 100
+
+
+mutation = st.one_of(
+    st.tuples(st.just("truncate"), st.floats(0, 1), st.binary(max_size=0)),
+    st.tuples(st.just("insert"), st.floats(0, 1), st.binary(min_size=1, max_size=40)),
+    st.tuples(st.just("overwrite"), st.floats(0, 1), st.binary(min_size=1, max_size=40)),
+)
+
+
+def _mutate(data: bytes, kind: str, where: float, extra: bytes) -> bytes:
+    at = int(where * len(data))
+    if kind == "truncate":
+        return data[:at]
+    if kind == "insert":
+        return data[:at] + extra + data[at:]
+    return data[:at] + extra + data[at + len(extra) :]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_csv_never_crashes_and_never_half_writes(fuzz_db, mutations):
+    engine, files, folder = fuzz_db
+    data = files[2].read_bytes()  # clinical_outcomes
+    for kind, where, extra in mutations:
+        data = _mutate(data, kind, where, extra)
+    path = folder / "clinical_outcomes_fuzz.csv"
+    path.write_bytes(data)
+    _try_import(engine, path)
+
+
+cell_text = st.one_of(
+    st.sampled_from(FORMULAS),
+    st.text(max_size=30),
+    st.text(alphabet="=+-@\t ()!\"';,", max_size=12),
+    st.integers(-(10**12), 10**12).map(str),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from(["cycle_id", "outcome", "value", "date"]), row=st.integers(0, 17), text=cell_text)
+def test_hostile_cell_text_is_refused_or_stored_as_plain_text(fuzz_db, column, row, text):
+    engine, files, folder = fuzz_db
+    with files[2].open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[row][column] = text
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path = folder / "clinical_outcomes_cell.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    if text.strip().startswith(("=", "\uff1d")):
+        with pytest.raises(ImportRefused):
+            import_files([path], engine, force=True)
+    else:
+        _try_import(engine, path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(mutation, min_size=1, max_size=2))
+def test_mutated_xlsx_never_crashes_and_never_half_writes(fuzz_db, mutations):
+    engine, _files, folder = fuzz_db
+    good = folder / "good.xlsx"
+    if not good.exists():
+        _workbook(good)
+    data = good.read_bytes()
+    for kind, where, extra in mutations:
+        data = _mutate(data, kind, where, extra)
+    path = folder / "registry_fuzz.xlsx"
+    path.write_bytes(data)
+    _try_import(engine, path)

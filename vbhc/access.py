@@ -1,0 +1,705 @@
+"""Roles and what each may see, enforced here in vbhc (not only by hiding widgets).
+
+Sign-in (Streamlit OIDC or the localhost demo) only says who someone is; this module says what they may see.
+A mapping file (VBHC_ACCESS_FILE, default config/access.toml; see config/access.example.toml) grants roles to
+users (email) and OIDC groups, each grant with its scope. A user without any matching grant has no role and sees
+nothing.
+
+Role rules (who sees what):
+- care_team: aggregated indicators of its own conditions for every unit (the peers are the benchmark);
+  pseudonymised patient-level rows of its own conditions (only its own hospitals when the grant names them);
+  exports of its own conditions, aggregated only. No import, audit log or mapping.
+- quality (directorate): every condition and unit, patient-level rows of every condition, every export
+  (also patient-level), import, and reading the audit log.
+- manager: aggregated indicators of own hospitals/departments/divisions only (optionally limited to some
+  conditions); other units' rows are anonymised ("other unit") or hidden; never patient-level rows; no export.
+- admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
+
+- A viewer with several grants gets the union of what each grant allows (each grant keeps its own scope).
+- The benchmark (target, control limits) is computed on every unit in vbhc.indicators; a manager's table keeps the
+  target on each own row, and other units' rows are either dropped or shown as "other unit" without hospital name.
+- admin manages imports and the mapping, not patient data (least privilege); the audit log is read by the quality
+  directorate, not by whoever administers the system (NEN 7510: logs are reviewed independently of admins).
+- Every refusal raises AccessDenied (a PermissionError whose message names what was refused and why, never
+  patient data) and records a "denied" audit event.
+
+The guarded entry points (`patient_rows`, `indicator_rows`, `guarded_import`, `export_file`, `read_audit`) are
+what pages and reports call instead of the raw functions, so a page never receives rows it must not show.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from vbhc import audit
+
+if TYPE_CHECKING:
+    from vbhc.catalog import Catalog
+    from vbhc.indicators import IndicatorResult
+    from vbhc.ingest import ImportReport
+
+log = logging.getLogger(__name__)
+
+#: What an anonymised unit is called in a manager's indicator table.
+OTHER_UNIT = "other unit"
+
+
+class Role(StrEnum):
+    CARE_TEAM = "care_team"
+    QUALITY = "quality"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    VIEW_CONDITION = "view_condition"
+    PATIENT_ROWS = "patient_rows"
+    EXPORT = "export"
+    IMPORT = "import"
+    READ_AUDIT = "read_audit"
+    MANAGE_ACCESS = "manage_access"
+
+
+class AccessDenied(PermissionError):
+    """The viewer may not do this; the message says what and why (never patient data)."""
+
+    def __init__(self, user_id: str, permission: str, reason: str, context: Mapping[str, object] | None = None):
+        self.user_id, self.permission, self.reason = user_id, str(permission), reason
+        self.context = dict(context or {})
+        where = ", ".join(f"{k} {v}" for k, v in self.context.items() if v is not None)
+        what = _WHAT.get(self.permission, self.permission)
+        super().__init__(
+            f"{user_id or 'unknown user'} may not {what}" + (f" ({where})" if where else "") + f": {reason}"
+        )
+
+
+_WHAT = {
+    Permission.VIEW_CONDITION: "view this condition",
+    Permission.PATIENT_ROWS: "see patient-level rows",
+    Permission.EXPORT: "export",
+    Permission.IMPORT: "import registry files",
+    Permission.READ_AUDIT: "read the audit log",
+    Permission.MANAGE_ACCESS: "manage the roles mapping",
+}
+
+
+class AccessConfigError(ValueError):
+    """The roles mapping file is wrong; the message names file, grant number, key and value."""
+
+
+# --- who -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One grant's role and reach. An empty set means "no restriction" (the loader demands a scope where needed)."""
+
+    role: Role
+    conditions: frozenset[str] = frozenset()
+    hospitals: frozenset[str] = frozenset()
+    departments: frozenset[str] = frozenset()  # "HOSPITAL/DEPARTMENT", as vbhc.registry.unit_labels writes them
+    divisions: frozenset[str] = frozenset()
+
+    def covers_condition(self, condition: str) -> bool:
+        return not self.conditions or condition in self.conditions
+
+    @property
+    def unit_restricted(self) -> bool:
+        return bool(self.hospitals or self.departments or self.divisions)
+
+    def covers_unit(self, hospital: str, department: str | None = None, division: str | None = None) -> bool:
+        """A department (hospital + department) or, with department None, a whole hospital."""
+        if not self.unit_restricted or hospital in self.hospitals:
+            return True
+        if department is None:
+            return False  # a hospital-wide unit is more than the departments or divisions granted
+        return f"{hospital}/{department}" in self.departments or (division is not None and division in self.divisions)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking, with every scope their grants give. Frozen: safe as part of a cache key."""
+
+    user_id: str  # email for OIDC users, "local" for the localhost demo
+    name: str = ""
+    scopes: tuple[Scope, ...] = ()
+    local: bool = False
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return frozenset(s.role for s in self.scopes)
+
+    def has(self, role: Role) -> bool:
+        return any(s.role == role for s in self.scopes)
+
+    def scopes_for(self, role: Role) -> tuple[Scope, ...]:
+        return tuple(s for s in self.scopes if s.role == role)
+
+    @property
+    def conditions(self) -> frozenset[str]:
+        """Conditions of the viewer's care teams (empty for a viewer without the care_team role)."""
+        return frozenset().union(*(s.conditions for s in self.scopes_for(Role.CARE_TEAM)))
+
+    @property
+    def hospitals(self) -> frozenset[str]:
+        """Hospitals a manager grant covers."""
+        return frozenset().union(*(s.hospitals for s in self.scopes_for(Role.MANAGER)))
+
+    @property
+    def departments(self) -> frozenset[str]:
+        """Departments ("HOSPITAL/DEPARTMENT") a manager grant covers."""
+        return frozenset().union(*(s.departments for s in self.scopes_for(Role.MANAGER)))
+
+    @property
+    def cache_key(self) -> str:
+        """A short stable text for st.cache_data keys of anything that depends on what the viewer may see."""
+        parts = [
+            f"{s.role}:{','.join(sorted(s.conditions))}:{','.join(sorted(s.hospitals))}:"
+            f"{','.join(sorted(s.departments))}:{','.join(sorted(s.divisions))}"
+            for s in self.scopes
+        ]
+        return "|".join(sorted(set(parts)))
+
+
+def local_viewer(name: str = "Local user") -> Viewer:
+    """The single-user demo on localhost: every role, no restriction."""
+    return Viewer("local", name, tuple(Scope(r) for r in Role), local=True)
+
+
+# --- the mapping file ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    number: int  # 1-based position in the file, for messages
+    user: str | None
+    group: str | None
+    scope: Scope
+
+    def matches(self, email: str, groups: Iterable[str]) -> bool:
+        if self.user is not None and email and self.user == email.strip().casefold():
+            return True
+        return self.group is not None and self.group in set(groups)
+
+
+@dataclass(frozen=True)
+class AccessMapping:
+    file: Path | None
+    grants: tuple[Grant, ...] = field(default_factory=tuple)
+
+
+_GRANT_KEYS = {"user", "group", "role", "conditions", "hospitals", "departments", "divisions", "note"}
+_SCOPE_KEYS = ("conditions", "hospitals", "departments", "divisions")
+_ALLOWED_SCOPE = {
+    Role.CARE_TEAM: {"conditions", "hospitals"},
+    Role.QUALITY: set(),
+    Role.MANAGER: {"conditions", "hospitals", "departments", "divisions"},
+    Role.ADMIN: set(),
+}
+
+
+def load_access(path: Path | str | None = None, catalog: Catalog | None = None) -> AccessMapping:
+    """Read and check the mapping file (default: settings.access_file()); AccessConfigError on any mistake."""
+    from vbhc.settings import access_file
+
+    path = Path(path) if path is not None else access_file()
+    if not path.is_file():
+        raise AccessConfigError(
+            f"{path}: roles mapping file not found; copy config/access.example.toml there or set VBHC_ACCESS_FILE"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AccessConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_access(data, path, catalog)
+
+
+def parse_access(
+    data: Mapping[str, Any], file: Path | str = "<mapping>", catalog: Catalog | None = None
+) -> AccessMapping:
+    """Check an already parsed mapping (tests, other sources) and build the grants."""
+    if catalog is None:
+        from vbhc.catalog import default_catalog
+
+        catalog = default_catalog()
+    file = Path(file)
+    unknown = sorted(set(data) - {"grant"})
+    if unknown:
+        raise AccessConfigError(f"{file}: unknown top-level key {unknown[0]!r}; only [[grant]] tables are allowed")
+    raw_grants = data.get("grant", [])
+    if not isinstance(raw_grants, list) or not all(isinstance(g, dict) for g in raw_grants):
+        raise AccessConfigError(f"{file}: 'grant' must be a list of tables, written [[grant]]")
+    grants = tuple(_parse_grant(file, i, g, catalog) for i, g in enumerate(raw_grants, start=1))
+    return AccessMapping(file, grants)
+
+
+def _parse_grant(file: Path, number: int, raw: Mapping[str, Any], catalog: Catalog) -> Grant:
+    def fail(key: str, value: object, message: str) -> AccessConfigError:
+        return AccessConfigError(f"{file}: grant {number}, key {key!r}, value {value!r}: {message}")
+
+    for key in raw:
+        if key not in _GRANT_KEYS:
+            raise fail(key, raw[key], f"unknown key (allowed: {', '.join(sorted(_GRANT_KEYS))})")
+    user, group = raw.get("user"), raw.get("group")
+    for key, value in (("user", user), ("group", group)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise fail(key, value, "must be a non-empty text")
+    if (user is None) == (group is None):
+        raise fail("user/group", None, "give exactly one of 'user' (an email) or 'group' (an OIDC group)")
+    if user is not None and "@" not in user:
+        raise fail("user", user, "must be an email address (as the identity provider reports it)")
+    role_text = raw.get("role")
+    try:
+        role = Role(role_text)
+    except ValueError:
+        raise fail("role", role_text, f"unknown role (allowed: {', '.join(r.value for r in Role)})") from None
+    if "note" in raw and not isinstance(raw["note"], str):
+        raise fail("note", raw["note"], "must be a text")
+    sets: dict[str, frozenset[str]] = {}
+    for key in _SCOPE_KEYS:
+        value = raw.get(key)
+        if value is None:
+            sets[key] = frozenset()
+            continue
+        if key not in _ALLOWED_SCOPE[role]:
+            raise fail(key, value, f"not a scope of role {role.value} (allowed: {_allowed_text(role)})")
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise fail(key, value, "must be a non-empty list of texts")
+        sets[key] = frozenset(v.strip() for v in value)
+    for cond in sorted(sets["conditions"]):
+        if cond not in catalog.conditions:
+            raise fail("conditions", cond, f"unknown condition (known: {', '.join(sorted(catalog.conditions))})")
+    for dep in sorted(sets["departments"]):
+        if dep.count("/") != 1 or not all(dep.split("/")):
+            raise fail("departments", dep, "write a department as HOSPITAL/DEPARTMENT, e.g. 'H01/SUR'")
+    if role == Role.CARE_TEAM and not sets["conditions"]:
+        raise fail("conditions", None, "a care_team grant must name its condition(s)")
+    if role == Role.MANAGER and not (sets["hospitals"] or sets["departments"] or sets["divisions"]):
+        raise fail("hospitals", None, "a manager grant must name hospitals, departments or divisions")
+    scope = Scope(role, sets["conditions"], sets["hospitals"], sets["departments"], sets["divisions"])
+    return Grant(number, user.strip().casefold() if user else None, group.strip() if group else None, scope)
+
+
+def _allowed_text(role: Role) -> str:
+    return ", ".join(sorted(_ALLOWED_SCOPE[role])) or "none"
+
+
+def viewer_for(email: str, name: str = "", groups: Iterable[str] = (), mapping: AccessMapping | None = None) -> Viewer:
+    """The Viewer for a signed-in user: every grant matching the email or one of the groups. No grant, no role."""
+    mapping = mapping if mapping is not None else load_access()
+    groups = [str(g) for g in groups]
+    seen: list[Scope] = []
+    for grant in mapping.grants:
+        if grant.matches(email, groups) and grant.scope not in seen:
+            seen.append(grant.scope)
+    return Viewer((email or "").strip(), name, tuple(seen))
+
+
+# --- permissions (pure) ----------------------------------------------------------------------------------
+
+
+def may_view_condition(viewer: Viewer, condition: str) -> bool:
+    """Aggregated indicators of `condition` (for a manager: of their own units only, see visible_units)."""
+    return any(
+        s.role == Role.QUALITY or (s.role in (Role.CARE_TEAM, Role.MANAGER) and s.covers_condition(condition))
+        for s in viewer.scopes
+    )
+
+
+def may_see_patient_rows(viewer: Viewer, condition: str, hospital: str | None = None) -> bool:
+    """Pseudonymised care cycles behind a signal: quality, and care teams for their own condition (and hospitals).
+
+    With `hospital` None a care team limited to some hospitals is refused: it must say which unit it asks about.
+    """
+    for s in viewer.scopes:
+        if s.role == Role.QUALITY:
+            return True
+        if (
+            s.role == Role.CARE_TEAM
+            and s.covers_condition(condition)
+            and (not s.hospitals or (hospital is not None and hospital in s.hospitals))
+        ):
+            return True
+    return False
+
+
+def may_export(viewer: Viewer, condition: str | None = None, patient_level: bool = False) -> bool:
+    """Quality exports anything; a care team exports aggregated results of its own conditions (for its meeting)."""
+    if viewer.has(Role.QUALITY):
+        return True
+    if patient_level or condition is None:
+        return False
+    return any(s.covers_condition(condition) for s in viewer.scopes_for(Role.CARE_TEAM))
+
+
+def may_import(viewer: Viewer) -> bool:
+    return viewer.has(Role.QUALITY) or viewer.has(Role.ADMIN)
+
+
+def may_read_audit(viewer: Viewer) -> bool:
+    return viewer.has(Role.QUALITY)
+
+
+def may_manage_access(viewer: Viewer) -> bool:
+    return viewer.has(Role.ADMIN)
+
+
+def sees_all_units(viewer: Viewer, condition: str) -> bool:
+    """Quality, and care teams of the condition, see every unit's aggregated row (the peers are the benchmark)."""
+    return any(
+        s.role == Role.QUALITY or (s.role == Role.CARE_TEAM and s.covers_condition(condition)) for s in viewer.scopes
+    )
+
+
+def may_see_unit(
+    viewer: Viewer, condition: str, hospital: str, department: str | None = None, division: str | None = None
+) -> bool:
+    """One unit's aggregated row: everyone who sees all units, or a manager whose scope covers the unit."""
+    if sees_all_units(viewer, condition):
+        return True
+    return any(
+        s.covers_condition(condition) and s.covers_unit(hospital, department, division)
+        for s in viewer.scopes_for(Role.MANAGER)
+    )
+
+
+def visible_units(viewer: Viewer, units_df: pd.DataFrame, level: str, condition: str | None = None) -> list[str]:
+    """Labels (as vbhc.registry.unit_labels writes them) of the units at `level` whose rows the viewer may see.
+
+    `units_df` is vbhc.registry.units() (hospital, department, division). Levels: "hospital" (a manager needs the
+    hospital itself in scope, departments are not enough), "department", and "condition_team" (needs
+    `condition`; a manager needs the hospital in scope). With `condition` None the manager's condition limits
+    are ignored (the caller checks may_view_condition).
+    """
+    if level == "condition_team" and condition is None:
+        raise ValueError("visible_units at level 'condition_team' needs the condition")
+    cond = condition or ""
+    checker: Callable[[str, str | None, str | None], bool]
+    if condition is None:
+        all_units = viewer.has(Role.QUALITY) or viewer.has(Role.CARE_TEAM)
+
+        def checker(h: str, d: str | None, v: str | None) -> bool:
+            return all_units or any(s.covers_unit(h, d, v) for s in viewer.scopes_for(Role.MANAGER))
+    else:
+
+        def checker(h: str, d: str | None, v: str | None) -> bool:
+            return may_see_unit(viewer, cond, h, d, v)
+
+    labels: list[str] = []
+    if level == "hospital" or level == "condition_team":
+        for h in sorted(set(units_df["hospital"].astype(str))):
+            if checker(h, None, None):
+                labels.append(h if level == "hospital" else f"{cond}@{h}")
+    elif level == "department":
+        division = units_df["division"] if "division" in units_df else pd.Series("", index=units_df.index)
+        for h, d, v in zip(units_df["hospital"].astype(str), units_df["department"].astype(str), division, strict=True):
+            if checker(h, d, None if pd.isna(v) else str(v)):
+                labels.append(f"{h}/{d}")
+    else:
+        raise ValueError(f"unknown unit level {level!r}")
+    return labels
+
+
+_CHECKS: dict[Permission, Callable[..., bool]] = {
+    Permission.VIEW_CONDITION: lambda v, condition=None, **_: (
+        condition is not None and may_view_condition(v, condition)
+    ),
+    Permission.PATIENT_ROWS: lambda v, condition=None, hospital=None, **_: (
+        condition is not None and may_see_patient_rows(v, condition, hospital)
+    ),
+    Permission.EXPORT: lambda v, condition=None, patient_level=False, **_: may_export(v, condition, patient_level),
+    Permission.IMPORT: lambda v, **_: may_import(v),
+    Permission.READ_AUDIT: lambda v, **_: may_read_audit(v),
+    Permission.MANAGE_ACCESS: lambda v, **_: may_manage_access(v),
+}
+
+
+def _reason(viewer: Viewer, permission: Permission, context: Mapping[str, object]) -> str:
+    roles = ", ".join(sorted(r.value for r in viewer.roles)) or "none"
+    if not viewer.roles:
+        return "no role is granted to this user in the roles mapping"
+    if permission == Permission.PATIENT_ROWS:
+        if viewer.has(Role.MANAGER) and not viewer.has(Role.CARE_TEAM):
+            return f"roles {roles}: managers see aggregated indicators only, never patient-level rows"
+        return f"roles {roles}: patient-level rows are for the quality directorate and the condition's own care team"
+    if permission == Permission.VIEW_CONDITION:
+        return f"roles {roles}: the condition is outside the viewer's care teams and managed units"
+    if permission == Permission.EXPORT and context.get("patient_level"):
+        return f"roles {roles}: patient-level exports are for the quality directorate only"
+    needed = {
+        Permission.EXPORT: "quality (or care_team for its own conditions, aggregated only)",
+        Permission.IMPORT: "quality or admin",
+        Permission.READ_AUDIT: "quality",
+        Permission.MANAGE_ACCESS: "admin",
+    }[permission]
+    return f"roles {roles}: needs {needed}"
+
+
+def require(viewer: Viewer, permission: Permission | str, *, engine: Engine | None = None, **context: Any) -> None:
+    """Pass silently when allowed; else record a "denied" audit event and raise AccessDenied.
+
+    `context` names what was asked for (condition, hospital, unit, indicator, patient_level, what): ids only.
+    """
+    permission = Permission(permission)
+    if _CHECKS[permission](viewer, **context):
+        return
+    error = AccessDenied(viewer.user_id, permission, _reason(viewer, permission, context), _shown_context(context))
+    _record_denied(viewer, permission, context, engine)
+    raise error
+
+
+def _shown_context(context: Mapping[str, object]) -> dict[str, object]:
+    return {k: v for k, v in context.items() if k in ("condition", "unit", "indicator", "what") and v is not None}
+
+
+def _record_denied(
+    viewer: Viewer, permission: Permission, context: Mapping[str, object], engine: Engine | None
+) -> None:
+    from vbhc.store import get_engine
+
+    detail = {"permission": permission.value} | {
+        k: v for k, v in context.items() if k in ("indicator", "what", "hospital", "patient_level", "level")
+    }
+    try:
+        audit.record(
+            engine or get_engine(),
+            viewer,
+            "denied",
+            condition=_text_or_none(context.get("condition")),
+            unit=_text_or_none(context.get("unit")),
+            detail=detail,
+        )
+    except SQLAlchemyError as exc:  # the refusal stands even when the log cannot be written
+        log.error("could not write the audit event for a refusal (%s)", type(exc).__name__)
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- guarded entry points --------------------------------------------------------------------------------
+
+#: Seconds within which an identical "view" event is not written again (Streamlit reruns pages often).
+VIEW_DEDUPE_SECONDS = 300.0
+
+
+def _unit_hospital(result: IndicatorResult, unit: str) -> str | None:
+    table = result.table
+    if "hospital" in table and "unit" in table:
+        match = table.loc[table["unit"] == unit, "hospital"]
+        if len(match) and pd.notna(match.iloc[0]):
+            return str(match.iloc[0])
+    if result.level == "hospital":
+        return unit
+    if result.level == "department" and "/" in unit:
+        return unit.split("/", 1)[0]
+    if result.level == "condition_team" and "@" in unit:
+        return unit.split("@", 1)[1]
+    return None
+
+
+def patient_rows(
+    viewer: Viewer,
+    result: IndicatorResult,
+    indicator: str,
+    unit: str,
+    *,
+    last_days: int = 92,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """indicators.signal_cycles for those allowed to see patient-level rows; AccessDenied (and audited) otherwise.
+
+    The rows are pseudonymised (cycle id, index date, observed, expected); the audit event records the condition,
+    unit, indicator and the number of rows shown, never the rows themselves.
+    """
+    from vbhc.indicators import signal_cycles
+    from vbhc.store import get_engine
+
+    engine = engine or get_engine()
+    hospital = _unit_hospital(result, unit)
+    require(
+        viewer,
+        Permission.PATIENT_ROWS,
+        engine=engine,
+        condition=result.condition,
+        hospital=hospital,
+        unit=unit,
+        indicator=indicator,
+    )
+    rows = signal_cycles(result, indicator, unit, last_days=last_days)
+    audit.record(
+        engine,
+        viewer,
+        "view",
+        condition=result.condition,
+        unit=unit,
+        detail={"what": "patient_rows", "indicator": indicator, "level": result.level, "shown": len(rows)},
+        dedupe_seconds=VIEW_DEDUPE_SECONDS,
+    )
+    return rows
+
+
+def indicator_rows(
+    viewer: Viewer,
+    table: pd.DataFrame,
+    *,
+    units: pd.DataFrame | None = None,
+    others: str = "anonymise",
+    engine: Engine | None = None,
+    record_view: bool = True,
+) -> pd.DataFrame:
+    """The rows of one condition's indicator table that the viewer may see.
+
+    Quality and the condition's care teams get the whole table. A manager gets the rows of their own units
+    (target and limits included, so the benchmark line can be drawn) and, with others="anonymise", the other
+    units' rows with unit "other unit", hospital emptied and a stable order that does not reveal which is which;
+    with others="hide" those rows are dropped. `units` (vbhc.registry.units()) is needed to match divisions; it
+    is read from the database when a manager's scope names divisions and it is not given.
+    A viewer who may not see the condition gets AccessDenied (audited).
+    """
+    from vbhc.store import get_engine
+
+    if others not in ("anonymise", "hide"):
+        raise ValueError("others must be 'anonymise' or 'hide'")
+    engine = engine or get_engine()
+    conditions = sorted(set(table["condition"].dropna().astype(str))) if "condition" in table else []
+    if len(conditions) > 1:
+        raise ValueError("indicator_rows takes one condition's table at a time")
+    if not conditions:
+        return table.iloc[0:0].copy()
+    condition = conditions[0]
+    level = str(table["unit_level"].iloc[0]) if "unit_level" in table and len(table) else "hospital"
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition, level=level)
+    if sees_all_units(viewer, condition):
+        out = table.copy()
+        out["anonymised"] = False
+    else:
+        divisions = _divisions(viewer, units, engine)
+        own = table.apply(lambda row: _row_visible(viewer, condition, level, row, divisions), axis=1).astype(bool)
+        mine = table[own].copy()
+        mine["anonymised"] = False
+        if others == "hide":
+            out = mine
+        else:
+            rest = table[~own].copy()
+            rest["unit"] = OTHER_UNIT
+            if "hospital" in rest:
+                rest["hospital"] = ""
+            rest["anonymised"] = True
+            sort_by = [c for c in ("indicator", "n", "crude_value") if c in rest]
+            rest = rest.sort_values(sort_by, kind="mergesort") if sort_by else rest
+            out = pd.concat([mine, rest], ignore_index=True)
+    if record_view:
+        shown = sorted(set(out.loc[~out["anonymised"], "unit"].astype(str))) if "unit" in out else []
+        audit.record(
+            engine,
+            viewer,
+            "view",
+            condition=condition,
+            unit=shown[0] if len(shown) == 1 else None,
+            detail={"what": "indicators", "level": level, "units": shown[:50], "unit_count": len(shown)},
+            dedupe_seconds=VIEW_DEDUPE_SECONDS,
+        )
+    return out.reset_index(drop=True)
+
+
+def _divisions(viewer: Viewer, units: pd.DataFrame | None, engine: Engine) -> dict[tuple[str, str], str]:
+    if not any(s.divisions for s in viewer.scopes_for(Role.MANAGER)):
+        return {}
+    if units is None:
+        from vbhc.registry import units as read_units
+
+        units = read_units(engine)
+    return {
+        (str(h), str(d)): str(v)
+        for h, d, v in zip(units["hospital"], units["department"], units["division"].fillna(""), strict=True)
+    }
+
+
+def _row_visible(
+    viewer: Viewer, condition: str, level: str, row: pd.Series, divisions: dict[tuple[str, str], str]
+) -> bool:
+    unit = str(row.get("unit", ""))
+    hospital = row.get("hospital")
+    hospital = str(hospital) if hospital is not None and pd.notna(hospital) else ""
+    if level == "department" and "/" in unit:
+        h, d = unit.split("/", 1)
+        return may_see_unit(viewer, condition, h, d, divisions.get((h, d)))
+    if level == "hospital":
+        hospital = hospital or unit
+    elif level == "condition_team" and not hospital and "@" in unit:
+        hospital = unit.split("@", 1)[1]
+    return bool(hospital) and may_see_unit(viewer, condition, hospital)
+
+
+def guarded_import(
+    viewer: Viewer,
+    paths: Sequence[Path | str],
+    engine: Engine | None = None,
+    **kwargs: Any,
+) -> ImportReport:
+    """ingest.import_files for quality and admin; the viewer is recorded as the batch's importer and audit actor."""
+    from vbhc.ingest import import_files
+    from vbhc.store import get_engine, upgrade_schema
+
+    engine = engine or get_engine()
+    upgrade_schema(engine)
+    require(viewer, Permission.IMPORT, engine=engine, what=f"{len(paths)} file(s)")
+    kwargs.setdefault("imported_by", viewer.user_id)
+    return import_files(list(paths), engine, actor=viewer, **kwargs)
+
+
+def export_file(
+    viewer: Viewer,
+    data: bytes | Callable[[], bytes],
+    *,
+    what: str,
+    file_name: str = "",
+    condition: str | None = None,
+    unit: str | None = None,
+    patient_level: bool = False,
+    engine: Engine | None = None,
+) -> bytes:
+    """Check the export is allowed, build it (when given a callable) and record it with the file's sha256.
+
+    Use inside st.download_button(data=lambda: export_file(...)) so the file is built and audited on click.
+    """
+    from vbhc.store import get_engine
+
+    engine = engine or get_engine()
+    require(
+        viewer, Permission.EXPORT, engine=engine, condition=condition, unit=unit, what=what, patient_level=patient_level
+    )
+    content = data() if callable(data) else data
+    audit.record(
+        engine,
+        viewer,
+        "export",
+        condition=condition,
+        unit=unit,
+        detail={"what": what, "file": file_name, "bytes": len(content), "patient_level": patient_level},
+        sha256=audit.sha256_of(content),
+    )
+    return content
+
+
+def read_audit(viewer: Viewer, engine: Engine | None = None, **filters: Any) -> pd.DataFrame:
+    """audit.read for the quality directorate (reading the log is itself logged)."""
+    from vbhc.store import get_engine
+
+    engine = engine or get_engine()
+    require(viewer, Permission.READ_AUDIT, engine=engine, what="audit log")
+    df = audit.read(engine, **filters)
+    shown = {k: str(v) for k, v in filters.items() if v is not None}
+    audit.record(engine, viewer, "view", detail={"what": "audit_log"} | shown, dedupe_seconds=VIEW_DEDUPE_SECONDS)
+    return df
