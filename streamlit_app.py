@@ -1,19 +1,23 @@
-"""Dashboard entry point: page setup, navigation, and the global filters (mirrored in the URL)."""
+"""Dashboard entry point: sign-in, page setup, navigation by role, and the global filters (mirrored in the URL)."""
 
 import os
 import time
 
 import streamlit as st
 
-from ui import data, filters
+from ui import auth, data, filters
 from vbhc.i18n import t
 from vbhc.settings import database_url
 
 _started = time.perf_counter()
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
+lang = filters.language()
+# who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when
+# the server is reachable from the network
+viewer = auth.current_viewer()
+st.session_state["_viewer"] = viewer
 data.start_warm_up(database_url(), data.version())
 
-lang = filters.language()
 # VBHC_START_PAGE lets benchmarks/page_speed.py time a page on its own (default: the overview)
 start = os.environ.get("VBHC_START_PAGE", "overview")
 PAGES = [
@@ -23,12 +27,17 @@ PAGES = [
     ("compare", "nav.compare_departments", ":material/compare_arrows:"),
     ("cost_value", "nav.cost_value", ":material/euro:"),
     ("data", "nav.data", ":material/database:"),
+    ("audit", "nav.audit", ":material/policy:"),
     ("methods", "nav.methods", ":material/menu_book:"),
 ]
-pages = [st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == start) for name, key, icon in PAGES]
+allowed = [(name, key, icon) for name, key, icon in PAGES if auth.page_allowed(viewer, name)]
+default = start if any(name == start for name, _, _ in allowed) else allowed[0][0]
+pages = [
+    st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default) for name, key, icon in allowed
+]
 page = st.navigation(pages)
 # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
-st.session_state["_filters"] = filters.sidebar()
+st.session_state["_filters"] = filters.sidebar(viewer)
 page.run()
 # server-side time of this run, read by benchmarks/page_speed.py
 st.session_state["_run_seconds"] = time.perf_counter() - _started

@@ -19,8 +19,21 @@ PAGES = [
     "views/compare.py",
     "views/cost_value.py",
     "views/data.py",
+    "views/audit.py",
     "views/methods.py",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _local_mode_on_localhost(monkeypatch):
+    """The single-user mode runs only when the server listens on localhost; AppTest has no server."""
+    from streamlit import config
+
+    monkeypatch.delenv("VBHC_AUTH", raising=False)
+    previous = config.get_option("server.address")
+    config.set_option("server.address", "localhost")
+    yield
+    config.set_option("server.address", previous)
 
 
 def _app(query: dict[str, str] | None = None) -> AppTest:
@@ -72,6 +85,8 @@ def test_every_page_has_a_clear_empty_state(empty_db, page):
     texts = " ".join(i.value for i in at.info)
     if page == "views/methods.py":
         assert any("Case-mix adjustment" in s.value for s in at.subheader)
+    elif page == "views/audit.py":
+        assert t("audit.empty", "en") in texts
     else:
         assert "vbhc demo" in texts, page
 

@@ -7,13 +7,15 @@ cached result never outlives the data it was computed from. Indicator results ar
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
-from vbhc import registry
+from vbhc import access, registry
+from vbhc.access import Viewer
 from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data, restrict
 from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
@@ -103,5 +105,15 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
 
 
 def result(condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:
-    """The indicator result for the filters (computed once per dataset version and filter combination)."""
+    """The indicator result for the filters (computed once per dataset version and filter combination).
+    Pages use result_for, which applies the viewer's role."""
     return _result(database_url(), version(), condition, level, period, tuple(sorted(peers)))
+
+
+def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:
+    """The indicator result as this viewer may see it: vbhc.access filters the table (a manager gets other units
+    anonymised), refuses a condition outside the viewer's roles, and records the view in the audit log."""
+    full = result(condition, level, period, peers)
+    url = database_url()
+    table = access.indicator_rows(viewer, full.table, units=units(url, version()), engine=engine(url))
+    return dataclasses.replace(full, table=table)

@@ -15,6 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from ui import data
+from vbhc import access
+from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import SUPPORTED, choose_language, t
 from vbhc.registry import UNIT_LEVELS, unit_labels
@@ -79,8 +81,9 @@ def language() -> str:
     return st.session_state["lang"]
 
 
-def sidebar() -> Filters | None:
-    """Draw the global filters; None when the registry holds no care cycles yet."""
+def sidebar(viewer: Viewer) -> Filters | None:
+    """Draw the global filters (only the conditions and units the viewer may see); None when the registry holds
+    no care cycles yet, or none the viewer may see."""
     lang = language()
     lang = synced(
         st.sidebar.radio,
@@ -96,7 +99,11 @@ def sidebar() -> Filters | None:
     if volumes.empty:
         return None
     catalog = default_catalog()
-    conditions = [c for c in catalog.conditions if c in set(volumes["condition"])]
+    conditions = [
+        c for c in catalog.conditions if c in set(volumes["condition"]) and access.may_view_condition(viewer, c)
+    ]
+    if not conditions:
+        return None
     condition = synced(
         st.sidebar.selectbox,
         t("filter.condition", lang),
@@ -115,6 +122,9 @@ def sidebar() -> Filters | None:
     own = units.loc[units["own_hospital"], "hospital"]
     teams = data.condition_units(url, version, condition)
     options = sorted(set(unit_labels(teams.assign(condition=condition), level)))
+    if not access.sees_all_units(viewer, condition):  # a manager picks among their own units only
+        mine = set(access.visible_units(viewer, units, level, condition))
+        options = [u for u in options if u in mine]
     own_units = [u for u in options if not own.empty and _hospital_of(u) == own.iloc[0]]
     unit = synced(
         st.sidebar.selectbox,

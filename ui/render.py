@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui import data, filters
+from ui import auth, data, filters
 from vbhc import charts
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
 from vbhc.settings import database_url
@@ -125,7 +125,7 @@ def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_
     returns whether a chart was shown."""
     chosen = filters.current()
     view = dataclasses.replace(chosen, unit=None) if chosen is not None else None
-    full_key = (database_url(), data.version(), view, *key)
+    full_key = (database_url(), data.version(), auth.current().cache_key, view, *key)
 
     def spec_of() -> dict[str, Any] | None:
         built = build()

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, render
+from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t, t_value
@@ -13,7 +13,7 @@ st.caption(t("compare.intro", lang))
 
 condition = default_catalog().condition(chosen.condition)
 level = chosen.level if chosen.level != "condition_team" else "department"
-result = data.result(chosen.condition, level, chosen.period, chosen.peers)
+result = data.result_for(auth.current(), chosen.condition, level, chosen.period, chosen.peers)
 table = result.table
 label = "label_nl" if lang == "nl" else "label_en"
 

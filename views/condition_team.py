@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, filters, render
-from vbhc import charts
+from ui import auth, data, filters, render
+from vbhc import access, charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_value
-from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time, signal_cycles
+from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 
 chosen = filters.current()
 lang = chosen.lang if chosen else filters.language()
@@ -17,12 +17,12 @@ if chosen is None:
     st.stop()
 
 condition = default_catalog().condition(chosen.condition)
-result = data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
 table = result.table
 unit = chosen.unit
-st.title(f"{condition.label(lang)} · {unit}")
+st.title(f"{condition.label(lang)} · {unit or '–'}")
 mine = table[table["unit"] == unit]
-if mine.empty:
+if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
     st.stop()
 
@@ -171,8 +171,16 @@ if indicator_id in result.models:
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
 if ind.kind in ("proportion", "prom_mic"):
     st.markdown(f"#### {t('team.contributors', lang)}")
-    cycles = signal_cycles(result, indicator_id, unit, last_days=92)
-    if cycles.empty:
+    viewer = auth.current()
+    hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
+    if not access.may_see_patient_rows(viewer, result.condition, hospital):
+        st.caption(t("auth.no_patient_rows", lang))
+        cycles = None
+    else:  # through vbhc.access: checked again there, and recorded in the audit log
+        cycles = access.patient_rows(viewer, result, indicator_id, unit, last_days=92, engine=data.current_engine())
+    if cycles is None:
+        pass
+    elif cycles.empty:
         st.caption(t("team.no_events", lang))
     else:
         st.dataframe(

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, render
+from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t, t_value
@@ -13,7 +13,7 @@ chosen, lang = render.page_start("cost.title")
 
 catalog = default_catalog()
 condition = catalog.condition(chosen.condition)
-result = data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
 table = result.table
 cost_rows = table[table["kind"] == "cost"]
 if cost_rows.empty or cost_rows["n"].sum() == 0:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import data, filters
-from vbhc import registry
+from ui import auth, data, filters
+from vbhc import access, registry
 from vbhc.i18n import fmt_int, fmt_percent, t
-from vbhc.ingest import ImportRefused, explain_problems, import_files
+from vbhc.ingest import ImportRefused, explain_problems
 from vbhc.settings import database_url
 
 chosen = filters.current()
@@ -28,7 +28,8 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
             path.write_bytes(upload.getvalue())
             paths.append(path)
         try:
-            report = import_files(paths, data.current_engine(), imported_by=st.session_state.get("_viewer", "upload"))
+            # vbhc.access checks the role again and records the import (with each file's sha256) in the audit log
+            report = access.guarded_import(auth.current(), paths, data.current_engine())
         except ImportRefused as refused:
             names = ", ".join(p.name for p in paths)
             st.error(t("data.import_failed", lang, file=names, count=refused.report.problem_count))

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, filters, render
+from ui import auth, data, filters, render
+from vbhc import access
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
 from vbhc.settings import database_url
@@ -25,8 +26,11 @@ st.caption(t("app.subtitle", lang))
 st.metric(t("column.care_cycles", lang), fmt_int(int(volumes["care_cycles"].sum()), lang))
 
 rows, colours = [], []
+viewer = auth.current()
 for condition in [c for c in catalog.conditions if c in set(volumes["condition"])]:
-    result = data.result(condition, "hospital", chosen.period, chosen.peers)
+    if not access.may_view_condition(viewer, condition):
+        continue
+    result = data.result_for(viewer, condition, "hospital", chosen.period, chosen.peers)
     table = result.table
     mine = table[table["unit"] == own_hospital] if own_hospital else table.iloc[0:0]
     if mine.empty:

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import data, render
+from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_percent, t
@@ -13,7 +13,7 @@ chosen, lang = render.page_start("proms.title")
 
 catalog = default_catalog()
 condition = catalog.condition(chosen.condition)
-result = data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
 if result.data.scores.empty:
     st.info(t("empty.no_proms", lang, condition=condition.label(lang)))
     st.stop()

@@ -1,0 +1,104 @@
+"""Who is looking: Streamlit's OpenID Connect sign-in (production) or the single-user demo on localhost.
+
+Sign-in only says who someone is; vbhc.access decides what they may see (roles mapping file), and the pages
+call its guarded functions. Mode: VBHC_AUTH=oidc|local; by default OIDC when .streamlit/secrets.toml (or
+--secrets.files) has an [auth] section, else local. Local mode refuses to run unless the server listens on
+localhost only, so an unprotected dashboard is never reachable from the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from ui import data, filters
+from vbhc import access, audit
+from vbhc.access import Role, Viewer
+from vbhc.i18n import t
+from vbhc.settings import access_file
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+INDICATOR_PAGES = ("overview", "condition_team", "proms", "compare", "cost_value")
+
+
+def _secrets_have_auth() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def mode() -> str:
+    chosen = os.environ.get("VBHC_AUTH", "").strip().lower()
+    if chosen in ("oidc", "local"):
+        return chosen
+    if chosen:
+        raise ValueError(f"VBHC_AUTH must be 'oidc' or 'local', not {chosen!r}")
+    return "oidc" if _secrets_have_auth() else "local"
+
+
+@st.cache_resource(show_spinner=False)
+def _mapping(path: str, modified: float) -> access.AccessMapping:
+    return access.load_access(path)
+
+
+def _stop_with(message: str) -> None:
+    st.title(t("app.title", filters.language()))
+    st.error(message)
+    st.stop()
+
+
+def current_viewer() -> Viewer:
+    """The signed-in viewer (stops the run with the sign-in screen, or a clear error, when there is none)."""
+    lang = filters.language()
+    if mode() == "local":
+        address = str(st.get_option("server.address") or "")
+        if address not in LOOPBACK:
+            _stop_with(t("auth.local_not_loopback", lang, address=address or t("auth.all_interfaces", lang)))
+        st.sidebar.caption(t("auth.local_mode", lang))
+        return access.local_viewer(t("auth.local_user", lang))
+    if not _secrets_have_auth():
+        _stop_with(t("auth.not_configured", lang))
+    if not st.user.is_logged_in:
+        st.title(t("app.title", lang))
+        st.info(t("auth.sign_in_needed", lang), icon=":material/lock:")
+        st.button(t("app.sign_in", lang), on_click=st.login, type="primary")
+        st.stop()
+    path = Path(access_file())
+    if not path.is_file():
+        _stop_with(t("auth.no_mapping", lang, path=str(path)))
+    try:
+        mapping = _mapping(str(path), path.stat().st_mtime)
+    except access.AccessConfigError as exc:
+        _stop_with(str(exc))
+    email = str(st.user.get("email") or st.user.get("sub") or "")
+    viewer = access.viewer_for(email, str(st.user.get("name") or ""), st.user.get("groups") or [], mapping)
+    if st.session_state.get("_signed_in_as") != email:
+        audit.record(data.current_engine(), viewer, "sign_in")
+        st.session_state["_signed_in_as"] = email
+    roles = ", ".join(t(f"role.{r.value}", lang) for r in sorted(viewer.roles)) or "–"
+    st.sidebar.caption(f"{t('app.signed_in_as', lang, user=viewer.name or email)} · {t('app.role', lang)}: {roles}")
+    if st.sidebar.button(t("app.sign_out", lang)):
+        audit.record(data.current_engine(), viewer, "sign_out")
+        st.session_state.pop("_signed_in_as", None)
+        st.logout()
+    if not viewer.roles:
+        _stop_with(t("auth.no_role", lang, user=email))
+    return viewer
+
+
+def page_allowed(viewer: Viewer, page: str) -> bool:
+    """Which pages the viewer's navigation lists (the data behind each page is checked again in vbhc.access)."""
+    if page in INDICATOR_PAGES:
+        return bool(viewer.roles & {Role.CARE_TEAM, Role.QUALITY, Role.MANAGER})
+    if page == "data":
+        return access.may_import(viewer)
+    if page == "audit":
+        return access.may_read_audit(viewer)
+    return True  # methods
+
+
+def current() -> Viewer:
+    return st.session_state["_viewer"]
