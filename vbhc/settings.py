@@ -33,3 +33,24 @@ def import_chunk_rows() -> int:
 
 #: Import problems listed in full before the rest are only counted.
 MAX_REPORTED_PROBLEMS = 50
+
+
+#: Default small-number threshold for exports (counts below it are suppressed).
+DEFAULT_SUPPRESS_BELOW = 10
+
+
+def suppress_below() -> int:
+    """Exports withhold a unit × indicator based on fewer care cycles than this (VBHC_SUPPRESS_BELOW, default 10).
+
+    0 switches suppression off (for internal use only; the file then says so).
+    """
+    raw = os.environ.get("VBHC_SUPPRESS_BELOW", "").strip()
+    if not raw:
+        return DEFAULT_SUPPRESS_BELOW
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"VBHC_SUPPRESS_BELOW must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"VBHC_SUPPRESS_BELOW must be 0 or more, got {value}")
+    return value
