@@ -552,6 +552,14 @@ def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
                 ws.cell(row, j, _text(value))
 
 
+def _outcome_label(w: _Writer, outcome: str) -> str:
+    for cond in w.catalog.conditions.values():
+        for o in cond.outcomes:
+            if o.id == outcome:
+                return w.t("report.outcome", outcome=o.label_nl if w.lang == "nl" else o.label_en)
+    return outcome
+
+
 def _cycles(w: _Writer, results, period) -> None:
     ws = w.sheet("report.sheet_cycles")
     frames = [patient_rows(r) for r in results]
@@ -563,5 +571,5 @@ def _cycles(w: _Writer, results, period) -> None:
         Column(w.t("column.unit"), _num("unit"), width=14),
         Column(w.t("report.index_date"), _num("index_date"), "yyyy-mm-dd", 12),
         Column(w.t("report.treatment"), _num("treatment"), width=16),
-    ] + [Column(name, _num(name), "0.##", 12) for name in outcome_cols]
+    ] + [Column(_outcome_label(w, name), _num(name), "0.##", 14) for name in outcome_cols]
     w.table(ws, w.t("report.cycles_title"), period, frame, columns, freeze_col=2)
