@@ -135,3 +135,14 @@ def test_dutch_report_of_a_registry_below_the_threshold(small_result):
 def test_unknown_unit_is_refused(small_result):
     with pytest.raises(KeyError, match="unit 'H99' not found"):
         build_pdf(small_result, "H99", lang="en")
+
+
+def test_small_quarters_are_left_out_of_the_trend(report):
+    result, _, _, _, _ = report
+    key = result.table[(result.table["unit"] == UNIT) & result.table["key"].astype(bool)]
+    per_quarter = int(key["n"].min()) // 20  # five years of quarters
+    threshold = per_quarter + 5  # above a typical quarter of H01, far below its total
+    content = build_pdf(result, UNIT, lang="en", suppress_below=threshold)
+    text = _flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages))
+    assert f"Quarters with fewer than {threshold} care cycles are left out of the trend chart" in text
+    assert f"<{threshold}" not in text.split("Key indicators")[1].split("Benchmark:")[0]  # H01 itself is shown

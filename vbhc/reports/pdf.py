@@ -354,7 +354,7 @@ class _Section:
         small = self.rule.applies(trend["n"]) if "n" in trend else np.zeros(len(trend), dtype=bool)
         if small.any():
             trend = trend.copy()
-            for col in ("p", "value", "expected_rate", "n"):
+            for col in ("p", "value", "expected_rate", "n", "lower", "upper"):  # limits would reveal n
                 if col in trend:
                     trend[col] = trend[col].astype(float)
                     trend.loc[small, col] = np.nan
