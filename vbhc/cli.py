@@ -1,4 +1,4 @@
-"""The `vbhc` command: init, demo, import, status, audit, serve."""
+"""The `vbhc` command: init, demo, import, status, report, audit, serve."""
 
 from __future__ import annotations
 
@@ -140,6 +140,30 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     shown = df.assign(at=df["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).drop(columns=["id"])
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(shown.to_string(index=False))
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from vbhc.reports import ReportError, make_report
+
+    if bool(args.condition) == bool(args.all):
+        print("vbhc report: give --condition C (may repeat) or --all", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        path = make_report(
+            args.out,
+            fmt=args.format,
+            conditions=None if args.all else args.condition,
+            period=args.period,
+            level=args.level,
+            lang=args.lang,
+            unit=args.unit,
+            suppress_below=args.suppress_below,
+        )
+    except ReportError as exc:
+        print(f"vbhc report: {exc}", file=sys.stderr)
+        return 2
+    print(f"Report written to {path} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -213,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--action", choices=["view", "export", "import", "import_refused", "denied", "sign_in", "sign_out"])
     p.add_argument("--csv", help="write the events to this CSV file instead of printing them")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("report", help="write the Excel workbook or PDF meeting report (quality directorate)")
+    p.add_argument("--condition", action="append", help="condition id (repeat for several); or --all")
+    p.add_argument("--all", action="store_true", help="every condition with care cycles in the period")
+    p.add_argument("--period", help="2024, 2024Q2, 2024-03, 2022-2024 or 2024-01-01..2024-06-30 (default: all dates)")
+    p.add_argument("--level", default="hospital", help="unit level: hospital, department or condition_team")
+    p.add_argument("--format", default="xlsx", help="xlsx (workbook) or pdf (meeting report per condition team)")
+    p.add_argument("--lang", default="nl", help="nl or en (default nl)")
+    p.add_argument("--unit", help="PDF: the condition team's unit (default: the own hospital)")
+    p.add_argument(
+        "--suppress-below", type=int, default=None, help="small-number threshold (default VBHC_SUPPRESS_BELOW or 10)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="file to write (written atomically)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("serve", help="start the dashboard (creates the demo registry on first run)")
     p.add_argument("--port", type=int, default=8501)

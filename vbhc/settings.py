@@ -71,3 +71,24 @@ def max_unpacked_mb() -> float:
 def max_zip_ratio() -> float:
     """Largest unpacked/packed ratio of one XLSX part above 1 MB (VBHC_MAX_ZIP_RATIO, default 200): zip bombs."""
     return _positive("VBHC_MAX_ZIP_RATIO", 200)
+
+
+#: Default small-number threshold for exports (counts below it are suppressed).
+DEFAULT_SUPPRESS_BELOW = 10
+
+
+def suppress_below() -> int:
+    """Exports withhold a unit × indicator based on fewer care cycles than this (VBHC_SUPPRESS_BELOW, default 10).
+
+    0 switches suppression off (for internal use only; the file then says so).
+    """
+    raw = os.environ.get("VBHC_SUPPRESS_BELOW", "").strip()
+    if not raw:
+        return DEFAULT_SUPPRESS_BELOW
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"VBHC_SUPPRESS_BELOW must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"VBHC_SUPPRESS_BELOW must be 0 or more, got {value}")
+    return value

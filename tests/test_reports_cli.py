@@ -1,0 +1,140 @@
+"""`vbhc report`: both formats from the command line, clear errors (exit 2) and never a partial file."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from pypdf import PdfReader
+
+from vbhc.cli import main
+from vbhc.reports import ReportError, write_report
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory) -> str:
+    """A small demo registry (1,500 cycles, every condition) for the command line."""
+    from vbhc.demo import generate_demo
+    from vbhc.ingest import import_files
+    from vbhc.store import get_engine
+
+    folder = tmp_path_factory.mktemp("cli_demo")
+    url = f"sqlite:///{folder / 'demo.db'}"
+    result = generate_demo(folder / "files", cycles=1500)
+    engine = get_engine(url)
+    import_files(result.files, engine, imported_by="test")
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _database(small_demo, monkeypatch):
+    monkeypatch.setenv("VBHC_DATABASE_URL", small_demo)
+    monkeypatch.delenv("VBHC_SUPPRESS_BELOW", raising=False)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_xlsx_for_all_conditions(tmp_path, capsys):
+    out = tmp_path / "all.xlsx"
+    args = ["report", "--all", "--format", "xlsx", "--lang", "en", "--period", "2021-2025"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "Report written to" in capsys.readouterr().out
+    wb = load_workbook(out)
+    assert wb.sheetnames[:2] == ["Cover", "Summary"]
+    expected = {"Colorectal cancer", "Heart failure", "Hip osteoarthritis", "PROMs", "Costs", "Methods"}
+    assert expected <= set(wb.sheetnames)
+    assert _files(tmp_path) == ["all.xlsx"]  # no temporary file left
+
+
+def test_pdf_for_one_condition_team(tmp_path, capsys):
+    out = tmp_path / "team.pdf"
+    args = ["report", "--condition", "hip_osteoarthritis", "--format", "pdf", "--lang", "nl", "--out", str(out)]
+    assert main(args) == 0
+    reader = PdfReader(out)
+    first = " ".join(reader.pages[0].extract_text().split())
+    assert "Rapport uitkomstenoverleg" in first and "Heupartrose" in first and "H01" in first  # the own hospital
+    assert len(reader.pages) >= 5
+
+
+def test_pdf_for_a_chosen_unit_and_level(tmp_path):
+    out = tmp_path / "dept.pdf"
+    args = ["report", "--condition", "heart_failure", "--level", "department", "--unit", "H02/CAR"]
+    assert main([*args, "--format", "pdf", "--lang", "en", "--out", str(out)]) == 0
+    assert "H02/CAR" in PdfReader(out).pages[0].extract_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--condition", "gout"], "unknown condition 'gout'; choose from: breast_cancer, colorectal_cancer"),
+        (["--all", "--period", "2024Q5"], "period '2024Q5' not understood"),
+        (["--all", "--level", "ward"], "unknown unit level 'ward'; choose from: hospital, department, condition_team"),
+        (["--all", "--format", "docx"], "unknown format 'docx'; choose from: xlsx, pdf"),
+        (["--all", "--lang", "de"], "unknown language 'de'; choose from: nl, en"),
+        (["--all", "--period", "1999"], "no care cycles in period '1999"),
+        (["--condition", "hip_osteoarthritis", "--period", "1999"], "no care cycles for condition 'hip_osteo"),
+        (["--condition", "hip_osteoarthritis", "--format", "pdf", "--unit", "H99"], "unknown unit 'H99'"),
+        ([], "give --condition C (may repeat) or --all"),
+    ],
+)
+def test_clear_errors_and_no_file(tmp_path, capsys, args, message):
+    out = tmp_path / "report.out"
+    assert main(["report", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert _files(tmp_path) == []
+
+
+def test_unwritable_paths(tmp_path, capsys):
+    missing = tmp_path / "no" / "such" / "folder" / "r.xlsx"
+    assert main(["report", "--all", "--out", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["report", "--all", "--out", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+
+
+def test_failure_while_building_leaves_the_old_file_and_no_partial_file(tmp_path, monkeypatch):
+    out = tmp_path / "r.xlsx"
+    out.write_bytes(b"last month's report")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("vbhc.reports.run.build_workbook", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        main(["report", "--condition", "thyroid_cancer", "--out", str(out)])
+    assert out.read_bytes() == b"last month's report"
+    assert _files(tmp_path) == ["r.xlsx"]
+
+
+def test_write_report_is_atomic_and_cleans_up(tmp_path, monkeypatch):
+    out = tmp_path / "r.pdf"
+    write_report(out, b"%PDF first")
+    assert out.read_bytes() == b"%PDF first"
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(ReportError, match="No space left on device"):
+        write_report(out, b"%PDF second")
+    assert out.read_bytes() == b"%PDF first"
+    assert _files(tmp_path) == ["r.pdf"]
+
+
+def test_suppression_threshold_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", "1000000")
+    out = tmp_path / "r.xlsx"
+    assert main(["report", "--condition", "thyroid_cancer", "--lang", "en", "--out", str(out)]) == 0
+    wb = load_workbook(io.BytesIO(out.read_bytes()))
+    cover = " ".join(str(c.value) for row in wb["Cover"].iter_rows() for c in row if c.value)
+    assert "fewer than 1,000,000 care cycles" in cover
+    numbers = [c.value for row in wb["Summary"].iter_rows(min_row=4) for c in row[3:8] if c.value is not None]
+    assert numbers and set(numbers) == {"<1000000"}

@@ -1,0 +1,148 @@
+"""The PDF meeting report: read back with pypdf (titles, indicator values, page numbers and count), the
+small-number rule, and one page rendered to PNG with pdftoppm for a reviewer (tests/artifacts/)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from tests.registry_files import write_small_registry
+from vbhc.i18n import fmt_int, format_value
+from vbhc.ingest import import_files
+from vbhc.registry import import_batches
+from vbhc.reports import build_pdf, compute_results
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+UNIT = "H01"
+
+
+@pytest.fixture(scope="module")
+def report(demo_registry):
+    engine, _ = demo_registry
+    result = compute_results(["colorectal_cancer"], "2021-2025", "hospital", engine=engine)[0]
+    batches = import_batches(engine)
+    content = build_pdf(result, UNIT, lang="en", batches=batches)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report_colorectal_cancer_H01.pdf").write_bytes(content)
+    reader = PdfReader(io.BytesIO(content))
+    return result, batches, content, reader, [page.extract_text() for page in reader.pages]
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_title_page(report):
+    _, batches, _, _, pages = report
+    first = _flat(pages[0])
+    assert "Outcome meeting report" in first
+    assert "Colorectal cancer" in first
+    assert UNIT in first and "2021-2025" in first
+    assert "fewer than 10 care cycles" in first  # the rules applied
+    for sha in batches["sha256"]:
+        assert sha[:24] in first.replace(" ", "")
+
+
+def test_key_indicator_table_shows_the_indicator_values(report):
+    result, _, _, _, pages = report
+    text = _flat(pages[1])
+    assert "Key indicators" in text
+    mine = result.table[(result.table["unit"] == UNIT) & result.table["key"].astype(bool)]
+    assert len(mine) >= 3
+    for row in mine.itertuples():
+        assert row.label_en.split(" (")[0][:20] in text
+        assert format_value(row.adjusted_value, row.kind, "en") in text
+        assert format_value(row.target, row.kind, "en") in text
+        assert fmt_int(row.n, "en") in text
+
+
+def test_funnel_and_trend_pages_and_page_count(report):
+    result, _, _, reader, pages = report
+    keyed = result.table[(result.table["unit"] == UNIT) & result.table["key"].astype(bool)]
+    n_key = len(keyed)
+    # title, key indicators, one page per key indicator (funnel + trend), PROM + cost, methods
+    assert 2 + n_key + 1 <= len(pages) <= 2 + n_key + 2
+    for i, row in enumerate(keyed.itertuples(), start=2):
+        assert "funnel plot and trend" in _flat(pages[i])
+        assert row.label_en.split(" (")[0][:20] in _flat(pages[i])
+        images = list(reader.pages[i].images)
+        assert len(images) == 2, f"page {i + 1}: funnel and trend expected"
+    rest = _flat(" ".join(pages[2 + n_key :]))
+    assert "PROM summary" in rest and "Cost summary" in rest and "Methods notes" in rest
+    for number, text in enumerate(pages, start=1):
+        assert f"Page {number} of {len(pages)}" in _flat(text)
+
+
+def test_own_unit_below_the_threshold_is_withheld(report):
+    result, _, _, _, _ = report
+    n_own = int(result.table.loc[(result.table["unit"] == UNIT) & (result.table["kind"] == "volume"), "n"].iloc[0])
+    content = build_pdf(result, UNIT, lang="en", suppress_below=n_own + 1)
+    text = _flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages))
+    assert f"<{n_own + 1}" in text
+    assert f"fewer than {n_own + 1:,} care cycles" in text
+    mine = result.table[(result.table["unit"] == UNIT) & result.table["key"].astype(bool)]
+    assert fmt_int(mine["n"].iloc[0], "en") not in text.split("Key indicators")[1].split("Benchmark:")[0]
+
+
+def test_page_renders_to_png_for_review(report):
+    _, _, content, _, _ = report
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed and scripts/test could not install it (needs root)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf = ARTIFACTS / "report_colorectal_cancer_H01.pdf"
+    pdf.write_bytes(content)
+    for page in (1, 3):
+        prefix = ARTIFACTS / f"report_page_{page}"
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "80", "-f", str(page), "-l", str(page), "-singlefile", str(pdf), str(prefix)],
+            check=True,
+            timeout=60,
+        )
+        png = prefix.with_suffix(".png")
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert abs(width - 661) <= 2 and abs(height - 935) <= 2  # A4 at 80 dpi
+        assert len(data) > 20_000  # not a blank page: text, or the funnel plot and the trend chart
+
+
+@pytest.fixture(scope="module")
+def small_result(tmp_path_factory):
+    from vbhc.store import get_engine, upgrade_schema
+
+    folder = tmp_path_factory.mktemp("small_pdf")
+    engine = get_engine(f"sqlite:///{folder / 'small.db'}")
+    upgrade_schema(engine)
+    import_files(write_small_registry(folder / "files"), engine, imported_by="test")
+    yield compute_results(["hip_osteoarthritis"], None, "hospital", engine=engine)[0]
+    engine.dispose()
+
+
+def test_dutch_report_of_a_registry_below_the_threshold(small_result):
+    content = build_pdf(small_result, None, lang="nl", own_hospital="H02")
+    pages = [_flat(p.extract_text()) for p in PdfReader(io.BytesIO(content)).pages]
+    assert "Rapport uitkomstenoverleg" in pages[0] and "Heupartrose" in pages[0] and "H02" in pages[0]
+    text = " ".join(pages)
+    assert "<10" in text and "minder dan 10 zorgtrajecten" in text
+    assert f"Pagina 1 van {len(pages)}" in pages[0]
+
+
+def test_unknown_unit_is_refused(small_result):
+    with pytest.raises(KeyError, match="unit 'H99' not found"):
+        build_pdf(small_result, "H99", lang="en")
+
+
+def test_small_quarters_are_left_out_of_the_trend(report):
+    result, _, _, _, _ = report
+    key = result.table[(result.table["unit"] == UNIT) & result.table["key"].astype(bool)]
+    per_quarter = int(key["n"].min()) // 20  # five years of quarters
+    threshold = per_quarter + 5  # above a typical quarter of H01, far below its total
+    content = build_pdf(result, UNIT, lang="en", suppress_below=threshold)
+    text = _flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages))
+    assert f"Quarters with fewer than {threshold} care cycles are left out of the trend chart" in text
+    assert f"<{threshold}" not in text.split("Key indicators")[1].split("Benchmark:")[0]  # H01 itself is shown

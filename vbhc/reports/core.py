@@ -1,0 +1,187 @@
+"""What the Excel and PDF reports share: the selection (engine + conditions/period/level -> indicator results),
+labels, and writing a file atomically.
+
+Kept apart from the CLI so the dashboard's download buttons can call the same functions with results it has
+already computed (and cached).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from vbhc.catalog import default_catalog
+from vbhc.i18n import SUPPORTED, t
+from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data
+from vbhc.registry import UNIT_LEVELS, Period, import_batches, parse_period
+from vbhc.registry import units as registry_units
+
+__all__ = [
+    "FORMATS",
+    "ReportError",
+    "Selection",
+    "check_writable",
+    "compute_results",
+    "default_unit",
+    "period_label",
+    "provenance",
+    "write_report",
+]
+
+FORMATS = ("xlsx", "pdf")
+
+
+class ReportError(ValueError):
+    """A report cannot be made as asked (unknown condition/period/level, no data, unwritable path): the
+    message says what and, where there is a choice, what the valid values are."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a report covers: conditions, period and unit level (validated by `validate`)."""
+
+    conditions: tuple[str, ...]
+    period: Period | None
+    level: str
+
+    @classmethod
+    def validate(
+        cls, conditions: Sequence[str] | None, period: str | Period | None, level: str = "hospital"
+    ) -> Selection:
+        """Check every value against the catalog and the known formats; None/empty conditions = all."""
+        known = list(default_catalog().conditions)
+        chosen = list(dict.fromkeys(conditions or known))
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            raise ReportError(f"unknown condition {unknown[0]!r}; choose from: {', '.join(known)}")
+        if level not in UNIT_LEVELS:
+            raise ReportError(f"unknown unit level {level!r}; choose from: {', '.join(UNIT_LEVELS)}")
+        try:
+            parsed = parse_period(period)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
+        return cls(tuple(chosen), parsed, level)
+
+
+def check_lang(lang: str) -> str:
+    if lang not in SUPPORTED:
+        raise ReportError(f"unknown language {lang!r}; choose from: {', '.join(SUPPORTED)}")
+    return lang
+
+
+def compute_results(
+    conditions: Sequence[str] | None,
+    period: str | Period | None = None,
+    level: str = "hospital",
+    *,
+    engine: Engine | None = None,
+    skip_empty: bool | None = None,
+) -> list[IndicatorResult]:
+    """Indicator results for the selection, read from the registry.
+
+    A condition without care cycles in the period is an error when it was named explicitly; with
+    conditions=None (all) it is left out (`skip_empty` overrides). No care cycles at all is always an error.
+    """
+    selection = Selection.validate(conditions, period, level)
+    skip = (not conditions) if skip_empty is None else skip_empty
+    results = []
+    for condition in selection.conditions:
+        data = load_condition_data(condition, selection.period, engine=engine)
+        if data.cycles.empty:
+            if skip:
+                continue
+            raise ReportError(
+                f"no care cycles for condition {condition!r} in period {period_label(selection.period, 'en')!r}: "
+                "nothing to report"
+            )
+        results.append(compute_indicators(data, selection.level))
+    if not results:
+        raise ReportError(
+            f"no care cycles in period {period_label(selection.period, 'en')!r} for "
+            f"{', '.join(selection.conditions)}: nothing to report"
+        )
+    return results
+
+
+def default_unit(result: IndicatorResult, engine: Engine | None = None, own_hospital: str | None = None) -> str:
+    """The unit a team report is about when none is given: the own hospital's first unit (as the dashboard)."""
+    units = sorted(result.table["unit"].dropna().astype(str).unique())
+    if not units:
+        raise ReportError(f"no units for condition {result.condition!r}")
+    if own_hospital is None:
+        with contextlib.suppress(Exception):  # no units table (e.g. a hand-made registry): first unit
+            frame = registry_units(engine)
+            own = frame.loc[frame["own_hospital"], "hospital"]
+            own_hospital = str(own.iloc[0]) if len(own) else None
+    if own_hospital is not None:
+        hosp = result.table.drop_duplicates("unit").set_index("unit")["hospital"].astype(str)
+        mine = [u for u in units if hosp.get(u) == own_hospital]
+        if mine:
+            return mine[0]
+    return units[0]
+
+
+def period_label(period: Period | None, lang: str) -> str:
+    if period is None:
+        return t("report.all_dates", lang)
+    return f"{period.label} ({period.start.isoformat()} – {period.end.isoformat()})"
+
+
+def provenance(engine: Engine | None = None) -> pd.DataFrame:
+    """The import batches behind the data (file, sha256, rows, who, when) for the report's cover."""
+    try:
+        return import_batches(engine)
+    except Exception:  # a registry without the batch table: the report says "no batches" rather than failing
+        return pd.DataFrame(columns=["id", "file_name", "table_name", "sha256", "rows_read", "imported_at"])
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now().replace(microsecond=0)
+
+
+# --------------------------------------------------------------------------------------------- writing
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail early, before minutes of work, when the report cannot be written to `path`."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ReportError(f"cannot write the report to {str(target)!r}: it is a folder; give a file name")
+    if not folder.is_dir():
+        raise ReportError(f"cannot write the report to {str(target)!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ReportError(f"cannot write the report to {str(target)!r}: folder {str(folder)!r} is not writable")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ReportError(f"cannot write the report to {str(target)!r}: the file exists and is read-only")
+    return target
+
+
+def write_report(path: str | os.PathLike[str], content: bytes) -> Path:
+    """Write `content` to `path` atomically: a temporary file in the same folder, then os.replace.
+
+    Readers (and a scheduled job that mails the file) see either the old file or the complete new one; on any
+    error the temporary file is removed, so a partial report is never left behind.
+    """
+    target = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ReportError(f"cannot write the report to {str(target)!r}: {exc.strerror or exc}") from exc
+        raise
+    return target

@@ -1,0 +1,575 @@
+"""The Excel workbook for the quality directorate (openpyxl): cover, summary, one sheet per condition, PROMs,
+costs, methods (and, only when asked for, pseudonymised care cycles).
+
+Every figure is the indicator table's own value (not a rounded copy): the number format does the rounding, so
+a reader who widens a column or recalculates gets the same number as the dashboard. Withheld cells (small-number
+rule, see privacy.py) hold the marker text and are explained by a footnote under the table. Every text cell
+goes through vbhc.safety.neutralise_formula, so a label such as "=HYPERLINK(...)" stays text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.chart import BarChart, Reference
+from openpyxl.formatting.rule import CellIsRule, FormulaRule
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+
+from vbhc.catalog import default_catalog
+from vbhc.charts import PALETTE
+from vbhc.i18n import t, t_value
+from vbhc.indicators import BINARY_KINDS, IndicatorResult, cost_by_activity, prom_response_by_timepoint
+from vbhc.reports.core import check_lang, now, period_label
+from vbhc.reports.privacy import SuppressionRule, patient_rows, suppress_counts, suppress_table
+from vbhc.safety import neutralise_formula
+
+__all__ = ["HEADER_ROW", "NUMBER_FORMATS", "build_workbook"]
+
+#: Table sheets: title in row 1, a subtitle in row 2, the header in this row, data below it.
+HEADER_ROW = 3
+#: Number format per indicator kind (values, CIs, benchmark and limits); counts and ratios below.
+NUMBER_FORMATS: dict[str, str] = {
+    "proportion": "0.0%",
+    "prom_mic": "0.0%",
+    "response_rate": "0.0%",
+    "mean": "0.0",
+    "prom_score": "0.0",
+    "prom_change": "0.0",
+    "cost": "€ #,##0",
+    "volume": "#,##0",
+}
+COUNT_FORMAT = "#,##0"
+RATIO_FORMAT = "0.00"
+EXPECTED_FORMAT = "0.0"
+SMALL_MEAN_FORMAT = "0.00"  # means below 2, such as an EQ-5D index
+
+HEADER_FILL = PatternFill("solid", fgColor="1F3A5F")
+HEADER_FONT = Font(bold=True, color="FFFFFF")
+TITLE_FONT = Font(bold=True, size=14)
+SUPPRESSED_FONT = Font(italic=True, color="666666")
+#: Assessment -> (fill, font colour) for the conditional fill of position/assessment cells (the charts' palette).
+ASSESSMENT_STYLE = {
+    "better": (PALETTE["better"], "FFFFFF"),
+    "worse": (PALETTE["worse"], "FFFFFF"),
+    "as expected": ("E6E6E6", "000000"),
+    "too few cycles": (PALETTE["too few cycles"], "444444"),
+}
+
+
+@dataclass
+class Column:
+    """One column of a table sheet: header, value per row, number format per row, width."""
+
+    header: str
+    value: Callable[[pd.Series], Any]
+    fmt: Callable[[pd.Series], str | None] | str | None = None
+    width: float = 12
+    withheld: bool = False  # shows the marker when the row is suppressed
+
+
+def _text(value: Any) -> Any:
+    """Cell value: NaN/None -> empty, numpy scalars -> Python, text neutralised against formula injection."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.to_pydatetime()
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    return neutralise_formula(value)
+
+
+def _value_format(row: pd.Series) -> str:
+    kind = str(row.get("kind"))
+    fmt = NUMBER_FORMATS.get(kind, "0.0")
+    if fmt == "0.0":
+        target = row.get("target")
+        if target is not None and pd.notna(target) and abs(float(target)) < 2:
+            return SMALL_MEAN_FORMAT
+    return fmt
+
+
+def _observed_format(row: pd.Series) -> str:
+    return COUNT_FORMAT if row.get("kind") in (*BINARY_KINDS, "response_rate", "volume") else _value_format(row)
+
+
+def _expected_format(row: pd.Series) -> str:
+    return EXPECTED_FORMAT if row.get("kind") in BINARY_KINDS else _value_format(row)
+
+
+def _sheet_name(text: str, used: set[str]) -> str:
+    name = re.sub(r"[\[\]:*?/\\']", " ", text).strip()[:31] or "Sheet"
+    base, i = name, 2
+    while name.lower() in used:
+        suffix = f" ({i})"
+        name, i = base[: 31 - len(suffix)] + suffix, i + 1
+    used.add(name.lower())
+    return name
+
+
+class _Writer:
+    """Builds the workbook sheet by sheet; keeps the language, rule and sheet names."""
+
+    def __init__(self, lang: str, rule: SuppressionRule):
+        self.lang, self.rule = lang, rule
+        self.wb = Workbook()
+        self.used: set[str] = set()
+        self.catalog = default_catalog()
+
+    def t(self, key: str, **values: Any) -> str:
+        return t(key, self.lang, **values)
+
+    def sheet(self, key: str | None = None, title: str | None = None) -> Worksheet:
+        name = _sheet_name(title or self.t(key), self.used)
+        if len(self.used) == 1 and self.wb.active is not None and self.wb.active.title == "Sheet":
+            ws = self.wb.active
+            ws.title = name
+        else:
+            ws = self.wb.create_sheet(name)
+        return ws
+
+    # ---------------------------------------------------------------------------------- table sheets
+    def table(
+        self,
+        ws: Worksheet,
+        title: str,
+        subtitle: str,
+        frame: pd.DataFrame,
+        columns: Sequence[Column],
+        *,
+        freeze_col: int = 1,
+    ) -> tuple[int, int]:
+        """Write a titled table with header, formats, frozen header, autofilter and footnote.
+
+        Returns (first data row, last data row).
+        """
+        ws.cell(1, 1, _text(title)).font = TITLE_FONT
+        ws.cell(2, 1, _text(subtitle)).font = Font(italic=True, color="444444")
+        for j, col in enumerate(columns, start=1):
+            cell = ws.cell(HEADER_ROW, j, _text(col.header))
+            cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+            ws.column_dimensions[get_column_letter(j)].width = col.width
+        ws.row_dimensions[HEADER_ROW].height = 45
+        first = HEADER_ROW + 1
+        suppressed_any = False
+        suppressed = frame["suppressed"].to_numpy() if "suppressed" in frame else [False] * len(frame)
+        for i, (_, row) in enumerate(frame.iterrows()):
+            r = first + i
+            hidden = bool(suppressed[i])
+            for j, col in enumerate(columns, start=1):
+                if hidden and col.withheld:
+                    cell = ws.cell(r, j, self.rule.marker)
+                    cell.font = SUPPRESSED_FONT
+                    cell.alignment = Alignment(horizontal="right")
+                    suppressed_any = True
+                    continue
+                cell = ws.cell(r, j, _text(col.value(row)))
+                fmt = col.fmt(row) if callable(col.fmt) else col.fmt
+                if fmt and cell.value is not None and not isinstance(cell.value, str):
+                    cell.number_format = fmt
+        last = first + len(frame) - 1
+        ws.freeze_panes = ws.cell(first, freeze_col + 1)
+        ws.auto_filter.ref = f"A{HEADER_ROW}:{get_column_letter(len(columns))}{max(last, HEADER_ROW)}"
+        if suppressed_any:
+            ws.cell(last + 2, 1, _text(self.rule.footnote(self.lang))).font = Font(italic=True)
+        return first, last
+
+    def assessment_fill(self, ws: Worksheet, target_cols: Sequence[int], source_col: int, first: int, last: int):
+        """Conditional fill: cells in `target_cols` coloured by the assessment text in `source_col`."""
+        if last < first:
+            return
+        src = get_column_letter(source_col)
+        for value, (fill, font) in ASSESSMENT_STYLE.items():
+            label = t_value("assessment", value, self.lang).replace('"', '""')
+            colour = fill.lstrip("#").upper()
+            style = {"fill": PatternFill("solid", start_color=colour, end_color=colour), "font": Font(color=font)}
+            for col in target_cols:
+                letter = get_column_letter(col)
+                area = f"{letter}{first}:{letter}{last}"
+                if col == source_col:
+                    rule = CellIsRule(operator="equal", formula=[f'"{label}"'], **style)
+                else:
+                    rule = FormulaRule(formula=[f'${src}{first}="{label}"'], **style)
+                ws.conditional_formatting.add(area, rule)
+
+    # ---------------------------------------------------------------------------------- labels
+    def kind(self, row: pd.Series) -> str:
+        return self.t(f"kind.{row['kind']}")
+
+    def indicator(self, row: pd.Series) -> str:
+        return row["label_nl"] if self.lang == "nl" else row["label_en"]
+
+    def condition(self, condition: str) -> str:
+        return self.catalog.condition(condition).label(self.lang)
+
+    def tier(self, row: pd.Series) -> str | None:
+        tier = row.get("tier")
+        return self.t(f"tier.{int(tier)}") if tier is not None and pd.notna(tier) else None
+
+    def assessment(self, value: Any) -> str:
+        return t_value("assessment", value, self.lang) if value is not None and pd.notna(value) else None
+
+    def position(self, value: Any) -> str:
+        return t_value("position", value, self.lang) if value is not None and pd.notna(value) else None
+
+    def yes_no(self, value: Any) -> str:
+        return self.t("report.yes" if bool(value) else "report.no")
+
+
+def _num(name: str) -> Callable[[pd.Series], Any]:
+    return lambda row: row.get(name)
+
+
+def build_workbook(
+    results: Sequence[IndicatorResult],
+    *,
+    lang: str = "en",
+    suppress_below: int | None = None,
+    batches: pd.DataFrame | None = None,
+    generated_at: dt.datetime | None = None,
+    include_patient_rows: bool = False,
+) -> bytes:
+    """The formatted workbook for one or more conditions' indicator results, as .xlsx bytes.
+
+    `suppress_below` is the small-number threshold (None: VBHC_SUPPRESS_BELOW, default 10); `batches` the
+    import batches for the provenance table (vbhc.registry.import_batches). Patient-level rows are included
+    only with include_patient_rows=True (the caller checks that the viewer may have them).
+    """
+    lang = check_lang(lang)
+    if not results:
+        raise ValueError("no indicator results to report")
+    rule = SuppressionRule.from_settings(suppress_below)
+    w = _Writer(lang, rule)
+    generated_at = generated_at or now()
+    period = period_label(results[0].period, lang)
+    level = t(f"level.{results[0].level}", lang)
+    tables = {r.condition: suppress_table(r.table, rule) for r in results}
+
+    _cover(w, results, period, level, generated_at, batches, include_patient_rows)
+    _summary(w, results, tables, period, level)
+    for result in results:
+        _condition_sheet(w, result, tables[result.condition], period, level)
+    _proms(w, results, period, level)
+    _costs(w, results, period, level)
+    _methods(w, results, include_patient_rows)
+    if include_patient_rows:
+        _cycles(w, results, period)
+    w.wb.properties.title = t("report.title_workbook", lang)
+    w.wb.properties.creator = "vbhc"
+    buffer = io.BytesIO()
+    w.wb.save(buffer)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ sheets
+def _cover(w: _Writer, results, period, level, generated_at, batches, include_patient_rows) -> None:
+    ws = w.sheet("report.sheet_cover")
+    ws.cell(1, 1, w.t("report.title_workbook")).font = Font(bold=True, size=18)
+    facts = [
+        (w.t("report.conditions"), ", ".join(w.condition(r.condition) for r in results)),
+        (w.t("report.period"), period),
+        (w.t("report.unit_level"), level),
+        (w.t("report.generated_at"), generated_at),
+    ]
+    row = 3
+    for name, value in facts:
+        ws.cell(row, 1, _text(name)).font = Font(bold=True)
+        cell = ws.cell(row, 2, _text(value))
+        if isinstance(value, dt.datetime):
+            cell.number_format = "yyyy-mm-dd hh:mm"
+            cell.alignment = Alignment(horizontal="left")
+        row += 1
+    row += 1
+    ws.cell(row, 1, w.t("report.rules_title")).font = Font(bold=True, size=12)
+    for line in w.rule.statements(w.lang, patient_rows=include_patient_rows):
+        row += 1
+        ws.cell(row, 1, _text("•"))
+        ws.cell(row, 2, _text(line)).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[row].height = 32
+    row += 2
+    ws.cell(row, 1, w.t("report.provenance_title")).font = Font(bold=True, size=12)
+    row += 1
+    columns = [
+        ("id", "#", 6, None),
+        ("file_name", w.t("batch.file"), 60, None),
+        ("table_name", w.t("batch.table"), 18, None),
+        ("sha256", w.t("batch.sha256"), 70, None),
+        ("rows_read", w.t("batch.rows_read"), 12, COUNT_FORMAT),
+        ("rows_inserted", w.t("batch.rows_inserted"), 12, COUNT_FORMAT),
+        ("rows_updated", w.t("batch.rows_updated"), 12, COUNT_FORMAT),
+        ("rows_unchanged", w.t("batch.rows_unchanged"), 12, COUNT_FORMAT),
+        ("imported_by", w.t("batch.imported_by"), 14, None),
+        ("imported_at", w.t("batch.imported_at"), 18, "yyyy-mm-dd hh:mm"),
+    ]
+    for j, (_, header, _, _) in enumerate(columns, start=1):
+        cell = ws.cell(row, j, _text(header))
+        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+    frame = batches if batches is not None else pd.DataFrame()
+    for _, batch in frame.iterrows():
+        row += 1
+        for j, (name, _, _, fmt) in enumerate(columns, start=1):
+            cell = ws.cell(row, j, _text(batch.get(name)))
+            if fmt and cell.value is not None:
+                cell.number_format = fmt
+    ws.column_dimensions["A"].width = 24
+    ws.column_dimensions["B"].width = 90
+    for j, (_, _, width, _) in enumerate(columns[2:], start=3):
+        ws.column_dimensions[get_column_letter(j)].width = width
+
+
+def _summary(w: _Writer, results, tables, period, level) -> None:
+    ws = w.sheet("report.sheet_summary")
+    frames = []
+    for result in results:
+        table = tables[result.condition]
+        frames.append(table[table["key"].astype(bool)])
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    columns = [
+        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
+        Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("column.indicator"), w.indicator, width=34),
+        Column(w.t("column.care_cycles"), _num("n"), COUNT_FORMAT, 10, True),
+        Column(w.t("column.crude"), _num("crude_value"), _value_format, 11, True),
+        Column(w.t("column.adjusted"), _num("adjusted_value"), _value_format, 11, True),
+        Column(w.t("report.ci_lower"), _num("adjusted_lower"), _value_format, 11, True),
+        Column(w.t("report.ci_upper"), _num("adjusted_upper"), _value_format, 11, True),
+        Column(w.t("column.benchmark"), _num("target"), _value_format, 11),
+        Column(w.t("column.oe"), _num("oe"), RATIO_FORMAT, 8, True),
+        Column(w.t("report.position_95"), lambda r: w.assessment(r.get("assessment_95")), width=22, withheld=True),
+        Column(w.t("report.position_998"), lambda r: w.assessment(r.get("assessment_998")), width=22, withheld=True),
+    ]
+    first, last = w.table(ws, w.t("report.summary_title"), f"{period} · {level}", frame, columns, freeze_col=3)
+    w.assessment_fill(ws, [11], 11, first, last)
+    w.assessment_fill(ws, [12], 12, first, last)
+
+
+def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, period: str, level: str) -> None:
+    name = w.condition(result.condition)
+    ws = w.sheet(title=name)
+    columns = [
+        Column(w.t("column.indicator"), w.indicator, width=34),
+        Column(w.t("report.key"), lambda r: w.yes_no(r["key"]), width=8),
+        Column(w.t("column.kind"), w.kind, width=18),
+        Column(w.t("column.tier"), w.tier, width=18),
+        Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("column.care_cycles"), _num("n"), COUNT_FORMAT, 10, True),
+        Column(w.t("column.observed"), _num("observed"), _observed_format, 10, True),
+        Column(w.t("column.expected"), _num("expected"), _expected_format, 10, True),
+        Column(w.t("column.oe"), _num("oe"), RATIO_FORMAT, 8, True),
+        Column(w.t("report.oe_lower"), _num("oe_lower"), RATIO_FORMAT, 9, True),
+        Column(w.t("report.oe_upper"), _num("oe_upper"), RATIO_FORMAT, 9, True),
+        Column(w.t("column.crude"), _num("crude_value"), _value_format, 10, True),
+        Column(w.t("column.adjusted"), _num("adjusted_value"), _value_format, 10, True),
+        Column(w.t("report.ci_lower"), _num("adjusted_lower"), _value_format, 10, True),
+        Column(w.t("report.ci_upper"), _num("adjusted_upper"), _value_format, 10, True),
+        Column(w.t("column.benchmark"), _num("target"), _value_format, 10),
+        Column(w.t("report.lower_95"), _num("lower_95"), _value_format, 10, True),
+        Column(w.t("report.upper_95"), _num("upper_95"), _value_format, 10, True),
+        Column(w.t("report.lower_998"), _num("lower_998"), _value_format, 10, True),
+        Column(w.t("report.upper_998"), _num("upper_998"), _value_format, 10, True),
+        Column(w.t("report.position_95"), lambda r: w.position(r.get("position_95")), width=20, withheld=True),
+        Column(w.t("report.position_998"), lambda r: w.position(r.get("position_998")), width=20, withheld=True),
+        Column(w.t("column.assessment"), lambda r: w.assessment(r.get("assessment_998")), width=22, withheld=True),
+    ]
+    first, last = w.table(
+        ws, w.t("report.condition_title", condition=name), f"{period} · {level}", table, columns, freeze_col=5
+    )
+    # positions coloured by the (direction-aware) assessment at the same limits
+    w.assessment_fill(ws, [23, 22], 23, first, last)
+    hidden_95 = ws.max_column + 2  # a helper column with the 95% assessment for the 95% position's colour
+    ws.cell(HEADER_ROW, hidden_95, _text(w.t("position.title_95")))
+    for i, value in enumerate(table.get("assessment_95", pd.Series([None] * len(table))).to_numpy()):
+        if not bool(table["suppressed"].iloc[i]):
+            ws.cell(first + i, hidden_95, _text(w.assessment(value)))
+    ws.column_dimensions[get_column_letter(hidden_95)].hidden = True
+    w.assessment_fill(ws, [21], hidden_95, first, last)
+    _oe_chart(w, ws, result, table, first, anchor_col=hidden_95 + 1)
+
+
+def _oe_chart(w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.DataFrame, first: int, anchor_col: int):
+    """A native bar chart of O/E per unit for the condition's first key yes/no indicator (else any yes/no)."""
+    binary = table[table["kind"].isin(BINARY_KINDS) & table["oe"].notna()]
+    if binary.empty:
+        return
+    keyed = binary[binary["key"].astype(bool)]
+    indicator = (keyed if len(keyed) else binary)["indicator"].iloc[0]
+    positions = [i for i, ind in enumerate(table["indicator"].to_numpy()) if ind == indicator]
+    lo, hi = first + positions[0], first + positions[-1]
+    chart = BarChart()
+    chart.type = "bar"
+    chart.style = 10
+    label = table.loc[table["indicator"] == indicator].iloc[0]
+    chart.title = w.t("report.chart_oe", indicator=w.indicator(label))
+    chart.y_axis.title = w.t("column.oe")
+    chart.x_axis.title = w.t("column.unit")
+    chart.y_axis.numFmt = RATIO_FORMAT
+    chart.legend = None
+    data = Reference(ws, min_col=9, min_row=lo, max_row=hi)
+    cats = Reference(ws, min_col=5, min_row=lo, max_row=hi)
+    chart.add_data(data, titles_from_data=False)
+    chart.set_categories(cats)
+    chart.height = max(7.5, 0.6 * (hi - lo + 1) + 3)
+    chart.width = 16
+    ws.add_chart(chart, f"{get_column_letter(anchor_col)}{HEADER_ROW}")
+
+
+def _proms(w: _Writer, results, period, level) -> None:
+    ws = w.sheet("report.sheet_proms")
+    frames = []
+    for result in results:
+        rates = prom_response_by_timepoint(result)
+        if len(rates):
+            frames.append(rates.assign(condition=result.condition))
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            columns=["condition", "unit", "instrument", "timepoint", "eligible", "responded", "response_rate"]
+        )
+    )
+    if "ci_low" not in frame:
+        frame["ci_low"] = frame["ci_high"] = float("nan")
+    frame = suppress_counts(frame, "eligible", ["responded", "response_rate", "ci_low", "ci_high"], w.rule)
+    instruments = w.catalog.instruments
+    columns = [
+        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
+        Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(
+            w.t("proms.instrument"),
+            lambda r: instruments[r["instrument"]].label_en if r["instrument"] in instruments else r["instrument"],
+            width=26,
+        ),
+        Column(w.t("proms.timepoint"), _num("timepoint"), width=12),
+        Column(w.t("report.eligible"), _num("eligible"), COUNT_FORMAT, 11, True),
+        Column(w.t("report.responded"), _num("responded"), COUNT_FORMAT, 11, True),
+        Column(w.t("column.response_rate"), _num("response_rate"), "0.0%", 11, True),
+        Column(w.t("report.ci_lower"), _num("ci_low"), "0.0%", 11, True),
+        Column(w.t("report.ci_upper"), _num("ci_high"), "0.0%", 11, True),
+    ]
+    w.table(ws, w.t("report.proms_title"), f"{period} · {level}", frame, columns, freeze_col=2)
+
+
+def _costs(w: _Writer, results, period, level) -> None:
+    ws = w.sheet("report.sheet_costs")
+    frames = []
+    for result in results:
+        costs = cost_by_activity(result)
+        if len(costs):
+            frames.append(costs.assign(condition=result.condition))
+    cols = ["condition", "unit", "activity", "cycles", "quantity", "total_cost", "costed_cycles", "cost_per_cycle"]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*cols, "share"])
+    frame["activity"] = frame["activity"].astype(str)
+    frame["unit"] = frame["unit"].astype(str)
+    # the smaller of "cycles with this activity" and "cycles costed" decides: both are counts of patients
+    frame["count"] = frame[["cycles", "costed_cycles"]].min(axis=1)
+    frame = suppress_counts(frame, "count", ["cycles", "quantity", "total_cost", "cost_per_cycle", "share"], w.rule)
+    activities = w.catalog.cost_activities
+
+    def activity(row: pd.Series) -> str:
+        a = activities.get(row["activity"])
+        return (a.label_nl if w.lang == "nl" else a.label_en) if a else row["activity"]
+
+    columns = [
+        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
+        Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("cost.activity"), activity, width=28),
+        Column(w.t("report.cycles_with_activity"), _num("cycles"), COUNT_FORMAT, 13, True),
+        Column(w.t("cost.quantity"), _num("quantity"), "#,##0.0", 11, True),
+        Column(w.t("report.total_cost"), _num("total_cost"), "€ #,##0", 14, True),
+        Column(w.t("column.cost_per_cycle"), _num("cost_per_cycle"), "€ #,##0", 13, True),
+        Column(w.t("cost.share"), _num("share"), "0.0%", 10, True),
+    ]
+    w.table(ws, w.t("report.costs_title"), f"{period} · {level}", frame, columns, freeze_col=3)
+
+
+def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
+    ws = w.sheet("report.sheet_methods")
+    ws.column_dimensions["A"].width = 34
+    ws.column_dimensions["B"].width = 110
+    for col in "CDEFG":
+        ws.column_dimensions[col].width = 18
+    ws.cell(1, 1, w.t("methods.title")).font = TITLE_FONT
+    ws.cell(2, 1, w.t("methods.intro")).font = Font(italic=True)
+    row = 4
+    for section in ("casemix", "oe", "funnel", "overdispersion", "small_numbers", "tiers"):
+        ws.cell(row, 1, _text(w.t(f"methods.{section}_title"))).font = Font(bold=True)
+        cell = ws.cell(row, 2, _text(w.t(f"methods.{section}_text")))
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[row].height = 15 * (len(cell.value) // 100 + 1)
+        row += 1
+    row += 1
+    ws.cell(row, 1, w.t("report.rules_title")).font = Font(bold=True, size=12)
+    for line in w.rule.statements(w.lang, patient_rows=include_patient_rows):
+        row += 1
+        ws.cell(row, 2, _text(line)).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[row].height = 30
+    headers = [
+        w.t("column.indicator"),
+        w.t("column.kind"),
+        w.t("column.tier"),
+        w.t("column.direction"),
+        w.t("report.min_n"),
+        w.t("report.key"),
+    ]
+    for result in results:
+        cond = w.catalog.condition(result.condition)
+        row += 2
+        ws.cell(row, 1, _text(f"{cond.label(w.lang)} — {cond.standard_set}")).font = Font(bold=True, size=12)
+        row += 1
+        ws.cell(row, 1, w.t("report.casemix_variables")).font = Font(bold=True)
+        ws.cell(row, 2, _text(", ".join(v.name for v in cond.casemix)))
+        row += 1
+        for j, header in enumerate(headers, start=1):
+            cell = ws.cell(row, j, _text(header))
+            cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+        for ind in cond.indicators:
+            row += 1
+            values = [
+                ind.label(w.lang),
+                w.t(f"kind.{ind.kind}"),
+                w.t(f"tier.{ind.tier}") if ind.tier else None,
+                w.t(f"direction.{ind.direction}"),
+                ind.min_n,
+                w.yes_no(ind.key),
+            ]
+            for j, value in enumerate(values, start=1):
+                ws.cell(row, j, _text(value))
+
+
+def _outcome_label(w: _Writer, outcome: str) -> str:
+    for cond in w.catalog.conditions.values():
+        for o in cond.outcomes:
+            if o.id == outcome:
+                return w.t("report.outcome", outcome=o.label_nl if w.lang == "nl" else o.label_en)
+    return outcome
+
+
+def _cycles(w: _Writer, results, period) -> None:
+    ws = w.sheet("report.sheet_cycles")
+    frames = [patient_rows(r) for r in results]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    outcome_cols = [c for c in frame.columns if c not in ("condition", "cycle_id", "unit", "index_date", "treatment")]
+    columns = [
+        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
+        Column(w.t("report.cycle_id"), _num("cycle_id"), width=16),
+        Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("report.index_date"), _num("index_date"), "yyyy-mm-dd", 12),
+        Column(w.t("report.treatment"), _num("treatment"), width=16),
+    ] + [Column(_outcome_label(w, name), _num(name), "0.##", 14) for name in outcome_cols]
+    w.table(ws, w.t("report.cycles_title"), period, frame, columns, freeze_col=2)

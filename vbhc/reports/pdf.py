@@ -1,0 +1,463 @@
+"""The PDF meeting report per condition team (fpdf2 + vl-convert): title page, key indicators, funnel plot and
+trend per key indicator (the dashboard's own Altair charts rendered to PNG), PROM and cost summaries, methods
+notes, page numbers.
+
+fpdf2 and vl-convert-python are pure wheels from PyPI (no browser, no system libraries such as WeasyPrint's
+Pango/Cairo); the DejaVu Sans font ships in vbhc/reports/fonts, so "€", "–" and "≥" print on any machine.
+The small-number rule is applied to tables and charts alike: a withheld unit is not drawn in the funnel plot,
+and quarters with fewer care cycles than the threshold are left out of the trend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import vl_convert as vlc
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+
+from vbhc import charts
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t, t_value
+from vbhc.indicators import (
+    IndicatorResult,
+    cost_by_activity,
+    funnel_curve,
+    indicator_over_time,
+    prom_response_by_timepoint,
+)
+from vbhc.reports.core import check_lang, now, period_label
+from vbhc.reports.privacy import SuppressionRule, suppress_counts, suppress_table
+
+__all__ = ["FONT_DIR", "build_pdf", "render_chart"]
+
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+FONT = "DejaVu"
+#: PNG scale for the charts: about 150 dpi at the printed size, sharp in print, ~0.2 s per chart.
+CHART_SCALE = 1.4
+HEADER_FILL = (31, 58, 95)
+ASSESSMENT_FILL = {
+    "better": (0, 114, 178),
+    "worse": (213, 94, 0),
+    "as expected": (230, 230, 230),
+    "too few cycles": (221, 221, 221),
+}
+PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
+
+
+def render_chart(chart: Any, scale: float = CHART_SCALE) -> bytes:
+    """One Altair chart as PNG bytes (vl-convert: no browser, no network as the data is inline).
+
+    The spec is not validated again here: the chart builders' specs are validated in tests/test_charts.py, and
+    validation is a third of the time of a chart.
+    """
+    return vlc.vegalite_to_png(chart.to_dict(validate=False), scale=scale)
+
+
+class _Report(FPDF):
+    def __init__(self, lang: str):
+        super().__init__(format="A4", unit="mm")
+        self.lang = lang
+        self.running_title = ""
+        self.set_margins(15, 15, 15)
+        self.set_auto_page_break(True, margin=18)
+        self.add_font(FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
+        self.add_font(FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
+        self.set_font(FONT, size=10)
+        self.title_page = False
+
+    def header(self) -> None:
+        if self.title_page or not self.running_title:
+            return
+        self.set_font(FONT, size=8)
+        self.set_text_color(90)
+        self.cell(0, 5, self.running_title, new_x="LMARGIN", new_y="NEXT")
+        self.set_draw_color(180)
+        self.line(self.l_margin, self.get_y(), self.w - self.r_margin, self.get_y())
+        self.ln(3)
+        self.set_text_color(0)
+        self.set_font(FONT, size=10)
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font(FONT, size=8)
+        self.set_text_color(90)
+        self.cell(0, 6, t("report.page", self.lang, page=self.page_no(), pages="{nb}"), align="C")
+        self.set_text_color(0)
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def heading(self, text: str, size: int = 14) -> None:
+        self.set_font(FONT, "B", size)
+        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(2)
+        self.set_font(FONT, size=10)
+
+    def para(self, text: str, size: float = 10, height: float = 5) -> None:
+        self.set_font(FONT, size=size)
+        self.multi_cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(1)
+
+    def image_box(self, png: bytes, height: float) -> None:
+        """The chart fitted inside the full text width × `height` mm, on a new page when it would not fit."""
+        if self.get_y() + height > self.h - self.b_margin:
+            self.add_page()
+        self.image(io.BytesIO(png), x=self.l_margin, w=self.epw, h=height, keep_aspect_ratio=True)
+        self.set_y(self.get_y() + 2)
+
+    def grid(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        widths: Sequence[float],
+        *,
+        fills: Sequence[Sequence[tuple[int, int, int] | None]] | None = None,
+        size: float = 8.5,
+        align: Sequence[str] | None = None,
+    ) -> None:
+        """A table with a coloured header row; `fills` colours single cells (e.g. by assessment)."""
+        self.set_font(FONT, size=size)
+        if align is None:
+            align = ["LEFT"] + ["RIGHT"] * (len(headers) - 2) + ["LEFT"] if len(headers) > 2 else ["LEFT"] * 2
+        heading = FontFace(emphasis="BOLD", color=255, fill_color=HEADER_FILL)
+        with self.table(
+            col_widths=tuple(widths),
+            text_align=tuple(align),
+            headings_style=heading,
+            line_height=size * 0.55,
+            width=self.epw,
+            borders_layout="HORIZONTAL_LINES",
+        ) as table:
+            head = table.row()
+            for h in headers:
+                head.cell(h)
+            for i, values in enumerate(rows):
+                row = table.row()
+                for j, value in enumerate(values):
+                    fill = fills[i][j] if fills else None
+                    if fill is not None:
+                        dark = sum(fill) < 450
+                        row.cell(value, style=FontFace(fill_color=fill, color=255 if dark else 0))
+                    else:
+                        row.cell(value)
+        self.ln(3)
+        self.set_font(FONT, size=10)
+
+
+def _pick_unit(result: IndicatorResult, unit: str | None, own_hospital: str | None) -> str:
+    units = sorted(result.table["unit"].dropna().astype(str).unique())
+    if not units:
+        raise ValueError(f"no units for condition {result.condition!r}")
+    if unit is not None:
+        if unit in units:
+            return unit
+        raise KeyError(f"unit {unit!r} not found for {result.condition}; units: {', '.join(units)}")
+    if own_hospital is not None:
+        hosp = result.table.drop_duplicates("unit").set_index("unit")["hospital"].astype(str)
+        mine = [u for u in units if hosp.get(u) == own_hospital]
+        if mine:
+            return mine[0]
+    return units[0]
+
+
+def build_pdf(
+    results: IndicatorResult | Sequence[IndicatorResult],
+    unit: str | None = None,
+    *,
+    lang: str = "en",
+    suppress_below: int | None = None,
+    batches: pd.DataFrame | None = None,
+    generated_at: dt.datetime | None = None,
+    own_hospital: str | None = None,
+) -> bytes:
+    """The meeting report of one condition team as PDF bytes (several results: one section per condition).
+
+    `unit` is the team's unit (e.g. "H01"); None takes the first unit of `own_hospital`, else the first unit.
+    `suppress_below` is the small-number threshold (None: VBHC_SUPPRESS_BELOW, default 10).
+    """
+    lang = check_lang(lang)
+    items = [results] if isinstance(results, IndicatorResult) else list(results)
+    if not items:
+        raise ValueError("no indicator results to report")
+    rule = SuppressionRule.from_settings(suppress_below)
+    generated_at = generated_at or now()
+    pdf = _Report(lang)
+    pdf.set_title(t("report.title_pdf", lang))
+    pdf.set_creator("vbhc")
+    for result in items:
+        chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
+        _Section(pdf, result, chosen, lang, rule, batches, generated_at).write()
+    return bytes(pdf.output())
+
+
+def _unit_or_none(result: IndicatorResult, unit: str | None) -> str | None:
+    """With several conditions a unit that a condition does not have falls back to the default."""
+    return unit if unit is not None and unit in set(result.table["unit"].astype(str)) else None
+
+
+class _Section:
+    """One condition team's part of the report."""
+
+    def __init__(self, pdf: _Report, result, unit, lang, rule: SuppressionRule, batches, generated_at):
+        self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
+        self.batches, self.generated_at = batches, generated_at
+        self.catalog = default_catalog()
+        self.condition = self.catalog.condition(result.condition)
+        self.table = suppress_table(result.table, rule)
+        self.mine = self.table[self.table["unit"].astype(str) == unit]
+        self.period = period_label(result.period, lang)
+        self.used_marker = False
+
+    def t(self, key: str, **values: Any) -> str:
+        return t(key, self.lang, **values)
+
+    def write(self) -> None:
+        pdf = self.pdf
+        pdf.running_title = f"{self.condition.label(self.lang)} · {self.unit} · {self.period}"
+        self.title_page()
+        pdf.add_page()
+        self.key_table()
+        for row in self.mine[self.mine["key"].astype(bool)].itertuples():
+            self.charts(row.indicator)
+        pdf.add_page()
+        self.proms()
+        self.costs()
+        self.methods()
+
+    # -------------------------------------------------------------------------------------------- pages
+    def title_page(self) -> None:
+        pdf = self.pdf
+        pdf.title_page = True
+        pdf.add_page()
+        pdf.set_y(60)
+        pdf.set_font(FONT, "B", 26)
+        pdf.multi_cell(0, 12, self.t("report.title_pdf"), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, "B", 18)
+        pdf.multi_cell(0, 10, self.condition.label(self.lang), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(6)
+        facts = [
+            (self.t("report.condition_team"), self.unit),
+            (self.t("report.period"), self.period),
+            (self.t("report.unit_level"), self.t(f"level.{self.result.level}")),
+            (self.t("report.generated_at"), self.generated_at.strftime("%Y-%m-%d %H:%M")),
+        ]
+        for name, value in facts:
+            pdf.set_font(FONT, "B", 11)
+            pdf.cell(45, 7, name)
+            pdf.set_font(FONT, size=11)
+            pdf.multi_cell(0, 7, str(value), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(8)
+        pdf.set_font(FONT, "B", 11)
+        pdf.cell(0, 7, self.t("report.rules_title"), new_x="LMARGIN", new_y="NEXT")
+        for line in self.rule.statements(self.lang):
+            pdf.para(f"• {line}", size=9, height=4.5)
+        pdf.ln(4)
+        if self.batches is not None and len(self.batches):
+            pdf.set_font(FONT, "B", 11)
+            pdf.cell(0, 7, self.t("report.provenance_title"), new_x="LMARGIN", new_y="NEXT")
+            rows = []
+            for b in self.batches.itertuples():
+                when = pd.Timestamp(b.imported_at).strftime("%Y-%m-%d %H:%M") if pd.notna(b.imported_at) else ""
+                rows.append([str(b.file_name), str(b.table_name), str(b.sha256), when])
+            headers = [self.t("batch.file"), self.t("batch.table"), self.t("batch.sha256"), self.t("batch.imported_at")]
+            pdf.grid(headers, rows, (22, 16, 70, 18), size=6.5, align=["LEFT"] * 4)
+        pdf.title_page = False
+
+    def _value(self, row: Any, column: str) -> str:
+        if row.suppressed:
+            self.used_marker = True
+            return self.rule.marker
+        return format_value(getattr(row, column), row.kind, self.lang)
+
+    def _ci(self, row: Any) -> str:
+        if row.suppressed:
+            return self.rule.marker
+        return fmt_ci(row.adjusted_lower, row.adjusted_upper, row.kind, self.lang)
+
+    def _n(self, row: Any) -> str:
+        return self.rule.marker if row.suppressed else fmt_int(row.n, self.lang)
+
+    def _assessment(self, row: Any) -> tuple[str, tuple[int, int, int] | None]:
+        if row.suppressed:
+            return self.rule.marker, None
+        value = row.assessment_998
+        if value not in ("better", "worse"):
+            value = row.assessment_95 if row.kind in ("response_rate", "cost") else value
+        if value is None or pd.isna(value):
+            return t_value("assessment", None, self.lang), None
+        return t_value("assessment", value, self.lang), ASSESSMENT_FILL.get(value)
+
+    def indicator_rows(self, rows: pd.DataFrame) -> None:
+        """The standard indicator table: indicator, n, crude, adjusted (95% CI), benchmark, assessment."""
+        headers = [
+            self.t("column.indicator"),
+            "n",
+            self.t("column.crude"),
+            self.t("column.adjusted"),
+            self.t("column.ci95"),
+            self.t("column.benchmark"),
+            self.t("column.assessment"),
+        ]
+        label = "label_nl" if self.lang == "nl" else "label_en"
+        body, fills = [], []
+        for row in rows.itertuples():
+            text, fill = self._assessment(row)
+            body.append(
+                [
+                    getattr(row, label),
+                    self._n(row),
+                    self._value(row, "crude_value"),
+                    self._value(row, "adjusted_value"),
+                    self._ci(row),
+                    format_value(row.target, row.kind, self.lang),
+                    text,
+                ]
+            )
+            fills.append([None] * 6 + [fill])
+        self.pdf.grid(headers, body, (44, 17, 17, 17, 36, 19, 30), fills=fills, size=8)
+
+    def key_table(self) -> None:
+        pdf = self.pdf
+        pdf.heading(f"{self.t('report.key_indicators')}: {self.condition.label(self.lang)} · {self.unit}")
+        keyed = self.mine[self.mine["key"].astype(bool)]
+        self.indicator_rows(keyed)
+        pdf.para(self.t("report.benchmark_note"), size=8.5, height=4.2)
+        if self.used_marker or keyed["suppressed"].any():
+            pdf.para(self.rule.footnote(self.lang), size=8.5, height=4.2)
+
+    def charts(self, indicator: str) -> None:
+        pdf = self.pdf
+        ind = self.condition.indicator(indicator)
+        pdf.add_page()
+        pdf.heading(self.t("report.funnel_and_trend", indicator=ind.label(self.lang)), size=13)
+        rows = self.table[self.table["indicator"] == indicator]
+        mine = rows[rows["unit"].astype(str) == self.unit]
+        visible = rows[~rows["suppressed"].astype(bool)]
+        if len(mine) and bool(mine["suppressed"].iloc[0]):
+            pdf.para(self.t("report.unit_not_shown", unit=self.unit, threshold=fmt_int(self.rule.threshold, self.lang)))
+        if len(visible) and np.isfinite(pd.to_numeric(visible["precision"], errors="coerce")).any():
+            curve = funnel_curve(visible)
+            funnel = charts.funnel_chart(rows, curve, highlight=self.unit, lang=self.lang)
+            pdf.image_box(render_chart(funnel), 112)
+        if ind.kind == "response_rate" or (len(mine) and bool(mine["suppressed"].iloc[0])):
+            pdf.para(self.t("report.no_trend"), size=9)
+            return
+        trend = indicator_over_time(self.result, indicator, self.unit, freq="QS")
+        if trend is None or trend.empty:
+            pdf.para(self.t("report.no_trend"), size=9)
+            return
+        small = self.rule.applies(trend["n"]) if "n" in trend else np.zeros(len(trend), dtype=bool)
+        if small.any():
+            trend = trend.copy()
+            for col in ("p", "value", "expected_rate", "n", "lower", "upper"):  # limits would reveal n
+                if col in trend:
+                    trend[col] = trend[col].astype(float)
+                    trend.loc[small, col] = np.nan
+            for col in ("beyond_limits", "shift", "trend", "signal"):
+                if col in trend:
+                    trend.loc[small, col] = False
+        if small.all():
+            pdf.para(self.t("report.no_trend"), size=9)
+            return
+        chart = charts.trend_chart(trend, kind=ind.kind, lang=self.lang)
+        pdf.image_box(render_chart(chart), 100)
+        if small.any():
+            pdf.para(self.t("report.trend_suppressed", threshold=fmt_int(self.rule.threshold, self.lang)), size=8.5)
+
+    def proms(self) -> None:
+        pdf = self.pdf
+        pdf.heading(self.t("report.proms_summary"))
+        rows = self.mine[self.mine["kind"].isin(PROM_KINDS)]
+        if rows.empty:
+            pdf.para(self.t("report.no_prom_data"))
+            return
+        pdf.set_font(FONT, "B", 11)
+        pdf.cell(0, 7, self.t("report.prom_indicators"), new_x="LMARGIN", new_y="NEXT")
+        self.indicator_rows(rows)
+        rates = prom_response_by_timepoint(self.result)
+        if len(rates):
+            rates = rates[rates["unit"].astype(str) == self.unit]
+            rates = suppress_counts(rates, "eligible", ["responded", "response_rate"], self.rule)
+            pdf.set_font(FONT, "B", 11)
+            pdf.cell(0, 7, self.t("proms.responders"), new_x="LMARGIN", new_y="NEXT")
+            body = []
+            for r in rates.itertuples():
+                instrument = self.catalog.instruments.get(r.instrument)
+                hidden = bool(r.suppressed)
+                body.append(
+                    [
+                        instrument.label_en if instrument else str(r.instrument),
+                        str(r.timepoint),
+                        self.rule.marker if hidden else fmt_int(r.eligible, self.lang),
+                        self.rule.marker if hidden else fmt_int(r.responded, self.lang),
+                        self.rule.marker if hidden else fmt_percent(r.response_rate, self.lang),
+                    ]
+                )
+            headers = [
+                self.t("proms.instrument"),
+                self.t("proms.timepoint"),
+                self.t("report.eligible"),
+                self.t("report.responded"),
+                self.t("column.response_rate"),
+            ]
+            pdf.grid(headers, body, (60, 25, 25, 25, 30), align=["LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT"])
+
+    def costs(self) -> None:
+        pdf = self.pdf
+        pdf.heading(self.t("report.cost_summary"))
+        rows = self.mine[self.mine["kind"] == "cost"]
+        if rows.empty:
+            pdf.para(self.t("report.no_cost_data"))
+            return
+        self.indicator_rows(rows)
+        breakdown = cost_by_activity(self.result)
+        breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]
+        if breakdown.empty:
+            return
+        breakdown = breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1))
+        breakdown = suppress_counts(breakdown, "count", ["cycles", "cost_per_cycle", "share"], self.rule)
+        breakdown = breakdown.sort_values("cost_per_cycle", ascending=False, na_position="last")
+        pdf.set_font(FONT, "B", 11)
+        pdf.cell(0, 7, self.t("cost.by_activity"), new_x="LMARGIN", new_y="NEXT")
+        body = []
+        for r in breakdown.itertuples():
+            activity = self.catalog.cost_activities.get(str(r.activity))
+            name = (activity.label_nl if self.lang == "nl" else activity.label_en) if activity else str(r.activity)
+            hidden = bool(r.suppressed)
+            body.append(
+                [
+                    name,
+                    self.rule.marker if hidden else fmt_int(r.cycles, self.lang),
+                    self.rule.marker if hidden else format_value(r.cost_per_cycle, "cost", self.lang),
+                    self.rule.marker if hidden else fmt_percent(r.share, self.lang),
+                ]
+            )
+        headers = [
+            self.t("cost.activity"),
+            self.t("report.cycles_with_activity"),
+            self.t("column.cost_per_cycle"),
+            self.t("cost.share"),
+        ]
+        pdf.grid(headers, body, (60, 35, 30, 25), align=["LEFT", "RIGHT", "RIGHT", "RIGHT"])
+
+    def methods(self) -> None:
+        pdf = self.pdf
+        if pdf.get_y() > pdf.h * 0.6:
+            pdf.add_page()
+        pdf.heading(self.t("report.methods_notes"))
+        for section in ("casemix", "oe", "funnel", "small_numbers"):
+            pdf.set_font(FONT, "B", 10)
+            pdf.cell(0, 6, self.t(f"methods.{section}_title"), new_x="LMARGIN", new_y="NEXT")
+            pdf.para(self.t(f"methods.{section}_text"), size=9, height=4.5)
+        pdf.set_font(FONT, "B", 10)
+        pdf.cell(0, 6, self.t("report.casemix_variables"), new_x="LMARGIN", new_y="NEXT")
+        pdf.para(", ".join(v.name for v in self.condition.casemix), size=9, height=4.5)
+        pdf.set_font(FONT, "B", 10)
+        pdf.cell(0, 6, self.t("report.rules_title"), new_x="LMARGIN", new_y="NEXT")
+        for line in self.rule.statements(self.lang):
+            pdf.para(f"• {line}", size=9, height=4.5)
