@@ -117,3 +117,13 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
     url = database_url()
     table = access.indicator_rows(viewer, full.table, units=units(url, version()), engine=engine(url))
     return dataclasses.replace(full, table=table)
+
+
+def only_visible(result: IndicatorResult, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a per-unit frame computed from the full data (cost by activity, PROM response) limited to the
+    units the viewer's table names: a manager's other units never reach the page."""
+    table = result.table
+    if "anonymised" not in table or not table["anonymised"].any() or "unit" not in frame:
+        return frame
+    named = set(table.loc[~table["anonymised"].astype(bool), "unit"].astype(str))
+    return frame[frame["unit"].astype(str).isin(named)]

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, data, filters
-from vbhc import charts
+from vbhc import access, charts
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
 from vbhc.settings import database_url
 
@@ -149,3 +149,64 @@ def page_start(title_key: str):
         empty_state(lang)
         st.stop()
     return chosen, lang
+
+
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def report_downloads(results: list, unit: str | None, lang: str, *, key: str) -> None:
+    """Excel workbook and PDF meeting report of the current filters, for those allowed to export. The files are
+    built when clicked, through vbhc.access.export_file: checked again there and recorded in the audit log with
+    the file's SHA-256. Small-number rules apply in vbhc.reports."""
+    from vbhc.reports import build_pdf, build_workbook
+
+    viewer = auth.current()
+    conditions = [r.condition for r in results]
+    exportable = [r for r in results if access.may_export(viewer, r.condition)]
+    if not exportable:
+        st.caption(t("auth.no_export", lang))
+        return
+    single = exportable[0].condition if len(exportable) == 1 else None
+    with_rows = False
+    if single and access.may_export(viewer, single, patient_level=True):
+        with_rows = st.checkbox(t("download.with_patient_rows", lang), key=f"{key}_patient_rows")
+    url, version = database_url(), data.version()
+    batches, engine = data.batches(url, version), data.current_engine()
+    chosen = filters.current()
+    stem = "vbhc-" + ("-".join(conditions) if single else "all") + f"-{exportable[0].level}-{chosen.period or 'all'}"
+    left, right = st.columns(2)
+    left.download_button(
+        t("download.excel", lang),
+        data=lambda: access.export_file(
+            viewer,
+            lambda: build_workbook(exportable, lang=lang, batches=batches, include_patient_rows=with_rows),
+            what="excel_report",
+            file_name=f"{stem}.xlsx",
+            condition=single,
+            patient_level=with_rows,
+            engine=engine,
+        ),
+        file_name=f"{stem}.xlsx",
+        mime=XLSX_MIME,
+        on_click="ignore",
+        key=f"{key}_xlsx",
+        icon=":material/table:",
+    )
+    if single and unit:
+        right.download_button(
+            t("download.pdf", lang),
+            data=lambda: access.export_file(
+                viewer,
+                lambda: build_pdf(exportable[0], unit, lang=lang, batches=batches),
+                what="pdf_report",
+                file_name=f"{stem}-{unit}.pdf",
+                condition=single,
+                unit=unit,
+                engine=engine,
+            ),
+            file_name=f"{stem}-{unit}.pdf".replace("/", "_"),
+            mime="application/pdf",
+            on_click="ignore",
+            key=f"{key}_pdf",
+            icon=":material/picture_as_pdf:",
+        )

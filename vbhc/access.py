@@ -592,12 +592,15 @@ def indicator_rows(
             out = mine
         else:
             rest = table[~own].copy()
-            rest["unit"] = OTHER_UNIT
             if "hospital" in rest:
                 rest["hospital"] = ""
             rest["anonymised"] = True
             sort_by = [c for c in ("indicator", "n", "crude_value") if c in rest]
             rest = rest.sort_values(sort_by, kind="mergesort") if sort_by else rest
+            # numbered per indicator in that order (charts and tables need distinct names); the number says
+            # nothing about which unit it is
+            number = rest.groupby("indicator").cumcount() + 1 if "indicator" in rest else range(1, len(rest) + 1)
+            rest["unit"] = [f"{OTHER_UNIT} {i}" for i in number]
             out = pd.concat([mine, rest], ignore_index=True)
     if record_view:
         shown = sorted(set(out.loc[~out["anonymised"], "unit"].astype(str))) if "unit" in out else []

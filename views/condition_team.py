@@ -194,3 +194,9 @@ if ind.kind in ("proportion", "prom_mic"):
             hide_index=True,
             width="stretch",
         )
+
+# --- reports of this view (Excel workbook, PDF meeting report) ---------------------------------------------
+st.subheader(t("download.reports", lang))
+render.report_downloads(
+    [data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)], unit, lang, key="team_report"
+)

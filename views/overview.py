@@ -74,6 +74,11 @@ st.subheader(t("overview.scorecard", lang))
 st.caption(t("overview.legend", lang))
 st.dataframe(styled, hide_index=True, width="stretch")
 
+st.subheader(t("download.reports", lang))
+render.report_downloads(
+    [data.result(c, "hospital", chosen.period, chosen.peers) for c in conditions], own_hospital, lang, key="overview"
+)
+
 st.subheader(t("overview.open_team", lang))
 cols = st.columns(min(len(conditions), 4))
 for i, condition in enumerate(conditions):

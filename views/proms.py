@@ -20,7 +20,7 @@ if result.data.scores.empty:
 
 # response per instrument and timepoint
 st.subheader(t("column.response_rate", lang))
-rates = prom_response_by_timepoint(result)
+rates = data.only_visible(result, prom_response_by_timepoint(result))
 mine = rates[rates["unit"] == chosen.unit]
 st.dataframe(
     pd.DataFrame(

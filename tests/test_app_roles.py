@@ -1,0 +1,118 @@
+"""Sign-in and roles in the dashboard (AppTest with a signed-in st.user; the browser test signs in for real)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from vbhc import audit
+from vbhc.access import OTHER_UNIT
+from vbhc.i18n import t
+from vbhc.settings import PROJECT_ROOT
+from vbhc.store import get_engine
+
+MAPPING = """
+[[grant]]
+group = "zorgteam-colorectaal"
+role = "care_team"
+conditions = ["colorectal_cancer"]
+
+[[grant]]
+group = "kwaliteit"
+role = "quality"
+
+[[grant]]
+user = "manager@example.org"
+role = "manager"
+hospitals = ["H01"]
+"""
+
+USERS = {
+    "care": {"email": "care@example.org", "name": "Care Team", "groups": ["zorgteam-colorectaal"]},
+    "quality": {"email": "quality@example.org", "name": "Quality", "groups": ["kwaliteit"]},
+    "manager": {"email": "manager@example.org", "name": "Manager", "groups": []},
+    "nobody": {"email": "nobody@example.org", "name": "Nobody", "groups": []},
+}
+
+
+@pytest.fixture
+def signed_in_db(demo_registry, monkeypatch, tmp_path):
+    engine, truth = demo_registry
+    mapping = tmp_path / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
+    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    get_engine.cache_clear()
+    yield engine
+    get_engine.cache_clear()
+
+
+def _app(user: str | None, page: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.secrets["auth"] = {"client_id": "x", "client_secret": "x", "server_metadata_url": "http://localhost/x"}
+    at.user = {"is_logged_in": True, **USERS[user]} if user else {"is_logged_in": False}
+    at.query_params["lang"] = "en"
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    return " ".join(e.value for kind in ("caption", "info", "markdown", "error", "warning") for e in getattr(at, kind))
+
+
+def test_signed_out_sees_only_the_sign_in_screen(signed_in_db):
+    at = _app(None)
+    assert [b.label for b in at.button] == [t("app.sign_in", "en")]
+    assert t("auth.sign_in_needed", "en") in _texts(at)
+    assert not at.dataframe and not at.selectbox  # no filters, no numbers
+
+
+def test_a_user_without_a_role_sees_nothing(signed_in_db):
+    at = _app("nobody")
+    assert "no role is granted" in " ".join(e.value for e in at.error)
+    assert not at.dataframe
+
+
+def test_manager_sees_own_units_only_and_no_patient_rows_or_exports(signed_in_db):
+    at = _app("manager", "views/condition_team.py", condition="colorectal_cancer")
+    assert at.selectbox(key="unit_hospital").options == ["H01"]
+    texts = _texts(at)
+    assert t("auth.no_patient_rows", "en") in texts
+    assert t("auth.no_export", "en") in texts
+    assert not at.checkbox  # no patient-row export option
+    at = _app("manager", "views/compare.py", condition="colorectal_cancer")
+    units = set(at.dataframe[0].value.index.astype(str))
+    assert "H01" in units and not units & {"H02", "H03", "H04"}
+    assert any(u.startswith(OTHER_UNIT) for u in units)
+    events = audit.read(signed_in_db, user="manager@example.org")
+    assert {"sign_in", "view"} <= set(events["action"])
+    assert not (events["action"] == "denied").any()  # the pages never asked for what the role may not see
+
+
+def test_care_team_sees_its_condition_with_patient_rows_and_reports(signed_in_db):
+    at = _app("care", "views/condition_team.py")
+    assert at.selectbox(key="condition").options == ["Colorectal cancer"]  # its own condition only
+    assert len(at.selectbox(key="unit_hospital").options) == 10  # every unit: the peers are the benchmark
+    assert t("auth.no_patient_rows", "en") not in _texts(at)
+    assert t("auth.no_export", "en") not in _texts(at)
+    assert not at.checkbox  # aggregated exports only
+    for page in ("views/audit.py", "views/data.py"):  # not in a care team's navigation
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page)
+
+
+def test_quality_may_export_patient_rows_and_read_the_audit_log(signed_in_db):
+    at = _app("quality", "views/condition_team.py", condition="colorectal_cancer")
+    assert [c.label for c in at.checkbox] == [t("download.with_patient_rows", "en")]
+    at = _app("quality", "views/audit.py")
+    assert at.title[0].value == t("audit.title", "en")
+    log = at.dataframe[0].value
+    assert {"sign_in"} <= set(log["action"])
+    assert "care@example.org" in set(log["user_id"]) or len(log)  # earlier tests' events, or at least its own
