@@ -37,7 +37,7 @@ USERS = {
 
 @pytest.fixture
 def signed_in_db(demo_registry, monkeypatch, tmp_path):
-    engine, truth = demo_registry
+    engine, _ = demo_registry
     mapping = tmp_path / "access.toml"
     mapping.write_text(MAPPING, encoding="utf-8")
     monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))

@@ -93,7 +93,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -117,9 +117,18 @@ def _build_demo_database(folder: Path, database_url: str) -> None:
 class StreamlitServer:
     """`streamlit run streamlit_app.py` on a free port of 127.0.0.1, output in a log file."""
 
-    def __init__(self, database_url: str, log_path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         self.log_path = log_path
         self.database_url = database_url
         cmd = [
@@ -133,11 +142,12 @@ class StreamlitServer:
             "--server.port",
             str(self.port),
             "--server.address",
-            "127.0.0.1",
+            host,
             "--browser.gatherUsageStats",
             "false",
+            *extra_args,
         ]
-        env = {**os.environ, "VBHC_DATABASE_URL": database_url}
+        env = {**os.environ, "VBHC_DATABASE_URL": database_url, **(env or {})}
         with log_path.open("w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -39,6 +39,7 @@ PAGES = {
     "compare": ("Compare departments", "Compare departments"),
     "cost_value": ("Cost and value", "Cost and value"),
     "data": ("Data", "Data"),
+    "audit": ("Audit log", "Audit log"),
     "methods": ("Methods", "Methods"),
 }
 BAD_CARE_CYCLES = (

@@ -1,0 +1,167 @@
+"""Sign-in through a real OpenID Connect provider on localhost (oidc-provider-mock), as three users with
+different roles, in headless Chromium: what each may see and download, and what the audit log recorded."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from oidc_provider_mock import User, run_server_in_thread
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import StreamlitServer, free_port
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, assert_no_exception, screenshot, wait_for_run, wait_for_title
+
+MAPPING = """
+[[grant]]
+group = "zorgteam-colorectaal"
+role = "care_team"
+conditions = ["colorectal_cancer"]
+
+[[grant]]
+group = "kwaliteit"
+role = "quality"
+
+[[grant]]
+user = "manager@example.org"
+role = "manager"
+hospitals = ["H01"]
+"""
+USERS = [
+    User(sub="care", claims={"email": "care@example.org", "name": "Care Team", "groups": ["zorgteam-colorectaal"]}),
+    User(sub="quality", claims={"email": "quality@example.org", "name": "Quality", "groups": ["kwaliteit"]}),
+    User(sub="manager", claims={"email": "manager@example.org", "name": "Manager", "groups": []}),
+]
+
+
+@pytest.fixture(scope="module")
+def oidc_provider() -> Iterator[str]:
+    with run_server_in_thread(user_claims=USERS) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
+    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry."""
+    folder = tmp_path_factory.mktemp("sign-in")
+    port = free_port()
+    secrets = folder / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+        'cookie_secret = "e2e-only-cookie-secret-0123456789"\n'
+        'client_id = "vbhc-e2e"\n'
+        'client_secret = "vbhc-e2e-secret"\n'
+        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
+        encoding="utf-8",
+    )
+    mapping = folder / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    server = StreamlitServer(
+        _servers[0].database_url,
+        folder / "streamlit.log",
+        host="localhost",  # the browser must use the redirect_uri's host, or the login cookie lands elsewhere
+        port=port,
+        extra_args=("--secrets.files", str(secrets)),
+        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc"},
+    )
+    try:
+        server.wait_until_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+def sign_in(page: Page, url: str, sub: str) -> None:
+    page.goto(url)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name=sub, exact=True).click()  # the provider's button for a predefined user
+    page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
+    wait_for_run(page)
+
+
+def nav_labels(page: Page) -> list[str]:
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link").all_inner_texts()
+    return [text.strip().splitlines()[-1].strip() for text in links]  # the icon's name comes first
+
+
+def audit_events(database_url: str):
+    from vbhc import audit
+    from vbhc.store import get_engine
+
+    return audit.read(get_engine(database_url))
+
+
+def test_signed_out_request_sees_only_the_sign_in_screen(page: Page, signed_app: StreamlitServer) -> None:
+    for path in ("", "/condition_team", "/audit"):
+        page.goto(signed_app.url + path)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        wait_for_run(page)
+        assert page.get_by_test_id("stSidebarNav").count() == 0
+        assert page.get_by_test_id("stDataFrame").count() == 0
+        assert page.get_by_role("combobox").count() == 0  # no filters, so no condition or unit names
+
+
+def test_quality_directorate_reads_the_audit_log_and_downloads_the_workbook(
+    page: Page, signed_app: StreamlitServer, artifacts: Path
+) -> None:
+    sign_in(page, signed_app.url, "quality")
+    assert {"Overview", "Condition team", "Data", "Audit log"} <= set(nav_labels(page))
+    page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
+    wait_for_title(page, "Colorectal cancer · H01")
+    assert_no_exception(page)
+    with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
+        page.get_by_role("button", name="Download Excel workbook").click()
+    download = info.value
+    path = artifacts / "e2e-quality-workbook.xlsx"
+    download.save_as(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert path.read_bytes()[:2] == b"PK"
+    events = audit_events(signed_app.database_url)
+    exports = events[(events["action"] == "export") & (events["user_id"] == "quality@example.org")]
+    assert digest in set(exports["sha256"])  # who exported what, with the file's SHA-256
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Audit log").click()
+    wait_for_title(page, "Audit log")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    screenshot(page, artifacts / "e2e-audit-log.png")
+
+
+def test_care_team_sees_its_condition_and_patient_rows_but_not_the_audit_log(
+    page: Page, signed_app: StreamlitServer, artifacts: Path
+) -> None:
+    sign_in(page, signed_app.url, "care")
+    labels = nav_labels(page)
+    assert "Condition team" in labels and "Audit log" not in labels and "Data" not in labels
+    page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
+    wait_for_title(page, "Colorectal cancer · H01")
+    expect(page.get_by_text("Patient-level care cycles are only shown")).to_have_count(0)
+    expect(page.get_by_text("Care cycles contributing most to the signal")).to_be_visible()
+    expect(page.get_by_role("button", name="Download PDF report")).to_be_visible()
+    page.get_by_role("combobox", name="Condition", exact=True).click()
+    assert [o.strip() for o in page.get_by_role("option").all_inner_texts()] == ["Colorectal cancer"]
+    page.keyboard.press("Escape")
+    screenshot(page, artifacts / "e2e-care-team.png")
+    page.goto(f"{signed_app.url}/audit")  # a deep link to a page the role does not have
+    expect(page.get_by_text("Page not found")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+
+
+def test_manager_sees_own_units_without_patient_rows_or_downloads(
+    page: Page, signed_app: StreamlitServer, artifacts: Path
+) -> None:
+    sign_in(page, signed_app.url, "manager")
+    assert "Audit log" not in nav_labels(page)
+    page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
+    wait_for_title(page, "Colorectal cancer · H01")
+    expect(page.get_by_text("Patient-level care cycles are only shown")).to_be_visible()
+    assert page.get_by_role("button", name="Download Excel workbook").count() == 0
+    page.get_by_role("combobox", name="Unit", exact=True).click()
+    assert [o.strip() for o in page.get_by_role("option").all_inner_texts()] == ["H01"]
+    page.keyboard.press("Escape")
+    screenshot(page, artifacts / "e2e-manager.png")
+    events = audit_events(signed_app.database_url)
+    mine = events[events["user_id"] == "manager@example.org"]
+    assert {"sign_in", "view"} <= set(mine["action"])
+    viewed = set(mine.loc[mine["action"] == "view", "condition"].dropna())
+    assert "colorectal_cancer" in viewed
