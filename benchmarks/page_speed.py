@@ -22,8 +22,10 @@ PAGES = ["overview", "condition_team", "proms", "compare", "cost_value", "data",
 
 SCRIPT = r"""
 import sys, time, json
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 ROOT = {root!r}
+config.set_option("server.address", "localhost")  # the local single-user mode (no sign-in) runs on localhost only
 page, mode = sys.argv[1], sys.argv[2]
 
 def render(at):

@@ -140,6 +140,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     shown = df.assign(at=df["at"].dt.strftime("%Y-%m-%d %H:%M:%S")).drop(columns=["id"])
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(shown.to_string(index=False))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

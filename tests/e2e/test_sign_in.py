@@ -12,7 +12,14 @@ from oidc_provider_mock import User, run_server_in_thread
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import StreamlitServer, free_port
-from tests.e2e.test_browser import RUN_TIMEOUT_MS, assert_no_exception, screenshot, wait_for_run, wait_for_title
+from tests.e2e.test_browser import (
+    BAD_CARE_CYCLES,
+    RUN_TIMEOUT_MS,
+    assert_no_exception,
+    screenshot,
+    wait_for_run,
+    wait_for_title,
+)
 
 MAPPING = """
 [[grant]]
@@ -104,8 +111,8 @@ def test_signed_out_request_sees_only_the_sign_in_screen(page: Page, signed_app:
         assert page.get_by_role("combobox").count() == 0  # no filters, so no condition or unit names
 
 
-def test_quality_directorate_reads_the_audit_log_and_downloads_the_workbook(
-    page: Page, signed_app: StreamlitServer, artifacts: Path
+def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_log(
+    page: Page, signed_app: StreamlitServer, artifacts: Path, tmp_path: Path
 ) -> None:
     sign_in(page, signed_app.url, "quality")
     assert {"Overview", "Condition team", "Data", "Audit log"} <= set(nav_labels(page))
@@ -122,6 +129,18 @@ def test_quality_directorate_reads_the_audit_log_and_downloads_the_workbook(
     events = audit_events(signed_app.database_url)
     exports = events[(events["action"] == "export") & (events["user_id"] == "quality@example.org")]
     assert digest in set(exports["sha256"])  # who exported what, with the file's SHA-256
+    # an import (refused: a bad value) is recorded too, with the file's SHA-256 and without its values
+    bad = tmp_path / "care_cycles.csv"
+    bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
+    wait_for_title(page, "Data")
+    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(bad)
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("was not imported", timeout=RUN_TIMEOUT_MS)
+    events = audit_events(signed_app.database_url)
+    refused = events[(events["action"] == "import_refused") & (events["user_id"] == "quality@example.org")]
+    assert len(refused) == 1 and refused.iloc[0]["sha256"] == hashlib.sha256(bad.read_bytes()).hexdigest()
+    assert "abc" not in refused.iloc[0]["detail"]
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Audit log").click()
     wait_for_title(page, "Audit log")
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
