@@ -97,7 +97,9 @@ def main() -> None:
                 check=False,
             )
             if out.returncode:
-                raise SystemExit(f"{page} {mode} failed:\n{out.stderr[-2000:]}")
+                err = out.stderr
+                start = max(err.find("Fatal Python error"), err.find("Traceback"), 0)
+                raise SystemExit(f"{page} {mode} failed:\n{err[start : start + 3000]}")
             figures[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{page:15}" + cell(figures["cold"], "first") + "".join(cell(figures["warm"], s) for s in steps))
 

@@ -77,13 +77,9 @@ def colour_assessments(styler, columns: list[str], values: pd.DataFrame):
     return styler.apply(paint, subset=columns)
 
 
-def chart(chart_obj) -> None:
-    """Show an Altair chart built by vbhc.charts. The builders are tested against the Vega-Lite schema, so
-    the page skips Altair's per-render schema validation (about 0.1 s a chart) and sends the finished spec."""
-    _show(chart_obj.to_dict(validate=False))
-
-
 def _show(spec: dict[str, Any]) -> None:
+    """Send a finished spec. The builders are tested against the Vega-Lite schema, so pages skip Altair's
+    per-render validation (to_dict(validate=False))."""
     st.vega_lite_chart(spec, width="stretch", theme=None)
 
 
@@ -161,7 +157,6 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     from vbhc.reports import build_pdf, build_workbook
 
     viewer = auth.current()
-    conditions = [r.condition for r in results]
     exportable = [r for r in results if access.may_export(viewer, r.condition)]
     if not exportable:
         st.caption(t("auth.no_export", lang))
@@ -173,7 +168,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     url, version = database_url(), data.version()
     batches, engine = data.batches(url, version), data.current_engine()
     chosen = filters.current()
-    stem = "vbhc-" + ("-".join(conditions) if single else "all") + f"-{exportable[0].level}-{chosen.period or 'all'}"
+    stem = f"vbhc-{single or 'all'}-{exportable[0].level}-{chosen.period or 'all'}"
     left, right = st.columns(2)
     left.download_button(
         t("download.excel", lang),

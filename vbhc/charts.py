@@ -29,6 +29,7 @@ may restyle fonts; ``st.altair_chart(chart, theme=None)`` shows the chart exactl
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 from collections.abc import Sequence
@@ -400,6 +401,10 @@ def _build_altair_class_table_once() -> None:
 
 
 _build_altair_class_table_once()
+# Altair also validates every schema object as it is built ("debug mode"): a third of a chart's build time.
+# The finished specs of every builder are validated against the Vega-Lite schema in the tests (to_dict()), and
+# to_dict() still validates unless told not to, so the objects are built unvalidated. Process-wide by design.
+schemapi.disable_debug_mode()
 
 # ------------------------------------------------------------------------------------------ finishing
 
@@ -411,7 +416,9 @@ def _locale(lang: str) -> alt.Locale:
     return alt.Locale(number=number)
 
 
+@functools.lru_cache(maxsize=4)
 def _config(lang: str) -> alt.Config:
+    """Built once per language and shared (charts only read it)."""
     return alt.Config(
         locale=_locale(lang),
         title=alt.TitleConfig(
