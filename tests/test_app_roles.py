@@ -5,34 +5,12 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.roles import MAPPING, USERS
 from vbhc import audit
 from vbhc.access import OTHER_UNIT
 from vbhc.i18n import t
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
-
-MAPPING = """
-[[grant]]
-group = "zorgteam-colorectaal"
-role = "care_team"
-conditions = ["colorectal_cancer"]
-
-[[grant]]
-group = "kwaliteit"
-role = "quality"
-
-[[grant]]
-user = "manager@example.org"
-role = "manager"
-hospitals = ["H01"]
-"""
-
-USERS = {
-    "care": {"email": "care@example.org", "name": "Care Team", "groups": ["zorgteam-colorectaal"]},
-    "quality": {"email": "quality@example.org", "name": "Quality", "groups": ["kwaliteit"]},
-    "manager": {"email": "manager@example.org", "name": "Manager", "groups": []},
-    "nobody": {"email": "nobody@example.org", "name": "Nobody", "groups": []},
-}
 
 
 @pytest.fixture

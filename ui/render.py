@@ -84,8 +84,8 @@ def _show(spec: dict[str, Any]) -> None:
 
 
 class _SpecCache:
-    """Finished chart specs, least recently used dropped first. Building a chart costs 0.05-0.2 s in Altair,
-    most of a filter change; a spec is a plain dict that pages only read."""
+    """Finished chart specs (and a few summaries), least recently used dropped first. Building a chart costs
+    0.05-0.2 s in Altair, most of a filter change; a spec is a plain dict that pages only read."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -113,15 +113,26 @@ def _spec_cache() -> _SpecCache:
 _NOT_HIGHLIGHTED = object()
 
 
+def _view_key(key: tuple) -> tuple:
+    """Dataset version, viewer's scope and filters except the unit, plus the caller's key."""
+    chosen = filters.current()
+    view = dataclasses.replace(chosen, unit=None) if chosen is not None else None
+    return (database_url(), data.version(), auth.current().cache_key, view, *key)
+
+
+def cached(key: tuple, compute: Callable[[], Any]) -> Any:
+    """A per-unit summary (e.g. the case-mix contributions) computed once per view and `key`; callers only read
+    it. For summaries that read every care cycle, which takes a noticeable part of a second on large registries."""
+    return _spec_cache().get(("value", *_view_key(key)), compute)
+
+
 def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_HIGHLIGHTED) -> bool:
     """Show a vbhc.charts chart built once per dataset version, filters (except the unit), language and `key`
     (chart name and whatever else it depends on; a chart of one unit's data puts the unit in its key). A chart
     marking the own unit among all units is built once: pass `highlight` and only the spec's highlight
     parameter is swapped, so picking another unit rebuilds nothing. `build` may return None (nothing to draw):
     returns whether a chart was shown."""
-    chosen = filters.current()
-    view = dataclasses.replace(chosen, unit=None) if chosen is not None else None
-    full_key = (database_url(), data.version(), auth.current().cache_key, view, *key)
+    full_key = _view_key(key)
 
     def spec_of() -> dict[str, Any] | None:
         built = build()

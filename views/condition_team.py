@@ -27,11 +27,10 @@ if unit is None or mine.empty:
     st.stop()
 
 # --- the team's indicators, grouped by outcome tier ----------------------------------------------------
-label = "label_nl" if lang == "nl" else "label_en"
 for tier, rows in mine.groupby(mine["tier"].fillna(0).astype(int), sort=True):
     st.subheader(t(f"tier.{tier}", lang) if tier else t("team.other_indicators", lang))
     shown = rows[rows["kind"] != "volume"] if tier == 0 else rows
-    display = render.indicator_display(shown, lang)
+    display = render.cached(("team_table", unit, tier), lambda shown=shown: render.indicator_display(shown, lang))
     st.dataframe(
         render.colour_assessments(
             display.style,
@@ -123,7 +122,7 @@ with right:
 # --- what the case-mix model contributes ---------------------------------------------------------------
 if indicator_id in result.models:
     with st.expander(t("team.casemix_contribution", lang)):
-        explained = casemix_explanation(result, indicator_id)
+        explained = render.cached(("casemix", indicator_id), lambda: casemix_explanation(result, indicator_id))
         explained = explained[explained["unit"] == unit]
         st.caption(
             t(

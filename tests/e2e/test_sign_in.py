@@ -20,27 +20,10 @@ from tests.e2e.test_browser import (
     wait_for_run,
     wait_for_title,
 )
+from tests.roles import MAPPING
+from tests.roles import USERS as ROLE_USERS
 
-MAPPING = """
-[[grant]]
-group = "zorgteam-colorectaal"
-role = "care_team"
-conditions = ["colorectal_cancer"]
-
-[[grant]]
-group = "kwaliteit"
-role = "quality"
-
-[[grant]]
-user = "manager@example.org"
-role = "manager"
-hospitals = ["H01"]
-"""
-USERS = [
-    User(sub="care", claims={"email": "care@example.org", "name": "Care Team", "groups": ["zorgteam-colorectaal"]}),
-    User(sub="quality", claims={"email": "quality@example.org", "name": "Quality", "groups": ["kwaliteit"]}),
-    User(sub="manager", claims={"email": "manager@example.org", "name": "Manager", "groups": []}),
-]
+USERS = [User(sub=sub, claims=claims) for sub, claims in ROLE_USERS.items() if sub != "nobody"]
 
 
 @pytest.fixture(scope="module")

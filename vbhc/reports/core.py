@@ -31,6 +31,7 @@ __all__ = [
     "check_writable",
     "compute_results",
     "default_unit",
+    "first_unit_of",
     "period_label",
     "provenance",
     "write_report",
@@ -113,17 +114,22 @@ def compute_results(
 
 def default_unit(result: IndicatorResult, engine: Engine | None = None, own_hospital: str | None = None) -> str:
     """The unit a team report is about when none is given: the own hospital's first unit (as the dashboard)."""
-    units = sorted(result.table["unit"].dropna().astype(str).unique())
-    if not units:
-        raise ReportError(f"no units for condition {result.condition!r}")
     if own_hospital is None:
         with contextlib.suppress(Exception):  # no units table (e.g. a hand-made registry): first unit
             frame = registry_units(engine)
             own = frame.loc[frame["own_hospital"], "hospital"]
             own_hospital = str(own.iloc[0]) if len(own) else None
-    if own_hospital is not None:
+    return first_unit_of(result, own_hospital)
+
+
+def first_unit_of(result: IndicatorResult, hospital: str | None) -> str:
+    """The first unit of `hospital` in the result's table, else its first unit."""
+    units = sorted(result.table["unit"].dropna().astype(str).unique())
+    if not units:
+        raise ReportError(f"no units for condition {result.condition!r}")
+    if hospital is not None:
         hosp = result.table.drop_duplicates("unit").set_index("unit")["hospital"].astype(str)
-        mine = [u for u in units if hosp.get(u) == own_hospital]
+        mine = [u for u in units if hosp.get(u) == hospital]
         if mine:
             return mine[0]
     return units[0]

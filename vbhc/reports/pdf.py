@@ -32,7 +32,7 @@ from vbhc.indicators import (
     indicator_over_time,
     prom_response_by_timepoint,
 )
-from vbhc.reports.core import check_lang, now, period_label
+from vbhc.reports.core import check_lang, first_unit_of, now, period_label
 from vbhc.reports.privacy import SuppressionRule, suppress_counts, suppress_table
 
 __all__ = ["FONT_DIR", "build_pdf", "render_chart"]
@@ -150,19 +150,12 @@ class _Report(FPDF):
 
 
 def _pick_unit(result: IndicatorResult, unit: str | None, own_hospital: str | None) -> str:
+    if unit is None:
+        return first_unit_of(result, own_hospital)
     units = sorted(result.table["unit"].dropna().astype(str).unique())
-    if not units:
-        raise ValueError(f"no units for condition {result.condition!r}")
-    if unit is not None:
-        if unit in units:
-            return unit
+    if unit not in units:
         raise KeyError(f"unit {unit!r} not found for {result.condition}; units: {', '.join(units)}")
-    if own_hospital is not None:
-        hosp = result.table.drop_duplicates("unit").set_index("unit")["hospital"].astype(str)
-        mine = [u for u in units if hosp.get(u) == own_hospital]
-        if mine:
-            return mine[0]
-    return units[0]
+    return unit
 
 
 def build_pdf(

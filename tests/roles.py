@@ -1,0 +1,25 @@
+"""The roles mapping and users shared by the AppTest and browser tests of sign-in and roles."""
+
+MAPPING = """
+[[grant]]
+group = "zorgteam-colorectaal"
+role = "care_team"
+conditions = ["colorectal_cancer"]
+
+[[grant]]
+group = "kwaliteit"
+role = "quality"
+
+[[grant]]
+user = "manager@example.org"
+role = "manager"
+hospitals = ["H01"]
+"""
+
+#: OIDC claims per test user (the browser test's provider uses the key as the user's sub).
+USERS = {
+    "care": {"email": "care@example.org", "name": "Care Team", "groups": ["zorgteam-colorectaal"]},
+    "quality": {"email": "quality@example.org", "name": "Quality", "groups": ["kwaliteit"]},
+    "manager": {"email": "manager@example.org", "name": "Manager", "groups": []},
+    "nobody": {"email": "nobody@example.org", "name": "Nobody", "groups": []},
+}
