@@ -93,6 +93,8 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
             years = [str(y) for y in range(last.year, first.year - 1, -1)]
             views += [(c, "hospital", year) for year in years for c in conditions]
+            # and the department level of every year: cheap, as it reuses the year's case-mix models
+            views += [(c, "department", year) for year in years for c in conditions]
         for condition, level, period in views:
             try:
                 _result(url, data_version, condition, level, period, ())
