@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: run a step in a child process and report wall time and peak RSS."""
+"""Shared helpers for the benchmark scripts: the demo database they share, and a step run in a child process
+with its wall time and peak RSS."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_measured(code: str, env: dict | None = None) -> tuple[float, float, dict]:
@@ -33,3 +37,19 @@ def run_measured(code: str, env: dict | None = None) -> tuple[float, float, dict
 
 
 del resource
+
+
+def bench_database(cycles: int) -> Path:
+    """The SQLite demo registry of `cycles` care cycles under data/bench/ (git-ignored), built on first use."""
+    db = ROOT / "data" / "bench" / f"demo_{cycles}" / "vbhc.db"
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        print(f"building the {cycles:,}-cycle demo database at {db} (once) ...", flush=True)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "vbhc.cli", "demo", "--cycles", str(cycles), "--out", str(db.parent / "files")],
+            check=True,
+            env={"VBHC_DATABASE_URL": f"sqlite:///{db}", "PATH": "/usr/bin:/bin"},
+        )
+        print(f"built in {time.perf_counter() - started:.0f} s")
+    return db

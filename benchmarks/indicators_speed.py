@@ -9,15 +9,11 @@ The demo database is kept in data/bench/ (git-ignored) so later runs skip the bu
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import run_measured
-
-ROOT = Path(__file__).resolve().parents[1]
+from _util import bench_database, run_measured
 
 LOAD = """
 from vbhc import registry
@@ -50,27 +46,12 @@ RESULT = {{"per_condition": per_condition, "table_rows": rows}}
 """
 
 
-def build(url_path: Path, cycles: int) -> None:
-    print(f"building the {cycles:,}-cycle demo database at {url_path} (once) ...", flush=True)
-    started = time.perf_counter()
-    env = {"VBHC_DATABASE_URL": f"sqlite:///{url_path}", "PATH": "/usr/bin:/bin"}
-    subprocess.run(
-        [sys.executable, "-m", "vbhc.cli", "demo", "--cycles", str(cycles), "--out", str(url_path.parent / "files")],
-        check=True,
-        env=env,
-    )
-    print(f"built in {time.perf_counter() - started:.0f} s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=1_000_000)
     parser.add_argument("--level", default="hospital", choices=["hospital", "department", "condition_team"])
     args = parser.parse_args()
-    db = ROOT / "data" / "bench" / f"demo_{args.cycles}" / "vbhc.db"
-    if not db.exists():
-        db.parent.mkdir(parents=True, exist_ok=True)
-        build(db, args.cycles)
+    db = bench_database(args.cycles)
     url = f"sqlite:///{db}"
     load_s, load_mb, load = run_measured(LOAD.format(url=url))
     print(

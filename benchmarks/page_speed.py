@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import ROOT, bench_database
+
 PAGES = ["overview", "condition_team", "proms", "compare", "cost_value", "data", "methods"]
 
 SCRIPT = r"""
@@ -64,15 +66,8 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=50_000)
     parser.add_argument("--pages", nargs="+", choices=PAGES, default=PAGES)
     args = parser.parse_args()
-    db = ROOT / "data" / "bench" / f"demo_{args.cycles}" / "vbhc.db"
+    db = bench_database(args.cycles)
     env = {**os.environ, "VBHC_DATABASE_URL": f"sqlite:///{db}"}
-    if not db.exists():
-        db.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "vbhc.cli", "demo", "--cycles", str(args.cycles), "--out", str(db.parent / "files")],
-            check=True,
-            env=env,
-        )
     code = SCRIPT.format(root=str(ROOT))
     print(f"{args.cycles:,}-cycle demo; seconds per render: server-side script time (AppTest wall time in brackets)")
     steps = ["first", "again", "other_unit", "other_indicator", "other_period", "other_condition", "other_level"]

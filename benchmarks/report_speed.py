@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import run_measured
-from indicators_speed import ROOT, build
+from _util import bench_database, run_measured
 
 RUN = """
 import time
@@ -34,10 +33,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=50_000)
     parser.add_argument("--level", default="hospital", choices=["hospital", "department", "condition_team"])
     args = parser.parse_args()
-    db = ROOT / "data" / "bench" / f"demo_{args.cycles}" / "vbhc.db"
-    if not db.exists():
-        db.parent.mkdir(parents=True, exist_ok=True)
-        build(db, args.cycles)
+    db = bench_database(args.cycles)
     env = {"VBHC_DATABASE_URL": f"sqlite:///{db}", "PATH": "/usr/bin:/bin"}
     with tempfile.TemporaryDirectory(prefix="vbhc-report-bench-") as tmp:
         for fmt, target in (("xlsx", 30), ("pdf", 60)):
