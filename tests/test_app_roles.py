@@ -94,3 +94,22 @@ def test_quality_may_export_patient_rows_and_read_the_audit_log(signed_in_db):
     log = at.dataframe[0].value
     assert {"sign_in"} <= set(log["action"])
     assert "care@example.org" in set(log["user_id"]) or len(log)  # earlier tests' events, or at least its own
+
+
+def test_manager_cost_page_names_no_other_hospital(signed_in_db):
+    import pandas as pd
+
+    from ui.data import only_visible
+    from vbhc.indicators import IndicatorResult
+
+    at = _app("manager", "views/cost_value.py", condition="colorectal_cancer")
+    shown = " ".join(" ".join(map(str, frame.value.to_numpy().ravel())) for frame in at.dataframe)
+    assert "H01" in shown and OTHER_UNIT in shown  # own unit by name, the others anonymised
+    assert not any(h in shown for h in ("H02", "H03", "H04", "H05")), shown
+    # per-unit frames computed from the full data are cut to the units the viewer's table names
+    table = pd.DataFrame({"unit": ["H01", f"{OTHER_UNIT} 1"], "anonymised": [False, True]})
+    result = IndicatorResult("colorectal_cancer", "hospital", None, table)
+    breakdown = pd.DataFrame({"unit": ["H01", "H02", "H03"], "cost": [1.0, 2.0, 3.0]})
+    assert only_visible(result, breakdown)["unit"].tolist() == ["H01"]
+    quality_table = table.assign(anonymised=False)
+    assert len(only_visible(IndicatorResult("c", "hospital", None, quality_table), breakdown)) == 3
