@@ -33,12 +33,13 @@ import functools
 import re
 import textwrap
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
-from altair.utils import schemapi
+
+from vbhc import altair_speedups
 
 # --------------------------------------------------------------------------------------------- constants
 
@@ -374,37 +375,9 @@ def _format_number(x: float, lang: str, decimals: int = 1) -> str:
     return text
 
 
-def _build_altair_class_table_once() -> None:
-    """Altair rebuilds a hash table of all its ~700 schema classes on every ``from_dict``, which ``encode()`` runs
-    for each shorthand string, ``alt.value`` and ``alt.when`` channel: about 7 ms each and, before this, most
-    of a chart's build time (issue 4's filter-change target). The table depends only on the classes, so it is
-    built once and shared. Behaviour is unchanged (tests compare specs); if Altair renames the helper, nothing
-    is patched and charts are only slower."""
-    original = getattr(schemapi, "_FromDict", None)
-    if original is None or getattr(original, "_vbhc_cached", False):
-        return
-
-    class _FromDictOnce(original):
-        _vbhc_cached = True
-        _tables: ClassVar[dict[tuple[type, ...], dict]] = {}
-
-        def __init__(self, wrapper_classes, /) -> None:
-            classes = tuple(wrapper_classes)
-            table = self._tables.get(classes)
-            if table is None:
-                super().__init__(classes)
-                self._tables[classes] = self.class_dict
-            else:
-                self.class_dict = table
-
-    schemapi._FromDict = _FromDictOnce
-
-
-_build_altair_class_table_once()
-# Altair also validates every schema object as it is built ("debug mode"): a third of a chart's build time.
-# The finished specs of every builder are validated against the Vega-Lite schema in the tests (to_dict()), and
-# to_dict() still validates unless told not to, so the objects are built unvalidated. Process-wide by design.
-schemapi.disable_debug_mode()
+# Altair's object layer is most of a filter change's time: vbhc.altair_speedups removes its repeated work
+# without changing a byte of the specs (tests compare them)
+altair_speedups.install()
 
 # ------------------------------------------------------------------------------------------ finishing
 
