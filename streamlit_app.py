@@ -10,6 +10,7 @@ from vbhc.i18n import t
 from vbhc.settings import database_url
 
 _started = time.perf_counter()
+data.begin_run()
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
 lang = filters.language()
 # who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when

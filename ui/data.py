@@ -32,8 +32,24 @@ def current_engine() -> Engine:
     return engine(database_url())
 
 
-def version() -> str:
-    return registry.dataset_version(current_engine())
+_this_run = threading.local()
+
+
+def begin_run() -> None:
+    """Start of a script run: from here on the dataset version is read from the database once per run (pages
+    ask for it a dozen times, for every cache key)."""
+    _this_run.versions = {}
+
+
+def version(*, fresh: bool = False) -> str:
+    """The dataset version (changes with every import). `fresh` reads it again, e.g. right after an import."""
+    url = database_url()
+    versions = getattr(_this_run, "versions", None)
+    if versions is None:  # outside a script run (tests, warm-up): always read
+        return registry.dataset_version(current_engine())
+    if fresh or url not in versions:
+        versions[url] = registry.dataset_version(current_engine())
+    return versions[url]
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)

@@ -33,16 +33,17 @@ def indicator_display(rows: pd.DataFrame, lang: str, *, by: str = "indicator") -
         out[t("column.indicator", lang)] = rows[label]
     else:
         out[t("column.unit", lang)] = rows["unit"]
-    out[t("column.care_cycles", lang)] = [fmt_int(v, lang) for v in rows["n"]]
-    out[t("column.observed", lang)] = [_observed(r, lang) for r in rows.itertuples()]
-    out[t("column.expected", lang)] = [_expected(r, lang) for r in rows.itertuples()]
-    out[t("column.oe", lang)] = [fmt_ratio(v, lang) if pd.notna(v) else "–" for v in rows["oe"]]
-    out[t("column.crude", lang)] = [format_value(r.crude_value, r.kind, lang) for r in rows.itertuples()]
-    out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in rows.itertuples()]
-    out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in rows.itertuples()]
-    out[t("column.benchmark", lang)] = [format_value(r.target, r.kind, lang) for r in rows.itertuples()]
-    out[t("column.assessment", lang)] = [assessment_label(v, lang) for v in rows["assessment_998"]]
-    out[t("position.title_95", lang)] = [assessment_label(v, lang) for v in rows["assessment_95"]]
+    records = list(rows.itertuples())  # one pass over the rows for all formatted columns
+    out[t("column.care_cycles", lang)] = [fmt_int(r.n, lang) for r in records]
+    out[t("column.observed", lang)] = [_observed(r, lang) for r in records]
+    out[t("column.expected", lang)] = [_expected(r, lang) for r in records]
+    out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) if pd.notna(r.oe) else "–" for r in records]
+    out[t("column.crude", lang)] = [format_value(r.crude_value, r.kind, lang) for r in records]
+    out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in records]
+    out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in records]
+    out[t("column.benchmark", lang)] = [format_value(r.target, r.kind, lang) for r in records]
+    out[t("column.assessment", lang)] = [assessment_label(r.assessment_998, lang) for r in records]
+    out[t("position.title_95", lang)] = [assessment_label(r.assessment_95, lang) for r in records]
     return out
 
 

@@ -164,7 +164,11 @@ def _column_values(column: pd.Series) -> list[Any] | None:
         return ["" if v is pd.NaT else v.isoformat() for v in column]
     elif not isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype, BaseMaskedDtype)):
         return None  # pyarrow-backed columns, intervals, periods, sparse: left to Altair
-    # text, categories, nullable numbers: Altair's own steps (pandas' type inference included), per column
+    if not isinstance(dtype, BaseMaskedDtype):
+        text = column.to_numpy(dtype=object, na_value=None)
+        if all(v is None or v.__class__ is str for v in text):
+            return text.tolist()  # labels: the common case
+    # mixed, categories of numbers, nullable numbers: Altair's own steps (pandas' type inference included)
     values = column.astype(object)
     if isinstance(dtype, np.dtype) and dtype.kind == "O":
         values = values.apply(_list_if_array)
@@ -195,8 +199,8 @@ def chart_values(frame: pd.DataFrame) -> list[dict[str, Any]] | None:
     if columns.has_duplicates:
         return None
     values = []
-    for i in range(frame.shape[1]):
-        column_values = _column_values(frame.iloc[:, i])
+    for _, column in frame.items():
+        column_values = _column_values(column)
         if column_values is None:
             return None
         values.append(column_values)

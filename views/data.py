@@ -49,7 +49,7 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
                         unchanged=fmt_int(source.rows_unchanged, lang),
                     )
                 )
-            version = data.version()
+            version = data.version(fresh=True)
 
 st.subheader(t("data.import_batches", lang))
 batches = data.batches(url, version)

@@ -20,7 +20,8 @@ if result.data.scores.empty:
 
 # response per instrument and timepoint
 st.subheader(t("column.response_rate", lang))
-rates = data.only_visible(result, prom_response_by_timepoint(result))
+# reads every PROM invitation: once per view, not on every unit change
+rates = data.only_visible(result, render.cached(("prom_response",), lambda: prom_response_by_timepoint(result)))
 mine = rates[rates["unit"] == chosen.unit]
 st.dataframe(
     pd.DataFrame(

@@ -23,7 +23,7 @@ from typing import Any
 
 from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import NumberPattern, format_currency, format_decimal, format_percent, parse_pattern
 
 __all__ = [
     "BABEL_LOCALES",
@@ -196,6 +196,18 @@ def _decimal(value: Any, places: int) -> Decimal | None:
     return d if d != 0 else abs(d)  # no "-0,0"
 
 
+@functools.cache
+def _babel_locale(lang: str) -> Locale:
+    """Parsed once: Babel would parse the locale name and the pattern again for every number (a table page
+    formats hundreds of them on each filter change)."""
+    return Locale.parse(BABEL_LOCALES[lang])
+
+
+@functools.cache
+def _number_pattern(pattern: str) -> NumberPattern:
+    return parse_pattern(pattern)
+
+
 def _fraction_pattern(decimals: int) -> str:
     if decimals < 0:
         raise ValueError("decimals must be >= 0")
@@ -217,7 +229,7 @@ def fmt_number(x: Any, lang: str, decimals: int = 1) -> str:
     d = _decimal(x, decimals)
     if d is None:
         return MISSING
-    return format_decimal(d, format=pattern, locale=BABEL_LOCALES[lang])
+    return format_decimal(d, format=_number_pattern(pattern), locale=_babel_locale(lang))
 
 
 def fmt_int(n: Any, lang: str) -> str:
@@ -231,7 +243,8 @@ def fmt_percent(p: Any, lang: str, decimals: int = 1) -> str:
     d = _decimal(p, decimals + 2)
     if d is None:
         return MISSING
-    return format_percent(d, format=_locale_pattern(lang, "percent", decimals), locale=BABEL_LOCALES[lang])
+    pattern = _number_pattern(_locale_pattern(lang, "percent", decimals))
+    return format_percent(d, format=pattern, locale=_babel_locale(lang))
 
 
 def fmt_eur(x: Any, lang: str, decimals: int = 0) -> str:
@@ -243,8 +256,8 @@ def fmt_eur(x: Any, lang: str, decimals: int = 0) -> str:
     return format_currency(
         d,
         "EUR",
-        format=_locale_pattern(lang, "currency", decimals),
-        locale=BABEL_LOCALES[lang],
+        format=_number_pattern(_locale_pattern(lang, "currency", decimals)),
+        locale=_babel_locale(lang),
         currency_digits=False,
     )
 
