@@ -832,3 +832,9 @@ def test_dutch_numbers_render_with_a_decimal_comma():
     # format() in expressions (tooltips, text) uses the chart's locale too, not only the axes
     text = alt.Chart(pd.DataFrame({"v": [0.1234]})).mark_text().encode(text=alt.Text("v:Q", format=".1%"))
     assert "12,3%" in vlc.vegalite_to_svg(charts._finish(text, "nl").to_dict())
+
+
+def test_prepare_builds_and_changes_no_later_chart():
+    before = charts.caterpillar_chart(indicator_rows(), highlight="H02", lang="nl").to_dict()
+    charts.prepare()
+    assert charts.caterpillar_chart(indicator_rows(), highlight="H02", lang="nl").to_dict() == before

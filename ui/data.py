@@ -8,6 +8,7 @@ cached result never outlives the data it was computed from. Indicator results ar
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import threading
 
 import pandas as pd
@@ -98,6 +99,9 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
     so the first visitor of a page does not wait for the case-mix models to be fitted."""
 
     def work() -> None:
+        # the chart and report code's own start-up (imports, Altair's tables) before the first page needs it
+        importlib.import_module("vbhc.reports")
+        importlib.import_module("vbhc.charts").prepare()
         volumes = registry.condition_volumes(engine=engine(url))
         if volumes.empty:
             return

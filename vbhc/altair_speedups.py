@@ -68,9 +68,11 @@ def _deep_copy(obj: Any, by_ref: set[str]) -> Any:
     if cls is dict:
         return {k: v if v.__class__ in _SHARED or k in by_ref else _deep_copy(v, by_ref) for k, v in obj.items()}
     if isinstance(obj, _SchemaBase):
-        copier = getattr(obj, "__deepcopy__", None)
+        # looked up on the class: on the object it goes through SchemaBase.__getattr__ and a caught
+        # AttributeError for every object (a schema object has no per-object __deepcopy__)
+        copier = getattr(cls, "__deepcopy__", None)
         if copier is not None:
-            return copier(obj)
+            return copier(obj, obj)  # as Altair's own copy calls it
         new = object.__new__(cls)
         args = tuple(a if a.__class__ in _SHARED else _deep_copy(a, by_ref) for a in obj._args)
         kwds = {k: v if v.__class__ in _SHARED or k in by_ref else _deep_copy(v, by_ref) for k, v in obj._kwds.items()}

@@ -467,6 +467,23 @@ def _empty_chart(title: str, lang: str) -> alt.TopLevelMixin:
     return _finish(chart, lang)
 
 
+def prepare() -> None:
+    """Build one small layered, concatenated chart per language and throw it away: Altair's one-time work (its
+    schema class table, validators, the remembered channel definitions) is then done at server start-up, not
+    in the first visitor's chart."""
+    frame = pd.DataFrame({"unit": ["A", "B"], "value": [0.1, 0.2], "assessment": [BETTER, WORSE]})
+    for lang in LANGS:
+        frame["assessment"] = _assessment_labels(np.array([BETTER, WORSE], dtype=object), lang)
+        base = alt.Chart(frame).encode(x=alt.X("unit:N", axis=alt.Axis(labelFontWeight=_highlight_weight())))
+        panel = alt.layer(
+            base.mark_rule().encode(y="value:Q", tooltip=_unit_tooltips("proportion", lang)[:1]),
+            _target_rule(0.15, "proportion", lang, channel="y"),
+            _points(base.encode(y="value:Q"), lang),
+        ).properties(width=200, height=100, title=_title("A", "B"))
+        chart = alt.concat(panel, panel, columns=2).resolve_scale(y="independent")
+        _finish(chart, lang, highlight="A").to_dict(validate=False)
+
+
 # ------------------------------------------------------------------------------------------ the unit frame
 
 

@@ -105,12 +105,12 @@ with left:
 with right:
     if ind.kind in ("proportion", "prom_mic"):
         st.markdown(f"#### {t('chart.vlad', lang)}")
-        render.cached_chart(
-            ("vlad", indicator_id, unit), lambda: charts.vlad_chart(cusum_vlad(result, indicator_id, unit), lang=lang)
-        )
-        render.cached_chart(
-            ("cusum", indicator_id, unit), lambda: charts.cusum_chart(cusum_vlad(result, indicator_id, unit), lang=lang)
-        )
+
+        def _series():  # both charts draw the same per-cycle series: computed once per view
+            return render.cached(("cusum_vlad", indicator_id, unit), lambda: cusum_vlad(result, indicator_id, unit))
+
+        render.cached_chart(("vlad", indicator_id, unit), lambda: charts.vlad_chart(_series(), lang=lang))
+        render.cached_chart(("cusum", indicator_id, unit), lambda: charts.cusum_chart(_series(), lang=lang))
     else:
         st.markdown(f"#### {t('team.crude_vs_adjusted', lang)}")
         render.cached_chart(
