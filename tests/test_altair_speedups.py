@@ -135,6 +135,9 @@ def _column(kind: str, n: int, draw) -> pd.Series:
     if kind == "object_numbers":
         values = draw(st.lists(st.one_of(st.none(), st.integers(-9, 9), FLOATS), min_size=n, max_size=n))
         return pd.Series([np.int64(v) if isinstance(v, int) else v for v in values], dtype=object)
+    if kind == "datetime_seconds":  # registry dates: whole seconds, converted in one NumPy call
+        seconds = draw(st.lists(st.one_of(st.none(), st.integers(0, 2_000_000_000)), min_size=n, max_size=n))
+        return pd.Series(pd.to_datetime([None if v is None else pd.Timestamp(v, unit="s") for v in seconds]))
     if kind in ("datetime", "datetime_tz"):
         stamps = draw(
             st.lists(
@@ -166,6 +169,7 @@ KINDS = [
     "nullable_bool",
     "object_numbers",
     "datetime",
+    "datetime_seconds",
     "datetime_tz",
 ]
 

@@ -12,6 +12,8 @@ pure Python on them, most of it in four places that do the same work again and a
 * **data**: Altair's ``sanitize_pandas_dataframe`` copies the frame and converts column by column with
   pandas ``where``. The ``vbhc`` data transformer (Altair's public plugin registry) writes the same values
   straight from the columns; anything unusual goes to Altair's own transformer.
+* **serialising**: ``to_dict`` asks every string and number ~10 type questions, one of them a slow runtime
+  protocol check; plain values, lists and dicts are now answered first.
 * **the class table** that ``from_dict`` hashes for ~700 schema classes is built once instead of per call.
 
 Together (``benchmarks/chart_speed.py``, build and ``to_dict``): the condition-team page's five charts went
@@ -84,6 +86,23 @@ def _deep_copy(obj: Any, by_ref: set[str]) -> Any:
     if isinstance(obj, dict):
         return {k: v if k in by_ref else _deep_copy(v, by_ref) for k, v in obj.items()}
     return obj
+
+
+#: Leaves ``_todict`` returns as they are (Altair asks each one ~10 questions first, one of them a slow
+#: runtime protocol check).
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _todict(obj: Any, context: dict[str, Any] | None, np_opt: Any, pd_opt: Any) -> Any:
+    """Same result as ``altair.utils.schemapi._todict``, with plain leaves, lists and dicts handled first."""
+    cls = obj.__class__
+    if cls in _LEAVES:
+        return obj
+    if cls is dict:
+        return {k: _todict(v, context, np_opt, pd_opt) for k, v in obj.items() if v is not schemapi.Undefined}
+    if cls is list:
+        return [_todict(v, context, np_opt, pd_opt) for v in obj]
+    return _originals["_todict"](obj, context, np_opt, pd_opt)
 
 
 # ------------------------------------------------------------------------------------- channel shorthands
@@ -159,7 +178,7 @@ def _column_values(column: pd.Series) -> list[Any] | None:
             values[~np.isfinite(numbers)] = None  # NaN and ±inf are not JSON
             return values.tolist()
         if dtype.kind == "M":
-            return ["" if v is pd.NaT else v.isoformat() for v in column]  # full ISO: local time in Vega
+            return _iso_datetimes(column)
         if dtype.kind != "O":
             return None  # timedelta and friends: Altair explains what to do
     elif isinstance(dtype, pd.DatetimeTZDtype):
@@ -176,6 +195,18 @@ def _column_values(column: pd.Series) -> list[Any] | None:
         values = values.apply(_list_if_array)
     values = values.where(values.notnull(), None)
     return [_json_cell(v) for v in values]
+
+
+def _iso_datetimes(column: pd.Series) -> list[str]:
+    """Full ISO date-times as ``Timestamp.isoformat()`` writes them ("" for NaT): Vega reads them as local
+    time. Whole seconds (registry dates) are written in one NumPy call; anything finer one by one."""
+    stamps = column.to_numpy()
+    known = ~np.isnat(stamps)
+    if (stamps[known] == stamps[known].astype("datetime64[s]")).all():
+        text = np.datetime_as_string(stamps, unit="s")
+        text[~known] = ""
+        return text.tolist()
+    return ["" if v is pd.NaT else v.isoformat() for v in column]
 
 
 def _list_if_array(value: Any) -> Any:
@@ -241,6 +272,9 @@ def install() -> None:
         if callable(getattr(schemapi, "_deep_copy", None)):
             _originals["_deep_copy"] = schemapi._deep_copy
             schemapi._deep_copy = _deep_copy
+        if callable(getattr(schemapi, "_todict", None)):
+            _originals["_todict"] = schemapi._todict
+            schemapi._todict = _todict
         original_from_dict = getattr(_SchemaBase.__dict__.get("from_dict"), "__func__", None)
         if original_from_dict is not None:
             _originals["from_dict"] = _SchemaBase.__dict__["from_dict"]
@@ -264,6 +298,8 @@ def uninstall() -> None:
             return
         if "_deep_copy" in _originals:
             schemapi._deep_copy = _originals["_deep_copy"]
+        if "_todict" in _originals:
+            schemapi._todict = _originals["_todict"]
         if "from_dict" in _originals:
             _SchemaBase.from_dict = _originals["from_dict"]
         if "_FromDict" in _originals:
