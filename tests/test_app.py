@@ -233,3 +233,26 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     view = value_table(result, first_outcome).set_index("unit")
     shown = at.dataframe[1].value.set_index(t("column.unit", "en"))
     assert shown.loc["H03", t("cost.quadrant", "en")] == t_value("quadrant", view.loc["H03", "quadrant"], "en")
+
+
+def test_dataset_version_is_one_snapshot_per_run_and_fresh_after_an_import(tmp_path, monkeypatch):
+    """Pages read the dataset version (every cache key) once per run; the data page reads it again after its
+    own import, and the next run always sees another session's import."""
+    from tests.registry_files import write_small_registry
+    from ui import data
+    from vbhc.ingest import import_files
+
+    url = f"sqlite:///{tmp_path / 'version.db'}"
+    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+    data.begin_run()
+    try:
+        before = data.version()
+        import_files(write_small_registry(tmp_path / "files"), data.current_engine())
+        assert data.version() == before  # the same run keeps its snapshot
+        after = data.version(fresh=True)
+        assert after != before and data.version() == after
+        data.begin_run()  # the next run
+        assert data.version() == after
+    finally:
+        data._this_run.versions = None
+    assert data.version() == after  # outside a run: always read
