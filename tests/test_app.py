@@ -3,6 +3,8 @@ on screen are the indicator table's numbers (AppTest cannot see charts; chart bu
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -256,3 +258,41 @@ def test_dataset_version_is_one_snapshot_per_run_and_fresh_after_an_import(tmp_p
     finally:
         data._this_run.versions = None
     assert data.version() == after  # outside a run: always read
+
+
+def test_team_page_charts_ship_their_data_and_the_unit_on_reload(demo_db):
+    """Cached chart specs carry their datasets as Arrow bytes (converted once): every dataset a view names
+    arrives with its rows, also when the page is drawn again from the cache with another unit."""
+    import json
+
+    import pyarrow as pa
+
+    engine, _ = demo_db
+    table = indicator_table("colorectal_cancer", "hospital", engine=engine).table
+    units_shown = table.loc[table["indicator"] == "anastomotic_leak", "unit"].nunique()
+
+    def charts_of(at: AppTest) -> list:
+        return [e.proto for e in at.get("vega_lite_chart")]
+
+    def check(at: AppTest, unit: str) -> None:
+        protos = charts_of(at)
+        assert len(protos) >= 4  # funnel, caterpillar, trend, VLAD/CUSUM
+        highlighted: list = []
+        for proto in protos:
+            spec = json.loads(proto.spec)
+            named = {n.group(1) for n in re.finditer(r'"name": "(data-[0-9a-f]+)"', proto.spec)}
+            shipped = {d.name: pa.ipc.open_stream(d.data.data).read_all() for d in proto.datasets}
+            assert named and named <= set(shipped), "a dataset the spec names was not sent"
+            assert all(tab.num_rows > 0 for tab in shipped.values())
+            params = {p["name"]: p.get("value") for p in spec.get("params", [])}
+            highlighted.append(params.get("highlight_unit"))
+        # funnel and caterpillar mark the own unit (the single-unit series charts have nothing to mark)
+        assert highlighted[:2] == [unit, unit] and set(highlighted) <= {unit, None}
+        rows = max(pa.ipc.open_stream(d.data.data).read_all().num_rows for d in protos[1].datasets)
+        assert rows == units_shown  # the caterpillar: one row per unit
+
+    at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak"})
+    _run(at, "views/condition_team.py")
+    check(at, "H01")
+    at.selectbox(key="unit_hospital").set_value("H03").run()  # drawn again from the cached specs
+    check(at, "H03")

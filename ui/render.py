@@ -84,6 +84,19 @@ def _show(spec: dict[str, Any]) -> None:
     st.vega_lite_chart(spec, width="stretch", theme=None)
 
 
+def _with_arrow_datasets(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its datasets already in Arrow IPC bytes, the form Streamlit sends them in: converted once
+    per cached spec instead of on every render (Streamlit passes bytes through as they are)."""
+    try:
+        from streamlit.dataframe_util import convert_anything_to_arrow_bytes
+    except ImportError:  # a Streamlit without it converts the values itself on every render
+        return spec
+    datasets = spec.get("datasets")
+    if not datasets:
+        return spec
+    return {**spec, "datasets": {name: convert_anything_to_arrow_bytes(values) for name, values in datasets.items()}}
+
+
 class _SpecCache:
     """Finished chart specs (and a few summaries), least recently used dropped first. Building a chart costs
     0.05-0.2 s in Altair, most of a filter change; a spec is a plain dict that pages only read."""
@@ -137,7 +150,7 @@ def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_
 
     def spec_of() -> dict[str, Any] | None:
         built = build()
-        return None if built is None else built.to_dict(validate=False)
+        return None if built is None else _with_arrow_datasets(built.to_dict(validate=False))
 
     spec = _spec_cache().get(full_key, spec_of)
     if spec is None:
