@@ -1,7 +1,7 @@
 """Altair made fast enough for a filter change (issue 4: under 0.5 s on this 2-core machine).
 
 A filter change on the condition-team, PROMs or compare page builds 3–6 charts. Altair spent about 0.85 s of
-pure Python on them, most of it in four places that do the same work again and again:
+pure Python on them, most of it in five places that do the same work again and again:
 
 * **copies**: every layer, concat, ``properties`` and ``to_dict`` deep-copies the whole chart, and each copy
   re-runs the constructors (which copy the sub-charts once more). A copy here rebuilds each schema object
@@ -16,8 +16,9 @@ pure Python on them, most of it in four places that do the same work again and a
   protocol check; plain values, lists and dicts are now answered first.
 * **the class table** that ``from_dict`` hashes for ~700 schema classes is built once instead of per call.
 
-Together (``benchmarks/chart_speed.py``, build and ``to_dict``): the condition-team page's five charts went
-from 0.44 s to 0.15 s, the compare page's small multiples from 0.56 s to 0.12 s. The specs are unchanged, byte for byte:
+Together (``benchmarks/chart_speed.py``, build and ``to_dict``, 50k demo): the condition-team page's five
+charts went from 0.44–0.48 s to 0.11–0.12 s, the compare page's small multiples from 0.55–0.59 s to 0.09–0.10 s.
+The specs are unchanged, byte for byte:
 tests/test_altair_speedups.py builds every chart with and without these and compares the specs, and checks
 the data transformer against Altair's on random frames. One deliberate difference: where Altair (with
 pandas 3) leaves a NaN in a text or mixed column, which is not valid JSON, the value is null here.
