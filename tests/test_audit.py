@@ -82,7 +82,7 @@ def test_import_is_audited_in_the_batch_transaction(engine, tmp_path):
     import_files(files, engine, imported_by="kwaliteit", actor=QUALITY)
     events = audit.read(engine, action="import")
     assert len(events) == 5
-    assert list(events["sha256"]) == [ingest._sha256(f) for f in files]
+    assert list(events["sha256"]) == [ingest.read._sha256(f) for f in files]
     assert set(events["user_id"]) == {"kwaliteit@example.org"}
     assert '"inserted": 12' in events.iloc[1]["detail"]
     # the same files again: skipped, still recorded as an import that changed nothing
@@ -106,14 +106,15 @@ def test_refused_and_failed_imports_are_audited_as_refused_without_values(engine
     assert "123456782" not in detail and "P000" not in detail
 
     files = write_small_registry(tmp_path / "files")
-    real = ingest._upsert
+    real = ingest.stage.upsert
 
-    def explode(conn, table, batch_id, report):
-        real(conn, table, batch_id, report)
-        if table == "costs":
+    def explode(conn, spec, stage, batch_id):
+        result = real(conn, spec, stage, batch_id)
+        if spec.name == "costs":
             raise RuntimeError("disk full: value 'P0001x'")
+        return result
 
-    monkeypatch.setattr(ingest, "_upsert", explode)
+    monkeypatch.setattr(ingest.stage, "upsert", explode)
     with pytest.raises(RuntimeError):
         import_files(files, engine, actor=QUALITY)
     assert row_counts(engine)["care_cycles"] == 0

@@ -130,6 +130,7 @@ def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
     wb.save(path)
     message = _refused([path], engine)
     assert "[sheet care_cycles] row 6 column 'cycle_id'" in message and "formulas are not accepted" in message
+    assert "evil.example" not in message
 
 
 # --- huge cells ----------------------------------------------------------------------------------------
@@ -171,9 +172,16 @@ def test_patient_ids_and_bsn_are_masked_in_problems(base, tmp_path):
 
 def test_size_limit_is_checked_before_reading(base, tmp_path, monkeypatch):
     engine, files = base
-    monkeypatch.setenv("VBHC_MAX_UPLOAD_MB", "0.001")
+    monkeypatch.setenv("VBHC_MAX_IMPORT_MB", "0.001")
     message = _refused([files[1]], engine)
-    assert "more than the limit of 0 MB (VBHC_MAX_UPLOAD_MB)" in message or "VBHC_MAX_UPLOAD_MB" in message
+    assert "more than the limit of 0 MB (VBHC_MAX_IMPORT_MB)" in message
+    # an upload through the dashboard has its own, smaller limit
+    monkeypatch.delenv("VBHC_MAX_IMPORT_MB")
+    monkeypatch.setenv("VBHC_MAX_UPLOAD_MB", "0.001")
+    before = row_counts(engine)
+    with pytest.raises(ImportRefused, match=r"more than the limit of 0 MB \(VBHC_MAX_UPLOAD_MB\)"):
+        import_files([files[1]], engine, upload=True)
+    assert row_counts(engine) == before
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ def test_identifier_columns_are_refused(engine, registry):
     write_csv(registry[1], rows, [*CYCLE_COLUMNS, "bsn", "Date_of_Birth"])
     report = _refused(registry, engine)
     flagged = {p.column for p in report.problems if "direct patient identifier" in p.rule}
-    assert flagged == {"bsn", "date_of_birth"}
+    assert flagged == {"bsn", "Date_of_Birth"}  # as written in the file
     assert row_counts(engine)["care_cycles"] == 0
 
 
@@ -169,14 +169,15 @@ def test_one_bad_file_rolls_back_the_whole_batch(engine, registry):
 def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch):
     import_files(registry[:2], engine)
     before = row_counts(engine)
-    real = ingest._upsert
+    real = ingest.stage.upsert
 
-    def explode(conn, table, batch_id, report):
-        real(conn, table, batch_id, report)
-        if table == "prom_responses":
+    def explode(conn, spec, stage, batch_id):
+        result = real(conn, spec, stage, batch_id)
+        if spec.name == "prom_responses":
             raise RuntimeError("disk full")
+        return result
 
-    monkeypatch.setattr(ingest, "_upsert", explode)
+    monkeypatch.setattr(ingest.stage, "upsert", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         import_files(registry[2:], engine)
     assert row_counts(engine) == before
@@ -253,7 +254,7 @@ def test_dutch_excel_csv_with_semicolons_and_decimal_commas(engine, tmp_path):
     [
         (b"", "empty"),
         ("cycle_id,patient_id\nC1,P\xe9\n".encode("latin-1"), "not UTF-8"),
-        (b"\x00\x01\x02garbage", "cannot tell which table"),
+        (b"\x00\x01\x02garbage", "binary content, not CSV text"),
     ],
 )
 def test_unreadable_files_get_a_clear_error(sqlite_engine, tmp_path, content, rule):

@@ -659,6 +659,7 @@ def guarded_import(
     upgrade_schema(engine)
     require(viewer, Permission.IMPORT, engine=engine, what=f"{len(paths)} file(s)")
     kwargs.setdefault("imported_by", viewer.user_id)
+    kwargs.setdefault("upload", True)  # files from the dashboard: the upload size limit applies
     return import_files(list(paths), engine, actor=viewer, **kwargs)
 
 

@@ -64,8 +64,12 @@ def max_cell_chars() -> int:
 
 
 def max_unpacked_mb() -> float:
-    """Largest total unpacked size of an XLSX workbook's parts (VBHC_MAX_UNPACKED_MB, default 2,000 MB)."""
-    return _positive("VBHC_MAX_UNPACKED_MB", 2_000)
+    """Largest total unpacked size of an XLSX workbook's parts (VBHC_MAX_UNPACKED_MB, default 100 MB).
+
+    Reading a workbook costs about a second per 1.5 MB unpacked: the limit bounds that work before it starts
+    (about 500,000 rows of a registry table; larger tables belong in CSV files).
+    """
+    return _positive("VBHC_MAX_UNPACKED_MB", 100)
 
 
 def max_zip_ratio() -> float:
@@ -92,3 +96,22 @@ def suppress_below() -> int:
     if value < 0:
         raise ValueError(f"VBHC_SUPPRESS_BELOW must be 0 or more, got {value}")
     return value
+
+
+def max_import_mb() -> float:
+    """Largest file a trusted command-line import reads (VBHC_MAX_IMPORT_MB, default 50,000 MB).
+
+    Uploads through the dashboard have their own, smaller limit (max_upload_mb); the command line is run by
+    whoever operates the server and imports national-size registries.
+    """
+    return _positive("VBHC_MAX_IMPORT_MB", 50_000)
+
+
+def max_columns() -> int:
+    """Most columns a file may have (VBHC_MAX_COLUMNS, default 200; the widest registry table has 16)."""
+    return int(_positive("VBHC_MAX_COLUMNS", 200))
+
+
+def max_rows() -> int:
+    """Most data rows one file or sheet may have (VBHC_MAX_ROWS, default 100,000,000)."""
+    return int(_positive("VBHC_MAX_ROWS", 100_000_000))

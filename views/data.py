@@ -23,8 +23,13 @@ uploads = st.file_uploader(
 if uploads and st.button(t("data.import_button", lang), type="primary"):
     with tempfile.TemporaryDirectory(prefix="vbhc-upload-") as tmp:
         paths = []
-        for upload in uploads:
-            path = Path(tmp) / Path(upload.name).name  # never trust a client-supplied path
+        for number, upload in enumerate(uploads):
+            # never trust a client-supplied path; one folder per upload, so two files of the same name both
+            # reach the importer (which refuses the batch and says why) instead of one overwriting the other
+            name = Path(upload.name).name.strip()
+            folder = Path(tmp) / str(number)
+            folder.mkdir()
+            path = folder / (name if name not in ("", ".", "..") else "upload")
             path.write_bytes(upload.getvalue())
             paths.append(path)
         try:

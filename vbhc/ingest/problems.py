@@ -1,0 +1,180 @@
+"""What an import says about a file: problems with their location, and what each file did to the database.
+
+Every problem names file, sheet, row, column, value and rule, because the person fixing it works in the source
+spreadsheet, not in our code. Values, and column names that may be values (a file without a header row), pass
+through `shown_value`/`shown_column` first: messages, the upload page and the audit log never carry a patient
+identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from vbhc.settings import MAX_REPORTED_PROBLEMS
+
+#: Shown instead of the value in problems about patient identifiers: messages and logs never carry them.
+HIDDEN_IDENTIFIER = "«hidden: patient identifier»"
+#: Shown instead of a column name that looks like a value (a date, a number, an e-mail address, ...).
+HIDDEN_COLUMN = "«hidden: looks like a value, not a column name»"
+#: Columns whose values are never shown in a problem (pseudonyms included: they still single out a patient).
+MASKED_COLUMNS = frozenset({"patient_id"})
+#: Longest value shown in a problem; the rest is summarised (a 1 MB cell must not become a 1 MB message).
+SHOWN_VALUE_CHARS = 60
+
+#: Column names that suggest a direct identifier; pseudonymised registries must not carry them. Matched against
+#: the normalised name (lower case, every run of other characters one "_"), so "Date of Birth" is caught too.
+IDENTIFIER_COLUMNS = re.compile(
+    r"^(patient_?)?(name|naam|full_?name|first_?name|given_?name|last_?name|family_?name|surname|voornaam|"
+    r"voornamen|achternaam|roepnaam|geboortenaam|initials|initialen|voorletters|"
+    r"bsn|bsn_?nummer|burger_?service_?nummer|ssn|social_security\w*|"
+    r"address|adres|street|straat|straatnaam|house_?number|huisnummer|postcode|postal_?code|zip(_?code)?|city|"
+    r"woonplaats|phone|phone_?number|telephone|tel|telefoon(nummer)?|mobile|mobiel|e_?mail|email_?address|"
+    r"dob|date_?of_?birth|birth_?date|birthdate|birthday|geb_?datum|geboorte_?datum|geboortedatum|"
+    r"mrn|medical_?record_?number|patient_?nummer|patientnummer|ziekenhuis_?nummer|ziekenhuisnummer|"
+    r"nhs_?number|insurance_?number|polisnummer|verzekerdennummer)$"
+)
+#: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / %.
+_NAME_LIKE = re.compile(r"^[^\W\d][\w .()/%-]{0,59}$")
+
+
+def normalise_name(raw: str) -> str:
+    """Lower case, every run of non-alphanumerics one "_" ("Date of Birth" -> "date_of_birth")."""
+    return re.sub(r"[^0-9a-z]+", "_", raw.strip().lower()).strip("_")
+
+
+def is_identifier_column(name: str) -> bool:
+    return bool(IDENTIFIER_COLUMNS.match(normalise_name(name)))
+
+
+def looks_like_bsn(text: str) -> bool:
+    """Nine digits (spaces, dots and dashes ignored) passing the Dutch 11-test: a citizen service number."""
+    digits = re.sub(r"[\s.\-]", "", text)
+    if not re.fullmatch(r"\d{9}", digits):
+        return False
+    return sum(int(c) * w for c, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2, -1), strict=True)) % 11 == 0
+
+
+def _holds_identifier(text: str) -> bool:
+    """A value that may identify a person wherever it appears: a BSN, an e-mail address, a long digit run."""
+    return looks_like_bsn(text) or "@" in text or bool(re.search(r"\d{9,}", text))
+
+
+def shown_value(column: str | None, value: str | None) -> str | None:
+    """The value as a problem may show it: identifiers hidden, very long text shortened."""
+    if value is None:
+        return None
+    col = column or ""
+    if col in MASKED_COLUMNS or is_identifier_column(col) or _holds_identifier(value):
+        return HIDDEN_IDENTIFIER
+    if len(value) > SHOWN_VALUE_CHARS:
+        return f"{value[:SHOWN_VALUE_CHARS]}… ({len(value):,} characters)"
+    return value
+
+
+def shown_column(column: str | None) -> str | None:
+    """A column name as a problem may show it: one that looks like a value (no header row) is hidden."""
+    if column is None or column == "":
+        return column
+    if _holds_identifier(column) or not _NAME_LIKE.match(column):
+        return HIDDEN_COLUMN
+    return column
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    sheet: str | None
+    row: int | None  # row number as the user sees it in Excel or a text editor; None for file-level problems
+    column: str | None
+    value: str | None  # as shown: identifiers masked, long values shortened (see shown_value)
+    rule: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", shown_value(self.column, self.value))
+        object.__setattr__(self, "column", shown_column(self.column))
+
+    @property
+    def location(self) -> str:
+        where = self.file + (f" [sheet {self.sheet}]" if self.sheet else "")
+        if self.row is not None:
+            where += f" row {self.row}"
+        if self.column:
+            where += f" column '{self.column}'"
+        return where
+
+    def __str__(self) -> str:
+        value = "" if self.value is None else f" value {self.value!r}:"
+        return f"{self.location}:{value} {self.rule}"
+
+
+@dataclass
+class SourceReport:
+    file: str
+    sheet: str | None
+    table: str
+    sha256: str
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    skipped_reason: str | None = None
+    hospitals_changed: int = 0  # units only: hospitals added, renamed or given another own-hospital flag
+
+
+@dataclass
+class ImportReport:
+    sources: list[SourceReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    @property
+    def room(self) -> int:
+        """How many more problems are listed in full (the rest are only counted)."""
+        return max(MAX_REPORTED_PROBLEMS - len(self.problems), 0)
+
+    def add(self, problem: Problem) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(problem)
+
+    def summary(self) -> str:
+        lines = []
+        if self.ok:
+            for s in self.sources:
+                label = s.file + (f" [sheet {s.sheet}]" if s.sheet else "")
+                if s.skipped_reason:
+                    lines.append(f"{label} ({s.table}): skipped, {s.skipped_reason}")
+                else:
+                    lines.append(
+                        f"{label} ({s.table}): {s.rows_read:,} rows read, {s.rows_inserted:,} added, "
+                        f"{s.rows_updated:,} updated, {s.rows_unchanged:,} unchanged"
+                        + (f"; {s.hospitals_changed:,} hospital(s) added or changed" if s.hospitals_changed else "")
+                    )
+            if all(s.skipped_reason for s in self.sources):
+                lines.append("Nothing new to import.")
+            else:
+                lines.append(f"Import committed in {self.seconds:.1f} s.")
+        else:
+            lines.append(f"Import refused: {self.problem_count} problem(s); nothing was written.")
+            lines.extend(f"  {p}" for p in self.problems)
+            if self.problem_count > len(self.problems):
+                lines.append(f"  ... and {self.problem_count - len(self.problems)} more problem(s)")
+        return "\n".join(lines)
+
+
+class ImportRefused(Exception):
+    """The batch had problems, or the database could not take it; nothing was written. `report` lists why."""
+
+    def __init__(self, report: ImportReport):
+        super().__init__(report.summary())
+        self.report = report
+
+
+def short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,572 @@
+"""Finding the tables in a batch's files and reading their rows exactly as a person sees them.
+
+- A file's kind is decided by its content, not its name: a workbook named .csv is read as the workbook it is.
+- The shape of a file is bounded before the expensive work (size, unpacked size, columns, rows), so a hostile
+  file is refused in milliseconds instead of minutes.
+- Every row must have exactly the header's fields; a value under no header is refused, never dropped.
+- Row numbers are the ones Excel or a text editor shows: blank lines count, a quoted line break does not start a
+  new row.
+- XLSX cells must be plain values (text, number, date, yes/no); a formula or array formula is refused.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import hashlib
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short
+from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
+from vbhc.settings import max_columns, max_rows, max_unpacked_mb, max_zip_ratio
+
+_MB = 1024 * 1024
+#: Parts every XLSX workbook has; a ZIP without them is not a workbook, whatever its name says.
+_XLSX_PARTS = ("[Content_Types].xml", "xl/workbook.xml")
+_MAX_ZIP_MEMBERS = 10_000
+_DELIMITERS = (",", ";", "\t")
+
+
+@dataclass
+class Source:
+    """One table to import: a CSV file, or one sheet of a workbook."""
+
+    path: Path
+    sheet: str | None
+    table: str
+    sha256: str
+    size: int
+    delimiter: str = ","
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+    @property
+    def spec(self) -> TableSpec:
+        return TABLES[self.table]
+
+    def problem(self, rule: str, row: int | None = None, column: str | None = None, value: str | None = None):
+        return Problem(self.label, self.sheet, row, column, value, rule)
+
+
+# --- discovery ---------------------------------------------------------------------------------------
+
+
+def discover(paths: list[Path], report: ImportReport, limit: tuple[float, str]) -> list[Source]:
+    """The tables in `paths`, in import order; every file that cannot be read is a problem in `report`."""
+    sources: list[Source] = []
+    names = Counter(p.name for p in paths)
+    for name, count in sorted(names.items()):
+        if count > 1:
+            report.add(
+                Problem(
+                    name,
+                    None,
+                    None,
+                    None,
+                    None,
+                    f"{count} files in this batch have this name: rename them so every problem can be located",
+                )
+            )
+    for path in paths:
+        sources.extend(_discover_file(path, report, limit))
+    sources.sort(key=lambda s: TABLE_ORDER.index(s.table))
+    return sources
+
+
+def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -> list[Source]:
+    def refuse(rule: str, sheet: str | None = None) -> list[Source]:
+        report.add(Problem(path.name, sheet, None, None, None, rule))
+        return []
+
+    try:
+        if not path.exists():
+            return refuse("file not found")
+        if not path.is_file():
+            return refuse("not a file")
+        size = path.stat().st_size
+        max_mb, setting = limit
+        if size > max_mb * _MB:
+            return refuse(f"file is {size / _MB:,.1f} MB, more than the limit of {max_mb:,.0f} MB ({setting})")
+        head = _head(path)
+    except OSError as exc:
+        return refuse(f"cannot read the file ({exc.strerror or type(exc).__name__})")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _discover_workbook(path, size, report)
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return refuse("old binary Excel (.xls) file: save as .xlsx or CSV UTF-8")
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        return refuse("named .xlsx but is not an XLSX workbook (no ZIP inside)")
+    if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+        return refuse("unsupported file type: expected .csv or .xlsx")
+    sha, why = _scan_text(path)
+    if why is not None:
+        return refuse(why)
+    header_line = _first_line(path)
+    delimiter, why = _delimiter(header_line)
+    if why is not None:
+        return refuse(why)
+    table = _table_from_name(path.stem)
+    if table is None:
+        header = next(csv.reader([header_line], delimiter=delimiter), [])
+        table = _table_from_header([normalise_name(c) for c in header])
+    if table is None:
+        return refuse(f"cannot tell which table this is: name the file after a table ({', '.join(TABLES)})")
+    return [Source(path, None, table, sha, size, delimiter)]
+
+
+def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Source]:
+    why = _check_xlsx_container(path)
+    if why is not None:
+        report.add(Problem(path.name, None, None, None, None, why))
+        return []
+    sha = _sha256(path)
+    try:
+        sheets = _sheet_names(path)
+    except Exception as exc:  # untrusted content: any parser failure is a damaged file, not a crash
+        report.add(Problem(path.name, None, None, None, None, f"damaged XLSX workbook ({type(exc).__name__})"))
+        return []
+    sources = []
+    for sheet in sheets:
+        table = _table_from_name(sheet)
+        if table is None:
+            report.add(
+                Problem(path.name, sheet, None, None, None, f"sheet name is not a registry table ({', '.join(TABLES)})")
+            )
+            continue
+        sources.append(Source(path, sheet, table, sha, size))
+    return sources
+
+
+def _head(path: Path, n: int = 8) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(n)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_line(path: Path) -> str:
+    """The first non-blank line (the header), as text."""
+    with path.open("rb") as fh:
+        for raw in fh:
+            line = raw.decode("utf-8-sig", errors="replace").strip("\r\n")
+            if line.strip():
+                return line[: 1 << 20]
+    return ""
+
+
+def _delimiter(header: str) -> tuple[str, str | None]:
+    """The separator, from the header line: the one that splits it; never a guess between two."""
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts.values())
+    if best == 0:
+        return ",", None  # one column (or no header at all): the header check says what is wrong
+    winners = [d for d, n in counts.items() if n == best]
+    if len(winners) > 1:
+        shown = " and ".join(repr(d) for d in winners)
+        return ",", f"cannot tell the separator: the header row has as many {shown}; use one separator"
+    return winners[0], None
+
+
+def _table_from_name(stem: str) -> str | None:
+    stem = stem.lower()
+    for name in sorted(TABLES, key=len, reverse=True):
+        if stem == name or stem.startswith((name + "_", name + "-", name + ".", name + " ")):
+            return name
+    return None
+
+
+def _table_from_header(columns: list[str]) -> str | None:
+    cols = set(columns)
+    matches = [t.name for t in TABLES.values() if set(t.required) <= cols]
+    # care_cycles' required columns include units' hospital/department: prefer the most specific match
+    matches.sort(key=lambda n: len(TABLES[n].required), reverse=True)
+    return matches[0] if matches else None
+
+
+def _check_xlsx_container(path: Path) -> str | None:
+    """Why this ZIP is not a safe XLSX workbook, judged from the ZIP directory alone; None when it is fine.
+
+    Runs before openpyxl opens the file. The declared sizes are what Python's zipfile will unpack at most
+    (it stops at the declared size and fails on a CRC mismatch), so checking them bounds the work for zip bombs
+    and for workbooks too large to read in reasonable time.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+        return "damaged or truncated XLSX workbook: not a readable ZIP archive"
+    names = {i.filename for i in infos}
+    missing = [p for p in _XLSX_PARTS if p not in names]
+    if missing:
+        return f"not an XLSX workbook: the ZIP archive has no {missing[0]}"
+    if len(infos) > _MAX_ZIP_MEMBERS:
+        return f"not a plausible XLSX workbook: {len(infos):,} parts (more than {_MAX_ZIP_MEMBERS:,})"
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > max_unpacked_mb() * _MB:
+        return (
+            f"XLSX workbook unpacks to {unpacked / _MB:,.0f} MB, more than the limit of {max_unpacked_mb():,.0f} MB "
+            "(VBHC_MAX_UNPACKED_MB); possibly a zip bomb; save large tables as CSV UTF-8"
+        )
+    ratio_limit = max_zip_ratio()
+    for info in infos:
+        if info.file_size > _MB and info.file_size > ratio_limit * max(info.compress_size, 1):
+            return (
+                f"XLSX part {info.filename} is compressed {info.file_size / max(info.compress_size, 1):,.0f} times, "
+                f"more than the limit of {ratio_limit:,.0f} (VBHC_MAX_ZIP_RATIO); possibly a zip bomb"
+            )
+    return None
+
+
+def _open_workbook(path: Path):
+    """openpyxl on the file's bytes: by handle, so a workbook named .csv is not refused for its name."""
+    from openpyxl import load_workbook
+
+    fh = path.open("rb")
+    try:
+        return load_workbook(fh, read_only=True, data_only=False), fh
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _sheet_names(path: Path) -> list[str]:
+    wb, fh = _open_workbook(path)
+    try:
+        return list(wb.sheetnames)
+    finally:
+        wb.close()
+        fh.close()
+
+
+def _scan_text(path: Path) -> tuple[str, str | None]:
+    """sha256 of a CSV file and, in the same pass, why it is not UTF-8 text (None when it is).
+
+    UTF-8 with or without BOM is accepted; nothing else is guessed, because a wrong guess silently changes values.
+    """
+    h = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line, problem = 0, 1, None
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            if problem is None:
+                if offset == 0 and block.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    problem = "UTF-16 text (Excel 'Unicode text'); tried UTF-8 with and without BOM: save as CSV UTF-8"
+                elif (nul := block.find(b"\x00")) >= 0:
+                    at_line = line + block.count(b"\n", 0, nul)
+                    problem = f"binary content, not CSV text: NUL byte at byte offset {offset + nul:,} (line {at_line})"
+                else:
+                    pending = len(decoder.getstate()[0])
+                    try:
+                        decoder.decode(block)
+                    except UnicodeDecodeError as exc:
+                        at = max(exc.start - pending, 0)
+                        byte = exc.object[exc.start]
+                        at_line = line + block.count(b"\n", 0, at)
+                        problem = (
+                            f"not UTF-8 text: byte 0x{byte:02X} at byte offset {offset + at:,} (line {at_line}) "
+                            "cannot be decoded; tried UTF-8 with and without BOM: save as CSV UTF-8"
+                        )
+                line += block.count(b"\n")
+            offset += len(block)
+    if problem is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            problem = (
+                f"not UTF-8 text: the file ends in the middle of a character (byte offset {offset:,}); "
+                "it may be truncated"
+            )
+    return h.hexdigest(), problem
+
+
+# --- the header --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Header:
+    """The columns of a file: normalised names, and where the header row is."""
+
+    names: list[str]  # normalised, in file order; trailing unnamed columns removed
+    raw: list[str]  # as written
+    width: int  # fields a row may have: the header's, trailing unnamed columns included
+    row: int
+
+
+def check_header(source: Source, header: Header, report: ImportReport) -> bool:
+    """Whether the header names the table's columns; every problem with it is added to `report`."""
+    spec = source.spec
+    names = header.names
+    known = set(spec.columns)
+    if not any(n in known for n in names):
+        source_problem = source.problem(
+            "this file has no header row: the first row does not name any column of "
+            f"{spec.name} (expected: {', '.join(spec.columns)})",
+            row=header.row,
+        )
+        report.add(source_problem)
+        return False
+    ok = True
+    for raw, name in zip(header.raw, names, strict=True):
+        if name and is_identifier_column(raw):
+            report.add(
+                source.problem(
+                    "column looks like a direct patient identifier; registries must be pseudonymised",
+                    header.row,
+                    raw,
+                )
+            )
+            ok = False
+    for position, name in enumerate(names, start=1):
+        if name == "":
+            report.add(
+                source.problem(f"column {position} has no name: every column with values needs a header", header.row)
+            )
+            ok = False
+    for col in spec.required:
+        if col not in names:
+            report.add(source.problem(f"required column missing from {spec.name}", header.row, col))
+            ok = False
+    for raw, name in zip(header.raw, names, strict=True):
+        if name and name not in known and not is_identifier_column(raw):
+            report.add(
+                source.problem(
+                    f"unknown column for {spec.name} (expected: {', '.join(spec.columns)})", header.row, raw.strip()
+                )
+            )
+            ok = False
+    counts = Counter(n for n in names if n)
+    for name, count in sorted(counts.items()):
+        if count > 1:
+            positions = [str(i) for i, n in enumerate(names, start=1) if n == name]
+            report.add(
+                source.problem(
+                    f"column appears {count} times (columns {', '.join(positions)}); keep one", header.row, name
+                )
+            )
+            ok = False
+    return ok
+
+
+def _make_header(raw: list[str], row: int, source: Source, report: ImportReport) -> Header | None:
+    limit = max_columns()
+    if len(raw) > limit:
+        report.add(
+            source.problem(f"the header has {len(raw):,} columns, more than the limit of {limit:,} (VBHC_MAX_COLUMNS)")
+        )
+        return None
+    cleaned = [c.strip().lstrip("\ufeff").strip() for c in raw]
+    names = [normalise_name(c) for c in cleaned]
+    width = len(names)
+    while names and names[-1] == "":
+        names.pop()
+    return Header(names, cleaned[: len(names)], width, row)
+
+
+# --- rows --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Chunk:
+    frame: pd.DataFrame  # every column as str, "" = missing
+    rows: np.ndarray  # the row number a person sees, per frame row
+    bytes_done: int
+
+
+class DamagedFile(Exception):
+    """The parser could not read the file; the message never carries cell content."""
+
+
+def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Header | Chunk]:
+    """The header first, then chunks of rows; problems with a row's shape go to `report`."""
+    workbook = source.sheet is not None
+    records = _xlsx_records(source) if workbook else _csv_records(source)
+    header: Header | None = None
+    buffer: list[list[str]] = []
+    numbers: list[int] = []
+    row_limit = max_rows()
+    named = 0
+    done = 0
+    for row_no, fields, done, odd in records:
+        if odd:
+            _not_plain(source, header, row_no, odd, report)
+            if header is not None:
+                continue
+            return
+        if header is None:
+            if not any(f.strip() for f in fields):
+                continue  # blank lines before the header
+            header = _make_header(fields, row_no, source, report)
+            if header is None:
+                return
+            named = len(header.names)
+            yield header
+            continue
+        if not any(fields):
+            continue  # a blank row (or one of separators only): not data, but it keeps its number
+        if len(fields) != named:
+            if workbook and len(fields) < named:
+                fields = fields + [""] * (named - len(fields))  # a workbook row ends at its last filled cell
+            elif not _row_shape_ok(source, named, row_no, fields, report):
+                continue
+            else:
+                fields = fields[:named]
+        buffer.append(fields)
+        numbers.append(row_no)
+        if len(buffer) >= chunk_rows:
+            if _too_many(source, report, row_limit, numbers, buffer):
+                return
+            yield _chunk(header, buffer, numbers, done)
+            row_limit -= len(buffer)
+            buffer, numbers = [], []
+    if header is None:
+        report.add(source.problem("this file is empty: there is no header row"))
+        return
+    if _too_many(source, report, row_limit, numbers, buffer):
+        return
+    yield _chunk(header, buffer, numbers, max(done, source.size if not workbook else 0))
+
+
+def _not_plain(
+    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, str]], report: ImportReport
+) -> None:
+    for position, what in odd:
+        name = header.names[position] if header is not None and position < len(header.names) else None
+        report.add(
+            source.problem(
+                f"cell{'' if name else f' in column {position + 1}'} holds {what}: only plain values (text, numbers, "
+                "dates, yes/no) are accepted; formulas are not accepted: paste the values instead",
+                row_no,
+                name,
+            )
+        )
+
+
+def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int], buffer: list) -> bool:
+    if len(buffer) <= left:
+        return False
+    report.add(source.problem(f"more than {max_rows():,} rows (VBHC_MAX_ROWS); split the file", numbers[left]))
+    return True
+
+
+def _chunk(header: Header, buffer: list[list[str]], numbers: list[int], done: int) -> Chunk:
+    if buffer:
+        frame = pd.DataFrame(buffer, columns=header.names, dtype=object)
+    else:
+        frame = pd.DataFrame({n: pd.Series(dtype=object) for n in header.names})
+    return Chunk(frame, np.asarray(numbers, dtype=np.int64), done)
+
+
+def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], report: ImportReport) -> bool:
+    """A row with a field count other than the header's: fine only when the extra fields are empty."""
+    if len(fields) < named:
+        report.add(
+            source.problem(
+                f"this row has {len(fields)} fields, the header has {named}: every row needs a value or an empty "
+                "field for every column (is a separator missing, or the file cut short?)",
+                row_no,
+            )
+        )
+        return False
+    extra = [(i, f) for i, f in enumerate(fields[named:], start=named + 1) if f.strip()]
+    if extra:
+        position, value = extra[0]
+        report.add(
+            source.problem(
+                f"a value in column {position}, which has no header: every value needs a column name "
+                "(is there a separator too many in this row?)",
+                row_no,
+                None,
+                value,
+            )
+        )
+        return False
+    return True
+
+
+def _csv_records(source: Source) -> Iterator[tuple[int, list[str], int, None]]:
+    """(row number as Excel shows it, fields, bytes read so far, None) per record."""
+    with source.path.open("rb") as raw, open(raw.fileno(), encoding="utf-8-sig", newline="", closefd=False) as fh:
+        reader = csv.reader(fh, delimiter=source.delimiter, strict=True)
+        row_no = 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
+            row_no += 1
+            yield row_no, fields, raw.tell(), None
+
+
+class MalformedText(Exception):
+    def __init__(self, row: int, reason: str):
+        super().__init__(reason)
+        self.row, self.reason = row, reason
+
+
+def _csv_reason(message: str) -> str:
+    if "field larger than field limit" in message:
+        return f"a cell is longer than {csv.field_size_limit():,} characters (or a quote is never closed)"
+    if "unexpected end of data" in message or "EOF" in message:
+        return "a quoted value is never closed (the file may be truncated)"
+    return f"malformed CSV: {short(message, 120)}"
+
+
+#: Cell types that are plain values; anything else (formulas, array formulas, rich text, errors) is refused.
+_PLAIN = (str, int, float, bool, dt.datetime, dt.date)
+
+
+def cell_text(value: object) -> str:
+    """A plain cell value as the text a person reads in the cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], int, list[tuple[int, str]] | None]]:
+    """Like _csv_records, plus the cells that are not plain values: (column position, what they hold)."""
+    wb, fh = _open_workbook(source.path)
+    try:
+        ws = wb[source.sheet]
+        for row_no, raw in enumerate(ws.iter_rows(values_only=True), start=1):
+            fields = []
+            odd: list[tuple[int, str]] | None = None
+            for col, value in enumerate(raw):
+                if value is not None and not isinstance(value, _PLAIN):
+                    odd = [*(odd or []), (col, f"not a plain value ({type(value).__name__})")]
+                    value = None
+                elif isinstance(value, str) and value.startswith("=") and len(value) > 1:
+                    odd = [*(odd or []), (col, "a formula")]
+                fields.append(cell_text(value))
+            while fields and fields[-1] == "":
+                fields.pop()
+            yield row_no, fields, 0, odd
+    finally:
+        wb.close()
+        fh.close()

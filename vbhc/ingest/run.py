@@ -1,0 +1,472 @@
+"""One import batch, from files to committed rows: the order of the steps and what is recorded about them.
+
+Why it works this way:
+- One call is one batch: every file is validated and written inside a single transaction, and any problem
+  rolls the whole batch back, so the database never holds half an import.
+- Files stream in chunks into a temporary staging table, so a file with millions of PROM item rows needs
+  little memory; duplicate keys (within a file and across the files of the batch) and the final upsert are
+  done by the database itself.
+- Re-imports upsert on natural keys: identical rows are counted as unchanged, not added again. A file (or
+  sheet) whose exact content was imported before is skipped unless forced, but only while nothing imported
+  since then may have changed its rows.
+- A change to a stored row is checked against what hangs on it (a care cycle's outcomes, PROMs and costs).
+- A database that refuses the write (read-only, disk full) is one line in the report, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from vbhc import audit, models
+from vbhc.catalog import Catalog, default_catalog
+from vbhc.ingest import stage as staging
+from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short
+from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
+from vbhc.ingest.tables import TABLES
+from vbhc.ingest.validate import VALIDATORS, BatchState, Checker, DecimalMarks
+from vbhc.settings import import_chunk_rows, max_import_mb, max_upload_mb
+from vbhc.store import get_engine, upgrade_schema
+
+Progress = Callable[[str, int, int], None]
+_log = logging.getLogger(__name__)
+
+
+def import_files(
+    paths: list[Path | str],
+    engine: Engine | None = None,
+    *,
+    imported_by: str = "",
+    actor: object | None = None,
+    force: bool = False,
+    catalog: Catalog | None = None,
+    progress: Progress | None = None,
+    chunk_rows: int | None = None,
+    upload: bool = False,
+) -> ImportReport:
+    """Validate and import `paths` as one all-or-nothing batch; raise ImportRefused on any problem.
+
+    Each file's size is bounded by VBHC_MAX_IMPORT_MB, or for an `upload` through the dashboard by the smaller
+    VBHC_MAX_UPLOAD_MB.
+    Every call is audited (vbhc.audit) under `actor` (a vbhc.access.Viewer or a user name; default `imported_by`):
+    an "import" event per file, written in the batch's own transaction so it exists only if the batch commits,
+    or one "import_refused" event, written after the rollback, naming files and rules but never values.
+    """
+    started = time.perf_counter()
+    engine = engine or get_engine()
+    catalog = catalog or default_catalog()
+    chunk_rows = chunk_rows or import_chunk_rows()
+    actor = actor if actor is not None else (imported_by or "unknown")
+    files = [Path(p) for p in paths]
+    report = ImportReport()
+    sources: list[Source] = []
+
+    def refuse(error: BaseException | None = None) -> ImportRefused:
+        report.seconds = time.perf_counter() - started
+        _audit_refused(engine, actor, files, sources, report, error)
+        return ImportRefused(report)
+
+    try:
+        upgrade_schema(engine)
+    except SQLAlchemyError as exc:
+        report.add(_database_problem(exc))
+        raise refuse(exc) from None
+    limit = (max_upload_mb(), "VBHC_MAX_UPLOAD_MB") if upload else (max_import_mb(), "VBHC_MAX_IMPORT_MB")
+    sources = discover(files, report, limit)
+    if not report.ok:
+        raise refuse()
+    try:
+        with engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows)
+                if report.ok:
+                    _audit_imported(conn, actor, report)
+                    trans.commit()
+                else:
+                    trans.rollback()
+            except BaseException:
+                trans.rollback()
+                raise
+            if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
+                conn.exec_driver_sql("ANALYZE")
+    except SQLAlchemyError as exc:
+        report.sources.clear()
+        report.add(_database_problem(exc))
+        raise refuse(exc) from None
+    except Exception as exc:
+        _audit_refused(engine, actor, files, sources, report, exc)
+        raise
+    if not report.ok:
+        raise refuse()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _database_problem(exc: SQLAlchemyError) -> Problem:
+    """One line on why the database refused the write; never its SQL or parameters (they carry values)."""
+    text = str(getattr(exc, "orig", None) or "").lower()
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        why = "the database is read-only"
+    elif ("disk" in text and "full" in text) or "no space" in text or "database or disk is full" in text:
+        why = "the disk holding the database is full"
+    elif "locked" in text:
+        why = "the database is locked by another program"
+    elif "unable to open" in text or "could not connect" in text or "connection" in text:
+        why = "the database cannot be reached"
+    else:
+        why = f"the database refused the write ({type(exc).__name__})"
+    return Problem("database", None, None, None, None, f"{why}; nothing was imported")
+
+
+def _audit_imported(conn: Connection, actor: object, report: ImportReport) -> None:
+    for s in report.sources:
+        detail: dict[str, object] = {"file": s.file, "table": s.table, "rows_read": s.rows_read}
+        if s.sheet:
+            detail["sheet"] = s.sheet
+        if s.skipped_reason:
+            detail["skipped"] = "identical content already imported"
+        else:
+            detail |= {"inserted": s.rows_inserted, "updated": s.rows_updated, "unchanged": s.rows_unchanged}
+        audit.record(conn, actor, "import", detail=detail, sha256=s.sha256)
+
+
+def _audit_refused(
+    engine: Engine,
+    actor: object,
+    files: list[Path],
+    sources: list[Source],
+    report: ImportReport,
+    error: BaseException | None = None,
+) -> None:
+    """One "import_refused" event: files (with sha256 where known), problem count and rules, never values."""
+    shas = {s.path.name: s.sha256 for s in sources}
+    detail: dict[str, object] = {
+        "files": [{"file": f.name, "sha256": shas.get(f.name)} for f in files],
+        "problem_count": report.problem_count,
+        "problems": [f"{p.location}: {short(p.rule, 120)}" for p in report.problems[:10]],
+    }
+    if error is not None:
+        detail["error"] = type(error).__name__  # the message may quote database values: not logged
+    unique = set(shas.values())
+    try:
+        audit.record(engine, actor, "import_refused", detail=detail, sha256=unique.pop() if len(unique) == 1 else None)
+    except SQLAlchemyError as exc:  # the refusal stands even when the log cannot be written
+        _log.error("could not write the audit event for a refused import (%s)", type(exc).__name__)
+
+
+class _Batch:
+    """State shared by the files of one batch (one transaction)."""
+
+    def __init__(self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str):
+        self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
+        self.state = BatchState(catalog, self._stored_units, self._stored_cycles)
+        self.batch_ids: set[int] = set()
+        self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
+        self.labels: dict[int, Source] = {}
+
+    def _stored_units(self) -> set[tuple[str, str]]:
+        rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
+        return {(h, d) for h, d in rows}
+
+    def _stored_cycles(self) -> pd.Series:
+        db = pd.read_sql(select(models.CareCycle.cycle_id, models.CareCycle.condition), self.conn, dtype=str)
+        return db.set_index("cycle_id")["condition"]
+
+
+def _previous_import(conn: Connection, source: Source, batch: _Batch) -> object | None:
+    """The earlier batch that imported this exact content, while no later import has written to the table."""
+    b = models.ImportBatch
+    query = select(b.id, b.file_name, b.imported_at).where(b.sha256 == source.sha256, b.table_name == source.table)
+    query = query.where(b.sheet.is_(None) if source.sheet is None else b.sheet == source.sheet)
+    if batch.batch_ids:
+        query = query.where(b.id.not_in(batch.batch_ids))
+    previous = conn.execute(query.order_by(b.id.desc())).first()
+    if previous is None:
+        return None
+    later = conn.execute(select(func.count()).where(b.table_name == source.table, b.id > previous.id)).scalar_one()
+    return None if later else previous
+
+
+def _run_batch(
+    conn: Connection,
+    sources: list[Source],
+    catalog: Catalog,
+    report: ImportReport,
+    imported_by: str,
+    force: bool,
+    progress: Progress | None,
+    chunk_rows: int,
+) -> None:
+    batch = _Batch(conn, catalog, report, imported_by)
+    per_table: dict[str, int] = {}
+    for s in sources:
+        per_table[s.table] = per_table.get(s.table, 0) + 1
+    for number, source in enumerate(sources):
+        batch.labels[number] = source
+        src_report = SourceReport(source.label, source.sheet, source.table, source.sha256)
+        report.sources.append(src_report)
+        previous = None if force or per_table[source.table] > 1 else _previous_import(conn, source, batch)
+        if previous is not None:
+            src_report.skipped_reason = (
+                f"identical content already imported as {previous.file_name} on "
+                f"{previous.imported_at:%Y-%m-%d %H:%M} (batch {previous.id}); use --force to re-check"
+            )
+            continue
+        _import_source(
+            conn, number, source, batch, src_report, progress, chunk_rows, several=per_table[source.table] > 1
+        )
+    for seen in batch.seen_keys.values():
+        staging.drop(conn, seen)
+
+
+def _import_source(
+    conn: Connection,
+    number: int,
+    source: Source,
+    batch: _Batch,
+    src_report: SourceReport,
+    progress: Progress | None,
+    chunk_rows: int,
+    *,
+    several: bool,
+) -> None:
+    report = batch.report
+    spec = source.spec
+    stage = staging.stage_table(spec)
+    staging.create(conn, stage)
+    marks = DecimalMarks(source)
+    all_units: list[pd.DataFrame] = []
+    key_hashes: list[np.ndarray] = []
+    header: Header | None = None
+    header_ok = False
+    try:
+        for part in read(source, report, chunk_rows):
+            if isinstance(part, Header):
+                header = part
+                header_ok = check_header(source, header, report)
+                if not header_ok:
+                    break
+                continue
+            chunk: Chunk = part
+            ck = Checker(source, chunk, report, marks)
+            ck.cell_sizes()
+            frame = VALIDATORS[source.table](ck, batch.state)
+            ck.finish()
+            good = ~ck.bad
+            if source.table == "units":
+                all_units.append(frame[good])
+                batch.state.batch_units |= set(zip(frame["hospital"][good], frame["code"][good], strict=True))
+            elif source.table == "care_cycles":
+                # a cycle with a bad value is reported once, on its own row: its outcomes, PROMs and costs
+                # are still checked against its condition instead of each being reported as unknown
+                named = (frame["cycle_id"] != "") & frame["condition"].isin(batch.catalog.conditions)
+                batch.state.add_batch_cycles(frame["cycle_id"][named], frame["condition"][named])
+            src_report.rows_read += len(frame)
+            keys = list(spec.target_key)
+            key_hashes.append(pd.util.hash_pandas_object(frame.loc[good, keys], index=False).to_numpy())
+            staging.load(conn, stage, staging.records(spec, frame[good], chunk.rows[good]))
+            if progress:
+                progress(source.label, src_report.rows_read, _estimate_rows(source, chunk, src_report))
+    except MalformedText as exc:
+        report.add(source.problem(exc.reason, exc.row))
+    except DamagedFile as exc:
+        report.add(source.problem(f"damaged or truncated XLSX workbook ({exc})"))
+    except (SQLAlchemyError, MemoryError):
+        raise
+    except Exception as exc:  # the parser on untrusted content: a damaged file, not a crash
+        if source.sheet is None:
+            raise
+        report.add(source.problem(f"damaged or truncated XLSX workbook ({type(exc).__name__})"))
+    if header is None or not header_ok:
+        staging.drop(conn, stage)
+        return
+    if (verdict := marks.verdict()) is not None:
+        report.add(verdict)
+    # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
+    hashes = np.sort(np.concatenate(key_hashes)) if key_hashes else np.empty(0, np.uint64)
+    if (hashes[1:] == hashes[:-1]).any():
+        _duplicate_problems(conn, source, stage, report)
+    if several:
+        _duplicates_across(conn, number, source, stage, batch)
+    if source.table == "care_cycles":
+        _check_condition_changes(conn, source, stage, batch)
+    if not report.ok:
+        staging.drop(conn, stage)
+        return  # keep validating the other files, but write nothing more
+    batch_id = conn.execute(
+        insert(models.ImportBatch)
+        .values(
+            file_name=source.label,
+            table_name=source.table,
+            sheet=source.sheet,
+            sha256=source.sha256,
+            rows_read=src_report.rows_read,
+            imported_by=batch.imported_by,
+            imported_at=dt.datetime.now(dt.UTC),
+        )
+        .returning(models.ImportBatch.id)
+    ).scalar_one()
+    batch.batch_ids.add(batch_id)
+    hospitals_changed = 0
+    if source.table == "units":
+        units = pd.concat(all_units) if all_units else pd.DataFrame()
+        hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id)
+    inserted, updated, unchanged = staging.upsert(conn, spec, stage, batch_id)
+    src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, updated, unchanged
+    staging.drop(conn, stage)
+    if not (inserted or updated or hospitals_changed):
+        # nothing changed: the rows keep pointing at the batch that wrote them, so record no new batch
+        conn.execute(delete(models.ImportBatch).where(models.ImportBatch.id == batch_id))
+        batch.batch_ids.discard(batch_id)
+        return
+    conn.execute(
+        update(models.ImportBatch)
+        .where(models.ImportBatch.id == batch_id)
+        .values(rows_inserted=inserted, rows_updated=updated, rows_unchanged=unchanged)
+    )
+
+
+def _duplicate_problems(conn: Connection, source: Source, stage, report: ImportReport) -> None:
+    spec = source.spec
+    count, rows = staging.duplicates(conn, stage, spec.target_key, report.room)
+    for row in rows:
+        report.add(
+            source.problem(
+                f"duplicate key: already given in row {int(row[-1])}",
+                int(row[0]),
+                "+".join(spec.key),
+                "/".join(str(v) for v in row[1:-1]),
+            )
+        )
+    report.problem_count += count - len(rows)
+
+
+def _duplicates_across(conn: Connection, number: int, source: Source, stage, batch: _Batch) -> None:
+    spec = source.spec
+    seen = batch.seen_keys.get(source.table)
+    if seen is None:
+        seen = staging.keys_table(spec)
+        staging.create(conn, seen)
+        batch.seen_keys[source.table] = seen
+    report = batch.report
+    count, rows = staging.duplicates_across(conn, stage, seen, spec.target_key, report.room)
+    for row in rows:
+        other = batch.labels[int(row[1])]
+        where = other.label + (f" [sheet {other.sheet}]" if other.sheet else "")
+        report.add(
+            source.problem(
+                f"duplicate key: {where} row {int(row[2])} in this batch gives the same {'+'.join(spec.key)}; "
+                "each row belongs in one file",
+                int(row[0]),
+                "+".join(spec.key),
+                "/".join(str(v) for v in row[3:]),
+            )
+        )
+    report.problem_count += count - len(rows)
+    staging.remember_keys(conn, stage, seen, spec.target_key, number)
+
+
+#: What hangs on a care cycle, and the catalog's answer to "does this row belong to that condition?"
+def _children_of(conn: Connection, cycle_ids: list[str]) -> list[tuple[str, str, str, str]]:
+    """(cycle_id, what, id, timepoint) of every stored row that hangs on these care cycles."""
+    found: list[tuple[str, str, str, str]] = []
+    for start in range(0, len(cycle_ids), 500):
+        part = cycle_ids[start : start + 500]
+        o, p, c = models.ClinicalOutcome, models.PromResponse, models.CostLine
+        found += [
+            (r[0], "outcome", r[1], "") for r in conn.execute(select(o.cycle_id, o.outcome).where(o.cycle_id.in_(part)))
+        ]
+        found += [
+            (r[0], "prom", r[1], r[2])
+            for r in conn.execute(select(p.cycle_id, p.instrument, p.timepoint).where(p.cycle_id.in_(part)).distinct())
+        ]
+        found += [
+            (r[0], "cost", r[1], "") for r in conn.execute(select(c.cycle_id, c.activity).where(c.cycle_id.in_(part)))
+        ]
+    return found
+
+
+def _check_condition_changes(conn: Connection, source: Source, stage, batch: _Batch) -> None:
+    """A stored care cycle may change condition only when everything stored for it fits the new condition."""
+    changes = staging.changed_keys(conn, stage, TABLES["care_cycles"].target, ("cycle_id",), "condition")
+    if not changes:
+        return
+    new_condition = {cycle: (row, old, new) for row, cycle, old, new in changes}
+    catalog = batch.catalog
+    misfits: dict[str, list[str]] = {}
+    for cycle, what, ident, timepoint in _children_of(conn, list(new_condition)):
+        cond = catalog.conditions.get(new_condition[cycle][2])
+        if cond is None:
+            continue
+        if what == "outcome" and ident not in {o.id for o in cond.outcomes}:
+            misfits.setdefault(cycle, []).append(f"clinical outcome {ident!r}")
+        elif what == "prom":
+            uses = {u.instrument: u for u in cond.proms}
+            if ident not in uses or timepoint not in uses[ident].timepoints:
+                misfits.setdefault(cycle, []).append(f"PROM {ident!r} at {timepoint!r}")
+        elif what == "cost" and ident not in cond.cost_activities:
+            misfits.setdefault(cycle, []).append(f"cost activity {ident!r}")
+    for cycle, items in sorted(misfits.items(), key=lambda kv: new_condition[kv[0]][0]):
+        row, old, new = new_condition[cycle]
+        listed = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+        batch.report.add(
+            source.problem(
+                f"changes the condition of a stored care cycle from {old} to {new}, but its stored {listed} "
+                f"belong(s) to {old}, not to {new}; correct the condition in the source or remove those rows first",
+                int(row),
+                "condition",
+                new,
+            )
+        )
+
+
+def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int) -> int:
+    """Hospitals come from the units table: one row per hospital, a handful per import; returns how many changed."""
+    if units.empty:
+        return 0
+    hospitals = units.drop_duplicates("hospital", keep="last")
+    changed = 0
+    for row in hospitals.itertuples(index=False):
+        h = models.Hospital
+        exists = conn.execute(select(h.name, h.own_hospital).where(h.code == row.hospital)).first()
+        if exists is None:
+            conn.execute(
+                insert(h).values(
+                    code=row.hospital, name=row.hospital_name, own_hospital=bool(row.own_hospital), batch_id=batch_id
+                )
+            )
+            changed += 1
+        elif (exists.name, bool(exists.own_hospital)) != (row.hospital_name, bool(row.own_hospital)):
+            conn.execute(
+                update(h)
+                .where(h.code == row.hospital)
+                .values(name=row.hospital_name, own_hospital=bool(row.own_hospital), batch_id=batch_id)
+            )
+            changed += 1
+    return changed
+
+
+def _estimate_rows(source: Source, chunk: Chunk, src_report: SourceReport) -> int:
+    if chunk.bytes_done <= 0 or source.sheet is not None:
+        return src_report.rows_read
+    return max(src_report.rows_read, int(src_report.rows_read * source.size / chunk.bytes_done))
+
+
+def explain_problems(report: ImportReport) -> pd.DataFrame:
+    """The problems as a table (for the upload page)."""
+    return pd.DataFrame(
+        [
+            {"file": p.file, "sheet": p.sheet, "row": p.row, "column": p.column, "value": p.value, "rule": p.rule}
+            for p in report.problems
+        ],
+        columns=["file", "sheet", "row", "column", "value", "rule"],
+    )

@@ -1,0 +1,483 @@
+"""Checking every value of a chunk against the condition catalog; vectorised over columns.
+
+Numbers: the decimal mark is decided per file from evidence, never guessed. A value such as 12.50 or 2,5 is
+evidence for its mark; 1.250 (one to three digits, a mark, three digits) could be a thousands separator and
+decides nothing. A file whose values use both marks, or only undecided ones, is refused, and a value with a
+thousands separator (1.250,50) is refused: a registry number is written without grouping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from vbhc.catalog import STORED_CASEMIX, Catalog
+from vbhc.ingest.problems import ImportReport, Problem
+from vbhc.ingest.read import Chunk, Source
+from vbhc.settings import max_cell_chars
+
+#: First characters (after leading whitespace) that make a spreadsheet run a cell; ASCII and full-width forms.
+_FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
+
+_NUMBER = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?"
+_PLAIN_INTEGER = r"[+-]?\d+"
+_GROUPED = r"[+-]?\d{1,3}(?:([.,])\d{3})+(?:[.,]\d+)?"
+
+
+@dataclass
+class _Seen:
+    row: int
+    column: str
+    value: str
+
+
+class DecimalMarks:
+    """What one file's numbers say about its decimal mark; decided at the end of the file."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.decisive: dict[str, _Seen] = {}  # mark -> first value that can only be a decimal mark
+        self.undecided: dict[str, _Seen] = {}  # mark -> first value like 1.250
+
+    def observe(self, column: str, text: pd.Series, rows: np.ndarray) -> None:
+        marked = text.str.contains(r"[.,]", regex=True).to_numpy()
+        if not marked.any():
+            return
+        parts = text[marked].str.extract(r"^[+-]?(\d*)([.,])(\d*)(?:[eE][+-]?\d+)?$")
+        whole, mark, fraction = parts[0], parts[1], parts[2]
+        valid = mark.notna().to_numpy()
+        three = (fraction.str.len() == 3).to_numpy() & (whole.str.len().between(1, 3)).to_numpy()
+        three &= (whole != "0").to_numpy() & ~text[marked].str.contains(r"[eE]", regex=True).to_numpy()
+        where = np.flatnonzero(marked)
+        for m in (".", ","):
+            is_m = valid & (mark == m).to_numpy()
+            for bucket, mask in ((self.decisive, is_m & ~three), (self.undecided, is_m & three)):
+                if m not in bucket and mask.any():
+                    i = int(np.flatnonzero(mask)[0])
+                    bucket[m] = _Seen(int(rows[where[i]]), column, str(text.iat[where[i]]))
+
+    def verdict(self) -> Problem | None:
+        """Why the file's numbers are ambiguous or mixed; None when every marked number reads one way."""
+        decisive, undecided = self.decisive, self.undecided
+        if len(decisive) == 2:
+            a, b = decisive["."], decisive[","]
+            first, second = sorted([(a, "."), (b, ",")], key=lambda x: x[0].row)
+            return self.source.problem(
+                f"this file mixes decimal marks: {first[0].value!r} (row {first[0].row}, column {first[0].column}) "
+                f"uses '{first[1]}', {second[0].value!r} uses '{second[1]}'; use one decimal mark in the whole file",
+                second[0].row,
+                second[0].column,
+                second[0].value,
+            )
+        if decisive:
+            (mark, seen), other = next(iter(decisive.items())), None
+            other = undecided.get("," if mark == "." else ".")
+            if other is not None:
+                return self.source.problem(
+                    f"this file uses '{mark}' as its decimal mark (e.g. {seen.value!r} in row {seen.row}), so "
+                    f"'{other.value}' would hold a thousands separator; write numbers without thousands separators",
+                    other.row,
+                    other.column,
+                    other.value,
+                )
+            return None
+        if undecided:
+            seen = min(undecided.values(), key=lambda s: s.row)
+            mark = next(m for m, s in undecided.items() if s is seen)
+            return self.source.problem(
+                f"cannot tell whether '{mark}' in {seen.value!r} is a decimal mark or a thousands separator, and "
+                "no other number in the file tells; write numbers without thousands separators and with a decimal "
+                "mark only where there are decimals",
+                seen.row,
+                seen.column,
+                seen.value,
+            )
+        return None
+
+
+class Checker:
+    """Collects the problems of one chunk; every check is vectorised over a column."""
+
+    def __init__(self, source: Source, chunk: Chunk, report: ImportReport, marks: DecimalMarks):
+        self.source, self.chunk, self.report, self.marks = source, chunk, report, marks
+        self.frame = chunk.frame
+        self.bad = np.zeros(len(chunk.frame), dtype=bool)
+        self._found: list[Problem] = []
+
+    def flag(self, mask: np.ndarray | pd.Series, column: str | None, rule: str | Callable[[int], str]) -> None:
+        """Mark rows as bad; `rule` is the message or a function of the row's position in the chunk."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        self.bad |= mask
+        rows = np.flatnonzero(mask)
+        # count every problem, but only materialise the ones that can still be reported
+        room = max(self.report.room - len(self._found), 0)
+        values = self.frame[column].to_numpy() if column in self.frame.columns else None
+        for i in rows[:room]:
+            value = None if values is None else str(values[i])
+            message = rule(int(i)) if callable(rule) else rule
+            self._found.append(
+                Problem(self.source.label, self.source.sheet, int(self.chunk.rows[i]), column, value, message)
+            )
+        self.report.problem_count += len(rows) - min(len(rows), room)
+
+    def finish(self) -> None:
+        self._found.sort(key=lambda p: (p.row or 0, p.column or ""))
+        for p in self._found:
+            self.report.add(p)
+
+    def cell_sizes(self) -> None:
+        """Any cell longer than the limit (Excel's own by default) is refused, in every column."""
+        limit = max_cell_chars()
+        for column in self.frame.columns:
+            lengths = self.frame[column].str.len().to_numpy()
+            too_long = lengths > limit
+            if too_long.any():
+                self.flag(
+                    too_long,
+                    column,
+                    lambda i, lengths=lengths: (
+                        f"cell has {int(lengths[i]):,} characters, more than the limit of {limit:,} "
+                        "(VBHC_MAX_CELL_CHARS)"
+                    ),
+                )
+
+    def optional(self, column: str) -> bool:
+        return column in self.frame.columns
+
+    def text(self, column: str, required: bool = True, max_len: int = 64) -> pd.Series:
+        s = self.frame[column].str.strip()
+        if required:
+            self.flag(s == "", column, "required value is empty")
+        self.flag(s.str.len() > max_len, column, f"longer than {max_len} characters")
+        first = s.str[:1]
+        starts = first.isin(_FORMULA_STARTS)
+        if starts.any():
+            formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
+            self.flag(formula, column, "looks like a spreadsheet formula; formulas are not accepted")
+        return s
+
+    def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
+        """Numbers as written: either decimal mark (decided per file), no thousands separators."""
+        s = self.frame[column].str.strip()
+        if mask is not None:
+            s = s.where(mask, "")
+        empty = (s == "").to_numpy()
+        if required:
+            self.flag(empty, column, "required value is empty")
+        plain = s.str.fullmatch(_PLAIN_INTEGER).to_numpy()
+        values = pd.Series(np.nan, index=s.index, dtype="float64")
+        if plain.any():
+            values[plain] = pd.to_numeric(s[plain], errors="coerce").astype("float64")
+        rest = ~plain & ~empty
+        if rest.any():
+            text = s[rest]
+            number = text.str.fullmatch(_NUMBER).to_numpy()
+            if number.any():
+                self.marks.observe(column, text[number], self.chunk.rows[np.flatnonzero(rest)[number]])
+                values[np.flatnonzero(rest)[number]] = pd.to_numeric(
+                    text[number].str.replace(",", ".", regex=False), errors="coerce"
+                ).to_numpy()
+            grouped = text.str.fullmatch(_GROUPED).to_numpy() & ~number
+            bad_rows = np.zeros(len(s), dtype=bool)
+            bad_rows[np.flatnonzero(rest)[grouped]] = True
+            self.flag(bad_rows, column, "a number with a thousands separator: write it without (e.g. 1250.50)")
+            other = np.zeros(len(s), dtype=bool)
+            other[np.flatnonzero(rest)[~number & ~grouped]] = True
+            self.flag(other, column, "not a number")
+        self.flag(np.isinf(values.to_numpy()), column, "not a finite number")
+        return values
+
+    def date(self, column: str, required: bool = True) -> pd.Series:
+        s = self.frame[column].str.strip()
+        values = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+        empty = s == ""
+        if required:
+            self.flag(empty, column, "required value is empty")
+        self.flag(~empty & values.isna(), column, "not a date in the form YYYY-MM-DD")
+        today = pd.Timestamp(dt.date.today())
+        self.flag(values > today, column, "date lies in the future")
+        self.flag(values < pd.Timestamp("1900-01-01"), column, "date before 1900")
+        return values
+
+    def codes(self, column: str, values: pd.Series, allowed: set[str], what: str) -> None:
+        unknown = ~values.isin(allowed) & (values != "")
+        listed = ", ".join(sorted(allowed)[:12]) + (" ..." if len(allowed) > 12 else "")
+        self.flag(unknown, column, f"unknown {what} (allowed: {listed})")
+
+
+def is_bsn(values: pd.Series) -> np.ndarray:
+    """9-digit numbers passing the Dutch 11-test look like a citizen service number (BSN)."""
+    s = values.str.strip()
+    candidates = s.str.fullmatch(r"\d{9}").fillna(False).to_numpy()
+    out = np.zeros(len(s), dtype=bool)
+    if candidates.any():
+        digits = np.array([[int(c) for c in v] for v in s[candidates]], dtype=np.int64)
+        weights = np.array([9, 8, 7, 6, 5, 4, 3, 2, -1])
+        out[candidates] = (digits @ weights) % 11 == 0
+    return out
+
+
+class BatchState:
+    """What the files of one batch know about each other: the units and care cycles they bring."""
+
+    def __init__(self, catalog: Catalog, stored_units: Callable[[], set], stored_cycles: Callable[[], pd.Series]):
+        self.catalog = catalog
+        self._stored_units, self._stored_cycles = stored_units, stored_cycles
+        self._units: set[tuple[str, str]] | None = None
+        self._cycle_conditions: pd.Series | None = None
+        self._batch_cycles: list[pd.Series] = []
+        self.batch_units: set[tuple[str, str]] = set()
+
+    def units(self) -> set[tuple[str, str]]:
+        if self._units is None:
+            self._units = set(self._stored_units())
+        return self._units | self.batch_units
+
+    def cycle_conditions(self) -> pd.Series:
+        if self._cycle_conditions is None:
+            parts = [self._stored_cycles(), *self._batch_cycles]
+            series = pd.concat(parts) if parts else pd.Series(dtype=str)
+            self._cycle_conditions = series[~series.index.duplicated(keep="last")]
+        return self._cycle_conditions
+
+    def add_batch_cycles(self, cycle_ids: pd.Series, conditions: pd.Series) -> None:
+        self._batch_cycles.append(pd.Series(conditions.to_numpy(), index=cycle_ids.to_numpy()))
+        self._cycle_conditions = None
+
+
+def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
+    f = ck.frame
+    hospital = ck.text("hospital", max_len=40)
+    department = ck.text("department", max_len=40)
+    hospital_name = ck.text("hospital_name", max_len=200)
+    department_name = ck.text("department_name", max_len=200)
+    division = ck.text("division", required=False, max_len=200) if "division" in f else pd.Series("", index=f.index)
+    own = pd.Series(False, index=f.index)
+    if "own_hospital" in f:
+        raw = f["own_hospital"].str.strip().str.lower()
+        truthy, falsy = {"1", "yes", "ja", "true", "y", "j"}, {"0", "no", "nee", "false", "n", ""}
+        ck.flag(~raw.isin(truthy | falsy), "own_hospital", "expected 1/0 (or yes/no)")
+        own = raw.isin(truthy)
+    out = pd.DataFrame(
+        {
+            "hospital": hospital,
+            "code": department,
+            "hospital_name": hospital_name,
+            "name": department_name,
+            "division": division,
+            "own_hospital": own,
+        }
+    )
+    names = out.groupby("hospital")["hospital_name"].transform("nunique")
+    ck.flag(names > 1, "hospital_name", "the same hospital code has different names in this file")
+    flags = out.groupby("hospital")["own_hospital"].transform("nunique")
+    ck.flag(flags > 1, "own_hospital", "the same hospital is marked both own and not own in this file")
+    return out
+
+
+def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
+    f = ck.frame
+    catalog = batch.catalog
+    cycle_id = ck.text("cycle_id")
+    patient_id = ck.text("patient_id")
+    ck.flag(is_bsn(patient_id), "patient_id", "looks like a BSN (passes the 11-test); use a pseudonym")
+    condition = ck.text("condition")
+    ck.codes("condition", condition, set(catalog.conditions), "condition")
+    hospital = ck.text("hospital", max_len=40)
+    department = ck.text("department", max_len=40)
+    known_units = batch.units()
+    pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
+    unknown_unit = ~pairs.isin(known_units) & (hospital != "") & (department != "")
+    ck.flag(unknown_unit, "department", "unknown hospital/department: import it in the units table first")
+    index_date = ck.date("index_date")
+    treatment = ck.text("treatment", required=False, max_len=100) if "treatment" in f else pd.Series("", index=f.index)
+
+    out = pd.DataFrame(
+        {
+            "cycle_id": cycle_id,
+            "patient_id": patient_id,
+            "condition": condition,
+            "hospital": hospital,
+            "department": department,
+            "index_date": index_date,
+            "treatment": treatment,
+        }
+    )
+    for name, kind in STORED_CASEMIX.items():
+        out[name] = np.nan if kind != "category" else None
+    for cond_id, rows in out.groupby("condition", sort=False).groups.items():
+        if cond_id not in catalog.conditions:
+            continue
+        cond = catalog.conditions[cond_id]
+        mask = f.index.isin(rows)
+        bad_treatment = mask & (treatment != "") & ~treatment.isin(cond.treatments)
+        ck.flag(bad_treatment, "treatment", f"unknown treatment for {cond_id} (allowed: {', '.join(cond.treatments)})")
+        used = {v.name: v for v in cond.casemix}
+        for name in STORED_CASEMIX:
+            if name not in f:
+                continue
+            raw = f[name].str.strip()
+            if name not in used:
+                ck.flag(mask & (raw != ""), name, f"not a case-mix variable of {cond_id}; leave it empty")
+                continue
+            var = used[name]
+            if var.type == "category":
+                sub = raw.where(mask, "")
+                ck.codes(name, sub, set(var.codes), f"code for {name}")
+                out.loc[mask, name] = sub[mask].replace("", None)
+            else:
+                values = ck.number(name, required=False, mask=mask)
+                if var.type == "integer":
+                    ck.flag(mask & values.notna() & (values % 1 != 0), name, "not a whole number")
+                lo, hi = var.min, var.max
+                ck.flag(
+                    mask & values.notna() & ((values < lo) | (values > hi)),
+                    name,
+                    f"outside the allowed range {lo:g} to {hi:g} for {cond_id}",
+                )
+                out.loc[mask, name] = values[mask]
+    return out
+
+
+def _child_conditions(ck: Checker, batch: BatchState, cycle_id: pd.Series) -> pd.Series:
+    known = batch.cycle_conditions()
+    conditions = cycle_id.map(known)
+    ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", "unknown cycle_id: not in care_cycles")
+    return conditions.astype(object).where(conditions.notna(), "")
+
+
+def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
+    f = ck.frame
+    cycle_id = ck.text("cycle_id")
+    conditions = _child_conditions(ck, batch, cycle_id)
+    outcome = ck.text("outcome")
+    value = ck.number("value")
+    date = ck.date("date", required=False) if "date" in f else pd.Series(pd.NaT, index=f.index)
+    for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
+        if not cond_id:
+            continue
+        cond = batch.catalog.conditions[cond_id]
+        mask = f.index.isin(rows)
+        by_id = {o.id: o for o in cond.outcomes}
+        ck.flag(
+            mask & ~outcome.isin(by_id) & (outcome != ""),
+            "outcome",
+            f"not an outcome of {cond_id} (allowed: {', '.join(by_id)})",
+        )
+        for o in cond.outcomes:
+            m = mask & (outcome == o.id).to_numpy() & value.notna().to_numpy()
+            if o.type == "binary":
+                ck.flag(m & ~value.isin([0.0, 1.0]), "value", f"{o.id} is yes/no: expected 0 or 1")
+            else:
+                ck.flag(
+                    m & ((value < o.min) | (value > o.max)),
+                    "value",
+                    f"{o.id} outside the allowed range {o.min:g} to {o.max:g}",
+                )
+    return pd.DataFrame({"cycle_id": cycle_id, "outcome": outcome, "value": value, "date": date})
+
+
+def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
+    f = ck.frame
+    cycle_id = ck.text("cycle_id")
+    conditions = _child_conditions(ck, batch, cycle_id)
+    instrument = ck.text("instrument", max_len=40)
+    timepoint = ck.text("timepoint", max_len=40)
+    item = ck.text("item", max_len=40)
+    value = ck.number("value")
+    completed = ck.date("completed_date", required=False) if "completed_date" in f else pd.Series(pd.NaT, index=f.index)
+    catalog = batch.catalog
+    for cond_id, rows in conditions.groupby(conditions, sort=False).groups.items():
+        if not cond_id:
+            continue
+        cond = catalog.conditions[cond_id]
+        mask = f.index.isin(rows)
+        uses = {p.instrument: p for p in cond.proms}
+        ck.flag(
+            mask & ~instrument.isin(uses) & (instrument != ""),
+            "instrument",
+            f"not a PROM instrument of {cond_id} (allowed: {', '.join(uses)})",
+        )
+        for inst_id, use in uses.items():
+            m = mask & (instrument == inst_id).to_numpy()
+            ck.flag(
+                m & ~timepoint.isin(use.timepoints) & (timepoint != ""),
+                "timepoint",
+                f"{inst_id} is not collected at this timepoint for {cond_id} (allowed: {', '.join(use.timepoints)})",
+            )
+    # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
+    lows, highs = item_bounds(catalog)
+    key = instrument + "|" + item
+    lo, hi = key.map(lows), key.map(highs)
+    known_instrument = instrument.isin(catalog.instruments)
+    ck.flag(known_instrument & lo.isna() & (item != ""), "item", lambda i: f"not an item of {instrument.iat[i]}")
+    ck.flag(
+        lo.notna() & value.notna() & ((value < lo) | (value > hi) | (value % 1 != 0)),
+        "value",
+        _item_rule(instrument, item, lows, highs),
+    )
+    return pd.DataFrame(
+        {
+            "cycle_id": cycle_id,
+            "instrument": instrument,
+            "timepoint": timepoint,
+            "item": item,
+            "value": value,
+            "completed_date": completed,
+        }
+    )
+
+
+def item_bounds(catalog: Catalog) -> tuple[pd.Series, pd.Series]:
+    keys, lo, hi = [], [], []
+    for inst in catalog.instruments.values():
+        for it in inst.items:
+            keys.append(f"{inst.id}|{it.id}")
+            lo.append(it.min)
+            hi.append(it.max)
+    return pd.Series(lo, index=keys, dtype=float), pd.Series(hi, index=keys, dtype=float)
+
+
+def _item_rule(instrument: pd.Series, item: pd.Series, lows: pd.Series, highs: pd.Series) -> Callable[[int], str]:
+    def rule(i: int) -> str:
+        key = f"{instrument.iat[i]}|{item.iat[i]}"
+        return f"{instrument.iat[i]} item {item.iat[i]} must be a whole number from {lows[key]:g} to {highs[key]:g}"
+
+    return rule
+
+
+def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
+    f = ck.frame
+    cycle_id = ck.text("cycle_id")
+    conditions = _child_conditions(ck, batch, cycle_id)
+    activity = ck.text("activity")
+    quantity = ck.number("quantity")
+    unit_cost = ck.number("unit_cost")
+    ck.flag(quantity < 0, "quantity", "must be 0 or more")
+    ck.flag(unit_cost < 0, "unit_cost", "must be 0 or more (EUR per unit)")
+    for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
+        if not cond_id:
+            continue
+        cond = batch.catalog.conditions[cond_id]
+        mask = f.index.isin(rows)
+        ck.flag(
+            mask & ~activity.isin(cond.cost_activities) & (activity != ""),
+            "activity",
+            f"not a cost activity of {cond_id} (allowed: {', '.join(cond.cost_activities)})",
+        )
+    return pd.DataFrame({"cycle_id": cycle_id, "activity": activity, "quantity": quantity, "unit_cost": unit_cost})
+
+
+VALIDATORS: dict[str, Callable[[Checker, BatchState], pd.DataFrame]] = {
+    "units": validate_units,
+    "care_cycles": validate_care_cycles,
+    "clinical_outcomes": validate_clinical_outcomes,
+    "prom_responses": validate_prom_responses,
+    "costs": validate_costs,
+}
