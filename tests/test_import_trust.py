@@ -1,0 +1,489 @@
+"""Trustworthy import: every file is stored exactly as a person reads it, or refused with its location and
+nothing changed (issue 11, items 1-12). Each test names the item it covers; import items run on SQLite and on
+the real PostgreSQL server (the `engine` fixture).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+from openpyxl import Workbook
+from openpyxl.worksheet.formula import ArrayFormula
+from sqlalchemy import MetaData, create_engine, event, select
+
+from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
+from vbhc import audit, models
+from vbhc.ingest import ImportRefused, import_files
+from vbhc.store import get_engine, upgrade_schema
+
+BSN = "123456782"  # passes the 11-test
+
+
+def snapshot(engine) -> dict[str, list[tuple]]:
+    """Count and content of every stored table but the audit log, in a stable order."""
+    meta = MetaData()
+    meta.reflect(engine)
+    out = {}
+    with engine.connect() as conn:
+        for name, table in sorted(meta.tables.items()):
+            if name in ("audit_events", "alembic_version"):
+                continue
+            rows = conn.execute(select(table)).all()
+            out[name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+def refused(paths, engine, **kw) -> str:
+    """The import must be refused with nothing changed; returns the message."""
+    before = snapshot(engine)
+    with pytest.raises(ImportRefused) as info:
+        import_files(paths, engine, **kw)
+    assert snapshot(engine) == before
+    message = str(info.value)
+    assert "Traceback" not in message
+    return message
+
+
+@pytest.fixture
+def base(engine, tmp_path):
+    """A small registry already imported; returns (engine, its files)."""
+    files = write_small_registry(tmp_path / "files")
+    import_files(files, engine)
+    return engine, files
+
+
+def _value(engine, column, *where):
+    with engine.connect() as conn:
+        return conn.execute(select(column).where(*where)).scalar_one()
+
+
+# --- 1. decimal marks decided per file from evidence ------------------------------------------------------
+
+
+def test_semicolon_file_with_decimal_points_keeps_its_values(base, tmp_path):
+    engine, _ = base
+    folder = tmp_path / "semi"
+    folder.mkdir()
+    rows = cycles()
+    for r in rows:
+        r["bmi"] = "27.5"
+    write_csv(folder / "care_cycles.csv", rows, CYCLE_COLUMNS, sep=";")
+    out = [dict(r) for r in outcomes()]
+    for r in out:
+        if r["outcome"] == "length_of_stay":
+            r["value"] = "2.5"
+    write_csv(folder / "clinical_outcomes.csv", out, sep=";")
+    cost_rows = [dict(r, unit_cost="12.50") for r in costs()]
+    write_csv(folder / "costs.csv", cost_rows, sep=";")
+    import_files([folder / "care_cycles.csv", folder / "clinical_outcomes.csv", folder / "costs.csv"], engine)
+    c, o, k = models.CareCycle, models.ClinicalOutcome, models.CostLine
+    assert _value(engine, c.bmi, c.cycle_id == "C0001") == 27.5
+    assert _value(engine, o.value, o.cycle_id == "C0002", o.outcome == "length_of_stay") == 2.5
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0003", k.activity == "ward_day") == 12.5
+
+
+def test_semicolon_file_with_decimal_commas_still_reads_as_dutch_excel_writes(base, tmp_path):
+    engine, _ = base
+    path = write_csv(tmp_path / "costs.csv", [dict(r, unit_cost="680,50") for r in costs()], sep=";")
+    import_files([path], engine)
+    k = models.CostLine
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0003", k.activity == "ward_day") == 680.5
+
+
+@pytest.mark.parametrize(
+    ("values", "rule"),
+    [
+        ({0: "12.50", 5: "12,50"}, "mixes decimal marks"),  # mixed
+        ({0: "1.250"}, "cannot tell whether '.'"),  # only undecided values: 1.25 or 1250?
+        ({0: "12,5", 5: "1.250"}, "would hold a thousands separator"),  # decimal comma, then 1.250
+        ({0: "1.250,50"}, "thousands separator"),  # grouping and decimals in one value
+        ({0: "1,250.50"}, "thousands separator"),
+    ],
+)
+def test_ambiguous_or_mixed_numbers_are_refused(base, tmp_path, values, rule):
+    engine, _ = base
+    rows = [dict(r, unit_cost="100") for r in costs()]
+    for i, v in values.items():
+        rows[i]["unit_cost"] = v
+    path = write_csv(tmp_path / "costs.csv", rows, sep=";")
+    message = refused([path], engine)
+    assert rule in message and "costs.csv" in message and "column 'unit_cost'" in message
+
+
+# --- 2. every sheet of a workbook is imported or refused --------------------------------------------------
+
+
+def _sheet(wb: Workbook, title: str, rows: list[dict[str, str]], columns: list[str]) -> None:
+    ws = wb.create_sheet(title)
+    ws.append(columns)
+    for r in rows:
+        ws.append([r[c] for c in columns])
+
+
+def test_two_sheets_of_one_table_are_both_imported(engine, tmp_path):
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:1], engine)
+    rows = cycles()
+    wb = Workbook()
+    wb.remove(wb.active)
+    _sheet(wb, "care_cycles_2023", rows[:6], CYCLE_COLUMNS)
+    _sheet(wb, "care_cycles_2024", rows[6:], CYCLE_COLUMNS)
+    wb.save(tmp_path / "cycles.xlsx")
+    report = import_files([tmp_path / "cycles.xlsx"], engine)
+    assert [s.rows_inserted for s in report.sources] == [6, 6]
+    with engine.connect() as conn:
+        assert len(conn.execute(select(models.CareCycle.cycle_id)).all()) == 12
+    # the same workbook again: both sheets are checked against each other and nothing changes
+    again = import_files([tmp_path / "cycles.xlsx"], engine)
+    assert [(s.rows_inserted, s.rows_updated, s.rows_unchanged) for s in again.sources] == [(0, 0, 6)] * 2
+
+
+def test_an_old_file_imported_again_after_a_change_is_not_skipped(engine, tmp_path):
+    files = write_small_registry(tmp_path / "files")
+    import_files(files, engine)
+    changed = tmp_path / "later" / "costs.csv"
+    changed.parent.mkdir()
+    write_csv(changed, [dict(r, unit_cost="99") for r in costs()])
+    import_files([changed], engine)
+    report = import_files([files[4]], engine)  # the original file: its values must be stored again
+    assert not report.sources[0].skipped_reason and report.sources[0].rows_updated == 24
+    k = models.CostLine
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "ward_day") == 680.5
+
+
+# --- 3. the same key in two files of one batch -----------------------------------------------------------
+
+
+def test_same_key_in_a_csv_and_a_sheet_of_one_batch_is_refused_with_both_locations(base, tmp_path):
+    engine, _ = base
+    rows = costs()
+    a = write_csv(tmp_path / "costs.csv", rows[:10])
+    wb = Workbook()
+    wb.remove(wb.active)
+    _sheet(wb, "costs", [dict(r, unit_cost="1") for r in rows[8:]], list(rows[0]))
+    wb.save(tmp_path / "more.xlsx")
+    message = refused([a, tmp_path / "more.xlsx"], engine)
+    assert "more.xlsx [sheet costs] row 2" in message and "costs.csv row 10" in message
+    assert "duplicate key" in message
+
+
+def test_two_identical_files_in_one_batch_are_refused(base, tmp_path):
+    engine, files = base
+    copy = tmp_path / "costs_copy.csv"
+    copy.write_bytes(files[4].read_bytes())
+    assert "duplicate key" in refused([files[4], copy], engine)
+
+
+# --- 4. two files with the same name ---------------------------------------------------------------------
+
+
+def test_two_files_with_the_same_name_are_refused_not_overwritten(base, tmp_path):
+    engine, _ = base
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = write_csv(tmp_path / "a" / "costs.csv", costs()[:5])
+    two = write_csv(tmp_path / "b" / "costs.csv", costs()[5:])
+    assert "2 files in this batch have this name" in refused([one, two], engine)
+
+
+# --- 5. no header row; identifiers masked everywhere -----------------------------------------------------
+
+
+def test_file_without_header_row_says_so_and_never_shows_the_bsn(base, tmp_path):
+    engine, _ = base
+    rows = cycles()
+    rows[0]["patient_id"] = BSN
+    path = tmp_path / "care_cycles.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        for r in rows:
+            writer.writerow([r[c] for c in CYCLE_COLUMNS])
+    message = refused([path], engine)
+    assert "this file has no header row" in message
+    assert BSN not in message and "P0002x" not in message
+    detail = audit.read(engine, action="import_refused").iloc[-1]["detail"]
+    assert "no header row" in detail and BSN not in detail
+
+
+@pytest.mark.parametrize("header", [BSN, "jan.jansen@example.org", "0612345678"])
+def test_a_column_name_that_is_a_value_is_masked(base, tmp_path, header):
+    engine, _ = base
+    rows = [dict(r, extra="x") for r in cycles()]
+    path = write_csv(tmp_path / "care_cycles.csv", rows, [*CYCLE_COLUMNS, "extra"])
+    path.write_text(path.read_text(encoding="utf-8").replace(",extra", "," + header, 1), encoding="utf-8")
+    message = refused([path], engine)
+    assert header not in message
+    assert header not in audit.read(engine, action="import_refused").iloc[-1]["detail"]
+
+
+# --- 6. every row has exactly the header's fields --------------------------------------------------------
+
+
+def test_short_row_is_refused(base, tmp_path):
+    engine, _ = base
+    path = write_csv(tmp_path / "care_cycles.csv", cycles(), CYCLE_COLUMNS)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[3] = ",".join(lines[3].split(",")[:6])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    message = refused([path], engine)
+    assert "care_cycles.csv row 4" in message and "6 fields, the header has 14" in message
+
+
+def test_long_row_is_refused_with_its_row(base, tmp_path):
+    engine, _ = base
+    path = write_csv(tmp_path / "costs.csv", costs())
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[5] += ",surprise"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    message = refused([path], engine)
+    assert "costs.csv row 6" in message and "column 5, which has no header" in message
+
+
+def test_xlsx_value_under_no_header_is_refused(base, tmp_path):
+    engine, _ = base
+    wb = Workbook()
+    wb.remove(wb.active)
+    rows = costs()
+    _sheet(wb, "costs", rows, list(rows[0]))
+    wb["costs"].cell(row=4, column=7, value="lost?")
+    wb.save(tmp_path / "costs.xlsx")
+    message = refused([tmp_path / "costs.xlsx"], engine)
+    assert "[sheet costs] row 4" in message and "column 7, which has no header" in message
+
+
+def test_trailing_separator_on_every_line_is_an_empty_column_not_an_unknown_one(base, tmp_path):
+    engine, _ = base
+    path = write_csv(tmp_path / "costs.csv", [dict(r, unit_cost="99") for r in costs()])
+    path.write_text("".join(line + ",\n" for line in path.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    report = import_files([path], engine)
+    assert report.sources[0].rows_updated == 24
+
+
+# --- 7. only plain values in workbook cells --------------------------------------------------------------
+
+
+def test_xlsx_array_formula_is_refused(base, tmp_path):
+    engine, _ = base
+    wb = Workbook()
+    wb.remove(wb.active)
+    rows = costs()
+    _sheet(wb, "costs", rows, list(rows[0]))
+    wb["costs"]["D3"] = ArrayFormula("D3:D3", "=SUM(C2:C3*1)")
+    wb.save(tmp_path / "costs.xlsx")
+    message = refused([tmp_path / "costs.xlsx"], engine)
+    assert "[sheet costs] row 3 column 'unit_cost'" in message and "ArrayFormula" in message
+    assert "object at 0x" not in message
+
+
+# --- 8. a change to a stored row is checked against what hangs on it -------------------------------------
+
+
+def test_changing_a_care_cycles_condition_with_stored_outcomes_is_refused(base, tmp_path):
+    engine, _ = base
+    rows = cycles()
+    rows[0].update(condition="hip_osteoarthritis", department="ORT", treatment="total_hip_arthroplasty", stage="")
+    rows[0]["smoking"] = "never"
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+    message = refused([path], engine)
+    assert "care_cycles.csv row 2 column 'condition'" in message
+    assert "from oesophageal_cancer to hip_osteoarthritis" in message and "mortality_30d" in message
+
+
+def test_changing_the_condition_of_a_cycle_with_nothing_stored_on_it_is_accepted(engine, tmp_path):
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:2], engine)
+    rows = cycles()
+    rows[0].update(condition="hip_osteoarthritis", department="ORT", treatment="total_hip_arthroplasty", stage="")
+    rows[0]["smoking"] = "never"
+    import_files([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)], engine)
+    c = models.CareCycle
+    assert _value(engine, c.condition, c.cycle_id == "C0001") == "hip_osteoarthritis"
+
+
+# --- 9. renaming reference data ------------------------------------------------------------------------
+
+
+def test_units_file_renames_a_hospital_and_moves_the_own_hospital_flag(base, tmp_path):
+    engine, _ = base
+    cols = ["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"]
+    rows = []
+    for u in UNITS:
+        r = dict(zip(cols, u, strict=True))
+        if r["hospital"] == "H02":
+            r.update(hospital_name="Testkliniek Zuid (nieuwe naam)", own_hospital="1")
+        else:
+            r["own_hospital"] = "0"
+        rows.append(r)
+    report = import_files([write_csv(tmp_path / "units.csv", rows, cols)], engine)
+    assert report.sources[0].hospitals_changed == 2
+    h = models.Hospital
+    assert _value(engine, h.name, h.code == "H02") == "Testkliniek Zuid (nieuwe naam)"
+    assert _value(engine, h.own_hospital, h.code == "H02") and not _value(engine, h.own_hospital, h.code == "H01")
+
+
+# --- 10. the shape of a file is bounded before the expensive work ------------------------------------------
+
+
+def test_a_header_of_a_million_columns_is_refused_in_seconds(base, tmp_path):
+    engine, _ = base
+    path = tmp_path / "costs.csv"
+    path.write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n1\n", encoding="utf-8")
+    started = time.perf_counter()
+    message = refused([path], engine)
+    assert time.perf_counter() - started < 20  # generous on a shared machine; it was a hang before
+    assert "1,000,000 columns, more than the limit of 200 (VBHC_MAX_COLUMNS)" in message
+
+
+def test_a_workbook_unpacking_beyond_the_limit_is_refused_before_it_is_read(base, tmp_path, monkeypatch):
+    engine, _ = base
+    monkeypatch.setenv("VBHC_MAX_UNPACKED_MB", "1")
+    wb = Workbook()
+    wb.remove(wb.active)
+    rows = [dict(r, cycle_id=f"X{i:06d}") for i, r in enumerate(costs() * 1000)]
+    _sheet(wb, "costs", rows, list(rows[0]))
+    wb.save(tmp_path / "costs.xlsx")
+    with zipfile.ZipFile(tmp_path / "costs.xlsx") as zf:
+        assert sum(i.file_size for i in zf.infolist()) > 1024 * 1024
+    message = refused([tmp_path / "costs.xlsx"], engine)
+    assert "more than the limit of 1 MB (VBHC_MAX_UNPACKED_MB)" in message
+
+
+def test_more_rows_than_the_limit_are_refused(base, tmp_path, monkeypatch):
+    engine, _ = base
+    monkeypatch.setenv("VBHC_MAX_ROWS", "10")
+    path = write_csv(tmp_path / "costs.csv", [dict(r, unit_cost="1") for r in costs()])
+    assert "more than 10 rows (VBHC_MAX_ROWS)" in refused([path], engine)
+
+
+# --- 11. a database that cannot be written -------------------------------------------------------------
+
+
+def test_read_only_database_gives_one_line_and_changes_nothing(tmp_path):
+    db = tmp_path / "vbhc.db"
+    writable = get_engine(f"sqlite:///{db}")
+    upgrade_schema(writable)
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:1], writable)
+    before = snapshot(writable)
+    read_only = create_engine(f"sqlite:///file:{db}?mode=ro&uri=true")
+    with pytest.raises(ImportRefused) as info:
+        import_files(files[1:], read_only)
+    message = str(info.value)
+    assert "the database is read-only; nothing was imported" in message
+    assert "INSERT" not in message and "P0001x" not in message and len(message.splitlines()) == 2
+    assert snapshot(writable) == before
+    read_only.dispose()
+    writable.dispose()
+    get_engine.cache_clear()
+
+
+def test_full_disk_gives_one_line_and_changes_nothing(tmp_path):
+    db = tmp_path / "vbhc.db"
+    engine = get_engine(f"sqlite:///{db}")
+    upgrade_schema(engine)
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:2], engine)
+    before = snapshot(engine)
+    full = create_engine(f"sqlite:///{db}")
+
+    @event.listens_for(full, "connect")
+    def _small_disk(dbapi_connection, _record):
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    with pytest.raises(ImportRefused) as info:
+        import_files(files[2:], full)
+    assert "the disk holding the database is full; nothing was imported" in str(info.value)
+    assert snapshot(engine) == before
+    full.dispose()
+    engine.dispose()
+    get_engine.cache_clear()
+
+
+def test_cli_import_into_a_read_only_database_prints_one_line(tmp_path):
+    db = tmp_path / "vbhc.db"
+    engine = get_engine(f"sqlite:///{db}")
+    upgrade_schema(engine)
+    engine.dispose()
+    get_engine.cache_clear()
+    files = write_small_registry(tmp_path / "files")
+    env = dict(os.environ, VBHC_DATABASE_URL=f"sqlite:///file:{db}?mode=ro&uri=true")
+    done = subprocess.run(
+        [sys.executable, "-m", "vbhc.cli", "import", *map(str, files)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "the database is read-only; nothing was imported" in done.stderr
+    assert "INSERT" not in done.stderr and "P0001x" not in done.stderr
+
+
+# --- 12. messages that say what is really wrong ---------------------------------------------------------
+
+
+def test_a_workbook_named_csv_is_read_as_the_workbook_it_is(base, tmp_path):
+    engine, _ = base
+    wb = Workbook()
+    wb.remove(wb.active)
+    rows = [dict(r, unit_cost="7") for r in costs()]
+    _sheet(wb, "costs", rows, list(rows[0]))
+    wb.save(tmp_path / "costs.csv")
+    report = import_files([tmp_path / "costs.csv"], engine)
+    assert report.sources[0].sheet == "costs" and report.sources[0].rows_updated == 24
+
+
+def test_a_repeated_column_is_named_as_written(base, tmp_path):
+    engine, _ = base
+    rows = [dict(r, age2=r["age"]) for r in cycles()]
+    path = write_csv(tmp_path / "care_cycles.csv", rows, [*CYCLE_COLUMNS, "age2"])
+    path.write_text(path.read_text(encoding="utf-8").replace(",age2", ",age", 1), encoding="utf-8")
+    message = refused([path], engine)
+    assert "column 'age': column appears 2 times (columns 8, 15)" in message
+    assert "age.1" not in message
+
+
+def test_row_numbers_after_blank_lines_are_the_ones_excel_shows(base, tmp_path):
+    engine, _ = base
+    path = write_csv(tmp_path / "costs.csv", costs())
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].replace("ward_day", "teleportation")  # data row on line 5 before the blank lines
+    lines[1:1] = ["", ",,,", ""]  # three blank rows after the header: the bad row is now row 8
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    message = refused([path], engine)
+    assert "costs.csv row 8 column 'activity'" in message
+
+
+def test_row_numbers_with_a_quoted_line_break_follow_excel(base, tmp_path):
+    engine, _ = base
+    rows = cycles()
+    rows[1]["treatment"] = "oesophag\nectomy"
+    rows[3]["asa"] = "9"
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+    message = refused([path], engine)
+    assert "care_cycles.csv row 5 column 'asa'" in message  # Excel: one row per record
+
+
+@pytest.mark.parametrize("name", ["Date of Birth", "geboorte datum", "Patient Name", "E-mail", "BSN nummer"])
+def test_identifier_columns_are_recognised_however_they_are_written(base, tmp_path, name):
+    engine, _ = base
+    rows = [dict(r, extra="x") for r in cycles()]
+    path = write_csv(tmp_path / "care_cycles.csv", rows, [*CYCLE_COLUMNS, "extra"])
+    path.write_text(path.read_text(encoding="utf-8").replace(",extra", "," + name, 1), encoding="utf-8")
+    assert "looks like a direct patient identifier" in refused([path], engine)
+
+
+def test_header_names_are_matched_as_a_person_writes_them(base, tmp_path):
+    engine, _ = base
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["Cycle ID", " Activity", "Quantity ", "Unit cost"])
+    for r in costs():
+        writer.writerow([r["cycle_id"], r["activity"], r["quantity"], "5"])
+    path = tmp_path / "costs.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    assert import_files([path], engine).sources[0].rows_updated == 24
