@@ -15,6 +15,9 @@ formulas, values outside the header) and every example must satisfy two invarian
 
 Some mutations must also be accepted (a `;` file with decimal points, a BOM, CRLF, quoting, shuffled
 columns, header case, two files or two sheets of one table): refusing a valid file is a failure too.
+
+Bounded: small files, few examples (fewer on PostgreSQL), SQLite restored from a template file per example,
+no shrinking unless VBHC_FUZZ_SHRINK=1; a falsifying example prints its spec and the file's bytes.
 """
 
 from __future__ import annotations
