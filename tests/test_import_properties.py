@@ -915,7 +915,8 @@ def test_csv_without_header_row_is_refused_without_identifiers(engine, sources, 
         reading = read_batch(spec, files)
         refused = check_import(engine, [p for p, _ in files], reading, False, patient_ids(source))
         assert refused is not None
-        assert "no header row" in str(refused), str(refused)
+        if spec.encoding in ("utf-8", "utf-8-sig"):  # other encodings are refused for that first
+            assert "no header row" in str(refused), str(refused)
 
     run()
 

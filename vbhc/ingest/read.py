@@ -401,7 +401,7 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
     buffer: list[list[str]] = []
     numbers: list[int] = []
     row_limit = max_rows()
-    named = 0
+    named = width = 0
     done = 0
     for row_no, fields, done, odd in records:
         if odd:
@@ -415,18 +415,24 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
             header = _make_header(fields, row_no, source, report)
             if header is None:
                 return
-            named = len(header.names)
+            named, width = len(header.names), header.width
             yield header
             continue
         if not any(fields):
             continue  # a blank row (or one of separators only): not data, but it keeps its number
-        if len(fields) != named:
-            if workbook and len(fields) < named:
-                fields = fields + [""] * (named - len(fields))  # a workbook row ends at its last filled cell
-            elif not _row_shape_ok(source, named, row_no, fields, report):
+        if len(fields) != width:
+            if workbook:  # a workbook row ends at its last filled cell; none may lie beyond the header
+                if len(fields) > named and not _row_shape_ok(source, named, row_no, fields, report):
+                    continue
+                fields = (fields + [""] * (named - len(fields)))[:named]
+            else:  # a text row has exactly the header's fields, trailing separators included
+                _wrong_width(source, width, row_no, fields, report)
                 continue
-            else:
-                fields = fields[:named]
+        elif width != named:  # trailing columns without a name: they must be empty
+            if any(f.strip() for f in fields[named:]):
+                _row_shape_ok(source, named, row_no, fields, report)
+                continue
+            fields = fields[:named]
         buffer.append(fields)
         numbers.append(row_no)
         if len(buffer) >= chunk_rows:
@@ -473,24 +479,34 @@ def _chunk(header: Header, buffer: list[list[str]], numbers: list[int], done: in
     return Chunk(frame, np.asarray(numbers, dtype=np.int64), done)
 
 
-def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], report: ImportReport) -> bool:
-    """A row with a field count other than the header's: fine only when the extra fields are empty."""
-    if len(fields) < named:
-        report.add(
-            source.problem(
-                f"this row has {len(fields)} fields, the header has {named}: every row needs a value or an empty "
-                "field for every column (is a separator missing, or the file cut short?)",
-                row_no,
-            )
+def _wrong_width(source: Source, width: int, row_no: int, fields: list[str], report: ImportReport) -> None:
+    extra = [(i, f) for i, f in enumerate(fields[width:], start=width + 1) if f.strip()]
+    if extra:
+        position, value = extra[0]
+        rule = (
+            f"this row has {len(fields)} fields, the header has {width}: a value in column {position}, which has "
+            "no header (is there a separator too many in this row?)"
         )
-        return False
+        report.add(source.problem(rule, row_no, None, value))
+        return
+    hint = "is a separator missing, or the file cut short?" if len(fields) < width else "a separator too many?"
+    report.add(
+        source.problem(
+            f"this row has {len(fields)} fields, the header has {width}: every row needs exactly one field for "
+            f"every column ({hint})",
+            row_no,
+        )
+    )
+
+
+def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], report: ImportReport) -> bool:
+    """A workbook row with cells beyond the header: fine only when they are empty."""
     extra = [(i, f) for i, f in enumerate(fields[named:], start=named + 1) if f.strip()]
     if extra:
         position, value = extra[0]
         report.add(
             source.problem(
-                f"a value in column {position}, which has no header: every value needs a column name "
-                "(is there a separator too many in this row?)",
+                f"a value in column {position}, which has no header: every value needs a column name",
                 row_no,
                 None,
                 value,
