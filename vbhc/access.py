@@ -76,10 +76,12 @@ EXACT_COLUMNS = (
     "adjusted_upper",
     "precision",
     "detectable_difference",
+    "crude_value",
 )
-#: Columns of an anonymised other unit shown rounded (to 3 significant digits) so the value cannot be solved
-#: back into a count; withheld altogether below the small-number threshold.
-ROUNDED_COLUMNS = ("crude_value", "adjusted_value", "oe")
+#: Columns of an anonymised other unit shown rounded (3 significant digits; 2 for a plain rate such as the
+#: response rate, a fraction that would otherwise be solved back into n) and withheld below the threshold.
+#: The crude value is not shown at all: it is events / n, a fraction that gives n back.
+ROUNDED_COLUMNS = ("adjusted_value", "oe")
 _LIMIT_PREFIXES = ("lower_", "upper_")
 _BENCHMARK_PREFIXES = ("lower_", "upper_", "position_", "assessment_")
 
@@ -672,11 +674,12 @@ def _without_benchmark(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _round3(values: pd.Series) -> pd.Series:
-    """3 significant digits: enough to read a rate or mean, too coarse to solve a count back from it."""
+def _round_sig(values: pd.Series, significant: np.ndarray) -> pd.Series:
+    """Rounded to `significant` digits: enough to read a rate or mean, too coarse to solve a count back."""
     x = pd.to_numeric(values, errors="coerce").to_numpy(float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        digits = np.where(np.isfinite(x) & (x != 0), 2 - np.floor(np.log10(np.abs(x))), 0).astype(int)
+        magnitude = np.where(np.isfinite(x) & (x != 0), np.floor(np.log10(np.abs(x))), 0)
+        digits = (significant - 1 - magnitude).astype(int)
     return pd.Series(
         [round(v, int(d)) if np.isfinite(v) else np.nan for v, d in zip(x, digits, strict=True)], index=values.index
     )
@@ -700,7 +703,8 @@ def _anonymised(rest: pd.DataFrame) -> pd.DataFrame:
     for col in [c for c in rest.columns if c in EXACT_COLUMNS or str(c).startswith(_LIMIT_PREFIXES)]:
         rest[col] = np.nan if pd.api.types.is_numeric_dtype(rest[col]) else None
     for col in [c for c in ROUNDED_COLUMNS if c in rest]:
-        rest[col] = _round3(rest[col])
+        plain = (rest["kind"] == "response_rate").to_numpy() if "kind" in rest else np.zeros(len(rest), bool)
+        rest[col] = _round_sig(rest[col], np.where(plain, 2, 3))
         rest.loc[small, col] = np.nan
     for col in [c for c in rest.columns if str(c).startswith(("position_", "assessment_"))]:
         rest[col] = rest[col].astype(object)
