@@ -134,17 +134,38 @@ def result(condition: str, level: str, period: str, peers: tuple[str, ...] = ())
 
 def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:
     """The indicator result as this viewer may see it: vbhc.access filters the table (a manager gets other units
-    anonymised), refuses a condition outside the viewer's roles, and records the view in the audit log."""
+    anonymised), refuses a condition outside the viewer's roles, and records the view in the audit log. A
+    comparison group too small for the viewer falls back to the whole registry (see comparison_group)."""
+    peers = comparison_group(viewer, condition, level, peers)[0]
     full = result(condition, level, period, peers)
     url = database_url()
     table = access.indicator_rows(viewer, full.table, units=units(url, version()), engine=engine(url))
     return dataclasses.replace(full, table=table)
 
 
-def only_visible(result: IndicatorResult, frame: pd.DataFrame) -> pd.DataFrame:
+def comparison_group(
+    viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]
+) -> tuple[tuple[str, ...], bool]:
+    """vbhc.access.comparison_group on the cached registry tables: (peers to use, whether the choice was refused)."""
+    url, data_version = database_url(), version()
+    teams = condition_units(url, data_version, condition)
+    return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version))
+
+
+def only_visible(result: IndicatorResult, frame: pd.DataFrame, what: str = "") -> pd.DataFrame:
     """Rows of a per-unit frame computed from the full data (cost by activity, PROM response) limited to the
-    units the viewer's table names: a manager's other units never reach the page."""
+    units the viewer's table names: a manager's other units never reach the page. Where vbhc.access withheld
+    small cells (a care team limited to some hospitals), `what` ("prom_response", "cost_breakdown") applies the
+    same rule to the frame."""
     table = result.table
+    if "suppressed" in table and table["suppressed"].astype(bool).any() and what:
+        from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response
+
+        rule = SuppressionRule.from_settings()
+        if what == "prom_response":
+            frame = suppress_prom_response(frame, table, result, rule)
+        elif what == "cost_breakdown":
+            frame = suppress_cost_breakdown(frame, rule)
     if "anonymised" not in table or not table["anonymised"].any() or "unit" not in frame:
         return frame
     named = set(table.loc[~table["anonymised"].astype(bool), "unit"].astype(str))

@@ -156,6 +156,9 @@ def sidebar(viewer: Viewer) -> Filters | None:
     chosen = tuple(sorted(peers))
     if chosen and unit is not None:
         chosen = tuple(sorted({*chosen, _hospital_of(unit)}))
+    chosen, refused = data.comparison_group(viewer, condition, level, chosen)
+    if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
+        st.sidebar.warning(t("comparison.too_small", lang, min=access.MIN_OTHER_UNITS))
     return Filters(lang, condition, level, unit, period, chosen)
 
 

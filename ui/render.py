@@ -14,7 +14,7 @@ import streamlit as st
 from ui import auth, data, filters
 from vbhc import access, charts
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
-from vbhc.settings import database_url
+from vbhc.settings import database_url, suppress_below
 
 
 def empty_state(lang: str) -> None:
@@ -34,7 +34,7 @@ def indicator_display(rows: pd.DataFrame, lang: str, *, by: str = "indicator") -
     else:
         out[t("column.unit", lang)] = rows["unit"]
     records = list(rows.itertuples())  # one pass over the rows for all formatted columns
-    out[t("column.care_cycles", lang)] = [fmt_int(r.n, lang) for r in records]
+    out[t("column.care_cycles", lang)] = [_count(r, lang) for r in records]
     out[t("column.observed", lang)] = [_observed(r, lang) for r in records]
     out[t("column.expected", lang)] = [_expected(r, lang) for r in records]
     out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) if pd.notna(r.oe) else "–" for r in records]
@@ -45,6 +45,16 @@ def indicator_display(rows: pd.DataFrame, lang: str, *, by: str = "indicator") -
     out[t("column.assessment", lang)] = [assessment_label(r.assessment_998, lang) for r in records]
     out[t("position.title_95", lang)] = [assessment_label(r.assessment_95, lang) for r in records]
     return out
+
+
+def _count(row, lang: str) -> str:
+    """Exact n, or what vbhc.access left of it: a band for another unit, the marker for a withheld cell."""
+    band = getattr(row, "n_band", None)
+    if isinstance(band, str) and band:
+        return band
+    if bool(getattr(row, "suppressed", False)) is True and pd.isna(row.n):
+        return f"<{suppress_below()}"
+    return fmt_int(row.n, lang)
 
 
 def _observed(row, lang: str) -> str:

@@ -12,8 +12,16 @@ Role rules (who sees what):
 - quality (directorate): every condition and unit, patient-level rows of every condition, every export
   (also patient-level), import, and reading the audit log.
 - manager: aggregated indicators of own hospitals/departments/divisions only (optionally limited to some
-  conditions); other units' rows are anonymised ("other unit") or hidden; never patient-level rows; no export.
+  conditions); other units' rows are anonymised or hidden; never patient-level rows; no export. Other units
+  are never isolated or linked: they carry no name, a number per indicator by value (not carried across
+  indicators), their n in bands, values rounded, no observed/expected/limits/intervals (each would give n back),
+  small ones withheld; a comparison group needs at least MIN_OTHER_UNITS other units, else the other units and
+  the benchmark (which would give a lone other unit back) are not shown.
 - admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
+- Small numbers on pages: a viewer sees exact small cells only of units whose patient-level rows they may see
+  (quality; a care team without a hospital limit). A care team limited to some hospitals gets other hospitals'
+  cells below the threshold withheld with secondary cells (vbhc.reports.privacy.suppression_mask, the same
+  cells as its files withhold, minus its own), so a withheld cell cannot be worked out from the benchmark.
 
 - A viewer with several grants gets the union of what each grant allows (each grant keeps its own scope).
 - The benchmark (target, control limits) is computed on every unit in vbhc.indicators; a manager's table keeps the
@@ -37,11 +45,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
+from vbhc.disclosure import MIN_OTHER_UNITS
 
 if TYPE_CHECKING:
     from vbhc.catalog import Catalog
@@ -52,6 +62,28 @@ log = logging.getLogger(__name__)
 
 #: What an anonymised unit is called in a manager's indicator table.
 OTHER_UNIT = "other unit"
+#: Columns an anonymised other unit never carries: each gives its exact n (or events) back.
+EXACT_COLUMNS = (
+    "n",
+    "n_adjusted",
+    "observed",
+    "expected",
+    "oe_lower",
+    "oe_upper",
+    "crude_lower",
+    "crude_upper",
+    "adjusted_lower",
+    "adjusted_upper",
+    "precision",
+    "detectable_difference",
+    "crude_value",
+)
+#: Columns of an anonymised other unit shown rounded (3 significant digits; 2 for a plain rate such as the
+#: response rate, a fraction that would otherwise be solved back into n) and withheld below the threshold.
+#: The crude value is not shown at all: it is events / n, a fraction that gives n back.
+ROUNDED_COLUMNS = ("adjusted_value", "oe")
+_LIMIT_PREFIXES = ("lower_", "upper_")
+_BENCHMARK_PREFIXES = ("lower_", "upper_", "position_", "assessment_")
 
 
 class Role(StrEnum):
@@ -560,11 +592,14 @@ def indicator_rows(
 ) -> pd.DataFrame:
     """The rows of one condition's indicator table that the viewer may see.
 
-    Quality and the condition's care teams get the whole table. A manager gets the rows of their own units
+    Quality and the condition's care teams get the whole table (a care team limited to some hospitals with
+    other hospitals' small cells withheld, column `suppressed`). A manager gets the rows of their own units
     (target and limits included, so the benchmark line can be drawn) and, with others="anonymise", the other
-    units' rows with unit "other unit", hospital emptied and a stable order that does not reveal which is which;
-    with others="hide" those rows are dropped. `units` (vbhc.registry.units()) is needed to match divisions; it
-    is read from the database when a manager's scope names divisions and it is not given.
+    units' rows as _anonymised makes them ("other unit k" numbered per indicator by value, `n_band`, rounded
+    values, nothing exact); with others="hide" those rows are dropped. With fewer than MIN_OTHER_UNITS other
+    units in the table the manager gets the own rows only, without benchmark (`benchmark_withheld`).
+    `units` (vbhc.registry.units()) is needed to match divisions; it is read from the database when a
+    manager's scope names divisions and it is not given.
     A viewer who may not see the condition gets AccessDenied (audited).
     """
     from vbhc.store import get_engine
@@ -583,25 +618,26 @@ def indicator_rows(
     if sees_all_units(viewer, condition):
         out = table.copy()
         out["anonymised"] = False
+        limited = _limited_care_hospitals(viewer, condition)
+        if limited is not None:  # a care team limited to some hospitals: other hospitals' small cells withheld
+            from vbhc.reports.privacy import SuppressionRule, suppress_table
+
+            out = suppress_table(out, SuppressionRule.from_settings(), own_hospitals=sorted(limited), include_own=False)
     else:
         divisions = _divisions(viewer, units, engine)
         own = table.apply(lambda row: _row_visible(viewer, condition, level, row, divisions), axis=1).astype(bool)
         mine = table[own].copy()
         mine["anonymised"] = False
-        if others == "hide":
+        rest = table[~own].copy()
+        other_units = rest["unit"].nunique() if "unit" in rest else len(rest)
+        if other_units < MIN_OTHER_UNITS:
+            # too few others: the benchmark (computed on own and other units) would give a lone other unit back
+            mine = _without_benchmark(mine)
+            out = mine
+        elif others == "hide":
             out = mine
         else:
-            rest = table[~own].copy()
-            if "hospital" in rest:
-                rest["hospital"] = ""
-            rest["anonymised"] = True
-            sort_by = [c for c in ("indicator", "n", "crude_value") if c in rest]
-            rest = rest.sort_values(sort_by, kind="mergesort") if sort_by else rest
-            # numbered per indicator in that order (charts and tables need distinct names); the number says
-            # nothing about which unit it is
-            number = rest.groupby("indicator").cumcount() + 1 if "indicator" in rest else range(1, len(rest) + 1)
-            rest["unit"] = [f"{OTHER_UNIT} {i}" for i in number]
-            out = pd.concat([mine, rest], ignore_index=True)
+            out = pd.concat([mine, _anonymised(rest)], ignore_index=True)
     if record_view:
         shown = sorted(set(out.loc[~out["anonymised"], "unit"].astype(str))) if "unit" in out else []
         audit.record(
@@ -614,6 +650,111 @@ def indicator_rows(
             dedupe_seconds=VIEW_DEDUPE_SECONDS,
         )
     return out.reset_index(drop=True)
+
+
+def _limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | None:
+    """The hospitals of a care team limited to some hospitals (None when the viewer may see every unit's
+    patient-level rows, and so every small number: quality, a care team without a hospital limit)."""
+    if viewer.has(Role.QUALITY):
+        return None
+    scopes = [s for s in viewer.scopes_for(Role.CARE_TEAM) if s.covers_condition(condition)]
+    if not scopes or any(not s.hospitals for s in scopes):
+        return None
+    return frozenset().union(*(s.hospitals for s in scopes))
+
+
+def _without_benchmark(rows: pd.DataFrame) -> pd.DataFrame:
+    out = rows.copy()
+    for col in [c for c in out.columns if c == "target" or str(c).startswith(_BENCHMARK_PREFIXES)]:
+        if pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            out[col] = np.nan
+        else:
+            out[col] = None
+    out["benchmark_withheld"] = True
+    return out
+
+
+def _round_sig(values: pd.Series, significant: np.ndarray) -> pd.Series:
+    """Rounded to `significant` digits: enough to read a rate or mean, too coarse to solve a count back."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.where(np.isfinite(x) & (x != 0), np.floor(np.log10(np.abs(x))), 0)
+        digits = (significant - 1 - magnitude).astype(int)
+    return pd.Series(
+        [round(v, int(d)) if np.isfinite(v) else np.nan for v, d in zip(x, digits, strict=True)], index=values.index
+    )
+
+
+def _anonymised(rest: pd.DataFrame) -> pd.DataFrame:
+    """Other units for a manager: no name, numbered per indicator by value (a number never refers to the same
+    unit in two indicators), n in bands, values rounded, nothing that gives n or the events back, and units
+    below the small-number threshold withheld."""
+    from vbhc.disclosure import n_band
+    from vbhc.settings import suppress_below
+
+    threshold = suppress_below()
+    rest = rest.copy()
+    if "hospital" in rest:
+        rest["hospital"] = ""
+    rest["anonymised"] = True
+    n = pd.to_numeric(rest["n"], errors="coerce") if "n" in rest else pd.Series(np.nan, index=rest.index)
+    rest["n_band"] = [n_band(v, threshold) for v in n]
+    small = (n.fillna(0) < threshold).to_numpy() if threshold > 0 else np.zeros(len(rest), bool)
+    for col in [c for c in rest.columns if c in EXACT_COLUMNS or str(c).startswith(_LIMIT_PREFIXES)]:
+        rest[col] = np.nan if pd.api.types.is_numeric_dtype(rest[col]) else None
+    for col in [c for c in ROUNDED_COLUMNS if c in rest]:
+        plain = (rest["kind"] == "response_rate").to_numpy() if "kind" in rest else np.zeros(len(rest), bool)
+        rest[col] = _round_sig(rest[col], np.where(plain, 2, 3))
+        rest.loc[small, col] = np.nan
+    for col in [c for c in rest.columns if str(c).startswith(("position_", "assessment_"))]:
+        rest[col] = rest[col].astype(object)
+        rest.loc[small, col] = None
+    rest["suppressed"] = small
+    value = next((c for c in ("adjusted_value", "crude_value") if c in rest), None)
+    sort_by = [c for c in ("indicator", value) if c is not None and c in rest]
+    rest = rest.sort_values(sort_by, kind="mergesort", na_position="last") if sort_by else rest
+    number = rest.groupby("indicator").cumcount() + 1 if "indicator" in rest else range(1, len(rest) + 1)
+    rest["unit"] = [f"{OTHER_UNIT} {i}" for i in number]
+    return rest
+
+
+def comparison_group(
+    viewer: Viewer, condition: str, level: str, peers: Sequence[str], teams: pd.DataFrame, units: pd.DataFrame | None
+) -> tuple[tuple[str, ...], bool]:
+    """The comparison group (hospitals) to compute a view on, and whether the chosen one was refused.
+
+    A manager's chosen group must hold at least MIN_OTHER_UNITS units at `level` outside the manager's scope,
+    else one other unit could be singled out (its figures are the benchmark minus the manager's own); then the
+    whole registry is the comparison group. `teams` is vbhc.registry.condition_units(condition), `units`
+    vbhc.registry.units() (for divisions). Viewers who see every unit keep their choice.
+    """
+    chosen = tuple(sorted(set(peers)))
+    if not chosen or sees_all_units(viewer, condition):
+        return chosen, False
+    part = teams[teams["hospital"].astype(str).isin(chosen)]
+    hospitals, departments = part["hospital"].astype(str), part["department"].astype(str)
+    if level == "department":
+        labels = sorted(set(hospitals + "/" + departments))
+    elif level == "condition_team":
+        labels = sorted({f"{condition}@{h}" for h in hospitals})
+    else:
+        labels = sorted(set(hospitals))
+    divisions = (
+        {
+            (str(h), str(d)): str(v)
+            for h, d, v in zip(units["hospital"], units["department"], units["division"].fillna(""), strict=True)
+        }
+        if units is not None and "division" in units
+        else {}
+    )
+    others = [
+        u
+        for u in labels
+        if not _row_visible(viewer, condition, level, pd.Series({"unit": u, "hospital": ""}), divisions)
+    ]
+    if len(others) < MIN_OTHER_UNITS:
+        return (), True
+    return chosen, False
 
 
 def _divisions(viewer: Viewer, units: pd.DataFrame | None, engine: Engine) -> dict[tuple[str, str], str]:

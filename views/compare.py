@@ -33,8 +33,11 @@ kinds = {condition.indicator(i).label(lang): condition.indicator(i).kind for i i
 assessments = table.pivot(index="unit", columns="indicator", values="assessment_998")
 assessments.columns = [condition.indicator(c).label(lang) for c in assessments.columns]
 formatted = numbers.copy().astype(object)
+bands = table[table["kind"] == "volume"].set_index("unit")["n_band"].fillna("") if "n_band" in table else pd.Series()
 for col in formatted.columns:
     formatted[col] = [format_value(v, kinds[col], lang) for v in numbers[col]]
+    if kinds[col] == "volume" and len(bands):  # other units' volume as vbhc.access gives it: a band
+        formatted[col] = [bands.get(u) or f for u, f in zip(formatted.index, formatted[col], strict=True)]
 styled = formatted.style.apply(
     lambda col: (
         [render.cell_style(a) for a in assessments.reindex(formatted.index)[col.name]]

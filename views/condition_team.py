@@ -74,6 +74,10 @@ metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_val
 metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
 st.markdown(f"**{t('column.assessment', lang)}:** {t_value('assessment', row['assessment_998'], lang)}")
 
+if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
+    st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
+    st.stop()
+
 left, right = st.columns(2)
 with left:
     st.markdown(f"#### {t('team.funnel', lang)}")

@@ -20,7 +20,7 @@ if cost_rows.empty or cost_rows["n"].sum() == 0:
     st.info(t("empty.no_costs", lang, condition=condition.label(lang)))
     st.stop()
 
-breakdown = data.only_visible(result, cost_by_activity(result))
+breakdown = data.only_visible(result, cost_by_activity(result), "cost_breakdown")
 activity_label = {
     a: (catalog.cost_activities[a].label_nl if lang == "nl" else catalog.cost_activities[a].label_en)
     for a in catalog.cost_activities

@@ -30,7 +30,13 @@ from vbhc.charts import PALETTE
 from vbhc.i18n import t, t_value
 from vbhc.indicators import BINARY_KINDS, IndicatorResult, cost_by_activity, prom_response_by_timepoint
 from vbhc.reports.core import check_lang, now, period_label
-from vbhc.reports.privacy import SuppressionRule, patient_rows, suppress_counts, suppress_table
+from vbhc.reports.privacy import (
+    SuppressionRule,
+    patient_rows,
+    suppress_cost_breakdown,
+    suppress_prom_response,
+    suppress_table,
+)
 from vbhc.safety import neutralise_formula
 
 __all__ = ["HEADER_ROW", "NUMBER_FORMATS", "build_workbook"]
@@ -244,12 +250,14 @@ def build_workbook(
     batches: pd.DataFrame | None = None,
     generated_at: dt.datetime | None = None,
     include_patient_rows: bool = False,
+    own_hospitals: Sequence[str] = (),
 ) -> bytes:
     """The formatted workbook for one or more conditions' indicator results, as .xlsx bytes.
 
     `suppress_below` is the small-number threshold (None: VBHC_SUPPRESS_BELOW, default 10); `batches` the
     import batches for the provenance table (vbhc.registry.import_batches). Patient-level rows are included
-    only with include_patient_rows=True (the caller checks that the viewer may have them).
+    only with include_patient_rows=True (the caller checks that the viewer may have them). `own_hospitals`:
+    secondary cells are taken from other hospitals' units where possible (the same cells as the page withholds).
     """
     lang = check_lang(lang)
     if not results:
@@ -259,13 +267,13 @@ def build_workbook(
     generated_at = generated_at or now()
     period = period_label(results[0].period, lang)
     level = t(f"level.{results[0].level}", lang)
-    tables = {r.condition: suppress_table(r.table, rule) for r in results}
+    tables = {r.condition: suppress_table(r.table, rule, own_hospitals=own_hospitals) for r in results}
 
     _cover(w, results, period, level, generated_at, batches, include_patient_rows)
     _summary(w, results, tables, period, level)
     for result in results:
         _condition_sheet(w, result, tables[result.condition], period, level)
-    _proms(w, results, period, level)
+    _proms(w, results, tables, period, level)
     _costs(w, results, period, level)
     _methods(w, results, include_patient_rows)
     if include_patient_rows:
@@ -429,13 +437,17 @@ def _oe_chart(w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.Data
     ws.add_chart(chart, f"{get_column_letter(anchor_col)}{HEADER_ROW}")
 
 
-def _proms(w: _Writer, results, period, level) -> None:
+def _proms(w: _Writer, results, tables, period, level) -> None:
     ws = w.sheet("report.sheet_proms")
     frames = []
     for result in results:
         rates = prom_response_by_timepoint(result)
         if len(rates):
-            frames.append(rates.assign(condition=result.condition))
+            rates = rates.assign(condition=result.condition)
+            if "ci_low" not in rates:
+                rates["ci_low"] = rates["ci_high"] = float("nan")
+            # consistent with the indicator sheet: what is withheld there is withheld here
+            frames.append(suppress_prom_response(rates, tables[result.condition], result, w.rule))
     frame = (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -445,7 +457,8 @@ def _proms(w: _Writer, results, period, level) -> None:
     )
     if "ci_low" not in frame:
         frame["ci_low"] = frame["ci_high"] = float("nan")
-    frame = suppress_counts(frame, "eligible", ["responded", "response_rate", "ci_low", "ci_high"], w.rule)
+    if "suppressed" not in frame:
+        frame["suppressed"] = False
     instruments = w.catalog.instruments
     columns = [
         Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
@@ -477,8 +490,7 @@ def _costs(w: _Writer, results, period, level) -> None:
     frame["activity"] = frame["activity"].astype(str)
     frame["unit"] = frame["unit"].astype(str)
     # the smaller of "cycles with this activity" and "cycles costed" decides: both are counts of patients
-    frame["count"] = frame[["cycles", "costed_cycles"]].min(axis=1)
-    frame = suppress_counts(frame, "count", ["cycles", "quantity", "total_cost", "cost_per_cycle", "share"], w.rule)
+    frame = suppress_cost_breakdown(frame, w.rule)
     activities = w.catalog.cost_activities
 
     def activity(row: pd.Series) -> str:

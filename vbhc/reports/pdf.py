@@ -33,7 +33,7 @@ from vbhc.indicators import (
     prom_response_by_timepoint,
 )
 from vbhc.reports.core import check_lang, first_unit_of, now, period_label
-from vbhc.reports.privacy import SuppressionRule, suppress_counts, suppress_table
+from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
 
 __all__ = ["FONT_DIR", "build_pdf", "render_chart"]
 
@@ -184,7 +184,8 @@ def build_pdf(
     pdf.set_creator("vbhc")
     for result in items:
         chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
-        _Section(pdf, result, chosen, lang, rule, batches, generated_at).write()
+        own = (own_hospital,) if own_hospital else ()
+        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own).write()
     return bytes(pdf.output())
 
 
@@ -196,12 +197,15 @@ def _unit_or_none(result: IndicatorResult, unit: str | None) -> str | None:
 class _Section:
     """One condition team's part of the report."""
 
-    def __init__(self, pdf: _Report, result, unit, lang, rule: SuppressionRule, batches, generated_at):
+    def __init__(
+        self, pdf: _Report, result, unit, lang, rule: SuppressionRule, batches, generated_at, own_hospitals=()
+    ):
         self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
         self.batches, self.generated_at = batches, generated_at
         self.catalog = default_catalog()
         self.condition = self.catalog.condition(result.condition)
-        self.table = suppress_table(result.table, rule)
+        # the same cells as the workbook withholds (secondary cells from other hospitals than the own)
+        self.table = suppress_table(result.table, rule, own_hospitals=own_hospitals)
         self.mine = self.table[self.table["unit"].astype(str) == unit]
         self.period = period_label(result.period, lang)
         self.used_marker = False
@@ -374,8 +378,8 @@ class _Section:
         self.indicator_rows(rows)
         rates = prom_response_by_timepoint(self.result)
         if len(rates):
+            rates = suppress_prom_response(rates, self.table, self.result, self.rule)
             rates = rates[rates["unit"].astype(str) == self.unit]
-            rates = suppress_counts(rates, "eligible", ["responded", "response_rate"], self.rule)
             pdf.set_font(FONT, "B", 11)
             pdf.cell(0, 7, self.t("proms.responders"), new_x="LMARGIN", new_y="NEXT")
             body = []
@@ -412,8 +416,7 @@ class _Section:
         breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]
         if breakdown.empty:
             return
-        breakdown = breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1))
-        breakdown = suppress_counts(breakdown, "count", ["cycles", "cost_per_cycle", "share"], self.rule)
+        breakdown = suppress_cost_breakdown(breakdown, self.rule)
         breakdown = breakdown.sort_values("cost_per_cycle", ascending=False, na_position="last")
         pdf.set_font(FONT, "B", 11)
         pdf.cell(0, 7, self.t("cost.by_activity"), new_x="LMARGIN", new_y="NEXT")

@@ -7,19 +7,28 @@ VBHC_SUPPRESS_BELOW) is withheld: its number of care cycles, observed and expect
 derived from them (O/E, rates, means, confidence intervals, the control limits at its n and its position).
 Such cells show a marker ("<10") explained by a footnote, and every file states the rules applied.
 
+A withheld cell must not be recoverable from what the same file shows: the benchmark is computed on every unit,
+so its totals minus the shown units would give a lone withheld cell back. Hence secondary (complementary)
+suppression (vbhc.disclosure): per indicator, PROM timepoint and unit cost breakdown either no cell or at least
+two are withheld, more until no withheld count is determined by the totals, and a unit's cells elsewhere that
+repeat a withheld count are withheld too. Secondary cells show the same marker (the reader cannot tell which
+of the withheld cells is the small one); the footnote says so.
+
 Patient-level rows are never part of an export unless the caller asks for them explicitly; then they are
 pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carry the patient id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from vbhc.disclosure import complementary_suppression
 from vbhc.i18n import fmt_int, t
-from vbhc.indicators import IndicatorResult
+from vbhc.indicators import BINARY_KINDS, IndicatorResult
 from vbhc.registry import unit_labels
 from vbhc.settings import suppress_below
 
@@ -27,9 +36,14 @@ __all__ = [
     "WITHHELD_COLUMNS",
     "SuppressionRule",
     "patient_rows",
+    "suppress_cost_breakdown",
     "suppress_counts",
+    "suppress_prom_response",
     "suppress_table",
 ]
+
+#: Indicator kinds whose `observed` is a count of care cycles (events, responders).
+COUNT_KINDS = (*BINARY_KINDS, "response_rate")
 
 #: Indicator-table columns withheld for a suppressed unit × indicator (limit and position columns by prefix).
 WITHHELD_COLUMNS = (
@@ -90,7 +104,10 @@ class SuppressionRule:
     def statements(self, lang: str, *, patient_rows: bool = False) -> list[str]:
         """The rules applied, one sentence each, for the cover page / methods section of a file."""
         if self.active:
-            lines = [t("report.rule_suppression", lang, marker=self.marker, threshold=fmt_int(self.threshold, lang))]
+            lines = [
+                t("report.rule_suppression", lang, marker=self.marker, threshold=fmt_int(self.threshold, lang)),
+                t("report.rule_secondary", lang, marker=self.marker),
+            ]
         else:
             lines = [t("report.rule_no_suppression", lang)]
         lines.append(t("report.rule_patient_rows_yes" if patient_rows else "report.rule_patient_rows_no", lang))
@@ -102,34 +119,186 @@ def _withheld(columns: pd.Index) -> list[str]:
     return [c for c in columns if c in WITHHELD_COLUMNS or str(c).startswith(_WITHHELD_PREFIXES)]
 
 
-def suppress_table(table: pd.DataFrame, rule: SuppressionRule) -> pd.DataFrame:
-    """A copy of an indicator table with the rule applied: withheld values become missing and the boolean
-    column `suppressed` says which rows were withheld (writers show the rule's marker there)."""
+def _withhold(out: pd.DataFrame, hit: np.ndarray, columns: list[str]) -> None:
+    for col in columns:
+        if pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            out[col] = out[col].astype(float)
+            out.loc[hit, col] = np.nan
+        else:
+            out[col] = out[col].astype(object)
+            out.loc[hit, col] = None
+
+
+def volume_bound(table: pd.DataFrame) -> np.ndarray:
+    """Per row, the unit's number of care cycles from the volume indicator (an upper bound of every count of
+    that unit a reader can see elsewhere); inf for the volume rows themselves and where there is none."""
+    if not {"kind", "unit", "n"} <= set(table.columns):
+        return np.full(len(table), np.inf)
+    keys = [c for c in ("condition", "unit") if c in table]
+    volume = table[table["kind"] == "volume"].drop_duplicates(keys).set_index(keys)["n"]
+    bound = pd.Series(
+        volume.reindex(pd.MultiIndex.from_frame(table[keys]) if len(keys) > 1 else table[keys[0]]).to_numpy(float)
+    )
+    bound[(table["kind"] == "volume").to_numpy()] = np.inf
+    return bound.fillna(np.inf).to_numpy(float)
+
+
+def own_rows(table: pd.DataFrame, own_hospitals: Sequence[str]) -> np.ndarray:
+    """Rows of units of `own_hospitals` (the viewer's or the report's own hospital)."""
+    if not own_hospitals or "unit" not in table:
+        return np.zeros(len(table), bool)
+    units = table["unit"].astype(str)
+    hospital = table["hospital"].astype(str) if "hospital" in table else pd.Series("", index=table.index)
+    of_unit = units.str.split("/").str[0].str.split("@").str[-1]
+    return (
+        (hospital.where(hospital.ne("") & hospital.ne("nan") & hospital.ne("None"), of_unit))
+        .isin(list(own_hospitals))
+        .to_numpy()
+    )
+
+
+def suppression_mask(
+    table: pd.DataFrame,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> np.ndarray:
+    """Which rows of an indicator table to withhold: those below the threshold plus the secondary cells that
+    stop them being worked out from the benchmark and the other units (see module docstring).
+
+    In two steps, so that a care team's page (which shows its own units' small cells) and its files (which do
+    not) never differ in a way that could be combined: first the other units' small cells with their secondary
+    cells, never taken from `own_hospitals` while another unit will do; then, with `include_own`, the own small
+    cells on top (only adding cells). The page uses the first step, the files both: a file withholds a superset.
+    """
+    small = rule.applies(table["n"])
+    if not rule.active or not small.any() or "indicator" not in table:
+        return small  # without the indicator column it is unknown which rows share a benchmark
+    group = [c for c in ("condition", "indicator") if c in table]
+    kinds = table["kind"].astype(str).to_numpy() if "kind" in table else np.full(len(table), "")
+    own = own_rows(table, own_hospitals)
+    options = {
+        "threshold": rule.threshold,
+        "group": group,
+        "observed_is_count": np.isin(kinds, COUNT_KINDS),
+        "upper": volume_bound(table),
+        "keep": own,
+        # a group needs secondary cells when its total can be derived: it has a benchmark (the volume has none)
+        "totals_shown": np.isfinite(pd.to_numeric(table["target"], errors="coerce").to_numpy(float))
+        if "target" in table
+        else None,
+    }
+    hit = complementary_suppression(table, small & ~own, **options)
+    if include_own and (small & own).any():
+        hit = complementary_suppression(table, hit | (small & own), **options)
+    return hit
+
+
+def suppress_table(
+    table: pd.DataFrame,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> pd.DataFrame:
+    """A copy of an indicator table with the rule applied: withheld values become missing, the boolean column
+    `suppressed` says which rows were withheld (writers show the rule's marker there) and
+    `suppressed_secondary` which of them only to protect a small cell (see suppression_mask)."""
     out = table.copy()
-    hit = rule.applies(out["n"]) if "n" in out else np.zeros(len(out), dtype=bool)
+    if "n" not in out:
+        out["suppressed"] = out["suppressed_secondary"] = False
+        return out
+    hit = suppression_mask(out, rule, own_hospitals=own_hospitals, include_own=include_own)
     out["suppressed"] = hit
+    out["suppressed_secondary"] = hit & ~rule.applies(out["n"])
     if hit.any():
-        for col in _withheld(out.columns):
-            if pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
-                out[col] = out[col].astype(float)
-                out.loc[hit, col] = np.nan
-            else:
-                out[col] = out[col].astype(object)
-                out.loc[hit, col] = None
+        _withhold(out, hit, _withheld(out.columns))
     return out
 
 
-def suppress_counts(frame: pd.DataFrame, count: str, columns: list[str], rule: SuppressionRule) -> pd.DataFrame:
+def suppress_counts(
+    frame: pd.DataFrame,
+    count: str,
+    columns: list[str],
+    rule: SuppressionRule,
+    *,
+    group: list[str] | None = None,
+    observed: str | None = None,
+    forced: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Withhold `columns` (and the count itself) of rows whose `count` is below the threshold; adds the column
-    `suppressed`. For summary frames other than the indicator table (PROM response, cost by activity)."""
+    `suppressed`. For summary frames other than the indicator table (PROM response, cost by activity). With
+    `group` (the columns of rows that share a total) secondary cells are withheld as well; `forced` rows are
+    withheld whatever their count (e.g. cells withheld in the indicator table that this frame repeats)."""
     out = frame.copy()
     hit = rule.applies(out[count])
+    if forced is not None:
+        hit = hit | np.asarray(forced, bool)
+    if group is not None and rule.active and hit.any():
+        hit = complementary_suppression(
+            out,
+            hit,
+            threshold=rule.threshold,
+            group=group,
+            count=count,
+            observed=observed,
+            observed_is_count=np.ones(len(out), bool) if observed else None,
+            unit="unit" if "unit" in out and "unit" not in group else None,
+        )
     out["suppressed"] = hit
     if hit.any():
         for col in {count, *columns}:
             out[col] = out[col].astype(float)
             out.loc[hit, col] = np.nan
     return out
+
+
+def suppress_prom_response(
+    rates: pd.DataFrame, table: pd.DataFrame, result: IndicatorResult, rule: SuppressionRule
+) -> pd.DataFrame:
+    """PROM response per unit × instrument × timepoint with the rule applied consistently with `table` (the
+    result's suppressed indicator table): a response-rate cell withheld there is withheld here, a cell that
+    repeats a withheld count of the same unit too, and secondary cells per instrument × timepoint."""
+    forced = np.zeros(len(rates), bool)
+    if len(rates) and "suppressed" in table and result.data is not None:
+        cond = result.data.condition
+        original = result.table
+        hidden = table[table["suppressed"].astype(bool)]
+        pairs = {}
+        for ind in cond.indicators:
+            if ind.kind == "response_rate":
+                pairs[ind.id] = (ind.instrument, ind.timepoint)
+        secret: dict[str, set[float]] = {}
+        for idx, row in hidden.iterrows():
+            unit = str(row["unit"])
+            if row["indicator"] in pairs:
+                inst, tp = pairs[row["indicator"]]
+                forced |= (
+                    (rates["unit"].astype(str) == unit) & (rates["instrument"] == inst) & (rates["timepoint"] == tp)
+                ).to_numpy()
+            for col in ("n", "observed"):
+                value = pd.to_numeric(pd.Series([original.loc[idx, col]]), errors="coerce").iloc[0]
+                if pd.notna(value) and value >= rule.threshold and (col == "n" or row["kind"] in COUNT_KINDS):
+                    secret.setdefault(unit, set()).add(float(value))
+        for i, (unit, eligible, responded) in enumerate(
+            zip(rates["unit"].astype(str), rates["eligible"], rates["responded"], strict=True)
+        ):
+            if secret.get(unit, set()) & {float(eligible), float(responded)}:
+                forced[i] = True
+    columns = [c for c in ("responded", "response_rate", "ci_low", "ci_high") if c in rates]
+    group = [c for c in ("condition", "instrument", "timepoint") if c in rates]
+    return suppress_counts(rates, "eligible", columns, rule, group=group, observed="responded", forced=forced)
+
+
+def suppress_cost_breakdown(breakdown: pd.DataFrame, rule: SuppressionRule) -> pd.DataFrame:
+    """Cost by activity per unit with the rule applied: the count is the smaller of "cycles with this activity"
+    and "cycles costed" (both count patients); per unit a second activity is withheld with a small one, as the
+    activities add up to the unit's cost per care cycle (shown in the indicator table)."""
+    frame = breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1))
+    columns = [c for c in ("cycles", "quantity", "total_cost", "cost_per_cycle", "share") if c in frame]
+    group = [c for c in ("condition", "unit") if c in frame]
+    return suppress_counts(frame, "count", columns, rule, group=group)
 
 
 def patient_rows(result: IndicatorResult) -> pd.DataFrame:

@@ -1,0 +1,251 @@
+"""Attempt every suppressed cell: an attacker who knows the exact totals of every indicator (the full-precision
+benchmark gives them) reads what a file or page shows and tries to work each withheld n / observed back
+(difference of totals, rate x n, n shared across indicators). No cell may be pinned to one value. And a
+manager's view never isolates or links another unit."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from vbhc.access import OTHER_UNIT, Role, Scope, Viewer, indicator_rows
+from vbhc.disclosure import MIN_OTHER_UNITS, feasible_interval, n_band_bounds
+from vbhc.reports import build_workbook, compute_results
+from vbhc.reports.excel import HEADER_ROW
+
+CONDITIONS = ["colorectal_cancer", "hip_osteoarthritis"]
+SHEETS = {"colorectal_cancer": "Colorectal cancer", "hip_osteoarthritis": "Hip osteoarthritis"}
+COUNT_KINDS = ("proportion", "prom_mic", "response_rate")
+
+
+@pytest.fixture(scope="module")
+def results(demo_registry):
+    engine, _ = demo_registry
+    return {
+        level: compute_results(CONDITIONS, None, level, engine=engine) for level in ("hospital", "department")
+    }, engine
+
+
+@pytest.fixture(scope="module")
+def threshold(results):
+    """High enough to withhold about one cell in five of the demo, so the attack has work."""
+    by_level, _ = results
+    return int(pd.concat([r.table["n"] for r in by_level["hospital"]]).quantile(0.2)) + 1
+
+
+def _attack(truth: pd.DataFrame, view: pd.DataFrame, threshold: int) -> list[str]:
+    """Cells of `view` (unit, indicator, n, observed: NaN where withheld; n_band for a banded unit) that an
+    attacker can determine uniquely. `truth` is the full table (the attacker gets its exact totals)."""
+    found = []
+    shown_n = {}  # (unit, indicator) -> n shown exactly: for "n shared across indicators"
+    for row in view.itertuples():
+        if pd.notna(row.n):
+            shown_n[(str(row.unit), row.indicator)] = float(row.n)
+    for (condition, indicator), rows in view.groupby(["condition", "indicator"], sort=False):
+        full = truth[(truth["condition"] == condition) & (truth["indicator"] == indicator)]
+        if full.empty or not np.isfinite(pd.to_numeric(full["target"], errors="coerce")).any():
+            continue  # no benchmark in this group: no total to difference from
+        kind = str(full["kind"].iloc[0])
+        total_n = float(full["n"].sum())
+        total_o = float(pd.to_numeric(full["observed"], errors="coerce").fillna(0).sum())
+        known = rows[rows["n"].notna()]
+        hidden = rows[rows["n"].isna()]
+        if hidden.empty:
+            continue
+        lows, highs, labels, secret_n = [], [], [], []
+        for cell in hidden.itertuples():
+            band = getattr(cell, "n_band", None)
+            unit = str(cell.unit)
+            true = full.loc[full["unit"] == unit, "n"]
+            true_n = float(true.iloc[0]) if len(true) else math.nan
+            if isinstance(band, str) and band:
+                lo, hi = n_band_bounds(band)
+            elif true_n < threshold:
+                lo, hi = 0.0, threshold - 1.0
+            else:
+                lo, hi = float(threshold), math.inf
+            # n shared across indicators: the same unit shows this very n elsewhere
+            elsewhere = [v for (u, i), v in shown_n.items() if u == unit and i != indicator]
+            if np.isfinite(true_n) and true_n >= threshold and true_n in elsewhere:
+                lo = hi = true_n
+            lows.append(lo)
+            highs.append(hi)
+            labels.append(f"{condition}/{indicator}/{unit}")
+            secret_n.append(true_n)
+        lows, highs = np.array(lows), np.array(highs)
+        rest_n = total_n - float(known["n"].sum())
+        rest_o = total_o - float(pd.to_numeric(known["observed"], errors="coerce").fillna(0).sum())
+        for i, label in enumerate(labels):
+            low, high = feasible_interval(rest_n, lows, highs, i)
+            if high - low < 1:
+                found.append(f"n of {label} = {low:g}")
+            if kind in COUNT_KINDS:
+                o_low, o_high = feasible_interval(rest_o, np.zeros(len(labels)), highs, i)
+                if o_high - o_low < 1:
+                    found.append(f"observed of {label} = {o_low:g}")
+            rate = getattr(hidden.iloc[i], "crude_value", math.nan)
+            if kind in COUNT_KINDS and pd.notna(rate) and high - low < 1:
+                found.append(f"observed of {label} = rate x n")  # rate shown, n known
+    return found
+
+
+def _workbook_view(content: bytes, truth: pd.DataFrame, marker: str) -> pd.DataFrame:
+    """The indicator sheets read back with openpyxl: withheld cells (marker) become NaN."""
+    wb = load_workbook(io.BytesIO(content))
+    frames = []
+    for condition, sheet in SHEETS.items():
+        ws = wb[sheet]
+        header = [c.value for c in ws[HEADER_ROW]]
+        col = {h: i for i, h in enumerate(header)}
+        labels = truth.drop_duplicates("label_en").set_index("label_en")["indicator"]
+        for cells in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True):
+            if cells[0] is None:
+                break
+
+            def number(name, cells=cells, col=col):
+                value = cells[col[name]]
+                return math.nan if value in (None, marker) else float(value)
+
+            frames.append(
+                {
+                    "condition": condition,
+                    "indicator": labels[cells[col["Indicator"]]],
+                    "unit": cells[col["Unit"]],
+                    "n": number("Care cycles"),
+                    "observed": number("Observed"),
+                    "crude_value": number("Crude"),
+                }
+            )
+    return pd.DataFrame(frames)
+
+
+def _truth(results_list) -> pd.DataFrame:
+    return pd.concat([r.table for r in results_list], ignore_index=True)
+
+
+def test_attempt_every_suppressed_cell_in_the_workbook(results, threshold, monkeypatch):
+    by_level, _ = results
+    for level in ("hospital", "department"):
+        res = by_level[level]
+        truth = _truth(res)
+        content = build_workbook(res, lang="en", suppress_below=threshold)
+        view = _workbook_view(content, truth, f"<{threshold}")
+        assert view["n"].isna().sum() > 20  # the attack has cells to try
+        found = _attack(truth, view, threshold)
+        assert not found, found[:10]
+
+
+def test_attempt_every_suppressed_cell_in_the_pdf_tables(results, threshold):
+    """The PDF shows the team's own unit; what it is built from must be as safe as the workbook, and the
+    same cells as the workbook (two files of the same data with different withheld cells could be combined)."""
+    from vbhc.reports.pdf import _Report, _Section
+    from vbhc.reports.privacy import SuppressionRule
+
+    by_level, _ = results
+    res = by_level["hospital"]
+    rule = SuppressionRule(threshold)
+    truth = _truth(res)
+    tables = []
+    for result in res:
+        section = _Section(_Report("en"), result, "H01", "en", rule, None, pd.Timestamp("2025-01-01"), ("H01",))
+        tables.append(section.table)
+    pdf_view = pd.concat(tables, ignore_index=True)
+    found = _attack(truth, pdf_view, threshold)
+    assert not found, found[:10]
+    content = build_workbook(res, lang="en", suppress_below=threshold, own_hospitals=("H01",))
+    book = _workbook_view(content, truth, f"<{threshold}")
+    merged = book.merge(
+        pdf_view[["condition", "indicator", "unit", "n"]],
+        on=["condition", "indicator", "unit"],
+        suffixes=("_xlsx", "_pdf"),
+    )
+    assert len(merged) == len(book)
+    assert (merged["n_xlsx"].isna() == merged["n_pdf"].isna()).all()
+
+
+def _viewers():
+    return {
+        "care_team": Viewer("zorg@example.org", "", (Scope(Role.CARE_TEAM, frozenset(CONDITIONS)),)),
+        "care_team_H01": Viewer(
+            "zorg@example.org", "", (Scope(Role.CARE_TEAM, frozenset(CONDITIONS), frozenset({"H01"})),)
+        ),
+        "quality": Viewer("q@example.org", "", (Scope(Role.QUALITY),)),
+        "manager": Viewer("m@example.org", "", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),)),
+    }
+
+
+def test_attempt_every_suppressed_cell_on_the_pages(results, threshold, monkeypatch):
+    """What vbhc.access.indicator_rows gives each role (the pages show nothing else)."""
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(threshold))
+    by_level, engine = results
+    for level in ("hospital", "department"):
+        truth = _truth(by_level[level])
+        for role, viewer in _viewers().items():
+            shown = pd.concat(
+                [indicator_rows(viewer, r.table, engine=engine, record_view=False) for r in by_level[level]],
+                ignore_index=True,
+            )
+            if role == "care_team_H01":
+                assert shown["suppressed"].any()  # other hospitals' small cells are withheld
+            found = _attack(truth, shown, threshold)
+            assert not found, (role, level, found[:10])
+
+
+def test_a_managers_other_units_are_never_isolated_or_linked(results, monkeypatch):
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", "10")
+    from vbhc.indicators import compute_indicators, load_condition_data, restrict
+
+    by_level, engine = results
+    boss = _viewers()["manager"]
+    result = by_level["hospital"][0]
+    shown = indicator_rows(boss, result.table, engine=engine, record_view=False)
+    others = shown[shown["anonymised"]]
+    assert len(others) and set(others["hospital"]) == {""}
+    # no exact count, nothing that gives it back; n in bands
+    for col in ("n", "observed", "expected", "crude_value", "precision", "adjusted_lower", "lower_95"):
+        assert others[col].isna().all(), col
+    assert others["n_band"].str.len().gt(0).all()
+    # numbered per indicator by value: the same number is not the same unit in two indicators
+    truth = result.table
+    same = 0
+    for indicator, rows in others.groupby("indicator"):
+        mine = truth[(truth["indicator"] == indicator) & (truth["hospital"] != "H01")]
+        assert len(rows) == len(mine) and not rows["unit"].duplicated().any()
+        same += 1
+    assert same > 3
+    ranks = {
+        ind: list(rows.sort_values("unit", key=lambda s: s.str.split().str[-1].astype(int))["adjusted_value"])
+        for ind, rows in others.groupby("indicator")
+    }
+    for values in ranks.values():
+        finite = [v for v in values if pd.notna(v)]
+        assert finite == sorted(finite)  # the number is the rank of the value, nothing else
+    # a comparison group of one other hospital is refused
+    data = restrict(load_condition_data(result.condition, engine=engine), None, ["H01", "H05"])
+    small = compute_indicators(data, "hospital").table
+    seen = indicator_rows(boss, small, engine=engine, record_view=False)
+    assert not seen["anonymised"].any() and seen["target"].isna().all()
+    assert not any(str(u).startswith(OTHER_UNIT) for u in seen["unit"])
+
+
+def test_comparison_group_too_small_falls_back(results):
+    from vbhc.access import comparison_group
+    from vbhc.registry import condition_units, units
+
+    _, engine = results
+    boss = _viewers()["manager"]
+    teams = condition_units("colorectal_cancer", engine=engine)
+    all_units = units(engine=engine)
+    assert comparison_group(boss, "colorectal_cancer", "hospital", ["H01", "H05"], teams, all_units) == ((), True)
+    hospitals = sorted(set(teams["hospital"]) - {"H01"})[:MIN_OTHER_UNITS]
+    assert comparison_group(boss, "colorectal_cancer", "hospital", ["H01", *hospitals], teams, all_units) == (
+        tuple(sorted(["H01", *hospitals])),
+        False,
+    )
+    quality = _viewers()["quality"]
+    assert comparison_group(quality, "colorectal_cancer", "hospital", ["H05"], teams, all_units) == (("H05",), False)
