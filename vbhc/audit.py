@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select
 
 from vbhc import models
-from vbhc.safety import neutralise_formula
+from vbhc.safety import safe_csv
 
 if TYPE_CHECKING:
     from vbhc.access import Viewer
@@ -172,7 +172,4 @@ def to_csv(df: pd.DataFrame) -> bytes:
     out = df.copy()
     if "at" in out and len(out):
         out["at"] = pd.to_datetime(out["at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(neutralise_formula)
-    return out.to_csv(index=False).encode("utf-8-sig")
+    return safe_csv(out)
