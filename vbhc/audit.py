@@ -12,8 +12,10 @@ Rules that keep the log itself free of patient data:
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from vbhc.access import Viewer
 
 #: What an event records.
-ACTIONS = ("view", "export", "import", "import_refused", "denied", "sign_in", "sign_out")
+ACTIONS = ("view", "export", "export_refused", "import", "import_refused", "denied", "sign_in", "sign_out")
 #: Columns of `read` (and of the CSV export), in order.
 COLUMNS = ["id", "at", "user_id", "roles", "action", "condition", "unit", "detail", "sha256"]
 #: Keys that must never appear in `detail`: they would carry patient-level data.
@@ -115,6 +117,14 @@ def record(
         with target.begin() as conn:
             conn.execute(stmt)
     return True
+
+
+def os_user() -> str:
+    """Who runs a command-line export or import: VBHC_USER, else the operating-system user."""
+    try:
+        return os.environ.get("VBHC_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def sha256_of(data: bytes) -> str:
