@@ -148,3 +148,36 @@ def test_data_page_offers_the_audited_csv_of_the_import_batches(hostile_db):
     downloads = at.get("download_button")
     assert len(downloads) == 2  # the import batches and the completeness grid, both through export_table
     assert {d.proto.label for d in downloads} == {"Download table (CSV)"}
+
+
+def _signed_in(monkeypatch, tmp_path, claims: dict, page: str, **state: str) -> AppTest:
+    mapping = tmp_path / "access.toml"
+    mapping.write_text(
+        '[[grant]]\ngroup = "beheer"\nrole = "admin"\n\n[[grant]]\ngroup = "kwaliteit"\nrole = "quality"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
+    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.secrets["auth"] = {"client_id": "x", "client_secret": "x", "server_metadata_url": "http://localhost/x"}
+    at.user = {"is_logged_in": True, **claims}
+    at.query_params["lang"] = "en"
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_csv_downloads_follow_the_role_and_user_names_are_text(hostile_db, monkeypatch, tmp_path):
+    name = "[Mallory](https://evil.example) <img src=x onerror=alert(1)>"
+    admin = {"email": "beheer@example.org", "name": name, "groups": ["beheer"]}
+    at = _signed_in(monkeypatch, tmp_path, admin, "views/data.py")
+    assert at.dataframe and not at.get("download_button")  # admin: imports, but exports nothing
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert md_escape(name) in captions and name not in captions
+    quality = {"email": "kwaliteit@example.org", "name": "Q", "groups": ["kwaliteit"]}
+    at = _signed_in(monkeypatch, tmp_path, quality, "views/audit.py")
+    assert [d.proto.label for d in at.get("download_button")] == ["Download as CSV"]
