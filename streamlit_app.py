@@ -37,6 +37,13 @@ pages = [
     st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default) for name, key, icon in allowed
 ]
 page = st.navigation(pages)
+if not st.get_option("client.disableDataExport"):
+    # started without .streamlit/config.toml (another working directory, a --client option): the tables' own
+    # CSV download is neither role-checked, audited nor formula-safe, so it is switched off here, and the run
+    # starts again so the browser gets the setting before any table is drawn (after st.navigation, so the
+    # rerun stays on the page that was asked for)
+    st.set_option("client.disableDataExport", True)
+    st.rerun()
 # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
 st.session_state["_filters"] = filters.sidebar(viewer)
 page.run()

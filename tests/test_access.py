@@ -391,6 +391,34 @@ def test_export_file_checks_and_records_the_sha256(sqlite_engine):
     assert list(exports["user_id"]) == ["zorg@example.org", "kwaliteit@example.org"]
 
 
+def test_export_table_is_role_checked_formula_safe_and_audited(sqlite_engine):
+    """The one way a table shown on a page leaves as a file (the grid's own CSV button is switched off)."""
+    import csv
+    import io
+
+    batches = pd.DataFrame(
+        {
+            "file_name": ['=HYPERLINK("http://evil.example","units.csv")', "care_cycles.csv"],
+            "imported_by": ["@SUM(1+1)*cmd|' /C calc'!A0", "\t-1+1"],
+            "rows_read": [10, 20],
+        }
+    )
+    data = access.export_table(
+        QUALITY, batches, what="import_batches", file_name="vbhc-import-batches.csv", engine=sqlite_engine
+    )
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert rows[1][:2] == ['\'=HYPERLINK("http://evil.example","units.csv")', "'@SUM(1+1)*cmd|' /C calc'!A0"]
+    assert rows[2] == ["care_cycles.csv", "'\t-1+1", "20"]
+    event = audit.read(sqlite_engine, action="export").iloc[-1]
+    assert event["sha256"] == audit.sha256_of(data) and event["user_id"] == QUALITY.user_id
+    assert '"file": "vbhc-import-batches.csv"' in event["detail"] and '"what": "import_batches"' in event["detail"]
+    for viewer in (ADMIN, manager(["H01"]), care(OESO), NOBODY):  # no condition: the directorate's tables only
+        with pytest.raises(AccessDenied):
+            access.export_table(viewer, batches, what="import_batches", file_name="b.csv", engine=sqlite_engine)
+    assert len(audit.read(sqlite_engine, action="denied")) == 4
+    assert len(audit.read(sqlite_engine, action="export")) == 1
+
+
 def test_read_audit_is_for_quality_and_is_itself_logged(sqlite_engine):
     with pytest.raises(AccessDenied):
         access.read_audit(manager(["H01"]), sqlite_engine)

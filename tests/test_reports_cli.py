@@ -6,6 +6,7 @@ import io
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
@@ -138,3 +139,64 @@ def test_suppression_threshold_from_the_environment(tmp_path, monkeypatch):
     assert "fewer than 1,000,000 care cycles" in cover
     numbers = [c.value for row in wb["Summary"].iter_rows(min_row=4) for c in row[3:8] if c.value is not None]
     assert numbers and set(numbers) == {"<1000000"}
+
+
+def _events(action: str):
+    import json
+
+    from vbhc import audit
+    from vbhc.store import get_engine
+
+    events = audit.read(get_engine(os.environ["VBHC_DATABASE_URL"]), action=action)
+    return events.assign(detail=[json.loads(d) for d in events["detail"]])
+
+
+def test_every_written_report_is_in_the_audit_log(tmp_path, monkeypatch):
+    """As the dashboard's downloads: who, file name, sha256, conditions and format, for every file written."""
+    from vbhc import audit
+
+    monkeypatch.setenv("VBHC_USER", "os-gebruiker")
+    before = len(_events("export"))
+    out = tmp_path / "team.xlsx"
+    args = ["report", "--condition", "thyroid_cancer", "--lang", "en", "--period", "2021-2025", "--out", str(out)]
+    assert main([*args, "--as", "kwaliteit@example.org"]) == 0
+    pdf = tmp_path / "all.pdf"
+    assert main(["report", "--all", "--format", "pdf", "--out", str(pdf)]) == 0
+    events = _events("export").iloc[before:]
+    assert len(events) == 2
+    first, second = events.iloc[0], events.iloc[1]
+    assert first["user_id"] == "kwaliteit@example.org" and first["condition"] == "thyroid_cancer"
+    assert first["sha256"] == audit.sha256_of(out.read_bytes())
+    assert {
+        "what": "excel_report",
+        "file": "team.xlsx",
+        "format": "xlsx",
+        "conditions": ["thyroid_cancer"],
+        "period": "2021-2025",
+        "via": "cli",
+        "os_user": "os-gebruiker",
+    }.items() <= first["detail"].items()
+    assert second["user_id"] == "os-gebruiker" and second["sha256"] == audit.sha256_of(pdf.read_bytes())
+    assert second["detail"]["format"] == "pdf" and len(second["detail"]["conditions"]) > 1
+    assert second["detail"]["file"] == "all.pdf" and pd.isna(second["condition"])
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--condition", "gout"], "unknown condition 'gout'"),
+        (["--all", "--format", "docx"], "unknown format 'docx'"),
+        ([], "give --condition C (may repeat) or --all"),
+    ],
+)
+def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reason):
+    monkeypatch.setenv("VBHC_USER", "os-gebruiker")
+    before = len(_events("export_refused"))
+    assert main(["report", *args, "--out", str(tmp_path / "r.xlsx"), "--as", "iemand"]) == 2
+    refused = _events("export_refused").iloc[before:]
+    assert len(refused) == 1
+    event = refused.iloc[0]
+    assert event["user_id"] == "iemand" and pd.isna(event["sha256"])
+    assert reason in event["detail"]["reason"] and event["detail"]["file"] == "r.xlsx"
+    assert event["detail"]["os_user"] == "os-gebruiker"
+    assert _files(tmp_path) == []

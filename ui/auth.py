@@ -16,7 +16,8 @@ import streamlit as st
 from ui import data, filters
 from vbhc import access, audit
 from vbhc.access import Role, Viewer
-from vbhc.i18n import t
+from vbhc.i18n import t, t_md
+from vbhc.safety import md_escape
 from vbhc.settings import access_file
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -56,7 +57,11 @@ def current_viewer() -> Viewer:
     if mode() == "local":
         address = str(st.get_option("server.address") or "")
         if address not in LOOPBACK:
-            _stop_with(t("auth.local_not_loopback", lang, address=address or t("auth.all_interfaces", lang)))
+            _stop_with(
+                t_md("auth.local_not_loopback", lang, address=address)
+                if address
+                else t("auth.local_not_loopback", lang, address=t("auth.all_interfaces", lang))
+            )
         st.sidebar.caption(t("auth.local_mode", lang))
         return access.local_viewer(t("auth.local_user", lang))
     if not _secrets_have_auth():
@@ -68,24 +73,24 @@ def current_viewer() -> Viewer:
         st.stop()
     path = Path(access_file())
     if not path.is_file():
-        _stop_with(t("auth.no_mapping", lang, path=str(path)))
+        _stop_with(t_md("auth.no_mapping", lang, path=str(path)))
     try:
         mapping = _mapping(str(path), path.stat().st_mtime)
     except access.AccessConfigError as exc:
-        _stop_with(str(exc))
+        _stop_with(md_escape(str(exc)))
     email = str(st.user.get("email") or st.user.get("sub") or "")
     viewer = access.viewer_for(email, str(st.user.get("name") or ""), st.user.get("groups") or [], mapping)
     if st.session_state.get("_signed_in_as") != email:
         audit.record(data.current_engine(), viewer, "sign_in")
         st.session_state["_signed_in_as"] = email
     roles = ", ".join(t(f"role.{r.value}", lang) for r in sorted(viewer.roles)) or "–"
-    st.sidebar.caption(f"{t('app.signed_in_as', lang, user=viewer.name or email)} · {t('app.role', lang)}: {roles}")
+    st.sidebar.caption(f"{t_md('app.signed_in_as', lang, user=viewer.name or email)} · {t('app.role', lang)}: {roles}")
     if st.sidebar.button(t("app.sign_out", lang)):
         audit.record(data.current_engine(), viewer, "sign_out")
         st.session_state.pop("_signed_in_as", None)
         st.logout()
     if not viewer.roles:
-        _stop_with(t("auth.no_role", lang, user=email))
+        _stop_with(t_md("auth.no_role", lang, user=email))
     return viewer
 
 

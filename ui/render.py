@@ -14,6 +14,7 @@ import streamlit as st
 from ui import auth, data, filters
 from vbhc import access, charts
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
+from vbhc.safety import safe_file_name
 from vbhc.settings import database_url, suppress_below
 
 
@@ -204,6 +205,8 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     batches, engine = data.batches(url, version), data.current_engine()
     chosen = filters.current()
     stem = f"vbhc-{single or 'all'}-{exportable[0].level}-{chosen.period or 'all'}"
+    xlsx_name = safe_file_name(f"{stem}.xlsx")
+    pdf_name = safe_file_name(f"{stem}-{unit}.pdf")
     left, right = st.columns(2)
     left.download_button(
         t("download.excel", lang),
@@ -211,12 +214,12 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
             viewer,
             lambda: build_workbook(exportable, lang=lang, batches=batches, include_patient_rows=with_rows),
             what="excel_report",
-            file_name=f"{stem}.xlsx",
+            file_name=xlsx_name,
             condition=single,
             patient_level=with_rows,
             engine=engine,
         ),
-        file_name=f"{stem}.xlsx",
+        file_name=xlsx_name,
         mime=XLSX_MIME,
         on_click="ignore",
         key=f"{key}_xlsx",
@@ -229,14 +232,58 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
                 viewer,
                 lambda: build_pdf(exportable[0], unit, lang=lang, batches=batches),
                 what="pdf_report",
-                file_name=f"{stem}-{unit}.pdf",
+                file_name=pdf_name,
                 condition=single,
                 unit=unit,
                 engine=engine,
             ),
-            file_name=f"{stem}-{unit}.pdf".replace("/", "_"),
+            file_name=pdf_name,
             mime="application/pdf",
             on_click="ignore",
             key=f"{key}_pdf",
             icon=":material/picture_as_pdf:",
         )
+
+
+def csv_download(
+    frame: pd.DataFrame,
+    lang: str,
+    *,
+    what: str,
+    file_name: str,
+    key: str,
+    condition: str | None = None,
+    unit: str | None = None,
+    patient_level: bool = False,
+    index: bool = False,
+    label_key: str = "download.csv",
+) -> bool:
+    """The audited CSV download of a table shown on the page, for a viewer whose role may export it (the
+    dataframe's own CSV button is switched off: client.disableDataExport). The file is built on click through
+    vbhc.access.export_table: role checked again, formulas neutralised, recorded with its SHA-256.
+    Returns whether a button was offered."""
+    viewer = auth.current()
+    if not access.may_export(viewer, condition, patient_level=patient_level):
+        return False
+    name = safe_file_name(file_name)
+    engine = data.current_engine()
+    st.download_button(
+        t(label_key, lang),
+        data=lambda: access.export_table(
+            viewer,
+            frame,
+            what=what,
+            file_name=name,
+            condition=condition,
+            unit=unit,
+            patient_level=patient_level,
+            index=index,
+            engine=engine,
+        ),
+        file_name=name,
+        mime="text/csv",
+        on_click="ignore",
+        key=key,
+        icon=":material/download:",
+    )
+    return True

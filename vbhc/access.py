@@ -52,6 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
 from vbhc.disclosure import MIN_OTHER_UNITS
+from vbhc.safety import safe_csv
 
 if TYPE_CHECKING:
     from vbhc.catalog import Catalog
@@ -836,6 +837,33 @@ def export_file(
         sha256=audit.sha256_of(content),
     )
     return content
+
+
+def export_table(
+    viewer: Viewer,
+    frame: pd.DataFrame,
+    *,
+    what: str,
+    file_name: str,
+    condition: str | None = None,
+    unit: str | None = None,
+    patient_level: bool = False,
+    index: bool = False,
+    engine: Engine | None = None,
+) -> bytes:
+    """A table as a formula-safe CSV (vbhc.safety.safe_csv), through export_file: checked and audited with its
+    sha256. The pages offer this instead of the grid's own CSV download, which is switched off because it is
+    neither role-checked, audited nor safe against formulas."""
+    return export_file(
+        viewer,
+        lambda: safe_csv(frame, index=index),
+        what=what,
+        file_name=file_name,
+        condition=condition,
+        unit=unit,
+        patient_level=patient_level,
+        engine=engine,
+    )
 
 
 def read_audit(viewer: Viewer, engine: Engine | None = None, **filters: Any) -> pd.DataFrame:

@@ -12,8 +12,10 @@ Rules that keep the log itself free of patient data:
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -23,13 +25,13 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select
 
 from vbhc import models
-from vbhc.safety import neutralise_formula
+from vbhc.safety import safe_csv
 
 if TYPE_CHECKING:
     from vbhc.access import Viewer
 
 #: What an event records.
-ACTIONS = ("view", "export", "import", "import_refused", "denied", "sign_in", "sign_out")
+ACTIONS = ("view", "export", "export_refused", "import", "import_refused", "denied", "sign_in", "sign_out")
 #: Columns of `read` (and of the CSV export), in order.
 COLUMNS = ["id", "at", "user_id", "roles", "action", "condition", "unit", "detail", "sha256"]
 #: Keys that must never appear in `detail`: they would carry patient-level data.
@@ -117,6 +119,14 @@ def record(
     return True
 
 
+def os_user() -> str:
+    """Who runs a command-line export or import: VBHC_USER, else the operating-system user."""
+    try:
+        return os.environ.get("VBHC_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -172,7 +182,4 @@ def to_csv(df: pd.DataFrame) -> bytes:
     out = df.copy()
     if "at" in out and len(out):
         out["at"] = pd.to_datetime(out["at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(neutralise_formula)
-    return out.to_csv(index=False).encode("utf-8-sig")
+    return safe_csv(out)

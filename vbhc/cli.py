@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import subprocess
 import sys
 import time
@@ -144,10 +142,31 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    """Write a report and record it in the audit log (who, file, sha256, conditions, format), as the dashboard
+    records its downloads; a refused report is recorded too ("export_refused")."""
+    from vbhc import audit
     from vbhc.reports import ReportError, make_report
+    from vbhc.store import get_engine, upgrade_schema
 
+    engine = get_engine()
+    upgrade_schema(engine)
+    who = args.as_user.strip() if args.as_user and args.as_user.strip() else _whoami()
     if bool(args.condition) == bool(args.all):
-        print("vbhc report: give --condition C (may repeat) or --all", file=sys.stderr)
+        message = "give --condition C (may repeat) or --all"
+        audit.record(
+            engine,
+            who,
+            "export_refused",
+            detail={
+                "what": "report",
+                "format": args.format,
+                "file": args.out.name,
+                "reason": message,
+                "via": "cli",
+                "os_user": _whoami(),
+            },
+        )
+        print(f"vbhc report: {message}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:
@@ -160,11 +179,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
             lang=args.lang,
             unit=args.unit,
             suppress_below=args.suppress_below,
+            engine=engine,
+            actor=who,
+            via="cli",
         )
     except ReportError as exc:
         print(f"vbhc report: {exc}", file=sys.stderr)
         return 2
-    print(f"Report written to {path} in {time.perf_counter() - started:.1f} s")
+    print(f"Report written to {path} in {time.perf_counter() - started:.1f} s (recorded in the audit log)")
     return 0
 
 
@@ -203,10 +225,9 @@ def _safe_url() -> str:
 
 
 def _whoami() -> str:
-    try:
-        return os.environ.get("VBHC_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    from vbhc.audit import os_user
+
+    return os_user()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="print the audit log, or export it to CSV")
     p.add_argument("--since", help="only events from this date on (YYYY-MM-DD, UTC)")
     p.add_argument("--user", help="only events of this user")
-    p.add_argument("--action", choices=["view", "export", "import", "import_refused", "denied", "sign_in", "sign_out"])
+    p.add_argument(
+        "--action",
+        choices=["view", "export", "export_refused", "import", "import_refused", "denied", "sign_in", "sign_out"],
+    )
     p.add_argument("--csv", help="write the events to this CSV file instead of printing them")
     p.set_defaults(func=_cmd_audit)
 
@@ -251,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--suppress-below", type=int, default=None, help="small-number threshold (default VBHC_SUPPRESS_BELOW or 10)"
     )
     p.add_argument("--out", required=True, type=Path, help="file to write (written atomically)")
+    p.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="NAME",
+        help="who the report is for, as recorded in the audit log (default: VBHC_USER or the OS user)",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("serve", help="start the dashboard (creates the demo registry on first run)")

@@ -7,6 +7,7 @@ import streamlit as st
 from ui import auth, data, filters
 from vbhc import access, audit
 from vbhc.i18n import fmt_int, t
+from vbhc.safety import safe_file_name
 
 lang = filters.language()
 st.title(t("audit.title", lang))
@@ -37,10 +38,15 @@ if events.empty:
     st.info(t("audit.empty", lang))
 else:
     st.dataframe(events, hide_index=True, width="stretch")
-    st.download_button(
+    name = safe_file_name(f"vbhc-audit-{since}-{until}.csv")
+    st.download_button(  # the grid's own CSV button is off (client.disableDataExport); this one is audited
         t("audit.download", lang),
-        data=lambda: access.export_file(viewer, audit.to_csv(events), what="audit_log", file_name="audit.csv"),
-        file_name=f"vbhc-audit-{since}-{until}.csv",
+        data=lambda: access.export_file(
+            viewer, lambda: audit.to_csv(events), what="audit_log", file_name=name, engine=engine
+        ),
+        file_name=name,
         mime="text/csv",
         on_click="ignore",
+        key="audit_csv",
+        icon=":material/download:",
     )

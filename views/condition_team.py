@@ -6,8 +6,9 @@ import streamlit as st
 from ui import auth, data, filters, render
 from vbhc import access, charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_value
+from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md, t_value
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
+from vbhc.safety import md_escape
 
 chosen = filters.current()
 lang = chosen.lang if chosen else filters.language()
@@ -20,7 +21,7 @@ condition = default_catalog().condition(chosen.condition)
 result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
 table = result.table
 unit = chosen.unit
-st.title(f"{condition.label(lang)} · {unit or '–'}")
+st.title(f"{md_escape(condition.label(lang))} · {md_escape(unit) if unit else '–'}")
 mine = table[table["unit"] == unit]
 if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
@@ -63,7 +64,7 @@ row = rows[rows["unit"] == unit].iloc[0]
 if row["rankability_note"]:
     st.warning(t("warning.low_rankability", lang, rankability=fmt_number(row["rankability"], lang, 2)))
 if row["too_few_cycles"]:
-    st.warning(t("warning.too_few_cycles", lang, unit=unit, min_n=ind.min_n))
+    st.warning(t_md("warning.too_few_cycles", lang, unit=unit, min_n=ind.min_n))
 if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
     st.info(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
 
@@ -169,7 +170,7 @@ if indicator_id in result.models:
                 hide_index=True,
             )
         if diag.warning:
-            st.warning(diag.warning)
+            st.warning(md_escape(diag.warning))
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
 if ind.kind in ("proportion", "prom_mic"):

@@ -6,7 +6,7 @@ import streamlit as st
 from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import format_value, t, t_value
+from vbhc.i18n import format_value, t, t_md, t_value
 from vbhc.indicators import cost_by_activity, value_table
 
 chosen, lang = render.page_start("cost.title")
@@ -17,7 +17,7 @@ result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.
 table = result.table
 cost_rows = table[table["kind"] == "cost"]
 if cost_rows.empty or cost_rows["n"].sum() == 0:
-    st.info(t("empty.no_costs", lang, condition=condition.label(lang)))
+    st.info(t_md("empty.no_costs", lang, condition=condition.label(lang)))
     st.stop()
 
 breakdown = data.only_visible(result, cost_by_activity(result), "cost_breakdown")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import auth, data, filters
+from ui import auth, data, filters, render
 from vbhc import access, registry
-from vbhc.i18n import fmt_int, fmt_percent, t
+from vbhc.i18n import fmt_int, fmt_percent, t, t_md
 from vbhc.ingest import ImportRefused, explain_problems
 from vbhc.settings import database_url
 
@@ -37,7 +37,7 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
             report = access.guarded_import(auth.current(), paths, data.current_engine())
         except ImportRefused as refused:
             names = ", ".join(p.name for p in paths)
-            st.error(t("data.import_failed", lang, file=names, count=refused.report.problem_count))
+            st.error(t_md("data.import_failed", lang, file=names, count=refused.report.problem_count))
             errors = explain_problems(refused.report)
             errors.columns = [t(f"error.{c}", lang) for c in errors.columns]
             st.markdown(f"**{t('data.errors', lang)}**")
@@ -45,7 +45,7 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
         else:
             for source in report.sources:
                 st.success(
-                    t(
+                    t_md(
                         "data.import_done",
                         lang,
                         file=source.file,
@@ -78,6 +78,10 @@ else:
         shown[col] = [fmt_int(v, lang) for v in shown[col]]
     shown.columns = [t(f"batch.{key}", lang) for key in columns.values()]
     st.dataframe(shown, hide_index=True, width="stretch")
+    # the grid's own CSV button is off (client.disableDataExport); this one is role-checked, audited, formula-safe
+    render.csv_download(
+        batches[list(columns)], lang, what="import_batches", file_name="vbhc-import-batches.csv", key="batches_csv"
+    )
 
 if chosen is not None:
     st.subheader(t("data.completeness", lang))
@@ -85,3 +89,12 @@ if chosen is not None:
     if not complete.empty:
         grid = complete.pivot(index="hospital", columns="variable", values="filled")
         st.dataframe(grid.map(lambda v: fmt_percent(v, lang, 1)), width="stretch")
+        render.csv_download(
+            grid,
+            lang,
+            what="completeness",
+            file_name=f"vbhc-completeness-{chosen.condition}.csv",
+            key="completeness_csv",
+            condition=chosen.condition,
+            index=True,
+        )

@@ -6,6 +6,7 @@ import streamlit as st
 from ui import filters
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_number, t
+from vbhc.safety import md_escape
 
 chosen = filters.current()
 lang = chosen.lang if chosen else filters.language()
@@ -18,8 +19,8 @@ for section in ("casemix", "oe", "funnel", "overdispersion", "small_numbers", "c
 catalog = default_catalog()
 st.subheader(t("methods.indicators_title", lang))
 for condition in catalog.conditions.values():
-    with st.expander(f"{condition.label(lang)} — {condition.standard_set}"):
-        st.markdown(f"**{t('model.variables', lang)}:** " + ", ".join(v.name for v in condition.casemix))
+    with st.expander(f"{md_escape(condition.label(lang))} — {md_escape(condition.standard_set)}"):
+        st.markdown(f"**{t('model.variables', lang)}:** " + ", ".join(md_escape(v.name) for v in condition.casemix))
         st.dataframe(
             pd.DataFrame(
                 {

@@ -7,6 +7,7 @@ from ui import auth, data, filters, render
 from vbhc import access
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
+from vbhc.safety import md_escape
 from vbhc.settings import database_url
 
 chosen = filters.current()
@@ -82,6 +83,6 @@ render.report_downloads(
 st.subheader(t("overview.open_team", lang))
 cols = st.columns(min(len(conditions), 4))
 for i, condition in enumerate(conditions):
-    if cols[i % len(cols)].button(catalog.conditions[condition].label(lang), key=f"open_{condition}"):
+    if cols[i % len(cols)].button(md_escape(catalog.conditions[condition].label(lang)), key=f"open_{condition}"):
         st.session_state["condition"] = condition
         st.switch_page("views/condition_team.py")

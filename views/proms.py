@@ -6,8 +6,9 @@ import streamlit as st
 from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, fmt_percent, t
+from vbhc.i18n import fmt_int, fmt_percent, t, t_md
 from vbhc.indicators import prom_response_by_timepoint, prom_scores_for
+from vbhc.safety import md_escape
 
 chosen, lang = render.page_start("proms.title")
 
@@ -15,7 +16,7 @@ catalog = default_catalog()
 condition = catalog.condition(chosen.condition)
 result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
 if result.data.scores.empty:
-    st.info(t("empty.no_proms", lang, condition=condition.label(lang)))
+    st.info(t_md("empty.no_proms", lang, condition=condition.label(lang)))
     st.stop()
 
 # response per instrument and timepoint
@@ -52,7 +53,7 @@ table = result.table
 prom_rows = table[table["kind"].isin(["prom_score", "prom_change", "prom_mic", "response_rate"])]
 for indicator_id, rows in prom_rows.groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
-    st.markdown(f"#### {ind.label(lang)}")
+    st.markdown(f"#### {md_escape(ind.label(lang))}")
     build = charts.prom_response_chart if ind.kind == "response_rate" else charts.prom_change_chart
     render.cached_chart(
         ("prom", indicator_id),

@@ -193,3 +193,22 @@ def test_bad_upload_is_refused_with_a_problem_table(page: Page, app_url: str, ar
         0
     ].items(), rows
     screenshot(page, artifacts / "data_import_refused.png")
+
+
+def test_tables_offer_only_the_audited_download(page: Page, app_url: str, tmp_path: Path) -> None:
+    """The grid's own "Download as CSV" (unaudited, not formula-safe) is switched off; the Data page offers the
+    import batches through the audited, formula-safe CSV download instead."""
+    open_app(page, f"{app_url}/data", "Data")
+    grid = page.get_by_test_id("stDataFrame").first
+    grid.hover()
+    toolbar = page.get_by_test_id("stElementToolbar").first
+    expect(toolbar.get_by_role("button", name="Search")).to_have_count(1, timeout=SETTLED_MS)  # the toolbar is up
+    expect(page.get_by_role("button", name="Download as CSV")).to_have_count(0)
+    with page.expect_download(timeout=RUN_TIMEOUT_MS) as download:
+        page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download table (CSV)").first.click()
+    saved = tmp_path / "batches.csv"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "vbhc-import-batches.csv"
+    content = saved.read_bytes()
+    assert content.startswith(b"\xef\xbb\xbffile_name,") and b"care_cycles.csv" in content
+    assert_no_exception(page)

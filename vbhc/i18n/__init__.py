@@ -43,6 +43,7 @@ __all__ = [
     "format_value",
     "placeholders",
     "t",
+    "t_md",
     "t_value",
 ]
 
@@ -117,6 +118,15 @@ def t(key: str, lang: str = "en", **values: Any) -> str:
         return message.format(**values)
     except KeyError as exc:
         raise KeyError(f"message {key!r} needs a value for placeholder {exc.args[0]!r}") from None
+
+
+def t_md(key: str, lang: str = "en", **values: Any) -> str:
+    """t() for text that Streamlit renders as markdown (titles, captions, alerts): every text value is escaped
+    with vbhc.safety.md_escape first, so a unit, file or user name taken from the data shows as typed and can
+    never become a link, HTML, bold text or a formula. The message itself may use markdown."""
+    from vbhc.safety import md_escape
+
+    return t(key, lang, **{k: md_escape(v) if isinstance(v, str) else v for k, v in values.items()})
 
 
 def _slug(value: str) -> str:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from vbhc import audit
 from vbhc.registry import units as registry_units
 from vbhc.reports.core import FORMATS, ReportError, Selection, check_lang, check_writable, compute_results, provenance
 from vbhc.reports.core import write_report as _write
 from vbhc.reports.excel import build_workbook
 from vbhc.reports.pdf import build_pdf
 
+if TYPE_CHECKING:
+    from vbhc.access import Viewer
+
 __all__ = ["make_report", "own_hospital"]
+
+log = logging.getLogger(__name__)
+WHAT = {"xlsx": "excel_report", "pdf": "pdf_report"}
 
 
 def own_hospital(engine: Engine | None = None) -> str | None:
@@ -38,12 +48,84 @@ def make_report(
     unit: str | None = None,
     engine: Engine | None = None,
     suppress_below: int | None = None,
+    actor: Viewer | str | None = None,
+    via: str = "api",
 ) -> Path:
-    """Select, compute, build and atomically write one report; ReportError with a clear message otherwise.
+    """Select, compute, build and atomically write one report, and record it in the audit log; ReportError with
+    a clear message otherwise (recorded as "export_refused").
 
+    Every file that leaves the product is audited, whichever way it is made: the dashboard's downloads through
+    vbhc.access.export_file, `vbhc report` and scheduled runs here, with the same fields (who, file name,
+    sha256, conditions, format). `actor` is who asked (default: the OS user); `via` says how ("cli", "api").
     conditions=None means every condition with care cycles in the period. For PDF the file holds one section
     per condition team (the own hospital's unit unless `unit` is given).
     """
+    from vbhc.store import get_engine
+
+    who = actor if actor is not None else audit.os_user()
+    asked = {
+        "format": fmt,
+        "conditions": sorted(conditions) if conditions else "all",
+        "period": period or "all",
+        "level": level,
+        "lang": lang,
+        "unit": unit,
+        "file": Path(path).name,
+        "via": via,
+        "os_user": audit.os_user(),  # also when `actor` names someone else (vbhc report --as)
+    }
+    try:
+        target, content, results = _build(path, fmt, conditions, period, level, lang, unit, engine, suppress_below)
+        written = _write(target, content)
+    except ReportError as exc:  # refused before anything was written (bad selection, path, or a failed write)
+        _record(
+            engine or get_engine(), who, "export_refused", asked | {"what": WHAT.get(fmt, "report"), "reason": str(exc)}
+        )
+        raise
+    single = results[0].condition if len(results) == 1 else None
+    try:
+        audit.record(
+            engine or get_engine(),
+            who,
+            "export",
+            condition=single,
+            unit=unit,
+            detail=asked
+            | {
+                "what": WHAT[fmt],
+                "conditions": [r.condition for r in results],
+                "bytes": len(content),
+                "suppress_below": suppress_below,
+                "patient_level": False,
+            },
+            sha256=audit.sha256_of(content),
+        )
+    except SQLAlchemyError as exc:  # no unaudited file: take it back
+        written.unlink(missing_ok=True)
+        raise ReportError(
+            f"the report could not be recorded in the audit log ({type(exc).__name__}); not written"
+        ) from None
+    return written
+
+
+def _record(engine: Engine, who: Viewer | str, action: str, detail: dict) -> None:
+    try:
+        audit.record(engine, who, action, detail=detail)
+    except SQLAlchemyError as exc:  # e.g. a database without the audit table; the refusal itself stands
+        log.error("could not write the audit event for a refused report (%s)", type(exc).__name__)
+
+
+def _build(
+    path: str | os.PathLike[str],
+    fmt: str,
+    conditions: Sequence[str] | None,
+    period: str | None,
+    level: str,
+    lang: str,
+    unit: str | None,
+    engine: Engine | None,
+    suppress_below: int | None,
+) -> tuple[Path, bytes, list]:
     if fmt not in FORMATS:
         raise ReportError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
     check_lang(lang)
@@ -70,4 +152,4 @@ def make_report(
             batches=batches,
             own_hospital=own_hospital(engine),
         )
-    return _write(target, content)
+    return target, content, results
