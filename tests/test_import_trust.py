@@ -487,3 +487,14 @@ def test_header_names_are_matched_as_a_person_writes_them(base, tmp_path):
     path = tmp_path / "costs.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8")
     assert import_files([path], engine).sources[0].rows_updated == 24
+
+
+@pytest.mark.parametrize("code", ["H01/X", "H01@SUR", "[H67](https://evil.example)", "H 01"])
+def test_unit_codes_that_would_break_unit_labels_are_refused(base, tmp_path, code):
+    engine, _ = base
+    cols = ["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"]
+    rows = [dict(zip(cols, u, strict=True)) for u in UNITS] + [
+        dict(zip(cols, (code, "SUR", "Elders", "Heelkunde", "", "0"), strict=True))
+    ]
+    message = refused([write_csv(tmp_path / "units.csv", rows, cols)], engine)
+    assert "units.csv row 6 column 'hospital'" in message and "letters, digits" in message

@@ -19,7 +19,8 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from enum import Enum
+from typing import Protocol
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select
@@ -27,8 +28,19 @@ from sqlalchemy import Connection, Engine, insert, select
 from vbhc import models
 from vbhc.safety import safe_csv
 
-if TYPE_CHECKING:
-    from vbhc.access import Viewer
+
+class Actor(Protocol):
+    """Whoever did something: a signed-in viewer (vbhc.access.Viewer) has a user id and roles.
+
+    A protocol rather than an import of vbhc.access, so that access -> ingest -> audit is one direction.
+    """
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def roles(self) -> Iterable[Enum]: ...
+
 
 #: What an event records.
 ACTIONS = ("view", "export", "export_refused", "import", "import_refused", "denied", "sign_in", "sign_out")
@@ -44,7 +56,7 @@ _recent: dict[tuple, float] = {}
 _recent_lock = threading.Lock()
 
 
-def actor_fields(viewer: Viewer | str | None) -> tuple[str, str]:
+def actor_fields(viewer: Actor | str | None) -> tuple[str, str]:
     """(user id, comma-separated roles) of a Viewer, or of a plain user name (CLI, tests) with no roles."""
     if viewer is None:
         return "unknown", ""
@@ -71,7 +83,7 @@ def _detail_text(detail: Mapping[str, object] | str | None) -> str:
 
 def record(
     target: Engine | Connection,
-    viewer: Viewer | str | None,
+    viewer: Actor | str | None,
     action: str,
     *,
     condition: str | None = None,

@@ -304,6 +304,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; an unfinished import is rolled back", file=sys.stderr)
         return 130
+    except Exception as exc:  # no traceback reaches a user; VBHC_DEBUG=1 shows it to a developer
+        if os.environ.get("VBHC_DEBUG") == "1":
+            raise
+        print(f"vbhc {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: Exception) -> str:
+    """What went wrong, in one line; never a database error's SQL or parameters (they may carry values)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        return f"the database refused the request ({type(exc).__name__}); nothing was changed"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or type(exc).__name__}{where}"
+    return f"unexpected error ({type(exc).__name__}); run again with VBHC_DEBUG=1 for the details"
 
 
 if __name__ == "__main__":

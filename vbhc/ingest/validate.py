@@ -251,10 +251,17 @@ class BatchState:
         self._cycle_conditions = None
 
 
+#: Unit codes are keys that labels join with "/" and "@" (vbhc.registry): letters, digits, "_" and "-" only.
+UNIT_CODE = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
 def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     hospital = ck.text("hospital", max_len=40)
     department = ck.text("department", max_len=40)
+    for column, codes in (("hospital", hospital), ("department", department)):
+        odd = (codes != "") & ~codes.str.fullmatch(UNIT_CODE).to_numpy(dtype=bool)
+        ck.flag(odd, column, "a unit code has letters, digits, '_' and '-' only (the name goes in the name column)")
     hospital_name = ck.text("hospital_name", max_len=200)
     department_name = ck.text("department_name", max_len=200)
     division = ck.text("division", required=False, max_len=200) if "division" in f else pd.Series("", index=f.index)
