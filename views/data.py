@@ -42,6 +42,8 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
             errors.columns = [t(f"error.{c}", lang) for c in errors.columns]
             st.markdown(f"**{t('data.errors', lang)}**")
             st.dataframe(errors, hide_index=True, width="stretch", key="import_errors")
+        except Exception as exc:  # never a traceback on the page; the import rolled back and was audited
+            st.error(t("data.import_crashed", lang, error=type(exc).__name__))
         else:
             for source in report.sources:
                 st.success(
