@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,7 +201,7 @@ def scores_frame() -> pd.DataFrame:
 # -------------------------------------------------------------------------------------------- spec helpers
 
 
-def spec(chart: alt.TopLevelMixin) -> dict:
+def spec(chart: charts.Spec) -> dict:
     return chart.to_dict()
 
 
@@ -403,8 +402,11 @@ def test_funnel_chart_spec_and_data():
 def test_funnel_chart_in_dutch():
     d = spec(charts.funnel_chart(indicator_rows(), funnel_curve_frame(), lang="nl"))
     titles = title_texts(d)
-    assert "Sterfte binnen 30 dagen" in titles
-    assert any("Funnelplot" in t for t in titles)
+    # the short chart title (the page's section heading names the indicator); the indicator on the value axis
+    assert "Funnelplot" in titles and "Sterfte binnen 30 dagen" not in titles
+    y_titles = [e["title"] for e in encodings(d, "y") if e.get("title")]
+    joined = [" ".join(t) if isinstance(t, list) else t for t in y_titles]
+    assert joined == ["Sterfte binnen 30 dagen (gecorrigeerde waarde)"]
     assert "Aantal zorgtrajecten (n)" in [e.get("title") for e in encodings(d, "x")]
     # Dutch number locale: decimal comma, dot for thousands, euro
     number = d["config"]["locale"]["number"]
@@ -495,7 +497,7 @@ def test_crude_vs_adjusted_chart_is_a_dumbbell():
         assert match["value"] == pytest.approx(row.adjusted_value)
     assert tooltip_formats(d)["value"] == ",.1f"  # a mean: one decimal
     assert {"crude", "value", "lower", "upper"} <= tooltip_fields(d)
-    assert "NL length_of_stay" in title_texts(d)
+    assert title_texts(d)[0] == "Ongecorrigeerd en gecorrigeerd"
 
 
 # ------------------------------------------------------------------------------------------ many indicators
@@ -616,9 +618,22 @@ def test_cusum_chart_thins_fifty_thousand_cycles():
     # alarm limits at +h and -h, alarms coloured by direction (more events = worse here)
     limit_rows = [r for r in datasets(d).values() if len(r) == 2 and "y" in r[0]]
     assert sorted(x["y"] for x in limit_rows[0]) == [-4.5, 4.5]
-    triangles = [v for v in views(d) if mark_type(v) == "point"]
-    colours = {v["mark"]["shape"]: v["mark"]["color"] for v in triangles}
-    assert colours == {"triangle-up": PALETTE["worse"], "triangle-down": PALETTE["better"]}
+    # the two lines in two palette colours and the alarms as triangles, all four in the one legend
+    colour = next(e for e in encodings(d, "color") if e.get("field") == "series")
+    shape = next(e for e in encodings(d, "shape") if e.get("field") == "series")
+    names = ["CUSUM up", "CUSUM down", "Alarm: more events", "Alarm: fewer events"]
+    assert colour["scale"]["domain"] == names and shape["scale"]["domain"] == names
+    styles = dict(zip(names, zip(colour["scale"]["range"], shape["scale"]["range"], strict=True), strict=True))
+    assert styles["Alarm: more events"] == (PALETTE["worse"], "triangle-up")
+    assert styles["Alarm: fewer events"] == (PALETTE["better"], "triangle-down")
+    assert styles["CUSUM up"][0] != styles["CUSUM down"][0]
+    assert set(colour["scale"]["range"][:2]) <= set(charts.CATEGORICAL)
+    assert colour["legend"] is not None
+    lines = [v for v in views(d) if mark_type(v) == "line"]
+    assert {v["encoding"]["color"]["field"] for v in lines} == {"series"}
+    # time on the x axis: the index date
+    assert {v["encoding"]["x"]["field"] for v in lines} == {"date"}
+    assert {v["encoding"]["x"]["type"] for v in lines} == {"temporal"}
     assert {"unit", "cycle_number", "date", "cusum_up", "cusum_down"} <= tooltip_fields(d)
 
 
@@ -726,14 +741,17 @@ def test_value_chart_quadrants_and_crosshairs():
         )
     )
     colour = next(e for e in encodings(d, "color") if e.get("field") == "quadrant")
-    assert colour["scale"]["domain"] == list(charts.QUADRANTS)
+    assert colour["scale"]["domain"] == [charts.QUADRANT_LABELS["en"][q] for q in charts.QUADRANTS]
+    assert colour["scale"]["domain"][0] == "Better outcome, lower cost"  # the catalog's [quadrant] wording
     assert colour["scale"]["range"] == [charts.QUADRANT_COLOURS[q] for q in charts.QUADRANTS]
     assert colour["scale"]["range"][0] == PALETTE["better"] and colour["scale"]["range"][3] == PALETTE["worse"]
     targets = sorted(r[0]["target"] for r in datasets(d).values() if len(r) == 1 and "target" in r[0])
     assert targets == [0.10, 10_000]
     data = dataset_with(d, "unit", "outcome", "cost", "quadrant")
     assert len(data) == len(view)
-    assert {r["unit"]: r["quadrant"] for r in data} == dict(zip(view["unit"], view["quadrant"], strict=True))
+    names = charts.QUADRANT_LABELS["en"]
+    expected = {u: names[q] for u, q in zip(view["unit"], view["quadrant"], strict=True)}
+    assert {r["unit"]: r["quadrant"] for r in data} == expected
     formats = tooltip_formats(d)
     assert formats["outcome"] == ".1%" and formats["cost"] == "$,.0f"
     assert any(v["mark"].get("fontWeight") == "bold" for v in views(d) if mark_type(v) == "text")
@@ -742,14 +760,14 @@ def test_value_chart_quadrants_and_crosshairs():
 def test_value_chart_in_dutch():
     d = spec(charts.value_chart(value_view_frame(), outcome_label="Sterfte", lang="nl"))
     colour = next(e for e in encodings(d, "color") if e.get("field") == "quadrant")
-    assert "betere uitkomst, lagere kosten" in colour["scale"]["domain"]
+    assert "Betere uitkomst, lagere kosten" in colour["scale"]["domain"]
     assert "Waarde: uitkomst en kosten per zorgtraject" in title_texts(d)
 
 
 # ------------------------------------------------------------------------------------------ every builder
 
 
-def _builders() -> list[tuple[str, Callable[[], tuple[alt.TopLevelMixin, list[pd.DataFrame]]]]]:
+def _builders() -> list[tuple[str, Callable[..., tuple[charts.Spec, list[pd.DataFrame]]]]]:
     def make(fn, *frames, **kwargs):
         def build(lang="en"):
             return fn(*frames, lang=lang, **kwargs), list(frames)
@@ -782,7 +800,7 @@ def test_builders_do_not_mutate_their_input_and_stay_small(name, build):
     before = [copy.deepcopy(f) for f in frames]
     for lang in ("en", "nl"):
         chart, _ = build(lang)
-        d = chart.to_dict()  # validates against the Vega-Lite schema and would raise MaxRowsError
+        d = chart.to_dict(validate=True)  # against the Vega-Lite JSON schema that Altair ships
         assert_small(d)
         assert d["config"]["locale"]["number"]["decimal"] == ("," if lang == "nl" else ".")
     for original, frame in zip(before, frames, strict=True):
@@ -830,8 +848,13 @@ def test_dutch_numbers_render_with_a_decimal_comma():
     svg_cost = vlc.vegalite_to_svg(spec(charts.cost_breakdown_chart(breakdown_frame(), lang="nl")))
     assert "€ 2.000" in svg_cost
     # format() in expressions (tooltips, text) uses the chart's locale too, not only the axes
-    text = alt.Chart(pd.DataFrame({"v": [0.1234]})).mark_text().encode(text=alt.Text("v:Q", format=".1%"))
-    assert "12,3%" in vlc.vegalite_to_svg(charts._finish(text, "nl").to_dict())
+    text = {
+        "data": {"values": [{"v": 0.1234}]},
+        "mark": "text",
+        "encoding": {"text": {"field": "v", "type": "quantitative", "format": ".1%"}},
+        "config": {"locale": charts.locale("nl")},
+    }
+    assert "12,3%" in vlc.vegalite_to_svg(text)
 
 
 def test_prepare_builds_and_changes_no_later_chart():

@@ -1,49 +1,60 @@
-"""Altair chart builders for the dashboard and the reports.
+"""Vega-Lite chart specs for the dashboard and the reports, built as plain dicts.
 
 Every builder takes tables that vbhc has already computed (the indicator table, a funnel curve, an SPC frame,
 a CUSUM/VLAD frame, a cost breakdown, the value view) and only draws them: no statistic is computed here.
-The only data work is selecting columns, translating labels, and thinning long per-cycle series so that a
-chart never carries more than a few thousand rows (Streamlit ships a chart's whole data to the browser and
-Altair refuses more than 5,000 rows).
+The only data work is selecting columns, translating labels, normalising histogram counts to shares and
+thinning long per-cycle series so that a chart never carries more than a few thousand rows (Streamlit ships a
+chart's whole data to the browser).
 
-Made for a big screen in a meeting: large fonts, one clear title, no frame around the plot, and the
-colour-blind-safe Okabe–Ito palette. Colour means the same everywhere: blue = better than the benchmark,
-vermillion = worse, grey = as expected, light grey = too few cycles to judge; the own unit is outlined in
-black and its label is bold. Units are coloured by their assessment at the 99.8% limits (`assessment_998`)
-unless a builder is told otherwise, so one unit has one colour on every page.
+The specs are written directly as Vega-Lite JSON (no Altair objects: building them takes about a millisecond
+per chart, and nothing in the process is patched). tests/test_charts.py validates every spec against the
+Vega-Lite JSON schema that the installed Altair ships and renders every chart with vl-convert at the page's
+widths to check that titles, legends and labels stay on the canvas.
 
-Language: every builder takes ``lang`` ("en" or "nl"). Titles and axis labels come from the small label
-dictionary below (the assessment names match the tables' wording in vbhc/i18n); an indicator's own name
-comes from the table's ``label_en``/``label_nl`` columns. Numbers are formatted with d3-format strings
-(proportions as %, means with 1 decimal (2 for values below 2, such as an EQ-5D index), O/E with 2, cost in
-EUR) and every chart carries a Vega-Lite number locale in its own spec (``config.locale``, supported since
-Vega 5.12 / Vega-Lite 5): for "nl" a decimal comma, a dot between thousands, "€ 1.234", and Dutch month
-names on time axes. Vega applies it per view, to axis labels and to the ``format()`` of tooltips and text,
-so no global (process or browser) locale is touched. The few numbers formatted in Python (the CUSUM limit
-label) use the same convention.
+Made for a big screen in a meeting: large fonts, short titles (the page's section heading names the
+indicator), no frame around the plot, and the colour-blind-safe Okabe–Ito palette. Colour means the same
+everywhere: blue = better than the benchmark, vermillion = worse, grey = as expected, light grey = too few
+cycles to judge; the own unit is drawn as a diamond outlined in black and its label is bold. Units are coloured
+by their assessment at the 99.8% limits (`assessment_998`) unless a builder is told otherwise.
 
-Every builder returns a finished, configured top-level chart. A configured chart cannot be layered or
-concatenated again, so pages put charts side by side with Streamlit columns. Streamlit's default chart theme
-may restyle fonts; ``st.altair_chart(chart, theme=None)`` shows the chart exactly as built here.
+Width: every builder takes ``width``, the pixels the chart may use (the page's content width: about 1100 px
+on a 1440 px screen, about 360 px on a phone). Single views fit it exactly (``autosize: fit-x``, which
+Streamlit's stretched charts use too); concatenated panels choose their number of columns from it; titles
+are wrapped and legends broken into columns to stay inside it.
+
+Language: every builder takes ``lang`` ("en" or "nl"). Every text comes from the message catalog
+(vbhc/i18n/en.toml and nl.toml, ``[chart.label]``, ``[assessment]``, ``[quadrant]``); an indicator's own name
+comes from the table's ``label_en``/``label_nl`` columns. Numbers are formatted with d3-format strings and
+every chart carries its language's number and time locale (``config.locale``, from Babel's nl_NL and en_GB
+data), applied by Vega per view to axes and to ``format()`` in tooltips and text.
+
+Every builder returns a :class:`Spec` (a dict; ``to_dict()`` is kept for callers written for Altair charts).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
-from vbhc import altair_speedups
+from vbhc.i18n import BABEL_LOCALES, t
 
 # --------------------------------------------------------------------------------------------- constants
 
-#: Altair's default MaxRowsError limit; every dataset of a chart stays below it.
+#: Vega-Lite version the specs are written for (the one the installed Altair and vl-convert support).
+SCHEMA_URL = "https://vega.github.io/schema/vega-lite/v6.4.1.json"
+#: The dashboard's content width on a 1440 px screen (layout="wide"), the default chart width.
+DEFAULT_WIDTH = 1100
+#: Below this width the fonts are smaller (a phone).
+NARROW = 640
+#: Every dataset of a chart stays below this many rows.
 MAX_ROWS = 5000
 #: Long per-cycle series (CUSUM, VLAD) are thinned to about this many rows.
 MAX_SERIES_POINTS = 2000
@@ -84,233 +95,55 @@ QUADRANT_COLOURS: dict[str, str] = {
 }
 
 FONT_SIZES = {"title": 24, "subtitle": 16, "axis_label": 15, "axis_title": 16, "legend": 15, "text": 15}
+#: On a phone (width below NARROW).
+FONT_SIZES_NARROW = {"title": 18, "subtitle": 13, "axis_label": 12, "axis_title": 13, "legend": 12, "text": 12}
+#: Average glyph width as a share of the font size, to estimate text widths (a little generous).
+GLYPH = 0.6
 
-# d3 number locales (https://github.com/d3/d3-format/tree/main/locale), euro as currency in both languages.
-NUMBER_LOCALES: dict[str, dict[str, Any]] = {
-    "en": {"decimal": ".", "thousands": ",", "grouping": [3], "currency": ["€", ""]},
-    "nl": {"decimal": ",", "thousands": ".", "grouping": [3], "currency": ["€ ", ""]},
-}
-TIME_LOCALE_NL: dict[str, Any] = {
-    "dateTime": "%a %e %B %Y %X",
-    "date": "%d-%m-%Y",
-    "time": "%H:%M:%S",
-    "periods": ["AM", "PM"],
-    "days": ["zondag", "maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag"],
-    "shortDays": ["zo", "ma", "di", "wo", "do", "vr", "za"],
-    "months": [
-        "januari",
-        "februari",
-        "maart",
-        "april",
-        "mei",
-        "juni",
-        "juli",
-        "augustus",
-        "september",
-        "oktober",
-        "november",
-        "december",
-    ],
-    "shortMonths": ["jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec"],
-}
+
+def _fonts(width: int) -> dict[str, int]:
+    return FONT_SIZES_NARROW if width < NARROW else FONT_SIZES
+
+
+def _text_px(text: str, size: float) -> float:
+    return len(str(text)) * size * GLYPH
+
 
 # ------------------------------------------------------------------------------------------------ labels
 
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "unit": "Unit",
-        "n": "Care cycles (n)",
-        "n_axis": "Number of care cycles (n)",
-        "observed": "Observed",
-        "expected": "Expected",
-        "adjusted": "Adjusted value",
-        "crude": "Crude value",
-        "crude_and_adjusted": "Value (crude and adjusted)",
-        "ci_lower": "95% CI lower",
-        "ci_upper": "95% CI upper",
-        "oe": "O/E",
-        "oe_axis": "Observed / expected (O/E)",
-        "target": "Benchmark",
-        "assessment": "Assessment",
-        "limits": "Control limits",
-        "limit_95": "95% limits",
-        "limit_998": "99.8% limits",
-        "funnel_sub": "Funnel plot: case-mix adjusted value by number of care cycles; line = benchmark",
-        "caterpillar_sub": "Case-mix adjusted value with 95% confidence interval; line = benchmark",
-        "oe_sub": "Observed / expected with 95% confidence interval; line at 1 = as expected",
-        "dumbbell_sub": "Open circle = crude, filled circle = adjusted for case-mix; line = benchmark",
-        "small_multiples": "Indicators per unit",
-        "small_multiples_sub": "Adjusted value with 95% confidence interval; line = benchmark",
-        "response": "PROM response rate",
-        "response_sub": "Share of eligible care cycles with a completed questionnaire, with 95% CI",
-        "response_axis": "Response rate",
-        "prom": "PROM results",
-        "prom_sub": "Case-mix adjusted score or change with 95% CI; line = benchmark",
-        "period": "Period",
-        "trend": "Over time",
-        "p_chart": "SPC p chart",
-        "xmr_chart": "SPC XmR chart",
-        "value_per_period": "Value per period",
-        "rate_per_period": "Observed rate per period",
-        "centre": "Centre line",
-        "lower_limit": "Lower control limit",
-        "upper_limit": "Upper control limit",
-        "expected_rate": "Expected (case-mix)",
-        "series": "Line",
-        "signal": "Signal",
-        "no_signal": "No signal",
-        "beyond_limits": "outside the control limits",
-        "shift": "shift (run on one side)",
-        "trend_rule": "trend (steady rise or fall)",
-        "cusum": "Risk-adjusted CUSUM",
-        "cusum_sub": "Above 0: watching for more events than expected; below 0: fewer. Alarm at the dashed lines",
-        "cusum_axis": "CUSUM",
-        "cusum_up": "CUSUM up",
-        "cusum_down": "CUSUM down",
-        "alarm_up": "Alarm: more events",
-        "alarm_down": "Alarm: fewer events",
-        "alarm_limit": "alarm limit",
-        "vlad": "VLAD: expected minus observed events",
-        "vlad_sub": "A rising line means fewer events than the case-mix predicts",
-        "vlad_axis": "Cumulative expected − observed",
-        "cycle_number": "Care cycle (in time order)",
-        "date": "Date",
-        "score": "Score",
-        "count": "Number of patients",
-        "timepoint": "Timepoint",
-        "bin": "Score range",
-        "distribution": "Distribution of PROM scores",
-        "cost_breakdown": "Cost per care cycle by activity",
-        "cost_axis": "Cost per care cycle (EUR)",
-        "activity": "Activity",
-        "cycles": "Care cycles with activity",
-        "quantity": "Quantity",
-        "total_cost": "Total cost",
-        "share": "Share of cost",
-        "value": "Value: outcome and cost per care cycle",
-        "value_sub": "Both adjusted for case-mix, with 95% CI; lines = benchmark",
-        "quadrant": "Value",
-        "outcome": "Outcome",
-        "cost": "Cost per care cycle",
-        "no_data_text": "No data",
-    },
-    "nl": {
-        "unit": "Eenheid",
-        "n": "Zorgtrajecten (n)",
-        "n_axis": "Aantal zorgtrajecten (n)",
-        "observed": "Waargenomen",
-        "expected": "Verwacht",
-        "adjusted": "Gecorrigeerde waarde",
-        "crude": "Ongecorrigeerde waarde",
-        "crude_and_adjusted": "Waarde (ongecorrigeerd en gecorrigeerd)",
-        "ci_lower": "95%-BI ondergrens",
-        "ci_upper": "95%-BI bovengrens",
-        "oe": "O/E",
-        "oe_axis": "Waargenomen / verwacht (O/E)",
-        "target": "Benchmark",
-        "assessment": "Beoordeling",
-        "limits": "Controlegrenzen",
-        "limit_95": "95%-grenzen",
-        "limit_998": "99,8%-grenzen",
-        "funnel_sub": "Funnelplot: voor casemix gecorrigeerde waarde naar aantal zorgtrajecten; lijn = benchmark",
-        "caterpillar_sub": "Voor casemix gecorrigeerde waarde met 95%-betrouwbaarheidsinterval; lijn = benchmark",
-        "oe_sub": "Waargenomen / verwacht met 95%-betrouwbaarheidsinterval; lijn bij 1 = zoals verwacht",
-        "dumbbell_sub": "Open cirkel = ongecorrigeerd, dichte cirkel = gecorrigeerd voor casemix; lijn = benchmark",
-        "small_multiples": "Indicatoren per eenheid",
-        "small_multiples_sub": "Gecorrigeerde waarde met 95%-betrouwbaarheidsinterval; lijn = benchmark",
-        "response": "PROM-respons",
-        "response_sub": "Aandeel van de zorgtrajecten met een ingevulde vragenlijst, met 95%-BI",
-        "response_axis": "Responspercentage",
-        "prom": "PROM-uitkomsten",
-        "prom_sub": "Voor casemix gecorrigeerde score of verandering met 95%-BI; lijn = benchmark",
-        "period": "Periode",
-        "trend": "Verloop in de tijd",
-        "p_chart": "SPC p-kaart",
-        "xmr_chart": "SPC XmR-kaart",
-        "value_per_period": "Waarde per periode",
-        "rate_per_period": "Waargenomen percentage per periode",
-        "centre": "Centrale lijn",
-        "lower_limit": "Onderste regelgrens",
-        "upper_limit": "Bovenste regelgrens",
-        "expected_rate": "Verwacht (casemix)",
-        "series": "Lijn",
-        "signal": "Signaal",
-        "no_signal": "Geen signaal",
-        "beyond_limits": "buiten de regelgrenzen",
-        "shift": "verschuiving (reeks aan één kant)",
-        "trend_rule": "trend (gestaag stijgend of dalend)",
-        "cusum": "Voor casemix gecorrigeerde CUSUM",
-        "cusum_sub": "Boven 0: let op meer gebeurtenissen dan verwacht; onder 0: minder. Alarm bij de stippellijnen",
-        "cusum_axis": "CUSUM",
-        "cusum_up": "CUSUM omhoog",
-        "cusum_down": "CUSUM omlaag",
-        "alarm_up": "Alarm: meer gebeurtenissen",
-        "alarm_down": "Alarm: minder gebeurtenissen",
-        "alarm_limit": "alarmgrens",
-        "vlad": "VLAD: verwachte min waargenomen gebeurtenissen",
-        "vlad_sub": "Een stijgende lijn betekent minder gebeurtenissen dan de casemix voorspelt",
-        "vlad_axis": "Cumulatief verwacht − waargenomen",
-        "cycle_number": "Zorgtraject (op volgorde in de tijd)",
-        "date": "Datum",
-        "score": "Score",
-        "count": "Aantal patiënten",
-        "timepoint": "Meetmoment",
-        "bin": "Scorebereik",
-        "distribution": "Verdeling van PROM-scores",
-        "cost_breakdown": "Kosten per zorgtraject per activiteit",
-        "cost_axis": "Kosten per zorgtraject (EUR)",
-        "activity": "Activiteit",
-        "cycles": "Zorgtrajecten met activiteit",
-        "quantity": "Hoeveelheid",
-        "total_cost": "Totale kosten",
-        "share": "Aandeel in kosten",
-        "value": "Waarde: uitkomst en kosten per zorgtraject",
-        "value_sub": "Beide gecorrigeerd voor casemix, met 95%-BI; lijnen = benchmark",
-        "quadrant": "Waarde",
-        "outcome": "Uitkomst",
-        "cost": "Kosten per zorgtraject",
-        "no_data_text": "Geen gegevens",
-    },
-}
-
-#: Display names of the assessments (the same words as the tables, vbhc/i18n [assessment]).
-ASSESSMENT_LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        BETTER: "Better than expected",
-        WORSE: "Worse than expected",
-        AS_EXPECTED: "As expected",
-        TOO_FEW: "Too few care cycles",
-        NO_DATA: "No data",
-    },
-    "nl": {
-        BETTER: "Beter dan verwacht",
-        WORSE: "Slechter dan verwacht",
-        AS_EXPECTED: "Zoals verwacht",
-        TOO_FEW: "Te weinig zorgtrajecten",
-        NO_DATA: "Geen gegevens",
-    },
-}
-QUADRANT_LABELS: dict[str, dict[str, str]] = {
-    "en": {q: q for q in QUADRANTS},
-    "nl": {
-        "better outcome, lower cost": "betere uitkomst, lagere kosten",
-        "better outcome, higher cost": "betere uitkomst, hogere kosten",
-        "worse outcome, lower cost": "slechtere uitkomst, lagere kosten",
-        "worse outcome, higher cost": "slechtere uitkomst, hogere kosten",
-        "no clear difference": "geen duidelijk verschil",
-    },
-}
-
 
 def label(key: str, lang: str = "en") -> str:
-    """A chart label in the given language."""
-    return LABELS[_check_lang(lang)][key]
+    """A chart text in the given language, from the message catalog (``chart.label.<key>``)."""
+    return t(f"chart.label.{key}", _check_lang(lang))
 
 
 def _check_lang(lang: str) -> str:
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, not {lang!r}")
     return lang
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+class _Catalogued(dict):
+    """{lang: {code: display name}} read from the catalog section `section` on first use."""
+
+    def __init__(self, section: str, codes: Sequence[str]) -> None:
+        super().__init__()
+        self._section, self._codes = section, tuple(codes)
+
+    def __missing__(self, lang: str) -> dict[str, str]:
+        names = {code: t(f"{self._section}.{_slug(code)}", _check_lang(lang)) for code in self._codes}
+        self[lang] = names
+        return names
+
+
+#: Display names of the assessments (vbhc/i18n [assessment]), per language.
+ASSESSMENT_LABELS: dict[str, dict[str, str]] = _Catalogued("assessment", ASSESSMENTS)
+#: Display names of the value quadrants (vbhc/i18n [quadrant]), per language.
+QUADRANT_LABELS: dict[str, dict[str, str]] = _Catalogued("quadrant", QUADRANTS)
 
 
 # ---------------------------------------------------------------------------------------------- palette
@@ -327,7 +160,7 @@ def scorecard_colour(assessment: object) -> str:
     key = str(assessment).strip().lower()
     if key in PALETTE:
         return PALETTE[key]
-    for names in ASSESSMENT_LABELS.values():
+    for names in (ASSESSMENT_LABELS[lang] for lang in LANGS):
         for code, name in names.items():
             if key == name.lower():
                 return PALETTE[code]
@@ -375,82 +208,190 @@ def _format_number(x: float, lang: str, decimals: int = 1) -> str:
     return text
 
 
-# Altair's object layer is most of a filter change's time: vbhc.altair_speedups removes its repeated work
-# without changing a byte of the specs (tests compare them)
-altair_speedups.install()
-
 # ------------------------------------------------------------------------------------------ finishing
 
 
-def _locale(lang: str) -> alt.Locale:
-    number = alt.NumberLocale(**NUMBER_LOCALES[lang])
-    if lang == "nl":
-        return alt.Locale(number=number, time=alt.TimeLocale(**TIME_LOCALE_NL))
-    return alt.Locale(number=number)
+@functools.cache
+def locale(lang: str) -> dict[str, Any]:
+    """Vega's number and time format locale of a language, from Babel's data for nl_NL / en_GB (euro as the
+    currency in both)."""
+    from babel import Locale
+    from babel.dates import get_day_names, get_month_names, get_period_names
+    from babel.numbers import get_decimal_symbol, get_group_symbol
+
+    loc = Locale.parse(BABEL_LOCALES[_check_lang(lang)])
+    pattern = loc.currency_formats["standard"].pattern.split(";")[0]
+    prefix = re.match(r"[^#0,.]*", pattern).group().replace("¤", "€").replace("\xa0", " ")
+    number = {
+        "decimal": get_decimal_symbol(loc),
+        "thousands": get_group_symbol(loc),
+        "grouping": [3],
+        "currency": [prefix, ""],
+    }
+
+    def plain(names: Any, order: Sequence[int]) -> list[str]:
+        return [str(names[i]).rstrip(".") for i in order]
+
+    sunday_first = [6, 0, 1, 2, 3, 4, 5]  # Babel counts from Monday, d3 from Sunday
+    periods = get_period_names("abbreviated", locale=loc)
+    time = {
+        "dateTime": "%a %e %B %Y %X",
+        "date": "%d-%m-%Y" if lang == "nl" else "%d/%m/%Y",
+        "time": "%H:%M:%S",
+        "periods": [str(periods.get("am", "AM")), str(periods.get("pm", "PM"))],
+        "days": plain(get_day_names("wide", locale=loc), sunday_first),
+        "shortDays": plain(get_day_names("abbreviated", locale=loc), sunday_first),
+        "months": plain(get_month_names("wide", locale=loc), range(1, 13)),
+        "shortMonths": plain(get_month_names("abbreviated", locale=loc), range(1, 13)),
+    }
+    return {"number": number, "time": time}
 
 
-@functools.lru_cache(maxsize=4)
-def _config(lang: str) -> alt.Config:
-    """Built once per language and shared (charts only read it)."""
-    return alt.Config(
-        locale=_locale(lang),
-        title=alt.TitleConfig(
-            fontSize=FONT_SIZES["title"],
-            subtitleFontSize=FONT_SIZES["subtitle"],
-            subtitleColor="#333333",
-            anchor="start",
-            offset=12,
-        ),
-        axis=alt.AxisConfig(
-            labelFontSize=FONT_SIZES["axis_label"],
-            titleFontSize=FONT_SIZES["axis_title"],
-            titleFontWeight="normal",
-            labelColor="#222222",
-            titleColor="#222222",
-            gridColor="#EEEEEE",
-            domainColor="#888888",
-            tickColor="#888888",
-            labelLimit=260,
-        ),
-        axisQuantitative=alt.AxisConfig(tickCount=8, labelOverlap=True),
-        legend=alt.LegendConfig(
-            labelFontSize=FONT_SIZES["legend"],
-            titleFontSize=FONT_SIZES["legend"],
-            orient="bottom",
-            direction="horizontal",
-            symbolSize=180,
-            labelLimit=320,
-        ),
-        header=alt.HeaderConfig(labelFontSize=FONT_SIZES["axis_title"], titleFontSize=FONT_SIZES["axis_title"]),
-        text=alt.MarkConfig(fontSize=FONT_SIZES["text"]),
-        view=alt.ViewConfig(stroke=None),
-    )
+@functools.cache
+def _config(lang: str, narrow: bool) -> dict[str, Any]:
+    """Built once per language and size and shared (specs are only read)."""
+    f = FONT_SIZES_NARROW if narrow else FONT_SIZES
+    return {
+        "locale": locale(lang),
+        "font": "sans-serif",
+        "title": {
+            "fontSize": f["title"],
+            "subtitleFontSize": f["subtitle"],
+            "subtitleColor": "#333333",
+            "anchor": "start",
+            "offset": 12,
+        },
+        "axis": {
+            "labelFontSize": f["axis_label"],
+            "titleFontSize": f["axis_title"],
+            "titleFontWeight": "normal",
+            "labelColor": "#222222",
+            "titleColor": "#222222",
+            "gridColor": "#EEEEEE",
+            "domainColor": "#888888",
+            "tickColor": "#888888",
+            "labelLimit": 180 if narrow else 260,
+        },
+        "axisQuantitative": {"tickCount": 5 if narrow else 8, "labelOverlap": True},
+        "axisTemporal": {"labelOverlap": True},
+        "legend": {
+            "labelFontSize": f["legend"],
+            "titleFontSize": f["legend"],
+            "orient": "bottom",
+            "direction": "horizontal",
+            "symbolSize": 120 if narrow else 180,
+            "labelLimit": 280 if narrow else 320,
+        },
+        "header": {"labelFontSize": f["axis_title"], "titleFontSize": f["axis_title"]},
+        "text": {"fontSize": f["text"]},
+        "view": {"stroke": None},
+    }
 
 
-_NO_HIGHLIGHT = object()
+class Spec(dict):
+    """A finished Vega-Lite spec: a plain dict. ``to_dict()`` gives the spec itself (as Altair charts did), and
+    with ``validate=True`` checks it against the Vega-Lite JSON schema first."""
+
+    def to_dict(self, validate: bool = False) -> dict[str, Any]:
+        if validate:
+            validate_spec(self)
+        return dict(self)
 
 
-def _finish(chart: alt.TopLevelMixin, lang: str, *, highlight: object = _NO_HIGHLIGHT) -> alt.TopLevelMixin:
-    """Big-screen styling and the language's number locale, set in one step (each configure_* call copies the
-    whole chart); charts that mark the own unit get the highlight parameter."""
-    finished = chart.copy(deep=False)
-    finished.config = _config(lang)
-    if highlight is not _NO_HIGHLIGHT:
-        finished = _with_highlight_param(finished, highlight)  # type: ignore[arg-type]
-    return finished
+@functools.cache
+def _validator() -> Any:
+    """A JSON-schema validator for the Vega-Lite schema that the installed Altair ships (tests and to_dict)."""
+    from importlib import resources
+
+    import jsonschema
+
+    text = resources.files("altair.vegalite.v6.schema").joinpath("vega-lite-schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
-def _title(
-    text: str, subtitle: str | None = None, *, size: int | None = None, wrap: int | None = None
-) -> alt.TitleParams:
-    """A title anchored left; with `wrap` (characters) a long title is broken over several lines."""
-    lines = textwrap.wrap(text, wrap) if wrap and len(text) > wrap else []
-    kwargs: dict[str, Any] = {"text": lines if len(lines) > 1 else text, "anchor": "start"}
+def validate_spec(spec: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when `spec` is not valid Vega-Lite (the schema Altair ships)."""
+    error = next(iter(_validator().iter_errors(json.loads(json.dumps(spec, allow_nan=False)))), None)
+    if error is not None:
+        raise error
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: NaN/NaT/inf as null, dates as ISO text, numpy scalars as Python values."""
+    columns: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            text = col.dt.strftime("%Y-%m-%dT%H:%M:%S")
+            values = [None if v is None or v != v else v for v in text.tolist()]
+        elif pd.api.types.is_bool_dtype(col) and col.dtype != object:
+            values = col.tolist()
+        elif pd.api.types.is_numeric_dtype(col) and col.dtype != object:
+            arr = col.to_numpy(dtype=float, na_value=np.nan)
+            ok = np.isfinite(arr)
+            if pd.api.types.is_integer_dtype(col):
+                values = [int(v) if k else None for v, k in zip(arr.tolist(), ok.tolist(), strict=True)]
+            else:
+                values = [v if k else None for v, k in zip(arr.tolist(), ok.tolist(), strict=True)]
+        else:
+            values = [_plain(v) for v in col.tolist()]
+        columns[str(name)] = values
+    keys = list(columns)
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    return value
+
+
+class _Data:
+    """The datasets of one spec, each named after a hash of its rows (equal data is stored once)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, list[dict[str, Any]]] = {}
+
+    def __call__(self, frame: pd.DataFrame | list[dict[str, Any]]) -> dict[str, str]:
+        rows = frame if isinstance(frame, list) else _records(frame)
+        digest = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode(), usedforsecurity=False)
+        name = f"data-{digest.hexdigest()[:16]}"
+        self.sets[name] = rows
+        return {"name": name}
+
+
+def _wrap(text: str, size: float, width: float) -> str | list[str]:
+    """Text broken into lines that fit `width` px at `size` px (one string when it fits on one line)."""
+    per_line = max(8, int(width / (size * GLYPH)))
+    if len(text) <= per_line:
+        return text
+    return textwrap.wrap(text, per_line, break_long_words=True)
+
+
+def _title(text: str | None, subtitle: str | None, width: int, *, size: int | None = None) -> dict[str, Any]:
+    """A title anchored left, title and subtitle wrapped to `width` so that nothing is cut or truncated."""
+    f = _fonts(width)
+    out: dict[str, Any] = {"text": _wrap(text, size or f["title"], width - 10) if text else "", "anchor": "start"}
     if subtitle:
-        kwargs["subtitle"] = subtitle
+        out["subtitle"] = _wrap(subtitle, f["subtitle"], width - 10)
     if size:
-        kwargs["fontSize"] = size
-    return alt.TitleParams(**kwargs)
+        out["fontSize"] = size
+    return out
+
+
+def _legend(names: Sequence[str], width: int, **extra: Any) -> dict[str, Any]:
+    """A bottom legend with as many columns as fit `width` (one row of items would run off a narrow canvas)."""
+    size = _fonts(width)["legend"]
+    item = max((_text_px(n, size) for n in names), default=60) + 40
+    columns = int(max(1, min(len(names) or 1, (width - 30) // item)))
+    return {"columns": columns, "labelLimit": int(max(80, width - 70)), **extra}
 
 
 def _guard(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -461,27 +402,108 @@ def _guard(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     return frame
 
 
-def _empty_chart(title: str, lang: str) -> alt.TopLevelMixin:
-    text = alt.Chart(pd.DataFrame({"text": [label("no_data_text", lang)]})).mark_text(fontSize=20, color="#666666")
-    chart = text.encode(text="text:N").properties(width=400, height=120, title=_title(title))
-    return _finish(chart, lang)
+#: The own unit is a Vega-Lite parameter, not a data column, so one built chart serves every unit: a page
+#: caches the spec and only swaps the parameter's value (with_highlight) when the viewer picks another unit.
+HIGHLIGHT_PARAM = "highlight_unit"
+IS_HIGHLIGHT = f"datum.unit === {HIGHLIGHT_PARAM}"
+_NO_HIGHLIGHT = object()
+
+
+def _finish(
+    body: dict[str, Any],
+    data: _Data,
+    lang: str,
+    width: int,
+    *,
+    highlight: object = _NO_HIGHLIGHT,
+    fit: bool = True,
+) -> Spec:
+    """The top-level spec: schema, datasets, the language's locale and big-screen styling, fitted to `width`
+    (single and layered views; concatenations size their panels themselves), and for charts that mark the own
+    unit the highlight parameter."""
+    spec = Spec({"$schema": SCHEMA_URL})
+    if fit:
+        spec["autosize"] = {"type": "fit-x", "contains": "padding"}
+        spec["width"] = int(width)
+    spec.update(body)
+    if highlight is not _NO_HIGHLIGHT:
+        value = None if highlight is None else str(highlight)
+        spec["params"] = [*spec.get("params", []), {"name": HIGHLIGHT_PARAM, "value": value}]
+    spec["config"] = _config(lang, width < NARROW)
+    spec["datasets"] = data.sets
+    return spec
+
+
+def with_width(spec: dict[str, Any], width: int) -> dict[str, Any]:
+    """A fitted chart's spec drawn `width` px wide (what a stretched chart in a container of that width does)."""
+    return {**spec, "width": int(width)} if "autosize" in spec else dict(spec)
+
+
+def _empty_chart(title: str, lang: str, width: int = DEFAULT_WIDTH) -> Spec:
+    data = _Data()
+    body = {
+        "title": _title(title, None, width),
+        "height": 120,
+        "data": data([{"text": label("no_data_text", lang)}]),
+        "mark": {"type": "text", "fontSize": 20, "color": "#666666"},
+        "encoding": {"text": {"field": "text", "type": "nominal"}},
+    }
+    return _finish(body, data, lang, width)
 
 
 def prepare() -> None:
-    """Build one small layered, concatenated chart per language and throw it away: Altair's one-time work (its
-    schema class table, validators, the remembered channel definitions) is then done at server start-up, not
-    in the first visitor's chart."""
-    frame = pd.DataFrame({"unit": ["A", "B"], "value": [0.1, 0.2], "assessment": [BETTER, WORSE]})
+    """Warm-up at server start: the language catalogs, the locales and the configurations are read once."""
     for lang in LANGS:
-        frame["assessment"] = _assessment_labels(np.array([BETTER, WORSE], dtype=object), lang)
-        base = alt.Chart(frame).encode(x=alt.X("unit:N", axis=alt.Axis(labelFontWeight=_highlight_weight())))
-        panel = alt.layer(
-            base.mark_rule().encode(y="value:Q", tooltip=_unit_tooltips("proportion", lang)[:1]),
-            _target_rule(0.15, "proportion", lang, channel="y"),
-            _points(base.encode(y="value:Q"), lang),
-        ).properties(width=200, height=100, title=_title("A", "B"))
-        chart = alt.concat(panel, panel, columns=2).resolve_scale(y="independent")
-        _finish(chart, lang, highlight="A").to_dict(validate=False)
+        for narrow in (False, True):
+            _config(lang, narrow)
+        ASSESSMENT_LABELS[lang]
+        QUADRANT_LABELS[lang]
+
+
+def with_highlight(spec: dict[str, Any], highlight: str | None) -> dict[str, Any]:
+    """A finished chart's spec with another own unit highlighted; the input is not changed."""
+    value = None if highlight is None else str(highlight)
+    params = [dict(p, value=value) if p.get("name") == HIGHLIGHT_PARAM else p for p in spec.get("params", [])]
+    return {**spec, "params": params}
+
+
+# ------------------------------------------------------------------------------------------ encodings
+
+
+def _q(field: str, title: Any = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"field": field, "type": "quantitative"}
+    if title is not None:
+        out["title"] = title
+    out.update(extra)
+    return out
+
+
+def _n(field: str, title: Any = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"field": field, "type": "nominal"}
+    if title is not None:
+        out["title"] = title
+    out.update(extra)
+    return out
+
+
+def _tip(field: str, type_: str, title: str, fmt: str | None = None) -> dict[str, Any]:
+    out = {"field": field, "type": type_, "title": title}
+    if fmt:
+        out["format"] = fmt
+    return out
+
+
+def _scale(domain: list[float] | None, *, zero: bool) -> dict[str, Any]:
+    return {"domain": domain, "zero": zero, "nice": False} if domain else {"zero": zero}
+
+
+def _when_highlight(then: Any, otherwise: Any) -> dict[str, Any]:
+    return {"condition": {"test": IS_HIGHLIGHT, "value": then}, "value": otherwise}
+
+
+def _highlight_weight() -> dict[str, str]:
+    """Axis label weight: the own unit (the highlight parameter) in bold."""
+    return {"expr": f"datum.value === {HIGHLIGHT_PARAM} ? 'bold' : 'normal'"}
 
 
 # ------------------------------------------------------------------------------------------ the unit frame
@@ -516,9 +538,9 @@ def _assessment_labels(values: pd.Series | np.ndarray, lang: str) -> np.ndarray:
     return raw.where(raw.isin(list(ASSESSMENTS)), NO_DATA).map(names).to_numpy(dtype=object)
 
 
-def _assessment_scale(lang: str) -> alt.Scale:
+def _assessment_scale(lang: str) -> dict[str, Any]:
     names = ASSESSMENT_LABELS[lang]
-    return alt.Scale(domain=[names[a] for a in ASSESSMENTS], range=[PALETTE[a] for a in ASSESSMENTS])
+    return {"domain": [names[a] for a in ASSESSMENTS], "range": [PALETTE[a] for a in ASSESSMENTS]}
 
 
 def _unit_frame(rows: pd.DataFrame, *, lang: str, assessment: str, value: str = "adjusted") -> pd.DataFrame:
@@ -559,91 +581,11 @@ def _unit_frame(rows: pd.DataFrame, *, lang: str, assessment: str, value: str = 
     return frame
 
 
-#: The own unit is a Vega-Lite parameter, not a data column, so one built chart serves every unit: a page
-#: caches the spec and only swaps the parameter's value (with_highlight) when the viewer picks another unit.
-HIGHLIGHT_PARAM = "highlight_unit"
-IS_HIGHLIGHT = f"datum.unit === {HIGHLIGHT_PARAM}"
-
-
-def _with_highlight_param(chart: alt.TopLevelMixin, highlight: str | None) -> alt.TopLevelMixin:
-    """The parameter set on the top-level spec directly: add_params() would copy every panel and layer (it
-    pushes the parameter into each subchart and lifts it back), most of a small-multiples chart's build time."""
-    param = alt.VariableParameter(name=HIGHLIGHT_PARAM, value=None if highlight is None else str(highlight))
-    out = chart.copy(deep=False)
-    existing = [] if out.params is alt.Undefined else list(out.params)
-    out.params = [*existing, param]
-    return out
-
-
-def with_highlight(spec: dict[str, Any], highlight: str | None) -> dict[str, Any]:
-    """A finished chart's spec (``to_dict()``) with another own unit highlighted; the input is not changed."""
-    value = None if highlight is None else str(highlight)
-    params = [dict(p, value=value) if p.get("name") == HIGHLIGHT_PARAM else p for p in spec.get("params", [])]
-    return {**spec, "params": params}
-
-
 def _sort_units(frame: pd.DataFrame, direction: str | None) -> list[str]:
     """Units ordered best first (by value, in the indicator's direction); units without a value last."""
     ascending = direction == "lower"
     ordered = frame.sort_values(["value", "unit"], ascending=[ascending, True], na_position="last", kind="stable")
     return ordered["unit"].tolist()
-
-
-def _unit_tooltips(
-    kind: str, lang: str, *, value: str = "adjusted", crude: bool = False, magnitude: float | None = None
-) -> list[alt.Tooltip]:
-    """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format."""
-    binary = kind in ("proportion", "prom_mic")
-    own = value_format(kind, magnitude=magnitude)
-    fmt = value_format("oe") if value == "oe" else own
-    tips = [
-        alt.Tooltip("unit:N", title=label("unit", lang)),
-        alt.Tooltip("n:Q", title=label("n", lang), format=",.0f"),
-        alt.Tooltip("observed:Q", title=label("observed", lang), format=",.0f" if binary else own),
-    ]
-    if kind != "response_rate":
-        tips.append(alt.Tooltip("expected:Q", title=label("expected", lang), format=",.1f" if binary else own))
-    if crude:
-        tips.append(alt.Tooltip("crude:Q", title=label("crude", lang), format=own))
-    tips += [
-        alt.Tooltip("value:Q", title=label("oe" if value == "oe" else "adjusted", lang), format=fmt),
-        alt.Tooltip("lower:Q", title=label("ci_lower", lang), format=fmt),
-        alt.Tooltip("upper:Q", title=label("ci_upper", lang), format=fmt),
-    ]
-    if value != "oe" and binary:
-        tips.append(alt.Tooltip("oe:Q", title=label("oe", lang), format=value_format("oe")))
-    tips.append(alt.Tooltip("assessment:N", title=label("assessment", lang)))
-    return tips
-
-
-def _highlight_weight() -> Any:
-    """Axis label weight: the own unit (the highlight parameter) in bold."""
-    return alt.expr(f"datum.value === {HIGHLIGHT_PARAM} ? 'bold' : 'normal'")
-
-
-def _assessment_legend(legend: bool | Sequence[str], lang: str) -> alt.Legend | None:
-    """The assessment legend listing only the assessments present (in palette order), or none."""
-    if legend is False:
-        return None
-    if legend is True:
-        return alt.Legend()
-    present = set(legend)
-    return alt.Legend(values=[ASSESSMENT_LABELS[lang][a] for a in ASSESSMENTS if ASSESSMENT_LABELS[lang][a] in present])
-
-
-def _points(base: alt.Chart, lang: str, *, size: int = 170, legend: bool | Sequence[str] = True) -> alt.Chart:
-    """Units as filled circles coloured by assessment; the own unit outlined in black."""
-    colour = alt.Color(
-        "assessment:N",
-        title=label("assessment", lang),
-        scale=_assessment_scale(lang),
-        legend=_assessment_legend(legend, lang),
-    )
-    return base.mark_point(filled=True, size=size, opacity=1).encode(
-        color=colour,
-        stroke=alt.when(IS_HIGHLIGHT).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("#666666")),
-        strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(3.5)).otherwise(alt.value(0.8)),
-    )
 
 
 def _value_domain(*arrays: np.ndarray, kind: str, pad: float = 0.06) -> list[float] | None:
@@ -661,6 +603,112 @@ def _value_domain(*arrays: np.ndarray, kind: str, pad: float = 0.06) -> list[flo
     return [lo, hi]
 
 
+def _indicator_groups(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    if "indicator" not in rows.columns:
+        return [rows]
+    order = pd.unique(rows["indicator"])
+    return [rows[rows["indicator"] == ind] for ind in order]
+
+
+def _unit_tooltips(
+    kind: str, lang: str, *, value: str = "adjusted", crude: bool = False, magnitude: float | None = None
+) -> list[dict[str, Any]]:
+    """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format."""
+    binary = kind in ("proportion", "prom_mic")
+    own = value_format(kind, magnitude=magnitude)
+    fmt = value_format("oe") if value == "oe" else own
+    tips = [
+        _tip("unit", "nominal", label("unit", lang)),
+        _tip("n", "quantitative", label("n", lang), ",.0f"),
+        _tip("observed", "quantitative", label("observed", lang), ",.0f" if binary else own),
+    ]
+    if kind != "response_rate":
+        tips.append(_tip("expected", "quantitative", label("expected", lang), ",.1f" if binary else own))
+    if crude:
+        tips.append(_tip("crude", "quantitative", label("crude", lang), own))
+    tips += [
+        _tip("value", "quantitative", label("oe" if value == "oe" else "adjusted", lang), fmt),
+        _tip("lower", "quantitative", label("ci_lower", lang), fmt),
+        _tip("upper", "quantitative", label("ci_upper", lang), fmt),
+    ]
+    if value != "oe" and binary:
+        tips.append(_tip("oe", "quantitative", label("oe", lang), value_format("oe")))
+    tips.append(_tip("assessment", "nominal", label("assessment", lang)))
+    return tips
+
+
+def _assessment_colour(lang: str, legend: bool | Sequence[str], width: int) -> dict[str, Any]:
+    """Colour by assessment; the legend lists only the assessments present (in palette order), or is left out."""
+    names = ASSESSMENT_LABELS[lang]
+    out = _n("assessment", label("assessment", lang), scale=_assessment_scale(lang))
+    if legend is False:
+        out["legend"] = None
+    else:
+        present = set(legend) if legend is not True else set(names.values())
+        shown = [names[a] for a in ASSESSMENTS if names[a] in present]
+        out["legend"] = _legend(shown, width, values=shown)
+    return out
+
+
+def _points(
+    data: dict[str, str],
+    encoding: dict[str, Any],
+    lang: str,
+    width: int,
+    *,
+    size: int = 170,
+    legend: bool | Sequence[str] = True,
+) -> dict[str, Any]:
+    """Units as filled circles coloured by assessment; the own unit a larger diamond outlined in black."""
+    return {
+        "data": data,
+        "mark": {"type": "point", "filled": True, "opacity": 1},
+        "encoding": {
+            **encoding,
+            "color": _assessment_colour(lang, legend, width),
+            "shape": _when_highlight("diamond", "circle"),
+            "size": _when_highlight(int(size * 1.8), size),
+            "stroke": _when_highlight(HIGHLIGHT_COLOUR, "#666666"),
+            "strokeWidth": _when_highlight(3, 0.8),
+        },
+    }
+
+
+def _target_rule(
+    data: _Data, target: float, kind: str, lang: str, *, channel: str, magnitude: float | None = None
+) -> dict[str, Any]:
+    return {
+        "data": data([{"target": float(target), "name": label("target", lang)}]),
+        "mark": {"type": "rule", "color": "#000000", "strokeWidth": 2, "strokeDash": [2, 3]},
+        "encoding": {
+            channel: _q("target"),
+            "tooltip": [
+                _tip("name", "nominal", " "),
+                _tip("target", "quantitative", label("target", lang), value_format(kind, magnitude=magnitude)),
+            ],
+        },
+    }
+
+
+def _unit_label_px(units: Sequence[str], width: int) -> float:
+    """Room the unit names take on a y axis."""
+    size = _fonts(width)["axis_label"]
+    return max((_text_px(u, size) for u in units), default=20) + 14
+
+
+def _step(width: int) -> int:
+    """Pixels per unit on a unit axis: room for the label and the point, at 3 as at 30 units."""
+    return 26 if width < NARROW else 32
+
+
+def _direction_text(direction: object, lang: str) -> str | None:
+    if direction == "higher":
+        return label("higher_better", lang)
+    if direction == "lower":
+        return label("lower_better", lang)
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ funnel
 
 
@@ -671,18 +719,22 @@ def funnel_chart(
     highlight: str | None = None,
     lang: str = "en",
     assessment: str = "assessment_998",
-) -> alt.TopLevelMixin:
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
     """Funnel plot of one indicator: units at (n, adjusted value), target line, 95% (dashed) and 99.8% (solid)
     control limits from `curve` (columns precision, level, lower, upper), the own unit labelled."""
     lang = _check_lang(lang)
     _one_indicator(rows, "funnel_chart")
-    title = _indicator_label(rows, lang)
+    name = _indicator_label(rows, lang)
+    title = label("funnel", lang)
     kind = str(_first(rows, "kind", "proportion"))
     units = _guard(_unit_frame(rows, lang=lang, assessment=assessment), "funnel rows")
     units = units[np.isfinite(units["value"]) & np.isfinite(units["precision"])]
     if units.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     target = _first(rows, "target")
+    data = _Data()
+    f = _fonts(width)
 
     limits = _funnel_limits(curve, lang)
     near = limits[limits["precision"] >= 0.8 * units["precision"].min()]
@@ -692,41 +744,59 @@ def funnel_chart(
         np.array([target], dtype=float) if target is not None else np.array([]),
         kind=kind,
     )
-    fmt_axis = value_format(kind, axis=True)
-    x = alt.X("precision:Q", title=label("n_axis", lang), axis=alt.Axis(format=",.0f", tickCount=8))
-    y_scale = alt.Scale(domain=domain, zero=False, nice=False) if domain else alt.Scale(zero=False)
-    y_title = f"{title} ({label('adjusted', lang).lower()})"
-    y = alt.Y("value:Q", title=y_title, scale=y_scale, axis=alt.Axis(format=fmt_axis))
+    x = _q("precision", label("n_axis", lang), axis={"format": ",.0f"})
+    height = 460 if width >= NARROW else 320
+    y_title = _wrap(f"{name} ({label('adjusted', lang).lower()})", f["axis_title"], height - 20)
+    y = _q("value", y_title, scale=_scale(domain, zero=False), axis={"format": value_format(kind, axis=True)})
+    magnitude = _magnitude(units["value"])
 
-    layers: list[alt.Chart] = []
+    layers: list[dict[str, Any]] = []
     if len(limits):
         names = [label("limit_95", lang), label("limit_998", lang)]
         layers.append(
-            alt.Chart(limits)
-            .mark_line(color=LINE_COLOUR, strokeWidth=2, clip=True)
-            .encode(
-                x=alt.X("precision:Q"),
-                y=alt.Y("limit:Q"),
-                strokeDash=alt.StrokeDash(
-                    "limit_name:N",
-                    title=label("limits", lang),
-                    scale=alt.Scale(domain=names, range=[[7, 5], [1, 0]]),
-                ),
-                detail="line:N",
-            )
+            {
+                "data": data(limits),
+                "mark": {"type": "line", "color": LINE_COLOUR, "strokeWidth": 2, "clip": True},
+                "encoding": {
+                    "x": _q("precision"),
+                    "y": _q("limit"),
+                    "strokeDash": _n(
+                        "limit_name",
+                        label("limits", lang),
+                        scale={"domain": names, "range": [[7, 5], [1, 0]]},
+                        legend=_legend(names, width),
+                    ),
+                    "detail": _n("line"),
+                },
+            }
         )
     if target is not None and np.isfinite(float(target)):
-        layers.append(_target_rule(float(target), kind, lang, channel="y", magnitude=_magnitude(units["value"])))
-    base = alt.Chart(units).encode(x=x, y=y, tooltip=_unit_tooltips(kind, lang, magnitude=_magnitude(units["value"])))
-    layers.append(_points(base, lang, legend=units["assessment"].tolist()))
+        layers.append(_target_rule(data, float(target), kind, lang, channel="y", magnitude=magnitude))
+    unit_data = data(units)
+    tips = _unit_tooltips(kind, lang, magnitude=magnitude)
+    layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
     layers.append(
-        alt.Chart(units)
-        .transform_filter(IS_HIGHLIGHT)
-        .mark_text(align="left", dx=12, dy=-12, fontSize=18, fontWeight="bold", color=HIGHLIGHT_COLOUR)
-        .encode(x=alt.X("precision:Q"), y=alt.Y("value:Q"), text=alt.Text("unit:N"))
+        {
+            "data": unit_data,
+            "transform": [{"filter": IS_HIGHLIGHT}],
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "dx": 12,
+                "dy": -12,
+                "fontSize": f["text"] + 3,
+                "fontWeight": "bold",
+                "color": HIGHLIGHT_COLOUR,
+            },
+            "encoding": {"x": _q("precision"), "y": _q("value"), "text": _n("unit")},
+        }
     )
-    chart = alt.layer(*layers).properties(width=720, height=460, title=_title(title, label("funnel_sub", lang)))
-    return _finish(chart, lang, highlight=highlight)
+    body = {
+        "title": _title(title, label("funnel_sub", lang), width),
+        "height": height,
+        "layer": layers,
+    }
+    return _finish(body, data, lang, width, highlight=highlight)
 
 
 def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
@@ -758,40 +828,25 @@ def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
     return _guard(out[np.isfinite(out["limit"])], "funnel curve")
 
 
-def _target_rule(target: float, kind: str, lang: str, *, channel: str, magnitude: float | None = None) -> alt.Chart:
-    frame = pd.DataFrame({"target": [target], "name": [label("target", lang)]})
-    enc = alt.X("target:Q") if channel == "x" else alt.Y("target:Q")
-    return (
-        alt.Chart(frame)
-        .mark_rule(color="#000000", strokeWidth=2, strokeDash=[2, 3])
-        .encode(
-            enc,
-            tooltip=[
-                alt.Tooltip("name:N", title=" "),
-                alt.Tooltip("target:Q", title=label("target", lang), format=value_format(kind, magnitude=magnitude)),
-            ],
-        )
-    )
-
-
 # ------------------------------------------------------------------------------------------ caterpillar
 
 
 def _interval_panel(
     units: pd.DataFrame,
+    data: _Data,
     *,
     kind: str,
     lang: str,
+    width: int,
     direction: str | None,
-    highlight: str | None,
     value: str = "adjusted",
     target: float | None,
     bars: bool = False,
-    width: int = 620,
     legend: bool | Sequence[str] = True,
     zero_rule: bool = False,
-) -> alt.LayerChart:
-    """Units down the y axis (best first), value with 95% CI across; benchmark rule."""
+    x_title: str | None = None,
+) -> dict[str, Any]:
+    """Units down the y axis (best first, a fixed height per unit), value with 95% CI across; benchmark rule."""
     order = _sort_units(units, direction)
     if legend is True:
         legend = units["assessment"].tolist()
@@ -804,43 +859,48 @@ def _interval_panel(
     domain = _value_domain(*values, kind=fmt_kind)
     if bars and domain:
         domain[0] = min(domain[0], 0.0)
-    scale = alt.Scale(domain=domain, zero=bars, nice=False) if domain else alt.Scale(zero=bars)
-    x_title = label("oe_axis", lang) if value == "oe" else label("adjusted", lang)
-    if kind == "response_rate":
-        x_title = label("response_axis", lang)
-    x = alt.X("value:Q", title=x_title, scale=scale, axis=alt.Axis(format=value_format(fmt_kind, axis=True)))
-    y = alt.Y("unit:N", title=None, sort=order, axis=alt.Axis(labelFontWeight=_highlight_weight()))
-    base = alt.Chart(units).encode(
-        y=y, tooltip=_unit_tooltips(kind, lang, value=value, magnitude=_magnitude(units["value"]))
-    )
-    layers: list[alt.Chart] = []
+    scale = _scale(domain, zero=bars)
+    if x_title is None:
+        x_title = label("oe_axis", lang) if value == "oe" else label("adjusted", lang)
+        if kind == "response_rate":
+            x_title = label("response_axis", lang)
+    x = _q("value", x_title, scale=scale, axis={"format": value_format(fmt_kind, axis=True)})
+    y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
+    magnitude = _magnitude(units["value"])
+    tips = _unit_tooltips(kind, lang, value=value, magnitude=magnitude)
+    unit_data = data(units)
+    layers: list[dict[str, Any]] = []
     if bars:
         layers.append(
-            base.mark_bar(height={"band": 0.7}).encode(
-                x=x,
-                color=alt.Color(
-                    "assessment:N",
-                    title=label("assessment", lang),
-                    scale=_assessment_scale(lang),
-                    legend=_assessment_legend(legend, lang),
-                ),
-                stroke=alt.when(IS_HIGHLIGHT).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value(None)),
-                strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(3)).otherwise(alt.value(0)),
-            )
+            {
+                "data": unit_data,
+                "mark": {"type": "bar", "height": {"band": 0.7}},
+                "encoding": {
+                    "y": y,
+                    "x": x,
+                    "tooltip": tips,
+                    "color": _assessment_colour(lang, legend, width),
+                    "stroke": _when_highlight(HIGHLIGHT_COLOUR, None),
+                    "strokeWidth": _when_highlight(3, 0),
+                },
+            }
         )
     layers.append(
-        base.mark_rule(color="#333333", strokeWidth=2.5).encode(
-            x=alt.X("lower:Q", scale=scale, title=x_title), x2="upper:Q"
-        )
+        {
+            "data": unit_data,
+            "mark": {"type": "rule", "color": "#333333", "strokeWidth": 2.5},
+            "encoding": {"y": y, "x": _q("lower", x_title, scale=scale), "x2": {"field": "upper"}, "tooltip": tips},
+        }
     )
     if zero_rule:
-        layers.append(alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="#BBBBBB").encode(x="zero:Q"))
+        layers.append(
+            {"data": data([{"zero": 0.0}]), "mark": {"type": "rule", "color": "#BBBBBB"}, "encoding": {"x": _q("zero")}}
+        )
     if target is not None and np.isfinite(target):
-        layers.append(_target_rule(float(target), fmt_kind, lang, channel="x", magnitude=_magnitude(units["value"])))
+        layers.append(_target_rule(data, float(target), fmt_kind, lang, channel="x", magnitude=magnitude))
     if not bars:
-        layers.append(_points(base.encode(x=x), lang, legend=legend))
-    height = max(160, 30 * len(order))
-    return alt.layer(*layers).properties(width=width, height=height)
+        layers.append(_points(unit_data, {"y": y, "x": x, "tooltip": tips}, lang, width, legend=legend))
+    return {"height": _step(width) * max(len(order), 3), "layer": layers}
 
 
 def caterpillar_chart(
@@ -850,45 +910,53 @@ def caterpillar_chart(
     lang: str = "en",
     value: str = "adjusted",
     assessment: str = "assessment_998",
-) -> alt.TopLevelMixin:
-    """One indicator's units sorted best first with their 95% CI and the benchmark rule.
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
+    """One indicator's units sorted best first with their 95% CI and the benchmark rule, one row per unit.
 
     value="adjusted" (default) draws adjusted_value [adjusted_lower, adjusted_upper] against the target;
     value="oe" draws O/E [oe_lower, oe_upper] against 1.
     """
     lang = _check_lang(lang)
     _one_indicator(rows, "caterpillar_chart")
-    title = _indicator_label(rows, lang)
+    title = label("oe_title" if value == "oe" else "caterpillar", lang)
     kind = str(_first(rows, "kind", "mean"))
     units = _guard(_unit_frame(rows, lang=lang, assessment=assessment, value=value), "rows")
     if not np.isfinite(units["value"]).any():
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     target = 1.0 if value == "oe" else _first(rows, "target")
+    data = _Data()
     panel = _interval_panel(
         units,
+        data,
         kind=kind,
         lang=lang,
+        width=width,
         direction=_first(rows, "direction"),
-        highlight=highlight,
         value=value,
         target=None if target is None else float(target),
     )
     subtitle = label("oe_sub" if value == "oe" else "caterpillar_sub", lang)
-    return _finish(panel.properties(title=_title(title, subtitle)), lang, highlight=highlight)
+    return _finish({"title": _title(title, subtitle, width), **panel}, data, lang, width, highlight=highlight)
 
 
 def crude_vs_adjusted_chart(
-    rows: pd.DataFrame, *, lang: str = "en", highlight: str | None = None, assessment: str = "assessment_998"
-) -> alt.TopLevelMixin:
+    rows: pd.DataFrame,
+    *,
+    lang: str = "en",
+    highlight: str | None = None,
+    assessment: str = "assessment_998",
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
     """Dumbbell per unit: from the crude value (open circle) to the case-mix adjusted value (filled)."""
     lang = _check_lang(lang)
     _one_indicator(rows, "crude_vs_adjusted_chart")
-    title = _indicator_label(rows, lang)
+    title = label("dumbbell", lang)
     kind = str(_first(rows, "kind", "mean"))
     units = _guard(_unit_frame(rows, lang=lang, assessment=assessment), "rows")
     units = units[np.isfinite(units["value"]) | np.isfinite(units["crude"])]
     if units.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     order = _sort_units(units, _first(rows, "direction"))
     target = _first(rows, "target")
     domain = _value_domain(
@@ -897,38 +965,37 @@ def crude_vs_adjusted_chart(
         np.array([target if target is not None else np.nan]),
         kind=kind,
     )
-    scale = alt.Scale(domain=domain, zero=False, nice=False) if domain else alt.Scale(zero=False)
-    x = alt.X(
-        "value:Q",
-        title=label("crude_and_adjusted", lang),
-        scale=scale,
-        axis=alt.Axis(format=value_format(kind, axis=True)),
-    )
-    y = alt.Y("unit:N", title=None, sort=order, axis=alt.Axis(labelFontWeight=_highlight_weight()))
-    base = alt.Chart(units).encode(
-        y=y, tooltip=_unit_tooltips(kind, lang, crude=True, magnitude=_magnitude(units["value"]))
-    )
+    scale = _scale(domain, zero=False)
+    x = _q("value", label("crude_and_adjusted", lang), scale=scale, axis={"format": value_format(kind, axis=True)})
+    y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
+    magnitude = _magnitude(units["value"])
+    tips = _unit_tooltips(kind, lang, crude=True, magnitude=magnitude)
+    data = _Data()
+    unit_data = data(units)
     layers = [
-        base.mark_rule(color="#AAAAAA", strokeWidth=4).encode(x=alt.X("crude:Q", scale=scale), x2="value:Q"),
-        base.mark_point(filled=False, size=150, color="#333333", strokeWidth=2).encode(x=alt.X("crude:Q", scale=scale)),
+        {
+            "data": unit_data,
+            "mark": {"type": "rule", "color": "#AAAAAA", "strokeWidth": 4},
+            "encoding": {"y": y, "x": _q("crude", scale=scale), "x2": {"field": "value"}, "tooltip": tips},
+        },
+        {
+            "data": unit_data,
+            "mark": {"type": "point", "filled": False, "size": 150, "color": "#333333", "strokeWidth": 2},
+            "encoding": {"y": y, "x": _q("crude", scale=scale), "tooltip": tips},
+        },
     ]
     if target is not None and np.isfinite(float(target)):
-        layers.append(_target_rule(float(target), kind, lang, channel="x", magnitude=_magnitude(units["value"])))
-    layers.append(_points(base.encode(x=x), lang, legend=units["assessment"].tolist()))
-    chart = alt.layer(*layers).properties(
-        width=620, height=max(160, 30 * len(order)), title=_title(title, label("dumbbell_sub", lang))
-    )
-    return _finish(chart, lang, highlight=highlight)
+        layers.append(_target_rule(data, float(target), kind, lang, channel="x", magnitude=magnitude))
+    layers.append(_points(unit_data, {"y": y, "x": x, "tooltip": tips}, lang, width, legend=units["assessment"]))
+    body = {
+        "title": _title(title, label("dumbbell_sub", lang), width),
+        "height": _step(width) * max(len(order), 3),
+        "layer": layers,
+    }
+    return _finish(body, data, lang, width, highlight=highlight)
 
 
 # ---------------------------------------------------------------------------------- several indicators
-
-
-def _indicator_groups(rows: pd.DataFrame) -> list[pd.DataFrame]:
-    if "indicator" not in rows.columns:
-        return [rows]
-    order = pd.unique(rows["indicator"])
-    return [rows[rows["indicator"] == ind] for ind in order]
 
 
 def small_multiples_chart(
@@ -936,21 +1003,46 @@ def small_multiples_chart(
     *,
     lang: str = "en",
     highlight: str | None = None,
-    columns: int = 3,
+    columns: int | None = None,
     assessment: str = "assessment_998",
-) -> alt.TopLevelMixin:
-    """One small panel per indicator (own value scale), units side by side in the same order in every
-    panel, adjusted value with 95% CI and the benchmark; volume as bars. For comparing departments."""
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
+    """One small panel per indicator (own value scale), units in the same order in every panel, adjusted value
+    with 95% CI and the benchmark; volume as bars. For comparing departments.
+
+    The panels fill `width`: as many columns as fit (`columns` caps them). Units stand side by side while a
+    panel has room for them; otherwise (many units, narrow screen) they go down the panel, one row each."""
     lang = _check_lang(lang)
     _guard(rows, "indicator rows")
     if rows.empty:
-        return _empty_chart(label("small_multiples", lang), lang)
+        return _empty_chart(label("small_multiples", lang), lang, width)
+    f = _fonts(width)
     unit_order = sorted(pd.unique(rows["unit"].astype(str)))
-    width = max(220, 34 * len(unit_order))
+    groups = _indicator_groups(rows)
+    spacing, axis_px = 24, 70 if width >= NARROW else 56
+    label_px = _unit_label_px(unit_order, width)
+    usable = width - 10
+    across = max(200, 26 * len(unit_order))  # units side by side: room per unit for a slanted label
+    fit = max(0, (usable + spacing) // (across + axis_px + spacing))
+    if columns is not None:
+        fit = min(fit, columns)
+    units_down = fit == 0
+    if units_down:
+        per_row = max(1, min(len(groups), (usable + spacing) // (340 + spacing), columns or len(groups)))
+        panel_w = (usable - (per_row - 1) * spacing) // per_row - label_px
+        panel_h = _step(width) * max(len(unit_order), 3)
+    else:
+        per_row = max(1, min(fit, len(groups)))
+        panel_w = (usable - (per_row - 1) * spacing) // per_row - axis_px
+        panel_h = 200
     judged = rows[rows["kind"] != "volume"] if "kind" in rows.columns else rows
     present = _assessment_labels(judged[assessment] if assessment in judged.columns else [], lang).tolist()
+    data = _Data()
     panels = []
-    for part in _indicator_groups(rows):
+    unit_axis = {"labelFontWeight": _highlight_weight()}
+    if not units_down:
+        unit_axis["labelAngle"] = -45
+    for part in groups:
         kind = str(_first(part, "kind", "mean"))
         units = _unit_frame(part, lang=lang, assessment=assessment)
         target = _first(part, "target")
@@ -962,39 +1054,56 @@ def small_multiples_chart(
         bars = kind == "volume"
         if bars and domain:
             domain[0] = 0.0
-        scale = alt.Scale(domain=domain, zero=bars, nice=False) if domain else alt.Scale(zero=bars)
-        x = alt.X(
-            "unit:N",
-            title=None,
-            sort=unit_order,
-            scale=alt.Scale(domain=unit_order),
-            axis=alt.Axis(labelAngle=-40, labelFontWeight=_highlight_weight()),
-        )
-        y = alt.Y("value:Q", title=None, scale=scale, axis=alt.Axis(format=value_format(kind, axis=True)))
-        base = alt.Chart(units).encode(x=x, tooltip=_unit_tooltips(kind, lang, magnitude=_magnitude(units["value"])))
-        layers: list[alt.Chart] = []
+        scale = _scale(domain, zero=bars)
+        u_ch, v_ch = ("y", "x") if units_down else ("x", "y")
+        u_enc = _n("unit", None, sort=unit_order, scale={"domain": unit_order}, axis=unit_axis)
+        v_enc = _q("value", None, scale=scale, axis={"format": value_format(kind, axis=True), "tickCount": 4})
+        magnitude = _magnitude(units["value"])
+        tips = _unit_tooltips(kind, lang, magnitude=magnitude)
+        unit_data = data(units)
+        layers: list[dict[str, Any]] = []
         if bars:
-            layers.append(base.mark_bar(color="#999999").encode(y=y))
+            layers.append(
+                {
+                    "data": unit_data,
+                    "mark": {"type": "bar", "color": "#999999"},
+                    "encoding": {u_ch: u_enc, v_ch: v_enc, "tooltip": tips},
+                }
+            )
         else:
             layers.append(
-                base.mark_rule(color="#333333", strokeWidth=2.5).encode(y=alt.Y("lower:Q", scale=scale), y2="upper:Q")
+                {
+                    "data": unit_data,
+                    "mark": {"type": "rule", "color": "#333333", "strokeWidth": 2.5},
+                    "encoding": {
+                        u_ch: u_enc,
+                        v_ch: _q("lower", None, scale=scale),
+                        f"{v_ch}2": {"field": "upper"},
+                        "tooltip": tips,
+                    },
+                }
             )
             if target is not None:
-                layers.append(_target_rule(target, kind, lang, channel="y", magnitude=_magnitude(units["value"])))
-            layers.append(_points(base.encode(y=y), lang, size=120, legend=present))
-        panels.append(
-            alt.layer(*layers).properties(
-                width=width,
-                height=200,
-                title=_title(_indicator_label(part, lang), size=FONT_SIZES["axis_title"] + 2, wrap=width // 10),
+                layers.append(_target_rule(data, target, kind, lang, channel=v_ch, magnitude=magnitude))
+            layers.append(
+                _points(unit_data, {u_ch: u_enc, v_ch: v_enc, "tooltip": tips}, lang, width, size=120, legend=present)
             )
+        panels.append(
+            {
+                "width": int(panel_w),
+                "height": int(panel_h),
+                "title": _title(_indicator_label(part, lang), None, panel_w + axis_px, size=f["axis_title"] + 2),
+                "layer": layers,
+            }
         )
-    chart = (
-        alt.concat(*panels, columns=columns)
-        .resolve_scale(x="independent", y="independent", color="shared")
-        .properties(title=_title(label("small_multiples", lang), label("small_multiples_sub", lang)))
-    )
-    return _finish(chart, lang, highlight=highlight)
+    body = {
+        "title": _title(label("small_multiples", lang), label("small_multiples_sub", lang), width),
+        "concat": panels,
+        "columns": int(per_row),
+        "spacing": spacing,
+        "resolve": {"scale": {"x": "independent", "y": "independent", "color": "shared"}},
+    }
+    return _finish(body, data, lang, width, highlight=highlight, fit=False)
 
 
 def _stacked_panels(
@@ -1006,37 +1115,64 @@ def _stacked_panels(
     subtitle: str,
     bars: bool,
     assessment: str,
-) -> alt.TopLevelMixin:
+    width: int,
+) -> Spec:
     _guard(rows, "indicator rows")
     present = _assessment_labels(rows[assessment] if assessment in rows.columns else [], lang).tolist()
+    data = _Data()
+    f = _fonts(width)
+    unit_px = _unit_label_px(rows["unit"].astype(str).unique() if "unit" in rows.columns else [], width)
+    panel_w = int(max(120, width - 20 - unit_px))
     panels = []
-    for i, part in enumerate(_indicator_groups(rows)):
+    for part in _indicator_groups(rows):
         kind = str(_first(part, "kind", "mean"))
         units = _unit_frame(part, lang=lang, assessment=assessment)
         if not np.isfinite(units["value"]).any():
             continue
         target = _first(part, "target")
+        name = _indicator_label(part, lang)
+        direction = _first(part, "direction")
+        x_title = None
+        if kind != "response_rate":  # the scale's name and which way is better
+            how = _direction_text(direction, lang)
+            x_title = _wrap(f"{name} ({how})" if how else name, f["axis_title"], panel_w)
         panel = _interval_panel(
             units,
+            data,
             kind=kind,
             lang=lang,
-            direction=_first(part, "direction"),
-            highlight=highlight,
+            width=width,
+            direction=direction,
             target=None if target is None else float(target),
             bars=bars,
-            legend=present if i == 0 else False,
+            legend=present if not panels else False,
             zero_rule=kind == "prom_change",
+            x_title=x_title,
         )
-        panels.append(panel.properties(title=_title(_indicator_label(part, lang), size=FONT_SIZES["axis_title"] + 2)))
+        panel_title = _title(name, None, width - 10, size=f["axis_title"] + 2)
+        panels.append({"title": panel_title, "width": panel_w, **panel})
     if not panels:
-        return _empty_chart(title, lang)
-    chart = panels[0] if len(panels) == 1 else alt.vconcat(*panels).resolve_scale(x="independent", color="shared")
-    return _finish(chart.properties(title=_title(title, subtitle)), lang, highlight=highlight)
+        return _empty_chart(title, lang, width)
+    if len(panels) == 1:
+        body = {**panels[0], "title": _title(title, subtitle, width)}
+        del body["width"]
+        return _finish(body, data, lang, width, highlight=highlight)
+    body = {
+        "title": _title(title, subtitle, width),
+        "vconcat": panels,
+        "resolve": {"scale": {"x": "independent", "color": "shared"}},
+    }
+    return _finish(body, data, lang, width, highlight=highlight, fit=False)
 
 
 def prom_response_chart(
-    rows: pd.DataFrame, *, lang: str = "en", highlight: str | None = None, assessment: str = "assessment_998"
-) -> alt.TopLevelMixin:
+    rows: pd.DataFrame,
+    *,
+    lang: str = "en",
+    highlight: str | None = None,
+    assessment: str = "assessment_998",
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
     """PROM response rate per unit (bars, with 95% CI and the overall rate); one panel per response
     indicator (e.g. per timepoint)."""
     lang = _check_lang(lang)
@@ -1048,13 +1184,20 @@ def prom_response_chart(
         subtitle=label("response_sub", lang),
         bars=True,
         assessment=assessment,
+        width=width,
     )
 
 
 def prom_change_chart(
-    rows: pd.DataFrame, *, lang: str = "en", highlight: str | None = None, assessment: str = "assessment_998"
-) -> alt.TopLevelMixin:
-    """Case-mix adjusted PROM score, change or MIC share per unit with 95% CI; one panel per indicator."""
+    rows: pd.DataFrame,
+    *,
+    lang: str = "en",
+    highlight: str | None = None,
+    assessment: str = "assessment_998",
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
+    """Case-mix adjusted PROM score, change or MIC share per unit with 95% CI; one panel per indicator, its
+    value axis named after the scale with the direction that is better."""
     lang = _check_lang(lang)
     return _stacked_panels(
         rows,
@@ -1064,13 +1207,16 @@ def prom_change_chart(
         subtitle=label("prom_sub", lang),
         bars=False,
         assessment=assessment,
+        width=width,
     )
 
 
 # ------------------------------------------------------------------------------------------- over time
 
 
-def trend_chart(spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | None = None) -> alt.TopLevelMixin:
+def trend_chart(
+    spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | None = None, width: int = DEFAULT_WIDTH
+) -> Spec:
     """SPC chart of one unit's indicator per period: the value (p for a p chart, else value), centre line,
     control limits, points with a run-rule signal highlighted, and for p charts the case-mix expected rate.
 
@@ -1082,7 +1228,7 @@ def trend_chart(spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | 
     chart_name = label("p_chart" if p_chart else "xmr_chart", lang)
     title = title or label("trend", lang)
     if spc.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     _guard(spc, "SPC frame")
     value_col = "p" if p_chart else "value"
     period = spc["period"]
@@ -1098,11 +1244,7 @@ def trend_chart(spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | 
             "expected": _col(spc, "expected_rate"),
         }
     )
-    flags = {
-        "beyond_limits": "beyond_limits",
-        "shift": "shift",
-        "trend": "trend_rule",
-    }
+    flags = {"beyond_limits": "beyond_limits", "shift": "shift", "trend": "trend_rule"}
     texts = np.full(len(spc), "", dtype=object)
     for col, key in flags.items():
         if col in spc.columns:
@@ -1131,65 +1273,70 @@ def trend_chart(spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | 
     long = long[np.isfinite(long["y"])]
     styles = {name: (colour, dash) for _, name, colour, dash in series}
     names = list(styles)
-    x_type = "T" if temporal else ("Q" if pd.api.types.is_numeric_dtype(period) else "O")
-    x_axis = alt.Axis(format="%b %Y", labelAngle=-30) if temporal else alt.Axis()
-    x = alt.X(f"period:{x_type}", title=label("period", lang), axis=x_axis)
+    x_type = "temporal" if temporal else ("quantitative" if pd.api.types.is_numeric_dtype(period) else "ordinal")
+    x_axis = {"format": "%b %Y", "labelAngle": -30} if temporal else {}
+    x = {"field": "period", "type": x_type, "title": label("period", lang), "axis": x_axis}
     fmt = value_format(kind, magnitude=_magnitude(wide["value"], wide["centre"]))
+    y_title = label("rate_per_period" if p_chart else "value_per_period", lang)
     line_enc = {
         "x": x,
-        "y": alt.Y(
-            "y:Q",
-            title=label("rate_per_period" if p_chart else "value_per_period", lang),
-            scale=alt.Scale(zero=p_chart),
+        "y": _q("y", y_title, scale={"zero": p_chart}, axis={"format": value_format(kind, axis=True)}),
+        "color": _n(
+            "series",
+            None,
+            scale={"domain": names, "range": [styles[n][0] for n in names]},
+            legend=_legend(names, width, symbolType="stroke", symbolStrokeWidth=3),
         ),
-        "color": alt.Color(
-            "series:N",
-            title=None,
-            scale=alt.Scale(domain=names, range=[styles[n][0] for n in names]),
-            legend=alt.Legend(orient="bottom", columns=2, symbolType="stroke", symbolStrokeWidth=3),
-        ),
-        "strokeDash": alt.StrokeDash(
-            "series:N", title=None, scale=alt.Scale(domain=names, range=[styles[n][1] for n in names])
-        ),
-        "detail": "key:N",
+        "strokeDash": _n("series", None, scale={"domain": names, "range": [styles[n][1] for n in names]}),
+        "detail": _n("key"),
     }
     is_limit = long["key"].isin(["upper", "lower"])
-    # limits can change from period to period (p chart with varying n): steps centred on each period
-    lines = alt.layer(
-        alt.Chart(long[is_limit]).mark_line(interpolate="step", strokeWidth=2).encode(**line_enc),
-        alt.Chart(long[~is_limit]).mark_line(strokeWidth=2.5).encode(**line_enc),
-    )
+    data = _Data()
     period_tip = (
-        alt.Tooltip("period:T", title=label("period", lang), format="%b %Y")
+        _tip("period", "temporal", label("period", lang), "%b %Y")
         if temporal
-        else alt.Tooltip(f"period:{x_type}", title=label("period", lang))
+        else _tip("period", x_type, label("period", lang))
     )
     tooltips = [
         period_tip,
-        alt.Tooltip("n:Q", title=label("n", lang), format=",.0f"),
-        alt.Tooltip("value:Q", title=label("observed", lang), format=fmt),
-        alt.Tooltip("centre:Q", title=label("centre", lang), format=fmt),
-        alt.Tooltip("lower:Q", title=label("lower_limit", lang), format=fmt),
-        alt.Tooltip("upper:Q", title=label("upper_limit", lang), format=fmt),
+        _tip("n", "quantitative", label("n", lang), ",.0f"),
+        _tip("value", "quantitative", label("observed", lang), fmt),
+        _tip("centre", "quantitative", label("centre", lang), fmt),
+        _tip("lower", "quantitative", label("lower_limit", lang), fmt),
+        _tip("upper", "quantitative", label("upper_limit", lang), fmt),
     ]
     if p_chart:
-        tooltips.append(alt.Tooltip("expected:Q", title=label("expected_rate", lang), format=fmt))
-    tooltips.append(alt.Tooltip("signal_rules:N", title=label("signal", lang)))
+        tooltips.append(_tip("expected", "quantitative", label("expected_rate", lang), fmt))
+    tooltips.append(_tip("signal_rules", "nominal", label("signal", lang)))
     sig_names = [label("no_signal", lang), label("signal", lang)]
-    points = (
-        alt.Chart(wide[np.isfinite(wide["value"])])
-        .mark_point(filled=True, opacity=1)
-        .encode(
-            x=x,
-            y=alt.Y("value:Q", axis=alt.Axis(format=value_format(kind, axis=True))),
-            fill=alt.Fill("signal:N", title=None, scale=alt.Scale(domain=sig_names, range=["#000000", SIGNAL_COLOUR])),
-            size=alt.Size("signal:N", title=None, scale=alt.Scale(domain=sig_names, range=[60, 320])),
-            stroke=alt.value("#000000"),
-            tooltip=tooltips,
-        )
-    )
-    chart = alt.layer(lines, points).properties(width=760, height=400, title=_title(title, chart_name))
-    return _finish(chart, lang)
+    layers = [
+        # limits can change from period to period (p chart with varying n): steps centred on each period
+        {
+            "data": data(long[is_limit]),
+            "mark": {"type": "line", "interpolate": "step", "strokeWidth": 2},
+            "encoding": line_enc,
+        },
+        {"data": data(long[~is_limit]), "mark": {"type": "line", "strokeWidth": 2.5}, "encoding": line_enc},
+        {
+            "data": data(wide[np.isfinite(wide["value"])]),
+            "mark": {"type": "point", "filled": True, "opacity": 1},
+            "encoding": {
+                "x": x,
+                "y": _q("value"),
+                "fill": _n(
+                    "signal",
+                    None,
+                    scale={"domain": sig_names, "range": ["#000000", SIGNAL_COLOUR]},
+                    legend=_legend(sig_names, width),
+                ),
+                "size": _n("signal", None, scale={"domain": sig_names, "range": [60, 320]}),
+                "stroke": {"value": "#000000"},
+                "tooltip": tooltips,
+            },
+        },
+    ]
+    body = {"title": _title(title, chart_name, width), "height": 400 if width >= NARROW else 300, "layer": layers}
+    return _finish(body, data, lang, width)
 
 
 def thin_series(
@@ -1259,28 +1406,34 @@ def _series_frame(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def _unit_colour(units: Sequence[str]) -> alt.Color | alt.ColorValue:
-    if len(units) <= 1:
-        return alt.value("#000000")
-    colours = (CATEGORICAL * (len(units) // len(CATEGORICAL) + 1))[: len(units)]
-    return alt.Color("unit:N", title=None, scale=alt.Scale(domain=list(units), range=colours))
+def _series_x(data: pd.DataFrame, lang: str) -> dict[str, Any]:
+    """The time axis of a per-cycle series: the index date when the series has one, else the cycle number."""
+    if "date" in data.columns and data["date"].notna().any():
+        return {
+            "field": "date",
+            "type": "temporal",
+            "title": label("index_date", lang),
+            "axis": {"format": "%b %Y", "labelAngle": -30},
+        }
+    return _q("cycle_number", label("cycle_number", lang), axis={"format": ",.0f"})
 
 
-def _series_tooltips(lang: str, columns: Sequence[str]) -> list[alt.Tooltip]:
+def _series_tooltips(lang: str, columns: Sequence[str]) -> list[dict[str, Any]]:
     tips = [
-        alt.Tooltip("unit:N", title=label("unit", lang)),
-        alt.Tooltip("cycle_number:Q", title=label("cycle_number", lang), format=",.0f"),
+        _tip("unit", "nominal", label("unit", lang)),
+        _tip("cycle_number", "quantitative", label("cycle_number", lang), ",.0f"),
     ]
     if "date" in columns:
-        tips.append(alt.Tooltip("date:T", title=label("date", lang), format="%d-%m-%Y"))
-    for col, key, fmt in (
-        ("cusum_up", "cusum_up", ".2f"),
-        ("cusum_down", "cusum_down", ".2f"),
-        ("vlad", "vlad", ".1f"),
-    ):
+        tips.append(_tip("date", "temporal", label("index_date", lang), "%d-%m-%Y"))
+    for col, key, fmt in (("cusum_up", "cusum_up", ".2f"), ("cusum_down", "cusum_down", ".2f"), ("vlad", "", ".1f")):
         if col in columns:
-            tips.append(alt.Tooltip(f"{col}:Q", title=label(key, lang) if col != "vlad" else "VLAD", format=fmt))
+            tips.append(_tip(col, "quantitative", label(key, lang) if key else "VLAD", fmt))
     return tips
+
+
+def _js(text: str) -> str:
+    """A Vega expression string literal."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def cusum_chart(
@@ -1290,89 +1443,153 @@ def cusum_chart(
     lang: str = "en",
     direction: str | None = None,
     max_points: int = MAX_SERIES_POINTS,
-) -> alt.TopLevelMixin:
-    """Risk-adjusted CUSUM per care cycle: upward chart above 0, downward below 0, alarm limits at ±h and
-    alarms marked. `direction` ("lower"/"higher" is better for the outcome) colours the alarms as worse or
-    better; without it they get the neutral signal colour. Long series are thinned to ~max_points rows."""
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
+    """Risk-adjusted CUSUM over the index date: the upward chart above 0 and the downward chart below 0 in two
+    colours of the palette, alarm limits at ±h and alarms marked with triangles; all of them in the legend.
+    `direction` ("lower"/"higher" is better for the outcome) colours the alarms as worse or better; without it
+    they get the neutral signal colour. Long series are thinned to ~max_points rows."""
     lang = _check_lang(lang)
     title = label("cusum", lang)
     if frame.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     cols = ["unit", "date", "cycle_number", "cusum_up", "cusum_down", "alarm_up", "alarm_down", "vlad"]
-    data = thin_series(
+    series = thin_series(
         _series_frame(frame, cols),
         extremes=("cusum_up", "cusum_down"),
         flags=[c for c in ("alarm_up", "alarm_down") if c in frame.columns],
         max_points=max_points,
     )
-    data = _guard(data, "CUSUM series")
-    units = list(pd.unique(data["unit"]))
-    x = alt.X("cycle_number:Q", title=label("cycle_number", lang), axis=alt.Axis(format=",.0f"))
-    tips = _series_tooltips(lang, data.columns)
-    base = alt.Chart(data).encode(x=x, tooltip=tips)
-    colour = _unit_colour(units)
-    up = base.mark_line(strokeWidth=2).encode(y=alt.Y("cusum_up:Q", title=label("cusum_axis", lang)), color=colour)
-    down = base.mark_line(strokeWidth=2).encode(y="cusum_down:Q", color=colour)
-    width = 760
-    h_text = _format_number(h, lang)
-    limits = pd.DataFrame({"y": [h, -h, 0.0], "text": [f"{label('alarm_limit', lang)} h = {h_text}", f"−{h_text}", ""]})
-    rules = [
-        alt.Chart(limits.iloc[:2]).mark_rule(color=LINE_COLOUR, strokeDash=[7, 5], strokeWidth=2).encode(y="y:Q"),
-        alt.Chart(limits.iloc[2:]).mark_rule(color="#BBBBBB").encode(y="y:Q"),
-        alt.Chart(limits.iloc[:1])
-        .mark_text(align="left", baseline="bottom", dy=-4, color=LINE_COLOUR, fontSize=FONT_SIZES["text"])
-        .encode(x=alt.value(4), y="y:Q", text="text:N"),  # from the left edge: stays inside a stretched chart
-    ]
-    up_colour, down_colour = SIGNAL_COLOUR, SIGNAL_COLOUR
+    series = _guard(series, "CUSUM series")
+    x = _series_x(series, lang)
+    tips = _series_tooltips(lang, series.columns)
+    up_name, down_name = label("cusum_up", lang), label("cusum_down", lang)
+    alarm_up, alarm_down = label("alarm_up", lang), label("alarm_down", lang)
+    up_alarm_colour, down_alarm_colour = SIGNAL_COLOUR, SIGNAL_COLOUR
     if direction == "lower":
-        up_colour, down_colour = PALETTE[WORSE], PALETTE[BETTER]
+        up_alarm_colour, down_alarm_colour = PALETTE[WORSE], PALETTE[BETTER]
     elif direction == "higher":
-        up_colour, down_colour = PALETTE[BETTER], PALETTE[WORSE]
+        up_alarm_colour, down_alarm_colour = PALETTE[BETTER], PALETTE[WORSE]
+    names = [up_name, down_name]
+    colours = [CATEGORICAL[3], CATEGORICAL[0]]  # vermillion up, blue down
+    shapes = ["stroke", "stroke"]
     alarms = []
-    if "alarm_up" in data.columns:
-        alarms.append(
-            base.transform_filter(alt.datum.alarm_up)
-            .mark_point(shape="triangle-up", filled=True, size=260, color=up_colour, opacity=1)
-            .encode(y="cusum_up:Q")
-        )
-    if "alarm_down" in data.columns:
-        alarms.append(
-            base.transform_filter(alt.datum.alarm_down)
-            .mark_point(shape="triangle-down", filled=True, size=260, color=down_colour, opacity=1)
-            .encode(y="cusum_down:Q")
-        )
-    chart = alt.layer(*rules, up, down, *alarms).properties(
-        width=width, height=420, title=_title(title, label("cusum_sub", lang))
+    for col, y_col, name, colour, shape in (
+        ("alarm_up", "cusum_up", alarm_up, up_alarm_colour, "triangle-up"),
+        ("alarm_down", "cusum_down", alarm_down, down_alarm_colour, "triangle-down"),
+    ):
+        if col in series.columns:
+            names.append(name)
+            colours.append(colour)
+            shapes.append(shape)
+            alarms.append((col, y_col, name))
+    colour = _n(
+        "series",
+        None,
+        scale={"domain": names, "range": colours},
+        legend=_legend(names, width, symbolStrokeWidth=3),
     )
-    return _finish(chart, lang)
+    shape = _n("series", None, scale={"domain": names, "range": shapes})
+    data = _Data()
+    series_data = data(series)
+    h_text = _format_number(h, lang)
+    limits = [{"y": h, "text": f"{label('alarm_limit', lang)} h = {h_text}"}, {"y": -h, "text": f"−{h_text}"}]
+    f = _fonts(width)
+    layers: list[dict[str, Any]] = [
+        {
+            "data": data(limits),
+            "mark": {"type": "rule", "color": LINE_COLOUR, "strokeDash": [7, 5], "strokeWidth": 2},
+            "encoding": {"y": _q("y")},
+        },
+        {"data": data([{"y": 0.0}]), "mark": {"type": "rule", "color": "#BBBBBB"}, "encoding": {"y": _q("y")}},
+        {  # from the left edge: stays inside a stretched chart
+            "data": data(limits[:1]),
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "baseline": "bottom",
+                "dy": -4,
+                "color": LINE_COLOUR,
+                "fontSize": f["text"],
+            },
+            "encoding": {"x": {"value": 4}, "y": _q("y"), "text": _n("text")},
+        },
+    ]
+    for col, name in (("cusum_up", up_name), ("cusum_down", down_name)):
+        layers.append(
+            {
+                "data": series_data,
+                "transform": [{"calculate": _js(name), "as": "series"}],
+                "mark": {"type": "line", "strokeWidth": 2},
+                "encoding": {
+                    "x": x,
+                    "y": _q(col, label("cusum_axis", lang)),
+                    "color": colour,
+                    "detail": _n("unit"),
+                    "tooltip": tips,
+                },
+            }
+        )
+    for col, y_col, name in alarms:
+        layers.append(
+            {
+                "data": series_data,
+                "transform": [{"filter": f"datum.{col}"}, {"calculate": _js(name), "as": "series"}],
+                "mark": {"type": "point", "filled": True, "size": 260, "opacity": 1},
+                "encoding": {"x": x, "y": _q(y_col), "color": colour, "shape": shape, "tooltip": tips},
+            }
+        )
+    body = {
+        "title": _title(title, label("cusum_sub", lang), width),
+        "height": 420 if width >= NARROW else 300,
+        "layer": layers,
+    }
+    return _finish(body, data, lang, width)
 
 
 def vlad_chart(
-    frame: pd.DataFrame, *, lang: str = "en", max_points: int = MAX_SERIES_POINTS, highlight: str | None = None
-) -> alt.TopLevelMixin:
-    """Variable life-adjusted display: cumulative expected minus observed events per care cycle, per unit.
-    Long series are thinned to ~max_points rows (peaks and troughs kept)."""
+    frame: pd.DataFrame,
+    *,
+    lang: str = "en",
+    max_points: int = MAX_SERIES_POINTS,
+    highlight: str | None = None,
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
+    """Variable life-adjusted display: cumulative expected minus observed events over the index date, per unit
+    (a legend when there are several). Long series are thinned to ~max_points rows (peaks and troughs kept)."""
     lang = _check_lang(lang)
     title = label("vlad", lang)
     if frame.empty:
-        return _empty_chart(title, lang)
-    data = thin_series(
+        return _empty_chart(title, lang, width)
+    series = thin_series(
         _series_frame(frame, ["unit", "date", "cycle_number", "vlad"]), extremes=("vlad",), max_points=max_points
     )
-    data = _guard(data, "VLAD series")
-    units = list(pd.unique(data["unit"]))
-    base = alt.Chart(data).encode(
-        x=alt.X("cycle_number:Q", title=label("cycle_number", lang), axis=alt.Axis(format=",.0f")),
-        tooltip=_series_tooltips(lang, data.columns),
-    )
-    line = base.mark_line(strokeWidth=2.5).encode(
-        y=alt.Y("vlad:Q", title=label("vlad_axis", lang), axis=alt.Axis(format=",.1~f")), color=_unit_colour(units)
-    )
+    series = _guard(series, "VLAD series")
+    units = list(pd.unique(series["unit"]))
+    encoding: dict[str, Any] = {
+        "x": _series_x(series, lang),
+        "y": _q("vlad", label("vlad_axis", lang), axis={"format": ",.1~f"}),
+        "tooltip": _series_tooltips(lang, series.columns),
+    }
     if len(units) > 1:
-        line = line.encode(strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(4.5)).otherwise(alt.value(1.5)))
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#BBBBBB").encode(y="y:Q")
-    chart = alt.layer(zero, line).properties(width=760, height=400, title=_title(title, label("vlad_sub", lang)))
-    return _finish(chart, lang, highlight=highlight)
+        colours = (CATEGORICAL * (len(units) // len(CATEGORICAL) + 1))[: len(units)]
+        encoding["color"] = _n(
+            "unit", label("unit", lang), scale={"domain": units, "range": colours}, legend=_legend(units, width)
+        )
+        encoding["strokeWidth"] = _when_highlight(4.5, 1.5)
+    else:
+        encoding["color"] = {"value": "#000000"}
+    data = _Data()
+    layers = [
+        {"data": data([{"y": 0.0}]), "mark": {"type": "rule", "color": "#BBBBBB"}, "encoding": {"y": _q("y")}},
+        {"data": data(series), "mark": {"type": "line", "strokeWidth": 2.5}, "encoding": encoding},
+    ]
+    body = {
+        "title": _title(title, label("vlad_sub", lang), width),
+        "height": 400 if width >= NARROW else 300,
+        "layer": layers,
+    }
+    return _finish(body, data, lang, width, highlight=highlight)
 
 
 # ------------------------------------------------------------------------------------------------- PROMs
@@ -1430,91 +1647,183 @@ def score_distribution_chart(
     lang: str = "en",
     title: str | None = None,
     timepoints: Sequence[str] | None = None,
-) -> alt.TopLevelMixin:
+    scale: Any = None,
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
     """Histograms of PROM scores from a pre-binned frame (unit, timepoint, bin_start, bin_end, count; a column
-    "group" may stand in for unit): one row of panels per unit, one column per timepoint (in the order they
-    appear)."""
+    "group" may stand in for unit) as the share of each unit's (group's) patients at that timepoint, so a small
+    own unit and a large comparison group read alike: one row of panels per unit, one column per timepoint.
+
+    `scale` (a vbhc.catalog Scale: label_en/label_nl, min, max, higher_is_better) names the score axis with its
+    range and the direction that is better; without it the axis gives the range of the bins."""
     lang = _check_lang(lang)
     title = title or label("distribution", lang)
     if scores_summary.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     group = "unit" if "unit" in scores_summary.columns else "group"
     cols = [c for c in (group, "timepoint", "bin_start", "bin_end", "count") if c in scores_summary.columns]
-    data = _guard(scores_summary[cols].rename(columns={group: "unit"}), "score histogram")
+    frame = _guard(scores_summary[cols].rename(columns={group: "unit"}), "score histogram")
     for col in ("unit", "timepoint"):
-        data[col] = data[col].astype(str) if col in data.columns else ""
-    timepoints = list(timepoints) if timepoints is not None else _timepoint_order(pd.unique(data["timepoint"]))
-    units = list(pd.unique(data["unit"]))
-    bars = (
-        alt.Chart(data)
-        .mark_bar(color="#56B4E9", stroke="#FFFFFF", strokeWidth=0.5)
-        .encode(
-            x=alt.X("bin_start:Q", bin="binned", title=label("score", lang), axis=alt.Axis(format=",.4~f")),
-            x2="bin_end:Q",
-            y=alt.Y("count:Q", title=label("count", lang), axis=alt.Axis(format=",.0f", tickMinStep=1)),
-            tooltip=[
-                alt.Tooltip("unit:N", title=label("unit", lang)),
-                alt.Tooltip("timepoint:N", title=label("timepoint", lang)),
-                alt.Tooltip("bin_start:Q", title=f"{label('bin', lang)} ≥", format=",.4~f"),
-                alt.Tooltip("bin_end:Q", title=f"{label('bin', lang)} <", format=",.4~f"),
-                alt.Tooltip("count:Q", title=label("count", lang), format=",.0f"),
+        frame[col] = frame[col].astype(str) if col in frame.columns else ""
+    counts = pd.to_numeric(frame["count"], errors="coerce").fillna(0).to_numpy(dtype=float)
+    totals = frame.assign(_c=counts).groupby(["unit", "timepoint"])["_c"].transform("sum").to_numpy(dtype=float)
+    frame["share"] = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    frame["patients"] = totals
+    timepoints = list(timepoints) if timepoints is not None else _timepoint_order(pd.unique(frame["timepoint"]))
+    units = list(pd.unique(frame["unit"]))
+    f = _fonts(width)
+    lo, hi = float(frame["bin_start"].min()), float(frame["bin_end"].max())
+    if scale is not None:
+        name = scale.label_nl if lang == "nl" else scale.label_en
+        how = label("higher_better" if scale.higher_is_better else "lower_better", lang)
+        lo, hi = float(scale.min), float(scale.max)
+    else:
+        name, how = label("score", lang), None
+    low, high = _format_number(lo, lang, 0 if lo == int(lo) else 1), _format_number(hi, lang, 0 if hi == int(hi) else 1)
+    x_title = f"{name} ({low}–{high}, {how})" if how else f"{name} ({low}–{high})"
+    # room for the unit names left of the rows and the share axis of each panel
+    header_px = _unit_label_px(units, width) + 10
+    spacing, axis_px = 12, 48
+    panel_w = int(max(60, (width - 10 - header_px - len(timepoints) * (axis_px + spacing)) / max(len(timepoints), 1)))
+    data = _Data()
+    pct = label("share_patients", lang)
+    spec = {
+        "width": panel_w,
+        "height": 120 if width >= NARROW else 90,
+        "mark": {"type": "bar", "color": "#56B4E9", "stroke": "#FFFFFF", "strokeWidth": 0.5},
+        "encoding": {
+            "x": _q(
+                "bin_start",
+                _wrap(x_title, f["axis_title"], max(panel_w * len(timepoints), 120)),
+                bin="binned",
+                scale={"domain": [lo, hi]},
+                axis={"format": ",.4~f", "tickCount": 4},
+            ),
+            "x2": {"field": "bin_end"},
+            "y": _q("share", pct, axis={"format": ".0%", "tickCount": 3}),
+            "tooltip": [
+                _tip("unit", "nominal", label("unit", lang)),
+                _tip("timepoint", "nominal", label("timepoint", lang)),
+                _tip("bin_start", "quantitative", f"{label('bin', lang)} ≥", ",.4~f"),
+                _tip("bin_end", "quantitative", f"{label('bin', lang)} <", ",.4~f"),
+                _tip("share", "quantitative", pct, ".1%"),
+                _tip("count", "quantitative", label("count", lang), ",.0f"),
             ],
-        )
-        .properties(width=260, height=140)
-    )
-    chart = bars.facet(
-        row=alt.Row("unit:N", title=None, sort=units, header=alt.Header(labelAngle=0, labelAlign="left")),
-        column=alt.Column("timepoint:N", title=label("timepoint", lang), sort=timepoints),
-    ).properties(title=_title(title))
-    return _finish(chart, lang)
+        },
+    }
+    body = {
+        "title": _title(title, None, width),
+        "data": data(frame),
+        "facet": {
+            "row": _n(
+                "unit",
+                None,
+                sort=units,
+                header={"labelAngle": 0, "labelAlign": "left", "labelLimit": int(header_px)},
+            ),
+            "column": _n("timepoint", label("timepoint", lang), sort=timepoints),
+        },
+        "spacing": spacing,
+        "spec": spec,
+    }
+    return _finish(body, data, lang, width, fit=False)
 
 
 # -------------------------------------------------------------------------------------------------- cost
 
 
 def cost_breakdown_chart(
-    breakdown: pd.DataFrame, *, lang: str = "en", highlight: str | None = None
-) -> alt.TopLevelMixin:
+    breakdown: pd.DataFrame, *, lang: str = "en", highlight: str | None = None, width: int = DEFAULT_WIDTH
+) -> Spec:
     """Stacked bars per unit: cost per care cycle by activity (the activities add up to the unit's mean cost
-    per care cycle); units sorted by total, highest first."""
+    per care cycle); units sorted by total, highest first, one row per unit."""
     lang = _check_lang(lang)
     title = label("cost_breakdown", lang)
     if breakdown.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     cols = ["unit", "activity", "cycles", "quantity", "total_cost", "cost_per_cycle", "share"]
-    data = _guard(breakdown[[c for c in cols if c in breakdown.columns]].copy(), "cost breakdown")
-    data["unit"] = data["unit"].astype(str)
-    data["activity"] = data["activity"].astype(str)
-    activities = sorted(pd.unique(data["activity"]))
+    frame = _guard(breakdown[[c for c in cols if c in breakdown.columns]].copy(), "cost breakdown")
+    frame["unit"] = frame["unit"].astype(str)
+    frame["activity"] = frame["activity"].astype(str)
+    activities = sorted(pd.unique(frame["activity"]))
     colours = (CATEGORICAL * (len(activities) // len(CATEGORICAL) + 1))[: len(activities)]
-    units = data["unit"].nunique()
+    units = frame["unit"].nunique()
     tips = [
-        alt.Tooltip("unit:N", title=label("unit", lang)),
-        alt.Tooltip("activity:N", title=label("activity", lang)),
-        alt.Tooltip("cycles:Q", title=label("cycles", lang), format=",.0f"),
-        alt.Tooltip("quantity:Q", title=label("quantity", lang), format=",.1~f"),
-        alt.Tooltip("total_cost:Q", title=label("total_cost", lang), format="$,.0f"),
-        alt.Tooltip("cost_per_cycle:Q", title=label("cost", lang), format="$,.0f"),
-        alt.Tooltip("share:Q", title=label("share", lang), format=".1%"),
+        _tip("unit", "nominal", label("unit", lang)),
+        _tip("activity", "nominal", label("activity", lang)),
+        _tip("cycles", "quantitative", label("cycles", lang), ",.0f"),
+        _tip("quantity", "quantitative", label("quantity", lang), ",.1~f"),
+        _tip("total_cost", "quantitative", label("total_cost", lang), "$,.0f"),
+        _tip("cost_per_cycle", "quantitative", label("cost", lang), "$,.0f"),
+        _tip("share", "quantitative", label("share", lang), ".1%"),
     ]
-    chart = (
-        alt.Chart(data)
-        .mark_bar(height={"band": 0.75})
-        .encode(
-            x=alt.X("cost_per_cycle:Q", title=label("cost_axis", lang), stack="zero", axis=alt.Axis(format="$,.0f")),
-            y=alt.Y("unit:N", title=None, sort="-x", axis=alt.Axis(labelFontWeight=_highlight_weight())),
-            color=alt.Color(
-                "activity:N",
-                title=label("activity", lang),
-                scale=alt.Scale(domain=activities, range=colours),
-                legend=alt.Legend(columns=3),
+    data = _Data()
+    body = {
+        "title": _title(title, None, width),
+        "height": _step(width) * max(units, 3),
+        "data": data(frame),
+        "mark": {"type": "bar", "height": {"band": 0.75}},
+        "encoding": {
+            "x": _q("cost_per_cycle", label("cost_axis", lang), stack="zero", axis={"format": "$,.0f"}),
+            "y": _n("unit", None, sort="-x", axis={"labelFontWeight": _highlight_weight()}),
+            "color": _n(
+                "activity",
+                label("activity", lang),
+                scale={"domain": activities, "range": colours},
+                legend=_legend(activities, width),
             ),
-            order=alt.Order("activity:N", sort="ascending"),
-            tooltip=[t for t in tips if t.to_dict()["field"] in data.columns],
+            "order": {"field": "activity", "type": "nominal", "sort": "ascending"},
+            "tooltip": [tip for tip in tips if tip["field"] in frame.columns],
+        },
+    }
+    return _finish(body, data, lang, width, highlight=highlight)
+
+
+def _place_labels(
+    points: pd.DataFrame, x_dom: list[float], y_dom: list[float], plot_w: float, plot_h: float, size: float
+) -> pd.DataFrame:
+    """Collision-free positions for the unit labels of a scatter: for each unit (in order) the first of eight
+    spots around its point where the label overlaps no other label and no point and stays inside the plot.
+    Returns unit, lx, ly (data coordinates of the label's anchor), align and placed (False: no free spot; the
+    label is then only drawn for the own unit, at the first spot)."""
+    (x0, x1), (y0, y1) = x_dom, y_dom
+    px = (points["cost"].to_numpy(dtype=float) - x0) / ((x1 - x0) or 1) * plot_w
+    py = plot_h - (points["outcome"].to_numpy(dtype=float) - y0) / ((y1 - y0) or 1) * plot_h
+    radius = 9.0
+    boxes: list[tuple[float, float, float, float]] = [
+        (x - radius, y - radius, x + radius, y + radius) for x, y in zip(px, py, strict=True)
+    ]
+    spots = [(11, -6, "left"), (11, 16, "left"), (-11, -6, "right"), (-11, 16, "right"),
+             (0, -14, "center"), (0, 28, "center"), (14, 5, "left"), (-14, 5, "right")]  # fmt: skip
+    out = []
+    for i, unit in enumerate(points["unit"].tolist()):
+        w = _text_px(unit, size)
+        chosen = None
+        for dx, dy, align in spots:
+            left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
+            top, bottom = py[i] + dy - size, py[i] + dy + 2
+            box = (left, top, left + w, bottom)
+            inside = box[0] >= 0 and box[2] <= plot_w and box[1] >= 0 and box[3] <= plot_h
+            free = all(
+                box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
+                for j, b in enumerate(boxes)
+                if j != i
+            )
+            if inside and free:
+                chosen = (dx, dy, align, True)
+                boxes.append(box)
+                break
+        dx, dy, align, placed = chosen or (*spots[0], False)
+        out.append(
+            {
+                "unit": unit,
+                "lx": x0 + (px[i] + dx) / plot_w * (x1 - x0),
+                "ly": y0 + (plot_h - (py[i] + dy)) / plot_h * (y1 - y0),
+                "align": align,
+                "placed": placed,
+            }
         )
-        .properties(width=720, height=max(160, 34 * units), title=_title(title))
-    )
-    return _finish(chart, lang, highlight=highlight)
+    return pd.DataFrame(out, columns=["unit", "lx", "ly", "align", "placed"])
 
 
 def value_chart(
@@ -1526,18 +1835,21 @@ def value_chart(
     outcome_target: float | None = None,
     cost_target: float | None = None,
     highlight: str | None = None,
-) -> alt.TopLevelMixin:
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
     """Outcome against cost per care cycle (both case-mix adjusted, with 95% CI), benchmark cross-hairs and
     units coloured by their value quadrant (from value_table). The cross-hairs are drawn at outcome_target and
-    cost_target (or the view's columns target_outcome/target_cost); `outcome_kind` sets the outcome format."""
+    cost_target (or the view's columns target_outcome/target_cost); `outcome_kind` sets the outcome format.
+    Unit labels are placed where they collide with no other label or point; those without room are left out
+    (the own unit is always labelled, in bold)."""
     lang = _check_lang(lang)
     title = label("value", lang)
     if view.empty:
-        return _empty_chart(title, lang)
+        return _empty_chart(title, lang, width)
     kind = outcome_kind or str(_first(view, "kind_outcome", "mean"))
     outcome_target = outcome_target if outcome_target is not None else _first(view, "target_outcome")
     cost_target = cost_target if cost_target is not None else _first(view, "target_cost")
-    data = _guard(
+    frame = _guard(
         pd.DataFrame(
             {
                 "unit": view["unit"].astype(str).to_numpy(dtype=object),
@@ -1553,81 +1865,126 @@ def value_chart(
     )
     quadrant = view["quadrant"] if "quadrant" in view.columns else pd.Series(["no clear difference"] * len(view))
     quadrant = quadrant.where(quadrant.isin(list(QUADRANTS)), "no clear difference")
-    data["quadrant"] = quadrant.map(QUADRANT_LABELS[lang]).to_numpy(dtype=object)
-    data = data[np.isfinite(data["outcome"]) & np.isfinite(data["cost"])]
-    if data.empty:
-        return _empty_chart(title, lang)
+    frame["quadrant"] = quadrant.map(QUADRANT_LABELS[lang]).to_numpy(dtype=object)
+    frame = frame[np.isfinite(frame["outcome"]) & np.isfinite(frame["cost"])]
+    if frame.empty:
+        return _empty_chart(title, lang, width)
     x_dom = _value_domain(
-        data["cost_lower"], data["cost_upper"], data["cost"], np.array([cost_target or np.nan]), kind="cost"
+        frame["cost_lower"], frame["cost_upper"], frame["cost"], np.array([cost_target or np.nan]), kind="cost"
     )
     y_dom = _value_domain(
-        data["outcome_lower"], data["outcome_upper"], data["outcome"], np.array([outcome_target or np.nan]), kind=kind
+        frame["outcome_lower"],
+        frame["outcome_upper"],
+        frame["outcome"],
+        np.array([outcome_target or np.nan]),
+        kind=kind,
     )
-    x_scale = alt.Scale(domain=x_dom, zero=False, nice=False) if x_dom else alt.Scale(zero=False)
-    y_scale = alt.Scale(domain=y_dom, zero=False, nice=False) if y_dom else alt.Scale(zero=False)
-    fmt = value_format(kind, magnitude=_magnitude(data["outcome"]))
+    x_scale, y_scale = _scale(x_dom, zero=False), _scale(y_dom, zero=False)
+    fmt = value_format(kind, magnitude=_magnitude(frame["outcome"]))
     tips = [
-        alt.Tooltip("unit:N", title=label("unit", lang)),
-        alt.Tooltip("outcome:Q", title=outcome_label, format=fmt),
-        alt.Tooltip("outcome_lower:Q", title=label("ci_lower", lang), format=fmt),
-        alt.Tooltip("outcome_upper:Q", title=label("ci_upper", lang), format=fmt),
-        alt.Tooltip("cost:Q", title=label("cost", lang), format="$,.0f"),
-        alt.Tooltip("cost_lower:Q", title=label("ci_lower", lang) + " ", format="$,.0f"),
-        alt.Tooltip("cost_upper:Q", title=label("ci_upper", lang) + " ", format="$,.0f"),
-        alt.Tooltip("quadrant:N", title=label("quadrant", lang)),
+        _tip("unit", "nominal", label("unit", lang)),
+        _tip("outcome", "quantitative", outcome_label, fmt),
+        _tip("outcome_lower", "quantitative", label("ci_lower", lang), fmt),
+        _tip("outcome_upper", "quantitative", label("ci_upper", lang), fmt),
+        _tip("cost", "quantitative", label("cost", lang), "$,.0f"),
+        _tip("cost_lower", "quantitative", label("ci_lower", lang) + " ", "$,.0f"),
+        _tip("cost_upper", "quantitative", label("ci_upper", lang) + " ", "$,.0f"),
+        _tip("quadrant", "nominal", label("quadrant", lang)),
     ]
-    x = alt.X("cost:Q", title=label("cost_axis", lang), scale=x_scale, axis=alt.Axis(format="$,.0f"))
-    y = alt.Y("outcome:Q", title=outcome_label, scale=y_scale, axis=alt.Axis(format=value_format(kind, axis=True)))
-    base = alt.Chart(data).encode(tooltip=tips)
+    f = _fonts(width)
+    x = _q("cost", label("cost_axis", lang), scale=x_scale, axis={"format": "$,.0f"})
+    y = _q("outcome", outcome_label, scale=y_scale, axis={"format": value_format(kind, axis=True)})
     names = QUADRANT_LABELS[lang]
-    layers: list[alt.Chart] = [
-        base.mark_rule(color="#BBBBBB", strokeWidth=1.5).encode(
-            x=alt.X("cost_lower:Q", scale=x_scale), x2="cost_upper:Q", y=y
-        ),
-        base.mark_rule(color="#BBBBBB", strokeWidth=1.5).encode(
-            y=alt.Y("outcome_lower:Q", scale=y_scale), y2="outcome_upper:Q", x=x
-        ),
+    data = _Data()
+    unit_data = data(frame)
+    layers: list[dict[str, Any]] = [
+        {
+            "data": unit_data,
+            "mark": {"type": "rule", "color": "#BBBBBB", "strokeWidth": 1.5},
+            "encoding": {"x": _q("cost_lower", scale=x_scale), "x2": {"field": "cost_upper"}, "y": y, "tooltip": tips},
+        },
+        {
+            "data": unit_data,
+            "mark": {"type": "rule", "color": "#BBBBBB", "strokeWidth": 1.5},
+            "encoding": {
+                "y": _q("outcome_lower", scale=y_scale),
+                "y2": {"field": "outcome_upper"},
+                "x": x,
+                "tooltip": tips,
+            },
+        },
     ]
     if cost_target is not None and np.isfinite(float(cost_target)):
-        layers.append(_target_rule(float(cost_target), "cost", lang, channel="x"))
+        layers.append(_target_rule(data, float(cost_target), "cost", lang, channel="x"))
     if outcome_target is not None and np.isfinite(float(outcome_target)):
-        layers.append(
-            _target_rule(float(outcome_target), kind, lang, channel="y", magnitude=_magnitude(data["outcome"]))
-        )
+        magnitude = _magnitude(frame["outcome"])
+        layers.append(_target_rule(data, float(outcome_target), kind, lang, channel="y", magnitude=magnitude))
+    quadrant_names = [names[q] for q in QUADRANTS]
     layers.append(
-        base.mark_point(filled=True, size=220, opacity=1).encode(
-            x=x,
-            y=y,
-            color=alt.Color(
-                "quadrant:N",
-                title=label("quadrant", lang),
-                scale=alt.Scale(domain=[names[q] for q in QUADRANTS], range=[QUADRANT_COLOURS[q] for q in QUADRANTS]),
-                legend=alt.Legend(columns=2),
-            ),
-            stroke=alt.when(IS_HIGHLIGHT).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("#666666")),
-            strokeWidth=alt.when(IS_HIGHLIGHT).then(alt.value(3.5)).otherwise(alt.value(0.8)),
-        )
+        {
+            "data": unit_data,
+            "mark": {"type": "point", "filled": True, "opacity": 1},
+            "encoding": {
+                "x": x,
+                "y": y,
+                "tooltip": tips,
+                "color": _n(
+                    "quadrant",
+                    label("quadrant", lang),
+                    scale={"domain": quadrant_names, "range": [QUADRANT_COLOURS[q] for q in QUADRANTS]},
+                    legend=_legend(quadrant_names, width),
+                ),
+                "shape": _when_highlight("diamond", "circle"),
+                "size": _when_highlight(380, 220),
+                "stroke": _when_highlight(HIGHLIGHT_COLOUR, "#666666"),
+                "strokeWidth": _when_highlight(3, 0.8),
+            },
+        }
     )
-    # every unit is labelled when there are few; the own unit always, in bold
-    shown = [(f"!({IS_HIGHLIGHT})", "normal")] if len(data) <= 25 else []
-    for predicate, weight in [*shown, (IS_HIGHLIGHT, "bold")]:
-        layers.append(
-            alt.Chart(data[["unit", "cost", "outcome"]])
-            .transform_filter(predicate)
-            .mark_text(align="left", dx=11, dy=-10, fontSize=FONT_SIZES["text"], fontWeight=weight, color="#222222")
-            .encode(x=alt.X("cost:Q", scale=x_scale), y=alt.Y("outcome:Q", scale=y_scale), text=alt.Text("unit:N"))
-        )
-    chart = alt.layer(*layers).properties(width=720, height=480, title=_title(title, label("value_sub", lang)))
-    return _finish(chart, lang, highlight=highlight)
+    height = 480 if width >= NARROW else 340
+    if x_dom and y_dom:
+        plot_w = width - 20 - (_text_px("0000000", f["axis_label"]) + f["axis_title"] + 20)
+        placed = _place_labels(frame, x_dom, y_dom, plot_w, height, f["text"])
+        label_data = data(placed)
+        for align in ("left", "right", "center"):
+            for predicate, weight in (
+                (f"datum.placed && datum.align === '{align}' && !({IS_HIGHLIGHT})", "normal"),
+                (f"datum.align === '{align}' && {IS_HIGHLIGHT}", "bold"),
+            ):
+                if not (placed["align"] == align).any():
+                    continue
+                layers.append(
+                    {
+                        "data": label_data,
+                        "transform": [{"filter": predicate}],
+                        "mark": {
+                            "type": "text",
+                            "align": align,
+                            "baseline": "alphabetic",
+                            "fontSize": f["text"],
+                            "fontWeight": weight,
+                            "color": "#222222",
+                        },
+                        "encoding": {
+                            "x": _q("lx", scale=x_scale),
+                            "y": _q("ly", scale=y_scale),
+                            "text": _n("unit"),
+                        },
+                    }
+                )
+    body = {"title": _title(title, label("value_sub", lang), width), "height": height, "layer": layers}
+    return _finish(body, data, lang, width, highlight=highlight)
 
 
 __all__ = [
     "ASSESSMENTS",
-    "LABELS",
+    "ASSESSMENT_LABELS",
+    "DEFAULT_WIDTH",
     "MAX_ROWS",
     "MAX_SERIES_POINTS",
     "PALETTE",
     "QUADRANT_COLOURS",
+    "Spec",
     "caterpillar_chart",
     "cost_breakdown_chart",
     "crude_vs_adjusted_chart",
@@ -1635,6 +1992,7 @@ __all__ = [
     "funnel_chart",
     "histogram",
     "label",
+    "locale",
     "prom_change_chart",
     "prom_response_chart",
     "score_distribution_chart",
@@ -1643,6 +2001,9 @@ __all__ = [
     "small_multiples_chart",
     "thin_series",
     "trend_chart",
+    "validate_spec",
     "value_chart",
     "value_format",
+    "with_highlight",
+    "with_width",
 ]
