@@ -292,16 +292,20 @@ def rows_with(d: dict, *fields: str) -> list[dict]:
     return [row for rows in datasets(d).values() if rows and all(f in rows[0] for f in fields) for row in rows]
 
 
+def lines(text: str | list[str]) -> str:
+    return " ".join(text) if isinstance(text, list) else str(text)
+
+
 def title_texts(d: dict) -> list[str]:
     out = []
 
     def walk(node):
         if isinstance(node, dict):
             title = node.get("title")
-            if isinstance(title, dict):
-                out.append(str(title.get("text")))
+            if isinstance(title, dict):  # a wrapped title is a list of lines
+                out.append(lines(title.get("text")))
                 if title.get("subtitle"):
-                    out.append(str(title["subtitle"]))
+                    out.append(lines(title["subtitle"]))
             elif isinstance(title, str):
                 out.append(title)
             for value in node.values():

@@ -52,6 +52,10 @@ from vbhc.i18n import BABEL_LOCALES, t
 SCHEMA_URL = "https://vega.github.io/schema/vega-lite/v6.4.1.json"
 #: The dashboard's content width on a 1440 px screen (layout="wide"), the default chart width.
 DEFAULT_WIDTH = 1100
+#: The narrowest container a chart gets on a desktop (half the content width: two charts side by side). Titles
+#: are wrapped and legends broken into columns for at most this width, so a chart built for the full width
+#: still holds when the page puts it in a column (Streamlit stretches it to the column).
+COLUMN_WIDTH = 520
 #: Below this width the fonts are smaller (a phone).
 NARROW = 640
 #: Every dataset of a chart stays below this many rows.
@@ -272,7 +276,8 @@ def _config(lang: str, narrow: bool) -> dict[str, Any]:
             "tickColor": "#888888",
             "labelLimit": 180 if narrow else 260,
         },
-        "axisQuantitative": {"tickCount": 5 if narrow else 8, "labelOverlap": True},
+        # the first and last labels inside the axis' extent, never past the canvas edge
+        "axisQuantitative": {"tickCount": 5 if narrow else 8, "labelOverlap": True, "labelFlush": True},
         "axisTemporal": {"labelOverlap": True},
         "legend": {
             "labelFontSize": f["legend"],
@@ -281,6 +286,8 @@ def _config(lang: str, narrow: bool) -> dict[str, Any]:
             "direction": "horizontal",
             "symbolSize": 120 if narrow else 180,
             "labelLimit": 280 if narrow else 320,
+            # several legends (e.g. limits and assessment) one below the other, never side by side off the canvas
+            "layout": {"expr": "{'bottom': {'direction': 'vertical', 'anchor': 'start', 'margin': 10}}"},
         },
         "header": {"labelFontSize": f["axis_title"], "titleFontSize": f["axis_title"]},
         "text": {"fontSize": f["text"]},
@@ -376,8 +383,10 @@ def _wrap(text: str, size: float, width: float) -> str | list[str]:
 
 
 def _title(text: str | None, subtitle: str | None, width: int, *, size: int | None = None) -> dict[str, Any]:
-    """A title anchored left, title and subtitle wrapped to `width` so that nothing is cut or truncated."""
+    """A title anchored left, title and subtitle wrapped to `width` (at most COLUMN_WIDTH) so that nothing is cut
+    or truncated."""
     f = _fonts(width)
+    width = min(width, COLUMN_WIDTH)
     out: dict[str, Any] = {"text": _wrap(text, size or f["title"], width - 10) if text else "", "anchor": "start"}
     if subtitle:
         out["subtitle"] = _wrap(subtitle, f["subtitle"], width - 10)
@@ -389,9 +398,18 @@ def _title(text: str | None, subtitle: str | None, width: int, *, size: int | No
 def _legend(names: Sequence[str], width: int, **extra: Any) -> dict[str, Any]:
     """A bottom legend with as many columns as fit `width` (one row of items would run off a narrow canvas)."""
     size = _fonts(width)["legend"]
+    width = min(width, COLUMN_WIDTH)
+    width -= 130  # a bottom legend starts at the plot's left edge, right of the y axis' labels and title
     item = max((_text_px(n, size) for n in names), default=60) + 40
     columns = int(max(1, min(len(names) or 1, (width - 30) // item)))
-    return {"columns": columns, "labelLimit": int(max(80, width - 70)), **extra}
+    longest = max((_text_px(n, size) for n in names), default=60)
+    # a label as long as it needs while it fits the whole width (labels cut with "…" are not read)
+    return {"columns": columns, "labelLimit": int(max(80, min(longest + 10, width + 130 - 60))), **extra}
+
+
+def _axis_title(text: str, width: int) -> str | list[str]:
+    """An x-axis title wrapped to the plot's width (the chart's width less the y axis' labels)."""
+    return _wrap(text, _fonts(width)["axis_title"], min(width, COLUMN_WIDTH) - 140)
 
 
 def _guard(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -606,8 +624,11 @@ def _value_domain(*arrays: np.ndarray, kind: str, pad: float = 0.06) -> list[flo
 def _indicator_groups(rows: pd.DataFrame) -> list[pd.DataFrame]:
     if "indicator" not in rows.columns:
         return [rows]
-    order = pd.unique(rows["indicator"])
-    return [rows[rows["indicator"] == ind] for ind in order]
+    codes, _ = pd.factorize(rows["indicator"])  # in order of appearance
+    positions = np.argsort(codes, kind="stable")
+    positions = positions[codes[positions] >= 0]  # rows without an indicator are not drawn
+    bounds = np.flatnonzero(np.diff(codes[positions])) + 1
+    return [rows.iloc[part] for part in np.split(positions, bounds) if len(part)]
 
 
 def _unit_tooltips(
@@ -744,7 +765,7 @@ def funnel_chart(
         np.array([target], dtype=float) if target is not None else np.array([]),
         kind=kind,
     )
-    x = _q("precision", label("n_axis", lang), axis={"format": ",.0f"})
+    x = _q("precision", _axis_title(label("n_axis", lang), width), axis={"format": ",.0f"})
     height = 460 if width >= NARROW else 320
     y_title = _wrap(f"{name} ({label('adjusted', lang).lower()})", f["axis_title"], height - 20)
     y = _q("value", y_title, scale=_scale(domain, zero=False), axis={"format": value_format(kind, axis=True)})
@@ -864,6 +885,7 @@ def _interval_panel(
         x_title = label("oe_axis", lang) if value == "oe" else label("adjusted", lang)
         if kind == "response_rate":
             x_title = label("response_axis", lang)
+        x_title = _axis_title(x_title, width)
     x = _q("value", x_title, scale=scale, axis={"format": value_format(fmt_kind, axis=True)})
     y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
     magnitude = _magnitude(units["value"])
@@ -966,7 +988,12 @@ def crude_vs_adjusted_chart(
         kind=kind,
     )
     scale = _scale(domain, zero=False)
-    x = _q("value", label("crude_and_adjusted", lang), scale=scale, axis={"format": value_format(kind, axis=True)})
+    x = _q(
+        "value",
+        _axis_title(label("crude_and_adjusted", lang), width),
+        scale=scale,
+        axis={"format": value_format(kind, axis=True)},
+    )
     y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
     magnitude = _magnitude(units["value"])
     tips = _unit_tooltips(kind, lang, crude=True, magnitude=magnitude)
@@ -1041,7 +1068,7 @@ def small_multiples_chart(
     panels = []
     unit_axis = {"labelFontWeight": _highlight_weight()}
     if not units_down:
-        unit_axis["labelAngle"] = -45
+        unit_axis["labelAngle"] = -90
     for part in groups:
         kind = str(_first(part, "kind", "mean"))
         units = _unit_frame(part, lang=lang, assessment=assessment)
@@ -1275,7 +1302,7 @@ def trend_chart(
     names = list(styles)
     x_type = "temporal" if temporal else ("quantitative" if pd.api.types.is_numeric_dtype(period) else "ordinal")
     x_axis = {"format": "%b %Y", "labelAngle": -30} if temporal else {}
-    x = {"field": "period", "type": x_type, "title": label("period", lang), "axis": x_axis}
+    x = {"field": "period", "type": x_type, "title": _axis_title(label("period", lang), width), "axis": x_axis}
     fmt = value_format(kind, magnitude=_magnitude(wide["value"], wide["centre"]))
     y_title = label("rate_per_period" if p_chart else "value_per_period", lang)
     line_enc = {
@@ -1406,16 +1433,16 @@ def _series_frame(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def _series_x(data: pd.DataFrame, lang: str) -> dict[str, Any]:
+def _series_x(data: pd.DataFrame, lang: str, width: int) -> dict[str, Any]:
     """The time axis of a per-cycle series: the index date when the series has one, else the cycle number."""
     if "date" in data.columns and data["date"].notna().any():
         return {
             "field": "date",
             "type": "temporal",
-            "title": label("index_date", lang),
+            "title": _axis_title(label("index_date", lang), width),
             "axis": {"format": "%b %Y", "labelAngle": -30},
         }
-    return _q("cycle_number", label("cycle_number", lang), axis={"format": ",.0f"})
+    return _q("cycle_number", _axis_title(label("cycle_number", lang), width), axis={"format": ",.0f"})
 
 
 def _series_tooltips(lang: str, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -1461,7 +1488,7 @@ def cusum_chart(
         max_points=max_points,
     )
     series = _guard(series, "CUSUM series")
-    x = _series_x(series, lang)
+    x = _series_x(series, lang, width)
     tips = _series_tooltips(lang, series.columns)
     up_name, down_name = label("cusum_up", lang), label("cusum_down", lang)
     alarm_up, alarm_down = label("alarm_up", lang), label("alarm_down", lang)
@@ -1567,7 +1594,7 @@ def vlad_chart(
     series = _guard(series, "VLAD series")
     units = list(pd.unique(series["unit"]))
     encoding: dict[str, Any] = {
-        "x": _series_x(series, lang),
+        "x": _series_x(series, lang, width),
         "y": _q("vlad", label("vlad_axis", lang), axis={"format": ",.1~f"}),
         "tooltip": _series_tooltips(lang, series.columns),
     }
@@ -1694,7 +1721,7 @@ def score_distribution_chart(
         "encoding": {
             "x": _q(
                 "bin_start",
-                _wrap(x_title, f["axis_title"], max(panel_w * len(timepoints), 120)),
+                _wrap(x_title, f["axis_title"], max(panel_w, 60)),
                 bin="binned",
                 scale={"domain": [lo, hi]},
                 axis={"format": ",.4~f", "tickCount": 4},
@@ -1764,7 +1791,9 @@ def cost_breakdown_chart(
         "data": data(frame),
         "mark": {"type": "bar", "height": {"band": 0.75}},
         "encoding": {
-            "x": _q("cost_per_cycle", label("cost_axis", lang), stack="zero", axis={"format": "$,.0f"}),
+            "x": _q(
+                "cost_per_cycle", _axis_title(label("cost_axis", lang), width), stack="zero", axis={"format": "$,.0f"}
+            ),
             "y": _n("unit", None, sort="-x", axis={"labelFontWeight": _highlight_weight()}),
             "color": _n(
                 "activity",
@@ -1892,7 +1921,7 @@ def value_chart(
         _tip("quadrant", "nominal", label("quadrant", lang)),
     ]
     f = _fonts(width)
-    x = _q("cost", label("cost_axis", lang), scale=x_scale, axis={"format": "$,.0f"})
+    x = _q("cost", _axis_title(label("cost_axis", lang), width), scale=x_scale, axis={"format": "$,.0f"})
     y = _q("outcome", outcome_label, scale=y_scale, axis={"format": value_format(kind, axis=True)})
     names = QUADRANT_LABELS[lang]
     data = _Data()
@@ -1943,7 +1972,9 @@ def value_chart(
     )
     height = 480 if width >= NARROW else 340
     if x_dom and y_dom:
-        plot_w = width - 20 - (_text_px("0000000", f["axis_label"]) + f["axis_title"] + 20)
+        # placed for the narrowest container the chart may be stretched to: wider, every distance between labels
+        # and points only grows (the positions are in data units), so nothing that was apart comes to overlap
+        plot_w = min(width, COLUMN_WIDTH) - 20 - (_text_px("0000000", f["axis_label"]) + f["axis_title"] + 20)
         placed = _place_labels(frame, x_dom, y_dom, plot_w, height, f["text"])
         label_data = data(placed)
         for align in ("left", "right", "center"):

@@ -1,0 +1,404 @@
+"""Charts that hold: every chart rendered with vl-convert to SVG at the widths the pages give it, in both
+languages, with 3 and with 30 units; every text (titles, legends, axis titles and labels, unit labels) must lie
+on the canvas, no two unit labels may overlap, and every spec must be valid Vega-Lite.
+
+Text extents are estimated from the SVG (vl-convert writes each text with its transform, font size and anchor):
+width = font size × characters × 0.6, height = the font size; the canvas is the root svg's width × height."""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbhc import charts
+
+vlc = pytest.importorskip("vl_convert")
+
+SVG = "{http://www.w3.org/2000/svg}"
+#: The widths the pages give a chart: the content width at 1440 px (layout="wide"), one of two columns there
+#: (the condition-team page), and a phone at 390 px.
+WIDE, COLUMN, PHONE = 1100, 540, 360
+SLACK = 2.0  # px: the estimate is rough; a text may touch the edge
+
+
+def unit_names(count: int) -> list[str]:
+    # codes as hospitals write them (letters, digits, _ and -), some long
+    names = [f"H{i:02d}" for i in range(1, count + 1)]
+    names[0] = "ZGT_ALMELO" if count > 3 else names[0]
+    if count > 10:
+        names[5] = "AMC-CHIRURGIE"
+    return names
+
+
+def indicator_rows(units: list[str], indicator: str = "mortality_30d", kind: str = "proportion") -> pd.DataFrame:
+    rng = np.random.default_rng(len(units) + len(indicator))
+    k = len(units)
+    n = rng.integers(12, 400, k).astype(float)
+    target = {"proportion": 0.10, "response_rate": 0.7, "prom_change": 8.0, "mean": 6.0}.get(kind, 0.1)
+    spread = 0.5 * target
+    value = np.clip(target + rng.normal(0, spread / 2, k), 0.001, 0.999 if kind in charts.PROPORTION_KINDS else None)
+    assessment = rng.choice(["better", "worse", "as expected", "too few cycles"], k)
+    labels = {
+        "mortality_30d": ("30-day mortality", "Sterfte binnen 30 dagen"),
+        "complication": (
+            "Severe complication (Clavien-Dindo III or higher)",
+            "Ernstige complicatie (Clavien-Dindo III+)",
+        ),
+        "resp": ("PROM response at 12 months", "PROM-respons na 12 maanden"),
+        "chg": ("EQ-5D VAS change from baseline to 12 months", "Verandering EQ-5D VAS van start tot 12 maanden"),
+        "los": ("Length of stay (days)", "Opnameduur (dagen)"),
+    }[indicator]
+    return pd.DataFrame(
+        {
+            "indicator": indicator,
+            "label_en": labels[0],
+            "label_nl": labels[1],
+            "kind": kind,
+            "direction": "higher" if kind in ("response_rate", "prom_change") else "lower",
+            "unit": units,
+            "n": n,
+            "observed": np.round(value * n),
+            "expected": target * n,
+            "oe": value / target,
+            "oe_lower": value / target * 0.6,
+            "oe_upper": value / target * 1.5,
+            "crude_value": value * 1.1,
+            "crude_lower": value * 0.7,
+            "crude_upper": value * 1.5,
+            "adjusted_value": value,
+            "adjusted_lower": value - spread,
+            "adjusted_upper": value + spread,
+            "target": target,
+            "precision": n,
+            "assessment_95": assessment,
+            "assessment_998": assessment,
+            "key": True,
+        }
+    )
+
+
+def funnel_curve(target: float = 0.10) -> pd.DataFrame:
+    grid = np.geomspace(5, 420, 80)
+    se = np.sqrt(target * (1 - target) / grid)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {"precision": grid, "level": lv, "lower": np.clip(target - z * se, 0, 1), "upper": target + z * se}
+            )
+            for lv, z in ((0.95, 1.96), (0.998, 3.09))
+        ],
+        ignore_index=True,
+    )
+
+
+def spc_frame() -> pd.DataFrame:
+    p = np.array([0.10, 0.12, 0.09, 0.11, 0.30, 0.10, 0.08, 0.11, 0.12, 0.09, 0.1, 0.13])
+    return pd.DataFrame(
+        {
+            "period": pd.date_range("2022-01-01", periods=len(p), freq="QS"),
+            "n": 50.0,
+            "p": p,
+            "centre": 0.11,
+            "lower": 0.0,
+            "upper": 0.24,
+            "beyond_limits": p > 0.24,
+            "shift": False,
+            "trend": False,
+            "signal": p > 0.24,
+            "expected_rate": 0.105,
+        }
+    )
+
+
+def series_frame(units: list[str], per: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    cycle = np.tile(np.arange(1, per + 1), len(units))
+    up = np.abs(np.sin(cycle / 90.0)) * 5.5
+    down = -np.abs(np.cos(cycle / 70.0)) * 5.5
+    return pd.DataFrame(
+        {
+            "unit": np.repeat(units, per),
+            "date": np.tile(pd.date_range("2021-01-04", periods=per, freq="1D"), len(units)),
+            "cycle_number": cycle,
+            "cusum_up": up,
+            "cusum_down": down,
+            "alarm_up": up >= 4.5,
+            "alarm_down": down <= -4.5,
+            "vlad": np.cumsum(rng.normal(0, 0.3, per * len(units))),
+        }
+    )
+
+
+def scores_frame(units: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    groups = [units[0], "other units"]  # the proms page: own unit against the rest
+    return pd.DataFrame(
+        {
+            "group": rng.choice(groups, 900, p=[0.1, 0.9]),
+            "timepoint": rng.choice(["baseline", "3m", "12m"], 900),
+            "score": rng.uniform(0, 100, 900),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Scale:
+    label_en: str = "EQ-5D VAS"
+    label_nl: str = "EQ-5D VAS"
+    min: float = 0
+    max: float = 100
+    higher_is_better: bool = True
+
+
+def breakdown_frame(units: list[str]) -> pd.DataFrame:
+    rows = []
+    for i, unit in enumerate(units):
+        costs = {"operating theatre": 4000.0 + 40 * i, "ward": 3000.0, "intensive care": 1500.0, "outpatient": 300.0}
+        total = sum(costs.values())
+        for activity, cost in costs.items():
+            rows.append((unit, activity, 40, 120.0, cost * 40, cost, cost / total))
+    return pd.DataFrame(
+        rows, columns=["unit", "activity", "cycles", "quantity", "total_cost", "cost_per_cycle", "share"]
+    )
+
+
+def value_frame(units: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(len(units))
+    k = len(units)
+    outcome = rng.uniform(0.05, 0.16, k)
+    cost = rng.uniform(8000, 12500, k)
+    return pd.DataFrame(
+        {
+            "unit": units,
+            "adjusted_value_outcome": outcome,
+            "adjusted_lower_outcome": outcome - 0.02,
+            "adjusted_upper_outcome": outcome + 0.02,
+            "adjusted_value_cost": cost,
+            "adjusted_lower_cost": cost - 500,
+            "adjusted_upper_cost": cost + 500,
+            "quadrant": rng.choice(list(charts.QUADRANTS), k),
+        }
+    )
+
+
+def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
+    units = unit_names(count)
+    rows = indicator_rows(units)
+    several = pd.concat(
+        [
+            rows,
+            indicator_rows(units, "complication"),
+            indicator_rows(units, "los", "mean"),
+            indicator_rows(units, "resp", "response_rate"),
+        ],
+        ignore_index=True,
+    )
+    binned = charts.histogram(scores_frame(units), "score", ["group", "timepoint"], bins=20, range_=(0, 100))
+    own = units[1]
+    return {
+        "funnel": lambda **kw: charts.funnel_chart(rows, funnel_curve(), highlight=own, **kw),
+        "caterpillar": lambda **kw: charts.caterpillar_chart(rows, highlight=own, **kw),
+        "caterpillar_oe": lambda **kw: charts.caterpillar_chart(rows, highlight=own, value="oe", **kw),
+        "crude_vs_adjusted": lambda **kw: charts.crude_vs_adjusted_chart(rows, highlight=own, **kw),
+        "small_multiples": lambda **kw: charts.small_multiples_chart(several, highlight=own, **kw),
+        "prom_response": lambda **kw: charts.prom_response_chart(
+            pd.concat([indicator_rows(units, "resp", "response_rate")] * 1), highlight=own, **kw
+        ),
+        "prom_change": lambda **kw: charts.prom_change_chart(
+            pd.concat([indicator_rows(units, "chg", "prom_change"), indicator_rows(units, "resp", "prom_change")]),
+            highlight=own,
+            **kw,
+        ),
+        "trend": lambda **kw: charts.trend_chart(spc_frame(), kind="proportion", **kw),
+        "cusum": lambda **kw: charts.cusum_chart(series_frame(units[:1]), direction="lower", **kw),
+        "vlad": lambda **kw: charts.vlad_chart(series_frame(units[:3]), highlight=own, **kw),
+        "distribution": lambda **kw: charts.score_distribution_chart(binned, scale=Scale(), **kw),
+        "cost": lambda **kw: charts.cost_breakdown_chart(breakdown_frame(units), highlight=own, **kw),
+        "value": lambda **kw: charts.value_chart(
+            value_frame(units), outcome_label="30-day mortality", outcome_kind="proportion", highlight=own, **kw
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------------------- SVG geometry
+
+
+def _matrix(transform: str | None) -> np.ndarray:
+    out = np.eye(3)
+    for name, args in re.findall(r"(translate|rotate|scale|matrix)\(([^)]*)\)", transform or ""):
+        v = [float(a) for a in re.split(r"[ ,]+", args.strip()) if a]
+        if name == "translate":
+            m = np.array([[1, 0, v[0]], [0, 1, v[1] if len(v) > 1 else 0], [0, 0, 1]])
+        elif name == "scale":
+            m = np.array([[v[0], 0, 0], [0, v[1] if len(v) > 1 else v[0], 0], [0, 0, 1]])
+        elif name == "rotate":
+            a = math.radians(v[0])
+            m = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+            if len(v) == 3:
+                m = _matrix(f"translate({v[1]},{v[2]})") @ m @ _matrix(f"translate({-v[1]},{-v[2]})")
+        else:
+            m = np.array([[v[0], v[2], v[4]], [v[1], v[3], v[5]], [0, 0, 1]])
+        out = out @ m
+    return out
+
+
+NARROW_GLYPHS = set(" .,:;'|!iljtfr()[]-")
+WIDE_GLYPHS = set("MWmw@%€")
+
+
+def text_width(text: str, size: float) -> float:
+    """Approximate rendered width: ~0.6 of the font size per glyph, less for narrow glyphs (dots, digits' commas,
+    i, l), more for wide ones and capitals."""
+    units = sum(
+        0.32 if c in NARROW_GLYPHS else 0.85 if c in WIDE_GLYPHS else 0.68 if c.isupper() else 0.58 for c in text
+    )
+    return units * size
+
+
+@dataclass
+class Box:
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def overlaps(self, other: Box, slack: float = 1.0) -> bool:
+        return not (
+            self.x1 - slack <= other.x0
+            or other.x1 - slack <= self.x0
+            or self.y1 - slack <= other.y0
+            or other.y1 - slack <= self.y0
+        )
+
+
+def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
+    root = ET.fromstring(svg)
+    width, height = float(root.get("width")), float(root.get("height"))
+    boxes: list[Box] = []
+
+    def walk(node: ET.Element, matrix: np.ndarray) -> None:
+        here = matrix @ _matrix(node.get("transform"))
+        if node.tag == f"{SVG}text":
+            if node.get("opacity") in ("0", "0.0") or node.get("fill-opacity") == "0":
+                return  # hidden (e.g. an overlapping axis label Vega left out)
+            size = float((node.get("font-size") or "11").rstrip("px"))
+            lines = [t.text or "" for t in node.findall(f"{SVG}tspan")] or [node.text or ""]
+            anchor = node.get("text-anchor", "start")
+            line_height = size + 2
+            for i, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                w = text_width(line, size)
+                left = {"start": 0.0, "middle": -w / 2, "end": -w}[anchor]
+                top = i * line_height - 0.8 * size
+                corners = np.array(
+                    [[left, top, 1], [left + w, top, 1], [left, top + size, 1], [left + w, top + size, 1]]
+                )
+                pts = (here @ corners.T).T
+                boxes.append(Box(line, pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()))
+            return
+        for child in node:
+            walk(child, here)
+
+    walk(root, np.eye(3))
+    return width, height, boxes
+
+
+def check_holds(spec: dict, units: list[str], where: str) -> None:
+    charts.validate_spec(spec)
+    width, height, boxes = text_boxes(vlc.vegalite_to_svg(spec))
+    assert boxes, where
+    outside = [b for b in boxes if b.x0 < -SLACK or b.y0 < -SLACK or b.x1 > width + SLACK or b.y1 > height + SLACK]
+    assert not outside, f"{where}: text off the {width:.0f}×{height:.0f} canvas: {outside[:4]}"
+    names = set(units)
+    labels = [b for b in boxes if b.text in names]
+    clashes = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :] if a.overlaps(b)]
+    assert not clashes, f"{where}: unit labels overlap: {clashes[:3]}"
+    titles = [b for b in boxes if b.text.endswith(("...", "…"))]
+    assert not titles, f"{where}: truncated text {titles[:3]}"
+
+
+CASES = [(name, count) for count in (3, 30) for name in builders(3)]
+
+
+@pytest.mark.parametrize(("name", "count"), CASES, ids=[f"{n}-{c}units" for n, c in CASES])
+def test_chart_holds_at_page_widths_in_both_languages(name, count):
+    build = builders(count)[name]
+    units = unit_names(count)
+    for lang in ("nl", "en"):
+        wide = build(lang=lang)  # what the pages build (the default width)
+        check_holds(wide, units, f"{name} {lang} {count} units at {WIDE}px")
+        if "autosize" in wide:  # a fitted chart in one of two columns (Streamlit stretches it to the column)
+            check_holds(charts.with_width(wide, COLUMN), units, f"{name} {lang} {count} units at {COLUMN}px")
+        check_holds(build(lang=lang, width=PHONE), units, f"{name} {lang} {count} units at {PHONE}px")
+
+
+def test_the_check_finds_a_clipped_title_and_overlapping_labels():
+    """The geometry above is not vacuous: a title wider than its canvas and two labels on one spot fail it."""
+    spec = dict(charts.caterpillar_chart(indicator_rows(unit_names(3)), width=PHONE))
+    spec["title"] = {
+        "text": "A title much too long to fit on the small canvas of a phone in one line",
+        "anchor": "start",
+    }
+    with pytest.raises(AssertionError, match="off the"):
+        check_holds(spec, unit_names(3), "clipped")
+    text = {
+        "$schema": charts.SCHEMA_URL,
+        "data": {"values": [{"unit": "H01", "x": 1}, {"unit": "H02", "x": 1}]},
+        "mark": {"type": "text", "fontSize": 14},
+        "encoding": {"x": {"field": "x", "type": "quantitative"}, "text": {"field": "unit", "type": "nominal"}},
+    }
+    with pytest.raises(AssertionError, match="overlap"):
+        check_holds(text, ["H01", "H02"], "overlap")
+
+
+def test_caterpillar_gives_each_unit_its_own_row():
+    for count in (3, 10, 30):
+        spec = charts.caterpillar_chart(indicator_rows(unit_names(count)))
+        assert spec["height"] >= 26 * max(count, 3)
+    three = charts.caterpillar_chart(indicator_rows(unit_names(3)))
+    ten = charts.caterpillar_chart(indicator_rows(unit_names(10)))
+    assert ten["height"] / 10 == three["height"] / 3
+
+
+def test_small_multiples_fit_the_width():
+    rows = pd.concat([indicator_rows(unit_names(8), ind) for ind in ("mortality_30d", "complication", "los")])
+    for width in (WIDE, COLUMN, PHONE):
+        spec = charts.small_multiples_chart(rows, width=width)
+        total = spec["columns"] * (spec["concat"][0]["width"] + 56) + (spec["columns"] - 1) * spec["spacing"]
+        assert total <= width, (width, spec["columns"])
+    assert charts.small_multiples_chart(rows, width=WIDE)["columns"] > 1
+    assert charts.small_multiples_chart(rows, width=PHONE)["columns"] == 1
+
+
+def test_prom_histograms_show_shares_per_group_and_name_the_scale():
+    units = unit_names(3)
+    binned = charts.histogram(scores_frame(units), "score", ["group", "timepoint"], bins=10, range_=(0, 100))
+    spec = charts.score_distribution_chart(binned, scale=Scale(), lang="nl")
+    rows = next(iter(spec["datasets"].values()))
+    totals: dict[tuple[str, str], float] = {}
+    for r in rows:
+        totals[(r["unit"], r["timepoint"])] = totals.get((r["unit"], r["timepoint"]), 0.0) + r["share"]
+    assert all(v == pytest.approx(1.0) for v in totals.values())  # the small own unit reads like the rest
+    enc = spec["spec"]["encoding"]
+    assert enc["y"]["field"] == "share" and enc["y"]["axis"]["format"] == ".0%"
+    x_title = enc["x"]["title"]
+    x_title = " ".join(x_title) if isinstance(x_title, list) else x_title
+    assert x_title == "EQ-5D VAS (0–100, hoger is beter)"
+
+
+def test_every_chart_text_comes_from_the_catalog():
+    from vbhc.i18n import catalog
+
+    for lang in ("en", "nl"):
+        texts = {k[len("chart.label.") :]: v for k, v in catalog(lang).items() if k.startswith("chart.label.")}
+        assert texts and all(charts.label(k, lang) == v for k, v in texts.items())
+    assert not hasattr(charts, "LABELS")
