@@ -487,19 +487,21 @@ def with_highlight(spec: dict[str, Any], highlight: str | None) -> dict[str, Any
 
 # ------------------------------------------------------------------------------------------ encodings
 
+_DEFAULT: Any = object()  # a title not given: Vega-Lite's own (the field name); None is no title
 
-def _q(field: str, title: Any = None, **extra: Any) -> dict[str, Any]:
+
+def _q(field: str, title: Any = _DEFAULT, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"field": field, "type": "quantitative"}
-    if title is not None:
-        out["title"] = title
+    if title is not _DEFAULT:
+        out["title"] = title  # None: no title
     out.update(extra)
     return out
 
 
-def _n(field: str, title: Any = None, **extra: Any) -> dict[str, Any]:
+def _n(field: str, title: Any = _DEFAULT, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"field": field, "type": "nominal"}
-    if title is not None:
-        out["title"] = title
+    if title is not _DEFAULT:
+        out["title"] = title  # None: no title
     out.update(extra)
     return out
 
@@ -1714,9 +1716,10 @@ def score_distribution_chart(
     panel_w = int(max(60, (width - 10 - header_px - len(timepoints) * (axis_px + spacing)) / max(len(timepoints), 1)))
     data = _Data()
     pct = label("share_patients", lang)
+    panel_h = 120 if width >= NARROW else 90
     spec = {
         "width": panel_w,
-        "height": 120 if width >= NARROW else 90,
+        "height": panel_h,
         "mark": {"type": "bar", "color": "#56B4E9", "stroke": "#FFFFFF", "strokeWidth": 0.5},
         "encoding": {
             "x": _q(
@@ -1727,7 +1730,7 @@ def score_distribution_chart(
                 axis={"format": ",.4~f", "tickCount": 4},
             ),
             "x2": {"field": "bin_end"},
-            "y": _q("share", pct, axis={"format": ".0%", "tickCount": 3}),
+            "y": _q("share", _wrap(pct, f["axis_title"], panel_h - 10), axis={"format": ".0%", "tickCount": 3}),
             "tooltip": [
                 _tip("unit", "nominal", label("unit", lang)),
                 _tip("timepoint", "nominal", label("timepoint", lang)),
