@@ -865,3 +865,35 @@ def test_prepare_builds_and_changes_no_later_chart():
     before = charts.caterpillar_chart(indicator_rows(), highlight="H02", lang="nl").to_dict()
     charts.prepare()
     assert charts.caterpillar_chart(indicator_rows(), highlight="H02", lang="nl").to_dict() == before
+
+
+# ------------------------------------------------------------------------------------------ downloads
+
+
+def test_chart_table_is_the_drawn_units_with_the_tooltips_names():
+    d = spec(charts.funnel_chart(indicator_rows(), funnel_curve_frame(), lang="nl", highlight="H02"))
+    table = charts.chart_table(d)
+    assert len(table) == len(UNITS)  # the units, not the funnel's limit lines
+    assert {"Eenheid", "Zorgtrajecten (n)", "Gecorrigeerde waarde", "Beoordeling"} <= set(table.columns)
+    assert table["Eenheid"].tolist() == UNITS
+    series = charts.chart_table(spec(charts.cusum_chart(cusum_frame(400, units=1))))
+    assert {"CUSUM up", "CUSUM down", "Index date"} <= set(series.columns)
+    assert charts.chart_table({"datasets": {}}).empty
+
+
+def test_chart_png_is_a_png_of_the_chart():
+    pytest.importorskip("vl_convert")
+    png = charts.chart_png(spec(charts.caterpillar_chart(indicator_rows(), lang="nl")), scale=1)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2_000
+
+
+def test_charts_patch_nothing_in_altair():
+    """vbhc.charts builds no Altair objects and changes nothing process-wide (the old altair_speedups did)."""
+    import inspect
+
+    import altair as alt
+
+    source = inspect.getsource(charts)
+    assert "import altair" not in source
+    assert alt.data_transformers.active == "default"
+    assert alt.utils.schemapi.DEBUG_MODE is True or not hasattr(alt.utils.schemapi, "DEBUG_MODE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -90,8 +91,8 @@ def colour_assessments(styler, columns: list[str], values: pd.DataFrame):
 
 
 def _show(spec: dict[str, Any]) -> None:
-    """Send a finished spec. The builders are tested against the Vega-Lite schema, so pages skip Altair's
-    per-render validation (to_dict(validate=False))."""
+    """Send a finished spec (vbhc.charts builds plain Vega-Lite dicts, validated against the schema in the
+    tests). Stretched to the container: the fitted charts (autosize fit-x) take its width exactly."""
     st.vega_lite_chart(spec, width="stretch", theme=None)
 
 
@@ -106,6 +107,14 @@ def _with_arrow_datasets(spec: dict[str, Any]) -> dict[str, Any]:
     if not datasets:
         return spec
     return {**spec, "datasets": {name: convert_anything_to_arrow_bytes(values) for name, values in datasets.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cached:
+    """A built chart: the spec sent to the browser (datasets as Arrow bytes) and the plain one for downloads."""
+
+    shown: dict[str, Any]
+    plain: dict[str, Any]
 
 
 class _SpecCache:
@@ -159,14 +168,74 @@ def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_
     returns whether a chart was shown."""
     full_key = _view_key(key)
 
-    def spec_of() -> dict[str, Any] | None:
+    def spec_of() -> _Cached | None:
         built = build()
-        return None if built is None else _with_arrow_datasets(built.to_dict(validate=False))
+        if built is None:
+            return None
+        plain = built.to_dict(validate=False)
+        return _Cached(shown=_with_arrow_datasets(plain), plain=plain)
 
-    spec = _spec_cache().get(full_key, spec_of)
-    if spec is None:
+    cached_spec = _spec_cache().get(full_key, spec_of)
+    if cached_spec is None:
         return False
-    _show(spec if highlight is _NOT_HIGHLIGHTED else charts.with_highlight(spec, highlight))
+    own = (
+        (lambda spec: spec) if highlight is _NOT_HIGHLIGHTED else (lambda spec: charts.with_highlight(spec, highlight))
+    )
+    _show(own(cached_spec.shown))
+    chart_downloads(own(cached_spec.plain), key=("chart", *key))
+    return True
+
+
+def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
+    """A small download menu under a chart: the chart as PNG (vl-convert) and its data as CSV (formula-safe,
+    vbhc.safety.safe_csv), each built on click through vbhc.access.export_file: role checked again there and
+    recorded in the audit log with the file's SHA-256. Offered only to a viewer whose role may export the
+    condition's results. Returns whether it was offered."""
+    chosen = filters.current()
+    viewer = auth.current()
+    condition = chosen.condition if chosen is not None else None
+    if chosen is None or not access.may_export(viewer, condition):
+        return False
+    lang, unit = chosen.lang, chosen.unit
+    name = str(key[1]) if len(key) > 1 else "chart"
+    stem = safe_file_name(f"vbhc-{condition}-{name}" + (f"-{unit}" if unit else ""))
+    engine = data.current_engine()
+    widget = "chart_" + hashlib.sha1(repr(key).encode(), usedforsecurity=False).hexdigest()[:12]
+    with st.popover(t("download.chart", lang), icon=":material/download:"):
+        st.download_button(
+            t("download.chart_png", lang),
+            data=lambda: access.export_file(
+                viewer,
+                lambda: charts.chart_png(spec),
+                what="chart_png",
+                file_name=f"{stem}.png",
+                condition=condition,
+                unit=unit,
+                engine=engine,
+            ),
+            file_name=f"{stem}.png",
+            mime="image/png",
+            on_click="ignore",
+            key=f"{widget}_png",
+            icon=":material/image:",
+        )
+        st.download_button(
+            t("download.chart_csv", lang),
+            data=lambda: access.export_table(
+                viewer,
+                charts.chart_table(spec),
+                what="chart_data",
+                file_name=f"{stem}.csv",
+                condition=condition,
+                unit=unit,
+                engine=engine,
+            ),
+            file_name=f"{stem}.csv",
+            mime="text/csv",
+            on_click="ignore",
+            key=f"{widget}_csv",
+            icon=":material/table:",
+        )
     return True
 
 

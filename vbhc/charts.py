@@ -485,6 +485,42 @@ def with_highlight(spec: dict[str, Any], highlight: str | None) -> dict[str, Any
     return {**spec, "params": params}
 
 
+def chart_table(spec: dict[str, Any]) -> pd.DataFrame:
+    """The data a chart draws, as a table for a CSV download: its main dataset (the one with the most columns:
+    the units, the series or the histogram, not a benchmark line), columns named as in the chart's tooltips
+    (so in the viewer's language); columns the chart only uses internally are left out."""
+    sets = [rows for rows in (spec.get("datasets") or {}).values() if isinstance(rows, list) and rows]
+    if not sets:
+        return pd.DataFrame()
+    rows = max(sets, key=lambda r: (len(r[0]), len(r)))
+    frame = pd.DataFrame(rows)
+    titles: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            tips = node.get("tooltip")
+            for tip in tips if isinstance(tips, list) else []:
+                if isinstance(tip, dict) and tip.get("field") and str(tip.get("title", "")).strip():
+                    titles.setdefault(tip["field"], str(tip["title"]).strip())
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    keep = [c for c in frame.columns if c in titles] or list(frame.columns)
+    out = frame[keep]
+    return out.rename(columns={c: titles[c] for c in keep if c in titles})
+
+
+def chart_png(spec: dict[str, Any], *, scale: float = 2.0) -> bytes:
+    """The chart as a PNG image (vl-convert: no browser, no network; the data is inside the spec)."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_png(spec, scale=scale)
+
+
 # ------------------------------------------------------------------------------------------ encodings
 
 _DEFAULT: Any = object()  # a title not given: Vega-Lite's own (the field name); None is no title
@@ -2020,6 +2056,8 @@ __all__ = [
     "QUADRANT_COLOURS",
     "Spec",
     "caterpillar_chart",
+    "chart_png",
+    "chart_table",
     "cost_breakdown_chart",
     "crude_vs_adjusted_chart",
     "cusum_chart",
