@@ -721,16 +721,34 @@ def _points(
     """Units as filled circles coloured by assessment; the own unit a larger diamond outlined in black."""
     return {
         "data": data,
+        "transform": [_who(lang)],
         "mark": {"type": "point", "filled": True, "opacity": 1},
         "encoding": {
             **encoding,
             "color": _assessment_colour(lang, legend, width),
-            "shape": _when_highlight("diamond", "circle"),
+            "shape": _who_shape(lang, width, legend is not False),
             "size": _when_highlight(int(size * 1.8), size),
             "stroke": _when_highlight(HIGHLIGHT_COLOUR, "#666666"),
             "strokeWidth": _when_highlight(3, 0.8),
         },
     }
+
+
+def _who(lang: str) -> dict[str, str]:
+    """A calculated field naming the own unit (the highlight parameter) and the others, for the shape legend."""
+    own, other = json.dumps(label("own_unit", lang)), json.dumps(label("other_units", lang))
+    return {"calculate": f"{IS_HIGHLIGHT} ? {own} : {other}", "as": "who"}
+
+
+def _who_shape(lang: str, width: int, legend: bool = True) -> dict[str, Any]:
+    """The own unit a diamond, the others circles, with a legend entry for each."""
+    names = [label("own_unit", lang), label("other_units", lang)]
+    return _n(
+        "who",
+        None,
+        scale={"domain": names, "range": ["diamond", "circle"]},
+        legend=_legend(names, width, symbolStrokeColor=HIGHLIGHT_COLOUR) if legend else None,
+    )
 
 
 def _target_rule(
@@ -1991,6 +2009,7 @@ def value_chart(
     layers.append(
         {
             "data": unit_data,
+            "transform": [_who(lang)],
             "mark": {"type": "point", "filled": True, "opacity": 1},
             "encoding": {
                 "x": x,
@@ -2002,7 +2021,7 @@ def value_chart(
                     scale={"domain": quadrant_names, "range": [QUADRANT_COLOURS[q] for q in QUADRANTS]},
                     legend=_legend(quadrant_names, width),
                 ),
-                "shape": _when_highlight("diamond", "circle"),
+                "shape": _who_shape(lang, width),
                 "size": _when_highlight(380, 220),
                 "stroke": _when_highlight(HIGHLIGHT_COLOUR, "#666666"),
                 "strokeWidth": _when_highlight(3, 0.8),
