@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, create_engine, event, select
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
 from vbhc import audit, models
 from vbhc.ingest import ImportRefused, import_files
+from vbhc.settings import max_unpacked_mb
 from vbhc.store import get_engine, upgrade_schema
 
 BSN = "123456782"  # passes the 11-test
@@ -343,6 +344,8 @@ def test_a_header_of_a_million_columns_is_refused_in_seconds(base, tmp_path):
 
 def test_a_workbook_unpacking_beyond_the_limit_is_refused_before_it_is_read(base, tmp_path, monkeypatch):
     engine, _ = base
+    # the default bounds the work: reading costs about a second per 1.5 MB unpacked (it was 2,000 MB)
+    assert max_unpacked_mb() <= 100
     monkeypatch.setenv("VBHC_MAX_UNPACKED_MB", "1")
     wb = Workbook()
     wb.remove(wb.active)
