@@ -501,3 +501,11 @@ def test_unit_codes_that_would_break_unit_labels_are_refused(base, tmp_path, cod
     ]
     message = refused([write_csv(tmp_path / "units.csv", rows, cols)], engine)
     assert "units.csv row 6 column 'hospital'" in message and "letters, digits" in message
+
+
+def test_a_duplicate_key_names_its_key_columns(base, tmp_path):
+    engine, _ = base
+    rows = [dict(r, unit_cost="3") for r in costs()]
+    rows[5] = dict(rows[2])
+    message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)
+    assert "costs.csv row 7 column 'cycle_id+activity'" in message and "already given in row 4" in message

@@ -34,8 +34,8 @@ IDENTIFIER_COLUMNS = re.compile(
     r"mrn|medical_?record_?number|patient_?nummer|patientnummer|ziekenhuis_?nummer|ziekenhuisnummer|"
     r"nhs_?number|insurance_?number|polisnummer|verzekerdennummer)$"
 )
-#: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / %.
-_NAME_LIKE = re.compile(r"^[^\W\d][\w .()/%-]{0,59}$")
+#: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / % +.
+_NAME_LIKE = re.compile(r"^[^\W\d][\w .()/%+-]{0,119}$")
 
 
 def normalise_name(raw: str) -> str:
