@@ -509,3 +509,12 @@ def test_a_duplicate_key_names_its_key_columns(base, tmp_path):
     rows[5] = dict(rows[2])
     message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)
     assert "costs.csv row 7 column 'cycle_id+activity'" in message and "already given in row 4" in message
+
+
+def test_a_file_named_after_a_patient_is_masked_in_messages_and_the_audit_log(base, tmp_path):
+    engine, _ = base
+    rows = [dict(r, unit_cost="x") for r in costs()]
+    path = write_csv(tmp_path / f"costs_{BSN}.csv", rows)
+    message = refused([path], engine)
+    assert BSN not in message and "costs_«hidden».csv" in message
+    assert BSN not in audit.read(engine, action="import_refused").iloc[-1]["detail"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short
+from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short, shown_file
 from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
 from vbhc.settings import max_columns, max_rows, max_unpacked_mb, max_zip_ratio
 
@@ -48,7 +48,7 @@ class Source:
 
     @property
     def label(self) -> str:
-        return self.path.name
+        return shown_file(self.path.name)
 
     @property
     def spec(self) -> TableSpec:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vbhc import audit, models
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.ingest import stage as staging
-from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short
+from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short, shown_file
 from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
 from vbhc.ingest.tables import TABLES
 from vbhc.ingest.validate import VALIDATORS, BatchState, Checker, DecimalMarks
@@ -150,7 +150,7 @@ def _audit_refused(
     """One "import_refused" event: files (with sha256 where known), problem count and rules, never values."""
     shas = {s.path.name: s.sha256 for s in sources}
     detail: dict[str, object] = {
-        "files": [{"file": f.name, "sha256": shas.get(f.name)} for f in files],
+        "files": [{"file": shown_file(f.name), "sha256": shas.get(f.name)} for f in files],
         "problem_count": report.problem_count,
         "problems": [f"{p.location}: {short(p.rule, 120)}" for p in report.problems[:10]],
     }
