@@ -518,3 +518,20 @@ def test_a_file_named_after_a_patient_is_masked_in_messages_and_the_audit_log(ba
     message = refused([path], engine)
     assert BSN not in message and "costs_«hidden».csv" in message
     assert BSN not in audit.read(engine, action="import_refused").iloc[-1]["detail"]
+
+
+def test_a_column_the_file_leaves_out_keeps_its_stored_values(base, tmp_path):
+    """A file without bmi (or without own_hospital) says nothing about it: stored values stay."""
+    engine, _ = base
+    columns = [c for c in CYCLE_COLUMNS if c != "bmi"]
+    rows = [{k: v for k, v in dict(r, age="70").items() if k != "bmi"} for r in cycles()]
+    report = import_files([write_csv(tmp_path / "care_cycles.csv", rows, columns)], engine)
+    assert report.sources[0].rows_updated == 12
+    c = models.CareCycle
+    assert _value(engine, c.bmi, c.cycle_id == "C0001") == 22.5 and _value(engine, c.age, c.cycle_id == "C0001") == 70
+    cols = ["hospital", "department", "hospital_name", "department_name"]
+    units = [dict(zip(cols, u[:4], strict=True)) for u in UNITS]
+    import_files([write_csv(tmp_path / "units.csv", units, cols)], engine)
+    h, d = models.Hospital, models.Department
+    assert _value(engine, h.own_hospital, h.code == "H01")
+    assert _value(engine, d.division, d.hospital == "H01", d.code == "SUR") == "Snijdende specialismen"

@@ -319,8 +319,10 @@ def _import_source(
     hospitals_changed = 0
     if source.table == "units":
         units = pd.concat(all_units) if all_units else pd.DataFrame()
-        hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id)
-    inserted, updated, unchanged = staging.upsert(conn, spec, stage, batch_id)
+        flag_given = "own_hospital" in header.names
+        hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id, flag_given)
+    given = frozenset(spec.stored(c) for c in header.names)
+    inserted, updated, unchanged = staging.upsert(conn, spec, stage, batch_id, given)
     src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, updated, unchanged
     staging.drop(conn, stage)
     if not (inserted or updated or hospitals_changed):
@@ -429,8 +431,11 @@ def _check_condition_changes(conn: Connection, source: Source, stage, batch: _Ba
         )
 
 
-def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int) -> int:
-    """Hospitals come from the units table: one row per hospital, a handful per import; returns how many changed."""
+def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int, flag_given: bool = True) -> int:
+    """Hospitals come from the units table: one row per hospital, a handful per import; returns how many changed.
+
+    A units file without an own_hospital column leaves the stored flags alone.
+    """
     if units.empty:
         return 0
     hospitals = units.drop_duplicates("hospital", keep="last")
@@ -445,13 +450,15 @@ def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int) -> i
                 )
             )
             changed += 1
-        elif (exists.name, bool(exists.own_hospital)) != (row.hospital_name, bool(row.own_hospital)):
-            conn.execute(
-                update(h)
-                .where(h.code == row.hospital)
-                .values(name=row.hospital_name, own_hospital=bool(row.own_hospital), batch_id=batch_id)
-            )
-            changed += 1
+        else:
+            own = bool(row.own_hospital) if flag_given else bool(exists.own_hospital)
+            if (exists.name, bool(exists.own_hospital)) != (row.hospital_name, own):
+                conn.execute(
+                    update(h)
+                    .where(h.code == row.hospital)
+                    .values(name=row.hospital_name, own_hospital=own, batch_id=batch_id)
+                )
+                changed += 1
     return changed
 
 
