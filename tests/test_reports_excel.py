@@ -74,7 +74,7 @@ def test_sheets_and_headers(workbook):
         "Methods",
     ]  # no patient-level sheet unless asked for
     header, rows = _rows(workbook["Colorectal cancer"])
-    for key in ("column.indicator", "column.unit", *FIGURES, "report.position_95", "column.assessment"):
+    for key in ("column.indicator", "column.unit", *FIGURES, "report.position_95", "verdict.column"):
         assert t(key, "en") in header
     assert len(rows) > 50
     summary_header, summary = _rows(workbook["Summary"])

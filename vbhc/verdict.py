@@ -8,6 +8,7 @@ Dutch or English from the message catalog, e.g.
      rising since Q2 2024"
 
 Rules (in this order; the first that applies decides the category):
+0. a volume                                -> "not_assessed"
 1. too few care cycles (n < min_n)          -> "too_few" (never flagged)
 2. no value                                 -> "no_data"
 3. outside the 99.8% limits                 -> "better"/"worse", severity "998"
@@ -41,7 +42,7 @@ __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
 DECIDE_AT_95 = ("response_rate", "cost")
 BINARY = ("proportion", "prom_mic")
 
-CATEGORIES = ("better", "worse", "as_expected", "too_few", "no_data", "no_benchmark")
+CATEGORIES = ("better", "worse", "as_expected", "too_few", "no_data", "no_benchmark", "not_assessed")
 
 
 def _get(row: Any, name: str, default: Any = None) -> Any:
@@ -81,7 +82,7 @@ class Verdict:
         """The palette's assessment (vbhc.charts.scorecard_colour): colour only for a decisive verdict."""
         if self.category in ("better", "worse"):
             return self.category if self.decisive else "as expected"
-        return {"too_few": "too few cycles", "no_data": "no data", "no_benchmark": "no data"}.get(
+        return {"too_few": "too few cycles", "no_data": "no data", "no_benchmark": "no data", "not_assessed": ""}.get(
             self.category, "as expected"
         )
 
@@ -114,7 +115,7 @@ class Verdict:
         """The parts after the headline: comparison, position, rankability, trend."""
         if self.category == "too_few":
             return [t("verdict.too_few_detail", lang, n=fmt_int(self.n, lang), min_n=fmt_int(self.min_n, lang))]
-        if self.category == "no_data":
+        if self.category in ("no_data", "not_assessed"):
             return []
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []
         if self.severity == "998":
@@ -207,7 +208,9 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         return None
 
     missing = not _finite(_get(row, "adjusted_value", np.nan)) and not _finite(value)
-    if too_few:
+    if kind == "volume":
+        category, severity = "not_assessed", None
+    elif too_few:
         category, severity = "too_few", None
     elif missing or pos998 == "no data":
         category, severity = "no_data", None
