@@ -68,7 +68,7 @@ def windows(until: pd.Timestamp, comparison: str = "quarter") -> tuple[Period, P
     """(previous, latest): two adjacent periods of the comparison length, the latest ending at `until`."""
     months = COMPARISON_MONTHS[comparison]
     end = pd.Timestamp(until).normalize()
-    start = end - pd.DateOffset(months=months) + pd.Timedelta(days=1)
+    start = end + pd.Timedelta(days=1) - pd.DateOffset(months=months)
     prev_end = start - pd.Timedelta(days=1)
     prev_start = start - pd.DateOffset(months=months)
     latest = Period(start.date(), end.date(), f"{start.date()}..{end.date()}")
@@ -157,7 +157,8 @@ def result_as_of(result: indicators.IndicatorResult, date: dt.date | pd.Timestam
     if pd.isna(first) or first > end:
         first = end
     period = Period(first.date(), end.date(), f"..{end.date()}")
-    return indicators.compute_indicators(indicators.restrict(data, period), result.level)
+    computed = list(pd.unique(result.table["indicator"])) if len(result.table) else None
+    return indicators.compute_indicators(indicators.restrict(data, period), result.level, indicators=computed)
 
 
 def signals(
