@@ -357,7 +357,11 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
         "worse" if {"worse", "concern"} & set(r.new_signals) else "better" if r.new_signals else "" for r in rows
     ]
     captions = []
-    if "previous" in frame.attrs:
+    if label is not None:  # several conditions in one table: each has its own complete-until date
+        until = frame.attrs.get("complete_until")
+        shown[t("meeting.column_complete", lang)] = fmt_date(until, lang)
+        captions = [t("meeting.complete_definition", lang), t("meeting.method", lang)]
+    elif "previous" in frame.attrs:
         until = frame.attrs.get("complete_until")
         captions.append(t("meeting.complete_until", lang, date=fmt_date(until, lang)))
         prev, latest = frame.attrs["previous"], frame.attrs["latest"]
@@ -392,7 +396,7 @@ def show_since_last_meeting(tables: list, lang: str) -> None:
         st.caption(t("meeting.no_changes", lang))
         return
     shown = pd.concat([f[0] for f in frames], ignore_index=True)
-    colours = pd.concat([f[1] for f in frames], ignore_index=True)
+    colours = pd.concat([f[1] for f in frames], ignore_index=True).reindex(columns=shown.columns)
     st.dataframe(
         shown.style.apply(lambda col: [cell_style(v) for v in colours[col.name]], axis=0),
         hide_index=True,

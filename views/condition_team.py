@@ -97,26 +97,42 @@ with right:
     )
 
 
-def _trend():
-    trend = indicator_over_time(result, indicator_id, unit, freq="QS") if ind.kind != "response_rate" else None
-    return charts.trend_chart(trend, kind=ind.kind, lang=lang) if trend is not None and len(trend) else None
+def _trend_options() -> dict:
+    """Limits of the trend chart (vbhc.spc): MR screening, a frozen baseline, a rebase date."""
+    with st.expander(t("spc.limits", lang)):
+        screen = st.toggle(t("spc.screen_mr", lang), value=True, key="spc_screen")
+        baseline = st.number_input(t("spc.baseline", lang), min_value=0, max_value=40, value=0, key="spc_baseline")
+        rebase = st.date_input(t("spc.rebase", lang), value=None, key="spc_rebase", format="YYYY-MM-DD")
+    return {"screen_mr": screen, "baseline": int(baseline) or None, "rebase": (rebase,) if rebase else None}
+
+
+def _trend_data(options: dict):
+    if ind.kind == "response_rate":
+        return None
+    key = ("trend_data", indicator_id, unit, *sorted((k, str(v)) for k, v in options.items()))
+    return render.cached(key, lambda: indicator_over_time(result, indicator_id, unit, freq="QS", **options))
 
 
 left, right = st.columns(2)
 with left:
     st.markdown(f"#### {t('team.trend', lang)}")
-    if not render.cached_chart(("trend", indicator_id, unit), _trend):
+    options = _trend_options()
+    trend = _trend_data(options)
+    shown_chart = render.cached_chart(
+        ("trend", indicator_id, unit, *sorted((k, str(v)) for k, v in options.items())),
+        lambda: charts.trend_chart(trend, kind=ind.kind, lang=lang) if trend is not None and len(trend) else None,
+    )
+    if not shown_chart:
         st.caption(t("team.no_trend", lang))
-    elif judged.variation:
-        chart = spc_charts.get(row.name)
-        fired = sorted({r for r in chart["rules"] for r in str(r).split("; ") if r}) if chart is not None else []
-        icons = f"{t('spc.variation', lang)}: {render.spc_label(judged.variation, lang)} · "
-        icons += f"{t('spc.assurance', lang)}: {render.spc_label(judged.assurance, lang)}"
+    else:  # the Making Data Count icons and the rules that fired, of the chart as drawn
+        fired = sorted({r for r in trend["rules"] for r in str(r).split("; ") if r})
+        icons = f"{t('spc.variation', lang)}: {render.spc_label(trend.attrs.get('variation'), lang)} · "
+        icons += f"{t('spc.assurance', lang)}: {render.spc_label(trend.attrs.get('assurance'), lang)}"
         if fired:
             icons += f" · {t('spc.rules_fired', lang)}: " + "; ".join(t(f"spc.rule_{r}", lang) for r in fired)
         st.caption(icons)
-        if chart is not None and chart.attrs.get("target") is not None:
-            st.caption(t("spc.target_note", lang, target=format_value(chart.attrs["target"], ind.kind, lang)))
+        if trend.attrs.get("target") is not None:
+            st.caption(t("spc.target_note", lang, target=format_value(trend.attrs["target"], ind.kind, lang)))
 with right:
     if ind.kind in ("proportion", "prom_mic"):
         st.markdown(f"#### {t('chart.vlad', lang)}")
