@@ -331,10 +331,11 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     comparison = chosen.comparison
 
     def compute():
-        before = meeting.result_as_of(result, when)
+        before = meeting.result_as_of(result, when, only=indicators)
         return meeting.since_last_meeting(result, unit, when, comparison, before=before)
 
-    frame = cached(("since_meeting", result.condition, unit, str(when), comparison), compute)
+    only = tuple(indicators) if indicators is not None else None
+    frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute)
     if indicators is not None and len(frame):
         frame = frame[frame["indicator"].isin(indicators)]
     name = "label_nl" if lang == "nl" else "label_en"

@@ -149,8 +149,11 @@ def changes(
     return out
 
 
-def result_as_of(result: indicators.IndicatorResult, date: dt.date | pd.Timestamp) -> indicators.IndicatorResult:
-    """The indicator table as it was with the care cycles up to `date` (models refitted on those data)."""
+def result_as_of(
+    result: indicators.IndicatorResult, date: dt.date | pd.Timestamp, only: list[str] | None = None
+) -> indicators.IndicatorResult:
+    """The indicator table as it was with the care cycles up to `date` (models refitted on those data); `only`
+    limits it to those indicators (e.g. the key indicators of the overview)."""
     data = result.data
     first = pd.to_datetime(data.cycles["index_date"]).min()
     end = pd.Timestamp(date)
@@ -158,6 +161,8 @@ def result_as_of(result: indicators.IndicatorResult, date: dt.date | pd.Timestam
         first = end
     period = Period(first.date(), end.date(), f"..{end.date()}")
     computed = list(pd.unique(result.table["indicator"])) if len(result.table) else None
+    if only is not None:
+        computed = [i for i in (computed or only) if i in set(only)]
     return indicators.compute_indicators(indicators.restrict(data, period), result.level, indicators=computed)
 
 
@@ -203,7 +208,8 @@ def since_last_meeting(
         before = result_as_of(result, meeting)
     now = signals(result, unit)
     then = signals(before, unit, until=meeting) if unit in set(before.table["unit"]) else {}
-    new: dict[str, Any] = {k: sorted(v - then.get(k, set())) for k, v in now.items()}
+    known = set(before.table["indicator"]) if len(before.table) else set()
+    new: dict[str, Any] = {k: sorted(v - then.get(k, set())) if k in known else [] for k, v in now.items()}
     if len(table):
         table["new_signals"] = [new.get(i, []) for i in table["indicator"]]
     else:
