@@ -151,6 +151,12 @@ def test_point_type_follows_the_direction():
     falling = _rules([0.2, 1.0, 0.6, 0.2, -0.2, -0.6, -1.0, 0.0], direction="lower")
     assert falling["trend"].iloc[1:7].all()
     assert set(falling["point_type"].iloc[1:7]) == {"improvement"}
+    # a falling trend that is also a shift above the centre: the trend's direction wins (NHSRplotthedots order)
+    above = _rules([3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.6], sigma=10.0, direction="lower")
+    assert above["shift"].all() and above["trend"].tolist() == [True] * 6 + [False]
+    # 7 useful points: Anhøj's limit round(log2 7 + 3) = 6, so the run of 7 fires too
+    assert above["rule"].iloc[0] == "trend" and above["rules"].iloc[0] == "trend; shift; anhoej_run"
+    assert above["point_type"].iloc[0] == "improvement" and above["point_type"].iloc[6] == "concern"
 
 
 # ------------------------------------------------------------------------------------------ charts

@@ -5,9 +5,9 @@ Pure functions on numpy/pandas (no Streamlit). Reuses vbhc.benchmark for the run
 
 Charts
 - XmR (individuals): centre = mean of the baseline points; sigma = MR_bar / 1.128 (d2 for n = 2), limits
-  centre +/- 3 sigma (= 2.66 MR_bar). Moving-range screening (``screen_mr=True``, the default, as in both
-  qicharts2 and NHSRplotthedots): moving ranges above 3.267 x MR_bar (the upper limit of the mR chart) are
-  left out and MR_bar is computed again from the rest, once.
+  centre +/- 3 sigma (= 2.66 MR_bar). Moving-range screening (``screen_mr=True``, the default, as in
+  NHSRplotthedots' ``screen_outliers``; Nelson 1982): moving ranges of 3.267 x MR_bar (the upper limit of
+  the mR chart) or more are left out and MR_bar is computed again from the rest, once.
 - p chart: centre p_bar = sum events / sum n over the baseline points, sigma_i = sqrt(p_bar (1 - p_bar) / n_i);
   ``laney=True`` multiplies sigma_i by sigma_z = mean moving range of the z-scores / 1.128 (Laney's p').
 - Frozen baseline (``baseline=N``): centre and sigma come from the first N points (of each segment) and are
@@ -18,30 +18,35 @@ Charts
 Rules, every point of a qualifying pattern flagged (column per rule, ``rule`` = the first that fired in the
 order below, ``rules`` = all of them, ``signal`` = any):
 - ``beyond_limits``: a point above the upper or below the lower 3-sigma limit.
+- ``trend``: TREND_RUN = 6 or more consecutive points each strictly higher (or lower) than the one before
+  (ties break it); it may cross the centre line.
 - ``two_of_three``: two of three consecutive points beyond 2 sigma on the same side of the centre (the
-  third may be anywhere); the points beyond 2 sigma in such a window are flagged (not the third).
+  third may be anywhere); the points beyond 2 sigma are flagged, not the third.
 - ``shift``: SHIFT_RUN = 7 or more consecutive points on one side of the centre line (NHS Making Data
   Count; a point on the centre line or missing breaks the run).
-- ``trend``: TREND_RUN = 6 or more consecutive points each strictly higher (or lower) than the one before.
 - ``anhoej_run`` (Anhøj & Olesen 2014): a run on one side of the centre longer than round(log2(n) + 3),
   n = the useful points (not on the centre line) of the segment; the points of that run are flagged.
 - ``anhoej_crossings`` (chart level, repeated on every point of the segment, not part of ``signal``): fewer
   crossings of the centre line than qbinom(0.05, n - 1, 0.5), the 5th percentile of Binomial(n - 1, 1/2).
+The direction of a special cause (variation icon, "rising/falling since"): the trend's direction for a
+point in a trend that is not beyond the limits, otherwise the point's side of the centre line.
 
 Where this differs from the reference tools
-- qicharts2 (Anhøj) uses only the 3-sigma rule and the two Anhøj rules (runs and crossings); it has no fixed
-  shift/trend lengths and no two-of-three rule. Here the Anhøj rules run on the control chart's own centre
-  line (qicharts2 does so too for control charts; its run charts use the median: ``run_chart`` here).
-  qicharts2 reports the Anhøj result per chart; here the points of a too-long run are flagged as well.
-- NHSRplotthedots uses 3 sigma, shift 7, trend 6 and two-in-three; it has no Anhøj rules. Its two-in-three
-  rule highlights all three points of the window; here only the points beyond 2 sigma are flagged. It
-  counts a trend of 6 points across the mean; so does this module. It has no p chart (XmR only).
-- The variation icon follows NHSRplotthedots: the type of the last point. The special-cause direction of a
-  point is its side of the centre line, and for a trend the trend's direction; with a known improvement
-  direction it is "improvement" or "concern", without one "neutral".
-- Assurance (NHSRplotthedots): higher is better: lower process limit above the target = consistently
-  met ("pass"), upper limit below the target = consistently not met ("fail"), else "inconsistent";
-  mirrored for lower is better. Limits of the last segment; no target = no assurance icon.
+- qicharts2 (Anhøj): its control charts use the 3-sigma rule and the two Anhøj rules only (no fixed shift or
+  trend length, no two-of-three); it reports one runs signal per chart (either Anhøj rule) and marks the
+  centre line, where this module flags the points of a too-long run and keeps crossings per chart.
+  qicharts2 screens moving ranges only when option ``qic.screenedmr`` is set (default off); here screening
+  is on by default (``screen_mr=False`` for qicharts2's default). Run charts (``run_chart``) use the median,
+  as qicharts2 does.
+- NHSRplotthedots: 3 sigma, shift of 7, two-in-three and a trend of 7 points (here 6, the value the NHS
+  Making Data Count guidance and vbhc.benchmark.run_rules use); no Anhøj rules and no p chart (XmR only).
+  Its two-in-three rule also requires all three points of the window on the same side of the mean; here
+  only the two points beyond 2 sigma must share a side. Screening, baseline (``fix_after_n_points``),
+  rebasing, the precedence of the direction (limits, trend, two-in-three, shift) and the icons follow it:
+  the variation icon is the type of the last point; assurance compares the target with the process limits
+  of the last segment (higher is better: lower limit above the target = consistently met, upper limit
+  below it = consistently not met, else inconsistent; mirrored for lower is better; no target or no
+  direction = no assurance icon).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ SHIFT_RUN = 7  #: NHS Making Data Count (qicharts2 uses the Anhøj run rule inst
 TREND_RUN = 6
 D2 = 1.128  #: d2 for moving ranges of 2 points
 MR_UPPER = 3.267  #: D4 for n = 2: the upper limit of the moving-range chart, x MR_bar
-RULES = ("beyond_limits", "two_of_three", "shift", "trend", "anhoej_run")
+RULES = ("beyond_limits", "trend", "two_of_three", "shift", "anhoej_run")
 
 Direction = Literal["higher", "lower"] | None
 
@@ -210,8 +215,7 @@ def point_rules(
     rules = np.array(["; ".join(names[h]) for h in hits], dtype=object)
     # direction of the special cause: the point's side, or the trend's direction when only a trend fired
     special_side = np.where(signal, side_of_point, 0.0)
-    trend_only = cols["trend"] & ~(cols["beyond_limits"] | cols["two_of_three"] | cols["shift"] | cols["anhoej_run"])
-    special_side = np.where(trend_only, trend_dir, special_side)
+    special_side = np.where(cols["trend"] & ~cols["beyond_limits"], trend_dir, special_side)
     if direction is None:
         point_type = np.where(signal, "neutral", "common_cause")
     else:
@@ -235,8 +239,8 @@ def point_rules(
 
 # ------------------------------------------------------------------------------------------ charts
 def mean_moving_range(values: ArrayLike, screen: bool = True) -> float:
-    """Mean moving range of consecutive finite values; with `screen`, ranges above 3.267 x MR_bar are left out
-    and the mean taken again (once)."""
+    """Mean moving range of consecutive finite values; with `screen`, ranges of 3.267 x MR_bar or more are left
+    out and the mean taken again (once)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size < 2:
@@ -244,7 +248,7 @@ def mean_moving_range(values: ArrayLike, screen: bool = True) -> float:
     mr = np.abs(np.diff(v))
     bar = float(mr.mean())
     if screen:
-        kept = mr[mr <= MR_UPPER * bar]
+        kept = mr[mr < MR_UPPER * bar]
         bar = float(kept.mean()) if kept.size else bar
     return bar
 
