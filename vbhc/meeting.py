@@ -2,10 +2,11 @@
 data reach.
 
 Definitions (also shown on the pages):
-- Data complete until: the latest date that every table has reached, i.e. the minimum over the tables of
-  their latest date (care cycles: index_date; clinical outcomes: the outcome date where the registry has
-  one; PROMs: completed_date). It says how far the registry reaches, not that every outcome window of the
-  most recent care cycles has closed: a 30-day outcome of a cycle started last week is simply not there yet.
+- Data complete until: the latest date that every table loaded with the indicators has reached, i.e. the
+  minimum over the tables of their latest date (care cycles: index_date; PROMs: completed_date; clinical
+  outcome dates when the caller passes them). It says how far the registry reaches, not that every outcome
+  window of the most recent care cycles has closed: a 30-day outcome of a cycle started last week is simply
+  not there yet (the indicators leave cycles without a recorded outcome out).
 - Periods: the latest period is the comparison length (month, quarter, half year, year) ending at the
   data-complete date; the previous period is the same length just before it.
 - Change: crude values per period (not case-mix adjusted: case mix rarely moves much between adjacent
