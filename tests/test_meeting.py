@@ -147,3 +147,19 @@ def test_new_signals_since_the_last_meeting(result):
     # H02 has nothing new
     other = meeting.since_last_meeting(result, "H02", dt.date(2025, 7, 1), "quarter", before=before)
     assert all(s == [] for s in other["new_signals"])
+
+
+def test_the_trend_exposes_the_rule_per_point_and_the_icons(result):
+    from vbhc.indicators import indicator_over_time
+
+    chart = indicator_over_time(result, "anastomotic_leak", "H01", freq="QS")
+    assert {"rule", "rules", "point_type", "signal"} <= set(chart.columns)
+    assert chart["rule"].iloc[-1] == "beyond_limits" and chart["point_type"].iloc[-1] == "concern"
+    # the spike pulls the centre line up, so the seven quarters at 10% are a shift below it
+    assert (chart["rule"].iloc[:-1] == "shift").all()
+    assert chart.attrs["variation"] == "concern"
+    # limits frozen on the first seven quarters (all 10%: on the centre line) leave only the spike
+    frozen = indicator_over_time(result, "anastomotic_leak", "H01", freq="QS", baseline=7)
+    assert frozen["baseline"].sum() == 7 and frozen["centre"].iloc[-1] == pytest.approx(0.10)
+    assert frozen["rule"].tolist() == [""] * 7 + ["beyond_limits"]
+    assert indicator_over_time(result, "anastomotic_leak", "H01", until="2025-06-30")["signal"].sum() == 0
