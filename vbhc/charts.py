@@ -162,6 +162,8 @@ LABELS: dict[str, dict[str, str]] = {
         "beyond_limits": "outside the control limits",
         "shift": "shift (run on one side)",
         "trend_rule": "trend (steady rise or fall)",
+        "two_of_three": "two of three beyond 2 sigma",
+        "anhoej_run": "unusually long run (Anhøj)",
         "cusum": "Risk-adjusted CUSUM",
         "cusum_sub": "Above 0: watching for more events than expected; below 0: fewer. Alarm at the dashed lines",
         "cusum_axis": "CUSUM",
@@ -239,6 +241,8 @@ LABELS: dict[str, dict[str, str]] = {
         "beyond_limits": "buiten de regelgrenzen",
         "shift": "verschuiving (reeks aan één kant)",
         "trend_rule": "trend (gestaag stijgend of dalend)",
+        "two_of_three": "twee van drie voorbij 2 sigma",
+        "anhoej_run": "ongewoon lange reeks (Anhøj)",
         "cusum": "Voor casemix gecorrigeerde CUSUM",
         "cusum_sub": "Boven 0: let op meer gebeurtenissen dan verwacht; onder 0: minder. Alarm bij de stippellijnen",
         "cusum_axis": "CUSUM",
@@ -1102,6 +1106,8 @@ def trend_chart(spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | 
         "beyond_limits": "beyond_limits",
         "shift": "shift",
         "trend": "trend_rule",
+        "two_of_three": "two_of_three",  # vbhc.spc
+        "anhoej_run": "anhoej_run",
     }
     texts = np.full(len(spc), "", dtype=object)
     for col, key in flags.items():

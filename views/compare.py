@@ -30,7 +30,8 @@ ascending = st.toggle(t("compare.ascending", lang), value=False, key="compare_as
 numbers = numbers.sort_values(sort_by, ascending=ascending)
 
 kinds = {condition.indicator(i).label(lang): condition.indicator(i).kind for i in table["indicator"].unique()}
-assessments = table.pivot(index="unit", columns="indicator", values="assessment_998")
+judged = table.assign(verdict=render.verdict_assessments(table))  # the colour of the one verdict (vbhc.verdict)
+assessments = judged.pivot(index="unit", columns="indicator", values="verdict")
 assessments.columns = [condition.indicator(c).label(lang) for c in assessments.columns]
 formatted = numbers.copy().astype(object)
 bands = table[table["kind"] == "volume"].set_index("unit")["n_band"].fillna("") if "n_band" in table else pd.Series()

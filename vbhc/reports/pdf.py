@@ -24,7 +24,7 @@ from fpdf.fonts import FontFace
 
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t, t_value
+from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t
 from vbhc.indicators import (
     IndicatorResult,
     cost_by_activity,
@@ -34,6 +34,7 @@ from vbhc.indicators import (
 )
 from vbhc.reports.core import check_lang, first_unit_of, now, period_label
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
+from vbhc.verdict import verdict as verdict_of
 
 __all__ = ["FONT_DIR", "build_pdf", "render_chart"]
 
@@ -282,12 +283,8 @@ class _Section:
     def _assessment(self, row: Any) -> tuple[str, tuple[int, int, int] | None]:
         if row.suppressed:
             return self.rule.marker, None
-        value = row.assessment_998
-        if value not in ("better", "worse"):
-            value = row.assessment_95 if row.kind in ("response_rate", "cost") else value
-        if value is None or pd.isna(value):
-            return t_value("assessment", None, self.lang), None
-        return t_value("assessment", value, self.lang), ASSESSMENT_FILL.get(value)
+        judged = verdict_of(row)  # the same verdict as the dashboard (vbhc.verdict); the headline fits the grid
+        return judged.label(self.lang), ASSESSMENT_FILL.get(judged.assessment)
 
     def indicator_rows(self, rows: pd.DataFrame) -> None:
         """The standard indicator table: indicator, n, crude, adjusted (95% CI), benchmark, assessment."""
@@ -355,9 +352,12 @@ class _Section:
                 if col in trend:
                     trend[col] = trend[col].astype(float)
                     trend.loc[small, col] = np.nan
-            for col in ("beyond_limits", "shift", "trend", "signal"):
+            for col in ("beyond_limits", "two_of_three", "shift", "trend", "anhoej_run", "signal"):
                 if col in trend:
                     trend.loc[small, col] = False
+            for col in ("rule", "rules"):
+                if col in trend:
+                    trend.loc[small, col] = ""
         if small.all():
             pdf.para(self.t("report.no_trend"), size=9)
             return
