@@ -29,6 +29,9 @@ STORED_CASEMIX: dict[str, str] = {
     "smoking": "category",
 }
 
+#: Variables the indicator engine adds to a model itself (vbhc.indicators): labelled in casemix.toml too.
+DERIVED_CASEMIX: dict[str, str] = {"baseline_score": "number"}
+
 #: Catalog files shared by all conditions (every other *.toml file is one condition).
 SHARED_FILES = ("instruments.toml", "cost_activities.toml", "casemix.toml")
 
@@ -295,6 +298,12 @@ class Catalog:
     conditions: dict[str, Condition]
     instruments: dict[str, Instrument]
     cost_activities: dict[str, CostActivity]
+    #: Every case-mix variable a model may use (stored and derived), with its labels and codes.
+    variables: dict[str, CaseMixVariable] = field(default_factory=dict)
+
+    def variable(self, name: str) -> CaseMixVariable:
+        """The labels of any case-mix variable by name (a name without labels labels itself)."""
+        return self.variables.get(name) or CaseMixVariable(name, {**STORED_CASEMIX, **DERIVED_CASEMIX}.get(name, ""))
 
     def instrument(self, instrument_id: str) -> Instrument:
         try:
@@ -492,8 +501,9 @@ def _load_casemix_labels(path: Path) -> dict[str, tuple[str, str, tuple[CodeLabe
     data = _load_toml(path)
     out: dict[str, tuple[str, str, tuple[CodeLabel, ...]]] = {}
     for name, body in data.items():
-        if name not in STORED_CASEMIX:
-            raise CatalogError(f"{path}: key '{name}': not a stored case-mix variable ({', '.join(STORED_CASEMIX)})")
+        if name not in STORED_CASEMIX and name not in DERIVED_CASEMIX:
+            known = ", ".join([*STORED_CASEMIX, *DERIVED_CASEMIX])
+            raise CatalogError(f"{path}: key '{name}': not a stored case-mix variable ({known})")
         if not isinstance(body, dict):
             raise CatalogError(f"{path}: key '{name}': expected a table")
         r = _Reader(path, body, name)
@@ -506,7 +516,7 @@ def _load_casemix_labels(path: Path) -> dict[str, tuple[str, str, tuple[CodeLabe
             cr.done()
         out[name] = (r.text("label_en"), r.text("label_nl"), tuple(codes))
         r.done()
-    missing = sorted(set(STORED_CASEMIX) - set(out))
+    missing = sorted((set(STORED_CASEMIX) | set(DERIVED_CASEMIX)) - set(out))
     if missing:
         raise CatalogError(f"{path}: no labels for case-mix variable(s) {', '.join(missing)}")
     return out
@@ -688,7 +698,12 @@ def load_catalog(directory: Path | str | None = None) -> Catalog:
         conditions[cond.id] = cond
     if not conditions:
         raise CatalogError(f"{directory}: no condition files (*.toml) found")
-    return Catalog(conditions=conditions, instruments=instruments, cost_activities=activities)
+    variables = {
+        name: CaseMixVariable(name, kind, label_en=en, label_nl=nl, code_labels=codes)
+        for name, kind in {**STORED_CASEMIX, **DERIVED_CASEMIX}.items()
+        for en, nl, codes in [(casemix_labels or {}).get(name, ("", "", ()))]
+    }
+    return Catalog(conditions=conditions, instruments=instruments, cost_activities=activities, variables=variables)
 
 
 @cache
