@@ -20,7 +20,7 @@ from ui import data
 from vbhc import access
 from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
-from vbhc.i18n import SUPPORTED, choose_language, t
+from vbhc.i18n import SUPPORTED, choose_language, t, unit_label
 from vbhc.meeting import COMPARISON_MONTHS, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, unit_labels
 from vbhc.settings import database_url
@@ -137,6 +137,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
         options,
         key=f"unit_{level}",
         default=own_units[0] if own_units else (options[0] if options else None),
+        format_func=lambda u: unit_label(u, lang),
     )
     first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
     years = [str(y) for y in range(int(last.year), int(first.year) - 1, -1)] if pd.notna(first) else []

@@ -13,7 +13,8 @@ import streamlit as st
 
 from ui import auth, data, filters
 from vbhc import access, charts, verdict
-from vbhc.i18n import fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
+from vbhc.catalog import default_catalog
+from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value, unit_label
 from vbhc.safety import safe_file_name
 from vbhc.settings import database_url, suppress_below
 
@@ -37,17 +38,17 @@ def indicator_display(
     """The indicator table as the viewer reads it: labels in their language, numbers in their locale, and
     one verdict column (vbhc.verdict: position at 99.8% and 95%, rankability and, with `charts` -- the SPC
     chart per row index -- the trend, plus the variation and assurance icons)."""
-    label = "label_nl" if lang == "nl" else "label_en"
     out = pd.DataFrame(index=rows.index)
     if by == "indicator":
-        out[t("column.indicator", lang)] = rows[label]
+        pairs = zip(rows["condition"], rows["indicator"], strict=True)
+        out[t("column.indicator", lang)] = [indicator_label(c, i, lang) for c, i in pairs]
     else:
-        out[t("column.unit", lang)] = rows["unit"]
+        out[t("column.unit", lang)] = [unit_label(u, lang) for u in rows["unit"]]
     records = list(rows.itertuples())  # one pass over the rows for all formatted columns
     out[t("column.care_cycles", lang)] = [_count(r, lang) for r in records]
     out[t("column.observed", lang)] = [_observed(r, lang) for r in records]
     out[t("column.expected", lang)] = [_expected(r, lang) for r in records]
-    out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) if pd.notna(r.oe) else "–" for r in records]
+    out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) for r in records]
     out[t("column.crude", lang)] = [format_value(r.crude_value, r.kind, lang) for r in records]
     out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in records]
     out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in records]
@@ -79,6 +80,42 @@ def unit_charts(result, rows: pd.DataFrame, unit: str) -> dict:
     return out
 
 
+def indicator_label(condition: str, indicator: str, lang: str) -> str:
+    """An indicator of the table by its ids, labelled from the catalog."""
+    return default_catalog().condition(condition).indicator(indicator).label(lang)
+
+
+def exclusion_label(reason, condition: str, lang: str) -> str:
+    """Why care cycles were left out of a case-mix model (vbhc.casemix.ExclusionReason), in the reader's language."""
+    if reason.code == "missing":
+        return t("model.reason_missing", lang, variable=variable_label(reason.variable, condition, lang))
+    return t(f"model.reason_{reason.code}", lang)
+
+
+def variable_label(name: str, condition: str, lang: str) -> str:
+    """A case-mix variable (or the model's non-additive remainder) as the reader sees it."""
+    from vbhc.casemix import REMAINDER
+
+    if name == REMAINDER:
+        return t("model.non_additive", lang)
+    cond = default_catalog().condition(condition)
+    return (cond.casemix_variable(name) if name in cond.casemix_names else default_catalog().variable(name)).label(lang)
+
+
+def model_warning(diagnostics, lang: str) -> str | None:
+    """The case-mix model's warning (vbhc.casemix.WARNINGS) in the reader's language, numbers in its locale."""
+    code = diagnostics.warning_code
+    if not code:
+        return None
+    values = dict(diagnostics.warning_values)
+    for name in ("cycles", "parameters"):
+        if name in values:
+            values[name] = fmt_int(values[name], lang)
+    if "events_per_parameter" in values:
+        values["events_per_parameter"] = fmt_number(values["events_per_parameter"], lang, 1)
+    return t(f"model.warning_{code}", lang, **{k: v for k, v in values.items() if k != "error"})
+
+
 def _count(row, lang: str) -> str:
     """Exact n, or what vbhc.access left of it: a band for another unit, the marker for a withheld cell."""
     band = getattr(row, "n_band", None)
@@ -97,7 +134,7 @@ def _observed(row, lang: str) -> str:
 
 def _expected(row, lang: str) -> str:
     if pd.isna(row.expected):
-        return "–"
+        return MISSING
     if row.kind in ("proportion", "prom_mic"):
         return fmt_number(row.expected, lang, 1)  # expected number of events
     return format_value(row.expected, row.kind, lang)

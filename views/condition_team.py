@@ -6,7 +6,7 @@ import streamlit as st
 from ui import auth, data, filters, render
 from vbhc import access, charts, verdict
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
+from vbhc.i18n import fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md, unit_label
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 from vbhc.safety import md_escape
 
@@ -21,7 +21,7 @@ condition = default_catalog().condition(chosen.condition)
 result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
 table = result.table
 unit = chosen.unit
-st.title(f"{md_escape(condition.label(lang))} · {md_escape(unit) if unit else '–'}")
+st.title(f"{md_escape(condition.label(lang))} · {md_escape(unit_label(unit, lang))}")
 mine = table[table["unit"] == unit]
 if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
@@ -64,7 +64,7 @@ row = rows[rows["unit"] == unit].iloc[0]
 
 judged = verdict.verdict(row, spc_charts.get(row.name))  # rankability is part of the verdict's wording
 if row["too_few_cycles"]:
-    st.warning(t_md("warning.too_few_cycles", lang, unit=unit, min_n=ind.min_n))
+    st.warning(t_md("warning.too_few_cycles", lang, unit=unit_label(unit, lang), min_n=ind.min_n))
 if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
     st.info(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
 
@@ -166,7 +166,9 @@ if indicator_id in result.models:
         st.dataframe(
             pd.DataFrame(
                 {
-                    t("model.variables", lang): explained["variable"],
+                    t("model.variables", lang): [
+                        render.variable_label(v, chosen.condition, lang) for v in explained["variable"]
+                    ],
                     t("team.contribution", lang): [format_value(v, ind.kind, lang) for v in explained["contribution"]],
                     t("team.share_of_gap", lang): [fmt_percent(v, lang, 0) for v in explained["share_of_gap"]],
                 }
@@ -184,19 +186,21 @@ if indicator_id in result.models:
             t("model.cycles_used", lang): fmt_int(diag.n_used, lang),
             t("model.cycles_excluded", lang): fmt_int(diag.n_excluded, lang),
         }
-        st.dataframe(pd.Series(quality, name="").to_frame(), width="stretch")
+        st.dataframe(pd.Series(quality, name=t("model.quality_value", lang)).to_frame(), width="stretch")
         if diag.excluded_by_reason:
             st.dataframe(
                 pd.DataFrame(
                     {
-                        t("model.excluded_reason", lang): list(diag.excluded_by_reason),
+                        t("model.excluded_reason", lang): [
+                            render.exclusion_label(r, chosen.condition, lang) for r in diag.excluded_by_reason
+                        ],
                         t("model.cycles_excluded", lang): [fmt_int(v, lang) for v in diag.excluded_by_reason.values()],
                     }
                 ),
                 hide_index=True,
             )
-        if diag.warning:
-            st.warning(md_escape(diag.warning))
+        if diag.warning_code:
+            st.warning(render.model_warning(diag, lang))
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
 if ind.kind in ("proportion", "prom_mic"):
@@ -218,7 +222,7 @@ if ind.kind in ("proportion", "prom_mic"):
             pd.DataFrame(
                 {
                     t("team.cycle", lang): cycles["cycle_id"],
-                    t("chart.date", lang): cycles["index_date"].dt.date,
+                    t("chart.date", lang): [fmt_date(d, lang) for d in cycles["index_date"]],
                     t("column.expected", lang): [fmt_percent(v, lang) for v in cycles["expected"]],
                 }
             ),

@@ -42,9 +42,8 @@ for condition in [c for c in catalog.conditions if c in set(volumes["condition"]
     row[t("column.care_cycles", lang)] = fmt_int(volume["n"].iloc[0] if len(volume) else None, lang)
     for number, ind in enumerate(mine[mine["key"].astype(bool) & (mine["kind"] != "cost")].itertuples(), start=1):
         name = t("overview.key_indicator", lang, number=number)
-        row[name] = (
-            f"{ind.label_nl if lang == 'nl' else ind.label_en}: {format_value(ind.adjusted_value, ind.kind, lang)}"
-        )
+        label = render.indicator_label(condition, ind.indicator, lang)
+        row[name] = f"{label}: {format_value(ind.adjusted_value, ind.kind, lang)}"
         row[name] += f" ({t('column.benchmark', lang).lower()} {format_value(ind.target, ind.kind, lang)})"
         colour[name] = verdict.verdict(ind._asdict()).assessment  # the same verdict as everywhere else
     response = mine[mine["kind"] == "response_rate"]

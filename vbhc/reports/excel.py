@@ -481,10 +481,10 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
         Column(w.t("column.unit"), _num("unit"), width=14),
         Column(
             w.t("proms.instrument"),
-            lambda r: instruments[r["instrument"]].label_en if r["instrument"] in instruments else r["instrument"],
+            lambda r: instruments[r["instrument"]].label(w.lang) if r["instrument"] in instruments else r["instrument"],
             width=26,
         ),
-        Column(w.t("proms.timepoint"), _num("timepoint"), width=12),
+        Column(w.t("proms.timepoint"), lambda r: _timepoint_label(w, r["condition"], r["timepoint"]), width=12),
         Column(w.t("report.eligible"), _num("eligible"), COUNT_FORMAT, 11, True),
         Column(w.t("report.responded"), _num("responded"), COUNT_FORMAT, 11, True),
         Column(w.t("column.response_rate"), _num("response_rate"), "0.0%", 11, True),
@@ -511,7 +511,7 @@ def _costs(w: _Writer, results, period, level) -> None:
 
     def activity(row: pd.Series) -> str:
         a = activities.get(row["activity"])
-        return (a.label_nl if w.lang == "nl" else a.label_en) if a else row["activity"]
+        return a.label(w.lang) if a else row["activity"]
 
     columns = [
         Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
@@ -580,11 +580,18 @@ def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
                 ws.cell(row, j, _text(value))
 
 
+def _timepoint_label(w: _Writer, condition: str, timepoint: str) -> str:
+    try:
+        return w.catalog.condition(condition).timepoint(timepoint).label(w.lang)
+    except KeyError:
+        return timepoint
+
+
 def _outcome_label(w: _Writer, outcome: str) -> str:
     for cond in w.catalog.conditions.values():
         for o in cond.outcomes:
             if o.id == outcome:
-                return w.t("report.outcome", outcome=o.label_nl if w.lang == "nl" else o.label_en)
+                return w.t("report.outcome", outcome=o.label(w.lang))
     return outcome
 
 

@@ -388,8 +388,8 @@ class _Section:
                 hidden = bool(r.suppressed)
                 body.append(
                     [
-                        instrument.label_en if instrument else str(r.instrument),
-                        str(r.timepoint),
+                        instrument.label(self.lang) if instrument else str(r.instrument),
+                        self._timepoint(str(r.timepoint)),
                         self.rule.marker if hidden else fmt_int(r.eligible, self.lang),
                         self.rule.marker if hidden else fmt_int(r.responded, self.lang),
                         self.rule.marker if hidden else fmt_percent(r.response_rate, self.lang),
@@ -403,6 +403,12 @@ class _Section:
                 self.t("column.response_rate"),
             ]
             pdf.grid(headers, body, (60, 25, 25, 25, 30), align=["LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT"])
+
+    def _timepoint(self, timepoint: str) -> str:
+        try:
+            return self.catalog.condition(self.result.condition).timepoint(timepoint).label(self.lang)
+        except KeyError:
+            return timepoint
 
     def costs(self) -> None:
         pdf = self.pdf
@@ -423,7 +429,7 @@ class _Section:
         body = []
         for r in breakdown.itertuples():
             activity = self.catalog.cost_activities.get(str(r.activity))
-            name = (activity.label_nl if self.lang == "nl" else activity.label_en) if activity else str(r.activity)
+            name = activity.label(self.lang) if activity else str(r.activity)
             hidden = bool(r.suppressed)
             body.append(
                 [
