@@ -198,7 +198,9 @@ def test_one_verdict_column_in_the_displayed_table():
     pytest.importorskip("streamlit")
     from ui.render import indicator_display
 
-    table = pd.DataFrame([_row(label_en="Anastomotic leakage", label_nl="Naadlekkage", unit="H01")])
+    table = pd.DataFrame([_row(label_en="Anastomotic leakage", label_nl="Naadlekkage", unit="H01")]).assign(
+        condition="colorectal_cancer", indicator="anastomotic_leak"
+    )
     for lang in ("en", "nl"):
         shown = indicator_display(table, lang)
         assert t("verdict.column", lang) in shown.columns
