@@ -16,7 +16,9 @@ from scipy.special import expit
 
 from vbhc.casemix import (
     MIN_LEVEL_N,
+    OUTCOME_NOT_RECORDED,
     REMAINDER,
+    ExclusionReason,
     c_statistic,
     casemix_contributions,
     fit_casemix_model,
@@ -294,7 +296,12 @@ def test_missing_exclude_counts_per_variable():
     df.loc[outcome_missing, "y"] = np.nan
     model = fit_casemix_model(df, "y", CASEMIX, "binary")
     d = model.diagnostics
-    assert d.excluded_by_reason == {"outcome not recorded": 40, "age missing": 10, "asa missing": 1}
+    assert {str(k): v for k, v in d.excluded_by_reason.items()} == {
+        "outcome not recorded": 40,
+        "age missing": 10,
+        "asa missing": 1,
+    }
+    assert ExclusionReason("missing", "age") in d.excluded_by_reason and OUTCOME_NOT_RECORDED in d.excluded_by_reason
     # age: rows 0-9 (10-11 have no outcome); asa: rows 9-15 -> only row 9 has an outcome
     assert d.n_excluded == 40 + 10
     assert d.n_used == 2_000 - 50
@@ -331,7 +338,9 @@ def test_default_missing_rule_is_exclude():
     df = simulate_cycles(500, seed=73)
     df["y"] = np.random.default_rng(74).binomial(1, 0.3, len(df)).astype(float)
     df.loc[df.index[:5], "bmi"] = np.nan
-    assert fit_casemix_model(df, "y", CASEMIX, "binary").diagnostics.excluded_by_reason == {"bmi missing": 5}
+    assert fit_casemix_model(df, "y", CASEMIX, "binary").diagnostics.excluded_by_reason == {
+        ExclusionReason("missing", "bmi"): 5
+    }
 
 
 # --- edge cases ----------------------------------------------------------------------------------------
@@ -389,7 +398,7 @@ def test_no_recorded_outcome():
     df["y"] = np.nan
     model = fit_casemix_model(df, "y", CASEMIX, "binary")
     assert model.diagnostics.n_used == 0
-    assert model.diagnostics.excluded_by_reason == {"outcome not recorded": 50}
+    assert model.diagnostics.excluded_by_reason == {OUTCOME_NOT_RECORDED: 50}
     assert model.warning
 
 

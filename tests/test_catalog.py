@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vbhc.catalog import CatalogError, load_catalog
+from vbhc.catalog import CatalogError, default_catalog, load_catalog
 from vbhc.settings import catalog_dir
 
 
@@ -104,3 +104,50 @@ def test_malformed_catalog_names_file_and_key(catalog_copy, file, old, new, mess
 def test_missing_catalog_directory(tmp_path):
     with pytest.raises(CatalogError, match="catalog directory not found"):
         load_catalog(tmp_path / "nowhere")
+
+
+def test_every_catalog_object_answers_label_in_both_languages():
+    """One message source: conditions, indicators, outcomes, case-mix variables and codes, timepoints,
+    treatments, instruments, scales and cost activities all label themselves from the catalog files."""
+    cat = default_catalog()
+    for cond in cat.conditions.values():
+        objects = [cond, *cond.indicators, *cond.outcomes, *cond.casemix, *cond.timepoints]
+        objects += [cond.treatment(t) for t in cond.treatments]
+        for obj in objects:
+            for lang in ("nl", "en"):
+                assert obj.label(lang).strip(), (cond.id, obj)
+            assert obj.label("nl") != obj.id or obj.id.isupper(), f"{cond.id}: {obj.id} has no Dutch label"
+        assert cond.standard_set_label("nl") and cond.standard_set_label("en") == cond.standard_set
+        for use in cond.proms:
+            assert set(use.timepoints) <= {tp.id for tp in cond.timepoints}
+    for inst in cat.instruments.values():
+        assert inst.label("nl")
+        for scale in inst.scales:
+            assert scale.label("nl") and scale.source("nl") and scale.source("en") == scale.mic_source
+    for act in cat.cost_activities.values():
+        assert act.label("nl") and act.label("nl") != act.id
+
+
+def test_dutch_labels_of_timepoints_casemix_and_codes():
+    cond = default_catalog().condition("colorectal_cancer")
+    assert cond.timepoint("baseline").label("nl") == "Voormeting"
+    assert cond.timepoint("12m").label("nl") == "12 maanden"
+    assert cond.casemix_variable("age").label("nl") == "Leeftijd"
+    assert cond.casemix_variable("asa").label("nl") == "ASA-klasse"
+    sex = cond.casemix_variable("sex")
+    assert [sex.code_label(c, "nl") for c in ("F", "M")] == ["Vrouw", "Man"]
+    assert sex.code_label("F", "en") == "Female"
+    assert cond.casemix_variable("stage").code_label("III", "nl") == "III"  # no label: the code as it is
+    assert cond.treatment("colectomy").label("nl") == "Colectomie"
+    with pytest.raises(ValueError, match="unsupported language"):
+        cond.label("de")
+
+
+def test_casemix_labels_file_must_cover_every_stored_variable(catalog_copy):
+    tmp_path = catalog_copy
+    (tmp_path / "casemix.toml").write_text('[age]\nlabel_en = "Age"\nlabel_nl = "Leeftijd"\n', encoding="utf-8")
+    with pytest.raises(CatalogError, match="no labels for case-mix variable"):
+        load_catalog(tmp_path)
+    (tmp_path / "casemix.toml").write_text('[length]\nlabel_en = "L"\nlabel_nl = "L"\n', encoding="utf-8")
+    with pytest.raises(CatalogError, match="not a stored case-mix variable"):
+        load_catalog(tmp_path)

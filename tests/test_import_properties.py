@@ -352,7 +352,8 @@ def _norm(value: object) -> object:
 
 
 def _sort_key(row: tuple) -> tuple:
-    return tuple((v is None, str(v)) for v in row)
+    # numbers as numbers: ids 8 and 10 must sort as 8 < 10 ("10" < "8" as text)
+    return tuple((v is None, not isinstance(v, int | float), v if isinstance(v, int | float) else str(v)) for v in row)
 
 
 def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, create_engine, event, select
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
 from vbhc import audit, models
 from vbhc.ingest import ImportRefused, import_files
+from vbhc.settings import max_unpacked_mb
 from vbhc.store import get_engine, upgrade_schema
 
 BSN = "123456782"  # passes the 11-test
@@ -343,6 +344,8 @@ def test_a_header_of_a_million_columns_is_refused_in_seconds(base, tmp_path):
 
 def test_a_workbook_unpacking_beyond_the_limit_is_refused_before_it_is_read(base, tmp_path, monkeypatch):
     engine, _ = base
+    # the default bounds the work: reading costs about a second per 1.5 MB unpacked (it was 2,000 MB)
+    assert max_unpacked_mb() <= 100
     monkeypatch.setenv("VBHC_MAX_UNPACKED_MB", "1")
     wb = Workbook()
     wb.remove(wb.active)
@@ -498,3 +501,37 @@ def test_unit_codes_that_would_break_unit_labels_are_refused(base, tmp_path, cod
     ]
     message = refused([write_csv(tmp_path / "units.csv", rows, cols)], engine)
     assert "units.csv row 6 column 'hospital'" in message and "letters, digits" in message
+
+
+def test_a_duplicate_key_names_its_key_columns(base, tmp_path):
+    engine, _ = base
+    rows = [dict(r, unit_cost="3") for r in costs()]
+    rows[5] = dict(rows[2])
+    message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)
+    assert "costs.csv row 7 column 'cycle_id+activity'" in message and "already given in row 4" in message
+
+
+def test_a_file_named_after_a_patient_is_masked_in_messages_and_the_audit_log(base, tmp_path):
+    engine, _ = base
+    rows = [dict(r, unit_cost="x") for r in costs()]
+    path = write_csv(tmp_path / f"costs_{BSN}.csv", rows)
+    message = refused([path], engine)
+    assert BSN not in message and "costs_«hidden».csv" in message
+    assert BSN not in audit.read(engine, action="import_refused").iloc[-1]["detail"]
+
+
+def test_a_column_the_file_leaves_out_keeps_its_stored_values(base, tmp_path):
+    """A file without bmi (or without own_hospital) says nothing about it: stored values stay."""
+    engine, _ = base
+    columns = [c for c in CYCLE_COLUMNS if c != "bmi"]
+    rows = [{k: v for k, v in dict(r, age="70").items() if k != "bmi"} for r in cycles()]
+    report = import_files([write_csv(tmp_path / "care_cycles.csv", rows, columns)], engine)
+    assert report.sources[0].rows_updated == 12
+    c = models.CareCycle
+    assert _value(engine, c.bmi, c.cycle_id == "C0001") == 22.5 and _value(engine, c.age, c.cycle_id == "C0001") == 70
+    cols = ["hospital", "department", "hospital_name", "department_name"]
+    units = [dict(zip(cols, u[:4], strict=True)) for u in UNITS]
+    import_files([write_csv(tmp_path / "units.csv", units, cols)], engine)
+    h, d = models.Hospital, models.Department
+    assert _value(engine, h.own_hospital, h.code == "H01")
+    assert _value(engine, d.division, d.hospital == "H01", d.code == "SUR") == "Snijdende specialismen"

@@ -171,8 +171,8 @@ def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypat
     before = row_counts(engine)
     real = ingest.stage.upsert
 
-    def explode(conn, spec, stage, batch_id):
-        result = real(conn, spec, stage, batch_id)
+    def explode(conn, spec, stage, batch_id, *rest):
+        result = real(conn, spec, stage, batch_id, *rest)
         if spec.name == "prom_responses":
             raise RuntimeError("disk full")
         return result

@@ -101,7 +101,7 @@ def test_unwritable_paths(tmp_path, capsys):
     assert "it is a folder" in capsys.readouterr().err
 
 
-def test_failure_while_building_leaves_the_old_file_and_no_partial_file(tmp_path, monkeypatch):
+def test_failure_while_building_leaves_the_old_file_and_no_partial_file(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r.xlsx"
     out.write_bytes(b"last month's report")
 
@@ -109,6 +109,10 @@ def test_failure_while_building_leaves_the_old_file_and_no_partial_file(tmp_path
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr("vbhc.reports.run.build_workbook", broken)
+    # one line for the user, never a traceback; the details with VBHC_DEBUG=1
+    assert main(["report", "--condition", "thyroid_cancer", "--out", str(out)]) == 1
+    assert "unexpected error (RuntimeError)" in capsys.readouterr().err
+    monkeypatch.setenv("VBHC_DEBUG", "1")
     with pytest.raises(RuntimeError, match="disk on fire"):
         main(["report", "--condition", "thyroid_cancer", "--out", str(out)])
     assert out.read_bytes() == b"last month's report"

@@ -74,7 +74,7 @@ def test_sheets_and_headers(workbook):
         "Methods",
     ]  # no patient-level sheet unless asked for
     header, rows = _rows(workbook["Colorectal cancer"])
-    for key in ("column.indicator", "column.unit", *FIGURES, "report.position_95", "column.assessment"):
+    for key in ("column.indicator", "column.unit", *FIGURES, "report.position_95", "verdict.column"):
         assert t(key, "en") in header
     assert len(rows) > 50
     summary_header, summary = _rows(workbook["Summary"])
@@ -157,8 +157,28 @@ def test_frozen_header_autofilter_widths_chart_and_fill(workbook):
     chart = ws._charts[0]
     assert "O/E per unit" in "".join(r.t for p in chart.title.tx.rich.p for r in (p.r or []))
     rules = [rule for cf in ws.conditional_formatting for rule in cf.rules]
-    assert any(r.type == "cellIs" and r.formula == ['"Worse than expected"'] for r in rules)
-    assert any(r.type == "expression" for r in rules)  # the position columns coloured by the assessment
+    # the verdict and position columns coloured by the assessment kept in hidden helper columns
+    assert any(r.type == "expression" and '"Worse than expected"' in r.formula[0] for r in rules)
+
+
+def test_one_verdict_column_as_on_the_dashboard(workbook, results):
+    from vbhc.verdict import verdict
+
+    res, _ = results
+    header, rows = _rows(workbook["Summary"])
+    assert t("verdict.column", "en") in header
+    assert t("report.position_95", "en") not in header and t("report.position_998", "en") not in header
+    table = pd.concat([suppress_table(r.table, SuppressionRule(10)) for r in res], ignore_index=True)
+    table = table[table["key"].astype(bool)].set_index(["label_en", "unit"])
+    checked = 0
+    for row in rows:
+        expected = table.loc[(row["Indicator"].value, row["Unit"].value)]
+        if isinstance(expected, pd.DataFrame):  # the same indicator label in two conditions
+            continue
+        if not expected["suppressed"]:
+            assert row[t("verdict.column", "en")].value == verdict(expected).sentence("en")
+            checked += 1
+    assert checked > 10
 
 
 def test_cover_states_provenance_and_rules(workbook, results):

@@ -8,6 +8,8 @@ URL names a valid value the widget does not have yet), and its value is written 
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +20,8 @@ from ui import data
 from vbhc import access
 from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
-from vbhc.i18n import SUPPORTED, choose_language, t
+from vbhc.i18n import SUPPORTED, choose_language, t, unit_label
+from vbhc.meeting import COMPARISON_MONTHS, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, unit_labels
 from vbhc.settings import database_url
 
@@ -31,6 +34,8 @@ class Filters:
     unit: str | None
     period: str  # "" = all dates
     peers: tuple[str, ...]  # hospitals of the comparison group; () = all
+    meeting: dt.date | None = None  # the last meeting (default: first day of this month)
+    comparison: str = "quarter"  # length of the periods compared "since the last meeting"
 
 
 def _seed(key: str, options: Sequence[str], *, many: bool = False) -> None:
@@ -132,6 +137,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
         options,
         key=f"unit_{level}",
         default=own_units[0] if own_units else (options[0] if options else None),
+        format_func=lambda u: unit_label(u, lang),
     )
     first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
     years = [str(y) for y in range(int(last.year), int(first.year) - 1, -1)] if pd.notna(first) else []
@@ -159,7 +165,32 @@ def sidebar(viewer: Viewer) -> Filters | None:
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
     if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
         st.sidebar.warning(t("comparison.too_small", lang, min=access.MIN_OTHER_UNITS))
-    return Filters(lang, condition, level, unit, period, chosen)
+    meeting = _meeting_date(t("meeting.date", lang))
+    comparison = synced(
+        st.sidebar.selectbox,
+        t("meeting.comparison", lang),
+        list(COMPARISON_MONTHS),
+        key="comparison",
+        default="quarter",
+        format_func=lambda c: t(f"meeting.{c}", lang),
+    )
+    return Filters(lang, condition, level, unit, period, chosen, meeting, comparison)
+
+
+def _meeting_date(label: str) -> dt.date:
+    """The last meeting's date, seeded from and written back to the URL (?meeting=2026-11-01) like the other
+    filters; the default (first day of this month) is left out of the URL."""
+    key, default = "meeting", default_meeting_date()
+    seeded = st.session_state.setdefault("_seeded_from_url", set())
+    if key not in seeded:
+        seeded.add(key)
+        with contextlib.suppress(ValueError):
+            st.session_state[key] = dt.date.fromisoformat(str(st.query_params.get(key, "")))
+    kwargs = {} if key in st.session_state else {"value": default}
+    value = st.sidebar.date_input(label, key=key, format="YYYY-MM-DD", **kwargs)
+    value = value if isinstance(value, dt.date) else default
+    _publish(key, value.isoformat(), default.isoformat())
+    return value
 
 
 def _hospital_of(unit: str) -> str:

@@ -13,8 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, data, filters
-from vbhc import access, charts
-from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value
+from vbhc import access, charts, verdict
+from vbhc.catalog import default_catalog
+from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value, unit_label
 from vbhc.safety import safe_file_name
 from vbhc.settings import database_url, suppress_below
 
@@ -27,26 +28,93 @@ def assessment_label(value: object, lang: str) -> str:
     return t_value("assessment", value, lang)
 
 
-def indicator_display(rows: pd.DataFrame, lang: str, *, by: str = "indicator") -> pd.DataFrame:
-    """The indicator table as the viewer reads it: labels in their language, numbers in their locale."""
-    label = "label_nl" if lang == "nl" else "label_en"
+def spc_label(icon: object, lang: str) -> str:
+    """A Making Data Count icon (vbhc.spc variation or assurance) in words; en dash when there is none."""
+    return t(f"spc.{icon}", lang) if isinstance(icon, str) and icon else t("spc.none", lang)
+
+
+def indicator_display(
+    rows: pd.DataFrame, lang: str, *, by: str = "indicator", charts: dict | None = None
+) -> pd.DataFrame:
+    """The indicator table as the viewer reads it: labels in their language, numbers in their locale, and
+    one verdict column (vbhc.verdict: position at 99.8% and 95%, rankability and, with `charts` -- the SPC
+    chart per row index -- the trend, plus the variation and assurance icons)."""
     out = pd.DataFrame(index=rows.index)
     if by == "indicator":
-        out[t("column.indicator", lang)] = rows[label]
+        pairs = zip(rows["condition"], rows["indicator"], strict=True)
+        out[t("column.indicator", lang)] = [indicator_label(c, i, lang) for c, i in pairs]
     else:
-        out[t("column.unit", lang)] = rows["unit"]
+        out[t("column.unit", lang)] = [unit_label(u, lang) for u in rows["unit"]]
     records = list(rows.itertuples())  # one pass over the rows for all formatted columns
     out[t("column.care_cycles", lang)] = [_count(r, lang) for r in records]
     out[t("column.observed", lang)] = [_observed(r, lang) for r in records]
     out[t("column.expected", lang)] = [_expected(r, lang) for r in records]
-    out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) if pd.notna(r.oe) else "–" for r in records]
+    out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) for r in records]
     out[t("column.crude", lang)] = [format_value(r.crude_value, r.kind, lang) for r in records]
     out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in records]
     out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in records]
     out[t("column.benchmark", lang)] = [format_value(r.target, r.kind, lang) for r in records]
-    out[t("column.assessment", lang)] = [assessment_label(r.assessment_998, lang) for r in records]
-    out[t("position.title_95", lang)] = [assessment_label(r.assessment_95, lang) for r in records]
+    judged = verdict.verdicts(rows, charts)
+    out[t("verdict.column", lang)] = [v.sentence(lang) for v in judged]
+    if charts is not None:
+        out[t("spc.variation", lang)] = [spc_label(v.variation, lang) for v in judged]
+        out[t("spc.assurance", lang)] = [spc_label(v.assurance, lang) for v in judged]
     return out
+
+
+def verdict_assessments(rows: pd.DataFrame, charts: dict | None = None) -> list[str]:
+    """The palette assessment of each row's verdict, for colouring its cell (see vbhc.verdict.Verdict)."""
+    return [v.assessment for v in verdict.verdicts(rows, charts)]
+
+
+def unit_charts(result, rows: pd.DataFrame, unit: str) -> dict:
+    """The SPC chart (vbhc.spc, per quarter) of each of the unit's rows with a trend, by row index."""
+    from vbhc.indicators import indicator_over_time
+
+    out = {}
+    for idx, row in rows.iterrows():
+        if row["kind"] in ("volume", "response_rate") or row["unit"] != unit:
+            continue
+        chart = indicator_over_time(result, row["indicator"], unit, freq="QS")
+        if len(chart):
+            out[idx] = chart
+    return out
+
+
+def indicator_label(condition: str, indicator: str, lang: str) -> str:
+    """An indicator of the table by its ids, labelled from the catalog."""
+    return default_catalog().condition(condition).indicator(indicator).label(lang)
+
+
+def exclusion_label(reason, condition: str, lang: str) -> str:
+    """Why care cycles were left out of a case-mix model (vbhc.casemix.ExclusionReason), in the reader's language."""
+    if reason.code == "missing":
+        return t("model.reason_missing", lang, variable=variable_label(reason.variable, condition, lang))
+    return t(f"model.reason_{reason.code}", lang)
+
+
+def variable_label(name: str, condition: str, lang: str) -> str:
+    """A case-mix variable (or the model's non-additive remainder) as the reader sees it."""
+    from vbhc.casemix import REMAINDER
+
+    if name == REMAINDER:
+        return t("model.non_additive", lang)
+    cond = default_catalog().condition(condition)
+    return (cond.casemix_variable(name) if name in cond.casemix_names else default_catalog().variable(name)).label(lang)
+
+
+def model_warning(diagnostics, lang: str) -> str | None:
+    """The case-mix model's warning (vbhc.casemix.WARNINGS) in the reader's language, numbers in its locale."""
+    code = diagnostics.warning_code
+    if not code:
+        return None
+    values = dict(diagnostics.warning_values)
+    for name in ("cycles", "parameters"):
+        if name in values:
+            values[name] = fmt_int(values[name], lang)
+    if "events_per_parameter" in values:
+        values["events_per_parameter"] = fmt_number(values["events_per_parameter"], lang, 1)
+    return t(f"model.warning_{code}", lang, **{k: v for k, v in values.items() if k != "error"})
 
 
 def _count(row, lang: str) -> str:
@@ -67,7 +135,7 @@ def _observed(row, lang: str) -> str:
 
 def _expected(row, lang: str) -> str:
     if pd.isna(row.expected):
-        return "–"
+        return MISSING
     if row.kind in ("proportion", "prom_mic"):
         return fmt_number(row.expected, lang, 1)  # expected number of events
     return format_value(row.expected, row.kind, lang)
@@ -356,3 +424,90 @@ def csv_download(
         icon=":material/download:",
     )
     return True
+
+
+def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | None = None, label: str | None = None):
+    """The "since the last meeting" table of one unit (vbhc.meeting): latest and previous period, the change
+    with its arrow (coloured better/worse only when beyond chance), and the signals new since the meeting.
+    Returns (table, colours, captions) for the caller to show; computed once per view."""
+    from vbhc import meeting
+
+    chosen = filters.current()
+    when = chosen.meeting or meeting.default_meeting_date()
+    comparison = chosen.comparison
+
+    def compute():
+        before = meeting.result_as_of(result, when, only=indicators)
+        return meeting.since_last_meeting(result, unit, when, comparison, before=before)
+
+    only = tuple(indicators) if indicators is not None else None
+    frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute)
+    if indicators is not None and len(frame):
+        frame = frame[frame["indicator"].isin(indicators)]
+    name = "label_nl" if lang == "nl" else "label_en"
+    shown = pd.DataFrame(index=frame.index)
+    if label is not None:
+        shown[t("column.condition", lang)] = label
+    shown[t("column.indicator", lang)] = frame[name] if len(frame) else []
+    rows = list(frame.itertuples()) if len(frame) else []
+    shown[t("meeting.column_previous", lang)] = [format_value(r.previous, r.kind, lang) for r in rows]
+    shown[t("meeting.column_current", lang)] = [format_value(r.current, r.kind, lang) for r in rows]
+    shown[t("meeting.column_change", lang)] = [_change_text(r, lang) for r in rows]
+    shown[t("meeting.column_new_signal", lang)] = [
+        ", ".join(t(f"meeting.new_{s}", lang) for s in r.new_signals) or t("meeting.none_new", lang) for r in rows
+    ]
+    colours = pd.DataFrame(index=shown.index, columns=shown.columns, dtype=object)
+    colours[t("meeting.column_change", lang)] = [
+        r.assessment if r.assessment in ("better", "worse") else "" for r in rows
+    ]
+    colours[t("meeting.column_new_signal", lang)] = [
+        "worse" if {"worse", "concern"} & set(r.new_signals) else "better" if r.new_signals else "" for r in rows
+    ]
+    captions = []
+    if label is not None:  # several conditions in one table: each has its own complete-until date
+        until = frame.attrs.get("complete_until")
+        shown[t("meeting.column_complete", lang)] = fmt_date(until, lang)
+        captions = [t("meeting.complete_definition", lang), t("meeting.method", lang)]
+    elif "previous" in frame.attrs:
+        until = frame.attrs.get("complete_until")
+        captions.append(t("meeting.complete_until", lang, date=fmt_date(until, lang)))
+        prev, latest = frame.attrs["previous"], frame.attrs["latest"]
+        captions.append(
+            t(
+                "meeting.windows",
+                lang,
+                current=f"{fmt_date(latest.start, lang)} – {fmt_date(latest.end, lang)}",
+                previous=f"{fmt_date(prev.start, lang)} – {fmt_date(prev.end, lang)}",
+            )
+        )
+    return shown, colours, captions, when
+
+
+def _change_text(row, lang: str) -> str:
+    if not (pd.notna(row.previous) and pd.notna(row.current)):
+        return f"{row.arrow} {t('meeting.no_test', lang)}"
+    change = format_value(abs(row.change), row.kind, lang)
+    if not pd.notna(row.p_value):
+        return f"{row.arrow} {change} ({t('meeting.no_test', lang)})"
+    p = fmt_number(row.p_value, lang, 3)
+    key = "meeting.beyond_chance" if row.beyond_chance else "meeting.within_chance"
+    return f"{row.arrow} {change} ({t(key, lang, p=p)})"
+
+
+def show_since_last_meeting(tables: list, lang: str) -> None:
+    """Show one or more since_last_meeting() results as one coloured table with its captions."""
+    frames = [x for x in tables if len(x[0])]
+    when = tables[0][3] if tables else None
+    st.subheader(t("meeting.title", lang, date=fmt_date(when, lang)))
+    if not frames:
+        st.caption(t("meeting.no_changes", lang))
+        return
+    shown = pd.concat([f[0] for f in frames], ignore_index=True)
+    colours = pd.concat([f[1] for f in frames], ignore_index=True).reindex(columns=shown.columns)
+    st.dataframe(
+        shown.style.apply(lambda col: [cell_style(v) for v in colours[col.name]], axis=0),
+        hide_index=True,
+        width="stretch",
+    )
+    for caption in frames[0][2]:
+        st.caption(caption)

@@ -51,7 +51,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -178,6 +178,37 @@ def _encode(term: _Term, s: pd.Series, rule: MissingRule) -> tuple[np.ndarray, n
 # --- results -------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ExclusionReason:
+    """Why care cycles were left out of a case-mix model: a reason code and, for a missing value, the case-mix
+    variable. Pages render it in the reader's language through the catalog (vbhc.catalog.CaseMixVariable)."""
+
+    code: str  # "outcome_not_recorded" | "missing"
+    variable: str | None = None
+
+    def __str__(self) -> str:  # plain English, for logs and the command line
+        return f"{self.variable} missing" if self.code == "missing" else self.code.replace("_", " ")
+
+
+OUTCOME_NOT_RECORDED = ExclusionReason("outcome_not_recorded")
+
+#: The model warnings, by code (Diagnostics.warning_code): the English text of Diagnostics.warning; the pages
+#: show the message model.warning_<code> of vbhc.i18n with Diagnostics.warning_values.
+WARNINGS = {
+    "no_data": "no cycles with a recorded outcome and case-mix",
+    "no_events": "no events: no model fitted, expected = overall rate",
+    "only_events": "only events: no model fitted, expected = overall rate",
+    "too_few_cycles": "too few cycles ({cycles}) for {parameters} parameters: expected = overall",
+    "fit_failed": "model fit failed ({error}): expected = overall",
+    "few_events": "few events per parameter ({events_per_parameter:.1f} < 10): coefficients unstable",
+    "separation": "perfect or quasi-complete separation: ridge-penalised fit, standard errors approximate",
+    "separation_not_converged": (
+        "perfect or quasi-complete separation: ridge-penalised fit, standard errors approximate; "
+        "ridge optimiser did not converge ({error})"
+    ),
+}
+
+
 @dataclass
 class Diagnostics:
     """Model quality, shown next to every adjusted indicator (never hidden)."""
@@ -185,7 +216,7 @@ class Diagnostics:
     n_input: int
     n_used: int
     n_excluded: int
-    excluded_by_reason: dict[str, int]
+    excluded_by_reason: dict[ExclusionReason, int]
     events: float | None
     method: str  # "logistic" (maximum likelihood) | "ridge" | "ols" | "constant"
     c_statistic: float = math.nan
@@ -199,9 +230,18 @@ class Diagnostics:
     dropped: dict[str, str] = field(default_factory=dict)
     fit_seconds: float = 0.0
     warning: str | None = None
+    warning_code: str | None = None  # key of WARNINGS
+    warning_values: dict[str, object] = field(default_factory=dict)
+
+    def set_warning(self, code: str | None, **values: object) -> None:
+        """Record a warning by its code (WARNINGS) and values; `warning` gets its English text."""
+        self.warning_code, self.warning_values = code, values
+        self.warning = WARNINGS[code].format(**values) if code else None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # JSON-friendly: the exclusion reasons as their plain English text ("age missing")
+        plain = replace(self, excluded_by_reason={str(k): v for k, v in self.excluded_by_reason.items()})
+        return asdict(plain)
 
 
 @dataclass
@@ -399,9 +439,10 @@ def _constant_model(
     value: float,
     diag: Diagnostics,
     warning: str,
+    warning_values: dict[str, object] | None = None,
 ) -> CaseMixModel:
     diag.method = "constant"
-    diag.warning = warning
+    diag.set_warning(warning, **(warning_values or {}))
     expected = pd.Series(np.where(used, value, np.nan), index=data.index, name="expected")
     coef = pd.DataFrame(
         {
@@ -466,8 +507,10 @@ def _separated(res, x: np.ndarray, caught: list[warnings.WarningMessage]) -> boo
     return bool(np.any(np.abs(beta * sd) > MAX_STD_EFFECT) or np.any(np.abs(beta) > MAX_COEFFICIENT))
 
 
-def _fit_binary(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str | None]:
-    """(params, se, method, warning): maximum likelihood, or a ridge fit when the data separate.
+def _fit_binary(
+    y: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str, tuple[str, dict[str, object]] | None]:
+    """(params, se, method, warning as (code, values)): maximum likelihood, or a ridge fit when the data separate.
 
     The binomial-logit likelihood is maximised by statsmodels' Logit with Newton steps: for the canonical
     logit link these are the same iterations as GLM Binomial IRLS (estimates agree to ~1e-12) at about a
@@ -485,7 +528,7 @@ def _fit_binary(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, s
     return _fit_ridge(y, x)
 
 
-def _fit_ridge(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str]:
+def _fit_ridge(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, tuple[str, dict[str, object]]]:
     """Ridge-penalised logistic fit for separated data: keeps every estimate finite.
 
     Penalty: 0.5 * sum(b_k^2) / RIDGE_SD^2 on the coefficients of standardised columns (a N(0, 2.5^2) prior
@@ -519,9 +562,7 @@ def _fit_ridge(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, st
         se = np.sqrt(np.diag(cov_s)) / sd
     except np.linalg.LinAlgError:
         se = np.full(x.shape[1], np.nan)
-    note = "perfect or quasi-complete separation: ridge-penalised fit, standard errors approximate"
-    if not opt.success:
-        note += f"; ridge optimiser did not converge ({opt.message})"
+    note = ("separation", {}) if opt.success else ("separation_not_converged", {"error": str(opt.message)})
     return beta_s / sd, se, "ridge", note
 
 
@@ -553,9 +594,9 @@ def fit_casemix_model(
 
     n_input = len(data)
     recorded = ~np.isnan(y)
-    reasons: dict[str, int] = {}
+    reasons: dict[ExclusionReason, int] = {}
     if (~recorded).any():
-        reasons["outcome not recorded"] = int((~recorded).sum())
+        reasons[OUTCOME_NOT_RECORDED] = int((~recorded).sum())
     dropped: dict[str, str] = {}
     merged: dict[str, list[str]] = {}
     variables: list[tuple[str, bool]] = []
@@ -567,7 +608,7 @@ def fit_casemix_model(
             continue
         variables.append((name, _is_category(name, types.get(name), data[name])))
         if missing == "exclude" and (miss & recorded).any():
-            reasons[f"{name} missing"] = int((miss & recorded).sum())
+            reasons[ExclusionReason("missing", name)] = int((miss & recorded).sum())
             used &= ~miss
     required = tuple(name for name, _ in variables)
 
@@ -591,14 +632,9 @@ def fit_casemix_model(
         return model
 
     if n_used == 0:
-        return finish(
-            _constant_model(value=math.nan, warning="no cycles with a recorded outcome and case-mix", **common)
-        )
+        return finish(_constant_model(value=math.nan, warning="no_data", **common))
     if kind == "binary" and (events == 0 or events == n_used):
-        what = "no events" if events == 0 else "only events"
-        return finish(
-            _constant_model(value=overall, warning=f"{what}: no model fitted, expected = overall rate", **common)
-        )
+        return finish(_constant_model(value=overall, warning="no_events" if events == 0 else "only_events", **common))
 
     terms = _build_terms(data, used, y, variables, kind, missing, merged, dropped)
     model = CaseMixModel(
@@ -626,11 +662,14 @@ def fit_casemix_model(
     if n_used < p_fit + 2:
         return finish(
             _constant_model(
-                value=overall, warning=f"too few cycles ({n_used}) for {p_fit} parameters: expected = overall", **common
+                value=overall,
+                warning="too_few_cycles",
+                warning_values={"cycles": n_used, "parameters": p_fit},
+                **common,
             )
         )
 
-    warning = None
+    warning: tuple[str, dict[str, object]] | None = None
     try:
         if kind == "binary":
             params, se, method, warning = _fit_binary(yu, x)
@@ -642,7 +681,7 @@ def fit_casemix_model(
             pval = np.asarray(res.pvalues)
     except Exception as exc:  # never crash an indicator because a fit failed
         return finish(
-            _constant_model(value=overall, warning=f"model fit failed ({exc!s:.120}): expected = overall", **common)
+            _constant_model(value=overall, warning="fit_failed", warning_values={"error": f"{exc!s:.120}"}, **common)
         )
 
     full = np.zeros(len(colnames))
@@ -680,7 +719,7 @@ def fit_casemix_model(
         diag.brier = float(np.mean((mu - yu) ** 2))
         diag.events_per_parameter = min(events, n_used - events) / n_par if n_par else math.inf
         if n_par and diag.events_per_parameter < 10 and warning is None:
-            warning = f"few events per parameter ({diag.events_per_parameter:.1f} < 10): coefficients unstable"
+            warning = ("few_events", {"events_per_parameter": diag.events_per_parameter})
     else:
         resid = yu - mu
         sst = float(((yu - yu.mean()) ** 2).sum())
@@ -690,7 +729,8 @@ def fit_casemix_model(
         var_mu = float(np.var(mu))
         diag.calibration_slope = float(np.cov(yu, mu, bias=True)[0, 1] / var_mu) if var_mu > 0 else math.nan
         diag.events_per_parameter = n_used / n_par if n_par else math.inf
-    diag.warning = warning
+    code, values = warning or (None, {})
+    diag.set_warning(code, **values)
     return finish(model)
 
 

@@ -29,6 +29,12 @@ STORED_CASEMIX: dict[str, str] = {
     "smoking": "category",
 }
 
+#: Variables the indicator engine adds to a model itself (vbhc.indicators): labelled in casemix.toml too.
+DERIVED_CASEMIX: dict[str, str] = {"baseline_score": "number"}
+
+#: Catalog files shared by all conditions (every other *.toml file is one condition).
+SHARED_FILES = ("instruments.toml", "cost_activities.toml", "casemix.toml")
+
 CASEMIX_TYPES = ("integer", "number", "category")
 OUTCOME_TYPES = ("binary", "number")
 INDICATOR_KINDS = (
@@ -50,6 +56,15 @@ class CatalogError(ValueError):
     """A catalog file is malformed; the message names the file and the key."""
 
 
+def _pick(lang: str, label_en: str, label_nl: str, fallback: str) -> str:
+    """The label in `lang` ("nl" or "en"), else the other language's, else the id: every catalog object's
+    label(lang) goes through here, so pages never choose between label_en and label_nl themselves."""
+    if lang not in ("nl", "en"):
+        raise ValueError(f"unsupported language {lang!r}; expected nl or en")
+    first, second = (label_nl, label_en) if lang == "nl" else (label_en, label_nl)
+    return first or second or fallback
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
@@ -57,6 +72,9 @@ class Item:
     max: float
     label_en: str = ""
     label_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,14 @@ class Scale:
     higher_is_better: bool
     mic: float
     mic_source: str
+    mic_source_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+    def source(self, lang: str = "en") -> str:
+        """Where the minimal important change comes from (the literature reference stays as cited)."""
+        return _pick(lang, self.mic_source, self.mic_source_nl, "")
 
 
 @dataclass(frozen=True)
@@ -79,6 +105,9 @@ class Instrument:
     scoring: str
     items: tuple[Item, ...]
     scales: tuple[Scale, ...]
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
 
     def item(self, item_id: str) -> Item | None:
         return next((i for i in self.items if i.id == item_id), None)
@@ -98,6 +127,21 @@ class CostActivity:
     unit: str
     typical_unit_cost_eur: float
 
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+
+@dataclass(frozen=True)
+class CodeLabel:
+    """The label of one code of a category case-mix variable (sex "F" -> "Female" / "Vrouw")."""
+
+    code: str
+    label_en: str = ""
+    label_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.code)
+
 
 @dataclass(frozen=True)
 class CaseMixVariable:
@@ -106,6 +150,22 @@ class CaseMixVariable:
     min: float | None = None
     max: float | None = None
     codes: tuple[str, ...] = ()
+    label_en: str = ""
+    label_nl: str = ""
+    code_labels: tuple[CodeLabel, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.name)
+
+    def code_label(self, code: object, lang: str = "en") -> str:
+        """A code as the reader sees it (sex "M" -> "Man"); a code without a label (stage "III") as it is."""
+        text = str(code)
+        found = next((c for c in self.code_labels if c.code == text), None)
+        return found.label(lang) if found else _pick(lang, "", "", text)
 
 
 @dataclass(frozen=True)
@@ -118,11 +178,29 @@ class Outcome:
     max: float | None = None
     unit: str = ""
 
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
 
 @dataclass(frozen=True)
 class Timepoint:
     id: str
     days: int
+    label_en: str = ""
+    label_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+
+@dataclass(frozen=True)
+class Treatment:
+    id: str
+    label_en: str = ""
+    label_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
 
 
 @dataclass(frozen=True)
@@ -151,7 +229,7 @@ class Indicator:
         return self.direction == "higher"
 
     def label(self, lang: str = "en") -> str:
-        return self.label_nl if lang == "nl" else self.label_en
+        return _pick(lang, self.label_en, self.label_nl, self.id)
 
 
 @dataclass(frozen=True)
@@ -168,9 +246,29 @@ class Condition:
     cost_activities: tuple[str, ...]
     indicators: tuple[Indicator, ...]
     source: Path = field(default=Path(), compare=False)
+    treatment_info: tuple[Treatment, ...] = ()
+    standard_set_nl: str = ""
 
     def label(self, lang: str = "en") -> str:
-        return self.label_nl if lang == "nl" else self.label_en
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+    def standard_set_label(self, lang: str = "en") -> str:
+        """The standard set the indicators follow, as named in `lang`."""
+        return _pick(lang, self.standard_set, self.standard_set_nl, self.id)
+
+    def treatment(self, treatment_id: str) -> Treatment:
+        for tr in self.treatment_info:
+            if tr.id == treatment_id:
+                return tr
+        if treatment_id in self.treatments:
+            return Treatment(treatment_id)
+        raise KeyError(f"condition {self.id!r} has no treatment {treatment_id!r}")
+
+    def casemix_variable(self, name: str) -> CaseMixVariable:
+        for v in self.casemix:
+            if v.name == name:
+                return v
+        raise KeyError(f"condition {self.id!r} has no case-mix variable {name!r}")
 
     def outcome(self, outcome_id: str) -> Outcome:
         for o in self.outcomes:
@@ -200,6 +298,24 @@ class Catalog:
     conditions: dict[str, Condition]
     instruments: dict[str, Instrument]
     cost_activities: dict[str, CostActivity]
+    #: Every case-mix variable a model may use (stored and derived), with its labels and codes.
+    variables: dict[str, CaseMixVariable] = field(default_factory=dict)
+
+    def variable(self, name: str) -> CaseMixVariable:
+        """The labels of any case-mix variable by name (a name without labels labels itself)."""
+        return self.variables.get(name) or CaseMixVariable(name, {**STORED_CASEMIX, **DERIVED_CASEMIX}.get(name, ""))
+
+    def instrument(self, instrument_id: str) -> Instrument:
+        try:
+            return self.instruments[instrument_id]
+        except KeyError:
+            raise KeyError(f"unknown PROM instrument {instrument_id!r}") from None
+
+    def cost_activity(self, activity_id: str) -> CostActivity:
+        try:
+            return self.cost_activities[activity_id]
+        except KeyError:
+            raise KeyError(f"unknown cost activity {activity_id!r}") from None
 
     def condition(self, condition_id: str) -> Condition:
         try:
@@ -342,6 +458,7 @@ def _load_instruments(path: Path) -> dict[str, Instrument]:
                 higher_is_better=sr.get("higher_is_better", bool),
                 mic=sr.number("mic"),
                 mic_source=sr.text("mic_source"),
+                mic_source_nl=sr.text("mic_source_nl", ""),
             )
             _range(sr, scale.min, scale.max)
             if scale.mic <= 0:
@@ -379,7 +496,38 @@ def _load_activities(path: Path) -> dict[str, CostActivity]:
     return out
 
 
-def _load_condition(path: Path, instruments: dict[str, Instrument], activities: dict[str, CostActivity]) -> Condition:
+def _load_casemix_labels(path: Path) -> dict[str, tuple[str, str, tuple[CodeLabel, ...]]]:
+    """casemix.toml: the label of every stored case-mix variable, and of its category codes."""
+    data = _load_toml(path)
+    out: dict[str, tuple[str, str, tuple[CodeLabel, ...]]] = {}
+    for name, body in data.items():
+        if name not in STORED_CASEMIX and name not in DERIVED_CASEMIX:
+            known = ", ".join([*STORED_CASEMIX, *DERIVED_CASEMIX])
+            raise CatalogError(f"{path}: key '{name}': not a stored case-mix variable ({known})")
+        if not isinstance(body, dict):
+            raise CatalogError(f"{path}: key '{name}': expected a table")
+        r = _Reader(path, body, name)
+        codes = []
+        for code, labels in (r.get("codes", dict, {}) or {}).items():
+            if not isinstance(labels, dict):
+                raise r.fail(f"codes.{code}", "expected a table with label_en and label_nl")
+            cr = _Reader(path, labels, f"{name}.codes.{code}")
+            codes.append(CodeLabel(code=code, label_en=cr.text("label_en"), label_nl=cr.text("label_nl")))
+            cr.done()
+        out[name] = (r.text("label_en"), r.text("label_nl"), tuple(codes))
+        r.done()
+    missing = sorted((set(STORED_CASEMIX) | set(DERIVED_CASEMIX)) - set(out))
+    if missing:
+        raise CatalogError(f"{path}: no labels for case-mix variable(s) {', '.join(missing)}")
+    return out
+
+
+def _load_condition(
+    path: Path,
+    instruments: dict[str, Instrument],
+    activities: dict[str, CostActivity],
+    casemix_labels: dict[str, tuple[str, str, tuple[CodeLabel, ...]]] | None = None,
+) -> Condition:
     r = _Reader(path, _load_toml(path))
     cond_id = r.text("id")
     if cond_id != path.stem:
@@ -393,12 +541,14 @@ def _load_condition(path: Path, instruments: dict[str, Instrument], activities: 
         ctype = cr.one_of("type", CASEMIX_TYPES)
         if ctype != STORED_CASEMIX[name]:
             raise cr.fail("type", f"{name!r} is stored as {STORED_CASEMIX[name]}, not {ctype}")
+        label_en, label_nl, code_labels = (casemix_labels or {}).get(name, ("", "", ()))
+        labels = dict(label_en=label_en, label_nl=label_nl, code_labels=code_labels)
         if ctype == "category":
-            var = CaseMixVariable(name=name, type=ctype, codes=cr.strings("codes"))
+            var = CaseMixVariable(name=name, type=ctype, codes=cr.strings("codes"), **labels)
             if not var.codes:
                 raise cr.fail("codes", "a category needs at least one code")
         else:
-            var = CaseMixVariable(name=name, type=ctype, min=cr.number("min"), max=cr.number("max"))
+            var = CaseMixVariable(name=name, type=ctype, min=cr.number("min"), max=cr.number("max"), **labels)
             _range(cr, var.min, var.max)
         cr.done()
         casemix.append(var)
@@ -424,7 +574,12 @@ def _load_condition(path: Path, instruments: dict[str, Instrument], activities: 
 
     timepoints = []
     for tr in r.tables("timepoints"):
-        tp = Timepoint(id=tr.text("id"), days=int(tr.get("days", int)))
+        tp = Timepoint(
+            id=tr.text("id"),
+            days=int(tr.get("days", int)),
+            label_en=tr.text("label_en", ""),
+            label_nl=tr.text("label_nl", ""),
+        )
         if tp.days < 0:
             raise tr.fail("days", f"must be 0 or more, got {tp.days}")
         tr.done()
@@ -493,12 +648,27 @@ def _load_condition(path: Path, instruments: dict[str, Instrument], activities: 
         indicators.append(ind)
     _unique(r, "indicators", [i.id for i in indicators])
 
+    treatment_info = []
+    for i, entry in enumerate(r.get("treatments", list)):
+        # a treatment is an id, or a table with its id and labels
+        if isinstance(entry, str) and entry:
+            treatment_info.append(Treatment(entry))
+        elif isinstance(entry, dict):
+            tr = _Reader(path, entry, f"treatments[{i}]")
+            treatment_info.append(Treatment(tr.text("id"), tr.text("label_en", ""), tr.text("label_nl", "")))
+            tr.done()
+        else:
+            raise r.fail(f"treatments[{i}]", f"expected an id or a table with id, label_en and label_nl, got {entry!r}")
+    _unique(r, "treatments", [tr.id for tr in treatment_info])
+
     condition = Condition(
         id=cond_id,
         label_en=r.text("label_en"),
         label_nl=r.text("label_nl"),
         standard_set=r.text("standard_set"),
-        treatments=r.strings("treatments"),
+        standard_set_nl=r.text("standard_set_nl", ""),
+        treatments=tuple(tr.id for tr in treatment_info),
+        treatment_info=tuple(treatment_info),
         casemix=tuple(casemix),
         outcomes=tuple(outcomes),
         timepoints=tuple(timepoints),
@@ -518,15 +688,22 @@ def load_catalog(directory: Path | str | None = None) -> Catalog:
         raise CatalogError(f"{directory}: catalog directory not found")
     instruments = _load_instruments(directory / "instruments.toml")
     activities = _load_activities(directory / "cost_activities.toml")
+    labels_file = directory / "casemix.toml"
+    casemix_labels = _load_casemix_labels(labels_file) if labels_file.is_file() else None
     conditions: dict[str, Condition] = {}
     for path in sorted(directory.glob("*.toml")):
-        if path.name in ("instruments.toml", "cost_activities.toml"):
+        if path.name in SHARED_FILES:
             continue
-        cond = _load_condition(path, instruments, activities)
+        cond = _load_condition(path, instruments, activities, casemix_labels)
         conditions[cond.id] = cond
     if not conditions:
         raise CatalogError(f"{directory}: no condition files (*.toml) found")
-    return Catalog(conditions=conditions, instruments=instruments, cost_activities=activities)
+    variables = {
+        name: CaseMixVariable(name, kind, label_en=en, label_nl=nl, code_labels=codes)
+        for name, kind in {**STORED_CASEMIX, **DERIVED_CASEMIX}.items()
+        for en, nl, codes in [(casemix_labels or {}).get(name, ("", "", ()))]
+    }
+    return Catalog(conditions=conditions, instruments=instruments, cost_activities=activities, variables=variables)
 
 
 @cache

@@ -1327,7 +1327,13 @@ def trend_chart(
             "expected": _col(spc, "expected_rate"),
         }
     )
-    flags = {"beyond_limits": "beyond_limits", "shift": "shift", "trend": "trend_rule"}
+    flags = {
+        "beyond_limits": "beyond_limits",
+        "shift": "shift",
+        "trend": "trend_rule",
+        "two_of_three": "two_of_three",  # vbhc.spc
+        "anhoej_run": "anhoej_run",
+    }
     texts = np.full(len(spc), "", dtype=object)
     for col, key in flags.items():
         if col in spc.columns:

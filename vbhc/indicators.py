@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import benchmark, proms, registry
+from vbhc import benchmark, proms, registry, spc
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
 from vbhc.catalog import Catalog, Condition, Indicator, default_catalog
 from vbhc.costs import cost_breakdown, cost_per_cycle, value_view
@@ -472,33 +472,52 @@ def casemix_explanation(result: IndicatorResult, indicator: str) -> pd.DataFrame
 
 
 def indicator_over_time(
-    result: IndicatorResult, indicator: str, unit: str, freq: str = "QS", laney: bool | None = None
+    result: IndicatorResult,
+    indicator: str,
+    unit: str,
+    freq: str = "QS",
+    laney: bool | None = None,
+    *,
+    baseline: int | None = None,
+    rebase: Sequence | None = None,
+    screen_mr: bool = True,
+    until: dt.date | pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """A unit's indicator per month ('MS') or quarter ('QS') with SPC limits and run-rule signals.
+    """A unit's indicator per month ('MS') or quarter ('QS') with SPC limits and every rule per point.
 
     Proportions: p chart of the observed rate with the unit's expected rate alongside (Laney p′ when the
     indicator is over-dispersed, unless `laney` says otherwise); continuous indicators: XmR chart of the
-    period means.
+    period means (moving ranges screened unless screen_mr=False). `baseline` freezes the limits at the first
+    N periods, `rebase` recomputes them from each date given, `until` keeps only care cycles up to that date
+    (the data as they were at an earlier meeting). Rules, the rule that fired per point and the Making Data
+    Count icons: see vbhc.spc; attrs["variation"] and attrs["assurance"] hold the icons, the assurance
+    against the case-mix expected value of the unit's own patients (attrs["target"]).
     """
     ind = result.data.condition.indicator(indicator)
     values = result.cycle_values
     part = values[(values["indicator"] == indicator) & (values["unit"] == unit)]
+    if until is not None:
+        part = part[pd.to_datetime(part["index_date"]) <= pd.Timestamp(until)]
     if part.empty:
         return pd.DataFrame()
     period = pd.to_datetime(part["index_date"]).dt.to_period(freq[0]).dt.start_time
     grouped = part.groupby(period).agg(
         n=("observed", "size"), observed=("observed", "sum"), expected=("expected", "sum")
     )
+    known = part[part["expected"].notna()]
+    target = float(known["expected"].mean()) if len(known) else None
+    options = {"baseline": baseline, "rebase": rebase, "direction": ind.direction, "target": target}
     if ind.kind in BINARY_KINDS:
         if laney is None:
             rows = result.table[(result.table["indicator"] == indicator)]
             laney = bool((rows["dispersion_method"] != "none").any())
-        chart = benchmark.spc_p_chart(grouped["observed"], grouped["n"], laney=laney, periods=grouped.index)
+        chart = spc.p_chart(grouped["observed"], grouped["n"], laney=laney, periods=grouped.index, **options)
         chart["expected_rate"] = (grouped["expected"] / grouped["n"]).to_numpy()
-        return chart
-    means = part.groupby(period)["observed"].mean()
-    chart = benchmark.spc_xmr(means.to_numpy(), periods=means.index)
-    chart["n"] = grouped["n"].to_numpy()
+    else:
+        means = part.groupby(period)["observed"].mean()
+        chart = spc.xmr_chart(means.to_numpy(), periods=means.index, screen_mr=screen_mr, **options)
+        chart["n"] = grouped["n"].to_numpy()
+    chart.attrs["target"] = target
     return chart
 
 

@@ -6,10 +6,33 @@ import streamlit as st
 
 from ui import auth, data, filters
 from vbhc import access, audit
-from vbhc.i18n import fmt_int, t
+from vbhc.catalog import default_catalog
+from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, catalog, fmt_datetime, fmt_int, t, unit_label
 from vbhc.safety import safe_file_name
 
 lang = filters.language()
+
+
+def _readable(events):
+    """The log as the reader reads it: actions, roles and conditions named, times in the locale; the CSV keeps
+    the stored values."""
+    messages, conditions = catalog(lang), default_catalog().conditions
+
+    def roles(text: object) -> str:
+        names = [messages.get(f"role.{r}", r) for r in str(text or "").split(",") if r]
+        return ", ".join(names) or MISSING
+
+    shown = events.copy()
+    shown["at"] = [fmt_datetime(v, lang) for v in shown["at"]]
+    shown["action"] = [messages.get(f"audit.action_{a}", a) for a in shown["action"]]
+    shown["roles"] = [roles(r) for r in shown["roles"]]
+    shown["condition"] = [conditions[c].label(lang) if c in conditions else c for c in shown["condition"]]
+    shown["unit"] = [unit_label(u, lang) for u in shown["unit"]]
+    shown = shown.astype(object).where(shown.notna() & (shown != ""), MISSING)
+    shown.columns = [t(f"audit.col_{c}", lang) for c in shown.columns]
+    return shown
+
+
 st.title(t("audit.title", lang))
 st.caption(t("audit.intro", lang))
 viewer = auth.current()
@@ -17,10 +40,15 @@ engine = data.current_engine()
 
 today = dt.date.today()
 left, middle, right, far = st.columns(4)
-since = left.date_input(t("audit.since", lang), today - dt.timedelta(days=30), key="audit_since")
-until = middle.date_input(t("audit.until", lang), today, key="audit_until")
+since = left.date_input(
+    t("audit.since", lang), today - dt.timedelta(days=30), key="audit_since", format=DATE_INPUT_FORMAT[lang]
+)
+until = middle.date_input(t("audit.until", lang), today, key="audit_until", format=DATE_INPUT_FORMAT[lang])
 action = right.selectbox(
-    t("audit.action", lang), ["", *audit.ACTIONS], format_func=lambda a: a or t("audit.all", lang), key="audit_action"
+    t("audit.action", lang),
+    ["", *audit.ACTIONS],
+    format_func=lambda a: t(f"audit.action_{a}", lang) if a else t("audit.all", lang),
+    key="audit_action",
 )
 user = far.text_input(t("audit.user", lang), key="audit_user").strip()
 
@@ -37,7 +65,7 @@ st.caption(t("audit.rows", lang, count=fmt_int(len(events), lang)))
 if events.empty:
     st.info(t("audit.empty", lang))
 else:
-    st.dataframe(events, hide_index=True, width="stretch")
+    st.dataframe(_readable(events), hide_index=True, width="stretch")
     name = safe_file_name(f"vbhc-audit-{since}-{until}.csv")
     st.download_button(  # the grid's own CSV button is off (client.disableDataExport); this one is audited
         t("audit.download", lang),

@@ -6,7 +6,7 @@ import streamlit as st
 from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import format_value, t, t_value
+from vbhc.i18n import format_value, t, t_value, unit_label
 
 chosen, lang = render.page_start("compare.title")
 st.caption(t("compare.intro", lang))
@@ -15,7 +15,6 @@ condition = default_catalog().condition(chosen.condition)
 level = chosen.level if chosen.level != "condition_team" else "department"
 result = data.result_for(auth.current(), chosen.condition, level, chosen.period, chosen.peers)
 table = result.table
-label = "label_nl" if lang == "nl" else "label_en"
 
 wide = {}
 for indicator_id, rows in table.groupby("indicator", sort=False):
@@ -30,7 +29,8 @@ ascending = st.toggle(t("compare.ascending", lang), value=False, key="compare_as
 numbers = numbers.sort_values(sort_by, ascending=ascending)
 
 kinds = {condition.indicator(i).label(lang): condition.indicator(i).kind for i in table["indicator"].unique()}
-assessments = table.pivot(index="unit", columns="indicator", values="assessment_998")
+judged = table.assign(verdict=render.verdict_assessments(table))  # the colour of the one verdict (vbhc.verdict)
+assessments = judged.pivot(index="unit", columns="indicator", values="verdict")
 assessments.columns = [condition.indicator(c).label(lang) for c in assessments.columns]
 formatted = numbers.copy().astype(object)
 bands = table[table["kind"] == "volume"].set_index("unit")["n_band"].fillna("") if "n_band" in table else pd.Series()
@@ -38,9 +38,10 @@ for col in formatted.columns:
     formatted[col] = [format_value(v, kinds[col], lang) for v in numbers[col]]
     if kinds[col] == "volume" and len(bands):  # other units' volume as vbhc.access gives it: a band
         formatted[col] = [bands.get(u) or f for u, f in zip(formatted.index, formatted[col], strict=True)]
+formatted.index = pd.Index([unit_label(u, lang) for u in formatted.index], name=formatted.index.name)
 styled = formatted.style.apply(
     lambda col: (
-        [render.cell_style(a) for a in assessments.reindex(formatted.index)[col.name]]
+        [render.cell_style(a) for a in assessments.reindex(numbers.index)[col.name]]
         if col.name in assessments
         else [""] * len(col)
     ),

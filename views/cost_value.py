@@ -6,7 +6,7 @@ import streamlit as st
 from ui import auth, data, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import format_value, t, t_md, t_value
+from vbhc.i18n import format_value, t, t_md, t_value, unit_label
 from vbhc.indicators import cost_by_activity, value_table
 
 chosen, lang = render.page_start("cost.title")
@@ -21,10 +21,7 @@ if cost_rows.empty or cost_rows["n"].sum() == 0:
     st.stop()
 
 breakdown = data.only_visible(result, cost_by_activity(result), "cost_breakdown")
-activity_label = {
-    a: (catalog.cost_activities[a].label_nl if lang == "nl" else catalog.cost_activities[a].label_en)
-    for a in catalog.cost_activities
-}
+activity_label = {a: catalog.cost_activity(a).label(lang) for a in catalog.cost_activities}
 breakdown = breakdown.assign(activity=breakdown["activity"].map(activity_label).fillna(breakdown["activity"]))
 st.subheader(t("cost.by_activity", lang))
 render.cached_chart(
@@ -62,7 +59,7 @@ kind = condition.indicator(outcome_id).kind
 st.dataframe(
     pd.DataFrame(
         {
-            t("column.unit", lang): view["unit"],
+            t("column.unit", lang): [unit_label(u, lang) for u in view["unit"]],
             condition.indicator(outcome_id).label(lang): [
                 format_value(v, kind, lang) for v in view["adjusted_value_outcome"]
             ],

@@ -7,7 +7,8 @@ import streamlit as st
 
 from ui import auth, data, filters, render
 from vbhc import access, registry
-from vbhc.i18n import fmt_int, fmt_percent, t, t_md
+from vbhc.catalog import default_catalog
+from vbhc.i18n import MISSING, catalog, fmt_datetime, fmt_int, fmt_percent, t, t_md
 from vbhc.ingest import ImportRefused, explain_problems
 from vbhc.settings import database_url
 
@@ -18,7 +19,13 @@ url, version = database_url(), data.version()
 
 st.subheader(t("data.upload", lang))
 uploads = st.file_uploader(
-    t("data.upload_help", lang), type=["csv", "xlsx"], accept_multiple_files=True, key="upload_files"
+    t("data.upload_help", lang),
+    type=["csv", "xlsx"],
+    accept_multiple_files=True,
+    key="upload_files",
+    # the widget's own texts ("Drag and drop files here", "Browse files", the size limit) come from the browser
+    # code in English and Streamlit has no option to translate them: the help says the same in Dutch
+    help=t("data.upload_limits", lang, limit=fmt_int(st.get_option("server.maxUploadSize"), lang)),
 )
 if uploads and st.button(t("data.import_button", lang), type="primary"):
     with tempfile.TemporaryDirectory(prefix="vbhc-upload-") as tmp:
@@ -78,6 +85,10 @@ else:
     shown = batches[list(columns)].copy()
     for col in ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged"):
         shown[col] = [fmt_int(v, lang) for v in shown[col]]
+    tables = catalog(lang)
+    shown["table_name"] = [tables.get(f"import_table.{v}", v) for v in shown["table_name"]]
+    shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
+    shown = shown.astype(object).where(shown.notna(), MISSING)
     shown.columns = [t(f"batch.{key}", lang) for key in columns.values()]
     st.dataframe(shown, hide_index=True, width="stretch")
     # the grid's own CSV button is off (client.disableDataExport); this one is role-checked, audited, formula-safe
@@ -90,7 +101,11 @@ if chosen is not None:
     complete = registry.completeness(chosen.condition, engine=data.current_engine())
     if not complete.empty:
         grid = complete.pivot(index="hospital", columns="variable", values="filled")
-        st.dataframe(grid.map(lambda v: fmt_percent(v, lang, 1)), width="stretch")
+        condition = default_catalog().condition(chosen.condition)
+        shown = grid.map(lambda v: fmt_percent(v, lang, 1))
+        shown.columns = [condition.casemix_variable(v).label(lang) for v in grid.columns]
+        shown.index.name = t("column.hospital", lang)
+        st.dataframe(shown, width="stretch")
         render.csv_download(
             grid,
             lang,

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import filters
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, fmt_number, t
+from vbhc.i18n import MISSING, fmt_int, fmt_number, t
 from vbhc.safety import md_escape
 
 chosen = filters.current()
@@ -19,15 +19,17 @@ for section in ("casemix", "oe", "funnel", "overdispersion", "small_numbers", "c
 catalog = default_catalog()
 st.subheader(t("methods.indicators_title", lang))
 for condition in catalog.conditions.values():
-    with st.expander(f"{md_escape(condition.label(lang))} — {md_escape(condition.standard_set)}"):
-        st.markdown(f"**{t('model.variables', lang)}:** " + ", ".join(md_escape(v.name) for v in condition.casemix))
+    with st.expander(f"{md_escape(condition.label(lang))} — {md_escape(condition.standard_set_label(lang))}"):
+        st.markdown(
+            f"**{t('model.variables', lang)}:** " + ", ".join(md_escape(v.label(lang)) for v in condition.casemix)
+        )
         st.dataframe(
             pd.DataFrame(
                 {
                     t("column.indicator", lang): [i.label(lang) for i in condition.indicators],
                     t("column.kind", lang): [t(f"kind.{i.kind}", lang) for i in condition.indicators],
                     t("column.tier", lang): [
-                        t(f"tier.{i.tier}", lang) if i.tier else "–" for i in condition.indicators
+                        t(f"tier.{i.tier}", lang) if i.tier else MISSING for i in condition.indicators
                     ],
                     t("column.direction", lang): [t(f"direction.{i.direction}", lang) for i in condition.indicators],
                     t("methods.min_n", lang): [fmt_int(i.min_n, lang) for i in condition.indicators],
@@ -42,10 +44,10 @@ for condition in catalog.conditions.values():
             for scale in instrument.scales:
                 rows.append(
                     {
-                        t("proms.instrument", lang): instrument.label_en,
-                        t("proms.scale", lang): scale.label_nl if lang == "nl" else scale.label_en,
+                        t("proms.instrument", lang): instrument.label(lang),
+                        t("proms.scale", lang): scale.label(lang),
                         t("methods.mic", lang): fmt_number(scale.mic, lang, 2),
-                        t("methods.source", lang): scale.mic_source,
+                        t("methods.source", lang): scale.source(lang),
                     }
                 )
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

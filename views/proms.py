@@ -29,8 +29,8 @@ mine = rates[rates["unit"] == chosen.unit]
 st.dataframe(
     pd.DataFrame(
         {
-            t("proms.instrument", lang): [catalog.instruments[i].label_en for i in mine["instrument"]],
-            t("proms.timepoint", lang): mine["timepoint"],
+            t("proms.instrument", lang): [catalog.instrument(i).label(lang) for i in mine["instrument"]],
+            t("proms.timepoint", lang): [condition.timepoint(tp).label(lang) for tp in mine["timepoint"]],
             t("proms.eligible", lang): [fmt_int(v, lang) for v in mine["eligible"]],
             t("proms.responders", lang): [fmt_int(v, lang) for v in mine["responded"]],
             t("column.response_rate", lang): [fmt_percent(v, lang) for v in mine["response_rate"]],
@@ -67,8 +67,7 @@ scales = [(p.instrument, s.id) for p in condition.proms for s in catalog.instrum
 
 
 def _scale_label(pair: tuple[str, str]) -> str:
-    spec = catalog.instruments[pair[0]].scale(pair[1])
-    return spec.label_nl if lang == "nl" else spec.label_en
+    return catalog.instrument(pair[0]).scale(pair[1]).label(lang)
 
 
 instrument, scale = st.selectbox(t("proms.scale", lang), scales, format_func=_scale_label)

@@ -22,11 +22,12 @@ from importlib import resources
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_time
 from babel.numbers import NumberPattern, format_currency, format_decimal, format_percent, parse_pattern
 
 __all__ = [
     "BABEL_LOCALES",
+    "DATE_INPUT_FORMAT",
     "DEFAULT_LANGUAGE",
     "KIND_FORMAT",
     "MISSING",
@@ -35,6 +36,7 @@ __all__ = [
     "choose_language",
     "fmt_ci",
     "fmt_date",
+    "fmt_datetime",
     "fmt_eur",
     "fmt_int",
     "fmt_number",
@@ -45,12 +47,15 @@ __all__ = [
     "t",
     "t_md",
     "t_value",
+    "unit_label",
 ]
 
 SUPPORTED: tuple[str, ...] = ("nl", "en")
 #: Dutch hospitals: Dutch unless the URL or the browser asks for a supported other language.
 DEFAULT_LANGUAGE = "nl"
 BABEL_LOCALES: dict[str, str] = {"nl": "nl_NL", "en": "en_GB"}
+#: st.date_input's display format per language (Streamlit accepts only these day/month/year orders).
+DATE_INPUT_FORMAT: dict[str, str] = {"nl": "DD-MM-YYYY", "en": "DD/MM/YYYY"}
 #: What a missing value looks like in tables and text (en dash).
 MISSING = "\u2013"
 #: Indicator kind (vbhc.catalog.INDICATOR_KINDS, plus "oe") -> formatter name used by format_value.
@@ -295,6 +300,54 @@ def fmt_date(d: Any, lang: str) -> str:
         except ValueError:
             raise TypeError(f"cannot format {type(d).__name__} {d!r} as a date") from None
     return format_date(d, format="medium", locale=BABEL_LOCALES[lang])
+
+
+def fmt_datetime(d: Any, lang: str) -> str:
+    """Date and time to the minute: 2026-11-24 14:03 -> "24 nov 2026 14:03" (nl) / "24 Nov 2026, 14:03" (en).
+    Accepts datetime, pandas Timestamp or ISO text; a time zone is kept as given (not converted)."""
+    _check_lang(lang)
+    if _is_missing(d):
+        return MISSING
+    if isinstance(d, str):
+        try:
+            d = dt.datetime.fromisoformat(d.strip())
+        except ValueError:
+            return MISSING
+    if hasattr(d, "to_pydatetime"):
+        d = d.to_pydatetime()
+    if not isinstance(d, dt.datetime):
+        if isinstance(d, dt.date):
+            return fmt_date(d, lang)
+        raise TypeError(f"cannot format {type(d).__name__} {d!r} as a date and time")
+    d = d.replace(tzinfo=None)
+    time_text = format_time(d, format="short", locale=_babel_locale(lang))
+    date_text = format_date(d, format="medium", locale=_babel_locale(lang))
+    return str(_babel_locale(lang).datetime_formats["medium"]).format(time_text, date_text)
+
+
+#: How vbhc.access names another unit a viewer may not identify ("other unit 3"); shown as comparison.other_unit.
+_OTHER_UNIT = re.compile(r"other unit (\d+)")
+
+
+def unit_label(unit: Any, lang: str) -> str:
+    """A unit as the reader sees it: "H01" and "H01/SUR" as they are, an anonymised "other unit 3" as
+    "Andere eenheid 3", a condition team "colorectal_cancer@H01" as "Zorgteam Darmkanker H01" (labels from
+    the condition catalog). The tables keep the ids; only what is shown changes."""
+    _check_lang(lang)
+    if _is_missing(unit):
+        return MISSING
+    text = str(unit)
+    other = _OTHER_UNIT.fullmatch(text)
+    if other:
+        return t("comparison.other_unit", lang, number=other.group(1))
+    condition, at, hospital = text.rpartition("@")
+    if at and condition:
+        from vbhc.catalog import default_catalog
+
+        conditions = default_catalog().conditions
+        name = conditions[condition].label(lang) if condition in conditions else condition
+        return t("comparison.team_unit", lang, condition=name, hospital=hospital)
+    return text
 
 
 def format_value(value: Any, kind: str, lang: str) -> str:

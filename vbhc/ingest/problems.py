@@ -34,8 +34,8 @@ IDENTIFIER_COLUMNS = re.compile(
     r"mrn|medical_?record_?number|patient_?nummer|patientnummer|ziekenhuis_?nummer|ziekenhuisnummer|"
     r"nhs_?number|insurance_?number|polisnummer|verzekerdennummer)$"
 )
-#: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / %.
-_NAME_LIKE = re.compile(r"^[^\W\d][\w .()/%-]{0,59}$")
+#: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / % +.
+_NAME_LIKE = re.compile(r"^[^\W\d][\w .()/%+-]{0,119}$")
 
 
 def normalise_name(raw: str) -> str:
@@ -81,6 +81,15 @@ def shown_column(column: str | None) -> str | None:
     return column
 
 
+def shown_file(name: str) -> str:
+    """A file name as messages and the audit log show it: digit runs that could be a BSN, and e-mail
+    addresses, hidden (files are sometimes named after the patient they hold)."""
+    name = re.sub(r"[^\s/\\]+@[^\s/\\]+", "«hidden»", name)
+    return re.sub(
+        r"\d[\d.\- ]{7,}\d", lambda m: "«hidden»" if len(re.sub(r"\D", "", m.group())) >= 9 else m.group(), name
+    )
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -91,6 +100,7 @@ class Problem:
     rule: str
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "file", shown_file(self.file))
         object.__setattr__(self, "value", shown_value(self.column, self.value))
         object.__setattr__(self, "column", shown_column(self.column))
 

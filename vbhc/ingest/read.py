@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short
+from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short, shown_file
 from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
 from vbhc.settings import max_columns, max_rows, max_unpacked_mb, max_zip_ratio
 
@@ -48,7 +48,7 @@ class Source:
 
     @property
     def label(self) -> str:
-        return self.path.name
+        return shown_file(self.path.name)
 
     @property
     def spec(self) -> TableSpec:
@@ -396,14 +396,14 @@ class DamagedFile(Exception):
 def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Header | Chunk]:
     """The header first, then chunks of rows; problems with a row's shape go to `report`."""
     workbook = source.sheet is not None
-    records = _xlsx_records(source) if workbook else _csv_records(source)
+    position = [0]  # bytes read so far (CSV), for the progress estimate; read at chunk boundaries only
+    records = _xlsx_records(source) if workbook else _csv_records(source, position)
     header: Header | None = None
     buffer: list[list[str]] = []
     numbers: list[int] = []
     row_limit = max_rows()
     named = width = 0
-    done = 0
-    for row_no, fields, done, odd in records:
+    for row_no, fields, odd in records:
         if odd:
             _not_plain(source, header, row_no, odd, report)
             if header is not None:
@@ -438,7 +438,7 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
         if len(buffer) >= chunk_rows:
             if _too_many(source, report, row_limit, numbers, buffer):
                 return
-            yield _chunk(header, buffer, numbers, done)
+            yield _chunk(header, buffer, numbers, position[0])
             row_limit -= len(buffer)
             buffer, numbers = [], []
     if header is None:
@@ -446,7 +446,7 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
         return
     if _too_many(source, report, row_limit, numbers, buffer):
         return
-    yield _chunk(header, buffer, numbers, max(done, source.size if not workbook else 0))
+    yield _chunk(header, buffer, numbers, 0 if workbook else source.size)
 
 
 def _not_plain(
@@ -472,10 +472,11 @@ def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int
 
 
 def _chunk(header: Header, buffer: list[list[str]], numbers: list[int], done: int) -> Chunk:
+    # pandas' own string dtype: the checks run vectorised over it, where object columns loop in Python
     if buffer:
-        frame = pd.DataFrame(buffer, columns=header.names, dtype=object)
+        frame = pd.DataFrame(buffer, columns=header.names, dtype=str)
     else:
-        frame = pd.DataFrame({n: pd.Series(dtype=object) for n in header.names})
+        frame = pd.DataFrame({n: pd.Series(dtype=str) for n in header.names})
     return Chunk(frame, np.asarray(numbers, dtype=np.int64), done)
 
 
@@ -516,20 +517,19 @@ def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], re
     return True
 
 
-def _csv_records(source: Source) -> Iterator[tuple[int, list[str], int, None]]:
-    """(row number as Excel shows it, fields, bytes read so far, None) per record."""
+def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None]]:
+    """(row number as Excel shows it, fields, None) per record; `position[0]` follows the bytes read."""
     with source.path.open("rb") as raw, open(raw.fileno(), encoding="utf-8-sig", newline="", closefd=False) as fh:
         reader = csv.reader(fh, delimiter=source.delimiter, strict=True)
         row_no = 0
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
-            row_no += 1
-            yield row_no, fields, raw.tell(), None
+        try:
+            for fields in reader:
+                row_no += 1
+                if not row_no & 0xFFF:
+                    position[0] = raw.tell()
+                yield row_no, fields, None
+        except csv.Error as exc:
+            raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
 
 
 class MalformedText(Exception):
@@ -565,7 +565,7 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], int, list[tuple[int, str]] | None]]:
+def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], list[tuple[int, str]] | None]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, what they hold)."""
     wb, fh = _open_workbook(source.path)
     try:
@@ -582,7 +582,7 @@ def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], int, list[tu
                 fields.append(cell_text(value))
             while fields and fields[-1] == "":
                 fields.pop()
-            yield row_no, fields, 0, odd
+            yield row_no, fields, odd
     finally:
         wb.close()
         fh.close()

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vbhc import audit, models
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.ingest import stage as staging
-from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short
+from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short, shown_file
 from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
 from vbhc.ingest.tables import TABLES
 from vbhc.ingest.validate import VALIDATORS, BatchState, Checker, DecimalMarks
@@ -150,7 +150,7 @@ def _audit_refused(
     """One "import_refused" event: files (with sha256 where known), problem count and rules, never values."""
     shas = {s.path.name: s.sha256 for s in sources}
     detail: dict[str, object] = {
-        "files": [{"file": f.name, "sha256": shas.get(f.name)} for f in files],
+        "files": [{"file": shown_file(f.name), "sha256": shas.get(f.name)} for f in files],
         "problem_count": report.problem_count,
         "problems": [f"{p.location}: {short(p.rule, 120)}" for p in report.problems[:10]],
     }
@@ -319,8 +319,10 @@ def _import_source(
     hospitals_changed = 0
     if source.table == "units":
         units = pd.concat(all_units) if all_units else pd.DataFrame()
-        hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id)
-    inserted, updated, unchanged = staging.upsert(conn, spec, stage, batch_id)
+        flag_given = "own_hospital" in header.names
+        hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id, flag_given)
+    given = frozenset(spec.stored(c) for c in header.names)
+    inserted, updated, unchanged = staging.upsert(conn, spec, stage, batch_id, given)
     src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, updated, unchanged
     staging.drop(conn, stage)
     if not (inserted or updated or hospitals_changed):
@@ -429,8 +431,11 @@ def _check_condition_changes(conn: Connection, source: Source, stage, batch: _Ba
         )
 
 
-def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int) -> int:
-    """Hospitals come from the units table: one row per hospital, a handful per import; returns how many changed."""
+def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int, flag_given: bool = True) -> int:
+    """Hospitals come from the units table: one row per hospital, a handful per import; returns how many changed.
+
+    A units file without an own_hospital column leaves the stored flags alone.
+    """
     if units.empty:
         return 0
     hospitals = units.drop_duplicates("hospital", keep="last")
@@ -445,13 +450,15 @@ def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int) -> i
                 )
             )
             changed += 1
-        elif (exists.name, bool(exists.own_hospital)) != (row.hospital_name, bool(row.own_hospital)):
-            conn.execute(
-                update(h)
-                .where(h.code == row.hospital)
-                .values(name=row.hospital_name, own_hospital=bool(row.own_hospital), batch_id=batch_id)
-            )
-            changed += 1
+        else:
+            own = bool(row.own_hospital) if flag_given else bool(exists.own_hospital)
+            if (exists.name, bool(exists.own_hospital)) != (row.hospital_name, own):
+                conn.execute(
+                    update(h)
+                    .where(h.code == row.hospital)
+                    .values(name=row.hospital_name, own_hospital=own, batch_id=batch_id)
+                )
+                changed += 1
     return changed
 
 

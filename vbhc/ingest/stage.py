@@ -131,12 +131,18 @@ def changed_keys(conn: Connection, stage: Table, target: Table, keys: tuple[str,
     return [tuple(r) for r in conn.execute(query).all()]
 
 
-def upsert(conn: Connection, spec: TableSpec, stage: Table, batch_id: int) -> tuple[int, int, int]:
-    """Insert new keys, update changed rows, leave identical rows alone: (inserted, updated, unchanged)."""
+def upsert(
+    conn: Connection, spec: TableSpec, stage: Table, batch_id: int, given: frozenset[str] | None = None
+) -> tuple[int, int, int]:
+    """Insert new keys, update changed rows, leave identical rows alone: (inserted, updated, unchanged).
+
+    `given` holds the stored columns the file has: a column the file leaves out keeps its stored values (a
+    file without a bmi column says nothing about bmi), while an empty cell in a given column clears the value.
+    """
     target = spec.target
     columns = spec.target_columns
     keys = spec.target_key
-    values = [c for c in columns if c not in keys]
+    values = [c for c in columns if c not in keys and (given is None or c in given)]
     on = and_(*[target.c[k] == stage.c[k] for k in keys])
     same = and_(true(), *[not_(target.c[c].is_distinct_from(stage.c[c])) for c in values])
     total = conn.execute(select(func.count()).select_from(stage)).scalar_one()

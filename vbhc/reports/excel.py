@@ -38,6 +38,7 @@ from vbhc.reports.privacy import (
     suppress_table,
 )
 from vbhc.safety import neutralise_formula
+from vbhc.verdict import verdict as verdict_of
 
 __all__ = ["HEADER_ROW", "NUMBER_FORMATS", "build_workbook"]
 
@@ -228,6 +229,22 @@ class _Writer:
         tier = row.get("tier")
         return self.t(f"tier.{int(tier)}") if tier is not None and pd.notna(tier) else None
 
+    def verdict(self, row: pd.Series) -> str:
+        """The verdict sentence (vbhc.verdict), the one assessment column of every table."""
+        return verdict_of(row).sentence(self.lang)
+
+    def verdict_fill(self, ws: Worksheet, col: int, frame: pd.DataFrame, first: int, last: int) -> int:
+        """Colour the verdict column by the verdict's assessment, kept in a hidden helper column (returned)."""
+        hidden = ws.max_column + 2
+        ws.cell(HEADER_ROW, hidden, _text(self.t("column.assessment")))
+        suppressed = frame["suppressed"].to_numpy() if "suppressed" in frame else [False] * len(frame)
+        for i, (_, row) in enumerate(frame.iterrows()):
+            if not bool(suppressed[i]):
+                ws.cell(first + i, hidden, _text(self.assessment(verdict_of(row).assessment or None)))
+        ws.column_dimensions[get_column_letter(hidden)].hidden = True
+        self.assessment_fill(ws, [col], hidden, first, last)
+        return hidden
+
     def assessment(self, value: Any) -> str:
         return t_value("assessment", value, self.lang) if value is not None and pd.notna(value) else None
 
@@ -359,12 +376,10 @@ def _summary(w: _Writer, results, tables, period, level) -> None:
         Column(w.t("report.ci_upper"), _num("adjusted_upper"), _value_format, 11, True),
         Column(w.t("column.benchmark"), _num("target"), _value_format, 11),
         Column(w.t("column.oe"), _num("oe"), RATIO_FORMAT, 8, True),
-        Column(w.t("report.position_95"), lambda r: w.assessment(r.get("assessment_95")), width=22, withheld=True),
-        Column(w.t("report.position_998"), lambda r: w.assessment(r.get("assessment_998")), width=22, withheld=True),
+        Column(w.t("verdict.column"), w.verdict, width=60, withheld=True),
     ]
     first, last = w.table(ws, w.t("report.summary_title"), f"{period} · {level}", frame, columns, freeze_col=3)
-    w.assessment_fill(ws, [11], 11, first, last)
-    w.assessment_fill(ws, [12], 12, first, last)
+    w.verdict_fill(ws, 11, frame, first, last)
 
 
 def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, period: str, level: str) -> None:
@@ -393,21 +408,22 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
         Column(w.t("report.upper_998"), _num("upper_998"), _value_format, 10, True),
         Column(w.t("report.position_95"), lambda r: w.position(r.get("position_95")), width=20, withheld=True),
         Column(w.t("report.position_998"), lambda r: w.position(r.get("position_998")), width=20, withheld=True),
-        Column(w.t("column.assessment"), lambda r: w.assessment(r.get("assessment_998")), width=22, withheld=True),
+        Column(w.t("verdict.column"), w.verdict, width=60, withheld=True),
     ]
     first, last = w.table(
         ws, w.t("report.condition_title", condition=name), f"{period} · {level}", table, columns, freeze_col=5
     )
-    # positions coloured by the (direction-aware) assessment at the same limits
-    w.assessment_fill(ws, [23, 22], 23, first, last)
-    hidden_95 = ws.max_column + 2  # a helper column with the 95% assessment for the 95% position's colour
-    ws.cell(HEADER_ROW, hidden_95, _text(w.t("position.title_95")))
-    for i, value in enumerate(table.get("assessment_95", pd.Series([None] * len(table))).to_numpy()):
-        if not bool(table["suppressed"].iloc[i]):
-            ws.cell(first + i, hidden_95, _text(w.assessment(value)))
-    ws.column_dimensions[get_column_letter(hidden_95)].hidden = True
-    w.assessment_fill(ws, [21], hidden_95, first, last)
-    _oe_chart(w, ws, result, table, first, anchor_col=hidden_95 + 1)
+    # positions coloured by the (direction-aware) assessment at the same limits, the verdict by its own
+    hidden = w.verdict_fill(ws, 23, table, first, last)
+    for col, source in ((21, "assessment_95"), (22, "assessment_998")):
+        hidden += 1  # a helper column with the assessment at these limits, for the position's colour
+        ws.cell(HEADER_ROW, hidden, _text(source))
+        for i, value in enumerate(table.get(source, pd.Series([None] * len(table))).to_numpy()):
+            if not bool(table["suppressed"].iloc[i]):
+                ws.cell(first + i, hidden, _text(w.assessment(value)))
+        ws.column_dimensions[get_column_letter(hidden)].hidden = True
+        w.assessment_fill(ws, [col], hidden, first, last)
+    _oe_chart(w, ws, result, table, first, anchor_col=hidden + 1)
 
 
 def _oe_chart(w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.DataFrame, first: int, anchor_col: int):
@@ -465,10 +481,10 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
         Column(w.t("column.unit"), _num("unit"), width=14),
         Column(
             w.t("proms.instrument"),
-            lambda r: instruments[r["instrument"]].label_en if r["instrument"] in instruments else r["instrument"],
+            lambda r: instruments[r["instrument"]].label(w.lang) if r["instrument"] in instruments else r["instrument"],
             width=26,
         ),
-        Column(w.t("proms.timepoint"), _num("timepoint"), width=12),
+        Column(w.t("proms.timepoint"), lambda r: _timepoint_label(w, r["condition"], r["timepoint"]), width=12),
         Column(w.t("report.eligible"), _num("eligible"), COUNT_FORMAT, 11, True),
         Column(w.t("report.responded"), _num("responded"), COUNT_FORMAT, 11, True),
         Column(w.t("column.response_rate"), _num("response_rate"), "0.0%", 11, True),
@@ -495,7 +511,7 @@ def _costs(w: _Writer, results, period, level) -> None:
 
     def activity(row: pd.Series) -> str:
         a = activities.get(row["activity"])
-        return (a.label_nl if w.lang == "nl" else a.label_en) if a else row["activity"]
+        return a.label(w.lang) if a else row["activity"]
 
     columns = [
         Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
@@ -564,11 +580,18 @@ def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
                 ws.cell(row, j, _text(value))
 
 
+def _timepoint_label(w: _Writer, condition: str, timepoint: str) -> str:
+    try:
+        return w.catalog.condition(condition).timepoint(timepoint).label(w.lang)
+    except KeyError:
+        return timepoint
+
+
 def _outcome_label(w: _Writer, outcome: str) -> str:
     for cond in w.catalog.conditions.values():
         for o in cond.outcomes:
             if o.id == outcome:
-                return w.t("report.outcome", outcome=o.label_nl if w.lang == "nl" else o.label_en)
+                return w.t("report.outcome", outcome=o.label(w.lang))
     return outcome
 
 

@@ -24,7 +24,7 @@ from fpdf.fonts import FontFace
 
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t, t_value
+from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t
 from vbhc.indicators import (
     IndicatorResult,
     cost_by_activity,
@@ -34,6 +34,7 @@ from vbhc.indicators import (
 )
 from vbhc.reports.core import check_lang, first_unit_of, now, period_label
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
+from vbhc.verdict import verdict as verdict_of
 
 __all__ = ["FONT_DIR", "build_pdf", "render_chart"]
 
@@ -282,12 +283,8 @@ class _Section:
     def _assessment(self, row: Any) -> tuple[str, tuple[int, int, int] | None]:
         if row.suppressed:
             return self.rule.marker, None
-        value = row.assessment_998
-        if value not in ("better", "worse"):
-            value = row.assessment_95 if row.kind in ("response_rate", "cost") else value
-        if value is None or pd.isna(value):
-            return t_value("assessment", None, self.lang), None
-        return t_value("assessment", value, self.lang), ASSESSMENT_FILL.get(value)
+        judged = verdict_of(row)  # the same verdict as the dashboard (vbhc.verdict); the headline fits the grid
+        return judged.label(self.lang), ASSESSMENT_FILL.get(judged.assessment)
 
     def indicator_rows(self, rows: pd.DataFrame) -> None:
         """The standard indicator table: indicator, n, crude, adjusted (95% CI), benchmark, assessment."""
@@ -355,9 +352,12 @@ class _Section:
                 if col in trend:
                     trend[col] = trend[col].astype(float)
                     trend.loc[small, col] = np.nan
-            for col in ("beyond_limits", "shift", "trend", "signal"):
+            for col in ("beyond_limits", "two_of_three", "shift", "trend", "anhoej_run", "signal"):
                 if col in trend:
                     trend.loc[small, col] = False
+            for col in ("rule", "rules"):
+                if col in trend:
+                    trend.loc[small, col] = ""
         if small.all():
             pdf.para(self.t("report.no_trend"), size=9)
             return
@@ -388,8 +388,8 @@ class _Section:
                 hidden = bool(r.suppressed)
                 body.append(
                     [
-                        instrument.label_en if instrument else str(r.instrument),
-                        str(r.timepoint),
+                        instrument.label(self.lang) if instrument else str(r.instrument),
+                        self._timepoint(str(r.timepoint)),
                         self.rule.marker if hidden else fmt_int(r.eligible, self.lang),
                         self.rule.marker if hidden else fmt_int(r.responded, self.lang),
                         self.rule.marker if hidden else fmt_percent(r.response_rate, self.lang),
@@ -403,6 +403,12 @@ class _Section:
                 self.t("column.response_rate"),
             ]
             pdf.grid(headers, body, (60, 25, 25, 25, 30), align=["LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT"])
+
+    def _timepoint(self, timepoint: str) -> str:
+        try:
+            return self.catalog.condition(self.result.condition).timepoint(timepoint).label(self.lang)
+        except KeyError:
+            return timepoint
 
     def costs(self) -> None:
         pdf = self.pdf
@@ -423,7 +429,7 @@ class _Section:
         body = []
         for r in breakdown.itertuples():
             activity = self.catalog.cost_activities.get(str(r.activity))
-            name = (activity.label_nl if self.lang == "nl" else activity.label_en) if activity else str(r.activity)
+            name = activity.label(self.lang) if activity else str(r.activity)
             hidden = bool(r.suppressed)
             body.append(
                 [

@@ -1,0 +1,298 @@
+"""Dutch throughout: every page, walked in Dutch as each role that changes what is shown, shows no English UI
+word and no raw id, None or NaN.
+
+The walk collects the visible text of every element (titles, markdown, captions, alerts, metrics, dataframes'
+headers, index and cells, widget labels, help texts, options as formatted, placeholders, buttons, tabs,
+expanders), tokenizes it and checks it against
+(a) the English words of the message catalog and of the condition catalog's English labels that never occur in
+    the Dutch texts, minus an allow-list of names and abbreviations used in Dutch as well; and
+(b) raw ids: catalog ids (condition, indicator, outcome, case-mix variable, timepoint, instrument, cost activity,
+    treatment), `condition@H01` unit ids, any snake_case identifier, and None/NaN/nan/<NA>/NaT.
+
+Vega-Lite chart specs are left out of the walk (their titles and labels are tested with the chart builders).
+Cells that hold data rather than UI text (file names, SHA-256 hashes, user ids) are skipped by their header.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.roles import MAPPING, USERS
+from vbhc import audit
+from vbhc.catalog import default_catalog
+from vbhc.i18n import catalog as messages
+from vbhc.settings import PROJECT_ROOT, catalog_dir
+from vbhc.store import get_engine
+
+PAGES = [
+    "views/overview.py",
+    "views/condition_team.py",
+    "views/proms.py",
+    "views/compare.py",
+    "views/cost_value.py",
+    "views/data.py",
+    "views/audit.py",
+    "views/methods.py",
+]
+INDICATOR_PAGES = PAGES[:5]
+
+#: Names and abbreviations a Dutch text uses as they are.
+ALLOW = {
+    "prom", "proms", "eq-5d", "eq-5d-5l", "eq", "vas", "asa", "bmi", "nyha", "lvef", "oxford", "cusum", "vlad",
+    "o", "e", "spc", "excel", "pdf", "csv", "xlsx", "sha-256", "eortc", "qlq-c30", "promis", "promis-10",
+    "global", "health", "hip", "knee", "score", "ichom", "lroi", "oidc", "openid", "connect", "ct", "mri", "pet",
+    "icd", "crt", "ic", "ok", "clavien-dindo", "t-score", "c-statistiek", "r²", "porter", "readme", "localhost",
+    "vbhc", "demo", "h", "et", "al", "mic", "url", "charlson",
+}  # fmt: skip
+#: Columns whose cells are data (file, sheet and user names, hashes, the audit log's JSON record of ids), not
+#: interface text: their header is checked, and their cells only for None/NaN.
+DATA_COLUMNS = {
+    "batch.file",
+    "batch.sheet",
+    "batch.sha256",
+    "batch.imported_by",
+    "audit.col_user_id",
+    "audit.col_sha256",
+    "audit.col_detail",
+    "error.value",
+}
+RAW_TOKENS = {"None", "NaN", "nan", "<NA>", "NaT", "null", "none"}
+WORD = re.compile(r"<NA>|[\w@][\w@'’²-]*")
+
+
+def _words(text: str) -> set[str]:
+    text = re.sub(r"\{[^}]*\}", " ", text)  # placeholders
+    return {w.lower().strip("-'’") for w in WORD.findall(text)}
+
+
+def _catalog_labels(lang: str) -> Iterator[str]:
+    for path in catalog_dir().glob("*.toml"):
+
+        def walk(value):
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if key.endswith(f"_{lang}") and isinstance(item, str):
+                        yield item
+                    else:
+                        yield from walk(item)
+            elif isinstance(value, list):
+                for item in value:
+                    yield from walk(item)
+
+        yield from walk(tomllib.loads(path.read_text(encoding="utf-8")))
+
+
+def english_words() -> set[str]:
+    """Words of the English texts that the Dutch texts never use (so a Dutch page has no reason to show them)."""
+    en = set().union(*(_words(v) for v in messages("en").values()), *(_words(v) for v in _catalog_labels("en")))
+    nl = set().union(*(_words(v) for v in messages("nl").values()), *(_words(v) for v in _catalog_labels("nl")))
+    return {w for w in en - nl - ALLOW if len(w) > 1 and not any(c.isdigit() for c in w)}
+
+
+def raw_ids() -> set[str]:
+    """Catalog ids that are not also ordinary Dutch words (case-sensitive: `asa` is an id, `ASA` a name)."""
+    cat = default_catalog()
+    ids: set[str] = set(cat.conditions) | set(cat.instruments) | set(cat.cost_activities)
+    for c in cat.conditions.values():
+        ids |= {i.id for i in c.indicators} | {o.id for o in c.outcomes} | set(c.casemix_names)
+        ids |= {tp.id for tp in c.timepoints} | set(c.treatments)
+    ids |= set(audit.ACTIONS)
+    nl = set().union(*(set(WORD.findall(v)) for v in messages("nl").values()))
+    nl |= set().union(*(set(WORD.findall(v)) for v in _catalog_labels("nl")))
+    return ids - nl
+
+
+ENGLISH = english_words()
+RAW = raw_ids()
+
+
+@dataclass
+class Finding:
+    where: str
+    token: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.token!r} in {self.text[:120]!r}"
+
+
+# ------------------------------------------------------------------------------------------ the walk
+_SKIP_FIELDS = {"id", "form_id", "spec", "icon", "key", "type", "url", "data", "arrow_data", "css", "page_script_hash"}
+
+
+def _proto_texts(message, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in an element's proto (label, body, help, placeholder, options, value, ...)."""
+    for fd, value in message.ListFields():
+        if fd.name in _SKIP_FIELDS or fd.name.endswith("_id") or fd.name.startswith("deprecated"):
+            continue
+        where = f"{path}.{fd.name}" if path else fd.name
+        repeated = hasattr(value, "__len__") and not isinstance(value, str | bytes) and not hasattr(value, "ListFields")
+        values = value if repeated else [value]
+        for v in values:
+            if isinstance(v, str):
+                yield where, v
+            elif hasattr(v, "ListFields"):
+                yield from _proto_texts(v, where)
+
+
+def _frame_texts(frame: pd.DataFrame) -> Iterator[tuple[str, str]]:
+    data = {messages("nl")[k] for k in DATA_COLUMNS}
+    for name in [*frame.columns, *frame.index.names]:
+        if name is not None:
+            yield "dataframe header", str(name)
+    if not isinstance(frame.index, pd.RangeIndex):
+        for v in frame.index:
+            yield "dataframe index", str(v)
+    for col in frame.columns:
+        where = f"{'data ' if str(col) in data else ''}dataframe column {col!r}"
+        for v in frame[col]:
+            yield where, str(v)
+
+
+def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
+    """(where, text) for every visible text of the app's main area and sidebar (charts left out)."""
+
+    def walk(node) -> Iterator[tuple[str, str]]:
+        kind = getattr(node, "type", "")
+        if kind in ("vega_lite_chart", "arrow_vega_lite_chart", "plotly_chart", "deck_gl_json_chart"):
+            return
+        proto = getattr(node, "proto", None)
+        if kind in ("dataframe", "arrow_data_frame", "table"):
+            yield from _frame_texts(node.value)
+            return
+        if proto is not None:  # an element, or a block (tab and expander labels)
+            for field, text in _proto_texts(proto):
+                yield f"{kind}.{field}", text
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+
+    yield from walk(at._tree)
+
+
+def findings(at: AppTest, page: str) -> list[Finding]:
+    found = []
+    for where, text in visible_texts(at):
+        for token in set(WORD.findall(text.replace("\\", ""))):  # markdown escapes: "ASA\\-klasse"
+            bare = token.strip("-'’")
+            raw = bare in RAW_TOKENS or bare in RAW or "@" in bare or re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", bare)
+            if bare in RAW_TOKENS or (not where.startswith("data ") and (raw or bare.lower() in ENGLISH)):
+                found.append(Finding(f"{page} {where}", bare, text))
+    return found
+
+
+# ------------------------------------------------------------------------------------------ the tests
+@pytest.fixture(autouse=True)
+def _fresh_engine_cache():
+    get_engine.cache_clear()
+    yield
+    get_engine.cache_clear()
+
+
+def _local(monkeypatch):
+    from streamlit import config
+
+    monkeypatch.delenv("VBHC_AUTH", raising=False)
+    previous = config.get_option("server.address")
+    config.set_option("server.address", "localhost")
+    return previous
+
+
+def _walk(at: AppTest, pages: list[str]) -> list[Finding]:
+    at.query_params["lang"] = "nl"
+    at.session_state["condition"] = "colorectal_cancer"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    found = []
+    for page in pages:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        found += findings(at, page)
+    return found
+
+
+def _report(found: list[Finding]) -> str:
+    unique = {(f.where, f.token): f for f in found}
+    return "English or raw ids on Dutch pages:\n" + "\n".join(str(f) for f in list(unique.values())[:80])
+
+
+def test_the_word_lists_are_sane():
+    assert {"baseline", "age", "missing", "signed", "crude"} <= ENGLISH
+    assert not {"prom", "asa", "eq-5d", "benchmark", "zorgtraject"} & ENGLISH
+    assert {"colorectal_cancer", "baseline", "12m", "age", "asa", "ward_day", "view", "sign_in"} <= RAW
+
+
+def test_the_walk_finds_english_and_raw_ids():
+    """The checker itself: a page text with English, ids or missing values is caught, a Dutch one passes."""
+
+    class Node:
+        def __init__(self, type, value):
+            self.type, self._value = type, value
+
+        @property
+        def value(self):
+            return self._value
+
+    class Fake:
+        _tree = type("T", (), {"children": {0: Node("dataframe", pd.DataFrame({"Meetmoment": ["baseline", None]}))}})
+
+    tokens = {f.token for f in findings(Fake(), "x")}  # type: ignore[arg-type]
+    assert "baseline" in tokens and tokens & RAW_TOKENS
+    Fake._tree.children = {0: Node("dataframe", pd.DataFrame({"Meetmoment": ["Voormeting", "–"]}))}
+    assert not findings(Fake(), "x")  # type: ignore[arg-type]
+
+
+def test_every_page_is_dutch_with_an_empty_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    previous = _local(monkeypatch)
+    try:
+        found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
+    finally:
+        from streamlit import config
+
+        config.set_option("server.address", previous)
+    assert not found, _report(found)
+
+
+def test_every_page_is_dutch_in_local_mode(demo_registry, monkeypatch):
+    """The localhost single-user mode has every role: every page, every element."""
+    engine, _ = demo_registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    previous = _local(monkeypatch)
+    try:
+        found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
+    finally:
+        from streamlit import config
+
+        config.set_option("server.address", previous)
+    assert not found, _report(found)
+
+
+@pytest.mark.parametrize(
+    ("user", "pages"),
+    [
+        ("manager", INDICATOR_PAGES),  # other units anonymised, volumes in bands, no patient rows or exports
+        ("care", ["views/condition_team.py", "views/methods.py"]),  # patient rows, aggregated exports
+        ("quality", ["views/audit.py", "views/data.py"]),  # the audit log with other users' events
+    ],
+)
+def test_every_page_is_dutch_per_role(demo_registry, monkeypatch, tmp_path, user, pages):
+    engine, _ = demo_registry
+    mapping = tmp_path / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
+    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.secrets["auth"] = {"client_id": "x", "client_secret": "x", "server_metadata_url": "http://localhost/x"}
+    # the roles come from the claims; the display name is data (and shown in the sidebar), so a neutral one
+    at.user = {"is_logged_in": True, **USERS[user], "name": "Testgebruiker"}
+    found = _walk(at, pages)
+    assert not found, _report(found)

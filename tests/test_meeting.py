@@ -1,0 +1,165 @@
+"""vbhc.meeting on a small hand-made registry: change arrows, beyond-chance tests, new signals since the last
+meeting, and the data-complete date."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from vbhc import meeting
+from vbhc.catalog import default_catalog
+from vbhc.indicators import ConditionData, compute_indicators
+
+HOSPITALS = ["H01", "H02", "H03", "H04", "H05", "H06"]
+QUARTERS = pd.date_range("2023-10-01", "2025-07-01", freq="QS")  # 8 quarters, the last 2025 Q3
+PER_QUARTER = 60
+LEAK = {q: 0.10 for q in QUARTERS}
+
+
+def _registry() -> ConditionData:
+    """60 cycles per hospital and quarter, identical case mix everywhere. Leakage 10% (6 of 60) in every
+    quarter for every hospital, except H01 in the last quarter: 36 of 60. Mortality 5% (3 of 60) everywhere,
+    except H01 in the last quarter: 4 of 60 (a change well within chance)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for h in HOSPITALS:
+        for q in QUARTERS:
+            last = q == QUARTERS[-1]
+            leaks = 36 if (h == "H01" and last) else 6
+            deaths = 4 if (h == "H01" and last) else 3
+            for i in range(PER_QUARTER):
+                rows.append(
+                    {
+                        "cycle_id": f"{h}-{q.date()}-{i}",
+                        "patient_id": f"P{h}{q.date()}{i}",
+                        "condition": "colorectal_cancer",
+                        "hospital": h,
+                        "department": "SUR",
+                        "index_date": q + pd.Timedelta(days=int(i * 1.5)),
+                        "treatment": "colectomy",
+                        "age": int(50 + (i % 30)),
+                        "sex": "F" if i % 2 else "M",
+                        "asa": 1 + i % 3,
+                        "charlson": i % 4,
+                        "bmi": 22.0 + (i % 10),
+                        "stage": ["I", "II", "III", "IV"][i % 4],
+                        "anastomotic_leak": float(i < leaks),
+                        "mortality_30d": float(i < deaths),
+                        "severe_complication": float(rng.random() < 0.15),
+                        "readmission_30d": float(rng.random() < 0.1),
+                        "length_of_stay": 6.0 + (i % 5),
+                    }
+                )
+    cycles = pd.DataFrame(rows)
+    empty_scores = pd.DataFrame(
+        {
+            c: pd.Series(dtype=float if c == "score" else str)
+            for c in ("cycle_id", "instrument", "timepoint", "scale", "score")
+        }
+    ).assign(completed_date=pd.Series(dtype="datetime64[ns]"))
+    cond = default_catalog().condition("colorectal_cancer")
+    return ConditionData(
+        cond, None, cycles, empty_scores, pd.DataFrame({"cycle_id": [], "cost": []}), cycles["index_date"].max()
+    )
+
+
+@pytest.fixture(scope="module")
+def result():
+    return compute_indicators(
+        _registry(), "hospital", indicators=["anastomotic_leak", "mortality_30d", "length_of_stay"]
+    )
+
+
+def test_default_meeting_date_is_the_first_of_the_month():
+    assert meeting.default_meeting_date(dt.date(2026, 12, 17)) == dt.date(2026, 12, 1)
+
+
+def test_data_complete_until_is_the_latest_date_every_table_reached(result):
+    last = pd.Timestamp("2025-07-01") + pd.Timedelta(days=int(59 * 1.5))
+    assert meeting.data_complete_until(result.data) == last
+    scores = pd.DataFrame({"completed_date": [pd.Timestamp("2025-08-01")]})
+    behind = ConditionData(result.data.condition, None, result.data.cycles, scores, result.data.cost, last)
+    assert meeting.data_complete_until(behind) == pd.Timestamp("2025-08-01")  # PROMs lag: they set the date
+
+
+def test_windows_are_adjacent_periods_ending_at_the_complete_date():
+    previous, latest = meeting.windows(pd.Timestamp("2025-09-30"), "quarter")
+    assert (latest.start, latest.end) == (dt.date(2025, 7, 1), dt.date(2025, 9, 30))
+    assert (previous.start, previous.end) == (dt.date(2025, 4, 1), dt.date(2025, 6, 30))
+    previous, latest = meeting.windows(pd.Timestamp("2025-09-30"), "month")
+    assert (latest.start, previous.start) == (dt.date(2025, 9, 1), dt.date(2025, 8, 1))
+
+
+def test_change_arrows_and_beyond_chance(result):
+    table = meeting.changes(result, "H01", pd.Timestamp("2025-09-30"), "quarter").set_index("indicator")
+    leak = table.loc["anastomotic_leak"]
+    assert leak["previous"] == pytest.approx(0.10) and leak["current"] == pytest.approx(0.60)
+    assert leak["arrow"] == "↑" and leak["beyond_chance"] and leak["assessment"] == "worse"
+    # pooled two-proportion z-test by hand: 6/60 vs 36/60
+    pooled = 42 / 120
+    z = 0.5 / np.sqrt(pooled * (1 - pooled) * (2 / 60))
+    assert leak["p_value"] == pytest.approx(2 * stats.norm.sf(z))
+    death = table.loc["mortality_30d"]
+    assert death["arrow"] == "↑" and not death["beyond_chance"] and death["assessment"] == "no change"
+    stay = table.loc["length_of_stay"]
+    assert stay["arrow"] == "→" and stay["assessment"] == "no change"
+    # another hospital: nothing changed
+    other = meeting.changes(result, "H02", pd.Timestamp("2025-09-30"), "quarter").set_index("indicator")
+    assert (other["arrow"] == "→").all()
+
+
+def test_the_colour_follows_the_indicator_direction():
+    """The same fall (50% -> 10%) is worse for a higher-is-better indicator and better for lower-is-better."""
+    from types import SimpleNamespace
+
+    dates = [pd.Timestamp("2025-05-01")] * 40 + [pd.Timestamp("2025-08-01")] * 40
+    observed = [1.0] * 20 + [0.0] * 20 + [1.0] * 4 + [0.0] * 36
+    values = pd.concat(
+        [
+            pd.DataFrame({"indicator": name, "unit": "H01", "index_date": dates, "observed": observed})
+            for name in ("up", "down")
+        ]
+    )
+    inds = [
+        SimpleNamespace(id=name, kind="proportion", direction=d, label_en=name, label_nl=name)
+        for name, d in (("up", "higher"), ("down", "lower"))
+    ]
+    fake = SimpleNamespace(cycle_values=values, data=SimpleNamespace(condition=SimpleNamespace(indicators=inds)))
+    table = meeting.changes(fake, "H01", pd.Timestamp("2025-09-30"), "quarter").set_index("indicator")
+    assert table.loc["up", "arrow"] == table.loc["down", "arrow"] == "↓"
+    assert table.loc["up", "assessment"] == "worse" and table.loc["down", "assessment"] == "better"
+
+
+def test_new_signals_since_the_last_meeting(result):
+    before = meeting.result_as_of(result, dt.date(2025, 7, 1))
+    assert pd.to_datetime(before.cycle_values["index_date"]).max() <= pd.Timestamp("2025-07-01")
+    table = meeting.since_last_meeting(result, "H01", dt.date(2025, 7, 1), "quarter", before=before)
+    new = dict(zip(table["indicator"], table["new_signals"], strict=True))
+    assert "worse" in new["anastomotic_leak"] and "concern" in new["anastomotic_leak"]
+    assert new["mortality_30d"] == [] and new["length_of_stay"] == []
+    # a meeting after the change: the signal is no longer new
+    later = meeting.since_last_meeting(result, "H01", dt.date(2025, 10, 1), "quarter")
+    assert dict(zip(later["indicator"], later["new_signals"], strict=True))["anastomotic_leak"] == []
+    # H02 has nothing new
+    other = meeting.since_last_meeting(result, "H02", dt.date(2025, 7, 1), "quarter", before=before)
+    assert all(s == [] for s in other["new_signals"])
+
+
+def test_the_trend_exposes_the_rule_per_point_and_the_icons(result):
+    from vbhc.indicators import indicator_over_time
+
+    chart = indicator_over_time(result, "anastomotic_leak", "H01", freq="QS")
+    assert {"rule", "rules", "point_type", "signal"} <= set(chart.columns)
+    assert chart["rule"].iloc[-1] == "beyond_limits" and chart["point_type"].iloc[-1] == "concern"
+    # the spike pulls the centre line up, so the seven quarters at 10% are a shift below it
+    assert (chart["rule"].iloc[:-1] == "shift").all()
+    assert chart.attrs["variation"] == "concern"
+    # limits frozen on the first seven quarters (all 10%: on the centre line) leave only the spike
+    frozen = indicator_over_time(result, "anastomotic_leak", "H01", freq="QS", baseline=7)
+    assert frozen["baseline"].sum() == 7 and frozen["centre"].iloc[-1] == pytest.approx(0.10)
+    assert frozen["rule"].tolist() == [""] * 7 + ["beyond_limits"]
+    assert indicator_over_time(result, "anastomotic_leak", "H01", until="2025-06-30")["signal"].sum() == 0

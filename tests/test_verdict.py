@@ -1,0 +1,209 @@
+"""vbhc.verdict: one verdict per indicator that never contradicts itself, in both languages; and one verdict
+column (no assessment_95/assessment_998 pair) in the displayed tables and reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vbhc import spc
+from vbhc.i18n import t
+from vbhc.verdict import verdict
+
+POSITIONS = ["above", "below", "within"]
+CANNOT = {lang: t("verdict.rank_cannot", lang, rankability="").split("(")[0].strip() for lang in ("en", "nl")}
+
+
+def _assess(position: str, higher: bool) -> str:
+    if position == "above":
+        return "better" if higher else "worse"
+    if position == "below":
+        return "worse" if higher else "better"
+    return "as expected"
+
+
+def _row(**kw) -> pd.Series:
+    base = {
+        "indicator": "anastomotic_leak",
+        "kind": "proportion",
+        "direction": "lower",
+        "n": 150,
+        "n_adjusted": 150,
+        "observed": 33,
+        "expected": 19.95,
+        "oe": 33 / 19.95,
+        "oe_lower": 1.14,
+        "oe_upper": 2.32,
+        "crude_value": 0.22,
+        "crude_lower": 0.16,
+        "crude_upper": 0.29,
+        "adjusted_value": 0.22,
+        "adjusted_lower": 0.15,
+        "adjusted_upper": 0.31,
+        "target": 0.133,
+        "position_95": "above",
+        "position_998": "above",
+        "assessment_95": "worse",
+        "assessment_998": "worse",
+        "too_few_cycles": False,
+        "min_n": 20,
+        "rankability": 0.2,
+        "rankability_note": "cannot tell units apart",
+    }
+    base.update(kw)
+    return pd.Series(base)
+
+
+def _rising_chart() -> pd.DataFrame:
+    periods = pd.date_range("2023-01-01", periods=10, freq="QS")
+    events = [13, 14, 12, 14, 13, 25, 26, 25, 27, 26]  # baseline p 13.2%, upper limit 23.4%: Q2 2024 on
+    return spc.p_chart(events, [100] * 10, periods=periods, direction="lower", target=0.133, baseline=5)
+
+
+def test_the_example_sentence():
+    v = verdict(_row(), _rising_chart())
+    assert v.category == "worse" and v.severity == "998" and v.decisive
+    assert v.sentence("en").startswith(
+        "Worse than expected: 22.0% against 13.3% expected for your patients; outside the 99.8% limits; "
+    )
+    assert v.sentence("en").endswith("; rising since Q2 2024")
+    assert "larger than chance" in v.sentence("en")  # low rankability: said, but never "cannot tell apart"
+    assert CANNOT["en"] not in v.sentence("en")
+    nl = v.sentence("nl")
+    assert nl.startswith("Slechter dan verwacht: 22,0% tegenover 13,3% verwacht voor uw patiënten; buiten de 99,8%")
+    assert nl.endswith("stijgend sinds K2 2024")
+    assert v.variation == "concern" and v.concern and v.signal
+    assert "(95% CI" in v.sentence("en", with_ci=True)
+
+
+def test_common_cause_is_stable_and_95_only_is_possible():
+    quiet = spc.p_chart([13, 14, 12, 13, 14, 13], [100] * 6, direction="lower")
+    v = verdict(_row(position_998="within", assessment_998="as expected"), quiet)
+    assert v.category == "worse" and v.severity == "95" and not v.decisive
+    assert v.label("en") == "Possibly worse than expected"
+    assert v.assessment == "as expected"  # not coloured: outcomes are judged at 99.8%
+    assert "outside the 95% limits, within the 99.8% limits" in v.sentence("en")
+    assert v.sentence("en").endswith("stable over time")
+    assert not v.signal and not v.concern
+
+
+def test_cost_is_judged_at_95_one_verdict_where_two_columns_disagreed():
+    row = _row(
+        kind="cost",
+        direction="lower",
+        observed=25000.0,
+        expected=21000.0,
+        adjusted_value=24500.0,
+        adjusted_lower=23000.0,
+        adjusted_upper=26000.0,
+        target=20500.0,
+        position_998="within",
+        assessment_998="as expected",
+        rankability=0.8,
+        rankability_note="",
+    )
+    v = verdict(row)
+    assert v.category == "worse" and v.decisive and v.assessment == "worse"
+    assert v.sentence("en").startswith("Worse than expected: €25,000 against €21,000 expected for your patients")
+
+
+@pytest.mark.parametrize(
+    ("kw", "category"),
+    [
+        ({"too_few_cycles": True, "position_998": "too few cycles", "position_95": "too few cycles"}, "too_few"),
+        ({"adjusted_value": np.nan, "observed": np.nan, "position_998": "no data"}, "no_data"),
+        ({"target": np.nan, "position_998": None, "position_95": None}, "no_benchmark"),
+        ({"position_998": "within", "position_95": "within"}, "as_expected"),
+        ({"position_998": "below", "position_95": "below"}, "better"),
+        ({"kind": "volume"}, "not_assessed"),
+    ],
+)
+def test_categories(kw, category):
+    assert verdict(_row(**kw)).category == category
+
+
+def test_too_few_says_how_many():
+    v = verdict(_row(n=12, too_few_cycles=True, position_998="too few cycles", position_95="too few cycles"))
+    assert v.sentence("en") == "Too few care cycles: 12 care cycles, at least 20 needed for an assessment"
+    assert v.sentence("nl") == "Te weinig zorgtrajecten: 12 zorgtrajecten, ten minste 20 nodig voor een oordeel"
+
+
+def test_cannot_tell_apart_only_within_the_limits():
+    within = verdict(_row(position_998="within", position_95="within"))
+    assert CANNOT["en"] in within.sentence("en") and CANNOT["nl"] in within.sentence("nl")
+
+
+rows = st.builds(
+    lambda p998, p95, higher, kind, rank, too_few, target, with_chart: (
+        _row(
+            position_998=p998,
+            position_95=p998 if p998 != "within" else p95,  # outside 99.8% is outside 95% too
+            assessment_998=_assess(p998, higher),
+            assessment_95=_assess(p998 if p998 != "within" else p95, higher),
+            direction="higher" if higher else "lower",
+            kind=kind,
+            rankability=rank,
+            rankability_note="cannot tell units apart" if not rank >= 0.5 else "",
+            too_few_cycles=too_few,
+            target=target,
+        ),
+        with_chart,
+    ),
+    st.sampled_from(POSITIONS),
+    st.sampled_from(POSITIONS),
+    st.booleans(),
+    st.sampled_from(["proportion", "prom_mic", "mean", "prom_score", "cost", "response_rate"]),
+    st.one_of(st.floats(0, 1), st.just(float("nan"))),
+    st.booleans(),
+    st.one_of(st.floats(0.01, 0.99), st.just(float("nan"))),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows)
+def test_verdicts_never_contradict(case):
+    row, with_chart = case
+    v = verdict(row, _rising_chart() if with_chart else None)
+    for lang in ("en", "nl"):
+        text = v.sentence(lang)
+        if row["too_few_cycles"]:
+            assert v.category == "too_few" and v.assessment == "too few cycles"
+            continue
+        if row["position_998"] in ("above", "below"):
+            # outside 99.8%: never "as expected", never "cannot tell units apart", and the right side
+            assert v.category == row["assessment_998"] and v.severity == "998" and v.decisive
+            assert not text.startswith(t("verdict.as_expected", lang))
+            assert CANNOT[lang] not in text
+            assert t(f"verdict.{v.category}", lang) == text.split(":")[0]
+            assert t("verdict.outside_998", lang) in text
+        elif row["position_95"] in ("above", "below"):
+            assert v.category == row["assessment_95"] and v.severity == "95"
+            assert CANNOT[lang] not in text
+            assert v.decisive == (row["kind"] in ("cost", "response_rate"))
+        else:
+            assert v.category in ("as_expected", "no_benchmark")
+            assert t("verdict.outside_998", lang) not in text and t("verdict.outside_95", lang) not in text
+        # the colour never says more than the words
+        if v.assessment in ("better", "worse"):
+            assert v.category == v.assessment and v.decisive
+        # the patient list speaks of "the signal" only when there is one
+        assert v.concern <= v.signal
+
+
+def test_one_verdict_column_in_the_displayed_table():
+    pytest.importorskip("streamlit")
+    from ui.render import indicator_display
+
+    table = pd.DataFrame([_row(label_en="Anastomotic leakage", label_nl="Naadlekkage", unit="H01")]).assign(
+        condition="colorectal_cancer", indicator="anastomotic_leak"
+    )
+    for lang in ("en", "nl"):
+        shown = indicator_display(table, lang)
+        assert t("verdict.column", lang) in shown.columns
+        for gone in ("column.assessment", "position.title_95", "position.title_998"):
+            assert t(gone, lang) not in shown.columns
+        assert shown[t("verdict.column", lang)].iloc[0].startswith(t("verdict.worse", lang) + ":")

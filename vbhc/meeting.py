@@ -1,0 +1,219 @@
+"""Since the last meeting: per indicator the change from the previous period, new signals, and how far the
+data reach.
+
+Definitions (also shown on the pages):
+- Data complete until: the latest date that every table loaded with the indicators has reached, i.e. the
+  minimum over the tables of their latest date (care cycles: index_date; PROMs: completed_date; clinical
+  outcome dates when the caller passes them). It says how far the registry reaches, not that every outcome
+  window of the most recent care cycles has closed: a 30-day outcome of a cycle started last week is simply
+  not there yet (the indicators leave cycles without a recorded outcome out).
+- Periods: the latest period is the comparison length (month, quarter, half year, year) ending at the
+  data-complete date; the previous period is the same length just before it.
+- Change: crude values per period (not case-mix adjusted: case mix rarely moves much between adjacent
+  periods, and the verdict does the adjusted comparison). Beyond chance = two-sided p < 0.05: pooled
+  two-proportion z-test for yes/no indicators, Welch's t-test for means. Arrow ↑/↓/→ by the sign of the
+  change (→ no change or no data), coloured better/worse by the indicator's direction only when beyond
+  chance, otherwise grey.
+- New signal: a signal (verdict outside the deciding limits, or special-cause variation at the last point
+  of the SPC chart, vbhc.spc) present in the data now that was not present in the data up to the meeting
+  date (the indicator table recomputed, case-mix models included, on care cycles up to that date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from vbhc import indicators, verdict
+from vbhc.registry import Period
+
+__all__ = [
+    "COMPARISON_MONTHS",
+    "changes",
+    "data_complete_until",
+    "default_meeting_date",
+    "result_as_of",
+    "signals",
+    "since_last_meeting",
+    "windows",
+]
+
+COMPARISON_MONTHS = {"month": 1, "quarter": 3, "half_year": 6, "year": 12}
+ALPHA = 0.05
+ARROWS = {1: "↑", -1: "↓", 0: "→"}
+
+
+def default_meeting_date(today: dt.date | None = None) -> dt.date:
+    """The first day of the current month."""
+    today = today or dt.date.today()
+    return today.replace(day=1)
+
+
+def data_complete_until(data: indicators.ConditionData, outcome_dates: pd.Series | None = None) -> pd.Timestamp:
+    """The minimum over the tables of their latest date (see the module docstring); NaT without data."""
+    latest = [pd.to_datetime(data.cycles["index_date"]).max()]
+    if outcome_dates is not None and outcome_dates.notna().any():
+        latest.append(pd.to_datetime(outcome_dates).max())
+    scores = data.scores
+    if len(scores) and "completed_date" in scores and scores["completed_date"].notna().any():
+        latest.append(pd.to_datetime(scores["completed_date"]).max())
+    latest = [d for d in latest if pd.notna(d)]
+    return min(latest) if latest else pd.NaT
+
+
+def windows(until: pd.Timestamp, comparison: str = "quarter") -> tuple[Period, Period]:
+    """(previous, latest): two adjacent periods of the comparison length, the latest ending at `until`."""
+    months = COMPARISON_MONTHS[comparison]
+    end = pd.Timestamp(until).normalize()
+    start = end + pd.Timedelta(days=1) - pd.DateOffset(months=months)
+    prev_end = start - pd.Timedelta(days=1)
+    prev_start = start - pd.DateOffset(months=months)
+    latest = Period(start.date(), end.date(), f"{start.date()}..{end.date()}")
+    previous = Period(prev_start.date(), prev_end.date(), f"{prev_start.date()}..{prev_end.date()}")
+    return previous, latest
+
+
+def _test(kind: str, a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of the difference between period a (previous) and b (latest)."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    if kind in indicators.BINARY_KINDS:
+        x1, n1, x2, n2 = a.sum(), len(a), b.sum(), len(b)
+        pooled = (x1 + x2) / (n1 + n2)
+        se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        if se == 0:
+            return 1.0
+        return float(2 * stats.norm.sf(abs(x2 / n2 - x1 / n1) / se))
+    if np.std(a) == 0 and np.std(b) == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+
+
+def changes(
+    result: indicators.IndicatorResult, unit: str, until: pd.Timestamp, comparison: str = "quarter"
+) -> pd.DataFrame:
+    """Per indicator of the unit: previous and latest crude value, change, arrow, p-value, assessment.
+
+    assessment: "better"/"worse" (beyond chance, by the indicator's direction), "no change" (within
+    chance), "" (not tested: too few cycles in a period).
+    """
+    previous, latest = windows(until, comparison)
+    values = result.cycle_values
+    rows = []
+    if values.empty:
+        return pd.DataFrame(columns=["indicator", "kind", "previous", "current", "change", "arrow", "p_value"])
+    part = values[values["unit"] == unit]
+    dates = pd.to_datetime(part["index_date"])
+    in_prev = (dates >= pd.Timestamp(previous.start)) & (dates <= pd.Timestamp(previous.end))
+    in_latest = (dates >= pd.Timestamp(latest.start)) & (dates <= pd.Timestamp(latest.end))
+    for ind in result.data.condition.indicators:
+        mine = part["indicator"] == ind.id
+        if not mine.any():
+            continue
+        a = part.loc[mine & in_prev, "observed"].dropna().to_numpy(float)
+        b = part.loc[mine & in_latest, "observed"].dropna().to_numpy(float)
+        prev_v = float(a.mean()) if a.size else np.nan
+        cur_v = float(b.mean()) if b.size else np.nan
+        change = cur_v - prev_v
+        sign = int(np.sign(change)) if np.isfinite(change) else 0
+        p = _test(ind.kind, a, b)
+        if not np.isfinite(p):
+            assessment = ""
+        elif p < ALPHA and sign != 0:
+            assessment = "better" if (sign > 0) == (ind.direction == "higher") else "worse"
+        else:
+            assessment = "no change"
+        rows.append(
+            {
+                "indicator": ind.id,
+                "kind": ind.kind,
+                "direction": ind.direction,
+                "label_en": ind.label_en,
+                "label_nl": ind.label_nl,
+                "n_previous": a.size,
+                "n_current": b.size,
+                "previous": prev_v,
+                "current": cur_v,
+                "change": change,
+                "arrow": ARROWS[sign],
+                "p_value": p,
+                "beyond_chance": bool(np.isfinite(p) and p < ALPHA),
+                "assessment": assessment,
+            }
+        )
+    out = pd.DataFrame(rows)
+    out.attrs["previous"], out.attrs["latest"] = previous, latest
+    return out
+
+
+def result_as_of(
+    result: indicators.IndicatorResult, date: dt.date | pd.Timestamp, only: list[str] | None = None
+) -> indicators.IndicatorResult:
+    """The indicator table as it was with the care cycles up to `date` (models refitted on those data); `only`
+    limits it to those indicators (e.g. the key indicators of the overview)."""
+    data = result.data
+    first = pd.to_datetime(data.cycles["index_date"]).min()
+    end = pd.Timestamp(date)
+    if pd.isna(first) or first > end:
+        first = end
+    period = Period(first.date(), end.date(), f"..{end.date()}")
+    computed = list(pd.unique(result.table["indicator"])) if len(result.table) else None
+    if only is not None:
+        computed = [i for i in (computed or only) if i in set(only)]
+    return indicators.compute_indicators(indicators.restrict(data, period), result.level, indicators=computed)
+
+
+def signals(
+    result: indicators.IndicatorResult, unit: str, until: dt.date | pd.Timestamp | None = None
+) -> dict[str, set[str]]:
+    """Per indicator the signals of the unit: "worse"/"better" (verdict outside the deciding limits) and
+    "concern"/"improvement" (special cause at the SPC chart's last point); data up to `until` for the chart."""
+    out: dict[str, set[str]] = {}
+    mine = result.table[result.table["unit"] == unit]
+    for _, row in mine.iterrows():
+        if row["kind"] in ("volume",):
+            continue
+        found: set[str] = set()
+        chart = None
+        if row["kind"] != "response_rate":
+            chart = indicators.indicator_over_time(result, row["indicator"], unit, until=until)
+        v = verdict.verdict(row, chart if chart is not None and len(chart) else None)
+        if v.category in ("better", "worse") and v.decisive:
+            found.add(v.category)
+        if v.variation in ("improvement", "concern"):
+            found.add(v.variation)
+        out[str(row["indicator"])] = found
+    return out
+
+
+def since_last_meeting(
+    result: indicators.IndicatorResult,
+    unit: str,
+    meeting: dt.date | pd.Timestamp,
+    comparison: str = "quarter",
+    before: indicators.IndicatorResult | None = None,
+    until: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """changes() with a new_signals column (sorted names of the signals new since the meeting).
+
+    `before` is the result on the data up to the meeting (result_as_of; computed when not given);
+    `until` the data-complete date (data_complete_until when not given). attrs: complete_until, meeting.
+    """
+    until = pd.Timestamp(until) if until is not None else data_complete_until(result.data)
+    table = changes(result, unit, until, comparison)
+    if before is None:
+        before = result_as_of(result, meeting)
+    now = signals(result, unit)
+    then = signals(before, unit, until=meeting) if unit in set(before.table["unit"]) else {}
+    known = set(before.table["indicator"]) if len(before.table) else set()
+    new: dict[str, Any] = {k: sorted(v - then.get(k, set())) if k in known else [] for k, v in now.items()}
+    if len(table):
+        table["new_signals"] = [new.get(i, []) for i in table["indicator"]]
+    else:
+        table["new_signals"] = []
+    table.attrs["complete_until"], table.attrs["meeting"] = until, pd.Timestamp(meeting)
+    return table
