@@ -78,7 +78,7 @@ def _distribution():
     scores = prom_scores_for(result, instrument, scale)
     scores = scores.assign(group=scores["unit"].where(scores["unit"] == chosen.unit, t("proms.all_units", lang)))
     binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
-    return charts.score_distribution_chart(binned, lang=lang)
+    return charts.score_distribution_chart(binned, lang=lang, scale=spec)
 
 
 render.cached_chart(("distribution", instrument, scale, chosen.unit), _distribution)
