@@ -58,6 +58,15 @@ def units(url: str, data_version: str) -> pd.DataFrame:
     return registry.units(engine=engine(url))
 
 
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
+    """Unit id -> display name (hospital and department names from the registry, the condition's label)."""
+    from vbhc.catalog import default_catalog
+
+    label = default_catalog().conditions[condition].label(lang) if condition else ""
+    return registry.unit_names(units(url, data_version), level, condition, label)
+
+
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def volumes(url: str, data_version: str) -> pd.DataFrame:
     return registry.condition_volumes(engine=engine(url))

@@ -90,7 +90,11 @@ if chosen is not None:
     complete = registry.completeness(chosen.condition, engine=data.current_engine())
     if not complete.empty:
         grid = complete.pivot(index="hospital", columns="variable", values="filled")
-        st.dataframe(grid.map(lambda v: fmt_percent(v, lang, 1)), width="stretch")
+        shown = grid.map(lambda v: fmt_percent(v, lang, 1))
+        names = filters.unit_names("hospital", chosen.condition, lang)
+        shown.index = [names.get(str(h), str(h)) for h in shown.index]  # names on screen, ids in the CSV
+        shown.index.name = t("column.hospital", lang)
+        st.dataframe(shown, width="stretch")
         render.csv_download(
             grid,
             lang,
