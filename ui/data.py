@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import threading
 
 import pandas as pd
@@ -98,8 +99,9 @@ def _result(
     return compute_indicators(data, level)
 
 
-#: Registries up to this many care cycles also get every year precomputed at start-up.
-WARM_UP_YEARS_UP_TO = 200_000
+#: Registries up to this many care cycles also get every year precomputed at start-up
+#: (VBHC_WARM_UP_YEARS_UP_TO=0: only the default views, e.g. for the browser tests on 2 cores).
+WARM_UP_YEARS_UP_TO = int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
 
 
 @st.cache_resource(show_spinner=False)

@@ -92,6 +92,23 @@ def keep_valid(key: str, options: Sequence, default=None, *, many: bool = False)
             del st.session_state[key]
 
 
+#: Session-state keys of the global filters (the unit's key depends on the level: unit_hospital, ...).
+FILTER_KEYS = ("lang", "condition", "level", *(f"unit_{level}" for level in UNIT_LEVELS), "period", "peers")
+
+
+def carry_over(**changes: object) -> None:
+    """A button callback before st.switch_page: sets the filters in `changes` and carries the others over.
+
+    st.switch_page starts the next run without the widgets' states (and clears the URL), so the sidebar would
+    fall back to its defaults: values written by a callback are kept, so every filter is written again here.
+    Callbacks run before the sidebar's widgets are drawn, so this never touches an instantiated widget."""
+    for key in FILTER_KEYS:
+        if key in changes:
+            st.session_state[key] = changes[key]
+        elif key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def keep_tab(key: str, label_keys: Sequence[str]) -> None:
     """Stateful tabs remember the open tab by its label: after a language switch the same tab's label in the new
     language is put in place, so the open tab stays open."""

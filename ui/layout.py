@@ -11,18 +11,18 @@ from vbhc.i18n import t
 
 #: indicator_display column (message key) -> (short header key or None, width in px, help key)
 _INDICATOR_COLUMNS = {
-    "column.indicator": (None, 230, None),
-    "column.unit": (None, 230, None),
+    "column.indicator": (None, 190, None),
+    "column.unit": (None, 190, None),
     "column.care_cycles": ("pages.short_cycles", 52, "pages.help_cycles"),
     "column.observed": ("pages.short_observed", 58, "pages.help_observed"),
     "column.expected": ("pages.short_expected", 58, "pages.help_expected"),
     "column.oe": (None, 48, "pages.help_oe"),
     "column.crude": (None, 68, "pages.help_crude"),
     "column.adjusted": ("pages.short_adjusted", 68, "pages.help_adjusted"),
-    "column.ci95": (None, 108, "pages.help_ci95"),
+    "column.ci95": (None, 104, "pages.help_ci95"),
     "column.benchmark": ("pages.short_benchmark", 64, "pages.help_benchmark"),
-    "column.assessment": (None, 140, "pages.help_assessment"),
-    "position.title_95": ("pages.short_position_95", 140, "pages.help_position_95"),
+    "column.assessment": (None, 132, "pages.help_assessment"),
+    "position.title_95": ("pages.short_position_95", 132, "pages.help_position_95"),
 }
 
 
@@ -38,6 +38,7 @@ def indicator_columns(lang: str, columns: Iterable[str] | None = None) -> dict:
             t(short, lang) if short else name,
             width=width,
             help=t(help_key, lang) if help_key else None,
+            pinned=True if key in ("column.indicator", "column.unit") else None,  # kept in view on a phone
         )
     return config
 

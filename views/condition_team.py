@@ -35,54 +35,71 @@ if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
     st.stop()
 
-# the indicator is a filter of this page (shown in the sidebar, so every tab can read it and a link carries it)
 choices = [i.id for i in condition.indicators if i.kind != "volume"]
-indicator_id = filters.synced(
-    st.sidebar.selectbox,
-    t("filter.indicator", lang),
-    choices,
-    key="indicator",
-    format_func=lambda i: condition.indicator(i).label(lang),
-)
-ind = condition.indicator(indicator_id)
-rows = table[table["indicator"] == indicator_id]
-row = rows[rows["unit"] == unit].iloc[0]
-named = filters.with_unit_names(rows)  # the charts show names; unit_id keeps the id
-highlight = unit_name
-has_benchmark = not pd.isna(row["target"])
 
-# one screen per tab; only the open tab's content runs (its charts are built when someone looks at them)
+# one screen per tab; only the open tab's content runs (its charts are built when someone looks at them). A shared
+# link that names an indicator opens that indicator in depth.
 TABS = ("verdicts", "depth", "casemix", "cases")
+labels = [t(f"pages.tab_{tab}", lang) for tab in TABS]
 filters.keep_tab("team_tab", [f"pages.tab_{tab}" for tab in TABS])
+opened_by_link = "_team_tab_seeded" not in st.session_state and st.query_params.get("indicator") in choices
+st.session_state["_team_tab_seeded"] = True
 verdicts, depth, casemix, cases = st.tabs(
-    [t(f"pages.tab_{tab}", lang) for tab in TABS], key="team_tab", on_change="rerun"
+    labels, key="team_tab", on_change="rerun", default=labels[1] if opened_by_link else None
 )
+
+
+def pick_indicator() -> str:
+    """The indicator box, in the tab that is open (one tab runs at a time, so the widget exists once). Its value
+    is kept between tabs: Streamlit forgets a widget's state in runs that do not draw it."""
+    remembered = st.session_state.get("_indicator")
+    if "indicator" not in st.session_state and remembered in choices:
+        st.session_state["indicator"] = remembered
+    value = filters.synced(
+        st.selectbox,
+        t("filter.indicator", lang),
+        choices,
+        key="indicator",
+        format_func=lambda i: condition.indicator(i).label(lang),
+    )
+    st.session_state["_indicator"] = value
+    return value
+
+
+def indicator_rows(indicator_id: str):
+    rows = table[table["indicator"] == indicator_id]
+    return rows, rows[rows["unit"] == unit].iloc[0]
+
 
 # --- the team's indicators, grouped by outcome tier ----------------------------------------------------
 if verdicts.open:
     with verdicts:
-        for tier, tier_rows in mine.groupby(mine["tier"].fillna(0).astype(int), sort=True):
-            st.markdown(f"##### {t(f'tier.{tier}', lang) if tier else t('team.other_indicators', lang)}")
-            shown = tier_rows[tier_rows["kind"] != "volume"] if tier == 0 else tier_rows
-            display = render.cached(
-                ("team_table", unit, tier), lambda shown=shown: render.indicator_display(shown, lang)
-            )
-            st.dataframe(
-                render.colour_assessments(
-                    display.style,
-                    [t("column.assessment", lang), t("position.title_95", lang)],
-                    pd.DataFrame(
-                        {
-                            t("column.assessment", lang): shown["assessment_998"].to_numpy(),
-                            t("position.title_95", lang): shown["assessment_95"].to_numpy(),
-                        },
-                        index=display.index,
-                    ),
+        ordered = mine.assign(_tier=mine["tier"].fillna(9).astype(int)).sort_values("_tier", kind="stable")
+        shown = ordered[ordered["kind"] != "volume"]
+        # a copy: the cached table is shared with other runs and must not be changed
+        display = render.cached(("team_table", unit), lambda: render.indicator_display(shown, lang)).copy()
+        tier_column = t("pages.tier_short", lang)
+        display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
+        config = layout.indicator_columns(lang, display.columns)
+        config[tier_column] = st.column_config.TextColumn(tier_column, width=48, help=t("pages.tier_help", lang))
+        st.dataframe(
+            render.colour_assessments(
+                display.style,
+                [t("column.assessment", lang), t("position.title_95", lang)],
+                pd.DataFrame(
+                    {
+                        t("column.assessment", lang): shown["assessment_998"].to_numpy(),
+                        t("position.title_95", lang): shown["assessment_95"].to_numpy(),
+                    },
+                    index=display.index,
                 ),
-                hide_index=True,
-                width="stretch",
-                column_config=layout.indicator_columns(lang, display.columns),
-            )
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config=config,
+            column_order=[c for c in display.columns if c != t("column.crude", lang)],  # crude: in the depth tab
+        )
+        st.caption(t("overview.legend", lang))
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
         render.report_downloads(
@@ -92,41 +109,48 @@ if verdicts.open:
 # --- one indicator in depth ----------------------------------------------------------------------------
 if depth.open:
     with depth:
-        metric_cols = st.columns(4)
-        metric_cols[0].metric(t("column.care_cycles", lang), fmt_int(row["n"], lang))
-        metric_cols[1].metric(t("column.crude", lang), format_value(row["crude_value"], ind.kind, lang))
-        metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
-        metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
-        st.markdown(f"**{t('column.assessment', lang)}:** {t_value('assessment', row['assessment_998'], lang)}")
+        picker, facts = st.columns([2, 3], vertical_alignment="bottom")
+        with picker:
+            indicator_id = pick_indicator()
+        ind = condition.indicator(indicator_id)
+        rows, row = indicator_rows(indicator_id)
+        named = filters.with_unit_names(rows)  # the charts show names; unit_id keeps the id
+        highlight = unit_name
+        with facts:
+            metric_cols = st.columns(4)
+            metric_cols[0].metric(t("column.care_cycles", lang), fmt_int(row["n"], lang))
+            metric_cols[1].metric(t("column.crude", lang), format_value(row["crude_value"], ind.kind, lang))
+            metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
+            metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
+        notes = [f"**{t('column.assessment', lang)}:** {t_value('assessment', row['assessment_998'], lang)}"]
         if row["rankability_note"]:
-            st.warning(t("warning.low_rankability", lang, rankability=fmt_number(row["rankability"], lang, 2)))
+            notes.append(t("warning.low_rankability", lang, rankability=fmt_number(row["rankability"], lang, 2)))
         if row["too_few_cycles"]:
-            st.warning(t_md("warning.too_few_cycles", lang, unit=unit_name, min_n=ind.min_n))
+            notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, min_n=ind.min_n))
         if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
-            st.info(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
+            notes.append(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
+        st.markdown(" · ".join(notes))
 
-        if not has_benchmark:  # vbhc.access withheld the benchmark: too few other units to compare with
+        if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
             st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
         else:
             yes_no = ind.kind in ("proportion", "prom_mic")
-            views = [t("team.funnel", lang), t("team.trend", lang)]
-            views.append(f"{t('chart.vlad', lang)} · CUSUM" if yes_no else t("team.crude_vs_adjusted", lang))
-            position, over_time, cumulative = st.tabs(views)
-            with position:
-                left, right = st.columns(2)
-                with left:
-                    render.cached_chart(
-                        ("funnel", indicator_id),
-                        lambda: charts.funnel_chart(named, funnel_curve(rows), highlight=highlight, lang=lang),
-                        highlight=highlight,
-                    )
-                with right:
-                    value = "oe" if yes_no else "adjusted"
-                    render.cached_chart(
-                        ("caterpillar", indicator_id),
-                        lambda: charts.caterpillar_chart(named, highlight=highlight, lang=lang, value=value),
-                        highlight=highlight,
-                    )
+            views = [t("team.funnel", lang), t("team.caterpillar", lang), t("team.trend", lang)]
+            views.append(t("pages.tab_vlad_cusum", lang) if yes_no else t("team.crude_vs_adjusted", lang))
+            funnel, caterpillar, over_time, cumulative = st.tabs(views)
+            with funnel:
+                render.cached_chart(
+                    ("funnel", indicator_id),
+                    lambda: charts.funnel_chart(named, funnel_curve(rows), highlight=highlight, lang=lang),
+                    highlight=highlight,
+                )
+            with caterpillar:
+                value = "oe" if yes_no else "adjusted"
+                render.cached_chart(
+                    ("caterpillar", indicator_id),
+                    lambda: charts.caterpillar_chart(named, highlight=highlight, lang=lang, value=value),
+                    highlight=highlight,
+                )
 
             def _trend():
                 trend = (
@@ -162,16 +186,41 @@ if depth.open:
                         highlight=highlight,
                     )
 
+
 # --- case-mix: what the model contributes, how good it is, how complete the data are ------------------------
+def variable_label(name: str) -> str:
+    key = "pages.var_non_additive" if name.startswith("(") else f"pages.var_{name}"
+    try:
+        return t(key, lang)
+    except KeyError:
+        return name
+
+
+def reason_label(reason: str) -> str:
+    if reason == "outcome not recorded":
+        return t("model.reason_outcome_not_recorded", lang)
+    if reason.endswith(" missing"):
+        return t("model.reason_missing", lang, variable=variable_label(reason.removesuffix(" missing")))
+    return reason
+
+
 if casemix.open:
     with casemix:
-        st.caption(md_escape(ind.label(lang)))
-        left, right = st.columns(2)
-        if indicator_id in result.models:
-            with left:
-                st.markdown(f"##### {t('team.casemix_contribution', lang)}")
+        picker, _ = st.columns([2, 3])
+        with picker:
+            indicator_id = pick_indicator()
+        ind = condition.indicator(indicator_id)
+        rows, row = indicator_rows(indicator_id)
+        left, right = st.columns([3, 2])
+        with left:
+            # per case-mix variable: what it contributes to the gap between crude and adjusted, and how complete it is
+            st.markdown(f"##### {t('team.casemix_contribution', lang)}")
+            variables = list(condition.casemix_names)
+            frame = pd.DataFrame({"variable": variables})
+            if indicator_id in result.models:
                 explained = render.cached(("casemix", indicator_id), lambda: casemix_explanation(result, indicator_id))
                 explained = explained[explained["unit"] == unit]
+                frame = frame.merge(explained[["variable", "contribution", "share_of_gap"]], on="variable", how="outer")
                 st.caption(
                     t(
                         "team.gap_explained",
@@ -180,20 +229,58 @@ if casemix.open:
                         adjusted=format_value(row["adjusted_value"], ind.kind, lang),
                     )
                 )
-                st.dataframe(
-                    pd.DataFrame(
-                        {
-                            t("model.variables", lang): explained["variable"],
-                            t("team.contribution", lang): [
-                                format_value(v, ind.kind, lang) for v in explained["contribution"]
-                            ],
-                            t("team.share_of_gap", lang): [fmt_percent(v, lang, 0) for v in explained["share_of_gap"]],
-                        }
-                    ),
-                    hide_index=True,
-                    width="stretch",
+            hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
+            if hospital and access.may_see_unit(viewer, chosen.condition, hospital=hospital):
+                complete = render.cached(
+                    ("completeness", chosen.condition),
+                    lambda: registry.completeness(chosen.condition, engine=data.current_engine()),
                 )
-            with right:
+                weighted = complete.assign(cycles_filled=complete["filled"] * complete["care_cycles"])
+                totals = weighted.groupby("variable", observed=True)[["cycles_filled", "care_cycles"]].sum()
+                overall = totals["cycles_filled"] / totals["care_cycles"].clip(lower=1)
+                own = complete[complete["hospital"] == hospital].set_index("variable")["filled"]
+                frame = frame.assign(
+                    complete_unit=frame["variable"].map(own), complete_all=frame["variable"].map(overall)
+                )
+            columns = {
+                "variable": (t("model.variables", lang), 190, None, variable_label),
+                "contribution": (
+                    t("pages.short_contribution", lang),
+                    100,
+                    t("pages.help_contribution", lang),
+                    lambda v: format_value(v, ind.kind, lang),
+                ),
+                "share_of_gap": (
+                    t("pages.short_share", lang),
+                    100,
+                    t("pages.help_share", lang),
+                    lambda v: fmt_percent(v, lang, 0),
+                ),
+                "complete_unit": (
+                    t("pages.complete_unit", lang),
+                    90,
+                    t("pages.help_complete_unit", lang),
+                    lambda v: fmt_percent(v, lang, 1),
+                ),
+                "complete_all": (
+                    t("pages.complete_all", lang),
+                    90,
+                    t("pages.help_complete_all", lang),
+                    lambda v: fmt_percent(v, lang, 1),
+                ),
+            }
+            present = [c for c in columns if c in frame]
+            st.dataframe(
+                pd.DataFrame({columns[c][0]: [columns[c][3](v) for v in frame[c]] for c in present}),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    columns[c][0]: st.column_config.TextColumn(columns[c][0], width=columns[c][1], help=columns[c][2])
+                    for c in present
+                },
+            )
+        with right:
+            if indicator_id in result.models:
                 st.markdown(f"##### {t('model.title', lang)}")
                 diag = result.models[indicator_id].diagnostics
                 quality = {
@@ -204,59 +291,27 @@ if casemix.open:
                     t("model.cycles_used", lang): fmt_int(diag.n_used, lang),
                     t("model.cycles_excluded", lang): fmt_int(diag.n_excluded, lang),
                 }
-                st.dataframe(
-                    pd.DataFrame({t("model.title", lang): list(quality), "": list(quality.values())}),
-                    hide_index=True,
-                    width="stretch",
-                )
-                if diag.excluded_by_reason:
-                    st.dataframe(
-                        pd.DataFrame(
-                            {
-                                t("model.excluded_reason", lang): list(diag.excluded_by_reason),
-                                t("model.cycles_excluded", lang): [
-                                    fmt_int(v, lang) for v in diag.excluded_by_reason.values()
-                                ],
-                            }
-                        ),
-                        hide_index=True,
-                        width="stretch",
-                    )
-                if diag.warning:
-                    st.warning(md_escape(diag.warning))
-        hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
-        if hospital and access.may_see_unit(viewer, chosen.condition, hospital=hospital):
-            complete = render.cached(
-                ("completeness", chosen.condition),
-                lambda: registry.completeness(chosen.condition, engine=data.current_engine()),
-            )
-            part = complete[complete["hospital"] == hospital]
-            if not part.empty:
-                overall = complete.groupby("variable", observed=True).apply(
-                    lambda g: (g["filled"] * g["care_cycles"]).sum() / max(g["care_cycles"].sum(), 1),
-                    include_groups=False,
-                )
-                hospital_name = filters.unit_name(hospital, "hospital")
-                st.markdown(f"##### {t_md('pages.completeness', lang, unit=hospital_name)}")
+                quality |= {
+                    f"· {reason_label(r)}": fmt_int(v, lang) for r, v in (diag.excluded_by_reason or {}).items()
+                }
                 st.dataframe(
                     pd.DataFrame(
-                        {
-                            t("model.variables", lang): part["variable"].to_numpy(),
-                            hospital_name: [fmt_percent(v, lang, 1) for v in part["filled"]],
-                            t("proms.all_units", lang): [
-                                fmt_percent(overall.get(v), lang, 1) for v in part["variable"]
-                            ],
-                        }
+                        {t("pages.measure", lang): list(quality), t("pages.value", lang): list(quality.values())}
                     ),
                     hide_index=True,
                     width="stretch",
+                    column_config=layout.text_columns({t("pages.measure", lang): 230, t("pages.value", lang): 90}),
                 )
+                if diag.warning:
+                    st.warning(md_escape(diag.warning))
+
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
 if cases.open:
     with cases:
         yes_no_indicators = [i for i in condition.indicators if i.kind in ("proportion", "prom_mic")]
-        hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
+        first = mine.iloc[0]
+        hospital = str(first["hospital"]) if pd.notna(first.get("hospital")) else None
         if not yes_no_indicators:
             st.caption(t("team.no_events", lang))
         elif not access.may_see_patient_rows(viewer, result.condition, hospital):
@@ -271,7 +326,12 @@ if cases.open:
                     continue
                 verdict = mine.loc[mine["indicator"] == item.id, "assessment_998"]
                 signal = bool(len(verdict)) and verdict.iloc[0] == "worse"
-                frames.append(found.assign(indicator=item.label(lang), signal=signal))
+                outcome = (
+                    item.label(lang)
+                    if item.direction == "lower"
+                    else t("pages.not_reached", lang, label=item.label(lang))
+                )
+            frames.append(found.assign(indicator=outcome, signal=signal))
             if not frames:
                 st.caption(t("pages.no_cases", lang))
             else:
@@ -283,7 +343,7 @@ if cases.open:
                     risk = fmt_percent(expected, lang)
                     if signal:
                         return t("pages.why_signal", lang, risk=risk)
-                    return t("pages.why_unexpected" if expected < 0.1 else "pages.why_event", lang, risk=risk)
+                    return t("pages.why_low_risk" if expected < 0.1 else "pages.why_event", lang, risk=risk)
 
                 record, when, outcome, why = (
                     t("pages.record_key", lang),
@@ -304,7 +364,9 @@ if cases.open:
                     width="stretch",
                     height=min(36 + 35 * len(listed), 560),
                     column_config={
-                        record: st.column_config.TextColumn(record, width=130, help=t("pages.record_key_help", lang)),
+                        record: st.column_config.TextColumn(
+                            record, width=130, help=t("pages.record_key_help", lang), pinned=True
+                        ),
                         when: st.column_config.DateColumn(when, width=100),
                         outcome: st.column_config.TextColumn(outcome, width=260),
                         why: st.column_config.TextColumn(why, width="large"),

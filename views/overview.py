@@ -80,21 +80,33 @@ styled = scorecard.style.apply(
 )
 st.subheader(t("overview.scorecard", lang))
 st.caption(t("overview.legend", lang))
-widths = {t("column.condition", lang): 150, t("column.care_cycles", lang): 90}
-widths |= {c: 230 for c in scorecard.columns if c not in widths}
-widths[t("column.response_rate", lang)] = 110
-widths[t("column.cost_per_cycle", lang)] = 130
+# key indicators differ per condition, so their cells say which indicator they are: they wrap (rows of 3 lines) so
+# the whole scorecard, response and cost included, fits the main area of a 1440 px screen
+widths = {t("column.condition", lang): 112, t("column.care_cycles", lang): 60}
+widths |= {c: 170 for c in scorecard.columns if c not in widths}
+widths[t("column.response_rate", lang)] = 72
+widths[t("column.cost_per_cycle", lang)] = 92
+config = layout.text_columns({c: w for c, w in widths.items() if c in scorecard.columns})
+config[t("column.condition", lang)] = st.column_config.TextColumn(
+    t("column.condition", lang),
+    width=112,
+    pinned=True,  # kept in view when a phone scrolls the table sideways
+)
+config[t("column.care_cycles", lang)] = st.column_config.TextColumn(
+    t("pages.short_cycles", lang), width=60, help=t("column.care_cycles", lang)
+)
+config[t("column.cost_per_cycle", lang)] = st.column_config.TextColumn(
+    t("pages.short_cost", lang), width=92, help=t("column.cost_per_cycle", lang)
+)
+ROW = 72
 st.dataframe(
     styled,
     hide_index=True,
     width="stretch",
-    column_config=layout.text_columns({c: w for c, w in widths.items() if c in scorecard.columns}),
+    row_height=ROW,
+    height=38 + ROW * len(scorecard),
+    column_config=config,
 )
-
-
-def _open_team(condition: str) -> None:
-    """Button callback: runs before the sidebar's condition box is drawn, so the filter may still be set."""
-    st.session_state["condition"] = condition
 
 
 st.subheader(t("overview.open_team", lang))
@@ -106,8 +118,8 @@ for start in range(0, len(conditions), PER_ROW):
         if col.button(
             md_escape(label),
             key=f"open_{condition}",
-            on_click=_open_team,
-            args=(condition,),
+            on_click=filters.carry_over,  # sets the condition before its box is drawn; keeps the other filters
+            kwargs={"condition": condition},
             help=t("pages.open_team_help", lang, condition=label),
             width="stretch",
             icon=":material/groups:",
