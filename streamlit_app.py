@@ -19,6 +19,8 @@ st.html(
     ".stMainBlockContainer{padding-top:2.5rem}"
     "[data-testid=stMain] h1{font-size:2rem;padding-top:0.25rem}"
     "@media (max-width: 640px){[data-testid=stMain] h1{font-size:1.5rem}}"
+    # a chart wider than the screen (facets, fixed widths) scrolls sideways in its own box, not the whole page
+    "[data-testid=stVegaLiteChart]{max-width:100%;overflow-x:auto}"
     "</style>"
 )
 # who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when
