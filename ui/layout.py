@@ -43,6 +43,15 @@ def indicator_columns(lang: str, columns: Iterable[str] | None = None) -> dict:
     return config
 
 
+def variable_label(name: str, lang: str) -> str:
+    """A case-mix variable's name as people say it ("ASA class", "Leeftijd"); the code when there is no label."""
+    key = "pages.var_non_additive" if name.startswith("(") else f"pages.var_{name}"
+    try:
+        return t(key, lang)
+    except KeyError:
+        return name
+
+
 def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) -> dict:
     """column_config giving plain text columns a fixed width (and a help text)."""
     helps = helps or {}

@@ -189,11 +189,7 @@ if depth.open:
 
 # --- case-mix: what the model contributes, how good it is, how complete the data are ------------------------
 def variable_label(name: str) -> str:
-    key = "pages.var_non_additive" if name.startswith("(") else f"pages.var_{name}"
-    try:
-        return t(key, lang)
-    except KeyError:
-        return name
+    return layout.variable_label(name, lang)
 
 
 def reason_label(reason: str) -> str:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import auth, data, filters, render
+from ui import auth, data, filters, layout, render
 from vbhc import access, registry
 from vbhc.i18n import fmt_int, fmt_percent, t, t_md
 from vbhc.ingest import ImportRefused, explain_problems
@@ -76,6 +76,7 @@ else:
         "imported_at": "imported_at",
     }
     shown = batches[list(columns)].copy()
+    shown["sheet"] = shown["sheet"].fillna("–")  # a CSV file has no sheet
     for col in ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged"):
         shown[col] = [fmt_int(v, lang) for v in shown[col]]
     shown.columns = [t(f"batch.{key}", lang) for key in columns.values()]
@@ -94,6 +95,7 @@ if chosen is not None:
         names = filters.unit_names("hospital", chosen.condition, lang)
         shown.index = [names.get(str(h), str(h)) for h in shown.index]  # names on screen, ids in the CSV
         shown.index.name = t("column.hospital", lang)
+        shown.columns = [layout.variable_label(str(c), lang) for c in shown.columns]
         st.dataframe(shown, width="stretch")
         render.csv_download(
             grid,
