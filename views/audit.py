@@ -37,7 +37,8 @@ st.caption(t("audit.rows", lang, count=fmt_int(len(events), lang)))
 if events.empty:
     st.info(t("audit.empty", lang))
 else:
-    st.dataframe(events, hide_index=True, width="stretch")
+    # an event without a condition or unit shows "–", not "None"
+    st.dataframe(events.astype(object).where(events.notna(), "–"), hide_index=True, width="stretch")
     name = safe_file_name(f"vbhc-audit-{since}-{until}.csv")
     st.download_button(  # the grid's own CSV button is off (client.disableDataExport); this one is audited
         t("audit.download", lang),
