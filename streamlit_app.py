@@ -13,6 +13,16 @@ _started = time.perf_counter()
 data.begin_run()
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
 lang = filters.language()
+# a meeting screen (1440x900) has no height to spare: less empty space above the title, one-line titles
+st.html(
+    "<style>"
+    ".stMainBlockContainer{padding-top:2.5rem}"
+    "[data-testid=stMain] h1{font-size:2rem;padding-top:0.25rem}"
+    "@media (max-width: 640px){[data-testid=stMain] h1{font-size:1.5rem}}"
+    # a chart wider than the screen (facets, fixed widths) scrolls sideways in its own box, not the whole page
+    "[data-testid=stVegaLiteChart]{max-width:100%;overflow-x:auto}"
+    "</style>"
+)
 # who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when
 # the server is reachable from the network
 viewer = auth.current_viewer()

@@ -14,6 +14,10 @@ role = "quality"
 user = "manager@example.org"
 role = "manager"
 hospitals = ["H01"]
+
+[[grant]]
+group = "beheer"
+role = "admin"
 """
 
 #: OIDC claims per test user (the browser test's provider uses the key as the user's sub).
@@ -21,5 +25,6 @@ USERS = {
     "care": {"email": "care@example.org", "name": "Care Team", "groups": ["zorgteam-colorectaal"]},
     "quality": {"email": "quality@example.org", "name": "Quality", "groups": ["kwaliteit"]},
     "manager": {"email": "manager@example.org", "name": "Manager", "groups": []},
+    "admin": {"email": "admin@example.org", "name": "Admin", "groups": ["beheer"]},
     "nobody": {"email": "nobody@example.org", "name": "Nobody", "groups": []},
 }

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t, t_value
 from vbhc.indicators import indicator_table
+from vbhc.registry import unit_names, units
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
@@ -65,6 +66,14 @@ def _run(at: AppTest, page: str | None = None) -> AppTest:
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+DEPTH_TAB = {"en": t("pages.tab_depth", "en"), "nl": t("pages.tab_depth", "nl")}
+
+
+def _name(engine, unit: str, level: str = "hospital") -> str:
+    """The display name the pages show for a unit id."""
+    return unit_names(units(engine=engine), level)[unit]
 
 
 @pytest.fixture
@@ -122,9 +131,11 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
 
 def test_team_page_metrics_follow_indicator_and_unit(demo_db):
     engine, _ = demo_db
-    at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak"})
+    at = _app(
+        {"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak", "team_tab": DEPTH_TAB["en"]}
+    )
     _run(at, "views/condition_team.py")
-    assert at.title[0].value == "Colorectal cancer · H01"
+    assert at.title[0].value == f"Colorectal cancer · {_name(engine, 'H01')}"
     table = indicator_table("colorectal_cancer", "hospital", engine=engine).table
     row = table[(table["indicator"] == "anastomotic_leak") & (table["unit"] == "H01")].iloc[0]
     metrics = {m.label: m.value for m in at.metric}
@@ -138,7 +149,15 @@ def test_team_page_metrics_follow_indicator_and_unit(demo_db):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[t("column.adjusted", "en")] == format_value(row["adjusted_value"], "mean", "en")
 
-    at = _app({"lang": "en", "condition": "colorectal_cancer", "unit_hospital": "H06", "indicator": "length_of_stay"})
+    at = _app(
+        {
+            "lang": "en",
+            "condition": "colorectal_cancer",
+            "unit_hospital": "H06",
+            "indicator": "length_of_stay",
+            "team_tab": DEPTH_TAB["en"],
+        }
+    )
     _run(at, "views/condition_team.py")
     row = table[(table["indicator"] == "length_of_stay") & (table["unit"] == "H06")].iloc[0]
     metrics = {m.label: m.value for m in at.metric}
@@ -147,7 +166,15 @@ def test_team_page_metrics_follow_indicator_and_unit(demo_db):
 
 def test_period_filter_changes_the_numbers(demo_db):
     engine, _ = demo_db
-    at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak", "period": "2024"})
+    at = _app(
+        {
+            "lang": "en",
+            "condition": "colorectal_cancer",
+            "indicator": "anastomotic_leak",
+            "period": "2024",
+            "team_tab": DEPTH_TAB["en"],
+        }
+    )
     _run(at, "views/condition_team.py")
     table = indicator_table("colorectal_cancer", "hospital", "2024", engine=engine).table
     row = table[(table["indicator"] == "anastomotic_leak") & (table["unit"] == "H01")].iloc[0]
@@ -156,7 +183,9 @@ def test_period_filter_changes_the_numbers(demo_db):
 
 
 def test_dutch_labels_and_decimal_comma(demo_db):
-    at = _app({"lang": "nl", "condition": "colorectal_cancer", "indicator": "length_of_stay"})
+    at = _app(
+        {"lang": "nl", "condition": "colorectal_cancer", "indicator": "length_of_stay", "team_tab": DEPTH_TAB["nl"]}
+    )
     _run(at, "views/condition_team.py")
     metrics = {m.label: m.value for m in at.metric}
     assert t("column.adjusted", "nl") in metrics
@@ -195,7 +224,7 @@ def test_a_shared_link_reproduces_the_view_and_the_url_carries_ids(demo_db):
     }.items():
         at.query_params[key] = value
     _run(at, "views/condition_team.py")
-    assert at.title[0].value == "Darmkanker · H03"
+    assert at.title[0].value == f"Darmkanker · {_name(demo_db[0], 'H03')}"
     assert at.selectbox(key="indicator").value == "length_of_stay"
     # the URL keeps ids, not the Dutch labels on screen, so the link also works for an English reader
     assert at.query_params["condition"] == ["colorectal_cancer"] or at.query_params["condition"] == "colorectal_cancer"
@@ -211,7 +240,7 @@ def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
     shown = at.dataframe[0].value
     leak = result.table[(result.table["indicator"] == "anastomotic_leak") & (result.table["unit"] == "H03")].iloc[0]
     label = default_catalog().condition("colorectal_cancer").indicator("anastomotic_leak").label("en")
-    assert shown.loc["H03", label] == format_value(leak["adjusted_value"], "proportion", "en")
+    assert shown.loc[_name(engine, "H03"), label] == format_value(leak["adjusted_value"], "proportion", "en")
 
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/proms.py")
     rates = prom_response_by_timepoint(result)
@@ -231,11 +260,15 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/cost_value.py")
     cost = at.dataframe[0].value.set_index(t("column.unit", "en"))
     row = result.table[(result.table["indicator"] == "cost_per_cycle") & (result.table["unit"] == "H03")].iloc[0]
-    assert cost.loc["H03", t("column.adjusted", "en")] == format_value(row["adjusted_value"], "cost", "en")
+    assert cost.loc[_name(engine, "H03"), t("column.adjusted", "en")] == format_value(
+        row["adjusted_value"], "cost", "en"
+    )
     first_outcome = at.selectbox(key="value_outcome").value
     view = value_table(result, first_outcome).set_index("unit")
     shown = at.dataframe[1].value.set_index(t("column.unit", "en"))
-    assert shown.loc["H03", t("cost.quadrant", "en")] == t_value("quadrant", view.loc["H03", "quadrant"], "en")
+    assert shown.loc[_name(engine, "H03"), t("cost.quadrant", "en")] == t_value(
+        "quadrant", view.loc["H03", "quadrant"], "en"
+    )
 
 
 def test_dataset_version_is_one_snapshot_per_run_and_fresh_after_an_import(tmp_path, monkeypatch):
@@ -292,8 +325,10 @@ def test_team_page_charts_ship_their_data_and_the_unit_on_reload(demo_db):
         rows = max(pa.ipc.open_stream(d.data.data).read_all().num_rows for d in protos[1].datasets)
         assert rows == units_shown  # the caterpillar: one row per unit
 
-    at = _app({"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak"})
+    at = _app(
+        {"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak", "team_tab": DEPTH_TAB["en"]}
+    )
     _run(at, "views/condition_team.py")
-    check(at, "H01")
+    check(at, _name(engine, "H01"))  # the charts show names, and mark the own unit by its name
     at.selectbox(key="unit_hospital").set_value("H03").run()  # drawn again from the cached specs
-    check(at, "H03")
+    check(at, _name(engine, "H03"))

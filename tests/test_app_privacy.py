@@ -129,8 +129,11 @@ def test_hostile_unit_codes_are_shown_as_text_on_every_page(hostile_db, page, le
         for hostile in HOSTILE:
             assert hostile not in text, (page, text)
         assert not re.search(r"(?<!\\)\]\(", text), (page, text)  # no live markdown link
-    if page == "views/condition_team.py":
-        assert at.title[0].value.endswith(f" · {md_escape(unit)}")  # the reader sees the code as it was imported
+    if page == "views/condition_team.py":  # the unit by its (hostile) name, shown as text, exactly as imported
+        from vbhc.registry import unit_names, units
+
+        name = unit_names(units(engine=get_engine(hostile_db)), level)[unit]
+        assert at.title[0].value.endswith(f" · {md_escape(name)}")
 
 
 def test_the_grid_download_is_switched_off_for_every_table(hostile_db):

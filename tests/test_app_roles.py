@@ -9,6 +9,8 @@ from tests.roles import MAPPING, USERS
 from vbhc import audit
 from vbhc.access import OTHER_UNIT
 from vbhc.i18n import t
+from vbhc.registry import unit_names
+from vbhc.registry import units as registry_units
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
@@ -59,15 +61,17 @@ def test_a_user_without_a_role_sees_nothing(signed_in_db):
 
 
 def test_manager_sees_own_units_only_and_no_patient_rows_or_exports(signed_in_db):
-    at = _app("manager", "views/condition_team.py", condition="colorectal_cancer")
-    assert at.selectbox(key="unit_hospital").options == ["H01"]
+    names = unit_names(registry_units(engine=signed_in_db), "hospital")
+    at = _app("manager", "views/condition_team.py", condition="colorectal_cancer", team_tab=t("pages.tab_cases", "en"))
+    assert at.selectbox(key="unit_hospital").options == [names["H01"]]
     texts = _texts(at)
     assert t("auth.no_patient_rows", "en") in texts
-    assert t("auth.no_export", "en") in texts
+    at = _app("manager", "views/condition_team.py", condition="colorectal_cancer")
+    assert t("auth.no_export", "en") in _texts(at)
     assert not at.checkbox  # no patient-row export option
     at = _app("manager", "views/compare.py", condition="colorectal_cancer")
     units = set(at.dataframe[0].value.index.astype(str))
-    assert "H01" in units and not units & {"H02", "H03", "H04"}
+    assert names["H01"] in units and not units & {names[h] for h in ("H02", "H03", "H04")}
     assert any(u.startswith(OTHER_UNIT) for u in units)
     events = audit.read(signed_in_db, user="manager@example.org")
     assert {"sign_in", "view"} <= set(events["action"])
@@ -78,7 +82,9 @@ def test_care_team_sees_its_condition_with_patient_rows_and_reports(signed_in_db
     at = _app("care", "views/condition_team.py")
     assert at.selectbox(key="condition").options == ["Colorectal cancer"]  # its own condition only
     assert len(at.selectbox(key="unit_hospital").options) == 10  # every unit: the peers are the benchmark
-    assert t("auth.no_patient_rows", "en") not in _texts(at)
+    cases = _app("care", "views/condition_team.py", team_tab=t("pages.tab_cases", "en"))
+    assert t("auth.no_patient_rows", "en") not in _texts(cases)
+    assert t("pages.record_key", "en") in cases.dataframe[0].value.columns  # the pseudonymised cases to discuss
     assert t("auth.no_export", "en") not in _texts(at)
     assert not at.checkbox  # aggregated exports only
     for page in ("views/audit.py", "views/data.py"):  # not in a care team's navigation
@@ -103,10 +109,12 @@ def test_manager_cost_page_names_no_other_hospital(signed_in_db):
     from ui.data import only_visible
     from vbhc.indicators import IndicatorResult
 
+    names = unit_names(registry_units(engine=signed_in_db), "hospital")
     at = _app("manager", "views/cost_value.py", condition="colorectal_cancer")
     shown = " ".join(" ".join(map(str, frame.value.to_numpy().ravel())) for frame in at.dataframe)
-    assert "H01" in shown and OTHER_UNIT in shown  # own unit by name, the others anonymised
+    assert names["H01"] in shown and OTHER_UNIT in shown  # own unit by name, the others anonymised
     assert not any(h in shown for h in ("H02", "H03", "H04", "H05")), shown
+    assert not any(names[h] in shown for h in ("H02", "H03", "H04", "H05")), shown
     # per-unit frames computed from the full data are cut to the units the viewer's table names
     table = pd.DataFrame({"unit": ["H01", f"{OTHER_UNIT} 1"], "anonymised": [False, True]})
     result = IndicatorResult("colorectal_cancer", "hospital", None, table)

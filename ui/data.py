@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import threading
 
 import pandas as pd
@@ -58,6 +59,15 @@ def units(url: str, data_version: str) -> pd.DataFrame:
     return registry.units(engine=engine(url))
 
 
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
+    """Unit id -> display name (hospital and department names from the registry, the condition's label)."""
+    from vbhc.catalog import default_catalog
+
+    label = default_catalog().conditions[condition].label(lang) if condition else ""
+    return registry.unit_names(units(url, data_version), level, condition, label)
+
+
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def volumes(url: str, data_version: str) -> pd.DataFrame:
     return registry.condition_volumes(engine=engine(url))
@@ -89,8 +99,9 @@ def _result(
     return compute_indicators(data, level)
 
 
-#: Registries up to this many care cycles also get every year precomputed at start-up.
-WARM_UP_YEARS_UP_TO = 200_000
+#: Registries up to this many care cycles also get every year precomputed at start-up
+#: (VBHC_WARM_UP_YEARS_UP_TO=0: only the default views, e.g. for the browser tests on 2 cores).
+WARM_UP_YEARS_UP_TO = int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
 
 
 @st.cache_resource(show_spinner=False)

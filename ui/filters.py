@@ -68,15 +68,64 @@ def synced(widget: Callable, label: str, options: Sequence[str], *, key: str, de
     """A selectbox/radio/multiselect whose value (an id) is seeded from and written back to the URL."""
     options = list(options)
     _seed(key, options, many=many)
-    if not many and key in st.session_state and st.session_state[key] not in options:
-        del st.session_state[key]  # e.g. a unit of another condition
-    if many and key in st.session_state:
-        st.session_state[key] = [v for v in st.session_state[key] if v in options]
+    keep_valid(key, options, default, many=many)
     if not many and key not in st.session_state and default in options:
         kwargs["index"] = options.index(default)
     value = widget(label, options, key=key, **kwargs)
     _publish(key, value, default if default is not None else ([] if many else options[0] if options else None))
     return value
+
+
+def keep_valid(key: str, options: Sequence, default=None, *, many: bool = False) -> None:
+    """Before a widget whose options depend on another filter is drawn: a value that is no longer an option
+    (the indicator or unit of the previous condition, a comparison hospital outside the new list) is replaced
+    by the default (else the first option). Replaced, not deleted: Streamlit keeps a keyed widget's front-end
+    state when only its options change, so without a new value the box would go on showing the old label while
+    the page shows the new default."""
+    if key not in st.session_state:
+        return
+    options = list(options)
+    current = st.session_state[key]
+    if many:
+        kept = [v for v in (current or []) if v in options]
+        if kept != list(current or []):
+            st.session_state[key] = kept
+    elif current not in options:
+        if options:
+            st.session_state[key] = default if default in options else options[0]
+        else:
+            del st.session_state[key]
+
+
+#: Session-state keys of the global filters (the unit's key depends on the level: unit_hospital, ...).
+FILTER_KEYS = ("lang", "condition", "level", *(f"unit_{level}" for level in UNIT_LEVELS), "period", "peers")
+
+
+def carry_over(**changes: object) -> None:
+    """A button callback before st.switch_page: sets the filters in `changes` and carries the others over.
+
+    st.switch_page starts the next run without the widgets' states (and clears the URL), so the sidebar would
+    fall back to its defaults: values written by a callback are kept, so every filter is written again here.
+    Callbacks run before the sidebar's widgets are drawn, so this never touches an instantiated widget."""
+    for key in FILTER_KEYS:
+        if key in changes:
+            st.session_state[key] = changes[key]
+        elif key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def keep_tab(key: str, label_keys: Sequence[str]) -> None:
+    """Stateful tabs remember the open tab by its label: after a language switch the same tab's label in the new
+    language is put in place, so the open tab stays open."""
+    value = st.session_state.get(key)
+    if value is None:
+        return
+    lang = language()
+    for label_key in label_keys:
+        if value in {t(label_key, code) for code in SUPPORTED}:
+            st.session_state[key] = t(label_key, lang)
+            return
+    del st.session_state[key]
 
 
 def language() -> str:
@@ -131,13 +180,15 @@ def sidebar(viewer: Viewer) -> Filters | None:
         mine = set(access.visible_units(viewer, units, level, condition))
         options = [u for u in options if u in mine]
     own_units = [u for u in options if not own.empty and _hospital_of(u) == own.iloc[0]]
+    names = unit_names(level, condition, lang)
     unit = synced(
         st.sidebar.selectbox,
         t("filter.unit", lang),
         options,
         key=f"unit_{level}",
         default=own_units[0] if own_units else (options[0] if options else None),
-        format_func=lambda u: unit_label(u, lang),
+        format_func=lambda u: names.get(u) or unit_label(u, lang),
+        help=t("pages.unit_help", lang),
     )
     first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
     years = [str(y) for y in range(int(last.year), int(first.year) - 1, -1)] if pd.notna(first) else []
@@ -149,14 +200,14 @@ def sidebar(viewer: Viewer) -> Filters | None:
         format_func=lambda p: t("filter.all", lang) if p == "" else p,
     )
     hospitals = sorted(units["hospital"].unique())
-    names = dict(zip(units["hospital"], units["hospital_name"], strict=False))
+    hospital_names = unit_names("hospital", condition, lang)
     peers = synced(
         st.sidebar.multiselect,
         t("filter.comparison_group", lang),
         hospitals,
         key="peers",
         many=True,
-        format_func=lambda h: names.get(h, h),
+        format_func=lambda h: hospital_names.get(h, h),
         placeholder=t("comparison.all_units", lang),
     )
     chosen = tuple(sorted(peers))
@@ -200,3 +251,36 @@ def _hospital_of(unit: str) -> str:
 
 def current() -> Filters | None:
     return st.session_state.get("_filters")
+
+
+def unit_names(level: str, condition: str | None, lang: str) -> dict[str, str]:
+    """Unit id -> display name at `level` (vbhc.registry.unit_names on the cached units table)."""
+    return data.unit_names(database_url(), data.version(), level, condition, lang)
+
+
+def unit_name(unit: object, level: str | None = None, condition: str | None = None, lang: str | None = None) -> str:
+    """The display name of a unit id under the current filters (or the given ones). Anything that is not a
+    unit id of the registry, such as a manager's "other unit 3" from vbhc.access, is shown as it is."""
+    if unit is None or (isinstance(unit, float) and pd.isna(unit)):
+        return "–"
+    chosen = current()
+    level = level or (chosen.level if chosen else "hospital")
+    condition = condition or (chosen.condition if chosen else None)
+    lang = lang or (chosen.lang if chosen else language())
+    return unit_names(level, condition, lang).get(str(unit), str(unit))
+
+
+def with_unit_names(frame: pd.DataFrame, column: str = "unit", *, level: str | None = None) -> pd.DataFrame:
+    """A copy of `frame` for a chart or table: `column` holds the units' display names, `unit_label` too (the
+    name charts may plot), `unit_id` keeps the id (for tooltips and exports)."""
+    if column not in frame:
+        return frame
+    chosen = current()
+    names = unit_names(
+        level or (chosen.level if chosen else "hospital"),
+        chosen.condition if chosen else None,
+        chosen.lang if chosen else language(),
+    )
+    ids = frame[column].astype(str)
+    shown = ids.map(lambda u: names.get(u, u))
+    return frame.assign(**{"unit_id": ids, column: shown, "unit_label": shown})

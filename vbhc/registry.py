@@ -309,6 +309,28 @@ def unit_labels(df: pd.DataFrame, level: str) -> pd.Series:
     raise ValueError(f"unknown unit level {level!r}; use one of {', '.join(UNIT_LEVELS)}")
 
 
+def unit_names(
+    units_df: pd.DataFrame, level: str, condition: str | None = None, condition_label: str = ""
+) -> dict[str, str]:
+    """Display name of every unit id at `level` (the ids unit_labels makes): the hospital's name, "hospital –
+    department" or "condition – hospital". A name two units share gets its id added, so a picker never offers
+    two identical names. `units_df` is units(); ids not in it (e.g. "other unit 3") are simply not keyed."""
+    if units_df.empty:
+        return {}
+    frame = units_df.assign(condition=condition or "")
+    ids = unit_labels(frame, level)
+    hospital = frame["hospital_name"].fillna(frame["hospital"]).astype(str)
+    if level == "hospital":
+        names = hospital
+    elif level == "department":
+        names = hospital + " – " + frame["department_name"].fillna(frame["department"]).astype(str)
+    else:
+        names = (condition_label or str(condition or "")) + " – " + hospital
+    mapping = dict(zip(ids, names, strict=True))
+    counts = pd.Series(list(mapping.values())).value_counts()
+    return {u: (f"{n} ({u})" if counts.get(n, 0) > 1 else n) for u, n in mapping.items()}
+
+
 def condition_volumes(period: str | Period | None = None, engine: Engine | None = None) -> pd.DataFrame:
     """Care cycles, hospitals and date range per condition (for the landing page)."""
     engine = engine or get_engine()

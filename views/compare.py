@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, render
+from ui import auth, data, filters, layout, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t, t_value, unit_label
@@ -23,8 +23,12 @@ for indicator_id, rows in table.groupby("indicator", sort=False):
     value = rows["n"] if ind.kind == "volume" else rows["adjusted_value"]
     wide[ind.label(lang)] = value
 numbers = pd.DataFrame(wide)
+names = filters.unit_names(level, chosen.condition, lang)  # a manager's "other unit k" stays as it is
+numbers.index = [names.get(str(u), str(u)) for u in numbers.index]
 numbers.index.name = t("column.unit", lang)
-sort_by = st.selectbox(t("compare.sort_by", lang), list(numbers.columns), key="compare_sort")
+columns = list(numbers.columns)
+filters.keep_valid("compare_sort", columns)  # the indicators of the previous condition are gone
+sort_by = st.selectbox(t("compare.sort_by", lang), columns, key="compare_sort")
 ascending = st.toggle(t("compare.ascending", lang), value=False, key="compare_ascending")
 numbers = numbers.sort_values(sort_by, ascending=ascending)
 
@@ -32,8 +36,10 @@ kinds = {condition.indicator(i).label(lang): condition.indicator(i).kind for i i
 judged = table.assign(verdict=render.verdict_assessments(table))  # the colour of the one verdict (vbhc.verdict)
 assessments = judged.pivot(index="unit", columns="indicator", values="verdict")
 assessments.columns = [condition.indicator(c).label(lang) for c in assessments.columns]
+assessments.index = [names.get(str(u), str(u)) for u in assessments.index]
 formatted = numbers.copy().astype(object)
 bands = table[table["kind"] == "volume"].set_index("unit")["n_band"].fillna("") if "n_band" in table else pd.Series()
+bands.index = [names.get(str(u), str(u)) for u in bands.index]
 for col in formatted.columns:
     formatted[col] = [format_value(v, kinds[col], lang) for v in numbers[col]]
     if kinds[col] == "volume" and len(bands):  # other units' volume as vbhc.access gives it: a band
@@ -47,14 +53,22 @@ styled = formatted.style.apply(
     ),
     axis=0,
 )
-st.dataframe(styled, width="stretch")
+st.dataframe(
+    styled,
+    width="stretch",
+    column_config={"_index": st.column_config.TextColumn(t("column.unit", lang), width=280)}
+    | layout.text_columns({c: 120 for c in formatted.columns}),
+)
 st.caption(
     " · ".join(f"{t_value('assessment', a, lang)}" for a in ("better", "worse", "as expected", "too few cycles"))
 )
 
-key_rows = table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])]
+key_rows = filters.with_unit_names(
+    table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])], level=level
+)
+own = names.get(str(chosen.unit), chosen.unit) if chosen.unit else None
 render.cached_chart(
     ("small_multiples", level),
-    lambda: charts.small_multiples_chart(key_rows, lang=lang, highlight=chosen.unit),
-    highlight=chosen.unit,
+    lambda: charts.small_multiples_chart(key_rows, lang=lang, highlight=own),
+    highlight=own,
 )

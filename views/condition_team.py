@@ -1,12 +1,15 @@
-"""Condition team: the page a care team puts on the big screen in its monthly outcome meeting."""
+"""Condition team: the page a care team puts on the big screen in its monthly outcome meeting.
+
+Four tabs, each one screen (1440x900): the verdicts (indicator tables by outcome tier), one indicator in depth
+(funnel, caterpillar, trend, VLAD/CUSUM), case-mix and data quality, and the cases to discuss."""
 
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, render
-from vbhc import access, charts, verdict
+from ui import auth, data, filters, layout, render
+from vbhc import access, charts, registry, verdict
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md, unit_label
+from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 from vbhc.safety import md_escape
 
@@ -18,83 +21,94 @@ if chosen is None:
     st.stop()
 
 condition = default_catalog().condition(chosen.condition)
-result = data.result_for(auth.current(), chosen.condition, chosen.level, chosen.period, chosen.peers)
+viewer = auth.current()
+result = data.result_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers)
 table = result.table
 unit = chosen.unit
-st.title(f"{md_escape(condition.label(lang))} · {md_escape(unit_label(unit, lang))}")
+unit_name = filters.unit_name(unit)
+if chosen.level == "condition_team":  # a condition team's name already says the condition
+    st.title(md_escape(unit_name))
+else:
+    st.title(f"{md_escape(condition.label(lang))} · {md_escape(unit_name)}")
 mine = table[table["unit"] == unit]
 if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
     st.stop()
 
-# --- the team's indicators, grouped by outcome tier: one verdict each, with the SPC icons ----------------
-spc_charts = render.cached(("team_spc", unit), lambda: render.unit_charts(result, mine, unit))
-for tier, rows in mine.groupby(mine["tier"].fillna(0).astype(int), sort=True):
-    st.subheader(t(f"tier.{tier}", lang) if tier else t("team.other_indicators", lang))
-    shown = rows[rows["kind"] != "volume"] if tier == 0 else rows
-    display = render.cached(
-        ("team_table", unit, tier), lambda shown=shown: render.indicator_display(shown, lang, charts=spc_charts)
-    )
-    verdict_column = t("verdict.column", lang)
-    st.dataframe(
-        render.colour_assessments(
-            display.style,
-            [verdict_column],
-            pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index),
-        ),
-        hide_index=True,
-        width="stretch",
-    )
-
-# --- since the last meeting ----------------------------------------------------------------------------
-render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
-
-# --- one indicator in depth ----------------------------------------------------------------------------
 choices = [i.id for i in condition.indicators if i.kind != "volume"]
-indicator_id = filters.synced(
-    st.selectbox,
-    t("filter.indicator", lang),
-    choices,
-    key="indicator",
-    format_func=lambda i: condition.indicator(i).label(lang),
+
+# one screen per tab; only the open tab's content runs (its charts are built when someone looks at them). A shared
+# link that names an indicator opens that indicator in depth.
+TABS = ("verdicts", "depth", "casemix", "cases")
+labels = [t(f"pages.tab_{tab}", lang) for tab in TABS]
+filters.keep_tab("team_tab", [f"pages.tab_{tab}" for tab in TABS])
+opened_by_link = "_team_tab_seeded" not in st.session_state and st.query_params.get("indicator") in choices
+st.session_state["_team_tab_seeded"] = True
+verdicts, depth, casemix, cases = st.tabs(
+    labels, key="team_tab", on_change="rerun", default=labels[1] if opened_by_link else None
 )
-ind = condition.indicator(indicator_id)
-rows = table[table["indicator"] == indicator_id]
-row = rows[rows["unit"] == unit].iloc[0]
 
-judged = verdict.verdict(row, spc_charts.get(row.name))  # rankability is part of the verdict's wording
-if row["too_few_cycles"]:
-    st.warning(t_md("warning.too_few_cycles", lang, unit=unit_label(unit, lang), min_n=ind.min_n))
-if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
-    st.info(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
 
-metric_cols = st.columns(4)
-metric_cols[0].metric(t("column.care_cycles", lang), fmt_int(row["n"], lang))
-metric_cols[1].metric(t("column.crude", lang), format_value(row["crude_value"], ind.kind, lang))
-metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
-metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
-st.markdown(f"**{t('verdict.column', lang)}:** {md_escape(judged.sentence(lang, with_ci=True))}")
-
-if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
-    st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
-    st.stop()
-
-left, right = st.columns(2)
-with left:
-    st.markdown(f"#### {t('team.funnel', lang)}")
-    render.cached_chart(
-        ("funnel", indicator_id),
-        lambda: charts.funnel_chart(rows, funnel_curve(rows), highlight=unit, lang=lang),
-        highlight=unit,
+def pick_indicator() -> str:
+    """The indicator box, in the tab that is open (one tab runs at a time, so the widget exists once). Its value
+    is kept between tabs: Streamlit forgets a widget's state in runs that do not draw it."""
+    remembered = st.session_state.get("_indicator")
+    if "indicator" not in st.session_state and remembered in choices:
+        st.session_state["indicator"] = remembered
+    value = filters.synced(
+        st.selectbox,
+        t("filter.indicator", lang),
+        choices,
+        key="indicator",
+        format_func=lambda i: condition.indicator(i).label(lang),
     )
-with right:
-    st.markdown(f"#### {t('team.caterpillar', lang)}")
-    value = "oe" if ind.kind in ("proportion", "prom_mic") else "adjusted"
-    render.cached_chart(
-        ("caterpillar", indicator_id),
-        lambda: charts.caterpillar_chart(rows, highlight=unit, lang=lang, value=value),
-        highlight=unit,
-    )
+    st.session_state["_indicator"] = value
+    return value
+
+
+def unit_spc() -> dict:
+    """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict."""
+    return render.cached(("team_spc", unit), lambda: render.unit_charts(result, mine, unit))
+
+
+def indicator_rows(indicator_id: str):
+    rows = table[table["indicator"] == indicator_id]
+    return rows, rows[rows["unit"] == unit].iloc[0]
+
+
+# --- the team's indicators, grouped by outcome tier ----------------------------------------------------
+if verdicts.open:
+    with verdicts:
+        ordered = mine.assign(_tier=mine["tier"].fillna(9).astype(int)).sort_values("_tier", kind="stable")
+        shown = ordered[ordered["kind"] != "volume"]
+        # a copy: the cached table is shared with other runs and must not be changed
+        spc_charts = unit_spc()
+        display = render.cached(
+            ("team_table", unit), lambda: render.indicator_display(shown, lang, charts=spc_charts)
+        ).copy()
+        tier_column = t("pages.tier_short", lang)
+        display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
+        config = layout.indicator_columns(lang, display.columns)
+        config[tier_column] = st.column_config.TextColumn(tier_column, width=48, help=t("pages.tier_help", lang))
+        verdict_column = t("verdict.column", lang)
+        st.dataframe(
+            render.colour_assessments(
+                display.style,
+                [verdict_column],
+                pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index),
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config=config,
+            column_order=[c for c in display.columns if c != t("column.crude", lang)],  # crude: in the depth tab
+        )
+        st.caption(t("overview.legend", lang))
+        render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
+        # reports of this view (Excel workbook, PDF meeting report)
+        st.markdown(f"##### {t('download.reports', lang)}")
+        render.report_downloads(
+            [data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)], unit, lang, key="team_report"
+        )
 
 
 def _trend_options() -> dict:
@@ -102,136 +116,285 @@ def _trend_options() -> dict:
     with st.expander(t("spc.limits", lang)):
         screen = st.toggle(t("spc.screen_mr", lang), value=True, key="spc_screen")
         baseline = st.number_input(t("spc.baseline", lang), min_value=0, max_value=40, value=0, key="spc_baseline")
-        rebase = st.date_input(t("spc.rebase", lang), value=None, key="spc_rebase", format="YYYY-MM-DD")
+        rebase = st.date_input(t("spc.rebase", lang), value=None, key="spc_rebase", format="DD-MM-YYYY")
     return {"screen_mr": screen, "baseline": int(baseline) or None, "rebase": (rebase,) if rebase else None}
 
 
-def _trend_data(options: dict):
-    if ind.kind == "response_rate":
-        return None
-    key = ("trend_data", indicator_id, unit, *sorted((k, str(v)) for k, v in options.items()))
-    return render.cached(key, lambda: indicator_over_time(result, indicator_id, unit, freq="QS", **options))
-
-
-left, right = st.columns(2)
-with left:
-    st.markdown(f"#### {t('team.trend', lang)}")
+def _trend_section(indicator_id: str, ind) -> None:
+    """The trend with its control limits, the Making Data Count icons and the rules that fired (as drawn)."""
     options = _trend_options()
-    trend = _trend_data(options)
+    settings = tuple(sorted((k, str(v)) for k, v in options.items()))
+    trend = None
+    if ind.kind != "response_rate":
+        trend = render.cached(
+            ("trend_data", indicator_id, unit, *settings),
+            lambda: indicator_over_time(result, indicator_id, unit, freq="QS", **options),
+        )
     shown_chart = render.cached_chart(
-        ("trend", indicator_id, unit, *sorted((k, str(v)) for k, v in options.items())),
+        ("trend", indicator_id, unit, *settings),
         lambda: charts.trend_chart(trend, kind=ind.kind, lang=lang) if trend is not None and len(trend) else None,
     )
     if not shown_chart:
         st.caption(t("team.no_trend", lang))
-    else:  # the Making Data Count icons and the rules that fired, of the chart as drawn
-        fired = sorted({r for r in trend["rules"] for r in str(r).split("; ") if r})
-        icons = f"{t('spc.variation', lang)}: {render.spc_label(trend.attrs.get('variation'), lang)} · "
-        icons += f"{t('spc.assurance', lang)}: {render.spc_label(trend.attrs.get('assurance'), lang)}"
-        if fired:
-            icons += f" · {t('spc.rules_fired', lang)}: " + "; ".join(t(f"spc.rule_{r}", lang) for r in fired)
-        st.caption(icons)
-        if trend.attrs.get("target") is not None:
-            st.caption(t("spc.target_note", lang, target=format_value(trend.attrs["target"], ind.kind, lang)))
-with right:
-    if ind.kind in ("proportion", "prom_mic"):
-        st.markdown(f"#### {t('chart.vlad', lang)}")
+        return
+    fired = sorted({r for r in trend["rules"] for r in str(r).split("; ") if r})
+    icons = f"{t('spc.variation', lang)}: {render.spc_label(trend.attrs.get('variation'), lang)} · "
+    icons += f"{t('spc.assurance', lang)}: {render.spc_label(trend.attrs.get('assurance'), lang)}"
+    if fired:
+        icons += f" · {t('spc.rules_fired', lang)}: " + "; ".join(t(f"spc.rule_{r}", lang) for r in fired)
+    st.caption(icons)
+    if trend.attrs.get("target") is not None:
+        st.caption(t("spc.target_note", lang, target=format_value(trend.attrs["target"], ind.kind, lang)))
 
-        def _series():  # both charts draw the same per-cycle series: computed once per view
-            return render.cached(("cusum_vlad", indicator_id, unit), lambda: cusum_vlad(result, indicator_id, unit))
 
-        render.cached_chart(("vlad", indicator_id, unit), lambda: charts.vlad_chart(_series(), lang=lang))
-        render.cached_chart(("cusum", indicator_id, unit), lambda: charts.cusum_chart(_series(), lang=lang))
-    else:
-        st.markdown(f"#### {t('team.crude_vs_adjusted', lang)}")
-        render.cached_chart(
-            ("crude_vs_adjusted", indicator_id),
-            lambda: charts.crude_vs_adjusted_chart(rows, lang=lang, highlight=unit),
-            highlight=unit,
-        )
+# --- one indicator in depth ----------------------------------------------------------------------------
+if depth.open:
+    with depth:
+        picker, facts = st.columns([2, 3], vertical_alignment="bottom")
+        with picker:
+            indicator_id = pick_indicator()
+        ind = condition.indicator(indicator_id)
+        rows, row = indicator_rows(indicator_id)
+        named = filters.with_unit_names(rows)  # the charts show names; unit_id keeps the id
+        highlight = unit_name
+        with facts:
+            metric_cols = st.columns(4)
+            metric_cols[0].metric(t("column.care_cycles", lang), fmt_int(row["n"], lang))
+            metric_cols[1].metric(t("column.crude", lang), format_value(row["crude_value"], ind.kind, lang))
+            metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
+            metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
+        judged = verdict.verdict(row, unit_spc().get(row.name))  # rankability is part of the verdict's wording
+        notes = [f"**{t('verdict.column', lang)}:** {md_escape(judged.sentence(lang, with_ci=True))}"]
+        if row["too_few_cycles"]:
+            notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, min_n=ind.min_n))
+        if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
+            notes.append(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
+        st.markdown(" · ".join(notes))
 
-# --- what the case-mix model contributes ---------------------------------------------------------------
-if indicator_id in result.models:
-    with st.expander(t("team.casemix_contribution", lang)):
-        explained = render.cached(("casemix", indicator_id), lambda: casemix_explanation(result, indicator_id))
-        explained = explained[explained["unit"] == unit]
-        st.caption(
-            t(
-                "team.gap_explained",
-                lang,
-                crude=format_value(row["crude_value"], ind.kind, lang),
-                adjusted=format_value(row["adjusted_value"], ind.kind, lang),
-            )
-        )
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    t("model.variables", lang): [
-                        render.variable_label(v, chosen.condition, lang) for v in explained["variable"]
-                    ],
-                    t("team.contribution", lang): [format_value(v, ind.kind, lang) for v in explained["contribution"]],
-                    t("team.share_of_gap", lang): [fmt_percent(v, lang, 0) for v in explained["share_of_gap"]],
-                }
-            ),
-            hide_index=True,
-            width="stretch",
-        )
-    with st.expander(t("model.title", lang)):
-        diag = result.models[indicator_id].diagnostics
-        quality = {
-            t("model.c_statistic", lang): fmt_ratio(diag.c_statistic, lang),
-            t("model.calibration_slope", lang): fmt_ratio(diag.calibration_slope, lang),
-            t("model.calibration_intercept", lang): fmt_ratio(diag.calibration_intercept, lang),
-            t("model.r_squared", lang): fmt_ratio(diag.r_squared, lang),
-            t("model.cycles_used", lang): fmt_int(diag.n_used, lang),
-            t("model.cycles_excluded", lang): fmt_int(diag.n_excluded, lang),
-        }
-        st.dataframe(pd.Series(quality, name=t("model.quality_value", lang)).to_frame(), width="stretch")
-        if diag.excluded_by_reason:
-            st.dataframe(
-                pd.DataFrame(
-                    {
-                        t("model.excluded_reason", lang): [
-                            render.exclusion_label(r, chosen.condition, lang) for r in diag.excluded_by_reason
-                        ],
-                        t("model.cycles_excluded", lang): [fmt_int(v, lang) for v in diag.excluded_by_reason.values()],
-                    }
+        if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
+            st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
+        else:
+            yes_no = ind.kind in ("proportion", "prom_mic")
+            views = [t("team.funnel", lang), t("team.caterpillar", lang), t("team.trend", lang)]
+            views.append(t("pages.tab_vlad_cusum", lang) if yes_no else t("team.crude_vs_adjusted", lang))
+            funnel, caterpillar, over_time, cumulative = st.tabs(views)
+            with funnel:
+                render.cached_chart(
+                    ("funnel", indicator_id),
+                    lambda: charts.funnel_chart(named, funnel_curve(rows), highlight=highlight, lang=lang),
+                    highlight=highlight,
+                )
+            with caterpillar:
+                value = "oe" if yes_no else "adjusted"
+                render.cached_chart(
+                    ("caterpillar", indicator_id),
+                    lambda: charts.caterpillar_chart(named, highlight=highlight, lang=lang, value=value),
+                    highlight=highlight,
+                )
+
+            with over_time:
+                _trend_section(indicator_id, ind)
+            with cumulative:
+                if yes_no:
+
+                    def _series():  # both charts draw the same per-cycle series: computed once per view
+                        return render.cached(
+                            ("cusum_vlad", indicator_id, unit),
+                            lambda: filters.with_unit_names(cusum_vlad(result, indicator_id, unit)),
+                        )
+
+                    left, right = st.columns(2)
+                    with left:
+                        render.cached_chart(
+                            ("vlad", indicator_id, unit), lambda: charts.vlad_chart(_series(), lang=lang)
+                        )
+                    with right:
+                        render.cached_chart(
+                            ("cusum", indicator_id, unit), lambda: charts.cusum_chart(_series(), lang=lang)
+                        )
+                else:
+                    render.cached_chart(
+                        ("crude_vs_adjusted", indicator_id),
+                        lambda: charts.crude_vs_adjusted_chart(named, lang=lang, highlight=highlight),
+                        highlight=highlight,
+                    )
+
+
+# --- case-mix: what the model contributes, how good it is, how complete the data are ------------------------
+def variable_label(name: str) -> str:
+    return render.variable_label(name, chosen.condition, lang)
+
+
+def reason_label(reason) -> str:
+    return render.exclusion_label(reason, chosen.condition, lang)
+
+
+if casemix.open:
+    with casemix:
+        picker, _ = st.columns([2, 3])
+        with picker:
+            indicator_id = pick_indicator()
+        ind = condition.indicator(indicator_id)
+        rows, row = indicator_rows(indicator_id)
+        left, right = st.columns([3, 2])
+        with left:
+            # per case-mix variable: what it contributes to the gap between crude and adjusted, and how complete it is
+            st.markdown(f"##### {t('team.casemix_contribution', lang)}")
+            variables = list(condition.casemix_names)
+            frame = pd.DataFrame({"variable": variables})
+            if indicator_id in result.models:
+                explained = render.cached(("casemix", indicator_id), lambda: casemix_explanation(result, indicator_id))
+                explained = explained[explained["unit"] == unit]
+                frame = frame.merge(explained[["variable", "contribution", "share_of_gap"]], on="variable", how="outer")
+                st.caption(
+                    t(
+                        "team.gap_explained",
+                        lang,
+                        crude=format_value(row["crude_value"], ind.kind, lang),
+                        adjusted=format_value(row["adjusted_value"], ind.kind, lang),
+                    )
+                )
+            hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
+            if hospital and access.may_see_unit(viewer, chosen.condition, hospital=hospital):
+                complete = render.cached(
+                    ("completeness", chosen.condition),
+                    lambda: registry.completeness(chosen.condition, engine=data.current_engine()),
+                )
+                weighted = complete.assign(cycles_filled=complete["filled"] * complete["care_cycles"])
+                totals = weighted.groupby("variable", observed=True)[["cycles_filled", "care_cycles"]].sum()
+                overall = totals["cycles_filled"] / totals["care_cycles"].clip(lower=1)
+                own = complete[complete["hospital"] == hospital].set_index("variable")["filled"]
+                frame = frame.assign(
+                    complete_unit=frame["variable"].map(own), complete_all=frame["variable"].map(overall)
+                )
+            columns = {
+                "variable": (t("model.variables", lang), 190, None, variable_label),
+                "contribution": (
+                    t("pages.short_contribution", lang),
+                    100,
+                    t("pages.help_contribution", lang),
+                    lambda v: format_value(v, ind.kind, lang),
                 ),
+                "share_of_gap": (
+                    t("pages.short_share", lang),
+                    100,
+                    t("pages.help_share", lang),
+                    lambda v: fmt_percent(v, lang, 0),
+                ),
+                "complete_unit": (
+                    t("pages.complete_unit", lang),
+                    90,
+                    t("pages.help_complete_unit", lang),
+                    lambda v: fmt_percent(v, lang, 1),
+                ),
+                "complete_all": (
+                    t("pages.complete_all", lang),
+                    90,
+                    t("pages.help_complete_all", lang),
+                    lambda v: fmt_percent(v, lang, 1),
+                ),
+            }
+            present = [c for c in columns if c in frame]
+            st.dataframe(
+                pd.DataFrame({columns[c][0]: [columns[c][3](v) for v in frame[c]] for c in present}),
                 hide_index=True,
+                width="stretch",
+                column_config={
+                    columns[c][0]: st.column_config.TextColumn(columns[c][0], width=columns[c][1], help=columns[c][2])
+                    for c in present
+                },
             )
-        if diag.warning_code:
-            st.warning(render.model_warning(diag, lang))
+        with right:
+            if indicator_id in result.models:
+                st.markdown(f"##### {t('model.title', lang)}")
+                diag = result.models[indicator_id].diagnostics
+                quality = {
+                    t("model.c_statistic", lang): fmt_ratio(diag.c_statistic, lang),
+                    t("model.calibration_slope", lang): fmt_ratio(diag.calibration_slope, lang),
+                    t("model.calibration_intercept", lang): fmt_ratio(diag.calibration_intercept, lang),
+                    t("model.r_squared", lang): fmt_ratio(diag.r_squared, lang),
+                    t("model.cycles_used", lang): fmt_int(diag.n_used, lang),
+                    t("model.cycles_excluded", lang): fmt_int(diag.n_excluded, lang),
+                }
+                quality |= {
+                    f"· {reason_label(r)}": fmt_int(v, lang) for r, v in (diag.excluded_by_reason or {}).items()
+                }
+                st.dataframe(
+                    pd.DataFrame(
+                        {t("pages.measure", lang): list(quality), t("pages.value", lang): list(quality.values())}
+                    ),
+                    hide_index=True,
+                    width="stretch",
+                    column_config=layout.text_columns({t("pages.measure", lang): 230, t("pages.value", lang): 90}),
+                )
+                if diag.warning_code:
+                    st.warning(render.model_warning(diag, lang))
+
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
-if ind.kind in ("proportion", "prom_mic"):
-    heading = "verdict.contributors_signal" if judged.concern else "verdict.contributors_plain"
-    st.markdown(f"#### {t(heading, lang)}")
-    viewer = auth.current()
-    hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
-    if not access.may_see_patient_rows(viewer, result.condition, hospital):
-        st.caption(t("auth.no_patient_rows", lang))
-        cycles = None
-    else:  # through vbhc.access: checked again there, and recorded in the audit log
-        cycles = access.patient_rows(viewer, result, indicator_id, unit, last_days=92, engine=data.current_engine())
-    if cycles is None:
-        pass
-    elif cycles.empty:
-        st.caption(t("team.no_events", lang))
-    else:
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    t("team.cycle", lang): cycles["cycle_id"],
-                    t("chart.date", lang): [fmt_date(d, lang) for d in cycles["index_date"]],
-                    t("column.expected", lang): [fmt_percent(v, lang) for v in cycles["expected"]],
-                }
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+if cases.open:
+    with cases:
+        yes_no_indicators = [i for i in condition.indicators if i.kind in ("proportion", "prom_mic")]
+        first = mine.iloc[0]
+        hospital = str(first["hospital"]) if pd.notna(first.get("hospital")) else None
+        if not yes_no_indicators:
+            st.caption(t("team.no_events", lang))
+        elif not access.may_see_patient_rows(viewer, result.condition, hospital):
+            st.caption(t("auth.no_patient_rows", lang))
+        else:
+            st.caption(t_md("pages.cases_intro", lang, unit=unit_name))
+            frames = []
+            for item in yes_no_indicators:
+                # through vbhc.access: checked again there, and recorded in the audit log
+                found = access.patient_rows(viewer, result, item.id, unit, last_days=92, engine=data.current_engine())
+                if found.empty:
+                    continue
+                own = mine[mine["indicator"] == item.id]
+                # "part of a signal" only where the verdict says there is one (worse, or a special cause of concern)
+                signal = bool(len(own)) and verdict.verdict(own.iloc[0], unit_spc().get(own.index[0])).concern
+                outcome = (
+                    item.label(lang)
+                    if item.direction == "lower"
+                    else t("pages.not_reached", lang, label=item.label(lang))
+                )
+                frames.append(found.assign(indicator=outcome, signal=signal))
+            if not frames:
+                st.caption(t("pages.no_cases", lang))
+            else:
+                listed = pd.concat(frames, ignore_index=True).sort_values(
+                    ["signal", "expected", "cycle_id"], ascending=[False, True, True]
+                )
 
-# --- reports of this view (Excel workbook, PDF meeting report) ---------------------------------------------
-st.subheader(t("download.reports", lang))
-render.report_downloads(
-    [data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)], unit, lang, key="team_report"
-)
+                def _why(signal: bool, expected: float) -> str:
+                    risk = fmt_percent(expected, lang)
+                    if signal:
+                        return t("pages.why_signal", lang, risk=risk)
+                    return t("pages.why_low_risk" if expected < 0.1 else "pages.why_event", lang, risk=risk)
+
+                record, when, outcome, why = (
+                    t("pages.record_key", lang),
+                    t("chart.date", lang),
+                    t("pages.outcome", lang),
+                    t("pages.why", lang),
+                )
+                st.dataframe(
+                    pd.DataFrame(
+                        {
+                            record: listed["cycle_id"].astype(str).to_numpy(),
+                            when: listed["index_date"].dt.date.to_numpy(),
+                            outcome: listed["indicator"].to_numpy(),
+                            why: [_why(s, e) for s, e in zip(listed["signal"], listed["expected"], strict=True)],
+                        }
+                    ),
+                    hide_index=True,
+                    width="stretch",
+                    height=min(36 + 35 * len(listed), 560),
+                    column_config={
+                        record: st.column_config.TextColumn(
+                            record, width=130, help=t("pages.record_key_help", lang), pinned=True
+                        ),
+                        when: st.column_config.DateColumn(when, width=100),
+                        outcome: st.column_config.TextColumn(outcome, width=260),
+                        why: st.column_config.TextColumn(why, width="large"),
+                    },
+                )

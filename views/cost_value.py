@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, render
+from ui import auth, data, filters, layout, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t, t_md, t_value, unit_label
@@ -23,24 +23,30 @@ if cost_rows.empty or cost_rows["n"].sum() == 0:
 breakdown = data.only_visible(result, cost_by_activity(result), "cost_breakdown")
 activity_label = {a: catalog.cost_activity(a).label(lang) for a in catalog.cost_activities}
 breakdown = breakdown.assign(activity=breakdown["activity"].map(activity_label).fillna(breakdown["activity"]))
+breakdown = filters.with_unit_names(breakdown)
+own = filters.unit_name(chosen.unit)
 st.subheader(t("cost.by_activity", lang))
 render.cached_chart(
     ("cost_breakdown",),
-    lambda: charts.cost_breakdown_chart(breakdown, lang=lang, highlight=chosen.unit),
-    highlight=chosen.unit,
+    lambda: charts.cost_breakdown_chart(breakdown, lang=lang, highlight=own),
+    highlight=own,
 )
 
 st.subheader(t("column.cost_per_cycle", lang))
-st.dataframe(render.indicator_display(cost_rows, lang, by="unit"), hide_index=True, width="stretch")
+cost_display = render.indicator_display(filters.with_unit_names(cost_rows), lang, by="unit")
+st.dataframe(
+    cost_display, hide_index=True, width="stretch", column_config=layout.indicator_columns(lang, cost_display.columns)
+)
 
 outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]
+filters.keep_valid("value_outcome", [i.id for i in outcomes])  # the outcomes of the previous condition are gone
 outcome_id = st.selectbox(
     t("cost.outcome", lang),
     [i.id for i in outcomes],
     format_func=lambda i: condition.indicator(i).label(lang),
     key="value_outcome",
 )
-view = value_table(result, outcome_id)
+view = filters.with_unit_names(value_table(result, outcome_id))
 st.subheader(t("cost.outcome_vs_cost", lang))
 render.cached_chart(
     ("value", outcome_id),
@@ -51,9 +57,9 @@ render.cached_chart(
         outcome_kind=condition.indicator(outcome_id).kind,
         outcome_target=float(table.loc[table["indicator"] == outcome_id, "target"].iloc[0]),
         cost_target=float(cost_rows["target"].iloc[0]),
-        highlight=chosen.unit,
+        highlight=own,
     ),
-    highlight=chosen.unit,
+    highlight=own,
 )
 kind = condition.indicator(outcome_id).kind
 st.dataframe(

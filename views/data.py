@@ -83,6 +83,7 @@ else:
         "imported_at": "imported_at",
     }
     shown = batches[list(columns)].copy()
+    shown["sheet"] = shown["sheet"].fillna("–")  # a CSV file has no sheet
     for col in ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged"):
         shown[col] = [fmt_int(v, lang) for v in shown[col]]
     tables = catalog(lang)
@@ -103,8 +104,10 @@ if chosen is not None:
         grid = complete.pivot(index="hospital", columns="variable", values="filled")
         condition = default_catalog().condition(chosen.condition)
         shown = grid.map(lambda v: fmt_percent(v, lang, 1))
-        shown.columns = [condition.casemix_variable(v).label(lang) for v in grid.columns]
+        names = filters.unit_names("hospital", chosen.condition, lang)
+        shown.index = [names.get(str(h), str(h)) for h in shown.index]  # names on screen, ids in the CSV
         shown.index.name = t("column.hospital", lang)
+        shown.columns = [condition.casemix_variable(v).label(lang) for v in grid.columns]
         st.dataframe(shown, width="stretch")
         render.csv_download(
             grid,

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, render
+from ui import auth, data, filters, layout, render
 from vbhc import access, verdict
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
@@ -24,9 +24,8 @@ own = units.loc[units["own_hospital"], "hospital"]
 own_hospital = own.iloc[0] if not own.empty else None
 volumes = data.volumes(url, version)
 st.caption(t("app.subtitle", lang))
-st.metric(t("column.care_cycles", lang), fmt_int(int(volumes["care_cycles"].sum()), lang))
 
-rows, colours, keyed, since = [], [], [], []
+rows, colours, keyed, since, volumes_shown = [], [], [], [], []
 viewer = auth.current()
 for condition in [c for c in catalog.conditions if c in set(volumes["condition"])]:
     if not access.may_view_condition(viewer, condition):
@@ -40,6 +39,8 @@ for condition in [c for c in catalog.conditions if c in set(volumes["condition"]
     colour = {}
     volume = mine[mine["kind"] == "volume"]
     row[t("column.care_cycles", lang)] = fmt_int(volume["n"].iloc[0] if len(volume) else None, lang)
+    if len(volume) and pd.notna(volume["n"].iloc[0]):
+        volumes_shown.append(int(volume["n"].iloc[0]))
     for number, ind in enumerate(mine[mine["key"].astype(bool) & (mine["kind"] != "cost")].itertuples(), start=1):
         name = t("overview.key_indicator", lang, number=number)
         label = render.indicator_label(condition, ind.indicator, lang)
@@ -77,6 +78,12 @@ for condition in [c for c in catalog.conditions if c in set(volumes["condition"]
 if not rows:
     st.info(t("empty.no_match", lang))
     st.stop()
+# the own hospital's care cycles in the scorecard (the conditions this viewer may see), not the whole registry
+own_name = filters.unit_name(own_hospital, "hospital") if own_hospital else None
+st.metric(
+    t("pages.own_care_cycles", lang, hospital=own_name) if own_name else t("pages.visible_care_cycles", lang),
+    fmt_int(sum(volumes_shown), lang),
+)
 scorecard = pd.DataFrame(rows)
 conditions = scorecard.pop("_condition")
 painted = pd.DataFrame(colours).reindex(columns=scorecard.columns)
@@ -86,7 +93,51 @@ styled = scorecard.style.apply(
 )
 st.subheader(t("overview.scorecard", lang))
 st.caption(t("overview.legend", lang))
-st.dataframe(styled, hide_index=True, width="stretch")
+# key indicators differ per condition, so their cells say which indicator they are: they wrap (rows of 3 lines) so
+# the whole scorecard, response and cost included, fits the main area of a 1440 px screen
+widths = {t("column.condition", lang): 112, t("column.care_cycles", lang): 60}
+widths |= {c: 170 for c in scorecard.columns if c not in widths}
+widths[t("column.response_rate", lang)] = 72
+widths[t("column.cost_per_cycle", lang)] = 92
+config = layout.text_columns({c: w for c, w in widths.items() if c in scorecard.columns})
+config[t("column.condition", lang)] = st.column_config.TextColumn(
+    t("column.condition", lang),
+    width=112,
+    pinned=True,  # kept in view when a phone scrolls the table sideways
+)
+config[t("column.care_cycles", lang)] = st.column_config.TextColumn(
+    t("pages.short_cycles", lang), width=60, help=t("column.care_cycles", lang)
+)
+config[t("column.cost_per_cycle", lang)] = st.column_config.TextColumn(
+    t("pages.short_cost", lang), width=92, help=t("column.cost_per_cycle", lang)
+)
+ROW = 72
+st.dataframe(
+    styled,
+    hide_index=True,
+    width="stretch",
+    row_height=ROW,
+    height=38 + ROW * len(scorecard),
+    column_config=config,
+)
+
+
+st.subheader(t("overview.open_team", lang))
+PER_ROW = 4
+for start in range(0, len(conditions), PER_ROW):
+    cols = st.columns(PER_ROW)
+    for col, condition in zip(cols, list(conditions)[start : start + PER_ROW], strict=False):
+        label = catalog.conditions[condition].label(lang)
+        if col.button(
+            md_escape(label),
+            key=f"open_{condition}",
+            on_click=filters.carry_over,  # sets the condition before its box is drawn; keeps the other filters
+            kwargs={"condition": condition},
+            help=t("pages.open_team_help", lang, condition=label),
+            width="stretch",
+            icon=":material/groups:",
+        ):
+            st.switch_page("views/condition_team.py")
 
 # --- key indicators: one verdict each, with the Making Data Count icons -----------------------------------
 verdict_column = t("verdict.column", lang)
@@ -122,10 +173,3 @@ st.subheader(t("download.reports", lang))
 render.report_downloads(
     [data.result(c, "hospital", chosen.period, chosen.peers) for c in conditions], own_hospital, lang, key="overview"
 )
-
-st.subheader(t("overview.open_team", lang))
-cols = st.columns(min(len(conditions), 4))
-for i, condition in enumerate(conditions):
-    if cols[i % len(cols)].button(md_escape(catalog.conditions[condition].label(lang)), key=f"open_{condition}"):
-        st.session_state["condition"] = condition
-        st.switch_page("views/condition_team.py")

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, render
+from ui import auth, data, filters, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_percent, t, t_md
@@ -51,14 +51,15 @@ st.dataframe(
 # PROM indicators per unit (adjusted)
 table = result.table
 prom_rows = table[table["kind"].isin(["prom_score", "prom_change", "prom_mic", "response_rate"])]
-for indicator_id, rows in prom_rows.groupby("indicator", sort=False):
+own = filters.unit_name(chosen.unit)
+for indicator_id, rows in filters.with_unit_names(prom_rows).groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
     st.markdown(f"#### {md_escape(ind.label(lang))}")
     build = charts.prom_response_chart if ind.kind == "response_rate" else charts.prom_change_chart
     render.cached_chart(
         ("prom", indicator_id),
-        lambda build=build, rows=rows: build(rows, lang=lang, highlight=chosen.unit),
-        highlight=chosen.unit,
+        lambda build=build, rows=rows: build(rows, lang=lang, highlight=own),
+        highlight=own,
     )
 
 # distributions at baseline and follow-up
@@ -70,13 +71,19 @@ def _scale_label(pair: tuple[str, str]) -> str:
     return catalog.instrument(pair[0]).scale(pair[1]).label(lang)
 
 
-instrument, scale = st.selectbox(t("proms.scale", lang), scales, format_func=_scale_label)
+filters.keep_valid("prom_scale", scales)  # the scales of the previous condition are gone
+instrument, scale = st.selectbox(t("proms.scale", lang), scales, format_func=_scale_label, key="prom_scale")
 spec = catalog.instruments[instrument].scale(scale)
 
 
 def _distribution():
     scores = prom_scores_for(result, instrument, scale)
-    scores = scores.assign(group=scores["unit"].where(scores["unit"] == chosen.unit, t("proms.all_units", lang)))
+    scores = scores.assign(
+        group=scores["unit"]
+        .astype(str)
+        .where(scores["unit"] == chosen.unit, t("proms.all_units", lang))
+        .replace({str(chosen.unit): own})
+    )
     binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
     return charts.score_distribution_chart(binned, lang=lang, scale=spec)
 

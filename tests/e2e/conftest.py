@@ -31,6 +31,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+DESKTOP = {"width": 1440, "height": 900}  # the meeting room's screen
+PHONE = {"width": 390, "height": 844}
 DEMO_CYCLES = 4_000
 DEMO_SEED = 20240601
 SERVER_START_TIMEOUT = 60.0
@@ -72,8 +74,9 @@ def browser_type_launch_args(browser_type_launch_args: dict, chromium_path: str)
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict) -> dict:
-    """An English browser with a fixed, large viewport, so texts and screenshots do not depend on the host."""
-    return {**browser_context_args, "locale": "en-US", "viewport": {"width": 1400, "height": 1000}}
+    """An English browser with the meeting screen's viewport (1440x900), so texts and screenshots do not depend on
+    the host."""
+    return {**browser_context_args, "locale": "en-US", "viewport": DESKTOP}
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +150,8 @@ class StreamlitServer:
             "false",
             *extra_args,
         ]
-        env = {**os.environ, "VBHC_DATABASE_URL": database_url, **(env or {})}
+        # only the default views are computed ahead (not every year): the tests share 2 cores with the server
+        env = {**os.environ, "VBHC_DATABASE_URL": database_url, "VBHC_WARM_UP_YEARS_UP_TO": "0", **(env or {})}
         with log_path.open("w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -211,3 +215,49 @@ def app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
 def fresh_app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
     """Base URL of a server no browser has visited yet; only for a test of what the first request does."""
     return _servers[1].url
+
+
+@pytest.fixture(scope="package")
+def oidc_provider() -> Iterator[str]:
+    """A real OpenID Connect provider on localhost with the users of tests/roles.py (one button per user)."""
+    from oidc_provider_mock import User, run_server_in_thread
+
+    from tests.roles import USERS
+
+    users = [User(sub=sub, claims=claims) for sub, claims in USERS.items() if sub != "nobody"]
+    with run_server_in_thread(user_claims=users) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(scope="package")
+def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
+    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry."""
+    from tests.roles import MAPPING
+
+    folder = tmp_path_factory.mktemp("sign-in")
+    port = free_port()
+    secrets = folder / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+        'cookie_secret = "e2e-only-cookie-secret-0123456789"\n'
+        'client_id = "vbhc-e2e"\n'
+        'client_secret = "vbhc-e2e-secret"\n'
+        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
+        encoding="utf-8",
+    )
+    mapping = folder / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    server = StreamlitServer(
+        _servers[0].database_url,
+        folder / "streamlit.log",
+        host="localhost",  # the browser must use the redirect_uri's host, or the login cookie lands elsewhere
+        port=port,
+        extra_args=("--secrets.files", str(secrets)),
+        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc"},
+    )
+    try:
+        server.wait_until_healthy()
+        yield server
+    finally:
+        server.stop()

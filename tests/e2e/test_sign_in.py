@@ -4,14 +4,11 @@ different roles, in headless Chromium: what each may see and download, and what 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from oidc_provider_mock import User, run_server_in_thread
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import StreamlitServer, free_port
+from tests.e2e.conftest import StreamlitServer
 from tests.e2e.test_browser import (
     BAD_CARE_CYCLES,
     RUN_TIMEOUT_MS,
@@ -20,48 +17,8 @@ from tests.e2e.test_browser import (
     wait_for_run,
     wait_for_title,
 )
-from tests.roles import MAPPING
-from tests.roles import USERS as ROLE_USERS
 
-USERS = [User(sub=sub, claims=claims) for sub, claims in ROLE_USERS.items() if sub != "nobody"]
-
-
-@pytest.fixture(scope="module")
-def oidc_provider() -> Iterator[str]:
-    with run_server_in_thread(user_claims=USERS) as server:
-        yield f"http://localhost:{server.server_port}"
-
-
-@pytest.fixture(scope="module")
-def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
-    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry."""
-    folder = tmp_path_factory.mktemp("sign-in")
-    port = free_port()
-    secrets = folder / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
-        'cookie_secret = "e2e-only-cookie-secret-0123456789"\n'
-        'client_id = "vbhc-e2e"\n'
-        'client_secret = "vbhc-e2e-secret"\n'
-        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
-        encoding="utf-8",
-    )
-    mapping = folder / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    server = StreamlitServer(
-        _servers[0].database_url,
-        folder / "streamlit.log",
-        host="localhost",  # the browser must use the redirect_uri's host, or the login cookie lands elsewhere
-        port=port,
-        extra_args=("--secrets.files", str(secrets)),
-        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc"},
-    )
-    try:
-        server.wait_until_healthy()
-        yield server
-    finally:
-        server.stop()
+TEAM_TITLE = "Colorectal cancer · Universitair Medisch Centrum Veenmeer"
 
 
 def sign_in(page: Page, url: str, sub: str) -> None:
@@ -100,7 +57,7 @@ def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_
     sign_in(page, signed_app.url, "quality")
     assert {"Overview", "Condition team", "Data", "Audit log"} <= set(nav_labels(page))
     page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
-    wait_for_title(page, "Colorectal cancer · H01")
+    wait_for_title(page, TEAM_TITLE)
     assert_no_exception(page)
     with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
         page.get_by_role("button", name="Download Excel workbook").click()
@@ -137,10 +94,11 @@ def test_care_team_sees_its_condition_and_patient_rows_but_not_the_audit_log(
     labels = nav_labels(page)
     assert "Condition team" in labels and "Audit log" not in labels and "Data" not in labels
     page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
-    wait_for_title(page, "Colorectal cancer · H01")
-    expect(page.get_by_text("Patient-level care cycles are only shown")).to_have_count(0)
-    expect(page.get_by_text("Care cycles contributing most to the signal")).to_be_visible()
+    wait_for_title(page, TEAM_TITLE)
     expect(page.get_by_role("button", name="Download PDF report")).to_be_visible()
+    page.get_by_role("tab", name="Cases to discuss").click()
+    expect(page.get_by_text("Patient-level care cycles are only shown")).to_have_count(0)
+    expect(page.get_by_text("Care cycles of Universitair Medisch Centrum Veenmeer with an unwanted")).to_be_visible()
     page.get_by_role("combobox", name="Condition", exact=True).click()
     assert [o.strip() for o in page.get_by_role("option").all_inner_texts()] == ["Colorectal cancer"]
     page.keyboard.press("Escape")
@@ -155,11 +113,13 @@ def test_manager_sees_own_units_without_patient_rows_or_downloads(
     sign_in(page, signed_app.url, "manager")
     assert "Audit log" not in nav_labels(page)
     page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
-    wait_for_title(page, "Colorectal cancer · H01")
-    expect(page.get_by_text("Patient-level care cycles are only shown")).to_be_visible()
+    wait_for_title(page, TEAM_TITLE)
     assert page.get_by_role("button", name="Download Excel workbook").count() == 0
+    page.get_by_role("tab", name="Cases to discuss").click()
+    expect(page.get_by_text("Patient-level care cycles are only shown")).to_be_visible()
     page.get_by_role("combobox", name="Unit", exact=True).click()
-    assert [o.strip() for o in page.get_by_role("option").all_inner_texts()] == ["H01"]
+    options = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
+    assert options == ["Universitair Medisch Centrum Veenmeer"]
     page.keyboard.press("Escape")
     screenshot(page, artifacts / "e2e-manager.png")
     events = audit_events(signed_app.database_url)

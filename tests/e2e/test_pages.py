@@ -1,0 +1,401 @@
+"""Every page, button, tab and filter in a real browser, for every role and in both languages, plus screenshots of
+every page at the meeting screen's size (1440x900) and a phone's (390x844) in tests/artifacts/ (git-ignored).
+
+A page fails on any Streamlit exception box or the word "Traceback" in it. Time matters (2 cores, one shared
+server per mode): a page is opened once per role and language and its controls are used in place; the long
+walks (every overview button, every filter, screenshots) run in local mode, where one session has every role.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from tests.e2e.conftest import DESKTOP, PHONE, StreamlitServer
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, screenshot, title, wait_for_run, wait_for_title
+from tests.e2e.test_sign_in import sign_in
+from vbhc.catalog import default_catalog
+from vbhc.i18n import t
+
+pytestmark = pytest.mark.browser
+
+CATALOG = default_catalog()
+RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
+OWN = "Universitair Medisch Centrum Veenmeer"  # the demo's own hospital (H01)
+#: url path of every page -> message key of its title (the team page's title is the condition and unit)
+PAGES = {
+    "": "app.title",
+    "condition_team": None,
+    "proms": "proms.title",
+    "compare": "compare.title",
+    "cost_value": "cost.title",
+    "data": "data.title",
+    "audit": "audit.title",
+    "methods": "methods.title",
+}
+NAV = {
+    "": "nav.overview",
+    "condition_team": "nav.condition_team",
+    "proms": "nav.proms",
+    "compare": "nav.compare_departments",
+    "cost_value": "nav.cost_value",
+    "data": "nav.data",
+    "audit": "nav.audit",
+    "methods": "nav.methods",
+}
+#: pages each role's navigation lists (local mode: every page)
+ROLE_PAGES = {
+    "local": list(PAGES),
+    "care": ["", "condition_team", "proms", "compare", "cost_value", "methods"],
+    "quality": list(PAGES),
+    "manager": ["", "condition_team", "proms", "compare", "cost_value", "methods"],
+    "admin": ["data", "methods"],
+}
+TEAM_TABS = ("verdicts", "depth", "casemix", "cases")
+RAW_ID = re.compile(r"\bH\d\d(/[A-Z]{3})?\b|\b[a-z]+_[a-z_]+@H\d\d\b")  # H01, H03/ORT, colorectal_cancer@H01
+
+
+def assert_clean(page: Page) -> None:
+    """No Streamlit exception box and no traceback anywhere on the page."""
+    boxes = page.get_by_test_id("stException")
+    assert boxes.count() == 0, "Streamlit exception on the page:\n" + "\n---\n".join(boxes.all_inner_texts())
+    text = page.get_by_test_id("stApp").inner_text()
+    assert "Traceback" not in text, text[:2000]
+
+
+def settle(page: Page) -> None:
+    """After an action that may start a script run: wait for that run to start (briefly) and to finish."""
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.locator(RUNNING).wait_for(timeout=1_000)
+    wait_for_run(page)
+
+
+def main(page: Page) -> Locator:
+    return page.get_by_test_id("stMain")
+
+
+def nav_link(page: Page, slug: str, lang: str) -> Locator:
+    return page.get_by_test_id("stSidebarNav").get_by_role("link", name=t(NAV[slug], lang), exact=True)
+
+
+def combobox(page: Page, key: str, lang: str) -> Locator:
+    return page.get_by_role("combobox", name=t(key, lang), exact=True)
+
+
+def choose(page: Page, key: str, lang: str, option: str) -> None:
+    combobox(page, key, lang).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def team_title(condition: str, unit: str, lang: str) -> str:
+    return f"{CATALOG.conditions[condition].label(lang)} · {unit}"
+
+
+def indicator_labels(condition: str, lang: str) -> set[str]:
+    return {i.label(lang) for i in CATALOG.conditions[condition].indicators if i.kind != "volume"}
+
+
+def query(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlparse(page.url).query)
+
+
+def click_tabs(page: Page) -> int:
+    """Open every tab of the page in turn, and the tabs inside each (the team page's tabs rerun the script and
+    draw only the open tab); returns how many tabs were opened."""
+    names = [n.strip() for n in main(page).get_by_role("tablist").first.get_by_role("tab").all_inner_texts()]
+    opened = 0
+    for name in names:
+        main(page).get_by_role("tablist").first.get_by_role("tab", name=name, exact=True).click()
+        settle(page)
+        assert_clean(page)
+        opened += 1
+        inner = main(page).get_by_role("tabpanel").locator(":visible").get_by_role("tab")
+        for i in range(inner.count()):
+            inner.nth(i).click()
+            page.wait_for_timeout(50)
+            assert_clean(page)
+            opened += 1
+    return opened
+
+
+def open_expanders(page: Page) -> None:
+    for summary in main(page).locator("[data-testid=stExpander] summary").all():
+        summary.click()
+    assert_clean(page)
+
+
+def visible_text(page: Page) -> str:
+    return main(page).inner_text() + "\n" + page.get_by_test_id("stSidebar").inner_text()
+
+
+def assert_no_raw_ids(page: Page, where: str) -> None:
+    """Units by name on screen: no H01, H03/ORT or colorectal_cancer@H01 in titles, captions, boxes or metrics
+    (tables and charts are canvases and are checked through their data in the AppTests)."""
+    text = visible_text(page)
+    text = text.replace("H01/SUR", "")  # the unit picker's help text names an example code
+    found = RAW_ID.search(text)
+    assert found is None, f"{where}: raw unit id {found.group(0)!r} on screen"
+    assert "None" not in re.findall(r"\bNone\b", text), f"{where}: 'None' on screen"
+
+
+# --- the overview's buttons ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str, lang: str) -> None:
+    period = "&period=2024" if lang == "nl" else ""  # the other filters survive the switch of page
+    page.goto(f"{app_url}/?lang={lang}{period}")
+    wait_for_title(page, t("app.title", lang))
+    page.locator(f".st-key-open_{list(CATALOG.conditions)[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    settle(page)
+    assert_clean(page)
+    # the own hospital's care cycles, labelled so (not the whole registry's)
+    expect(page.get_by_test_id("stMetricLabel").first).to_have_text(t("pages.own_care_cycles", lang, hospital=OWN))
+    conditions = list(CATALOG.conditions)
+    buttons = [page.locator(f".st-key-open_{c} button:visible") for c in conditions]
+    assert [b.count() for b in buttons] == [1] * len(conditions), "one button per condition team"
+    for condition in conditions:
+        page.locator(f".st-key-open_{condition} button:visible").click()
+        wait_for_title(page, team_title(condition, OWN, lang))
+        assert_clean(page)
+        assert urlparse(page.url).path == "/condition_team"
+        assert query(page)["lang"] == [lang] and query(page).get("period", [""])[0] == period[8:], page.url
+        expect(combobox(page, "filter.condition", lang)).to_have_value(CATALOG.conditions[condition].label(lang))
+        # the page's indicator filter belongs to the condition just opened
+        main(page).get_by_role("tab", name=t("pages.tab_depth", lang)).click()
+        settle(page)
+        shown = combobox(page, "filter.indicator", lang).input_value()
+        assert shown in indicator_labels(condition, lang), (condition, shown)
+        nav_link(page, "", lang).click()
+        wait_for_title(page, t("app.title", lang))
+        page.locator(f".st-key-open_{conditions[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
+        settle(page)
+
+
+# --- every filter in turn --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_each_filter_in_turn_and_the_page_follows(page: Page, app_url: str, lang: str) -> None:
+    page.goto(f"{app_url}/condition_team?condition=colorectal_cancer&indicator=anastomotic_leak&lang={lang}")
+    wait_for_title(page, team_title("colorectal_cancer", OWN, lang))
+    leak = CATALOG.condition("colorectal_cancer").indicator("anastomotic_leak").label(lang)
+    expect(combobox(page, "filter.indicator", lang)).to_have_value(leak)
+
+    # condition: the indicator box must show an indicator of the new condition, and the URL its id
+    choose(page, "filter.condition", lang, CATALOG.conditions["hip_osteoarthritis"].label(lang))
+    wait_for_title(page, team_title("hip_osteoarthritis", OWN, lang))
+    shown = combobox(page, "filter.indicator", lang).input_value()
+    assert shown in indicator_labels("hip_osteoarthritis", lang) and shown != leak, shown
+    hip = CATALOG.condition("hip_osteoarthritis")
+    # the URL names the indicator unless it is the default (the first of the condition)
+    assert query(page).get("indicator", [hip.indicators[1].id])[0] in {i.id for i in hip.indicators}, page.url
+    assert_clean(page)
+
+    # indicator: the depth tab and the case-mix tab follow
+    complications = hip.indicator("complication_90d").label(lang)
+    choose(page, "filter.indicator", lang, hip.indicator("length_of_stay").label(lang))
+    choose(page, "filter.indicator", lang, complications)
+    assert query(page)["indicator"] == ["complication_90d"], page.url
+    main(page).get_by_role("tab", name=t("pages.tab_casemix", lang)).click()
+    settle(page)
+    expect(combobox(page, "filter.indicator", lang)).to_have_value(complications)  # kept across the tabs
+    main(page).get_by_role("tab", name=t("pages.tab_depth", lang)).click()
+    settle(page)
+    expect(main(page).get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=SETTLED_MS)
+    assert_clean(page)
+
+    # unit level: the unit box offers departments, by name
+    choose(page, "filter.unit_level", lang, t("level.department", lang))
+    unit = combobox(page, "filter.unit", lang).input_value()
+    assert unit.startswith(f"{OWN} – "), unit
+    wait_for_title(page, team_title("hip_osteoarthritis", unit, lang))
+    assert query(page)["level"] == ["department"]
+    assert_clean(page)
+
+    # unit: another hospital's department
+    combobox(page, "filter.unit", lang).click()
+    other = next(o for o in page.get_by_role("option").all_inner_texts() if not o.strip().startswith(OWN)).strip()
+    page.get_by_role("option", name=other, exact=True).click()
+    settle(page)
+    wait_for_title(page, team_title("hip_osteoarthritis", other, lang))
+    assert re.fullmatch(r"H\d\d/[A-Z]+", query(page)["unit_department"][0]), page.url  # ids in the URL
+    assert_clean(page)
+
+    # period
+    choose(page, "filter.period", lang, "2024")
+    assert query(page)["period"] == ["2024"], page.url
+    expect(title(page)).to_have_text(team_title("hip_osteoarthritis", other, lang))
+    assert_clean(page)
+
+    # comparison group: two hospitals picked by name, kept by id
+    picker = page.get_by_role("combobox", name=t("filter.comparison_group", lang), exact=True)
+    for name in ("Oosterhaven Ziekenhuis", "Heidekamp Medisch Centrum"):
+        option = page.get_by_role("option", name=name, exact=True)
+        for _ in range(3):  # a click during a rerun can land on the box the rerun replaces: open it again
+            picker.click()
+            with contextlib.suppress(PlaywrightTimeoutError):
+                option.wait_for(timeout=3_000)
+                break
+        option.click()
+        settle(page)
+    page.keyboard.press("Escape")
+    peers = query(page)["peers"][0].split(",")
+    assert {"H02", "H03"} <= set(peers), page.url
+    assert_clean(page)
+
+    # the other pages' own boxes follow the condition too (sort, outcome, scale)
+    for slug in ("compare", "cost_value", "proms"):
+        nav_link(page, slug, lang).click()
+        wait_for_title(page, t(PAGES[slug], lang))
+        assert_clean(page)
+    choose(page, "filter.condition", lang, CATALOG.conditions["heart_failure"].label(lang))
+    wait_for_title(page, t("proms.title", lang))
+    assert_clean(page)
+    for slug in ("cost_value", "compare"):
+        nav_link(page, slug, lang).click()
+        wait_for_title(page, t(PAGES[slug], lang))
+        assert_clean(page)
+    sort_by = combobox(page, "compare.sort_by", lang).input_value()
+    assert sort_by in {i.label(lang) for i in CATALOG.conditions["heart_failure"].indicators}, sort_by
+
+
+# --- every page, tab, expander and button, per role and language ----------------------------------------------
+
+
+def _walk(page: Page, base: str, role: str, lang: str, *, thorough: bool = True, downloads: bool = True) -> None:
+    """Visit every page of the role's navigation through its link; `thorough`: also use every tab, expander and
+    toggle on it; `downloads`: and every download button (each builds its file)."""
+    nav = page.get_by_test_id("stSidebarNav")
+    labels = [text.strip().splitlines()[-1].strip() for text in nav.get_by_role("link").all_inner_texts()]
+    assert labels == [t(NAV[slug], lang) for slug in ROLE_PAGES[role]], labels
+    for slug in ROLE_PAGES[role]:
+        nav_link(page, slug, lang).click()
+        if PAGES[slug]:
+            wait_for_title(page, t(PAGES[slug], lang))
+        else:
+            page.get_by_test_id("stMain").locator("h1").first.wait_for(timeout=RUN_TIMEOUT_MS)
+            settle(page)
+        assert_clean(page)
+        assert_no_raw_ids(page, f"{role}/{lang}/{slug or 'overview'}")
+        if not thorough:
+            continue
+        if main(page).get_by_role("tablist").count():
+            click_tabs(page)
+        if slug == "condition_team":
+            assert_no_raw_ids(page, f"{role}/{lang}/{slug} after the tabs")
+        open_expanders(page)
+        for toggle in main(page).get_by_test_id("stCheckbox").all() + main(page).get_by_test_id("stToggle").all():
+            toggle.click()
+            settle(page)
+            assert_clean(page)
+        for download in main(page).get_by_test_id("stDownloadButton").get_by_role("button").all() if downloads else []:
+            with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
+                download.click()
+            assert info.value.suggested_filename
+            assert_clean(page)
+    if role != "admin":  # one overview button (all of them: test_every_overview_button_opens_its_condition_team)
+        nav_link(page, "", lang).click()
+        page.locator("[class*='st-key-open_'] button:visible").last.wait_for(timeout=RUN_TIMEOUT_MS)
+        settle(page)
+        page.locator("[class*='st-key-open_'] button:visible").last.click()
+        page.get_by_role("tab", name=t("pages.tab_verdicts", lang)).wait_for(timeout=RUN_TIMEOUT_MS)
+        settle(page)
+        assert urlparse(page.url).path == "/condition_team"
+        assert_clean(page)
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_local_mode_every_page_and_control(page: Page, app_url: str, lang: str) -> None:
+    page.goto(f"{app_url}/?lang={lang}")
+    title(page).wait_for(timeout=RUN_TIMEOUT_MS)
+    settle(page)
+    _walk(page, app_url, "local", lang, downloads=lang == "en")
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+@pytest.mark.parametrize("role", ["care", "quality", "manager", "admin"])
+def test_signed_in_role_every_page_and_control(page: Page, signed_app: StreamlitServer, role: str, lang: str) -> None:
+    sign_in(page, signed_app.url, role)
+    if lang != "en":  # the sign-in round trip lands on the home page; the session cookie keeps the sign-in
+        page.goto(f"{signed_app.url}/?lang={lang}")
+        page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
+        settle(page)
+    # every control in English; in Dutch every page and its texts (the controls are the same, and time is short)
+    _walk(page, signed_app.url, role, lang, thorough=lang == "en", downloads=lang == "en")
+    if role == "care":  # a care team sees patient rows: the cases to discuss carry the record key
+        page.get_by_role("tab", name=t("pages.tab_cases", lang)).click()
+        settle(page)
+        expect(main(page).get_by_text(t("auth.no_patient_rows", lang))).to_have_count(0)
+    if role == "manager":
+        page.get_by_role("tab", name=t("pages.tab_cases", lang)).click()
+        settle(page)
+        expect(main(page).get_by_text(t("auth.no_patient_rows", lang))).to_be_visible()
+    page.get_by_test_id("stSidebar").get_by_role("button", name=t("app.sign_out", lang)).click()
+    page.get_by_role("button", name="End session").click()  # the provider's sign-out page
+    expect(
+        page.get_by_role("button", name=re.compile(f"^({t('app.sign_in', 'en')}|{t('app.sign_in', lang)})$"))
+    ).to_be_visible(timeout=RUN_TIMEOUT_MS)
+
+
+# --- layout: tables fit, nothing clipped; screenshots ---------------------------------------------------------
+
+
+def _grids_fit(page: Page, where: str) -> None:
+    """Every table's columns fit its grid (no sideways scrolling at 1440 px) and no grid sticks out of the page."""
+    width = page.viewport_size["width"]
+    for grid in main(page).get_by_test_id("stDataFrame").all():
+        if not grid.is_visible():
+            continue
+        box = grid.bounding_box()
+        assert box is None or box["x"] + box["width"] <= width + 1, f"{where}: a table sticks out of the page"
+        if width >= DESKTOP["width"]:
+            scroller = grid.locator(".dvn-scroller").first
+            inner, outer = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            assert inner <= outer + 2, f"{where}: a table is cut off at {width} px ({inner} > {outer})"
+
+
+def _no_horizontal_overflow(page: Page, where: str) -> None:
+    width = page.viewport_size["width"]
+    over = main(page).evaluate("e => e.scrollWidth - e.clientWidth")
+    assert over <= 1, f"{where}: the page is {over} px wider than a {width} px screen"
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
+    page: Page, app_url: str, artifacts: Path, lang: str
+) -> None:
+    for size_name, size in (("1440x900", DESKTOP), ("390x844", PHONE)):
+        page.set_viewport_size(size)
+        for slug in PAGES:
+            page.goto(f"{app_url}/{slug}?lang={lang}&condition=colorectal_cancer")
+            if PAGES[slug]:
+                wait_for_title(page, t(PAGES[slug], lang))
+            else:
+                wait_for_title(page, team_title("colorectal_cancer", OWN, lang))
+            assert_clean(page)
+            name = slug or "overview"
+            where = f"{name} {lang} {size_name}"
+            if slug == "condition_team":
+                for tab in TEAM_TABS:
+                    main(page).get_by_role("tab", name=t(f"pages.tab_{tab}", lang)).click()
+                    settle(page)
+                    page.wait_for_timeout(300)  # charts lay out
+                    assert_clean(page)
+                    _grids_fit(page, f"{where} {tab}")
+                    _no_horizontal_overflow(page, f"{where} {tab}")
+                    screenshot(page, artifacts / f"{name}-{tab}-{lang}-{size_name}.png")
+            else:
+                page.wait_for_timeout(300)
+                if slug in ("", "cost_value"):
+                    _grids_fit(page, where)
+                _no_horizontal_overflow(page, where)
+                screenshot(page, artifacts / f"{name}-{lang}-{size_name}.png")
+    page.set_viewport_size(DESKTOP)
