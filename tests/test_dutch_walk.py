@@ -169,6 +169,8 @@ def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
             return
         if proto is not None:  # an element, or a block (tab and expander labels)
             for field, text in _proto_texts(proto):
+                if kind == "html" and re.fullmatch(r"\s*<style>.*</style>\s*", text, flags=re.S):
+                    continue  # a page's style sheet: never shown as text
                 yield f"{kind}.{field}", text
         for child in getattr(node, "children", {}).values():
             yield from walk(child)
