@@ -15,11 +15,12 @@ def _chart_buttons(at) -> list[str]:
 
 
 def test_chart_downloads_follow_the_role(signed_in_db):  # noqa: F811
-    quality = _app("quality", "views/condition_team.py", condition="colorectal_cancer")
+    depth = t("pages.tab_depth", "en")  # the team page's charts are in its "one indicator in depth" tab
+    quality = _app("quality", "views/condition_team.py", condition="colorectal_cancer", team_tab=depth)
     shown = len(quality.get("vega_lite_chart"))
     buttons = _chart_buttons(quality)
     assert shown and len(buttons) == 2 * shown  # a PNG and a CSV under every chart
-    manager = _app("manager", "views/condition_team.py", condition="colorectal_cancer")
+    manager = _app("manager", "views/condition_team.py", condition="colorectal_cancer", team_tab=depth)
     assert manager.get("vega_lite_chart") and not _chart_buttons(manager)  # may not export: not offered
 
 
