@@ -16,7 +16,7 @@ lang = filters.language()
 # a meeting screen (1440x900) has no height to spare: less empty space above the title, one-line titles
 st.html(
     "<style>"
-    ".stMainBlockContainer{padding-top:2.5rem}"
+    ".stMainBlockContainer{padding-top:4rem}"
     "[data-testid=stMain] h1{font-size:2rem;padding-top:0.25rem}"
     "@media (max-width: 640px){[data-testid=stMain] h1{font-size:1.5rem}}"
     # a chart wider than the screen (facets, fixed widths) scrolls sideways in its own box, not the whole page

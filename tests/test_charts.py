@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -269,6 +270,9 @@ def passes_filters(view: dict, row: dict, d: dict) -> bool:
             ok = hit
         elif expr == f"!({charts.IS_HIGHLIGHT})":
             ok = not hit
+        elif m := re.fullmatch(r"datum\.(\w+) (<=|>) (\S+)", expr):  # the funnel's label side
+            value, bound = float(row[m.group(1)]), float(m.group(3))
+            ok = value <= bound if m.group(2) == "<=" else value > bound
         else:
             raise AssertionError(f"unexpected filter {expr!r}")
         if not ok:

@@ -21,9 +21,9 @@ _INDICATOR_COLUMNS = {
     "column.adjusted": ("pages.short_adjusted", 68, "pages.help_adjusted"),
     "column.ci95": (None, 104, "pages.help_ci95"),
     "column.benchmark": ("pages.short_benchmark", 64, "pages.help_benchmark"),
-    "verdict.column": (None, 320, None),
-    "spc.variation": (None, 150, None),
-    "spc.assurance": (None, 150, None),
+    "verdict.column": (None, 280, None),
+    "spc.variation": (None, 100, None),
+    "spc.assurance": (None, 100, None),
 }
 
 
@@ -48,3 +48,17 @@ def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) ->
     """column_config giving plain text columns a fixed width (and a help text)."""
     helps = helps or {}
     return {name: st.column_config.TextColumn(name, width=w, help=helps.get(name)) for name, w in widths.items()}
+
+
+#: Width in px that a table may fill in the main area of a 1440 px screen (the grid measures 978 there).
+MAIN_WIDTH = 940
+
+
+def fitted_columns(columns: Iterable[str], widths: dict[str, int], total: int = MAIN_WIDTH) -> dict:
+    """column_config giving the named columns their width and sharing what is left of `total` among the others,
+    so the whole table fits the main area without scrolling sideways."""
+    columns = list(columns)
+    fixed = {c: w for c, w in widths.items() if c in columns}
+    rest = [c for c in columns if c not in fixed]
+    share = max((total - sum(fixed.values())) // max(len(rest), 1), 60)
+    return {c: st.column_config.TextColumn(c, width=fixed.get(c, share)) for c in columns}

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters
+from ui import auth, data, filters, layout
 from vbhc import access, charts, verdict
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value, unit_label
@@ -444,11 +444,12 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute)
     if indicators is not None and len(frame):
         frame = frame[frame["indicator"].isin(indicators)]
-    name = "label_nl" if lang == "nl" else "label_en"
     shown = pd.DataFrame(index=frame.index)
     if label is not None:
         shown[t("column.condition", lang)] = label
-    shown[t("column.indicator", lang)] = frame[name] if len(frame) else []
+    shown[t("column.indicator", lang)] = [
+        indicator_label(result.condition, i, lang) for i in frame.get("indicator", [])
+    ]
     rows = list(frame.itertuples()) if len(frame) else []
     shown[t("meeting.column_previous", lang)] = [format_value(r.previous, r.kind, lang) for r in rows]
     shown[t("meeting.column_current", lang)] = [format_value(r.current, r.kind, lang) for r in rows]
@@ -504,10 +505,14 @@ def show_since_last_meeting(tables: list, lang: str) -> None:
         return
     shown = pd.concat([f[0] for f in frames], ignore_index=True)
     colours = pd.concat([f[1] for f in frames], ignore_index=True).reindex(columns=shown.columns)
+    widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190}
+    widths |= {t("meeting.column_previous", lang): 90, t("meeting.column_current", lang): 90}
+    widths[t("meeting.column_complete", lang)] = 100
     st.dataframe(
         shown.style.apply(lambda col: [cell_style(v) for v in colours[col.name]], axis=0),
         hide_index=True,
         width="stretch",
+        column_config=layout.fitted_columns(shown.columns, widths),
     )
     for caption in frames[0][2]:
         st.caption(caption)

@@ -852,22 +852,27 @@ def funnel_chart(
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
-    layers.append(
-        {
-            "data": unit_data,
-            "transform": [{"filter": IS_HIGHLIGHT}],
-            "mark": {
-                "type": "text",
-                "align": "left",
-                "dx": 12,
-                "dy": -12,
-                "fontSize": f["text"] + 3,
-                "fontWeight": "bold",
-                "color": HIGHLIGHT_COLOUR,
-            },
-            "encoding": {"x": _q("precision"), "y": _q("value"), "text": _n("unit")},
-        }
-    )
+    # the own unit's name reads away from the nearer edge: left of the point in the right half, so a long
+    # hospital name is never cut at the chart's right edge
+    precision = pd.to_numeric(units["precision"], errors="coerce")
+    middle = float((precision.min() + precision.max()) / 2) if precision.notna().any() else 0.0
+    for side, align, dx in (("<=", "left", 12), (">", "right", -12)):
+        layers.append(
+            {
+                "data": unit_data,
+                "transform": [{"filter": IS_HIGHLIGHT}, {"filter": f"datum.precision {side} {middle!r}"}],
+                "mark": {
+                    "type": "text",
+                    "align": align,
+                    "dx": dx,
+                    "dy": -12,
+                    "fontSize": f["text"] + 3,
+                    "fontWeight": "bold",
+                    "color": HIGHLIGHT_COLOUR,
+                },
+                "encoding": {"x": _q("precision"), "y": _q("value"), "text": _n("unit")},
+            }
+        )
     body = {
         "title": _title(title, label("funnel_sub", lang), width),
         "height": height,

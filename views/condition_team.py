@@ -91,6 +91,7 @@ if verdicts.open:
         config = layout.indicator_columns(lang, display.columns)
         config[tier_column] = st.column_config.TextColumn(tier_column, width=48, help=t("pages.tier_help", lang))
         verdict_column = t("verdict.column", lang)
+        hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
         st.dataframe(
             render.colour_assessments(
                 display.style,
@@ -100,7 +101,9 @@ if verdicts.open:
             hide_index=True,
             width="stretch",
             column_config=config,
-            column_order=[c for c in display.columns if c != t("column.crude", lang)],  # crude: in the depth tab
+            # crude value, observed, expected and interval are in the depth tab and the verdict's own words
+            column_order=[c for c in display.columns if c not in hidden],
+            row_height=72,  # the verdict wraps onto three lines
         )
         st.caption(t("overview.legend", lang))
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)

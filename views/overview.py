@@ -160,10 +160,13 @@ if parts:
         ]
     ]
     st.subheader(t("overview.key_verdicts", lang))
+    widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190, verdict_column: 400}
     st.dataframe(
         keys.style.apply(lambda col: [render.cell_style(v) for v in paint], subset=[verdict_column], axis=0),
         hide_index=True,
         width="stretch",
+        row_height=72,  # the verdict sentence wraps onto three lines
+        column_config=layout.fitted_columns(keys.columns, widths),
     )
 
 # --- since the last meeting ------------------------------------------------------------------------------
