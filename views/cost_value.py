@@ -34,8 +34,14 @@ render.cached_chart(
 
 st.subheader(t("column.cost_per_cycle", lang))
 cost_display = render.indicator_display(filters.with_unit_names(cost_rows), lang, by="unit")
+hidden = {t("column.crude", lang), t("column.ci95", lang)}  # the verdict says them; all fit 1440 px this way
 st.dataframe(
-    cost_display, hide_index=True, width="stretch", column_config=layout.indicator_columns(lang, cost_display.columns)
+    cost_display,
+    hide_index=True,
+    width="stretch",
+    column_config=layout.indicator_columns(lang, cost_display.columns),
+    column_order=[c for c in cost_display.columns if c not in hidden],
+    row_height=72,  # the verdict wraps onto three lines
 )
 
 outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]

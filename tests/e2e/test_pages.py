@@ -358,7 +358,11 @@ def _grids_fit(page: Page, where: str) -> None:
         assert box is None or box["x"] + box["width"] <= width + 1, f"{where}: a table sticks out of the page"
         if width >= DESKTOP["width"]:
             scroller = grid.locator(".dvn-scroller").first
-            inner, outer = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            for _ in range(20):  # the grid sizes its columns after it is drawn: judge the settled grid
+                inner, outer = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+                if inner <= outer + 2:
+                    break
+                page.wait_for_timeout(250)
             assert inner <= outer + 2, f"{where}: a table is cut off at {width} px ({inner} > {outer})"
 
 
