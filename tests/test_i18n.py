@@ -160,7 +160,8 @@ def test_t_fills_placeholders():
         "At these volumes this indicator cannot reliably tell units apart (rankability 0.31)."
     )
     assert t("warning.low_rankability", "nl", rankability=fmt_ratio(0.31, "nl")) == (
-        "Bij deze aantallen kan deze indicator eenheden niet betrouwbaar van elkaar onderscheiden (rankability 0,31)."
+        "Bij deze aantallen kan deze indicator eenheden niet betrouwbaar van elkaar onderscheiden "
+        "(rangschikbaarheid 0,31)."
     )
     assert t("model.reason_missing", "nl", variable="ASA") == "ASA ontbreekt"
 

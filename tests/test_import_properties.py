@@ -917,7 +917,8 @@ def test_csv_without_header_row_is_refused_without_identifiers(engine, sources, 
         refused = check_import(engine, [p for p, _ in files], reading, False, patient_ids(source))
         assert refused is not None
         if spec.encoding in ("utf-8", "utf-8-sig"):  # other encodings are refused for that first
-            assert "no header row" in str(refused), str(refused)
+            # a data row as first line may also split as well on two separators: refused for that, honestly
+            assert "no header row" in str(refused) or "cannot tell the separator" in str(refused), str(refused)
 
     run()
 
