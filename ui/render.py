@@ -15,17 +15,13 @@ import streamlit as st
 from ui import auth, data, filters, layout
 from vbhc import access, charts, verdict
 from vbhc.catalog import default_catalog
-from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, t_value, unit_label
+from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
 from vbhc.safety import safe_file_name
 from vbhc.settings import database_url, suppress_below
 
 
 def empty_state(lang: str) -> None:
     st.info(t("empty.database_empty", lang), icon=":material/info:")
-
-
-def assessment_label(value: object, lang: str) -> str:
-    return t_value("assessment", value, lang)
 
 
 def spc_label(icon: object, lang: str) -> str:
