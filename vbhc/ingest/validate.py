@@ -421,7 +421,8 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
     lows, highs = item_bounds(catalog)
     key = instrument + "|" + item
-    lo, hi = key.map(lows), key.map(highs)
+    # float even for an empty chunk (a file whose rows fill the chunks exactly ends with one)
+    lo, hi = key.map(lows).astype("float64"), key.map(highs).astype("float64")
     known_instrument = instrument.isin(catalog.instruments)
     ck.flag(known_instrument & lo.isna() & (item != ""), "item", lambda i: f"not an item of {instrument.iat[i]}")
     ck.flag(
