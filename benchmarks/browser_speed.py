@@ -56,6 +56,7 @@ CHROMIUM_ARGS = [  # as tests/e2e/conftest.py: no sandbox (root), no GPU, nothin
 DESKTOP = {"width": 1440, "height": 900}
 RESULTS = ROOT / "benchmarks" / "results"
 SETTLE_TIMEOUT_MS = 90_000
+FIRST_PAGE_TIMEOUT_MS = 600_000  # a cold server fits the case-mix models first
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -204,10 +205,12 @@ class Session:
     def finished(self) -> int:
         return self.page.evaluate("window.__vbhcFinished || 0")
 
-    def settle(self, target: int) -> None:
-        self.page.wait_for_function(SETTLED_JS, arg=target, timeout=SETTLE_TIMEOUT_MS, polling="raf")
+    def settle(self, target: int, timeout_ms: float = SETTLE_TIMEOUT_MS) -> None:
+        self.page.wait_for_function(SETTLED_JS, arg=target, timeout=timeout_ms, polling="raf")
 
-    def timed(self, name: str, action, *, record: bool = True, new_page: bool = False) -> dict:
+    def timed(
+        self, name: str, action, *, record: bool = True, new_page: bool = False, timeout_ms: float = SETTLE_TIMEOUT_MS
+    ) -> dict:
         target = 1 if new_page else self.finished() + 1
         offset = self.server.log_size()
         frames_before = len(self.frames)
@@ -215,9 +218,9 @@ class Session:
         started = time.perf_counter()
         action()
         try:
-            self.settle(target)
+            self.settle(target, timeout_ms)
         except PlaywrightTimeoutError:
-            print(f"    {name}: not settled within {SETTLE_TIMEOUT_MS / 1000:.0f} s", flush=True)
+            print(f"    {name}: not settled within {timeout_ms / 1000:.0f} s", flush=True)
             return {}
         seconds = time.perf_counter() - started
         runs, _ = self.server.runs_since(offset)
@@ -296,7 +299,12 @@ def first_page(browser, server: Server, path: str) -> dict:
     context = browser.new_context(locale="en-US", viewport=DESKTOP)
     page = context.new_page()
     s = Session(page, server)
-    figure = s.timed("first", lambda: page.goto(f"{server.url}{path}"), new_page=True)
+    figure = s.timed(
+        "first",
+        lambda: page.goto(f"{server.url}{path}", timeout=FIRST_PAGE_TIMEOUT_MS),
+        new_page=True,
+        timeout_ms=FIRST_PAGE_TIMEOUT_MS,
+    )
     context.close()
     return figure
 
