@@ -37,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import Error as PlaywrightError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import ROOT, bench_database
@@ -175,6 +175,17 @@ class Server:
         self.log.close()
 
 
+class Attached(Server):
+    """A server started by hand (--attach URL TIMING_LOG PID), e.g. while working on this benchmark."""
+
+    def __init__(self, url: str, timing_log: str, pid: str) -> None:
+        self.url, self.timing_log = url, Path(timing_log)
+        self.proc = argparse.Namespace(pid=int(pid))
+
+    def stop(self) -> None:
+        pass
+
+
 def load1() -> float:
     return os.getloadavg()[0]
 
@@ -216,11 +227,13 @@ class Session:
         frames_before = len(self.frames)
         load = load1()
         started = time.perf_counter()
-        action()
+        self.clock = None
         try:
+            action()
+            started = self.clock or started
             self.settle(target, timeout_ms)
-        except PlaywrightTimeoutError:
-            print(f"    {name}: not settled within {timeout_ms / 1000:.0f} s", flush=True)
+        except PlaywrightError as error:
+            print(f"    {name}: failed or not settled within {timeout_ms / 1000:.0f} s: {error}"[:300], flush=True)
             return {}
         seconds = time.perf_counter() - started
         runs, _ = self.server.runs_since(offset)
@@ -246,15 +259,19 @@ class Session:
 
     def choose_next(self, label: str):
         """An action: open the select box `label` and pick the option after the current one (wrapping)."""
-        box = self.combobox(label)
-        current = box.input_value()
-        box.click()
-        options = self.page.get_by_role("option")
-        options.first.wait_for()
-        names = [n.strip() for n in options.all_inner_texts()]
-        index = names.index(current) if current in names else -1
-        option = options.nth((index + 1) % len(names))
-        return option.click
+
+        def action() -> None:
+            box = self.combobox(label)
+            current = box.input_value()
+            box.click()
+            options = self.page.get_by_role("option")
+            options.first.wait_for(timeout=10_000)
+            names = [n.strip() for n in options.all_inner_texts()]
+            index = names.index(current) if current in names else -1
+            self.clock = time.perf_counter()  # the click that counts is the option's
+            options.nth((index + 1) % len(names)).click()
+
+        return action
 
     def nav(self, label: str):
         return self.page.get_by_test_id("stSidebarNav").get_by_role("link", name=label, exact=True).click
@@ -285,9 +302,16 @@ def walk_one_session(browser, server: Server, reps: int) -> dict:
         s.timed("tab depth", page.get_by_role("tab", name=t("pages.tab_depth", "en"), exact=True).click)
         s.timed("filter indicator", s.choose_next(t("filter.indicator", "en")))
         s.timed("tab verdicts", page.get_by_role("tab", name=t("pages.tab_verdicts", "en"), exact=True).click)
+
         # comparison group: one hospital more than all units (then a new session, back to all units)
-        s.combobox(t("filter.comparison_group", "en")).click()
-        s.timed("filter comparison_group", page.get_by_role("option").nth(1 + rep).click)
+        def add_hospital(rep: int = rep) -> None:
+            s.combobox(t("filter.comparison_group", "en")).click()
+            option = page.get_by_role("option").nth(1 + rep)
+            option.wait_for(timeout=10_000)
+            s.clock = time.perf_counter()
+            option.click()
+
+        s.timed("filter comparison_group", add_hospital)
         page.keyboard.press("Escape")
         s.timed("reload", lambda: page.goto(f"{server.url}/?lang=en"), record=False, new_page=True)
     context.close()
@@ -386,6 +410,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--session-timeout", type=float, default=180, help="cap per concurrent session, seconds")
     parser.add_argument("--skip", nargs="*", default=[], choices=["clicks", "concurrency", "restart"])
+    parser.add_argument("--attach", nargs=3, metavar=("URL", "TIMING_LOG", "PID"), help="use a running server")
     parser.add_argument("--label", default="", help="a name for the JSON file (e.g. baseline, after)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
@@ -405,9 +430,9 @@ def main() -> None:
         ).stdout.strip(),
     }
     print(f"{args.cycles:,}-cycle demo ({db}); server log {server_log}", flush=True)
-    server = Server(database_url, timing_log, server_log, {})
+    server = Attached(*args.attach) if args.attach else Server(database_url, timing_log, server_log, {})
     try:
-        out["healthy_s"] = server.wait_healthy()
+        out["healthy_s"] = 0.0 if args.attach else server.wait_healthy()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             out["cold_first_page"] = first_page(browser, server, "/?lang=en")
