@@ -28,7 +28,7 @@ st.html(
 # the server is reachable from the network
 viewer = auth.current_viewer()
 st.session_state["_viewer"] = viewer
-data.start_warm_up(database_url(), data.version())
+_warm_up = data.start_warm_up(database_url(), data.version())
 
 # VBHC_START_PAGE lets benchmarks/page_speed.py time a page on its own (default: the overview)
 start = os.environ.get("VBHC_START_PAGE", "overview")
@@ -62,5 +62,6 @@ page.run()
 st.session_state["_run_seconds"] = time.perf_counter() - _started
 if _timing_log := os.environ.get("VBHC_RUN_TIMING_LOG"):  # opt-in, for benchmarks/browser_speed.py
     _line = {"page": page.url_path, "wall": st.session_state["_run_seconds"], "cpu": time.thread_time() - _cpu_started}
+    _line["warming_up"] = bool(getattr(_warm_up, "is_alive", lambda: False)())
     with open(_timing_log, "a", encoding="utf-8") as _log:
         _log.write(json.dumps({**_line, "at": time.time()}) + "\n")

@@ -432,11 +432,17 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     when = chosen.meeting or meeting.default_meeting_date()
     comparison = chosen.comparison
 
+    only = tuple(indicators) if indicators is not None else None
+
     def compute():
-        before = meeting.result_as_of(result, when, only=indicators)
+        # the indicators as they were at the meeting (models refitted: about a second) are the same for every
+        # unit of the view, so picking another unit does not compute them again
+        before = cached(
+            ("meeting_before", result.condition, str(when), only),
+            lambda: meeting.result_as_of(result, when, only=indicators),
+        )
         return meeting.since_last_meeting(result, unit, when, comparison, before=before)
 
-    only = tuple(indicators) if indicators is not None else None
     frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute)
     if indicators is not None and len(frame):
         frame = frame[frame["indicator"].isin(indicators)]
