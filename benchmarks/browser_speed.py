@@ -117,6 +117,7 @@ class Server:
         }
         cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
         cmd += ["--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+        cmd += ["--server.fileWatcherType", os.environ.get("VBHC_BENCH_FILE_WATCHER", "none")]  # as `vbhc serve`
         self.started = time.perf_counter()
         self.log = log_path.open("a", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
