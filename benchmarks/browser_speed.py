@@ -5,6 +5,12 @@ server (`streamlit run streamlit_app.py`), plus a restart and concurrent viewers
     python benchmarks/browser_speed.py --cycles 1000000    # the 1,000,000-cycle benchmark database
     python benchmarks/browser_speed.py --reps 5 --sessions 1 5 10 20 --session-timeout 180
     python benchmarks/browser_speed.py --skip concurrency restart    # one session's clicks only
+    python benchmarks/browser_speed.py --attach http://127.0.0.1:8501 runs.jsonl PID  # a server started by hand
+                                                                                       # with VBHC_RUN_TIMING_LOG
+
+The server runs without a file watcher, as `vbhc serve` starts it (VBHC_BENCH_FILE_WATCHER=auto: Streamlit's
+default). Repetitions replay the same filter values in a new session: the first repetition is a first visit of
+each view, later ones read the caches, so compare first visits (the JSON keeps every repetition).
 
 Uses /usr/bin/chromium (VBHC_TEST_CHROMIUM); never `playwright install`. The server runs from this checkout (cwd
 and PYTHONPATH) on the benchmark database of benchmarks/_util.py, with VBHC_RUN_TIMING_LOG set, so every script
