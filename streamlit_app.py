@@ -1,5 +1,6 @@
 """Dashboard entry point: sign-in, page setup, navigation by role, and the global filters (mirrored in the URL)."""
 
+import json
 import os
 import time
 
@@ -9,7 +10,7 @@ from ui import auth, data, filters
 from vbhc.i18n import t
 from vbhc.settings import database_url
 
-_started = time.perf_counter()
+_started, _cpu_started = time.perf_counter(), time.thread_time()
 data.begin_run()
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
 lang = filters.language()
@@ -27,7 +28,7 @@ st.html(
 # the server is reachable from the network
 viewer = auth.current_viewer()
 st.session_state["_viewer"] = viewer
-data.start_warm_up(database_url(), data.version())
+_warm_up = data.start_warm_up(database_url(), data.version())
 
 # VBHC_START_PAGE lets benchmarks/page_speed.py time a page on its own (default: the overview)
 start = os.environ.get("VBHC_START_PAGE", "overview")
@@ -59,3 +60,8 @@ st.session_state["_filters"] = filters.sidebar(viewer)
 page.run()
 # server-side time of this run, read by benchmarks/page_speed.py
 st.session_state["_run_seconds"] = time.perf_counter() - _started
+if _timing_log := os.environ.get("VBHC_RUN_TIMING_LOG"):  # opt-in, for benchmarks/browser_speed.py
+    _line = {"page": page.url_path, "wall": st.session_state["_run_seconds"], "cpu": time.thread_time() - _cpu_started}
+    _line["warming_up"] = bool(getattr(_warm_up, "is_alive", lambda: False)())
+    with open(_timing_log, "a", encoding="utf-8") as _log:
+        _log.write(json.dumps({**_line, "at": time.time()}) + "\n")

@@ -211,17 +211,22 @@ def _spec_cache() -> _SpecCache:
 _NOT_HIGHLIGHTED = object()
 
 
-def _view_key(key: tuple) -> tuple:
-    """Dataset version, viewer's scope and filters except the unit, plus the caller's key."""
+def _view_key(key: tuple, *, by_language: bool = True) -> tuple:
+    """Dataset version, viewer's scope and filters except the unit (and the language, unless `by_language`),
+    plus the caller's key."""
     chosen = filters.current()
-    view = dataclasses.replace(chosen, unit=None) if chosen is not None else None
+    view = None
+    if chosen is not None:
+        view = dataclasses.replace(chosen, unit=None, **({} if by_language else {"lang": ""}))
     return (database_url(), data.version(), auth.current().cache_key, view, *key)
 
 
-def cached(key: tuple, compute: Callable[[], Any]) -> Any:
+def cached(key: tuple, compute: Callable[[], Any], *, by_language: bool = True) -> Any:
     """A per-unit summary (e.g. the case-mix contributions) computed once per view and `key`; callers only read
-    it. For summaries that read every care cycle, which takes a noticeable part of a second on large registries."""
-    return _spec_cache().get(("value", *_view_key(key)), compute)
+    it. For summaries that read every care cycle, which takes a noticeable part of a second on large registries.
+    by_language=False for numbers that hold no text (SPC charts, the meeting's changes): a language switch then
+    reuses them instead of computing them again."""
+    return _spec_cache().get(("value", *_view_key(key, by_language=by_language)), compute)
 
 
 def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_HIGHLIGHTED) -> bool:
@@ -432,12 +437,19 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     when = chosen.meeting or meeting.default_meeting_date()
     comparison = chosen.comparison
 
+    only = tuple(indicators) if indicators is not None else None
+
     def compute():
-        before = meeting.result_as_of(result, when, only=indicators)
+        # the indicators as they were at the meeting (models refitted: about a second) are the same for every
+        # unit of the view, so picking another unit does not compute them again
+        before = cached(
+            ("meeting_before", result.condition, str(when), only),
+            lambda: meeting.result_as_of(result, when, only=indicators),
+            by_language=False,
+        )
         return meeting.since_last_meeting(result, unit, when, comparison, before=before)
 
-    only = tuple(indicators) if indicators is not None else None
-    frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute)
+    frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute, by_language=False)
     if indicators is not None and len(frame):
         frame = frame[frame["indicator"].isin(indicators)]
     shown = pd.DataFrame(index=frame.index)

@@ -68,7 +68,7 @@ def pick_indicator() -> str:
 
 def unit_spc() -> dict:
     """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict."""
-    return render.cached(("team_spc", unit), lambda: render.unit_charts(result, mine, unit))
+    return render.cached(("team_spc", unit), lambda: render.unit_charts(result, mine, unit), by_language=False)
 
 
 def indicator_rows(indicator_id: str):
@@ -132,6 +132,7 @@ def _trend_section(indicator_id: str, ind) -> None:
         trend = render.cached(
             ("trend_data", indicator_id, unit, *settings),
             lambda: indicator_over_time(result, indicator_id, unit, freq="QS", **options),
+            by_language=False,
         )
     shown_chart = render.cached_chart(
         ("trend", indicator_id, unit, *settings),
@@ -246,7 +247,9 @@ if casemix.open:
             variables = list(condition.casemix_names)
             frame = pd.DataFrame({"variable": variables})
             if indicator_id in result.models:
-                explained = render.cached(("casemix", indicator_id), lambda: casemix_explanation(result, indicator_id))
+                explained = render.cached(
+                    ("casemix", indicator_id), lambda: casemix_explanation(result, indicator_id), by_language=False
+                )
                 explained = explained[explained["unit"] == unit]
                 frame = frame.merge(explained[["variable", "contribution", "share_of_gap"]], on="variable", how="outer")
                 st.caption(
@@ -262,6 +265,7 @@ if casemix.open:
                 complete = render.cached(
                     ("completeness", chosen.condition),
                     lambda: registry.completeness(chosen.condition, engine=data.current_engine()),
+                    by_language=False,
                 )
                 weighted = complete.assign(cycles_filled=complete["filled"] * complete["care_cycles"])
                 totals = weighted.groupby("variable", observed=True)[["cycles_filled", "care_cycles"]].sum()

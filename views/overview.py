@@ -59,7 +59,9 @@ for condition in [c for c in catalog.conditions if c in set(volumes["condition"]
         colour[t("column.cost_per_cycle", lang)] = verdict.verdict(c).assessment
     key_rows = mine[mine["key"].astype(bool) & (mine["kind"] != "volume")]
     spc_charts = render.cached(
-        ("overview_spc", condition), lambda r=result, k=key_rows: render.unit_charts(r, k, own_hospital)
+        ("overview_spc", condition),
+        lambda r=result, k=key_rows: render.unit_charts(r, k, own_hospital),
+        by_language=False,
     )
     keyed.append((catalog.conditions[condition].label(lang), key_rows, spc_charts))
     since.append(

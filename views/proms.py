@@ -23,7 +23,9 @@ if result.data.scores.empty:
 st.subheader(t("column.response_rate", lang))
 # reads every PROM invitation: once per view, not on every unit change
 rates = data.only_visible(
-    result, render.cached(("prom_response",), lambda: prom_response_by_timepoint(result)), "prom_response"
+    result,
+    render.cached(("prom_response",), lambda: prom_response_by_timepoint(result), by_language=False),
+    "prom_response",
 )
 mine = rates[rates["unit"] == chosen.unit]
 st.dataframe(

@@ -1,0 +1,539 @@
+"""What a person feels: click -> settled page in a real browser (Playwright on Debian's Chromium) against the real
+server (`streamlit run streamlit_app.py`), plus a restart and concurrent viewers.
+
+    python benchmarks/browser_speed.py                     # the default demo (50,000 cycles), built on first run
+    python benchmarks/browser_speed.py --cycles 1000000    # the 1,000,000-cycle benchmark database
+    python benchmarks/browser_speed.py --reps 5 --sessions 1 5 10 20 --session-timeout 180
+    python benchmarks/browser_speed.py --skip concurrency restart    # one session's clicks only
+    python benchmarks/browser_speed.py --attach http://127.0.0.1:8501 runs.jsonl PID  # a server started by hand
+                                                                                       # with VBHC_RUN_TIMING_LOG
+
+The server runs without a file watcher, as `vbhc serve` starts it (VBHC_BENCH_FILE_WATCHER=auto: Streamlit's
+default). Repetitions replay the same filter values in a new session: the first repetition is a first visit of
+each view, later ones read the caches, so compare first visits (the JSON keeps every repetition).
+
+Uses /usr/bin/chromium (VBHC_TEST_CHROMIUM); never `playwright install`. The server runs from this checkout (cwd
+and PYTHONPATH) on the benchmark database of benchmarks/_util.py, with VBHC_RUN_TIMING_LOG set, so every script
+run writes its page, wall and thread CPU seconds (measured inside the server) to a log read here.
+
+Settled = the script run that the click started has finished (the app is no longer "running", no stale element
+is left) and every visible Vega chart has drawn its marks (a canvas or svg of non-zero size). Per action: median
+and p95 of click -> settled over --reps repetitions, the server's script time of the runs in that window, the
+websocket bytes the browser received and the time from the last message to settled (the browser's own work),
+with the 1-minute load average beside each figure (the host is shared: compare ratios measured in one run).
+Then: 1, 5, 10 and 20 browser sessions opening the team page at once (server time per script run, server CPU
+seconds and RSS per session), and server restart -> first usable page. Results: a markdown table on stdout
+and JSON under benchmarks/results/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import Error as PlaywrightError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import ROOT, bench_database
+
+CHROMIUM = os.environ.get("VBHC_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [  # as tests/e2e/conftest.py: no sandbox (root), no GPU, nothing that calls out
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1440, "height": 900}
+RESULTS = ROOT / "benchmarks" / "results"
+SETTLE_TIMEOUT_MS = 90_000
+FIRST_PAGE_TIMEOUT_MS = 600_000  # a cold server fits the case-mix models first
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+# counts finished script runs (the app's script state leaving "running"), so a click waits for its own run
+INIT_SCRIPT = """
+window.__vbhcFinished = 0;
+new MutationObserver((changes) => {
+  for (const m of changes) {
+    if (m.target.getAttribute('data-test-script-state') === 'notRunning' && m.oldValue !== 'notRunning') {
+      window.__vbhcFinished += 1;
+    }
+  }
+}).observe(document, {attributes: true, subtree: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+SETTLED_JS = """
+(target) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if ((window.__vbhcFinished || 0) < target) return false;
+  if (!document.querySelector('[data-testid="stMain"] h1')) return false;
+  if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
+  for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
+    const box = chart.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;  // in a tab that is not open
+    const marks = [...chart.querySelectorAll('canvas, svg.marks')];
+    if (!marks.some((m) => { const r = m.getBoundingClientRect(); return r.width > 0 && r.height > 0; })) return false;
+  }
+  return true;
+}
+"""
+CHART_POINTS_JS = """
+() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].filter(
+  (c) => c.getBoundingClientRect().width > 0).length
+"""
+
+
+# --- the server ---------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m streamlit run streamlit_app.py` from this checkout, as scripts/dashboard and `vbhc serve` do."""
+
+    def __init__(self, database_url: str, timing_log: Path, log_path: Path, extra_env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.timing_log = timing_log
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "VBHC_DATABASE_URL": database_url,
+            "VBHC_RUN_TIMING_LOG": str(timing_log),
+            **extra_env,
+        }
+        cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true"]
+        cmd += ["--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+        cmd += ["--server.fileWatcherType", os.environ.get("VBHC_BENCH_FILE_WATCHER", "none")]  # as `vbhc serve`
+        self.started = time.perf_counter()
+        self.log = log_path.open("a", encoding="utf-8")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return time.perf_counter() - self.started
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited with code {self.proc.returncode}")
+            time.sleep(0.05)
+        raise SystemExit("the server did not become healthy")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, all threads
+
+    def rss_mb(self) -> float:
+        return int(Path(f"/proc/{self.proc.pid}/statm").read_text().split()[1]) * PAGE_SIZE / 2**20
+
+    def runs_since(self, offset: int) -> tuple[list[dict], int]:
+        """Script runs logged by the server after byte `offset` of the timing log, and the new offset."""
+        if not self.timing_log.exists():
+            return [], offset
+        with self.timing_log.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
+
+    def log_size(self) -> int:
+        return self.timing_log.stat().st_size if self.timing_log.exists() else 0
+
+    def wait_idle(self, quiet_cpu: float = 0.25, window: float = 3.0, timeout: float = 600) -> float:
+        """Wait until the server's background work (the warm-up) is done: < quiet_cpu CPU seconds in `window`."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            before = self.cpu_seconds()
+            time.sleep(window)
+            if self.cpu_seconds() - before < quiet_cpu:
+                break
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+class Attached(Server):
+    """A server started by hand (--attach URL TIMING_LOG PID), e.g. while working on this benchmark."""
+
+    def __init__(self, url: str, timing_log: str, pid: str) -> None:
+        self.url, self.timing_log = url, Path(timing_log)
+        self.proc = argparse.Namespace(pid=int(pid))
+
+    def stop(self) -> None:
+        pass
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered) + 0.5) - 1))]
+    return {"n": len(ordered), "median": statistics.median(ordered), "p95": p95, "max": ordered[-1]}
+
+
+# --- one session's clicks -----------------------------------------------------------------------------------
+class Session:
+    """One browser tab on the dashboard; `timed(name, action)` records click -> settled for an action."""
+
+    def __init__(self, page, server: Server) -> None:
+        self.page = page
+        self.server = server
+        self.frames: list[tuple[float, int]] = []  # (perf_counter, bytes) of websocket messages received
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+        page.add_init_script(INIT_SCRIPT)
+        self.records: dict[str, list[dict]] = {}
+
+    def _frame(self, payload) -> None:
+        self.frames.append((time.perf_counter(), len(payload)))
+
+    def finished(self) -> int:
+        return self.page.evaluate("window.__vbhcFinished || 0")
+
+    def settle(self, target: int, timeout_ms: float = SETTLE_TIMEOUT_MS) -> None:
+        self.page.wait_for_function(SETTLED_JS, arg=target, timeout=timeout_ms, polling="raf")
+
+    def timed(
+        self, name: str, action, *, record: bool = True, new_page: bool = False, timeout_ms: float = SETTLE_TIMEOUT_MS
+    ) -> dict:
+        target = 1 if new_page else self.finished() + 1
+        offset = self.server.log_size()
+        frames_before = len(self.frames)
+        load = load1()
+        started = time.perf_counter()
+        self.clock = None
+        try:
+            action()
+            started = self.clock or started
+            self.settle(target, timeout_ms)
+        except PlaywrightError as error:
+            print(f"    {name}: failed or not settled within {timeout_ms / 1000:.0f} s: {error}"[:300], flush=True)
+            return {}
+        seconds = time.perf_counter() - started
+        runs, _ = self.server.runs_since(offset)
+        frames = self.frames[frames_before:]
+        figure = {
+            "seconds": seconds,
+            "load1": load,
+            "server_wall": sum(r["wall"] for r in runs),
+            "server_cpu": sum(r["cpu"] for r in runs),
+            "runs": len(runs),
+            "ws_bytes": sum(size for _, size in frames),
+            "ws_messages": len(frames),
+            "after_last_message": (started + seconds - frames[-1][0]) if frames else None,
+            "charts": self.page.evaluate(CHART_POINTS_JS),
+        }
+        if record:
+            self.records.setdefault(name, []).append(figure)
+        return figure
+
+    # the sidebar's controls, found by their label in the session's language
+    def combobox(self, label: str):
+        return self.page.get_by_role("combobox", name=label, exact=True)
+
+    def choose_next(self, label: str):
+        """An action: open the select box `label` and pick the option after the current one (wrapping)."""
+
+        def action() -> None:
+            box = self.combobox(label)
+            current = box.input_value()
+            box.click()
+            options = self.page.get_by_role("option")
+            options.first.wait_for(timeout=30_000)
+            names = [n.strip() for n in options.all_inner_texts()]
+            index = names.index(current) if current in names else -1
+            self.clock = time.perf_counter()  # the click that counts is the option's
+            options.nth((index + 1) % len(names)).click()
+
+        return action
+
+    def nav(self, label: str):
+        return self.page.get_by_test_id("stSidebarNav").get_by_role("link", name=label, exact=True).click
+
+
+def walk_one_session(browser, server: Server, reps: int) -> dict:
+    """Every page switch and filter change, `reps` times, in one browser session (English, then Dutch and back)."""
+    from vbhc.i18n import t
+
+    context = browser.new_context(locale="en-US", viewport=DESKTOP)
+    page = context.new_page()
+    s = Session(page, server)
+    page.goto(f"{server.url}/?lang=en")
+    s.settle(1)
+    nav = ["condition_team", "proms", "compare_departments", "cost_value", "data", "audit", "methods", "overview"]
+    for rep in range(reps):
+        print(f"  repetition {rep + 1}/{reps}", flush=True)
+        for key in nav:
+            s.timed(f"page -> {key}", s.nav(t(f"nav.{key}", "en")))
+        s.timed("page -> condition_team", s.nav(t("nav.condition_team", "en")), record=False)
+        # the team page, verdicts tab: each global filter
+        for key in ("condition", "unit", "period", "unit_level"):
+            s.timed(f"filter {key}", s.choose_next(t(f"filter.{key}", "en")))
+        # language: to Dutch and back
+        s.timed("filter language", page.get_by_test_id("stSidebar").get_by_text(t("language.nl", "en")).click)
+        s.timed("filter language", page.get_by_test_id("stSidebar").get_by_text(t("language.en", "nl")).click)
+        # one indicator in depth
+        s.timed("tab depth", page.get_by_role("tab", name=t("pages.tab_depth", "en"), exact=True).click)
+        s.timed("filter indicator", s.choose_next(t("filter.indicator", "en")))
+        s.timed("tab verdicts", page.get_by_role("tab", name=t("pages.tab_verdicts", "en"), exact=True).click)
+
+        # comparison group: one hospital more than all units (then a new session, back to all units)
+        def add_hospital(rep: int = rep) -> None:
+            page.get_by_test_id("stMultiSelect").get_by_role("button", name="Open").click()
+            option = page.get_by_role("option").nth(1 + rep)
+            option.wait_for(timeout=30_000)
+            s.clock = time.perf_counter()
+            option.click()
+
+        s.timed("filter comparison_group", add_hospital)
+        page.keyboard.press("Escape")
+        s.timed("reload", lambda: page.goto(f"{server.url}/?lang=en"), record=False, new_page=True)
+    context.close()
+    return s.records
+
+
+def wait_for_warm_up(browser, server: Server, timeout: float = 900) -> float:
+    """Open the methods page (light) every few seconds until the server's timing log says the warm-up is over."""
+    started = time.perf_counter()
+    context = browser.new_context(locale="en-US", viewport=DESKTOP)
+    page = context.new_page()
+    s = Session(page, server)
+    while time.perf_counter() - started < timeout:
+        offset = server.log_size()
+        s.timed("methods", lambda: page.goto(f"{server.url}/methods?lang=en"), record=False, new_page=True)
+        runs, _ = server.runs_since(offset)
+        if runs and not runs[-1].get("warming_up", False):
+            break
+        time.sleep(5)
+    context.close()
+    return time.perf_counter() - started
+
+
+def first_page(browser, server: Server, path: str) -> dict:
+    """A fresh session opening `path`: seconds from the request to a settled page."""
+    context = browser.new_context(locale="en-US", viewport=DESKTOP)
+    page = context.new_page()
+    s = Session(page, server)
+    figure = s.timed(
+        "first",
+        lambda: page.goto(f"{server.url}{path}", timeout=FIRST_PAGE_TIMEOUT_MS),
+        new_page=True,
+        timeout_ms=FIRST_PAGE_TIMEOUT_MS,
+    )
+    context.close()
+    return figure
+
+
+# --- concurrent sessions ------------------------------------------------------------------------------------
+async def _concurrent(server: Server, sessions: int, path: str, timeout: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        contexts = [await browser.new_context(locale="en-US", viewport=DESKTOP) for _ in range(sessions)]
+        pages = []
+        for context in contexts:
+            page = await context.new_page()
+            await page.add_init_script(INIT_SCRIPT)
+            pages.append(page)
+        offset, cpu, rss, load = server.log_size(), server.cpu_seconds(), server.rss_mb(), load1()
+
+        async def one(page) -> float | None:
+            started = time.perf_counter()
+            try:
+                await page.goto(f"{server.url}{path}", timeout=timeout * 1000)
+                await page.wait_for_function(SETTLED_JS, arg=1, timeout=timeout * 1000, polling=100)
+            except Exception:  # over the cap: counted as not settled
+                return None
+            return time.perf_counter() - started
+
+        started = time.perf_counter()
+        seconds = await asyncio.gather(*(one(p) for p in pages))
+        elapsed = time.perf_counter() - started
+        cpu_used, rss_after = server.cpu_seconds() - cpu, server.rss_mb()
+        runs, _ = server.runs_since(offset)
+        await browser.close()
+    done = [s for s in seconds if s is not None]
+    return {
+        "sessions": sessions,
+        "load1": load,
+        "load1_after": load1(),
+        "settled": len(done),
+        "click_to_settled": summary(done),
+        "elapsed": elapsed,
+        "server_run_wall": summary([r["wall"] for r in runs]),
+        "server_run_cpu": summary([r["cpu"] for r in runs]),
+        "runs": len(runs),
+        "server_cpu_per_session": cpu_used / sessions,
+        "rss_before_mb": rss,
+        "rss_after_mb": rss_after,
+        "rss_per_session_mb": (rss_after - rss) / sessions,
+    }
+
+
+# --- report ---------------------------------------------------------------------------------------------------
+def table_of_actions(records: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        "| action | n | median s | p95 s | load1 (median) | server s (median) | server CPU s | runs | "
+        "ws KB (median) | after last message s | charts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, figures in records.items():
+        secs = summary([f["seconds"] for f in figures])
+        after = [f["after_last_message"] for f in figures if f["after_last_message"] is not None]
+        lines.append(
+            f"| {name} | {secs['n']} | {secs['median']:.2f} | {secs['p95']:.2f} "
+            f"| {statistics.median(f['load1'] for f in figures):.2f} "
+            f"| {statistics.median(f['server_wall'] for f in figures):.2f} "
+            f"| {statistics.median(f['server_cpu'] for f in figures):.2f} "
+            f"| {statistics.median(f['runs'] for f in figures):.0f} "
+            f"| {statistics.median(f['ws_bytes'] for f in figures) / 1024:.0f} "
+            f"| {statistics.median(after) if after else float('nan'):.2f} "
+            f"| {max(f['charts'] for f in figures)} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=50_000)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of the page switches and filter changes")
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 5, 10, 20])
+    parser.add_argument("--session-timeout", type=float, default=180, help="cap per concurrent session, seconds")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["clicks", "concurrency", "restart"])
+    parser.add_argument("--attach", nargs=3, metavar=("URL", "TIMING_LOG", "PID"), help="use a running server")
+    parser.add_argument("--label", default="", help="a name for the JSON file (e.g. baseline, after)")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"{CHROMIUM} not found: apt-get install -y chromium (never `playwright install`)")
+    from playwright.sync_api import sync_playwright
+
+    db = bench_database(args.cycles)
+    database_url = f"sqlite:///{db}"
+    work = Path(tempfile.mkdtemp(prefix="vbhc-browser-speed-"))
+    timing_log, server_log = work / "runs.jsonl", work / "streamlit.log"
+    out: dict = {
+        "cycles": args.cycles,
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+    }
+    print(f"{args.cycles:,}-cycle demo ({db}); server log {server_log}", flush=True)
+    server = Attached(*args.attach) if args.attach else Server(database_url, timing_log, server_log, {})
+    try:
+        out["healthy_s"] = 0.0 if args.attach else server.wait_healthy()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            out["cold_first_page"] = first_page(browser, server, "/?lang=en")
+            print(f"cold start -> first page {out['cold_first_page']['seconds']:.1f} s; waiting for the warm-up")
+            out["warm_up_wait_s"] = wait_for_warm_up(browser, server)
+            out["rss_warm_mb"] = server.rss_mb()
+            print(f"warm-up done after {out['warm_up_wait_s']:.0f} s more; RSS {out['rss_warm_mb']:.0f} MB", flush=True)
+            if "clicks" not in args.skip:
+                out["actions"] = walk_one_session(browser, server, args.reps)
+            browser.close()
+        if "concurrency" not in args.skip:
+            out["concurrency"] = []
+            for n in args.sessions:
+                server.wait_idle(window=2.0, timeout=60)
+                print(f"  {n} concurrent sessions opening the team page", flush=True)
+                out["concurrency"].append(
+                    asyncio.run(_concurrent(server, n, "/condition_team?lang=en", args.session_timeout))
+                )
+        if "restart" not in args.skip:
+            server.stop()
+            server = Server(database_url, timing_log, server_log, {})
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                healthy = server.wait_healthy()
+                figure = first_page(browser, server, "/condition_team?lang=en")
+                out["restart"] = {
+                    "healthy_s": healthy,
+                    "first_usable_team_page_s": time.perf_counter() - server.started,
+                    "page_s": figure["seconds"],
+                    "load1": figure["load1"],
+                }
+                browser.close()
+    finally:
+        server.stop()
+
+    lines = [f"### browser_speed: {args.cycles:,} cycles, {out['cpus']} CPUs, commit {out['git']}", ""]
+    cold = out["cold_first_page"]
+    lines.append(
+        f"- server start -> healthy {out['healthy_s']:.1f} s; first page (overview, cold) {cold['seconds']:.1f} s "
+        f"(load1 {cold['load1']:.2f}); warm-up finished {out['warm_up_wait_s']:.0f} s later; RSS warm "
+        f"{out['rss_warm_mb']:.0f} MB"
+    )
+    if "restart" in out:
+        r = out["restart"]
+        lines.append(
+            f"- restart -> first usable team page {r['first_usable_team_page_s']:.1f} s (healthy after "
+            f"{r['healthy_s']:.1f} s, page {r['page_s']:.1f} s; load1 {r['load1']:.2f})"
+        )
+    if "actions" in out:
+        lines += ["", "One session, click -> settled (seconds):", "", *table_of_actions(out["actions"])]
+    if "concurrency" in out:
+        lines += [
+            "",
+            "Concurrent sessions opening the team page:",
+            "",
+            "| sessions | settled | click->settled median / max s | server s per run median / p95 | "
+            "server CPU s per run median | server CPU s per session | RSS MB before -> after | MB per session "
+            "| load1 before / after |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in out["concurrency"]:
+            cs, rw, rc = c["click_to_settled"], c["server_run_wall"], c["server_run_cpu"]
+            lines.append(
+                f"| {c['sessions']} | {c['settled']} | {cs.get('median', float('nan')):.1f} / "
+                f"{cs.get('max', float('nan')):.1f} | {rw.get('median', float('nan')):.2f} / "
+                f"{rw.get('p95', float('nan')):.2f} | {rc.get('median', float('nan')):.2f} "
+                f"| {c['server_cpu_per_session']:.2f} | {c['rss_before_mb']:.0f} -> {c['rss_after_mb']:.0f} "
+                f"| {c['rss_per_session_mb']:.1f} | {c['load1']:.2f} / {c['load1_after']:.2f} |"
+            )
+    report = "\n".join(lines)
+    print("\n" + report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    path = RESULTS / f"browser_speed-{args.cycles}-{args.label or 'run'}-{stamp}.json"
+    path.write_text(json.dumps({**out, "report": report}, indent=1), encoding="utf-8")
+    print(f"\n(written to {path.relative_to(ROOT)})")
+
+
+if __name__ == "__main__":
+    main()
