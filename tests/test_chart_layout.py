@@ -156,6 +156,9 @@ class Scale:
     max: float = 100
     higher_is_better: bool = True
 
+    def label(self, lang: str) -> str:
+        return {"en": self.label_en, "nl": self.label_nl}[lang]
+
 
 def breakdown_frame(units: list[str]) -> pd.DataFrame:
     rows = []

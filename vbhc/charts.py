@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.i18n import BABEL_LOCALES, t
+from vbhc.i18n import BABEL_LOCALES, fmt_number, fmt_percent, t
 
 # --------------------------------------------------------------------------------------------- constants
 
@@ -205,14 +205,17 @@ def _magnitude(*arrays: Any) -> float:
 
 
 def _format_number(x: float, lang: str, decimals: int = 1) -> str:
-    """A number as text for a text mark or title (Vega formats everything else)."""
-    text = f"{x:,.{decimals}f}"
-    if lang == "nl":
-        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
-    return text
+    """A number as text for a text mark or title (Vega formats everything else), in the language's locale."""
+    return fmt_number(x, _check_lang(lang), decimals)
 
 
 # ------------------------------------------------------------------------------------------ finishing
+
+
+def _d3_date(pattern: str) -> str:
+    """A Babel (CLDR) date pattern as a d3 time format: "dd-MM-y" -> "%d-%m-%Y"."""
+    fields = {"dd": "%d", "d": "%e", "MM": "%m", "M": "%m", "yyyy": "%Y", "yy": "%y", "y": "%Y"}
+    return re.sub(r"dd?|MM?|y+", lambda m: fields.get(m.group(), "%Y"), pattern)
 
 
 @functools.cache
@@ -240,7 +243,7 @@ def locale(lang: str) -> dict[str, Any]:
     periods = get_period_names("abbreviated", locale=loc)
     time = {
         "dateTime": "%a %e %B %Y %X",
-        "date": "%d-%m-%Y" if lang == "nl" else "%d/%m/%Y",
+        "date": _d3_date(loc.date_formats["short"].pattern),
         "time": "%H:%M:%S",
         "periods": [str(periods.get("am", "AM")), str(periods.get("pm", "PM"))],
         "days": plain(get_day_names("wide", locale=loc), sunday_first),
@@ -893,8 +896,8 @@ def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
             part = part.iloc[np.unique(np.linspace(0, len(part) - 1, 1000).round().astype(int))]
         name = label("limit_998", lang) if float(level) > 0.99 else label("limit_95", lang)
         if float(level) not in (0.95, 0.998):
-            pct = f"{float(level) * 100:g}%"
-            name = (pct.replace(".", ",") + "-grenzen") if lang == "nl" else f"{pct} limits"
+            decimals = len(f"{float(level) * 100:g}".partition(".")[2])
+            name = t("chart.label.limit_level", lang, level=fmt_percent(float(level), lang, decimals))
         for bound in ("lower", "upper"):
             parts.append(
                 pd.DataFrame(
@@ -1518,7 +1521,7 @@ def _series_tooltips(lang: str, columns: Sequence[str]) -> list[dict[str, Any]]:
         _tip("cycle_number", "quantitative", label("cycle_number", lang), ",.0f"),
     ]
     if "date" in columns:
-        tips.append(_tip("date", "temporal", label("index_date", lang), "%d-%m-%Y"))
+        tips.append(_tip("date", "temporal", label("index_date", lang), "%x"))  # the locale's date
     for col, key, fmt in (("cusum_up", "cusum_up", ".2f"), ("cusum_down", "cusum_down", ".2f"), ("vlad", "", ".1f")):
         if col in columns:
             tips.append(_tip(col, "quantitative", label(key, lang) if key else "VLAD", fmt))
@@ -1768,7 +1771,7 @@ def score_distribution_chart(
     f = _fonts(width)
     lo, hi = float(frame["bin_start"].min()), float(frame["bin_end"].max())
     if scale is not None:
-        name = scale.label_nl if lang == "nl" else scale.label_en
+        name = scale.label(lang)
         how = label("higher_better" if scale.higher_is_better else "lower_better", lang)
         lo, hi = float(scale.min), float(scale.max)
     else:
