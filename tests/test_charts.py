@@ -411,7 +411,7 @@ def test_funnel_chart_in_dutch():
     d = spec(charts.funnel_chart(indicator_rows(), funnel_curve_frame(), lang="nl"))
     titles = title_texts(d)
     # the short chart title (the page's section heading names the indicator); the indicator on the value axis
-    assert "Funnelplot" in titles and "Sterfte binnen 30 dagen" not in titles
+    assert charts.label("funnel", "nl") in titles and "Sterfte binnen 30 dagen" not in titles
     y_titles = [e["title"] for e in encodings(d, "y") if e.get("title")]
     joined = [" ".join(t) if isinstance(t, list) else t for t in y_titles]
     assert joined == ["Sterfte binnen 30 dagen (gecorrigeerde waarde)"]
