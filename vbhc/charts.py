@@ -1947,7 +1947,9 @@ def _place_labels(
     """Collision-free spots for the unit names of a scatter. The `named` units are placed first, each at the first
     of eight spots around its point where it overlaps no other name and no point and stays inside the plot; then
     every other unit gets a spot free of those, for when it is the own unit (one own unit at a time). Returns unit,
-    dx, dy (pixels from the point), align, named and placed (False: no free spot, the first spot is used).
+    dx, dy (pixels from the point, one of _LABEL_SPOTS), named, placed (False: no free spot, the first spot is
+    used), cost and outcome (the point's position; fewer columns than the units' data, which the CSV download
+    takes).
 
     Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
     narrowest width (`plot_w`), where points are closest."""
@@ -1985,13 +1987,12 @@ def _place_labels(
             "unit": u,
             "dx": spots[i][0],
             "dy": spots[i][1],
-            "align": spots[i][2],
             "named": u in named,
             "placed": spots[i][3],
         }
         for i, u in enumerate(units)
     ]
-    out = pd.DataFrame(rows, columns=["unit", "dx", "dy", "align", "named", "placed"])
+    out = pd.DataFrame(rows, columns=["unit", "dx", "dy", "named", "placed"])
     return out.assign(cost=points["cost"].to_numpy(dtype=float), outcome=points["outcome"].to_numpy(dtype=float))
 
 
@@ -2113,8 +2114,8 @@ def value_chart(
     )
     height = 480 if width >= NARROW else 340
     if x_dom and y_dom:
-        # placed for the narrowest container the chart may be stretched to: wider, every distance between labels
-        # and points only grows (the positions are in data units), so nothing that was apart comes to overlap
+        # placed for the narrowest container the chart may be stretched to: wider, the points only move apart while
+        # each name keeps its pixel offset from its point, so nothing that was apart comes to overlap
         plot_w = min(width, COLUMN_WIDTH) - 20 - (_text_px("0000000", f["axis_label"]) + f["axis_title"] + 20)
         named = _named_units(frame)
         placed = _place_labels(frame, x_dom, y_dom, plot_w, height, f["text"], named)
