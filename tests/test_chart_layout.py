@@ -17,14 +17,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ui.layout import MAIN_WIDTH
 from vbhc import charts
+from vbhc.catalog import Timepoint, default_catalog
+from vbhc.i18n import t
 
 vlc = pytest.importorskip("vl_convert")
 
 SVG = "{http://www.w3.org/2000/svg}"
-#: The widths the pages give a chart: the content width at 1440 px (layout="wide"), one of two columns there
-#: (the condition-team page), and a phone at 390 px.
-WIDE, COLUMN, PHONE = 1100, 540, 360
+#: The widths the pages give a chart: the content width at 1440 px (layout="wide", ui/layout.py), one of two
+#: columns there (the condition-team page), and a phone at 390 px.
+WIDE, COLUMN, PHONE = MAIN_WIDTH, 540, 360
+#: The timepoints of scores_frame as the catalog names them.
+TIMEPOINTS = (
+    Timepoint("baseline", 0, "Baseline", "Voormeting"),
+    Timepoint("3m", 91, "3 months", "3 maanden"),
+    Timepoint("12m", 365, "12 months", "12 maanden"),
+)
 SLACK = 2.0  # px: the estimate is rough; a text may touch the edge
 
 
@@ -156,6 +165,9 @@ class Scale:
     max: float = 100
     higher_is_better: bool = True
 
+    def label(self, lang: str) -> str:
+        return {"en": self.label_en, "nl": self.label_nl}[lang]
+
 
 def breakdown_frame(units: list[str]) -> pd.DataFrame:
     rows = []
@@ -214,12 +226,15 @@ def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
         "prom_change": lambda **kw: charts.prom_change_chart(
             pd.concat([indicator_rows(units, "chg", "prom_change"), indicator_rows(units, "resp", "prom_change")]),
             highlight=own,
+            scale=Scale(),
             **kw,
         ),
         "trend": lambda **kw: charts.trend_chart(spc_frame(), kind="proportion", **kw),
         "cusum": lambda **kw: charts.cusum_chart(series_frame(units[:1]), direction="lower", **kw),
         "vlad": lambda **kw: charts.vlad_chart(series_frame(units[:3]), highlight=own, **kw),
-        "distribution": lambda **kw: charts.score_distribution_chart(binned, scale=Scale(), **kw),
+        "distribution": lambda **kw: charts.score_distribution_chart(
+            binned, scale=Scale(), timepoints=TIMEPOINTS, **kw
+        ),
         "cost": lambda **kw: charts.cost_breakdown_chart(breakdown_frame(units), highlight=own, **kw),
         "value": lambda **kw: charts.value_chart(
             value_frame(units), outcome_label="30-day mortality", outcome_kind="proportion", highlight=own, **kw
@@ -402,3 +417,132 @@ def test_every_chart_text_comes_from_the_catalog():
         texts = {k[len("chart.label.") :]: v for k, v in catalog(lang).items() if k.startswith("chart.label.")}
         assert texts and all(charts.label(k, lang) == v for k, v in texts.items())
     assert not hasattr(charts, "LABELS")
+
+
+# ------------------------------------------------------------------------------------------ issue 12's last items
+
+
+def _texts(spec: dict) -> list[Box]:
+    return text_boxes(vlc.vegalite_to_svg(spec))[2]
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_prom_panels_are_headed_by_the_catalogs_timepoint_names(lang):
+    """Every condition's PROM histograms: panels headed by the catalog's timepoint label(lang) in the order of
+    their days, never by the raw id (`baseline`, `12m`); the value axis carries the scale's name."""
+    catalog = default_catalog()
+    for condition in catalog.conditions.values():
+        for use in condition.proms:
+            scale = catalog.instrument(use.instrument).scales[0]
+            rng = np.random.default_rng(3)
+            ids = list(reversed(use.timepoints))  # the data in any order: the catalog's days set the order
+            scores = pd.DataFrame(
+                {
+                    "group": rng.choice(["Ziekenhuis Oost", t("proms.all_units", lang)], 400),
+                    "timepoint": rng.choice(ids, 400),
+                    "score": rng.uniform(scale.min, scale.max, 400),
+                }
+            )
+            binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=10, range_=(scale.min, scale.max))
+            spec = charts.score_distribution_chart(binned, lang=lang, scale=scale, timepoints=condition.timepoints)
+            check_holds(spec, [], f"{condition.id} {use.instrument} {lang}")
+            boxes = _texts(spec)
+            texts = [b.text for b in boxes]
+            raw = [tp for tp in use.timepoints if tp in texts and condition.timepoint(tp).label(lang) != tp]
+            assert not raw, f"{condition.id}: raw timepoint ids {raw} head the panels"
+            names = [
+                condition.timepoint(tp).label(lang)
+                for tp in sorted(use.timepoints, key=lambda i: condition.timepoint(i).days)
+            ]
+            headers = {b.text: b.x0 for b in boxes if b.text in names}
+            assert set(headers) == set(names), (condition.id, names, texts)
+            assert sorted(headers, key=headers.get) == names, "panels not in the order of their days"
+            joined = " ".join(texts)
+            assert scale.label(lang).split()[0] in joined
+
+
+def test_prom_change_axis_names_the_scale():
+    rows = indicator_rows(unit_names(3), "chg", "prom_change")
+    for lang in ("nl", "en"):
+        spec = charts.prom_change_chart(rows, lang=lang, scale=Scale())
+        title = spec["layer"][0]["encoding"]["x"]["title"]
+        title = " ".join(title) if isinstance(title, list) else title
+        assert Scale().label(lang) in title and t("chart.change_axis", lang, scale=Scale().label(lang)) in title
+
+
+#: The headings (or tabs) the pages put right above a chart (vbhc/i18n key) and the chart's own title.
+HEADED_CHARTS = [
+    ("cost.by_activity", "cost_breakdown"),  # views/cost_value.py
+    ("cost.outcome_vs_cost", "value"),
+    ("proms.distribution", "distribution"),  # views/proms.py (with a scale the chart is titled by the scale)
+    ("team.funnel", "funnel"),  # views/condition_team.py, tabs of the indicator in depth
+    ("team.caterpillar", "caterpillar"),
+    ("team.caterpillar", "oe_title"),
+    ("team.trend", "trend"),
+    ("team.crude_vs_adjusted", "dumbbell"),
+    ("pages.tab_vlad_cusum", "vlad"),
+    ("pages.tab_vlad_cusum", "cusum"),
+]
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^\w%]+", " ", text.lower()).strip()
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_chart_titles_do_not_repeat_the_heading_above_them(lang):
+    """A chart's title says what the heading above it does not (and is never cut short with "...")."""
+    for heading_key, chart_key in HEADED_CHARTS:
+        heading, title = _plain(t(heading_key, lang)), _plain(charts.label(chart_key, lang))
+        assert heading != title and heading not in title and title not in heading, (lang, heading, title)
+    from vbhc.i18n import catalog
+
+    cut = [k for k, v in catalog(lang).items() if k.startswith("chart.") and v.rstrip().endswith(("...", "…"))]
+    assert not cut, cut
+
+
+@pytest.mark.parametrize("count", [3, 30])
+@pytest.mark.parametrize("indicators", [1, 2, 4, 6])
+def test_compare_small_multiples_fit_the_page(count, indicators):
+    """The compare page's small multiples, as the page builds them, lie within the page's 940 px at any number
+    of panels and units (a concatenated chart is not stretched: anything wider is cut at the right)."""
+    units = unit_names(count)
+    kinds = [("mortality_30d", "proportion"), ("complication", "proportion"), ("los", "mean")] * 2
+    rows = pd.concat(
+        [
+            indicator_rows(units, ind, kind).assign(indicator=f"{ind}{i}")
+            for i, (ind, kind) in enumerate(kinds[:indicators])
+        ]
+    )
+    for lang in ("nl", "en"):
+        for spec in (
+            charts.small_multiples_chart(rows, lang=lang, highlight=units[1]),
+            charts.small_multiples_chart(rows, lang=lang, width=MAIN_WIDTH),
+        ):
+            width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
+            assert width <= MAIN_WIDTH, f"{indicators} panels, {count} units, {lang}: {width:.0f} px wide"
+            check_holds(spec, units, f"{indicators} panels {count} units {lang}")
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_value_quadrant_names_stay_next_to_their_points(count):
+    """The value quadrant's unit names: anchored to their own point by a few pixels (so they stay next to it at
+    any width), all of them with a few units, only the own unit and the extremes with thirty; none overlap."""
+    units = unit_names(count)
+    frame = value_frame(units)
+    for lang in ("nl", "en"):
+        spec = charts.value_chart(
+            frame, outcome_label="Sterfte", outcome_kind="proportion", highlight=units[1], lang=lang
+        )
+        names = [layer for layer in spec["layer"] if layer["mark"]["type"] == "text"]
+        assert names
+        for layer in names:
+            assert (layer["encoding"]["x"]["field"], layer["encoding"]["y"]["field"]) == ("cost", "outcome")
+            assert abs(layer["mark"]["dx"]) <= 30 and abs(layer["mark"]["dy"]) <= 30
+        for width in (MAIN_WIDTH, COLUMN):
+            shown = [b.text for b in _texts(charts.with_width(spec, width)) if b.text in units]
+            if count <= 10:
+                assert sorted(shown) == sorted(units)
+            else:
+                assert units[1] in shown and 3 <= len(shown) <= 5, shown
+            check_holds(charts.with_width(spec, width), units, f"value {count} units {lang} {width}px")

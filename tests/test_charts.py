@@ -411,7 +411,7 @@ def test_funnel_chart_in_dutch():
     d = spec(charts.funnel_chart(indicator_rows(), funnel_curve_frame(), lang="nl"))
     titles = title_texts(d)
     # the short chart title (the page's section heading names the indicator); the indicator on the value axis
-    assert "Funnelplot" in titles and "Sterfte binnen 30 dagen" not in titles
+    assert charts.label("funnel", "nl") in titles and "Sterfte binnen 30 dagen" not in titles
     y_titles = [e["title"] for e in encodings(d, "y") if e.get("title")]
     joined = [" ".join(t) if isinstance(t, list) else t for t in y_titles]
     assert joined == ["Sterfte binnen 30 dagen (gecorrigeerde waarde)"]
@@ -505,7 +505,7 @@ def test_crude_vs_adjusted_chart_is_a_dumbbell():
         assert match["value"] == pytest.approx(row.adjusted_value)
     assert tooltip_formats(d)["value"] == ",.1f"  # a mean: one decimal
     assert {"crude", "value", "lower", "upper"} <= tooltip_fields(d)
-    assert title_texts(d)[0] == "Ongecorrigeerd en gecorrigeerd"
+    assert title_texts(d)[0] == charts.label("dumbbell", "nl")
 
 
 # ------------------------------------------------------------------------------------------ many indicators
@@ -704,7 +704,7 @@ def test_score_distribution_chart():
     assert len(data) == len(binned)
     assert sum(r["count"] for r in data) == binned["count"].sum()
     assert d["spec"]["encoding"]["x"]["bin"] == "binned"
-    assert "Verdeling van PROM-scores" in title_texts(d)
+    assert charts.label("distribution", "nl") in title_texts(d)
 
 
 def test_score_distribution_chart_accepts_a_group_column():
@@ -733,7 +733,7 @@ def test_cost_breakdown_chart_stacks_activities():
     assert len(data) == len(breakdown)
     assert sum(r["cost_per_cycle"] for r in data) == pytest.approx(breakdown["cost_per_cycle"].sum())
     assert d["config"]["locale"]["number"]["currency"] == ["€ ", ""]
-    assert "Kosten per zorgtraject per activiteit" in title_texts(d)
+    assert charts.label("cost_breakdown", "nl") in title_texts(d)
 
 
 def test_value_chart_quadrants_and_crosshairs():
@@ -769,7 +769,7 @@ def test_value_chart_in_dutch():
     d = spec(charts.value_chart(value_view_frame(), outcome_label="Sterfte", lang="nl"))
     colour = next(e for e in encodings(d, "color") if e.get("field") == "quadrant")
     assert "Betere uitkomst, lagere kosten" in colour["scale"]["domain"]
-    assert "Waarde: uitkomst en kosten per zorgtraject" in title_texts(d)
+    assert charts.label("value", "nl") in title_texts(d)
 
 
 # ------------------------------------------------------------------------------------------ every builder

@@ -9,12 +9,15 @@ expanders), tokenizes it and checks it against
 (b) raw ids: catalog ids (condition, indicator, outcome, case-mix variable, timepoint, instrument, cost activity,
     treatment), `condition@H01` unit ids, any snake_case identifier, and None/NaN/nan/<NA>/NaT.
 
-Vega-Lite chart specs are left out of the walk (their titles and labels are tested with the chart builders).
+Vega-Lite charts are walked too: their titles, axis, legend and header titles, and the values of the fields a
+reader sees on an axis, a facet header, a legend or a text mark (a PROM panel headed `12m` is caught); tooltips
+are left out (they name ids on purpose). Their layout is tested with the chart builders (test_chart_layout.py).
 Cells that hold data rather than UI text (file names, SHA-256 hashes, user ids) are skipped by their header.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Iterator
@@ -156,14 +159,75 @@ def _frame_texts(frame: pd.DataFrame) -> Iterator[tuple[str, str]]:
             yield where, str(v)
 
 
+#: Encoding channels whose values a reader sees: axes, facet headers, legends and text marks.
+SHOWN_CHANNELS = {"x", "y", "row", "column", "facet", "color", "fill", "stroke", "shape", "strokeDash", "text"}
+#: Parts of a spec that draw no text of their own (tooltips show ids on purpose; detail/order only group).
+_HIDDEN_PARTS = {"tooltip", "detail", "order", "datasets", "data", "config", "params", "transform", "$schema"}
+
+
+def chart_texts(spec: dict, datasets: dict[str, pd.DataFrame]) -> Iterator[tuple[str, str]]:
+    """(where, text) for what a Vega-Lite chart shows: every title and subtitle, and the values of the nominal
+    fields drawn on an axis, a facet header, a legend or as text."""
+    fields: set[str] = set()
+
+    def titles(value) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                yield from titles(item)
+        elif isinstance(value, dict):
+            for key in ("text", "subtitle"):
+                yield from titles(value.get(key))
+
+    def walk(node) -> Iterator[tuple[str, str]]:
+        if isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == "title":
+                    yield from (("chart title", text) for text in titles(value))
+                elif key in _HIDDEN_PARTS:
+                    continue
+                else:
+                    if (
+                        key in SHOWN_CHANNELS
+                        and isinstance(value, dict)
+                        and value.get("type") in ("nominal", "ordinal")
+                    ):
+                        fields.add(value.get("field", ""))
+                    yield from walk(value)
+
+    yield from walk(spec)
+    for frame in datasets.values():
+        for name in fields & set(frame.columns):
+            for value in pd.unique(frame[name].dropna()):
+                yield f"chart field {name!r}", str(value)
+
+
+def _chart_of(proto) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The spec and datasets of a vega_lite_chart element (datasets travel as Arrow bytes)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    spec = json.loads(proto.spec)
+    datasets = {d.name: convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets}
+    for name, rows in (spec.get("datasets") or {}).items():
+        datasets.setdefault(name, pd.DataFrame(rows))
+    return spec, datasets
+
+
 def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
     """(where, text) for every visible text of the app's main area and sidebar (charts left out)."""
 
     def walk(node) -> Iterator[tuple[str, str]]:
         kind = getattr(node, "type", "")
-        if kind in ("vega_lite_chart", "arrow_vega_lite_chart", "plotly_chart", "deck_gl_json_chart"):
-            return
         proto = getattr(node, "proto", None)
+        if kind in ("vega_lite_chart", "arrow_vega_lite_chart") and proto is not None:
+            yield from chart_texts(*_chart_of(proto))
+            return
+        if kind in ("plotly_chart", "deck_gl_json_chart"):
+            return
         if kind in ("dataframe", "arrow_data_frame", "table"):
             yield from _frame_texts(node.value)
             return
@@ -249,6 +313,40 @@ def test_the_walk_finds_english_and_raw_ids():
     assert "baseline" in tokens and tokens & RAW_TOKENS
     Fake._tree.children = {0: Node("dataframe", pd.DataFrame({"Meetmoment": ["Voormeting", "–"]}))}
     assert not findings(Fake(), "x")  # type: ignore[arg-type]
+
+
+def test_the_walk_reads_charts():
+    """A PROM histogram headed by raw timepoint ids (`baseline`, `12m`) or an English title is caught; the same
+    chart with the catalog's Dutch timepoint names passes."""
+    from tests.test_chart_layout import TIMEPOINTS, Scale
+    from vbhc import charts
+
+    scores = pd.DataFrame(
+        {"group": ["Ziekenhuis Oost"] * 4, "timepoint": ["baseline", "12m"] * 2, "score": [10, 20, 30, 90]}
+    )
+    binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=5, range_=(0, 100))
+
+    class Proto:
+        def __init__(self, spec):
+            self.spec, self.datasets = json.dumps(spec), []
+
+    class Node:
+        type = "vega_lite_chart"
+
+        def __init__(self, spec):
+            self.proto, self.children = Proto(spec), {}
+
+    class Fake:
+        def __init__(self, spec):
+            self._tree = type("T", (), {"children": {0: Node(spec)}})
+
+    raw = charts.score_distribution_chart(binned, lang="nl", scale=Scale())  # no catalog timepoints: ids
+    tokens = {f.token for f in findings(Fake(raw), "x")}  # type: ignore[arg-type]
+    assert {"baseline", "12m"} <= tokens
+    english = dict(raw, title={"text": "Score distribution at baseline"})
+    assert "distribution" in {f.token for f in findings(Fake(english), "x")}  # type: ignore[arg-type]
+    dutch = charts.score_distribution_chart(binned, lang="nl", scale=Scale(), timepoints=TIMEPOINTS)
+    assert not findings(Fake(dutch), "x")  # type: ignore[arg-type]
 
 
 def test_every_page_is_dutch_with_an_empty_database(tmp_path, monkeypatch):

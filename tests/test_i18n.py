@@ -477,3 +477,24 @@ def test_every_model_warning_has_a_message():
         for lang in SUPPORTED:
             message = catalog(lang)[f"model.warning_{code}"]
             assert placeholders(message) <= placeholders(english) - {"error"}
+
+
+# ------------------------------------------------------------------------------------------- one message source
+#: A choice between languages in code: `lang == "nl"`, `"label_nl" if ...`, `x.label_nl if ... else x.label_en`.
+LANGUAGE_BRANCH = re.compile(r"""==\s*["'](?:nl|en)["']|["'](?:nl|en)["']\s*==|label_(?:nl|en)["']?\s+if\s""")
+
+
+def test_no_language_branches_outside_i18n():
+    """Texts come from vbhc.i18n (t) or a catalog object's label(lang), numbers and dates from Babel: no module
+    outside vbhc/i18n picks a language itself (one language branch is how half-Dutch pages came about)."""
+    from vbhc.settings import PROJECT_ROOT
+
+    found = []
+    for folder in ("vbhc", "ui", "views"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            if "i18n" in path.relative_to(PROJECT_ROOT).parts:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if LANGUAGE_BRANCH.search(line.split("#")[0]):
+                    found.append(f"{path.relative_to(PROJECT_ROOT)}:{number}: {line.strip()}")
+    assert not found, "language branches:\n" + "\n".join(found)

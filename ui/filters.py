@@ -260,14 +260,15 @@ def unit_names(level: str, condition: str | None, lang: str) -> dict[str, str]:
 
 def unit_name(unit: object, level: str | None = None, condition: str | None = None, lang: str | None = None) -> str:
     """The display name of a unit id under the current filters (or the given ones). Anything that is not a
-    unit id of the registry, such as a manager's "other unit 3" from vbhc.access, is shown as it is."""
+    unit id of the registry, such as a manager's "other unit 3" from vbhc.access, is shown in the reader's words
+    (i18n.unit_label: "Andere eenheid 3")."""
     if unit is None or (isinstance(unit, float) and pd.isna(unit)):
         return "–"
     chosen = current()
     level = level or (chosen.level if chosen else "hospital")
     condition = condition or (chosen.condition if chosen else None)
     lang = lang or (chosen.lang if chosen else language())
-    return unit_names(level, condition, lang).get(str(unit), str(unit))
+    return unit_names(level, condition, lang).get(str(unit)) or unit_label(unit, lang)
 
 
 def with_unit_names(frame: pd.DataFrame, column: str = "unit", *, level: str | None = None) -> pd.DataFrame:
@@ -276,11 +277,8 @@ def with_unit_names(frame: pd.DataFrame, column: str = "unit", *, level: str | N
     if column not in frame:
         return frame
     chosen = current()
-    names = unit_names(
-        level or (chosen.level if chosen else "hospital"),
-        chosen.condition if chosen else None,
-        chosen.lang if chosen else language(),
-    )
+    lang = chosen.lang if chosen else language()
+    names = unit_names(level or (chosen.level if chosen else "hospital"), chosen.condition if chosen else None, lang)
     ids = frame[column].astype(str)
-    shown = ids.map(lambda u: names.get(u, u))
+    shown = ids.map(lambda u: names.get(u) or unit_label(u, lang))  # "other unit 3" in the reader's words
     return frame.assign(**{"unit_id": ids, column: shown, "unit_label": shown})

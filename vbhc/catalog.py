@@ -59,10 +59,10 @@ class CatalogError(ValueError):
 def _pick(lang: str, label_en: str, label_nl: str, fallback: str) -> str:
     """The label in `lang` ("nl" or "en"), else the other language's, else the id: every catalog object's
     label(lang) goes through here, so pages never choose between label_en and label_nl themselves."""
-    if lang not in ("nl", "en"):
+    labels = {"en": label_en, "nl": label_nl}
+    if lang not in labels:
         raise ValueError(f"unsupported language {lang!r}; expected nl or en")
-    first, second = (label_nl, label_en) if lang == "nl" else (label_en, label_nl)
-    return first or second or fallback
+    return labels[lang] or next((text for text in labels.values() if text), "") or fallback
 
 
 @dataclass(frozen=True)

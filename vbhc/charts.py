@@ -17,7 +17,7 @@ everywhere: blue = better than the benchmark, vermillion = worse, grey = as expe
 cycles to judge; the own unit is drawn as a diamond outlined in black and its label is bold. Units are coloured
 by their assessment at the 99.8% limits (`assessment_998`) unless a builder is told otherwise.
 
-Width: every builder takes ``width``, the pixels the chart may use (the page's content width: about 1100 px
+Width: every builder takes ``width``, the pixels the chart may use (the page's content width: 940 px
 on a 1440 px screen, about 360 px on a phone). Single views fit it exactly (``autosize: fit-x``, which
 Streamlit's stretched charts use too); concatenated panels choose their number of columns from it; titles
 are wrapped and legends broken into columns to stay inside it.
@@ -44,14 +44,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.i18n import BABEL_LOCALES, t
+from vbhc.i18n import BABEL_LOCALES, fmt_number, fmt_percent, t
 
 # --------------------------------------------------------------------------------------------- constants
 
 #: Vega-Lite version the specs are written for (the one the installed Altair and vl-convert support).
 SCHEMA_URL = "https://vega.github.io/schema/vega-lite/v6.4.1.json"
-#: The dashboard's content width on a 1440 px screen (layout="wide"), the default chart width.
-DEFAULT_WIDTH = 1100
+#: The dashboard's content width on a 1440 px screen (layout="wide", ui/layout.py MAIN_WIDTH), the default chart
+#: width: charts of several panels (small multiples, facets) are not stretched, so wider would be cut at the right.
+DEFAULT_WIDTH = 940
 #: The narrowest container a chart gets on a desktop (half the content width: two charts side by side). Titles
 #: are wrapped and legends broken into columns for at most this width, so a chart built for the full width
 #: still holds when the page puts it in a column (Streamlit stretches it to the column).
@@ -205,14 +206,17 @@ def _magnitude(*arrays: Any) -> float:
 
 
 def _format_number(x: float, lang: str, decimals: int = 1) -> str:
-    """A number as text for a text mark or title (Vega formats everything else)."""
-    text = f"{x:,.{decimals}f}"
-    if lang == "nl":
-        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
-    return text
+    """A number as text for a text mark or title (Vega formats everything else), in the language's locale."""
+    return fmt_number(x, _check_lang(lang), decimals)
 
 
 # ------------------------------------------------------------------------------------------ finishing
+
+
+def _d3_date(pattern: str) -> str:
+    """A Babel (CLDR) date pattern as a d3 time format: "dd-MM-y" -> "%d-%m-%Y"."""
+    fields = {"dd": "%d", "d": "%e", "MM": "%m", "M": "%m", "yyyy": "%Y", "yy": "%y", "y": "%Y"}
+    return re.sub(r"dd?|MM?|y+", lambda m: fields.get(m.group(), "%Y"), pattern)
 
 
 @functools.cache
@@ -240,7 +244,7 @@ def locale(lang: str) -> dict[str, Any]:
     periods = get_period_names("abbreviated", locale=loc)
     time = {
         "dateTime": "%a %e %B %Y %X",
-        "date": "%d-%m-%Y" if lang == "nl" else "%d/%m/%Y",
+        "date": _d3_date(loc.date_formats["short"].pattern),
         "time": "%H:%M:%S",
         "periods": [str(periods.get("am", "AM")), str(periods.get("pm", "PM"))],
         "days": plain(get_day_names("wide", locale=loc), sunday_first),
@@ -893,8 +897,8 @@ def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
             part = part.iloc[np.unique(np.linspace(0, len(part) - 1, 1000).round().astype(int))]
         name = label("limit_998", lang) if float(level) > 0.99 else label("limit_95", lang)
         if float(level) not in (0.95, 0.998):
-            pct = f"{float(level) * 100:g}%"
-            name = (pct.replace(".", ",") + "-grenzen") if lang == "nl" else f"{pct} limits"
+            decimals = len(f"{float(level) * 100:g}".partition(".")[2])
+            name = t("chart.limit_level", lang, level=fmt_percent(float(level), lang, decimals))
         for bound in ("lower", "upper"):
             parts.append(
                 pd.DataFrame(
@@ -1204,6 +1208,7 @@ def _stacked_panels(
     bars: bool,
     assessment: str,
     width: int,
+    scale: Any = None,
 ) -> Spec:
     _guard(rows, "indicator rows")
     present = _assessment_labels(rows[assessment] if assessment in rows.columns else [], lang).tolist()
@@ -1223,7 +1228,8 @@ def _stacked_panels(
         x_title = None
         if kind != "response_rate":  # the scale's name and which way is better
             how = _direction_text(direction, lang)
-            x_title = _wrap(f"{name} ({how})" if how else name, f["axis_title"], panel_w)
+            axis_name = _scale_axis_name(scale, kind, lang) or name
+            x_title = _wrap(f"{axis_name} ({how})" if how else axis_name, f["axis_title"], panel_w)
         panel = _interval_panel(
             units,
             data,
@@ -1251,6 +1257,20 @@ def _stacked_panels(
         "resolve": {"scale": {"x": "independent", "color": "shared"}},
     }
     return _finish(body, data, lang, width, highlight=highlight, fit=False)
+
+
+def _scale_axis_name(scale: Any, kind: str, lang: str) -> str | None:
+    """A PROM value axis named after its scale (vbhc.catalog Scale): the score with its range, the change in it,
+    or the share reaching its minimal important change; None without a scale."""
+    if scale is None:
+        return None
+    name = scale.label(lang)
+    if kind == "prom_change":
+        return t("chart.change_axis", lang, scale=name)
+    if kind == "prom_mic":
+        return t("chart.mic_axis", lang, scale=name)
+    low, high = (_format_number(v, lang, 0 if float(v) == int(v) else 1) for v in (scale.min, scale.max))
+    return t("chart.score_axis", lang, scale=name, low=low, high=high)
 
 
 def prom_response_chart(
@@ -1283,9 +1303,11 @@ def prom_change_chart(
     highlight: str | None = None,
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    scale: Any = None,
 ) -> Spec:
     """Case-mix adjusted PROM score, change or MIC share per unit with 95% CI; one panel per indicator, its
-    value axis named after the scale with the direction that is better."""
+    value axis named after the scale (`scale`, a vbhc.catalog Scale; else the indicator) with the direction that
+    is better."""
     lang = _check_lang(lang)
     return _stacked_panels(
         rows,
@@ -1296,6 +1318,7 @@ def prom_change_chart(
         bars=False,
         assessment=assessment,
         width=width,
+        scale=scale,
     )
 
 
@@ -1518,7 +1541,7 @@ def _series_tooltips(lang: str, columns: Sequence[str]) -> list[dict[str, Any]]:
         _tip("cycle_number", "quantitative", label("cycle_number", lang), ",.0f"),
     ]
     if "date" in columns:
-        tips.append(_tip("date", "temporal", label("index_date", lang), "%d-%m-%Y"))
+        tips.append(_tip("date", "temporal", label("index_date", lang), "%x"))  # the locale's date
     for col, key, fmt in (("cusum_up", "cusum_up", ".2f"), ("cusum_down", "cusum_down", ".2f"), ("vlad", "", ".1f")):
         if col in columns:
             tips.append(_tip(col, "quantitative", label(key, lang) if key else "VLAD", fmt))
@@ -1719,7 +1742,8 @@ def histogram(
 
 
 def _timepoint_order(timepoints: Sequence[str]) -> list[str]:
-    """Baseline first, then follow-up timepoints by their length ("6w" < "3m" < "12m" < "2y"), others last."""
+    """Timepoint ids the catalog does not know, in a likely order: baseline first, then follow-up by length
+    ("6w" < "3m" < "12m" < "2y"), others last."""
     days = {"d": 1, "w": 7, "m": 30.4, "y": 365.25}
 
     def key(item: tuple[int, str]) -> tuple[int, float, int]:
@@ -1735,12 +1759,26 @@ def _timepoint_order(timepoints: Sequence[str]) -> list[str]:
     return [name for _, name in sorted(enumerate(map(str, timepoints)), key=key)]
 
 
+def _timepoint_names(present: Sequence[str], timepoints: Sequence[Any] | None, lang: str) -> dict[str, str]:
+    """Timepoint id -> the name a panel is headed by, in panel order. Catalog timepoints (vbhc.catalog.Timepoint:
+    id, days, label(lang)) are ordered by their days and named by label(lang), so a reader sees "Voormeting" and
+    "12 maanden", never `baseline` or `12m`; an id the catalog does not know keeps its place by _timepoint_order."""
+    known = {str(tp.id): tp for tp in timepoints or () if hasattr(tp, "label")}
+    ordered = sorted((tp for tp in known.values() if tp.id in present), key=lambda tp: tp.days)
+    names = {str(tp.id): tp.label(lang) for tp in ordered}
+    listed = [str(tp) for tp in timepoints or () if not hasattr(tp, "label")]
+    rest = [tp for tp in present if tp not in names and tp not in listed]
+    for tp in [*(x for x in listed if x in present), *_timepoint_order(rest)]:
+        names[tp] = tp
+    return names
+
+
 def score_distribution_chart(
     scores_summary: pd.DataFrame,
     *,
     lang: str = "en",
     title: str | None = None,
-    timepoints: Sequence[str] | None = None,
+    timepoints: Sequence[Any] | None = None,
     scale: Any = None,
     width: int = DEFAULT_WIDTH,
 ) -> Spec:
@@ -1748,10 +1786,12 @@ def score_distribution_chart(
     "group" may stand in for unit) as the share of each unit's (group's) patients at that timepoint, so a small
     own unit and a large comparison group read alike: one row of panels per unit, one column per timepoint.
 
-    `scale` (a vbhc.catalog Scale: label_en/label_nl, min, max, higher_is_better) names the score axis with its
-    range and the direction that is better; without it the axis gives the range of the bins."""
+    `scale` (a vbhc.catalog Scale: label(lang), min, max, higher_is_better) names the score axis with its range
+    and the direction that is better; without it the axis gives the range of the bins. `timepoints` (the
+    condition's vbhc.catalog Timepoints) order the panels by their days and head them by label(lang)."""
     lang = _check_lang(lang)
-    title = title or label("distribution", lang)
+    # the page's heading says "distribution"; the chart names the scale it draws
+    title = title or (scale.label(lang) if scale is not None else label("distribution", lang))
     if scores_summary.empty:
         return _empty_chart(title, lang, width)
     group = "unit" if "unit" in scores_summary.columns else "group"
@@ -1763,12 +1803,14 @@ def score_distribution_chart(
     totals = frame.assign(_c=counts).groupby(["unit", "timepoint"])["_c"].transform("sum").to_numpy(dtype=float)
     frame["share"] = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     frame["patients"] = totals
-    timepoints = list(timepoints) if timepoints is not None else _timepoint_order(pd.unique(frame["timepoint"]))
+    named = _timepoint_names(list(pd.unique(frame["timepoint"])), timepoints, lang)
+    frame["timepoint"] = frame["timepoint"].map(named)
+    timepoints = list(named.values())
     units = list(pd.unique(frame["unit"]))
     f = _fonts(width)
     lo, hi = float(frame["bin_start"].min()), float(frame["bin_end"].max())
     if scale is not None:
-        name = scale.label_nl if lang == "nl" else scale.label_en
+        name = scale.label(lang)
         how = label("higher_better" if scale.higher_is_better else "lower_better", lang)
         lo, hi = float(scale.min), float(scale.max)
     else:
@@ -1807,7 +1849,7 @@ def score_distribution_chart(
         },
     }
     body = {
-        "title": _title(title, None, width),
+        "title": _title(title, label("distribution_sub", lang), width),
         "data": data(frame),
         "facet": {
             "row": _n(
@@ -1876,13 +1918,41 @@ def cost_breakdown_chart(
     return _finish(body, data, lang, width, highlight=highlight)
 
 
+#: Up to this many units every unit of the value quadrant is named; with more, the own unit and the extremes
+#: (best and worst outcome, lowest and highest cost), the others in the tooltip (thirty names are not read).
+NAME_ALL_UNITS = 10
+#: Spots around a point for its name: (dx, dy, align) in pixels from the point's centre.
+_LABEL_SPOTS = [(11, -6, "left"), (11, 16, "left"), (-11, -6, "right"), (-11, 16, "right"),
+                (0, -14, "center"), (0, 28, "center"), (14, 5, "left"), (-14, 5, "right")]  # fmt: skip
+
+
+def _named_units(frame: pd.DataFrame) -> set[str]:
+    """The units named on the value quadrant besides the own unit: all of a few, else the extremes."""
+    if len(frame) <= NAME_ALL_UNITS:
+        return set(frame["unit"])
+    picks = {frame.loc[frame[col].idxmin(), "unit"] for col in ("outcome", "cost")}
+    picks |= {frame.loc[frame[col].idxmax(), "unit"] for col in ("outcome", "cost")}
+    return picks
+
+
 def _place_labels(
-    points: pd.DataFrame, x_dom: list[float], y_dom: list[float], plot_w: float, plot_h: float, size: float
+    points: pd.DataFrame,
+    x_dom: list[float],
+    y_dom: list[float],
+    plot_w: float,
+    plot_h: float,
+    size: float,
+    named: set[str],
 ) -> pd.DataFrame:
-    """Collision-free positions for the unit labels of a scatter: for each unit (in order) the first of eight
-    spots around its point where the label overlaps no other label and no point and stays inside the plot.
-    Returns unit, lx, ly (data coordinates of the label's anchor), align and placed (False: no free spot; the
-    label is then only drawn for the own unit, at the first spot)."""
+    """Collision-free spots for the unit names of a scatter. The `named` units are placed first, each at the first
+    of eight spots around its point where it overlaps no other name and no point and stays inside the plot; then
+    every other unit gets a spot free of those, for when it is the own unit (one own unit at a time). Returns unit,
+    dx, dy (pixels from the point, one of _LABEL_SPOTS), named, placed (False: no free spot, the first spot is
+    used), cost and outcome (the point's position; fewer columns than the units' data, which the CSV download
+    takes).
+
+    Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
+    narrowest width (`plot_w`), where points are closest."""
     (x0, x1), (y0, y1) = x_dom, y_dom
     px = (points["cost"].to_numpy(dtype=float) - x0) / ((x1 - x0) or 1) * plot_w
     py = plot_h - (points["outcome"].to_numpy(dtype=float) - y0) / ((y1 - y0) or 1) * plot_h
@@ -1890,37 +1960,40 @@ def _place_labels(
     boxes: list[tuple[float, float, float, float]] = [
         (x - radius, y - radius, x + radius, y + radius) for x, y in zip(px, py, strict=True)
     ]
-    spots = [(11, -6, "left"), (11, 16, "left"), (-11, -6, "right"), (-11, 16, "right"),
-             (0, -14, "center"), (0, 28, "center"), (14, 5, "left"), (-14, 5, "right")]  # fmt: skip
-    out = []
-    for i, unit in enumerate(points["unit"].tolist()):
-        w = _text_px(unit, size)
-        chosen = None
-        for dx, dy, align in spots:
-            left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
-            top, bottom = py[i] + dy - size, py[i] + dy + 2
-            box = (left, top, left + w, bottom)
-            inside = box[0] >= 0 and box[2] <= plot_w and box[1] >= 0 and box[3] <= plot_h
-            free = all(
-                box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
-                for j, b in enumerate(boxes)
-                if j != i
-            )
-            if inside and free:
-                chosen = (dx, dy, align, True)
-                boxes.append(box)
-                break
-        dx, dy, align, placed = chosen or (*spots[0], False)
-        out.append(
-            {
-                "unit": unit,
-                "lx": x0 + (px[i] + dx) / plot_w * (x1 - x0),
-                "ly": y0 + (plot_h - (py[i] + dy)) / plot_h * (y1 - y0),
-                "align": align,
-                "placed": placed,
-            }
-        )
-    return pd.DataFrame(out, columns=["unit", "lx", "ly", "align", "placed"])
+    units = points["unit"].tolist()
+    spots: dict[int, tuple[int, int, str, bool]] = {}
+    first = [i for i, u in enumerate(units) if u in named]
+    for keep, order in ((True, first), (False, [i for i in range(len(units)) if units[i] not in named])):
+        for i in order:
+            w = _text_px(units[i], size)
+            for dx, dy, align in _LABEL_SPOTS:
+                left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
+                box = (left, py[i] + dy - size, left + w, py[i] + dy + 2)
+                inside = box[0] >= 0 and box[2] <= plot_w and box[1] >= 0 and box[3] <= plot_h
+                free = all(
+                    box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
+                    for j, b in enumerate(boxes)
+                    if j != i
+                )
+                if inside and free:
+                    spots[i] = (dx, dy, align, True)
+                    if keep:
+                        boxes.append(box)
+                    break
+            else:
+                spots[i] = (*_LABEL_SPOTS[0], False)
+    rows = [
+        {
+            "unit": u,
+            "dx": spots[i][0],
+            "dy": spots[i][1],
+            "named": u in named,
+            "placed": spots[i][3],
+        }
+        for i, u in enumerate(units)
+    ]
+    out = pd.DataFrame(rows, columns=["unit", "dx", "dy", "named", "placed"])
+    return out.assign(cost=points["cost"].to_numpy(dtype=float), outcome=points["outcome"].to_numpy(dtype=float))
 
 
 def value_chart(
@@ -2041,17 +2114,19 @@ def value_chart(
     )
     height = 480 if width >= NARROW else 340
     if x_dom and y_dom:
-        # placed for the narrowest container the chart may be stretched to: wider, every distance between labels
-        # and points only grows (the positions are in data units), so nothing that was apart comes to overlap
+        # placed for the narrowest container the chart may be stretched to: wider, the points only move apart while
+        # each name keeps its pixel offset from its point, so nothing that was apart comes to overlap
         plot_w = min(width, COLUMN_WIDTH) - 20 - (_text_px("0000000", f["axis_label"]) + f["axis_title"] + 20)
-        placed = _place_labels(frame, x_dom, y_dom, plot_w, height, f["text"])
+        named = _named_units(frame)
+        placed = _place_labels(frame, x_dom, y_dom, plot_w, height, f["text"], named)
         label_data = data(placed)
-        for align in ("left", "right", "center"):
+        for dx, dy, align in _LABEL_SPOTS:
+            at = f"datum.dx === {dx} && datum.dy === {dy}"
             for predicate, weight in (
-                (f"datum.placed && datum.align === '{align}' && !({IS_HIGHLIGHT})", "normal"),
-                (f"datum.align === '{align}' && {IS_HIGHLIGHT}", "bold"),
+                (f"{at} && datum.named && datum.placed && !({IS_HIGHLIGHT})", "normal"),
+                (f"{at} && {IS_HIGHLIGHT}", "bold"),
             ):
-                if not (placed["align"] == align).any():
+                if not ((placed["dx"] == dx) & (placed["dy"] == dy)).any():
                     continue
                 layers.append(
                     {
@@ -2061,18 +2136,23 @@ def value_chart(
                             "type": "text",
                             "align": align,
                             "baseline": "alphabetic",
+                            "dx": dx,
+                            "dy": dy,
                             "fontSize": f["text"],
                             "fontWeight": weight,
                             "color": "#222222",
                         },
                         "encoding": {
-                            "x": _q("lx", scale=x_scale),
-                            "y": _q("ly", scale=y_scale),
+                            "x": _q("cost", scale=x_scale),
+                            "y": _q("outcome", scale=y_scale),
                             "text": _n("unit"),
                         },
                     }
                 )
-    body = {"title": _title(title, label("value_sub", lang), width), "height": height, "layer": layers}
+    subtitle = label("value_sub", lang)
+    if len(frame) > NAME_ALL_UNITS:
+        subtitle = f"{subtitle}. {label('value_names', lang)}"
+    body = {"title": _title(title, subtitle, width), "height": height, "layer": layers}
     return _finish(body, data, lang, width, highlight=highlight)
 
 

@@ -69,6 +69,6 @@ key_rows = filters.with_unit_names(
 own = names.get(str(chosen.unit), chosen.unit) if chosen.unit else None
 render.cached_chart(
     ("small_multiples", level),
-    lambda: charts.small_multiples_chart(key_rows, lang=lang, highlight=own),
+    lambda: charts.small_multiples_chart(key_rows, lang=lang, highlight=own, width=layout.MAIN_WIDTH),
     highlight=own,
 )

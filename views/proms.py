@@ -1,5 +1,7 @@
 """PROMs: response per timepoint, score distributions, change from baseline and share reaching the MIC."""
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -57,7 +59,10 @@ own = filters.unit_name(chosen.unit)
 for indicator_id, rows in filters.with_unit_names(prom_rows).groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
     st.markdown(f"#### {md_escape(ind.label(lang))}")
-    build = charts.prom_response_chart if ind.kind == "response_rate" else charts.prom_change_chart
+    if ind.kind == "response_rate":
+        build = charts.prom_response_chart
+    else:  # the value axis carries the scale's name
+        build = functools.partial(charts.prom_change_chart, scale=catalog.instrument(ind.instrument).scale(ind.scale))
     render.cached_chart(
         ("prom", indicator_id),
         lambda build=build, rows=rows: build(rows, lang=lang, highlight=own),
@@ -87,7 +92,7 @@ def _distribution():
         .replace({str(chosen.unit): own})
     )
     binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
-    return charts.score_distribution_chart(binned, lang=lang, scale=spec)
+    return charts.score_distribution_chart(binned, lang=lang, scale=spec, timepoints=condition.timepoints)
 
 
 render.cached_chart(("distribution", instrument, scale, chosen.unit), _distribution)

@@ -220,7 +220,9 @@ class _Writer:
         return self.t(f"kind.{row['kind']}")
 
     def indicator(self, row: pd.Series) -> str:
-        return row["label_nl"] if self.lang == "nl" else row["label_en"]
+        """The indicator's name in the workbook's language: the table's copy of the catalog's label(lang)
+        (vbhc.indicators), so the name is the one the table was computed under."""
+        return row[f"label_{self.lang}"]
 
     def condition(self, condition: str) -> str:
         return self.catalog.condition(condition).label(self.lang)

@@ -297,13 +297,12 @@ class _Section:
             self.t("column.benchmark"),
             self.t("column.assessment"),
         ]
-        label = "label_nl" if self.lang == "nl" else "label_en"
         body, fills = [], []
         for row in rows.itertuples():
             text, fill = self._assessment(row)
             body.append(
                 [
-                    getattr(row, label),
+                    getattr(row, f"label_{self.lang}"),  # the catalog's label(lang), as the table carries it
                     self._n(row),
                     self._value(row, "crude_value"),
                     self._value(row, "adjusted_value"),
