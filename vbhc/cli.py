@@ -1,4 +1,4 @@
-"""The `vbhc` command: init, demo, import, status, report, audit, serve."""
+"""The `vbhc` command: init, demo, import, precompute, status, report, audit, serve."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from vbhc.settings import PROJECT_ROOT, data_dir, database_url
 class ProgressPrinter:
     """Rows done, rate and time left on one terminal line (a line every few seconds when not a terminal)."""
 
-    def __init__(self, stream=sys.stderr, interval: float = 0.5):
-        self.stream, self.interval = stream, interval
+    def __init__(self, stream=sys.stderr, interval: float = 0.5, unit: str = "rows"):
+        self.stream, self.interval, self.unit = stream, interval, unit
         self.tty = stream.isatty()
         self._stage: str | None = None
         self._started = 0.0
@@ -33,7 +33,8 @@ class ProgressPrinter:
         elapsed = max(now - self._started, 1e-6)
         rate = done / elapsed
         left = (total - done) / rate if rate > 0 and total > done else 0.0
-        line = f"{stage}: {done:,}/{total:,} rows  {rate:,.0f} rows/s  {left:,.0f} s left"
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
+        line = f"{stage}: {done:,}/{total:,} {self.unit}  {shown} {self.unit}/s  {left:,.0f} s left"
         if self.tty:
             self.stream.write("\r" + line.ljust(90))
         else:
@@ -71,7 +72,37 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return 2
     progress.finish()
     print(report.summary())
+    if getattr(args, "precompute", True):
+        return _precompute()
     return 0
+
+
+def _precompute(*, years: bool | None = None) -> int:
+    """Compute and store the default indicator views of the current data (vbhc.results), so the dashboard's
+    first page, every server process and `vbhc report` read them instead of computing them."""
+    from vbhc.results import ResultStore, default_views, precompute
+    from vbhc.store import get_engine
+
+    progress = ProgressPrinter(unit="views")
+    engine = get_engine()
+    if not ResultStore(engine).enabled:
+        print("Indicator views not precomputed: the results store is off (VBHC_RESULTS_DIR) or not usable")
+        return 0
+    started = time.perf_counter()
+    views = default_views(engine, years=years)
+    computed, stored = precompute(engine, views, progress=progress)
+    progress.finish()
+    print(
+        f"Indicator views: {computed:,} computed, {stored:,} already stored, in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def _cmd_precompute(args: argparse.Namespace) -> int:
+    from vbhc.store import get_engine, upgrade_schema
+
+    upgrade_schema(get_engine())
+    return _precompute(years=True if args.years else None)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -88,7 +119,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  planted truth: {result.truth_path}")
     if args.no_import:
         return 0
-    return _cmd_import(argparse.Namespace(files=result.files, by="demo", force=False))
+    return _cmd_import(
+        argparse.Namespace(files=result.files, by="demo", force=False, precompute=getattr(args, "precompute", True))
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -197,7 +230,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     upgrade_schema(get_engine())
     if row_counts()["care_cycles"] == 0 and not args.no_demo:
         print("The database is empty: generating the demo registry first (about a minute).")
-        code = _cmd_demo(argparse.Namespace(out=None, cycles=args.cycles, seed=args.seed, no_import=False))
+        # the server prepares the indicator views in the background (its pages show the progress), so the first
+        # page is not held up by precomputing them here
+        code = _cmd_demo(
+            argparse.Namespace(out=None, cycles=args.cycles, seed=args.seed, no_import=False, precompute=False)
+        )
         if code:
             return code
     command = [
@@ -243,13 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20261124, help="random seed (same seed, same files)")
     p.add_argument("--out", help="folder for the generated files (default: data/demo)")
     p.add_argument("--no-import", action="store_true", help="only write the files")
+    p.add_argument(
+        "--no-precompute", dest="precompute", action="store_false", help="do not compute the indicator views after"
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("import", help="validate and import registry files (CSV/XLSX) as one batch")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--by", help="who imports (recorded in the import batch)")
     p.add_argument("--force", action="store_true", help="re-check files whose exact content was imported before")
+    p.add_argument(
+        "--no-precompute", dest="precompute", action="store_false", help="do not compute the indicator views after"
+    )
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("precompute", help="compute and store the indicator views of the current data")
+    p.add_argument("--years", action="store_true", help="also every year, whatever the registry's size")
+    p.set_defaults(func=_cmd_precompute)
 
     p = sub.add_parser("status", help="show what the database holds")
     p.set_defaults(func=_cmd_status)
