@@ -7,6 +7,7 @@ cached result never outlives the data it was computed from. Indicator results ar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import threading
@@ -150,10 +151,8 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
 
     def prepare(key: results.ViewKey) -> None:
         state.current = (key.condition, key.level, key.period)
-        try:
+        with contextlib.suppress(Exception):  # a failing view shows its error when a page asks for it
             _result(url, data_version, key.condition, key.level, key.period, key.peers)
-        except Exception:
-            pass  # a failing view shows its error when a page asks for it
         state.done += 1
 
     def work() -> None:

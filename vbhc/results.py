@@ -442,7 +442,7 @@ def _unpack(raw: bytes, key: ViewKey, version: str) -> dict | None:
     if len(digest) != 32 or hashlib.sha256(body).digest() != digest:
         return None
     try:
-        payload = pickle.loads(body)  # noqa: S301 - our own file, checked above (see the module docstring)
+        payload = pickle.loads(body)  # our own file, checked above (see the module docstring)
     except Exception:  # an unpicklable file (e.g. written by other code): computed again
         return None
     return payload if isinstance(payload, dict) else None
