@@ -98,11 +98,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, help="use the benchmark database of this size (default: data/vbhc.db)")
+    parser.add_argument("--database", type=Path, help="a SQLite database file (default: data/vbhc.db)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--empty-store", action="store_true", help="remove the persisted results before each run")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
-    db = bench_database(args.cycles) if args.cycles else ROOT / "data" / "vbhc.db"
+    db = args.database or (bench_database(args.cycles) if args.cycles else ROOT / "data" / "vbhc.db")
     if not db.exists():
         raise SystemExit(f"{db} not found: build it with `vbhc demo` first")
     url = f"sqlite:///{db}"

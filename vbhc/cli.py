@@ -73,7 +73,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     progress.finish()
     print(report.summary())
     if getattr(args, "precompute", True):
-        return _precompute()
+        # the whole period at both levels: the first pages and `vbhc report --all`; a server adds the years in the
+        # background (stored once per import too), `vbhc precompute --years` does it here
+        return _precompute(years=False)
     return 0
 
 

@@ -151,9 +151,14 @@ def period_label(period: Period | None, lang: str) -> str:
 def provenance(engine: Engine | None = None) -> pd.DataFrame:
     """The import batches behind the data (file, sha256, rows, who, when) for the report's cover."""
     try:
-        return import_batches(engine)
+        batches = import_batches(engine)
     except Exception:  # a registry without the batch table: the report says "no batches" rather than failing
         return pd.DataFrame(columns=["id", "file_name", "table_name", "sha256", "rows_read", "imported_at"])
+    when = batches.get("imported_at")
+    if when is not None and isinstance(when.dtype, pd.DatetimeTZDtype):
+        # PostgreSQL returns the time with its zone, which Excel cannot hold: the cover shows it in UTC, as SQLite
+        batches["imported_at"] = when.dt.tz_convert("UTC").dt.tz_localize(None)
+    return batches
 
 
 def now() -> dt.datetime:
