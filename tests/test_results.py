@@ -351,3 +351,27 @@ def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     whole = store.result(ViewKey(CONDITION, "hospital"), version)
     assert set(whole.table["hospital"].astype(str)) == set(hospitals)
     assert set(ResultStore(registry).get(peers, version).table["hospital"].astype(str)) == set(hospitals[:3])
+
+
+def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path, monkeypatch):
+    """ui.data's background preparation stores every default view and counts them for a waiting page; the views
+    of an older import are pruned."""
+    from ui import data
+
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
+    import_files(demo_files, sqlite_engine, imported_by="test")
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    store = ResultStore(sqlite_engine)
+    (store.folder / "1-1-oldversion").mkdir(parents=True, mode=0o700)
+    data_version = data.registry.dataset_version(sqlite_engine)
+    data.start_warm_up(url, data_version).join(timeout=600)
+    state = data.warm_up_state(url, data_version)
+    views = results.default_views(sqlite_engine)
+    assert state is not None and state.finished and state.done == state.total == len(views) == 14
+    version = store.version()
+    assert all(store.has(key, version) for key in views)
+    assert store.versions() == [version]
+    before = _counts()
+    assert all(ResultStore(sqlite_engine).get(key, version) is not None for key in views)
+    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0}

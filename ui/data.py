@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -39,12 +40,15 @@ def current_engine() -> Engine:
 
 
 _this_run = threading.local()
+#: When a script run last asked for data (time.monotonic()).
+_page_activity = [0.0]
 
 
 def begin_run() -> None:
     """Start of a script run: from here on the dataset version is read from the database once per run (pages
     ask for it a dozen times, for every cache key)."""
     _this_run.versions = {}
+    _page_activity[0] = time.monotonic()
 
 
 def version(*, fresh: bool = False) -> str:
@@ -53,6 +57,7 @@ def version(*, fresh: bool = False) -> str:
     versions = getattr(_this_run, "versions", None)
     if versions is None:  # outside a script run (tests, warm-up): always read
         return registry.dataset_version(current_engine())
+    _page_activity[0] = time.monotonic()  # a page is drawing: the background preparation waits (see _yield_to_pages)
     if fresh or url not in versions:
         versions[url] = registry.dataset_version(current_engine())
     return versions[url]
@@ -171,6 +176,7 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             importlib.import_module("vbhc.charts").prepare()
             for key in rest:
                 if version is None or not store.has(key, version):
+                    _yield_to_pages()
                     prepare(key)
                 else:
                     state.done += 1
@@ -182,6 +188,19 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
     thread = threading.Thread(target=work, name="vbhc-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+#: The background preparation starts its next view once pages have not asked for data for this long, or after
+#: waiting MAX_YIELD_SECONDS (so it finishes under steady use too): Python threads share one interpreter lock, and
+#: a view computed in the background makes a page drawn at the same time slower.
+QUIET_SECONDS = 1.5
+MAX_YIELD_SECONDS = 20.0
+
+
+def _yield_to_pages() -> None:
+    deadline = time.monotonic() + MAX_YIELD_SECONDS
+    while time.monotonic() - _page_activity[0] < QUIET_SECONDS and time.monotonic() < deadline:
+        time.sleep(0.25)
 
 
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vbhc-view")
