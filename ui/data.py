@@ -2,7 +2,9 @@
 
 Keys always include the database URL and the dataset version, so a new import is visible at once and a
 cached result never outlives the data it was computed from. Indicator results are shared objects
-(cache_resource): pages only read them.
+(cache_resource): pages only read them. Below this in-memory cache sits the results store on disk
+(vbhc.results): a view is read from there, or computed once and written there, so a restart or a second server
+process reads it instead of computing it; the background warm-up fills it after a start or an import.
 """
 
 from __future__ import annotations
