@@ -9,43 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from vbhc.progress import ProgressPrinter
 from vbhc.settings import PROJECT_ROOT, data_dir, database_url
-
-
-class ProgressPrinter:
-    """Rows done, rate and time left on one terminal line (a line every few seconds when not a terminal)."""
-
-    def __init__(self, stream=sys.stderr, interval: float = 0.5, unit: str = "rows"):
-        self.stream, self.interval, self.unit = stream, interval, unit
-        self.tty = stream.isatty()
-        self._stage: str | None = None
-        self._started = 0.0
-        self._last = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if stage != self._stage:
-            self.finish()
-            self._stage, self._started, self._last = stage, now, 0.0
-        if now - self._last < (self.interval if self.tty else 5.0) and done < total:
-            return
-        self._last = now
-        elapsed = max(now - self._started, 1e-6)
-        rate = done / elapsed
-        left = (total - done) / rate if rate > 0 and total > done else 0.0
-        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
-        line = f"{stage}: {done:,}/{total:,} {self.unit}  {shown} {self.unit}/s  {left:,.0f} s left"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(90))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self._stage is not None and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._stage = None
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

@@ -27,7 +27,6 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc.catalog import STORED_CASEMIX, Catalog, Condition, default_catalog
+from vbhc.progress import Progress
 
 # --- fixed frame --------------------------------------------------------------------------------------
 
@@ -451,8 +451,6 @@ class DemoResult:
     truth_path: Path
     counts: dict[str, int]  # rows per table
 
-
-Progress = Callable[[str, int, int], None]
 
 TABLES = ("units", "care_cycles", "clinical_outcomes", "prom_responses", "costs")
 

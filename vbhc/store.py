@@ -24,7 +24,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA temp_store=MEMORY")
+    # an import's staging tables are temporary tables: on disk, so a large import does not hold them in memory
+    cursor.execute("PRAGMA temp_store=FILE")
     cursor.execute("PRAGMA cache_size=-200000")
     cursor.close()
 

@@ -130,6 +130,12 @@ class SourceReport:
     rows_unchanged: int = 0
     skipped_reason: str | None = None
     hospitals_changed: int = 0  # units only: hospitals added, renamed or given another own-hospital flag
+    seconds: float = 0.0  # reading, checking and writing this source
+
+    def pace(self) -> str:
+        """ "in 3.2 s, 62,000 rows/s": measured over the whole source, the database write included."""
+        rate = f", {self.rows_read / self.seconds:,.0f} rows/s" if self.seconds >= 0.05 and self.rows_read else ""
+        return f"in {self.seconds:.1f} s{rate}"
 
 
 @dataclass
@@ -163,7 +169,7 @@ class ImportReport:
                 else:
                     lines.append(
                         f"{label} ({s.table}): {s.rows_read:,} rows read, {s.rows_inserted:,} added, "
-                        f"{s.rows_updated:,} updated, {s.rows_unchanged:,} unchanged"
+                        f"{s.rows_updated:,} updated, {s.rows_unchanged:,} unchanged, {s.pace()}"
                         + (f"; {s.hospitals_changed:,} hospital(s) added or changed" if s.hospitals_changed else "")
                     )
             if all(s.skipped_reason for s in self.sources):

@@ -15,6 +15,7 @@ import codecs
 import csv
 import datetime as dt
 import hashlib
+import os
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short, shown_file
 from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
@@ -45,6 +48,9 @@ class Source:
     sha256: str
     size: int
     delimiter: str = ","
+    # a CSV without quote characters or lone carriage returns: one line is one row, so Arrow's CSV reader can
+    # read it with the row numbers a person sees (vbhc.ingest.read._plain_rows)
+    plain_lines: bool = False
 
     @property
     def label(self) -> str:
@@ -108,7 +114,7 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         return refuse("named .xlsx but is not an XLSX workbook (no ZIP inside)")
     if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
         return refuse("unsupported file type: expected .csv or .xlsx")
-    sha, why = _scan_text(path)
+    sha, why, plain_lines = _scan_text(path)
     if why is not None:
         return refuse(why)
     header_line = _first_line(path)
@@ -121,7 +127,7 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         table = _table_from_header([normalise_name(c) for c in header])
     if table is None:
         return refuse(f"cannot tell which table this is: name the file after a table ({', '.join(TABLES)})")
-    return [Source(path, None, table, sha, size, delimiter)]
+    return [Source(path, None, table, sha, size, delimiter, plain_lines)]
 
 
 def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Source]:
@@ -254,17 +260,26 @@ def _sheet_names(path: Path) -> list[str]:
         fh.close()
 
 
-def _scan_text(path: Path) -> tuple[str, str | None]:
-    """sha256 of a CSV file and, in the same pass, why it is not UTF-8 text (None when it is).
+def _scan_text(path: Path) -> tuple[str, str | None, bool]:
+    """sha256 of a CSV file and, in the same pass, why it is not UTF-8 text (None when it is), and whether one
+    line is one row (no quote characters, no carriage return outside a CRLF line end).
 
     UTF-8 with or without BOM is accepted; nothing else is guessed, because a wrong guess silently changes values.
     """
     h = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, line, problem = 0, 1, None
+    quotes = lone_cr = False
+    cr_pending = False  # the previous block ended in CR: a CRLF may straddle the blocks
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+            if not (quotes or lone_cr):
+                quotes = b'"' in block
+                if cr_pending and not block.startswith(b"\n"):
+                    lone_cr = True
+                cr_pending = block.endswith(b"\r")
+                lone_cr = lone_cr or block.count(b"\r") - block.count(b"\r\n") > int(cr_pending)
             if problem is None:
                 if offset == 0 and block.startswith((b"\xff\xfe", b"\xfe\xff")):
                     problem = "UTF-16 text (Excel 'Unicode text'); tried UTF-8 with and without BOM: save as CSV UTF-8"
@@ -293,7 +308,7 @@ def _scan_text(path: Path) -> tuple[str, str | None]:
                 f"not UTF-8 text: the file ends in the middle of a character (byte offset {offset:,}); "
                 "it may be truncated"
             )
-    return h.hexdigest(), problem
+    return h.hexdigest(), problem, not (quotes or lone_cr or cr_pending)
 
 
 # --- the header --------------------------------------------------------------------------------------
@@ -395,6 +410,9 @@ class DamagedFile(Exception):
 
 def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Header | Chunk]:
     """The header first, then chunks of rows; problems with a row's shape go to `report`."""
+    if source.sheet is None and source.plain_lines and not _SLOW_PATH_ONLY:
+        yield from _plain_rows(source, report, chunk_rows)
+        return
     workbook = source.sheet is not None
     position = [0]  # bytes read so far (CSV), for the progress estimate; read at chunk boundaries only
     records = _xlsx_records(source) if workbook else _csv_records(source, position)
@@ -447,6 +465,139 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
     if _too_many(source, report, row_limit, numbers, buffer):
         return
     yield _chunk(header, buffer, numbers, 0 if workbook else source.size)
+
+
+#: VBHC_IMPORT_SLOW_PATH=1 reads every CSV with the csv module (the fast path's equivalence tests use it too)
+_SLOW_PATH_ONLY = os.environ.get("VBHC_IMPORT_SLOW_PATH") == "1"
+#: Arrow reads this many bytes at a time; a single row longer than this is refused (no registry row comes near)
+_ARROW_BLOCK_BYTES = 16 << 20
+
+
+def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Header | Chunk]:
+    """read() for a CSV where one line is one row, through Arrow's C reader instead of a Python loop per row.
+
+    Same rows, row numbers, chunks and problems as the csv-module path: the header is found by that path; a
+    row with the wrong number of fields comes back from Arrow with its line number and text, which split on the
+    separator are exactly its fields (there are no quotes); blank rows are dropped but keep their number.
+    """
+    header: Header | None = None
+    found = False
+    records = _csv_records(source, [0])
+    try:
+        for row_no, fields, _ in records:
+            if any(f.strip() for f in fields):
+                found, header = True, _make_header(fields, row_no, source, report)
+                break
+    finally:
+        records.close()
+    if not found:
+        report.add(source.problem("this file is empty: there is no header row"))
+    if header is None:
+        return
+    yield header
+    named, width = len(header.names), header.width
+    columns = [f"c{i}" for i in range(width)]
+    wrong: list[tuple[int, str]] = []  # (line number, text) of rows with another number of fields
+
+    def on_invalid(row: pa_csv.InvalidRow) -> str:
+        wrong.append((header.row + row.number, row.text))  # Arrow counts lines from where it started
+        return "skip"
+
+    def set_aside(through: float) -> None:
+        """Report the rows Arrow set aside up to line `through`. Arrow may parse ahead of the batch it hands
+        out, so rows set aside beyond the batch wait for their own batch."""
+        wrong.sort()
+        while wrong and wrong[0][0] <= through:
+            line, text = wrong.pop(0)
+            fields = text.split(source.delimiter) if text else []
+            if any(fields):  # a blank line is not a row; it keeps its number
+                _wrong_width(source, width, line, fields, report)
+
+    def batches(reader: pa_csv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+        """A row Arrow cannot hold in one block ends the file with a problem, not a crash."""
+        try:
+            yield from reader
+        except pa.ArrowInvalid:
+            rule = f"a row is longer than {_ARROW_BLOCK_BYTES // _MB} MB: is a line break missing?"
+            report.add(source.problem(rule, next_line))
+
+    row_limit = max_rows()
+    pending: list[pd.DataFrame] = [_chunk(header, [], [], 0).frame]
+    pending_numbers: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    pending_rows = 0
+    next_line = header.row + 1
+    with source.path.open("rb") as raw:
+        for _ in range(header.row):  # to the line after the header: here a line is a row
+            raw.readline()
+        reader = _arrow_reader(raw, source, columns, on_invalid) if raw.tell() < source.size else iter(())
+        for batch in batches(reader):
+            frame = batch.to_pandas()
+            # the lines of this batch: consecutive, except those Arrow set aside
+            numbers = _lines_without(next_line, len(frame), sorted(line for line, _ in wrong))
+            if len(numbers):
+                next_line = int(numbers[-1]) + 1
+                set_aside(next_line - 1)
+            keep = (frame != "").any(axis=1).to_numpy().copy()  # a row of empty fields is not data
+            if width != named:  # trailing columns without a name must be empty
+                extra = (frame[columns[named:]].apply(lambda c: c.str.strip()) != "").any(axis=1).to_numpy() & keep
+                for i in np.flatnonzero(extra):
+                    _row_shape_ok(source, named, int(numbers[i]), frame.iloc[i].tolist(), report)
+                keep &= ~extra
+            frame = frame.loc[keep, columns[:named]]
+            frame.columns = header.names
+            pending.append(frame.reset_index(drop=True))
+            pending_numbers.append(numbers[keep])
+            pending_rows += len(frame)
+            while pending_rows >= chunk_rows:
+                block, block_numbers = _take(pending, pending_numbers, chunk_rows)
+                pending_rows -= len(block)
+                if _too_many(source, report, row_limit, block_numbers, block):
+                    return
+                yield Chunk(block, block_numbers, raw.tell())
+                row_limit -= len(block)
+    set_aside(float("inf"))  # rows set aside after the last batch
+    block, block_numbers = _take(pending, pending_numbers, pending_rows)
+    if _too_many(source, report, row_limit, block_numbers, block):
+        return
+    yield Chunk(block, block_numbers, source.size)
+
+
+def _arrow_reader(raw, source: Source, columns: list[str], on_invalid) -> pa_csv.CSVStreamingReader:
+    """Arrow's streaming CSV reader from the file's current position: every field text, nothing inferred."""
+    return pa_csv.open_csv(
+        raw,
+        read_options=pa_csv.ReadOptions(column_names=columns, block_size=_ARROW_BLOCK_BYTES, use_threads=False),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=source.delimiter,
+            quote_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=on_invalid,
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(columns, pa.string()),
+            null_values=[],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _lines_without(first: int, count: int, skipped: list[int]) -> np.ndarray:
+    """`count` consecutive line numbers from `first`, stepping over the `skipped` ones."""
+    numbers = np.arange(first, first + count + len(skipped), dtype=np.int64)
+    if skipped:
+        numbers = numbers[~np.isin(numbers, skipped)]
+    return numbers[:count]
+
+
+def _take(frames: list[pd.DataFrame], numbers: list[np.ndarray], rows: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The first `rows` rows of the pending frames (removed from them)."""
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    number = np.concatenate(numbers) if len(numbers) > 1 else numbers[0]
+    frames[:] = [frame.iloc[rows:].reset_index(drop=True)]
+    numbers[:] = [number[rows:]]
+    return frame.iloc[:rows].reset_index(drop=True), number[:rows]
 
 
 def _not_plain(

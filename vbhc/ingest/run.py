@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +32,10 @@ from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceRep
 from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
 from vbhc.ingest.tables import TABLES
 from vbhc.ingest.validate import VALIDATORS, BatchState, Checker, DecimalMarks
+from vbhc.progress import Progress
 from vbhc.settings import import_chunk_rows, max_import_mb, max_upload_mb
 from vbhc.store import get_engine, upgrade_schema
 
-Progress = Callable[[str, int, int], None]
 _log = logging.getLogger(__name__)
 
 
@@ -221,9 +220,11 @@ def _run_batch(
                 f"{previous.imported_at:%Y-%m-%d %H:%M} (batch {previous.id}); use --force to re-check"
             )
             continue
+        started = time.perf_counter()
         _import_source(
             conn, number, source, batch, src_report, progress, chunk_rows, several=per_table[source.table] > 1
         )
+        src_report.seconds = time.perf_counter() - started
     for seen in batch.seen_keys.values():
         staging.drop(conn, seen)
 
@@ -248,6 +249,8 @@ def _import_source(
     key_hashes: list[np.ndarray] = []
     header: Header | None = None
     header_ok = False
+    if progress:
+        progress(source.label, 0, None, fraction=None if source.sheet is not None else 0.0)
     try:
         for part in read(source, report, chunk_rows):
             if isinstance(part, Header):
@@ -275,7 +278,7 @@ def _import_source(
             key_hashes.append(pd.util.hash_pandas_object(frame.loc[good, keys], index=False).to_numpy())
             staging.load(conn, stage, staging.records(spec, frame[good], chunk.rows[good]))
             if progress:
-                progress(source.label, src_report.rows_read, _estimate_rows(source, chunk, src_report))
+                progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
     except MalformedText as exc:
         report.add(source.problem(exc.reason, exc.row))
     except DamagedFile as exc:
@@ -462,10 +465,11 @@ def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int, flag
     return changed
 
 
-def _estimate_rows(source: Source, chunk: Chunk, src_report: SourceReport) -> int:
-    if chunk.bytes_done <= 0 or source.sheet is not None:
-        return src_report.rows_read
-    return max(src_report.rows_read, int(src_report.rows_read * source.size / chunk.bytes_done))
+def _share_read(source: Source, chunk: Chunk) -> float | None:
+    """The share of a CSV's bytes read so far (a workbook sheet's size is not known in rows or bytes)."""
+    if source.sheet is not None or source.size <= 0:
+        return None
+    return min(chunk.bytes_done / source.size, 1.0)
 
 
 def explain_problems(report: ImportReport) -> pd.DataFrame:
