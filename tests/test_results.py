@@ -309,7 +309,8 @@ def _conditions(engine: Engine) -> list[str]:
     return [str(c) for c in condition_volumes(engine=engine)["condition"]]
 
 
-def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypatch, capsys):
+def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypatch, capfd):
+    """A progress line counts the views."""
     from vbhc.cli import main
     from vbhc.store import get_engine
 
@@ -319,14 +320,14 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")  # the whole period only: quick
     assert main(["init"]) == 0
     assert main(["import", *map(str, demo_files)]) == 0
-    out = capsys.readouterr()
+    out = capfd.readouterr()
     assert "indicator views: 14/14 views" in out.err
     assert "Indicator views: 14 computed, 0 already stored" in out.out
     engine = get_engine(url)
     store = ResultStore(engine)
     assert all(store.has(key, store.version()) for key in results.default_views(engine))
     assert main(["precompute"]) == 0
-    assert "0 computed, 14 already stored" in capsys.readouterr().out
+    assert "0 computed, 14 already stored" in capfd.readouterr().out
 
 
 def test_default_views_put_the_first_pages_first(registry, monkeypatch):

@@ -50,7 +50,7 @@ def _precompute(*, years: bool | None = None) -> int:
     from vbhc.results import ResultStore, default_views, precompute
     from vbhc.store import get_engine
 
-    progress = ProgressPrinter(unit="views")
+    progress = ProgressPrinter(sys.stderr, unit="views")  # the stderr of now (a default binds it at import)
     engine = get_engine()
     if not ResultStore(engine).enabled:
         print("Indicator views not precomputed: the results store is off (VBHC_RESULTS_DIR) or not usable")
