@@ -364,7 +364,9 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path,
     import_files(demo_files, sqlite_engine, imported_by="test")
     url = sqlite_engine.url.render_as_string(hide_password=False)
     store = ResultStore(sqlite_engine)
-    (store.folder / "1-1-oldversion").mkdir(parents=True, mode=0o700)
+    assert store.enabled  # creates the store's root, with its marker
+    store.folder.mkdir(mode=0o700)
+    (store.folder / "1-1-oldversion").mkdir(mode=0o700)  # an older import's results
     data_version = data.registry.dataset_version(sqlite_engine)
     data.start_warm_up(url, data_version).join(timeout=600)
     state = data.warm_up_state(url, data_version)
