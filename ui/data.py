@@ -2,23 +2,30 @@
 
 Keys always include the database URL and the dataset version, so a new import is visible at once and a
 cached result never outlives the data it was computed from. Indicator results are shared objects
-(cache_resource): pages only read them.
+(cache_resource): pages only read them. Below this in-memory cache sits the results store on disk
+(vbhc.results): a view is read from there, or computed once and written there, so a restart or a second server
+process reads it instead of computing it; the background warm-up fills it after a start or an import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
-import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
-from vbhc import access, registry
+from vbhc import access, registry, results
 from vbhc.access import Viewer
-from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data, restrict
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_int
+from vbhc.indicators import IndicatorResult
 from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
 
@@ -35,12 +42,15 @@ def current_engine() -> Engine:
 
 
 _this_run = threading.local()
+#: When a script run last asked for data (time.monotonic()).
+_page_activity = [0.0]
 
 
 def begin_run() -> None:
     """Start of a script run: from here on the dataset version is read from the database once per run (pages
     ask for it a dozen times, for every cache key)."""
     _this_run.versions = {}
+    _page_activity[0] = time.monotonic()
 
 
 def version(*, fresh: bool = False) -> str:
@@ -49,6 +59,7 @@ def version(*, fresh: bool = False) -> str:
     versions = getattr(_this_run, "versions", None)
     if versions is None:  # outside a script run (tests, warm-up): always read
         return registry.dataset_version(current_engine())
+    _page_activity[0] = time.monotonic()  # a page is drawing: the background preparation waits (see _yield_to_pages)
     if fresh or url not in versions:
         versions[url] = registry.dataset_version(current_engine())
     return versions[url]
@@ -83,64 +94,176 @@ def batches(url: str, data_version: str) -> pd.DataFrame:
     return registry.import_batches(engine=engine(url))
 
 
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> results.ResultStore:
+    """The persisted results of this database (vbhc.results), shared by every server process and the CLI."""
+    return results.ResultStore(engine(url), memo=0)
+
+
+def _store_version(url: str, data_version: str) -> str | None:
+    """The store's version folder for `data_version`; None (store bypassed) when an import came in between."""
+    store = _store(url)
+    return store.version(expected=data_version) if store.enabled else None
+
+
 @st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
 def _condition_data(url: str, data_version: str, condition: str, period: str, peers: tuple[str, ...]):
-    """All of a condition's data is read once; a period or comparison group is cut from it in memory."""
-    if period or peers:
-        return restrict(_condition_data(url, data_version, condition, "", ()), period or None, list(peers) or None)
-    return load_condition_data(condition, engine=engine(url))
+    """All of a condition's data is read once (from the results store, else the registry); a period or comparison
+    group is cut from it in memory (or read from the store)."""
+    key = results.ViewKey(condition, "", period, peers)
+    full = (lambda: _condition_data(url, data_version, condition, "", ())) if period or peers else None
+    return _store(url).condition_data(key, _store_version(url, data_version), full=full)
 
 
 @st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
 def _result(
     url: str, data_version: str, condition: str, level: str, period: str, peers: tuple[str, ...]
 ) -> IndicatorResult:
+    """The view from the results store, else computed and stored there: a restart, a second server process and
+    `vbhc report` never compute it again."""
     data = _condition_data(url, data_version, condition, period, peers)
-    return compute_indicators(data, level)
+    key = results.ViewKey(condition, level, period, peers)
+    out = _store(url).result(key, _store_version(url, data_version), data=data)
+    _ready.add((url, data_version, condition, level, period, peers))
+    return out
 
 
-#: Registries up to this many care cycles also get every year precomputed at start-up
-#: (VBHC_WARM_UP_YEARS_UP_TO=0: only the default views, e.g. for the browser tests on 2 cores).
-WARM_UP_YEARS_UP_TO = int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
+#: Views this process has in memory (or has had: they are then on disk), so a page knows it will not wait.
+_ready: set[tuple] = set()
+
+
+@dataclasses.dataclass
+class WarmUp:
+    """What the background preparation of one dataset version has done: pages that must wait show it."""
+
+    total: int = 0
+    done: int = 0
+    current: tuple[str, str, str] | None = None  # condition, level, period being prepared
+    finished: bool = False
+
+
+_warm_ups: dict[tuple[str, str], WarmUp] = {}
+
+
+def warm_up_state(url: str, data_version: str) -> WarmUp | None:
+    return _warm_ups.get((url, data_version))
 
 
 @st.cache_resource(show_spinner=False)
 def start_warm_up(url: str, data_version: str) -> threading.Thread:
-    """Compute the default view of every condition in the background once per server and dataset version,
-    so the first visitor of a page does not wait for the case-mix models to be fitted."""
+    """Prepare the default views of every condition in the background once per server and dataset version: read
+    from the results store (a restart, another server process or `vbhc import` computed them), else computed
+    and stored, so the first visitor of a page does not wait for the case-mix models to be fitted."""
+    state = _warm_ups.setdefault((url, data_version), WarmUp())
+
+    def prepare(key: results.ViewKey) -> None:
+        state.current = (key.condition, key.level, key.period)
+        with contextlib.suppress(Exception):  # a failing view shows its error when a page asks for it
+            _result(url, data_version, key.condition, key.level, key.period, key.peers)
+        state.done += 1
 
     def work() -> None:
-        # the chart and report code's own start-up (imports, Altair's tables) before the first page needs it
-        importlib.import_module("vbhc.reports")
-        importlib.import_module("vbhc.charts").prepare()
-        volumes = registry.condition_volumes(engine=engine(url))
-        if volumes.empty:
-            return
-        conditions = [str(c) for c in volumes["condition"]]
-        # the default view, then the department level (the managers' comparison) of the whole period
-        views = [(c, "hospital", "") for c in conditions] + [(c, "department", "") for c in conditions]
-        if volumes["care_cycles"].sum() <= WARM_UP_YEARS_UP_TO:
-            # small registries: also every year, so a period change in a meeting is instant
-            first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
-            years = [str(y) for y in range(last.year, first.year - 1, -1)]
-            views += [(c, "hospital", year) for year in years for c in conditions]
-            # and the department level of every year: cheap, as it reuses the year's case-mix models
-            views += [(c, "department", year) for year in years for c in conditions]
-        for condition, level, period in views:
-            try:
-                _result(url, data_version, condition, level, period, ())
-            except Exception:
-                continue  # a failing view shows its error when a page asks for it
+        try:
+            store = _store(url)
+            version = _store_version(url, data_version)
+            views = results.default_views(engine(url))
+            state.total = len(views)
+            # first what the first pages show, into memory; the rest only needs to be on disk
+            first = [v for v in views if v.level == "hospital" and not v.period]
+            rest = [v for v in views if v not in first]
+            for key in first:
+                prepare(key)
+            # the chart and report code's own start-up (imports, Altair's tables) before a page needs it
+            importlib.import_module("vbhc.reports")
+            importlib.import_module("vbhc.charts").prepare()
+            for key in rest:
+                if version is None or not store.has(key, version):
+                    _yield_to_pages()
+                    prepare(key)
+                else:
+                    state.done += 1
+            if version is not None:
+                store.prune(version)  # the results of older imports
+        finally:
+            state.current, state.finished = None, True
 
     thread = threading.Thread(target=work, name="vbhc-warm-up", daemon=True)
     thread.start()
     return thread
 
 
+#: The background preparation starts its next view once pages have not asked for data for this long, or after
+#: waiting MAX_YIELD_SECONDS (so it finishes under steady use too): Python threads share one interpreter lock, and
+#: a view computed in the background makes a page drawn at the same time slower.
+QUIET_SECONDS = 1.5
+MAX_YIELD_SECONDS = 20.0
+
+
+def _yield_to_pages() -> None:
+    deadline = time.monotonic() + MAX_YIELD_SECONDS
+    while time.monotonic() - _page_activity[0] < QUIET_SECONDS and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vbhc-view")
+
+
 def result(condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:
-    """The indicator result for the filters (computed once per dataset version and filter combination).
-    Pages use result_for, which applies the viewer's role."""
-    return _result(database_url(), version(), condition, level, period, tuple(sorted(peers)))
+    """The indicator result for the filters (computed once per dataset version and filter combination, and kept
+    in the results store). A view that is neither in memory nor stored is prepared while the page shows what it
+    waits for. Pages use result_for, which applies the viewer's role."""
+    url, data_version = database_url(), version()
+    args = (url, data_version, condition, level, period, tuple(sorted(peers)))
+    if args in _ready or _on_disk(url, data_version, condition, level, period, args[-1]):
+        return _result(*args)
+    return _wait_for(args)
+
+
+def _on_disk(url: str, data_version: str, condition: str, level: str, period: str, peers: tuple[str, ...]) -> bool:
+    store = _store(url)
+    if not store.enabled:
+        return False
+    stored = _store_version(url, data_version)
+    return stored is not None and store.has(results.ViewKey(condition, level, period, peers), stored)
+
+
+def _wait_for(args: tuple) -> IndicatorResult:
+    """Compute the view in a worker thread while the page shows a progress bar: which view it prepares and how
+    many of the server's views are ready (its background preparation may be busy with others)."""
+    from vbhc.i18n import t
+
+    future = _pool.submit(_result, *args)
+    lang = st.session_state.get("lang", "nl")
+    url, data_version, condition, level, period, _ = args
+    try:
+        label = default_catalog().condition(condition).label(lang)
+    except KeyError:
+        label = condition
+    what = t(
+        "wait.preparing",
+        lang,
+        condition=label,
+        level=t(f"level.{level}", lang),
+        period=period or t("wait.all_dates", lang),
+    )
+    box = st.empty()
+    try:
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except FuturesTimeout:
+                state = warm_up_state(url, data_version)
+                if state is not None and state.total and not state.finished:
+                    text = (
+                        what
+                        + " "
+                        + t("wait.views_ready", lang, done=fmt_int(state.done, lang), total=fmt_int(state.total, lang))
+                    )
+                    box.progress(min(state.done / state.total, 1.0), text=text)
+                else:
+                    box.progress(0.0, text=what)
+    finally:
+        box.empty()
 
 
 def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:

@@ -1,4 +1,4 @@
-"""The `vbhc` command: init, demo, import, status, report, audit, serve."""
+"""The `vbhc` command: init, demo, import, precompute, status, report, audit, serve."""
 
 from __future__ import annotations
 
@@ -37,7 +37,39 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return 2
     progress.finish()
     print(report.summary())
+    if getattr(args, "precompute", True):
+        # the whole period at both levels: the first pages and `vbhc report --all`; a server adds the years in the
+        # background (stored once per import too), `vbhc precompute --years` does it here
+        return _precompute(years=False)
     return 0
+
+
+def _precompute(*, years: bool | None = None) -> int:
+    """Compute and store the default indicator views of the current data (vbhc.results), so the dashboard's
+    first page, every server process and `vbhc report` read them instead of computing them."""
+    from vbhc.results import ResultStore, default_views, precompute
+    from vbhc.store import get_engine
+
+    progress = ProgressPrinter(sys.stderr, unit="views")  # the stderr of now (a default binds it at import)
+    engine = get_engine()
+    if not ResultStore(engine).enabled:
+        print("Indicator views not precomputed: the results store is off (VBHC_RESULTS_DIR) or not usable")
+        return 0
+    started = time.perf_counter()
+    views = default_views(engine, years=years)
+    computed, stored = precompute(engine, views, progress=progress)
+    progress.finish()
+    print(
+        f"Indicator views: {computed:,} computed, {stored:,} already stored, in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def _cmd_precompute(args: argparse.Namespace) -> int:
+    from vbhc.store import get_engine, upgrade_schema
+
+    upgrade_schema(get_engine())
+    return _precompute(years=True if args.years else None)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -54,7 +86,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  planted truth: {result.truth_path}")
     if args.no_import:
         return 0
-    return _cmd_import(argparse.Namespace(files=result.files, by="demo", force=False))
+    return _cmd_import(
+        argparse.Namespace(files=result.files, by="demo", force=False, precompute=getattr(args, "precompute", True))
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -163,7 +197,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     upgrade_schema(get_engine())
     if row_counts()["care_cycles"] == 0 and not args.no_demo:
         print("The database is empty: generating the demo registry first (about a minute).")
-        code = _cmd_demo(argparse.Namespace(out=None, cycles=args.cycles, seed=args.seed, no_import=False))
+        # the server prepares the indicator views in the background (its pages show the progress), so the first
+        # page is not held up by precomputing them here
+        code = _cmd_demo(
+            argparse.Namespace(out=None, cycles=args.cycles, seed=args.seed, no_import=False, precompute=False)
+        )
         if code:
             return code
     command = [
@@ -213,13 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20261124, help="random seed (same seed, same files)")
     p.add_argument("--out", help="folder for the generated files (default: data/demo)")
     p.add_argument("--no-import", action="store_true", help="only write the files")
+    p.add_argument(
+        "--no-precompute", dest="precompute", action="store_false", help="do not compute the indicator views after"
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("import", help="validate and import registry files (CSV/XLSX) as one batch")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--by", help="who imports (recorded in the import batch)")
     p.add_argument("--force", action="store_true", help="re-check files whose exact content was imported before")
+    p.add_argument(
+        "--no-precompute", dest="precompute", action="store_false", help="do not compute the indicator views after"
+    )
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("precompute", help="compute and store the indicator views of the current data")
+    p.add_argument("--years", action="store_true", help="also every year, whatever the registry's size")
+    p.set_defaults(func=_cmd_precompute)
 
     p = sub.add_parser("status", help="show what the database holds")
     p.set_defaults(func=_cmd_status)

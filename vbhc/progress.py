@@ -25,8 +25,9 @@ MIN_SECONDS_FOR_RATE = 0.5
 class ProgressPrinter:
     """Rows done, rate and time left on one terminal line (a line every few seconds when not a terminal)."""
 
-    def __init__(self, stream: TextIO = sys.stderr, interval: float | None = None):
+    def __init__(self, stream: TextIO = sys.stderr, interval: float | None = None, unit: str = "rows"):
         self.stream = stream
+        self.unit = unit  # what is counted: "rows", or "views" for the indicator views `vbhc import` precomputes
         self.tty = stream.isatty()
         # a terminal line is redrawn in place; a log gets a line every few seconds
         self.interval = interval if interval is not None else (0.5 if self.tty else 5.0)
@@ -44,7 +45,7 @@ class ProgressPrinter:
         if now - self._last < self.interval and not finished:
             return
         self._last = now
-        line = self.line(stage, done, total, fraction, now - self._started, done - self._first_done)
+        line = self.line(stage, done, total, fraction, now - self._started, done - self._first_done, unit=self.unit)
         if self.tty:
             self.stream.write("\r" + line.ljust(90))
         else:
@@ -53,15 +54,22 @@ class ProgressPrinter:
 
     @staticmethod
     def line(
-        stage: str, done: int, total: int | None, fraction: float | None, elapsed: float, done_since_start: int
+        stage: str,
+        done: int,
+        total: int | None,
+        fraction: float | None,
+        elapsed: float,
+        done_since_start: int,
+        *,
+        unit: str = "rows",
     ) -> str:
         """The text of one progress line (a pure function, so it can be tested without a clock)."""
-        parts = [f"{stage}: {done:,}" + (f"/{total:,}" if total is not None else "") + " rows"]
+        parts = [f"{stage}: {done:,}" + (f"/{total:,}" if total is not None else "") + f" {unit}"]
         if total is None and fraction is not None:
             parts.append(f"{min(max(fraction, 0.0), 1.0):.0%} of the file")
         if elapsed >= MIN_SECONDS_FOR_RATE and done_since_start > 0:
             rate = done_since_start / elapsed
-            parts.append(f"{rate:,.0f} rows/s")
+            parts.append(f"{rate:,.0f} {unit}/s" if rate >= 10 else f"{rate:.2f} {unit}/s")
             left = None
             if total is not None and total > done:
                 left = (total - done) / rate

@@ -115,3 +115,25 @@ def max_columns() -> int:
 def max_rows() -> int:
     """Most data rows one file or sheet may have (VBHC_MAX_ROWS, default 100,000,000)."""
     return int(_positive("VBHC_MAX_ROWS", 100_000_000))
+
+
+def results_dir(url: str | None = None) -> Path | None:
+    """Folder of the persisted indicator results (vbhc.results), VBHC_RESULTS_DIR; "off" switches the store off.
+
+    Default: beside a SQLite database file (`vbhc.db` -> `vbhc.db.results`), so a copy of the data folder takes
+    its results along; `<data dir>/results` for a server database (PostgreSQL), where the store keeps one
+    folder per database; None (no store) for an in-memory database.
+    """
+    raw = os.environ.get("VBHC_RESULTS_DIR", "").strip()
+    if raw.lower() in ("off", "none", "0", "false"):
+        return None
+    if raw:
+        return Path(raw)
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url or database_url())
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+            return None
+        return Path(parsed.database).resolve().parent / f"{Path(parsed.database).name}.results"
+    return data_dir() / "results"

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from vbhc.catalog import default_catalog
 from vbhc.i18n import SUPPORTED, t
-from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data
+from vbhc.indicators import IndicatorResult
 from vbhc.registry import UNIT_LEVELS, Period, import_batches, parse_period
 from vbhc.registry import units as registry_units
 
@@ -86,16 +86,23 @@ def compute_results(
     engine: Engine | None = None,
     skip_empty: bool | None = None,
 ) -> list[IndicatorResult]:
-    """Indicator results for the selection, read from the registry.
+    """Indicator results for the selection: read from the results store (vbhc.results), else computed from the
+    registry and stored, so a report is the dashboard's numbers and a second report does not compute again.
 
     A condition without care cycles in the period is an error when it was named explicitly; with
     conditions=None (all) it is left out (`skip_empty` overrides). No care cycles at all is always an error.
     """
+    from vbhc.results import ResultStore, ViewKey
+    from vbhc.store import get_engine
+
     selection = Selection.validate(conditions, period, level)
     skip = (not conditions) if skip_empty is None else skip_empty
+    store = ResultStore(engine or get_engine())
+    version = store.version() if store.enabled else None
     results = []
     for condition in selection.conditions:
-        data = load_condition_data(condition, selection.period, engine=engine)
+        key = ViewKey.of(condition, selection.level, selection.period)
+        data = store.condition_data(key, version)
         if data.cycles.empty:
             if skip:
                 continue
@@ -103,7 +110,7 @@ def compute_results(
                 f"no care cycles for condition {condition!r} in period {period_label(selection.period, 'en')!r}: "
                 "nothing to report"
             )
-        results.append(compute_indicators(data, selection.level))
+        results.append(store.result(key, version, data=data))
     if not results:
         raise ReportError(
             f"no care cycles in period {period_label(selection.period, 'en')!r} for "
@@ -144,9 +151,14 @@ def period_label(period: Period | None, lang: str) -> str:
 def provenance(engine: Engine | None = None) -> pd.DataFrame:
     """The import batches behind the data (file, sha256, rows, who, when) for the report's cover."""
     try:
-        return import_batches(engine)
+        batches = import_batches(engine)
     except Exception:  # a registry without the batch table: the report says "no batches" rather than failing
         return pd.DataFrame(columns=["id", "file_name", "table_name", "sha256", "rows_read", "imported_at"])
+    when = batches.get("imported_at")
+    if when is not None and isinstance(when.dtype, pd.DatetimeTZDtype):
+        # PostgreSQL returns the time with its zone, which Excel cannot hold: the cover shows it in UTC, as SQLite
+        batches["imported_at"] = when.dt.tz_convert("UTC").dt.tz_localize(None)
+    return batches
 
 
 def now() -> dt.datetime:

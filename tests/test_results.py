@@ -1,0 +1,380 @@
+"""vbhc.results: persisted indicator results equal freshly computed ones, an import invalidates them, two
+processes share them, and a damaged or foreign file is never trusted."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+from sqlalchemy import Engine
+
+from vbhc import indicators, results
+from vbhc.indicators import (
+    casemix_explanation,
+    compute_indicators,
+    cusum_vlad,
+    indicator_over_time,
+    load_condition_data,
+    restrict,
+)
+from vbhc.ingest import import_files
+from vbhc.results import ResultStore, ViewKey
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDITION = "hip_osteoarthritis"
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory) -> list[Path]:
+    """A small demo registry (every condition); each test imports it into its own database."""
+    from vbhc.demo import generate_demo
+
+    return generate_demo(tmp_path_factory.mktemp("results_demo") / "files", cycles=900).files
+
+
+@pytest.fixture
+def registry(engine: Engine, demo_files, tmp_path, monkeypatch) -> Engine:
+    """The engine fixture's database (SQLite and PostgreSQL) with the demo imported, its store in tmp_path."""
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
+    import_files(demo_files, engine, imported_by="test")
+    return engine
+
+
+def _counts() -> dict[str, int]:
+    return dict(results.compute_counts)
+
+
+def _computed_since(before: dict[str, int]) -> dict[str, int]:
+    return {k: results.compute_counts[k] - before[k] for k in before}
+
+
+def _plain(diagnostics) -> str:
+    """NaN == NaN here, unlike in ==; the time the fit took is not part of the result."""
+    return json.dumps({**diagnostics.as_dict(), "fit_seconds": 0}, sort_keys=True, default=str)
+
+
+def assert_results_equal(stored: indicators.IndicatorResult, fresh: indicators.IndicatorResult) -> None:
+    """Every column of every table, the models and what pages derive from them."""
+    pdt.assert_frame_equal(stored.table, fresh.table)
+    pdt.assert_frame_equal(stored.cycle_values, fresh.cycle_values)
+    for name in ("cycles", "scores", "cost", "cost_lines"):
+        pdt.assert_frame_equal(getattr(stored.data, name), getattr(fresh.data, name))
+    assert stored.data.as_of == fresh.data.as_of and stored.data.period == fresh.data.period
+    assert stored.data.condition is fresh.data.condition  # the catalog's own object, not a pickled copy
+    assert stored.models.keys() == fresh.models.keys() and stored.models
+    for name, model in fresh.models.items():
+        mine = stored.models[name]
+        np.testing.assert_array_equal(mine.params, model.params)
+        pdt.assert_series_equal(mine.expected, model.expected)
+        pdt.assert_frame_equal(mine.coefficients, model.coefficients)
+        assert _plain(mine.diagnostics) == _plain(model.diagnostics)
+    binary = [i for i in fresh.models if fresh.data.condition.indicator(i).kind == "proportion"]
+    unit = str(fresh.table["unit"].iloc[0])
+    for indicator in binary[:2] + list(fresh.models)[-1:]:
+        pdt.assert_frame_equal(
+            indicator_over_time(stored, indicator, unit), indicator_over_time(fresh, indicator, unit)
+        )
+        pdt.assert_frame_equal(casemix_explanation(stored, indicator), casemix_explanation(fresh, indicator))
+    pdt.assert_frame_equal(cusum_vlad(stored, binary[0]), cusum_vlad(fresh, binary[0]))
+
+
+def test_a_stored_result_equals_a_freshly_computed_one(registry):
+    store = ResultStore(registry)
+    version = store.version()
+    views = [ViewKey(CONDITION, "hospital"), ViewKey(CONDITION, "department"), ViewKey(CONDITION, "hospital", "2024")]
+    computed, stored = results.precompute(registry, views)
+    assert (computed, stored) == (3, 0)
+
+    before = _counts()
+    reader = ResultStore(registry)  # another process's view of the same folder: nothing in memory
+    got = {key: reader.get(key, version) for key in views}
+    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0}
+    full = load_condition_data(CONDITION, engine=registry)
+    assert_results_equal(got[views[0]], compute_indicators(full, "hospital"))
+    assert_results_equal(got[views[1]], compute_indicators(full, "department"))
+    assert_results_equal(got[views[2]], compute_indicators(restrict(full, "2024"), "hospital"))
+    assert results.precompute(registry, views) == (0, 3)  # nothing computed twice
+
+
+def _write_changed_outcomes(demo_files: list[Path], folder: Path) -> Path:
+    """The demo's clinical outcomes with the first 60 yes/no values of the condition's outcomes flipped."""
+    source = next(p for p in demo_files if p.name == "clinical_outcomes.csv")
+    cycles = next(p for p in demo_files if p.name == "care_cycles.csv")
+    with cycles.open(encoding="utf-8") as fh:
+        mine = {row["cycle_id"] for row in csv.DictReader(fh) if row["condition"] == CONDITION}
+    with source.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    flipped = 0
+    for row in rows:
+        if row["cycle_id"] in mine and row["value"] in ("0", "1") and flipped < 60:
+            row["value"] = "1" if row["value"] == "0" else "0"
+            flipped += 1
+    assert flipped == 60
+    folder.mkdir()
+    target = folder / "clinical_outcomes.csv"
+    with target.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+def test_an_import_changes_the_version_and_old_results_are_not_served(registry, demo_files, tmp_path):
+    store = ResultStore(registry)
+    key = ViewKey(CONDITION, "hospital")
+    old_version = store.version()
+    old = store.result(key, old_version)
+    assert store.has(key, old_version)
+
+    import_files([_write_changed_outcomes(demo_files, tmp_path / "changed")], registry, imported_by="test")
+    new_version = store.version()
+    assert new_version != old_version
+    assert store.get(key, new_version) is None  # the old files are for the old version only
+    before = _counts()
+    new = ResultStore(registry).result(key, new_version)
+    assert _computed_since(before) == {"data": 1, "restrict": 0, "result": 1}
+    fresh = compute_indicators(load_condition_data(CONDITION, engine=registry), "hospital")
+    assert_results_equal(new, fresh)
+    with pytest.raises(AssertionError):
+        pdt.assert_frame_equal(new.table, old.table)
+
+    results.precompute(registry, [key])  # after an import: the older version's folder is pruned
+    assert store.versions() == [new_version]
+
+
+PROCESS = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    from vbhc import indicators, results
+    if sys.argv[1] == "reader":  # the second server process must not compute anything
+        def refuse(*args, **kwargs):
+            raise AssertionError("computed in the reading process")
+        indicators.load_condition_data = indicators.compute_indicators = indicators.restrict = refuse
+    from ui import data
+    result = data.result({condition!r}, "department", "")
+    table = result.table.to_csv(index=False).encode()
+    trend = indicators.indicator_over_time(result, next(iter(result.models)), str(result.table["unit"].iloc[0]))
+    print(json.dumps({{
+        "counts": results.compute_counts,
+        "table": hashlib.sha256(table).hexdigest(),
+        "trend": hashlib.sha256(trend.to_csv().encode()).hexdigest(),
+        "rows": len(result.table),
+    }}))
+    """
+)
+
+
+def _server_process(role: str, url: str, store: Path) -> dict:
+    env = {
+        **os.environ,
+        "VBHC_DATABASE_URL": url,
+        "VBHC_RESULTS_DIR": str(store),
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", PROCESS.format(condition=CONDITION), role],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_two_server_processes_share_the_results(registry, tmp_path):
+    """ui.data in two separate processes: the first computes and stores, the second only reads."""
+    url = registry.url.render_as_string(hide_password=False)
+    first = _server_process("writer", url, tmp_path / "results")
+    assert first["counts"]["result"] == 1 and first["counts"]["data"] == 1
+    second = _server_process("reader", url, tmp_path / "results")
+    assert second["counts"] == {"data": 0, "restrict": 0, "result": 0}
+    assert (second["table"], second["trend"], second["rows"]) == (first["table"], first["trend"], first["rows"])
+
+
+def _stored_file(store: ResultStore, key: ViewKey, version: str) -> Path:
+    path = store.folder / version / key.file_name()
+    assert path.is_file()
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "empty", "other_key", "not_a_pickle"])
+def test_a_damaged_file_is_ignored_and_computed_again(registry, damage):
+    store = ResultStore(registry)
+    version = store.version()
+    key = ViewKey(CONDITION, "hospital")
+    good = store.result(key, version)
+    path = _stored_file(store, key, version)
+    raw = path.read_bytes()
+    if damage == "truncated":  # a writer that died half-way (without the temporary file and os.replace)
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flipped":
+        path.write_bytes(raw[:-100] + bytes([raw[-100] ^ 0xFF]) + raw[-99:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "other_key":  # a file moved to another view's name
+        other = ViewKey(CONDITION, "department")
+        store.result(other, version)
+        path.write_bytes(_stored_file(store, other, version).read_bytes())
+    else:  # the right header and checksum around bytes that are no pickle
+        import hashlib
+
+        body = b"\x80\x05garbage"
+        header = json.dumps({"key": key._plain(), "version": version}).encode()
+        path.write_bytes(b"VBHCRES1" + len(header).to_bytes(4, "big") + header + hashlib.sha256(body).digest() + body)
+
+    reader = ResultStore(registry)
+    assert reader.get(key, version) is None
+    before = _counts()
+    again = reader.result(key, version)
+    assert _computed_since(before)["result"] == 1
+    pdt.assert_frame_equal(again.table, good.table)
+    assert ResultStore(registry).get(key, version) is not None  # written again, whole
+
+
+def test_files_are_only_read_from_a_folder_the_store_created(registry, tmp_path, monkeypatch):
+    store = ResultStore(registry)
+    version = store.version()
+    key = ViewKey(CONDITION, "hospital")
+    store.result(key, version)
+    root = tmp_path / "results"
+    assert (root / results.MARKER).is_file()
+    assert all(oct(p.stat().st_mode & 0o777) == "0o700" for p in (root, store.folder, store.folder / version))
+
+    os.chmod(store.folder / version, 0o777)  # someone else could have written a file here
+    assert ResultStore(registry).get(key, version) is None
+    os.chmod(store.folder / version, 0o700)
+    assert ResultStore(registry).get(key, version) is not None
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not ours")
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(foreign))
+    elsewhere = ResultStore(registry)
+    assert not elsewhere.enabled and elsewhere.get(key, version) is None
+    before = _counts()
+    elsewhere.result(key, version)  # still works: computed, not stored
+    assert _computed_since(before)["result"] == 1 and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+    monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
+    assert not ResultStore(registry).enabled
+
+
+def test_the_store_is_beside_a_sqlite_database_and_per_database_on_postgres(monkeypatch, tmp_path):
+    from vbhc.settings import results_dir
+
+    monkeypatch.delenv("VBHC_RESULTS_DIR", raising=False)
+    monkeypatch.setenv("VBHC_DATA_DIR", str(tmp_path))
+    assert results_dir(f"sqlite:///{tmp_path / 'x' / 'vbhc.db'}") == tmp_path / "x" / "vbhc.db.results"
+    assert results_dir("sqlite://") is None
+    assert results_dir("postgresql+psycopg://u:secret@db.example/registry") == tmp_path / "results"
+    from sqlalchemy import create_engine
+
+    one = results.database_identity(create_engine("postgresql+psycopg://u:secret@db.example/registry"))
+    other = results.database_identity(create_engine("postgresql+psycopg://u:changed@db.example/registry"))
+    third = results.database_identity(create_engine("postgresql+psycopg://u@db.example/registry2"))
+    assert one == other != third and "secret" not in one and one.startswith("registry-")
+
+
+def test_reports_read_the_store(registry, tmp_path, monkeypatch):
+    """`vbhc report --all` after a precompute computes nothing: the PDF and the workbook come from the store."""
+    from vbhc.reports import make_report
+
+    results.precompute(registry, [ViewKey(c, "hospital") for c in _conditions(registry)])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report computed instead of reading the store")
+
+    monkeypatch.setattr(indicators, "compute_indicators", refuse)
+    monkeypatch.setattr(indicators, "load_condition_data", refuse)
+    for fmt in ("pdf", "xlsx"):
+        path = make_report(tmp_path / f"all.{fmt}", fmt=fmt, engine=registry, lang="en", actor="test")
+        assert path.stat().st_size > 10_000
+
+
+def _conditions(engine: Engine) -> list[str]:
+    from vbhc.registry import condition_volumes
+
+    return [str(c) for c in condition_volumes(engine=engine)["condition"]]
+
+
+def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypatch, capfd):
+    """A progress line counts the views."""
+    from vbhc.cli import main
+    from vbhc.store import get_engine
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")  # the whole period only: quick
+    assert main(["init"]) == 0
+    assert main(["import", *map(str, demo_files)]) == 0
+    out = capfd.readouterr()
+    assert "indicator views: 14/14 views" in out.err
+    assert "Indicator views: 14 computed, 0 already stored" in out.out
+    engine = get_engine(url)
+    store = ResultStore(engine)
+    assert all(store.has(key, store.version()) for key in results.default_views(engine))
+    assert main(["precompute"]) == 0
+    assert "0 computed, 14 already stored" in capfd.readouterr().out
+
+
+def test_default_views_put_the_first_pages_first(registry, monkeypatch):
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "100000")
+    views = results.default_views(registry)
+    conditions = _conditions(registry)
+    assert views[: len(conditions)] == [ViewKey(c, "hospital") for c in conditions]
+    years = {v.period for v in views if v.period}
+    assert years and all(len(y) == 4 for y in years)
+    assert len(views) == len(conditions) * 2 * (1 + len(years))
+    assert len(results.default_views(registry, years=False)) == 2 * len(conditions)
+
+
+def test_a_stored_view_keeps_its_comparison_group_apart(registry):
+    store = ResultStore(registry)
+    version = store.version()
+    hospitals = sorted(pd.unique(load_condition_data(CONDITION, engine=registry).cycles["hospital"].astype(str)))
+    peers = ViewKey.of(CONDITION, "hospital", None, hospitals[:3][::-1])
+    assert peers.peers == tuple(hospitals[:3])
+    mine = store.result(peers, version)
+    assert set(mine.table["hospital"].astype(str)) == set(hospitals[:3])
+    whole = store.result(ViewKey(CONDITION, "hospital"), version)
+    assert set(whole.table["hospital"].astype(str)) == set(hospitals)
+    assert set(ResultStore(registry).get(peers, version).table["hospital"].astype(str)) == set(hospitals[:3])
+
+
+def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path, monkeypatch):
+    """ui.data's background preparation stores every default view and counts them for a waiting page; the views
+    of an older import are pruned."""
+    from ui import data
+
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
+    import_files(demo_files, sqlite_engine, imported_by="test")
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    store = ResultStore(sqlite_engine)
+    assert store.enabled  # creates the store's root, with its marker
+    store.folder.mkdir(mode=0o700)
+    (store.folder / "1-1-oldversion").mkdir(mode=0o700)  # an older import's results
+    data_version = data.registry.dataset_version(sqlite_engine)
+    data.start_warm_up(url, data_version).join(timeout=600)
+    state = data.warm_up_state(url, data_version)
+    views = results.default_views(sqlite_engine)
+    assert state is not None and state.finished and state.done == state.total == len(views) == 14
+    version = store.version()
+    assert all(store.has(key, version) for key in views)
+    assert store.versions() == [version]
+    before = _counts()
+    assert all(ResultStore(sqlite_engine).get(key, version) is not None for key in views)
+    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0}

@@ -1,0 +1,518 @@
+"""Indicator results persisted per dataset version, shared by every server process and the command line.
+
+Why: computing one condition's views costs seconds (reading ~1.5M PROM item rows, fitting ~70 case-mix models),
+and before this store every server start, every second server process and every `vbhc report` did it again.
+Now a view is computed once per import and written to disk; a restart reads it back in tens of milliseconds.
+
+What is stored, per database and dataset version (measured on the 50k demo: reading a condition's rows takes
+2.6-5.5 s and its hospital table 3-6 s more, unpickling either 10-25 ms):
+- the ConditionData of a condition x period x comparison group (care cycles, PROM scores, costs, cost lines)
+  the pages need for trends, CUSUM, case lists, PROM distributions and cost breakdowns, and
+- the IndicatorResult of a condition x unit level x period x comparison group without its `data` (the table,
+  the fitted case-mix models, the per-cycle values), re-attached to the ConditionData when read, so the
+  hospital and department views of one period share one copy in memory, as they do when computed.
+
+Why pickle and not Parquet: a result holds fitted case-mix models (dataclasses with numpy arrays, frames with
+categoricals and dictionaries keyed by dataclasses) that pages use to explain and draw an indicator; Parquet
+would need a hand-written schema for each and would lose dtypes the statistics rely on, while a pickle restores
+exactly what was computed (the tests compare every column). Unpickling runs code named in the file, so files
+are only ever read from a directory this store created: mode 0o700, owned by this user, marked by MARKER,
+nothing group- or world-writable on the way (checked on every read), and every file carries a SHA-256 of its
+payload and the key it was written for (a truncated or corrupt file is ignored and recomputed). Files are
+written to a temporary name and moved into place with os.replace, so a reader never sees half a file and two
+writers of the same view cannot corrupt it (the last complete file wins).
+
+Where: VBHC_RESULTS_DIR (see vbhc.settings.results_dir; default `<database file>.results` beside a SQLite
+database, `<data dir>/results` for a server database), one folder per database (a hash of its URL without
+password) and in it one folder per dataset version. The version is the registry's dataset_version plus a hash
+of the import batches' timestamps (a recreated database that happens to reach the same batch count is not
+confused with the old one), the catalog files, the source of the statistics code and the library versions (a
+pickle from another pandas is not trusted to load). Older versions are pruned after an import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import platform
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy.engine import make_url
+
+from vbhc import indicators, models
+from vbhc.catalog import default_catalog
+from vbhc.indicators import ConditionData, IndicatorResult
+from vbhc.registry import UNIT_LEVELS, parse_period
+from vbhc.settings import catalog_dir, results_dir
+
+__all__ = [
+    "MARKER",
+    "ResultStore",
+    "ViewKey",
+    "compute_counts",
+    "default_views",
+    "precompute",
+    "store_for",
+]
+
+log = logging.getLogger(__name__)
+
+#: The file that marks a directory as created by this store (files are only read below such a directory).
+MARKER = ".vbhc-results-store"
+#: Bump when the layout of the stored objects changes (also part of every version folder's name).
+FORMAT = 1
+_MAGIC = b"VBHCRES1"
+#: Temporary files older than this are a crashed writer's leftovers (removed by prune).
+_STALE_TMP_SECONDS = 3600.0
+
+#: How often this process computed something instead of reading it from the store, by what: "data" (rows read
+#: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
+#: table computed). Tests use it to show that a second process reads without computing.
+compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0}
+_counts_lock = threading.Lock()
+
+
+def _count(what: str) -> None:
+    with _counts_lock:
+        compute_counts[what] += 1
+
+
+@dataclass(frozen=True)
+class ViewKey:
+    """One view of the indicators: a condition at a unit level, for a period ("" = all dates) and comparison
+    group (hospital codes, () = every unit). `level` is "" for the ConditionData, which all levels share."""
+
+    condition: str
+    level: str = "hospital"
+    period: str = ""
+    peers: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, condition: str, level: str = "", period: object = None, peers: Iterable[str] = ()) -> ViewKey:
+        """Normalised: a Period or None becomes its label or "", peers are sorted."""
+        if level and level not in UNIT_LEVELS:
+            raise ValueError(f"unknown unit level {level!r}; choose from: {', '.join(UNIT_LEVELS)}")
+        parsed = parse_period(period) if period not in (None, "") else None  # type: ignore[arg-type]
+        return cls(str(condition), level, parsed.label if parsed else "", tuple(sorted({str(p) for p in peers})))
+
+    @property
+    def data_key(self) -> ViewKey:
+        return replace(self, level="")
+
+    def file_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        kind = f"result-{self.level}" if self.level else "data"
+        return f"{kind}-{_safe(self.condition)}-{digest}.pkl"
+
+    def _plain(self) -> list:
+        return [self.condition, self.level, self.period, list(self.peers)]
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in text)[:60]
+
+
+# --------------------------------------------------------------------------------------------- identity
+def database_identity(engine: Engine) -> str:
+    """A folder name for the database: its name and a hash of its URL without password (for SQLite the file's
+    absolute path), so two databases never share results and no password reaches the file system."""
+    url = make_url(str(engine.url.render_as_string(hide_password=False))).set(password=None)
+    if url.get_backend_name() == "sqlite" and url.database:
+        url = url.set(database=str(Path(url.database).resolve()))
+    plain = url.render_as_string(hide_password=True)
+    name = Path(url.database).stem if url.get_backend_name() == "sqlite" and url.database else url.database or ""
+    return f"{_safe(name) or 'db'}-{hashlib.sha256(plain.encode()).hexdigest()[:16]}"
+
+
+@cache
+def code_fingerprint() -> str:
+    """What the stored objects depend on besides the data: the catalog files, the source of the modules that
+    compute them, and the versions of Python and the libraries whose objects are pickled."""
+    import numpy
+    import scipy
+    import statsmodels
+
+    from vbhc import benchmark, casemix, costs, proms, registry
+
+    digest = hashlib.sha256(f"format {FORMAT}".encode())
+    for module in (indicators, casemix, benchmark, proms, costs, registry, models):
+        digest.update(Path(module.__file__).read_bytes())
+    folder = catalog_dir()
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    versions = [platform.python_version(), pd.__version__, numpy.__version__, scipy.__version__]
+    digest.update(" ".join([*versions, statsmodels.__version__]).encode())
+    return digest.hexdigest()[:12]
+
+
+def dataset_fingerprint(engine: Engine) -> str:
+    """The dataset version as a folder name: "<last batch id>-<batches>-<hash>" (see the module docstring). Its
+    first two parts are vbhc.registry.dataset_version, so a caller keyed by that can check it reads the same
+    data."""
+    if not inspect(engine).has_table(models.ImportBatch.__tablename__):
+        return f"empty-{code_fingerprint()}"
+    b = models.ImportBatch.__table__.c
+    with engine.connect() as conn:
+        last, count, first_at, last_at = conn.execute(
+            select(func.max(b.id), func.count(), func.min(b.imported_at), func.max(b.imported_at))
+        ).one()
+    stamp = hashlib.sha256(f"{first_at}|{last_at}|{code_fingerprint()}".encode()).hexdigest()[:12]
+    return f"{last or 0}-{count}-{stamp}"
+
+
+# --------------------------------------------------------------------------------------------- the store
+class ResultStore:
+    """Computed views of one database on disk (see the module docstring). Every method is safe to call from
+    several threads and processes; a store that cannot be used (no folder for an in-memory database, a folder
+    not created by the store, a read-only disk) reads nothing and writes nothing, and callers compute."""
+
+    def __init__(self, engine: Engine, root: Path | None = None, *, memo: int = 4) -> None:
+        self.engine = engine
+        self.memo = memo  # ConditionData kept in memory (precompute and reports; the dashboard has its own caches)
+        self.root = root if root is not None else results_dir(str(engine.url.render_as_string(hide_password=False)))
+        self.folder = self.root / database_identity(engine) if self.root is not None else None
+        self._data: dict[tuple[str, ViewKey], ConditionData] = {}  # a few recently used, for precompute/reports
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.folder is not None and self._trusted_root()
+
+    # --- versions
+    def version(self, expected: str | None = None) -> str | None:
+        """The current dataset version's folder name; None when it does not start with `expected` (the
+        registry's dataset_version a caller is keyed by: then an import came in between and the caller's
+        data and the store's would differ)."""
+        version = dataset_fingerprint(self.engine)
+        if expected is not None and not version.startswith(f"{expected}-"):
+            return None
+        return version
+
+    def versions(self) -> list[str]:
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def prune(self, keep: str) -> int:
+        """Remove the results of every other dataset version (and a crashed writer's temporary files); the
+        number of version folders removed. A reader of a removed file just computes again."""
+        if not self.enabled or self.folder is None or not self.folder.is_dir():
+            return 0
+        removed = 0
+        for name in self.versions():
+            if name != keep:
+                shutil.rmtree(self.folder / name, ignore_errors=True)
+                removed += 1
+        current = self.folder / keep
+        if current.is_dir():
+            now = time.time()
+            for tmp in current.glob(".tmp-*"):
+                with contextlib.suppress(OSError):
+                    if now - tmp.stat().st_mtime > _STALE_TMP_SECONDS:
+                        tmp.unlink()
+        return removed
+
+    # --- reading
+    def has(self, key: ViewKey, version: str) -> bool:
+        """Whether the view (its result and its data) is on disk; not checked further (get does that)."""
+        folder = self._version_folder(version)
+        if folder is None:
+            return False
+        names = [key.data_key.file_name()] + ([key.file_name()] if key.level else [])
+        return all((folder / name).is_file() for name in names)
+
+    def get_data(self, key: ViewKey, version: str) -> ConditionData | None:
+        payload = self._read(key.data_key, version)
+        if payload is None:
+            return None
+        try:
+            return ConditionData(
+                default_catalog().condition(key.condition),
+                payload["period"],
+                payload["cycles"],
+                payload["scores"],
+                payload["cost"],
+                payload["as_of"],
+                payload["cost_lines"],
+            )
+        except (KeyError, TypeError):
+            return None
+
+    def get(self, key: ViewKey, version: str, data: ConditionData | None = None) -> IndicatorResult | None:
+        """The stored result of the view, with its ConditionData (`data` if given, else read from the store);
+        None when either is not stored or not readable."""
+        payload = self._read(key, version)
+        if payload is None:
+            return None
+        if data is None:
+            data = self.get_data(key, version)
+            if data is None:
+                return None
+        try:
+            result = IndicatorResult(
+                key.condition,
+                key.level,
+                data.period,
+                payload["table"],
+                payload["models"],
+                payload["cycle_values"],
+                data,
+            )
+        except KeyError:
+            return None
+        for indicator, model in result.models.items():  # another level of the same data reuses these fits
+            data.fitted.setdefault(indicator, model)
+        return result
+
+    # --- writing
+    def put_data(self, key: ViewKey, version: str, data: ConditionData) -> bool:
+        payload = {
+            "period": data.period,
+            "cycles": data.cycles,
+            "scores": data.scores,
+            "cost": data.cost,
+            "as_of": data.as_of,
+            "cost_lines": data.cost_lines,
+        }
+        return self._write(key.data_key, version, payload)
+
+    def put(self, key: ViewKey, version: str, result: IndicatorResult) -> bool:
+        payload = {"table": result.table, "models": result.models, "cycle_values": result.cycle_values}
+        return self._write(key, version, payload)
+
+    # --- get or compute
+    def condition_data(
+        self, key: ViewKey, version: str | None, full: Callable[[], ConditionData] | None = None
+    ) -> ConditionData:
+        """The view's ConditionData: from the store, else cut from the condition's full data (`full`, else
+        this store's own), else read from the registry; what is made is stored. version=None: store bypassed."""
+        key = key.data_key
+        memo = (version or "", key)
+        with self._lock:
+            if version is not None and memo in self._data:
+                return self._data[memo]
+        data = self.get_data(key, version) if version is not None else None
+        if data is None:
+            if key.period or key.peers:
+                whole = full() if full is not None else self.condition_data(replace(key, period="", peers=()), version)
+                _count("restrict")
+                data = indicators.restrict(whole, key.period or None, list(key.peers) or None)
+            else:
+                _count("data")
+                data = indicators.load_condition_data(key.condition, engine=self.engine)
+            if version is not None and self.version() == version:  # an import came in between: do not store
+                self.put_data(key, version, data)
+        if version is not None and self.memo:
+            with self._lock:
+                self._data[memo] = data
+                while len(self._data) > self.memo:
+                    self._data.pop(next(iter(self._data)))
+        return data
+
+    def result(self, key: ViewKey, version: str | None = None, data: ConditionData | None = None) -> IndicatorResult:
+        """The view's IndicatorResult from the store, else computed (and stored). `version` defaults to the
+        current one; `data` is the view's ConditionData when the caller has it."""
+        version = version if version is not None else self.version()
+        if data is None:
+            data = self.condition_data(key, version)
+        stored = self.get(key, version, data) if version is not None else None
+        if stored is not None:
+            return stored
+        _count("result")
+        computed = indicators.compute_indicators(data, key.level)
+        if version is not None and self.version() == version:
+            self.put(key, version, computed)
+        return computed
+
+    # --- files
+    def _trusted_root(self) -> bool:
+        """Create the root (0o700, with MARKER) or adopt an empty folder; refuse any other folder."""
+        root = self.root
+        if root is None:
+            return False
+        marker = root / MARKER
+        try:
+            if not root.exists():
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not marker.exists():
+                if any(root.iterdir()):
+                    log.warning("%s holds files not written by the results store: not used", root)
+                    return False
+                os.chmod(root, 0o700)
+                marker.write_text("vbhc indicator results; safe to delete\n", encoding="utf-8")
+            return _private_dir(root)
+        except OSError as exc:
+            log.warning("results store %s not usable: %s", root, exc)
+            return False
+
+    def _version_folder(self, version: str, create: bool = False) -> Path | None:
+        if self.folder is None or not self._trusted_root():
+            return None
+        folder = self.folder / _safe(version)
+        if create:
+            try:
+                for path in (self.folder, folder):
+                    path.mkdir(mode=0o700, exist_ok=True)
+            except OSError as exc:
+                log.warning("results store %s not writable: %s", folder, exc)
+                return None
+        if not (_private_dir(self.folder) and _private_dir(folder)):
+            return None
+        return folder
+
+    def _read(self, key: ViewKey, version: str) -> dict | None:
+        folder = self._version_folder(version)
+        if folder is None:
+            return None
+        path = folder / key.file_name()
+        try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                return None
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        payload = _unpack(raw, key, version)
+        if payload is None:
+            log.warning("results store: %s is incomplete or damaged; computing it again", path.name)
+        return payload
+
+    def _write(self, key: ViewKey, version: str, payload: dict) -> bool:
+        folder = self._version_folder(version, create=True)
+        if folder is None:
+            return False
+        body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        header = json.dumps({"key": key._plain(), "version": version}).encode()
+        blob = _MAGIC + len(header).to_bytes(4, "big") + header + hashlib.sha256(body).digest() + body
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        except OSError as exc:
+            log.warning("results store %s not writable: %s", folder, exc)
+            return False
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            os.replace(tmp, folder / key.file_name())
+        except OSError as exc:  # disk full, the version folder pruned meanwhile: the view is computed next time
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            log.warning("results store: could not write %s: %s", key.file_name(), exc)
+            return False
+        return True
+
+
+def _private_dir(path: Path) -> bool:
+    """A real directory (no symlink) of this user that no one else can write to or read."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
+
+
+def _unpack(raw: bytes, key: ViewKey, version: str) -> dict | None:
+    """The payload of a stored file, or None when it is not complete, not intact or not for this key."""
+    if len(raw) < len(_MAGIC) + 4 or not raw.startswith(_MAGIC):
+        return None
+    at = len(_MAGIC)
+    size = int.from_bytes(raw[at : at + 4], "big")
+    at += 4
+    try:
+        header = json.loads(raw[at : at + size])
+    except ValueError:
+        return None
+    if header != {"key": key._plain(), "version": version}:
+        return None
+    at += size
+    digest, body = raw[at : at + 32], raw[at + 32 :]
+    if len(digest) != 32 or hashlib.sha256(body).digest() != digest:
+        return None
+    try:
+        payload = pickle.loads(body)  # our own file, checked above (see the module docstring)
+    except Exception:  # an unpicklable file (e.g. written by other code): computed again
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+# --------------------------------------------------------------------------------------------- views
+#: Registries up to this many care cycles also get every year precomputed (VBHC_WARM_UP_YEARS_UP_TO=0: only
+#: the default views).
+def years_up_to() -> int:
+    return int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
+
+
+def default_views(engine: Engine, *, years: bool | None = None) -> list[ViewKey]:
+    """The views a server prepares and `vbhc import` precomputes, most wanted first: every condition's whole
+    period at hospital level (the overview, the team page's default and `vbhc report --all`), then at department
+    level; with `years` (default: registries up to years_up_to() care cycles) also every year at both levels."""
+    from vbhc.registry import condition_volumes
+
+    volumes = condition_volumes(engine=engine)
+    if volumes.empty:
+        return []
+    conditions = [str(c) for c in volumes["condition"]]
+    views = [ViewKey(c, "hospital") for c in conditions] + [ViewKey(c, "department") for c in conditions]
+    if years is None:
+        years = int(volumes["care_cycles"].sum()) <= years_up_to()
+    if years:
+        first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
+        span = [str(y) for y in range(last.year, first.year - 1, -1)]
+        views += [ViewKey(c, "hospital", y) for y in span for c in conditions]
+        views += [ViewKey(c, "department", y) for y in span for c in conditions]
+    return views
+
+
+def store_for(engine: Engine) -> ResultStore:
+    return ResultStore(engine)
+
+
+def precompute(
+    engine: Engine,
+    views: list[ViewKey] | None = None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    prune: bool = True,
+) -> tuple[int, int]:
+    """Compute and store every view not yet stored for the current dataset version (default: default_views),
+    then prune older versions; (views computed, views already stored). Views are taken condition by condition so
+    the condition's data is read once."""
+    store = ResultStore(engine)
+    version = store.version()
+    if version is None or not store.enabled:
+        return 0, 0
+    views = default_views(engine) if views is None else views
+    # condition by condition, and both levels of a period one after the other (they share the data and its fits)
+    conditions = list(dict.fromkeys(v.condition for v in views))
+    periods = list(dict.fromkeys((v.condition, v.period, v.peers) for v in views))
+    order = sorted(
+        views, key=lambda k: (conditions.index(k.condition), periods.index((k.condition, k.period, k.peers)))
+    )
+    computed = stored = 0
+    for done, key in enumerate(order):
+        if store.has(key, version):
+            stored += 1
+        else:
+            try:
+                store.result(key, version)
+            except Exception:  # a failing view shows its error when a page asks for it
+                log.exception("precomputing %s failed", key)
+            computed += 1
+        if progress is not None:
+            progress("indicator views", done + 1, len(order))
+    if prune:
+        store.prune(version)
+    return computed, stored
