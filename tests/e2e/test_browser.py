@@ -58,9 +58,85 @@ def _exactly(text: str | re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
+class Runs:
+    """The script runs of a page, read from Streamlit's websocket: a rerun request the browser sent (BackMsg
+    `rerun_script`), a run the server started (ForwardMsg `new_session`) and a run it finished (`script_finished`).
+
+    This is what the tests wait on after an action, instead of guessing with a timeout: an action that asked for
+    a run is settled once every run started since has finished and the page shows "notRunning"; an action that
+    asked for none (an expander, a tab without rerun, a download) is settled at once."""
+
+    def __init__(self) -> None:
+        self.requested = self.started = self.finished = 0
+        self.mark = (0, 0, 0)
+
+    def attach(self, page: Page) -> None:
+        page.on("websocket", self._watch)
+
+    def _watch(self, ws) -> None:
+        if "/_stcore/stream" in ws.url:
+            ws.on("framesent", self._sent)
+            ws.on("framereceived", self._received)
+
+    def _sent(self, payload: bytes | str) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        if isinstance(payload, bytes):
+            msg = BackMsg()
+            with contextlib.suppress(Exception):
+                msg.ParseFromString(payload)
+                if msg.WhichOneof("type") == "rerun_script":
+                    self.requested += 1
+
+    def _received(self, payload: bytes | str) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        if isinstance(payload, bytes):
+            msg = ForwardMsg()
+            with contextlib.suppress(Exception):
+                msg.ParseFromString(payload)
+                kind = msg.WhichOneof("type")
+                if kind == "new_session":
+                    self.started += 1
+                elif kind == "script_finished":
+                    self.finished += 1
+
+    def now(self) -> tuple[int, int, int]:
+        return (self.requested, self.started, self.finished)
+
+    def settle(self, page: Page, *, asked_within_ms: int = 250) -> bool:
+        """Wait for the runs asked for since the last settle to finish; returns whether there were any. A request
+        reaches the socket a few milliseconds after the click that made it: `asked_within_ms` is how long to
+        look for one (the only wait left when an action asks for no run)."""
+        requested, started, _ = self.mark
+        step, waited = 10, 0
+        while self.requested == requested and self.started == started:
+            if waited >= asked_within_ms:
+                return False
+            page.wait_for_timeout(step)
+            waited += step
+        deadline = RUN_TIMEOUT_MS
+        while self.started <= started or self.finished < self.started:
+            if deadline <= 0:
+                raise AssertionError(f"script run did not finish within {RUN_TIMEOUT_MS} ms: {self.now()}")
+            page.wait_for_timeout(step)
+            deadline -= step
+        page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+        self.mark = self.now()
+        return True
+
+
+def runs(page: Page) -> Runs:
+    """The page's run watcher (tests/e2e/conftest.py attaches one to every page)."""
+    return page._vbhc_runs  # type: ignore[attr-defined]
+
+
 def wait_for_run(page: Page) -> None:
     """Wait until the script run that produced the current page content has finished."""
     page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+    watcher = getattr(page, "_vbhc_runs", None)
+    if watcher is not None:
+        watcher.mark = watcher.now()
 
 
 def wait_for_title(page: Page, text: str | re.Pattern[str]) -> None:
