@@ -158,6 +158,8 @@ class StreamlitServer:
             host,
             "--browser.gatherUsageStats",
             "false",
+            "--server.fileWatcherType",  # no watching of the sources: nothing edits them during a test run
+            "none",
             *extra_args,
         ]
         # only the default views are computed ahead (not every year): the tests share 2 cores with the server

@@ -194,17 +194,6 @@ def grid_rows(grid: Locator) -> list[dict[str, str]]:
     return rows
 
 
-def test_every_page_opens_from_the_navigation(page: Page, app_url: str, artifacts: Path) -> None:
-    open_app(page, app_url, PAGES["overview"][1])
-    nav = page.get_by_test_id("stSidebarNav")
-    for slug, (label, expected_title) in PAGES.items():
-        nav.get_by_role("link", name=label, exact=True).click()
-        wait_for_title(page, expected_title)
-        assert_no_exception(page)
-        assert urlparse(page.url).path == ("/" if slug == "overview" else f"/{slug}")
-        screenshot(page, artifacts / f"{slug}.png")
-
-
 def test_condition_filter_changes_the_page_and_the_url(page: Page, app_url: str) -> None:
     open_app(page, f"{app_url}/condition_team", PAGES["condition_team"][1])
     choose(page, "Condition", "Heart failure")
