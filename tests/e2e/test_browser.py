@@ -75,6 +75,8 @@ class Runs:
 
     def _watch(self, ws) -> None:
         if "/_stcore/stream" in ws.url:
+            # a new page's connection: a run of the page left behind never reports its end
+            self.finished = self.started
             ws.on("framesent", self._sent)
             ws.on("framereceived", self._received)
 

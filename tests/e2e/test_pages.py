@@ -133,9 +133,16 @@ class Exports:
         self.files: list[tuple[str, str, str, str | None]] = []  # (where, file name, sha256, audited as)
 
     def take(self, page: Page, button: Locator, where: str, what: str | None = None) -> str:
-        with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
-            button.click()
-        download = info.value
+        label = button.inner_text().strip()
+        for attempt in range(3):  # a click while the browser is busy can get lost: click again, not forever
+            try:
+                with page.expect_download(timeout=RUN_TIMEOUT_MS // 3) as info:
+                    button.click()
+                download = info.value
+                break
+            except PlaywrightTimeoutError as error:
+                if attempt == 2:
+                    raise AssertionError(f"{where}: {label!r} gave no file") from error
         name = download.suggested_filename
         suffix = Path(name).suffix
         assert suffix in self.MAGIC, f"{where}: unexpected file {name!r}"
@@ -167,9 +174,16 @@ class Exports:
 def _pick_other(page: Page, box: Locator, where: str) -> str | None:
     """Open a selectbox and pick an option other than the one shown; returns it (None: nothing else to pick)."""
     current = box.input_value()
-    box.click()
     options = page.get_by_role("option")
-    options.first.wait_for(timeout=SETTLED_MS)
+    for attempt in range(3):  # a click during a rerun can land on the box the rerun replaces: open it again
+        box.click()
+        try:
+            options.first.wait_for(timeout=SETTLED_MS // 2)
+            break
+        except PlaywrightTimeoutError as error:
+            if attempt == 2:
+                raise AssertionError(f"{where}: a selectbox's list does not open: {box}") from error
+            page.keyboard.press("Escape")
     texts = [o.strip() for o in options.all_inner_texts()]
     others = [o for o in texts if o and o != current]
     if not others:
@@ -180,6 +194,22 @@ def _pick_other(page: Page, box: Locator, where: str) -> str | None:
     settle(page)
     assert_clean(page)
     return other
+
+
+def set_date(page: Page, widget: Locator, year: int, month: int, day: int) -> None:
+    """Type a date into a date input's segments (day, month and year, in the order its format shows them) and
+    leave the widget, which submits it (Enter does not)."""
+    segments = widget.get_by_role("spinbutton")
+    segments.first.wait_for(timeout=SETTLED_MS)
+    segments.first.click()
+    for segment in segments.all():  # each segment moves on to the next once full
+        top = int(segment.get_attribute("aria-valuemax") or 0)
+        page.keyboard.type(f"{day:02d}" if top == 31 else f"{month:02d}" if top == 12 else f"{year:04d}")
+    for _ in range(6):  # past the clear and calendar buttons
+        if not widget.evaluate("w => w.contains(document.activeElement)"):
+            break
+        page.keyboard.press("Tab")
+    settle(page)
 
 
 def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None, *, boxes_only: bool = False) -> int:
@@ -205,12 +235,8 @@ def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None
         assert_clean(page)
         assert number.input_value() == "8", f"{where}: the number was not kept"
         used += 1
-    for day in visible(scope.get_by_test_id("stDateInput").locator("input")):
-        day.click()
-        day.fill("2024-01-01" if (day.get_attribute("placeholder") or "").startswith("YYYY") else "01-01-2024")
-        day.press("Enter")
-        page.keyboard.press("Escape")
-        settle(page)
+    for day in visible(scope.get_by_test_id("stDateInput")):
+        set_date(page, day, 2024, 1, 1)
         assert_clean(page)
         used += 1
     for box in visible(scope.get_by_role("combobox")):
@@ -455,12 +481,7 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
         page.keyboard.press("Escape")  # the comparison group's list stays open after a pick
         if picked is not None:
             assert query(page) != before, f"{where}: {picked!r} did not reach the URL {page.url}"
-    day = sidebar.get_by_test_id("stDateInput").locator("input")
-    day.click()
-    day.fill("2025-01-01")
-    day.press("Enter")
-    page.keyboard.press("Escape")
-    settle(page)
+    set_date(page, sidebar.get_by_test_id("stDateInput"), 2025, 1, 1)
     assert query(page).get("meeting") == ["2025-01-01"], page.url
     assert_clean(page)
     other = "nl" if lang == "en" else "en"
