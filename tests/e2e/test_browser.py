@@ -128,6 +128,16 @@ class Runs:
         return True
 
 
+CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+    .filter(chart => chart.offsetParent !== null)
+    .every(chart => chart.querySelector('canvas, svg'))"""
+
+
+def wait_for_charts(page: Page) -> None:
+    """Wait until every chart in view has been drawn (Vega-Embed puts its canvas or SVG in)."""
+    page.wait_for_function(CHARTS_DRAWN, timeout=SETTLED_MS)
+
+
 def runs(page: Page) -> Runs:
     """The page's run watcher (tests/e2e/conftest.py attaches one to every page)."""
     return page._vbhc_runs  # type: ignore[attr-defined]
@@ -180,7 +190,8 @@ def screenshot(page: Page, path: Path) -> None:
     height = page.get_by_test_id("stMain").evaluate("e => e.scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 12_000)})
     try:
-        page.wait_for_timeout(150)  # let charts re-lay out at the new size
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # re-laid out
+        wait_for_charts(page)
         page.screenshot(path=path, full_page=True)
     finally:
         page.set_viewport_size(size)

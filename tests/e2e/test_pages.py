@@ -27,6 +27,7 @@ from tests.e2e.test_browser import (
     runs,
     screenshot,
     title,
+    wait_for_charts,
     wait_for_title,
 )
 from tests.e2e.test_sign_in import sign_in
@@ -577,13 +578,13 @@ def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
                 for tab in TEAM_TABS:
                     main(page).get_by_role("tab", name=t(f"pages.tab_{tab}", lang)).click()
                     settle(page)
-                    page.wait_for_timeout(300)  # charts lay out
+                    wait_for_charts(page)
                     assert_clean(page)
                     _grids_fit(page, f"{where} {tab}")
                     _no_horizontal_overflow(page, f"{where} {tab}")
                     screenshot(page, artifacts / f"{name}-{tab}-{lang}-{size_name}.png")
             else:
-                page.wait_for_timeout(300)
+                wait_for_charts(page)
                 if slug in ("", "cost_value"):
                     _grids_fit(page, where)
                 _no_horizontal_overflow(page, where)
