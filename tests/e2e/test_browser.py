@@ -69,16 +69,20 @@ class Runs:
     def __init__(self) -> None:
         self.requested = self.started = self.finished = 0
         self.mark = (0, 0, 0)
+        self.socket = None
 
     def attach(self, page: Page) -> None:
         page.on("websocket", self._watch)
 
     def _watch(self, ws) -> None:
-        if "/_stcore/stream" in ws.url:
-            # a new page's connection: a run of the page left behind never reports its end
-            self.finished = self.started
-            ws.on("framesent", self._sent)
-            ws.on("framereceived", self._received)
+        if "/_stcore/stream" not in ws.url:
+            return
+        # a new page's connection: a run of the page left behind never reports its end, and a late frame of the
+        # old connection must not count
+        self.finished = self.started
+        self.socket = ws
+        ws.on("framesent", lambda payload: ws is self.socket and self._sent(payload))
+        ws.on("framereceived", lambda payload: ws is self.socket and self._received(payload))
 
     def _sent(self, payload: bytes | str) -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -106,7 +110,7 @@ class Runs:
     def now(self) -> tuple[int, int, int]:
         return (self.requested, self.started, self.finished)
 
-    def settle(self, page: Page, *, asked_within_ms: int = 250) -> bool:
+    def settle(self, page: Page, *, asked_within_ms: int = 1_000) -> bool:
         """Wait for the runs asked for since the last settle to finish; returns whether there were any. A request
         reaches the socket a few milliseconds after the click that made it: `asked_within_ms` is how long to
         look for one (the only wait left when an action asks for no run)."""
@@ -118,12 +122,16 @@ class Runs:
             page.wait_for_timeout(step)
             waited += step
         deadline = RUN_TIMEOUT_MS
-        while self.started <= started or self.finished < self.started:
-            if deadline <= 0:
-                raise AssertionError(f"script run did not finish within {RUN_TIMEOUT_MS} ms: {self.now()}")
-            page.wait_for_timeout(step)
-            deadline -= step
-        page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+        while True:
+            while self.started <= started or self.finished < self.started:
+                if deadline <= 0:
+                    raise AssertionError(f"script run did not finish within {RUN_TIMEOUT_MS} ms: {self.now()}")
+                page.wait_for_timeout(step)
+                deadline -= step
+            last = self.started
+            page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+            if self.started == last:  # no run of the same chain (a callback's st.switch_page) began meanwhile
+                break
         self.mark = self.now()
         return True
 

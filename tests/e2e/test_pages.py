@@ -28,6 +28,7 @@ from tests.e2e.test_browser import (
     screenshot,
     title,
     wait_for_charts,
+    wait_for_run,
     wait_for_title,
 )
 from tests.e2e.test_sign_in import sign_in
@@ -279,8 +280,7 @@ def use_every_tab(page: Page, where: str, exports: Exports | None) -> int:
         panel = main(page).get_by_role("tabpanel").filter(visible=True).first
         inner_names = [n.strip() for n in panel.get_by_role("tablist").get_by_role("tab").all_inner_texts()]
         for inner_name in inner_names:
-            panel.get_by_role("tablist").get_by_role("tab", name=inner_name, exact=True).click()
-            settle(page)
+            panel.get_by_role("tablist").get_by_role("tab", name=inner_name, exact=True).click()  # no rerun
             assert_clean(page)
             inner = panel.get_by_role("tabpanel").filter(visible=True).first
             used += 1 + use_controls(page, inner, f"{where}/{name}/{inner_name}", exports)
@@ -312,7 +312,7 @@ def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str
     page.goto(f"{app_url}/?lang={lang}{period}")
     wait_for_title(page, t("app.title", lang))
     page.locator(f".st-key-open_{list(CATALOG.conditions)[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
-    settle(page)
+    wait_for_run(page)  # the run that drew the title drew the buttons
     assert_clean(page)
     # the own hospital's care cycles, labelled so (not the whole registry's)
     expect(page.get_by_test_id("stMetricLabel").first).to_have_text(t("pages.own_care_cycles", lang, hospital=OWN))
@@ -334,7 +334,7 @@ def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str
         nav_link(page, "", lang).click()
         wait_for_title(page, t("app.title", lang))
         page.locator(f".st-key-open_{conditions[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
-        settle(page)
+        wait_for_run(page)
 
 
 # --- every filter in turn --------------------------------------------------------------------------------------
