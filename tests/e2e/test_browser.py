@@ -215,26 +215,6 @@ def grid_rows(grid: Locator) -> list[dict[str, str]]:
     return rows
 
 
-def test_condition_filter_changes_the_page_and_the_url(page: Page, app_url: str) -> None:
-    open_app(page, f"{app_url}/condition_team", PAGES["condition_team"][1])
-    choose(page, "Condition", "Heart failure")
-    wait_for_title(page, "Heart failure · Universitair Medisch Centrum Veenmeer")
-    assert_no_exception(page)
-    # the URL must hold the condition's id, so the link works in either language
-    assert query(page).get("condition") == ["heart_failure"], page.url
-
-
-def test_language_switch_translates_the_page_and_sets_the_url(page: Page, app_url: str) -> None:
-    open_app(page, f"{app_url}/methods", "Methods")
-    page.get_by_test_id("stSidebar").get_by_text("Nederlands", exact=True).click()
-    wait_for_title(page, "Methoden")
-    expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overzicht", exact=True)).to_be_visible()
-    expect(page.get_by_role("combobox", name="Aandoening", exact=True)).to_be_visible()
-    assert_no_exception(page)
-    # a Dutch link must stay Dutch when opened in a browser with another language
-    assert query(page).get("lang") == ["nl"], page.url
-
-
 def test_shared_url_reproduces_the_view(page: Page, app_url: str) -> None:
     open_app(
         page,

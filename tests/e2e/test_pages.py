@@ -353,6 +353,8 @@ def test_each_filter_in_turn_and_the_page_follows(page: Page, app_url: str, lang
     shown = combobox(page, "filter.indicator", lang).input_value()
     assert shown in indicator_labels("hip_osteoarthritis", lang) and shown != leak, shown
     hip = CATALOG.condition("hip_osteoarthritis")
+    # the URL holds the condition's id, so the link works in either language
+    assert query(page)["condition"] == ["hip_osteoarthritis"], page.url
     # the URL names the indicator unless it is the default (the first of the condition)
     assert query(page).get("indicator", [hip.indicators[1].id])[0] in {i.id for i in hip.indicators}, page.url
     assert_clean(page)
@@ -489,6 +491,7 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
     sidebar.get_by_text(t(f"language.{other}", lang), exact=True).click()
     settle(page)
     expect(nav_link(page, "methods", other)).to_be_visible(timeout=SETTLED_MS)
+    expect(combobox(page, "filter.condition", other)).to_be_visible()  # the filters speak the new language too
     assert query(page)["lang"] == [other], page.url
     assert_clean(page)
     return other
