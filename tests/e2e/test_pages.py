@@ -1,9 +1,14 @@
 """Every page, button, tab and filter in a real browser, for every role and in both languages, plus screenshots of
 every page at the meeting screen's size (1440x900) and a phone's (390x844) in tests/artifacts/ (git-ignored).
 
-A page fails on any Streamlit exception box or the word "Traceback" in it. Time matters (2 cores, one shared
-server per mode): a page is opened once per role and language and its controls are used in place; the long
-walks (every overview button, every filter, screenshots) run in local mode, where one session has every role.
+A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (local mode, care team,
+quality, manager, admin) walks every page of its navigation in English and in Dutch and uses every control on it
+in place: every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC options
+of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and the
+audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language.
+Time matters (2 cores, one shared server per mode): after an action the tests wait for exactly the script runs
+it asked for (tests.e2e.test_browser.Runs), never for a fixed time; the long walks that need every condition
+(every overview button, every filter with its expected effect, screenshots) run in local mode.
 """
 
 from __future__ import annotations
