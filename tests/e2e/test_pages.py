@@ -226,9 +226,10 @@ def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None
     used = 0
     if boxes_only:
         return sum(_pick_other(page, box, where) is not None for box in visible(scope.get_by_role("combobox")))
-    for details in visible(scope.locator("[data-testid=stExpander] details:not([open]) > summary")):
-        details.click()
-        used += 1
+    for details in visible(scope.get_by_test_id("stExpander").locator("details")):  # a stable set while opening
+        if details.get_attribute("open") is None:
+            details.locator("summary").first.click()
+            used += 1
     assert_clean(page)
     for toggle in visible(scope.get_by_test_id("stCheckbox")) + visible(scope.get_by_test_id("stToggle")):
         toggle.locator("label").first.click()
