@@ -95,3 +95,16 @@ def demo_registry(tmp_path_factory):
     truth = json.loads(result.truth_path.read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
+
+
+@pytest.fixture
+def local_mode(monkeypatch) -> Iterator[None]:
+    """The single-user mode (every role, no sign-in): it runs only when the server listens on localhost, and
+    AppTest has no server, so the address is set here (and VBHC_AUTH cleared) for the test."""
+    from streamlit import config
+
+    monkeypatch.delenv("VBHC_AUTH", raising=False)
+    previous = config.get_option("server.address")
+    config.set_option("server.address", "localhost")
+    yield
+    config.set_option("server.address", previous)

@@ -27,16 +27,7 @@ PAGES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _local_mode_on_localhost(monkeypatch):
-    """The single-user mode runs only when the server listens on localhost; AppTest has no server."""
-    from streamlit import config
-
-    monkeypatch.delenv("VBHC_AUTH", raising=False)
-    previous = config.get_option("server.address")
-    config.set_option("server.address", "localhost")
-    yield
-    config.set_option("server.address", previous)
+pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py; signed-in tests set VBHC_AUTH
 
 
 def _app(query: dict[str, str] | None = None) -> AppTest:

@@ -49,13 +49,7 @@ MARKDOWN_ELEMENTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _local_mode_on_localhost(monkeypatch):
-    monkeypatch.delenv("VBHC_AUTH", raising=False)
-    previous = config.get_option("server.address")
-    config.set_option("server.address", "localhost")
-    yield
-    config.set_option("server.address", previous)
+pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py; signed-in tests set VBHC_AUTH
 
 
 @pytest.fixture

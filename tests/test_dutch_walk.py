@@ -261,15 +261,6 @@ def _fresh_engine_cache():
     get_engine.cache_clear()
 
 
-def _local(monkeypatch):
-    from streamlit import config
-
-    monkeypatch.delenv("VBHC_AUTH", raising=False)
-    previous = config.get_option("server.address")
-    config.set_option("server.address", "localhost")
-    return previous
-
-
 def _walk(at: AppTest, pages: list[str]) -> list[Finding]:
     at.query_params["lang"] = "nl"
     at.session_state["condition"] = "colorectal_cancer"
@@ -349,29 +340,17 @@ def test_the_walk_reads_charts():
     assert not findings(Fake(dutch), "x")  # type: ignore[arg-type]
 
 
-def test_every_page_is_dutch_with_an_empty_database(tmp_path, monkeypatch):
+def test_every_page_is_dutch_with_an_empty_database(tmp_path, monkeypatch, local_mode):
     monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
-    previous = _local(monkeypatch)
-    try:
-        found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
-    finally:
-        from streamlit import config
-
-        config.set_option("server.address", previous)
+    found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
     assert not found, _report(found)
 
 
-def test_every_page_is_dutch_in_local_mode(demo_registry, monkeypatch):
+def test_every_page_is_dutch_in_local_mode(demo_registry, monkeypatch, local_mode):
     """The localhost single-user mode has every role: every page, every element."""
     engine, _ = demo_registry
     monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    previous = _local(monkeypatch)
-    try:
-        found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
-    finally:
-        from streamlit import config
-
-        config.set_option("server.address", previous)
+    found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
     assert not found, _report(found)
 
 

@@ -40,9 +40,10 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine
 
 from tests import registry_files as rf
+from tests.db_snapshot import reflected, snapshot
 from vbhc.demo import generate_demo
 from vbhc.ingest import ImportRefused, import_files
 
@@ -327,19 +328,6 @@ def read_xlsx_like_a_person(path: Path, into: Reading) -> None:
 # --- the database, read with SQLAlchemy ----------------------------------------------------------------
 
 
-_METADATA: dict[str, MetaData] = {}
-
-
-def _tables(engine: Engine) -> MetaData:
-    """The reflected schema (once per database: the importer never changes the schema)."""
-    url = engine.url.render_as_string()
-    if url not in _METADATA:
-        md = MetaData()
-        md.reflect(engine)
-        _METADATA[url] = md
-    return _METADATA[url]
-
-
 def _norm(value: object) -> object:
     if isinstance(value, str):
         if value == "":
@@ -349,24 +337,6 @@ def _norm(value: object) -> object:
     if isinstance(value, dt.datetime):
         return value
     return value
-
-
-def _sort_key(row: tuple) -> tuple:
-    # numbers as numbers: ids 8 and 10 must sort as 8 < 10 ("10" < "8" as text)
-    return tuple((v is None, not isinstance(v, int | float), v if isinstance(v, int | float) else str(v)) for v in row)
-
-
-def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table (sorted), to compare a database before and after an import."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    md = _tables(engine)
-    with engine.connect() as conn:
-        for table in md.sorted_tables:
-            if table.name == "alembic_version" or table.name.startswith("vbhc_stage"):
-                continue
-            rows = [dict(r._mapping) for r in conn.execute(select(table))]
-            out[table.name] = sorted(rows, key=lambda r: _sort_key(tuple(r.values())))
-    return out
 
 
 def _same(a: object, b: object) -> bool:
@@ -542,7 +512,7 @@ def reset(engine: Engine, source: Source, table: str) -> None:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(_TEMPLATES[key], db)
         return
-    md = _tables(engine)
+    md = reflected(engine)
     with engine.begin() as conn:
         for t in reversed(md.sorted_tables):
             if t.name != "alembic_version":

@@ -90,6 +90,16 @@ def _local_only(context) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _watch_runs(page) -> None:
+    """Every page gets a watcher of its script runs (tests.e2e.test_browser.Runs), attached before it opens."""
+    from tests.e2e.test_browser import Runs
+
+    watcher = Runs()
+    watcher.attach(page)
+    page._vbhc_runs = watcher
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -148,6 +158,8 @@ class StreamlitServer:
             host,
             "--browser.gatherUsageStats",
             "false",
+            "--server.fileWatcherType",  # no watching of the sources: nothing edits them during a test run
+            "none",
             *extra_args,
         ]
         # only the default views are computed ahead (not every year): the tests share 2 cores with the server

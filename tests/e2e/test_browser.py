@@ -58,9 +58,105 @@ def _exactly(text: str | re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
+class Runs:
+    """The script runs of a page, read from Streamlit's websocket: a rerun request the browser sent (BackMsg
+    `rerun_script`), a run the server started (ForwardMsg `new_session`) and a run it finished (`script_finished`).
+
+    This is what the tests wait on after an action, instead of guessing with a timeout: an action that asked for
+    a run is settled once every run started since has finished and the page shows "notRunning"; an action that
+    asked for none (an expander, a tab without rerun, a download) is settled at once."""
+
+    def __init__(self) -> None:
+        self.requested = self.started = self.finished = 0
+        self.mark = (0, 0, 0)
+        self.socket = None
+
+    def attach(self, page: Page) -> None:
+        page.on("websocket", self._watch)
+
+    def _watch(self, ws) -> None:
+        if "/_stcore/stream" not in ws.url:
+            return
+        # a new page's connection: a run of the page left behind never reports its end, and a late frame of the
+        # old connection must not count
+        self.finished = self.started
+        self.socket = ws
+        ws.on("framesent", lambda payload: ws is self.socket and self._sent(payload))
+        ws.on("framereceived", lambda payload: ws is self.socket and self._received(payload))
+
+    def _sent(self, payload: bytes | str) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        if isinstance(payload, bytes):
+            msg = BackMsg()
+            with contextlib.suppress(Exception):
+                msg.ParseFromString(payload)
+                if msg.WhichOneof("type") == "rerun_script":
+                    self.requested += 1
+
+    def _received(self, payload: bytes | str) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        if isinstance(payload, bytes):
+            msg = ForwardMsg()
+            with contextlib.suppress(Exception):
+                msg.ParseFromString(payload)
+                kind = msg.WhichOneof("type")
+                if kind == "new_session":
+                    self.started += 1
+                elif kind == "script_finished":
+                    self.finished += 1
+
+    def now(self) -> tuple[int, int, int]:
+        return (self.requested, self.started, self.finished)
+
+    def settle(self, page: Page, *, asked_within_ms: int = 1_000) -> bool:
+        """Wait for the runs asked for since the last settle to finish; returns whether there were any. A request
+        reaches the socket a few milliseconds after the click that made it: `asked_within_ms` is how long to
+        look for one (the only wait left when an action asks for no run)."""
+        requested, started, _ = self.mark
+        step, waited = 10, 0
+        while self.requested == requested and self.started == started:
+            if waited >= asked_within_ms:
+                return False
+            page.wait_for_timeout(step)
+            waited += step
+        deadline = RUN_TIMEOUT_MS
+        while True:
+            while self.started <= started or self.finished < self.started:
+                if deadline <= 0:
+                    raise AssertionError(f"script run did not finish within {RUN_TIMEOUT_MS} ms: {self.now()}")
+                page.wait_for_timeout(step)
+                deadline -= step
+            last = self.started
+            page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+            if self.started == last:  # no run of the same chain (a callback's st.switch_page) began meanwhile
+                break
+        self.mark = self.now()
+        return True
+
+
+CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
+    .filter(chart => chart.offsetParent !== null)
+    .every(chart => chart.querySelector('canvas, svg'))"""
+
+
+def wait_for_charts(page: Page) -> None:
+    """Wait until every chart in view has been drawn (Vega-Embed puts its canvas or SVG in)."""
+    page.wait_for_function(CHARTS_DRAWN, timeout=SETTLED_MS)
+
+
+def runs(page: Page) -> Runs:
+    """The page's run watcher (tests/e2e/conftest.py attaches one to every page)."""
+    return page._vbhc_runs  # type: ignore[attr-defined]
+
+
 def wait_for_run(page: Page) -> None:
     """Wait until the script run that produced the current page content has finished."""
     page.locator(IDLE).wait_for(timeout=RUN_TIMEOUT_MS)
+    watcher = getattr(page, "_vbhc_runs", None)
+    if watcher is not None:
+        watcher.mark = watcher.now()
 
 
 def wait_for_title(page: Page, text: str | re.Pattern[str]) -> None:
@@ -102,7 +198,8 @@ def screenshot(page: Page, path: Path) -> None:
     height = page.get_by_test_id("stMain").evaluate("e => e.scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 12_000)})
     try:
-        page.wait_for_timeout(150)  # let charts re-lay out at the new size
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # re-laid out
+        wait_for_charts(page)
         page.screenshot(path=path, full_page=True)
     finally:
         page.set_viewport_size(size)
@@ -116,37 +213,6 @@ def grid_rows(grid: Locator) -> list[dict[str, str]]:
         cells = tr.locator("td").all_text_contents()
         rows.append(dict(zip(headers, cells, strict=False)))
     return rows
-
-
-def test_every_page_opens_from_the_navigation(page: Page, app_url: str, artifacts: Path) -> None:
-    open_app(page, app_url, PAGES["overview"][1])
-    nav = page.get_by_test_id("stSidebarNav")
-    for slug, (label, expected_title) in PAGES.items():
-        nav.get_by_role("link", name=label, exact=True).click()
-        wait_for_title(page, expected_title)
-        assert_no_exception(page)
-        assert urlparse(page.url).path == ("/" if slug == "overview" else f"/{slug}")
-        screenshot(page, artifacts / f"{slug}.png")
-
-
-def test_condition_filter_changes_the_page_and_the_url(page: Page, app_url: str) -> None:
-    open_app(page, f"{app_url}/condition_team", PAGES["condition_team"][1])
-    choose(page, "Condition", "Heart failure")
-    wait_for_title(page, "Heart failure · Universitair Medisch Centrum Veenmeer")
-    assert_no_exception(page)
-    # the URL must hold the condition's id, so the link works in either language
-    assert query(page).get("condition") == ["heart_failure"], page.url
-
-
-def test_language_switch_translates_the_page_and_sets_the_url(page: Page, app_url: str) -> None:
-    open_app(page, f"{app_url}/methods", "Methods")
-    page.get_by_test_id("stSidebar").get_by_text("Nederlands", exact=True).click()
-    wait_for_title(page, "Methoden")
-    expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="Overzicht", exact=True)).to_be_visible()
-    expect(page.get_by_role("combobox", name="Aandoening", exact=True)).to_be_visible()
-    assert_no_exception(page)
-    # a Dutch link must stay Dutch when opened in a browser with another language
-    assert query(page).get("lang") == ["nl"], page.url
 
 
 def test_shared_url_reproduces_the_view(page: Page, app_url: str) -> None:

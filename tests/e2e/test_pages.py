@@ -1,16 +1,24 @@
 """Every page, button, tab and filter in a real browser, for every role and in both languages, plus screenshots of
 every page at the meeting screen's size (1440x900) and a phone's (390x844) in tests/artifacts/ (git-ignored).
 
-A page fails on any Streamlit exception box or the word "Traceback" in it. Time matters (2 cores, one shared
-server per mode): a page is opened once per role and language and its controls are used in place; the long
-walks (every overview button, every filter, screenshots) run in local mode, where one session has every role.
+A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (local mode, care team,
+quality, manager, admin) walks every page of its navigation in English and in Dutch and uses every control on it
+in place: every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC options
+of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and the
+audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language.
+Time matters (2 cores, one shared server per mode): after an action the tests wait for exactly the script runs
+it asked for (tests.e2e.test_browser.Runs), never for a fixed time; the long walks that need every condition
+(every overview button, every filter with its expected effect, screenshots) run in local mode.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -18,7 +26,16 @@ from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.conftest import DESKTOP, PHONE, StreamlitServer
-from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, screenshot, title, wait_for_run, wait_for_title
+from tests.e2e.test_browser import (
+    RUN_TIMEOUT_MS,
+    SETTLED_MS,
+    runs,
+    screenshot,
+    title,
+    wait_for_charts,
+    wait_for_run,
+    wait_for_title,
+)
 from tests.e2e.test_sign_in import sign_in
 from vbhc.catalog import default_catalog
 from vbhc.i18n import t
@@ -26,7 +43,6 @@ from vbhc.i18n import t
 pytestmark = pytest.mark.browser
 
 CATALOG = default_catalog()
-RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
 OWN = "Universitair Medisch Centrum Veenmeer"  # the demo's own hospital (H01)
 #: url path of every page -> message key of its title (the team page's title is the condition and unit)
 PAGES = {
@@ -70,10 +86,8 @@ def assert_clean(page: Page) -> None:
 
 
 def settle(page: Page) -> None:
-    """After an action that may start a script run: wait for that run to start (briefly) and to finish."""
-    with contextlib.suppress(PlaywrightTimeoutError):
-        page.locator(RUNNING).wait_for(timeout=1_000)
-    wait_for_run(page)
+    """After an action: wait for the script runs it asked for to finish (none asked for: return at once)."""
+    runs(page).settle(page)
 
 
 def main(page: Page) -> Locator:
@@ -106,29 +120,179 @@ def query(page: Page) -> dict[str, list[str]]:
     return parse_qs(urlparse(page.url).query)
 
 
-def click_tabs(page: Page) -> int:
-    """Open every tab of the page in turn, and the tabs inside each (the team page's tabs rerun the script and
-    draw only the open tab); returns how many tabs were opened."""
+def visible(locator: Locator) -> list[Locator]:
+    return locator.filter(visible=True).all()
+
+
+class Exports:
+    """The files a walk downloaded, checked as they arrive (type and content) and against the audit log at the end
+    (every file recorded with its SHA-256 as an export, charts as `chart_png` / `chart_data`)."""
+
+    MAGIC: ClassVar[dict[str, bytes | None]] = {
+        ".png": b"\x89PNG\r\n\x1a\n",
+        ".xlsx": b"PK",
+        ".pdf": b"%PDF",
+        ".csv": None,
+    }
+
+    def __init__(self, database_url: str, tmp: Path) -> None:
+        self.database_url, self.tmp = database_url, tmp
+        self.files: list[tuple[str, str, str, str | None]] = []  # (where, file name, sha256, audited as)
+
+    def take(self, page: Page, button: Locator, where: str, what: str | None = None) -> str:
+        label = button.inner_text().strip()
+        for attempt in range(3):  # a click while the browser is busy can get lost: click again, not forever
+            try:
+                with page.expect_download(timeout=RUN_TIMEOUT_MS // 3) as info:
+                    button.click()
+                download = info.value
+                break
+            except PlaywrightTimeoutError as error:
+                if attempt == 2:
+                    raise AssertionError(f"{where}: {label!r} gave no file") from error
+        name = download.suggested_filename
+        suffix = Path(name).suffix
+        assert suffix in self.MAGIC, f"{where}: unexpected file {name!r}"
+        path = self.tmp / f"{len(self.files)}{suffix}"
+        download.save_as(path)
+        content = path.read_bytes()
+        assert content, f"{where}: {name} is empty"
+        if self.MAGIC[suffix]:
+            assert content.startswith(self.MAGIC[suffix]), f"{where}: {name} is not a {suffix} file: {content[:16]!r}"
+        else:  # CSV: text with a header and at least one row
+            lines = content.decode("utf-8-sig").splitlines()
+            assert len(lines) >= 2 and ("," in lines[0] or ";" in lines[0]), f"{where}: {name}: {lines[:2]}"
+        self.files.append((where, name, hashlib.sha256(content).hexdigest(), what))
+        return name
+
+    def assert_audited(self) -> None:
+        from tests.e2e.test_sign_in import audit_events
+
+        events = audit_events(self.database_url)
+        exports = events[events["action"] == "export"]
+        details = zip(exports["sha256"], exports["detail"], strict=True)
+        audited = {sha: json.loads(detail or "{}").get("what") for sha, detail in details}
+        missing = [(where, name) for where, name, digest, _ in self.files if digest not in audited]
+        assert not missing, f"downloads not in the audit log: {missing}"
+        wrong = [(where, name, audited[d]) for where, name, d, what in self.files if what and audited[d] != what]
+        assert not wrong, f"downloads audited as something else: {wrong}"
+
+
+def _pick_other(page: Page, box: Locator, where: str) -> str | None:
+    """Open a selectbox and pick an option other than the one shown; returns it (None: nothing else to pick)."""
+    current = box.input_value()
+    options = page.get_by_role("option")
+    for attempt in range(3):  # a click during a rerun can land on the box the rerun replaces: open it again
+        box.click()
+        try:
+            options.first.wait_for(timeout=SETTLED_MS // 2)
+            break
+        except PlaywrightTimeoutError as error:
+            if attempt == 2:
+                raise AssertionError(f"{where}: a selectbox's list does not open: {box}") from error
+            page.keyboard.press("Escape")
+    texts = [o.strip() for o in options.all_inner_texts()]
+    others = [o for o in texts if o and o != current]
+    if not others:
+        page.keyboard.press("Escape")
+        return None
+    other = others[-1]
+    page.get_by_role("option", name=other, exact=True).first.click()
+    settle(page)
+    assert_clean(page)
+    return other
+
+
+def set_date(page: Page, widget: Locator, year: int, month: int, day: int) -> None:
+    """Type a date into a date input's segments (day, month and year, in the order its format shows them) and
+    leave the widget, which submits it (Enter does not)."""
+    segments = widget.get_by_role("spinbutton")
+    segments.first.wait_for(timeout=SETTLED_MS)
+    segments.first.click()
+    for segment in segments.all():  # each segment moves on to the next once full
+        top = int(segment.get_attribute("aria-valuemax") or 0)
+        page.keyboard.type(f"{day:02d}" if top == 31 else f"{month:02d}" if top == 12 else f"{year:04d}")
+    for _ in range(6):  # past the clear and calendar buttons
+        if not widget.evaluate("w => w.contains(document.activeElement)"):
+            break
+        page.keyboard.press("Tab")
+    settle(page)
+
+
+def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None, *, boxes_only: bool = False) -> int:
+    """Use every control shown now in `scope` (or only its selectboxes): open the expanders, flip the toggles and
+    checkboxes, change each selectbox, set each number and date, click each download button and each chart's
+    download menu (PNG and CSV: `exports` checks the files). Returns how many controls were used."""
+    used = 0
+    if boxes_only:
+        return sum(_pick_other(page, box, where) is not None for box in visible(scope.get_by_role("combobox")))
+    for details in visible(scope.get_by_test_id("stExpander").locator("details")):  # a stable set while opening
+        if details.get_attribute("open") is None:
+            details.locator("summary").first.click()
+            used += 1
+    assert_clean(page)
+    for toggle in visible(scope.get_by_test_id("stCheckbox")) + visible(scope.get_by_test_id("stToggle")):
+        toggle.locator("label").first.click()
+        settle(page)
+        assert_clean(page)
+        used += 1
+    for number in visible(scope.get_by_test_id("stNumberInput").locator("input")):
+        number.fill("8")
+        number.press("Enter")
+        settle(page)
+        assert_clean(page)
+        assert number.input_value() == "8", f"{where}: the number was not kept"
+        used += 1
+    for day in visible(scope.get_by_test_id("stDateInput")):
+        set_date(page, day, 2024, 1, 1)
+        assert_clean(page)
+        used += 1
+    for box in visible(scope.get_by_role("combobox")):
+        if _pick_other(page, box, where) is not None:
+            used += 1
+    if exports is not None:
+        for button in visible(scope.get_by_test_id("stDownloadButton").get_by_role("button")):
+            exports.take(page, button, where)
+            assert_clean(page)
+            used += 1
+        for menu in visible(scope.get_by_test_id("stPopover").get_by_role("button")):
+            menu.click()
+            body = page.get_by_test_id("stPopoverBody").filter(visible=True)
+            buttons = body.get_by_test_id("stDownloadButton").get_by_role("button")
+            buttons.first.wait_for(timeout=SETTLED_MS)
+            names = set()
+            for button in buttons.all():
+                label = button.inner_text()
+                kind = "chart_png" if "PNG" in label else "chart_data"
+                names.add(exports.take(page, button, where, kind))
+            assert {Path(n).suffix for n in names} == {".png", ".csv"}, f"{where}: chart downloads {names}"
+            page.keyboard.press("Escape")
+            body.wait_for(state="hidden", timeout=SETTLED_MS)
+            assert_clean(page)
+            used += 1
+    return used
+
+
+def use_every_tab(page: Page, where: str, exports: Exports | None) -> int:
+    """Open every tab of the page in turn (the team page's tabs rerun the script and draw only the open tab), and
+    in each the tabs inside it; use the controls of every tab. Returns how many controls and tabs were used."""
     names = [n.strip() for n in main(page).get_by_role("tablist").first.get_by_role("tab").all_inner_texts()]
-    opened = 0
+    used = 0
     for name in names:
         main(page).get_by_role("tablist").first.get_by_role("tab", name=name, exact=True).click()
         settle(page)
         assert_clean(page)
-        opened += 1
-        inner = main(page).get_by_role("tabpanel").locator(":visible").get_by_role("tab")
-        for i in range(inner.count()):
-            inner.nth(i).click()
-            page.wait_for_timeout(50)
+        used += 1
+        panel = main(page).get_by_role("tabpanel").filter(visible=True).first
+        inner_names = [n.strip() for n in panel.get_by_role("tablist").get_by_role("tab").all_inner_texts()]
+        for inner_name in inner_names:
+            panel.get_by_role("tablist").get_by_role("tab", name=inner_name, exact=True).click()  # no rerun
             assert_clean(page)
-            opened += 1
-    return opened
-
-
-def open_expanders(page: Page) -> None:
-    for summary in main(page).locator("[data-testid=stExpander] summary").all():
-        summary.click()
-    assert_clean(page)
+            inner = panel.get_by_role("tabpanel").filter(visible=True).first
+            used += 1 + use_controls(page, inner, f"{where}/{name}/{inner_name}", exports)
+        # the tab's own controls (after its inner tabs: a new indicator may change them)
+        used += use_controls(page, panel, f"{where}/{name}", exports, boxes_only=bool(inner_names))
+    return used
 
 
 def visible_text(page: Page) -> str:
@@ -154,7 +318,7 @@ def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str
     page.goto(f"{app_url}/?lang={lang}{period}")
     wait_for_title(page, t("app.title", lang))
     page.locator(f".st-key-open_{list(CATALOG.conditions)[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
-    settle(page)
+    wait_for_run(page)  # the run that drew the title drew the buttons
     assert_clean(page)
     # the own hospital's care cycles, labelled so (not the whole registry's)
     expect(page.get_by_test_id("stMetricLabel").first).to_have_text(t("pages.own_care_cycles", lang, hospital=OWN))
@@ -176,7 +340,7 @@ def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str
         nav_link(page, "", lang).click()
         wait_for_title(page, t("app.title", lang))
         page.locator(f".st-key-open_{conditions[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
-        settle(page)
+        wait_for_run(page)
 
 
 # --- every filter in turn --------------------------------------------------------------------------------------
@@ -195,6 +359,8 @@ def test_each_filter_in_turn_and_the_page_follows(page: Page, app_url: str, lang
     shown = combobox(page, "filter.indicator", lang).input_value()
     assert shown in indicator_labels("hip_osteoarthritis", lang) and shown != leak, shown
     hip = CATALOG.condition("hip_osteoarthritis")
+    # the URL holds the condition's id, so the link works in either language
+    assert query(page)["condition"] == ["hip_osteoarthritis"], page.url
     # the URL names the indicator unless it is the default (the first of the condition)
     assert query(page).get("indicator", [hip.indicators[1].id])[0] in {i.id for i in hip.indicators}, page.url
     assert_clean(page)
@@ -270,13 +436,16 @@ def test_each_filter_in_turn_and_the_page_follows(page: Page, app_url: str, lang
 # --- every page, tab, expander and button, per role and language ----------------------------------------------
 
 
-def _walk(page: Page, base: str, role: str, lang: str, *, thorough: bool = True, downloads: bool = True) -> None:
-    """Visit every page of the role's navigation through its link; `thorough`: also use every tab, expander and
-    toggle on it; `downloads`: and every download button (each builds its file)."""
+def _walk(page: Page, role: str, lang: str, exports: Exports | None) -> None:
+    """Visit every page of the role's navigation through its link and use every control on it: every tab (and
+    the tabs inside), expander, toggle, checkbox, selectbox, number and date, every download button and every
+    chart's PNG and CSV (`exports`: None for a role that may not export, which must then be offered none); then
+    one overview button."""
     nav = page.get_by_test_id("stSidebarNav")
     labels = [text.strip().splitlines()[-1].strip() for text in nav.get_by_role("link").all_inner_texts()]
     assert labels == [t(NAV[slug], lang) for slug in ROLE_PAGES[role]], labels
     for slug in ROLE_PAGES[role]:
+        where = f"{role}/{lang}/{slug or 'overview'}"
         nav_link(page, slug, lang).click()
         if PAGES[slug]:
             wait_for_title(page, t(PAGES[slug], lang))
@@ -284,23 +453,18 @@ def _walk(page: Page, base: str, role: str, lang: str, *, thorough: bool = True,
             page.get_by_test_id("stMain").locator("h1").first.wait_for(timeout=RUN_TIMEOUT_MS)
             settle(page)
         assert_clean(page)
-        assert_no_raw_ids(page, f"{role}/{lang}/{slug or 'overview'}")
-        if not thorough:
-            continue
+        default = slug == ROLE_PAGES[role][0]  # the navigation's first page is served at /
+        assert urlparse(page.url).path == ("/" if default else f"/{slug}"), f"{where}: {page.url}"
+        assert_no_raw_ids(page, where)
+        if exports is None:  # nothing to download for this role: no download button and no chart menu
+            assert main(page).get_by_test_id("stPopover").count() == 0, f"{where}: chart downloads offered"
         if main(page).get_by_role("tablist").count():
-            click_tabs(page)
+            used = use_every_tab(page, where, exports)
+        else:
+            used = use_controls(page, main(page), where, exports)
         if slug == "condition_team":
-            assert_no_raw_ids(page, f"{role}/{lang}/{slug} after the tabs")
-        open_expanders(page)
-        for toggle in main(page).get_by_test_id("stCheckbox").all() + main(page).get_by_test_id("stToggle").all():
-            toggle.click()
-            settle(page)
-            assert_clean(page)
-        for download in main(page).get_by_test_id("stDownloadButton").get_by_role("button").all() if downloads else []:
-            with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
-                download.click()
-            assert info.value.suggested_filename
-            assert_clean(page)
+            assert used >= 12, f"{where}: only {used} tabs and controls found"  # the walk must not find nothing
+            assert_no_raw_ids(page, f"{where} after the tabs")
     if role != "admin":  # one overview button (all of them: test_every_overview_button_opens_its_condition_team)
         nav_link(page, "", lang).click()
         page.locator("[class*='st-key-open_'] button:visible").last.wait_for(timeout=RUN_TIMEOUT_MS)
@@ -310,26 +474,61 @@ def _walk(page: Page, base: str, role: str, lang: str, *, thorough: bool = True,
         settle(page)
         assert urlparse(page.url).path == "/condition_team"
         assert_clean(page)
+    if exports is not None:
+        exports.assert_audited()
+
+
+def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
+    """Change each sidebar filter the role has once, on the page shown: every selectbox, the comparison group,
+    the meeting date and last the language; each change must reach the URL (filters are shared links) and leave
+    the page clean. Returns the language the page ends in."""
+    sidebar = page.get_by_test_id("stSidebar")
+    where = f"{role}/{lang}/sidebar"
+    for i in range(sidebar.get_by_role("combobox").count()):
+        box = sidebar.get_by_role("combobox").nth(i)
+        before = query(page)
+        picked = _pick_other(page, box, f"{where}/{i}")
+        page.keyboard.press("Escape")  # the comparison group's list stays open after a pick
+        if picked is not None:
+            assert query(page) != before, f"{where}: {picked!r} did not reach the URL {page.url}"
+    if sidebar.get_by_test_id("stDateInput").count():  # the admin has no outcome filters, so no meeting date
+        set_date(page, sidebar.get_by_test_id("stDateInput"), 2025, 1, 1)
+        assert query(page).get("meeting") == ["2025-01-01"], page.url
+        assert_clean(page)
+    other = "nl" if lang == "en" else "en"
+    has_filters = combobox(page, "filter.condition", lang).count() > 0  # the admin has none
+    sidebar.get_by_text(t(f"language.{other}", lang), exact=True).click()
+    settle(page)
+    expect(nav_link(page, "methods", other)).to_be_visible(timeout=SETTLED_MS)
+    if has_filters:
+        expect(combobox(page, "filter.condition", other)).to_be_visible()  # the filters speak the new language too
+    assert query(page)["lang"] == [other], page.url
+    assert_clean(page)
+    return other
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_local_mode_every_page_and_control(page: Page, app_url: str, lang: str) -> None:
-    page.goto(f"{app_url}/?lang={lang}")
+def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_path: Path) -> None:
+    app = _servers[0]
+    page.goto(f"{app.url}/?lang={lang}")
     title(page).wait_for(timeout=RUN_TIMEOUT_MS)
     settle(page)
-    _walk(page, app_url, "local", lang, downloads=lang == "en")
+    _walk(page, "local", lang, Exports(app.database_url, tmp_path))
+    _sidebar_filters_in_turn(page, "local", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
 @pytest.mark.parametrize("role", ["care", "quality", "manager", "admin"])
-def test_signed_in_role_every_page_and_control(page: Page, signed_app: StreamlitServer, role: str, lang: str) -> None:
+def test_signed_in_role_every_page_and_control(
+    page: Page, signed_app: StreamlitServer, role: str, lang: str, tmp_path: Path
+) -> None:
     sign_in(page, signed_app.url, role)
     if lang != "en":  # the sign-in round trip lands on the home page; the session cookie keeps the sign-in
         page.goto(f"{signed_app.url}/?lang={lang}")
         page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
         settle(page)
-    # every control in English; in Dutch every page and its texts (the controls are the same, and time is short)
-    _walk(page, signed_app.url, role, lang, thorough=lang == "en", downloads=lang == "en")
+    exports = Exports(signed_app.database_url, tmp_path) if role in ("care", "quality") else None
+    _walk(page, role, lang, exports)
     if role == "care":  # a care team sees patient rows: the cases to discuss carry the record key
         page.get_by_role("tab", name=t("pages.tab_cases", lang)).click()
         settle(page)
@@ -338,7 +537,8 @@ def test_signed_in_role_every_page_and_control(page: Page, signed_app: Streamlit
         page.get_by_role("tab", name=t("pages.tab_cases", lang)).click()
         settle(page)
         expect(main(page).get_by_text(t("auth.no_patient_rows", lang))).to_be_visible()
-    page.get_by_test_id("stSidebar").get_by_role("button", name=t("app.sign_out", lang)).click()
+    ends_in = _sidebar_filters_in_turn(page, role, lang)
+    page.get_by_test_id("stSidebar").get_by_role("button", name=t("app.sign_out", ends_in)).click()
     page.get_by_role("button", name="End session").click()  # the provider's sign-out page
     expect(
         page.get_by_role("button", name=re.compile(f"^({t('app.sign_in', 'en')}|{t('app.sign_in', lang)})$"))
@@ -391,13 +591,13 @@ def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
                 for tab in TEAM_TABS:
                     main(page).get_by_role("tab", name=t(f"pages.tab_{tab}", lang)).click()
                     settle(page)
-                    page.wait_for_timeout(300)  # charts lay out
+                    wait_for_charts(page)
                     assert_clean(page)
                     _grids_fit(page, f"{where} {tab}")
                     _no_horizontal_overflow(page, f"{where} {tab}")
                     screenshot(page, artifacts / f"{name}-{tab}-{lang}-{size_name}.png")
             else:
-                page.wait_for_timeout(300)
+                wait_for_charts(page)
                 if slug in ("", "cost_value"):
                     _grids_fit(page, where)
                 _no_horizontal_overflow(page, where)
