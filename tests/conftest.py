@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,21 +80,81 @@ def sqlite_engine(tmp_path) -> Iterator[Engine]:
         next(gen, None)
 
 
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all xdist workers of this run share (the parent of the workers' own base folders), or this
+    session's base folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def demo_registry(tmp_path_factory):
-    """The default demo registry (50,000 cycles, default seed), generated and imported once per session.
+    """The default demo registry (50,000 cycles, default seed), generated and imported once per test run.
 
-    Returns (engine, truth): the planted truth is what the statistics must find.
+    Returns (engine, truth): the planted truth is what the statistics must find. Under pytest-xdist the first
+    worker that needs it builds it in the run's shared folder (the others wait on a file lock); every worker then
+    works on its own copy of the database, so one worker's audit events never reach another's.
     """
     import json
+    import sqlite3
 
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
 
+    shared = _shared_dir(tmp_path_factory) / "demo-registry-50k"
+    shared.mkdir(exist_ok=True)
+    built = shared / "demo.db"
+    with _file_lock(shared.parent / "demo-registry-50k.lock"):
+        if not (shared / "done").exists():
+            result = generate_demo(shared / "files")
+            builder = get_engine(f"sqlite:///{built}")
+            import_files(result.files, builder, imported_by="test")
+            builder.dispose()
+            get_engine.cache_clear()
+            shutil.copy2(result.truth_path, shared / "truth.json")
+            shutil.rmtree(shared / "files", ignore_errors=True)
+            (shared / "done").touch()
     folder = tmp_path_factory.mktemp("demo")
-    result = generate_demo(folder / "files")
+    with (
+        contextlib.closing(sqlite3.connect(built)) as source,
+        contextlib.closing(sqlite3.connect(folder / "demo.db")) as copy,
+    ):
+        source.backup(copy)
     engine = get_engine(f"sqlite:///{folder / 'demo.db'}")
-    import_files(result.files, engine, imported_by="test")
-    truth = json.loads(result.truth_path.read_text(encoding="utf-8"))
+    truth = json.loads((shared / "truth.json").read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------ pytest-xdist
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for `--dist loadgroup` (scripts/test runs the suite on every core with it).
+
+    - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once;
+    - the tests of a module that share a module- or class-scoped fixture in one group per module, so that fixture
+      (a generated registry, a computed indicator table) is built once, not once per worker;
+    - every other test is scheduled on its own, whichever worker is free.
+    Session fixtures (the PostgreSQL server, a demo registry) are per worker; their names, ports and folders are
+    the worker's own (pg_server picks a free port and a fresh folder, database names carry the process id).
+    """
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        path = Path(str(item.path))
+        if "e2e" in path.parts:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d.scope in ("module", "class", "package") for seq in defs for d in seq):
+            item.add_marker(pytest.mark.xdist_group(path.stem))
