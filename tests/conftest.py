@@ -97,13 +97,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-@pytest.fixture(scope="session")
-def demo_registry(tmp_path_factory):
-    """The default demo registry (50,000 cycles, default seed), generated and imported once per test run.
+def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None) -> Iterator[tuple[Engine, dict]]:
+    """A demo registry generated and imported once per test run, and this worker's own copy of its database.
 
-    Returns (engine, truth): the planted truth is what the statistics must find. Under pytest-xdist the first
-    worker that needs it builds it in the run's shared folder (the others wait on a file lock); every worker then
-    works on its own copy of the database, so one worker's audit events never reach another's.
+    Under pytest-xdist the first worker that needs it builds it in the run's shared folder (the others wait on a
+    file lock); every worker then works on its own copy, so one worker's audit events never reach another's.
     """
     import json
     import sqlite3
@@ -111,12 +109,14 @@ def demo_registry(tmp_path_factory):
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
 
-    shared = _shared_dir(tmp_path_factory) / "demo-registry-50k"
+    name = f"demo-registry-{cycles or 'default'}"
+    shared = _shared_dir(tmp_path_factory) / name
     shared.mkdir(exist_ok=True)
     built = shared / "demo.db"
-    with _file_lock(shared.parent / "demo-registry-50k.lock"):
+    with _file_lock(shared.parent / f"{name}.lock"):
         if not (shared / "done").exists():
-            result = generate_demo(shared / "files")
+            kwargs = {"cycles": cycles} if cycles else {}
+            result = generate_demo(shared / "files", **kwargs)
             builder = get_engine(f"sqlite:///{built}")
             import_files(result.files, builder, imported_by="test")
             builder.dispose()
@@ -134,6 +134,28 @@ def demo_registry(tmp_path_factory):
     truth = json.loads((shared / "truth.json").read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_registry(tmp_path_factory):
+    """The default demo registry (50,000 cycles, default seed): for the tests whose statistics must find the
+    planted truth (an outlier, an effect size), and the figures a reviewer compares with the dashboard.
+
+    Returns (engine, truth): the planted truth is what the statistics must find.
+    """
+    yield from _demo_registry(tmp_path_factory, None)
+
+
+#: cycles of the small demo registry (the browser tests use the same size)
+SMALL_DEMO_CYCLES = 4_000
+
+
+@pytest.fixture(scope="session")
+def small_demo_registry(tmp_path_factory):
+    """A small demo registry (4,000 cycles, default seed) for tests where the size does not matter: every page,
+    role and language renders, every label is translated. About a tenth of the default's time to build and to
+    compute on. Returns (engine, truth) like demo_registry."""
+    yield from _demo_registry(tmp_path_factory, SMALL_DEMO_CYCLES)
 
 
 # ------------------------------------------------------------------------------------------ pytest-xdist
