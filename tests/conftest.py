@@ -111,10 +111,11 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
 
     name = f"demo-registry-{cycles or 'default'}"
     shared = _shared_dir(tmp_path_factory) / name
-    shared.mkdir(exist_ok=True)
     built = shared / "demo.db"
     with _file_lock(shared.parent / f"{name}.lock"):
         if not (shared / "done").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # what a worker that failed half-way left behind
+            shared.mkdir()
             kwargs = {"cycles": cycles} if cycles else {}
             result = generate_demo(shared / "files", **kwargs)
             builder = get_engine(f"sqlite:///{built}")
