@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,24 +162,60 @@ def small_demo_registry(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------ pytest-xdist
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for `--dist loadgroup` (scripts/test runs the suite on every core with it).
+_MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']")
+
+
+@functools.cache
+def _shares_fixtures(path: str) -> bool:
+    """Whether a test module declares a module-, class- or package-scoped fixture (read from its source)."""
+    try:
+        return bool(_MODULE_SCOPED.search(Path(path).read_text(encoding="utf-8")))
+    except OSError:
+        return False
+
+
+def xdist_group(nodeid: str, rootpath: Path) -> str:
+    """The scheduling group of a test under `--dist loadgroup` (scripts/test runs the suite on every core with it).
 
     - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once;
-    - the tests of a module that share a module- or class-scoped fixture in one group per module, so that fixture
-      (a generated registry, a computed indicator table) is built once, not once per worker;
-    - every other test is scheduled on its own, whichever worker is free.
-    Session fixtures (the PostgreSQL server, a demo registry) are per worker; their names, ports and folders are
-    the worker's own (pg_server picks a free port and a fresh folder, database names carry the process id).
+    - the tests of a module that declares a module- or class-scoped fixture (a generated registry, a computed
+      indicator table) in one group, so that fixture is built once, not once per worker;
+    - every other test on its own, on whichever worker is free.
+    Session fixtures (the PostgreSQL server, a demo registry's copy) are per worker; their ports, folders and database
+    names are the worker's own (pg_server picks a free port and a fresh folder, database names carry the process id,
+    the demo registries are built once per run under a file lock).
     """
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        path = Path(str(item.path))
-        if "e2e" in path.parts:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
-            continue
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs.values() if info is not None else ()
-        if any(d.scope in ("module", "class", "package") for seq in defs for d in seq):
-            item.add_marker(pytest.mark.xdist_group(path.stem))
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/e2e/"):
+        return "e2e"
+    if _shares_fixtures(str(rootpath / path)):
+        return path
+    return nodeid
+
+
+class _GroupScheduling:
+    """pytest-xdist's hook, registered only when xdist is installed (an unknown hook is an error otherwise).
+
+    xdist's own loadgroup reads `xdist_group` marks and appends them to the test ids, which pytest 9 no longer
+    allows (Node._nodeid is gone): the groups are made here, on the controller, from the test ids instead."""
+
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        if config.getoption("dist") != "loadgroup":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        rootpath = config.rootpath
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return xdist_group(nodeid, rootpath)
+
+        # collection order, not largest group first: the browser tests (collected first) start at once, on one worker
+        config.option.loadscopereorder = False
+        return GroupScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_GroupScheduling(), "vbhc-xdist-groups")
