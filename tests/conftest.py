@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import itertools
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,22 +82,59 @@ def sqlite_engine(tmp_path) -> Iterator[Engine]:
         next(gen, None)
 
 
-@pytest.fixture(scope="session")
-def demo_registry(tmp_path_factory):
-    """The default demo registry (50,000 cycles, default seed), generated and imported once per session.
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all xdist workers of this run share (the parent of the workers' own base folders), or this
+    session's base folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    Returns (engine, truth): the planted truth is what the statistics must find.
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None) -> Iterator[tuple[Engine, dict]]:
+    """A demo registry generated and imported once per test run, and this worker's own copy of its database.
+
+    Under pytest-xdist the first worker that needs it builds it in the run's shared folder (the others wait on a
+    file lock); every worker then works on its own copy, so one worker's audit events never reach another's.
     """
     import json
+    import sqlite3
 
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
 
+    name = f"demo-registry-{cycles or 'default'}"
+    shared = _shared_dir(tmp_path_factory) / name
+    built = shared / "demo.db"
+    with _file_lock(shared.parent / f"{name}.lock"):
+        if not (shared / "done").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # what a worker that failed half-way left behind
+            shared.mkdir()
+            kwargs = {"cycles": cycles} if cycles else {}
+            result = generate_demo(shared / "files", **kwargs)
+            builder = get_engine(f"sqlite:///{built}")
+            import_files(result.files, builder, imported_by="test")
+            builder.dispose()
+            get_engine.cache_clear()
+            shutil.copy2(result.truth_path, shared / "truth.json")
+            shutil.rmtree(shared / "files", ignore_errors=True)
+            (shared / "done").touch()
     folder = tmp_path_factory.mktemp("demo")
-    result = generate_demo(folder / "files")
+    with (
+        contextlib.closing(sqlite3.connect(built)) as source,
+        contextlib.closing(sqlite3.connect(folder / "demo.db")) as copy,
+    ):
+        source.backup(copy)
     engine = get_engine(f"sqlite:///{folder / 'demo.db'}")
-    import_files(result.files, engine, imported_by="test")
-    truth = json.loads(result.truth_path.read_text(encoding="utf-8"))
+    truth = json.loads((shared / "truth.json").read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
 
@@ -108,3 +150,85 @@ def local_mode(monkeypatch) -> Iterator[None]:
     config.set_option("server.address", "localhost")
     yield
     config.set_option("server.address", previous)
+
+
+@pytest.fixture(scope="session")
+def demo_registry(tmp_path_factory):
+    """The default demo registry (50,000 cycles, default seed): for the tests whose statistics must find the
+    planted truth (an outlier, an effect size), and the figures a reviewer compares with the dashboard.
+
+    Returns (engine, truth): the planted truth is what the statistics must find.
+    """
+    yield from _demo_registry(tmp_path_factory, None)
+
+
+#: cycles of the small demo registry (the browser tests use the same size)
+SMALL_DEMO_CYCLES = 4_000
+
+
+@pytest.fixture(scope="session")
+def small_demo_registry(tmp_path_factory):
+    """A small demo registry (4,000 cycles, default seed) for tests where the size does not matter: every page,
+    role and language renders, every label is translated. About a tenth of the default's time to build and to
+    compute on. Returns (engine, truth) like demo_registry."""
+    yield from _demo_registry(tmp_path_factory, SMALL_DEMO_CYCLES)
+
+
+# ------------------------------------------------------------------------------------------ pytest-xdist
+_MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']")
+
+
+@functools.cache
+def _shares_fixtures(path: str) -> bool:
+    """Whether a test module declares a module-, class- or package-scoped fixture (read from its source)."""
+    try:
+        return bool(_MODULE_SCOPED.search(Path(path).read_text(encoding="utf-8")))
+    except OSError:
+        return False
+
+
+def xdist_group(nodeid: str, rootpath: Path) -> str:
+    """The scheduling group of a test under `--dist loadgroup` (scripts/test runs the suite on every core with it).
+
+    - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once;
+    - the tests of a module that declares a module- or class-scoped fixture (a generated registry, a computed
+      indicator table) in one group, so that fixture is built once, not once per worker;
+    - every other test on its own, on whichever worker is free.
+    Session fixtures (the PostgreSQL server, a demo registry's copy) are per worker; their ports, folders and database
+    names are the worker's own (pg_server picks a free port and a fresh folder, database names carry the process id,
+    the demo registries are built once per run under a file lock).
+    """
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/e2e/"):
+        return "e2e"
+    if _shares_fixtures(str(rootpath / path)):
+        return path
+    return nodeid
+
+
+class _GroupScheduling:
+    """pytest-xdist's hook, registered only when xdist is installed (an unknown hook is an error otherwise).
+
+    xdist's own loadgroup reads `xdist_group` marks and appends them to the test ids, which pytest 9 no longer
+    allows (Node._nodeid is gone): the groups are made here, on the controller, from the test ids instead."""
+
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        if config.getoption("dist") != "loadgroup":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        rootpath = config.rootpath
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return xdist_group(nodeid, rootpath)
+
+        # collection order, not largest group first: the browser tests (collected first) start at once, on one worker
+        config.option.loadscopereorder = False
+        return GroupScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_GroupScheduling(), "vbhc-xdist-groups")

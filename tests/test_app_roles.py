@@ -16,8 +16,9 @@ from vbhc.store import get_engine
 
 
 @pytest.fixture
-def signed_in_db(demo_registry, monkeypatch, tmp_path):
-    engine, _ = demo_registry
+def signed_in_db(small_demo_registry, monkeypatch, tmp_path):
+    # roles, scopes and navigation do not depend on the registry's size: the small demo registry (4,000 cycles)
+    engine, _ = small_demo_registry
     mapping = tmp_path / "access.toml"
     mapping.write_text(MAPPING, encoding="utf-8")
     monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))

@@ -13,7 +13,8 @@ import statsmodels.formula.api as smf
 from openpyxl import load_workbook
 
 from vbhc.catalog import STORED_CASEMIX, default_catalog
-from vbhc.demo import AS_OF, FIRST_INDEX, LAST_INDEX, TABLES, generate_demo
+from vbhc.demo import AS_OF, DEFAULT_CYCLES, DEFAULT_SEED, FIRST_INDEX, LAST_INDEX, TABLES, generate_demo
+from vbhc.store import row_counts
 
 N = 3000
 AS_OF_TS = pd.Timestamp(AS_OF)
@@ -394,11 +395,14 @@ def test_no_effect_lists_every_other_unit_and_indicator(demo):
 
 
 @pytest.mark.slow
-def test_default_size_plants_strong_signals(tmp_path):
+def test_default_size_plants_strong_signals(demo_registry):
     """At the default 50,000 cycles every planted effect is large against its unit's standard error,
-    the case-mix-only unit's crude mortality is clearly higher, and a perfect model would not flag it."""
-    result = generate_demo(tmp_path, cycles=50_000)
-    truth = json.loads(result.truth_path.read_text(encoding="utf-8"))
+    the case-mix-only unit's crude mortality is clearly higher, and a perfect model would not flag it.
+
+    The default demo is the suite's shared demo_registry (generated once per run with the default size and seed,
+    imported all-or-nothing, so its stored rows are the generated ones)."""
+    assert (DEFAULT_CYCLES, DEFAULT_SEED) == (50_000, 20261124)
+    engine, truth = demo_registry
     for o in truth["outliers"]:
         if o["kind"] != "prom_mic":
             assert abs(o["expected_z"]) > 5, o
@@ -406,7 +410,8 @@ def test_default_size_plants_strong_signals(tmp_path):
     mortality = [e for e in truth["casemix_only"] if e["indicator"].startswith("mortality")]
     assert mortality and all(e["crude_signal_expected"] for e in mortality)
     assert all(e["crude_z"] > 3 and abs(e["benchmark_z"]) < 2.5 for e in mortality)
-    assert result.counts["prom_responses"] > 1_000_000
+    assert row_counts(engine)["care_cycles"] == 50_000
+    assert row_counts(engine)["prom_responses"] > 1_000_000
 
 
 def test_as_of_is_a_fixed_date():

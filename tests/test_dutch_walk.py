@@ -346,9 +346,10 @@ def test_every_page_is_dutch_with_an_empty_database(tmp_path, monkeypatch, local
     assert not found, _report(found)
 
 
-def test_every_page_is_dutch_in_local_mode(demo_registry, monkeypatch, local_mode):
-    """The localhost single-user mode has every role: every page, every element."""
-    engine, _ = demo_registry
+def test_every_page_is_dutch_in_local_mode(small_demo_registry, monkeypatch, local_mode):
+    """The localhost single-user mode has every role: every page, every element (the words do not depend on the
+    registry's size: the small demo registry)."""
+    engine, _ = small_demo_registry
     monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     found = _walk(AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180), PAGES)
     assert not found, _report(found)
@@ -362,8 +363,8 @@ def test_every_page_is_dutch_in_local_mode(demo_registry, monkeypatch, local_mod
         ("quality", ["views/audit.py", "views/data.py"]),  # the audit log with other users' events
     ],
 )
-def test_every_page_is_dutch_per_role(demo_registry, monkeypatch, tmp_path, user, pages):
-    engine, _ = demo_registry
+def test_every_page_is_dutch_per_role(small_demo_registry, monkeypatch, tmp_path, user, pages):
+    engine, _ = small_demo_registry
     mapping = tmp_path / "access.toml"
     mapping.write_text(MAPPING, encoding="utf-8")
     monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
+from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
 from vbhc import audit
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
@@ -60,6 +61,7 @@ def _cycles_csv(path: Path, change: dict[str, str] | None = None, row: int = 2) 
 # --- encodings and binary content ----------------------------------------------------------------------
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("encode", "rule"),
     [
@@ -78,6 +80,7 @@ def test_wrong_encodings_and_binary_content(base, tmp_path, encode, rule):
     assert "care_cycles.csv" in message
 
 
+@sqlite_only
 def test_encoding_error_names_the_line(base, tmp_path):
     engine, _ = base
     path = _cycles_csv(tmp_path / "care_cycles.csv")
@@ -108,6 +111,7 @@ FORMULAS = [
 ]
 
 
+@sqlite_only
 @pytest.mark.parametrize("formula", FORMULAS)
 def test_formulas_in_csv_cells_are_refused(base, tmp_path, formula):
     engine, _ = base
@@ -115,6 +119,7 @@ def test_formulas_in_csv_cells_are_refused(base, tmp_path, formula):
     assert "formulas are not accepted" in _refused([path], engine)
 
 
+@sqlite_only
 def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
     engine, _files = base
     wb = Workbook()
@@ -136,6 +141,7 @@ def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
 # --- huge cells ----------------------------------------------------------------------------------------
 
 
+@sqlite_only
 def test_huge_cell_is_named_and_not_echoed(base, tmp_path):
     engine, _ = base
     path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": "x" * 40_000}, row=3)
@@ -145,6 +151,7 @@ def test_huge_cell_is_named_and_not_echoed(base, tmp_path):
     assert "x" * 100 not in message
 
 
+@sqlite_only
 def test_cell_limit_is_a_setting(base, tmp_path, monkeypatch):
     engine, _ = base
     monkeypatch.setenv("VBHC_MAX_CELL_CHARS", "10")
@@ -155,6 +162,7 @@ def test_cell_limit_is_a_setting(base, tmp_path, monkeypatch):
 # --- patient identifiers never in messages -------------------------------------------------------------
 
 
+@sqlite_only
 def test_patient_ids_and_bsn_are_masked_in_problems(base, tmp_path):
     engine, _ = base
     rows = cycles()
@@ -170,6 +178,7 @@ def test_patient_ids_and_bsn_are_masked_in_problems(base, tmp_path):
 # --- size limit, file types by content -----------------------------------------------------------------
 
 
+@sqlite_only
 def test_size_limit_is_checked_before_reading(base, tmp_path, monkeypatch):
     engine, files = base
     monkeypatch.setenv("VBHC_MAX_IMPORT_MB", "0.001")
@@ -184,6 +193,7 @@ def test_size_limit_is_checked_before_reading(base, tmp_path, monkeypatch):
     assert row_counts(engine) == before
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("name", "content", "rule"),
     [
@@ -199,6 +209,7 @@ def test_files_are_judged_by_content_not_name(base, tmp_path, name, content, rul
     assert rule in _refused([path], engine)
 
 
+@sqlite_only
 def test_zip_without_workbook_parts_is_not_a_workbook(base, tmp_path):
     engine, _ = base
     path = tmp_path / "registry.xlsx"
@@ -223,6 +234,7 @@ def _add_member(path: Path, name: str, data: bytes) -> None:
         zf.writestr(name, data)
 
 
+@sqlite_only
 def test_zip_bomb_by_compression_ratio(base, tmp_path):
     engine, _ = base
     path = _workbook(tmp_path / "registry.xlsx")
@@ -231,6 +243,7 @@ def test_zip_bomb_by_compression_ratio(base, tmp_path):
     assert "xl/media/bomb.bin is compressed" in message and "possibly a zip bomb" in message
 
 
+@sqlite_only
 def test_zip_bomb_by_total_unpacked_size(base, tmp_path, monkeypatch):
     engine, _ = base
     monkeypatch.setenv("VBHC_MAX_UNPACKED_MB", "0.01")
@@ -238,6 +251,7 @@ def test_zip_bomb_by_total_unpacked_size(base, tmp_path, monkeypatch):
     assert "more than the limit of 0 MB (VBHC_MAX_UNPACKED_MB); possibly a zip bomb" in _refused([path], engine)
 
 
+@sqlite_only
 @pytest.mark.parametrize("keep", [0.3, 0.6, 0.9, 0.99])
 def test_truncated_xlsx(base, tmp_path, keep):
     engine, _ = base
@@ -247,6 +261,7 @@ def test_truncated_xlsx(base, tmp_path, keep):
     assert "damaged or truncated XLSX workbook" in _refused([path], engine)
 
 
+@sqlite_only
 def test_truncated_csv_in_the_middle_of_a_character(base, tmp_path):
     engine, _ = base
     path = _cycles_csv(tmp_path / "care_cycles.csv", {"treatment": "oesophagectomié"}, row=11)
@@ -255,6 +270,7 @@ def test_truncated_csv_in_the_middle_of_a_character(base, tmp_path):
     assert "ends in the middle of a character" in _refused([path], engine)
 
 
+@sqlite_only
 def test_damaged_sheet_xml_inside_a_valid_container(base, tmp_path):
     engine, _ = base
     good = _workbook(tmp_path / "good.xlsx")

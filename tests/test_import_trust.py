@@ -18,6 +18,7 @@ from openpyxl import Workbook
 from openpyxl.worksheet.formula import ArrayFormula
 from sqlalchemy import create_engine, event, select
 
+from tests.backends import sqlite_only
 from tests.db_snapshot import snapshot
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
 from vbhc import audit, models
@@ -86,6 +87,7 @@ def test_semicolon_file_with_decimal_commas_still_reads_as_dutch_excel_writes(ba
     assert _value(engine, k.unit_cost, k.cycle_id == "C0003", k.activity == "ward_day") == 680.5
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("values", "rule"),
     [
@@ -173,6 +175,7 @@ def test_two_identical_files_in_one_batch_are_refused(base, tmp_path):
 # --- 4. two files with the same name ---------------------------------------------------------------------
 
 
+@sqlite_only
 def test_two_files_with_the_same_name_are_refused_not_overwritten(base, tmp_path):
     engine, _ = base
     (tmp_path / "a").mkdir()
@@ -185,6 +188,7 @@ def test_two_files_with_the_same_name_are_refused_not_overwritten(base, tmp_path
 # --- 5. no header row; identifiers masked everywhere -----------------------------------------------------
 
 
+@sqlite_only
 def test_file_without_header_row_says_so_and_never_shows_the_bsn(base, tmp_path):
     engine, _ = base
     rows = cycles()
@@ -201,6 +205,7 @@ def test_file_without_header_row_says_so_and_never_shows_the_bsn(base, tmp_path)
     assert "no header row" in detail and BSN not in detail
 
 
+@sqlite_only
 @pytest.mark.parametrize("header", [BSN, "jan.jansen@example.org", "0612345678"])
 def test_a_column_name_that_is_a_value_is_masked(base, tmp_path, header):
     engine, _ = base
@@ -215,6 +220,7 @@ def test_a_column_name_that_is_a_value_is_masked(base, tmp_path, header):
 # --- 6. every row has exactly the header's fields --------------------------------------------------------
 
 
+@sqlite_only
 def test_short_row_is_refused(base, tmp_path):
     engine, _ = base
     path = write_csv(tmp_path / "care_cycles.csv", cycles(), CYCLE_COLUMNS)
@@ -225,6 +231,7 @@ def test_short_row_is_refused(base, tmp_path):
     assert "care_cycles.csv row 4" in message and "6 fields, the header has 14" in message
 
 
+@sqlite_only
 def test_long_row_is_refused_with_its_row(base, tmp_path):
     engine, _ = base
     path = write_csv(tmp_path / "costs.csv", costs())
@@ -235,6 +242,7 @@ def test_long_row_is_refused_with_its_row(base, tmp_path):
     assert "costs.csv row 6" in message and "column 5, which has no header" in message
 
 
+@sqlite_only
 def test_xlsx_value_under_no_header_is_refused(base, tmp_path):
     engine, _ = base
     wb = Workbook()
@@ -258,6 +266,7 @@ def test_trailing_separator_on_every_line_is_an_empty_column_not_an_unknown_one(
 # --- 7. only plain values in workbook cells --------------------------------------------------------------
 
 
+@sqlite_only
 def test_xlsx_array_formula_is_refused(base, tmp_path):
     engine, _ = base
     wb = Workbook()
@@ -320,6 +329,7 @@ def test_units_file_renames_a_hospital_and_moves_the_own_hospital_flag(base, tmp
 # --- 10. the shape of a file is bounded before the expensive work ------------------------------------------
 
 
+@sqlite_only
 def test_a_header_of_a_million_columns_is_refused_in_seconds(base, tmp_path):
     engine, _ = base
     path = tmp_path / "costs.csv"
@@ -330,6 +340,7 @@ def test_a_header_of_a_million_columns_is_refused_in_seconds(base, tmp_path):
     assert "1,000,000 columns, more than the limit of 200 (VBHC_MAX_COLUMNS)" in message
 
 
+@sqlite_only
 def test_a_workbook_unpacking_beyond_the_limit_is_refused_before_it_is_read(base, tmp_path, monkeypatch):
     engine, _ = base
     # the default bounds the work: reading costs about a second per 1.5 MB unpacked (it was 2,000 MB)
@@ -346,6 +357,7 @@ def test_a_workbook_unpacking_beyond_the_limit_is_refused_before_it_is_read(base
     assert "more than the limit of 1 MB (VBHC_MAX_UNPACKED_MB)" in message
 
 
+@sqlite_only
 def test_more_rows_than_the_limit_are_refused(base, tmp_path, monkeypatch):
     engine, _ = base
     monkeypatch.setenv("VBHC_MAX_ROWS", "10")
@@ -428,6 +440,7 @@ def test_a_workbook_named_csv_is_read_as_the_workbook_it_is(base, tmp_path):
     assert report.sources[0].sheet == "costs" and report.sources[0].rows_updated == 24
 
 
+@sqlite_only
 def test_a_repeated_column_is_named_as_written(base, tmp_path):
     engine, _ = base
     rows = [dict(r, age2=r["age"]) for r in cycles()]
@@ -438,6 +451,7 @@ def test_a_repeated_column_is_named_as_written(base, tmp_path):
     assert "age.1" not in message
 
 
+@sqlite_only
 def test_row_numbers_after_blank_lines_are_the_ones_excel_shows(base, tmp_path):
     engine, _ = base
     path = write_csv(tmp_path / "costs.csv", costs())
@@ -449,6 +463,7 @@ def test_row_numbers_after_blank_lines_are_the_ones_excel_shows(base, tmp_path):
     assert "costs.csv row 8 column 'activity'" in message
 
 
+@sqlite_only
 def test_row_numbers_with_a_quoted_line_break_follow_excel(base, tmp_path):
     engine, _ = base
     rows = cycles()
@@ -459,6 +474,7 @@ def test_row_numbers_with_a_quoted_line_break_follow_excel(base, tmp_path):
     assert "care_cycles.csv row 5 column 'asa'" in message  # Excel: one row per record
 
 
+@sqlite_only
 @pytest.mark.parametrize("name", ["Date of Birth", "geboorte datum", "Patient Name", "E-mail", "BSN nummer"])
 def test_identifier_columns_are_recognised_however_they_are_written(base, tmp_path, name):
     engine, _ = base
@@ -480,6 +496,7 @@ def test_header_names_are_matched_as_a_person_writes_them(base, tmp_path):
     assert import_files([path], engine).sources[0].rows_updated == 24
 
 
+@sqlite_only
 @pytest.mark.parametrize("code", ["H01/X", "H01@SUR", "[H67](https://evil.example)", "H 01"])
 def test_unit_codes_that_would_break_unit_labels_are_refused(base, tmp_path, code):
     engine, _ = base

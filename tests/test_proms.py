@@ -19,6 +19,7 @@ from vbhc.proms import (
     score_instrument,
     score_responses,
 )
+from vbhc.settings import reference_dir
 
 REF = Path(__file__).parent / "reference"
 CATALOG = default_catalog()
@@ -251,7 +252,7 @@ def test_promis10_worked_examples(gph_items, gmh_items, gph, gmh):
 def test_promis10_global07_recode(pain, recoded):
     items = {"Global03": 3, "Global06": 3, "Global07": pain, "Global08r": 3}
     wide = score_instrument(long_rows("p", "promis10", "baseline", items), PROMIS)
-    table = pd.read_csv(Path(__file__).parents[1] / "data" / "reference" / "promis10_global_health_tscores.csv")
+    table = pd.read_csv(reference_dir() / "promis10_global_health_tscores.csv")
     expected = table.set_index("raw_score").loc[9 + recoded, "gph_tscore"]
     assert wide.loc[0, "GPH"] == pytest.approx(expected)
     assert np.isnan(wide.loc[0, "GMH"])  # GMH items not answered

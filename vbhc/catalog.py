@@ -1,4 +1,4 @@
-"""The condition catalog: what each condition team measures, read from data/catalog/*.toml.
+"""The condition catalog: what each condition team measures, read from vbhc/data/catalog/*.toml.
 
 The catalog is data, so care teams can change their indicator set without touching code; in exchange every
 file is validated strictly here, and a mistake names the file and the key rather than surfacing later as a
@@ -682,7 +682,7 @@ def _load_condition(
 
 
 def load_catalog(directory: Path | str | None = None) -> Catalog:
-    """Read and validate every catalog file in `directory` (default: data/catalog)."""
+    """Read and validate every catalog file in `directory` (default: vbhc/data/catalog)."""
     directory = Path(directory) if directory is not None else catalog_dir()
     if not directory.is_dir():
         raise CatalogError(f"{directory}: catalog directory not found")

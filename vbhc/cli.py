@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from vbhc.progress import ProgressPrinter
-from vbhc.settings import PROJECT_ROOT, data_dir, database_url
+from vbhc.settings import PROJECT_ROOT, data_dir, database_url, in_checkout
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -193,6 +193,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from vbhc.store import get_engine, row_counts, upgrade_schema
+
+    if not in_checkout():
+        print(
+            "vbhc serve runs the dashboard from a source checkout (streamlit_app.py, ui/ and views/ are not part "
+            "of the installed package): run it from a clone of the repository (bash scripts/dashboard)",
+            file=sys.stderr,
+        )
+        return 2
 
     upgrade_schema(get_engine())
     if row_counts()["care_cycles"] == 0 and not args.no_demo:

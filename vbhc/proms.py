@@ -5,7 +5,7 @@ instrument (rows = cycle x timepoint, columns = the catalog's items) and compute
 arithmetic, because the benchmark scores tens of millions of item rows and a per-row or per-group Python loop
 would take minutes.
 
-Scoring rules (sources in data/reference/README.md and the docstrings below):
+Scoring rules (sources in vbhc/data/reference/README.md and the docstrings below):
 - EQ-5D-5L index: Dutch value set (Versteegh 2016), computed in integer thousandths from the published
   3-decimal coefficients, so it is exact to 3 decimals; missing when any of the 5 dimensions is missing.
 - EORTC QLQ-C30: scoring manual 3rd ed. with the half-items rule; summary score (Giesinger 2016) only
@@ -29,9 +29,9 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from vbhc.catalog import Catalog, Instrument, default_catalog
-from vbhc.settings import PROJECT_ROOT
+from vbhc.settings import reference_dir
 
-REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
+REFERENCE_DIR = reference_dir()
 
 RESPONSE_COLUMNS = ("cycle_id", "instrument", "timepoint", "item", "value", "completed_date")
 SCORE_COLUMNS = ("cycle_id", "instrument", "timepoint", "scale", "score", "completed_date")

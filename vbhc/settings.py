@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
+#: The folder above the package: the repository's root when running from a checkout (editable install or
+#: PYTHONPATH), site-packages when installed from a wheel. Use `in_checkout()` before relying on it.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def in_checkout() -> bool:
+    """True when the package runs from a source checkout (streamlit_app.py and pyproject.toml beside it)."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "streamlit_app.py").is_file()
+
+
+def package_data(*parts: str) -> Path:
+    """A file or folder shipped inside the package (vbhc/data/..., fonts, migrations), found through
+    importlib.resources so an installed wheel finds it as well as a checkout. Wheels install as plain files, so the
+    resource is a real path on disk."""
+    return Path(str(resources.files("vbhc").joinpath(*parts)))
+
+
 def data_dir() -> Path:
-    """Folder for the embedded SQLite database and generated demo files (VBHC_DATA_DIR)."""
-    return Path(os.environ.get("VBHC_DATA_DIR", PROJECT_ROOT / "data"))
+    """Folder for the embedded SQLite database and generated demo files (VBHC_DATA_DIR).
+
+    Default: the repository's data/ folder when running from a checkout (what `bash scripts/dashboard` uses),
+    otherwise ./data in the current directory, never inside site-packages.
+    """
+    env = os.environ.get("VBHC_DATA_DIR")
+    if env:
+        return Path(env)
+    return PROJECT_ROOT / "data" if in_checkout() else Path.cwd() / "data"
 
 
 def catalog_dir() -> Path:
-    """Folder with the condition catalog (VBHC_CATALOG_DIR)."""
-    return Path(os.environ.get("VBHC_CATALOG_DIR", PROJECT_ROOT / "data" / "catalog"))
+    """Folder with the condition catalog (VBHC_CATALOG_DIR; default: the catalog shipped in vbhc/data/catalog)."""
+    env = os.environ.get("VBHC_CATALOG_DIR")
+    return Path(env) if env else package_data("data", "catalog")
+
+
+def reference_dir() -> Path:
+    """Folder with the PROM value sets and score tables shipped in vbhc/data/reference."""
+    return package_data("data", "reference")
 
 
 def database_url() -> str:

@@ -13,9 +13,9 @@ from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 
 from vbhc import models
-from vbhc.settings import database_url
+from vbhc.settings import database_url, package_data
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = package_data("migrations")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

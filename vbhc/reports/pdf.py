@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,11 +33,12 @@ from vbhc.indicators import (
 )
 from vbhc.reports.core import check_lang, first_unit_of, now, period_label
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
+from vbhc.settings import package_data
 from vbhc.verdict import verdict as verdict_of
 
 __all__ = ["FONT_DIR", "build_pdf", "render_chart"]
 
-FONT_DIR = Path(__file__).resolve().parent / "fonts"
+FONT_DIR = package_data("reports", "fonts")
 FONT = "DejaVu"
 #: PNG scale for the charts: about 150 dpi at the printed size, sharp in print, ~0.2 s per chart.
 CHART_SCALE = 1.4
