@@ -470,6 +470,39 @@ def test_prom_change_axis_names_the_scale():
         assert Scale().label(lang) in title and t("chart.change_axis", lang, scale=Scale().label(lang)) in title
 
 
+def test_a_scale_whose_label_ends_in_its_range_gets_the_range_once():
+    """The catalog names the Oxford scores "Oxford Hip Score (0-48)"; the axes add the range (or measure a change)
+    themselves, so the label's own range is left out: never "(0-48) (0–48, higher is better)"."""
+    ohs = Scale("Oxford Hip Score (0-48)", "Oxford Hip Score (0-48)", 0, 48)
+    rows = indicator_rows(unit_names(3), "chg", "prom_change")
+    for lang in ("nl", "en"):
+        change = charts.prom_change_chart(rows, lang=lang, scale=ohs)["layer"][0]["encoding"]["x"]["title"]
+        histogram = charts.score_distribution_chart(
+            charts.histogram(scores_frame(unit_names(3)), "score", ["group", "timepoint"], bins=8, range_=(0, 48)),
+            lang=lang,
+            scale=ohs,
+            timepoints=TIMEPOINTS,
+        )
+        for title in (change, *_axis_titles(histogram)):
+            text = " ".join(title) if isinstance(title, list) else str(title)
+            assert "0-48" not in text and ") (" not in text, text
+
+
+def _axis_titles(spec: object) -> list[object]:
+    """Every axis title in a spec (nested views included)."""
+    found: list[object] = []
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in ("axis", "x", "y") and isinstance(value, dict) and "title" in value:
+                found.append(value["title"])
+            else:
+                found.extend(_axis_titles(value))
+    elif isinstance(spec, list):
+        for item in spec:
+            found.extend(_axis_titles(item))
+    return found
+
+
 #: The headings (or tabs) the pages put right above a chart (vbhc/i18n key) and the chart's own title.
 HEADED_CHARTS = [
     ("cost.by_activity", "cost_breakdown"),  # views/cost_value.py

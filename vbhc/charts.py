@@ -1259,12 +1259,21 @@ def _stacked_panels(
     return _finish(body, data, lang, width, highlight=highlight, fit=False)
 
 
+_RANGE_SUFFIX = re.compile(r"\s*\(\s*-?\d+(?:[.,]\d+)?\s*[-–]\s*-?\d+(?:[.,]\d+)?\s*\)\s*$")
+
+
+def _scale_name(scale: Any, lang: str) -> str:
+    """The scale's name without the range its catalog label may end in ("Oxford Hip Score (0-48)"): the axes
+    say the range themselves, or measure a change, whose range is another."""
+    return _RANGE_SUFFIX.sub("", scale.label(lang)) or scale.label(lang)
+
+
 def _scale_axis_name(scale: Any, kind: str, lang: str) -> str | None:
     """A PROM value axis named after its scale (vbhc.catalog Scale): the score with its range, the change in it,
     or the share reaching its minimal important change; None without a scale."""
     if scale is None:
         return None
-    name = scale.label(lang)
+    name = _scale_name(scale, lang)
     if kind == "prom_change":
         return t("chart.change_axis", lang, scale=name)
     if kind == "prom_mic":
@@ -1810,7 +1819,7 @@ def score_distribution_chart(
     f = _fonts(width)
     lo, hi = float(frame["bin_start"].min()), float(frame["bin_end"].max())
     if scale is not None:
-        name = scale.label(lang)
+        name = _scale_name(scale, lang)
         how = label("higher_better" if scale.higher_is_better else "lower_better", lang)
         lo, hi = float(scale.min), float(scale.max)
     else:
