@@ -36,7 +36,6 @@ from tests.e2e.test_browser import (
     wait_for_title,
 )
 from tests.e2e.test_sign_in import sign_in
-from vbhc.access import MIN_OTHER_UNITS
 from vbhc.catalog import default_catalog
 from vbhc.i18n import t
 
@@ -502,16 +501,17 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
     for i in range(sidebar.get_by_role("combobox").count()):
         box = sidebar.get_by_role("combobox").nth(i)
         before = query(page)
+        # the comparison group's last option may be the unit's own hospital, which is in the group anyway: the URL
+        # then stays as it was (test_each_filter_in_turn_and_the_page_follows checks the group reaching the URL)
+        group = box.locator("xpath=ancestor::*[@data-testid='stMultiSelect']").count() > 0
         picked = _pick_other(page, box, f"{where}/{i}")
         page.keyboard.press("Escape")  # the comparison group's list stays open after a pick
-        if picked is not None:
-            refused = sidebar.get_by_text(t("comparison.too_small", lang, min=MIN_OTHER_UNITS), exact=True)
+        if picked is not None and not group:
             for _ in range(50):  # the URL follows within the run the pick asked for; allow a loaded browser time
-                if query(page) != before or refused.count():
+                if query(page) != before:
                     break
                 page.wait_for_timeout(200)
-            # the page follows: the URL holds the choice, or a comparison group too small is refused in words
-            assert query(page) != before or refused.count(), f"{where}: {picked!r} did not reach the URL {page.url}"
+            assert query(page) != before, f"{where}: {picked!r} did not reach the URL {page.url}"
     if sidebar.get_by_test_id("stDateInput").count():  # the admin has no outcome filters, so no meeting date
         set_date(page, sidebar.get_by_test_id("stDateInput"), 2025, 1, 1)
         assert query(page).get("meeting") == ["2025-01-01"], page.url
