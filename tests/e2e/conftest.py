@@ -6,7 +6,9 @@ Without it the tests fail, unless VBHC_TEST_SKIP_BROWSER=1 switches them off exp
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -127,6 +129,31 @@ def _build_demo_database(folder: Path, database_url: str) -> None:
         get_engine.cache_clear()
 
 
+#: `streamlit` as its command line starts it, with every thread's stack written to the log on SIGUSR1: a test whose
+#: script run does not finish shows where the server is (tests.e2e.test_browser.Runs.settle asks for it).
+DUMPABLE_STREAMLIT = (
+    "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "from streamlit.web.cli import main; sys.argv[0] = 'streamlit'; main()"
+)
+#: The servers started and not yet stopped in this process.
+RUNNING: list[StreamlitServer] = []
+
+
+def dump_servers(lines: int = 120) -> str:
+    """Every running server's thread stacks and the end of its log, for a test that found one stuck."""
+    out = []
+    for server in RUNNING:
+        with contextlib.suppress(OSError):
+            size = server.log_path.stat().st_size
+            server.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            text = server.log_path.read_text(encoding="utf-8", errors="replace")
+            before, dump = text[:size], text[size:]
+            tail = "\n".join(before.splitlines()[-lines:])
+            out.append(f"--- {server.url} log (last {lines} lines) ---\n{tail}\n--- thread stacks ---\n{dump}")
+    return "\n".join(out)
+
+
 class StreamlitServer:
     """`streamlit run streamlit_app.py` on a free port of 127.0.0.1, output in a log file."""
 
@@ -146,8 +173,8 @@ class StreamlitServer:
         self.database_url = database_url
         cmd = [
             sys.executable,
-            "-m",
-            "streamlit",
+            "-c",
+            DUMPABLE_STREAMLIT,
             "run",
             "streamlit_app.py",
             "--server.headless",
@@ -166,6 +193,7 @@ class StreamlitServer:
         env = {**os.environ, "VBHC_DATABASE_URL": database_url, "VBHC_WARM_UP_YEARS_UP_TO": "0", **(env or {})}
         with log_path.open("w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        RUNNING.append(self)
 
     def wait_until_healthy(self, timeout: float = SERVER_START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -186,6 +214,8 @@ class StreamlitServer:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            RUNNING.remove(self)
         self.proc.terminate()
         try:
             self.proc.wait(10)

@@ -125,7 +125,8 @@ class Runs:
         while True:
             while self.started <= started or self.finished < self.started:
                 if deadline <= 0:
-                    raise AssertionError(f"script run did not finish within {RUN_TIMEOUT_MS} ms: {self.now()}")
+                    self._stuck(page)
+                    break
                 page.wait_for_timeout(step)
                 deadline -= step
             last = self.started
@@ -135,10 +136,28 @@ class Runs:
         self.mark = self.now()
         return True
 
+    def _stuck(self, page: Page) -> None:
+        """A run asked for has not reported its end for RUN_TIMEOUT_MS. If the page itself has been idle all the
+        while, the socket count missed a frame: the browser is the judge, and the test goes on. Otherwise the test
+        fails with where every server thread is, so a hang can be found, not only seen."""
+        from tests.e2e.conftest import dump_servers
+
+        idle = page.locator(IDLE)
+        if idle.count() and not page.get_by_test_id("stStatusWidget").count():
+            self.finished = self.started
+            return
+        raise AssertionError(
+            f"script run did not finish within {RUN_TIMEOUT_MS} ms: {self.now()}; page {page.url}\n" + dump_servers()
+        )
+
 
 CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]
     .filter(chart => chart.offsetParent !== null)
     .every(chart => chart.querySelector('canvas, svg'))"""
+
+
+DRAWN = """() => document.querySelector('[data-testid=stApp][data-test-script-state=notRunning]') !== null
+    && document.querySelectorAll('[data-testid=stSkeleton], [data-testid=stProgress]').length === 0"""
 
 
 def wait_for_charts(page: Page) -> None:
@@ -199,6 +218,9 @@ def screenshot(page: Page, path: Path) -> None:
     page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 12_000)})
     try:
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # re-laid out
+        # a page still drawing (skeletons of elements not yet sent, a progress bar of a view being prepared) is not
+        # what a reader sees once it is done
+        page.wait_for_function(DRAWN, timeout=RUN_TIMEOUT_MS)
         wait_for_charts(page)
         page.screenshot(path=path, full_page=True)
     finally:
