@@ -17,6 +17,7 @@ import pandas.testing as pdt
 import pytest
 from sqlalchemy import Engine
 
+from tests.backends import sqlite_only
 from vbhc import indicators, results
 from vbhc.indicators import (
     casemix_explanation,
@@ -154,7 +155,8 @@ def test_an_import_changes_the_version_and_old_results_are_not_served(registry, 
 PROCESS = textwrap.dedent(
     """
     import hashlib, json, sys
-    from vbhc import indicators, results
+    from tests.backends import sqlite_only
+from vbhc import indicators, results
     if sys.argv[1] == "reader":  # the second server process must not compute anything
         def refuse(*args, **kwargs):
             raise AssertionError("computed in the reading process")
@@ -352,6 +354,31 @@ def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     whole = store.result(ViewKey(CONDITION, "hospital"), version)
     assert set(whole.table["hospital"].astype(str)) == set(hospitals)
     assert set(ResultStore(registry).get(peers, version).table["hospital"].astype(str)) == set(hospitals[:3])
+
+
+@sqlite_only
+def test_comparison_group_views_are_capped_least_recently_used_first(registry, monkeypatch):
+    """Viewers may pick any comparison group: those views are removed beyond the cap, least recently read first,
+    while the default views stay; a removed view is computed again, equal to what it was."""
+    store = ResultStore(registry)
+    version = store.version()
+    whole = ViewKey(CONDITION, "hospital")
+    store.result(whole, version)
+    hospitals = sorted(pd.unique(load_condition_data(CONDITION, engine=registry).cycles["hospital"].astype(str)))
+    groups = [ViewKey.of(CONDITION, "hospital", None, hospitals[i : i + 3]) for i in range(3)]
+    first = store.result(groups[0], version)
+    folder = store.folder / version
+    one = sum((folder / key.file_name()).stat().st_size for key in (groups[0], groups[0].data_key))
+    # room for about two group views (result and data each): the third evicts the least recently read
+    monkeypatch.setenv("VBHC_RESULTS_GROUP_MB", str(2.2 * one / 1024 / 1024))
+    store.result(groups[1], version)
+    os.utime(folder / groups[0].file_name(), (1, 1))  # the first group was read longest ago
+    os.utime(folder / groups[0].data_key.file_name(), (1, 1))
+    store.result(groups[2], version)
+    assert not store.has(groups[0], version)
+    assert store.has(groups[1], version) and store.has(groups[2], version)
+    assert store.has(whole, version)  # the default views are never removed
+    assert_results_equal(ResultStore(registry).result(groups[0], version), first)
 
 
 def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path, monkeypatch):

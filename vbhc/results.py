@@ -57,7 +57,7 @@ from vbhc import indicators, models
 from vbhc.catalog import default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
 from vbhc.registry import UNIT_LEVELS, parse_period
-from vbhc.settings import catalog_dir, results_dir
+from vbhc.settings import catalog_dir, results_dir, results_group_mb
 
 __all__ = [
     "MARKER",
@@ -76,6 +76,8 @@ MARKER = ".vbhc-results-store"
 #: Bump when the layout of the stored objects changes (also part of every version folder's name).
 FORMAT = 1
 _MAGIC = b"VBHCRES1"
+#: In the file name of a view of a chosen comparison group: the views the size cap may remove.
+GROUP_MARK = "-group"
 #: Temporary files older than this are a crashed writer's leftovers (removed by prune).
 _STALE_TMP_SECONDS = 3600.0
 
@@ -116,7 +118,8 @@ class ViewKey:
     def file_name(self) -> str:
         digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
         kind = f"result-{self.level}" if self.level else "data"
-        return f"{kind}-{_safe(self.condition)}-{digest}.pkl"
+        group = GROUP_MARK if self.peers else ""
+        return f"{kind}{group}-{_safe(self.condition)}-{digest}.pkl"
 
     def _plain(self) -> list:
         return [self.condition, self.level, self.period, list(self.peers)]
@@ -384,6 +387,8 @@ class ResultStore:
             if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
                 return None
             raw = path.read_bytes()
+            if key.peers:  # least recently used first out under the size cap (see _cap_groups)
+                os.utime(path)
         except OSError:
             return None
         payload = _unpack(raw, key, version)
@@ -412,7 +417,31 @@ class ResultStore:
                 os.unlink(tmp)
             log.warning("results store: could not write %s: %s", key.file_name(), exc)
             return False
+        if key.peers:
+            self._cap_groups(folder, keep=folder / key.file_name())
         return True
+
+    def _cap_groups(self, folder: Path, keep: Path) -> int:
+        """Remove the least recently used comparison-group views beyond settings.results_group_mb() (never the
+        one just written); the number removed. A removed view is computed again when someone asks for it."""
+        limit = results_group_mb() * 1024 * 1024
+        files = []
+        for path in folder.glob(f"*{GROUP_MARK}-*.pkl"):
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                files.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _, size, _ in files)
+        removed = 0
+        for _, size, path in sorted(files, key=lambda f: f[0]):
+            if total <= limit:
+                break
+            if path == keep:
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
+                removed += 1
+        return removed
 
 
 def _private_dir(path: Path) -> bool:

@@ -145,6 +145,14 @@ def max_rows() -> int:
     return int(_positive("VBHC_MAX_ROWS", 100_000_000))
 
 
+def results_group_mb() -> float:
+    """Disk the results store may use per dataset version for views of a chosen comparison group
+    (VBHC_RESULTS_GROUP_MB, default 512 MB). Viewers can pick any group, so these views are unbounded in number;
+    the least recently used are removed beyond this. The default views (every condition, level and period for all
+    units) are bounded by the catalog and always kept."""
+    return _positive("VBHC_RESULTS_GROUP_MB", 512)
+
+
 def results_dir(url: str | None = None) -> Path | None:
     """Folder of the persisted indicator results (vbhc.results), VBHC_RESULTS_DIR; "off" switches the store off.
 
