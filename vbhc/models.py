@@ -8,6 +8,7 @@ for reports). The schema itself is owned by Alembic migrations (vbhc/migrations)
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -221,6 +222,14 @@ class ImprovementAction(_Version, table=True):
     indicators: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))  # JSON list of ids
     signals: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))  # JSON list of item ids
     expected_effect: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+    @property
+    def indicator_ids(self) -> list[str]:
+        return list(json.loads(self.indicators or "[]"))
+
+    @property
+    def signal_ids(self) -> list[str]:
+        return list(json.loads(self.signals or "[]"))
 
 
 class SignalDetection(SQLModel, table=True):
