@@ -64,6 +64,7 @@ __all__ = [
     "flags_in",
     "history",
     "new_signals_since",
+    "norm_involved",
     "overdue",
     "record_detection",
     "retire_target",
@@ -450,8 +451,16 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
 
 # --------------------------------------------------------------------------------------------- targets
 def _target_values(
-    viewer: Viewer, engine: Engine, values: Mapping[str, Any], catalog: Catalog, current: Item | None = None
+    engine: Engine,
+    viewer: Viewer,
+    values: Mapping[str, Any],
+    catalog: Catalog,
+    current: Item | None = None,
+    *,
+    check_roles: bool = True,
 ) -> dict[str, Any]:
+    """The checked values of a target version (`values` over the current version's); AccessDenied when the viewer
+    may not write it (check_roles=False: the caller checks, as the spreadsheet import does per changed row)."""
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     indicator = _check_indicator(condition, str(merged["indicator"]), catalog)
@@ -473,13 +482,18 @@ def _target_values(
     }
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
-    _may_edit(engine, viewer, condition, "target")
-    norm_involved = kind == TargetKind.EXTERNAL_NORM or (
-        current is not None and current.kind == TargetKind.EXTERNAL_NORM  # type: ignore[union-attr]
-    )
-    if norm_involved:
-        require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
+    if check_roles:
+        _may_edit(engine, viewer, condition, "target")
+        if norm_involved(out, current):
+            require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
     return out
+
+
+def norm_involved(values: Mapping[str, Any], current: Item | None = None) -> bool:
+    """Whether writing `values` over `current` sets or changes an external norm (quality directorate only)."""
+    return values.get("kind") == TargetKind.EXTERNAL_NORM or (
+        current is not None and getattr(current, "kind", None) == TargetKind.EXTERNAL_NORM
+    )
 
 
 def set_target(
@@ -499,8 +513,8 @@ def set_target(
     """A new target for an indicator (all units, or one unit). The direction defaults to the indicator's own
     (lower is better: at most the value). An external norm needs its source and the quality directorate."""
     values = _target_values(
-        viewer,
         engine,
+        viewer,
         {
             "condition": condition,
             "indicator": indicator,
@@ -527,7 +541,7 @@ def update_target(
     _expect(item_id, ItemKind.TARGET)
 
     def check(current: Item) -> dict[str, Any]:
-        return _target_values(viewer, engine, changes, catalog, current)
+        return _target_values(engine, viewer, changes, catalog, current)
 
     return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))  # type: ignore[return-value]
 
@@ -537,7 +551,7 @@ def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -
     _expect(item_id, ItemKind.TARGET)
 
     def check(current: Item) -> dict[str, Any]:
-        _target_values(viewer, engine, {}, default_catalog(), current)  # the role rules of an edit
+        _target_values(engine, viewer, {}, default_catalog(), current)  # the role rules of an edit
         return {"active": False}
 
     return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.RETIRED))  # type: ignore[return-value]
@@ -653,11 +667,19 @@ def new_signals_since(
 
 # --------------------------------------------------------------------------------------------- actions
 def _action_values(
-    engine: Engine, viewer: Viewer, values: Mapping[str, Any], catalog: Catalog, current: Item | None = None
+    engine: Engine,
+    viewer: Viewer,
+    values: Mapping[str, Any],
+    catalog: Catalog,
+    current: Item | None = None,
+    *,
+    check_roles: bool = True,
 ) -> dict[str, Any]:
+    """The checked values of an action version (`values` over the current version's); see _target_values."""
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
-    _may_edit(engine, viewer, condition, "improvement action")
+    if check_roles:
+        _may_edit(engine, viewer, condition, "improvement action")
     linked = merged.get("indicators", "[]")
     indicators = json.loads(linked) if isinstance(linked, str) else list(linked or [])
     indicators = sorted({_check_indicator(condition, str(i), catalog) for i in indicators})
