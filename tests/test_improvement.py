@@ -369,7 +369,7 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, me
 
 @sqlite_only
 def test_a_file_that_is_not_a_targets_workbook_is_refused(engine, tmp_path):
-    with pytest.raises(SheetRefused, match="not a readable XLSX workbook"):
+    with pytest.raises(SheetRefused, match=r"First: plan\.xlsx: not a readable XLSX workbook with a sheet targets"):
         import_targets(engine, CARE, b"item_id,version\n", file_name="plan.xlsx")
     wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
     ws.delete_cols(3)  # no condition column

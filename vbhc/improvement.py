@@ -442,9 +442,9 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
         versions = [_as_item(kind, r) for r in rows]
     if not versions:
         raise ItemNotFound(item_id)
-    first = versions[-1]
-    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=first.condition, what=f"history {item_id}")
-    if not _visible(viewer, first.condition, first.unit):
+    latest = versions[-1]
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what=f"history {item_id}")
+    if not _visible(viewer, latest.condition, latest.unit):
         raise ItemNotFound(item_id)
     return [_as_shown(viewer, v) for v in versions]
 

@@ -108,12 +108,14 @@ class SheetProblem:
     """One refused cell: where it is (as the person sees it in Excel) and why, in either language."""
 
     file: str
-    row: int
+    row: int  # as Excel shows it; 0 for a problem with the file as a whole
     column: str
     value: str
     error: ImprovementError
 
     def text(self, lang: str) -> str:
+        if self.row == 0:  # the file itself (not a workbook, no such sheet)
+            return t("improvement.sheet_file_problem", lang, file=shown_file(self.file), rule=self.error.message(lang))
         return t(
             "improvement.sheet_problem",
             lang,
