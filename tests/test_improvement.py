@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -230,6 +231,31 @@ def test_the_database_refuses_a_second_writer_of_the_same_version(engine, monkey
     row = {c: getattr(stale, c) for c in stale.model_dump() if c != "id"}
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(insert(models.ImprovementTarget).values(**row | {"version": 2}))
+
+
+def test_simultaneous_edits_from_several_threads_exactly_one_wins(engine):
+    """Real concurrency (separate connections, started together): one edit of version 1 wins, the others are told."""
+    target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    start = threading.Barrier(4)
+    outcome: list[object] = []
+
+    def edit(value: float) -> None:
+        start.wait()
+        try:
+            outcome.append(improvement.update_target(engine, QUALITY, target.item_id, 1, value=value))
+        except EditConflict as conflict:
+            outcome.append(conflict)
+
+    threads = [threading.Thread(target=edit, args=(v,)) for v in (0.01, 0.02, 0.03, 0.04)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    won = [o for o in outcome if not isinstance(o, EditConflict)]
+    lost = [o for o in outcome if isinstance(o, EditConflict)]
+    assert len(won) == 1 and len(lost) == 3
+    assert all(c.current.version == 2 and c.current.value == won[0].value for c in lost)
+    assert [v.value for v in improvement.history(engine, QUALITY, target.item_id)] == [0.10, won[0].value]
 
 
 # ------------------------------------------------------------------------------------------------ roles
