@@ -277,8 +277,10 @@ def test_role_rules_called_directly(engine):
     with pytest.raises(AccessDenied):  # a care team cannot change the directorate's norm either
         improvement.update_target(engine, CARE, norm.item_id, 1, value=0.5)
     goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08)
-    with pytest.raises(ImprovementError, match="cannot be changed"):
+    with pytest.raises(TypeError, match="cannot change condition"):
         improvement.update_target(engine, QUALITY, goal.item_id, 1, condition=OTHER, indicator="volume")
+    with pytest.raises(TypeError, match="cannot change valu of a target"):
+        improvement.update_target(engine, QUALITY, goal.item_id, 1, valu=0.2)
 
     improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
     h01, h02 = sorted(improvement.signals(engine, CARE, CONDITION), key=lambda s: s.unit)
@@ -510,4 +512,6 @@ def test_detection_reads_the_persisted_results_of_the_dataset_version(engine, tm
     assert run.dataset_version == registry.dataset_version(engine)
     stored = results.ResultStore(engine).result(key)
     assert run.flags == len(improvement.flags_in(stored)) == len(run.opened)
+    spc = improvement.flags_in(stored, [Rule.SPC])  # a chart per unit x indicator from the stored per-cycle values
+    assert all(f.rule == "spc" and f.side in ("better", "worse") for f in spc)
     assert improvement.detect_signals(engine, "import", conditions=["hip_osteoarthritis"])[0].already_done

@@ -539,6 +539,7 @@ def update_target(
     """The next version of a target with `changes` (value, direction, unit, source, valid_from, kind, indicator)."""
     catalog = catalog or default_catalog()
     _expect(item_id, ItemKind.TARGET)
+    _editable(ItemKind.TARGET, changes)
 
     def check(current: Item) -> dict[str, Any]:
         return _target_values(engine, viewer, changes, catalog, current)
@@ -587,6 +588,23 @@ def target_met(target: models.ImprovementTarget, value: float) -> bool | None:
     if not np.isfinite(number):
         return None
     return number <= target.value if target.direction == Direction.AT_MOST else number >= target.value
+
+
+#: Fields an update may change, per kind (a misspelt field is a programming error, not silently ignored).
+_EDITABLE = {
+    ItemKind.TARGET: frozenset({"indicator", "unit", "kind", "value", "direction", "source", "valid_from", "active"}),
+    ItemKind.ACTION: frozenset(
+        {"unit", "title", "owner_role", "start", "due", "status", "indicators", "signals", "expected_effect"}
+    ),
+}
+
+
+def _editable(kind: ItemKind, changes: Mapping[str, Any]) -> None:
+    unknown = sorted(set(changes) - _EDITABLE[kind])
+    if unknown:
+        raise TypeError(
+            f"cannot change {', '.join(unknown)} of a {kind}; editable: {', '.join(sorted(_EDITABLE[kind]))}"
+        )
 
 
 def _expect(item_id: str, kind: ItemKind) -> None:
@@ -756,6 +774,7 @@ def update_action(
     """The next version of an action with `changes` (status, due, title, indicators, signals, ...)."""
     catalog = catalog or default_catalog()
     _expect(item_id, ItemKind.ACTION)
+    _editable(ItemKind.ACTION, changes)
 
     def check(current: Item) -> dict[str, Any]:
         return _action_values(engine, viewer, changes, catalog, current)
