@@ -95,8 +95,9 @@ def test_signal_life_cycle_and_detection_on_stored_states(engine):
     assert len(found) == 1 and found[0].status == SignalStatus.NEW and found[0].detected_version == "3-3"
     sid = found[0].item_id
 
-    with pytest.raises(ImprovementError, match="explained before it is decided"):
+    with pytest.raises(ImprovementError, match="explained before it is decided") as refused:
         improvement.decide_signal(engine, CARE, sid, 1, Decision.ACTION)
+    assert "de status Nieuw; het kan niet de status Besloten krijgen" in refused.value.message("nl")
     with pytest.raises(ImprovementError, match="must be filled in"):
         improvement.explain_signal(engine, CARE, sid, 1, Explanation.REAL, "")
     explained = improvement.explain_signal(engine, CARE, sid, 1, Explanation.REAL, "Leaks after the new stapler")
@@ -104,7 +105,7 @@ def test_signal_life_cycle_and_detection_on_stored_states(engine):
     decided = improvement.decide_signal(engine, CARE, sid, 2, Decision.ACTION)
     assert (decided.version, decided.status, decided.decision) == (3, "decided", "action")
     assert [s.unit for s in improvement.signals(engine, CARE, CONDITION, open_only=True)] == ["H02"]
-    with pytest.raises(ImprovementError, match="cannot become explained"):
+    with pytest.raises(ImprovementError, match="status Decided; it cannot get status Explained"):
         improvement.explain_signal(engine, CARE, sid, 3, Explanation.DATA_ERROR, "")
 
     # still flagged after the decision: the team discussed it, no new signal; H02 was not flagged on 4-4, but its

@@ -51,6 +51,7 @@ __all__ = [
     "ImprovementError",
     "ItemKind",
     "ItemNotFound",
+    "Label",
     "Overdue",
     "Rule",
     "Side",
@@ -172,6 +173,16 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------- errors
+@dataclass(frozen=True)
+class Label:
+    """A value of an error message that is itself a message (a status name), translated with the message."""
+
+    key: str
+
+    def text(self, lang: str) -> str:
+        return t(self.key, lang)
+
+
 class ImprovementError(ValueError):
     """A refused change to an improvement item. `key` names the message ([improvement] error_<key> in the i18n
     catalogs) and `values` fill it, so the page shows it in the viewer's language."""
@@ -181,7 +192,10 @@ class ImprovementError(ValueError):
         super().__init__(self.message("en"))
 
     def message(self, lang: str) -> str:
-        shown = {k: fmt_datetime(v, lang) if isinstance(v, dt.datetime) else v for k, v in self.values.items()}
+        shown = {
+            k: fmt_datetime(v, lang) if isinstance(v, dt.datetime) else v.text(lang) if isinstance(v, Label) else v
+            for k, v in self.values.items()
+        }
         return t(f"improvement.error_{self.key}", lang, **shown)
 
 
@@ -373,7 +387,7 @@ def _text(value: object, name: str, *, required: bool = False, limit: int = MAX_
 
 def _number(value: object, name: str) -> float:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         raise ImprovementError("not_a_number", field=name, value=str(value)) from None
     if not np.isfinite(number):
@@ -528,7 +542,7 @@ def set_target(
         catalog or default_catalog(),
     )
     item_id = _new_item_id(ItemKind.TARGET)
-    return _transaction(  # type: ignore[return-value]
+    return _transaction(
         engine, lambda conn: _insert_version(conn, viewer, ItemKind.TARGET, item_id, 1, values, Change.CREATED)
     )
 
@@ -544,7 +558,7 @@ def update_target(
     def check(current: Item) -> dict[str, Any]:
         return _target_values(engine, viewer, changes, catalog, current)
 
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))  # type: ignore[return-value]
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
 
 
 def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -> models.ImprovementTarget:
@@ -555,7 +569,7 @@ def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -
         _target_values(engine, viewer, {}, default_catalog(), current)  # the role rules of an edit
         return {"active": False}
 
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.RETIRED))  # type: ignore[return-value]
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.RETIRED))
 
 
 def targets(
@@ -576,7 +590,7 @@ def targets(
         where.append(c.active.is_(True))
     if on is not None:
         where.append(c.valid_from <= on)
-    return _readable(engine, viewer, ItemKind.TARGET, condition, *where, what="targets")  # type: ignore[return-value]
+    return _readable(engine, viewer, ItemKind.TARGET, condition, *where, what="targets")
 
 
 def target_met(target: models.ImprovementTarget, value: float) -> bool | None:
@@ -624,11 +638,11 @@ def explain_signal(
 
     def check(current: Item) -> dict[str, Any]:
         _may_edit(engine, viewer, current.condition, "signal explanation")
-        if current.status == SignalStatus.DECIDED:  # type: ignore[union-attr]
-            raise ImprovementError("bad_transition", item=item_id, status=current.status, to=SignalStatus.EXPLAINED)  # type: ignore[union-attr]
+        if current.status == SignalStatus.DECIDED:
+            raise _bad_transition(item_id, current.status, SignalStatus.EXPLAINED)
         return {"status": str(SignalStatus.EXPLAINED), "explanation": kind, "explanation_text": body}
 
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EXPLAINED))  # type: ignore[return-value]
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EXPLAINED))
 
 
 def decide_signal(
@@ -641,11 +655,20 @@ def decide_signal(
 
     def check(current: Item) -> dict[str, Any]:
         _may_edit(engine, viewer, current.condition, "signal decision")
-        if current.status == SignalStatus.NEW:  # type: ignore[union-attr]
-            raise ImprovementError("bad_transition", item=item_id, status=current.status, to=SignalStatus.DECIDED)  # type: ignore[union-attr]
+        if current.status == SignalStatus.NEW:
+            raise _bad_transition(item_id, current.status, SignalStatus.DECIDED)
         return {"status": str(SignalStatus.DECIDED), "decision": choice}
 
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.DECIDED))  # type: ignore[return-value]
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.DECIDED))
+
+
+def _bad_transition(item_id: str, status: str, to: SignalStatus) -> ImprovementError:
+    return ImprovementError(
+        "bad_transition",
+        item=item_id,
+        status=Label(f"improvement.status_{status}"),
+        to=Label(f"improvement.status_{to}"),
+    )
 
 
 def signals(
@@ -669,7 +692,7 @@ def signals(
         where.append(c.status.in_([str(s) for s in status]))
     if open_only:
         where.append(c.status != str(SignalStatus.DECIDED))
-    return _readable(engine, viewer, ItemKind.SIGNAL, condition, *where, what="signals")  # type: ignore[return-value]
+    return _readable(engine, viewer, ItemKind.SIGNAL, condition, *where, what="signals")
 
 
 def new_signals_since(
@@ -680,7 +703,7 @@ def new_signals_since(
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     c = models.ImprovementSignal.__table__.c
-    return _readable(engine, viewer, ItemKind.SIGNAL, condition, c.detected_at > moment, what="signals")  # type: ignore[return-value]
+    return _readable(engine, viewer, ItemKind.SIGNAL, condition, c.detected_at > moment, what="signals")
 
 
 # --------------------------------------------------------------------------------------------- actions
@@ -763,7 +786,7 @@ def create_action(
         catalog or default_catalog(),
     )
     item_id = _new_item_id(ItemKind.ACTION)
-    return _transaction(  # type: ignore[return-value]
+    return _transaction(
         engine, lambda conn: _insert_version(conn, viewer, ItemKind.ACTION, item_id, 1, values, Change.CREATED)
     )
 
@@ -779,7 +802,7 @@ def update_action(
     def check(current: Item) -> dict[str, Any]:
         return _action_values(engine, viewer, changes, catalog, current)
 
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))  # type: ignore[return-value]
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
 
 
 def actions(
@@ -795,8 +818,8 @@ def actions(
     where = [c.status.in_([str(s) for s in status])] if status is not None else []
     found = _readable(engine, viewer, ItemKind.ACTION, condition, *where, what="actions")
     if indicator is not None:
-        found = [a for a in found if indicator in a.indicator_ids]  # type: ignore[union-attr]
-    return found  # type: ignore[return-value]
+        found = [a for a in found if indicator in a.indicator_ids]
+    return found
 
 
 # --------------------------------------------------------------------------------------------- overdue

@@ -251,7 +251,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     def problem(row: int, column: str, value: str, key: str, **values: Any) -> SheetProblem:
         return SheetProblem(file, row, column, value, ImprovementError(key, **values))
 
-    if len(data) > max_upload_mb() * _MB or _check_xlsx_container(io.BytesIO(data)) is not None:  # type: ignore[arg-type]
+    if len(data) > max_upload_mb() * _MB or _check_xlsx_container(io.BytesIO(data)) is not None:
         return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
@@ -318,7 +318,7 @@ def _import(
     data = Path(source).read_bytes() if isinstance(source, Path) else bytes(source)
     file = file_name or (Path(source).name if isinstance(source, Path) else f"{SHEETS[kind]}.xlsx")
     rows, problems = _rows(data, kind, file)
-    checker: Callable[..., dict[str, Any]] = _target_values if kind == ItemKind.TARGET else _action_values  # type: ignore[assignment]
+    checker: Callable[..., dict[str, Any]] = _target_values if kind == ItemKind.TARGET else _action_values
     plan: list[tuple[str | None, int, dict[str, Any]]] = []  # (item id or None for a new item, based on, values)
     seen: set[str] = set()
     unchanged = 0
