@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
+from vbhc import models
 from vbhc.cli import main
+from vbhc.registry import condition_volumes
 from vbhc.store import get_engine, row_counts
 
 FILES = ["units.xlsx", "care_cycles.csv", "clinical_outcomes.csv", "prom_responses.csv", "costs.csv"]
@@ -19,6 +22,11 @@ def cli_db(tmp_path, monkeypatch):
     get_engine.cache_clear()
 
 
+def _detections(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(models.SignalDetection)).scalar_one()
+
+
 def test_demo_then_reimport_adds_zero_rows(cli_db, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--cycles", "2000", "--out", str(out)]) == 0
@@ -26,11 +34,15 @@ def test_demo_then_reimport_adds_zero_rows(cli_db, tmp_path, capsys):
     assert counts["care_cycles"] == 2000
     assert counts["prom_responses"] > 10_000
     assert (out / "truth.json").exists()
+    assert "new signal(s)" in capsys.readouterr().out  # the stored results were turned into signals
+    runs = _detections(cli_db)
+    assert runs == len(condition_volumes(engine=cli_db))
 
     files = [str(out / f) for f in FILES]
     assert main(["import", *files]) == 0
     assert "Nothing new to import" in capsys.readouterr().out
     assert row_counts(cli_db) == counts
+    assert _detections(cli_db) == runs  # the same dataset version: detection adds nothing
 
     assert main(["import", "--force", *files]) == 0
     assert row_counts(cli_db) == counts

@@ -101,6 +101,8 @@ class Permission(StrEnum):
     IMPORT = "import"
     READ_AUDIT = "read_audit"
     MANAGE_ACCESS = "manage_access"
+    EDIT_IMPROVEMENT = "edit_improvement"
+    SET_NORMS = "set_norms"
 
 
 class AccessDenied(PermissionError):
@@ -123,6 +125,8 @@ _WHAT = {
     Permission.IMPORT: "import registry files",
     Permission.READ_AUDIT: "read the audit log",
     Permission.MANAGE_ACCESS: "manage the roles mapping",
+    Permission.EDIT_IMPROVEMENT: "edit targets, signal explanations or improvement actions",
+    Permission.SET_NORMS: "set external norms",
 }
 
 
@@ -387,6 +391,17 @@ def may_manage_access(viewer: Viewer) -> bool:
     return viewer.has(Role.ADMIN)
 
 
+def may_edit_improvement(viewer: Viewer, condition: str) -> bool:
+    """Team goals, signal explanations and decisions, improvement actions (vbhc.improvement): the condition's own
+    care team and the quality directorate. Managers read their status only."""
+    return viewer.has(Role.QUALITY) or any(s.covers_condition(condition) for s in viewer.scopes_for(Role.CARE_TEAM))
+
+
+def may_set_norms(viewer: Viewer) -> bool:
+    """External norms (a national registry's norm, with its source) are set by the quality directorate only."""
+    return viewer.has(Role.QUALITY)
+
+
 def sees_all_units(viewer: Viewer, condition: str) -> bool:
     """Quality, and care teams of the condition, see every unit's aggregated row (the peers are the benchmark)."""
     return any(
@@ -454,6 +469,10 @@ _CHECKS: dict[Permission, Callable[..., bool]] = {
     Permission.IMPORT: lambda v, **_: may_import(v),
     Permission.READ_AUDIT: lambda v, **_: may_read_audit(v),
     Permission.MANAGE_ACCESS: lambda v, **_: may_manage_access(v),
+    Permission.EDIT_IMPROVEMENT: lambda v, condition=None, **_: (
+        condition is not None and may_edit_improvement(v, condition)
+    ),
+    Permission.SET_NORMS: lambda v, **_: may_set_norms(v),
 }
 
 
@@ -474,6 +493,8 @@ def _reason(viewer: Viewer, permission: Permission, context: Mapping[str, object
         Permission.IMPORT: "quality or admin",
         Permission.READ_AUDIT: "quality",
         Permission.MANAGE_ACCESS: "admin",
+        Permission.EDIT_IMPROVEMENT: "quality or the condition's own care_team (managers read status only)",
+        Permission.SET_NORMS: "quality",
     }[permission]
     return f"roles {roles}: needs {needed}"
 

@@ -43,7 +43,7 @@ class Actor(Protocol):
 
 
 #: What an event records.
-ACTIONS = ("view", "export", "export_refused", "import", "import_refused", "denied", "sign_in", "sign_out")
+ACTIONS = ("view", "export", "export_refused", "import", "import_refused", "denied", "sign_in", "sign_out", "edit")
 #: Columns of `read` (and of the CSV export), in order.
 COLUMNS = ["id", "at", "user_id", "roles", "action", "condition", "unit", "detail", "sha256"]
 #: Keys that must never appear in `detail`: they would carry patient-level data.

@@ -40,7 +40,25 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if getattr(args, "precompute", True):
         # the whole period at both levels: the first pages and `vbhc report --all`; a server adds the years in the
         # background (stored once per import too), `vbhc precompute --years` does it here
-        return _precompute(years=False)
+        status = _precompute(years=False)
+        return status or _detect_signals()
+    return 0
+
+
+def _detect_signals() -> int:
+    """Turn the flags in the stored hospital-level results of the new dataset version into signals
+    (vbhc.improvement), so the team's meeting finds them; only when the views were stored (else it would compute
+    every condition again)."""
+    from vbhc.improvement import detect_signals
+    from vbhc.results import ResultStore
+    from vbhc.store import get_engine
+
+    engine = get_engine()
+    if not ResultStore(engine).enabled:
+        return 0
+    runs = detect_signals(engine, _whoami())
+    flags, opened = sum(r.flags for r in runs), sum(len(r.opened) for r in runs)
+    print(f"Signals: {flags:,} units x indicators outside the 99.8% limits, {opened:,} new signal(s)")
     return 0
 
 

@@ -8,6 +8,7 @@ for reports). The schema itself is owned by Alembic migrations (vbhc/migrations)
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -141,6 +142,128 @@ class AuditEvent(SQLModel, table=True):
     unit: str | None = Field(default=None, max_length=200)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     sha256: str | None = Field(default=None, max_length=64)
+
+
+# --- the improvement cycle (vbhc.improvement) ---------------------------------------------------------------
+class _Version(SQLModel):
+    """One version of an improvement item. Nothing is updated or deleted: an edit adds the next version of the
+    same item, so the history stays readable with who changed what and when. The unique (item_id, version) key
+    is what makes two simultaneous edits of the same version fail in the database, not only in Python."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(max_length=40)
+    version: int
+    change: str = Field(max_length=20)  # vbhc.improvement.Change: created, edited, explained, decided, imported
+    changed_by: str = Field(max_length=200)
+    changed_roles: str = Field(default="", max_length=200)
+    changed_at: dt.datetime  # UTC
+
+
+class ImprovementTarget(_Version, table=True):
+    """A target for an indicator: the care team's own goal or an external norm (with its source)."""
+
+    __tablename__ = "improvement_targets"
+    __table_args__ = (
+        UniqueConstraint("item_id", "version", name="uq_improvement_targets_version"),
+        Index("ix_improvement_targets_condition", "condition", "indicator"),
+    )
+
+    condition: str = Field(max_length=64)
+    indicator: str = Field(max_length=64)
+    unit: str = Field(default="", max_length=200)  # "" = every unit
+    kind: str = Field(max_length=20)  # vbhc.improvement.TargetKind
+    value: float
+    direction: str = Field(max_length=20)  # vbhc.improvement.Direction
+    source: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    valid_from: dt.date
+    active: bool = True
+
+
+class ImprovementSignal(_Version, table=True):
+    """A unit x indicator flagged on a dataset version, and what the team concluded about it."""
+
+    __tablename__ = "improvement_signals"
+    __table_args__ = (
+        UniqueConstraint("item_id", "version", name="uq_improvement_signals_version"),
+        Index("ix_improvement_signals_condition", "condition", "indicator", "unit"),
+    )
+
+    condition: str = Field(max_length=64)
+    level: str = Field(max_length=20)  # unit level of the result it was found in (vbhc.registry.UNIT_LEVELS)
+    unit: str = Field(max_length=200)
+    indicator: str = Field(max_length=64)
+    rule: str = Field(max_length=20)  # vbhc.improvement.Rule
+    side: str = Field(max_length=20)  # better / worse
+    value: float | None = None  # the indicator's value when first flagged
+    detected_version: str = Field(max_length=64)  # vbhc.registry.dataset_version
+    detected_at: dt.datetime  # UTC
+    status: str = Field(max_length=20)  # vbhc.improvement.SignalStatus
+    explanation: str | None = Field(default=None, max_length=20)  # vbhc.improvement.Explanation
+    explanation_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    decision: str | None = Field(default=None, max_length=20)  # vbhc.improvement.Decision
+
+
+class ImprovementAction(_Version, table=True):
+    """An improvement action: what, who (a role, not a person), when, linked indicators and signals."""
+
+    __tablename__ = "improvement_actions"
+    __table_args__ = (
+        UniqueConstraint("item_id", "version", name="uq_improvement_actions_version"),
+        Index("ix_improvement_actions_condition", "condition"),
+    )
+
+    condition: str = Field(max_length=64)
+    unit: str = Field(default="", max_length=200)  # "" = every unit
+    title: str = Field(max_length=300)
+    owner_role: str = Field(max_length=100)
+    start: dt.date
+    due: dt.date
+    status: str = Field(max_length=20)  # vbhc.improvement.ActionStatus
+    indicators: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))  # JSON list of ids
+    signals: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))  # JSON list of item ids
+    expected_effect: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+    @property
+    def indicator_ids(self) -> list[str]:
+        return list(json.loads(self.indicators or "[]"))
+
+    @property
+    def signal_ids(self) -> list[str]:
+        return list(json.loads(self.signals or "[]"))
+
+
+class SignalDetection(SQLModel, table=True):
+    """One detection run: a condition's stored result at one unit level on one dataset version. Unique, so running
+    detection again on the same version adds nothing; comparing runs is how "new since the meeting" is found."""
+
+    __tablename__ = "improvement_detections"
+    __table_args__ = (
+        UniqueConstraint("condition", "level", "dataset_version", name="uq_improvement_detections_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    condition: str = Field(max_length=64)
+    level: str = Field(max_length=20)
+    dataset_version: str = Field(max_length=64)
+    detected_at: dt.datetime  # UTC
+    detected_by: str = Field(max_length=200)
+    flags: int = 0
+
+
+class SignalFlag(SQLModel, table=True):
+    """A unit x indicator flagged in one detection run, and the signal it was attributed to."""
+
+    __tablename__ = "improvement_signal_flags"
+    __table_args__ = (UniqueConstraint("detection_id", "unit", "indicator", "rule", name="uq_improvement_flags_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    detection_id: int = Field(foreign_key="improvement_detections.id", index=True)
+    unit: str = Field(max_length=200)
+    indicator: str = Field(max_length=64)
+    rule: str = Field(max_length=20)
+    side: str = Field(max_length=20)
+    value: float | None = None
+    signal_item_id: str = Field(max_length=40, index=True)
 
 
 #: Registry tables in import (dependency) order.

@@ -81,6 +81,12 @@ def _positive(name: str, default: float) -> float:
     return value
 
 
+def signal_explain_days() -> float:
+    """Days a new signal may wait for its explanation before it is overdue (VBHC_SIGNAL_EXPLAIN_DAYS, default 30:
+    one monthly meeting plus a margin)."""
+    return _positive("VBHC_SIGNAL_EXPLAIN_DAYS", 30)
+
+
 def max_upload_mb() -> float:
     """Largest file the importer reads (VBHC_MAX_UPLOAD_MB, default 200 MB), checked before reading it."""
     return _positive("VBHC_MAX_UPLOAD_MB", 200)

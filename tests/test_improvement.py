@@ -1,0 +1,518 @@
+"""The improvement cycle's store (vbhc.improvement, vbhc.improvement_sheets) on SQLite and PostgreSQL: the signal life
+cycle and its detection from stored results, overdue rules, the concurrent-edit rule, role rules called directly,
+history, the spreadsheet round trip with bad rows, and the upgrade of an existing 0002 database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from alembic import command
+from openpyxl import load_workbook
+from sqlalchemy import func, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from tests.backends import sqlite_only
+from vbhc import audit, improvement, models
+from vbhc.access import AccessDenied, Role, Scope, Viewer
+from vbhc.improvement import (
+    ActionStatus,
+    Decision,
+    EditConflict,
+    Explanation,
+    Flag,
+    ImprovementError,
+    Rule,
+    SignalStatus,
+    TargetKind,
+)
+from vbhc.improvement_sheets import SheetRefused, export_actions, export_targets, import_actions, import_targets
+from vbhc.store import alembic_config, schema_is_current, upgrade_schema
+
+CONDITION = "colorectal_cancer"
+OTHER = "breast_cancer"
+INDICATOR = "anastomotic_leak"
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({CONDITION})),))
+CARE_OTHER = Viewer("breast@example.org", "Breast", (Scope(Role.CARE_TEAM, frozenset({OTHER})),))
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+TABLES = (
+    "improvement_targets",
+    "improvement_signals",
+    "improvement_actions",
+    "improvement_detections",
+    "improvement_signal_flags",
+)
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in models.metadata.sorted_tables
+            if t.name in TABLES
+        }
+
+
+def flag(unit: str = "H01", side: str = "worse", indicator: str = INDICATOR) -> Flag:
+    return Flag(unit, indicator, Rule.FUNNEL_998, side, 0.2)
+
+
+# ------------------------------------------------------------------------------------------------ migration
+def test_upgrade_from_0002_keeps_data_and_adds_the_tables(engine):
+    command.downgrade(alembic_config(engine), "0002")
+    assert not set(TABLES) & set(inspect(engine).get_table_names())
+    audit.record(engine, QUALITY, "view", condition=CONDITION, detail={"what": "before 0003"})
+
+    upgrade_schema(engine)
+
+    assert schema_is_current(engine)
+    assert set(TABLES) <= set(inspect(engine).get_table_names())
+    assert list(audit.read(engine)["detail"]) == ['{"what": "before 0003"}']
+    uniques = {u["name"] for u in inspect(engine).get_unique_constraints("improvement_signals")}
+    assert "uq_improvement_signals_version" in uniques
+    assert improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08).version == 1
+
+
+# ------------------------------------------------------------------------------------------------ signals
+def test_signal_life_cycle_and_detection_on_stored_states(engine):
+    first = improvement.record_detection(
+        engine, "import", CONDITION, "hospital", "3-3", [flag(), flag("H02", "better")]
+    )
+    assert first.flags == 2 and len(first.opened) == 2
+    again = improvement.record_detection(engine, "import", CONDITION, "hospital", "3-3", [flag()])
+    assert again.already_done and again.opened == []
+
+    # the same flag on a newer dataset version: no second open signal
+    newer = improvement.record_detection(engine, "import", CONDITION, "hospital", "4-4", [flag()])
+    assert newer.opened == []
+    found = improvement.signals(engine, CARE, CONDITION, unit="H01")
+    assert len(found) == 1 and found[0].status == SignalStatus.NEW and found[0].detected_version == "3-3"
+    sid = found[0].item_id
+
+    with pytest.raises(ImprovementError, match="explained before it is decided") as refused:
+        improvement.decide_signal(engine, CARE, sid, 1, Decision.ACTION)
+    assert "de status Nieuw; het kan niet de status Besloten krijgen" in refused.value.message("nl")
+    with pytest.raises(ImprovementError, match="must be filled in"):
+        improvement.explain_signal(engine, CARE, sid, 1, Explanation.REAL, "")
+    explained = improvement.explain_signal(engine, CARE, sid, 1, Explanation.REAL, "Leaks after the new stapler")
+    assert (explained.version, explained.status, explained.explanation) == (2, "explained", "real")
+    decided = improvement.decide_signal(engine, CARE, sid, 2, Decision.ACTION)
+    assert (decided.version, decided.status, decided.decision) == (3, "decided", "action")
+    assert [s.unit for s in improvement.signals(engine, CARE, CONDITION, open_only=True)] == ["H02"]
+    with pytest.raises(ImprovementError, match="status Decided; it cannot get status Explained"):
+        improvement.explain_signal(engine, CARE, sid, 3, Explanation.DATA_ERROR, "")
+
+    # still flagged after the decision: the team discussed it, no new signal; H02 was not flagged on 4-4, but its
+    # signal is still open: the flag is attributed to it
+    both = [flag(), flag("H02", "better")]
+    assert improvement.record_detection(engine, "import", CONDITION, "hospital", "5-5", both).opened == []
+    assert len(improvement.signals(engine, CARE, CONDITION, unit="H02")) == 1
+    # gone on one version, back on the next: a new signal
+    assert improvement.record_detection(engine, "import", CONDITION, "hospital", "6-6", []).opened == []
+    back = improvement.record_detection(engine, "import", CONDITION, "hospital", "7-7", [flag()])
+    assert len(back.opened) == 1 and back.opened[0] != sid
+    assert len(improvement.signals(engine, QUALITY, CONDITION, unit="H01")) == 2
+
+    # new since the meeting: what was first detected after it, read from the stored signals
+    meeting = dt.datetime.now(dt.UTC)
+    assert improvement.new_signals_since(engine, CARE, CONDITION, meeting) == []
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "8-8", [flag(), flag("H03")])
+    assert [s.unit for s in improvement.new_signals_since(engine, CARE, CONDITION, meeting)] == ["H03"]
+    with engine.connect() as conn:
+        runs = conn.execute(select(func.count()).select_from(models.SignalDetection)).scalar_one()
+    assert runs == 6  # 3-3 once, 4-4 ... 8-8
+
+
+def test_flags_from_an_indicator_table_and_detection_through_the_results_store(engine):
+    table = pd.DataFrame(
+        {
+            "indicator": [INDICATOR, INDICATOR, INDICATOR, "volume"],
+            "unit": ["H01", "H02", "H03", "H01"],
+            "kind": ["proportion", "proportion", "proportion", "volume"],
+            "direction": ["lower"] * 4,
+            "n": [200, 200, 200, 200],
+            "n_adjusted": [200, 200, 200, 200],
+            "observed": [40, 4, 20, 200],
+            "expected": [20, 20, 20, float("nan")],
+            "adjusted_value": [0.2, 0.02, 0.1, 200],
+            "target": [0.1] * 4,
+            "position_998": ["above", "below", "within", "within"],
+            "position_95": ["above", "below", "within", "within"],
+            "too_few_cycles": [False] * 4,
+        }
+    )
+    result = type("Result", (), {"table": table})()
+    flags = improvement.flags_in(result)
+    assert [(f.unit, f.side) for f in flags] == [("H01", "worse"), ("H02", "better")]
+
+    class Store:  # the stored result of a dataset version, as vbhc.results.ResultStore hands it over
+        def version(self) -> str:
+            return "12-12-abcdef"
+
+        def result(self, key, version):
+            assert (key.condition, key.level, version) == (CONDITION, "hospital", "12-12-abcdef")
+            return result
+
+    [run] = improvement.detect_signals(engine, CARE, conditions=[CONDITION], store=Store())
+    assert (run.dataset_version, run.flags, len(run.opened)) == ("12-12", 2, 2)
+    assert improvement.detect_signals(engine, QUALITY, conditions=[CONDITION], store=Store())[0].already_done
+    with pytest.raises(AccessDenied):
+        improvement.detect_signals(engine, MANAGER, conditions=[CONDITION], store=Store())
+
+
+# ------------------------------------------------------------------------------------------------ overdue
+def test_overdue_signals_and_actions(engine, monkeypatch):
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
+    h01, h02 = sorted(improvement.signals(engine, CARE, CONDITION), key=lambda s: s.unit)
+    improvement.explain_signal(engine, CARE, h02.item_id, 1, Explanation.DATA_ERROR, "Double registration")
+    today = dt.date.today()
+
+    assert improvement.overdue(engine, CARE, CONDITION, today=today + dt.timedelta(days=10)).signals == []
+    late = improvement.overdue(engine, CARE, CONDITION, today=today + dt.timedelta(days=31))
+    assert [s.item_id for s in late.signals] == [h01.item_id]  # the explained one is not overdue
+    assert improvement.overdue(engine, CARE, CONDITION, today=today + dt.timedelta(days=10), explain_within_days=5)
+    monkeypatch.setenv("VBHC_SIGNAL_EXPLAIN_DAYS", "60")
+    assert not improvement.overdue(engine, CARE, CONDITION, today=today + dt.timedelta(days=31)).signals
+
+    start = dt.date(2026, 1, 1)
+    late_action = improvement.create_action(
+        engine, CARE, CONDITION, "Prehabilitation", "nurse specialist", start, start
+    )
+    done = improvement.create_action(engine, CARE, CONDITION, "Stapler training", "surgeon", start, start)
+    improvement.update_action(engine, CARE, done.item_id, 1, status=ActionStatus.DONE)
+    improvement.create_action(engine, CARE, CONDITION, "Audit", "data manager", start, today + dt.timedelta(days=5))
+    late = improvement.overdue(engine, CARE, CONDITION, today=today)
+    assert [a.item_id for a in late.actions] == [late_action.item_id]
+    with pytest.raises(ImprovementError, match="before the start date"):
+        improvement.create_action(engine, CARE, CONDITION, "Backwards", "surgeon", start, start - dt.timedelta(days=1))
+
+
+# ------------------------------------------------------------------------------------------------ concurrency
+def test_two_edits_of_the_same_version_the_second_is_refused_and_nothing_is_lost(engine):
+    target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    first = improvement.update_target(engine, CARE, target.item_id, 1, value=0.08)
+    with pytest.raises(EditConflict) as refused:
+        improvement.update_target(engine, QUALITY, target.item_id, 1, value=0.05)
+    assert refused.value.current.value == 0.08 and refused.value.current.version == 2
+    assert "care@example.org" in str(refused.value) and "version 2" in str(refused.value)
+    assert "care@example.org" in refused.value.message("nl") and "gewijzigd" in refused.value.message("nl")
+    versions = improvement.history(engine, QUALITY, target.item_id)
+    assert [(v.version, v.value, v.changed_by) for v in versions] == [
+        (1, 0.10, "care@example.org"),
+        (2, 0.08, "care@example.org"),
+    ]
+    assert versions[-1].changed_at == first.changed_at
+
+
+def test_the_database_refuses_a_second_writer_of_the_same_version(engine, monkeypatch):
+    """Two processes that both read version 1 before either wrote: the unique (item_id, version) key decides."""
+    target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    stale = improvement._read(engine, target.item_id)
+    improvement.update_target(engine, CARE, target.item_id, 1, value=0.08)  # the other process won
+    before = counts(engine)
+    events = len(audit.read(engine))
+    real, calls = improvement._latest, []
+
+    def still_version_1(conn, kind, item_id):  # this process read version 1 before the other one wrote
+        calls.append(item_id)
+        return stale if len(calls) == 1 else real(conn, kind, item_id)
+
+    monkeypatch.setattr(improvement, "_latest", still_version_1)
+    with pytest.raises(EditConflict, match=r"care@example\.org") as refused:
+        improvement.update_target(engine, QUALITY, target.item_id, 1, value=0.05)
+    monkeypatch.undo()
+    assert refused.value.current.value == 0.08
+    assert counts(engine) == before and len(audit.read(engine)) == events  # rolled back, audit line included
+    row = {c: getattr(stale, c) for c in stale.model_dump() if c != "id"}
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(models.ImprovementTarget).values(**row | {"version": 2}))
+
+
+def test_simultaneous_edits_from_several_threads_exactly_one_wins(engine):
+    """Real concurrency (separate connections, started together): one edit of version 1 wins, the others are told."""
+    target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    start = threading.Barrier(4)
+    outcome: list[object] = []
+
+    def edit(value: float) -> None:
+        start.wait()
+        try:
+            outcome.append(improvement.update_target(engine, QUALITY, target.item_id, 1, value=value))
+        except EditConflict as conflict:
+            outcome.append(conflict)
+
+    threads = [threading.Thread(target=edit, args=(v,)) for v in (0.01, 0.02, 0.03, 0.04)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    won = [o for o in outcome if not isinstance(o, EditConflict)]
+    lost = [o for o in outcome if isinstance(o, EditConflict)]
+    assert len(won) == 1 and len(lost) == 3
+    assert all(c.current.version == 2 and c.current.value == won[0].value for c in lost)
+    assert [v.value for v in improvement.history(engine, QUALITY, target.item_id)] == [0.10, won[0].value]
+
+
+# ------------------------------------------------------------------------------------------------ roles
+def test_role_rules_called_directly(engine):
+    start, due = dt.date(2026, 1, 1), dt.date(2026, 6, 1)
+    with pytest.raises(AccessDenied, match=r"breast@example\.org may not edit"):
+        improvement.set_target(engine, CARE_OTHER, CONDITION, INDICATOR, 0.1)
+    with pytest.raises(AccessDenied):
+        improvement.create_action(engine, CARE_OTHER, CONDITION, "x", "surgeon", start, due)
+    with pytest.raises(AccessDenied, match="manager"):
+        improvement.set_target(engine, MANAGER, CONDITION, INDICATOR, 0.1)
+    with pytest.raises(AccessDenied, match="set external norms"):
+        improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.05, kind=TargetKind.EXTERNAL_NORM, source="DICA")
+    with pytest.raises(ImprovementError, match="needs its source"):
+        improvement.set_target(engine, QUALITY, CONDITION, INDICATOR, 0.05, kind=TargetKind.EXTERNAL_NORM)
+    norm = improvement.set_target(
+        engine, QUALITY, CONDITION, INDICATOR, 0.05, kind=TargetKind.EXTERNAL_NORM, source="DICA 2025"
+    )
+    with pytest.raises(AccessDenied):  # a care team cannot change the directorate's norm either
+        improvement.update_target(engine, CARE, norm.item_id, 1, value=0.5)
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08)
+    with pytest.raises(TypeError, match="cannot change condition"):
+        improvement.update_target(engine, QUALITY, goal.item_id, 1, condition=OTHER, indicator="volume")
+    with pytest.raises(TypeError, match="cannot change valu of a target"):
+        improvement.update_target(engine, QUALITY, goal.item_id, 1, valu=0.2)
+
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
+    h01, h02 = sorted(improvement.signals(engine, CARE, CONDITION), key=lambda s: s.unit)
+    improvement.explain_signal(engine, CARE, h01.item_id, 1, Explanation.REAL, "Team text")
+    with pytest.raises(AccessDenied):
+        improvement.explain_signal(engine, MANAGER, h01.item_id, 2, Explanation.DATA_ERROR, "")
+    with pytest.raises(AccessDenied):
+        improvement.decide_signal(engine, CARE_OTHER, h01.item_id, 2, Decision.NO_ACTION)
+    action = improvement.create_action(engine, CARE, CONDITION, "Prehab", "nurse", start, due, signals=[h01.item_id])
+    with pytest.raises(AccessDenied):
+        improvement.update_action(engine, MANAGER, action.item_id, 1, status=ActionStatus.DONE)
+    with pytest.raises(ImprovementError, match="no signal"):
+        improvement.create_action(engine, CARE, CONDITION, "x", "nurse", start, due, signals=["S-000000000000"])
+
+    # managers read status only, of their own units
+    seen = improvement.signals(engine, MANAGER, CONDITION)
+    assert [(s.unit, s.status, s.explanation_text) for s in seen] == [("H01", "explained", "")]
+    assert improvement.signals(engine, CARE, CONDITION, unit="H01")[0].explanation_text == "Team text"
+    with pytest.raises(AccessDenied):
+        improvement.signals(engine, CARE_OTHER, CONDITION)
+    assert improvement.signals(engine, CARE_OTHER) == []
+    assert {t.item_id for t in improvement.targets(engine, MANAGER, CONDITION)} == {norm.item_id, goal.item_id}
+    with pytest.raises(improvement.ItemNotFound):
+        improvement.history(engine, MANAGER, h02.item_id)
+
+    denied = audit.read(engine, action="denied")
+    assert len(denied) >= 8 and set(denied["condition"].dropna()) == {CONDITION}
+
+
+def test_every_write_is_audited_and_history_keeps_every_version(engine):
+    target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01")
+    improvement.update_target(engine, CARE, target.item_id, 1, value=0.09)
+    improvement.retire_target(engine, QUALITY, target.item_id, 2)
+    assert improvement.targets(engine, CARE, CONDITION) == []
+    assert [t.active for t in improvement.targets(engine, CARE, CONDITION, active_only=False)] == [False]
+    versions = improvement.history(engine, CARE, target.item_id)
+    assert [(v.version, v.change, v.changed_by, v.changed_roles) for v in versions] == [
+        (1, "created", "care@example.org", "care_team"),
+        (2, "edited", "care@example.org", "care_team"),
+        (3, "retired", "quality@example.org", "quality"),
+    ]
+    assert versions[0].changed_at <= versions[1].changed_at <= versions[2].changed_at
+    assert improvement.target_met(versions[1], 0.05) is True and improvement.target_met(versions[1], 0.2) is False
+    edits = audit.read(engine, action="edit")
+    assert len(edits) == 3 and set(edits["unit"]) == {"H01"}
+    assert all(f'"item": "{target.item_id}"' in d for d in edits["detail"])
+
+
+# ------------------------------------------------------------------------------------------------ spreadsheets
+def _sheet(data: bytes, sheet: str):
+    wb = load_workbook(io.BytesIO(data))
+    return wb, wb[sheet]
+
+
+def _bytes(wb) -> bytes:
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def test_targets_round_trip_through_xlsx(engine):
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, source='=HYPERLINK("http://x")')
+    improvement.set_target(engine, QUALITY, CONDITION, "mortality_30d", 0.03, kind="external_norm", source="DICA")
+    data = export_targets(engine, CARE, CONDITION)
+    wb, ws = _sheet(data, "targets")
+    header = [c.value for c in ws[1]]
+    rows = {r[header.index("item_id")]: r for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows[goal.item_id][header.index("source")] == '\'=HYPERLINK("http://x")'  # shown as text, never run
+    assert import_targets(engine, CARE, data).unchanged == 2  # the norm row left as exported passes
+
+    row_of = {ws.cell(r, 1).value: r for r in range(2, ws.max_row + 1)}
+    ws.cell(row_of[goal.item_id], header.index("value") + 1).value = 0.07
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, None, "2026-01-01", 1])
+    done = import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert (done.updated, len(done.created), done.unchanged) == ([goal.item_id], 1, 1)
+    current = {t.indicator: t for t in improvement.targets(engine, CARE, CONDITION)}
+    assert current[INDICATOR].value == 0.07 and current[INDICATOR].version == 2
+    assert current[INDICATOR].source == '=HYPERLINK("http://x")' and current[INDICATOR].change == "imported"
+    assert current["severe_complication"].unit == "H01"
+    assert list(audit.read(engine, action=["export", "import"])["action"]) == ["export", "import", "import"]
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value", "message"),
+    [
+        (2, "indicator", "no_such_indicator", "column 'indicator' value 'no_such_indicator': Condition"),
+        (2, "value", "a lot", "column 'value' value 'a lot': value: a lot is not a number"),
+        (2, "direction", "sideways", "column 'direction' value 'sideways'"),
+        (2, "valid_from", "31-02-2026", "column 'valid_from' value '31-02-2026'"),
+        (2, "source", "=1+1", "formulas are not accepted"),
+        (2, "version", 9, "column 'version' value '9': this row is based on version 9"),
+        (3, "kind", "external_norm", "External norms are set by the quality directorate"),
+    ],
+)
+def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, message):
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    ws.append([None, None, CONDITION, "severe_complication", None, "team_goal", 0.2, None, "DICA", "2026-01-01", 1])
+    ws.cell(row, header.index(column) + 1).value = value
+    before = counts(engine)
+
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+
+    text = str(refused.value)
+    assert text.startswith(f"plan.xlsx was not imported (1 problems; nothing was written). First: plan.xlsx row {row}")
+    assert message in text and "\n" not in text
+    assert "niet geïmporteerd" in refused.value.message("nl") and f"rij {row}" in refused.value.message("nl")
+    assert counts(engine) == before  # the good rows were not written either
+    assert improvement.history(engine, CARE, goal.item_id)[-1].version == 1
+    assert list(audit.read(engine, action="import_refused")["action"]) == ["import_refused"]
+
+
+@sqlite_only
+def test_a_file_that_is_not_a_targets_workbook_is_refused(engine, tmp_path):
+    with pytest.raises(SheetRefused, match=r"First: plan\.xlsx: not a readable XLSX workbook with a sheet targets"):
+        import_targets(engine, CARE, b"item_id,version\n", file_name="plan.xlsx")
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.delete_cols(3)  # no condition column
+    ws.cell(1, 11).value = "colour"
+    path = tmp_path / "plan.xlsx"
+    path.write_bytes(_bytes(wb))
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, path)
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [
+        (1, "colour", "unknown_column"),
+        (1, "condition", "missing_column"),
+    ]
+
+
+def test_actions_round_trip_and_a_stale_row(engine):
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag()])
+    [signal] = improvement.signals(engine, CARE, CONDITION)
+    start, due = dt.date(2026, 1, 1), dt.date(2026, 4, 1)
+    action = improvement.create_action(
+        engine,
+        CARE,
+        CONDITION,
+        "+Prehabilitation programme",
+        "nurse specialist",
+        start,
+        due,
+        indicators=[INDICATOR, "severe_complication"],
+        signals=[signal.item_id],
+        expected_effect="Leak rate from 12% to 8%",
+    )
+    data = export_actions(engine, CARE, CONDITION)
+    wb, ws = _sheet(data, "actions")
+    header = [c.value for c in ws[1]]
+    assert ws.cell(2, header.index("title") + 1).value == "'+Prehabilitation programme"
+    assert ws.cell(2, header.index("indicators") + 1).value == f"{INDICATOR}, severe_complication"
+    assert import_actions(engine, CARE, data).unchanged == 1
+
+    ws.cell(2, header.index("status") + 1).value = "in_progress"
+    edited = _bytes(wb)
+    improvement.update_action(engine, QUALITY, action.item_id, 1, due=dt.date(2026, 5, 1))  # someone else first
+    before = counts(engine)
+    with pytest.raises(SheetRefused, match=r"quality@example\.org changed it"):
+        import_actions(engine, CARE, edited, file_name="actions.xlsx")
+    assert counts(engine) == before
+
+    wb, ws = _sheet(export_actions(engine, CARE, CONDITION), "actions")
+    ws.cell(2, header.index("status") + 1).value = "in_progress"
+    ws.cell(2, header.index("signals") + 1).value = f"{signal.item_id}, S-ffffffffffff"
+    with pytest.raises(SheetRefused, match="column 'signals'"):
+        import_actions(engine, CARE, _bytes(wb))
+    ws.cell(2, header.index("signals") + 1).value = signal.item_id
+    assert import_actions(engine, CARE, _bytes(wb)).updated == [action.item_id]
+    [now] = improvement.actions(engine, CARE, CONDITION, indicator="severe_complication")
+    assert (now.version, now.status, now.due, now.signal_ids) == (
+        3,
+        "in_progress",
+        dt.date(2026, 5, 1),
+        [signal.item_id],
+    )
+    assert now.title == "+Prehabilitation programme"
+    assert improvement.actions(engine, MANAGER, CONDITION)[0].expected_effect == ""  # status only
+    with pytest.raises(AccessDenied):
+        export_actions(engine, MANAGER, CONDITION)
+
+
+def test_every_error_and_value_has_a_message_in_both_languages():
+    from vbhc.i18n import SUPPORTED, catalog
+
+    folder = Path(improvement.__file__).parent
+    source = "".join(
+        (folder / name).read_text(encoding="utf-8") for name in ("improvement.py", "improvement_sheets.py")
+    )
+    keys = set(re.findall(r'ImprovementError\(\s*"([a-z_]+)"', source)) | {"not_found", "conflict", "sheet_refused"}
+    assert len(keys) > 15
+    prefixes = {
+        "target": TargetKind,
+        "direction": improvement.Direction,
+        "rule": Rule,
+        "side": improvement.Side,
+        "status": SignalStatus,
+        "explanation": Explanation,
+        "decision": Decision,
+        "action": ActionStatus,
+    }
+    for lang in SUPPORTED:
+        messages = catalog(lang)
+        assert {k for k in keys - {"sheet_refused"} if f"improvement.error_{k}" not in messages} == set(), lang
+        missing = [
+            f"{p}_{e.value}"
+            for p, enum in prefixes.items()
+            for e in enum
+            if f"improvement.{p}_{e.value}" not in messages
+        ]
+        assert missing == [], lang
+
+
+@sqlite_only
+def test_detection_reads_the_persisted_results_of_the_dataset_version(engine, tmp_path, monkeypatch):
+    from vbhc import registry, results
+    from vbhc.demo import generate_demo
+    from vbhc.ingest import import_files
+
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
+    import_files(generate_demo(tmp_path / "files", cycles=900).files, engine, imported_by="test")
+    key = results.ViewKey("hip_osteoarthritis", "hospital")
+    assert results.precompute(engine, [key]) == (1, 0)
+    before = dict(results.compute_counts)
+
+    [run] = improvement.detect_signals(engine, "import", conditions=["hip_osteoarthritis"])
+
+    assert dict(results.compute_counts) == before  # read from the store, not computed again
+    assert run.dataset_version == registry.dataset_version(engine)
+    stored = results.ResultStore(engine).result(key)
+    assert run.flags == len(improvement.flags_in(stored)) == len(run.opened)
+    spc = improvement.flags_in(stored, [Rule.SPC])  # a chart per unit x indicator from the stored per-cycle values
+    assert all(f.rule == "spc" and f.side in ("better", "worse") for f in spc)
+    assert improvement.detect_signals(engine, "import", conditions=["hip_osteoarthritis"])[0].already_done

@@ -1,0 +1,1044 @@
+"""The improvement cycle kept with the numbers: targets and norms, signals with what the team concluded, and
+improvement actions (issue 14), so next month's meeting starts from what was decided instead of from zero.
+
+Why it is stored this way:
+- Nothing is deleted or overwritten. Every edit adds the next version of the item (item id + version number, who,
+  when, what kind of change); `history` returns every version, and the current state is the highest version.
+- Two people editing the same item at once: an edit names the version it was based on. When another edit landed
+  first, EditConflict names who changed it and when, and nothing is written. The database enforces this with a
+  unique (item_id, version) key, so two processes that both checked the version cannot both win.
+- Role rules are enforced here, not only on the pages: a care team edits its own conditions' team goals,
+  explanations, decisions and actions; the quality directorate also sets external norms and sees everything;
+  managers read the status of their own units' items only (the teams' free texts are left out for them).
+- Every write is audited ("edit" events, in the same transaction as the write).
+- Signals are detected on the persisted indicator results of a dataset version (vbhc.results): each detection run
+  is stored with the units x indicators it flagged, so "new since the last meeting" is a comparison of stored
+  states, and a flag that persists on the next dataset version is attributed to the signal already open for it.
+
+Errors are ImprovementError (a ValueError) with a message key in the i18n catalogs ([improvement] error_*), so a
+page shows them in the viewer's language; str(error) is the English text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Connection, Engine, and_, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from vbhc import audit, models
+from vbhc.access import Permission, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
+from vbhc.catalog import Catalog, default_catalog
+from vbhc.i18n import fmt_datetime, t
+from vbhc.registry import UNIT_LEVELS
+
+__all__ = [
+    "ALL_UNITS",
+    "ActionStatus",
+    "Change",
+    "Decision",
+    "Direction",
+    "EditConflict",
+    "Explanation",
+    "Flag",
+    "ImprovementError",
+    "ItemKind",
+    "ItemNotFound",
+    "Label",
+    "Overdue",
+    "Rule",
+    "Side",
+    "SignalStatus",
+    "TargetKind",
+    "actions",
+    "create_action",
+    "decide_signal",
+    "detect_signals",
+    "explain_signal",
+    "flags_in",
+    "history",
+    "new_signals_since",
+    "norm_involved",
+    "overdue",
+    "record_detection",
+    "retire_target",
+    "set_target",
+    "signals",
+    "target_met",
+    "targets",
+    "update_action",
+    "update_target",
+]
+
+
+# --------------------------------------------------------------------------------------------- vocabulary
+class ItemKind(StrEnum):
+    TARGET = "target"
+    SIGNAL = "signal"
+    ACTION = "action"
+
+
+class TargetKind(StrEnum):
+    TEAM_GOAL = "team_goal"  # the care team's own goal
+    EXTERNAL_NORM = "external_norm"  # e.g. a national registry's norm; quality directorate only, with its source
+
+
+class Direction(StrEnum):
+    """Which side of the target value meets it."""
+
+    AT_MOST = "at_most"
+    AT_LEAST = "at_least"
+
+
+class Rule(StrEnum):
+    """What flagged a unit x indicator."""
+
+    FUNNEL_998 = "funnel_998"  # outside the 99.8% funnel limits
+    SPC = "spc"  # special-cause variation at the SPC chart's last point
+    CUSUM = "cusum"  # CUSUM signal (not detected automatically yet; can be recorded)
+
+
+class Side(StrEnum):
+    BETTER = "better"
+    WORSE = "worse"
+
+
+class SignalStatus(StrEnum):
+    NEW = "new"
+    EXPLAINED = "explained"
+    DECIDED = "decided"
+
+
+class Explanation(StrEnum):
+    DATA_ERROR = "data_error"
+    CASE_MIX = "case_mix"  # case mix not captured by the model
+    REAL = "real"  # a real difference in care
+
+
+class Decision(StrEnum):
+    NO_ACTION = "no_action"
+    ACTION = "action"
+    ESCALATE = "escalate"  # to the quality directorate
+
+
+class ActionStatus(StrEnum):
+    PLANNED = "planned"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    STOPPED = "stopped"
+
+
+class Change(StrEnum):
+    """What a version did to its item (shown in the history)."""
+
+    CREATED = "created"
+    DETECTED = "detected"
+    EDITED = "edited"
+    EXPLAINED = "explained"
+    DECIDED = "decided"
+    RETIRED = "retired"
+    IMPORTED = "imported"
+
+
+#: The unit of a target or action that holds for every unit of the condition.
+ALL_UNITS = ""
+#: Free texts a team writes about its own work; a manager (status only) does not get them.
+STATUS_ONLY_HIDDEN = ("explanation_text", "expected_effect")
+#: Action statuses after which an action can no longer be overdue.
+FINISHED = (ActionStatus.DONE, ActionStatus.STOPPED)
+MAX_TEXT_CHARS = 4000
+_PREFIX = {ItemKind.TARGET: "T-", ItemKind.SIGNAL: "S-", ItemKind.ACTION: "A-"}
+_MODEL: dict[ItemKind, Any] = {
+    ItemKind.TARGET: models.ImprovementTarget,
+    ItemKind.SIGNAL: models.ImprovementSignal,
+    ItemKind.ACTION: models.ImprovementAction,
+}
+#: Fields of each kind that identify what the item is about: an edit cannot move an item to another condition.
+_FIXED = {
+    ItemKind.TARGET: ("condition",),
+    ItemKind.SIGNAL: ("condition", "level", "unit", "indicator", "rule", "side", "detected_version", "detected_at"),
+    ItemKind.ACTION: ("condition",),
+}
+_VERSION_FIELDS = ("id", "item_id", "version", "change", "changed_by", "changed_roles", "changed_at")
+
+Item = models.ImprovementTarget | models.ImprovementSignal | models.ImprovementAction
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------- errors
+@dataclass(frozen=True)
+class Label:
+    """A value of an error message that is itself a message (a status name), translated with the message."""
+
+    key: str
+
+    def text(self, lang: str) -> str:
+        return t(self.key, lang)
+
+
+class ImprovementError(ValueError):
+    """A refused change to an improvement item. `key` names the message ([improvement] error_<key> in the i18n
+    catalogs) and `values` fill it, so the page shows it in the viewer's language."""
+
+    def __init__(self, key: str, **values: Any) -> None:
+        self.key, self.values = key, values
+        super().__init__(self.message("en"))
+
+    def message(self, lang: str) -> str:
+        shown = {
+            k: fmt_datetime(v, lang) if isinstance(v, dt.datetime) else v.text(lang) if isinstance(v, Label) else v
+            for k, v in self.values.items()
+        }
+        return t(f"improvement.error_{self.key}", lang, **shown)
+
+
+class ItemNotFound(ImprovementError):
+    def __init__(self, item_id: str) -> None:
+        super().__init__("not_found", item=item_id)
+
+
+class EditConflict(ImprovementError):
+    """Someone else's edit landed after the version this edit was based on; nothing was written. `current` is
+    their version, so the page can show it beside the refused change."""
+
+    def __init__(self, current: Item, based_on: int) -> None:
+        self.current, self.based_on = current, based_on
+        super().__init__(
+            "conflict",
+            item=current.item_id,
+            based_on=based_on,
+            version=current.version,
+            user=current.changed_by,
+            at=current.changed_at,
+        )
+
+
+class _LostRace(Exception):
+    """The unique (item_id, version) key refused an insert: another process wrote that version first."""
+
+    def __init__(self, kind: ItemKind, item_id: str, based_on: int) -> None:
+        self.kind, self.item_id, self.based_on = kind, item_id, based_on
+
+
+# --------------------------------------------------------------------------------------------- versions
+def item_kind(item_id: str) -> ItemKind:
+    for kind, prefix in _PREFIX.items():
+        if str(item_id).startswith(prefix):
+            return kind
+    raise ItemNotFound(str(item_id))
+
+
+def _new_item_id(kind: ItemKind) -> str:
+    return _PREFIX[kind] + uuid.uuid4().hex[:12]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _as_item(kind: ItemKind, row: Mapping[str, Any]) -> Item:
+    return _MODEL[kind](**dict(row))
+
+
+def _latest(conn: Connection, kind: ItemKind, item_id: str) -> Item | None:
+    table = _MODEL[kind].__table__
+    row = (
+        conn.execute(select(table).where(table.c.item_id == item_id).order_by(table.c.version.desc()).limit(1))
+        .mappings()
+        .first()
+    )
+    return None if row is None else _as_item(kind, row)
+
+
+def _current(conn: Connection, kind: ItemKind, *where: Any) -> list[Item]:
+    """The latest version of every item of `kind` (matching `where` on that latest version)."""
+    table = _MODEL[kind].__table__
+    last = select(table.c.item_id, func.max(table.c.version).label("version")).group_by(table.c.item_id).subquery()
+    query = (
+        select(table)
+        .join(last, and_(table.c.item_id == last.c.item_id, table.c.version == last.c.version))
+        .where(*where)
+        .order_by(table.c.id)
+    )
+    return [_as_item(kind, row) for row in conn.execute(query).mappings()]
+
+
+def _insert_version(
+    conn: Connection,
+    actor: Viewer | str,
+    kind: ItemKind,
+    item_id: str,
+    version: int,
+    values: Mapping[str, Any],
+    change: Change,
+) -> Item:
+    user, roles = audit.actor_fields(actor)
+    row = dict(values) | {
+        "item_id": item_id,
+        "version": version,
+        "change": str(change),
+        "changed_by": user[:200],
+        "changed_roles": roles[:200],
+        "changed_at": _now(),
+    }
+    row.pop("id", None)
+    table = _MODEL[kind].__table__
+    try:
+        new_id = conn.execute(insert(table).values(**row).returning(table.c.id)).scalar_one()
+    except IntegrityError:
+        raise _LostRace(kind, item_id, version - 1) from None
+    audit.record(
+        conn,
+        actor,
+        "edit",
+        condition=row.get("condition"),
+        unit=row.get("unit") or None,
+        detail={"what": str(kind), "item": item_id, "version": version, "change": str(change)},
+    )
+    return _as_item(kind, row | {"id": new_id})
+
+
+def _transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run `work` in one transaction; a version lost to a concurrent writer becomes EditConflict (rolled back)."""
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    except _LostRace as lost:
+        with engine.connect() as conn:
+            winner = _latest(conn, lost.kind, lost.item_id)
+        if winner is None:  # the item itself was never written: only a clash of two new ids, practically never
+            raise ImprovementError("write_failed", item=lost.item_id) from None
+        raise EditConflict(winner, lost.based_on) from None
+
+
+def _edit(
+    conn: Connection,
+    actor: Viewer,
+    item_id: str,
+    based_on: int,
+    check: Callable[[Item], dict[str, Any]],
+    change: Change,
+) -> Item:
+    """The next version of `item_id` from the changes `check` returns for the current version; EditConflict when
+    the current version is not `based_on`."""
+    kind = item_kind(item_id)
+    current = _latest(conn, kind, item_id)
+    if current is None:
+        raise ItemNotFound(item_id)
+    if current.version != int(based_on):
+        raise EditConflict(current, int(based_on))
+    changes = check(current)
+    for name in _FIXED[kind]:
+        if name in changes and changes[name] != getattr(current, name):
+            raise ImprovementError("fixed_field", item=item_id, field=name)
+    values = {k: v for k, v in current.model_dump().items() if k not in _VERSION_FIELDS} | changes
+    return _insert_version(conn, actor, kind, item_id, current.version + 1, values, change)
+
+
+def _read(engine: Engine, item_id: str) -> Item:
+    with engine.connect() as conn:
+        current = _latest(conn, item_kind(item_id), item_id)
+    if current is None:
+        raise ItemNotFound(item_id)
+    return current
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _may_edit(engine: Engine, viewer: Viewer, condition: str, what: str) -> None:
+    require(viewer, Permission.EDIT_IMPROVEMENT, engine=engine, condition=condition, what=what)
+
+
+def _check_condition(condition: str, catalog: Catalog) -> str:
+    if condition not in catalog.conditions:
+        raise ImprovementError("unknown_condition", condition=condition)
+    return condition
+
+
+def _check_indicator(condition: str, indicator: str, catalog: Catalog) -> str:
+    known = {i.id for i in catalog.condition(_check_condition(condition, catalog)).indicators}
+    if indicator not in known:
+        raise ImprovementError("unknown_indicator", condition=condition, indicator=indicator)
+    return indicator
+
+
+def _choice(enum: type[StrEnum], value: object, name: str) -> str:
+    try:
+        return str(enum(str(value)))
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise ImprovementError("unknown_value", field=name, value=str(value), allowed=allowed) from None
+
+
+def _text(value: object, name: str, *, required: bool = False, limit: int = MAX_TEXT_CHARS) -> str:
+    text = "" if value is None else str(value).strip()
+    if required and not text:
+        raise ImprovementError("empty", field=name)
+    if len(text) > limit:
+        raise ImprovementError("too_long", field=name, limit=limit)
+    return text
+
+
+def _number(value: object, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ImprovementError("not_a_number", field=name, value=str(value)) from None
+    if not np.isfinite(number):
+        raise ImprovementError("not_a_number", field=name, value=str(value))
+    return number
+
+
+def _date(value: object, name: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ImprovementError("not_a_date", field=name, value=str(value)) from None
+
+
+def _unit(value: object) -> str:
+    return _text(value, "unit", limit=200)
+
+
+# --------------------------------------------------------------------------------------------- visibility
+def _unit_parts(unit: str) -> tuple[str, str | None]:
+    """(hospital, department) of a unit label as vbhc.registry.unit_labels writes it (H01, H01/SUR, cond@H01)."""
+    label = unit.split("@", 1)[1] if "@" in unit else unit
+    hospital, _, department = label.partition("/")
+    return hospital, department or None
+
+
+def _visible(viewer: Viewer, condition: str, unit: str) -> bool:
+    if not may_view_condition(viewer, condition):
+        return False
+    if unit == ALL_UNITS:
+        return True
+    hospital, department = _unit_parts(unit)
+    return may_see_unit(viewer, condition, hospital, department)
+
+
+def _as_shown(viewer: Viewer, item: Item) -> Item:
+    """The item as the viewer may read it: status only (no team free texts) for a viewer who may not edit it."""
+    if may_edit_improvement(viewer, item.condition):
+        return item
+    hidden = {k: "" for k in STATUS_ONLY_HIDDEN if hasattr(item, k)}
+    return item.model_copy(update=hidden) if hidden else item
+
+
+def _readable(
+    engine: Engine, viewer: Viewer, kind: ItemKind, condition: str | None, *where: Any, what: str
+) -> list[Item]:
+    table = _MODEL[kind].__table__
+    if condition is not None:
+        require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition, what=what)
+        where = (*where, table.c.condition == condition)
+    with engine.connect() as conn:
+        items = _current(conn, kind, *where)
+    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit)]
+
+
+def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
+    """Every version of an item, oldest first: who changed what and when (nothing is ever overwritten)."""
+    kind = item_kind(item_id)
+    table = _MODEL[kind].__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table).where(table.c.item_id == item_id).order_by(table.c.version)).mappings()
+        versions = [_as_item(kind, r) for r in rows]
+    if not versions:
+        raise ItemNotFound(item_id)
+    latest = versions[-1]
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what=f"history {item_id}")
+    if not _visible(viewer, latest.condition, latest.unit):
+        raise ItemNotFound(item_id)
+    return [_as_shown(viewer, v) for v in versions]
+
+
+# --------------------------------------------------------------------------------------------- targets
+def _target_values(
+    engine: Engine,
+    viewer: Viewer,
+    values: Mapping[str, Any],
+    catalog: Catalog,
+    current: Item | None = None,
+    *,
+    check_roles: bool = True,
+) -> dict[str, Any]:
+    """The checked values of a target version (`values` over the current version's); AccessDenied when the viewer
+    may not write it (check_roles=False: the caller checks, as the spreadsheet import does per changed row)."""
+    merged = ({} if current is None else current.model_dump()) | dict(values)
+    condition = _check_condition(str(merged["condition"]), catalog)
+    indicator = _check_indicator(condition, str(merged["indicator"]), catalog)
+    kind = _choice(TargetKind, merged.get("kind") or TargetKind.TEAM_GOAL, "kind")
+    direction = merged.get("direction")
+    if direction in (None, ""):
+        ind = next(i for i in catalog.condition(condition).indicators if i.id == indicator)
+        direction = Direction.AT_LEAST if ind.direction == "higher" else Direction.AT_MOST
+    out = {
+        "condition": condition,
+        "indicator": indicator,
+        "unit": _unit(merged.get("unit", ALL_UNITS)),
+        "kind": kind,
+        "value": _number(merged.get("value"), "value"),
+        "direction": _choice(Direction, direction, "direction"),
+        "source": _text(merged.get("source"), "source"),
+        "valid_from": _date(merged.get("valid_from") or dt.date.today(), "valid_from"),
+        "active": bool(merged.get("active", True)),
+    }
+    if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
+        raise ImprovementError("norm_needs_source", indicator=indicator)
+    if check_roles:
+        _may_edit(engine, viewer, condition, "target")
+        if norm_involved(out, current):
+            require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
+    return out
+
+
+def norm_involved(values: Mapping[str, Any], current: Item | None = None) -> bool:
+    """Whether writing `values` over `current` sets or changes an external norm (quality directorate only)."""
+    return values.get("kind") == TargetKind.EXTERNAL_NORM or (
+        current is not None and getattr(current, "kind", None) == TargetKind.EXTERNAL_NORM
+    )
+
+
+def set_target(
+    engine: Engine,
+    viewer: Viewer,
+    condition: str,
+    indicator: str,
+    value: float,
+    *,
+    kind: TargetKind | str = TargetKind.TEAM_GOAL,
+    direction: Direction | str | None = None,
+    unit: str = ALL_UNITS,
+    source: str = "",
+    valid_from: dt.date | None = None,
+    catalog: Catalog | None = None,
+) -> models.ImprovementTarget:
+    """A new target for an indicator (all units, or one unit). The direction defaults to the indicator's own
+    (lower is better: at most the value). An external norm needs its source and the quality directorate."""
+    values = _target_values(
+        engine,
+        viewer,
+        {
+            "condition": condition,
+            "indicator": indicator,
+            "value": value,
+            "kind": kind,
+            "direction": direction,
+            "unit": unit,
+            "source": source,
+            "valid_from": valid_from,
+        },
+        catalog or default_catalog(),
+    )
+    item_id = _new_item_id(ItemKind.TARGET)
+    return _transaction(
+        engine, lambda conn: _insert_version(conn, viewer, ItemKind.TARGET, item_id, 1, values, Change.CREATED)
+    )
+
+
+def update_target(
+    engine: Engine, viewer: Viewer, item_id: str, based_on: int, *, catalog: Catalog | None = None, **changes: Any
+) -> models.ImprovementTarget:
+    """The next version of a target with `changes` (value, direction, unit, source, valid_from, kind, indicator)."""
+    catalog = catalog or default_catalog()
+    _expect(item_id, ItemKind.TARGET)
+    _editable(ItemKind.TARGET, changes)
+
+    def check(current: Item) -> dict[str, Any]:
+        return _target_values(engine, viewer, changes, catalog, current)
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+
+
+def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -> models.ImprovementTarget:
+    """A target no longer in force: a new version marked inactive (the old ones stay readable)."""
+    _expect(item_id, ItemKind.TARGET)
+
+    def check(current: Item) -> dict[str, Any]:
+        _target_values(engine, viewer, {}, default_catalog(), current)  # the role rules of an edit
+        return {"active": False}
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.RETIRED))
+
+
+def targets(
+    engine: Engine,
+    viewer: Viewer,
+    condition: str | None = None,
+    *,
+    indicator: str | None = None,
+    on: dt.date | None = None,
+    active_only: bool = True,
+) -> list[models.ImprovementTarget]:
+    """Current targets the viewer may read; `on` keeps those valid on that date."""
+    c = models.ImprovementTarget.__table__.c
+    where = []
+    if indicator is not None:
+        where.append(c.indicator == indicator)
+    if active_only:
+        where.append(c.active.is_(True))
+    if on is not None:
+        where.append(c.valid_from <= on)
+    return _readable(engine, viewer, ItemKind.TARGET, condition, *where, what="targets")
+
+
+def target_met(target: models.ImprovementTarget, value: float) -> bool | None:
+    """Whether a value meets the target; None without a value (the assurance icon then says nothing)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(number):
+        return None
+    return number <= target.value if target.direction == Direction.AT_MOST else number >= target.value
+
+
+#: Fields an update may change, per kind (a misspelt field is a programming error, not silently ignored).
+_EDITABLE = {
+    ItemKind.TARGET: frozenset({"indicator", "unit", "kind", "value", "direction", "source", "valid_from", "active"}),
+    ItemKind.ACTION: frozenset(
+        {"unit", "title", "owner_role", "start", "due", "status", "indicators", "signals", "expected_effect"}
+    ),
+}
+
+
+def _editable(kind: ItemKind, changes: Mapping[str, Any]) -> None:
+    unknown = sorted(set(changes) - _EDITABLE[kind])
+    if unknown:
+        raise TypeError(
+            f"cannot change {', '.join(unknown)} of a {kind}; editable: {', '.join(sorted(_EDITABLE[kind]))}"
+        )
+
+
+def _expect(item_id: str, kind: ItemKind) -> None:
+    if item_kind(item_id) != kind:
+        raise ItemNotFound(item_id)
+
+
+# --------------------------------------------------------------------------------------------- signals
+def explain_signal(
+    engine: Engine, viewer: Viewer, item_id: str, based_on: int, explanation: Explanation | str, text: str = ""
+) -> models.ImprovementSignal:
+    """new/explained -> explained: the team's conclusion (data error, case mix not captured, real) with its text.
+    A real difference needs a text: it is what the next meeting and the reports show beside the indicator."""
+    _expect(item_id, ItemKind.SIGNAL)
+    kind = _choice(Explanation, explanation, "explanation")
+    body = _text(text, "explanation_text", required=kind == Explanation.REAL)
+
+    def check(current: Item) -> dict[str, Any]:
+        _may_edit(engine, viewer, current.condition, "signal explanation")
+        if current.status == SignalStatus.DECIDED:
+            raise _bad_transition(item_id, current.status, SignalStatus.EXPLAINED)
+        return {"status": str(SignalStatus.EXPLAINED), "explanation": kind, "explanation_text": body}
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EXPLAINED))
+
+
+def decide_signal(
+    engine: Engine, viewer: Viewer, item_id: str, based_on: int, decision: Decision | str
+) -> models.ImprovementSignal:
+    """explained (or decided, to revise) -> decided: no action, an action, or escalation to the directorate. A
+    signal is decided only after it is explained: the decision must rest on a conclusion."""
+    _expect(item_id, ItemKind.SIGNAL)
+    choice = _choice(Decision, decision, "decision")
+
+    def check(current: Item) -> dict[str, Any]:
+        _may_edit(engine, viewer, current.condition, "signal decision")
+        if current.status == SignalStatus.NEW:
+            raise _bad_transition(item_id, current.status, SignalStatus.DECIDED)
+        return {"status": str(SignalStatus.DECIDED), "decision": choice}
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.DECIDED))
+
+
+def _bad_transition(item_id: str, status: str, to: SignalStatus) -> ImprovementError:
+    return ImprovementError(
+        "bad_transition",
+        item=item_id,
+        status=Label(f"improvement.status_{status}"),
+        to=Label(f"improvement.status_{to}"),
+    )
+
+
+def signals(
+    engine: Engine,
+    viewer: Viewer,
+    condition: str | None = None,
+    *,
+    indicator: str | None = None,
+    unit: str | None = None,
+    status: Iterable[SignalStatus | str] | None = None,
+    open_only: bool = False,
+) -> list[models.ImprovementSignal]:
+    """Current signals the viewer may read (a manager: of their own units). Open = not yet decided."""
+    c = models.ImprovementSignal.__table__.c
+    where = []
+    if indicator is not None:
+        where.append(c.indicator == indicator)
+    if unit is not None:
+        where.append(c.unit == unit)
+    if status is not None:
+        where.append(c.status.in_([str(s) for s in status]))
+    if open_only:
+        where.append(c.status != str(SignalStatus.DECIDED))
+    return _readable(engine, viewer, ItemKind.SIGNAL, condition, *where, what="signals")
+
+
+def new_signals_since(
+    engine: Engine, viewer: Viewer, condition: str, since: dt.datetime | dt.date
+) -> list[models.ImprovementSignal]:
+    """Signals first detected after `since` (the last meeting): a comparison of stored detections."""
+    moment = since if isinstance(since, dt.datetime) else dt.datetime.combine(since, dt.time(), dt.UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    c = models.ImprovementSignal.__table__.c
+    return _readable(engine, viewer, ItemKind.SIGNAL, condition, c.detected_at > moment, what="signals")
+
+
+# --------------------------------------------------------------------------------------------- actions
+def _action_values(
+    engine: Engine,
+    viewer: Viewer,
+    values: Mapping[str, Any],
+    catalog: Catalog,
+    current: Item | None = None,
+    *,
+    check_roles: bool = True,
+) -> dict[str, Any]:
+    """The checked values of an action version (`values` over the current version's); see _target_values."""
+    merged = ({} if current is None else current.model_dump()) | dict(values)
+    condition = _check_condition(str(merged["condition"]), catalog)
+    if check_roles:
+        _may_edit(engine, viewer, condition, "improvement action")
+    linked = merged.get("indicators", "[]")
+    indicators = json.loads(linked) if isinstance(linked, str) else list(linked or [])
+    indicators = sorted({_check_indicator(condition, str(i), catalog) for i in indicators})
+    linked = merged.get("signals", "[]")
+    signal_ids = sorted({str(s) for s in (json.loads(linked) if isinstance(linked, str) else list(linked or []))})
+    if signal_ids:
+        c = models.ImprovementSignal.__table__.c
+        with engine.connect() as conn:
+            found = {s.item_id: s for s in _current(conn, ItemKind.SIGNAL, c.item_id.in_(signal_ids))}
+        for sid in signal_ids:
+            if sid not in found or found[sid].condition != condition:
+                raise ImprovementError("unknown_signal", signal=sid, condition=condition)
+    start, due = _date(merged.get("start"), "start"), _date(merged.get("due"), "due")
+    if due < start:
+        raise ImprovementError("due_before_start", start=start.isoformat(), due=due.isoformat())
+    return {
+        "condition": condition,
+        "unit": _unit(merged.get("unit", ALL_UNITS)),
+        "title": _text(merged.get("title"), "title", required=True, limit=300),
+        "owner_role": _text(merged.get("owner_role"), "owner_role", required=True, limit=100),
+        "start": start,
+        "due": due,
+        "status": _choice(ActionStatus, merged.get("status") or ActionStatus.PLANNED, "status"),
+        "indicators": json.dumps(indicators),
+        "signals": json.dumps(signal_ids),
+        "expected_effect": _text(merged.get("expected_effect"), "expected_effect"),
+    }
+
+
+def create_action(
+    engine: Engine,
+    viewer: Viewer,
+    condition: str,
+    title: str,
+    owner_role: str,
+    start: dt.date,
+    due: dt.date,
+    *,
+    unit: str = ALL_UNITS,
+    indicators: Sequence[str] = (),
+    signals: Sequence[str] = (),
+    expected_effect: str = "",
+    status: ActionStatus | str = ActionStatus.PLANNED,
+    catalog: Catalog | None = None,
+) -> models.ImprovementAction:
+    """A new improvement action. The owner is a role ("verpleegkundig specialist"), not a person: roles outlast
+    people, and the dashboard stores no staff names beyond who edited."""
+    values = _action_values(
+        engine,
+        viewer,
+        {
+            "condition": condition,
+            "title": title,
+            "owner_role": owner_role,
+            "start": start,
+            "due": due,
+            "unit": unit,
+            "indicators": list(indicators),
+            "signals": list(signals),
+            "expected_effect": expected_effect,
+            "status": status,
+        },
+        catalog or default_catalog(),
+    )
+    item_id = _new_item_id(ItemKind.ACTION)
+    return _transaction(
+        engine, lambda conn: _insert_version(conn, viewer, ItemKind.ACTION, item_id, 1, values, Change.CREATED)
+    )
+
+
+def update_action(
+    engine: Engine, viewer: Viewer, item_id: str, based_on: int, *, catalog: Catalog | None = None, **changes: Any
+) -> models.ImprovementAction:
+    """The next version of an action with `changes` (status, due, title, indicators, signals, ...)."""
+    catalog = catalog or default_catalog()
+    _expect(item_id, ItemKind.ACTION)
+    _editable(ItemKind.ACTION, changes)
+
+    def check(current: Item) -> dict[str, Any]:
+        return _action_values(engine, viewer, changes, catalog, current)
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+
+
+def actions(
+    engine: Engine,
+    viewer: Viewer,
+    condition: str | None = None,
+    *,
+    indicator: str | None = None,
+    status: Iterable[ActionStatus | str] | None = None,
+) -> list[models.ImprovementAction]:
+    """Current actions the viewer may read; `indicator` keeps those linked to it (chart annotations)."""
+    c = models.ImprovementAction.__table__.c
+    where = [c.status.in_([str(s) for s in status])] if status is not None else []
+    found = _readable(engine, viewer, ItemKind.ACTION, condition, *where, what="actions")
+    if indicator is not None:
+        found = [a for a in found if indicator in a.indicator_ids]
+    return found
+
+
+# --------------------------------------------------------------------------------------------- overdue
+@dataclass(frozen=True)
+class Overdue:
+    """What the meeting must chase: signals not explained in time, actions past their due date and not done."""
+
+    signals: list[models.ImprovementSignal] = field(default_factory=list)
+    actions: list[models.ImprovementAction] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.signals) + len(self.actions)
+
+
+def overdue(
+    engine: Engine,
+    viewer: Viewer,
+    condition: str | None = None,
+    *,
+    today: dt.date | None = None,
+    explain_within_days: float | None = None,
+) -> Overdue:
+    """A new signal is overdue `explain_within_days` (default settings.signal_explain_days()) after it was
+    detected; an action when its due date has passed and it is neither done nor stopped."""
+    from vbhc.settings import signal_explain_days
+
+    today = today or dt.date.today()
+    days = signal_explain_days() if explain_within_days is None else float(explain_within_days)
+    late_signals = [
+        s
+        for s in signals(engine, viewer, condition, status=[SignalStatus.NEW])
+        if (today - s.detected_at.date()).days > days
+    ]
+    late_actions = [a for a in actions(engine, viewer, condition) if a.due < today and a.status not in FINISHED]
+    return Overdue(late_signals, late_actions)
+
+
+# --------------------------------------------------------------------------------------------- detection
+@dataclass(frozen=True)
+class Flag:
+    """A unit x indicator flagged in an indicator result."""
+
+    unit: str
+    indicator: str
+    rule: str
+    side: str
+    value: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.unit, self.indicator, self.rule, self.side
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What one detection run found: the flags, the signals it opened, and whether it was already stored."""
+
+    condition: str
+    level: str
+    dataset_version: str
+    flags: int
+    opened: list[str] = field(default_factory=list)  # item ids of new signals
+    already_done: bool = False
+
+
+def flags_in(result: Any, rules: Iterable[Rule | str] = (Rule.FUNNEL_998,)) -> list[Flag]:
+    """The units x indicators of an IndicatorResult outside the 99.8% limits (vbhc.verdict, severity "998"), and
+    with Rule.SPC those with special-cause variation at the SPC chart's last point (costly: a chart per row)."""
+    from vbhc import indicators, verdict
+
+    rules = {str(r) for r in rules}
+    found: list[Flag] = []
+    for _, row in result.table.iterrows():
+        if row.get("kind") == "volume":
+            continue
+        v = verdict.verdict(row)
+        value = float(v.value) if np.isfinite(v.value) else None
+        if Rule.FUNNEL_998 in rules and v.severity == "998" and v.category in (Side.BETTER, Side.WORSE):
+            found.append(Flag(str(row["unit"]), str(row["indicator"]), str(Rule.FUNNEL_998), v.category, value))
+        if Rule.SPC in rules and row.get("kind") != "response_rate" and v.category not in ("too_few", "no_data"):
+            chart = indicators.indicator_over_time(result, row["indicator"], row["unit"])
+            if chart is not None and len(chart):
+                variation = verdict.verdict(row, chart).variation
+                if variation in ("improvement", "concern"):
+                    side = Side.BETTER if variation == "improvement" else Side.WORSE
+                    found.append(Flag(str(row["unit"]), str(row["indicator"]), str(Rule.SPC), str(side), value))
+    return found
+
+
+def record_detection(
+    engine: Engine,
+    actor: Viewer | str,
+    condition: str,
+    level: str,
+    dataset_version: str,
+    flags: Iterable[Flag],
+) -> Detection:
+    """Store one detection run and turn its flags into signals. Idempotent: a run on a dataset version already
+    stored adds nothing. A flag whose signal is still open (new or explained) is attributed to it; a flag that was
+    also there in the previous run is attributed to that run's signal even when it was decided (the team already
+    discussed it); any other flag opens a new signal."""
+    if level not in UNIT_LEVELS:
+        raise ImprovementError("unknown_value", field="level", value=level, allowed=", ".join(UNIT_LEVELS))
+    if isinstance(actor, Viewer):
+        _may_edit(engine, actor, condition, "signal detection")
+    flags = list({f.key: f for f in flags}.values())
+    runs = models.SignalDetection.__table__
+    marks = models.SignalFlag.__table__
+    sig = models.ImprovementSignal.__table__.c
+
+    def work(conn: Connection) -> Detection:
+        def same_run() -> Any:
+            return runs.c.condition == condition, runs.c.level == level
+
+        done = conn.execute(select(runs.c.flags).where(*same_run(), runs.c.dataset_version == dataset_version)).first()
+        if done is not None:
+            return Detection(condition, level, dataset_version, int(done.flags), already_done=True)
+        previous_run = conn.execute(select(func.max(runs.c.id)).where(*same_run())).scalar_one()
+        previous: dict[tuple, str] = {}
+        if previous_run is not None:
+            rows = conn.execute(select(marks).where(marks.c.detection_id == previous_run)).mappings()
+            previous = {(r["unit"], r["indicator"], r["rule"], r["side"]): r["signal_item_id"] for r in rows}
+        open_signals = {
+            (s.unit, s.indicator, s.rule, s.side): s.item_id
+            for s in _current(
+                conn,
+                ItemKind.SIGNAL,
+                sig.condition == condition,
+                sig.level == level,
+                sig.status != str(SignalStatus.DECIDED),
+            )
+        }
+        now = _now()
+        user, _ = audit.actor_fields(actor)
+        run_id = conn.execute(
+            insert(runs)
+            .values(
+                condition=condition,
+                level=level,
+                dataset_version=dataset_version,
+                detected_at=now,
+                detected_by=user[:200],
+                flags=len(flags),
+            )
+            .returning(runs.c.id)
+        ).scalar_one()
+        opened = []
+        for flag in flags:
+            item_id = open_signals.get(flag.key) or previous.get(flag.key)
+            if item_id is None:
+                item_id = _new_item_id(ItemKind.SIGNAL)
+                values = {
+                    "condition": condition,
+                    "level": level,
+                    "unit": flag.unit,
+                    "indicator": flag.indicator,
+                    "rule": flag.rule,
+                    "side": flag.side,
+                    "value": flag.value,
+                    "detected_version": dataset_version,
+                    "detected_at": now,
+                    "status": str(SignalStatus.NEW),
+                    "explanation": None,
+                    "explanation_text": "",
+                    "decision": None,
+                }
+                _insert_version(conn, actor, ItemKind.SIGNAL, item_id, 1, values, Change.DETECTED)
+                opened.append(item_id)
+            conn.execute(
+                insert(marks).values(
+                    detection_id=run_id,
+                    unit=flag.unit,
+                    indicator=flag.indicator,
+                    rule=flag.rule,
+                    side=flag.side,
+                    value=flag.value,
+                    signal_item_id=item_id,
+                )
+            )
+        return Detection(condition, level, dataset_version, len(flags), opened)
+
+    try:
+        return _transaction(engine, work)
+    except IntegrityError:  # another process stored this run at the same moment: theirs stands
+        with engine.connect() as conn:
+            done = conn.execute(
+                select(runs.c.flags).where(
+                    runs.c.condition == condition, runs.c.level == level, runs.c.dataset_version == dataset_version
+                )
+            ).first()
+        if done is None:
+            raise
+        return Detection(condition, level, dataset_version, int(done.flags), already_done=True)
+
+
+def detect_signals(
+    engine: Engine,
+    actor: Viewer | str = "vbhc",
+    *,
+    conditions: Sequence[str] | None = None,
+    level: str = "hospital",
+    rules: Iterable[Rule | str] = (Rule.FUNNEL_998,),
+    store: Any = None,
+) -> list[Detection]:
+    """Signals from the persisted indicator results of the current dataset version (vbhc.results: read from disk
+    when stored, else computed and stored), one detection run per condition. Run after every import (the CLI can
+    pass the importing user); a Viewer needs the right to edit the condition's improvement items."""
+    from vbhc.registry import condition_volumes
+    from vbhc.results import ResultStore, ViewKey
+
+    store = store or ResultStore(engine)
+    store_version = store.version()
+    dataset_version = "-".join(str(store_version).split("-")[:2])
+    if conditions is None:
+        volumes = condition_volumes(engine=engine)
+        conditions = [] if volumes.empty else [str(c) for c in volumes["condition"]]
+    rules = tuple(rules)
+    found = []
+    for condition in conditions:
+        result = store.result(ViewKey.of(condition, level), store_version)
+        found.append(record_detection(engine, actor, condition, level, dataset_version, flags_in(result, rules)))
+    return found

@@ -1,0 +1,410 @@
+"""Targets and improvement actions as XLSX, and back: teams keep their plans in spreadsheets, so the dashboard
+exports its current items and imports the edited file with the same care as a registry file.
+
+- A row names the item and the version it was exported at; a row whose item changed since is refused (the same
+  optimistic concurrency as an edit on a page), and a row without an item id creates a new item.
+- Every row is checked first (columns, values, role rules); one problem refuses the whole file with a one-line
+  message naming file, row, column and value, and nothing is written. A file without problems is written in one
+  transaction, with its audit event.
+- Exports neutralise text a spreadsheet would run as a formula (vbhc.safety); the import takes that apostrophe
+  off again, and refuses real formulas (paste the values instead), like the registry import.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import Connection, Engine
+
+from vbhc import audit
+from vbhc.access import Viewer, export_file, may_edit_improvement, may_set_norms
+from vbhc.catalog import Catalog, default_catalog
+from vbhc.i18n import t
+from vbhc.improvement import (
+    Change,
+    EditConflict,
+    ImprovementError,
+    ItemKind,
+    _action_values,
+    _edit,
+    _insert_version,
+    _new_item_id,
+    _read,
+    _target_values,
+    _transaction,
+    actions,
+    item_kind,
+    norm_involved,
+    targets,
+)
+from vbhc.ingest.problems import shown_file, shown_value
+from vbhc.ingest.read import _check_xlsx_container, cell_text
+from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
+from vbhc.settings import max_upload_mb
+
+__all__ = [
+    "ACTION_COLUMNS",
+    "SHEETS",
+    "TARGET_COLUMNS",
+    "SheetImport",
+    "SheetProblem",
+    "SheetRefused",
+    "export_actions",
+    "export_targets",
+    "import_actions",
+    "import_targets",
+]
+
+TARGET_COLUMNS = (
+    "item_id",
+    "version",
+    "condition",
+    "indicator",
+    "unit",
+    "kind",
+    "value",
+    "direction",
+    "source",
+    "valid_from",
+    "active",
+)
+ACTION_COLUMNS = (
+    "item_id",
+    "version",
+    "condition",
+    "unit",
+    "title",
+    "owner_role",
+    "start",
+    "due",
+    "status",
+    "indicators",
+    "signals",
+    "expected_effect",
+)
+SHEETS = {ItemKind.TARGET: "targets", ItemKind.ACTION: "actions"}
+_COLUMNS = {ItemKind.TARGET: TARGET_COLUMNS, ItemKind.ACTION: ACTION_COLUMNS}
+#: The column a value error belongs to, for errors that do not name their field.
+_ERROR_COLUMN = {
+    "unknown_condition": "condition",
+    "unknown_indicator": "indicator",
+    "norm_needs_source": "source",
+    "due_before_start": "due",
+    "unknown_signal": "signals",
+    "fixed_field": "condition",
+}
+_TRUE, _FALSE = {"1", "true", "yes", "ja", "waar"}, {"0", "false", "no", "nee", "onwaar"}
+_MB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------- problems
+@dataclass(frozen=True)
+class SheetProblem:
+    """One refused cell: where it is (as the person sees it in Excel) and why, in either language."""
+
+    file: str
+    row: int  # as Excel shows it; 0 for a problem with the file as a whole
+    column: str
+    value: str
+    error: ImprovementError
+
+    def text(self, lang: str) -> str:
+        if self.row == 0:  # the file itself (not a workbook, no such sheet)
+            return t("improvement.sheet_file_problem", lang, file=shown_file(self.file), rule=self.error.message(lang))
+        return t(
+            "improvement.sheet_problem",
+            lang,
+            file=shown_file(self.file),
+            row=self.row,
+            column=self.column,
+            value=shown_value(self.column, self.value) or "",
+            rule=self.error.message(lang),
+        )
+
+    def __str__(self) -> str:
+        return self.text("en")
+
+
+class SheetRefused(ImprovementError):
+    """The file had problems; nothing was written. `problems` lists every one (the message names the first)."""
+
+    def __init__(self, file: str, problems: Sequence[SheetProblem]) -> None:
+        self.file, self.problems = file, list(problems)
+        super().__init__("sheet_refused", file=shown_file(file), count=len(self.problems), first="")
+
+    def message(self, lang: str) -> str:
+        first = self.problems[0].text(lang) if self.problems else ""
+        return t("improvement.sheet_refused", lang, file=shown_file(self.file), count=len(self.problems), first=first)
+
+
+@dataclass
+class SheetImport:
+    """What an accepted file did: item ids created and updated, rows unchanged."""
+
+    file: str
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+# --------------------------------------------------------------------------------------------- export
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return 1 if value else 0
+    return neutralise_formula(value)
+
+
+def _workbook(kind: ItemKind, rows: list[dict[str, Any]]) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = SHEETS[kind]
+    columns = _COLUMNS[kind]
+    ws.append(list(columns))
+    for row in rows:
+        ws.append([_cell(row.get(c)) for c in columns])
+    for letter_cells in ws.iter_cols(min_row=1, max_row=1):
+        ws.column_dimensions[letter_cells[0].column_letter].width = 18
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def export_targets(
+    engine: Engine, viewer: Viewer, condition: str | None = None, *, file_name: str = "targets.xlsx"
+) -> bytes:
+    """The current targets (retired ones too, marked active 0) as XLSX; checked and audited as an export."""
+    rows = [item.model_dump() for item in targets(engine, viewer, condition, active_only=False)]
+    return export_file(
+        viewer,
+        lambda: _workbook(ItemKind.TARGET, rows),
+        what="improvement targets",
+        file_name=file_name,
+        condition=condition,
+        engine=engine,
+    )
+
+
+def export_actions(
+    engine: Engine, viewer: Viewer, condition: str | None = None, *, file_name: str = "actions.xlsx"
+) -> bytes:
+    """The current improvement actions as XLSX (linked indicators and signals comma-separated)."""
+    rows = []
+    for item in actions(engine, viewer, condition):
+        row = item.model_dump()
+        row["indicators"] = ", ".join(item.indicator_ids)
+        row["signals"] = ", ".join(item.signal_ids)
+        rows.append(row)
+    return export_file(
+        viewer,
+        lambda: _workbook(ItemKind.ACTION, rows),
+        what="improvement actions",
+        file_name=file_name,
+        condition=condition,
+        engine=engine,
+    )
+
+
+# --------------------------------------------------------------------------------------------- import
+def import_targets(
+    engine: Engine,
+    viewer: Viewer,
+    source: Path | bytes,
+    *,
+    file_name: str | None = None,
+    catalog: Catalog | None = None,
+) -> SheetImport:
+    """Import an edited targets workbook (sheet "targets"): all rows or none."""
+    return _import(engine, viewer, ItemKind.TARGET, source, file_name, catalog or default_catalog())
+
+
+def import_actions(
+    engine: Engine,
+    viewer: Viewer,
+    source: Path | bytes,
+    *,
+    file_name: str | None = None,
+    catalog: Catalog | None = None,
+) -> SheetImport:
+    """Import an edited actions workbook (sheet "actions"): all rows or none."""
+    return _import(engine, viewer, ItemKind.ACTION, source, file_name, catalog or default_catalog())
+
+
+def _plain(value: object) -> str:
+    """A cell as text, the export's neutralising apostrophe taken off again."""
+    text = cell_text(value).strip()
+    if text.startswith("'") and text[1:].lstrip().startswith(FORMULA_TRIGGERS):
+        return text[1:]
+    return text
+
+
+def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[str, str]]], list[SheetProblem]]:
+    """The sheet's data rows as {column: text} with their Excel row numbers, or the problems that stop reading."""
+    columns = _COLUMNS[kind]
+    sheet = SHEETS[kind]
+    expected = ", ".join(columns)
+
+    def problem(row: int, column: str, value: str, key: str, **values: Any) -> SheetProblem:
+        return SheetProblem(file, row, column, value, ImprovementError(key, **values))
+
+    if len(data) > max_upload_mb() * _MB or _check_xlsx_container(io.BytesIO(data)) is not None:
+        return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception:  # openpyxl raises many kinds for a damaged workbook
+        return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
+    try:
+        if sheet not in wb.sheetnames:
+            return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
+        raw_rows = list(wb[sheet].iter_rows(values_only=True))
+    finally:
+        wb.close()
+    problems: list[SheetProblem] = []
+    header = [cell_text(v).strip().lower() for v in (raw_rows[0] if raw_rows else ())]
+    while header and header[-1] == "":
+        header.pop()
+    for position, name in enumerate(header):
+        if name not in columns:
+            problems.append(problem(1, name or f"#{position + 1}", name, "unknown_column", columns=expected))
+    for name in columns:
+        if name not in header:
+            problems.append(problem(1, name, "", "missing_column", columns=expected))
+    if problems:
+        return [], problems
+    rows = []
+    for number, raw in enumerate(raw_rows[1:], start=2):
+        cells = list(raw)[: len(header)]
+        if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells):
+            continue
+        row: dict[str, str] = {}
+        for name, value in zip(header, cells + [None] * (len(header) - len(cells)), strict=True):
+            if isinstance(value, str) and value.startswith("=") and len(value) > 1:
+                problems.append(problem(number, name, value, "formula"))
+            row[name] = _plain(value)
+        rows.append((number, row))
+    return rows, problems
+
+
+def _flag(text: str) -> bool | None:
+    lowered = text.strip().lower()
+    return True if lowered in _TRUE or lowered == "" else False if lowered in _FALSE else None
+
+
+def _values(kind: ItemKind, row: dict[str, str]) -> dict[str, Any]:
+    if kind == ItemKind.TARGET:
+        values: dict[str, Any] = {c: row[c] for c in TARGET_COLUMNS if c not in ("item_id", "version", "active")}
+        active = _flag(row["active"])
+        if active is None:
+            raise ImprovementError("unknown_value", field="active", value=row["active"], allowed="1, 0")
+        values["active"] = active
+        return values
+    values = {c: row[c] for c in ACTION_COLUMNS if c not in ("item_id", "version")}
+    for name in ("indicators", "signals"):
+        values[name] = [part.strip() for part in row[name].split(",") if part.strip()]
+    return values
+
+
+def _same(current: Any, values: dict[str, Any]) -> bool:
+    return all(getattr(current, k) == v for k, v in values.items())
+
+
+def _import(
+    engine: Engine, viewer: Viewer, kind: ItemKind, source: Path | bytes, file_name: str | None, catalog: Catalog
+) -> SheetImport:
+    data = Path(source).read_bytes() if isinstance(source, Path) else bytes(source)
+    file = file_name or (Path(source).name if isinstance(source, Path) else f"{SHEETS[kind]}.xlsx")
+    rows, problems = _rows(data, kind, file)
+    checker: Callable[..., dict[str, Any]] = _target_values if kind == ItemKind.TARGET else _action_values
+    plan: list[tuple[str | None, int, dict[str, Any]]] = []  # (item id or None for a new item, based on, values)
+    seen: set[str] = set()
+    unchanged = 0
+    for number, row in rows:
+
+        def refuse(column: str, error: ImprovementError, row: dict[str, str] = row, number: int = number) -> None:
+            problems.append(SheetProblem(file, number, column, row.get(column, ""), error))
+
+        item_id, current = row["item_id"] or None, None
+        if item_id is not None:
+            if item_id in seen:
+                refuse("item_id", ImprovementError("duplicate_item", item=item_id))
+                continue
+            seen.add(item_id)
+            try:
+                if item_kind(item_id) != kind:
+                    raise ImprovementError("not_found", item=item_id)
+                current = _read(engine, item_id)
+            except ImprovementError as error:
+                refuse("item_id", error)
+                continue
+            try:
+                based_on = int(float(row["version"]))
+            except ValueError:
+                refuse("version", ImprovementError("not_a_number", field="version", value=row["version"]))
+                continue
+            if current.version != based_on:
+                conflict = EditConflict(current, based_on)
+                refuse("version", ImprovementError("stale", **conflict.values))
+                continue
+        try:
+            values = checker(engine, viewer, _values(kind, row), catalog, check_roles=False)
+        except ImprovementError as error:
+            column = str(error.values.get("field") or _ERROR_COLUMN.get(error.key, ""))
+            refuse(column, error)
+            continue
+        if current is not None:
+            if current.condition != values["condition"]:
+                refuse("condition", ImprovementError("fixed_field", item=item_id, field="condition"))
+                continue
+            if _same(current, values):
+                unchanged += 1
+                continue
+        # role rules for the rows that write: a row left as exported (a norm in a care team's file) passes
+        if not may_edit_improvement(viewer, values["condition"]):
+            refuse("condition", ImprovementError("not_allowed", condition=values["condition"]))
+            continue
+        if kind == ItemKind.TARGET and norm_involved(values, current) and not may_set_norms(viewer):
+            refuse("kind", ImprovementError("norm_not_allowed"))
+            continue
+        plan.append((item_id, current.version if current is not None else 0, values))
+    what = f"improvement {SHEETS[kind]}"
+    digest = audit.sha256_of(data)
+    if problems:
+        audit.record(
+            engine,
+            viewer,
+            "import_refused",
+            detail={"what": what, "file": shown_file(file), "problems": len(problems)},
+            sha256=digest,
+        )
+        raise SheetRefused(file, problems)
+    outcome = SheetImport(file, unchanged=unchanged)
+
+    def write(conn: Connection) -> SheetImport:
+        for item_id, based_on, values in plan:
+            if item_id is None:
+                new_id = _new_item_id(kind)
+                _insert_version(conn, viewer, kind, new_id, 1, values, Change.IMPORTED)
+                outcome.created.append(new_id)
+            else:
+                _edit(conn, viewer, item_id, based_on, lambda _current, v=values: v, Change.IMPORTED)
+                outcome.updated.append(item_id)
+        audit.record(
+            conn,
+            viewer,
+            "import",
+            detail={
+                "what": what,
+                "file": shown_file(file),
+                "created": len(outcome.created),
+                "updated": len(outcome.updated),
+                "unchanged": outcome.unchanged,
+            },
+            sha256=digest,
+        )
+        return outcome
+
+    return _transaction(engine, write)
