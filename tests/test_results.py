@@ -155,8 +155,7 @@ def test_an_import_changes_the_version_and_old_results_are_not_served(registry, 
 PROCESS = textwrap.dedent(
     """
     import hashlib, json, sys
-    from tests.backends import sqlite_only
-from vbhc import indicators, results
+    from vbhc import indicators, results
     if sys.argv[1] == "reader":  # the second server process must not compute anything
         def refuse(*args, **kwargs):
             raise AssertionError("computed in the reading process")
