@@ -23,7 +23,7 @@ TEAM_TITLE = "Colorectal cancer · Universitair Medisch Centrum Veenmeer"
 
 def sign_in(page: Page, url: str, sub: str) -> None:
     page.goto(url)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in").click(timeout=RUN_TIMEOUT_MS)  # a first page after the start may be slow
     page.get_by_role("button", name=sub, exact=True).click()  # the provider's button for a predefined user
     page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
     wait_for_run(page)
