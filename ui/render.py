@@ -154,6 +154,8 @@ def cell_style(assessment: object) -> str:
     return css
 
 
+#: Average width in px of a character of table text (14 px Source Sans), to tell which columns wrap.
+_CHAR_PX = 7
 #: Where st.table puts a cell's text (its Markdown container): the element a column's width is set on.
 _CELL_TEXT = '[data-testid="stMarkdownContainer"]'
 
@@ -167,19 +169,26 @@ def table_styler(
     """The Styler that static_table shows: every cell through md_escape (st.table renders cells as Markdown),
     cells tinted by the assessment in `colours` (same index and columns; empty or missing: not coloured), each
     column in `widths` wrapping at that many px (so the table fits the 940 px main area) and each in `min_widths`
-    never narrower (the verdict keeps its room; the browser narrows the short columns first). A header is never
-    narrower than its longest word: a word is not cut."""
+    never narrower (the verdict keeps its room; the browser narrows the short columns first). A column whose
+    text wraps keeps at least 3/4 of its width: on a phone the browser would otherwise squeeze it to its longest
+    word, rows ten lines high, instead of letting the table scroll sideways. A header is never narrower than its
+    longest word: a word is not cut."""
     styler = frame.style.format(md_escape)
     if colours is not None:
         css = colours.reindex(index=frame.index, columns=frame.columns).map(cell_style)
         styler = styler.apply(lambda _: css, axis=None)
     rules = [{"selector": f"th {_CELL_TEXT}", "props": "min-width: min-content"}]
+    widths, floors = widths or {}, dict(min_widths or {})
+    for column, width in widths.items():  # a column of text that wraps keeps most of its width on a phone too
+        longest = max((len(str(v)) for v in frame[column]), default=0) if column in frame else 0
+        if longest * _CHAR_PX > width:
+            floors.setdefault(column, round(width * 0.75))
     for i, column in enumerate(frame.columns):
         props = []
-        if widths and column in widths:
+        if column in widths:
             props.append(f"max-width: {widths[column]}px")
-        if min_widths and column in min_widths:
-            props.append(f"min-width: {min_widths[column]}px")
+        if column in floors:
+            props.append(f"min-width: {floors[column]}px")
         if props:
             rules.append({"selector": f"td.col{i} {_CELL_TEXT}, th.col{i} {_CELL_TEXT}", "props": "; ".join(props)})
     rules.append({"selector": "td", "props": "vertical-align: top"})  # a row of wrapped cells reads from the top
