@@ -44,6 +44,14 @@ def indicator_columns(lang: str, columns: Iterable[str] | None = None) -> dict:
     return config
 
 
+def indicator_widths(lang: str, columns: Iterable[str]) -> dict[str, int]:
+    """Width in px of each render.indicator_display column present, for render.static_table (the same widths
+    as the grid's, so a table keeps its proportions whichever way it is drawn)."""
+    present = set(columns)
+    widths = {t(key, lang): width for key, (_, width, _) in _INDICATOR_COLUMNS.items()}
+    return {name: width for name, width in widths.items() if name in present}
+
+
 def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) -> dict:
     """column_config giving plain text columns a fixed width (and a help text)."""
     helps = helps or {}
@@ -52,13 +60,3 @@ def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) ->
 
 #: Width in px that a table may fill in the main area of a 1440 px screen (the grid measures 978 there).
 MAIN_WIDTH = 940
-
-
-def fitted_columns(columns: Iterable[str], widths: dict[str, int], total: int = MAIN_WIDTH) -> dict:
-    """column_config giving the named columns their width and sharing what is left of `total` among the others,
-    so the whole table fits the main area without scrolling sideways."""
-    columns = list(columns)
-    fixed = {c: w for c, w in widths.items() if c in columns}
-    rest = [c for c in columns if c not in fixed]
-    share = max((total - sum(fixed.values())) // max(len(rest), 1), 60)
-    return {c: st.column_config.TextColumn(c, width=fixed.get(c, share)) for c in columns}

@@ -177,6 +177,40 @@ def scorecard_text_colour(assessment: object) -> str:
     return "#FFFFFF" if scorecard_colour(assessment) in (PALETTE[BETTER], PALETTE[WORSE]) else "#000000"
 
 
+#: Share of the palette colour in a table cell's background (the rest is white). A solid palette colour behind
+#: a sentence is heavy and hard to read (black on #999999 is a grey block); a light tint keeps dark text at WCAG
+#: AA contrast, and the cell's left edge carries the full colour, so the table still matches the charts.
+TINT_SHARE = 0.2
+#: Text on a tinted cell: near-black, at least 4.5:1 on every tint (tests/test_charts.py checks it).
+TINT_TEXT_COLOUR = "#1A1A1A"
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two ``#RRGGBB`` colours (1 to 21; AA asks 4.5 for body text)."""
+
+    def luminance(colour: str) -> float:
+        channels = [c / 255 for c in _rgb(colour)]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def scorecard_tint(assessment: object) -> str:
+    """The cell background of an assessment in a table: its palette colour at TINT_SHARE over white.
+
+    Derived from PALETTE (one source of colour): blue and vermillion stay apart for colour-blind readers, and
+    the text on top stays readable (TINT_TEXT_COLOUR)."""
+    mixed = (round(255 - TINT_SHARE * (255 - c)) for c in _rgb(scorecard_colour(assessment)))
+    return "#" + "".join(f"{c:02X}" for c in mixed)
+
+
 # ------------------------------------------------------------------------------------------ number formats
 
 
@@ -2177,6 +2211,7 @@ __all__ = [
     "caterpillar_chart",
     "chart_png",
     "chart_table",
+    "contrast_ratio",
     "cost_breakdown_chart",
     "crude_vs_adjusted_chart",
     "cusum_chart",
@@ -2189,6 +2224,7 @@ __all__ = [
     "score_distribution_chart",
     "scorecard_colour",
     "scorecard_text_colour",
+    "scorecard_tint",
     "small_multiples_chart",
     "thin_series",
     "trend_chart",

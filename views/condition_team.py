@@ -88,24 +88,14 @@ if verdicts.open:
         ).copy()
         tier_column = t("pages.tier_short", lang)
         display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
-        config = layout.indicator_columns(lang, display.columns)
-        config[tier_column] = st.column_config.TextColumn(tier_column, width=48, help=t("pages.tier_help", lang))
         verdict_column = t("verdict.column", lang)
+        # crude value, observed, expected and interval are in the depth tab and the verdict's own words
         hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
-        st.dataframe(
-            render.colour_assessments(
-                display.style,
-                [verdict_column],
-                pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index),
-            ),
-            hide_index=True,
-            width="stretch",
-            column_config=config,
-            # crude value, observed, expected and interval are in the depth tab and the verdict's own words
-            column_order=[c for c in display.columns if c not in hidden],
-            row_height=72,  # the verdict wraps onto three lines
-        )
-        st.caption(t("overview.legend", lang))
+        display = display[[c for c in display.columns if c not in hidden]]
+        paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
+        widths = layout.indicator_widths(lang, display.columns) | {tier_column: 48, verdict_column: 360}
+        render.static_table(display, colours=paint, widths=widths, min_widths={verdict_column: 260})
+        st.caption(f"{t('overview.legend', lang)} {t('pages.tier_help', lang)}.")
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
