@@ -1,6 +1,7 @@
 """Charts that hold: every chart rendered with vl-convert to SVG at the widths the pages give it, in both
 languages, with 3 and with 30 units; every text (titles, legends, axis titles and labels, unit labels) must lie
-on the canvas, no two unit labels may overlap, and every spec must be valid Vega-Lite.
+on the canvas, no two unit labels may overlap, and every spec must be valid Vega-Lite. A phone draws the page's
+spec (built for the full width) stretched to its container: that too must hold, with a plot of a usable width.
 
 Text extents are estimated from the SVG (vl-convert writes each text with its transform, font size and anchor):
 width = font size × characters × 0.6, height = the font size; the canvas is the root svg's width × height."""
