@@ -397,6 +397,26 @@ def test_the_page_spec_holds_on_a_phone(name, count):
         check_holds(wide, units, f"{name} {lang} {count} units at {WIDE}px", plot_share=MIN_PLOT_SHARE)
 
 
+@pytest.mark.parametrize("name", ["caterpillar", "crude_vs_adjusted", "prom_response", "cost"])
+def test_long_unit_names_on_a_unit_axis_hold_from_a_phone_to_the_wide_screen(name):
+    """Hospitals' names as the demo writes them down a unit axis: broken into lines rather than cut with "…", and
+    on a phone without squeezing the plot."""
+    units = unit_names(10)
+    units[1], units[3] = OWN_LONG, "Brughaven Ziekenhuisgroep"
+    rows = indicator_rows(units)
+    build = {
+        "caterpillar": lambda **kw: charts.caterpillar_chart(rows, **kw),
+        "crude_vs_adjusted": lambda **kw: charts.crude_vs_adjusted_chart(rows, **kw),
+        "prom_response": lambda **kw: charts.prom_response_chart(indicator_rows(units, "resp", "response_rate"), **kw),
+        "cost": lambda **kw: charts.cost_breakdown_chart(breakdown_frame(units), **kw),
+    }[name]
+    for lang in ("nl", "en"):
+        wide = build(lang=lang, highlight=OWN_LONG)
+        for width in (PHONE, COLUMN, WIDE):
+            share = MIN_PLOT_SHARE if width != COLUMN else 0.0
+            check_holds(charts.with_width(wide, width), units, f"{name} {lang} at {width}px", plot_share=share)
+
+
 @pytest.mark.parametrize("width", [PHONE, COLUMN, WIDE])
 def test_a_long_own_unit_name_stays_on_the_funnel(width):
     """The own unit's name on the funnel (the demo's own hospital has the longest name) lies inside the canvas

@@ -836,6 +836,29 @@ def _unit_label_px(units: Sequence[str], width: int) -> float:
     return max((_text_px(u, size) for u in units), default=20) + 14
 
 
+#: Unit names longer than this many characters are broken into two lines on a unit axis in a phone's container
+#: (a long hospital name on one line would squeeze the plot; cut with "…" it is not read).
+PHONE_UNIT_CHARS = 16
+
+
+def _unit_axis(units: Sequence[str], width: int) -> dict[str, Any]:
+    """A unit axis: the own unit's label in bold, a name longer than its label room broken into two lines (in a
+    phone's container at PHONE_UNIT_CHARS; elsewhere when it would pass the configured label limit)."""
+
+    def two_lines(chars: int) -> dict[str, list[str]]:
+        return {u: textwrap.wrap(u, max(chars, (len(u) + 1) // 2 + 2)) for u in map(str, units) if len(u) > chars}
+
+    def pick(lines: dict[str, list[str]]) -> str:
+        return f"({json.dumps(lines, ensure_ascii=False)}[datum.value] || datum.label)" if lines else "datum.label"
+
+    phone = two_lines(PHONE_UNIT_CHARS)
+    wide = two_lines(int(260 / (FONT_SIZES["axis_label"] * GLYPH))) if _stretched(width) else phone
+    axis: dict[str, Any] = {"labelFontWeight": _highlight_weight()}
+    if phone or wide:
+        axis["labelExpr"] = f"{PHONE_PARAM} ? {pick(phone)} : {pick(wide)}"
+    return axis
+
+
 def _step(width: int) -> int:
     """Pixels per unit on a unit axis: room for the label and the point, at 3 as at 30 units."""
     return 26 if width < NARROW else 32
@@ -1043,7 +1066,7 @@ def _interval_panel(
             x_title = label("response_axis", lang)
         x_title = _axis_title(x_title, width)
     x = _q("value", x_title, scale=scale, axis={"format": value_format(fmt_kind, axis=True)})
-    y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
+    y = _n("unit", None, sort=order, axis=_unit_axis(order, width))
     magnitude = _magnitude(units["value"])
     tips = _unit_tooltips(kind, lang, value=value, magnitude=magnitude)
     unit_data = data(units)
@@ -1151,7 +1174,7 @@ def crude_vs_adjusted_chart(
         scale=scale,
         axis={"format": value_format(kind, axis=True)},
     )
-    y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
+    y = _n("unit", None, sort=order, axis=_unit_axis(order, width))
     magnitude = _magnitude(units["value"])
     tips = _unit_tooltips(kind, lang, crude=True, magnitude=magnitude)
     data = _Data()
@@ -2005,7 +2028,7 @@ def cost_breakdown_chart(
             "x": _q(
                 "cost_per_cycle", _axis_title(label("cost_axis", lang), width), stack="zero", axis={"format": "$,.0f"}
             ),
-            "y": _n("unit", None, sort="-x", axis={"labelFontWeight": _highlight_weight()}),
+            "y": _n("unit", None, sort="-x", axis=_unit_axis(frame["unit"].unique(), width)),
             "color": _n(
                 "activity",
                 label("activity", lang),
