@@ -201,6 +201,7 @@ def static_table(
     colours: pd.DataFrame | None = None,
     widths: dict[str, int] | None = None,
     min_widths: dict[str, int] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """A small table (up to a few dozen rows: verdicts, the meeting's changes, a scorecard) drawn as a static
     HTML table (st.table) whose cells wrap and whose rows grow with their text.
@@ -210,7 +211,13 @@ def static_table(
     Computing row heights from text length would only guess at fonts. A static table lays every cell out as
     text: every line shows at 1440 px and on a phone, where the table scrolls sideways in its own box. Cells are
     Markdown without HTML, shown through md_escape (table_styler), so a unit called `<script>` or `[x](url)` reads
-    as typed; the element's data (what tests and screen readers get) stays the plain text."""
+    as typed; the element's data (what tests and screen readers get) stays the plain text. `headers` renames
+    columns for display (short headers, layout.indicator_headers); colours and widths are by the frame's names."""
+    if headers:
+        frame = frame.rename(columns=headers)
+        colours = colours.rename(columns=headers) if colours is not None else None
+        widths = {headers.get(k, k): v for k, v in (widths or {}).items()}
+        min_widths = {headers.get(k, k): v for k, v in (min_widths or {}).items()}
     st.table(table_styler(frame, colours, widths, min_widths), hide_index=True)
 
 

@@ -94,8 +94,15 @@ if verdicts.open:
         display = display[[c for c in display.columns if c not in hidden]]
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
         widths = layout.indicator_widths(lang, display.columns) | {tier_column: 48, verdict_column: 360}
-        render.static_table(display, colours=paint, widths=widths, min_widths={verdict_column: 260})
+        render.static_table(
+            display,
+            colours=paint,
+            widths=widths,
+            min_widths={verdict_column: 260},
+            headers=layout.indicator_headers(lang, display.columns),
+        )
         st.caption(f"{t('overview.legend', lang)} {t('pages.tier_help', lang)}.")
+        st.caption(layout.indicator_key(lang, display.columns))
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")

@@ -41,7 +41,9 @@ render.static_table(
     cost_display,
     colours=pd.DataFrame({verdict_column: render.verdict_assessments(cost_rows)}, index=cost_display.index),
     widths=layout.indicator_widths(lang, cost_display.columns) | {verdict_column: 300},
+    headers=layout.indicator_headers(lang, cost_display.columns),
 )
+st.caption(layout.indicator_key(lang, cost_display.columns))
 
 outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]
 filters.keep_valid("value_outcome", [i.id for i in outcomes])  # the outcomes of the previous condition are gone
