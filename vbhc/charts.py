@@ -65,7 +65,7 @@ MAX_ROWS = 5000
 MAX_SERIES_POINTS = 2000
 
 LANGS = ("en", "nl")
-PROPORTION_KINDS = ("proportion", "prom_mic", "response_rate")
+PROPORTION_KINDS = ("proportion", "prom_mic", "composite", "response_rate")
 
 BETTER, WORSE, AS_EXPECTED, TOO_FEW, NO_DATA = "better", "worse", "as expected", "too few cycles", "no data"
 ASSESSMENTS = (BETTER, WORSE, AS_EXPECTED, TOO_FEW, NO_DATA)
@@ -677,7 +677,7 @@ def _unit_tooltips(
     kind: str, lang: str, *, value: str = "adjusted", crude: bool = False, magnitude: float | None = None
 ) -> list[dict[str, Any]]:
     """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format."""
-    binary = kind in ("proportion", "prom_mic")
+    binary = kind in ("proportion", "prom_mic", "composite")
     own = value_format(kind, magnitude=magnitude)
     fmt = value_format("oe") if value == "oe" else own
     tips = [

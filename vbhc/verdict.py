@@ -40,7 +40,7 @@ __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
 #: Indicator kinds judged at the 95% limits (organisational and cost measures: no patient is harmed by a
 #: false alarm); all others at 99.8%.
 DECIDE_AT_95 = ("response_rate", "cost")
-BINARY = ("proportion", "prom_mic")
+BINARY = ("proportion", "prom_mic", "composite")
 
 CATEGORIES = ("better", "worse", "as_expected", "too_few", "no_data", "no_benchmark", "not_assessed")
 

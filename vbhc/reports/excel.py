@@ -48,6 +48,7 @@ HEADER_ROW = 3
 NUMBER_FORMATS: dict[str, str] = {
     "proportion": "0.0%",
     "prom_mic": "0.0%",
+    "composite": "0.0%",
     "response_rate": "0.0%",
     "mean": "0.0",
     "prom_score": "0.0",
