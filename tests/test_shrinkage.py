@@ -207,3 +207,24 @@ def test_expected_rank_is_exact_and_its_interval_from_seeded_draws():
     np.testing.assert_array_equal(lo, again[1])
     higher = shrinkage.expected_ranks(effect, sd, lower_is_better=False)[0]
     np.testing.assert_allclose(higher, 5 - rank)
+
+
+def test_per_unit_shrinkage_columns_are_withheld_where_exact_values_are():
+    """A manager's anonymised other units and a report's suppressed cells must not carry the shrunken
+    interval or the ranks (their width is the unit's precision, which gives n back)."""
+    from vbhc import access
+    from vbhc.reports import privacy
+
+    per_unit = {
+        shrinkage.SHRUNKEN_VALUE,
+        shrinkage.SHRUNKEN_LOWER,
+        shrinkage.SHRUNKEN_UPPER,
+        shrinkage.EXPECTED_RANK,
+        shrinkage.EXPECTED_RANK_LOWER,
+        shrinkage.EXPECTED_RANK_UPPER,
+    }
+    assert per_unit - {shrinkage.SHRUNKEN_VALUE} <= set(access.EXACT_COLUMNS)
+    assert shrinkage.SHRUNKEN_VALUE in access.ROUNDED_COLUMNS
+    assert per_unit <= set(privacy.WITHHELD_COLUMNS)
+    indicator_level = set(shrinkage.COLUMNS) - per_unit
+    assert indicator_level == {shrinkage.SHRINKAGE_TAU2, shrinkage.SHRINKAGE_RANKABILITY, shrinkage.RANKED_UNITS}

@@ -62,6 +62,12 @@ WITHHELD_COLUMNS = (
     "adjusted_upper",
     "precision",
     "detectable_difference",
+    "shrunken_value",
+    "shrunken_lower",
+    "shrunken_upper",
+    "expected_rank",
+    "expected_rank_lower",
+    "expected_rank_upper",
 )
 _WITHHELD_PREFIXES = ("lower_", "upper_", "position_", "assessment_")
 
