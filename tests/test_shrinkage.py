@@ -228,3 +228,16 @@ def test_per_unit_shrinkage_columns_are_withheld_where_exact_values_are():
     assert per_unit <= set(privacy.WITHHELD_COLUMNS)
     indicator_level = set(shrinkage.COLUMNS) - per_unit
     assert indicator_level == {shrinkage.SHRINKAGE_TAU2, shrinkage.SHRINKAGE_RANKABILITY, shrinkage.RANKED_UNITS}
+
+
+def test_without_between_unit_variance_alpha_calibrates_expected_to_observed_events():
+    rng = np.random.default_rng(4)
+    unit = np.repeat(np.arange(6), 300)
+    e = expit(rng.normal(-2, 0.5, unit.size))
+    y = np.zeros(unit.size)
+    for j in range(6):
+        idx = np.flatnonzero(unit == j)
+        y[idx[np.argsort(-e[idx])[: round(e[idx].sum() * 1.2)]]] = 1  # 20% more events everywhere
+    fit = shrinkage.shrink_binary(unit, y, e)
+    assert fit.tau2 == 0.0
+    assert expit(logit(e) + fit.centre).sum() == pytest.approx(y.sum(), rel=1e-10)

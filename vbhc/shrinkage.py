@@ -209,7 +209,11 @@ def shrink_binary(
     if tau <= 1.0001e-4:  # at the boundary: no between-unit variance worth speaking of
         tau = 0.0
         u, sd = np.zeros(j), np.zeros(j)
-        alpha = float(np.log(events.sum() / sums(np.full(j, 0.0), 1).sum())) if events.sum() > 0 else alpha
+        for _ in range(50):  # alpha is then the plain ML calibration shift: expected events = observed events
+            step = (sums(np.full(j, alpha), 1).sum() - events.sum()) / sums(np.full(j, alpha), 2).sum()
+            alpha -= step
+            if abs(step) < 1e-13:
+                break
     else:
         u = _modes(sums, events, alpha, tau, memo["u"])
         sd = 1 / np.sqrt(sums(alpha + u, 2) + 1 / tau**2)
