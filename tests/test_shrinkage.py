@@ -241,3 +241,13 @@ def test_without_between_unit_variance_alpha_calibrates_expected_to_observed_eve
     fit = shrinkage.shrink_binary(unit, y, e)
     assert fit.tau2 == 0.0
     assert expit(logit(e) + fit.centre).sum() == pytest.approx(y.sum(), rel=1e-10)
+
+
+def test_nothing_to_estimate_gives_no_estimate_and_no_warning():
+    with np.errstate(all="raise"):
+        constant = shrinkage.shrink_continuous(["a", "a", "b", "b"], [1.0, 1.0, 2.0, 2.0], overall=0.0)
+        assert np.isnan(constant.value).all() and np.isnan(constant.tau2)
+        one_unit = shrinkage.shrink_binary(["a"] * 5, [0, 1, 0, 0, 1], [0.3] * 5)
+        assert np.isnan(one_unit.value).all() and list(one_unit.n) == [5]
+        no_events = shrinkage.shrink_binary(["a", "a", "b"], [0, 0, 0], [0.1, 0.2, 0.1])
+        assert np.isnan(no_events.value).all()

@@ -272,7 +272,7 @@ def shrink_continuous(
     mean = np.bincount(codes, weights=r, minlength=j) / n
     ssw = float(((r - mean[codes]) ** 2).sum())
     total = r.size
-    if total <= j or j < 2:  # no within-unit or between-unit information: no shrinkage estimate
+    if total <= j or j < 2 or not ssw > 0:  # no within-unit or between-unit information: no estimate
         return _empty(labels, n)
 
     def objective(root: float) -> float:
