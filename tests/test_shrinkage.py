@@ -74,11 +74,17 @@ def test_binary_agrees_with_a_marginal_likelihood_integrated_by_quadrature():
     np.testing.assert_allclose(fit.effect_sd, sds, atol=1e-5)  # finite-difference curvature: ~1e-7
     # the risk-standardised rate: predicted / expected events (at the average unit) x the overall rate
     overall = y.mean()
+    within = np.array(
+        [1 / (expit(o) * (1 - expit(o))).sum() for o in (logit(expected[unit == j]) + alpha for j in range(8))]
+    )
+    lam = tau2 / (tau2 + within)
+    var_alpha = 1 / (1 / (within + tau2)).sum()
     for j in range(len(modes)):
         o = logit(expected[unit == j])
         ratio = expit(o + alpha + modes[j]).sum() / expit(o + alpha).sum()
         assert fit.value[j] == pytest.approx(ratio * overall, rel=1e-5)
-        lo = expit(o + alpha + modes[j] - 1.959964 * sds[j]).sum() / expit(o + alpha).sum()
+        spread = np.sqrt(sds[j] ** 2 + (1 - lam[j]) ** 2 * var_alpha)
+        lo = expit(o + alpha + modes[j] - 1.959964 * spread).sum() / expit(o + alpha).sum()
         assert fit.lower[j] == pytest.approx(lo * overall, rel=1e-4)
 
 
@@ -178,6 +184,7 @@ def test_no_between_unit_variance_shrinks_everyone_to_the_average():
     assert fit.tau2 == 0.0
     assert fit.rankability() == 0.0
     np.testing.assert_allclose(fit.value, y.mean(), rtol=1e-9)
+    assert (fit.lower < fit.value).all() and (fit.value < fit.upper).all()  # the overall rate's own uncertainty
     rank, lo, hi = shrinkage.expected_ranks(fit.effect, fit.effect_sd, lower_is_better=True)
     np.testing.assert_allclose(rank, 3.5)
     assert (lo == 1).all() and (hi == 6).all()

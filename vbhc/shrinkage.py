@@ -11,10 +11,12 @@ Circulation 2006;113:1683; Normand & Shahian, Stat Sci 2007;22:206):
     logit P(y_ij = 1) = logit(e_ij) + alpha + u_j,    u_j ~ N(0, tau^2)
 with e_ij the case-mix expected probability of cycle i in unit j as a fixed offset. alpha and tau are
 estimated by maximum likelihood of the marginal likelihood (adaptive Gauss-Hermite quadrature per unit);
-u_j is the conditional mode (empirical Bayes), its variance the inverse curvature at the mode. The unit's
-shrunken value is the risk-standardised rate (P_j / E_j) x overall rate, with
+u_j is the conditional mode (empirical Bayes), its variance v_j the inverse curvature at the mode. The
+unit's shrunken value is the risk-standardised rate (P_j / E_j) x overall rate, with
     P_j = sum_i expit(logit e_ij + alpha + u_j),   E_j = sum_i expit(logit e_ij + alpha),
-and its 95% interval is the same expression at u_j -/+ 1.96 sd. The per-unit sums over cycles are expanded
+and its 95% interval is the same expression at u_j -/+ 1.96 sqrt(v_j + (1 - lambda_j)^2 var(alpha)), with
+lambda_j = tau^2 / (tau^2 + w_j), w_j the within-unit variance below and var(alpha) = 1 / sum 1/(w_j + tau^2)
+(the same Morris form as for continuous indicators). The per-unit sums over cycles are expanded
 once in a Chebyshev series in the unit shift (see _UnitSums), so fitting costs one pass over the cycles.
 
 Continuous indicators (normal-normal empirical Bayes, i.e. a random-intercept linear model, REML):
@@ -218,13 +220,18 @@ def shrink_binary(
         u = _modes(sums, events, alpha, tau, memo["u"])
         sd = 1 / np.sqrt(sums(alpha + u, 2) + 1 / tau**2)
     z = float(stats.norm.ppf(0.5 + ci_level / 2))
-    base = sums(np.full(j, alpha), 1)
-    ratio = sums(alpha + u, 1) / base
-    lower = sums(alpha + u - z * sd, 1) / base
-    upper = sums(alpha + u + z * sd, 1) / base
     info = sums(np.full(j, alpha), 2)
     with np.errstate(divide="ignore"):
         within = np.where(info > 0, 1 / info, np.inf)
+    # the interval of alpha + u_j also carries the uncertainty of alpha (Morris), as the continuous one does
+    # of mu: at tau^2 = 0 it is the overall rate's own uncertainty rather than a zero-width interval
+    lam = tau**2 / (tau**2 + within)
+    var_alpha = 1 / float((1 / (within + tau**2)).sum())
+    spread = np.sqrt(sd**2 + (1 - lam) ** 2 * var_alpha)
+    base = sums(np.full(j, alpha), 1)
+    ratio = sums(alpha + u, 1) / base
+    lower = sums(alpha + u - z * spread, 1) / base
+    upper = sums(alpha + u + z * spread, 1) / base
     return RandomEffects(
         units=np.asarray(labels),
         n=n,
