@@ -51,6 +51,15 @@ INDICATOR_KINDS = (
 #: Indicator kinds that describe patient outcomes and therefore carry a Porter tier (1-3).
 OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic", "composite")
 PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
+#: Kinds whose value is the share of care cycles with a yes/no outcome: observed counts events, expected is the
+#: expected number of events, and the case-mix model is logistic.
+BINARY_KINDS = ("proportion", "prom_mic", "composite")
+#: Kinds whose value is a mean: observed and expected are means, the case-mix model is linear.
+CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
+#: Kinds shown as a percentage (the binary ones and PROM response).
+PROPORTION_KINDS = (*BINARY_KINDS, "response_rate")
+#: Outcomes a cost can be set against on the value page (patient outcomes, not process measures).
+VALUE_OUTCOME_KINDS = ("proportion", "prom_score", "prom_change", "prom_mic", "composite")
 
 
 class CatalogError(ValueError):

@@ -36,13 +36,11 @@ from sqlalchemy import Engine
 
 from vbhc import benchmark, proms, registry, shrinkage, spc
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
-from vbhc.catalog import Catalog, Component, Condition, Indicator, default_catalog
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Component, Condition, Indicator, default_catalog
 from vbhc.costs import cost_breakdown, cost_per_cycle, value_view
 from vbhc.registry import Period, parse_period, unit_labels
 
 DEFAULT_LEVELS = benchmark.DEFAULT_LEVELS
-BINARY_KINDS = ("proportion", "prom_mic", "composite")
-CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
 
 #: Random-effects (shrinkage) columns, last in the table: vbhc.shrinkage names them and says how they are made.
 SHRINKAGE_COLUMNS = list(shrinkage.COLUMNS)
