@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS
 from vbhc.i18n import BABEL_LOCALES, fmt_number, fmt_percent, t
 
 # --------------------------------------------------------------------------------------------- constants
@@ -77,7 +78,6 @@ MAX_ROWS = 5000
 MAX_SERIES_POINTS = 2000
 
 LANGS = ("en", "nl")
-PROPORTION_KINDS = ("proportion", "prom_mic", "response_rate")
 
 BETTER, WORSE, AS_EXPECTED, TOO_FEW, NO_DATA = "better", "worse", "as expected", "too few cycles", "no data"
 ASSESSMENTS = (BETTER, WORSE, AS_EXPECTED, TOO_FEW, NO_DATA)
@@ -770,7 +770,7 @@ def _unit_tooltips(
     kind: str, lang: str, *, value: str = "adjusted", crude: bool = False, magnitude: float | None = None
 ) -> list[dict[str, Any]]:
     """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format."""
-    binary = kind in ("proportion", "prom_mic")
+    binary = kind in BINARY_KINDS
     own = value_format(kind, magnitude=magnitude)
     fmt = value_format("oe") if value == "oe" else own
     tips = [

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import auth, data, filters, layout, render
 from vbhc import access, charts, registry, verdict
-from vbhc.catalog import default_catalog
+from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 from vbhc.safety import md_escape
@@ -175,7 +175,7 @@ if depth.open:
         if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
             st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
         else:
-            yes_no = ind.kind in ("proportion", "prom_mic")
+            yes_no = ind.kind in BINARY_KINDS
             views = [t("team.funnel", lang), t("team.caterpillar", lang), t("team.trend", lang)]
             views.append(t("pages.tab_vlad_cusum", lang) if yes_no else t("team.crude_vs_adjusted", lang))
             funnel, caterpillar, over_time, cumulative = st.tabs(views)
@@ -338,7 +338,7 @@ if casemix.open:
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
 if cases.open:
     with cases:
-        yes_no_indicators = [i for i in condition.indicators if i.kind in ("proportion", "prom_mic")]
+        yes_no_indicators = [i for i in condition.indicators if i.kind in BINARY_KINDS]
         first = mine.iloc[0]
         hospital = str(first["hospital"]) if pd.notna(first.get("hospital")) else None
         if not yes_no_indicators:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import auth, data, filters, layout, render
 from vbhc import charts
-from vbhc.catalog import default_catalog
+from vbhc.catalog import VALUE_OUTCOME_KINDS, default_catalog
 from vbhc.i18n import format_value, t, t_md, t_value, unit_label
 from vbhc.indicators import cost_by_activity, value_table
 
@@ -45,7 +45,7 @@ render.static_table(
 )
 st.caption(layout.indicator_key(lang, cost_display.columns))
 
-outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]
+outcomes = [i for i in condition.indicators if i.kind in VALUE_OUTCOME_KINDS]
 filters.keep_valid("value_outcome", [i.id for i in outcomes])  # the outcomes of the previous condition are gone
 outcome_id = st.selectbox(
     t("cost.outcome", lang),
