@@ -259,9 +259,12 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/cost_value.py")
     cost = at.table[0].value.set_index(t("column.unit", "en"))
     row = result.table[(result.table["indicator"] == "cost_per_cycle") & (result.table["unit"] == "H03")].iloc[0]
-    assert cost.loc[_name(engine, "H03"), t("column.adjusted", "en")] == format_value(
+    # the table's short header ("Adj."), explained in the line under the table
+    assert cost.loc[_name(engine, "H03"), t("pages.short_adjusted", "en")] == format_value(
         row["adjusted_value"], "cost", "en"
     )
+    key = f"{t('pages.short_adjusted', 'en')}: {t('pages.help_adjusted', 'en')}"
+    assert any(key in c.value for c in at.caption)
     first_outcome = at.selectbox(key="value_outcome").value
     view = value_table(result, first_outcome).set_index("unit")
     shown = at.table[1].value.set_index(t("column.unit", "en"))
