@@ -113,7 +113,7 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
     engine, truth = demo_db
     at = _run(_app({"lang": "en"}))
     own = truth["own_hospital"]
-    scorecard = at.dataframe[0].value
+    scorecard = at.table[0].value  # a static table: every line of its cells shows
     catalog = default_catalog()
     row = scorecard[scorecard[t("column.condition", "en")] == catalog.condition("colorectal_cancer").label("en")]
     assert len(row) == 1
@@ -236,7 +236,7 @@ def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
     engine, _ = demo_db
     result = indicator_table("colorectal_cancer", "hospital", engine=engine)
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/compare.py")
-    shown = at.dataframe[0].value
+    shown = at.table[0].value.set_index(t("column.unit", "en"))
     leak = result.table[(result.table["indicator"] == "anastomotic_leak") & (result.table["unit"] == "H03")].iloc[0]
     label = default_catalog().condition("colorectal_cancer").indicator("anastomotic_leak").label("en")
     assert shown.loc[_name(engine, "H03"), label] == format_value(leak["adjusted_value"], "proportion", "en")
@@ -257,14 +257,17 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     engine, _ = demo_db
     result = indicator_table("colorectal_cancer", "hospital", engine=engine)
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/cost_value.py")
-    cost = at.dataframe[0].value.set_index(t("column.unit", "en"))
+    cost = at.table[0].value.set_index(t("column.unit", "en"))
     row = result.table[(result.table["indicator"] == "cost_per_cycle") & (result.table["unit"] == "H03")].iloc[0]
-    assert cost.loc[_name(engine, "H03"), t("column.adjusted", "en")] == format_value(
+    # the table's short header ("Adj."), explained in the line under the table
+    assert cost.loc[_name(engine, "H03"), t("pages.short_adjusted", "en")] == format_value(
         row["adjusted_value"], "cost", "en"
     )
+    key = f"{t('pages.short_adjusted', 'en')}: {t('pages.help_adjusted', 'en')}"
+    assert any(key in c.value for c in at.caption)
     first_outcome = at.selectbox(key="value_outcome").value
     view = value_table(result, first_outcome).set_index("unit")
-    shown = at.dataframe[1].value.set_index(t("column.unit", "en"))
+    shown = at.table[1].value.set_index(t("column.unit", "en"))
     assert shown.loc[_name(engine, "H03"), t("cost.quadrant", "en")] == t_value(
         "quadrant", view.loc["H03", "quadrant"], "en"
     )

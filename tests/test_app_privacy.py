@@ -7,6 +7,7 @@ import re
 
 import pytest
 from streamlit import config
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from tests import registry_files
@@ -123,6 +124,12 @@ def test_hostile_unit_codes_are_shown_as_text_on_every_page(hostile_db, page, le
         for hostile in HOSTILE:
             assert hostile not in text, (page, text)
         assert not re.search(r"(?<!\\)\]\(", text), (page, text)  # no live markdown link
+    for table in at.table:  # st.table renders its cells as Markdown: what the browser gets is escaped
+        shown = convert_arrow_bytes_to_pandas_df(table.proto.arrow_data.styler.display_values)
+        assert table.proto.hide_index, page  # an index would be shown unescaped
+        for text in shown.to_numpy().ravel():
+            for hostile in HOSTILE:
+                assert hostile not in str(text), (page, text)
     if page == "views/condition_team.py":  # the unit by its (hostile) name, shown as text, exactly as imported
         from vbhc.registry import unit_names, units
 

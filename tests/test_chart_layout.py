@@ -1,6 +1,7 @@
 """Charts that hold: every chart rendered with vl-convert to SVG at the widths the pages give it, in both
 languages, with 3 and with 30 units; every text (titles, legends, axis titles and labels, unit labels) must lie
-on the canvas, no two unit labels may overlap, and every spec must be valid Vega-Lite.
+on the canvas, no two unit labels may overlap, and every spec must be valid Vega-Lite. A phone draws the page's
+spec (built for the full width) stretched to its container: that too must hold, with a plot of a usable width.
 
 Text extents are estimated from the SVG (vl-convert writes each text with its transform, font size and anchor):
 width = font size × characters × 0.6, height = the font size; the canvas is the root svg's width × height."""
@@ -44,6 +45,10 @@ def unit_names(count: int) -> list[str]:
     if count > 10:
         names[5] = "AMC-CHIRURGIE"
     return names
+
+
+#: The demo's own hospital: the longest unit name a page draws (its label ran off a phone's canvas, issue 12).
+OWN_LONG = "Universitair Medisch Centrum Veenmeer"
 
 
 def indicator_rows(units: list[str], indicator: str = "mortality_30d", kind: str = "proportion") -> pd.DataFrame:
@@ -327,9 +332,30 @@ def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
     return width, height, boxes
 
 
-def check_holds(spec: dict, units: list[str], where: str) -> None:
+def plot_width(svg: str) -> float:
+    """The widest x axis' length (its domain line): the plot area's width (of the widest panel)."""
+    root = ET.fromstring(svg)
+    widths = [0.0]
+    for group in root.iter(f"{SVG}g"):
+        if "role-axis-domain" in (group.get("class") or ""):
+            for line in group.iter(f"{SVG}line"):
+                if float(line.get("y2", "0")) == 0:
+                    widths.append(abs(float(line.get("x2", "0"))))
+    return max(widths)
+
+
+#: The plot keeps at least this share of the canvas' width (a plot squeezed by its axis titles, labels and
+#: legends to a strip is not read).
+MIN_PLOT_SHARE = 0.55
+
+
+def check_holds(spec: dict, units: list[str], where: str, *, plot_share: float = 0.0) -> None:
     charts.validate_spec(spec)
-    width, height, boxes = text_boxes(vlc.vegalite_to_svg(spec))
+    svg = vlc.vegalite_to_svg(spec)
+    width, height, boxes = text_boxes(svg)
+    if plot_share:
+        plot = plot_width(svg)
+        assert plot >= plot_share * width, f"{where}: the plot is {plot:.0f} px of the {width:.0f} px canvas"
     assert boxes, where
     outside = [b for b in boxes if b.x0 < -SLACK or b.y0 < -SLACK or b.x1 > width + SLACK or b.y1 > height + SLACK]
     assert not outside, f"{where}: text off the {width:.0f}×{height:.0f} canvas: {outside[:4]}"
@@ -354,6 +380,56 @@ def test_chart_holds_at_page_widths_in_both_languages(name, count):
         if "autosize" in wide:  # a fitted chart in one of two columns (Streamlit stretches it to the column)
             check_holds(charts.with_width(wide, COLUMN), units, f"{name} {lang} {count} units at {COLUMN}px")
         check_holds(build(lang=lang, width=PHONE), units, f"{name} {lang} {count} units at {PHONE}px")
+
+
+@pytest.mark.parametrize(("name", "count"), CASES, ids=[f"{n}-{c}units" for n, c in CASES])
+def test_the_page_spec_holds_on_a_phone(name, count):
+    """What a phone draws (issue 12): the page's spec, built for the full width, stretched to a 360 px container
+    (pages never know the viewport). Texts on the canvas, none cut, and the plot keeps a usable width."""
+    build = builders(count)[name]
+    units = unit_names(count)
+    if "autosize" not in build(lang="en"):
+        pytest.skip("a concatenation is not stretched: its panels are laid out for the width it is built for")
+    for lang in ("nl", "en"):
+        wide = build(lang=lang)
+        phone = charts.with_width(wide, PHONE)
+        check_holds(phone, units, f"{name} {lang} {count} units stretched to {PHONE}px", plot_share=MIN_PLOT_SHARE)
+        check_holds(wide, units, f"{name} {lang} {count} units at {WIDE}px", plot_share=MIN_PLOT_SHARE)
+
+
+@pytest.mark.parametrize("name", ["caterpillar", "crude_vs_adjusted", "prom_response", "cost"])
+def test_long_unit_names_on_a_unit_axis_hold_from_a_phone_to_the_wide_screen(name):
+    """Hospitals' names as the demo writes them down a unit axis: broken into lines rather than cut with "…", and
+    on a phone without squeezing the plot."""
+    units = unit_names(10)
+    units[1], units[3] = OWN_LONG, "Brughaven Ziekenhuisgroep"
+    rows = indicator_rows(units)
+    build = {
+        "caterpillar": lambda **kw: charts.caterpillar_chart(rows, **kw),
+        "crude_vs_adjusted": lambda **kw: charts.crude_vs_adjusted_chart(rows, **kw),
+        "prom_response": lambda **kw: charts.prom_response_chart(indicator_rows(units, "resp", "response_rate"), **kw),
+        "cost": lambda **kw: charts.cost_breakdown_chart(breakdown_frame(units), **kw),
+    }[name]
+    for lang in ("nl", "en"):
+        wide = build(lang=lang, highlight=OWN_LONG)
+        for width in (PHONE, COLUMN, WIDE):
+            share = MIN_PLOT_SHARE if width != COLUMN else 0.0
+            check_holds(charts.with_width(wide, width), units, f"{name} {lang} at {width}px", plot_share=share)
+
+
+@pytest.mark.parametrize("width", [PHONE, COLUMN, WIDE])
+def test_a_long_own_unit_name_stays_on_the_funnel(width):
+    """The own unit's name on the funnel (the demo's own hospital has the longest name) lies inside the canvas
+    wherever its point is, from a phone to the wide screen."""
+    units = [f"H{i:02d}" for i in range(1, 8)]
+    rows = indicator_rows(units)
+    for i in range(len(units)):  # the own unit at each place along the x axis in turn
+        named = rows.assign(unit=[OWN_LONG if j == i else u for j, u in enumerate(units)])
+        for lang in ("nl", "en"):
+            spec = charts.with_width(charts.funnel_chart(named, funnel_curve(), highlight=OWN_LONG, lang=lang), width)
+            check_holds(spec, [*units, OWN_LONG], f"funnel, own unit {i} {lang} at {width}px", plot_share=0.55)
+            texts = " ".join(b.text for b in _texts(spec))
+            assert all(word in texts for word in OWN_LONG.split()), texts
 
 
 def test_the_check_finds_a_clipped_title_and_overlapping_labels():

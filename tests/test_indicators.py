@@ -226,3 +226,59 @@ def test_another_unit_level_reuses_the_fitted_models_and_gives_the_same_table(de
     )
     pd.testing.assert_frame_equal(reused.table, fresh.table)
     assert set(reused.table["unit"]) != set(tables["colorectal_cancer"].table["unit"])  # department units
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")  # gtol below its reach
+def test_shrinkage_columns_on_the_demo_agree_with_mixedlm_and_keep_the_planted_outlier(demo_tables):
+    from vbhc import shrinkage
+    from vbhc.indicators import SHRINKAGE_COLUMNS
+
+    tables, _ = demo_tables
+    result = tables["colorectal_cancer"]
+    table = result.table
+    assert list(table.columns[-len(SHRINKAGE_COLUMNS) :]) == SHRINKAGE_COLUMNS
+    # continuous: statsmodels MixedLM (REML) on the case-mix residuals gives the same shrunken means
+    values = result.cycle_values
+    stay = values[(values["indicator"] == "length_of_stay") & values["expected"].notna()]
+    frame = pd.DataFrame({"r": stay["observed"] - stay["expected"], "g": stay["unit"]})
+    ref = smf.mixedlm("r ~ 1", frame, groups=frame["g"]).fit(reml=True, method="bfgs", gtol=1e-10)
+    rows = table[table["indicator"] == "length_of_stay"].set_index("unit")
+    blups = pd.Series({unit: effect.iloc[0] for unit, effect in ref.random_effects.items()})
+    want = rows["target"].iloc[0] + ref.fe_params.iloc[0] + blups
+    np.testing.assert_allclose(rows.loc[want.index, shrinkage.SHRUNKEN_VALUE], want, atol=1e-4)
+    assert rows[shrinkage.SHRINKAGE_TAU2].iloc[0] == pytest.approx(ref.cov_re.iloc[0, 0], rel=1e-4)
+    # yes/no: the planted leak outlier stays worse than the benchmark and ranks last
+    leak = table[table["indicator"] == "anastomotic_leak"].set_index("unit")
+    assert leak.loc["H01", shrinkage.SHRUNKEN_LOWER] > leak.loc["H01", "target"]
+    assert leak[shrinkage.EXPECTED_RANK].idxmax() == "H01"
+    # the interval holds whole ranks around the mean (H01: last in 99.99% of draws, mean 9.99997, interval 10-10)
+    assert (leak[shrinkage.EXPECTED_RANK_LOWER] <= leak[shrinkage.EXPECTED_RANK] + 0.01).all()
+    assert (leak[shrinkage.EXPECTED_RANK] <= leak[shrinkage.EXPECTED_RANK_UPPER] + 0.01).all()
+    assert (leak[shrinkage.RANKED_UNITS] == len(leak)).all()
+    assert 0 < leak[shrinkage.SHRINKAGE_RANKABILITY].iloc[0] < 1
+    # shrinkage pulls towards the benchmark: the shrunken rates spread less than the adjusted ones
+    for indicator in ("anastomotic_leak", "mortality_30d", "length_of_stay"):
+        rows = table[table["indicator"] == indicator]
+        assert rows[shrinkage.SHRUNKEN_VALUE].std() < rows["adjusted_value"].std()
+    assert table.loc[table["kind"].isin(["volume", "response_rate"]), shrinkage.SHRUNKEN_VALUE].isna().all()
+
+
+def test_textbook_outcome_on_the_demo(demo_tables):
+    from vbhc.indicators import composite_failures, composite_values
+
+    tables, _ = demo_tables
+    result = tables["colorectal_cancer"]
+    rows = result.table[result.table["indicator"] == "textbook_outcome"].set_index("unit")
+    assert (rows["kind"] == "composite").all() and rows["oe"].notna().all()
+    ind = result.data.condition.indicator("textbook_outcome")
+    per_cycle = composite_values(ind, result.data.cycles)["textbook"]
+    units = result.data.cycles["hospital"].astype(str)
+    n = per_cycle.notna().groupby(units).sum()
+    np.testing.assert_array_equal(rows.loc[n.index, "n"], n)
+    np.testing.assert_allclose(rows.loc[n.index, "crude_value"], per_cycle.groupby(units).mean())
+    failures = composite_failures(result, "textbook_outcome")
+    leak = failures[failures["component"] == "anastomotic_leak"].set_index("unit")
+    assert leak.loc["H01", "share_failed"] > leak["share_failed"].median()  # the planted leak outlier
+    # a unit's cycles without textbook outcome failed at least one component
+    for unit, part in failures.groupby("unit"):
+        assert part["failed"].sum() >= rows.loc[unit, "n"] - rows.loc[unit, "crude_value"] * rows.loc[unit, "n"] - 1e-9

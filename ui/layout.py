@@ -27,21 +27,35 @@ _INDICATOR_COLUMNS = {
 }
 
 
-def indicator_columns(lang: str, columns: Iterable[str] | None = None) -> dict:
-    """column_config for render.indicator_display's table in `lang` (only the columns present, if given)."""
-    present = set(columns) if columns is not None else None
-    config = {}
-    for key, (short, width, help_key) in _INDICATOR_COLUMNS.items():
+def indicator_headers(lang: str, columns: Iterable[str]) -> dict[str, str]:
+    """Short headers for render.indicator_display's columns present (e.g. "Adjusted" -> "Adj."), to rename the
+    table with before it is drawn: the columns stay narrow, and indicator_key explains each short header."""
+    present = set(columns)
+    return {
+        t(key, lang): t(short, lang)
+        for key, (short, _, _) in _INDICATOR_COLUMNS.items()
+        if short and t(key, lang) in present
+    }
+
+
+def indicator_key(lang: str, columns: Iterable[str]) -> str:
+    """One line under a table that says what each shown number column means ("n: care cycles in the indicator's
+    denominator · O/E: ..."): a static table has no header tooltips."""
+    present = set(columns)
+    parts = []
+    for key, (short, _, help_key) in _INDICATOR_COLUMNS.items():
         name = t(key, lang)
-        if present is not None and name not in present:
-            continue
-        config[name] = st.column_config.TextColumn(
-            t(short, lang) if short else name,
-            width=width,
-            help=t(help_key, lang) if help_key else None,
-            pinned=True if key in ("column.indicator", "column.unit") else None,  # kept in view on a phone
-        )
-    return config
+        if help_key and name in present:
+            parts.append(f"{t(short, lang) if short else name}: {t(help_key, lang)}")
+    return " · ".join(parts)
+
+
+def indicator_widths(lang: str, columns: Iterable[str]) -> dict[str, int]:
+    """Width in px of each render.indicator_display column present, for render.static_table (the same widths
+    as the grid's, so a table keeps its proportions whichever way it is drawn)."""
+    present = set(columns)
+    widths = {t(key, lang): width for key, (_, width, _) in _INDICATOR_COLUMNS.items()}
+    return {name: width for name, width in widths.items() if name in present}
 
 
 def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) -> dict:
@@ -52,13 +66,3 @@ def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) ->
 
 #: Width in px that a table may fill in the main area of a 1440 px screen (the grid measures 978 there).
 MAIN_WIDTH = 940
-
-
-def fitted_columns(columns: Iterable[str], widths: dict[str, int], total: int = MAIN_WIDTH) -> dict:
-    """column_config giving the named columns their width and sharing what is left of `total` among the others,
-    so the whole table fits the main area without scrolling sideways."""
-    columns = list(columns)
-    fixed = {c: w for c, w in widths.items() if c in columns}
-    rest = [c for c in columns if c not in fixed]
-    share = max((total - sum(fixed.values())) // max(len(rest), 1), 60)
-    return {c: st.column_config.TextColumn(c, width=fixed.get(c, share)) for c in columns}

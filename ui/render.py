@@ -7,17 +7,20 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, layout
+from ui import auth, data, filters
 from vbhc import access, charts, verdict
-from vbhc.catalog import default_catalog
+from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
-from vbhc.safety import safe_file_name
+from vbhc.safety import md_escape, safe_file_name
 from vbhc.settings import database_url, suppress_below
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 
 def empty_state(lang: str) -> None:
@@ -124,7 +127,7 @@ def _count(row, lang: str) -> str:
 
 
 def _observed(row, lang: str) -> str:
-    if row.kind in ("proportion", "prom_mic", "response_rate"):
+    if row.kind in PROPORTION_KINDS:
         return fmt_int(row.observed, lang)
     return format_value(row.observed, row.kind, lang)
 
@@ -132,26 +135,90 @@ def _observed(row, lang: str) -> str:
 def _expected(row, lang: str) -> str:
     if pd.isna(row.expected):
         return MISSING
-    if row.kind in ("proportion", "prom_mic"):
+    if row.kind in BINARY_KINDS:
         return fmt_number(row.expected, lang, 1)  # expected number of events
     return format_value(row.expected, row.kind, lang)
 
 
 def cell_style(assessment: object) -> str:
-    """CSS for a table cell coloured by its assessment: the charts' palette, so a unit has one colour everywhere."""
+    """CSS for a table cell coloured by its assessment: a light tint of the charts' palette colour under dark
+    text (WCAG AA; a solid colour behind a sentence is heavy and hard to read), so a unit has one colour
+    everywhere. Better and worse also get a bar of the full colour at the cell's left edge, which stands out
+    from the grey ones whatever the reader's colour vision (st.dataframe draws only the tint)."""
     if not isinstance(assessment, str) or not assessment:
         return ""
-    return f"background-color: {charts.scorecard_colour(assessment)}; color: {charts.scorecard_text_colour(assessment)}"
+    css = f"background-color: {charts.scorecard_tint(assessment)}; color: {charts.TINT_TEXT_COLOUR}"
+    colour = charts.scorecard_colour(assessment)
+    if colour in (charts.PALETTE[charts.BETTER], charts.PALETTE[charts.WORSE]):
+        css += f"; box-shadow: inset 4px 0 0 {colour}; padding-left: 12px"
+    return css
 
 
-def colour_assessments(styler, columns: list[str], values: pd.DataFrame):
-    """Background colour per cell from the underlying assessment (direction-aware, colour-blind safe)."""
+#: Average width in px of a character of table text (14 px Source Sans), to tell which columns wrap.
+_CHAR_PX = 7
+#: Where st.table puts a cell's text (its Markdown container): the element a column's width is set on.
+_CELL_TEXT = '[data-testid="stMarkdownContainer"]'
 
-    def paint(column: pd.Series) -> list[str]:
-        raw = values[column.name] if column.name in values else pd.Series("", index=column.index)
-        return [cell_style(v) for v in raw]
 
-    return styler.apply(paint, subset=columns)
+def table_styler(
+    frame: pd.DataFrame,
+    colours: pd.DataFrame | None = None,
+    widths: dict[str, int] | None = None,
+    min_widths: dict[str, int] | None = None,
+) -> Styler:
+    """The Styler that static_table shows: every cell through md_escape (st.table renders cells as Markdown),
+    cells tinted by the assessment in `colours` (same index and columns; empty or missing: not coloured), each
+    column in `widths` wrapping at that many px (so the table fits the 940 px main area) and each in `min_widths`
+    never narrower (the verdict keeps its room; the browser narrows the short columns first). A column whose
+    text wraps keeps at least 3/4 of its width: on a phone the browser would otherwise squeeze it to its longest
+    word, rows ten lines high, instead of letting the table scroll sideways. A header is never narrower than its
+    longest word: a word is not cut."""
+    styler = frame.style.format(md_escape)
+    if colours is not None:
+        css = colours.reindex(index=frame.index, columns=frame.columns).map(cell_style)
+        styler = styler.apply(lambda _: css, axis=None)
+    rules = [{"selector": f"th {_CELL_TEXT}", "props": "min-width: min-content"}]
+    widths, floors = widths or {}, dict(min_widths or {})
+    for column, width in widths.items():  # a column of text that wraps keeps most of its width on a phone too
+        longest = max((len(str(v)) for v in frame[column]), default=0) if column in frame else 0
+        if longest * _CHAR_PX > width:
+            floors.setdefault(column, round(width * 0.75))
+    for i, column in enumerate(frame.columns):
+        props = []
+        if column in widths:
+            props.append(f"max-width: {widths[column]}px")
+        if column in floors:
+            props.append(f"min-width: {floors[column]}px")
+        if props:
+            rules.append({"selector": f"td.col{i} {_CELL_TEXT}, th.col{i} {_CELL_TEXT}", "props": "; ".join(props)})
+    rules.append({"selector": "td", "props": "vertical-align: top"})  # a row of wrapped cells reads from the top
+    return styler.set_table_styles(rules)
+
+
+def static_table(
+    frame: pd.DataFrame,
+    *,
+    colours: pd.DataFrame | None = None,
+    widths: dict[str, int] | None = None,
+    min_widths: dict[str, int] | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A small table (up to a few dozen rows: verdicts, the meeting's changes, a scorecard) drawn as a static
+    HTML table (st.table) whose cells wrap and whose rows grow with their text.
+
+    Why not st.dataframe: its canvas grid gives every row one fixed height, so a sentence longer than that
+    height is cut off, and how long a verdict gets depends on the language, the column width and the screen.
+    Computing row heights from text length would only guess at fonts. A static table lays every cell out as
+    text: every line shows at 1440 px and on a phone, where the table scrolls sideways in its own box. Cells are
+    Markdown without HTML, shown through md_escape (table_styler), so a unit called `<script>` or `[x](url)` reads
+    as typed; the element's data (what tests and screen readers get) stays the plain text. `headers` renames
+    columns for display (short headers, layout.indicator_headers); colours and widths are by the frame's names."""
+    if headers:
+        frame = frame.rename(columns=headers)
+        colours = colours.rename(columns=headers) if colours is not None else None
+        widths = {headers.get(k, k): v for k, v in (widths or {}).items()}
+        min_widths = {headers.get(k, k): v for k, v in (min_widths or {}).items()}
+    st.table(table_styler(frame, colours, widths, min_widths), hide_index=True)
 
 
 def _show(spec: dict[str, Any]) -> None:
@@ -493,6 +560,7 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
 
 
 def _change_text(row, lang: str) -> str:
+    """The change with its arrow and its test in one pair of parentheses: "↑ 2.1% (beyond chance, p = 0.012)"."""
     if not (pd.notna(row.previous) and pd.notna(row.current)):
         return f"{row.arrow} {t('meeting.no_test', lang)}"
     change = format_value(abs(row.change), row.kind, lang)
@@ -515,12 +583,8 @@ def show_since_last_meeting(tables: list, lang: str) -> None:
     colours = pd.concat([f[1] for f in frames], ignore_index=True).reindex(columns=shown.columns)
     widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190}
     widths |= {t("meeting.column_previous", lang): 90, t("meeting.column_current", lang): 90}
+    widths |= {t("meeting.column_change", lang): 200, t("meeting.column_new_signal", lang): 170}
     widths[t("meeting.column_complete", lang)] = 100
-    st.dataframe(
-        shown.style.apply(lambda col: [cell_style(v) for v in colours[col.name]], axis=0),
-        hide_index=True,
-        width="stretch",
-        column_config=layout.fitted_columns(shown.columns, widths),
-    )
+    static_table(shown, colours=colours, widths=widths)
     for caption in frames[0][2]:
         st.caption(caption)

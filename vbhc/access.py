@@ -78,11 +78,17 @@ EXACT_COLUMNS = (
     "precision",
     "detectable_difference",
     "crude_value",
+    # vbhc.shrinkage's per-unit interval and ranks: their width is the unit's precision, which gives n back
+    "shrunken_lower",
+    "shrunken_upper",
+    "expected_rank",
+    "expected_rank_lower",
+    "expected_rank_upper",
 )
 #: Columns of an anonymised other unit shown rounded (3 significant digits; 2 for a plain rate such as the
 #: response rate, a fraction that would otherwise be solved back into n) and withheld below the threshold.
 #: The crude value is not shown at all: it is events / n, a fraction that gives n back.
-ROUNDED_COLUMNS = ("adjusted_value", "oe")
+ROUNDED_COLUMNS = ("adjusted_value", "oe", "shrunken_value")
 _LIMIT_PREFIXES = ("lower_", "upper_")
 _BENCHMARK_PREFIXES = ("lower_", "upper_", "position_", "assessment_")
 

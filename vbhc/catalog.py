@@ -46,10 +46,20 @@ INDICATOR_KINDS = (
     "prom_mic",  # share of responders whose change reaches the minimal important change
     "response_rate",  # share of eligible cycles with a completed questionnaire at a timepoint
     "cost",  # cost per care cycle (TDABC)
+    "composite",  # share of cycles where every component went as planned (textbook outcome)
 )
 #: Indicator kinds that describe patient outcomes and therefore carry a Porter tier (1-3).
-OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic")
+OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic", "composite")
 PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
+#: Kinds whose value is the share of care cycles with a yes/no outcome: observed counts events, expected is the
+#: expected number of events, and the case-mix model is logistic.
+BINARY_KINDS = ("proportion", "prom_mic", "composite")
+#: Kinds whose value is a mean: observed and expected are means, the case-mix model is linear.
+CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
+#: Kinds shown as a percentage (the binary ones and PROM response).
+PROPORTION_KINDS = (*BINARY_KINDS, "response_rate")
+#: Outcomes a cost can be set against on the value page (patient outcomes, not process measures).
+VALUE_OUTCOME_KINDS = ("proportion", "prom_score", "prom_change", "prom_mic", "composite")
 
 
 class CatalogError(ValueError):
@@ -210,6 +220,23 @@ class PromUse:
 
 
 @dataclass(frozen=True)
+class Component:
+    """One part of a composite (textbook outcome) indicator: an outcome of the condition and when it fails.
+
+    A yes/no outcome fails when it equals `fails_if` (1 for an event such as death, 0 for a wanted result
+    such as a radical resection); a numeric outcome fails above `fails_above` (a prolonged stay).
+    """
+
+    outcome: str
+    fails_if: int | None = None
+    fails_above: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.outcome
+
+
+@dataclass(frozen=True)
 class Indicator:
     id: str
     label_en: str
@@ -223,6 +250,7 @@ class Indicator:
     scale: str | None = None
     timepoint: str | None = None
     key: bool = False
+    components: tuple[Component, ...] = ()  # composite indicators only
 
     @property
     def higher_is_better(self) -> bool:
@@ -622,6 +650,7 @@ def _load_condition(
             scale=ir.get("scale", str, required=kind in ("prom_score", "prom_change", "prom_mic")),
             timepoint=ir.get("timepoint", str, required=kind in PROM_KINDS),
             key=ir.get("key", bool, False),
+            components=_components(ir, kind, outcome_by_id),
         )
         if ind.min_n < 0:
             raise ir.fail("min_n", f"must be 0 or more, got {ind.min_n}")
@@ -679,6 +708,34 @@ def _load_condition(
     )
     r.done()
     return condition
+
+
+def _components(ir: _Reader, kind: str, outcome_by_id: dict[str, Outcome]) -> tuple[Component, ...]:
+    """The components of a composite indicator, each an outcome of this condition (a typo is refused here,
+    naming the file and the indicator, rather than silently counting every cycle as textbook)."""
+    if kind != "composite":
+        if "components" in ir.data:
+            raise ir.fail("components", f"only a composite indicator has components, this one is {kind!r}")
+        return ()
+    entry = ir.data.get("id", "?")
+    components = []
+    for cr in ir.tables("components"):
+        name = cr.text("outcome")
+        if name not in outcome_by_id:
+            known = ", ".join(outcome_by_id)
+            raise cr.fail("outcome", f"composite {entry!r} names unknown component {name!r} (outcomes: {known})")
+        if outcome_by_id[name].type == "binary":
+            fails_if = cr.get("fails_if", int, 1)
+            if fails_if not in (0, 1):
+                raise cr.fail("fails_if", f"must be 0 or 1, got {fails_if!r}")
+            components.append(Component(name, fails_if=int(fails_if)))
+        else:
+            components.append(Component(name, fails_above=cr.number("fails_above")))
+        cr.done()
+    if not components:
+        raise ir.fail("components", f"composite {entry!r} needs at least one component")
+    _unique(ir, "components", [c.outcome for c in components])
+    return tuple(components)
 
 
 def load_catalog(directory: Path | str | None = None) -> Catalog:

@@ -20,7 +20,11 @@ by their assessment at the 99.8% limits (`assessment_998`) unless a builder is t
 Width: every builder takes ``width``, the pixels the chart may use (the page's content width: 940 px
 on a 1440 px screen, about 360 px on a phone). Single views fit it exactly (``autosize: fit-x``, which
 Streamlit's stretched charts use too); concatenated panels choose their number of columns from it; titles
-are wrapped and legends broken into columns to stay inside it.
+are wrapped and legends broken into columns to stay inside it. The server never knows the viewport: pages
+build for the full width and Streamlit stretches a fitted chart to its container, a phone's too. So one spec
+holds from 360 to 940 px: it reads the container's width when Vega starts (the ``phone`` parameter) and takes
+smaller fonts, fewer legend columns and shorter label room in a phone's; its title lines are wrapped to hold
+at both sizes, and the own unit's name is kept inside the plot.
 
 Language: every builder takes ``lang`` ("en" or "nl"). Every text comes from the message catalog
 (vbhc/i18n/en.toml and nl.toml, ``[chart.label]``, ``[assessment]``, ``[quadrant]``); an indicator's own name
@@ -44,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS
 from vbhc.i18n import BABEL_LOCALES, fmt_number, fmt_percent, t
 
 # --------------------------------------------------------------------------------------------- constants
@@ -59,13 +64,20 @@ DEFAULT_WIDTH = 940
 COLUMN_WIDTH = 520
 #: Below this width the fonts are smaller (a phone).
 NARROW = 640
+#: A container narrower than this is a phone's. Pages build every chart for the full content width and Streamlit
+#: stretches it to its container (the spec's `width` becomes the container's), so the server never knows the
+#: viewport: a fitted chart reads the container's width once when Vega starts (the parameter PHONE_PARAM) and takes
+#: the phone's font sizes, legend columns and label room from it; its lines are wrapped to hold at both.
+PHONE_WIDTH = 480
+PHONE_PARAM = "phone"
+#: The room a phone's 360 px container gives a chart's title lines, its plot (less the y axis) and a bottom legend.
+PHONE_TEXT, PHONE_PLOT, PHONE_LEGEND = 340, 250, 250
 #: Every dataset of a chart stays below this many rows.
 MAX_ROWS = 5000
 #: Long per-cycle series (CUSUM, VLAD) are thinned to about this many rows.
 MAX_SERIES_POINTS = 2000
 
 LANGS = ("en", "nl")
-PROPORTION_KINDS = ("proportion", "prom_mic", "response_rate")
 
 BETTER, WORSE, AS_EXPECTED, TOO_FEW, NO_DATA = "better", "worse", "as expected", "too few cycles", "no data"
 ASSESSMENTS = (BETTER, WORSE, AS_EXPECTED, TOO_FEW, NO_DATA)
@@ -108,6 +120,16 @@ GLYPH = 0.6
 
 def _fonts(width: int) -> dict[str, int]:
     return FONT_SIZES_NARROW if width < NARROW else FONT_SIZES
+
+
+def _on_phone(phone: Any, wide: Any) -> dict[str, str]:
+    """A property's value (an ExprRef) that is `phone` in a phone's container and `wide` in any other."""
+    return {"expr": f"{PHONE_PARAM} ? {json.dumps(phone)} : {json.dumps(wide)}"}
+
+
+def _responsive(key: str, narrow: bool) -> Any:
+    """The font size FONT_SIZES[key]: the phone's in a chart built narrow, else chosen by the container."""
+    return FONT_SIZES_NARROW[key] if narrow else _on_phone(FONT_SIZES_NARROW[key], FONT_SIZES[key])
 
 
 def _text_px(text: str, size: float) -> float:
@@ -175,6 +197,40 @@ def scorecard_colour(assessment: object) -> str:
 def scorecard_text_colour(assessment: object) -> str:
     """A readable text colour on top of scorecard_colour(assessment): white on blue/vermillion, else black."""
     return "#FFFFFF" if scorecard_colour(assessment) in (PALETTE[BETTER], PALETTE[WORSE]) else "#000000"
+
+
+#: Share of the palette colour in a table cell's background (the rest is white). A solid palette colour behind
+#: a sentence is heavy and hard to read (black on #999999 is a grey block); a light tint keeps dark text at WCAG
+#: AA contrast, and the cell's left edge carries the full colour, so the table still matches the charts.
+TINT_SHARE = 0.2
+#: Text on a tinted cell: near-black, at least 4.5:1 on every tint (tests/test_charts.py checks it).
+TINT_TEXT_COLOUR = "#1A1A1A"
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def contrast_ratio(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two ``#RRGGBB`` colours (1 to 21; AA asks 4.5 for body text)."""
+
+    def luminance(colour: str) -> float:
+        channels = [c / 255 for c in _rgb(colour)]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def scorecard_tint(assessment: object) -> str:
+    """The cell background of an assessment in a table: its palette colour at TINT_SHARE over white.
+
+    Derived from PALETTE (one source of colour): blue and vermillion stay apart for colour-blind readers, and
+    the text on top stays readable (TINT_TEXT_COLOUR)."""
+    mixed = (round(255 - TINT_SHARE * (255 - c)) for c in _rgb(scorecard_colour(assessment)))
+    return "#" + "".join(f"{c:02X}" for c in mixed)
 
 
 # ------------------------------------------------------------------------------------------ number formats
@@ -257,44 +313,51 @@ def locale(lang: str) -> dict[str, Any]:
 
 @functools.cache
 def _config(lang: str, narrow: bool) -> dict[str, Any]:
-    """Built once per language and size and shared (specs are only read)."""
-    f = FONT_SIZES_NARROW if narrow else FONT_SIZES
+    """Built once per language and size and shared (specs are only read). A chart built wide takes the phone's
+    sizes in a phone's container (_on_phone)."""
+
+    def f(key: str) -> Any:
+        return _responsive(key, narrow)
+
+    def pick(phone: Any, wide: Any) -> Any:
+        return phone if narrow else _on_phone(phone, wide)
+
     return {
         "locale": locale(lang),
         "font": "sans-serif",
         "title": {
-            "fontSize": f["title"],
-            "subtitleFontSize": f["subtitle"],
+            "fontSize": f("title"),
+            "subtitleFontSize": f("subtitle"),
             "subtitleColor": "#333333",
             "anchor": "start",
             "offset": 12,
         },
         "axis": {
-            "labelFontSize": f["axis_label"],
-            "titleFontSize": f["axis_title"],
+            "labelFontSize": f("axis_label"),
+            "titleFontSize": f("axis_title"),
             "titleFontWeight": "normal",
             "labelColor": "#222222",
             "titleColor": "#222222",
             "gridColor": "#EEEEEE",
             "domainColor": "#888888",
             "tickColor": "#888888",
-            "labelLimit": 180 if narrow else 260,
+            "labelLimit": pick(180, 260),
         },
         # the first and last labels inside the axis' extent, never past the canvas edge
-        "axisQuantitative": {"tickCount": 5 if narrow else 8, "labelOverlap": True, "labelFlush": True},
+        "axisQuantitative": {"tickCount": pick(5, 8), "labelOverlap": True, "labelFlush": True},
         "axisTemporal": {"labelOverlap": True},
         "legend": {
-            "labelFontSize": f["legend"],
-            "titleFontSize": f["legend"],
+            "labelFontSize": f("legend"),
+            "titleFontSize": f("legend"),
             "orient": "bottom",
             "direction": "horizontal",
-            "symbolSize": 120 if narrow else 180,
-            "labelLimit": 280 if narrow else 320,
+            "symbolSize": pick(120, 180),
+            "labelLimit": pick(280, 320),
             # several legends (e.g. limits and assessment) one below the other, never side by side off the canvas
             "layout": {"expr": "{'bottom': {'direction': 'vertical', 'anchor': 'start', 'margin': 10}}"},
         },
-        "header": {"labelFontSize": f["axis_title"], "titleFontSize": f["axis_title"]},
-        "text": {"fontSize": f["text"]},
+        "header": {"labelFontSize": f("axis_title"), "titleFontSize": f("axis_title")},
+        "text": {"fontSize": f("text")},
         "view": {"stroke": None},
     }
 
@@ -378,42 +441,68 @@ class _Data:
         return {"name": name}
 
 
-def _wrap(text: str, size: float, width: float) -> str | list[str]:
-    """Text broken into lines that fit `width` px at `size` px (one string when it fits on one line)."""
+def _wrap(text: str, size: float, width: float, phone: float | None = None, phone_size: float = 0) -> str | list[str]:
+    """Text broken into lines that fit `width` px at `size` px (one string when it fits on one line), and with
+    `phone` also `phone` px at `phone_size` px: one set of lines for a chart a phone draws stretched to its
+    container at the phone's fonts (titles cannot be chosen by an expression: a subtitle takes no ExprRef)."""
     per_line = max(8, int(width / (size * GLYPH)))
+    if phone is not None:
+        per_line = min(per_line, max(8, int(phone / (phone_size * GLYPH))))
     if len(text) <= per_line:
         return text
     return textwrap.wrap(text, per_line, break_long_words=True)
 
 
+def _stretched(width: int) -> bool:
+    """A chart built this wide takes a phone's fonts in a phone's container (see PHONE_WIDTH)."""
+    return width >= NARROW
+
+
+def _fitting(text: str, key: str, width: int, room: float, phone_room: float) -> str | list[str]:
+    """`text` in the font of FONT_SIZES[key] wrapped to `room` px and, for a chart that a phone may draw
+    stretched, to `phone_room` px at the phone's font too."""
+    size = _fonts(width)[key]
+    if not _stretched(width):
+        return _wrap(text, size, room)
+    return _wrap(text, size, room, phone_room, FONT_SIZES_NARROW[key])
+
+
 def _title(text: str | None, subtitle: str | None, width: int, *, size: int | None = None) -> dict[str, Any]:
-    """A title anchored left, title and subtitle wrapped to `width` (at most COLUMN_WIDTH) so that nothing is cut
-    or truncated."""
-    f = _fonts(width)
-    width = min(width, COLUMN_WIDTH)
-    out: dict[str, Any] = {"text": _wrap(text, size or f["title"], width - 10) if text else "", "anchor": "start"}
-    if subtitle:
-        out["subtitle"] = _wrap(subtitle, f["subtitle"], width - 10)
+    """A title anchored left, title and subtitle wrapped to `width` (at most COLUMN_WIDTH) and to a phone's
+    container (at the phone's fonts, which the configuration picks there) so that nothing is cut or truncated.
+    A title of its own `size` (a panel's) keeps it and is wrapped to `width` only."""
+    room = min(width, COLUMN_WIDTH) - 10
     if size:
-        out["fontSize"] = size
+        out: dict[str, Any] = {"text": _wrap(text, size, room) if text else "", "anchor": "start", "fontSize": size}
+    else:
+        out = {"text": _fitting(text, "title", width, room, PHONE_TEXT) if text else "", "anchor": "start"}
+    if subtitle:
+        out["subtitle"] = _fitting(subtitle, "subtitle", width, room, PHONE_TEXT)
     return out
 
 
-def _legend(names: Sequence[str], width: int, **extra: Any) -> dict[str, Any]:
-    """A bottom legend with as many columns as fit `width` (one row of items would run off a narrow canvas)."""
-    size = _fonts(width)["legend"]
-    width = min(width, COLUMN_WIDTH)
-    width -= 130  # a bottom legend starts at the plot's left edge, right of the y axis' labels and title
-    item = max((_text_px(n, size) for n in names), default=60) + 40
-    columns = int(max(1, min(len(names) or 1, (width - 30) // item)))
+def _legend_fit(names: Sequence[str], size: float, room: float) -> tuple[int, int]:
+    """Columns and label limit of a bottom legend of `names` at `size` px in `room` px right of its start."""
     longest = max((_text_px(n, size) for n in names), default=60)
+    columns = int(max(1, min(len(names) or 1, (room - 30) // (longest + 40))))
     # a label as long as it needs while it fits the whole width (labels cut with "…" are not read)
-    return {"columns": columns, "labelLimit": int(max(80, min(longest + 10, width + 130 - 60))), **extra}
+    return columns, int(max(80, min(longest + 10, room + 70)))
+
+
+def _legend(names: Sequence[str], width: int, **extra: Any) -> dict[str, Any]:
+    """A bottom legend with as many columns as fit `width` (one row of items would run off a narrow canvas), and
+    as fit a phone's container in one."""
+    # a bottom legend starts at the plot's left edge, right of the y axis' labels and title
+    columns, limit = _legend_fit(names, _fonts(width)["legend"], min(width, COLUMN_WIDTH) - 130)
+    if not _stretched(width):
+        return {"columns": columns, "labelLimit": limit, **extra}
+    phone_columns, phone_limit = _legend_fit(names, FONT_SIZES_NARROW["legend"], PHONE_LEGEND)
+    return {"columns": _on_phone(phone_columns, columns), "labelLimit": _on_phone(phone_limit, limit), **extra}
 
 
 def _axis_title(text: str, width: int) -> str | list[str]:
-    """An x-axis title wrapped to the plot's width (the chart's width less the y axis' labels)."""
-    return _wrap(text, _fonts(width)["axis_title"], min(width, COLUMN_WIDTH) - 140)
+    """An x-axis title wrapped to the plot's width (the chart's width less the y axis' labels), and a phone's."""
+    return _fitting(text, "axis_title", width, min(width, COLUMN_WIDTH) - 140, PHONE_PLOT)
 
 
 def _guard(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -448,9 +537,13 @@ def _finish(
         spec["autosize"] = {"type": "fit-x", "contains": "padding"}
         spec["width"] = int(width)
     spec.update(body)
+    # a phone's container: read from the stretched spec's width once, before Vega fits the plot to it (react:
+    # false, so the fonts it picks never feed back into the plot's width); a concatenation keeps the built width
+    phone = {"expr": f"width < {PHONE_WIDTH}", "react": False} if fit else {"value": width < PHONE_WIDTH}
+    spec["params"] = [*spec.get("params", []), {"name": PHONE_PARAM, **phone}]
     if highlight is not _NO_HIGHLIGHT:
         value = None if highlight is None else str(highlight)
-        spec["params"] = [*spec.get("params", []), {"name": HIGHLIGHT_PARAM, "value": value}]
+        spec["params"] = [*spec["params"], {"name": HIGHLIGHT_PARAM, "value": value}]
     spec["config"] = _config(lang, width < NARROW)
     spec["datasets"] = data.sets
     return spec
@@ -677,7 +770,7 @@ def _unit_tooltips(
     kind: str, lang: str, *, value: str = "adjusted", crude: bool = False, magnitude: float | None = None
 ) -> list[dict[str, Any]]:
     """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format."""
-    binary = kind in ("proportion", "prom_mic")
+    binary = kind in BINARY_KINDS
     own = value_format(kind, magnitude=magnitude)
     fmt = value_format("oe") if value == "oe" else own
     tips = [
@@ -777,6 +870,29 @@ def _unit_label_px(units: Sequence[str], width: int) -> float:
     return max((_text_px(u, size) for u in units), default=20) + 14
 
 
+#: Unit names longer than this many characters are broken into two lines on a unit axis in a phone's container
+#: (a long hospital name on one line would squeeze the plot; cut with "…" it is not read).
+PHONE_UNIT_CHARS = 16
+
+
+def _unit_axis(units: Sequence[str], width: int) -> dict[str, Any]:
+    """A unit axis: the own unit's label in bold, a name longer than its label room broken into two lines (in a
+    phone's container at PHONE_UNIT_CHARS; elsewhere when it would pass the configured label limit)."""
+
+    def two_lines(chars: int) -> dict[str, list[str]]:
+        return {u: textwrap.wrap(u, max(chars, (len(u) + 1) // 2 + 2)) for u in map(str, units) if len(u) > chars}
+
+    def pick(lines: dict[str, list[str]]) -> str:
+        return f"({json.dumps(lines, ensure_ascii=False)}[datum.value] || datum.label)" if lines else "datum.label"
+
+    phone = two_lines(PHONE_UNIT_CHARS)
+    wide = two_lines(int(260 / (FONT_SIZES["axis_label"] * GLYPH))) if _stretched(width) else phone
+    axis: dict[str, Any] = {"labelFontWeight": _highlight_weight()}
+    if phone or wide:
+        axis["labelExpr"] = f"{PHONE_PARAM} ? {pick(phone)} : {pick(wide)}"
+    return axis
+
+
 def _step(width: int) -> int:
     """Pixels per unit on a unit axis: room for the label and the point, at 3 as at 30 units."""
     return 26 if width < NARROW else 32
@@ -856,33 +972,65 @@ def funnel_chart(
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
-    # the own unit's name reads away from the nearer edge: left of the point in the right half, so a long
-    # hospital name is never cut at the chart's right edge
-    precision = pd.to_numeric(units["precision"], errors="coerce")
-    middle = float((precision.min() + precision.max()) / 2) if precision.notna().any() else 0.0
-    for side, align, dx in (("<=", "left", 12), (">", "right", -12)):
-        layers.append(
-            {
-                "data": unit_data,
-                "transform": [{"filter": IS_HIGHLIGHT}, {"filter": f"datum.precision {side} {middle!r}"}],
-                "mark": {
-                    "type": "text",
-                    "align": align,
-                    "dx": dx,
-                    "dy": -12,
-                    "fontSize": f["text"] + 3,
-                    "fontWeight": "bold",
-                    "color": HIGHLIGHT_COLOUR,
-                },
-                "encoding": {"x": _q("precision"), "y": _q("value"), "text": _n("unit")},
-            }
-        )
+    layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
         "title": _title(title, label("funnel_sub", lang), width),
         "height": height,
         "layer": layers,
     }
     return _finish(body, data, lang, width, highlight=highlight)
+
+
+def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: str) -> dict[str, Any]:
+    """The own unit's name in bold above its point (fields `x`, `y`), centred on it but no nearer the plot's edge
+    than half the name's width and never above the plot, so a long hospital name is never cut at the chart's edge
+    wherever its point lies; in a phone's container it is smaller and wrapped to the phone's plot."""
+    wide, phone = _fonts(width)["text"] + 3, FONT_SIZES_NARROW["text"] + 3
+    bold = 1.1  # bold glyphs are wider
+
+    def lines(name: str, size: float, room: float) -> list[str]:
+        return textwrap.wrap(name, max(8, int(room / (size * GLYPH * bold)))) or [name]
+
+    rows = []
+    for name, px, py in zip(units["unit"], units[x], units[y], strict=True):
+        on_wide, on_phone = lines(name, wide, min(width, COLUMN_WIDTH) - 100), lines(name, phone, PHONE_PLOT)
+        rows.append(
+            {
+                "unit": name,
+                "x": float(px),
+                "y": float(py),
+                "wide": "\n".join(on_wide),
+                "phone": "\n".join(on_phone),
+                "wide_half": max(_text_px(s, wide) for s in on_wide) * bold / 2,
+                "phone_half": max(_text_px(s, phone) for s in on_phone) * bold / 2,
+                "wide_height": len(on_wide) * (wide + 2),
+                "phone_height": len(on_phone) * (phone + 2),
+            }
+        )
+    pick = f"{PHONE_PARAM} ? datum.phone{{}} : datum.wide{{}}"
+    return {
+        "data": data(rows),
+        "transform": [
+            {"filter": IS_HIGHLIGHT},
+            {"calculate": pick.format("", ""), "as": "name"},
+            {"calculate": pick.format("_half", "_half"), "as": "half"},
+            {"calculate": pick.format("_height", "_height"), "as": "height"},
+        ],
+        "mark": {
+            "type": "text",
+            "align": "center",
+            "baseline": "top",
+            "lineBreak": "\n",
+            "fontSize": _on_phone(phone, wide) if _stretched(width) else wide,
+            "fontWeight": "bold",
+            "color": HIGHLIGHT_COLOUR,
+        },
+        "encoding": {
+            "x": {"value": {"expr": "clamp(scale('x', datum.x), datum.half, width - datum.half)"}},
+            "y": {"value": {"expr": "max(scale('y', datum.y) - 12 - datum.height, 0)"}},
+            "text": _n("name"),
+        },
+    }
 
 
 def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
@@ -952,7 +1100,7 @@ def _interval_panel(
             x_title = label("response_axis", lang)
         x_title = _axis_title(x_title, width)
     x = _q("value", x_title, scale=scale, axis={"format": value_format(fmt_kind, axis=True)})
-    y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
+    y = _n("unit", None, sort=order, axis=_unit_axis(order, width))
     magnitude = _magnitude(units["value"])
     tips = _unit_tooltips(kind, lang, value=value, magnitude=magnitude)
     unit_data = data(units)
@@ -975,7 +1123,8 @@ def _interval_panel(
     layers.append(
         {
             "data": unit_data,
-            "mark": {"type": "rule", "color": "#333333", "strokeWidth": 2.5},
+            # clipped: an interval past a proportion's 100% would widen the chart's bounds and squeeze the fitted plot
+            "mark": {"type": "rule", "color": "#333333", "strokeWidth": 2.5, "clip": True},
             "encoding": {"y": y, "x": _q("lower", x_title, scale=scale), "x2": {"field": "upper"}, "tooltip": tips},
         }
     )
@@ -1059,7 +1208,7 @@ def crude_vs_adjusted_chart(
         scale=scale,
         axis={"format": value_format(kind, axis=True)},
     )
-    y = _n("unit", None, sort=order, axis={"labelFontWeight": _highlight_weight()})
+    y = _n("unit", None, sort=order, axis=_unit_axis(order, width))
     magnitude = _magnitude(units["value"])
     tips = _unit_tooltips(kind, lang, crude=True, magnitude=magnitude)
     data = _Data()
@@ -1913,7 +2062,7 @@ def cost_breakdown_chart(
             "x": _q(
                 "cost_per_cycle", _axis_title(label("cost_axis", lang), width), stack="zero", axis={"format": "$,.0f"}
             ),
-            "y": _n("unit", None, sort="-x", axis={"labelFontWeight": _highlight_weight()}),
+            "y": _n("unit", None, sort="-x", axis=_unit_axis(frame["unit"].unique(), width)),
             "color": _n(
                 "activity",
                 label("activity", lang),
@@ -2177,6 +2326,7 @@ __all__ = [
     "caterpillar_chart",
     "chart_png",
     "chart_table",
+    "contrast_ratio",
     "cost_breakdown_chart",
     "crude_vs_adjusted_chart",
     "cusum_chart",
@@ -2189,6 +2339,7 @@ __all__ = [
     "score_distribution_chart",
     "scorecard_colour",
     "scorecard_text_colour",
+    "scorecard_tint",
     "small_multiples_chart",
     "thin_series",
     "trend_chart",

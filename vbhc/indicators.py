@@ -12,10 +12,16 @@ Per indicator kind:
   (cost per care cycle): linear case-mix model → adjusted mean = overall mean + mean(observed − expected),
   limits overall ± z·residual sd/√n. PROM indicators use the baseline score as an extra covariate, so a
   cycle without a baseline score is excluded from adjustment (and counted as such).
+- composite (textbook outcome): 1 when every component named in the catalog went as planned, handled as a
+  proportion (case-mix adjusted, higher is better); a cycle missing a component is left out and counted
+  (composite_values); composite_failures gives the share of each unit's cycles failing each component.
 - response_rate: share of eligible cycles (timepoint passed) with a questionnaire; crude, compared with the
   overall response rate (response is an organisational, not a patient, outcome).
 Cycles whose outcome is not (yet) recorded are not part of an indicator. Units below the indicator's min_n
 are "too few cycles" and never flagged.
+
+Every yes/no and continuous indicator also gets random-effects (shrinkage) estimates, between-unit variance,
+rankability and expected rank per unit (vbhc.shrinkage; columns SHRINKAGE_COLUMNS).
 """
 
 from __future__ import annotations
@@ -28,15 +34,16 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import benchmark, proms, registry, spc
+from vbhc import benchmark, proms, registry, shrinkage, spc
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
-from vbhc.catalog import Catalog, Condition, Indicator, default_catalog
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Component, Condition, Indicator, default_catalog
 from vbhc.costs import cost_breakdown, cost_per_cycle, value_view
 from vbhc.registry import Period, parse_period, unit_labels
 
 DEFAULT_LEVELS = benchmark.DEFAULT_LEVELS
-BINARY_KINDS = ("proportion", "prom_mic")
-CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
+
+#: Random-effects (shrinkage) columns, last in the table: vbhc.shrinkage names them and says how they are made.
+SHRINKAGE_COLUMNS = list(shrinkage.COLUMNS)
 
 #: Columns of the indicator table, in order (limit/position columns follow the configured levels).
 BASE_COLUMNS = [
@@ -80,6 +87,7 @@ TAIL_COLUMNS = [
     "model_calibration_slope",
     "model_r_squared",
     "model_n_excluded",
+    *SHRINKAGE_COLUMNS,
 ]
 
 
@@ -240,6 +248,8 @@ def _outcome_column(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> 
     extra: list[str] = []
     if ind.kind in ("proportion", "mean"):
         frame = base.assign(y=base[ind.outcome].astype(float))
+    elif ind.kind == "composite":
+        frame = base.assign(y=composite_values(ind, base)["textbook"].to_numpy())
     elif ind.kind == "cost":
         cost = data.cost.set_index("cycle_id")["cost"]
         frame = base.assign(y=base["cycle_id"].astype(str).map(cost).astype(float))
@@ -307,6 +317,7 @@ def _one_indicator(
         result["crude_value"] = crude["mean"].to_numpy()
         lo, up = benchmark.wilson_ci(crude["sum"].fillna(0).to_numpy(), crude["size"].fillna(0).to_numpy())
         result["crude_lower"], result["crude_upper"] = lo, up
+        _add_shrinkage(result, ind, adjusted, model.overall, binary=True)
     else:
         grouped = adjusted.assign(y2=adjusted["y"] ** 2).groupby("unit")
         agg = pd.DataFrame(
@@ -354,12 +365,47 @@ def _one_indicator(
         )
         _copy_limits(result, out, levels)
         result["limit_sd"] = residual_sd
+        _add_shrinkage(result, ind, adjusted, model.overall, binary=False)
     diag = model.diagnostics
     result["model_c_statistic"] = diag.c_statistic
     result["model_calibration_slope"] = diag.calibration_slope
     result["model_r_squared"] = diag.r_squared
     result["model_n_excluded"] = diag.n_excluded
     return result.assign(**_describe(ind)), model, per_cycle
+
+
+def _add_shrinkage(result: pd.DataFrame, ind: Indicator, adjusted: pd.DataFrame, overall: float, binary: bool) -> None:
+    """The random-effects columns (vbhc.shrinkage) for the units of `result`, from the case-mix adjusted cycles.
+
+    Every unit with data enters the fit and the ranking (shrinkage is what makes small units comparable);
+    rankability uses the units with at least min_n cycles, as the funnel's rankability does.
+    """
+    columns = dict.fromkeys(SHRINKAGE_COLUMNS, np.nan)
+    if len(adjusted) and np.isfinite(overall):
+        if binary:
+            fit = shrinkage.shrink_binary(adjusted["unit"], adjusted["y"], adjusted["expected"], overall)
+        else:
+            fit = shrinkage.shrink_continuous(adjusted["unit"], adjusted["y"] - adjusted["expected"], overall)
+        rank, rank_lo, rank_hi = shrinkage.expected_ranks(
+            fit.effect, fit.effect_sd, lower_is_better=ind.direction == "lower"
+        )
+        per_unit = pd.DataFrame(
+            {
+                shrinkage.SHRUNKEN_VALUE: fit.value,
+                shrinkage.SHRUNKEN_LOWER: fit.lower,
+                shrinkage.SHRUNKEN_UPPER: fit.upper,
+                shrinkage.EXPECTED_RANK: rank,
+                shrinkage.EXPECTED_RANK_LOWER: rank_lo,
+                shrinkage.EXPECTED_RANK_UPPER: rank_hi,
+            },
+            index=fit.units,
+        ).reindex(result["unit"].to_numpy())
+        columns |= {name: per_unit[name].to_numpy() for name in per_unit.columns}
+        columns[shrinkage.SHRINKAGE_TAU2] = fit.tau2
+        columns[shrinkage.SHRINKAGE_RANKABILITY] = fit.rankability(fit.n >= ind.min_n)
+        columns[shrinkage.RANKED_UNITS] = float(np.isfinite(rank).sum()) if np.isfinite(rank).any() else np.nan
+    for name, value in columns.items():
+        result[name] = value
 
 
 def _binary_benchmark(
@@ -455,6 +501,69 @@ def _response_rate(
     )
     _copy_limits(result, out, levels)
     return result.assign(**_describe(ind))
+
+
+# --- composite (textbook outcome) indicators ---------------------------------------------------------------
+
+
+def component_failed(component: Component, values: pd.Series) -> np.ndarray:
+    """1.0 where the component failed, 0.0 where it went as planned, NaN where its value is not recorded."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    bad = v > component.fails_above if component.fails_above is not None else v == component.fails_if
+    return np.where(np.isnan(v), np.nan, bad.astype(float))
+
+
+def composite_values(ind: Indicator, cycles: pd.DataFrame) -> pd.DataFrame:
+    """Per cycle: whether each component failed (one column per component id, NaN = not recorded) and
+    'textbook': 1 when every component went as planned, 0 when one failed, NaN when one is not recorded.
+
+    A cycle missing any component is left out of the indicator (and counted by composite_failures), as a
+    cycle without a recorded outcome is for any other indicator, even when another component already
+    failed: keeping those would keep the failures of incompletely registered cycles but not their successes,
+    and make the share of textbook outcomes look worse the more a unit leaves unregistered.
+    """
+    failed = pd.DataFrame({c.id: component_failed(c, cycles[c.outcome]) for c in ind.components}, index=cycles.index)
+    complete = failed.notna().all(axis=1)
+    textbook = np.where(complete, (failed.fillna(0.0).sum(axis=1) == 0).astype(float), np.nan)
+    return failed.assign(textbook=textbook)
+
+
+def composite_failures(result: IndicatorResult, indicator: str) -> pd.DataFrame:
+    """Per unit and component: of the unit's cycles in the composite, how many failed that component.
+
+    Columns: unit, component, n (cycles with every component recorded, the composite's denominator),
+    failed, share_failed, n_incomplete (cycles left out because a component is not recorded) and n_missing
+    (of those, how many miss this component). A cycle can fail several components, so the shares add up to
+    at least 1 - textbook share.
+    """
+    data = result.data
+    ind = data.condition.indicator(indicator)
+    if ind.kind != "composite":
+        raise ValueError(f"{indicator!r} is not a composite indicator ({ind.kind})")
+    values = composite_values(ind, data.cycles)
+    units = pd.Series(unit_labels(data.cycles, result.level).to_numpy(), index=data.cycles.index, name="unit")
+    complete = values["textbook"].notna()
+    n = complete.groupby(units).sum()
+    incomplete = (~complete).groupby(units).sum()
+    rows = []
+    for c in ind.components:
+        failed = values.loc[complete, c.id].groupby(units[complete]).sum().reindex(n.index, fill_value=0.0)
+        missing = values[c.id].isna().groupby(units).sum()
+        share = (failed / n.replace(0, np.nan)).to_numpy(float)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "unit": n.index.to_numpy(),
+                    "component": c.id,
+                    "n": n.to_numpy(int),
+                    "failed": failed.to_numpy(int),
+                    "share_failed": share,
+                    "n_incomplete": incomplete.to_numpy(int),
+                    "n_missing": missing.reindex(n.index, fill_value=0).to_numpy(int),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True).sort_values("unit", kind="stable").reset_index(drop=True)
 
 
 # --- explaining and following an indicator --------------------------------------------------------------

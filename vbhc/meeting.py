@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from vbhc import indicators, verdict
+from vbhc.catalog import BINARY_KINDS
 from vbhc.registry import Period
 
 __all__ = [
@@ -81,7 +82,7 @@ def _test(kind: str, a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided p-value of the difference between period a (previous) and b (latest)."""
     if len(a) < 2 or len(b) < 2:
         return float("nan")
-    if kind in indicators.BINARY_KINDS:
+    if kind in BINARY_KINDS:
         x1, n1, x2, n2 = a.sum(), len(a), b.sum(), len(b)
         pooled = (x1 + x2) / (n1 + n2)
         se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))

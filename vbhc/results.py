@@ -149,10 +149,10 @@ def code_fingerprint() -> str:
     import scipy
     import statsmodels
 
-    from vbhc import benchmark, casemix, costs, proms, registry
+    from vbhc import benchmark, casemix, costs, proms, registry, shrinkage
 
     digest = hashlib.sha256(f"format {FORMAT}".encode())
-    for module in (indicators, casemix, benchmark, proms, costs, registry, models):
+    for module in (indicators, casemix, benchmark, shrinkage, proms, costs, registry, models):
         digest.update(Path(module.__file__).read_bytes())
     folder = catalog_dir()
     for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:

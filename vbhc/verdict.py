@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vbhc.catalog import BINARY_KINDS
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, format_value, t
 
 __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
@@ -40,7 +41,7 @@ __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
 #: Indicator kinds judged at the 95% limits (organisational and cost measures: no patient is harmed by a
 #: false alarm); all others at 99.8%.
 DECIDE_AT_95 = ("response_rate", "cost")
-BINARY = ("proportion", "prom_mic")
+BINARY = BINARY_KINDS
 
 CATEGORIES = ("better", "worse", "as_expected", "too_few", "no_data", "no_benchmark", "not_assessed")
 

@@ -44,20 +44,15 @@ for col in formatted.columns:
     formatted[col] = [format_value(v, kinds[col], lang) for v in numbers[col]]
     if kinds[col] == "volume" and len(bands):  # other units' volume as vbhc.access gives it: a band
         formatted[col] = [bands.get(u) or f for u, f in zip(formatted.index, formatted[col], strict=True)]
-formatted.index = pd.Index([unit_label(u, lang) for u in formatted.index], name=formatted.index.name)
-styled = formatted.style.apply(
-    lambda col: (
-        [render.cell_style(a) for a in assessments.reindex(numbers.index)[col.name]]
-        if col.name in assessments
-        else [""] * len(col)
-    ),
-    axis=0,
-)
-st.dataframe(
-    styled,
-    width="stretch",
-    column_config={"_index": st.column_config.TextColumn(t("column.unit", lang), width=280)}
-    | layout.text_columns({c: 120 for c in formatted.columns}),
+unit_column = t("column.unit", lang)
+# the unit as a column, not the index: st.table shows an index as Markdown without escaping it
+shown = formatted.reset_index(drop=True)
+shown.insert(0, unit_column, [unit_label(u, lang) for u in formatted.index])
+render.static_table(
+    shown,
+    colours=assessments.reindex(index=numbers.index, columns=formatted.columns).reset_index(drop=True),
+    widths={unit_column: 220} | {c: 100 for c in formatted.columns},
+    min_widths={unit_column: 170},
 )
 st.caption(
     " · ".join(f"{t_value('assessment', a, lang)}" for a in ("better", "worse", "as expected", "too few cycles"))

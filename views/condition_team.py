@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import auth, data, filters, layout, render
 from vbhc import access, charts, registry, verdict
-from vbhc.catalog import default_catalog
+from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 from vbhc.safety import md_escape
@@ -88,24 +88,21 @@ if verdicts.open:
         ).copy()
         tier_column = t("pages.tier_short", lang)
         display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
-        config = layout.indicator_columns(lang, display.columns)
-        config[tier_column] = st.column_config.TextColumn(tier_column, width=48, help=t("pages.tier_help", lang))
         verdict_column = t("verdict.column", lang)
+        # crude value, observed, expected and interval are in the depth tab and the verdict's own words
         hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
-        st.dataframe(
-            render.colour_assessments(
-                display.style,
-                [verdict_column],
-                pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index),
-            ),
-            hide_index=True,
-            width="stretch",
-            column_config=config,
-            # crude value, observed, expected and interval are in the depth tab and the verdict's own words
-            column_order=[c for c in display.columns if c not in hidden],
-            row_height=72,  # the verdict wraps onto three lines
+        display = display[[c for c in display.columns if c not in hidden]]
+        paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
+        widths = layout.indicator_widths(lang, display.columns) | {tier_column: 48, verdict_column: 360}
+        render.static_table(
+            display,
+            colours=paint,
+            widths=widths,
+            min_widths={verdict_column: 260},
+            headers=layout.indicator_headers(lang, display.columns),
         )
-        st.caption(t("overview.legend", lang))
+        st.caption(f"{t('overview.legend', lang)} {t('pages.tier_help', lang)}.")
+        st.caption(layout.indicator_key(lang, display.columns))
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
@@ -178,7 +175,7 @@ if depth.open:
         if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
             st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
         else:
-            yes_no = ind.kind in ("proportion", "prom_mic")
+            yes_no = ind.kind in BINARY_KINDS
             views = [t("team.funnel", lang), t("team.caterpillar", lang), t("team.trend", lang)]
             views.append(t("pages.tab_vlad_cusum", lang) if yes_no else t("team.crude_vs_adjusted", lang))
             funnel, caterpillar, over_time, cumulative = st.tabs(views)
@@ -341,7 +338,7 @@ if casemix.open:
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
 if cases.open:
     with cases:
-        yes_no_indicators = [i for i in condition.indicators if i.kind in ("proportion", "prom_mic")]
+        yes_no_indicators = [i for i in condition.indicators if i.kind in BINARY_KINDS]
         first = mine.iloc[0]
         hospital = str(first["hospital"]) if pd.notna(first.get("hospital")) else None
         if not yes_no_indicators:

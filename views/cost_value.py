@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import auth, data, filters, layout, render
 from vbhc import charts
-from vbhc.catalog import default_catalog
+from vbhc.catalog import VALUE_OUTCOME_KINDS, default_catalog
 from vbhc.i18n import format_value, t, t_md, t_value, unit_label
 from vbhc.indicators import cost_by_activity, value_table
 
@@ -35,16 +35,17 @@ render.cached_chart(
 st.subheader(t("column.cost_per_cycle", lang))
 cost_display = render.indicator_display(filters.with_unit_names(cost_rows), lang, by="unit")
 hidden = {t("column.crude", lang), t("column.ci95", lang)}  # the verdict says them; all fit 1440 px this way
-st.dataframe(
+cost_display = cost_display[[c for c in cost_display.columns if c not in hidden]]
+verdict_column = t("verdict.column", lang)
+render.static_table(
     cost_display,
-    hide_index=True,
-    width="stretch",
-    column_config=layout.indicator_columns(lang, cost_display.columns),
-    column_order=[c for c in cost_display.columns if c not in hidden],
-    row_height=72,  # the verdict wraps onto three lines
+    colours=pd.DataFrame({verdict_column: render.verdict_assessments(cost_rows)}, index=cost_display.index),
+    widths=layout.indicator_widths(lang, cost_display.columns) | {verdict_column: 300},
+    headers=layout.indicator_headers(lang, cost_display.columns),
 )
+st.caption(layout.indicator_key(lang, cost_display.columns))
 
-outcomes = [i for i in condition.indicators if i.kind in ("proportion", "prom_score", "prom_change", "prom_mic")]
+outcomes = [i for i in condition.indicators if i.kind in VALUE_OUTCOME_KINDS]
 filters.keep_valid("value_outcome", [i.id for i in outcomes])  # the outcomes of the previous condition are gone
 outcome_id = st.selectbox(
     t("cost.outcome", lang),
@@ -68,17 +69,15 @@ render.cached_chart(
     highlight=own,
 )
 kind = condition.indicator(outcome_id).kind
-st.dataframe(
+outcome_label = condition.indicator(outcome_id).label(lang)
+render.static_table(
     pd.DataFrame(
         {
             t("column.unit", lang): [unit_label(u, lang) for u in view["unit"]],
-            condition.indicator(outcome_id).label(lang): [
-                format_value(v, kind, lang) for v in view["adjusted_value_outcome"]
-            ],
+            outcome_label: [format_value(v, kind, lang) for v in view["adjusted_value_outcome"]],
             t("column.cost_per_cycle", lang): [format_value(v, "cost", lang) for v in view["adjusted_value_cost"]],
             t("cost.quadrant", lang): [t_value("quadrant", q, lang) for q in view["quadrant"]],
         }
     ),
-    hide_index=True,
-    width="stretch",
+    widths={t("column.unit", lang): 280, outcome_label: 200, t("column.cost_per_cycle", lang): 140},
 )

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, layout, render
+from ui import auth, data, filters, render
 from vbhc import access, verdict
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
@@ -89,40 +89,15 @@ st.metric(
 scorecard = pd.DataFrame(rows)
 conditions = scorecard.pop("_condition")
 painted = pd.DataFrame(colours).reindex(columns=scorecard.columns)
-styled = scorecard.style.apply(
-    lambda col: [render.cell_style(v) for v in painted[col.name]],
-    axis=0,
-)
 st.subheader(t("overview.scorecard", lang))
 st.caption(t("overview.legend", lang))
-# key indicators differ per condition, so their cells say which indicator they are: they wrap (rows of 3 lines) so
-# the whole scorecard, response and cost included, fits the main area of a 1440 px screen
-widths = {t("column.condition", lang): 112, t("column.care_cycles", lang): 60}
+# key indicators differ per condition, so their cells say which indicator they are: they wrap, so the whole
+# scorecard, response and cost included, fits the main area of a 1440 px screen
+widths = {t("column.condition", lang): 112, t("column.care_cycles", lang): 80}
 widths |= {c: 170 for c in scorecard.columns if c not in widths}
-widths[t("column.response_rate", lang)] = 72
-widths[t("column.cost_per_cycle", lang)] = 92
-config = layout.text_columns({c: w for c, w in widths.items() if c in scorecard.columns})
-config[t("column.condition", lang)] = st.column_config.TextColumn(
-    t("column.condition", lang),
-    width=112,
-    pinned=True,  # kept in view when a phone scrolls the table sideways
-)
-config[t("column.care_cycles", lang)] = st.column_config.TextColumn(
-    t("pages.short_cycles", lang), width=60, help=t("column.care_cycles", lang)
-)
-config[t("column.cost_per_cycle", lang)] = st.column_config.TextColumn(
-    t("pages.short_cost", lang), width=92, help=t("column.cost_per_cycle", lang)
-)
-ROW = 72
-st.dataframe(
-    styled,
-    hide_index=True,
-    width="stretch",
-    row_height=ROW,
-    height=38 + ROW * len(scorecard),
-    column_config=config,
-)
-
+widths[t("column.response_rate", lang)] = 80
+widths[t("column.cost_per_cycle", lang)] = 100
+render.static_table(scorecard, colours=painted, widths=widths)
 
 st.subheader(t("overview.open_team", lang))
 PER_ROW = 4
@@ -163,13 +138,8 @@ if parts:
     ]
     st.subheader(t("overview.key_verdicts", lang))
     widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190, verdict_column: 400}
-    st.dataframe(
-        keys.style.apply(lambda col: [render.cell_style(v) for v in paint], subset=[verdict_column], axis=0),
-        hide_index=True,
-        width="stretch",
-        row_height=72,  # the verdict sentence wraps onto three lines
-        column_config=layout.fitted_columns(keys.columns, widths),
-    )
+    widths |= {t("spc.variation", lang): 100, t("spc.assurance", lang): 100}
+    render.static_table(keys, colours=pd.DataFrame({verdict_column: paint}), widths=widths)
 
 # --- since the last meeting ------------------------------------------------------------------------------
 render.show_since_last_meeting(since, lang)

@@ -589,6 +589,24 @@ def _grids_fit(page: Page, where: str) -> None:
             assert inner <= outer + 2, f"{where}: a table is cut off at {width} px ({inner} > {outer})"
 
 
+#: Every cell's text box in the static tables (st.table) that shows less than its text: a cut line or word.
+CLIPPED_CELLS = """e => Array.from(e.querySelectorAll(
+    '[data-testid=stTable] :is(td, th) [data-testid=stMarkdownContainer]'
+)).filter(c => c.scrollHeight > c.clientHeight + 1 || c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"""
+
+
+def _tables_whole(page: Page, where: str, *, fit: bool) -> None:
+    """Every line of every cell of the static tables shows (their rows grow with the text); with `fit`, at
+    1440 px each table also fits the main area without scrolling sideways (on a phone it scrolls in its box)."""
+    clipped = main(page).evaluate(CLIPPED_CELLS)
+    assert not clipped, f"{where}: table cells cut off: {clipped[:3]}"
+    if fit and page.viewport_size["width"] >= DESKTOP["width"]:
+        for table in main(page).get_by_test_id("stTable").all():
+            if table.is_visible():
+                inner, outer = table.evaluate("e => [e.querySelector('table').scrollWidth, e.clientWidth]")
+                assert inner <= outer + 2, f"{where}: a table is cut off at 1440 px ({inner} > {outer})"
+
+
 def _no_horizontal_overflow(page: Page, where: str) -> None:
     width = page.viewport_size["width"]
     over = main(page).evaluate("e => e.scrollWidth - e.clientWidth")
@@ -617,12 +635,14 @@ def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
                     wait_for_charts(page)
                     assert_clean(page)
                     _grids_fit(page, f"{where} {tab}")
+                    _tables_whole(page, f"{where} {tab}", fit=True)
                     _no_horizontal_overflow(page, f"{where} {tab}")
                     screenshot(page, artifacts / f"{name}-{tab}-{lang}-{size_name}.png")
             else:
                 wait_for_charts(page)
                 if slug in ("", "cost_value"):
                     _grids_fit(page, where)
+                _tables_whole(page, where, fit=slug in ("", "overview", "cost_value"))
                 _no_horizontal_overflow(page, where)
                 screenshot(page, artifacts / f"{name}-{lang}-{size_name}.png")
     page.set_viewport_size(DESKTOP)

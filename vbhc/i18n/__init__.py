@@ -62,6 +62,7 @@ MISSING = "\u2013"
 KIND_FORMAT: dict[str, str] = {
     "proportion": "percent",
     "prom_mic": "percent",
+    "composite": "percent",
     "response_rate": "percent",
     "mean": "number",
     "prom_score": "number",

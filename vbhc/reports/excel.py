@@ -25,10 +25,10 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from vbhc.catalog import default_catalog
+from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, default_catalog
 from vbhc.charts import PALETTE
 from vbhc.i18n import t, t_value
-from vbhc.indicators import BINARY_KINDS, IndicatorResult, cost_by_activity, prom_response_by_timepoint
+from vbhc.indicators import IndicatorResult, cost_by_activity, prom_response_by_timepoint
 from vbhc.reports.core import check_lang, now, period_label
 from vbhc.reports.privacy import (
     SuppressionRule,
@@ -48,6 +48,7 @@ HEADER_ROW = 3
 NUMBER_FORMATS: dict[str, str] = {
     "proportion": "0.0%",
     "prom_mic": "0.0%",
+    "composite": "0.0%",
     "response_rate": "0.0%",
     "mean": "0.0",
     "prom_score": "0.0",
@@ -112,7 +113,7 @@ def _value_format(row: pd.Series) -> str:
 
 
 def _observed_format(row: pd.Series) -> str:
-    return COUNT_FORMAT if row.get("kind") in (*BINARY_KINDS, "response_rate", "volume") else _value_format(row)
+    return COUNT_FORMAT if row.get("kind") in (*PROPORTION_KINDS, "volume") else _value_format(row)
 
 
 def _expected_format(row: pd.Series) -> str:

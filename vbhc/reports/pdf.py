@@ -22,7 +22,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 
 from vbhc import charts
-from vbhc.catalog import default_catalog
+from vbhc.catalog import PROM_KINDS, default_catalog
 from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t
 from vbhc.indicators import (
     IndicatorResult,
@@ -49,7 +49,6 @@ ASSESSMENT_FILL = {
     "as expected": (230, 230, 230),
     "too few cycles": (221, 221, 221),
 }
-PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
 
 
 def render_chart(chart: Any, scale: float = CHART_SCALE) -> bytes:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vbhc.catalog import PROPORTION_KINDS
 from vbhc.disclosure import complementary_suppression
 from vbhc.i18n import fmt_int, t
-from vbhc.indicators import BINARY_KINDS, IndicatorResult
+from vbhc.indicators import IndicatorResult
 from vbhc.registry import unit_labels
 from vbhc.settings import suppress_below
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: Indicator kinds whose `observed` is a count of care cycles (events, responders).
-COUNT_KINDS = (*BINARY_KINDS, "response_rate")
+COUNT_KINDS = PROPORTION_KINDS
 
 #: Indicator-table columns withheld for a suppressed unit × indicator (limit and position columns by prefix).
 WITHHELD_COLUMNS = (
@@ -62,6 +63,12 @@ WITHHELD_COLUMNS = (
     "adjusted_upper",
     "precision",
     "detectable_difference",
+    "shrunken_value",
+    "shrunken_lower",
+    "shrunken_upper",
+    "expected_rank",
+    "expected_rank_lower",
+    "expected_rank_upper",
 )
 _WITHHELD_PREFIXES = ("lower_", "upper_", "position_", "assessment_")
 

@@ -1,0 +1,260 @@
+"""Shrinkage estimates against independent fits: statsmodels MixedLM (continuous), a marginal likelihood
+integrated with scipy's adaptive quadrature (yes/no) and statsmodels' BinomialBayesMixedGLM (the conditional
+modes); and the properties a reader relies on: small units move further towards the average."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+from scipy import integrate, optimize, stats
+from scipy.special import expit, logit
+from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+
+from vbhc import benchmark, shrinkage
+
+
+def _binary_case(seed: int = 1, units: int = 8, tau: float = 0.5):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 60, units)
+    unit = np.repeat(np.arange(units), sizes)
+    expected = expit(rng.normal(-1.5, 0.8, unit.size))
+    effect = rng.normal(0, tau, units)
+    y = (rng.random(unit.size) < expit(logit(expected) + effect[unit])).astype(float)
+    return unit, y, expected
+
+
+def _quadrature_reference(unit, y, expected):
+    """Maximum marginal likelihood of logit p = logit(e) + alpha + u_j, u_j ~ N(0, tau^2), each unit's
+    integral by scipy.integrate.quad over the exact per-cycle likelihood; then each unit's conditional mode
+    and the curvature there by bounded scalar optimisation and finite differences."""
+    groups = [(logit(expected[unit == j]), y[unit == j]) for j in np.unique(unit)]
+
+    def unit_loglik(a, tau, o, yy):
+        def density(v):
+            eta = o + a + v
+            return np.exp(np.sum(yy * eta - np.logaddexp(0, eta)) - v * v / (2 * tau * tau)) / (
+                np.sqrt(2 * np.pi) * tau
+            )
+
+        return np.log(integrate.quad(density, -12 * tau, 12 * tau, epsabs=0, epsrel=1e-12, limit=200)[0])
+
+    fit = optimize.minimize(
+        lambda th: -sum(unit_loglik(th[0], np.exp(th[1]), o, yy) for o, yy in groups),
+        [0.0, np.log(0.3)],
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 2000},
+    )
+    alpha, tau = fit.x[0], float(np.exp(fit.x[1]))
+    modes, sds = [], []
+    for o, yy in groups:
+
+        def neg(v, o=o, yy=yy):
+            eta = o + alpha + v
+            return -(np.sum(yy * eta - np.logaddexp(0, eta)) - v * v / (2 * tau * tau))
+
+        mode = optimize.minimize_scalar(neg, bounds=(-5, 5), method="bounded", options={"xatol": 1e-12}).x
+        h = 1e-4
+        curvature = (neg(mode + h) - 2 * neg(mode) + neg(mode - h)) / h**2
+        modes.append(mode)
+        sds.append(1 / np.sqrt(curvature))
+    return alpha, tau**2, np.array(modes), np.array(sds)
+
+
+def test_binary_agrees_with_a_marginal_likelihood_integrated_by_quadrature():
+    unit, y, expected = _binary_case()
+    fit = shrinkage.shrink_binary(unit, y, expected)
+    alpha, tau2, modes, sds = _quadrature_reference(unit, y, expected)
+    assert tau2 > 0.05  # a case with real between-unit variance, not the boundary
+    # reached: ~1e-7 on tau^2 and alpha, ~3e-8 on the modes (both optimisers stop at ~1e-9 in the parameters)
+    assert fit.tau2 == pytest.approx(tau2, abs=1e-6)
+    assert fit.centre == pytest.approx(alpha, abs=1e-6)
+    np.testing.assert_allclose(fit.effect, modes, atol=1e-6)
+    np.testing.assert_allclose(fit.effect_sd, sds, atol=1e-5)  # finite-difference curvature: ~1e-7
+    # the risk-standardised rate: predicted / expected events (at the average unit) x the overall rate
+    overall = y.mean()
+    within = np.array(
+        [1 / (expit(o) * (1 - expit(o))).sum() for o in (logit(expected[unit == j]) + alpha for j in range(8))]
+    )
+    lam = tau2 / (tau2 + within)
+    var_alpha = 1 / (1 / (within + tau2)).sum()
+    for j in range(len(modes)):
+        o = logit(expected[unit == j])
+        ratio = expit(o + alpha + modes[j]).sum() / expit(o + alpha).sum()
+        assert fit.value[j] == pytest.approx(ratio * overall, rel=1e-5)
+        spread = np.sqrt(sds[j] ** 2 + (1 - lam[j]) ** 2 * var_alpha)
+        lo = expit(o + alpha + modes[j] - 1.959964 * spread).sum() / expit(o + alpha).sum()
+        assert fit.lower[j] == pytest.approx(lo * overall, rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")  # gtol below its reach
+def test_binary_conditional_modes_equal_binomial_bayes_mixed_glm():
+    """BinomialBayesMixedGLM.fit_map maximises the joint posterior over (intercept, log tau, u); its tau is
+    therefore not the marginal ML one (and its priors differ), so tau cannot be compared. What must agree is
+    the shrinkage step: given its intercept and tau, our conditional modes equal its u (to its optimiser's
+    gradient tolerance; ~1e-11 reached with gtol=1e-10). A constant expected risk makes its model ours."""
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(20, 150, 10)
+    unit = np.repeat(np.arange(10), sizes)
+    y = (rng.random(unit.size) < expit(-1 + rng.normal(0, 1.2, 10)[unit])).astype(float)
+    frame = pd.DataFrame({"y": y, "g": [f"u{j:02d}" for j in unit]})
+    model = BinomialBayesMixedGLM.from_formula("y ~ 1", {"g": "0 + C(g)"}, frame)
+    result = model.fit_map(minim_opts={"gtol": 1e-10})
+    intercept, tau = float(result.fe_mean[0]), float(np.exp(result.vcp_mean[0]))
+    assert tau > 0.3
+    p0 = 0.25
+    sums = shrinkage._UnitSums(np.full(unit.size, logit(p0)), unit, 10)
+    events = np.bincount(unit, weights=y)
+    modes = shrinkage._modes(sums, events, intercept - logit(p0), tau, np.zeros(10))
+    np.testing.assert_allclose(modes, result.vc_mean, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")  # gtol below its reach
+def test_continuous_agrees_with_statsmodels_mixedlm():
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(3, 80, 12)
+    unit = np.repeat(np.arange(12), sizes)
+    residual = rng.normal(0, 0.7, 12)[unit] + rng.normal(0, 2, unit.size)
+    fit = shrinkage.shrink_continuous(unit, residual, overall=10.0)
+    frame = pd.DataFrame({"r": residual, "g": unit})
+    ref = smf.mixedlm("r ~ 1", frame, groups=frame["g"]).fit(reml=True, method="bfgs", gtol=1e-10)
+    blups = np.array([ref.random_effects[j].iloc[0] for j in range(12)])
+    # reached: ~4e-8 on tau^2, ~2e-8 on the BLUPs
+    assert fit.tau2 == pytest.approx(ref.cov_re.iloc[0, 0], abs=1e-6)
+    assert fit.sigma2 == pytest.approx(ref.scale, abs=1e-6)
+    assert fit.centre == pytest.approx(ref.fe_params.iloc[0], abs=1e-6)
+    np.testing.assert_allclose(fit.effect, blups, atol=1e-6)
+    np.testing.assert_allclose(fit.value, 10.0 + ref.fe_params.iloc[0] + blups, atol=1e-6)
+
+
+def test_continuous_by_hand_with_known_variances():
+    """Two units by hand: lambda = tau^2 / (tau^2 + sigma^2/n), mu the precision-weighted mean."""
+    residual = np.array([1.0, 3.0, -1.0, -1.0, 0.0, 0.0, 2.0])
+    unit = np.array(["a", "a", "b", "b", "b", "b", "b"])
+    fit = shrinkage.shrink_continuous(unit, residual, overall=0.0)
+    tau2, sigma2 = fit.tau2, fit.sigma2
+    mean = np.array([2.0, 0.0])
+    n = np.array([2.0, 5.0])
+    w = 1 / (tau2 + sigma2 / n)
+    mu = (w * mean).sum() / w.sum()
+    lam = tau2 / (tau2 + sigma2 / n)
+    np.testing.assert_allclose(fit.value, mu + lam * (mean - mu), atol=1e-12)
+    var = lam * sigma2 / n + (1 - lam) ** 2 / w.sum()
+    np.testing.assert_allclose(fit.upper - fit.value, stats.norm.ppf(0.975) * np.sqrt(var), atol=1e-12)
+
+
+def test_small_units_move_further_towards_the_average_than_large_ones():
+    # yes/no: two units with the same observed (30%) and expected (15%) rate, 20 and 400 cycles
+    rng = np.random.default_rng(11)
+    units, ys, es = [], [], []
+    for name, n, rate in [("small", 20, 0.3), ("large", 400, 0.3)] + [(f"o{k}", 200, 0.15) for k in range(8)]:
+        events = round(n * rate)
+        ys.append(rng.permutation(np.r_[np.ones(events), np.zeros(n - events)]))
+        es.append(np.full(n, 0.15))
+        units += [name] * n
+    y, e = np.concatenate(ys), np.concatenate(es)
+    fit = shrinkage.shrink_binary(units, y, e, overall=0.15)
+    by = dict(zip(fit.units, fit.value, strict=True))
+    adjusted = 0.3 / 0.15 * 0.15  # O/E x overall for both units
+    assert 0.15 < by["small"] < by["large"] < adjusted
+    pull = {k: (adjusted - by[k]) / (adjusted - 0.15) for k in ("small", "large")}
+    assert pull["small"] > 2 * pull["large"]
+    # continuous: the same mean residual (+3) with 5 and 200 cycles
+    rng = np.random.default_rng(12)
+    units = ["small"] * 5 + ["large"] * 200 + [f"o{k}" for k in range(8) for _ in range(50)]
+    shift = np.r_[np.full(205, 3.0), np.repeat(rng.normal(0, 1, 8), 50)]
+    noise = rng.normal(0, 4, len(units))
+    noise[:5] -= noise[:5].mean()
+    noise[5:205] -= noise[5:205].mean()
+    fit = shrinkage.shrink_continuous(units, shift + noise, overall=0.0)
+    by = dict(zip(fit.units, fit.value - fit.centre, strict=True))
+    assert 0 < by["small"] < by["large"] < 3.0
+
+
+def test_no_between_unit_variance_shrinks_everyone_to_the_average():
+    rng = np.random.default_rng(4)
+    unit = np.repeat(np.arange(6), 300)
+    e = expit(rng.normal(-2, 0.5, unit.size))
+    y = np.zeros(unit.size)
+    for j in range(6):  # events exactly as expected per unit: no unit differs
+        idx = np.flatnonzero(unit == j)
+        y[idx[np.argsort(-e[idx])[: round(e[idx].sum())]]] = 1
+    fit = shrinkage.shrink_binary(unit, y, e)
+    assert fit.tau2 == 0.0
+    assert fit.rankability() == 0.0
+    np.testing.assert_allclose(fit.value, y.mean(), rtol=1e-9)
+    assert (fit.lower < fit.value).all() and (fit.value < fit.upper).all()  # the overall rate's own uncertainty
+    rank, lo, hi = shrinkage.expected_ranks(fit.effect, fit.effect_sd, lower_is_better=True)
+    np.testing.assert_allclose(rank, 3.5)
+    assert (lo == 1).all() and (hi == 6).all()
+
+
+def test_rankability_is_the_benchmark_definition_with_the_models_variances():
+    unit, y, expected = _binary_case(seed=3, units=10, tau=0.6)
+    fit = shrinkage.shrink_binary(unit, y, expected)
+    enters = fit.n >= 20
+    assert fit.rankability(enters) == benchmark.rankability(fit.tau2, fit.within_variance[enters])
+    # within-unit variance: the inverse information of the unit's effect at the average unit
+    o = logit(expected[unit == 0])
+    p = expit(o + fit.centre)
+    assert fit.within_variance[0] == pytest.approx(1 / (p * (1 - p)).sum(), rel=1e-9)
+
+
+def test_expected_rank_is_exact_and_its_interval_from_seeded_draws():
+    effect = np.array([-0.5, 0.0, 0.1, 0.8])
+    sd = np.array([0.1, 0.3, 0.3, 0.2])
+    rank, lo, hi = shrinkage.expected_ranks(effect, sd, lower_is_better=True)
+    draws = effect + sd * np.random.default_rng(0).standard_normal((200_000, 4))
+    simulated = (draws.argsort(axis=1).argsort(axis=1) + 1).mean(axis=0)
+    np.testing.assert_allclose(rank, simulated, atol=0.01)
+    assert rank[0] < rank[1] < rank[2] < rank[3]
+    assert (lo <= rank).all() and (rank <= hi).all() and lo[0] == 1 and hi[3] == 4
+    again = shrinkage.expected_ranks(effect, sd, lower_is_better=True)
+    np.testing.assert_array_equal(lo, again[1])
+    higher = shrinkage.expected_ranks(effect, sd, lower_is_better=False)[0]
+    np.testing.assert_allclose(higher, 5 - rank)
+
+
+def test_per_unit_shrinkage_columns_are_withheld_where_exact_values_are():
+    """A manager's anonymised other units and a report's suppressed cells must not carry the shrunken
+    interval or the ranks (their width is the unit's precision, which gives n back)."""
+    from vbhc import access
+    from vbhc.reports import privacy
+
+    per_unit = {
+        shrinkage.SHRUNKEN_VALUE,
+        shrinkage.SHRUNKEN_LOWER,
+        shrinkage.SHRUNKEN_UPPER,
+        shrinkage.EXPECTED_RANK,
+        shrinkage.EXPECTED_RANK_LOWER,
+        shrinkage.EXPECTED_RANK_UPPER,
+    }
+    assert per_unit - {shrinkage.SHRUNKEN_VALUE} <= set(access.EXACT_COLUMNS)
+    assert shrinkage.SHRUNKEN_VALUE in access.ROUNDED_COLUMNS
+    assert per_unit <= set(privacy.WITHHELD_COLUMNS)
+    indicator_level = set(shrinkage.COLUMNS) - per_unit
+    assert indicator_level == {shrinkage.SHRINKAGE_TAU2, shrinkage.SHRINKAGE_RANKABILITY, shrinkage.RANKED_UNITS}
+
+
+def test_without_between_unit_variance_alpha_calibrates_expected_to_observed_events():
+    rng = np.random.default_rng(4)
+    unit = np.repeat(np.arange(6), 300)
+    e = expit(rng.normal(-2, 0.5, unit.size))
+    y = np.zeros(unit.size)
+    for j in range(6):
+        idx = np.flatnonzero(unit == j)
+        y[idx[np.argsort(-e[idx])[: round(e[idx].sum() * 1.2)]]] = 1  # 20% more events everywhere
+    fit = shrinkage.shrink_binary(unit, y, e)
+    assert fit.tau2 == 0.0
+    assert expit(logit(e) + fit.centre).sum() == pytest.approx(y.sum(), rel=1e-10)
+
+
+def test_nothing_to_estimate_gives_no_estimate_and_no_warning():
+    with np.errstate(all="raise"):
+        constant = shrinkage.shrink_continuous(["a", "a", "b", "b"], [1.0, 1.0, 2.0, 2.0], overall=0.0)
+        assert np.isnan(constant.value).all() and np.isnan(constant.tau2)
+        one_unit = shrinkage.shrink_binary(["a"] * 5, [0, 1, 0, 0, 1], [0.3] * 5)
+        assert np.isnan(one_unit.value).all() and list(one_unit.n) == [5]
+        no_events = shrinkage.shrink_binary(["a", "a", "b"], [0, 0, 0], [0.1, 0.2, 0.1])
+        assert np.isnan(no_events.value).all()

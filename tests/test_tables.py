@@ -1,0 +1,194 @@
+"""The pages' small tables (verdicts, the meeting's changes, scorecard, cost, compare): light tints with readable
+text, every line of every cell shown (a static table, not a grid of fixed row height), data text escaped, and
+the meeting's change in one pair of parentheses, in both languages."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from vbhc import charts
+from vbhc.charts import ASSESSMENT_LABELS, ASSESSMENTS, LANGS, PALETTE
+from vbhc.i18n import t
+from vbhc.safety import md_escape
+from vbhc.settings import PROJECT_ROOT
+from vbhc.store import get_engine
+
+pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py
+
+
+# ------------------------------------------------------------------------------------------------ colours
+
+
+@pytest.mark.parametrize("assessment", [*ASSESSMENTS, *(n for lang in LANGS for n in ASSESSMENT_LABELS[lang].values())])
+def test_a_table_cell_tint_keeps_its_text_readable(assessment):
+    """WCAG AA (4.5:1) for the text on every tint; the solid palette colour (black on #999999 grey, white on
+    vermillion: 3.9:1) is for charts only."""
+    tint = charts.scorecard_tint(assessment)
+    assert charts.contrast_ratio(charts.TINT_TEXT_COLOUR, tint) >= 4.5
+    assert tint != charts.scorecard_colour(assessment) or tint.upper() in ("#FFFFFF", "#FDFDFD")
+
+
+def test_tints_come_from_the_palette_and_keep_better_and_worse_apart():
+    tints = {a: charts.scorecard_tint(a) for a in ASSESSMENTS}
+    assert len(set(tints.values())) == len(tints)
+    # the tint is the palette colour over white: every channel between the colour and white
+    for code, tint in tints.items():
+        colour = PALETTE[code]
+        for i in (1, 3, 5):
+            assert int(colour[i : i + 2], 16) <= int(tint[i : i + 2], 16) <= 255
+    # blue and vermillion stay apart: the tints differ most in the red and blue channels
+    better, worse = tints["better"], tints["worse"]
+    assert int(better[5:7], 16) - int(worse[5:7], 16) > 20 and int(worse[1:3], 16) - int(better[1:3], 16) > 20
+    assert charts.scorecard_tint("Slechter dan verwacht") == worse
+
+
+def test_a_coloured_cell_is_a_tint_with_the_palette_colour_as_a_marker():
+    from ui import render
+
+    style = render.cell_style("as expected")
+    assert "background-color: #999999" not in style
+    assert f"background-color: {charts.scorecard_tint('as expected')}" in style
+    assert f"color: {charts.TINT_TEXT_COLOUR}" in style
+    assert PALETTE["worse"] in render.cell_style("Slechter dan verwacht")  # a marker in the full colour
+    assert render.cell_style("") == "" and render.cell_style(np.nan) == ""
+
+
+# ------------------------------------------------------------------------------------------------ the table
+
+
+def _hostile_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Unit": ["<script>alert(1)</script>", "[H67](https://evil.example) **b**"],
+            "Verdict": ["As expected: 2.7% against 2.2% expected; within the 95% limits", "Worse than expected"],
+        }
+    )
+
+
+def test_the_styler_escapes_every_cell_and_tints_by_assessment():
+    from ui import render
+
+    frame = _hostile_frame()
+    colours = pd.DataFrame({"Verdict": ["as expected", "worse"]})
+    html = render.table_styler(frame, colours, {"Verdict": 300}).to_html()
+    assert "<script>" not in html and "](https://" not in html
+    assert md_escape(frame["Unit"][0]) in html.replace("&lt;", "<").replace("&gt;", ">")
+    assert charts.scorecard_tint("worse") in html and charts.scorecard_tint("as expected") in html
+    assert "max-width: 300px" in html
+
+
+def _table_app() -> None:
+    import pandas as pd
+
+    from ui import render
+
+    frame = pd.DataFrame(
+        {
+            "Unit": ["<script>alert(1)</script>", "[H67](https://evil.example) **b**"],
+            "Verdict": ["As expected: 2.7% against 2.2% expected; within the 95% limits", "Worse than expected"],
+        }
+    )
+    render.static_table(frame, colours=pd.DataFrame({"Verdict": ["as expected", "worse"]}), widths={"Verdict": 300})
+
+
+def test_a_static_table_shows_data_text_as_typed():
+    """st.table renders cells as Markdown: what the browser gets is escaped, the element's data stays plain."""
+    at = AppTest.from_function(_table_app).run()
+    assert not at.exception
+    assert not at.dataframe and len(at.table) == 1
+    frame = _hostile_frame()
+    pd.testing.assert_frame_equal(at.table[0].value, frame)
+    styler = at.table[0].proto.arrow_data.styler
+    shown = convert_arrow_bytes_to_pandas_df(styler.display_values)
+    assert list(shown["Unit"]) == [md_escape(v) for v in frame["Unit"]]
+    assert at.table[0].proto.hide_index
+    assert charts.scorecard_tint("worse") in styler.styles
+
+
+# ------------------------------------------------------------------------------------------------ the meeting
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize(
+    ("previous", "current", "p_value", "beyond"),
+    [(0.027, 0.027, 1.0, False), (0.02, 0.05, 0.001, True), (0.02, 0.03, np.nan, False), (np.nan, 0.03, np.nan, False)],
+)
+def test_the_change_since_the_meeting_has_one_pair_of_parentheses(lang, previous, current, p_value, beyond):
+    from ui import render
+
+    row = SimpleNamespace(
+        previous=previous,
+        current=current,
+        change=current - previous,
+        kind="proportion",
+        p_value=p_value,
+        beyond_chance=beyond,
+        arrow="→",
+    )
+    text = render._change_text(row, lang)
+    assert "((" not in text and "))" not in text, text
+    assert text.count("(") == text.count(")") <= 1, text
+    assert not re.search(r"\([^)]*\(", text), text
+    if np.isfinite(p_value):
+        assert text.endswith(")") and re.search(r"p\s=\s", text)
+
+
+# ------------------------------------------------------------------------------------------------ the pages
+
+
+@pytest.fixture
+def small_demo_db(small_demo_registry, monkeypatch):
+    engine, truth = small_demo_registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_engine.cache_clear()
+    yield engine, truth
+    get_engine.cache_clear()
+
+
+def _page(page: str, lang: str, **state: str) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = lang
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _table_with(at: AppTest, header: str) -> pd.DataFrame:
+    found = [tab for tab in at.table if header in tab.value.columns]
+    assert found, f"no table with a column {header!r}"
+    return found[0]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, lang):
+    """Every verdict sentence is in a static table (rows grow with their text), whole and escaped; the meeting's
+    table names its indicators in full."""
+    from ui import render
+    from vbhc.indicators import indicator_table
+
+    at = _page("views/condition_team.py", lang, condition="colorectal_cancer")
+    verdict_column = t("verdict.column", lang)
+    table = _table_with(at, verdict_column)
+    result = indicator_table("colorectal_cancer", "hospital", engine=small_demo_db[0])
+    unit = at.session_state["_filters"].unit
+    mine = result.table[(result.table["unit"] == unit) & (result.table["kind"] != "volume")]
+    expected = render.indicator_display(mine, lang, charts=render.unit_charts(result, mine, unit))[verdict_column]
+    shown = table.value[verdict_column]
+    assert sorted(shown) == sorted(expected)
+    assert all(len(s) > 40 for s in shown)  # whole sentences, not cut
+    display = convert_arrow_bytes_to_pandas_df(table.proto.arrow_data.styler.display_values)
+    assert list(display[verdict_column]) == [md_escape(s) for s in shown]
+    meeting = _table_with(at, t("meeting.column_change", lang)).value
+    assert not any("((" in s or "))" in s for s in meeting[t("meeting.column_change", lang)])
+    assert not any(s.endswith("…") for s in meeting[t("column.indicator", lang)])
