@@ -195,13 +195,10 @@ def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str)
 def error_text(error: improvement.ImprovementError, lang: str) -> str:
     """The refusal as one line in the viewer's language, a field named as the meeting page's form labels it
     (explanation_text -> "What the team concluded") rather than by its stored name."""
-    from copy import copy
-
     from vbhc.i18n import catalog
 
     field_name = error.values.get("field")
     key = f"agenda.field_{field_name}"
-    if isinstance(field_name, str) and key in catalog(lang):
-        error = copy(error)
-        error.values = {**error.values, "field": improvement.Label(key)}
+    if type(error) is improvement.ImprovementError and isinstance(field_name, str) and key in catalog(lang):
+        error = improvement.ImprovementError(error.key, **{**error.values, "field": improvement.Label(key)})
     return error.message(lang)

@@ -162,6 +162,21 @@ def _flash(ok: bool, text: str) -> None:
     st.session_state["_meeting_flash"] = ("ok" if ok else "error", text)
 
 
+def _refusal(exc: Exception, lang: str) -> str:
+    """A refused or failed write as one line in the viewer's language: who changed the item and when for a stale
+    edit, the translated reason for a refused value, never a traceback."""
+    try:
+        if isinstance(exc, improvement.EditConflict):
+            return f"{meeting_agenda.error_text(exc, lang)} {t('agenda.now_current', lang)}"
+        if isinstance(exc, ImprovementError):
+            return meeting_agenda.error_text(exc, lang)
+        if isinstance(exc, AccessDenied):
+            return t("agenda.not_allowed", lang)
+    except Exception:  # a message that cannot be built still says that nothing was saved
+        pass
+    return t("agenda.write_failed", lang, error=type(exc).__name__)
+
+
 def _save(what: str, lang: str) -> None:
     """A form's callback: write with the version the viewer saw; every refusal becomes one translated line."""
     state = st.session_state
@@ -207,14 +222,8 @@ def _save(what: str, lang: str) -> None:
                 source=state.get(f"{prefix}_source", ""),
                 valid_from=state[f"{prefix}_valid_from"],
             )
-    except improvement.EditConflict as conflict:
-        _flash(False, f"{meeting_agenda.error_text(conflict, lang)} {t('agenda.now_current', lang)}")
-    except ImprovementError as error:
-        _flash(False, meeting_agenda.error_text(error, lang))
-    except AccessDenied:
-        _flash(False, t("agenda.not_allowed", lang))
     except Exception as exc:  # never a traceback on the page; the write was one transaction and rolled back
-        _flash(False, t("agenda.write_failed", lang, error=type(exc).__name__))
+        _flash(False, _refusal(exc, lang))
     else:
         _flash(True, t("agenda.saved", lang, item=item.item_id, version=item.version))
 
@@ -227,12 +236,8 @@ def _import(lang: str) -> None:
     viewer, engine = auth.current(), data.current_engine()
     try:
         _, done = meeting_agenda.import_workbook(engine, viewer, upload.getvalue(), upload.name)
-    except ImprovementError as error:
-        _flash(False, meeting_agenda.error_text(error, lang))
-    except AccessDenied:
-        _flash(False, t("agenda.not_allowed", lang))
     except Exception as exc:  # never a traceback; nothing was written
-        _flash(False, t("agenda.write_failed", lang, error=type(exc).__name__))
+        _flash(False, _refusal(exc, lang))
     else:
         counts = {k: fmt_int(len(v), lang) for k, v in (("created", done.created), ("updated", done.updated))}
         _flash(True, t("agenda.imported", lang, file=done.file, unchanged=fmt_int(done.unchanged, lang), **counts))
