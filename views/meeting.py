@@ -278,7 +278,7 @@ def target_form(what: str) -> None:
             key=f"mt_{what}_indicator",
             format_func=indicator_label,
         )
-        st.number_input(t("agenda.field_value", lang), value=None, min_value=0.0, key=f"mt_{what}_value")
+        st.number_input(t("agenda.field_value", lang), value=None, min_value=0.0, format="%g", key=f"mt_{what}_value")
         if what == "norm":
             st.text_input(t("agenda.field_source", lang), key=f"mt_{what}_source", max_chars=300)
         st.date_input(
