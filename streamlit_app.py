@@ -35,6 +35,7 @@ start = os.environ.get("VBHC_START_PAGE", "overview")
 PAGES = [
     ("overview", "nav.overview", ":material/dashboard:"),
     ("condition_team", "nav.condition_team", ":material/groups:"),
+    ("meeting", "nav.meeting", ":material/event:"),
     ("proms", "nav.proms", ":material/assignment:"),
     ("compare", "nav.compare_departments", ":material/compare_arrows:"),
     ("cost_value", "nav.cost_value", ":material/euro:"),

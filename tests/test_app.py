@@ -18,6 +18,7 @@ from vbhc.store import get_engine
 PAGES = [
     "views/overview.py",
     "views/condition_team.py",
+    "views/meeting.py",
     "views/proms.py",
     "views/compare.py",
     "views/cost_value.py",

@@ -37,6 +37,7 @@ from vbhc.store import get_engine
 PAGES = [
     "views/overview.py",
     "views/condition_team.py",
+    "views/meeting.py",
     "views/proms.py",
     "views/compare.py",
     "views/cost_value.py",
@@ -44,7 +45,7 @@ PAGES = [
     "views/audit.py",
     "views/methods.py",
 ]
-INDICATOR_PAGES = PAGES[:5]
+INDICATOR_PAGES = PAGES[:6]  # with the meeting page
 
 #: Names and abbreviations a Dutch text uses as they are.
 ALLOW = {
@@ -359,7 +360,8 @@ def test_every_page_is_dutch_in_local_mode(small_demo_registry, monkeypatch, loc
     ("user", "pages"),
     [
         ("manager", INDICATOR_PAGES),  # other units anonymised, volumes in bands, no patient rows or exports
-        ("care", ["views/condition_team.py", "views/methods.py"]),  # patient rows, aggregated exports
+        # patient rows, aggregated exports, the meeting's forms
+        ("care", ["views/condition_team.py", "views/meeting.py", "views/methods.py"]),
         ("quality", ["views/audit.py", "views/data.py"]),  # the audit log with other users' events
     ],
 )

@@ -22,6 +22,8 @@ from vbhc.settings import access_file
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 INDICATOR_PAGES = ("overview", "condition_team", "proms", "compare", "cost_value")
+#: Pages of the outcome roles besides the indicator pages: the improvement meeting (a manager reads its status).
+OUTCOME_PAGES = (*INDICATOR_PAGES, "meeting")
 
 
 def _secrets_have_auth() -> bool:
@@ -96,7 +98,7 @@ def current_viewer() -> Viewer:
 
 def page_allowed(viewer: Viewer, page: str) -> bool:
     """Which pages the viewer's navigation lists (the data behind each page is checked again in vbhc.access)."""
-    if page in INDICATOR_PAGES:
+    if page in OUTCOME_PAGES:
         return bool(viewer.roles & {Role.CARE_TEAM, Role.QUALITY, Role.MANAGER})
     if page == "data":
         return access.may_import(viewer)

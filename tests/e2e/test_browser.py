@@ -35,6 +35,7 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 PAGES = {
     "overview": ("Overview", "Value-based healthcare outcomes"),
     "condition_team": ("Condition team", "Breast cancer · Universitair Medisch Centrum Veenmeer"),
+    "meeting": ("Meeting", "Improvement meeting"),
     "proms": ("PROMs", "Patient-reported outcomes"),
     "compare": ("Compare departments", "Compare departments"),
     "cost_value": ("Cost and value", "Cost and value"),

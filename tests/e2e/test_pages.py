@@ -47,6 +47,7 @@ OWN = "Universitair Medisch Centrum Veenmeer"  # the demo's own hospital (H01)
 PAGES = {
     "": "app.title",
     "condition_team": None,
+    "meeting": "agenda.title",
     "proms": "proms.title",
     "compare": "compare.title",
     "cost_value": "cost.title",
@@ -57,6 +58,7 @@ PAGES = {
 NAV = {
     "": "nav.overview",
     "condition_team": "nav.condition_team",
+    "meeting": "nav.meeting",
     "proms": "nav.proms",
     "compare": "nav.compare_departments",
     "cost_value": "nav.cost_value",
@@ -67,9 +69,9 @@ NAV = {
 #: pages each role's navigation lists (local mode: every page)
 ROLE_PAGES = {
     "local": list(PAGES),
-    "care": ["", "condition_team", "proms", "compare", "cost_value", "methods"],
+    "care": ["", "condition_team", "meeting", "proms", "compare", "cost_value", "methods"],
     "quality": list(PAGES),
-    "manager": ["", "condition_team", "proms", "compare", "cost_value", "methods"],
+    "manager": ["", "condition_team", "meeting", "proms", "compare", "cost_value", "methods"],
     "admin": ["data", "methods"],
 }
 TEAM_TABS = ("verdicts", "depth", "casemix", "cases")

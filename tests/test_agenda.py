@@ -1,0 +1,119 @@
+"""The meeting's agenda (vbhc.agenda) from the stored improvement cycle, without Streamlit: what is on it for a unit,
+targets judged against the stored result, the versions an edit is based on, and the workbook import by sheet."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from vbhc import agenda, improvement
+from vbhc.access import Role, Scope, Viewer
+from vbhc.improvement import ActionStatus, Explanation, Flag, ImprovementError, Rule, TargetKind
+from vbhc.improvement_sheets import SheetRefused, export_actions
+
+CONDITION = "colorectal_cancer"
+INDICATOR = "anastomotic_leak"
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({CONDITION})),))
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+
+
+def flag(unit: str) -> Flag:
+    return Flag(unit, INDICATOR, Rule.FUNNEL_998, "worse", 0.2)
+
+
+@pytest.fixture
+def planted(sqlite_engine):
+    """Two signals (H01 explained, H02 new), a team goal, a norm, an overdue and a finished action."""
+    engine = sqlite_engine
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
+    h01 = improvement.signals(engine, CARE, CONDITION, unit="H01")[0]
+    improvement.explain_signal(engine, CARE, h01.item_id, 1, Explanation.REAL, "New stapler")
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, valid_from=dt.date(2026, 1, 1))
+    improvement.set_target(
+        engine,
+        QUALITY,
+        CONDITION,
+        "mortality_30d",
+        0.03,
+        kind=TargetKind.EXTERNAL_NORM,
+        source="DICA 2025",
+        valid_from=dt.date(2026, 1, 1),
+    )
+    start = dt.date(2026, 1, 1)
+    late = improvement.create_action(engine, CARE, CONDITION, "Prehabilitation", "nurse", start, start, unit="H01")
+    done = improvement.create_action(engine, CARE, CONDITION, "Training", "surgeon", start, start)
+    improvement.update_action(engine, CARE, done.item_id, 1, status=ActionStatus.DONE)
+    improvement.create_action(engine, CARE, CONDITION, "Elsewhere", "surgeon", start, start, unit="H02")
+    return engine, h01, late
+
+
+def test_the_agenda_of_a_unit(planted):
+    engine, h01, late = planted
+    today = dt.date(2026, 6, 1)
+    values = {INDICATOR: 0.12, "mortality_30d": 0.02}
+    found = agenda.meeting_agenda(engine, CARE, CONDITION, dt.date(2000, 1, 1), unit="H01", values=values, today=today)
+    assert [s.unit for s in found.new_signals] == ["H01"]  # H02's signal is another unit's
+    assert [(s.unit, s.status, s.explanation_text) for s in found.open_signals] == [("H01", "explained", "New stapler")]
+    assert [s.item_id for s in found.decidable] == [h01.item_id]
+    assert found.overdue.actions and [a.item_id for a in found.overdue.actions] == [late.item_id]
+    assert [a.title for a in found.actions] == ["Prehabilitation", "Training"]  # open first, other units left out
+    met = {r.target.indicator: (r.value, r.met) for r in found.targets}
+    assert met == {INDICATOR: (0.12, False), "mortality_30d": (0.02, True)}
+    assert (found.may_edit, found.may_set_norms, found.may_export) == (True, False, True)
+    assert found.versions[h01.item_id] == 2
+    # after the meeting nothing is new; the open items stay on the agenda
+    after = dt.date.today() + dt.timedelta(days=1)  # the signals were detected today
+    later = agenda.meeting_agenda(engine, CARE, CONDITION, after, unit="H01", today=today)
+    assert later.new_signals == [] and len(later.open_signals) == 1
+    assert all(r.met is None for r in later.targets)  # no stored values: the result does not tell
+
+
+def test_a_department_sees_its_hospitals_signals_and_a_manager_the_status_only(planted):
+    engine, *_ = planted
+    department = agenda.meeting_agenda(engine, QUALITY, CONDITION, dt.date(2000, 1, 1), unit="H01/SUR")
+    assert {s.unit for s in department.open_signals} == {"H01"}
+    everything = agenda.meeting_agenda(engine, QUALITY, CONDITION, dt.date(2000, 1, 1))
+    assert {s.unit for s in everything.open_signals} == {"H01", "H02"} and everything.may_set_norms
+    manager = agenda.meeting_agenda(engine, MANAGER, CONDITION, dt.date(2000, 1, 1), unit="H01")
+    assert (manager.may_edit, manager.may_export) == (False, False)
+    assert [s.explanation_text for s in manager.open_signals] == [""]
+    assert all(a.expected_effect == "" for a in manager.actions)
+
+
+def test_unit_values_take_the_adjusted_value_else_the_crude_one():
+    table = pd.DataFrame(
+        {
+            "unit": ["H01", "H01", "H01", "H02"],
+            "indicator": ["a", "b", "c", "a"],
+            "adjusted_value": [0.1, float("nan"), None, 0.5],
+            "crude_value": [0.2, 0.3, None, 0.6],
+        }
+    )
+    assert agenda.unit_values(table, "H01") == {"a": 0.1, "b": 0.3}
+    assert agenda.unit_values(table, None) == {} and agenda.unit_values(None, "H01") == {}
+
+
+def test_values_are_typed_as_shown():
+    assert agenda.to_shown(0.08, "proportion") == pytest.approx(8)
+    assert agenda.from_shown(8, "proportion") == pytest.approx(0.08)
+    assert agenda.from_shown(42.0, "prom_score") == 42.0
+
+
+def test_an_error_names_the_field_as_the_form_does():
+    error = ImprovementError("empty", field="explanation_text")
+    assert agenda.error_text(error, "nl") == "Conclusie van het team moet worden ingevuld." or (
+        "Conclusie van het team" in agenda.error_text(error, "nl")
+    )
+    assert "explanation_text" not in agenda.error_text(error, "en")
+    assert agenda.error_text(ImprovementError("empty", field="unknown_field"), "en").startswith("unknown_field")
+
+
+def test_a_workbook_is_imported_by_its_sheet(planted):
+    engine, *_ = planted
+    kind, done = agenda.import_workbook(engine, CARE, export_actions(engine, CARE, CONDITION), "actions.xlsx")
+    assert kind == "actions" and done.unchanged == 3
+    with pytest.raises(SheetRefused, match="not a readable XLSX workbook with a sheet targets"):
+        agenda.import_workbook(engine, CARE, b"not a workbook", "plan.xlsx")

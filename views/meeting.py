@@ -1,0 +1,367 @@
+"""Meeting: the condition team's monthly improvement meeting, generated from the stored improvement cycle (issue 14).
+
+The agenda comes from vbhc.agenda (new signals since the previous meeting, open and overdue items, targets and
+actions); the forms write through vbhc.improvement, which enforces the role rules. Forms submit through callbacks:
+they run before the page is drawn again, with the versions the viewer saw, so a stale edit is refused
+(EditConflict) and the page then shows the current state.
+"""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from ui import auth, data, filters, layout, render
+from vbhc import agenda as meeting_agenda
+from vbhc import improvement
+from vbhc.access import AccessDenied
+from vbhc.catalog import default_catalog
+from vbhc.i18n import MISSING, fmt_date, fmt_int, format_value, t, t_md
+from vbhc.improvement import ALL_UNITS, ImprovementError
+from vbhc.improvement_sheets import export_actions, export_targets
+from vbhc.meeting import default_meeting_date
+from vbhc.safety import safe_file_name
+from vbhc.settings import signal_explain_days
+
+chosen, lang = render.page_start("agenda.title")
+viewer = auth.current()
+engine = data.current_engine()
+condition = default_catalog().condition(chosen.condition)
+unit = chosen.unit
+since = chosen.meeting or default_meeting_date()
+result = data.result_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers)
+agenda = meeting_agenda.meeting_agenda(
+    engine, viewer, chosen.condition, since, unit=unit, values=meeting_agenda.unit_values(result.table, unit)
+)
+st.caption(
+    t_md(
+        "agenda.intro",
+        lang,
+        condition=condition.label(lang),
+        unit=filters.unit_name(unit) if unit else t("agenda.all_units", lang),
+        date=fmt_date(since, lang),
+    )
+)
+
+# what the last form did (set by its callback, which ran before this run)
+flash = st.session_state.pop("_meeting_flash", None)
+if flash:
+    (st.success if flash[0] == "ok" else st.error)(flash[1])
+# the versions shown now: the next form submit is based on them
+st.session_state["_meeting_versions"] = agenda.versions
+
+
+def indicator_label(indicator: str) -> str:
+    return condition.indicator(indicator).label(lang)
+
+
+def value_text(value: float | None, indicator: str) -> str:
+    return MISSING if value is None else format_value(value, condition.indicator(indicator).kind, lang)
+
+
+def unit_text(item_unit: str, level: str | None = None) -> str:
+    return t("agenda.all_units", lang) if item_unit == ALL_UNITS else filters.unit_name(item_unit, level)
+
+
+def label(prefix: str, value: str | None) -> str:
+    return t(f"improvement.{prefix}_{value}", lang) if value else MISSING
+
+
+def signal_rows(signals: list, *, explained: bool = True) -> pd.DataFrame:
+    rows = []
+    for s in signals:
+        row = {
+            t("agenda.col_item", lang): s.item_id,
+            t("column.indicator", lang): indicator_label(s.indicator),
+            t("column.unit", lang): unit_text(s.unit, s.level),
+            t("agenda.col_rule", lang): label("rule", s.rule),
+            t("agenda.col_side", lang): label("side", s.side),
+            t("agenda.col_value", lang): value_text(s.value, s.indicator),
+            t("agenda.col_detected", lang): fmt_date(s.detected_at, lang),
+            t("agenda.col_status", lang): label("status", s.status),
+        }
+        if explained:
+            row[t("agenda.col_explanation", lang)] = label("explanation", s.explanation)
+            if agenda.may_edit:  # the team's own words; a manager reads the status only
+                row[t("agenda.field_explanation_text", lang)] = s.explanation_text or MISSING
+            row[t("agenda.col_decision", lang)] = label("decision", s.decision)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def action_rows(actions: list) -> pd.DataFrame:
+    rows = []
+    for a in actions:
+        row = {
+            t("agenda.col_item", lang): a.item_id,
+            t("agenda.field_title", lang): a.title,
+            t("column.unit", lang): unit_text(a.unit),
+            t("agenda.col_owner", lang): a.owner_role,
+            t("agenda.field_start", lang): fmt_date(a.start, lang),
+            t("agenda.field_due", lang): fmt_date(a.due, lang),
+            t("agenda.col_status", lang): label("action", a.status),
+            t("agenda.col_linked", lang): ", ".join(indicator_label(i) for i in a.indicator_ids) or MISSING,
+        }
+        if agenda.may_edit:
+            row[t("agenda.field_expected_effect", lang)] = a.expected_effect or MISSING
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def target_rows() -> pd.DataFrame:
+    met = {True: t("agenda.met_yes", lang), False: t("agenda.met_no", lang), None: MISSING}
+    rows = []
+    for r in agenda.targets:
+        target = r.target
+        rows.append(
+            {
+                t("column.indicator", lang): indicator_label(target.indicator),
+                t("column.unit", lang): unit_text(target.unit),
+                t("agenda.col_kind", lang): label("target", target.kind),
+                t("agenda.col_direction", lang): label("direction", target.direction),
+                t("agenda.col_target", lang): value_text(target.value, target.indicator),
+                t("agenda.field_source", lang): target.source or MISSING,
+                t("agenda.field_valid_from", lang): fmt_date(target.valid_from, lang),
+                t("agenda.col_current", lang): value_text(r.value, target.indicator),
+                t("agenda.col_met", lang): met[r.met],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def show(frame: pd.DataFrame, key: str) -> None:
+    if frame.empty:
+        st.caption(t("agenda.nothing", lang))
+        return
+    widths = {t("agenda.col_item", lang): 120, t("column.indicator", lang): 190}
+    st.dataframe(
+        frame, hide_index=True, width="stretch", key=key, column_config=layout.fitted_columns(frame.columns, widths)
+    )
+
+
+# --- the agenda -------------------------------------------------------------------------------------------------
+if not agenda.may_edit:
+    st.info(t("agenda.status_only", lang), icon=":material/visibility:")
+st.subheader(t("agenda.new_signals", lang, date=fmt_date(since, lang)))
+show(signal_rows(agenda.new_signals, explained=False), "mt_new")
+st.subheader(t("agenda.open_signals", lang))
+show(signal_rows(agenda.open_signals), "mt_open")
+st.subheader(t("agenda.overdue", lang))
+st.markdown(f"##### {t('agenda.overdue_signals', lang, days=fmt_int(signal_explain_days(), lang))}")
+show(signal_rows(agenda.overdue.signals, explained=False), "mt_late_signals")
+st.markdown(f"##### {t('agenda.overdue_actions', lang)}")
+show(action_rows(agenda.overdue.actions), "mt_late_actions")
+st.subheader(t("agenda.targets", lang))
+show(target_rows(), "mt_targets")
+st.subheader(t("agenda.actions", lang))
+show(action_rows(agenda.actions), "mt_actions")
+
+
+# --- recording what the meeting decided (care team of the condition, quality directorate) -----------------------
+def _flash(ok: bool, text: str) -> None:
+    st.session_state["_meeting_flash"] = ("ok" if ok else "error", text)
+
+
+def _refusal(exc: Exception, lang: str) -> str:
+    """A refused or failed write as one line in the viewer's language: who changed the item and when for a stale
+    edit, the translated reason for a refused value, never a traceback."""
+    try:
+        if isinstance(exc, improvement.EditConflict):
+            return f"{meeting_agenda.error_text(exc, lang)} {t('agenda.now_current', lang)}"
+        if isinstance(exc, ImprovementError):
+            return meeting_agenda.error_text(exc, lang)
+        if isinstance(exc, AccessDenied):
+            return t("agenda.not_allowed", lang)
+    except Exception:  # a message that cannot be built still says that nothing was saved
+        pass
+    return t("agenda.write_failed", lang, error=type(exc).__name__)
+
+
+def _save(what: str, lang: str) -> None:
+    """A form's callback: write with the version the viewer saw; every refusal becomes one translated line."""
+    state = st.session_state
+    seen = state.get("_meeting_versions", {})
+    viewer, engine, chosen = auth.current(), data.current_engine(), filters.current()
+    try:
+        if what == "explain":
+            sid = state["mt_explain_signal"]
+            item = improvement.explain_signal(
+                engine, viewer, sid, seen.get(sid, 0), state["mt_explain_kind"], state["mt_explain_text"]
+            )
+        elif what == "decide":
+            sid = state["mt_decide_signal"]
+            item = improvement.decide_signal(engine, viewer, sid, seen.get(sid, 0), state["mt_decide_choice"])
+        elif what == "action":
+            indicator, signal = state["mt_action_indicator"], state["mt_action_signal"]
+            item = improvement.create_action(
+                engine,
+                viewer,
+                chosen.condition,
+                state["mt_action_title"],
+                state["mt_action_owner"],
+                state["mt_action_start"],
+                state["mt_action_due"],
+                unit=chosen.unit or ALL_UNITS,
+                indicators=[indicator] if indicator else [],
+                signals=[signal] if signal else [],
+                expected_effect=state["mt_action_effect"],
+            )
+        else:  # a team goal or an external norm
+            prefix = f"mt_{what}"
+            indicator, value = state[f"{prefix}_indicator"], state[f"{prefix}_value"]
+            if value is None:
+                raise ImprovementError("empty", field="value")
+            kind = default_catalog().condition(chosen.condition).indicator(indicator).kind
+            item = improvement.set_target(
+                engine,
+                viewer,
+                chosen.condition,
+                indicator,
+                meeting_agenda.from_shown(float(value), kind),
+                kind=improvement.TargetKind.EXTERNAL_NORM if what == "norm" else improvement.TargetKind.TEAM_GOAL,
+                source=state.get(f"{prefix}_source", ""),
+                valid_from=state[f"{prefix}_valid_from"],
+            )
+    except Exception as exc:  # never a traceback on the page; the write was one transaction and rolled back
+        _flash(False, _refusal(exc, lang))
+    else:
+        _flash(True, t("agenda.saved", lang, item=item.item_id, version=item.version))
+
+
+def _import(lang: str) -> None:
+    """The upload's callback: all rows or none; a refused file is its one-line problem."""
+    upload = st.session_state.get("mt_upload")
+    if upload is None:
+        return
+    viewer, engine = auth.current(), data.current_engine()
+    try:
+        _, done = meeting_agenda.import_workbook(engine, viewer, upload.getvalue(), upload.name)
+    except Exception as exc:  # never a traceback; nothing was written
+        _flash(False, _refusal(exc, lang))
+    else:
+        counts = {k: fmt_int(len(v), lang) for k, v in (("created", done.created), ("updated", done.updated))}
+        _flash(True, t("agenda.imported", lang, file=done.file, unchanged=fmt_int(done.unchanged, lang), **counts))
+
+
+def signal_picker(key: str, signals: list) -> None:
+    options = [s.item_id for s in signals]
+    filters.keep_valid(key, options)
+    by_id = {s.item_id: s for s in signals}
+    st.selectbox(
+        t("agenda.field_signal", lang),
+        options,
+        key=key,
+        format_func=lambda sid: " · ".join(
+            (sid, indicator_label(by_id[sid].indicator), unit_text(by_id[sid].unit, by_id[sid].level))
+        ),
+    )
+
+
+def choice(key: str, prefix: str, values: type) -> None:
+    st.radio(
+        t(f"agenda.field_{prefix}", lang),
+        [v.value for v in values],
+        key=key,
+        format_func=lambda v: label(prefix, v),
+        horizontal=True,
+    )
+
+
+indicators = [i.id for i in condition.indicators if i.kind != "volume"]
+
+
+def target_form(what: str) -> None:
+    with st.form(f"mt_{what}_form", enter_to_submit=False):
+        st.selectbox(
+            t("agenda.field_target_indicator", lang),
+            indicators,
+            key=f"mt_{what}_indicator",
+            format_func=indicator_label,
+        )
+        st.number_input(t("agenda.field_value", lang), value=None, min_value=0.0, format="%g", key=f"mt_{what}_value")
+        if what == "norm":
+            st.text_input(t("agenda.field_source", lang), key=f"mt_{what}_source", max_chars=300)
+        st.date_input(
+            t("agenda.field_valid_from", lang), value=dt.date.today(), key=f"mt_{what}_valid_from", format="YYYY-MM-DD"
+        )
+        st.form_submit_button(t(f"agenda.submit_{what}", lang), on_click=_save, args=(what, lang))
+
+
+if agenda.may_edit:
+    st.subheader(t("agenda.forms", lang))
+    with st.expander(t("agenda.form_explain", lang), icon=":material/edit_note:"):
+        if not agenda.explainable:
+            st.caption(t("agenda.nothing_to_explain", lang))
+        else:
+            with st.form("mt_explain_form", enter_to_submit=False):
+                signal_picker("mt_explain_signal", agenda.explainable)
+                choice("mt_explain_kind", "explanation", improvement.Explanation)
+                st.text_area(t("agenda.field_explanation_text", lang), key="mt_explain_text", max_chars=4000)
+                st.form_submit_button(t("agenda.submit_explain", lang), on_click=_save, args=("explain", lang))
+    with st.expander(t("agenda.form_decide", lang), icon=":material/gavel:"):
+        if not agenda.decidable:
+            st.caption(t("agenda.nothing_to_decide", lang))
+        else:
+            with st.form("mt_decide_form", enter_to_submit=False):
+                signal_picker("mt_decide_signal", agenda.decidable)
+                choice("mt_decide_choice", "decision", improvement.Decision)
+                st.form_submit_button(t("agenda.submit_decide", lang), on_click=_save, args=("decide", lang))
+    with (
+        st.expander(t("agenda.form_action", lang), icon=":material/playlist_add:"),
+        st.form("mt_action_form", enter_to_submit=False),
+    ):
+        st.text_input(t("agenda.field_title", lang), key="mt_action_title", max_chars=300)
+        st.text_input(t("agenda.field_owner_role", lang), key="mt_action_owner", max_chars=100)
+        left, right = st.columns(2)
+        left.date_input(
+            t("agenda.field_start", lang), value=dt.date.today(), key="mt_action_start", format="YYYY-MM-DD"
+        )
+        right.date_input(
+            t("agenda.field_due", lang),
+            value=dt.date.today() + dt.timedelta(days=91),
+            key="mt_action_due",
+            format="YYYY-MM-DD",
+        )
+        st.selectbox(
+            t("agenda.field_indicator", lang),
+            ["", *indicators],
+            key="mt_action_indicator",
+            format_func=lambda i: indicator_label(i) if i else t("agenda.not_linked", lang),
+        )
+        linkable = {s.item_id: s for s in agenda.open_signals}
+        filters.keep_valid("mt_action_signal", ["", *linkable])
+        st.selectbox(
+            t("agenda.field_signal", lang),
+            ["", *linkable],
+            key="mt_action_signal",
+            format_func=lambda sid: (
+                f"{sid} · {indicator_label(linkable[sid].indicator)}" if sid else t("agenda.not_linked", lang)
+            ),
+        )
+        st.text_area(t("agenda.field_expected_effect", lang), key="mt_action_effect", max_chars=4000)
+        st.form_submit_button(t("agenda.submit_action", lang), on_click=_save, args=("action", lang))
+    with st.expander(t("agenda.form_goal", lang), icon=":material/flag:"):
+        target_form("goal")
+    if agenda.may_set_norms:
+        with st.expander(t("agenda.form_norm", lang), icon=":material/verified:"):
+            target_form("norm")
+
+# --- the spreadsheet round trip -----------------------------------------------------------------------------------
+if agenda.may_export:
+    st.subheader(t("agenda.workbooks", lang))
+    left, right = st.columns(2)
+    for column, what, export in ((left, "targets", export_targets), (right, "actions", export_actions)):
+        name = safe_file_name(f"vbhc-{chosen.condition}-{what}.xlsx")
+        column.download_button(
+            t(f"agenda.download_{what}", lang),
+            # built on click; vbhc.access.export_file checks the role again and audits the file's SHA-256
+            data=lambda export=export, name=name: export(engine, viewer, chosen.condition, file_name=name),
+            file_name=name,
+            mime=render.XLSX_MIME,
+            on_click="ignore",
+            key=f"mt_download_{what}",
+            icon=":material/table:",
+        )
+    st.file_uploader(t("agenda.upload", lang), type=["xlsx"], key="mt_upload", help=t("agenda.upload_help", lang))
+    if st.session_state.get("mt_upload") is not None:
+        st.button(t("agenda.import_button", lang), on_click=_import, args=(lang,), type="primary")
