@@ -70,13 +70,9 @@ def _texts(at: AppTest) -> str:
     return " ".join(e.value for kind in kinds for e in getattr(at, kind))
 
 
-def _table(at: AppTest, key: str):
-    return next(frame.value for frame in at.dataframe if frame.proto.id and key in frame.proto.id)
-
-
 def _open_signals(at: AppTest, lang: str = "en"):
     """The open-signals table: the one with an explanation column and the signal's item id."""
-    return next(f.value for f in at.dataframe if t("agenda.col_explanation", lang) in f.value.columns)
+    return next(f.value for f in at.table if t("agenda.col_explanation", lang) in f.value.columns)
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])

@@ -11,7 +11,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, layout, render
+from ui import auth, data, filters, render
 from vbhc import agenda as meeting_agenda
 from vbhc import improvement
 from vbhc.access import AccessDenied
@@ -129,32 +129,30 @@ def target_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show(frame: pd.DataFrame, key: str) -> None:
+def show(frame: pd.DataFrame) -> None:
     if frame.empty:
         st.caption(t("agenda.nothing", lang))
         return
     widths = {t("agenda.col_item", lang): 120, t("column.indicator", lang): 190}
-    st.dataframe(
-        frame, hide_index=True, width="stretch", key=key, column_config=layout.fitted_columns(frame.columns, widths)
-    )
+    render.static_table(frame, widths=widths)  # explanations are sentences: cells wrap, rows grow
 
 
 # --- the agenda -------------------------------------------------------------------------------------------------
 if not agenda.may_edit:
     st.info(t("agenda.status_only", lang), icon=":material/visibility:")
 st.subheader(t("agenda.new_signals", lang, date=fmt_date(since, lang)))
-show(signal_rows(agenda.new_signals, explained=False), "mt_new")
+show(signal_rows(agenda.new_signals, explained=False))
 st.subheader(t("agenda.open_signals", lang))
-show(signal_rows(agenda.open_signals), "mt_open")
+show(signal_rows(agenda.open_signals))
 st.subheader(t("agenda.overdue", lang))
 st.markdown(f"##### {t('agenda.overdue_signals', lang, days=fmt_int(signal_explain_days(), lang))}")
-show(signal_rows(agenda.overdue.signals, explained=False), "mt_late_signals")
+show(signal_rows(agenda.overdue.signals, explained=False))
 st.markdown(f"##### {t('agenda.overdue_actions', lang)}")
-show(action_rows(agenda.overdue.actions), "mt_late_actions")
+show(action_rows(agenda.overdue.actions))
 st.subheader(t("agenda.targets", lang))
-show(target_rows(), "mt_targets")
+show(target_rows())
 st.subheader(t("agenda.actions", lang))
-show(action_rows(agenda.actions), "mt_actions")
+show(action_rows(agenda.actions))
 
 
 # --- recording what the meeting decided (care team of the condition, quality directorate) -----------------------
