@@ -100,3 +100,35 @@ def test_unit_labels():
     with pytest.raises(ValueError):
         registry.unit_labels(df, "ward")
     assert parse_period(None) is None and isinstance(parse_period("2023"), Period)
+
+
+@pytest.mark.parametrize(
+    ("unit", "parts"),
+    [
+        ("H01", ("H01", None)),
+        ("H01/SUR", ("H01", "SUR")),
+        ("colorectal_cancer@H01", ("H01", None)),
+        ("H-2/ORT/X", ("H-2", "ORT/X")),
+    ],
+)
+def test_unit_parts_reads_every_unit_id_unit_labels_writes(unit, parts):
+    assert registry.unit_parts(unit) == parts
+    assert registry.hospital_of(unit) == parts[0]
+
+
+def test_unit_ids_are_parsed_in_one_place():
+    """One parser of unit ids (registry.unit_parts): a page or module that splits them itself drifts from it."""
+    import re
+
+    from vbhc.settings import PROJECT_ROOT
+
+    splitting = re.compile(r"""\.(split|partition|rsplit)\(\s*["'][@/]["']""")
+    found = []
+    for folder in ("vbhc", "ui", "views"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            if path.name == "registry.py":
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if splitting.search(line.split("#")[0]):
+                    found.append(f"{path.relative_to(PROJECT_ROOT)}:{number}: {line.strip()}")
+    assert not found, "unit ids split outside vbhc.registry:\n" + "\n".join(found)

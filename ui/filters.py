@@ -22,7 +22,7 @@ from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import SUPPORTED, choose_language, t, unit_label
 from vbhc.meeting import COMPARISON_MONTHS, default_meeting_date
-from vbhc.registry import UNIT_LEVELS, unit_labels
+from vbhc.registry import UNIT_LEVELS, hospital_of, unit_labels
 from vbhc.settings import database_url
 
 
@@ -179,7 +179,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
     if not access.sees_all_units(viewer, condition):  # a manager picks among their own units only
         mine = set(access.visible_units(viewer, units, level, condition))
         options = [u for u in options if u in mine]
-    own_units = [u for u in options if not own.empty and _hospital_of(u) == own.iloc[0]]
+    own_units = [u for u in options if not own.empty and hospital_of(u) == own.iloc[0]]
     names = unit_names(level, condition, lang)
     unit = synced(
         st.sidebar.selectbox,
@@ -212,7 +212,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
     )
     chosen = tuple(sorted(peers))
     if chosen and unit is not None:
-        chosen = tuple(sorted({*chosen, _hospital_of(unit)}))
+        chosen = tuple(sorted({*chosen, hospital_of(unit)}))
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
     if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
         st.sidebar.warning(t("comparison.too_small", lang, min=access.MIN_OTHER_UNITS))
@@ -242,11 +242,6 @@ def _meeting_date(label: str) -> dt.date:
     value = value if isinstance(value, dt.date) else default
     _publish(key, value.isoformat(), default.isoformat())
     return value
-
-
-def _hospital_of(unit: str) -> str:
-    """'H01', 'H01/SUR' and 'colorectal_cancer@H01' all belong to hospital H01."""
-    return unit.split("/")[0].split("@")[-1]
 
 
 def current() -> Filters | None:

@@ -52,6 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
 from vbhc.disclosure import MIN_OTHER_UNITS
+from vbhc.registry import hospital_of, unit_parts
 from vbhc.safety import safe_csv
 
 if TYPE_CHECKING:
@@ -323,7 +324,8 @@ def _parse_grant(file: Path, number: int, raw: Mapping[str, Any], catalog: Catal
         if cond not in catalog.conditions:
             raise fail("conditions", cond, f"unknown condition (known: {', '.join(sorted(catalog.conditions))})")
     for dep in sorted(sets["departments"]):
-        if dep.count("/") != 1 or not all(dep.split("/")):
+        hospital, department = unit_parts(dep)
+        if "@" in dep or not hospital or not department or "/" in department:
             raise fail("departments", dep, "write a department as HOSPITAL/DEPARTMENT, e.g. 'H01/SUR'")
     if role == Role.CARE_TEAM and not sets["conditions"]:
         raise fail("conditions", None, "a care_team grant must name its condition(s)")
@@ -562,9 +564,9 @@ def _unit_hospital(result: IndicatorResult, unit: str) -> str | None:
     if result.level == "hospital":
         return unit
     if result.level == "department" and "/" in unit:
-        return unit.split("/", 1)[0]
+        return hospital_of(unit)
     if result.level == "condition_team" and "@" in unit:
-        return unit.split("@", 1)[1]
+        return hospital_of(unit)
     return None
 
 
@@ -805,12 +807,12 @@ def _row_visible(
     hospital = row.get("hospital")
     hospital = str(hospital) if hospital is not None and pd.notna(hospital) else ""
     if level == "department" and "/" in unit:
-        h, d = unit.split("/", 1)
+        h, d = unit_parts(unit)
         return may_see_unit(viewer, condition, h, d, divisions.get((h, d)))
     if level == "hospital":
         hospital = hospital or unit
     elif level == "condition_team" and not hospital and "@" in unit:
-        hospital = unit.split("@", 1)[1]
+        hospital = hospital_of(unit)
     return bool(hospital) and may_see_unit(viewer, condition, hospital)
 
 

@@ -25,8 +25,10 @@ from sqlalchemy import Engine
 
 from vbhc import improvement, models
 from vbhc.access import Viewer, may_edit_improvement, may_export, may_set_norms
+from vbhc.catalog import PROPORTION_KINDS
 from vbhc.improvement import ALL_UNITS, FINISHED, Overdue
 from vbhc.improvement_sheets import SHEETS, SheetImport, import_actions, import_targets
+from vbhc.registry import unit_parts
 
 __all__ = [
     "PERCENT_KINDS",
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 #: Indicator kinds shown (and typed in a form) as percentages while stored as fractions.
-PERCENT_KINDS = ("proportion", "prom_mic", "response_rate")
+PERCENT_KINDS = PROPORTION_KINDS
 
 
 @dataclass(frozen=True)
@@ -87,17 +89,11 @@ class Agenda:
         return [s for s in self.open_signals if s.status == improvement.SignalStatus.EXPLAINED]
 
 
-def _hospital(unit: str) -> tuple[str, str | None]:
-    label = unit.split("@", 1)[1] if "@" in unit else unit
-    hospital, _, department = label.partition("/")
-    return hospital, department or None
-
-
 def _belongs(item_unit: str, unit: str | None) -> bool:
     """An item of every unit, of the unit itself, or of its hospital when one of the two is a whole hospital."""
     if unit is None or item_unit in (ALL_UNITS, unit):
         return True
-    (h1, d1), (h2, d2) = _hospital(item_unit), _hospital(unit)
+    (h1, d1), (h2, d2) = unit_parts(item_unit), unit_parts(unit)
     return h1 == h2 and (d1 is None or d2 is None)
 
 

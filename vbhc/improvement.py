@@ -37,7 +37,7 @@ from vbhc import audit, models
 from vbhc.access import Permission, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
-from vbhc.registry import UNIT_LEVELS
+from vbhc.registry import UNIT_LEVELS, unit_parts
 
 __all__ = [
     "ALL_UNITS",
@@ -411,19 +411,12 @@ def _unit(value: object) -> str:
 
 
 # --------------------------------------------------------------------------------------------- visibility
-def _unit_parts(unit: str) -> tuple[str, str | None]:
-    """(hospital, department) of a unit label as vbhc.registry.unit_labels writes it (H01, H01/SUR, cond@H01)."""
-    label = unit.split("@", 1)[1] if "@" in unit else unit
-    hospital, _, department = label.partition("/")
-    return hospital, department or None
-
-
 def _visible(viewer: Viewer, condition: str, unit: str) -> bool:
     if not may_view_condition(viewer, condition):
         return False
     if unit == ALL_UNITS:
         return True
-    hospital, department = _unit_parts(unit)
+    hospital, department = unit_parts(unit)
     return may_see_unit(viewer, condition, hospital, department)
 
 

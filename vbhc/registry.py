@@ -309,6 +309,19 @@ def unit_labels(df: pd.DataFrame, level: str) -> pd.Series:
     raise ValueError(f"unknown unit level {level!r}; use one of {', '.join(UNIT_LEVELS)}")
 
 
+def unit_parts(unit: str) -> tuple[str, str | None]:
+    """(hospital, department or None) of a unit id as unit_labels writes it: 'H01', 'H01/SUR' and
+    'colorectal_cancer@H01' all belong to hospital H01. The one parser of unit ids."""
+    label = unit.split("@", 1)[1] if "@" in unit else unit
+    hospital, _, department = label.partition("/")
+    return hospital, department or None
+
+
+def hospital_of(unit: str) -> str:
+    """The hospital a unit id belongs to (unit_parts)."""
+    return unit_parts(unit)[0]
+
+
 def unit_names(
     units_df: pd.DataFrame, level: str, condition: str | None = None, condition_label: str = ""
 ) -> dict[str, str]:

@@ -30,7 +30,7 @@ from vbhc.catalog import PROPORTION_KINDS
 from vbhc.disclosure import complementary_suppression
 from vbhc.i18n import fmt_int, t
 from vbhc.indicators import IndicatorResult
-from vbhc.registry import unit_labels
+from vbhc.registry import hospital_of, unit_labels
 from vbhc.settings import suppress_below
 
 __all__ = [
@@ -156,7 +156,7 @@ def own_rows(table: pd.DataFrame, own_hospitals: Sequence[str]) -> np.ndarray:
         return np.zeros(len(table), bool)
     units = table["unit"].astype(str)
     hospital = table["hospital"].astype(str) if "hospital" in table else pd.Series("", index=table.index)
-    of_unit = units.str.split("/").str[0].str.split("@").str[-1]
+    of_unit = units.map(hospital_of)
     return (
         (hospital.where(hospital.ne("") & hospital.ne("nan") & hospital.ne("None"), of_unit))
         .isin(list(own_hospitals))
