@@ -7,7 +7,8 @@ import time
 import streamlit as st
 
 from ui import auth, data, filters
-from vbhc.i18n import t
+from vbhc.i18n import fmt_int, t
+from vbhc.safety import css_text
 from vbhc.settings import database_url
 
 _started, _cpu_started = time.perf_counter(), time.thread_time()
@@ -22,6 +23,15 @@ st.html(
     "@media (max-width: 640px){[data-testid=stMain] h1{font-size:1.5rem}}"
     # a chart wider than the screen (facets, fixed widths) scrolls sideways in its own box, not the whole page
     "[data-testid=stVegaLiteChart]{max-width:100%;overflow-x:auto}"
+    # the file uploader's own texts are English in Streamlit's browser code with no option to change them: the
+    # button and the size line show the catalog's texts instead (CSS generated content, read by screen readers)
+    "[data-testid=stFileUploaderDropzone] button [data-testid=stMarkdownContainer] p,"
+    "[data-testid=stFileUploaderDropzoneInstructions] span{font-size:0}"
+    "[data-testid=stFileUploaderDropzone] button [data-testid=stMarkdownContainer] p::after"
+    f"{{content:{css_text(t('data.upload_button', lang))};font-size:0.875rem}}"
+    "[data-testid=stFileUploaderDropzoneInstructions] span::after"
+    f"{{content:{css_text(t('data.upload_size', lang, limit=fmt_int(st.get_option('server.maxUploadSize'), lang)))};"
+    "font-size:0.875rem}"
     "</style>"
 )
 # who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when

@@ -123,3 +123,16 @@ def test_safe_file_name_keeps_names_plain() -> None:
     assert safe_file_name('=HYPERLINK("x")\r\n.csv') == "HYPERLINK_x_.csv"
     assert safe_file_name("../../etc/passwd") == "etc_passwd"
     assert safe_file_name("") == "export"
+
+
+@given(st.text(max_size=60))
+def test_css_text_cannot_end_its_string_or_rule(text: str) -> None:
+    from vbhc.safety import css_text
+
+    quoted = css_text(text)
+    inner = quoted[1:-1]
+    assert quoted[0] == quoted[-1] == '"'
+    assert not set(inner) & set("\"'<>{}/\\\n") - {"\\"}
+    # every escape is a backslash and exactly six hex digits: decoding gives the text back
+    decoded = re.sub(r"\\([0-9a-f]{6})", lambda m: chr(int(m.group(1), 16)), inner)
+    assert decoded == text

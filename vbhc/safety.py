@@ -66,3 +66,15 @@ def safe_file_name(name: str, default: str = "export") -> str:
     only, not starting with a dot or a formula trigger, so it is safe in a header, on disk and in a spreadsheet."""
     cleaned = _UNSAFE_FILE_CHARS.sub("_", name).strip("._-")
     return cleaned[:150] or default
+
+
+def css_text(value: object) -> str:
+    """`value` as a quoted CSS string (for `content:` in a style sheet): every character that is not a letter,
+    digit, space or plain punctuation is written as a CSS escape, so no text can end the string or the rule."""
+    out = []
+    for ch in str(value):
+        if ch.isalnum() or ch in " .,;:-()%":
+            out.append(ch)
+        else:
+            out.append(f"\\{ord(ch):06x}")
+    return '"' + "".join(out) + '"'

@@ -23,8 +23,7 @@ uploads = st.file_uploader(
     type=["csv", "xlsx"],
     accept_multiple_files=True,
     key="upload_files",
-    # the widget's own texts ("Drag and drop files here", "Browse files", the size limit) come from the browser
-    # code in English and Streamlit has no option to translate them: the help says the same in Dutch
+    # the widget's button and size line show the catalog's texts (CSS in streamlit_app.py); the help says more
     help=t("data.upload_limits", lang, limit=fmt_int(st.get_option("server.maxUploadSize"), lang)),
 )
 if uploads and st.button(t("data.import_button", lang), type="primary"):
