@@ -7,6 +7,7 @@ they run before the page is drawn again, with the versions the viewer saw, so a 
 """
 
 import datetime as dt
+import logging
 
 import pandas as pd
 import streamlit as st
@@ -160,6 +161,13 @@ def _flash(ok: bool, text: str) -> None:
     st.session_state["_meeting_flash"] = ("ok" if ok else "error", text)
 
 
+def _log_unexpected(exc: Exception) -> None:
+    """A failure that is not a refusal (a bug, a lost database) goes to the server log with its traceback: the page
+    shows one line, the operator needs the rest."""
+    if not isinstance(exc, ImprovementError | AccessDenied):
+        logging.getLogger("vbhc.meeting").error("meeting page write failed", exc_info=exc)
+
+
 def _refusal(exc: Exception, lang: str) -> str:
     """A refused or failed write as one line in the viewer's language: who changed the item and when for a stale
     edit, the translated reason for a refused value, never a traceback."""
@@ -221,6 +229,7 @@ def _save(what: str, lang: str) -> None:
                 valid_from=state[f"{prefix}_valid_from"],
             )
     except Exception as exc:  # never a traceback on the page; the write was one transaction and rolled back
+        _log_unexpected(exc)
         _flash(False, _refusal(exc, lang))
     else:
         _flash(True, t("agenda.saved", lang, item=item.item_id, version=item.version))
@@ -235,6 +244,7 @@ def _import(lang: str) -> None:
     try:
         _, done = meeting_agenda.import_workbook(engine, viewer, upload.getvalue(), upload.name)
     except Exception as exc:  # never a traceback; nothing was written
+        _log_unexpected(exc)
         _flash(False, _refusal(exc, lang))
     else:
         counts = {k: fmt_int(len(v), lang) for k, v in (("created", done.created), ("updated", done.updated))}
