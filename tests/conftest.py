@@ -190,9 +190,8 @@ def _shares_fixtures(path: str) -> bool:
 def xdist_group(nodeid: str, rootpath: Path) -> str:
     """The scheduling group of a test under `--dist loadgroup` (scripts/test runs the suite on every core with it).
 
-    - the browser tests (tests/e2e) in two groups, the English walks and the rest (Dutch walks, tests without a
-      language), about equally long: each of two workers starts its own Streamlit servers and browser once, and
-      the slowest part of the suite takes half the time it took on one worker;
+    - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once
+      (two groups on two workers, two browsers and four servers at once on 2 cores, made a walk flaky in CI);
     - the tests of a module that declares a module- or class-scoped fixture (a generated registry, a computed
       indicator table) in one group, so that fixture is built once, not once per worker;
     - every other test on its own, on whichever worker is free.
@@ -202,7 +201,7 @@ def xdist_group(nodeid: str, rootpath: Path) -> str:
     """
     path = nodeid.split("::", 1)[0]
     if path.startswith("tests/e2e/"):
-        return "e2e-en" if nodeid.endswith("-en]") else "e2e-nl"
+        return "e2e"
     if _shares_fixtures(str(rootpath / path)):
         return path
     return nodeid
@@ -226,7 +225,7 @@ class _GroupScheduling:
             def _split_scope(self, nodeid: str) -> str:
                 return xdist_group(nodeid, rootpath)
 
-        # collection order, not largest group first: the browser tests (collected first) start at once
+        # collection order, not largest group first: the browser tests (collected first) start at once, on one worker
         config.option.loadscopereorder = False
         return GroupScheduling(config, log)
 
