@@ -31,7 +31,6 @@ from vbhc.improvement_sheets import SHEETS, SheetImport, import_actions, import_
 from vbhc.registry import unit_parts
 
 __all__ = [
-    "PERCENT_KINDS",
     "Agenda",
     "TargetRow",
     "error_text",
@@ -41,9 +40,6 @@ __all__ = [
     "to_shown",
     "unit_values",
 ]
-
-#: Indicator kinds shown (and typed in a form) as percentages while stored as fractions.
-PERCENT_KINDS = PROPORTION_KINDS
 
 
 @dataclass(frozen=True)
@@ -158,13 +154,14 @@ def meeting_agenda(
 
 
 def to_shown(value: float, kind: str) -> float:
-    """A stored indicator value as a person reads and types it: percentages for yes/no indicators."""
-    return value * 100 if kind in PERCENT_KINDS else value
+    """A stored indicator value as a person reads and types it: percentages for the kinds stored as fractions
+    (vbhc.catalog.PROPORTION_KINDS: yes/no indicators, a textbook outcome)."""
+    return value * 100 if kind in PROPORTION_KINDS else value
 
 
 def from_shown(value: float, kind: str) -> float:
     """What a person typed (a percentage for yes/no indicators) as the stored value."""
-    return value / 100 if kind in PERCENT_KINDS else value
+    return value / 100 if kind in PROPORTION_KINDS else value
 
 
 def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str) -> tuple[str, SheetImport]:
