@@ -33,6 +33,7 @@ from vbhc.registry import unit_parts
 __all__ = [
     "Agenda",
     "TargetRow",
+    "belongs_to_unit",
     "error_text",
     "from_shown",
     "import_workbook",
@@ -85,7 +86,7 @@ class Agenda:
         return [s for s in self.open_signals if s.status == improvement.SignalStatus.EXPLAINED]
 
 
-def _belongs(item_unit: str, unit: str | None) -> bool:
+def belongs_to_unit(item_unit: str, unit: str | None) -> bool:
     """An item of every unit, of the unit itself, or of its hospital when one of the two is a whole hospital."""
     if unit is None or item_unit in (ALL_UNITS, unit):
         return True
@@ -125,7 +126,7 @@ def meeting_agenda(
     values = values or {}
 
     def mine(items: list[Any]) -> list[Any]:
-        return [i for i in items if _belongs(i.unit, unit)]
+        return [i for i in items if belongs_to_unit(i.unit, unit)]
 
     new = mine(improvement.new_signals_since(engine, viewer, condition, since))
     open_signals = mine(improvement.signals(engine, viewer, condition, open_only=True))
