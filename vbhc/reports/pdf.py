@@ -465,7 +465,7 @@ class _Section:
                 self.t("agenda.col_decision"),
             ]
             align = ["LEFT"] * 3 + ["RIGHT"] + ["LEFT"] * 5
-            pdf.grid(headers, body, (30, 20, 14, 14, 17, 16, 20, 33, 16), size=7, align=align)
+            pdf.grid(headers, body, (28, 20, 17, 13, 17, 15, 20, 34, 16), size=7, align=align)
         else:
             pdf.para(self.t("report.improvement_none"), size=9)
         subheading("agenda.actions")
