@@ -24,6 +24,7 @@ QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
 CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({OESO})),))
 MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
 ORT_MANAGER = Viewer("ort@example.org", "Ort", (Scope(Role.MANAGER, departments=frozenset({"H01/ORT"})),))
+DIVISION_MANAGER = Viewer("div@example.org", "Div", (Scope(Role.MANAGER, divisions=frozenset({DIVISION})),))
 NOBODY = Viewer("nobody@example.org", "Nobody")
 START = dt.date(2026, 1, 1)
 TODAY = dt.date.today() + dt.timedelta(days=60)  # every new signal is overdue by then (30 days to explain)
@@ -115,6 +116,10 @@ def test_the_board_counts_per_condition_team_for_every_role(board):
     assert set(review(engine, MANAGER, hospitals=["H01", "H02"])) == {(OESO, "H01"), (HIP, "H01")}
     # a manager of one department: the team that department treats, without the hospital-wide signal
     assert review(engine, ORT_MANAGER) == {(HIP, "H01"): TeamStatus(DIVISION, HIP, "H01")}
+    # a manager of a division: its departments' items (the SUR signal, the actions and goals of every unit), not
+    # the hospital-wide ones, and no hospital-wide value to judge a goal on
+    by_division = review(engine, DIVISION_MANAGER)
+    assert by_division[(OESO, "H01")] == TeamStatus(DIVISION, OESO, "H01", 1, 0, 1, 0, 0, 0, 3)
 
     # finishing the overdue action takes it off the board
     improvement.update_action(engine, CARE, late.item_id, 1, status=ActionStatus.DONE)

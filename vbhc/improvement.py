@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
-from vbhc.access import Permission, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
+from vbhc.access import Permission, Role, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.registry import UNIT_LEVELS, unit_parts
@@ -416,13 +416,29 @@ def _unit(value: object) -> str:
 
 
 # --------------------------------------------------------------------------------------------- visibility
-def _visible(viewer: Viewer, condition: str, unit: str) -> bool:
+def _visible(viewer: Viewer, condition: str, unit: str, divisions: Mapping[tuple[str, str], str] | None = None) -> bool:
     if not may_view_condition(viewer, condition):
         return False
     if unit == ALL_UNITS:
         return True
     hospital, department = unit_parts(unit)
-    return may_see_unit(viewer, condition, hospital, department)
+    division = (divisions or {}).get((hospital, department or ""))
+    return may_see_unit(viewer, condition, hospital, department, division)
+
+
+def _divisions(engine: Engine, viewer: Viewer) -> dict[tuple[str, str], str]:
+    """(hospital, department) -> division, read only for a manager whose grant names divisions: their departments'
+    items are theirs to read, as the departments' indicator rows are (vbhc.access.indicator_rows)."""
+    if not any(s.divisions for s in viewer.scopes_for(Role.MANAGER)):
+        return {}
+    from vbhc.registry import units
+
+    frame = units(engine)
+    return {
+        (str(h), str(d)): str(v)
+        for h, d, v in zip(frame["hospital"], frame["department"], frame["division"], strict=True)
+        if v is not None and not (isinstance(v, float) and np.isnan(v))
+    }
 
 
 def _as_shown(viewer: Viewer, item: Item) -> Item:
@@ -442,7 +458,8 @@ def _readable(
         where = (*where, table.c.condition == condition)
     with engine.connect() as conn:
         items = _current(conn, kind, *where)
-    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit)]
+    divisions = _divisions(engine, viewer)
+    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit, divisions)]
 
 
 def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
@@ -456,7 +473,7 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
         raise ItemNotFound(item_id)
     latest = versions[-1]
     require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what=f"history {item_id}")
-    if not _visible(viewer, latest.condition, latest.unit):
+    if not _visible(viewer, latest.condition, latest.unit, _divisions(engine, viewer)):
         raise ItemNotFound(item_id)
     return [_as_shown(viewer, v) for v in versions]
 
@@ -850,7 +867,7 @@ def current_version(engine: Engine, viewer: Viewer, item_id: str) -> Item:
     """The item's current version as the viewer may read it (what an edit names as its base); ItemNotFound when
     there is none or the viewer may not see it, so a file row cannot probe another team's items."""
     current = _read(engine, item_id)
-    if not _visible(viewer, current.condition, current.unit):
+    if not _visible(viewer, current.condition, current.unit, _divisions(engine, viewer)):
         raise ItemNotFound(item_id)
     return _as_shown(viewer, current)
 
