@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from tests.roles import MAPPING, USERS
 from tests.test_dutch_walk import _report, findings
 from vbhc import improvement
+from vbhc.access import Role, Scope, Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import Flag, Rule
@@ -36,6 +37,8 @@ def test_a_manager_reads_the_board_review_in_dutch(small_demo_registry, tmp_path
     own = truth["own_hospital"]
     flags = [Flag(h, "anastomotic_leak", Rule.FUNNEL_998, "worse", 0.21) for h in (own, "H02")]
     improvement.record_detection(get_engine(url), "import", CONDITION, "hospital", "1-1", flags)
+    quality = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+    improvement.set_target(get_engine(url), quality, CONDITION, "anastomotic_leak", 0.5)  # met by any hospital
     mapping = tmp_path / "access.toml"
     mapping.write_text(MAPPING, encoding="utf-8")
     monkeypatch.setenv("VBHC_DATABASE_URL", url)
@@ -56,6 +59,7 @@ def test_a_manager_reads_the_board_review_in_dutch(small_demo_registry, tmp_path
     assert set(table[t("column.hospital", "nl")]) == {names[own]}  # the manager's own hospital (H01) only
     row = table[table[t("column.condition", "nl")] == default_catalog().condition(CONDITION).label("nl")]
     assert list(row[t("board.col_open_signals", "nl")]) == ["1"]  # H02's signal is not the manager's
+    assert list(row[t("board.col_targets_met", "nl")]) == ["1"]  # judged on the stored result the manager sees
     shown = " ".join(e.value for e in at.caption) + table.to_string()
     assert all(name not in shown for h, name in names.items() if h != own)
     found = findings(at, PAGE)
