@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
-from vbhc.access import Permission, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
+from vbhc.access import Permission, Role, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.registry import UNIT_LEVELS, unit_parts
@@ -57,13 +57,17 @@ __all__ = [
     "Side",
     "SignalStatus",
     "TargetKind",
+    "Write",
     "actions",
+    "check_values",
     "create_action",
+    "current_version",
     "decide_signal",
     "detect_signals",
     "explain_signal",
     "flags_in",
     "history",
+    "item_kind",
     "new_signals_since",
     "norm_involved",
     "overdue",
@@ -75,6 +79,7 @@ __all__ = [
     "targets",
     "update_action",
     "update_target",
+    "write_versions",
 ]
 
 
@@ -411,13 +416,29 @@ def _unit(value: object) -> str:
 
 
 # --------------------------------------------------------------------------------------------- visibility
-def _visible(viewer: Viewer, condition: str, unit: str) -> bool:
+def _visible(viewer: Viewer, condition: str, unit: str, divisions: Mapping[tuple[str, str], str] | None = None) -> bool:
     if not may_view_condition(viewer, condition):
         return False
     if unit == ALL_UNITS:
         return True
     hospital, department = unit_parts(unit)
-    return may_see_unit(viewer, condition, hospital, department)
+    division = (divisions or {}).get((hospital, department or ""))
+    return may_see_unit(viewer, condition, hospital, department, division)
+
+
+def _divisions(engine: Engine, viewer: Viewer) -> dict[tuple[str, str], str]:
+    """(hospital, department) -> division, read only for a manager whose grant names divisions: their departments'
+    items are theirs to read, as the departments' indicator rows are (vbhc.access.indicator_rows)."""
+    if not any(s.divisions for s in viewer.scopes_for(Role.MANAGER)):
+        return {}
+    from vbhc.registry import units
+
+    frame = units(engine)
+    return {
+        (str(h), str(d)): str(v)
+        for h, d, v in zip(frame["hospital"], frame["department"], frame["division"], strict=True)
+        if v is not None and not (isinstance(v, float) and np.isnan(v))
+    }
 
 
 def _as_shown(viewer: Viewer, item: Item) -> Item:
@@ -437,7 +458,8 @@ def _readable(
         where = (*where, table.c.condition == condition)
     with engine.connect() as conn:
         items = _current(conn, kind, *where)
-    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit)]
+    divisions = _divisions(engine, viewer)
+    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit, divisions)]
 
 
 def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
@@ -451,7 +473,7 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
         raise ItemNotFound(item_id)
     latest = versions[-1]
     require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what=f"history {item_id}")
-    if not _visible(viewer, latest.condition, latest.unit):
+    if not _visible(viewer, latest.condition, latest.unit, _divisions(engine, viewer)):
         raise ItemNotFound(item_id)
     return [_as_shown(viewer, v) for v in versions]
 
@@ -490,9 +512,7 @@ def _target_values(
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:
-        _may_edit(engine, viewer, condition, "target")
-        if norm_involved(out, current):
-            require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
+        _require_write(engine, viewer, ItemKind.TARGET, out, current)
     return out
 
 
@@ -519,39 +539,24 @@ def set_target(
 ) -> models.ImprovementTarget:
     """A new target for an indicator (all units, or one unit). The direction defaults to the indicator's own
     (lower is better: at most the value). An external norm needs its source and the quality directorate."""
-    values = _target_values(
-        engine,
-        viewer,
-        {
-            "condition": condition,
-            "indicator": indicator,
-            "value": value,
-            "kind": kind,
-            "direction": direction,
-            "unit": unit,
-            "source": source,
-            "valid_from": valid_from,
-        },
-        catalog or default_catalog(),
-    )
-    item_id = _new_item_id(ItemKind.TARGET)
-    return _transaction(
-        engine, lambda conn: _insert_version(conn, viewer, ItemKind.TARGET, item_id, 1, values, Change.CREATED)
-    )
+    values = {
+        "condition": condition,
+        "indicator": indicator,
+        "value": value,
+        "kind": kind,
+        "direction": direction,
+        "unit": unit,
+        "source": source,
+        "valid_from": valid_from,
+    }
+    return _create(engine, viewer, ItemKind.TARGET, values, catalog)
 
 
 def update_target(
     engine: Engine, viewer: Viewer, item_id: str, based_on: int, *, catalog: Catalog | None = None, **changes: Any
 ) -> models.ImprovementTarget:
     """The next version of a target with `changes` (value, direction, unit, source, valid_from, kind, indicator)."""
-    catalog = catalog or default_catalog()
-    _expect(item_id, ItemKind.TARGET)
-    _editable(ItemKind.TARGET, changes)
-
-    def check(current: Item) -> dict[str, Any]:
-        return _target_values(engine, viewer, changes, catalog, current)
-
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+    return _update(engine, viewer, ItemKind.TARGET, item_id, based_on, changes, catalog)
 
 
 def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -> models.ImprovementTarget:
@@ -713,7 +718,7 @@ def _action_values(
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     if check_roles:
-        _may_edit(engine, viewer, condition, "improvement action")
+        _require_write(engine, viewer, ItemKind.ACTION, {"condition": condition}, current)
     linked = merged.get("indicators", "[]")
     indicators = json.loads(linked) if isinstance(linked, str) else list(linked or [])
     indicators = sorted({_check_indicator(condition, str(i), catalog) for i in indicators})
@@ -761,41 +766,26 @@ def create_action(
 ) -> models.ImprovementAction:
     """A new improvement action. The owner is a role ("verpleegkundig specialist"), not a person: roles outlast
     people, and the dashboard stores no staff names beyond who edited."""
-    values = _action_values(
-        engine,
-        viewer,
-        {
-            "condition": condition,
-            "title": title,
-            "owner_role": owner_role,
-            "start": start,
-            "due": due,
-            "unit": unit,
-            "indicators": list(indicators),
-            "signals": list(signals),
-            "expected_effect": expected_effect,
-            "status": status,
-        },
-        catalog or default_catalog(),
-    )
-    item_id = _new_item_id(ItemKind.ACTION)
-    return _transaction(
-        engine, lambda conn: _insert_version(conn, viewer, ItemKind.ACTION, item_id, 1, values, Change.CREATED)
-    )
+    values = {
+        "condition": condition,
+        "title": title,
+        "owner_role": owner_role,
+        "start": start,
+        "due": due,
+        "unit": unit,
+        "indicators": list(indicators),
+        "signals": list(signals),
+        "expected_effect": expected_effect,
+        "status": status,
+    }
+    return _create(engine, viewer, ItemKind.ACTION, values, catalog)
 
 
 def update_action(
     engine: Engine, viewer: Viewer, item_id: str, based_on: int, *, catalog: Catalog | None = None, **changes: Any
 ) -> models.ImprovementAction:
     """The next version of an action with `changes` (status, due, title, indicators, signals, ...)."""
-    catalog = catalog or default_catalog()
-    _expect(item_id, ItemKind.ACTION)
-    _editable(ItemKind.ACTION, changes)
-
-    def check(current: Item) -> dict[str, Any]:
-        return _action_values(engine, viewer, changes, catalog, current)
-
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+    return _update(engine, viewer, ItemKind.ACTION, item_id, based_on, changes, catalog)
 
 
 def actions(
@@ -813,6 +803,114 @@ def actions(
     if indicator is not None:
         found = [a for a in found if indicator in a.indicator_ids]
     return found
+
+
+# --------------------------------------------------------------------------------------------- writing items
+def _require_write(
+    engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], current: Item | None = None
+) -> None:
+    """The role rules of writing a target or an action: the condition's care team or the quality directorate, and
+    the quality directorate alone for anything that sets or changes an external norm. AccessDenied (audited)."""
+    condition = str(values["condition"])
+    _may_edit(engine, viewer, condition, "target" if kind == ItemKind.TARGET else "improvement action")
+    if kind == ItemKind.TARGET and norm_involved(values, current):
+        require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
+
+
+def check_values(
+    engine: Engine,
+    viewer: Viewer,
+    kind: ItemKind,
+    values: Mapping[str, Any],
+    *,
+    catalog: Catalog | None = None,
+    current: Item | None = None,
+    check_roles: bool = True,
+) -> dict[str, Any]:
+    """The checked values of a target or action version (`values` over `current`'s): ImprovementError naming the
+    field for a refused value, AccessDenied when the viewer may not write it. check_roles=False checks the values
+    only, for a caller that applies the role rules per changed row itself (the spreadsheet import)."""
+    if kind not in (ItemKind.TARGET, ItemKind.ACTION):
+        raise TypeError(f"only targets and actions are written from values, not a {kind}")
+    checker = _target_values if kind == ItemKind.TARGET else _action_values
+    return checker(engine, viewer, values, catalog or default_catalog(), current, check_roles=check_roles)
+
+
+def _create(engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], catalog: Catalog | None) -> Item:
+    """Version 1 of a new target or action: values and role rules checked first, then one transaction."""
+    checked = check_values(engine, viewer, kind, values, catalog=catalog)
+    item_id = _new_item_id(kind)
+    return _transaction(engine, lambda conn: _insert_version(conn, viewer, kind, item_id, 1, checked, Change.CREATED))
+
+
+def _update(
+    engine: Engine,
+    viewer: Viewer,
+    kind: ItemKind,
+    item_id: str,
+    based_on: int,
+    changes: Mapping[str, Any],
+    catalog: Catalog | None,
+) -> Item:
+    """The next version of a target or action with `changes`, checked against the version it replaces."""
+    catalog = catalog or default_catalog()
+    _expect(item_id, kind)
+    _editable(kind, changes)
+
+    def check(current: Item) -> dict[str, Any]:
+        return check_values(engine, viewer, kind, changes, catalog=catalog, current=current)
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+
+
+def current_version(engine: Engine, viewer: Viewer, item_id: str) -> Item:
+    """The item's current version as the viewer may read it (what an edit names as its base); ItemNotFound when
+    there is none or the viewer may not see it, so a file row cannot probe another team's items."""
+    current = _read(engine, item_id)
+    if not _visible(viewer, current.condition, current.unit, _divisions(engine, viewer)):
+        raise ItemNotFound(item_id)
+    return _as_shown(viewer, current)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One version to write: a new item (item_id None) or the next version of `item_id` based on `based_on`,
+    with values already checked by check_values."""
+
+    item_id: str | None
+    based_on: int
+    values: Mapping[str, Any]
+
+
+def write_versions(
+    engine: Engine,
+    viewer: Viewer,
+    kind: ItemKind,
+    writes: Sequence[Write],
+    *,
+    change: Change = Change.IMPORTED,
+    then: Callable[[Connection, list[Item]], None] | None = None,
+) -> list[Item]:
+    """Write several targets or actions all-or-nothing (a spreadsheet's rows): the role rules of every write are
+    checked before anything is written, then one transaction holds every version and `then` (the caller's audit
+    event); a version changed meanwhile refuses the whole batch as EditConflict."""
+    for write in writes:
+        current = None if write.item_id is None else _read(engine, write.item_id)
+        _require_write(engine, viewer, kind, write.values, current)
+
+    def work(conn: Connection) -> list[Item]:
+        written = []
+        for write in writes:
+            values = dict(write.values)
+            if write.item_id is None:
+                written.append(_insert_version(conn, viewer, kind, _new_item_id(kind), 1, values, change))
+            else:
+                written.append(_edit(conn, viewer, write.item_id, write.based_on, lambda _c, v=values: v, change))
+        if then is not None:
+            then(conn, written)
+        return written
+
+    return _transaction(engine, work)
 
 
 # --------------------------------------------------------------------------------------------- overdue
