@@ -87,6 +87,15 @@ _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d+)?|[.,]\d+)([eE][+-]?\d+)?$")
 _UNDECIDED = re.compile(r"^[+-]?\d{1,3}[.,]\d{3}$")  # 1.250: a decimal or a thousands separator?
 _MAX_TEXT = 200
 _MB = 1024 * 1024
+#: Why a continuous indicator is compared on crude means among external units.
+CONTINUOUS_REASON = (
+    "the case-mix adjusted mean needs the model's residual sd, which summary figures do not carry: "
+    "compared on crude means"
+)
+#: Why an own yes/no indicator has no expected figures without the benchmark's model.
+EXPECTED_REASON = "expected needs the benchmark's case-mix model (a model of the own patients only gives O/E = 1)"
+#: Why shrinkage and model diagnostics are empty.
+PATIENT_ROWS_REASON = "shrinkage estimates and model diagnostics need patient rows"
 #: Columns of the indicator table that need patient rows: never carried by summary figures.
 _PATIENT_ONLY = (
     *SHRINKAGE_COLUMNS,
@@ -627,8 +636,6 @@ def own_summary(
             else:
                 row |= {"sum": float(y.sum()), "sum_sq": float((y**2).sum())}
             rows.append(row)
-        if ind.kind in CONTINUOUS_KINDS:
-            not_carried[ind.id] = "the case-mix adjusted mean needs the model's residual sd: compared on crude means"
     columns = ["condition", "indicator", "definition_version", "unit", *NUMBER_COLUMNS]
     return OwnSummary(pd.DataFrame(rows, columns=columns), not_carried)
 
@@ -796,6 +803,7 @@ def combine(
                     )
                 part = part.drop(columns=["expected", "n_adjusted", "observed_adjusted"], errors="ignore")
         elif ind.kind in CONTINUOUS_KINDS:
+            not_carried.setdefault(ind.id, []).append(CONTINUOUS_REASON)
             part = _as_sums(part.drop(columns=["expected"], errors="ignore"))
         parts.append(part)
     if not parts:
@@ -808,7 +816,7 @@ def combine(
     table["external"] = pd.MultiIndex.from_frame(table[["indicator", "unit"]]).map(origin) == "external"
     table["benchmark_population"] = population
     for ind_id in table["indicator"].unique():
-        not_carried.setdefault(str(ind_id), []).append("shrinkage estimates and model diagnostics need patient rows")
+        not_carried.setdefault(str(ind_id), []).append(PATIENT_ROWS_REASON)
     return ExternalBenchmark(table, population, not_carried, warnings)
 
 
