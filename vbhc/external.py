@@ -41,7 +41,7 @@ from vbhc.access import Permission, Viewer, export_file, require
 from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import fmt_int, t
-from vbhc.indicators import IndicatorResult, indicator_cycles, indicators_from_summary
+from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
 from vbhc.ingest.problems import Problem, shown_file
 from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.models import ExternalFigure, ExternalPublication
@@ -152,6 +152,8 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
     def refuse(rule: str, sheet: str | None = None, row: int | None = None, column: str | None = None):
         return None, [], [Problem(file, sheet, row, column, None, rule)]
 
+    if not data.strip():
+        return refuse("the file is empty")
     if len(data) > max_upload_mb() * _MB:
         return refuse(f"file is larger than the limit of {max_upload_mb():,.0f} MB (VBHC_MAX_UPLOAD_MB)")
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
@@ -231,7 +233,7 @@ def read_figures(
         header.pop()
 
     def problem(row: int | None, column: str | None, value: str | None, rule: str) -> None:
-        problems.append(Problem(file, sheet, row, column, value, rule))
+        problems.append(Problem(file, sheet, row, column, value or None, rule))  # an empty cell shows no value
 
     for position, name in enumerate(header):
         if name not in COLUMNS:
@@ -815,6 +817,9 @@ def combine(
     origin = rows.drop_duplicates(["indicator", "unit"]).set_index(["indicator", "unit"])["origin"]
     table["external"] = pd.MultiIndex.from_frame(table[["indicator", "unit"]]).map(origin) == "external"
     table["benchmark_population"] = population
+    # the indicator table's columns in its order, so every page and report reads this table like its own
+    rest = [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
+    table = table.reindex(columns=[*BASE_COLUMNS, *rest, *TAIL_COLUMNS])
     for ind_id in table["indicator"].unique():
         not_carried.setdefault(str(ind_id), []).append(PATIENT_ROWS_REASON)
     return ExternalBenchmark(table, population, not_carried, warnings)
