@@ -267,25 +267,31 @@ _EXACT = [
 ]
 
 
-def test_hospitals_exchanging_summaries_get_the_table_of_all_patient_rows(registry):
+@pytest.fixture(scope="module")
+def summaries(registry):
+    """Every hospital's own summary, computed from its own patient rows with the shared (benchmark) case-mix
+    model; the model fitted on all rows stands in for a published one."""
     _, data, pooled = registry
     hospitals = sorted(pooled.table["hospital"].unique())
+    return {h: own_summary(_local(data, h), models=pooled.models) for h in hospitals}
+
+
+def test_hospitals_exchanging_summaries_get_the_table_of_all_patient_rows(registry, summaries):
+    pooled = registry[2]
+    hospitals = sorted(summaries)
     assert len(hospitals) == 10
     me, partners = hospitals[0], hospitals[1:]
-    # every partner exports its own summary with the shared (benchmark) case-mix model; the model fitted on
-    # all rows stands in for the published one
     files = {}
     for h in partners:
-        summary = own_summary(_local(data, h), models=pooled.models)
         files[h] = write_figures(
-            suppressed_summary(summary, SuppressionRule(0)),
+            suppressed_summary(summaries[h], SuppressionRule(0)),
             source=f"partner {h}",
             published=dt.date(2025, 3, 1),
             period="2021-2024",
             file_format="xlsx" if h == partners[0] else "csv",
         )
     received = pd.concat([read_figures(files[h], file_name=f"{h}.csv").frame for h in partners], ignore_index=True)
-    mine = own_summary(_local(data, me), models=pooled.models)
+    mine = summaries[me]
     assert mine.not_carried == {}
     got = combine(mine.frame, received, CONDITION, population="partners 2021-2024, 10 hospitals")
     assert set(got.table["benchmark_population"]) == {"partners 2021-2024, 10 hospitals"}
@@ -316,12 +322,12 @@ def test_hospitals_exchanging_summaries_get_the_table_of_all_patient_rows(regist
     assert have["shrunken_value"].isna().all()
 
 
-def test_without_the_benchmark_model_expected_is_not_carried_and_rates_are_crude(registry):
+def test_without_the_benchmark_model_expected_is_not_carried_and_rates_are_crude(registry, summaries):
     _, data, pooled = registry
     own = own_summary(_local(data, "H01"))
     assert own.not_carried["mortality_30d"] == external.EXPECTED_REASON
     assert own.frame["expected"].isna().all()
-    partners = [own_summary(_local(data, h), models=pooled.models).frame for h in ("H02", "H03", "H04")]
+    partners = [summaries[h].frame for h in ("H02", "H03", "H04")]
     got = combine(own.frame, pd.concat(partners), CONDITION, population="p", own_not_carried=own.not_carried)
     rows = got.table[got.table["indicator"] == "mortality_30d"].set_index("unit")
     assert rows["oe"].isna().all() and rows["expected"].isna().all()  # compared on crude rates, not O/E
@@ -371,3 +377,23 @@ def test_cli_imports_and_refuses_with_one_line(tmp_path, monkeypatch, capsys):
         assert err.startswith("vbhc external import: bad.csv row 3 column 'n'") and "\n" not in err
     finally:
         get_engine.cache_clear()
+
+
+def test_stored_figures_benchmark_the_own_units_with_the_population_named(registry, summaries, sqlite_engine):
+    _, data, pooled = registry
+    partners = pd.concat([summaries[h].frame for h in sorted(summaries)[1:]], ignore_index=True)
+    feedback = write_figures(partners, source="national registry", published=dt.date(2025, 3, 1), period="2024")
+    external.import_figures(sqlite_engine, QUALITY, feedback, file_name="feedback.csv")
+    local = _local(data, "H01")
+    got = external.external_benchmark(sqlite_engine, CARE, local, models=pooled.models, lang="nl")
+    assert got.population == "national registry 2024, 10 ziekenhuizen"
+    table = got.table
+    assert set(table.loc[~table["external"], "unit"]) == {"H01"} and table["external"].sum() > 0
+    want = pooled.table.set_index(["indicator", "unit"])["oe"]
+    have = table.set_index(["indicator", "unit"])["oe"].reindex(want.index)
+    np.testing.assert_allclose(have.to_numpy(float), want.to_numpy(float), rtol=1e-9)
+    english = external.external_benchmark(sqlite_engine, CARE, local, models=pooled.models)
+    assert english.population == "national registry 2024, 10 hospitals"
+    with pytest.raises(AccessDenied):  # a care team of another condition sees nothing of this one
+        other = Viewer("c@x", "C", (Scope(Role.CARE_TEAM, conditions=frozenset({"breast_cancer"})),))
+        external.external_benchmark(sqlite_engine, other, local)

@@ -64,6 +64,7 @@ __all__ = [
     "benchmark_population",
     "combine",
     "export_summary",
+    "external_benchmark",
     "figures",
     "import_figures",
     "own_summary",
@@ -731,10 +732,11 @@ class ExternalBenchmark:
     warnings: list[str]
 
 
-def benchmark_population(source: str, period: str, hospitals: int, lang: str = "en") -> str:
-    """'national registry 2024, 71 hospitals': the name a chart or report gives its benchmark."""
+def benchmark_population(sources: str, hospitals: int, lang: str = "en") -> str:
+    """'national registry 2024, 71 hospitals': the name a chart or report gives its benchmark (`sources`: the
+    publications' source and period)."""
     key = "external.population_one" if hospitals == 1 else "external.population"
-    return t(key, lang, source=source, period=period, hospitals=fmt_int(hospitals, lang))
+    return t(key, lang, sources=sources, hospitals=fmt_int(hospitals, lang))
 
 
 def _as_sums(rows: pd.DataFrame) -> pd.DataFrame:
@@ -828,3 +830,27 @@ def combine(
 def _table(part: pd.DataFrame, condition: str, catalog: Catalog) -> pd.DataFrame:
     columns = [c for c in ("unit", "indicator", *NUMBER_COLUMNS) if c in part and part[c].notna().any()]
     return indicators_from_summary(part[columns].reset_index(drop=True), condition, catalog=catalog)
+
+
+def external_benchmark(
+    engine: Engine,
+    viewer: Viewer,
+    result: IndicatorResult,
+    *,
+    hospitals: Sequence[str] | None = None,
+    models: Mapping[str, CaseMixModel] | None = None,
+    lang: str = "en",
+) -> ExternalBenchmark | None:
+    """The own units of `result` (computed from the own patient rows; `hospitals` limits them) among the stored
+    external figures of the condition, with the benchmark population named from the publications ("national
+    registry 2024, 71 hospitals"); None when no external figures of the condition are stored."""
+    stored = figures(engine, viewer, result.condition)
+    if stored.empty:
+        return None
+    own = own_summary(result, models=models, hospitals=hospitals)
+    names = stored.drop_duplicates(["source", "period"])
+    units = set(own.frame["unit"].astype(str)) | set(stored["unit"].astype(str))
+    count = len({hospital_of(u) for u in units})
+    label = "; ".join(f"{s} {p}" for s, p in zip(names["source"], names["period"], strict=True))
+    population = benchmark_population(label, count, lang)
+    return combine(own.frame, stored, result.condition, population=population, own_not_carried=own.not_carried)
