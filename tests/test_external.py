@@ -397,3 +397,25 @@ def test_stored_figures_benchmark_the_own_units_with_the_population_named(regist
     with pytest.raises(AccessDenied):  # a care team of another condition sees nothing of this one
         other = Viewer("c@x", "C", (Scope(Role.CARE_TEAM, conditions=frozenset({"breast_cancer"})),))
         external.external_benchmark(sqlite_engine, other, local)
+
+
+def test_the_combined_table_feeds_the_funnel_caterpillar_and_verdict(registry, summaries):
+    from vbhc import charts
+    from vbhc.indicators import funnel_curve
+    from vbhc.verdict import verdict_labels
+
+    hospitals = sorted(summaries)
+    others = pd.concat([summaries[h].frame for h in hospitals[1:]], ignore_index=True)
+    got = combine(summaries[hospitals[0]].frame, others, CONDITION, population="national registry 2024, 10 hospitals")
+    for ind_id in ("mortality_30d", "length_of_stay"):
+        rows = got.table[got.table["indicator"] == ind_id]
+        curve = funnel_curve(rows)
+        # the drawn limits at each unit's n are the unit's own limits
+        for _, row in rows.iterrows():
+            at = funnel_curve(rows, grid=[row["precision"]])
+            upper = at.loc[at["level"] == 0.998, "upper"].iloc[0]
+            assert np.isclose(upper, row["upper_998"], rtol=1e-9), (ind_id, row["unit"])
+        assert charts.funnel_chart(rows, curve, highlight=hospitals[0])
+        assert charts.caterpillar_chart(rows, highlight=hospitals[0])
+        labels = verdict_labels(rows, "nl")
+        assert len(labels) == len(rows) and all(isinstance(text, str) and text for text in labels)

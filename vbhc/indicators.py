@@ -720,6 +720,8 @@ def indicators_from_summary(
             out = benchmark.benchmark_units(
                 rows, "mean", direction=ind.direction, levels=levels, dispersion=dispersion, min_n=ind.min_n
             )
+            # the sd the limits were drawn with (the population's, pooled from the figures), for funnel_curve
+            limit_sd = _pooled_sd(out)
             has_adj = "adjusted_mean" in out
             result = pd.DataFrame(
                 {
@@ -738,6 +740,7 @@ def indicators_from_summary(
                 }
             )
             _copy_limits(result, out, levels)
+            result["limit_sd"] = limit_sd
         else:
             raise ValueError(f"indicator {ind.id!r} ({ind.kind}) cannot be benchmarked from summary figures")
         tables.append(result.assign(**_describe(ind)))
@@ -745,6 +748,18 @@ def indicators_from_summary(
     table["condition"] = cond.id
     table["unit_level"] = "summary"
     return table
+
+
+def _pooled_sd(out: pd.DataFrame) -> float:
+    """The population sd benchmark_units pooled from per-unit n, mean and sd (its limits' sd)."""
+    n, mean, sd = (out[c].to_numpy(float) for c in ("n", "mean", "sd"))
+    ok = np.isfinite(mean) & (n > 0)
+    big_n = n[ok].sum()
+    if big_n < 2:
+        return float("nan")
+    total = (n * mean)[ok].sum()
+    total_sq = (np.where(n > 1, (n - 1) * np.nan_to_num(sd) ** 2, 0.0) + n * mean**2)[ok].sum()
+    return float(np.sqrt(max((total_sq - total**2 / big_n) / (big_n - 1), 0.0)))
 
 
 def _given(rows: pd.DataFrame, column: str, default: str) -> np.ndarray:
