@@ -394,6 +394,10 @@ def test_stored_figures_benchmark_the_own_units_with_the_population_named(regist
     np.testing.assert_allclose(have.to_numpy(float), want.to_numpy(float), rtol=1e-9)
     english = external.external_benchmark(sqlite_engine, CARE, local, models=pooled.models)
     assert english.population == "national registry 2024, 10 hospitals"
+    manager = Viewer("m@x", "M", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+    shown = external.external_benchmark(sqlite_engine, manager, local, models=pooled.models).table
+    others = shown[shown["hospital"] != "H01"]
+    assert others["anonymised"].all() and not others["unit"].str.startswith("H").any()  # no other hospital named
     with pytest.raises(AccessDenied):  # a care team of another condition sees nothing of this one
         other = Viewer("c@x", "C", (Scope(Role.CARE_TEAM, conditions=frozenset({"breast_cancer"})),))
         external.external_benchmark(sqlite_engine, other, local)

@@ -37,12 +37,12 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
-from vbhc.access import Permission, Viewer, export_file, require
+from vbhc.access import Permission, Viewer, export_file, indicator_rows, require
 from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import fmt_int, t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
-from vbhc.ingest.problems import Problem, shown_file
+from vbhc.ingest.problems import Problem, normalise_name, shown_file
 from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period
@@ -229,7 +229,7 @@ def read_figures(
     if not rows:
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, "the file is empty")])
     header_row, raw_header = rows[0]
-    header = [re.sub(r"[^0-9a-z]+", "_", c.strip().lower()).strip("_") for c in raw_header]
+    header = [normalise_name(c) for c in raw_header]  # "Definition version" is definition_version
     while header and header[-1] == "":
         header.pop()
 
@@ -763,6 +763,7 @@ def combine(
     population: str,
     catalog: Catalog | None = None,
     own_not_carried: Mapping[str, str] | None = None,
+    level: str = "hospital",
 ) -> ExternalBenchmark:
     """The own units' summary figures (own_summary: computed locally from patient rows) among the external
     units' figures, as one indicator table with the benchmark population named in column `benchmark_population`.
@@ -819,6 +820,7 @@ def combine(
     origin = rows.drop_duplicates(["indicator", "unit"]).set_index(["indicator", "unit"])["origin"]
     table["external"] = pd.MultiIndex.from_frame(table[["indicator", "unit"]]).map(origin) == "external"
     table["benchmark_population"] = population
+    table["unit_level"] = level  # the units' level (hospital or department), as in the own indicator table
     # the indicator table's columns in its order, so every page and report reads this table like its own
     rest = [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
     table = table.reindex(columns=[*BASE_COLUMNS, *rest, *TAIL_COLUMNS])
@@ -843,7 +845,8 @@ def external_benchmark(
 ) -> ExternalBenchmark | None:
     """The own units of `result` (computed from the own patient rows; `hospitals` limits them) among the stored
     external figures of the condition, with the benchmark population named from the publications ("national
-    registry 2024, 71 hospitals"); None when no external figures of the condition are stored."""
+    registry 2024, 71 hospitals"), the rows as this viewer may see them (vbhc.access.indicator_rows); None when no
+    external figures of the condition are stored."""
     stored = figures(engine, viewer, result.condition)
     if stored.empty:
         return None
@@ -853,4 +856,15 @@ def external_benchmark(
     count = len({hospital_of(u) for u in units})
     label = "; ".join(f"{s} {p}" for s, p in zip(names["source"], names["period"], strict=True))
     population = benchmark_population(label, count, lang)
-    return combine(own.frame, stored, result.condition, population=population, own_not_carried=own.not_carried)
+    got = combine(
+        own.frame,
+        stored,
+        result.condition,
+        population=population,
+        own_not_carried=own.not_carried,
+        level=result.level,
+    )
+    # what this viewer may see of the other units: anonymised for a manager, small cells withheld for a care
+    # team limited to some hospitals (vbhc.access, as for the registry's own indicator table)
+    got.table = indicator_rows(viewer, got.table, engine=engine, record_view=False)
+    return got
