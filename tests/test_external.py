@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
@@ -423,3 +425,50 @@ def test_the_combined_table_feeds_the_funnel_caterpillar_and_verdict(registry, s
         assert charts.caterpillar_chart(rows, highlight=hospitals[0])
         labels = verdict_labels(rows, "nl")
         assert len(labels) == len(rows) and all(isinstance(text, str) and text for text in labels)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    position=st.integers(min_value=0, max_value=400),
+    junk=st.binary(min_size=1, max_size=6),
+    limit=st.sampled_from(["", "1"]),
+)
+def test_a_mutated_file_is_read_or_refused_never_a_crash(position, junk, limit):
+    good = _csv(*GOOD)
+    data = good[:position] + junk + good[position + len(junk) :]
+    with pytest.MonkeyPatch.context() as mp:
+        if limit:
+            mp.setenv("VBHC_MAX_ROWS", limit)
+        try:
+            got = read_figures(data, file_name="mutated.csv")
+        except ExternalRefused as exc:
+            assert str(exc).startswith("mutated.csv") and "\n" not in str(exc)
+        else:
+            assert not limit and len(got.frame) == 3 and got.frame["n"].notna().all()
+
+
+def test_cli_exports_the_own_summary_with_expected_from_the_registrys_model(registry, tmp_path, monkeypatch, capsys):
+    from vbhc.cli import main
+    from vbhc.store import get_engine
+
+    eng, _, pooled = registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", eng.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
+    get_engine.cache_clear()
+    out = tmp_path / "summary.xlsx"
+    args = ["external", "export", "--condition", CONDITION, "--source", "UMC H01", "--published", "2025-03-01"]
+    try:
+        assert main([*args, "--expected-from-registry", "--suppress-below", "0", "--out", str(out)]) == 0
+        assert "written to" in capsys.readouterr().out
+        assert main([*args[:3], "nowhere", *args[4:], "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "vbhc external export: unknown condition 'nowhere': choose from " + ", ".join(load_catalog().conditions)
+        )
+    finally:
+        get_engine.cache_clear()
+    back = read_figures(out)
+    own = set(pooled.table.loc[pooled.table["hospital"] == "H01", "unit"])
+    assert set(back.frame["unit"]) == own == {"H01"}
+    rows = back.frame.set_index("indicator")
+    want = pooled.table[pooled.table["unit"] == "H01"].set_index("indicator")
+    assert np.isclose(rows.loc["mortality_30d", "expected"], want.loc["mortality_30d", "expected"], rtol=1e-9)

@@ -48,7 +48,7 @@ from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula, safe_csv
-from vbhc.settings import max_upload_mb
+from vbhc.settings import max_rows, max_upload_mb
 from vbhc.shrinkage import COLUMNS as SHRINKAGE_COLUMNS
 
 __all__ = [
@@ -228,6 +228,9 @@ def read_figures(
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
     if not rows:
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, "the file is empty")])
+    if len(rows) - 1 > max_rows():
+        rule = f"{len(rows) - 1:,} rows, more than the limit of {max_rows():,} (VBHC_MAX_ROWS)"
+        raise ExternalRefused(file, [Problem(file, sheet, None, None, None, rule)])
     header_row, raw_header = rows[0]
     header = [normalise_name(c) for c in raw_header]  # "Definition version" is definition_version
     while header and header[-1] == "":
