@@ -213,6 +213,9 @@ def test_import_stores_with_provenance_replaces_and_refuses_whole_files(engine):
     assert (_count(engine, ExternalPublication), _count(engine, ExternalFigure)) == (1, 2)
     events = audit.read(engine)
     assert list(events["action"]).count("import") == 2 and list(events["action"]).count("import_refused") == 1
+    # a manager reads only the units of their scope: other hospitals never by name
+    manager = Viewer("m@x", "M", (Scope(Role.MANAGER, hospitals=frozenset({"X02"})),))
+    assert list(external.figures(engine, manager, CONDITION)["unit"]) == ["X02"]
     # a care team may read the figures but not import them
     with pytest.raises(AccessDenied):
         external.import_figures(engine, CARE, _csv(*GOOD), file_name="feedback.csv")

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
-from vbhc.access import Permission, Viewer, export_file, indicator_rows, require
+from vbhc.access import Permission, Viewer, export_file, indicator_rows, may_see_unit, require, sees_all_units
 from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import fmt_int, t
@@ -45,7 +45,7 @@ from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicat
 from vbhc.ingest.problems import Problem, normalise_name, shown_file
 from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.models import ExternalFigure, ExternalPublication
-from vbhc.registry import hospital_of, parse_period
+from vbhc.registry import hospital_of, parse_period, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula, safe_csv
 from vbhc.settings import max_rows, max_upload_mb
@@ -525,7 +525,7 @@ def import_figures(
                 )
             ).inserted_primary_key[0]
             rows = [
-                {"publication_id": new_id, **{k: _stored(v) for k, v in rec.items() if k != "row"}}
+                {"publication_id": new_id, **{k: _cell(v) for k, v in rec.items() if k != "row"}}
                 for rec in figures_.frame.to_dict("records")
             ]
             conn.execute(insert(figs), rows)
@@ -544,14 +544,23 @@ def import_figures(
     return ExternalImport(int(new_id), len(rows), len(old), figures_.warnings)
 
 
-def _stored(value: object) -> object:
+def _cell(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def figures(engine: Engine, viewer: Viewer, condition: str) -> pd.DataFrame:
-    """The stored external figures of a condition with their provenance (source, published, period); aggregates
-    only, readable by whoever may view the condition (a manager sees them through access.indicator_rows)."""
+    """The stored external figures of a condition with their provenance (source, published, period): every unit
+    for whoever sees all units of the condition (quality, its care teams); a manager only the units of their
+    scope (other hospitals reach a manager anonymised, through external_benchmark)."""
     require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition)
+    frame = _stored(engine, condition)
+    if sees_all_units(viewer, condition):
+        return frame
+    visible = [may_see_unit(viewer, condition, *unit_parts(str(u))) for u in frame["unit"]]
+    return frame[np.asarray(visible, dtype=bool)].reset_index(drop=True)
+
+
+def _stored(engine: Engine, condition: str) -> pd.DataFrame:
     pubs, figs = ExternalPublication.__table__, ExternalFigure.__table__
     query = (
         select(figs, pubs.c.source, pubs.c.published, pubs.c.period)
@@ -850,7 +859,8 @@ def external_benchmark(
     external figures of the condition, with the benchmark population named from the publications ("national
     registry 2024, 71 hospitals"), the rows as this viewer may see them (vbhc.access.indicator_rows); None when no
     external figures of the condition are stored."""
-    stored = figures(engine, viewer, result.condition)
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=result.condition)
+    stored = _stored(engine, result.condition)  # every unit: the benchmark needs them; rows are guarded below
     if stored.empty:
         return None
     own = own_summary(result, models=models, hospitals=hospitals)
