@@ -70,6 +70,7 @@ __all__ = [
     "own_summary",
     "publications",
     "read_figures",
+    "suppressed_summary",
     "write_figures",
 ]
 
