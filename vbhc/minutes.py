@@ -207,9 +207,7 @@ def _roles(roles_present: Iterable[str]) -> list[str]:
 def _latest_record(conn: Any, meeting_id: str) -> models.MeetingRecord | None:
     table = models.MeetingRecord.__table__
     row = (
-        conn.execute(
-            select(table).where(table.c.meeting_id == meeting_id).order_by(table.c.version.desc()).limit(1)
-        )
+        conn.execute(select(table).where(table.c.meeting_id == meeting_id).order_by(table.c.version.desc()).limit(1))
         .mappings()
         .first()
     )
@@ -364,9 +362,7 @@ def meetings(engine: Engine, viewer: Viewer, condition: str, *, unit: str | None
         .group_by(table.c.meeting_id)
         .subquery()
     )
-    query = select(table).join(
-        last, and_(table.c.meeting_id == last.c.meeting_id, table.c.version == last.c.version)
-    )
+    query = select(table).join(last, and_(table.c.meeting_id == last.c.meeting_id, table.c.version == last.c.version))
     if unit is not None:
         query = query.where(table.c.unit.in_([unit, ALL_UNITS]))
     query = query.order_by(table.c.held_on.desc(), table.c.id.desc())
