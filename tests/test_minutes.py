@@ -129,7 +129,7 @@ def test_bad_input_is_one_clear_line_and_changes_no_row(items, change, error, ex
 
 
 def test_roles_care_team_of_another_condition_and_a_manager_may_not_record(items):
-    engine, signal, goal, action = items
+    engine, *_ = items
     for viewer in (OTHER_CARE, MANAGER):
         with pytest.raises(AccessDenied):
             minutes.record_meeting(engine, viewer, CONDITION, HELD, ["manager"], [])
@@ -201,8 +201,8 @@ def test_the_minutes_as_pdf_and_docx_hold_the_decisions_in_the_chosen_language(i
     done = minutes.record_meeting(
         engine, CARE, CONDITION, HELD, ["care_team", "surgeon"], _decisions(signal, goal, action), unit="H01"
     )
-    names = {"H01": "Academisch Ziekenhuis Een"}
-    content = minutes_content(engine, CARE, done.meeting_id, lang, names=names)
+    names = {"H01": "Academisch Ziekenhuis Een", "": "every unit"}
+    content = minutes_content(engine, CARE, done.meeting_id, lang, unit_name=names.get)
     words = {
         "nl": ["Verslag van het verbeteroverleg", "zorgteam", "Actie", "Besproken, geen wijziging", "Gepland"],
         "en": ["Minutes of the improvement meeting", "care team", "Action", "Discussed, no change", "Planned"],

@@ -400,6 +400,6 @@ def last_meeting_date(
     return max(dates, default=None)
 
 
-def versions_seen(found: Sequence[Meeting]) -> Mapping[str, int]:
-    """The version of each shown meeting by its date (ISO), for recording a correction of it (based_on)."""
-    return {m.held_on.isoformat(): m.version for m in found}
+def versions_seen(found: Sequence[Meeting], unit: str = ALL_UNITS) -> Mapping[str, int]:
+    """The version of each shown meeting of `unit` by its date (ISO): what a recording of that date is based on."""
+    return {m.held_on.isoformat(): m.version for m in found if m.record.unit == unit}

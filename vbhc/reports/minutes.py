@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from vbhc.access import Viewer, export_file
 from vbhc.agenda import _belongs
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import MISSING, fmt_date, fmt_datetime, format_value, t
-from vbhc.improvement import ALL_UNITS, FINISHED, ItemKind
+from vbhc.improvement import ALL_UNITS, FINISHED, ItemKind, ItemNotFound
 from vbhc.reports.core import check_lang
 from vbhc.safety import safe_file_name
 
@@ -56,8 +56,9 @@ class Minutes:
         return out
 
 
-def _unit_names(engine: Engine, condition: str, catalog: Catalog, lang: str) -> dict[str, str]:
-    """Display names of every unit id of the registry (hospitals, departments, condition teams)."""
+def _unit_names(engine: Engine, condition: str, catalog: Catalog, lang: str) -> Callable[[str], str]:
+    """The display name of a unit id of the registry (hospital, department, condition team); "all units" for
+    ALL_UNITS, the id itself for a unit the registry does not know."""
     from vbhc.registry import unit_names, units
 
     frame = units(engine)
@@ -65,14 +66,10 @@ def _unit_names(engine: Engine, condition: str, catalog: Catalog, lang: str) -> 
     names: dict[str, str] = {}
     for level in ("hospital", "department", "condition_team"):
         names |= unit_names(frame, level, condition, label)
-    return names
+    return lambda unit: t("agenda.all_units", lang) if unit == ALL_UNITS else names.get(unit, unit)
 
 
-def _unit(unit: str, names: Mapping[str, str], lang: str) -> str:
-    return t("agenda.all_units", lang) if unit == ALL_UNITS else names.get(unit, unit)
-
-
-def describe_item(item: Any, lang: str, names: Mapping[str, str], catalog: Catalog | None = None) -> str:
+def describe_item(item: Any, lang: str, unit_name: Callable[[str], str], catalog: Catalog | None = None) -> str:
     """An agenda item in the reader's words: a signal by indicator, unit, rule and side; an action by what and its
     owner; a target by indicator, kind and value. Never its item id."""
     condition = (catalog or default_catalog()).condition(item.condition)
@@ -83,16 +80,14 @@ def describe_item(item: Any, lang: str, names: Mapping[str, str], catalog: Catal
     if kind == ItemKind.SIGNAL:
         parts = [
             indicator.label(lang),
-            _unit(item.unit, names, lang),
+            unit_name(item.unit),
             t(f"improvement.rule_{item.rule}", lang),
             t(f"improvement.side_{item.side}", lang),
         ]
         return " · ".join(parts)
     value = format_value(item.value, indicator.kind, lang)
     rule = f"{t(f'improvement.direction_{item.direction}', lang)} {value}"
-    return " · ".join(
-        [indicator.label(lang), _unit(item.unit, names, lang), t(f"improvement.target_{item.kind}", lang), rule]
-    )
+    return " · ".join([indicator.label(lang), unit_name(item.unit), t(f"improvement.target_{item.kind}", lang), rule])
 
 
 def _as_of(versions: Sequence[Any], moment: dt.datetime) -> Any | None:
@@ -112,18 +107,19 @@ def minutes_content(
     *,
     version: int | None = None,
     catalog: Catalog | None = None,
-    names: Mapping[str, str] | None = None,
+    unit_name: Callable[[str], str] | None = None,
 ) -> Minutes:
     """What the minutes of one meeting say, in `lang`. Read through vbhc.minutes and vbhc.improvement, so their role
-    rules hold (a reader without the right to edit gets no notes)."""
+    rules hold: a reader without the right to edit gets no notes, and an item of a unit the reader may not see is
+    left out. `unit_name` names a unit id (default: the registry's names)."""
     lang = check_lang(lang)
     catalog = catalog or default_catalog()
     found = minutes.meeting(engine, viewer, meeting_id, version)
     record = found.record
-    names = names if names is not None else _unit_names(engine, record.condition, catalog, lang)
+    unit_name = unit_name or _unit_names(engine, record.condition, catalog, lang)
     facts = [
         (t("minutes.condition", lang), catalog.condition(record.condition).label(lang)),
-        (t("minutes.unit", lang), _unit(record.unit, names, lang)),
+        (t("minutes.unit", lang), unit_name(record.unit)),
         (t("minutes.held_on", lang), fmt_date(record.held_on, lang)),
         (t("minutes.roles", lang), ", ".join(minutes.role_label(r, lang) for r in record.roles) or MISSING),
         (
@@ -133,10 +129,13 @@ def minutes_content(
     ]
     grouped: dict[str, list[list[str]]] = {}
     for decided in found.decisions:
-        versions = improvement.history(engine, viewer, decided.item_id)
+        try:
+            versions = improvement.history(engine, viewer, decided.item_id)
+        except ItemNotFound:  # another unit's item in a meeting of every unit, read by a manager
+            continue
         seen = next((v for v in versions if v.version == decided.item_version), versions[-1])
         row = [
-            describe_item(seen, lang, names, catalog),
+            describe_item(seen, lang, unit_name, catalog),
             minutes.decision_label(decided.decision, lang),
             decided.note or MISSING,
         ]
@@ -154,7 +153,7 @@ def minutes_content(
     action_rows = [
         [
             a.title,
-            _unit(a.unit, names, lang),
+            unit_name(a.unit),
             a.owner_role,
             fmt_date(a.start, lang),
             fmt_date(a.due, lang),
@@ -195,7 +194,7 @@ def build_minutes_pdf(content: Minutes) -> bytes:
     pdf.heading(content.title, size=18)
     for name, value in content.facts:
         pdf.set_font(FONT, "B", 10)
-        pdf.cell(45, 6, name)
+        pdf.cell(50, 6, name)
         pdf.set_font(FONT, size=10)
         pdf.multi_cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
     pdf.title_page = False
