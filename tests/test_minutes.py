@@ -235,3 +235,21 @@ def test_an_export_is_audited_and_describes_items_as_the_meeting_saw_them(items)
     exports = audit.read(engine, action="export")
     assert list(exports["sha256"]) == [audit.sha256_of(data)]
     assert '"what": "minutes_docx"' in exports["detail"].iloc[0]
+
+
+def test_a_manager_reads_a_meeting_of_every_unit_without_another_units_items(items):
+    engine, signal, goal, _ = items
+    improvement.record_detection(
+        engine, "import", CONDITION, "hospital", "2-2", [Flag("H02", INDICATOR, Rule.FUNNEL_998, "worse", 0.3)]
+    )
+    theirs = improvement.signals(engine, QUALITY, CONDITION, unit="H02")[0]
+    decided = [
+        Decided(signal.item_id, "noted", "Ours"),
+        Decided(theirs.item_id, "noted"),
+        Decided(goal.item_id, "closed"),
+    ]
+    done = minutes.record_meeting(engine, QUALITY, CONDITION, HELD, ["quality"], decided)
+    content = minutes_content(engine, MANAGER, done.meeting_id, "en", unit_name=lambda u: u or "every unit")
+    rows = [row for _, section_rows in content.decisions for row in section_rows]
+    assert [row[0].split(" · ")[1] for row in rows] == ["H01", "every unit"]  # H02's signal is left out
+    assert {row[2] for row in rows} == {"–"}  # no notes for a manager
