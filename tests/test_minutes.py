@@ -37,7 +37,16 @@ def _count(engine, model) -> int:
 @pytest.fixture
 def items(sqlite_engine):
     """A signal of H01 (explained), a team goal and two actions (one open, one done)."""
-    engine = sqlite_engine
+    return _plant(sqlite_engine)
+
+
+@pytest.fixture
+def items_both(engine):
+    """The same items on SQLite and on PostgreSQL (the record's unique keys and transactions on both)."""
+    return _plant(engine)
+
+
+def _plant(engine):
     flag = Flag("H01", INDICATOR, Rule.FUNNEL_998, "worse", 0.2)
     improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag])
     signal = improvement.signals(engine, CARE, CONDITION)[0]
@@ -60,8 +69,8 @@ def _decisions(signal, goal, action) -> list[Decided]:
     ]
 
 
-def test_a_care_team_records_its_meeting_and_a_correction_is_the_next_version(items):
-    engine, signal, goal, action = items
+def test_a_care_team_records_its_meeting_and_a_correction_is_the_next_version(items_both):
+    engine, signal, goal, action = items_both
     done = minutes.record_meeting(
         engine, CARE, CONDITION, HELD, ["care_team", "surgeon", " surgeon "], _decisions(signal, goal, action)
     )
@@ -78,8 +87,8 @@ def test_a_care_team_records_its_meeting_and_a_correction_is_the_next_version(it
     assert events["detail"].str.contains('"what": "meeting"').sum() == 2
 
 
-def test_a_stale_recording_is_refused_with_who_and_when_and_writes_nothing(items):
-    engine, signal, goal, action = items
+def test_a_stale_recording_is_refused_with_who_and_when_and_writes_nothing(items_both):
+    engine, signal, goal, action = items_both
     minutes.record_meeting(engine, QUALITY, CONDITION, HELD, ["quality"], [])
     before = (_count(engine, models.MeetingRecord), _count(engine, models.MeetingDecision))
     with pytest.raises(MinutesError) as refused:  # CARE opened the page before QUALITY recorded it
