@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import improvement, models
+from vbhc import improvement, minutes, models
 from vbhc.access import Viewer, may_edit_improvement, may_export, may_set_norms
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.improvement import ALL_UNITS, FINISHED, Overdue
 from vbhc.improvement_sheets import SHEETS, SheetImport, import_actions, import_targets
+from vbhc.meeting import default_meeting_date
 from vbhc.registry import unit_parts
 
 __all__ = [
@@ -113,7 +114,7 @@ def meeting_agenda(
     engine: Engine,
     viewer: Viewer,
     condition: str,
-    since: dt.date,
+    since: dt.date | None = None,
     *,
     unit: str | None = None,
     values: Mapping[str, float] | None = None,
@@ -121,8 +122,12 @@ def meeting_agenda(
 ) -> Agenda:
     """The agenda of the condition's meeting for `unit`, since the previous meeting on `since`. `values` are the
     unit's current indicator values (unit_values of the stored result) for judging the targets. Read through
-    vbhc.improvement, so its role rules hold: a manager gets their own units' status only."""
+    vbhc.improvement, so its role rules hold: a manager gets their own units' status only. `since` None: the last
+    recorded meeting of the condition and unit (vbhc.minutes), else the first day of the month."""
     today = today or dt.date.today()
+    if since is None:
+        since = minutes.last_meeting_date(engine, viewer, condition, unit=unit, on_or_before=today)
+        since = since or default_meeting_date(today)
     values = values or {}
 
     def mine(items: list[Any]) -> list[Any]:

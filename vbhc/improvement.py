@@ -60,6 +60,9 @@ __all__ = [
     "Write",
     "actions",
     "check_values",
+    "checked_choice",
+    "checked_date",
+    "checked_text",
     "create_action",
     "current_version",
     "decide_signal",
@@ -373,7 +376,8 @@ def _check_indicator(condition: str, indicator: str, catalog: Catalog) -> str:
     return indicator
 
 
-def _choice(enum: type[StrEnum], value: object, name: str) -> str:
+def checked_choice(enum: type[StrEnum], value: object, name: str) -> str:
+    """One of the enum's values, or the one-line refusal naming the field (also for vbhc.minutes)."""
     try:
         return str(enum(str(value)))
     except ValueError:
@@ -381,7 +385,8 @@ def _choice(enum: type[StrEnum], value: object, name: str) -> str:
         raise ImprovementError("unknown_value", field=name, value=str(value), allowed=allowed) from None
 
 
-def _text(value: object, name: str, *, required: bool = False, limit: int = MAX_TEXT_CHARS) -> str:
+def checked_text(value: object, name: str, *, required: bool = False, limit: int = MAX_TEXT_CHARS) -> str:
+    """A stripped text within the length limit (required: not empty), else the one-line refusal."""
     text = "" if value is None else str(value).strip()
     if required and not text:
         raise ImprovementError("empty", field=name)
@@ -400,7 +405,8 @@ def _number(value: object, name: str) -> float:
     return number
 
 
-def _date(value: object, name: str) -> dt.date:
+def checked_date(value: object, name: str) -> dt.date:
+    """A date from a date, a datetime or ISO text, else the one-line refusal naming the field."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -412,7 +418,7 @@ def _date(value: object, name: str) -> dt.date:
 
 
 def _unit(value: object) -> str:
-    return _text(value, "unit", limit=200)
+    return checked_text(value, "unit", limit=200)
 
 
 # --------------------------------------------------------------------------------------------- visibility
@@ -493,7 +499,7 @@ def _target_values(
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     indicator = _check_indicator(condition, str(merged["indicator"]), catalog)
-    kind = _choice(TargetKind, merged.get("kind") or TargetKind.TEAM_GOAL, "kind")
+    kind = checked_choice(TargetKind, merged.get("kind") or TargetKind.TEAM_GOAL, "kind")
     direction = merged.get("direction")
     if direction in (None, ""):
         ind = next(i for i in catalog.condition(condition).indicators if i.id == indicator)
@@ -504,9 +510,9 @@ def _target_values(
         "unit": _unit(merged.get("unit", ALL_UNITS)),
         "kind": kind,
         "value": _number(merged.get("value"), "value"),
-        "direction": _choice(Direction, direction, "direction"),
-        "source": _text(merged.get("source"), "source"),
-        "valid_from": _date(merged.get("valid_from") or dt.date.today(), "valid_from"),
+        "direction": checked_choice(Direction, direction, "direction"),
+        "source": checked_text(merged.get("source"), "source"),
+        "valid_from": checked_date(merged.get("valid_from") or dt.date.today(), "valid_from"),
         "active": bool(merged.get("active", True)),
     }
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
@@ -631,8 +637,8 @@ def explain_signal(
     """new/explained -> explained: the team's conclusion (data error, case mix not captured, real) with its text.
     A real difference needs a text: it is what the next meeting and the reports show beside the indicator."""
     _expect(item_id, ItemKind.SIGNAL)
-    kind = _choice(Explanation, explanation, "explanation")
-    body = _text(text, "explanation_text", required=kind == Explanation.REAL)
+    kind = checked_choice(Explanation, explanation, "explanation")
+    body = checked_text(text, "explanation_text", required=kind == Explanation.REAL)
 
     def check(current: Item) -> dict[str, Any]:
         _may_edit(engine, viewer, current.condition, "signal explanation")
@@ -649,7 +655,7 @@ def decide_signal(
     """explained (or decided, to revise) -> decided: no action, an action, or escalation to the directorate. A
     signal is decided only after it is explained: the decision must rest on a conclusion."""
     _expect(item_id, ItemKind.SIGNAL)
-    choice = _choice(Decision, decision, "decision")
+    choice = checked_choice(Decision, decision, "decision")
 
     def check(current: Item) -> dict[str, Any]:
         _may_edit(engine, viewer, current.condition, "signal decision")
@@ -731,20 +737,20 @@ def _action_values(
         for sid in signal_ids:
             if sid not in found or found[sid].condition != condition:
                 raise ImprovementError("unknown_signal", signal=sid, condition=condition)
-    start, due = _date(merged.get("start"), "start"), _date(merged.get("due"), "due")
+    start, due = checked_date(merged.get("start"), "start"), checked_date(merged.get("due"), "due")
     if due < start:
         raise ImprovementError("due_before_start", start=start.isoformat(), due=due.isoformat())
     return {
         "condition": condition,
         "unit": _unit(merged.get("unit", ALL_UNITS)),
-        "title": _text(merged.get("title"), "title", required=True, limit=300),
-        "owner_role": _text(merged.get("owner_role"), "owner_role", required=True, limit=100),
+        "title": checked_text(merged.get("title"), "title", required=True, limit=300),
+        "owner_role": checked_text(merged.get("owner_role"), "owner_role", required=True, limit=100),
         "start": start,
         "due": due,
-        "status": _choice(ActionStatus, merged.get("status") or ActionStatus.PLANNED, "status"),
+        "status": checked_choice(ActionStatus, merged.get("status") or ActionStatus.PLANNED, "status"),
         "indicators": json.dumps(indicators),
         "signals": json.dumps(signal_ids),
-        "expected_effect": _text(merged.get("expected_effect"), "expected_effect"),
+        "expected_effect": checked_text(merged.get("expected_effect"), "expected_effect"),
     }
 
 
