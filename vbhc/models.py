@@ -310,6 +310,7 @@ class ExternalFigure(SQLModel, table=True):
     sum: float | None = None
     sum_sq: float | None = None
 
+
 # --- the improvement meeting's record (vbhc.minutes) ---------------------------------------------------------
 class MeetingRecord(SQLModel, table=True):
     """What a condition team's meeting on one date decided: who (roles, not people) was there. Recording the same
