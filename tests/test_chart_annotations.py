@@ -1,0 +1,157 @@
+"""Issue 14 on the charts: targets and norms as lines, improvement actions at their start, and the SPC chart
+rebased at an action's start (before and after phases, each with its own centre line and limits).
+
+The phases are checked against limits computed by hand; the annotation layers on tiny hand-made frames (the
+layout of every chart with annotations drawn is checked in tests/test_chart_layout.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from functools import partial
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbhc import annotations, charts, improvement, spc
+from vbhc.access import AccessDenied, Role, Scope, Viewer
+from vbhc.improvement import TargetKind
+
+QUARTERS = pd.date_range("2023-01-01", periods=8, freq="QS")
+
+
+# --------------------------------------------------------------------------------------------- SPC phases
+def test_p_chart_rebased_at_an_action_has_before_and_after_limits_as_computed_by_hand():
+    events, n = [2, 3, 1, 4, 1, 0, 1, 2], [20] * 8
+    # the action started mid-quarter: the quarter it started in (from 2023-10-01) still holds care from before it
+    chart = spc.p_chart(events, n, periods=QUARTERS, rebase=[dt.date(2023, 11, 15)])
+    assert chart["segment"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    before_sigma = math.sqrt(0.125 * 0.875 / 20)  # p = 10/80
+    after_sigma = math.sqrt(0.05 * 0.95 / 20)  # p = 4/80
+    assert chart["centre"].tolist() == pytest.approx([0.125] * 4 + [0.05] * 4)
+    assert chart["upper"].iloc[0] == pytest.approx(0.125 + 3 * before_sigma)  # 0.34685
+    assert chart["upper"].iloc[-1] == pytest.approx(0.05 + 3 * after_sigma)  # 0.19620
+    assert chart["lower"].tolist() == [0.0] * 8  # below zero: clipped
+
+    summary = spc.phases(chart)
+    assert summary["phase"].tolist() == [0, 1]
+    assert summary["first"].tolist() == [QUARTERS[0], QUARTERS[4]]
+    assert summary["last"].tolist() == [QUARTERS[3], QUARTERS[7]]
+    assert summary["points"].tolist() == [4, 4]
+    assert summary["events"].tolist() == [10, 4] and summary["n"].tolist() == [80, 80]
+    assert summary["upper"].tolist() == pytest.approx([0.125 + 3 * before_sigma, 0.05 + 3 * after_sigma])
+    assert summary["change"].iloc[1] == pytest.approx(-0.075) and np.isnan(summary["change"].iloc[0])
+    assert summary["provisional"].all()  # 4 quarters each: trial limits only
+
+
+def test_a_rebase_on_the_first_day_of_a_period_puts_that_period_after_it():
+    chart = spc.p_chart([2, 3, 1, 4, 1, 0, 1, 2], [20] * 8, periods=QUARTERS, rebase=[QUARTERS[4]])
+    assert chart["segment"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    later = spc.p_chart(
+        [2, 3, 1, 4, 1, 0, 1, 2], [20] * 8, periods=QUARTERS, rebase=[QUARTERS[4] + pd.Timedelta(days=1)]
+    )
+    assert later["segment"].tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_xmr_phases_take_their_moving_ranges_within_the_phase():
+    values = [10, 12, 11, 13, 6, 8, 7, 5]
+    chart = spc.xmr_chart(values, periods=QUARTERS, rebase=[QUARTERS[4]])
+    sigma = (5 / 3) / spc.D2  # moving ranges 2, 1, 2 in each phase; the jump 13 -> 6 between phases is not one
+    summary = spc.phases(chart)
+    assert summary["centre"].tolist() == pytest.approx([11.5, 6.5])
+    assert summary["lower"].tolist() == pytest.approx([11.5 - 3 * sigma, 6.5 - 3 * sigma])
+    assert summary["upper"].tolist() == pytest.approx([11.5 + 3 * sigma, 6.5 + 3 * sigma])
+    assert summary["upper"].iloc[0] == pytest.approx(15.93262, abs=1e-5)
+    assert np.isnan(chart["moving_range"].iloc[4])
+    # without the rebase the limits come from all eight points, and the after phase looks like a signal
+    whole = spc.phases(spc.xmr_chart(values, periods=QUARTERS))
+    assert len(whole) == 1 and whole["centre"].iloc[0] == pytest.approx(9.0)
+
+
+def test_phases_of_a_chart_with_enough_points_are_not_provisional():
+    periods = pd.date_range("2020-01-01", periods=30, freq="MS")
+    chart = spc.xmr_chart(np.arange(30) % 5, periods=periods, rebase=[periods[12]])
+    assert spc.phases(chart)["provisional"].tolist() == [False, False]
+    assert spc.phases(spc.xmr_chart(np.arange(30) % 5, periods=periods, rebase=[periods[20]]))[
+        "provisional"
+    ].tolist() == [False, True]
+
+
+# --------------------------------------------------------------------------------------------- which items a chart gets
+CONDITION, INDICATOR = "colorectal_cancer", "anastomotic_leak"
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({CONDITION})),))
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+CARE_OTHER = Viewer("breast@example.org", "Breast", (Scope(Role.CARE_TEAM, frozenset({"breast_cancer"})),))
+TODAY = dt.date(2025, 6, 1)
+
+
+def test_chart_targets_are_the_closest_team_goal_and_norm_in_force(engine):
+    goal = partial(improvement.set_target, engine, CARE, CONDITION, INDICATOR)
+    everyone = goal(0.10, valid_from=dt.date(2024, 1, 1))
+    own = goal(0.07, unit="H01", valid_from=dt.date(2024, 6, 1))
+    goal(0.05, unit="H01", valid_from=dt.date(2026, 1, 1))  # not in force yet
+    department = goal(0.04, unit="H01/SUR", valid_from=dt.date(2024, 1, 1))
+    retired = goal(0.03, unit="H02", valid_from=dt.date(2024, 1, 1))
+    improvement.retire_target(engine, CARE, retired.item_id, retired.version)
+    norm = improvement.set_target(
+        engine,
+        QUALITY,
+        CONDITION,
+        INDICATOR,
+        0.12,
+        kind=TargetKind.EXTERNAL_NORM,
+        source="DICA 2024",
+        valid_from=dt.date(2024, 1, 1),
+    )
+    improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.01, valid_from=dt.date(2024, 1, 1))
+
+    def shown(viewer: Viewer, unit: str) -> list[tuple[str, float]]:
+        found = annotations.chart_targets(engine, viewer, CONDITION, INDICATOR, unit, on=TODAY)
+        return [(t.item_id, t.value) for t in found]
+
+    assert shown(CARE, "H01") == [(own.item_id, 0.07), (norm.item_id, 0.12)]  # team goal first
+    assert shown(CARE, "H02") == [(everyone.item_id, 0.10), (norm.item_id, 0.12)]  # retired: the all-units goal
+    assert shown(CARE, "H01/SUR") == [(department.item_id, 0.04), (norm.item_id, 0.12)]
+    assert shown(CARE, "H01/ORT") == [(own.item_id, 0.07), (norm.item_id, 0.12)]  # the hospital's goal
+    assert shown(CARE, f"{CONDITION}@H01") == [(own.item_id, 0.07), (norm.item_id, 0.12)]  # a condition team
+    assert shown(MANAGER, "H01")[0] == (own.item_id, 0.07)
+
+
+def test_chart_actions_are_the_units_actions_linked_to_the_indicator(sqlite_engine):
+    engine = sqlite_engine
+
+    def action(title: str, start: dt.date, unit: str = "", indicators=(INDICATOR,)):
+        return improvement.create_action(
+            engine,
+            CARE,
+            CONDITION,
+            title,
+            "verpleegkundig specialist",
+            start,
+            start + dt.timedelta(days=90),
+            unit=unit,
+            indicators=indicators,
+            expected_effect="fewer leaks",
+        )
+
+    later = action("Leak test in theatre", dt.date(2024, 9, 1), unit="H01")
+    first = action("ERAS protocol", dt.date(2024, 3, 1))
+    department = action("Stapler training", dt.date(2024, 5, 1), unit="H01/SUR")
+    other = action("Other hospital", dt.date(2024, 4, 1), unit="H02")
+    action("Not about leaks", dt.date(2024, 4, 1), indicators=("mortality_30d",))
+
+    def shown(viewer: Viewer, unit: str) -> list[str]:
+        return [a.item_id for a in annotations.chart_actions(engine, viewer, CONDITION, INDICATOR, unit)]
+
+    assert shown(CARE, "H01") == [first.item_id, department.item_id, later.item_id]  # by start date
+    assert shown(CARE, "H01/SUR") == [first.item_id, department.item_id, later.item_id]
+    assert shown(CARE, "H01/ORT") == [first.item_id, later.item_id]
+    managed = annotations.chart_actions(engine, MANAGER, CONDITION, INDICATOR, "H01")
+    assert [a.item_id for a in managed] == [first.item_id, department.item_id, later.item_id]
+    assert all(a.expected_effect == "" for a in managed)  # a manager reads the status only
+    assert shown(QUALITY, "H02") == [first.item_id, other.item_id]
+    with pytest.raises(AccessDenied):
+        annotations.chart_actions(engine, CARE_OTHER, CONDITION, INDICATOR, "H01")
