@@ -155,3 +155,111 @@ def test_chart_actions_are_the_units_actions_linked_to_the_indicator(sqlite_engi
     assert shown(QUALITY, "H02") == [first.item_id, other.item_id]
     with pytest.raises(AccessDenied):
         annotations.chart_actions(engine, CARE_OTHER, CONDITION, INDICATOR, "H01")
+
+
+# --------------------------------------------------------------------------------------------- the charts
+GOAL = SimpleNamespace(kind="team_goal", value=0.08, direction="at_most", source="")
+NORM = SimpleNamespace(kind="external_norm", value=0.12, direction="at_most", source="DICA 2024")
+ACTIONS = [
+    SimpleNamespace(title="ERAS protocol", start=dt.date(2023, 11, 15), status="in_progress"),
+    SimpleNamespace(title="Before the chart", start=dt.date(2021, 1, 1), status="done"),
+]
+
+
+def notes(spec: dict) -> list[dict]:
+    """Rows of the annotation datasets (target lines, action marks)."""
+    return [r for name, rows in spec["datasets"].items() if name.startswith(charts.NOTE_PREFIX) for r in rows]
+
+
+def layers_with(spec: dict, mark: str, field: str) -> list[dict]:
+    return [
+        layer
+        for layer in spec["layer"]
+        if layer["mark"]["type"] == mark
+        and any(isinstance(e, dict) and e.get("field") == field for e in layer["encoding"].values())
+    ]
+
+
+def test_target_kinds_have_their_own_palette_colours():
+    assert set(charts.TARGET_STYLES) == {str(k) for k in TargetKind}
+    colours = {c for c, _ in charts.TARGET_STYLES.values()}
+    assert len(colours) == 2 and colours <= set(charts.CATEGORICAL)
+    assert not colours & {charts.PALETTE[charts.BETTER], charts.PALETTE[charts.WORSE], charts.SIGNAL_COLOUR}
+
+
+def test_trend_draws_targets_actions_and_each_phase_apart():
+    frame = spc.p_chart([2, 3, 1, 4, 1, 0, 1, 2], [20] * 8, periods=QUARTERS, rebase=[dt.date(2023, 11, 15)])
+    spec = charts.trend_chart(frame, kind="proportion", lang="nl", targets=[GOAL, NORM], actions=ACTIONS)
+    charts.validate_spec(spec)
+    lines = [r for r in notes(spec) if "norm_value" in r]
+    assert [(r["norm_value"], r["norm_name"]) for r in lines] == [
+        (0.08, "Teamdoel ≤ 8,0%"),
+        (0.12, "Externe norm (DICA 2024) ≤ 12,0%"),
+    ]
+    strokes = [layer["encoding"]["stroke"] for layer in layers_with(spec, "rule", "norm_value")]
+    assert strokes[0]["scale"]["range"] == [
+        charts.TARGET_STYLES["team_goal"][0],
+        charts.TARGET_STYLES["external_norm"][0],
+    ]
+    marks = [r for r in notes(spec) if "action" in r]
+    assert [(r["action"], r["period"], r["action_status"]) for r in marks] == [
+        ("ERAS protocol", "2023-11-15T00:00:00", "Bezig")
+    ]  # the action before the chart's first period is left out
+    assert layers_with(spec, "rule", "period") and layers_with(spec, "text", "text")
+    # the limits and centre line of each phase are lines of their own
+    keys = {r["key"] for rows in spec["datasets"].values() for r in rows if "key" in r}
+    assert {"upper-0", "upper-1", "centre-0", "centre-1", "value"} <= keys
+    # the chart's table (CSV download) is the series, not the annotations
+    assert len(charts.chart_table(spec)) == 8
+
+
+def test_caterpillar_draws_a_target_on_an_oe_axis_at_the_rate_over_the_benchmark():
+    rows = pd.DataFrame(
+        {
+            "indicator": INDICATOR,
+            "label_en": "Anastomotic leak",
+            "label_nl": "Naadlekkage",
+            "kind": "proportion",
+            "direction": "lower",
+            "unit": ["H01", "H02", "H03"],
+            "n": 100.0,
+            "adjusted_value": [0.08, 0.10, 0.12],
+            "adjusted_lower": [0.05, 0.07, 0.09],
+            "adjusted_upper": [0.11, 0.13, 0.15],
+            "oe": [0.8, 1.0, 1.2],
+            "oe_lower": [0.5, 0.7, 0.9],
+            "oe_upper": [1.1, 1.3, 1.5],
+            "target": 0.10,
+            "assessment_998": "as expected",
+        }
+    )
+    adjusted = charts.caterpillar_chart(rows, targets=[GOAL, NORM])
+    oe = charts.caterpillar_chart(rows, value="oe", targets=[GOAL, NORM])
+    for spec in (adjusted, oe):
+        charts.validate_spec(spec)
+    assert [r["norm_value"] for r in notes(adjusted)] == pytest.approx([0.08, 0.12])
+    assert [r["norm_value"] for r in notes(oe)] == pytest.approx([0.8, 1.2])  # 8% / 10%: where O/E = 0.8 meets it
+    assert [r["norm_name"] for r in notes(oe)] == ["Team goal ≤ 8.0%", "External norm (DICA 2024) ≤ 12.0%"]
+    assert not notes(charts.caterpillar_chart(rows.assign(target=np.nan), value="oe", targets=[GOAL]))
+
+
+def test_vlad_and_cusum_mark_actions_on_their_dates_only():
+    dates = pd.date_range("2023-06-01", periods=200, freq="D")
+    frame = pd.DataFrame(
+        {
+            "unit": "H01",
+            "date": dates,
+            "cycle_number": np.arange(1, 201),
+            "cusum_up": 0.0,
+            "cusum_down": 0.0,
+            "alarm_up": False,
+            "alarm_down": False,
+            "vlad": np.linspace(0, 3, 200),
+        }
+    )
+    for build in (charts.vlad_chart, charts.cusum_chart):
+        spec = build(frame, actions=ACTIONS)
+        charts.validate_spec(spec)
+        assert [r["action"] for r in notes(spec)] == ["ERAS protocol"]
+        assert [r["action"] for r in notes(build(frame.drop(columns="date"), actions=ACTIONS))] == []
+        assert len(charts.chart_table(spec)) == 200

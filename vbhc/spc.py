@@ -67,6 +67,7 @@ from vbhc.benchmark import _run_lengths
 
 __all__ = [
     "D2",
+    "MIN_PHASE_POINTS",
     "MR_UPPER",
     "RULES",
     "SHIFT_RUN",
@@ -75,7 +76,6 @@ __all__ = [
     "anhoej_crossings_limit",
     "anhoej_run_limit",
     "assurance",
-    "MIN_PHASE_POINTS",
     "mean_moving_range",
     "p_chart",
     "phases",
