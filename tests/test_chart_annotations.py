@@ -194,13 +194,14 @@ def test_trend_draws_targets_actions_and_each_phase_apart():
     lines = [r for r in notes(spec) if "norm_value" in r]
     assert [(r["norm_value"], r["norm_name"]) for r in lines] == [
         (0.08, "Teamdoel ≤ 8,0%"),
-        (0.12, "Externe norm (DICA 2024) ≤ 12,0%"),
+        (0.12, "Externe norm ≤ 12,0%"),
     ]
     strokes = [layer["encoding"]["stroke"] for layer in layers_with(spec, "rule", "norm_value")]
     assert strokes[0]["scale"]["range"] == [
         charts.TARGET_STYLES["team_goal"][0],
         charts.TARGET_STYLES["external_norm"][0],
     ]
+    assert [r["norm_source"] for r in lines] == ["", "DICA 2024"]  # in the norm's tooltip
     marks = [r for r in notes(spec) if "action" in r]
     assert [(r["action"], r["period"], r["action_status"]) for r in marks] == [
         ("ERAS protocol", "2023-11-15T00:00:00", "Bezig")
@@ -239,7 +240,7 @@ def test_caterpillar_draws_a_target_on_an_oe_axis_at_the_rate_over_the_benchmark
         charts.validate_spec(spec)
     assert [r["norm_value"] for r in notes(adjusted)] == pytest.approx([0.08, 0.12])
     assert [r["norm_value"] for r in notes(oe)] == pytest.approx([0.8, 1.2])  # 8% / 10%: where O/E = 0.8 meets it
-    assert [r["norm_name"] for r in notes(oe)] == ["Team goal ≤ 8.0%", "External norm (DICA 2024) ≤ 12.0%"]
+    assert [r["norm_name"] for r in notes(oe)] == ["Team goal ≤ 8.0%", "External norm ≤ 12.0%"]
     assert not notes(charts.caterpillar_chart(rows.assign(target=np.nan), value="oe", targets=[GOAL]))
 
 

@@ -884,19 +884,20 @@ def _target_rule(
 
 #: Datasets of annotations (target lines, action marks) are named with this prefix: chart_table leaves them out.
 NOTE_PREFIX = "note"
-#: Lines an action's title takes above the plot before it is shortened (the tooltip has the whole title).
-ACTION_LINES = 2
+#: Lines an action's title takes at the top of the plot; a longer title is shortened at a word, with "…" (its
+#: tooltip has the whole title). Three lines of the plot's width hold about 110 characters on a phone.
+ACTION_LINES = 3
 
 
 def target_name(target: ImprovementTarget, kind: str, lang: str) -> str:
-    """A target line's legend text: whose target (team goal, or external norm with its source) and when it is met,
-    e.g. "Team goal ≤ 5.0%" or "External norm (NHR 2025) ≥ 80%"."""
-    who = t(f"improvement.target_{target.kind}", lang)
-    source = " ".join(str(getattr(target, "source", "") or "").split())
-    if source:
-        who = f"{who} ({textwrap.shorten(source, 40, placeholder=' …')})"
+    """A target line's legend text: whose target and when it is met, e.g. "Team goal ≤ 5.0%" or "External norm
+    ≥ 80%". An external norm's source is in the line's tooltip (a registry's name would not fit a phone's legend)."""
     sign = "≤" if str(target.direction) == "at_most" else "≥"
-    return f"{who} {sign} {format_value(float(target.value), kind, lang)}"
+    return f"{t(f'improvement.target_{target.kind}', lang)} {sign} {format_value(float(target.value), kind, lang)}"
+
+
+def _source(target: ImprovementTarget) -> str:
+    return " ".join(str(getattr(target, "source", "") or "").split())
 
 
 def _usable_targets(targets: Sequence[ImprovementTarget] | None) -> list[ImprovementTarget]:
@@ -932,7 +933,10 @@ def _target_lines(
     for i, (tg, name) in enumerate(zip(shown, names, strict=True)):
         layers.append(
             {
-                "data": data([{"norm_value": float(tg.value) / per, "norm_name": name}], prefix=NOTE_PREFIX),
+                "data": data(
+                    [{"norm_value": float(tg.value) / per, "norm_name": name, "norm_source": _source(tg)}],
+                    prefix=NOTE_PREFIX,
+                ),
                 "mark": {"type": "rule", "strokeWidth": 2.5, "strokeDash": TARGET_STYLES[str(tg.kind)][1]},
                 "encoding": {
                     channel: _q("norm_value"),
@@ -941,6 +945,7 @@ def _target_lines(
                     "tooltip": [
                         _tip("norm_name", "nominal", label("target_line", lang)),
                         _tip("norm_value", "quantitative", label("target_value", lang), fmt),
+                        *([_tip("norm_source", "nominal", label("target_source", lang))] if _source(tg) else []),
                     ],
                 },
             }
@@ -990,7 +995,7 @@ def _action_marks(
     field = x["field"]
     wide_size = _fonts(width)["text"] - 2
     phone_size = FONT_SIZES_NARROW["text"] - 1
-    wide_room, phone_room = (min(width, COLUMN_WIDTH) - 140) / 1.2, PHONE_PLOT / 1.2
+    wide_room, phone_room = min(width, COLUMN_WIDTH) - 140, PHONE_PLOT
     rows, wide_y, phone_y = [], 4.0, 4.0
     for action in shown:
         wide, phone = (
