@@ -6,18 +6,23 @@ layout of every chart with annotations drawn is checked in tests/test_chart_layo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import math
+import sqlite3
 from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import func, select
 
-from vbhc import annotations, charts, improvement, spc
+from vbhc import annotations, charts, improvement, models, spc
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import TargetKind
+from vbhc.store import get_engine
 
 QUARTERS = pd.date_range("2023-01-01", periods=8, freq="QS")
 
@@ -264,3 +269,80 @@ def test_vlad_and_cusum_mark_actions_on_their_dates_only():
         assert [r["action"] for r in notes(spec)] == ["ERAS protocol"]
         assert [r["action"] for r in notes(build(frame.drop(columns="date"), actions=ACTIONS))] == []
         assert len(charts.chart_table(spec)) == 200
+
+
+# --------------------------------------------------------------------------------------------- the team page
+@pytest.fixture
+def team_db(small_demo_registry, tmp_path, monkeypatch):
+    """A copy of the small demo registry (the test writes to it) with a team goal and an action on the own
+    hospital's anastomotic leaks, started in the middle of the registry's dates."""
+    engine, truth = small_demo_registry
+    path = tmp_path / "team.db"
+    with (
+        contextlib.closing(sqlite3.connect(engine.url.database)) as source,
+        contextlib.closing(sqlite3.connect(path)) as copy,
+    ):
+        source.backup(copy)
+    get_engine.cache_clear()
+    url = f"sqlite:///{path}"
+    own = get_engine(url)
+    with own.connect() as conn:
+        first, last = conn.execute(
+            select(func.min(models.CareCycle.index_date), func.max(models.CareCycle.index_date))
+        ).one()
+    start = (pd.Timestamp(first) + (pd.Timestamp(last) - pd.Timestamp(first)) / 2).date()
+    improvement.set_target(own, CARE, CONDITION, INDICATOR, 0.06, valid_from=dt.date(2020, 1, 1))
+    action = improvement.create_action(
+        own,
+        CARE,
+        CONDITION,
+        "ERAS protocol",
+        "chirurg",
+        start,
+        start + dt.timedelta(days=60),
+        unit=truth["own_hospital"],
+        indicators=[INDICATOR],
+    )
+    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+    yield truth["own_hospital"], action
+    get_engine.cache_clear()
+
+
+def shipped(proto) -> str:
+    """A chart as Streamlit sends it: its spec and its datasets (Arrow), as text to search."""
+    import pyarrow as pa
+
+    rows = [pa.ipc.open_stream(d.data.data).read_all().to_pylist() for d in proto.datasets]
+    return proto.spec + json.dumps(rows, ensure_ascii=False, default=str)
+
+
+@pytest.mark.usefixtures("local_mode")
+def test_the_team_page_draws_the_goal_and_the_action_and_rebases_at_it(team_db):
+    from streamlit.testing.v1 import AppTest
+
+    from vbhc.i18n import t
+    from vbhc.settings import PROJECT_ROOT
+
+    hospital, action = team_db
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "nl"
+    at.session_state["condition"] = CONDITION
+    at.session_state["unit_hospital"] = hospital
+    at.session_state["team_tab"] = t("pages.tab_depth", "nl")
+    at.session_state["indicator"] = INDICATOR
+    at.run()
+    at.switch_page("views/condition_team.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="indicator").value == INDICATOR
+    drawn = [shipped(e.proto) for e in at.get("vega_lite_chart")]
+    # funnel, caterpillar and trend: the team goal; trend, VLAD and CUSUM: the action
+    assert sum("Teamdoel ≤ 6,0%" in d for d in drawn) == 3
+    assert sum("ERAS protocol" in d for d in drawn) == 3
+
+    at.selectbox(key="spc_action").set_value(action.item_id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Herberekend bij ERAS protocol: ervoor centrale lijn" in captions
+    trend = next(shipped(e.proto) for e in at.get("vega_lite_chart") if "p-kaart" in e.proto.spec)
+    assert '"upper-1"' in trend  # the phase after the action has limits of its own

@@ -16,15 +16,25 @@ here, and tested without Streamlit:
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
+import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import improvement, models
+from vbhc import improvement, models, spc
 from vbhc.access import Viewer
 from vbhc.improvement import ALL_UNITS
 from vbhc.registry import unit_parts
 
-__all__ = ["chart_actions", "chart_targets", "closeness"]
+__all__ = [
+    "ChartNotes",
+    "PhaseComparison",
+    "chart_actions",
+    "chart_notes",
+    "chart_targets",
+    "closeness",
+    "compare_phases",
+]
 
 
 def closeness(item_unit: str, unit: str) -> int | None:
@@ -73,3 +83,54 @@ def chart_actions(
     found = improvement.actions(engine, viewer, condition, indicator=indicator)
     mine = [a for a in found if closeness(a.unit, unit) is not None]
     return sorted(mine, key=lambda a: (a.start, a.title))
+
+
+@dataclass(frozen=True)
+class ChartNotes:
+    """What a unit's charts of one indicator draw from the improvement cycle."""
+
+    targets: list[models.ImprovementTarget] = field(default_factory=list)
+    actions: list[models.ImprovementAction] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple:
+        """Identifies the drawn items and their versions: part of a cached chart's key, so an edit redraws it."""
+        return tuple((i.item_id, i.version) for i in (*self.targets, *self.actions))
+
+    def action(self, item_id: str | None) -> models.ImprovementAction | None:
+        return next((a for a in self.actions if a.item_id == item_id), None)
+
+
+def chart_notes(
+    engine: Engine, viewer: Viewer, condition: str, indicator: str, unit: str, *, on: dt.date | None = None
+) -> ChartNotes:
+    """The targets in force and the linked actions for the unit's charts of `indicator` (see the module's rules)."""
+    return ChartNotes(
+        chart_targets(engine, viewer, condition, indicator, unit, on=on),
+        chart_actions(engine, viewer, condition, indicator, unit),
+    )
+
+
+@dataclass(frozen=True)
+class PhaseComparison:
+    """The phases of an SPC chart rebased at an action's start, either side of it (vbhc.spc.phases rows)."""
+
+    before: pd.Series
+    after: pd.Series
+
+    @property
+    def provisional(self) -> bool:
+        """Either phase has too few points for steady limits (spc.MIN_PHASE_POINTS)."""
+        return bool(self.before["provisional"] or self.after["provisional"])
+
+
+def compare_phases(chart: pd.DataFrame, start: dt.date) -> PhaseComparison | None:
+    """The phase that begins at an action's `start` (its first period on or after that date) and the phase before
+    it, of a chart rebased there (vbhc.spc); None when the chart has no phase on either side."""
+    table = spc.phases(chart)
+    if len(table) < 2:
+        return None
+    after = table.index[pd.to_datetime(table["first"]) >= pd.Timestamp(start)]
+    if not len(after) or after[0] == table.index[0]:
+        return None
+    return PhaseComparison(table.loc[after[0] - 1], table.loc[after[0]])
