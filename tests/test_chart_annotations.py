@@ -213,8 +213,8 @@ def test_trend_draws_targets_actions_and_each_phase_apart():
     ]  # the action before the chart's first period is left out
     assert layers_with(spec, "rule", "period") and layers_with(spec, "text", "text")
     # the limits and centre line of each phase are lines of their own
-    keys = {r["key"] for rows in spec["datasets"].values() for r in rows if "key" in r}
-    assert {"upper-0", "upper-1", "centre-0", "centre-1", "value"} <= keys
+    lines = {r["line"] for rows in spec["datasets"].values() for r in rows if "line" in r}
+    assert {"upper-0", "upper-1", "centre-0", "centre-1", "value"} <= lines
     # the chart's table (CSV download) is the series, not the annotations
     assert len(charts.chart_table(spec)) == 8
 
@@ -345,4 +345,4 @@ def test_the_team_page_draws_the_goal_and_the_action_and_rebases_at_it(team_db):
     captions = " ".join(c.value for c in at.caption)
     assert "Herberekend bij ERAS protocol: ervoor centrale lijn" in captions
     trend = next(shipped(e.proto) for e in at.get("vega_lite_chart") if "p-kaart" in e.proto.spec)
-    assert '"upper-1"' in trend  # the phase after the action has limits of its own
+    assert '"upper-1"' in trend  # the phase after the action has limits of its own (its line's name)

@@ -1775,7 +1775,9 @@ def trend_chart(
                     "period": wide["period"],
                     "y": wide[col],
                     "series": name,
-                    "key": [f"{col}-{p}" if col != "value" else col for p in phase],
+                    "key": col,
+                    # one line per phase: a rebased chart's limits and centre are not joined across the rebase
+                    "line": [f"{col}-{p}" if col != "value" else col for p in phase],
                 }
             )
             for col, name, _, _ in series
@@ -1800,7 +1802,7 @@ def trend_chart(
             legend=_legend(names, width, symbolType="stroke", symbolStrokeWidth=3),
         ),
         "strokeDash": _n("series", None, scale={"domain": names, "range": [styles[n][1] for n in names]}),
-        "detail": _n("key"),
+        "detail": _n("line"),
     }
     is_limit = long["key"].isin(["upper", "lower"])
     data = _Data()
