@@ -11,6 +11,7 @@ from vbhc import access, annotations, charts, registry, spc, verdict
 from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.i18n import fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
+from vbhc.models import ImprovementAction
 from vbhc.safety import md_escape
 
 chosen = filters.current()
@@ -111,7 +112,7 @@ if verdicts.open:
         )
 
 
-def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, object]:
+def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, ImprovementAction | None]:
     """Limits of the trend chart (vbhc.spc): MR screening, a frozen baseline, a rebase date, and with actions linked
     to the indicator a rebase at an action's start (before and after, each phase its own limits). Returns the
     options and the action rebased at (or None)."""
@@ -141,7 +142,7 @@ def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, object]:
     return {"screen_mr": screen, "baseline": int(baseline) or None, "rebase": dates or None}, at_action
 
 
-def _phases_note(trend: pd.DataFrame, action, kind: str) -> None:
+def _phases_note(trend: pd.DataFrame, action: ImprovementAction, kind: str) -> None:
     """Before and after the action the chart is rebased at: each phase's centre line, and whether its limits are
     provisional (too few periods)."""
     compared = annotations.compare_phases(trend, action.start)
@@ -224,7 +225,7 @@ if depth.open:
         st.markdown(" · ".join(notes))
 
         # the targets in force and the actions linked to the indicator, through vbhc.improvement's role rules
-        notes = annotations.chart_notes(data.current_engine(), viewer, chosen.condition, indicator_id, unit)
+        on_charts = annotations.chart_notes(data.current_engine(), viewer, chosen.condition, indicator_id, unit)
         if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
             st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
         else:
@@ -234,24 +235,24 @@ if depth.open:
             funnel, caterpillar, over_time, cumulative = st.tabs(views)
             with funnel:
                 render.cached_chart(
-                    ("funnel", indicator_id, notes.key),
+                    ("funnel", indicator_id, on_charts.key),
                     lambda: charts.funnel_chart(
-                        named, funnel_curve(rows), highlight=highlight, lang=lang, targets=notes.targets
+                        named, funnel_curve(rows), highlight=highlight, lang=lang, targets=on_charts.targets
                     ),
                     highlight=highlight,
                 )
             with caterpillar:
                 value = "oe" if yes_no else "adjusted"
                 render.cached_chart(
-                    ("caterpillar", indicator_id, notes.key),
+                    ("caterpillar", indicator_id, on_charts.key),
                     lambda: charts.caterpillar_chart(
-                        named, highlight=highlight, lang=lang, value=value, targets=notes.targets
+                        named, highlight=highlight, lang=lang, value=value, targets=on_charts.targets
                     ),
                     highlight=highlight,
                 )
 
             with over_time:
-                _trend_section(indicator_id, ind, notes)
+                _trend_section(indicator_id, ind, on_charts)
             with cumulative:
                 if yes_no:
 
@@ -264,13 +265,13 @@ if depth.open:
                     left, right = st.columns(2)
                     with left:
                         render.cached_chart(
-                            ("vlad", indicator_id, unit, notes.key),
-                            lambda: charts.vlad_chart(_series(), lang=lang, actions=notes.actions),
+                            ("vlad", indicator_id, unit, on_charts.key),
+                            lambda: charts.vlad_chart(_series(), lang=lang, actions=on_charts.actions),
                         )
                     with right:
                         render.cached_chart(
-                            ("cusum", indicator_id, unit, notes.key),
-                            lambda: charts.cusum_chart(_series(), lang=lang, actions=notes.actions),
+                            ("cusum", indicator_id, unit, on_charts.key),
+                            lambda: charts.cusum_chart(_series(), lang=lang, actions=on_charts.actions),
                         )
                 else:
                     render.cached_chart(
