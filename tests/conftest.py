@@ -16,7 +16,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import start_postgres
+from vbhc.results import ResultStore, default_views, precompute
 from vbhc.store import get_engine, upgrade_schema
+
+# A server's background warm-up prepares only every condition's whole period (as the browser tests' servers do),
+# not every year as well: the tests share 2 cores, and a test that wants a year computes it when it asks.
+os.environ.setdefault("VBHC_WARM_UP_YEARS_UP_TO", "0")
 
 _counter = itertools.count()
 
@@ -122,6 +127,11 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
             result = generate_demo(shared / "files", **kwargs)
             builder = get_engine(f"sqlite:///{built}")
             import_files(result.files, builder, imported_by="test")
+            # as `vbhc import` does: the default views computed once and stored beside the database, so a page or
+            # a server's warm-up in any test reads them instead of computing them again in every worker
+            store = ResultStore(builder)
+            precompute(builder, default_views(builder, years=False), prune=False)
+            (shared / "results-folder").write_text(str(store.folder), encoding="utf-8")
             builder.dispose()
             get_engine.cache_clear()
             shutil.copy2(result.truth_path, shared / "truth.json")
@@ -134,9 +144,16 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
     ):
         source.backup(copy)
     engine = get_engine(f"sqlite:///{folder / 'demo.db'}")
+    _copy_results(Path((shared / "results-folder").read_text(encoding="utf-8")), ResultStore(engine))
     truth = json.loads((shared / "truth.json").read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
+
+
+def _copy_results(source: Path, store: ResultStore) -> None:
+    """The built registry's stored views, as this copy's own (the store names its folder after the database file)."""
+    if source.is_dir() and store.enabled and store.folder is not None and not store.folder.exists():
+        shutil.copytree(source, store.folder)
 
 
 @pytest.fixture

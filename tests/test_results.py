@@ -4,6 +4,7 @@ processes share them, and a damaged or foreign file is never trusted."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from vbhc.indicators import (
     restrict,
 )
 from vbhc.ingest import import_files
+from vbhc.meeting import as_of_period, default_meeting_date, result_as_of
 from vbhc.results import ResultStore, ViewKey
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,13 +324,14 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     assert main(["init"]) == 0
     assert main(["import", *map(str, demo_files)]) == 0
     out = capfd.readouterr()
-    assert "indicator views: 14/14 views" in out.err
-    assert "Indicator views: 14 computed, 0 already stored" in out.out
+    # 7 conditions x 2 levels x (the whole period, as it was at the default meeting date)
+    assert "indicator views: 28/28 views" in out.err
+    assert "Indicator views: 28 computed, 0 already stored" in out.out
     engine = get_engine(url)
     store = ResultStore(engine)
     assert all(store.has(key, store.version()) for key in results.default_views(engine))
     assert main(["precompute"]) == 0
-    assert "0 computed, 14 already stored" in capfd.readouterr().out
+    assert "0 computed, 28 already stored" in capfd.readouterr().out
 
 
 def test_default_views_put_the_first_pages_first(registry, monkeypatch):
@@ -336,10 +339,33 @@ def test_default_views_put_the_first_pages_first(registry, monkeypatch):
     views = results.default_views(registry)
     conditions = _conditions(registry)
     assert views[: len(conditions)] == [ViewKey(c, "hospital") for c in conditions]
-    years = {v.period for v in views if v.period}
+    # then each condition as it was at the default meeting date (the "since the last meeting" columns)
+    as_of = [v for v in views if ".." in v.period]
+    assert views[len(conditions) : 2 * len(conditions)] == [v for v in as_of if v.level == "hospital"]
+    assert {(v.condition, v.level) for v in as_of} == {(c, lv) for c in conditions for lv in ("hospital", "department")}
+    assert all(v.period.endswith(f"..{default_meeting_date().isoformat()}") for v in as_of)
+    years = {v.period for v in views if v.period and v not in as_of}
     assert years and all(len(y) == 4 for y in years)
-    assert len(views) == len(conditions) * 2 * (1 + len(years))
-    assert len(results.default_views(registry, years=False)) == 2 * len(conditions)
+    assert len(views) == len(conditions) * 2 * (2 + len(years))
+    assert len(results.default_views(registry, years=False)) == 4 * len(conditions)
+
+
+@sqlite_only
+def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(registry):
+    """The "since the last meeting" comparison reads the stored date-range view; it equals refitting the models on
+    the care cycles up to the meeting (vbhc.meeting.result_as_of), and a date after a viewed year is that year."""
+    store = ResultStore(registry)
+    version = store.version()
+    current = store.result(ViewKey(CONDITION, "hospital"), version)
+    when = dt.date(2024, 6, 30)
+    first = pd.Timestamp(current.data.cycles["index_date"].min()).date()
+    period = as_of_period(first, when)
+    assert period.label == f"{first.isoformat()}..2024-06-30"
+    stored = store.result(ViewKey(CONDITION, "hospital", period.label), version)
+    assert_results_equal(stored, result_as_of(current, when))
+    year = store.result(ViewKey(CONDITION, "hospital", "2023"), version)
+    assert as_of_period(first, when, year.period) == year.period
+    assert as_of_period(first, dt.date(2010, 1, 1)) is None
 
 
 def test_a_stored_view_keeps_its_comparison_group_apart(registry):

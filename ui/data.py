@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import importlib
 import threading
 import time
@@ -26,6 +27,7 @@ from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
+from vbhc.meeting import as_of_period
 from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
 
@@ -264,6 +266,20 @@ def _wait_for(args: tuple) -> IndicatorResult:
                     box.progress(0.0, text=what)
     finally:
         box.empty()
+
+
+def result_as_of(current: IndicatorResult, when: dt.date) -> IndicatorResult | None:
+    """The full view (no comparison group) as it was at `when` (the last meeting): a date-range view of the
+    results store like any other period, prepared ahead for the default meeting date (vbhc.results.default_views),
+    so neither a restart nor a new viewer refits it. None for an empty view (the caller computes in memory)."""
+    cycles = current.data.cycles if current.data is not None else None
+    if cycles is None or cycles.empty:
+        return None
+    first = pd.Timestamp(pd.to_datetime(cycles["index_date"]).min()).date()
+    period = as_of_period(first, when, current.period)
+    if period is None:
+        return None
+    return result(current.condition, current.level, period.label)
 
 
 def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:

@@ -508,12 +508,17 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
 
     def compute():
         # the indicators as they were at the meeting (models refitted: about a second) are the same for every
-        # unit of the view, so picking another unit does not compute them again
-        before = cached(
-            ("meeting_before", result.condition, str(when), only),
-            lambda: meeting.result_as_of(result, when, only=indicators),
-            by_language=False,
-        )
+        # unit of the view, so picking another unit does not compute them again; without a comparison group
+        # they are a view of the results store (prepared ahead, kept over restarts)
+        before = data.result_as_of(result, when) if not chosen.peers else None
+        if before is None:
+            before = cached(
+                ("meeting_before", result.condition, str(when), only),
+                lambda: meeting.result_as_of(result, when, only=indicators),
+                by_language=False,
+            )
+        elif only is not None:
+            before = dataclasses.replace(before, table=before.table[before.table["indicator"].isin(only)])
         return meeting.since_last_meeting(result, unit, when, comparison, before=before)
 
     frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute, by_language=False)

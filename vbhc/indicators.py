@@ -27,6 +27,8 @@ rankability and expected rank per unit (vbhc.shrinkage; columns SHRINKAGE_COLUMN
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -603,31 +605,62 @@ def indicator_over_time(
     against the case-mix expected value of the unit's own patients (attrs["target"]).
     """
     ind = result.data.condition.indicator(indicator)
-    values = result.cycle_values
-    part = values[(values["indicator"] == indicator) & (values["unit"] == unit)]
+    part = unit_cycle_values(result, indicator, unit)
     if until is not None:
         part = part[pd.to_datetime(part["index_date"]) <= pd.Timestamp(until)]
     if part.empty:
         return pd.DataFrame()
-    period = pd.to_datetime(part["index_date"]).dt.to_period(freq[0]).dt.start_time
-    grouped = part.groupby(period).agg(
-        n=("observed", "size"), observed=("observed", "sum"), expected=("expected", "sum")
-    )
-    known = part[part["expected"].notna()]
-    target = float(known["expected"].mean()) if len(known) else None
+    # per period: cycles, sum of observed and of expected, mean observed (missing values left out, as pandas' sum
+    # and mean do); with numpy, as this runs for every indicator of every unit a meeting looks at
+    starts = pd.to_datetime(part["index_date"]).dt.to_period(freq[0]).dt.start_time
+    codes, periods = pd.factorize(starts, sort=True)
+    observed = part["observed"].to_numpy(float)
+    expected = part["expected"].to_numpy(float)
+    size = len(periods)
+    n = np.bincount(codes, minlength=size)
+    observed_sum = np.bincount(codes, np.nan_to_num(observed), minlength=size)
+    expected_sum = np.bincount(codes, np.nan_to_num(expected), minlength=size)
+    periods = pd.DatetimeIndex(periods)
+    known = ~np.isnan(expected)
+    target = float(expected[known].mean()) if known.any() else None
     options = {"baseline": baseline, "rebase": rebase, "direction": ind.direction, "target": target}
     if ind.kind in BINARY_KINDS:
         if laney is None:
             rows = result.table[(result.table["indicator"] == indicator)]
             laney = bool((rows["dispersion_method"] != "none").any())
-        chart = spc.p_chart(grouped["observed"], grouped["n"], laney=laney, periods=grouped.index, **options)
-        chart["expected_rate"] = (grouped["expected"] / grouped["n"]).to_numpy()
+        chart = spc.p_chart(
+            pd.Series(observed_sum, index=periods), pd.Series(n, index=periods), laney=laney, periods=periods, **options
+        )
+        chart["expected_rate"] = expected_sum / n
     else:
-        means = part.groupby(period)["observed"].mean()
-        chart = spc.xmr_chart(means.to_numpy(), periods=means.index, screen_mr=screen_mr, **options)
-        chart["n"] = grouped["n"].to_numpy()
+        counted = np.bincount(codes, ~np.isnan(observed), minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = observed_sum / counted
+        chart = spc.xmr_chart(means, periods=periods, screen_mr=screen_mr, **options)
+        chart["n"] = n
     chart.attrs["target"] = target
     return chart
+
+
+#: Per cycle_values frame (by id, dropped with the frame): the row positions of each (indicator, unit), so a page
+#: that follows many indicators of a unit does not scan every indicator's rows of every unit each time.
+_cycle_positions: dict[int, dict[tuple[str, str], np.ndarray]] = {}
+_positions_lock = threading.Lock()
+
+
+def unit_cycle_values(result: IndicatorResult, indicator: str, unit: str) -> pd.DataFrame:
+    """The per-cycle values (result.cycle_values) of one indicator and unit."""
+    values = result.cycle_values
+    if values.empty:
+        return values
+    with _positions_lock:
+        positions = _cycle_positions.get(id(values))
+        if positions is None:
+            keys = [values["indicator"].astype(str), values["unit"].astype(str)]
+            positions = {k: np.asarray(v) for k, v in values.groupby(keys, sort=False).indices.items()}
+            _cycle_positions[id(values)] = positions
+            weakref.finalize(values, _cycle_positions.pop, id(values), None)
+    return values.iloc[positions.get((indicator, unit), np.empty(0, dtype=np.intp))]
 
 
 def cusum_vlad(result: IndicatorResult, indicator: str, unit: str | None = None) -> pd.DataFrame:
@@ -799,8 +832,7 @@ def signal_cycles(result: IndicatorResult, indicator: str, unit: str, last_days:
     low-risk patient is the one a team learns most from. Pseudonymous cycle ids only.
     """
     ind = result.data.condition.indicator(indicator)
-    values = result.cycle_values
-    part = values[(values["indicator"] == indicator) & (values["unit"] == unit)]
+    part = unit_cycle_values(result, indicator, unit)
     if part.empty:
         return part.assign(expected=pd.Series(dtype=float))
     since = pd.Timestamp(part["index_date"].max()) - pd.Timedelta(days=last_days)

@@ -151,6 +151,20 @@ def changes(
     return out
 
 
+def as_of_period(first: dt.date, date: dt.date, within: Period | None = None) -> Period | None:
+    """The period of the care cycles as they were at `date`: from the first care cycle (or the viewed period's
+    start) up to the date (or the period's end, when earlier). As a plain date range it is a view like any other,
+    so the results store keeps the table as it was at the meeting (vbhc.results.default_views). None when the
+    date lies before the start."""
+    if within is not None and date >= within.end:
+        return within  # the whole period had passed: the same view
+    start = within.start if within is not None else first
+    end = min(within.end, date) if within is not None else date
+    if end < start:
+        return None
+    return Period(start, end, f"{start.isoformat()}..{end.isoformat()}")
+
+
 def result_as_of(
     result: indicators.IndicatorResult, date: dt.date | pd.Timestamp, only: list[str] | None = None
 ) -> indicators.IndicatorResult:
@@ -159,9 +173,7 @@ def result_as_of(
     data = result.data
     first = pd.to_datetime(data.cycles["index_date"]).min()
     end = pd.Timestamp(date)
-    if pd.isna(first) or first > end:
-        first = end
-    period = Period(first.date(), end.date(), f"..{end.date()}")
+    period = as_of_period(end.date() if pd.isna(first) or first > end else first.date(), end.date())
     computed = list(pd.unique(result.table["indicator"])) if len(result.table) else None
     if only is not None:
         computed = [i for i in (computed or only) if i in set(only)]

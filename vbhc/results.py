@@ -56,6 +56,7 @@ from sqlalchemy.engine import make_url
 from vbhc import indicators, models
 from vbhc.catalog import default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
+from vbhc.meeting import as_of_period, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, parse_period
 from vbhc.settings import catalog_dir, results_dir, results_group_mb
 
@@ -486,15 +487,27 @@ def years_up_to() -> int:
 
 def default_views(engine: Engine, *, years: bool | None = None) -> list[ViewKey]:
     """The views a server prepares and `vbhc import` precomputes, most wanted first: every condition's whole
-    period at hospital level (the overview, the team page's default and `vbhc report --all`), then at department
-    level; with `years` (default: registries up to years_up_to() care cycles) also every year at both levels."""
+    period at hospital level (the overview, the team page's default and `vbhc report --all`) and as it was at the
+    default meeting date (their "since the last meeting" columns), then the same at department level; with
+    `years` (default: registries up to years_up_to() care cycles) also every year at both levels."""
     from vbhc.registry import condition_volumes
 
     volumes = condition_volumes(engine=engine)
     if volumes.empty:
         return []
     conditions = [str(c) for c in volumes["condition"]]
-    views = [ViewKey(c, "hospital") for c in conditions] + [ViewKey(c, "department") for c in conditions]
+    # the tables as they were at the default meeting date: the "since the last meeting" columns of the overview
+    # and the team page compare with them
+    meeting_date = default_meeting_date()
+    as_of = {}
+    for row in volumes.itertuples():
+        period = as_of_period(pd.Timestamp(row.first_index_date).date(), meeting_date)
+        if period is not None:
+            as_of[str(row.condition)] = period.label
+    views = [ViewKey(c, "hospital") for c in conditions]
+    views += [ViewKey(c, "hospital", as_of[c]) for c in conditions if c in as_of]
+    views += [ViewKey(c, "department") for c in conditions]
+    views += [ViewKey(c, "department", as_of[c]) for c in conditions if c in as_of]
     if years is None:
         years = int(volumes["care_cycles"].sum()) <= years_up_to()
     if years:

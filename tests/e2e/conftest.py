@@ -118,12 +118,14 @@ def _build_demo_database(folder: Path, database_url: str) -> None:
     """Generate a small demo registry in `folder` and import it into `database_url`."""
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
+    from vbhc.results import default_views, precompute
     from vbhc.store import get_engine
 
     result = generate_demo(folder / "files", cycles=DEMO_CYCLES, seed=DEMO_SEED)
     engine = get_engine(database_url)
     try:
         import_files(result.files, engine, imported_by="e2e")
+        precompute(engine, default_views(engine, years=False))  # as `vbhc demo` does after its import
     finally:
         engine.dispose()
         get_engine.cache_clear()
