@@ -19,9 +19,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import _copy_results
 from vbhc import annotations, charts, improvement, models, spc
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import TargetKind
+from vbhc.results import ResultStore
 from vbhc.store import get_engine
 
 QUARTERS = pd.date_range("2023-01-01", periods=8, freq="QS")
@@ -286,6 +288,7 @@ def team_db(small_demo_registry, tmp_path, monkeypatch):
     get_engine.cache_clear()
     url = f"sqlite:///{path}"
     own = get_engine(url)
+    _copy_results(ResultStore(engine).folder, ResultStore(own))  # the stored views: not computed again
     with own.connect() as conn:
         first, last = conn.execute(
             select(func.min(models.CareCycle.index_date), func.max(models.CareCycle.index_date))
