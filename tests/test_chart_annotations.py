@@ -6,11 +6,9 @@ layout of every chart with annotations drawn is checked in tests/test_chart_layo
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import math
-import sqlite3
 from functools import partial
 from types import SimpleNamespace
 
@@ -19,11 +17,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import _copy_results
+from tests.registry_copy import copy_registry
 from vbhc import annotations, charts, improvement, models, spc
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import TargetKind
-from vbhc.results import ResultStore
 from vbhc.store import get_engine
 
 QUARTERS = pd.date_range("2023-01-01", periods=8, freq="QS")
@@ -279,16 +276,9 @@ def team_db(small_demo_registry, tmp_path, monkeypatch):
     """A copy of the small demo registry (the test writes to it) with a team goal and an action on the own
     hospital's anastomotic leaks, started in the middle of the registry's dates."""
     engine, truth = small_demo_registry
-    path = tmp_path / "team.db"
-    with (
-        contextlib.closing(sqlite3.connect(engine.url.database)) as source,
-        contextlib.closing(sqlite3.connect(path)) as copy,
-    ):
-        source.backup(copy)
     get_engine.cache_clear()
-    url = f"sqlite:///{path}"
-    own = get_engine(url)
-    _copy_results(ResultStore(engine).folder, ResultStore(own))  # the stored views: not computed again
+    own = copy_registry(engine, tmp_path / "team.db")  # with its stored views: not computed again
+    url = own.url.render_as_string(hide_password=False)
     with own.connect() as conn:
         first, last = conn.execute(
             select(func.min(models.CareCycle.index_date), func.max(models.CareCycle.index_date))
