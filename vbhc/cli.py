@@ -104,9 +104,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  planted truth: {result.truth_path}")
     if args.no_import:
         return 0
-    return _cmd_import(
-        argparse.Namespace(files=result.files, by="demo", force=False, precompute=getattr(args, "precompute", True))
-    )
+    precompute = getattr(args, "precompute", True)
+    code = _cmd_import(argparse.Namespace(files=result.files, by="demo", force=False, precompute=precompute))
+    return code or (_demo_history(result.truth_path) if precompute else 0)
+
+
+def _demo_history(truth_path: Path) -> int:
+    """The demo's improvement history (vbhc.demo_history): targets, explained signals and two actions, written
+    after the signals were detected on the stored results (so only when the views were precomputed)."""
+    import json
+
+    from vbhc.demo_history import benchmarks_from_store, write_history
+    from vbhc.results import ResultStore
+    from vbhc.store import get_engine
+
+    engine = get_engine()
+    if not ResultStore(engine).enabled:
+        return 0
+    truth = json.loads(Path(truth_path).read_text(encoding="utf-8"))
+    conditions = sorted({o["condition"] for o in truth.get("outliers", []) if o["hospital"] == truth["own_hospital"]})
+    print(write_history(engine, truth, benchmarks_from_store(engine, conditions)).summary())
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
