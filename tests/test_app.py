@@ -19,6 +19,7 @@ PAGES = [
     "views/overview.py",
     "views/condition_team.py",
     "views/meeting.py",
+    "views/board.py",
     "views/proms.py",
     "views/compare.py",
     "views/cost_value.py",
