@@ -6,7 +6,7 @@ Four tabs, each one screen (1440x900): the verdicts (indicator tables by outcome
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, layout, render
+from ui import auth, benchmark, data, filters, layout, render
 from vbhc import access, charts, registry, verdict
 from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
@@ -23,7 +23,7 @@ if chosen is None:
 condition = default_catalog().condition(chosen.condition)
 viewer = auth.current()
 result = data.result_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers)
-table = result.table
+table = registry_table = result.table
 unit = chosen.unit
 unit_name = filters.unit_name(unit)
 if chosen.level == "condition_team":  # a condition team's name already says the condition
@@ -34,6 +34,14 @@ mine = table[table["unit"] == unit]
 if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
     st.stop()
+
+# external benchmark figures stored for the condition (vbhc.external): the own hospital among them, if chosen
+comparison = benchmark.choose(chosen.condition, chosen.level, chosen.period, chosen.peers, unit, lang)
+benchmark.show_notes(comparison, chosen.condition, lang)
+if comparison.benchmark is not None:
+    table = comparison.benchmark.table
+    mine = table[table["unit"] == unit]
+population = comparison.population
 
 choices = [i.id for i in condition.indicators if i.kind != "volume"]
 
@@ -68,11 +76,15 @@ def pick_indicator() -> str:
 
 def unit_spc() -> dict:
     """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict."""
-    return render.cached(("team_spc", unit), lambda: render.unit_charts(result, mine, unit), by_language=False)
+    return render.cached(
+        ("team_spc", unit, *comparison.key), lambda: render.unit_charts(result, mine, unit), by_language=False
+    )
 
 
-def indicator_rows(indicator_id: str):
-    rows = table[table["indicator"] == indicator_id]
+def indicator_rows(indicator_id: str, source: pd.DataFrame | None = None):
+    """The indicator's rows of the compared table (`source`: another one, e.g. the registry's for the model)."""
+    source = table if source is None else source
+    rows = source[source["indicator"] == indicator_id]
     return rows, rows[rows["unit"] == unit].iloc[0]
 
 
@@ -84,7 +96,7 @@ if verdicts.open:
         # a copy: the cached table is shared with other runs and must not be changed
         spc_charts = unit_spc()
         display = render.cached(
-            ("team_table", unit), lambda: render.indicator_display(shown, lang, charts=spc_charts)
+            ("team_table", unit, *comparison.key), lambda: render.indicator_display(shown, lang, charts=spc_charts)
         ).copy()
         tier_column = t("pages.tier_short", lang)
         display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
@@ -92,6 +104,7 @@ if verdicts.open:
         # crude value, observed, expected and interval are in the depth tab and the verdict's own words
         hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
         display = display[[c for c in display.columns if c not in hidden]]
+        display = benchmark.named_verdicts(display, verdict_column, comparison, lang)
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
         widths = layout.indicator_widths(lang, display.columns) | {tier_column: 48, verdict_column: 360}
         render.static_table(
@@ -106,9 +119,8 @@ if verdicts.open:
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
-        render.report_downloads(
-            [data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)], unit, lang, key="team_report"
-        )
+        reported = comparison.result or data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+        render.report_downloads([reported], unit, lang, key="team_report")
 
 
 def _trend_options() -> dict:
@@ -165,7 +177,8 @@ if depth.open:
             metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
             metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
         judged = verdict.verdict(row, unit_spc().get(row.name))  # rankability is part of the verdict's wording
-        notes = [f"**{t('verdict.column', lang)}:** {md_escape(judged.sentence(lang, with_ci=True))}"]
+        sentence = benchmark.verdict_text(judged.sentence(lang, with_ci=True), comparison, lang)
+        notes = [f"**{t('verdict.column', lang)}:** {md_escape(sentence)}"]
         if row["too_few_cycles"]:
             notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, min_n=ind.min_n))
         if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
@@ -181,15 +194,21 @@ if depth.open:
             funnel, caterpillar, over_time, cumulative = st.tabs(views)
             with funnel:
                 render.cached_chart(
-                    ("funnel", indicator_id),
-                    lambda: charts.funnel_chart(named, funnel_curve(rows), highlight=highlight, lang=lang),
+                    ("funnel", indicator_id, *comparison.key),
+                    lambda: charts.funnel_chart(
+                        named, funnel_curve(rows), highlight=highlight, lang=lang, population=population
+                    ),
                     highlight=highlight,
                 )
             with caterpillar:
-                value = "oe" if yes_no else "adjusted"
+                # O/E where every unit has expected figures; external figures without them are compared crude
+                has_oe = pd.to_numeric(rows["oe"], errors="coerce").notna().any()
+                value = "oe" if yes_no and has_oe else "adjusted"
                 render.cached_chart(
-                    ("caterpillar", indicator_id),
-                    lambda: charts.caterpillar_chart(named, highlight=highlight, lang=lang, value=value),
+                    ("caterpillar", indicator_id, *comparison.key),
+                    lambda: charts.caterpillar_chart(
+                        named, highlight=highlight, lang=lang, value=value, population=population
+                    ),
                     highlight=highlight,
                 )
 
@@ -215,7 +234,7 @@ if depth.open:
                         )
                 else:
                     render.cached_chart(
-                        ("crude_vs_adjusted", indicator_id),
+                        ("crude_vs_adjusted", indicator_id, *comparison.key),
                         lambda: charts.crude_vs_adjusted_chart(named, lang=lang, highlight=highlight),
                         highlight=highlight,
                     )
@@ -236,7 +255,7 @@ if casemix.open:
         with picker:
             indicator_id = pick_indicator()
         ind = condition.indicator(indicator_id)
-        rows, row = indicator_rows(indicator_id)
+        rows, row = indicator_rows(indicator_id, registry_table)  # the own case-mix model's view of the registry
         left, right = st.columns([3, 2])
         with left:
             # per case-mix variable: what it contributes to the gap between crude and adjusted, and how complete it is
