@@ -1,0 +1,179 @@
+"""External benchmark figures where people read them: the charts and verdicts name the benchmark population, what
+summary figures cannot carry is said in both languages, `vbhc report` names the population when it compares with
+stored figures, and the team page (AppTest, small registry) offers the comparison with the population named."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from vbhc import charts, external
+from vbhc.access import Role, Scope, Viewer
+from vbhc.catalog import default_catalog
+from vbhc.external import combine, own_summary, write_figures
+from vbhc.i18n import t
+from vbhc.indicators import compute_indicators, funnel_curve, load_condition_data, restrict
+from vbhc.models import AuditEvent
+
+CONDITION = "colorectal_cancer"
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+POPULATION = "national registry 2024, 6 hospitals"
+
+
+def _subtitle(spec: dict) -> str:
+    sub = spec["title"].get("subtitle", "")
+    return " ".join(sub) if isinstance(sub, list) else sub
+
+
+def _figures(indicator: str, units: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Summary figures of one yes/no indicator: unit -> (n, observed)."""
+    return pd.DataFrame(
+        [
+            {
+                "condition": CONDITION,
+                "indicator": indicator,
+                "definition_version": "1",
+                "unit": u,
+                "n": n,
+                "observed": o,
+            }
+            for u, (n, o) in units.items()
+        ]
+    )
+
+
+def test_funnel_and_caterpillar_name_the_benchmark_population():
+    own = _figures("mortality_30d", {"H01": (140, 12)})
+    others = _figures("mortality_30d", {f"X0{i}": (100 + 20 * i, 3 + i) for i in range(1, 6)})
+    rows = combine(own, others, CONDITION, population=POPULATION).table
+    for lang in ("en", "nl"):
+        named = t("external.benchmark_named", lang, population=POPULATION)
+        funnel = charts.funnel_chart(rows, funnel_curve(rows), highlight="H01", lang=lang, population=POPULATION)
+        caterpillar = charts.caterpillar_chart(rows, highlight="H01", lang=lang, population=POPULATION)
+        for spec in (funnel, caterpillar):
+            charts.validate_spec(spec)
+            assert named in _subtitle(spec), _subtitle(spec)
+    plain = charts.funnel_chart(rows, funnel_curve(rows), highlight="H01")  # the registry's own units: no name
+    assert "Benchmark:" not in _subtitle(plain) and POPULATION not in json.dumps(plain["title"])
+
+
+def test_what_summary_figures_cannot_carry_is_said_in_both_languages():
+    own = _figures("mortality_30d", {"H01": (140, 12)}).assign(expected=11.0)
+    others = _figures("mortality_30d", {"X01": (100, 5), "X02": (90, 6)})  # no expected: compared on crude rates
+    means = pd.DataFrame(
+        [
+            {"condition": CONDITION, "indicator": "length_of_stay", "definition_version": "1", "unit": u, "n": 50}
+            | {"mean": m, "sd": 2.0}
+            for u, m in (("H01", 6.1), ("X01", 5.4))
+        ]
+    )
+    got = combine(pd.concat([own, means.iloc[:1]]), pd.concat([others, means.iloc[1:]]), CONDITION, population="p")
+    reasons = {r for rs in got.not_carried.values() for r in rs}
+    assert reasons == {external.MIXED_EXPECTED_REASON, external.CONTINUOUS_REASON, external.PATIENT_ROWS_REASON}
+    reasons.add(external.EXPECTED_REASON)  # own_summary's, without the benchmark's model
+    for reason in reasons:
+        english, dutch = external.reason_text(reason, "en"), external.reason_text(reason, "nl")
+        assert english != reason and dutch not in (english, reason), reason  # a message of its own in each language
+    assert external.population_of(got.table) == "p" and external.population_of(own) is None
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A small generated registry (600 colorectal care cycles, ten hospitals; one condition keeps the pages fast)
+    with national-registry-style feedback of the nine other hospitals stored (their own summaries, no expected
+    counts: compared on crude rates)."""
+    from vbhc.demo import generate_demo
+    from vbhc.ingest import import_files
+    from vbhc.registry import units
+    from vbhc.store import get_engine
+
+    folder = tmp_path_factory.mktemp("external_pages")
+    catalog = default_catalog()
+    one = dataclasses.replace(catalog, conditions={CONDITION: catalog.condition(CONDITION)})
+    files = generate_demo(folder / "files", cycles=600, catalog=one).files
+    engine = get_engine(f"sqlite:///{folder / 'registry.db'}")
+    import_files(files, engine, imported_by="test")
+    frame = units(engine)
+    own = str(frame.loc[frame["own_hospital"], "hospital"].iloc[0])
+    data = load_condition_data(CONDITION, engine=engine)
+    others = sorted(set(frame["hospital"].astype(str)) - {own})
+    summary = own_summary(compute_indicators(restrict(data, hospitals=others), "hospital"))
+    feedback = write_figures(summary.frame, source="national registry", published=dt.date(2025, 3, 1), period="2024")
+    assert external.stamp(engine, CONDITION) == ""
+    external.import_figures(engine, QUALITY, feedback, file_name="feedback.csv")
+    yield engine, own, folder / "registry.db"
+    engine.dispose()
+    get_engine.cache_clear()
+
+
+def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_figures(registry, tmp_path):
+    from vbhc.reports import make_report
+
+    engine, _, _ = registry
+    assert external.stamp(engine, CONDITION) and external.stamp(engine, "breast_cancer") == ""
+    population = external.benchmark_population("national registry 2024", 10, "nl")
+    named = make_report(tmp_path / "r.xlsx", fmt="xlsx", conditions=[CONDITION], engine=engine, actor="tester")
+    cover = [[c for c in row if c] for row in load_workbook(named).worksheets[0].iter_rows(values_only=True)]
+    assert [t("column.benchmark", "nl") + ": " + default_catalog().condition(CONDITION).label("nl"), population] in [
+        r[:2] for r in cover
+    ]
+    sheet_texts = {
+        str(c) for ws in load_workbook(named).worksheets for row in ws.iter_rows(values_only=True) for c in row
+    }
+    assert t("external.benchmark_named", "nl", population=population) in " ".join(sheet_texts)
+    plain = make_report(
+        tmp_path / "p.xlsx", fmt="xlsx", conditions=[CONDITION], engine=engine, actor="tester", external=False
+    )
+    texts = " ".join(
+        str(c) for ws in load_workbook(plain).worksheets for row in ws.iter_rows(values_only=True) for c in row
+    )
+    assert "national registry" not in texts
+    with engine.connect() as conn:
+        details = [json.loads(d) for d in conn.scalars(select(AuditEvent.detail).where(AuditEvent.action == "export"))]
+    assert [d["benchmark_population"] for d in details[-2:]] == [[population], []]
+
+
+@pytest.mark.usefixtures("local_mode")  # tests/conftest.py: the single-user mode, every role
+def test_the_team_page_compares_the_own_hospital_with_the_external_benchmark(registry, tmp_path, monkeypatch):
+    """The page offers the comparison, and the funnel, caterpillar and verdict name the benchmark population."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import DEPTH_TAB
+    from vbhc.settings import PROJECT_ROOT
+    from vbhc.store import get_engine
+
+    _, _, path = registry
+    copy = tmp_path / "team.db"
+    with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{copy}")
+    get_engine.cache_clear()
+    try:
+        at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+        at.query_params["lang"] = "nl"
+        at.session_state["condition"] = CONDITION
+        at.session_state["team_tab"] = DEPTH_TAB["nl"]
+        at.session_state["indicator"] = "mortality_30d"
+        at.run()
+        at.switch_page("views/condition_team.py")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    finally:
+        get_engine.cache_clear()
+    population = external.benchmark_population("national registry 2024", 10, "nl")
+    named = t("external.benchmark_named", "nl", population=population)
+    assert at.radio(key="benchmark").value == "external"
+    specs = [json.loads(e.proto.spec) for e in at.get("vega_lite_chart")]
+    assert len(specs) >= 2 and all(named in _subtitle(s) for s in specs[:2])  # funnel and caterpillar
+    verdicts = [m.value.replace("\\", "") for m in at.markdown if t("verdict.column", "nl") in m.value]
+    assert verdicts and named in verdicts[0], verdicts  # the verdict names the benchmark population
+    assert named in [c.value for c in at.caption]
+    assert t("external.not_carried", "nl") in [e.label for e in at.expander]
