@@ -122,7 +122,7 @@ def _with_external(
     """Each result whose condition has stored external figures as the own hospital (the unit's, else the
     registry's own) among them (vbhc.external.benchmarked); the others as they are."""
     from vbhc.access import Viewer, local_viewer
-    from vbhc.external import benchmarked, stamp  # vbhc.external reads vbhc.reports.privacy: imported when used
+    from vbhc.external import benchmarked  # vbhc.external reads vbhc.reports.privacy: imported when used
     from vbhc.store import get_engine
 
     engine = engine or get_engine()
@@ -133,10 +133,20 @@ def _with_external(
     out = []
     for result in results:
         got = None
-        if result.level in ("hospital", "department") and stamp(engine, result.condition):
+        if result.level in ("hospital", "department") and _stored(engine, result.condition):
             got = benchmarked(engine, viewer, result, hospitals=[hospital], lang=lang)
         out.append(got or result)
     return out
+
+
+def _stored(engine: Engine, condition: str) -> bool:
+    """Whether external figures of the condition are stored (a database from before them has none)."""
+    from vbhc.external import stamp
+
+    try:
+        return bool(stamp(engine, condition))
+    except SQLAlchemyError:
+        return False
 
 
 def _population(result: IndicatorResult) -> str | None:
