@@ -13,6 +13,7 @@ import sqlite3
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
+from pypdf import PdfReader
 from sqlalchemy import select
 
 from vbhc import charts, external
@@ -136,9 +137,13 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
         str(c) for ws in load_workbook(plain).worksheets for row in ws.iter_rows(values_only=True) for c in row
     )
     assert "national registry" not in texts
+    pdf = make_report(tmp_path / "r.pdf", fmt="pdf", conditions=[CONDITION], engine=engine, actor="tester")
+    pages = [" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages]
+    named = t("external.benchmark_named", "nl", population=population)
+    assert population in pages[0] and named in pages[1], pages[:2]  # title page and key indicators
     with engine.connect() as conn:
         details = [json.loads(d) for d in conn.scalars(select(AuditEvent.detail).where(AuditEvent.action == "export"))]
-    assert [d["benchmark_population"] for d in details[-2:]] == [[population], []]
+    assert [d["benchmark_population"] for d in details[-3:]] == [[population], [], [population]]
 
 
 @pytest.mark.usefixtures("local_mode")  # tests/conftest.py: the single-user mode, every role
