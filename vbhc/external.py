@@ -26,7 +26,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -229,13 +229,12 @@ def _plain(text: str) -> str:
     return text
 
 
-def read_figures(
-    source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None
-) -> ExternalFigures:
-    """Read and validate a file of external figures; raises ExternalRefused naming every problem's place."""
-    catalog = catalog or default_catalog()
-    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
-    file = file_name or (source.name if isinstance(source, Path) else "upload")
+def read_table(
+    data: bytes, file: str, columns: Sequence[str], required: Sequence[str], numbers: Sequence[str]
+) -> tuple[list[tuple[int, dict[str, str]]], list[Problem], Callable[[int | None, str | None, str | None, str], None]]:
+    """The rows of a CSV or XLSX file as {column: text} with their row numbers, after the checks every external
+    file gets (size, shape, header, values under no column, formula-like text); raises ExternalRefused on the
+    first kind of problem. Returns the records, the list later problems go to and the function that adds one."""
     sheet, rows, problems = _records(data, file)
     if problems:
         raise ExternalRefused(file, problems)
@@ -254,16 +253,16 @@ def read_figures(
         problems.append(Problem(file, sheet, row, column, value or None, rule))  # an empty cell shows no value
 
     for position, name in enumerate(header):
-        if name not in COLUMNS:
+        if name not in columns:
             problem(
                 header_row,
                 raw_header[position] or f"#{position + 1}",
                 None,
-                f"unknown column: expected {', '.join(COLUMNS)}",
+                f"unknown column: expected {', '.join(columns)}",
             )
     if len(set(header)) != len(header):
         problem(header_row, None, None, "a column appears twice in the header")
-    for name in REQUIRED_COLUMNS:
+    for name in required:
         if name not in header:
             problem(header_row, name, None, "required column is missing")
     if problems:
@@ -277,9 +276,20 @@ def read_figures(
         raw = dict(zip(header, [*cells, *[""] * len(header)], strict=False))
         for name in header:
             value = raw[name].strip()
-            if name not in NUMBER_COLUMNS and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
+            if name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
                 problem(number, name, value, "looks like a formula: text may not start with = + - @ or a tab")
         records.append((number, {name: _plain(raw[name]) for name in header}))
+    return records, problems, problem
+
+
+def read_figures(
+    source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None
+) -> ExternalFigures:
+    """Read and validate a file of external figures; raises ExternalRefused naming every problem's place."""
+    catalog = catalog or default_catalog()
+    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+    file = file_name or (source.name if isinstance(source, Path) else "upload")
+    records, problems, problem = read_table(data, file, COLUMNS, REQUIRED_COLUMNS, NUMBER_COLUMNS)
     mark = _decimal_mark(records, problem)
     frame_rows = [_row(number, values, mark, catalog, problem) for number, values in records]
     warnings = _versions(records, catalog, problem, file)
@@ -294,13 +304,13 @@ def read_figures(
     return ExternalFigures(file, audit.sha256_of(data), source_text, published, period, frame, warnings)
 
 
-def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem) -> str:
+def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: Sequence[str] = NUMBER_COLUMNS) -> str:
     """The file's decimal mark, read from its numbers ('12.5' or '2,5'), never guessed: '1.250' decides
     nothing (it could be a thousands separator) and a file that mixes both marks is refused."""
     decided: dict[str, tuple[int, str, str]] = {}
     undecided: tuple[int, str, str] | None = None
     for number, values in records:
-        for name in NUMBER_COLUMNS:
+        for name in numbers:
             text = values.get(name, "")
             if not _NUMBER.match(text) or ("." not in text and "," not in text):
                 continue
