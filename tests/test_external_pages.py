@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
@@ -182,3 +183,28 @@ def test_the_team_page_compares_the_own_hospital_with_the_external_benchmark(reg
     assert verdicts and named in verdicts[0], verdicts  # the verdict names the benchmark population
     assert named in [c.value for c in at.caption]
     assert t("external.not_carried", "nl") in [e.label for e in at.expander]
+
+
+def test_a_published_model_scores_the_own_patients_and_feeds_the_own_summary(registry):
+    """O/E against the national model: the model's expected values are what the own summary exports and what
+    the combined table compares with."""
+    from tests.test_external_models import MODEL, _csv
+    from vbhc.external_models import calibration, coverage, model_cycles, observed_expected, read_model
+
+    engine, own, _ = registry
+    model = read_model(_csv(*MODEL), file_name="model.csv")
+    result = compute_indicators(load_condition_data(CONDITION, engine=engine), "hospital", indicators=["mortality_30d"])
+    cycles = model_cycles(model, result, units=[own])
+    unscored = cycles["expected"].isna()
+    # the demo's codes are the model's: only cycles with a missing value go unscored
+    assert (unscored == cycles[list(model.variables)].isna().any(axis=1)).all() and unscored.mean() < 0.5
+    summary = own_summary(result, models={"mortality_30d": model}, hospitals=[own]).frame.set_index("unit")
+    oe = observed_expected(cycles).set_index("unit")
+    assert np.isclose(summary.loc[own, "expected"], oe.loc[own, "expected"], rtol=1e-12)
+    assert summary.loc[own, "observed_adjusted"] == oe.loc[own, "observed"]
+    assert summary.loc[own, "n_adjusted"] == oe.loc[own, "n_scored"] == (~unscored).sum()
+    covered = coverage(model, cycles).set_index("variable")
+    assert covered["in_data"].all() and covered["unknown_code"].sum() == 0
+    assert covered["missing"].to_dict() == cycles[list(covered.index)].isna().sum().to_dict()
+    got = calibration(model, cycles)
+    assert got.n == (~unscored).sum() and np.isfinite([got.in_the_large, got.slope]).all()

@@ -116,7 +116,10 @@ class ExternalModel:
             if term.variable not in frame:
                 return pd.Series(np.nan, index=frame.index, name="linear_predictor")
             codes = term.codes()
-            lp += frame[term.variable].map(lambda c, codes=codes: codes.get(str(c), np.nan) if pd.notna(c) else np.nan)
+            values = frame[term.variable].astype(object)  # the registry's category columns: plain codes
+            lp += values.map(lambda c, codes=codes: codes.get(str(c), np.nan) if pd.notna(c) else np.nan).to_numpy(
+                float
+            )
         return pd.Series(lp, index=frame.index, name="linear_predictor")
 
     def predict(self, frame: pd.DataFrame) -> pd.Series:
