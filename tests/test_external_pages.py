@@ -208,3 +208,44 @@ def test_a_published_model_scores_the_own_patients_and_feeds_the_own_summary(reg
     assert covered["missing"].to_dict() == cycles[list(covered.index)].isna().sum().to_dict()
     got = calibration(model, cycles)
     assert got.n == (~unscored).sum() and np.isfinite([got.in_the_large, got.slope]).all()
+
+
+@pytest.mark.usefixtures("local_mode")
+def test_the_team_page_applies_a_published_model_to_the_units_patients(registry, tmp_path, monkeypatch):
+    """The case-mix tab takes a published model: O/E against it and its calibration on own data, or one line
+    naming the row of a bad file."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_external_models import MODEL, _csv
+    from vbhc.settings import PROJECT_ROOT
+    from vbhc.store import get_engine
+
+    _, _, path = registry
+    copy = tmp_path / "model.db"
+    with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{copy}")
+    get_engine.cache_clear()
+    try:
+        at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+        at.query_params["lang"] = "nl"
+        at.session_state["condition"] = CONDITION
+        at.session_state["team_tab"] = t("pages.tab_casemix", "nl")
+        at.session_state["indicator"] = "mortality_30d"
+        at.run()
+        at.switch_page("views/condition_team.py")
+        at.run()
+        bad = _csv(*MODEL[:1], MODEL[1].replace("0.04", "abc"), *MODEL[2:])
+        at.file_uploader(key="published_model").set_value(("landelijk.csv", bad, "text/csv"))
+        at.run()
+        errors = [e.value.replace("\\", "") for e in at.error]
+        assert len(errors) == 1 and "landelijk.csv row 3 column 'coefficient'" in errors[0], errors
+        at.file_uploader(key="published_model").set_value(("landelijk.csv", _csv(*MODEL), "text/csv"))
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    finally:
+        get_engine.cache_clear()
+    shown = " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "Tegenover national registry 2024: O/E" in shown, shown
+    assert any(c.value.startswith("Kalibratie van het model op eigen gegevens") for c in at.caption)
+    assert t("external.coverage_outside", "nl") in at.dataframe[-1].value.columns

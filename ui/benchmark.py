@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ui import auth, data, filters, render
 from vbhc import external
 from vbhc.catalog import default_catalog
-from vbhc.i18n import t
+from vbhc.i18n import fmt_int, fmt_number, fmt_ratio, t, t_md
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of
 from vbhc.safety import md_escape
@@ -126,3 +126,75 @@ def named_verdicts(display: pd.DataFrame, column: str, comparison: Comparison, l
     if comparison.population is None or column not in display:
         return display
     return display.assign(**{column: [verdict_text(str(v), comparison, lang) for v in display[column]]})
+
+
+def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, key: str) -> None:
+    """A published case-mix model (vbhc.external_models) applied to the unit's own patients: O/E against the
+    national model, coverage of the own data and calibration on it. The file is read and checked, never stored;
+    a refused file is one line naming file, row, column and value."""
+    from vbhc.external_models import calibration, coverage, model_cycles, observed_expected, read_model
+
+    uploaded = st.file_uploader(t("external.model_upload", lang), type=["csv", "xlsx"], key=key)
+    if uploaded is None:
+        return
+    try:
+        model = read_model(uploaded.getvalue(), file_name=uploaded.name)
+    except external.ExternalRefused as refused:
+        st.error(t_md("external.model_refused", lang, problem=str(refused)))
+        return
+    cond = default_catalog().condition(condition)
+    if (model.condition, model.indicator) != (condition, indicator_id):
+        other = cond.indicator(model.indicator).label(lang) if model.condition == condition else model.condition
+        st.info(t_md("external.model_other", lang, indicator=other))
+        return
+    full = data.result(*_view(condition))
+    cycles = model_cycles(model, full, units=[unit])
+    mine = observed_expected(cycles)
+    if mine.empty or not mine["n_scored"].iloc[0]:
+        st.info(t("empty.no_match", lang))
+        return
+    row = mine.iloc[0]
+    st.markdown(
+        t_md(
+            "external.model_oe",
+            lang,
+            source=f"{model.source} {model.period}",
+            oe=fmt_ratio(row["oe"], lang),
+            observed=fmt_number(row["observed"], lang),
+            expected=fmt_number(row["expected"], lang),
+            scored=fmt_int(row["n_scored"], lang),
+            n=fmt_int(row["n"], lang),
+        )
+    )
+    try:
+        fit = calibration(model, cycles)
+        st.caption(
+            t(
+                "external.model_calibration",
+                lang,
+                large=fmt_ratio(fit.in_the_large, lang),
+                slope=fmt_ratio(fit.slope, lang),
+            )
+        )
+    except ValueError:  # too few scored cycles, or every cycle the same prediction
+        pass
+    covered = coverage(model, cycles)
+    names = {
+        "variable": t("model.variables", lang),
+        "missing": t("external.coverage_missing", lang),
+        "unknown_code": t("external.coverage_unknown", lang),
+        "outside_range": t("external.coverage_outside", lang),
+    }
+    shown = pd.DataFrame(
+        {
+            names["variable"]: [render.variable_label(v, condition, lang) for v in covered["variable"]],
+            **{names[c]: [fmt_int(v, lang) for v in covered[c]] for c in ("missing", "unknown_code", "outside_range")},
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch")
+
+
+def _view(condition: str) -> tuple[str, str, str, tuple[str, ...]]:
+    """The condition, unit level, period and comparison group of the filters (the result the unit is in)."""
+    chosen = filters.current()
+    return condition, chosen.level, chosen.period, chosen.peers

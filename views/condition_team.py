@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import auth, benchmark, data, filters, layout, render
 from vbhc import access, charts, registry, verdict
-from vbhc.catalog import BINARY_KINDS, default_catalog
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, default_catalog
 from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 from vbhc.safety import md_escape
@@ -352,6 +352,10 @@ if casemix.open:
                 )
                 if diag.warning_code:
                     st.warning(render.model_warning(diag, lang))
+            # a published (national) model on the unit's own patients: O/E against it, coverage, calibration
+            if ind.kind in BINARY_KINDS or ind.kind in CONTINUOUS_KINDS:
+                with st.expander(t("external.model_title", lang)):
+                    benchmark.published_model(chosen.condition, indicator_id, unit, lang, key="published_model")
 
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------
