@@ -17,6 +17,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from tests.test_dutch_walk import _report, findings
 from vbhc import charts, external
 from vbhc.access import Role, Scope, Viewer
 from vbhc.catalog import default_catalog
@@ -108,7 +109,9 @@ def registry(tmp_path_factory):
     data = load_condition_data(CONDITION, engine=engine)
     others = sorted(set(frame["hospital"].astype(str)) - {own})
     summary = own_summary(compute_indicators(restrict(data, hospitals=others), "hospital"))
-    feedback = write_figures(summary.frame, source="national registry", published=dt.date(2025, 3, 1), period="2024")
+    feedback = write_figures(
+        summary.frame, source="landelijke registratie", published=dt.date(2025, 3, 1), period="2024"
+    )
     assert external.stamp(engine, CONDITION) == ""
     external.import_figures(engine, QUALITY, feedback, file_name="feedback.csv")
     yield engine, own, folder / "registry.db"
@@ -121,7 +124,7 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
 
     engine, _, _ = registry
     assert external.stamp(engine, CONDITION) and external.stamp(engine, "breast_cancer") == ""
-    population = external.benchmark_population("national registry 2024", 10, "nl")
+    population = external.benchmark_population("landelijke registratie 2024", 10, "nl")
     named = make_report(tmp_path / "r.xlsx", fmt="xlsx", conditions=[CONDITION], engine=engine, actor="tester")
     cover = [[c for c in row if c] for row in load_workbook(named).worksheets[0].iter_rows(values_only=True)]
     assert [t("column.benchmark", "nl") + ": " + default_catalog().condition(CONDITION).label("nl"), population] in [
@@ -137,7 +140,7 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
     texts = " ".join(
         str(c) for ws in load_workbook(plain).worksheets for row in ws.iter_rows(values_only=True) for c in row
     )
-    assert "national registry" not in texts
+    assert "landelijke registratie" not in texts
     pdf = make_report(tmp_path / "r.pdf", fmt="pdf", conditions=[CONDITION], engine=engine, actor="tester")
     pages = [" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages]
     named = t("external.benchmark_named", "nl", population=population)
@@ -174,7 +177,7 @@ def test_the_team_page_compares_the_own_hospital_with_the_external_benchmark(reg
         assert not at.exception, [e.value for e in at.exception]
     finally:
         get_engine.cache_clear()
-    population = external.benchmark_population("national registry 2024", 10, "nl")
+    population = external.benchmark_population("landelijke registratie 2024", 10, "nl")
     named = t("external.benchmark_named", "nl", population=population)
     assert at.radio(key="benchmark").value == "external"
     specs = [json.loads(e.proto.spec) for e in at.get("vega_lite_chart")]
@@ -183,6 +186,8 @@ def test_the_team_page_compares_the_own_hospital_with_the_external_benchmark(reg
     assert verdicts and named in verdicts[0], verdicts  # the verdict names the benchmark population
     assert named in [c.value for c in at.caption]
     assert t("external.not_carried", "nl") in [e.label for e in at.expander]
+    found = findings(at, "team")
+    assert not found, _report(found)  # the comparison's texts are Dutch throughout
 
 
 def test_a_published_model_scores_the_own_patients_and_feeds_the_own_summary(registry):
@@ -240,12 +245,15 @@ def test_the_team_page_applies_a_published_model_to_the_units_patients(registry,
         at.run()
         errors = [e.value.replace("\\", "") for e in at.error]
         assert len(errors) == 1 and "landelijk.csv row 3 column 'coefficient'" in errors[0], errors
-        at.file_uploader(key="published_model").set_value(("landelijk.csv", _csv(*MODEL), "text/csv"))
+        good = _csv(*MODEL).replace(b"national registry", b"landelijke registratie")
+        at.file_uploader(key="published_model").set_value(("landelijk.csv", good, "text/csv"))
         at.run()
         assert not at.exception, [e.value for e in at.exception]
     finally:
         get_engine.cache_clear()
     shown = " ".join(m.value.replace("\\", "") for m in at.markdown)
-    assert "Tegenover national registry 2024: O/E" in shown, shown
+    assert "Tegenover landelijke registratie 2024: O/E" in shown, shown
     assert any(c.value.startswith("Kalibratie van het model op eigen gegevens") for c in at.caption)
     assert t("external.coverage_outside", "nl") in at.dataframe[-1].value.columns
+    found = findings(at, "team")
+    assert not found, _report(found)
