@@ -119,7 +119,7 @@ def registry(tmp_path_factory):
     get_engine.cache_clear()
 
 
-def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_figures(registry, tmp_path):
+def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_figures(registry, tmp_path, monkeypatch):
     from vbhc.reports import make_report
 
     engine, _, _ = registry
@@ -134,9 +134,16 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
         str(c) for ws in load_workbook(named).worksheets for row in ws.iter_rows(values_only=True) for c in row
     }
     assert t("external.benchmark_named", "nl", population=population) in " ".join(sheet_texts)
-    plain = make_report(
-        tmp_path / "p.xlsx", fmt="xlsx", conditions=[CONDITION], engine=engine, actor="tester", external=False
-    )
+    from vbhc.cli import main
+    from vbhc.store import get_engine
+
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_engine.cache_clear()
+    try:  # vbhc report --no-external: the registry's units, as external=False
+        assert main(["report", "--condition", CONDITION, "--out", str(tmp_path / "p.xlsx"), "--no-external"]) == 0
+    finally:
+        get_engine.cache_clear()
+    plain = tmp_path / "p.xlsx"
     texts = " ".join(
         str(c) for ws in load_workbook(plain).worksheets for row in ws.iter_rows(values_only=True) for c in row
     )
