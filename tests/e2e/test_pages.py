@@ -13,6 +13,7 @@ it asked for (tests.e2e.test_browser.Runs), never for a fixed time; the long wal
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -485,7 +486,11 @@ def _walk(page: Page, role: str, lang: str, exports: Exports | None) -> None:
             settle(page)
         assert_clean(page)
         default = slug == ROLE_PAGES[role][0]  # the navigation's first page is served at /
-        assert urlparse(page.url).path == ("/" if default else f"/{slug}"), f"{where}: {page.url}"
+        path = "/" if default else f"/{slug}"
+        # the address follows the page's run: a loaded browser lags
+        with contextlib.suppress(PlaywrightTimeoutError):
+            page.wait_for_url(lambda url, path=path: urlparse(url).path == path, timeout=SETTLED_MS)
+        assert urlparse(page.url).path == path, f"{where}: {page.url}"
         assert_no_raw_ids(page, where)
         if exports is None:  # nothing to download for this role: no download button and no chart menu
             assert main(page).get_by_test_id("stPopover").count() == 0, f"{where}: chart downloads offered"
