@@ -58,7 +58,7 @@ from vbhc.catalog import default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
 from vbhc.meeting import as_of_period, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, parse_period
-from vbhc.settings import catalog_dir, results_dir, results_group_mb
+from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_file
 
 __all__ = [
     "MARKER",
@@ -135,10 +135,11 @@ def database_identity(engine: Engine) -> str:
     """A folder name for the database: its name and a hash of its URL without password (for SQLite the file's
     absolute path), so two databases never share results and no password reaches the file system."""
     url = make_url(str(engine.url.render_as_string(hide_password=False))).set(password=None)
-    if url.get_backend_name() == "sqlite" and url.database:
-        url = url.set(database=str(Path(url.database).resolve()))
+    path = sqlite_file(url) if url.get_backend_name() == "sqlite" else None
+    if path is not None:  # the file, however the URL names it (a read-only URI opens the same results)
+        url = url.set(database=str(path.resolve()), query={})
     plain = url.render_as_string(hide_password=True)
-    name = Path(url.database).stem if url.get_backend_name() == "sqlite" and url.database else url.database or ""
+    name = path.stem if path is not None else url.database or ""
     return f"{_safe(name) or 'db'}-{hashlib.sha256(plain.encode()).hexdigest()[:16]}"
 
 

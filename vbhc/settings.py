@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 #: The folder above the package: the repository's root when running from a checkout (editable install or
 #: PYTHONPATH), site-packages when installed from a wheel. Use `in_checkout()` before relying on it.
@@ -175,7 +180,24 @@ def results_dir(url: str | None = None) -> Path | None:
 
     parsed = make_url(url or database_url())
     if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
-            return None
-        return Path(parsed.database).resolve().parent / f"{Path(parsed.database).name}.results"
+        path = sqlite_file(parsed)
+        return None if path is None else path.resolve().parent / f"{path.name}.results"
     return data_dir() / "results"
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL, also of a URI filename (`sqlite:///file:/data/vbhc.db?mode=ro&uri=true`, the
+    way to open a database read-only); None for an in-memory database. Taking the URI text for a path would
+    create folders named `file:` beside the program."""
+    database = url.database
+    if not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        if str(url.query.get("uri", "")).lower() not in ("true", "1"):
+            return Path(database)  # without uri=true SQLite takes the text as a plain file name
+        uri = urlsplit(database)
+        mode = dict(parse_qsl(uri.query)).get("mode") or url.query.get("mode")
+        if mode == "memory" or not uri.path or uri.path == ":memory:":
+            return None
+        return Path(unquote(uri.path))
+    return Path(database)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -13,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 
 from vbhc import models
-from vbhc.settings import database_url, package_data
+from vbhc.settings import database_url, package_data, sqlite_file
 
 MIGRATIONS_DIR = package_data("migrations")
 
@@ -36,8 +35,9 @@ def get_engine(url: str | None = None) -> Engine:
     url = url or database_url()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
