@@ -102,11 +102,47 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for table, n in result.counts.items():
         print(f"  {table}: {n:,} rows")
     print(f"  planted truth: {result.truth_path}")
+    files = result.files
+    external_file = None
+    if getattr(args, "mode", "shared") == "own":
+        files, external_file = _own_hospital_demo(out, result.files, result.truth_path)
     if args.no_import:
         return 0
     precompute = getattr(args, "precompute", True)
-    code = _cmd_import(argparse.Namespace(files=result.files, by="demo", force=False, precompute=precompute))
-    return code or (_demo_history(result.truth_path) if precompute else 0)
+    code = _cmd_import(argparse.Namespace(files=files, by="demo", force=False, precompute=precompute))
+    if code or external_file is None:
+        return code or (_demo_history(result.truth_path) if precompute else 0)
+    # the own hospital's registry holds no other hospital's patients: its history's signals would have no peers
+    return _cmd_external_import(argparse.Namespace(file=external_file))
+
+
+def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[list[Path], Path]:
+    """The demo as one hospital has it (vbhc.demo_external): its own patient rows in out/own_hospital and the
+    other hospitals' figures, computed in a throw-away registry of every hospital's rows."""
+    import datetime as dt
+    import json
+    import tempfile
+
+    from sqlalchemy import create_engine
+
+    from vbhc.demo_external import external_figures, own_hospital_files
+    from vbhc.ingest import import_files
+    from vbhc.store import upgrade_schema
+
+    own = json.loads(Path(truth_path).read_text(encoding="utf-8"))["own_hospital"]
+    own_files = own_hospital_files(files, own, out / "own_hospital")
+    with tempfile.TemporaryDirectory(prefix="vbhc-demo-") as tmp:
+        engine = create_engine(f"sqlite:///{Path(tmp) / 'every_hospital.db'}")
+        try:
+            upgrade_schema(engine)
+            print("Computing the other hospitals' figures from a registry of every hospital ...")
+            import_files(files, engine, imported_by="demo")
+            figures = external_figures(engine, own, out, published=dt.date.today())
+        finally:
+            engine.dispose()
+    print(f"  own hospital's files: {own_files[0].parent}")
+    print(f"  external figures: {figures}")
+    return own_files, figures
 
 
 def _demo_history(truth_path: Path) -> int:
@@ -379,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-import", action="store_true", help="only write the files")
     p.add_argument(
         "--no-precompute", dest="precompute", action="store_false", help="do not compute the indicator views after"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("shared", "own"),
+        default="shared",
+        help="shared: every hospital's patient rows (a collaboration, the default); own: the own hospital's patient "
+        "rows and the other hospitals as external figures (a national registry's feedback)",
     )
     p.set_defaults(func=_cmd_demo)
 

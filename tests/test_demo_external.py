@@ -1,0 +1,127 @@
+"""`vbhc demo --mode own`: the own hospital's patient rows plus the other hospitals as external figures (issue 15,
+item 6). What the own hospital then sees of the others must be what the shared registry of every hospital's
+patient rows says of them (counts and events exactly), without a single other hospital's patient row stored."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, select
+
+from vbhc import external, models
+from vbhc.access import local_viewer
+from vbhc.catalog import BINARY_KINDS, default_catalog
+from vbhc.cli import main
+from vbhc.demo import TABLES
+from vbhc.demo_external import EXTERNAL_FILE, SOURCE
+from vbhc.indicators import compute_indicators, load_condition_data
+from vbhc.ingest import import_files
+from vbhc.registry import hospital_of
+from vbhc.store import get_engine, upgrade_schema
+
+CYCLES = 3000
+
+
+@pytest.fixture(scope="module")
+def own_mode(tmp_path_factory):
+    """The demo in own-hospital mode, and (to check it against) the shared registry of the same files."""
+    tmp = tmp_path_factory.mktemp("own_mode")
+    url = f"sqlite:///{tmp / 'own.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VBHC_DATABASE_URL", url)
+        mp.setenv("VBHC_RESULTS_DIR", "off")
+        get_engine.cache_clear()
+        code = main(["demo", "--cycles", str(CYCLES), "--out", str(tmp / "demo"), "--mode", "own"])
+        get_engine.cache_clear()
+    assert code == 0
+    shared = create_engine(f"sqlite:///{tmp / 'shared.db'}")
+    upgrade_schema(shared)
+    files = [tmp / "demo" / ("units.xlsx" if name == "units" else f"{name}.csv") for name in TABLES]
+    import_files(files, shared, imported_by="test")
+    own = create_engine(url)
+    truth = json.loads((tmp / "demo" / "truth.json").read_text(encoding="utf-8"))
+    yield {"own": own, "shared": shared, "dir": tmp / "demo", "hospital": truth["own_hospital"]}
+    own.dispose()
+    shared.dispose()
+
+
+def test_the_own_hospital_stores_only_its_own_patient_rows(own_mode):
+    with own_mode["own"].connect() as conn:
+        hospitals = set(conn.execute(select(models.CareCycle.__table__.c.hospital)).scalars())
+        stored = conn.execute(select(models.CareCycle.__table__.c.cycle_id)).scalars().all()
+    assert hospitals == {own_mode["hospital"]}
+    with (own_mode["dir"] / "care_cycles.csv").open(encoding="utf-8", newline="") as f:
+        mine = [r["cycle_id"] for r in csv.DictReader(f) if r["hospital"] == own_mode["hospital"]]
+    assert sorted(stored) == sorted(mine) and 0 < len(mine) < CYCLES
+
+
+def test_the_others_arrive_as_figures_equal_to_the_shared_registry(own_mode):
+    """Per condition: the own hospital among the external figures gives every hospital the n and the crude rate
+    the shared registry computes from the patient rows (small cells withheld by the export rule may be missing)."""
+    viewer = local_viewer("test")
+    catalog = default_catalog()
+    publications = external.publications(own_mode["own"], viewer)
+    assert list(publications["source"]) == [SOURCE]
+    compared = 0
+    for condition in catalog.conditions:
+        mine = compute_indicators(load_condition_data(condition, engine=own_mode["own"]), "hospital")
+        benchmark = external.external_benchmark(own_mode["own"], viewer, mine)
+        assert benchmark is not None, condition
+        assert "hospitals" in benchmark.population and SOURCE in benchmark.population
+        every = compute_indicators(load_condition_data(condition, engine=own_mode["shared"]), "hospital").table
+        got = benchmark.table
+        assert {hospital_of(str(u)) for u in got["unit"]} - {own_mode["hospital"]}, condition  # others are there
+        for ind in catalog.condition(condition).indicators:
+            if ind.kind not in BINARY_KINDS:
+                continue
+            left = got[got["indicator"] == ind.id].set_index("unit")
+            right = every[every["indicator"] == ind.id].set_index("unit")
+            assert set(left.index) <= set(right.index), (condition, ind.id)  # no unit the registry does not have
+            units = left.index
+            np.testing.assert_array_equal(left.loc[units, "n"].to_numpy(float), right.loc[units, "n"].to_numpy(float))
+            # the crude rate (events among all n): the table's `observed` is O of O/E, among the case-mix scored
+            np.testing.assert_allclose(
+                left.loc[units, "crude_value"].to_numpy(float),
+                right.loc[units, "crude_value"].to_numpy(float),
+                rtol=1e-12,
+                err_msg=f"{condition} {ind.id}",
+            )
+            compared += len(units)
+    assert compared > 100
+
+
+def test_the_external_file_is_the_registry_format_and_names_no_patient(own_mode):
+    figures = pd.read_csv(own_mode["dir"] / EXTERNAL_FILE, dtype=str)
+    assert set(figures["source"]) == {SOURCE} and figures["period"].nunique() == 1
+    assert own_mode["hospital"] not in set(figures["unit"].map(hospital_of))  # the own hospital is computed locally
+    assert len(set(figures["unit"].map(hospital_of))) == 9
+    assert not {"cycle_id", "patient_id"} & set(figures.columns)
+
+
+@pytest.mark.usefixtures("local_mode")
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_every_page_works_in_own_hospital_mode_and_the_team_page_names_the_population(own_mode, monkeypatch, lang):
+    """The own hospital alone in its registry: no page breaks for want of peers, and the team page compares with
+    the external figures, the population named."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import PAGES
+    from vbhc.settings import PROJECT_ROOT
+
+    monkeypatch.setenv("VBHC_DATABASE_URL", str(own_mode["own"].url))
+    get_engine.cache_clear()
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = lang
+    at.run()
+    for page in PAGES:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if page == "views/condition_team.py":
+            shown = " ".join(str(e.value) for e in [*at.caption, *at.markdown, *at.info])
+            assert SOURCE in shown, shown[:2000]
+    get_engine.cache_clear()
