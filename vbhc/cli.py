@@ -12,6 +12,10 @@ from pathlib import Path
 from vbhc.progress import ProgressPrinter
 from vbhc.settings import PROJECT_ROOT, data_dir, database_url, in_checkout
 
+#: `vbhc demo --mode`: every hospital's patient rows in one registry (a collaboration), or the own hospital's
+#: patient rows with the other hospitals as external figures (vbhc.demo_external)
+DEMO_MODES = ("shared", "own")
+
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from vbhc.store import get_engine, row_counts, upgrade_schema
@@ -362,7 +366,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         # the server prepares the indicator views in the background (its pages show the progress), so the first
         # page is not held up by precomputing them here
         code = _cmd_demo(
-            argparse.Namespace(out=None, cycles=args.cycles, seed=args.seed, no_import=False, precompute=False)
+            argparse.Namespace(
+                out=None, cycles=args.cycles, seed=args.seed, no_import=False, precompute=False, mode=args.demo_mode
+            )
         )
         if code:
             return code
@@ -418,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--mode",
-        choices=("shared", "own"),
+        choices=DEMO_MODES,
         default="shared",
         help="shared: every hospital's patient rows (a collaboration, the default); own: the own hospital's patient "
         "rows and the other hospitals as external figures (a national registry's feedback)",
@@ -506,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-demo", action="store_true", help="do not generate demo data into an empty database")
     p.add_argument("--cycles", type=int, default=50_000)
     p.add_argument("--seed", type=int, default=20261124)
+    p.add_argument(
+        "--demo-mode",
+        choices=DEMO_MODES,
+        default="shared",
+        help="the demo's mode (as vbhc demo --mode): shared patient rows, or own hospital plus external figures",
+    )
     p.set_defaults(func=_cmd_serve)
     return parser
 
