@@ -66,6 +66,17 @@ def choose(condition: str, level: str, period: str, peers: tuple[str, ...], unit
     )
     if mode != "external":
         return none
+    return external_comparison(condition, level, period, peers, unit, lang, stamp)
+
+
+def external_comparison(
+    condition: str, level: str, period: str, peers: tuple[str, ...], unit: str, lang: str, stamp: str | None = None
+) -> Comparison:
+    """The own hospital's units (of `unit`'s hospital) among the stored external figures: what the team page
+    shows by default and the overview always shows where figures are stored (no comparison when none are)."""
+    stamp = _stamp(condition) if stamp is None else stamp
+    if not stamp or level not in ("hospital", "department"):
+        return Comparison(None, None, stamp)
     viewer = auth.current()
     full = data.result(condition, level, period, peers)  # own_summary needs the patient rows behind it
     hospital = hospital_of(unit)
@@ -76,7 +87,7 @@ def choose(condition: str, level: str, period: str, peers: tuple[str, ...], unit
         except ValueError:  # every stored figure under another definition version: nothing to compare
             return None
 
-    got = render.cached(("external_benchmark", stamp, hospital), compute)
+    got = render.cached(("external_benchmark", condition, stamp, hospital, level, period, peers), compute)
     if got is None or not (got.table["unit"] == unit).any():
         return Comparison(None, None, stamp, refused=True)
     return Comparison(got, dataclasses.replace(full, table=got.table), stamp)

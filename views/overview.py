@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, render
+from ui import auth, benchmark, data, filters, render
 from vbhc import access, verdict
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
@@ -26,12 +26,20 @@ volumes = data.volumes(url, version)
 st.caption(t("app.subtitle", lang))
 
 rows, colours, keyed, since, volumes_shown = [], [], [], [], []
+populations: dict[str, list[str]] = {}  # benchmark population -> the conditions judged against it
 viewer = auth.current()
 for condition in [c for c in catalog.conditions if c in set(volumes["condition"])]:
     if not access.may_view_condition(viewer, condition):
         continue
     result = data.result_for(viewer, condition, "hospital", chosen.period, chosen.peers)
-    table = result.table
+    # where external figures of the condition are stored, the own hospital is judged among them (as the team
+    # page does by default): a registry of the own patients alone would benchmark the hospital against itself
+    compared = benchmark.external_comparison(
+        condition, "hospital", chosen.period, chosen.peers, own_hospital or "", lang
+    )
+    if compared.result is not None:
+        populations.setdefault(str(compared.population), []).append(catalog.conditions[condition].label(lang))
+    table = (compared.result or result).table
     mine = table[table["unit"] == own_hospital] if own_hospital else table.iloc[0:0]
     if mine.empty:
         continue
@@ -91,6 +99,13 @@ conditions = scorecard.pop("_condition")
 painted = pd.DataFrame(colours).reindex(columns=scorecard.columns)
 st.subheader(t("overview.scorecard", lang))
 st.caption(t("overview.legend", lang))
+if populations:  # one line per benchmark population, naming the condition teams judged against it
+    st.caption(
+        "  \n".join(
+            f"{t('external.benchmark_named', lang, population=md_escape(p))}: {md_escape(', '.join(c))}"
+            for p, c in populations.items()
+        )
+    )
 # key indicators differ per condition, so their cells say which indicator they are: they wrap, so the whole
 # scorecard, response and cost included, fits the main area of a 1440 px screen
 widths = {t("column.condition", lang): 112, t("column.care_cycles", lang): 80}
