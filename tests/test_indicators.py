@@ -282,3 +282,23 @@ def test_textbook_outcome_on_the_demo(demo_tables):
     # a unit's cycles without textbook outcome failed at least one component
     for unit, part in failures.groupby("unit"):
         assert part["failed"].sum() >= rows.loc[unit, "n"] - rows.loc[unit, "crude_value"] * rows.loc[unit, "n"] - 1e-9
+
+
+def test_a_unit_alone_in_its_benchmark_gets_no_benchmark_not_as_expected(demo_tables):
+    """A registry of one hospital's patients (or a comparison group of one) would benchmark the unit against
+    itself: O/E = 1 and always within its own limits. Its verdict must say there is no benchmark."""
+    from vbhc.indicators import restrict
+    from vbhc.verdict import verdict
+
+    tables, truth = demo_tables
+    full = tables["colorectal_cancer"].data
+    alone = compute_indicators(restrict(full, None, [truth["own_hospital"]]), "hospital").table
+    judged = alone[alone["kind"] != "volume"]
+    assert len(judged) and set(judged["unit"]) == {truth["own_hospital"]}
+    assert judged["target"].isna().all() and judged["lower_998"].isna().all()
+    assert set(judged["position_998"]) == {benchmark.NO_BENCHMARK}
+    assert {verdict(r).category for r in judged.to_dict("records")} == {"no_benchmark"}
+    # two hospitals: a benchmark again
+    pair = compute_indicators(restrict(full, None, [truth["own_hospital"], "H02"]), "hospital").table
+    assert pair.loc[pair["kind"] != "volume", "target"].notna().any()
+    assert benchmark.NO_BENCHMARK not in set(pair["position_998"])

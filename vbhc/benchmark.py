@@ -68,6 +68,7 @@ DispersionChoice = Literal["auto", "none", "multiplicative", "additive"]
 
 TOO_FEW = "too few cycles"
 NO_DATA = "no data"
+NO_BENCHMARK = "no benchmark"  # a unit alone in its benchmark population (vbhc.indicators): nothing to compare with
 CANNOT_RANK = "cannot tell units apart"
 
 

@@ -205,6 +205,7 @@ def compute_indicators(
         if per_cycle is not None:
             values.append(per_cycle.assign(indicator=ind.id))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BASE_COLUMNS)
+    table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
     table["condition"] = cond.id
     cols = BASE_COLUMNS + [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
@@ -212,6 +213,26 @@ def compute_indicators(
     table = table.reindex(columns=cols)
     per_cycle = pd.concat(values, ignore_index=True) if values else pd.DataFrame()
     return IndicatorResult(cond.id, level, data.period, table, models, per_cycle, data)
+
+
+def _without_self_benchmark(table: pd.DataFrame) -> pd.DataFrame:
+    """An indicator with one unit holding data has no benchmark: its "benchmark" would be the unit itself (a
+    registry of the own hospital's patients alone), always within limits it set itself. Its target and limits are
+    withheld and its positions say so, and every verdict says "no benchmark" instead of "as expected"."""
+    if table.empty or "n" not in table:
+        return table
+    has_data = pd.to_numeric(table["n"], errors="coerce").fillna(0) > 0
+    alone = table.loc[has_data].groupby("indicator")["unit"].nunique()
+    alone = alone[alone == 1].index
+    rows = table["indicator"].isin(alone) & (table["kind"] != "volume")
+    if not rows.any():
+        return table
+    table = table.copy()
+    limits = [c for c in table.columns if c == "target" or c.startswith(("lower_", "upper_"))]
+    table.loc[rows, limits] = np.nan
+    marks = [c for c in table.columns if c.startswith(("position", "assessment"))]
+    table.loc[rows, marks] = benchmark.NO_BENCHMARK
+    return table
 
 
 def indicator_table(
