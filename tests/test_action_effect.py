@@ -209,6 +209,7 @@ def test_the_demo_plants_an_improvement_at_the_second_actions_start(demo_registr
     earlier = action_effect.action_effect(result, "anastomotic_leak", "H01", demo_history.ACTIONS[0][0])
     assert earlier.outcome is Outcome.NO_CHANGE, earlier.sentence("en")
     # a unit without the planted change shows none at the same start
-    assert action_effect.action_effect(
-        result, "anastomotic_leak", "H10", dt.date.fromisoformat(planted["start"])
-    ).outcome is Outcome.NO_CHANGE
+    assert (
+        action_effect.action_effect(result, "anastomotic_leak", "H10", dt.date.fromisoformat(planted["start"])).outcome
+        is Outcome.NO_CHANGE
+    )

@@ -37,6 +37,7 @@ from vbhc.benchmark import oe_ratio, wilson_ci
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS
 from vbhc.i18n import MISSING, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t
 from vbhc.indicators import IndicatorResult, unit_cycle_values
+from vbhc.registry import unit_parts
 
 __all__ = [
     "DEFAULT_DAYS",
@@ -48,6 +49,7 @@ __all__ = [
     "data_until",
     "exact_rate_ratio",
     "newcombe_difference",
+    "unit_level",
     "welch_difference",
 ]
 
@@ -274,6 +276,14 @@ def _window(part: pd.DataFrame, first: dt.date, last: dt.date, binary: bool) -> 
     )
 
 
+def unit_level(unit: str) -> str:
+    """The level whose results hold `unit` (an action names a unit id, not a level): 'condition@H01' a condition
+    team, 'H01/SUR' a department, 'H01' a hospital."""
+    if "@" in unit:
+        return "condition_team"
+    return "hospital" if unit_parts(unit)[1] is None else "department"
+
+
 def data_until(result: IndicatorResult, indicator: str) -> dt.date | None:
     """The last index date of any unit's care cycle with a known value of the indicator: where the after window
     ends (a later cycle's outcome is not known yet)."""
@@ -296,7 +306,8 @@ def action_effect(
     level: float = LEVEL,
 ) -> Effect:
     """The indicator of `unit` in equal windows before and after `start` (see the module docstring); `days` caps
-    both windows' length (None: the after window runs to the data's end). `result` should hold all dates (period None): a one-year result cuts the windows.
+    both windows' length (None: the after window runs to the data's end). `result` should hold all dates (period
+    None): a one-year result cuts the windows.
     Raises ValueError for an indicator that is not a yes/no or continuous indicator, or days < 1."""
     ind = result.data.condition.indicator(indicator)
     binary = ind.kind in BINARY_KINDS

@@ -423,6 +423,8 @@ PLANTED_OUTCOMES = (
     PlantedOutcome("oesophageal_cancer", "mortality_30d", "H06", 3.5,
                    "higher 30-day mortality (deaths also remove patients from the 12-month PROM)"),
 )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PlantedImprovement:
     """An improvement action's real effect: from `start` (index date) on, the unit's planted odds ratio of the
@@ -437,8 +439,8 @@ class PlantedImprovement:
 
 
 PLANTED_IMPROVEMENTS = (
-    PlantedImprovement("colorectal_cancer", "anastomotic_leak", "H01", date(2024, 10, 1), 1.0,
-                       "improvement programme from 1 Oct 2024: the excess of anastomotic leaks is gone"),
+    PlantedImprovement("colorectal_cancer", "anastomotic_leak", "H01", date(2024, 10, 1), 0.6,
+                       "improvement programme from 1 Oct 2024: fewer anastomotic leaks than expected from then on"),
 )  # fmt: skip
 PLANTED_STAYS = (PlantedStay("colorectal_cancer", "H03", 1.0, "longer length of stay (+1 day)"),)
 PLANTED_PROMS = (
@@ -1691,12 +1693,19 @@ def _build_truth(model: _Model, counts: dict[str, int]) -> dict[str, Any]:
         "expected_false_signals": false_signals,
         "no_effect": no_effect,
         "improvements": [
-            {"condition": c.id, "indicator": ind.id, "hospital": p.hospital, "start": p.start.isoformat(),
-             "odds_ratio_before": model.p_outcome[(c.id, p.outcome)].odds_ratio, "odds_ratio_after": p.odds_ratio,
-             "note": p.note}
+            {
+                "condition": c.id,
+                "indicator": ind.id,
+                "hospital": p.hospital,
+                "start": p.start.isoformat(),
+                "odds_ratio_before": model.p_outcome[(c.id, p.outcome)].odds_ratio,
+                "odds_ratio_after": p.odds_ratio,
+                "note": p.note,
+            }
             for c in model.conds
             for ind in c.indicators
-            if ind.kind == "proportion" and (p := model.p_improvement.get((c.id, ind.outcome))) is not None
+            if ind.kind == "proportion"
+            and (p := model.p_improvement.get((c.id, ind.outcome))) is not None
             and (c.id, p.outcome) in model.p_outcome
         ],
     }
