@@ -123,8 +123,8 @@ def test_a_fall_in_a_lower_is_better_rate_is_an_improvement_with_newcombe_and_oe
     assert (effect.after.first, effect.after.last) == (START, START + dt.timedelta(days=299))
     assert (effect.before.first, effect.before.last) == (START - dt.timedelta(days=300), START - dt.timedelta(days=1))
     kept = before[before["index_date"] >= pd.Timestamp(START - dt.timedelta(days=300))]
-    assert (effect.before.n, effect.before.observed) == (len(kept), kept["observed"].sum())
-    assert (effect.after.n, effect.after.observed) == (150, 12)
+    assert (effect.before.n, effect.before.events) == (len(kept), kept["observed"].sum())
+    assert (effect.after.n, effect.after.events) == (150, 12)
     low, high = confint_proportions_2indep(12, 150, kept["observed"].sum(), len(kept), method="newcomb")
     assert (effect.lower, effect.upper) == pytest.approx((low, high))
     assert effect.difference == pytest.approx(12 / 150 - kept["observed"].mean())
@@ -133,6 +133,8 @@ def test_a_fall_in_a_lower_is_better_rate_is_an_improvement_with_newcombe_and_oe
     assert effect.oe_ratio == pytest.approx(effect.after.oe / effect.before.oe)
     sentence = effect.sentence("en")
     assert sentence.startswith("rate fell from ") and "to 8.0%; difference −" in sentence
+    low_text, high_text = (f"{abs(v) * 100:.1f}" for v in (low, high))
+    assert f" points (95% CI −{low_text} to −{high_text}): " in sentence  # 'points' once, not on the bounds
     assert sentence.endswith("more than chance, an improvement")
     assert effect.sentence("nl").startswith("percentage daalde van ") and "procentpunt" in effect.sentence("nl")
     assert effect.adjusted_sentence("en").startswith("Adjusted for case mix: O/E ")
@@ -205,11 +207,22 @@ def test_the_demo_plants_an_improvement_at_the_second_actions_start(demo_registr
     result = compute_indicators(data, level="hospital")
     effect = action_effect.action_effect(result, "anastomotic_leak", "H01", dt.date.fromisoformat(planted["start"]))
     assert effect.outcome is Outcome.IMPROVED, effect.sentence("en")
-    assert effect.upper < -0.03 and effect.after.oe < effect.before.oe
+    assert effect.upper < -0.02 and effect.after.oe < effect.before.oe and effect.oe_ratio_upper < 1
     earlier = action_effect.action_effect(result, "anastomotic_leak", "H01", demo_history.ACTIONS[0][0])
     assert earlier.outcome is Outcome.NO_CHANGE, earlier.sentence("en")
-    # a unit without the planted change shows none at the same start
-    assert (
-        action_effect.action_effect(result, "anastomotic_leak", "H10", dt.date.fromisoformat(planted["start"])).outcome
-        is Outcome.NO_CHANGE
-    )
+    # an indicator of the same unit without a planted change shows none at the same start
+    mortality = action_effect.action_effect(result, "mortality_30d", "H01", dt.date.fromisoformat(planted["start"]))
+    assert mortality.outcome is Outcome.NO_CHANGE, mortality.sentence("en")
+
+
+def test_oe_counts_only_the_cycles_the_case_mix_model_could_judge():
+    """A cycle without an expected value (a case-mix value missing) stays in the crude rate, not in O/E."""
+    rng = np.random.default_rng(5)
+    before = _cycles(rng, "anastomotic_leak", START - dt.timedelta(days=365), 365, 100, 0.20)
+    after = _cycles(rng, "anastomotic_leak", START, 365, 100, 0.10)
+    after.loc[after.index[:10], "expected"] = np.nan
+    effect = action_effect.action_effect(_result([before, after]), "anastomotic_leak", "H01", START)
+    modelled = after.iloc[10:]
+    assert (effect.after.n, effect.after.events) == (100, 10)
+    assert (effect.after.observed, effect.after.expected) == pytest.approx((modelled["observed"].sum(), 0.15 * 90))
+    assert effect.after.oe == pytest.approx(modelled["observed"].sum() / (0.15 * 90))

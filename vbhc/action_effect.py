@@ -149,7 +149,8 @@ class Window:
     last: dt.date
     n: int
     value: float  # rate or mean; NaN without cycles
-    observed: float = math.nan  # events (yes/no indicators)
+    events: float = math.nan  # yes/no indicators: events among the n cycles
+    observed: float = math.nan  # O and E of the cycles with a case-mix expected value (O/E)
     expected: float = math.nan
     oe: float = math.nan
     oe_lower: float = math.nan
@@ -210,8 +211,8 @@ class Effect:
             "action_effect.difference",
             lang,
             difference=self._amount(self.difference, lang),
-            lower=self._amount(self.lower, lang),
-            upper=self._amount(self.upper, lang),
+            lower=self._amount(self.lower, lang, unit=False),
+            upper=self._amount(self.upper, lang, unit=False),
         )
         return f"{head}; {diff}: {t(f'action_effect.outcome_{self.outcome}', lang)}"
 
@@ -231,12 +232,14 @@ class Effect:
             ratio_ci=_range(self.oe_ratio_lower, self.oe_ratio_upper, lang),
         )
 
-    def _amount(self, value: float, lang: str) -> str:
-        """A difference with its sign: percentage points for rates, the indicator's own unit otherwise."""
+    def _amount(self, value: float, lang: str, *, unit: bool = True) -> str:
+        """A difference with its sign: percentage points for rates ('points' named once, not on the CI's bounds),
+        the indicator's own unit otherwise."""
         if not math.isfinite(value):
             return MISSING
         if self.kind in BINARY_KINDS:
-            text = t("action_effect.points", lang, value=fmt_number(abs(value) * 100, lang, 1))
+            number = fmt_number(abs(value) * 100, lang, 1)
+            text = t("action_effect.points", lang, value=number) if unit else number
         else:
             text = format_value(abs(value), self.kind, lang)
         return ("−" if value < 0 and text.strip("0,. ") else "+" if value > 0 else "") + text
@@ -256,9 +259,11 @@ def _window(part: pd.DataFrame, first: dt.date, last: dt.date, binary: bool) -> 
     value = float(values.mean()) if n else math.nan
     if not binary:
         return Window(first, last, n, value), rows
+    # O/E over the cycles the case-mix model gave an expected value (as the indicator table does: a cycle with a
+    # missing case-mix value it cannot impute is left out of the adjusted comparison)
     modelled = rows[rows["expected"].notna()]
-    if not len(modelled) or len(modelled) < n:  # not adjusted (or partly): no O/E
-        return Window(first, last, n, value, observed=float(values.sum())), rows
+    if not len(modelled):  # not adjusted: no O/E
+        return Window(first, last, n, value, events=float(values.sum())), rows
     oe = oe_ratio(np.array([modelled["observed"].sum()]), np.array([modelled["expected"].sum()])).iloc[0]
     return (
         Window(
@@ -266,6 +271,7 @@ def _window(part: pd.DataFrame, first: dt.date, last: dt.date, binary: bool) -> 
             last,
             n,
             value,
+            events=float(values.sum()),
             observed=float(oe["observed"]),
             expected=float(oe["expected"]),
             oe=float(oe["oe"]),
@@ -331,7 +337,7 @@ def action_effect(
     if before.n < min_n or after.n < min_n:
         return Effect(**common, outcome=Outcome.TOO_FEW)
     if binary:
-        diff, lower, upper = newcombe_difference(after.observed, after.n, before.observed, before.n, level)
+        diff, lower, upper = newcombe_difference(after.events, after.n, before.events, before.n, level)
         method = "newcombe"
     else:
         diff, lower, upper = welch_difference(after_rows["observed"], before_rows["observed"], level)

@@ -439,8 +439,8 @@ class PlantedImprovement:
 
 
 PLANTED_IMPROVEMENTS = (
-    PlantedImprovement("colorectal_cancer", "anastomotic_leak", "H01", date(2024, 10, 1), 0.6,
-                       "improvement programme from 1 Oct 2024: fewer anastomotic leaks than expected from then on"),
+    PlantedImprovement("colorectal_cancer", "anastomotic_leak", "H01", date(2024, 10, 1), 0.8,
+                       "improvement programme from 1 Oct 2024: the excess of leaks is gone (odds ratio 0.8)"),
 )  # fmt: skip
 PLANTED_STAYS = (PlantedStay("colorectal_cancer", "H03", 1.0, "longer length of stay (+1 day)"),)
 PLANTED_PROMS = (
