@@ -226,3 +226,16 @@ def test_oe_counts_only_the_cycles_the_case_mix_model_could_judge():
     assert (effect.after.n, effect.after.events) == (100, 10)
     assert (effect.after.observed, effect.after.expected) == pytest.approx((modelled["observed"].sum(), 0.15 * 90))
     assert effect.after.oe == pytest.approx(modelled["observed"].sum() / (0.15 * 90))
+
+
+def test_the_sentence_signs_the_difference_but_not_a_rounded_zero():
+    window = action_effect.Window(START, START, 100, 0.15)
+    effect = action_effect.Effect(
+        "anastomotic_leak", "H01", "proportion", "lower", START, window, window, Outcome.NO_CHANGE,
+        difference=-0.0001, lower=-0.031, upper=0.0309,
+    )  # fmt: skip
+    assert effect.sentence("en") == (
+        "rate stayed at 15.0%; difference 0.0 points (95% CI −3.1 to +3.1): "
+        "no change shown, the difference is within what chance gives"
+    )
+    assert "verschil 0,0 procentpunt (95%-BI −3,1 tot +3,1)" in effect.sentence("nl")

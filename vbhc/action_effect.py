@@ -200,13 +200,10 @@ class Effect:
                 min_n=fmt_int(self.min_n, lang),
             )
         rate = self.kind in BINARY_KINDS
-        moved = "same" if self.difference == 0 else ("fell" if self.difference < 0 else "rose")
-        head = t(
-            f"action_effect.{'rate' if rate else 'mean'}_{moved}",
-            lang,
-            before=format_value(self.before.value, self.kind, lang),
-            after=format_value(self.after.value, self.kind, lang),
-        )
+        before = format_value(self.before.value, self.kind, lang)
+        after = format_value(self.after.value, self.kind, lang)
+        moved = "same" if before == after else ("fell" if self.difference < 0 else "rose")
+        head = t(f"action_effect.{'rate' if rate else 'mean'}_{moved}", lang, before=before, after=after)
         diff = t(
             "action_effect.difference",
             lang,
@@ -242,7 +239,8 @@ class Effect:
             text = t("action_effect.points", lang, value=number) if unit else number
         else:
             text = format_value(abs(value), self.kind, lang)
-        return ("−" if value < 0 and text.strip("0,. ") else "+" if value > 0 else "") + text
+        shown = any(c in "123456789" for c in text)  # no sign on a difference that rounds to zero
+        return ("−" if value < 0 else "+" if value > 0 else "") * shown + text
 
 
 def _range(lower: float, upper: float, lang: str) -> str:
