@@ -156,3 +156,65 @@ def improvement_viewer(user: str):
         "quality": (Scope(Role.QUALITY),),
     }[user]
     return Viewer(USERS[user]["email"], USERS[user]["name"], scopes)
+
+
+def _linked_action(engine, unit: str = "H01", start=None):
+    import datetime as dt
+
+    return improvement.create_action(
+        engine,
+        improvement_viewer("quality"),
+        CONDITION,
+        "Nieuw protocol",
+        "verpleegkundig specialist",
+        start or dt.date(2024, 1, 1),
+        dt.date(2026, 12, 31),
+        unit=unit,
+        indicators=["anastomotic_leak", "length_of_stay"],
+    )
+
+
+@pytest.mark.parametrize(("user", "lang"), [("care", "en"), ("manager", "nl")])
+def test_an_actions_before_and_after_is_shown_with_its_verdict(meeting_db, signed_in, user, lang):
+    """Whoever may see the indicator sees the before/after: the care team and the unit's manager, each indicator
+    linked to the action with a verdict, the windows and a chart split at the start; in Dutch, no English."""
+    from vbhc import action_effect
+    from vbhc.indicators import compute_indicators, load_condition_data
+
+    action = _linked_action(meeting_db)
+    at = _app(user, lang)
+    texts = _texts(at)
+    assert t("action_effect.title", lang) in texts and t("action_effect.intro", lang) in texts
+    assert at.selectbox(key="mt_effect_action").value == action.item_id
+    # the verdict the page shows is vbhc.action_effect's on the same data (all dates, hospital level)
+    result = compute_indicators(load_condition_data(CONDITION, engine=meeting_db), level="hospital")
+    for indicator in ("anastomotic_leak", "length_of_stay"):
+        effect = action_effect.action_effect(result, indicator, "H01", action.start)
+        assert effect.sentence(lang) in texts, (indicator, effect.sentence(lang))
+        before = t("action_effect.windows", lang, **_window_values(effect, lang)).split(";")[0]
+        assert before in texts
+        # the small registry may have too few cycles for a verdict; with one, the page names the method
+        assert (t(f"action_effect.method_{effect.method}", lang) in texts) if effect.method else True
+    assert texts.count(t("action_effect.chart", lang)) == 2  # a trend split at the start per indicator
+    if lang == "nl":
+        found = findings(at, PAGE)
+        assert not found, _report(found)
+
+
+def _window_values(effect, lang: str) -> dict[str, str]:
+    from vbhc.i18n import fmt_date, fmt_int
+
+    return {
+        f"{side}_{what}": (fmt_int if what == "n" else fmt_date)(getattr(getattr(effect, side), what), lang)
+        for side in ("before", "after")
+        for what in ("first", "last", "n")
+    }
+
+
+def test_another_hospitals_action_is_not_shown_to_a_manager(meeting_db, signed_in):
+    """A manager of H01 does not get H02's action (vbhc.improvement's rules), so no before/after of it either."""
+    _linked_action(meeting_db, unit="H02")
+    at = _app("manager")
+    texts = _texts(at)
+    assert t("action_effect.none", "en") in texts
+    assert "Nieuw protocol" not in texts

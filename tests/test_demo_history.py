@@ -73,3 +73,21 @@ def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
 
     again = demo_history.write_history(engine, TRUTH, BENCHMARKS)
     assert again.already_there and len(improvement.actions(engine, VIEWER)) == 2
+
+
+def test_the_action_under_way_starts_when_the_planted_improvement_does(sqlite_engine):
+    """truth.json's planted improvement (vbhc.demo.PLANTED_IMPROVEMENTS) sets the start of the action under way, so
+    its before/after view finds the effect; the done action keeps its own start."""
+    truth = {
+        **TRUTH,
+        "improvements": [
+            {"condition": "colorectal_cancer", "indicator": "anastomotic_leak", "hospital": "H01",
+             "start": "2024-11-15"},
+        ],
+    }  # fmt: skip
+    demo_history.write_history(sqlite_engine, truth, BENCHMARKS)
+    acts = annotations.chart_actions(sqlite_engine, VIEWER, "colorectal_cancer", "anastomotic_leak", "H01")
+    assert [(a.status, a.start) for a in acts] == [
+        (ActionStatus.DONE, demo_history.ACTIONS[0][0]),
+        (ActionStatus.IN_PROGRESS, dt.date(2024, 11, 15)),
+    ]

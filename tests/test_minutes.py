@@ -262,3 +262,18 @@ def test_a_manager_reads_a_meeting_of_every_unit_without_another_units_items(ite
     rows = [row for _, section_rows in content.decisions for row in section_rows]
     assert [row[0].split(" · ")[1] for row in rows] == ["H01", "every unit"]  # H02's signal is left out
     assert {row[2] for row in rows} == {"–"}  # no notes for a manager
+
+
+def test_the_minutes_keep_what_the_team_concluded_about_a_signal(items):
+    """A signal's row names its explanation (kind and text, as the meeting saw it); a manager gets the kind only."""
+    engine, signal, goal, action = items
+    done = minutes.record_meeting(engine, QUALITY, CONDITION, HELD, ["quality"], _decisions(signal, goal, action))
+    rows = {
+        who: [
+            row[0] for _, section in minutes_content(engine, viewer, done.meeting_id, "en").decisions for row in section
+        ]
+        for who, viewer in (("care", CARE), ("manager", MANAGER))
+    }
+    assert rows["care"][0].endswith(" · Real difference: New stapler")
+    assert rows["manager"][0].endswith(" · Real difference")
+    assert "New stapler" in _docx_text(export_minutes(engine, CARE, done.meeting_id, "docx", "en"))

@@ -9,6 +9,9 @@ truth (written to truth.json beside the files):
 - every (hospital, condition, indicator) has ZERO true unit effect, except a short list of planted outliers
   (worse and better) and exactly one unit whose crude results differ only because it treats older and sicker
   patients (true effect zero);
+- one planted change over time (PLANTED_IMPROVEMENTS): from an improvement action's start the own hospital's
+  excess of one outlier outcome is gone (its odds ratio drops to 1), so the action's before/after view
+  (vbhc.action_effect) has a real effect to find; the same random numbers are drawn, so nothing else changes;
 - hospital volumes differ about four-fold, index dates span five years with a mild upward trend.
 
 Determinism: all randomness comes from ``np.random.default_rng(SeedSequence(seed, spawn_key=(block,)))`` per
@@ -420,6 +423,25 @@ PLANTED_OUTCOMES = (
     PlantedOutcome("oesophageal_cancer", "mortality_30d", "H06", 3.5,
                    "higher 30-day mortality (deaths also remove patients from the 12-month PROM)"),
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlantedImprovement:
+    """An improvement action's real effect: from `start` (index date) on, the unit's planted odds ratio of the
+    outcome becomes `odds_ratio` (the demo's second action on the outlier starts that day, vbhc.demo_history)."""
+
+    condition: str
+    outcome: str
+    hospital: str
+    start: date
+    odds_ratio: float
+    note: str
+
+
+PLANTED_IMPROVEMENTS = (
+    PlantedImprovement("colorectal_cancer", "anastomotic_leak", "H01", date(2024, 10, 1), 0.8,
+                       "improvement programme from 1 Oct 2024: the excess of leaks is gone (odds ratio 0.8)"),
+)  # fmt: skip
 PLANTED_STAYS = (PlantedStay("colorectal_cancer", "H03", 1.0, "longer length of stay (+1 day)"),)
 PLANTED_PROMS = (
     PlantedProm("knee_osteoarthritis", "oxford_knee", "12m", "H09", -0.55,
@@ -643,6 +665,11 @@ class _Model:
         self.p_outcome = {
             (p.condition, p.outcome): p
             for p in PLANTED_OUTCOMES
+            if ok(p.condition, p.hospital) and p.outcome in {o.id for o in known[p.condition].outcomes}
+        }
+        self.p_improvement = {
+            (p.condition, p.outcome): p
+            for p in PLANTED_IMPROVEMENTS
             if ok(p.condition, p.hospital) and p.outcome in {o.id for o in known[p.condition].outcomes}
         }
         self.p_stay = {
@@ -921,7 +948,11 @@ class _Model:
             planted = None if reference else self.p_outcome.get((c.id, o.id))
             if planted is not None:
                 unit = self._unit_mask(hosp, planted.hospital)
-                p1 = np.where(unit, _expit(lp + np.log(planted.odds_ratio)), p0)
+                log_or = np.full(n, np.log(planted.odds_ratio))
+                better = self.p_improvement.get((c.id, o.id))
+                if better is not None and better.hospital == planted.hospital:
+                    log_or[day >= _day(better.start)] = np.log(better.odds_ratio)
+                p1 = np.where(unit, _expit(lp + log_or), p0)
             u = rng.random(n)
             y = u < p1
             y_of[o.id], p_of[o.id] = y, p0
@@ -1661,6 +1692,22 @@ def _build_truth(model: _Model, counts: dict[str, int]) -> dict[str, Any]:
         "casemix_only": casemix_only,
         "expected_false_signals": false_signals,
         "no_effect": no_effect,
+        "improvements": [
+            {
+                "condition": c.id,
+                "indicator": ind.id,
+                "hospital": p.hospital,
+                "start": p.start.isoformat(),
+                "odds_ratio_before": model.p_outcome[(c.id, p.outcome)].odds_ratio,
+                "odds_ratio_after": p.odds_ratio,
+                "note": p.note,
+            }
+            for c in model.conds
+            for ind in c.indicators
+            if ind.kind == "proportion"
+            and (p := model.p_improvement.get((c.id, ind.outcome))) is not None
+            and (c.id, p.outcome) in model.p_outcome
+        ],
     }
 
 

@@ -12,8 +12,10 @@ vbhc.improvement like any team's work (versions, audit log, role rules), from th
   mix not captured; each is decided (a worse one of the own hospital: action). Other signals stay new, for the
   meeting to explain;
 - two actions on the own hospital's worse outlier, linked to its indicator (and its signal, when detected): one
-  done in an earlier year and one under way. The registry has no planted change over time, so neither shows an
-  effect in the data: the charts show where they started, and a rebase at their start compares before and after.
+  done in an earlier year and one under way. The one under way starts the day the generator plants a real
+  improvement (vbhc.demo.PLANTED_IMPROVEMENTS: the excess is gone from then on), so its before/after view
+  (vbhc.action_effect) shows an effect; the earlier one's year after its start holds no change, so its view shows
+  none. The charts show where they started, and a rebase at their start compares the phases.
 Written once: a database that already holds targets or actions is left alone.
 """
 
@@ -164,7 +166,13 @@ def write_history(
         condition = catalog.condition(outlier["condition"])
         label = condition.indicator(outlier["indicator"]).label("nl").lower()
         signal = signal_of.get((condition.id, own, outlier["indicator"]))
+        planted = {
+            (i["condition"], i["hospital"], i["indicator"]): dt.date.fromisoformat(i["start"])
+            for i in truth.get("improvements", [])
+        }
         for start, due, status, title, effect in ACTIONS:
+            if status == ActionStatus.IN_PROGRESS:  # starts the day the generator's improvement does, if one
+                start = planted.get((condition.id, own, outlier["indicator"]), start)
             action = improvement.create_action(
                 engine,
                 viewer,

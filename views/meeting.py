@@ -13,13 +13,14 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, data, filters, render
+from vbhc import action_effect, charts, improvement, minutes
 from vbhc import agenda as meeting_agenda
-from vbhc import improvement, minutes
 from vbhc.access import AccessDenied
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, SUPPORTED, fmt_date, fmt_int, format_value, t, t_md
 from vbhc.improvement import ALL_UNITS, ImprovementError
 from vbhc.improvement_sheets import export_actions, export_targets
+from vbhc.indicators import indicator_over_time
 from vbhc.meeting import default_meeting_date
 from vbhc.reports.minutes import FORMATS as MINUTES_FORMATS
 from vbhc.reports.minutes import MIME, describe_item, export_minutes, minutes_content, minutes_file_name
@@ -160,6 +161,94 @@ st.subheader(t("agenda.targets", lang))
 show(target_rows())
 st.subheader(t("agenda.actions", lang))
 show(action_rows(agenda.actions))
+
+
+# --- an action's before and after --------------------------------------------------------------------------------
+def _visible(table: pd.DataFrame, where: str) -> bool:
+    """Whether the viewer's result table names the unit with its figures (not anonymised, not withheld)."""
+    rows = table[table["unit"].astype(str) == where]
+    for column in ("anonymised", "suppressed"):
+        if column in rows:
+            rows = rows[~rows[column].fillna(False).astype(bool)]
+    return not rows.empty
+
+
+def effect_section() -> None:
+    """Per action linked to an indicator: the indicator of the action's unit (or the chosen unit, for an action
+    of every unit) in equal windows before and after its start, the difference with its 95% CI and the verdict
+    (vbhc.action_effect), and the trend with SPC phases split at the start. Counts and rates only."""
+    st.subheader(t("action_effect.title", lang))
+    linked = {a.item_id: a for a in agenda.actions if a.indicator_ids}
+    if not linked:
+        st.caption(t("action_effect.none", lang))
+        return
+    st.caption(t("action_effect.intro", lang))
+    filters.keep_valid("mt_effect_action", list(linked))
+    picked = linked[
+        st.selectbox(
+            t("action_effect.pick", lang),
+            list(linked),
+            key="mt_effect_action",
+            format_func=lambda i: t(
+                "action_effect.pick_value", lang, item=i, title=linked[i].title, date=fmt_date(linked[i].start, lang)
+            ),
+        )
+    ]
+    where = picked.unit if picked.unit != ALL_UNITS else unit
+    if not where:
+        st.caption(t("action_effect.no_unit", lang))
+        return
+    level = action_effect.unit_level(where)
+    full = data.result_for(viewer, chosen.condition, level, "", ())  # all dates: windows either side of the start
+    place = unit_text(where, level)
+    for indicator in picked.indicator_ids:
+        name, kind = indicator_label(indicator), condition.indicator(indicator).kind
+        if not _visible(full.table, where):
+            st.caption(t("action_effect.not_visible", lang, indicator=name, unit=place))
+            continue
+        try:
+            effect = render.cached(
+                ("action_effect", picked.item_id, picked.version, indicator, where),
+                lambda indicator=indicator: action_effect.action_effect(full, indicator, where, picked.start),
+                by_language=False,
+            )
+        except ValueError:  # a kind of indicator without a before and after (a response rate)
+            st.caption(t("action_effect.not_assessable", lang, indicator=name))
+            continue
+        # the names are data (escaped); the verdict is the catalog's words and numbers
+        st.markdown(f"**{md_escape(name)} · {md_escape(place)}**: {effect.sentence(lang)}")
+        if effect.before is not None and effect.after is not None:
+            st.caption(
+                t(
+                    "action_effect.windows",
+                    lang,
+                    before_first=fmt_date(effect.before.first, lang),
+                    before_last=fmt_date(effect.before.last, lang),
+                    before_n=fmt_int(effect.before.n, lang),
+                    after_first=fmt_date(effect.after.first, lang),
+                    after_last=fmt_date(effect.after.last, lang),
+                    after_n=fmt_int(effect.after.n, lang),
+                )
+            )
+        adjusted = effect.adjusted_sentence(lang)
+        if adjusted:
+            st.caption(adjusted)
+        if effect.method:
+            st.caption(t(f"action_effect.method_{effect.method}", lang))
+        trend = render.cached(
+            ("action_effect_trend", picked.item_id, picked.version, indicator, where),
+            lambda indicator=indicator: indicator_over_time(full, indicator, where, freq="QS", rebase=[picked.start]),
+            by_language=False,
+        )
+        if trend is not None and len(trend):
+            render.cached_chart(
+                ("action_effect_chart", picked.item_id, picked.version, indicator, where),
+                lambda trend=trend, kind=kind: charts.trend_chart(trend, kind=kind, lang=lang, actions=[picked]),
+            )
+            st.caption(t("action_effect.chart", lang))
+
+
+effect_section()
 
 
 # --- recording what the meeting decided (care team of the condition, quality directorate) -----------------------

@@ -90,6 +90,18 @@ def describe_item(item: Any, lang: str, unit_name: Callable[[str], str], catalog
     return " · ".join([indicator.label(lang), unit_name(item.unit), t(f"improvement.target_{item.kind}", lang), rule])
 
 
+def _with_explanation(described: str, item: Any, lang: str) -> str:
+    """A signal as the meeting saw it, with what the team concluded about it (the kind of explanation, and its
+    text for a reader who may read the team's texts: vbhc.improvement blanks it for the others), so the minutes
+    keep why a decision was taken."""
+    kind = getattr(item, "explanation", None)
+    if not kind:
+        return described
+    text = (getattr(item, "explanation_text", "") or "").strip()
+    label = t(f"improvement.explanation_{kind}", lang)
+    return f"{described} · {label}: {text}" if text else f"{described} · {label}"
+
+
 def _as_of(versions: Sequence[Any], moment: dt.datetime) -> Any | None:
     """The version of an item that was current at `moment` (None: it did not exist yet)."""
     moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
@@ -135,7 +147,7 @@ def minutes_content(
             continue
         seen = next((v for v in versions if v.version == decided.item_version), versions[-1])
         row = [
-            describe_item(seen, lang, unit_name, catalog),
+            _with_explanation(describe_item(seen, lang, unit_name, catalog), seen, lang),
             minutes.decision_label(decided.decision, lang),
             decided.note or MISSING,
         ]

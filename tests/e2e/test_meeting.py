@@ -1,0 +1,178 @@
+"""A monthly improvement meeting played in a real browser, in Dutch, in local mode: the care team opens the meeting
+page of its condition, explains a new signal, decides on it, adds an improvement action, reads the action's before
+and after, records the meeting's decisions and downloads the minutes as PDF and DOCX, which must hold the
+explanation and the decision.
+
+The meeting writes to the database, so it runs on its own copy of the browser tests' demo registry and its own
+server (local mode: every role, no sign-in): the walks of tests/e2e/test_pages.py keep the registry they expect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.conftest import StreamlitServer
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, wait_for_title
+from tests.e2e.test_pages import OWN, assert_clean, close_lists, main, set_date, settle
+from tests.registry_copy import copy_registry
+from vbhc import action_effect, improvement, minutes
+from vbhc.access import Role, Scope, Viewer
+from vbhc.catalog import default_catalog
+from vbhc.i18n import t
+from vbhc.improvement import Flag, Rule
+from vbhc.store import get_engine
+
+pytestmark = pytest.mark.browser
+
+LANG = "nl"
+CONDITION = "colorectal_cancer"
+INDICATOR = "anastomotic_leak"
+EXPLANATION = "Naadlekkages sinds het nieuwe nietapparaat"
+DECISION_NOTE = "Verbetertraject starten met de chirurgen"
+ACTION_TITLE = "Terug naar het oude nietapparaat"
+START = dt.date(2024, 1, 1)
+READER = Viewer("e2e", "e2e", (Scope(Role.QUALITY),))
+
+
+@pytest.fixture(scope="module")
+def meeting_app(_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StreamlitServer, object, str]]:
+    """Its own server on a copy of the demo registry with one new signal of the own hospital (as an import's
+    detection would record it). Yields (server, engine, the signal's item id)."""
+    folder = tmp_path_factory.mktemp("e2e-meeting")
+    engine = copy_registry(get_engine(_servers[0].database_url), folder / "meeting.db")
+    flag = Flag("H01", INDICATOR, Rule.FUNNEL_998, "worse", 0.21)
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "e2e", [flag])
+    [signal] = improvement.signals(engine, READER, CONDITION, unit="H01", status=[improvement.SignalStatus.NEW])
+    server = StreamlitServer(engine.url.render_as_string(hide_password=False), folder / "streamlit.log")
+    try:
+        server.wait_until_healthy()
+        yield server, engine, signal.item_id
+    finally:
+        server.stop()
+        engine.dispose()
+
+
+def _form(page: Page, key: str) -> Locator:
+    """A form's expander on the meeting page, opened."""
+    expander = main(page).get_by_test_id("stExpander").filter(has_text=t(key, LANG)).first
+    details = expander.locator("details").first
+    if details.get_attribute("open") is None:
+        expander.locator("summary").first.click()
+    return expander
+
+
+def _choose_in_form(page: Page, box: Locator, option: str) -> None:
+    """Pick an option of a selectbox inside a form (no script run until the form is submitted)."""
+    box.click()
+    page.get_by_role("option", name=option, exact=True).first.click(timeout=SETTLED_MS)
+
+
+def _submit(page: Page, scope: Locator, key: str) -> None:
+    scope.get_by_role("button", name=t(key, LANG), exact=True).click()
+    settle(page, asks_for_a_run=True)
+    assert_clean(page)
+
+
+def _saved(page: Page) -> None:
+    """The form's write succeeded: a success message, no error line."""
+    expect(main(page).get_by_test_id("stAlertContentSuccess").first).to_be_visible(timeout=SETTLED_MS)
+    assert main(page).get_by_test_id("stAlertContentError").count() == 0, main(page).inner_text()[:2000]
+
+
+def _download(page: Page, key: str, path: Path) -> bytes:
+    button = main(page).get_by_role("button", name=t(key, LANG), exact=True)
+    with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
+        button.click()
+    info.value.save_as(path)
+    return path.read_bytes()
+
+
+def _docx_text(data: bytes) -> str:
+    from docx import Document
+
+    doc = Document(io.BytesIO(data))
+    cells = [c.text for table in doc.tables for row in table.rows for c in row.cells]
+    return "\n".join([p.text for p in doc.paragraphs] + cells)
+
+
+def _pdf_text(data: bytes) -> str:
+    """The PDF's text in the order it was written (cell by cell, as tests/test_minutes.py reads it), with the
+    table cells' line breaks undone."""
+    from pypdf import PdfReader
+
+    return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages).split())
+
+
+def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> None:
+    server, engine, signal_id = meeting_app
+    condition = default_catalog().condition(CONDITION)
+    leak = condition.indicator(INDICATOR).label(LANG)
+    page.goto(f"{server.url}/meeting?lang={LANG}&condition={CONDITION}")
+    wait_for_title(page, t("agenda.title", LANG))
+    assert_clean(page)
+    assert signal_id in main(page).inner_text()  # the new signal is on the agenda
+
+    # explain the new signal: a real difference, in the team's words
+    form = _form(page, "agenda.form_explain")
+    _choose_in_form(page, form.get_by_role("combobox").first, f"{signal_id} · {leak} · {OWN}")
+    form.get_by_text(t("improvement.explanation_real", LANG), exact=True).click()
+    form.get_by_label(t("agenda.field_explanation_text", LANG)).fill(EXPLANATION)
+    _submit(page, form, "agenda.submit_explain")
+    _saved(page)
+    assert improvement.signals(engine, READER, CONDITION, unit="H01")[0].explanation_text == EXPLANATION
+
+    # decide on it: an improvement action
+    form = _form(page, "agenda.form_decide")
+    form.get_by_text(t("improvement.decision_action", LANG), exact=True).click()
+    _submit(page, form, "agenda.submit_decide")
+    _saved(page)
+
+    # the action, linked to the indicator, started at the beginning of 2024
+    form = _form(page, "agenda.form_action")
+    form.get_by_label(t("agenda.field_title", LANG)).fill(ACTION_TITLE)
+    form.get_by_label(t("agenda.field_owner_role", LANG)).fill("chirurg")
+    start = form.get_by_test_id("stDateInput").filter(has_text=t("agenda.field_start", LANG)).first
+    set_date(page, start, START.year, START.month, START.day)
+    _choose_in_form(page, form.get_by_role("combobox", name=t("agenda.field_indicator", LANG)), leak)
+    _submit(page, form, "agenda.submit_action")
+    _saved(page)
+    [action] = [a for a in improvement.actions(engine, READER, CONDITION) if a.title == ACTION_TITLE]
+    assert (action.start, action.indicator_ids) == (START, [INDICATOR])
+
+    # its before and after: the same verdict as vbhc.action_effect on the registry, with the trend split at the start
+    from vbhc.indicators import compute_indicators, load_condition_data
+
+    where = action.unit or "H01"
+    data = load_condition_data(CONDITION, engine=engine)
+    result = compute_indicators(data, level="hospital", indicators=[INDICATOR])
+    expected = action_effect.action_effect(result, INDICATOR, where, START).sentence(LANG)
+    section = main(page)
+    expect(section.get_by_text(t("action_effect.title", LANG), exact=True)).to_be_visible(timeout=SETTLED_MS)
+    expect(section.get_by_text(expected)).to_be_visible(timeout=SETTLED_MS)
+    expect(section.get_by_text(t("action_effect.chart", LANG), exact=True)).to_be_visible(timeout=SETTLED_MS)
+
+    # record the meeting: who was there, and the decision on the signal with its note
+    form = _form(page, "minutes.form")
+    form.get_by_role("combobox", name=t("minutes.field_roles", LANG)).click()
+    page.get_by_role("option").first.click(timeout=SETTLED_MS)
+    close_lists(page)
+    decision = minutes.decision_label(minutes.ItemDecision.ACTION, LANG)
+    _choose_in_form(page, form.locator(f".st-key-mt_min_dec_{signal_id}").get_by_role("combobox"), decision)
+    form.locator(f".st-key-mt_min_note_{signal_id}").locator("input").fill(DECISION_NOTE)
+    _submit(page, form, "minutes.submit")
+    _saved(page)
+
+    # the minutes as PDF and DOCX hold the explanation and the decision
+    pdf = _download(page, "minutes.download_pdf", tmp_path / "verslag.pdf")
+    assert pdf.startswith(b"%PDF")
+    docx = _download(page, "minutes.download_docx", tmp_path / "verslag.docx")
+    assert docx.startswith(b"PK")
+    for text in (_pdf_text(pdf), _docx_text(docx)):
+        assert EXPLANATION in text and DECISION_NOTE in text and decision in text, text[:3000]
+    assert_clean(page)
