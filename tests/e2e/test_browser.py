@@ -347,3 +347,20 @@ def test_tables_offer_only_the_audited_download(page: Page, app_url: str, tmp_pa
     content = saved.read_bytes()
     assert content.startswith(b"\xef\xbb\xbffile_name,") and b"care_cycles.csv" in content
     assert_no_exception(page)
+
+
+def test_the_run_watcher_tells_at_once_whether_an_action_asked_for_a_run(page: Page, app_url: str) -> None:
+    """Runs.settle judges an action that may ask for no run by the frames the page says it sent: the page must
+    count them, an expander (no rerun) must settle without a run and a new condition with one."""
+    open_app(page, f"{app_url}/methods?lang=en", "Methods")
+    watcher = runs(page)
+    watcher.mark = watcher.now()
+    assert watcher.settle(page) is False, watcher.now()  # nothing asked since the first run
+    counted = page.evaluate("() => window.__vbhcSent || 0")  # the page counts its frames (rerun requests among them)
+    assert counted >= watcher.requested > 0, (counted, watcher.now())
+    page.get_by_test_id("stExpander").locator("summary").first.click()
+    assert watcher.settle(page) is False, watcher.now()
+    choose(page, "Condition", "Heart failure")
+    assert watcher.settle(page) is True, watcher.now()
+    expect(page.get_by_role("combobox", name="Condition", exact=True)).to_have_value("Heart failure")
+    assert_no_exception(page)
