@@ -60,20 +60,41 @@ def _exactly(text: str | re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
+#: Installed in every document before the app's scripts: counts the frames the page sends on Streamlit's
+#: websocket, so a test can tell how many the socket watcher below should have seen by now.
+COUNT_SENT_FRAMES = """(() => {
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+        if (String(this.url).includes('/_stcore/stream')) {
+            if (window.__vbhcSocket !== this) { window.__vbhcSocket = this; window.__vbhcSent = 0; }
+            window.__vbhcSent += 1;
+        }
+        return send.call(this, data);
+    };
+})()"""
+#: Resolves once the work an input queued has run (its handlers, React's render, effects and the next frames),
+#: with the number of frames the page has sent on its Streamlit socket so far.
+SENT_FRAMES_AFTER_INPUT = """() => new Promise(resolve => setTimeout(() => requestAnimationFrame(() =>
+    requestAnimationFrame(() => setTimeout(() => resolve(window.__vbhcSent || 0), 0))), 0))"""
+
+
 class Runs:
     """The script runs of a page, read from Streamlit's websocket: a rerun request the browser sent (BackMsg
     `rerun_script`), a run the server started (ForwardMsg `new_session`) and a run it finished (`script_finished`).
 
     This is what the tests wait on after an action, instead of guessing with a timeout: an action that asked for
     a run is settled once every run started since has finished and the page shows "notRunning"; an action that
-    asked for none (an expander, a tab without rerun, a download) is settled at once."""
+    asked for none (an expander, a tab without rerun, a download) is settled as soon as the page has handled it
+    and every frame it sent has been read (the page counts them: COUNT_SENT_FRAMES), not after a fixed wait."""
 
     def __init__(self) -> None:
         self.requested = self.started = self.finished = 0
+        self.sent = 0  # frames the page sent on the current socket, as read here
         self.mark = (0, 0, 0)
         self.socket = None
 
     def attach(self, page: Page) -> None:
+        page.add_init_script(COUNT_SENT_FRAMES)
         page.on("websocket", self._watch)
 
     def _watch(self, ws) -> None:
@@ -82,6 +103,7 @@ class Runs:
         # a new page's connection: a run of the page left behind never reports its end, and a late frame of the
         # old connection must not count
         self.finished = self.started
+        self.sent = 0
         self.socket = ws
         ws.on("framesent", lambda payload: ws is self.socket and self._sent(payload))
         ws.on("framereceived", lambda payload: ws is self.socket and self._received(payload))
@@ -89,6 +111,7 @@ class Runs:
     def _sent(self, payload: bytes | str) -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg
 
+        self.sent += 1
         if isinstance(payload, bytes):
             msg = BackMsg()
             with contextlib.suppress(Exception):
@@ -112,17 +135,25 @@ class Runs:
     def now(self) -> tuple[int, int, int]:
         return (self.requested, self.started, self.finished)
 
-    def settle(self, page: Page, *, asked_within_ms: int = 1_000) -> bool:
-        """Wait for the runs asked for since the last settle to finish; returns whether there were any. A request
-        reaches the socket a few milliseconds after the click that made it: `asked_within_ms` is how long to
-        look for one (the only wait left when an action asks for no run)."""
+    def settle(self, page: Page, *, asked_within_ms: int | None = None) -> bool:
+        """Wait for the runs asked for since the last settle to finish; returns whether there were any.
+
+        With `asked_within_ms` (an action that always asks for a run), look that long for its request: on a loaded
+        machine the browser may be slow to send it. Without it (an action that may ask for none), ask the page once
+        it has handled the action how many frames it has sent, and wait until this watcher has read as many: then
+        a request not among them was not made."""
         requested, started, _ = self.mark
-        step, waited = 10, 0
-        while self.requested == requested and self.started == started:
-            if waited >= asked_within_ms:
+        step = 10
+        if asked_within_ms is None:
+            if not self._asked_on_the_socket(page, requested, started):
                 return False
-            page.wait_for_timeout(step)
-            waited += step
+        else:
+            waited = 0
+            while self.requested == requested and self.started == started:
+                if waited >= asked_within_ms:
+                    return False
+                page.wait_for_timeout(step)
+                waited += step
         deadline = RUN_TIMEOUT_MS
         while True:
             while self.started <= started or self.finished < self.started:
@@ -137,6 +168,20 @@ class Runs:
                 break
         self.mark = self.now()
         return True
+
+    def _asked_on_the_socket(self, page: Page, requested: int, started: int) -> bool:
+        """Whether a run was asked for (or started) since the mark, judged once the page has handled the last
+        input and every frame it sent on the socket has reached this watcher."""
+        if self.requested != requested or self.started != started:
+            return True
+        sent = page.evaluate(SENT_FRAMES_AFTER_INPUT)
+        waited = 0
+        while self.sent < sent:  # the frames' events come through the browser's protocol, a little later
+            if waited >= RUN_TIMEOUT_MS:
+                raise AssertionError(f"the page sent {sent} frames on its socket, the watcher read {self.sent}")
+            page.wait_for_timeout(10)
+            waited += 10
+        return self.requested != requested or self.started != started
 
     def _stuck(self, page: Page) -> None:
         """A run asked for has not reported its end for RUN_TIMEOUT_MS. If the page itself has been idle all the
@@ -301,4 +346,21 @@ def test_tables_offer_only_the_audited_download(page: Page, app_url: str, tmp_pa
     assert download.value.suggested_filename == "vbhc-import-batches.csv"
     content = saved.read_bytes()
     assert content.startswith(b"\xef\xbb\xbffile_name,") and b"care_cycles.csv" in content
+    assert_no_exception(page)
+
+
+def test_the_run_watcher_tells_at_once_whether_an_action_asked_for_a_run(page: Page, app_url: str) -> None:
+    """Runs.settle judges an action that may ask for no run by the frames the page says it sent: the page must
+    count them, an expander (no rerun) must settle without a run and a new condition with one."""
+    open_app(page, f"{app_url}/methods?lang=en", "Methods")
+    watcher = runs(page)
+    watcher.mark = watcher.now()
+    assert watcher.settle(page) is False, watcher.now()  # nothing asked since the first run
+    counted = page.evaluate("() => window.__vbhcSent || 0")  # the page counts its frames (rerun requests among them)
+    assert counted >= watcher.requested > 0, (counted, watcher.now())
+    page.get_by_test_id("stExpander").locator("summary").first.click()
+    assert watcher.settle(page) is False, watcher.now()
+    choose(page, "Condition", "Heart failure")
+    assert watcher.settle(page) is True, watcher.now()
+    expect(page.get_by_role("combobox", name="Condition", exact=True)).to_have_value("Heart failure")
     assert_no_exception(page)

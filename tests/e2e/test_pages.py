@@ -90,10 +90,11 @@ def assert_clean(page: Page) -> None:
 
 
 def settle(page: Page, *, asks_for_a_run: bool = False) -> None:
-    """After an action: wait for the script runs it asked for to finish (none asked for: return at once). An action
-    that always asks for a run (a new option picked, the language switched) waits up to RUN_ASKED_MS for its
-    request to reach the socket: on a loaded machine the browser may take seconds to send it."""
-    runs(page).settle(page, asked_within_ms=RUN_ASKED_MS if asks_for_a_run else 1_000)
+    """After an action: wait for the script runs it asked for to finish (none asked for: return as soon as the page
+    has handled the action, tests.e2e.test_browser.Runs.settle). An action that always asks for a run (a new
+    option picked, the language switched) waits up to RUN_ASKED_MS for its request to reach the socket: on a loaded
+    machine the browser may take seconds to send it."""
+    runs(page).settle(page, asked_within_ms=RUN_ASKED_MS if asks_for_a_run else None)
 
 
 #: how long an action that always asks for a script run may take to ask (a loaded 2-core CI machine)
@@ -116,9 +117,16 @@ def choose(page: Page, key: str, lang: str, option: str) -> None:
     pick(page, combobox(page, key, lang), option)
 
 
+def in_form(control: Locator) -> bool:
+    """Whether a control sits in an st.form: changing it asks for no run until the form is submitted."""
+    return control.locator("xpath=ancestor::*[@data-testid='stForm']").count() > 0
+
+
 def pick(page: Page, box: Locator, option: str) -> None:
-    """Open `box` and pick `option`, then wait for the run the pick asks for. A rerun may replace the list under
-    the pointer (the option is then detached): open the box again and pick again."""
+    """Open `box` and pick `option`, then wait for the run the pick asks for (none in a form: its submit button
+    asks). A rerun may replace the list under the pointer (the option is then detached): open the box again and
+    pick again."""
+    asks = not in_form(box)
     for attempt in range(3):
         box.click()
         try:
@@ -128,7 +136,7 @@ def pick(page: Page, box: Locator, option: str) -> None:
             if attempt == 2:
                 raise
             page.keyboard.press("Escape")
-    settle(page, asks_for_a_run=True)
+    settle(page, asks_for_a_run=asks)
 
 
 def team_title(condition: str, unit: str, lang: str) -> str:
