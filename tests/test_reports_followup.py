@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 from openpyxl import load_workbook
@@ -141,3 +142,48 @@ def test_items_are_read_with_the_viewers_role_rules_and_the_command_line_include
     rows = _sheet_rows(path.read_bytes(), "nl")
     assert any("New implant since March" in r for r in rows)
     assert any(t("agenda.met_yes", "nl") in r or "<10" in r for r in rows)
+
+
+#: A unit id as the registry writes it: hospital "H01", department "H03/ORT", condition team "hip@H01".
+RAW_UNIT_ID = re.compile(r"\bH\d{2}\b|\b[a-z_]+@\w+")
+
+
+@pytest.mark.parametrize("level", ["hospital", "department"])
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_pdf_names_every_unit_and_shows_no_unit_id(registry, tmp_path, monkeypatch, lang, level):
+    """`vbhc report` as the command line makes it: the header, the title page, the headings, the improvement
+    tables and the funnel's point labels name the units ("Testziekenhuis Noord"); an id ("H01", "H01/ORT") is
+    for key columns of an export, never for a reader of the meeting report."""
+    import vl_convert as vlc
+
+    from vbhc.reports import pdf as pdf_module
+
+    engine, _ = registry
+    drawn: list[str] = []
+    real = pdf_module.render_chart
+
+    def keep(chart, *args, **kwargs):  # the charts are pictures in the PDF: read their text from the spec
+        drawn.append(vlc.vegalite_to_svg(chart.to_dict(validate=False)))
+        return real(chart, *args, **kwargs)
+
+    monkeypatch.setattr(pdf_module, "render_chart", keep)
+    unit = "H01" if level == "hospital" else "H01/ORT"
+    path = make_report(
+        tmp_path / "r.pdf",
+        fmt="pdf",
+        conditions=[HIP],
+        level=level,
+        unit=unit,
+        lang=lang,
+        engine=engine,
+        actor="cli",
+        suppress_below=0,  # every chart drawn: the small registry is below any threshold
+    )
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(path.read_bytes())).pages)
+    assert "Testziekenhuis Noord" in text
+    if level == "department":
+        assert "Orthopedie" in text
+    assert RAW_UNIT_ID.findall(text) == []
+    assert drawn, "the report drew no chart"
+    labels = [" ".join(re.findall(r">([^<>]+)</text>", svg)) for svg in drawn]
+    assert [RAW_UNIT_ID.findall(label) for label in labels if RAW_UNIT_ID.search(label)] == []

@@ -287,7 +287,7 @@ def _record(lang: str) -> None:
         _flash(False, _refusal(exc, lang))
     else:
         state["mt_min_pick"] = done.meeting_id  # the list below opens the meeting just recorded
-        counts = {"version": fmt_int(done.version, lang), "count": fmt_int(len(done.decisions), lang)}
+        counts = {"version": fmt_int(done.version, lang), "count": len(done.decisions)}
         _flash(True, t("minutes.saved", lang, date=fmt_date(done.held_on, lang), **counts))
 
 
@@ -456,7 +456,7 @@ def earlier_meetings() -> None:
                 lang,
                 date=fmt_date(by_id[mid].held_on, lang),
                 unit=unit_text(by_id[mid].record.unit),
-                count=fmt_int(len(by_id[mid].decisions), lang),
+                count=len(by_id[mid].decisions),
             ),
         )
     ]
