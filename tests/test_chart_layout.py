@@ -785,3 +785,35 @@ def test_no_chart_of_the_demo_shows_a_raw_id(small_demo_registry, monkeypatch, l
             if raw:
                 found.append(f"{page}: {raw} in {text!r}")
     assert not found, "\n".join(sorted(set(found))[:40])
+
+
+#: The demo's hospital names: the value quadrant names its units by these, far longer than an id.
+DEMO_NAMES = [
+    OWN_LONG,
+    "Heidekamp Medisch Centrum",
+    "Kruidenhof Medisch Centrum",
+    "Oosterhaven Ziekenhuis",
+    "Duinrand Medisch Centrum",
+    "Eikenrode Ziekenhuis",
+    "Zilverberg Gasthuis",
+    "Ziekenhuis Polderwijk",
+    "Waterweide Ziekenhuis",
+    "Brughaven Ziekenhuisgroep",
+]
+
+
+@pytest.mark.parametrize("count", [3, 10, 30])
+@pytest.mark.parametrize("seed", range(4))
+def test_value_quadrant_names_by_hospital_name_never_overlap(count, seed):
+    """With names as long as the demo's, close together (costs within a few hundred euros), whichever unit is
+    the own one: no two names overlap and none leaves the canvas, on the meeting screen and in a column. A name
+    without a free spot is not drawn, unless its unit is the own one: then the names it would cover step aside."""
+    units = [*DEMO_NAMES, *(f"Ziekenhuis {i:02d} Regio Midden" for i in range(count))][:count]
+    rng = np.random.default_rng(seed)
+    frame = value_frame(units).assign(cost=rng.normal(20_000, 600, count), outcome=rng.normal(0.1, 0.01, count))
+    spec = charts.value_chart(frame, outcome_label="Sterfte", outcome_kind="proportion", lang="nl")
+    for own in {units[0], units[int(frame["cost"].idxmax())], units[int(frame["outcome"].idxmin())]}:
+        for width in (MAIN_WIDTH, COLUMN):
+            drawn = charts.with_highlight(charts.with_width(spec, width), own)
+            check_holds(drawn, units, f"value {count} names seed {seed} own {own!r} {width}px")
+            assert own in [b.text for b in _texts(drawn)], f"the own unit {own!r} is not named"
