@@ -527,7 +527,7 @@ def test_counting_messages_have_the_same_forms_in_both_languages():
 
 @pytest.mark.parametrize("lang", SUPPORTED)
 def test_no_number_counts_a_noun_outside_a_counting_message(lang):
-    """"1 problems found" came from a count filled into a plural text: every number before a counted noun is a
+    """ "1 problems found" came from a count filled into a plural text: every number before a counted noun is a
     counting message's count, so the language's plural rule picks the form."""
     counted = re.compile(r"\{\w+\}\)? (?:[\w-]+ )?(?:" + COUNTED_NOUNS[lang] + r")\b")
     forms = {f"{key}.{form}" for key, texts in plural_keys(lang).items() for form in texts}
