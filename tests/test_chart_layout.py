@@ -722,17 +722,24 @@ def _catalog_ids(lang: str) -> set[str]:
 
 
 def _demo_charts(at, pages: list[str]) -> list[tuple[str, dict]]:
-    """(page, spec with its datasets inline) of every Vega-Lite chart the pages draw."""
+    """(page, spec with its datasets inline) of every Vega-Lite chart the pages draw; each spec gets the text of
+    the heading drawn last above it as "_heading" (removed before drawing)."""
     from tests.test_dutch_walk import _chart_of
 
     found = []
+    heading = [""]
 
     def walk(node, page: str) -> None:
         proto = getattr(node, "proto", None)
-        if getattr(node, "type", "") in ("vega_lite_chart", "arrow_vega_lite_chart") and proto is not None:
+        kind = getattr(node, "type", "")
+        if kind in ("vega_lite_chart", "arrow_vega_lite_chart") and proto is not None:
             spec, datasets = _chart_of(proto)
             spec["datasets"] = {name: json.loads(frame.to_json(orient="records")) for name, frame in datasets.items()}
-            found.append((page, spec))
+            found.append((page, {**spec, "_heading": heading[0]}))
+        elif kind in ("markdown", "heading", "subheader", "header", "title") and proto is not None:
+            body = getattr(proto, "body", "")
+            if kind != "markdown" or body.lstrip().startswith("#"):
+                heading[0] = body.lstrip("# ").strip()
         for child in getattr(node, "children", {}).values():
             walk(child, page)
 
@@ -752,6 +759,7 @@ def _demo_charts(at, pages: list[str]) -> list[tuple[str, dict]]:
 def _svg_texts(spec: dict) -> list[str]:
     """What a reader sees of a chart: every text Vega draws (titles, facet headers after labelExpr, legend and
     axis labels, text marks), read from its SVG (tooltips are not drawn)."""
+    spec = {k: v for k, v in spec.items() if k != "_heading"}
     svg = vlc.vegalite_to_svg(charts.with_width(spec, MAIN_WIDTH) if spec.get("autosize") else spec)
     return [b.text for b in text_boxes(svg)[2]]
 
@@ -778,7 +786,17 @@ def test_no_chart_of_the_demo_shows_a_raw_id(small_demo_registry, monkeypatch, l
     assert {page.split()[0] for page, _ in drawn} == set(CHART_PAGES), "a page drew no chart"
     ids = _catalog_ids(lang)
     found = []
+    titled: set[tuple[str, str]] = set()
     for page, spec in drawn:
+        title = spec.get("title") or {}
+        text = title.get("text", "") if isinstance(title, dict) else title
+        text = _plain(" ".join(text) if isinstance(text, list) else str(text))
+        above = _plain(spec["_heading"])
+        if text and above and (text in above or above in text):
+            found.append(f"{page}: the chart title {text!r} repeats the heading above it {above!r}")
+        if text and (page, text) in titled:  # "PROM results" over each PROM: a title that names nothing
+            found.append(f"{page}: two charts are titled {text!r}")
+        titled.add((page, text))
         for text in _svg_texts(spec):
             tokens = set(re.findall(r"[\w@/-]+", text))
             raw = sorted(tokens & ids) + UNIT_ID.findall(text)

@@ -187,3 +187,31 @@ def test_the_pdf_names_every_unit_and_shows_no_unit_id(registry, tmp_path, monke
     assert drawn, "the report drew no chart"
     labels = [" ".join(re.findall(r">([^<>]+)</text>", svg)) for svg in drawn]
     assert [RAW_UNIT_ID.findall(label) for label in labels if RAW_UNIT_ID.search(label)] == []
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_workbook_shows_unit_ids_only_in_its_key_columns(registry, tmp_path, lang):
+    """The workbook keeps unit ids for filtering and joining, in the columns headed Unit and Target unit; no
+    other cell (titles, cover, verdicts, improvement texts) and not the O/E chart's bars show an id."""
+    engine, _ = registry
+    path = make_report(
+        tmp_path / "r.xlsx", fmt="xlsx", conditions=[HIP], lang=lang, engine=engine, actor="cli", suppress_below=0
+    )
+    book = load_workbook(io.BytesIO(path.read_bytes()))
+    keys = {t("column.unit", lang), t("report.col_target_unit", lang)}
+    found, keyed = [], 0
+    for ws in book.worksheets:
+        key_columns: set[int] = set()
+        for row in ws.iter_rows():
+            texts = {c.column: str(c.value) for c in row if c.value is not None}
+            if keys & set(texts.values()) and len(texts) > 2:  # a table's header row
+                key_columns = {col for col, text in texts.items() if text in keys}
+                continue
+            for col, text in texts.items():
+                if RAW_UNIT_ID.search(text):
+                    if col in key_columns and not ws.column_dimensions[row[0].column_letter].hidden:
+                        keyed += 1
+                    else:
+                        found.append(f"{ws.title}!{row[0].row},{col}: {text}")
+    assert keyed, "no unit id in a key column: the check would pass on anything"
+    assert found == []

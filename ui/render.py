@@ -426,6 +426,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
                 batches=batches,
                 include_patient_rows=with_rows,
                 follow_up=read_follow_up(engine, viewer, [r.condition for r in exportable]),
+                unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
             ),
             what="excel_report",
             file_name=xlsx_name,

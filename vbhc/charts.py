@@ -1666,15 +1666,17 @@ def prom_response_chart(
     highlight: str | None = None,
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    title: str | None = None,
 ) -> Spec:
     """PROM response rate per unit (bars, with 95% CI and the overall rate); one panel per response
-    indicator (e.g. per timepoint)."""
+    indicator (e.g. per timepoint). `title`: the indicator's name when the chart shows one (the page then needs
+    no heading of its own above it, and a downloaded picture still says what it shows)."""
     lang = _check_lang(lang)
     return _stacked_panels(
         rows,
         lang=lang,
         highlight=highlight,
-        title=label("response", lang),
+        title=title or label("response", lang),
         subtitle=label("response_sub", lang),
         bars=True,
         assessment=assessment,
@@ -1689,17 +1691,18 @@ def prom_change_chart(
     highlight: str | None = None,
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    title: str | None = None,
     scale: Any = None,
 ) -> Spec:
     """Case-mix adjusted PROM score, change or MIC share per unit with 95% CI; one panel per indicator, its
     value axis named after the scale (`scale`, a vbhc.catalog Scale; else the indicator) with the direction that
-    is better."""
+    is better. `title` as for prom_response_chart."""
     lang = _check_lang(lang)
     return _stacked_panels(
         rows,
         lang=lang,
         highlight=highlight,
-        title=label("prom", lang),
+        title=title or label("prom", lang),
         subtitle=label("prom_sub", lang),
         bars=False,
         assessment=assessment,

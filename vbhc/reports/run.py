@@ -218,7 +218,12 @@ def _build(
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
         content = build_workbook(
-            results, lang=lang, suppress_below=suppress_below, batches=batches, follow_up=follow_up
+            results,
+            lang=lang,
+            suppress_below=suppress_below,
+            batches=batches,
+            follow_up=follow_up,
+            unit_names=unit_names_for(results, lang, engine),
         )
     else:
         if unit is not None:
