@@ -11,10 +11,10 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.registry_files import write_small_registry
+from vbhc.catalog import default_catalog
 from vbhc.i18n import t, t_value
 from vbhc.ingest import import_files
 from vbhc.registry import import_batches
-from vbhc.catalog import default_catalog
 from vbhc.reports import SuppressionRule, build_workbook, compute_results, suppress_table
 from vbhc.reports.excel import HEADER_ROW
 
