@@ -55,6 +55,7 @@ st.dataframe(
 table = result.table
 prom_rows = table[table["kind"].isin(["prom_score", "prom_change", "prom_mic", "response_rate"])]
 own = filters.unit_name(chosen.unit)
+st.subheader(t("proms.per_unit", lang))  # each chart is titled by its indicator
 for indicator_id, rows in filters.with_unit_names(prom_rows).groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
     name = ind.label(lang)  # the chart's title (a heading above it would say the same again)
