@@ -67,8 +67,6 @@ DEFAULT_WIDTH = 940
 COLUMN_WIDTH = 520
 #: Below this width the fonts are smaller (a phone).
 NARROW = 640
-#: The width the PROM histograms are drawn at on every screen (a phone's content width less a margin).
-HISTOGRAM_WIDTH = 340
 #: A container narrower than this is a phone's. Pages build every chart for the full content width and Streamlit
 #: stretches it to its container (the spec's `width` becomes the container's), so the server never knows the
 #: viewport: a fitted chart reads the container's width once when Vega starts (the parameter PHONE_PARAM) and takes
@@ -2241,8 +2239,7 @@ def score_distribution_chart(
     frame["timepoint"] = frame["timepoint"].map(named)
     timepoints = list(named.values())
     units = list(pd.unique(frame["unit"]))
-    room = min(width, HISTOGRAM_WIDTH)
-    f = _fonts(room)
+    f = _fonts(width)
     lo, hi = float(frame["bin_start"].min()), float(frame["bin_end"].max())
     if scale is not None:
         name = _scale_name(scale, lang)
@@ -2252,10 +2249,10 @@ def score_distribution_chart(
         name, how = label("score", lang), None
     low, high = _format_number(lo, lang, 0 if lo == int(lo) else 1), _format_number(hi, lang, 0 if hi == int(hi) else 1)
     x_title = f"{name} ({low}–{high}, {how})" if how else f"{name} ({low}–{high})"
-    # a faceted chart is drawn at its own width, never stretched or shrunk to its container: sized for a phone's
-    # (the row's unit named above its panels, not beside them), it is whole on the meeting screen and on a phone
+    # room for the unit names left of the rows and the share axis of each panel
+    header_px = _unit_label_px(units, width) + 10
     spacing, axis_px = 12, 48
-    panel_w = int(max(50, (room - 10 - len(timepoints) * (axis_px + spacing)) / max(len(timepoints), 1)))
+    panel_w = int(max(60, (width - 10 - header_px - len(timepoints) * (axis_px + spacing)) / max(len(timepoints), 1)))
     data = _Data()
     pct = label("share_patients", lang)
     panel_h = 120 if width >= NARROW else 90
@@ -2284,21 +2281,21 @@ def score_distribution_chart(
         },
     }
     body = {
-        "title": _title(title, label("distribution_sub", lang), room),
+        "title": _title(title, label("distribution_sub", lang), width),
         "data": data(frame),
         "facet": {
             "row": _n(
                 "unit",
                 None,
                 sort=units,
-                header={"labelAngle": 0, "labelOrient": "top", "labelAnchor": "start", "labelLimit": int(room)},
+                header={"labelAngle": 0, "labelAlign": "left", "labelLimit": int(header_px)},
             ),
             "column": _n("timepoint", label("timepoint", lang), sort=timepoints),
         },
         "spacing": spacing,
         "spec": spec,
     }
-    return _finish(body, data, lang, room, fit=False)
+    return _finish(body, data, lang, width, fit=False)
 
 
 # -------------------------------------------------------------------------------------------------- cost
