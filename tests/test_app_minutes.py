@@ -28,7 +28,7 @@ def test_a_care_team_records_the_meeting_and_finds_its_minutes(meeting_db):  # n
     at.text_input(key="mt_min_other_roles").input("surgeon, nurse specialist")
     at = _submit(at, "en")  # the decision and note typed before the refusal are still there
     assert [e.value for e in at.error] == []
-    assert any("version 1, 1 decisions" in s.value for s in at.success)
+    assert any("version 1, 1 decision)" in s.value for s in at.success)  # one decision: singular
     [held] = minutes.meetings(meeting_db, improvement_viewer("care"), CONDITION)
     assert held.record.roles == ["care_team", "surgeon", "nurse specialist"]
     assert [(d.item_id, d.decision, d.note) for d in held.decisions] == [

@@ -8,6 +8,7 @@ width = font size × characters × 0.6, height = the font size; the canvas is th
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -688,3 +689,149 @@ def test_value_quadrant_names_stay_next_to_their_points(count):
             else:
                 assert units[1] in shown and 3 <= len(shown) <= 5, shown
             check_holds(charts.with_width(spec, width), units, f"value {count} units {lang} {width}px")
+
+
+# ------------------------------------------------------------------------------------------- the demo's charts
+#: Pages that draw charts (the team page once per tab: a stateful tab runs only when it is open).
+CHART_PAGES = [
+    "views/condition_team.py",
+    "views/proms.py",
+    "views/compare.py",
+    "views/cost_value.py",
+]
+#: A unit id as the registry writes it: hospital "H01", department "H03/ORT", condition team "hip@H01".
+UNIT_ID = re.compile(r"\bH\d{2}\b|@H\d{2}")
+
+
+def _catalog_ids(lang: str) -> set[str]:
+    """Every id of the catalog a chart could show instead of its label: conditions, indicators, outcomes,
+    case-mix variables, timepoints, instruments and their scales, cost activities; less those that are also a
+    word of the language's own texts (`index`, `total` in "EQ-5D-5L index", "highest total first")."""
+    from tests.test_dutch_walk import WORD, _catalog_labels
+    from vbhc.i18n import catalog
+
+    cat = default_catalog()
+    ids = set(cat.conditions) | set(cat.instruments) | set(cat.cost_activities)
+    for instrument in cat.instruments.values():
+        ids |= {s.id for s in instrument.scales}
+    for c in cat.conditions.values():
+        ids |= {i.id for i in c.indicators} | {o.id for o in c.outcomes} | set(c.casemix_names)
+        ids |= {tp.id for tp in c.timepoints}
+    words = set().union(*(set(WORD.findall(v)) for v in [*catalog(lang).values(), *_catalog_labels(lang)]))
+    return {i for i in ids if i not in words}
+
+
+def _demo_charts(at, pages: list[str]) -> list[tuple[str, dict]]:
+    """(page, spec with its datasets inline) of every Vega-Lite chart the pages draw; each spec gets the text of
+    the heading drawn last above it as "_heading" (removed before drawing)."""
+    from tests.test_dutch_walk import _chart_of
+
+    found = []
+    heading = [""]
+
+    def walk(node, page: str) -> None:
+        proto = getattr(node, "proto", None)
+        kind = getattr(node, "type", "")
+        if kind in ("vega_lite_chart", "arrow_vega_lite_chart") and proto is not None:
+            spec, datasets = _chart_of(proto)
+            spec["datasets"] = {name: json.loads(frame.to_json(orient="records")) for name, frame in datasets.items()}
+            found.append((page, {**spec, "_heading": heading[0]}))
+        elif kind in ("markdown", "heading", "subheader", "header", "title") and proto is not None:
+            body = getattr(proto, "body", "")
+            if kind != "markdown" or body.lstrip().startswith("#"):
+                heading[0] = body.lstrip("# ").strip()
+        for child in getattr(node, "children", {}).values():
+            walk(child, page)
+
+    lang = at.query_params.get("lang", "nl")
+    for page in pages:
+        at.switch_page(page)
+        tabs = ("verdicts", "depth", "casemix", "cases") if page.endswith("condition_team.py") else (None,)
+        for tab in tabs:
+            if tab:
+                at.session_state["team_tab"] = t(f"pages.tab_{tab}", lang)
+            at.run()
+            assert not at.exception, (page, tab, [e.value for e in at.exception])
+            walk(at._tree, f"{page} {tab or ''}".strip())
+    return found
+
+
+def _svg_texts(spec: dict) -> list[str]:
+    """What a reader sees of a chart: every text Vega draws (titles, facet headers after labelExpr, legend and
+    axis labels, text marks), read from its SVG (tooltips are not drawn)."""
+    spec = {k: v for k, v in spec.items() if k != "_heading"}
+    svg = vlc.vegalite_to_svg(charts.with_width(spec, MAIN_WIDTH) if spec.get("autosize") else spec)
+    return [b.text for b in text_boxes(svg)[2]]
+
+
+@pytest.mark.parametrize(("lang", "level"), [("en", "hospital"), ("nl", "department")])
+def test_no_chart_of_the_demo_shows_a_raw_id(small_demo_registry, monkeypatch, local_mode, lang, level):
+    """Every chart the pages draw for the demo, in both languages, drawn as Vega draws it: no title, facet
+    header, legend, axis title or label and no text mark shows a catalog id (`baseline`, `12m`, `asa`,
+    `ward_day`, `mortality_30d`, `colorectal_cancer`) or a unit id (`H01`, `H03/ORT`, `x@H01`): ids are for
+    tooltips, addresses and the key columns of exports."""
+    from streamlit.testing.v1 import AppTest
+
+    from vbhc.settings import PROJECT_ROOT
+
+    engine, _ = small_demo_registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = lang
+    at.session_state["condition"] = "colorectal_cancer"
+    at.session_state["level"] = level
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    drawn = _demo_charts(at, CHART_PAGES)
+    assert {page.split()[0] for page, _ in drawn} == set(CHART_PAGES), "a page drew no chart"
+    ids = _catalog_ids(lang)
+    found = []
+    titled: set[tuple[str, str]] = set()
+    for page, spec in drawn:
+        title = spec.get("title") or {}
+        text = title.get("text", "") if isinstance(title, dict) else title
+        text = _plain(" ".join(text) if isinstance(text, list) else str(text))
+        above = _plain(spec["_heading"])
+        if text and above and (text in above or above in text):
+            found.append(f"{page}: the chart title {text!r} repeats the heading above it {above!r}")
+        if text and (page, text) in titled:  # "PROM results" over each PROM: a title that names nothing
+            found.append(f"{page}: two charts are titled {text!r}")
+        titled.add((page, text))
+        for text in _svg_texts(spec):
+            tokens = set(re.findall(r"[\w@/-]+", text))
+            raw = sorted(tokens & ids) + UNIT_ID.findall(text)
+            if raw:
+                found.append(f"{page}: {raw} in {text!r}")
+    assert not found, "\n".join(sorted(set(found))[:40])
+
+
+#: The demo's hospital names: the value quadrant names its units by these, far longer than an id.
+DEMO_NAMES = [
+    OWN_LONG,
+    "Heidekamp Medisch Centrum",
+    "Kruidenhof Medisch Centrum",
+    "Oosterhaven Ziekenhuis",
+    "Duinrand Medisch Centrum",
+    "Eikenrode Ziekenhuis",
+    "Zilverberg Gasthuis",
+    "Ziekenhuis Polderwijk",
+    "Waterweide Ziekenhuis",
+    "Brughaven Ziekenhuisgroep",
+]
+
+
+@pytest.mark.parametrize("count", [3, 10, 30])
+@pytest.mark.parametrize("seed", range(4))
+def test_value_quadrant_names_by_hospital_name_never_overlap(count, seed):
+    """With names as long as the demo's, close together (costs within a few hundred euros), whichever unit is
+    the own one: no two names overlap and none leaves the canvas, on the meeting screen and in a column. A name
+    without a free spot is not drawn, unless its unit is the own one: then the names it would cover step aside."""
+    units = [*DEMO_NAMES, *(f"Ziekenhuis {i:02d} Regio Midden" for i in range(count))][:count]
+    rng = np.random.default_rng(seed)
+    frame = value_frame(units).assign(cost=rng.normal(20_000, 600, count), outcome=rng.normal(0.1, 0.01, count))
+    spec = charts.value_chart(frame, outcome_label="Sterfte", outcome_kind="proportion", lang="nl")
+    for own in {units[0], units[int(frame["cost"].idxmax())], units[int(frame["outcome"].idxmin())]}:
+        for width in (MAIN_WIDTH, COLUMN):
+            drawn = charts.with_highlight(charts.with_width(spec, width), own)
+            check_holds(drawn, units, f"value {count} names seed {seed} own {own!r} {width}px")
+            assert own in [b.text for b in _texts(drawn)], f"the own unit {own!r} is not named"

@@ -26,6 +26,7 @@ from vbhc.i18n import (
     fmt_ratio,
     format_value,
     placeholders,
+    plural_keys,
     t,
     t_value,
 )
@@ -475,8 +476,10 @@ def test_every_model_warning_has_a_message():
 
     for code, english in WARNINGS.items():
         for lang in SUPPORTED:
-            message = catalog(lang)[f"model.warning_{code}"]
-            assert placeholders(message) <= placeholders(english) - {"error"}
+            key = f"model.warning_{code}"
+            forms = plural_keys(lang).get(key)  # a counting warning counts its parameters (ui.render.model_warning)
+            for message in forms.values() if forms else [catalog(lang)[key]]:
+                assert placeholders(message) - {"count"} <= placeholders(english) - {"error"}
 
 
 # ------------------------------------------------------------------------------------------- one message source
@@ -498,3 +501,64 @@ def test_no_language_branches_outside_i18n():
                 if LANGUAGE_BRANCH.search(line.split("#")[0]):
                     found.append(f"{path.relative_to(PROJECT_ROOT)}:{number}: {line.strip()}")
     assert not found, "language branches:\n" + "\n".join(found)
+
+
+# ------------------------------------------------------------------------------------------- counting messages
+#: Nouns a number counts in the messages; a message with a placeholder right before one (an adjective may come
+#: between: "{count} care cycles", "{min} other units") must be a counting message with singular and plural.
+COUNTED_NOUNS = {
+    "en": "cycles|units|problems|figures|events|periods|days|hospitals|decisions|characters|parameters|views|rows"
+    "|patients|indicators|teams|signals|actions|items|files|meetings|quarters|responses|months|weeks|years|versions",
+    "nl": "zorgtrajecten|eenheden|problemen|cijfers|gebeurtenissen|perioden|dagen|ziekenhuizen|besluiten|tekens"
+    "|modelparameters|weergaven|rijen|patiënten|indicatoren|teams|signalen|acties|items|bestanden|overleggen"
+    "|kwartalen|antwoorden|maanden|weken|jaren|versies",
+}
+
+
+def test_counting_messages_have_the_same_forms_in_both_languages():
+    en, nl = plural_keys("en"), plural_keys("nl")
+    assert set(en) == set(nl) and len(en) >= 20
+    for key in en:
+        assert set(en[key]) == set(nl[key]) == {"one", "other"}, key
+        for lang, forms in (("en", en[key]), ("nl", nl[key])):
+            assert all("{count}" in text for text in forms.values()), (lang, key)
+            assert forms["one"] != forms["other"], (lang, key)
+
+
+@pytest.mark.parametrize("lang", SUPPORTED)
+def test_no_number_counts_a_noun_outside_a_counting_message(lang):
+    """ "1 problems found" came from a count filled into a plural text: every number before a counted noun is a
+    counting message's count, so the language's plural rule picks the form."""
+    counted = re.compile(r"\{\w+\}\)? (?:[\w-]+ )?(?:" + COUNTED_NOUNS[lang] + r")\b")
+    forms = {f"{key}.{form}" for key, texts in plural_keys(lang).items() for form in texts}
+    found = [f"{key}: {text}" for key, text in catalog(lang).items() if key not in forms and counted.search(text)]
+    assert found == []
+
+
+@pytest.mark.parametrize("key", sorted(plural_keys("en")))
+def test_every_counting_message_is_singular_for_one_and_plural_for_two(key):
+    for lang in SUPPORTED:
+        forms = plural_keys(lang)[key]
+        values = dict.fromkeys(set().union(*(placeholders(f) for f in forms.values())) - {"count"}, "X")
+        one, two = t(key, lang, count=1, **values), t(key, lang, count=2, **values)
+        assert one == forms["one"].format(**{**values, "count": "1"}), (lang, key, one)
+        assert two == forms["other"].format(**{**values, "count": "2"}), (lang, key, two)
+        # the singular form: no plural noun follows the count ("1 problems", "1 zorgtrajecten")
+        after_count = re.compile(r"\b1 (?:[\w-]+ )?(?:" + COUNTED_NOUNS[lang] + r")\b")
+        assert not after_count.search(one), (lang, key, one)
+        assert re.compile(r"\b2 (?:[\w-]+ )?(?:" + COUNTED_NOUNS[lang] + r")\b").search(two), (lang, key, two)
+
+
+def test_a_count_is_formatted_in_the_language_and_chooses_the_form_by_its_value():
+    assert t("data.import_failed", "nl", file="a.csv", count=1).startswith("a.csv is niet geïmporteerd: 1 probleem ")
+    assert t("data.import_failed", "en", file="a.csv", count=1).startswith("a.csv was not imported: 1 problem found")
+    assert "0 problems found" in t("data.import_failed", "en", file="a.csv", count=0)
+    assert "1.234 problemen" in t("data.import_failed", "nl", file="a.csv", count=1234)
+    assert "1,234 problems" in t("data.import_failed", "en", file="a.csv", count=np.int64(1234))
+
+
+def test_a_counting_message_refuses_a_count_given_as_text_or_missing():
+    with pytest.raises(TypeError, match="count as a number"):
+        t("audit.rows", "en", count="1")
+    with pytest.raises(KeyError, match="count"):
+        t("audit.rows", "en")

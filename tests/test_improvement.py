@@ -388,7 +388,7 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, me
         import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
 
     text = str(refused.value)
-    assert text.startswith(f"plan.xlsx was not imported (1 problems; nothing was written). First: plan.xlsx row {row}")
+    assert text.startswith(f"plan.xlsx was not imported (1 problem; nothing was written). First: plan.xlsx row {row}")
     assert message in text and "\n" not in text
     assert "niet geïmporteerd" in refused.value.message("nl") and f"rij {row}" in refused.value.message("nl")
     assert counts(engine) == before  # the good rows were not written either
@@ -465,7 +465,7 @@ def test_actions_round_trip_and_a_stale_row(engine):
 
 
 def test_every_error_and_value_has_a_message_in_both_languages():
-    from vbhc.i18n import SUPPORTED, catalog
+    from vbhc.i18n import SUPPORTED, catalog, plural_keys
 
     folder = Path(improvement.__file__).parent
     source = "".join(
@@ -484,7 +484,7 @@ def test_every_error_and_value_has_a_message_in_both_languages():
         "action": ActionStatus,
     }
     for lang in SUPPORTED:
-        messages = catalog(lang)
+        messages = {*catalog(lang), *plural_keys(lang)}  # a counting message ("longer than 1 character") too
         assert {k for k in keys - {"sheet_refused"} if f"improvement.error_{k}" not in messages} == set(), lang
         missing = [
             f"{p}_{e.value}"

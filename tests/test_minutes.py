@@ -105,7 +105,7 @@ def test_a_stale_recording_is_refused_with_who_and_when_and_writes_nothing(items
         ({"held_on": dt.date(2026, 3, 3)}, MinutesError, "in the future"),
         ({"held_on": "2026-13-01"}, ImprovementError, "is not a date"),
         ({"decision": "maybe"}, ImprovementError, "maybe is not allowed"),
-        ({"note": "x" * 4001}, ImprovementError, "Note is longer than 4000"),
+        ({"note": "x" * 4001}, ImprovementError, "Note is longer than 4,000 characters"),
         ({"item_id": "S-000000000000"}, ItemNotFound, "S-000000000000"),
         ({"twice": True}, MinutesError, "has two decisions"),
     ],

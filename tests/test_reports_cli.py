@@ -59,7 +59,8 @@ def test_pdf_for_one_condition_team(tmp_path, capsys):
     assert main(args) == 0
     reader = PdfReader(out)
     first = " ".join(reader.pages[0].extract_text().split())
-    assert "Rapport uitkomstenoverleg" in first and "Heupartrose" in first and "H01" in first  # the own hospital
+    assert "Rapport uitkomstenoverleg" in first and "Heupartrose" in first  # the own hospital, by its name:
+    assert "Universitair Medisch Centrum Veenmeer" in first and "H01" not in first
     assert len(reader.pages) >= 5
 
 
@@ -67,7 +68,8 @@ def test_pdf_for_a_chosen_unit_and_level(tmp_path):
     out = tmp_path / "dept.pdf"
     args = ["report", "--condition", "heart_failure", "--level", "department", "--unit", "H02/CAR"]
     assert main([*args, "--format", "pdf", "--lang", "en", "--out", str(out)]) == 0
-    assert "H02/CAR" in PdfReader(out).pages[0].extract_text()
+    first = PdfReader(out).pages[0].extract_text()
+    assert "Oosterhaven Ziekenhuis – Cardiologie" in first and "H02/CAR" not in first  # the unit by its name
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.registry_files import write_small_registry
+from vbhc.catalog import default_catalog
 from vbhc.i18n import t, t_value
 from vbhc.ingest import import_files
 from vbhc.registry import import_batches
@@ -314,3 +315,21 @@ def test_suppress_table_keeps_benchmark_and_marks_rows():
     assert out.loc[0, "position_95"] is None
     assert out["target"].tolist() == [0.15, 0.15, 0.15]
     assert table.loc[0, "n"] == 5  # the input is not changed
+
+
+def test_the_oe_chart_names_its_bars_by_the_units_names(results, demo_registry):
+    """The O/E chart's bars are labelled from a hidden column of the units' names; the id stays in the Unit
+    column for filtering (an id on a chart is for no reader)."""
+    from vbhc.reports.core import unit_names_for
+
+    engine, _ = demo_registry
+    res, batches = results
+    for lang in ("en", "nl"):
+        names = unit_names_for(res, lang, engine)
+        book = load_workbook(io.BytesIO(build_workbook(res, lang=lang, batches=batches, unit_names=names)))
+        ws = book[default_catalog().condition(CONDITIONS[0]).label(lang)]
+        (chart,) = ws._charts
+        ref = chart.series[0].cat.strRef.f if chart.series[0].cat.strRef else chart.series[0].cat.numRef.f
+        bars = [c.value for row in ws[ref.rsplit("!", 1)[1].replace("$", "")] for c in row]
+        assert bars and set(bars) <= set(names.values()), bars[:3]
+        assert "Universitair Medisch Centrum Veenmeer" in bars

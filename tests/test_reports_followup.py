@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 from openpyxl import load_workbook
@@ -141,3 +142,76 @@ def test_items_are_read_with_the_viewers_role_rules_and_the_command_line_include
     rows = _sheet_rows(path.read_bytes(), "nl")
     assert any("New implant since March" in r for r in rows)
     assert any(t("agenda.met_yes", "nl") in r or "<10" in r for r in rows)
+
+
+#: A unit id as the registry writes it: hospital "H01", department "H03/ORT", condition team "hip@H01".
+RAW_UNIT_ID = re.compile(r"\bH\d{2}\b|\b[a-z_]+@\w+")
+
+
+@pytest.mark.parametrize("level", ["hospital", "department"])
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_pdf_names_every_unit_and_shows_no_unit_id(registry, tmp_path, monkeypatch, lang, level):
+    """`vbhc report` as the command line makes it: the header, the title page, the headings, the improvement
+    tables and the funnel's point labels name the units ("Testziekenhuis Noord"); an id ("H01", "H01/ORT") is
+    for key columns of an export, never for a reader of the meeting report."""
+    import vl_convert as vlc
+
+    from vbhc.reports import pdf as pdf_module
+
+    engine, _ = registry
+    drawn: list[str] = []
+    real = pdf_module.render_chart
+
+    def keep(chart, *args, **kwargs):  # the charts are pictures in the PDF: read their text from the spec
+        drawn.append(vlc.vegalite_to_svg(chart.to_dict(validate=False)))
+        return real(chart, *args, **kwargs)
+
+    monkeypatch.setattr(pdf_module, "render_chart", keep)
+    unit = "H01" if level == "hospital" else "H01/ORT"
+    path = make_report(
+        tmp_path / "r.pdf",
+        fmt="pdf",
+        conditions=[HIP],
+        level=level,
+        unit=unit,
+        lang=lang,
+        engine=engine,
+        actor="cli",
+        suppress_below=0,  # every chart drawn: the small registry is below any threshold
+    )
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(path.read_bytes())).pages)
+    assert "Testziekenhuis Noord" in text
+    if level == "department":
+        assert "Orthopedie" in text
+    assert RAW_UNIT_ID.findall(text) == []
+    assert drawn, "the report drew no chart"
+    labels = [" ".join(re.findall(r">([^<>]+)</text>", svg)) for svg in drawn]
+    assert [RAW_UNIT_ID.findall(label) for label in labels if RAW_UNIT_ID.search(label)] == []
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_workbook_shows_unit_ids_only_in_its_key_columns(registry, tmp_path, lang):
+    """The workbook keeps unit ids for filtering and joining, in the columns headed Unit and Target unit; no
+    other cell (titles, cover, verdicts, improvement texts) and not the O/E chart's bars show an id."""
+    engine, _ = registry
+    path = make_report(
+        tmp_path / "r.xlsx", fmt="xlsx", conditions=[HIP], lang=lang, engine=engine, actor="cli", suppress_below=0
+    )
+    book = load_workbook(io.BytesIO(path.read_bytes()))
+    keys = {t("column.unit", lang), t("report.col_target_unit", lang)}
+    found, keyed = [], 0
+    for ws in book.worksheets:
+        key_columns: set[int] = set()
+        for row in ws.iter_rows():
+            texts = {c.column: str(c.value) for c in row if c.value is not None}
+            if keys & set(texts.values()) and len(texts) > 2:  # a table's header row
+                key_columns = {col for col, text in texts.items() if text in keys}
+                continue
+            for col, text in texts.items():
+                if RAW_UNIT_ID.search(text):
+                    if col in key_columns and not ws.column_dimensions[row[0].column_letter].hidden:
+                        keyed += 1
+                    else:
+                        found.append(f"{ws.title}!{row[0].row},{col}: {text}")
+    assert keyed, "no unit id in a key column: the check would pass on anything"
+    assert found == []

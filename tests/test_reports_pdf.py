@@ -16,6 +16,7 @@ from vbhc.i18n import fmt_int, format_value
 from vbhc.ingest import import_files
 from vbhc.registry import import_batches
 from vbhc.reports import build_pdf, compute_results
+from vbhc.reports.core import unit_names_for
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 UNIT = "H01"
@@ -26,7 +27,7 @@ def report(demo_registry):
     engine, _ = demo_registry
     result = compute_results(["colorectal_cancer"], "2021-2025", "hospital", engine=engine)[0]
     batches = import_batches(engine)
-    content = build_pdf(result, UNIT, lang="en", batches=batches)
+    content = build_pdf(result, UNIT, lang="en", batches=batches, unit_names=unit_names_for([result], "en", engine))
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "report_colorectal_cancer_H01.pdf").write_bytes(content)
     reader = PdfReader(io.BytesIO(content))
@@ -42,7 +43,8 @@ def test_title_page(report):
     first = _flat(pages[0])
     assert "Outcome meeting report" in first
     assert "Colorectal cancer" in first
-    assert UNIT in first and "2021-2025" in first
+    assert "Universitair Medisch Centrum Veenmeer" in first and "2021-2025" in first  # the unit by its name
+    assert UNIT not in first
     assert "fewer than 10 care cycles" in first  # the rules applied
     for sha in batches["sha256"]:
         assert sha[:24] in first.replace(" ", "")

@@ -174,7 +174,7 @@ def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, 
             observed=fmt_number(row["observed"], lang),
             expected=fmt_number(row["expected"], lang),
             scored=fmt_int(row["n_scored"], lang),
-            n=fmt_int(row["n"], lang),
+            count=int(row["n"]),
         )
     )
     try:

@@ -256,11 +256,7 @@ def _wait_for(args: tuple) -> IndicatorResult:
             except FuturesTimeout:
                 state = warm_up_state(url, data_version)
                 if state is not None and state.total and not state.finished:
-                    text = (
-                        what
-                        + " "
-                        + t("wait.views_ready", lang, done=fmt_int(state.done, lang), total=fmt_int(state.total, lang))
-                    )
+                    text = what + " " + t("wait.views_ready", lang, done=fmt_int(state.done, lang), count=state.total)
                     box.progress(min(state.done / state.total, 1.0), text=text)
                 else:
                     box.progress(0.0, text=what)

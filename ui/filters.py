@@ -227,7 +227,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
         chosen = tuple(sorted({*chosen, hospital_of(unit)}))
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
     if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
-        st.sidebar.warning(t("comparison.too_small", lang, min=access.MIN_OTHER_UNITS))
+        st.sidebar.warning(t("comparison.too_small", lang, count=access.MIN_OTHER_UNITS))
     meeting = _meeting_date(t("meeting.date", lang))
     comparison = synced(
         st.sidebar.selectbox,

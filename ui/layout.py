@@ -3,7 +3,7 @@ fits the main area of a 1440 px screen (and scrolls sideways as one grid on a ph
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import streamlit as st
 
@@ -66,3 +66,29 @@ def text_columns(widths: dict[str, int], helps: dict[str, str] | None = None) ->
 
 #: Width in px that a table may fill in the main area of a 1440 px screen (the grid measures 978 there).
 MAIN_WIDTH = 940
+#: A static table cell's padding left and right together, and the width of a character of its text (14 px
+#: Source Sans, a wide letter: an estimate that errs on the wide side, so a planned table never comes out wider).
+CELL_PADDING_PX, CHAR_PX = 16, 8
+
+
+def word_px(text: str) -> int:
+    """The width the longest word of `text` takes: a wrapping column is never narrower (a word is not cut)."""
+    return max((len(word) for word in str(text).split()), default=0) * CHAR_PX
+
+
+def column_groups(
+    columns: Sequence[str], widths: dict[str, int], first: str, *, room: int = MAIN_WIDTH
+) -> list[list[str]]:
+    """`columns` in consecutive groups that each fit `room` px beside the `first` column (repeated in every
+    group), each column at least as wide as its longest word: a table of many indicators becomes a few tables
+    one above the other, whole on the meeting screen, instead of one that runs off the page to the right."""
+    used = widths.get(first, 0) + CELL_PADDING_PX
+    need = [max(widths.get(c, 0), word_px(c)) + CELL_PADDING_PX for c in columns]
+    count = 1
+    while count < len(columns):  # the fewest tables of an even size (no table of one lone indicator)
+        size = -(-len(columns) // count)
+        if all(used + sum(need[i : i + size]) <= room for i in range(0, len(columns), size)):
+            break
+        count += 1
+    size = -(-len(columns) // count) if columns else 1
+    return [list(columns[i : i + size]) for i in range(0, len(columns), size)]

@@ -108,9 +108,10 @@ def model_warning(diagnostics, lang: str) -> str | None:
     if not code:
         return None
     values = dict(diagnostics.warning_values)
-    for name in ("cycles", "parameters"):
-        if name in values:
-            values[name] = fmt_int(values[name], lang)
+    if "cycles" in values:
+        values["cycles"] = fmt_int(values["cycles"], lang)
+    if "parameters" in values:  # the number the message counts: it chooses the singular or plural form
+        values["count"] = int(values.pop("parameters"))
     if "events_per_parameter" in values:
         values["events_per_parameter"] = fmt_number(values["events_per_parameter"], lang, 1)
     return t(f"model.warning_{code}", lang, **{k: v for k, v in values.items() if k != "error"})
@@ -396,6 +397,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     built when clicked, through vbhc.access.export_file: checked again there and recorded in the audit log with
     the file's SHA-256. Small-number rules apply in vbhc.reports."""
     from vbhc.reports import build_pdf, build_workbook
+    from vbhc.reports.core import unit_names_for
     from vbhc.reports.followup import read_follow_up
 
     viewer = auth.current()
@@ -424,6 +426,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
                 batches=batches,
                 include_patient_rows=with_rows,
                 follow_up=read_follow_up(engine, viewer, [r.condition for r in exportable]),
+                unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
             ),
             what="excel_report",
             file_name=xlsx_name,
@@ -448,6 +451,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
                     lang=lang,
                     batches=batches,
                     follow_up=read_follow_up(engine, viewer, [single]),
+                    unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
                 ),
                 what="pdf_report",
                 file_name=pdf_name,

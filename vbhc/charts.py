@@ -1666,15 +1666,17 @@ def prom_response_chart(
     highlight: str | None = None,
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    title: str | None = None,
 ) -> Spec:
     """PROM response rate per unit (bars, with 95% CI and the overall rate); one panel per response
-    indicator (e.g. per timepoint)."""
+    indicator (e.g. per timepoint). `title`: the indicator's name when the chart shows one (the page then needs
+    no heading of its own above it, and a downloaded picture still says what it shows)."""
     lang = _check_lang(lang)
     return _stacked_panels(
         rows,
         lang=lang,
         highlight=highlight,
-        title=label("response", lang),
+        title=title or label("response", lang),
         subtitle=label("response_sub", lang),
         bars=True,
         assessment=assessment,
@@ -1689,17 +1691,18 @@ def prom_change_chart(
     highlight: str | None = None,
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    title: str | None = None,
     scale: Any = None,
 ) -> Spec:
     """Case-mix adjusted PROM score, change or MIC share per unit with 95% CI; one panel per indicator, its
     value axis named after the scale (`scale`, a vbhc.catalog Scale; else the indicator) with the direction that
-    is better."""
+    is better. `title` as for prom_response_chart."""
     lang = _check_lang(lang)
     return _stacked_panels(
         rows,
         lang=lang,
         highlight=highlight,
-        title=label("prom", lang),
+        title=title or label("prom", lang),
         subtitle=label("prom_sub", lang),
         bars=False,
         assessment=assessment,
@@ -2391,26 +2394,45 @@ def _place_labels(
     ]
     units = points["unit"].tolist()
     spots: dict[int, tuple[int, int, str, bool]] = {}
+    named_boxes: dict[int, tuple[float, float, float, float]] = {}
+    hides: dict[int, set[str]] = {i: set() for i in range(len(units))}
+
+    def box_at(i: int, dx: int, dy: int, align: str) -> tuple[float, float, float, float]:
+        w = _text_px(units[i], size)
+        left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
+        return (left, py[i] + dy - size, left + w, py[i] + dy + 2)
+
+    def apart(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+        return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+    def overflow(box: tuple[float, float, float, float]) -> float:
+        return max(0.0, -box[0]) + max(0.0, box[2] - plot_w) + max(0.0, -box[1]) + max(0.0, box[3] - plot_h)
+
     first = [i for i, u in enumerate(units) if u in named]
     for keep, order in ((True, first), (False, [i for i in range(len(units)) if units[i] not in named])):
         for i in order:
-            w = _text_px(units[i], size)
             for dx, dy, align in _LABEL_SPOTS:
-                left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
-                box = (left, py[i] + dy - size, left + w, py[i] + dy + 2)
-                inside = box[0] >= 0 and box[2] <= plot_w and box[1] >= 0 and box[3] <= plot_h
-                free = all(
-                    box[2] <= b[0] or b[2] <= box[0] or box[3] <= b[1] or b[3] <= box[1]
-                    for j, b in enumerate(boxes)
-                    if j != i
-                )
-                if inside and free:
+                box = box_at(i, dx, dy, align)
+                free = all(apart(box, b) for j, b in enumerate(boxes) if j != i)
+                if overflow(box) == 0 and free:
                     spots[i] = (dx, dy, align, True)
                     if keep:
                         boxes.append(box)
+                        named_boxes[i] = box
                     break
             else:
-                spots[i] = (*_LABEL_SPOTS[0], False)
+                # no free spot: as the own unit its name still shows, at the spot that keeps it on the plot and
+                # clear of the points, and the names it would cover step aside while it is the own unit
+                def cost(spot: tuple[int, int, str], i: int = i) -> tuple[float, int]:
+                    box = box_at(i, *spot)
+                    return overflow(box), sum(not apart(box, b) for b in boxes[: len(px)])
+
+                dx, dy, align = min(_LABEL_SPOTS, key=cost)
+                spots[i] = (dx, dy, align, False)
+                box = box_at(i, dx, dy, align)
+                for j, other in named_boxes.items():
+                    if j != i and not apart(box, other):
+                        hides[j].add(units[i])
     rows = [
         {
             "unit": u,
@@ -2418,10 +2440,12 @@ def _place_labels(
             "dy": spots[i][1],
             "named": u in named,
             "placed": spots[i][3],
+            # the own units whose name covers this one's: "|H02|H07|" (a name steps aside for the own unit's)
+            "yields_to": "|" + "|".join(sorted(hides[i])) + "|",
         }
         for i, u in enumerate(units)
     ]
-    out = pd.DataFrame(rows, columns=["unit", "dx", "dy", "named", "placed"])
+    out = pd.DataFrame(rows, columns=["unit", "dx", "dy", "named", "placed", "yields_to"])
     return out.assign(cost=points["cost"].to_numpy(dtype=float), outcome=points["outcome"].to_numpy(dtype=float))
 
 
@@ -2552,7 +2576,11 @@ def value_chart(
         for dx, dy, align in _LABEL_SPOTS:
             at = f"datum.dx === {dx} && datum.dy === {dy}"
             for predicate, weight in (
-                (f"{at} && datum.named && datum.placed && !({IS_HIGHLIGHT})", "normal"),
+                (
+                    f"{at} && datum.named && datum.placed && !({IS_HIGHLIGHT})"
+                    f" && indexof(datum.yields_to, '|' + {HIGHLIGHT_PARAM} + '|') < 0",
+                    "normal",
+                ),
                 (f"{at} && {IS_HIGHLIGHT}", "bold"),
             ):
                 if not ((placed["dx"] == dx) & (placed["dy"] == dy)).any():

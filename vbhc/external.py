@@ -772,8 +772,7 @@ class ExternalBenchmark:
 def benchmark_population(sources: str, hospitals: int, lang: str = "en") -> str:
     """'national registry 2024, 71 hospitals': the name a chart or report gives its benchmark (`sources`: the
     publications' source and period)."""
-    key = "external.population_one" if hospitals == 1 else "external.population"
-    return t(key, lang, sources=sources, hospitals=fmt_int(hospitals, lang))
+    return t("external.population", lang, sources=sources, count=hospitals)
 
 
 def _as_sums(rows: pd.DataFrame) -> pd.DataFrame:

@@ -391,7 +391,7 @@ def checked_text(value: object, name: str, *, required: bool = False, limit: int
     if required and not text:
         raise ImprovementError("empty", field=name)
     if len(text) > limit:
-        raise ImprovementError("too_long", field=name, limit=limit)
+        raise ImprovementError("too_long", field=name, count=limit)
     return text
 
 

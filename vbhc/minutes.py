@@ -194,13 +194,13 @@ def _roles(roles_present: Iterable[str]) -> list[str]:
     for role in roles_present:
         text = "" if role is None else str(role).strip()
         if len(text) > 100:
-            raise MinutesError("too_long", field=Label("minutes.field_roles"), limit=100)
+            raise MinutesError("too_long", field=Label("minutes.field_roles"), count=100)
         if text and text not in out:
             out.append(text)
     if not out:
         raise MinutesError("no_roles")
     if len(out) > MAX_ROLES:
-        raise MinutesError("too_long", field=Label("minutes.field_roles"), limit=MAX_ROLES)
+        raise MinutesError("too_long", field=Label("minutes.field_roles"), count=MAX_ROLES)
     return out
 
 
@@ -252,7 +252,7 @@ def record_meeting(
     roles = _roles(roles_present)
     unit = "" if unit is None else str(unit).strip()
     if len(unit) > 200:
-        raise MinutesError("too_long", field="unit", limit=200)
+        raise MinutesError("too_long", field="unit", count=200)
     rows = []
     seen: set[str] = set()
     for position, d in enumerate(decisions):

@@ -115,7 +115,7 @@ class Verdict:
     def clauses(self, lang: str, with_ci: bool = False) -> list[str]:
         """The parts after the headline: comparison, position, rankability, trend."""
         if self.category == "too_few":
-            return [t("verdict.too_few_detail", lang, n=fmt_int(self.n, lang), min_n=fmt_int(self.min_n, lang))]
+            return [t("verdict.too_few_detail", lang, count=self.n, min_n=fmt_int(self.min_n, lang))]
         if self.category in ("no_data", "not_assessed"):
             return []
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []

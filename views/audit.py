@@ -7,7 +7,7 @@ import streamlit as st
 from ui import auth, data, filters
 from vbhc import access, audit
 from vbhc.catalog import default_catalog
-from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, catalog, fmt_datetime, fmt_int, t, unit_label
+from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, catalog, fmt_datetime, t, unit_label
 from vbhc.safety import safe_file_name
 
 lang = filters.language()
@@ -61,7 +61,7 @@ events = access.read_audit(
     action=action or None,
     user=user or None,
 )
-st.caption(t("audit.rows", lang, count=fmt_int(len(events), lang)))
+st.caption(t("audit.rows", lang, count=len(events)))
 if events.empty:
     st.info(t("audit.empty", lang))
 else:

@@ -65,4 +65,4 @@ colours = pd.DataFrame(
     ]
 )
 render.static_table(table, colours=colours, widths={t("column.condition", lang): 180})
-st.caption(t("board.legend", lang, days=fmt_int(signal_explain_days(), lang)))
+st.caption(t("board.legend", lang, count=signal_explain_days()))

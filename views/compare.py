@@ -48,12 +48,17 @@ unit_column = t("column.unit", lang)
 # the unit as a column, not the index: st.table shows an index as Markdown without escaping it
 shown = formatted.reset_index(drop=True)
 shown.insert(0, unit_column, [unit_label(u, lang) for u in formatted.index])
-render.static_table(
-    shown,
-    colours=assessments.reindex(index=numbers.index, columns=formatted.columns).reset_index(drop=True),
-    widths={unit_column: 220} | {c: 100 for c in formatted.columns},
-    min_widths={unit_column: 170},
-)
+colours = assessments.reindex(index=numbers.index, columns=formatted.columns).reset_index(drop=True)
+# every indicator at least its longest header word wide (a header word is never cut), the indicators split
+# over as many tables as it takes for each to fit the main area of the meeting screen beside the unit names
+widths = {unit_column: 190} | {c: max(84, layout.word_px(c)) for c in formatted.columns}
+for group in layout.column_groups(list(formatted.columns), widths, unit_column):
+    render.static_table(
+        shown[[unit_column, *group]],
+        colours=colours[group],
+        widths={c: widths[c] for c in (unit_column, *group)},
+        min_widths={unit_column: 150},
+    )
 st.caption(
     " · ".join(f"{t_value('assessment', a, lang)}" for a in ("better", "worse", "as expected", "too few cycles"))
 )

@@ -168,13 +168,13 @@ def _phases_note(trend: pd.DataFrame, action: ImprovementAction, kind: str) -> N
             lang,
             title=action.title,
             before=format_value(before["centre"], kind, lang),
-            before_points=fmt_int(before["points"], lang),
+            before_points=t("spc.periods", lang, count=before["points"]),
             after=format_value(after["centre"], kind, lang),
-            after_points=fmt_int(after["points"], lang),
+            after_points=t("spc.periods", lang, count=after["points"]),
         )
     )
     if compared.provisional:
-        st.caption(t("spc.provisional", lang, min=spc.MIN_PHASE_POINTS))
+        st.caption(t("spc.provisional", lang, count=spc.MIN_PHASE_POINTS))
 
 
 def _trend_section(indicator_id: str, ind, notes: annotations.ChartNotes) -> None:
@@ -232,7 +232,7 @@ if depth.open:
         sentence = benchmark.verdict_text(judged.sentence(lang, with_ci=True), comparison, lang)
         notes = [f"**{t('verdict.column', lang)}:** {md_escape(sentence)}"]
         if row["too_few_cycles"]:
-            notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, min_n=ind.min_n))
+            notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, count=ind.min_n))
         if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
             notes.append(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
         st.markdown(" · ".join(notes))
@@ -240,7 +240,7 @@ if depth.open:
         # the targets in force and the actions linked to the indicator, through vbhc.improvement's role rules
         on_charts = annotations.chart_notes(data.current_engine(), viewer, chosen.condition, indicator_id, unit)
         if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
-            st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
+            st.info(t("comparison.no_benchmark", lang, count=access.MIN_OTHER_UNITS))
         else:
             yes_no = ind.kind in BINARY_KINDS
             views = [t("team.funnel", lang), t("team.caterpillar", lang), t("team.trend", lang)]

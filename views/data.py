@@ -135,7 +135,7 @@ if access.may_import(viewer):
         except Exception as exc:  # never a traceback on the page; the transaction rolled back
             st.error(t("data.import_crashed", lang, error=type(exc).__name__))
         else:
-            st.success(t_md("data.external_done", lang, file=figures_file.name, rows=fmt_int(done.rows, lang)))
+            st.success(t_md("data.external_done", lang, file=figures_file.name, count=done.rows))
             for warning in done.warnings:
                 st.warning(t_md("data.external_warning", lang, warning=warning))
     stored = external.publications(data.current_engine(), viewer)

@@ -153,7 +153,7 @@ show(signal_rows(agenda.new_signals, explained=False))
 st.subheader(t("agenda.open_signals", lang))
 show(signal_rows(agenda.open_signals))
 st.subheader(t("agenda.overdue", lang))
-st.markdown(f"##### {t('agenda.overdue_signals', lang, days=fmt_int(signal_explain_days(), lang))}")
+st.markdown(f"##### {t('agenda.overdue_signals', lang, count=signal_explain_days())}")
 show(signal_rows(agenda.overdue.signals, explained=False))
 st.markdown(f"##### {t('agenda.overdue_actions', lang)}")
 show(action_rows(agenda.overdue.actions))
@@ -376,7 +376,7 @@ def _record(lang: str) -> None:
         _flash(False, _refusal(exc, lang))
     else:
         state["mt_min_pick"] = done.meeting_id  # the list below opens the meeting just recorded
-        counts = {"version": fmt_int(done.version, lang), "count": fmt_int(len(done.decisions), lang)}
+        counts = {"version": fmt_int(done.version, lang), "count": len(done.decisions)}
         _flash(True, t("minutes.saved", lang, date=fmt_date(done.held_on, lang), **counts))
 
 
@@ -545,7 +545,7 @@ def earlier_meetings() -> None:
                 lang,
                 date=fmt_date(by_id[mid].held_on, lang),
                 unit=unit_text(by_id[mid].record.unit),
-                count=fmt_int(len(by_id[mid].decisions), lang),
+                count=len(by_id[mid].decisions),
             ),
         )
     ]

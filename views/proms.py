@@ -10,7 +10,6 @@ from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_percent, t, t_md
 from vbhc.indicators import prom_response_by_timepoint, prom_scores_for
-from vbhc.safety import md_escape
 
 chosen, lang = render.page_start("proms.title")
 
@@ -56,16 +55,17 @@ st.dataframe(
 table = result.table
 prom_rows = table[table["kind"].isin(["prom_score", "prom_change", "prom_mic", "response_rate"])]
 own = filters.unit_name(chosen.unit)
+st.subheader(t("proms.per_unit", lang))  # each chart is titled by its indicator
 for indicator_id, rows in filters.with_unit_names(prom_rows).groupby("indicator", sort=False):
     ind = condition.indicator(indicator_id)
-    st.markdown(f"#### {md_escape(ind.label(lang))}")
+    name = ind.label(lang)  # the chart's title (a heading above it would say the same again)
     if ind.kind == "response_rate":
         build = charts.prom_response_chart
     else:  # the value axis carries the scale's name
         build = functools.partial(charts.prom_change_chart, scale=catalog.instrument(ind.instrument).scale(ind.scale))
     render.cached_chart(
         ("prom", indicator_id),
-        lambda build=build, rows=rows: build(rows, lang=lang, highlight=own),
+        lambda build=build, rows=rows, name=name: build(rows, lang=lang, highlight=own, title=name),
         highlight=own,
     )
 

@@ -643,6 +643,25 @@ def _no_horizontal_overflow(page: Page, where: str) -> None:
     assert over <= 1, f"{where}: the page is {over} px wider than a {width} px screen"
 
 
+#: Every drawn chart that runs past its box or the main area (Vega draws a concatenated or faceted chart at its own
+#: width: what does not fit is cut).
+CUT_CHARTS = """e => Array.from(e.querySelectorAll('[data-testid=stVegaLiteChart]')).map(box => {
+    const drawn = box.querySelector('canvas, svg');
+    const edge = Math.min(box.getBoundingClientRect().right, e.getBoundingClientRect().right);
+    return drawn && drawn.getBoundingClientRect().right > edge + 1
+        ? Math.round(drawn.getBoundingClientRect().right - edge) : null;
+}).filter(cut => cut !== null)"""
+
+
+def _charts_fit(page: Page, where: str) -> None:
+    """On the meeting screen no chart runs past its box or the main area (the compare page's third panel was cut
+    at 1440 px). Not yet on a phone: the PROM histograms (a faceted chart, never stretched) are cut there."""
+    if page.viewport_size["width"] < DESKTOP["width"]:
+        return
+    cut = main(page).evaluate(CUT_CHARTS)
+    assert not cut, f"{where}: charts cut off by {cut} px"
+
+
 @pytest.mark.parametrize("lang", ["en", "nl"])
 def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
     page: Page, app_url: str, artifacts: Path, lang: str
@@ -672,7 +691,14 @@ def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
                 wait_for_charts(page)
                 if slug in ("", "cost_value"):
                     _grids_fit(page, where)
-                _tables_whole(page, where, fit=slug in ("", "overview", "cost_value"))
+                _tables_whole(page, where, fit=slug in ("", "overview", "cost_value", "compare", "board"))
                 _no_horizontal_overflow(page, where)
+                _charts_fit(page, where)
                 screenshot(page, artifacts / f"{name}-{lang}-{size_name}.png")
+            if slug == "meeting":  # the minutes form as the secretary fills it in during the meeting
+                main(page).get_by_test_id("stExpander").filter(has_text=t("minutes.form", lang)).click()
+                settle(page)
+                assert_clean(page)
+                _no_horizontal_overflow(page, f"{where} minutes")
+                screenshot(page, artifacts / f"meeting-minutes-{lang}-{size_name}.png")
     page.set_viewport_size(DESKTOP)

@@ -5,6 +5,12 @@ Messages live as data in en.toml and nl.toml next to this file; sections are fla
 (``[nav] overview = "Overview"`` is ``t("nav.overview")``) and use str.format placeholders. Values passed
 to placeholders are inserted as given, so format numbers first (``t(key, lang, rate=fmt_percent(r, lang))``).
 
+A message that counts something has plural forms: a table with ``one`` and ``other`` (the CLDR plural categories
+of the language) instead of a text, e.g. ``[data.import_failed] one = "... {count} problem found" other = "...
+{count} problems found"``. t() picks the form by the number passed as ``count`` (a number, not text: it is
+formatted with fmt_int) so "1 problems found" cannot happen; catalog() lists the forms as ``key.one`` and
+``key.other``. A message with two counts names the second through a counting message of its own.
+
 Numbers and dates are formatted with Babel in nl_NL and en_GB. Rounding is half up (12,35 -> 12,4), as a
 reader would do by hand, and a value that rounds to zero never shows a minus sign. Missing values (None,
 NaN, NaT, pandas NA, infinity) are shown as an en dash.
@@ -44,6 +50,7 @@ __all__ = [
     "fmt_ratio",
     "format_value",
     "placeholders",
+    "plural_keys",
     "t",
     "t_md",
     "t_value",
@@ -80,6 +87,19 @@ def _check_lang(lang: str) -> str:
     return lang
 
 
+#: CLDR plural categories a counting message may have ("other" is required).
+PLURAL_FORMS = frozenset({"zero", "one", "two", "few", "many", "other"})
+
+
+def _is_plural(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and "other" in value
+        and set(value) <= PLURAL_FORMS
+        and all(isinstance(v, str) for v in value.values())
+    )
+
+
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in table.items():
@@ -99,9 +119,31 @@ def _catalog(lang: str) -> dict[str, str]:
     return _flatten(tomllib.loads(text))
 
 
+@functools.cache
+def _plurals(lang: str) -> dict[str, dict[str, str]]:
+    """The counting messages of a language: {key: {plural form: text}}, found by the shape of their table."""
+    text = resources.files(__name__).joinpath(f"{lang}.toml").read_text(encoding="utf-8")
+    found: dict[str, dict[str, str]] = {}
+
+    def walk(table: dict[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            if _is_plural(value):
+                found[f"{prefix}{key}"] = dict(value)
+            elif isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+
+    walk(tomllib.loads(text), "")
+    return found
+
+
 def catalog(lang: str) -> dict[str, str]:
-    """All messages of one language as {dotted key: text} (a copy)."""
+    """All messages of one language as {dotted key: text} (a copy); a counting message's forms as key.one, key.other."""
     return dict(_catalog(_check_lang(lang)))
+
+
+def plural_keys(lang: str) -> dict[str, dict[str, str]]:
+    """The counting messages of a language as {key: {"one": text, "other": text}} (a copy), for t(key, count=n)."""
+    return {key: dict(forms) for key, forms in _plurals(_check_lang(lang)).items()}
 
 
 def placeholders(message: str) -> set[str]:
@@ -112,18 +154,40 @@ def placeholders(message: str) -> set[str]:
 def t(key: str, lang: str = "en", **values: Any) -> str:
     """The message `key` in `lang`, with placeholders filled from `values`.
 
-    Raises KeyError naming the key when it is not in the catalog (or naming a placeholder without a value),
-    ValueError for an unsupported language.
+    A counting message (one with plural forms) needs `count` as a number: it picks the form the language uses
+    for that number and is shown formatted (fmt_int). Raises KeyError naming the key when it is not in the
+    catalog (or naming a placeholder without a value), TypeError for a count given as text, ValueError for an
+    unsupported language.
     """
     messages = _catalog(_check_lang(lang))
-    try:
-        message = messages[key]
-    except KeyError:
-        raise KeyError(f"no message {key!r} in the {lang!r} catalog") from None
+    message = messages.get(key)
+    if message is None:
+        forms = _plurals(lang).get(key)
+        if forms is None:
+            raise KeyError(f"no message {key!r} in the {lang!r} catalog")
+        message, values = _plural_form(key, forms, lang, values)
     try:
         return message.format(**values)
     except KeyError as exc:
         raise KeyError(f"message {key!r} needs a value for placeholder {exc.args[0]!r}") from None
+
+
+def _plural_form(key: str, forms: dict[str, str], lang: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The form of a counting message for values["count"], and the values with the count formatted."""
+    if "count" not in values:
+        raise KeyError(f"message {key!r} counts something: it needs a value for placeholder 'count'")
+    count = values["count"]
+    if isinstance(count, (str, bytes, bool)):
+        raise TypeError(f"message {key!r} needs count as a number to choose its plural form, got {count!r}")
+    try:
+        number = Decimal(repr(float(count))) if not isinstance(count, (int, Decimal)) else Decimal(count)
+    except (TypeError, ValueError, InvalidOperation):
+        raise TypeError(f"message {key!r} needs count as a number to choose its plural form, got {count!r}") from None
+    if not number.is_finite():
+        raise TypeError(f"message {key!r} needs a finite count, got {count!r}")
+    form = _babel_locale(lang).plural_form(abs(number))
+    shown = fmt_int(count, lang) if number == number.to_integral_value() else fmt_number(count, lang)
+    return forms.get(form, forms["other"]), {**values, "count": shown}
 
 
 def t_md(key: str, lang: str = "en", **values: Any) -> str:

@@ -11,17 +11,19 @@ import contextlib
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc.catalog import default_catalog
-from vbhc.i18n import SUPPORTED, t
+from vbhc.i18n import SUPPORTED, t, unit_label
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import UNIT_LEVELS, Period, import_batches, parse_period
+from vbhc.registry import unit_names as registry_unit_names
 from vbhc.registry import units as registry_units
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "first_unit_of",
     "period_label",
     "provenance",
+    "shown_unit",
+    "unit_names_for",
     "write_report",
 ]
 
@@ -140,6 +144,34 @@ def first_unit_of(result: IndicatorResult, hospital: str | None) -> str:
         if mine:
             return mine[0]
     return units[0]
+
+
+def unit_names_for(
+    results: Sequence[IndicatorResult], lang: str, engine: Engine | None = None, *, units: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Unit id -> the name a report shows ("H01" -> the hospital's name, "H01/SUR" -> "hospital – department",
+    "hip@H01" -> "condition – hospital"), at every level for every result's condition: a report of departments
+    still lists the team's targets and signals of the whole hospital. A reader knows hospitals by name; ids
+    belong in key columns. `units`: registry.units() when the caller has it (else read from `engine`). Empty
+    when the registry has no units table (a hand-made database): the reports then show unit_label."""
+    catalog = default_catalog()
+    if units is None:
+        try:
+            units = registry_units(engine)
+        except SQLAlchemyError:  # no units table (a hand-made registry): names fall back to the ids
+            return {}
+    names: dict[str, str] = {}
+    for result in results:
+        condition = catalog.conditions.get(result.condition)
+        label = condition.label(lang) if condition else result.condition
+        for level in UNIT_LEVELS:
+            names.update(registry_unit_names(units, level, result.condition, label))
+    return names
+
+
+def shown_unit(unit: object, names: Mapping[str, str] | None, lang: str) -> str:
+    """The unit as a report shows it: its name from `names` (unit_names_for), else vbhc.i18n.unit_label."""
+    return (names or {}).get(str(unit)) or unit_label(unit, lang)
 
 
 def period_label(period: Period | None, lang: str) -> str:

@@ -30,7 +30,7 @@ from vbhc.charts import PALETTE
 from vbhc.i18n import t, t_value
 from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import IndicatorResult, cost_by_activity, prom_response_by_timepoint
-from vbhc.reports.core import check_lang, now, period_label
+from vbhc.reports.core import check_lang, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
@@ -140,6 +140,7 @@ class _Writer:
         self.wb = Workbook()
         self.used: set[str] = set()
         self.catalog = default_catalog()
+        self.unit_names: dict[str, str] = {}
 
     def t(self, key: str, **values: Any) -> str:
         return t(key, self.lang, **values)
@@ -274,6 +275,7 @@ def build_workbook(
     include_patient_rows: bool = False,
     own_hospitals: Sequence[str] = (),
     follow_up: Mapping[str, FollowUp] | None = None,
+    unit_names: Mapping[str, str] | None = None,
 ) -> bytes:
     """The formatted workbook for one or more conditions' indicator results, as .xlsx bytes.
 
@@ -283,12 +285,15 @@ def build_workbook(
     secondary cells are taken from other hospitals' units where possible (the same cells as the page withholds).
     `follow_up` (vbhc.reports.followup.read_follow_up, read with the viewer's role rules) adds the sheet of targets,
     signals with their explanation and decision, and improvement actions, judged against the suppressed tables.
+    `unit_names` (vbhc.reports.core.unit_names_for) names the units in the O/E chart; the tables keep the unit
+    ids in their key columns, for filtering and joining.
     """
     lang = check_lang(lang)
     if not results:
         raise ValueError("no indicator results to report")
     rule = SuppressionRule.from_settings(suppress_below)
     w = _Writer(lang, rule)
+    w.unit_names = dict(unit_names or {})
     generated_at = generated_at or now()
     period = period_label(results[0].period, lang)
     level = t(f"level.{results[0].level}", lang)
@@ -447,7 +452,13 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
                 ws.cell(first + i, hidden, _text(w.assessment(value)))
         ws.column_dimensions[get_column_letter(hidden)].hidden = True
         w.assessment_fill(ws, [col], hidden, first, last)
-    _oe_chart(w, ws, result, table, first, anchor_col=hidden + 1)
+    # the units' names in one more hidden helper column: the chart's categories (a reader knows them by name)
+    hidden += 1
+    ws.cell(HEADER_ROW, hidden, _text(w.t("column.unit")))
+    for i, unit in enumerate(table["unit"].astype(str).to_numpy()):
+        ws.cell(first + i, hidden, _text(shown_unit(unit, w.unit_names, w.lang)))
+    ws.column_dimensions[get_column_letter(hidden)].hidden = True
+    _oe_chart(w, ws, result, table, first, anchor_col=hidden + 1, names_col=hidden)
 
 
 def _improvement(
@@ -610,8 +621,11 @@ def _improvement(
         ws.cell(row, 1, _text(w.rule.footnote(w.lang))).font = Font(italic=True)
 
 
-def _oe_chart(w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.DataFrame, first: int, anchor_col: int):
-    """A native bar chart of O/E per unit for the condition's first key yes/no indicator (else any yes/no)."""
+def _oe_chart(
+    w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.DataFrame, first: int, anchor_col: int, names_col: int
+):
+    """A native bar chart of O/E per unit for the condition's first key yes/no indicator (else any yes/no), its
+    bars named by the units' names in `names_col`."""
     binary = table[table["kind"].isin(BINARY_KINDS) & table["oe"].notna()]
     if binary.empty:
         return
@@ -629,7 +643,7 @@ def _oe_chart(w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.Data
     chart.y_axis.numFmt = RATIO_FORMAT
     chart.legend = None
     data = Reference(ws, min_col=9, min_row=lo, max_row=hi)
-    cats = Reference(ws, min_col=5, min_row=lo, max_row=hi)
+    cats = Reference(ws, min_col=names_col, min_row=lo, max_row=hi)
     chart.add_data(data, titles_from_data=False)
     chart.set_categories(cats)
     chart.height = max(7.5, 0.6 * (hi - lo + 1) + 3)

@@ -23,7 +23,7 @@ from vbhc import improvement, minutes
 from vbhc.access import Viewer, export_file
 from vbhc.agenda import belongs_to_unit
 from vbhc.catalog import Catalog, default_catalog
-from vbhc.i18n import MISSING, fmt_date, fmt_datetime, format_value, t
+from vbhc.i18n import MISSING, fmt_date, fmt_datetime, format_value, t, unit_label
 from vbhc.improvement import ALL_UNITS, FINISHED, ItemKind, ItemNotFound
 from vbhc.reports.core import check_lang
 from vbhc.safety import safe_file_name
@@ -58,7 +58,8 @@ class Minutes:
 
 def _unit_names(engine: Engine, condition: str, catalog: Catalog, lang: str) -> Callable[[str], str]:
     """The display name of a unit id of the registry (hospital, department, condition team); "all units" for
-    ALL_UNITS, the id itself for a unit the registry does not know."""
+    ALL_UNITS, vbhc.i18n.unit_label for a unit the registry does not know (an anonymised "other unit 3" in the
+    reader's words, a condition team by its condition's name)."""
     from vbhc.registry import unit_names, units
 
     frame = units(engine)
@@ -66,7 +67,7 @@ def _unit_names(engine: Engine, condition: str, catalog: Catalog, lang: str) -> 
     names: dict[str, str] = {}
     for level in ("hospital", "department", "condition_team"):
         names |= unit_names(frame, level, condition, label)
-    return lambda unit: t("agenda.all_units", lang) if unit == ALL_UNITS else names.get(unit, unit)
+    return lambda unit: t("agenda.all_units", lang) if unit == ALL_UNITS else names.get(unit) or unit_label(unit, lang)
 
 
 def describe_item(item: Any, lang: str, unit_name: Callable[[str], str], catalog: Catalog | None = None) -> str:

@@ -32,7 +32,7 @@ from vbhc.indicators import (
     indicator_over_time,
     prom_response_by_timepoint,
 )
-from vbhc.reports.core import check_lang, first_unit_of, now, period_label
+from vbhc.reports.core import check_lang, first_unit_of, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
 from vbhc.settings import package_data
@@ -170,13 +170,16 @@ def build_pdf(
     generated_at: dt.datetime | None = None,
     own_hospital: str | None = None,
     follow_up: Mapping[str, FollowUp] | None = None,
+    unit_names: Mapping[str, str] | None = None,
 ) -> bytes:
     """The meeting report of one condition team as PDF bytes (several results: one section per condition).
 
     `unit` is the team's unit (e.g. "H01"); None takes the first unit of `own_hospital`, else the first unit.
     `suppress_below` is the small-number threshold (None: VBHC_SUPPRESS_BELOW, default 10). `follow_up`
     (vbhc.reports.followup.read_follow_up, read with the viewer's role rules) adds the team's targets, signals with
-    their explanation and decision, and improvement actions, judged against the suppressed table.
+    their explanation and decision, and improvement actions, judged against the suppressed table. `unit_names`
+    (vbhc.reports.core.unit_names_for) names the units in headings, tables and charts: a reader knows the
+    hospitals by name, not by id; a unit without one is shown as vbhc.i18n.unit_label gives it.
     """
     lang = check_lang(lang)
     items = [results] if isinstance(results, IndicatorResult) else list(results)
@@ -191,7 +194,7 @@ def build_pdf(
         chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
         own = (own_hospital,) if own_hospital else ()
         follow = None if follow_up is None else follow_up.get(result.condition, FollowUp(result.condition))
-        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own, follow).write()
+        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own, follow, unit_names).write()
     return bytes(pdf.output())
 
 
@@ -214,8 +217,12 @@ class _Section:
         generated_at,
         own_hospitals=(),
         follow: FollowUp | None = None,
+        unit_names: Mapping[str, str] | None = None,
     ):
         self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
+        self.names = dict(unit_names or {})
+        #: the unit as the reader knows it (the id stays the key the tables are selected by)
+        self.unit_name = self.shown(unit)
         self.follow = follow
         self.batches, self.generated_at = batches, generated_at
         self.catalog = default_catalog()
@@ -233,9 +240,13 @@ class _Section:
     def t(self, key: str, **values: Any) -> str:
         return t(key, self.lang, **values)
 
+    def shown(self, unit: object) -> str:
+        """A unit's name (an id only where no name is known)."""
+        return shown_unit(unit, self.names, self.lang)
+
     def write(self) -> None:
         pdf = self.pdf
-        pdf.running_title = f"{self.condition.label(self.lang)} · {self.unit} · {self.period}"
+        pdf.running_title = f"{self.condition.label(self.lang)} · {self.unit_name} · {self.period}"
         self.title_page()
         pdf.add_page()
         self.key_table()
@@ -261,7 +272,7 @@ class _Section:
         pdf.multi_cell(0, 10, self.condition.label(self.lang), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(6)
         facts = [
-            (self.t("report.condition_team"), self.unit),
+            (self.t("report.condition_team"), self.unit_name),
             (self.t("report.period"), self.period),
             (self.t("report.unit_level"), self.t(f"level.{self.result.level}")),
             (self.t("report.generated_at"), self.generated_at.strftime("%Y-%m-%d %H:%M")),
@@ -340,7 +351,7 @@ class _Section:
 
     def key_table(self) -> None:
         pdf = self.pdf
-        pdf.heading(f"{self.t('report.key_indicators')}: {self.condition.label(self.lang)} · {self.unit}")
+        pdf.heading(f"{self.t('report.key_indicators')}: {self.condition.label(self.lang)} · {self.unit_name}")
         keyed = self.mine[self.mine["key"].astype(bool)]
         self.indicator_rows(keyed)
         note = self.t("external.benchmark_named", population=self.population) if self.population else None
@@ -357,10 +368,13 @@ class _Section:
         mine = rows[rows["unit"].astype(str) == self.unit]
         visible = rows[~rows["suppressed"].astype(bool)]
         if len(mine) and bool(mine["suppressed"].iloc[0]):
-            pdf.para(self.t("report.unit_not_shown", unit=self.unit, threshold=fmt_int(self.rule.threshold, self.lang)))
+            pdf.para(self.t("report.unit_not_shown", unit=self.unit_name, count=self.rule.threshold))
         if len(visible) and np.isfinite(pd.to_numeric(visible["precision"], errors="coerce")).any():
             curve = funnel_curve(visible)
-            funnel = charts.funnel_chart(rows, curve, highlight=self.unit, lang=self.lang, population=self.population)
+            named = rows.assign(unit=[self.shown(u) for u in rows["unit"]])  # the funnel labels its points by name
+            funnel = charts.funnel_chart(
+                named, curve, highlight=self.unit_name, lang=self.lang, population=self.population
+            )
             pdf.image_box(render_chart(funnel), 112)
         if ind.kind == "response_rate" or (len(mine) and bool(mine["suppressed"].iloc[0])):
             pdf.para(self.t("report.no_trend"), size=9)
@@ -388,12 +402,12 @@ class _Section:
         chart = charts.trend_chart(trend, kind=ind.kind, lang=self.lang)
         pdf.image_box(render_chart(chart), 100)
         if small.any():
-            pdf.para(self.t("report.trend_suppressed", threshold=fmt_int(self.rule.threshold, self.lang)), size=8.5)
+            pdf.para(self.t("report.trend_suppressed", count=self.rule.threshold), size=8.5)
 
     def improvement(self) -> None:
         """The team's targets (met or not), signals with the team's explanation and decision, and actions."""
         pdf, follow = self.pdf, self.follow or FollowUp(self.result.condition)
-        pdf.heading(f"{self.t('report.improvement_title')} · {self.unit}")
+        pdf.heading(f"{self.t('report.improvement_title')} · {self.unit_name}")
         used_marker = False
 
         def label(prefix: str, value: str | None) -> str:
@@ -422,7 +436,7 @@ class _Section:
             body = [
                 [
                     name(line.target.indicator),
-                    self.t("agenda.all_units") if line.target.unit == ALL_UNITS else line.target.unit,
+                    self.t("agenda.all_units") if line.target.unit == ALL_UNITS else self.shown(line.target.unit),
                     label("target", line.target.kind),
                     label("direction", line.target.direction),
                     value_text(line.target.value, line.target.indicator, False),
@@ -448,7 +462,8 @@ class _Section:
         if signals:
             body = [
                 [
-                    name(line.signal.indicator) + ("" if line.signal.unit == self.unit else f" ({line.signal.unit})"),
+                    name(line.signal.indicator)
+                    + ("" if line.signal.unit == self.unit else f" ({self.shown(line.signal.unit)})"),
                     label("rule", line.signal.rule),
                     label("side", line.signal.side),
                     value_text(line.value, line.signal.indicator, line.withheld),

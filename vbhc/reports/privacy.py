@@ -28,7 +28,7 @@ import pandas as pd
 
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.disclosure import complementary_suppression
-from vbhc.i18n import fmt_int, t
+from vbhc.i18n import t
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of, unit_labels
 from vbhc.settings import suppress_below
@@ -107,13 +107,13 @@ class SuppressionRule:
 
     def footnote(self, lang: str) -> str:
         """The footnote under a table with withheld cells."""
-        return t("report.suppressed_footnote", lang, marker=self.marker, threshold=fmt_int(self.threshold, lang))
+        return t("report.suppressed_footnote", lang, marker=self.marker, count=self.threshold)
 
     def statements(self, lang: str, *, patient_rows: bool = False) -> list[str]:
         """The rules applied, one sentence each, for the cover page / methods section of a file."""
         if self.active:
             lines = [
-                t("report.rule_suppression", lang, marker=self.marker, threshold=fmt_int(self.threshold, lang)),
+                t("report.rule_suppression", lang, marker=self.marker, count=self.threshold),
                 t("report.rule_secondary", lang, marker=self.marker),
             ]
         else:

@@ -15,7 +15,16 @@ from vbhc import audit
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of
 from vbhc.registry import units as registry_units
-from vbhc.reports.core import FORMATS, ReportError, Selection, check_lang, check_writable, compute_results, provenance
+from vbhc.reports.core import (
+    FORMATS,
+    ReportError,
+    Selection,
+    check_lang,
+    check_writable,
+    compute_results,
+    provenance,
+    unit_names_for,
+)
 from vbhc.reports.core import write_report as _write
 from vbhc.reports.excel import build_workbook
 from vbhc.reports.followup import read_follow_up
@@ -209,7 +218,12 @@ def _build(
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
         content = build_workbook(
-            results, lang=lang, suppress_below=suppress_below, batches=batches, follow_up=follow_up
+            results,
+            lang=lang,
+            suppress_below=suppress_below,
+            batches=batches,
+            follow_up=follow_up,
+            unit_names=unit_names_for(results, lang, engine),
         )
     else:
         if unit is not None:
@@ -228,5 +242,6 @@ def _build(
             batches=batches,
             own_hospital=own_hospital(engine),
             follow_up=follow_up,
+            unit_names=unit_names_for(results, lang, engine),
         )
     return target, content, results
