@@ -36,9 +36,19 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import benchmark, proms, registry, shrinkage, spc
+from vbhc import benchmark, proms, registry, shrinkage, spc, survival
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
-from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Component, Condition, Indicator, default_catalog
+from vbhc.catalog import (
+    BINARY_KINDS,
+    CONTINUOUS_KINDS,
+    EVENT_DATE_SUFFIX,
+    SURVIVAL_KINDS,
+    Catalog,
+    Component,
+    Condition,
+    Indicator,
+    default_catalog,
+)
 from vbhc.costs import cost_breakdown, cost_per_cycle, value_view
 from vbhc.registry import Period, parse_period, unit_labels
 
@@ -287,6 +297,8 @@ def _one_indicator(
         return frame.assign(**_describe(ind)), None, None
     if ind.kind == "response_rate":
         return _response_rate(ind, data, base, units, levels), None, None
+    if ind.kind in SURVIVAL_KINDS:
+        return _survival(ind, data, base, levels, dispersion)
 
     frame, extra = _outcome_column(ind, data, base)
     part = frame[frame["y"].notna()]
@@ -374,6 +386,33 @@ def _one_indicator(
     result["model_r_squared"] = diag.r_squared
     result["model_n_excluded"] = diag.n_excluded
     return result.assign(**_describe(ind)), model, per_cycle
+
+
+def _survival(
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, levels: Sequence[float], dispersion: str
+) -> tuple[pd.DataFrame | None, None, pd.DataFrame | None]:
+    """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
+    the registry has no follow-up dates for the outcome (the binary indicator is the one to use there)."""
+    if ind.outcome is None or ind.outcome + EVENT_DATE_SUFFIX not in base:
+        return None, None, None
+    out = survival.survival_table(
+        base,
+        base["unit"].to_numpy(),
+        outcome=ind.outcome,
+        casemix=data.condition.casemix,
+        as_of=data.as_of,
+        horizon_years=float(ind.years or 1),
+        direction=ind.direction,
+        levels=levels,
+        dispersion=dispersion,
+        min_n=ind.min_n,
+    )
+    if out is None:
+        return None, None, None
+    result, per_cycle, _model = out
+    for name in SHRINKAGE_COLUMNS:
+        result[name] = np.nan
+    return result.assign(**_describe(ind)), None, per_cycle
 
 
 def _add_shrinkage(result: pd.DataFrame, ind: Indicator, adjusted: pd.DataFrame, overall: float, binary: bool) -> None:
@@ -793,7 +832,16 @@ def funnel_curve(
     mean_like = kind in CONTINUOUS_KINDS
     sd = float(rows["limit_sd"].iloc[0]) if mean_like else None
     sub_kind = "mean" if mean_like else "proportion"
-    if method in ("multiplicative", "additive"):
+    if kind in SURVIVAL_KINDS:  # precision is the expected number of deaths; limits on the survival scale
+        limits = survival.survival_funnel(
+            target,
+            grid,
+            levels,
+            method=method,
+            phi=float(rows["phi"].iloc[0]),
+            tau2=float(rows["tau2"].iloc[0]),
+        )
+    elif method in ("multiplicative", "additive"):
         limits = benchmark.dispersed_limits(
             sub_kind,
             target,
