@@ -442,8 +442,6 @@ CASEMIX_ONLY = CaseMixOnly(
 )  # fmt: skip
 
 
-
-
 @dataclass(frozen=True)
 class PlantedSurvival:
     """A unit effect on long-term survival, as a hazard ratio (vital status file only)."""
@@ -1840,4 +1838,3 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     with path.open("w", encoding="utf-8", newline="") as fh:
         _to_csv(frame, fh, True)
     return path
-

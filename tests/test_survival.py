@@ -1,0 +1,199 @@
+"""Survival indicators against independent references: Kaplan-Meier by hand (product limit, Greenwood with the
+log(-log) interval) and statsmodels' SurvfuncRight; the Cox model's coefficients against statsmodels PHReg and
+its expected deaths against the Breslow estimator written out here with PHReg's coefficients (statsmodels'
+own baseline_cumulative_hazard is the value just before each event time, one step behind the usual Breslow
+estimator, so it is not used); the SMR's exact Poisson interval by the chi-squared formula; and on a small
+generated registry, that the planted survival outlier is flagged and the case-mix-only unit is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.duration.hazard_regression import PHReg
+from statsmodels.duration.survfunc import SurvfuncRight
+
+from vbhc import survival
+from vbhc.catalog import CaseMixVariable, default_catalog
+from vbhc.demo import AS_OF, CASEMIX_ONLY, FOLLOW_UP_FILE, PLANTED_SURVIVAL, generate_demo
+from vbhc.indicators import ConditionData, compute_indicators, funnel_curve
+
+# hand-worked: six patients, deaths at days 1, 3, 4 and 6, censored at 2 and 5
+HAND_TIME = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+HAND_EVENT = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+#: S(t) by the product limit: 5/6, then x 3/4 at day 3, x 2/3 at day 4, x 0 at day 6
+HAND_KM = {0.5: 1.0, 1.0: 5 / 6, 2.5: 5 / 6, 3.0: 5 / 6 * 3 / 4, 4.0: 5 / 6 * 3 / 4 * 2 / 3, 5.5: 5 / 6 * 3 / 4 * 2 / 3}
+#: Greenwood sums d / (n (n - d)) at days 1, 3 and 4 (6 at risk, then 4, then 3)
+HAND_GREENWOOD = {3.0: 1 / (6 * 5) + 1 / (4 * 3), 4.0: 1 / (6 * 5) + 1 / (4 * 3) + 1 / (3 * 2)}
+
+
+def _cox_case(seed: int = 3, n: int = 40):
+    """Continuous times (no ties, so Efron = Breslow), two covariates, random censoring."""
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"age": rng.normal(70, 8, n), "asa": rng.integers(1, 4, n).astype(float)})
+    lp = 0.04 * (x["age"] - 70) + 0.5 * (x["asa"] - 2)
+    t = rng.exponential(400 / np.exp(lp.to_numpy())) + rng.random(n) * 1e-3
+    c = rng.uniform(50, 900, n)
+    return np.minimum(t, c), (t <= c).astype(float), x
+
+
+def _breslow_expected(time, event, x, beta):
+    """E_i = sum over deaths j with t_j <= t_i of exp(x_i b) / sum_{k: t_k >= t_j} exp(x_k b) (Breslow)."""
+    risk = np.exp(x @ beta)
+    h = np.array([event[j] / risk[time >= time[j]].sum() for j in range(len(time))])
+    return np.array([h[time <= ti].sum() for ti in time]) * risk
+
+
+def test_kaplan_meier_equals_the_hand_worked_case_and_statsmodels():
+    for at, want in HAND_KM.items():
+        assert survival.kaplan_meier(HAND_TIME, HAND_EVENT, at)[0] == pytest.approx(want, abs=1e-12)
+    z = stats.norm.ppf(0.975)
+    for at, greenwood in HAND_GREENWOOD.items():
+        s = HAND_KM[at]
+        half = z * np.sqrt(greenwood) / abs(np.log(s))
+        _, lower, upper = survival.kaplan_meier(HAND_TIME, HAND_EVENT, at)
+        assert lower == pytest.approx(s ** np.exp(half), abs=1e-8)
+        assert upper == pytest.approx(s ** np.exp(-half), abs=1e-8)
+    time, event, _ = _cox_case(seed=11, n=60)
+    ref = SurvfuncRight(time, event)
+    for at in (100.0, 250.0, 600.0):
+        pos = np.searchsorted(ref.surv_times, at, side="right") - 1
+        assert survival.kaplan_meier(time, event, at)[0] == pytest.approx(ref.surv_prob[pos], abs=1e-8)
+
+
+def test_cox_coefficients_and_expected_deaths_equal_statsmodels_phreg():
+    time, event, x = _cox_case()
+    model = survival.fit_cox(time, event, x)
+    ref = PHReg(time, x.to_numpy(), status=event, ties="efron").fit()
+    np.testing.assert_allclose(model.coefficients.to_numpy(), ref.params, atol=1e-8)
+    expected = model.expected(time, x)
+    np.testing.assert_allclose(expected, _breslow_expected(time, event, x.to_numpy(), ref.params), atol=1e-8)
+    # Breslow's baseline makes the expected deaths add up to the observed ones over the whole population
+    assert expected.sum() == pytest.approx(event.sum(), abs=1e-8)
+    assert list(model.ph_test["variable"]) == ["age", "asa"]
+    assert model.ph_test["p"].between(0, 1).all()
+
+
+def test_without_covariates_expected_is_the_nelson_aalen_hazard():
+    model = survival.fit_cox(HAND_TIME, HAND_EVENT, pd.DataFrame(index=range(6)))
+    # Nelson-Aalen: 1/6 at day 1, + 1/4 at day 3, + 1/3 at day 4, + 1/1 at day 6
+    want = np.cumsum([1 / 6, 0, 1 / 4, 1 / 3, 0, 1])
+    np.testing.assert_allclose(model.expected(HAND_TIME, pd.DataFrame(index=range(6))), want, atol=1e-12)
+
+
+def test_follow_up_censors_at_the_data_end_the_horizon_and_loss_to_follow_up():
+    cycles = pd.DataFrame(
+        {
+            "index_date": pd.to_datetime(["2024-01-01"] * 6),
+            "death": [1, 1, 1, 0, np.nan, 1],
+            "death_date": pd.to_datetime(["2024-03-01", "2026-08-01", "2025-06-01", "2024-07-01", None, "2023-12-01"]),
+        }
+    )
+    fu = survival.follow_up(cycles, "death", pd.Timestamp("2026-06-30"), horizon_days=365.25)
+    # died at 60 days; died after the data end (censored there, then at the horizon); died after the horizon;
+    # lost to follow-up at 182 days; no record; a date before the index date
+    np.testing.assert_array_equal(fu["time"].to_numpy()[:4], [60.0, 365.25, 365.25, 182.0])
+    np.testing.assert_array_equal(fu["event"].to_numpy()[:4], [1.0, 0.0, 0.0, 0.0])
+    assert fu.iloc[4:].isna().all().all()
+    no_horizon = survival.follow_up(cycles, "death", pd.Timestamp("2026-06-30"))
+    assert no_horizon["time"].iloc[1] == (pd.Timestamp("2026-06-30") - pd.Timestamp("2024-01-01")).days
+
+
+def test_smr_interval_is_the_exact_poisson_interval():
+    time, event, x = _cox_case(seed=5, n=60)
+    unit = np.where(np.arange(60) % 3 == 0, "A", np.where(np.arange(60) % 3 == 1, "B", "C"))
+    start = pd.Timestamp("2022-01-01")
+    cycles = x.assign(
+        cycle_id=[f"C{i}" for i in range(60)],
+        index_date=start,
+        death=event,
+        death_date=start + pd.to_timedelta(np.floor(time), unit="D"),
+    )
+    casemix = [CaseMixVariable("age", "integer"), CaseMixVariable("asa", "integer")]
+    table, per_cycle, _ = survival.survival_table(
+        cycles, unit, outcome="death", casemix=casemix, as_of=pd.Timestamp("2030-01-01"), horizon_years=5
+    )
+    o, e = table["observed"].to_numpy(), table["expected"].to_numpy()
+    np.testing.assert_allclose(table["oe"], o / e, rtol=1e-12)
+    np.testing.assert_allclose(table["oe_lower"], stats.chi2.ppf(0.025, 2 * o) / 2 / e, rtol=1e-10)
+    np.testing.assert_allclose(table["oe_upper"], stats.chi2.ppf(0.975, 2 * o + 2) / 2 / e, rtol=1e-10)
+    assert o.sum() == event.sum() and e.sum() == pytest.approx(o.sum(), abs=1e-6)
+    # adjusted survival is the overall survival to the power SMR, its interval likewise
+    np.testing.assert_allclose(table["adjusted_value"], table["target"] ** table["oe"], rtol=1e-12)
+    np.testing.assert_allclose(table["adjusted_lower"], table["target"] ** table["oe_upper"], rtol=1e-12)
+    assert per_cycle["expected"].sum() == pytest.approx(e.sum(), abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def registry_frames(tmp_path_factory):
+    """A small generated registry (colorectal cancer with its vital status), read from the files."""
+    out = tmp_path_factory.mktemp("survival_demo")
+    result = generate_demo(out, cycles=12_000)
+    assert result.follow_up == out / FOLLOW_UP_FILE
+    cycles = pd.read_csv(out / "care_cycles.csv", dtype={"cycle_id": str})
+    outcomes = pd.read_csv(out / "clinical_outcomes.csv", dtype={"cycle_id": str})
+    follow = pd.read_csv(result.follow_up, dtype={"cycle_id": str})
+    return cycles, outcomes, follow
+
+
+def test_vital_status_agrees_with_the_recorded_mortality(registry_frames):
+    cycles, outcomes, follow = registry_frames
+    cancers = {c.id for c in default_catalog().conditions.values() if c.id.endswith("_cancer")}
+    assert set(follow["cycle_id"]) == set(cycles.loc[cycles["condition"].isin(cancers), "cycle_id"])
+    dead = outcomes[outcomes["outcome"].str.startswith("mortality") & (outcomes["value"] == 1)]
+    dead = dead[dead["cycle_id"].isin(follow["cycle_id"])]
+    assert len(dead) > 10
+    first = dead.groupby("cycle_id")["date"].min()
+    vital = follow.set_index("cycle_id")
+    assert (vital.loc[first.index, "value"] == 1).all()
+    assert (vital.loc[first.index, "date"] == first).all()
+    assert (pd.to_datetime(follow["date"]) <= pd.Timestamp(AS_OF)).all()
+
+
+def test_planted_survival_outlier_is_found_and_the_casemix_only_unit_is_not(registry_frames):
+    cycles, _, follow = registry_frames
+    cond = default_catalog().condition("colorectal_cancer")
+    part = cycles[cycles["condition"] == cond.id].merge(
+        follow.rename(columns={"value": "death", "date": "death_date"})[["cycle_id", "death", "death_date"]],
+        on="cycle_id",
+        how="left",
+    )
+    part["index_date"] = pd.to_datetime(part["index_date"])
+    part["death_date"] = pd.to_datetime(part["death_date"])
+    empty = pd.DataFrame(columns=["cycle_id", "instrument", "timepoint", "scale", "score", "completed_date"])
+    data = ConditionData(cond, None, part, empty, pd.DataFrame(columns=["cycle_id", "cost"]), pd.Timestamp(AS_OF))
+    result = compute_indicators(data, "hospital", indicators=["survival_1y", "survival_5y"])
+    table = result.table.set_index(["indicator", "unit"])
+    outlier = next(p.hospital for p in PLANTED_SURVIVAL if p.condition == cond.id)
+    row = table.loc[("survival_5y", outlier)]
+    assert row["kind"] == "survival" and row["assessment_998"] == "worse"
+    assert row["oe_lower"] > 1 and row["adjusted_value"] < row["lower_998"]
+    mix = table.loc[("survival_5y", CASEMIX_ONLY.hospital)]
+    assert mix["crude_value"] < mix["target"]  # older, sicker patients: lower crude survival ...
+    assert mix["assessment_95"] == "as expected" and mix["oe_lower"] < 1 < mix["oe_upper"]  # ... not worse care
+    others = table.xs("survival_5y").drop(index=[outlier])
+    assert (others["assessment_998"] != "worse").all()
+    assert np.isfinite(table["ph_p_value"]).all()
+    # the funnel drawn for the page goes through the unit's own limits at its expected deaths
+    rows = result.table[result.table["indicator"] == "survival_5y"]
+    curve = funnel_curve(rows, grid=[row["precision"]])
+    at = curve[curve["level"] == 0.998].iloc[0]
+    assert at["lower"] == pytest.approx(row["lower_998"]) and at["upper"] == pytest.approx(row["upper_998"])
+
+
+def test_no_survival_rows_without_follow_up_dates():
+    cond = default_catalog().condition("colorectal_cancer")
+    cycles = pd.DataFrame(
+        {
+            "cycle_id": ["C1", "C2"],
+            "hospital": ["H01", "H02"],
+            "department": ["SUR", "SUR"],
+            "index_date": pd.to_datetime(["2024-01-01", "2024-02-01"]),
+            "death": [np.nan, np.nan],
+            "death_date": pd.to_datetime([None, None]),
+        }
+    )
+    empty = pd.DataFrame(columns=["cycle_id", "instrument", "timepoint", "scale", "score", "completed_date"])
+    data = ConditionData(cond, None, cycles, empty, pd.DataFrame(columns=["cycle_id", "cost"]), pd.Timestamp(AS_OF))
+    assert compute_indicators(data, "hospital", indicators=["survival_1y"]).table.empty
