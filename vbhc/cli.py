@@ -102,10 +102,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for table, n in result.counts.items():
         print(f"  {table}: {n:,} rows")
     print(f"  planted truth: {result.truth_path}")
+    files = list(result.files)
+    if result.follow_up:  # vital status of the cancer care cycles (survival indicators)
+        print(f"  vital status: {result.follow_up}")
+        files.append(result.follow_up)
     if args.no_import:
         return 0
     return _cmd_import(
-        argparse.Namespace(files=result.files, by="demo", force=False, precompute=getattr(args, "precompute", True))
+        argparse.Namespace(files=files, by="demo", force=False, precompute=getattr(args, "precompute", True))
     )
 
 

@@ -181,6 +181,10 @@ def _empty_scores() -> pd.DataFrame:
 def _data_complete_until(cycles: pd.DataFrame, scores: pd.DataFrame, cond: Condition) -> pd.Timestamp:
     """The latest date the registry knows anything about: follow-up after it has not happened yet."""
     candidates = [cycles["index_date"].max()]
+    # the vital status of survival indicators is checked up to a date (death or last known alive)
+    for ident in {i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}:
+        if ident + EVENT_DATE_SUFFIX in cycles:
+            candidates.append(pd.Timestamp(cycles[ident + EVENT_DATE_SUFFIX].max()))
     if len(scores) and scores["completed_date"].notna().any():
         candidates.append(pd.Timestamp(scores["completed_date"].max()))
     valid = [c for c in candidates if pd.notna(c)]

@@ -10,9 +10,10 @@ a binary rate must drop every cycle whose year has not passed, Kaplan-Meier uses
 - Kaplan-Meier estimates and their log(-log) confidence bands come from lifelines (well kept, checked against
   statsmodels and hand-worked cases in tests/test_survival.py) rather than hand-written code.
 - Risk adjustment: a Cox proportional-hazards model on the whole benchmark population with the condition's
-  case-mix variables gives every cycle its expected cumulative hazard up to its own follow-up end; summed per
-  unit that is the expected number of deaths E. SMR = O/E with the exact Poisson CI (benchmark.oe_ratio),
-  compared with Poisson funnel limits at precision E (benchmark.benchmark_units, kind "ratio"), as for O/E.
+  case-mix variables, encoded as the logistic case-mix models encode them (vbhc.casemix.casemix_design),
+  gives every cycle its expected cumulative hazard up to its own follow-up end; summed per unit that is the
+  expected number of deaths E. SMR = O/E with the exact Poisson CI (benchmark.oe_ratio), compared with
+  Poisson funnel limits at precision E (benchmark.benchmark_units, kind "ratio"), as for O/E.
 - The table shows survival, not deaths: crude = the unit's KM survival at the horizon; adjusted = overall KM
   survival ** SMR (the unit's survival if its hazard is SMR times the benchmark's, proportional hazards); the
   limits are mapped the same way, so a unit's position against them is exactly its SMR's against the funnel.
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc import benchmark
+from vbhc.casemix import casemix_design
 from vbhc.catalog import EVENT_DATE_SUFFIX, CaseMixVariable
 
 DAYS_PER_YEAR = 365.25
@@ -40,6 +42,8 @@ PH_VARIABLE = "ph_variable"  # the variable it belongs to
 #: Fit tolerances of the Cox model (lifelines' Newton-Raphson): its defaults (step 1e-7, relative log-likelihood
 #: change 1e-9) stop about 1e-6 away from the maximum; these make E agree with other software to 1e-8.
 COX_FIT_OPTIONS = {"precision": 1e-12, "r_precision": 0.0, "max_steps": 500}
+#: L2 penalty of the fallback fit when the plain Cox model does not converge (lifelines' penalizer).
+RIDGE_PENALTY = 0.1
 
 
 def follow_up(
@@ -119,29 +123,6 @@ def km_curves(frame: pd.DataFrame, unit: str = "unit", level: float = 0.95) -> p
 # --- Cox model --------------------------------------------------------------------------------------------
 
 
-def casemix_design(cycles: pd.DataFrame, casemix: Sequence[CaseMixVariable]) -> pd.DataFrame:
-    """The Cox model's covariates: numeric case-mix variables as they are, categories as indicators against
-    their first catalog code; rows with a missing value are NaN (left out of the model and counted, as the
-    logistic case-mix models do). Variables the data do not carry are skipped."""
-    columns: dict[str, np.ndarray] = {}
-    missing = np.zeros(len(cycles), bool)
-    for var in casemix:
-        if var.name not in cycles:
-            continue
-        if var.type == "category":
-            s = cycles[var.name].astype(object)
-            missing |= s.isna().to_numpy()
-            for code in var.codes[1:]:
-                columns[f"{var.name}[{code}]"] = (s == code).to_numpy(float)
-        else:
-            v = pd.to_numeric(cycles[var.name], errors="coerce").to_numpy(float)
-            missing |= np.isnan(v)
-            columns[var.name] = v
-    design = pd.DataFrame(columns, index=cycles.index)
-    design.loc[missing] = np.nan
-    return design
-
-
 @dataclass
 class CoxModel:
     """A fitted Cox model: coefficients, the Breslow baseline cumulative hazard and the PH check."""
@@ -154,6 +135,7 @@ class CoxModel:
     concordance: float = float("nan")
     n: int = 0
     n_excluded: int = 0
+    fit_note: str | None = None  # "ridge" when the plain fit did not converge (see fit_cox)
 
     def expected(self, time: np.ndarray, design: pd.DataFrame) -> np.ndarray:
         """Expected cumulative hazard H0(t) * exp((x - mean) b) of each cycle up to its own follow-up end."""
@@ -173,6 +155,7 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
     model is the Nelson-Aalen cumulative hazard of the whole population (every patient equally at risk).
     """
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
     from lifelines.statistics import proportional_hazard_test
 
     time, event = np.asarray(time, float), np.asarray(event, float)
@@ -186,7 +169,14 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
         return CoxModel(
             pd.Series(dtype=float), pd.Series(dtype=float), *na, n=int(ok.sum()), n_excluded=int((~ok).sum())
         )
-    cph = CoxPHFitter().fit(data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS))
+    try:
+        cph = CoxPHFitter().fit(data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS))
+        note = None
+    except ConvergenceError:
+        # few deaths for the number of variables (a collinear or separated design): a small ridge penalty
+        # keeps every variable in, as the logistic case-mix models do when they cannot be fitted plainly
+        cph = CoxPHFitter(penalizer=RIDGE_PENALTY).fit(data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS))
+        note = "ridge"
     base = cph.baseline_cumulative_hazard_
     ph = pd.DataFrame(columns=["variable", "statistic", "p"])
     if ph_check:
@@ -203,6 +193,7 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
         concordance=float(cph.concordance_index_),
         n=int(ok.sum()),
         n_excluded=int((~ok).sum()),
+        fit_note=note,
     )
 
 
@@ -242,10 +233,13 @@ def survival_table(
     known = fu["time"].notna().to_numpy()
     if not known.any():
         return None
-    design = casemix_design(cycles, casemix)
-    model = fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), design)
-    in_model = known & design.notna().all(axis=1).to_numpy()
-    expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design.fillna(0)), np.nan)
+    # the logistic models' encoding of the case-mix (vbhc.casemix), decided on the deaths within the horizon
+    design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    in_model = known & ~unscored
+    fitted = design.copy()
+    fitted.loc[~in_model] = np.nan
+    model = fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
+    expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
     frame = pd.DataFrame(
         {"unit": unit, "time": fu["time"].to_numpy(), "event": fu["event"].to_numpy(), "expected": expected}
     )
