@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import BINARY_KINDS
+from vbhc.catalog import BINARY_KINDS, SURVIVAL_KINDS
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, format_value, t
 
 __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
@@ -190,7 +190,8 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         value, exp_value, against = float(observed) / float(n_adj), float(expected) / float(n_adj), "expected"
         lo, up = _get(row, "oe_lower", np.nan), _get(row, "oe_upper", np.nan)
         ci = (float(lo) * exp_value, float(up) * exp_value) if _finite(lo) and _finite(up) else ci
-    elif kind not in BINARY and _finite(expected) and _finite(observed) and kind != "response_rate":
+    elif kind not in (*BINARY, *SURVIVAL_KINDS, "response_rate") and _finite(expected) and _finite(observed):
+        # a mean: observed and expected are means (survival: deaths, shown as adjusted survival, below)
         value, exp_value, against = float(observed), float(expected), "expected"
         shift = float(observed) - _num(_get(row, "adjusted_value", np.nan))
         ci = (_num(_get(row, "adjusted_lower", np.nan)) + shift, _num(_get(row, "adjusted_upper", np.nan)) + shift)
