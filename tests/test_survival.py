@@ -18,6 +18,7 @@ from vbhc import survival
 from vbhc.catalog import CaseMixVariable, default_catalog
 from vbhc.demo import AS_OF, CASEMIX_ONLY, FOLLOW_UP_FILE, PLANTED_SURVIVAL, generate_demo
 from vbhc.indicators import ConditionData, compute_indicators, funnel_curve
+from vbhc.verdict import verdict
 
 # hand-worked: six patients, deaths at days 1, 3, 4 and 6, censored at 2 and 5
 HAND_TIME = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -172,6 +173,9 @@ def test_planted_survival_outlier_is_found_and_the_casemix_only_unit_is_not(regi
     mix = table.loc[("survival_5y", CASEMIX_ONLY.hospital)]
     assert mix["crude_value"] < mix["target"]  # older, sicker patients: lower crude survival ...
     assert mix["assessment_95"] == "as expected" and mix["oe_lower"] < 1 < mix["oe_upper"]  # ... not worse care
+    said = verdict(row)  # what the pages and reports say: worse survival than the benchmark, at 99.8 %
+    assert said.category == "worse" and said.severity == "998" and said.against == "benchmark"
+    assert said.value == pytest.approx(row["adjusted_value"]) and said.ci_upper < said.expected
     others = table.xs("survival_5y").drop(index=[outlier])
     assert (others["assessment_998"] != "worse").all()
     assert np.isfinite(table["ph_p_value"]).all()
