@@ -201,3 +201,25 @@ def test_no_survival_rows_without_follow_up_dates():
     empty = pd.DataFrame(columns=["cycle_id", "instrument", "timepoint", "scale", "score", "completed_date"])
     data = ConditionData(cond, None, cycles, empty, pd.DataFrame(columns=["cycle_id", "cost"]), pd.Timestamp(AS_OF))
     assert compute_indicators(data, "hospital", indicators=["survival_1y"]).table.empty
+
+
+def test_imported_vital_status_reaches_the_indicator_table(tmp_path):
+    """The demo's vital status file imports as clinical outcomes (no new table), the registry gives survival
+    indicators its date, and the data's end date is the vital status check date."""
+    from vbhc.indicators import load_condition_data
+    from vbhc.ingest import import_files
+    from vbhc.store import get_engine
+
+    result = generate_demo(tmp_path / "files", cycles=800)
+    engine = get_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    import_files([*result.files, result.follow_up], engine, imported_by="test")
+    data = load_condition_data("colorectal_cancer", engine=engine)
+    follow = pd.read_csv(result.follow_up, dtype={"cycle_id": str}).set_index("cycle_id")
+    cycles = data.cycles.set_index(data.cycles["cycle_id"].astype(str))
+    assert (cycles["death"] == follow.loc[cycles.index, "value"]).all()
+    assert (cycles["death_date"] == pd.to_datetime(follow.loc[cycles.index, "date"])).all()
+    assert data.as_of == pd.Timestamp(AS_OF)
+    table = compute_indicators(data, "hospital", indicators=["survival_2y"]).table
+    assert len(table) == cycles["hospital"].nunique() and table["n"].sum() == len(cycles)
+    assert table["observed"].sum() == pytest.approx(table["expected"].sum(), abs=1e-6)
+    engine.dispose()
