@@ -223,3 +223,30 @@ def test_imported_vital_status_reaches_the_indicator_table(tmp_path):
     assert len(table) == cycles["hospital"].nunique() and table["n"].sum() == len(cycles)
     assert table["observed"].sum() == pytest.approx(table["expected"].sum(), abs=1e-6)
     engine.dispose()
+
+
+def test_kaplan_meier_chart_per_unit_with_bands():
+    from vbhc import charts
+
+    frame = pd.DataFrame(
+        {
+            "unit": ["A"] * 6 + ["B"] * 6,
+            "time": np.concatenate([HAND_TIME * 365.25, HAND_TIME * 200.0]),
+            "event": np.concatenate([HAND_EVENT, 1 - HAND_EVENT]),
+        }
+    )
+    curves = survival.km_curves(frame)
+    a = curves[curves["unit"] == "A"].set_index("time")
+    assert a.loc[3 * 365.25, "survival"] == pytest.approx(HAND_KM[3.0], abs=1e-12)
+    assert a.loc[3 * 365.25, "at_risk"] == 4
+    assert (curves["lower"] <= curves["survival"]).all() and (curves["survival"] <= curves["upper"]).all()
+    spec = charts.survival_chart(curves, lang="nl", highlight="A").to_dict()
+    charts.validate_spec(spec)
+    rows = next(r for r in spec["datasets"].values() if r and "years" in r[0])
+    assert {r["unit"] for r in rows} == {"A", "B"} and max(r["years"] for r in rows) == pytest.approx(6.0)
+    layers = spec["layer"]
+    assert [v["mark"]["type"] for v in layers] == ["area", "line"]
+    assert all(v["mark"]["interpolate"] == "step-after" for v in layers)
+    assert layers[1]["encoding"]["y"]["title"] == "Overleving"
+    assert {p["name"] for p in spec["params"]} >= {charts.PHONE_PARAM, charts.HIGHLIGHT_PARAM}
+    assert "Geen gegevens" in str(charts.survival_chart(curves.iloc[:0], lang="nl").to_dict())

@@ -1867,6 +1867,60 @@ def vlad_chart(
     return _finish(body, data, lang, width, highlight=highlight)
 
 
+def survival_chart(
+    curves: pd.DataFrame,
+    *,
+    lang: str = "en",
+    highlight: str | None = None,
+    width: int = DEFAULT_WIDTH,
+    days_per_year: float = 365.25,
+) -> Spec:
+    """Kaplan-Meier curves per unit with their confidence bands (vbhc.survival.km_curves: unit, time in days,
+    survival, lower, upper, at_risk), over years since the index date: a step line per unit and its band
+    shaded in the unit's colour, so a reader sees both the curve and how sure it is."""
+    lang = _check_lang(lang)
+    title = label("survival", lang)
+    if curves.empty:
+        return _empty_chart(title, lang, width)
+    frame = curves.assign(years=curves["time"].to_numpy(float) / days_per_year)[
+        ["unit", "years", "survival", "lower", "upper", "at_risk"]
+    ]
+    frame = _guard(frame.assign(unit=frame["unit"].astype(str)), "survival curves")
+    units = list(pd.unique(frame["unit"]))
+    colours = (CATEGORICAL * (len(units) // len(CATEGORICAL) + 1))[: len(units)]
+    colour = _n("unit", label("unit", lang), scale={"domain": units, "range": colours}, legend=_legend(units, width))
+    x = _q("years", _axis_title(label("years_axis", lang), width), axis={"format": ",.1~f"})
+    y_axis = {"format": ".0%"}
+    tips = [
+        _tip("unit", "nominal", label("unit", lang)),
+        _tip("years", "quantitative", label("years_axis", lang), ",.2f"),
+        _tip("survival", "quantitative", label("survival_axis", lang), ".1%"),
+        _tip("lower", "quantitative", label("ci_lower", lang), ".1%"),
+        _tip("upper", "quantitative", label("ci_upper", lang), ".1%"),
+        _tip("at_risk", "quantitative", label("at_risk", lang), ",.0f"),
+    ]
+    data = _Data()
+    rows = data(frame)
+    band = {
+        "data": rows,
+        "mark": {"type": "area", "interpolate": "step-after", "opacity": 0.15},
+        "encoding": {"x": x, "y": _q("lower", label("survival_axis", lang), axis=y_axis), "y2": {"field": "upper"},
+                     "color": colour},
+    }  # fmt: skip
+    line = {
+        "data": rows,
+        "mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 2.5},
+        "encoding": {"x": x, "y": _q("survival", label("survival_axis", lang), axis=y_axis), "color": colour,
+                     "strokeWidth": _when_highlight(4.5, 2.0), "tooltip": tips},
+    }  # fmt: skip
+    body = {
+        "title": _title(title, label("survival_sub", lang), width),
+        "height": 400 if width >= NARROW else 300,
+        "layer": [band, line],
+    }
+    return _finish(body, data, lang, width, highlight=highlight)
+
+
 # ------------------------------------------------------------------------------------------------- PROMs
 
 
