@@ -164,29 +164,38 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
     x = x.loc[:, x.nunique() > 1]
     data = x.assign(_time=time[ok], _event=event[ok]).reset_index(drop=True)
     n_events = int(data["_event"].sum())
-    if x.shape[1] == 0 or n_events == 0:
+    cph, note = None, None
+    if x.shape[1] and n_events:
+        try:
+            cph = CoxPHFitter().fit(data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS))
+        except ConvergenceError:
+            # few deaths for the number of variables (a collinear or separated design): a small ridge penalty
+            # keeps every variable in, as the logistic case-mix models do when they cannot be fitted plainly
+            note = "ridge"
+            try:
+                cph = CoxPHFitter(penalizer=RIDGE_PENALTY).fit(
+                    data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS)
+                )
+            except ConvergenceError:
+                note = "unadjusted"
+    if cph is None:
         na = _nelson_aalen(data["_time"].to_numpy(float), data["_event"].to_numpy(float))
-        return CoxModel(
-            pd.Series(dtype=float), pd.Series(dtype=float), *na, n=int(ok.sum()), n_excluded=int((~ok).sum())
-        )
-    try:
-        cph = CoxPHFitter().fit(data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS))
-        note = None
-    except ConvergenceError:
-        # few deaths for the number of variables (a collinear or separated design): a small ridge penalty
-        # keeps every variable in, as the logistic case-mix models do when they cannot be fitted plainly
-        cph = CoxPHFitter(penalizer=RIDGE_PENALTY).fit(data, "_time", "_event", fit_options=dict(COX_FIT_OPTIONS))
-        note = "ridge"
+        empty = pd.Series(dtype=float)
+        return CoxModel(empty, empty, *na, n=int(ok.sum()), n_excluded=int((~ok).sum()), fit_note=note)
     base = cph.baseline_cumulative_hazard_
     ph = pd.DataFrame(columns=["variable", "statistic", "p"])
     if ph_check:
-        test = proportional_hazard_test(cph, data, time_transform="rank").summary
+        try:
+            test = proportional_hazard_test(cph, data, time_transform="rank").summary
+        except (ValueError, np.linalg.LinAlgError):  # the check must never stop the indicator table
+            test = pd.DataFrame({"test_statistic": [], "p": []})
         ph = pd.DataFrame(
             {"variable": test.index.astype(str), "statistic": test["test_statistic"].to_numpy(float), "p": test["p"]}
         ).reset_index(drop=True)
     return CoxModel(
         coefficients=cph.params_.copy(),
-        means=pd.Series(cph._norm_mean, index=cph.params_.index),
+        # lifelines' baseline is that of the average fitted patient (its covariates centred on their means)
+        means=x.mean().reindex(cph.params_.index),
         baseline_time=base.index.to_numpy(float),
         baseline_cumhaz=base.iloc[:, 0].to_numpy(float),
         ph_test=ph,
@@ -199,9 +208,9 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
 
 def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nelson-Aalen cumulative hazard at the distinct times (the Cox baseline without covariates)."""
-    times = np.unique(time)
-    deaths = np.array([event[time == t].sum() for t in times])
-    at_risk = np.array([(time >= t).sum() for t in times])
+    times, inverse, counts = np.unique(time, return_inverse=True, return_counts=True)
+    deaths = np.bincount(inverse, weights=event, minlength=len(times))
+    at_risk = len(time) - np.concatenate([[0], np.cumsum(counts)[:-1]])  # still followed at each time
     return times, np.cumsum(deaths / at_risk)
 
 
