@@ -65,6 +65,8 @@ PROPORTION_KINDS = (*BINARY_KINDS, "response_rate", *SURVIVAL_KINDS)
 #: A survival indicator's outcome is a yes/no outcome whose record carries a date (of the event, or the last
 #: date the patient was known to be event-free); the registry's wide table names that date column so.
 EVENT_DATE_SUFFIX = "_date"
+#: Days in a survival indicator's year (its `years` horizon), the same for the demo's vital status and the charts.
+DAYS_PER_YEAR = 365.25
 #: Outcomes a cost can be set against on the value page (patient outcomes, not process measures).
 VALUE_OUTCOME_KINDS = ("proportion", "prom_score", "prom_change", "prom_mic", "composite")
 

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS
+from vbhc.catalog import BINARY_KINDS, DAYS_PER_YEAR, PROPORTION_KINDS
 from vbhc.i18n import BABEL_LOCALES, fmt_number, fmt_percent, t
 
 # --------------------------------------------------------------------------------------------- constants
@@ -1873,7 +1873,6 @@ def survival_chart(
     lang: str = "en",
     highlight: str | None = None,
     width: int = DEFAULT_WIDTH,
-    days_per_year: float = 365.25,
 ) -> Spec:
     """Kaplan-Meier curves per unit with their confidence bands (vbhc.survival.km_curves: unit, time in days,
     survival, lower, upper, at_risk), over years since the index date: a step line per unit and its band
@@ -1882,7 +1881,7 @@ def survival_chart(
     title = label("survival", lang)
     if curves.empty:
         return _empty_chart(title, lang, width)
-    frame = curves.assign(years=curves["time"].to_numpy(float) / days_per_year)[
+    frame = curves.assign(years=curves["time"].to_numpy(float) / DAYS_PER_YEAR)[
         ["unit", "years", "survival", "lower", "upper", "at_risk"]
     ]
     frame = _guard(frame.assign(unit=frame["unit"].astype(str)), "survival curves")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import STORED_CASEMIX, SURVIVAL_KINDS, Catalog, Condition, default_catalog
+from vbhc.catalog import DAYS_PER_YEAR, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, Condition, default_catalog
 from vbhc.progress import Progress
 
 # --- fixed frame --------------------------------------------------------------------------------------
@@ -465,7 +465,6 @@ SURVIVAL_RATE = {"oesophageal_cancer": 0.22, "colorectal_cancer": 0.09, "breast_
 DEFAULT_SURVIVAL_RATE = 0.05
 SURVIVAL_LOG_HR = {"age": 0.035, "asa": 0.3, "charlson": 0.15, "stage": 0.55, "sex_M": 0.15}  # per year/step
 LOST_TO_FOLLOW_UP = 0.02
-DAYS_PER_YEAR_DEMO = 365.25
 FOLLOW_UP_FILE = "clinical_outcomes_follow_up.csv"
 _FOLLOW_UP_STREAM = 2**31 - 2  #: spawn key of the vital-status random stream (blocks use 0.., prices 2**31 - 1)
 
@@ -1818,7 +1817,7 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
                 lp[idx] += np.where(part["hospital"] == p.hospital, np.log(p.hazard_ratio), 0.0)
     # a later death comes after the mortality outcomes' windows the registry records as survived
     survived = np.maximum(start + 30, cycles["cycle_id"].map(alive_until).fillna(0).to_numpy(float)).astype(np.int64)
-    late = survived + 1 + np.floor(u_time / (rate * np.exp(lp)) * DAYS_PER_YEAR_DEMO).astype(np.int64)
+    late = survived + 1 + np.floor(u_time / (rate * np.exp(lp)) * DAYS_PER_YEAR).astype(np.int64)
     recorded = cycles["cycle_id"].map(early_day).to_numpy(float)
     death = np.where(np.isfinite(recorded), recorded, late).astype(np.int64)
     lost = u_lost < LOST_TO_FOLLOW_UP

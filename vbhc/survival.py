@@ -31,11 +31,8 @@ import pandas as pd
 
 from vbhc import benchmark
 from vbhc.casemix import casemix_design
-from vbhc.catalog import EVENT_DATE_SUFFIX, CaseMixVariable
+from vbhc.catalog import DAYS_PER_YEAR, EVENT_DATE_SUFFIX, CaseMixVariable
 
-DAYS_PER_YEAR = 365.25
-#: Horizons of the per-unit survival curves and of the overall-survival indicators (years).
-HORIZONS_YEARS = (1, 2, 5)
 #: Extra columns of a survival row in the indicator table (besides the standard ones).
 PH_P_VALUE = "ph_p_value"  # smallest Schoenfeld-test p-value over the case-mix variables
 PH_VARIABLE = "ph_variable"  # the variable it belongs to
