@@ -76,6 +76,19 @@ def test_cox_coefficients_and_expected_deaths_equal_statsmodels_phreg():
     assert model.ph_test["p"].between(0, 1).all()
 
 
+def test_tied_days_fit_as_statsmodels_efron_and_expected_is_breslow():
+    """Registry follow-up is in whole days, so deaths share days: lifelines' Efron fit equals PHReg's, and the
+    baseline over tied deaths is Breslow's (all d_j deaths of day j over one risk set)."""
+    time, event, x = _cox_case(seed=8, n=80)
+    time = np.ceil(time / 20.0)  # about 45 distinct follow-up times for 80 patients
+    assert len(np.unique(time[event == 1])) < event.sum()
+    model = survival.fit_cox(time, event, x)
+    ref = PHReg(time, x.to_numpy(), status=event, ties="efron").fit()
+    np.testing.assert_allclose(model.coefficients.to_numpy(), ref.params, atol=1e-8)
+    breslow = _breslow_expected(time, event, x.to_numpy(), ref.params)
+    np.testing.assert_allclose(model.expected(time, x), breslow, atol=1e-8)
+
+
 def test_without_covariates_expected_is_the_nelson_aalen_hazard():
     model = survival.fit_cox(HAND_TIME, HAND_EVENT, pd.DataFrame(index=range(6)))
     # Nelson-Aalen: 1/6 at day 1, + 1/4 at day 3, + 1/3 at day 4, + 1/1 at day 6
