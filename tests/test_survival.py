@@ -192,6 +192,13 @@ def test_planted_survival_outlier_is_found_and_the_casemix_only_unit_is_not(regi
     others = table.xs("survival_5y").drop(index=[outlier])
     assert (others["assessment_998"] != "worse").all()
     assert np.isfinite(table["ph_p_value"]).all()
+    # the department table reuses the hospital table's Cox fit (the unit level does not enter it)
+    fit = data.cox["survival_5y"]
+    departments = compute_indicators(data, "department", indicators=["survival_5y"])
+    assert data.cox["survival_5y"] is fit
+    by_cycle = result.cycle_values[result.cycle_values["indicator"] == "survival_5y"].set_index("cycle_id")
+    again = departments.cycle_values.set_index("cycle_id")
+    np.testing.assert_array_equal(again["expected"], by_cycle.loc[again.index, "expected"])
     # the funnel drawn for the page goes through the unit's own limits at its expected deaths
     rows = result.table[result.table["indicator"] == "survival_5y"]
     curve = funnel_curve(rows, grid=[row["precision"]])

@@ -117,6 +117,8 @@ class ConditionData:
     # case-mix models fitted on these data, per indicator: a model does not depend on the unit level, so
     # the hospital and department tables of the same data share one fit
     fitted: dict[str, CaseMixModel] = field(default_factory=dict, repr=False, compare=False)
+    # the Cox models of the survival indicators, shared by the unit levels for the same reason
+    cox: dict[str, survival.CoxModel] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -410,10 +412,11 @@ def _survival(
         levels=levels,
         dispersion=dispersion,
         min_n=ind.min_n,
+        model=data.cox.get(ind.id),
     )
     if out is None:
         return None, None, None
-    result, per_cycle, _model = out
+    result, per_cycle, data.cox[ind.id] = out
     for name in SHRINKAGE_COLUMNS:
         result[name] = np.nan
     return result.assign(**_describe(ind)), None, per_cycle

@@ -227,6 +227,7 @@ def survival_table(
     dispersion: str = "auto",
     min_n: int = 0,
     level: float = 0.95,
+    model: CoxModel | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
     """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model.
 
@@ -242,9 +243,10 @@ def survival_table(
     # the logistic models' encoding of the case-mix (vbhc.casemix), decided on the deaths within the horizon
     design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
     in_model = known & ~unscored
-    fitted = design.copy()
-    fitted.loc[~in_model] = np.nan
-    model = fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
+    if model is None:  # `model`: this indicator's fit on the same cycles (the unit level does not enter it)
+        fitted = design.copy()
+        fitted.loc[~in_model] = np.nan
+        model = fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
     expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
     frame = pd.DataFrame(
         {"unit": unit, "time": fu["time"].to_numpy(), "event": fu["event"].to_numpy(), "expected": expected}
