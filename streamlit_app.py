@@ -46,6 +46,7 @@ PAGES = [
     ("overview", "nav.overview", ":material/dashboard:"),
     ("condition_team", "nav.condition_team", ":material/groups:"),
     ("meeting", "nav.meeting", ":material/event:"),
+    ("board", "nav.board", ":material/leaderboard:"),
     ("proms", "nav.proms", ":material/assignment:"),
     ("compare", "nav.compare_departments", ":material/compare_arrows:"),
     ("cost_value", "nav.cost_value", ":material/euro:"),

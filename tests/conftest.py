@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import start_postgres
-from vbhc.results import ResultStore, default_views, precompute
+from tests.registry_copy import copy_registry
+from vbhc.results import default_views, precompute
 from vbhc.store import get_engine, upgrade_schema
 
 # A server's background warm-up prepares only every condition's whole period (as the browser tests' servers do),
@@ -111,7 +112,6 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
     file lock); every worker then works on its own copy, so one worker's audit events never reach another's.
     """
     import json
-    import sqlite3
 
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
@@ -129,31 +129,20 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
             import_files(result.files, builder, imported_by="test")
             # as `vbhc import` does: the default views computed once and stored beside the database, so a page or
             # a server's warm-up in any test reads them instead of computing them again in every worker
-            store = ResultStore(builder)
-            precompute(builder, default_views(builder, years=False), prune=False)
-            (shared / "results-folder").write_text(str(store.folder), encoding="utf-8")
+            views = default_views(builder, years=False)
+            if cycles is None:  # the default registry's tests compute their own tables: only what reports read
+                views = [v for v in views if v.level == "hospital" and not v.period]
+            precompute(builder, views, prune=False)
             builder.dispose()
             get_engine.cache_clear()
             shutil.copy2(result.truth_path, shared / "truth.json")
             shutil.rmtree(shared / "files", ignore_errors=True)
             (shared / "done").touch()
     folder = tmp_path_factory.mktemp("demo")
-    with (
-        contextlib.closing(sqlite3.connect(built)) as source,
-        contextlib.closing(sqlite3.connect(folder / "demo.db")) as copy,
-    ):
-        source.backup(copy)
-    engine = get_engine(f"sqlite:///{folder / 'demo.db'}")
-    _copy_results(Path((shared / "results-folder").read_text(encoding="utf-8")), ResultStore(engine))
+    engine = copy_registry(get_engine(f"sqlite:///{built}"), folder / "demo.db")
     truth = json.loads((shared / "truth.json").read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
-
-
-def _copy_results(source: Path, store: ResultStore) -> None:
-    """The built registry's stored views, as this copy's own (the store names its folder after the database file)."""
-    if source.is_dir() and store.enabled and store.folder is not None and not store.folder.exists():
-        shutil.copytree(source, store.folder)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ PAGES = [
     "views/overview.py",
     "views/condition_team.py",
     "views/meeting.py",
+    "views/board.py",
     "views/proms.py",
     "views/compare.py",
     "views/cost_value.py",
@@ -76,8 +77,9 @@ def empty_db(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def demo_db(demo_registry, monkeypatch):
-    engine, truth = demo_registry
+def demo_db(small_demo_registry, monkeypatch):
+    """The pages against the engine's own numbers: the small demo registry (the size does not matter)."""
+    engine, truth = small_demo_registry
     monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     return engine, truth
 
@@ -129,8 +131,16 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
     assert format_value(leak["adjusted_value"], "proportion", "en") in shown
 
 
-def test_team_page_metrics_follow_indicator_and_unit(demo_db):
-    engine, _ = demo_db
+@pytest.fixture
+def outlier_db(demo_registry, monkeypatch):
+    """The default demo registry: its planted outlier is found at this size."""
+    engine, truth = demo_registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    return engine, truth
+
+
+def test_team_page_metrics_follow_indicator_and_unit(outlier_db):
+    engine, _ = outlier_db
     at = _app(
         {"lang": "en", "condition": "colorectal_cancer", "indicator": "anastomotic_leak", "team_tab": DEPTH_TAB["en"]}
     )

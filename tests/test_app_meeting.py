@@ -4,12 +4,10 @@ The agenda itself (vbhc.agenda) is tested without Streamlit in tests/test_agenda
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.registry_copy import copy_registry
 from tests.roles import MAPPING, USERS
 from tests.test_dutch_walk import _report, findings
 from vbhc import improvement
@@ -26,15 +24,9 @@ PAGE = "views/meeting.py"
 def meeting_db(small_demo_registry, tmp_path, monkeypatch):
     """A copy of the small demo registry (the tests write to it) with one new signal of the own hospital."""
     engine, truth = small_demo_registry
-    path = tmp_path / "meeting.db"
-    with (
-        contextlib.closing(sqlite3.connect(engine.url.database)) as source,
-        contextlib.closing(sqlite3.connect(path)) as copy,
-    ):
-        source.backup(copy)
     get_engine.cache_clear()
-    url = f"sqlite:///{path}"
-    own = get_engine(url)
+    own = copy_registry(engine, tmp_path / "meeting.db")
+    url = own.url.render_as_string(hide_password=False)
     flag = Flag(truth["own_hospital"], "anastomotic_leak", Rule.FUNNEL_998, "worse", 0.21)
     improvement.record_detection(own, "import", CONDITION, "hospital", "1-1", [flag])
     mapping = tmp_path / "access.toml"

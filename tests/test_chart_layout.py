@@ -13,6 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,31 @@ def spc_frame() -> pd.DataFrame:
     )
 
 
+#: A team goal and an external norm with a long source (vbhc.improvement targets, as the charts read them).
+TARGETS = (
+    SimpleNamespace(kind="team_goal", value=0.08, direction="at_most", source=""),
+    SimpleNamespace(
+        kind="external_norm", value=0.12, direction="at_most", source="Dutch ColoRectal Audit (DICA), norm 2025"
+    ),
+)
+
+
+def actions(dates: pd.Series) -> list[SimpleNamespace]:
+    """Improvement actions over a chart's time axis: two close together with long titles early on (their titles
+    stack), and one just before the last date (its title must turn left to stay on the plot)."""
+    first, last = pd.Timestamp(dates.min()), pd.Timestamp(dates.max())
+    span = last - first
+    return [
+        SimpleNamespace(
+            title="Enhanced recovery after surgery (ERAS) protocol for every elective resection, with a daily check",
+            start=(first + span * 0.2).date(),
+            status="in_progress",
+        ),
+        SimpleNamespace(title="Leak test in theatre", start=(first + span * 0.25).date(), status="done"),
+        SimpleNamespace(title="Stoma nurse on call", start=(last - span * 0.02).date(), status="planned"),
+    ]
+
+
 def series_frame(units: list[str], per: int = 600) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     cycle = np.tile(np.arange(1, per + 1), len(units))
@@ -220,9 +246,10 @@ def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
     binned = charts.histogram(scores_frame(units), "score", ["group", "timepoint"], bins=20, range_=(0, 100))
     own = units[1]
     return {
-        "funnel": lambda **kw: charts.funnel_chart(rows, funnel_curve(), highlight=own, **kw),
-        "caterpillar": lambda **kw: charts.caterpillar_chart(rows, highlight=own, **kw),
-        "caterpillar_oe": lambda **kw: charts.caterpillar_chart(rows, highlight=own, value="oe", **kw),
+        # the improvement cycle's targets and actions drawn too (issue 14): the longest texts those charts carry
+        "funnel": lambda **kw: charts.funnel_chart(rows, funnel_curve(), highlight=own, targets=TARGETS, **kw),
+        "caterpillar": lambda **kw: charts.caterpillar_chart(rows, highlight=own, targets=TARGETS, **kw),
+        "caterpillar_oe": lambda **kw: charts.caterpillar_chart(rows, highlight=own, value="oe", targets=TARGETS, **kw),
         "crude_vs_adjusted": lambda **kw: charts.crude_vs_adjusted_chart(rows, highlight=own, **kw),
         "small_multiples": lambda **kw: charts.small_multiples_chart(several, highlight=own, **kw),
         "prom_response": lambda **kw: charts.prom_response_chart(
@@ -234,9 +261,15 @@ def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
             scale=Scale(),
             **kw,
         ),
-        "trend": lambda **kw: charts.trend_chart(spc_frame(), kind="proportion", **kw),
-        "cusum": lambda **kw: charts.cusum_chart(series_frame(units[:1]), direction="lower", **kw),
-        "vlad": lambda **kw: charts.vlad_chart(series_frame(units[:3]), highlight=own, **kw),
+        "trend": lambda **kw: charts.trend_chart(
+            spc_frame(), kind="proportion", targets=TARGETS, actions=actions(spc_frame()["period"]), **kw
+        ),
+        "cusum": lambda **kw: charts.cusum_chart(
+            series_frame(units[:1]), direction="lower", actions=actions(series_frame(units[:1])["date"]), **kw
+        ),
+        "vlad": lambda **kw: charts.vlad_chart(
+            series_frame(units[:3]), highlight=own, actions=actions(series_frame(units[:3])["date"]), **kw
+        ),
         "distribution": lambda **kw: charts.score_distribution_chart(
             binned, scale=Scale(), timepoints=TIMEPOINTS, **kw
         ),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from vbhc import models
+from vbhc import improvement, models
 from vbhc.cli import main
+from vbhc.demo_history import DEMO_VIEWER
 from vbhc.registry import condition_volumes
 from vbhc.store import get_engine, row_counts
 
@@ -34,7 +35,10 @@ def test_demo_then_reimport_adds_zero_rows(cli_db, tmp_path, capsys):
     assert counts["care_cycles"] == 2000
     assert counts["prom_responses"] > 10_000
     assert (out / "truth.json").exists()
-    assert "new signal(s)" in capsys.readouterr().out  # the stored results were turned into signals
+    printed = capsys.readouterr().out
+    assert "new signal(s)" in printed  # the stored results were turned into signals
+    assert "Improvement history: " in printed  # vbhc.demo_history: targets, explanations and two actions
+    assert len(improvement.actions(cli_db, DEMO_VIEWER)) == 2 and improvement.targets(cli_db, DEMO_VIEWER)
     runs = _detections(cli_db)
     assert runs == len(condition_volumes(engine=cli_db))
 

@@ -38,6 +38,7 @@ PAGES = [
     "views/overview.py",
     "views/condition_team.py",
     "views/meeting.py",
+    "views/board.py",
     "views/proms.py",
     "views/compare.py",
     "views/cost_value.py",
@@ -45,7 +46,7 @@ PAGES = [
     "views/audit.py",
     "views/methods.py",
 ]
-INDICATOR_PAGES = PAGES[:6]  # with the meeting page
+INDICATOR_PAGES = PAGES[:7]  # with the meeting page and the board review
 
 #: Names and abbreviations a Dutch text uses as they are.
 ALLOW = {

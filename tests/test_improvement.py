@@ -516,3 +516,20 @@ def test_detection_reads_the_persisted_results_of_the_dataset_version(engine, tm
     spc = improvement.flags_in(stored, [Rule.SPC])  # a chart per unit x indicator from the stored per-cycle values
     assert all(f.rule == "spc" and f.side in ("better", "worse") for f in spc)
     assert improvement.detect_signals(engine, "import", conditions=["hip_osteoarthritis"])[0].already_done
+
+
+def test_the_spreadsheet_round_trip_uses_the_public_interface_only():
+    """vbhc.improvement_sheets writes through improvement's public functions (check_values, current_version,
+    write_versions), so the store's internals can change without breaking the round trip."""
+    import ast
+
+    source = (Path(improvement.__file__).parent / "improvement_sheets.py").read_text(encoding="utf-8")
+    imported = [
+        alias.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.module == "vbhc.improvement"
+        for alias in node.names
+    ]
+    assert imported and [name for name in imported if name.startswith("_")] == []
+    assert not re.search(r"improvement\._[a-z]", source)
+    assert set(imported) <= set(improvement.__all__)

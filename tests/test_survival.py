@@ -17,6 +17,7 @@ from statsmodels.duration.survfunc import SurvfuncRight
 from vbhc import survival
 from vbhc.catalog import CaseMixVariable, default_catalog
 from vbhc.demo import AS_OF, CASEMIX_ONLY, FOLLOW_UP_FILE, PLANTED_SURVIVAL, generate_demo
+from vbhc.external import own_summary
 from vbhc.indicators import ConditionData, compute_indicators, funnel_curve
 from vbhc.verdict import verdict
 
@@ -192,6 +193,9 @@ def test_planted_survival_outlier_is_found_and_the_casemix_only_unit_is_not(regi
     others = table.xs("survival_5y").drop(index=[outlier])
     assert (others["assessment_998"] != "worse").all()
     assert np.isfinite(table["ph_p_value"]).all()
+    # national summary figures carry n and events, not follow-up: survival is named as not exchanged
+    shared = own_summary(result)
+    assert {"survival_1y", "survival_5y"} <= set(shared.not_carried) and shared.frame.empty
     # the department table reuses the hospital table's Cox fit (the unit level does not enter it)
     fit = data.cox["survival_5y"]
     departments = compute_indicators(data, "department", indicators=["survival_5y"])

@@ -22,8 +22,9 @@ from vbhc.settings import access_file
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 INDICATOR_PAGES = ("overview", "condition_team", "proms", "compare", "cost_value")
-#: Pages of the outcome roles besides the indicator pages: the improvement meeting (a manager reads its status).
-OUTCOME_PAGES = (*INDICATOR_PAGES, "meeting")
+#: Pages of the outcome roles besides the indicator pages: the improvement meeting (a manager reads its status) and
+#: the board's review of every team's improvement cycle (counts; a care team sees its own conditions).
+OUTCOME_PAGES = (*INDICATOR_PAGES, "meeting", "board")
 
 
 def _secrets_have_auth() -> bool:

@@ -396,6 +396,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     built when clicked, through vbhc.access.export_file: checked again there and recorded in the audit log with
     the file's SHA-256. Small-number rules apply in vbhc.reports."""
     from vbhc.reports import build_pdf, build_workbook
+    from vbhc.reports.followup import read_follow_up
 
     viewer = auth.current()
     exportable = [r for r in results if access.may_export(viewer, r.condition)]
@@ -417,7 +418,13 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
         t("download.excel", lang),
         data=lambda: access.export_file(
             viewer,
-            lambda: build_workbook(exportable, lang=lang, batches=batches, include_patient_rows=with_rows),
+            lambda: build_workbook(
+                exportable,
+                lang=lang,
+                batches=batches,
+                include_patient_rows=with_rows,
+                follow_up=read_follow_up(engine, viewer, [r.condition for r in exportable]),
+            ),
             what="excel_report",
             file_name=xlsx_name,
             condition=single,
@@ -435,7 +442,13 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
             t("download.pdf", lang),
             data=lambda: access.export_file(
                 viewer,
-                lambda: build_pdf(exportable[0], unit, lang=lang, batches=batches),
+                lambda: build_pdf(
+                    exportable[0],
+                    unit,
+                    lang=lang,
+                    batches=batches,
+                    follow_up=read_follow_up(engine, viewer, [single]),
+                ),
                 what="pdf_report",
                 file_name=pdf_name,
                 condition=single,

@@ -23,17 +23,18 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import improvement, models
+from vbhc import improvement, minutes, models
 from vbhc.access import Viewer, may_edit_improvement, may_export, may_set_norms
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.improvement import ALL_UNITS, FINISHED, Overdue
 from vbhc.improvement_sheets import SHEETS, SheetImport, import_actions, import_targets
+from vbhc.meeting import default_meeting_date
 from vbhc.registry import unit_parts
 
 __all__ = [
-    "PERCENT_KINDS",
     "Agenda",
     "TargetRow",
+    "belongs_to_unit",
     "error_text",
     "from_shown",
     "import_workbook",
@@ -41,9 +42,6 @@ __all__ = [
     "to_shown",
     "unit_values",
 ]
-
-#: Indicator kinds shown (and typed in a form) as percentages while stored as fractions.
-PERCENT_KINDS = PROPORTION_KINDS
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class Agenda:
         return [s for s in self.open_signals if s.status == improvement.SignalStatus.EXPLAINED]
 
 
-def _belongs(item_unit: str, unit: str | None) -> bool:
+def belongs_to_unit(item_unit: str, unit: str | None) -> bool:
     """An item of every unit, of the unit itself, or of its hospital when one of the two is a whole hospital."""
     if unit is None or item_unit in (ALL_UNITS, unit):
         return True
@@ -116,7 +114,7 @@ def meeting_agenda(
     engine: Engine,
     viewer: Viewer,
     condition: str,
-    since: dt.date,
+    since: dt.date | None = None,
     *,
     unit: str | None = None,
     values: Mapping[str, float] | None = None,
@@ -124,12 +122,16 @@ def meeting_agenda(
 ) -> Agenda:
     """The agenda of the condition's meeting for `unit`, since the previous meeting on `since`. `values` are the
     unit's current indicator values (unit_values of the stored result) for judging the targets. Read through
-    vbhc.improvement, so its role rules hold: a manager gets their own units' status only."""
+    vbhc.improvement, so its role rules hold: a manager gets their own units' status only. `since` None: the last
+    recorded meeting of the condition and unit (vbhc.minutes), else the first day of the month."""
     today = today or dt.date.today()
+    if since is None:
+        since = minutes.last_meeting_date(engine, viewer, condition, unit=unit, on_or_before=today)
+        since = since or default_meeting_date(today)
     values = values or {}
 
     def mine(items: list[Any]) -> list[Any]:
-        return [i for i in items if _belongs(i.unit, unit)]
+        return [i for i in items if belongs_to_unit(i.unit, unit)]
 
     new = mine(improvement.new_signals_since(engine, viewer, condition, since))
     open_signals = mine(improvement.signals(engine, viewer, condition, open_only=True))
@@ -158,13 +160,14 @@ def meeting_agenda(
 
 
 def to_shown(value: float, kind: str) -> float:
-    """A stored indicator value as a person reads and types it: percentages for yes/no indicators."""
-    return value * 100 if kind in PERCENT_KINDS else value
+    """A stored indicator value as a person reads and types it: percentages for the kinds stored as fractions
+    (vbhc.catalog.PROPORTION_KINDS: yes/no indicators, a textbook outcome)."""
+    return value * 100 if kind in PROPORTION_KINDS else value
 
 
 def from_shown(value: float, kind: str) -> float:
     """What a person typed (a percentage for yes/no indicators) as the stored value."""
-    return value / 100 if kind in PERCENT_KINDS else value
+    return value / 100 if kind in PROPORTION_KINDS else value
 
 
 def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str) -> tuple[str, SheetImport]:

@@ -71,6 +71,10 @@ DAYS_PER_YEAR = 365.25
 VALUE_OUTCOME_KINDS = ("proportion", "prom_score", "prom_change", "prom_mic", "composite")
 
 
+#: What happens to external figures computed under another definition version than the catalog's (vbhc.external).
+OTHER_VERSION_RULES = ("refuse", "warn")
+
+
 class CatalogError(ValueError):
     """A catalog file is malformed; the message names the file and the key."""
 
@@ -261,6 +265,10 @@ class Indicator:
     key: bool = False
     components: tuple[Component, ...] = ()  # composite indicators only
     years: float | None = None  # survival indicators only: the horizon (years from the index date)
+    # the definition's version: figures computed under another version are not silently compared
+    # (vbhc.external); other_version says whether such figures are refused or accepted with a warning
+    version: str = "1"
+    other_version: str = "refuse"
 
     @property
     def higher_is_better(self) -> bool:
@@ -364,6 +372,15 @@ class Catalog:
 
 
 # --- validation helpers -------------------------------------------------------------------------------
+
+
+def _version(ir: _Reader) -> str:
+    """An indicator's definition version: text or a whole number in the TOML file ("2" and 2 are the same)."""
+    value = ir.get("version", (str, int), "1")
+    text = str(value).strip()
+    if not text or len(text) > 20:
+        raise ir.fail("version", f"must be 1 to 20 characters, got {value!r}")
+    return text
 
 
 class _Reader:
@@ -662,6 +679,8 @@ def _load_condition(
             key=ir.get("key", bool, False),
             components=_components(ir, kind, outcome_by_id),
             years=_years(ir, kind),
+            version=_version(ir),
+            other_version=ir.one_of("other_version", OTHER_VERSION_RULES, "refuse"),
         )
         if ind.min_n < 0:
             raise ir.fail("min_n", f"must be 0 or more, got {ind.min_n}")

@@ -43,13 +43,16 @@ import json
 import re
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from vbhc.catalog import BINARY_KINDS, DAYS_PER_YEAR, PROPORTION_KINDS
-from vbhc.i18n import BABEL_LOCALES, fmt_number, fmt_percent, t
+from vbhc.i18n import BABEL_LOCALES, fmt_date, fmt_number, fmt_percent, format_value, t
+
+if TYPE_CHECKING:  # the improvement cycle's items; this module draws them and needs no database
+    from vbhc.models import ImprovementAction, ImprovementTarget
 
 # --------------------------------------------------------------------------------------------- constants
 
@@ -93,6 +96,14 @@ PALETTE: dict[str, str] = {
 HIGHLIGHT_COLOUR = "#000000"  # outline and label of the own unit
 SIGNAL_COLOUR = "#CC79A7"  # reddish purple: an SPC/CUSUM signal that has no direction of its own
 LINE_COLOUR = "#555555"  # limits, benchmark lines
+#: Target lines (vbhc.improvement targets, by TargetKind value): the team's own goal and an external norm, told
+#: apart by colour (Okabe–Ito bluish green and orange, free of the assessment colours) and by dash.
+TARGET_STYLES: dict[str, tuple[str, list[int]]] = {
+    "team_goal": ("#009E73", [10, 4]),
+    "external_norm": ("#E69F00", [3, 3]),
+}
+ACTION_COLOUR = "#000000"  # an improvement action's start: a dotted rule with the action's title
+ACTION_DASH = [2, 4]
 #: Okabe–Ito categorical colours (without black and yellow, which do not read as lines on white).
 CATEGORICAL = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#999999", "#000000", "#F0E442"]
 
@@ -433,10 +444,10 @@ class _Data:
     def __init__(self) -> None:
         self.sets: dict[str, list[dict[str, Any]]] = {}
 
-    def __call__(self, frame: pd.DataFrame | list[dict[str, Any]]) -> dict[str, str]:
+    def __call__(self, frame: pd.DataFrame | list[dict[str, Any]], *, prefix: str = "data") -> dict[str, str]:
         rows = frame if isinstance(frame, list) else _records(frame)
         digest = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode(), usedforsecurity=False)
-        name = f"data-{digest.hexdigest()[:16]}"
+        name = f"{prefix}-{digest.hexdigest()[:16]}"
         self.sets[name] = rows
         return {"name": name}
 
@@ -584,9 +595,14 @@ def with_highlight(spec: dict[str, Any], highlight: str | None) -> dict[str, Any
 
 def chart_table(spec: dict[str, Any]) -> pd.DataFrame:
     """The data a chart draws, as a table for a CSV download: its main dataset (the one with the most columns:
-    the units, the series or the histogram, not a benchmark line), columns named as in the chart's tooltips
+    the units, the series or the histogram, not a benchmark line nor a target or action drawn over it), columns
+    named as in the chart's tooltips
     (so in the viewer's language); columns the chart only uses internally are left out."""
-    sets = [rows for rows in (spec.get("datasets") or {}).values() if isinstance(rows, list) and rows]
+    sets = [
+        rows
+        for name, rows in (spec.get("datasets") or {}).items()
+        if isinstance(rows, list) and rows and not str(name).startswith(f"{NOTE_PREFIX}-")
+    ]
     if not sets:
         return pd.DataFrame()
     rows = max(sets, key=lambda r: (len(r[0]), len(r)))
@@ -864,6 +880,190 @@ def _target_rule(
     }
 
 
+# ------------------------------------------------------------------------------- targets and actions (issue 14)
+
+#: Datasets of annotations (target lines, action marks) are named with this prefix: chart_table leaves them out.
+NOTE_PREFIX = "note"
+#: Lines an action's title takes at the top of the plot; a longer title is shortened at a word, with "…" (its
+#: tooltip has the whole title). Three lines of the plot's width hold about 110 characters on a phone.
+ACTION_LINES = 3
+
+
+def target_name(target: ImprovementTarget, kind: str, lang: str) -> str:
+    """A target line's legend text: whose target and when it is met, e.g. "Team goal ≤ 5.0%" or "External norm
+    ≥ 80%". An external norm's source is in the line's tooltip (a registry's name would not fit a phone's legend)."""
+    sign = "≤" if str(target.direction) == "at_most" else "≥"
+    return f"{t(f'improvement.target_{target.kind}', lang)} {sign} {format_value(float(target.value), kind, lang)}"
+
+
+def _source(target: ImprovementTarget) -> str:
+    return " ".join(str(getattr(target, "source", "") or "").split())
+
+
+def _usable_targets(targets: Sequence[ImprovementTarget] | None) -> list[ImprovementTarget]:
+    return [
+        tg
+        for tg in targets or ()
+        if str(tg.kind) in TARGET_STYLES and tg.value is not None and np.isfinite(float(tg.value))
+    ]
+
+
+def _target_lines(
+    data: _Data,
+    targets: Sequence[ImprovementTarget] | None,
+    kind: str,
+    lang: str,
+    width: int,
+    *,
+    channel: str,
+    magnitude: float | None = None,
+    per: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Layers of the targets in force: one rule per target across the plot (`channel` "y" for a horizontal line,
+    "x" for a vertical one), coloured and dashed by kind (TARGET_STYLES), named in a legend of their own. `per`:
+    the value axis is the indicator divided by it (an O/E axis: the benchmark rate); the legend keeps the rate."""
+    shown = _usable_targets(targets)
+    if not shown:
+        return []
+    names = [target_name(tg, kind, lang) for tg in shown]
+    scale = {"domain": names, "range": [TARGET_STYLES[str(tg.kind)][0] for tg in shown]}
+    legend = _legend(names, width, symbolType="stroke", symbolStrokeWidth=3, title=None)
+    fmt = value_format(kind, magnitude=magnitude) if per == 1.0 else value_format("oe")
+    layers = []
+    for i, (tg, name) in enumerate(zip(shown, names, strict=True)):
+        layers.append(
+            {
+                "data": data(
+                    [{"norm_value": float(tg.value) / per, "norm_name": name, "norm_source": _source(tg)}],
+                    prefix=NOTE_PREFIX,
+                ),
+                "mark": {"type": "rule", "strokeWidth": 2.5, "strokeDash": TARGET_STYLES[str(tg.kind)][1]},
+                "encoding": {
+                    channel: _q("norm_value"),
+                    # one legend for all target lines (the first layer's; the scale is shared)
+                    "stroke": _n("norm_name", None, scale=scale, legend=legend if i == 0 else None),
+                    "tooltip": [
+                        _tip("norm_name", "nominal", label("target_line", lang)),
+                        _tip("norm_value", "quantitative", label("target_value", lang), fmt),
+                        *([_tip("norm_source", "nominal", label("target_source", lang))] if _source(tg) else []),
+                    ],
+                },
+            }
+        )
+    return layers
+
+
+def _target_values(targets: Sequence[ImprovementTarget] | None) -> np.ndarray:
+    """The target values a value axis must include."""
+    return np.array([float(tg.value) for tg in _usable_targets(targets)], dtype=float)
+
+
+def _title_lines(title: str, size: float, room: float) -> list[str]:
+    """An action's title in at most ACTION_LINES lines of `room` px, shortened at a word when longer."""
+    per_line = max(8, int(room / (size * GLYPH)))
+    lines = textwrap.wrap(" ".join(str(title).split()), per_line) or [""]
+    if len(lines) > ACTION_LINES:
+        lines = [
+            *lines[: ACTION_LINES - 1],
+            textwrap.shorten(" ".join(lines[ACTION_LINES - 1 :]), per_line, placeholder=" …"),
+        ]
+    return lines
+
+
+def _action_marks(
+    data: _Data,
+    actions: Sequence[ImprovementAction] | None,
+    x: dict[str, Any],
+    lang: str,
+    width: int,
+    *,
+    first: Any,
+    last: Any,
+) -> list[dict[str, Any]]:
+    """Layers of the improvement actions whose start lies within the chart's time axis (`x`, a temporal encoding;
+    `first` and `last` its data's range): a dotted rule at the start date and the action's title beside it at the
+    top of the plot, each next title below the previous one so they do not overlap. A title is kept inside the
+    plot (moved left of its rule near the right edge); in a phone's container it is smaller and wrapped narrower."""
+    if not actions or x.get("type") != "temporal" or first is None or pd.isna(first) or pd.isna(last):
+        return []
+    lo, hi = pd.Timestamp(first).normalize(), pd.Timestamp(last)
+    shown = sorted(
+        (a for a in actions if lo <= pd.Timestamp(a.start) <= hi), key=lambda a: (pd.Timestamp(a.start), a.title)
+    )
+    if not shown:
+        return []
+    field = x["field"]
+    wide_size = _fonts(width)["text"] - 2
+    phone_size = FONT_SIZES_NARROW["text"] - 1
+    wide_room, phone_room = min(width, COLUMN_WIDTH) - 140, PHONE_PLOT
+    rows, wide_y, phone_y = [], 4.0, 4.0
+    for action in shown:
+        wide, phone = (
+            _title_lines(action.title, wide_size, wide_room),
+            _title_lines(action.title, phone_size, phone_room),
+        )
+        status = str(getattr(action, "status", "") or "")
+        rows.append(
+            {
+                field: pd.Timestamp(action.start).strftime("%Y-%m-%dT00:00:00"),
+                "action": " ".join(str(action.title).split()),
+                "action_start": fmt_date(action.start, lang),
+                "action_status": t(f"improvement.action_{status}", lang) if status else "",
+                "wide": "\n".join(wide),
+                "phone": "\n".join(phone),
+                "wide_px": max(_text_px(s, wide_size) for s in wide) + 4,
+                "phone_px": max(_text_px(s, phone_size) for s in phone) + 4,
+                "wide_y": wide_y,
+                "phone_y": phone_y,
+            }
+        )
+        wide_y += len(wide) * (wide_size + 3) + 4
+        phone_y += len(phone) * (phone_size + 3) + 4
+    marks = data(rows, prefix=NOTE_PREFIX)
+    tips = [
+        _tip("action", "nominal", label("action", lang)),
+        _tip("action_start", "nominal", label("action_start", lang)),
+        _tip("action_status", "nominal", label("action_status", lang)),
+    ]
+    pick = f"{PHONE_PARAM} ? datum.phone{{}} : datum.wide{{}}"
+    return [
+        {
+            "data": marks,
+            "mark": {"type": "rule", "color": ACTION_COLOUR, "strokeWidth": 2, "strokeDash": ACTION_DASH},
+            "encoding": {"x": x, "tooltip": tips},
+        },
+        {
+            "data": marks,
+            "transform": [
+                {"calculate": pick.format("", ""), "as": "text"},
+                {"calculate": pick.format("_px", "_px"), "as": "px"},
+                {"calculate": pick.format("_y", "_y"), "as": "top"},
+            ],
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "baseline": "top",
+                "lineBreak": "\n",
+                "fontSize": _on_phone(phone_size, wide_size) if _stretched(width) else wide_size,
+                "color": ACTION_COLOUR,
+            },
+            "encoding": {
+                # right of the rule, or left of it where the title would pass the plot's right edge
+                "x": {
+                    "value": {
+                        "expr": f"scale('x', toDate(datum[{_js(field)}])) + 4 + datum.px > width"
+                        f" ? max(scale('x', toDate(datum[{_js(field)}])) - 4 - datum.px, 0)"
+                        f" : scale('x', toDate(datum[{_js(field)}])) + 4"
+                    }
+                },
+                "y": {"value": {"expr": "datum.top"}},
+                "text": _n("text"),
+                "tooltip": tips,
+            },
+        },
+    ]
+
+
 def _unit_label_px(units: Sequence[str], width: int) -> float:
     """Room the unit names take on a y axis."""
     size = _fonts(width)["axis_label"]
@@ -917,9 +1117,11 @@ def funnel_chart(
     lang: str = "en",
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    targets: Sequence[ImprovementTarget] | None = None,
 ) -> Spec:
     """Funnel plot of one indicator: units at (n, adjusted value), target line, 95% (dashed) and 99.8% (solid)
-    control limits from `curve` (columns precision, level, lower, upper), the own unit labelled."""
+    control limits from `curve` (columns precision, level, lower, upper), the own unit labelled. `targets` are
+    the team goal and external norm in force (vbhc.annotations.chart_targets), drawn as lines of their own."""
     lang = _check_lang(lang)
     _one_indicator(rows, "funnel_chart")
     name = _indicator_label(rows, lang)
@@ -939,6 +1141,7 @@ def funnel_chart(
         units["value"].to_numpy(),
         near["limit"].to_numpy(),
         np.array([target], dtype=float) if target is not None else np.array([]),
+        _target_values(targets),
         kind=kind,
     )
     x = _q("precision", _axis_title(label("n_axis", lang), width), axis={"format": ",.0f"})
@@ -969,6 +1172,7 @@ def funnel_chart(
         )
     if target is not None and np.isfinite(float(target)):
         layers.append(_target_rule(data, float(target), kind, lang, channel="y", magnitude=magnitude))
+    layers += _target_lines(data, targets, kind, lang, width, channel="y", magnitude=magnitude)
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
@@ -1079,8 +1283,13 @@ def _interval_panel(
     legend: bool | Sequence[str] = True,
     zero_rule: bool = False,
     x_title: str | None = None,
+    targets: Sequence[ImprovementTarget] | None = None,
+    benchmark: float | None = None,
 ) -> dict[str, Any]:
-    """Units down the y axis (best first, a fixed height per unit), value with 95% CI across; benchmark rule."""
+    """Units down the y axis (best first, a fixed height per unit), value with 95% CI across; benchmark rule and
+    the lines of `targets`. On an O/E axis a target rate T lies at T / `benchmark` (the adjusted rate is O/E x
+    the benchmark rate, vbhc.indicators), so the line crosses the units exactly where their adjusted rate meets
+    it; without a benchmark rate no target is drawn there."""
     order = _sort_units(units, direction)
     if legend is True:
         legend = units["assessment"].tolist()
@@ -1090,6 +1299,11 @@ def _interval_panel(
         values.append(np.array([target]))
     if zero_rule:
         values.append(np.array([0.0]))
+    per = 1.0
+    if value == "oe":
+        ok = benchmark is not None and np.isfinite(float(benchmark)) and float(benchmark) > 0
+        targets, per = (targets, float(benchmark)) if ok else (None, 1.0)
+    values.append(_target_values(targets) / per)
     domain = _value_domain(*values, kind=fmt_kind)
     if bars and domain:
         domain[0] = min(domain[0], 0.0)
@@ -1134,6 +1348,7 @@ def _interval_panel(
         )
     if target is not None and np.isfinite(target):
         layers.append(_target_rule(data, float(target), fmt_kind, lang, channel="x", magnitude=magnitude))
+    layers += _target_lines(data, targets, kind, lang, width, channel="x", magnitude=magnitude, per=per)
     if not bars:
         layers.append(_points(unit_data, {"y": y, "x": x, "tooltip": tips}, lang, width, legend=legend))
     return {"height": _step(width) * max(len(order), 3), "layer": layers}
@@ -1147,11 +1362,13 @@ def caterpillar_chart(
     value: str = "adjusted",
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    targets: Sequence[ImprovementTarget] | None = None,
 ) -> Spec:
     """One indicator's units sorted best first with their 95% CI and the benchmark rule, one row per unit.
 
     value="adjusted" (default) draws adjusted_value [adjusted_lower, adjusted_upper] against the target;
-    value="oe" draws O/E [oe_lower, oe_upper] against 1.
+    value="oe" draws O/E [oe_lower, oe_upper] against 1. `targets` (team goal, external norm in force) are drawn
+    as lines of their own, on an O/E axis at the target rate / the benchmark rate.
     """
     lang = _check_lang(lang)
     _one_indicator(rows, "caterpillar_chart")
@@ -1171,6 +1388,8 @@ def caterpillar_chart(
         direction=_first(rows, "direction"),
         value=value,
         target=None if target is None else float(target),
+        targets=targets,
+        benchmark=_first(rows, "target") if value == "oe" else None,
     )
     subtitle = label("oe_sub" if value == "oe" else "caterpillar_sub", lang)
     return _finish({"title": _title(title, subtitle, width), **panel}, data, lang, width, highlight=highlight)
@@ -1484,10 +1703,20 @@ def prom_change_chart(
 
 
 def trend_chart(
-    spc: pd.DataFrame, *, kind: str, lang: str = "en", title: str | None = None, width: int = DEFAULT_WIDTH
+    spc: pd.DataFrame,
+    *,
+    kind: str,
+    lang: str = "en",
+    title: str | None = None,
+    width: int = DEFAULT_WIDTH,
+    targets: Sequence[ImprovementTarget] | None = None,
+    actions: Sequence[ImprovementAction] | None = None,
 ) -> Spec:
     """SPC chart of one unit's indicator per period: the value (p for a p chart, else value), centre line,
     control limits, points with a run-rule signal highlighted, and for p charts the case-mix expected rate.
+    A chart rebased into phases (vbhc.spc, column `segment`) draws each phase's centre line and limits apart, so
+    before and after an action are not joined. `targets` (team goal, external norm) are drawn as lines, `actions`
+    as a dotted rule at their start with their title (those starting within the chart's periods).
 
     `kind` is the indicator kind (it sets the number format); "p" and "xmr" are accepted too.
     """
@@ -1538,9 +1767,19 @@ def trend_chart(
     ]
     if p_chart and np.isfinite(wide["expected"]).any():
         series.append(("expected", label("expected_rate", lang), "#56B4E9", [3, 3]))
+    phase = spc["segment"].to_numpy() if "segment" in spc.columns else np.zeros(len(spc), int)
     long = pd.concat(
         [
-            pd.DataFrame({"period": wide["period"], "y": wide[col], "series": name, "key": col})
+            pd.DataFrame(
+                {
+                    "period": wide["period"],
+                    "y": wide[col],
+                    "series": name,
+                    "key": col,
+                    # one line per phase: a rebased chart's limits and centre are not joined across the rebase
+                    "line": [f"{col}-{p}" if col != "value" else col for p in phase],
+                }
+            )
             for col, name, _, _ in series
         ],
         ignore_index=True,
@@ -1563,7 +1802,7 @@ def trend_chart(
             legend=_legend(names, width, symbolType="stroke", symbolStrokeWidth=3),
         ),
         "strokeDash": _n("series", None, scale={"domain": names, "range": [styles[n][1] for n in names]}),
-        "detail": _n("key"),
+        "detail": _n("line"),
     }
     is_limit = long["key"].isin(["upper", "lower"])
     data = _Data()
@@ -1610,6 +1849,9 @@ def trend_chart(
             },
         },
     ]
+    layers += _target_lines(data, targets, kind, lang, width, channel="y", magnitude=_magnitude(wide["value"]))
+    if temporal and len(wide):
+        layers += _action_marks(data, actions, x, lang, width, first=wide["period"].min(), last=wide["period"].max())
     body = {"title": _title(title, chart_name, width), "height": 400 if width >= NARROW else 300, "layer": layers}
     return _finish(body, data, lang, width)
 
@@ -1706,6 +1948,20 @@ def _series_tooltips(lang: str, columns: Sequence[str]) -> list[dict[str, Any]]:
     return tips
 
 
+def _series_actions(
+    data: _Data,
+    actions: Sequence[ImprovementAction] | None,
+    x: dict[str, Any],
+    series: pd.DataFrame,
+    lang: str,
+    width: int,
+) -> list[dict[str, Any]]:
+    """The action marks of a per-cycle series over its index dates."""
+    if not actions or "date" not in series.columns or not series["date"].notna().any():
+        return []
+    return _action_marks(data, actions, x, lang, width, first=series["date"].min(), last=series["date"].max())
+
+
 def _js(text: str) -> str:
     """A Vega expression string literal."""
     return json.dumps(text, ensure_ascii=False)
@@ -1719,11 +1975,13 @@ def cusum_chart(
     direction: str | None = None,
     max_points: int = MAX_SERIES_POINTS,
     width: int = DEFAULT_WIDTH,
+    actions: Sequence[ImprovementAction] | None = None,
 ) -> Spec:
     """Risk-adjusted CUSUM over the index date: the upward chart above 0 and the downward chart below 0 in two
     colours of the palette, alarm limits at ±h and alarms marked with triangles; all of them in the legend.
     `direction` ("lower"/"higher" is better for the outcome) colours the alarms as worse or better; without it
-    they get the neutral signal colour. Long series are thinned to ~max_points rows."""
+    they get the neutral signal colour. Long series are thinned to ~max_points rows. `actions` are marked at
+    their start date (a series without dates has no time axis to mark them on)."""
     lang = _check_lang(lang)
     title = label("cusum", lang)
     if frame.empty:
@@ -1814,6 +2072,7 @@ def cusum_chart(
                 "encoding": {"x": x, "y": _q(y_col), "color": colour, "shape": shape, "tooltip": tips},
             }
         )
+    layers += _series_actions(data, actions, x, series, lang, width)
     body = {
         "title": _title(title, label("cusum_sub", lang), width),
         "height": 420 if width >= NARROW else 300,
@@ -1829,9 +2088,11 @@ def vlad_chart(
     max_points: int = MAX_SERIES_POINTS,
     highlight: str | None = None,
     width: int = DEFAULT_WIDTH,
+    actions: Sequence[ImprovementAction] | None = None,
 ) -> Spec:
     """Variable life-adjusted display: cumulative expected minus observed events over the index date, per unit
-    (a legend when there are several). Long series are thinned to ~max_points rows (peaks and troughs kept)."""
+    (a legend when there are several). Long series are thinned to ~max_points rows (peaks and troughs kept).
+    `actions` are marked at their start date, as on the CUSUM chart."""
     lang = _check_lang(lang)
     title = label("vlad", lang)
     if frame.empty:
@@ -1858,6 +2119,7 @@ def vlad_chart(
     layers = [
         {"data": data([{"y": 0.0}]), "mark": {"type": "rule", "color": "#BBBBBB"}, "encoding": {"y": _q("y")}},
         {"data": data(series), "mark": {"type": "line", "strokeWidth": 2.5}, "encoding": encoding},
+        *_series_actions(data, actions, encoding["x"], series, lang, width),
     ]
     body = {
         "title": _title(title, label("vlad_sub", lang), width),

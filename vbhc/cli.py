@@ -1,4 +1,4 @@
-"""The `vbhc` command: init, demo, import, precompute, status, report, audit, serve."""
+"""The `vbhc` command: init, demo, import, precompute, status, report, audit, external, serve."""
 
 from __future__ import annotations
 
@@ -110,9 +110,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         files.insert(files.index(next(f for f in files if f.name == "clinical_outcomes.csv")), result.follow_up)
     if args.no_import:
         return 0
-    return _cmd_import(
-        argparse.Namespace(files=files, by="demo", force=False, precompute=getattr(args, "precompute", True))
-    )
+    precompute = getattr(args, "precompute", True)
+    code = _cmd_import(argparse.Namespace(files=files, by="demo", force=False, precompute=precompute))
+    return code or (_demo_history(result.truth_path) if precompute else 0)
+
+
+def _demo_history(truth_path: Path) -> int:
+    """The demo's improvement history (vbhc.demo_history): targets, explained signals and two actions, written
+    after the signals were detected on the stored results (so only when the views were precomputed)."""
+    import json
+
+    from vbhc.demo_history import benchmarks_from_store, write_history
+    from vbhc.results import ResultStore
+    from vbhc.store import get_engine
+
+    engine = get_engine()
+    if not ResultStore(engine).enabled:
+        return 0
+    truth = json.loads(Path(truth_path).read_text(encoding="utf-8"))
+    conditions = sorted({o["condition"] for o in truth.get("outliers", []) if o["hospital"] == truth["own_hospital"]})
+    print(write_history(engine, truth, benchmarks_from_store(engine, conditions)).summary())
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -212,6 +230,87 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"vbhc report: {exc}", file=sys.stderr)
         return 2
     print(f"Report written to {path} in {time.perf_counter() - started:.1f} s (recorded in the audit log)")
+    return 0
+
+
+def _cmd_external_import(args: argparse.Namespace) -> int:
+    """Store a file of external benchmark figures (vbhc.external): all rows or none, audited."""
+    from vbhc.access import local_viewer
+    from vbhc.external import ExternalRefused, import_figures
+    from vbhc.store import get_engine, upgrade_schema
+
+    engine = get_engine()
+    upgrade_schema(engine)
+    try:
+        done = import_figures(engine, local_viewer(_whoami()), Path(args.file), file_name=Path(args.file).name)
+    except ExternalRefused as exc:
+        print(f"vbhc external import: {exc}; nothing was stored", file=sys.stderr)
+        return 2
+    replaced = f", replacing {done.replaced} older file(s) of this source and period" if done.replaced else ""
+    print(f"{done.rows:,} external figure(s) stored from {Path(args.file).name}{replaced}")
+    for warning in done.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _cmd_external_export(args: argparse.Namespace) -> int:
+    """Write the own hospital's summary figures in the external format (small numbers withheld), audited."""
+    import datetime as dt
+
+    from vbhc import registry
+    from vbhc.access import local_viewer
+    from vbhc.catalog import default_catalog
+    from vbhc.external import export_summary
+    from vbhc.indicators import compute_indicators, load_condition_data, restrict
+    from vbhc.reports.privacy import SuppressionRule
+    from vbhc.store import get_engine, upgrade_schema
+
+    engine = get_engine()
+    upgrade_schema(engine)
+    catalog = default_catalog()
+    problems = []
+    if args.condition not in catalog.conditions:
+        problems.append(f"unknown condition {args.condition!r}: choose from {', '.join(catalog.conditions)}")
+    try:
+        published = dt.date.fromisoformat(args.published) if args.published else dt.date.today()
+    except ValueError:
+        problems.append(f"--published must be a date (YYYY-MM-DD), got {args.published!r}")
+    fmt = args.out.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        problems.append(f"--out must end in .csv or .xlsx, got {args.out.name!r}")
+    units = registry.units(engine)
+    own = args.hospital or sorted(set(units.loc[units["own_hospital"], "hospital"].astype(str)))
+    if not own:
+        problems.append("no own hospital in the registry: name it with --hospital")
+    if problems:
+        print(f"vbhc external export: {problems[0]}", file=sys.stderr)
+        return 2
+    try:
+        data = load_condition_data(args.condition, args.period, engine=engine)
+    except ValueError as exc:
+        print(f"vbhc external export: {exc}", file=sys.stderr)
+        return 2
+    models = None
+    if args.expected_from_registry:  # the collaboration's shared model: fitted on every hospital's patient rows
+        models = compute_indicators(data, args.level).models
+    result = compute_indicators(restrict(data, hospitals=own), args.level)
+    content = export_summary(
+        engine,
+        local_viewer(_whoami()),
+        result,
+        source=args.source,
+        published=published,
+        period=args.period or "all",
+        file_format=fmt,
+        models=models,
+        hospitals=own,
+        rule=SuppressionRule.from_settings(args.suppress_below),
+        file_name=args.out.name,
+    )
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(args.out)
+    print(f"Summary figures of {', '.join(own)} written to {args.out} (recorded in the audit log)")
     return 0
 
 
@@ -333,6 +432,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="who the report is for, as recorded in the audit log (default: VBHC_USER or the OS user)",
     )
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("external", help="benchmark figures from outside: import them, or export the own summary")
+    ext = p.add_subparsers(dest="external_command", required=True)
+    q = ext.add_parser("import", help="validate and store a file of external figures (CSV/XLSX), all or nothing")
+    q.add_argument("file", type=Path)
+    q.set_defaults(func=_cmd_external_import)
+    q = ext.add_parser("export", help="write the own hospital's summary figures in the same format")
+    q.add_argument("--condition", required=True, help="condition id")
+    q.add_argument("--period", help="2024, 2024Q2, 2022-2024, ... (default: all dates)")
+    q.add_argument("--level", default="hospital", help="unit level: hospital or department")
+    q.add_argument("--hospital", action="append", help="own hospital code (default: the registry's own hospital)")
+    q.add_argument("--source", required=True, help="the name partners see, e.g. 'UMC X 2024'")
+    q.add_argument("--published", default=None, help="publication date YYYY-MM-DD (default: today)")
+    q.add_argument(
+        "--expected-from-registry",
+        action="store_true",
+        help="expected counts from the case-mix model of every hospital in this registry (a shared model)",
+    )
+    q.add_argument(
+        "--suppress-below", type=int, default=None, help="small-number threshold (default VBHC_SUPPRESS_BELOW or 10)"
+    )
+    q.add_argument("--out", required=True, type=Path, help="file to write: .csv or .xlsx")
+    q.set_defaults(func=_cmd_external_export)
 
     p = sub.add_parser("serve", help="start the dashboard (creates the demo registry on first run)")
     p.add_argument("--port", type=int, default=8501)

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
-from vbhc.access import Permission, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
+from vbhc.access import Permission, Role, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.registry import UNIT_LEVELS, unit_parts
@@ -57,13 +57,20 @@ __all__ = [
     "Side",
     "SignalStatus",
     "TargetKind",
+    "Write",
     "actions",
+    "check_values",
+    "checked_choice",
+    "checked_date",
+    "checked_text",
     "create_action",
+    "current_version",
     "decide_signal",
     "detect_signals",
     "explain_signal",
     "flags_in",
     "history",
+    "item_kind",
     "new_signals_since",
     "norm_involved",
     "overdue",
@@ -75,6 +82,7 @@ __all__ = [
     "targets",
     "update_action",
     "update_target",
+    "write_versions",
 ]
 
 
@@ -368,7 +376,8 @@ def _check_indicator(condition: str, indicator: str, catalog: Catalog) -> str:
     return indicator
 
 
-def _choice(enum: type[StrEnum], value: object, name: str) -> str:
+def checked_choice(enum: type[StrEnum], value: object, name: str) -> str:
+    """One of the enum's values, or the one-line refusal naming the field (also for vbhc.minutes)."""
     try:
         return str(enum(str(value)))
     except ValueError:
@@ -376,7 +385,8 @@ def _choice(enum: type[StrEnum], value: object, name: str) -> str:
         raise ImprovementError("unknown_value", field=name, value=str(value), allowed=allowed) from None
 
 
-def _text(value: object, name: str, *, required: bool = False, limit: int = MAX_TEXT_CHARS) -> str:
+def checked_text(value: object, name: str, *, required: bool = False, limit: int = MAX_TEXT_CHARS) -> str:
+    """A stripped text within the length limit (required: not empty), else the one-line refusal."""
     text = "" if value is None else str(value).strip()
     if required and not text:
         raise ImprovementError("empty", field=name)
@@ -395,7 +405,8 @@ def _number(value: object, name: str) -> float:
     return number
 
 
-def _date(value: object, name: str) -> dt.date:
+def checked_date(value: object, name: str) -> dt.date:
+    """A date from a date, a datetime or ISO text, else the one-line refusal naming the field."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -407,17 +418,33 @@ def _date(value: object, name: str) -> dt.date:
 
 
 def _unit(value: object) -> str:
-    return _text(value, "unit", limit=200)
+    return checked_text(value, "unit", limit=200)
 
 
 # --------------------------------------------------------------------------------------------- visibility
-def _visible(viewer: Viewer, condition: str, unit: str) -> bool:
+def _visible(viewer: Viewer, condition: str, unit: str, divisions: Mapping[tuple[str, str], str] | None = None) -> bool:
     if not may_view_condition(viewer, condition):
         return False
     if unit == ALL_UNITS:
         return True
     hospital, department = unit_parts(unit)
-    return may_see_unit(viewer, condition, hospital, department)
+    division = (divisions or {}).get((hospital, department or ""))
+    return may_see_unit(viewer, condition, hospital, department, division)
+
+
+def _divisions(engine: Engine, viewer: Viewer) -> dict[tuple[str, str], str]:
+    """(hospital, department) -> division, read only for a manager whose grant names divisions: their departments'
+    items are theirs to read, as the departments' indicator rows are (vbhc.access.indicator_rows)."""
+    if not any(s.divisions for s in viewer.scopes_for(Role.MANAGER)):
+        return {}
+    from vbhc.registry import units
+
+    frame = units(engine)
+    return {
+        (str(h), str(d)): str(v)
+        for h, d, v in zip(frame["hospital"], frame["department"], frame["division"], strict=True)
+        if v is not None and not (isinstance(v, float) and np.isnan(v))
+    }
 
 
 def _as_shown(viewer: Viewer, item: Item) -> Item:
@@ -437,7 +464,8 @@ def _readable(
         where = (*where, table.c.condition == condition)
     with engine.connect() as conn:
         items = _current(conn, kind, *where)
-    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit)]
+    divisions = _divisions(engine, viewer)
+    return [_as_shown(viewer, i) for i in items if _visible(viewer, i.condition, i.unit, divisions)]
 
 
 def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
@@ -451,7 +479,7 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
         raise ItemNotFound(item_id)
     latest = versions[-1]
     require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what=f"history {item_id}")
-    if not _visible(viewer, latest.condition, latest.unit):
+    if not _visible(viewer, latest.condition, latest.unit, _divisions(engine, viewer)):
         raise ItemNotFound(item_id)
     return [_as_shown(viewer, v) for v in versions]
 
@@ -471,7 +499,7 @@ def _target_values(
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     indicator = _check_indicator(condition, str(merged["indicator"]), catalog)
-    kind = _choice(TargetKind, merged.get("kind") or TargetKind.TEAM_GOAL, "kind")
+    kind = checked_choice(TargetKind, merged.get("kind") or TargetKind.TEAM_GOAL, "kind")
     direction = merged.get("direction")
     if direction in (None, ""):
         ind = next(i for i in catalog.condition(condition).indicators if i.id == indicator)
@@ -482,17 +510,15 @@ def _target_values(
         "unit": _unit(merged.get("unit", ALL_UNITS)),
         "kind": kind,
         "value": _number(merged.get("value"), "value"),
-        "direction": _choice(Direction, direction, "direction"),
-        "source": _text(merged.get("source"), "source"),
-        "valid_from": _date(merged.get("valid_from") or dt.date.today(), "valid_from"),
+        "direction": checked_choice(Direction, direction, "direction"),
+        "source": checked_text(merged.get("source"), "source"),
+        "valid_from": checked_date(merged.get("valid_from") or dt.date.today(), "valid_from"),
         "active": bool(merged.get("active", True)),
     }
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:
-        _may_edit(engine, viewer, condition, "target")
-        if norm_involved(out, current):
-            require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
+        _require_write(engine, viewer, ItemKind.TARGET, out, current)
     return out
 
 
@@ -519,39 +545,24 @@ def set_target(
 ) -> models.ImprovementTarget:
     """A new target for an indicator (all units, or one unit). The direction defaults to the indicator's own
     (lower is better: at most the value). An external norm needs its source and the quality directorate."""
-    values = _target_values(
-        engine,
-        viewer,
-        {
-            "condition": condition,
-            "indicator": indicator,
-            "value": value,
-            "kind": kind,
-            "direction": direction,
-            "unit": unit,
-            "source": source,
-            "valid_from": valid_from,
-        },
-        catalog or default_catalog(),
-    )
-    item_id = _new_item_id(ItemKind.TARGET)
-    return _transaction(
-        engine, lambda conn: _insert_version(conn, viewer, ItemKind.TARGET, item_id, 1, values, Change.CREATED)
-    )
+    values = {
+        "condition": condition,
+        "indicator": indicator,
+        "value": value,
+        "kind": kind,
+        "direction": direction,
+        "unit": unit,
+        "source": source,
+        "valid_from": valid_from,
+    }
+    return _create(engine, viewer, ItemKind.TARGET, values, catalog)
 
 
 def update_target(
     engine: Engine, viewer: Viewer, item_id: str, based_on: int, *, catalog: Catalog | None = None, **changes: Any
 ) -> models.ImprovementTarget:
     """The next version of a target with `changes` (value, direction, unit, source, valid_from, kind, indicator)."""
-    catalog = catalog or default_catalog()
-    _expect(item_id, ItemKind.TARGET)
-    _editable(ItemKind.TARGET, changes)
-
-    def check(current: Item) -> dict[str, Any]:
-        return _target_values(engine, viewer, changes, catalog, current)
-
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+    return _update(engine, viewer, ItemKind.TARGET, item_id, based_on, changes, catalog)
 
 
 def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -> models.ImprovementTarget:
@@ -626,8 +637,8 @@ def explain_signal(
     """new/explained -> explained: the team's conclusion (data error, case mix not captured, real) with its text.
     A real difference needs a text: it is what the next meeting and the reports show beside the indicator."""
     _expect(item_id, ItemKind.SIGNAL)
-    kind = _choice(Explanation, explanation, "explanation")
-    body = _text(text, "explanation_text", required=kind == Explanation.REAL)
+    kind = checked_choice(Explanation, explanation, "explanation")
+    body = checked_text(text, "explanation_text", required=kind == Explanation.REAL)
 
     def check(current: Item) -> dict[str, Any]:
         _may_edit(engine, viewer, current.condition, "signal explanation")
@@ -644,7 +655,7 @@ def decide_signal(
     """explained (or decided, to revise) -> decided: no action, an action, or escalation to the directorate. A
     signal is decided only after it is explained: the decision must rest on a conclusion."""
     _expect(item_id, ItemKind.SIGNAL)
-    choice = _choice(Decision, decision, "decision")
+    choice = checked_choice(Decision, decision, "decision")
 
     def check(current: Item) -> dict[str, Any]:
         _may_edit(engine, viewer, current.condition, "signal decision")
@@ -713,7 +724,7 @@ def _action_values(
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     if check_roles:
-        _may_edit(engine, viewer, condition, "improvement action")
+        _require_write(engine, viewer, ItemKind.ACTION, {"condition": condition}, current)
     linked = merged.get("indicators", "[]")
     indicators = json.loads(linked) if isinstance(linked, str) else list(linked or [])
     indicators = sorted({_check_indicator(condition, str(i), catalog) for i in indicators})
@@ -726,20 +737,20 @@ def _action_values(
         for sid in signal_ids:
             if sid not in found or found[sid].condition != condition:
                 raise ImprovementError("unknown_signal", signal=sid, condition=condition)
-    start, due = _date(merged.get("start"), "start"), _date(merged.get("due"), "due")
+    start, due = checked_date(merged.get("start"), "start"), checked_date(merged.get("due"), "due")
     if due < start:
         raise ImprovementError("due_before_start", start=start.isoformat(), due=due.isoformat())
     return {
         "condition": condition,
         "unit": _unit(merged.get("unit", ALL_UNITS)),
-        "title": _text(merged.get("title"), "title", required=True, limit=300),
-        "owner_role": _text(merged.get("owner_role"), "owner_role", required=True, limit=100),
+        "title": checked_text(merged.get("title"), "title", required=True, limit=300),
+        "owner_role": checked_text(merged.get("owner_role"), "owner_role", required=True, limit=100),
         "start": start,
         "due": due,
-        "status": _choice(ActionStatus, merged.get("status") or ActionStatus.PLANNED, "status"),
+        "status": checked_choice(ActionStatus, merged.get("status") or ActionStatus.PLANNED, "status"),
         "indicators": json.dumps(indicators),
         "signals": json.dumps(signal_ids),
-        "expected_effect": _text(merged.get("expected_effect"), "expected_effect"),
+        "expected_effect": checked_text(merged.get("expected_effect"), "expected_effect"),
     }
 
 
@@ -761,41 +772,26 @@ def create_action(
 ) -> models.ImprovementAction:
     """A new improvement action. The owner is a role ("verpleegkundig specialist"), not a person: roles outlast
     people, and the dashboard stores no staff names beyond who edited."""
-    values = _action_values(
-        engine,
-        viewer,
-        {
-            "condition": condition,
-            "title": title,
-            "owner_role": owner_role,
-            "start": start,
-            "due": due,
-            "unit": unit,
-            "indicators": list(indicators),
-            "signals": list(signals),
-            "expected_effect": expected_effect,
-            "status": status,
-        },
-        catalog or default_catalog(),
-    )
-    item_id = _new_item_id(ItemKind.ACTION)
-    return _transaction(
-        engine, lambda conn: _insert_version(conn, viewer, ItemKind.ACTION, item_id, 1, values, Change.CREATED)
-    )
+    values = {
+        "condition": condition,
+        "title": title,
+        "owner_role": owner_role,
+        "start": start,
+        "due": due,
+        "unit": unit,
+        "indicators": list(indicators),
+        "signals": list(signals),
+        "expected_effect": expected_effect,
+        "status": status,
+    }
+    return _create(engine, viewer, ItemKind.ACTION, values, catalog)
 
 
 def update_action(
     engine: Engine, viewer: Viewer, item_id: str, based_on: int, *, catalog: Catalog | None = None, **changes: Any
 ) -> models.ImprovementAction:
     """The next version of an action with `changes` (status, due, title, indicators, signals, ...)."""
-    catalog = catalog or default_catalog()
-    _expect(item_id, ItemKind.ACTION)
-    _editable(ItemKind.ACTION, changes)
-
-    def check(current: Item) -> dict[str, Any]:
-        return _action_values(engine, viewer, changes, catalog, current)
-
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+    return _update(engine, viewer, ItemKind.ACTION, item_id, based_on, changes, catalog)
 
 
 def actions(
@@ -813,6 +809,114 @@ def actions(
     if indicator is not None:
         found = [a for a in found if indicator in a.indicator_ids]
     return found
+
+
+# --------------------------------------------------------------------------------------------- writing items
+def _require_write(
+    engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], current: Item | None = None
+) -> None:
+    """The role rules of writing a target or an action: the condition's care team or the quality directorate, and
+    the quality directorate alone for anything that sets or changes an external norm. AccessDenied (audited)."""
+    condition = str(values["condition"])
+    _may_edit(engine, viewer, condition, "target" if kind == ItemKind.TARGET else "improvement action")
+    if kind == ItemKind.TARGET and norm_involved(values, current):
+        require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
+
+
+def check_values(
+    engine: Engine,
+    viewer: Viewer,
+    kind: ItemKind,
+    values: Mapping[str, Any],
+    *,
+    catalog: Catalog | None = None,
+    current: Item | None = None,
+    check_roles: bool = True,
+) -> dict[str, Any]:
+    """The checked values of a target or action version (`values` over `current`'s): ImprovementError naming the
+    field for a refused value, AccessDenied when the viewer may not write it. check_roles=False checks the values
+    only, for a caller that applies the role rules per changed row itself (the spreadsheet import)."""
+    if kind not in (ItemKind.TARGET, ItemKind.ACTION):
+        raise TypeError(f"only targets and actions are written from values, not a {kind}")
+    checker = _target_values if kind == ItemKind.TARGET else _action_values
+    return checker(engine, viewer, values, catalog or default_catalog(), current, check_roles=check_roles)
+
+
+def _create(engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], catalog: Catalog | None) -> Item:
+    """Version 1 of a new target or action: values and role rules checked first, then one transaction."""
+    checked = check_values(engine, viewer, kind, values, catalog=catalog)
+    item_id = _new_item_id(kind)
+    return _transaction(engine, lambda conn: _insert_version(conn, viewer, kind, item_id, 1, checked, Change.CREATED))
+
+
+def _update(
+    engine: Engine,
+    viewer: Viewer,
+    kind: ItemKind,
+    item_id: str,
+    based_on: int,
+    changes: Mapping[str, Any],
+    catalog: Catalog | None,
+) -> Item:
+    """The next version of a target or action with `changes`, checked against the version it replaces."""
+    catalog = catalog or default_catalog()
+    _expect(item_id, kind)
+    _editable(kind, changes)
+
+    def check(current: Item) -> dict[str, Any]:
+        return check_values(engine, viewer, kind, changes, catalog=catalog, current=current)
+
+    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+
+
+def current_version(engine: Engine, viewer: Viewer, item_id: str) -> Item:
+    """The item's current version as the viewer may read it (what an edit names as its base); ItemNotFound when
+    there is none or the viewer may not see it, so a file row cannot probe another team's items."""
+    current = _read(engine, item_id)
+    if not _visible(viewer, current.condition, current.unit, _divisions(engine, viewer)):
+        raise ItemNotFound(item_id)
+    return _as_shown(viewer, current)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One version to write: a new item (item_id None) or the next version of `item_id` based on `based_on`,
+    with values already checked by check_values."""
+
+    item_id: str | None
+    based_on: int
+    values: Mapping[str, Any]
+
+
+def write_versions(
+    engine: Engine,
+    viewer: Viewer,
+    kind: ItemKind,
+    writes: Sequence[Write],
+    *,
+    change: Change = Change.IMPORTED,
+    then: Callable[[Connection, list[Item]], None] | None = None,
+) -> list[Item]:
+    """Write several targets or actions all-or-nothing (a spreadsheet's rows): the role rules of every write are
+    checked before anything is written, then one transaction holds every version and `then` (the caller's audit
+    event); a version changed meanwhile refuses the whole batch as EditConflict."""
+    for write in writes:
+        current = None if write.item_id is None else _read(engine, write.item_id)
+        _require_write(engine, viewer, kind, write.values, current)
+
+    def work(conn: Connection) -> list[Item]:
+        written = []
+        for write in writes:
+            values = dict(write.values)
+            if write.item_id is None:
+                written.append(_insert_version(conn, viewer, kind, _new_item_id(kind), 1, values, change))
+            else:
+                written.append(_edit(conn, viewer, write.item_id, write.based_on, lambda _c, v=values: v, change))
+        if then is not None:
+            then(conn, written)
+        return written
+
+    return _transaction(engine, work)
 
 
 # --------------------------------------------------------------------------------------------- overdue

@@ -13,7 +13,7 @@ exports its current items and imports the edited file with the same care as a re
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,17 @@ from vbhc.access import Viewer, export_file, may_edit_improvement, may_set_norms
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import (
-    Change,
     EditConflict,
     ImprovementError,
     ItemKind,
-    _action_values,
-    _edit,
-    _insert_version,
-    _new_item_id,
-    _read,
-    _target_values,
-    _transaction,
+    Write,
     actions,
+    check_values,
+    current_version,
     item_kind,
     norm_involved,
     targets,
+    write_versions,
 )
 from vbhc.ingest.problems import shown_file, shown_value
 from vbhc.ingest.read import _check_xlsx_container, cell_text
@@ -318,8 +314,7 @@ def _import(
     data = Path(source).read_bytes() if isinstance(source, Path) else bytes(source)
     file = file_name or (Path(source).name if isinstance(source, Path) else f"{SHEETS[kind]}.xlsx")
     rows, problems = _rows(data, kind, file)
-    checker: Callable[..., dict[str, Any]] = _target_values if kind == ItemKind.TARGET else _action_values
-    plan: list[tuple[str | None, int, dict[str, Any]]] = []  # (item id or None for a new item, based on, values)
+    plan: list[Write] = []
     seen: set[str] = set()
     unchanged = 0
     for number, row in rows:
@@ -336,7 +331,7 @@ def _import(
             try:
                 if item_kind(item_id) != kind:
                     raise ImprovementError("not_found", item=item_id)
-                current = _read(engine, item_id)
+                current = current_version(engine, viewer, item_id)
             except ImprovementError as error:
                 refuse("item_id", error)
                 continue
@@ -350,7 +345,7 @@ def _import(
                 refuse("version", ImprovementError("stale", **conflict.values))
                 continue
         try:
-            values = checker(engine, viewer, _values(kind, row), catalog, check_roles=False)
+            values = check_values(engine, viewer, kind, _values(kind, row), catalog=catalog, check_roles=False)
         except ImprovementError as error:
             column = str(error.values.get("field") or _ERROR_COLUMN.get(error.key, ""))
             refuse(column, error)
@@ -369,7 +364,7 @@ def _import(
         if kind == ItemKind.TARGET and norm_involved(values, current) and not may_set_norms(viewer):
             refuse("kind", ImprovementError("norm_not_allowed"))
             continue
-        plan.append((item_id, current.version if current is not None else 0, values))
+        plan.append(Write(item_id, current.version if current is not None else 0, values))
     what = f"improvement {SHEETS[kind]}"
     digest = audit.sha256_of(data)
     if problems:
@@ -383,15 +378,9 @@ def _import(
         raise SheetRefused(file, problems)
     outcome = SheetImport(file, unchanged=unchanged)
 
-    def write(conn: Connection) -> SheetImport:
-        for item_id, based_on, values in plan:
-            if item_id is None:
-                new_id = _new_item_id(kind)
-                _insert_version(conn, viewer, kind, new_id, 1, values, Change.IMPORTED)
-                outcome.created.append(new_id)
-            else:
-                _edit(conn, viewer, item_id, based_on, lambda _current, v=values: v, Change.IMPORTED)
-                outcome.updated.append(item_id)
+    def record(conn: Connection, written: list[Any]) -> None:
+        outcome.created = [item.item_id for item in written if item.version == 1]
+        outcome.updated = [item.item_id for item in written if item.version > 1]
         audit.record(
             conn,
             viewer,
@@ -405,6 +394,6 @@ def _import(
             },
             sha256=digest,
         )
-        return outcome
 
-    return _transaction(engine, write)
+    write_versions(engine, viewer, kind, plan, then=record)
+    return outcome

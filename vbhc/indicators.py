@@ -737,8 +737,11 @@ def indicators_from_summary(
     """The indicator table from aggregated figures (e.g. a national registry's feedback).
 
     `summary` has one row per unit and indicator: unit, indicator, n and, for yes/no indicators, observed
-    and expected (expected optional: without it units are compared on crude rates); for continuous
-    indicators sum and sum_sq (or mean and sd) and optionally expected (the unit's mean expected value).
+    and expected (expected optional: without it, or missing for any unit, units are compared on crude rates);
+    n_adjusted and observed_adjusted when the case-mix model could not score every cycle (the cycles behind
+    expected; default n and observed), so the crude and the adjusted figures are both those of the patient
+    rows. For continuous indicators sum and sum_sq (or mean and sd) and optionally expected (the unit's mean
+    expected value); volume rows need n only.
     """
     catalog = catalog or default_catalog()
     cond = catalog.condition(condition)
@@ -746,15 +749,35 @@ def indicators_from_summary(
     for ind_id, rows in summary.groupby("indicator", sort=False):
         ind = cond.indicator(str(ind_id))
         rows = rows.reset_index(drop=True)
-        if ind.kind in BINARY_KINDS and "expected" in rows:
-            result, out = _binary_benchmark(rows, ind, None, levels, dispersion)
-            result.insert(1, "n", rows["n"].to_numpy())
-            lo, up = benchmark.wilson_ci(rows["observed"].to_numpy(), rows["n"].to_numpy())
-            result["crude_value"] = rows["observed"].to_numpy() / rows["n"].to_numpy()
+        n = rows["n"].to_numpy(float)
+        if ind.kind == "volume":
+            result = pd.DataFrame({"unit": rows["unit"], "n": n, "crude_value": n})
+            result["too_few_cycles"] = n < ind.min_n
+        elif ind.kind in BINARY_KINDS and "expected" in rows and rows["expected"].notna().all():
+            agg = pd.DataFrame(
+                {
+                    "unit": rows["unit"],
+                    "n": _given(rows, "n_adjusted", "n"),
+                    "observed": _given(rows, "observed_adjusted", "observed"),
+                    "expected": rows["expected"].to_numpy(float),
+                }
+            )
+            result, out = _binary_benchmark(agg, ind, None, levels, dispersion)
+            result.insert(1, "n", n)
+            o = rows["observed"].to_numpy(float)
+            lo, up = benchmark.wilson_ci(o, n)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                result["crude_value"] = np.where(n > 0, o / n, np.nan)
             result["crude_lower"], result["crude_upper"] = lo, up
         elif ind.kind in BINARY_KINDS or ind.kind == "response_rate":
             out = benchmark.benchmark_units(
-                rows, "proportion", direction=ind.direction, levels=levels, dispersion=dispersion, min_n=ind.min_n
+                rows.drop(columns=["expected"], errors="ignore"),
+                "proportion",
+                direction=ind.direction,
+                levels=levels,
+                dispersion=dispersion,
+                min_n=ind.min_n,
+                adjusted=False,
             )
             result = pd.DataFrame(
                 {
@@ -776,6 +799,8 @@ def indicators_from_summary(
             out = benchmark.benchmark_units(
                 rows, "mean", direction=ind.direction, levels=levels, dispersion=dispersion, min_n=ind.min_n
             )
+            # the sd the limits were drawn with (the population's, pooled from the figures), for funnel_curve
+            limit_sd = _pooled_sd(out)
             has_adj = "adjusted_mean" in out
             result = pd.DataFrame(
                 {
@@ -794,6 +819,7 @@ def indicators_from_summary(
                 }
             )
             _copy_limits(result, out, levels)
+            result["limit_sd"] = limit_sd
         else:
             raise ValueError(f"indicator {ind.id!r} ({ind.kind}) cannot be benchmarked from summary figures")
         tables.append(result.assign(**_describe(ind)))
@@ -801,6 +827,39 @@ def indicators_from_summary(
     table["condition"] = cond.id
     table["unit_level"] = "summary"
     return table
+
+
+def _pooled_sd(out: pd.DataFrame) -> float:
+    """The population sd benchmark_units pooled from per-unit n, mean and sd (its limits' sd)."""
+    n, mean, sd = (out[c].to_numpy(float) for c in ("n", "mean", "sd"))
+    ok = np.isfinite(mean) & (n > 0)
+    big_n = n[ok].sum()
+    if big_n < 2:
+        return float("nan")
+    total = (n * mean)[ok].sum()
+    total_sq = (np.where(n > 1, (n - 1) * np.nan_to_num(sd) ** 2, 0.0) + n * mean**2)[ok].sum()
+    return float(np.sqrt(max((total_sq - total**2 / big_n) / (big_n - 1), 0.0)))
+
+
+def _given(rows: pd.DataFrame, column: str, default: str) -> np.ndarray:
+    """`column` where the summary gives it, else `default` (the adjusted figures are the crude ones)."""
+    base = rows[default].to_numpy(float)
+    if column not in rows:
+        return base
+    values = rows[column].to_numpy(float)
+    return np.where(np.isnan(values), base, values)
+
+
+def indicator_cycles(ind: Indicator, data: ConditionData, level: str = "hospital") -> pd.DataFrame:
+    """The condition's care cycles with this indicator's value in column 'y' (NaN = not part of it), the
+    unit at `level` in 'unit' and the extra covariates its case-mix model uses (a PROM's baseline score):
+    what a case-mix model, also one fitted elsewhere, predicts expected values from. Not for survival
+    indicators (their value is a follow-up time with censoring: vbhc.survival.follow_up)."""
+    if ind.kind in SURVIVAL_KINDS:
+        raise ValueError(f"{ind.id!r} is a survival indicator: its cycles are followed with vbhc.survival.follow_up")
+    base = data.cycles.assign(unit=unit_labels(data.cycles, level).to_numpy())
+    frame, _ = _outcome_column(ind, data, base)
+    return frame
 
 
 def value_table(

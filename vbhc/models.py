@@ -266,5 +266,94 @@ class SignalFlag(SQLModel, table=True):
     signal_item_id: str = Field(max_length=40, index=True)
 
 
+# --- external benchmark figures (vbhc.external) ---------------------------------------------------------------
+class ExternalPublication(SQLModel, table=True):
+    """One imported file of benchmark figures from outside (a national registry's feedback, a partner's export):
+    where the figures come from, so every chart and report can name its benchmark population. A newer file of the
+    same source and period replaces the older one in the same transaction."""
+
+    __tablename__ = "external_publications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=200)
+    published: dt.date
+    period: str = Field(max_length=40)
+    file_name: str = Field(max_length=500)
+    sha256: str = Field(max_length=64)
+    imported_by: str = Field(default="", max_length=200)
+    imported_at: dt.datetime  # UTC
+    warnings: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))  # JSON list of texts
+
+
+class ExternalFigure(SQLModel, table=True):
+    """Summary figures of one unit x indicator from an external publication (no patient rows): n and observed /
+    expected for yes/no indicators, n with mean and sd or sum and sum of squares for continuous ones."""
+
+    __tablename__ = "external_figures"
+    __table_args__ = (
+        UniqueConstraint("publication_id", "condition", "indicator", "unit", name="uq_external_figures_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    publication_id: int = Field(foreign_key="external_publications.id", index=True)
+    condition: str = Field(max_length=64, index=True)
+    indicator: str = Field(max_length=64)
+    definition_version: str = Field(max_length=20)
+    unit: str = Field(max_length=200)
+    n: float
+    observed: float | None = None
+    expected: float | None = None
+    n_adjusted: float | None = None
+    observed_adjusted: float | None = None
+    mean: float | None = None
+    sd: float | None = None
+    sum: float | None = None
+    sum_sq: float | None = None
+
+
+# --- the improvement meeting's record (vbhc.minutes) ---------------------------------------------------------
+class MeetingRecord(SQLModel, table=True):
+    """What a condition team's meeting on one date decided: who (roles, not people) was there. Recording the same
+    meeting again adds its next version (unique (meeting_id, version), as the improvement items): nothing is
+    updated or deleted, and two people recording the same meeting at once cannot both win."""
+
+    __tablename__ = "meeting_records"
+    __table_args__ = (
+        UniqueConstraint("meeting_id", "version", name="uq_meeting_records_version"),
+        Index("ix_meeting_records_condition", "condition", "held_on"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: str = Field(max_length=40)  # the same for every version of one meeting (condition, unit, date)
+    version: int
+    condition: str = Field(max_length=64)
+    unit: str = Field(default="", max_length=200)  # "" = every unit
+    held_on: dt.date
+    roles_present: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))  # JSON list
+    recorded_by: str = Field(max_length=200)
+    recorded_roles: str = Field(default="", max_length=200)
+    recorded_at: dt.datetime  # UTC
+
+    @property
+    def roles(self) -> list[str]:
+        return list(json.loads(self.roles_present or "[]"))
+
+
+class MeetingDecision(SQLModel, table=True):
+    """The decision a meeting took on one agenda item (a signal, action or target at the version discussed)."""
+
+    __tablename__ = "meeting_decisions"
+    __table_args__ = (UniqueConstraint("record_id", "item_id", name="uq_meeting_decisions_item"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    record_id: int = Field(foreign_key="meeting_records.id", index=True)
+    position: int  # order on the agenda
+    section: str = Field(max_length=20)  # vbhc.minutes.Section
+    item_id: str = Field(max_length=40)  # an improvement item (S-, A-, T-)
+    item_version: int  # the version the meeting saw
+    decision: str = Field(max_length=20)  # vbhc.minutes.ItemDecision
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
 #: Registry tables in import (dependency) order.
 REGISTRY_TABLES = ("units", "care_cycles", "clinical_outcomes", "prom_responses", "costs")

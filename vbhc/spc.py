@@ -13,7 +13,11 @@ Charts
 - Frozen baseline (``baseline=N``): centre and sigma come from the first N points (of each segment) and are
   extended unchanged over the later points, which are then judged against them.
 - Rebase (``rebase=[date, ...]``): the series is cut into segments at those dates; each segment gets limits
-  from its own points (its first N with a frozen baseline), and the rules run within a segment only.
+  from its own points (its first N with a frozen baseline), and the rules run within a segment only. Rebasing
+  at an improvement action's start (the "phase" of SPC practice) compares before and after honestly: a period
+  that starts on or after the date belongs to the phase after it, a period that starts before it (and so holds
+  care from before the action) to the phase before. ``phases`` summarises each phase: its centre, its limits
+  and whether it has enough points for limits to be more than provisional (MIN_PHASE_POINTS).
 
 Rules, every point of a qualifying pattern flagged (column per rule, ``rule`` = the first that fired in the
 order below, ``rules`` = all of them, ``signal`` = any):
@@ -63,6 +67,7 @@ from vbhc.benchmark import _run_lengths
 
 __all__ = [
     "D2",
+    "MIN_PHASE_POINTS",
     "MR_UPPER",
     "RULES",
     "SHIFT_RUN",
@@ -73,6 +78,7 @@ __all__ = [
     "assurance",
     "mean_moving_range",
     "p_chart",
+    "phases",
     "point_rules",
     "run_chart",
     "variation",
@@ -84,6 +90,9 @@ TREND_RUN = 6
 D2 = 1.128  #: d2 for moving ranges of 2 points
 MR_UPPER = 3.267  #: D4 for n = 2: the upper limit of the moving-range chart, x MR_bar
 RULES = ("beyond_limits", "trend", "two_of_three", "shift", "anhoej_run")
+#: Fewer points than this give a phase provisional limits (Provost & Murray, The Health Care Data Guide: limits
+#: from 12 points are trial limits, 20 or more are steadier): the page says so beside a rebased chart.
+MIN_PHASE_POINTS = 12
 
 Direction = Literal["higher", "lower"] | None
 
@@ -415,6 +424,53 @@ def run_chart(values: ArrayLike, *, periods: ArrayLike | None = None, baseline: 
             "anhoej_crossings": a["crossings_signal"],
         }
     )
+
+
+def phases(chart: pd.DataFrame) -> pd.DataFrame:
+    """One row per phase (segment) of an xmr_chart or p_chart frame, for comparing before and after a rebase.
+
+    Columns: phase (0, 1, ...), first and last period, points (periods with data), centre, lower and upper (the
+    3-sigma limits; a p chart's vary with n per period, so they are given at the phase's mean n, with sigma_z
+    for Laney's p'), n and events (p chart: totals of the phase), provisional (fewer than MIN_PHASE_POINTS
+    points) and change (the centre minus the previous phase's centre; NaN for the first).
+    """
+    columns = ["phase", "first", "last", "points", "centre", "lower", "upper", "n", "events", "provisional", "change"]
+    if chart.empty:
+        return pd.DataFrame(columns=columns)
+    p_kind = "p" in chart.columns
+    rows = []
+    for phase, part in chart.groupby("segment", sort=True):
+        have = np.isfinite(pd.to_numeric(part["p" if p_kind else "value"], errors="coerce").to_numpy(float))
+        centre = float(part["centre"].iloc[0])
+        if p_kind:
+            n = part["n"].to_numpy(float)
+            n_bar = float(n[n > 0].mean()) if (n > 0).any() else float("nan")
+            sigma_z = float(part["sigma_z"].iloc[0]) if "sigma_z" in part.columns else 1.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sigma = np.sqrt(centre * (1 - centre) / n_bar) * sigma_z
+            lower, upper = float(np.clip(centre - 3 * sigma, 0, 1)), float(np.clip(centre + 3 * sigma, 0, 1))
+            total_n, events = float(n.sum()), float(part["events"].sum())
+        else:
+            lower, upper = float(part["lower"].iloc[0]), float(part["upper"].iloc[0])
+            total_n, events = float("nan"), float("nan")
+        points = int(have.sum())
+        rows.append(
+            {
+                "phase": int(phase),
+                "first": part["period"].iloc[0],
+                "last": part["period"].iloc[-1],
+                "points": points,
+                "centre": centre,
+                "lower": lower,
+                "upper": upper,
+                "n": total_n,
+                "events": events,
+                "provisional": points < MIN_PHASE_POINTS,
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["change"] = out["centre"].diff()
+    return out[columns]
 
 
 # ------------------------------------------------------------------------------------------ icons

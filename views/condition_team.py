@@ -7,10 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, data, filters, layout, render
-from vbhc import access, charts, registry, verdict
+from vbhc import access, annotations, charts, registry, spc, verdict
 from vbhc.catalog import BINARY_KINDS, default_catalog
-from vbhc.i18n import fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
+from vbhc.i18n import fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
+from vbhc.models import ImprovementAction
 from vbhc.safety import md_escape
 
 chosen = filters.current()
@@ -111,18 +112,63 @@ if verdicts.open:
         )
 
 
-def _trend_options() -> dict:
-    """Limits of the trend chart (vbhc.spc): MR screening, a frozen baseline, a rebase date."""
-    with st.expander(t("spc.limits", lang)):
+def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, ImprovementAction | None]:
+    """Limits of the trend chart (vbhc.spc): MR screening, a frozen baseline, a rebase date, and with actions linked
+    to the indicator a rebase at an action's start (before and after, each phase its own limits). Returns the
+    options and the action rebased at (or None)."""
+    with st.expander(t("spc.limits", lang), expanded=bool(st.session_state.get("spc_action"))):
+        at_action = None
+        if notes.actions:
+            picked = st.selectbox(
+                t("spc.rebase_action", lang),
+                [None, *(a.item_id for a in notes.actions)],
+                key="spc_action",
+                format_func=lambda i: (
+                    t("spc.none", lang)
+                    if i is None
+                    else t(
+                        "spc.action_option",
+                        lang,
+                        title=notes.action(i).title,
+                        date=fmt_date(notes.action(i).start, lang),
+                    )
+                ),
+            )
+            at_action = notes.action(picked)
         screen = st.toggle(t("spc.screen_mr", lang), value=True, key="spc_screen")
         baseline = st.number_input(t("spc.baseline", lang), min_value=0, max_value=40, value=0, key="spc_baseline")
         rebase = st.date_input(t("spc.rebase", lang), value=None, key="spc_rebase", format="DD-MM-YYYY")
-    return {"screen_mr": screen, "baseline": int(baseline) or None, "rebase": (rebase,) if rebase else None}
+    dates = tuple(d for d in (at_action.start if at_action else None, rebase) if d)
+    return {"screen_mr": screen, "baseline": int(baseline) or None, "rebase": dates or None}, at_action
 
 
-def _trend_section(indicator_id: str, ind) -> None:
-    """The trend with its control limits, the Making Data Count icons and the rules that fired (as drawn)."""
-    options = _trend_options()
+def _phases_note(trend: pd.DataFrame, action: ImprovementAction, kind: str) -> None:
+    """Before and after the action the chart is rebased at: each phase's centre line, and whether its limits are
+    provisional (too few periods)."""
+    compared = annotations.compare_phases(trend, action.start)
+    if compared is None:
+        st.caption(t("spc.no_phases", lang, title=action.title))
+        return
+    before, after = compared.before, compared.after
+    st.caption(
+        t(
+            "spc.phases",
+            lang,
+            title=action.title,
+            before=format_value(before["centre"], kind, lang),
+            before_points=fmt_int(before["points"], lang),
+            after=format_value(after["centre"], kind, lang),
+            after_points=fmt_int(after["points"], lang),
+        )
+    )
+    if compared.provisional:
+        st.caption(t("spc.provisional", lang, min=spc.MIN_PHASE_POINTS))
+
+
+def _trend_section(indicator_id: str, ind, notes: annotations.ChartNotes) -> None:
+    """The trend with its control limits, the Making Data Count icons and the rules that fired (as drawn), the
+    targets in force and the linked actions."""
+    options, at_action = _trend_options(notes)
     settings = tuple(sorted((k, str(v)) for k, v in options.items()))
     trend = None
     if ind.kind != "response_rate":
@@ -132,8 +178,12 @@ def _trend_section(indicator_id: str, ind) -> None:
             by_language=False,
         )
     shown_chart = render.cached_chart(
-        ("trend", indicator_id, unit, *settings),
-        lambda: charts.trend_chart(trend, kind=ind.kind, lang=lang) if trend is not None and len(trend) else None,
+        ("trend", indicator_id, unit, *settings, notes.key),
+        lambda: (
+            charts.trend_chart(trend, kind=ind.kind, lang=lang, targets=notes.targets, actions=notes.actions)
+            if trend is not None and len(trend)
+            else None
+        ),
     )
     if not shown_chart:
         st.caption(t("team.no_trend", lang))
@@ -146,6 +196,8 @@ def _trend_section(indicator_id: str, ind) -> None:
     st.caption(icons)
     if trend.attrs.get("target") is not None:
         st.caption(t("spc.target_note", lang, target=format_value(trend.attrs["target"], ind.kind, lang)))
+    if at_action is not None:
+        _phases_note(trend, at_action, ind.kind)
 
 
 # --- one indicator in depth ----------------------------------------------------------------------------
@@ -172,6 +224,8 @@ if depth.open:
             notes.append(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
         st.markdown(" · ".join(notes))
 
+        # the targets in force and the actions linked to the indicator, through vbhc.improvement's role rules
+        on_charts = annotations.chart_notes(data.current_engine(), viewer, chosen.condition, indicator_id, unit)
         if pd.isna(row["target"]):  # vbhc.access withheld the benchmark: too few other units to compare with
             st.info(t("comparison.no_benchmark", lang, min=access.MIN_OTHER_UNITS))
         else:
@@ -181,20 +235,24 @@ if depth.open:
             funnel, caterpillar, over_time, cumulative = st.tabs(views)
             with funnel:
                 render.cached_chart(
-                    ("funnel", indicator_id),
-                    lambda: charts.funnel_chart(named, funnel_curve(rows), highlight=highlight, lang=lang),
+                    ("funnel", indicator_id, on_charts.key),
+                    lambda: charts.funnel_chart(
+                        named, funnel_curve(rows), highlight=highlight, lang=lang, targets=on_charts.targets
+                    ),
                     highlight=highlight,
                 )
             with caterpillar:
                 value = "oe" if yes_no else "adjusted"
                 render.cached_chart(
-                    ("caterpillar", indicator_id),
-                    lambda: charts.caterpillar_chart(named, highlight=highlight, lang=lang, value=value),
+                    ("caterpillar", indicator_id, on_charts.key),
+                    lambda: charts.caterpillar_chart(
+                        named, highlight=highlight, lang=lang, value=value, targets=on_charts.targets
+                    ),
                     highlight=highlight,
                 )
 
             with over_time:
-                _trend_section(indicator_id, ind)
+                _trend_section(indicator_id, ind, on_charts)
             with cumulative:
                 if yes_no:
 
@@ -207,11 +265,13 @@ if depth.open:
                     left, right = st.columns(2)
                     with left:
                         render.cached_chart(
-                            ("vlad", indicator_id, unit), lambda: charts.vlad_chart(_series(), lang=lang)
+                            ("vlad", indicator_id, unit, on_charts.key),
+                            lambda: charts.vlad_chart(_series(), lang=lang, actions=on_charts.actions),
                         )
                     with right:
                         render.cached_chart(
-                            ("cusum", indicator_id, unit), lambda: charts.cusum_chart(_series(), lang=lang)
+                            ("cusum", indicator_id, unit, on_charts.key),
+                            lambda: charts.cusum_chart(_series(), lang=lang, actions=on_charts.actions),
                         )
                 else:
                     render.cached_chart(

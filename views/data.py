@@ -1,4 +1,4 @@
-"""Data: what is loaded (import batches), completeness per unit, and the validated upload."""
+"""Data: what is loaded (import batches), completeness per unit, the validated upload and external figures."""
 
 import tempfile
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import auth, data, filters, render
-from vbhc import access, registry
+from vbhc import access, external, registry
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, catalog, fmt_datetime, fmt_int, fmt_percent, t, t_md
 from vbhc.ingest import ImportRefused, explain_problems
@@ -117,3 +117,30 @@ if chosen is not None:
             condition=chosen.condition,
             index=True,
         )
+
+# external benchmark figures (vbhc.external): a national registry's feedback or a partner's summary
+viewer = auth.current()
+if access.may_import(viewer):
+    st.subheader(t("data.external_title", lang))
+    figures_file = st.file_uploader(t("data.external_help", lang), type=["csv", "xlsx"], key="external_upload")
+    clicked = st.button(t("data.external_button", lang), key="external_import", disabled=figures_file is None)
+    if clicked and figures_file is not None:
+        try:
+            done = external.import_figures(
+                data.current_engine(), viewer, figures_file.getvalue(), file_name=Path(figures_file.name).name
+            )
+        except external.ExternalRefused as refused:  # one line naming file, row, column and value; nothing stored
+            st.error(t_md("data.external_refused", lang, problem=str(refused)))
+        except Exception as exc:  # never a traceback on the page; the transaction rolled back
+            st.error(t("data.import_crashed", lang, error=type(exc).__name__))
+        else:
+            st.success(t_md("data.external_done", lang, file=figures_file.name, rows=fmt_int(done.rows, lang)))
+            for warning in done.warnings:
+                st.warning(t_md("data.external_warning", lang, warning=warning))
+    stored = external.publications(data.current_engine(), viewer)
+    if not stored.empty:
+        columns = ["source", "published", "period", "file_name", "imported_by", "imported_at"]
+        shown = stored[columns].copy()
+        shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
+        shown.columns = [t(f"data.external_{c}", lang) for c in columns]
+        st.dataframe(shown, hide_index=True, width="stretch", key="external_publications")

@@ -14,14 +14,16 @@ import streamlit as st
 
 from ui import auth, data, filters, render
 from vbhc import agenda as meeting_agenda
-from vbhc import improvement
+from vbhc import improvement, minutes
 from vbhc.access import AccessDenied
 from vbhc.catalog import default_catalog
-from vbhc.i18n import MISSING, fmt_date, fmt_int, format_value, t, t_md
+from vbhc.i18n import MISSING, SUPPORTED, fmt_date, fmt_int, format_value, t, t_md
 from vbhc.improvement import ALL_UNITS, ImprovementError
 from vbhc.improvement_sheets import export_actions, export_targets
 from vbhc.meeting import default_meeting_date
-from vbhc.safety import safe_file_name
+from vbhc.reports.minutes import FORMATS as MINUTES_FORMATS
+from vbhc.reports.minutes import MIME, describe_item, export_minutes, minutes_content, minutes_file_name
+from vbhc.safety import md_escape, safe_file_name
 from vbhc.settings import signal_explain_days
 
 chosen, lang = render.page_start("agenda.title")
@@ -29,11 +31,14 @@ viewer = auth.current()
 engine = data.current_engine()
 condition = default_catalog().condition(chosen.condition)
 unit = chosen.unit
-since = chosen.meeting or default_meeting_date()
+# a meeting date the viewer chose in the sidebar; else the last recorded meeting (vbhc.agenda), else the 1st
+chosen_since = chosen.meeting if chosen.meeting not in (None, default_meeting_date()) else None
 result = data.result_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers)
 agenda = meeting_agenda.meeting_agenda(
-    engine, viewer, chosen.condition, since, unit=unit, values=meeting_agenda.unit_values(result.table, unit)
+    engine, viewer, chosen.condition, chosen_since, unit=unit, values=meeting_agenda.unit_values(result.table, unit)
 )
+since = agenda.since
+recorded = minutes.meetings(engine, viewer, chosen.condition, unit=unit)
 st.caption(
     t_md(
         "agenda.intro",
@@ -50,6 +55,7 @@ if flash:
     (st.success if flash[0] == "ok" else st.error)(flash[1])
 # the versions shown now: the next form submit is based on them
 st.session_state["_meeting_versions"] = agenda.versions
+st.session_state["_meeting_records"] = minutes.versions_seen(recorded, unit or ALL_UNITS)
 
 
 def indicator_label(indicator: str) -> str:
@@ -172,7 +178,9 @@ def _refusal(exc: Exception, lang: str) -> str:
     """A refused or failed write as one line in the viewer's language: who changed the item and when for a stale
     edit, the translated reason for a refused value, never a traceback."""
     try:
-        if isinstance(exc, improvement.EditConflict):
+        if isinstance(exc, improvement.EditConflict) or (
+            isinstance(exc, minutes.MinutesError) and exc.key == "conflict"
+        ):
             return f"{meeting_agenda.error_text(exc, lang)} {t('agenda.now_current', lang)}"
         if isinstance(exc, ImprovementError):
             return meeting_agenda.error_text(exc, lang)
@@ -251,6 +259,38 @@ def _import(lang: str) -> None:
         _flash(True, t("agenda.imported", lang, file=done.file, unchanged=fmt_int(done.unchanged, lang), **counts))
 
 
+def _record(lang: str) -> None:
+    """The meeting record form's callback: the decisions taken (an item with only a note was discussed, nothing
+    changed), based on the version of that date's record the viewer saw; every refusal one translated line."""
+    state = st.session_state
+    viewer, engine, chosen = auth.current(), data.current_engine(), filters.current()
+    held = state.get("mt_min_date") or dt.date.today()
+    roles = [*state.get("mt_min_roles", []), *str(state.get("mt_min_other_roles") or "").split(",")]
+    decided = []
+    for section, item_id in state.get("_meeting_items", []):
+        choice, note = state.get(f"mt_min_dec_{item_id}") or "", state.get(f"mt_min_note_{item_id}") or ""
+        if choice or note.strip():
+            decided.append(minutes.Decided(item_id, choice or minutes.ItemDecision.NOTED, note, section))
+    try:
+        done = minutes.record_meeting(
+            engine,
+            viewer,
+            chosen.condition,
+            held,
+            roles,
+            decided,
+            unit=chosen.unit or ALL_UNITS,
+            based_on=state.get("_meeting_records", {}).get(held.isoformat(), 0),
+        )
+    except Exception as exc:  # never a traceback on the page; nothing was written
+        _log_unexpected(exc)
+        _flash(False, _refusal(exc, lang))
+    else:
+        state["mt_min_pick"] = done.meeting_id  # the list below opens the meeting just recorded
+        counts = {"version": fmt_int(done.version, lang), "count": fmt_int(len(done.decisions), lang)}
+        _flash(True, t("minutes.saved", lang, date=fmt_date(done.held_on, lang), **counts))
+
+
 def signal_picker(key: str, signals: list) -> None:
     options = [s.item_id for s in signals]
     filters.keep_valid(key, options)
@@ -278,8 +318,9 @@ def choice(key: str, prefix: str, values: type) -> None:
 indicators = [i.id for i in condition.indicators if i.kind != "volume"]
 
 
-def target_form(what: str) -> None:
-    with st.form(f"mt_{what}_form", enter_to_submit=False):
+def target_form(what: str, icon: str) -> None:
+    """The team goal's and the external norm's form (a norm also names its source)."""
+    with st.expander(t(f"agenda.form_{what}", lang), icon=icon), st.form(f"mt_{what}_form", enter_to_submit=False):
         st.selectbox(
             t("agenda.field_target_indicator", lang),
             indicators,
@@ -348,11 +389,113 @@ if agenda.may_edit:
         )
         st.text_area(t("agenda.field_expected_effect", lang), key="mt_action_effect", max_chars=4000)
         st.form_submit_button(t("agenda.submit_action", lang), on_click=_save, args=("action", lang))
-    with st.expander(t("agenda.form_goal", lang), icon=":material/flag:"):
-        target_form("goal")
+    target_form("goal", ":material/flag:")
     if agenda.may_set_norms:
-        with st.expander(t("agenda.form_norm", lang), icon=":material/verified:"):
-            target_form("norm")
+        target_form("norm", ":material/verified:")
+
+
+# --- the meeting's record and its minutes -------------------------------------------------------------------------
+def record_form() -> None:
+    """One form: the date, the roles present and a decision with a note per agenda item."""
+    items = minutes.agenda_items(agenda)
+    st.session_state["_meeting_items"] = [(i.section, i.item_id) for i in items]
+    today = dt.date.today()
+    with (
+        st.expander(t("minutes.form", lang), icon=":material/description:"),
+        st.form("mt_minutes_form", enter_to_submit=False),
+    ):
+        st.date_input(
+            t("minutes.field_held_on", lang),
+            value=today,
+            max_value=today,
+            key="mt_min_date",
+            format="YYYY-MM-DD",
+            help=t("minutes.field_held_on_help", lang),
+        )
+        left, right = st.columns(2)
+        left.multiselect(
+            t("minutes.field_roles", lang),
+            list(minutes.STANDARD_ROLES),
+            key="mt_min_roles",
+            format_func=lambda r: minutes.role_label(r, lang),
+            placeholder="",
+        )
+        right.text_input(t("minutes.field_other_roles", lang), key="mt_min_other_roles", max_chars=500)
+        if not items:
+            st.caption(t("minutes.nothing_on_agenda", lang))
+        decisions = ["", *(d.value for d in minutes.ItemDecision)]
+        for item in items:
+            described = describe_item(item.item, lang, unit_text)
+            st.markdown(f"**{t(f'minutes.section_{item.section}', lang)}** · {md_escape(described)}")
+            left, right = st.columns([1, 2])
+            left.selectbox(
+                t("minutes.col_decision", lang),
+                decisions,
+                key=f"mt_min_dec_{item.item_id}",
+                format_func=lambda d: minutes.decision_label(d, lang) if d else t("minutes.not_discussed", lang),
+            )
+            right.text_input(t("minutes.field_note", lang), key=f"mt_min_note_{item.item_id}", max_chars=4000)
+        st.form_submit_button(t("minutes.submit", lang), on_click=_record, args=(lang,), type="primary")
+
+
+def earlier_meetings() -> None:
+    """The recorded meetings, newest first: one opened with its decisions, and its minutes to download."""
+    st.subheader(t("minutes.earlier", lang))
+    if not recorded:
+        st.caption(t("minutes.none_recorded", lang))
+        return
+    by_id = {m.meeting_id: m for m in recorded}
+    filters.keep_valid("mt_min_pick", list(by_id))
+    picked = by_id[
+        st.selectbox(
+            t("minutes.pick", lang),
+            list(by_id),
+            key="mt_min_pick",
+            format_func=lambda mid: t(
+                "minutes.pick_value",
+                lang,
+                date=fmt_date(by_id[mid].held_on, lang),
+                unit=unit_text(by_id[mid].record.unit),
+                count=fmt_int(len(by_id[mid].decisions), lang),
+            ),
+        )
+    ]
+    content = minutes_content(engine, viewer, picked.meeting_id, lang, version=picked.version, unit_name=unit_text)
+    st.caption(" · ".join(f"{name}: {value}" for name, value in content.facts[2:]))
+    rows = [
+        dict(zip([t("minutes.section", lang), *content.decision_headers], [heading, *row], strict=True))
+        for heading, section_rows in content.decisions
+        for row in section_rows
+    ]
+    show(pd.DataFrame(rows))
+    if not agenda.may_export:
+        return
+    chosen_lang = st.radio(
+        t("minutes.language", lang),
+        list(SUPPORTED),
+        index=list(SUPPORTED).index(lang),
+        key="mt_min_lang",
+        format_func=lambda code: t(f"language.{code}", lang),
+        horizontal=True,
+    )
+    for column, fmt in zip(st.columns(len(MINUTES_FORMATS)), MINUTES_FORMATS, strict=True):
+        column.download_button(
+            t(f"minutes.download_{fmt}", lang),
+            # built on click; vbhc.access.export_file checks the role again and audits the file's SHA-256
+            data=lambda fmt=fmt: export_minutes(
+                engine, viewer, picked.meeting_id, fmt, chosen_lang, version=picked.version
+            ),
+            file_name=minutes_file_name(picked, fmt),
+            mime=MIME[fmt],
+            on_click="ignore",
+            key=f"mt_min_download_{fmt}",
+            icon=":material/download:",
+        )
+
+
+if agenda.may_edit:
+    record_form()
+earlier_meetings()
 
 # --- the spreadsheet round trip -----------------------------------------------------------------------------------
 if agenda.may_export:

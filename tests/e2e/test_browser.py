@@ -36,6 +36,7 @@ PAGES = {
     "overview": ("Overview", "Value-based healthcare outcomes"),
     "condition_team": ("Condition team", "Breast cancer · Universitair Medisch Centrum Veenmeer"),
     "meeting": ("Meeting", "Improvement meeting"),
+    "board": ("Board review", "Board review"),
     "proms": ("PROMs", "Patient-reported outcomes"),
     "compare": ("Compare departments", "Compare departments"),
     "cost_value": ("Cost and value", "Cost and value"),

@@ -48,6 +48,7 @@ PAGES = {
     "": "app.title",
     "condition_team": None,
     "meeting": "agenda.title",
+    "board": "board.title",
     "proms": "proms.title",
     "compare": "compare.title",
     "cost_value": "cost.title",
@@ -59,6 +60,7 @@ NAV = {
     "": "nav.overview",
     "condition_team": "nav.condition_team",
     "meeting": "nav.meeting",
+    "board": "nav.board",
     "proms": "nav.proms",
     "compare": "nav.compare_departments",
     "cost_value": "nav.cost_value",
@@ -69,9 +71,9 @@ NAV = {
 #: pages each role's navigation lists (local mode: every page)
 ROLE_PAGES = {
     "local": list(PAGES),
-    "care": ["", "condition_team", "meeting", "proms", "compare", "cost_value", "methods"],
+    "care": ["", "condition_team", "meeting", "board", "proms", "compare", "cost_value", "methods"],
     "quality": list(PAGES),
-    "manager": ["", "condition_team", "meeting", "proms", "compare", "cost_value", "methods"],
+    "manager": ["", "condition_team", "meeting", "board", "proms", "compare", "cost_value", "methods"],
     "admin": ["data", "methods"],
 }
 TEAM_TABS = ("verdicts", "depth", "casemix", "cases")

@@ -13,7 +13,7 @@ import datetime as dt
 import io
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,10 @@ from openpyxl.worksheet.worksheet import Worksheet
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.charts import PALETTE
 from vbhc.i18n import t, t_value
+from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import IndicatorResult, cost_by_activity, prom_response_by_timepoint
 from vbhc.reports.core import check_lang, now, period_label
+from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
     patient_rows,
@@ -272,6 +274,7 @@ def build_workbook(
     generated_at: dt.datetime | None = None,
     include_patient_rows: bool = False,
     own_hospitals: Sequence[str] = (),
+    follow_up: Mapping[str, FollowUp] | None = None,
 ) -> bytes:
     """The formatted workbook for one or more conditions' indicator results, as .xlsx bytes.
 
@@ -279,6 +282,8 @@ def build_workbook(
     import batches for the provenance table (vbhc.registry.import_batches). Patient-level rows are included
     only with include_patient_rows=True (the caller checks that the viewer may have them). `own_hospitals`:
     secondary cells are taken from other hospitals' units where possible (the same cells as the page withholds).
+    `follow_up` (vbhc.reports.followup.read_follow_up, read with the viewer's role rules) adds the sheet of targets,
+    signals with their explanation and decision, and improvement actions, judged against the suppressed tables.
     """
     lang = check_lang(lang)
     if not results:
@@ -294,6 +299,8 @@ def build_workbook(
     _summary(w, results, tables, period, level)
     for result in results:
         _condition_sheet(w, result, tables[result.condition], period, level)
+    if follow_up is not None:
+        _improvement(w, results, tables, follow_up, period, level)
     _proms(w, results, tables, period, level)
     _costs(w, results, period, level)
     _methods(w, results, include_patient_rows)
@@ -428,6 +435,166 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
         ws.column_dimensions[get_column_letter(hidden)].hidden = True
         w.assessment_fill(ws, [col], hidden, first, last)
     _oe_chart(w, ws, result, table, first, anchor_col=hidden + 1)
+
+
+def _improvement(
+    w: _Writer, results, tables: dict[str, pd.DataFrame], follow_up: Mapping[str, FollowUp], period, level
+) -> None:
+    """One sheet with three tables: targets in force judged per unit, signals with the team's explanation and
+    decision, and improvement actions; every condition of the workbook, withheld cells as on the other sheets."""
+    ws = w.sheet("report.sheet_improvement")
+    ws.cell(1, 1, w.t("report.improvement_title")).font = TITLE_FONT
+    ws.cell(2, 1, _text(f"{period} · {level}")).font = Font(italic=True, color="444444")
+    row, withheld_any = 4, False
+
+    def label(prefix: str, value: str | None) -> str | None:
+        return w.t(f"improvement.{prefix}_{value}") if value else None
+
+    def unit_text(unit: str) -> str:
+        return w.t("agenda.all_units") if unit == ALL_UNITS else unit
+
+    def indicator(condition: str, indicator_id: str) -> tuple[str, str]:
+        ind = w.catalog.condition(condition).indicator(indicator_id)
+        return ind.label(w.lang), NUMBER_FORMATS.get(ind.kind, "0.0")
+
+    def section(title: str, headers: list[tuple[str, float]], lines: list[list[tuple[Any, str | None]]]) -> None:
+        nonlocal row, withheld_any
+        ws.cell(row, 1, _text(title)).font = Font(bold=True, size=12)
+        row += 1
+        for j, (header, width) in enumerate(headers, start=1):
+            cell = ws.cell(row, j, _text(header))
+            cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+            letter = get_column_letter(j)
+            ws.column_dimensions[letter].width = max(ws.column_dimensions[letter].width or 0, width)
+        if not lines:
+            row += 1
+            ws.cell(row, 1, w.t("report.improvement_none")).font = Font(italic=True)
+        for values in lines:
+            row += 1
+            for j, (value, fmt) in enumerate(values, start=1):
+                if fmt == "withheld":
+                    cell = ws.cell(row, j, w.rule.marker)
+                    cell.font, cell.alignment = SUPPRESSED_FONT, Alignment(horizontal="right")
+                    withheld_any = True
+                    continue
+                cell = ws.cell(row, j, _text(value))
+                cell.alignment = Alignment(wrap_text=isinstance(value, str), vertical="top")
+                if fmt and cell.value is not None and not isinstance(cell.value, str):
+                    cell.number_format = fmt
+        row += 2
+
+    targets, signals, actions = [], [], []
+    met_text = {True: w.t("agenda.met_yes"), False: w.t("agenda.met_no"), None: None}
+    for result in results:
+        follow = follow_up.get(result.condition)
+        if follow is None:
+            continue
+        name, table = w.condition(result.condition), tables[result.condition]
+        for line in target_lines(follow, table):
+            target = line.target
+            ind_name, fmt = indicator(result.condition, target.indicator)
+            hidden = "withheld" if line.withheld else fmt
+            targets.append(
+                [
+                    (name, None),
+                    (ind_name, None),
+                    (unit_text(target.unit), None),
+                    (line.unit, None),
+                    (label("target", target.kind), None),
+                    (label("direction", target.direction), None),
+                    (target.value, fmt),
+                    (target.source or None, None),
+                    (target.valid_from, "yyyy-mm-dd"),
+                    (line.value, hidden),
+                    (met_text[line.met], "withheld" if line.withheld else None),
+                ]
+            )
+        for line in signal_lines(follow, table):
+            s = line.signal
+            ind_name, fmt = indicator(result.condition, s.indicator)
+            signals.append(
+                [
+                    (name, None),
+                    (ind_name, None),
+                    (s.unit, None),
+                    (label("rule", s.rule), None),
+                    (label("side", s.side), None),
+                    (line.value, "withheld" if line.withheld else fmt),
+                    (s.detected_at.date(), "yyyy-mm-dd"),
+                    (label("status", s.status), None),
+                    (label("explanation", s.explanation), None),
+                    (s.explanation_text or None, None),
+                    (label("decision", s.decision), None),
+                ]
+            )
+        for a in action_lines(follow):
+            linked = ", ".join(indicator(result.condition, i)[0] for i in a.indicator_ids)
+            actions.append(
+                [
+                    (name, None),
+                    (a.title, None),
+                    (unit_text(a.unit), None),
+                    (a.owner_role, None),
+                    (a.start, "yyyy-mm-dd"),
+                    (a.due, "yyyy-mm-dd"),
+                    (label("action", a.status), None),
+                    (linked or None, None),
+                    (a.expected_effect or None, None),
+                ]
+            )
+    condition, unit = (w.t("column.condition"), 22), (w.t("column.unit"), 12)
+    section(
+        w.t("agenda.targets"),
+        [
+            condition,
+            (w.t("column.indicator"), 34),
+            (w.t("report.col_target_unit"), 14),
+            unit,
+            (w.t("agenda.col_kind"), 16),
+            (w.t("agenda.col_direction"), 12),
+            (w.t("agenda.col_target"), 10),
+            (w.t("agenda.field_source"), 22),
+            (w.t("agenda.field_valid_from"), 12),
+            (w.t("agenda.col_current"), 12),
+            (w.t("agenda.col_met"), 12),
+        ],
+        targets,
+    )
+    section(
+        w.t("report.improvement_signals"),
+        [
+            condition,
+            (w.t("column.indicator"), 34),
+            unit,
+            (w.t("agenda.col_rule"), 16),
+            (w.t("agenda.col_side"), 12),
+            (w.t("agenda.col_value"), 10),
+            (w.t("agenda.col_detected"), 12),
+            (w.t("agenda.col_status"), 12),
+            (w.t("agenda.col_explanation"), 22),
+            (w.t("agenda.field_explanation_text"), 40),
+            (w.t("agenda.col_decision"), 16),
+        ],
+        signals,
+    )
+    section(
+        w.t("agenda.actions"),
+        [
+            condition,
+            (w.t("agenda.field_title"), 34),
+            unit,
+            (w.t("agenda.col_owner"), 16),
+            (w.t("agenda.field_start"), 12),
+            (w.t("agenda.field_due"), 10),
+            (w.t("agenda.col_status"), 12),
+            (w.t("agenda.col_linked"), 22),
+            (w.t("agenda.field_expected_effect"), 40),
+        ],
+        actions,
+    )
+    if withheld_any:
+        ws.cell(row, 1, _text(w.rule.footnote(w.lang))).font = Font(italic=True)
 
 
 def _oe_chart(w: _Writer, ws: Worksheet, result: IndicatorResult, table: pd.DataFrame, first: int, anchor_col: int):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ from fpdf.fonts import FontFace
 
 from vbhc import charts
 from vbhc.catalog import PROM_KINDS, default_catalog
-from vbhc.i18n import fmt_ci, fmt_int, fmt_percent, format_value, t
+from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_percent, format_value, t
+from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import (
     IndicatorResult,
     cost_by_activity,
@@ -32,6 +33,7 @@ from vbhc.indicators import (
     prom_response_by_timepoint,
 )
 from vbhc.reports.core import check_lang, first_unit_of, now, period_label
+from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
 from vbhc.settings import package_data
 from vbhc.verdict import verdict as verdict_of
@@ -167,11 +169,14 @@ def build_pdf(
     batches: pd.DataFrame | None = None,
     generated_at: dt.datetime | None = None,
     own_hospital: str | None = None,
+    follow_up: Mapping[str, FollowUp] | None = None,
 ) -> bytes:
     """The meeting report of one condition team as PDF bytes (several results: one section per condition).
 
     `unit` is the team's unit (e.g. "H01"); None takes the first unit of `own_hospital`, else the first unit.
-    `suppress_below` is the small-number threshold (None: VBHC_SUPPRESS_BELOW, default 10).
+    `suppress_below` is the small-number threshold (None: VBHC_SUPPRESS_BELOW, default 10). `follow_up`
+    (vbhc.reports.followup.read_follow_up, read with the viewer's role rules) adds the team's targets, signals with
+    their explanation and decision, and improvement actions, judged against the suppressed table.
     """
     lang = check_lang(lang)
     items = [results] if isinstance(results, IndicatorResult) else list(results)
@@ -185,7 +190,8 @@ def build_pdf(
     for result in items:
         chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
         own = (own_hospital,) if own_hospital else ()
-        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own).write()
+        follow = None if follow_up is None else follow_up.get(result.condition, FollowUp(result.condition))
+        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own, follow).write()
     return bytes(pdf.output())
 
 
@@ -198,9 +204,19 @@ class _Section:
     """One condition team's part of the report."""
 
     def __init__(
-        self, pdf: _Report, result, unit, lang, rule: SuppressionRule, batches, generated_at, own_hospitals=()
+        self,
+        pdf: _Report,
+        result,
+        unit,
+        lang,
+        rule: SuppressionRule,
+        batches,
+        generated_at,
+        own_hospitals=(),
+        follow: FollowUp | None = None,
     ):
         self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
+        self.follow = follow
         self.batches, self.generated_at = batches, generated_at
         self.catalog = default_catalog()
         self.condition = self.catalog.condition(result.condition)
@@ -221,6 +237,9 @@ class _Section:
         self.key_table()
         for row in self.mine[self.mine["key"].astype(bool)].itertuples():
             self.charts(row.indicator)
+        if self.follow is not None:
+            pdf.add_page()
+            self.improvement()
         pdf.add_page()
         self.proms()
         self.costs()
@@ -363,6 +382,121 @@ class _Section:
         pdf.image_box(render_chart(chart), 100)
         if small.any():
             pdf.para(self.t("report.trend_suppressed", threshold=fmt_int(self.rule.threshold, self.lang)), size=8.5)
+
+    def improvement(self) -> None:
+        """The team's targets (met or not), signals with the team's explanation and decision, and actions."""
+        pdf, follow = self.pdf, self.follow or FollowUp(self.result.condition)
+        pdf.heading(f"{self.t('report.improvement_title')} · {self.unit}")
+        used_marker = False
+
+        def label(prefix: str, value: str | None) -> str:
+            return self.t(f"improvement.{prefix}_{value}") if value else MISSING
+
+        def value_text(value: float | None, indicator: str, withheld: bool) -> str:
+            nonlocal used_marker
+            if withheld:
+                used_marker = True
+                return self.rule.marker
+            return (
+                MISSING if value is None else format_value(value, self.condition.indicator(indicator).kind, self.lang)
+            )
+
+        def name(indicator: str) -> str:
+            return self.condition.indicator(indicator).label(self.lang)
+
+        def subheading(key: str) -> None:
+            pdf.set_font(FONT, "B", 11)
+            pdf.cell(0, 7, self.t(key), new_x="LMARGIN", new_y="NEXT")
+
+        met = {True: self.t("agenda.met_yes"), False: self.t("agenda.met_no"), None: MISSING}
+        subheading("agenda.targets")
+        targets = target_lines(follow, self.table, self.unit)
+        if targets:
+            body = [
+                [
+                    name(line.target.indicator),
+                    self.t("agenda.all_units") if line.target.unit == ALL_UNITS else line.target.unit,
+                    label("target", line.target.kind),
+                    label("direction", line.target.direction),
+                    value_text(line.target.value, line.target.indicator, False),
+                    value_text(line.value, line.target.indicator, line.withheld),
+                    self.rule.marker if line.withheld else met[line.met],
+                ]
+                for line in targets
+            ]
+            headers = [
+                self.t("column.indicator"),
+                self.t("report.col_target_unit"),
+                self.t("agenda.col_kind"),
+                self.t("agenda.col_direction"),
+                self.t("agenda.col_target"),
+                self.t("agenda.col_current"),
+                self.t("agenda.col_met"),
+            ]
+            pdf.grid(headers, body, (52, 22, 24, 18, 18, 22, 24), align=["LEFT"] * 4 + ["RIGHT"] * 2 + ["LEFT"])
+        else:
+            pdf.para(self.t("report.improvement_none"), size=9)
+        subheading("report.improvement_signals")
+        signals = signal_lines(follow, self.table, self.unit)
+        if signals:
+            body = [
+                [
+                    name(line.signal.indicator) + ("" if line.signal.unit == self.unit else f" ({line.signal.unit})"),
+                    label("rule", line.signal.rule),
+                    label("side", line.signal.side),
+                    value_text(line.value, line.signal.indicator, line.withheld),
+                    fmt_date(line.signal.detected_at, self.lang),
+                    label("status", line.signal.status),
+                    label("explanation", line.signal.explanation),
+                    line.signal.explanation_text or MISSING,
+                    label("decision", line.signal.decision),
+                ]
+                for line in signals
+            ]
+            headers = [
+                self.t("column.indicator"),
+                self.t("agenda.col_rule"),
+                self.t("agenda.col_side"),
+                self.t("agenda.col_value"),
+                self.t("agenda.col_detected"),
+                self.t("agenda.col_status"),
+                self.t("agenda.col_explanation"),
+                self.t("agenda.field_explanation_text"),
+                self.t("agenda.col_decision"),
+            ]
+            align = ["LEFT"] * 3 + ["RIGHT"] + ["LEFT"] * 5
+            pdf.grid(headers, body, (28, 20, 17, 13, 17, 15, 20, 34, 16), size=7, align=align)
+        else:
+            pdf.para(self.t("report.improvement_none"), size=9)
+        subheading("agenda.actions")
+        actions = action_lines(follow, self.unit)
+        if actions:
+            body = [
+                [
+                    a.title,
+                    a.owner_role,
+                    fmt_date(a.start, self.lang),
+                    fmt_date(a.due, self.lang),
+                    label("action", a.status),
+                    ", ".join(name(i) for i in a.indicator_ids) or MISSING,
+                    a.expected_effect or MISSING,
+                ]
+                for a in actions
+            ]
+            headers = [
+                self.t("agenda.field_title"),
+                self.t("agenda.col_owner"),
+                self.t("agenda.field_start"),
+                self.t("agenda.field_due"),
+                self.t("agenda.col_status"),
+                self.t("agenda.col_linked"),
+                self.t("agenda.field_expected_effect"),
+            ]
+            pdf.grid(headers, body, (40, 24, 18, 18, 18, 28, 34), size=7.5, align=["LEFT"] * 7)
+        else:
+            pdf.para(self.t("report.improvement_none"), size=9)
+        if used_marker:
+            pdf.para(self.rule.footnote(self.lang), size=8.5, height=4.2)
 
     def proms(self) -> None:
         pdf = self.pdf

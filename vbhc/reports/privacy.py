@@ -41,6 +41,7 @@ __all__ = [
     "suppress_counts",
     "suppress_prom_response",
     "suppress_table",
+    "suppressed_cells",
 ]
 
 #: Indicator kinds whose `observed` is a count of care cycles (events, responders).
@@ -222,6 +223,15 @@ def suppress_table(
     if hit.any():
         _withhold(out, hit, _withheld(out.columns))
     return out
+
+
+def suppressed_cells(table: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (unit, indicator) cells a table from suppress_table withholds: what anything else the same file shows
+    about those cells (a target met or not, a signal's value) must withhold as well."""
+    if not {"suppressed", "unit", "indicator"} <= set(table.columns):
+        return set()
+    hit = table[table["suppressed"].astype(bool)]
+    return set(zip(hit["unit"].astype(str), hit["indicator"].astype(str), strict=True))
 
 
 def suppress_counts(

@@ -16,6 +16,7 @@ from vbhc.registry import units as registry_units
 from vbhc.reports.core import FORMATS, ReportError, Selection, check_lang, check_writable, compute_results, provenance
 from vbhc.reports.core import write_report as _write
 from vbhc.reports.excel import build_workbook
+from vbhc.reports.followup import read_follow_up
 from vbhc.reports.pdf import build_pdf
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ def make_report(
         "os_user": audit.os_user(),  # also when `actor` names someone else (vbhc report --as)
     }
     try:
-        target, content, results = _build(path, fmt, conditions, period, level, lang, unit, engine, suppress_below)
+        target, content, results = _build(
+            path, fmt, conditions, period, level, lang, unit, engine, suppress_below, _reader(who)
+        )
         written = _write(target, content)
     except ReportError as exc:  # refused before anything was written (bad selection, path, or a failed write)
         _record(
@@ -108,6 +111,15 @@ def make_report(
     return written
 
 
+def _reader(who: Viewer | str) -> Viewer:
+    """Whose role rules the report's targets, signals and actions are read with: the Viewer who asked, or for a
+    name (`vbhc report`, a scheduled run: the quality directorate's tool, run with the database's own credentials)
+    the quality directorate's."""
+    from vbhc.access import Role, Scope, Viewer
+
+    return who if isinstance(who, Viewer) else Viewer(str(who), str(who), (Scope(Role.QUALITY),))
+
+
 def _record(engine: Engine, who: Viewer | str, action: str, detail: dict) -> None:
     try:
         audit.record(engine, who, action, detail=detail)
@@ -125,7 +137,10 @@ def _build(
     unit: str | None,
     engine: Engine | None,
     suppress_below: int | None,
+    reader: Viewer,
 ) -> tuple[Path, bytes, list]:
+    from vbhc.store import get_engine
+
     if fmt not in FORMATS:
         raise ReportError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
     check_lang(lang)
@@ -133,8 +148,11 @@ def _build(
     target = check_writable(path)
     results = compute_results(conditions, period, level, engine=engine)
     batches = provenance(engine)
+    follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
-        content = build_workbook(results, lang=lang, suppress_below=suppress_below, batches=batches)
+        content = build_workbook(
+            results, lang=lang, suppress_below=suppress_below, batches=batches, follow_up=follow_up
+        )
     else:
         if unit is not None:
             missing = [r.condition for r in results if unit not in set(r.table["unit"].astype(str))]
@@ -151,5 +169,6 @@ def _build(
             suppress_below=suppress_below,
             batches=batches,
             own_hospital=own_hospital(engine),
+            follow_up=follow_up,
         )
     return target, content, results

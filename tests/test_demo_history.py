@@ -1,0 +1,75 @@
+"""The demo's improvement history (vbhc.demo_history), written through vbhc.improvement from a hand-made truth:
+targets for the key indicators, planted signals explained and decided, other signals left new, two actions on
+the own hospital's worse outlier, and nothing written twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from vbhc import annotations, demo_history, improvement
+from vbhc.improvement import ActionStatus, Decision, Explanation, Flag, Rule, SignalStatus, TargetKind
+
+VIEWER = demo_history.DEMO_VIEWER
+TRUTH = {
+    "own_hospital": "H01",
+    "index_period": ["2021-01-01", "2025-12-31"],
+    "outliers": [
+        {"condition": "colorectal_cancer", "indicator": "anastomotic_leak", "hospital": "H01", "direction": "worse",
+         "note": "own hospital: more anastomotic leaks"},
+        {"condition": "breast_cancer", "indicator": "surgical_site_infection", "hospital": "H02",
+         "direction": "better", "note": "fewer surgical site infections"},
+    ],
+    "casemix_only": [{"condition": "colorectal_cancer", "hospital": "H06", "indicator": "mortality_30d"}],
+}  # fmt: skip
+BENCHMARKS = {("colorectal_cancer", "anastomotic_leak"): 0.0812, ("colorectal_cancer", "mortality_30d"): 0.0231}
+
+
+def detect(engine, condition: str, *flags: tuple[str, str, str]) -> None:
+    found = [Flag(unit, indicator, Rule.FUNNEL_998, side, 0.2) for unit, indicator, side in flags]
+    improvement.record_detection(engine, "import", condition, "hospital", "1-1", found)
+
+
+def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
+    engine = sqlite_engine
+    detect(
+        engine,
+        "colorectal_cancer",
+        ("H01", "anastomotic_leak", "worse"),  # planted
+        ("H06", "mortality_30d", "worse"),  # case mix only
+        ("H04", "readmission_30d", "worse"),  # chance: for the meeting to explain
+    )
+    detect(engine, "breast_cancer", ("H02", "surgical_site_infection", "better"))
+
+    history = demo_history.write_history(engine, TRUTH, BENCHMARKS)
+
+    targets = improvement.targets(engine, VIEWER, "colorectal_cancer")
+    assert sorted((t.indicator, t.kind, t.unit, t.value) for t in targets) == [
+        ("anastomotic_leak", TargetKind.EXTERNAL_NORM, "", 0.1),  # 1.25 x the benchmark, to half a percent
+        ("anastomotic_leak", TargetKind.TEAM_GOAL, "H01", 0.08),
+        ("mortality_30d", TargetKind.TEAM_GOAL, "H01", 0.025),
+    ]
+    assert all(t.valid_from == dt.date(2021, 1, 1) for t in targets)
+    assert next(t for t in targets if t.kind == TargetKind.EXTERNAL_NORM).source == demo_history.NORM_SOURCE
+
+    by_unit = {s.unit: s for s in improvement.signals(engine, VIEWER)}
+    leak, case_mix, chance, better = by_unit["H01"], by_unit["H06"], by_unit["H04"], by_unit["H02"]
+    assert (leak.status, leak.explanation, leak.decision) == (SignalStatus.DECIDED, Explanation.REAL, Decision.ACTION)
+    assert "more anastomotic leaks" in leak.explanation_text
+    assert (case_mix.explanation, case_mix.decision) == (Explanation.CASE_MIX, Decision.NO_ACTION)
+    assert (better.explanation, better.decision) == (Explanation.REAL, Decision.NO_ACTION)
+    assert chance.status == SignalStatus.NEW
+    assert sorted(history.explained) == sorted(s.item_id for s in (leak, case_mix, better))
+
+    acts = annotations.chart_actions(engine, VIEWER, "colorectal_cancer", "anastomotic_leak", "H01")
+    assert [(a.status, a.title) for a in acts] == [
+        (ActionStatus.DONE, "Casusbespreking van elke naadlekkage"),
+        (ActionStatus.IN_PROGRESS, "Verbetertraject naadlekkage"),
+    ]
+    assert acts[1].signal_ids == [leak.item_id] and acts[0].signal_ids == []
+    assert [
+        a.title for a in annotations.chart_actions(engine, VIEWER, "colorectal_cancer", "anastomotic_leak", "H02")
+    ] == []
+    assert history.summary() == "Improvement history: 3 target(s), 3 explained signal(s), 2 action(s)"
+
+    again = demo_history.write_history(engine, TRUTH, BENCHMARKS)
+    assert again.already_there and len(improvement.actions(engine, VIEWER)) == 2

@@ -1,0 +1,477 @@
+"""External benchmark figures (vbhc.external): the file format and its validation, storage with provenance, the
+own hospital's summary with small numbers withheld, and the round trip: hospitals that only exchange summary
+figures get the table computed from all patient rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl import Workbook
+from sqlalchemy import func, select
+
+from vbhc import audit, external
+from vbhc.access import AccessDenied, Role, Scope, Viewer
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
+from vbhc.external import ExternalRefused, combine, own_summary, read_figures, suppressed_summary, write_figures
+from vbhc.indicators import compute_indicators, load_condition_data, restrict
+from vbhc.models import ExternalFigure, ExternalPublication
+from vbhc.reports.privacy import SuppressionRule
+
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, conditions=frozenset({"colorectal_cancer"})),))
+CONDITION = "colorectal_cancer"
+#: a yes/no, a textbook outcome, a PROM change reached, a continuous, a PROM response and the volume
+INDICATORS = ["volume", "mortality_30d", "textbook_outcome", "eq5d_mic_12m", "length_of_stay", "prom_response_12m"]
+HEADER = "source,published,period,condition,indicator,definition_version,unit,n,observed,expected,mean,sd"
+PROVENANCE = "national registry,2025-03-01,2024,colorectal_cancer"
+
+
+def _csv(*rows: str, header: str = HEADER) -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+GOOD = (
+    f"{PROVENANCE},mortality_30d,1,X01,120,6,5.2,,",
+    f"{PROVENANCE},mortality_30d,1,X02,80,3,4.1,,",
+    f"{PROVENANCE},length_of_stay,1,X01,120,,,6.5,2.1",
+)
+
+
+def test_a_good_file_is_read_with_its_provenance():
+    got = read_figures(_csv(*GOOD), file_name="feedback.csv")
+    assert (got.source, got.published, got.period, got.units) == ("national registry", dt.date(2025, 3, 1), "2024", 2)
+    row = got.frame.set_index(["indicator", "unit"]).loc[("mortality_30d", "X01")]
+    assert (row["n"], row["observed"], row["expected"]) == (120, 6, 5.2)
+    assert np.isnan(row["mean"])
+    assert got.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value", "rule"),
+    [
+        (f"{PROVENANCE},mortality_30d,1,X03,,2,1.5,,", "n", "", "n (the number of care cycles) is required"),
+        (f"{PROVENANCE},mortality_30d,1,X03,10,12,1.5,,", "observed", "12", "observed is more than n"),
+        (f"{PROVENANCE},mortality_30d,1,X03,10,2,-1.5,,", "expected", "-1.5", "expected cannot be negative"),
+        (f"{PROVENANCE},mortality_31d,1,X03,10,2,1.5,,", "indicator", "mortality_31d", "unknown indicator"),
+        (f"{PROVENANCE},mortality_30d,7,X03,10,2,1.5,,", "definition_version", "7", "unknown definition version"),
+        (f"{PROVENANCE},mortality_30d,1,X01,10,2,1.5,,", "unit", "X01", "duplicate unit for mortality_30d"),
+        (f"{PROVENANCE},mortality_30d,1,X03,ten,2,1.5,,", "n", "ten", "not a number"),
+        (f"{PROVENANCE},mortality_30d,1,X03,10,2,nan,,", "expected", "nan", "not a number"),
+        (f"{PROVENANCE},mortality_30d,1,X03,10,2,inf,,", "expected", "inf", "not a number"),
+        (f"{PROVENANCE},mortality_30d,1,X03,10.5,2,1.5,,", "n", "10.5", "whole number"),
+        (f"{PROVENANCE},mortality_30d,1,=HYPERLINK(1),10,2,1.5,,", "unit", "=HYPERLINK(1)", "looks like a formula"),
+        (f"{PROVENANCE},mortality_30d,1,X03,10,2,12,,", "expected", "12", "cannot be more than the care cycles"),
+        (f"{PROVENANCE},length_of_stay,1,X03,10,,,,", "mean", "", "needs mean and sd, or sum and sum_sq"),
+        (f"{PROVENANCE},length_of_stay,1,X03,10,,,5.5,-1", "sd", "-1", "sd cannot be negative"),
+        (f"{PROVENANCE},length_of_stay,1,X03,10,3,,5.5,1", "observed", "3", "does not apply to a mean indicator"),
+        (
+            "national registry,2025-03-01,2024,nowhere_cancer,mortality_30d,1,X03,10,2,1.5,,",
+            "condition",
+            "nowhere_cancer",
+            "unknown condition",
+        ),
+        (
+            "partner figures,2025-03-01,2024,colorectal_cancer,mortality_30d,1,X03,10,2,1.5,,",
+            "source",
+            "partner figures",
+            "one file is one publication",
+        ),
+    ],
+)
+def test_a_bad_row_refuses_the_whole_file_naming_file_row_column_and_value(row, column, value, rule):
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(_csv(*GOOD, row), file_name="feedback.csv")
+    message = str(caught.value)
+    assert message.startswith(f"feedback.csv row 5 column '{column}':"), message
+    assert f"value {value!r}" in message if value else "value" not in message.split(":")[1]
+    assert rule in message
+    assert "\n" not in message
+
+
+def test_file_level_problems_are_one_line():
+    cases = {
+        b"": "the file is empty",
+        _csv(*GOOD, header=HEADER.replace(",n,", ",cycles,")): "column 'cycles'",
+        _csv(*GOOD, header=HEADER.replace(",unit,", ",unit_code,")): "required column is missing",
+        b"\x00\x01binary": "not a text file",
+        _csv(f"{PROVENANCE},mortality_30d,1,X01,120,6,5.2,,", f"{PROVENANCE},mortality_30d,1,X02,80,3,4.1,,,9"): (
+            "a value under no column"
+        ),
+    }
+    for data, expected in cases.items():
+        with pytest.raises(ExternalRefused) as caught:
+            read_figures(data, file_name="f.csv")
+        assert "\n" not in str(caught.value)
+        assert any(expected in str(p) for p in caught.value.problems), str(caught.value)
+
+
+def test_decimal_commas_are_read_and_a_mix_of_marks_refused():
+    semicolon = HEADER.replace(",", ";")
+    rows = [r.replace(",", ";") for r in (f"{PROVENANCE},mortality_30d,1,X01,120,6,5.2,,",)]
+    got = read_figures(_csv(rows[0].replace("5.2", "5,25"), header=semicolon))
+    assert got.frame["expected"].iloc[0] == 5.25
+    with pytest.raises(ExternalRefused, match=r"both '\.' and ','"):
+        read_figures(_csv(rows[0].replace("5.2", "5,25"), rows[0].replace("X01", "X02"), header=semicolon))
+    with pytest.raises(ExternalRefused, match="thousands separator"):
+        read_figures(_csv(rows[0].replace("5.2", "1.250").replace(";120;", ";2000;"), header=semicolon))
+
+
+def _workbook(rows: list[list[object]]) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = external.SHEET
+    for row in rows:
+        ws.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def test_workbooks_are_read_and_formulas_in_them_refused():
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2, None, None]
+    got = read_figures(_workbook([header, row]), file_name="feedback.xlsx")
+    assert got.frame["n"].iloc[0] == 120
+    bad = [*row[:6], "=1+1", *row[7:]]
+    with pytest.raises(ExternalRefused, match=r"feedback.xlsx \[sheet external_figures\] row 2 column 'unit'"):
+        read_figures(_workbook([header, bad]), file_name="feedback.xlsx")
+
+
+@pytest.fixture
+def versioned_catalog(tmp_path) -> Path:
+    """The shipped catalog with mortality_30d at definition version 2, figures of other versions warned about."""
+    from vbhc.settings import catalog_dir
+
+    target = tmp_path / "catalog"
+    shutil.copytree(catalog_dir(), target)
+    path = target / "colorectal_cancer.toml"
+    text = path.read_text(encoding="utf-8")
+    marker = 'outcome = "mortality_30d", direction'
+    assert text.count(marker) == 1
+    changed = text.replace(marker, 'outcome = "mortality_30d", version = 2, other_version = "warn", direction')
+    path.write_text(changed, encoding="utf-8")
+    return target
+
+
+def test_definition_versions_are_refused_or_warned_as_the_catalog_says(versioned_catalog):
+    catalog = load_catalog(versioned_catalog)
+    ind = catalog.condition(CONDITION).indicator("mortality_30d")
+    assert (ind.version, ind.other_version) == ("2", "warn")
+    assert catalog.condition(CONDITION).indicator("anastomotic_leak").version == "1"  # the default
+    got = read_figures(_csv(*GOOD), catalog=catalog)  # version 1 figures of a version 2 definition: warned
+    assert got.warnings == ["mortality_30d figures are under definition version 1, the catalog's is 2"]
+    both = combine(got.frame.iloc[:0], got.frame, CONDITION, population="p", catalog=catalog)
+    assert any("under another definition version" in w for w in both.warnings)
+    assert set(both.table["indicator"]) == {"mortality_30d", "length_of_stay"}
+    # the shipped catalog refuses (default other_version = "refuse"): these figures are left out there
+    shipped = read_figures(_csv(*GOOD))
+    newer = shipped.frame.assign(
+        definition_version=np.where(shipped.frame["indicator"] == "mortality_30d", "2", "1")
+    )  # figures of a definition this installation does not know yet
+    refused = combine(shipped.frame.iloc[:0], newer, CONDITION, population="p")
+    assert set(refused.table["indicator"]) == {"length_of_stay"}
+
+
+def test_a_bad_version_rule_in_the_catalog_names_file_and_key(versioned_catalog):
+    from vbhc.catalog import CatalogError
+
+    path = versioned_catalog / "colorectal_cancer.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('"warn"', '"ignore"'), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"other_version.*must be one of refuse, warn"):
+        load_catalog(versioned_catalog)
+
+
+# ----------------------------------------------------------------------------------------- the store
+def _count(engine, model) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+
+
+def test_import_stores_with_provenance_replaces_and_refuses_whole_files(engine):
+    done = external.import_figures(engine, QUALITY, _csv(*GOOD), file_name="feedback.csv")
+    assert (done.rows, done.replaced) == (3, 0)
+    stored = external.figures(engine, CARE, CONDITION)
+    assert set(stored["source"]) == {"national registry"} and set(stored["period"]) == {"2024"}
+    assert stored.set_index(["indicator", "unit"]).loc[("mortality_30d", "X02"), "expected"] == 4.1
+    # the next file of the same source and period replaces the older one, in one transaction
+    again = external.import_figures(engine, QUALITY, _csv(*GOOD[:2]), file_name="feedback.csv")
+    assert (again.rows, again.replaced) == (2, 1)
+    assert (_count(engine, ExternalPublication), _count(engine, ExternalFigure)) == (1, 2)
+    # a refused file stores nothing and is audited as refused
+    with pytest.raises(ExternalRefused, match="observed is more than n"):
+        external.import_figures(
+            engine, QUALITY, _csv(GOOD[0], f"{PROVENANCE},mortality_30d,1,X09,5,6,1,,"), file_name="bad.csv"
+        )
+    assert (_count(engine, ExternalPublication), _count(engine, ExternalFigure)) == (1, 2)
+    events = audit.read(engine)
+    assert list(events["action"]).count("import") == 2 and list(events["action"]).count("import_refused") == 1
+    # a manager reads only the units of their scope: other hospitals never by name
+    manager = Viewer("m@x", "M", (Scope(Role.MANAGER, hospitals=frozenset({"X02"})),))
+    assert list(external.figures(engine, manager, CONDITION)["unit"]) == ["X02"]
+    # a care team may read the figures but not import them
+    with pytest.raises(AccessDenied):
+        external.import_figures(engine, CARE, _csv(*GOOD), file_name="feedback.csv")
+    assert _count(engine, ExternalFigure) == 2
+
+
+# ----------------------------------------------------------------------------------------- the round trip
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A small generated registry (800 care cycles, ten hospitals) and colorectal cancer's table from all
+    patient rows: what a collaboration sharing patient rows sees."""
+    from vbhc.demo import generate_demo
+    from vbhc.ingest import import_files
+    from vbhc.store import get_engine
+
+    folder = tmp_path_factory.mktemp("external")
+    files = generate_demo(folder / "files", cycles=800).files
+    eng = get_engine(f"sqlite:///{folder / 'registry.db'}")
+    import_files(files, eng, imported_by="test")
+    data = load_condition_data(CONDITION, engine=eng)
+    pooled = compute_indicators(data, "hospital", indicators=INDICATORS)
+    yield eng, data, pooled
+    eng.dispose()
+
+
+def _local(data, hospital: str):
+    """What one hospital computes from its own patient rows only."""
+    return compute_indicators(restrict(data, hospitals=[hospital]), "hospital", indicators=INDICATORS)
+
+
+_EXACT = [
+    "n",
+    "n_adjusted",
+    "observed",
+    "expected",
+    "oe",
+    "oe_lower",
+    "oe_upper",
+    "crude_value",
+    "crude_lower",
+    "crude_upper",
+    "adjusted_value",
+    "adjusted_lower",
+    "adjusted_upper",
+    "target",
+    "precision",
+    "lower_95",
+    "upper_95",
+    "lower_998",
+    "upper_998",
+    "phi",
+    "tau2",
+    "rankability",
+]
+
+
+@pytest.fixture(scope="module")
+def summaries(registry):
+    """Every hospital's own summary, computed from its own patient rows with the shared (benchmark) case-mix
+    model; the model fitted on all rows stands in for a published one."""
+    _, data, pooled = registry
+    hospitals = sorted(pooled.table["hospital"].unique())
+    return {h: own_summary(_local(data, h), models=pooled.models) for h in hospitals}
+
+
+def test_hospitals_exchanging_summaries_get_the_table_of_all_patient_rows(registry, summaries):
+    pooled = registry[2]
+    hospitals = sorted(summaries)
+    assert len(hospitals) == 10
+    me, partners = hospitals[0], hospitals[1:]
+    files = {}
+    for h in partners:
+        files[h] = write_figures(
+            suppressed_summary(summaries[h], SuppressionRule(0)),
+            source=f"partner {h}",
+            published=dt.date(2025, 3, 1),
+            period="2021-2024",
+            file_format="xlsx" if h == partners[0] else "csv",
+        )
+    received = pd.concat([read_figures(files[h], file_name=f"{h}.csv").frame for h in partners], ignore_index=True)
+    mine = summaries[me]
+    assert mine.not_carried == {}
+    got = combine(mine.frame, received, CONDITION, population="partners 2021-2024, 10 hospitals")
+    assert set(got.table["benchmark_population"]) == {"partners 2021-2024, 10 hospitals"}
+    assert set(got.table.loc[~got.table["external"], "unit"]) == {me}
+
+    want = pooled.table.set_index(["indicator", "unit"])
+    have = got.table.set_index(["indicator", "unit"]).reindex(want.index)
+    for ind_id, rows in want.groupby(level=0):
+        kind = rows["kind"].iloc[0]
+        if kind in BINARY_KINDS or kind == "response_rate":
+            columns = [c for c in _EXACT if c in rows and rows[c].notna().any()]
+            for label in ("position_998", "assessment_998", "position_95", "dispersion_method"):
+                assert list(have.loc[rows.index, label]) == list(rows[label]), (ind_id, label)
+        elif kind in CONTINUOUS_KINDS:  # crude means: sums carried exactly, so only float rounding differs
+            columns = ["n", "crude_value", "crude_lower", "crude_upper"]
+            assert external.CONTINUOUS_REASON in got.not_carried[ind_id]
+        else:
+            columns = ["n", "crude_value"]
+        for column in columns:
+            np.testing.assert_allclose(
+                have.loc[rows.index, column].to_numpy(float),
+                rows[column].to_numpy(float),
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=f"{ind_id} {column}",
+            )
+        assert external.PATIENT_ROWS_REASON in got.not_carried[ind_id]
+    assert have["shrunken_value"].isna().all()
+
+
+def test_without_the_benchmark_model_expected_is_not_carried_and_rates_are_crude(registry, summaries):
+    _, data, pooled = registry
+    own = own_summary(_local(data, "H01"))
+    assert own.not_carried["mortality_30d"] == external.EXPECTED_REASON
+    assert own.frame["expected"].isna().all()
+    partners = [summaries[h].frame for h in ("H02", "H03", "H04")]
+    got = combine(own.frame, pd.concat(partners), CONDITION, population="p", own_not_carried=own.not_carried)
+    rows = got.table[got.table["indicator"] == "mortality_30d"].set_index("unit")
+    assert rows["oe"].isna().all() and rows["expected"].isna().all()  # compared on crude rates, not O/E
+    assert any("compared on crude rates" in r for r in got.not_carried["mortality_30d"])
+    crude = pooled.table[pooled.table["indicator"] == "mortality_30d"].set_index("unit")
+    np.testing.assert_allclose(rows.loc["H01", "crude_value"], crude.loc["H01", "crude_value"], rtol=1e-12)
+
+
+def test_the_export_withholds_small_numbers_and_is_audited(registry, sqlite_engine):
+    _, data, pooled = registry
+    local = compute_indicators(restrict(data, hospitals=["H01"]), "hospital", indicators=INDICATORS)
+    summary = own_summary(local, models=pooled.models)
+    small = summary.frame[summary.frame[["n", "n_adjusted"]].min(axis=1) < 10]
+    assert not small.empty  # the generated registry has small cells: the rule has something to do
+    content = external.export_summary(
+        sqlite_engine,
+        CARE,
+        local,
+        source="UMC H01",
+        published=dt.date(2025, 3, 1),
+        period="2021-2024",
+        models=pooled.models,
+        rule=SuppressionRule(10),
+    )
+    back = read_figures(content, file_name="summary.csv")
+    assert back.source == "UMC H01"
+    assert (back.frame[["n", "n_adjusted"]].min(axis=1) >= 10).all()
+    assert len(back.frame) < len(summary.frame)
+    events = audit.read(sqlite_engine)
+    assert list(events["action"]) == ["export"] and events["sha256"].iloc[0] == audit.sha256_of(content)
+
+
+def test_cli_imports_and_refuses_with_one_line(tmp_path, monkeypatch, capsys):
+    from vbhc.cli import main
+    from vbhc.store import get_engine
+
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    get_engine.cache_clear()
+    good, bad = tmp_path / "feedback.csv", tmp_path / "bad.csv"
+    good.write_bytes(_csv(*GOOD))
+    bad.write_bytes(_csv(GOOD[0], f"{PROVENANCE},mortality_30d,1,X09,,6,1,,"))
+    try:
+        assert main(["external", "import", str(good)]) == 0
+        assert "3 external figure(s) stored" in capsys.readouterr().out
+        assert main(["external", "import", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vbhc external import: bad.csv row 3 column 'n'") and "\n" not in err
+    finally:
+        get_engine.cache_clear()
+
+
+def test_stored_figures_benchmark_the_own_units_with_the_population_named(registry, summaries, sqlite_engine):
+    _, data, pooled = registry
+    partners = pd.concat([summaries[h].frame for h in sorted(summaries)[1:]], ignore_index=True)
+    feedback = write_figures(partners, source="national registry", published=dt.date(2025, 3, 1), period="2024")
+    external.import_figures(sqlite_engine, QUALITY, feedback, file_name="feedback.csv")
+    local = _local(data, "H01")
+    got = external.external_benchmark(sqlite_engine, CARE, local, models=pooled.models, lang="nl")
+    assert got.population == "national registry 2024, 10 ziekenhuizen"
+    table = got.table
+    assert set(table.loc[~table["external"], "unit"]) == {"H01"} and table["external"].sum() > 0
+    want = pooled.table.set_index(["indicator", "unit"])["oe"]
+    have = table.set_index(["indicator", "unit"])["oe"].reindex(want.index)
+    np.testing.assert_allclose(have.to_numpy(float), want.to_numpy(float), rtol=1e-9)
+    english = external.external_benchmark(sqlite_engine, CARE, local, models=pooled.models)
+    assert english.population == "national registry 2024, 10 hospitals"
+    manager = Viewer("m@x", "M", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+    shown = external.external_benchmark(sqlite_engine, manager, local, models=pooled.models).table
+    others = shown[shown["hospital"] != "H01"]
+    assert others["anonymised"].all() and not others["unit"].str.startswith("H").any()  # no other hospital named
+    with pytest.raises(AccessDenied):  # a care team of another condition sees nothing of this one
+        other = Viewer("c@x", "C", (Scope(Role.CARE_TEAM, conditions=frozenset({"breast_cancer"})),))
+        external.external_benchmark(sqlite_engine, other, local)
+
+
+def test_the_combined_table_feeds_the_funnel_caterpillar_and_verdict(registry, summaries):
+    from vbhc import charts
+    from vbhc.indicators import funnel_curve
+    from vbhc.verdict import verdict_labels
+
+    hospitals = sorted(summaries)
+    others = pd.concat([summaries[h].frame for h in hospitals[1:]], ignore_index=True)
+    got = combine(summaries[hospitals[0]].frame, others, CONDITION, population="national registry 2024, 10 hospitals")
+    for ind_id in ("mortality_30d", "length_of_stay"):
+        rows = got.table[got.table["indicator"] == ind_id]
+        curve = funnel_curve(rows)
+        # the drawn limits at each unit's n are the unit's own limits
+        for _, row in rows.iterrows():
+            at = funnel_curve(rows, grid=[row["precision"]])
+            upper = at.loc[at["level"] == 0.998, "upper"].iloc[0]
+            assert np.isclose(upper, row["upper_998"], rtol=1e-9), (ind_id, row["unit"])
+        assert charts.funnel_chart(rows, curve, highlight=hospitals[0])
+        assert charts.caterpillar_chart(rows, highlight=hospitals[0])
+        labels = verdict_labels(rows, "nl")
+        assert len(labels) == len(rows) and all(isinstance(text, str) and text for text in labels)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    position=st.integers(min_value=0, max_value=400),
+    junk=st.binary(min_size=1, max_size=6),
+    limit=st.sampled_from(["", "1"]),
+)
+def test_a_mutated_file_is_read_or_refused_never_a_crash(position, junk, limit):
+    good = _csv(*GOOD)
+    data = good[:position] + junk + good[position + len(junk) :]
+    with pytest.MonkeyPatch.context() as mp:
+        if limit:
+            mp.setenv("VBHC_MAX_ROWS", limit)
+        try:
+            got = read_figures(data, file_name="mutated.csv")
+        except ExternalRefused as exc:
+            assert str(exc).startswith("mutated.csv") and "\n" not in str(exc)
+        else:
+            assert not limit and len(got.frame) == 3 and got.frame["n"].notna().all()
+
+
+def test_cli_exports_the_own_summary_with_expected_from_the_registrys_model(registry, tmp_path, monkeypatch, capsys):
+    from vbhc.cli import main
+    from vbhc.store import get_engine
+
+    eng, _, pooled = registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", eng.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
+    get_engine.cache_clear()
+    out = tmp_path / "summary.xlsx"
+    args = ["external", "export", "--condition", CONDITION, "--source", "UMC H01", "--published", "2025-03-01"]
+    try:
+        assert main([*args, "--expected-from-registry", "--suppress-below", "0", "--out", str(out)]) == 0
+        assert "written to" in capsys.readouterr().out
+        assert main([*args[:3], "nowhere", *args[4:], "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            "vbhc external export: unknown condition 'nowhere': choose from " + ", ".join(load_catalog().conditions)
+        )
+    finally:
+        get_engine.cache_clear()
+    back = read_figures(out)
+    own = set(pooled.table.loc[pooled.table["hospital"] == "H01", "unit"])
+    assert set(back.frame["unit"]) == own == {"H01"}
+    rows = back.frame.set_index("indicator")
+    want = pooled.table[pooled.table["unit"] == "H01"].set_index("indicator")
+    assert np.isclose(rows.loc["mortality_30d", "expected"], want.loc["mortality_30d", "expected"], rtol=1e-9)

@@ -1,0 +1,264 @@
+"""The meeting record (vbhc.minutes) and its minutes as PDF and DOCX (vbhc.reports.minutes), without Streamlit:
+who may record and read, nothing half-written or deleted, a recording that lands second is refused, the agenda's
+"since the last meeting", and minutes in the chosen language without raw ids or None."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from vbhc import agenda, audit, improvement, minutes, models
+from vbhc.access import AccessDenied, Role, Scope, Viewer
+from vbhc.improvement import ActionStatus, Explanation, Flag, ImprovementError, ItemNotFound, Rule
+from vbhc.minutes import Decided, ItemDecision, MinutesError, Section
+from vbhc.reports.minutes import build_minutes_docx, build_minutes_pdf, export_minutes, minutes_content
+
+CONDITION = "colorectal_cancer"
+OTHER = "breast_cancer"
+INDICATOR = "anastomotic_leak"
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({CONDITION})),))
+OTHER_CARE = Viewer("breast@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({OTHER})),))
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+MANAGER_H02 = Viewer("m2@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H02"})),))
+HELD = dt.date(2026, 3, 2)
+RAW_ID = re.compile(r"\b[SATM]-[0-9a-f]{12}\b")
+
+
+def _count(engine, model) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+@pytest.fixture
+def items(sqlite_engine):
+    """A signal of H01 (explained), a team goal and two actions (one open, one done)."""
+    return _plant(sqlite_engine)
+
+
+@pytest.fixture
+def items_both(engine):
+    """The same items on SQLite and on PostgreSQL (the record's unique keys and transactions on both)."""
+    return _plant(engine)
+
+
+def _plant(engine):
+    flag = Flag("H01", INDICATOR, Rule.FUNNEL_998, "worse", 0.2)
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag])
+    signal = improvement.signals(engine, CARE, CONDITION)[0]
+    signal = improvement.explain_signal(engine, CARE, signal.item_id, 1, Explanation.REAL, "New stapler")
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, valid_from=dt.date(2026, 1, 1))
+    start = dt.date(2026, 1, 1)
+    action = improvement.create_action(
+        engine, CARE, CONDITION, "Prehabilitation", "nurse specialist", start, dt.date(2026, 6, 30), unit="H01"
+    )
+    done = improvement.create_action(engine, CARE, CONDITION, "Training", "surgeon", start, start)
+    improvement.update_action(engine, CARE, done.item_id, 1, status=ActionStatus.DONE)
+    return engine, signal, goal, action
+
+
+def _decisions(signal, goal, action) -> list[Decided]:
+    return [
+        Decided(signal.item_id, ItemDecision.ACTION, "Start prehabilitation", Section.OPEN_SIGNAL),
+        Decided(goal.item_id, ItemDecision.NOTED, "", Section.TARGET_NOT_MET),
+        Decided(action.item_id, ItemDecision.DEFERRED, "Await the first quarter", Section.ACTION),
+    ]
+
+
+def test_a_care_team_records_its_meeting_and_a_correction_is_the_next_version(items_both):
+    engine, signal, goal, action = items_both
+    done = minutes.record_meeting(
+        engine, CARE, CONDITION, HELD, ["care_team", "surgeon", " surgeon "], _decisions(signal, goal, action)
+    )
+    assert (done.version, done.record.roles, len(done.decisions)) == (1, ["care_team", "surgeon"], 3)
+    assert done.decisions[0].item_version == signal.version  # the version the meeting saw
+    # the same meeting recorded again from version 1: version 2; version 1 stays readable
+    fixed = minutes.record_meeting(
+        engine, CARE, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action)[:1], based_on=1
+    )
+    assert (fixed.meeting_id, fixed.version) == (done.meeting_id, 2)
+    assert [m.version for m in minutes.meetings(engine, CARE, CONDITION)] == [2]
+    assert len(minutes.meeting(engine, CARE, done.meeting_id, version=1).decisions) == 3
+    events = audit.read(engine, action="edit")
+    assert events["detail"].str.contains('"what": "meeting"').sum() == 2
+
+
+def test_a_stale_recording_is_refused_with_who_and_when_and_writes_nothing(items_both):
+    engine, signal, goal, action = items_both
+    minutes.record_meeting(engine, QUALITY, CONDITION, HELD, ["quality"], [])
+    before = (_count(engine, models.MeetingRecord), _count(engine, models.MeetingDecision))
+    with pytest.raises(MinutesError) as refused:  # CARE opened the page before QUALITY recorded it
+        minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action))
+    assert "quality@example.org" in str(refused.value) and "version 1" in str(refused.value)
+    assert "opnieuw vastgelegd door quality@example.org" in refused.value.message("nl")
+    assert (_count(engine, models.MeetingRecord), _count(engine, models.MeetingDecision)) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "expected"),
+    [
+        ({"roles_present": [" "]}, MinutesError, "at least one role"),
+        ({"held_on": dt.date(2026, 3, 3)}, MinutesError, "in the future"),
+        ({"held_on": "2026-13-01"}, ImprovementError, "is not a date"),
+        ({"decision": "maybe"}, ImprovementError, "maybe is not allowed"),
+        ({"note": "x" * 4001}, ImprovementError, "Note is longer than 4000"),
+        ({"item_id": "S-000000000000"}, ItemNotFound, "S-000000000000"),
+        ({"twice": True}, MinutesError, "has two decisions"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_changes_no_row(items, change, error, expected):
+    engine, signal, goal, action = items
+    decided = _decisions(signal, goal, action)
+    if "decision" in change or "note" in change or "item_id" in change:
+        first = decided[0]
+        decided[0] = Decided(
+            change.get("item_id", first.item_id),
+            change.get("decision", first.decision),
+            change.get("note", first.note),
+            first.section,
+        )
+    if change.get("twice"):
+        decided.append(decided[0])
+    with pytest.raises(error, match=expected) as refused:
+        minutes.record_meeting(
+            engine,
+            CARE,
+            CONDITION,
+            change.get("held_on", HELD),
+            change.get("roles_present", ["care_team"]),
+            decided,
+            today=HELD,
+        )
+    assert "\n" not in str(refused.value)
+    assert _count(engine, models.MeetingRecord) == 0 and _count(engine, models.MeetingDecision) == 0
+
+
+def test_roles_care_team_of_another_condition_and_a_manager_may_not_record(items):
+    engine, *_ = items
+    for viewer in (OTHER_CARE, MANAGER):
+        with pytest.raises(AccessDenied):
+            minutes.record_meeting(engine, viewer, CONDITION, HELD, ["manager"], [])
+    assert _count(engine, models.MeetingRecord) == 0
+    assert (audit.read(engine, action="denied")["detail"].str.contains("meeting record")).sum() == 2
+    # another condition's item cannot be decided in this condition's meeting
+    other = improvement.set_target(engine, QUALITY, OTHER, "reexcision", 0.1)
+    with pytest.raises(MinutesError, match="is not an item of condition"):
+        minutes.record_meeting(engine, QUALITY, CONDITION, HELD, ["quality"], [Decided(other.item_id, "noted")])
+
+
+def test_a_manager_reads_own_units_meetings_without_the_notes(items):
+    engine, signal, goal, action = items
+    minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action), unit="H01")
+    minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], [], unit="H02")
+    seen = minutes.meetings(engine, MANAGER, CONDITION)
+    assert [m.record.unit for m in seen] == ["H01"]
+    assert [d.decision for d in seen[0].decisions] == ["action", "noted", "deferred"]
+    assert all(d.note == "" for d in seen[0].decisions)
+    assert {d.note for d in minutes.meetings(engine, CARE, CONDITION, unit="H01")[0].decisions} > {""}
+    with pytest.raises(MinutesError, match="no meeting record"):
+        minutes.meeting(engine, MANAGER_H02, seen[0].meeting_id)
+    with pytest.raises(AccessDenied):  # the manager may read but not export the minutes
+        export_minutes(engine, MANAGER, seen[0].meeting_id, "pdf", "en")
+
+
+def test_the_agenda_starts_from_the_last_recorded_meeting(items):
+    engine, *_ = items
+    today = dt.date(2026, 5, 20)
+    first = agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today)
+    assert first.since == dt.date(2026, 5, 1)  # nothing recorded: the first day of the month
+    minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], [], unit="H01", today=today)
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2026, 4, 6), ["care_team"], [], today=today)
+    assert agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today).since == dt.date(2026, 4, 6)
+    assert agenda.meeting_agenda(engine, CARE, CONDITION, unit="H02", today=today).since == dt.date(2026, 4, 6)
+    assert agenda.meeting_agenda(engine, CARE, CONDITION, HELD, unit="H02", today=today).since == HELD  # chosen
+
+
+def test_agenda_items_are_each_item_once_in_meeting_order(items):
+    engine, signal, goal, action = items
+    found = agenda.meeting_agenda(
+        engine, CARE, CONDITION, dt.date(2000, 1, 1), unit="H01", values={INDICATOR: 0.2}, today=dt.date(2026, 7, 1)
+    )
+    listed = [(i.section, i.item_id) for i in minutes.agenda_items(found)]
+    assert listed == [
+        ("new_signal", signal.item_id),
+        ("overdue_action", action.item_id),
+        ("target_not_met", goal.item_id),
+    ]
+
+
+def _pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def _docx_text(data: bytes) -> str:
+    from docx import Document
+
+    doc = Document(io.BytesIO(data))
+    cells = [c.text for table in doc.tables for row in table.rows for c in row.cells]
+    return "\n".join([p.text for p in doc.paragraphs] + cells)
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_the_minutes_as_pdf_and_docx_hold_the_decisions_in_the_chosen_language(items, lang):
+    engine, signal, goal, action = items
+    done = minutes.record_meeting(
+        engine, CARE, CONDITION, HELD, ["care_team", "surgeon"], _decisions(signal, goal, action), unit="H01"
+    )
+    names = {"H01": "Academisch Ziekenhuis Een", "": "every unit"}
+    content = minutes_content(engine, CARE, done.meeting_id, lang, unit_name=names.get)
+    words = {
+        "nl": ["Verslag van het verbeteroverleg", "zorgteam", "Actie", "Besproken, geen wijziging", "Gepland"],
+        "en": ["Minutes of the improvement meeting", "care team", "Action", "Discussed, no change", "Planned"],
+    }[lang]
+    expected = [
+        *words,
+        "surgeon",
+        "Start prehabilitation",  # the meeting's notes
+        "Prehabilitation (nurse specialist)",  # an action by what and who
+        "Academisch Ziekenhuis Een",  # units by name
+        "30",  # the open action's due date (June 30)
+    ]
+    for data, text_of in ((build_minutes_pdf(content), _pdf_text), (build_minutes_docx(content), _docx_text)):
+        text = re.sub(r"\s+", " ", text_of(data))
+        for word in expected:
+            assert word in text, (lang, word)
+        assert "Training" not in text  # done before the meeting: not an open action
+        assert not RAW_ID.search(text) and "None" not in text and "nan" not in text.lower().split()
+        other = "Minutes of the improvement meeting" if lang == "nl" else "Verslag van het verbeteroverleg"
+        assert other not in text
+
+
+def test_an_export_is_audited_and_describes_items_as_the_meeting_saw_them(items):
+    engine, signal, goal, action = items
+    done = minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action))
+    improvement.update_action(engine, CARE, action.item_id, 1, title="Renamed later")
+    data = export_minutes(engine, CARE, done.meeting_id, "docx", "en")
+    text = _docx_text(data)
+    assert "Prehabilitation (nurse specialist)" in text and "Renamed later" not in text
+    exports = audit.read(engine, action="export")
+    assert list(exports["sha256"]) == [audit.sha256_of(data)]
+    assert '"what": "minutes_docx"' in exports["detail"].iloc[0]
+
+
+def test_a_manager_reads_a_meeting_of_every_unit_without_another_units_items(items):
+    engine, signal, goal, _ = items
+    improvement.record_detection(
+        engine, "import", CONDITION, "hospital", "2-2", [Flag("H02", INDICATOR, Rule.FUNNEL_998, "worse", 0.3)]
+    )
+    theirs = improvement.signals(engine, QUALITY, CONDITION, unit="H02")[0]
+    decided = [
+        Decided(signal.item_id, "noted", "Ours"),
+        Decided(theirs.item_id, "noted"),
+        Decided(goal.item_id, "closed"),
+    ]
+    done = minutes.record_meeting(engine, QUALITY, CONDITION, HELD, ["quality"], decided)
+    content = minutes_content(engine, MANAGER, done.meeting_id, "en", unit_name=lambda u: u or "every unit")
+    rows = [row for _, section_rows in content.decisions for row in section_rows]
+    assert [row[0].split(" · ")[1] for row in rows] == ["H01", "every unit"]  # H02's signal is left out
+    assert {row[2] for row in rows} == {"–"}  # no notes for a manager

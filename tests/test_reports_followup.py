@@ -1,0 +1,143 @@
+"""Targets, explanations and actions in the reports (vbhc.reports.followup): the workbook's improvement sheet and
+the PDF's section, judged against the report's own suppressed table (a withheld cell stays withheld), in the
+report's language, read with the viewer's role rules, and through `make_report` as the command line makes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pytest
+from openpyxl import load_workbook
+from pypdf import PdfReader
+
+from tests.registry_files import write_small_registry
+from vbhc import improvement
+from vbhc.access import AccessDenied, Role, Scope, Viewer
+from vbhc.catalog import default_catalog
+from vbhc.i18n import t
+from vbhc.improvement import Decision, Explanation, Flag, Rule
+from vbhc.ingest import import_files
+from vbhc.reports import build_pdf, build_workbook, compute_results, make_report
+from vbhc.reports.followup import read_follow_up
+
+HIP = "hip_osteoarthritis"
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({HIP})),))
+CARE_OTHER = Viewer("breast@example.org", "Breast", (Scope(Role.CARE_TEAM, frozenset({"breast_cancer"})),))
+MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+START = dt.date(2026, 1, 5)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """The small hand-made registry (every unit below 10 care cycles) with a goal met, one not met, an explained
+    and decided signal, a new one, and an action of each hospital."""
+    from vbhc.store import get_engine, upgrade_schema
+
+    folder = tmp_path_factory.mktemp("followup")
+    engine = get_engine(f"sqlite:///{folder / 'small.db'}")
+    upgrade_schema(engine)
+    import_files(write_small_registry(folder / "files"), engine, imported_by="test")
+    result = compute_results([HIP], None, "hospital", engine=engine)[0]
+    flags = [Flag("H01", "revision_1y", Rule.FUNNEL_998, "worse", 0.2), Flag("H02", "eq5d_change_12m", "spc", "worse")]
+    improvement.record_detection(engine, "import", HIP, "hospital", "1-1", flags)
+    signal = improvement.signals(engine, CARE, HIP, unit="H01")[0]
+    improvement.explain_signal(engine, CARE, signal.item_id, 1, Explanation.REAL, "New implant since March")
+    improvement.decide_signal(engine, CARE, signal.item_id, 2, Decision.ACTION)
+    improvement.set_target(engine, CARE, HIP, "revision_1y", 0.05, valid_from=START)
+    improvement.set_target(engine, CARE, HIP, "cost_per_cycle", 3000, unit="H01", valid_from=START)
+    improvement.create_action(
+        engine,
+        CARE,
+        HIP,
+        "=HYPERLINK(implant review)",
+        "orthopaedic surgeon",
+        START,
+        dt.date(2026, 6, 30),
+        unit="H01",
+        indicators=["revision_1y"],
+        signals=[signal.item_id],
+        expected_effect="Fewer revisions within a year",
+    )
+    improvement.create_action(engine, CARE, HIP, "Elsewhere", "nurse", START, START, unit="H02")
+    yield engine, result
+    engine.dispose()
+    get_engine.cache_clear()
+
+
+def _sheet_rows(content: bytes, lang: str = "en") -> list[list]:
+    wb = load_workbook(io.BytesIO(content))
+    assert t("report.sheet_improvement", lang) in wb.sheetnames
+    condition = default_catalog().condition(HIP).label(lang)
+    assert wb.sheetnames.index(t("report.sheet_improvement", lang)) == wb.sheetnames.index(condition) + 1
+    return [list(r) for r in wb[t("report.sheet_improvement", lang)].iter_rows(values_only=True)]
+
+
+def test_the_workbook_shows_targets_met_signals_explained_and_actions(registry):
+    engine, result = registry
+    follow = read_follow_up(engine, CARE, [HIP])
+    rows = _sheet_rows(build_workbook([result], lang="en", suppress_below=0, follow_up=follow))
+    targets = {(r[1], r[3]): r for r in rows if r[0] == "Hip osteoarthritis" and r[4] == "Team goal"}
+    revision = "Revision within 1 year"
+    assert set(targets) == {(revision, "H01"), (revision, "H02"), ("Cost per care cycle", "H01")}
+    assert targets[(revision, "H01")][2] == "All units" and targets[(revision, "H01")][10] == "Met"
+    assert targets[("Cost per care cycle", "H01")][9:] == [pytest.approx(3882.5), "Not met"]
+    signal = next(r for r in rows if "New implant since March" in r)
+    assert signal[2:6] == ["H01", "Outside the 99.8% limits", "Worse", 0.2] and signal[10] == "Action"
+    action = next(r for r in rows if r[3] == "orthopaedic surgeon")
+    assert action[1] == "'=HYPERLINK(implant review)"  # formula-safe, like every text cell
+    assert (
+        action[2] == "H01"
+        and action[4].date() == START
+        and action[6:9]
+        == [
+            "Planned",
+            revision,
+            "Fewer revisions within a year",
+        ]
+    )
+
+
+def test_the_small_number_rule_withholds_what_a_target_or_signal_would_give_back(registry):
+    engine, result = registry
+    rows = _sheet_rows(
+        build_workbook([result], lang="en", suppress_below=10, follow_up=read_follow_up(engine, CARE, [HIP]))
+    )
+    targets = [r for r in rows if r[4] == "Team goal"]
+    assert targets and all(r[9:11] == ["<10", "<10"] for r in targets)
+    assert next(r for r in rows if "New implant since March" in r)[5] == "<10"
+    assert any(r[0] and "withheld because" in str(r[0]) for r in rows)  # the footnote
+
+
+def test_the_pdf_section_in_dutch_for_one_condition_team(registry, monkeypatch):
+    from PIL import Image
+
+    from vbhc.reports import pdf
+
+    engine, result = registry
+    blank = io.BytesIO()
+    Image.new("RGB", (4, 3), "white").save(blank, format="PNG")
+    # the charts are tested in tests/test_reports_pdf.py; rendering them is most of a report's time
+    monkeypatch.setattr(pdf, "render_chart", lambda chart, scale=pdf.CHART_SCALE: blank.getvalue())
+    content = build_pdf(result, "H01", lang="nl", suppress_below=0, follow_up=read_follow_up(engine, CARE, [HIP]))
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(content)).pages)
+    for key in ("report.improvement_title", "report.improvement_signals", "agenda.targets", "agenda.actions"):
+        assert t(key, "nl") in text
+    assert "New implant since March" in text and "=HYPERLINK(implant review)" in text
+    assert t("agenda.met_yes", "nl") in text and t("agenda.met_no", "nl") in text
+    assert t("improvement.decision_action", "nl") in text and t("improvement.action_planned", "nl") in text
+    assert "Elsewhere" not in text  # H02's action is not this team's
+
+
+def test_items_are_read_with_the_viewers_role_rules_and_the_command_line_includes_them(registry, tmp_path):
+    engine, _ = registry
+    with pytest.raises(AccessDenied):
+        read_follow_up(engine, CARE_OTHER, [HIP])
+    status_only = read_follow_up(engine, MANAGER, [HIP])[HIP]
+    assert [s.explanation_text for s in status_only.signals if s.unit == "H01"] == [""]
+    assert {a.unit for a in status_only.actions} == {"H01"}  # not the other hospital's
+
+    path = make_report(tmp_path / "hip.xlsx", fmt="xlsx", conditions=[HIP], lang="nl", engine=engine, actor="cli")
+    rows = _sheet_rows(path.read_bytes(), "nl")
+    assert any("New implant since March" in r for r in rows)
+    assert any(t("agenda.met_yes", "nl") in r or "<10" in r for r in rows)

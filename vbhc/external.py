@@ -1,0 +1,890 @@
+"""Benchmarking against figures from outside: a national registry's feedback or a partner hospital's summary.
+
+A hospital holds patient rows of its own patients only; its peers reach it as figures per unit and indicator
+(n, observed, expected for yes/no indicators; n with mean and sd, or sum and sum of squares, for continuous
+ones). This module reads such files with the care of a registry import (one problem refuses the whole file
+with a one-line message naming file, row, column and value; nothing half-written), stores them with their
+provenance (source, publication date, period, definition version), writes the own hospital's summary in the
+same format (small numbers withheld by the export rule of vbhc.reports.privacy) and combines the own units'
+locally computed figures with the external units into the indicator table the funnel, caterpillar and verdict
+read, with the benchmark population named ("national registry 2024, 71 hospitals").
+
+What summary figures carry (`combine` says it for every indicator it cannot carry):
+- yes/no indicators: crude rates and their limits exactly; case-mix adjusted O/E only when every unit's
+  expected comes from the same model (the benchmark's: a hospital's own model always gives O/E = 1 on its
+  own patients), else the comparison is on crude rates;
+- continuous indicators: crude means and their limits; the adjusted mean needs the case-mix model's residual
+  sd, which summary figures do not carry;
+- shrinkage estimates and model diagnostics need patient rows: never carried.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from vbhc import audit
+from vbhc.access import Permission, Viewer, export_file, indicator_rows, may_see_unit, require, sees_all_units
+from vbhc.casemix import CaseMixModel
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
+from vbhc.i18n import fmt_int, t
+from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
+from vbhc.ingest.problems import Problem, normalise_name, shown_file
+from vbhc.ingest.read import _check_xlsx_container, cell_text
+from vbhc.models import ExternalFigure, ExternalPublication
+from vbhc.registry import hospital_of, parse_period, unit_parts
+from vbhc.reports.privacy import SuppressionRule, suppression_mask
+from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula, safe_csv
+from vbhc.settings import max_rows, max_upload_mb
+from vbhc.shrinkage import COLUMNS as SHRINKAGE_COLUMNS
+
+__all__ = [
+    "COLUMNS",
+    "NUMBER_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SHEET",
+    "ExternalBenchmark",
+    "ExternalFigures",
+    "ExternalImport",
+    "ExternalRefused",
+    "OwnSummary",
+    "benchmark_population",
+    "combine",
+    "export_summary",
+    "external_benchmark",
+    "figures",
+    "import_figures",
+    "own_summary",
+    "publications",
+    "read_figures",
+    "suppressed_summary",
+    "write_figures",
+]
+
+#: Provenance columns: the same in every row of a file (one file is one publication).
+PROVENANCE_COLUMNS = ("source", "published", "period")
+#: Number columns: counts, expected events, means; empty where they do not apply.
+NUMBER_COLUMNS = ("n", "observed", "expected", "n_adjusted", "observed_adjusted", "mean", "sd", "sum", "sum_sq")
+#: Columns of the file format, in order.
+COLUMNS = (*PROVENANCE_COLUMNS, "condition", "indicator", "definition_version", "unit", *NUMBER_COLUMNS)
+REQUIRED_COLUMNS = (*PROVENANCE_COLUMNS, "condition", "indicator", "definition_version", "unit", "n")
+#: The sheet of a workbook that holds the figures (a workbook with one sheet may name it otherwise).
+SHEET = "external_figures"
+#: Unit codes as the registry writes them: a hospital, or hospital/department.
+_UNIT = re.compile(r"^[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?$")
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d+)?|[.,]\d+)([eE][+-]?\d+)?$")
+_UNDECIDED = re.compile(r"^[+-]?\d{1,3}[.,]\d{3}$")  # 1.250: a decimal or a thousands separator?
+_MAX_TEXT = 200
+_MB = 1024 * 1024
+#: Why a continuous indicator is compared on crude means among external units.
+CONTINUOUS_REASON = (
+    "the case-mix adjusted mean needs the model's residual sd, which summary figures do not carry: "
+    "compared on crude means"
+)
+#: Why an own yes/no indicator has no expected figures without the benchmark's model.
+EXPECTED_REASON = "expected needs the benchmark's case-mix model (a model of the own patients only gives O/E = 1)"
+#: Why shrinkage and model diagnostics are empty.
+PATIENT_ROWS_REASON = "shrinkage estimates and model diagnostics need patient rows"
+#: Columns of the indicator table that need patient rows: never carried by summary figures.
+_PATIENT_ONLY = (
+    *SHRINKAGE_COLUMNS,
+    "model_c_statistic",
+    "model_calibration_slope",
+    "model_r_squared",
+    "model_n_excluded",
+)
+
+
+# --------------------------------------------------------------------------------------------- problems
+class ExternalRefused(ValueError):
+    """The file had problems; nothing was stored. `problems` lists every one; the message names the first."""
+
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        self.file, self.problems = shown_file(file), list(problems)
+        more = len(self.problems) - 1
+        first = str(self.problems[0]) if self.problems else self.file
+        super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""))
+
+
+@dataclass
+class ExternalFigures:
+    """A validated file: its provenance, the figures (one row per condition x indicator x unit, numbers as
+    floats, NaN where empty) and warnings (figures accepted under another definition version)."""
+
+    file: str
+    sha256: str
+    source: str
+    published: dt.date
+    period: str
+    frame: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def units(self) -> int:
+        return int(self.frame["unit"].nunique())
+
+
+@dataclass
+class ExternalImport:
+    """What an accepted file did: the stored publication, its rows, and the older ones it replaced."""
+
+    publication_id: int
+    rows: int
+    replaced: int
+    warnings: list[str]
+
+
+# --------------------------------------------------------------------------------------------- reading
+def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem]]:
+    """(sheet, rows as text with the row numbers a person sees) of a CSV or XLSX file, or the file's problem."""
+
+    def refuse(rule: str, sheet: str | None = None, row: int | None = None, column: str | None = None):
+        return None, [], [Problem(file, sheet, row, column, None, rule)]
+
+    if not data.strip():
+        return refuse("the file is empty")
+    if len(data) > max_upload_mb() * _MB:
+        return refuse(f"file is larger than the limit of {max_upload_mb():,.0f} MB (VBHC_MAX_UPLOAD_MB)")
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        why = _check_xlsx_container(io.BytesIO(data))
+        if why is not None:
+            return refuse(why)
+        try:
+            wb = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+        except Exception:  # openpyxl raises many kinds for a damaged workbook
+            return refuse("damaged workbook: save it again as .xlsx or CSV UTF-8")
+        try:
+            names = wb.sheetnames
+            sheet = SHEET if SHEET in names else names[0] if len(names) == 1 else None
+            if sheet is None:
+                return refuse(f"the workbook has several sheets and none is named {SHEET!r}")
+            rows, problems = [], []
+            for number, raw in enumerate(wb[sheet].iter_rows(values_only=True), start=1):
+                cells = []
+                for value in raw:
+                    if value is not None and not isinstance(value, str | int | float | bool | dt.date):
+                        problems.append(Problem(file, sheet, number, None, None, "not a plain value: paste values"))
+                        value = None
+                    cells.append(cell_text(value))
+                rows.append((number, cells))
+            return sheet, rows, problems
+        finally:
+            wb.close()
+    if b"\x00" in data:
+        return refuse("not a text file (NUL bytes): save as CSV UTF-8 or .xlsx")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return refuse(f"not UTF-8 text (byte {exc.start + 1}): save as CSV UTF-8")
+    lines = text.splitlines()
+    header = next((line for line in lines if line.strip()), "")
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    best = max(counts.values())
+    if best == 0:
+        return refuse("no header row with columns separated by ',', ';' or tab", row=1)
+    if list(counts.values()).count(best) > 1:
+        return refuse("the header row has as many of two separators: cannot tell the separator", row=1)
+    delimiter = max(counts, key=counts.__getitem__)
+    rows = []
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        for fields in reader:
+            rows.append((reader.line_num, fields))
+    except csv.Error as exc:
+        return refuse(f"malformed CSV ({exc})")
+    return None, rows, []
+
+
+def _plain(text: str) -> str:
+    """A text cell without the apostrophe an export put before a formula trigger (vbhc.safety)."""
+    text = text.strip()
+    if text.startswith("'") and text[1:].lstrip().startswith(FORMULA_TRIGGERS):
+        return text[1:]
+    return text
+
+
+def read_figures(
+    source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None
+) -> ExternalFigures:
+    """Read and validate a file of external figures; raises ExternalRefused naming every problem's place."""
+    catalog = catalog or default_catalog()
+    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+    file = file_name or (source.name if isinstance(source, Path) else "upload")
+    sheet, rows, problems = _records(data, file)
+    if problems:
+        raise ExternalRefused(file, problems)
+    rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
+    if not rows:
+        raise ExternalRefused(file, [Problem(file, sheet, None, None, None, "the file is empty")])
+    if len(rows) - 1 > max_rows():
+        rule = f"{len(rows) - 1:,} rows, more than the limit of {max_rows():,} (VBHC_MAX_ROWS)"
+        raise ExternalRefused(file, [Problem(file, sheet, None, None, None, rule)])
+    header_row, raw_header = rows[0]
+    header = [normalise_name(c) for c in raw_header]  # "Definition version" is definition_version
+    while header and header[-1] == "":
+        header.pop()
+
+    def problem(row: int | None, column: str | None, value: str | None, rule: str) -> None:
+        problems.append(Problem(file, sheet, row, column, value or None, rule))  # an empty cell shows no value
+
+    for position, name in enumerate(header):
+        if name not in COLUMNS:
+            problem(
+                header_row,
+                raw_header[position] or f"#{position + 1}",
+                None,
+                f"unknown column: expected {', '.join(COLUMNS)}",
+            )
+    if len(set(header)) != len(header):
+        problem(header_row, None, None, "a column appears twice in the header")
+    for name in REQUIRED_COLUMNS:
+        if name not in header:
+            problem(header_row, name, None, "required column is missing")
+    if problems:
+        raise ExternalRefused(file, problems)
+
+    records: list[tuple[int, dict[str, str]]] = []
+    for number, cells in rows[1:]:
+        extra = [c for c in cells[len(header) :] if c.strip()]
+        if extra:
+            problem(number, None, extra[0], "a value under no column")
+        raw = dict(zip(header, [*cells, *[""] * len(header)], strict=False))
+        for name in header:
+            value = raw[name].strip()
+            if name not in NUMBER_COLUMNS and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
+                problem(number, name, value, "looks like a formula: text may not start with = + - @ or a tab")
+        records.append((number, {name: _plain(raw[name]) for name in header}))
+    mark = _decimal_mark(records, problem)
+    frame_rows = [_row(number, values, mark, catalog, problem) for number, values in records]
+    warnings = _versions(records, catalog, problem, file)
+    provenance = _provenance(records, problem)
+    _duplicates(records, problem)
+    if problems:
+        raise ExternalRefused(file, problems)
+    frame = pd.DataFrame(
+        frame_rows, columns=["row", "condition", "indicator", "definition_version", "unit", *NUMBER_COLUMNS]
+    )
+    source_text, published, period = provenance
+    return ExternalFigures(file, audit.sha256_of(data), source_text, published, period, frame, warnings)
+
+
+def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem) -> str:
+    """The file's decimal mark, read from its numbers ('12.5' or '2,5'), never guessed: '1.250' decides
+    nothing (it could be a thousands separator) and a file that mixes both marks is refused."""
+    decided: dict[str, tuple[int, str, str]] = {}
+    undecided: tuple[int, str, str] | None = None
+    for number, values in records:
+        for name in NUMBER_COLUMNS:
+            text = values.get(name, "")
+            if not _NUMBER.match(text) or ("." not in text and "," not in text):
+                continue
+            if _UNDECIDED.match(text):
+                undecided = undecided or (number, name, text)
+            else:
+                decided.setdefault("." if "." in text else ",", (number, name, text))
+    if len(decided) > 1:
+        number, name, text = decided[","]
+        problem(number, name, text, "the file uses both '.' and ',' as decimal mark: use one")
+        return "."
+    if not decided and undecided is not None:
+        number, name, text = undecided
+        problem(
+            number, name, text, "cannot tell a decimal mark from a thousands separator: write numbers without grouping"
+        )
+    return next(iter(decided), ".")
+
+
+def _number(text: str, mark: str) -> float | None:
+    if not _NUMBER.match(text) or (mark == "." and "," in text) or (mark == "," and "." in text):
+        return None
+    value = float(text.replace(",", "."))
+    return value if math.isfinite(value) else None
+
+
+def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, problem) -> list[object]:
+    """One validated row as [row, condition, indicator, version, unit, numbers...] (problems reported)."""
+    nums: dict[str, float] = {}
+    for name in NUMBER_COLUMNS:
+        text = values.get(name, "")
+        if text == "":
+            nums[name] = math.nan
+            continue
+        value = _number(text, mark)
+        if value is None:
+            problem(number, name, text, "not a number (a finite number without thousands separator)")
+            nums[name] = math.nan
+        else:
+            nums[name] = value
+    condition, indicator, unit = values["condition"], values["indicator"], values["unit"]
+    ind = None
+    if condition not in catalog.conditions:
+        problem(number, "condition", condition, f"unknown condition: expected one of {', '.join(catalog.conditions)}")
+    else:
+        try:
+            ind = catalog.condition(condition).indicator(indicator)
+        except KeyError:
+            problem(number, "indicator", indicator, f"unknown indicator of {condition}")
+    if not _UNIT.match(unit):
+        problem(number, "unit", unit, "a unit code has letters, digits, _ and - only (hospital or hospital/department)")
+    if ind is not None:
+        _check_numbers(number, ind, nums, values, problem)
+    return [number, condition, indicator, values["definition_version"], unit, *(nums[c] for c in NUMBER_COLUMNS)]
+
+
+def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: dict[str, str], problem) -> None:
+    def given(name: str) -> bool:
+        return not math.isnan(nums[name])
+
+    def whole(name: str) -> bool:
+        value = nums[name]
+        if given(name) and (value < 0 or not float(value).is_integer()):
+            problem(number, name, values[name], "must be a whole number, 0 or more")
+            return False
+        return given(name)
+
+    if values.get("n", "") == "":
+        problem(number, "n", "", "n (the number of care cycles) is required")
+        return
+    if not whole("n"):
+        return
+    n = nums["n"]
+    binary = ind.kind in BINARY_KINDS or ind.kind == "response_rate"
+    allowed = {"n"}
+    if binary:
+        allowed |= {"observed", "expected", "n_adjusted", "observed_adjusted"}
+        if not given("observed"):
+            problem(number, "observed", "", f"a yes/no indicator ({ind.id}) needs observed (the number of events)")
+        elif whole("observed") and nums["observed"] > n:
+            problem(number, "observed", values["observed"], f"observed is more than n ({fmt_int(n, 'en')})")
+        n_adj = nums["n_adjusted"] if given("n_adjusted") else n
+        if whole("n_adjusted") and n_adj > n:
+            problem(number, "n_adjusted", values["n_adjusted"], "n_adjusted is more than n")
+        if whole("observed_adjusted") and nums["observed_adjusted"] > n_adj:
+            problem(
+                number, "observed_adjusted", values["observed_adjusted"], "observed_adjusted is more than n_adjusted"
+            )
+        if (given("n_adjusted") or given("observed_adjusted")) and not given("expected"):
+            problem(number, "expected", "", "n_adjusted and observed_adjusted describe the expected: give expected too")
+        if given("n_adjusted") != given("observed_adjusted"):
+            problem(
+                number, "n_adjusted", values.get("n_adjusted", ""), "give n_adjusted and observed_adjusted together"
+            )
+        if given("expected"):
+            if nums["expected"] < 0:
+                problem(number, "expected", values["expected"], "expected cannot be negative")
+            elif nums["expected"] > n_adj:
+                problem(number, "expected", values["expected"], "expected events cannot be more than the care cycles")
+            if ind.kind == "response_rate":
+                problem(number, "expected", values["expected"], "response rates are not case-mix adjusted: leave empty")
+    elif ind.kind in CONTINUOUS_KINDS:
+        allowed |= {"mean", "sd", "sum", "sum_sq"}
+        pairs = (given("mean") and given("sd"), given("sum") and given("sum_sq"))
+        if n > 0 and not any(pairs):
+            problem(
+                number,
+                "mean",
+                values.get("mean", ""),
+                f"a continuous indicator ({ind.id}) needs mean and sd, or sum and sum_sq",
+            )
+        if given("sd") and nums["sd"] < 0:
+            problem(number, "sd", values["sd"], "sd cannot be negative")
+        if pairs[1]:
+            spread = nums["sum_sq"] - (nums["sum"] ** 2 / n if n > 0 else 0.0)
+            if spread < -1e-9 * max(1.0, abs(nums["sum_sq"])):
+                problem(
+                    number, "sum_sq", values["sum_sq"], "sum_sq is less than sum²/n: the figures do not fit together"
+                )
+    for name in NUMBER_COLUMNS:
+        if name not in allowed and given(name):
+            problem(number, name, values[name], f"does not apply to a {ind.kind} indicator: leave empty")
+
+
+def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, problem, file: str) -> list[str]:
+    """Figures under another definition version than the catalog's: refused, or a warning, as the catalog says."""
+    warnings: list[str] = []
+    for number, values in records:
+        version = values["definition_version"]
+        if not version or len(version) > 20:
+            problem(number, "definition_version", version, "the definition version is required (at most 20 characters)")
+            continue
+        try:
+            ind = catalog.condition(values["condition"]).indicator(values["indicator"])
+        except KeyError:
+            continue  # reported by _row
+        if version == ind.version:
+            continue
+        message = f"{ind.id} figures are under definition version {version}, the catalog's is {ind.version}"
+        if ind.other_version == "refuse":
+            problem(
+                number, "definition_version", version, f"unknown definition version: the catalog's is {ind.version}"
+            )
+        elif message not in warnings:
+            warnings.append(message)
+    return warnings
+
+
+def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str, dt.date, str]:
+    """Source, publication date and period: given, the same in every row, and readable."""
+    first: dict[str, str] = {}
+    for number, values in records:
+        for name in PROVENANCE_COLUMNS:
+            value = values[name]
+            if not value:
+                problem(number, name, value, f"{name} is required (where the figures come from)")
+            elif len(value) > _MAX_TEXT:
+                problem(number, name, value, f"at most {_MAX_TEXT} characters")
+            elif first.setdefault(name, value) != value:
+                problem(
+                    number,
+                    name,
+                    value,
+                    f"one file is one publication: {name} differs from the first row's {first[name]!r}",
+                )
+    published = dt.date(1900, 1, 1)
+    if "published" in first:
+        try:
+            published = dt.date.fromisoformat(first["published"][:10])
+        except ValueError:
+            problem(records[0][0], "published", first["published"], "not a date (YYYY-MM-DD)")
+    if "period" in first:
+        try:
+            parse_period(first["period"])
+        except ValueError:
+            problem(
+                records[0][0],
+                "period",
+                first["period"],
+                "not a period (2024, 2024Q2, 2022-2024, 2024-01-01..2024-06-30)",
+            )
+    return first.get("source", ""), published, first.get("period", "")
+
+
+def _duplicates(records: list[tuple[int, dict[str, str]]], problem) -> None:
+    seen: dict[tuple[str, str, str], int] = {}
+    for number, values in records:
+        key = (values["condition"], values["indicator"], values["unit"])
+        if key in seen:
+            problem(number, "unit", values["unit"], f"duplicate unit for {key[1]}: also in row {seen[key]}")
+        else:
+            seen[key] = number
+
+
+# --------------------------------------------------------------------------------------------- storing
+def import_figures(
+    engine: Engine,
+    viewer: Viewer,
+    source: Path | bytes,
+    *,
+    file_name: str | None = None,
+    catalog: Catalog | None = None,
+) -> ExternalImport:
+    """Validate and store a file of external figures in one transaction, replacing an older file of the same
+    source and period; refused files are audited and store nothing. Quality and admin only."""
+    name = file_name or (source.name if isinstance(source, Path) else "upload")
+    require(viewer, Permission.IMPORT, engine=engine, what=f"external figures {shown_file(name)}")
+    try:
+        figures_ = read_figures(source, file_name=name, catalog=catalog)
+    except ExternalRefused as exc:
+        detail = {"what": "external figures", "file": exc.file, "problems": len(exc.problems), "first": str(exc)[:300]}
+        audit.record(engine, viewer, "import_refused", detail=detail)
+        raise
+    pubs, figs = ExternalPublication.__table__, ExternalFigure.__table__
+    try:
+        with engine.begin() as conn:
+            old = [
+                r[0]
+                for r in conn.execute(
+                    select(pubs.c.id).where(pubs.c.source == figures_.source, pubs.c.period == figures_.period)
+                )
+            ]
+            if old:
+                conn.execute(delete(figs).where(figs.c.publication_id.in_(old)))
+                conn.execute(delete(pubs).where(pubs.c.id.in_(old)))
+            new_id = conn.execute(
+                insert(pubs).values(
+                    source=figures_.source,
+                    published=figures_.published,
+                    period=figures_.period,
+                    file_name=shown_file(name)[:500],
+                    sha256=figures_.sha256,
+                    imported_by=viewer.user_id[:200],
+                    imported_at=dt.datetime.now(dt.UTC),
+                    warnings=json.dumps(figures_.warnings, ensure_ascii=False),
+                )
+            ).inserted_primary_key[0]
+            rows = [
+                {"publication_id": new_id, **{k: _cell(v) for k, v in rec.items() if k != "row"}}
+                for rec in figures_.frame.to_dict("records")
+            ]
+            conn.execute(insert(figs), rows)
+            detail = {
+                "what": "external figures",
+                "file": shown_file(name),
+                "source": figures_.source,
+                "period": figures_.period,
+                "figures": len(rows),
+                "replaced": len(old),
+            }
+            audit.record(conn, viewer, "import", detail=detail, sha256=figures_.sha256)
+    except SQLAlchemyError as exc:
+        problem = Problem(name, None, None, None, None, f"the database cannot be written ({type(exc).__name__})")
+        raise ExternalRefused(name, [problem]) from exc
+    return ExternalImport(int(new_id), len(rows), len(old), figures_.warnings)
+
+
+def _cell(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def figures(engine: Engine, viewer: Viewer, condition: str) -> pd.DataFrame:
+    """The stored external figures of a condition with their provenance (source, published, period): every unit
+    for whoever sees all units of the condition (quality, its care teams); a manager only the units of their
+    scope (other hospitals reach a manager anonymised, through external_benchmark)."""
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition)
+    frame = _stored(engine, condition)
+    if sees_all_units(viewer, condition):
+        return frame
+    visible = [may_see_unit(viewer, condition, *unit_parts(str(u))) for u in frame["unit"]]
+    return frame[np.asarray(visible, dtype=bool)].reset_index(drop=True)
+
+
+def _stored(engine: Engine, condition: str) -> pd.DataFrame:
+    pubs, figs = ExternalPublication.__table__, ExternalFigure.__table__
+    query = (
+        select(figs, pubs.c.source, pubs.c.published, pubs.c.period)
+        .join(pubs, pubs.c.id == figs.c.publication_id)
+        .where(figs.c.condition == condition)
+        .order_by(figs.c.publication_id, figs.c.indicator, figs.c.unit)
+    )
+    with engine.connect() as conn:
+        frame = pd.read_sql(query, conn)
+    for name in NUMBER_COLUMNS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
+
+
+def publications(engine: Engine, viewer: Viewer) -> pd.DataFrame:
+    """The stored publications (source, published, period, file, who, when, warnings) for the Data page."""
+    require(viewer, Permission.IMPORT, engine=engine, what="external publications")
+    with engine.connect() as conn:
+        return pd.read_sql(select(ExternalPublication.__table__).order_by(ExternalPublication.__table__.c.id), conn)
+
+
+# --------------------------------------------------------------------------------------------- the own summary
+@dataclass
+class OwnSummary:
+    """The own units' figures in the file format (provenance columns excepted) and, per indicator, why a
+    figure could not be given (e.g. expected without the benchmark's case-mix model)."""
+
+    frame: pd.DataFrame
+    not_carried: dict[str, str] = field(default_factory=dict)
+
+
+def own_summary(
+    result: IndicatorResult,
+    *,
+    models: Mapping[str, CaseMixModel] | None = None,
+    hospitals: Sequence[str] | None = None,
+) -> OwnSummary:
+    """Summary figures of the units of `result` (computed from the own patient rows), per unit x indicator.
+
+    Expected counts need the benchmark's case-mix model (`models`, per indicator id: a published or shared
+    model): a model fitted on the own patients only always gives O/E = 1, so without one expected stays empty
+    and `not_carried` says so. `hospitals` limits the rows to those hospitals' units.
+    """
+    data = result.data
+    if data is None:
+        raise ValueError("the indicator result has no data behind it: compute it from the registry")
+    cond = data.condition
+    table = result.table
+    rows: list[dict[str, object]] = []
+    not_carried: dict[str, str] = {}
+    for ind in cond.indicators:
+        part = table[table["indicator"] == ind.id]
+        if part.empty:
+            continue
+        if hospitals is not None:
+            part = part[part["unit"].astype(str).map(hospital_of).isin(list(hospitals))]
+        base = {"condition": cond.id, "indicator": ind.id, "definition_version": ind.version}
+        if ind.kind in SURVIVAL_KINDS:  # deaths within the horizon need each patient's follow-up, not n and O
+            not_carried[ind.id] = "survival figures are not exchanged as summaries (they need follow-up per patient)"
+            continue
+        if ind.kind in ("volume", "response_rate"):
+            for rec in part.to_dict("records"):
+                row = base | {"unit": rec["unit"], "n": float(rec["n"])}
+                if ind.kind == "response_rate":
+                    row["observed"] = float(rec["observed"])
+                rows.append(row)
+            continue
+        frame = indicator_cycles(ind, data, result.level)
+        frame = frame[frame["y"].notna()]
+        if ind.kind in BINARY_KINDS:
+            model = (models or {}).get(ind.id)
+            if model is not None:
+                frame = frame.assign(expected=model.predict(frame).to_numpy(float))
+            else:
+                not_carried[ind.id] = (
+                    "expected needs the benchmark's case-mix model (a model of the own patients only gives O/E = 1)"
+                )
+        for rec in part.to_dict("records"):
+            cycles = frame[frame["unit"] == rec["unit"]]
+            y = cycles["y"].to_numpy(float)
+            row = base | {"unit": rec["unit"], "n": float(y.size)}
+            if ind.kind in BINARY_KINDS:
+                row["observed"] = float(y.sum())
+                if "expected" in cycles:
+                    scored = cycles["expected"].notna().to_numpy()
+                    row |= {
+                        "expected": float(cycles["expected"].to_numpy(float)[scored].sum()),
+                        "n_adjusted": float(scored.sum()),
+                        "observed_adjusted": float(y[scored].sum()),
+                    }
+            else:
+                row |= {"sum": float(y.sum()), "sum_sq": float((y**2).sum())}
+            rows.append(row)
+    columns = ["condition", "indicator", "definition_version", "unit", *NUMBER_COLUMNS]
+    return OwnSummary(pd.DataFrame(rows, columns=columns), not_carried)
+
+
+def write_figures(
+    frame: pd.DataFrame, *, source: str, published: dt.date, period: str, file_format: str = "csv"
+) -> bytes:
+    """Figures in the file format (CSV UTF-8 or XLSX, sheet external_figures), formula-safe, numbers exact."""
+    out = frame.reindex(columns=[c for c in COLUMNS if c not in PROVENANCE_COLUMNS]).copy()
+    out.insert(0, "period", period)
+    out.insert(0, "published", published.isoformat())
+    out.insert(0, "source", source)
+    if file_format == "csv":
+        return safe_csv(out)
+    if file_format != "xlsx":
+        raise ValueError(f"file format must be csv or xlsx, got {file_format!r}")
+    wb = Workbook()
+    ws = wb.active
+    ws.title = SHEET
+    ws.append(list(out.columns))
+    for rec in out.itertuples(index=False):
+        ws.append([None if isinstance(v, float) and math.isnan(v) else neutralise_formula(v) for v in rec])
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()
+
+
+def suppressed_summary(summary: OwnSummary, rule: SuppressionRule) -> pd.DataFrame:
+    """The rows a file may carry: a unit x indicator below the threshold (in n or in the cycles behind
+    expected) is left out, with the secondary cells of vbhc.reports.privacy."""
+    frame = summary.frame
+    if frame.empty or not rule.active:
+        return frame
+    catalog = default_catalog()
+    kinds = [
+        catalog.condition(c).indicator(i).kind for c, i in zip(frame["condition"], frame["indicator"], strict=True)
+    ]
+    probe = frame.assign(
+        n=frame[["n", "n_adjusted"]].min(axis=1, skipna=True),
+        kind=kinds,
+        # an indicator's total is known outside (a registry publishes it): secondary cells protect a small one
+        target=np.where(np.asarray(kinds) == "volume", np.nan, 0.0),
+    )
+    hit = suppression_mask(probe, rule)
+    return frame[~hit].reset_index(drop=True)
+
+
+def export_summary(
+    engine: Engine,
+    viewer: Viewer,
+    result: IndicatorResult,
+    *,
+    source: str,
+    published: dt.date,
+    period: str,
+    file_format: str = "csv",
+    models: Mapping[str, CaseMixModel] | None = None,
+    hospitals: Sequence[str] | None = None,
+    rule: SuppressionRule | None = None,
+    file_name: str = "",
+) -> bytes:
+    """The own summary as a file partners can import: small numbers withheld (VBHC_SUPPRESS_BELOW), checked
+    and audited as an export of aggregated figures (never patient rows)."""
+    rule = rule or SuppressionRule.from_settings()
+    summary = own_summary(result, models=models, hospitals=hospitals)
+
+    def build() -> bytes:
+        frame = suppressed_summary(summary, rule)
+        return write_figures(frame, source=source, published=published, period=period, file_format=file_format)
+
+    return export_file(
+        viewer,
+        build,
+        what="external summary figures",
+        file_name=file_name or f"summary_{result.condition}.{file_format}",
+        condition=result.condition,
+        engine=engine,
+    )
+
+
+# --------------------------------------------------------------------------------------------- combining
+@dataclass
+class ExternalBenchmark:
+    """The indicator table of the own units among the external ones (what funnel, caterpillar and verdict
+    read), the benchmark population named for charts and reports, and per indicator what the summary figures
+    could not carry and why."""
+
+    table: pd.DataFrame
+    population: str
+    not_carried: dict[str, list[str]]
+    warnings: list[str]
+
+
+def benchmark_population(sources: str, hospitals: int, lang: str = "en") -> str:
+    """'national registry 2024, 71 hospitals': the name a chart or report gives its benchmark (`sources`: the
+    publications' source and period)."""
+    key = "external.population_one" if hospitals == 1 else "external.population"
+    return t(key, lang, sources=sources, hospitals=fmt_int(hospitals, lang))
+
+
+def _as_sums(rows: pd.DataFrame) -> pd.DataFrame:
+    """Continuous figures as sum and sum_sq wherever they came as mean and sd (one form per table)."""
+    out = rows.copy()
+    for name in ("sum", "sum_sq", "mean", "sd"):
+        if name not in out:
+            out[name] = np.nan
+    n = out["n"].to_numpy(float)
+    mean, sd = out["mean"].to_numpy(float), out["sd"].to_numpy(float)
+    need = np.isnan(out["sum"].to_numpy(float)) & np.isfinite(mean)
+    out.loc[need, "sum"] = (n * mean)[need]
+    out.loc[need, "sum_sq"] = (np.where(n > 1, (n - 1) * np.nan_to_num(sd) ** 2, 0.0) + n * mean**2)[need]
+    zero = n == 0
+    out.loc[zero, ["sum", "sum_sq"]] = 0.0
+    return out.drop(columns=["mean", "sd"])
+
+
+def combine(
+    own: pd.DataFrame,
+    external: pd.DataFrame,
+    condition: str,
+    *,
+    population: str,
+    catalog: Catalog | None = None,
+    own_not_carried: Mapping[str, str] | None = None,
+    level: str = "hospital",
+) -> ExternalBenchmark:
+    """The own units' summary figures (own_summary: computed locally from patient rows) among the external
+    units' figures, as one indicator table with the benchmark population named in column `benchmark_population`.
+
+    External rows of an own unit are dropped (the own figures are computed from the patient rows). Figures
+    under another definition version than the catalog's now are left out (or kept with a warning, as the
+    catalog says). A yes/no indicator is compared on O/E only when every unit has expected figures, else on
+    crude rates; continuous ones on crude means.
+    """
+    catalog = catalog or default_catalog()
+    cond = catalog.condition(condition)
+    own = own[own["condition"] == condition].assign(origin="own")
+    ext = external[external["condition"] == condition].assign(origin="external")
+    ext = ext[~ext["unit"].astype(str).isin(set(own["unit"].astype(str)))]
+    rows = pd.concat([own, ext], ignore_index=True)
+    not_carried: dict[str, list[str]] = {i: [r] for i, r in (own_not_carried or {}).items()}
+    warnings: list[str] = []
+    keep = pd.Series(True, index=rows.index)
+    parts = []
+    for ind_id, part in rows.groupby("indicator", sort=False):
+        try:
+            ind = cond.indicator(str(ind_id))
+        except KeyError:
+            keep[part.index] = False
+            continue
+        if ind.kind in SURVIVAL_KINDS:  # not exchanged as summary figures (own_summary says why)
+            keep[part.index] = False
+            continue
+        other = part["definition_version"].astype(str) != ind.version
+        if other.any():
+            text = f"{ind.id}: {int(other.sum())} unit(s) under another definition version than {ind.version}"
+            if ind.other_version == "refuse":
+                keep[part.index[other.to_numpy()]] = False
+                warnings.append(text + ": left out")
+            else:
+                warnings.append(text + ": compared all the same")
+        part = part[keep[part.index]]
+        if part.empty:
+            continue
+        if ind.kind in BINARY_KINDS:
+            if "expected" in part and part["expected"].isna().any():
+                if part["expected"].notna().any():
+                    not_carried.setdefault(ind.id, []).append(
+                        "not every unit has expected figures under the same model: compared on crude rates"
+                    )
+                part = part.drop(columns=["expected", "n_adjusted", "observed_adjusted"], errors="ignore")
+        elif ind.kind in CONTINUOUS_KINDS:
+            not_carried.setdefault(ind.id, []).append(CONTINUOUS_REASON)
+            part = _as_sums(part.drop(columns=["expected"], errors="ignore"))
+        parts.append(part)
+    if not parts:
+        raise ValueError(f"no figures of {condition} to compare")
+    table = pd.concat([_table(p, condition, catalog) for p in parts], ignore_index=True)
+    for name in _PATIENT_ONLY:
+        table[name] = np.nan
+    table["hospital"] = table["unit"].astype(str).map(hospital_of)
+    origin = rows.drop_duplicates(["indicator", "unit"]).set_index(["indicator", "unit"])["origin"]
+    table["external"] = pd.MultiIndex.from_frame(table[["indicator", "unit"]]).map(origin) == "external"
+    table["benchmark_population"] = population
+    table["unit_level"] = level  # the units' level (hospital or department), as in the own indicator table
+    # the indicator table's columns in its order, so every page and report reads this table like its own
+    rest = [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
+    table = table.reindex(columns=[*BASE_COLUMNS, *rest, *TAIL_COLUMNS])
+    for ind_id in table["indicator"].unique():
+        not_carried.setdefault(str(ind_id), []).append(PATIENT_ROWS_REASON)
+    return ExternalBenchmark(table, population, not_carried, warnings)
+
+
+def _table(part: pd.DataFrame, condition: str, catalog: Catalog) -> pd.DataFrame:
+    columns = [c for c in ("unit", "indicator", *NUMBER_COLUMNS) if c in part and part[c].notna().any()]
+    return indicators_from_summary(part[columns].reset_index(drop=True), condition, catalog=catalog)
+
+
+def external_benchmark(
+    engine: Engine,
+    viewer: Viewer,
+    result: IndicatorResult,
+    *,
+    hospitals: Sequence[str] | None = None,
+    models: Mapping[str, CaseMixModel] | None = None,
+    lang: str = "en",
+) -> ExternalBenchmark | None:
+    """The own units of `result` (computed from the own patient rows; `hospitals` limits them) among the stored
+    external figures of the condition, with the benchmark population named from the publications ("national
+    registry 2024, 71 hospitals"), the rows as this viewer may see them (vbhc.access.indicator_rows); None when no
+    external figures of the condition are stored."""
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=result.condition)
+    stored = _stored(engine, result.condition)  # every unit: the benchmark needs them; rows are guarded below
+    if stored.empty:
+        return None
+    own = own_summary(result, models=models, hospitals=hospitals)
+    names = stored.drop_duplicates(["source", "period"])
+    units = set(own.frame["unit"].astype(str)) | set(stored["unit"].astype(str))
+    count = len({hospital_of(u) for u in units})
+    label = "; ".join(f"{s} {p}" for s, p in zip(names["source"], names["period"], strict=True))
+    population = benchmark_population(label, count, lang)
+    got = combine(
+        own.frame,
+        stored,
+        result.condition,
+        population=population,
+        own_not_carried=own.not_carried,
+        level=result.level,
+    )
+    # what this viewer may see of the other units: anonymised for a manager, small cells withheld for a care
+    # team limited to some hospitals (vbhc.access, as for the registry's own indicator table)
+    got.table = indicator_rows(viewer, got.table, engine=engine, record_view=False)
+    return got
