@@ -78,7 +78,7 @@ def test_cox_coefficients_and_expected_deaths_equal_statsmodels_phreg():
 
 
 def test_tied_days_fit_as_statsmodels_efron_and_expected_is_breslow():
-    """Registry follow-up is in whole days, so deaths share days: lifelines' Efron fit equals PHReg's, and the
+    """Registry follow-up is in whole days, so deaths share days: the Efron fit equals PHReg's, and the
     baseline over tied deaths is Breslow's (all d_j deaths of day j over one risk set)."""
     time, event, x = _cox_case(seed=8, n=80)
     time = np.ceil(time / 20.0)  # about 45 distinct follow-up times for 80 patients
@@ -88,6 +88,89 @@ def test_tied_days_fit_as_statsmodels_efron_and_expected_is_breslow():
     np.testing.assert_allclose(model.coefficients.to_numpy(), ref.params, atol=1e-8)
     breslow = _breslow_expected(time, event, x.to_numpy(), ref.params)
     np.testing.assert_allclose(model.expected(time, x), breslow, atol=1e-8)
+
+
+def _naive_concordance(time, risk, event):
+    """Harrell's C pair by pair: a death and anyone followed longer (or censored on the day of that death)."""
+    correct = tied = pairs = 0
+    for i in np.flatnonzero(event == 1):
+        for j in range(len(time)):
+            if time[j] > time[i] or (time[j] == time[i] and event[j] == 0):
+                pairs += 1
+                correct += risk[i] > risk[j]
+                tied += risk[i] == risk[j]
+    return (correct + tied / 2) / pairs
+
+
+def test_concordance_counts_the_comparable_pairs():
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        n = int(rng.integers(3, 40))
+        time = rng.integers(0, 8, n).astype(float)  # tied days and tied risks on purpose
+        event = (rng.random(n) < 0.6).astype(float)
+        event[0] = 1.0
+        risk = rng.integers(0, 5, n).astype(float)
+        if (time[event == 1].min() < time).any():
+            assert survival.concordance_index(time, risk, event) == pytest.approx(
+                _naive_concordance(time, risk, event), abs=1e-12
+            )
+    time, event, x = _cox_case()
+    model = survival.fit_cox(time, event, x)
+    risk = np.exp(x.to_numpy() @ model.coefficients.to_numpy())
+    assert model.concordance == pytest.approx(_naive_concordance(time, risk, event), abs=1e-12)
+
+
+def test_schoenfeld_test_flags_a_hazard_ratio_that_changes_over_time():
+    """Grambsch-Therneau on PHReg's Schoenfeld residuals: the rank-time statistic by hand, and a covariate whose
+    effect reverses half-way is flagged while one with a constant effect is not."""
+    rng = np.random.default_rng(7)
+    n = 1500
+    x = pd.DataFrame({"early": rng.integers(0, 2, n).astype(float), "steady": rng.integers(0, 2, n).astype(float)})
+    # piecewise exponential: "early" triples the hazard before day 200 and thirds it after, "steady" doubles it
+    rate = np.exp(np.log(2) * x["steady"].to_numpy()) / 500
+    first = rng.exponential(1 / (rate * np.exp(np.log(3) * x["early"].to_numpy())))
+    later = 200 + rng.exponential(1 / (rate * np.exp(-np.log(3) * x["early"].to_numpy())))
+    t = np.where(first < 200, first, later)
+    c = rng.uniform(100, 1500, n)
+    time, event = np.minimum(t, c), (t <= c).astype(float)
+    model = survival.fit_cox(time, event, x)
+    p = model.ph_test.set_index("variable")["p"]
+    assert p["early"] < 1e-6 and p["steady"] > 0.01
+    ref = PHReg(time, x.to_numpy(), status=event, ties="efron").fit()
+    dead = np.flatnonzero(event == 1)
+    dead = dead[np.argsort(time[dead])]
+    d = len(dead)
+    scaled = d * ref.schoenfeld_residuals[dead] @ ref.cov_params()
+    g = np.arange(d) - (d - 1) / 2
+    want = (g @ scaled) ** 2 / (d * np.diag(ref.cov_params()) * (g @ g))
+    np.testing.assert_allclose(model.ph_test["statistic"], want, rtol=1e-6)
+    np.testing.assert_allclose(model.ph_test["p"], stats.chi2.sf(want, 1), rtol=1e-5)
+
+
+def test_a_collinear_design_falls_back_to_ridge_and_then_to_no_adjustment(monkeypatch):
+    time, event, x = _cox_case(seed=6, n=50)
+    twin = x.assign(age_months=x["age"] * 12)  # no unique maximum: PHReg cannot be fitted plainly
+    model = survival.fit_cox(time, event, twin)
+    assert model.fit_note == "ridge" and list(model.coefficients.index) == ["age", "asa", "age_months"]
+    assert np.isfinite(model.coefficients).all() and np.isfinite(model.ph_test["p"]).all()
+    # the penalised fit on standardised covariates splits age's effect between the twins, and its Breslow
+    # baseline still makes the expected deaths add up to the observed ones
+    per_sd = model.coefficients * twin.std()
+    assert per_sd["age"] == pytest.approx(per_sd["age_months"], rel=1e-6)
+    assert model.expected(time, twin).sum() == pytest.approx(event.sum(), abs=1e-8)
+    # separation (every patient with asa 3 dies first): the plain fit diverges, the ridge fit does not
+    sep_time = np.arange(1.0, 31.0)
+    sep = pd.DataFrame({"asa": np.where(sep_time <= 10, 3.0, 1.0), "age": np.linspace(60, 80, 30)})
+    sep_event = np.where(sep_time <= 10, 1.0, (sep_time % 3 == 0).astype(float))
+    assert survival.fit_cox(sep_time, sep_event, sep).fit_note == "ridge"
+    none = survival.fit_cox(time, np.zeros_like(event), x)
+    assert none.coefficients.empty and np.all(none.expected(time, x) == 0)
+    # when even the ridge fit fails, the model is the Nelson-Aalen hazard of everyone (no case-mix adjustment)
+    monkeypatch.setattr(survival, "_phreg_ridge", lambda *args: None)
+    plain = survival.fit_cox(time, event, twin)
+    assert plain.fit_note == "unadjusted" and plain.coefficients.empty and plain.ph_test.empty
+    nelson_aalen = survival.fit_cox(time, event, pd.DataFrame(index=twin.index))
+    np.testing.assert_allclose(plain.expected(time, twin), nelson_aalen.expected(time, twin), atol=1e-12)
 
 
 def test_without_covariates_expected_is_the_nelson_aalen_hazard():
