@@ -109,7 +109,11 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, at: float, level: float = 
     if time.size == 0:
         return float("nan"), float("nan"), float("nan")
     km = _km_table(time, event, level)
-    return tuple(_step_at(km["time"], km[col], at) for col in ("survival", "lower", "upper"))  # type: ignore[return-value]
+    return (
+        _step_at(km["time"], km["survival"], at),
+        _step_at(km["time"], km["lower"], at),
+        _step_at(km["time"], km["upper"], at),
+    )
 
 
 def km_curves(frame: pd.DataFrame, unit: str = "unit", level: float = 0.95) -> pd.DataFrame:
@@ -236,7 +240,7 @@ def _phreg_ridge(time: np.ndarray, event: np.ndarray, x: np.ndarray):
     scale = x.std(axis=0, ddof=1)
     z = (x - x.mean(axis=0)) / scale
     model = PHReg(time, z, status=event, ties="efron")
-    n, penalty = len(time), RIDGE_PENALTY * len(time)
+    penalty = RIDGE_PENALTY * len(time)
     b = np.zeros(z.shape[1])
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -257,7 +261,7 @@ def _phreg_ridge(time: np.ndarray, event: np.ndarray, x: np.ndarray):
             cov = np.linalg.inv(-(model.hessian(b) - penalty * np.eye(len(b))))
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             return None
-    if not (np.isfinite(b).all() and np.isfinite(cov).all()) or n == 0:
+    if not (np.isfinite(b).all() and np.isfinite(cov).all()):
         return None
     params = b / scale
     # the model on the original covariates (the Schoenfeld residuals are in their units)
