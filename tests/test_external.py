@@ -170,6 +170,7 @@ def test_definition_versions_are_refused_or_warned_as_the_catalog_says(versioned
     assert got.warnings == ["mortality_30d figures are under definition version 1, the catalog's is 2"]
     both = combine(got.frame.iloc[:0], got.frame, CONDITION, population="p", catalog=catalog)
     assert any("under another definition version" in w for w in both.warnings)
+    assert both.other_version == {"mortality_30d": False}  # compared all the same: the page says so
     assert set(both.table["indicator"]) == {"mortality_30d", "length_of_stay"}
     # the shipped catalog refuses (default other_version = "refuse"): these figures are left out there
     shipped = read_figures(_csv(*GOOD))
@@ -178,6 +179,7 @@ def test_definition_versions_are_refused_or_warned_as_the_catalog_says(versioned
     )  # figures of a definition this installation does not know yet
     refused = combine(shipped.frame.iloc[:0], newer, CONDITION, population="p")
     assert set(refused.table["indicator"]) == {"length_of_stay"}
+    assert refused.other_version == {"mortality_30d": True}  # left out
 
 
 def test_a_bad_version_rule_in_the_catalog_names_file_and_key(versioned_catalog):

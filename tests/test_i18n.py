@@ -43,7 +43,7 @@ def test_catalogs_have_the_same_keys():
     nl, en = set(catalog("nl")), set(catalog("en"))
     assert nl - en == set(), "keys only in nl.toml"
     assert en - nl == set(), "keys only in en.toml"
-    assert 120 <= len(en) <= 800  # a sanity range; ~620 with reports, verdicts, catalog labels and improvement cycle
+    assert 120 <= len(en) <= 1200  # a sanity range; ~810 with the improvement cycle, minutes and external figures
 
 
 @pytest.mark.parametrize("key", sorted(catalog("en")))

@@ -423,7 +423,8 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path,
     data.start_warm_up(url, data_version).join(timeout=600)
     state = data.warm_up_state(url, data_version)
     views = results.default_views(sqlite_engine)
-    assert state is not None and state.finished and state.done == state.total == len(views) == 14
+    # 7 conditions x 2 levels x (the whole period, as it was at the default meeting date)
+    assert state is not None and state.finished and state.done == state.total == len(views) == 28
     version = store.version()
     assert all(store.has(key, version) for key in views)
     assert store.versions() == [version]

@@ -128,10 +128,21 @@ def keep_tab(key: str, label_keys: Sequence[str]) -> None:
     del st.session_state[key]
 
 
+#: The session's language outside the language widget's own key: Streamlit drops a widget's state after a run that
+#: did not draw it (a page switch that stopped early), and the next run would then take the language from the URL,
+#: which a page switch has just cleared, so a session could fall back to another language in the middle of a walk.
+CHOSEN_LANGUAGE = "_chosen_lang"
+
+
 def language() -> str:
-    """The viewer's language: URL (?lang=) first, then the browser's locale, else Dutch."""
+    """The viewer's language: the one chosen in this session, else the URL's (?lang=), then the browser's locale,
+    else Dutch."""
     if "lang" not in st.session_state:
-        st.session_state["lang"] = choose_language(st.query_params.get("lang"), getattr(st.context, "locale", None))
+        chosen = st.session_state.get(CHOSEN_LANGUAGE)
+        if chosen not in SUPPORTED:
+            chosen = choose_language(st.query_params.get("lang"), getattr(st.context, "locale", None))
+        st.session_state["lang"] = chosen
+    st.session_state[CHOSEN_LANGUAGE] = st.session_state["lang"]
     return st.session_state["lang"]
 
 
@@ -148,6 +159,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
         format_func=lambda code: t(f"language.{code}", lang),
         horizontal=True,
     )
+    st.session_state[CHOSEN_LANGUAGE] = lang
     url, version = database_url(), data.version()
     volumes = data.volumes(url, version)
     if volumes.empty:

@@ -1118,10 +1118,12 @@ def funnel_chart(
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
     targets: Sequence[ImprovementTarget] | None = None,
+    population: str | None = None,
 ) -> Spec:
     """Funnel plot of one indicator: units at (n, adjusted value), target line, 95% (dashed) and 99.8% (solid)
     control limits from `curve` (columns precision, level, lower, upper), the own unit labelled. `targets` are
-    the team goal and external norm in force (vbhc.annotations.chart_targets), drawn as lines of their own."""
+    the team goal and external norm in force (vbhc.annotations.chart_targets), drawn as lines of their own;
+    `population` names a benchmark from outside the registry (vbhc.external) in the subtitle."""
     lang = _check_lang(lang)
     _one_indicator(rows, "funnel_chart")
     name = _indicator_label(rows, lang)
@@ -1178,11 +1180,16 @@ def funnel_chart(
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
     layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
-        "title": _title(title, label("funnel_sub", lang), width),
+        "title": _title(title, _with_population(label("funnel_sub", lang), population, lang), width),
         "height": height,
         "layer": layers,
     }
     return _finish(body, data, lang, width, highlight=highlight)
+
+
+def _with_population(subtitle: str, population: str | None, lang: str) -> str:
+    """A subtitle that names the benchmark population when it comes from outside the registry."""
+    return f"{subtitle} · {t('external.benchmark_named', lang, population=population)}" if population else subtitle
 
 
 def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: str) -> dict[str, Any]:
@@ -1363,8 +1370,10 @@ def caterpillar_chart(
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
     targets: Sequence[ImprovementTarget] | None = None,
+    population: str | None = None,
 ) -> Spec:
     """One indicator's units sorted best first with their 95% CI and the benchmark rule, one row per unit.
+    `population` names a benchmark from outside the registry (vbhc.external) in the subtitle.
 
     value="adjusted" (default) draws adjusted_value [adjusted_lower, adjusted_upper] against the target;
     value="oe" draws O/E [oe_lower, oe_upper] against 1. `targets` (team goal, external norm in force) are drawn
@@ -1391,7 +1400,7 @@ def caterpillar_chart(
         targets=targets,
         benchmark=_first(rows, "target") if value == "oe" else None,
     )
-    subtitle = label("oe_sub" if value == "oe" else "caterpillar_sub", lang)
+    subtitle = _with_population(label("oe_sub" if value == "oe" else "caterpillar_sub", lang), population, lang)
     return _finish({"title": _title(title, subtitle, width), **panel}, data, lang, width, highlight=highlight)
 
 

@@ -225,6 +225,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             engine=engine,
             actor=who,
             via="cli",
+            external=not args.no_external,
         )
     except ReportError as exc:
         print(f"vbhc report: {exc}", file=sys.stderr)
@@ -425,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--suppress-below", type=int, default=None, help="small-number threshold (default VBHC_SUPPRESS_BELOW or 10)"
     )
     p.add_argument("--out", required=True, type=Path, help="file to write (written atomically)")
+    p.add_argument(
+        "--no-external",
+        action="store_true",
+        help="compare with the registry's units even where external benchmark figures are stored",
+    )
     p.add_argument(
         "--as",
         dest="as_user",

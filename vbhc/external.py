@@ -26,8 +26,8 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,14 +62,18 @@ __all__ = [
     "ExternalRefused",
     "OwnSummary",
     "benchmark_population",
+    "benchmarked",
     "combine",
     "export_summary",
     "external_benchmark",
     "figures",
     "import_figures",
     "own_summary",
+    "population_of",
     "publications",
     "read_figures",
+    "reason_text",
+    "stamp",
     "suppressed_summary",
     "write_figures",
 ]
@@ -98,6 +102,15 @@ CONTINUOUS_REASON = (
 EXPECTED_REASON = "expected needs the benchmark's case-mix model (a model of the own patients only gives O/E = 1)"
 #: Why shrinkage and model diagnostics are empty.
 PATIENT_ROWS_REASON = "shrinkage estimates and model diagnostics need patient rows"
+#: Why a yes/no indicator is compared on crude rates although some units came with expected figures.
+MIXED_EXPECTED_REASON = "not every unit has expected figures under the same model: compared on crude rates"
+#: The message key (vbhc/i18n) of each reason: the pages and reports say it in the reader's language.
+REASON_KEYS = {
+    CONTINUOUS_REASON: "external.reason_continuous",
+    EXPECTED_REASON: "external.reason_expected",
+    PATIENT_ROWS_REASON: "external.reason_patient_rows",
+    MIXED_EXPECTED_REASON: "external.reason_mixed_expected",
+}
 #: Columns of the indicator table that need patient rows: never carried by summary figures.
 _PATIENT_ONLY = (
     *SHRINKAGE_COLUMNS,
@@ -216,13 +229,12 @@ def _plain(text: str) -> str:
     return text
 
 
-def read_figures(
-    source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None
-) -> ExternalFigures:
-    """Read and validate a file of external figures; raises ExternalRefused naming every problem's place."""
-    catalog = catalog or default_catalog()
-    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
-    file = file_name or (source.name if isinstance(source, Path) else "upload")
+def read_table(
+    data: bytes, file: str, columns: Sequence[str], required: Sequence[str], numbers: Sequence[str]
+) -> tuple[list[tuple[int, dict[str, str]]], list[Problem], Callable[[int | None, str | None, str | None, str], None]]:
+    """The rows of a CSV or XLSX file as {column: text} with their row numbers, after the checks every external
+    file gets (size, shape, header, values under no column, formula-like text); raises ExternalRefused on the
+    first kind of problem. Returns the records, the list later problems go to and the function that adds one."""
     sheet, rows, problems = _records(data, file)
     if problems:
         raise ExternalRefused(file, problems)
@@ -241,16 +253,16 @@ def read_figures(
         problems.append(Problem(file, sheet, row, column, value or None, rule))  # an empty cell shows no value
 
     for position, name in enumerate(header):
-        if name not in COLUMNS:
+        if name not in columns:
             problem(
                 header_row,
                 raw_header[position] or f"#{position + 1}",
                 None,
-                f"unknown column: expected {', '.join(COLUMNS)}",
+                f"unknown column: expected {', '.join(columns)}",
             )
     if len(set(header)) != len(header):
         problem(header_row, None, None, "a column appears twice in the header")
-    for name in REQUIRED_COLUMNS:
+    for name in required:
         if name not in header:
             problem(header_row, name, None, "required column is missing")
     if problems:
@@ -264,9 +276,20 @@ def read_figures(
         raw = dict(zip(header, [*cells, *[""] * len(header)], strict=False))
         for name in header:
             value = raw[name].strip()
-            if name not in NUMBER_COLUMNS and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
+            if name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
                 problem(number, name, value, "looks like a formula: text may not start with = + - @ or a tab")
         records.append((number, {name: _plain(raw[name]) for name in header}))
+    return records, problems, problem
+
+
+def read_figures(
+    source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None
+) -> ExternalFigures:
+    """Read and validate a file of external figures; raises ExternalRefused naming every problem's place."""
+    catalog = catalog or default_catalog()
+    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+    file = file_name or (source.name if isinstance(source, Path) else "upload")
+    records, problems, problem = read_table(data, file, COLUMNS, REQUIRED_COLUMNS, NUMBER_COLUMNS)
     mark = _decimal_mark(records, problem)
     frame_rows = [_row(number, values, mark, catalog, problem) for number, values in records]
     warnings = _versions(records, catalog, problem, file)
@@ -281,13 +304,13 @@ def read_figures(
     return ExternalFigures(file, audit.sha256_of(data), source_text, published, period, frame, warnings)
 
 
-def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem) -> str:
+def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: Sequence[str] = NUMBER_COLUMNS) -> str:
     """The file's decimal mark, read from its numbers ('12.5' or '2,5'), never guessed: '1.250' decides
     nothing (it could be a thousands separator) and a file that mixes both marks is refused."""
     decided: dict[str, tuple[int, str, str]] = {}
     undecided: tuple[int, str, str] | None = None
     for number, values in records:
-        for name in NUMBER_COLUMNS:
+        for name in numbers:
             text = values.get(name, "")
             if not _NUMBER.match(text) or ("." not in text and "," not in text):
                 continue
@@ -636,9 +659,7 @@ def own_summary(
             if model is not None:
                 frame = frame.assign(expected=model.predict(frame).to_numpy(float))
             else:
-                not_carried[ind.id] = (
-                    "expected needs the benchmark's case-mix model (a model of the own patients only gives O/E = 1)"
-                )
+                not_carried[ind.id] = EXPECTED_REASON
         for rec in part.to_dict("records"):
             cycles = frame[frame["unit"] == rec["unit"]]
             y = cycles["y"].to_numpy(float)
@@ -746,6 +767,9 @@ class ExternalBenchmark:
     population: str
     not_carried: dict[str, list[str]]
     warnings: list[str]
+    #: per indicator with figures under another definition version: True when they were left out, False when
+    #: compared all the same (the catalog's other_version); the pages say it in the reader's language
+    other_version: dict[str, bool] = field(default_factory=dict)
 
 
 def benchmark_population(sources: str, hospitals: int, lang: str = "en") -> str:
@@ -797,6 +821,7 @@ def combine(
     rows = pd.concat([own, ext], ignore_index=True)
     not_carried: dict[str, list[str]] = {i: [r] for i, r in (own_not_carried or {}).items()}
     warnings: list[str] = []
+    other_version: dict[str, bool] = {}
     keep = pd.Series(True, index=rows.index)
     parts = []
     for ind_id, part in rows.groupby("indicator", sort=False):
@@ -811,6 +836,7 @@ def combine(
         other = part["definition_version"].astype(str) != ind.version
         if other.any():
             text = f"{ind.id}: {int(other.sum())} unit(s) under another definition version than {ind.version}"
+            other_version[ind.id] = ind.other_version == "refuse"
             if ind.other_version == "refuse":
                 keep[part.index[other.to_numpy()]] = False
                 warnings.append(text + ": left out")
@@ -822,9 +848,7 @@ def combine(
         if ind.kind in BINARY_KINDS:
             if "expected" in part and part["expected"].isna().any():
                 if part["expected"].notna().any():
-                    not_carried.setdefault(ind.id, []).append(
-                        "not every unit has expected figures under the same model: compared on crude rates"
-                    )
+                    not_carried.setdefault(ind.id, []).append(MIXED_EXPECTED_REASON)
                 part = part.drop(columns=["expected", "n_adjusted", "observed_adjusted"], errors="ignore")
         elif ind.kind in CONTINUOUS_KINDS:
             not_carried.setdefault(ind.id, []).append(CONTINUOUS_REASON)
@@ -845,7 +869,7 @@ def combine(
     table = table.reindex(columns=[*BASE_COLUMNS, *rest, *TAIL_COLUMNS])
     for ind_id in table["indicator"].unique():
         not_carried.setdefault(str(ind_id), []).append(PATIENT_ROWS_REASON)
-    return ExternalBenchmark(table, population, not_carried, warnings)
+    return ExternalBenchmark(table, population, not_carried, warnings, other_version)
 
 
 def _table(part: pd.DataFrame, condition: str, catalog: Catalog) -> pd.DataFrame:
@@ -888,3 +912,50 @@ def external_benchmark(
     # team limited to some hospitals (vbhc.access, as for the registry's own indicator table)
     got.table = indicator_rows(viewer, got.table, engine=engine, record_view=False)
     return got
+
+
+# --------------------------------------------------------------------------------------------- for pages and reports
+def stamp(engine: Engine, condition: str) -> str:
+    """Which publications hold figures of the condition ("" when none): cheap to read on every page run, and part
+    of a cache key, since a new publication does not change the registry's dataset version."""
+    pubs, figs = ExternalPublication.__table__, ExternalFigure.__table__
+    query = (
+        select(pubs.c.id, pubs.c.imported_at)
+        .where(pubs.c.id.in_(select(figs.c.publication_id).where(figs.c.condition == condition)))
+        .order_by(pubs.c.id)
+    )
+    with engine.connect() as conn:
+        return ";".join(f"{i}@{when}" for i, when in conn.execute(query))
+
+
+def population_of(table: pd.DataFrame) -> str | None:
+    """The benchmark population an indicator table was compared with (None: the registry's own units)."""
+    if "benchmark_population" not in table:
+        return None
+    named = table["benchmark_population"].dropna()
+    return str(named.iloc[0]) if len(named) else None
+
+
+def reason_text(reason: str, lang: str) -> str:
+    """A not_carried reason in the reader's language (the English text itself for a reason without a key)."""
+    key = REASON_KEYS.get(reason)
+    return t(key, lang) if key else reason
+
+
+def benchmarked(
+    engine: Engine,
+    viewer: Viewer,
+    result: IndicatorResult,
+    *,
+    hospitals: Sequence[str] | None = None,
+    lang: str = "en",
+) -> IndicatorResult | None:
+    """`result` with the own units (of `hospitals`) among the stored external figures as its indicator table,
+    the benchmark population named in it (what a report compares with); None when none are stored or usable."""
+    try:
+        got = external_benchmark(engine, viewer, result, hospitals=hospitals, lang=lang)
+    except ValueError:  # every stored figure left out (another definition version): the registry's own benchmark
+        return None
+    if got is None:
+        return None
+    return replace(result, table=got.table)

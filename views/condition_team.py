@@ -6,9 +6,9 @@ Four tabs, each one screen (1440x900): the verdicts (indicator tables by outcome
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, layout, render
+from ui import auth, benchmark, data, filters, layout, render
 from vbhc import access, annotations, charts, registry, spc, verdict
-from vbhc.catalog import BINARY_KINDS, default_catalog
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, default_catalog
 from vbhc.i18n import fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
 from vbhc.models import ImprovementAction
@@ -24,7 +24,7 @@ if chosen is None:
 condition = default_catalog().condition(chosen.condition)
 viewer = auth.current()
 result = data.result_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers)
-table = result.table
+table = registry_table = result.table
 unit = chosen.unit
 unit_name = filters.unit_name(unit)
 if chosen.level == "condition_team":  # a condition team's name already says the condition
@@ -35,6 +35,14 @@ mine = table[table["unit"] == unit]
 if unit is None or mine.empty:
     st.info(t("empty.no_match", lang))
     st.stop()
+
+# external benchmark figures stored for the condition (vbhc.external): the own hospital among them, if chosen
+comparison = benchmark.choose(chosen.condition, chosen.level, chosen.period, chosen.peers, unit, lang)
+benchmark.show_notes(comparison, chosen.condition, lang)
+if comparison.benchmark is not None:
+    table = comparison.benchmark.table
+    mine = table[table["unit"] == unit]
+population = comparison.population
 
 choices = [i.id for i in condition.indicators if i.kind != "volume"]
 
@@ -69,11 +77,15 @@ def pick_indicator() -> str:
 
 def unit_spc() -> dict:
     """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict."""
-    return render.cached(("team_spc", unit), lambda: render.unit_charts(result, mine, unit), by_language=False)
+    return render.cached(
+        ("team_spc", unit, *comparison.key), lambda: render.unit_charts(result, mine, unit), by_language=False
+    )
 
 
-def indicator_rows(indicator_id: str):
-    rows = table[table["indicator"] == indicator_id]
+def indicator_rows(indicator_id: str, source: pd.DataFrame | None = None):
+    """The indicator's rows of the compared table (`source`: another one, e.g. the registry's for the model)."""
+    source = table if source is None else source
+    rows = source[source["indicator"] == indicator_id]
     return rows, rows[rows["unit"] == unit].iloc[0]
 
 
@@ -85,7 +97,7 @@ if verdicts.open:
         # a copy: the cached table is shared with other runs and must not be changed
         spc_charts = unit_spc()
         display = render.cached(
-            ("team_table", unit), lambda: render.indicator_display(shown, lang, charts=spc_charts)
+            ("team_table", unit, *comparison.key), lambda: render.indicator_display(shown, lang, charts=spc_charts)
         ).copy()
         tier_column = t("pages.tier_short", lang)
         display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
@@ -93,6 +105,7 @@ if verdicts.open:
         # crude value, observed, expected and interval are in the depth tab and the verdict's own words
         hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
         display = display[[c for c in display.columns if c not in hidden]]
+        display = benchmark.named_verdicts(display, verdict_column, comparison, lang)
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
         widths = layout.indicator_widths(lang, display.columns) | {tier_column: 48, verdict_column: 360}
         render.static_table(
@@ -107,9 +120,8 @@ if verdicts.open:
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
-        render.report_downloads(
-            [data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)], unit, lang, key="team_report"
-        )
+        reported = comparison.result or data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
+        render.report_downloads([reported], unit, lang, key="team_report")
 
 
 def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, ImprovementAction | None]:
@@ -217,7 +229,8 @@ if depth.open:
             metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
             metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
         judged = verdict.verdict(row, unit_spc().get(row.name))  # rankability is part of the verdict's wording
-        notes = [f"**{t('verdict.column', lang)}:** {md_escape(judged.sentence(lang, with_ci=True))}"]
+        sentence = benchmark.verdict_text(judged.sentence(lang, with_ci=True), comparison, lang)
+        notes = [f"**{t('verdict.column', lang)}:** {md_escape(sentence)}"]
         if row["too_few_cycles"]:
             notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, min_n=ind.min_n))
         if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
@@ -235,18 +248,30 @@ if depth.open:
             funnel, caterpillar, over_time, cumulative = st.tabs(views)
             with funnel:
                 render.cached_chart(
-                    ("funnel", indicator_id, on_charts.key),
+                    ("funnel", indicator_id, on_charts.key, *comparison.key),
                     lambda: charts.funnel_chart(
-                        named, funnel_curve(rows), highlight=highlight, lang=lang, targets=on_charts.targets
+                        named,
+                        funnel_curve(rows),
+                        highlight=highlight,
+                        lang=lang,
+                        targets=on_charts.targets,
+                        population=population,
                     ),
                     highlight=highlight,
                 )
             with caterpillar:
-                value = "oe" if yes_no else "adjusted"
+                # O/E where every unit has expected figures; external figures without them are compared crude
+                has_oe = pd.to_numeric(rows["oe"], errors="coerce").notna().any()
+                value = "oe" if yes_no and has_oe else "adjusted"
                 render.cached_chart(
-                    ("caterpillar", indicator_id, on_charts.key),
+                    ("caterpillar", indicator_id, on_charts.key, *comparison.key),
                     lambda: charts.caterpillar_chart(
-                        named, highlight=highlight, lang=lang, value=value, targets=on_charts.targets
+                        named,
+                        highlight=highlight,
+                        lang=lang,
+                        value=value,
+                        targets=on_charts.targets,
+                        population=population,
                     ),
                     highlight=highlight,
                 )
@@ -275,7 +300,7 @@ if depth.open:
                         )
                 else:
                     render.cached_chart(
-                        ("crude_vs_adjusted", indicator_id),
+                        ("crude_vs_adjusted", indicator_id, *comparison.key),
                         lambda: charts.crude_vs_adjusted_chart(named, lang=lang, highlight=highlight),
                         highlight=highlight,
                     )
@@ -296,7 +321,7 @@ if casemix.open:
         with picker:
             indicator_id = pick_indicator()
         ind = condition.indicator(indicator_id)
-        rows, row = indicator_rows(indicator_id)
+        rows, row = indicator_rows(indicator_id, registry_table)  # the own case-mix model's view of the registry
         left, right = st.columns([3, 2])
         with left:
             # per case-mix variable: what it contributes to the gap between crude and adjusted, and how complete it is
@@ -393,6 +418,10 @@ if casemix.open:
                 )
                 if diag.warning_code:
                     st.warning(render.model_warning(diag, lang))
+            # a published (national) model on the unit's own patients: O/E against it, coverage, calibration
+            if ind.kind in BINARY_KINDS or ind.kind in CONTINUOUS_KINDS:
+                with st.expander(t("external.model_title", lang)):
+                    benchmark.published_model(chosen.condition, indicator_id, unit, lang, key="published_model")
 
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------

@@ -45,6 +45,7 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
             names = ", ".join(p.name for p in paths)
             st.error(t_md("data.import_failed", lang, file=names, count=refused.report.problem_count))
             errors = explain_problems(refused.report)
+            errors = errors.astype(object).where(errors.notna(), MISSING)  # a CSV file has no sheet: no "None"
             errors.columns = [t(f"error.{c}", lang) for c in errors.columns]
             st.markdown(f"**{t('data.errors', lang)}**")
             st.dataframe(errors, hide_index=True, width="stretch", key="import_errors")

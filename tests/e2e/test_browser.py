@@ -266,7 +266,7 @@ def test_bad_upload_is_refused_with_a_problem_table(page: Page, app_url: str, ar
     bad = tmp_path / "care_cycles.csv"
     bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
     open_app(page, f"{app_url}/data", "Data")
-    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(bad)
+    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(bad)
     page.get_by_role("button", name="Import", exact=True).click()
 
     error = page.get_by_test_id("stAlertContentError")

@@ -74,7 +74,7 @@ def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_
     bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
     wait_for_title(page, "Data")
-    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(bad)
+    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(bad)
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("was not imported", timeout=RUN_TIMEOUT_MS)
     events = audit_events(signed_app.database_url)

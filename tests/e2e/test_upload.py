@@ -19,7 +19,7 @@ def test_two_uploads_with_the_same_name_are_refused_not_overwritten(page: Page, 
         {"name": "costs.csv", "mimeType": "text/csv", "buffer": COSTS.format(cycle="X2", cost="2").encode()},
     ]
     open_app(page, f"{app_url}/data", "Data")
-    page.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(files)
+    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(files)
     page.get_by_role("button", name="Import", exact=True).click()
     error = page.get_by_test_id("stAlertContentError")
     expect(error).to_contain_text("was not imported", timeout=RUN_TIMEOUT_MS)

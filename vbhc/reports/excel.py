@@ -313,6 +313,13 @@ def build_workbook(
     return buffer.getvalue()
 
 
+def _population(table: pd.DataFrame) -> str | None:
+    """The benchmark population of external figures the table compares with (None: the registry's units)."""
+    from vbhc.external import population_of  # vbhc.external reads vbhc.reports.privacy: imported when used
+
+    return population_of(table)
+
+
 # ------------------------------------------------------------------------------------------------ sheets
 def _cover(w: _Writer, results, period, level, generated_at, batches, include_patient_rows) -> None:
     ws = w.sheet("report.sheet_cover")
@@ -322,6 +329,12 @@ def _cover(w: _Writer, results, period, level, generated_at, batches, include_pa
         (w.t("report.period"), period),
         (w.t("report.unit_level"), level),
         (w.t("report.generated_at"), generated_at),
+    ]
+    # external benchmark figures (vbhc.external): the population each condition is compared with
+    facts += [
+        (f"{w.t('column.benchmark')}: {w.condition(r.condition)}", _population(r.table))
+        for r in results
+        if _population(r.table)
     ]
     row = 3
     for name, value in facts:
@@ -421,9 +434,10 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
         Column(w.t("report.position_998"), lambda r: w.position(r.get("position_998")), width=20, withheld=True),
         Column(w.t("verdict.column"), w.verdict, width=60, withheld=True),
     ]
-    first, last = w.table(
-        ws, w.t("report.condition_title", condition=name), f"{period} · {level}", table, columns, freeze_col=5
-    )
+    subtitle = f"{period} · {level}"
+    if population := _population(table):
+        subtitle += f" · {w.t('external.benchmark_named', population=population)}"
+    first, last = w.table(ws, w.t("report.condition_title", condition=name), subtitle, table, columns, freeze_col=5)
     # positions coloured by the (direction-aware) assessment at the same limits, the verdict by its own
     hidden = w.verdict_fill(ws, 23, table, first, last)
     for col, source in ((21, "assessment_95"), (22, "assessment_998")):

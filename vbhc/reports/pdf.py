@@ -225,6 +225,10 @@ class _Section:
         self.mine = self.table[self.table["unit"].astype(str) == unit]
         self.period = period_label(result.period, lang)
         self.used_marker = False
+        from vbhc.external import population_of  # vbhc.external reads vbhc.reports.privacy: imported when used
+
+        #: the benchmark population of external figures (vbhc.external), named on every page that compares
+        self.population = population_of(result.table)
 
     def t(self, key: str, **values: Any) -> str:
         return t(key, self.lang, **values)
@@ -262,6 +266,8 @@ class _Section:
             (self.t("report.unit_level"), self.t(f"level.{self.result.level}")),
             (self.t("report.generated_at"), self.generated_at.strftime("%Y-%m-%d %H:%M")),
         ]
+        if self.population:
+            facts.append((self.t("column.benchmark"), self.population))
         for name, value in facts:
             pdf.set_font(FONT, "B", 11)
             pdf.cell(45, 7, name)
@@ -337,7 +343,8 @@ class _Section:
         pdf.heading(f"{self.t('report.key_indicators')}: {self.condition.label(self.lang)} · {self.unit}")
         keyed = self.mine[self.mine["key"].astype(bool)]
         self.indicator_rows(keyed)
-        pdf.para(self.t("report.benchmark_note"), size=8.5, height=4.2)
+        note = self.t("external.benchmark_named", population=self.population) if self.population else None
+        pdf.para(note or self.t("report.benchmark_note"), size=8.5, height=4.2)
         if self.used_marker or keyed["suppressed"].any():
             pdf.para(self.rule.footnote(self.lang), size=8.5, height=4.2)
 
@@ -353,7 +360,7 @@ class _Section:
             pdf.para(self.t("report.unit_not_shown", unit=self.unit, threshold=fmt_int(self.rule.threshold, self.lang)))
         if len(visible) and np.isfinite(pd.to_numeric(visible["precision"], errors="coerce")).any():
             curve = funnel_curve(visible)
-            funnel = charts.funnel_chart(rows, curve, highlight=self.unit, lang=self.lang)
+            funnel = charts.funnel_chart(rows, curve, highlight=self.unit, lang=self.lang, population=self.population)
             pdf.image_box(render_chart(funnel), 112)
         if ind.kind == "response_rate" or (len(mine) and bool(mine["suppressed"].iloc[0])):
             pdf.para(self.t("report.no_trend"), size=9)

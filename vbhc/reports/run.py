@@ -12,6 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
+from vbhc.indicators import IndicatorResult
+from vbhc.registry import hospital_of
 from vbhc.registry import units as registry_units
 from vbhc.reports.core import FORMATS, ReportError, Selection, check_lang, check_writable, compute_results, provenance
 from vbhc.reports.core import write_report as _write
@@ -51,6 +53,7 @@ def make_report(
     suppress_below: int | None = None,
     actor: Viewer | str | None = None,
     via: str = "api",
+    external: bool = True,
 ) -> Path:
     """Select, compute, build and atomically write one report, and record it in the audit log; ReportError with
     a clear message otherwise (recorded as "export_refused").
@@ -59,7 +62,9 @@ def make_report(
     vbhc.access.export_file, `vbhc report` and scheduled runs here, with the same fields (who, file name,
     sha256, conditions, format). `actor` is who asked (default: the OS user); `via` says how ("cli", "api").
     conditions=None means every condition with care cycles in the period. For PDF the file holds one section
-    per condition team (the own hospital's unit unless `unit` is given).
+    per condition team (the own hospital's unit unless `unit` is given). With `external` (the default) a
+    condition with stored external benchmark figures (vbhc.external) is reported as the own hospital among them,
+    the benchmark population named on the cover, the sheets, the key indicators and every funnel plot.
     """
     from vbhc.store import get_engine
 
@@ -77,7 +82,17 @@ def make_report(
     }
     try:
         target, content, results = _build(
-            path, fmt, conditions, period, level, lang, unit, engine, suppress_below, _reader(who)
+            path,
+            fmt,
+            conditions,
+            period,
+            level,
+            lang,
+            unit,
+            engine,
+            suppress_below,
+            _reader(who),
+            (who if external else None),
         )
         written = _write(target, content)
     except ReportError as exc:  # refused before anything was written (bad selection, path, or a failed write)
@@ -100,6 +115,7 @@ def make_report(
                 "bytes": len(content),
                 "suppress_below": suppress_below,
                 "patient_level": False,
+                "benchmark_population": sorted({p for r in results if (p := _population(r))}),
             },
             sha256=audit.sha256_of(content),
         )
@@ -120,6 +136,45 @@ def _reader(who: Viewer | str) -> Viewer:
     return who if isinstance(who, Viewer) else Viewer(str(who), str(who), (Scope(Role.QUALITY),))
 
 
+def _with_external(
+    results: list[IndicatorResult], engine: Engine | None, who: Viewer | str, unit: str | None, lang: str
+) -> list[IndicatorResult]:
+    """Each result whose condition has stored external figures as the own hospital (the unit's, else the
+    registry's own) among them (vbhc.external.benchmarked); the others as they are."""
+    from vbhc.access import Viewer, local_viewer
+    from vbhc.external import benchmarked  # vbhc.external reads vbhc.reports.privacy: imported when used
+    from vbhc.store import get_engine
+
+    engine = engine or get_engine()
+    hospital = hospital_of(unit) if unit else own_hospital(engine)
+    if hospital is None:
+        return results
+    viewer = who if isinstance(who, Viewer) else local_viewer(str(who))  # a command-line run: trusted, as export
+    out = []
+    for result in results:
+        got = None
+        if result.level in ("hospital", "department") and _stored(engine, result.condition):
+            got = benchmarked(engine, viewer, result, hospitals=[hospital], lang=lang)
+        out.append(got or result)
+    return out
+
+
+def _stored(engine: Engine, condition: str) -> bool:
+    """Whether external figures of the condition are stored (a database from before them has none)."""
+    from vbhc.external import stamp
+
+    try:
+        return bool(stamp(engine, condition))
+    except SQLAlchemyError:
+        return False
+
+
+def _population(result: IndicatorResult) -> str | None:
+    from vbhc.external import population_of
+
+    return population_of(result.table)
+
+
 def _record(engine: Engine, who: Viewer | str, action: str, detail: dict) -> None:
     try:
         audit.record(engine, who, action, detail=detail)
@@ -138,6 +193,7 @@ def _build(
     engine: Engine | None,
     suppress_below: int | None,
     reader: Viewer,
+    external_for: Viewer | str | None = None,
 ) -> tuple[Path, bytes, list]:
     from vbhc.store import get_engine
 
@@ -147,6 +203,8 @@ def _build(
     Selection.validate(conditions, period, level)  # cheap checks before the path and the data
     target = check_writable(path)
     results = compute_results(conditions, period, level, engine=engine)
+    if external_for is not None:
+        results = _with_external(results, engine, external_for, unit, lang)
     batches = provenance(engine)
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":

@@ -1,0 +1,115 @@
+"""Published case-mix models (vbhc.external_models): read and refused like external figures, expected values of a
+hand-computed logistic case, coverage of the own data, and calibration on own data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbhc.external import ExternalRefused
+from vbhc.external_models import calibration, coverage, observed_expected, read_model
+
+HEADER = (
+    "source,published,period,condition,indicator,definition_version,link,term,code,coefficient,reference,centre,min,max"
+)
+P = "national registry,2025-03-01,2024,colorectal_cancer,mortality_30d,1,logit"
+MODEL = (
+    f"{P},intercept,,-2.5,,,,",
+    f"{P},age,,0.04,,65,18,90",
+    f"{P},sex,F,,yes,,,",
+    f"{P},sex,M,0.5,,,,",
+    f"{P},asa,,0.3,,2,1,4",
+)
+
+
+def _csv(*rows: str) -> bytes:
+    return ("\n".join([HEADER, *rows]) + "\n").encode()
+
+
+def _expit(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_expected_values_of_a_hand_computed_logistic_model():
+    model = read_model(_csv(*MODEL), file_name="model.csv")
+    assert (model.source, model.period, model.link, model.intercept) == ("national registry", "2024", "logit", -2.5)
+    assert model.variables == ("age", "asa", "sex")
+    cycles = pd.DataFrame(
+        {
+            "unit": ["A", "A", "B", "B", "B"],
+            "age": [70, 60, 95, np.nan, 50],
+            "sex": ["M", "F", "F", "M", "X"],
+            "asa": [3, 2, 1, 2, 2],
+            "y": [1.0, 0.0, 1.0, 0.0, 1.0],
+        }
+    )
+    want = [
+        _expit(-2.5 + 0.04 * 5 + 0.5 + 0.3 * 1),  # 70, M, ASA 3: -1.5
+        _expit(-2.5 - 0.04 * 5),  # 60, F, ASA 2: -2.7
+        _expit(-2.5 + 0.04 * 30 - 0.3),  # 95 (outside the model's range: scored), F, ASA 1: -1.6
+        math.nan,  # age missing: not scored
+        math.nan,  # sex X: a code the model does not know
+    ]
+    np.testing.assert_allclose(model.predict(cycles).to_numpy(float), want, rtol=1e-12)
+    assert math.isclose(want[0], 1 / (1 + math.exp(1.5)), rel_tol=1e-12)
+    oe = observed_expected(cycles.assign(expected=model.predict(cycles))).set_index("unit")
+    assert oe.loc["A", ["n", "n_scored", "observed"]].tolist() == [2, 2, 1.0]
+    assert math.isclose(oe.loc["A", "oe"], 1 / (want[0] + want[1]), rel_tol=1e-12)
+    assert oe.loc["B", ["n", "n_scored", "observed"]].tolist() == [3, 1, 1.0]
+    covered = coverage(model, cycles).set_index("variable")
+    assert covered.loc["age", ["missing", "outside_range"]].tolist() == [1, 1]
+    assert covered.loc["sex", ["missing", "unknown_code"]].tolist() == [0, 1]
+    assert covered.loc["asa"].drop("in_data").sum() == 0
+    absent = coverage(model, cycles.drop(columns="asa")).set_index("variable")
+    assert not absent.loc["asa", "in_data"] and absent.loc["asa", "missing"] == 5
+    assert model.predict(cycles.drop(columns="asa")).isna().all()  # a variable the data lack: nothing scored
+
+
+def _two_groups(events_m: int, events_f: int) -> tuple[object, pd.DataFrame]:
+    """A model giving men 0.2 and women 0.5 (intercept 0, sex M log(1/4)) and ten cycles of each."""
+    model = read_model(
+        _csv(f"{P},intercept,,0.0,,,,", f"{P},sex,F,,yes,,,", f"{P},sex,M,{math.log(0.25)!r},,,,"),
+        file_name="m.csv",
+    )
+    y = [1.0] * events_m + [0.0] * (10 - events_m) + [1.0] * events_f + [0.0] * (10 - events_f)
+    return model, pd.DataFrame({"unit": "A", "sex": ["M"] * 10 + ["F"] * 10, "y": y})
+
+
+def test_calibration_in_the_large_and_slope_on_own_data():
+    model, frame = _two_groups(2, 5)  # observed equals predicted in both groups: perfect calibration
+    got = calibration(model, frame)
+    assert got.n == 20 and math.isclose(got.observed, 7) and math.isclose(got.expected, 7, rel_tol=1e-12)
+    assert abs(got.in_the_large) < 1e-8 and math.isclose(got.slope, 1.0, rel_tol=1e-8)
+    model, frame = _two_groups(4, 5)  # men 0.4 observed against 0.2 predicted
+    got = calibration(model, frame)
+    # two groups: the refitted line goes through both observed rates (women at lp 0: intercept 0)
+    assert math.isclose(got.slope, math.log(0.4 / 0.6) / math.log(0.25), rel_tol=1e-7)
+    # the offset intercept makes the expected total the observed total (9 events)
+    a = got.in_the_large
+    assert a > 0 and math.isclose(10 * _expit(a + math.log(0.25)) + 10 * _expit(a), 9, rel_tol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("rows", "where", "rule"),
+    [
+        (MODEL[1:], "column 'term'", "no intercept"),
+        ((*MODEL, f"{P},nyha,,0.2,,,,"), "row 7 column 'term'", "no case-mix variable 'nyha'"),
+        ((*MODEL, f"{P},stage,V,0.2,,,,"), "row 7 column 'code'", "not a code of stage"),
+        ((*MODEL, f"{P},sex,M,0.7,,,,"), "row 7 column 'term'", "appears twice"),
+        ((*MODEL[:3], f"{P},sex,M,,yes,,,", *MODEL[4:]), "row 5 column 'reference'", "exactly one reference"),
+        ((*MODEL[:2], f"{P},sex,F,,,,,", *MODEL[3:]), "row 4 column 'coefficient'", "or mark the row as reference"),
+        ((*MODEL[:1], f"{P},age,,abc,,65,18,90", *MODEL[2:]), "row 3 column 'coefficient'", "not a number"),
+        ((*MODEL[:1], f"{P},age,,0.04,,65,90,18", *MODEL[2:]), "row 3 column 'min'", "larger than max"),
+        (tuple(r.replace(",1,logit,", ",1,identity,") for r in MODEL), "row 2 column 'link'", "link 'logit'"),
+        (tuple(r.replace(",1,logit,", ",9,logit,") for r in MODEL), "row 2 column 'definition_version'", "version"),
+        ((*MODEL, MODEL[0].replace("mortality_30d", "length_of_stay")), "row 7 column 'indicator'", "one model"),
+    ],
+)
+def test_a_bad_model_is_refused_with_the_row_named(rows, where, rule):
+    with pytest.raises(ExternalRefused) as refused:
+        read_model(_csv(*rows), file_name="model.csv")
+    message = str(refused.value)
+    assert f"model.csv {where}" in message and rule in message, message

@@ -1,0 +1,200 @@
+"""The team page's comparison with external benchmark figures (vbhc.external): the choice between the registry's
+units and the own hospital among the external benchmark, the combined indicator table (computed once per view
+and set of stored publications), and what summary figures cannot carry, said in the page's language."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from ui import auth, data, filters, render
+from vbhc import external
+from vbhc.catalog import default_catalog
+from vbhc.i18n import fmt_int, fmt_number, fmt_ratio, t, t_md
+from vbhc.indicators import IndicatorResult
+from vbhc.registry import hospital_of
+from vbhc.safety import md_escape
+
+MODES = ("external", "registry")  # the external benchmark first: a hospital that imported figures wants them
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the page compares the own unit with: the combined table and the result whose table it is (for the
+    report downloads), or None for the registry's own units; `refused` when figures are stored but none usable."""
+
+    benchmark: external.ExternalBenchmark | None
+    result: IndicatorResult | None
+    stamp: str
+    refused: bool = False
+
+    @property
+    def population(self) -> str | None:
+        return self.benchmark.population if self.benchmark is not None else None
+
+    @property
+    def key(self) -> tuple:
+        """What cached tables and charts of this comparison add to their key."""
+        return ("external", self.stamp) if self.benchmark is not None else ()
+
+
+def _stamp(condition: str) -> str:
+    try:
+        return external.stamp(data.current_engine(), condition)
+    except SQLAlchemyError:  # a database from before migration 0004: no external figures
+        return ""
+
+
+def choose(condition: str, level: str, period: str, peers: tuple[str, ...], unit: str, lang: str) -> Comparison:
+    """The comparison the viewer picked (kept in the URL as ?benchmark=registry), offered only when external
+    figures of the condition are stored; the own units are those of the chosen unit's hospital."""
+    stamp = _stamp(condition)
+    none = Comparison(None, None, stamp)
+    if not stamp or level not in ("hospital", "department"):
+        return none
+    mode = filters.synced(
+        st.radio,
+        t("column.benchmark", lang),
+        MODES,
+        key="benchmark",
+        format_func=lambda m: t(f"external.choice_{m}", lang),
+        horizontal=True,
+    )
+    if mode != "external":
+        return none
+    viewer = auth.current()
+    full = data.result(condition, level, period, peers)  # own_summary needs the patient rows behind it
+    hospital = hospital_of(unit)
+
+    def compute() -> external.ExternalBenchmark | None:
+        try:
+            return external.external_benchmark(data.current_engine(), viewer, full, hospitals=[hospital], lang=lang)
+        except ValueError:  # every stored figure under another definition version: nothing to compare
+            return None
+
+    got = render.cached(("external_benchmark", stamp, hospital), compute)
+    if got is None or not (got.table["unit"] == unit).any():
+        return Comparison(None, None, stamp, refused=True)
+    return Comparison(got, dataclasses.replace(full, table=got.table), stamp)
+
+
+def verdict_text(sentence: str, comparison: Comparison, lang: str) -> str:
+    """A verdict that names the benchmark population it was reached against (external figures only)."""
+    if comparison.population is None:
+        return sentence
+    return f"{sentence}; {t('external.benchmark_named', lang, population=comparison.population)}"
+
+
+def show_notes(comparison: Comparison, condition: str, lang: str) -> None:
+    """Under the comparison: the benchmark population, what the figures cannot carry (per reason, the indicators
+    it concerns unless it concerns all) and figures under another definition version, in plain words."""
+    if comparison.refused:
+        st.info(t("external.none_usable", lang))
+        return
+    got = comparison.benchmark
+    if got is None:
+        return
+    cond = default_catalog().condition(condition)
+    shown = set(got.table["indicator"].astype(str))
+    by_reason: dict[str, list[str]] = {}
+    for ind_id, reasons in got.not_carried.items():
+        if ind_id not in shown:
+            continue
+        for reason in reasons:
+            by_reason.setdefault(reason, []).append(ind_id)
+    lines = []
+    for reason, ids in by_reason.items():
+        text = external.reason_text(reason, lang)
+        if set(ids) != shown:
+            text += " (" + ", ".join(cond.indicator(i).label(lang) for i in ids) + ")"
+        lines.append(text)
+    for ind_id, left_out in got.other_version.items():
+        key = "external.version_left_out" if left_out else "external.version_compared"
+        lines.append(t(key, lang, indicator=cond.indicator(ind_id).label(lang)))
+    st.caption(t("external.benchmark_named", lang, population=got.population))
+    if lines:
+        with st.expander(t("external.not_carried", lang)):
+            st.markdown("\n".join(f"- {md_escape(line)}" for line in lines))
+
+
+def named_verdicts(display: pd.DataFrame, column: str, comparison: Comparison, lang: str) -> pd.DataFrame:
+    """The verdict column of the indicator table with the benchmark population named in every verdict."""
+    if comparison.population is None or column not in display:
+        return display
+    return display.assign(**{column: [verdict_text(str(v), comparison, lang) for v in display[column]]})
+
+
+def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, key: str) -> None:
+    """A published case-mix model (vbhc.external_models) applied to the unit's own patients: O/E against the
+    national model, coverage of the own data and calibration on it. The file is read and checked, never stored;
+    a refused file is one line naming file, row, column and value."""
+    from vbhc.external_models import calibration, coverage, model_cycles, observed_expected, read_model
+
+    uploaded = st.file_uploader(t("external.model_upload", lang), type=["csv", "xlsx"], key=key)
+    if uploaded is None:
+        return
+    try:
+        model = read_model(uploaded.getvalue(), file_name=uploaded.name)
+    except external.ExternalRefused as refused:
+        st.error(t_md("external.model_refused", lang, problem=str(refused)))
+        return
+    cond = default_catalog().condition(condition)
+    if (model.condition, model.indicator) != (condition, indicator_id):
+        other = cond.indicator(model.indicator).label(lang) if model.condition == condition else model.condition
+        st.info(t_md("external.model_other", lang, indicator=other))
+        return
+    full = data.result(*_view(condition))
+    cycles = model_cycles(model, full, units=[unit])
+    mine = observed_expected(cycles)
+    if mine.empty or not mine["n_scored"].iloc[0]:
+        st.info(t("empty.no_match", lang))
+        return
+    row = mine.iloc[0]
+    st.markdown(
+        t_md(
+            "external.model_oe",
+            lang,
+            source=f"{model.source} {model.period}",
+            oe=fmt_ratio(row["oe"], lang),
+            observed=fmt_number(row["observed"], lang),
+            expected=fmt_number(row["expected"], lang),
+            scored=fmt_int(row["n_scored"], lang),
+            n=fmt_int(row["n"], lang),
+        )
+    )
+    try:
+        fit = calibration(model, cycles)
+        st.caption(
+            t(
+                "external.model_calibration",
+                lang,
+                large=fmt_ratio(fit.in_the_large, lang),
+                slope=fmt_ratio(fit.slope, lang),
+            )
+        )
+    except ValueError:  # too few scored cycles, or every cycle the same prediction
+        pass
+    covered = coverage(model, cycles)
+    names = {
+        "variable": t("model.variables", lang),
+        "missing": t("external.coverage_missing", lang),
+        "unknown_code": t("external.coverage_unknown", lang),
+        "outside_range": t("external.coverage_outside", lang),
+    }
+    shown = pd.DataFrame(
+        {
+            names["variable"]: [render.variable_label(v, condition, lang) for v in covered["variable"]],
+            **{names[c]: [fmt_int(v, lang) for v in covered[c]] for c in ("missing", "unknown_code", "outside_range")},
+        }
+    )
+    st.dataframe(shown, hide_index=True, width="stretch")
+
+
+def _view(condition: str) -> tuple[str, str, str, tuple[str, ...]]:
+    """The condition, unit level, period and comparison group of the filters (the result the unit is in)."""
+    chosen = filters.current()
+    return condition, chosen.level, chosen.period, chosen.peers

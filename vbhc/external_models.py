@@ -1,0 +1,362 @@
+"""Published case-mix models (issue 15, item 2): a national registry's model applied to the own patients, so O/E
+is measured against the national model rather than against a model of the own patients (which always gives
+O/E = 1 on them).
+
+One file (CSV UTF-8 or XLSX) is one model of one indicator, read with the checks of external figures
+(vbhc.external.read_table: size, shape, header, formula-like text, decimal mark) and refused as a whole with a
+one-line message naming file, row, column and value. Columns:
+
+- source, published, period, condition, indicator, definition_version: provenance, the same in every row;
+- link: `logit` (yes/no indicators) or `identity` (continuous ones), the same in every row;
+- term: `intercept` (once) or a case-mix variable of the condition in the catalog;
+- code: for a category variable the code the row's coefficient belongs to (a catalog code);
+- coefficient: the published coefficient (empty or 0 on the reference category's row);
+- reference: `yes` on the reference category's row (exactly one per category variable);
+- centre: for a number, the value subtracted before multiplying (the published coding, e.g. age - 65);
+- min, max: for a number, the range the model was developed on.
+
+Coverage (`coverage`): a cycle with a missing value or a code the model does not know cannot be scored and is
+counted; a value outside the model's range is scored (extrapolated) and counted; a variable the data lack
+leaves every cycle unscored. Calibration on own data (`calibration`): calibration-in-the-large (the intercept
+with the linear predictor as offset; 0 is perfect) and the calibration slope (1 is perfect).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy.special import expit
+
+from vbhc import audit
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, default_catalog
+from vbhc.external import ExternalRefused, _decimal_mark, _number, _provenance, _versions, read_table
+from vbhc.indicators import IndicatorResult, indicator_cycles
+
+__all__ = [
+    "MODEL_COLUMNS",
+    "Calibration",
+    "CategoryTerm",
+    "ExternalModel",
+    "NumberTerm",
+    "calibration",
+    "coverage",
+    "model_cycles",
+    "observed_expected",
+    "read_model",
+]
+
+_IDENTITY = ("source", "published", "period", "condition", "indicator", "definition_version", "link")
+MODEL_COLUMNS = (*_IDENTITY, "term", "code", "coefficient", "reference", "centre", "min", "max")
+_REQUIRED = (*_IDENTITY, "term", "coefficient")
+_NUMBERS = ("coefficient", "centre", "min", "max")
+INTERCEPT = "intercept"
+_YES, _NO = {"yes", "y", "1", "true", "ja", "j"}, {"", "no", "n", "0", "false", "nee"}
+
+
+@dataclass(frozen=True)
+class NumberTerm:
+    """coefficient x (value - centre); low/high: the range the model was developed on (None: not published)."""
+
+    variable: str
+    coefficient: float
+    centre: float = 0.0
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class CategoryTerm:
+    """One coefficient per code against the reference category (coefficient 0)."""
+
+    variable: str
+    reference: str
+    coefficients: tuple[tuple[str, float], ...]
+
+    def codes(self) -> dict[str, float]:
+        return {self.reference: 0.0, **dict(self.coefficients)}
+
+
+@dataclass(frozen=True)
+class ExternalModel:
+    """A published model of one indicator, with its provenance; `predict` is what vbhc.external.own_summary
+    asks of a case-mix model (expected value per cycle, NaN where it cannot score)."""
+
+    file: str
+    sha256: str
+    source: str
+    published: dt.date
+    period: str
+    condition: str
+    indicator: str
+    definition_version: str
+    link: str
+    intercept: float
+    numbers: tuple[NumberTerm, ...]
+    categories: tuple[CategoryTerm, ...]
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(t.variable for t in self.numbers) + tuple(t.variable for t in self.categories)
+
+    def linear_predictor(self, frame: pd.DataFrame) -> pd.Series:
+        """Intercept + sum of the terms per cycle; NaN where a variable is missing (value or column) or a code
+        is not in the model."""
+        lp = np.full(len(frame), self.intercept, dtype=float)
+        for term in self.numbers:
+            if term.variable not in frame:
+                return pd.Series(np.nan, index=frame.index, name="linear_predictor")
+            value = pd.to_numeric(frame[term.variable], errors="coerce").to_numpy(float)
+            lp += term.coefficient * (value - term.centre)  # NaN stays NaN: not scored
+        for term in self.categories:
+            if term.variable not in frame:
+                return pd.Series(np.nan, index=frame.index, name="linear_predictor")
+            codes = term.codes()
+            values = frame[term.variable].astype(object)  # the registry's category columns: plain codes
+            lp += values.map(lambda c, codes=codes: codes.get(str(c), np.nan) if pd.notna(c) else np.nan).to_numpy(
+                float
+            )
+        return pd.Series(lp, index=frame.index, name="linear_predictor")
+
+    def predict(self, frame: pd.DataFrame) -> pd.Series:
+        """Expected value per cycle: a probability (logit link) or a mean (identity); NaN where not scored."""
+        lp = self.linear_predictor(frame)
+        value = expit(lp.to_numpy(float)) if self.link == "logit" else lp.to_numpy(float)
+        return pd.Series(value, index=frame.index, name="expected")
+
+
+# --------------------------------------------------------------------------------------------- reading
+def read_model(source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None) -> ExternalModel:
+    """Read and validate a published model; raises vbhc.external.ExternalRefused naming every problem's place
+    (file, row, column, value), so nothing half-read is ever used."""
+    catalog = catalog or default_catalog()
+    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+    file = file_name or (source.name if isinstance(source, Path) else "upload")
+    records, problems, problem = read_table(data, file, MODEL_COLUMNS, _REQUIRED, _NUMBERS)
+    mark = _decimal_mark(records, problem, _NUMBERS)
+    source_text, published, period = _provenance(records, problem)
+    first = records[0][1] if records else {}
+    for number, values in records:
+        for name in ("condition", "indicator", "definition_version", "link"):
+            if values.get(name, "") != first.get(name, ""):
+                problem(number, name, values.get(name), f"one file is one model: {name} differs from the first row's")
+    cond_id, ind_id, link = first.get("condition", ""), first.get("indicator", ""), first.get("link", "")
+    row1 = records[0][0] if records else None
+    cond = catalog.conditions.get(cond_id)
+    ind = None
+    if cond is None:
+        problem(row1, "condition", cond_id, f"unknown condition: choose from {', '.join(catalog.conditions)}")
+    else:
+        try:
+            ind = cond.indicator(ind_id)
+        except KeyError:
+            problem(row1, "indicator", ind_id, f"unknown indicator of {cond_id}")
+    if ind is not None:
+        _versions(records, catalog, problem, file)
+        want = "logit" if ind.kind in BINARY_KINDS else "identity" if ind.kind in CONTINUOUS_KINDS else None
+        if want is None:
+            problem(row1, "indicator", ind_id, f"a {ind.kind} indicator has no case-mix model")
+        elif link != want:
+            problem(row1, "link", link, f"a {ind.kind} indicator's model has link {want!r}")
+    intercepts, numbers, categories = _terms(records, mark, cond, problem)
+    if len(intercepts) == 0 and records:
+        problem(None, "term", None, "the model has no intercept row")
+    if problems:
+        raise ExternalRefused(file, problems)
+    return ExternalModel(
+        file,
+        audit.sha256_of(data),
+        source_text,
+        published,
+        period,
+        cond_id,
+        ind_id,
+        first["definition_version"],
+        link,
+        intercepts[0],
+        tuple(numbers),
+        tuple(categories),
+    )
+
+
+def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberTerm], list[CategoryTerm]]:
+    """The intercept and the terms, each row checked against the catalog's case-mix variables."""
+    intercepts: list[float] = []
+    numbers: list[NumberTerm] = []
+    found: dict[str, dict[str, float]] = {}
+    references: dict[str, list[tuple[int, str]]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    first_row: dict[str, int] = {}
+
+    def num(number: int, values: dict[str, str], name: str) -> float | None:
+        text = values.get(name, "")
+        if not text:
+            return None
+        value = _number(text, mark)
+        if value is None:
+            problem(number, name, text, "not a number")
+        return value
+
+    for number, values in records:
+        term, code = values.get("term", ""), values.get("code", "")
+        coefficient = num(number, values, "coefficient")
+        reference = values.get("reference", "").casefold()
+        if reference not in _YES | _NO:
+            problem(
+                number,
+                "reference",
+                values.get("reference"),
+                "write yes on the reference category's row, else leave empty",
+            )
+        key = (term, code)
+        if key in seen:
+            problem(number, "term", term, f"{term} {code} appears twice: also in row {seen[key]}".replace("  ", " "))
+            continue
+        seen[key] = number
+        if term == INTERCEPT:
+            if coefficient is None:
+                problem(number, "coefficient", None, "the intercept needs a coefficient")
+            elif intercepts:
+                problem(number, "term", term, "a second intercept")
+            else:
+                intercepts.append(coefficient)
+            continue
+        if cond is None:
+            continue
+        if term not in cond.casemix_names:
+            problem(
+                number,
+                "term",
+                term,
+                f"the catalog has no case-mix variable {term!r} for {cond.id}: write intercept or "
+                f"one of {', '.join(cond.casemix_names)}",
+            )
+            continue
+        var = cond.casemix_variable(term)
+        if var.type == "category":
+            if code not in var.codes:
+                problem(number, "code", code, f"not a code of {term}: choose from {', '.join(var.codes)}")
+                continue
+            if reference in _YES:
+                if coefficient not in (None, 0.0):
+                    problem(
+                        number, "coefficient", values.get("coefficient"), "the reference category's coefficient is 0"
+                    )
+                references.setdefault(term, []).append((number, code))
+                found.setdefault(term, {})
+            elif coefficient is None:
+                problem(number, "coefficient", None, "a coefficient is required (or mark the row as reference)")
+            else:
+                found.setdefault(term, {})[code] = coefficient
+            first_row.setdefault(term, number)
+            continue
+        if code:
+            problem(number, "code", code, f"{term} is a number: leave code empty")
+            continue
+        if term in first_row:
+            problem(number, "term", term, f"{term} appears twice: also in row {first_row[term]}")
+            continue
+        first_row[term] = number
+        low, high = num(number, values, "min"), num(number, values, "max")
+        if low is not None and high is not None and low > high:
+            problem(number, "min", values.get("min"), "min is larger than max")
+        if coefficient is None:
+            problem(number, "coefficient", None, "a coefficient is required")
+            continue
+        numbers.append(NumberTerm(term, coefficient, num(number, values, "centre") or 0.0, low, high))
+    categories = []
+    for term, coefficients in found.items():
+        refs = references.get(term, [])
+        if len(refs) != 1:
+            where = refs[1][0] if len(refs) > 1 else first_row[term]
+            problem(where, "reference", None, f"{term} needs exactly one reference category (reference = yes)")
+            continue
+        categories.append(CategoryTerm(term, refs[0][1], tuple(sorted(coefficients.items()))))
+    return intercepts, numbers, categories
+
+
+# --------------------------------------------------------------------------------------------- using
+def model_cycles(model: ExternalModel, result: IndicatorResult, units: list[str] | None = None) -> pd.DataFrame:
+    """The own care cycles of the model's indicator (value in 'y', unit in 'unit'), with the model's expected
+    value per cycle ('expected', NaN where it cannot score); `units` limits them."""
+    if result.data is None or result.condition != model.condition:
+        raise ValueError(f"the model is of {model.condition}; the result of {result.condition} has no patient rows")
+    ind = result.data.condition.indicator(model.indicator)
+    frame = indicator_cycles(ind, result.data, result.level)
+    frame = frame[frame["y"].notna()]
+    if units is not None:
+        frame = frame[frame["unit"].astype(str).isin(units)]
+    return frame.assign(expected=model.predict(frame).to_numpy(float))
+
+
+def observed_expected(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per unit: cycles, cycles scored, observed and expected over the scored cycles, O/E (yes/no) or
+    observed minus expected mean (continuous: the column 'oe' then holds the ratio of the means)."""
+    scored = frame[frame["expected"].notna()]
+    out = frame.groupby("unit", observed=True).size().rename("n").to_frame()
+    sums = scored.groupby("unit", observed=True).agg(
+        n_scored=("y", "size"), observed=("y", "sum"), expected=("expected", "sum")
+    )
+    out = out.join(sums).fillna({"n_scored": 0, "observed": 0.0, "expected": 0.0})
+    out["oe"] = np.where(out["expected"] > 0, out["observed"] / out["expected"].where(out["expected"] > 0), np.nan)
+    return out.reset_index()
+
+
+def coverage(model: ExternalModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model variable: whether the data have it, and the cycles with a missing value, a code the model does
+    not know (both not scored) or a value outside the model's range (scored, extrapolated)."""
+    rows = []
+    for term in model.numbers:
+        present = term.variable in frame
+        value = pd.to_numeric(frame[term.variable], errors="coerce") if present else pd.Series(dtype=float)
+        outside = 0
+        if present and term.low is not None:
+            outside += int((value < term.low).sum())
+        if present and term.high is not None:
+            outside += int((value > term.high).sum())
+        rows.append((term.variable, present, int(value.isna().sum()) if present else len(frame), 0, outside))
+    for term in model.categories:
+        present = term.variable in frame
+        values = frame[term.variable] if present else pd.Series(dtype=object)
+        known = values.dropna().astype(str).isin(term.codes())
+        rows.append(
+            (term.variable, present, int(values.isna().sum()) if present else len(frame), int((~known).sum()), 0)
+        )
+    return pd.DataFrame(rows, columns=["variable", "in_data", "missing", "unknown_code", "outside_range"])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The external model on the own (scored) cycles: calibration-in-the-large (0 is perfect: the intercept
+    with the linear predictor as offset for a logit model, mean(observed - expected) for identity) and the
+    calibration slope (1 is perfect)."""
+
+    n: int
+    observed: float
+    expected: float
+    in_the_large: float
+    slope: float
+
+
+def calibration(model: ExternalModel, frame: pd.DataFrame) -> Calibration:
+    """Calibration of the model on the cycles of `frame` (column 'y') that it can score."""
+    lp = model.linear_predictor(frame).to_numpy(float)
+    y = pd.to_numeric(frame["y"], errors="coerce").to_numpy(float)
+    ok = np.isfinite(lp) & np.isfinite(y)
+    lp, y = lp[ok], y[ok]
+    if y.size < 2 or np.ptp(lp) == 0:
+        raise ValueError("calibration needs at least two scored cycles with different predictions")
+    if model.link == "logit":
+        expected = expit(lp)
+        family = sm.families.Binomial()
+        large = sm.GLM(y, np.ones((y.size, 1)), family=family, offset=lp).fit().params[0]
+        slope = sm.GLM(y, sm.add_constant(lp), family=family).fit().params[1]
+    else:
+        expected = lp
+        large = float(np.mean(y - lp))
+        slope = sm.OLS(y, sm.add_constant(lp)).fit().params[1]
+    return Calibration(int(y.size), float(y.sum()), float(expected.sum()), float(large), float(slope))
