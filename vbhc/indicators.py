@@ -649,8 +649,14 @@ def indicator_over_time(
     (the data as they were at an earlier meeting). Rules, the rule that fired per point and the Making Data
     Count icons: see vbhc.spc; attrs["variation"] and attrs["assurance"] hold the icons, the assurance
     against the case-mix expected value of the unit's own patients (attrs["target"]).
+
+    Survival indicators have no chart (an empty frame): the care cycles of the latest quarters have been
+    followed for weeks, not years, so their share of deaths falls for that reason alone; the Kaplan-Meier
+    curves (survival_curves) show how survival develops.
     """
     ind = result.data.condition.indicator(indicator)
+    if ind.kind in SURVIVAL_KINDS:
+        return pd.DataFrame()
     part = unit_cycle_values(result, indicator, unit)
     if until is not None:
         part = part[pd.to_datetime(part["index_date"]) <= pd.Timestamp(until)]
@@ -707,6 +713,51 @@ def unit_cycle_values(result: IndicatorResult, indicator: str, unit: str) -> pd.
             _cycle_positions[id(values)] = positions
             weakref.finalize(values, _cycle_positions.pop, id(values), None)
     return values.iloc[positions.get((indicator, unit), np.empty(0, dtype=np.intp))]
+
+
+@dataclass(frozen=True)
+class SurvivalCurves:
+    """A survival indicator of one unit against its benchmark population, for the depth view: Kaplan-Meier
+    curves with their bands (vbhc.survival.km_curves; `unit` is OWN or BENCHMARK) and the number at risk at a
+    few times (vbhc.survival.number_at_risk). The proportional-hazards check is in the indicator row
+    (ph_p_value, ph_variable), which the results store keeps; the Cox model itself is not stored."""
+
+    curves: pd.DataFrame
+    at_risk: pd.DataFrame
+    years: float
+
+    OWN = "own"
+    BENCHMARK = "benchmark"
+
+
+def survival_curves(result: IndicatorResult, indicator: str, unit: str) -> SurvivalCurves:
+    """The unit's Kaplan-Meier curve up to the indicator's horizon against that of the benchmark population
+    (every unit of the result, the unit included: the population the benchmark value is the survival of), so
+    the team sees when its patients died, not only the figure at the horizon."""
+    data = result.data
+    ind = data.condition.indicator(indicator)
+    if ind.kind not in SURVIVAL_KINDS or ind.outcome is None:
+        raise ValueError(f"{indicator!r} is not a survival indicator ({ind.kind})")
+    years = float(ind.years or 1)
+    empty = pd.DataFrame(columns=["unit", "time", "event"])
+    if ind.outcome + EVENT_DATE_SUFFIX not in data.cycles:
+        followed = empty
+    else:
+        fu = survival.follow_up(data.cycles, ind.outcome, data.as_of, years * survival.DAYS_PER_YEAR)
+        own = unit_labels(data.cycles, result.level).to_numpy() == unit
+        followed = fu.dropna()
+        followed = pd.concat(
+            [
+                followed[own[fu["time"].notna().to_numpy()]].assign(unit=SurvivalCurves.OWN),
+                followed.assign(unit=SurvivalCurves.BENCHMARK),
+            ],
+            ignore_index=True,
+        )
+    return SurvivalCurves(
+        curves=survival.km_curves(followed),
+        at_risk=survival.number_at_risk(followed, survival.at_risk_times(years)),
+        years=years,
+    )
 
 
 def cusum_vlad(result: IndicatorResult, indicator: str, unit: str | None = None) -> pd.DataFrame:

@@ -128,6 +128,33 @@ def km_curves(frame: pd.DataFrame, unit: str = "unit", level: float = 0.95) -> p
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 
 
+def at_risk_times(horizon_years: float) -> np.ndarray:
+    """The few times (years) a number-at-risk table is shown at: every year up to a horizon of 3 years or
+    more, else every quarter of the horizon (a 1-year curve is read at 0, 3, 6, 9 and 12 months)."""
+    years = float(horizon_years)
+    if years >= 3:
+        return np.arange(0.0, np.floor(years) + 1.0)
+    return np.linspace(0.0, years, 5)
+
+
+def number_at_risk(frame: pd.DataFrame, times_years: Sequence[float], level: float = 0.95) -> pd.DataFrame:
+    """Per group (column `unit`) and time: the care cycles still followed (time >= t: alive and not yet
+    censored just before t) and the Kaplan-Meier survival at t with its interval; tidy, one row per group and
+    time. Input: one row per cycle with unit, time (days) and event, as km_curves takes."""
+    part = frame.dropna(subset=["time", "event"])
+    rows = []
+    for name, g in part.groupby("unit", sort=False, observed=True):
+        time, event = g["time"].to_numpy(float), g["event"].to_numpy(float)
+        for years in times_years:
+            at = float(years) * DAYS_PER_YEAR
+            s, lower, upper = kaplan_meier(time, event, at, level)
+            rows.append(
+                {"unit": name, "years": float(years), "at_risk": int((time >= at).sum()), "survival": s,
+                 "lower": lower, "upper": upper}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["unit", "years", "at_risk", "survival", "lower", "upper"])
+
+
 # --- Cox model --------------------------------------------------------------------------------------------
 
 
