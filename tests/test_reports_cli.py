@@ -26,7 +26,7 @@ def small_demo(tmp_path_factory) -> str:
     url = f"sqlite:///{folder / 'demo.db'}"
     result = generate_demo(folder / "files", cycles=1500)
     engine = get_engine(url)
-    import_files(result.files, engine, imported_by="test")
+    import_files(result.import_order(), engine, imported_by="test")
     engine.dispose()
     return url
 

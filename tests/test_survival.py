@@ -14,11 +14,19 @@ from scipy import stats
 from statsmodels.duration.hazard_regression import PHReg
 from statsmodels.duration.survfunc import SurvfuncRight
 
-from vbhc import survival
-from vbhc.catalog import CaseMixVariable, default_catalog
+from vbhc import meeting, survival
+from vbhc.catalog import DAYS_PER_YEAR, CaseMixVariable, default_catalog
 from vbhc.demo import AS_OF, CASEMIX_ONLY, FOLLOW_UP_FILE, PLANTED_SURVIVAL, generate_demo
 from vbhc.external import own_summary
-from vbhc.indicators import ConditionData, compute_indicators, funnel_curve
+from vbhc.i18n import fmt_ratio
+from vbhc.indicators import (
+    ConditionData,
+    SurvivalCurves,
+    compute_indicators,
+    funnel_curve,
+    indicator_over_time,
+    survival_curves,
+)
 from vbhc.verdict import verdict
 
 # hand-worked: six patients, deaths at days 1, 3, 4 and 6, censored at 2 and 5
@@ -270,9 +278,11 @@ def test_planted_survival_outlier_is_found_and_the_casemix_only_unit_is_not(regi
     mix = table.loc[("survival_5y", CASEMIX_ONLY.hospital)]
     assert mix["crude_value"] < mix["target"]  # older, sicker patients: lower crude survival ...
     assert mix["assessment_95"] == "as expected" and mix["oe_lower"] < 1 < mix["oe_upper"]  # ... not worse care
-    said = verdict(row)  # what the pages and reports say: worse survival than the benchmark, at 99.8 %
-    assert said.category == "worse" and said.severity == "998" and said.against == "benchmark"
-    assert said.value == pytest.approx(row["adjusted_value"]) and said.ci_upper < said.expected
+    said = verdict(row)  # what the pages and reports say: more deaths than expected (SMR above 1), at 99.8 %
+    assert said.category == "worse" and said.severity == "998" and said.against == "deaths"
+    assert said.value == row["observed"] and said.expected == pytest.approx(row["expected"])
+    assert (said.ci_lower, said.ci_upper) == (row["oe_lower"], row["oe_upper"]) and said.ci_lower > 1
+    assert f"(SMR {fmt_ratio(row['observed'] / row['expected'], 'en')})" in said.sentence("en")
     others = table.xs("survival_5y").drop(index=[outlier])
     assert (others["assessment_998"] != "worse").all()
     assert np.isfinite(table["ph_p_value"]).all()
@@ -326,10 +336,36 @@ def test_imported_vital_status_reaches_the_indicator_table(tmp_path):
     assert (cycles["death"] == follow.loc[cycles.index, "value"]).all()
     assert (cycles["death_date"] == pd.to_datetime(follow.loc[cycles.index, "date"])).all()
     assert data.as_of == pd.Timestamp(AS_OF)
-    table = compute_indicators(data, "hospital", indicators=["survival_2y"]).table
+    result = compute_indicators(data, "hospital", indicators=["survival_2y"])
+    table = result.table
     assert len(table) == cycles["hospital"].nunique() and table["n"].sum() == len(cycles)
     assert table["observed"].sum() == pytest.approx(table["expected"].sum(), abs=1e-6)
     engine.dispose()
+
+    # the depth view: the unit's curve and the benchmark population's end at the table's crude value and benchmark
+    row = table.iloc[0]
+    curves = survival_curves(result, "survival_2y", row["unit"])
+    last = curves.curves.sort_values("time").groupby("unit")["survival"].last()
+    assert last[SurvivalCurves.OWN] == pytest.approx(row["crude_value"], abs=1e-12)
+    assert last[SurvivalCurves.BENCHMARK] == pytest.approx(row["target"], abs=1e-12)
+    start = curves.at_risk[curves.at_risk["years"] == 0].set_index("unit")["at_risk"]
+    assert start[SurvivalCurves.OWN] == row["n"] and start[SurvivalCurves.BENCHMARK] == table["n"].sum()
+    assert list(curves.at_risk["years"].unique()) == [0.0, 0.5, 1.0, 1.5, 2.0]
+    # no quarterly trend and no change by period (the latest patients are followed for weeks only)
+    assert indicator_over_time(result, "survival_2y", row["unit"]).empty
+    changed = meeting.changes(result, row["unit"], data.as_of)
+    mine = changed[changed["indicator"] == "survival_2y"]
+    assert len(mine) == 1 and mine[["previous", "current", "p_value"]].isna().all(axis=None)
+    assert mine["assessment"].iloc[0] == ""
+
+
+def test_number_at_risk_counts_those_still_followed_and_reads_the_curve():
+    frame = pd.DataFrame({"unit": "A", "time": HAND_TIME * DAYS_PER_YEAR, "event": HAND_EVENT})
+    out = survival.number_at_risk(frame, [0.0, 2.5, 4.0])
+    assert list(out["at_risk"]) == [6, 4, 3]  # followed at least 0, 2.5 and 4 years
+    np.testing.assert_allclose(out["survival"], [1.0, HAND_KM[2.5], HAND_KM[4.0]], atol=1e-12)
+    np.testing.assert_allclose(survival.at_risk_times(1), [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(survival.at_risk_times(5), [0, 1, 2, 3, 4, 5])
 
 
 def test_kaplan_meier_chart_per_unit_with_bands():

@@ -102,12 +102,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for table, n in result.counts.items():
         print(f"  {table}: {n:,} rows")
     print(f"  planted truth: {result.truth_path}")
-    files = list(result.files)
     if result.follow_up:  # vital status of the cancer care cycles (survival indicators)
         print(f"  vital status: {result.follow_up}")
-        # before clinical_outcomes.csv, so that file is the table's last import: importing the five demo files
-        # again is skipped as "nothing new", as without the vital status
-        files.insert(files.index(next(f for f in files if f.name == "clinical_outcomes.csv")), result.follow_up)
+    files = result.import_order()
     if args.no_import:
         return 0
     precompute = getattr(args, "precompute", True)

@@ -476,8 +476,17 @@ class DemoResult:
     files: list[Path]  # in import order: units, care_cycles, clinical_outcomes, prom_responses, costs
     truth_path: Path
     counts: dict[str, int]  # rows per table
-    #: vital status per cancer care cycle (clinical_outcomes format; import after `files`), see write_follow_up
+    #: vital status per cancer care cycle (clinical_outcomes format), see write_follow_up
     follow_up: Path | None = None
+
+    def import_order(self) -> list[Path]:
+        """Every file to import, the vital status before clinical_outcomes.csv: that file is then the table's
+        last import, so importing the five demo files again is skipped as "nothing new", as without it."""
+        files = list(self.files)
+        if self.follow_up is not None:
+            at = next(i for i, f in enumerate(files) if f.name == "clinical_outcomes.csv")
+            files.insert(at, self.follow_up)
+        return files
 
 
 TABLES = ("units", "care_cycles", "clinical_outcomes", "prom_responses", "costs")
