@@ -79,7 +79,8 @@ def test_the_depth_tab_shows_kaplan_meier_curves_the_smr_and_the_ph_check(surviv
     for proto in at.get("vega_lite_chart"):
         spec, datasets = _chart_of(proto.proto)
         title = spec.get("title", {})
-        if (title.get("text") if isinstance(title, dict) else title) == t("chart.label.survival", lang):
+        text = title.get("text") if isinstance(title, dict) else title
+        if (" ".join(text) if isinstance(text, list) else text) == t("chart.label.survival", lang):
             found.append(next(d for d in datasets.values() if "survival" in d.columns))
     assert len(found) == 1
     curves = found[0]

@@ -50,6 +50,10 @@ def test_xlsx_for_all_conditions(tmp_path, capsys):
     assert wb.sheetnames[:2] == ["Cover", "Summary"]
     expected = {"Colorectal cancer", "Heart failure", "Hip osteoarthritis", "PROMs", "Costs", "Methods"}
     assert expected <= set(wb.sheetnames)
+    # survival rows (the demo's vital status is imported): a verdict in words on deaths against expected deaths
+    survival = [r for r in wb["Colorectal cancer"].iter_rows(values_only=True) if "Overall survival at 5 years" in r]
+    assert any(isinstance(c, str) and " died against " in c for r in survival for c in r)
+    assert not any(isinstance(c, str) and c.lower() in ("nan", "none") for r in survival for c in r)
     assert _files(tmp_path) == ["all.xlsx"]  # no temporary file left
 
 
