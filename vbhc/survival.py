@@ -318,6 +318,8 @@ def _schoenfeld_test(model, params: np.ndarray, cov: np.ndarray, time: np.ndarra
     if not np.isfinite(resid).all() or not len(order):
         raise ValueError("no Schoenfeld residuals")
     d = len(order)
+    if d < 2:  # one death has no rank to correlate with: no test (ValueError: the table shows no p-value)
+        raise ValueError("too few deaths for the Schoenfeld test")
     scaled = d * resid @ cov
     g = np.arange(1, d + 1, dtype=float)
     g -= g.mean()
