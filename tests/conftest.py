@@ -126,7 +126,7 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
             kwargs = {"cycles": cycles} if cycles else {}
             result = generate_demo(shared / "files", **kwargs)
             builder = get_engine(f"sqlite:///{built}")
-            import_files(result.files, builder, imported_by="test")
+            import_files(result.import_order(), builder, imported_by="test")  # with the vital status, as `vbhc demo`
             # as `vbhc import` does: the default views computed once and stored beside the database, so a page or
             # a server's warm-up in any test reads them instead of computing them again in every worker
             views = default_views(builder, years=False)

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from ui.layout import MAIN_WIDTH
-from vbhc import charts
-from vbhc.catalog import Timepoint, default_catalog
+from vbhc import charts, survival
+from vbhc.catalog import DAYS_PER_YEAR, Timepoint, default_catalog
 from vbhc.i18n import t
 
 vlc = pytest.importorskip("vl_convert")
@@ -232,6 +232,24 @@ def value_frame(units: list[str]) -> pd.DataFrame:
     )
 
 
+def km_frame(units: list[str]) -> pd.DataFrame:
+    """Kaplan-Meier curves with bands (vbhc.survival.km_curves) of 60 followed patients per unit over 5 years."""
+    rng = np.random.default_rng(len(units))
+    horizon = 5 * DAYS_PER_YEAR
+    parts = []
+    for unit in units:
+        time = np.minimum(np.round(rng.exponential(1500, 60)), horizon)
+        event = (rng.random(60) < 0.7) & (time < horizon)
+        parts.append(pd.DataFrame({"unit": unit, "time": time, "event": event.astype(float)}))
+    return survival.km_curves(pd.concat(parts, ignore_index=True))
+
+
+def _survival_page(lang: str = "en", **kw) -> charts.Spec:
+    """The team page's survival chart: the own unit (the longest name) against the benchmark population."""
+    curves = km_frame([OWN_LONG, t("survival.benchmark_population", lang)])
+    return charts.survival_chart(curves, highlight=OWN_LONG, lang=lang, **kw)
+
+
 def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
     units = unit_names(count)
     rows = indicator_rows(units)
@@ -275,6 +293,8 @@ def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
             binned, scale=Scale(), timepoints=TIMEPOINTS, **kw
         ),
         "cost": lambda **kw: charts.cost_breakdown_chart(breakdown_frame(units), highlight=own, **kw),
+        "survival": lambda **kw: charts.survival_chart(km_frame(units), highlight=own, **kw),
+        "survival_page": _survival_page,
         "value": lambda **kw: charts.value_chart(
             value_frame(units), outcome_label="30-day mortality", outcome_kind="proportion", highlight=own, **kw
         ),

@@ -12,7 +12,7 @@ import pytest
 import statsmodels.formula.api as smf
 from openpyxl import load_workbook
 
-from vbhc.catalog import STORED_CASEMIX, default_catalog
+from vbhc.catalog import STORED_CASEMIX, SURVIVAL_KINDS, default_catalog
 from vbhc.demo import AS_OF, DEFAULT_CYCLES, DEFAULT_SEED, FIRST_INDEX, LAST_INDEX, TABLES, generate_demo
 from vbhc.store import row_counts
 
@@ -177,10 +177,16 @@ def test_clinical_outcomes_are_complete_valid_and_only_after_their_window(demo):
     assert not oc.duplicated(["cycle_id", "outcome"]).any()
     assert (pd.to_datetime(oc["date"]) <= AS_OF_TS).all()
     assert (pd.to_datetime(oc["date"]) >= pd.to_datetime(oc["index_date"])).all()
+    follow_up = pd.read_csv(demo["result"].follow_up, dtype=str, keep_default_na=False)
     for cond in cat.conditions.values():
         part = oc[oc["condition"] == cond.id]
-        assert set(part["outcome"]) <= {o.id for o in cond.outcomes}
+        # the vital status of survival indicators is its own file (tests/test_survival.py)
+        vital = {i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS}
+        assert set(part["outcome"]) <= {o.id for o in cond.outcomes} - vital
+        assert vital <= set(follow_up["outcome"])
         for o in cond.outcomes:
+            if o.id in vital:
+                continue
             values = part.loc[part["outcome"] == o.id, "value"]
             assert len(values) > 0, (cond.id, o.id)
             if o.type == "binary":
@@ -384,7 +390,13 @@ def test_no_effect_lists_every_other_unit_and_indicator(demo):
     no_effect = {key(e) for e in truth["no_effect"]}
     assert not outliers & no_effect
     treated = set(zip(demo["cycles"]["condition"], demo["cycles"]["hospital"], strict=True))
-    expected = {(c, ind.id, h) for c, h in treated for ind in cat.condition(c).indicators if ind.kind != "volume"}
+    # survival indicators: their planted truth is demo.PLANTED_SURVIVAL (vital status file, tests/test_survival.py)
+    expected = {
+        (c, ind.id, h)
+        for c, h in treated
+        for ind in cat.condition(c).indicators
+        if ind.kind != "volume" and ind.kind not in SURVIVAL_KINDS
+    }
     assert outliers | no_effect == expected
     cmo = {key(e) for e in truth["casemix_only"]}
     assert cmo and cmo <= no_effect

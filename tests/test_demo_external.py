@@ -16,7 +16,7 @@ from vbhc import external, models
 from vbhc.access import local_viewer
 from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.cli import main
-from vbhc.demo import TABLES
+from vbhc.demo import FOLLOW_UP_FILE, TABLES
 from vbhc.demo_external import EXTERNAL_FILE, SOURCE
 from vbhc.indicators import compute_indicators, load_condition_data
 from vbhc.ingest import import_files
@@ -41,6 +41,8 @@ def own_mode(tmp_path_factory):
     shared = create_engine(f"sqlite:///{tmp / 'shared.db'}")
     upgrade_schema(shared)
     files = [tmp / "demo" / ("units.xlsx" if name == "units" else f"{name}.csv") for name in TABLES]
+    if (tmp / "demo" / FOLLOW_UP_FILE).exists():  # vital status, before clinical_outcomes.csv as `vbhc demo` does
+        files.insert(files.index(tmp / "demo" / "clinical_outcomes.csv"), tmp / "demo" / FOLLOW_UP_FILE)
     import_files(files, shared, imported_by="test")
     own = create_engine(url)
     truth = json.loads((tmp / "demo" / "truth.json").read_text(encoding="utf-8"))

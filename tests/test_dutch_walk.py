@@ -54,7 +54,7 @@ ALLOW = {
     "o", "e", "spc", "excel", "pdf", "csv", "xlsx", "sha-256", "eortc", "qlq-c30", "promis", "promis-10",
     "global", "health", "hip", "knee", "score", "ichom", "lroi", "oidc", "openid", "connect", "ct", "mri", "pet",
     "icd", "crt", "ic", "ok", "clavien-dindo", "t-score", "c-statistiek", "r²", "porter", "readme", "localhost",
-    "vbhc", "demo", "h", "et", "al", "mic", "url", "charlson",
+    "vbhc", "demo", "h", "et", "al", "mic", "url", "charlson", "cox",
 }  # fmt: skip
 #: Columns whose cells are data (file, sheet and user names, hashes, the audit log's JSON record of ids), not
 #: interface text: their header is checked, and their cells only for None/NaN.

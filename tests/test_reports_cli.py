@@ -11,6 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
+from vbhc.catalog import default_catalog
 from vbhc.cli import main
 from vbhc.reports import ReportError, write_report
 
@@ -26,7 +27,7 @@ def small_demo(tmp_path_factory) -> str:
     url = f"sqlite:///{folder / 'demo.db'}"
     result = generate_demo(folder / "files", cycles=1500)
     engine = get_engine(url)
-    import_files(result.files, engine, imported_by="test")
+    import_files(result.import_order(), engine, imported_by="test")
     engine.dispose()
     return url
 
@@ -50,7 +51,27 @@ def test_xlsx_for_all_conditions(tmp_path, capsys):
     assert wb.sheetnames[:2] == ["Cover", "Summary"]
     expected = {"Colorectal cancer", "Heart failure", "Hip osteoarthritis", "PROMs", "Costs", "Methods"}
     assert expected <= set(wb.sheetnames)
+    # survival rows (the demo's vital status is imported), one per unit, withheld like the others at this size
+    survival = [r for r in wb["Colorectal cancer"].iter_rows(values_only=True) if "Overall survival at 5 years" in r]
+    assert len(survival) == 10
+    assert not any(isinstance(c, str) and c.lower() in ("nan", "none") for r in survival for c in r)
     assert _files(tmp_path) == ["all.xlsx"]  # no temporary file left
+
+
+def test_xlsx_reads_survival_as_deaths_against_expected(tmp_path, monkeypatch):
+    """Without suppression (internal use) the survival rows carry their verdict in words: the deaths against the
+    Cox model's expected deaths and the SMR, in the report's language, no empty or NaN cells."""
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", "0")
+    out = tmp_path / "survival.xlsx"
+    args = ["report", "--condition", "colorectal_cancer", "--format", "xlsx", "--lang", "nl", "--out", str(out)]
+    assert main(args) == 0
+    wb = load_workbook(out)
+    label = default_catalog().condition("colorectal_cancer").indicator("survival_5y").label("nl")
+    rows = [r for r in wb["Darmkanker"].iter_rows(values_only=True) if label in r]
+    assert len(rows) == 10
+    verdicts = [c for r in rows for c in r if isinstance(c, str) and " overleden tegenover " in c]
+    assert verdicts and all("(SMR " in v for v in verdicts)
+    assert not any(isinstance(c, str) and c.lower() in ("nan", "none") for r in rows for c in r)
 
 
 def test_pdf_for_one_condition_team(tmp_path, capsys):

@@ -14,7 +14,7 @@ import streamlit as st
 
 from ui import auth, data, filters
 from vbhc import access, charts, verdict
-from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, default_catalog
+from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
 from vbhc.safety import md_escape, safe_file_name
 from vbhc.settings import database_url, suppress_below
@@ -136,8 +136,8 @@ def _observed(row, lang: str) -> str:
 def _expected(row, lang: str) -> str:
     if pd.isna(row.expected):
         return MISSING
-    if row.kind in BINARY_KINDS:
-        return fmt_number(row.expected, lang, 1)  # expected number of events
+    if row.kind in (*BINARY_KINDS, *SURVIVAL_KINDS):
+        return fmt_number(row.expected, lang, 1)  # expected number of events (survival: deaths)
     return format_value(row.expected, row.kind, lang)
 
 

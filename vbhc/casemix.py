@@ -428,6 +428,35 @@ def _build_terms(
     return terms
 
 
+def casemix_design(
+    data: pd.DataFrame, casemix: Sequence[CaseMixVariable], events: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The case-mix design columns the logistic models use (same centring, categories, reference levels and
+    merging of rare or event-free levels, decided on the rows with a recorded event indicator), without an
+    intercept, for models fitted elsewhere (the Cox model of vbhc.survival); and the rows it cannot score
+    (a missing case-mix value, or no recorded event: left out and counted, as missing="exclude" does)."""
+    y = np.asarray(events, dtype=float)
+    recorded = ~np.isnan(y)
+    types = {v.name: v.type for v in casemix}
+    variables: list[tuple[str, bool]] = []
+    used = recorded.copy()
+    for v in casemix:
+        if v.name not in data.columns:
+            continue
+        miss = data[v.name].isna().to_numpy()
+        if recorded.any() and miss[recorded].all():
+            continue
+        variables.append((v.name, _is_category(v.name, types[v.name], data[v.name])))
+        used &= ~miss
+    terms = _build_terms(data, used, np.nan_to_num(y), variables, "binary", "exclude", {}, {})
+    columns: dict[str, np.ndarray] = {}
+    for term in terms:
+        block, _ = _encode(term, data[term.variable], "exclude")
+        for j, name in enumerate(term.columns):
+            columns[name] = block[:, j]
+    return pd.DataFrame(columns, index=data.index), ~used
+
+
 def _constant_model(
     *,
     outcome: str,

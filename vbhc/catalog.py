@@ -47,17 +47,26 @@ INDICATOR_KINDS = (
     "response_rate",  # share of eligible cycles with a completed questionnaire at a timepoint
     "cost",  # cost per care cycle (TDABC)
     "composite",  # share of cycles where every component went as planned (textbook outcome)
+    "survival",  # Kaplan-Meier survival at a horizon from the index date, Cox-adjusted SMR (vbhc.survival)
 )
 #: Indicator kinds that describe patient outcomes and therefore carry a Porter tier (1-3).
-OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic", "composite")
+OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic", "composite", "survival")
 PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
 #: Kinds whose value is the share of care cycles with a yes/no outcome: observed counts events, expected is the
 #: expected number of events, and the case-mix model is logistic.
 BINARY_KINDS = ("proportion", "prom_mic", "composite")
 #: Kinds whose value is a mean: observed and expected are means, the case-mix model is linear.
 CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
-#: Kinds shown as a percentage (the binary ones and PROM response).
-PROPORTION_KINDS = (*BINARY_KINDS, "response_rate")
+#: Kinds followed over time to an event with censoring: observed counts deaths (events) within the horizon,
+#: expected is the Cox model's expected number, the value is Kaplan-Meier survival at the horizon.
+SURVIVAL_KINDS = ("survival",)
+#: Kinds shown as a percentage (the binary ones, PROM response and survival).
+PROPORTION_KINDS = (*BINARY_KINDS, "response_rate", *SURVIVAL_KINDS)
+#: A survival indicator's outcome is a yes/no outcome whose record carries a date (of the event, or the last
+#: date the patient was known to be event-free); the registry's wide table names that date column so.
+EVENT_DATE_SUFFIX = "_date"
+#: Days in a survival indicator's year (its `years` horizon), the same for the demo's vital status and the charts.
+DAYS_PER_YEAR = 365.25
 #: Outcomes a cost can be set against on the value page (patient outcomes, not process measures).
 VALUE_OUTCOME_KINDS = ("proportion", "prom_score", "prom_change", "prom_mic", "composite")
 
@@ -255,6 +264,7 @@ class Indicator:
     timepoint: str | None = None
     key: bool = False
     components: tuple[Component, ...] = ()  # composite indicators only
+    years: float | None = None  # survival indicators only: the horizon (years from the index date)
     # the definition's version: figures computed under another version are not silently compared
     # (vbhc.external); other_version says whether such figures are refused or accepted with a warning
     version: str = "1"
@@ -662,12 +672,13 @@ def _load_condition(
             direction=ir.one_of("direction", ("higher", "lower")),
             min_n=int(ir.get("min_n", int)),
             tier=ir.get("tier", int, required=kind in OUTCOME_KINDS),
-            outcome=ir.get("outcome", str, required=kind in ("proportion", "mean")),
+            outcome=ir.get("outcome", str, required=kind in ("proportion", "mean", *SURVIVAL_KINDS)),
             instrument=ir.get("instrument", str, required=kind in PROM_KINDS),
             scale=ir.get("scale", str, required=kind in ("prom_score", "prom_change", "prom_mic")),
             timepoint=ir.get("timepoint", str, required=kind in PROM_KINDS),
             key=ir.get("key", bool, False),
             components=_components(ir, kind, outcome_by_id),
+            years=_years(ir, kind),
             version=_version(ir),
             other_version=ir.one_of("other_version", OTHER_VERSION_RULES, "refuse"),
         )
@@ -678,7 +689,7 @@ def _load_condition(
         if ind.outcome is not None:
             if ind.outcome not in outcome_by_id:
                 raise ir.fail("outcome", f"unknown outcome {ind.outcome!r}")
-            wanted = "binary" if kind == "proportion" else "number"
+            wanted = "binary" if kind in ("proportion", *SURVIVAL_KINDS) else "number"
             if outcome_by_id[ind.outcome].type != wanted:
                 raise ir.fail("outcome", f"a {kind} indicator needs a {wanted} outcome, {ind.outcome!r} is not")
         if ind.instrument is not None:
@@ -727,6 +738,18 @@ def _load_condition(
     )
     r.done()
     return condition
+
+
+def _years(ir: _Reader, kind: str) -> float | None:
+    """A survival indicator's horizon in years (required, positive); no other kind has one."""
+    if kind not in SURVIVAL_KINDS:
+        if ir.get("years", (int, float), None, required=False) is not None:
+            raise ir.fail("years", f"only a survival indicator has a horizon, this one is {kind!r}")
+        return None
+    years = float(ir.get("years", (int, float)))
+    if years <= 0:
+        raise ir.fail("years", f"must be more than 0, got {years}")
+    return years
 
 
 def _components(ir: _Reader, kind: str, outcome_by_id: dict[str, Outcome]) -> tuple[Component, ...]:

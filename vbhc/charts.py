@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS
+from vbhc.catalog import BINARY_KINDS, DAYS_PER_YEAR, PROPORTION_KINDS, SURVIVAL_KINDS
 from vbhc.i18n import BABEL_LOCALES, fmt_date, fmt_number, fmt_percent, format_value, t
 
 if TYPE_CHECKING:  # the improvement cycle's items; this module draws them and needs no database
@@ -785,8 +785,9 @@ def _indicator_groups(rows: pd.DataFrame) -> list[pd.DataFrame]:
 def _unit_tooltips(
     kind: str, lang: str, *, value: str = "adjusted", crude: bool = False, magnitude: float | None = None
 ) -> list[dict[str, Any]]:
-    """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format."""
-    binary = kind in BINARY_KINDS
+    """Unit, n, observed, expected, value and its 95% CI (and O/E), each in its kind's number format (events
+    and expected events as counts for yes/no indicators; deaths and expected deaths, and the SMR, for survival)."""
+    binary = kind in BINARY_KINDS or kind in SURVIVAL_KINDS
     own = value_format(kind, magnitude=magnitude)
     fmt = value_format("oe") if value == "oe" else own
     tips = [
@@ -1146,7 +1147,11 @@ def funnel_chart(
         _target_values(targets),
         kind=kind,
     )
-    x = _q("precision", _axis_title(label("n_axis", lang), width), axis={"format": ",.0f"})
+    # survival: the precision is the expected number of deaths (the SMR's Poisson limits), not the care cycles
+    survival = kind in SURVIVAL_KINDS
+    x_title = label("deaths_axis" if survival else "n_axis", lang)
+    subtitle = "funnel_sub_survival" if survival else "funnel_sub"
+    x = _q("precision", _axis_title(x_title, width), axis={"format": ",.0f"})
     height = 460 if width >= NARROW else 320
     y_title = _wrap(f"{name} ({label('adjusted', lang).lower()})", f["axis_title"], height - 20)
     y = _q("value", y_title, scale=_scale(domain, zero=False), axis={"format": value_format(kind, axis=True)})
@@ -1180,7 +1185,7 @@ def funnel_chart(
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
     layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
-        "title": _title(title, _with_population(label("funnel_sub", lang), population, lang), width),
+        "title": _title(title, _with_population(label(subtitle, lang), population, lang), width),
         "height": height,
         "layer": layers,
     }
@@ -2137,6 +2142,59 @@ def vlad_chart(
         "title": _title(title, label("vlad_sub", lang), width),
         "height": 400 if width >= NARROW else 300,
         "layer": layers,
+    }
+    return _finish(body, data, lang, width, highlight=highlight)
+
+
+def survival_chart(
+    curves: pd.DataFrame,
+    *,
+    lang: str = "en",
+    highlight: str | None = None,
+    width: int = DEFAULT_WIDTH,
+) -> Spec:
+    """Kaplan-Meier curves per unit with their confidence bands (vbhc.survival.km_curves: unit, time in days,
+    survival, lower, upper, at_risk), over years since the index date: a step line per unit and its band
+    shaded in the unit's colour, so a reader sees both the curve and how sure it is."""
+    lang = _check_lang(lang)
+    title = label("survival", lang)
+    if curves.empty:
+        return _empty_chart(title, lang, width)
+    frame = curves.assign(years=curves["time"].to_numpy(float) / DAYS_PER_YEAR)[
+        ["unit", "years", "survival", "lower", "upper", "at_risk"]
+    ]
+    frame = _guard(frame.assign(unit=frame["unit"].astype(str)), "survival curves")
+    units = list(pd.unique(frame["unit"]))
+    colours = (CATEGORICAL * (len(units) // len(CATEGORICAL) + 1))[: len(units)]
+    colour = _n("unit", label("unit", lang), scale={"domain": units, "range": colours}, legend=_legend(units, width))
+    x = _q("years", _axis_title(label("years_axis", lang), width), axis={"format": ",.1~f"})
+    y_axis = {"format": ".0%"}
+    tips = [
+        _tip("unit", "nominal", label("unit", lang)),
+        _tip("years", "quantitative", label("years_axis", lang), ",.2f"),
+        _tip("survival", "quantitative", label("survival_axis", lang), ".1%"),
+        _tip("lower", "quantitative", label("ci_lower", lang), ".1%"),
+        _tip("upper", "quantitative", label("ci_upper", lang), ".1%"),
+        _tip("at_risk", "quantitative", label("at_risk", lang), ",.0f"),
+    ]
+    data = _Data()
+    rows = data(frame)
+    band = {
+        "data": rows,
+        "mark": {"type": "area", "interpolate": "step-after", "opacity": 0.15},
+        "encoding": {"x": x, "y": _q("lower", label("survival_axis", lang), axis=y_axis), "y2": {"field": "upper"},
+                     "color": colour},
+    }  # fmt: skip
+    line = {
+        "data": rows,
+        "mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 2.5},
+        "encoding": {"x": x, "y": _q("survival", label("survival_axis", lang), axis=y_axis), "color": colour,
+                     "strokeWidth": _when_highlight(4.5, 2.0), "tooltip": tips},
+    }  # fmt: skip
+    body = {
+        "title": _title(title, label("survival_sub", lang), width),
+        "height": 400 if width >= NARROW else 300,
+        "layer": [band, line],
     }
     return _finish(body, data, lang, width, highlight=highlight)
 

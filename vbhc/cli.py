@@ -106,10 +106,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for table, n in result.counts.items():
         print(f"  {table}: {n:,} rows")
     print(f"  planted truth: {result.truth_path}")
-    files = result.files
+    if result.follow_up:  # vital status of the cancer care cycles (survival indicators)
+        print(f"  vital status: {result.follow_up}")
+    files = result.import_order()
     external_file = None
     if getattr(args, "mode", "shared") == "own":
-        files, external_file = _own_hospital_demo(out, result.files, result.truth_path)
+        files, external_file = _own_hospital_demo(out, files, result.truth_path)
     if args.no_import:
         return 0
     precompute = getattr(args, "precompute", True)

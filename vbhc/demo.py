@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import STORED_CASEMIX, Catalog, Condition, default_catalog
+from vbhc.catalog import DAYS_PER_YEAR, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, Condition, default_catalog
 from vbhc.progress import Progress
 
 # --- fixed frame --------------------------------------------------------------------------------------
@@ -464,6 +464,32 @@ CASEMIX_ONLY = CaseMixOnly(
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class PlantedSurvival:
+    """A unit effect on long-term survival, as a hazard ratio (vital status file only)."""
+
+    condition: str
+    hospital: str
+    hazard_ratio: float
+    note: str
+
+
+#: The survival outlier; the case-mix-only unit of survival is CASEMIX_ONLY (older, sicker: higher crude
+#: mortality from the case-mix hazard alone, true effect zero).
+PLANTED_SURVIVAL = (
+    PlantedSurvival("colorectal_cancer", "H08", 2.2, "worse overall survival than expected for its case-mix"),
+)
+#: Vital status: deaths after the early-mortality windows follow an exponential hazard per year (at the
+#: condition's average patient) times exp(log hazard ratios of the case-mix below); a share of patients is
+#: lost to follow-up at a uniform date between the index date and AS_OF.
+SURVIVAL_RATE = {"oesophageal_cancer": 0.22, "colorectal_cancer": 0.09, "breast_cancer": 0.03,
+                 "thyroid_cancer": 0.012}  # fmt: skip
+DEFAULT_SURVIVAL_RATE = 0.05
+SURVIVAL_LOG_HR = {"age": 0.035, "asa": 0.3, "charlson": 0.15, "stage": 0.55, "sex_M": 0.15}  # per year/step
+LOST_TO_FOLLOW_UP = 0.02
+FOLLOW_UP_FILE = "clinical_outcomes_follow_up.csv"
+_FOLLOW_UP_STREAM = 2**31 - 2  #: spawn key of the vital-status random stream (blocks use 0.., prices 2**31 - 1)
+
 # --- public API ----------------------------------------------------------------------------------------
 
 
@@ -472,6 +498,17 @@ class DemoResult:
     files: list[Path]  # in import order: units, care_cycles, clinical_outcomes, prom_responses, costs
     truth_path: Path
     counts: dict[str, int]  # rows per table
+    #: vital status per cancer care cycle (clinical_outcomes format), see write_follow_up
+    follow_up: Path | None = None
+
+    def import_order(self) -> list[Path]:
+        """Every file to import, the vital status before clinical_outcomes.csv: that file is then the table's
+        last import, so importing the five demo files again is skipped as "nothing new", as without it."""
+        files = list(self.files)
+        if self.follow_up is not None:
+            at = next(i for i, f in enumerate(files) if f.name == "clinical_outcomes.csv")
+            files.insert(at, self.follow_up)
+        return files
 
 
 TABLES = ("units", "care_cycles", "clinical_outcomes", "prom_responses", "costs")
@@ -530,7 +567,8 @@ def generate_demo(
     truth_path.write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if progress:
         progress("truth", 1, 1)
-    return DemoResult(files=files, truth_path=truth_path, counts=counts)
+    follow = write_follow_up(out_dir, seed, catalog or default_catalog())
+    return DemoResult(files=files, truth_path=truth_path, counts=counts, follow_up=follow)
 
 
 # --- the model -----------------------------------------------------------------------------------------
@@ -923,7 +961,10 @@ class _Model:
         death_day = np.full(n, 10**7, dtype=np.int64)
         o_rows: dict[str, list[np.ndarray]] = {"cycle": [], "outcome_pos": [], "value": [], "day": []}
         o_pos = {o.id: j for j, o in enumerate(c.outcomes)}
+        followed = {i.outcome for i in c.indicators if i.kind in SURVIVAL_KINDS}
         for o in c.outcomes:
+            if o.id in followed:  # vital status: its own file and random stream (write_follow_up)
+                continue
             if o.type != "binary":
                 if o.id != "length_of_stay" and not reference:  # a numeric outcome without a model here
                     lo_, hi_ = (o.min or 0.0), (o.max if o.max is not None else 100.0)
@@ -1603,7 +1644,7 @@ def _build_truth(model: _Model, counts: dict[str, int]) -> dict[str, Any]:
 
     for c in model.conds:
         for ind in c.indicators:
-            if ind.kind == "volume":
+            if ind.kind == "volume" or ind.kind in SURVIVAL_KINDS:  # survival: PLANTED_SURVIVAL, write_follow_up
                 continue
             st = _Stat(model, c, ind)
             for hi, h in enumerate(model.hosp):
@@ -1774,3 +1815,81 @@ def _planted_entry(model: _Model, c: Condition, ind, hosp: str, st: _Stat, hi: i
         return {"direction": dirn, "effect": round(effect, 3), "effect_type": kind, "unit": unit, "n": int(n),
                 "expected_z": z, **out}  # fmt: skip
     return None
+
+
+# --- vital status (survival follow-up) -------------------------------------------------------------------
+
+
+def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | None = None) -> Path | None:
+    """Write FOLLOW_UP_FILE: per care cycle of a condition with a survival indicator, its survival outcome
+    (value 1 with the date of death, 0 with the date last known alive: AS_OF, or the date lost to follow-up).
+
+    Read from the written care_cycles.csv and clinical_outcomes.csv with its own random stream, so it adds
+    a file and changes no value of the others (their planted outliers and the tests on them stay); a death
+    the registry already records (a mortality outcome) is the death date. None when no condition has one.
+    """
+    catalog = catalog or default_catalog()
+    out_dir = Path(out_dir)
+    followed = {
+        c.id: next(i.outcome for i in c.indicators if i.kind in SURVIVAL_KINDS)
+        for c in catalog.conditions.values()
+        if any(i.kind in SURVIVAL_KINDS for i in c.indicators)
+    }
+    if not followed:
+        return None
+    cycles = pd.read_csv(out_dir / "care_cycles.csv", dtype={"cycle_id": str}, keep_default_na=True)
+    cycles = cycles[cycles["condition"].isin(list(followed))].reset_index(drop=True)
+    outcomes = pd.read_csv(out_dir / "clinical_outcomes.csv", dtype={"cycle_id": str})
+    mortality = outcomes[outcomes["outcome"].str.startswith("mortality")]
+    as_day = mortality["date"].map(lambda d: _day(date.fromisoformat(d)))
+    early_day = as_day[mortality["value"] == 1].groupby(mortality["cycle_id"]).min()
+    alive_until = as_day[mortality["value"] == 0].groupby(mortality["cycle_id"]).max()
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_FOLLOW_UP_STREAM,)))
+    n = len(cycles)
+    # draws for every cycle in file order, whatever its condition: the stream does not depend on the catalog
+    u_time, u_lost, u_when = rng.exponential(size=n), rng.random(n), rng.random(n)
+    start = np.array([_day(date.fromisoformat(d)) for d in cycles["index_date"]], dtype=np.int64)
+    lp = np.zeros(n)
+    rate = np.full(n, DEFAULT_SURVIVAL_RATE)
+    for cid, rows in cycles.groupby("condition").groups.items():
+        c = catalog.condition(str(cid))
+        idx = np.asarray(rows)
+        rate[idx] = SURVIVAL_RATE.get(c.id, DEFAULT_SURVIVAL_RATE)
+        part = cycles.loc[idx]
+        for var in c.casemix:
+            if var.type == "category" and var.name == "stage":
+                x = part[var.name].map({code: k for k, code in enumerate(var.codes)}).to_numpy(float)
+                beta = SURVIVAL_LOG_HR["stage"]
+            elif var.type == "category" and var.name == "sex":
+                x, beta = (part[var.name] == "M").to_numpy(float), SURVIVAL_LOG_HR["sex_M"]
+            elif var.name in SURVIVAL_LOG_HR:
+                x, beta = pd.to_numeric(part[var.name], errors="coerce").to_numpy(float), SURVIVAL_LOG_HR[var.name]
+            else:
+                continue
+            centred = x - np.nanmean(x) if np.isfinite(x).any() else np.zeros(len(idx))
+            lp[idx] += beta * np.nan_to_num(centred)  # a missing value: the average patient
+        for p in PLANTED_SURVIVAL:
+            if p.condition == c.id:
+                lp[idx] += np.where(part["hospital"] == p.hospital, np.log(p.hazard_ratio), 0.0)
+    # a later death comes after the mortality outcomes' windows the registry records as survived
+    survived = np.maximum(start + 30, cycles["cycle_id"].map(alive_until).fillna(0).to_numpy(float)).astype(np.int64)
+    late = survived + 1 + np.floor(u_time / (rate * np.exp(lp)) * DAYS_PER_YEAR).astype(np.int64)
+    recorded = cycles["cycle_id"].map(early_day).to_numpy(float)
+    death = np.where(np.isfinite(recorded), recorded, late).astype(np.int64)
+    lost = u_lost < LOST_TO_FOLLOW_UP
+    lost_day = start + np.floor(u_when * (_AS_OF_DAY - start)).astype(np.int64)
+    end = np.where(lost, np.minimum(lost_day, _AS_OF_DAY), _AS_OF_DAY)
+    died = death <= end
+    day = np.where(died, death, end)
+    frame = pd.DataFrame(
+        {
+            "cycle_id": cycles["cycle_id"],
+            "outcome": cycles["condition"].map(followed),
+            "value": died.astype(np.int64),
+            "date": _DATE_STRINGS[day - _day0()],
+        }
+    )
+    path = out_dir / FOLLOW_UP_FILE
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        _to_csv(frame, fh, True)
+    return path

@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vbhc import audit
 from vbhc.access import Permission, Viewer, export_file, indicator_rows, may_see_unit, require, sees_all_units
 from vbhc.casemix import CaseMixModel
-from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Indicator, default_catalog
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import fmt_int, t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
 from vbhc.ingest.problems import Problem, normalise_name, shown_file
@@ -642,6 +642,9 @@ def own_summary(
         if hospitals is not None:
             part = part[part["unit"].astype(str).map(hospital_of).isin(list(hospitals))]
         base = {"condition": cond.id, "indicator": ind.id, "definition_version": ind.version}
+        if ind.kind in SURVIVAL_KINDS:  # deaths within the horizon need each patient's follow-up, not n and O
+            not_carried[ind.id] = "survival figures are not exchanged as summaries (they need follow-up per patient)"
+            continue
         if ind.kind in ("volume", "response_rate"):
             for rec in part.to_dict("records"):
                 row = base | {"unit": rec["unit"], "n": float(rec["n"])}
@@ -824,6 +827,9 @@ def combine(
         try:
             ind = cond.indicator(str(ind_id))
         except KeyError:
+            keep[part.index] = False
+            continue
+        if ind.kind in SURVIVAL_KINDS:  # not exchanged as summary figures (own_summary says why)
             keep[part.index] = False
             continue
         other = part["definition_version"].astype(str) != ind.version

@@ -36,9 +36,19 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import benchmark, proms, registry, shrinkage, spc
+from vbhc import benchmark, proms, registry, shrinkage, spc, survival
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
-from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, Component, Condition, Indicator, default_catalog
+from vbhc.catalog import (
+    BINARY_KINDS,
+    CONTINUOUS_KINDS,
+    EVENT_DATE_SUFFIX,
+    SURVIVAL_KINDS,
+    Catalog,
+    Component,
+    Condition,
+    Indicator,
+    default_catalog,
+)
 from vbhc.costs import cost_breakdown, cost_per_cycle, value_view
 from vbhc.registry import Period, parse_period, unit_labels
 
@@ -107,6 +117,8 @@ class ConditionData:
     # case-mix models fitted on these data, per indicator: a model does not depend on the unit level, so
     # the hospital and department tables of the same data share one fit
     fitted: dict[str, CaseMixModel] = field(default_factory=dict, repr=False, compare=False)
+    # the Cox models of the survival indicators, shared by the unit levels for the same reason
+    cox: dict[str, survival.CoxModel] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -171,6 +183,10 @@ def _empty_scores() -> pd.DataFrame:
 def _data_complete_until(cycles: pd.DataFrame, scores: pd.DataFrame, cond: Condition) -> pd.Timestamp:
     """The latest date the registry knows anything about: follow-up after it has not happened yet."""
     candidates = [cycles["index_date"].max()]
+    # the vital status of survival indicators is checked up to a date (death or last known alive)
+    for ident in {i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}:
+        if ident + EVENT_DATE_SUFFIX in cycles:
+            candidates.append(pd.Timestamp(cycles[ident + EVENT_DATE_SUFFIX].max()))
     if len(scores) and scores["completed_date"].notna().any():
         candidates.append(pd.Timestamp(scores["completed_date"].max()))
     valid = [c for c in candidates if pd.notna(c)]
@@ -308,6 +324,8 @@ def _one_indicator(
         return frame.assign(**_describe(ind)), None, None
     if ind.kind == "response_rate":
         return _response_rate(ind, data, base, units, levels), None, None
+    if ind.kind in SURVIVAL_KINDS:
+        return _survival(ind, data, base, levels, dispersion)
 
     frame, extra = _outcome_column(ind, data, base)
     part = frame[frame["y"].notna()]
@@ -395,6 +413,34 @@ def _one_indicator(
     result["model_r_squared"] = diag.r_squared
     result["model_n_excluded"] = diag.n_excluded
     return result.assign(**_describe(ind)), model, per_cycle
+
+
+def _survival(
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, levels: Sequence[float], dispersion: str
+) -> tuple[pd.DataFrame | None, None, pd.DataFrame | None]:
+    """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
+    the registry has no follow-up dates for the outcome (the binary indicator is the one to use there)."""
+    if ind.outcome is None or ind.outcome + EVENT_DATE_SUFFIX not in base:
+        return None, None, None
+    out = survival.survival_table(
+        base,
+        base["unit"].to_numpy(),
+        outcome=ind.outcome,
+        casemix=data.condition.casemix,
+        as_of=data.as_of,
+        horizon_years=float(ind.years or 1),
+        direction=ind.direction,
+        levels=levels,
+        dispersion=dispersion,
+        min_n=ind.min_n,
+        model=data.cox.get(ind.id),
+    )
+    if out is None:
+        return None, None, None
+    result, per_cycle, data.cox[ind.id] = out
+    for name in SHRINKAGE_COLUMNS:
+        result[name] = np.nan
+    return result.assign(**_describe(ind)), None, per_cycle
 
 
 def _add_shrinkage(result: pd.DataFrame, ind: Indicator, adjusted: pd.DataFrame, overall: float, binary: bool) -> None:
@@ -624,8 +670,14 @@ def indicator_over_time(
     (the data as they were at an earlier meeting). Rules, the rule that fired per point and the Making Data
     Count icons: see vbhc.spc; attrs["variation"] and attrs["assurance"] hold the icons, the assurance
     against the case-mix expected value of the unit's own patients (attrs["target"]).
+
+    Survival indicators have no chart (an empty frame): the care cycles of the latest quarters have been
+    followed for weeks, not years, so their share of deaths falls for that reason alone; the Kaplan-Meier
+    curves (survival_curves) show how survival develops.
     """
     ind = result.data.condition.indicator(indicator)
+    if ind.kind in SURVIVAL_KINDS:
+        return pd.DataFrame()
     part = unit_cycle_values(result, indicator, unit)
     if until is not None:
         part = part[pd.to_datetime(part["index_date"]) <= pd.Timestamp(until)]
@@ -682,6 +734,51 @@ def unit_cycle_values(result: IndicatorResult, indicator: str, unit: str) -> pd.
             _cycle_positions[id(values)] = positions
             weakref.finalize(values, _cycle_positions.pop, id(values), None)
     return values.iloc[positions.get((indicator, unit), np.empty(0, dtype=np.intp))]
+
+
+@dataclass(frozen=True)
+class SurvivalCurves:
+    """A survival indicator of one unit against its benchmark population, for the depth view: Kaplan-Meier
+    curves with their bands (vbhc.survival.km_curves; `unit` is OWN or BENCHMARK) and the number at risk at a
+    few times (vbhc.survival.number_at_risk). The proportional-hazards check is in the indicator row
+    (ph_p_value, ph_variable), which the results store keeps; the Cox model itself is not stored."""
+
+    curves: pd.DataFrame
+    at_risk: pd.DataFrame
+    years: float
+
+    OWN = "own"
+    BENCHMARK = "benchmark"
+
+
+def survival_curves(result: IndicatorResult, indicator: str, unit: str) -> SurvivalCurves:
+    """The unit's Kaplan-Meier curve up to the indicator's horizon against that of the benchmark population
+    (every unit of the result, the unit included: the population the benchmark value is the survival of), so
+    the team sees when its patients died, not only the figure at the horizon."""
+    data = result.data
+    ind = data.condition.indicator(indicator)
+    if ind.kind not in SURVIVAL_KINDS or ind.outcome is None:
+        raise ValueError(f"{indicator!r} is not a survival indicator ({ind.kind})")
+    years = float(ind.years or 1)
+    empty = pd.DataFrame(columns=["unit", "time", "event"])
+    if ind.outcome + EVENT_DATE_SUFFIX not in data.cycles:
+        followed = empty
+    else:
+        fu = survival.follow_up(data.cycles, ind.outcome, data.as_of, years * survival.DAYS_PER_YEAR)
+        own = unit_labels(data.cycles, result.level).to_numpy() == unit
+        followed = fu.dropna()
+        followed = pd.concat(
+            [
+                followed[own[fu["time"].notna().to_numpy()]].assign(unit=SurvivalCurves.OWN),
+                followed.assign(unit=SurvivalCurves.BENCHMARK),
+            ],
+            ignore_index=True,
+        )
+    return SurvivalCurves(
+        curves=survival.km_curves(followed),
+        at_risk=survival.number_at_risk(followed, survival.at_risk_times(years)),
+        years=years,
+    )
 
 
 def cusum_vlad(result: IndicatorResult, indicator: str, unit: str | None = None) -> pd.DataFrame:
@@ -828,7 +925,10 @@ def _given(rows: pd.DataFrame, column: str, default: str) -> np.ndarray:
 def indicator_cycles(ind: Indicator, data: ConditionData, level: str = "hospital") -> pd.DataFrame:
     """The condition's care cycles with this indicator's value in column 'y' (NaN = not part of it), the
     unit at `level` in 'unit' and the extra covariates its case-mix model uses (a PROM's baseline score):
-    what a case-mix model, also one fitted elsewhere, predicts expected values from."""
+    what a case-mix model, also one fitted elsewhere, predicts expected values from. Not for survival
+    indicators (their value is a follow-up time with censoring: vbhc.survival.follow_up)."""
+    if ind.kind in SURVIVAL_KINDS:
+        raise ValueError(f"{ind.id!r} is a survival indicator: its cycles are followed with vbhc.survival.follow_up")
     base = data.cycles.assign(unit=unit_labels(data.cycles, level).to_numpy())
     frame, _ = _outcome_column(ind, data, base)
     return frame
@@ -870,7 +970,16 @@ def funnel_curve(
     mean_like = kind in CONTINUOUS_KINDS
     sd = float(rows["limit_sd"].iloc[0]) if mean_like else None
     sub_kind = "mean" if mean_like else "proportion"
-    if method in ("multiplicative", "additive"):
+    if kind in SURVIVAL_KINDS:  # precision is the expected number of deaths; limits on the survival scale
+        limits = survival.survival_funnel(
+            target,
+            grid,
+            levels,
+            method=method,
+            phi=float(rows["phi"].iloc[0]),
+            tau2=float(rows["tau2"].iloc[0]),
+        )
+    elif method in ("multiplicative", "additive"):
         limits = benchmark.dispersed_limits(
             sub_kind,
             target,

@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from vbhc import indicators, verdict
-from vbhc.catalog import BINARY_KINDS
+from vbhc.catalog import BINARY_KINDS, SURVIVAL_KINDS
 from vbhc.registry import Period
 
 __all__ = [
@@ -119,9 +119,14 @@ def changes(
         b = part.loc[mine & in_latest, "observed"].dropna().to_numpy(float)
         prev_v = float(a.mean()) if a.size else np.nan
         cur_v = float(b.mean()) if b.size else np.nan
+        p = _test(ind.kind, a, b)
+        if ind.kind in SURVIVAL_KINDS:
+            # not compared by period: the latest period's patients have been followed for weeks, the previous
+            # period's for months longer, so their shares of deaths differ for that reason alone (new signals of
+            # the survival verdict still show)
+            prev_v = cur_v = p = np.nan
         change = cur_v - prev_v
         sign = int(np.sign(change)) if np.isfinite(change) else 0
-        p = _test(ind.kind, a, b)
         if not np.isfinite(p):
             assessment = ""
         elif p < ALPHA and sign != 0:

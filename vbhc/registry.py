@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, Select, func, inspect, select
 
 from vbhc import models
-from vbhc.catalog import STORED_CASEMIX, default_catalog
+from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, default_catalog
 from vbhc.store import get_engine
 
 UNIT_LEVELS = ("hospital", "department", "condition_team")
@@ -211,9 +211,14 @@ def outcomes_wide(
     long = clinical_outcomes(condition, hospitals=hospitals, departments=departments, period=period, engine=engine)
     wide = long.pivot(index="cycle_id", columns="outcome", values="value")
     wide.columns = [str(c) for c in wide.columns]
-    for outcome in default_catalog().condition(condition).outcomes:
+    cond = default_catalog().condition(condition)
+    for outcome in cond.outcomes:
         if outcome.id not in wide:
             wide[outcome.id] = float("nan")
+    # survival indicators follow their outcome's date too (death or last known alive)
+    for ident in sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}):
+        dated = long[long["outcome"] == ident].set_index("cycle_id")["date"]
+        wide[ident + EVENT_DATE_SUFFIX] = pd.to_datetime(dated.reindex(wide.index))
     return cycles.merge(wide, left_on="cycle_id", right_index=True, how="left")
 
 

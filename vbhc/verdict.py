@@ -21,7 +21,8 @@ little but that this difference is larger than chance explains (99.8%) or should
 "cannot reliably tell units apart" is said only of a unit within its limits. The trend clause comes from the
 SPC chart's last point (Making Data Count): a special cause gives "rising/falling since <first period of the
 signalled stretch>", common cause "stable over time". The comparison is observed against expected for the
-unit's own patients (the case-mix model's E), which is exactly what the funnel position compares; without an
+unit's own patients (the case-mix model's E), which is exactly what the funnel position compares (survival:
+deaths against the Cox model's expected deaths and their ratio, the SMR, with its exact CI); without an
 expected value, the (adjusted) value against the benchmark.
 """
 
@@ -33,8 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import BINARY_KINDS
-from vbhc.i18n import fmt_ci, fmt_int, fmt_number, format_value, t
+from vbhc.catalog import BINARY_KINDS, SURVIVAL_KINDS
+from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
 
 __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
 
@@ -66,7 +67,7 @@ class Verdict:
     kind: str
     value: float
     expected: float
-    against: str  #: "expected" (for your patients) or "benchmark"
+    against: str  #: "expected" (for your patients), "deaths" (survival: observed and expected deaths) or "benchmark"
     ci_lower: float = float("nan")
     ci_upper: float = float("nan")
     low_rankability: bool = False
@@ -104,6 +105,17 @@ class Verdict:
         return t(f"verdict.{self.category}", lang)
 
     def comparison(self, lang: str, with_ci: bool = False) -> str:
+        if self.against == "deaths":  # survival: deaths against the Cox model's expected deaths, and their ratio
+            smr = fmt_ratio(self.value / self.expected, lang)
+            if with_ci and _finite(self.ci_lower) and _finite(self.ci_upper):
+                smr += f", {t('verdict.ci', lang, ci=fmt_ci(self.ci_lower, self.ci_upper, 'oe', lang))}"
+            return t(
+                "verdict.against_deaths",
+                lang,
+                observed=fmt_int(self.value, lang),
+                expected=fmt_number(self.expected, lang, 1),
+                smr=smr,
+            )
         value = format_value(self.value, self.kind, lang)
         if with_ci and _finite(self.ci_lower) and _finite(self.ci_upper):
             value += f" ({t('verdict.ci', lang, ci=fmt_ci(self.ci_lower, self.ci_upper, self.kind, lang))})"
@@ -190,7 +202,13 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         value, exp_value, against = float(observed) / float(n_adj), float(expected) / float(n_adj), "expected"
         lo, up = _get(row, "oe_lower", np.nan), _get(row, "oe_upper", np.nan)
         ci = (float(lo) * exp_value, float(up) * exp_value) if _finite(lo) and _finite(up) else ci
-    elif kind not in BINARY and _finite(expected) and _finite(observed) and kind != "response_rate":
+    elif kind in SURVIVAL_KINDS and _finite(expected) and float(expected) > 0 and _finite(observed):
+        # survival: observed deaths within the horizon against the Cox model's expected deaths for the unit's own
+        # patients; their ratio is the SMR, its exact Poisson interval the CI (what the funnel position compares)
+        value, exp_value, against = float(observed), float(expected), "deaths"
+        ci = (_num(_get(row, "oe_lower", np.nan)), _num(_get(row, "oe_upper", np.nan)))
+    elif kind not in (*BINARY, *SURVIVAL_KINDS, "response_rate") and _finite(expected) and _finite(observed):
+        # a mean: observed and expected are means
         value, exp_value, against = float(observed), float(expected), "expected"
         shift = float(observed) - _num(_get(row, "adjusted_value", np.nan))
         ci = (_num(_get(row, "adjusted_lower", np.nan)) + shift, _num(_get(row, "adjusted_upper", np.nan)) + shift)

@@ -8,9 +8,16 @@ import streamlit as st
 
 from ui import auth, benchmark, data, filters, layout, render
 from vbhc import access, annotations, charts, registry, spc, verdict
-from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, default_catalog
-from vbhc.i18n import fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
-from vbhc.indicators import casemix_explanation, cusum_vlad, funnel_curve, indicator_over_time
+from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
+from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
+from vbhc.indicators import (
+    SurvivalCurves,
+    casemix_explanation,
+    cusum_vlad,
+    funnel_curve,
+    indicator_over_time,
+    survival_curves,
+)
 from vbhc.models import ImprovementAction
 from vbhc.safety import md_escape
 
@@ -212,6 +219,71 @@ def _trend_section(indicator_id: str, ind, notes: annotations.ChartNotes) -> Non
         _phases_note(trend, at_action, ind.kind)
 
 
+def _ph_check(row: pd.Series) -> str:
+    """The Cox model's proportional-hazards check (smallest Schoenfeld p over the case-mix) in plain words."""
+    p = row.get("ph_p_value")
+    if p is None or not pd.notna(p):
+        return t("survival.ph_unknown", lang)
+    shown = f"= {fmt_number(p, lang, 3)}" if p >= 0.001 else f"< {fmt_number(0.001, lang, 3)}"
+    if p >= 0.05:
+        return t("survival.ph_holds", lang, p=shown)
+    # a design column: the variable, a category level ("stage[III]"), its square or its missing indicator
+    variable = str(row.get("ph_variable") or "").split("[")[0].split("^")[0].split(":")[0]
+    named = (
+        render.variable_label(variable, chosen.condition, lang)
+        if variable in condition.casemix_names
+        else t("survival.the_casemix", lang)
+    )
+    return t("survival.ph_violated", lang, variable=named, p=shown)
+
+
+def _at_risk_table(curves: SurvivalCurves, names: dict[str, str]) -> pd.DataFrame:
+    """The number at risk at a few times per group, its Kaplan-Meier survival in brackets."""
+    table = curves.at_risk
+    columns = {}
+    for years in pd.unique(table["years"]):
+        if years == 0:
+            head = t("survival.start", lang)
+        elif curves.years >= 3:
+            head = t("survival.year", lang, n=fmt_int(years, lang))
+        else:
+            head = t("survival.month", lang, n=fmt_int(round(years * 12), lang))
+        at = table[table["years"] == years].set_index("unit")
+        columns[head] = [
+            f"{fmt_int(at.loc[g, 'at_risk'], lang)} ({fmt_percent(at.loc[g, 'survival'], lang)})"
+            if g in at.index
+            else MISSING
+            for g in names
+        ]
+    return pd.DataFrame({t("survival.group", lang): list(names.values()), **columns})
+
+
+def _survival_curves_section(indicator_id: str, row: pd.Series) -> None:
+    """Kaplan-Meier curves of the unit against the benchmark population with their bands, the number at risk,
+    and the Cox model's proportional-hazards check in words."""
+    curves = render.cached(
+        ("survival_curves", indicator_id, unit), lambda: survival_curves(result, indicator_id, unit), by_language=False
+    )
+    if curves.curves.empty:
+        st.caption(t("survival.no_follow_up", lang))
+        return
+    names = {SurvivalCurves.OWN: unit_name, SurvivalCurves.BENCHMARK: t("survival.benchmark_population", lang)}
+    render.cached_chart(
+        ("survival", indicator_id, unit),
+        lambda: charts.survival_chart(curves.curves.assign(unit=curves.curves["unit"].map(names)), lang=lang),
+        highlight=unit_name,
+    )
+    at_risk = _at_risk_table(curves, names)
+    st.dataframe(
+        at_risk,
+        hide_index=True,
+        width="stretch",
+        column_config=layout.text_columns({c: (230 if i == 0 else 110) for i, c in enumerate(at_risk.columns)}),
+    )
+    st.caption(t("survival.at_risk_caption", lang))
+    st.caption(_ph_check(row))
+
+
 # --- one indicator in depth ----------------------------------------------------------------------------
 if depth.open:
     with depth:
@@ -219,7 +291,15 @@ if depth.open:
         with picker:
             indicator_id = pick_indicator()
         ind = condition.indicator(indicator_id)
-        rows, row = indicator_rows(indicator_id)
+        survival = ind.kind in SURVIVAL_KINDS
+        compared, shown_population = comparison, population
+        if survival and comparison.benchmark is not None:
+            # external figures carry no survival (it needs each patient's follow-up): the registry's units instead
+            rows, row = indicator_rows(indicator_id, registry_table)
+            compared, shown_population = benchmark.Comparison(None, None, comparison.stamp), None
+            st.caption(t("survival.registry_only", lang))
+        else:
+            rows, row = indicator_rows(indicator_id)
         named = filters.with_unit_names(rows)  # the charts show names; unit_id keeps the id
         highlight = unit_name
         with facts:
@@ -228,8 +308,17 @@ if depth.open:
             metric_cols[1].metric(t("column.crude", lang), format_value(row["crude_value"], ind.kind, lang))
             metric_cols[2].metric(t("column.adjusted", lang), format_value(row["adjusted_value"], ind.kind, lang))
             metric_cols[3].metric(t("column.benchmark", lang), format_value(row["target"], ind.kind, lang))
+            if survival:  # the SMR behind the adjusted survival: deaths against the Cox model's expected deaths
+                metric_cols = st.columns(4)
+                metric_cols[0].metric(t("survival.deaths", lang), fmt_int(row["observed"], lang))
+                metric_cols[1].metric(t("survival.expected_deaths", lang), fmt_number(row["expected"], lang, 1))
+                metric_cols[2].metric(
+                    t("survival.smr", lang),
+                    f"{fmt_ratio(row['oe'], lang)} ({fmt_ci(row['oe_lower'], row['oe_upper'], 'oe', lang)})",
+                    help=t("survival.smr_help", lang),
+                )
         judged = verdict.verdict(row, unit_spc().get(row.name))  # rankability is part of the verdict's wording
-        sentence = benchmark.verdict_text(judged.sentence(lang, with_ci=True), comparison, lang)
+        sentence = benchmark.verdict_text(judged.sentence(lang, with_ci=True), compared, lang)
         notes = [f"**{t('verdict.column', lang)}:** {md_escape(sentence)}"]
         if row["too_few_cycles"]:
             notes.append(t_md("warning.too_few_cycles", lang, unit=unit_name, count=ind.min_n))
@@ -243,19 +332,28 @@ if depth.open:
             st.info(t("comparison.no_benchmark", lang, count=access.MIN_OTHER_UNITS))
         else:
             yes_no = ind.kind in BINARY_KINDS
-            views = [t("team.funnel", lang), t("team.caterpillar", lang), t("team.trend", lang)]
-            views.append(t("pages.tab_vlad_cusum", lang) if yes_no else t("team.crude_vs_adjusted", lang))
-            funnel, caterpillar, over_time, cumulative = st.tabs(views)
+            views = [t("team.funnel", lang), t("team.caterpillar", lang)]
+            km = over_time = None
+            if survival:  # the curves first; no trend per quarter (recent patients are followed for weeks only)
+                views = [t("survival.curves_tab", lang), *views, t("team.crude_vs_adjusted", lang)]
+                km, funnel, caterpillar, cumulative = st.tabs(views)
+            else:
+                views.append(t("team.trend", lang))
+                views.append(t("pages.tab_vlad_cusum", lang) if yes_no else t("team.crude_vs_adjusted", lang))
+                funnel, caterpillar, over_time, cumulative = st.tabs(views)
+            if km is not None:
+                with km:
+                    _survival_curves_section(indicator_id, row)
             with funnel:
                 render.cached_chart(
-                    ("funnel", indicator_id, on_charts.key, *comparison.key),
+                    ("funnel", indicator_id, on_charts.key, *compared.key),
                     lambda: charts.funnel_chart(
                         named,
                         funnel_curve(rows),
                         highlight=highlight,
                         lang=lang,
                         targets=on_charts.targets,
-                        population=population,
+                        population=shown_population,
                     ),
                     highlight=highlight,
                 )
@@ -264,20 +362,21 @@ if depth.open:
                 has_oe = pd.to_numeric(rows["oe"], errors="coerce").notna().any()
                 value = "oe" if yes_no and has_oe else "adjusted"
                 render.cached_chart(
-                    ("caterpillar", indicator_id, on_charts.key, *comparison.key),
+                    ("caterpillar", indicator_id, on_charts.key, *compared.key),
                     lambda: charts.caterpillar_chart(
                         named,
                         highlight=highlight,
                         lang=lang,
                         value=value,
                         targets=on_charts.targets,
-                        population=population,
+                        population=shown_population,
                     ),
                     highlight=highlight,
                 )
 
-            with over_time:
-                _trend_section(indicator_id, ind, on_charts)
+            if over_time is not None:
+                with over_time:
+                    _trend_section(indicator_id, ind, on_charts)
             with cumulative:
                 if yes_no:
 
@@ -300,7 +399,7 @@ if depth.open:
                         )
                 else:
                     render.cached_chart(
-                        ("crude_vs_adjusted", indicator_id, *comparison.key),
+                        ("crude_vs_adjusted", indicator_id, *compared.key),
                         lambda: charts.crude_vs_adjusted_chart(named, lang=lang, highlight=highlight),
                         highlight=highlight,
                     )

@@ -71,6 +71,7 @@ KIND_FORMAT: dict[str, str] = {
     "prom_mic": "percent",
     "composite": "percent",
     "response_rate": "percent",
+    "survival": "percent",
     "mean": "number",
     "prom_score": "number",
     "prom_change": "number",

@@ -25,7 +25,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, default_catalog
+from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.charts import PALETTE
 from vbhc.i18n import t, t_value
 from vbhc.improvement import ALL_UNITS
@@ -52,6 +52,7 @@ NUMBER_FORMATS: dict[str, str] = {
     "prom_mic": "0.0%",
     "composite": "0.0%",
     "response_rate": "0.0%",
+    "survival": "0.0%",
     "mean": "0.0",
     "prom_score": "0.0",
     "prom_change": "0.0",
@@ -119,7 +120,7 @@ def _observed_format(row: pd.Series) -> str:
 
 
 def _expected_format(row: pd.Series) -> str:
-    return EXPECTED_FORMAT if row.get("kind") in BINARY_KINDS else _value_format(row)
+    return EXPECTED_FORMAT if row.get("kind") in (*BINARY_KINDS, *SURVIVAL_KINDS) else _value_format(row)
 
 
 def _sheet_name(text: str, used: set[str]) -> str:

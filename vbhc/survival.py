@@ -1,0 +1,515 @@
+"""Survival indicators: Kaplan-Meier per unit and a Cox model for the standardised mortality ratio (SMR).
+
+A survival indicator follows every care cycle from its index date to death or to the last date the patient
+was known to be alive (loss to follow-up), censored at the data's end date (ConditionData.as_of) and at the
+indicator's horizon (1, 2 or 5 years). The registry holds this as one clinical outcome per cycle: value 1
+with the date of death, value 0 with the date last known alive (catalog: the indicator's `outcome`; the date
+column is named with catalog.EVENT_DATE_SUFFIX). Why a survival kind next to the binary "1-year mortality":
+a binary rate must drop every cycle whose year has not passed, Kaplan-Meier uses every day of follow-up.
+
+- Kaplan-Meier estimates: the product limit with Greenwood's variance and the log(-log) confidence interval
+  (numpy, a few lines; checked against statsmodels' SurvfuncRight and hand-worked cases in tests/test_survival.py).
+- Risk adjustment: a Cox proportional-hazards model on the whole benchmark population with the condition's
+  case-mix variables, encoded as the logistic case-mix models encode them (vbhc.casemix.casemix_design),
+  gives every cycle its expected cumulative hazard up to its own follow-up end; summed per unit that is the
+  expected number of deaths E. SMR = O/E with the exact Poisson CI (benchmark.oe_ratio), compared with
+  Poisson funnel limits at precision E (benchmark.benchmark_units, kind "ratio"), as for O/E.
+- The table shows survival, not deaths: crude = the unit's KM survival at the horizon; adjusted = overall KM
+  survival ** SMR (the unit's survival if its hazard is SMR times the benchmark's, proportional hazards); the
+  limits are mapped the same way, so a unit's position against them is exactly its SMR's against the funnel.
+- The Cox model is statsmodels' PHReg (Efron ties); the baseline is Breslow's, written out here.
+- The proportional-hazards assumption is checked with the Schoenfeld-residual test (Grambsch-Therneau's
+  approximation on PHReg's Schoenfeld residuals, rank-transformed time) and reported per variable; the table keeps
+  the smallest p-value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from vbhc import benchmark
+from vbhc.casemix import casemix_design
+from vbhc.catalog import DAYS_PER_YEAR, EVENT_DATE_SUFFIX, CaseMixVariable
+
+#: Extra columns of a survival row in the indicator table (besides the standard ones).
+PH_P_VALUE = "ph_p_value"  # smallest Schoenfeld-test p-value over the case-mix variables
+PH_VARIABLE = "ph_variable"  # the variable it belongs to
+#: Newton-Raphson of the Cox model (PHReg): stop when no coefficient moves more than `tol` (Newton converges
+#: quadratically, so the estimate is then far closer than that to the maximum); more steps mean no convergence.
+COX_FIT_OPTIONS = {"maxiter": 100, "tol": 1e-10}
+#: L2 penalty of the fallback fit when the plain Cox model does not converge: the log partial likelihood minus
+#: n * RIDGE_PENALTY / 2 * |b|^2 on standardised covariates (so the penalty does not depend on their units).
+RIDGE_PENALTY = 0.1
+
+
+def follow_up(
+    cycles: pd.DataFrame, outcome: str, as_of: pd.Timestamp, horizon_days: float | None = None
+) -> pd.DataFrame:
+    """Per cycle: follow-up time in days and event (1 = died), NaN where the cycle has no follow-up record.
+
+    Censored at the record's date when alive (loss to follow-up or last check), at `as_of` (a death after
+    the data's end date is not known yet) and at the horizon. A date before the index date is no follow-up.
+    """
+    value = pd.to_numeric(cycles[outcome], errors="coerce").to_numpy(float)
+    end = pd.to_datetime(cycles[outcome + EVENT_DATE_SUFFIX]).to_numpy("datetime64[ns]")
+    start = pd.to_datetime(cycles["index_date"]).to_numpy("datetime64[ns]")
+    limit = np.datetime64(pd.Timestamp(as_of).to_datetime64(), "ns")
+    event = value == 1
+    late = end > limit
+    end = np.where(late, limit, end)
+    event &= ~late
+    days = (end - start) / np.timedelta64(1, "D")
+    known = np.isfinite(value) & ~np.isnat(end) & (days >= 0)
+    if horizon_days is not None:
+        beyond = days > horizon_days
+        days = np.where(beyond, horizon_days, days)
+        event &= ~beyond
+    return pd.DataFrame(
+        {"time": np.where(known, days, np.nan), "event": np.where(known, event.astype(float), np.nan)},
+        index=cycles.index,
+    )
+
+
+def _step_at(index: np.ndarray, values: np.ndarray, at: float) -> float:
+    """A right-continuous step function (the Kaplan-Meier tables) at time `at`."""
+    pos = int(np.searchsorted(index, at, side="right")) - 1
+    return float(values[pos]) if pos >= 0 else float("nan")
+
+
+def _km_table(time: np.ndarray, event: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    """Kaplan-Meier table at time 0 and every distinct follow-up time: survival (product limit), the log(-log)
+    interval with Greenwood's variance, and the number at risk. Where S = 1 the interval is (1, 1); after a
+    step to 0 it is (0, 0) (Greenwood's term d / (n (n - d)) is taken as 0 when everyone at risk died)."""
+    times, inverse, counts = np.unique(time, return_inverse=True, return_counts=True)
+    deaths = np.bincount(inverse, weights=event, minlength=len(times))
+    at_risk = len(time) - np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(float)
+    if not len(times) or times[0] > 0:  # the table starts at 0, everyone at risk and no death yet
+        times, deaths, at_risk = np.r_[0.0, times], np.r_[0.0, deaths], np.r_[float(len(time)), at_risk]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surv = np.cumprod(1.0 - deaths / at_risk)
+        greenwood = np.cumsum(np.where(at_risk > deaths, deaths / (at_risk * (at_risk - deaths)), 0.0))
+        z = stats.norm.ppf(0.5 + level / 2)
+        log_s = np.log(surv)
+        half = z * np.sqrt(greenwood) / log_s  # negative: log S < 0
+        lower = np.exp(-np.exp(np.log(-log_s) - half))  # S ** exp(+z se / |log S|)
+        upper = np.exp(-np.exp(np.log(-log_s) + half))
+    lower, upper = np.where(np.isnan(lower), 1.0, lower), np.where(np.isnan(upper), 1.0, upper)
+    return {"time": times, "survival": surv, "lower": lower, "upper": upper, "at_risk": at_risk}
+
+
+def kaplan_meier(time: np.ndarray, event: np.ndarray, at: float, level: float = 0.95) -> tuple[float, float, float]:
+    """Kaplan-Meier survival at `at` (same unit as time) with its log(-log) confidence interval (Greenwood)."""
+    time, event = np.asarray(time, float), np.asarray(event, float)
+    if time.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    km = _km_table(time, event, level)
+    return (
+        _step_at(km["time"], km["survival"], at),
+        _step_at(km["time"], km["lower"], at),
+        _step_at(km["time"], km["upper"], at),
+    )
+
+
+def km_curves(frame: pd.DataFrame, unit: str = "unit", level: float = 0.95) -> pd.DataFrame:
+    """Kaplan-Meier curve per unit with its confidence band, tidy: unit, time (days), survival, lower, upper,
+    at_risk. Input: one row per cycle with columns unit, time, event (follow_up's, NaN rows left out)."""
+    rows = []
+    part = frame.dropna(subset=["time", "event"])
+    for name, g in part.groupby(unit, sort=True, observed=True):
+        km = _km_table(g["time"].to_numpy(float), g["event"].to_numpy(float), level)
+        rows.append(pd.DataFrame({"unit": name, **km}))
+    columns = ["unit", "time", "survival", "lower", "upper", "at_risk"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def at_risk_times(horizon_years: float) -> np.ndarray:
+    """The few times (years) a number-at-risk table is shown at: every year up to a horizon of 3 years or
+    more, else every quarter of the horizon (a 1-year curve is read at 0, 3, 6, 9 and 12 months)."""
+    years = float(horizon_years)
+    if years >= 3:
+        return np.arange(0.0, np.floor(years) + 1.0)
+    return np.linspace(0.0, years, 5)
+
+
+def number_at_risk(frame: pd.DataFrame, times_years: Sequence[float], level: float = 0.95) -> pd.DataFrame:
+    """Per group (column `unit`) and time: the care cycles still followed (time >= t: alive and not yet
+    censored just before t) and the Kaplan-Meier survival at t with its interval; tidy, one row per group and
+    time. Input: one row per cycle with unit, time (days) and event, as km_curves takes."""
+    part = frame.dropna(subset=["time", "event"])
+    rows = []
+    for name, g in part.groupby("unit", sort=False, observed=True):
+        time, event = g["time"].to_numpy(float), g["event"].to_numpy(float)
+        for years in times_years:
+            at = float(years) * DAYS_PER_YEAR
+            s, lower, upper = kaplan_meier(time, event, at, level)
+            rows.append(
+                {"unit": name, "years": float(years), "at_risk": int((time >= at).sum()), "survival": s,
+                 "lower": lower, "upper": upper}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["unit", "years", "at_risk", "survival", "lower", "upper"])
+
+
+# --- Cox model --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CoxModel:
+    """A fitted Cox model: coefficients, the Breslow baseline cumulative hazard and the PH check."""
+
+    coefficients: pd.Series  # per design column (log hazard ratios)
+    means: pd.Series  # the covariate means the baseline is centred on (a patient with these values)
+    baseline_time: np.ndarray  # event times of the baseline cumulative hazard (days)
+    baseline_cumhaz: np.ndarray  # H0 at those times, for the centred covariates
+    ph_test: pd.DataFrame = field(default_factory=pd.DataFrame)  # variable, statistic, p
+    concordance: float = float("nan")
+    n: int = 0
+    n_excluded: int = 0
+    fit_note: str | None = None  # "ridge" when the plain fit did not converge (see fit_cox)
+
+    def expected(self, time: np.ndarray, design: pd.DataFrame) -> np.ndarray:
+        """Expected cumulative hazard H0(t) * exp((x - mean) b) of each cycle up to its own follow-up end."""
+        lp = np.zeros(len(design))
+        if len(self.coefficients):
+            x = design[self.coefficients.index].to_numpy(float) - self.means.to_numpy(float)
+            lp = x @ self.coefficients.to_numpy(float)
+        pos = np.searchsorted(self.baseline_time, np.asarray(time, float), side="right") - 1
+        h0 = np.where(pos >= 0, self.baseline_cumhaz[np.maximum(pos, 0)], 0.0)
+        return h0 * np.exp(lp)
+
+
+def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check: bool = True) -> CoxModel:
+    """Cox model (statsmodels PHReg, Efron ties) of follow-up on the case-mix design; rows with NaN are left out.
+
+    Constant columns are dropped (a code absent from this population); without events or covariates the
+    model is the Nelson-Aalen cumulative hazard of the whole population (every patient equally at risk).
+    """
+    time, event = np.asarray(time, float), np.asarray(event, float)
+    ok = np.isfinite(time) & np.isfinite(event) & design.notna().all(axis=1).to_numpy()
+    x = design.loc[ok]
+    x = x.loc[:, x.nunique() > 1]
+    t, e = time[ok], event[ok]
+    n_events = int(e.sum())
+    fit, note = None, None
+    if x.shape[1] and n_events:
+        fit = _phreg(t, e, x.to_numpy(float))
+        if fit is None:
+            # few deaths for the number of variables (a collinear or separated design): a small ridge penalty
+            # keeps every variable in, as the logistic case-mix models do when they cannot be fitted plainly
+            note = "ridge"
+            fit = _phreg_ridge(t, e, x.to_numpy(float))
+            if fit is None:
+                note = "unadjusted"
+    if fit is None:
+        na = _nelson_aalen(t, e)
+        empty = pd.Series(dtype=float)
+        return CoxModel(empty, empty, *na, n=int(ok.sum()), n_excluded=int((~ok).sum()), fit_note=note)
+    params, cov, model = fit
+    means = x.mean()
+    # the baseline is that of the average fitted patient (the covariates centred on their means)
+    risk = np.exp((x.to_numpy(float) - means.to_numpy(float)) @ params)
+    base_time, base_cumhaz = _breslow(t, e, risk)
+    ph = pd.DataFrame(columns=["variable", "statistic", "p"])
+    if ph_check:
+        try:
+            statistic, p = _schoenfeld_test(model, params, cov, t, e)
+        except (ValueError, np.linalg.LinAlgError):  # the check must never stop the indicator table
+            statistic, p = np.array([]), np.array([])
+        names = x.columns.astype(str) if len(p) else pd.Index([], dtype=str)
+        ph = pd.DataFrame({"variable": names, "statistic": statistic, "p": p}).reset_index(drop=True)
+    return CoxModel(
+        coefficients=pd.Series(params, index=x.columns),
+        means=means,
+        baseline_time=base_time,
+        baseline_cumhaz=base_cumhaz,
+        ph_test=ph,
+        concordance=concordance_index(t, risk, e),
+        n=int(ok.sum()),
+        n_excluded=int((~ok).sum()),
+        fit_note=note,
+    )
+
+
+def _phreg(time: np.ndarray, event: np.ndarray, x: np.ndarray):
+    """PHReg (Efron ties) by Newton-Raphson: (coefficients, their covariance, the model), or None when the fit
+    does not converge, the design is collinear (no unique maximum) or the information matrix is not finite."""
+    from statsmodels.base.model import LikelihoodModel
+    from statsmodels.duration.hazard_regression import PHReg
+
+    if np.linalg.matrix_rank(x - x.mean(axis=0)) < x.shape[1]:
+        return None
+    model = PHReg(time, x, status=event, ties="efron")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            # PHReg.fit's own Newton-Raphson (LikelihoodModel.fit), called so that its convergence flag is kept
+            result = LikelihoodModel.fit(model, method="newton", disp=False, **COX_FIT_OPTIONS)
+            params, cov = np.asarray(result.params, float), np.asarray(result.cov_params(), float)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            return None
+    converged = bool(result.mle_retvals.get("converged", False))
+    if not (converged and np.isfinite(params).all() and np.isfinite(cov).all() and (np.diag(cov) > 0).all()):
+        return None
+    return params, cov, model
+
+
+def _phreg_ridge(time: np.ndarray, event: np.ndarray, x: np.ndarray):
+    """The ridge fallback: PHReg's Efron log partial likelihood minus n * RIDGE_PENALTY / 2 * |b|^2 on the
+    standardised covariates, maximised by Newton-Raphson (strictly concave, so it converges); the covariance
+    is the inverse of the penalised information. None when even that is not finite."""
+    from statsmodels.duration.hazard_regression import PHReg
+
+    scale = x.std(axis=0, ddof=1)
+    z = (x - x.mean(axis=0)) / scale
+    model = PHReg(time, z, status=event, ties="efron")
+    penalty = RIDGE_PENALTY * len(time)
+    b = np.zeros(z.shape[1])
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            objective = model.loglike(b) - penalty / 2 * b @ b
+            for _ in range(COX_FIT_OPTIONS["maxiter"]):
+                hess = model.hessian(b) - penalty * np.eye(len(b))
+                step = np.linalg.solve(hess, model.score(b) - penalty * b)
+                new = b - step
+                new_objective = model.loglike(new) - penalty / 2 * new @ new
+                while not new_objective >= objective - 1e-12 * abs(objective) and np.abs(new - b).max() > 1e-14:
+                    new = (b + new) / 2  # step halving (the objective is concave, so this rarely happens)
+                    new_objective = model.loglike(new) - penalty / 2 * new @ new
+                moved = np.abs(new - b).max()
+                b, objective = new, new_objective
+                if moved < COX_FIT_OPTIONS["tol"]:
+                    break
+            cov = np.linalg.inv(-(model.hessian(b) - penalty * np.eye(len(b))))
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            return None
+    if not (np.isfinite(b).all() and np.isfinite(cov).all()):
+        return None
+    params = b / scale
+    # the model on the original covariates (the Schoenfeld residuals are in their units)
+    return params, cov / np.outer(scale, scale), PHReg(time, x, status=event, ties="efron")
+
+
+def _breslow(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breslow's baseline cumulative hazard at the distinct times: the sum over days up to t of the deaths
+    that day over the summed relative risk of everyone still followed (all ties over one risk set)."""
+    times, inverse = np.unique(time, return_inverse=True)
+    deaths = np.bincount(inverse, weights=event, minlength=len(times))
+    summed = np.bincount(inverse, weights=risk, minlength=len(times))
+    at_risk = np.cumsum(summed[::-1])[::-1]
+    return times, np.cumsum(deaths / at_risk)
+
+
+def _schoenfeld_test(model, params: np.ndarray, cov: np.ndarray, time: np.ndarray, event: np.ndarray):
+    """Per variable the Schoenfeld-residual test of proportional hazards (Grambsch and Therneau's approximation,
+    as R's survival used before 3.0): residuals scaled by d * Var(b) against the rank of the death time,
+    statistic (sum (g - mean g) r*)^2 / (d Var(b_k) sum (g - mean g)^2) on 1 degree of freedom."""
+    from statsmodels.duration.hazard_regression import PHRegResults
+
+    residuals = PHRegResults(model, params, cov).schoenfeld_residuals
+    dead = np.flatnonzero(event == 1)
+    order = dead[np.argsort(time[dead], kind="stable")]
+    resid = residuals[order]
+    if not np.isfinite(resid).all() or not len(order):
+        raise ValueError("no Schoenfeld residuals")
+    d = len(order)
+    if d < 2:  # one death has no rank to correlate with: no test (ValueError: the table shows no p-value)
+        raise ValueError("too few deaths for the Schoenfeld test")
+    scaled = d * resid @ cov
+    g = np.arange(1, d + 1, dtype=float)
+    g -= g.mean()
+    statistic = (g @ scaled) ** 2 / (d * np.diag(cov) * (g @ g))
+    return statistic, stats.chi2.sf(statistic, 1)
+
+
+def concordance_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> float:
+    """Harrell's C of the relative risks: over the comparable pairs (a death and someone followed longer, or
+    censored on the day of that death) the share where the death had the higher risk, ties in risk counting
+    half; NaN without comparable pairs. Counted in O(n log n): per bit of the risk's rank, the deaths with that
+    bit set against the later patients without it (within the same higher bits)."""
+    time, risk, event = np.asarray(time, float), np.asarray(risk, float), np.asarray(event, float) == 1
+    if not event.any():
+        return float("nan")
+    rank = np.unique(risk, return_inverse=True)[1].astype(np.int64)
+    # per patient: 0 = a death (compared with deaths strictly before), 2 = censored (deaths on the day count)
+    priority = np.where(event, 0, 2)
+    death_times = np.sort(time[event])
+    pairs = np.where(event, np.searchsorted(death_times, time, "left"), np.searchsorted(death_times, time, "right"))
+
+    def earlier(group: np.ndarray, counted: np.ndarray, asked: np.ndarray) -> float:
+        """Sum over `asked` patients of the `counted` deaths in the same group that come before them."""
+        c, a = np.flatnonzero(counted), np.flatnonzero(asked)
+        g, t = np.r_[group[c], group[a]], np.r_[time[c], time[a]]
+        prio = np.r_[np.ones(len(c), np.int64), priority[a]]  # a counted death comes after a death that day
+        is_counted = np.r_[np.ones(len(c), np.int64), np.zeros(len(a), np.int64)]
+        order = np.lexsort((prio, t, g))
+        g, k = g[order], is_counted[order]
+        before = np.cumsum(k) - k
+        start = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+        first = np.repeat(before[start], np.diff(np.r_[start, len(g)]))
+        return float(((before - first) * (1 - k)).sum())
+
+    correct = 0.0
+    for bit in range(int(rank.max()).bit_length()):
+        high, set_ = rank >> (bit + 1), (rank >> bit) & 1 == 1
+        correct += earlier(high, event & set_, ~set_)
+    tied = earlier(rank, event, np.ones(len(rank), bool))
+    total = float(pairs.sum())
+    return (correct + tied / 2) / total if total else float("nan")
+
+
+def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nelson-Aalen cumulative hazard at the distinct times (the Cox baseline without covariates)."""
+    times, inverse, counts = np.unique(time, return_inverse=True, return_counts=True)
+    deaths = np.bincount(inverse, weights=event, minlength=len(times))
+    at_risk = len(time) - np.concatenate([[0], np.cumsum(counts)[:-1]])  # still followed at each time
+    return times, np.cumsum(deaths / at_risk)
+
+
+# --- the indicator rows -----------------------------------------------------------------------------------
+
+
+def survival_table(
+    cycles: pd.DataFrame,
+    unit: np.ndarray,
+    *,
+    outcome: str,
+    casemix: Sequence[CaseMixVariable],
+    as_of: pd.Timestamp,
+    horizon_years: float,
+    direction: str = "higher",
+    levels: Sequence[float] = benchmark.DEFAULT_LEVELS,
+    dispersion: str = "auto",
+    min_n: int = 0,
+    level: float = 0.95,
+    model: CoxModel | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
+    """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model.
+
+    None when no cycle has a follow-up record (the registry has no dates: the binary indicator stays).
+    n = cycles followed, n_adjusted = those in the Cox model, observed = deaths within the horizon,
+    expected = summed Cox cumulative hazards, oe = SMR; see the module docstring for the survival scale.
+    """
+    horizon = float(horizon_years) * DAYS_PER_YEAR
+    fu = follow_up(cycles, outcome, as_of, horizon)
+    known = fu["time"].notna().to_numpy()
+    if not known.any():
+        return None
+    # the logistic models' encoding of the case-mix (vbhc.casemix), decided on the deaths within the horizon
+    design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    in_model = known & ~unscored
+    if model is None:  # `model`: this indicator's fit on the same cycles (the unit level does not enter it)
+        fitted = design.copy()
+        fitted.loc[~in_model] = np.nan
+        model = fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
+    expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
+    frame = pd.DataFrame(
+        {"unit": unit, "time": fu["time"].to_numpy(), "event": fu["event"].to_numpy(), "expected": expected}
+    )
+    units = pd.Index(sorted(pd.unique(unit)), name="unit")
+    followed = frame[known]
+    adjusted = frame[in_model]
+    agg = (
+        adjusted.groupby("unit")
+        .agg(n_adjusted=("event", "size"), observed=("event", "sum"), expected=("expected", "sum"))
+        .reindex(units)
+    )
+    agg["n_adjusted"] = agg["n_adjusted"].fillna(0)
+    n = followed.groupby("unit").size().reindex(units, fill_value=0)
+    overall = kaplan_meier(followed["time"].to_numpy(), followed["event"].to_numpy(), horizon, level)[0]
+    crude = pd.DataFrame([_unit_km(followed, u, horizon, level) for u in units], columns=["value", "lower", "upper"])
+    bench = pd.DataFrame(
+        {
+            "unit": units,
+            "n": n.to_numpy(float),
+            "observed": agg["observed"].fillna(0).to_numpy(float),
+            "expected": agg["expected"].fillna(0).to_numpy(float),
+        }
+    )
+    # the funnel on SMR: Poisson limits around 1 at precision E (deaths are the event: lower is better)
+    out = benchmark.benchmark_units(
+        bench, "ratio", direction="lower", levels=levels, dispersion=dispersion, min_n=min_n, ci_level=level
+    )
+    smr = out["oe"].to_numpy(float)
+    result = pd.DataFrame(
+        {
+            "unit": units,
+            "n": n.to_numpy(),
+            "n_adjusted": agg["n_adjusted"].to_numpy(),
+            "observed": bench["observed"].to_numpy(),
+            "expected": bench["expected"].to_numpy(),
+            "oe": smr,
+            "oe_lower": out["oe_lower"].to_numpy(float),
+            "oe_upper": out["oe_upper"].to_numpy(float),
+            "crude_value": crude["value"].to_numpy(),
+            "crude_lower": crude["lower"].to_numpy(),
+            "crude_upper": crude["upper"].to_numpy(),
+            "adjusted_value": overall**smr,
+            "adjusted_lower": overall ** out["oe_upper"].to_numpy(float),
+            "adjusted_upper": overall ** out["oe_lower"].to_numpy(float),
+            "target": np.full(len(units), overall),
+            "precision": bench["expected"].to_numpy(),
+        }
+    )
+    higher = direction == "higher"
+    for lvl in levels:
+        sfx = benchmark.level_suffix(lvl)
+        lo, up = out[f"lower_{sfx}"].to_numpy(float), out[f"upper_{sfx}"].to_numpy(float)
+        result[f"lower_{sfx}"], result[f"upper_{sfx}"] = overall**up, overall**lo
+    lows = result[[f"lower_{benchmark.level_suffix(lv)}" for lv in levels]]
+    ups = result[[f"upper_{benchmark.level_suffix(lv)}" for lv in levels]]
+    pos = benchmark.classify_position(result["adjusted_value"], lows, ups, higher, n=result["n"], min_n=min_n)
+    for col in pos.columns:
+        result[col] = pos[col].to_numpy()
+    for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
+        result[col] = out[col].to_numpy()
+    result["detectable_difference"] = out["detectable_difference"].to_numpy()
+    result["model_c_statistic"] = model.concordance
+    result["model_n_excluded"] = int((known & ~in_model).sum())
+    worst = model.ph_test.sort_values("p").head(1)
+    result[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
+    result[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
+    per_cycle = pd.DataFrame(
+        {
+            "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
+            "unit": np.asarray(unit)[known],
+            "index_date": cycles["index_date"].to_numpy()[known],
+            "observed": fu["event"].to_numpy()[known],
+            "expected": expected[known],
+        }
+    )
+    return result, per_cycle, model
+
+
+def _unit_km(followed: pd.DataFrame, unit: object, horizon: float, level: float) -> tuple[float, float, float]:
+    g = followed[followed["unit"] == unit]
+    return kaplan_meier(g["time"].to_numpy(), g["event"].to_numpy(), horizon, level)
+
+
+def survival_funnel(
+    target: float,
+    expected_grid: np.ndarray,
+    levels: Sequence[float] = benchmark.DEFAULT_LEVELS,
+    *,
+    method: str = "none",
+    phi: float = 1.0,
+    tau2: float = 0.0,
+) -> pd.DataFrame:
+    """The survival funnel along a grid of expected deaths: the SMR's Poisson limits (widened for
+    over-dispersion as the table's were) mapped to survival, target ** SMR limit, as survival_table does."""
+    grid = np.asarray(expected_grid, dtype=float)
+    if method in ("multiplicative", "additive"):
+        limits = benchmark.dispersed_limits("ratio", 1.0, grid, levels, method=method, phi=phi, tau2=tau2)
+    else:
+        limits = benchmark.funnel_limits_ratio(grid, levels)
+    out = {}
+    for lvl in levels:
+        sfx = benchmark.level_suffix(lvl)
+        out[f"lower_{sfx}"] = target ** limits[f"upper_{sfx}"].to_numpy(float)
+        out[f"upper_{sfx}"] = target ** limits[f"lower_{sfx}"].to_numpy(float)
+    return pd.DataFrame(out)
