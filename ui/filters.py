@@ -76,6 +76,24 @@ def synced(widget: Callable, label: str, options: Sequence[str], *, key: str, de
     return value
 
 
+def synced_toggle(label: str, *, key: str, **kwargs) -> bool:
+    """A page toggle kept in the URL (key=1 when on; off is the default and leaves the URL clean), so a shared
+    link opens with the same option. Its value is remembered between tabs: Streamlit forgets a widget's state in
+    runs that do not draw it."""
+    seeded = st.session_state.setdefault("_seeded_from_url", set())
+    if key not in seeded:
+        seeded.add(key)
+        if st.query_params.get(key) in ("0", "1"):
+            st.session_state[key] = st.query_params.get(key) == "1"
+    remembered = f"_{key}"
+    if key not in st.session_state and remembered in st.session_state:
+        st.session_state[key] = st.session_state[remembered]
+    value = bool(st.toggle(label, key=key, **kwargs))
+    st.session_state[remembered] = value
+    _publish(key, "1" if value else "0", "0")
+    return value
+
+
 def keep_valid(key: str, options: Sequence, default=None, *, many: bool = False) -> None:
     """Before a widget whose options depend on another filter is drawn: a value that is no longer an option
     (the indicator or unit of the previous condition, a comparison hospital outside the new list) is replaced

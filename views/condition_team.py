@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, benchmark, data, filters, layout, render
-from vbhc import access, annotations, charts, registry, spc, verdict
+from vbhc import access, annotations, charts, registry, shrinkage, spc, verdict
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import (
@@ -284,6 +284,77 @@ def _survival_curves_section(indicator_id: str, row: pd.Series) -> None:
     st.caption(_ph_check(row))
 
 
+def _shrinkage_section(ind, rows: pd.DataFrame, row: pd.Series) -> None:
+    """The random-effects (shrinkage) estimates next to the adjusted values, on request: an adjusted value takes a
+    small unit's few care cycles at face value, the shrunken estimate weighs them against the other units (see
+    vbhc.shrinkage), and the expected rank says how sure a place in a ranking is."""
+    if not filters.synced_toggle(t("team.shrinkage_toggle", lang), key="shrunken"):
+        return
+    if shrinkage.SHRUNKEN_VALUE not in rows or pd.isna(row.get(shrinkage.SHRUNKEN_VALUE)):
+        st.caption(t("team.shrinkage_none", lang))  # survival, response rate, or external figures: no patient rows
+        return
+    shrunken = pd.to_numeric(rows[shrinkage.SHRUNKEN_VALUE], errors="coerce")
+
+    def _value(r: pd.Series) -> str:
+        lower, upper = r[shrinkage.SHRUNKEN_LOWER], r[shrinkage.SHRUNKEN_UPPER]
+        return f"{format_value(r[shrinkage.SHRUNKEN_VALUE], ind.kind, lang)} ({fmt_ci(lower, upper, ind.kind, lang)})"
+
+    def _rank(r: pd.Series) -> str:
+        lower, upper = fmt_int(r[shrinkage.EXPECTED_RANK_LOWER], lang), fmt_int(r[shrinkage.EXPECTED_RANK_UPPER], lang)
+        return f"{fmt_number(r[shrinkage.EXPECTED_RANK], lang, 1)} ({lower}–{upper})"
+
+    ranked = int(row[shrinkage.RANKED_UNITS]) if pd.notna(row[shrinkage.RANKED_UNITS]) else 0
+    st.markdown(
+        t_md(
+            "team.shrinkage_own",
+            lang,
+            unit=unit_name,
+            value=format_value(row[shrinkage.SHRUNKEN_VALUE], ind.kind, lang),
+            ci=fmt_ci(row[shrinkage.SHRUNKEN_LOWER], row[shrinkage.SHRUNKEN_UPPER], ind.kind, lang),
+            adjusted=format_value(row["adjusted_value"], ind.kind, lang),
+        )
+        + " "
+        + t(
+            "team.shrinkage_rank",
+            lang,
+            count=ranked,
+            rank=fmt_number(row[shrinkage.EXPECTED_RANK], lang, 1),
+            lower=fmt_int(row[shrinkage.EXPECTED_RANK_LOWER], lang),
+            upper=fmt_int(row[shrinkage.EXPECTED_RANK_UPPER], lang),
+        )
+    )
+    shown = filters.with_unit_names(rows[shrunken.notna()]).sort_values(shrinkage.EXPECTED_RANK, kind="stable")
+    heads = {
+        "unit": t("column.unit", lang),
+        "n": t("column.care_cycles", lang),
+        "adjusted": t("column.adjusted", lang),
+        "shrunken": t("team.shrunken_column", lang),
+        "rank": t("team.expected_rank_column", lang),
+    }
+    st.dataframe(
+        pd.DataFrame(
+            {
+                heads["unit"]: shown["unit"].astype(str).to_numpy(),
+                heads["n"]: [fmt_int(n, lang) for n in shown["n"]],
+                heads["adjusted"]: [format_value(v, ind.kind, lang) for v in shown["adjusted_value"]],
+                heads["shrunken"]: [_value(r) for _, r in shown.iterrows()],
+                heads["rank"]: [_rank(r) for _, r in shown.iterrows()],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        height=min(36 + 35 * len(shown), 400),
+        column_config={
+            heads["unit"]: st.column_config.TextColumn(heads["unit"], width=230, pinned=True),
+            **layout.text_columns({heads["n"]: 90, heads["adjusted"]: 100, heads["shrunken"]: 190, heads["rank"]: 150}),
+        },
+    )
+    rankability = t(
+        "team.shrinkage_rankability", lang, rankability=fmt_number(row[shrinkage.SHRINKAGE_RANKABILITY], lang, 2)
+    )
+    st.caption(f"{t('team.shrinkage_explained', lang)} {rankability}")
+
+
 # --- one indicator in depth ----------------------------------------------------------------------------
 if depth.open:
     with depth:
@@ -403,6 +474,7 @@ if depth.open:
                         lambda: charts.crude_vs_adjusted_chart(named, lang=lang, highlight=highlight),
                         highlight=highlight,
                     )
+            _shrinkage_section(ind, rows, row)
 
 
 # --- case-mix: what the model contributes, how good it is, how complete the data are ------------------------
