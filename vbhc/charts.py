@@ -2307,10 +2307,10 @@ def score_distribution_chart(
         name, how = label("score", lang), None
     low, high = _format_number(lo, lang, 0 if lo == int(lo) else 1), _format_number(hi, lang, 0 if hi == int(hi) else 1)
     x_title = f"{name} ({low}–{high}, {how})" if how else f"{name} ({low}–{high})"
-    # room for the unit names left of the rows and the share axis of each panel
-    header_px = _unit_label_px(units, width) + 10
+    # the unit names head their row from above (left of the rows they took a phone's whole width, leaving the bars
+    # off-screen); room for the share axis of each panel
     spacing, axis_px = 12, 48
-    panel_w = int(max(60, (width - 10 - header_px - len(timepoints) * (axis_px + spacing)) / max(len(timepoints), 1)))
+    panel_w = int(max(60, (width - 10 - len(timepoints) * (axis_px + spacing)) / max(len(timepoints), 1)))
     data = _Data()
     pct = label("share_patients", lang)
     panel_h = 120 if width >= NARROW else 90
@@ -2346,7 +2346,14 @@ def score_distribution_chart(
                 "unit",
                 None,
                 sort=units,
-                header={"labelAngle": 0, "labelAlign": "left", "labelLimit": int(header_px)},
+                header={
+                    "labelAngle": 0,
+                    "labelOrient": "top",
+                    "labelAnchor": "start",
+                    "labelAlign": "left",
+                    "labelFontWeight": "bold",
+                    "labelLimit": int(width - 10),
+                },
             ),
             "column": _n("timepoint", label("timepoint", lang), sort=timepoints),
         },
