@@ -180,7 +180,7 @@ def test_too_few_cycles_or_no_data_since_the_start_says_so():
     ]
     effect = action_effect.action_effect(_result(frames), "anastomotic_leak", "H01", START)
     assert effect.outcome is Outcome.TOO_FEW and effect.after.n == 8 and effect.min_n == 20
-    assert effect.sentence("en").startswith("Too few patients since the start to tell: 8 care cycles after")
+    assert effect.sentence("en").startswith("Too few patients since the start to tell: care cycles after the start 8,")
     late = action_effect.action_effect(_result(frames), "anastomotic_leak", "H01", START + dt.timedelta(days=400))
     assert late.outcome is Outcome.NOT_STARTED and late.before is None
     assert "too few patients since the start to tell" in late.sentence("en")

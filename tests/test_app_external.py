@@ -47,6 +47,6 @@ def test_the_data_page_imports_external_figures_and_refuses_a_bad_file(empty_db)
     assert len(errors) == 1 and "terugkoppeling.csv row 2 column 'observed'" in errors[0], errors
     assert "\n" not in errors[0]
     _upload(at, "terugkoppeling.csv", GOOD)
-    assert any("1 cijfers opgeslagen" in s.value for s in at.success), [s.value for s in at.success]
+    assert any("1 cijfer opgeslagen" in s.value for s in at.success), [s.value for s in at.success]
     listed = at.dataframe[-1].value  # the last table on the page
     assert list(listed[t("data.external_source", "nl")]) == ["national registry"]

@@ -471,7 +471,9 @@ def survival_table(
     result["detectable_difference"] = out["detectable_difference"].to_numpy()
     result["model_c_statistic"] = model.concordance
     result["model_n_excluded"] = int((known & ~in_model).sum())
-    worst = model.ph_test.sort_values("p").head(1)
+    ph = model.ph_test
+    # no PH test (no case-mix terms, or too few deaths): an empty frame, perhaps without columns
+    worst = ph.sort_values("p").head(1) if len(ph) and "p" in ph.columns else pd.DataFrame(columns=["p", "variable"])
     result[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
     result[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
     per_cycle = pd.DataFrame(

@@ -51,7 +51,14 @@ if comparison.benchmark is not None:
     mine = table[table["unit"] == unit]
 population = comparison.population
 
-choices = [i.id for i in condition.indicators if i.kind != "volume"]
+# the indicators with a row for the unit in the table they are read from (survival: the registry's, see below);
+# an indicator without one (no follow-up data, figures left out) has nothing to show in depth
+in_registry = set(registry_table.loc[registry_table["unit"] == unit, "indicator"])
+choices = [
+    i.id
+    for i in condition.indicators
+    if i.kind != "volume" and i.id in (in_registry if i.kind in SURVIVAL_KINDS else set(mine["indicator"]))
+]
 
 # one screen per tab; only the open tab's content runs (its charts are built when someone looks at them). A shared
 # link that names an indicator opens that indicator in depth.
