@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, format_value, t, t_value
+from vbhc.i18n import fmt_int, fmt_ratio, format_value, t, t_value
 from vbhc.indicators import indicator_table
 from vbhc.registry import unit_names, units
 from vbhc.settings import PROJECT_ROOT
@@ -153,6 +153,16 @@ def test_team_page_metrics_follow_indicator_and_unit(outlier_db):
     assert metrics[t("column.adjusted", "en")] == format_value(row["adjusted_value"], "proportion", "en")
     assert metrics[t("column.benchmark", "en")] == format_value(row["target"], "proportion", "en")
     assert any(t("assessment.worse", "en") in m.value for m in at.markdown)  # the planted outlier
+    # one sentence links the crude value (all cycles), the verdict's observed and expected (the scored cycles)
+    link = t(
+        "team.numbers_link",
+        "en",
+        count=int(row["n_adjusted"]),
+        observed=format_value(row["observed"] / row["n_adjusted"], "proportion", "en"),
+        expected=format_value(row["expected"] / row["n_adjusted"], "proportion", "en"),
+        oe=fmt_ratio(row["oe"], "en"),
+    )
+    assert link in [c.value for c in at.caption]
 
     at.selectbox(key="indicator").set_value("length_of_stay").run()
     row = table[(table["indicator"] == "length_of_stay") & (table["unit"] == "H01")].iloc[0]

@@ -179,16 +179,22 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
 
     at = _page("views/condition_team.py", lang, condition="colorectal_cancer")
     verdict_column = t("verdict.column", lang)
-    table = _table_with(at, verdict_column)
+    # one table per outcome tier, each headed by the tier's name, the verdict next to the indicator's name
+    tables = [tab for tab in at.table if verdict_column in tab.value.columns]
+    assert len(tables) > 1
+    assert all(list(tab.value.columns[:2]) == [t("column.indicator", lang), verdict_column] for tab in tables)
+    headings = [m.value for m in at.markdown]
+    assert any(t("tier.1", lang) in h for h in headings) and any(t("tier.2", lang) in h for h in headings)
     result = indicator_table("colorectal_cancer", "hospital", engine=small_demo_db[0])
     unit = at.session_state["_filters"].unit
     mine = result.table[(result.table["unit"] == unit) & (result.table["kind"] != "volume")]
     expected = render.indicator_display(mine, lang, charts=render.unit_charts(result, mine, unit))[verdict_column]
-    shown = table.value[verdict_column]
+    shown = pd.concat([tab.value[verdict_column] for tab in tables])
     assert sorted(shown) == sorted(expected)
     assert all(len(s) > 40 for s in shown)  # whole sentences, not cut
-    display = convert_arrow_bytes_to_pandas_df(table.proto.arrow_data.styler.display_values)
-    assert list(display[verdict_column]) == [md_escape(s) for s in shown]
+    for tab in tables:
+        display = convert_arrow_bytes_to_pandas_df(tab.proto.arrow_data.styler.display_values)
+        assert list(display[verdict_column]) == [md_escape(s) for s in tab.value[verdict_column]]
     meeting = _table_with(at, t("meeting.column_change", lang)).value
     assert not any("((" in s or "))" in s for s in meeting[t("meeting.column_change", lang)])
     assert not any(s.endswith("…") for s in meeting[t("column.indicator", lang)])

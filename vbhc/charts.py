@@ -1611,7 +1611,8 @@ def _stacked_panels(
         if kind != "response_rate":  # the scale's name and which way is better
             how = _direction_text(direction, lang)
             axis_name = _scale_axis_name(scale, kind, lang) or name
-            x_title = _wrap(f"{axis_name} ({how})" if how else axis_name, f["axis_title"], panel_w)
+            # wrapped for the panel and for a phone's plot (the scale's name ran off a phone's screen)
+            x_title = _fitting(f"{axis_name} ({how})" if how else axis_name, "axis_title", width, panel_w, PHONE_PLOT)
         panel = _interval_panel(
             units,
             data,

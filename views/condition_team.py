@@ -113,23 +113,28 @@ if verdicts.open:
         display = render.cached(
             ("team_table", unit, *comparison.key), lambda: render.indicator_display(shown, lang, charts=spc_charts)
         ).copy()
-        tier_column = t("pages.tier_short", lang)
-        display.insert(0, tier_column, [str(v) if v < 9 else "–" for v in shown["_tier"]])
-        verdict_column = t("verdict.column", lang)
+        verdict_column, indicator_column = t("verdict.column", lang), t("column.indicator", lang)
         # crude value, observed, expected and interval are in the depth tab and the verdict's own words
         hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
         display = display[[c for c in display.columns if c not in hidden]]
         display = benchmark.named_verdicts(display, verdict_column, comparison, lang)
+        # the verdict right after the indicator's name: on a phone the two fill the screen, numbers scroll in
+        rest = [c for c in display.columns if c not in (indicator_column, verdict_column)]
+        display = display[[indicator_column, verdict_column, *rest]]
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
-        widths = layout.indicator_widths(lang, display.columns) | {tier_column: 48, verdict_column: 360}
-        render.static_table(
-            display,
-            colours=paint,
-            widths=widths,
-            min_widths={verdict_column: 260},
-            headers=layout.indicator_headers(lang, display.columns),
-        )
-        st.caption(f"{t('overview.legend', lang)} {t('pages.tier_help', lang)}.")
+        widths = layout.indicator_widths(lang, display.columns) | {indicator_column: 170, verdict_column: 360}
+        # one table per outcome tier (Porter), titled by its name; volume-less rest (PROM response, cost) last
+        for tier in sorted(shown["_tier"].unique()):
+            part = shown.index[shown["_tier"] == tier]
+            st.markdown(f"###### {t(f'tier.{tier}', lang) if tier < 9 else t('pages.tier_other', lang)}")
+            render.static_table(
+                display.loc[part],
+                colours=paint.loc[part],
+                widths=widths,
+                min_widths={verdict_column: 190},
+                headers=layout.indicator_headers(lang, display.columns),
+            )
+        st.caption(t("overview.legend", lang))
         st.caption(layout.indicator_key(lang, display.columns))
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
@@ -403,6 +408,18 @@ if depth.open:
         if row["dispersion_method"] not in ("none", None) and pd.notna(row["phi"]):
             notes.append(t("warning.overdispersion", lang, phi=fmt_number(row["phi"], lang, 2)))
         st.markdown(" · ".join(notes))
+        if judged.against == "expected" and pd.notna(row["oe"]) and pd.notna(row.get("n_adjusted")):
+            # crude (all cycles), the verdict's observed and expected (the scored cycles) and adjusted differ: say how
+            st.caption(
+                t(
+                    "team.numbers_link",
+                    lang,
+                    count=int(row["n_adjusted"]),
+                    observed=format_value(judged.value, ind.kind, lang),
+                    expected=format_value(judged.expected, ind.kind, lang),
+                    oe=fmt_ratio(row["oe"], lang),
+                )
+            )
 
         # the targets in force and the actions linked to the indicator, through vbhc.improvement's role rules
         on_charts = annotations.chart_notes(data.current_engine(), viewer, chosen.condition, indicator_id, unit)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -191,6 +192,12 @@ class Runs:
 
         idle = page.locator(IDLE)
         if idle.count() and not page.get_by_test_id("stStatusWidget").count():
+            # not silent: each such stall costs the test RUN_TIMEOUT_MS, and the summary should show how often
+            warnings.warn(
+                f"run watcher: no end of a script run seen within {RUN_TIMEOUT_MS} ms although the page is idle "
+                f"({self.now()}, page {page.url}); going on",
+                stacklevel=2,
+            )
             self.finished = self.started
             return
         raise AssertionError(
