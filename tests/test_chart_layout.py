@@ -591,6 +591,38 @@ def test_prom_panels_are_headed_by_the_catalogs_timepoint_names(lang):
             assert scale.label(lang).split()[0] in joined
 
 
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_prom_histogram_per_timepoint_fits_a_phones_screen(lang):
+    """The PROM page draws one histogram chart per timepoint (columns that a phone stacks), each built at
+    charts.PHONE_FIXED_WIDTH: a grid of panels is not stretched, so it must fit a 390 px phone's 358 px content
+    width as built; titled by its timepoint's name, one column of panels (own unit and all units)."""
+    catalog = default_catalog()
+    for condition in catalog.conditions.values():
+        for use in condition.proms[:1]:
+            scale = catalog.instrument(use.instrument).scales[0]
+            rng = np.random.default_rng(5)
+            scores = pd.DataFrame(
+                {
+                    "group": rng.choice([OWN_LONG, t("proms.all_units", lang)], 300),
+                    "timepoint": rng.choice(list(use.timepoints), 300),
+                    "score": rng.uniform(scale.min, scale.max, 300),
+                }
+            )
+            binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(scale.min, scale.max))
+            for tp in use.timepoints:
+                one = binned[binned["timepoint"].astype(str) == tp]
+                spec = charts.score_distribution_chart(
+                    one, lang=lang, scale=scale, timepoints=condition.timepoints, width=charts.PHONE_FIXED_WIDTH
+                )
+                where = f"{condition.id} {use.instrument} {tp} {lang}"
+                assert "column" not in spec["facet"], where
+                title = spec["title"]["text"]
+                assert (" ".join(title) if isinstance(title, list) else title) == condition.timepoint(tp).label(lang)
+                check_holds(spec, [], where)
+                width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
+                assert width <= 358, f"{where}: {width:.0f} px wide on a 358 px phone screen"
+
+
 def test_prom_change_axis_names_the_scale():
     rows = indicator_rows(unit_names(3), "chg", "prom_change")
     for lang in ("nl", "en"):

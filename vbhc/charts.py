@@ -75,6 +75,8 @@ PHONE_WIDTH = 480
 PHONE_PARAM = "phone"
 #: The room a phone's 360 px container gives a chart's title lines, its plot (less the y axis) and a bottom legend.
 PHONE_TEXT, PHONE_PLOT, PHONE_LEGEND = 340, 250, 250
+#: A chart that cannot be stretched (a grid of panels) and must read on a phone is built no wider than this.
+PHONE_FIXED_WIDTH = 350
 #: Every dataset of a chart stays below this many rows.
 MAX_ROWS = 5000
 #: Long per-cycle series (CUSUM, VLAD) are thinned to about this many rows.
@@ -2279,10 +2281,20 @@ def score_distribution_chart(
 
     `scale` (a vbhc.catalog Scale: label(lang), min, max, higher_is_better) names the score axis with its range
     and the direction that is better; without it the axis gives the range of the bins. `timepoints` (the
-    condition's vbhc.catalog Timepoints) order the panels by their days and head them by label(lang)."""
+    condition's vbhc.catalog Timepoints) order the panels by their days and head them by label(lang).
+
+    A frame of one timepoint gives one column of panels titled by the timepoint's name: pages draw one chart per
+    timepoint, side by side in columns that a phone stacks (a grid of panels cannot be stretched or shrunk to a
+    phone's screen, and its right-hand panels were cut off there)."""
     lang = _check_lang(lang)
-    # the page's heading says "distribution"; the chart names the scale it draws
-    title = title or (scale.label(lang) if scale is not None else label("distribution", lang))
+    present = list(pd.unique(scores_summary["timepoint"].astype(str))) if "timepoint" in scores_summary else []
+    single = len(present) == 1
+    # the page's heading says "distribution"; the chart names the scale it draws (one timepoint: its name)
+    if not title:
+        if single:
+            title = _timepoint_names(present, timepoints, lang)[present[0]]
+        else:
+            title = scale.label(lang) if scale is not None else label("distribution", lang)
     if scores_summary.empty:
         return _empty_chart(title, lang, width)
     group = "unit" if "unit" in scores_summary.columns else "group"
@@ -2340,7 +2352,7 @@ def score_distribution_chart(
         },
     }
     body = {
-        "title": _title(title, label("distribution_sub", lang), width),
+        "title": _title(title, label("distribution_sub_one" if single else "distribution_sub", lang), width),
         "data": data(frame),
         "facet": {
             "row": _n(
@@ -2356,7 +2368,7 @@ def score_distribution_chart(
                     "labelLimit": int(width - 10),
                 },
             ),
-            "column": _n("timepoint", label("timepoint", lang), sort=timepoints),
+            **({} if single else {"column": _n("timepoint", label("timepoint", lang), sort=timepoints)}),
         },
         "spacing": spacing,
         "spec": spec,

@@ -83,7 +83,7 @@ instrument, scale = st.selectbox(t("proms.scale", lang), scales, format_func=_sc
 spec = catalog.instruments[instrument].scale(scale)
 
 
-def _distribution():
+def _binned() -> pd.DataFrame:
     scores = prom_scores_for(result, instrument, scale)
     scores = scores.assign(
         group=scores["unit"]
@@ -91,8 +91,25 @@ def _distribution():
         .where(scores["unit"] == chosen.unit, t("proms.all_units", lang))
         .replace({str(chosen.unit): own})
     )
-    binned = charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
-    return charts.score_distribution_chart(binned, lang=lang, scale=spec, timepoints=condition.timepoints)
+    return charts.histogram(scores, "score", ["group", "timepoint"], bins=20, range_=(spec.min, spec.max))
 
 
-render.cached_chart(("distribution", instrument, scale, chosen.unit), _distribution)
+# one chart per timepoint, side by side in columns that a phone stacks: each is built no wider than a phone's
+# screen (a grid of panels is not stretched, and one grid of every timepoint ran off a phone's screen)
+binned = render.cached(("distribution_bins", instrument, scale, chosen.unit), _binned)
+present = {str(tp) for tp in binned["timepoint"].unique()} if not binned.empty else set()
+ordered = [tp.id for tp in sorted(condition.timepoints, key=lambda tp: tp.days) if tp.id in present]
+ordered += sorted(present - set(ordered))
+width = min(charts.PHONE_FIXED_WIDTH, (charts.DEFAULT_WIDTH - 24 * (len(ordered) - 1)) // max(len(ordered), 1))
+for column, timepoint in zip(st.columns(max(len(ordered), 1)), ordered or [None], strict=True):
+    with column:
+        render.cached_chart(
+            ("distribution", instrument, scale, chosen.unit, timepoint),
+            lambda timepoint=timepoint: charts.score_distribution_chart(
+                binned[binned["timepoint"].astype(str) == timepoint] if timepoint else binned,
+                lang=lang,
+                scale=spec,
+                timepoints=condition.timepoints,
+                width=width,
+            ),
+        )
