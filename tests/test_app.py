@@ -129,6 +129,15 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
     leak = mine[mine["indicator"] == "anastomotic_leak"].iloc[0]
     shown = " ".join(str(v) for v in row.iloc[0].to_numpy())
     assert format_value(leak["adjusted_value"], "proportion", "en") in shown
+    # the key indicators: one table per condition under its name, the verdict next to the indicator
+    verdict_column = t("verdict.column", "en")
+    keyed = [tab.value for tab in at.table if verdict_column in tab.value.columns]
+    assert keyed and all(list(k.columns[:2]) == [t("column.indicator", "en"), verdict_column] for k in keyed)
+    headings = [m.value for m in at.markdown]
+    colorectal = catalog.condition("colorectal_cancer").label("en")
+    assert any(h.endswith(colorectal) for h in headings)
+    key_leak = catalog.condition("colorectal_cancer").indicator("anastomotic_leak").label("en")
+    assert any(key_leak in k[t("column.indicator", "en")].tolist() for k in keyed)
 
 
 @pytest.fixture

@@ -132,29 +132,19 @@ for start in range(0, len(conditions), PER_ROW):
             st.switch_page("views/condition_team.py")
 
 # --- key indicators: one verdict each, with the Making Data Count icons -----------------------------------
-verdict_column = t("verdict.column", lang)
-parts, paints = [], []
-for label, key_rows, spc_charts in keyed:
-    shown = render.indicator_display(key_rows, lang, charts=spc_charts)
-    shown.insert(0, t("column.condition", lang), label)
-    parts.append(shown)
-    paints.append(pd.Series(render.verdict_assessments(key_rows, spc_charts), index=shown.index))
-if parts:
-    keys = pd.concat(parts, ignore_index=True)
-    paint = pd.concat(paints, ignore_index=True)
-    keys = keys[
-        [
-            t("column.condition", lang),
-            t("column.indicator", lang),
-            verdict_column,
-            t("spc.variation", lang),
-            t("spc.assurance", lang),
-        ]
-    ]
+# one small table per condition under its name: the verdict right after the indicator, so a phone shows both
+verdict_column, indicator_column = t("verdict.column", lang), t("column.indicator", lang)
+columns = [indicator_column, verdict_column, t("spc.variation", lang), t("spc.assurance", lang)]
+widths = {indicator_column: 170, verdict_column: 400, t("spc.variation", lang): 100, t("spc.assurance", lang): 100}
+if keyed:
     st.subheader(t("overview.key_verdicts", lang))
-    widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190, verdict_column: 400}
-    widths |= {t("spc.variation", lang): 100, t("spc.assurance", lang): 100}
-    render.static_table(keys, colours=pd.DataFrame({verdict_column: paint}), widths=widths)
+for label, key_rows, spc_charts in keyed:
+    if key_rows.empty:
+        continue
+    shown = render.indicator_display(key_rows, lang, charts=spc_charts)[columns]
+    paint = pd.DataFrame({verdict_column: render.verdict_assessments(key_rows, spc_charts)}, index=shown.index)
+    st.markdown(f"###### {md_escape(label)}")
+    render.static_table(shown, colours=paint, widths=widths, min_widths={verdict_column: 190})
 
 # --- since the last meeting ------------------------------------------------------------------------------
 render.show_since_last_meeting(since, lang)
