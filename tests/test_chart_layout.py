@@ -617,7 +617,8 @@ def test_a_prom_histogram_per_timepoint_fits_a_phones_screen(lang):
                 where = f"{condition.id} {use.instrument} {tp} {lang}"
                 assert "column" not in spec["facet"], where
                 title = spec["title"]["text"]
-                assert (" ".join(title) if isinstance(title, list) else title) == condition.timepoint(tp).label(lang)
+                title = " ".join(title) if isinstance(title, list) else title
+                assert title == f"{scale.label(lang)} · {condition.timepoint(tp).label(lang)}", where
                 check_holds(spec, [], where)
                 width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
                 assert width <= 358, f"{where}: {width:.0f} px wide on a 358 px phone screen"
@@ -717,6 +718,26 @@ def test_compare_small_multiples_fit_the_page(count, indicators):
             width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
             assert width <= MAIN_WIDTH, f"{indicators} panels, {count} units, {lang}: {width:.0f} px wide"
             check_holds(spec, units, f"{indicators} panels {count} units {lang}")
+
+
+@pytest.mark.parametrize("count", [3, 9, 30])
+def test_compare_charts_per_indicator_fit_a_phones_screen(count):
+    """The compare page draws one chart per indicator (columns a phone stacks) at charts.PHONE_FIXED_WIDTH: each
+    fits a 390 px phone's 358 px as built, and the demo's long hospital names are whole, not cut with "…"."""
+    units = unit_names(count)
+    units[0] = OWN_LONG
+    for ind, kind in [("mortality_30d", "proportion"), ("los", "mean")]:
+        rows = indicator_rows(units, ind, kind)
+        for lang in ("nl", "en"):
+            for legend in (True, False):
+                spec = charts.small_multiples_chart(
+                    rows, lang=lang, highlight=OWN_LONG, width=charts.PHONE_FIXED_WIDTH, titled=False, legend=legend
+                )
+                where = f"{ind} {count} units {lang} legend={legend}"
+                assert "title" not in spec, where
+                width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
+                assert width <= 358, f"{where}: {width:.0f} px wide on a 358 px phone screen"
+                check_holds(spec, units, where)
 
 
 @pytest.mark.parametrize("count", [3, 30])

@@ -1068,9 +1068,16 @@ def _action_marks(
 
 
 def _unit_label_px(units: Sequence[str], width: int) -> float:
-    """Room the unit names take on a y axis."""
+    """Room the unit names take on a y axis (_unit_axis: a chart built narrower than NARROW breaks long names into
+    two lines, so its longest line counts)."""
     size = _fonts(width)["axis_label"]
-    return max((_text_px(u, size) for u in units), default=20) + 14
+    lines = [line for u in map(str, units) for line in (_unit_lines(u, PHONE_UNIT_CHARS) if width < NARROW else [u])]
+    return max((_text_px(line, size) for line in lines), default=20) + 14
+
+
+def _unit_lines(name: str, chars: int) -> list[str]:
+    """A unit name longer than `chars` broken into two lines of about equal length (one line otherwise)."""
+    return textwrap.wrap(name, max(chars, (len(name) + 1) // 2 + 2)) if len(name) > chars else [name]
 
 
 #: Unit names longer than this many characters are broken into two lines on a unit axis in a phone's container
@@ -1083,7 +1090,7 @@ def _unit_axis(units: Sequence[str], width: int) -> dict[str, Any]:
     phone's container at PHONE_UNIT_CHARS; elsewhere when it would pass the configured label limit)."""
 
     def two_lines(chars: int) -> dict[str, list[str]]:
-        return {u: textwrap.wrap(u, max(chars, (len(u) + 1) // 2 + 2)) for u in map(str, units) if len(u) > chars}
+        return {u: _unit_lines(u, chars) for u in map(str, units) if len(u) > chars}
 
     def pick(lines: dict[str, list[str]]) -> str:
         return f"({json.dumps(lines, ensure_ascii=False)}[datum.value] || datum.label)" if lines else "datum.label"
@@ -1482,12 +1489,16 @@ def small_multiples_chart(
     columns: int | None = None,
     assessment: str = "assessment_998",
     width: int = DEFAULT_WIDTH,
+    titled: bool = True,
+    legend: bool = True,
 ) -> Spec:
     """One small panel per indicator (own value scale), units in the same order in every panel, adjusted value
     with 95% CI and the benchmark; volume as bars. For comparing departments.
 
     The panels fill `width`: as many columns as fit (`columns` caps them). Units stand side by side while a
-    panel has room for them; otherwise (many units, narrow screen) they go down the panel, one row each."""
+    panel has room for them; otherwise (many units, narrow screen) they go down the panel, one row each.
+    `titled=False` leaves out the chart's own title and `legend=False` the legend: a page that draws one chart
+    per indicator (in columns a phone stacks) heads them once and shows the legend once."""
     lang = _check_lang(lang)
     _guard(rows, "indicator rows")
     if rows.empty:
@@ -1515,9 +1526,11 @@ def small_multiples_chart(
     present = _assessment_labels(judged[assessment] if assessment in judged.columns else [], lang).tolist()
     data = _Data()
     panels = []
-    unit_axis = {"labelFontWeight": _highlight_weight()}
-    if not units_down:
+    # names down a panel: long ones in two lines (as _unit_label_px counted them), never cut with "…"
+    unit_axis = _unit_axis(unit_order, width) if units_down else {"labelFontWeight": _highlight_weight()}
+    if not units_down:  # slanted names below the panel: as long as they are (cut with "…" they are not read)
         unit_axis["labelAngle"] = -90
+        unit_axis["labelLimit"] = int(max((_text_px(u, f["axis_label"]) for u in unit_order), default=20) + 14)
     for part in groups:
         kind = str(_first(part, "kind", "mean"))
         units = _unit_frame(part, lang=lang, assessment=assessment)
@@ -1562,7 +1575,15 @@ def small_multiples_chart(
             if target is not None:
                 layers.append(_target_rule(data, target, kind, lang, channel=v_ch, magnitude=magnitude))
             layers.append(
-                _points(unit_data, {u_ch: u_enc, v_ch: v_enc, "tooltip": tips}, lang, width, size=120, legend=present)
+                _points(
+                    unit_data,
+                    {u_ch: u_enc, v_ch: v_enc, "tooltip": tips},
+                    lang,
+                    # the legend lies under the first panel: on a narrow chart, fitted to that panel's width
+                    width if width >= NARROW else int(panel_w + axis_px),
+                    size=120,
+                    legend=present if legend else False,
+                )
             )
         panels.append(
             {
@@ -1572,8 +1593,9 @@ def small_multiples_chart(
                 "layer": layers,
             }
         )
+    heading = _title(label("small_multiples", lang), label("small_multiples_sub", lang), width)
     body = {
-        "title": _title(label("small_multiples", lang), label("small_multiples_sub", lang), width),
+        **({"title": heading} if titled else {}),
         "concat": panels,
         "columns": int(per_row),
         "spacing": spacing,
@@ -2289,12 +2311,11 @@ def score_distribution_chart(
     lang = _check_lang(lang)
     present = list(pd.unique(scores_summary["timepoint"].astype(str))) if "timepoint" in scores_summary else []
     single = len(present) == 1
-    # the page's heading says "distribution"; the chart names the scale it draws (one timepoint: its name)
+    # the page's heading says "distribution"; the chart names the scale it draws (and its one timepoint)
     if not title:
+        title = scale.label(lang) if scale is not None else label("distribution", lang)
         if single:
-            title = _timepoint_names(present, timepoints, lang)[present[0]]
-        else:
-            title = scale.label(lang) if scale is not None else label("distribution", lang)
+            title = f"{title} · {_timepoint_names(present, timepoints, lang)[present[0]]}"
     if scores_summary.empty:
         return _empty_chart(title, lang, width)
     group = "unit" if "unit" in scores_summary.columns else "group"

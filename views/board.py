@@ -64,5 +64,7 @@ colours = pd.DataFrame(
         for r in rows
     ]
 )
+if len(shown) == 1:  # one hospital, named in the caption above: its name in every row only pushed the counts off
+    table = table.drop(columns=t("column.hospital", lang))
 render.static_table(table, colours=colours, widths={t("column.condition", lang): 180})
 st.caption(t("board.legend", lang, count=signal_explain_days()))

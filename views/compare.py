@@ -67,8 +67,23 @@ key_rows = filters.with_unit_names(
     table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])], level=level
 )
 own = names.get(str(chosen.unit), chosen.unit) if chosen.unit else None
-render.cached_chart(
-    ("small_multiples", level),
-    lambda: charts.small_multiples_chart(key_rows, lang=lang, highlight=own, width=layout.MAIN_WIDTH),
-    highlight=own,
-)
+# one chart per indicator, two side by side in columns that a phone stacks, each built to fit a phone's screen
+# (one grid of every indicator is not stretched: on a phone its right-hand panels were cut off)
+st.subheader(charts.label("small_multiples", lang))
+st.caption(charts.label("small_multiples_sub", lang))
+indicators = list(dict.fromkeys(key_rows["indicator"]))
+for start in range(0, len(indicators), 2):
+    for place, (column, indicator) in enumerate(zip(st.columns(2), indicators[start : start + 2], strict=False)):
+        with column:
+            render.cached_chart(
+                ("small_multiples", level, indicator),
+                lambda indicator=indicator, first=start + place == 0: charts.small_multiples_chart(
+                    key_rows[key_rows["indicator"] == indicator],
+                    lang=lang,
+                    highlight=own,
+                    width=charts.PHONE_FIXED_WIDTH,
+                    titled=False,
+                    legend=first,
+                ),
+                highlight=own,
+            )
