@@ -313,6 +313,7 @@ def _save(what: str, lang: str) -> None:
                 indicators=[indicator] if indicator else [],
                 signals=[signal] if signal else [],
                 expected_effect=state["mt_action_effect"],
+                status=state.get("mt_action_status") or improvement.ActionStatus.PLANNED,
             )
         else:  # a team goal or an external norm
             prefix = f"mt_{what}"
@@ -459,6 +460,13 @@ if agenda.may_edit:
             value=dt.date.today() + dt.timedelta(days=91),
             key="mt_action_due",
             format="YYYY-MM-DD",
+        )
+        st.radio(  # started at the meeting (under way) or planned for later
+            t("agenda.field_status", lang),
+            [improvement.ActionStatus.PLANNED.value, improvement.ActionStatus.IN_PROGRESS.value],
+            key="mt_action_status",
+            format_func=lambda v: label("action", v),
+            horizontal=True,
         )
         st.selectbox(
             t("agenda.field_indicator", lang),
