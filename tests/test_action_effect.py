@@ -239,9 +239,6 @@ def test_the_demo_plants_two_improvements_that_its_history_s_actions_find(demo_r
     leak_start = dt.date.fromisoformat(planted[("colorectal_cancer", "anastomotic_leak")]["start"])
     mortality = action_effect.action_effect(results["colorectal_cancer"], "mortality_30d", own, leak_start)
     assert mortality.outcome is Outcome.NO_CHANGE, mortality.sentence("en")
-    hip_start = dt.date.fromisoformat(planted[("hip_osteoarthritis", "readmission_30d")]["start"])
-    complications = action_effect.action_effect(results["hip_osteoarthritis"], "complication_90d", own, hip_start)
-    assert complications.outcome is Outcome.NO_CHANGE, complications.sentence("en")
 
 
 def test_oe_counts_only_the_cycles_the_case_mix_model_could_judge():

@@ -149,7 +149,8 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
     page.goto(f"{server.url}/meeting?lang={LANG}&condition={CONDITION}")
     wait_for_title(page, t("agenda.title", LANG))
     assert_clean(page)
-    assert signal_id in main(page).inner_text()  # the new signal is on the agenda
+    # the new signal is on the agenda (a table's code is fetched when a page first shows one: wait for it)
+    expect(main(page).locator("table").filter(has_text=signal_id).first).to_be_visible(timeout=SETTLED_MS)
 
     # explain the new signal: a real difference, in the team's words
     form = _form(page, "agenda.form_explain")
