@@ -149,8 +149,9 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
     page.goto(f"{server.url}/meeting?lang={LANG}&condition={CONDITION}")
     wait_for_title(page, t("agenda.title", LANG))
     assert_clean(page)
-    # the new signal is on the agenda (a table's code is fetched when a page first shows one: wait for it)
-    expect(main(page).locator("table").filter(has_text=signal_id).first).to_be_visible(timeout=SETTLED_MS)
+    # the new signal is on the agenda (the browser fetches a table's code when a page first shows one, from a server
+    # that may be busy preparing the views of the new data in the background: wait for it)
+    expect(main(page).locator("table").filter(has_text=signal_id).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
 
     # explain the new signal: a real difference, in the team's words
     form = _form(page, "agenda.form_explain")
@@ -242,6 +243,6 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
     wait_for_title(page, t("agenda.title", LANG))
     settle(page)
     row = main(page).locator("table tr").filter(has_text=action.item_id).filter(has_text=ACTION_TITLE).first
-    expect(row).to_contain_text(t("improvement.action_in_progress", LANG), timeout=SETTLED_MS)
+    expect(row).to_contain_text(t("improvement.action_in_progress", LANG), timeout=RUN_TIMEOUT_MS)
     expect(row).to_contain_text(leak)
     assert_clean(page)
