@@ -6,9 +6,9 @@ import`, as the data steward does, and the team page draws the started action on
 and the meeting page lists it as under way.
 
 The meeting writes to the database, so it runs on its own registry and its own server (local mode: every role, no
-sign-in): the walks of tests/e2e/test_pages.py keep the registry they expect. That registry is the browser tests'
-demo registry imported from the same generator files without its last month (NEXT_MONTH on), which the test
-imports after the meeting.
+sign-in): the walks of tests/e2e/test_pages.py keep the registry they expect. That registry is the meeting's
+condition of the browser tests' demo registry, imported from the same generator files without its last month
+(NEXT_MONTH on), which the test imports after the meeting.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from vbhc.i18n import t
 from vbhc.improvement import Flag, Rule
 from vbhc.indicators import compute_indicators, load_condition_data
 from vbhc.ingest import import_files
+from vbhc.settings import catalog_dir
 from vbhc.store import get_engine
 
 pytestmark = pytest.mark.browser
@@ -51,15 +53,19 @@ READER = Viewer("e2e", "e2e", (Scope(Role.QUALITY),))
 NEXT_MONTH = dt.date(2025, 12, 1)
 
 
-def split_at_month(files: list[Path], first_day: dt.date, folder: Path) -> tuple[list[Path], list[Path]]:
-    """The generator's registry files as two deliveries: the care cycles with an index date before `first_day`
-    (with their outcomes, PROMs and costs, and the units), and the month's from `first_day` on. Values are copied
-    as text, unchanged."""
+def split_at_month(
+    files: list[Path], first_day: dt.date, folder: Path, condition: str
+) -> tuple[list[Path], list[Path]]:
+    """The generator's registry files of `condition` as two deliveries: the care cycles with an index date before
+    `first_day` (with their outcomes, PROMs and costs, and the units), and the month's from `first_day` on. Values
+    are copied as text, unchanged."""
     cycles = pd.read_csv(files[1], dtype=str, keep_default_na=False)
+    cycles = cycles[cycles["condition"] == condition]
     later = set(cycles.loc[pd.to_datetime(cycles["index_date"]).dt.date >= first_day, "cycle_id"])
     parts: tuple[list[Path], list[Path]] = ([files[0]], [])
     for file in files[1:]:
         rows = cycles if file == files[1] else pd.read_csv(file, dtype=str, keep_default_na=False)
+        rows = rows[rows["cycle_id"].isin(set(cycles["cycle_id"]))]
         month = rows["cycle_id"].isin(later)
         for part, (name, kept) in zip(parts, (("before", rows[~month]), ("month", rows[month])), strict=True):
             (folder / name).mkdir(exist_ok=True)
@@ -68,16 +74,35 @@ def split_at_month(files: list[Path], first_day: dt.date, folder: Path) -> tuple
     return parts
 
 
+def one_condition_catalog(folder: Path) -> Path:
+    """A copy of the shipped catalog with only the meeting's condition (and the shared instruments, case-mix
+    labels and cost activities)."""
+    conditions = set(default_catalog().conditions) - {CONDITION}
+    target = folder / "catalog"
+    target.mkdir()
+    for file in catalog_dir().glob("*.toml"):
+        if file.stem not in conditions:
+            shutil.copy2(file, target / file.name)
+    return target
+
+
 @pytest.fixture(scope="module")
 def meeting_app(
     _servers, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[StreamlitServer, object, str, list[Path]]]:
-    """Its own server on the demo registry without its last month, with one new signal of the own hospital (as an
-    import's detection would record it). Yields (server, engine, the signal's item id, the month's files)."""
+) -> Iterator[tuple[StreamlitServer, object, str, list[Path], Path]]:
+    """Its own server on the demo registry of the meeting's condition without its last month, with one new signal
+    of the own hospital (as an import's detection would record it). Yields (server, engine, the signal's item id,
+    the month's files, the catalog folder).
+
+    One condition (a catalog of it alone, VBHC_CATALOG_DIR): a new import makes every indicator view of the data
+    stale, and the server computes them again; for seven conditions that took about 40 s of a 2-core machine."""
     folder = tmp_path_factory.mktemp("e2e-meeting")
-    before, month = split_at_month(demo_files(_servers[0].database_url), NEXT_MONTH, folder)
+    before, month = split_at_month(demo_files(_servers[0].database_url), NEXT_MONTH, folder, CONDITION)
     database_url = f"sqlite:///{folder / 'meeting.db'}"
-    server = StreamlitServer(database_url, folder / "streamlit.log")  # boots while the registry is imported
+    catalog = one_condition_catalog(folder)
+    server = StreamlitServer(  # boots while the registry is imported
+        database_url, folder / "streamlit.log", env={"VBHC_CATALOG_DIR": str(catalog)}
+    )
     engine = get_engine(database_url)
     try:
         import_files(before, engine, imported_by="e2e")
@@ -85,7 +110,7 @@ def meeting_app(
         improvement.record_detection(engine, "import", CONDITION, "hospital", "e2e", [flag])
         [signal] = improvement.signals(engine, READER, CONDITION, unit="H01", status=[improvement.SignalStatus.NEW])
         server.wait_until_healthy()
-        yield server, engine, signal.item_id, month
+        yield server, engine, signal.item_id, month, catalog
     finally:
         server.stop()
         engine.dispose()
@@ -143,7 +168,7 @@ def _pdf_text(data: bytes) -> str:
 
 
 def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> None:
-    server, engine, signal_id, next_month = meeting_app
+    server, engine, signal_id, next_month, catalog = meeting_app
     condition = default_catalog().condition(CONDITION)
     leak = condition.indicator(INDICATOR).label(LANG)
     page.goto(f"{server.url}/meeting?lang={LANG}&condition={CONDITION}")
@@ -216,7 +241,7 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
     run = subprocess.run(
         [sys.executable, "-m", "vbhc.cli", "import", "--no-precompute", *map(str, next_month)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "VBHC_DATABASE_URL": server.database_url},
+        env={**os.environ, "VBHC_DATABASE_URL": server.database_url, "VBHC_CATALOG_DIR": str(catalog)},
         capture_output=True,
         text=True,
         timeout=120,
