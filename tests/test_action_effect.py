@@ -189,29 +189,55 @@ def test_too_few_cycles_or_no_data_since_the_start_says_so():
 
 
 # --------------------------------------------------------------------------------------------- the demo
-def test_the_demo_plants_an_improvement_at_the_second_actions_start(demo_registry):
-    """The default demo: the own hospital's anastomotic leaks fall after the action under way starts (planted),
-    and the year after the earlier action's start shows no change."""
-    from vbhc import demo_history
+def test_the_demo_plants_two_improvements_that_its_history_s_actions_find(demo_registry, tmp_path):
+    """The default demo: two planted improvements in different condition teams of the own hospital (leaks after a
+    colorectal resection, readmissions after a hip replacement). The demo history's actions under way start when
+    they do, and vbhc.action_effect finds both (the 95% interval excludes no change, crude and adjusted for case
+    mix); the earlier, done action's year after its start shows no change."""
+    from tests.registry_copy import copy_registry
+    from vbhc import demo_history, improvement
+    from vbhc.improvement import ActionStatus
     from vbhc.indicators import compute_indicators, load_condition_data
 
     engine, truth = demo_registry
-    (planted,) = truth["improvements"]
-    assert (planted["condition"], planted["indicator"], planted["hospital"]) == (
-        "colorectal_cancer",
-        "anastomotic_leak",
-        truth["own_hospital"],
-    )
-    assert planted["start"] == demo_history.ACTIONS[1][0].isoformat()
-    data = load_condition_data("colorectal_cancer", engine=engine)
-    result = compute_indicators(data, level="hospital")
-    effect = action_effect.action_effect(result, "anastomotic_leak", "H01", dt.date.fromisoformat(planted["start"]))
-    assert effect.outcome is Outcome.IMPROVED, effect.sentence("en")
-    assert effect.upper < -0.02 and effect.after.oe < effect.before.oe and effect.oe_ratio_upper < 1
-    earlier = action_effect.action_effect(result, "anastomotic_leak", "H01", demo_history.ACTIONS[0][0])
-    assert earlier.outcome is Outcome.NO_CHANGE, earlier.sentence("en")
+    own = truth["own_hospital"]
+    planted = {(i["condition"], i["indicator"]): i for i in truth["improvements"]}
+    assert set(planted) == {("colorectal_cancer", "anastomotic_leak"), ("hip_osteoarthritis", "readmission_30d")}
+    assert {i["hospital"] for i in planted.values()} == {own}
+    assert all(i["odds_ratio_before"] >= 2 and i["odds_ratio_after"] < 1 for i in planted.values())
+
+    # the history as `vbhc demo` writes it, on a copy (the shared registry stays without one)
+    copy = copy_registry(engine, tmp_path / "history.db")
+    try:
+        benchmarks = demo_history.benchmarks_from_store(copy, sorted({c for c, _ in planted}))
+        demo_history.write_history(copy, truth, benchmarks)
+        acts = improvement.actions(copy, demo_history.DEMO_VIEWER)
+    finally:
+        copy.dispose()
+    assert sorted((a.condition, a.status) for a in acts) == [
+        ("colorectal_cancer", ActionStatus.DONE),
+        ("colorectal_cancer", ActionStatus.IN_PROGRESS),
+        ("hip_osteoarthritis", ActionStatus.IN_PROGRESS),
+    ]
+    results = {}
+    for action in acts:
+        [indicator] = action.indicator_ids
+        assert action.unit == own
+        if action.condition not in results:
+            data = load_condition_data(action.condition, engine=engine)
+            results[action.condition] = compute_indicators(data, level="hospital")
+        effect = action_effect.action_effect(results[action.condition], indicator, own, action.start)
+        if action.status == ActionStatus.IN_PROGRESS:
+            assert action.start.isoformat() == planted[(action.condition, indicator)]["start"]
+            assert effect.outcome is Outcome.IMPROVED, effect.sentence("en")
+            assert effect.upper < -0.02 and effect.after.n >= 200 and effect.before.n >= 200, effect
+            assert effect.after.oe < effect.before.oe and effect.oe_ratio_upper < 1, effect.adjusted_sentence("en")
+        else:  # the earlier action on the same outlier: the excess was still there a year later
+            assert effect.outcome is Outcome.NO_CHANGE, effect.sentence("en")
+            assert effect.lower < 0 < effect.upper
     # an indicator of the same unit without a planted change shows none at the same start
-    mortality = action_effect.action_effect(result, "mortality_30d", "H01", dt.date.fromisoformat(planted["start"]))
+    leak_start = dt.date.fromisoformat(planted[("colorectal_cancer", "anastomotic_leak")]["start"])
+    mortality = action_effect.action_effect(results["colorectal_cancer"], "mortality_30d", own, leak_start)
     assert mortality.outcome is Outcome.NO_CHANGE, mortality.sentence("en")
 
 

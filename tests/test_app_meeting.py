@@ -123,6 +123,30 @@ def test_a_care_team_explains_a_signal_and_sees_it_explained(meeting_db, signed_
     assert improvement.signals(meeting_db, improvement_viewer("care"), CONDITION)[0].decision == "action"
 
 
+@pytest.mark.parametrize("status", ["planned", "in_progress"])
+def test_an_action_started_at_the_meeting_is_listed_with_the_status_chosen(meeting_db, signed_in, status):
+    """The action form offers planned or under way (started at the meeting); the actions table shows the choice."""
+    at = _app("care")
+    assert at.radio(key="mt_action_status").options == [
+        t("improvement.action_planned", "en"),
+        t("improvement.action_in_progress", "en"),
+    ]
+    at.text_input(key="mt_action_title").input("Stapler training")
+    at.text_input(key="mt_action_owner").input("surgeon")
+    at.radio(key="mt_action_status").set_value(status)
+    at.selectbox(key="mt_action_indicator").set_value("anastomotic_leak")
+    next(b for b in at.button if b.label == t("agenda.submit_action", "en")).click()
+    at.run()
+    assert not at.exception and [e.value for e in at.error] == []
+    [action] = improvement.actions(meeting_db, improvement_viewer("care"), CONDITION)
+    assert (action.title, action.status, action.indicator_ids) == ("Stapler training", status, ["anastomotic_leak"])
+    listed = next(
+        f.value for f in at.table if t("agenda.field_title", "en") in f.value.columns and len(f.value.columns) > 6
+    )
+    row = listed[listed[t("agenda.field_title", "en")] == "Stapler training"]
+    assert list(row[t("agenda.col_status", "en")]) == [t(f"improvement.action_{status}", "en")]
+
+
 def test_a_stale_edit_shows_who_changed_it_and_the_current_state(meeting_db, signed_in):
     at = _app("care")
     [signal] = improvement.signals(meeting_db, improvement_viewer("quality"), CONDITION)

@@ -1,6 +1,6 @@
 """The demo's improvement history (vbhc.demo_history), written through vbhc.improvement from a hand-made truth:
-targets for the key indicators, planted signals explained and decided, other signals left new, two actions on
-the own hospital's worse outlier, and nothing written twice."""
+targets for the key indicators, planted signals explained and decided, other signals left new, an action under
+way on each of the own hospital's worse outliers and an earlier one on the first, and nothing written twice."""
 
 from __future__ import annotations
 
@@ -18,10 +18,16 @@ TRUTH = {
          "note": "own hospital: more anastomotic leaks"},
         {"condition": "breast_cancer", "indicator": "surgical_site_infection", "hospital": "H02",
          "direction": "better", "note": "fewer surgical site infections"},
+        {"condition": "hip_osteoarthritis", "indicator": "readmission_30d", "hospital": "H01", "direction": "worse",
+         "note": "own hospital: more readmissions"},
     ],
     "casemix_only": [{"condition": "colorectal_cancer", "hospital": "H06", "indicator": "mortality_30d"}],
 }  # fmt: skip
-BENCHMARKS = {("colorectal_cancer", "anastomotic_leak"): 0.0812, ("colorectal_cancer", "mortality_30d"): 0.0231}
+BENCHMARKS = {
+    ("colorectal_cancer", "anastomotic_leak"): 0.0812,
+    ("colorectal_cancer", "mortality_30d"): 0.0231,
+    ("hip_osteoarthritis", "readmission_30d"): 0.0523,
+}
 
 
 def detect(engine, condition: str, *flags: tuple[str, str, str]) -> None:
@@ -39,6 +45,7 @@ def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
         ("H04", "readmission_30d", "worse"),  # chance: for the meeting to explain
     )
     detect(engine, "breast_cancer", ("H02", "surgical_site_infection", "better"))
+    detect(engine, "hip_osteoarthritis", ("H01", "readmission_30d", "worse"))
 
     history = demo_history.write_history(engine, TRUTH, BENCHMARKS)
 
@@ -51,14 +58,23 @@ def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
     assert all(t.valid_from == dt.date(2021, 1, 1) for t in targets)
     assert next(t for t in targets if t.kind == TargetKind.EXTERNAL_NORM).source == demo_history.NORM_SOURCE
 
-    by_unit = {s.unit: s for s in improvement.signals(engine, VIEWER)}
-    leak, case_mix, chance, better = by_unit["H01"], by_unit["H06"], by_unit["H04"], by_unit["H02"]
+    hip_targets = improvement.targets(engine, VIEWER, "hip_osteoarthritis")
+    assert sorted((t.indicator, t.kind, t.unit, t.value) for t in hip_targets) == [
+        ("readmission_30d", TargetKind.EXTERNAL_NORM, "", 0.065),  # 1.25 x 5.23% = 6.54%, to half a percent
+        ("readmission_30d", TargetKind.TEAM_GOAL, "H01", 0.05),  # no 30-day mortality indicator for hip
+    ]
+
+    [hip] = improvement.signals(engine, VIEWER, "hip_osteoarthritis")
+    assert (hip.explanation, hip.decision) == (Explanation.REAL, Decision.ACTION)
+    by_unit = {s.unit: s for s in improvement.signals(engine, VIEWER, "colorectal_cancer")}
+    leak, case_mix, chance = by_unit["H01"], by_unit["H06"], by_unit["H04"]
     assert (leak.status, leak.explanation, leak.decision) == (SignalStatus.DECIDED, Explanation.REAL, Decision.ACTION)
     assert "more anastomotic leaks" in leak.explanation_text
     assert (case_mix.explanation, case_mix.decision) == (Explanation.CASE_MIX, Decision.NO_ACTION)
-    assert (better.explanation, better.decision) == (Explanation.REAL, Decision.NO_ACTION)
     assert chance.status == SignalStatus.NEW
-    assert sorted(history.explained) == sorted(s.item_id for s in (leak, case_mix, better))
+    better = next(s for s in improvement.signals(engine, VIEWER, "breast_cancer"))
+    assert (better.explanation, better.decision) == (Explanation.REAL, Decision.NO_ACTION)
+    assert sorted(history.explained) == sorted(s.item_id for s in (leak, case_mix, better, hip))
 
     acts = annotations.chart_actions(engine, VIEWER, "colorectal_cancer", "anastomotic_leak", "H01")
     assert [(a.status, a.title) for a in acts] == [
@@ -69,10 +85,21 @@ def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
     assert [
         a.title for a in annotations.chart_actions(engine, VIEWER, "colorectal_cancer", "anastomotic_leak", "H02")
     ] == []
-    assert history.summary() == "Improvement history: 3 target(s), 3 explained signal(s), 2 action(s)"
+    # the second worse outlier of the own hospital gets only the action under way (no earlier one)
+    acts = annotations.chart_actions(engine, VIEWER, "hip_osteoarthritis", "readmission_30d", "H01")
+    assert [(a.status, a.title, a.start, a.signal_ids) for a in acts] == [
+        (
+            ActionStatus.IN_PROGRESS,
+            "Verbetertraject heropname binnen 30 dagen",
+            demo_history.ACTIONS[1][0],
+            [hip.item_id],
+        )
+    ]
+    assert acts[0].expected_effect == "Minder heropname binnen 30 dagen, binnen een jaar te zien"
+    assert history.summary() == "Improvement history: 5 target(s), 4 explained signal(s), 3 action(s)"
 
     again = demo_history.write_history(engine, TRUTH, BENCHMARKS)
-    assert again.already_there and len(improvement.actions(engine, VIEWER)) == 2
+    assert again.already_there and len(improvement.actions(engine, VIEWER)) == 3
 
 
 def test_the_action_under_way_starts_when_the_planted_improvement_does(sqlite_engine):
@@ -83,6 +110,8 @@ def test_the_action_under_way_starts_when_the_planted_improvement_does(sqlite_en
         "improvements": [
             {"condition": "colorectal_cancer", "indicator": "anastomotic_leak", "hospital": "H01",
              "start": "2024-11-15"},
+            {"condition": "hip_osteoarthritis", "indicator": "readmission_30d", "hospital": "H01",
+             "start": "2024-07-01"},
         ],
     }  # fmt: skip
     demo_history.write_history(sqlite_engine, truth, BENCHMARKS)
@@ -91,3 +120,5 @@ def test_the_action_under_way_starts_when_the_planted_improvement_does(sqlite_en
         (ActionStatus.DONE, demo_history.ACTIONS[0][0]),
         (ActionStatus.IN_PROGRESS, dt.date(2024, 11, 15)),
     ]
+    acts = annotations.chart_actions(sqlite_engine, VIEWER, "hip_osteoarthritis", "readmission_30d", "H01")
+    assert [(a.status, a.start) for a in acts] == [(ActionStatus.IN_PROGRESS, dt.date(2024, 7, 1))]

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from vbhc import agenda, audit, improvement, minutes, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
-from vbhc.improvement import ActionStatus, Explanation, Flag, ImprovementError, ItemNotFound, Rule
+from vbhc.improvement import ActionStatus, EditConflict, Explanation, Flag, ImprovementError, ItemNotFound, Rule
 from vbhc.minutes import Decided, ItemDecision, MinutesError, Section
 from vbhc.reports.minutes import build_minutes_docx, build_minutes_pdf, export_minutes, minutes_content
 
@@ -94,6 +94,9 @@ def test_a_stale_recording_is_refused_with_who_and_when_and_writes_nothing(items
     with pytest.raises(MinutesError) as refused:  # CARE opened the page before QUALITY recorded it
         minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action))
     assert "quality@example.org" in str(refused.value) and "version 1" in str(refused.value)
+    # one conflict for every versioned record: the page handles a meeting's like an item's
+    assert isinstance(refused.value, EditConflict) and refused.value.based_on == 0
+    assert refused.value.current.version == 1 and refused.value.current.recorded_by == "quality@example.org"
     assert "opnieuw vastgelegd door quality@example.org" in refused.value.message("nl")
     assert (_count(engine, models.MeetingRecord), _count(engine, models.MeetingDecision)) == before
 

@@ -20,6 +20,7 @@ from vbhc.i18n import t
 from vbhc.improvement import Decision, Explanation, Flag, Rule
 from vbhc.ingest import import_files
 from vbhc.reports import build_pdf, build_workbook, compute_results, make_report
+from vbhc.reports.core import unit_names_for
 from vbhc.reports.followup import read_follow_up
 
 HIP = "hip_osteoarthritis"
@@ -215,3 +216,67 @@ def test_the_workbook_shows_unit_ids_only_in_its_key_columns(registry, tmp_path,
                         found.append(f"{ws.title}!{row[0].row},{col}: {text}")
     assert keyed, "no unit id in a key column: the check would pass on anything"
     assert found == []
+
+
+#: What the store keeps and a reader must never see in a report: catalog ids and the stored values of choices.
+RAW_VALUE = re.compile(
+    r"\b(hip_osteoarthritis|revision_1y|cost_per_cycle|eq5d_change_12m|team_goal|external_norm|in_progress"
+    r"|planned|funnel_998|case_mix|data_error|no_action|real|action|worse|spc)\b"
+)
+
+
+def _follow_up_words(lang: str) -> list[str]:
+    """The words the improvement part of a report must show in `lang`: names and labels, never ids."""
+    hip = default_catalog().condition(HIP)
+    return [
+        hip.indicator("revision_1y").label(lang),
+        hip.indicator("cost_per_cycle").label(lang),
+        t("improvement.target_team_goal", lang),
+        t("agenda.met_yes", lang),
+        t("agenda.met_no", lang),
+        t("improvement.explanation_real", lang),
+        t("improvement.decision_action", lang),
+        t("improvement.action_planned", lang),
+        t("improvement.rule_funnel_998", lang),
+        t("improvement.side_worse", lang),
+    ]
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_both_reports_show_targets_explanations_and_actions_by_name_in_either_language(registry, monkeypatch, lang):
+    """The workbook's improvement sheet and the PDF's section in English and Dutch: the targets (kind, met or not),
+    the explanation and decision of the signal, the action with its status and linked indicator, all in the
+    report's language and by name; no catalog id or stored value of a choice in any cell or line."""
+    from PIL import Image
+
+    from vbhc.reports import pdf
+
+    engine, result = registry
+    follow = read_follow_up(engine, CARE, [HIP])
+    other = "nl" if lang == "en" else "en"
+    words = _follow_up_words(lang)
+    # the other language's labels that differ from this one's: they must not show
+    foreign = [w for w, mine in zip(_follow_up_words(other), words, strict=True) if w != mine]
+    assert len(foreign) >= 6  # the check below can fail: most labels differ between the languages
+
+    rows = _sheet_rows(build_workbook([result], lang=lang, suppress_below=0, follow_up=follow), lang)
+    cells = [str(c) for r in rows for c in r if c is not None]
+    sheet = "\n".join(cells)
+    for word in [*words, "New implant since March", "Fewer revisions within a year", "orthopaedic surgeon"]:
+        assert word in cells or word in sheet, (word, sheet[:2000])
+    assert not [c for c in cells if RAW_VALUE.search(c)], [c for c in cells if RAW_VALUE.search(c)]
+    assert not [w for w in foreign if w in cells], foreign
+
+    blank = io.BytesIO()
+    Image.new("RGB", (4, 3), "white").save(blank, format="PNG")
+    monkeypatch.setattr(pdf, "render_chart", lambda chart, scale=pdf.CHART_SCALE: blank.getvalue())
+    names = unit_names_for([result], lang, engine)  # as make_report passes them
+    content = build_pdf(result, "H01", lang=lang, suppress_below=0, follow_up=follow, unit_names=names)
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(content)).pages)
+    section = text[text.index(t("report.improvement_title", lang)) :]
+    section = section[: re.search(r"\b(Page|Pagina) \d+ (of|van) \d+", section).start()]  # to the page's end
+    squeezed = section.replace(" ", "")  # a table cell wraps its text anywhere ("Benchmar k")
+    for word in [*words, "New implant since March", "orthopaedic surgeon", "Testziekenhuis Noord"]:
+        assert word.replace(" ", "") in squeezed, (word, section)
+    assert RAW_VALUE.findall(section) == [] and RAW_UNIT_ID.findall(section) == [], section
+    assert not [w for w in foreign if w.replace(" ", "") in squeezed], foreign

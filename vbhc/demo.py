@@ -9,9 +9,10 @@ truth (written to truth.json beside the files):
 - every (hospital, condition, indicator) has ZERO true unit effect, except a short list of planted outliers
   (worse and better) and exactly one unit whose crude results differ only because it treats older and sicker
   patients (true effect zero);
-- one planted change over time (PLANTED_IMPROVEMENTS): from an improvement action's start the own hospital's
-  excess of one outlier outcome is gone (its odds ratio drops to 1), so the action's before/after view
-  (vbhc.action_effect) has a real effect to find; the same random numbers are drawn, so nothing else changes;
+- two planted changes over time (PLANTED_IMPROVEMENTS, in two condition teams of the own hospital): from an
+  improvement action's start the own hospital's excess of an outlier outcome is gone (its odds ratio drops below
+  1), so the action's before/after view (vbhc.action_effect) has a real effect to find; the same random numbers
+  are drawn, so nothing else changes;
 - hospital volumes differ about four-fold, index dates span five years with a mild upward trend.
 
 Determinism: all randomness comes from ``np.random.default_rng(SeedSequence(seed, spawn_key=(block,)))`` per
@@ -422,6 +423,8 @@ PLANTED_OUTCOMES = (
     PlantedOutcome("breast_cancer", "surgical_site_infection", "H02", 0.25, "fewer surgical site infections"),
     PlantedOutcome("oesophageal_cancer", "mortality_30d", "H06", 3.5,
                    "higher 30-day mortality (deaths also remove patients from the 12-month PROM)"),
+    PlantedOutcome("hip_osteoarthritis", "readmission_30d", "H01", 2.5,
+                   "own hospital: more readmissions within 30 days after a hip replacement than expected"),
 )  # fmt: skip
 
 
@@ -438,9 +441,17 @@ class PlantedImprovement:
     note: str
 
 
+#: Two, in different condition teams (and departments) of the own hospital, each on an outcome that drives nothing
+#: else in the generator (not a DRIVER_OUTCOME, not a death), so its change shows in that indicator only. Sized so
+#: that at the default 50,000 cycles the year after the start differs from the year before by more than chance
+#: (vbhc.action_effect): leaks about 22% -> 12% of about 215 resections a year, hip readmissions about 9% -> 3% of
+#: about 350 replacements a year.
 PLANTED_IMPROVEMENTS = (
     PlantedImprovement("colorectal_cancer", "anastomotic_leak", "H01", date(2024, 10, 1), 0.8,
                        "improvement programme from 1 Oct 2024: the excess of leaks is gone (odds ratio 0.8)"),
+    PlantedImprovement("hip_osteoarthritis", "readmission_30d", "H01", date(2024, 7, 1), 0.8,
+                       "discharge and aftercare programme from 1 Jul 2024: the excess of readmissions is gone "
+                       "(odds ratio 0.8)"),
 )  # fmt: skip
 PLANTED_STAYS = (PlantedStay("colorectal_cancer", "H03", 1.0, "longer length of stay (+1 day)"),)
 PLANTED_PROMS = (

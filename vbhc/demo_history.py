@@ -11,9 +11,10 @@ vbhc.improvement like any team's work (versions, audit log, role rules), from th
 - signals of planted outliers are explained as real, those of the unit that differs by case mix only as case
   mix not captured; each is decided (a worse one of the own hospital: action). Other signals stay new, for the
   meeting to explain;
-- two actions on the own hospital's worse outlier, linked to its indicator (and its signal, when detected): one
-  done in an earlier year and one under way. The one under way starts the day the generator plants a real
-  improvement (vbhc.demo.PLANTED_IMPROVEMENTS: the excess is gone from then on), so its before/after view
+- an action under way on each of the own hospital's worse outliers, linked to its indicator (and its signal, when
+  detected), and on the first of them also one done in an earlier year. An action under way starts the day the
+  generator plants a real improvement of that outlier (vbhc.demo.PLANTED_IMPROVEMENTS: the excess is gone from
+  then on; the default demo plants two, anastomotic leaks and hip readmissions), so its before/after view
   (vbhc.action_effect) shows an effect; the earlier one's year after its start holds no change, so its view shows
   none. The charts show where they started, and a rebase at their start compares the phases.
 Written once: a database that already holds targets or actions is left alone.
@@ -39,12 +40,14 @@ __all__ = ["DEMO_VIEWER", "History", "benchmarks_from_store", "write_history"]
 #: Who writes the demo's history: the quality directorate (it may set norms and edit every condition's items).
 DEMO_VIEWER = Viewer("vbhc demo", "vbhc demo", (Scope(Role.QUALITY),))
 NORM_SOURCE = "Fictieve landelijke norm (demodata)"
-#: The two actions: (start, due, status, title template, expected effect), the title filled with the indicator.
+#: The actions: (start, due, status, title template, expected effect), the texts filled with the indicator. The
+#: first (done, without effect) only on the first worse outlier of the own hospital; the second (under way) on each,
+#: starting when the generator's improvement of that outlier does, else on the date given here.
 ACTIONS = (
     (dt.date(2023, 4, 1), dt.date(2023, 12, 31), ActionStatus.DONE, "Casusbespreking van elke {label}",
      "Oorzaken in beeld; geen direct effect op de uitkomst verwacht"),
     (dt.date(2024, 10, 1), dt.date(2027, 6, 30), ActionStatus.IN_PROGRESS, "Verbetertraject {label}",
-     "Minder {label} binnen een jaar"),
+     "Minder {label}, binnen een jaar te zien"),
 )  # fmt: skip
 
 
@@ -161,18 +164,17 @@ def write_history(
         explained.append(signal.item_id)
 
     actions: list[str] = []
-    if own_worse:
-        outlier = own_worse[0]
+    improved = {
+        (i["condition"], i["hospital"], i["indicator"]): dt.date.fromisoformat(i["start"])
+        for i in truth.get("improvements", [])
+    }
+    for position, outlier in enumerate(own_worse):
         condition = catalog.condition(outlier["condition"])
         label = condition.indicator(outlier["indicator"]).label("nl").lower()
         signal = signal_of.get((condition.id, own, outlier["indicator"]))
-        planted = {
-            (i["condition"], i["hospital"], i["indicator"]): dt.date.fromisoformat(i["start"])
-            for i in truth.get("improvements", [])
-        }
-        for start, due, status, title, effect in ACTIONS:
+        for start, due, status, title, effect in ACTIONS if position == 0 else ACTIONS[1:]:
             if status == ActionStatus.IN_PROGRESS:  # starts the day the generator's improvement does, if one
-                start = planted.get((condition.id, own, outlier["indicator"]), start)
+                start = improved.get((condition.id, own, outlier["indicator"]), start)
             action = improvement.create_action(
                 engine,
                 viewer,

@@ -214,18 +214,22 @@ class ItemNotFound(ImprovementError):
 
 class EditConflict(ImprovementError):
     """Someone else's edit landed after the version this edit was based on; nothing was written. `current` is
-    their version, so the page can show it beside the refused change."""
+    their version, so the page can show it beside the refused change. One refusal for every versioned record: a
+    meeting record's (vbhc.minutes.MeetingConflict) names its own facts and words its own message."""
 
-    def __init__(self, current: Item, based_on: int) -> None:
+    def __init__(self, current: Any, based_on: int) -> None:
         self.current, self.based_on = current, based_on
-        super().__init__(
-            "conflict",
-            item=current.item_id,
-            based_on=based_on,
-            version=current.version,
-            user=current.changed_by,
-            at=current.changed_at,
-        )
+        super().__init__("conflict", based_on=based_on, **self.facts(current))
+
+    @staticmethod
+    def facts(current: Item) -> dict[str, Any]:
+        """What the message says about the version that landed first: which item, its version, who and when."""
+        return {
+            "item": current.item_id,
+            "version": current.version,
+            "user": current.changed_by,
+            "at": current.changed_at,
+        }
 
 
 class _LostRace(Exception):

@@ -42,6 +42,7 @@ __all__ = [
     "Decided",
     "ItemDecision",
     "Meeting",
+    "MeetingConflict",
     "MinutesError",
     "Section",
     "agenda_items",
@@ -117,6 +118,20 @@ class MinutesError(ImprovementError):
 
             shown["date"] = fmt_date(self.values["date"], lang)
         return t(f"minutes.error_{self.key}", lang, **shown)
+
+
+class MeetingConflict(improvement.EditConflict, MinutesError):
+    """improvement.EditConflict for a meeting record: someone recorded this meeting again after the version the
+    recorder saw; nothing was written. Worded as minutes.error_conflict (the meeting's date, not an item id)."""
+
+    @staticmethod
+    def facts(current: models.MeetingRecord) -> dict[str, Any]:
+        return {
+            "date": current.held_on,
+            "version": current.version,
+            "user": current.recorded_by,
+            "at": current.recorded_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -214,17 +229,6 @@ def _latest_record(conn: Any, meeting_id: str) -> models.MeetingRecord | None:
     return None if row is None else models.MeetingRecord(**dict(row))
 
 
-def _conflict(current: models.MeetingRecord, based_on: int) -> MinutesError:
-    return MinutesError(
-        "conflict",
-        date=current.held_on,
-        based_on=based_on,
-        version=current.version,
-        user=current.recorded_by,
-        at=current.recorded_at,
-    )
-
-
 def record_meeting(
     engine: Engine,
     viewer: Viewer,
@@ -239,7 +243,7 @@ def record_meeting(
     catalog: Catalog | None = None,
 ) -> Meeting:
     """Record what the meeting of `condition` (and `unit`) on `held_on` decided. `based_on` is the version of this
-    meeting's record the viewer saw (0: none yet); a later one refuses the recording (MinutesError "conflict").
+    meeting's record the viewer saw (0: none yet); a later one refuses the recording (MeetingConflict).
     Every decided item must be an improvement item of the condition the viewer may read; its current version is
     kept with the decision. All or nothing: a refusal writes no row."""
     catalog = catalog or default_catalog()
@@ -284,7 +288,7 @@ def record_meeting(
         current = _latest_record(conn, meeting_id)
         version = 0 if current is None else current.version
         if version != int(based_on):
-            raise _conflict(current, int(based_on))
+            raise MeetingConflict(current, int(based_on))
         record = {
             "meeting_id": meeting_id,
             "version": version + 1,
@@ -318,7 +322,7 @@ def record_meeting(
             winner = _latest_record(conn, meeting_id)
         if winner is None:
             raise
-        raise _conflict(winner, int(based_on)) from None
+        raise MeetingConflict(winner, int(based_on)) from None
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -8,6 +8,8 @@ they run before the page is drawn again, with the versions the viewer saw, so a 
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -26,6 +28,8 @@ from vbhc.reports.minutes import FORMATS as MINUTES_FORMATS
 from vbhc.reports.minutes import MIME, describe_item, export_minutes, minutes_content, minutes_file_name
 from vbhc.safety import md_escape, safe_file_name
 from vbhc.settings import signal_explain_days
+
+T = TypeVar("T")
 
 chosen, lang = render.page_start("agenda.title")
 viewer = auth.current()
@@ -137,6 +141,14 @@ def target_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pick_item(label_key: str, by_id: Mapping[str, T], key: str, describe: Callable[[T], str]) -> T:
+    """One of the items `by_id` (item id -> item), picked in a selectbox described in the viewer's words. The choice
+    is kept in session state under `key` and replaced by the first item when it left the list (another filter,
+    a new version), so the box never holds an id it no longer offers."""
+    filters.keep_valid(key, list(by_id))
+    return by_id[st.selectbox(t(label_key, lang), list(by_id), key=key, format_func=lambda i: describe(by_id[i]))]
+
+
 def show(frame: pd.DataFrame) -> None:
     if frame.empty:
         st.caption(t("agenda.nothing", lang))
@@ -183,17 +195,12 @@ def effect_section() -> None:
         st.caption(t("action_effect.none", lang))
         return
     st.caption(t("action_effect.intro", lang))
-    filters.keep_valid("mt_effect_action", list(linked))
-    picked = linked[
-        st.selectbox(
-            t("action_effect.pick", lang),
-            list(linked),
-            key="mt_effect_action",
-            format_func=lambda i: t(
-                "action_effect.pick_value", lang, item=i, title=linked[i].title, date=fmt_date(linked[i].start, lang)
-            ),
-        )
-    ]
+    picked = pick_item(
+        "action_effect.pick",
+        linked,
+        "mt_effect_action",
+        lambda a: t("action_effect.pick_value", lang, item=a.item_id, title=a.title, date=fmt_date(a.start, lang)),
+    )
     where = picked.unit if picked.unit != ALL_UNITS else unit
     if not where:
         st.caption(t("action_effect.no_unit", lang))
@@ -267,9 +274,7 @@ def _refusal(exc: Exception, lang: str) -> str:
     """A refused or failed write as one line in the viewer's language: who changed the item and when for a stale
     edit, the translated reason for a refused value, never a traceback."""
     try:
-        if isinstance(exc, improvement.EditConflict) or (
-            isinstance(exc, minutes.MinutesError) and exc.key == "conflict"
-        ):
+        if isinstance(exc, improvement.EditConflict):  # an item's or a meeting record's (minutes.MeetingConflict)
             return f"{meeting_agenda.error_text(exc, lang)} {t('agenda.now_current', lang)}"
         if isinstance(exc, ImprovementError):
             return meeting_agenda.error_text(exc, lang)
@@ -308,6 +313,7 @@ def _save(what: str, lang: str) -> None:
                 indicators=[indicator] if indicator else [],
                 signals=[signal] if signal else [],
                 expected_effect=state["mt_action_effect"],
+                status=state.get("mt_action_status") or improvement.ActionStatus.PLANNED,
             )
         else:  # a team goal or an external norm
             prefix = f"mt_{what}"
@@ -381,16 +387,11 @@ def _record(lang: str) -> None:
 
 
 def signal_picker(key: str, signals: list) -> None:
-    options = [s.item_id for s in signals]
-    filters.keep_valid(key, options)
-    by_id = {s.item_id: s for s in signals}
-    st.selectbox(
-        t("agenda.field_signal", lang),
-        options,
-        key=key,
-        format_func=lambda sid: " · ".join(
-            (sid, indicator_label(by_id[sid].indicator), unit_text(by_id[sid].unit, by_id[sid].level))
-        ),
+    pick_item(
+        "agenda.field_signal",
+        {s.item_id: s for s in signals},
+        key,
+        lambda s: " · ".join((s.item_id, indicator_label(s.indicator), unit_text(s.unit, s.level))),
     )
 
 
@@ -459,6 +460,13 @@ if agenda.may_edit:
             value=dt.date.today() + dt.timedelta(days=91),
             key="mt_action_due",
             format="YYYY-MM-DD",
+        )
+        st.radio(  # started at the meeting (under way) or planned for later
+            t("agenda.field_status", lang),
+            [improvement.ActionStatus.PLANNED.value, improvement.ActionStatus.IN_PROGRESS.value],
+            key="mt_action_status",
+            format_func=lambda v: label("action", v),
+            horizontal=True,
         )
         st.selectbox(
             t("agenda.field_indicator", lang),
@@ -533,22 +541,18 @@ def earlier_meetings() -> None:
     if not recorded:
         st.caption(t("minutes.none_recorded", lang))
         return
-    by_id = {m.meeting_id: m for m in recorded}
-    filters.keep_valid("mt_min_pick", list(by_id))
-    picked = by_id[
-        st.selectbox(
-            t("minutes.pick", lang),
-            list(by_id),
-            key="mt_min_pick",
-            format_func=lambda mid: t(
-                "minutes.pick_value",
-                lang,
-                date=fmt_date(by_id[mid].held_on, lang),
-                unit=unit_text(by_id[mid].record.unit),
-                count=len(by_id[mid].decisions),
-            ),
-        )
-    ]
+    picked = pick_item(
+        "minutes.pick",
+        {m.meeting_id: m for m in recorded},
+        "mt_min_pick",
+        lambda m: t(
+            "minutes.pick_value",
+            lang,
+            date=fmt_date(m.held_on, lang),
+            unit=unit_text(m.record.unit),
+            count=len(m.decisions),
+        ),
+    )
     content = minutes_content(engine, viewer, picked.meeting_id, lang, version=picked.version, unit_name=unit_text)
     st.caption(" · ".join(f"{name}: {value}" for name, value in content.facts[2:]))
     rows = [

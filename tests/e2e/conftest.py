@@ -114,14 +114,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def demo_files(database_url: str) -> list[Path]:
+    """The generator's files behind the browser tests' demo registry (`_servers`), in import order: units.xlsx,
+    then the care cycles, outcomes, PROMs and costs as CSV (a test that imports them again in parts reads them)."""
+    from vbhc.demo import TABLES
+
+    folder = Path(database_url.removeprefix("sqlite:///")).parent / "files"
+    return [folder / "units.xlsx", *(folder / f"{table}.csv" for table in TABLES[1:])]
+
+
 def _build_demo_database(folder: Path, database_url: str) -> None:
-    """Generate a small demo registry in `folder` and import it into `database_url`."""
+    """Generate a small demo registry in `folder` and import it into `database_url` (its files: demo_files)."""
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
     from vbhc.results import default_views, precompute
     from vbhc.store import get_engine
 
     result = generate_demo(folder / "files", cycles=DEMO_CYCLES, seed=DEMO_SEED)
+    assert result.files == demo_files(database_url)
     engine = get_engine(database_url)
     try:
         import_files(result.files, engine, imported_by="e2e")

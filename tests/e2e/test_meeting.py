@@ -1,31 +1,42 @@
 """A monthly improvement meeting played in a real browser, in Dutch, in local mode: the care team opens the meeting
-page of its condition, explains a new signal, decides on it, adds an improvement action, reads the action's before
-and after, records the meeting's decisions and downloads the minutes as PDF and DOCX, which must hold the
-explanation and the decision.
+page of its condition, explains a new signal, decides on it, starts an improvement action, reads the action's
+before and after, records the meeting's decisions and downloads the minutes as PDF and DOCX, which must hold the
+explanation and the decision. Then it is the next month: the month's registry files are imported with `vbhc
+import`, as the data steward does, and the team page draws the started action on the indicator's trend chart,
+and the meeting page lists it as under way.
 
-The meeting writes to the database, so it runs on its own copy of the browser tests' demo registry and its own
-server (local mode: every role, no sign-in): the walks of tests/e2e/test_pages.py keep the registry they expect.
+The meeting writes to the database, so it runs on its own registry and its own server (local mode: every role, no
+sign-in): the walks of tests/e2e/test_pages.py keep the registry they expect. That registry is the meeting's
+condition of the browser tests' demo registry, imported from the same generator files without its last month
+(NEXT_MONTH on), which the test imports after the meeting.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import StreamlitServer
-from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, wait_for_title
-from tests.e2e.test_pages import OWN, assert_clean, close_lists, main, set_date, settle
-from tests.registry_copy import copy_registry
+from tests.e2e.conftest import PROJECT_ROOT, StreamlitServer, demo_files
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, wait_for_charts, wait_for_title
+from tests.e2e.test_pages import OWN, assert_clean, close_lists, main, set_date, settle, team_title
 from vbhc import action_effect, improvement, minutes
 from vbhc.access import Role, Scope, Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import Flag, Rule
+from vbhc.indicators import compute_indicators, load_condition_data
+from vbhc.ingest import import_files
+from vbhc.settings import catalog_dir
 from vbhc.store import get_engine
 
 pytestmark = pytest.mark.browser
@@ -38,21 +49,68 @@ DECISION_NOTE = "Verbetertraject starten met de chirurgen"
 ACTION_TITLE = "Terug naar het oude nietapparaat"
 START = dt.date(2024, 1, 1)
 READER = Viewer("e2e", "e2e", (Scope(Role.QUALITY),))
+#: The first day of the demo's last month of care cycles (LAST_INDEX's month): imported after the meeting.
+NEXT_MONTH = dt.date(2025, 12, 1)
+
+
+def split_at_month(
+    files: list[Path], first_day: dt.date, folder: Path, condition: str
+) -> tuple[list[Path], list[Path]]:
+    """The generator's registry files of `condition` as two deliveries: the care cycles with an index date before
+    `first_day` (with their outcomes, PROMs and costs, and the units), and the month's from `first_day` on. Values
+    are copied as text, unchanged."""
+    cycles = pd.read_csv(files[1], dtype=str, keep_default_na=False)
+    cycles = cycles[cycles["condition"] == condition]
+    later = set(cycles.loc[pd.to_datetime(cycles["index_date"]).dt.date >= first_day, "cycle_id"])
+    parts: tuple[list[Path], list[Path]] = ([files[0]], [])
+    for file in files[1:]:
+        rows = cycles if file == files[1] else pd.read_csv(file, dtype=str, keep_default_na=False)
+        rows = rows[rows["cycle_id"].isin(set(cycles["cycle_id"]))]
+        month = rows["cycle_id"].isin(later)
+        for part, (name, kept) in zip(parts, (("before", rows[~month]), ("month", rows[month])), strict=True):
+            (folder / name).mkdir(exist_ok=True)
+            kept.to_csv(folder / name / file.name, index=False)
+            part.append(folder / name / file.name)
+    return parts
+
+
+def one_condition_catalog(folder: Path) -> Path:
+    """A copy of the shipped catalog with only the meeting's condition (and the shared instruments, case-mix
+    labels and cost activities)."""
+    conditions = set(default_catalog().conditions) - {CONDITION}
+    target = folder / "catalog"
+    target.mkdir()
+    for file in catalog_dir().glob("*.toml"):
+        if file.stem not in conditions:
+            shutil.copy2(file, target / file.name)
+    return target
 
 
 @pytest.fixture(scope="module")
-def meeting_app(_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StreamlitServer, object, str]]:
-    """Its own server on a copy of the demo registry with one new signal of the own hospital (as an import's
-    detection would record it). Yields (server, engine, the signal's item id)."""
+def meeting_app(
+    _servers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StreamlitServer, object, str, list[Path], Path]]:
+    """Its own server on the demo registry of the meeting's condition without its last month, with one new signal
+    of the own hospital (as an import's detection would record it). Yields (server, engine, the signal's item id,
+    the month's files, the catalog folder).
+
+    One condition (a catalog of it alone, VBHC_CATALOG_DIR): a new import makes every indicator view of the data
+    stale, and the server computes them again; for seven conditions that took about 40 s of a 2-core machine."""
     folder = tmp_path_factory.mktemp("e2e-meeting")
-    engine = copy_registry(get_engine(_servers[0].database_url), folder / "meeting.db")
-    flag = Flag("H01", INDICATOR, Rule.FUNNEL_998, "worse", 0.21)
-    improvement.record_detection(engine, "import", CONDITION, "hospital", "e2e", [flag])
-    [signal] = improvement.signals(engine, READER, CONDITION, unit="H01", status=[improvement.SignalStatus.NEW])
-    server = StreamlitServer(engine.url.render_as_string(hide_password=False), folder / "streamlit.log")
+    before, month = split_at_month(demo_files(_servers[0].database_url), NEXT_MONTH, folder, CONDITION)
+    database_url = f"sqlite:///{folder / 'meeting.db'}"
+    catalog = one_condition_catalog(folder)
+    server = StreamlitServer(  # boots while the registry is imported
+        database_url, folder / "streamlit.log", env={"VBHC_CATALOG_DIR": str(catalog)}
+    )
+    engine = get_engine(database_url)
     try:
+        import_files(before, engine, imported_by="e2e")
+        flag = Flag("H01", INDICATOR, Rule.FUNNEL_998, "worse", 0.21)
+        improvement.record_detection(engine, "import", CONDITION, "hospital", "e2e", [flag])
+        [signal] = improvement.signals(engine, READER, CONDITION, unit="H01", status=[improvement.SignalStatus.NEW])
         server.wait_until_healthy()
-        yield server, engine, signal.item_id
+        yield server, engine, signal.item_id, month, catalog
     finally:
         server.stop()
         engine.dispose()
@@ -110,13 +168,15 @@ def _pdf_text(data: bytes) -> str:
 
 
 def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> None:
-    server, engine, signal_id = meeting_app
+    server, engine, signal_id, next_month, catalog = meeting_app
     condition = default_catalog().condition(CONDITION)
     leak = condition.indicator(INDICATOR).label(LANG)
     page.goto(f"{server.url}/meeting?lang={LANG}&condition={CONDITION}")
     wait_for_title(page, t("agenda.title", LANG))
     assert_clean(page)
-    assert signal_id in main(page).inner_text()  # the new signal is on the agenda
+    # the new signal is on the agenda (the browser fetches a table's code when a page first shows one, from a server
+    # that may be busy preparing the views of the new data in the background: wait for it)
+    expect(main(page).locator("table").filter(has_text=signal_id).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
 
     # explain the new signal: a real difference, in the team's words
     form = _form(page, "agenda.form_explain")
@@ -133,21 +193,20 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
     _submit(page, form, "agenda.submit_decide")
     _saved(page)
 
-    # the action, linked to the indicator, started at the beginning of 2024
+    # the action, linked to the indicator, started (under way) at the beginning of 2024
     form = _form(page, "agenda.form_action")
     form.get_by_label(t("agenda.field_title", LANG)).fill(ACTION_TITLE)
     form.get_by_label(t("agenda.field_owner_role", LANG)).fill("chirurg")
     start = form.get_by_test_id("stDateInput").filter(has_text=t("agenda.field_start", LANG)).first
     set_date(page, start, START.year, START.month, START.day)
+    form.get_by_text(t("improvement.action_in_progress", LANG), exact=True).click()
     _choose_in_form(page, form.get_by_role("combobox", name=t("agenda.field_indicator", LANG)), leak)
     _submit(page, form, "agenda.submit_action")
     _saved(page)
     [action] = [a for a in improvement.actions(engine, READER, CONDITION) if a.title == ACTION_TITLE]
-    assert (action.start, action.indicator_ids) == (START, [INDICATOR])
+    assert (action.start, action.indicator_ids, action.status) == (START, [INDICATOR], "in_progress")
 
     # its before and after: the same verdict as vbhc.action_effect on the registry, with the trend split at the start
-    from vbhc.indicators import compute_indicators, load_condition_data
-
     where = action.unit or "H01"
     data = load_condition_data(CONDITION, engine=engine)
     result = compute_indicators(data, level="hospital", indicators=[INDICATOR])
@@ -175,4 +234,40 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
     assert docx.startswith(b"PK")
     for text in (_pdf_text(pdf), _docx_text(docx)):
         assert EXPLANATION in text and DECISION_NOTE in text and decision in text, text[:3000]
+    assert_clean(page)
+
+    # the next month: the data steward imports the month's registry files (`vbhc import`; the server prepares the
+    # views its pages ask for), and the team looks at the indicator again
+    run = subprocess.run(
+        [sys.executable, "-m", "vbhc.cli", "import", "--no-precompute", *map(str, next_month)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "VBHC_DATABASE_URL": server.database_url, "VBHC_CATALOG_DIR": str(catalog)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = load_condition_data(CONDITION, engine=engine)
+    assert pd.to_datetime(data.cycles["index_date"]).max().date() >= NEXT_MONTH  # the month is in the registry
+
+    # the team page: the action the meeting started is drawn on the indicator's trend, a rule at its start with its
+    # title, status and start date (Vega's SVG marks carry them as their accessible label)
+    page.goto(f"{server.url}/condition_team?lang={LANG}&condition={CONDITION}&indicator={INDICATOR}")
+    wait_for_title(page, team_title(CONDITION, OWN, LANG))
+    main(page).get_by_role("tab", name=t("team.trend", LANG), exact=True).click()
+    settle(page)
+    wait_for_charts(page)
+    marks = main(page).locator(f'svg [aria-label*="{ACTION_TITLE}"]')
+    expect(marks.first).to_be_attached(timeout=SETTLED_MS)
+    label = marks.first.get_attribute("aria-label")
+    assert t("improvement.action_in_progress", LANG) in label, label
+    assert_clean(page)
+
+    # the meeting page lists the action as under way, linked to the indicator
+    page.goto(f"{server.url}/meeting?lang={LANG}&condition={CONDITION}")
+    wait_for_title(page, t("agenda.title", LANG))
+    settle(page)
+    row = main(page).locator("table tr").filter(has_text=action.item_id).filter(has_text=ACTION_TITLE).first
+    expect(row).to_contain_text(t("improvement.action_in_progress", LANG), timeout=RUN_TIMEOUT_MS)
+    expect(row).to_contain_text(leak)
     assert_clean(page)
