@@ -131,7 +131,7 @@ def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[
 
     from sqlalchemy import create_engine
 
-    from vbhc.demo_external import external_figures, own_hospital_files
+    from vbhc.demo_external import external_files, own_hospital_files
     from vbhc.ingest import import_files
     from vbhc.store import upgrade_schema
 
@@ -143,11 +143,13 @@ def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[
             upgrade_schema(engine)
             print("Computing the other hospitals' figures from a registry of every hospital ...")
             import_files(files, engine, imported_by="demo")
-            figures = external_figures(engine, own, out, published=dt.date.today())
+            figures, models = external_files(engine, own, out, published=dt.date.today())
         finally:
             engine.dispose()
     print(f"  own hospital's files: {own_files[0].parent}")
     print(f"  external figures: {figures}")
+    if models:
+        print(f"  published case-mix models: {len(models)} in {models[0].parent}")
     return own_files, figures
 
 
