@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy.special import expit
-
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
