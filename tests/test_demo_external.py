@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, select
 
-from vbhc import external, models
+from vbhc import external, external_models, models
 from vbhc.access import local_viewer
 from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.cli import main
@@ -156,7 +156,11 @@ def test_the_demo_publishes_an_external_case_mix_model_per_key_yes_no_indicator(
     catalog = default_catalog()
     fitted = _own_model_frames(own_mode)
     assert {m.condition for m, _, _ in fitted} == set(catalog.conditions)  # at least one per condition
+    viewer = local_viewer("test")
     for model, frame, entry in fitted:
+        # `vbhc demo --mode own` stored it, so the team page shows it at first start
+        stored = external_models.stored_models(own_mode["own"], viewer, model.condition)
+        assert stored[model.indicator].model.sha256 == model.sha256 and stored[model.indicator].version == 1
         ind = catalog.condition(model.condition).indicator(model.indicator)
         assert ind.key and ind.kind in BINARY_KINDS and model.source == SOURCE and model.link == "logit"
         assert frame["y"].sum() == entry["observed"] and len(frame) == entry["n"]  # truth counts = the data

@@ -134,6 +134,9 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
         str(c) for ws in load_workbook(named).worksheets for row in ws.iter_rows(values_only=True) for c in row
     }
     assert t("external.benchmark_named", "nl", population=population) in " ".join(sheet_texts)
+    # the summary sheet of key indicators names it too (the O/E chart's title: tests/test_reports_excel.py)
+    summary = load_workbook(named)[t("report.sheet_summary", "nl")]
+    assert any(population in str(c) for row in summary.iter_rows(max_row=3, values_only=True) for c in row if c)
     from vbhc.cli import main
     from vbhc.store import get_engine
 
@@ -152,6 +155,10 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
     pages = [" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages]
     named = t("external.benchmark_named", "nl", population=population)
     assert population in pages[0] and named in pages[1], pages[:2]  # title page and key indicators
+    # the PROM and cost tables judge against the external figures too: named under each
+    for heading in (t("report.proms_summary", "nl"), t("report.cost_summary", "nl")):
+        page = next(p for p in pages if heading in p)
+        assert named in page.split(heading, 1)[1], page
     with engine.connect() as conn:
         details = [json.loads(d) for d in conn.scalars(select(AuditEvent.detail).where(AuditEvent.action == "export"))]
     assert [d["benchmark_population"] for d in details[-3:]] == [[population], [], [population]]
