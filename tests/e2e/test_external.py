@@ -18,32 +18,44 @@ from tests.e2e.test_sign_in import sign_in
 
 pytestmark = pytest.mark.browser
 
-CYCLES = 3_000  # the own hospital then has about 60 care cycles per condition; enough for a funnel plot
+CYCLES = 1_000  # one condition: the own hospital has about 100 care cycles, each other hospital about as many
 CONDITION, INDICATOR = "colorectal_cancer", "anastomotic_leak"  # the own hospital's planted outlier
 
 
 def _own_hospital_registry(folder: Path, database_url: str) -> Path:
-    """The demo as one hospital has it, without the external figures stored (the test imports them): the own
-    hospital's patient rows imported and precomputed; returns the generator's external figures file."""
-    from vbhc.cli import main
-    from vbhc.demo_external import EXTERNAL_FILE
+    """The demo as one hospital has it (as `vbhc demo --mode own` writes it, for one condition to keep the test
+    short), without the external figures stored (the test imports them): the own hospital's patient rows imported
+    and precomputed; returns the generator's external figures file."""
+    import dataclasses
+    import datetime as dt
+    import json
+
+    from vbhc.catalog import default_catalog
+    from vbhc.demo import generate_demo
+    from vbhc.demo_external import external_files, own_hospital_files
     from vbhc.ingest import import_files
     from vbhc.results import default_views, precompute
-    from vbhc.store import get_engine
+    from vbhc.store import get_engine, upgrade_schema
 
+    catalog = default_catalog()
+    one = dataclasses.replace(catalog, conditions={CONDITION: catalog.condition(CONDITION)})
     out = folder / "demo"
-    assert main(["demo", "--cycles", str(CYCLES), "--out", str(out), "--mode", "own", "--no-import"]) == 0
-    order = ["units.xlsx", "care_cycles.csv", "clinical_outcomes_follow_up.csv", "clinical_outcomes.csv"]
-    order += ["prom_responses.csv", "costs.csv"]
-    files = [out / "own_hospital" / name for name in order if (out / "own_hospital" / name).exists()]
+    result = generate_demo(out, cycles=CYCLES, catalog=one)
+    own = json.loads(result.truth_path.read_text(encoding="utf-8"))["own_hospital"]
+    files = own_hospital_files(result.import_order(), own, out / "own_hospital")
+    every = get_engine(f"sqlite:///{folder / 'every_hospital.db'}")  # throw-away: every hospital's patient rows
     engine = get_engine(database_url)
     try:
+        upgrade_schema(every)
+        import_files(result.import_order(), every, imported_by="e2e")
+        figures, _ = external_files(every, own, out, published=dt.date.today(), catalog=one)
         import_files(files, engine, imported_by="e2e")
-        precompute(engine, default_views(engine, years=False))
+        precompute(engine, default_views(engine, years=False))  # as `vbhc demo` does after its import
     finally:
+        every.dispose()
         engine.dispose()
         get_engine.cache_clear()
-    return out / EXTERNAL_FILE
+    return figures
 
 
 @pytest.fixture(scope="module")
