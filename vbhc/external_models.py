@@ -403,9 +403,7 @@ def stored_models(
     (one the catalog no longer fits is left out)."""
     require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition)
     table = PublishedModel.__table__
-    newest = (
-        select(func.max(table.c.id)).where(table.c.condition == condition).group_by(table.c.indicator).scalar_subquery()
-    )
+    newest = select(func.max(table.c.id)).where(table.c.condition == condition).group_by(table.c.indicator)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
