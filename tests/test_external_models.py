@@ -20,6 +20,7 @@ from vbhc.external_models import (
     model_history,
     observed_expected,
     read_model,
+    stored_model,
     stored_models,
 )
 from vbhc.models import PublishedModel
@@ -153,6 +154,9 @@ def test_an_imported_model_is_stored_with_provenance_and_a_newer_import_supersed
     assert list(history["version"]) == [2, 1] and list(history["current"]) == [True, False]
     assert list(history["file_name"]) == ["national-2025.csv", "national.csv"]  # the old one stays readable
     assert "content" not in history
+    older = stored_model(engine, CARE, first.id)  # the superseded version itself, as it was imported
+    assert (older.version, older.model.intercept, older.model.period) == (1, -2.5, "2024")
+    assert older.model.sha256 == first.model.sha256
     assert stored_models(engine, QUALITY, "breast_cancer") == {}
     with pytest.raises(AccessDenied):  # a care team reads the models of its own conditions
         stored_models(engine, CARE, "breast_cancer")

@@ -15,13 +15,13 @@ one-line message naming file, row, column and value. Columns:
 - centre: for a number, the value subtracted before multiplying (the published coding, e.g. age - 65);
 - min, max: for a number, the range the model was developed on.
 
-Stored models (`import_model`, `stored_models`, `model_history`; table published_models, migration 0007): the
-quality directorate imports a model once (`vbhc external import-model`, the Data page); the file is checked
-exactly as `read_model` checks it and refused as a whole, nothing stored, with the refusal in the audit log. An
-accepted file is stored as it arrived with its provenance and an audit event; a newer import of the same
-(source, condition, indicator, definition version) adds its next version, the older ones stay readable. The
-team page uses the most recently imported model of each indicator (re-read with the same checks: a model the
-catalog no longer fits, e.g. after a definition change, is not used).
+Stored models (`import_model`, `stored_models`, `stored_model`, `model_history`; table published_models,
+migration 0007): the quality directorate imports a model once (`vbhc external import-model`, the Data page);
+the file is checked exactly as `read_model` checks it and refused as a whole, nothing stored, with the refusal
+in the audit log. An accepted file is stored as it arrived with its provenance and an audit event; a newer
+import of the same (source, condition, indicator, definition version) adds its next version, the older ones
+stay readable. The team page uses the most recently imported model of each indicator (re-read with the same
+checks: a model the catalog no longer fits, e.g. after a definition change, is not used).
 
 Coverage (`coverage`): a cycle with a missing value or a code the model does not know cannot be scored and is
 counted; a value outside the model's range is scored (extrapolated) and counted; a variable the data lack
@@ -64,6 +64,7 @@ __all__ = [
     "model_history",
     "observed_expected",
     "read_model",
+    "stored_model",
     "stored_models",
 ]
 
@@ -394,6 +395,23 @@ def model_history(engine: Engine, viewer: Viewer, condition: str | None = None) 
         return pd.DataFrame(columns=[c.name for c in table.c if c.name != "content"] + ["current"])
     newest = frame.groupby(["condition", "indicator"])["id"].transform("max")
     return frame.assign(current=frame["id"] == newest)
+
+
+def stored_model(engine: Engine, viewer: Viewer, model_id: int, *, catalog: Catalog | None = None) -> StoredModel:
+    """One stored model version by id (a superseded one too: the older versions stay readable), re-read with
+    `read_model`'s checks; KeyError when there is no such model."""
+    table = PublishedModel.__table__
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(table.c.id, table.c.version, table.c.condition, table.c.file_name, table.c.content).where(
+                table.c.id == model_id
+            )
+        ).first()
+    if row is None:
+        raise KeyError(f"no stored model {model_id}")
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=row.condition)
+    model = read_model(bytes(row.content), file_name=row.file_name, catalog=catalog)
+    return StoredModel(int(row.id), int(row.version), model)
 
 
 def stored_models(
