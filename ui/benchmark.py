@@ -139,18 +139,24 @@ def named_verdicts(display: pd.DataFrame, column: str, comparison: Comparison, l
     return display.assign(**{column: [verdict_text(str(v), comparison, lang) for v in display[column]]})
 
 
+def stored_model_of(condition: str, indicator_id: str):
+    """The stored published model in use for the indicator (vbhc.external_models), or None."""
+    from vbhc.external_models import stored_models
+
+    try:
+        return stored_models(data.current_engine(), auth.current(), condition).get(indicator_id)
+    except SQLAlchemyError:  # a database that cannot be read: no stored model
+        return None
+
+
 def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, key: str) -> None:
     """A published case-mix model (vbhc.external_models) applied to the unit's own patients: O/E against the
     national model, coverage of the own data and calibration on it. The model the quality directorate stored for
     the indicator is used without an upload; a file can still be checked here (not stored), e.g. a new model
     before it is imported. A refused file is one line naming file, row, column and value."""
-    from vbhc.external_models import read_model, stored_models
+    from vbhc.external_models import read_model
 
-    viewer = auth.current()
-    try:
-        stored = stored_models(data.current_engine(), viewer, condition).get(indicator_id)
-    except SQLAlchemyError:  # a database that cannot be read: no stored model, the check below still works
-        stored = None
+    stored = stored_model_of(condition, indicator_id)
     if stored is None:
         st.caption(t("external.model_none_stored", lang))
     else:
