@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, select
 
-from vbhc import external, models
+from vbhc import external, external_models, models
 from vbhc.access import local_viewer
 from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.cli import main
@@ -127,3 +127,64 @@ def test_every_page_works_in_own_hospital_mode_and_the_team_page_names_the_popul
             shown = " ".join(str(e.value) for e in [*at.caption, *at.markdown, *at.info]).replace("\\", "")
             assert SOURCE in shown, shown[:2000]
     get_engine.cache_clear()
+
+
+def _own_model_frames(own_mode) -> list[tuple[object, pd.DataFrame, dict]]:
+    """Per published model of the demo: the model, the own hospital's cycles with its expected values, and the
+    truth.json entry of the own hospital for that indicator."""
+    from vbhc.demo_external import MODELS_DIR
+    from vbhc.external_models import model_cycles, read_model
+
+    truth = json.loads((own_mode["dir"] / "truth.json").read_text(encoding="utf-8"))
+    entries = {
+        (e["condition"], e["indicator"]): e
+        for e in truth["outliers"] + truth["no_effect"]
+        if e["hospital"] == own_mode["hospital"]
+    }
+    out = []
+    for path in sorted((own_mode["dir"] / MODELS_DIR).glob("*.csv")):
+        model = read_model(path)  # the reader the product uses: the demo's file passes its checks
+        result = compute_indicators(load_condition_data(model.condition, engine=own_mode["own"]), "hospital")
+        out.append((model, model_cycles(model, result), entries[(model.condition, model.indicator)]))
+    return out
+
+
+def test_the_demo_publishes_an_external_case_mix_model_per_key_yes_no_indicator(own_mode):
+    """One model file per key yes/no indicator of every condition, fitted on the nine other hospitals: applied
+    to the own hospital's patients it gives the O/E of the planted truth (observed over the sum of the TRUE
+    no-effect probabilities, truth.json), the planted outlier included, and calibration-in-the-large near 0."""
+    catalog = default_catalog()
+    fitted = _own_model_frames(own_mode)
+    assert {m.condition for m, _, _ in fitted} == set(catalog.conditions)  # at least one per condition
+    viewer = local_viewer("test")
+    for model, frame, entry in fitted:
+        # `vbhc demo --mode own` stored it, so the team page shows it at first start
+        stored = external_models.stored_models(own_mode["own"], viewer, model.condition)
+        assert stored[model.indicator].model.sha256 == model.sha256 and stored[model.indicator].version == 1
+        ind = catalog.condition(model.condition).indicator(model.indicator)
+        assert ind.key and ind.kind in BINARY_KINDS and model.source == SOURCE and model.link == "logit"
+        assert frame["y"].sum() == entry["observed"] and len(frame) == entry["n"]  # truth counts = the data
+        assert frame["expected"].notna().mean() > 0.8  # the own patients are scored, not left out
+    # pooled over the indicators (a single small indicator is too noisy): expected per scored cycle
+    scored = [(f[f["expected"].notna()], e) for _, f, e in fitted]
+    model_e = sum(f["expected"].sum() * e["n"] / len(f) for f, e in scored)  # scaled to every cycle
+    true_e = sum(e["expected"] for _, e in scored)
+    assert abs(model_e / true_e - 1) < 0.15, (model_e, true_e)
+    # the planted outlier of the own hospital (odds ratio 2): its O/E against the external model is the truth's;
+    # a model fitted on the own patients would give exactly 1
+    outlier = [(f, e) for m, f, e in fitted if e.get("effect_type") == "odds_ratio" and e["effect"] > 1]
+    assert outlier, "the demo plants an outlier on a key yes/no indicator of the own hospital"
+    for f, e in outlier:
+        s = f[f["expected"].notna()]
+        got, want = s["y"].sum() / s["expected"].sum(), e["observed"] / e["expected"]
+        assert got > 1.3 and abs(got - want) < 0.25 * want, (got, want)
+    # calibration-in-the-large on the own patients without a planted effect, all indicators together (the
+    # intercept with the model's linear predictor as offset; statsmodels): near 0, within two standard errors
+    import statsmodels.api as sm
+
+    plain = [(m, f) for m, f, e in fitted if e.get("effect_type") is None]
+    lp = np.concatenate([m.linear_predictor(f).to_numpy(float) for m, f in plain])
+    y = np.concatenate([f["y"].to_numpy(float) for _, f in plain])
+    ok = np.isfinite(lp)
+    fit = sm.GLM(y[ok], np.ones((ok.sum(), 1)), family=sm.families.Binomial(), offset=lp[ok]).fit()
+    assert abs(fit.params[0]) < 2 * fit.bse[0], (fit.params, fit.bse)

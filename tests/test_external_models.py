@@ -8,9 +8,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import func, select
 
+from vbhc import audit
+from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.external import ExternalRefused
-from vbhc.external_models import calibration, coverage, observed_expected, read_model
+from vbhc.external_models import (
+    calibration,
+    coverage,
+    import_model,
+    model_history,
+    observed_expected,
+    read_model,
+    stored_model,
+    stored_models,
+)
+from vbhc.models import PublishedModel
 
 HEADER = (
     "source,published,period,condition,indicator,definition_version,link,term,code,coefficient,reference,centre,min,max"
@@ -113,3 +126,90 @@ def test_a_bad_model_is_refused_with_the_row_named(rows, where, rule):
         read_model(_csv(*rows), file_name="model.csv")
     message = str(refused.value)
     assert f"model.csv {where}" in message and rule in message, message
+
+
+# --------------------------------------------------------------------------------------------- stored models
+QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
+CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, conditions=frozenset({"colorectal_cancer"})),))
+
+
+def _stored_rows(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(PublishedModel.__table__)).scalar_one()
+
+
+def test_an_imported_model_is_stored_with_provenance_and_a_newer_import_supersedes(engine):
+    first = import_model(engine, QUALITY, _csv(*MODEL), file_name="national.csv")
+    assert (first.version, first.superseded) == (1, 0)
+    in_use = stored_models(engine, CARE, "colorectal_cancer")
+    assert list(in_use) == ["mortality_30d"] and in_use["mortality_30d"].model.intercept == -2.5
+    # a newer publication of the same source, condition, indicator and definition version: the next version
+    newer = tuple(r.replace("2025-03-01,2024", "2026-03-01,2025") for r in MODEL)
+    newer = (newer[0].replace(",-2.5,", ",-2.4,"), *newer[1:])
+    second = import_model(engine, QUALITY, _csv(*newer), file_name="national-2025.csv")
+    assert (second.version, second.superseded) == (2, 1)
+    in_use = stored_models(engine, CARE, "colorectal_cancer")
+    assert in_use["mortality_30d"].model.intercept == -2.4 and in_use["mortality_30d"].model.period == "2025"
+    history = model_history(engine, CARE, "colorectal_cancer")
+    assert list(history["version"]) == [2, 1] and list(history["current"]) == [True, False]
+    assert list(history["file_name"]) == ["national-2025.csv", "national.csv"]  # the old one stays readable
+    assert "content" not in history
+    older = stored_model(engine, CARE, first.id)  # the superseded version itself, as it was imported
+    assert (older.version, older.model.intercept, older.model.period) == (1, -2.5, "2024")
+    assert older.model.sha256 == first.model.sha256
+    assert stored_models(engine, QUALITY, "breast_cancer") == {}
+    with pytest.raises(AccessDenied):  # a care team reads the models of its own conditions
+        stored_models(engine, CARE, "breast_cancer")
+    events = audit.read(engine)
+    imports = events[events["action"] == "import"]
+    assert len(imports) == 2 and set(imports["sha256"]) == {first.model.sha256, second.model.sha256}
+    assert set(imports["condition"]) == {"colorectal_cancer"}
+
+
+def test_only_the_quality_directorate_imports_models(engine):
+    with pytest.raises(AccessDenied):
+        import_model(engine, CARE, _csv(*MODEL), file_name="national.csv")
+    assert _stored_rows(engine) == 0
+    assert (audit.read(engine)["action"] == "denied").sum() == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "where", "rule"),
+    [
+        ((*MODEL, f"{P},nyha,,0.2,,,,"), "row 7 column 'term'", "no case-mix variable 'nyha'"),
+        ((*MODEL, f"{P},stage,V,0.2,,,,"), "row 7 column 'code'", "not a code of stage"),
+        ((*MODEL[:3], f"{P},sex,M,,yes,,,", *MODEL[4:]), "row 5 column 'reference'", "exactly one reference"),
+        (MODEL[1:], "column 'term'", "no intercept"),
+        ((*MODEL, f"{P},intercept,x,-1.0,,,,"), "row 7 column 'term'", "a second intercept"),
+    ],
+)
+def test_a_refused_model_stores_nothing_and_is_audited(engine, rows, where, rule):
+    with pytest.raises(ExternalRefused) as refused:
+        import_model(engine, QUALITY, _csv(*rows), file_name="model.csv")
+    assert f"model.csv {where}" in str(refused.value) and rule in str(refused.value)
+    assert _stored_rows(engine) == 0
+    events = audit.read(engine)
+    assert list(events["action"]) == ["import_refused"]
+    assert stored_models(engine, CARE, "colorectal_cancer") == {}
+
+
+def test_cli_imports_a_model_and_refuses_a_bad_one_with_one_line(tmp_path, monkeypatch, capsys):
+    from vbhc.cli import main
+    from vbhc.store import get_engine
+
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    get_engine.cache_clear()
+    good, bad = tmp_path / "national.csv", tmp_path / "bad.csv"
+    good.write_bytes(_csv(*MODEL))
+    bad.write_bytes(_csv(*MODEL, f"{P},stage,V,0.2,,,,"))
+    try:
+        assert main(["external", "import-model", str(good)]) == 0
+        assert "stored as version 1" in capsys.readouterr().out
+        assert main(["external", "import-model", str(good)]) == 0
+        assert "version 2, superseding version 1" in capsys.readouterr().out
+        assert main(["external", "import-model", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vbhc external import-model: bad.csv row 7 column 'code'") and "\n" not in err
+        assert _stored_rows(get_engine()) == 2
+    finally:
+        get_engine.cache_clear()

@@ -134,6 +134,9 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
         str(c) for ws in load_workbook(named).worksheets for row in ws.iter_rows(values_only=True) for c in row
     }
     assert t("external.benchmark_named", "nl", population=population) in " ".join(sheet_texts)
+    # the summary sheet of key indicators names it too (the O/E chart's title: tests/test_reports_excel.py)
+    summary = load_workbook(named)[t("report.sheet_summary", "nl")]
+    assert any(population in str(c) for row in summary.iter_rows(max_row=3, values_only=True) for c in row if c)
     from vbhc.cli import main
     from vbhc.store import get_engine
 
@@ -152,6 +155,10 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
     pages = [" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages]
     named = t("external.benchmark_named", "nl", population=population)
     assert population in pages[0] and named in pages[1], pages[:2]  # title page and key indicators
+    # the PROM and cost tables judge against the external figures too: named under each
+    for heading in (t("report.proms_summary", "nl"), t("report.cost_summary", "nl")):
+        page = next(p for p in pages if heading in p)
+        assert named in page.split(heading, 1)[1], page
     with engine.connect() as conn:
         details = [json.loads(d) for d in conn.scalars(select(AuditEvent.detail).where(AuditEvent.action == "export"))]
     assert [d["benchmark_population"] for d in details[-3:]] == [[population], [], [population]]
@@ -258,6 +265,68 @@ def test_the_team_page_applies_a_published_model_to_the_units_patients(registry,
         assert not at.exception, [e.value for e in at.exception]
     finally:
         get_engine.cache_clear()
+    shown = " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "Tegenover landelijke registratie 2024: O/E" in shown, shown
+    assert any(c.value.startswith("Kalibratie van het model op eigen gegevens") for c in at.caption)
+    assert t("external.coverage_outside", "nl") in at.dataframe[-1].value.columns
+    found = findings(at, "team")
+    assert not found, _report(found)
+
+
+@pytest.mark.usefixtures("local_mode")
+def test_a_stored_model_is_imported_on_the_data_page_and_used_by_the_team_page_without_upload(
+    registry, tmp_path, monkeypatch
+):
+    """The Data page imports a published model once (a bad file: one line, nothing stored); the team page's
+    case-mix tab then shows O/E against it, its calibration and coverage, naming the stored model, no upload."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_external_models import MODEL, _csv
+    from vbhc.external_models import model_history
+    from vbhc.settings import PROJECT_ROOT
+    from vbhc.store import get_engine
+
+    _, _, path = registry
+    copy = tmp_path / "stored.db"
+    with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{copy}")
+    get_engine.cache_clear()
+    try:
+        at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+        at.query_params["lang"] = "nl"
+        at.session_state["condition"] = CONDITION
+        at.run()
+        at.switch_page("views/data.py")
+        at.run()
+        bad = _csv(*MODEL, MODEL[0].split(",intercept")[0] + ",stage,V,0.2,,,,")
+        at.file_uploader(key="model_upload").set_value(("landelijk.csv", bad, "text/csv"))
+        at.run()
+        at.button(key="model_import").click()
+        at.run()
+        errors = [e.value.replace("\\", "") for e in at.error]
+        assert len(errors) == 1 and "landelijk.csv row 7 column 'code'" in errors[0], errors
+        assert model_history(get_engine(), QUALITY).empty  # nothing stored
+        good = _csv(*MODEL).replace(b"national registry", b"landelijke registratie")
+        at.file_uploader(key="model_upload").set_value(("landelijk.csv", good, "text/csv"))
+        at.run()
+        at.button(key="model_import").click()
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("opgeslagen als versie 1" in s.value for s in at.success), [s.value for s in at.success]
+        listed = at.dataframe[-1].value  # the stored models, last on the page
+        assert list(listed[t("data.models_current", "nl")]) == ["ja"]
+        found = findings(at, "data")
+        assert not found, _report(found)
+        # the team page: the stored model, no upload
+        at.session_state["team_tab"] = t("pages.tab_casemix", "nl")
+        at.session_state["indicator"] = "mortality_30d"
+        at.switch_page("views/condition_team.py")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    finally:
+        get_engine.cache_clear()
+    assert any(c.value.startswith("Opgeslagen model: landelijke registratie 2024") for c in at.caption)
     shown = " ".join(m.value.replace("\\", "") for m in at.markdown)
     assert "Tegenover landelijke registratie 2024: O/E" in shown, shown
     assert any(c.value.startswith("Kalibratie van het model op eigen gegevens") for c in at.caption)

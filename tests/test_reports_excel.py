@@ -333,3 +333,25 @@ def test_the_oe_chart_names_its_bars_by_the_units_names(results, demo_registry):
         bars = [c.value for row in ws[ref.rsplit("!", 1)[1].replace("$", "")] for c in row]
         assert bars and set(bars) <= set(names.values()), bars[:3]
         assert "Universitair Medisch Centrum Veenmeer" in bars
+
+
+def test_with_external_figures_the_summary_and_the_oe_chart_name_the_benchmark_population(results):
+    """A table compared with external figures (vbhc.external.combine names its population in the column
+    `benchmark_population`): the summary sheet's subtitle and the condition's O/E chart name it, as the cover and
+    the condition sheet do; the other condition, compared with the registry's units, names none."""
+    import dataclasses
+
+    res, batches = results
+    population = "national registry 2024, 9 hospitals"
+    first = res[0]
+    external = dataclasses.replace(first, table=first.table.assign(benchmark_population=population))
+    book = load_workbook(io.BytesIO(build_workbook([external, *res[1:]], lang="en", batches=batches)))
+    named = f"Benchmark: {population}"
+    summary = book["Summary"]
+    subtitle = " ".join(str(c) for row in summary.iter_rows(max_row=HEADER_ROW - 1, values_only=True) for c in row if c)
+    assert f"Colorectal cancer: {named}" in subtitle and "Hip osteoarthritis:" not in subtitle, subtitle
+    (chart,) = book[SHEETS[CONDITIONS[0]]]._charts
+    title = "".join(r.t for p in chart.title.tx.rich.p for r in (p.r or []))
+    assert title.endswith(f" · {named}"), title
+    (other,) = book[SHEETS[CONDITIONS[1]]]._charts
+    assert "Benchmark" not in "".join(r.t for p in other.title.tx.rich.p for r in (p.r or []))

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ui import auth, data, filters, render
 from vbhc import external
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, fmt_number, fmt_ratio, t, t_md
+from vbhc.i18n import MISSING, fmt_date, fmt_datetime, fmt_int, fmt_number, fmt_ratio, t, t_md
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of
 from vbhc.safety import md_escape
@@ -139,25 +139,76 @@ def named_verdicts(display: pd.DataFrame, column: str, comparison: Comparison, l
     return display.assign(**{column: [verdict_text(str(v), comparison, lang) for v in display[column]]})
 
 
+def stored_model_of(condition: str, indicator_id: str):
+    """The stored published model in use for the indicator (vbhc.external_models), or None."""
+    from vbhc.external_models import stored_models
+
+    try:
+        return stored_models(data.current_engine(), auth.current(), condition).get(indicator_id)
+    except SQLAlchemyError:  # a database that cannot be read: no stored model
+        return None
+
+
 def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, key: str) -> None:
     """A published case-mix model (vbhc.external_models) applied to the unit's own patients: O/E against the
-    national model, coverage of the own data and calibration on it. The file is read and checked, never stored;
-    a refused file is one line naming file, row, column and value."""
-    from vbhc.external_models import calibration, coverage, model_cycles, observed_expected, read_model
+    national model, coverage of the own data and calibration on it. The model the quality directorate stored for
+    the indicator is used without an upload; a file can still be checked here (not stored), e.g. a new model
+    before it is imported. A refused file is one line naming file, row, column and value."""
+    from vbhc.external_models import read_model
 
-    uploaded = st.file_uploader(t("external.model_upload", lang), type=["csv", "xlsx"], key=key)
+    stored = stored_model_of(condition, indicator_id)
+    if stored is None:
+        st.caption(t("external.model_none_stored", lang))
+    else:
+        model = stored.model
+        row = model_history_row(stored.id)
+        st.caption(
+            t(
+                "external.model_stored",
+                lang,
+                source=model.source,
+                period=model.period,
+                published=fmt_date(model.published, lang),
+                version=fmt_int(stored.version, lang),
+                at=fmt_datetime(row.get("imported_at"), lang) if row.get("imported_at") is not None else MISSING,
+            )
+        )
+        _apply_model(model, condition, unit, lang)
+    uploaded = st.file_uploader(
+        t("external.model_check", lang) if stored is not None else t("external.model_upload", lang),
+        type=["csv", "xlsx"],
+        key=key,
+        help=t("external.model_upload", lang),
+    )
     if uploaded is None:
         return
     try:
-        model = read_model(uploaded.getvalue(), file_name=uploaded.name)
+        checked = read_model(uploaded.getvalue(), file_name=uploaded.name)
     except external.ExternalRefused as refused:
         st.error(t_md("external.model_refused", lang, problem=str(refused)))
         return
     cond = default_catalog().condition(condition)
-    if (model.condition, model.indicator) != (condition, indicator_id):
-        other = cond.indicator(model.indicator).label(lang) if model.condition == condition else model.condition
+    if (checked.condition, checked.indicator) != (condition, indicator_id):
+        other = cond.indicator(checked.indicator).label(lang) if checked.condition == condition else checked.condition
         st.info(t_md("external.model_other", lang, indicator=other))
         return
+    _apply_model(checked, condition, unit, lang)
+
+
+def model_history_row(model_id: int) -> dict:
+    """When a stored model was imported, and by whom (its row of vbhc.external_models.model_history)."""
+    from vbhc.external_models import model_history
+
+    chosen = filters.current()
+    history = model_history(data.current_engine(), auth.current(), chosen.condition if chosen else None)
+    match = history[history["id"] == model_id]
+    return match.iloc[0].to_dict() if not match.empty else {}
+
+
+def _apply_model(model, condition: str, unit: str, lang: str) -> None:
+    """The unit's O/E against `model`, the model's calibration on the unit's patients and its coverage."""
+    from vbhc.external_models import calibration, coverage, model_cycles, observed_expected
+
     full = data.result(*_view(condition))
     cycles = model_cycles(model, full, units=[unit])
     mine = observed_expected(cycles)
@@ -165,6 +216,8 @@ def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, 
         st.info(t("empty.no_match", lang))
         return
     row = mine.iloc[0]
+    # no events (or only events) among the scored cycles: the calibration's intercept runs off to infinity
+    degenerate = model.link == "logit" and row["observed"] in (0, row["n_scored"])
     st.markdown(
         t_md(
             "external.model_oe",
@@ -178,6 +231,8 @@ def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, 
         )
     )
     try:
+        if degenerate:
+            raise ValueError("no calibration without both outcomes")
         fit = calibration(model, cycles)
         st.caption(
             t(

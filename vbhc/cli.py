@@ -109,9 +109,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if result.follow_up:  # vital status of the cancer care cycles (survival indicators)
         print(f"  vital status: {result.follow_up}")
     files = result.import_order()
-    external_file = None
+    external_file, model_files = None, []
     if getattr(args, "mode", "shared") == "own":
-        files, external_file = _own_hospital_demo(out, files, result.truth_path)
+        files, external_file, model_files = _own_hospital_demo(out, files, result.truth_path)
     if args.no_import:
         return 0
     precompute = getattr(args, "precompute", True)
@@ -119,10 +119,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if code or external_file is None:
         return code or (_demo_history(result.truth_path) if precompute else 0)
     # the own hospital's registry holds no other hospital's patients: its history's signals would have no peers
-    return _cmd_external_import(argparse.Namespace(file=external_file))
+    code = _cmd_external_import(argparse.Namespace(file=external_file))
+    for path in model_files:  # the registry's published case-mix models, stored as the quality directorate would
+        code = code or _cmd_external_import_model(argparse.Namespace(file=path))
+    return code
 
 
-def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[list[Path], Path]:
+def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[list[Path], Path, list[Path]]:
     """The demo as one hospital has it (vbhc.demo_external): its own patient rows in out/own_hospital and the
     other hospitals' figures, computed in a throw-away registry of every hospital's rows."""
     import datetime as dt
@@ -131,7 +134,7 @@ def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[
 
     from sqlalchemy import create_engine
 
-    from vbhc.demo_external import external_figures, own_hospital_files
+    from vbhc.demo_external import external_files, own_hospital_files
     from vbhc.ingest import import_files
     from vbhc.store import upgrade_schema
 
@@ -143,12 +146,14 @@ def _own_hospital_demo(out: Path, files: list[Path], truth_path: Path) -> tuple[
             upgrade_schema(engine)
             print("Computing the other hospitals' figures from a registry of every hospital ...")
             import_files(files, engine, imported_by="demo")
-            figures = external_figures(engine, own, out, published=dt.date.today())
+            figures, models = external_files(engine, own, out, published=dt.date.today())
         finally:
             engine.dispose()
     print(f"  own hospital's files: {own_files[0].parent}")
     print(f"  external figures: {figures}")
-    return own_files, figures
+    if models:
+        print(f"  published case-mix models: {len(models)} in {models[0].parent}")
+    return own_files, figures, models
 
 
 def _demo_history(truth_path: Path) -> int:
@@ -287,6 +292,32 @@ def _cmd_external_import(args: argparse.Namespace) -> int:
     print(f"{done.rows:,} external figure(s) stored from {Path(args.file).name}{replaced}")
     for warning in done.warnings:
         print(f"warning: {warning}")
+    return 0
+
+
+def _cmd_external_import_model(args: argparse.Namespace) -> int:
+    """Store a published case-mix model (vbhc.external_models): checked as a whole, versioned, audited."""
+    from vbhc.access import local_viewer
+    from vbhc.external import ExternalRefused
+    from vbhc.external_models import import_model
+    from vbhc.store import get_engine, upgrade_schema
+
+    engine = get_engine()
+    upgrade_schema(engine)
+    try:
+        stored = import_model(engine, local_viewer(_whoami()), Path(args.file))
+    except ExternalRefused as exc:
+        print(f"vbhc external import-model: {exc}; nothing was stored", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"vbhc external import-model: {args.file}: {exc.strerror or exc}; nothing was stored", file=sys.stderr)
+        return 2
+    model = stored.model
+    older = f", superseding version {stored.superseded}" if stored.superseded else ""
+    print(
+        f"Case-mix model of {model.condition} / {model.indicator} ({model.source}, {model.period}) stored as "
+        f"version {stored.version}{older}"
+    )
     return 0
 
 
@@ -489,6 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = ext.add_parser("import", help="validate and store a file of external figures (CSV/XLSX), all or nothing")
     q.add_argument("file", type=Path)
     q.set_defaults(func=_cmd_external_import)
+    q = ext.add_parser(
+        "import-model",
+        help="validate and store a published case-mix model of one indicator (CSV/XLSX); a newer import of the same "
+        "source, condition, indicator and definition version supersedes the older, which stays readable",
+    )
+    q.add_argument("file", type=Path)
+    q.set_defaults(func=_cmd_external_import_model)
     q = ext.add_parser("export", help="write the own hospital's summary figures in the same format")
     q.add_argument("--condition", required=True, help="condition id")
     q.add_argument("--period", help="2024, 2024Q2, 2022-2024, ... (default: all dates)")

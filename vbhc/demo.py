@@ -1626,6 +1626,13 @@ class _Stat:
             return _z(dev0, r2), _z(dev0 - n * self.tot[3] / self.tot[0], r2)
         return None, None
 
+    def counts(self, hi: int) -> dict[str, Any]:
+        """Yes/no indicators: the unit's observed events and its expected events under the TRUE no-effect
+        probabilities (their ratio is the true O/E a perfect case-mix model would show); {} otherwise."""
+        if self.a is None or not self.binary:
+            return {}
+        return {"observed": int(self.a[hi, 1]), "expected": round(float(self.a[hi, 2]), 3)}
+
     def crude(self, hi: int) -> tuple[float | None, float | None]:
         """(crude_z, expected_crude_z): the unit's crude rate or mean against the condition's overall."""
         if self.a is None:
@@ -1671,12 +1678,12 @@ def _build_truth(model: _Model, counts: dict[str, int]) -> dict[str, Any]:
                     sd_ratio = planted.pop("sd_ratio", 1.0)
                     power = None if zb is None else _power(zb, sd_ratio)
                     outliers.append(
-                        {**base, **planted, "expected_z_benchmark": zb, "oracle_z": oracle_z,
+                        {**base, **planted, **st.counts(hi), "expected_z_benchmark": zb, "oracle_z": oracle_z,
                          "benchmark_z": benchmark_z, "power": power,
                          "detectable": power is not None and power >= DETECTABLE_POWER}
                     )  # fmt: skip
                     continue
-                entry = {**base, "n": st.n(hi), "oracle_z": oracle_z, "benchmark_z": benchmark_z}
+                entry = {**base, "n": st.n(hi), **st.counts(hi), "oracle_z": oracle_z, "benchmark_z": benchmark_z}
                 if ind.kind == "response_rate" and (c.id, h.code) in died_more:
                     entry["note"] = "no direct effect; more deaths at this unit leave fewer patients to respond"
                 no_effect.append(entry)
@@ -1736,6 +1743,8 @@ def _build_truth(model: _Model, counts: dict[str, int]) -> dict[str, Any]:
             "model fitted on all units, planted outliers included, would be): what a perfect case-mix model "
             "shows",
             "crude_z": "unit's crude rate or mean against the condition's overall",
+            "observed, expected": "yes/no indicators: the unit's events, and the sum of its cycles' TRUE no-effect "
+            "probabilities (observed / expected is the O/E a perfect case-mix model shows)",
             "expected_false_signals": "no-effect units whose benchmark_z is beyond the 99.8% limit: by chance, "
             "or because planted outliers pull the benchmark (grows with the number of cycles); a correct "
             "analysis may flag them. PROM and cost indicators have no oracle and are not listed",

@@ -15,6 +15,14 @@ one-line message naming file, row, column and value. Columns:
 - centre: for a number, the value subtracted before multiplying (the published coding, e.g. age - 65);
 - min, max: for a number, the range the model was developed on.
 
+Stored models (`import_model`, `stored_models`, `stored_model`, `model_history`; table published_models,
+migration 0007): the quality directorate imports a model once (`vbhc external import-model`, the Data page);
+the file is checked exactly as `read_model` checks it and refused as a whole, nothing stored, with the refusal
+in the audit log. An accepted file is stored as it arrived with its provenance and an audit event; a newer
+import of the same (source, condition, indicator, definition version) adds its next version, the older ones
+stay readable. The team page uses the most recently imported model of each indicator (re-read with the same
+checks: a model the catalog no longer fits, e.g. after a definition change, is not used).
+
 Coverage (`coverage`): a cycle with a missing value or a code the model does not know cannot be scored and is
 counted; a value outside the model's range is scored (extrapolated) and counted; a variable the data lack
 leaves every cycle unscored. Calibration on own data (`calibration`): calibration-in-the-large (the intercept
@@ -31,11 +39,16 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy.special import expit
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vbhc import audit
+from vbhc.access import Permission, Viewer, require
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, default_catalog
 from vbhc.external import ExternalRefused, _decimal_mark, _number, _provenance, _versions, read_table
 from vbhc.indicators import IndicatorResult, indicator_cycles
+from vbhc.ingest.problems import Problem, shown_file
+from vbhc.models import PublishedModel
 
 __all__ = [
     "MODEL_COLUMNS",
@@ -43,11 +56,16 @@ __all__ = [
     "CategoryTerm",
     "ExternalModel",
     "NumberTerm",
+    "StoredModel",
     "calibration",
     "coverage",
+    "import_model",
     "model_cycles",
+    "model_history",
     "observed_expected",
     "read_model",
+    "stored_model",
+    "stored_models",
 ]
 
 _IDENTITY = ("source", "published", "period", "condition", "indicator", "definition_version", "link")
@@ -277,6 +295,148 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
             continue
         categories.append(CategoryTerm(term, refs[0][1], tuple(sorted(coefficients.items()))))
     return intercepts, numbers, categories
+
+
+# --------------------------------------------------------------------------------------------- storing
+@dataclass(frozen=True)
+class StoredModel:
+    """An imported model: its id, version (1 for the first import of its source, condition, indicator and
+    definition version) and the number of older versions it supersedes."""
+
+    id: int
+    version: int
+    model: ExternalModel
+
+    @property
+    def superseded(self) -> int:
+        return self.version - 1
+
+
+def import_model(
+    engine: Engine,
+    viewer: Viewer,
+    source: Path | bytes,
+    *,
+    file_name: str | None = None,
+    catalog: Catalog | None = None,
+) -> StoredModel:
+    """Check a published model file exactly as `read_model` does and store it with its provenance in one
+    transaction, as the next version of its (source, condition, indicator, definition version); a refused file
+    stores nothing and is audited. Quality directorate (and admin) only."""
+    name = file_name or (source.name if isinstance(source, Path) else "upload")
+    require(viewer, Permission.IMPORT, engine=engine, what=f"published case-mix model {shown_file(name)}")
+    data = source.read_bytes() if isinstance(source, Path) else bytes(source)
+    try:
+        model = read_model(data, file_name=name, catalog=catalog)
+    except ExternalRefused as exc:
+        detail = {"what": "published model", "file": exc.file, "problems": len(exc.problems), "first": str(exc)[:300]}
+        audit.record(engine, viewer, "import_refused", detail=detail, sha256=audit.sha256_of(data))
+        raise
+    table = PublishedModel.__table__
+    key = (
+        table.c.source == model.source,
+        table.c.condition == model.condition,
+        table.c.indicator == model.indicator,
+        table.c.definition_version == model.definition_version,
+    )
+    try:
+        with engine.begin() as conn:
+            version = int(conn.execute(select(func.coalesce(func.max(table.c.version), 0)).where(*key)).scalar()) + 1
+            new_id = conn.execute(
+                insert(table).values(
+                    source=model.source,
+                    published=model.published,
+                    period=model.period,
+                    condition=model.condition,
+                    indicator=model.indicator,
+                    definition_version=model.definition_version,
+                    link=model.link,
+                    version=version,
+                    file_name=shown_file(name)[:500],
+                    sha256=model.sha256,
+                    content=data,
+                    imported_by=viewer.user_id[:200],
+                    imported_at=dt.datetime.now(dt.UTC),
+                )
+            ).inserted_primary_key[0]
+            detail = {
+                "what": "published model",
+                "file": shown_file(name),
+                "source": model.source,
+                "period": model.period,
+                "indicator": model.indicator,
+                "version": version,
+            }
+            audit.record(conn, viewer, "import", detail=detail, sha256=model.sha256, condition=model.condition)
+    except IntegrityError as exc:  # another import of the same model landed first: theirs stands
+        problem = Problem(name, None, None, None, None, "another import of this model was stored at the same moment")
+        raise ExternalRefused(name, [problem]) from exc
+    except SQLAlchemyError as exc:
+        problem = Problem(name, None, None, None, None, f"the database cannot be written ({type(exc).__name__})")
+        raise ExternalRefused(name, [problem]) from exc
+    return StoredModel(int(new_id), version, model)
+
+
+def model_history(engine: Engine, viewer: Viewer, condition: str | None = None) -> pd.DataFrame:
+    """Every stored model version with its provenance (newest import first) and whether it is the one in use
+    (`current`: the most recent import of its condition and indicator); without the file contents."""
+    if condition is None:  # the Data page's list, beside the import
+        require(viewer, Permission.IMPORT, engine=engine, what="published models")
+    else:
+        require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition)
+    table = PublishedModel.__table__
+    query = select(*(c for c in table.c if c.name != "content")).order_by(table.c.id.desc())
+    if condition is not None:
+        query = query.where(table.c.condition == condition)
+    try:
+        with engine.connect() as conn:
+            frame = pd.read_sql(query, conn)
+    except SQLAlchemyError:  # a database from before migration 0007: no stored models
+        return pd.DataFrame(columns=[c.name for c in table.c if c.name != "content"] + ["current"])
+    newest = frame.groupby(["condition", "indicator"])["id"].transform("max")
+    return frame.assign(current=frame["id"] == newest)
+
+
+def stored_model(engine: Engine, viewer: Viewer, model_id: int, *, catalog: Catalog | None = None) -> StoredModel:
+    """One stored model version by id (a superseded one too: the older versions stay readable), re-read with
+    `read_model`'s checks; KeyError when there is no such model."""
+    table = PublishedModel.__table__
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(table.c.id, table.c.version, table.c.condition, table.c.file_name, table.c.content).where(
+                table.c.id == model_id
+            )
+        ).first()
+    if row is None:
+        raise KeyError(f"no stored model {model_id}")
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=row.condition)
+    model = read_model(bytes(row.content), file_name=row.file_name, catalog=catalog)
+    return StoredModel(int(row.id), int(row.version), model)
+
+
+def stored_models(
+    engine: Engine, viewer: Viewer, condition: str, *, catalog: Catalog | None = None
+) -> dict[str, StoredModel]:
+    """Per indicator of the condition, the most recently imported model, re-read with `read_model`'s checks
+    (one the catalog no longer fits is left out)."""
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=condition)
+    table = PublishedModel.__table__
+    newest = select(func.max(table.c.id)).where(table.c.condition == condition).group_by(table.c.indicator)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.id, table.c.version, table.c.file_name, table.c.content).where(table.c.id.in_(newest))
+            ).all()
+    except SQLAlchemyError:  # a database from before migration 0007
+        return {}
+    out: dict[str, StoredModel] = {}
+    for row in rows:
+        try:
+            model = read_model(bytes(row.content), file_name=row.file_name, catalog=catalog)
+        except ExternalRefused:  # the catalog changed since the import (e.g. a new definition version)
+            continue
+        out[model.indicator] = StoredModel(int(row.id), int(row.version), model)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- using

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 metadata = SQLModel.metadata
@@ -309,6 +309,35 @@ class ExternalFigure(SQLModel, table=True):
     sd: float | None = None
     sum: float | None = None
     sum_sq: float | None = None
+
+
+class PublishedModel(SQLModel, table=True):
+    """A published case-mix model of one indicator (vbhc.external_models), imported once by the quality directorate:
+    the file as it arrived (re-read with the same checks when used) and its provenance. A newer import of the same
+    source, condition, indicator and definition version adds its next version (unique key, so two imports at once
+    cannot both win); the older ones stay readable."""
+
+    __tablename__ = "published_models"
+    __table_args__ = (
+        UniqueConstraint(
+            "source", "condition", "indicator", "definition_version", "version", name="uq_published_models_version"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=200)
+    published: dt.date
+    period: str = Field(max_length=40)
+    condition: str = Field(max_length=64, index=True)
+    indicator: str = Field(max_length=64)
+    definition_version: str = Field(max_length=20)
+    link: str = Field(max_length=20)
+    version: int
+    file_name: str = Field(max_length=500)
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    imported_by: str = Field(default="", max_length=200)
+    imported_at: dt.datetime  # UTC
 
 
 # --- the improvement meeting's record (vbhc.minutes) ---------------------------------------------------------

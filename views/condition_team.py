@@ -615,7 +615,9 @@ if casemix.open:
                     st.warning(render.model_warning(diag, lang))
             # a published (national) model on the unit's own patients: O/E against it, coverage, calibration
             if ind.kind in BINARY_KINDS or ind.kind in CONTINUOUS_KINDS:
-                with st.expander(t("external.model_title", lang)):
+                # open when the quality directorate stored the national model of this indicator
+                has_model = benchmark.stored_model_of(chosen.condition, indicator_id) is not None
+                with st.expander(t("external.model_title", lang), expanded=has_model):
                     benchmark.published_model(chosen.condition, indicator_id, unit, lang, key="published_model")
 
 

@@ -3,12 +3,13 @@
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from ui import auth, data, filters, render
-from vbhc import access, external, registry
+from vbhc import access, external, external_models, registry
 from vbhc.catalog import default_catalog
-from vbhc.i18n import MISSING, catalog, fmt_datetime, fmt_int, fmt_percent, t, t_md
+from vbhc.i18n import MISSING, catalog, fmt_date, fmt_datetime, fmt_int, fmt_percent, t, t_md
 from vbhc.ingest import ImportRefused, explain_problems
 from vbhc.settings import database_url
 
@@ -145,3 +146,51 @@ if access.may_import(viewer):
         shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
         shown.columns = [t(f"data.external_{c}", lang) for c in columns]
         st.dataframe(shown, hide_index=True, width="stretch", key="external_publications")
+
+    # published case-mix models (vbhc.external_models): imported once, versioned, used by the team page
+    st.subheader(t("data.models_title", lang))
+    model_file = st.file_uploader(t("data.models_help", lang), type=["csv", "xlsx"], key="model_upload")
+    clicked = st.button(t("data.models_button", lang), key="model_import", disabled=model_file is None)
+    if clicked and model_file is not None:
+        try:
+            stored_model = external_models.import_model(
+                data.current_engine(), viewer, model_file.getvalue(), file_name=Path(model_file.name).name
+            )
+        except external.ExternalRefused as refused:  # one line naming file, row, column and value; nothing stored
+            st.error(t_md("data.external_refused", lang, problem=str(refused)))
+        except Exception as exc:  # never a traceback on the page; the transaction rolled back
+            st.error(t("data.import_crashed", lang, error=type(exc).__name__))
+        else:
+            cond = default_catalog().condition(stored_model.model.condition)
+            st.success(
+                t_md(
+                    "data.models_done",
+                    lang,
+                    file=model_file.name,
+                    indicator=cond.indicator(stored_model.model.indicator).label(lang),
+                    version=fmt_int(stored_model.version, lang),
+                )
+            )
+    models = external_models.model_history(data.current_engine(), viewer)
+    if not models.empty:
+        conditions = default_catalog().conditions
+        shown = pd.DataFrame(
+            {
+                t("data.external_source", lang): models["source"],
+                t("data.external_published", lang): [fmt_date(v, lang) for v in models["published"]],
+                t("data.external_period", lang): models["period"],
+                t("data.models_condition", lang): [conditions[c].label(lang) for c in models["condition"]],
+                t("data.models_indicator", lang): [
+                    conditions[c].indicator(i).label(lang) if i in {x.id for x in conditions[c].indicators} else i
+                    for c, i in zip(models["condition"], models["indicator"], strict=True)
+                ],
+                t("data.models_version", lang): [fmt_int(v, lang) for v in models["version"]],
+                t("data.models_current", lang): [
+                    t("report.yes" if v else "report.no", lang) for v in models["current"]
+                ],
+                t("data.external_file_name", lang): models["file_name"],
+                t("data.external_imported_by", lang): models["imported_by"],
+                t("data.external_imported_at", lang): [fmt_datetime(v, lang) for v in models["imported_at"]],
+            }
+        )
+        st.dataframe(shown, hide_index=True, width="stretch", key="published_models")

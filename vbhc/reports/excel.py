@@ -407,7 +407,16 @@ def _summary(w: _Writer, results, tables, period, level) -> None:
         Column(w.t("column.oe"), _num("oe"), RATIO_FORMAT, 8, True),
         Column(w.t("verdict.column"), w.verdict, width=60, withheld=True),
     ]
-    first, last = w.table(ws, w.t("report.summary_title"), f"{period} · {level}", frame, columns, freeze_col=3)
+    subtitle = f"{period} · {level}"
+    # the conditions compared with external figures: each one's benchmark population (issue 15)
+    named = [
+        f"{w.condition(r.condition)}: {w.t('external.benchmark_named', population=population)}"
+        for r in results
+        if (population := _population(tables[r.condition]))
+    ]
+    if named:
+        subtitle += " · " + "; ".join(named)
+    first, last = w.table(ws, w.t("report.summary_title"), subtitle, frame, columns, freeze_col=3)
     w.verdict_fill(ws, 11, frame, first, last)
 
 
@@ -638,7 +647,10 @@ def _oe_chart(
     chart.type = "bar"
     chart.style = 10
     label = table.loc[table["indicator"] == indicator].iloc[0]
-    chart.title = w.t("report.chart_oe", indicator=w.indicator(label))
+    title = w.t("report.chart_oe", indicator=w.indicator(label))
+    if population := _population(table):  # the units beside the own ones are external figures: name them
+        title += f" · {w.t('external.benchmark_named', population=population)}"
+    chart.title = title
     chart.y_axis.title = w.t("column.oe")
     chart.x_axis.title = w.t("column.unit")
     chart.y_axis.numFmt = RATIO_FORMAT

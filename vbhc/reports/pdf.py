@@ -349,6 +349,11 @@ class _Section:
             fills.append([None] * 6 + [fill])
         self.pdf.grid(headers, body, (44, 17, 17, 17, 36, 19, 30), fills=fills, size=8)
 
+    def population_note(self) -> None:
+        """Under a table whose benchmark column and assessments come from external figures: their population."""
+        if self.population:
+            self.pdf.para(self.t("external.benchmark_named", population=self.population), size=8.5, height=4.2)
+
     def key_table(self) -> None:
         pdf = self.pdf
         pdf.heading(f"{self.t('report.key_indicators')}: {self.condition.label(self.lang)} · {self.unit_name}")
@@ -530,6 +535,7 @@ class _Section:
         pdf.set_font(FONT, "B", 11)
         pdf.cell(0, 7, self.t("report.prom_indicators"), new_x="LMARGIN", new_y="NEXT")
         self.indicator_rows(rows)
+        self.population_note()
         rates = prom_response_by_timepoint(self.result)
         if len(rates):
             rates = suppress_prom_response(rates, self.table, self.result, self.rule)
@@ -572,6 +578,7 @@ class _Section:
             pdf.para(self.t("report.no_cost_data"))
             return
         self.indicator_rows(rows)
+        self.population_note()
         breakdown = cost_by_activity(self.result)
         breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]
         if breakdown.empty:
