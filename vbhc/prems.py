@@ -197,6 +197,17 @@ def prem_indicator_table(
     return compute_prem_indicators(load_prem_data(questionnaire, period, engine=engine, hospitals=hospitals), level)
 
 
+def experience_units(level: str, unit: str, engine: Engine | None = None) -> tuple[str, list[str]]:
+    """The PREM level and units that show a unit's patient experience: a hospital or department as it is; a
+    condition team (condition@hospital) by the departments of its hospital that treat the condition."""
+    if level in ("hospital", "department"):
+        return level, [unit]
+    condition, _, hospital = unit.partition("@")
+    treated = registry.condition_units(condition, engine=engine)
+    treated = treated[treated["hospital"].astype(str) == hospital]
+    return "department", sorted(f"{hospital}/{d}" for d in treated["department"].astype(str))
+
+
 # --- who sees what ---------------------------------------------------------------------------------------
 
 

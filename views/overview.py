@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, benchmark, data, filters, render
+from ui import prems as ui_prems
 from vbhc import access, verdict
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
@@ -155,6 +156,12 @@ if parts:
     widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190, verdict_column: 400}
     widths |= {t("spc.variation", lang): 100, t("spc.assurance", lang): 100}
     render.static_table(keys, colours=pd.DataFrame({verdict_column: paint}), widths=widths)
+
+# --- patient experience of the own hospital's departments, beside the outcomes -------------------------------
+if own_hospital:
+    departments = units.loc[units["hospital"] == own_hospital, "department"].astype(str)
+    own_departments = [f"{own_hospital}/{d}" for d in departments]
+    ui_prems.show(viewer, "department", own_departments, chosen.period, lang, key_only=True)
 
 # --- since the last meeting ------------------------------------------------------------------------------
 render.show_since_last_meeting(since, lang)
