@@ -39,6 +39,7 @@ from vbhc.access import (
     _record_denied,
     _without_benchmark,
 )
+from vbhc.casemix import OUTCOME_NOT_RECORDED
 from vbhc.catalog import (
     NPS_DETRACTOR_UPTO,
     NPS_PROMOTER_FROM,
@@ -50,7 +51,7 @@ from vbhc.catalog import (
 from vbhc.indicators import BASE_COLUMNS, ConditionData, IndicatorResult, compute_indicators
 from vbhc.registry import Period, parse_period
 
-#: Indicators computed on one row per answer (the rest on one row per respondent).
+#: Indicators computed on the rows of the answers (the rest on one row per respondent).
 ANSWER_LEVEL_KINDS = ("prem_topbox",)
 #: The columns of a respondent row (vbhc.prems.respondent_rows), besides one column per indicator.
 RESPONDENT_COLUMNS = ("cycle_id", "hospital", "department", "index_date", *PREM_CASEMIX)
@@ -114,13 +115,20 @@ def answer_rows(answers: pd.DataFrame, q: PremQuestionnaire) -> pd.DataFrame:
     return out
 
 
+#: Column of the indicator engine's rows saying what a row is: a returned questionnaire or one answer.
+ROW_KIND = "prem_row"
+
+
 @dataclass
 class PremData:
-    """One questionnaire's rows for one period, as the indicator engine reads them."""
+    """One questionnaire's rows for one period, as the indicator engine reads them: `rows` holds a row per
+    respondent (rating, NPS) and a row per themed answer (top box), each indicator's value NaN on the other
+    kind, so every indicator's model and funnel see exactly its own rows; `respondents` the respondent rows
+    alone (the number of respondents)."""
 
     questionnaire: PremQuestionnaire
+    rows: ConditionData
     respondents: ConditionData
-    answers: ConditionData
 
 
 def prem_data(
@@ -130,14 +138,37 @@ def prem_data(
     cond = q.as_condition()
     empty = pd.DataFrame({"cycle_id": pd.Series(dtype=str), "cost": pd.Series(dtype=float)})
     scores = pd.DataFrame(columns=["cycle_id", "instrument", "timepoint", "scale", "score", "completed_date"])
-    when = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(answers["visit_date"].max() or dt.date.today())
-    resp = respondent_rows(answers, q)
-    per_answer = answer_rows(answers, q)
+    last = answers["visit_date"].max() if len(answers) else pd.NaT
+    when = pd.Timestamp(as_of) if as_of is not None else (pd.Timestamp(last) if pd.notna(last) else pd.Timestamp.now())
+    resp = respondent_rows(answers, q).assign(**{ROW_KIND: "respondent"})
+    per_answer = answer_rows(answers, q).drop(columns=["response_id", "item"]).assign(**{ROW_KIND: "answer"})
+    rows = pd.concat([resp, per_answer], ignore_index=True)
+    for ind in q.indicators:  # an indicator without rows of either kind still has its column (all NaN)
+        if ind.kind != "volume" and ind.id not in rows:
+            rows[ind.id] = np.nan
     return PremData(
         q,
+        ConditionData(cond, period, rows, scores, empty, when),
         ConditionData(cond, period, resp, scores, empty, when),
-        ConditionData(cond, period, per_answer, scores, empty, when),
     )
+
+
+def _own_rows_only(table: pd.DataFrame, models: dict, rows: pd.DataFrame) -> None:
+    """A model's diagnostics count the rows of its own kind only: the answer rows are not respondents whose
+    rating is missing (and the other way round), so they are not "left out of the adjustment"."""
+    for ind_id, model in models.items():
+        diag = model.diagnostics
+        given = int(rows[ind_id].notna().sum()) if ind_id in rows else diag.n_input
+        other = diag.n_input - given
+        if other <= 0:
+            continue
+        diag.n_input, diag.n_excluded = given, given - diag.n_used
+        left = diag.excluded_by_reason.get(OUTCOME_NOT_RECORDED, 0) - other
+        if left > 0:
+            diag.excluded_by_reason[OUTCOME_NOT_RECORDED] = left
+        else:
+            diag.excluded_by_reason.pop(OUTCOME_NOT_RECORDED, None)
+        table.loc[table["indicator"] == ind_id, "model_n_excluded"] = diag.n_excluded
 
 
 def load_prem_data(
@@ -157,31 +188,32 @@ def load_prem_data(
 
 
 def compute_prem_indicators(data: PremData, level: str = "department", **options) -> IndicatorResult:
-    """The indicator table of one questionnaire at `level` (hospital or department), like a condition's."""
+    """The indicator table of one questionnaire at `level` (hospital or department), like a condition's; its
+    data are the respondent and answer rows (so vbhc.external.own_summary can sum them per unit)."""
     q = data.questionnaire
     if level not in ("hospital", "department"):
         raise ValueError(f"PREM indicators are per hospital or department, not per {level!r}")
-    per_respondent = [i.id for i in q.indicators if i.kind not in ANSWER_LEVEL_KINDS]
-    per_answer = [i.id for i in q.indicators if i.kind in ANSWER_LEVEL_KINDS]
+    volume = [i.id for i in q.indicators if i.kind == "volume"]
+    others = [i.id for i in q.indicators if i.kind != "volume"]
     results = []
     if len(data.respondents.cycles):
-        results.append(compute_indicators(data.respondents, level, indicators=per_respondent, **options))
-    if len(data.answers.cycles) and per_answer:
-        results.append(compute_indicators(data.answers, level, indicators=per_answer, **options))
+        results.append(compute_indicators(data.respondents, level, indicators=volume, **options))
+        results.append(compute_indicators(data.rows, level, indicators=others, **options))
     tables = [r.table for r in results if len(r.table)]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BASE_COLUMNS)
     order = {ind.id: k for k, ind in enumerate(q.indicators)}
     table = table.sort_values(["indicator", "unit"], key=lambda s: s.map(order) if s.name == "indicator" else s)
     models = {k: v for r in results for k, v in r.models.items()}
+    _own_rows_only(table, models, data.rows.cycles)
     values = [r.cycle_values for r in results if len(r.cycle_values)]
     return IndicatorResult(
         q.id,
         level,
-        data.respondents.period,
+        data.rows.period,
         table.reset_index(drop=True),
         models,
         pd.concat(values, ignore_index=True) if values else pd.DataFrame(),
-        data.respondents,
+        data.rows,
     )
 
 
@@ -298,7 +330,8 @@ def respondent_answers(
         allowed = (hospital, department) in team if department else any(h == hospital for h, _ in team)
     if not allowed:
         _deny(viewer, engine, Permission.PATIENT_ROWS, result, "respondent rows are for the unit's own care team")
-    rows = result.data.cycles if result.data is not None else pd.DataFrame(columns=RESPONDENT_COLUMNS)
+    rows = result.data.cycles if result.data is not None else pd.DataFrame(columns=[*RESPONDENT_COLUMNS, ROW_KIND])
+    rows = rows[rows[ROW_KIND] == "respondent"]
     labels = registry.unit_labels(rows, result.level) if len(rows) else pd.Series(dtype=str)
     out = rows[(labels == unit).to_numpy()].reset_index(drop=True) if len(rows) else rows
     audit.record(
