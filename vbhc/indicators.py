@@ -819,7 +819,7 @@ def indicators_from_summary(
     expected value); volume rows need n only.
     """
     catalog = catalog or default_catalog()
-    cond = catalog.condition(condition)
+    cond = catalog.indicator_set(condition)  # a condition, or a PREM questionnaire (vbhc.prems)
     tables = []
     for ind_id, rows in summary.groupby("indicator", sort=False):
         ind = cond.indicator(str(ind_id))
