@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.test_app import _app, _run
+from vbhc import audit
 from vbhc.catalog import default_catalog
 from vbhc.i18n import format_value, t
 from vbhc.prems import prem_indicator_table
@@ -74,3 +75,30 @@ def test_team_page_shows_its_patient_experience(demo_db, lang, level):
     line = shown[shown[t("column.indicator", lang)] == label]
     assert line[t("column.adjusted", lang)].tolist() == [format_value(nps["adjusted_value"], "prem_nps", lang)]
     assert line[t("prem.number", lang)].tolist() == [t("prem.respondents", lang, count=int(nps["n"]))]
+
+
+# --- roles (signed in, as tests/test_app_roles.py) ------------------------------------------------------------
+from tests.test_app_roles import _app as _signed_in_app  # noqa: E402
+from tests.test_app_roles import signed_in_db  # noqa: E402, F401
+
+
+def test_a_manager_sees_patient_experience_of_own_units_only(signed_in_db):  # noqa: F811
+    names = unit_names(units(engine=signed_in_db), "department")
+    at = _signed_in_app("manager", "views/overview.py")
+    tables = _prem_tables(at, "en")
+    assert tables
+    shown = {u for frame in tables for u in frame[t("column.unit", "en")]}
+    assert shown and shown <= {names[u] for u in names if u.startswith("H01/")}
+    at = _signed_in_app("manager", "views/condition_team.py", condition="colorectal_cancer")
+    for frame in _prem_tables(at, "en"):
+        assert set(frame[t("column.unit", "en")]) <= {names[u] for u in names if u.startswith("H01")} | {
+            unit_names(units(engine=signed_in_db), "hospital")["H01"]
+        }
+    events = audit.read(signed_in_db, user="manager@example.org")
+    assert not (events["action"] == "denied").any()
+
+
+def test_admin_without_a_unit_grant_sees_no_patient_experience_and_no_refusal(signed_in_db):  # noqa: F811
+    at = _signed_in_app("admin", "views/data.py")
+    assert not _prem_tables(at, "en")
+    assert not (audit.read(signed_in_db, user="admin@example.org")["action"] == "denied").any()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import data, filters, render
 from vbhc import prems, verdict
-from vbhc.access import Viewer
+from vbhc.access import AccessDenied, Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_ci, format_value, t
 from vbhc.indicators import IndicatorResult
@@ -50,11 +50,16 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     answers; returns whether anything was shown. `key_only`: the key indicators only (the overview)."""
     url, version = database_url(), data.version()
     shown = False
+    if not prems.may_view_prems(viewer, data.current_engine()):
+        return shown
     for q in default_catalog().prems.values():
         result = _result(url, version, q.id, level, period)
         if result.table.empty:
             continue
-        rows = prems.prem_rows(viewer, result, engine=data.current_engine())
+        try:
+            rows = prems.prem_rows(viewer, result, engine=data.current_engine())
+        except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
+            return shown
         mine = rows[rows["unit"].isin(units) & (rows["kind"] != "volume") & ~rows["anonymised"]]
         if key_only:
             mine = mine[mine["key"].astype(bool)]

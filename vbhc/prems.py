@@ -268,6 +268,12 @@ def _own(viewer: Viewer, level: str, unit: str, team: frozenset[tuple[str, str]]
     return any(s.covers_unit(hospital) for s in viewer.scopes_for(Role.MANAGER))
 
 
+def may_view_prems(viewer: Viewer, engine: Engine | None = None) -> bool:
+    """Whether prem_rows shows this viewer anything: quality, a manager, or a care team whose conditions are
+    treated somewhere (pages ask first, so a page never records a refusal the viewer did not ask for)."""
+    return sees_all_prem_units(viewer) or viewer.has(Role.MANAGER) or bool(team_units(viewer, engine))
+
+
 def sees_all_prem_units(viewer: Viewer) -> bool:
     """The quality directorate (and the local single-user demo) sees every unit's patient experience."""
     return viewer.has(Role.QUALITY)
