@@ -218,3 +218,9 @@ def test_a_care_team_sees_its_own_units_and_their_respondents(stored):
     nobody = Viewer("nobody@test")
     with pytest.raises(AccessDenied):
         prem_rows(nobody, result, engine=stored)
+
+
+def test_no_answers_give_an_empty_table(sqlite_engine):
+    for level, period in (("department", None), ("hospital", "2024")):
+        result = prem_indicator_table("prem_outpatient", level, period, engine=sqlite_engine)
+        assert result.table.empty

@@ -106,7 +106,7 @@ def answer_rows(answers: pd.DataFrame, q: PremQuestionnaire) -> pd.DataFrame:
         }
     )
     for col in ("hospital", "department", "index_date", *PREM_CASEMIX):
-        out[col] = rid.map(per_response[col]).to_numpy()
+        out[col] = per_response[col].reindex(rid.to_numpy()).to_numpy()
     top = np.array([a in top_of[i] for a, i in zip(themed["answer"], themed["item"], strict=True)], dtype=float)
     theme = themed["item"].map(theme_of).to_numpy()
     for ind in q.indicators:
