@@ -7,11 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from ui import data, filters, render
-from vbhc import prems, verdict
+from vbhc import external, prems, verdict
 from vbhc.access import AccessDenied, Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_ci, format_value, t
 from vbhc.indicators import IndicatorResult
+from vbhc.safety import md_escape
 from vbhc.settings import database_url
 
 
@@ -45,6 +46,19 @@ def display(rows: pd.DataFrame, lang: str, level: str) -> pd.DataFrame:
     return out
 
 
+def _compared(viewer: Viewer, result: IndicatorResult, level: str, lang: str) -> tuple[pd.DataFrame | None, str | None]:
+    """The own units among the stored external figures of the questionnaire at this level (the yearly comparison
+    with the other academic hospitals, vbhc.external), as the viewer may see them; (None, None) without any."""
+    engine = data.current_engine()
+    if external.stored_levels(engine, result.condition) != {level}:
+        return None, None
+    try:
+        got = external.external_benchmark(engine, viewer, result, lang=lang)
+    except (ValueError, AccessDenied):  # every figure left out, or no unit granted: the registry's own benchmark
+        return None, None
+    return (got.table, got.population) if got is not None else (None, None)
+
+
 def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *, key_only: bool = False) -> bool:
     """The patient-experience tables of `units` at `level` (hospital or department), one per questionnaire with
     answers; returns whether anything was shown. `key_only`: the key indicators only (the overview)."""
@@ -56,10 +70,12 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
         result = _result(url, version, q.id, level, period)
         if result.table.empty:
             continue
-        try:
-            rows = prems.prem_rows(viewer, result, engine=data.current_engine())
-        except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
-            return shown
+        rows, population = _compared(viewer, result, level, lang)
+        if rows is None:
+            try:
+                rows = prems.prem_rows(viewer, result, engine=data.current_engine())
+            except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
+                return shown
         mine = rows[rows["unit"].isin(units) & (rows["kind"] != "volume") & ~rows["anonymised"]]
         if key_only:
             mine = mine[mine["key"].astype(bool)]
@@ -71,6 +87,8 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
             st.caption(t("prem.caption", lang))
             shown = True
         st.markdown(f"##### {q.label(lang)}")
+        if population:
+            st.caption(t("external.benchmark_named", lang, population=md_escape(population)))
         frame = display(mine, lang, level)
         verdict_column = t("verdict.column", lang)
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(mine)}, index=frame.index)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from vbhc.catalog import PREM_CASEMIX, Catalog, PremQuestionnaire, default_catalog
+from vbhc.registry import hospital_of
 
 PREM_FILE = "prem_responses.csv"
 #: respondents per care cycle of the demo (both questionnaires together)
@@ -163,7 +164,7 @@ def write_prem_responses(
         "response_rate": rate_of,
         "respondents": truth_units,
         "invited": {
-            unit: {qid: round(n / rate_of[unit.split("/")[0]]) for qid, n in per_q.items()}
+            unit: {qid: round(n / rate_of[hospital_of(unit)]) for qid, n in per_q.items()}
             for unit, per_q in truth_units.items()
         },
         "indicators_worse": [i.id for q in catalog.prems.values() for i in q.indicators if i.kind != "volume"],

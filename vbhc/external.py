@@ -935,6 +935,15 @@ def stamp(engine: Engine, condition: str) -> str:
         return ";".join(f"{i}@{when}" for i, when in conn.execute(query))
 
 
+def stored_levels(engine: Engine, condition: str) -> set[str]:
+    """The unit levels ("hospital", "department") of the stored figures of a condition or PREM questionnaire:
+    a page compares its units with figures of the same level only."""
+    figs = ExternalFigure.__table__
+    with engine.connect() as conn:
+        units = conn.execute(select(figs.c.unit).where(figs.c.condition == condition).distinct()).scalars().all()
+    return {"department" if "/" in str(u) else "hospital" for u in units}
+
+
 def population_of(table: pd.DataFrame) -> str | None:
     """The benchmark population an indicator table was compared with (None: the registry's own units)."""
     if "benchmark_population" not in table:

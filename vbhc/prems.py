@@ -234,7 +234,9 @@ def experience_units(level: str, unit: str, engine: Engine | None = None) -> tup
     condition team (condition@hospital) by the departments of its hospital that treat the condition."""
     if level in ("hospital", "department"):
         return level, [unit]
-    condition, _, hospital = unit.partition("@")
+    condition, hospital = registry.condition_of(unit), registry.hospital_of(unit)
+    if condition is None:
+        raise ValueError(f"not a condition team's unit id: {unit!r}")
     treated = registry.condition_units(condition, engine=engine)
     treated = treated[treated["hospital"].astype(str) == hospital]
     return "department", sorted(f"{hospital}/{d}" for d in treated["department"].astype(str))

@@ -352,6 +352,12 @@ def unit_parts(unit: str) -> tuple[str, str | None]:
     return hospital, department or None
 
 
+def condition_of(unit: str) -> str | None:
+    """The condition of a condition team's unit id ('colorectal_cancer@H01'); None for a hospital or department."""
+    condition, at, _ = unit.partition("@")
+    return condition if at else None
+
+
 def hospital_of(unit: str) -> str:
     """The hospital a unit id belongs to (unit_parts)."""
     return unit_parts(unit)[0]
