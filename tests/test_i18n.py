@@ -508,10 +508,11 @@ def test_no_language_branches_outside_i18n():
 #: between: "{count} care cycles", "{min} other units") must be a counting message with singular and plural.
 COUNTED_NOUNS = {
     "en": "cycles|units|problems|figures|events|periods|days|hospitals|decisions|characters|parameters|views|rows"
-    "|patients|indicators|teams|signals|actions|items|files|meetings|quarters|responses|months|weeks|years|versions",
+    "|patients|indicators|teams|signals|actions|items|files|meetings|quarters|responses|months|weeks|years|versions"
+    "|answers|respondents",
     "nl": "zorgtrajecten|eenheden|problemen|cijfers|gebeurtenissen|perioden|dagen|ziekenhuizen|besluiten|tekens"
     "|modelparameters|weergaven|rijen|patiënten|indicatoren|teams|signalen|acties|items|bestanden|overleggen"
-    "|kwartalen|antwoorden|maanden|weken|jaren|versies",
+    "|kwartalen|antwoorden|maanden|weken|jaren|versies|respondenten",
 }
 
 

@@ -33,7 +33,7 @@ STORED_CASEMIX: dict[str, str] = {
 DERIVED_CASEMIX: dict[str, str] = {"baseline_score": "number"}
 
 #: Catalog files shared by all conditions (every other *.toml file is one condition).
-SHARED_FILES = ("instruments.toml", "cost_activities.toml", "casemix.toml")
+SHARED_FILES = ("instruments.toml", "cost_activities.toml", "casemix.toml", "prems.toml")
 
 CASEMIX_TYPES = ("integer", "number", "category")
 OUTCOME_TYPES = ("binary", "number")
@@ -48,15 +48,20 @@ INDICATOR_KINDS = (
     "cost",  # cost per care cycle (TDABC)
     "composite",  # share of cycles where every component went as planned (textbook outcome)
     "survival",  # Kaplan-Meier survival at a horizon from the index date, Cox-adjusted SMR (vbhc.survival)
+    "prem_rating",  # PREM: mean 0-10 overall rating of the respondents (vbhc.prems)
+    "prem_nps",  # PREM: net promoter score, % promoters (9-10) minus % detractors (0-6) on a 0-10 question
+    "prem_topbox",  # PREM: share of a theme's answers in the best category ("always")
 )
 #: Indicator kinds that describe patient outcomes and therefore carry a Porter tier (1-3).
 OUTCOME_KINDS = ("proportion", "mean", "prom_score", "prom_change", "prom_mic", "composite", "survival")
 PROM_KINDS = ("prom_score", "prom_change", "prom_mic", "response_rate")
+#: Patient-experience kinds: defined per questionnaire in prems.toml, never in a condition file (vbhc.prems).
+PREM_KINDS = ("prem_rating", "prem_nps", "prem_topbox")
 #: Kinds whose value is the share of care cycles with a yes/no outcome: observed counts events, expected is the
 #: expected number of events, and the case-mix model is logistic.
-BINARY_KINDS = ("proportion", "prom_mic", "composite")
+BINARY_KINDS = ("proportion", "prom_mic", "composite", "prem_topbox")
 #: Kinds whose value is a mean: observed and expected are means, the case-mix model is linear.
-CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost")
+CONTINUOUS_KINDS = ("mean", "prom_score", "prom_change", "cost", "prem_rating", "prem_nps")
 #: Kinds followed over time to an event with censoring: observed counts deaths (events) within the horizon,
 #: expected is the Cox model's expected number, the value is Kaplan-Meier survival at the horizon.
 SURVIVAL_KINDS = ("survival",)
@@ -269,6 +274,8 @@ class Indicator:
     # (vbhc.external); other_version says whether such figures are refused or accepted with a warning
     version: str = "1"
     other_version: str = "refuse"
+    item: str | None = None  # PREM rating and net promoter indicators: the 0-10 question
+    theme: str | None = None  # PREM top-box indicators: the theme whose answers count
 
     @property
     def higher_is_better(self) -> bool:
@@ -340,12 +347,137 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class PremAnswer:
+    """One answer of a PREM answer scale (1 -> "Never" / "Nooit"); a 0-10 rating's answers need no label."""
+
+    value: int
+    label_en: str = ""
+    label_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, str(self.value))
+
+
+@dataclass(frozen=True)
+class PremScale:
+    """An answer scale of PREM items, and which answers are the "top box" (the best category)."""
+
+    id: str
+    label_en: str
+    label_nl: str
+    answers: tuple[PremAnswer, ...]
+    top_box: tuple[int, ...]
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        return tuple(a.value for a in self.answers)
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+
+@dataclass(frozen=True)
+class PremTheme:
+    id: str
+    label_en: str
+    label_nl: str
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+
+@dataclass(frozen=True)
+class PremItem:
+    """One question; `departments` empty = asked hospital-wide, else only of those departments' patients."""
+
+    id: str
+    scale: str
+    theme: str | None = None
+    departments: tuple[str, ...] = ()
+    label_en: str = ""
+    label_nl: str = ""
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+
+@dataclass(frozen=True)
+class PremQuestionnaire:
+    """A PREM questionnaire: its themes, items and indicators. The indicator engine sees it as an indicator set
+    like a condition (`as_condition`), so funnels, verdicts, external figures and reports treat it the same."""
+
+    id: str
+    label_en: str
+    label_nl: str
+    visit_type: str
+    themes: tuple[PremTheme, ...]
+    items: tuple[PremItem, ...]
+    indicators: tuple[Indicator, ...]
+    casemix: tuple[CaseMixVariable, ...]
+    scales: dict[str, PremScale] = field(default_factory=dict, compare=False)
+    source: Path = field(default=Path(), compare=False)
+
+    def label(self, lang: str = "en") -> str:
+        return _pick(lang, self.label_en, self.label_nl, self.id)
+
+    def item(self, item_id: str) -> PremItem:
+        for it in self.items:
+            if it.id == item_id:
+                return it
+        raise KeyError(f"questionnaire {self.id!r} has no item {item_id!r}")
+
+    def theme(self, theme_id: str) -> PremTheme:
+        for th in self.themes:
+            if th.id == theme_id:
+                return th
+        raise KeyError(f"questionnaire {self.id!r} has no theme {theme_id!r}")
+
+    def indicator(self, indicator_id: str) -> Indicator:
+        for i in self.indicators:
+            if i.id == indicator_id:
+                return i
+        raise KeyError(f"questionnaire {self.id!r} has no indicator {indicator_id!r}")
+
+    def as_condition(self) -> Condition:
+        """The questionnaire as the indicator engine's indicator set: its case-mix is the respondents'."""
+        return Condition(
+            id=self.id,
+            label_en=self.label_en,
+            label_nl=self.label_nl,
+            standard_set="CQI patient experience (Consumer Quality Index)",
+            standard_set_nl="CQI-patiëntervaring (Consumer Quality Index)",
+            treatments=(),
+            casemix=self.casemix,
+            outcomes=(),
+            timepoints=(),
+            proms=(),
+            cost_activities=(),
+            indicators=self.indicators,
+            source=self.source,
+        )
+
+
+@dataclass(frozen=True)
 class Catalog:
     conditions: dict[str, Condition]
     instruments: dict[str, Instrument]
     cost_activities: dict[str, CostActivity]
     #: Every case-mix variable a model may use (stored and derived), with its labels and codes.
     variables: dict[str, CaseMixVariable] = field(default_factory=dict)
+    #: PREM questionnaires (prems.toml), by id; their ids never clash with a condition's.
+    prems: dict[str, PremQuestionnaire] = field(default_factory=dict)
+
+    def questionnaire(self, questionnaire_id: str) -> PremQuestionnaire:
+        try:
+            return self.prems[questionnaire_id]
+        except KeyError:
+            raise KeyError(f"unknown PREM questionnaire {questionnaire_id!r}") from None
+
+    def indicator_set(self, set_id: str) -> Condition:
+        """A condition, or a PREM questionnaire seen as one: what external figures and reports name."""
+        if set_id in self.prems:
+            return self.prems[set_id].as_condition()
+        return self.condition(set_id)
 
     def variable(self, name: str) -> CaseMixVariable:
         """The labels of any case-mix variable by name (a name without labels labels itself)."""
@@ -664,6 +796,8 @@ def _load_condition(
     indicators = []
     for ir in r.tables("indicators"):
         kind = ir.one_of("kind", INDICATOR_KINDS)
+        if kind in PREM_KINDS:
+            raise ir.fail("kind", f"a {kind} indicator belongs to a questionnaire in prems.toml, not to a condition")
         ind = Indicator(
             id=ir.text("id"),
             label_en=ir.text("label_en"),
@@ -780,6 +914,143 @@ def _components(ir: _Reader, kind: str, outcome_by_id: dict[str, Outcome]) -> tu
     return tuple(components)
 
 
+#: The respondent case-mix columns a PREM file may carry (stored on prem_responses; all categories).
+PREM_CASEMIX = ("age_band", "education", "self_rated_health")
+#: Visit types of PREM questionnaires.
+PREM_VISIT_TYPES = ("clinical", "outpatient")
+#: Answers of a net promoter question that count as promoters (9-10) and detractors (0-6).
+NPS_PROMOTER_FROM, NPS_DETRACTOR_UPTO = 9, 6
+
+
+def _load_prems(path: Path) -> dict[str, PremQuestionnaire]:
+    """prems.toml: answer scales, the respondents' case-mix variables and the questionnaires."""
+    r = _Reader(path, _load_toml(path))
+    scales: dict[str, PremScale] = {}
+    for sid, body in (r.get("scales", dict) or {}).items():
+        if not isinstance(body, dict):
+            raise r.fail(f"scales.{sid}", "expected a table")
+        sr = _Reader(path, body, f"scales.{sid}")
+        answers = []
+        for ar in sr.tables("answers"):
+            value = ar.get("value", int)
+            answers.append(PremAnswer(int(value), ar.text("label_en", ""), ar.text("label_nl", "")))
+            ar.done()
+        _unique(sr, "answers", [str(a.value) for a in answers])
+        if not answers:
+            raise sr.fail("answers", "a scale needs at least one answer")
+        top = tuple(int(v) for v in sr.get("top_box", list))
+        for i, v in enumerate(top):
+            if v not in {a.value for a in answers}:
+                raise sr.fail(f"top_box[{i}]", f"{v!r} is not an answer of this scale")
+        if not top:
+            raise sr.fail("top_box", "name at least one answer as the top box")
+        scales[sid] = PremScale(sid, sr.text("label_en"), sr.text("label_nl"), tuple(answers), top)
+        sr.done()
+    casemix = []
+    for name, body in (r.get("casemix", dict) or {}).items():
+        if name not in PREM_CASEMIX:
+            raise r.fail(f"casemix.{name}", f"not a stored PREM case-mix variable ({', '.join(PREM_CASEMIX)})")
+        if not isinstance(body, dict):
+            raise r.fail(f"casemix.{name}", "expected a table")
+        cr = _Reader(path, body, f"casemix.{name}")
+        codes = []
+        for code_r in cr.tables("codes"):
+            codes.append(CodeLabel(code_r.text("code"), code_r.text("label_en"), code_r.text("label_nl")))
+            code_r.done()
+        _unique(cr, "codes", [c.code for c in codes])
+        casemix.append(
+            CaseMixVariable(
+                name=name,
+                type="category",
+                codes=tuple(c.code for c in codes),
+                label_en=cr.text("label_en"),
+                label_nl=cr.text("label_nl"),
+                code_labels=tuple(codes),
+            )
+        )
+        cr.done()
+    out: dict[str, PremQuestionnaire] = {}
+    for qid, body in (r.get("questionnaires", dict) or {}).items():
+        if not isinstance(body, dict):
+            raise r.fail(f"questionnaires.{qid}", "expected a table")
+        out[qid] = _load_questionnaire(path, qid, body, scales, tuple(casemix))
+    r.done()
+    return out
+
+
+def _load_questionnaire(
+    path: Path, qid: str, body: dict[str, Any], scales: dict[str, PremScale], casemix: tuple[CaseMixVariable, ...]
+) -> PremQuestionnaire:
+    r = _Reader(path, body, f"questionnaires.{qid}")
+    themes = []
+    for tr in r.tables("themes"):
+        themes.append(PremTheme(tr.text("id"), tr.text("label_en"), tr.text("label_nl")))
+        tr.done()
+    _unique(r, "themes", [t.id for t in themes])
+    theme_ids = {t.id for t in themes}
+    items = []
+    for ir in r.tables("items"):
+        item = PremItem(
+            id=ir.text("id"),
+            scale=ir.text("scale"),
+            theme=ir.get("theme", str, None, required=False),
+            departments=ir.strings("departments") if "departments" in ir.data else (),
+            label_en=ir.text("label_en", ""),
+            label_nl=ir.text("label_nl", ""),
+        )
+        if item.scale not in scales:
+            raise ir.fail("scale", f"unknown answer scale {item.scale!r} (known: {', '.join(scales)})")
+        if item.theme is not None and item.theme not in theme_ids:
+            raise ir.fail("theme", f"unknown theme {item.theme!r}")
+        ir.done()
+        items.append(item)
+    _unique(r, "items", [i.id for i in items])
+    by_id = {i.id: i for i in items}
+    indicators = []
+    for ir in r.tables("indicators"):
+        kind = ir.one_of("kind", ("volume", *PREM_KINDS))
+        ind = Indicator(
+            id=ir.text("id"),
+            label_en=ir.text("label_en"),
+            label_nl=ir.text("label_nl"),
+            kind=kind,
+            direction=ir.one_of("direction", ("higher", "lower")),
+            min_n=int(ir.get("min_n", int)),
+            key=ir.get("key", bool, False),
+            item=ir.get("item", str, required=kind in ("prem_rating", "prem_nps")),
+            theme=ir.get("theme", str, required=kind == "prem_topbox"),
+            version=_version(ir),
+            other_version=ir.one_of("other_version", OTHER_VERSION_RULES, "refuse"),
+        )
+        if ind.min_n < 0:
+            raise ir.fail("min_n", f"must be 0 or more, got {ind.min_n}")
+        if ind.item is not None:
+            if ind.item not in by_id:
+                raise ir.fail("item", f"unknown item {ind.item!r}")
+            values = scales[by_id[ind.item].scale].values
+            if (min(values), max(values)) != (0, 10):
+                raise ir.fail("item", f"a {kind} indicator needs a 0-10 question, {ind.item!r} is not")
+        if ind.theme is not None and not any(i.theme == ind.theme for i in items):
+            raise ir.fail("theme", f"theme {ind.theme!r} has no items")
+        ir.done()
+        indicators.append(ind)
+    _unique(r, "indicators", [i.id for i in indicators])
+    q = PremQuestionnaire(
+        id=qid,
+        label_en=r.text("label_en"),
+        label_nl=r.text("label_nl"),
+        visit_type=r.one_of("visit_type", PREM_VISIT_TYPES),
+        themes=tuple(themes),
+        items=tuple(items),
+        indicators=tuple(indicators),
+        casemix=casemix,
+        scales=scales,
+        source=path,
+    )
+    r.done()
+    return q
+
+
 def load_catalog(directory: Path | str | None = None) -> Catalog:
     """Read and validate every catalog file in `directory` (default: vbhc/data/catalog)."""
     directory = Path(directory) if directory is not None else catalog_dir()
@@ -797,12 +1068,21 @@ def load_catalog(directory: Path | str | None = None) -> Catalog:
         conditions[cond.id] = cond
     if not conditions:
         raise CatalogError(f"{directory}: no condition files (*.toml) found")
+    prems_file = directory / "prems.toml"
+    prems = _load_prems(prems_file) if prems_file.is_file() else {}
+    for qid in prems:
+        if qid in conditions:
+            raise CatalogError(f"{prems_file}: key 'questionnaires.{qid}': the id of a condition too")
     variables = {
         name: CaseMixVariable(name, kind, label_en=en, label_nl=nl, code_labels=codes)
         for name, kind in {**STORED_CASEMIX, **DERIVED_CASEMIX}.items()
         for en, nl, codes in [(casemix_labels or {}).get(name, ("", "", ()))]
     }
-    return Catalog(conditions=conditions, instruments=instruments, cost_activities=activities, variables=variables)
+    for q in prems.values():
+        variables.update({v.name: v for v in q.casemix})
+    return Catalog(
+        conditions=conditions, instruments=instruments, cost_activities=activities, variables=variables, prems=prems
+    )
 
 
 @cache

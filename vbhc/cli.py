@@ -108,6 +108,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  planted truth: {result.truth_path}")
     if result.follow_up:  # vital status of the cancer care cycles (survival indicators)
         print(f"  vital status: {result.follow_up}")
+    if result.prems:  # patient experience (PREM) answers of every unit
+        print(f"  prem_responses: {result.prem_rows:,} rows")
     files = result.import_order()
     external_file, model_files = None, []
     if getattr(args, "mode", "shared") == "own":

@@ -511,6 +511,9 @@ class DemoResult:
     counts: dict[str, int]  # rows per table
     #: vital status per cancer care cycle (clinical_outcomes format), see write_follow_up
     follow_up: Path | None = None
+    #: patient-experience answers of every unit (vbhc.demo_prems), and their number of rows
+    prems: Path | None = None
+    prem_rows: int = 0
 
     def import_order(self) -> list[Path]:
         """Every file to import, the vital status before clinical_outcomes.csv: that file is then the table's
@@ -519,6 +522,8 @@ class DemoResult:
         if self.follow_up is not None:
             at = next(i for i, f in enumerate(files) if f.name == "clinical_outcomes.csv")
             files.insert(at, self.follow_up)
+        if self.prems is not None:
+            files.append(self.prems)
         return files
 
 
@@ -573,13 +578,29 @@ def generate_demo(
         for fh in handles:
             fh.close()
 
+    prems, prem_rows, prem_truth = _write_prems(out_dir, model, seed, cycles)
     truth_path = out_dir / "truth.json"
-    truth = model.truth(counts)
+    truth = model.truth(counts) | {"prem": prem_truth}
     truth_path.write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if progress:
         progress("truth", 1, 1)
     follow = write_follow_up(out_dir, seed, catalog or default_catalog())
-    return DemoResult(files=files, truth_path=truth_path, counts=counts, follow_up=follow)
+    return DemoResult(
+        files=files, truth_path=truth_path, counts=counts, follow_up=follow, prems=prems, prem_rows=prem_rows
+    )
+
+
+def _write_prems(out_dir: Path, model: _Model, seed: int, cycles: int) -> tuple[Path, int, dict[str, Any]]:
+    """Patient-experience answers for every unit of the units file, about half a respondent per care cycle."""
+    from vbhc.demo_prems import RESPONDENTS_PER_CYCLE, write_prem_responses
+
+    units = [
+        (h.code, d, h.size)
+        for h in model.hosp
+        for d in sorted({d for (_, code), d in model.dept.items() if code == h.code})
+    ]
+    respondents = max(1, round(cycles * RESPONDENTS_PER_CYCLE))
+    return write_prem_responses(out_dir, units, respondents, seed, FIRST_INDEX, LAST_INDEX, model.cat)
 
 
 # --- the model -----------------------------------------------------------------------------------------

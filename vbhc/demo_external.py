@@ -77,6 +77,11 @@ def own_hospital_files(files: Sequence[Path], own: str, out_dir: Path) -> list[P
                 reader, writer = csv.reader(src), csv.writer(dst, lineterminator="\n")
                 header = next(reader)
                 writer.writerow(header)
+                if "cycle_id" not in header:  # patient experience: rows name their unit, not a care cycle
+                    hospital = header.index("hospital")
+                    writer.writerows(row for row in reader if row[hospital] == own)
+                    written.append(target)
+                    continue
                 cycle = header.index("cycle_id")
                 if path.name == _CYCLES:
                     hospital = header.index("hospital")

@@ -353,11 +353,12 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
             nums[name] = value
     condition, indicator, unit = values["condition"], values["indicator"], values["unit"]
     ind = None
-    if condition not in catalog.conditions:
-        problem(number, "condition", condition, f"unknown condition: expected one of {', '.join(catalog.conditions)}")
+    if condition not in catalog.conditions and condition not in catalog.prems:
+        known = ", ".join([*catalog.conditions, *catalog.prems])
+        problem(number, "condition", condition, f"unknown condition or PREM questionnaire: expected one of {known}")
     else:
         try:
-            ind = catalog.condition(condition).indicator(indicator)
+            ind = catalog.indicator_set(condition).indicator(indicator)
         except KeyError:
             problem(number, "indicator", indicator, f"unknown indicator of {condition}")
     if not _UNIT.match(unit):
@@ -444,7 +445,7 @@ def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, probl
             problem(number, "definition_version", version, "the definition version is required (at most 20 characters)")
             continue
         try:
-            ind = catalog.condition(values["condition"]).indicator(values["indicator"])
+            ind = catalog.indicator_set(values["condition"]).indicator(values["indicator"])
         except KeyError:
             continue  # reported by _row
         if version == ind.version:
@@ -711,7 +712,7 @@ def suppressed_summary(summary: OwnSummary, rule: SuppressionRule) -> pd.DataFra
         return frame
     catalog = default_catalog()
     kinds = [
-        catalog.condition(c).indicator(i).kind for c, i in zip(frame["condition"], frame["indicator"], strict=True)
+        catalog.indicator_set(c).indicator(i).kind for c, i in zip(frame["condition"], frame["indicator"], strict=True)
     ]
     probe = frame.assign(
         n=frame[["n", "n_adjusted"]].min(axis=1, skipna=True),
@@ -813,7 +814,7 @@ def combine(
     crude rates; continuous ones on crude means.
     """
     catalog = catalog or default_catalog()
-    cond = catalog.condition(condition)
+    cond = catalog.indicator_set(condition)
     own = own[own["condition"] == condition].assign(origin="own")
     ext = external[external["condition"] == condition].assign(origin="external")
     ext = ext[~ext["unit"].astype(str).isin(set(own["unit"].astype(str)))]
@@ -889,7 +890,9 @@ def external_benchmark(
     external figures of the condition, with the benchmark population named from the publications ("national
     registry 2024, 71 hospitals"), the rows as this viewer may see them (vbhc.access.indicator_rows); None when no
     external figures of the condition are stored."""
-    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=result.condition)
+    prem = result.condition in default_catalog().prems  # patient experience: vbhc.prems' role rules
+    if not prem:
+        require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=result.condition)
     stored = _stored(engine, result.condition)  # every unit: the benchmark needs them; rows are guarded below
     if stored.empty:
         return None
@@ -909,7 +912,12 @@ def external_benchmark(
     )
     # what this viewer may see of the other units: anonymised for a manager, small cells withheld for a care
     # team limited to some hospitals (vbhc.access, as for the registry's own indicator table)
-    got.table = indicator_rows(viewer, got.table, engine=engine, record_view=False)
+    if prem:
+        from vbhc.prems import prem_rows
+
+        got.table = prem_rows(viewer, replace(result, table=got.table), engine=engine)
+    else:
+        got.table = indicator_rows(viewer, got.table, engine=engine, record_view=False)
     return got
 
 
@@ -925,6 +933,15 @@ def stamp(engine: Engine, condition: str) -> str:
     )
     with engine.connect() as conn:
         return ";".join(f"{i}@{when}" for i, when in conn.execute(query))
+
+
+def stored_levels(engine: Engine, condition: str) -> set[str]:
+    """The unit levels ("hospital", "department") of the stored figures of a condition or PREM questionnaire:
+    a page compares its units with figures of the same level only."""
+    figs = ExternalFigure.__table__
+    with engine.connect() as conn:
+        units = conn.execute(select(figs.c.unit).where(figs.c.condition == condition).distinct()).scalars().all()
+    return {"department" if "/" in str(u) else "hospital" for u in units}
 
 
 def population_of(table: pd.DataFrame) -> str | None:

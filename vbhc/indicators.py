@@ -42,6 +42,7 @@ from vbhc.catalog import (
     BINARY_KINDS,
     CONTINUOUS_KINDS,
     EVENT_DATE_SUFFIX,
+    PREM_KINDS,
     SURVIVAL_KINDS,
     Catalog,
     Component,
@@ -287,6 +288,8 @@ def _outcome_column(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> 
     extra: list[str] = []
     if ind.kind in ("proportion", "mean"):
         frame = base.assign(y=base[ind.outcome].astype(float))
+    elif ind.kind in PREM_KINDS:  # vbhc.prems puts each PREM indicator's value in a column named after it
+        frame = base.assign(y=base[ind.id].astype(float))
     elif ind.kind == "composite":
         frame = base.assign(y=composite_values(ind, base)["textbook"].to_numpy())
     elif ind.kind == "cost":
@@ -816,7 +819,7 @@ def indicators_from_summary(
     expected value); volume rows need n only.
     """
     catalog = catalog or default_catalog()
-    cond = catalog.condition(condition)
+    cond = catalog.indicator_set(condition)  # a condition, or a PREM questionnaire (vbhc.prems)
     tables = []
     for ind_id, rows in summary.groupby("indicator", sort=False):
         ind = cond.indicator(str(ind_id))

@@ -123,6 +123,37 @@ class CostLine(SQLModel, table=True):
     batch_id: int = Field(foreign_key="import_batches.id")
 
 
+class PremResponse(SQLModel, table=True):
+    """One answer of one returned patient-experience questionnaire (vbhc.prems): item level, as the survey
+    bureau delivers it. A response is not tied to a care cycle: the hospital asks every patient after a visit,
+    so a row names its unit and visit itself, and carries the respondent's case-mix (the same on every row of
+    one response; the importer checks that)."""
+
+    __tablename__ = "prem_responses"
+    __table_args__ = (
+        UniqueConstraint("response_id", "item", name="uq_prem_responses_key"),
+        Index("ix_prem_responses_unit", "questionnaire", "hospital", "department", "visit_date"),
+        ForeignKeyConstraint(
+            ["hospital", "department"], ["departments.hospital", "departments.code"], name="fk_prem_responses_unit"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    response_id: str = Field(max_length=64, index=True)  # pseudonymous id of one returned questionnaire
+    questionnaire: str = Field(max_length=64)
+    hospital: str = Field(max_length=40)
+    department: str = Field(max_length=40)
+    visit_date: dt.date
+    visit_type: str = Field(max_length=20)  # vbhc.catalog.PREM_VISIT_TYPES
+    item: str = Field(max_length=40)
+    answer: float
+    # the respondent's case-mix (vbhc.catalog.PREM_CASEMIX); NULL = not answered
+    age_band: str | None = Field(default=None, max_length=20)
+    education: str | None = Field(default=None, max_length=20)
+    self_rated_health: str | None = Field(default=None, max_length=20)
+    batch_id: int = Field(foreign_key="import_batches.id")
+
+
 class AuditEvent(SQLModel, table=True):
     """One thing someone did with registry data: viewed, exported, imported, or was refused (vbhc.audit).
 
@@ -385,4 +416,4 @@ class MeetingDecision(SQLModel, table=True):
 
 
 #: Registry tables in import (dependency) order.
-REGISTRY_TABLES = ("units", "care_cycles", "clinical_outcomes", "prom_responses", "costs")
+REGISTRY_TABLES = ("units", "care_cycles", "clinical_outcomes", "prom_responses", "costs", "prem_responses")

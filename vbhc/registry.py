@@ -265,6 +265,36 @@ def prom_responses(
     return _categorise(df, ["cycle_id"])
 
 
+def prem_answers(
+    questionnaire: str,
+    *,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """Item-level answers of one PREM questionnaire (vbhc.prems), the period on the visit date: response_id,
+    hospital, department, visit_date, item, answer and the respondent's case-mix."""
+    from vbhc.catalog import PREM_CASEMIX
+
+    default_catalog().questionnaire(questionnaire)  # unknown questionnaire: clear KeyError, not an empty frame
+    r = models.PremResponse
+    where = [r.questionnaire == questionnaire]
+    if hospitals:
+        where.append(r.hospital.in_(list(hospitals)))
+    if departments:
+        where.append(r.department.in_(list(departments)))
+    p = parse_period(period)
+    if p is not None:
+        where.append(r.visit_date.between(p.start, p.end))
+    columns = [r.response_id, r.hospital, r.department, r.visit_date, r.item, r.answer]
+    columns += [getattr(r, name) for name in PREM_CASEMIX]
+    query = select(*columns).where(*where).order_by(r.response_id, r.item)
+    df = _read(query, engine)
+    df["answer"] = pd.to_numeric(df["answer"]).astype(float)
+    return _dates(df, ["visit_date"])
+
+
 def cost_lines(
     condition: str,
     *,
@@ -320,6 +350,12 @@ def unit_parts(unit: str) -> tuple[str, str | None]:
     label = unit.split("@", 1)[1] if "@" in unit else unit
     hospital, _, department = label.partition("/")
     return hospital, department or None
+
+
+def condition_of(unit: str) -> str | None:
+    """The condition of a condition team's unit id ('colorectal_cancer@H01'); None for a hospital or department."""
+    condition, at, _ = unit.partition("@")
+    return condition if at else None
 
 
 def hospital_of(unit: str) -> str:

@@ -77,6 +77,7 @@ def row_counts(engine: Engine | None = None) -> dict[str, int]:
         models.ClinicalOutcome,
         models.PromResponse,
         models.CostLine,
+        models.PremResponse,
     ]
     existing = set(inspect(engine).get_table_names())
     counts: dict[str, int] = {}

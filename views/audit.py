@@ -16,7 +16,8 @@ lang = filters.language()
 def _readable(events):
     """The log as the reader reads it: actions, roles and conditions named, times in the locale; the CSV keeps
     the stored values."""
-    messages, conditions = catalog(lang), default_catalog().conditions
+    messages, known = catalog(lang), default_catalog()
+    conditions = {**known.conditions, **known.prems}  # a PREM questionnaire is named where a condition would be
 
     def roles(text: object) -> str:
         names = [messages.get(f"role.{r}", r) for r in str(text or "").split(",") if r]

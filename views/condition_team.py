@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, benchmark, data, filters, layout, render
-from vbhc import access, annotations, charts, registry, shrinkage, spc, verdict
+from ui import prems as ui_prems
+from vbhc import access, annotations, charts, prems, registry, shrinkage, spc, verdict
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import (
@@ -136,6 +137,9 @@ if verdicts.open:
             )
         st.caption(t("overview.legend", lang))
         st.caption(layout.indicator_key(lang, display.columns))
+        # patient experience of the unit (its departments, for a condition team) beside the outcomes
+        prem_level, prem_units = prems.experience_units(chosen.level, unit, data.current_engine())
+        ui_prems.show(viewer, prem_level, prem_units, chosen.period, lang)
         render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, benchmark, data, filters, render
+from ui import prems as ui_prems
 from vbhc import access, verdict
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, format_value, t
@@ -145,6 +146,12 @@ for label, key_rows, spc_charts in keyed:
     paint = pd.DataFrame({verdict_column: render.verdict_assessments(key_rows, spc_charts)}, index=shown.index)
     st.markdown(f"###### {md_escape(label)}")
     render.static_table(shown, colours=paint, widths=widths, min_widths={verdict_column: 190})
+
+# --- patient experience of the own hospital's departments, beside the outcomes -------------------------------
+if own_hospital:
+    departments = units.loc[units["hospital"] == own_hospital, "department"].astype(str)
+    own_departments = [f"{own_hospital}/{d}" for d in departments]
+    ui_prems.show(viewer, "department", own_departments, chosen.period, lang, key_only=True)
 
 # --- since the last meeting ------------------------------------------------------------------------------
 render.show_since_last_meeting(since, lang)

@@ -31,7 +31,7 @@ from vbhc.ingest import stage as staging
 from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short, shown_file
 from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
 from vbhc.ingest.tables import TABLES
-from vbhc.ingest.validate import VALIDATORS, BatchState, Checker, DecimalMarks
+from vbhc.ingest.validate import PREM_RESPONSE_COLUMNS, VALIDATORS, BatchState, Checker, DecimalMarks
 from vbhc.progress import Progress
 from vbhc.settings import import_chunk_rows, max_import_mb, max_upload_mb
 from vbhc.store import get_engine, upgrade_schema
@@ -302,6 +302,8 @@ def _import_source(
         _duplicates_across(conn, number, source, stage, batch)
     if source.table == "care_cycles":
         _check_condition_changes(conn, source, stage, batch)
+    if source.table == "prem_responses":
+        _check_prem_responses(conn, source, stage, batch)
     if not report.ok:
         staging.drop(conn, stage)
         return  # keep validating the other files, but write nothing more
@@ -432,6 +434,49 @@ def _check_condition_changes(conn: Connection, source: Source, stage, batch: _Ba
                 new,
             )
         )
+
+
+def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch) -> None:
+    """One returned questionnaire describes one visit of one respondent: the rows of a response must agree on
+    questionnaire, unit, visit and case-mix across the chunks of a file and with its stored rows that the file
+    does not replace (a chunk checks its own rows in vbhc.ingest.validate)."""
+    target = TABLES["prem_responses"].target
+    other = stage.alias("other")
+    for column in PREM_RESPONSE_COLUMNS:
+        # one line per file row: the first other value it contradicts
+        within = (
+            select(stage.c.row_no, stage.c[column], func.min(other.c[column]))
+            .join(other, other.c.response_id == stage.c.response_id)
+            .where(stage.c[column].is_distinct_from(other.c[column]))
+            .group_by(stage.c.row_no, stage.c[column])
+        )
+        replaced = select(other.c.row_no).where(
+            other.c.response_id == target.c.response_id, other.c.item == target.c.item
+        )
+        stored = (
+            select(stage.c.row_no, stage.c[column], func.min(target.c[column]))
+            .join(target, target.c.response_id == stage.c.response_id)
+            .where(stage.c[column].is_distinct_from(target.c[column]), ~replaced.exists())
+            .group_by(stage.c.row_no, stage.c[column])
+        )
+        for query, where in ((within, "another row of this response in the file"), (stored, "its stored rows")):
+            for row, value, seen in conn.execute(query.order_by(stage.c.row_no).limit(batch.report.room)).all():
+                batch.report.add(
+                    source.problem(
+                        f"differs from {where} ({_shown(seen)}); one response is one visit of one respondent",
+                        int(row),
+                        column,
+                        _shown(value),
+                    )
+                )
+            if not batch.report.ok:
+                return
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "empty"
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
 def _upsert_hospitals(conn: Connection, units: pd.DataFrame, batch_id: int, flag_given: bool = True) -> int:

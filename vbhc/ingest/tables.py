@@ -89,6 +89,7 @@ TABLES: dict[str, TableSpec] = {
     "clinical_outcomes": _spec("clinical_outcomes", models.ClinicalOutcome),
     "prom_responses": _spec("prom_responses", models.PromResponse),
     "costs": _spec("costs", models.CostLine),
+    "prem_responses": _spec("prem_responses", models.PremResponse),
 }
 #: Import (dependency) order: units before care cycles before what hangs on a care cycle.
 TABLE_ORDER = tuple(TABLES)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import STORED_CASEMIX, Catalog
+from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, Catalog
 from vbhc.ingest.problems import ImportReport, Problem
 from vbhc.ingest.read import Chunk, Source
 from vbhc.settings import max_cell_chars
@@ -491,10 +491,94 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     return pd.DataFrame({"cycle_id": cycle_id, "activity": activity, "quantity": quantity, "unit_cost": unit_cost})
 
 
+#: Columns that describe one returned PREM questionnaire and must be the same on every row of a response.
+PREM_RESPONSE_COLUMNS = ("questionnaire", "hospital", "department", "visit_date", "visit_type", *PREM_CASEMIX)
+
+
+def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
+    """Answers of patient-experience questionnaires (prems.toml): a known questionnaire, unit and item, an answer
+    on the item's scale, a department-specific item only from its departments, the respondent's case-mix codes,
+    and one questionnaire, unit, visit and case-mix per response."""
+    f = ck.frame
+    catalog = batch.catalog
+    response_id = ck.text("response_id")
+    ck.flag(is_bsn(response_id), "response_id", "looks like a BSN (passes the 11-test); use a pseudonym")
+    questionnaire = ck.text("questionnaire")
+    ck.codes("questionnaire", questionnaire, set(catalog.prems), "PREM questionnaire")
+    hospital = ck.text("hospital", max_len=40)
+    department = ck.text("department", max_len=40)
+    pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
+    unknown_unit = ~pairs.isin(batch.units()) & (hospital != "") & (department != "")
+    ck.flag(unknown_unit, "department", "unknown hospital/department: import it in the units table first")
+    visit_date = ck.date("visit_date")
+    visit_type = ck.text("visit_type", max_len=20)
+    item = ck.text("item", max_len=40)
+    answer = ck.number("answer")
+    out = pd.DataFrame(
+        {
+            "response_id": response_id,
+            "questionnaire": questionnaire,
+            "hospital": hospital,
+            "department": department,
+            "visit_date": visit_date,
+            "visit_type": visit_type,
+            "item": item,
+            "answer": answer,
+        }
+    )
+    first = next(iter(catalog.prems.values()), None)
+    variables = {v.name: v for v in first.casemix} if first is not None else {}
+    for name in PREM_CASEMIX:
+        raw = ck.text(name, required=False, max_len=20) if name in f else pd.Series("", index=f.index)
+        if name in variables:
+            ck.codes(name, raw, set(variables[name].codes), f"code for {name}")
+        out[name] = raw.replace("", None)
+    for qid, rows in questionnaire.groupby(questionnaire, sort=False).groups.items():
+        if qid not in catalog.prems:
+            continue
+        q = catalog.prems[qid]
+        mask = f.index.isin(rows)
+        ck.flag(
+            mask & (visit_type != q.visit_type) & (visit_type != ""),
+            "visit_type",
+            f"{qid} is asked after a {q.visit_type} visit",
+        )
+        by_id = {i.id: i for i in q.items}
+        ck.flag(
+            mask & ~item.isin(by_id) & (item != ""),
+            "item",
+            f"not an item of {qid} (allowed: {', '.join(list(by_id)[:12])}{' ...' if len(by_id) > 12 else ''})",
+        )
+        for it in q.items:
+            m = mask & (item == it.id).to_numpy()
+            if not m.any():
+                continue
+            allowed = q.scales[it.scale].values
+            ck.flag(
+                m & answer.notna().to_numpy() & ~answer.isin([float(v) for v in allowed]).to_numpy(),
+                "answer",
+                f"{qid} item {it.id} is answered with one of {', '.join(str(v) for v in allowed)}",
+            )
+            if it.departments:
+                ck.flag(
+                    m & ~department.isin(it.departments).to_numpy() & (department != "").to_numpy(),
+                    "item",
+                    f"{it.id} is asked only of the patients of {', '.join(it.departments)}",
+                )
+    # one returned questionnaire describes one visit of one respondent: its rows must agree
+    for column in PREM_RESPONSE_COLUMNS:
+        values = out[column].astype(object).where(out[column].notna(), "")
+        values = values.astype(str)
+        differs = values.groupby(response_id).transform("nunique") > 1
+        ck.flag(differs.to_numpy() & (response_id != "").to_numpy(), column, "differs between rows of one response")
+    return out
+
+
 VALIDATORS: dict[str, Callable[[Checker, BatchState], pd.DataFrame]] = {
     "units": validate_units,
     "care_cycles": validate_care_cycles,
     "clinical_outcomes": validate_clinical_outcomes,
     "prom_responses": validate_prom_responses,
     "costs": validate_costs,
+    "prem_responses": validate_prem_responses,
 }

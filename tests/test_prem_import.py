@@ -1,0 +1,194 @@
+"""Importing PREM responses (item level) through the registry import: an accepted file stores exactly what it
+says; a refused one changes no row and names file, row, column and value; random damage never half-writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from tests.prem_files import PREM_COLUMNS, prem_rows, write_prems
+from tests.registry_files import write_small_registry
+from vbhc import models
+from vbhc.ingest import ImportRefused, import_files
+from vbhc.store import get_engine, row_counts, upgrade_schema
+
+
+@pytest.fixture
+def units(engine, tmp_path):
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:1], engine)
+    return engine
+
+
+def _stored(engine) -> pd.DataFrame:
+    t = models.PremResponse.__table__
+    with engine.connect() as conn:
+        frame = pd.read_sql(select(*[t.c[c] for c in PREM_COLUMNS]), conn)
+    return frame.sort_values(["response_id", "item"]).reset_index(drop=True)
+
+
+def _as_given(rows: list[dict[str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=PREM_COLUMNS)
+    frame["answer"] = frame["answer"].astype(float)
+    frame["visit_date"] = pd.to_datetime(frame["visit_date"]).dt.date
+    for c in ("age_band", "education", "self_rated_health"):
+        frame[c] = frame[c].replace("", None)
+    return frame.sort_values(["response_id", "item"]).reset_index(drop=True)
+
+
+def test_an_accepted_file_stores_exactly_what_it_says(units, tmp_path):
+    rows = prem_rows()
+    report = import_files([write_prems(tmp_path / "prem_responses.csv", rows)], units)
+    assert report.sources[0].table == "prem_responses"
+    assert report.sources[0].rows_inserted == len(rows)
+    stored = _stored(units)
+    stored["visit_date"] = pd.to_datetime(stored["visit_date"]).dt.date
+    pd.testing.assert_frame_equal(stored, _as_given(rows), check_dtype=False)
+    # the same file again adds nothing; a changed answer updates one row
+    rows[0]["answer"] = "4" if rows[0]["answer"] != "4" else "3"
+    again = import_files([write_prems(tmp_path / "prem_responses_2.csv", rows)], units)
+    assert (again.sources[0].rows_inserted, again.sources[0].rows_updated) == (0, 1)
+    assert len(_stored(units)) == len(rows)
+
+
+def _refused(engine, path: Path) -> str:
+    before = row_counts(engine)
+    with pytest.raises(ImportRefused) as info:
+        import_files([path], engine)
+    assert row_counts(engine) == before
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("row", "change", "column", "rule"),
+    [
+        (0, {"questionnaire": "prem_dental"}, "questionnaire", "unknown PREM questionnaire"),
+        (0, {"department": "CAR"}, "department", "unknown hospital/department"),
+        (0, {"item": "doc_smile"}, "item", "not an item of prem_clinical"),
+        (0, {"answer": "5"}, "answer", "doc_listen is answered with one of 1, 2, 3, 4"),
+        (2, {"answer": "11"}, "answer", "overall is answered with one of 0, 1, 2"),
+        (1, {"answer": "3,5"}, "answer", "answered with one of"),
+        (0, {"item": "car_lifestyle"}, "item", "car_lifestyle is asked only of the patients of CAR"),
+        (0, {"visit_type": "outpatient"}, "visit_type", "prem_clinical is asked after a clinical visit"),
+        (0, {"education": "phd"}, "education", "unknown code for education"),
+        (0, {"visit_date": "2024-13-01"}, "visit_date", "not a date in the form YYYY-MM-DD"),
+        (1, {"age_band": "16-34"}, "age_band", "differs between rows of one response"),
+        (0, {"response_id": "111222333"}, "response_id", "looks like a BSN"),
+        (0, {"answer": "=1+2"}, "answer", "not a number"),
+        (0, {"item": "=HYPERLINK(1)"}, "item", "looks like a spreadsheet formula"),
+    ],
+)
+def test_a_bad_value_refuses_the_file_naming_file_row_column_value(units, tmp_path, row, change, column, rule):
+    rows = prem_rows()
+    rows[row].update(change)
+    message = _refused(units, write_prems(tmp_path / "prem_responses.csv", rows))
+    assert "prem_responses.csv" in message
+    assert f"row {row + 2}" in message and f"column '{column}'" in message and rule in message
+    if column != "response_id":
+        assert repr(next(iter(change.values()))) in message
+
+
+def test_a_response_that_contradicts_its_stored_rows_is_refused(units, tmp_path):
+    import_files([write_prems(tmp_path / "prem_responses.csv")], units)
+    before = _stored(units)
+    extra = prem_rows()[0] | {"item": "nurse_time", "answer": "2", "hospital": "H02"}
+    message = _refused(units, write_prems(tmp_path / "prem_responses_more.csv", [extra]))
+    assert "column 'hospital'" in message and "differs from its stored rows (H01)" in message
+    pd.testing.assert_frame_equal(_stored(units), before)
+
+
+def test_the_rows_of_one_response_must_agree_across_chunks(units, tmp_path):
+    rows = prem_rows()
+    rows[4]["visit_date"] = "2024-01-12"  # R0001's last row (file row 6): the second chunk of four rows
+    before = row_counts(units)
+    with pytest.raises(ImportRefused) as info:
+        import_files([write_prems(tmp_path / "prem_responses.csv", rows)], units, chunk_rows=4)
+    assert row_counts(units) == before
+    message = str(info.value)
+    assert "row 6 column 'visit_date': value '2024-01-12': differs from another row of this response" in message
+    assert "differs between rows of one response" not in message  # no chunk saw the contradiction itself
+
+
+# --- random damage (bounded), as tests/test_import_fuzz.py does for the registry tables --------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prem_fuzz")
+    files = write_small_registry(folder / "files")
+    engine = get_engine(f"sqlite:///{folder / 'fuzz.db'}")
+    upgrade_schema(engine)
+    import_files(files[:1], engine)
+    good = write_prems(folder / "prem_responses.csv")
+    yield engine, good, folder
+    engine.dispose()
+
+
+def _try_import(engine, path: Path) -> None:
+    before, stored = row_counts(engine), _stored(engine)
+    try:
+        report = import_files([path], engine, force=True)
+    except ImportRefused as exc:
+        assert row_counts(engine) == before
+        pd.testing.assert_frame_equal(_stored(engine), stored)
+        assert exc.report.problems and all(p.rule and p.file for p in exc.report.problems)
+        return
+    # accepted: every stored row is one the file holds (a file may be cut short or gain a row, never half-written)
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        given_rows = {(r.get("response_id", "").strip(), r.get("item", "").strip()) for r in csv.DictReader(fh)}
+    assert report.ok
+    written = _stored(engine)
+    assert len(written) >= len(stored)
+    changed = written.merge(stored, how="left", indicator=True)
+    for _, r in changed[changed["_merge"] == "left_only"].iterrows():
+        assert (r["response_id"], r["item"]) in given_rows
+
+
+mutation = st.one_of(
+    st.tuples(st.just("truncate"), st.floats(0, 1), st.binary(max_size=0)),
+    st.tuples(st.just("insert"), st.floats(0, 1), st.binary(min_size=1, max_size=40)),
+    st.tuples(st.just("overwrite"), st.floats(0, 1), st.binary(min_size=1, max_size=40)),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_prem_file_never_crashes_and_never_half_writes(fuzz_db, mutations):
+    engine, good, folder = fuzz_db
+    data = good.read_bytes()
+    for kind, where, extra in mutations:
+        at = int(where * len(data))
+        skip = len(extra) if kind == "overwrite" else 0
+        data = data[:at] if kind == "truncate" else data[:at] + extra + data[at + skip :]
+    path = folder / "prem_responses_fuzz.csv"
+    path.write_bytes(data)
+    _try_import(engine, path)
+
+
+cell_text = st.one_of(
+    st.sampled_from(["=1+1", "+SUM(A1)", "@cmd", "-2+3"]),
+    st.text(max_size=30),
+    st.sampled_from(["0", "4", "10", "11", "-1", "3.0", "nan", "inf", "75+", "poor", "prem_outpatient", "ORT"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(column=st.sampled_from(PREM_COLUMNS), row=st.integers(0, 33), text=cell_text)
+def test_any_cell_is_refused_or_stored_as_given(fuzz_db, column, row, text):
+    engine, _good, folder = fuzz_db
+    rows = prem_rows()
+    rows[row][column] = text
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PREM_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    path = folder / "prem_responses_cell.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    _try_import(engine, path)

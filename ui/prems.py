@@ -1,0 +1,100 @@
+"""Patient experience (PREMs) beside the outcomes: the team page and the overview show one table per
+questionnaire of the units they are about, read through vbhc.prems (role rules and audit included)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import data, filters, render
+from vbhc import external, prems, verdict
+from vbhc.access import AccessDenied, Viewer
+from vbhc.catalog import default_catalog
+from vbhc.i18n import MISSING, fmt_ci, format_value, t
+from vbhc.indicators import IndicatorResult
+from vbhc.safety import md_escape
+from vbhc.settings import database_url
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=32, show_spinner=False)
+def _result(url: str, data_version: str, questionnaire: str, level: str, period: str) -> IndicatorResult:
+    """One questionnaire's indicator table; shared by every viewer (prems.prem_rows picks what each may see)."""
+    return prems.prem_indicator_table(questionnaire, level, period or None, engine=data.current_engine())
+
+
+def _count(row, lang: str) -> str:
+    if pd.isna(row.n):
+        return MISSING
+    key = "prem.answers" if row.kind in prems.ANSWER_LEVEL_KINDS else "prem.respondents"
+    return t(key, lang, count=int(row.n))
+
+
+def display(rows: pd.DataFrame, lang: str, level: str) -> pd.DataFrame:
+    """The PREM rows as the reader sees them: unit, indicator, number, adjusted value with its interval,
+    benchmark and the verdict (vbhc.verdict, as for outcomes)."""
+    catalog = default_catalog()
+    records = list(rows.itertuples())
+    out = pd.DataFrame(index=rows.index)
+    out[t("column.unit", lang)] = [filters.unit_name(r.unit, level, lang=lang) for r in records]
+    labels = [catalog.questionnaire(r.condition).indicator(r.indicator).label(lang) for r in records]
+    out[t("column.indicator", lang)] = labels
+    out[t("prem.number", lang)] = [_count(r, lang) for r in records]
+    out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in records]
+    out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in records]
+    out[t("column.benchmark", lang)] = [format_value(r.target, r.kind, lang) for r in records]
+    out[t("verdict.column", lang)] = [v.sentence(lang) for v in verdict.verdicts(rows)]
+    return out
+
+
+def _compared(viewer: Viewer, result: IndicatorResult, level: str, lang: str) -> tuple[pd.DataFrame | None, str | None]:
+    """The own units among the stored external figures of the questionnaire at this level (the yearly comparison
+    with the other academic hospitals, vbhc.external), as the viewer may see them; (None, None) without any."""
+    engine = data.current_engine()
+    if external.stored_levels(engine, result.condition) != {level}:
+        return None, None
+    try:
+        got = external.external_benchmark(engine, viewer, result, lang=lang)
+    except (ValueError, AccessDenied):  # every figure left out, or no unit granted: the registry's own benchmark
+        return None, None
+    return (got.table, got.population) if got is not None else (None, None)
+
+
+def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *, key_only: bool = False) -> bool:
+    """The patient-experience tables of `units` at `level` (hospital or department), one per questionnaire with
+    answers; returns whether anything was shown. `key_only`: the key indicators only (the overview)."""
+    url, version = database_url(), data.version()
+    shown = False
+    if not prems.may_view_prems(viewer, data.current_engine()):
+        return shown
+    for q in default_catalog().prems.values():
+        result = _result(url, version, q.id, level, period)
+        if result.table.empty:
+            continue
+        rows, population = _compared(viewer, result, level, lang)
+        if rows is None:
+            try:
+                rows = prems.prem_rows(viewer, result, engine=data.current_engine())
+            except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
+                return shown
+        mine = rows[rows["unit"].isin(units) & (rows["kind"] != "volume") & ~rows["anonymised"]]
+        if key_only:
+            mine = mine[mine["key"].astype(bool)]
+        mine = mine[pd.to_numeric(mine["n"], errors="coerce").fillna(0) > 0]
+        if mine.empty:
+            continue
+        if not shown:
+            st.subheader(t("prem.title", lang))
+            st.caption(t("prem.caption", lang))
+            shown = True
+        st.markdown(f"##### {q.label(lang)}")
+        if population:
+            st.caption(t("external.benchmark_named", lang, population=md_escape(population)))
+        frame = display(mine, lang, level)
+        verdict_column = t("verdict.column", lang)
+        paint = pd.DataFrame({verdict_column: render.verdict_assessments(mine)}, index=frame.index)
+        render.static_table(
+            frame,
+            colours=paint,
+            widths={t("column.unit", lang): 160, t("column.indicator", lang): 220, verdict_column: 320},
+        )
+    return shown
