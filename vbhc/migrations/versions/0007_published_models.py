@@ -5,7 +5,7 @@ The file is stored as it arrived and read with vbhc.external_models' checks when
 (source, condition, indicator, definition_version, version) key decides between two imports at once.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 08:10:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
