@@ -89,12 +89,19 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
         st.markdown(f"##### {q.label(lang)}")
         if population:
             st.caption(t("external.benchmark_named", lang, population=md_escape(population)))
+        mine = mine.sort_values("unit", kind="stable")
         frame = display(mine, lang, level)
+        unit_column, indicator_column = t("column.unit", lang), t("column.indicator", lang)
         verdict_column = t("verdict.column", lang)
+        # the verdict next to the indicator (a phone shows both); the unit first only when there are several
+        lead = [unit_column] if mine["unit"].nunique() > 1 else []
+        rest = [c for c in frame.columns if c not in (unit_column, indicator_column, verdict_column)]
+        frame = frame[[*lead, indicator_column, verdict_column, *rest]]
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(mine)}, index=frame.index)
         render.static_table(
             frame,
             colours=paint,
-            widths={t("column.unit", lang): 160, t("column.indicator", lang): 220, verdict_column: 320},
+            widths={unit_column: 140, indicator_column: 170, verdict_column: 320},
+            min_widths={verdict_column: 190},
         )
     return shown
