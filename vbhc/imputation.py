@@ -62,12 +62,13 @@ from vbhc.catalog import CaseMixVariable
 
 __all__ = [
     "COLUMNS",
-    "M",
     "N_BURNIN",
     "N_SKIP",
     "SEED",
+    "M",
     "MultipleImputation",
     "imputation_frame",
+    "impute_datasets",
     "multiple_imputation",
     "rubin_interval",
 ]
