@@ -40,8 +40,9 @@ Method (shown on the team page's case-mix tab on request, and described on the m
   the same total and degrees of freedom, interval estimate +/- t_df sqrt(T). Complete case: the same with one
   model and z (the table's limits use z with the residual SD).
 
-Runtime (measured on the 50,000-cycle demo, see the README): a few seconds per indicator, most of it in
-MICEData's formula handling; the pages compute it only when asked and keep it per view (ui.render.cached).
+Runtime (measured on the 50,000-cycle demo, see the README): about 6 s of CPU time per indicator of 7,000
+cycles, most of it in MICEData's formula handling; the pages compute it only when asked and keep it per view
+(ui.render.cached).
 """
 
 from __future__ import annotations
