@@ -14,9 +14,10 @@ Role rules (who sees what):
 - manager: aggregated indicators of own hospitals/departments/divisions only (optionally limited to some
   conditions); other units' rows are anonymised or hidden; never patient-level rows; no export. Other units
   are never isolated or linked: they carry no name, a number per indicator by value (not carried across
-  indicators), their n in bands, values rounded, no observed/expected/limits/intervals (each would give n back),
-  small ones withheld; a comparison group needs at least MIN_OTHER_UNITS other units, else the other units and
-  the benchmark (which would give a lone other unit back) are not shown.
+  indicators), their n in bands, values rounded (the expected rank to a whole number), no
+  observed/expected/limits/intervals (each would give n back), small ones withheld; a comparison group needs at
+  least MIN_OTHER_UNITS other units, else the other units and the benchmark (which would give a lone other unit
+  back) are not shown.
 - admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
 - Small numbers on pages: a viewer sees exact small cells only of units whose patient-level rows they may see
   (quality; a care team without a hospital limit). A care team limited to some hospitals gets other hospitals'
