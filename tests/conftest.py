@@ -180,6 +180,17 @@ def small_demo_registry(tmp_path_factory):
     yield from _demo_registry(tmp_path_factory, SMALL_DEMO_CYCLES)
 
 
+@pytest.fixture
+def small_demo_db(small_demo_registry, monkeypatch) -> Iterator[tuple[Engine, dict]]:
+    """The pages (AppTest) on the small demo registry: VBHC_DATABASE_URL names this worker's copy, and the engine
+    cache is emptied before and after, so a page never reads another test's database. Returns (engine, truth)."""
+    engine, truth = small_demo_registry
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_engine.cache_clear()
+    yield engine, truth
+    get_engine.cache_clear()
+
+
 # ------------------------------------------------------------------------------------------ pytest-xdist
 _MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']")
 

@@ -96,14 +96,6 @@ def test_every_page_has_a_clear_empty_state(empty_db, page):
         assert "vbhc demo" in texts, page
 
 
-@pytest.fixture
-def small_demo_db(small_demo_registry, monkeypatch):
-    """The small demo registry (4,000 cycles) for tests where the size does not matter."""
-    engine, truth = small_demo_registry
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    return engine, truth
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_demo_data(small_demo_db, page):
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), page)

@@ -11,22 +11,12 @@ from tests.test_app import DEPTH_TAB, _app, _name, _run
 from tests.test_dutch_walk import _report, findings
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, format_value, t
 from vbhc.indicators import indicator_table
-from vbhc.store import get_engine
 
 pytestmark = pytest.mark.usefixtures("local_mode")
 
 TEAM = "views/condition_team.py"
 #: a yes/no indicator whose units differ more than chance in the small demo (tau^2 > 0: the estimates move)
 INDICATOR = "severe_complication"
-
-
-@pytest.fixture
-def shrink_db(small_demo_registry, monkeypatch):
-    engine, _truth = small_demo_registry
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_engine.cache_clear()
-    yield engine
-    get_engine.cache_clear()
 
 
 def _rows(engine, indicator: str = INDICATOR):
@@ -51,8 +41,8 @@ def _shown(at, lang: str):
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_the_option_shows_the_tables_shrunken_estimates_and_expected_rank(shrink_db, lang):
-    rows = _rows(shrink_db)
+def test_the_option_shows_the_tables_shrunken_estimates_and_expected_rank(small_demo_db, lang):
+    rows = _rows(small_demo_db[0])
     assert rows["shrinkage_tau2"].iloc[0] > 0  # otherwise every unit sits on the mean and nothing is tested
     at = _switched_on(lang)
     assert at.query_params["shrunken"] == "1"  # kept in the URL, so a shared link opens with it
@@ -60,7 +50,7 @@ def test_the_option_shows_the_tables_shrunken_estimates_and_expected_rank(shrink
     assert len(shown) == rows["shrunken_value"].notna().sum()
 
     own = rows[rows["unit"] == "H01"].iloc[0]
-    line = shown.loc[_name(shrink_db, "H01")]
+    line = shown.loc[_name(small_demo_db[0], "H01")]
     value = format_value(own["shrunken_value"], "proportion", lang)
     interval = fmt_ci(own["shrunken_lower"], own["shrunken_upper"], "proportion", lang)
     assert line[t("team.shrunken_column", lang)] == f"{value} ({interval})"
@@ -89,7 +79,7 @@ def test_the_option_shows_the_tables_shrunken_estimates_and_expected_rank(shrink
     small = rows.sort_values("n").iloc[0]
     low, high = sorted((small["adjusted_value"], small["target"]))
     assert low < small["shrunken_value"] < high
-    small_line = shown.loc[_name(shrink_db, small["unit"])]
+    small_line = shown.loc[_name(small_demo_db[0], small["unit"])]
     assert small_line[t("team.shrunken_column", lang)].startswith(
         format_value(small["shrunken_value"], "proportion", lang)
     )
@@ -100,8 +90,8 @@ def test_the_option_shows_the_tables_shrunken_estimates_and_expected_rank(shrink
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_an_indicator_without_shrinkage_says_so_in_one_line(shrink_db, lang):
-    assert _rows(shrink_db, "survival_5y")["shrunken_value"].isna().all()
+def test_an_indicator_without_shrinkage_says_so_in_one_line(small_demo_db, lang):
+    assert _rows(small_demo_db[0], "survival_5y")["shrunken_value"].isna().all()
     at = _switched_on(lang, "survival_5y")
     assert t("team.shrinkage_none", lang) in [c.value for c in at.caption]
     assert not [d for d in at.dataframe if t("team.shrunken_column", lang) in d.value.columns]

@@ -12,22 +12,11 @@ from tests.test_dutch_walk import _chart_of, _report, findings
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_percent, fmt_ratio, t
 from vbhc.indicators import indicator_table
-from vbhc.store import get_engine
 
 pytestmark = pytest.mark.usefixtures("local_mode")
 
 TEAM = "views/condition_team.py"
 INDICATOR = "survival_5y"
-
-
-@pytest.fixture
-def survival_db(small_demo_registry, monkeypatch):
-    """The small demo registry, imported with its vital status (as `vbhc demo` imports it)."""
-    engine, truth = small_demo_registry
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_engine.cache_clear()
-    yield engine, truth
-    get_engine.cache_clear()
 
 
 def _row(engine, unit: str = "H01"):
@@ -36,8 +25,8 @@ def _row(engine, unit: str = "H01"):
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_the_verdict_table_reads_a_survival_indicator_as_deaths_against_expected(survival_db, lang):
-    engine, _ = survival_db
+def test_the_verdict_table_reads_a_survival_indicator_as_deaths_against_expected(small_demo_db, lang):
+    engine, _ = small_demo_db
     row = _row(engine)
     at = _run(_app({"lang": lang, "condition": "colorectal_cancer"}), TEAM)
     verdicts = at.table[0].value
@@ -61,8 +50,8 @@ def test_the_verdict_table_reads_a_survival_indicator_as_deaths_against_expected
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_the_depth_tab_shows_kaplan_meier_curves_the_smr_and_the_ph_check(survival_db, lang):
-    engine, _ = survival_db
+def test_the_depth_tab_shows_kaplan_meier_curves_the_smr_and_the_ph_check(small_demo_db, lang):
+    engine, _ = small_demo_db
     row = _row(engine)
     at = _app({"lang": lang, "condition": "colorectal_cancer", "indicator": INDICATOR, "team_tab": DEPTH_TAB[lang]})
     _run(at, TEAM)

@@ -218,7 +218,8 @@ def test_expected_rank_is_exact_and_its_interval_from_seeded_draws():
 
 def test_per_unit_shrinkage_columns_are_withheld_where_exact_values_are():
     """A manager's anonymised other units and a report's suppressed cells must not carry the shrunken
-    interval or the ranks (their width is the unit's precision, which gives n back)."""
+    interval or the rank interval (their width is the unit's precision, which gives n back); an other unit's
+    shrunken value is rounded and its expected rank shown as a whole number, a suppressed cell has neither."""
     from vbhc import access
     from vbhc.reports import privacy
 
@@ -230,8 +231,9 @@ def test_per_unit_shrinkage_columns_are_withheld_where_exact_values_are():
         shrinkage.EXPECTED_RANK_LOWER,
         shrinkage.EXPECTED_RANK_UPPER,
     }
-    assert per_unit - {shrinkage.SHRUNKEN_VALUE} <= set(access.EXACT_COLUMNS)
+    assert per_unit - {shrinkage.SHRUNKEN_VALUE, shrinkage.EXPECTED_RANK} <= set(access.EXACT_COLUMNS)
     assert shrinkage.SHRUNKEN_VALUE in access.ROUNDED_COLUMNS
+    assert shrinkage.EXPECTED_RANK in access.WHOLE_COLUMNS
     assert per_unit <= set(privacy.WITHHELD_COLUMNS)
     indicator_level = set(shrinkage.COLUMNS) - per_unit
     assert indicator_level == {shrinkage.SHRINKAGE_TAU2, shrinkage.SHRINKAGE_RANKABILITY, shrinkage.RANKED_UNITS}

@@ -18,7 +18,6 @@ from vbhc.charts import ASSESSMENT_LABELS, ASSESSMENTS, LANGS, PALETTE
 from vbhc.i18n import t
 from vbhc.safety import md_escape
 from vbhc.settings import PROJECT_ROOT
-from vbhc.store import get_engine
 
 pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py
 
@@ -141,15 +140,6 @@ def test_the_change_since_the_meeting_has_one_pair_of_parentheses(lang, previous
 
 
 # ------------------------------------------------------------------------------------------------ the pages
-
-
-@pytest.fixture
-def small_demo_db(small_demo_registry, monkeypatch):
-    engine, truth = small_demo_registry
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    get_engine.cache_clear()
-    yield engine, truth
-    get_engine.cache_clear()
 
 
 def _page(page: str, lang: str, **state: str) -> AppTest:

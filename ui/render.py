@@ -45,7 +45,7 @@ def indicator_display(
     else:
         out[t("column.unit", lang)] = [unit_label(u, lang) for u in rows["unit"]]
     records = list(rows.itertuples())  # one pass over the rows for all formatted columns
-    out[t("column.care_cycles", lang)] = [_count(r, lang) for r in records]
+    out[t("column.care_cycles", lang)] = [count_text(r, lang) for r in records]
     out[t("column.observed", lang)] = [_observed(r, lang) for r in records]
     out[t("column.expected", lang)] = [_expected(r, lang) for r in records]
     out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) for r in records]
@@ -117,8 +117,9 @@ def model_warning(diagnostics, lang: str) -> str | None:
     return t(f"model.warning_{code}", lang, **{k: v for k, v in values.items() if k != "error"})
 
 
-def _count(row, lang: str) -> str:
-    """Exact n, or what vbhc.access left of it: a band for another unit, the marker for a withheld cell."""
+def count_text(row, lang: str) -> str:
+    """Exact n, or what vbhc.access left of it: a band for another unit, the marker for a withheld cell (`row`:
+    a table row as a named tuple or a Series)."""
     band = getattr(row, "n_band", None)
     if isinstance(band, str) and band:
         return band

@@ -14,9 +14,10 @@ Role rules (who sees what):
 - manager: aggregated indicators of own hospitals/departments/divisions only (optionally limited to some
   conditions); other units' rows are anonymised or hidden; never patient-level rows; no export. Other units
   are never isolated or linked: they carry no name, a number per indicator by value (not carried across
-  indicators), their n in bands, values rounded, no observed/expected/limits/intervals (each would give n back),
-  small ones withheld; a comparison group needs at least MIN_OTHER_UNITS other units, else the other units and
-  the benchmark (which would give a lone other unit back) are not shown.
+  indicators), their n in bands, values rounded (the expected rank to a whole number), no
+  observed/expected/limits/intervals (each would give n back), small ones withheld; a comparison group needs at
+  least MIN_OTHER_UNITS other units, else the other units and the benchmark (which would give a lone other unit
+  back) are not shown.
 - admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
 - Small numbers on pages: a viewer sees exact small cells only of units whose patient-level rows they may see
   (quality; a care team without a hospital limit). A care team limited to some hospitals gets other hospitals'
@@ -79,10 +80,9 @@ EXACT_COLUMNS = (
     "precision",
     "detectable_difference",
     "crude_value",
-    # vbhc.shrinkage's per-unit interval and ranks: their width is the unit's precision, which gives n back
+    # vbhc.shrinkage's per-unit intervals: their width is the unit's precision, which gives n back
     "shrunken_lower",
     "shrunken_upper",
-    "expected_rank",
     "expected_rank_lower",
     "expected_rank_upper",
 )
@@ -90,6 +90,10 @@ EXACT_COLUMNS = (
 #: response rate, a fraction that would otherwise be solved back into n) and withheld below the threshold.
 #: The crude value is not shown at all: it is events / n, a fraction that gives n back.
 ROUNDED_COLUMNS = ("adjusted_value", "oe", "shrunken_value")
+#: Columns of an anonymised other unit shown as a whole number, withheld below the threshold: the expected rank
+#: (vbhc.shrinkage), without its interval. Whole, it says little more than the order of the rounded shrunken
+#: values shown beside it, while its decimals (how far it sits from a whole place) would hint at the precision.
+WHOLE_COLUMNS = ("expected_rank",)
 _LIMIT_PREFIXES = ("lower_", "upper_")
 _BENCHMARK_PREFIXES = ("lower_", "upper_", "position_", "assessment_")
 
@@ -735,6 +739,9 @@ def _anonymised(rest: pd.DataFrame) -> pd.DataFrame:
     for col in [c for c in ROUNDED_COLUMNS if c in rest]:
         plain = (rest["kind"] == "response_rate").to_numpy() if "kind" in rest else np.zeros(len(rest), bool)
         rest[col] = _round_sig(rest[col], np.where(plain, 2, 3))
+        rest.loc[small, col] = np.nan
+    for col in [c for c in WHOLE_COLUMNS if c in rest]:
+        rest[col] = pd.to_numeric(rest[col], errors="coerce").round(0)
         rest.loc[small, col] = np.nan
     for col in [c for c in rest.columns if str(c).startswith(("position_", "assessment_"))]:
         rest[col] = rest[col].astype(object)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from vbhc import benchmark, proms, registry, shrinkage, spc, survival
+from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
 from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
 from vbhc.catalog import (
     BINARY_KINDS,
@@ -650,6 +650,29 @@ def casemix_explanation(result: IndicatorResult, indicator: str) -> pd.DataFrame
     frame, _ = _outcome_column(ind, data, base)
     frame = frame[frame["y"].notna()]
     return casemix_contributions(model, frame, frame["unit"])
+
+
+def casemix_imputation(result: IndicatorResult, indicator: str, **options) -> imputation.MultipleImputation:
+    """Complete-case against multiply imputed case-mix adjustment of one indicator, per unit (vbhc.imputation):
+    the cycles complete-case analysis leaves out for a missing case-mix value, and E and O/E (O - E for a
+    continuous indicator) under both. The complete-case figures are the table's own model's. `options` go to
+    vbhc.imputation.multiple_imputation (m, seed, n_burnin, n_skip)."""
+    model = result.models[indicator]
+    data = result.data
+    ind = data.condition.indicator(indicator)
+    base = data.cycles.assign(unit=unit_labels(data.cycles, result.level).to_numpy())
+    frame, extra = _outcome_column(ind, data, base)
+    frame = frame[frame["y"].notna()]
+    return imputation.multiple_imputation(
+        frame,
+        "y",
+        data.condition.casemix,
+        model.kind,
+        frame["unit"],
+        extra_covariates=extra,
+        complete_case=model,
+        **options,
+    )
 
 
 def indicator_over_time(

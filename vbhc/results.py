@@ -54,7 +54,7 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 
 from vbhc import indicators, models
-from vbhc.catalog import default_catalog
+from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
 from vbhc.meeting import as_of_period, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, parse_period
@@ -151,10 +151,10 @@ def code_fingerprint() -> str:
     import scipy
     import statsmodels
 
-    from vbhc import benchmark, casemix, costs, proms, registry, shrinkage
+    from vbhc import benchmark, casemix, costs, proms, registry, shrinkage, survival
 
     digest = hashlib.sha256(f"format {FORMAT}".encode())
-    for module in (indicators, casemix, benchmark, shrinkage, proms, costs, registry, models):
+    for module in (indicators, casemix, benchmark, shrinkage, survival, proms, costs, registry, models):
         digest.update(Path(module.__file__).read_bytes())
     folder = catalog_dir()
     for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
@@ -281,6 +281,8 @@ class ResultStore:
             return None
         for indicator, model in result.models.items():  # another level of the same data reuses these fits
             data.fitted.setdefault(indicator, model)
+        for indicator, cox in payload.get("cox", {}).items():  # the survival indicators' Cox models, likewise
+            data.cox.setdefault(indicator, cox)
         return result
 
     # --- writing
@@ -297,6 +299,9 @@ class ResultStore:
 
     def put(self, key: ViewKey, version: str, result: IndicatorResult) -> bool:
         payload = {"table": result.table, "models": result.models, "cycle_values": result.cycle_values}
+        if result.data is not None:  # the Cox models (the case-mix tab shows their quality): this table's only
+            survival_ids = set(result.table.loc[result.table["kind"].isin(SURVIVAL_KINDS), "indicator"])
+            payload["cox"] = {k: v for k, v in result.data.cox.items() if k in survival_ids}
         return self._write(key, version, payload)
 
     # --- get or compute

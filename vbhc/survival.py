@@ -168,9 +168,10 @@ class CoxModel:
     baseline_cumhaz: np.ndarray  # H0 at those times, for the centred covariates
     ph_test: pd.DataFrame = field(default_factory=pd.DataFrame)  # variable, statistic, p
     concordance: float = float("nan")
-    n: int = 0
+    n: int = 0  # cycles in the model (followed, case-mix complete)
     n_excluded: int = 0
     fit_note: str | None = None  # "ridge" when the plain fit did not converge (see fit_cox)
+    events: int = 0  # deaths within the horizon among the n cycles
 
     def expected(self, time: np.ndarray, design: pd.DataFrame) -> np.ndarray:
         """Expected cumulative hazard H0(t) * exp((x - mean) b) of each cycle up to its own follow-up end."""
@@ -208,7 +209,7 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
     if fit is None:
         na = _nelson_aalen(t, e)
         empty = pd.Series(dtype=float)
-        return CoxModel(empty, empty, *na, n=int(ok.sum()), n_excluded=int((~ok).sum()), fit_note=note)
+        return CoxModel(empty, empty, *na, n=int(ok.sum()), n_excluded=int((~ok).sum()), fit_note=note, events=n_events)
     params, cov, model = fit
     means = x.mean()
     # the baseline is that of the average fitted patient (the covariates centred on their means)
@@ -232,6 +233,7 @@ def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check:
         n=int(ok.sum()),
         n_excluded=int((~ok).sum()),
         fit_note=note,
+        events=n_events,
     )
 
 

@@ -8,12 +8,13 @@ import streamlit as st
 
 from ui import auth, benchmark, data, filters, layout, render
 from ui import prems as ui_prems
-from vbhc import access, annotations, charts, prems, registry, shrinkage, spc, verdict
+from vbhc import access, annotations, charts, imputation, prems, registry, shrinkage, spc, verdict
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import (
     SurvivalCurves,
     casemix_explanation,
+    casemix_imputation,
     cusum_vlad,
     funnel_curve,
     indicator_over_time,
@@ -311,13 +312,17 @@ def _shrinkage_section(ind, rows: pd.DataFrame, row: pd.Series) -> None:
         return
     shrunken = pd.to_numeric(rows[shrinkage.SHRUNKEN_VALUE], errors="coerce")
 
-    def _value(r: pd.Series) -> str:
-        lower, upper = r[shrinkage.SHRUNKEN_LOWER], r[shrinkage.SHRUNKEN_UPPER]
-        return f"{format_value(r[shrinkage.SHRUNKEN_VALUE], ind.kind, lang)} ({fmt_ci(lower, upper, ind.kind, lang)})"
-
     def _rank(r: pd.Series) -> str:
+        if pd.isna(r[shrinkage.EXPECTED_RANK_LOWER]):  # a manager's other unit: the whole rank, no interval
+            return fmt_int(r[shrinkage.EXPECTED_RANK], lang)
         lower, upper = fmt_int(r[shrinkage.EXPECTED_RANK_LOWER], lang), fmt_int(r[shrinkage.EXPECTED_RANK_UPPER], lang)
         return f"{fmt_number(r[shrinkage.EXPECTED_RANK], lang, 1)} ({lower}–{upper})"
+
+    def _value(r: pd.Series) -> str:
+        value = format_value(r[shrinkage.SHRUNKEN_VALUE], ind.kind, lang)
+        if pd.isna(r[shrinkage.SHRUNKEN_LOWER]):  # a manager's other unit: rounded, without its interval
+            return value
+        return f"{value} ({fmt_ci(r[shrinkage.SHRUNKEN_LOWER], r[shrinkage.SHRUNKEN_UPPER], ind.kind, lang)})"
 
     ranked = int(row[shrinkage.RANKED_UNITS]) if pd.notna(row[shrinkage.RANKED_UNITS]) else 0
     st.markdown(
@@ -351,7 +356,7 @@ def _shrinkage_section(ind, rows: pd.DataFrame, row: pd.Series) -> None:
         pd.DataFrame(
             {
                 heads["unit"]: shown["unit"].astype(str).to_numpy(),
-                heads["n"]: [fmt_int(n, lang) for n in shown["n"]],
+                heads["n"]: [render.count_text(r, lang) for _, r in shown.iterrows()],  # a band for an other unit
                 heads["adjusted"]: [format_value(v, ind.kind, lang) for v in shown["adjusted_value"]],
                 heads["shrunken"]: [_value(r) for _, r in shown.iterrows()],
                 heads["rank"]: [_rank(r) for _, r in shown.iterrows()],
@@ -514,6 +519,170 @@ def reason_label(reason) -> str:
     return render.exclusion_label(reason, chosen.condition, lang)
 
 
+def _term_label(term: str) -> str:
+    """A Cox design column in words: the variable, a category level ("stage[III]") or its square ("age^2")."""
+    if term.endswith("^2"):
+        return t("survival.ph_term_squared", lang, variable=variable_label(term[:-2]))
+    if "[" in term and term.endswith("]"):
+        name, level = term[:-1].split("[", 1)
+        if name in condition.casemix_names:
+            return f"{variable_label(name)}: {condition.casemix_variable(name).code_label(level, lang)}"
+        return f"{variable_label(name)}: {level}"
+    return variable_label(term)
+
+
+def _cox_quality(indicator_id: str, row: pd.Series) -> None:
+    """The survival indicator's Cox model: concordance, deaths and care cycles used, the cycles left out for a
+    missing case-mix value, and the proportional-hazards (Schoenfeld) check per case-mix term."""
+    model = result.data.cox.get(indicator_id) if result.data is not None else None
+    if model is None:
+        return
+    st.markdown(f"##### {t('survival.cox_title', lang)}")
+    quality = {
+        t("survival.concordance", lang): fmt_ratio(model.concordance, lang),
+        t("survival.deaths", lang): fmt_int(model.events, lang),
+        t("model.cycles_used", lang): fmt_int(model.n, lang),
+        t("model.cycles_excluded", lang): fmt_int(row.get("model_n_excluded"), lang),
+    }
+    measure, value = t("pages.measure", lang), t("pages.value", lang)
+    st.dataframe(
+        pd.DataFrame({measure: list(quality), value: list(quality.values())}),
+        hide_index=True,
+        width="stretch",
+        column_config=layout.text_columns({measure: 230, value: 90}),
+    )
+    if model.fit_note in ("ridge", "unadjusted"):
+        st.warning(t(f"survival.cox_{model.fit_note}", lang))
+    ph = model.ph_test
+    if len(ph) and "p" in ph.columns:
+        heads = [t("survival.ph_term", lang), t("survival.ph_p", lang), t("survival.ph_assumption", lang)]
+        st.markdown(f"###### {t('survival.ph_title', lang)}")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    heads[0]: [_term_label(str(v)) for v in ph["variable"]],
+                    heads[1]: [
+                        fmt_number(p, lang, 3) if p >= 0.001 else f"< {fmt_number(0.001, lang, 3)}" for p in ph["p"]
+                    ],
+                    heads[2]: [
+                        t("survival.ph_term_holds" if p >= 0.05 else "survival.ph_term_violated", lang) for p in ph["p"]
+                    ],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config=layout.text_columns({heads[0]: 200, heads[1]: 90, heads[2]: 200}),
+        )
+    else:
+        st.caption(t("survival.ph_unknown", lang))
+    st.caption(t("survival.cox_caption", lang))
+
+
+def _imputation_section(ind, indicator_id: str, rows: pd.DataFrame) -> None:
+    """Complete care cycles against multiple imputation of missing case-mix values (vbhc.imputation), on request:
+    per unit the care cycles complete-case analysis leaves out, and E and O/E (O - E) under both. Only the units
+    the viewer sees by name (a manager's other units are anonymised in the table: they are not listed here)."""
+    st.markdown(f"##### {t('team.imputation_title', lang)}")
+    if not filters.synced_toggle(t("team.imputation_toggle", lang), key="imputed"):
+        return
+    with st.spinner(t("team.imputation_toggle", lang)):
+        found = render.cached(
+            ("imputation", indicator_id), lambda: casemix_imputation(result, indicator_id), by_language=False
+        )
+    if found.failed:
+        st.warning(t("team.imputation_failed", lang))
+        return
+    named = rows
+    if "anonymised" in named:
+        named = named[~named["anonymised"].fillna(False).astype(bool)]
+    if "suppressed" in named:
+        named = named[~named["suppressed"].fillna(False).astype(bool)]
+    per_unit = found.per_unit[found.per_unit[imputation.UNIT].isin(set(named["unit"]))]
+    ratio = found.kind == "binary"
+
+    def _expected(v: float) -> str:
+        return fmt_number(v, lang, 1) if ratio else format_value(v, ind.kind, lang)
+
+    def _estimate(v: float, lo: float, hi: float) -> str:
+        if ratio:
+            return f"{fmt_ratio(v, lang)} ({fmt_ci(lo, hi, 'oe', lang)})"
+        return f"{format_value(v, ind.kind, lang)} ({fmt_ci(lo, hi, ind.kind, lang)})"
+
+    own = per_unit[per_unit[imputation.UNIT] == unit]
+    if len(own):
+        r = own.iloc[0]
+        values = {
+            "unit": unit_name,
+            "expected_cc": _expected(r[imputation.EXPECTED_CC]),
+            "expected_mi": _expected(r[imputation.EXPECTED_MI]),
+        }
+        if ratio:
+            values |= {
+                "oe_cc": fmt_ratio(r[imputation.ESTIMATE_CC], lang),
+                "oe_mi": fmt_ratio(r[imputation.ESTIMATE_MI], lang),
+            }
+            values |= {
+                "ci_cc": fmt_ci(r[imputation.LOWER_CC], r[imputation.UPPER_CC], "oe", lang),
+                "ci_mi": fmt_ci(r[imputation.LOWER_MI], r[imputation.UPPER_MI], "oe", lang),
+            }
+        else:
+            values |= {
+                "diff_cc": format_value(r[imputation.ESTIMATE_CC], ind.kind, lang),
+                "diff_mi": format_value(r[imputation.ESTIMATE_MI], ind.kind, lang),
+                "ci_cc": fmt_ci(r[imputation.LOWER_CC], r[imputation.UPPER_CC], ind.kind, lang),
+                "ci_mi": fmt_ci(r[imputation.LOWER_MI], r[imputation.UPPER_MI], ind.kind, lang),
+            }
+        key = "team.imputation_own_ratio" if ratio else "team.imputation_own_difference"
+        st.markdown(t_md(key, lang, count=int(r[imputation.N_EXCLUDED]), **values))
+    shown = filters.with_unit_names(per_unit)
+    kind = "ratio" if ratio else "difference"
+    heads = {
+        "unit": t("team.imputation_unit", lang),
+        "n": t("team.imputation_cycles", lang),
+        "excluded": t("team.imputation_excluded", lang),
+        "e_cc": t("team.imputation_expected_cc", lang),
+        "est_cc": t(f"team.imputation_{kind}_cc", lang),
+        "e_mi": t("team.imputation_expected_mi", lang),
+        "est_mi": t(f"team.imputation_{kind}_mi", lang),
+    }
+    st.dataframe(
+        pd.DataFrame(
+            {
+                heads["unit"]: shown[imputation.UNIT].astype(str).to_numpy(),
+                heads["n"]: [fmt_int(v, lang) for v in shown[imputation.N]],
+                heads["excluded"]: [fmt_int(v, lang) for v in shown[imputation.N_EXCLUDED]],
+                heads["e_cc"]: [_expected(v) for v in shown[imputation.EXPECTED_CC]],
+                heads["est_cc"]: [
+                    _estimate(r[imputation.ESTIMATE_CC], r[imputation.LOWER_CC], r[imputation.UPPER_CC])
+                    for _, r in shown.iterrows()
+                ],
+                heads["e_mi"]: [_expected(v) for v in shown[imputation.EXPECTED_MI]],
+                heads["est_mi"]: [
+                    _estimate(r[imputation.ESTIMATE_MI], r[imputation.LOWER_MI], r[imputation.UPPER_MI])
+                    for _, r in shown.iterrows()
+                ],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        height=min(36 + 35 * len(shown), 400),
+        column_config={
+            heads["unit"]: st.column_config.TextColumn(heads["unit"], width=200, pinned=True),
+            **layout.text_columns(
+                {
+                    heads["n"]: 90,
+                    heads["excluded"]: 120,
+                    heads["e_cc"]: 110,
+                    heads["est_cc"]: 170,
+                    heads["e_mi"]: 110,
+                    heads["est_mi"]: 170,
+                }
+            ),
+        },
+    )
+    st.caption(f"{t('team.imputation_datasets', lang, count=found.m)} {t('team.imputation_explained', lang)}")
+
+
 if casemix.open:
     with casemix:
         picker, _ = st.columns([2, 3])
@@ -617,12 +786,16 @@ if casemix.open:
                 )
                 if diag.warning_code:
                     st.warning(render.model_warning(diag, lang))
+            elif ind.kind in SURVIVAL_KINDS:
+                _cox_quality(indicator_id, row)
             # a published (national) model on the unit's own patients: O/E against it, coverage, calibration
             if ind.kind in BINARY_KINDS or ind.kind in CONTINUOUS_KINDS:
                 # open when the quality directorate stored the national model of this indicator
                 has_model = benchmark.stored_model_of(chosen.condition, indicator_id) is not None
                 with st.expander(t("external.model_title", lang), expanded=has_model):
                     benchmark.published_model(chosen.condition, indicator_id, unit, lang, key="published_model")
+        if indicator_id in result.models and result.data is not None:
+            _imputation_section(ind, indicator_id, rows)
 
 
 # --- the care cycles behind a signal (pseudonymised) -----------------------------------------------------

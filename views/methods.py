@@ -12,7 +12,18 @@ chosen = filters.current()
 lang = chosen.lang if chosen else filters.language()
 st.title(t("methods.title", lang))
 st.caption(t("methods.intro", lang))
-for section in ("casemix", "oe", "funnel", "overdispersion", "small_numbers", "cusum", "tiers"):
+for section in (
+    "casemix",
+    "missing",
+    "oe",
+    "funnel",
+    "overdispersion",
+    "small_numbers",
+    "shrinkage",
+    "cusum",
+    "tiers",
+    "textbook",
+):
     st.subheader(t(f"methods.{section}_title", lang))
     st.write(t(f"methods.{section}_text", lang))
 

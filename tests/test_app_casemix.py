@@ -1,0 +1,179 @@
+"""The team page's case-mix tab, in English and Dutch: multiple imputation of missing case-mix values on request
+(per unit the care cycles complete-case analysis leaves out, E and O/E under both: the complete-case figures are
+the indicator table's, the imputed ones vbhc.indicators.casemix_imputation's), kept in the URL; the quality of a
+survival indicator's Cox model (concordance, deaths and care cycles used, the proportional-hazards check per
+case-mix term); and a manager's shrinkage table, whose other units show their banded n and a whole rank."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.roles import MAPPING, USERS
+from tests.test_app import _app, _name, _run
+from tests.test_dutch_walk import _report, findings
+from vbhc import imputation
+from vbhc.catalog import default_catalog
+from vbhc.i18n import MISSING, fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
+from vbhc.indicators import casemix_imputation, indicator_table
+from vbhc.settings import PROJECT_ROOT
+from vbhc.store import get_engine
+
+pytestmark = pytest.mark.usefixtures("local_mode")
+
+TEAM = "views/condition_team.py"
+CONDITION = "colorectal_cancer"
+CASEMIX_TAB = {lang: t("pages.tab_casemix", lang) for lang in ("en", "nl")}
+
+
+def _casemix_tab(lang: str, indicator: str):
+    at = _app({"lang": lang, "condition": CONDITION, "indicator": indicator, "team_tab": CASEMIX_TAB[lang]})
+    return _run(at, TEAM)
+
+
+def _table_with(at: AppTest, header: str):
+    found = [d.value for d in at.dataframe if header in d.value.columns]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("lang", "indicator"), [("en", "mortality_30d"), ("nl", "mortality_30d"), ("en", "length_of_stay")]
+)
+def test_multiple_imputation_on_request_shows_both_analyses_per_unit(small_demo_db, lang, indicator):
+    engine, _ = small_demo_db
+    result = indicator_table(CONDITION, "hospital", engine=engine)
+    table = result.table[result.table["indicator"] == indicator].set_index("unit")
+    mi = casemix_imputation(result, indicator).per_unit.set_index(imputation.UNIT)
+    assert mi[imputation.N_EXCLUDED].sum() > 0  # the demo misses ~1% of each case-mix value: something to show
+    at = _casemix_tab(lang, indicator)
+    off = [d for d in at.dataframe if t("team.imputation_excluded", lang) in d.value.columns]
+    assert not off  # off by default: the page does not impute unasked
+    at.toggle(key="imputed").set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["imputed"] == "1"  # kept in the URL, so a shared link opens with it
+    shown = _table_with(at, t("team.imputation_excluded", lang)).set_index(t("team.imputation_unit", lang))
+    assert len(shown) == len(mi)
+    binary = indicator == "mortality_30d"
+    kind = "ratio" if binary else "difference"
+    ind_kind = default_catalog().condition(CONDITION).indicator(indicator).kind
+
+    def interval(value: float, lower: float, upper: float) -> str:
+        if binary:
+            return f"{fmt_ratio(value, lang)} ({fmt_ci(lower, upper, 'oe', lang)})"
+        return f"{format_value(value, ind_kind, lang)} ({fmt_ci(lower, upper, ind_kind, lang)})"
+
+    for unit, row in mi.iterrows():
+        line = shown.loc[_name(engine, unit)]
+        own = table.loc[unit]
+        assert line[t("team.imputation_cycles", lang)] == fmt_int(own["n"], lang)
+        assert line[t("team.imputation_excluded", lang)] == fmt_int(row[imputation.N_EXCLUDED], lang)
+        # complete case = the indicator table's own model: its n, expected and O/E with its interval
+        assert row[imputation.N] - row[imputation.N_EXCLUDED] == own["n_adjusted"]
+        assert row[imputation.EXPECTED_CC] == pytest.approx(own["expected"], rel=1e-9)
+        if binary:
+            cc = interval(own["oe"], own["oe_lower"], own["oe_upper"])
+            assert line[t("team.imputation_expected_mi", lang)] == fmt_number(row[imputation.EXPECTED_MI], lang, 1)
+        else:
+            adjusted_minus_benchmark = own["adjusted_value"] - own["target"]
+            assert row[imputation.ESTIMATE_CC] == pytest.approx(adjusted_minus_benchmark, abs=1e-9)
+            cc = interval(row[imputation.ESTIMATE_CC], row[imputation.LOWER_CC], row[imputation.UPPER_CC])
+        mi_text = interval(row[imputation.ESTIMATE_MI], row[imputation.LOWER_MI], row[imputation.UPPER_MI])
+        assert line[t(f"team.imputation_{kind}_cc", lang)] == cc
+        assert line[t(f"team.imputation_{kind}_mi", lang)] == mi_text
+    # the own unit in words: the cycles left out (a counting message) and E and O/E under both
+    said = " ".join(m.value for m in at.markdown)
+    assert fmt_int(mi.loc["H01", imputation.N_EXCLUDED], lang) in said and _name(engine, "H01") in said
+    captions = " ".join(c.value for c in at.caption)
+    assert t("team.imputation_explained", lang) in captions
+    assert t("team.imputation_datasets", lang, count=imputation.M) in captions
+    if lang == "nl":
+        found = findings(at, TEAM)
+        assert not found, _report(found)
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_survival_indicator_shows_its_cox_models_quality(small_demo_db, lang):
+    engine, _ = small_demo_db
+    result = indicator_table(CONDITION, "hospital", engine=engine)
+    model = result.data.cox["survival_5y"]
+    row = result.table[(result.table["indicator"] == "survival_5y") & (result.table["unit"] == "H01")].iloc[0]
+    at = _casemix_tab(lang, "survival_5y")
+    assert not at.exception, [e.value for e in at.exception]
+    assert t("survival.cox_title", lang) in [m.value.lstrip("# ") for m in at.markdown]
+    quality = _table_with(at, t("pages.measure", lang)).set_index(t("pages.measure", lang))[t("pages.value", lang)]
+    assert quality[t("survival.concordance", lang)] == fmt_ratio(row["model_c_statistic"], lang)
+    assert quality[t("survival.concordance", lang)] == fmt_ratio(model.concordance, lang)
+    deaths = int((result.cycle_values.query("indicator == 'survival_5y'")["expected"].notna()
+                  & (result.cycle_values.query("indicator == 'survival_5y'")["observed"] == 1)).sum())  # fmt: skip
+    assert model.events == deaths > 0
+    assert quality[t("survival.deaths", lang)] == fmt_int(deaths, lang)
+    assert quality[t("model.cycles_used", lang)] == fmt_int(model.n, lang)
+    assert model.n == int(result.table.loc[result.table["indicator"] == "survival_5y", "n_adjusted"].sum())
+    assert quality[t("model.cycles_excluded", lang)] == fmt_int(row["model_n_excluded"], lang)
+    # one proportional-hazards line per case-mix term of the model, the smallest p as the depth tab reports it
+    ph = _table_with(at, t("survival.ph_term", lang))
+    assert len(ph) == len(model.ph_test) > 0
+    p_shown = ph[t("survival.ph_p", lang)].tolist()
+    expected = [fmt_number(p, lang, 3) if p >= 0.001 else f"< {fmt_number(0.001, lang, 3)}" for p in model.ph_test["p"]]
+    assert p_shown == expected
+    verdicts = {t("survival.ph_term_holds", lang), t("survival.ph_term_violated", lang)}
+    assert set(ph[t("survival.ph_assumption", lang)]) <= verdicts
+    assert (ph[t("survival.ph_assumption", lang)] == t("survival.ph_term_violated", lang)).sum() == int(
+        (model.ph_test["p"] < 0.05).sum()
+    )
+    assert model.ph_test["p"].min() == pytest.approx(row["ph_p_value"])
+    terms = ph[t("survival.ph_term", lang)].tolist()
+    age = default_catalog().condition(CONDITION).casemix_variable("age").label(lang)
+    assert age in terms and t("survival.ph_term_squared", lang, variable=age) in terms
+    assert not any("[" in term or "^" in term for term in terms)  # no design-column ids
+    # no imputation option for a survival indicator (its model is the Cox model)
+    assert not [w for w in at.toggle if w.key == "imputed"]
+    if lang == "nl":
+        found = findings(at, TEAM)
+        assert not found, _report(found)
+
+
+@pytest.fixture
+def manager_db(small_demo_db, monkeypatch, tmp_path):
+    mapping = tmp_path / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
+    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    get_engine.cache_clear()
+    return small_demo_db[0]
+
+
+def test_a_managers_shrinkage_table_shows_banded_n_and_whole_ranks_for_other_units(manager_db):
+    """The manager of H01 sees the other hospitals anonymised (vbhc.access): n as a band (vbhc.disclosure), the
+    rounded shrunken value without interval and the expected rank as a whole number; the own unit exactly."""
+    lang = "en"
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.secrets["auth"] = {"client_id": "x", "client_secret": "x", "server_metadata_url": "http://localhost/x"}
+    at.user = {"is_logged_in": True, **USERS["manager"]}
+    at.query_params["lang"] = lang
+    at.session_state["condition"] = CONDITION
+    at.session_state["team_tab"] = t("pages.tab_depth", lang)
+    at.run()
+    at.switch_page(TEAM)
+    at.run()
+    at.selectbox(key="indicator").set_value("severe_complication")
+    at.run()
+    at.toggle(key="shrunken").set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = _table_with(at, t("team.shrunken_column", lang))
+    units = shown[t("column.unit", lang)]
+    others = shown[units.str.startswith(t("comparison.other_unit", lang, number="").strip())]
+    assert len(others) >= 5 and len(shown) - len(others) == 1
+    band = re.compile(r"^(<\d+|\d+-\d+|≥\d+)$")
+    assert others[t("column.care_cycles", lang)].str.match(band).all(), others
+    assert others[t("team.expected_rank_column", lang)].str.fullmatch(r"\d+").all(), others
+    assert not (others[t("team.shrunken_column", lang)] == MISSING).any()
+    assert not others[t("team.shrunken_column", lang)].str.contains(r"\(").any()  # no interval: precision gives n
+    own = shown[~units.isin(others[t("column.unit", lang)])].iloc[0]
+    assert re.fullmatch(r"[\d,]+", own[t("column.care_cycles", lang)])
+    assert "(" in own[t("team.expected_rank_column", lang)]
