@@ -556,6 +556,9 @@ def test_a_count_is_formatted_in_the_language_and_chooses_the_form_by_its_value(
     assert "0 problems found" in t("data.import_failed", "en", file="a.csv", count=0)
     assert "1.234 problemen" in t("data.import_failed", "nl", file="a.csv", count=1234)
     assert "1,234 problems" in t("data.import_failed", "en", file="a.csv", count=np.int64(1234))
+    # a whole count held as a float (a table's n column) reads as the whole number, in the whole number's form
+    assert t("data.import_failed", "en", file="a.csv", count=1.0).startswith("a.csv was not imported: 1 problem found")
+    assert "1 probleem " in t("data.import_failed", "nl", file="a.csv", count=np.float64(1.0))
 
 
 def test_a_counting_message_refuses_a_count_given_as_text_or_missing():

@@ -131,6 +131,16 @@ def test_too_few_says_how_many():
     assert v.sentence("nl") == "Te weinig zorgtrajecten: 12 zorgtrajecten, ten minste 20 nodig voor een oordeel"
 
 
+def test_too_few_counts_respondents_or_answers_for_patient_experience():
+    too_few = {"too_few_cycles": True, "position_998": "too few cycles", "position_95": "too few cycles"}
+    rating = verdict(_row(n=12, kind="prem_rating", **too_few))
+    assert rating.sentence("en") == "Too few respondents: 12 respondents, at least 20 needed for an assessment"
+    assert rating.sentence("nl") == "Te weinig respondenten: 12 respondenten, ten minste 20 nodig voor een oordeel"
+    topbox = verdict(_row(n=1, kind="prem_topbox", **too_few))
+    assert topbox.sentence("en") == "Too few answers: 1 answer, at least 20 needed for an assessment"
+    assert topbox.sentence("nl") == "Te weinig antwoorden: 1 antwoord, ten minste 20 nodig voor een oordeel"
+
+
 def test_cannot_tell_apart_only_within_the_limits():
     within = verdict(_row(position_998="within", position_95="within"))
     assert CANNOT["en"] in within.sentence("en") and CANNOT["nl"] in within.sentence("nl")

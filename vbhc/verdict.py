@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vbhc.catalog import BINARY_KINDS, SURVIVAL_KINDS
+from vbhc.catalog import BINARY_KINDS, PREM_KINDS, SURVIVAL_KINDS
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
 
 __all__ = ["DECIDE_AT_95", "Verdict", "verdict", "verdict_labels", "verdicts"]
@@ -98,10 +98,19 @@ class Verdict:
         """A signal in the unwanted direction (the patient list then shows the cycles behind it)."""
         return (self.category == "worse" and self.decisive) or self.variation == "concern"
 
+    @property
+    def _counted(self) -> str | None:
+        """What a patient-experience indicator counts instead of care cycles: respondents, or answers (top box)."""
+        if self.kind not in PREM_KINDS:
+            return None
+        return "answers" if self.kind == "prem_topbox" else "respondents"
+
     def label(self, lang: str) -> str:
         """The headline: "Worse than expected", "Possibly worse than expected", "As expected", ..."""
         if self.category in ("better", "worse") and self.severity == "95" and not self.decisive:
             return t(f"verdict.possibly_{self.category}", lang)
+        if self.category == "too_few" and self._counted:
+            return t(f"verdict.too_few_{self._counted}", lang)
         return t(f"verdict.{self.category}", lang)
 
     def comparison(self, lang: str, with_ci: bool = False) -> str:
@@ -127,7 +136,8 @@ class Verdict:
     def clauses(self, lang: str, with_ci: bool = False) -> list[str]:
         """The parts after the headline: comparison, position, rankability, trend."""
         if self.category == "too_few":
-            return [t("verdict.too_few_detail", lang, count=self.n, min_n=fmt_int(self.min_n, lang))]
+            key = f"verdict.too_few_detail_{self._counted}" if self._counted else "verdict.too_few_detail"
+            return [t(key, lang, count=self.n, min_n=fmt_int(self.min_n, lang))]
         if self.category in ("no_data", "not_assessed"):
             return []
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []

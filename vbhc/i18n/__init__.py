@@ -189,8 +189,11 @@ def _plural_form(key: str, forms: dict[str, str], lang: str, values: dict[str, A
         raise TypeError(f"message {key!r} needs count as a number to choose its plural form, got {count!r}") from None
     if not number.is_finite():
         raise TypeError(f"message {key!r} needs a finite count, got {count!r}")
+    whole = number == number.to_integral_value()
+    if whole:  # shown as a whole number (a count of 1.0 reads "1"), so its form is the whole number's: "1 answer"
+        number = number.to_integral_value()
     form = _babel_locale(lang).plural_form(abs(number))
-    shown = fmt_int(count, lang) if number == number.to_integral_value() else fmt_number(count, lang)
+    shown = fmt_int(count, lang) if whole else fmt_number(count, lang)
     return forms.get(form, forms["other"]), {**values, "count": shown}
 
 
