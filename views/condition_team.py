@@ -585,7 +585,8 @@ def _imputation_section(ind, indicator_id: str, rows: pd.DataFrame) -> None:
     st.markdown(f"##### {t('team.imputation_title', lang)}")
     if not filters.synced_toggle(t("team.imputation_toggle", lang), key="imputed"):
         return
-    with st.spinner(t("team.imputation_toggle", lang)):
+    # says what it waits for: the first time for an indicator takes seconds
+    with st.spinner(t("team.imputation_wait", lang, m=imputation.M)):
         found = render.cached(
             ("imputation", indicator_id), lambda: casemix_imputation(result, indicator_id), by_language=False
         )
