@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -38,7 +40,12 @@ def test_demo_then_reimport_adds_zero_rows(cli_db, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "new signal(s)" in printed  # the stored results were turned into signals
     assert "Improvement history: " in printed  # vbhc.demo_history: targets, explanations and two actions
-    assert len(improvement.actions(cli_db, DEMO_VIEWER)) == 2 and improvement.targets(cli_db, DEMO_VIEWER)
+    # one action under way per planted worse outlier of the own hospital, and one done action without effect
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
+    own_worse = [o for o in truth["outliers"] if o["hospital"] == truth["own_hospital"] and o["direction"] == "worse"]
+    assert len(own_worse) >= 2  # the planted improvements of two condition teams
+    actions = improvement.actions(cli_db, DEMO_VIEWER)
+    assert len(actions) == 1 + len(own_worse) and improvement.targets(cli_db, DEMO_VIEWER)
     runs = _detections(cli_db)
     assert runs == len(condition_volumes(engine=cli_db))
 
