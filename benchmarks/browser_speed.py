@@ -44,6 +44,7 @@ import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import Error as PlaywrightError
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import ROOT, bench_database
@@ -66,7 +67,9 @@ FIRST_PAGE_TIMEOUT_MS = 600_000  # a cold server fits the case-mix models first
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
-# counts finished script runs (the app's script state leaving "running"), so a click waits for its own run
+# counts finished script runs (the app's script state leaving "running"): the concurrent sessions' first page only.
+# A click in a warm session is judged by the server's own `script_finished` message instead (Session below): a run
+# that takes a few milliseconds can pass "running" and "notRunning" in one render, and that attribute never changes.
 INIT_SCRIPT = """
 window.__vbhcFinished = 0;
 new MutationObserver((changes) => {
@@ -82,7 +85,7 @@ SETTLED_JS = """
 (target) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  if ((window.__vbhcFinished || 0) < target) return false;
+  if (target !== null && (window.__vbhcFinished || 0) < target) return false;
   if (!document.querySelector('[data-testid="stMain"] h1')) return false;
   if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
   for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
@@ -213,18 +216,38 @@ class Session:
         self.page = page
         self.server = server
         self.frames: list[tuple[float, int]] = []  # (perf_counter, bytes) of websocket messages received
-        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+        self.runs_finished = 0  # `script_finished` messages on the page's current socket
+        page.on("websocket", self._socket)
         page.add_init_script(INIT_SCRIPT)
         self.records: dict[str, list[dict]] = {}
 
-    def _frame(self, payload) -> None:
+    def _socket(self, ws) -> None:
+        if "/_stcore/stream" in ws.url:
+            self.runs_finished = 0  # a new page's connection counts its own runs
+            ws.on("framereceived", lambda payload: self._frame(ws, payload))
+
+    def _frame(self, ws, payload) -> None:
         self.frames.append((time.perf_counter(), len(payload)))
+        if isinstance(payload, bytes):
+            msg = ForwardMsg()
+            with contextlib.suppress(Exception):
+                msg.ParseFromString(payload)
+                if msg.WhichOneof("type") == "script_finished":
+                    self.runs_finished += 1
 
     def finished(self) -> int:
-        return self.page.evaluate("window.__vbhcFinished || 0")
+        return self.runs_finished
 
     def settle(self, target: int, timeout_ms: float = SETTLE_TIMEOUT_MS) -> None:
-        self.page.wait_for_function(SETTLED_JS, arg=target, timeout=timeout_ms, polling="raf")
+        """Wait for the server's `script_finished` of run number `target` on this socket, then for the page to
+        show it: idle, no element of the previous run left, a title, every visible chart drawn."""
+        deadline = time.perf_counter() + timeout_ms / 1000
+        while self.runs_finished < target:
+            if time.perf_counter() > deadline:
+                raise PlaywrightError(f"run {target} did not finish within {timeout_ms / 1000:.0f} s")
+            self.page.wait_for_timeout(5)
+        left = max(1.0, (deadline - time.perf_counter()) * 1000)
+        self.page.wait_for_function(SETTLED_JS, arg=None, timeout=left, polling="raf")
 
     def timed(
         self, name: str, action, *, record: bool = True, new_page: bool = False, timeout_ms: float = SETTLE_TIMEOUT_MS
