@@ -58,10 +58,8 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 import scipy.optimize
-import statsmodels.api as sm
 from scipy import stats
 from scipy.special import expit, logit
-from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
 from vbhc.catalog import CaseMixVariable
 
@@ -111,6 +109,14 @@ class _Term:
     missing_indicator: bool = False
     levels: tuple[str, ...] = ()  # category: non-reference levels, one column each
     reference: str = ""
+
+
+def _statsmodels():
+    """statsmodels.api, imported when a model is first fitted: it takes seconds to import, and a page that reads
+    stored results (a restart, a new viewer) fits nothing."""
+    import statsmodels.api
+
+    return statsmodels.api
 
 
 def _numeric(s: pd.Series) -> np.ndarray:
@@ -346,8 +352,8 @@ def _calibration(y: np.ndarray, lp: np.ndarray) -> tuple[float, float]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            slope = sm.Logit(y, np.column_stack([np.ones_like(lp), lp])).fit(method="newton", disp=0)
-            citl = sm.Logit(y, np.ones((len(y), 1)), offset=lp).fit(method="newton", disp=0)
+            slope = _statsmodels().Logit(y, np.column_stack([np.ones_like(lp), lp])).fit(method="newton", disp=0)
+            citl = _statsmodels().Logit(y, np.ones((len(y), 1)), offset=lp).fit(method="newton", disp=0)
         return float(citl.params[0]), float(slope.params[1])
     except Exception:  # a diagnostic must never break the indicator
         return math.nan, math.nan
@@ -522,6 +528,8 @@ def _drop_collinear(x: np.ndarray) -> tuple[np.ndarray, list[int]]:
 
 
 def _separated(res, x: np.ndarray, caught: list[warnings.WarningMessage]) -> bool:
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
     if any(issubclass(w.category, (PerfectSeparationWarning, ConvergenceWarning)) for w in caught):
         return True
     converged = getattr(res, "converged", None)
@@ -549,7 +557,7 @@ def _fit_binary(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = sm.Logit(y, x).fit(method="newton", maxiter=30, disp=0)
+            res = _statsmodels().Logit(y, x).fit(method="newton", maxiter=30, disp=0)
         except (np.linalg.LinAlgError, ValueError, OverflowError):
             res = None
     if res is not None and not _separated(res, x, caught):
@@ -573,7 +581,7 @@ def _fit_ridge(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, st
     xs = x / sd
     lam = np.full(x.shape[1], 1.0 / RIDGE_SD**2)
     lam[0] = 0.0
-    lm = sm.Logit(y, xs)
+    lm = _statsmodels().Logit(y, xs)
     start = np.zeros(x.shape[1])
     start[0] = logit(np.clip(y.mean(), 1e-6, 1 - 1e-6))
     with warnings.catch_warnings():
@@ -705,7 +713,7 @@ def fit_casemix_model(
             zval = params / se
             pval = 2 * stats.norm.sf(np.abs(zval))
         else:
-            res = sm.OLS(yu, x).fit()
+            res = _statsmodels().OLS(yu, x).fit()
             params, se, method = np.asarray(res.params), np.asarray(res.bse), "ols"
             pval = np.asarray(res.pvalues)
     except Exception as exc:  # never crash an indicator because a fit failed

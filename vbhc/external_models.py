@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy.special import expit
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -510,6 +509,8 @@ def calibration(model: ExternalModel, frame: pd.DataFrame) -> Calibration:
     lp, y = lp[ok], y[ok]
     if y.size < 2 or np.ptp(lp) == 0:
         raise ValueError("calibration needs at least two scored cycles with different predictions")
+    import statsmodels.api as sm  # seconds to import: only when a model is checked
+
     if model.link == "logit":
         expected = expit(lp)
         family = sm.families.Binomial()

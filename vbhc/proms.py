@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
 
 from vbhc.catalog import Catalog, Instrument, default_catalog
 from vbhc.settings import reference_dir
@@ -476,6 +475,8 @@ def response_rate(
     high = np.full(len(n), np.nan)
     rate[has] = x[has] / n[has]
     if has.any():
+        from statsmodels.stats.proportion import proportion_confint  # seconds to import: only when needed
+
         low[has], high[has] = proportion_confint(x[has], n[has], alpha=0.05, method="wilson")
     counts["response_rate"] = rate
     counts["ci_low"] = low
