@@ -368,6 +368,40 @@ def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(
     assert as_of_period(first, dt.date(2010, 1, 1)) is None
 
 
+def test_the_signals_of_every_unit_are_stored_once_and_equal_each_units_own(registry):
+    """"Since the last meeting" reads the signals of every unit of a view from the store (now, and at the
+    meeting): they equal vbhc.meeting.signals of each unit, computed once, and a second read computes nothing."""
+    from vbhc.meeting import signals, since_last_meeting
+
+    store = ResultStore(registry)
+    version = store.version()
+    key = ViewKey(CONDITION, "hospital")
+    current = store.result(key, version)
+    when = dt.date(2024, 6, 30)
+    first = pd.Timestamp(current.data.cycles["index_date"].min()).date()
+    before_key = ViewKey(CONDITION, "hospital", as_of_period(first, when).label)
+    before = store.result(before_key, version)
+    counted = _counts()
+    now = store.signals(key, version, current)
+    then = store.signals(before_key, version, before, when)
+    assert _computed_since(counted)["signals"] == 2
+    units = sorted(current.table["unit"].unique())
+    assert sorted(now) == units and len(units) > 2
+    assert any(found for per_unit in now.values() for found in per_unit.values())  # a test that can fail
+    for unit in units:
+        assert now[unit] == signals(current, unit)
+        assert then.get(unit, {}) == (signals(before, unit, until=when) if unit in set(before.table["unit"]) else {})
+        pdt.assert_frame_equal(
+            since_last_meeting(current, unit, when, before=before, now=now, then=then),
+            since_last_meeting(current, unit, when, before=before),
+        )
+    counted = _counts()
+    again = ResultStore(registry)  # another process's store object: read from disk
+    assert again.signals(key, version, current) == now
+    assert again.signals(before_key, version, before, when) == then
+    assert _computed_since(counted)["signals"] == 0
+
+
 def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     store = ResultStore(registry)
     version = store.version()

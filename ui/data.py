@@ -27,7 +27,7 @@ from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
-from vbhc.meeting import as_of_period
+from vbhc.meeting import as_of_period, default_meeting_date
 from vbhc.settings import database_url
 from vbhc.store import get_engine, upgrade_schema
 
@@ -164,6 +164,15 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             _result(url, data_version, key.condition, key.level, key.period, key.peers)
         state.done += 1
 
+    def prepare_signals(key: results.ViewKey) -> None:
+        """The signals of every unit of a whole-period view, now and as it was at the default meeting date."""
+        when = default_meeting_date()
+        with contextlib.suppress(Exception):  # a page asking for them shows the error
+            _signals(url, data_version, key.condition, key.level, key.period, None)
+            label = as_of_label(_result(url, data_version, key.condition, key.level, key.period, ()), when)
+            if label is not None:
+                _signals(url, data_version, key.condition, key.level, label, when)
+
     def work() -> None:
         try:
             store = _store(url)
@@ -178,12 +187,19 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             # the chart and report code's own start-up (imports, Altair's tables) before a page needs it
             importlib.import_module("vbhc.reports")
             importlib.import_module("vbhc.charts").prepare()
+            # "since the last meeting": the signals of every hospital now and at the default meeting
+            for key in first:
+                prepare_signals(key)
             for key in rest:
                 if version is None or not store.has(key, version):
                     _yield_to_pages()
                     prepare(key)
                 else:
                     state.done += 1
+            for key in rest:
+                if key.level != "hospital" and not key.period:
+                    _yield_to_pages()
+                    prepare_signals(key)
             if version is not None:
                 store.prune(version)  # the results of older imports
         finally:
@@ -264,18 +280,62 @@ def _wait_for(args: tuple) -> IndicatorResult:
         box.empty()
 
 
-def result_as_of(current: IndicatorResult, when: dt.date) -> IndicatorResult | None:
-    """The full view (no comparison group) as it was at `when` (the last meeting): a date-range view of the
-    results store like any other period, prepared ahead for the default meeting date (vbhc.results.default_views),
-    so neither a restart nor a new viewer refits it. None for an empty view (the caller computes in memory)."""
+def as_of_label(current: IndicatorResult, when: dt.date) -> str | None:
+    """The period label of the view as it was at `when` (see result_as_of); None for an empty view."""
     cycles = current.data.cycles if current.data is not None else None
     if cycles is None or cycles.empty:
         return None
     first = pd.Timestamp(pd.to_datetime(cycles["index_date"]).min()).date()
     period = as_of_period(first, when, current.period)
-    if period is None:
-        return None
-    return result(current.condition, current.level, period.label)
+    return period.label if period is not None else None
+
+
+def result_as_of(current: IndicatorResult, when: dt.date) -> IndicatorResult | None:
+    """The full view (no comparison group) as it was at `when` (the last meeting): a date-range view of the
+    results store like any other period, prepared ahead for the default meeting date (vbhc.results.default_views),
+    so neither a restart nor a new viewer refits it. None for an empty view (the caller computes in memory)."""
+    label = as_of_label(current, when)
+    return result(current.condition, current.level, label) if label is not None else None
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=192, show_spinner=False)
+def _signals(
+    url: str, data_version: str, condition: str, level: str, period: str, until: dt.date | None
+) -> dict[str, dict[str, set[str]]]:
+    view = results.ViewKey(condition, level, period)
+    computed = _result(url, data_version, condition, level, period, ())
+    found = _store(url).signals(view, _store_version(url, data_version), computed, until)
+    _signals_ready.add((url, data_version, condition, level, period, until))
+    return found
+
+
+#: Signal sets this process has in memory (or has had: they are then on disk), and those being computed.
+_signals_ready: set[tuple] = set()
+_signals_pending: set[tuple] = set()
+_signals_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-signals")
+
+
+def signals(
+    condition: str, level: str, period: str, until: dt.date | None = None
+) -> dict[str, dict[str, set[str]]] | None:
+    """The signals of every unit of the full view (no comparison group; vbhc.meeting.unit_signals) with the data up
+    to `until`, computed once for all units and kept in the results store, so a meeting that goes from unit to
+    unit reads them. None while they are being prepared in the background (the server's warm-up prepares the
+    default views'; another view's are started here): the caller then computes its own unit's. Callers only read
+    the sets."""
+    url, data_version = database_url(), version()
+    args = (url, data_version, condition, level, period, until)
+    if args in _signals_ready:
+        return _signals(*args)
+    store = _store(url)
+    stored = _store_version(url, data_version) if store.enabled else None
+    key = results.SignalsKey(results.ViewKey(condition, level, period), until.isoformat() if until else "")
+    if stored is not None and store.has_signals(key, stored):
+        return _signals(*args)
+    if args not in _signals_pending:
+        _signals_pending.add(args)
+        _signals_pool.submit(_signals, *args).add_done_callback(lambda _: _signals_pending.discard(args))
+    return None
 
 
 def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:

@@ -527,17 +527,22 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     def compute():
         # the indicators as they were at the meeting (models refitted: about a second) are the same for every
         # unit of the view, so picking another unit does not compute them again; without a comparison group
-        # they are a view of the results store (prepared ahead, kept over restarts)
-        before = data.result_as_of(result, when) if not chosen.peers else None
-        if before is None:
+        # they are a view of the results store (prepared ahead, kept over restarts), and so are the signals of
+        # every unit now and then
+        label = data.as_of_label(result, when) if not chosen.peers else None
+        if label is None:
             before = cached(
                 ("meeting_before", result.condition, str(when), only),
                 lambda: meeting.result_as_of(result, when, only=indicators),
                 by_language=False,
             )
-        elif only is not None:
+            return meeting.since_last_meeting(result, unit, when, comparison, before=before)
+        before = data.result(result.condition, result.level, label)
+        now = data.signals(result.condition, result.level, chosen.period)  # None: the unit's own are computed
+        then = data.signals(result.condition, result.level, label, until=when)
+        if only is not None:
             before = dataclasses.replace(before, table=before.table[before.table["indicator"].isin(only)])
-        return meeting.since_last_meeting(result, unit, when, comparison, before=before)
+        return meeting.since_last_meeting(result, unit, when, comparison, before=before, now=now, then=then)
 
     frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute, by_language=False)
     if indicators is not None and len(frame):

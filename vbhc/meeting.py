@@ -208,6 +208,14 @@ def signals(
     return out
 
 
+def unit_signals(
+    result: indicators.IndicatorResult, until: dt.date | pd.Timestamp | None = None
+) -> dict[str, dict[str, set[str]]]:
+    """signals() of every unit of the result, by unit: computed once per view (and kept in the results store,
+    vbhc.results), so picking another unit in a meeting reads them instead of drawing every SPC chart again."""
+    return {str(unit): signals(result, str(unit), until) for unit in result.table["unit"].unique()}
+
+
 def since_last_meeting(
     result: indicators.IndicatorResult,
     unit: str,
@@ -215,20 +223,29 @@ def since_last_meeting(
     comparison: str = "quarter",
     before: indicators.IndicatorResult | None = None,
     until: pd.Timestamp | None = None,
+    *,
+    now: dict[str, dict[str, set[str]]] | None = None,
+    then: dict[str, dict[str, set[str]]] | None = None,
 ) -> pd.DataFrame:
     """changes() with a new_signals column (sorted names of the signals new since the meeting).
 
     `before` is the result on the data up to the meeting (result_as_of; computed when not given);
-    `until` the data-complete date (data_complete_until when not given). attrs: complete_until, meeting.
+    `until` the data-complete date (data_complete_until when not given); `now` and `then` the unit_signals()
+    of `result` and of `before` up to the meeting when the caller has them. attrs: complete_until, meeting.
     """
     until = pd.Timestamp(until) if until is not None else data_complete_until(result.data)
     table = changes(result, unit, until, comparison)
     if before is None:
         before = result_as_of(result, meeting)
-    now = signals(result, unit)
-    then = signals(before, unit, until=meeting) if unit in set(before.table["unit"]) else {}
+    now_signals = now[unit] if now is not None and unit in now else signals(result, unit)
+    if then is not None:
+        then_signals = then.get(unit, {})
+    else:
+        then_signals = signals(before, unit, until=meeting) if unit in set(before.table["unit"]) else {}
     known = set(before.table["indicator"]) if len(before.table) else set()
-    new: dict[str, Any] = {k: sorted(v - then.get(k, set())) if k in known else [] for k, v in now.items()}
+    new: dict[str, Any] = {
+        k: sorted(v - then_signals.get(k, set())) if k in known else [] for k, v in now_signals.items()
+    }
     if len(table):
         table["new_signals"] = [new.get(i, []) for i in table["indicator"]]
     else:

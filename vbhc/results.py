@@ -33,6 +33,7 @@ pickle from another pandas is not trusted to load). Older versions are pruned af
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -56,13 +57,14 @@ from sqlalchemy.engine import make_url
 from vbhc import indicators, models
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
-from vbhc.meeting import as_of_period, default_meeting_date
+from vbhc.meeting import as_of_period, default_meeting_date, unit_signals
 from vbhc.registry import UNIT_LEVELS, parse_period
 from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_file
 
 __all__ = [
     "MARKER",
     "ResultStore",
+    "SignalsKey",
     "ViewKey",
     "compute_counts",
     "default_views",
@@ -85,7 +87,7 @@ _STALE_TMP_SECONDS = 3600.0
 #: How often this process computed something instead of reading it from the store, by what: "data" (rows read
 #: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
 #: table computed). Tests use it to show that a second process reads without computing.
-compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0}
+compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0, "signals": 0}
 _counts_lock = threading.Lock()
 
 
@@ -126,6 +128,27 @@ class ViewKey:
         return [self.condition, self.level, self.period, list(self.peers)]
 
 
+@dataclass(frozen=True)
+class SignalsKey:
+    """The signals of every unit of a view (vbhc.meeting.unit_signals) with the data up to `until` ("" = all):
+    what "since the last meeting" compares, stored beside the view so a new unit, viewer or server reads them."""
+
+    view: ViewKey
+    until: str = ""
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return self.view.peers
+
+    def file_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        group = GROUP_MARK if self.peers else ""
+        return f"signals-{self.view.level}{group}-{_safe(self.view.condition)}-{digest}.pkl"
+
+    def _plain(self) -> list:
+        return [*self.view._plain(), "signals", self.until]
+
+
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in text)[:60]
 
@@ -151,10 +174,22 @@ def code_fingerprint() -> str:
     import scipy
     import statsmodels
 
-    from vbhc import benchmark, casemix, costs, proms, registry, shrinkage, survival
+    from vbhc import benchmark, casemix, costs, meeting, proms, registry, shrinkage, spc, survival, verdict
 
     digest = hashlib.sha256(f"format {FORMAT}".encode())
-    for module in (indicators, casemix, benchmark, shrinkage, survival, proms, costs, registry, models):
+    # meeting, spc and verdict: the stored signals of every unit (SignalsKey)
+    for module in (
+        indicators,
+        casemix,
+        benchmark,
+        shrinkage,
+        survival,
+        proms,
+        costs,
+        registry,
+        models,
+        *(meeting, spc, verdict),
+    ):
         digest.update(Path(module.__file__).read_bytes())
     folder = catalog_dir()
     for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
@@ -239,6 +274,11 @@ class ResultStore:
             return False
         names = [key.data_key.file_name()] + ([key.file_name()] if key.level else [])
         return all((folder / name).is_file() for name in names)
+
+    def has_signals(self, key: SignalsKey, version: str) -> bool:
+        """Whether the signals of a view are on disk; not checked further (signals() does that)."""
+        folder = self._version_folder(version)
+        return folder is not None and (folder / key.file_name()).is_file()
 
     def get_data(self, key: ViewKey, version: str) -> ConditionData | None:
         payload = self._read(key.data_key, version)
@@ -348,6 +388,22 @@ class ResultStore:
             self.put(key, version, computed)
         return computed
 
+    def signals(
+        self, key: ViewKey, version: str | None, result: IndicatorResult, until: dt.date | None = None
+    ) -> dict[str, dict[str, set[str]]]:
+        """vbhc.meeting.unit_signals of the view `key` (whose IndicatorResult is `result`), from the store, else
+        computed for every unit at once and stored. version=None: store bypassed."""
+        skey = SignalsKey(key, until.isoformat() if until is not None else "")
+        if version is not None:
+            payload = self._read(skey, version)
+            if payload is not None and isinstance(payload.get("signals"), dict):
+                return payload["signals"]
+        _count("signals")
+        found = unit_signals(result, until)
+        if version is not None and self.version() == version:
+            self._write(skey, version, {"signals": found})
+        return found
+
     # --- files
     def _trusted_root(self) -> bool:
         """Create the root (0o700, with MARKER) or adopt an empty folder; refuse any other folder."""
@@ -384,7 +440,7 @@ class ResultStore:
             return None
         return folder
 
-    def _read(self, key: ViewKey, version: str) -> dict | None:
+    def _read(self, key: ViewKey | SignalsKey, version: str) -> dict | None:
         folder = self._version_folder(version)
         if folder is None:
             return None
@@ -403,7 +459,7 @@ class ResultStore:
             log.warning("results store: %s is incomplete or damaged; computing it again", path.name)
         return payload
 
-    def _write(self, key: ViewKey, version: str, payload: dict) -> bool:
+    def _write(self, key: ViewKey | SignalsKey, version: str, payload: dict) -> bool:
         folder = self._version_folder(version, create=True)
         if folder is None:
             return False
@@ -460,7 +516,7 @@ def _private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
-def _unpack(raw: bytes, key: ViewKey, version: str) -> dict | None:
+def _unpack(raw: bytes, key: ViewKey | SignalsKey, version: str) -> dict | None:
     """The payload of a stored file, or None when it is not complete, not intact or not for this key."""
     if len(raw) < len(_MAGIC) + 4 or not raw.startswith(_MAGIC):
         return None
