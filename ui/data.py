@@ -185,7 +185,8 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             for key in first:
                 prepare(key)
             # the chart and report code's own start-up (imports, Altair's tables) before a page needs it
-            importlib.import_module("vbhc.reports")
+            importlib.import_module("vbhc.reports.excel")
+            importlib.import_module("vbhc.reports.pdf")
             importlib.import_module("vbhc.charts").prepare()
             # "since the last meeting": the signals of every hospital now and at the default meeting
             for key in first:
