@@ -369,7 +369,7 @@ def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(
 
 
 def test_the_signals_of_every_unit_are_stored_once_and_equal_each_units_own(registry):
-    """"Since the last meeting" reads the signals of every unit of a view from the store (now, and at the
+    """ "Since the last meeting" reads the signals of every unit of a view from the store (now, and at the
     meeting): they equal vbhc.meeting.signals of each unit, computed once, and a second read computes nothing."""
     from vbhc.meeting import signals, since_last_meeting
 
@@ -400,6 +400,47 @@ def test_the_signals_of_every_unit_are_stored_once_and_equal_each_units_own(regi
     assert again.signals(key, version, current) == now
     assert again.signals(before_key, version, before, when) == then
     assert _computed_since(counted)["signals"] == 0
+
+
+def test_a_stored_prem_table_equals_a_freshly_computed_one_and_is_read_not_computed(registry, tmp_path):
+    """The patient-experience tables beside the outcomes are kept in the store like the views: equal to computing
+    them (every column, the models' expected values), and a second store object reads them."""
+    from vbhc.demo_prems import write_prem_responses
+    from vbhc.prems import prem_indicator_table
+    from vbhc.registry import units
+    from vbhc.results import PremKey
+
+    # answers for the registry's own departments (the small demo has too few respondents per department)
+    (tmp_path / "prem").mkdir()
+    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(12)
+    answers, _rows, _truth = write_prem_responses(
+        tmp_path / "prem",
+        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
+        respondents=3_000,
+        seed=3,
+        first=dt.date(2024, 1, 1),
+        last=dt.date(2024, 12, 31),
+    )
+    import_files([answers], registry, imported_by="test")
+    store = ResultStore(registry)
+    version = store.version()
+    questionnaire, level = "prem_clinical", "department"
+    fresh = prem_indicator_table(questionnaire, level, engine=registry)
+    assert len(fresh.table) > 0  # a test of an empty table could not fail
+    key = PremKey(questionnaire, level)
+    counted = _counts()
+    stored = store.prem(key, version, lambda: prem_indicator_table(questionnaire, level, engine=registry))
+    assert _computed_since(counted)["prem"] == 1
+    counted = _counts()
+    again = ResultStore(registry).prem(key, version, lambda: pytest.fail("read, not computed"))
+    assert _computed_since(counted)["prem"] == 0
+    for got in (stored, again):
+        pdt.assert_frame_equal(got.table, fresh.table)
+        assert got.models.keys() == fresh.models.keys()
+        for name, model in fresh.models.items():
+            pdt.assert_series_equal(got.models[name].expected, model.expected)
+    assert ResultStore(registry).has_prem(PremKey(questionnaire, level), version)
+    assert not ResultStore(registry).has_prem(PremKey(questionnaire, level, "2023"), version)
 
 
 def test_a_stored_view_keeps_its_comparison_group_apart(registry):

@@ -191,6 +191,14 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             # "since the last meeting": the signals of every hospital now and at the default meeting
             for key in first:
                 prepare_signals(key)
+            # patient experience beside the outcomes (team page, overview): every questionnaire at both levels
+            for period in ["", *sorted({k.period for k in rest if k.period.isdigit()}, reverse=True)]:
+                for level in ("hospital", "department"):
+                    for questionnaire in default_catalog().prems:
+                        if period:
+                            _yield_to_pages()
+                        with contextlib.suppress(Exception):  # a page asking for it shows the error
+                            prem_result(url, data_version, questionnaire, level, period)
             for key in rest:
                 if version is None or not store.has(key, version):
                     _yield_to_pages()
@@ -308,6 +316,20 @@ def _signals(
     found = _store(url).signals(view, _store_version(url, data_version), computed, until)
     _signals_ready.add((url, data_version, condition, level, period, until))
     return found
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=64, show_spinner=False)
+def prem_result(url: str, data_version: str, questionnaire: str, level: str, period: str) -> IndicatorResult:
+    """One PREM questionnaire's indicator table (vbhc.prems), shared by every viewer (prems.prem_rows picks what
+    each may see): from the results store, else computed and stored, so a restart or a new view does not load
+    and fit the answers again (seconds on the default demo)."""
+    from vbhc import prems
+
+    return _store(url).prem(
+        results.PremKey(questionnaire, level, period),
+        _store_version(url, data_version),
+        lambda: prems.prem_indicator_table(questionnaire, level, period or None, engine=engine(url)),
+    )
 
 
 #: Signal sets this process has in memory (or has had: they are then on disk), and those being computed.

@@ -16,10 +16,9 @@ from vbhc.safety import md_escape
 from vbhc.settings import database_url
 
 
-@st.cache_resource(ttl=6 * 3600, max_entries=32, show_spinner=False)
 def _result(url: str, data_version: str, questionnaire: str, level: str, period: str) -> IndicatorResult:
     """One questionnaire's indicator table; shared by every viewer (prems.prem_rows picks what each may see)."""
-    return prems.prem_indicator_table(questionnaire, level, period or None, engine=data.current_engine())
+    return data.prem_result(url, data_version, questionnaire, level, period)
 
 
 def _count(row, lang: str) -> str:

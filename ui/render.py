@@ -396,11 +396,8 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def report_downloads(results: list, unit: str | None, lang: str, *, key: str) -> None:
     """Excel workbook and PDF meeting report of the current filters, for those allowed to export. The files are
     built when clicked, through vbhc.access.export_file: checked again there and recorded in the audit log with
-    the file's SHA-256. Small-number rules apply in vbhc.reports."""
-    from vbhc.reports import build_pdf, build_workbook
-    from vbhc.reports.core import unit_names_for
-    from vbhc.reports.followup import read_follow_up
-
+    the file's SHA-256. Small-number rules apply in vbhc.reports, imported when a file is asked for (openpyxl, fpdf
+    and vl-convert take seconds to load, and most runs draw the buttons without a click)."""
     viewer = auth.current()
     exportable = [r for r in results if access.may_export(viewer, r.condition)]
     if not exportable:
@@ -416,19 +413,41 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     stem = f"vbhc-{single or 'all'}-{exportable[0].level}-{chosen.period or 'all'}"
     xlsx_name = safe_file_name(f"{stem}.xlsx")
     pdf_name = safe_file_name(f"{stem}-{unit}.pdf")
+
+    def workbook() -> bytes:
+        from vbhc.reports import build_workbook
+        from vbhc.reports.core import unit_names_for
+        from vbhc.reports.followup import read_follow_up
+
+        return build_workbook(
+            exportable,
+            lang=lang,
+            batches=batches,
+            include_patient_rows=with_rows,
+            follow_up=read_follow_up(engine, viewer, [r.condition for r in exportable]),
+            unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
+        )
+
+    def pdf() -> bytes:
+        from vbhc.reports import build_pdf
+        from vbhc.reports.core import unit_names_for
+        from vbhc.reports.followup import read_follow_up
+
+        return build_pdf(
+            exportable[0],
+            unit,
+            lang=lang,
+            batches=batches,
+            follow_up=read_follow_up(engine, viewer, [single]),
+            unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
+        )
+
     left, right = st.columns(2)
     left.download_button(
         t("download.excel", lang),
         data=lambda: access.export_file(
             viewer,
-            lambda: build_workbook(
-                exportable,
-                lang=lang,
-                batches=batches,
-                include_patient_rows=with_rows,
-                follow_up=read_follow_up(engine, viewer, [r.condition for r in exportable]),
-                unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
-            ),
+            workbook,
             what="excel_report",
             file_name=xlsx_name,
             condition=single,
@@ -446,14 +465,7 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
             t("download.pdf", lang),
             data=lambda: access.export_file(
                 viewer,
-                lambda: build_pdf(
-                    exportable[0],
-                    unit,
-                    lang=lang,
-                    batches=batches,
-                    follow_up=read_follow_up(engine, viewer, [single]),
-                    unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
-                ),
+                pdf,
                 what="pdf_report",
                 file_name=pdf_name,
                 condition=single,

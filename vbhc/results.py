@@ -63,6 +63,7 @@ from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_fil
 
 __all__ = [
     "MARKER",
+    "PremKey",
     "ResultStore",
     "SignalsKey",
     "ViewKey",
@@ -87,7 +88,7 @@ _STALE_TMP_SECONDS = 3600.0
 #: How often this process computed something instead of reading it from the store, by what: "data" (rows read
 #: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
 #: table computed). Tests use it to show that a second process reads without computing.
-compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0, "signals": 0}
+compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0}
 _counts_lock = threading.Lock()
 
 
@@ -147,6 +148,34 @@ class SignalsKey:
 
     def _plain(self) -> list:
         return [*self.view._plain(), "signals", self.until]
+
+
+@dataclass(frozen=True)
+class PremKey:
+    """One PREM questionnaire's indicator table (vbhc.prems) at a unit level for a period ("" = all dates). Its
+    file name carries a digest of vbhc.prems' own source, which the views' code fingerprint does not cover."""
+
+    questionnaire: str
+    level: str
+    period: str = ""
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def file_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        return f"prem-{self.level}-{_safe(self.questionnaire)}-{digest}.pkl"
+
+    def _plain(self) -> list:
+        return [self.questionnaire, self.level, self.period, "prem", _prems_source()]
+
+
+@cache
+def _prems_source() -> str:
+    from vbhc import prems
+
+    return hashlib.sha256(Path(prems.__file__).read_bytes()).hexdigest()[:12]
 
 
 def _safe(text: str) -> str:
@@ -404,6 +433,23 @@ class ResultStore:
             self._write(skey, version, {"signals": found})
         return found
 
+    def prem(self, key: PremKey, version: str | None, compute: Callable[[], IndicatorResult]) -> IndicatorResult:
+        """A PREM questionnaire's indicator table from the store, else computed (`compute`) and stored.
+        version=None: store bypassed."""
+        if version is not None:
+            payload = self._read(key, version)
+            if payload is not None and isinstance(payload.get("result"), IndicatorResult):
+                return payload["result"]
+        _count("prem")
+        computed = compute()
+        if version is not None and self.version() == version:
+            self._write(key, version, {"result": computed})
+        return computed
+
+    def has_prem(self, key: PremKey, version: str) -> bool:
+        folder = self._version_folder(version)
+        return folder is not None and (folder / key.file_name()).is_file()
+
     # --- files
     def _trusted_root(self) -> bool:
         """Create the root (0o700, with MARKER) or adopt an empty folder; refuse any other folder."""
@@ -440,7 +486,7 @@ class ResultStore:
             return None
         return folder
 
-    def _read(self, key: ViewKey | SignalsKey, version: str) -> dict | None:
+    def _read(self, key: ViewKey | SignalsKey | PremKey, version: str) -> dict | None:
         folder = self._version_folder(version)
         if folder is None:
             return None
@@ -459,7 +505,7 @@ class ResultStore:
             log.warning("results store: %s is incomplete or damaged; computing it again", path.name)
         return payload
 
-    def _write(self, key: ViewKey | SignalsKey, version: str, payload: dict) -> bool:
+    def _write(self, key: ViewKey | SignalsKey | PremKey, version: str, payload: dict) -> bool:
         folder = self._version_folder(version, create=True)
         if folder is None:
             return False
@@ -516,7 +562,7 @@ def _private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
-def _unpack(raw: bytes, key: ViewKey | SignalsKey, version: str) -> dict | None:
+def _unpack(raw: bytes, key: ViewKey | SignalsKey | PremKey, version: str) -> dict | None:
     """The payload of a stored file, or None when it is not complete, not intact or not for this key."""
     if len(raw) < len(_MAGIC) + 4 or not raw.startswith(_MAGIC):
         return None
