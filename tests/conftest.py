@@ -145,6 +145,39 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
     engine.dispose()
 
 
+@functools.cache
+def _runs_the_app(path: str) -> bool:
+    """Whether a test module runs the app in-process (Streamlit's AppTest; read from its source)."""
+    try:
+        return "AppTest" in Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_background_warm_up(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page run in-process (AppTest) starts no background warm-up of the server's default views: a page computes
+    (or reads from the results store) the views it shows itself, as on a server whose warm-up has not reached them.
+
+    Why: the warm-up thread of every test's database went on fitting every condition's models in the worker long
+    after its test had finished (about 40% of a worker's CPU in the measured suite), slowing the tests that came
+    after. The warm-up itself is tested where it is the subject (`@pytest.mark.warm_up`: tests/test_results.py) and
+    runs in every browser test's server (tests/e2e)."""
+    if request.node.get_closest_marker("warm_up") or not _runs_the_app(str(request.node.path)):
+        return
+    import threading
+
+    from ui import data
+
+    def no_warm_up(url: str, data_version: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: None, name="vbhc-warm-up-off")
+        thread.start()
+        thread.join()
+        return thread
+
+    monkeypatch.setattr(data, "start_warm_up", no_warm_up)
+
+
 @pytest.fixture
 def local_mode(monkeypatch) -> Iterator[None]:
     """The single-user mode (every role, no sign-in): it runs only when the server listens on localhost, and
