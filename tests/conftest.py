@@ -130,8 +130,9 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
             # as `vbhc import` does: the default views computed once and stored beside the database, so a page or
             # a server's warm-up in any test reads them instead of computing them again in every worker
             views = default_views(builder, years=False)
-            if cycles is None:  # the default registry's tests compute their own tables: only what reports read
-                views = [v for v in views if v.level == "hospital" and not v.period]
+            if cycles is None:  # the default registry's tests compute their own tables: only what reports read and
+                # what a page run first (the overview: every condition's hospital table now and at the last meeting)
+                views = [v for v in views if v.level == "hospital"]
             precompute(builder, views, prune=False)
             builder.dispose()
             get_engine.cache_clear()
@@ -143,6 +144,31 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
     truth = json.loads((shared / "truth.json").read_text(encoding="utf-8"))
     yield engine, truth
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_background_warm_up(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page run in-process (AppTest, in any test module) starts no background warm-up of the server's default
+    views: a page computes (or reads from the results store) the views it shows itself, as on a server whose
+    warm-up has not reached them.
+
+    Why: the warm-up thread of every test's database went on fitting every condition's models in the worker long
+    after its test had finished (about 40% of a worker's CPU in the measured suite), slowing the tests that came
+    after. The warm-up itself is tested where it is the subject (`@pytest.mark.warm_up`: tests/test_results.py) and
+    runs in every browser test's server (tests/e2e)."""
+    if request.node.get_closest_marker("warm_up"):
+        return
+    import threading
+
+    from ui import data
+
+    def no_warm_up(url: str, data_version: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: None, name="vbhc-warm-up-off")
+        thread.start()
+        thread.join()
+        return thread
+
+    monkeypatch.setattr(data, "start_warm_up", no_warm_up)
 
 
 @pytest.fixture

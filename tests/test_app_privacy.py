@@ -53,39 +53,50 @@ MARKDOWN_ELEMENTS = {
 pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py; signed-in tests set VBHC_AUTH
 
 
-@pytest.fixture
-def hostile_db(tmp_path, monkeypatch):
-    """The small registry with every hospital and department code replaced by hostile markdown.
+@pytest.fixture(scope="module")
+def hostile_registry(tmp_path_factory) -> str:
+    """The small registry with every hospital and department code replaced by hostile markdown, built once for
+    the module (the pages only read it; each page computes or reads its views once, not once per test).
 
     The importer refuses such codes (tests/test_import_trust.py); the pages must escape them all the same, for a
     database filled by other means, so the code check is lifted here.
     """
     from vbhc.ingest import validate
 
-    monkeypatch.setattr(validate, "UNIT_CODE", r".+")
-    monkeypatch.setattr(
-        registry_files,
-        "UNITS",
-        [
-            (HOSPITALS[h], DEPARTMENTS[d], f"{name} **bold** <b>x</b>", f"[{dep}](https://evil.example)", div, own)
-            for h, d, name, dep, div, own in registry_files.UNITS
-        ],
-    )
-    original = registry_files.cycles
+    folder = tmp_path_factory.mktemp("hostile")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(validate, "UNIT_CODE", r".+")
+        mp.setattr(
+            registry_files,
+            "UNITS",
+            [
+                (HOSPITALS[h], DEPARTMENTS[d], f"{name} **bold** <b>x</b>", f"[{dep}](https://evil.example)", div, own)
+                for h, d, name, dep, div, own in registry_files.UNITS
+            ],
+        )
+        original = registry_files.cycles
 
-    def cycles() -> list[dict[str, str]]:
-        return [
-            row | {"hospital": HOSPITALS[row["hospital"]], "department": DEPARTMENTS[row["department"]]}
-            for row in original()
-        ]
+        def cycles() -> list[dict[str, str]]:
+            return [
+                row | {"hospital": HOSPITALS[row["hospital"]], "department": DEPARTMENTS[row["department"]]}
+                for row in original()
+            ]
 
-    monkeypatch.setattr(registry_files, "cycles", cycles)
-    url = f"sqlite:///{tmp_path / 'hostile.db'}"
-    engine = get_engine(url)
-    import_files(registry_files.write_small_registry(tmp_path / "files"), engine, imported_by="**importer** <b>")
-    monkeypatch.setenv("VBHC_DATABASE_URL", url)
+        mp.setattr(registry_files, "cycles", cycles)
+        url = f"sqlite:///{folder / 'hostile.db'}"
+        engine = get_engine(url)
+        import_files(registry_files.write_small_registry(folder / "files"), engine, imported_by="**importer** <b>")
+        engine.dispose()
+        get_engine.cache_clear()
+    return url
+
+
+@pytest.fixture
+def hostile_db(hostile_registry, monkeypatch):
+    """The pages on the hostile registry (VBHC_DATABASE_URL), with the engine cache emptied before and after."""
+    monkeypatch.setenv("VBHC_DATABASE_URL", hostile_registry)
     get_engine.cache_clear()
-    yield url
+    yield hostile_registry
     get_engine.cache_clear()
 
 

@@ -481,6 +481,7 @@ def test_comparison_group_views_are_capped_least_recently_used_first(registry, m
     assert_results_equal(ResultStore(registry).result(groups[0], version), first)
 
 
+@pytest.mark.warm_up
 def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path, monkeypatch):
     """ui.data's background preparation stores every default view and counts them for a waiting page; the views
     of an older import are pruned."""
