@@ -281,8 +281,10 @@ def _import_source(
                 batch.state.add_batch_cycles(frame["cycle_id"][named], frame["condition"][named])
             src_report.rows_read += len(frame)
             keys = list(spec.target_key)
-            key_hashes.append(pd.util.hash_pandas_object(frame.loc[good, keys], index=False).to_numpy())
-            staging.load(conn, stage, spec, frame[good], chunk.rows[good])
+            # the usual chunk has no bad row: no copy of it then
+            valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
+            key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
+            staging.load(conn, stage, spec, valid, rows)
             if progress:
                 progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
     except MalformedText as exc:
