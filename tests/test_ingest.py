@@ -187,8 +187,8 @@ def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypat
     before = row_counts(engine)
     real = ingest.stage.upsert
 
-    def explode(conn, spec, stage, batch_id, *rest):
-        result = real(conn, spec, stage, batch_id, *rest)
+    def explode(conn, spec, stage, batch_id, *rest, **options):
+        result = real(conn, spec, stage, batch_id, *rest, **options)
         if spec.name == "prom_responses":
             raise RuntimeError("disk full")
         return result

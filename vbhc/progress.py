@@ -7,6 +7,7 @@ measured from the first report of the stage, so the first chunk never shows an a
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Protocol, TextIO
@@ -66,7 +67,8 @@ class ProgressPrinter:
         """The text of one progress line (a pure function, so it can be tested without a clock)."""
         parts = [f"{stage}: {done:,}" + (f"/{total:,}" if total is not None else "") + f" {unit}"]
         if total is None and fraction is not None:
-            parts.append(f"{min(max(fraction, 0.0), 1.0):.0%} of the file")
+            # rounded down: "100%" only once the whole file is read, never for 99.6% of it
+            parts.append(f"{math.floor(min(max(fraction, 0.0), 1.0) * 100)}% of the file")
         if elapsed >= MIN_SECONDS_FOR_RATE and done_since_start > 0:
             rate = done_since_start / elapsed
             parts.append(f"{rate:,.0f} {unit}/s" if rate >= 10 else f"{rate:.2f} {unit}/s")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short, shown_file
@@ -456,7 +457,7 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
         if len(buffer) >= chunk_rows:
             if _too_many(source, report, row_limit, numbers, buffer):
                 return
-            yield _chunk(header, buffer, numbers, position[0])
+            yield _chunk(header, buffer, numbers, _before_end(np.array([position[0]]), source.size))
             row_limit -= len(buffer)
             buffer, numbers = [], []
     if header is None:
@@ -503,15 +504,18 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
         wrong.append((header.row + row.number, row.text))  # Arrow counts lines from where it started
         return "skip"
 
-    def set_aside(through: float) -> None:
-        """Report the rows Arrow set aside up to line `through`. Arrow may parse ahead of the batch it hands
-        out, so rows set aside beyond the batch wait for their own batch."""
+    def set_aside(through: float) -> int:
+        """Report the rows Arrow set aside up to line `through`; return their bytes. Arrow may parse ahead of
+        the batch it hands out, so rows set aside beyond the batch wait for their own batch."""
         wrong.sort()
+        size = 0
         while wrong and wrong[0][0] <= through:
             line, text = wrong.pop(0)
+            size += len(text.encode()) + line_break
             fields = text.split(source.delimiter) if text else []
             if any(fields):  # a blank line is not a row; it keeps its number
                 _wrong_width(source, width, line, fields, report)
+        return size
 
     def batches(reader: pa_csv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
         """A row Arrow cannot hold in one block ends the file with a problem, not a crash."""
@@ -523,12 +527,16 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
 
     row_limit = max_rows()
     pending: list[pd.DataFrame] = [_chunk(header, [], [], 0).frame]
-    pending_numbers: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    # per pending row: its line number and the byte offset where the line ends (for the share of the file read:
+    # Arrow reads ahead, so the file position would say 100% long before the last row is handed out)
+    pending_numbers: list[np.ndarray] = [np.empty((0, 2), dtype=np.int64)]
     pending_rows = 0
     next_line = header.row + 1
     with source.path.open("rb") as raw:
         for _ in range(header.row):  # to the line after the header: here a line is a row
-            raw.readline()
+            line_end = raw.readline()
+        line_break = 2 if line_end.endswith(b"\r\n") else 1
+        offset = raw.tell()
         reader = _arrow_reader(raw, source, columns, on_invalid) if raw.tell() < source.size else iter(())
         for batch in batches(reader):
             frame = batch.to_pandas()
@@ -536,7 +544,9 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
             numbers = _lines_without(next_line, len(frame), sorted(line for line, _ in wrong))
             if len(numbers):
                 next_line = int(numbers[-1]) + 1
-                set_aside(next_line - 1)
+                offset += set_aside(next_line - 1)
+            ends = offset + np.cumsum(_line_bytes(batch, line_break))
+            offset = int(ends[-1]) if len(ends) else offset
             keep = (frame != "").any(axis=1).to_numpy().copy()  # a row of empty fields is not data
             if width != named:  # trailing columns without a name must be empty
                 extra = (frame[columns[named:]].apply(lambda c: c.str.strip()) != "").any(axis=1).to_numpy() & keep
@@ -546,20 +556,33 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
             frame = frame.loc[keep, columns[:named]]
             frame.columns = header.names
             pending.append(frame.reset_index(drop=True))
-            pending_numbers.append(numbers[keep])
+            pending_numbers.append(np.column_stack([numbers, ends])[keep])
             pending_rows += len(frame)
             while pending_rows >= chunk_rows:
                 block, block_numbers = _take(pending, pending_numbers, chunk_rows)
                 pending_rows -= len(block)
-                if _too_many(source, report, row_limit, block_numbers, block):
+                if _too_many(source, report, row_limit, block_numbers[:, 0], block):
                     return
-                yield Chunk(block, block_numbers, raw.tell())
+                yield Chunk(block, block_numbers[:, 0], _before_end(block_numbers[:, 1], source.size))
                 row_limit -= len(block)
     set_aside(float("inf"))  # rows set aside after the last batch
     block, block_numbers = _take(pending, pending_numbers, pending_rows)
-    if _too_many(source, report, row_limit, block_numbers, block):
+    if _too_many(source, report, row_limit, block_numbers[:, 0], block):
         return
-    yield Chunk(block, block_numbers, source.size)
+    yield Chunk(block, block_numbers[:, 0], source.size)
+
+
+def _line_bytes(batch: pa.RecordBatch, line_break: int) -> np.ndarray:
+    """The bytes of each line of an Arrow batch: its fields, the separators between them and the line break."""
+    total = np.full(batch.num_rows, batch.num_columns - 1 + line_break, dtype=np.int64)
+    for column in batch.columns:
+        total += pc.binary_length(column).to_numpy(zero_copy_only=False)
+    return total
+
+
+def _before_end(ends: np.ndarray, size: int) -> int:
+    """Bytes read through a chunk that is not the last: never the whole file, which only the last chunk reads."""
+    return min(int(ends[-1]) if len(ends) else 0, size - 1)
 
 
 def _arrow_reader(raw, source: Source, columns: list[str], on_invalid) -> pa_csv.CSVStreamingReader:

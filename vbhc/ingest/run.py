@@ -37,6 +37,8 @@ from vbhc.settings import import_chunk_rows, max_import_mb, max_upload_mb
 from vbhc.store import get_engine, upgrade_schema
 
 _log = logging.getLogger(__name__)
+#: Rows of each index SQLite's ANALYZE reads after an import (SQLite's advice for PRAGMA optimize: 400-1000).
+_SQLITE_ANALYSIS_LIMIT = "PRAGMA analysis_limit=1000"
 
 
 def import_files(
@@ -96,6 +98,8 @@ def import_files(
                 trans.rollback()
                 raise
             if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
+                # the planner's statistics from a sample of each index, not a scan of every row
+                conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
                 conn.exec_driver_sql("ANALYZE")
     except SQLAlchemyError as exc:
         report.sources.clear()
@@ -171,6 +175,8 @@ class _Batch:
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
+        # PostgreSQL: the references are checked once per file, set-based, instead of by a trigger per row
+        self.skip_row_triggers = staging.may_skip_row_triggers(conn)
 
     def _stored_units(self) -> set[tuple[str, str]]:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
@@ -275,8 +281,10 @@ def _import_source(
                 batch.state.add_batch_cycles(frame["cycle_id"][named], frame["condition"][named])
             src_report.rows_read += len(frame)
             keys = list(spec.target_key)
-            key_hashes.append(pd.util.hash_pandas_object(frame.loc[good, keys], index=False).to_numpy())
-            staging.load(conn, stage, staging.records(spec, frame[good], chunk.rows[good]))
+            # the usual chunk has no bad row: no copy of it then
+            valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
+            key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
+            staging.load(conn, stage, spec, valid, rows)
             if progress:
                 progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
     except MalformedText as exc:
@@ -326,8 +334,15 @@ def _import_source(
         units = pd.concat(all_units) if all_units else pd.DataFrame()
         flag_given = "own_hospital" in header.names
         hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id, flag_given)
+    if batch.skip_row_triggers:  # after the hospitals a units file brings: its departments refer to them
+        _check_references(conn, source, stage, report)
+        if not report.ok:
+            staging.drop(conn, stage)
+            return  # the batch is refused: the transaction is rolled back, the batch row with it
     given = frozenset(spec.stored(c) for c in header.names)
-    inserted, updated, unchanged = staging.upsert(conn, spec, stage, batch_id, given)
+    inserted, updated, unchanged = staging.upsert(
+        conn, spec, stage, batch_id, given, skip_row_triggers=batch.skip_row_triggers
+    )
     src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, updated, unchanged
     staging.drop(conn, stage)
     if not (inserted or updated or hospitals_changed):
@@ -380,6 +395,24 @@ def _duplicates_across(conn: Connection, number: int, source: Source, stage, bat
         )
     report.problem_count += count - len(rows)
     staging.remember_keys(conn, stage, seen, spec.target_key, number)
+
+
+def _check_references(conn: Connection, source: Source, stage, report: ImportReport) -> None:
+    """The foreign keys' check, once for the whole file: a row whose unit or care cycle is not stored.
+
+    Validation already refuses such rows (unknown unit, unknown care cycle), so this finds nothing unless the
+    database changed underneath; it stands in for the per-row triggers the upsert then skips."""
+    for columns, parent, count, rows in staging.unresolved_references(conn, stage, source.spec.target, report.room):
+        for row in rows:
+            report.add(
+                source.problem(
+                    f"refers to a row of {parent} that is not stored",
+                    int(row[0]),
+                    "+".join(columns),
+                    "/".join(str(v) for v in row[1:]),
+                )
+            )
+        report.problem_count += count - len(rows)
 
 
 #: What hangs on a care cycle, and the catalog's answer to "does this row belong to that condition?"

@@ -8,10 +8,14 @@ executemany of a compiled INSERT, PostgreSQL COPY with composed identifiers), ne
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, and_, func, literal, not_, or_, select, true
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, and_, func, literal, or_, select, true, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
+from vbhc import models
 from vbhc.ingest.tables import TableSpec, column_kind
 
 STAGE_PREFIX = "vbhc_stage_"
@@ -59,25 +63,50 @@ def records(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> list[tuple]:
     return list(zip(*arrays, strict=True))
 
 
-def load(conn: Connection, stage: Table, rows: list[tuple]) -> None:
-    """Bulk-load rows (row_no first, then the stage's columns in order) through the driver's fast path."""
-    if not rows:
+def load(conn: Connection, stage: Table, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+    """Bulk-load a validated chunk (its rows numbered by `row_numbers`) through the driver's fast path.
+
+    PostgreSQL: the chunk as one Arrow table written as CSV straight into COPY, no Python object per row.
+    SQLite: executemany of plain tuples (its C loop binds them; there is no faster path from Python).
+    """
+    if frame.empty:
         return
     names = [c.name for c in stage.columns]
     if conn.dialect.name == "postgresql":
         from psycopg import sql
 
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)
         )
+        data = _csv_bytes(spec, frame, row_numbers)
         with conn.connection.driver_connection.cursor() as cur, cur.copy(copy_sql) as copy:
-            for rec in rows:
-                copy.write_row(rec)
+            copy.write(data)
     else:
         compiled = stage.insert().compile(dialect=conn.dialect, column_keys=names)
         params = compiled.positiontup
         assert params == names, "the compiled INSERT must take the columns in stage order"
-        conn.connection.driver_connection.executemany(str(compiled), rows)
+        conn.connection.driver_connection.executemany(str(compiled), records(spec, frame, row_numbers))
+
+
+def _csv_bytes(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> bytes:
+    """The chunk as CSV for PostgreSQL's COPY: every text value quoted (so an empty text stays empty text) and
+    a missing value an unquoted empty field (NULL); numbers in their shortest exact form, dates as ISO."""
+    arrays = [pa.array(np.asarray(row_numbers, dtype=np.int64))]
+    for c in spec.target_columns:
+        s = frame[c]
+        kind = column_kind(spec, c)
+        if kind == "date":
+            arrays.append(pa.array(s, from_pandas=True).cast(pa.date32()))
+        elif kind == "integer":
+            arrays.append(pa.array(s.astype("Int64"), type=pa.int64(), from_pandas=True))
+        elif kind == "number":
+            arrays.append(pa.array(s.astype("float64"), type=pa.float64(), from_pandas=True))
+        else:
+            arrays.append(pa.array(s, type=pa.string(), from_pandas=True))
+    table = pa.Table.from_arrays(arrays, names=["row_no", *spec.target_columns])
+    out = pa.BufferOutputStream()
+    pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    return out.getvalue().to_pybytes()
 
 
 def duplicates(conn: Connection, stage: Table, keys: tuple[str, ...], limit: int) -> tuple[int, list[tuple]]:
@@ -131,31 +160,105 @@ def changed_keys(conn: Connection, stage: Table, target: Table, keys: tuple[str,
     return [tuple(r) for r in conn.execute(query).all()]
 
 
+def may_skip_row_triggers(conn: Connection) -> bool:
+    """Whether this PostgreSQL session may switch off per-row triggers for its own transaction
+    (session_replication_role: a superuser, or on PostgreSQL 15+ a role granted SET on it).
+
+    Why: PostgreSQL checks a foreign key with a trigger per written row, each a lookup and a row lock on the
+    referenced table; for a million PROM rows that is most of the import. A role that may not switch them off
+    keeps the per-row checks (slower, same result)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    if conn.execute(select(func.current_setting("is_superuser"))).scalar_one() == "on":
+        return True
+    if (conn.dialect.server_version_info or (0,)) < (15,):
+        return False
+    privilege = func.has_parameter_privilege(SKIPPED_TRIGGERS_SETTING, "SET")
+    return bool(conn.execute(select(privilege)).scalar_one())
+
+
+#: The PostgreSQL setting that, set to "replica" for one transaction, fires no ordinary or foreign-key trigger;
+#: SET takes no bound parameters, so the two statements are constants.
+SKIPPED_TRIGGERS_SETTING = "session_replication_role"
+_ROW_TRIGGERS_OFF = "SET LOCAL session_replication_role = replica"
+_ROW_TRIGGERS_ON = "SET LOCAL session_replication_role = DEFAULT"
+
+
+def unresolved_references(conn: Connection, stage: Table, target: Table, limit: int) -> list[tuple]:
+    """Check the staged rows' references once, set-based, as the foreign keys of `target` would row by row:
+    every referenced row is locked against deletion (FOR KEY SHARE, as PostgreSQL's own check does) and the
+    staged rows that reference no row are returned as (fk columns, count, [(row, values...)]).
+
+    The batch's own import_batches row is left out: the import wrote it in this transaction."""
+    found: list[tuple] = []
+    for fk in sorted(target.foreign_key_constraints, key=lambda f: f.name or ""):
+        parent = fk.referred_table
+        if parent.name == models.ImportBatch.__tablename__:
+            continue
+        local = [stage.c[c] for c in fk.column_keys]
+        remote = [e.column for e in fk.elements]
+        given = and_(*[c.is_not(None) for c in local])
+        referenced = select(*remote).where(tuple_(*remote).in_(select(*local).where(given)))
+        if conn.dialect.name == "postgresql":
+            locked = referenced.with_for_update(read=True, key_share=True).subquery()
+            conn.execute(select(func.count()).select_from(locked)).scalar_one()
+        same = and_(*[r == c for r, c in zip(remote, local, strict=True)])
+        match = select(literal(1)).select_from(parent).where(same)
+        missing = select(stage.c.row_no, *local).where(given, ~match.exists())
+        count = conn.execute(select(func.count()).select_from(missing.subquery())).scalar_one()
+        if count:
+            rows = conn.execute(missing.order_by(stage.c.row_no).limit(max(limit, 1))).all()
+            found.append((tuple(fk.column_keys), parent.name, count, [tuple(r) for r in rows]))
+    return found
+
+
 def upsert(
-    conn: Connection, spec: TableSpec, stage: Table, batch_id: int, given: frozenset[str] | None = None
+    conn: Connection,
+    spec: TableSpec,
+    stage: Table,
+    batch_id: int,
+    given: frozenset[str] | None = None,
+    *,
+    skip_row_triggers: bool = False,
 ) -> tuple[int, int, int]:
     """Insert new keys, update changed rows, leave identical rows alone: (inserted, updated, unchanged).
 
     `given` holds the stored columns the file has: a column the file leaves out keeps its stored values (a
     file without a bmi column says nothing about bmi), while an empty cell in a given column clears the value.
+    `skip_row_triggers` (PostgreSQL, after unresolved_references found none) writes without the per-row
+    foreign-key triggers, for this statement only.
+    The counts come from the statement itself (rows written = inserted + updated) and one join for the staged
+    keys already stored, skipped when the table is empty (a first import).
+    The staged keys must be unique (vbhc.ingest.run refuses a file with duplicate keys before this).
     """
     target = spec.target
     columns = spec.target_columns
     keys = spec.target_key
     values = [c for c in columns if c not in keys and (given is None or c in given)]
     on = and_(*[target.c[k] == stage.c[k] for k in keys])
-    same = and_(true(), *[not_(target.c[c].is_distinct_from(stage.c[c])) for c in values])
     total = conn.execute(select(func.count()).select_from(stage)).scalar_one()
-    existing = conn.execute(select(func.count()).select_from(stage.join(target, on))).scalar_one()
-    unchanged = conn.execute(select(func.count()).select_from(stage.join(target, on)).where(same)).scalar_one()
+    stored = conn.execute(select(literal(1)).select_from(target).limit(1)).first() is not None
+    existing = conn.execute(select(func.count()).select_from(stage.join(target, on))).scalar_one() if stored else 0
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     # "WHERE true" keeps SQLite from reading ON CONFLICT as the join's ON (its documented parsing ambiguity)
     source = select(*[stage.c[c] for c in columns], literal(batch_id)).where(true())
     statement = dialect_insert(target).from_select([*columns, "batch_id"], source)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={c: statement.excluded[c] for c in [*values, "batch_id"]},
-        where=or_(*[target.c[c].is_distinct_from(statement.excluded[c]) for c in values]),
-    )
-    conn.execute(statement)
-    return total - existing, existing - unchanged, unchanged
+    if existing:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: statement.excluded[c] for c in [*values, "batch_id"]},
+            where=or_(*[target.c[c].is_distinct_from(statement.excluded[c]) for c in values]),
+        )
+    # with no staged key stored, a plain INSERT does the same without a conflict check per row (half the time
+    # on PostgreSQL); a key another session stores meanwhile makes it fail, and the whole batch with it
+    if skip_row_triggers:
+        conn.exec_driver_sql(_ROW_TRIGGERS_OFF)
+    # SQLAlchemy keeps an INSERT's row count only when asked
+    written = conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+    if skip_row_triggers:
+        conn.exec_driver_sql(_ROW_TRIGGERS_ON)
+    inserted = total - existing
+    updated = written - inserted
+    if not 0 <= updated <= existing:
+        raise RuntimeError(f"the upsert wrote {written} rows for {total} staged, {existing} of them stored")
+    return inserted, updated, existing - updated

@@ -1,0 +1,105 @@
+"""The foreign keys of an import, checked once per file (issue 13): on PostgreSQL the upsert skips the trigger per
+row when the role may, so the set-based check must refuse what the triggers would have refused, with its row."""
+
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+import pytest
+
+from tests.registry_files import write_small_registry
+from vbhc.ingest import ImportRefused, import_files
+from vbhc.ingest import stage as staging
+from vbhc.ingest.validate import BatchState
+from vbhc.store import row_counts
+
+
+def _add_outcome_of_a_cycle_nobody_stored(path, cycle_id: str) -> int:
+    """Append an outcome row for `cycle_id`; returns its row number as a person sees it."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    template = next(r for r in rows if r["outcome"] == "length_of_stay")
+    rows.append({**template, "cycle_id": cycle_id})
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows) + 1
+
+
+def test_a_reference_the_validation_let_through_is_refused_and_nothing_is_written(engine, tmp_path, monkeypatch):
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:2], engine)
+    before = row_counts(engine)
+    outcomes = files[2]
+    row = _add_outcome_of_a_cycle_nobody_stored(outcomes, "GHOST-1")
+    condition = next(r for r in csv.DictReader(outcomes.open(encoding="utf-8")) if r["outcome"] == "length_of_stay")
+    known = BatchState.cycle_conditions
+
+    def with_a_ghost(self):  # the validation believes the cycle exists, as if it vanished after the check
+        series = known(self)
+        stored = series[series.index == condition["cycle_id"]]
+        return pd.concat([series, stored.rename(index={condition["cycle_id"]: "GHOST-1"})])
+
+    monkeypatch.setattr(BatchState, "cycle_conditions", with_a_ghost)
+    with pytest.raises(ImportRefused) as info:
+        import_files(files[2:], engine)
+    report = info.value.report
+    assert row_counts(engine) == before, "a refusal changes no row"
+    with engine.connect() as conn:
+        set_based = staging.may_skip_row_triggers(conn)
+    if set_based:  # PostgreSQL with the privilege: the set-based check names the row
+        lines = [p for p in report.problems if "not stored" in p.rule]
+        assert [(p.file, p.row, p.column, p.value) for p in lines] == [(outcomes.name, row, "cycle_id", "GHOST-1")]
+        assert lines[0].rule == "refers to a row of care_cycles that is not stored"
+    else:  # the database's own foreign key refuses the batch: one line, nothing imported
+        assert len(report.problems) == 1 and "nothing was imported" in report.problems[0].rule
+
+
+@pytest.mark.postgres
+def test_a_role_without_the_privilege_keeps_the_row_triggers_and_imports_the_same(request, tmp_path):
+    """A PostgreSQL role that may not set session_replication_role imports through the per-row foreign-key
+    triggers, with the same result as the set-based check."""
+    server = request.getfixturevalue("postgres_server")
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import _postgres_engine
+
+    gen = _postgres_engine(server)
+    fast = next(gen)
+    try:
+        files = write_small_registry(tmp_path / "files")
+        with fast.connect() as conn:
+            assert staging.may_skip_row_triggers(conn), "the test server's role is a superuser"
+        expected = import_files(files, fast)
+        database = fast.url.database
+        role = f"importer_{database}"
+        with fast.begin() as conn:
+            conn.execute(text(f"CREATE ROLE {role} LOGIN NOSUPERUSER"))
+            conn.execute(text(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"))
+            conn.execute(text(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"))
+            conn.execute(
+                text(
+                    "TRUNCATE prem_responses, prom_responses, cost_lines, clinical_outcomes, care_cycles, "
+                    "departments, hospitals, import_batches, audit_events CASCADE"
+                )
+            )
+        slow = create_engine(fast.url.set(username=role))
+        try:
+            with slow.connect() as conn:
+                assert not staging.may_skip_row_triggers(conn)
+            got = import_files(files, slow)
+            assert [(s.file, s.rows_inserted, s.rows_updated) for s in got.sources] == [
+                (s.file, s.rows_inserted, s.rows_updated) for s in expected.sources
+            ]
+            assert row_counts(slow) == row_counts(fast)
+            again = import_files(files, slow, force=True)
+            assert all(s.rows_unchanged == s.rows_read for s in again.sources if s.table != "units")
+        finally:
+            slow.dispose()
+            with fast.begin() as conn:
+                conn.execute(text(f"DROP OWNED BY {role}"))
+                conn.execute(text(f"DROP ROLE {role}"))
+    finally:
+        next(gen, None)
