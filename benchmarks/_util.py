@@ -53,3 +53,57 @@ def bench_database(cycles: int) -> Path:
         )
         print(f"built in {time.perf_counter() - started:.0f} s")
     return db
+
+
+def bench_postgres(cycles: int, url: str | None) -> tuple[str, object | None]:
+    """(URL, server) of the demo registry of `cycles` care cycles on PostgreSQL, imported on first use.
+
+    Without `url` a private server runs on a cluster kept in data/bench/demo_<cycles>/postgresql (the caller
+    stops it with stop_keeping()); with `url` the database it names is used. The demo files are the SQLite
+    build's when it has them, else written once (vbhc demo --no-import); the import streams them in chunks.
+    """
+    import os
+
+    from sqlalchemy import create_engine, text
+
+    sys.path.insert(0, str(ROOT))
+    server = None
+    if url is None:
+        from tests.pg_server import start_postgres
+
+        server = start_postgres(ROOT / "data" / "bench" / f"demo_{cycles}" / "postgresql")
+        url = server.admin_url  # initdb's own database: one kept cluster per size, so no DDL here
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        has = conn.execute(text("SELECT to_regclass('care_cycles') IS NOT NULL")).scalar()
+        found = conn.execute(text("SELECT count(*) FROM care_cycles")).scalar() if has else 0
+    engine.dispose()
+    if found != cycles:
+        if found:
+            raise SystemExit(f"{url} holds {found:,} care cycles, not {cycles:,}: name an empty database")
+        files = _demo_files(cycles)
+        print(f"importing the {cycles:,}-cycle demo into PostgreSQL (once) ...", flush=True)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "vbhc.cli", "import", *map(str, files), "--by", "bench", "--no-precompute"],
+            check=True,
+            env={**os.environ, "VBHC_DATABASE_URL": url},
+        )
+        print(f"imported in {time.perf_counter() - started:.0f} s")
+    return url, server
+
+
+def _demo_files(cycles: int) -> list[Path]:
+    """The demo's files in import order, written once under data/bench/demo_<cycles>/files."""
+    from vbhc.demo import TABLES, DemoResult
+
+    folder = ROOT / "data" / "bench" / f"demo_{cycles}" / "files"
+    files = [folder / "units.xlsx"] + [folder / f"{t}.csv" for t in TABLES[1:]]
+    follow_up, prems = folder / "clinical_outcomes_follow_up.csv", folder / "prem_responses.csv"
+    if not all(f.exists() for f in [*files, follow_up, prems]):
+        print(f"writing the {cycles:,}-cycle demo files to {folder} (once) ...", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "vbhc.cli", "demo", "--cycles", str(cycles), "--out", str(folder), "--no-import"],
+            check=True,
+        )
+    return DemoResult(files, folder / "truth.json", {}, follow_up, prems).import_order()

@@ -4,18 +4,29 @@ needs just to load the same data from the database (the ratio is the figure we t
 
     python benchmarks/indicators_speed.py                     # the 1,000,000-cycle demo (built on first run)
     python benchmarks/indicators_speed.py --cycles 50000      # quicker, on the default demo size
-The demo database is kept in data/bench/ (git-ignored) so later runs skip the build.
+    python benchmarks/indicators_speed.py --database postgresql --cycles 200000   # on a PostgreSQL server
+    python benchmarks/indicators_speed.py --database postgresql --database-url postgresql+psycopg://...
+
+The demo database is kept in data/bench/ (git-ignored) so later runs skip the build; on PostgreSQL a private
+server's cluster is kept there too (data/bench/demo_<cycles>/postgresql), unless --database-url names a server.
+
+What the indicators read of the PROMs is compared in the same run: the item rows (one per answered item, scored
+in pandas) against the questionnaires the database pivots (one row per questionnaire, registry.prom_scores).
+--before times the indicator tables once more on the item rows (the code before the pivot), for the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import bench_database, run_measured
+from _util import bench_database, bench_postgres, run_measured
 
+# the three frames the indicators read, PROMs as item rows (the figure tracked since the first benchmark)
 LOAD = """
 from vbhc import registry
 from vbhc.catalog import default_catalog
@@ -30,9 +41,38 @@ for condition in default_catalog().conditions:
 RESULT = {{"rows": rows}}
 """
 
+# the PROM scores alone, by either path: item rows read and scored in pandas, or questionnaires pivoted in SQL
+PROM_SCORES = """
+from vbhc import proms, registry
+from vbhc.catalog import default_catalog
+from vbhc.store import get_engine
+engine = get_engine({url!r})
+rows = scores = 0
+for condition in default_catalog().conditions:
+    if {items!r}:
+        responses = registry.prom_responses(condition, engine=engine)
+        rows += len(responses)
+        frame = proms.score_responses(responses)
+        del responses
+    else:
+        frame = registry.prom_scores(condition, engine=engine)
+    scores += len(frame)
+    del frame
+RESULT = {{"rows": rows, "scores": scores}}
+"""
+
+# the code before the pivot: the indicators read the item rows and score them in pandas
+ITEM_ROWS = """
+from vbhc import proms, registry
+def _item_scores(condition, *, catalog=None, **filters):
+    return proms.score_responses(registry.prom_responses(condition, **filters), catalog)
+registry.prom_scores = _item_scores
+"""
+
 COMPUTE = """
 import dataclasses
 import time
+{patch}
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import composite_failures, compute_indicators, indicator_table
 from vbhc.store import get_engine
@@ -60,22 +100,70 @@ RESULT = {{"per_condition": per_condition, "table_rows": rows, "survival_rows": 
 """
 
 
+def _load() -> str:
+    """The 1-minute load average, printed beside every figure (the machine is shared)."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def _median(code: str, runs: int) -> tuple[float, float, dict, str]:
+    """Median seconds and peak MB of `runs` runs, the last run's result, and the load averages seen."""
+    times, peaks, loads, result = [], [], [], {}
+    for _ in range(runs):
+        loads.append(_load())
+        seconds, peak, result = run_measured(code)
+        times.append(seconds)
+        peaks.append(peak)
+    return statistics.median(times), max(peaks), result, ", ".join(loads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=1_000_000)
     parser.add_argument("--level", default="hospital", choices=["hospital", "department", "condition_team"])
+    parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument("--database-url", help="a PostgreSQL server to build the demo in (default: a private one)")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each load (the median is printed)")
+    parser.add_argument("--before", action="store_true", help="time the tables on the item rows too (slow)")
     args = parser.parse_args()
-    db = bench_database(args.cycles)
-    url = f"sqlite:///{db}"
-    load_s, load_mb, load = run_measured(LOAD.format(url=url))
+    server = None
+    if args.database == "sqlite":
+        url = f"sqlite:///{bench_database(args.cycles)}"
+    else:
+        url, server = bench_postgres(args.cycles, args.database_url)
+    try:
+        _report(url, args)
+    finally:
+        if server is not None:
+            server.stop_keeping()
+
+
+def _report(url: str, args: argparse.Namespace) -> None:
+    print(f"{args.database}, {args.cycles:,} cycles, {args.level} level, median of {args.runs} run(s)")
+    load_s, load_mb, load, loads = _median(LOAD.format(url=url), args.runs)
     print(
         f"pandas load of cycles, outcomes, PROM items and cost lines: {load['rows']:,} rows in {load_s:.1f} s, "
-        f"peak {load_mb:,.0f} MB"
+        f"peak {load_mb:,.0f} MB ({loads})"
     )
-    comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level))
+    items_s, items_mb, items, loads = _median(PROM_SCORES.format(url=url, items=True), args.runs)
+    print(
+        f"  PROM scores from item rows (read + scored in pandas): {items['rows']:,} rows -> {items['scores']:,} "
+        f"scores in {items_s:.1f} s, peak {items_mb:,.0f} MB ({loads})"
+    )
+    pivot_s, pivot_mb, pivot, loads = _median(PROM_SCORES.format(url=url, items=False), args.runs)
+    print(
+        f"  PROM scores from questionnaires pivoted in SQL: {pivot['scores']:,} scores in {pivot_s:.1f} s, "
+        f"peak {pivot_mb:,.0f} MB ({loads}); {items_s / pivot_s:.1f}x faster"
+    )
+    before = None
+    if args.before:
+        loads = _load()
+        before = run_measured(COMPUTE.format(url=url, level=args.level, patch=ITEM_ROWS))
+        print(f"full indicator tables on item rows (before): {before[0]:.1f} s, peak {before[1]:,.0f} MB ({loads})")
+    loads = _load()
+    comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level, patch=""))
     print(
         f"full indicator tables ({args.level} level, {comp['table_rows']:,} unit x indicator rows): {comp_s:.1f} s, "
-        f"peak {comp_mb:,.0f} MB"
+        f"peak {comp_mb:,.0f} MB ({loads})"
     )
     print("  per condition (s): " + ", ".join(f"{k} {v}" for k, v in comp["per_condition"].items()))
     # measured again after the tables (not part of their time): Kaplan-Meier and the Cox fit per indicator
@@ -83,6 +171,8 @@ def main() -> None:
         f"  survival indicators ({comp['survival_rows']:,} rows; none without the vital status file): "
         f"{comp['survival_s']:.1f} s of the tables' time, {comp['survival_s'] / load_s:.2f}x the load"
     )
+    if before is not None:
+        print(f"  tables after / before: {comp_s / before[0]:.2f}x")
     print(
         f"RATIO indicators / load: {comp_s / load_s:.2f}x (target <= 3x); peak {comp_mb / 1024:.2f} GB (target < 4 GB)"
     )

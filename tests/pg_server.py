@@ -30,6 +30,10 @@ class PostgresServer:
         _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"])
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def stop_keeping(self) -> None:
+        """Shut a kept cluster down cleanly, its databases left for the next start."""
+        _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "stop"])
+
 
 def find_bindir() -> Path | None:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
@@ -52,35 +56,42 @@ def _run(server: PostgresServer, cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
 
 
-def start_postgres() -> PostgresServer:
-    """initdb + pg_ctl start on a unix socket in a fresh temporary folder; a few seconds."""
+def start_postgres(directory: Path | None = None) -> PostgresServer:
+    """initdb + pg_ctl start on a unix socket in a fresh temporary folder; a few seconds.
+
+    `directory` keeps the cluster instead (the benchmarks' data/bench/postgresql): created on first use and
+    started as it is later; stop it with stop_keeping()."""
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError(
             "PostgreSQL server binaries not found (apt-get install -y postgresql); scripts/test does this"
         )
-    directory = Path(tempfile.mkdtemp(prefix="vbhc-pg-", dir="/tmp"))
+    kept = directory is not None
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="vbhc-pg-", dir="/tmp"))
+    directory.mkdir(parents=True, exist_ok=True)
     as_postgres = os.geteuid() == 0  # initdb refuses to run as root
     server = PostgresServer(directory, _free_port(), bindir, as_postgres)
     if as_postgres:
         shutil.chown(directory, "postgres", "postgres")
     try:
-        _run(
-            server,
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(directory / "data"),
-                "-A",
-                "trust",
-                "-U",
-                "vbhc",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--locale=C",
-            ],
-        )
+        if not (directory / "data" / "PG_VERSION").exists():
+            _run(
+                server,
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(directory / "data"),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "vbhc",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ],
+            )
         options = (
             f"-p {server.port} -k {directory} -c listen_addresses='' -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
@@ -102,6 +113,7 @@ def start_postgres() -> PostgresServer:
             ],
         )
     except subprocess.CalledProcessError as exc:
-        shutil.rmtree(directory, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(directory, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc.stdout}") from exc
     return server

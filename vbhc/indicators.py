@@ -158,9 +158,10 @@ def load_condition_data(
     cond = catalog.condition(condition)
     period = parse_period(period)
     cycles = registry.outcomes_wide(condition, period=period, engine=engine, hospitals=hospitals)
-    responses = registry.prom_responses(condition, period=period, engine=engine, hospitals=hospitals)
-    scores = proms.score_responses(responses, catalog) if len(responses) else _empty_scores()
-    del responses
+    # scored from questionnaires the database pivots: the same scores as from the item rows, without reading them
+    scores = registry.prom_scores(condition, period=period, engine=engine, hospitals=hospitals, catalog=catalog)
+    if not len(scores):
+        scores = _empty_scores()
     lines = registry.cost_lines(condition, period=period, engine=engine, hospitals=hospitals)
     cost = cost_per_cycle(lines, cycles)
     if as_of is None:

@@ -20,7 +20,7 @@ never clipped: the importer rejects such values, so this only guards the scores 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -293,14 +293,7 @@ def _pivot(data: _Long, instrument: Instrument, rows: np.ndarray | None = None) 
         d_lin, d_val = d_lin[order], d_val[order]
         last = np.append(d_lin[1:] != d_lin[:-1], True)
         matrix[d_lin[last]] = d_val[last]
-    matrix = matrix.reshape(n_rows, n_items)
-
-    for j, item in enumerate(instrument.items):  # out-of-range or non-integer codes count as unanswered
-        column = matrix[:, j]
-        bad = (column < item.min) | (column > item.max)
-        if (instrument.scoring, item.id) not in _CONTINUOUS_ITEMS:
-            bad |= column != np.floor(column)
-        column[bad & ~np.isnan(column)] = np.nan
+    matrix = _drop_invalid(matrix.reshape(n_rows, n_items), instrument)
 
     latest = np.full(n_rows, np.iinfo(np.int64).min)  # NaT unless some item of the questionnaire has a date
     np.maximum.at(latest, grp, stamp)
@@ -312,6 +305,17 @@ def _pivot(data: _Long, instrument: Instrument, rows: np.ndarray | None = None) 
         }
     )
     return keys, matrix
+
+
+def _drop_invalid(matrix: np.ndarray, instrument: Instrument) -> np.ndarray:
+    """Out-of-range or non-integer codes count as unanswered (in place; columns in the catalog's item order)."""
+    for j, item in enumerate(instrument.items):
+        column = matrix[:, j]
+        bad = (column < item.min) | (column > item.max)
+        if (instrument.scoring, item.id) not in _CONTINUOUS_ITEMS:
+            bad |= column != np.floor(column)
+        column[bad & ~np.isnan(column)] = np.nan
+    return matrix
 
 
 # --- public API ---------------------------------------------------------------------------------------
@@ -334,10 +338,20 @@ def score_instrument(responses: pd.DataFrame, instrument: Instrument) -> pd.Data
 
 
 def _score_instrument(data: _Long, instrument: Instrument, rows: np.ndarray | None = None) -> pd.DataFrame:
+    scorer = _scorer(instrument)
+    keys, matrix = _pivot(data, instrument, rows)
+    return _score_matrix(keys, matrix, instrument, scorer)
+
+
+def _scorer(instrument: Instrument):
     scorer = _SCORERS.get(instrument.scoring)
     if scorer is None:
         raise ValueError(f"no scoring rules for {instrument.scoring!r} (instrument {instrument.id!r})")
-    keys, matrix = _pivot(data, instrument, rows)
+    return scorer
+
+
+def _score_matrix(keys: pd.DataFrame, matrix: np.ndarray, instrument: Instrument, scorer) -> pd.DataFrame:
+    """The scales of one questionnaire per row of `keys` from its (cleaned) item matrix."""
     col = {item.id: j for j, item in enumerate(instrument.items)}
     scores = scorer(matrix, col)
     for scale in instrument.scales:
@@ -364,15 +378,32 @@ def score_responses(responses: pd.DataFrame, catalog: Catalog | None = None) -> 
     if unknown:
         raise ValueError(f"unknown instrument(s): {', '.join(map(str, unknown))}")
     data = _Long(responses)
-    scale_ids: list[str] = []
-    for inst_id in inst_uniques:
-        scale_ids += [s.id for s in catalog.instruments[inst_id].scales if s.id not in scale_ids]
-
-    parts: list[pd.DataFrame] = []
+    wides = []
     for code, inst_id in enumerate(inst_uniques):
-        instrument = catalog.instruments[inst_id]
         rows = None if len(inst_uniques) == 1 else np.flatnonzero(inst_codes == code)
-        wide = _score_instrument(data, instrument, rows)
+        wides.append(_score_instrument(data, catalog.instruments[inst_id], rows))
+    if not wides:
+        return pd.DataFrame(
+            {
+                "cycle_id": responses["cycle_id"].iloc[:0],
+                "instrument": pd.Categorical([]),
+                "timepoint": responses["timepoint"].iloc[:0],
+                "scale": pd.Categorical([]),
+                "score": np.array([], dtype=np.float64),
+                "completed_date": _as_datetime(responses["completed_date"]).iloc[:0],
+            }
+        ).reset_index(drop=True)
+    return _long_scores([catalog.instruments[i] for i in inst_uniques], wides)
+
+
+def _long_scores(instruments: Sequence[Instrument], wides: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per questionnaire and scale, from each instrument's wide scores (instruments in sorted order)."""
+    inst_uniques = [i.id for i in instruments]
+    scale_ids: list[str] = []
+    for instrument in instruments:
+        scale_ids += [s.id for s in instrument.scales if s.id not in scale_ids]
+    parts: list[pd.DataFrame] = []
+    for code, (instrument, wide) in enumerate(zip(instruments, wides, strict=True)):
         k, n = len(instrument.scales), len(wide)
         take = np.repeat(np.arange(n), k)
         scale_code = np.tile([scale_ids.index(s.id) for s in instrument.scales], n)
@@ -388,18 +419,45 @@ def score_responses(responses: pd.DataFrame, catalog: Catalog | None = None) -> 
                 }
             )
         )
-    if not parts:
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def score_questionnaires(questionnaires: Mapping[str, pd.DataFrame], catalog: Catalog | None = None) -> pd.DataFrame:
+    """score_responses for questionnaires already pivoted (by the database: vbhc.registry.prom_questionnaires).
+
+    `questionnaires` maps an instrument id to one row per questionnaire: cycle_id, timepoint, completed_date
+    (latest item date) and one column per catalog item of the instrument (NaN = not answered). The result is
+    the same frame score_responses gives for the same questionnaires' item rows; an instrument without rows
+    is absent, as it is from item rows. Exact because a questionnaire holds each item once (the registry's
+    unique key) and the same cleaning and scoring run on the same matrix.
+    """
+    catalog = catalog or default_catalog()
+    unknown = sorted(set(questionnaires) - set(catalog.instruments))
+    if unknown:
+        raise ValueError(f"unknown instrument(s): {', '.join(unknown)}")
+    instruments, wides = [], []
+    for inst_id in sorted(i for i, frame in questionnaires.items() if len(frame)):
+        instrument = catalog.instruments[inst_id]
+        frame = questionnaires[inst_id]
+        item_ids = [i.id for i in instrument.items]
+        _check_columns(frame, ("cycle_id", "timepoint", "completed_date", *item_ids), f"{inst_id} questionnaires")
+        frame = frame.sort_values(["cycle_id", "timepoint"], ignore_index=True)
+        matrix = _drop_invalid(frame[item_ids].to_numpy(dtype=np.float64, na_value=np.nan, copy=True), instrument)
+        keys = frame[["cycle_id", "timepoint", "completed_date"]]
+        instruments.append(instrument)
+        wides.append(_score_matrix(keys.copy(), matrix, instrument, _scorer(instrument)))
+    if not wides:
         return pd.DataFrame(
             {
-                "cycle_id": responses["cycle_id"].iloc[:0],
+                "cycle_id": pd.Series(dtype=object),
                 "instrument": pd.Categorical([]),
-                "timepoint": responses["timepoint"].iloc[:0],
+                "timepoint": pd.Series(dtype=object),
                 "scale": pd.Categorical([]),
                 "score": np.array([], dtype=np.float64),
-                "completed_date": _as_datetime(responses["completed_date"]).iloc[:0],
+                "completed_date": pd.Series(dtype="datetime64[ns]"),
             }
-        ).reset_index(drop=True)
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        )
+    return _long_scores(instruments, wides)
 
 
 def prom_change(

@@ -7,15 +7,16 @@ codes come back as categoricals and dates as datetime64 so downstream statistics
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Engine, Select, func, inspect, select
+from sqlalchemy import Engine, Select, case, func, inspect, select
 
 from vbhc import models
-from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, default_catalog
+from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
 from vbhc.store import get_engine
 
 UNIT_LEVELS = ("hospital", "department", "condition_team")
@@ -248,12 +249,7 @@ def prom_responses(
         period,
         extra,
     )
-    catalog = default_catalog()
-    kinds = {
-        "instrument": pd.CategoricalDtype(sorted(catalog.instruments)),
-        "timepoint": pd.CategoricalDtype(sorted({t.id for c in catalog.conditions.values() for t in c.timepoints})),
-        "item": pd.CategoricalDtype(sorted({i.id for inst in catalog.instruments.values() for i in inst.items})),
-    }
+    kinds = _prom_dtypes()
 
     def compact(frame: pd.DataFrame) -> pd.DataFrame:
         # fixed categories per batch, so millions of item rows concatenate without ever being Python strings
@@ -263,6 +259,102 @@ def prom_responses(
 
     df = _read(query, engine, compact)
     return _categorise(df, ["cycle_id"])
+
+
+def prom_questionnaires(
+    condition: str,
+    instrument: str,
+    *,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+    catalog: Catalog | None = None,
+) -> pd.DataFrame:
+    """One row per returned questionnaire of `instrument`: cycle_id, timepoint, completed_date (its latest item
+    date) and one float column per catalog item (NaN = not answered), pivoted by the database.
+
+    Why: the item rows are most of what the indicators read (30 items per QLQ-C30 questionnaire); grouping them
+    in SQL sends one row per questionnaire instead. Exact: the registry holds each item of a questionnaire once
+    (uq_prom_responses_key), so the maximum of its rows is its one value. An item the catalog does not list is
+    an error, as it is when the item rows are scored (vbhc.proms).
+    """
+    p = models.PromResponse
+    spec = (catalog or default_catalog()).instruments[instrument]
+    item_ids = [i.id for i in spec.items]
+    labels = [f"item_{j}" for j in range(len(item_ids))]
+    columns = [p.cycle_id, p.timepoint, func.max(p.completed_date).label("completed_date")]
+    columns += [
+        func.max(case((p.item == item, p.value))).label(label) for item, label in zip(item_ids, labels, strict=True)
+    ]
+    columns.append(func.sum(case((p.item.in_(item_ids), 0), else_=1)).label(_OTHER_ITEMS))
+    query = _child_query(p, columns, condition, hospitals, departments, period, [p.instrument == instrument]).group_by(
+        p.cycle_id, p.timepoint
+    )
+    timepoints = _prom_dtypes()["timepoint"]
+
+    def compact(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.astype({"timepoint": timepoints, **dict.fromkeys(labels, "float64")})
+        frame["completed_date"] = pd.to_datetime(frame["completed_date"])
+        return frame
+
+    df = _read(query, engine, compact)
+    if len(df) and df[_OTHER_ITEMS].astype("int64").any():
+        bad = _child_query(
+            p,
+            [p.item],
+            condition,
+            hospitals,
+            departments,
+            period,
+            [p.instrument == instrument, p.item.not_in(item_ids)],
+        ).distinct()
+        unknown = sorted(_read(bad, engine)["item"].astype(str))
+        raise ValueError(f"items not in instrument {instrument!r}: {', '.join(unknown)}")
+    return df.drop(columns=_OTHER_ITEMS).rename(columns=dict(zip(labels, item_ids, strict=True)))
+
+
+#: The column of prom_questionnaires' query that counts item rows the catalog does not know.
+_OTHER_ITEMS = "other_items"
+
+
+def prom_scores(
+    condition: str,
+    *,
+    hospitals: Sequence[str] | None = None,
+    departments: Sequence[str] | None = None,
+    period: str | Period | None = None,
+    engine: Engine | None = None,
+    catalog: Catalog | None = None,
+) -> pd.DataFrame:
+    """The condition's PROM scale scores, long (vbhc.proms.score_responses' columns), scored from questionnaires
+    the database pivoted: the same frame as scoring prom_responses(), for the instruments the catalog gives the
+    condition (the only ones the importer accepts for it), read in a fraction of the time."""
+    from vbhc import proms
+
+    catalog = catalog or default_catalog()
+    cond = catalog.condition(condition)
+    filters = {"hospitals": hospitals, "departments": departments, "period": period, "engine": engine}
+    frames = {
+        use.instrument: prom_questionnaires(condition, use.instrument, catalog=catalog, **filters) for use in cond.proms
+    }
+    # cycle_id as a categorical over every instrument's cycles, as prom_responses gives it
+    ids = pd.Index(pd.unique(pd.concat([f["cycle_id"] for f in frames.values()], ignore_index=True)))
+    cycle_ids = pd.CategoricalDtype(ids.sort_values())
+    for frame in frames.values():
+        frame["cycle_id"] = frame["cycle_id"].astype(cycle_ids)
+    return proms.score_questionnaires(frames, catalog)
+
+
+@functools.cache
+def _prom_dtypes() -> dict[str, pd.CategoricalDtype]:
+    """The fixed categories of PROM item rows (every catalog instrument, timepoint and item)."""
+    catalog = default_catalog()
+    return {
+        "instrument": pd.CategoricalDtype(sorted(catalog.instruments)),
+        "timepoint": pd.CategoricalDtype(sorted({t.id for c in catalog.conditions.values() for t in c.timepoints})),
+        "item": pd.CategoricalDtype(sorted({i.id for inst in catalog.instruments.values() for i in inst.items})),
+    }
 
 
 def prem_answers(
