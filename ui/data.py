@@ -332,6 +332,9 @@ def prem_result(url: str, data_version: str, questionnaire: str, level: str, per
     )
 
 
+#: Whether the signals of a view not prepared yet are computed for every unit in the background (a server); the
+#: tests that run pages in-process switch it off (tests/conftest.py), so no background work outlives a test.
+background_signals = True
 #: Signal sets this process has in memory (or has had: they are then on disk), and those being computed.
 _signals_ready: set[tuple] = set()
 _signals_pending: set[tuple] = set()
@@ -355,7 +358,7 @@ def signals(
     key = results.SignalsKey(results.ViewKey(condition, level, period), until.isoformat() if until else "")
     if stored is not None and store.has_signals(key, stored):
         return _signals(*args)
-    if args not in _signals_pending:
+    if background_signals and args not in _signals_pending:
         _signals_pending.add(args)
         _signals_pool.submit(_signals, *args).add_done_callback(lambda _: _signals_pending.discard(args))
     return None
