@@ -294,9 +294,16 @@ class Session:
         def action() -> None:
             box = self.combobox(label)
             current = box.input_value()
-            box.click()
             options = self.page.get_by_role("option")
-            options.first.wait_for(timeout=30_000)
+            for attempt in range(3):  # a click while the last list was still closing can close the new one at once
+                box.click()
+                try:
+                    options.first.wait_for(timeout=10_000)
+                    break
+                except PlaywrightError:
+                    if attempt == 2:
+                        raise
+                    self.page.keyboard.press("Escape")
             names = [n.strip() for n in options.all_inner_texts()]
             index = names.index(current) if current in names else -1
             self.clock = time.perf_counter()  # the click that counts is the option's
