@@ -100,7 +100,7 @@ def test_a_stored_result_equals_a_freshly_computed_one(registry):
     before = _counts()
     reader = ResultStore(registry)  # another process's view of the same folder: nothing in memory
     got = {key: reader.get(key, version) for key in views}
-    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0}
+    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0}
     full = load_condition_data(CONDITION, engine=registry)
     assert_results_equal(got[views[0]], compute_indicators(full, "hospital"))
     assert_results_equal(got[views[1]], compute_indicators(full, "department"))
@@ -144,7 +144,7 @@ def test_an_import_changes_the_version_and_old_results_are_not_served(registry, 
     assert store.get(key, new_version) is None  # the old files are for the old version only
     before = _counts()
     new = ResultStore(registry).result(key, new_version)
-    assert _computed_since(before) == {"data": 1, "restrict": 0, "result": 1}
+    assert _computed_since(before) == {"data": 1, "restrict": 0, "result": 1, "signals": 0, "prem": 0}
     fresh = compute_indicators(load_condition_data(CONDITION, engine=registry), "hospital")
     assert_results_equal(new, fresh)
     with pytest.raises(AssertionError):
@@ -202,7 +202,7 @@ def test_two_server_processes_share_the_results(registry, tmp_path):
     first = _server_process("writer", url, tmp_path / "results")
     assert first["counts"]["result"] == 1 and first["counts"]["data"] == 1
     second = _server_process("reader", url, tmp_path / "results")
-    assert second["counts"] == {"data": 0, "restrict": 0, "result": 0}
+    assert second["counts"] == {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0}
     assert (second["table"], second["trend"], second["rows"]) == (first["table"], first["trend"], first["rows"])
 
 
@@ -506,4 +506,4 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path,
     assert store.versions() == [version]
     before = _counts()
     assert all(ResultStore(sqlite_engine).get(key, version) is not None for key in views)
-    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0}
+    assert _computed_since(before) == {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0}
