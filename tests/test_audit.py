@@ -108,8 +108,8 @@ def test_refused_and_failed_imports_are_audited_as_refused_without_values(engine
     files = write_small_registry(tmp_path / "files")
     real = ingest.stage.upsert
 
-    def explode(conn, spec, stage, batch_id, *rest):
-        result = real(conn, spec, stage, batch_id, *rest)
+    def explode(conn, spec, stage, batch_id, *rest, **options):
+        result = real(conn, spec, stage, batch_id, *rest, **options)
         if spec.name == "costs":
             raise RuntimeError("disk full: value 'P0001x'")
         return result
