@@ -8,6 +8,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.shown import tables as shown_tables
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_ratio, format_value, t, t_value
 from vbhc.indicators import indicator_table
@@ -108,7 +109,7 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
     engine, truth = demo_db
     at = _run(_app({"lang": "en"}))
     own = truth["own_hospital"]
-    scorecard = at.table[0].value  # a static table: every line of its cells shows
+    scorecard = shown_tables(at)[0].value  # a static table: every line of its cells shows
     catalog = default_catalog()
     row = scorecard[scorecard[t("column.condition", "en")] == catalog.condition("colorectal_cancer").label("en")]
     assert len(row) == 1
@@ -123,7 +124,7 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
     assert format_value(leak["adjusted_value"], "proportion", "en") in shown
     # the key indicators: one table per condition under its name, the verdict next to the indicator
     verdict_column = t("verdict.column", "en")
-    keyed = [tab.value for tab in at.table if verdict_column in tab.value.columns]
+    keyed = [tab.value for tab in shown_tables(at) if verdict_column in tab.value.columns]
     keyed = [k for k in keyed if t("prem.number", "en") not in k.columns]  # not the patient-experience tables
     assert keyed and all(list(k.columns[:2]) == [t("column.indicator", "en"), verdict_column] for k in keyed)
     headings = [m.value for m in at.markdown]
@@ -259,7 +260,7 @@ def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
     engine, _ = demo_db
     result = indicator_table("colorectal_cancer", "hospital", engine=engine)
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/compare.py")
-    shown = at.table[0].value.set_index(t("column.unit", "en"))
+    shown = shown_tables(at)[0].value.set_index(t("column.unit", "en"))
     leak = result.table[(result.table["indicator"] == "anastomotic_leak") & (result.table["unit"] == "H03")].iloc[0]
     label = default_catalog().condition("colorectal_cancer").indicator("anastomotic_leak").label("en")
     assert shown.loc[_name(engine, "H03"), label] == format_value(leak["adjusted_value"], "proportion", "en")
@@ -280,7 +281,7 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     engine, _ = demo_db
     result = indicator_table("colorectal_cancer", "hospital", engine=engine)
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/cost_value.py")
-    cost = at.table[0].value.set_index(t("column.unit", "en"))
+    cost = shown_tables(at)[0].value.set_index(t("column.unit", "en"))
     row = result.table[(result.table["indicator"] == "cost_per_cycle") & (result.table["unit"] == "H03")].iloc[0]
     # the table's short header ("Adj."), explained in the line under the table
     assert cost.loc[_name(engine, "H03"), t("pages.short_adjusted", "en")] == format_value(
@@ -290,7 +291,7 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     assert any(key in c.value for c in at.caption)
     first_outcome = at.selectbox(key="value_outcome").value
     view = value_table(result, first_outcome).set_index("unit")
-    shown = at.table[1].value.set_index(t("column.unit", "en"))
+    shown = shown_tables(at)[1].value.set_index(t("column.unit", "en"))
     assert shown.loc[_name(engine, "H03"), t("cost.quadrant", "en")] == t_value(
         "quadrant", view.loc["H03", "quadrant"], "en"
     )

@@ -10,6 +10,7 @@ import sqlite3
 from streamlit.testing.v1 import AppTest
 
 from tests.roles import MAPPING, USERS
+from tests.shown import tables as shown_tables
 from tests.test_dutch_walk import _report, findings
 from vbhc import improvement
 from vbhc.access import Role, Scope, Viewer
@@ -54,7 +55,7 @@ def test_a_manager_reads_the_board_review_in_dutch(small_demo_registry, tmp_path
     assert not at.exception, [e.value for e in at.exception]
 
     assert at.title[0].value == t("board.title", "nl")
-    table = at.table[0].value
+    table = shown_tables(at)[0].value
     names = units(get_engine(url)).drop_duplicates("hospital").set_index("hospital")["hospital_name"]
     # the manager's own hospital (H01) only: named once in the caption, no column repeating it in every row
     assert t("column.hospital", "nl") not in table.columns

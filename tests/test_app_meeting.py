@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.registry_copy import copy_registry
 from tests.roles import MAPPING, USERS
+from tests.shown import tables as shown_tables
 from tests.test_dutch_walk import _report, findings
 from vbhc import improvement
 from vbhc.i18n import t
@@ -64,7 +65,7 @@ def _texts(at: AppTest) -> str:
 
 def _open_signals(at: AppTest, lang: str = "en"):
     """The open-signals table: the one with an explanation column and the signal's item id."""
-    return next(f.value for f in at.table if t("agenda.col_explanation", lang) in f.value.columns)
+    return next(f.value for f in shown_tables(at) if t("agenda.col_explanation", lang) in f.value.columns)
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
@@ -141,7 +142,9 @@ def test_an_action_started_at_the_meeting_is_listed_with_the_status_chosen(meeti
     [action] = improvement.actions(meeting_db, improvement_viewer("care"), CONDITION)
     assert (action.title, action.status, action.indicator_ids) == ("Stapler training", status, ["anastomotic_leak"])
     listed = next(
-        f.value for f in at.table if t("agenda.field_title", "en") in f.value.columns and len(f.value.columns) > 6
+        f.value
+        for f in shown_tables(at)
+        if t("agenda.field_title", "en") in f.value.columns and len(f.value.columns) > 6
     )
     row = listed[listed[t("agenda.field_title", "en")] == "Stapler training"]
     assert list(row[t("agenda.col_status", "en")]) == [t(f"improvement.action_{status}", "en")]

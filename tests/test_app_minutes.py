@@ -4,6 +4,7 @@ A manager gets no form (tests/test_app_meeting.py); the record and the minutes a
 
 from __future__ import annotations
 
+from tests.shown import tables as shown_tables
 from tests.test_app_meeting import CONDITION, _app, improvement_viewer, meeting_db  # noqa: F401
 from vbhc import improvement, minutes
 from vbhc.i18n import t
@@ -35,7 +36,7 @@ def test_a_care_team_records_the_meeting_and_finds_its_minutes(meeting_db):  # n
         (signal.item_id, "escalate", "Ask the directorate for a data audit")
     ]
     # the list of earlier meetings opens it, with the decision in words and the minutes to download
-    table = next(f.value for f in at.table if t("minutes.col_item", "en") in f.value.columns)
+    table = next(f.value for f in shown_tables(at) if t("minutes.col_item", "en") in f.value.columns)
     assert list(table[t("minutes.col_decision", "en")]) == [t("improvement.decision_escalate", "en")]
     assert signal.item_id not in " ".join(table.astype(str).to_numpy().ravel())
     downloads = [b.proto.label for b in at.get("download_button")]

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tests.shown import tables as shown_tables
 from tests.test_app import _app, _run
 from vbhc import audit
 from vbhc.catalog import default_catalog
@@ -25,7 +26,7 @@ def demo_db(small_demo_registry, monkeypatch):
 
 
 def _prem_tables(at, lang: str) -> list:
-    return [tbl.value for tbl in at.table if t("prem.number", lang) in tbl.value.columns]
+    return [tbl.value for tbl in shown_tables(at) if t("prem.number", lang) in tbl.value.columns]
 
 
 def _no_raw_values(tables, lang: str) -> None:

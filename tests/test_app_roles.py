@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.roles import MAPPING, USERS
+from tests.shown import tables as shown_tables
 from vbhc import audit
 from vbhc.access import OTHER_UNIT
 from vbhc.i18n import t
@@ -52,13 +53,13 @@ def test_signed_out_sees_only_the_sign_in_screen(signed_in_db):
     at = _app(None)
     assert [b.label for b in at.button] == [t("app.sign_in", "en")]
     assert t("auth.sign_in_needed", "en") in _texts(at)
-    assert not at.dataframe and not at.table and not at.selectbox  # no filters, no numbers
+    assert not at.dataframe and not shown_tables(at) and not at.selectbox  # no filters, no numbers
 
 
 def test_a_user_without_a_role_sees_nothing(signed_in_db):
     at = _app("nobody")
     assert "no role is granted" in " ".join(e.value for e in at.error)
-    assert not at.dataframe and not at.table
+    assert not at.dataframe and not shown_tables(at)
 
 
 def test_manager_sees_own_units_only_and_no_patient_rows_or_exports(signed_in_db):
@@ -71,7 +72,7 @@ def test_manager_sees_own_units_only_and_no_patient_rows_or_exports(signed_in_db
     assert t("auth.no_export", "en") in _texts(at)
     assert not at.checkbox  # no patient-row export option
     at = _app("manager", "views/compare.py", condition="colorectal_cancer")
-    units = set(at.table[0].value[t("column.unit", "en")].astype(str))
+    units = set(shown_tables(at)[0].value[t("column.unit", "en")].astype(str))
     assert names["H01"] in units and not units & {names[h] for h in ("H02", "H03", "H04")}
     assert any(u.startswith(OTHER_UNIT) for u in units)
     events = audit.read(signed_in_db, user="manager@example.org")
@@ -112,7 +113,7 @@ def test_manager_cost_page_names_no_other_hospital(signed_in_db):
 
     names = unit_names(registry_units(engine=signed_in_db), "hospital")
     at = _app("manager", "views/cost_value.py", condition="colorectal_cancer")
-    shown = " ".join(" ".join(map(str, frame.value.to_numpy().ravel())) for frame in [*at.dataframe, *at.table])
+    shown = " ".join(" ".join(map(str, frame.value.to_numpy().ravel())) for frame in [*at.dataframe, *shown_tables(at)])
     assert names["H01"] in shown and OTHER_UNIT in shown  # own unit by name, the others anonymised
     assert not any(h in shown for h in ("H02", "H03", "H04", "H05")), shown
     assert not any(names[h] in shown for h in ("H02", "H03", "H04", "H05")), shown

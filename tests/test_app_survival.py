@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.shown import tables as shown_tables
 from tests.test_app import DEPTH_TAB, _app, _name, _run
 from tests.test_dutch_walk import _chart_of, _report, findings
 from vbhc.catalog import default_catalog
@@ -29,7 +30,7 @@ def test_the_verdict_table_reads_a_survival_indicator_as_deaths_against_expected
     engine, _ = small_demo_db
     row = _row(engine)
     at = _run(_app({"lang": lang, "condition": "colorectal_cancer"}), TEAM)
-    verdicts = at.table[0].value
+    verdicts = shown_tables(at)[0].value
     label = default_catalog().condition("colorectal_cancer").indicator(INDICATOR).label(lang)
     shown = verdicts[verdicts[t("column.indicator", lang)] == label]
     assert len(shown) == 1

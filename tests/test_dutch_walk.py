@@ -28,6 +28,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.roles import MAPPING, USERS
+from tests.shown import parse_table
+from ui.render import TABLE_CLASS
 from vbhc import audit
 from vbhc.catalog import default_catalog
 from vbhc.i18n import catalog as messages
@@ -232,6 +234,9 @@ def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
             return
         if kind in ("dataframe", "arrow_data_frame", "table"):
             yield from _frame_texts(node.value)
+            return
+        if kind == "html" and f'class="{TABLE_CLASS}"' in node.value:  # a static table: the text it shows
+            yield from _frame_texts(parse_table(node.value).value)
             return
         if proto is not None:  # an element, or a block (tab and expander labels)
             for field, text in _proto_texts(proto):

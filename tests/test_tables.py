@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from tests.shown import parse_table
+from tests.shown import tables as shown_tables
 from vbhc import charts
 from vbhc.charts import ASSESSMENT_LABELS, ASSESSMENTS, LANGS, PALETTE
-from vbhc.i18n import t
-from vbhc.safety import md_escape
+from vbhc.i18n import MISSING, t
 from vbhc.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py
@@ -71,16 +71,31 @@ def _hostile_frame() -> pd.DataFrame:
     )
 
 
-def test_the_styler_escapes_every_cell_and_tints_by_assessment():
+def test_the_table_html_escapes_every_cell_and_tints_by_assessment():
     from ui import render
 
     frame = _hostile_frame()
+    frame.columns = ["Unit <b>", "Verdict"]
     colours = pd.DataFrame({"Verdict": ["as expected", "worse"]})
-    html = render.table_styler(frame, colours, {"Verdict": 300}).to_html()
-    assert "<script>" not in html and "](https://" not in html
-    assert md_escape(frame["Unit"][0]) in html.replace("&lt;", "<").replace("&gt;", ">")
+    html = render.table_html(frame, colours, {"Verdict": 300})
+    assert "<script>" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "Unit &lt;b&gt;" in html
+    assert "[H67](https://evil.example) **b**" in html  # HTML is not Markdown: read as typed, no link
     assert charts.scorecard_tint("worse") in html and charts.scorecard_tint("as expected") in html
-    assert "max-width: 300px" in html
+    assert "max-width:300px" in html
+    # a line break in data does not start a new row of text, a quote does not end an attribute
+    odd = pd.DataFrame({"Unit": ['a"b\nc'], "Verdict": [None]})
+    shown = parse_table(render.table_html(odd)).value
+    assert shown.iloc[0].tolist() == ['a"b c', MISSING]
+
+
+def test_a_wrapping_column_keeps_three_quarters_of_its_width_and_a_short_one_does_not():
+    from ui import render
+
+    frame = pd.DataFrame({"Long": ["word " * 40], "Short": ["ok"]})
+    html = render.table_html(frame, widths={"Long": 200, "Short": 200}, min_widths={"Short": 50})
+    assert "max-width:200px;min-width:150px" in html  # wraps: keeps 3/4 on a phone
+    assert "max-width:200px;min-width:50px" in html  # the caller's floor, not 3/4 (it does not wrap)
 
 
 def _table_app() -> None:
@@ -98,17 +113,16 @@ def _table_app() -> None:
 
 
 def test_a_static_table_shows_data_text_as_typed():
-    """st.table renders cells as Markdown: what the browser gets is escaped, the element's data stays plain."""
+    """The page gets escaped HTML (st.html, sanitised again in the browser): what a reader sees is the text."""
     at = AppTest.from_function(_table_app).run()
     assert not at.exception
-    assert not at.dataframe and len(at.table) == 1
+    assert not at.dataframe and not at.table and len(shown_tables(at)) == 1
     frame = _hostile_frame()
-    pd.testing.assert_frame_equal(at.table[0].value, frame)
-    styler = at.table[0].proto.arrow_data.styler
-    shown = convert_arrow_bytes_to_pandas_df(styler.display_values)
-    assert list(shown["Unit"]) == [md_escape(v) for v in frame["Unit"]]
-    assert at.table[0].proto.hide_index
-    assert charts.scorecard_tint("worse") in styler.styles
+    shown = shown_tables(at)[0]
+    pd.testing.assert_frame_equal(shown.value, frame.astype(object))
+    assert "<script>" not in shown.html
+    assert charts.scorecard_tint("worse") in shown.styles["Verdict"][1]
+    assert shown.styles["Unit"].eq("").all()  # no colour given: no tint
 
 
 # ------------------------------------------------------------------------------------------------ the meeting
@@ -155,7 +169,7 @@ def _page(page: str, lang: str, **state: str) -> AppTest:
 
 
 def _table_with(at: AppTest, header: str) -> pd.DataFrame:
-    found = [tab for tab in at.table if header in tab.value.columns]
+    found = [tab for tab in shown_tables(at) if header in tab.value.columns]
     assert found, f"no table with a column {header!r}"
     return found[0]
 
@@ -170,7 +184,7 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
     at = _page("views/condition_team.py", lang, condition="colorectal_cancer")
     verdict_column = t("verdict.column", lang)
     # one table per outcome tier, each headed by the tier's name, the verdict next to the indicator's name
-    tables = [tab for tab in at.table if verdict_column in tab.value.columns]
+    tables = [tab for tab in shown_tables(at) if verdict_column in tab.value.columns]
     tables = [tab for tab in tables if t("prem.number", lang) not in tab.value.columns]  # not patient experience
     assert len(tables) > 1
     assert all(list(tab.value.columns[:2]) == [t("column.indicator", lang), verdict_column] for tab in tables)
@@ -183,9 +197,7 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
     shown = pd.concat([tab.value[verdict_column] for tab in tables])
     assert sorted(shown) == sorted(expected)
     assert all(len(s) > 40 for s in shown)  # whole sentences, not cut
-    for tab in tables:
-        display = convert_arrow_bytes_to_pandas_df(tab.proto.arrow_data.styler.display_values)
-        assert list(display[verdict_column]) == [md_escape(s) for s in tab.value[verdict_column]]
+    assert all("<script" not in tab.html for tab in tables)
     meeting = _table_with(at, t("meeting.column_change", lang)).value
     assert not any("((" in s or "))" in s for s in meeting[t("meeting.column_change", lang)])
     assert not any(s.endswith("…") for s in meeting[t("column.indicator", lang)])

@@ -33,16 +33,20 @@ def display(rows: pd.DataFrame, lang: str, level: str) -> pd.DataFrame:
     benchmark and the verdict (vbhc.verdict, as for outcomes)."""
     catalog = default_catalog()
     records = list(rows.itertuples())
-    out = pd.DataFrame(index=rows.index)
-    out[t("column.unit", lang)] = [filters.unit_name(r.unit, level, lang=lang) for r in records]
-    labels = [catalog.questionnaire(r.condition).indicator(r.indicator).label(lang) for r in records]
-    out[t("column.indicator", lang)] = labels
+    chosen = filters.current()
+    names = filters.unit_names(level, chosen.condition if chosen else None, lang)  # one cached lookup, not per row
+    out: dict[str, list[str]] = {}
+    unit_names = [names.get(str(r.unit)) or filters.unit_name(r.unit, level, lang=lang) for r in records]
+    out[t("column.unit", lang)] = unit_names
+    out[t("column.indicator", lang)] = [
+        catalog.questionnaire(r.condition).indicator(r.indicator).label(lang) for r in records
+    ]
     out[t("prem.number", lang)] = [_count(r, lang) for r in records]
     out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in records]
     out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in records]
     out[t("column.benchmark", lang)] = [format_value(r.target, r.kind, lang) for r in records]
     out[t("verdict.column", lang)] = [v.sentence(lang) for v in verdict.verdicts(rows)]
-    return out
+    return pd.DataFrame(out, index=rows.index, dtype=object)
 
 
 def _compared(viewer: Viewer, result: IndicatorResult, level: str, lang: str) -> tuple[pd.DataFrame | None, str | None]:

@@ -7,7 +7,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -16,11 +16,8 @@ from ui import auth, data, filters
 from vbhc import access, charts, verdict
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
-from vbhc.safety import md_escape, safe_file_name
+from vbhc.safety import html_text, safe_file_name
 from vbhc.settings import database_url, suppress_below
-
-if TYPE_CHECKING:
-    from pandas.io.formats.style import Styler
 
 
 def empty_state(lang: str) -> None:
@@ -38,7 +35,7 @@ def indicator_display(
     """The indicator table as the viewer reads it: labels in their language, numbers in their locale, and
     one verdict column (vbhc.verdict: position at 99.8% and 95%, rankability and, with `charts` -- the SPC
     chart per row index -- the trend, plus the variation and assurance icons)."""
-    out = pd.DataFrame(index=rows.index)
+    out: dict[str, list[str]] = {}
     if by == "indicator":
         pairs = zip(rows["condition"], rows["indicator"], strict=True)
         out[t("column.indicator", lang)] = [indicator_label(c, i, lang) for c, i in pairs]
@@ -58,7 +55,8 @@ def indicator_display(
     if charts is not None:
         out[t("spc.variation", lang)] = [spc_label(v.variation, lang) for v in judged]
         out[t("spc.assurance", lang)] = [spc_label(v.assurance, lang) for v in judged]
-    return out
+    # built as lists and made a frame once: a frame grown column by column converts each to Arrow text
+    return pd.DataFrame(out, index=rows.index, dtype=object)
 
 
 def verdict_assessments(rows: pd.DataFrame, charts: dict | None = None) -> list[str]:
@@ -158,43 +156,77 @@ def cell_style(assessment: object) -> str:
 
 #: Average width in px of a character of table text (14 px Source Sans), to tell which columns wrap.
 _CHAR_PX = 7
-#: Where st.table puts a cell's text (its Markdown container): the element a column's width is set on.
-_CELL_TEXT = '[data-testid="stMarkdownContainer"]'
+#: The look of the static tables (the class is the pages' own): a light grid in a rounded box that scrolls sideways
+#: on a phone, headers in the faded text colour, text and borders taken from the theme's text colour so a dark
+#: theme reads too, and rows reading from the top.
+_TABLE_CSS = (
+    "<style>"
+    ".vbhc-table-box{overflow-x:auto;border:1px solid rgba(128,128,128,.25);border-radius:.5rem;margin-bottom:1rem}"
+    ".vbhc-table{border-collapse:collapse;width:100%;font-size:.875rem;line-height:1.6;color:inherit}"
+    ".vbhc-table th,.vbhc-table td{padding:.25rem .375rem;text-align:left;vertical-align:top;"
+    "border-bottom:1px solid rgba(128,128,128,.25);border-right:1px solid rgba(128,128,128,.25)}"
+    ".vbhc-table th{font-weight:400;vertical-align:bottom;color:color-mix(in srgb,currentColor 60%,transparent)}"
+    ".vbhc-table th>div{min-width:min-content}"
+    ".vbhc-table tr>:last-child{border-right:none}.vbhc-table tbody tr:last-child td{border-bottom:none}"
+    "</style>"
+)
+#: The class that marks the pages' static tables in the page (tests and the browser checks find them by it).
+TABLE_CLASS = "vbhc-table"
 
 
-def table_styler(
+def _cell_text(value: object) -> str:
+    """A cell's text as typed, HTML-escaped; a missing value reads as the dash of every other table."""
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING
+    return html_text(value)
+
+
+def table_html(
     frame: pd.DataFrame,
     colours: pd.DataFrame | None = None,
     widths: dict[str, int] | None = None,
     min_widths: dict[str, int] | None = None,
-) -> Styler:
-    """The Styler that static_table shows: every cell through md_escape (st.table renders cells as Markdown),
-    cells tinted by the assessment in `colours` (same index and columns; empty or missing: not coloured), each
-    column in `widths` wrapping at that many px (so the table fits the 940 px main area) and each in `min_widths`
-    never narrower (the verdict keeps its room; the browser narrows the short columns first). A column whose
-    text wraps keeps at least 3/4 of its width: on a phone the browser would otherwise squeeze it to its longest
-    word, rows ten lines high, instead of letting the table scroll sideways. A header is never narrower than its
-    longest word: a word is not cut."""
-    styler = frame.style.format(md_escape)
-    if colours is not None:
-        css = colours.reindex(index=frame.index, columns=frame.columns).map(cell_style)
-        styler = styler.apply(lambda _: css, axis=None)
-    rules = [{"selector": f"th {_CELL_TEXT}", "props": "min-width: min-content"}]
+) -> str:
+    """The HTML that static_table shows: every cell and header escaped (vbhc.safety.html_text), cells tinted by
+    the assessment in `colours` (same index and columns; empty or missing: not coloured), each column in `widths`
+    wrapping at that many px (so the table fits the 940 px main area) and each in `min_widths` never narrower
+    (the verdict keeps its room; the browser narrows the short columns first). A column whose text wraps keeps at
+    least 3/4 of its width: on a phone the browser would otherwise squeeze it to its longest word, rows ten lines
+    high, instead of letting the table scroll sideways. A header is never narrower than its longest word."""
     widths, floors = widths or {}, dict(min_widths or {})
     for column, width in widths.items():  # a column of text that wraps keeps most of its width on a phone too
         longest = max((len(str(v)) for v in frame[column]), default=0) if column in frame else 0
         if longest * _CHAR_PX > width:
             floors.setdefault(column, round(width * 0.75))
-    for i, column in enumerate(frame.columns):
-        props = []
-        if column in widths:
-            props.append(f"max-width: {widths[column]}px")
-        if column in floors:
-            props.append(f"min-width: {floors[column]}px")
-        if props:
-            rules.append({"selector": f"td.col{i} {_CELL_TEXT}, th.col{i} {_CELL_TEXT}", "props": "; ".join(props)})
-    rules.append({"selector": "td", "props": "vertical-align: top"})  # a row of wrapped cells reads from the top
-    return styler.set_table_styles(rules)
+    boxes = []  # per column: the style of the box its text wraps in ("" = no box)
+    for column in frame.columns:
+        props = [f"max-width:{widths[column]}px"] if column in widths else []
+        props += [f"min-width:{floors[column]}px"] if column in floors else []
+        boxes.append(";".join(props))
+    paint = None
+    if colours is not None:
+        paint = colours.reindex(index=frame.index, columns=frame.columns).to_numpy(dtype=object)
+    # a header wraps at its column's width but keeps its longest word whole (the stylesheet's min-content)
+    head = "".join(
+        f'<th scope="col"><div style="max-width:{widths[c]}px">{html_text(c)}</div></th>'
+        if c in widths
+        else f'<th scope="col"><div>{html_text(c)}</div></th>'
+        for c in frame.columns
+    )
+    body = []
+    for i, values in enumerate(frame.itertuples(index=False, name=None)):
+        cells = []
+        for j, value in enumerate(values):
+            style = cell_style(paint[i, j]) if paint is not None else ""
+            text = _cell_text(value)
+            if boxes[j]:
+                text = f'<div style="{boxes[j]}">{text}</div>'
+            cells.append(f'<td style="{style}">{text}</td>' if style else f"<td>{text}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'{_TABLE_CSS}<div class="vbhc-table-box"><table class="{TABLE_CLASS}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def static_table(
@@ -206,21 +238,22 @@ def static_table(
     headers: dict[str, str] | None = None,
 ) -> None:
     """A small table (up to a few dozen rows: verdicts, the meeting's changes, a scorecard) drawn as a static
-    HTML table (st.table) whose cells wrap and whose rows grow with their text.
+    HTML table whose cells wrap and whose rows grow with their text.
 
     Why not st.dataframe: its canvas grid gives every row one fixed height, so a sentence longer than that
     height is cut off, and how long a verdict gets depends on the language, the column width and the screen.
-    Computing row heights from text length would only guess at fonts. A static table lays every cell out as
-    text: every line shows at 1440 px and on a phone, where the table scrolls sideways in its own box. Cells are
-    Markdown without HTML, shown through md_escape (table_styler), so a unit called `<script>` or `[x](url)` reads
-    as typed; the element's data (what tests and screen readers get) stays the plain text. `headers` renames
-    columns for display (short headers, layout.indicator_headers); colours and widths are by the frame's names."""
+    Why not st.table with a pandas Styler: Streamlit marshals a Styler cell by cell through pandas and Arrow,
+    15-25 ms per table (py-spy: a third of the condition team page's script time, with 6-10 tables per page);
+    the same table built here as text takes under a millisecond and reads the same. Every cell and header is
+    HTML-escaped (vbhc.safety.html_text) and Streamlit sanitises the HTML again (st.html), so a unit called
+    `<script>` or `[x](url)` reads as typed. `headers` renames columns for display (short headers,
+    layout.indicator_headers); colours and widths are by the frame's names."""
     if headers:
         frame = frame.rename(columns=headers)
         colours = colours.rename(columns=headers) if colours is not None else None
         widths = {headers.get(k, k): v for k, v in (widths or {}).items()}
         min_widths = {headers.get(k, k): v for k, v in (min_widths or {}).items()}
-    st.table(table_styler(frame, colours, widths, min_widths), hide_index=True)
+    st.html(table_html(frame, colours, widths, min_widths))
 
 
 def _show(spec: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Small guards shared by every export and every page: spreadsheet formula injection, markdown injection and
-unsafe file names. Pure functions (no Streamlit), so reports, the CLI and the pages use the same ones."""
+unsafe file names, HTML text. Pure functions (no Streamlit), so reports, the CLI and the pages use the same ones."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import pandas as pd
@@ -56,6 +57,14 @@ def md_escape(value: object) -> str:
     """
     text = "" if value is None else str(value)
     return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", text))
+
+
+def html_text(value: object) -> str:
+    """Data-derived text made literal inside HTML (a table cell built by the pages): `<`, `>`, `&` and quotes
+    become entities, so a unit called `<script>` or `<img onerror=...>` shows as typed; line breaks become
+    spaces, as in md_escape. HTML is not Markdown: `[x](url)` and `**b**` already read as typed."""
+    text = "" if value is None else str(value)
+    return html.escape(_LINE_BREAKS.sub(" ", text), quote=True)
 
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

@@ -284,7 +284,8 @@ def _num(x: Any) -> float:
 def verdicts(rows: pd.DataFrame, charts: dict[Any, pd.DataFrame] | None = None) -> list[Verdict]:
     """A verdict per row; `charts` maps a row's index label to its SPC chart (optional)."""
     charts = charts or {}
-    return [verdict(row, charts.get(idx)) for idx, row in rows.iterrows()]
+    # one dict per row: a Series per row (iterrows) costs more than the verdict itself on a wide table
+    return [verdict(row, charts.get(idx)) for idx, row in zip(rows.index, rows.to_dict("records"), strict=True)]
 
 
 def verdict_labels(rows: pd.DataFrame, lang: str, charts: dict[Any, pd.DataFrame] | None = None) -> list[str]:

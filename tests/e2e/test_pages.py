@@ -619,9 +619,10 @@ def _grids_fit(page: Page, where: str) -> None:
             assert inner <= outer + 2, f"{where}: a table is cut off at {width} px ({inner} > {outer})"
 
 
-#: Every cell's text box in the static tables (st.table) that shows less than its text: a cut line or word.
+#: Every cell of the static tables (ui.render.static_table), or the box its text wraps in, that shows less than its
+#: text: a cut line or word.
 CLIPPED_CELLS = """e => Array.from(e.querySelectorAll(
-    '[data-testid=stTable] :is(td, th) [data-testid=stMarkdownContainer]'
+    '.vbhc-table :is(td, th), .vbhc-table :is(td, th) > div'
 )).filter(c => c.scrollHeight > c.clientHeight + 1 || c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"""
 
 
@@ -631,7 +632,7 @@ def _tables_whole(page: Page, where: str, *, fit: bool) -> None:
     clipped = main(page).evaluate(CLIPPED_CELLS)
     assert not clipped, f"{where}: table cells cut off: {clipped[:3]}"
     if fit and page.viewport_size["width"] >= DESKTOP["width"]:
-        for table in main(page).get_by_test_id("stTable").all():
+        for table in main(page).locator(".vbhc-table-box").all():
             if table.is_visible():
                 inner, outer = table.evaluate("e => [e.querySelector('table').scrollWidth, e.clientWidth]")
                 assert inner <= outer + 2, f"{where}: a table is cut off at 1440 px ({inner} > {outer})"
