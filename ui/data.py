@@ -15,6 +15,7 @@ import datetime as dt
 import importlib
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -28,7 +29,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_period, default_meeting_date
-from vbhc.settings import database_url
+from vbhc.settings import database_url, suppress_below
 from vbhc.store import get_engine, upgrade_schema
 
 
@@ -370,9 +371,30 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
     comparison group too small for the viewer falls back to the whole registry (see comparison_group)."""
     peers = comparison_group(viewer, condition, level, peers)[0]
     full = result(condition, level, period, peers)
-    url = database_url()
-    table = access.indicator_rows(viewer, full.table, units=units(url, version()), engine=engine(url))
+    url, data_version = database_url(), version()
+    eng = engine(url)
+    # what a viewer may see depends on their scopes only: the filtered rows are shared by viewers with the same
+    # scopes (Viewer.cache_key), while the permission check and the audit record run on every visit
+    access.require(viewer, access.Permission.VIEW_CONDITION, engine=eng, condition=condition, level=level)
+    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, period, peers)
+    with _visible_lock:
+        table = _visible.get(key)
+        if table is not None:
+            _visible.move_to_end(key)
+    if table is None:
+        table = access.indicator_rows(viewer, full.table, units=units(url, data_version), engine=eng, record_view=False)
+        with _visible_lock:
+            _visible[key] = table
+            while len(_visible) > _VISIBLE_SIZE:
+                _visible.popitem(last=False)
+    access.record_indicator_view(viewer, table, condition=condition, level=level, engine=eng)
     return dataclasses.replace(full, table=table)
+
+
+#: The rows each scope of viewers may see, per view (result_for), least recently used dropped first.
+_visible: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_visible_lock = threading.Lock()
+_VISIBLE_SIZE = 256
 
 
 def comparison_group(

@@ -672,18 +672,30 @@ def indicator_rows(
             out = mine
         else:
             out = pd.concat([mine, _anonymised(rest)], ignore_index=True)
+    out = out.reset_index(drop=True)
     if record_view:
-        shown = sorted(set(out.loc[~out["anonymised"], "unit"].astype(str))) if "unit" in out else []
-        audit.record(
-            engine,
-            viewer,
-            "view",
-            condition=condition,
-            unit=shown[0] if len(shown) == 1 else None,
-            detail={"what": "indicators", "level": level, "units": shown[:50], "unit_count": len(shown)},
-            dedupe_seconds=VIEW_DEDUPE_SECONDS,
-        )
-    return out.reset_index(drop=True)
+        record_indicator_view(viewer, out, condition=condition, level=level, engine=engine)
+    return out
+
+
+def record_indicator_view(
+    viewer: Viewer, rows: pd.DataFrame, *, condition: str, level: str, engine: Engine | None = None
+) -> None:
+    """Audit that the viewer saw `rows` (what indicator_rows gave them): the condition, level and the units seen
+    by name (anonymised ones are not named). Identical views within VIEW_DEDUPE_SECONDS are written once. Kept
+    apart from indicator_rows so a page that reuses the rows it filtered before still records every visit."""
+    from vbhc.store import get_engine
+
+    shown = sorted(set(rows.loc[~rows["anonymised"], "unit"].astype(str))) if "unit" in rows else []
+    audit.record(
+        engine or get_engine(),
+        viewer,
+        "view",
+        condition=condition,
+        unit=shown[0] if len(shown) == 1 else None,
+        detail={"what": "indicators", "level": level, "units": shown[:50], "unit_count": len(shown)},
+        dedupe_seconds=VIEW_DEDUPE_SECONDS,
+    )
 
 
 def _limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | None:
