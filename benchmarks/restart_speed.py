@@ -28,6 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import ROOT, bench_database
 
+sys.path.insert(0, str(ROOT))  # this checkout's vbhc (and so its streamlit_app.py), whatever is installed
+from vbhc.cli import serve_command
+
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 #: The verdict table: ui.render.static_table draws it with st.table (it was an st.dataframe before, and waiting for
 #: that one's test id made every run wait out its timeout without printing anything)
@@ -63,22 +66,9 @@ def one_run(url: str, browser, timeout_s: float) -> dict[str, float]:
     port = _free_port()
     env = {**os.environ, "VBHC_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
+    # started as `vbhc serve` starts it (no file watcher, no full garbage collection after each run)
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "streamlit_app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        serve_command(port, "127.0.0.1", headless=True),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
