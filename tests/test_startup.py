@@ -1,0 +1,66 @@
+"""A server's first page loads only what it draws: the modules of the report files, spreadsheet reading and the
+import machinery are loaded when someone asks for them, not at a (re)start (issue 13: restart -> first page < 5 s;
+benchmarks/restart_speed.py measures it)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+from vbhc.settings import PROJECT_ROOT
+
+#: What the first page does not need, with why it is loaded elsewhere: report files (built on a click),
+#: spreadsheets (read on an upload), the import (the data page, the CLI), statistical model fitting (precomputed
+#: views are read from the results store)
+NOT_AT_START = (
+    "openpyxl",
+    "fpdf",
+    "vl_convert",
+    "lifelines",
+    "statsmodels.api",
+    "vbhc.reports.excel",
+    "vbhc.reports.pdf",
+    "vbhc.ingest.run",
+    "vbhc.ingest.read",
+    "alembic",
+)
+
+
+def _imports(path) -> list[str]:
+    """The modules a script imports at its top level (`from a import b` gives a.b too, when b is a module)."""
+    names = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_need(sqlite_engine):
+    """Importing what streamlit_app.py and the condition team page import, and opening the engine of a database
+    at the newest schema (as every server start does), loads none of NOT_AT_START."""
+    modules = _imports(PROJECT_ROOT / "streamlit_app.py") + _imports(PROJECT_ROOT / "views" / "condition_team.py")
+    code = (
+        "import importlib, importlib.util, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
+        "        continue\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
+        "from ui import data\n"
+        "data.current_engine()\n"
+        f"print(json.dumps([m for m in {list(NOT_AT_START)!r} if m in sys.modules]))\n"
+    )
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "VBHC_DATABASE_URL": url}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
