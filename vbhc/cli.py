@@ -413,11 +413,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def serve_command(port: int, address: str, *, headless: bool) -> list[str]:
-    """The Streamlit command `vbhc serve` runs (from PROJECT_ROOT): benchmarks/restart_speed.py starts the same."""
+    """The Streamlit command `vbhc serve` runs (from PROJECT_ROOT): benchmarks/restart_speed.py starts the same.
+    ui.serve is `streamlit run` that loads the pages' libraries while the first browser loads Streamlit's page."""
     command = [
         sys.executable,
         "-m",
-        "streamlit",
+        "ui.serve",
         "run",
         str(PROJECT_ROOT / "streamlit_app.py"),
         "--server.port",
