@@ -64,3 +64,23 @@ def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_vbhc_serve_runs_streamlits_command_line_through_ui_serve():
+    """`vbhc serve` starts ui.serve, which hands its arguments to Streamlit's own command line (as `python -m
+    streamlit` does) after starting the background loading of the pages' libraries."""
+    from vbhc.cli import serve_command
+
+    command = serve_command(8501, "127.0.0.1", headless=True)
+    assert command[1:4] == ["-m", "ui.serve", "run"] and command[4].endswith("streamlit_app.py")
+    assert command[-2:] == ["--server.headless", "true"]
+    out = subprocess.run(
+        [sys.executable, "-m", "ui.serve", "version"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.startswith("Streamlit, version ")
