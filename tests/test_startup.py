@@ -84,3 +84,34 @@ def test_vbhc_serve_runs_streamlits_command_line_through_ui_serve():
         check=True,
     )
     assert out.stdout.startswith("Streamlit, version ")
+
+
+def test_the_background_preparation_waits_while_a_page_is_drawn(monkeypatch):
+    """ui.data's warm-up yields to script runs: busy from begin_run to end_run, or until the run's thread ends
+    (a run stopped by st.stop or st.rerun never reaches end_run), then quiet again."""
+    import threading
+
+    from ui import data
+
+    monkeypatch.setattr(data, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(data, "_runs", {})
+    assert not data.pages_busy()
+    started, finish = threading.Event(), threading.Event()
+
+    def run(ends_normally: bool) -> None:
+        data.begin_run()
+        started.set()
+        finish.wait(timeout=30)
+        if ends_normally:
+            data.end_run()
+
+    for ends_normally in (True, False):
+        started.clear()
+        finish.clear()
+        thread = threading.Thread(target=run, args=(ends_normally,))
+        thread.start()
+        assert started.wait(timeout=30)
+        assert data.pages_busy()
+        finish.set()
+        thread.join(timeout=30)
+        assert not data.pages_busy()
