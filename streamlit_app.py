@@ -70,6 +70,7 @@ if not st.get_option("client.disableDataExport"):
 # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
 st.session_state["_filters"] = filters.sidebar(viewer)
 page.run()
+data.end_run()
 # server-side time of this run, read by benchmarks/page_speed.py
 st.session_state["_run_seconds"] = time.perf_counter() - _started
 if _timing_log := os.environ.get("VBHC_RUN_TIMING_LOG"):  # opt-in, for benchmarks/browser_speed.py

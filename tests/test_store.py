@@ -63,3 +63,41 @@ def test_a_sqlite_uri_filename_is_the_file_it_names_and_creates_no_folder_named_
     plain.dispose()
     read_only.dispose()
     get_engine.cache_clear()
+
+
+def test_head_revision_is_alembics_head():
+    """The schema check at a server's start reads the newest revision without Alembic; it must name the one
+    Alembic upgrades to."""
+    from alembic.script import ScriptDirectory
+
+    from vbhc.store import alembic_config, get_engine, head_revision
+
+    script = ScriptDirectory.from_config(alembic_config(get_engine("sqlite://")))
+    assert head_revision() == script.get_current_head() is not None
+
+
+def test_an_older_database_is_still_upgraded(tmp_path):
+    """The quick check only skips Alembic for a database at the newest revision: one at an older revision is
+    upgraded in place, and one at the newest is left alone without loading Alembic."""
+    import subprocess
+    import sys
+
+    from alembic import command
+
+    from vbhc.store import alembic_config, get_engine, head_revision
+
+    db = tmp_path / "old.db"
+    engine = get_engine(f"sqlite:///{db}")
+    command.upgrade(alembic_config(engine), "0006")
+    assert not schema_is_current(engine)
+    upgrade_schema(engine)
+    assert schema_is_current(engine) and head_revision() == "0007"
+    engine.dispose()
+    get_engine.cache_clear()
+    code = (
+        "import sys\n"
+        "from vbhc.store import get_engine, upgrade_schema\n"
+        f"upgrade_schema(get_engine({f'sqlite:///{db}'!r}))\n"
+        "assert 'alembic' not in sys.modules, 'Alembic was loaded for a database at the newest revision'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

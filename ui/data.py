@@ -45,15 +45,41 @@ def current_engine() -> Engine:
 
 
 _this_run = threading.local()
-#: When a script run last asked for data (time.monotonic()).
+#: When a script run last asked for data, began or ended (time.monotonic()).
 _page_activity = [0.0]
+#: Script runs drawing a page now: their thread -> when the run began (time.monotonic()). A run that stops early
+#: (st.stop, st.rerun, an error) never reaches end_run; it counts until its thread ends (Streamlit runs a script
+#: in a thread that ends with the run) or for MAX_YIELD_SECONDS at most.
+_runs: dict[threading.Thread, float] = {}
+_runs_lock = threading.Lock()
 
 
 def begin_run() -> None:
     """Start of a script run: from here on the dataset version is read from the database once per run (pages
-    ask for it a dozen times, for every cache key)."""
+    ask for it a dozen times, for every cache key), and the background preparation waits until the run ends."""
     _this_run.versions = {}
+    now = time.monotonic()
+    _page_activity[0] = now
+    with _runs_lock:
+        _runs[threading.current_thread()] = now
+
+
+def end_run() -> None:
+    """End of a script run that drew its page: the background preparation may go on once pages are quiet."""
+    with _runs_lock:
+        _runs.pop(threading.current_thread(), None)
     _page_activity[0] = time.monotonic()
+
+
+def pages_busy() -> bool:
+    """Whether a script run is drawing a page, or one asked for data less than QUIET_SECONDS ago."""
+    now = time.monotonic()
+    with _runs_lock:
+        for thread, began in list(_runs.items()):
+            if not thread.is_alive() or now - began > MAX_YIELD_SECONDS:
+                del _runs[thread]
+        drawing = bool(_runs)
+    return drawing or now - _page_activity[0] < QUIET_SECONDS
 
 
 def version(*, fresh: bool = False) -> str:
@@ -176,6 +202,9 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
 
     def work() -> None:
         try:
+            # the page that started the server's first run draws first: it reads its own view (from the store,
+            # or computes it while showing what it waits for), and the preparation must not slow it down
+            _yield_to_pages()
             store = _store(url)
             version = _store_version(url, data_version)
             views = results.default_views(engine(url))
@@ -184,13 +213,16 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             first = [v for v in views if v.level == "hospital" and not v.period]
             rest = [v for v in views if v not in first]
             for key in first:
+                _yield_to_pages()
                 prepare(key)
             # the chart and report code's own start-up (imports, Altair's tables) before a page needs it
+            _yield_to_pages()
             importlib.import_module("vbhc.reports.excel")
             importlib.import_module("vbhc.reports.pdf")
             importlib.import_module("vbhc.charts").prepare()
             # "since the last meeting": the signals of every hospital now and at the default meeting
             for key in first:
+                _yield_to_pages()
                 prepare_signals(key)
             # patient experience beside the outcomes (team page, overview): every questionnaire at both levels
             for period in ["", *sorted({k.period for k in rest if k.period.isdigit()}, reverse=True)]:
@@ -220,16 +252,17 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
     return thread
 
 
-#: The background preparation starts its next view once pages have not asked for data for this long, or after
-#: waiting MAX_YIELD_SECONDS (so it finishes under steady use too): Python threads share one interpreter lock, and
-#: a view computed in the background makes a page drawn at the same time slower.
+#: The background preparation starts its next view once no script run is drawing a page and pages have not asked
+#: for data for this long, or after waiting MAX_YIELD_SECONDS (so it finishes under steady use too): Python
+#: threads share one interpreter lock, and a view computed in the background makes a page drawn at the same time
+#: slower (after a restart, the first page took several seconds longer while every condition's view was read).
 QUIET_SECONDS = 1.5
 MAX_YIELD_SECONDS = 20.0
 
 
 def _yield_to_pages() -> None:
     deadline = time.monotonic() + MAX_YIELD_SECONDS
-    while time.monotonic() - _page_activity[0] < QUIET_SECONDS and time.monotonic() < deadline:
+    while pages_busy() and time.monotonic() < deadline:
         time.sleep(0.25)
 
 

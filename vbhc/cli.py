@@ -407,16 +407,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
         if code:
             return code
+    command = serve_command(args.port, args.address, headless=args.headless)
+    print(f"Starting the dashboard on http://{args.address}:{args.port}")
+    return subprocess.call(command, cwd=PROJECT_ROOT)
+
+
+def serve_command(port: int, address: str, *, headless: bool) -> list[str]:
+    """The Streamlit command `vbhc serve` runs (from PROJECT_ROOT): benchmarks/restart_speed.py starts the same.
+    ui.serve is `streamlit run` that loads the pages' libraries while the first browser loads Streamlit's page."""
     command = [
         sys.executable,
         "-m",
-        "streamlit",
+        "ui.serve",
         "run",
         str(PROJECT_ROOT / "streamlit_app.py"),
         "--server.port",
-        str(args.port),
+        str(port),
         "--server.address",
-        args.address,
+        address,
         "--browser.gatherUsageStats",
         "false",
         # the code does not change while it serves: without a file watcher a new viewer's session costs the
@@ -429,10 +437,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "--runner.postScriptGC",
         "false",
     ]
-    if args.headless:
-        command += ["--server.headless", "true"]
-    print(f"Starting the dashboard on http://{args.address}:{args.port}")
-    return subprocess.call(command, cwd=PROJECT_ROOT)
+    return [*command, "--server.headless", "true"] if headless else command
 
 
 def _safe_url() -> str:

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from openpyxl import Workbook, load_workbook
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,7 +42,6 @@ from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog
 from vbhc.i18n import fmt_int, t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
 from vbhc.ingest.problems import Problem, normalise_name, shown_file
-from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
@@ -172,6 +170,12 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
     if len(data) > max_upload_mb() * _MB:
         return refuse(f"file is larger than the limit of {max_upload_mb():,.0f} MB (VBHC_MAX_UPLOAD_MB)")
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        # here, not at module level: the dashboard's pages import this module, and openpyxl and the import
+        # machinery take a few tenths of a second to load at a server's start
+        from openpyxl import load_workbook
+
+        from vbhc.ingest.read import _check_xlsx_container, cell_text
+
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
             return refuse(why)
@@ -693,6 +697,8 @@ def write_figures(
         return safe_csv(out)
     if file_format != "xlsx":
         raise ValueError(f"file format must be csv or xlsx, got {file_format!r}")
+    from openpyxl import Workbook
+
     wb = Workbook()
     ws = wb.active
     ws.title = SHEET

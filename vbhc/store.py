@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 from functools import cache
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, column, create_engine, event, func, inspect, select, table
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import models
 from vbhc.settings import database_url, package_data, sqlite_file
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = package_data("migrations")
+#: Alembic's bookkeeping table (its default name; migrations/env.py keeps the default)
+VERSION_TABLE = "alembic_version"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -46,6 +50,8 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     # configparser treats '%' specially; URLs with socket paths contain %2F
@@ -55,15 +61,60 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade_schema(engine: Engine | None = None) -> None:
-    """Create the schema or upgrade an existing database in place to the latest revision."""
+    """Create the schema or upgrade an existing database in place to the latest revision.
+
+    A database already at the newest revision is recognised without Alembic: loading it (and the SQL dialects
+    it imports) took a few tenths of a second of every server start, and every start checks the schema."""
     engine = engine or get_engine()
+    head = head_revision()
+    if head is not None and _stored_revisions(engine) == (head,):
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(engine), "head")
 
 
 def schema_is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision() == head
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest revision of the migration scripts, read from their `revision` and `down_revision` lines; None
+    unless they form one line of revisions (branches, merges, anything unusual: Alembic decides)."""
+    parents: dict[str, object] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        names = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {t.id: node.value.value for t in targets if isinstance(t, ast.Name)}
+        if "revision" in names:
+            if not isinstance(names["revision"], str) or names["revision"] in parents:
+                return None
+            parents[names["revision"]] = names.get("down_revision", ...)
+    named = set(parents.values())
+    if any(p is not None and not isinstance(p, str) for p in named) or len(named) != len(parents):
+        return None  # a revision without a plain down_revision, or two revisions with the same parent
+    heads = [revision for revision in parents if revision not in named]
+    return heads[0] if len(heads) == 1 else None
+
+
+def _stored_revisions(engine: Engine) -> tuple[str, ...] | None:
+    """The revisions the database records (Alembic's table); None when it has none or cannot be read."""
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return None
+            rows = conn.execute(select(column("version_num")).select_from(table(VERSION_TABLE))).scalars().all()
+    except SQLAlchemyError:
+        return None
+    return tuple(rows)
 
 
 def row_counts(engine: Engine | None = None) -> dict[str, int]:

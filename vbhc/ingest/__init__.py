@@ -6,6 +6,9 @@ database, `run` orders the steps into one all-or-nothing batch and records it; `
 told, `tables` the import tables derived from the stored schema.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from vbhc.ingest.problems import (
     HIDDEN_COLUMN,
     HIDDEN_IDENTIFIER,
@@ -16,8 +19,29 @@ from vbhc.ingest.problems import (
     shown_column,
     shown_value,
 )
-from vbhc.ingest.run import explain_problems, import_files
-from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
+
+if TYPE_CHECKING:
+    from vbhc.ingest.run import explain_problems, import_files
+    from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
+
+#: Names read from the heavier modules when first used (PEP 562): code that only needs `problems` (the
+#: dashboard's pages, through vbhc.external) does not load the import machinery at a server's start.
+_LAZY = {
+    "explain_problems": "vbhc.ingest.run",
+    "import_files": "vbhc.ingest.run",
+    "TABLE_ORDER": "vbhc.ingest.tables",
+    "TABLES": "vbhc.ingest.tables",
+    "TableSpec": "vbhc.ingest.tables",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HIDDEN_COLUMN",

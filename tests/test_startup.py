@@ -1,0 +1,117 @@
+"""A server's first page loads only what it draws: the modules of the report files, spreadsheet reading and the
+import machinery are loaded when someone asks for them, not at a (re)start (issue 13: restart -> first page < 5 s;
+benchmarks/restart_speed.py measures it)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+from vbhc.settings import PROJECT_ROOT
+
+#: What the first page does not need, with why it is loaded elsewhere: report files (built on a click),
+#: spreadsheets (read on an upload), the import (the data page, the CLI), statistical model fitting (precomputed
+#: views are read from the results store)
+NOT_AT_START = (
+    "openpyxl",
+    "fpdf",
+    "vl_convert",
+    "lifelines",
+    "statsmodels.api",
+    "vbhc.reports.excel",
+    "vbhc.reports.pdf",
+    "vbhc.ingest.run",
+    "vbhc.ingest.read",
+    "alembic",
+)
+
+
+def _imports(path) -> list[str]:
+    """The modules a script imports at its top level (`from a import b` gives a.b too, when b is a module)."""
+    names = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_need(sqlite_engine):
+    """Importing what streamlit_app.py and the condition team page import, and opening the engine of a database
+    at the newest schema (as every server start does), loads none of NOT_AT_START."""
+    modules = _imports(PROJECT_ROOT / "streamlit_app.py") + _imports(PROJECT_ROOT / "views" / "condition_team.py")
+    code = (
+        "import importlib, importlib.util, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
+        "        continue\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
+        "from ui import data\n"
+        "data.current_engine()\n"
+        f"print(json.dumps([m for m in {list(NOT_AT_START)!r} if m in sys.modules]))\n"
+    )
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "VBHC_DATABASE_URL": url}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_vbhc_serve_runs_streamlits_command_line_through_ui_serve():
+    """`vbhc serve` starts ui.serve, which hands its arguments to Streamlit's own command line (as `python -m
+    streamlit` does) after starting the background loading of the pages' libraries."""
+    from vbhc.cli import serve_command
+
+    command = serve_command(8501, "127.0.0.1", headless=True)
+    assert command[1:4] == ["-m", "ui.serve", "run"] and command[4].endswith("streamlit_app.py")
+    assert command[-2:] == ["--server.headless", "true"]
+    out = subprocess.run(
+        [sys.executable, "-m", "ui.serve", "version"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.startswith("Streamlit, version ")
+
+
+def test_the_background_preparation_waits_while_a_page_is_drawn(monkeypatch):
+    """ui.data's warm-up yields to script runs: busy from begin_run to end_run, or until the run's thread ends
+    (a run stopped by st.stop or st.rerun never reaches end_run), then quiet again."""
+    import threading
+
+    from ui import data
+
+    monkeypatch.setattr(data, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(data, "_runs", {})
+    assert not data.pages_busy()
+    started, finish = threading.Event(), threading.Event()
+
+    def run(ends_normally: bool) -> None:
+        data.begin_run()
+        started.set()
+        finish.wait(timeout=30)
+        if ends_normally:
+            data.end_run()
+
+    for ends_normally in (True, False):
+        started.clear()
+        finish.clear()
+        thread = threading.Thread(target=run, args=(ends_normally,))
+        thread.start()
+        assert started.wait(timeout=30)
+        assert data.pages_busy()
+        finish.set()
+        thread.join(timeout=30)
+        assert not data.pages_busy()
