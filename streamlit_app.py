@@ -6,10 +6,14 @@ import time
 
 import streamlit as st
 
-from ui import auth, data, filters
-from vbhc.i18n import fmt_int, t
-from vbhc.safety import css_text
-from vbhc.settings import database_url
+from ui import preload
+
+preload.wait()  # a restarted server's background imports (ui.serve) finish before this run imports anything
+
+from ui import auth, data, filters  # noqa: E402
+from vbhc.i18n import fmt_int, t  # noqa: E402
+from vbhc.safety import css_text  # noqa: E402
+from vbhc.settings import database_url  # noqa: E402
 
 _started, _cpu_started = time.perf_counter(), time.thread_time()
 data.begin_run()

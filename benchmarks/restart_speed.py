@@ -29,12 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import ROOT, bench_database
 
 sys.path.insert(0, str(ROOT))  # this checkout's vbhc (and so its streamlit_app.py), whatever is installed
+from ui.render import TABLE_CLASS
 from vbhc.cli import serve_command
 
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-#: The verdict table: ui.render.static_table draws it with st.table (it was an st.dataframe before, and waiting for
-#: that one's test id made every run wait out its timeout without printing anything)
-VERDICT_TABLE = '[data-testid="stMain"] :is([data-testid="stTable"], [data-testid="stDataFrame"])'
+#: The verdict table: ui.render.static_table draws it as an HTML table of its own class (it was an st.dataframe,
+#: then an st.table; waiting for an old test id made every run wait out its timeout without printing anything)
+VERDICT_TABLE = f'[data-testid="stMain"] .{TABLE_CLASS}'
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 
 

@@ -115,3 +115,26 @@ def test_the_background_preparation_waits_while_a_page_is_drawn(monkeypatch):
         finish.set()
         thread.join(timeout=30)
         assert not data.pages_busy()
+
+
+def test_a_script_run_waits_for_a_started_preload_and_not_otherwise(monkeypatch, tmp_path):
+    """Two threads importing one package graph at once can each get a half-initialised module: a page's run
+    waits until ui.serve's background imports are done (and does not wait when no preload was started)."""
+    import importlib
+    import threading
+    import time
+
+    from ui import preload
+
+    preload = importlib.reload(preload)  # fresh events
+    started = time.monotonic()
+    preload.wait()
+    assert time.monotonic() - started < 1  # no preload: no wait
+    (tmp_path / "vbhc_slow_library.py").write_text("import time\ntime.sleep(0.5)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(preload, "PRELOAD", ("vbhc_slow_library",))
+    preload.started()
+    threading.Thread(target=preload.run).start()
+    preload.wait()
+    assert "vbhc_slow_library" in sys.modules  # loaded whole before the run went on
+    importlib.reload(preload)

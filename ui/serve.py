@@ -5,35 +5,30 @@ from the moment the process starts.
 Why: Streamlit runs the app's script only when a browser has loaded Streamlit's page and opened its session, and
 that first run then spent most of its time importing pandas, SciPy's statistics, SQLAlchemy and SQLModel (seconds
 on a busy 2-core host), after the 1-3 s the browser took to load the page, during which the server was idle.
-Loaded meanwhile, a restarted server draws its first page that much sooner. Only third-party libraries are loaded
-here, none of which imports the project's modules, so this thread and a page's script thread cannot wait for each
-other's imports; a library that fails to load is left to the page that imports it (which shows the error).
+Loaded meanwhile, a restarted server draws its first page that much sooner. A script run waits for the preload
+before its own imports (ui.preload.wait), so the two never import at the same time.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import threading
 import time
 
-#: Heaviest first: what the script thread would otherwise import before drawing anything (issue 13, item 2)
-PRELOAD = ("pandas", "scipy.stats", "sqlalchemy", "sqlmodel", "pyarrow", "babel.numbers", "jinja2")
+from ui import preload as ui_preload
 
 
 def preload() -> None:
     """Once Streamlit's runtime exists (the server is about to listen: its own start is not slowed down), import
-    PRELOAD."""
+    the pages' libraries (ui.preload.PRELOAD)."""
     from streamlit import runtime
 
     while not runtime.exists():
         time.sleep(0.02)
-    for name in PRELOAD:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
+    ui_preload.run()
 
 
 def main() -> None:
+    ui_preload.started()  # before Streamlit starts: every script run waits for the preload (ui.preload.wait)
     threading.Thread(target=preload, name="vbhc-preload", daemon=True).start()
     from streamlit.web.cli import main as streamlit_main
 
