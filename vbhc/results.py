@@ -63,6 +63,7 @@ from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_fil
 
 __all__ = [
     "MARKER",
+    "ChartKey",
     "PremKey",
     "ResultStore",
     "SignalsKey",
@@ -87,8 +88,9 @@ _STALE_TMP_SECONDS = 3600.0
 
 #: How often this process computed something instead of reading it from the store, by what: "data" (rows read
 #: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
-#: table computed). Tests use it to show that a second process reads without computing.
-compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0}
+#: table computed), "chart" (a report's chart rendered). Tests use it to show that a second process reads without
+#: computing.
+compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0, "chart": 0}
 _counts_lock = threading.Lock()
 
 
@@ -176,6 +178,25 @@ def _prems_source() -> str:
     from vbhc import prems
 
     return hashlib.sha256(Path(prems.__file__).read_bytes()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ChartKey:
+    """A report's chart as an image, by a digest of everything that draws it (its spec, scale and renderer, see
+    vbhc.reports.pdf.chart_digest): rendering takes 0.3-0.5 s a chart and the PDF of every condition has ~56,
+    so a report of stored results draws none again. Kept in the dataset version's folder, pruned with it."""
+
+    digest: str
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def file_name(self) -> str:
+        return f"chart-{_safe(self.digest)[:40]}.pkl"
+
+    def _plain(self) -> list:
+        return ["chart", self.digest]
 
 
 def _safe(text: str) -> str:
@@ -446,6 +467,19 @@ class ResultStore:
             self._write(key, version, {"result": computed})
         return computed
 
+    def chart(self, key: ChartKey, version: str | None, render: Callable[[], bytes]) -> bytes:
+        """A report's rendered chart from the store, else rendered (`render`) and stored. version=None: store
+        bypassed."""
+        if version is not None:
+            payload = self._read(key, version)
+            if payload is not None and isinstance(payload.get("image"), bytes):
+                return payload["image"]
+        _count("chart")
+        image = render()
+        if version is not None and self.version() == version:
+            self._write(key, version, {"image": image})
+        return image
+
     def has_prem(self, key: PremKey, version: str) -> bool:
         folder = self._version_folder(version)
         return folder is not None and (folder / key.file_name()).is_file()
@@ -486,7 +520,7 @@ class ResultStore:
             return None
         return folder
 
-    def _read(self, key: ViewKey | SignalsKey | PremKey, version: str) -> dict | None:
+    def _read(self, key: ViewKey | SignalsKey | PremKey | ChartKey, version: str) -> dict | None:
         folder = self._version_folder(version)
         if folder is None:
             return None
@@ -505,7 +539,7 @@ class ResultStore:
             log.warning("results store: %s is incomplete or damaged; computing it again", path.name)
         return payload
 
-    def _write(self, key: ViewKey | SignalsKey | PremKey, version: str, payload: dict) -> bool:
+    def _write(self, key: ViewKey | SignalsKey | PremKey | ChartKey, version: str, payload: dict) -> bool:
         folder = self._version_folder(version, create=True)
         if folder is None:
             return False
@@ -562,7 +596,7 @@ def _private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
-def _unpack(raw: bytes, key: ViewKey | SignalsKey | PremKey, version: str) -> dict | None:
+def _unpack(raw: bytes, key: ViewKey | SignalsKey | PremKey | ChartKey, version: str) -> dict | None:
     """The payload of a stored file, or None when it is not complete, not intact or not for this key."""
     if len(raw) < len(_MAGIC) + 4 or not raw.startswith(_MAGIC):
         return None

@@ -26,12 +26,11 @@ from vbhc.reports.core import (
     unit_names_for,
 )
 from vbhc.reports.core import write_report as _write
-from vbhc.reports.excel import build_workbook
 from vbhc.reports.followup import read_follow_up
-from vbhc.reports.pdf import build_pdf
 
 if TYPE_CHECKING:
     from vbhc.access import Viewer
+    from vbhc.reports.pdf import ChartCache
 
 __all__ = ["make_report", "own_hospital"]
 
@@ -217,6 +216,8 @@ def _build(
     batches = provenance(engine)
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
+        from vbhc.reports.excel import build_workbook  # each format imports only its own libraries
+
         content = build_workbook(
             results,
             lang=lang,
@@ -234,6 +235,8 @@ def _build(
                     f"unknown unit {unit!r} for {', '.join(missing)} at level {level!r}; choose from: "
                     f"{', '.join(choices)}"
                 )
+        from vbhc.reports.pdf import build_pdf
+
         content = build_pdf(
             results,
             unit,
@@ -243,5 +246,18 @@ def _build(
             own_hospital=own_hospital(engine),
             follow_up=follow_up,
             unit_names=unit_names_for(results, lang, engine),
+            charts=_chart_store(engine or get_engine()),
         )
     return target, content, results
+
+
+def _chart_store(engine: Engine) -> ChartCache | None:
+    """The results store's rendered charts of the current dataset version (None when the store is off): a second
+    report of the same data draws no chart again."""
+    from vbhc.results import ChartKey, ResultStore
+
+    store = ResultStore(engine)
+    version = store.version() if store.enabled else None
+    if version is None:
+        return None
+    return lambda digest, render: store.chart(ChartKey(digest), version, render)
