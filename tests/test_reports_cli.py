@@ -112,17 +112,51 @@ def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeyp
 
     args = ["report", "--condition", "hip_osteoarthritis", "--format", "pdf", "--lang", "en", "--out"]
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    start = dict(results.compute_counts)
     assert main([*args, str(tmp_path / "first.pdf")]) == 0  # computes, draws and stores
+    assert (
+        results.compute_counts["chart"] >= start["chart"] + 2 and results.compute_counts["table"] == start["table"] + 2
+    )
     before = dict(results.compute_counts)
     assert main([*args, str(tmp_path / "stored.pdf")]) == 0
     assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
     monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
     assert main([*args, str(tmp_path / "fresh.pdf")]) == 0
-    assert results.compute_counts["chart"] > before["chart"]  # drawn again without the store
     stored_texts, stored_images = _pages(tmp_path / "stored.pdf")
     fresh_texts, fresh_images = _pages(tmp_path / "fresh.pdf")
     assert stored_texts == fresh_texts
     assert len(fresh_images) >= 2 and stored_images == fresh_images
+
+
+def _cells(path: Path) -> dict[str, list[tuple]]:
+    """Every sheet's cell values (the time the workbook was made left out)."""
+    import datetime as dt
+
+    book = load_workbook(path)
+    return {
+        ws.title: [
+            tuple(None if isinstance(v, dt.datetime) else v for v in row) for row in ws.iter_rows(values_only=True)
+        ]
+        for ws in book.worksheets
+    }
+
+
+def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch):
+    """The second workbook reads the indicator results and the PROM response and cost tables from the results
+    store and holds the same cells as one computed without the store."""
+    from vbhc import results
+
+    args = ["report", "--condition", "knee_osteoarthritis", "--condition", "breast_cancer", "--out"]
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    start = dict(results.compute_counts)
+    assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # computes and stores
+    assert results.compute_counts["table"] == start["table"] + 4  # PROM response and costs of both conditions
+    before = dict(results.compute_counts)
+    assert main([*args, str(tmp_path / "stored.xlsx")]) == 0
+    assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
+    monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
+    assert main([*args, str(tmp_path / "fresh.xlsx")]) == 0
+    assert _cells(tmp_path / "stored.xlsx") == _cells(tmp_path / "fresh.xlsx")
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from vbhc.indicators import (
     indicator_over_time,
     prom_response_by_timepoint,
 )
-from vbhc.reports.core import check_lang, first_unit_of, now, period_label, shown_unit
+from vbhc.reports.core import TableSource, check_lang, derived, first_unit_of, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
 from vbhc.settings import package_data
@@ -207,6 +207,7 @@ def build_pdf(
     follow_up: Mapping[str, FollowUp] | None = None,
     unit_names: Mapping[str, str] | None = None,
     charts: ChartCache | None = None,
+    tables: TableSource | None = None,
 ) -> bytes:
     """The meeting report of one condition team as PDF bytes (several results: one section per condition).
 
@@ -216,7 +217,8 @@ def build_pdf(
     their explanation and decision, and improvement actions, judged against the suppressed table. `unit_names`
     (vbhc.reports.core.unit_names_for) names the units in headings, tables and charts: a reader knows the
     hospitals by name, not by id; a unit without one is shown as vbhc.i18n.unit_label gives it. `charts` keeps
-    the rendered charts (ChartCache; None: every chart is rendered).
+    the rendered charts (ChartCache; None: every chart is rendered), `tables` the PROM response and cost tables
+    (vbhc.reports.core.TableSource; None: computed here).
     """
     lang = check_lang(lang)
     items = [results] if isinstance(results, IndicatorResult) else list(results)
@@ -231,7 +233,9 @@ def build_pdf(
         chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
         own = (own_hospital,) if own_hospital else ()
         follow = None if follow_up is None else follow_up.get(result.condition, FollowUp(result.condition))
-        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own, follow, unit_names, charts).write()
+        _Section(
+            pdf, result, chosen, lang, rule, batches, generated_at, own, follow, unit_names, charts, tables
+        ).write()
     return bytes(pdf.output())
 
 
@@ -256,9 +260,10 @@ class _Section:
         follow: FollowUp | None = None,
         unit_names: Mapping[str, str] | None = None,
         charts: ChartCache | None = None,
+        tables: TableSource | None = None,
     ):
         self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
-        self.chart_cache = charts
+        self.chart_cache, self.tables = charts, tables
         self.names = dict(unit_names or {})
         #: the unit as the reader knows it (the id stays the key the tables are selected by)
         self.unit_name = self.shown(unit)
@@ -581,7 +586,7 @@ class _Section:
         pdf.cell(0, 7, self.t("report.prom_indicators"), new_x="LMARGIN", new_y="NEXT")
         self.indicator_rows(rows)
         self.population_note()
-        rates = prom_response_by_timepoint(self.result)
+        rates = derived(self.result, prom_response_by_timepoint, self.tables)
         if len(rates):
             rates = suppress_prom_response(rates, self.table, self.result, self.rule)
             rates = rates[rates["unit"].astype(str) == self.unit]
@@ -624,7 +629,7 @@ class _Section:
             return
         self.indicator_rows(rows)
         self.population_note()
-        breakdown = cost_by_activity(self.result)
+        breakdown = derived(self.result, cost_by_activity, self.tables)
         breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]
         if breakdown.empty:
             return
