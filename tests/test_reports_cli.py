@@ -93,6 +93,72 @@ def test_pdf_for_a_chosen_unit_and_level(tmp_path):
     assert "Oosterhaven Ziekenhuis – Cardiologie" in first and "H02/CAR" not in first  # the unit by its name
 
 
+def _pages(path: Path) -> tuple[list[str], list[bytes]]:
+    """A PDF's page texts (times of day left out: the title page says when the file was made) and the pixels of
+    every chart on its pages."""
+    import re
+
+    reader = PdfReader(path)
+    texts = [re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", "<time>", page.extract_text()) for page in reader.pages]
+    images = [image.image.convert("RGB").tobytes() for page in reader.pages for image in page.images]
+    return texts, images
+
+
+def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeypatch):
+    """The second report reads the indicator results and the rendered charts from the results store (computes and
+    draws nothing) and says the same as one computed and drawn without the store: every page's text, every chart's
+    pixels."""
+    from vbhc import results
+
+    args = ["report", "--condition", "hip_osteoarthritis", "--format", "pdf", "--lang", "en", "--out"]
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    start = dict(results.compute_counts)
+    assert main([*args, str(tmp_path / "first.pdf")]) == 0  # computes, draws and stores
+    assert (
+        results.compute_counts["chart"] >= start["chart"] + 2 and results.compute_counts["table"] == start["table"] + 2
+    )
+    before = dict(results.compute_counts)
+    assert main([*args, str(tmp_path / "stored.pdf")]) == 0
+    assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
+    monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
+    assert main([*args, str(tmp_path / "fresh.pdf")]) == 0
+    stored_texts, stored_images = _pages(tmp_path / "stored.pdf")
+    fresh_texts, fresh_images = _pages(tmp_path / "fresh.pdf")
+    assert stored_texts == fresh_texts
+    assert len(fresh_images) >= 2 and stored_images == fresh_images
+
+
+def _cells(path: Path) -> dict[str, list[tuple]]:
+    """Every sheet's cell values (the time the workbook was made left out)."""
+    import datetime as dt
+
+    book = load_workbook(path)
+    return {
+        ws.title: [
+            tuple(None if isinstance(v, dt.datetime) else v for v in row) for row in ws.iter_rows(values_only=True)
+        ]
+        for ws in book.worksheets
+    }
+
+
+def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch):
+    """The second workbook reads the indicator results and the PROM response and cost tables from the results
+    store and holds the same cells as one computed without the store."""
+    from vbhc import results
+
+    args = ["report", "--condition", "knee_osteoarthritis", "--condition", "breast_cancer", "--out"]
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    start = dict(results.compute_counts)
+    assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # computes and stores
+    assert results.compute_counts["table"] == start["table"] + 4  # PROM response and costs of both conditions
+    before = dict(results.compute_counts)
+    assert main([*args, str(tmp_path / "stored.xlsx")]) == 0
+    assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
+    monkeypatch.setenv("VBHC_RESULTS_DIR", "off")
+    assert main([*args, str(tmp_path / "fresh.xlsx")]) == 0
+    assert _cells(tmp_path / "stored.xlsx") == _cells(tmp_path / "fresh.xlsx")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -131,7 +197,7 @@ def test_failure_while_building_leaves_the_old_file_and_no_partial_file(tmp_path
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("vbhc.reports.run.build_workbook", broken)
+    monkeypatch.setattr("vbhc.reports.excel.build_workbook", broken)  # imported when used
     # one line for the user, never a traceback; the details with VBHC_DEBUG=1
     assert main(["report", "--condition", "thyroid_cancer", "--out", str(out)]) == 1
     assert "unexpected error (RuntimeError)" in capsys.readouterr().err

@@ -3,6 +3,7 @@ small-number rule, and one page rendered to PNG with pdftoppm for a reviewer (te
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import shutil
 import subprocess
@@ -148,3 +149,61 @@ def test_small_quarters_are_left_out_of_the_trend(report):
     text = _flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages))
     assert f"Quarters with fewer than {threshold} care cycles are left out of the trend chart" in text
     assert f"<{threshold}" not in text.split("Key indicators")[1].split("Benchmark:")[0]  # H01 itself is shown
+
+
+def test_a_chart_without_transparency_is_kept_as_rgb_with_the_same_pixels():
+    """The stored charts are RGB PNGs (a third of the bytes, embedded faster): the same pixels as vl-convert drew;
+    a PNG with transparent pixels is kept as it is."""
+    from PIL import Image
+
+    from vbhc.reports.pdf import _opaque
+
+    def png(image: Image.Image) -> bytes:
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+
+    drawn = Image.new("RGBA", (40, 20), (255, 255, 255, 255))
+    drawn.paste((0, 114, 178, 255), (5, 5, 25, 15))
+    kept = Image.open(io.BytesIO(_opaque(png(drawn))))
+    assert kept.mode == "RGB" and kept.tobytes() == drawn.convert("RGB").tobytes()
+    drawn.putpixel((0, 0), (0, 0, 0, 0))
+    assert _opaque(png(drawn)) == png(drawn)
+
+
+def test_a_kept_chart_is_drawn_once_and_the_report_stays_the_same(small_result, sqlite_engine, tmp_path, monkeypatch):
+    """build_pdf with a chart store (vbhc.results.ResultStore.chart): the first report draws and keeps each chart,
+    the second draws none, and both say what a report drawn without the store says."""
+    from vbhc.reports import pdf as pdf_module
+    from vbhc.results import ChartKey, ResultStore
+
+    drawn = []
+    real = pdf_module.render_chart
+
+    def counted(chart, *args, **kwargs):
+        drawn.append(1)
+        return real(chart, *args, **kwargs)
+
+    monkeypatch.setattr(pdf_module, "render_chart", counted)
+    store = ResultStore(sqlite_engine, root=tmp_path / "store")
+    version = store.version()
+
+    def charts(digest, render):
+        return store.chart(ChartKey(digest), version, render)
+
+    def pages(content: bytes) -> tuple[list[str], list[bytes]]:
+        reader = PdfReader(io.BytesIO(content))
+        images = [image.image.tobytes() for page in reader.pages for image in page.images]
+        return [page.extract_text() for page in reader.pages], images
+
+    when = dt.datetime(2026, 1, 5, 9, 30)
+    options = {"lang": "nl", "own_hospital": "H02", "suppress_below": 0, "generated_at": when}
+    fresh = pages(build_pdf(small_result, None, **options))
+    n = len(drawn)
+    assert n >= 2 and len(fresh[1]) == n
+    first = pages(build_pdf(small_result, None, charts=charts, **options))
+    kept = sorted(p.name for p in (store.folder / version).glob("chart-*"))
+    assert 1 <= len(kept) == len(drawn) - n <= n  # drawn and kept (two charts alike are drawn once)
+    second = pages(build_pdf(small_result, None, charts=charts, **options))
+    assert len(drawn) == n + len(kept)  # every chart read back
+    assert first == fresh and second == fresh

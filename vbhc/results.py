@@ -63,9 +63,11 @@ from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_fil
 
 __all__ = [
     "MARKER",
+    "ChartKey",
     "PremKey",
     "ResultStore",
     "SignalsKey",
+    "TableKey",
     "ViewKey",
     "compute_counts",
     "default_views",
@@ -87,8 +89,17 @@ _STALE_TMP_SECONDS = 3600.0
 
 #: How often this process computed something instead of reading it from the store, by what: "data" (rows read
 #: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
-#: table computed). Tests use it to show that a second process reads without computing.
-compute_counts: dict[str, int] = {"data": 0, "restrict": 0, "result": 0, "signals": 0, "prem": 0}
+#: table computed), "table" (a table derived from a result, TableKey), "chart" (a report's chart rendered). Tests use
+#: it to show that a second process reads without computing.
+compute_counts: dict[str, int] = {
+    "data": 0,
+    "restrict": 0,
+    "result": 0,
+    "signals": 0,
+    "prem": 0,
+    "table": 0,
+    "chart": 0,
+}
 _counts_lock = threading.Lock()
 
 
@@ -176,6 +187,48 @@ def _prems_source() -> str:
     from vbhc import prems
 
     return hashlib.sha256(Path(prems.__file__).read_bytes()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """A table derived from a view's result by a function of vbhc.indicators, named by `name` (e.g. the PROM
+    response per timepoint, the cost per activity, which the reports show for every condition): 0.1-0.3 s each
+    from the stored data, read back in milliseconds. The function's source is part of the version's code
+    fingerprint (vbhc.indicators and what it calls), so a changed function is not read from an older file."""
+
+    view: ViewKey
+    name: str
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return self.view.peers
+
+    def file_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        group = GROUP_MARK if self.peers else ""
+        return f"table-{_safe(self.name)[:30]}-{self.view.level}{group}-{_safe(self.view.condition)}-{digest}.pkl"
+
+    def _plain(self) -> list:
+        return [*self.view._plain(), "table", self.name]
+
+
+@dataclass(frozen=True)
+class ChartKey:
+    """A report's chart as an image, by a digest of everything that draws it (its spec, scale and renderer, see
+    vbhc.reports.pdf.chart_digest): rendering takes 0.3-0.5 s a chart and the PDF of every condition has ~56,
+    so a report of stored results draws none again. Kept in the dataset version's folder, pruned with it."""
+
+    digest: str
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def file_name(self) -> str:
+        return f"chart-{_safe(self.digest)[:40]}.pkl"
+
+    def _plain(self) -> list:
+        return ["chart", self.digest]
 
 
 def _safe(text: str) -> str:
@@ -446,6 +499,32 @@ class ResultStore:
             self._write(key, version, {"result": computed})
         return computed
 
+    def table(self, key: TableKey, version: str | None, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """A table derived from a view's result from the store, else computed (`compute`) and stored.
+        version=None: store bypassed."""
+        if version is not None:
+            payload = self._read(key, version)
+            if payload is not None and isinstance(payload.get("table"), pd.DataFrame):
+                return payload["table"]
+        _count("table")
+        computed = compute()
+        if version is not None and self.version() == version:
+            self._write(key, version, {"table": computed})
+        return computed
+
+    def chart(self, key: ChartKey, version: str | None, render: Callable[[], bytes]) -> bytes:
+        """A report's rendered chart from the store, else rendered (`render`) and stored. version=None: store
+        bypassed."""
+        if version is not None:
+            payload = self._read(key, version)
+            if payload is not None and isinstance(payload.get("image"), bytes):
+                return payload["image"]
+        _count("chart")
+        image = render()
+        if version is not None and self.version() == version:
+            self._write(key, version, {"image": image})
+        return image
+
     def has_prem(self, key: PremKey, version: str) -> bool:
         folder = self._version_folder(version)
         return folder is not None and (folder / key.file_name()).is_file()
@@ -486,7 +565,7 @@ class ResultStore:
             return None
         return folder
 
-    def _read(self, key: ViewKey | SignalsKey | PremKey, version: str) -> dict | None:
+    def _read(self, key: ViewKey | SignalsKey | PremKey | TableKey | ChartKey, version: str) -> dict | None:
         folder = self._version_folder(version)
         if folder is None:
             return None
@@ -505,7 +584,7 @@ class ResultStore:
             log.warning("results store: %s is incomplete or damaged; computing it again", path.name)
         return payload
 
-    def _write(self, key: ViewKey | SignalsKey | PremKey, version: str, payload: dict) -> bool:
+    def _write(self, key: ViewKey | SignalsKey | PremKey | TableKey | ChartKey, version: str, payload: dict) -> bool:
         folder = self._version_folder(version, create=True)
         if folder is None:
             return False
@@ -562,7 +641,7 @@ def _private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
-def _unpack(raw: bytes, key: ViewKey | SignalsKey | PremKey, version: str) -> dict | None:
+def _unpack(raw: bytes, key: ViewKey | SignalsKey | PremKey | TableKey | ChartKey, version: str) -> dict | None:
     """The payload of a stored file, or None when it is not complete, not intact or not for this key."""
     if len(raw) < len(_MAGIC) + 4 or not raw.startswith(_MAGIC):
         return None

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +30,11 @@ __all__ = [
     "FORMATS",
     "ReportError",
     "Selection",
+    "TableSource",
     "check_writable",
     "compute_results",
     "default_unit",
+    "derived",
     "first_unit_of",
     "period_label",
     "provenance",
@@ -42,6 +44,11 @@ __all__ = [
 ]
 
 FORMATS = ("xlsx", "pdf")
+
+#: Where a report reads the tables it derives from a result (vbhc.indicators.prom_response_by_timepoint,
+#: cost_by_activity): (result, compute) -> compute(result), kept in the results store by make_report
+#: (vbhc.results.TableKey), so a report of stored results computes neither again.
+TableSource = Callable[[IndicatorResult, Callable[[IndicatorResult], pd.DataFrame]], pd.DataFrame]
 
 
 class ReportError(ValueError):
@@ -121,6 +128,13 @@ def compute_results(
             f"{', '.join(selection.conditions)}: nothing to report"
         )
     return results
+
+
+def derived(
+    result: IndicatorResult, compute: Callable[[IndicatorResult], pd.DataFrame], tables: TableSource | None = None
+) -> pd.DataFrame:
+    """compute(result), read from `tables` when the caller keeps them (None: computed here)."""
+    return compute(result) if tables is None else tables(result, compute)
 
 
 def default_unit(result: IndicatorResult, engine: Engine | None = None, own_hospital: str | None = None) -> str:

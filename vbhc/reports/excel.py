@@ -30,7 +30,7 @@ from vbhc.charts import PALETTE
 from vbhc.i18n import t, t_value
 from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import IndicatorResult, cost_by_activity, prom_response_by_timepoint
-from vbhc.reports.core import check_lang, now, period_label, shown_unit
+from vbhc.reports.core import TableSource, check_lang, derived, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
@@ -142,6 +142,7 @@ class _Writer:
         self.used: set[str] = set()
         self.catalog = default_catalog()
         self.unit_names: dict[str, str] = {}
+        self.tables: TableSource | None = None
 
     def t(self, key: str, **values: Any) -> str:
         return t(key, self.lang, **values)
@@ -277,6 +278,7 @@ def build_workbook(
     own_hospitals: Sequence[str] = (),
     follow_up: Mapping[str, FollowUp] | None = None,
     unit_names: Mapping[str, str] | None = None,
+    tables: TableSource | None = None,
 ) -> bytes:
     """The formatted workbook for one or more conditions' indicator results, as .xlsx bytes.
 
@@ -287,7 +289,8 @@ def build_workbook(
     `follow_up` (vbhc.reports.followup.read_follow_up, read with the viewer's role rules) adds the sheet of targets,
     signals with their explanation and decision, and improvement actions, judged against the suppressed tables.
     `unit_names` (vbhc.reports.core.unit_names_for) names the units in the O/E chart; the tables keep the unit
-    ids in their key columns, for filtering and joining.
+    ids in their key columns, for filtering and joining. `tables` keeps the PROM response and cost tables
+    (vbhc.reports.core.TableSource; None: computed here).
     """
     lang = check_lang(lang)
     if not results:
@@ -295,6 +298,7 @@ def build_workbook(
     rule = SuppressionRule.from_settings(suppress_below)
     w = _Writer(lang, rule)
     w.unit_names = dict(unit_names or {})
+    w.tables = tables
     generated_at = generated_at or now()
     period = period_label(results[0].period, lang)
     level = t(f"level.{results[0].level}", lang)
@@ -668,7 +672,7 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
     ws = w.sheet("report.sheet_proms")
     frames = []
     for result in results:
-        rates = prom_response_by_timepoint(result)
+        rates = derived(result, prom_response_by_timepoint, w.tables)
         if len(rates):
             rates = rates.assign(condition=result.condition)
             if "ci_low" not in rates:
@@ -709,7 +713,7 @@ def _costs(w: _Writer, results, period, level) -> None:
     ws = w.sheet("report.sheet_costs")
     frames = []
     for result in results:
-        costs = cost_by_activity(result)
+        costs = derived(result, cost_by_activity, w.tables)
         if len(costs):
             frames.append(costs.assign(condition=result.condition))
     cols = ["condition", "unit", "activity", "cycles", "quantity", "total_cost", "costed_cycles", "cost_per_cycle"]

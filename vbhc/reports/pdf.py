@@ -11,8 +11,12 @@ and quarters with fewer care cycles than the threshold are left out of the trend
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from importlib.metadata import version as package_version
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,7 @@ import pandas as pd
 import vl_convert as vlc
 from fpdf import FPDF
 from fpdf.fonts import FontFace
+from PIL import Image
 
 from vbhc import charts
 from vbhc.catalog import PROM_KINDS, default_catalog
@@ -32,13 +37,13 @@ from vbhc.indicators import (
     indicator_over_time,
     prom_response_by_timepoint,
 )
-from vbhc.reports.core import check_lang, first_unit_of, now, period_label, shown_unit
+from vbhc.reports.core import TableSource, check_lang, derived, first_unit_of, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
 from vbhc.settings import package_data
 from vbhc.verdict import verdict as verdict_of
 
-__all__ = ["FONT_DIR", "build_pdf", "render_chart"]
+__all__ = ["FONT_DIR", "ChartCache", "build_pdf", "chart_digest", "render_chart"]
 
 FONT_DIR = package_data("reports", "fonts")
 FONT = "DejaVu"
@@ -59,7 +64,37 @@ def render_chart(chart: Any, scale: float = CHART_SCALE) -> bytes:
     The spec is not validated again here: the chart builders' specs are validated in tests/test_charts.py, and
     validation is a third of the time of a chart.
     """
-    return vlc.vegalite_to_png(chart.to_dict(validate=False), scale=scale)
+    return _opaque(vlc.vegalite_to_png(chart.to_dict(validate=False), scale=scale))
+
+
+def _opaque(png: bytes) -> bytes:
+    """The PNG as RGB when no pixel is transparent (a chart on its white background): the same pixels in a third
+    of the bytes, and fpdf embeds it in two thirds of the time (no alpha channel to split off and test). A PNG
+    with transparent pixels is kept as it is."""
+    with Image.open(io.BytesIO(png)) as image:
+        if image.mode != "RGBA" or image.getchannel("A").getextrema() != (255, 255):
+            return png
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="PNG")
+        return out.getvalue()
+
+
+#: Where a report keeps its rendered charts: (chart_digest, render) -> PNG bytes, the stored image when there is
+#: one, else render() (and stored). make_report passes the results store's (vbhc.results.ResultStore.chart).
+ChartCache = Callable[[str, Callable[[], bytes]], bytes]
+
+
+@cache
+def _renderer() -> str:
+    return f"vl-convert-python {package_version('vl-convert-python')}, opaque as RGB"  # see _opaque
+
+
+def chart_digest(chart: Any, scale: float = CHART_SCALE) -> str:
+    """What a chart's image depends on, as a SHA-256: its spec (the data is inline), the scale and the renderer's
+    version; the same digest draws the same picture, so a stored image stands for the chart."""
+    spec = chart.to_dict(validate=False)
+    text = json.dumps([spec, scale, _renderer()], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Report(FPDF):
@@ -171,6 +206,8 @@ def build_pdf(
     own_hospital: str | None = None,
     follow_up: Mapping[str, FollowUp] | None = None,
     unit_names: Mapping[str, str] | None = None,
+    charts: ChartCache | None = None,
+    tables: TableSource | None = None,
 ) -> bytes:
     """The meeting report of one condition team as PDF bytes (several results: one section per condition).
 
@@ -179,7 +216,9 @@ def build_pdf(
     (vbhc.reports.followup.read_follow_up, read with the viewer's role rules) adds the team's targets, signals with
     their explanation and decision, and improvement actions, judged against the suppressed table. `unit_names`
     (vbhc.reports.core.unit_names_for) names the units in headings, tables and charts: a reader knows the
-    hospitals by name, not by id; a unit without one is shown as vbhc.i18n.unit_label gives it.
+    hospitals by name, not by id; a unit without one is shown as vbhc.i18n.unit_label gives it. `charts` keeps
+    the rendered charts (ChartCache; None: every chart is rendered), `tables` the PROM response and cost tables
+    (vbhc.reports.core.TableSource; None: computed here).
     """
     lang = check_lang(lang)
     items = [results] if isinstance(results, IndicatorResult) else list(results)
@@ -194,7 +233,9 @@ def build_pdf(
         chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
         own = (own_hospital,) if own_hospital else ()
         follow = None if follow_up is None else follow_up.get(result.condition, FollowUp(result.condition))
-        _Section(pdf, result, chosen, lang, rule, batches, generated_at, own, follow, unit_names).write()
+        _Section(
+            pdf, result, chosen, lang, rule, batches, generated_at, own, follow, unit_names, charts, tables
+        ).write()
     return bytes(pdf.output())
 
 
@@ -218,8 +259,11 @@ class _Section:
         own_hospitals=(),
         follow: FollowUp | None = None,
         unit_names: Mapping[str, str] | None = None,
+        charts: ChartCache | None = None,
+        tables: TableSource | None = None,
     ):
         self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
+        self.chart_cache, self.tables = charts, tables
         self.names = dict(unit_names or {})
         #: the unit as the reader knows it (the id stays the key the tables are selected by)
         self.unit_name = self.shown(unit)
@@ -243,6 +287,12 @@ class _Section:
     def shown(self, unit: object) -> str:
         """A unit's name (an id only where no name is known)."""
         return shown_unit(unit, self.names, self.lang)
+
+    def draw(self, chart: Any) -> bytes:
+        """The chart's PNG: the kept image of the same chart, else rendered (render_chart)."""
+        if self.chart_cache is None:
+            return render_chart(chart)
+        return self.chart_cache(chart_digest(chart), lambda: render_chart(chart))
 
     def write(self) -> None:
         pdf = self.pdf
@@ -380,7 +430,7 @@ class _Section:
             funnel = charts.funnel_chart(
                 named, curve, highlight=self.unit_name, lang=self.lang, population=self.population
             )
-            pdf.image_box(render_chart(funnel), 112)
+            pdf.image_box(self.draw(funnel), 112)
         if ind.kind == "response_rate" or (len(mine) and bool(mine["suppressed"].iloc[0])):
             pdf.para(self.t("report.no_trend"), size=9)
             return
@@ -405,7 +455,7 @@ class _Section:
             pdf.para(self.t("report.no_trend"), size=9)
             return
         chart = charts.trend_chart(trend, kind=ind.kind, lang=self.lang)
-        pdf.image_box(render_chart(chart), 100)
+        pdf.image_box(self.draw(chart), 100)
         if small.any():
             pdf.para(self.t("report.trend_suppressed", count=self.rule.threshold), size=8.5)
 
@@ -536,7 +586,7 @@ class _Section:
         pdf.cell(0, 7, self.t("report.prom_indicators"), new_x="LMARGIN", new_y="NEXT")
         self.indicator_rows(rows)
         self.population_note()
-        rates = prom_response_by_timepoint(self.result)
+        rates = derived(self.result, prom_response_by_timepoint, self.tables)
         if len(rates):
             rates = suppress_prom_response(rates, self.table, self.result, self.rule)
             rates = rates[rates["unit"].astype(str) == self.unit]
@@ -579,7 +629,7 @@ class _Section:
             return
         self.indicator_rows(rows)
         self.population_note()
-        breakdown = cost_by_activity(self.result)
+        breakdown = derived(self.result, cost_by_activity, self.tables)
         breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]
         if breakdown.empty:
             return

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,6 +21,7 @@ from vbhc.reports.core import (
     FORMATS,
     ReportError,
     Selection,
+    TableSource,
     check_lang,
     check_writable,
     compute_results,
@@ -26,12 +29,12 @@ from vbhc.reports.core import (
     unit_names_for,
 )
 from vbhc.reports.core import write_report as _write
-from vbhc.reports.excel import build_workbook
 from vbhc.reports.followup import read_follow_up
-from vbhc.reports.pdf import build_pdf
 
 if TYPE_CHECKING:
     from vbhc.access import Viewer
+    from vbhc.reports.pdf import ChartCache
+    from vbhc.results import ResultStore
 
 __all__ = ["make_report", "own_hospital"]
 
@@ -211,12 +214,16 @@ def _build(
     check_lang(lang)
     Selection.validate(conditions, period, level)  # cheap checks before the path and the data
     target = check_writable(path)
+    store, version = _store_version(engine or get_engine())
     results = compute_results(conditions, period, level, engine=engine)
+    kept = _kept(store, version, level, period)
     if external_for is not None:
         results = _with_external(results, engine, external_for, unit, lang)
     batches = provenance(engine)
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
+        from vbhc.reports.excel import build_workbook  # each format imports only its own libraries
+
         content = build_workbook(
             results,
             lang=lang,
@@ -224,6 +231,7 @@ def _build(
             batches=batches,
             follow_up=follow_up,
             unit_names=unit_names_for(results, lang, engine),
+            tables=kept.tables,
         )
     else:
         if unit is not None:
@@ -234,6 +242,8 @@ def _build(
                     f"unknown unit {unit!r} for {', '.join(missing)} at level {level!r}; choose from: "
                     f"{', '.join(choices)}"
                 )
+        from vbhc.reports.pdf import build_pdf
+
         content = build_pdf(
             results,
             unit,
@@ -243,5 +253,41 @@ def _build(
             own_hospital=own_hospital(engine),
             follow_up=follow_up,
             unit_names=unit_names_for(results, lang, engine),
+            charts=kept.charts,
+            tables=kept.tables,
         )
     return target, content, results
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """Where a report keeps what it derives from the indicator results (None: computed and drawn here)."""
+
+    charts: ChartCache | None = None
+    tables: TableSource | None = None
+
+
+def _store_version(engine: Engine) -> tuple[ResultStore, str | None]:
+    from vbhc.results import ResultStore
+
+    store = ResultStore(engine)
+    return store, (store.version() if store.enabled else None)
+
+
+def _kept(store: ResultStore, version: str | None, level: str, period: str | None) -> _Kept:
+    """The results store's tables derived from the results and rendered charts of the dataset version `version`
+    (read before the results were): a second report of the same data computes and draws none of them again.
+    Nothing is kept when the store is off or an import came in meanwhile (the results may be of either version)."""
+    from vbhc.results import ChartKey, TableKey, ViewKey
+
+    if version is None or store.version() != version:
+        return _Kept()
+
+    def tables(result: IndicatorResult, compute: Callable[[IndicatorResult], pd.DataFrame]) -> pd.DataFrame:
+        key = TableKey(ViewKey.of(result.condition, level, period), compute.__name__)
+        return store.table(key, version, lambda: compute(result))
+
+    def charts(digest: str, render: Callable[[], bytes]) -> bytes:
+        return store.chart(ChartKey(digest), version, render)
+
+    return _Kept(charts, tables)
