@@ -123,7 +123,12 @@ if verdicts.open:
         # the verdict right after the indicator's name: on a phone the two fill the screen, numbers scroll in
         rest = [c for c in display.columns if c not in (indicator_column, verdict_column)]
         display = display[[indicator_column, verdict_column, *rest]]
-        paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
+        assessed = render.cached(
+            ("team_paint", unit, *comparison.key),
+            lambda: render.verdict_assessments(shown, spc_charts),
+            by_language=False,
+        )
+        paint = pd.DataFrame({verdict_column: assessed}, index=display.index)
         widths = layout.indicator_widths(lang, display.columns) | {indicator_column: 170, verdict_column: 360}
         # one table per outcome tier (Porter), titled by its name; volume-less rest (PROM response, cost) last
         for tier in sorted(shown["_tier"].unique()):
