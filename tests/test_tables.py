@@ -84,9 +84,9 @@ def test_the_table_html_escapes_every_cell_and_tints_by_assessment():
     assert charts.scorecard_tint("worse") in html and charts.scorecard_tint("as expected") in html
     assert "max-width:300px" in html
     # a line break in data does not start a new row of text, a quote does not end an attribute
-    odd = pd.DataFrame({"Unit": ['a"b\nc'], "Verdict": [None]})
+    odd = pd.DataFrame({"Unit": ['a"b\nc', pd.NA], "Verdict": [None, float("nan")]}, dtype=object)
     shown = parse_table(render.table_html(odd)).value
-    assert shown.iloc[0].tolist() == ['a"b c', MISSING]
+    assert shown.iloc[0].tolist() == ['a"b c', MISSING] and shown.iloc[1].tolist() == [MISSING, MISSING]
 
 
 def test_a_wrapping_column_keeps_three_quarters_of_its_width_and_a_short_one_does_not():

@@ -176,8 +176,8 @@ TABLE_CLASS = "vbhc-table"
 
 def _cell_text(value: object) -> str:
     """A cell's text as typed, HTML-escaped; a missing value reads as the dash of every other table."""
-    if value is None or (isinstance(value, float) and value != value):
-        return MISSING
+    if value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)):
+        return MISSING  # None, NaN, pd.NA, NaT
     return html_text(value)
 
 
