@@ -115,8 +115,9 @@ def keep_valid(key: str, options: Sequence, default=None, *, many: bool = False)
             del st.session_state[key]
 
 
-#: Session-state keys of the global filters (the unit's key depends on the level: unit_hospital, ...).
-FILTER_KEYS = ("lang", "condition", "level", *(f"unit_{level}" for level in UNIT_LEVELS), "period", "peers")
+#: Session-state keys of the global filters (the unit's key depends on the level: unit_hospital, ...). Not the
+#: language: it carries over under `CHOSEN_LANGUAGE`, and its radio's state is never written (`LANGUAGE_WIDGET`).
+FILTER_KEYS = ("condition", "level", *(f"unit_{level}" for level in UNIT_LEVELS), "period", "peers")
 
 
 def carry_over(**changes: object) -> None:
@@ -154,29 +155,43 @@ CHOSEN_LANGUAGE = "_chosen_lang"
 
 def language() -> str:
     """The viewer's language: the one chosen in this session, else the URL's (?lang=), then the browser's locale,
-    else Dutch."""
-    if "lang" not in st.session_state:
+    else Dutch. Read only: the language radio's state is never set from here (see `LANGUAGE_WIDGET`)."""
+    chosen = st.session_state.get(LANGUAGE_WIDGET)
+    if chosen not in SUPPORTED:
         chosen = st.session_state.get(CHOSEN_LANGUAGE)
-        if chosen not in SUPPORTED:
-            chosen = choose_language(st.query_params.get("lang"), getattr(st.context, "locale", None))
-        st.session_state["lang"] = chosen
-    st.session_state[CHOSEN_LANGUAGE] = st.session_state["lang"]
-    return st.session_state["lang"]
+    if chosen not in SUPPORTED:
+        chosen = choose_language(st.query_params.get("lang"), getattr(st.context, "locale", None))
+    st.session_state[CHOSEN_LANGUAGE] = chosen
+    return chosen
+
+
+#: The language radio's key. Its value is never written through Session State before the radio is drawn: a
+#: radio whose value came from Session State has no value of its own in the browser, and after a fast run the
+#: browser could send its first option (Nederlands) back with the next click. The radio gets the session's
+#: language as its `index` instead, where it has no state (a session's first run, or after a run that did not
+#: draw it).
+LANGUAGE_WIDGET = "lang"
+
+
+def _language_radio(lang: str) -> str:
+    """The language choice in the sidebar, always in the URL (a link's reader gets the sender's language)."""
+    drawn = {} if LANGUAGE_WIDGET in st.session_state else {"index": SUPPORTED.index(lang)}
+    chosen = st.sidebar.radio(
+        t("filter.language", lang),
+        SUPPORTED,
+        key=LANGUAGE_WIDGET,
+        format_func=lambda code: t(f"language.{code}", lang),
+        horizontal=True,
+        **drawn,
+    )
+    _publish(LANGUAGE_WIDGET, chosen, "__always__")
+    return chosen
 
 
 def sidebar(viewer: Viewer) -> Filters | None:
     """Draw the global filters (only the conditions and units the viewer may see); None when the registry holds
     no care cycles yet, or none the viewer may see."""
-    lang = language()
-    lang = synced(
-        st.sidebar.radio,
-        t("filter.language", lang),
-        SUPPORTED,
-        key="lang",
-        default="__always__",  # always in the URL: the link's reader gets the sender's language
-        format_func=lambda code: t(f"language.{code}", lang),
-        horizontal=True,
-    )
+    lang = _language_radio(language())
     st.session_state[CHOSEN_LANGUAGE] = lang
     url, version = database_url(), data.version()
     volumes = data.volumes(url, version)

@@ -389,6 +389,26 @@ def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str
         wait_for_run(page)
 
 
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_language_stays_from_page_to_page(page: Page, app_url: str, lang: str) -> None:
+    """A session opened in one language keeps it from the overview through page after page, clicked as soon as
+    each page has settled. A radio whose state was written before its first draw once lost this race: after a
+    fast overview, the next click sent the radio's first option (Nederlands) and an English session turned Dutch."""
+    for _ in range(2):  # the race depended on timing: two walks from a fresh start
+        page.goto(f"{app_url}/?lang={lang}")
+        wait_for_title(page, t("app.title", lang))
+        for slug in ("methods", "proms", "condition_team", "methods", ""):
+            nav_link(page, slug, lang).click()
+            settle(page, asks_for_a_run=True)
+            if PAGES[slug] is not None:
+                wait_for_title(page, t(PAGES[slug], lang))
+            expect(nav_link(page, "methods", lang)).to_be_visible(timeout=SETTLED_MS)
+            sidebar = page.get_by_test_id("stSidebar")
+            expect(sidebar.get_by_role("radio", name=t(f"language.{lang}", lang), exact=True)).to_be_checked()
+            assert query(page)["lang"] == [lang], f"{slug or 'overview'}: {page.url}"
+            assert_clean(page)
+
+
 # --- every filter in turn --------------------------------------------------------------------------------------
 
 
