@@ -42,7 +42,9 @@ class Comparison:
         return ("external", self.stamp) if self.benchmark is not None else ()
 
 
-def _stamp(condition: str) -> str:
+def external_stamp(condition: str) -> str:
+    """Which external publications hold figures of the condition ("" when none, or before migration 0004): part
+    of the key of anything cached that shows them, since a new publication does not change the dataset version."""
     try:
         return external.stamp(data.current_engine(), condition)
     except SQLAlchemyError:  # a database from before migration 0004: no external figures
@@ -52,7 +54,7 @@ def _stamp(condition: str) -> str:
 def choose(condition: str, level: str, period: str, peers: tuple[str, ...], unit: str, lang: str) -> Comparison:
     """The comparison the viewer picked (kept in the URL as ?benchmark=registry), offered only when external
     figures of the condition are stored; the own units are those of the chosen unit's hospital."""
-    stamp = _stamp(condition)
+    stamp = external_stamp(condition)
     none = Comparison(None, None, stamp)
     if not stamp or level not in ("hospital", "department"):
         return none
@@ -74,7 +76,7 @@ def external_comparison(
 ) -> Comparison:
     """The own hospital's units (of `unit`'s hospital) among the stored external figures: what the team page
     shows by default and the overview always shows where figures are stored (no comparison when none are)."""
-    stamp = _stamp(condition) if stamp is None else stamp
+    stamp = external_stamp(condition) if stamp is None else stamp
     if not stamp or level not in ("hospital", "department"):
         return Comparison(None, None, stamp)
     viewer = auth.current()

@@ -314,13 +314,13 @@ _NOT_HIGHLIGHTED = object()
 
 
 def _view_key(key: tuple, *, by_language: bool = True) -> tuple:
-    """Dataset version, viewer's scope and filters except the unit (and the language, unless `by_language`),
-    plus the caller's key."""
+    """Dataset version, viewer's scope (with the small-number threshold: what it hides differs) and filters
+    except the unit (and the language, unless `by_language`), plus the caller's key."""
     chosen = filters.current()
     view = None
     if chosen is not None:
         view = dataclasses.replace(chosen, unit=None, **({} if by_language else {"lang": ""}))
-    return (database_url(), data.version(), auth.current().cache_key, view, *key)
+    return (database_url(), data.version(), auth.current().cache_key, suppress_below(), view, *key)
 
 
 def cached(key: tuple, compute: Callable[[], Any], *, by_language: bool = True) -> Any:

@@ -26,65 +26,87 @@ own_hospital = own.iloc[0] if not own.empty else None
 volumes = data.volumes(url, version)
 st.caption(t("app.subtitle", lang))
 
-rows, colours, keyed, since, volumes_shown = [], [], [], [], []
-populations: dict[str, list[str]] = {}  # benchmark population -> the conditions judged against it
 viewer = auth.current()
-for condition in [c for c in catalog.conditions if c in set(volumes["condition"])]:
-    if not access.may_view_condition(viewer, condition):
-        continue
-    result = data.result_for(viewer, condition, "hospital", chosen.period, chosen.peers)
-    # where external figures of the condition are stored, the own hospital is judged among them (as the team
-    # page does by default): a registry of the own patients alone would benchmark the hospital against itself
-    compared = benchmark.external_comparison(
-        condition, "hospital", chosen.period, chosen.peers, own_hospital or "", lang
-    )
-    if compared.result is not None:
-        populations.setdefault(str(compared.population), []).append(catalog.conditions[condition].label(lang))
-    table = (compared.result or result).table
-    mine = table[table["unit"] == own_hospital] if own_hospital else table.iloc[0:0]
-    if mine.empty:
-        continue
-    row = {t("column.condition", lang): catalog.conditions[condition].label(lang)}
-    colour = {}
-    volume = mine[mine["kind"] == "volume"]
-    row[t("column.care_cycles", lang)] = fmt_int(volume["n"].iloc[0] if len(volume) else None, lang)
-    if len(volume) and pd.notna(volume["n"].iloc[0]):
-        volumes_shown.append(int(volume["n"].iloc[0]))
-    for number, ind in enumerate(mine[mine["key"].astype(bool) & (mine["kind"] != "cost")].itertuples(), start=1):
-        name = t("overview.key_indicator", lang, number=number)
-        label = render.indicator_label(condition, ind.indicator, lang)
-        row[name] = f"{label}: {format_value(ind.adjusted_value, ind.kind, lang)}"
-        row[name] += f" ({t('column.benchmark', lang).lower()} {format_value(ind.target, ind.kind, lang)})"
-        colour[name] = verdict.verdict(ind._asdict()).assessment  # the same verdict as everywhere else
-    response = mine[mine["kind"] == "response_rate"]
-    if len(response):
-        r = response.iloc[0]
-        row[t("column.response_rate", lang)] = format_value(r.adjusted_value, "response_rate", lang)
-        colour[t("column.response_rate", lang)] = verdict.verdict(r).assessment
-    cost = mine[mine["kind"] == "cost"]
-    if len(cost):
-        c = cost.iloc[0]
-        row[t("column.cost_per_cycle", lang)] = format_value(c.adjusted_value, "cost", lang)
-        colour[t("column.cost_per_cycle", lang)] = verdict.verdict(c).assessment
-    key_rows = mine[mine["key"].astype(bool) & (mine["kind"] != "volume")]
-    spc_charts = render.cached(
-        ("overview_spc", condition),
-        lambda r=result, k=key_rows: render.unit_charts(r, k, own_hospital),
-        by_language=False,
-    )
-    keyed.append((catalog.conditions[condition].label(lang), key_rows, spc_charts))
-    since.append(
-        render.since_last_meeting(
-            result,
-            own_hospital,
-            lang,
-            indicators=list(key_rows["indicator"]),
-            label=catalog.conditions[condition].label(lang),
+# the key indicators' tables: one small table per condition, the verdict right after the indicator (a phone
+# shows both)
+verdict_column, indicator_column = t("verdict.column", lang), t("column.indicator", lang)
+KEY_COLUMNS = [indicator_column, verdict_column, t("spc.variation", lang), t("spc.assurance", lang)]
+shown_conditions = [
+    c for c in catalog.conditions if c in set(volumes["condition"]) and access.may_view_condition(viewer, c)
+]
+# every visit is checked and audited per condition (vbhc.access, through data.result_for); what the page shows
+# of them is computed once per view, language and viewer scope (render.cached) and read on later visits
+results = {c: data.result_for(viewer, c, "hospital", chosen.period, chosen.peers) for c in shown_conditions}
+
+
+def scorecard_parts() -> tuple:
+    """The scorecard's rows and colours, the key indicators' verdict tables, the meeting's changes, the own
+    care cycles shown and the benchmark populations, of the conditions the viewer may see."""
+    rows, colours, keyed, since, volumes_shown = [], [], [], [], []
+    populations: dict[str, list[str]] = {}  # benchmark population -> the conditions judged against it
+    for condition, result in results.items():
+        # where external figures of the condition are stored, the own hospital is judged among them (as the team
+        # page does by default): a registry of the own patients alone would benchmark the hospital against itself
+        compared = benchmark.external_comparison(
+            condition, "hospital", chosen.period, chosen.peers, own_hospital or "", lang
         )
-    )
-    row["_condition"] = condition
-    rows.append(row)
-    colours.append(colour)
+        if compared.result is not None:
+            populations.setdefault(str(compared.population), []).append(catalog.conditions[condition].label(lang))
+        table = (compared.result or result).table
+        mine = table[table["unit"] == own_hospital] if own_hospital else table.iloc[0:0]
+        if mine.empty:
+            continue
+        row = {t("column.condition", lang): catalog.conditions[condition].label(lang)}
+        colour = {}
+        volume = mine[mine["kind"] == "volume"]
+        row[t("column.care_cycles", lang)] = fmt_int(volume["n"].iloc[0] if len(volume) else None, lang)
+        if len(volume) and pd.notna(volume["n"].iloc[0]):
+            volumes_shown.append(int(volume["n"].iloc[0]))
+        for number, ind in enumerate(mine[mine["key"].astype(bool) & (mine["kind"] != "cost")].itertuples(), start=1):
+            name = t("overview.key_indicator", lang, number=number)
+            label = render.indicator_label(condition, ind.indicator, lang)
+            row[name] = f"{label}: {format_value(ind.adjusted_value, ind.kind, lang)}"
+            row[name] += f" ({t('column.benchmark', lang).lower()} {format_value(ind.target, ind.kind, lang)})"
+            colour[name] = verdict.verdict(ind._asdict()).assessment  # the same verdict as everywhere else
+        response = mine[mine["kind"] == "response_rate"]
+        if len(response):
+            r = response.iloc[0]
+            row[t("column.response_rate", lang)] = format_value(r.adjusted_value, "response_rate", lang)
+            colour[t("column.response_rate", lang)] = verdict.verdict(r).assessment
+        cost = mine[mine["kind"] == "cost"]
+        if len(cost):
+            c = cost.iloc[0]
+            row[t("column.cost_per_cycle", lang)] = format_value(c.adjusted_value, "cost", lang)
+            colour[t("column.cost_per_cycle", lang)] = verdict.verdict(c).assessment
+        key_rows = mine[mine["key"].astype(bool) & (mine["kind"] != "volume")]
+        spc_charts = render.cached(
+            ("overview_spc", condition),
+            lambda r=result, k=key_rows: render.unit_charts(r, k, own_hospital),
+            by_language=False,
+        )
+        if len(key_rows):
+            shown = render.indicator_display(key_rows, lang, charts=spc_charts)[KEY_COLUMNS]
+            paint = pd.DataFrame({verdict_column: render.verdict_assessments(key_rows, spc_charts)}, index=shown.index)
+            keyed.append((catalog.conditions[condition].label(lang), shown, paint))
+        since.append(
+            render.since_last_meeting(
+                result,
+                own_hospital,
+                lang,
+                indicators=list(key_rows["indicator"]),
+                label=catalog.conditions[condition].label(lang),
+            )
+        )
+        row["_condition"] = condition
+        rows.append(row)
+        colours.append(colour)
+    return rows, colours, keyed, since, volumes_shown, populations
+
+
+stamps = tuple(benchmark.external_stamp(c) for c in shown_conditions)  # external figures imported since
+rows, colours, keyed, since, volumes_shown, populations = render.cached(
+    ("overview_scorecard", own_hospital, stamps), scorecard_parts
+)
 
 if not rows:
     st.info(t("empty.no_match", lang))
@@ -134,16 +156,10 @@ for start in range(0, len(conditions), PER_ROW):
 
 # --- key indicators: one verdict each, with the Making Data Count icons -----------------------------------
 # one small table per condition under its name: the verdict right after the indicator, so a phone shows both
-verdict_column, indicator_column = t("verdict.column", lang), t("column.indicator", lang)
-columns = [indicator_column, verdict_column, t("spc.variation", lang), t("spc.assurance", lang)]
 widths = {indicator_column: 170, verdict_column: 400, t("spc.variation", lang): 100, t("spc.assurance", lang): 100}
 if keyed:
     st.subheader(t("overview.key_verdicts", lang))
-for label, key_rows, spc_charts in keyed:
-    if key_rows.empty:
-        continue
-    shown = render.indicator_display(key_rows, lang, charts=spc_charts)[columns]
-    paint = pd.DataFrame({verdict_column: render.verdict_assessments(key_rows, spc_charts)}, index=shown.index)
+for label, shown, paint in keyed:
     st.markdown(f"###### {md_escape(label)}")
     render.static_table(shown, colours=paint, widths=widths, min_widths={verdict_column: 190})
 
