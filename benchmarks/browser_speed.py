@@ -96,6 +96,11 @@ SETTLED_JS = """
   if (target !== null && (window.__vbhcFinished || 0) < target) return false;
   if (!document.querySelector('[data-testid="stMain"] h1')) return false;
   if (document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')) return false;
+  // a chart whose code is still loading shows a skeleton (the first chart of a session): not drawn yet
+  for (const skeleton of document.querySelectorAll('[data-testid="stMain"] [data-testid="stSkeleton"]')) {
+    const box = skeleton.getBoundingClientRect();
+    if (box.width > 0 && box.height > 0) return false;
+  }
   for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
     const box = chart.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;  // in a tab that is not open
