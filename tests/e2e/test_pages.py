@@ -510,8 +510,12 @@ def _walk(page: Page, role: str, lang: str, exports: Exports | None) -> None:
         if PAGES[slug]:
             wait_for_title(page, t(PAGES[slug], lang))
         else:
+            # the team page's title names the condition and unit; the previous page's h1 is still there until the
+            # switch has drawn, so wait for the run the click asked for and for the team page's tabs
+            settle(page, asks_for_a_run=True)
             page.get_by_test_id("stMain").locator("h1").first.wait_for(timeout=RUN_TIMEOUT_MS)
-            settle(page)
+            if slug == "condition_team":
+                main(page).get_by_role("tablist").first.wait_for(timeout=RUN_TIMEOUT_MS)
         assert_clean(page)
         default = slug == ROLE_PAGES[role][0]  # the navigation's first page is served at /
         path = "/" if default else f"/{slug}"
