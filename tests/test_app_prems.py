@@ -105,3 +105,29 @@ def test_admin_without_a_unit_grant_sees_no_patient_experience_and_no_refusal(si
     at = _signed_in_app("admin", "views/data.py")
     assert not _prem_tables(at, "en")
     assert not (audit.read(signed_in_db, user="admin@example.org")["action"] == "denied").any()
+
+
+def test_team_page_keeps_its_patient_experience_tables_and_audits_every_visit(demo_db, monkeypatch):
+    """The PREM tables are built once per view, scope and language and sent again on the next visit: the same
+    tables as built afresh, and every visit is still recorded in the audit log (once per questionnaire)."""
+    from ui import prems as ui_prems
+    from vbhc import prems
+
+    _engine, truth = demo_db
+    recorded = []
+    record = prems.record_prem_view
+    monkeypatch.setattr(prems, "record_prem_view", lambda *a, **k: recorded.append(a[2].condition) or record(*a, **k))
+    query = {"lang": "en", "condition": "hip_osteoarthritis", "level": "hospital"}
+    query["unit_hospital"] = truth["own_hospital"]
+    ui_prems._kept.clear()
+    first = _run(_app(query), "views/condition_team.py")
+    built, audited = _prem_tables(first, "en"), list(recorded)
+    assert built and audited
+    again = _run(_app(query), "views/condition_team.py")  # kept: not built again, audited again
+    assert recorded == audited * 2
+    ui_prems._kept.clear()
+    fresh = _run(_app(query), "views/condition_team.py")
+    for tables in (_prem_tables(again, "en"), _prem_tables(fresh, "en")):
+        assert len(tables) == len(built)
+        for shown, expected in zip(tables, built, strict=True):
+            assert shown.equals(expected)

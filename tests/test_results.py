@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -511,3 +512,49 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path,
     before = _counts()
     assert all(ResultStore(sqlite_engine).get(key, version) is not None for key in views)
     assert _computed_since(before) == NOTHING_COMPUTED
+
+
+def test_the_unit_charts_of_every_unit_are_stored_once_and_equal_each_units_own(registry):
+    """The team page's verdicts read the quarterly SPC charts of every unit of a view from the store: equal to
+    drawing each unit's charts (every column and the icons), computed once, read by a second store object without
+    computing; and a manager's rows pick from them exactly the charts drawn on that manager's own table."""
+    from ui.render import charts_by_row, unit_charts
+    from vbhc.access import Role, Scope, Viewer, indicator_rows
+    from vbhc.unit_charts import NO_CHART_KINDS
+
+    store = ResultStore(registry)
+    version = store.version()
+    key = ViewKey(CONDITION, "hospital")
+    current = store.result(key, version)
+    counted = _counts()
+    charts = store.unit_charts(key, version, current)
+    assert _computed_since(counted)["unit_charts"] == 1
+    units = sorted(current.table["unit"].astype(str).unique())
+    assert sorted(charts) == units and len(units) > 2
+    drawn = 0
+    for unit in units:
+        rows = current.table[(current.table["unit"] == unit) & ~current.table["kind"].isin(NO_CHART_KINDS)]
+        for indicator in rows["indicator"]:
+            fresh = indicators.indicator_over_time(current, indicator, unit, freq="QS")
+            if not len(fresh):
+                assert indicator not in charts[unit]
+                continue
+            pdt.assert_frame_equal(charts[unit][indicator], fresh)
+            assert charts[unit][indicator].attrs == fresh.attrs
+            drawn += 1
+    assert drawn > len(units)  # a test that can fail: charts were compared
+    counted = _counts()
+    again = ResultStore(registry)  # another process's store object: read from disk
+    read = again.unit_charts(key, version, current)
+    assert _computed_since(counted)["unit_charts"] == 0
+    for unit in units:
+        assert sorted(read[unit]) == sorted(charts[unit])
+    # a manager's table (own hospital by name, the others anonymised): the same charts as drawn on it
+    manager = Viewer("m@example.org", "M", (Scope(Role.MANAGER, hospitals=frozenset({units[0]})),))
+    table = indicator_rows(manager, current.table, engine=registry, record_view=False)
+    seen = replace(current, table=table)
+    mine = table[table["unit"] == units[0]]
+    picked, own = charts_by_row(mine, read[units[0]], units[0]), unit_charts(seen, mine, units[0])
+    assert sorted(picked) == sorted(own) and own
+    for idx in own:
+        pdt.assert_frame_equal(picked[idx], own[idx])

@@ -196,6 +196,7 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
         when = default_meeting_date()
         with contextlib.suppress(Exception):  # a page asking for them shows the error
             _signals(url, data_version, key.condition, key.level, key.period, None)
+            _every_unit_charts(url, data_version, key.condition, key.level, key.period)
             label = as_of_label(_result(url, data_version, key.condition, key.level, key.period, ()), when)
             if label is not None:
                 _signals(url, data_version, key.condition, key.level, label, when)
@@ -396,6 +397,64 @@ def signals(
         _signals_pending.add(args)
         _signals_pool.submit(_signals, *args).add_done_callback(lambda _: _signals_pending.discard(args))
     return None
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
+def _every_unit_charts(
+    url: str, data_version: str, condition: str, level: str, period: str
+) -> dict[str, dict[str, pd.DataFrame]]:
+    view = results.ViewKey(condition, level, period)
+    computed = _result(url, data_version, condition, level, period, ())
+    found = _store(url).unit_charts(view, _store_version(url, data_version), computed)
+    _charts_ready.add((url, data_version, condition, level, period))
+    return found
+
+
+#: Unit-chart sets (every unit of a full view) this process has in memory or on disk, and those being computed.
+_charts_ready: set[tuple] = set()
+_charts_pending: set[tuple] = set()
+#: One unit's charts of a view whose every-unit set is not ready (or of a comparison group), shared by every
+#: viewer: the charts come from the full view's care cycles, the same whoever looks (pages pick the rows their
+#: viewer may see). Least recently used dropped first.
+_one_unit_charts: OrderedDict[tuple, dict[str, pd.DataFrame]] = OrderedDict()
+_one_unit_lock = threading.Lock()
+_ONE_UNIT_SIZE = 256
+
+
+def unit_charts(condition: str, level: str, period: str, peers: tuple[str, ...], unit: str) -> dict[str, pd.DataFrame]:
+    """The quarterly SPC chart of each of the unit's indicators (vbhc.unit_charts), by indicator id: of a full view
+    read from the set of every unit (kept in the results store; its computation is started in the background when
+    it is not there), else computed for this unit once per dataset version and shared by every viewer. Callers
+    only read the charts."""
+    from vbhc.unit_charts import unit_charts as compute_unit_charts
+
+    url, data_version = database_url(), version()
+    peers = tuple(sorted(peers))
+    if not peers:
+        args = (url, data_version, condition, level, period)
+        store = _store(url)
+        stored = _store_version(url, data_version) if store.enabled else None
+        ready = args in _charts_ready or (
+            stored is not None
+            and store.has_signals(results.UnitChartsKey(results.ViewKey(condition, level, period)), stored)
+        )
+        if ready:
+            return _every_unit_charts(*args).get(str(unit), {})
+        if background_signals and args not in _charts_pending:
+            _charts_pending.add(args)
+            _signals_pool.submit(_every_unit_charts, *args).add_done_callback(lambda _: _charts_pending.discard(args))
+    key = (url, data_version, condition, level, period, peers, str(unit))
+    with _one_unit_lock:
+        found = _one_unit_charts.get(key)
+        if found is not None:
+            _one_unit_charts.move_to_end(key)
+            return found
+    found = compute_unit_charts(_result(url, data_version, condition, level, period, peers), str(unit))
+    with _one_unit_lock:
+        _one_unit_charts[key] = found
+        while len(_one_unit_charts) > _ONE_UNIT_SIZE:
+            _one_unit_charts.popitem(last=False)
+    return found
 
 
 def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...] = ()) -> IndicatorResult:

@@ -3,6 +3,10 @@ questionnaire of the units they are about, read through vbhc.prems (role rules a
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+from collections import OrderedDict
+
 import pandas as pd
 import streamlit as st
 
@@ -13,7 +17,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_ci, format_value, t
 from vbhc.indicators import IndicatorResult
 from vbhc.safety import md_escape
-from vbhc.settings import database_url
+from vbhc.settings import database_url, suppress_below
 
 
 def _result(url: str, data_version: str, questionnaire: str, level: str, period: str) -> IndicatorResult:
@@ -64,11 +68,70 @@ def _compared(viewer: Viewer, result: IndicatorResult, level: str, lang: str) ->
 
 def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *, key_only: bool = False) -> bool:
     """The patient-experience tables of `units` at `level` (hospital or department), one per questionnaire with
-    answers; returns whether anything was shown. `key_only`: the key indicators only (the overview)."""
+    answers; returns whether anything was shown. `key_only`: the key indicators only (the overview).
+
+    Without external figures at this level the finished tables are kept per dataset version, viewer scope,
+    units, period and language (a click on the team page sent them again in 20-40 ms of table building); the
+    role check and the audit record of each questionnaire still run on every visit."""
+    engine = data.current_engine()
+    if not prems.may_view_prems(viewer, engine):
+        return False
+    questionnaires = list(default_catalog().prems.values())
+    if any(external.stored_levels(engine, q.id) == {level} for q in questionnaires):
+        return _show_sections(_sections(viewer, level, units, period, lang, key_only), lang)
+    key = (database_url(), data.version(), viewer.cache_key, suppress_below(), level, tuple(units), period, lang)
+    chosen = filters.current()  # display() names the units as the filters do
+    key += (key_only, chosen.condition if chosen else None)
+    with _kept_lock:
+        kept = _kept.get(key)
+        if kept is not None:
+            _kept.move_to_end(key)
+    if kept is None:
+        kept = _sections(viewer, level, units, period, lang, key_only)
+        if not kept.denied:  # a refusal is computed (and audited) again on the next visit
+            with _kept_lock:
+                _kept[key] = kept
+                while len(_kept) > _KEPT_SIZE:
+                    _kept.popitem(last=False)
+    else:
+        for rows, result in kept.seen:  # every visit is audited, as prem_rows does
+            prems.record_prem_view(viewer, rows, result, engine=engine)
+    return _show_sections(kept, lang)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sections:
+    """What show() draws: per questionnaire its label, benchmark population and table HTML; the rows each
+    questionnaire's view recorded in the audit log (recorded again on later visits); whether a refusal cut it
+    short."""
+
+    tables: tuple[tuple[str, str | None, str], ...]
+    seen: tuple[tuple[pd.DataFrame, IndicatorResult], ...]
+    denied: bool = False
+
+
+#: Finished sections of show(), least recently used dropped first.
+_kept: OrderedDict[tuple, _Sections] = OrderedDict()
+_kept_lock = threading.Lock()
+_KEPT_SIZE = 256
+
+
+def _show_sections(sections: _Sections, lang: str) -> bool:
+    for i, (label, population, html) in enumerate(sections.tables):
+        if i == 0:
+            st.subheader(t("prem.title", lang))
+            st.caption(t("prem.caption", lang))
+        st.markdown(f"##### {label}")
+        if population:
+            st.caption(t("external.benchmark_named", lang, population=md_escape(population)))
+        st.html(html)
+    return bool(sections.tables)
+
+
+def _sections(viewer: Viewer, level: str, units: list[str], period: str, lang: str, key_only: bool) -> _Sections:
+    """The tables show() draws, read through vbhc.prems (role rules and audit included)."""
     url, version = database_url(), data.version()
-    shown = False
-    if not prems.may_view_prems(viewer, data.current_engine()):
-        return shown
+    tables, seen = [], []
     for q in default_catalog().prems.values():
         result = _result(url, version, q.id, level, period)
         if result.table.empty:
@@ -78,20 +141,14 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
             try:
                 rows = prems.prem_rows(viewer, result, engine=data.current_engine())
             except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
-                return shown
+                return _Sections(tuple(tables), tuple(seen), denied=True)
+            seen.append((rows, result))
         mine = rows[rows["unit"].isin(units) & (rows["kind"] != "volume") & ~rows["anonymised"]]
         if key_only:
             mine = mine[mine["key"].astype(bool)]
         mine = mine[pd.to_numeric(mine["n"], errors="coerce").fillna(0) > 0]
         if mine.empty:
             continue
-        if not shown:
-            st.subheader(t("prem.title", lang))
-            st.caption(t("prem.caption", lang))
-            shown = True
-        st.markdown(f"##### {q.label(lang)}")
-        if population:
-            st.caption(t("external.benchmark_named", lang, population=md_escape(population)))
         mine = mine.sort_values("unit", kind="stable")
         frame = display(mine, lang, level)
         unit_column, indicator_column = t("column.unit", lang), t("column.indicator", lang)
@@ -101,10 +158,11 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
         rest = [c for c in frame.columns if c not in (unit_column, indicator_column, verdict_column)]
         frame = frame[[*lead, indicator_column, verdict_column, *rest]]
         paint = pd.DataFrame({verdict_column: render.verdict_assessments(mine)}, index=frame.index)
-        render.static_table(
+        html = render.static_table_html(
             frame,
             colours=paint,
             widths={unit_column: 140, indicator_column: 170, verdict_column: 320},
             min_widths={verdict_column: 190},
         )
-    return shown
+        tables.append((q.label(lang), population, html))
+    return _Sections(tuple(tables), tuple(seen))

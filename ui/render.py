@@ -18,6 +18,7 @@ from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
 from vbhc.safety import html_text, safe_file_name
 from vbhc.settings import database_url, suppress_below
+from vbhc.unit_charts import NO_CHART_KINDS
 
 
 def empty_state(lang: str) -> None:
@@ -67,13 +68,27 @@ def verdict_assessments(rows: pd.DataFrame, charts: dict | None = None) -> list[
 def unit_charts(result, rows: pd.DataFrame, unit: str) -> dict:
     """The SPC chart (vbhc.spc, per quarter) of each of the unit's rows with a trend, by row index."""
     from vbhc.indicators import indicator_over_time
+    from vbhc.unit_charts import CHART_FREQ
 
     out = {}
     for idx, row in rows.iterrows():
-        if row["kind"] in ("volume", "response_rate") or row["unit"] != unit:
+        if row["kind"] in NO_CHART_KINDS or row["unit"] != unit:
             continue
-        chart = indicator_over_time(result, row["indicator"], unit, freq="QS")
+        chart = indicator_over_time(result, row["indicator"], unit, freq=CHART_FREQ)
         if len(chart):
+            out[idx] = chart
+    return out
+
+
+def charts_by_row(rows: pd.DataFrame, charts: dict[str, pd.DataFrame], unit: str) -> dict:
+    """The unit's SPC charts by indicator (ui.data.unit_charts) as unit_charts gives them: by row index of
+    `rows`, for the rows of the unit with a trend."""
+    out = {}
+    for idx, indicator, kind, row_unit in zip(rows.index, rows["indicator"], rows["kind"], rows["unit"], strict=True):
+        if kind in NO_CHART_KINDS or row_unit != unit:
+            continue
+        chart = charts.get(str(indicator))
+        if chart is not None:
             out[idx] = chart
     return out
 
@@ -248,12 +263,24 @@ def static_table(
     HTML-escaped (vbhc.safety.html_text) and Streamlit sanitises the HTML again (st.html), so a unit called
     `<script>` or `[x](url)` reads as typed. `headers` renames columns for display (short headers,
     layout.indicator_headers); colours and widths are by the frame's names."""
+    st.html(static_table_html(frame, colours=colours, widths=widths, min_widths=min_widths, headers=headers))
+
+
+def static_table_html(
+    frame: pd.DataFrame,
+    *,
+    colours: pd.DataFrame | None = None,
+    widths: dict[str, int] | None = None,
+    min_widths: dict[str, int] | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """The HTML static_table shows (its arguments), for a page that keeps the finished table between runs."""
     if headers:
         frame = frame.rename(columns=headers)
         colours = colours.rename(columns=headers) if colours is not None else None
         widths = {headers.get(k, k): v for k, v in (widths or {}).items()}
         min_widths = {headers.get(k, k): v for k, v in (min_widths or {}).items()}
-    st.html(table_html(frame, colours, widths, min_widths))
+    return table_html(frame, colours, widths, min_widths)
 
 
 def _show(spec: dict[str, Any]) -> None:

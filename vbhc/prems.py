@@ -281,11 +281,14 @@ def sees_all_prem_units(viewer: Viewer) -> bool:
     return viewer.has(Role.QUALITY)
 
 
-def prem_rows(viewer: Viewer, result: IndicatorResult, *, engine: Engine | None = None) -> pd.DataFrame:
+def prem_rows(
+    viewer: Viewer, result: IndicatorResult, *, engine: Engine | None = None, record_view: bool = True
+) -> pd.DataFrame:
     """The rows of a PREM indicator table the viewer may see, as vbhc.access.indicator_rows does for outcomes:
     quality every unit; a care team the units that treat its conditions and a manager the units of their grants
     by name, every other unit anonymised (no name, n in bands, rounded values), or no benchmark when fewer than
-    MIN_OTHER_UNITS others are left. A viewer with neither gets AccessDenied (audited)."""
+    MIN_OTHER_UNITS others are left. A viewer with neither gets AccessDenied (audited). record_view=False: the
+    caller records the view itself (record_prem_view), e.g. on every visit of rows it keeps between visits."""
     from vbhc.store import get_engine
 
     engine = engine or get_engine()
@@ -310,9 +313,22 @@ def prem_rows(viewer: Viewer, result: IndicatorResult, *, engine: Engine | None 
             out = _without_benchmark(mine)
         else:
             out = pd.concat([mine, _anonymised(rest)], ignore_index=True)
-    shown = sorted(set(out.loc[~out["anonymised"], "unit"].astype(str)))
+    out = out.reset_index(drop=True)
+    if record_view:
+        record_prem_view(viewer, out, result, engine=engine)
+    return out
+
+
+def record_prem_view(
+    viewer: Viewer, rows: pd.DataFrame, result: IndicatorResult, *, engine: Engine | None = None
+) -> None:
+    """Audit that the viewer saw `rows` of the questionnaire's table (what prem_rows gave them): the units seen by
+    name. Identical views within VIEW_DEDUPE_SECONDS are written once."""
+    from vbhc.store import get_engine
+
+    shown = sorted(set(rows.loc[~rows["anonymised"], "unit"].astype(str)))
     audit.record(
-        engine,
+        engine or get_engine(),
         viewer,
         "view",
         condition=result.condition,
@@ -320,7 +336,6 @@ def prem_rows(viewer: Viewer, result: IndicatorResult, *, engine: Engine | None 
         detail={"what": "prem_indicators", "level": result.level, "units": shown[:50], "unit_count": len(shown)},
         dedupe_seconds=VIEW_DEDUPE_SECONDS,
     )
-    return out.reset_index(drop=True)
 
 
 def respondent_answers(

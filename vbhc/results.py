@@ -68,6 +68,7 @@ __all__ = [
     "ResultStore",
     "SignalsKey",
     "TableKey",
+    "UnitChartsKey",
     "ViewKey",
     "compute_counts",
     "default_views",
@@ -96,6 +97,7 @@ compute_counts: dict[str, int] = {
     "restrict": 0,
     "result": 0,
     "signals": 0,
+    "unit_charts": 0,
     "prem": 0,
     "table": 0,
     "chart": 0,
@@ -159,6 +161,36 @@ class SignalsKey:
 
     def _plain(self) -> list:
         return [*self.view._plain(), "signals", self.until]
+
+
+@dataclass(frozen=True)
+class UnitChartsKey:
+    """The SPC chart of every indicator of every unit of a view (vbhc.unit_charts.every_unit_charts): what the
+    team page's verdicts read for a unit, so a click on another unit reads them instead of drawing them. Its
+    file name carries a digest of vbhc.unit_charts' own source (the charts' statistics are part of the version's
+    code fingerprint)."""
+
+    view: ViewKey
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return self.view.peers
+
+    def file_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        group = GROUP_MARK if self.peers else ""
+        return f"unitcharts-{self.view.level}{group}-{_safe(self.view.condition)}-{digest}.pkl"
+
+    def _plain(self) -> list:
+        return [*self.view._plain(), "unit_charts", _module_source("vbhc.unit_charts")]
+
+
+@cache
+def _module_source(name: str) -> str:
+    """A digest of a module's source file (keys whose module the code fingerprint does not cover)."""
+    import importlib
+
+    return hashlib.sha256(Path(importlib.import_module(name).__file__).read_bytes()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -229,6 +261,10 @@ class ChartKey:
 
     def _plain(self) -> list:
         return ["chart", self.digest]
+
+
+#: Anything the store keeps a file of.
+StoreKey = ViewKey | SignalsKey | UnitChartsKey | PremKey | TableKey | ChartKey
 
 
 def _safe(text: str) -> str:
@@ -357,8 +393,9 @@ class ResultStore:
         names = [key.data_key.file_name()] + ([key.file_name()] if key.level else [])
         return all((folder / name).is_file() for name in names)
 
-    def has_signals(self, key: SignalsKey, version: str) -> bool:
-        """Whether the signals of a view are on disk; not checked further (signals() does that)."""
+    def has_signals(self, key: SignalsKey | UnitChartsKey, version: str) -> bool:
+        """Whether the signals (or unit charts) of a view are on disk; not checked further (signals() and
+        unit_charts() do that)."""
         folder = self._version_folder(version)
         return folder is not None and (folder / key.file_name()).is_file()
 
@@ -486,6 +523,24 @@ class ResultStore:
             self._write(skey, version, {"signals": found})
         return found
 
+    def unit_charts(
+        self, key: ViewKey, version: str | None, result: IndicatorResult
+    ) -> dict[str, dict[str, pd.DataFrame]]:
+        """vbhc.unit_charts.every_unit_charts of the view `key` (whose IndicatorResult is `result`), from the
+        store, else computed for every unit at once and stored. version=None: store bypassed."""
+        from vbhc.unit_charts import every_unit_charts
+
+        ckey = UnitChartsKey(key)
+        if version is not None:
+            payload = self._read(ckey, version)
+            if payload is not None and isinstance(payload.get("charts"), dict):
+                return payload["charts"]
+        _count("unit_charts")
+        found = every_unit_charts(result)
+        if version is not None and self.version() == version:
+            self._write(ckey, version, {"charts": found})
+        return found
+
     def prem(self, key: PremKey, version: str | None, compute: Callable[[], IndicatorResult]) -> IndicatorResult:
         """A PREM questionnaire's indicator table from the store, else computed (`compute`) and stored.
         version=None: store bypassed."""
@@ -565,7 +620,7 @@ class ResultStore:
             return None
         return folder
 
-    def _read(self, key: ViewKey | SignalsKey | PremKey | TableKey | ChartKey, version: str) -> dict | None:
+    def _read(self, key: StoreKey, version: str) -> dict | None:
         folder = self._version_folder(version)
         if folder is None:
             return None
@@ -584,7 +639,7 @@ class ResultStore:
             log.warning("results store: %s is incomplete or damaged; computing it again", path.name)
         return payload
 
-    def _write(self, key: ViewKey | SignalsKey | PremKey | TableKey | ChartKey, version: str, payload: dict) -> bool:
+    def _write(self, key: StoreKey, version: str, payload: dict) -> bool:
         folder = self._version_folder(version, create=True)
         if folder is None:
             return False
@@ -641,7 +696,7 @@ def _private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
-def _unpack(raw: bytes, key: ViewKey | SignalsKey | PremKey | TableKey | ChartKey, version: str) -> dict | None:
+def _unpack(raw: bytes, key: StoreKey, version: str) -> dict | None:
     """The payload of a stored file, or None when it is not complete, not intact or not for this key."""
     if len(raw) < len(_MAGIC) + 4 or not raw.startswith(_MAGIC):
         return None

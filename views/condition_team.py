@@ -92,10 +92,12 @@ def pick_indicator() -> str:
 
 
 def unit_spc() -> dict:
-    """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict."""
-    return render.cached(
-        ("team_spc", unit, *comparison.key), lambda: render.unit_charts(result, mine, unit), by_language=False
-    )
+    """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict. The
+    charts come from the full view (the same for every viewer, prepared for every unit ahead); the rows are the
+    viewer's."""
+    peers = data.comparison_group(viewer, chosen.condition, chosen.level, chosen.peers)[0]
+    charts_of_unit = data.unit_charts(chosen.condition, chosen.level, chosen.period, peers, unit)
+    return render.charts_by_row(mine, charts_of_unit, unit)
 
 
 def indicator_rows(indicator_id: str, source: pd.DataFrame | None = None):
@@ -105,44 +107,48 @@ def indicator_rows(indicator_id: str, source: pd.DataFrame | None = None):
     return rows, rows[rows["unit"] == unit].iloc[0]
 
 
+def _verdict_tables(spc_charts: dict) -> tuple[list[tuple[str, str]], str]:
+    """The unit's indicators as one static table per outcome tier (Porter), titled by its name, volume-less rest
+    (PROM response, cost) last: (heading, HTML) pairs and the key to the columns' short headers, built once per
+    view, unit, language and viewer scope (the HTML is plain text: a run only sends it)."""
+    ordered = mine.assign(_tier=mine["tier"].fillna(9).astype(int)).sort_values("_tier", kind="stable")
+    shown = ordered[ordered["kind"] != "volume"]
+    display = render.indicator_display(shown, lang, charts=spc_charts)
+    verdict_column, indicator_column = t("verdict.column", lang), t("column.indicator", lang)
+    # crude value, observed, expected and interval are in the depth tab and the verdict's own words
+    hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
+    display = display[[c for c in display.columns if c not in hidden]]
+    display = benchmark.named_verdicts(display, verdict_column, comparison, lang)
+    # the verdict right after the indicator's name: on a phone the two fill the screen, numbers scroll in
+    rest = [c for c in display.columns if c not in (indicator_column, verdict_column)]
+    display = display[[indicator_column, verdict_column, *rest]]
+    paint = pd.DataFrame({verdict_column: render.verdict_assessments(shown, spc_charts)}, index=display.index)
+    widths = layout.indicator_widths(lang, display.columns) | {indicator_column: 170, verdict_column: 360}
+    headers = layout.indicator_headers(lang, display.columns)
+    tables = []
+    for tier in sorted(shown["_tier"].unique()):
+        part = shown.index[shown["_tier"] == tier]
+        heading = f"###### {t(f'tier.{tier}', lang) if tier < 9 else t('pages.tier_other', lang)}"
+        html = render.static_table_html(
+            display.loc[part],
+            colours=paint.loc[part],
+            widths=widths,
+            min_widths={verdict_column: 190},
+            headers=headers,
+        )
+        tables.append((heading, html))
+    return tables, layout.indicator_key(lang, display.columns)
+
+
 # --- the team's indicators, grouped by outcome tier ----------------------------------------------------
 if verdicts.open:
     with verdicts:
-        ordered = mine.assign(_tier=mine["tier"].fillna(9).astype(int)).sort_values("_tier", kind="stable")
-        shown = ordered[ordered["kind"] != "volume"]
-        # a copy: the cached table is shared with other runs and must not be changed
-        spc_charts = unit_spc()
-        display = render.cached(
-            ("team_table", unit, *comparison.key), lambda: render.indicator_display(shown, lang, charts=spc_charts)
-        ).copy()
-        verdict_column, indicator_column = t("verdict.column", lang), t("column.indicator", lang)
-        # crude value, observed, expected and interval are in the depth tab and the verdict's own words
-        hidden = {t(k, lang) for k in ("column.crude", "column.observed", "column.expected", "column.ci95")}
-        display = display[[c for c in display.columns if c not in hidden]]
-        display = benchmark.named_verdicts(display, verdict_column, comparison, lang)
-        # the verdict right after the indicator's name: on a phone the two fill the screen, numbers scroll in
-        rest = [c for c in display.columns if c not in (indicator_column, verdict_column)]
-        display = display[[indicator_column, verdict_column, *rest]]
-        assessed = render.cached(
-            ("team_paint", unit, *comparison.key),
-            lambda: render.verdict_assessments(shown, spc_charts),
-            by_language=False,
-        )
-        paint = pd.DataFrame({verdict_column: assessed}, index=display.index)
-        widths = layout.indicator_widths(lang, display.columns) | {indicator_column: 170, verdict_column: 360}
-        # one table per outcome tier (Porter), titled by its name; volume-less rest (PROM response, cost) last
-        for tier in sorted(shown["_tier"].unique()):
-            part = shown.index[shown["_tier"] == tier]
-            st.markdown(f"###### {t(f'tier.{tier}', lang) if tier < 9 else t('pages.tier_other', lang)}")
-            render.static_table(
-                display.loc[part],
-                colours=paint.loc[part],
-                widths=widths,
-                min_widths={verdict_column: 190},
-                headers=layout.indicator_headers(lang, display.columns),
-            )
+        tables, column_key = render.cached(("team_tables", unit, *comparison.key), lambda: _verdict_tables(unit_spc()))
+        for heading, html in tables:
+            st.markdown(heading)
+            st.html(html)
         st.caption(t("overview.legend", lang))
-        st.caption(layout.indicator_key(lang, display.columns))
+        st.caption(column_key)
         # patient experience of the unit (its departments, for a condition team) beside the outcomes
         prem_level, prem_units = prems.experience_units(chosen.level, unit, data.current_engine())
         ui_prems.show(viewer, prem_level, prem_units, chosen.period, lang)
