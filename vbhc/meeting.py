@@ -132,7 +132,9 @@ def _period_values(
     # stable: within an (indicator, period) the values keep their order, so sums and means are the same floats
     keep = keep[np.lexsort((window[keep], codes[keep]))]
     group = codes[keep] * 2 + window[keep]
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if keep.size else np.array([], dtype=int)
+    if not keep.size:  # no values in either period (the indicators are still listed, untested)
+        return {str(n) for n in names}, {}
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     ends = np.r_[starts[1:], keep.size]
     found = {
         (str(names[group[s] // 2]), int(group[s] % 2)): observed[keep[s:e]] for s, e in zip(starts, ends, strict=True)

@@ -10,7 +10,9 @@ What is stored, per database and dataset version (measured on the 50k demo: read
   the pages need for trends, CUSUM, case lists, PROM distributions and cost breakdowns, and
 - the IndicatorResult of a condition x unit level x period x comparison group without its `data` (the table,
   the fitted case-mix models, the per-cycle values), re-attached to the ConditionData when read, so the
-  hospital and department views of one period share one copy in memory, as they do when computed.
+  hospital and department views of one period share one copy in memory, as they do when computed;
+- the PREM questionnaires' results (PremKey), each with its indicator table alone beside it (PremTableKey): what the
+  pages show is read from that small file, the rest of the result when first used (StoredPremResult).
 
 Why pickle and not Parquet: a result holds fitted case-mix models (dataclasses with numpy arrays, frames with
 categoricals and dictionaries keyed by dataclasses) that pages use to explain and draw an indicator; Parquet
