@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from vbhc import meeting
-from vbhc.catalog import default_catalog
+from vbhc.catalog import BINARY_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import ConditionData, compute_indicators
 
 HOSPITALS = ["H01", "H02", "H03", "H04", "H05", "H06"]
@@ -163,3 +163,100 @@ def test_the_trend_exposes_the_rule_per_point_and_the_icons(result):
     assert frozen["baseline"].sum() == 7 and frozen["centre"].iloc[-1] == pytest.approx(0.10)
     assert frozen["rule"].tolist() == [""] * 7 + ["beyond_limits"]
     assert indicator_over_time(result, "anastomotic_leak", "H01", until="2025-06-30")["signal"].sum() == 0
+
+
+def _changes_row_by_row(result, unit: str, until: pd.Timestamp, comparison: str) -> pd.DataFrame:
+    """changes() as it was before it was vectorised: one boolean mask per indicator over the unit's rows, and
+    scipy.stats for the p-values. The reference the one-pass version must match exactly."""
+    previous, latest = meeting.windows(until, comparison)
+    values = result.cycle_values
+    part = values[values["unit"] == unit]
+    dates = pd.to_datetime(part["index_date"])
+    in_prev = (dates >= pd.Timestamp(previous.start)) & (dates <= pd.Timestamp(previous.end))
+    in_latest = (dates >= pd.Timestamp(latest.start)) & (dates <= pd.Timestamp(latest.end))
+    rows = []
+    for ind in result.data.condition.indicators:
+        mine = part["indicator"] == ind.id
+        if not mine.any():
+            continue
+        a = part.loc[mine & in_prev, "observed"].dropna().to_numpy(float)
+        b = part.loc[mine & in_latest, "observed"].dropna().to_numpy(float)
+        prev_v = float(a.mean()) if a.size else np.nan
+        cur_v = float(b.mean()) if b.size else np.nan
+        if len(a) < 2 or len(b) < 2:
+            p = float("nan")
+        elif ind.kind in BINARY_KINDS:
+            x1, n1, x2, n2 = a.sum(), len(a), b.sum(), len(b)
+            pooled = (x1 + x2) / (n1 + n2)
+            se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+            p = 1.0 if se == 0 else float(2 * stats.norm.sf(abs(x2 / n2 - x1 / n1) / se))
+        elif np.std(a) == 0 and np.std(b) == 0:
+            p = 1.0 if a.mean() == b.mean() else 0.0
+        else:
+            p = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+        if ind.kind in SURVIVAL_KINDS:
+            prev_v = cur_v = p = np.nan
+        change = cur_v - prev_v
+        sign = int(np.sign(change)) if np.isfinite(change) else 0
+        if not np.isfinite(p):
+            assessment = ""
+        elif p < meeting.ALPHA and sign != 0:
+            assessment = "better" if (sign > 0) == (ind.direction == "higher") else "worse"
+        else:
+            assessment = "no change"
+        rows.append(
+            {
+                "indicator": ind.id,
+                "kind": ind.kind,
+                "direction": ind.direction,
+                "label_en": ind.label_en,
+                "label_nl": ind.label_nl,
+                "n_previous": a.size,
+                "n_current": b.size,
+                "previous": prev_v,
+                "current": cur_v,
+                "change": change,
+                "arrow": meeting.ARROWS[sign],
+                "p_value": p,
+                "beyond_chance": bool(np.isfinite(p) and p < meeting.ALPHA),
+                "assessment": assessment,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_changes_in_one_pass_equal_the_row_by_row_result_on_the_demo_registry(small_demo_registry):
+    """Every unit of two conditions (yes/no, continuous and survival indicators), at both unit levels and for
+    every comparison length: the same rows, values and p-values to the last bit as the row-by-row version."""
+    from vbhc.results import ResultStore, ViewKey
+
+    engine, _ = small_demo_registry
+    store = ResultStore(engine)
+    compared = tested = 0
+    for condition in ("colorectal_cancer", "hip_osteoarthritis"):
+        for level in ("hospital", "department"):
+            result = store.result(ViewKey.of(condition, level))
+            until = meeting.data_complete_until(result.data)
+            for unit in result.table["unit"].unique():
+                for comparison in meeting.COMPARISON_MONTHS:
+                    got = meeting.changes(result, str(unit), until, comparison)
+                    expected = _changes_row_by_row(result, str(unit), until, comparison)
+                    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+                    compared += 1
+                    tested += int(got["p_value"].notna().sum())
+    assert compared > 20 and tested > 100  # the p-values were computed, not all left out
+
+
+def test_welchs_p_value_is_scipys_exactly():
+    """meeting._welch_p (scipy.special only, so a page need not import scipy.stats) is ttest_ind(b, a,
+    equal_var=False).pvalue to the last bit, for unequal sizes, spreads and tiny samples."""
+    rng = np.random.default_rng(7)
+    for n1, n2, scale in [(2, 2, 1.0), (3, 40, 0.1), (25, 30, 5.0), (500, 80, 20.0), (7, 7, 1e-3), (60, 2, 3.0)]:
+        for _ in range(20):
+            a = rng.normal(10, scale, n1).round(2)
+            b = rng.normal(10.5, scale * rng.uniform(0.5, 2), n2).round(2)
+            assert meeting._welch_p(a, b) == float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    binary = rng.integers(0, 2, 90).astype(float)
+    assert meeting._welch_p(binary[:40], binary[40:]) == float(
+        stats.ttest_ind(binary[40:], binary[:40], equal_var=False).pvalue
+    )

@@ -448,6 +448,64 @@ def test_a_stored_prem_table_equals_a_freshly_computed_one_and_is_read_not_compu
     assert not ResultStore(registry).has_prem(PremKey(questionnaire, level, "2023"), version)
 
 
+def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(registry, tmp_path):
+    """What a page shows of patient experience (the table) is read from a small file of its own; the models,
+    per-answer values and answers come from the whole result on first use, the same objects as computed. A store
+    written before the split gets its table file at the first read."""
+    import dataclasses
+
+    from vbhc.demo_prems import write_prem_responses
+    from vbhc.prems import prem_indicator_table
+    from vbhc.registry import units
+    from vbhc.results import PremKey, StoredPremResult
+
+    (tmp_path / "prem").mkdir()
+    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(6)
+    answers, _rows, _truth = write_prem_responses(
+        tmp_path / "prem",
+        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
+        respondents=1_000,
+        seed=5,
+        first=dt.date(2024, 1, 1),
+        last=dt.date(2024, 12, 31),
+    )
+    import_files([answers], registry, imported_by="test")
+    store = ResultStore(registry)
+    version = store.version()
+    key = PremKey("prem_clinical", "hospital")
+    fresh = store.prem(key, version, lambda: prem_indicator_table("prem_clinical", "hospital", engine=registry))
+    assert len(fresh.table) > 0 and len(fresh.cycle_values) > 0
+    folder = store.folder / version
+    whole, table_only = folder / key.file_name(), folder / key.table_key.file_name()
+    assert table_only.stat().st_size * 10 < whole.stat().st_size  # the point: a page reads far less
+    counted = _counts()
+    lazy = ResultStore(registry).prem(key, version, lambda: pytest.fail("read, not computed"))
+    assert isinstance(lazy, StoredPremResult) and "models" not in lazy._parts  # nothing but the table read yet
+    pdt.assert_frame_equal(lazy.table, fresh.table)
+    assert (lazy.condition, lazy.level, lazy.period) == (fresh.condition, fresh.level, fresh.period)
+    pdt.assert_frame_equal(lazy.cycle_values, fresh.cycle_values)  # read now, with the rest
+    assert lazy.models.keys() == fresh.models.keys() and lazy.data is not None
+    pdt.assert_frame_equal(lazy.data.cycles, fresh.data.cycles)
+    assert _computed_since(counted)["prem"] == 0
+    # dataclasses.replace (the external comparison swaps the table) keeps every part
+    swapped = dataclasses.replace(lazy, table=lazy.table.head(1))
+    assert len(swapped.table) == 1 and swapped.models.keys() == fresh.models.keys()
+    pdt.assert_frame_equal(swapped.cycle_values, fresh.cycle_values)
+    # a store from before the split: the whole result is read, and the table file written beside it
+    table_only.unlink()
+    older = ResultStore(registry).prem(key, version, lambda: pytest.fail("read, not computed"))
+    assert not isinstance(older, StoredPremResult) and table_only.is_file()
+    pdt.assert_frame_equal(older.table, fresh.table)
+    # the whole result gone after the table was read: computed again on first use, and stored again
+    lazy = ResultStore(registry).prem(
+        key, version, lambda: prem_indicator_table("prem_clinical", "hospital", engine=registry)
+    )
+    whole.unlink()
+    counted = _counts()
+    pdt.assert_frame_equal(lazy.cycle_values, fresh.cycle_values)
+    assert _computed_since(counted)["prem"] == 1 and whole.is_file()
+
+
 def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     store = ResultStore(registry)
     version = store.version()

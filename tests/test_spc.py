@@ -36,6 +36,16 @@ def test_crossings_limit_is_the_binomial_5th_percentile():
         assert cdf(k, n) >= 0.05 and (k == 0 or cdf(k - 1, n) < 0.05), n
 
 
+def test_crossings_limit_is_scipys_binomial_quantile():
+    """The whole-number limit equals the scipy.stats.binom.cdf version it replaced (so no chart changes) for every
+    series length up to 1,500 points (charts need no scipy.stats for it, vbhc.lazy)."""
+    from scipy import stats
+
+    for n in range(2, 1501):
+        cdf = stats.binom.cdf(np.arange(n), n - 1, 0.5)
+        assert spc.anhoej_crossings_limit(n) == int(np.argmax(cdf >= 0.05 - 1e-12)), n
+
+
 def _series(signs: list[int]) -> np.ndarray:
     """Values 1 above / -1 below a centre of 0 (0 = on the centre line)."""
     return np.asarray(signs, dtype=float)

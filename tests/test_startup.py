@@ -13,14 +13,16 @@ import sys
 from vbhc.settings import PROJECT_ROOT
 
 #: What the first page does not need, with why it is loaded elsewhere: report files (built on a click),
-#: spreadsheets (read on an upload), the import (the data page, the CLI), statistical model fitting (precomputed
-#: views are read from the results store)
+#: spreadsheets (read on an upload), the import (the data page, the CLI), statistical model fitting and SciPy's
+#: statistics (precomputed views are read from the results store; vbhc.lazy imports SciPy where it is called)
 NOT_AT_START = (
     "openpyxl",
     "fpdf",
     "vl_convert",
     "lifelines",
     "statsmodels.api",
+    "scipy.stats",
+    "scipy.optimize",
     "vbhc.reports.excel",
     "vbhc.reports.pdf",
     "vbhc.ingest.run",
@@ -138,3 +140,33 @@ def test_a_script_run_waits_for_a_started_preload_and_not_otherwise(monkeypatch,
     preload.wait()
     assert "vbhc_slow_library" in sys.modules  # loaded whole before the run went on
     importlib.reload(preload)
+
+
+def test_the_preload_leaves_scipys_statistics_to_the_background_preparation():
+    """A restarted server's preload (ui.serve) loads what a first page imports, not SciPy's statistics or fits: the
+    first page calls none of them, and on a 2-core host their second of CPU was taken from the browser loading the
+    page. scipy.special it does call ("since the last meeting")."""
+    from ui import preload
+
+    assert not {"scipy", "scipy.stats", "scipy.optimize", "scipy.linalg", "statsmodels.api"} & set(preload.PRELOAD)
+    assert {"pandas", "sqlalchemy", "sqlmodel", "scipy.special"} <= set(preload.PRELOAD)
+
+
+def test_a_lazy_module_is_imported_at_its_first_use():
+    """vbhc.lazy: naming a module costs nothing; its first attribute read imports it and hands out the same
+    objects as a plain import."""
+    code = (
+        "import sys, json\n"
+        "from vbhc.lazy import LazyModule\n"
+        "stats = LazyModule('scipy.stats')\n"
+        "before = 'scipy.stats' in sys.modules or stats.loaded\n"
+        "import scipy.special\n"
+        "norm = stats.norm\n"
+        "from scipy import stats as real\n"
+        "print(json.dumps([before, norm is real.norm, stats.loaded]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, True]

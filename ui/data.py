@@ -218,6 +218,7 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                 prepare(key)
             # the chart and report code's own start-up (imports, Altair's tables) before a page needs it
             _yield_to_pages()
+            importlib.import_module("scipy.stats")  # what the depth tab, the meeting and fits call (vbhc.lazy)
             importlib.import_module("vbhc.reports.excel")
             importlib.import_module("vbhc.reports.pdf")
             importlib.import_module("vbhc.charts").prepare()

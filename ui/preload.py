@@ -8,8 +8,12 @@ import contextlib
 import importlib
 import threading
 
-#: Heaviest first: what the first script run would otherwise import before drawing anything (issue 13, item 2)
-PRELOAD = ("pandas", "scipy.stats", "sqlalchemy", "sqlmodel", "pyarrow", "babel.numbers", "jinja2")
+#: Heaviest first: what the first script run would otherwise import before drawing anything (issue 13, item 2).
+#: Of SciPy only scipy.special (~0.2 s of CPU): "since the last meeting" takes its p-values from it. Not its
+#: statistics: a first page reads stored results and calls none of them (vbhc.lazy); loading them here made the
+#: preload twice as long, and on a 2-core host took that CPU from the browser loading the page. The background
+#: preparation (ui.data.start_warm_up) loads them after the first page.
+PRELOAD = ("pandas", "sqlalchemy", "sqlmodel", "pyarrow", "scipy.special", "babel.numbers", "jinja2")
 #: Longest a page waits for the preload (it then imports what it needs itself)
 WAIT_SECONDS = 60.0
 

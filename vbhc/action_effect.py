@@ -31,12 +31,12 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vbhc.benchmark import oe_ratio, wilson_ci
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS
 from vbhc.i18n import MISSING, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t
 from vbhc.indicators import IndicatorResult, unit_cycle_values
+from vbhc.lazy import stats
 from vbhc.registry import unit_parts
 
 __all__ = [

@@ -29,7 +29,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
+
+from vbhc.lazy import stats
 
 __all__ = [
     "DEFAULT_LEVELS",

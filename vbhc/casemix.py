@@ -56,12 +56,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
-import scipy.optimize
-from scipy import stats
-from scipy.special import expit, logit
 
 from vbhc.catalog import CaseMixVariable
+from vbhc.lazy import optimize, scipy_linalg, special, stats
 
 __all__ = [
     "MIN_LEVEL_N",
@@ -323,11 +320,11 @@ def _link(kind: Kind, value: float) -> float:
     if kind == "continuous":
         return value
     with np.errstate(divide="ignore"):
-        return float(logit(value))
+        return float(special.logit(value))
 
 
 def _inverse_link(kind: Kind, lp: np.ndarray) -> np.ndarray:
-    return expit(lp) if kind == "binary" else lp
+    return special.expit(lp) if kind == "binary" else lp
 
 
 # --- statistics ----------------------------------------------------------------------------------------
@@ -518,7 +515,7 @@ def _drop_collinear(x: np.ndarray) -> tuple[np.ndarray, list[int]]:
     scale[scale == 0] = 1.0
     xs = x / scale
     gram = xs.T @ xs / len(x)
-    _, r, piv = scipy.linalg.qr(gram, pivoting=True)
+    _, r, piv = scipy_linalg.qr(gram, pivoting=True)
     d = np.abs(np.diag(r))
     rank = int((d > d.max() * 1e-10).sum()) if d.size and d.max() > 0 else 0
     keep = sorted(piv[:rank].tolist())
@@ -583,10 +580,10 @@ def _fit_ridge(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, st
     lam[0] = 0.0
     lm = _statsmodels().Logit(y, xs)
     start = np.zeros(x.shape[1])
-    start[0] = logit(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    start[0] = special.logit(np.clip(y.mean(), 1e-6, 1 - 1e-6))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = scipy.optimize.minimize(
+        opt = optimize.minimize(
             lambda b: -lm.loglike(b) + 0.5 * np.sum(lam * b * b),
             start,
             jac=lambda b: -lm.score(b) + lam * b,
@@ -851,7 +848,7 @@ def _expit_averaged(rest: np.ndarray, points: np.ndarray, weights: np.ndarray, c
     out = np.empty(len(rest))
     for start in range(0, len(rest), chunk):
         r = rest[start : start + chunk, None] + points[None, :]
-        out[start : start + chunk] = expit(r) @ weights
+        out[start : start + chunk] = special.expit(r) @ weights
     return out
 
 

@@ -55,11 +55,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vbhc import benchmark
 from vbhc.casemix import CaseMixModel, fit_casemix_model
 from vbhc.catalog import CaseMixVariable
+from vbhc.lazy import stats
 
 __all__ = [
     "COLUMNS",

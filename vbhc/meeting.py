@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vbhc import indicators, verdict
 from vbhc.catalog import BINARY_KINDS, SURVIVAL_KINDS
+from vbhc.lazy import special
 from vbhc.registry import Period
 
 __all__ = [
@@ -78,6 +78,23 @@ def windows(until: pd.Timestamp, comparison: str = "quarter") -> tuple[Period, P
     return previous, latest
 
 
+def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test of b against a: scipy.stats.ttest_ind(b, a, equal_var=False) step by
+    step (its mean, its variance as the mean squared deviation times n/(n-1), its degrees of freedom and
+    Student's t from scipy.special), so a page drawing "since the last meeting" does not import scipy.stats
+    (vbhc.lazy); tests/test_meeting.py checks the two agree exactly."""
+    n1, n2 = b.size, a.size
+    m1, m2 = b.mean(), a.mean()
+    v1 = np.mean((b - m1) ** 2) * (n1 / (n1 - 1))
+    v2 = np.mean((a - m2) ** 2) * (n2 / (n2 - 1))
+    vn1, vn2 = v1 / n1, v2 / n2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (vn1 + vn2) ** 2 / (vn1**2 / (n1 - 1) + vn2**2 / (n2 - 1))
+        t = np.divide(m1 - m2, np.sqrt(vn1 + vn2))
+    df = 1.0 if np.isnan(df) else df
+    return float(2 * special.stdtr(df, -np.abs(t)))
+
+
 def _test(kind: str, a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided p-value of the difference between period a (previous) and b (latest)."""
     if len(a) < 2 or len(b) < 2:
@@ -88,10 +105,41 @@ def _test(kind: str, a: np.ndarray, b: np.ndarray) -> float:
         se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
         if se == 0:
             return 1.0
-        return float(2 * stats.norm.sf(abs(x2 / n2 - x1 / n1) / se))
+        # 2 * scipy.stats.norm.sf(z): the normal survival function is scipy.special.ndtr(-z)
+        return float(2 * special.ndtr(-(abs(x2 / n2 - x1 / n1) / se)))
     if np.std(a) == 0 and np.std(b) == 0:
         return 1.0 if a.mean() == b.mean() else 0.0
-    return float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+    return _welch_p(a, b)
+
+
+#: The columns of changes() without any values
+_CHANGES_COLUMNS = ["indicator", "kind", "previous", "current", "change", "arrow", "p_value"]
+
+
+def _period_values(
+    part: pd.DataFrame, previous: Period, latest: Period
+) -> tuple[set[str], dict[tuple[str, int], np.ndarray]]:
+    """The unit's indicators with any value, and per (indicator, 0 = previous / 1 = latest period) the observed
+    values (missing ones left out) in the order of the per-cycle table: one pass over the unit's rows, not one
+    per indicator."""
+    dates = pd.to_datetime(part["index_date"])
+    in_prev = ((dates >= pd.Timestamp(previous.start)) & (dates <= pd.Timestamp(previous.end))).to_numpy()
+    in_latest = ((dates >= pd.Timestamp(latest.start)) & (dates <= pd.Timestamp(latest.end))).to_numpy()
+    observed = part["observed"].to_numpy(float)
+    codes, names = pd.factorize(part["indicator"], sort=False)
+    window = np.where(in_prev, 0, np.where(in_latest, 1, -1))
+    keep = np.flatnonzero((window >= 0) & (codes >= 0) & ~np.isnan(observed))
+    # stable: within an (indicator, period) the values keep their order, so sums and means are the same floats
+    keep = keep[np.lexsort((window[keep], codes[keep]))]
+    group = codes[keep] * 2 + window[keep]
+    if not keep.size:  # no values in either period (the indicators are still listed, untested)
+        return {str(n) for n in names}, {}
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], keep.size]
+    found = {
+        (str(names[group[s] // 2]), int(group[s] % 2)): observed[keep[s:e]] for s, e in zip(starts, ends, strict=True)
+    }
+    return {str(n) for n in names}, found
 
 
 def changes(
@@ -106,17 +154,13 @@ def changes(
     values = result.cycle_values
     rows = []
     if values.empty:
-        return pd.DataFrame(columns=["indicator", "kind", "previous", "current", "change", "arrow", "p_value"])
-    part = values[values["unit"] == unit]
-    dates = pd.to_datetime(part["index_date"])
-    in_prev = (dates >= pd.Timestamp(previous.start)) & (dates <= pd.Timestamp(previous.end))
-    in_latest = (dates >= pd.Timestamp(latest.start)) & (dates <= pd.Timestamp(latest.end))
+        return pd.DataFrame(columns=_CHANGES_COLUMNS)
+    present, by_period = _period_values(values[values["unit"] == unit], previous, latest)
+    empty = np.array([], dtype=float)
     for ind in result.data.condition.indicators:
-        mine = part["indicator"] == ind.id
-        if not mine.any():
+        if ind.id not in present:
             continue
-        a = part.loc[mine & in_prev, "observed"].dropna().to_numpy(float)
-        b = part.loc[mine & in_latest, "observed"].dropna().to_numpy(float)
+        a, b = by_period.get((ind.id, 0), empty), by_period.get((ind.id, 1), empty)
         prev_v = float(a.mean()) if a.size else np.nan
         cur_v = float(b.mean()) if b.size else np.nan
         p = _test(ind.kind, a, b)

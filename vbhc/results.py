@@ -10,7 +10,9 @@ What is stored, per database and dataset version (measured on the 50k demo: read
   the pages need for trends, CUSUM, case lists, PROM distributions and cost breakdowns, and
 - the IndicatorResult of a condition x unit level x period x comparison group without its `data` (the table,
   the fitted case-mix models, the per-cycle values), re-attached to the ConditionData when read, so the
-  hospital and department views of one period share one copy in memory, as they do when computed.
+  hospital and department views of one period share one copy in memory, as they do when computed;
+- the PREM questionnaires' results (PremKey), each with its indicator table alone beside it (PremTableKey): what the
+  pages show is read from that small file, the rest of the result when first used (StoredPremResult).
 
 Why pickle and not Parquet: a result holds fitted case-mix models (dataclasses with numpy arrays, frames with
 categoricals and dictionaries keyed by dataclasses) that pages use to explain and draw an indicator; Parquet
@@ -65,8 +67,10 @@ __all__ = [
     "MARKER",
     "ChartKey",
     "PremKey",
+    "PremTableKey",
     "ResultStore",
     "SignalsKey",
+    "StoredPremResult",
     "TableKey",
     "UnitChartsKey",
     "ViewKey",
@@ -213,6 +217,29 @@ class PremKey:
     def _plain(self) -> list:
         return [self.questionnaire, self.level, self.period, "prem", _prems_source()]
 
+    @property
+    def table_key(self) -> PremTableKey:
+        return PremTableKey(self)
+
+
+@dataclass(frozen=True)
+class PremTableKey:
+    """The indicator table alone of a stored PREM result (PremKey), in a file of its own: the pages show the table,
+    which is ~1% of the result (its per-answer values, models and answers are 15-32 MB on the 50k demo), so a
+    restarted server's first page reads ~150 kB per questionnaire instead (issue 13, item 2)."""
+
+    prem: PremKey
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def file_name(self) -> str:
+        return self.prem.file_name().replace("prem-", "premtable-", 1)
+
+    def _plain(self) -> list:
+        return [*self.prem._plain(), "table"]
+
 
 @cache
 def _prems_source() -> str:
@@ -263,8 +290,53 @@ class ChartKey:
         return ["chart", self.digest]
 
 
-#: Anything the store keeps a file of.
-StoreKey = ViewKey | SignalsKey | UnitChartsKey | PremKey | TableKey | ChartKey
+#: Every kind of key a stored file is written for
+StoreKey = ViewKey | SignalsKey | UnitChartsKey | PremKey | PremTableKey | TableKey | ChartKey
+
+
+class StoredPremResult(IndicatorResult):
+    """A PREM result read from the store (ResultStore.prem): its table at once, its models, per-answer values and
+    data on first use, from the whole stored result (`full`). Behaves as the IndicatorResult it stands for
+    (dataclasses.replace, equality, the fields); the parts are read once, under a lock, for every thread."""
+
+    def __init__(
+        self,
+        condition: str,
+        level: str,
+        period: object,
+        table: pd.DataFrame,
+        models: dict | None = None,
+        cycle_values: pd.DataFrame | None = None,
+        data: ConditionData | None = None,
+        *,
+        full: Callable[[], IndicatorResult | None] | None = None,
+    ) -> None:
+        self.condition, self.level, self.period, self.table = condition, level, period, table  # type: ignore[assignment]
+        given = {"models": models, "cycle_values": cycle_values, "data": data}
+        if full is None:  # made whole (dataclasses.replace): the dataclass's defaults for what is not given
+            given = {"models": models or {}, "cycle_values": pd.DataFrame() if cycle_values is None else cycle_values}
+            given["data"] = data
+        self._parts: dict[str, object] = {k: v for k, v in given.items() if v is not None or full is None}
+        self._full = full
+        self._lock = threading.Lock()
+
+    def _part(self, name: str) -> object:
+        if name not in self._parts:
+            with self._lock:
+                if name not in self._parts:
+                    whole = self._full() if self._full is not None else None
+                    if whole is None:  # removed meanwhile and no way to compute: as an empty result
+                        whole = IndicatorResult(self.condition, self.level, self.period, self.table)
+                    for part in ("models", "cycle_values", "data"):
+                        self._parts.setdefault(part, getattr(whole, part))
+        return self._parts[name]
+
+    def _set(self, name: str, value: object) -> None:
+        self._parts[name] = value
+
+    models = property(lambda self: self._part("models"), lambda self, v: self._set("models", v))  # type: ignore[assignment]
+    cycle_values = property(lambda self: self._part("cycle_values"), lambda self, v: self._set("cycle_values", v))  # type: ignore[assignment]
+    data = property(lambda self: self._part("data"), lambda self, v: self._set("data", v))  # type: ignore[assignment]
 
 
 def _safe(text: str) -> str:
@@ -543,16 +615,46 @@ class ResultStore:
 
     def prem(self, key: PremKey, version: str | None, compute: Callable[[], IndicatorResult]) -> IndicatorResult:
         """A PREM questionnaire's indicator table from the store, else computed (`compute`) and stored.
-        version=None: store bypassed."""
+        version=None: store bypassed.
+
+        Stored, it is read in two steps (PremTableKey): the table at once, the rest of the result (models,
+        per-answer values, the answers) when something first asks for it (the comparison with external figures);
+        the same objects either way."""
+        if version is not None:
+            summary = self._read(key.table_key, version)
+            if summary is not None and isinstance(summary.get("table"), pd.DataFrame):
+                return StoredPremResult(
+                    summary["condition"],
+                    summary["level"],
+                    summary["period"],
+                    summary["table"],
+                    full=lambda: self._prem_full(key, version, compute),
+                )
+            stored = self._prem_full(key, version, None)
+            if stored is not None:
+                self._write_prem_table(key, version, stored)  # a store written before the split: added now
+                return stored
+        return self._prem_full(key, version, compute)
+
+    def _prem_full(
+        self, key: PremKey, version: str | None, compute: Callable[[], IndicatorResult] | None
+    ) -> IndicatorResult | None:
+        """The whole stored PREM result; else computed and stored with its table (None without `compute`)."""
         if version is not None:
             payload = self._read(key, version)
             if payload is not None and isinstance(payload.get("result"), IndicatorResult):
                 return payload["result"]
+        if compute is None:
+            return None
         _count("prem")
         computed = compute()
-        if version is not None and self.version() == version:
-            self._write(key, version, {"result": computed})
+        if version is not None and self.version() == version and self._write(key, version, {"result": computed}):
+            self._write_prem_table(key, version, computed)  # after the whole result: a table is never read alone
         return computed
+
+    def _write_prem_table(self, key: PremKey, version: str, result: IndicatorResult) -> bool:
+        summary = {"condition": result.condition, "level": result.level, "period": result.period}
+        return self._write(key.table_key, version, {**summary, "table": result.table})
 
     def table(self, key: TableKey, version: str | None, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """A table derived from a view's result from the store, else computed (`compute`) and stored.

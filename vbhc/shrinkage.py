@@ -40,11 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
-from scipy import stats
-from scipy.special import logit
 
 from vbhc.benchmark import rankability
+from vbhc.lazy import optimize, special, stats
 
 __all__ = [
     "COLUMNS",
@@ -189,7 +187,7 @@ def shrink_binary(
         overall = float(y.mean()) if y.size else float("nan")
     if j < 2 or events.sum() in (0, y.size):  # one unit, no events or only events: nothing to estimate
         return _empty(labels, n)
-    sums = _UnitSums(logit(e), codes, j)
+    sums = _UnitSums(special.logit(e), codes, j)
     start = np.zeros(j)
     memo = {"u": start}
 
@@ -200,7 +198,7 @@ def shrink_binary(
     alpha0 = float(np.log(max(events.sum(), 0.5) / sums(np.zeros(j), 1).sum()))
     start = np.array([alpha0, np.log(0.3)])
     noise = 1e-12 * (1 + abs(objective(start)))  # the log-likelihood's own rounding: no point going below
-    best = scipy.optimize.minimize(
+    best = optimize.minimize(
         objective,
         start,
         method="Nelder-Mead",
@@ -286,7 +284,7 @@ def shrink_continuous(
         return _reml_profile(root**2, n, mean, ssw, total)[0]
 
     spread = float(np.var(mean)) / max(ssw / (total - j), 1e-300)
-    fit = scipy.optimize.minimize_scalar(
+    fit = optimize.minimize_scalar(
         objective, bounds=(0.0, np.sqrt(max(spread, 1e-6)) * 10 + 1.0), method="bounded", options={"xatol": 1e-12}
     )
     root = float(fit.x) if fit.fun < objective(0.0) else 0.0

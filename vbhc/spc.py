@@ -55,13 +55,15 @@ Where this differs from the reference tools
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
+from functools import cache
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from vbhc.benchmark import _run_lengths
 
@@ -94,6 +96,9 @@ RULES = ("beyond_limits", "trend", "two_of_three", "shift", "anhoej_run")
 #: from 12 points are trial limits, 20 or more are steadier): the page says so beside a rebased chart.
 MIN_PHASE_POINTS = 12
 
+#: The chance below which too few crossings signal, less a hair for ties (R's qbinom), as an exact fraction
+_CROSSINGS_P = Fraction(0.05 - 1e-12)
+
 Direction = Literal["higher", "lower"] | None
 
 
@@ -103,13 +108,22 @@ def anhoej_run_limit(n: int) -> int:
     return round(float(np.log2(n)) + 3) if n > 0 else 0
 
 
+@cache
 def anhoej_crossings_limit(n: int) -> int:
     """Fewest crossings expected by chance among n useful points: qbinom(0.05, n - 1, 0.5) (fewer signal)."""
     if n < 2:
         return 0
-    # smallest k with P(X <= k) >= 0.05 (R's qbinom), computed exactly to avoid ppf rounding at ties
-    cdf = stats.binom.cdf(np.arange(n), n - 1, 0.5)
-    return int(np.argmax(cdf >= 0.05 - 1e-12))
+    # smallest k with P(X <= k) >= 0.05 (R's qbinom), in whole numbers: P(X <= k) = sum of C(n-1, i) for i <= k,
+    # over 2^(n-1), so no rounding at ties and no SciPy to import for the charts of a page (vbhc.lazy); the same
+    # limits as scipy.stats.binom.cdf (tests/test_spc.py compares them)
+    m = n - 1
+    threshold = _CROSSINGS_P * (1 << m)
+    below = 0
+    for k in range(n):
+        below += math.comb(m, k)
+        if below >= threshold:
+            return k
+    return m
 
 
 def anhoej(values: ArrayLike, centre: ArrayLike) -> dict[str, object]:

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from vbhc import benchmark
 from vbhc.casemix import casemix_design
 from vbhc.catalog import DAYS_PER_YEAR, EVENT_DATE_SUFFIX, CaseMixVariable
+from vbhc.lazy import stats
 
 #: Extra columns of a survival row in the indicator table (besides the standard ones).
 PH_P_VALUE = "ph_p_value"  # smallest Schoenfeld-test p-value over the case-mix variables
