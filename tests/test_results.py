@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -335,8 +336,17 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     engine = get_engine(url)
     store = ResultStore(engine)
     assert all(store.has(key, store.version()) for key in results.default_views(engine))
+    # and what the pages read beside them: a server started after the import computes nothing for its first pages
+    prepared = re.search(r"Signals, unit charts and PREM tables: ([\d,]+) computed", out.out)
+    assert prepared is not None and int(prepared.group(1).replace(",", "")) > 0
+    version = store.version()
+    for key in (v for v in results.default_views(engine) if not v.period):
+        assert store.has_signals(results.SignalsKey(key, ""), version)
+        assert store.has_signals(results.UnitChartsKey(key), version)
     assert main(["precompute"]) == 0
-    assert "0 computed, 28 already stored" in capfd.readouterr().out
+    again = capfd.readouterr().out
+    assert "0 computed, 28 already stored" in again
+    assert "Signals, unit charts and PREM tables: 0 computed" in again
 
 
 def test_default_views_put_the_first_pages_first(registry, monkeypatch):

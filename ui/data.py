@@ -28,7 +28,7 @@ from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
-from vbhc.meeting import as_of_period, default_meeting_date
+from vbhc.meeting import as_of_label, default_meeting_date
 from vbhc.settings import database_url, suppress_below
 from vbhc.store import get_engine, upgrade_schema
 
@@ -226,14 +226,12 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             for key in first:
                 _yield_to_pages()
                 prepare_signals(key)
-            # patient experience beside the outcomes (team page, overview): every questionnaire at both levels
-            for period in ["", *sorted({k.period for k in rest if k.period.isdigit()}, reverse=True)]:
-                for level in ("hospital", "department"):
-                    for questionnaire in default_catalog().prems:
-                        if period:
-                            _yield_to_pages()
-                        with contextlib.suppress(Exception):  # a page asking for it shows the error
-                            prem_result(url, data_version, questionnaire, level, period)
+            # patient experience beside the outcomes (team page, overview)
+            for prem in results.prem_keys(views):
+                if prem.period:
+                    _yield_to_pages()
+                with contextlib.suppress(Exception):  # a page asking for it shows the error
+                    prem_result(url, data_version, prem.questionnaire, prem.level, prem.period)
             for key in rest:
                 if version is None or not store.has(key, version):
                     _yield_to_pages()
@@ -323,16 +321,6 @@ def _wait_for(args: tuple) -> IndicatorResult:
                     box.progress(0.0, text=what)
     finally:
         box.empty()
-
-
-def as_of_label(current: IndicatorResult, when: dt.date) -> str | None:
-    """The period label of the view as it was at `when` (see result_as_of); None for an empty view."""
-    cycles = current.data.cycles if current.data is not None else None
-    if cycles is None or cycles.empty:
-        return None
-    first = pd.Timestamp(pd.to_datetime(cycles["index_date"]).min()).date()
-    period = as_of_period(first, when, current.period)
-    return period.label if period is not None else None
 
 
 def result_as_of(current: IndicatorResult, when: dt.date) -> IndicatorResult | None:

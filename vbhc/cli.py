@@ -69,7 +69,7 @@ def _detect_signals() -> int:
 def _precompute(*, years: bool | None = None) -> int:
     """Compute and store the default indicator views of the current data (vbhc.results), so the dashboard's
     first page, every server process and `vbhc report` read them instead of computing them."""
-    from vbhc.results import ResultStore, default_views, precompute
+    from vbhc.results import ResultStore, default_views, precompute, prepare_pages
     from vbhc.store import get_engine
 
     progress = ProgressPrinter(sys.stderr, unit="views")  # the stderr of now (a default binds it at import)
@@ -84,6 +84,11 @@ def _precompute(*, years: bool | None = None) -> int:
     print(
         f"Indicator views: {computed:,} computed, {stored:,} already stored, in {time.perf_counter() - started:.1f} s"
     )
+    started = time.perf_counter()
+    progress = ProgressPrinter(sys.stderr, unit="parts")
+    prepared = prepare_pages(engine, views, progress=progress)
+    progress.finish()
+    print(f"Signals, unit charts and PREM tables: {prepared:,} computed in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -214,6 +214,17 @@ def as_of_period(first: dt.date, date: dt.date, within: Period | None = None) ->
     return Period(start, end, f"{start.isoformat()}..{end.isoformat()}")
 
 
+def as_of_label(current: indicators.IndicatorResult, when: dt.date) -> str | None:
+    """The period label of the view as it was at `when` (the view of the results store that holds it); None for
+    an empty view."""
+    cycles = current.data.cycles if current.data is not None else None
+    if cycles is None or cycles.empty:
+        return None
+    first = pd.Timestamp(pd.to_datetime(cycles["index_date"]).min()).date()
+    period = as_of_period(first, when, current.period)
+    return period.label if period is not None else None
+
+
 def result_as_of(
     result: indicators.IndicatorResult, date: dt.date | pd.Timestamp, only: list[str] | None = None
 ) -> indicators.IndicatorResult:
