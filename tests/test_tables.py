@@ -18,6 +18,7 @@ from vbhc import charts
 from vbhc.charts import ASSESSMENT_LABELS, ASSESSMENTS, LANGS, PALETTE
 from vbhc.i18n import MISSING, t
 from vbhc.settings import PROJECT_ROOT
+from vbhc.unit_charts import unit_charts
 
 pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py
 
@@ -193,7 +194,8 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
     result = indicator_table("colorectal_cancer", "hospital", engine=small_demo_db[0])
     unit = at.session_state["_filters"].unit
     mine = result.table[(result.table["unit"] == unit) & (result.table["kind"] != "volume")]
-    expected = render.indicator_display(mine, lang, charts=render.unit_charts(result, mine, unit))[verdict_column]
+    charts = render.charts_by_row(mine, unit_charts(result, unit), unit)
+    expected = render.indicator_display(mine, lang, charts=charts)[verdict_column]
     shown = pd.concat([tab.value[verdict_column] for tab in tables])
     assert sorted(shown) == sorted(expected)
     assert all(len(s) > 40 for s in shown)  # whole sentences, not cut

@@ -65,24 +65,9 @@ def verdict_assessments(rows: pd.DataFrame, charts: dict | None = None) -> list[
     return [v.assessment for v in verdict.verdicts(rows, charts)]
 
 
-def unit_charts(result, rows: pd.DataFrame, unit: str) -> dict:
-    """The SPC chart (vbhc.spc, per quarter) of each of the unit's rows with a trend, by row index."""
-    from vbhc.indicators import indicator_over_time
-    from vbhc.unit_charts import CHART_FREQ
-
-    out = {}
-    for idx, row in rows.iterrows():
-        if row["kind"] in NO_CHART_KINDS or row["unit"] != unit:
-            continue
-        chart = indicator_over_time(result, row["indicator"], unit, freq=CHART_FREQ)
-        if len(chart):
-            out[idx] = chart
-    return out
-
-
 def charts_by_row(rows: pd.DataFrame, charts: dict[str, pd.DataFrame], unit: str) -> dict:
-    """The unit's SPC charts by indicator (ui.data.unit_charts) as unit_charts gives them: by row index of
-    `rows`, for the rows of the unit with a trend."""
+    """The unit's SPC charts by indicator (ui.data.unit_charts, vbhc.unit_charts) by row index of `rows`, for the
+    rows of the unit with a trend: what indicator_display and verdict_assessments take."""
     out = {}
     for idx, indicator, kind, row_unit in zip(rows.index, rows["indicator"], rows["kind"], rows["unit"], strict=True):
         if kind in NO_CHART_KINDS or row_unit != unit:

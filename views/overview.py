@@ -79,11 +79,8 @@ def scorecard_parts() -> tuple:
             row[t("column.cost_per_cycle", lang)] = format_value(c.adjusted_value, "cost", lang)
             colour[t("column.cost_per_cycle", lang)] = verdict.verdict(c).assessment
         key_rows = mine[mine["key"].astype(bool) & (mine["kind"] != "volume")]
-        spc_charts = render.cached(
-            ("overview_spc", condition),
-            lambda r=result, k=key_rows: render.unit_charts(r, k, own_hospital),
-            by_language=False,
-        )
+        own_charts = data.unit_charts(condition, "hospital", chosen.period, chosen.peers, str(own_hospital))
+        spc_charts = render.charts_by_row(key_rows, own_charts, own_hospital)
         if len(key_rows):
             shown = render.indicator_display(key_rows, lang, charts=spc_charts)[KEY_COLUMNS]
             paint = pd.DataFrame({verdict_column: render.verdict_assessments(key_rows, spc_charts)}, index=shown.index)
