@@ -25,8 +25,9 @@ action: median and p95 of click -> settled over --reps repetitions, the server's
 window, the websocket bytes the browser received and the time from the last message to settled (the browser's own
 work), with the 1-minute load average beside each figure (the host is shared: compare ratios measured in one run).
 Then: 1, 5, 10 and 20 browser sessions opening the team page at once (server time per script run, server CPU
-seconds and RSS per session; the browsers run under `nice -n 19`, so they take only the CPU the server leaves), and
-server restart -> first usable page. Results: a markdown table on stdout
+seconds and RSS per session; the browsers run under `nice -n 19`, so they take only the CPU the server leaves), first
+as new browsers, then as returning ones whose cache holds Streamlit's static files (as a team's members who open
+the dashboard every month); and server restart -> first usable page. Results: a markdown table on stdout
 and JSON under benchmarks/results/ (git-ignored).
 """
 
@@ -417,7 +418,11 @@ def _niced_chromium() -> Path:
     return wrapper
 
 
-async def _concurrent(server: Server, sessions: int, path: str, timeout: float) -> dict:
+async def _concurrent(server: Server, sessions: int, path: str, timeout: float, returning: bool = False) -> dict:
+    """`sessions` browsers opening `path` at once. returning=True: each browser has opened the dashboard before
+    (untimed, one after the other), so its cache holds Streamlit's hashed bundles (served with a long max-age) and
+    the timed visit asks the server for the page and a new session only, as a team's members do who open the
+    dashboard every month; otherwise every browser is new and also fetches Streamlit's ~40 static files."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -429,7 +434,12 @@ async def _concurrent(server: Server, sessions: int, path: str, timeout: float) 
         for context in contexts:
             page = await context.new_page()
             await page.add_init_script(INIT_SCRIPT)
+            if returning:  # an earlier visit: its session ends when the page navigates again
+                await page.goto(f"{server.url}{path}", timeout=timeout * 1000)
+                await page.wait_for_function(SETTLED_JS, arg=1, timeout=timeout * 1000, polling=100)
             pages.append(page)
+        if returning:
+            server.wait_idle(window=2.0, timeout=60)
         offset, cpu, rss, load = server.log_size(), server.cpu_seconds(), server.rss_mb(), load1()
 
         async def one(page) -> float | None:
@@ -450,6 +460,7 @@ async def _concurrent(server: Server, sessions: int, path: str, timeout: float) 
     done = [s for s in seconds if s is not None]
     return {
         "sessions": sessions,
+        "returning": returning,
         "load1": load,
         "load1_after": load1(),
         "settled": len(done),
@@ -532,12 +543,14 @@ def main() -> None:
             browser.close()
         if "concurrency" not in args.skip:
             out["concurrency"] = []
-            for n in args.sessions:
-                server.wait_idle(window=2.0, timeout=60)
-                print(f"  {n} concurrent sessions opening the team page", flush=True)
-                out["concurrency"].append(
-                    asyncio.run(_concurrent(server, n, "/condition_team?lang=en", args.session_timeout))
-                )
+            for returning in (False, True):
+                for n in args.sessions:
+                    server.wait_idle(window=2.0, timeout=60)
+                    who = "returning" if returning else "new"
+                    print(f"  {n} concurrent sessions ({who} browsers) opening the team page", flush=True)
+                    out["concurrency"].append(
+                        asyncio.run(_concurrent(server, n, "/condition_team?lang=en", args.session_timeout, returning))
+                    )
         if "restart" not in args.skip:
             server.stop()
             server = Server(database_url, timing_log, server_log, {})
@@ -575,14 +588,18 @@ def main() -> None:
             "",
             "Concurrent sessions opening the team page:",
             "",
-            "| sessions | settled | click->settled median / max s | server s per run median / p95 | "
+            "New browsers fetch Streamlit's static files too; returning ones have them cached (an untimed visit "
+            "before).",
+            "",
+            "| browsers | sessions | settled | click->settled median / max s | server s per run median / p95 | "
             "server CPU s per run median | server CPU s per session | RSS MB before -> after | MB per session "
             "| load1 before / after |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in out["concurrency"]:
             cs, rw, rc = c["click_to_settled"], c["server_run_wall"], c["server_run_cpu"]
             lines.append(
+                f"| {'returning' if c.get('returning') else 'new'} "
                 f"| {c['sessions']} | {c['settled']} | {cs.get('median', float('nan')):.1f} / "
                 f"{cs.get('max', float('nan')):.1f} | {rw.get('median', float('nan')):.2f} / "
                 f"{rw.get('p95', float('nan')):.2f} | {rc.get('median', float('nan')):.2f} "
