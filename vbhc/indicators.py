@@ -22,6 +22,11 @@ are "too few cycles" and never flagged.
 
 Every yes/no and continuous indicator also gets random-effects (shrinkage) estimates, between-unit variance,
 rankability and expected rank per unit (vbhc.shrinkage; columns SHRINKAGE_COLUMNS).
+
+A comparison group (restrict with hospitals: ConditionData.reference is the whole registry of the same period) is
+benchmarked by indirect standardisation against the registry's models, with the group as the benchmark level: the
+registry's case-mix model recalibrated in the large to the group (vbhc.casemix.recalibrate_in_the_large) and its
+Cox model with the baseline hazard rescaled (vbhc.survival.recalibrate_cox); nothing is refitted on the group.
 """
 
 from __future__ import annotations
