@@ -8,6 +8,8 @@ What is stored, per database and dataset version (measured on the 50k demo: read
 2.6-5.5 s and its hospital table 3-6 s more, unpickling either 10-25 ms):
 - the ConditionData of a condition x period x comparison group (care cycles, PROM scores, costs, cost lines)
   the pages need for trends, CUSUM, case lists, PROM distributions and cost breakdowns, and
+  (a comparison group's without its `reference`, the registry's ConditionData of the same period: attached
+  when read, so a group view computed later recalibrates the registry's models, see vbhc.indicators),
 - the IndicatorResult of a condition x unit level x period x comparison group without its `data` (the table,
   the fitted case-mix models, the per-cycle values), re-attached to the ConditionData when read, so the
   hospital and department views of one period share one copy in memory, as they do when computed;
