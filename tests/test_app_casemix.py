@@ -17,7 +17,7 @@ from tests.test_dutch_walk import _report, findings
 from vbhc import imputation
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
-from vbhc.indicators import casemix_imputation, indicator_table
+from vbhc.indicators import casemix_imputation, compute_indicators, indicator_table, load_condition_data, restrict
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
@@ -135,6 +135,36 @@ def test_a_survival_indicator_shows_its_cox_models_quality(small_demo_db, lang):
     if lang == "nl":
         found = findings(at, TEAM)
         assert not found, _report(found)
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_comparison_groups_casemix_tab_shows_the_registry_model_and_its_shift(small_demo_db, lang):
+    """A comparison group's case-mix model is the registry's, recalibrated to the group: the tab shows the
+    registry model's quality and fit size, the shift and the group's cycles; the Cox model its baseline factor."""
+    engine, _ = small_demo_db
+    peers = ["H01", "H02", "H03", "H04"]
+    whole = load_condition_data(CONDITION, engine=engine)
+    compute_indicators(whole, "hospital")  # the registry's models
+    group = compute_indicators(restrict(whole, None, peers), "hospital")
+    model, registry = group.models["mortality_30d"], whole.fitted["mortality_30d"]
+    query = {"lang": lang, "condition": CONDITION, "team_tab": CASEMIX_TAB[lang], "peers": peers}
+    at = _run(_app({**query, "indicator": "mortality_30d"}), TEAM)
+    assert not at.exception, [e.value for e in at.exception]
+    quality = _table_with(at, t("pages.measure", lang)).set_index(t("pages.measure", lang))[t("pages.value", lang)]
+    assert quality[t("model.c_statistic", lang)] == fmt_ratio(registry.diagnostics.c_statistic, lang)
+    assert quality[t("model.registry_cycles", lang)] == fmt_int(registry.diagnostics.n_used, lang)
+    assert quality[t("model.recalibration_shift", lang)] == fmt_number(model.recalibration.shift, lang, 3)
+    assert quality[t("model.cycles_used", lang)] == fmt_int(model.diagnostics.n_used, lang)
+    assert model.diagnostics.n_used < registry.diagnostics.n_used
+    scale = t("model.scale_logit", lang)
+    assert t("model.recalibrated_caption", lang, scale=scale) in [c.value for c in at.caption]
+    at = _run(_app({**query, "indicator": "survival_5y"}), TEAM)
+    assert not at.exception, [e.value for e in at.exception]
+    quality = _table_with(at, t("pages.measure", lang)).set_index(t("pages.measure", lang))[t("pages.value", lang)]
+    scaled = group.data.cox["survival_5y"].baseline_scale
+    assert quality[t("survival.baseline_scale", lang)] == fmt_ratio(scaled, lang)
+    assert quality[t("survival.concordance", lang)] == fmt_ratio(whole.cox["survival_5y"].concordance, lang)
+    assert t("survival.cox_recalibrated", lang) in [c.value for c in at.caption]
 
 
 @pytest.fixture

@@ -529,6 +529,35 @@ def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     assert set(ResultStore(registry).get(peers, version).table["hospital"].astype(str)) == set(hospitals[:3])
 
 
+def test_a_comparison_group_view_recalibrates_the_stored_registry_models_without_fitting(registry, monkeypatch):
+    """A group's expected values come from the registry view of the same period as stored (its case-mix and Cox
+    models), recalibrated to the group: another process computing a group view fits no model, and the group's
+    pooled O/E is 1 for every adjusted indicator."""
+    from vbhc import casemix, survival
+
+    version = ResultStore(registry).version()
+    hospitals = sorted(pd.unique(load_condition_data(CONDITION, engine=registry).cycles["hospital"].astype(str)))
+    ResultStore(registry).result(ViewKey(CONDITION, "hospital", "2024"), version)  # the registry's view, stored
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a comparison group must not refit a model")
+
+    for module, name in ((casemix, "fit_casemix_model"), (indicators, "fit_casemix_model"), (survival, "fit_cox")):
+        monkeypatch.setattr(module, name, refuse)
+    fresh = ResultStore(registry)  # another process: the registry's models only on disk
+    group = fresh.result(ViewKey.of(CONDITION, "hospital", "2024", hospitals[:4]), version)
+    assert group.data.reference is not None and group.data.reference.fitted
+    adjusted = group.table[group.table["oe"].notna()]
+    assert len(adjusted)
+    pooled = adjusted.groupby("indicator")[["observed", "expected"]].sum()
+    pooled = pooled[pooled["expected"] > 0]
+    np.testing.assert_allclose(pooled["observed"] / pooled["expected"], 1.0, rtol=1e-7)
+    assert all(m.recalibration is not None for m in group.models.values())
+    # read back by a third process: the same table, without the registry's models
+    again = ResultStore(registry).get(ViewKey.of(CONDITION, "hospital", "2024", hospitals[:4]), version)
+    pdt.assert_frame_equal(again.table, group.table)
+
+
 @sqlite_only
 def test_comparison_group_views_are_capped_least_recently_used_first(registry, monkeypatch):
     """Viewers may pick any comparison group: those views are removed beyond the cap, least recently read first,

@@ -138,10 +138,15 @@ def _store_version(url: str, data_version: str) -> str | None:
 @st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
 def _condition_data(url: str, data_version: str, condition: str, period: str, peers: tuple[str, ...]):
     """All of a condition's data is read once (from the results store, else the registry); a period or comparison
-    group is cut from it in memory (or read from the store)."""
+    group is cut from it in memory (or read from the store). A comparison group is cut from the same period's
+    data, which it keeps as the registry its expected values are recalibrated from (vbhc.results)."""
     key = results.ViewKey(condition, "", period, peers)
-    full = (lambda: _condition_data(url, data_version, condition, "", ())) if period or peers else None
-    return _store(url).condition_data(key, _store_version(url, data_version), full=full)
+    fuller = (period, ()) if peers else ("", ())
+
+    def full():
+        return _condition_data(url, data_version, condition, *fuller)
+
+    return _store(url).condition_data(key, _store_version(url, data_version), full=full if period or peers else None)
 
 
 @st.cache_resource(ttl=6 * 3600, max_entries=96, show_spinner=False)
@@ -152,7 +157,12 @@ def _result(
     `vbhc report` never compute it again."""
     data = _condition_data(url, data_version, condition, period, peers)
     key = results.ViewKey(condition, level, period, peers)
-    out = _store(url).result(key, _store_version(url, data_version), data=data)
+    stored = _store_version(url, data_version)
+    if peers and (stored is None or not _store(url).has(key, stored)):
+        # the registry's view of the same period (in memory, else read or computed once) holds the models the
+        # group's expected values are recalibrated from
+        _result(url, data_version, condition, level, period, ())
+    out = _store(url).result(key, stored, data=data)
     _ready.add((url, data_version, condition, level, period, peers))
     return out
 

@@ -588,9 +588,14 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
         # every unit now and then
         label = data.as_of_label(result, when) if not chosen.peers else None
         if label is None:
+            # a comparison group: the registry's view as it was at the meeting (stored, with its models), which
+            # the group's models then are recalibrated from
+            registry = data.result(result.condition, result.level, chosen.period) if chosen.peers else None
+            then = data.as_of_label(registry, when) if registry is not None else None
+            reference = data.result(result.condition, result.level, then).data if then is not None else None
             before = cached(
                 ("meeting_before", result.condition, str(when), only),
-                lambda: meeting.result_as_of(result, when, only=indicators),
+                lambda: meeting.result_as_of(result, when, only=indicators, reference=reference),
                 by_language=False,
             )
             return meeting.since_last_meeting(result, unit, when, comparison, before=before)

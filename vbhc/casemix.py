@@ -65,9 +65,12 @@ __all__ = [
     "ORDINAL_AS_CATEGORY",
     "CaseMixModel",
     "Diagnostics",
+    "Recalibration",
     "c_statistic",
     "casemix_contributions",
     "fit_casemix_model",
+    "intercept_shift",
+    "recalibrate_in_the_large",
 ]
 
 #: Category levels (and missing indicators) with fewer cycles than this are merged into the reference.
@@ -247,6 +250,17 @@ class Diagnostics:
         return asdict(plain)
 
 
+@dataclass(frozen=True)
+class Recalibration:
+    """How a model fitted on the whole registry was recalibrated in the large to a comparison group
+    (recalibrate_in_the_large): the shift of its linear predictor (logit for binary, outcome scale for
+    continuous; -inf/+inf when the group has no events/only events) and the registry fit it started from."""
+
+    shift: float
+    reference_n: int  # care cycles the registry model was fitted on
+    reference_overall: float  # the registry's observed rate/mean (the group's is the model's `overall`)
+
+
 @dataclass
 class CaseMixModel:
     """A fitted case-mix model: expected values for any cycles of the same condition, plus its quality."""
@@ -265,6 +279,8 @@ class CaseMixModel:
     mean_contribution: dict[str, float] = field(default_factory=dict)  # population mean of each term's lp part
     # population distribution of each term's lp part: (points, weights), for casemix_contributions
     population_contributions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # set when this is the registry's model recalibrated to a comparison group (recalibrate_in_the_large)
+    recalibration: Recalibration | None = None
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -766,6 +782,123 @@ def fit_casemix_model(
     code, values = warning or (None, {})
     diag.set_warning(code, **values)
     return finish(model)
+
+
+# --- recalibration to a comparison group ----------------------------------------------------------------
+
+#: Newton on the intercept shift stops when the expected total is this close to the observed one (in events).
+SHIFT_TOLERANCE = 1e-9
+#: Linear predictors are clipped to this magnitude when solving the shift (expit saturates long before).
+_LP_CLIP = 50.0
+
+
+def intercept_shift(lp: np.ndarray, y: np.ndarray) -> float:
+    """The shift d with sum(expit(lp + d)) = sum(y): calibration in the large of a logistic model on other data.
+
+    Newton on one parameter (the expected total is increasing and convex-concave in d), kept inside a bracket
+    where the sign of the gap is known, with bisection when a step leaves it; -inf without events, +inf with
+    only events (the expected values are then 0 or 1), NaN without cycles.
+    """
+    lp = np.clip(np.asarray(lp, dtype=float), -_LP_CLIP, _LP_CLIP)
+    y = np.asarray(y, dtype=float)
+    n, observed = len(y), float(y.sum())
+    if n == 0:
+        return math.nan
+    if observed <= 0:
+        return -math.inf
+    if observed >= n:
+        return math.inf
+    rate = float(special.logit(observed / n))
+    # every expit(lp + d) <= the observed rate at `low`, >= it at `high`: the root lies between
+    low, high = rate - float(lp.max()), rate - float(lp.min())
+    d = rate - float(special.logit(np.clip(special.expit(lp).mean(), 1e-12, 1 - 1e-12)))
+    d = min(max(d, low), high)
+    for _ in range(100):
+        p = special.expit(lp + d)
+        gap = float(p.sum()) - observed
+        if abs(gap) <= SHIFT_TOLERANCE * max(1.0, observed):
+            break
+        if gap > 0:
+            high = d
+        else:
+            low = d
+        slope = float((p * (1 - p)).sum())
+        step = d - gap / slope if slope > 0 else math.nan
+        d = step if low < step < high else (low + high) / 2
+    return d
+
+
+def recalibrate_in_the_large(model: CaseMixModel, data: pd.DataFrame, outcome: str) -> CaseMixModel:
+    """The registry's case-mix model recalibrated in the large to `data` (a comparison group), without refitting.
+
+    Why: the coefficients describe patient risk and are estimated best on the whole registry (a refit on a few
+    hospitals overfits and moves with the group); the group only sets the level that counts as "as expected".
+    Binary: expected = expit(lp + d) with d such that the group's expected total equals its observed total
+    (intercept_shift); continuous: expected = prediction + mean(observed - prediction) over the group. So the
+    group's pooled O/E is 1 and `overall` (the benchmark target) is the group's observed rate or mean.
+
+    The returned model keeps the registry's coefficients and quality measures (c-statistic, calibration, R^2,
+    residual sd, warnings); its `expected`, `overall` and cycle counts are the group's, its intercept carries
+    the shift (`recalibration`), and its population distributions (casemix_contributions) are the group's, so
+    the contributions explain the gap to the group's level. `data` holds the outcome column `outcome` (NaN =
+    not part of the indicator) and the model's case-mix columns.
+    """
+    y = _outcome_values(data, outcome, model.kind)
+    lp = model.linear_predictor(data).to_numpy()
+    recorded = ~np.isnan(y)
+    used = recorded & ~np.isnan(lp)
+    yu, lpu = y[used], lp[used]
+    n_used = int(used.sum())
+    overall = float(yu.mean()) if n_used else math.nan
+    if model.kind == "binary":
+        shift = intercept_shift(lpu, yu)
+        finite = math.isfinite(shift)
+        mu = special.expit(np.clip(lpu, -_LP_CLIP, _LP_CLIP) + shift) if finite else np.full(n_used, overall)
+    else:
+        shift = float((yu - lpu).mean()) if n_used else math.nan
+        mu = lpu + shift
+    expected = pd.Series(np.nan, index=data.index, name="expected")
+    expected[used] = mu
+    reasons: dict[ExclusionReason, int] = {}
+    if (~recorded).any():
+        reasons[OUTCOME_NOT_RECORDED] = int((~recorded).sum())
+    if model.missing == "exclude":
+        for name in model.required:
+            missing = int((data[name].isna().to_numpy() & recorded).sum())
+            if missing:
+                reasons[ExclusionReason("missing", name)] = missing
+    reference = model.diagnostics
+    diag = replace(
+        reference,
+        n_input=len(data),
+        n_used=n_used,
+        n_excluded=len(data) - n_used,
+        excluded_by_reason=reasons,
+        events=float(yu.sum()) if model.kind == "binary" else None,
+    )
+    params, constant = model.params.copy(), model.constant
+    if constant is not None or not math.isfinite(shift):
+        constant = overall  # a constant model, or a group without events (or only events): its own rate
+    else:
+        params[0] += shift
+    recalibrated = replace(
+        model,
+        params=params,
+        constant=constant,
+        overall=overall,
+        diagnostics=diag,
+        expected=expected,
+        recalibration=Recalibration(shift, reference.n_used, model.overall),
+        mean_contribution={},
+        population_contributions={},
+    )
+    if constant is None and n_used:
+        parts = recalibrated.term_contributions(data[used])
+        for variable in recalibrated.variables:
+            values = parts[variable].to_numpy(float)
+            recalibrated.mean_contribution[variable] = float(values.mean())
+            recalibrated.population_contributions[variable] = _distribution(values)
+    return recalibrated
 
 
 # --- contributions -------------------------------------------------------------------------------------

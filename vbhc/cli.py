@@ -365,10 +365,12 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vbhc external export: {exc}", file=sys.stderr)
         return 2
-    models = None
-    if args.expected_from_registry:  # the collaboration's shared model: fitted on every hospital's patient rows
-        models = compute_indicators(data, args.level).models
+    # the own hospital as a comparison group of the registry: its table's expected values are the registry's
+    # case-mix models recalibrated to it, and those models are fitted on every hospital's rows once (data.fitted)
     result = compute_indicators(restrict(data, hospitals=own), args.level)
+    models = None
+    if args.expected_from_registry:  # the collaboration's shared model, as fitted (not recalibrated to the own level)
+        models = dict(data.fitted)
     content = export_summary(
         engine,
         local_viewer(_whoami()),

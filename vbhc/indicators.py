@@ -22,6 +22,11 @@ are "too few cycles" and never flagged.
 
 Every yes/no and continuous indicator also gets random-effects (shrinkage) estimates, between-unit variance,
 rankability and expected rank per unit (vbhc.shrinkage; columns SHRINKAGE_COLUMNS).
+
+A comparison group (restrict with hospitals: ConditionData.reference is the whole registry of the same period) is
+benchmarked by indirect standardisation against the registry's models, with the group as the benchmark level: the
+registry's case-mix model recalibrated in the large to the group (vbhc.casemix.recalibrate_in_the_large) and its
+Cox model with the baseline hazard rescaled (vbhc.survival.recalibrate_cox); nothing is refitted on the group.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
-from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model
+from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model, recalibrate_in_the_large
 from vbhc.catalog import (
     BINARY_KINDS,
     CONTINUOUS_KINDS,
@@ -120,6 +125,10 @@ class ConditionData:
     fitted: dict[str, CaseMixModel] = field(default_factory=dict, repr=False, compare=False)
     # the Cox models of the survival indicators, shared by the unit levels for the same reason
     cox: dict[str, survival.CoxModel] = field(default_factory=dict, repr=False, compare=False)
+    # for a comparison group: the whole registry's data of the same condition and period, whose case-mix and
+    # Cox models (its `fitted` and `cox`) this group's expected values come from, recalibrated to the group
+    # (see reference_model); None for the whole registry, whose models are fitted on these data
+    reference: ConditionData | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -336,9 +345,12 @@ def _one_indicator(
     binary = ind.kind in BINARY_KINDS
     model = data.fitted.get(ind.id)
     if model is None or not model.expected.index.equals(frame.index):
-        model = fit_casemix_model(
-            frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
-        )
+        if data.reference is not None:  # a comparison group: the registry's model, recalibrated to the group
+            model = recalibrate_in_the_large(reference_model(ind, data.reference), frame, "y")
+        else:
+            model = fit_casemix_model(
+                frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
+            )
         data.fitted[ind.id] = model
     expected = model.expected.reindex(frame.index)
     modelled = part.assign(expected=expected.loc[part.index])
@@ -419,13 +431,52 @@ def _one_indicator(
     return result.assign(**_describe(ind)), model, per_cycle
 
 
+def reference_model(ind: Indicator, reference: ConditionData) -> CaseMixModel:
+    """The whole registry's case-mix model of a (non-survival) indicator: the one its view already holds
+    (`reference.fitted`, filled when its result was computed or read from the results store), else fitted on
+    the registry's cycles now and kept there for the next comparison group."""
+    model = reference.fitted.get(ind.id)
+    if model is not None and len(model.expected) == len(reference.cycles):
+        return model
+    frame, extra = _outcome_column(ind, reference, reference.cycles.assign(unit=""))
+    kind = "binary" if ind.kind in BINARY_KINDS else "continuous"
+    model = fit_casemix_model(frame, "y", reference.condition.casemix, kind, extra_covariates=extra)
+    reference.fitted[ind.id] = model
+    return model
+
+
+def _reference_cox(ind: Indicator, reference: ConditionData) -> survival.CoxModel | None:
+    """The whole registry's Cox model of a survival indicator (`reference.cox`, else fitted now and kept there);
+    None when the registry has no follow-up for it."""
+    model = reference.cox.get(ind.id)
+    if model is None:
+        model = survival.cox_model(
+            reference.cycles,
+            outcome=ind.outcome,
+            casemix=reference.condition.casemix,
+            as_of=reference.as_of,
+            horizon_years=float(ind.years or 1),
+        )
+        if model is not None:
+            reference.cox[ind.id] = model
+    return model
+
+
 def _survival(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, levels: Sequence[float], dispersion: str
 ) -> tuple[pd.DataFrame | None, None, pd.DataFrame | None]:
     """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
-    the registry has no follow-up dates for the outcome (the binary indicator is the one to use there)."""
+    the registry has no follow-up dates for the outcome (the binary indicator is the one to use there). For a
+    comparison group the registry's Cox model, its baseline hazard rescaled to the group."""
     if ind.outcome is None or ind.outcome + EVENT_DATE_SUFFIX not in base:
         return None, None, None
+    model, reference = data.cox.get(ind.id), None
+    if data.reference is not None:
+        reference = data.reference.cycles
+        if model is None:
+            model = _reference_cox(ind, data.reference)
+            if model is None:
+                return None, None, None
     out = survival.survival_table(
         base,
         base["unit"].to_numpy(),
@@ -437,7 +488,8 @@ def _survival(
         levels=levels,
         dispersion=dispersion,
         min_n=ind.min_n,
-        model=data.cox.get(ind.id),
+        model=model,
+        reference=reference,
     )
     if out is None:
         return None, None, None
@@ -1099,8 +1151,10 @@ def restrict(
 ) -> ConditionData:
     """The same data narrowed to a period and/or comparison group, without going back to the database.
 
-    Gives exactly what load_condition_data(condition, period, hospitals=...) reads, so a filter change in
-    the dashboard refits the models on data already in memory.
+    Gives the rows load_condition_data(condition, period, hospitals=...) reads. A comparison group (`hospitals`,
+    or `data` already one) carries the whole registry's data of the same period as its `reference`: its
+    expected values come from the registry's models recalibrated to the group, not from models refitted on the
+    group. Narrowing `data` to its own period keeps `data` itself as the reference, with the models it holds.
     """
     p = parse_period(period)
     cycles = data.cycles
@@ -1118,6 +1172,18 @@ def restrict(
             return None
         return frame[frame["cycle_id"].astype(str).isin(ids)].reset_index(drop=True)
 
+    reference = data.reference
+    if reference is None and hospitals:
+        reference = data
+    if reference is not None and p is not None and p != reference.period:
+        reference = restrict(reference, p)
     return ConditionData(
-        data.condition, p, cycles, only(data.scores), only(data.cost), data.as_of, only(data.cost_lines)
+        data.condition,
+        p,
+        cycles,
+        only(data.scores),
+        only(data.cost),
+        data.as_of,
+        only(data.cost_lines),
+        reference=reference,
     )

@@ -226,10 +226,16 @@ def as_of_label(current: indicators.IndicatorResult, when: dt.date) -> str | Non
 
 
 def result_as_of(
-    result: indicators.IndicatorResult, date: dt.date | pd.Timestamp, only: list[str] | None = None
+    result: indicators.IndicatorResult,
+    date: dt.date | pd.Timestamp,
+    only: list[str] | None = None,
+    *,
+    reference: indicators.ConditionData | None = None,
 ) -> indicators.IndicatorResult:
     """The indicator table as it was with the care cycles up to `date` (models refitted on those data); `only`
-    limits it to those indicators (e.g. the key indicators of the overview)."""
+    limits it to those indicators (e.g. the key indicators of the overview). For a comparison group the models
+    are the registry's as it was then, recalibrated to the group: `reference` is that registry's data up to
+    `date` when the caller has it (with the models its stored view holds), else it is cut and fitted here."""
     data = result.data
     first = pd.to_datetime(data.cycles["index_date"]).min()
     end = pd.Timestamp(date)
@@ -237,7 +243,10 @@ def result_as_of(
     computed = list(pd.unique(result.table["indicator"])) if len(result.table) else None
     if only is not None:
         computed = [i for i in (computed or only) if i in set(only)]
-    return indicators.compute_indicators(indicators.restrict(data, period), result.level, indicators=computed)
+    then = indicators.restrict(data, period)
+    if reference is not None and then.reference is not None:
+        then.reference = reference  # the group's cycles up to `date` are among the registry's up to `date`
+    return indicators.compute_indicators(then, result.level, indicators=computed)
 
 
 def signals(

@@ -8,6 +8,8 @@ What is stored, per database and dataset version (measured on the 50k demo: read
 2.6-5.5 s and its hospital table 3-6 s more, unpickling either 10-25 ms):
 - the ConditionData of a condition x period x comparison group (care cycles, PROM scores, costs, cost lines)
   the pages need for trends, CUSUM, case lists, PROM distributions and cost breakdowns, and
+  (a comparison group's without its `reference`, the registry's ConditionData of the same period: attached
+  when read, so a group view computed later recalibrates the registry's models, see vbhc.indicators),
 - the IndicatorResult of a condition x unit level x period x comparison group without its `data` (the table,
   the fitted case-mix models, the per-cycle values), re-attached to the ConditionData when read, so the
   hospital and department views of one period share one copy in memory, as they do when computed;
@@ -84,8 +86,9 @@ log = logging.getLogger(__name__)
 
 #: The file that marks a directory as created by this store (files are only read below such a directory).
 MARKER = ".vbhc-results-store"
-#: Bump when the layout of the stored objects changes (also part of every version folder's name).
-FORMAT = 1
+#: Bump when the layout of the stored objects changes (also part of every version folder's name). 2: a comparison
+#: group's expected values come from the registry's models recalibrated to the group (no refit on the group).
+FORMAT = 2
 _MAGIC = b"VBHCRES1"
 #: In the file name of a view of a chosen comparison group: the views the size cap may remove.
 GROUP_MARK = "-group"
@@ -539,17 +542,27 @@ class ResultStore:
     def condition_data(
         self, key: ViewKey, version: str | None, full: Callable[[], ConditionData] | None = None
     ) -> ConditionData:
-        """The view's ConditionData: from the store, else cut from the condition's full data (`full`, else
-        this store's own), else read from the registry; what is made is stored. version=None: store bypassed."""
+        """The view's ConditionData: from the store, else cut from the condition's fuller data, else read from the
+        registry; what is made is stored. version=None: store bypassed.
+
+        `full` gives that fuller data (else this store's own is used): for a comparison group the ConditionData of
+        the same period without a group, which the group keeps as its `reference` (the registry whose models it
+        is benchmarked against, vbhc.indicators.restrict); for a period the condition's data of all dates."""
         key = key.data_key
         memo = (version or "", key)
         with self._lock:
             if version is not None and memo in self._data:
                 return self._data[memo]
         data = self.get_data(key, version) if version is not None else None
+        reference = None
+        if key.peers:
+            reference = full() if full is not None else self.condition_data(replace(key, peers=()), version)
         if data is None:
             if key.period or key.peers:
-                whole = full() if full is not None else self.condition_data(replace(key, period="", peers=()), version)
+                if reference is not None:
+                    whole = reference
+                else:
+                    whole = full() if full is not None else self.condition_data(replace(key, period=""), version)
                 _count("restrict")
                 data = indicators.restrict(whole, key.period or None, list(key.peers) or None)
             else:
@@ -557,6 +570,8 @@ class ResultStore:
                 data = indicators.load_condition_data(key.condition, engine=self.engine)
             if version is not None and self.version() == version:  # an import came in between: do not store
                 self.put_data(key, version, data)
+        if reference is not None:
+            data.reference = reference
         if version is not None and self.memo:
             with self._lock:
                 self._data[memo] = data
@@ -573,6 +588,10 @@ class ResultStore:
         stored = self.get(key, version, data) if version is not None else None
         if stored is not None:
             return stored
+        if key.peers and data.reference is not None and not (data.reference.fitted or data.reference.cox):
+            # the registry's models of the same period, which the group's are recalibrated from: from its stored
+            # view (or computed and stored once), instead of fitted again for every group
+            self.result(replace(key, peers=()), version, data.reference)
         _count("result")
         computed = indicators.compute_indicators(data, key.level)
         if version is not None and self.version() == version:

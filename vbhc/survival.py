@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -172,6 +172,9 @@ class CoxModel:
     n_excluded: int = 0
     fit_note: str | None = None  # "ridge" when the plain fit did not converge (see fit_cox)
     events: int = 0  # deaths within the horizon among the n cycles
+    # set when this is the registry's model recalibrated to a comparison group (recalibrate_cox): the factor its
+    # baseline cumulative hazard was multiplied by (the group's O / E under the registry's baseline)
+    baseline_scale: float | None = None
 
     def expected(self, time: np.ndarray, design: pd.DataFrame) -> np.ndarray:
         """Expected cumulative hazard H0(t) * exp((x - mean) b) of each cycle up to its own follow-up end."""
@@ -182,6 +185,17 @@ class CoxModel:
         pos = np.searchsorted(self.baseline_time, np.asarray(time, float), side="right") - 1
         h0 = np.where(pos >= 0, self.baseline_cumhaz[np.maximum(pos, 0)], 0.0)
         return h0 * np.exp(lp)
+
+
+def recalibrate_cox(model: CoxModel, expected: np.ndarray, event: np.ndarray) -> CoxModel:
+    """The registry's Cox model recalibrated in the large to a comparison group: the same coefficients, its
+    baseline cumulative hazard multiplied by O / E over the group's modelled cycles (`expected`: their
+    cumulative hazards under the registry's model, `event`: their deaths), so the group's summed expected
+    deaths equal its observed deaths and the group's own level is what SMR = 1 means. A group without
+    expected deaths keeps the registry's baseline (factor 1: there is nothing to scale)."""
+    e, o = float(np.sum(expected)), float(np.sum(event))
+    scale = o / e if e > 0 else 1.0
+    return replace(model, baseline_cumhaz=model.baseline_cumhaz * scale, baseline_scale=scale)
 
 
 def fit_cox(time: np.ndarray, event: np.ndarray, design: pd.DataFrame, ph_check: bool = True) -> CoxModel:
@@ -390,12 +404,18 @@ def survival_table(
     min_n: int = 0,
     level: float = 0.95,
     model: CoxModel | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
     """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model.
 
     None when no cycle has a follow-up record (the registry has no dates: the binary indicator stays).
     n = cycles followed, n_adjusted = those in the Cox model, observed = deaths within the horizon,
     expected = summed Cox cumulative hazards, oe = SMR; see the module docstring for the survival scale.
+
+    `model`: this indicator's Cox model of the same cycles (the unit level does not enter it), else fitted here.
+    `reference`: for a comparison group, the whole registry's cycles of the same period (`cycles` are some of
+    them): the design is encoded as on the registry and `model` is the registry's, recalibrated to the group
+    (recalibrate_cox) unless it already is.
     """
     horizon = float(horizon_years) * DAYS_PER_YEAR
     fu = follow_up(cycles, outcome, as_of, horizon)
@@ -403,13 +423,17 @@ def survival_table(
     if not known.any():
         return None
     # the logistic models' encoding of the case-mix (vbhc.casemix), decided on the deaths within the horizon
-    design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    if reference is None:
+        design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    else:
+        design, unscored = _reference_design(cycles, reference, outcome, casemix, as_of, horizon)
     in_model = known & ~unscored
-    if model is None:  # `model`: this indicator's fit on the same cycles (the unit level does not enter it)
-        fitted = design.copy()
-        fitted.loc[~in_model] = np.nan
-        model = fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
+    if model is None:
+        model = _fit_on(fu, design, in_model)
     expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
+    if reference is not None and model.baseline_scale is None:
+        model = recalibrate_cox(model, expected[in_model], fu["event"].to_numpy()[in_model])
+        expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
     frame = pd.DataFrame(
         {"unit": unit, "time": fu["time"].to_numpy(), "event": fu["event"].to_numpy(), "expected": expected}
     )
@@ -488,6 +512,50 @@ def survival_table(
         }
     )
     return result, per_cycle, model
+
+
+def cox_model(
+    cycles: pd.DataFrame,
+    *,
+    outcome: str,
+    casemix: Sequence[CaseMixVariable],
+    as_of: pd.Timestamp,
+    horizon_years: float,
+) -> CoxModel | None:
+    """The survival indicator's Cox model of these cycles alone (what survival_table fits), e.g. the whole
+    registry's for a comparison group to be recalibrated to; None when no cycle has a follow-up record."""
+    horizon = float(horizon_years) * DAYS_PER_YEAR
+    fu = follow_up(cycles, outcome, as_of, horizon)
+    known = fu["time"].notna().to_numpy()
+    if not known.any():
+        return None
+    design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    return _fit_on(fu, design, known & ~unscored)
+
+
+def _fit_on(fu: pd.DataFrame, design: pd.DataFrame, in_model: np.ndarray) -> CoxModel:
+    fitted = design.copy()
+    fitted.loc[~in_model] = np.nan
+    return fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
+
+
+def _reference_design(
+    cycles: pd.DataFrame,
+    reference: pd.DataFrame,
+    outcome: str,
+    casemix: Sequence[CaseMixVariable],
+    as_of: pd.Timestamp,
+    horizon: float,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """casemix_design of the registry's cycles (`reference`), taken at `cycles` (a comparison group among them):
+    centring, reference levels and merged levels as the registry's Cox model was fitted with. A cycle not in
+    the reference (none, for a group cut from it) cannot be scored."""
+    events = follow_up(reference, outcome, as_of, horizon)["event"].to_numpy()
+    design, unscored = casemix_design(reference, casemix, events)
+    at = pd.Index(reference["cycle_id"].astype(str)).get_indexer(cycles["cycle_id"].astype(str))
+    found = at >= 0
+    picked = design.iloc[np.where(found, at, 0)].set_axis(cycles.index)
+    return picked, np.where(found, unscored[np.where(found, at, 0)], True)
 
 
 def _unit_km(followed: pd.DataFrame, unit: object, horizon: float, level: float) -> tuple[float, float, float]:

@@ -555,6 +555,9 @@ def _cox_quality(indicator_id: str, row: pd.Series) -> None:
         t("model.cycles_used", lang): fmt_int(model.n, lang),
         t("model.cycles_excluded", lang): fmt_int(row.get("model_n_excluded"), lang),
     }
+    scale = getattr(model, "baseline_scale", None)  # a comparison group's: the registry's model, rescaled
+    if scale is not None:
+        quality[t("survival.baseline_scale", lang)] = fmt_ratio(scale, lang)
     measure, value = t("pages.measure", lang), t("pages.value", lang)
     st.dataframe(
         pd.DataFrame({measure: list(quality), value: list(quality.values())}),
@@ -586,6 +589,8 @@ def _cox_quality(indicator_id: str, row: pd.Series) -> None:
         )
     else:
         st.caption(t("survival.ph_unknown", lang))
+    if scale is not None:
+        st.caption(t("survival.cox_recalibrated", lang))
     st.caption(t("survival.cox_caption", lang))
 
 
@@ -776,7 +781,8 @@ if casemix.open:
         with right:
             if indicator_id in result.models:
                 st.markdown(f"##### {t('model.title', lang)}")
-                diag = result.models[indicator_id].diagnostics
+                model = result.models[indicator_id]
+                diag = model.diagnostics
                 quality = {
                     t("model.c_statistic", lang): fmt_ratio(diag.c_statistic, lang),
                     t("model.calibration_slope", lang): fmt_ratio(diag.calibration_slope, lang),
@@ -788,6 +794,10 @@ if casemix.open:
                 quality |= {
                     f"· {reason_label(r)}": fmt_int(v, lang) for r, v in (diag.excluded_by_reason or {}).items()
                 }
+                recalibration = getattr(model, "recalibration", None)  # a comparison group's (vbhc.casemix)
+                if recalibration is not None:
+                    quality[t("model.registry_cycles", lang)] = fmt_int(recalibration.reference_n, lang)
+                    quality[t("model.recalibration_shift", lang)] = fmt_number(recalibration.shift, lang, 3)
                 st.dataframe(
                     pd.DataFrame(
                         {t("pages.measure", lang): list(quality), t("pages.value", lang): list(quality.values())}
@@ -796,6 +806,9 @@ if casemix.open:
                     width="stretch",
                     column_config=layout.text_columns({t("pages.measure", lang): 230, t("pages.value", lang): 90}),
                 )
+                if recalibration is not None:
+                    scale = t("model.scale_logit" if model.kind == "binary" else "model.scale_outcome", lang)
+                    st.caption(t("model.recalibrated_caption", lang, scale=scale))
                 if diag.warning_code:
                     st.warning(render.model_warning(diag, lang))
             elif ind.kind in SURVIVAL_KINDS:

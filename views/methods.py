@@ -14,6 +14,7 @@ st.title(t("methods.title", lang))
 st.caption(t("methods.intro", lang))
 for section in (
     "casemix",
+    "comparison_group",
     "missing",
     "oe",
     "funnel",
