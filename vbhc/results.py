@@ -937,11 +937,24 @@ def default_views(engine: Engine, *, years: bool | None = None) -> list[ViewKey]
     if years is None:
         years = int(volumes["care_cycles"].sum()) <= years_up_to()
     if years:
-        first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
-        span = [str(y) for y in range(last.year, first.year - 1, -1)]
-        views += [ViewKey(c, "hospital", y) for y in span for c in conditions]
-        views += [ViewKey(c, "department", y) for y in span for c in conditions]
+        views += year_views(engine, volumes)
     return views
+
+
+def year_views(engine: Engine, volumes: pd.DataFrame | None = None) -> list[ViewKey]:
+    """Every condition's every year (the period filter's choices) at both unit levels, newest first. A larger
+    registry than years_up_to() leaves them out of default_views (an import would take far longer), and the
+    server prepares them in the background after everything else (ui.data.start_warm_up)."""
+    from vbhc.registry import condition_volumes
+
+    volumes = condition_volumes(engine=engine) if volumes is None else volumes
+    if volumes.empty:
+        return []
+    conditions = [str(c) for c in volumes["condition"]]
+    first, last = volumes["first_index_date"].min(), volumes["last_index_date"].max()
+    span = [str(y) for y in range(last.year, first.year - 1, -1)]
+    views = [ViewKey(c, "hospital", y) for y in span for c in conditions]
+    return views + [ViewKey(c, "department", y) for y in span for c in conditions]
 
 
 def store_for(engine: Engine) -> ResultStore:
@@ -954,10 +967,12 @@ def precompute(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     prune: bool = True,
+    pause: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
     """Compute and store every view not yet stored for the current dataset version (default: default_views),
     then prune older versions; (views computed, views already stored). Views are taken condition by condition so
-    the condition's data is read once."""
+    the condition's data is read once. `pause` is called before each view computed (a server's background
+    preparation waits there while pages are drawn)."""
     store = ResultStore(engine)
     version = store.version()
     if version is None or not store.enabled:
@@ -974,6 +989,8 @@ def precompute(
         if store.has(key, version):
             stored += 1
         else:
+            if pause is not None:
+                pause()
             try:
                 store.result(key, version)
             except Exception:  # a failing view shows its error when a page asks for it
