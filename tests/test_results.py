@@ -343,6 +343,14 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     for key in (v for v in results.default_views(engine) if not v.period):
         assert store.has_signals(results.SignalsKey(key, ""), version)
         assert store.has_signals(results.UnitChartsKey(key), version)
+
+    def computed_again() -> pd.DataFrame:
+        raise AssertionError("a derived table was not stored by the import")
+
+    key = results.ViewKey(_conditions(engine)[0], "department")
+    current = store.result(key, version)
+    for name, derive in results.DERIVED_TABLES.items():  # the PROM and cost pages' tables, as fresh ones
+        pdt.assert_frame_equal(store.table(results.TableKey(key, name), version, computed_again), derive(current))
     assert main(["precompute"]) == 0
     again = capfd.readouterr().out
     assert "0 computed, 28 already stored" in again

@@ -16,6 +16,7 @@ import importlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -207,6 +208,8 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
         with contextlib.suppress(Exception):  # a page asking for them shows the error
             _signals(url, data_version, key.condition, key.level, key.period, None)
             _every_unit_charts(url, data_version, key.condition, key.level, key.period)
+            for name in results.DERIVED_TABLES:  # the PROM and cost pages' tables
+                _derived(url, data_version, key.condition, key.level, key.period, (), name)
             label = as_of_label(_result(url, data_version, key.condition, key.level, key.period, ()), when)
             if label is not None:
                 _signals(url, data_version, key.condition, key.level, label, when)
@@ -511,6 +514,25 @@ def comparison_group(
     url, data_version = database_url(), version()
     teams = condition_units(url, data_version, condition)
     return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version))
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=192, show_spinner=False)
+def _derived(
+    url: str, data_version: str, condition: str, level: str, period: str, peers: tuple[str, ...], name: str
+) -> pd.DataFrame:
+    full = _result(url, data_version, condition, level, period, peers)
+    key = results.TableKey(results.ViewKey(condition, level, period, peers), name)
+    return _store(url).table(key, _store_version(url, data_version), lambda: results.DERIVED_TABLES[name](full))
+
+
+def derived(
+    condition: str, level: str, period: str, peers: tuple[str, ...], compute: Callable[[IndicatorResult], pd.DataFrame]
+) -> pd.DataFrame:
+    """A table derived from the view's full result for every unit (vbhc.results.DERIVED_TABLES: the PROM response
+    per timepoint, the cost per activity), kept in the results store beside the result, as the reports keep it:
+    computed once per dataset version (by `vbhc import` for the default views), not on a viewer's first visit
+    (1-2 s each at 1,000,000 cycles). Pages pass it through only_visible. Callers only read it."""
+    return _derived(database_url(), version(), condition, level, period, tuple(sorted(peers)), compute.__name__)
 
 
 def only_visible(result: IndicatorResult, frame: pd.DataFrame, what: str = "") -> pd.DataFrame:

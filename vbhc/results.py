@@ -848,6 +848,11 @@ def years_up_to() -> int:
     return int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
 
 
+#: The tables derived from a view's result that pages and reports show (TableKey names them by function).
+DERIVED_TABLES: dict[str, Callable[[IndicatorResult], pd.DataFrame]] = {
+    f.__name__: f for f in (indicators.prom_response_by_timepoint, indicators.cost_by_activity)
+}
+
 #: The unit levels whose PREM tables the pages show beside the outcomes (team page, overview).
 PREM_LEVELS = ("hospital", "department")
 
@@ -868,8 +873,9 @@ def prepare_pages(
 ) -> int:
     """Compute and store what the pages read beside the indicator views (run after precompute): the signals of
     every unit of each whole-period view, now and as they were at the default meeting date, every unit's SPC
-    charts, and the PREM tables (prem_keys). Without it the first server start after an import computes them
-    while its first viewers wait (~45 s on the 50k demo). Returns how many were computed; stored ones are read."""
+    charts and DERIVED_TABLES, and the PREM tables (prem_keys). Without it the first server start after an
+    import computes them while its first viewers wait (~45 s on the 50k demo). Returns how many were computed;
+    stored ones are read."""
     from vbhc import prems
 
     store = ResultStore(engine)
@@ -880,13 +886,16 @@ def prepare_pages(
     whole = [v for v in views if not v.period and not v.peers]
     questionnaires = prem_keys(views)
     when = default_meeting_date()
-    before = sum(compute_counts[k] for k in ("signals", "unit_charts", "prem"))
+    counted = ("signals", "unit_charts", "prem", "table")
+    before = sum(compute_counts[k] for k in counted)
     total = len(whole) + len(questionnaires)
     for done, key in enumerate(whole):
         try:
             result = store.result(key, version)
             store.signals(key, version, result)
             store.unit_charts(key, version, result)
+            for name, derive in DERIVED_TABLES.items():
+                store.table(TableKey(key, name), version, lambda derive=derive, result=result: derive(result))
             label = as_of_label(result, when)
             if label is not None:
                 then = replace(key, period=label)
@@ -908,7 +917,7 @@ def prepare_pages(
             log.exception("preparing the PREM table %s failed", pkey)
         if progress is not None:
             progress("PREM tables", done + 1, total)
-    return sum(compute_counts[k] for k in ("signals", "unit_charts", "prem")) - before
+    return sum(compute_counts[k] for k in counted) - before
 
 
 def default_views(engine: Engine, *, years: bool | None = None) -> list[ViewKey]:

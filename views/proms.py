@@ -22,12 +22,9 @@ if result.data.scores.empty:
 
 # response per instrument and timepoint
 st.subheader(t("column.response_rate", lang))
-# reads every PROM invitation: once per view, not on every unit change
-rates = data.only_visible(
-    result,
-    render.cached(("prom_response",), lambda: prom_response_by_timepoint(result), by_language=False),
-    "prom_response",
-)
+# reads every PROM invitation: once per view, kept in the results store (the reports read the same table)
+rates = data.derived(chosen.condition, chosen.level, chosen.period, chosen.peers, prom_response_by_timepoint)
+rates = data.only_visible(result, rates, "prom_response")
 mine = rates[rates["unit"] == chosen.unit]
 st.dataframe(
     pd.DataFrame(
