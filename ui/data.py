@@ -295,9 +295,16 @@ MAX_YIELD_SECONDS = 20.0
 
 
 def _yield_to_pages() -> None:
+    """Wait while pages are drawn (at most MAX_YIELD_SECONDS), and for as long as a page waits for a view it
+    computes (_wait_for): the first page after a server start or an import computes its own view, and the
+    preparation computing others beside it made that page wait twice as long (2 cores, one interpreter lock)."""
     deadline = time.monotonic() + MAX_YIELD_SECONDS
-    while pages_busy() and time.monotonic() < deadline:
+    while (pages_busy() and time.monotonic() < deadline) or _views_awaited[0] > 0:
         time.sleep(0.25)
+
+
+#: How many pages are waiting for a view they compute now (_wait_for); guarded by _runs_lock.
+_views_awaited = [0]
 
 
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vbhc-view")
@@ -342,6 +349,8 @@ def _wait_for(args: tuple) -> IndicatorResult:
         period=period or t("wait.all_dates", lang),
     )
     box = st.empty()
+    with _runs_lock:
+        _views_awaited[0] += 1
     try:
         while True:
             try:
@@ -354,6 +363,8 @@ def _wait_for(args: tuple) -> IndicatorResult:
                 else:
                     box.progress(0.0, text=what)
     finally:
+        with _runs_lock:
+            _views_awaited[0] -= 1
         box.empty()
 
 
