@@ -130,8 +130,9 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
             # as `vbhc import` does: the default views computed once and stored beside the database, so a page or
             # a server's warm-up in any test reads them instead of computing them again in every worker
             views = default_views(builder, years=False)
-            if cycles is None:  # the default registry's tests compute their own tables: only what reports read and
-                # what a page run first (the overview: every condition's hospital table now and at the last meeting)
+            if cycles is None:  # the default registry's tests read the hospital tables (now and at the last
+                # meeting) from here: the planted truth's (test_indicators, test_action_effect), the PDF report's and
+                # the team page's; the department tables they need they compute
                 views = [v for v in views if v.level == "hospital"]
             precompute(builder, views, prune=False)
             builder.dispose()

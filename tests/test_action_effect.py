@@ -197,7 +197,7 @@ def test_the_demo_plants_two_improvements_that_its_history_s_actions_find(demo_r
     from tests.registry_copy import copy_registry
     from vbhc import demo_history, improvement
     from vbhc.improvement import ActionStatus
-    from vbhc.indicators import compute_indicators, load_condition_data
+    from vbhc.results import ResultStore, ViewKey
 
     engine, truth = demo_registry
     own = truth["own_hospital"]
@@ -220,12 +220,12 @@ def test_the_demo_plants_two_improvements_that_its_history_s_actions_find(demo_r
         ("hip_osteoarthritis", ActionStatus.IN_PROGRESS),
     ]
     results = {}
+    store = ResultStore(engine)
     for action in acts:
         [indicator] = action.indicator_ids
         assert action.unit == own
-        if action.condition not in results:
-            data = load_condition_data(action.condition, engine=engine)
-            results[action.condition] = compute_indicators(data, level="hospital")
+        if action.condition not in results:  # the hospital table the shared registry's store keeps
+            results[action.condition] = store.result(ViewKey.of(action.condition, "hospital"))
         effect = action_effect.action_effect(results[action.condition], indicator, own, action.start)
         if action.status == ActionStatus.IN_PROGRESS:
             assert action.start.isoformat() == planted[(action.condition, indicator)]["start"]

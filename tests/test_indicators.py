@@ -20,12 +20,14 @@ from vbhc.indicators import (
 
 @pytest.fixture(scope="module")
 def demo_tables(demo_registry):
+    """Every planted condition's hospital table: compute_indicators' result as the results store keeps it (the
+    shared registry computed these views once per run, as `vbhc import` does; a missing one is computed here)."""
+    from vbhc.results import ResultStore, ViewKey
+
     engine, truth = demo_registry
     conditions = sorted({o["condition"] for o in truth["outliers"]} | {c["condition"] for c in truth["casemix_only"]})
-    tables = {}
-    for condition in conditions:
-        data = load_condition_data(condition, engine=engine)
-        tables[condition] = compute_indicators(data, "hospital")
+    store = ResultStore(engine)
+    tables = {condition: store.result(ViewKey.of(condition, "hospital")) for condition in conditions}
     return tables, truth
 
 

@@ -24,8 +24,8 @@ COUNT_KINDS = ("proportion", "prom_mic", "response_rate")
 
 
 @pytest.fixture(scope="module")
-def results(demo_registry):
-    engine, _ = demo_registry
+def results(small_demo_registry):
+    engine, _ = small_demo_registry
     return {
         level: compute_results(CONDITIONS, None, level, engine=engine) for level in ("hospital", "department")
     }, engine

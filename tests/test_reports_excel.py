@@ -42,8 +42,8 @@ FIGURES = {
 
 
 @pytest.fixture(scope="module")
-def results(demo_registry):
-    engine, _ = demo_registry
+def results(small_demo_registry):
+    engine, _ = small_demo_registry
     return compute_results(CONDITIONS, None, "hospital", engine=engine), import_batches(engine)
 
 
@@ -317,12 +317,12 @@ def test_suppress_table_keeps_benchmark_and_marks_rows():
     assert table.loc[0, "n"] == 5  # the input is not changed
 
 
-def test_the_oe_chart_names_its_bars_by_the_units_names(results, demo_registry):
+def test_the_oe_chart_names_its_bars_by_the_units_names(results, small_demo_registry):
     """The O/E chart's bars are labelled from a hidden column of the units' names; the id stays in the Unit
     column for filtering (an id on a chart is for no reader)."""
     from vbhc.reports.core import unit_names_for
 
-    engine, _ = demo_registry
+    engine, _ = small_demo_registry
     res, batches = results
     for lang in ("en", "nl"):
         names = unit_names_for(res, lang, engine)
