@@ -167,6 +167,37 @@ def test_a_comparison_groups_casemix_tab_shows_the_registry_model_and_its_shift(
     assert t("survival.cox_recalibrated", lang) in [c.value for c in at.caption]
 
 
+def test_a_comparison_groups_table_at_the_last_meeting_is_a_stored_view(small_demo_db):
+    """ "Since the last meeting" for a comparison group reads the group as it was at the meeting from the results
+    store (cut from the registry's view at the meeting, with the models the group's are recalibrated from): a
+    restart or another viewer does not compute it again, and it equals recalibrating the registry's models as
+    they were at the meeting to the group's care cycles up to then (vbhc.meeting.result_as_of)."""
+    import datetime as dt
+
+    import pandas.testing as pdt
+
+    from vbhc import meeting, results
+
+    engine, _ = small_demo_db
+    peers = ("H01", "H02", "H03")
+    when = dt.date(2025, 7, 1)
+    at = _run(_app({"lang": "en", "condition": CONDITION, "peers": list(peers), "meeting": when}), TEAM)
+    assert not at.exception, [e.value for e in at.exception]
+    store = results.ResultStore(engine)
+    version = store.version()
+    registry = store.result(results.ViewKey(CONDITION, "hospital"), version)
+    label = meeting.as_of_label(registry, when)
+    assert label is not None and label.endswith("..2025-07-01")
+    key = results.ViewKey(CONDITION, "hospital", label, peers)
+    assert store.has(key, version)
+    stored = store.result(key, version)
+    group = store.result(results.ViewKey(CONDITION, "hospital", "", peers), version)
+    then = store.result(results.ViewKey(CONDITION, "hospital", label), version)
+    fresh = meeting.result_as_of(group, when, reference=then.data)
+    pdt.assert_frame_equal(stored.table, fresh.table)
+    assert set(stored.table["hospital"]) == set(peers)
+
+
 @pytest.fixture
 def manager_db(small_demo_db, monkeypatch, tmp_path):
     mapping = tmp_path / "access.toml"

@@ -149,6 +149,46 @@ def test_new_signals_since_the_last_meeting(result):
     assert all(s == [] for s in other["new_signals"])
 
 
+def test_a_meeting_after_the_last_care_cycle_reads_the_view_itself(result, monkeypatch):
+    """No care cycle started after the meeting: the table as it was then is the view's own table, equal to
+    refitting on the care cycles up to that date, and nothing is computed. For a comparison group only when the
+    registry its models come from had no later care cycle either."""
+    import vbhc.indicators as indicators
+
+    when = dt.date(2025, 10, 1)
+    assert meeting.unchanged_since(result.data.cycles["index_date"], when)
+    first = pd.Timestamp(result.data.cycles["index_date"].min()).date()
+    refit = compute_indicators(
+        indicators.restrict(result.data, meeting.as_of_period(first, when)),
+        "hospital",
+        indicators=["anastomotic_leak", "mortality_30d", "length_of_stay"],
+    )
+    calls = []
+    real = indicators.compute_indicators
+    monkeypatch.setattr(indicators, "compute_indicators", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kept = meeting.result_as_of(result, when)
+    assert calls == []
+    pd.testing.assert_frame_equal(kept.table, refit.table)
+    assert meeting.result_as_of(result, when, only=["mortality_30d"]).table["indicator"].unique().tolist() == [
+        "mortality_30d"
+    ]
+    assert meeting.as_of_label(result, when) == ""  # the whole view's own key in the results store
+    # a date within the data: computed on the care cycles up to it
+    assert not meeting.unchanged_since(result.data.cycles["index_date"], dt.date(2025, 7, 1))
+    meeting.result_as_of(result, dt.date(2025, 7, 1))
+    assert len(calls) == 1
+    # a comparison group whose own care cycles end before the date while the registry's go on: the registry's
+    # models at the date differ from today's, so the group's table is computed
+    group = indicators.restrict(result.data, "2023-10-01..2025-03-31", hospitals=["H01", "H02"])
+    group.reference = result.data
+    group_result = real(group, "hospital", indicators=["anastomotic_leak"])
+    meeting.result_as_of(group_result, dt.date(2025, 5, 1), reference=result.data)
+    assert len(calls) == 2
+    later = indicators.restrict(result.data, hospitals=["H01", "H02"])
+    meeting.result_as_of(real(later, "hospital", indicators=["anastomotic_leak"]), when, reference=result.data)
+    assert len(calls) == 2
+
+
 def test_the_trend_exposes_the_rule_per_point_and_the_icons(result):
     from vbhc.indicators import indicator_over_time
 

@@ -212,7 +212,7 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             for name in results.DERIVED_TABLES:  # the PROM and cost pages' tables
                 _derived(url, data_version, key.condition, key.level, key.period, (), name)
             label = as_of_label(_result(url, data_version, key.condition, key.level, key.period, ()), when)
-            if label is not None:
+            if label is not None and label != key.period:  # the same view: its signals are the ones above
                 _signals(url, data_version, key.condition, key.level, label, when)
 
     def work() -> None:

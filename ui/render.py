@@ -569,6 +569,13 @@ def csv_download(
     return True
 
 
+def _only(result, indicators: tuple[str, ...] | None):
+    """The result with only these indicators' rows (all when None)."""
+    if indicators is None:
+        return result
+    return dataclasses.replace(result, table=result.table[result.table["indicator"].isin(indicators)])
+
+
 def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | None = None, label: str | None = None):
     """The "since the last meeting" table of one unit (vbhc.meeting): latest and previous period, the change
     with its arrow (coloured better/worse only when beyond chance), and the signals new since the meeting.
@@ -582,28 +589,27 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     only = tuple(indicators) if indicators is not None else None
 
     def compute():
-        # the indicators as they were at the meeting (models refitted: about a second) are the same for every
-        # unit of the view, so picking another unit does not compute them again; without a comparison group
-        # they are a view of the results store (prepared ahead, kept over restarts), and so are the signals of
-        # every unit now and then
-        label = data.as_of_label(result, when) if not chosen.peers else None
-        if label is None:
-            # a comparison group: the registry's view as it was at the meeting (stored, with its models), which
-            # the group's models then are recalibrated from
-            registry = data.result(result.condition, result.level, chosen.period) if chosen.peers else None
-            then = data.as_of_label(registry, when) if registry is not None else None
-            reference = data.result(result.condition, result.level, then).data if then is not None else None
-            before = cached(
-                ("meeting_before", result.condition, str(when), only),
-                lambda: meeting.result_as_of(result, when, only=indicators, reference=reference),
-                by_language=False,
-            )
+        # the indicators as they were at the meeting are the same for every unit of the view, so picking another
+        # unit does not compute them again: a view of the results store (prepared ahead, kept over restarts),
+        # and so are the signals of every unit now and then; the view itself when no care cycle started since
+        peers = data.comparison_group(auth.current(), result.condition, result.level, chosen.peers)[0]
+        if peers:
+            # a comparison group as it was at the meeting: the group cut from the registry's view at the meeting
+            # (stored, with the models the group's are recalibrated from), itself a stored view
+            registry = data.result(result.condition, result.level, chosen.period)
+            then = data.as_of_label(registry, when)
+            if then is None:  # the registry had no care cycles yet
+                before = meeting.result_as_of(result, when, only=indicators)
+            else:
+                before = data.result(result.condition, result.level, then, peers)
+            return meeting.since_last_meeting(result, unit, when, comparison, before=_only(before, only))
+        as_of = data.as_of_label(result, when)
+        if as_of is None:
+            before = meeting.result_as_of(result, when, only=indicators)
             return meeting.since_last_meeting(result, unit, when, comparison, before=before)
-        before = data.result(result.condition, result.level, label)
+        before = _only(data.result(result.condition, result.level, as_of), only)
         now = data.signals(result.condition, result.level, chosen.period)  # None: the unit's own are computed
-        then = data.signals(result.condition, result.level, label, until=when)
-        if only is not None:
-            before = dataclasses.replace(before, table=before.table[before.table["indicator"].isin(only)])
+        then = now if as_of == chosen.period else data.signals(result.condition, result.level, as_of, until=when)
         return meeting.since_last_meeting(result, unit, when, comparison, before=before, now=now, then=then)
 
     frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute, by_language=False)

@@ -21,6 +21,7 @@ Definitions (also shown on the pages):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -220,9 +221,19 @@ def as_of_label(current: indicators.IndicatorResult, when: dt.date) -> str | Non
     cycles = current.data.cycles if current.data is not None else None
     if cycles is None or cycles.empty:
         return None
-    first = pd.Timestamp(pd.to_datetime(cycles["index_date"]).min()).date()
-    period = as_of_period(first, when, current.period)
+    dates = pd.to_datetime(cycles["index_date"])
+    if unchanged_since(dates, when):
+        return current.period.label if current.period is not None else ""
+    period = as_of_period(pd.Timestamp(dates.min()).date(), when, current.period)
     return period.label if period is not None else None
+
+
+def unchanged_since(index_dates: pd.Series, when: dt.date | pd.Timestamp) -> bool:
+    """Whether no care cycle of a view started after `when`: the view as it was then holds the same care cycles
+    (with the outcomes and questionnaires recorded since), so its table is the view's own table. A monthly meeting
+    after the last import is this case; it then needs no second table computed or stored."""
+    last = pd.to_datetime(index_dates).max()
+    return pd.notna(last) and pd.Timestamp(last) <= pd.Timestamp(when)
 
 
 def result_as_of(
@@ -243,6 +254,13 @@ def result_as_of(
     computed = list(pd.unique(result.table["indicator"])) if len(result.table) else None
     if only is not None:
         computed = [i for i in (computed or only) if i in set(only)]
+    registry = reference if reference is not None else data.reference
+    if unchanged_since(data.cycles["index_date"], end) and (
+        registry is None or unchanged_since(registry.cycles["index_date"], end)
+    ):
+        # the same care cycles (and, for a comparison group, the same registry its models come from): the same table
+        kept = result.table if computed is None else result.table[result.table["indicator"].isin(computed)]
+        return dataclasses.replace(result, table=kept.reset_index(drop=True))
     then = indicators.restrict(data, period)
     if reference is not None and then.reference is not None:
         then.reference = reference  # the group's cycles up to `date` are among the registry's up to `date`

@@ -61,7 +61,7 @@ from sqlalchemy.engine import make_url
 from vbhc import indicators, models
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
-from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, unit_signals
+from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, unchanged_since, unit_signals
 from vbhc.registry import UNIT_LEVELS, parse_period
 from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_file
 
@@ -897,7 +897,7 @@ def prepare_pages(
             for name, derive in DERIVED_TABLES.items():
                 store.table(TableKey(key, name), version, lambda derive=derive, result=result: derive(result))
             label = as_of_label(result, when)
-            if label is not None:
+            if label is not None and label != key.period:  # the same view: its signals are the ones above
                 then = replace(key, period=label)
                 store.signals(then, version, store.result(then, version), when)
         except Exception:  # a page asking for them shows the error
@@ -936,6 +936,8 @@ def default_views(engine: Engine, *, years: bool | None = None) -> list[ViewKey]
     meeting_date = default_meeting_date()
     as_of = {}
     for row in volumes.itertuples():
+        if unchanged_since(pd.Series([row.last_index_date]), meeting_date):
+            continue  # no care cycle since the meeting: the whole view is the view as it was then (as_of_label)
         period = as_of_period(pd.Timestamp(row.first_index_date).date(), meeting_date)
         if period is not None:
             as_of[str(row.condition)] = period.label
