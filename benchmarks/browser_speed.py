@@ -501,6 +501,18 @@ def table_of_actions(records: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def forget_groups(db: Path) -> int:
+    """Remove the comparison-group views a previous run stored beside the benchmark database (vbhc.results keeps
+    them like any view), so the walk's group filter computes its group as a first viewer would."""
+    from vbhc.results import GROUP_MARK
+
+    removed = 0
+    for path in Path(f"{db}.results").glob(f"*/*/*{GROUP_MARK}-*.pkl"):
+        path.unlink()
+        removed += 1
+    return removed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=50_000)
@@ -517,6 +529,8 @@ def main() -> None:
 
     db = bench_database(args.cycles)
     database_url = f"sqlite:///{db}"
+    # a comparison group is measured as a viewer who picks one nobody has viewed: none of them is stored yet
+    forgotten = forget_groups(db)
     work = Path(tempfile.mkdtemp(prefix="vbhc-browser-speed-"))
     timing_log, server_log = work / "runs.jsonl", work / "streamlit.log"
     out: dict = {
@@ -528,6 +542,7 @@ def main() -> None:
         ).stdout.strip(),
     }
     print(f"{args.cycles:,}-cycle demo ({db}); server log {server_log}", flush=True)
+    print(f"stored comparison-group views removed: {forgotten}", flush=True)
     server = Attached(*args.attach) if args.attach else Server(database_url, timing_log, server_log, {})
     try:
         out["healthy_s"] = 0.0 if args.attach else server.wait_healthy()
