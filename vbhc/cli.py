@@ -88,7 +88,8 @@ def _precompute(*, years: bool | None = None) -> int:
     progress = ProgressPrinter(sys.stderr, unit="parts")
     prepared = prepare_pages(engine, views, progress=progress)
     progress.finish()
-    print(f"Signals, unit charts and PREM tables: {prepared:,} computed in {time.perf_counter() - started:.1f} s")
+    took = time.perf_counter() - started
+    print(f"Signals, unit charts, PROM-response, cost and PREM tables: {prepared:,} computed in {took:.1f} s")
     return 0
 
 
