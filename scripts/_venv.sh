@@ -12,7 +12,10 @@ VENV="${VBHC_VENV:-$ROOT/.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating virtual environment in $VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # the pip a Python 3.11+ venv brings (23+) installs the project as it is; an older one is upgraded first
+  if ! "$VENV/bin/python" -c 'import sys, pip; sys.exit(int(pip.__version__.split(".")[0]) < 23)'; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  fi
 fi
 install_extras() {  # $1: extras, e.g. "" or "[test]"
   local stamp="$VENV/.installed$1"
