@@ -173,6 +173,11 @@ def test_a_meeting_after_the_last_care_cycle_reads_the_view_itself(result, monke
         "mortality_30d"
     ]
     assert meeting.as_of_label(result, when) == ""  # the whole view's own key in the results store
+    for unit in HOSPITALS[:2]:  # the signals then are the signals now
+        pd.testing.assert_frame_equal(
+            meeting.since_last_meeting(result, unit, when, before=result, unchanged=True),
+            meeting.since_last_meeting(result, unit, when, before=refit),
+        )
     # a date within the data: computed on the care cycles up to it
     assert not meeting.unchanged_since(result.data.cycles["index_date"], dt.date(2025, 7, 1))
     meeting.result_as_of(result, dt.date(2025, 7, 1))

@@ -598,6 +598,9 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
             # (stored, with the models the group's are recalibrated from), itself a stored view
             registry = data.result(result.condition, result.level, chosen.period)
             then = data.as_of_label(registry, when)
+            if then == chosen.period:  # no care cycle since the meeting: the group then is the group now
+                before = _only(result, only)
+                return meeting.since_last_meeting(result, unit, when, comparison, before=before, unchanged=True)
             if then is None:  # the registry had no care cycles yet
                 before = meeting.result_as_of(result, when, only=indicators)
             else:
@@ -607,9 +610,12 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
         if as_of is None:
             before = meeting.result_as_of(result, when, only=indicators)
             return meeting.since_last_meeting(result, unit, when, comparison, before=before)
-        before = _only(data.result(result.condition, result.level, as_of), only)
         now = data.signals(result.condition, result.level, chosen.period)  # None: the unit's own are computed
-        then = now if as_of == chosen.period else data.signals(result.condition, result.level, as_of, until=when)
+        if as_of == chosen.period:  # no care cycle since the meeting: the view then is the view now
+            before = _only(result, only)
+            return meeting.since_last_meeting(result, unit, when, comparison, before=before, now=now, unchanged=True)
+        before = _only(data.result(result.condition, result.level, as_of), only)
+        then = data.signals(result.condition, result.level, as_of, until=when)
         return meeting.since_last_meeting(result, unit, when, comparison, before=before, now=now, then=then)
 
     frame = cached(("since_meeting", result.condition, unit, str(when), comparison, only), compute, by_language=False)

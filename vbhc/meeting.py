@@ -308,12 +308,15 @@ def since_last_meeting(
     *,
     now: dict[str, dict[str, set[str]]] | None = None,
     then: dict[str, dict[str, set[str]]] | None = None,
+    unchanged: bool = False,
 ) -> pd.DataFrame:
     """changes() with a new_signals column (sorted names of the signals new since the meeting).
 
     `before` is the result on the data up to the meeting (result_as_of; computed when not given);
     `until` the data-complete date (data_complete_until when not given); `now` and `then` the unit_signals()
-    of `result` and of `before` up to the meeting when the caller has them. attrs: complete_until, meeting.
+    of `result` and of `before` up to the meeting when the caller has them; `unchanged` when no care cycle of the
+    view started after the meeting (as_of_label gave the view itself): the signals then are the signals now.
+    attrs: complete_until, meeting.
     """
     until = pd.Timestamp(until) if until is not None else data_complete_until(result.data)
     table = changes(result, unit, until, comparison)
@@ -322,6 +325,8 @@ def since_last_meeting(
     now_signals = now[unit] if now is not None and unit in now else signals(result, unit)
     if then is not None:
         then_signals = then.get(unit, {})
+    elif unchanged:
+        then_signals = now_signals
     else:
         then_signals = signals(before, unit, until=meeting) if unit in set(before.table["unit"]) else {}
     known = set(before.table["indicator"]) if len(before.table) else set()
