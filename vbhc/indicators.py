@@ -371,10 +371,9 @@ def _one_indicator(
         target = model.overall if np.isfinite(model.overall) else None
         result, out = _binary_benchmark(agg, ind, target, levels, dispersion)
         result.insert(1, "n", crude["size"].fillna(0).to_numpy())
-        result["crude_value"] = crude["mean"].to_numpy()
         lo, up = benchmark.wilson_ci(crude["sum"].fillna(0).to_numpy(), crude["size"].fillna(0).to_numpy())
-        result["crude_lower"], result["crude_upper"] = lo, up
-        _add_shrinkage(result, ind, adjusted, model.overall, binary=True)
+        added = {"crude_value": crude["mean"].to_numpy(), "crude_lower": lo, "crude_upper": up}
+        added |= _shrinkage_columns(result["unit"].to_numpy(), ind, adjusted, model.overall, binary=True)
     else:
         grouped = adjusted.assign(y2=adjusted["y"] ** 2).groupby("unit")
         agg = pd.DataFrame(
@@ -420,15 +419,16 @@ def _one_indicator(
                 "precision": agg["n"].to_numpy(),
             }
         )
-        _copy_limits(result, out, levels)
-        result["limit_sd"] = residual_sd
-        _add_shrinkage(result, ind, adjusted, model.overall, binary=False)
+        added = _limit_columns(out, levels) | {"limit_sd": residual_sd}
+        added |= _shrinkage_columns(result["unit"].to_numpy(), ind, adjusted, model.overall, binary=False)
     diag = model.diagnostics
-    result["model_c_statistic"] = diag.c_statistic
-    result["model_calibration_slope"] = diag.calibration_slope
-    result["model_r_squared"] = diag.r_squared
-    result["model_n_excluded"] = diag.n_excluded
-    return result.assign(**_describe(ind)), model, per_cycle
+    added |= {
+        "model_c_statistic": diag.c_statistic,
+        "model_calibration_slope": diag.calibration_slope,
+        "model_r_squared": diag.r_squared,
+        "model_n_excluded": diag.n_excluded,
+    }
+    return benchmark.with_columns(result, added | _describe(ind)), model, per_cycle
 
 
 def reference_model(ind: Indicator, reference: ConditionData) -> CaseMixModel:
@@ -494,13 +494,13 @@ def _survival(
     if out is None:
         return None, None, None
     result, per_cycle, data.cox[ind.id] = out
-    for name in SHRINKAGE_COLUMNS:
-        result[name] = np.nan
-    return result.assign(**_describe(ind)), None, per_cycle
+    return benchmark.with_columns(result, dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind)), None, per_cycle
 
 
-def _add_shrinkage(result: pd.DataFrame, ind: Indicator, adjusted: pd.DataFrame, overall: float, binary: bool) -> None:
-    """The random-effects columns (vbhc.shrinkage) for the units of `result`, from the case-mix adjusted cycles.
+def _shrinkage_columns(
+    units: np.ndarray, ind: Indicator, adjusted: pd.DataFrame, overall: float, binary: bool
+) -> dict[str, object]:
+    """The random-effects columns (vbhc.shrinkage) for `units`, from the case-mix adjusted cycles.
 
     Every unit with data enters the fit and the ranking (shrinkage is what makes small units comparable);
     rankability uses the units with at least min_n cycles, as the funnel's rankability does.
@@ -524,13 +524,12 @@ def _add_shrinkage(result: pd.DataFrame, ind: Indicator, adjusted: pd.DataFrame,
                 shrinkage.EXPECTED_RANK_UPPER: rank_hi,
             },
             index=fit.units,
-        ).reindex(result["unit"].to_numpy())
+        ).reindex(units)
         columns |= {name: per_unit[name].to_numpy() for name in per_unit.columns}
         columns[shrinkage.SHRINKAGE_TAU2] = fit.tau2
         columns[shrinkage.SHRINKAGE_RANKABILITY] = fit.rankability(fit.n >= ind.min_n)
         columns[shrinkage.RANKED_UNITS] = float(np.isfinite(rank).sum()) if np.isfinite(rank).any() else np.nan
-    for name, value in columns.items():
-        result[name] = value
+    return columns
 
 
 def _binary_benchmark(
@@ -577,22 +576,24 @@ def _binary_benchmark(
             "precision": n,
         }
     )
-    _copy_limits(result, out, levels)
-    return result, out
+    return benchmark.with_columns(result, _limit_columns(out, levels)), out
 
 
-def _copy_limits(result: pd.DataFrame, out: pd.DataFrame, levels: Sequence[float]) -> None:
+def _limit_columns(out: pd.DataFrame, levels: Sequence[float]) -> dict[str, np.ndarray]:
+    """The funnel limits, positions and dispersion columns of benchmark_units' output, in table order."""
+    columns: dict[str, np.ndarray] = {}
     for level in levels:
         sfx = benchmark.level_suffix(level)
-        result[f"lower_{sfx}"] = out[f"lower_{sfx}"].to_numpy()
-        result[f"upper_{sfx}"] = out[f"upper_{sfx}"].to_numpy()
+        columns[f"lower_{sfx}"] = out[f"lower_{sfx}"].to_numpy()
+        columns[f"upper_{sfx}"] = out[f"upper_{sfx}"].to_numpy()
     for level in levels:
         sfx = benchmark.level_suffix(level)
-        result[f"position_{sfx}"] = out[f"position_{sfx}"].to_numpy()
-        result[f"assessment_{sfx}"] = out[f"assessment_{sfx}"].to_numpy()
+        columns[f"position_{sfx}"] = out[f"position_{sfx}"].to_numpy()
+        columns[f"assessment_{sfx}"] = out[f"assessment_{sfx}"].to_numpy()
     for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
-        result[col] = out[col].to_numpy()
-    result["detectable_difference"] = out["detectable_difference"].to_numpy()
+        columns[col] = out[col].to_numpy()
+    columns["detectable_difference"] = out["detectable_difference"].to_numpy()
+    return columns
 
 
 def _response_rate(
@@ -624,8 +625,7 @@ def _response_rate(
             "precision": rates["eligible"].to_numpy(),
         }
     )
-    _copy_limits(result, out, levels)
-    return result.assign(**_describe(ind))
+    return benchmark.with_columns(result, _limit_columns(out, levels) | _describe(ind))
 
 
 # --- composite (textbook outcome) indicators ---------------------------------------------------------------
@@ -945,7 +945,7 @@ def indicators_from_summary(
                     "precision": rows["n"],
                 }
             )
-            _copy_limits(result, out, levels)
+            result = benchmark.with_columns(result, _limit_columns(out, levels))
         elif ind.kind in CONTINUOUS_KINDS:
             out = benchmark.benchmark_units(
                 rows, "mean", direction=ind.direction, levels=levels, dispersion=dispersion, min_n=ind.min_n
@@ -969,8 +969,7 @@ def indicators_from_summary(
                     "precision": rows["n"],
                 }
             )
-            _copy_limits(result, out, levels)
-            result["limit_sd"] = limit_sd
+            result = benchmark.with_columns(result, _limit_columns(out, levels) | {"limit_sd": limit_sd})
         else:
             raise ValueError(f"indicator {ind.id!r} ({ind.kind}) cannot be benchmarked from summary figures")
         tables.append(result.assign(**_describe(ind)))

@@ -483,25 +483,27 @@ def survival_table(
         }
     )
     higher = direction == "higher"
+    added: dict[str, object] = {}
     for lvl in levels:
         sfx = benchmark.level_suffix(lvl)
         lo, up = out[f"lower_{sfx}"].to_numpy(float), out[f"upper_{sfx}"].to_numpy(float)
-        result[f"lower_{sfx}"], result[f"upper_{sfx}"] = overall**up, overall**lo
-    lows = result[[f"lower_{benchmark.level_suffix(lv)}" for lv in levels]]
-    ups = result[[f"upper_{benchmark.level_suffix(lv)}" for lv in levels]]
+        added[f"lower_{sfx}"], added[f"upper_{sfx}"] = overall**up, overall**lo
+    names = [benchmark.level_suffix(lv) for lv in levels]
+    lows = pd.DataFrame({f"lower_{sfx}": added[f"lower_{sfx}"] for sfx in names}, index=result.index)
+    ups = pd.DataFrame({f"upper_{sfx}": added[f"upper_{sfx}"] for sfx in names}, index=result.index)
     pos = benchmark.classify_position(result["adjusted_value"], lows, ups, higher, n=result["n"], min_n=min_n)
-    for col in pos.columns:
-        result[col] = pos[col].to_numpy()
+    added |= {col: pos[col].to_numpy() for col in pos.columns}
     for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
-        result[col] = out[col].to_numpy()
-    result["detectable_difference"] = out["detectable_difference"].to_numpy()
-    result["model_c_statistic"] = model.concordance
-    result["model_n_excluded"] = int((known & ~in_model).sum())
+        added[col] = out[col].to_numpy()
+    added["detectable_difference"] = out["detectable_difference"].to_numpy()
+    added["model_c_statistic"] = model.concordance
+    added["model_n_excluded"] = int((known & ~in_model).sum())
     ph = model.ph_test
     # no PH test (no case-mix terms, or too few deaths): an empty frame, perhaps without columns
     worst = ph.sort_values("p").head(1) if len(ph) and "p" in ph.columns else pd.DataFrame(columns=["p", "variable"])
-    result[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
-    result[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
+    added[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
+    added[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
+    result = benchmark.with_columns(result, added)
     per_cycle = pd.DataFrame(
         {
             "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
