@@ -220,12 +220,6 @@ def small_demo_db(small_demo_registry, monkeypatch) -> Iterator[tuple[Engine, di
 
 
 # ------------------------------------------------------------------------------------------ pytest-xdist
-#: the browser tests of the signed-in (OIDC) server: their own xdist group beside "e2e" (see xdist_group)
-E2E_SIGNED = (
-    "tests/e2e/test_sign_in.py::",
-    "tests/e2e/test_external.py::",
-    "tests/e2e/test_pages.py::test_signed_in_role_every_page_and_control",
-)
 _MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']")
 
 
@@ -241,11 +235,8 @@ def _shares_fixtures(path: str) -> bool:
 def xdist_group(nodeid: str, rootpath: Path) -> str:
     """The scheduling group of a test under `--dist loadgroup` (scripts/test runs the suite on every core with it).
 
-    - the browser tests (tests/e2e) in two groups of about equal length, one per worker (they come first in the
-      collection, so both start at once): the signed-in server's tests (sign-in, the roles' walks, the own-hospital
-      server: E2E_SIGNED) and the rest (the local-mode servers' tests). In one group they took one worker about
-      twice as long as the other worker's share of the rest of the suite. Each worker starts only the servers its
-      group uses, on its own copy of the browser tests' registry (built once per run: tests/e2e/conftest.py);
+    - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once
+      (two groups on two workers, two browsers and four servers at once on 2 cores, made a walk flaky in CI);
     - the tests of a module that declares a module- or class-scoped fixture (a generated registry, a computed
       indicator table) in one group, so that fixture is built once, not once per worker;
     - every other test on its own, on whichever worker is free.
@@ -255,7 +246,7 @@ def xdist_group(nodeid: str, rootpath: Path) -> str:
     """
     path = nodeid.split("::", 1)[0]
     if path.startswith("tests/e2e/"):
-        return "e2e-signed" if nodeid.startswith(E2E_SIGNED) else "e2e"
+        return "e2e"
     if _shares_fixtures(str(rootpath / path)):
         return path
     return nodeid
@@ -279,7 +270,7 @@ class _GroupScheduling:
             def _split_scope(self, nodeid: str) -> str:
                 return xdist_group(nodeid, rootpath)
 
-        # collection order, not largest group first: both browser groups (collected first) start at once
+        # collection order, not largest group first: the browser tests (collected first) start at once, on one worker
         config.option.loadscopereorder = False
         return GroupScheduling(config, log)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -237,60 +236,21 @@ class StreamlitServer:
             self.proc.wait(5)
 
 
-E2E_REGISTRY = "e2e-demo"
-
-
-def _built_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of the browser tests' demo registry (vbhc.db, its stored views and its files), built once per test
-    run: under pytest-xdist the first worker that needs it builds it in the run's shared folder while the other
-    waits on a file lock (the browser tests run in two groups, one per worker: tests/conftest.py xdist_group)."""
-    from tests.conftest import _file_lock, _shared_dir
-
-    shared = _shared_dir(tmp_path_factory) / E2E_REGISTRY
-    with _file_lock(shared.parent / f"{E2E_REGISTRY}.lock"):
-        if not (shared / "done").exists():
-            shutil.rmtree(shared, ignore_errors=True)  # what a worker that failed half-way left behind
-            shared.mkdir()
-            _build_demo_database(shared, f"sqlite:///{shared / 'vbhc.db'}")
-            (shared / "done").touch()
-    return shared
-
-
-@pytest.fixture(scope="package")
-def _e2e_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This worker's folder of the browser tests' registry copy (the servers can boot before the copy is there)."""
-    return tmp_path_factory.mktemp("e2e-demo")
-
-
-@pytest.fixture(scope="package")
-def e2e_database(_e2e_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The URL of this worker's copy of the browser tests' demo registry (with its stored views and its files:
-    demo_files), so one worker's imports and audit events never reach the other's."""
-    from tests.registry_copy import copy_registry
-    from vbhc.store import get_engine
-
-    built = _built_registry(tmp_path_factory)
-    database_url = f"sqlite:///{_e2e_folder / 'vbhc.db'}"
-    copy_registry(get_engine(f"sqlite:///{built / 'vbhc.db'}"), _e2e_folder / "vbhc.db").dispose()
-    get_engine.cache_clear()
-    shutil.copytree(built / "files", _e2e_folder / "files")
-    return database_url
-
-
 @pytest.fixture(scope="package")  # stopped once the browser tests are done
-def _servers(_e2e_folder: Path, request: pytest.FixtureRequest) -> Iterator[tuple[StreamlitServer, StreamlitServer]]:
+def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StreamlitServer, StreamlitServer]]:
     """Two headless Streamlit servers running the dashboard on one small demo registry (SQLite).
 
     The first is shared by the tests; the second is kept unvisited for the one test of a server's first request.
-    Both boot while the demo registry is built or copied (e2e_database), which hides their start-up time: nothing
+    Both boot while the demo registry is generated and imported, which hides their start-up time: nothing
     touches the database before a page is requested, and that only happens after this fixture returns.
     """
-    database_url = f"sqlite:///{_e2e_folder / 'vbhc.db'}"
+    folder = tmp_path_factory.mktemp("e2e-demo")
+    database_url = f"sqlite:///{folder / 'vbhc.db'}"
     servers: list[StreamlitServer] = []
     try:
-        servers.append(StreamlitServer(database_url, _e2e_folder / "streamlit.log"))
-        servers.append(StreamlitServer(database_url, _e2e_folder / "streamlit-unvisited.log"))
-        assert request.getfixturevalue("e2e_database") == database_url
+        servers.append(StreamlitServer(database_url, folder / "streamlit.log"))
+        servers.append(StreamlitServer(database_url, folder / "streamlit-unvisited.log"))
+        _build_demo_database(folder, database_url)
         for server in servers:
             server.wait_until_healthy()
         yield servers[0], servers[1]
@@ -324,11 +284,8 @@ def oidc_provider() -> Iterator[str]:
 
 
 @pytest.fixture(scope="package")
-def signed_app(
-    oidc_provider: str, _e2e_folder: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[StreamlitServer]:
-    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry (this
-    worker's copy: without the local-mode servers, which the signed-in tests' xdist group does not need)."""
+def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
+    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry."""
     from tests.roles import MAPPING
 
     folder = tmp_path_factory.mktemp("sign-in")
@@ -346,7 +303,7 @@ def signed_app(
     mapping = folder / "access.toml"
     mapping.write_text(MAPPING, encoding="utf-8")
     server = StreamlitServer(
-        f"sqlite:///{_e2e_folder / 'vbhc.db'}",
+        _servers[0].database_url,
         folder / "streamlit.log",
         host="localhost",  # the browser must use the redirect_uri's host, or the login cookie lands elsewhere
         port=port,
@@ -354,7 +311,6 @@ def signed_app(
         env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc"},
     )
     try:
-        assert request.getfixturevalue("e2e_database") == server.database_url  # while the server boots
         server.wait_until_healthy()
         yield server
     finally:
