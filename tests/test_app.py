@@ -8,6 +8,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_on_page
 from tests.shown import tables as shown_tables
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int, fmt_ratio, format_value, t, t_value
@@ -51,9 +52,9 @@ def _app(query: dict[str, str] | None = None) -> AppTest:
 
 
 def _run(at: AppTest, page: str | None = None) -> AppTest:
-    at.run()  # st.navigation registers the pages on the first run; switching needs that
     if page:
-        at.switch_page(page)
+        run_on_page(at, page)
+    else:
         at.run()
     for key, value in getattr(at, "_page_widgets", {}).items():
         at.selectbox(key=key).set_value(value)

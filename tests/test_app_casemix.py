@@ -11,6 +11,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_on_page
 from tests.roles import MAPPING, USERS
 from tests.test_app import _app, _name, _run
 from tests.test_dutch_walk import _report, findings
@@ -218,9 +219,7 @@ def test_a_managers_shrinkage_table_shows_banded_n_and_whole_ranks_for_other_uni
     at.query_params["lang"] = lang
     at.session_state["condition"] = CONDITION
     at.session_state["team_tab"] = t("pages.tab_depth", lang)
-    at.run()
-    at.switch_page(TEAM)
-    at.run()
+    run_on_page(at, TEAM)
     at.selectbox(key="indicator").set_value("severe_complication")
     at.run()
     at.toggle(key="shrunken").set_value(True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_on_page
 from vbhc.i18n import t
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
@@ -38,9 +39,7 @@ def _upload(at: AppTest, name: str, content: bytes) -> AppTest:
 def test_the_data_page_imports_external_figures_and_refuses_a_bad_file(empty_db):
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
     at.query_params["lang"] = "nl"
-    at.run()
-    at.switch_page("views/data.py")
-    at.run()
+    run_on_page(at, "views/data.py")
     assert t("data.external_title", "nl") in [s.value for s in at.subheader]
     _upload(at, "terugkoppeling.csv", BAD)
     errors = [e.value.replace("\\", "") for e in at.error]  # shown as escaped markdown

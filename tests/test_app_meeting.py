@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_on_page
 from tests.registry_copy import copy_registry
 from tests.roles import MAPPING, USERS
 from tests.shown import tables as shown_tables
@@ -46,9 +47,7 @@ def _app(user: str, lang: str = "en") -> AppTest:
         at.user = {"is_logged_in": True, **USERS[user], "name": "Testgebruiker"}
     at.query_params["lang"] = lang
     at.session_state["condition"] = CONDITION
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
+    run_on_page(at, PAGE)
     assert not at.exception, [e.value for e in at.exception]
     return at
 

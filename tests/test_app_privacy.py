@@ -10,6 +10,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from tests import registry_files
+from tests.apptest import run_on_page
 from tests.shown import tables as shown_tables
 from vbhc.ingest import import_files
 from vbhc.safety import md_escape
@@ -115,9 +116,7 @@ def _run(page: str, **state: str) -> AppTest:
     at.query_params["lang"] = "en"
     for key, value in state.items():
         at.session_state[key] = value
-    at.run()
-    at.switch_page(page)
-    at.run()
+    run_on_page(at, page)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -186,9 +185,7 @@ def _signed_in(monkeypatch, tmp_path, claims: dict, page: str, **state: str) -> 
     at.query_params["lang"] = "en"
     for key, value in state.items():
         at.session_state[key] = value
-    at.run()
-    at.switch_page(page)
-    at.run()
+    run_on_page(at, page)
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_on_page
 from tests.roles import MAPPING, USERS
 from tests.shown import tables as shown_tables
 from vbhc import audit
@@ -37,9 +38,9 @@ def _app(user: str | None, page: str | None = None, **state) -> AppTest:
     at.query_params["lang"] = "en"
     for key, value in state.items():
         at.session_state[key] = value
-    at.run()
     if page:
-        at.switch_page(page)
+        run_on_page(at, page)
+    else:
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from tests.apptest import run_on_page
 from tests.registry_copy import copy_registry
 from vbhc import annotations, charts, improvement, models, spc
 from vbhc.access import AccessDenied, Role, Scope, Viewer
@@ -323,9 +324,7 @@ def test_the_team_page_draws_the_goal_and_the_action_and_rebases_at_it(team_db):
     at.session_state["unit_hospital"] = hospital
     at.session_state["team_tab"] = t("pages.tab_depth", "nl")
     at.session_state["indicator"] = INDICATOR
-    at.run()
-    at.switch_page("views/condition_team.py")
-    at.run()
+    run_on_page(at, "views/condition_team.py")
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="indicator").value == INDICATOR
     drawn = [shipped(e.proto) for e in at.get("vega_lite_chart")]

@@ -17,6 +17,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from sqlalchemy import select
 
+from tests.apptest import run_on_page
 from tests.test_dutch_walk import _report, findings
 from vbhc import charts, external
 from vbhc.access import Role, Scope, Viewer
@@ -185,9 +186,7 @@ def test_the_team_page_compares_the_own_hospital_with_the_external_benchmark(reg
         at.session_state["condition"] = CONDITION
         at.session_state["team_tab"] = DEPTH_TAB["nl"]
         at.session_state["indicator"] = "mortality_30d"
-        at.run()
-        at.switch_page("views/condition_team.py")
-        at.run()
+        run_on_page(at, "views/condition_team.py")
         assert not at.exception, [e.value for e in at.exception]
     finally:
         get_engine.cache_clear()
@@ -251,9 +250,7 @@ def test_the_team_page_applies_a_published_model_to_the_units_patients(registry,
         at.session_state["condition"] = CONDITION
         at.session_state["team_tab"] = t("pages.tab_casemix", "nl")
         at.session_state["indicator"] = "mortality_30d"
-        at.run()
-        at.switch_page("views/condition_team.py")
-        at.run()
+        run_on_page(at, "views/condition_team.py")
         bad = _csv(*MODEL[:1], MODEL[1].replace("0.04", "abc"), *MODEL[2:])
         at.file_uploader(key="published_model").set_value(("landelijk.csv", bad, "text/csv"))
         at.run()
@@ -296,9 +293,7 @@ def test_a_stored_model_is_imported_on_the_data_page_and_used_by_the_team_page_w
         at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
         at.query_params["lang"] = "nl"
         at.session_state["condition"] = CONDITION
-        at.run()
-        at.switch_page("views/data.py")
-        at.run()
+        run_on_page(at, "views/data.py")
         bad = _csv(*MODEL, MODEL[0].split(",intercept")[0] + ",stage,V,0.2,,,,")
         at.file_uploader(key="model_upload").set_value(("landelijk.csv", bad, "text/csv"))
         at.run()

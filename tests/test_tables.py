@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_on_page
 from tests.shown import parse_table
 from tests.shown import tables as shown_tables
 from vbhc import charts
@@ -162,9 +163,7 @@ def _page(page: str, lang: str, **state: str) -> AppTest:
     at.query_params["lang"] = lang
     for key, value in state.items():
         at.session_state[key] = value
-    at.run()
-    at.switch_page(page)
-    at.run()
+    run_on_page(at, page)
     assert not at.exception, [e.value for e in at.exception]
     return at
 

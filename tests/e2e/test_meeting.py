@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.conftest import PROJECT_ROOT, StreamlitServer, demo_files
 from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, wait_for_charts, wait_for_title
@@ -127,8 +128,23 @@ def _form(page: Page, key: str) -> Locator:
 
 def _choose_in_form(page: Page, box: Locator, option: str) -> None:
     """Pick an option of a selectbox inside a form (no script run until the form is submitted)."""
-    box.click()
-    page.get_by_role("option", name=option, exact=True).first.click(timeout=SETTLED_MS)
+    _click_in_list(page, box, page.get_by_role("option", name=option, exact=True).first)
+
+
+def _click_in_list(page: Page, box: Locator, option: Locator) -> None:
+    """Open a box's list and click `option` in it. A run still drawing the page (a loaded machine) can replace the
+    list under the pointer (the option is then detached and the click times out): open it again, at most three
+    times, as tests.e2e.test_pages.pick does."""
+    box.focus()
+    for attempt in range(3):
+        box.click()
+        try:
+            option.click(timeout=SETTLED_MS)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
 
 
 def _submit(page: Page, scope: Locator, key: str) -> None:
@@ -218,8 +234,9 @@ def test_a_monthly_meeting_in_dutch(page: Page, meeting_app, tmp_path: Path) -> 
 
     # record the meeting: who was there, and the decision on the signal with its note
     form = _form(page, "minutes.form")
-    form.get_by_role("combobox", name=t("minutes.field_roles", LANG)).click()
-    page.get_by_role("option").first.click(timeout=SETTLED_MS)
+    _click_in_list(
+        page, form.get_by_role("combobox", name=t("minutes.field_roles", LANG)), page.get_by_role("option").first
+    )
     close_lists(page)
     decision = minutes.decision_label(minutes.ItemDecision.ACTION, LANG)
     _choose_in_form(page, form.locator(f".st-key-mt_min_dec_{signal_id}").get_by_role("combobox"), decision)
