@@ -44,7 +44,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if getattr(args, "precompute", True):
         # the whole period at both levels: the first pages and `vbhc report --all`; a server adds the years in the
         # background (stored once per import too), `vbhc precompute --years` does it here
-        status = _precompute(years=False)
+        status = _precompute(years=False, report_charts=getattr(args, "report_charts", True))
         return status or _detect_signals()
     return 0
 
@@ -66,9 +66,10 @@ def _detect_signals() -> int:
     return 0
 
 
-def _precompute(*, years: bool | None = None) -> int:
+def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int:
     """Compute and store the default indicator views of the current data (vbhc.results), so the dashboard's
-    first page, every server process and `vbhc report` read them instead of computing them."""
+    first page, every server process and `vbhc report` read them instead of computing them; with `report_charts`
+    also the charts of `vbhc report --all --format pdf` (vbhc.reports.run.prepare_report_charts)."""
     from vbhc.results import ResultStore, default_views, precompute, prepare_pages
     from vbhc.store import get_engine
 
@@ -89,6 +90,20 @@ def _precompute(*, years: bool | None = None) -> int:
     prepared = prepare_pages(engine, views, progress=progress)
     progress.finish()
     print(f"Signals, unit charts and PREM tables: {prepared:,} computed in {time.perf_counter() - started:.1f} s")
+    if report_charts:
+        from vbhc.reports import ReportError
+        from vbhc.reports.run import prepare_report_charts
+
+        started = time.perf_counter()
+        try:
+            drawn = prepare_report_charts(engine)
+        except ReportError as exc:  # e.g. no care cycles: `vbhc report` says the same when asked
+            print(f"Report charts not prepared: {exc}")
+        else:
+            print(
+                f"Report charts (vbhc report --all --format pdf): {drawn:,} rendered in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
     return 0
 
 
