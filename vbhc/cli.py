@@ -90,20 +90,23 @@ def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int
     prepared = prepare_pages(engine, views, progress=progress)
     progress.finish()
     print(f"Signals, unit charts and PREM tables: {prepared:,} computed in {time.perf_counter() - started:.1f} s")
-    if report_charts:
-        from vbhc.reports import ReportError
-        from vbhc.reports.run import prepare_report_charts
+    return _report_charts() if report_charts else 0
 
-        started = time.perf_counter()
-        try:
-            drawn = prepare_report_charts(engine)
-        except ReportError as exc:  # e.g. no care cycles: `vbhc report` says the same when asked
-            print(f"Report charts not prepared: {exc}")
-        else:
-            print(
-                f"Report charts (vbhc report --all --format pdf): {drawn:,} rendered in "
-                f"{time.perf_counter() - started:.1f} s"
-            )
+
+def _report_charts() -> int:
+    """Render and store the charts of `vbhc report --all --format pdf` (vbhc.reports.run.prepare_report_charts)."""
+    from vbhc.reports import ReportError
+    from vbhc.reports.run import prepare_report_charts
+    from vbhc.store import get_engine
+
+    started = time.perf_counter()
+    try:
+        drawn = prepare_report_charts(get_engine())
+    except ReportError as exc:  # e.g. no care cycles: `vbhc report` says the same when asked
+        print(f"Report charts not prepared: {exc}")
+    else:
+        seconds = time.perf_counter() - started
+        print(f"Report charts (vbhc report --all --format pdf): {drawn:,} rendered in {seconds:.1f} s")
     return 0
 
 
@@ -111,6 +114,8 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     from vbhc.store import get_engine, upgrade_schema
 
     upgrade_schema(get_engine())
+    if args.charts_only:
+        return _report_charts()
     return _precompute(years=True if args.years else None)
 
 
@@ -137,7 +142,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.no_import:
         return 0
     precompute = getattr(args, "precompute", True)
-    code = _cmd_import(argparse.Namespace(files=files, by="demo", force=False, precompute=precompute))
+    # the report's charts (~20 s of rendering on the default demo) are left to the server's warm-up and `vbhc
+    # precompute`: the first run of a fresh clone waits for the demo's import
+    code = _cmd_import(
+        argparse.Namespace(files=files, by="demo", force=False, precompute=precompute, report_charts=False)
+    )
     if code or external_file is None:
         return code or (_demo_history(result.truth_path) if precompute else 0)
     # the own hospital's registry holds no other hospital's patients: its history's signals would have no peers
@@ -509,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("precompute", help="compute and store the indicator views of the current data")
     p.add_argument("--years", action="store_true", help="also every year, whatever the registry's size")
+    p.add_argument(
+        "--charts-only",
+        action="store_true",
+        help="only render and store the charts of `vbhc report --all --format pdf` (a server's warm-up runs this)",
+    )
     p.set_defaults(func=_cmd_precompute)
 
     p = sub.add_parser("status", help="show what the database holds")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from vbhc.reports.pdf import ChartCache
     from vbhc.results import ResultStore
 
-__all__ = ["make_report", "own_hospital", "prepare_report_charts"]
+__all__ = ["make_report", "own_hospital", "prepare_report_charts", "prepare_report_charts_apart"]
 
 log = logging.getLogger(__name__)
 WHAT = {"xlsx": "excel_report", "pdf": "pdf_report"}
@@ -168,6 +170,31 @@ def prepare_report_charts(
     for chart in drawn:
         kept.charts(chart_digest(chart), lambda chart=chart: render_chart(chart))
     return compute_counts["chart"] - before
+
+
+def prepare_report_charts_apart(url: str) -> int:
+    """prepare_report_charts for the database at `url` in a child process (`vbhc precompute --charts-only`), at the
+    lowest CPU priority: vl-convert holds the interpreter lock for the ~0.3 s of each chart, which a server's pages
+    would wait for; a child draws beside them. Blocks until it is done; its exit status (logged when not 0)."""
+    env = {**os.environ, "VBHC_DATABASE_URL": url}
+    command = [sys.executable, "-c", _CHILD]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        log.error("rendering the report's charts failed (%s): %s", done.returncode, done.stderr[-2000:])
+    return done.returncode
+
+
+#: The child of prepare_report_charts_apart: lowest CPU priority where the system has one (not Windows).
+_CHILD = """
+import os, sys
+if hasattr(os, "nice"):
+    try:
+        os.nice(19)
+    except OSError:
+        pass
+from vbhc.cli import main
+sys.exit(main(["precompute", "--charts-only"]))
+"""
 
 
 def _reader(who: Viewer | str) -> Viewer:
