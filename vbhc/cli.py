@@ -86,11 +86,23 @@ def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int
         f"Indicator views: {computed:,} computed, {stored:,} already stored, in {time.perf_counter() - started:.1f} s"
     )
     started = time.perf_counter()
+    charts = None
+    if report_charts:  # the report's charts in a child on the other core while this process prepares the pages
+        from vbhc.reports.run import start_report_charts
+
+        charts = start_report_charts(engine.url.render_as_string(hide_password=False), lowest_priority=False)
     progress = ProgressPrinter(sys.stderr, unit="parts")
     prepared = prepare_pages(engine, views, progress=progress)
     progress.finish()
     print(f"Signals, unit charts and PREM tables: {prepared:,} computed in {time.perf_counter() - started:.1f} s")
-    return _report_charts() if report_charts else 0
+    if charts is not None:
+        from vbhc.reports.run import finish_report_charts
+
+        code, out = finish_report_charts(charts)
+        print(
+            out.strip() if not code else f"Report charts not prepared (exit status {code}): `vbhc report` renders them"
+        )
+    return 0
 
 
 def _report_charts() -> int:

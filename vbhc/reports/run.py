@@ -39,7 +39,14 @@ if TYPE_CHECKING:
     from vbhc.reports.pdf import ChartCache
     from vbhc.results import ResultStore
 
-__all__ = ["make_report", "own_hospital", "prepare_report_charts", "prepare_report_charts_apart"]
+__all__ = [
+    "finish_report_charts",
+    "make_report",
+    "own_hospital",
+    "prepare_report_charts",
+    "prepare_report_charts_apart",
+    "start_report_charts",
+]
 
 log = logging.getLogger(__name__)
 WHAT = {"xlsx": "excel_report", "pdf": "pdf_report"}
@@ -172,24 +179,36 @@ def prepare_report_charts(
     return compute_counts["chart"] - before
 
 
-def prepare_report_charts_apart(url: str) -> int:
-    """prepare_report_charts for the database at `url` in a child process (`vbhc precompute --charts-only`), at the
-    lowest CPU priority: vl-convert holds the interpreter lock for the ~0.3 s of each chart, which a server's pages
-    would wait for; a child draws beside them. Blocks until it is done; its exit status (logged when not 0)."""
+def start_report_charts(url: str, *, lowest_priority: bool = True) -> subprocess.Popen[str]:
+    """Start prepare_report_charts for the database at `url` in a child process (`vbhc precompute --charts-only`):
+    vl-convert holds the interpreter lock for the ~0.3 s of each chart, so a child draws beside the caller's own
+    work on another core (an import's page preparation, a server's pages). `lowest_priority`: at nice 19 where the
+    system has it (a server's pages come first). finish_report_charts waits for it."""
     env = {**os.environ, "VBHC_DATABASE_URL": url}
-    command = [sys.executable, "-c", _CHILD]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        log.error("rendering the report's charts failed (%s): %s", done.returncode, done.stderr[-2000:])
-    return done.returncode
+    command = [sys.executable, "-c", _CHILD, "19" if lowest_priority else "0"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-#: The child of prepare_report_charts_apart: lowest CPU priority where the system has one (not Windows).
+def finish_report_charts(child: subprocess.Popen[str]) -> tuple[int, str]:
+    """Wait for start_report_charts' child: its exit status (logged with its error output when not 0) and what it
+    printed (the line `vbhc precompute --charts-only` prints)."""
+    out, err = child.communicate()
+    if child.returncode:
+        log.error("rendering the report's charts failed (%s): %s", child.returncode, err[-2000:])
+    return child.returncode, out
+
+
+def prepare_report_charts_apart(url: str) -> int:
+    """prepare_report_charts in a child process at the lowest priority, waited for (a server's warm-up, last)."""
+    return finish_report_charts(start_report_charts(url))[0]
+
+
+#: The child of start_report_charts; its argument is its niceness (where the system has one: not on Windows).
 _CHILD = """
 import os, sys
-if hasattr(os, "nice"):
+if hasattr(os, "nice") and int(sys.argv[1]):
     try:
-        os.nice(19)
+        os.nice(int(sys.argv[1]))
     except OSError:
         pass
 from vbhc.cli import main
