@@ -295,6 +295,7 @@ def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reaso
     assert _files(tmp_path) == []
 
 
+@pytest.mark.report_charts
 def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(tmp_path, monkeypatch, capsys):
     """`vbhc import` (its precompute, as `vbhc precompute`) renders and stores the charts of `vbhc report --all
     --format pdf` under the digests the report asks for: the first PDF then computes and draws nothing. The

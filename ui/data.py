@@ -31,7 +31,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_label, default_meeting_date
-from vbhc.settings import database_url, suppress_below
+from vbhc.settings import database_url, report_charts_at_import, suppress_below
 from vbhc.store import get_engine, upgrade_schema
 
 
@@ -279,7 +279,7 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             gc.collect()
             gc.freeze()
             state.current, state.finished = None, True
-            if version is not None:
+            if version is not None and report_charts_at_import():
                 # last, on disk only: the charts of `vbhc report --all --format pdf`, in a child process at the
                 # lowest priority (vl-convert holds the interpreter lock while it draws, which pages would wait for)
                 _yield_to_pages()

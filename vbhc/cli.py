@@ -71,6 +71,7 @@ def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int
     first page, every server process and `vbhc report` read them instead of computing them; with `report_charts`
     also the charts of `vbhc report --all --format pdf` (vbhc.reports.run.prepare_report_charts)."""
     from vbhc.results import ResultStore, default_views, precompute, prepare_pages
+    from vbhc.settings import report_charts_at_import
     from vbhc.store import get_engine
 
     progress = ProgressPrinter(sys.stderr, unit="views")  # the stderr of now (a default binds it at import)
@@ -87,7 +88,9 @@ def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int
     )
     started = time.perf_counter()
     charts = None
-    if report_charts:  # the report's charts in a child on the other core while this process prepares the pages
+    if (
+        report_charts and report_charts_at_import()
+    ):  # the report's charts in a child on the other core while this process prepares the pages
         from vbhc.reports.run import start_report_charts
 
         charts = start_report_charts(engine.url.render_as_string(hide_password=False), lowest_priority=False)
