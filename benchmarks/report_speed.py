@@ -50,8 +50,8 @@ from vbhc.cli import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     assert main(["precompute"]) == 0
 from vbhc.results import compute_counts
-usage = resource.getrusage(resource.RUSAGE_SELF)
-RESULT = {"computed": compute_counts, "cpu": usage.ru_utime + usage.ru_stime}
+cpu = sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+RESULT = {"computed": compute_counts, "cpu": cpu}  # the charts are rendered in a child process
 """
 
 
@@ -87,7 +87,7 @@ def main() -> None:
                     seconds, _, result = run_measured(PRECOMPUTE, env=env)
                     print(
                         f"vbhc precompute after an import (renders the report's charts) run {run}: {seconds:.1f} s "
-                        f"(CPU {result['cpu']:.1f} s); computed: {_counts(result)} "
+                        f"(CPU with its child {result['cpu']:.1f} s); computed here: {_counts(result)} "
                         f"(load average {os.getloadavg()[0]:.2f})",
                         flush=True,
                     )
