@@ -148,6 +148,15 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
 
 
 @pytest.fixture(autouse=True)
+def _no_report_charts_at_import(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vbhc import` and `vbhc precompute` render no PDF report charts ahead of a report (VBHC_REPORT_CHARTS=0): a
+    child process drawing ~56 charts (~20 s of CPU) after every command-line import of the suite. Tested where it
+    is the subject (`@pytest.mark.report_charts`: tests/test_reports_cli.py) and by the warm-up's test."""
+    if not (request.node.get_closest_marker("report_charts") or request.node.get_closest_marker("warm_up")):
+        monkeypatch.setenv("VBHC_REPORT_CHARTS", "0")
+
+
+@pytest.fixture(autouse=True)
 def _no_background_warm_up(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A page run in-process (AppTest, in any test module) starts no background warm-up of the server's default
     views: a page computes (or reads from the results store) the views it shows itself, as on a server whose

@@ -293,3 +293,32 @@ def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reaso
     assert reason in event["detail"]["reason"] and event["detail"]["file"] == "r.xlsx"
     assert event["detail"]["os_user"] == "os-gebruiker"
     assert _files(tmp_path) == []
+
+
+@pytest.mark.report_charts
+def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(tmp_path, monkeypatch, capsys):
+    """`vbhc import` (its precompute, as `vbhc precompute`) renders and stores the charts of `vbhc report --all
+    --format pdf` under the digests the report asks for: the first PDF then computes and draws nothing. The
+    preparation makes no report, so it writes no audit record; a second preparation renders nothing again."""
+    import re
+
+    from vbhc import audit, results
+    from vbhc.store import get_engine
+
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")  # the whole period only, as `vbhc import` does
+    engine = get_engine(os.environ["VBHC_DATABASE_URL"])
+    events = len(audit.read(engine))
+    start = dict(results.compute_counts)
+    assert main(["precompute"]) == 0  # the charts in a child process, beside the page preparation
+    rendered = re.search(r"Report charts \(vbhc report --all --format pdf\): (\d+) rendered", capsys.readouterr().out)
+    assert rendered and int(rendered.group(1)) > 2 * 7 and results.compute_counts["chart"] == start["chart"]
+    assert len(audit.read(engine)) == events  # no report was made
+    before = dict(results.compute_counts)
+    assert main(["precompute", "--charts-only"]) == 0
+    assert results.compute_counts == before
+    assert ": 0 rendered" in capsys.readouterr().out
+    assert main(["report", "--all", "--format", "pdf", "--out", str(tmp_path / "first.pdf")]) == 0
+    assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
+    assert len(_pages(tmp_path / "first.pdf")[1]) > 2 * 7  # a funnel plot and trend per key indicator
+    assert len(audit.read(engine)) == events + 1  # the report itself

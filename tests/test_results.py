@@ -618,7 +618,10 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path,
     (store.folder / "1-1-oldversion").mkdir(mode=0o700)  # an older import's results
     data_version = data.registry.dataset_version(sqlite_engine)
     frozen = gc.get_freeze_count()
+    apart: list[str] = []  # the report's charts, last, in a child process (tests/test_reports_cli.py renders them)
+    monkeypatch.setattr("vbhc.reports.run.prepare_report_charts_apart", apart.append)
     data.start_warm_up(url, data_version).join(timeout=600)
+    assert apart == [url]
     state = data.warm_up_state(url, data_version)
     # what the warm-up loaded is out of the garbage collector's full passes (they held the interpreter lock 1.3 s)
     assert gc.get_freeze_count() > frozen

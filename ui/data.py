@@ -31,7 +31,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_label, default_meeting_date
-from vbhc.settings import database_url, suppress_below
+from vbhc.settings import database_url, report_charts_at_import, suppress_below
 from vbhc.store import get_engine, upgrade_schema
 
 
@@ -278,6 +278,13 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             # which otherwise walk all of it while holding the interpreter lock (1.3 s under 10 viewers at once)
             gc.collect()
             gc.freeze()
+            state.current, state.finished = None, True
+            if version is not None and report_charts_at_import():
+                # last, on disk only: the charts of `vbhc report --all --format pdf`, in a child process at the
+                # lowest priority (vl-convert holds the interpreter lock while it draws, which pages would wait for)
+                _yield_to_pages()
+                with contextlib.suppress(Exception):  # the report renders what is missing
+                    importlib.import_module("vbhc.reports.run").prepare_report_charts_apart(url)
         finally:
             state.current, state.finished = None, True
 

@@ -17,7 +17,7 @@ import datetime as dt
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,11 @@ from vbhc import improvement, minutes, models
 from vbhc.access import Viewer, may_edit_improvement, may_export, may_set_norms
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.improvement import ALL_UNITS, FINISHED, Overdue
-from vbhc.improvement_sheets import SHEETS, SheetImport, import_actions, import_targets
 from vbhc.meeting import default_meeting_date
 from vbhc.registry import unit_parts
+
+if TYPE_CHECKING:  # the sheets pull in openpyxl: imported by the workbook import, not by every reader of agenda
+    from vbhc.improvement_sheets import SheetImport
 
 __all__ = [
     "Agenda",
@@ -174,6 +176,8 @@ def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str)
     """Import an edited targets or actions workbook, told apart by its sheet ("actions" or else "targets": a file
     that is neither is refused by the targets import with its one-line reason). All rows or none."""
     from openpyxl import load_workbook
+
+    from vbhc.improvement_sheets import SHEETS, import_actions, import_targets
 
     kind = "targets"
     try:

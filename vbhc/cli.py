@@ -44,7 +44,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if getattr(args, "precompute", True):
         # the whole period at both levels: the first pages and `vbhc report --all`; a server adds the years in the
         # background (stored once per import too), `vbhc precompute --years` does it here
-        status = _precompute(years=False)
+        status = _precompute(years=False, report_charts=getattr(args, "report_charts", True))
         return status or _detect_signals()
     return 0
 
@@ -66,10 +66,12 @@ def _detect_signals() -> int:
     return 0
 
 
-def _precompute(*, years: bool | None = None) -> int:
+def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int:
     """Compute and store the default indicator views of the current data (vbhc.results), so the dashboard's
-    first page, every server process and `vbhc report` read them instead of computing them."""
+    first page, every server process and `vbhc report` read them instead of computing them; with `report_charts`
+    also the charts of `vbhc report --all --format pdf` (vbhc.reports.run.prepare_report_charts)."""
     from vbhc.results import ResultStore, default_views, precompute, prepare_pages
+    from vbhc.settings import report_charts_at_import
     from vbhc.store import get_engine
 
     progress = ProgressPrinter(sys.stderr, unit="views")  # the stderr of now (a default binds it at import)
@@ -85,11 +87,42 @@ def _precompute(*, years: bool | None = None) -> int:
         f"Indicator views: {computed:,} computed, {stored:,} already stored, in {time.perf_counter() - started:.1f} s"
     )
     started = time.perf_counter()
+    charts = None
+    if (
+        report_charts and report_charts_at_import()
+    ):  # the report's charts in a child on the other core while this process prepares the pages
+        from vbhc.reports.run import start_report_charts
+
+        charts = start_report_charts(engine.url.render_as_string(hide_password=False), lowest_priority=False)
     progress = ProgressPrinter(sys.stderr, unit="parts")
     prepared = prepare_pages(engine, views, progress=progress)
     progress.finish()
     took = time.perf_counter() - started
     print(f"Signals, unit charts, PROM-response, cost and PREM tables: {prepared:,} computed in {took:.1f} s")
+    if charts is not None:
+        from vbhc.reports.run import finish_report_charts
+
+        code, out = finish_report_charts(charts)
+        print(
+            out.strip() if not code else f"Report charts not prepared (exit status {code}): `vbhc report` renders them"
+        )
+    return 0
+
+
+def _report_charts() -> int:
+    """Render and store the charts of `vbhc report --all --format pdf` (vbhc.reports.run.prepare_report_charts)."""
+    from vbhc.reports import ReportError
+    from vbhc.reports.run import prepare_report_charts
+    from vbhc.store import get_engine
+
+    started = time.perf_counter()
+    try:
+        drawn = prepare_report_charts(get_engine())
+    except ReportError as exc:  # e.g. no care cycles: `vbhc report` says the same when asked
+        print(f"Report charts not prepared: {exc}")
+    else:
+        seconds = time.perf_counter() - started
+        print(f"Report charts (vbhc report --all --format pdf): {drawn:,} rendered in {seconds:.1f} s")
     return 0
 
 
@@ -97,6 +130,8 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     from vbhc.store import get_engine, upgrade_schema
 
     upgrade_schema(get_engine())
+    if args.charts_only:
+        return _report_charts()
     return _precompute(years=True if args.years else None)
 
 
@@ -123,7 +158,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.no_import:
         return 0
     precompute = getattr(args, "precompute", True)
-    code = _cmd_import(argparse.Namespace(files=files, by="demo", force=False, precompute=precompute))
+    # the report's charts (~20 s of rendering on the default demo) are left to the server's warm-up and `vbhc
+    # precompute`: the first run of a fresh clone waits for the demo's import
+    code = _cmd_import(
+        argparse.Namespace(files=files, by="demo", force=False, precompute=precompute, report_charts=False)
+    )
     if code or external_file is None:
         return code or (_demo_history(result.truth_path) if precompute else 0)
     # the own hospital's registry holds no other hospital's patients: its history's signals would have no peers
@@ -495,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("precompute", help="compute and store the indicator views of the current data")
     p.add_argument("--years", action="store_true", help="also every year, whatever the registry's size")
+    p.add_argument(
+        "--charts-only",
+        action="store_true",
+        help="only render and store the charts of `vbhc report --all --format pdf` (a server's warm-up runs this)",
+    )
     p.set_defaults(func=_cmd_precompute)
 
     p = sub.add_parser("status", help="show what the database holds")

@@ -164,6 +164,13 @@ def results_group_mb() -> float:
     return _positive("VBHC_RESULTS_GROUP_MB", 512)
 
 
+def report_charts_at_import() -> bool:
+    """Whether `vbhc import`, `vbhc precompute` and a server's warm-up render the charts of `vbhc report --all
+    --format pdf` ahead of the first report (VBHC_REPORT_CHARTS, default on; "0" or "off": the first PDF after an
+    import renders them, ~20 s of CPU on the default demo)."""
+    return os.environ.get("VBHC_REPORT_CHARTS", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
 def results_dir(url: str | None = None) -> Path | None:
     """Folder of the persisted indicator results (vbhc.results), VBHC_RESULTS_DIR; "off" switches the store off.
 

@@ -201,8 +201,15 @@ class StreamlitServer:
             "none",
             *extra_args,
         ]
-        # only the default views are computed ahead (not every year): the tests share 2 cores with the server
-        env = {**os.environ, "VBHC_DATABASE_URL": database_url, "VBHC_WARM_UP_YEARS_UP_TO": "0", **(env or {})}
+        # only the default views are computed ahead (not every year, no PDF report charts: a test that downloads a
+        # PDF has them drawn then): the tests share 2 cores with the server
+        env = {
+            **os.environ,
+            "VBHC_DATABASE_URL": database_url,
+            "VBHC_WARM_UP_YEARS_UP_TO": "0",
+            "VBHC_REPORT_CHARTS": "0",
+            **(env or {}),
+        }
         with log_path.open("w", encoding="utf-8") as log:
             self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         RUNNING.append(self)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
+from vbhc.i18n import DEFAULT_LANGUAGE
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of
 from vbhc.registry import units as registry_units
@@ -36,7 +39,14 @@ if TYPE_CHECKING:
     from vbhc.reports.pdf import ChartCache
     from vbhc.results import ResultStore
 
-__all__ = ["make_report", "own_hospital"]
+__all__ = [
+    "finish_report_charts",
+    "make_report",
+    "own_hospital",
+    "prepare_report_charts",
+    "prepare_report_charts_apart",
+    "start_report_charts",
+]
 
 log = logging.getLogger(__name__)
 WHAT = {"xlsx": "excel_report", "pdf": "pdf_report"}
@@ -137,6 +147,73 @@ def make_report(
             f"the report could not be recorded in the audit log ({type(exc).__name__}); not written"
         ) from None
     return written
+
+
+def prepare_report_charts(
+    engine: Engine | None = None, *, lang: str = DEFAULT_LANGUAGE, level: str = "hospital"
+) -> int:
+    """Render and store the charts of `vbhc report --all --format pdf` (the own hospital's teams, compared as the
+    report compares them) for the current dataset version, after its views are stored: the first PDF after an
+    import then reads its ~56 charts instead of rendering them (~0.3 s each). Writes no file and no audit record,
+    as no report is made; the charts are those build_pdf draws (report_charts) under the same chart_digest, so the
+    report finds them. Returns how many were rendered (0 when the store is off; stored ones are read)."""
+    from vbhc.reports.pdf import chart_digest, render_chart, report_charts
+    from vbhc.results import compute_counts
+    from vbhc.store import get_engine
+
+    engine = engine or get_engine()
+    store, version = _store_version(engine)
+    kept = _kept(store, version, level, None)
+    if kept.charts is None:
+        return 0
+    results = _with_external(compute_results(None, None, level, engine=engine), engine, audit.os_user(), None, lang)
+    before = compute_counts["chart"]
+    drawn = report_charts(
+        results,
+        lang=lang,
+        own_hospital=own_hospital(engine),
+        unit_names=unit_names_for(results, lang, engine),
+    )
+    for chart in drawn:
+        kept.charts(chart_digest(chart), lambda chart=chart: render_chart(chart))
+    return compute_counts["chart"] - before
+
+
+def start_report_charts(url: str, *, lowest_priority: bool = True) -> subprocess.Popen[str]:
+    """Start prepare_report_charts for the database at `url` in a child process (`vbhc precompute --charts-only`):
+    vl-convert holds the interpreter lock for the ~0.3 s of each chart, so a child draws beside the caller's own
+    work on another core (an import's page preparation, a server's pages). `lowest_priority`: at nice 19 where the
+    system has it (a server's pages come first). finish_report_charts waits for it."""
+    env = {**os.environ, "VBHC_DATABASE_URL": url}
+    command = [sys.executable, "-c", _CHILD, "19" if lowest_priority else "0"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_report_charts(child: subprocess.Popen[str]) -> tuple[int, str]:
+    """Wait for start_report_charts' child: its exit status (logged with its error output when not 0) and what it
+    printed (the line `vbhc precompute --charts-only` prints)."""
+    out, err = child.communicate()
+    if child.returncode:
+        log.error("rendering the report's charts failed (%s): %s", child.returncode, err[-2000:])
+    return child.returncode, out
+
+
+def prepare_report_charts_apart(url: str) -> int:
+    """prepare_report_charts in a child process at the lowest priority, waited for (a server's warm-up, last)."""
+    return finish_report_charts(start_report_charts(url))[0]
+
+
+#: The child of start_report_charts; its argument is its niceness (where the system has one: not on Windows).
+_CHILD = """
+import os, sys
+if hasattr(os, "nice") and int(sys.argv[1]):
+    try:
+        os.nice(int(sys.argv[1]))
+    except OSError:
+        pass
+from vbhc.cli import main
+sys.exit(main(["precompute", "--charts-only"]))
+"""
 
 
 def _reader(who: Viewer | str) -> Viewer:
