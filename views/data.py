@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import auth, data, filters, render
-from vbhc import access, external, external_models, registry
+from vbhc import access, external, external_models
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, catalog, fmt_date, fmt_datetime, fmt_int, fmt_percent, t, t_md
 from vbhc.ingest import ImportRefused, explain_problems
@@ -100,7 +100,7 @@ else:
 
 if chosen is not None:
     st.subheader(t("data.completeness", lang))
-    complete = registry.completeness(chosen.condition, engine=data.current_engine())
+    complete = data.completeness(url, version, chosen.condition)
     if not complete.empty:
         grid = complete.pivot(index="hospital", columns="variable", values="filled")
         condition = default_catalog().condition(chosen.condition)
