@@ -448,17 +448,28 @@ def _build_terms(
 
 
 def casemix_design(
-    data: pd.DataFrame, casemix: Sequence[CaseMixVariable], events: np.ndarray
+    data: pd.DataFrame,
+    casemix: Sequence[CaseMixVariable],
+    events: np.ndarray,
+    *,
+    at: pd.DataFrame | None = None,
+    at_events: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The case-mix design columns the logistic models use (same centring, categories, reference levels and
     merging of rare or event-free levels, decided on the rows with a recorded event indicator), without an
     intercept, for models fitted elsewhere (the Cox model of vbhc.survival); and the rows it cannot score
-    (a missing case-mix value, or no recorded event: left out and counted, as missing="exclude" does)."""
+    (a missing case-mix value, or no recorded event: left out and counted, as missing="exclude" does).
+
+    `at` (with its own `at_events`): encode those rows instead, with the encoding decided on `data`. For a
+    comparison group among the registry's cycles: the registry's encoding, without encoding every registry row
+    again for each group."""
     y = np.asarray(events, dtype=float)
     recorded = ~np.isnan(y)
     types = {v.name: v.type for v in casemix}
     variables: list[tuple[str, bool]] = []
     used = recorded.copy()
+    rows = data if at is None else at
+    scored = used if at is None else ~np.isnan(np.asarray(at_events, dtype=float))
     for v in casemix:
         if v.name not in data.columns:
             continue
@@ -467,13 +478,15 @@ def casemix_design(
             continue
         variables.append((v.name, _is_category(v.name, types[v.name], data[v.name])))
         used &= ~miss
+        if at is not None:
+            scored &= ~rows[v.name].isna().to_numpy()
     terms = _build_terms(data, used, np.nan_to_num(y), variables, "binary", "exclude", {}, {})
     columns: dict[str, np.ndarray] = {}
     for term in terms:
-        block, _ = _encode(term, data[term.variable], "exclude")
+        block, _ = _encode(term, rows[term.variable], "exclude")
         for j, name in enumerate(term.columns):
             columns[name] = block[:, j]
-    return pd.DataFrame(columns, index=data.index), ~used
+    return pd.DataFrame(columns, index=rows.index), ~(used if at is None else scored)
 
 
 def _constant_model(

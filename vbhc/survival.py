@@ -426,7 +426,8 @@ def survival_table(
     if reference is None:
         design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
     else:
-        design, unscored = _reference_design(cycles, reference, outcome, casemix, as_of, horizon)
+        events = fu["event"].to_numpy()
+        design, unscored = _reference_design(cycles, events, reference, outcome, casemix, as_of, horizon)
     in_model = known & ~unscored
     if model is None:
         model = _fit_on(fu, design, in_model)
@@ -543,21 +544,18 @@ def _fit_on(fu: pd.DataFrame, design: pd.DataFrame, in_model: np.ndarray) -> Cox
 
 def _reference_design(
     cycles: pd.DataFrame,
+    events: np.ndarray,
     reference: pd.DataFrame,
     outcome: str,
     casemix: Sequence[CaseMixVariable],
     as_of: pd.Timestamp,
     horizon: float,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """casemix_design of the registry's cycles (`reference`), taken at `cycles` (a comparison group among them):
-    centring, reference levels and merged levels as the registry's Cox model was fitted with. A cycle not in
-    the reference (none, for a group cut from it) cannot be scored."""
-    events = follow_up(reference, outcome, as_of, horizon)["event"].to_numpy()
-    design, unscored = casemix_design(reference, casemix, events)
-    at = pd.Index(reference["cycle_id"].astype(str)).get_indexer(cycles["cycle_id"].astype(str))
-    found = at >= 0
-    picked = design.iloc[np.where(found, at, 0)].set_axis(cycles.index)
-    return picked, np.where(found, unscored[np.where(found, at, 0)], True)
+    """casemix_design of `cycles` (a comparison group among the registry's cycles, `reference`; `events` their
+    deaths within the horizon) encoded as on the registry: centring, reference levels and merged levels as the
+    registry's Cox model was fitted with."""
+    registry_events = follow_up(reference, outcome, as_of, horizon)["event"].to_numpy()
+    return casemix_design(reference, casemix, registry_events, at=cycles, at_events=events)
 
 
 def _unit_km(followed: pd.DataFrame, unit: object, horizon: float, level: float) -> tuple[float, float, float]:
