@@ -120,6 +120,8 @@ def _statsmodels():
 
 
 def _numeric(s: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return s.to_numpy(dtype="float64", na_value=np.nan)  # already numbers (e.g. Int64): no parsing pass
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
     return pd.to_numeric(s, errors="coerce").astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
@@ -857,7 +859,8 @@ def recalibrate_in_the_large(model: CaseMixModel, data: pd.DataFrame, outcome: s
     not part of the indicator) and the model's case-mix columns.
     """
     y = _outcome_values(data, outcome, model.kind)
-    lp = model.linear_predictor(data).to_numpy()
+    x, ok, slices = model._design(data)  # once: the linear predictor and the contributions below share it
+    lp = np.where(ok, x @ model.params, np.nan) if model.constant is None else model.linear_predictor(data).to_numpy()
     recorded = ~np.isnan(y)
     used = recorded & ~np.isnan(lp)
     yu, lpu = y[used], lp[used]
@@ -906,9 +909,10 @@ def recalibrate_in_the_large(model: CaseMixModel, data: pd.DataFrame, outcome: s
         population_contributions={},
     )
     if constant is None and n_used:
-        parts = recalibrated.term_contributions(data[used])
-        for variable in recalibrated.variables:
-            values = parts[variable].to_numpy(float)
+        x_used = x[used]
+        for term, part in zip(recalibrated.terms, slices, strict=True):
+            variable = term.variable
+            values = x_used[:, part] @ params[part]
             recalibrated.mean_contribution[variable] = float(values.mean())
             recalibrated.population_contributions[variable] = _distribution(values)
     return recalibrated
