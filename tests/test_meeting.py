@@ -149,6 +149,20 @@ def test_new_signals_since_the_last_meeting(result):
     assert all(s == [] for s in other["new_signals"])
 
 
+def test_signals_from_the_charts_a_page_drew_equal_the_signals_drawn_anew(result, monkeypatch):
+    from vbhc.unit_charts import unit_charts
+
+    for unit in HOSPITALS:
+        charts = unit_charts(result, unit)
+        drawn = meeting.signals(result, unit)
+        monkeypatch.setattr(meeting.indicators, "indicator_over_time", lambda *a, **k: pytest.fail("drawn again"))
+        assert meeting.signals(result, unit, charts=charts) == drawn
+        monkeypatch.undo()
+    assert meeting.signals(result, "H01")["anastomotic_leak"] == {"worse", "concern"}
+    with pytest.raises(ValueError):
+        meeting.signals(result, "H01", until=dt.date(2025, 7, 1), charts=charts)
+
+
 def test_a_meeting_after_the_last_care_cycle_reads_the_view_itself(result, monkeypatch):
     """No care cycle started after the meeting: the table as it was then is the view's own table, equal to
     refitting on the care cycles up to that date, and nothing is computed. For a comparison group only when the

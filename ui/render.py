@@ -598,14 +598,19 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
             # (stored, with the models the group's are recalibrated from), itself a stored view
             registry = data.result(result.condition, result.level, chosen.period)
             then = data.as_of_label(registry, when)
+            # the unit's signals now from the SPC charts the page draws anyway (shared, drawn once)
+            charts = data.unit_charts(result.condition, result.level, chosen.period, peers, unit)
+            now = {unit: meeting.signals(result, unit, charts=charts)}
             if then == chosen.period:  # no care cycle since the meeting: the group then is the group now
                 before = _only(result, only)
-                return meeting.since_last_meeting(result, unit, when, comparison, before=before, unchanged=True)
+                return meeting.since_last_meeting(
+                    result, unit, when, comparison, before=before, now=now, unchanged=True
+                )
             if then is None:  # the registry had no care cycles yet
                 before = meeting.result_as_of(result, when, only=indicators)
             else:
                 before = data.result(result.condition, result.level, then, peers)
-            return meeting.since_last_meeting(result, unit, when, comparison, before=_only(before, only))
+            return meeting.since_last_meeting(result, unit, when, comparison, before=_only(before, only), now=now)
         as_of = data.as_of_label(result, when)
         if as_of is None:
             before = meeting.result_as_of(result, when, only=indicators)

@@ -268,10 +268,19 @@ def result_as_of(
 
 
 def signals(
-    result: indicators.IndicatorResult, unit: str, until: dt.date | pd.Timestamp | None = None
+    result: indicators.IndicatorResult,
+    unit: str,
+    until: dt.date | pd.Timestamp | None = None,
+    *,
+    charts: dict[str, pd.DataFrame] | None = None,
 ) -> dict[str, set[str]]:
     """Per indicator the signals of the unit: "worse"/"better" (verdict outside the deciding limits) and
-    "concern"/"improvement" (special cause at the SPC chart's last point); data up to `until` for the chart."""
+    "concern"/"improvement" (special cause at the SPC chart's last point); data up to `until` for the chart.
+
+    `charts`: the unit's quarterly SPC charts of `result` (vbhc.unit_charts.unit_charts) when the caller already
+    has them, as a page that shows them does: the same charts, not drawn a second time (only without `until`)."""
+    if charts is not None and until is not None:
+        raise ValueError("charts are the charts of all data; signals up to a date draw their own")
     out: dict[str, set[str]] = {}
     mine = result.table[result.table["unit"] == unit]
     for _, row in mine.iterrows():
@@ -279,7 +288,9 @@ def signals(
             continue
         found: set[str] = set()
         chart = None
-        if row["kind"] != "response_rate":
+        if charts is not None:
+            chart = charts.get(str(row["indicator"]))
+        elif row["kind"] != "response_rate":
             chart = indicators.indicator_over_time(result, row["indicator"], unit, until=until)
         v = verdict.verdict(row, chart if chart is not None and len(chart) else None)
         if v.category in ("better", "worse") and v.decisive:
