@@ -197,6 +197,30 @@ def test_funnel_curve_agrees_with_each_units_limits(demo_tables):
         np.testing.assert_allclose(at_units["lower"], rows["lower_998"], rtol=1e-9)
 
 
+def test_a_comparison_groups_rows_are_exactly_those_of_its_care_cycles(demo_tables):
+    """restrict matches cycle ids by pyarrow's hash lookup (categorical ids on their categories): the rows kept
+    are the rows pandas' own isin keeps, a missing id is never kept."""
+    from dataclasses import replace
+
+    from vbhc.indicators import restrict
+
+    tables, _ = demo_tables
+    full = tables["colorectal_cancer"].data
+    scores = full.scores.copy()
+    assert isinstance(scores["cycle_id"].dtype, pd.CategoricalDtype)
+    scores.loc[scores.index[:3], "cycle_id"] = np.nan
+    full = replace(full, scores=scores)
+    group = restrict(full, None, ["H02", "H05"])
+    ids = set(group.cycles["cycle_id"].astype(str))
+    assert ids and set(group.cycles["hospital"].astype(str)) == {"H02", "H05"}
+    for name in ("scores", "cost", "cost_lines"):
+        frame = getattr(full, name)
+        expected = frame[frame["cycle_id"].astype(str).isin(ids)].reset_index(drop=True)
+        assert len(expected)
+        pd.testing.assert_frame_equal(getattr(group, name), expected)
+    assert group.scores["cycle_id"].notna().all()
+
+
 def test_restricting_in_memory_equals_loading_the_period_from_the_database(demo_registry, demo_tables):
     from vbhc.indicators import restrict
 
