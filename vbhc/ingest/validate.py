@@ -373,10 +373,14 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
 
 
 def _child_conditions(ck: Checker, batch: BatchState, cycle_id: pd.Series) -> pd.Series:
+    """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged). Looked up
+    once per distinct cycle and spread back by position: a care cycle has dozens of PROM rows."""
     known = batch.cycle_conditions()
-    conditions = cycle_id.map(known)
+    codes, distinct = pd.factorize(cycle_id)
+    found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
+    conditions = pd.Series(found[codes], index=cycle_id.index, dtype=object)
     ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", "unknown cycle_id: not in care_cycles")
-    return conditions.astype(object).where(conditions.notna(), "")
+    return conditions.where(conditions.notna(), "")
 
 
 def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
@@ -420,21 +424,26 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     value = ck.number("value")
     completed = ck.date("completed_date", required=False) if "completed_date" in f else pd.Series(pd.NaT, index=f.index)
     catalog = batch.catalog
-    for cond_id, rows in conditions.groupby(conditions, sort=False).groups.items():
+    # conditions, instruments and timepoints as codes of their few distinct values: the checks per condition
+    # and instrument compare small integers instead of a million strings each
+    cond_codes, cond_values = pd.factorize(conditions)
+    inst = _Codes(instrument)
+    times = _Codes(timepoint)
+    for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
         cond = catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
+        mask = cond_codes == k
         uses = {p.instrument: p for p in cond.proms}
         ck.flag(
-            mask & ~instrument.isin(uses) & (instrument != ""),
+            mask & ~inst.isin(uses) & ~inst.empty,
             "instrument",
             f"not a PROM instrument of {cond_id} (allowed: {', '.join(uses)})",
         )
         for inst_id, use in uses.items():
-            m = mask & (instrument == inst_id).to_numpy()
+            m = mask & inst.equals(inst_id)
             ck.flag(
-                m & ~timepoint.isin(use.timepoints) & (timepoint != ""),
+                m & ~times.isin(use.timepoints) & ~times.empty,
                 "timepoint",
                 f"{inst_id} is not collected at this timepoint for {cond_id} (allowed: {', '.join(use.timepoints)})",
             )
@@ -458,6 +467,21 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
             "completed_date": completed,
         }
     )
+
+
+class _Codes:
+    """A text column as codes of its distinct values, for membership tests on integers."""
+
+    def __init__(self, values: pd.Series):
+        self.codes, distinct = pd.factorize(values)
+        self.position = {v: i for i, v in enumerate(distinct)}
+        self.empty = self.equals("")
+
+    def equals(self, value: str) -> np.ndarray:
+        return self.codes == self.position.get(value, -2)
+
+    def isin(self, values) -> np.ndarray:
+        return np.isin(self.codes, [self.position[v] for v in values if v in self.position])
 
 
 def _pair_lookup(first: pd.Series, second: pd.Series, table: pd.Series) -> pd.Series:
