@@ -205,7 +205,10 @@ class Checker:
 
     def date(self, column: str, required: bool = True) -> pd.Series:
         s = self.frame[column].str.strip()
-        values = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+        # parsed once per distinct text: 200,000 PROM rows hold a few hundred dates
+        codes, distinct = pd.factorize(s)
+        parsed = pd.to_datetime(pd.Series(distinct, dtype=s.dtype), format="%Y-%m-%d", errors="coerce")
+        values = pd.Series(parsed.array.take(codes, allow_fill=True), index=s.index, name=s.name)
         empty = s == ""
         if required:
             self.flag(empty, column, "required value is empty")
