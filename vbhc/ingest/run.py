@@ -6,6 +6,9 @@ Why it works this way:
 - Files stream in chunks into a temporary staging table, so a file with millions of PROM item rows needs
   little memory; duplicate keys (within a file and across the files of the batch) and the final upsert are
   done by the database itself.
+- On SQLite, a first import of a table (the table empty, one file of it in the batch) skips the staging copy:
+  its chunks go straight into the table, whose unique and foreign keys check every row; a row they refuse
+  sends the file through the staging path after all, which names it. Same rows, ids and counts either way.
 - Re-imports upsert on natural keys: identical rows are counted as unchanged, not added again. A file (or
   sheet) whose exact content was imported before is skipped unless forced, but only while nothing imported
   since then may have changed its rows.
