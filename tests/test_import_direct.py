@@ -187,3 +187,29 @@ def test_postgresql_stages_every_file(demo, direct_writes, engine):
     """The direct path is SQLite's: PostgreSQL loads with COPY into staging and checks references set-based."""
     report = import_files([demo / n for n in FILES], engine, chunk_rows=CHUNK)
     assert report.ok and not direct_writes
+
+
+def test_the_batch_connection_gets_its_foreign_key_check_back(demo, engines, monkeypatch, tmp_path):
+    """SQLite's per-row foreign-key check is off during a batch (the batch checks set-based): on again after a
+    commit, a refusal and a failure, so no other write through the pooled connection goes unchecked."""
+    direct, _ = engines
+
+    def checked() -> int:
+        with direct.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+
+    import_files([demo / n for n in FILES[:2]], direct)
+    assert checked() == 1
+    bad = tmp_path / "clinical_outcomes.csv"
+    bad.write_text("cycle_id,outcome,value\nnobody,x,1\n", encoding="utf-8")
+    with pytest.raises(ImportRefused):
+        import_files([bad], direct)
+    assert checked() == 1
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(staging, "insert_directly", explode)
+    with pytest.raises(RuntimeError):
+        import_files([demo / "clinical_outcomes.csv"], direct)
+    assert checked() == 1

@@ -90,17 +90,26 @@ def import_files(
         raise refuse()
     try:
         with engine.connect() as conn:
-            trans = conn.begin()
+            row_checks_off = staging.skip_sqlite_row_checks(conn)
             try:
-                _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows)
-                if report.ok:
-                    _audit_imported(conn, actor, report)
-                    trans.commit()
-                else:
+                trans = conn.begin()
+                try:
+                    _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows, row_checks_off)
+                    if report.ok:
+                        _audit_imported(conn, actor, report)
+                        trans.commit()
+                    else:
+                        trans.rollback()
+                except BaseException:
                     trans.rollback()
-            except BaseException:
-                trans.rollback()
-                raise
+                    raise
+            finally:
+                if row_checks_off:
+                    try:
+                        staging.restore_sqlite_row_checks(conn)
+                    except BaseException:
+                        conn.invalidate()  # never back into the pool without its foreign-key check
+                        raise
             if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
                 # the planner's statistics from a sample of each index, not a scan of every row
                 conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
@@ -173,14 +182,17 @@ def _audit_refused(
 class _Batch:
     """State shared by the files of one batch (one transaction)."""
 
-    def __init__(self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str):
+    def __init__(
+        self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str, row_checks_off: bool
+    ):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
         self.state = BatchState(catalog, self._stored_units, self._stored_cycles)
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
-        # PostgreSQL: the references are checked once per file, set-based, instead of by a trigger per row
-        self.skip_row_triggers = staging.may_skip_row_triggers(conn)
+        # the references are checked once per file, set-based, instead of by a trigger per row (PostgreSQL) or
+        # SQLite's look-up per row (switched off for this batch's connection, staging.skip_sqlite_row_checks)
+        self.skip_row_triggers = row_checks_off or staging.may_skip_row_triggers(conn)
 
     def _stored_units(self) -> set[tuple[str, str]]:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
@@ -214,8 +226,9 @@ def _run_batch(
     force: bool,
     progress: Progress | None,
     chunk_rows: int,
+    row_checks_off: bool = False,
 ) -> None:
-    batch = _Batch(conn, catalog, report, imported_by)
+    batch = _Batch(conn, catalog, report, imported_by, row_checks_off)
     per_table: dict[str, int] = {}
     for s in sources:
         per_table[s.table] = per_table.get(s.table, 0) + 1
@@ -404,6 +417,11 @@ def _import_directly(
         batch.report.add(verdict)
     if not batch.report.ok:
         return  # refused: the whole batch is rolled back, these rows with it
+    if batch.skip_row_triggers and staging.any_unresolved_reference(conn, spec.target):
+        # validation refuses unknown units and care cycles, so only a database changed underneath gets here
+        staging.delete_batch_rows(conn, spec, batch_id)
+        _forget_batch_row(conn, batch, batch_id)
+        raise _NeedsStaging  # the staged path names the rows
     if inserted == 0:
         _forget_batch_row(conn, batch, batch_id)  # as the staged path: no batch row for a file that wrote nothing
         return
