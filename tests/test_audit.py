@@ -106,15 +106,19 @@ def test_refused_and_failed_imports_are_audited_as_refused_without_values(engine
     assert "123456782" not in detail and "P000" not in detail
 
     files = write_small_registry(tmp_path / "files")
-    real = ingest.stage.upsert
 
-    def explode(conn, spec, stage, batch_id, *rest, **options):
-        result = real(conn, spec, stage, batch_id, *rest, **options)
-        if spec.name == "costs":
-            raise RuntimeError("disk full: value 'P0001x'")
-        return result
+    def exploding(real):
+        def explode(conn, spec, *rest, **options):
+            result = real(conn, spec, *rest, **options)
+            if spec.name == "costs":
+                raise RuntimeError("disk full: value 'P0001x'")
+            return result
 
-    monkeypatch.setattr(ingest.stage, "upsert", explode)
+        return explode
+
+    for writer in ("upsert", "insert_directly"):  # the staged path, and SQLite's direct path of a first import
+        explode = exploding(getattr(ingest.stage, writer))
+        monkeypatch.setattr(ingest.stage, writer, explode)
     with pytest.raises(RuntimeError):
         import_files(files, engine, actor=QUALITY)
     assert row_counts(engine)["care_cycles"] == 0

@@ -13,6 +13,7 @@ from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry, write_units
 from vbhc import ingest, models
 from vbhc.ingest import ImportRefused, import_files
+from vbhc.ingest import run as ingest_run
 from vbhc.store import row_counts
 
 
@@ -182,20 +183,32 @@ def test_one_bad_file_rolls_back_the_whole_batch(engine, registry):
     assert row_counts(engine) == dict.fromkeys(row_counts(engine), 0)
 
 
-def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch):
+@pytest.mark.parametrize("writer", ["upsert", "insert_directly"])
+def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch, writer):
+    """A failure after the PROM rows are written, on the staged path (upsert) and on SQLite's direct path of a
+    first import (insert_directly), rolls back the whole batch."""
     import_files(registry[:2], engine)
     before = row_counts(engine)
-    real = ingest.stage.upsert
+    real = getattr(ingest.stage, writer)
+    calls = []
 
-    def explode(conn, spec, stage, batch_id, *rest, **options):
-        result = real(conn, spec, stage, batch_id, *rest, **options)
+    def explode(conn, spec, *rest, **options):
+        result = real(conn, spec, *rest, **options)
         if spec.name == "prom_responses":
+            calls.append(spec.name)
             raise RuntimeError("disk full")
         return result
 
-    monkeypatch.setattr(ingest.stage, "upsert", explode)
+    monkeypatch.setattr(ingest.stage, writer, explode)
+    if writer == "upsert":  # every file through the staging table, a first import on SQLite too
+        monkeypatch.setattr(ingest_run, "DIRECT_TABLES", frozenset())
+    if writer == "insert_directly" and engine.dialect.name != "sqlite":
+        import_files(registry[2:], engine)  # PostgreSQL stages every file: the direct path is SQLite's
+        assert not calls
+        return
     with pytest.raises(RuntimeError, match="disk full"):
         import_files(registry[2:], engine)
+    assert calls
     assert row_counts(engine) == before
 
 

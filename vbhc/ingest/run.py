@@ -6,6 +6,9 @@ Why it works this way:
 - Files stream in chunks into a temporary staging table, so a file with millions of PROM item rows needs
   little memory; duplicate keys (within a file and across the files of the batch) and the final upsert are
   done by the database itself.
+- On SQLite, a first import of a table (the table empty, one file of it in the batch) skips the staging copy:
+  its chunks go straight into the table, whose unique and foreign keys check every row; a row they refuse
+  sends the file through the staging path after all, which names it. Same rows, ids and counts either way.
 - Re-imports upsert on natural keys: identical rows are counted as unchanged, not added again. A file (or
   sheet) whose exact content was imported before is skipped unless forced, but only while nothing imported
   since then may have changed its rows.
@@ -18,12 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, delete, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vbhc import audit, models
 from vbhc.catalog import Catalog, default_catalog
@@ -86,17 +90,26 @@ def import_files(
         raise refuse()
     try:
         with engine.connect() as conn:
-            trans = conn.begin()
+            row_checks_off = staging.skip_sqlite_row_checks(conn)
             try:
-                _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows)
-                if report.ok:
-                    _audit_imported(conn, actor, report)
-                    trans.commit()
-                else:
+                trans = conn.begin()
+                try:
+                    _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows, row_checks_off)
+                    if report.ok:
+                        _audit_imported(conn, actor, report)
+                        trans.commit()
+                    else:
+                        trans.rollback()
+                except BaseException:
                     trans.rollback()
-            except BaseException:
-                trans.rollback()
-                raise
+                    raise
+            finally:
+                if row_checks_off:
+                    try:
+                        staging.restore_sqlite_row_checks(conn)
+                    except BaseException:
+                        conn.invalidate()  # never back into the pool without its foreign-key check
+                        raise
             if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
                 # the planner's statistics from a sample of each index, not a scan of every row
                 conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
@@ -169,14 +182,17 @@ def _audit_refused(
 class _Batch:
     """State shared by the files of one batch (one transaction)."""
 
-    def __init__(self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str):
+    def __init__(
+        self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str, row_checks_off: bool
+    ):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
         self.state = BatchState(catalog, self._stored_units, self._stored_cycles)
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
-        # PostgreSQL: the references are checked once per file, set-based, instead of by a trigger per row
-        self.skip_row_triggers = staging.may_skip_row_triggers(conn)
+        # the references are checked once per file, set-based, instead of by a trigger per row (PostgreSQL) or
+        # SQLite's look-up per row (switched off for this batch's connection, staging.skip_sqlite_row_checks)
+        self.skip_row_triggers = row_checks_off or staging.may_skip_row_triggers(conn)
 
     def _stored_units(self) -> set[tuple[str, str]]:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
@@ -210,8 +226,9 @@ def _run_batch(
     force: bool,
     progress: Progress | None,
     chunk_rows: int,
+    row_checks_off: bool = False,
 ) -> None:
-    batch = _Batch(conn, catalog, report, imported_by)
+    batch = _Batch(conn, catalog, report, imported_by, row_checks_off)
     per_table: dict[str, int] = {}
     for s in sources:
         per_table[s.table] = per_table.get(s.table, 0) + 1
@@ -235,6 +252,26 @@ def _run_batch(
         staging.drop(conn, seen)
 
 
+#: Tables a file may write straight into (SQLite, the table empty when the file begins): not units (a units
+#: file writes hospitals first) nor PREM responses (their rows are checked against each other across chunks in
+#: the staging table).
+DIRECT_TABLES = frozenset({"care_cycles", "clinical_outcomes", "prom_responses", "costs"})
+
+
+class _NeedsStaging(Exception):
+    """The direct write met a row the table's keys refuse: the file is redone through the staging table."""
+
+
+def _writes_directly(conn: Connection, source: Source, several: bool) -> bool:
+    """Whether this file may skip the staging table: on SQLite, for a file alone of its table in the batch,
+    whose table holds no row yet (a first import). Nothing is stored to upsert against then, so every valid
+    row is an insert; the table's unique key still refuses a duplicate within the file."""
+    if conn.dialect.name != "sqlite" or several or source.table not in DIRECT_TABLES:
+        return False
+    target = source.spec.target
+    return conn.execute(select(literal(1)).select_from(target).limit(1)).first() is None
+
+
 def _import_source(
     conn: Connection,
     number: int,
@@ -247,12 +284,32 @@ def _import_source(
     several: bool,
 ) -> None:
     report = batch.report
-    spec = source.spec
-    stage = staging.stage_table(spec)
-    staging.create(conn, stage)
-    marks = DecimalMarks(source)
+    if _writes_directly(conn, source, several):
+        listed, counted = len(report.problems), report.problem_count
+        try:
+            _import_directly(conn, source, batch, src_report, progress, chunk_rows)
+            return
+        except _NeedsStaging:
+            # the staged path reads the file again and names the offending rows: its problems replace these
+            del report.problems[listed:]
+            report.problem_count = counted
+            src_report.rows_read = 0
+    _import_staged(conn, number, source, batch, src_report, progress, chunk_rows, several=several)
+
+
+def _read_validated(
+    source: Source,
+    batch: _Batch,
+    src_report: SourceReport,
+    progress: Progress | None,
+    chunk_rows: int,
+    marks: DecimalMarks,
+    write: Callable[[pd.DataFrame, np.ndarray], None],
+) -> tuple[Header | None, bool, list[pd.DataFrame]]:
+    """Read and check the file chunk by chunk, handing each chunk's valid rows to `write(frame, row_numbers)`;
+    returns (header, whether the header is usable, a units file's valid rows)."""
+    report = batch.report
     all_units: list[pd.DataFrame] = []
-    key_hashes: list[np.ndarray] = []
     header: Header | None = None
     header_ok = False
     if progress:
@@ -280,29 +337,132 @@ def _import_source(
                 named = (frame["cycle_id"] != "") & frame["condition"].isin(batch.catalog.conditions)
                 batch.state.add_batch_cycles(frame["cycle_id"][named], frame["condition"][named])
             src_report.rows_read += len(frame)
-            keys = list(spec.target_key)
             # the usual chunk has no bad row: no copy of it then
             valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
-            key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
-            staging.load(conn, stage, spec, valid, rows)
+            write(valid, rows)
             if progress:
                 progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
     except MalformedText as exc:
         report.add(source.problem(exc.reason, exc.row))
     except DamagedFile as exc:
         report.add(source.problem(f"damaged or truncated XLSX workbook ({exc})"))
-    except (SQLAlchemyError, MemoryError):
+    except (SQLAlchemyError, MemoryError, _NeedsStaging):
         raise
     except Exception as exc:  # the parser on untrusted content: a damaged file, not a crash
         if source.sheet is None:
             raise
         report.add(source.problem(f"damaged or truncated XLSX workbook ({type(exc).__name__})"))
+    return header, header_ok, all_units
+
+
+def _new_batch_row(conn: Connection, source: Source, batch: _Batch, rows_read: int) -> int:
+    """The import_batches row this file's rows will point at."""
+    batch_id = conn.execute(
+        insert(models.ImportBatch)
+        .values(
+            file_name=source.label,
+            table_name=source.table,
+            sheet=source.sheet,
+            sha256=source.sha256,
+            rows_read=rows_read,
+            imported_by=batch.imported_by,
+            imported_at=dt.datetime.now(dt.UTC),
+        )
+        .returning(models.ImportBatch.id)
+    ).scalar_one()
+    batch.batch_ids.add(batch_id)
+    return batch_id
+
+
+def _forget_batch_row(conn: Connection, batch: _Batch, batch_id: int) -> None:
+    conn.execute(delete(models.ImportBatch).where(models.ImportBatch.id == batch_id))
+    batch.batch_ids.discard(batch_id)
+
+
+def _import_directly(
+    conn: Connection,
+    source: Source,
+    batch: _Batch,
+    src_report: SourceReport,
+    progress: Progress | None,
+    chunk_rows: int,
+) -> None:
+    """A first import of a table (see _writes_directly): each valid chunk goes straight into the table, under
+    a batch row written first. The same rows, values, order and counts as the staged path; a problem in the
+    file refuses the batch as there (the transaction is rolled back); a row the table's keys refuse raises
+    _NeedsStaging after this file's rows and batch row are taken back."""
+    spec = source.spec
+    batch_id = _new_batch_row(conn, source, batch, 0)
+    inserted = 0
+
+    def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
+        nonlocal inserted
+        try:
+            inserted += staging.insert_directly(conn, spec, valid, batch_id)
+        except IntegrityError as exc:
+            raise _NeedsStaging from exc
+
+    marks = DecimalMarks(source)
+    try:
+        header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
+    except _NeedsStaging:
+        staging.delete_batch_rows(conn, spec, batch_id)
+        _forget_batch_row(conn, batch, batch_id)
+        raise
+    if header is None or not header_ok:
+        staging.delete_batch_rows(conn, spec, batch_id)
+        _forget_batch_row(conn, batch, batch_id)
+        return
+    if (verdict := marks.verdict()) is not None:
+        batch.report.add(verdict)
+    if not batch.report.ok:
+        return  # refused: the whole batch is rolled back, these rows with it
+    if batch.skip_row_triggers and staging.any_unresolved_reference(conn, spec.target):
+        # validation refuses unknown units and care cycles, so only a database changed underneath gets here
+        staging.delete_batch_rows(conn, spec, batch_id)
+        _forget_batch_row(conn, batch, batch_id)
+        raise _NeedsStaging  # the staged path names the rows
+    if inserted == 0:
+        _forget_batch_row(conn, batch, batch_id)  # as the staged path: no batch row for a file that wrote nothing
+        return
+    src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, 0, 0
+    conn.execute(
+        update(models.ImportBatch)
+        .where(models.ImportBatch.id == batch_id)
+        .values(rows_read=src_report.rows_read, rows_inserted=inserted, rows_updated=0, rows_unchanged=0)
+    )
+
+
+def _import_staged(
+    conn: Connection,
+    number: int,
+    source: Source,
+    batch: _Batch,
+    src_report: SourceReport,
+    progress: Progress | None,
+    chunk_rows: int,
+    *,
+    several: bool,
+) -> None:
+    report = batch.report
+    spec = source.spec
+    stage = staging.stage_table(spec)
+    staging.create(conn, stage)
+    marks = DecimalMarks(source)
+    key_hashes: list[np.ndarray] = []
+    keys = list(spec.target_key)
+
+    def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
+        # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
+        key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
+        staging.load(conn, stage, spec, valid, rows)
+
+    header, header_ok, all_units = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
     if header is None or not header_ok:
         staging.drop(conn, stage)
         return
     if (verdict := marks.verdict()) is not None:
         report.add(verdict)
-    # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
     hashes = np.sort(np.concatenate(key_hashes)) if key_hashes else np.empty(0, np.uint64)
     if (hashes[1:] == hashes[:-1]).any():
         _duplicate_problems(conn, source, stage, report)
@@ -315,20 +475,7 @@ def _import_source(
     if not report.ok:
         staging.drop(conn, stage)
         return  # keep validating the other files, but write nothing more
-    batch_id = conn.execute(
-        insert(models.ImportBatch)
-        .values(
-            file_name=source.label,
-            table_name=source.table,
-            sheet=source.sheet,
-            sha256=source.sha256,
-            rows_read=src_report.rows_read,
-            imported_by=batch.imported_by,
-            imported_at=dt.datetime.now(dt.UTC),
-        )
-        .returning(models.ImportBatch.id)
-    ).scalar_one()
-    batch.batch_ids.add(batch_id)
+    batch_id = _new_batch_row(conn, source, batch, src_report.rows_read)
     hospitals_changed = 0
     if source.table == "units":
         units = pd.concat(all_units) if all_units else pd.DataFrame()
@@ -347,8 +494,7 @@ def _import_source(
     staging.drop(conn, stage)
     if not (inserted or updated or hospitals_changed):
         # nothing changed: the rows keep pointing at the batch that wrote them, so record no new batch
-        conn.execute(delete(models.ImportBatch).where(models.ImportBatch.id == batch_id))
-        batch.batch_ids.discard(batch_id)
+        _forget_batch_row(conn, batch, batch_id)
         return
     conn.execute(
         update(models.ImportBatch)

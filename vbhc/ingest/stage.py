@@ -8,12 +8,30 @@ executemany of a compiled INSERT, PostgreSQL COPY with composed identifiers), ne
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import repeat
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, and_, func, literal, or_, select, true, tuple_
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from vbhc import models
 from vbhc.ingest.tables import TableSpec, column_kind
@@ -45,14 +63,20 @@ def drop(conn: Connection, table: Table) -> None:
     table.drop(conn, checkfirst=True)
 
 
-def records(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> list[tuple]:
-    """Plain Python tuples with None for missing values, dates as ISO text (valid for both databases)."""
-    arrays: list[list] = [row_numbers.tolist()]
+def records(spec: TableSpec, frame: pd.DataFrame, row_numbers=None, *extra: object) -> Iterator[tuple]:
+    """Plain Python tuples with None for missing values, dates as ISO text (valid for both databases): the row
+    number first when `row_numbers` is given (a staging row), then the stored columns, then `extra` (the same
+    values on every row). Made one at a time as the driver binds them: a list of a million tuples would wake
+    the garbage collector again and again.
+
+    Why per column and through the distinct values: a chunk of 200,000 PROM rows holds a few hundred distinct
+    dates, and formatting those (then picking them by position) is ~100 times faster than formatting every row."""
+    arrays: list[list] = [] if row_numbers is None else [np.asarray(row_numbers).tolist()]
     for c in spec.target_columns:
         s = frame[c]
         kind = column_kind(spec, c)
         if kind == "date":
-            values = s.dt.strftime("%Y-%m-%d").to_numpy(dtype=object, na_value=None)
+            values = _by_distinct_value(s, lambda u: u.strftime("%Y-%m-%d"))
         elif kind == "integer":
             values = s.astype("Int64").to_numpy(dtype=object, na_value=None)
         elif kind == "number":
@@ -60,7 +84,15 @@ def records(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> list[tuple]:
         else:
             values = s.to_numpy(dtype=object, na_value=None)
         arrays.append(values.tolist())
-    return list(zip(*arrays, strict=True))
+    arrays += [repeat(value, len(frame)) for value in extra]
+    return zip(*arrays, strict=True)
+
+
+def _by_distinct_value(values: pd.Series, convert) -> np.ndarray:
+    """`convert` applied to the distinct values only, then spread back by position; None where missing."""
+    codes, distinct = pd.factorize(values)
+    converted = np.append(np.asarray(convert(pd.Index(distinct)), dtype=object), None)  # code -1 picks None
+    return converted[codes]
 
 
 def load(conn: Connection, stage: Table, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
@@ -85,7 +117,35 @@ def load(conn: Connection, stage: Table, spec: TableSpec, frame: pd.DataFrame, r
         compiled = stage.insert().compile(dialect=conn.dialect, column_keys=names)
         params = compiled.positiontup
         assert params == names, "the compiled INSERT must take the columns in stage order"
-        conn.connection.driver_connection.executemany(str(compiled), records(spec, frame, row_numbers))
+        executemany(conn, str(compiled), records(spec, frame, row_numbers))
+
+
+def insert_directly(conn: Connection, spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> int:
+    """Write a validated chunk straight into its stored table (SQLite), for a file whose table held no row
+    when the file began: there is nothing to upsert against, so staging every row only to copy it again is
+    half the work. The table's own unique and foreign keys still check every row; a row they refuse raises
+    SQLAlchemy's IntegrityError, and the caller then takes the staged path (which names the rows)."""
+    if frame.empty:
+        return 0
+    names = [*spec.target_columns, "batch_id"]
+    compiled = spec.target.insert().compile(dialect=conn.dialect, column_keys=names)
+    assert compiled.positiontup == names, "the compiled INSERT must take the columns in this order"
+    executemany(conn, str(compiled), records(spec, frame, None, batch_id))
+    return len(frame)
+
+
+def executemany(conn: Connection, statement: str, rows: Iterator[tuple]) -> None:
+    """The driver's executemany (SQLite binds the rows in its C loop), its errors raised as SQLAlchemy's own
+    (IntegrityError, OperationalError, ...) so that a refused write is reported like any other statement's."""
+    try:
+        conn.connection.driver_connection.executemany(statement, rows)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True) from exc
+
+
+def delete_batch_rows(conn: Connection, spec: TableSpec, batch_id: int) -> None:
+    """Take back what insert_directly wrote for one batch (before the staged path redoes the file)."""
+    conn.execute(delete(spec.target).where(spec.target.c.batch_id == batch_id))
 
 
 def _csv_bytes(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> bytes:
@@ -184,6 +244,53 @@ _ROW_TRIGGERS_OFF = "SET LOCAL session_replication_role = replica"
 _ROW_TRIGGERS_ON = "SET LOCAL session_replication_role = DEFAULT"
 
 
+#: SQLite's per-row foreign-key check, per connection (SQLite ignores the pragma inside a transaction); the
+#: statements are constants.
+_SQLITE_ROW_CHECKS = "PRAGMA foreign_keys"
+_SQLITE_ROW_CHECKS_OFF = "PRAGMA foreign_keys=OFF"
+_SQLITE_ROW_CHECKS_ON = "PRAGMA foreign_keys=ON"
+
+
+def skip_sqlite_row_checks(conn: Connection) -> bool:
+    """Switch off SQLite's per-row foreign-key check on this connection, before the batch's transaction
+    begins; True when it did (the caller switches it on again with restore_sqlite_row_checks).
+
+    Why: SQLite looks up the referenced row of every written row (~10% of writing a million PROM rows);
+    the batch checks its references once per file instead (unresolved_references, any_unresolved_reference),
+    as on PostgreSQL, and no other session can write in between (SQLite has one writer at a time)."""
+    if conn.dialect.name != "sqlite":
+        return False
+    driver = conn.connection.driver_connection
+    if driver.in_transaction or driver.execute(_SQLITE_ROW_CHECKS).fetchone()[0] != 1:
+        return False
+    driver.execute(_SQLITE_ROW_CHECKS_OFF)
+    return True
+
+
+def restore_sqlite_row_checks(conn: Connection) -> None:
+    """Switch SQLite's per-row foreign-key check on again, after the batch's commit or rollback."""
+    driver = conn.connection.driver_connection
+    driver.execute(_SQLITE_ROW_CHECKS_ON)
+    if driver.execute(_SQLITE_ROW_CHECKS).fetchone()[0] != 1:
+        raise RuntimeError("SQLite's foreign-key check could not be switched on again")
+
+
+def any_unresolved_reference(conn: Connection, target: Table) -> bool:
+    """Whether a stored row of `target` refers to no row, by its foreign keys: one look-up per distinct value.
+    For SQLite's direct path, whose file wrote every row the table holds; its own batch row is left out."""
+    for fk in target.foreign_key_constraints:
+        parent = fk.referred_table
+        if parent.name == models.ImportBatch.__tablename__:
+            continue
+        local = [target.c[c] for c in fk.column_keys]
+        used = select(*local).where(and_(*[c.is_not(None) for c in local])).distinct().subquery()
+        same = and_(*[e.column == used.c[c.name] for e, c in zip(fk.elements, local, strict=True)])
+        orphan = select(literal(1)).select_from(used).where(~select(literal(1)).where(same).exists()).limit(1)
+        if conn.execute(orphan).first() is not None:
+            return True
+    return False
+
+
 def unresolved_references(conn: Connection, stage: Table, target: Table, limit: int) -> list[tuple]:
     """Check the staged rows' references once, set-based, as the foreign keys of `target` would row by row:
     every referenced row is locked against deletion (FOR KEY SHARE, as PostgreSQL's own check does) and the
@@ -251,11 +358,13 @@ def upsert(
         )
     # with no staged key stored, a plain INSERT does the same without a conflict check per row (half the time
     # on PostgreSQL); a key another session stores meanwhile makes it fail, and the whole batch with it
-    if skip_row_triggers:
+    # (SQLite: the batch's connection already writes without its per-row check, see skip_sqlite_row_checks)
+    set_role = skip_row_triggers and conn.dialect.name == "postgresql"
+    if set_role:
         conn.exec_driver_sql(_ROW_TRIGGERS_OFF)
     # SQLAlchemy keeps an INSERT's row count only when asked
     written = conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
-    if skip_row_triggers:
+    if set_role:
         conn.exec_driver_sql(_ROW_TRIGGERS_ON)
     inserted = total - existing
     updated = written - inserted

@@ -28,6 +28,9 @@ _FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 _NUMBER = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?"
 _PLAIN_INTEGER = r"[+-]?\d+"
 _GROUPED = r"[+-]?\d{1,3}(?:([.,])\d{3})+(?:[.,]\d+)?"
+#: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax;
+#: \p{Nd} is any decimal digit, as \d in _NUMBER, which pandas matches with Python's re).
+_MARKED_NUMBER = r"^[+-]?(?P<whole>\p{Nd}*)(?P<mark>[.,])(?P<fraction>\p{Nd}*)(?:[eE][+-]?\p{Nd}+)?$"
 
 
 @dataclass
@@ -46,17 +49,24 @@ class DecimalMarks:
         self.undecided: dict[str, _Seen] = {}  # mark -> first value like 1.250
 
     def observe(self, column: str, text: pd.Series, rows: np.ndarray) -> None:
-        marked = text.str.contains(r"[.,]", regex=True).to_numpy()
+        """Note the first value that decides the mark, and the first that cannot, per mark. Arrow's regular
+        expressions (C++): pandas runs an extract row by row in Python, seconds for a file of prices."""
+        values = pa.array(text, type=pa.string(), from_pandas=True)
+        marked = pc.match_substring_regex(values, r"[.,]").to_numpy(zero_copy_only=False)
         if not marked.any():
             return
-        parts = text[marked].str.extract(r"^[+-]?(\d*)([.,])(\d*)(?:[eE][+-]?\d+)?$")
-        whole, mark, fraction = parts[0], parts[1], parts[2]
-        valid = mark.notna().to_numpy()
-        three = (fraction.str.len() == 3).to_numpy() & (whole.str.len().between(1, 3)).to_numpy()
-        three &= (whole != "0").to_numpy() & ~text[marked].str.contains(r"[eE]", regex=True).to_numpy()
+        candidates = values.filter(pa.array(marked))
+        parts = pc.extract_regex(candidates, _MARKED_NUMBER)
+        whole, fraction = parts.field("whole"), parts.field("fraction")
+        mark = parts.field("mark").to_numpy(zero_copy_only=False)
+        valid = parts.is_valid().to_numpy(zero_copy_only=False)
+        whole_len = pc.utf8_length(whole).to_numpy(zero_copy_only=False)
+        three = (pc.utf8_length(fraction).to_numpy(zero_copy_only=False) == 3) & (whole_len >= 1) & (whole_len <= 3)
+        three &= pc.not_equal(whole, "0").to_numpy(zero_copy_only=False)
+        three &= ~pc.match_substring_regex(candidates, r"[eE]").to_numpy(zero_copy_only=False)
         where = np.flatnonzero(marked)
         for m in (".", ","):
-            is_m = valid & (mark == m).to_numpy()
+            is_m = valid & (mark == m)
             for bucket, mask in ((self.decisive, is_m & ~three), (self.undecided, is_m & three)):
                 if m not in bucket and mask.any():
                     i = int(np.flatnonzero(mask)[0])
@@ -195,7 +205,10 @@ class Checker:
 
     def date(self, column: str, required: bool = True) -> pd.Series:
         s = self.frame[column].str.strip()
-        values = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+        # parsed once per distinct text: 200,000 PROM rows hold a few hundred dates
+        codes, distinct = pd.factorize(s)
+        parsed = pd.to_datetime(pd.Series(distinct, dtype=s.dtype), format="%Y-%m-%d", errors="coerce")
+        values = pd.Series(parsed.array.take(codes, allow_fill=True), index=s.index, name=s.name)
         empty = s == ""
         if required:
             self.flag(empty, column, "required value is empty")
@@ -363,10 +376,14 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
 
 
 def _child_conditions(ck: Checker, batch: BatchState, cycle_id: pd.Series) -> pd.Series:
+    """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged). Looked up
+    once per distinct cycle and spread back by position: a care cycle has dozens of PROM rows."""
     known = batch.cycle_conditions()
-    conditions = cycle_id.map(known)
+    codes, distinct = pd.factorize(cycle_id)
+    found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
+    conditions = pd.Series(found[codes], index=cycle_id.index, dtype=object)
     ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", "unknown cycle_id: not in care_cycles")
-    return conditions.astype(object).where(conditions.notna(), "")
+    return conditions.where(conditions.notna(), "")
 
 
 def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
@@ -410,21 +427,26 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     value = ck.number("value")
     completed = ck.date("completed_date", required=False) if "completed_date" in f else pd.Series(pd.NaT, index=f.index)
     catalog = batch.catalog
-    for cond_id, rows in conditions.groupby(conditions, sort=False).groups.items():
+    # conditions, instruments and timepoints as codes of their few distinct values: the checks per condition
+    # and instrument compare small integers instead of a million strings each
+    cond_codes, cond_values = pd.factorize(conditions)
+    inst = _Codes(instrument)
+    times = _Codes(timepoint)
+    for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
         cond = catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
+        mask = cond_codes == k
         uses = {p.instrument: p for p in cond.proms}
         ck.flag(
-            mask & ~instrument.isin(uses) & (instrument != ""),
+            mask & ~inst.isin(uses) & ~inst.empty,
             "instrument",
             f"not a PROM instrument of {cond_id} (allowed: {', '.join(uses)})",
         )
         for inst_id, use in uses.items():
-            m = mask & (instrument == inst_id).to_numpy()
+            m = mask & inst.equals(inst_id)
             ck.flag(
-                m & ~timepoint.isin(use.timepoints) & (timepoint != ""),
+                m & ~times.isin(use.timepoints) & ~times.empty,
                 "timepoint",
                 f"{inst_id} is not collected at this timepoint for {cond_id} (allowed: {', '.join(use.timepoints)})",
             )
@@ -448,6 +470,21 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
             "completed_date": completed,
         }
     )
+
+
+class _Codes:
+    """A text column as codes of its distinct values, for membership tests on integers."""
+
+    def __init__(self, values: pd.Series):
+        self.codes, distinct = pd.factorize(values)
+        self.position = {v: i for i, v in enumerate(distinct)}
+        self.empty = self.equals("")
+
+    def equals(self, value: str) -> np.ndarray:
+        return self.codes == self.position.get(value, -2)
+
+    def isin(self, values) -> np.ndarray:
+        return np.isin(self.codes, [self.position[v] for v in values if v in self.position])
 
 
 def _pair_lookup(first: pd.Series, second: pd.Series, table: pd.Series) -> pd.Series:

@@ -1,0 +1,215 @@
+"""SQLite's direct path (a first import of a table writes its rows straight into the table, vbhc.ingest.run)
+against the staged path: the same stored rows, ids, batch rows, counts and audit details, the same problems for
+a refused file, and a refusal changes no row, also when the direct path had already written chunks of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from tests.db_snapshot import snapshot
+from vbhc import models
+from vbhc.demo import generate_demo
+from vbhc.ingest import ImportRefused, import_files
+from vbhc.ingest import run as ingest_run
+from vbhc.ingest import stage as staging
+from vbhc.store import get_engine, upgrade_schema
+
+#: The demo's registry files in import order (PREMs have their own, staged, path).
+FILES = ("units.xlsx", "care_cycles.csv", "clinical_outcomes.csv", "prom_responses.csv", "costs.csv")
+#: Small chunks, so that a file spans many and a refusal can come after chunks were written.
+CHUNK = 97
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A small demo registry; some PROM rows without a completion date (stored as NULL on both paths)."""
+    folder = tmp_path_factory.mktemp("demo")
+    generate_demo(folder, cycles=40, seed=7)
+    proms = folder / "prom_responses.csv"
+    lines = proms.read_text(encoding="utf-8").splitlines()
+    for i in range(5, len(lines), 37):
+        lines[i] = lines[i].rsplit(",", 1)[0] + ","
+    proms.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def engines(tmp_path) -> Iterator[tuple[Engine, Engine]]:
+    """Two empty SQLite registries: one for the direct path, one for the staged path."""
+    pair = []
+    for name in ("direct", "staged"):
+        engine = get_engine(f"sqlite:///{tmp_path / name}.db")
+        upgrade_schema(engine)
+        pair.append(engine)
+    yield pair[0], pair[1]
+    for engine in pair:
+        engine.dispose()
+    get_engine.cache_clear()
+
+
+@pytest.fixture
+def direct_writes(monkeypatch) -> list[str]:
+    """The tables insert_directly wrote a chunk of (once per chunk)."""
+    seen: list[str] = []
+    real = staging.insert_directly
+
+    def spy(conn, spec, frame, batch_id):
+        seen.append(spec.name)
+        return real(conn, spec, frame, batch_id)
+
+    monkeypatch.setattr(staging, "insert_directly", spy)
+    return seen
+
+
+def _staged(monkeypatch, call):
+    """`call()` with every file through the staging table (the direct path switched off)."""
+    with monkeypatch.context() as m:
+        m.setattr(ingest_run, "DIRECT_TABLES", frozenset())
+        return call()
+
+
+def _stored(engine: Engine) -> dict:
+    """Every stored row (ids and batch ids included); batch rows without their time, audit events as
+    (action, detail) without the batch's seconds."""
+    out = snapshot(engine, skip=("audit_events",))
+    for row in out["import_batches"]:
+        row.pop("imported_at")
+    with engine.connect() as conn:
+        events = conn.execute(select(models.AuditEvent.action, models.AuditEvent.detail)).all()
+    out["audit"] = [(action, json.loads(detail) if detail else None) for action, detail in events]
+    return out
+
+
+def _counts(report) -> list[tuple]:
+    return [(s.file, s.table, s.rows_read, s.rows_inserted, s.rows_updated, s.rows_unchanged) for s in report.sources]
+
+
+def _refused(files, engine) -> list[tuple]:
+    with pytest.raises(ImportRefused) as info:
+        import_files(files, engine, chunk_rows=CHUNK)
+    report = info.value.report
+    return [(p.file, p.row, p.column, p.value, p.rule) for p in report.problems] + [report.problem_count]
+
+
+def test_the_direct_path_stores_exactly_what_the_staged_path_stores(demo, engines, direct_writes, monkeypatch):
+    direct, staged = engines
+    files = [demo / n for n in FILES]
+    ours = import_files(files, direct, chunk_rows=CHUNK)
+    assert sorted(set(direct_writes)) == ["care_cycles", "clinical_outcomes", "costs", "prom_responses"]
+    assert direct_writes.count("prom_responses") > 5  # many chunks
+    direct_writes.clear()
+    theirs = _staged(monkeypatch, lambda: import_files(files, staged, chunk_rows=CHUNK))
+    assert not direct_writes
+    assert _counts(ours) == _counts(theirs)
+    assert all(s.rows_inserted == s.rows_read > 0 for s in ours.sources[1:])
+    stored = _stored(direct)
+    assert stored == _stored(staged)
+    assert sum(r["completed_date"] is None for r in stored["prom_responses"]) > 10
+
+
+def test_a_second_import_into_a_filled_table_upserts(demo, engines, direct_writes, tmp_path):
+    direct, _ = engines
+    files = [demo / n for n in FILES]
+    import_files(files, direct, chunk_rows=CHUNK)
+    before = {(r["cycle_id"], r["instrument"], r["timepoint"], r["item"]): r for r in _stored(direct)["prom_responses"]}
+    lines = (demo / "prom_responses.csv").read_text(encoding="utf-8").splitlines()
+    cells = lines[3].split(",")
+    cells[4] = "1" if cells[4] != "1" else "2"  # an EQ-5D-5L item: 1 to 5
+    lines[3] = ",".join(cells)
+    changed = tmp_path / "prom_responses.csv"
+    changed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    direct_writes.clear()
+    report = import_files([changed], direct, chunk_rows=CHUNK)
+    assert not direct_writes  # the table holds rows: staged and upserted
+    [s] = report.sources
+    assert (s.rows_inserted, s.rows_updated, s.rows_unchanged) == (0, 1, len(lines) - 2)
+    after = _stored(direct)["prom_responses"]
+    assert len(after) == len(before)
+    key = tuple(cells[:4])
+    row = next(r for r in after if (r["cycle_id"], r["instrument"], r["timepoint"], r["item"]) == key)
+    assert row["value"] == float(cells[4]) != before[key]["value"]
+
+
+def _bad_value(lines: list[str]) -> None:
+    cells = lines[-40].split(",")
+    cells[4] = "lots"
+    lines[-40] = ",".join(cells)
+
+
+def _late_duplicate(lines: list[str]) -> None:
+    lines.append(lines[-300])  # a key given again several chunks later
+
+
+def _early_duplicate(lines: list[str]) -> None:
+    lines.insert(3, lines[2])  # in the first chunk
+
+
+def _duplicate_and_bad_value(lines: list[str]) -> None:
+    _bad_value(lines)
+    _late_duplicate(lines)
+
+
+@pytest.mark.parametrize("mutate", [_bad_value, _late_duplicate, _early_duplicate, _duplicate_and_bad_value])
+def test_a_refused_first_import_changes_no_row_and_says_what_the_staged_path_says(
+    demo, engines, direct_writes, monkeypatch, tmp_path, mutate
+):
+    direct, staged = engines
+    base = [demo / n for n in FILES[:2]]
+    import_files(base, direct)
+    _staged(monkeypatch, lambda: import_files(base, staged))
+    before = _stored(direct)
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    shutil.copy(demo / "clinical_outcomes.csv", folder)
+    lines = (demo / "prom_responses.csv").read_text(encoding="utf-8").splitlines()
+    mutate(lines)
+    (folder / "prom_responses.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    batch = [folder / "clinical_outcomes.csv", folder / "prom_responses.csv"]
+    direct_writes.clear()
+    ours = _refused(batch, direct)
+    assert direct_writes.count("prom_responses") > 0  # chunks were written before the refusal
+    theirs = _staged(monkeypatch, lambda: _refused(batch, staged))
+    assert ours == theirs
+    after = _stored(direct)
+    assert after.pop("audit")[-1][0] == "import_refused"
+    before.pop("audit")
+    assert after == before
+
+
+@pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_postgresql_stages_every_file(demo, direct_writes, engine):
+    """The direct path is SQLite's: PostgreSQL loads with COPY into staging and checks references set-based."""
+    report = import_files([demo / n for n in FILES], engine, chunk_rows=CHUNK)
+    assert report.ok and not direct_writes
+
+
+def test_the_batch_connection_gets_its_foreign_key_check_back(demo, engines, monkeypatch, tmp_path):
+    """SQLite's per-row foreign-key check is off during a batch (the batch checks set-based): on again after a
+    commit, a refusal and a failure, so no other write through the pooled connection goes unchecked."""
+    direct, _ = engines
+
+    def checked() -> int:
+        with direct.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+
+    import_files([demo / n for n in FILES[:2]], direct)
+    assert checked() == 1
+    bad = tmp_path / "clinical_outcomes.csv"
+    bad.write_text("cycle_id,outcome,value\nnobody,x,1\n", encoding="utf-8")
+    with pytest.raises(ImportRefused):
+        import_files([bad], direct)
+    assert checked() == 1
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(staging, "insert_directly", explode)
+    with pytest.raises(RuntimeError):
+        import_files([demo / "clinical_outcomes.csv"], direct)
+    assert checked() == 1
