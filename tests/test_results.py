@@ -620,8 +620,14 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, demo_files, tmp_path,
     frozen = gc.get_freeze_count()
     apart: list[str] = []  # the report's charts, last, in a child process (tests/test_reports_cli.py renders them)
     monkeypatch.setattr("vbhc.reports.run.prepare_report_charts_apart", apart.append)
+    graded, real_completeness = [], data.registry.completeness
+    monkeypatch.setattr(data.registry, "completeness", lambda c, **k: graded.append(c) or real_completeness(c, **k))
     data.start_warm_up(url, data_version).join(timeout=600)
     assert apart == [url]
+    # the Data page's completeness grid of every condition is read once, ahead: the page reads it from memory
+    conditions = sorted({v.condition for v in results.default_views(sqlite_engine)})
+    assert sorted(graded) == conditions
+    assert all(len(data.completeness(url, data_version, c)) for c in conditions) and len(graded) == len(conditions)
     state = data.warm_up_state(url, data_version)
     # what the warm-up loaded is out of the garbage collector's full passes (they held the interpreter lock 1.3 s)
     assert gc.get_freeze_count() > frozen
