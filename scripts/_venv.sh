@@ -41,17 +41,18 @@ install_extras() {  # $1: extras, e.g. "" or "[test]"
   local stamp="$VENV/.installed$1" uv
   # no bytecode compiled at install (~7,000 modules, most never imported): Python compiles a module on its first
   # import; VBHC_COMPILE_BYTECODE=1 compiles them all here
-  local uv_compile=() pip_compile=(--no-compile)
+  # (scalars, not arrays: an empty array is an unbound variable under set -u in macOS's bash 3.2)
+  local uv_compile="" pip_compile="--no-compile"
   if [ "${VBHC_COMPILE_BYTECODE:-}" = 1 ]; then
-    uv_compile=(--compile-bytecode) pip_compile=()
+    uv_compile="--compile-bytecode" pip_compile=""
   fi
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "Installing the project$1 into $VENV"
-    if uv="$(_uv)" && "$uv" pip install --quiet --python "$VENV/bin/python" "${uv_compile[@]}" -e ".$1"; then
+    if uv="$(_uv)" && "$uv" pip install --quiet --python "$VENV/bin/python" $uv_compile -e ".$1"; then
       :
     else
       [ -z "${uv:-}" ] || echo "uv could not install the project; installing with pip"
-      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_compile[@]}" -e ".$1"
+      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $pip_compile -e ".$1"
     fi
     touch "$stamp"
   fi
