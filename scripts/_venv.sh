@@ -37,10 +37,12 @@ _uv() {  # prints the uv command to install with; fails when pip is to install
     return 1
   fi
 }
+INSTALLED_NOW=0  # 1 once install_extras has installed (scripts/dashboard then compiles the server's libraries)
 install_extras() {  # $1: extras, e.g. "" or "[test]"
   local stamp="$VENV/.installed$1" uv
   # no bytecode compiled at install (~7,000 modules, most never imported): Python compiles a module on its first
-  # import; VBHC_COMPILE_BYTECODE=1 compiles them all here
+  # import, scripts/dashboard the server's libraries beside the demo (scripts/_bytecode.py);
+  # VBHC_COMPILE_BYTECODE=1 compiles them all here
   # (scalars, not arrays: an empty array is an unbound variable under set -u in macOS's bash 3.2)
   local uv_compile="" pip_compile="--no-compile"
   if [ "${VBHC_COMPILE_BYTECODE:-}" = 1 ]; then
@@ -55,5 +57,6 @@ install_extras() {  # $1: extras, e.g. "" or "[test]"
       "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $pip_compile -e ".$1"
     fi
     touch "$stamp"
+    INSTALLED_NOW=1
   fi
 }

@@ -5,6 +5,7 @@ changed. The virtual environment's python and uv are stand-ins that log their ar
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -112,3 +113,44 @@ def test_reinstalls_only_when_pyproject_changed(project: Path) -> None:
     later = time.time() + 5
     os.utime(project / "pyproject.toml", (later, later))
     assert any("pip install" in line and "-e ." in line for line in _install(project, uv_on_path=True))
+
+
+def _dashboard(project: Path, *, background: bool) -> list[str]:
+    """Run scripts/dashboard (its vbhc a stand-in); the logged commands (with `background`, once the bytecode job
+    started in the background has logged too)."""
+    shutil.copy(ROOT / "scripts" / "dashboard", project / "scripts" / "dashboard")
+    if not (project / "tools" / "nice").exists():
+        (project / "tools" / "nice").symlink_to(shutil.which("nice"))
+    vbhc = project / ".venv" / "bin" / "vbhc"
+    vbhc.write_text('#!/usr/bin/env bash\necho "vbhc $*" >> "$INSTALL_LOG"\n', encoding="utf-8")
+    vbhc.chmod(0o755)
+    log = project / "install.log"
+    log.unlink(missing_ok=True)
+    env = {"PATH": f"{project / 'uvbin'}:{project / 'tools'}", "PYTHON": sys.executable, "INSTALL_LOG": str(log)}
+    done = subprocess.run(["bash", "scripts/dashboard", "--headless"], cwd=project, env=env, timeout=60)
+    assert done.returncode == 0
+    deadline = time.monotonic() + (10 if background else 1)
+    while time.monotonic() < deadline and "_bytecode.py" not in log.read_text(encoding="utf-8"):
+        time.sleep(0.1)  # the bytecode job runs in the background
+    return log.read_text(encoding="utf-8").splitlines()
+
+
+def test_dashboard_compiles_the_servers_libraries_after_an_install_only(project: Path) -> None:
+    _install(project, uv_on_path=True)  # puts uv on PATH
+    (project / ".venv" / ".installed").unlink()
+    first = _dashboard(project, background=True)
+    assert "vbhc serve --headless" in first
+    assert any(line.startswith("python ") and line.endswith("scripts/_bytecode.py") for line in first), first
+    second = _dashboard(project, background=False)
+    assert second == ["vbhc serve --headless"], "installed already: neither an install nor the bytecode job"
+
+
+def test_bytecode_job_compiles_only_this_environments_library_modules() -> None:
+    spec = importlib.util.spec_from_file_location("_bytecode", ROOT / "scripts" / "_bytecode.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import pandas
+
+    files = module.library_files()
+    assert Path(pandas.__file__).resolve() in files
+    assert not [f for f in files if f.is_relative_to(ROOT) and ".venv" not in f.parts], "the checkout's own modules"
