@@ -54,7 +54,9 @@ def _cache(variable: str, name: str) -> str:
     return f"{size / 2**20:,.0f} MB at {folder}"
 
 
-def one_run(browser, keep: bool, timeout_s: float, installer: str = "uv") -> dict[str, float]:
+def one_run(
+    browser, keep: bool, timeout_s: float, installer: str = "uv", compile_all: bool = False
+) -> dict[str, float]:
     """One fresh clone started with scripts/dashboard; {} when the page was not usable in time."""
     from playwright.sync_api import Error as PlaywrightError
 
@@ -64,6 +66,8 @@ def one_run(browser, keep: bool, timeout_s: float, installer: str = "uv") -> dic
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VBHC_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env["VBHC_INSTALLER"] = installer
+    if compile_all:
+        env["VBHC_COMPILE_BYTECODE"] = "1"
     marks: dict[str, float] = {}
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -128,6 +132,9 @@ def main() -> None:
     parser.add_argument(
         "--installer", default="uv", help="uv, pip, or both in turn (uv,pip): scripts/_venv.sh's VBHC_INSTALLER"
     )
+    parser.add_argument(
+        "--compile-bytecode", action="store_true", help="VBHC_COMPILE_BYTECODE=1: all bytecode compiled at install"
+    )
     args = parser.parse_args()
     installers = [i.strip() for i in args.installer.split(",") if i.strip()]
     if not installers or any(i not in INSTALLERS for i in installers):
@@ -145,7 +152,7 @@ def main() -> None:
         for _ in range(args.runs):
             for installer in installers:  # in turn, so each installer sees the same load
                 load_before = os.getloadavg()[0]
-                run = one_run(browser, args.keep, args.timeout, installer)
+                run = one_run(browser, args.keep, args.timeout, installer, args.compile_bytecode)
                 if not run:
                     continue
                 figures[installer].append(run)
