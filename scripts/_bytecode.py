@@ -3,15 +3,17 @@
 scripts/_venv.sh installs without compiling bytecode: most of the dependencies' ~7,000 modules are never
 imported, and compiling them all took ~30 s of a fresh clone's first run. Python then compiles a module on its
 first import (and, with PYTHONDONTWRITEBYTECODE set, on every start: ~5 s of the server's). After an install,
-scripts/dashboard runs this beside the demo's generation and import, which leave the second core free: it
-imports what the server imports, writing nothing, and compiles the imported modules of the virtual environment,
-so the server starts from their bytecode. The checkout's own modules are left to Python, as before.
+scripts/dashboard runs this beside the demo's generation and import, which leave the second core free (only
+when a core is free: core_free): it imports what the server imports, writing nothing, and compiles the imported
+modules of the virtual environment, so the server starts from their bytecode. The checkout's own modules are
+left to Python, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import py_compile
 import sys
 import sysconfig
@@ -58,9 +60,19 @@ def library_files() -> list[Path]:
     return files
 
 
+def core_free() -> bool:
+    """Whether a core is left beside the demo: on a busy host (load average above the cores less one) this would
+    take CPU from the demo's generation and import, which the first page waits for, and cost twice what the
+    server's own imports spend compiling (measured: the demo phase ~35 s -> ~85 s at load 4 on 2 cores)."""
+    return os.getloadavg()[0] <= (os.cpu_count() or 1) - 1
+
+
 def main() -> int:
     """Import MODULES without writing bytecode, then compile the library files they loaded; never fails (the
     server compiles whatever is missing)."""
+    if not core_free():
+        print("no core free beside the demo: the server compiles what it imports")
+        return 0
     sys.dont_write_bytecode = True  # the checkout's modules: as the user's PYTHONDONTWRITEBYTECODE says
     sys.path.insert(0, str(ROOT))
     for name in MODULES:

@@ -154,3 +154,21 @@ def test_bytecode_job_compiles_only_this_environments_library_modules() -> None:
     files = module.library_files()
     assert Path(pandas.__file__).resolve() in files
     assert not [f for f in files if f.is_relative_to(ROOT) and ".venv" not in f.parts], "the checkout's own modules"
+
+
+def test_bytecode_job_leaves_a_busy_host_alone(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    spec = importlib.util.spec_from_file_location("_bytecode", ROOT / "scripts" / "_bytecode.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "dont_write_bytecode", sys.dont_write_bytecode)  # main() sets these: restored after
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(module.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    compiled = []
+    monkeypatch.setattr(module.py_compile, "compile", lambda *a, **k: compiled.append(a))
+    assert module.main() == 0
+    assert compiled == [] and "no core free" in capsys.readouterr().out
+    monkeypatch.setattr(module.os, "getloadavg", lambda: (0.3, 1.0, 1.0))
+    monkeypatch.setattr(module, "MODULES", ())  # what is imported already: this test's own libraries
+    assert module.main() == 0
+    assert compiled, "a core free: the imported library modules compiled"
