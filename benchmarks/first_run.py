@@ -3,11 +3,13 @@
     python benchmarks/first_run.py                  # clone this checkout's HEAD into a temporary folder
     python benchmarks/first_run.py --keep           # keep the clone (its path is printed)
     python benchmarks/first_run.py --runs 2
+    python benchmarks/first_run.py --runs 2 --installer uv,pip   # uv and pip in turn (scripts/_venv.sh)
 
 Each run clones the committed HEAD of this checkout (what a user gets from the repository: no .venv, no data) into
 a temporary folder and starts `bash scripts/dashboard --headless --port P` there, exactly as the README says. That
-creates the project's virtual environment and installs the package from the package registry (pip's own cache
-on this host counts as it would on a user's: the line "pip cache" says whether it held anything), generates the
+creates the project's virtual environment and installs the package from the package registry with uv, else pip
+(`--installer`: VBHC_INSTALLER of scripts/_venv.sh; the installers' own caches on this host count as they would
+on a user's: the first line says what they held), generates the
 demo registry into the empty database, imports it, and starts the server. Timed from the start of the script:
 the virtual environment ready, the demo imported, the server answering its health check, and the condition-team
 page usable in Chromium (its title, the verdict table on screen, Streamlit's script run finished). The server's
@@ -40,15 +42,21 @@ PHASES = {
 }
 
 
-def _pip_cache() -> str:
-    folder = Path(os.environ.get("PIP_CACHE_DIR", Path.home() / ".cache" / "pip"))
+#: the installers scripts/_venv.sh knows (VBHC_INSTALLER): uv falls back to pip when it cannot be had
+INSTALLERS = ("uv", "pip")
+
+
+def _cache(variable: str, name: str) -> str:
+    folder = Path(os.environ.get(variable, Path.home() / ".cache" / name))
     if not folder.is_dir():
         return "empty"
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     return f"{size / 2**20:,.0f} MB at {folder}"
 
 
-def one_run(browser, keep: bool, timeout_s: float) -> dict[str, float]:
+def one_run(
+    browser, keep: bool, timeout_s: float, installer: str = "uv", compile_all: bool = False
+) -> dict[str, float]:
     """One fresh clone started with scripts/dashboard; {} when the page was not usable in time."""
     from playwright.sync_api import Error as PlaywrightError
 
@@ -57,6 +65,9 @@ def one_run(browser, keep: bool, timeout_s: float) -> dict[str, float]:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VBHC_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    env["VBHC_INSTALLER"] = installer
+    if compile_all:
+        env["VBHC_COMPILE_BYTECODE"] = "1"
     marks: dict[str, float] = {}
     started = time.perf_counter()
     server = subprocess.Popen(
@@ -118,27 +129,46 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep each clone (and its virtual environment)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds until a run counts as failed")
+    parser.add_argument(
+        "--installer", default="uv", help="uv, pip, or both in turn (uv,pip): scripts/_venv.sh's VBHC_INSTALLER"
+    )
+    parser.add_argument(
+        "--compile-bytecode", action="store_true", help="VBHC_COMPILE_BYTECODE=1: all bytecode compiled at install"
+    )
     args = parser.parse_args()
+    installers = [i.strip() for i in args.installer.split(",") if i.strip()]
+    if not installers or any(i not in INSTALLERS for i in installers):
+        parser.error(f"--installer: one or more of {', '.join(INSTALLERS)} (comma-separated), got {args.installer!r}")
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    print(f"first run of scripts/dashboard on a fresh clone of {head.stdout.strip()}; pip cache: {_pip_cache()}")
-    figures = []
+    print(
+        f"first run of scripts/dashboard on a fresh clone of {head.stdout.strip()}; "
+        f"pip cache: {_cache('PIP_CACHE_DIR', 'pip')}; uv cache: {_cache('UV_CACHE_DIR', 'uv')}"
+    )
+    figures: dict[str, list[dict[str, float]]] = {i: [] for i in installers}
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=os.environ.get("VBHC_CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS
         )
         for _ in range(args.runs):
-            load_before = os.getloadavg()[0]
-            run = one_run(browser, args.keep, args.timeout)
-            if not run:
-                continue
-            figures.append(run)
-            phases = ", ".join(f"{k} {v:5.1f} s" for k, v in run.items() if k != "load")
-            print(f"{phases} (load average {load_before:.2f} before, {run['load']:.2f} after)", flush=True)
+            for installer in installers:  # in turn, so each installer sees the same load
+                load_before = os.getloadavg()[0]
+                run = one_run(browser, args.keep, args.timeout, installer, args.compile_bytecode)
+                if not run:
+                    continue
+                figures[installer].append(run)
+                phases = ", ".join(f"{k} {v:5.1f} s" for k, v in run.items() if k != "load")
+                load = f"load average {load_before:.2f} before, {run['load']:.2f} after"
+                print(f"{installer}: {phases} ({load})", flush=True)
         browser.close()
-    if not figures:
+    if not any(figures.values()):
         raise SystemExit("no run reached a usable page")
-    median = statistics.median(f["team page"] for f in figures)
-    print(f"median over {len(figures)} runs: fresh clone -> usable team page {median:.1f} s")
+    for installer, runs in figures.items():
+        if not runs:
+            print(f"{installer}: no run reached a usable page")
+            continue
+        phases = [k for k in runs[0] if k != "load" and all(k in r for r in runs)]
+        medians = ", ".join(f"{k} {statistics.median(r[k] for r in runs):.1f} s" for k in phases)
+        print(f"{installer}: median over {len(runs)} runs: {medians} (fresh clone -> usable team page: the last)")
 
 
 if __name__ == "__main__":
