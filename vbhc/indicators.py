@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pandas as pd
 from sqlalchemy import Engine
 
 from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
