@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import run_on_page
 from tests.shown import tables as shown_tables
 from vbhc.catalog import default_catalog
-from vbhc.i18n import fmt_int, fmt_ratio, format_value, t, t_value
+from vbhc.i18n import SUPPORTED, fmt_int, fmt_ratio, format_value, t, t_value
 from vbhc.indicators import indicator_table
 from vbhc.registry import unit_names, units
 from vbhc.settings import PROJECT_ROOT
@@ -215,6 +215,21 @@ def test_dutch_labels_and_decimal_comma(demo_db):
     assert t("column.adjusted", "nl") in metrics
     assert "," in metrics[t("column.adjusted", "nl")]
     assert at.title[0].value.startswith(default_catalog().condition("colorectal_cancer").label("nl"))
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_language_radio_offers_the_sessions_language_on_every_run(empty_db, lang):
+    """The browser falls back to a radio's index when it holds no value of its own for it (the radio drawn again
+    after a run that did not draw it), and sends that value with the next click. An index of the first option
+    (Nederlands) on later runs once turned an English session Dutch in the middle of a walk."""
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = lang  # the language from the URL only, as a browser opens a link
+    for _ in range(3):
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        radio = at.radio(key="lang")
+        assert radio.value == lang
+        assert radio.proto.default == SUPPORTED.index(lang), radio.proto.default
 
 
 def test_methods_page_lists_every_catalog_indicator(empty_db):

@@ -65,12 +65,20 @@ def _publish(key: str, value: object, default: object = None) -> None:
 
 
 def synced(widget: Callable, label: str, options: Sequence[str], *, key: str, default=None, many=False, **kwargs):
-    """A selectbox/radio/multiselect whose value (an id) is seeded from and written back to the URL."""
+    """A selectbox/radio/multiselect whose value (an id) is seeded from and written back to the URL.
+
+    The widget is drawn with its current value as its index (default, for a multiselect) on every run, not only
+    on the first: the browser falls back to that when it holds no value of its own for the widget (drawn again
+    after a run that did not draw it) and sends it with the next click, so a filter can never fall back to its
+    first option behind the viewer's back (see `LANGUAGE_WIDGET`)."""
     options = list(options)
     _seed(key, options, many=many)
     keep_valid(key, options, default, many=many)
-    if not many and key not in st.session_state and default in options:
-        kwargs["index"] = options.index(default)
+    current = st.session_state.get(key, default)
+    if many:
+        kwargs["default"] = [v for v in (current or []) if v in options]
+    elif current in options:
+        kwargs["index"] = options.index(current)
     value = widget(label, options, key=key, **kwargs)
     _publish(key, value, default if default is not None else ([] if many else options[0] if options else None))
     return value
@@ -168,21 +176,22 @@ def language() -> str:
 #: The language radio's key. Its value is never written through Session State before the radio is drawn: a
 #: radio whose value came from Session State has no value of its own in the browser, and after a fast run the
 #: browser could send its first option (Nederlands) back with the next click. The radio gets the session's
-#: language as its `index` instead, where it has no state (a session's first run, or after a run that did not
-#: draw it).
+#: language as its `index` on every run instead: the index is where the server starts a radio that has no state
+#: (a session's first run, or after a run that did not draw it) and also what the browser falls back to when it
+#: holds no value of its own for the radio (the radio drawn again after a run that did not draw it), so neither
+#: side can fall back to the first option. The radio's identity is its key alone, so the index may change.
 LANGUAGE_WIDGET = "lang"
 
 
 def _language_radio(lang: str) -> str:
     """The language choice in the sidebar, always in the URL (a link's reader gets the sender's language)."""
-    drawn = {} if LANGUAGE_WIDGET in st.session_state else {"index": SUPPORTED.index(lang)}
     chosen = st.sidebar.radio(
         t("filter.language", lang),
         SUPPORTED,
+        index=SUPPORTED.index(lang),
         key=LANGUAGE_WIDGET,
         format_func=lambda code: t(f"language.{code}", lang),
         horizontal=True,
-        **drawn,
     )
     _publish(LANGUAGE_WIDGET, chosen, "__always__")
     return chosen
