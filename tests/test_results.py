@@ -416,11 +416,13 @@ def test_the_signals_of_every_unit_are_stored_once_and_equal_each_units_own(regi
     before_key = ViewKey(CONDITION, "hospital", as_of_period(first, when).label)
     before = store.result(before_key, version)
     counted = _counts()
-    now = store.signals(key, version, current)
+    paused: list[int] = []  # a server's background work waits for its pages between units
+    now = store.signals(key, version, current, pause=lambda: paused.append(1))
     then = store.signals(before_key, version, before, when)
     assert _computed_since(counted)["signals"] == 2
     units = sorted(current.table["unit"].unique())
     assert sorted(now) == units and len(units) > 2
+    assert len(paused) == len(units)
     assert any(found for per_unit in now.values() for found in per_unit.values())  # a test that can fail
     for unit in units:
         assert now[unit] == signals(current, unit)
@@ -660,10 +662,12 @@ def test_the_unit_charts_of_every_unit_are_stored_once_and_equal_each_units_own(
     key = ViewKey(CONDITION, "hospital")
     current = store.result(key, version)
     counted = _counts()
-    charts = store.unit_charts(key, version, current)
+    paused: list[int] = []  # a server's background work waits for its pages between units
+    charts = store.unit_charts(key, version, current, pause=lambda: paused.append(1))
     assert _computed_since(counted)["unit_charts"] == 1
     units = sorted(current.table["unit"].astype(str).unique())
     assert sorted(charts) == units and len(units) > 2
+    assert len(paused) == len(units)
     drawn = 0
     for unit in units:
         rows = current.table[(current.table["unit"] == unit) & ~current.table["kind"].isin(NO_CHART_KINDS)]

@@ -322,6 +322,17 @@ def _yield_to_pages() -> None:
         time.sleep(0.25)
 
 
+def _pause_for_pages() -> None:
+    """`pause` of the every-unit signals and charts, between units: computed in the background (a view not
+    prepared ahead, e.g. a year), they wait while pages are drawn, so a viewer's click (a comparison group computed
+    for that page) does not share the interpreter lock with them. In a page's own run (a cache miss) a no-op: a
+    page never waits for itself or for other pages."""
+    with _runs_lock:
+        in_a_page = threading.current_thread() in _runs
+    if not in_a_page:
+        _yield_to_pages()
+
+
 #: How many pages are waiting for a view they compute now (_wait_for); guarded by _runs_lock.
 _views_awaited = [0]
 
@@ -401,7 +412,7 @@ def _signals(
 ) -> dict[str, dict[str, set[str]]]:
     view = results.ViewKey(condition, level, period)
     computed = _result(url, data_version, condition, level, period, ())
-    found = _store(url).signals(view, _store_version(url, data_version), computed, until)
+    found = _store(url).signals(view, _store_version(url, data_version), computed, until, pause=_pause_for_pages)
     _signals_ready.add((url, data_version, condition, level, period, until))
     return found
 
@@ -458,7 +469,7 @@ def _every_unit_charts(
 ) -> dict[str, dict[str, pd.DataFrame]]:
     view = results.ViewKey(condition, level, period)
     computed = _result(url, data_version, condition, level, period, ())
-    found = _store(url).unit_charts(view, _store_version(url, data_version), computed)
+    found = _store(url).unit_charts(view, _store_version(url, data_version), computed, pause=_pause_for_pages)
     _charts_ready.add((url, data_version, condition, level, period))
     return found
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -302,11 +303,20 @@ def signals(
 
 
 def unit_signals(
-    result: indicators.IndicatorResult, until: dt.date | pd.Timestamp | None = None
+    result: indicators.IndicatorResult,
+    until: dt.date | pd.Timestamp | None = None,
+    *,
+    pause: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, set[str]]]:
     """signals() of every unit of the result, by unit: computed once per view (and kept in the results store,
-    vbhc.results), so picking another unit in a meeting reads them instead of drawing every SPC chart again."""
-    return {str(unit): signals(result, str(unit), until) for unit in result.table["unit"].unique()}
+    vbhc.results), so picking another unit in a meeting reads them instead of drawing every SPC chart again.
+    `pause` is called before each unit (a server computing them in the background waits there for its pages)."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for unit in result.table["unit"].unique():
+        if pause is not None:
+            pause()
+        out[str(unit)] = signals(result, str(unit), until)
+    return out
 
 
 def since_last_meeting(

@@ -599,26 +599,39 @@ class ResultStore:
         return computed
 
     def signals(
-        self, key: ViewKey, version: str | None, result: IndicatorResult, until: dt.date | None = None
+        self,
+        key: ViewKey,
+        version: str | None,
+        result: IndicatorResult,
+        until: dt.date | None = None,
+        *,
+        pause: Callable[[], None] | None = None,
     ) -> dict[str, dict[str, set[str]]]:
         """vbhc.meeting.unit_signals of the view `key` (whose IndicatorResult is `result`), from the store, else
-        computed for every unit at once and stored. version=None: store bypassed."""
+        computed for every unit at once and stored. version=None: store bypassed. `pause`: called before each
+        unit computed (a server's background work waits there while pages are drawn)."""
         skey = SignalsKey(key, until.isoformat() if until is not None else "")
         if version is not None:
             payload = self._read(skey, version)
             if payload is not None and isinstance(payload.get("signals"), dict):
                 return payload["signals"]
         _count("signals")
-        found = unit_signals(result, until)
+        found = unit_signals(result, until, pause=pause)
         if version is not None and self.version() == version:
             self._write(skey, version, {"signals": found})
         return found
 
     def unit_charts(
-        self, key: ViewKey, version: str | None, result: IndicatorResult
+        self,
+        key: ViewKey,
+        version: str | None,
+        result: IndicatorResult,
+        *,
+        pause: Callable[[], None] | None = None,
     ) -> dict[str, dict[str, pd.DataFrame]]:
         """vbhc.unit_charts.every_unit_charts of the view `key` (whose IndicatorResult is `result`), from the
-        store, else computed for every unit at once and stored. version=None: store bypassed."""
+        store, else computed for every unit at once and stored. version=None: store bypassed. `pause` as in
+        signals()."""
         from vbhc.unit_charts import every_unit_charts
 
         ckey = UnitChartsKey(key)
@@ -627,7 +640,7 @@ class ResultStore:
             if payload is not None and isinstance(payload.get("charts"), dict):
                 return payload["charts"]
         _count("unit_charts")
-        found = every_unit_charts(result)
+        found = every_unit_charts(result, pause=pause)
         if version is not None and self.version() == version:
             self._write(ckey, version, {"charts": found})
         return found

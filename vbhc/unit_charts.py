@@ -8,6 +8,8 @@ version's code fingerprint as before."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from vbhc.indicators import IndicatorResult, indicator_over_time
@@ -36,8 +38,16 @@ def unit_charts(result: IndicatorResult, unit: str) -> dict[str, pd.DataFrame]:
     return out
 
 
-def every_unit_charts(result: IndicatorResult) -> dict[str, dict[str, pd.DataFrame]]:
-    """unit_charts() of every unit of the view, by unit."""
+def every_unit_charts(
+    result: IndicatorResult, *, pause: Callable[[], None] | None = None
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """unit_charts() of every unit of the view, by unit. `pause` is called before each unit: a server computing
+    them in the background waits there while a viewer's page is drawn (one interpreter lock for both)."""
     if result.table.empty:
         return {}
-    return {str(unit): unit_charts(result, str(unit)) for unit in pd.unique(result.table["unit"])}
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for unit in pd.unique(result.table["unit"]):
+        if pause is not None:
+            pause()
+        out[str(unit)] = unit_charts(result, str(unit))
+    return out

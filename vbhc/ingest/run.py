@@ -402,16 +402,19 @@ def _import_directly(
         except IntegrityError as exc:
             raise _NeedsStaging from exc
 
+    def take_back() -> None:
+        """This file's rows and its batch row out again (the staged path redoes the file, or nothing is kept)."""
+        staging.delete_batch_rows(conn, spec, batch_id)
+        _forget_batch_row(conn, batch, batch_id)
+
     marks = DecimalMarks(source)
     try:
         header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
     except _NeedsStaging:
-        staging.delete_batch_rows(conn, spec, batch_id)
-        _forget_batch_row(conn, batch, batch_id)
+        take_back()
         raise
     if header is None or not header_ok:
-        staging.delete_batch_rows(conn, spec, batch_id)
-        _forget_batch_row(conn, batch, batch_id)
+        take_back()
         return
     if (verdict := marks.verdict()) is not None:
         batch.report.add(verdict)
@@ -419,8 +422,7 @@ def _import_directly(
         return  # refused: the whole batch is rolled back, these rows with it
     if batch.skip_row_triggers and staging.any_unresolved_reference(conn, spec.target):
         # validation refuses unknown units and care cycles, so only a database changed underneath gets here
-        staging.delete_batch_rows(conn, spec, batch_id)
-        _forget_batch_row(conn, batch, batch_id)
+        take_back()
         raise _NeedsStaging  # the staged path names the rows
     if inserted == 0:
         _forget_batch_row(conn, batch, batch_id)  # as the staged path: no batch row for a file that wrote nothing
