@@ -113,6 +113,23 @@ def test_the_direct_path_stores_exactly_what_the_staged_path_stores(demo, engine
     assert sum(r["completed_date"] is None for r in stored["prom_responses"]) > 10
 
 
+def test_a_chunk_read_in_many_arrow_blocks_stores_what_one_block_stores(demo, engines, monkeypatch):
+    """A large file's chunk spans several of Arrow's read blocks (16 MB each: the 1,000,000-cycle demo's files),
+    so every column the validators see is a chunked Arrow array: the import once failed on it (AttributeError in
+    the decimal-mark check) where files of up to 16 MB passed. Tiny blocks make every chunk span many."""
+    from vbhc.ingest import read as reader
+
+    many, one = engines
+    files = [demo / n for n in FILES]
+    with monkeypatch.context() as m:
+        m.setattr(reader, "_ARROW_BLOCK_BYTES", 512)  # a few rows per block, ~20 blocks per chunk
+        ours = import_files(files, many, chunk_rows=CHUNK * 20)
+    theirs = import_files(files, one, chunk_rows=CHUNK * 20)
+    assert _counts(ours) == _counts(theirs)
+    assert all(s.rows_inserted == s.rows_read > 0 for s in ours.sources[1:])
+    assert _stored(many) == _stored(one)
+
+
 def test_a_second_import_into_a_filled_table_upserts(demo, engines, direct_writes, tmp_path):
     direct, _ = engines
     files = [demo / n for n in FILES]

@@ -52,6 +52,8 @@ class DecimalMarks:
         """Note the first value that decides the mark, and the first that cannot, per mark. Arrow's regular
         expressions (C++): pandas runs an extract row by row in Python, seconds for a file of prices."""
         values = pa.array(text, type=pa.string(), from_pandas=True)
+        if isinstance(values, pa.ChunkedArray):  # a column of a large file comes in several Arrow chunks
+            values = values.combine_chunks()
         marked = pc.match_substring_regex(values, r"[.,]").to_numpy(zero_copy_only=False)
         if not marked.any():
             return
