@@ -179,7 +179,7 @@ def _no_background_warm_up(request: pytest.FixtureRequest, monkeypatch: pytest.M
         return thread
 
     monkeypatch.setattr(data, "start_warm_up", no_warm_up)
-    monkeypatch.setattr(data, "background_signals", False)  # a page computes its own unit's signals
+    monkeypatch.setattr(data, "background_work", False)  # a page computes its own unit's signals, writes at once
 
 
 @pytest.fixture

@@ -550,6 +550,35 @@ def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     assert set(ResultStore(registry).get(peers, version).table["hospital"].astype(str)) == set(hospitals[:3])
 
 
+def test_a_comparison_groups_files_are_written_later_and_not_after_an_import(registry, tmp_path, monkeypatch):
+    """A server writes a comparison group's data and view once the page that asked for it is drawn
+    (ResultStore.later): the view is returned before anything of the group is on disk; the write then stores
+    what was computed, read by another store object; a write that finds another dataset version (an import in
+    between) stores nothing. The registry's own view is written at once."""
+    pending: list = []
+    store = ResultStore(registry, tmp_path / "results", later=pending.append)
+    version = store.version()
+    hospitals = sorted(pd.unique(load_condition_data(CONDITION, engine=registry).cycles["hospital"].astype(str)))
+    group = ViewKey.of(CONDITION, "hospital", None, hospitals[:3])
+    mine = store.result(group, version)
+    assert len(pending) == 2  # the group's data, then its view
+    assert store.has(ViewKey(CONDITION, "hospital"), version)  # the registry's view: at once
+    assert not store.has(group, version) and store.get(group, version) is None
+    for write in pending:
+        write()
+    assert_results_equal(ResultStore(registry, tmp_path / "results").get(group, version), mine)
+
+    pending.clear()
+    other = ViewKey.of(CONDITION, "hospital", None, hospitals[1:4])
+    store.result(other, version)
+    assert len(pending) == 2
+    with monkeypatch.context() as m:
+        m.setattr(ResultStore, "version", lambda self, expected=None: "another-version")
+        for write in pending:
+            write()
+    assert not store.has(other, version) and store.get(other, version) is None
+
+
 def test_a_comparison_group_view_recalibrates_the_stored_registry_models_without_fitting(registry, monkeypatch):
     """A group's expected values come from the registry view of the same period as stored (its case-mix and Cox
     models), recalibrated to the group: another process computing a group view fits no model, and the group's

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import gc
 import importlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +34,8 @@ from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_label, default_meeting_date
 from vbhc.settings import database_url, report_charts_at_import, suppress_below
 from vbhc.store import get_engine, upgrade_schema
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource
@@ -134,8 +137,9 @@ def completeness(url: str, data_version: str, condition: str) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> results.ResultStore:
-    """The persisted results of this database (vbhc.results), shared by every server process and the CLI."""
-    return results.ResultStore(engine(url), memo=0)
+    """The persisted results of this database (vbhc.results), shared by every server process and the CLI. A
+    comparison group's files are written in the background once pages are drawn (_write_later)."""
+    return results.ResultStore(engine(url), memo=0, later=_write_later)
 
 
 def _store_version(url: str, data_version: str) -> str | None:
@@ -333,6 +337,27 @@ def _pause_for_pages() -> None:
         _yield_to_pages()
 
 
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-store-write")
+
+
+def _write_later(write: Callable[[], None]) -> None:
+    """Run a results-store write (a comparison group's data and view, vbhc.results.ResultStore.later) in the
+    background once pages are drawn: pickling a group's view took ~13 % of a group click at 50,000 care cycles,
+    and the page that asked for the group has it in memory already."""
+    if not background_work:
+        write()
+        return
+
+    def run() -> None:
+        _yield_to_pages()
+        try:
+            write()
+        except Exception:  # the group is computed again by the next process that asks for it
+            log.exception("results store: writing a comparison group failed")
+
+    _writer.submit(run)
+
+
 #: How many pages are waiting for a view they compute now (_wait_for); guarded by _runs_lock.
 _views_awaited = [0]
 
@@ -431,9 +456,10 @@ def prem_result(url: str, data_version: str, questionnaire: str, level: str, per
     )
 
 
-#: Whether the signals of a view not prepared yet are computed for every unit in the background (a server); the
-#: tests that run pages in-process switch it off (tests/conftest.py), so no background work outlives a test.
-background_signals = True
+#: Whether the signals of a view not prepared yet are computed for every unit in the background, and a comparison
+#: group's files written there (_write_later), as a server does; the tests that run pages in-process switch it off
+#: (tests/conftest.py), so no background work outlives a test.
+background_work = True
 #: Signal sets this process has in memory (or has had: they are then on disk), and those being computed.
 _signals_ready: set[tuple] = set()
 _signals_pending: set[tuple] = set()
@@ -457,7 +483,7 @@ def signals(
     key = results.SignalsKey(results.ViewKey(condition, level, period), until.isoformat() if until else "")
     if stored is not None and store.has_signals(key, stored):
         return _signals(*args)
-    if background_signals and args not in _signals_pending:
+    if background_work and args not in _signals_pending:
         _signals_pending.add(args)
         _signals_pool.submit(_signals, *args).add_done_callback(lambda _: _signals_pending.discard(args))
     return None
@@ -504,7 +530,7 @@ def unit_charts(condition: str, level: str, period: str, peers: tuple[str, ...],
         )
         if ready:
             return _every_unit_charts(*args).get(str(unit), {})
-        if background_signals and args not in _charts_pending:
+        if background_work and args not in _charts_pending:
             _charts_pending.add(args)
             _signals_pool.submit(_every_unit_charts, *args).add_done_callback(lambda _: _charts_pending.discard(args))
     key = (url, data_version, condition, level, period, peers, str(unit))

@@ -413,9 +413,21 @@ class ResultStore:
     several threads and processes; a store that cannot be used (no folder for an in-memory database, a folder
     not created by the store, a read-only disk) reads nothing and writes nothing, and callers compute."""
 
-    def __init__(self, engine: Engine, root: Path | None = None, *, memo: int = 4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        root: Path | None = None,
+        *,
+        memo: int = 4,
+        later: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.memo = memo  # ConditionData kept in memory (precompute and reports; the dashboard has its own caches)
+        #: How a comparison group's files (its data and its view) are written: None, at once; a server passes a
+        #: function that runs the write later, in the background once its pages are drawn (ui.data), so a viewer's
+        #: click on a group does not wait for the group to be pickled to disk. The dataset version is checked when
+        #: the write runs: an import in between writes nothing.
+        self.later = later
         self.root = root if root is not None else results_dir(str(engine.url.render_as_string(hide_password=False)))
         self.folder = self.root / database_identity(engine) if self.root is not None else None
         self._data: dict[tuple[str, ViewKey], ConditionData] = {}  # a few recently used, for precompute/reports
@@ -568,8 +580,8 @@ class ResultStore:
             else:
                 _count("data")
                 data = indicators.load_condition_data(key.condition, engine=self.engine)
-            if version is not None and self.version() == version:  # an import came in between: do not store
-                self.put_data(key, version, data)
+            if version is not None:
+                self._put_when_current(key, version, lambda data=data: self.put_data(key, version, data))
         if reference is not None:
             data.reference = reference
         if version is not None and self.memo:
@@ -594,9 +606,22 @@ class ResultStore:
             self.result(replace(key, peers=()), version, data.reference)
         _count("result")
         computed = indicators.compute_indicators(data, key.level)
-        if version is not None and self.version() == version:
-            self.put(key, version, computed)
+        if version is not None:
+            self._put_when_current(key, version, lambda: self.put(key, version, computed))
         return computed
+
+    def _put_when_current(self, key: ViewKey, version: str, write: Callable[[], object]) -> None:
+        """`write` if `version` is still the current dataset version (an import came in between: not stored); a
+        comparison group's write through `later` when the store has it."""
+
+        def checked() -> None:
+            if self.version() == version:
+                write()
+
+        if key.peers and self.later is not None:
+            self.later(checked)
+        else:
+            checked()
 
     def signals(
         self,
