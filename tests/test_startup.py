@@ -184,7 +184,7 @@ def test_the_preload_leaves_scipys_statistics_to_the_background_preparation():
     from ui import preload
 
     assert not {"scipy", "scipy.stats", "scipy.optimize", "scipy.linalg", "statsmodels.api"} & set(preload.PRELOAD)
-    assert {"pandas", "sqlalchemy", "sqlmodel", "scipy.special"} <= set(preload.PRELOAD)
+    assert {"pandas", "sqlalchemy", "sqlmodel", "scipy.special", "vbhc.models"} <= set(preload.PRELOAD)
 
 
 def test_a_lazy_module_is_imported_at_its_first_use():

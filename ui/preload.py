@@ -13,7 +13,9 @@ import threading
 #: statistics: a first page reads stored results and calls none of them (vbhc.lazy); loading them here made the
 #: preload twice as long, and on a 2-core host took that CPU from the browser loading the page. The background
 #: preparation (ui.data.start_warm_up) loads them after the first page.
-PRELOAD = ("pandas", "sqlalchemy", "sqlmodel", "pyarrow", "scipy.special", "babel.numbers", "jinja2")
+#: vbhc.models last: its table classes (SQLModel, pydantic) take ~0.3 s of CPU to build, which every first run
+#: (ui.auth -> vbhc.access -> vbhc.audit) spent before drawing anything.
+PRELOAD = ("pandas", "sqlalchemy", "sqlmodel", "pyarrow", "scipy.special", "babel.numbers", "jinja2", "vbhc.models")
 #: Longest a page waits for the preload (it then imports what it needs itself)
 WAIT_SECONDS = 60.0
 
