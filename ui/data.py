@@ -63,6 +63,7 @@ def begin_run() -> None:
     """Start of a script run: from here on the dataset version is read from the database once per run (pages
     ask for it a dozen times, for every cache key), and the background preparation waits until the run ends."""
     _this_run.versions = {}
+    _this_run.draws_pages = True  # this thread runs scripts: background waits never apply to it (_pause_for_pages)
     now = time.monotonic()
     _page_activity[0] = now
     with _runs_lock:
@@ -331,9 +332,7 @@ def _pause_for_pages() -> None:
     prepared ahead, e.g. a year), they wait while pages are drawn, so a viewer's click (a comparison group computed
     for that page) does not share the interpreter lock with them. In a page's own run (a cache miss) a no-op: a
     page never waits for itself or for other pages."""
-    with _runs_lock:
-        in_a_page = threading.current_thread() in _runs
-    if not in_a_page:
+    if not getattr(_this_run, "draws_pages", False):
         _yield_to_pages()
 
 
