@@ -37,11 +37,12 @@ def postgres_server() -> Iterator[object]:
     server.stop()
 
 
-def _postgres_engine(server) -> Iterator[Engine]:
+def _postgres_engine(server, template: str | None = None) -> Iterator[Engine]:
+    """A new database on `server` (a copy of the database `template`, if named), dropped afterwards."""
     name = f"vbhc_test_{os.getpid()}_{next(_counter)}"
     admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
     engine = get_engine(server.url(name))
     try:
         yield engine
@@ -62,13 +63,46 @@ def _sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
         get_engine.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def _sqlite_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite registry migrated to the current schema once per worker: a test's `engine` or
+    `sqlite_engine` is a copy of it (running the migrations cost every one of ~300 tests a tenth of a second)."""
+    path = tmp_path_factory.mktemp("schema") / "vbhc.db"
+    engine = get_engine(f"sqlite:///{path}")  # with the registry's SQLite settings (WAL is kept in the file)
+    upgrade_schema(engine)
+    engine.dispose()  # closes the last connection: the write-ahead log is folded into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema(postgres_server) -> str:
+    """The name of an empty PostgreSQL database migrated to the current schema once per worker, the template of
+    every test's PostgreSQL `engine` (CREATE DATABASE ... TEMPLATE copies it)."""
+    name = f"vbhc_schema_{os.getpid()}"
+    admin = create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    engine = get_engine(postgres_server.url(name))
+    upgrade_schema(engine)
+    engine.dispose()  # no connection may stay open on a template
+    return name
+
+
+def _copy_of(schema: Path, tmp_path: Path) -> Path:
+    shutil.copyfile(schema, tmp_path / "vbhc.db")
+    return tmp_path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path) -> Iterator[Engine]:
     """An empty registry database with the current schema, on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        gen = _sqlite_engine(tmp_path)
+        gen = _sqlite_engine(_copy_of(request.getfixturevalue("_sqlite_schema"), tmp_path))
     else:
-        gen = _postgres_engine(request.getfixturevalue("postgres_server"))
+        gen = _postgres_engine(
+            request.getfixturevalue("postgres_server"), template=request.getfixturevalue("_postgres_schema")
+        )
     eng = next(gen)
     try:
         upgrade_schema(eng)
@@ -78,8 +112,8 @@ def engine(request, tmp_path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path) -> Iterator[Engine]:
-    gen = _sqlite_engine(tmp_path)
+def sqlite_engine(_sqlite_schema, tmp_path) -> Iterator[Engine]:
+    gen = _sqlite_engine(_copy_of(_sqlite_schema, tmp_path))
     eng = next(gen)
     try:
         upgrade_schema(eng)
@@ -279,9 +313,31 @@ class _GroupScheduling:
             def _split_scope(self, nodeid: str) -> str:
                 return xdist_group(nodeid, rootpath)
 
-        # collection order, not largest group first: the browser tests (collected first) start at once, on one worker
+        # the order of the collection (pytest_collection_modifyitems), not the largest group first: the browser
+        # tests start at once, on one worker, then the module groups and slow tests, then the single tests
         config.option.loadscopereorder = False
         return GroupScheduling(config, log)
+
+
+def _start_order(item: pytest.Item) -> int:
+    """When a test's group is handed out under xdist: the browser tests first (the longest group by far), then the
+    groups that share a module's fixtures and the tests marked slow, then every other test in collection order.
+
+    Why: a worker takes the next group in this order as it runs dry. In collection (alphabetical) order the heavy
+    module groups of tests/test_reports_*.py, test_results.py and test_survival.py came last, so one worker ran
+    one of them alone while the other had nothing left; started early, they run beside the browser tests, and the
+    ~2,000 short single tests at the end even out when the two workers finish."""
+    group = xdist_group(item.nodeid, item.config.rootpath)
+    if group == "e2e":
+        return 0
+    if group != item.nodeid or item.get_closest_marker("slow"):
+        return 1
+    return 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts its collection alike (xdist compares them)
+        items.sort(key=_start_order)  # stable: a module's tests stay together and in their order
 
 
 def pytest_configure(config: pytest.Config) -> None:

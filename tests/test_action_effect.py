@@ -189,6 +189,7 @@ def test_too_few_cycles_or_no_data_since_the_start_says_so():
 
 
 # --------------------------------------------------------------------------------------------- the demo
+@pytest.mark.slow  # a demo registry generated, imported and computed (tests/conftest.py: _start_order)
 def test_the_demo_plants_two_improvements_that_its_history_s_actions_find(demo_registry, tmp_path):
     """The default demo: two planted improvements in different condition teams of the own hospital (leaks after a
     colorectal resection, readmissions after a hip replacement). The demo history's actions under way start when

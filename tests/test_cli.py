@@ -30,6 +30,7 @@ def _detections(engine) -> int:
         return conn.execute(select(func.count()).select_from(models.SignalDetection)).scalar_one()
 
 
+@pytest.mark.slow  # a demo registry generated, imported and computed (tests/conftest.py: _start_order)
 def test_demo_then_reimport_adds_zero_rows(cli_db, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--cycles", "2000", "--out", str(out)]) == 0
