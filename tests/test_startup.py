@@ -121,9 +121,9 @@ def test_the_background_preparation_waits_while_a_page_is_drawn(monkeypatch):
 
 def test_every_unit_work_in_the_background_waits_for_a_page_and_a_page_never_waits_for_itself(monkeypatch):
     """The signals and SPC charts of every unit of a view not prepared ahead (a year) are computed in the
-    background when a page first asks; between units they wait while a page is drawn (a comparison group's click
-    once shared the interpreter lock with them: 2.7 s for a view computed in 0.8 s). The same computation in a
-    page's own run (a cache miss) does not wait: not for itself, not for other pages."""
+    background when a page first asks; between units they wait while a page is drawn, so a viewer's click does
+    not share the interpreter lock with them. The same computation in a page's own run (a cache miss) does not
+    wait: not for itself, not for other pages."""
     import threading
 
     from ui import data
