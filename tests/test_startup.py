@@ -205,3 +205,29 @@ def test_a_lazy_module_is_imported_at_its_first_use():
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, True]
+
+
+def test_streamlits_magic_is_off_and_no_page_relies_on_it():
+    """Magic rewrites a page's syntax tree on its first run in a process (165 ms for the team page): it is off in
+    `vbhc serve` and the shipped config alike, which loses nothing only while no page or module of the app has a
+    bare expression that magic would have shown (a name, a table, an f-string on a line of its own)."""
+    import ast
+    import tomllib
+
+    from vbhc.cli import serve_command
+
+    command = serve_command(8501, "127.0.0.1", headless=True)
+    assert command[command.index("--runner.magicEnabled") + 1] == "false"
+    shipped = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert shipped["runner"]["magicEnabled"] is False
+    scripts = [PROJECT_ROOT / "streamlit_app.py", *sorted((PROJECT_ROOT / "views").glob("*.py"))]
+    assert len(scripts) > 5
+    shown = []
+    for path in scripts:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Expr) or isinstance(node.value, ast.Call | ast.Await | ast.Yield):
+                continue
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                continue  # a docstring: magic does not show those either (magic.displayRootDocString is off)
+            shown.append(f"{path.name}:{node.lineno}")
+    assert not shown

@@ -483,6 +483,10 @@ def serve_command(port: int, address: str, *, headless: bool) -> list[str]:
         # (Python's own generational collection still runs; .streamlit/config.toml says the same)
         "--runner.postScriptGC",
         "false",
+        # no "magic": Streamlit would rewrite each page's syntax tree before its first run in a process (165 ms of
+        # CPU for the team page, on the restart's first page); no page has a bare expression for it to show
+        "--runner.magicEnabled",
+        "false",
     ]
     return [*command, "--server.headless", "true"] if headless else command
 
