@@ -161,6 +161,56 @@ def test_an_import_changes_the_version_and_old_results_are_not_served(registry, 
     assert store.versions() == [new_version]
 
 
+def test_the_registry_tables_every_page_reads_are_stored_and_read_again_after_an_import(registry, demo_files, tmp_path):
+    """The volumes per condition, a condition's units and the unit names (vbhc.results.REGISTRY_TABLES): stored
+    with the pages' other tables (vbhc import prepares them), read back by a second store (a restarted server)
+    without asking the registry and equal to the registry's own answer; after an import (a hospital renamed)
+    read from the registry again, with the new name."""
+    import openpyxl
+
+    from vbhc import registry as reg
+
+    def fresh(name: str) -> pd.DataFrame:
+        return results.REGISTRY_TABLES[name](registry, CONDITION if name in results.PER_CONDITION else "")
+
+    def stored(version: str) -> dict[str, pd.DataFrame]:
+        return {
+            name: ResultStore(registry).registry_table(
+                name, version, CONDITION if name in results.PER_CONDITION else ""
+            )
+            for name in results.REGISTRY_TABLES
+        }
+
+    version = ResultStore(registry).version()
+    results.prepare_pages(registry, [ViewKey(CONDITION, "hospital")])
+    before = _counts()
+    for name, table in stored(version).items():
+        pdt.assert_frame_equal(table, fresh(name))
+    assert _computed_since(before) == NOTHING_COMPUTED
+
+    units = next(p for p in demo_files if p.name == "units.xlsx")
+    book = openpyxl.load_workbook(units)
+    sheet = book.active
+    assert sheet.cell(1, 3).value == "hospital_name"
+    renamed = {row[0].value: "Renamed " + row[2].value for row in sheet.iter_rows(min_row=2) if row[0].value == "H01"}
+    for row in sheet.iter_rows(min_row=2):
+        if row[0].value in renamed:
+            row[2].value = renamed[row[0].value]
+    (tmp_path / "renamed").mkdir()
+    book.save(tmp_path / "renamed" / "units.xlsx")
+    import_files([tmp_path / "renamed" / "units.xlsx"], registry, imported_by="test")
+    new_version = ResultStore(registry).version()
+    assert new_version != version
+    before = _counts()
+    now = stored(new_version)
+    assert _computed_since(before) == {**NOTHING_COMPUTED, "registry": len(results.REGISTRY_TABLES)}
+    assert set(now["units"].loc[now["units"]["hospital"] == "H01", "hospital_name"]) == set(renamed.values())
+    pdt.assert_frame_equal(now["units"], reg.units(engine=registry))
+    before = _counts()
+    stored(new_version)  # and kept for the next reader
+    assert _computed_since(before) == NOTHING_COMPUTED
+
+
 PROCESS = textwrap.dedent(
     """
     import hashlib, json, sys

@@ -58,7 +58,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 
-from vbhc import indicators, models
+from vbhc import indicators, models, registry
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
 from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, unchanged_since, unit_signals
@@ -97,8 +97,9 @@ _STALE_TMP_SECONDS = 3600.0
 
 #: How often this process computed something instead of reading it from the store, by what: "data" (rows read
 #: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
-#: table computed), "table" (a table derived from a result, TableKey), "chart" (a report's chart rendered). Tests use
-#: it to show that a second process reads without computing.
+#: table computed), "table" (a table derived from a result, TableKey), "chart" (a report's chart rendered),
+#: "registry" (a small registry table read, RegistryTableKey). Tests use it to show that a second process reads
+#: without computing.
 compute_counts: dict[str, int] = {
     "data": 0,
     "restrict": 0,
@@ -108,6 +109,7 @@ compute_counts: dict[str, int] = {
     "prem": 0,
     "table": 0,
     "chart": 0,
+    "registry": 0,
 }
 _counts_lock = threading.Lock()
 
@@ -293,8 +295,29 @@ class ChartKey:
         return ["chart", self.digest]
 
 
+@dataclass(frozen=True)
+class RegistryTableKey:
+    """A small table read straight from the registry (REGISTRY_TABLES: the volumes per condition, a condition's
+    units): every first page after a restart reads them, ~1.3 s of SQL over 1,000,000 care cycles, read back in
+    milliseconds. vbhc.registry is part of the code fingerprint, so a changed query is not read from an older file."""
+
+    name: str
+    condition: str = ""
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def file_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        return f"registry-{_safe(self.name)}-{_safe(self.condition)}-{digest}.pkl"
+
+    def _plain(self) -> list:
+        return ["registry", self.name, self.condition]
+
+
 #: Every kind of key a stored file is written for
-StoreKey = ViewKey | SignalsKey | UnitChartsKey | PremKey | PremTableKey | TableKey | ChartKey
+StoreKey = ViewKey | SignalsKey | UnitChartsKey | PremKey | PremTableKey | TableKey | ChartKey | RegistryTableKey
 
 
 class StoredPremResult(IndicatorResult):
@@ -367,7 +390,7 @@ def code_fingerprint() -> str:
     import scipy
     import statsmodels
 
-    from vbhc import benchmark, casemix, costs, meeting, proms, registry, shrinkage, spc, survival, verdict
+    from vbhc import benchmark, casemix, costs, meeting, proms, shrinkage, spc, survival, verdict
 
     digest = hashlib.sha256(f"format {FORMAT}".encode())
     # meeting, spc and verdict: the stored signals of every unit (SignalsKey)
@@ -713,6 +736,20 @@ class ResultStore:
         summary = {"condition": result.condition, "level": result.level, "period": result.period}
         return self._write(key.table_key, version, {**summary, "table": result.table})
 
+    def registry_table(self, name: str, version: str | None, condition: str = "") -> pd.DataFrame:
+        """A table of REGISTRY_TABLES (for `condition` where it takes one) from the store, else read from the
+        registry and stored. version=None: store bypassed."""
+        key = RegistryTableKey(name, condition)
+        if version is not None:
+            payload = self._read(key, version)
+            if payload is not None and isinstance(payload.get("table"), pd.DataFrame):
+                return payload["table"]
+        _count("registry")
+        read = REGISTRY_TABLES[name](self.engine, condition)
+        if version is not None and self.version() == version:
+            self._write(key, version, {"table": read})
+        return read
+
     def table(self, key: TableKey, version: str | None, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """A table derived from a view's result from the store, else computed (`compute`) and stored.
         version=None: store bypassed."""
@@ -891,6 +928,15 @@ DERIVED_TABLES: dict[str, Callable[[IndicatorResult], pd.DataFrame]] = {
     f.__name__: f for f in (indicators.prom_response_by_timepoint, indicators.cost_by_activity)
 }
 
+#: The registry's own small tables every page reads (RegistryTableKey): name -> (engine, condition) -> table
+REGISTRY_TABLES: dict[str, Callable[[Engine, str], pd.DataFrame]] = {
+    "condition_volumes": lambda engine, _: registry.condition_volumes(engine=engine),
+    "condition_units": lambda engine, condition: registry.condition_units(condition, engine=engine),
+    "units": lambda engine, _: registry.units(engine=engine),
+}
+#: Those of them read per condition
+PER_CONDITION = frozenset({"condition_units"})
+
 #: The unit levels whose PREM tables the pages show beside the outcomes (team page, overview).
 PREM_LEVELS = ("hospital", "department")
 
@@ -921,6 +967,9 @@ def prepare_pages(
     if version is None or not store.enabled:
         return 0
     views = default_views(engine) if views is None else views
+    for name in REGISTRY_TABLES:  # what every first page reads (the sidebar's conditions and units)
+        for condition in sorted({v.condition for v in views}) if name in PER_CONDITION else [""]:
+            store.registry_table(name, version, condition)
     whole = [v for v in views if not v.period and not v.peers]
     questionnaires = prem_keys(views)
     when = default_meeting_date()
