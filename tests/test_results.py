@@ -389,7 +389,9 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     store = ResultStore(engine)
     assert all(store.has(key, store.version()) for key in results.default_views(engine))
     # and what the pages read beside them: a server started after the import computes nothing for its first pages
-    prepared = re.search(r"Signals, unit charts, PROM-response, cost and PREM tables: ([\d,]+) computed", out.out)
+    prepared = re.search(
+        r"Signals, unit charts, PROM-response, cost, PREM and registry tables: ([\d,]+) computed", out.out
+    )
     assert prepared is not None and int(prepared.group(1).replace(",", "")) > 0
     version = store.version()
     for key in (v for v in results.default_views(engine) if not v.period):
@@ -406,7 +408,7 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     assert main(["precompute"]) == 0
     again = capfd.readouterr().out
     assert "0 computed, 14 already stored" in again
-    assert "Signals, unit charts, PROM-response, cost and PREM tables: 0 computed" in again
+    assert "Signals, unit charts, PROM-response, cost, PREM and registry tables: 0 computed" in again
 
 
 def test_default_views_put_the_first_pages_first(registry, monkeypatch):

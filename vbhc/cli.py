@@ -98,7 +98,7 @@ def _precompute(*, years: bool | None = None, report_charts: bool = True) -> int
     prepared = prepare_pages(engine, views, progress=progress)
     progress.finish()
     took = time.perf_counter() - started
-    print(f"Signals, unit charts, PROM-response, cost and PREM tables: {prepared:,} computed in {took:.1f} s")
+    print(f"Signals, unit charts, PROM-response, cost, PREM and registry tables: {prepared:,} computed in {took:.1f} s")
     if charts is not None:
         from vbhc.reports.run import finish_report_charts
 

@@ -975,7 +975,7 @@ def prepare_pages(
     whole = [v for v in views if not v.period and not v.peers]
     questionnaires = prem_keys(views)
     when = default_meeting_date()
-    counted = ("signals", "unit_charts", "prem", "table")
+    counted = ("signals", "unit_charts", "prem", "table", "registry")
     before = sum(compute_counts[k] for k in counted)
     total = len(whole) + len(questionnaires)
     for done, key in enumerate(whole):
