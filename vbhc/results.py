@@ -969,14 +969,14 @@ def prepare_pages(
     if version is None or not store.enabled:
         return 0
     views = default_views(engine) if views is None else views
-    for name in REGISTRY_TABLES:  # what every first page reads (the sidebar's conditions and units)
-        for condition in sorted({v.condition for v in views}) if name in PER_CONDITION else [""]:
-            store.registry_table(name, version, condition)
     whole = [v for v in views if not v.period and not v.peers]
     questionnaires = prem_keys(views)
     when = default_meeting_date()
     counted = ("signals", "unit_charts", "prem", "table", "registry")
     before = sum(compute_counts[k] for k in counted)
+    for name in REGISTRY_TABLES:  # what every first page reads (the sidebar's conditions and units)
+        for condition in sorted({v.condition for v in views}) if name in PER_CONDITION else [""]:
+            store.registry_table(name, version, condition)
     total = len(whole) + len(questionnaires)
     for done, key in enumerate(whole):
         try:
