@@ -175,7 +175,8 @@ def test_an_import_changes_the_version_and_old_results_are_not_served(registry, 
 
 
 def test_the_registry_tables_every_page_reads_are_stored_and_read_again_after_an_import(registry, demo_files, tmp_path):
-    """The volumes per condition, a condition's units and the unit names (vbhc.results.REGISTRY_TABLES): stored
+    """The volumes per condition, a condition's units, the unit names and the data page's completeness
+    (vbhc.results.REGISTRY_TABLES, every one of them): stored
     with the pages' other tables (vbhc import prepares them), read back by a second store (a restarted server)
     without asking the registry and equal to the registry's own answer; after an import (a hospital renamed)
     read from the registry again, with the new name."""
