@@ -59,9 +59,9 @@ def direct_writes(monkeypatch) -> list[str]:
     seen: list[str] = []
     real = staging.insert_directly
 
-    def spy(conn, spec, frame, batch_id):
+    def spy(conn, spec, prepared):
         seen.append(spec.name)
-        return real(conn, spec, frame, batch_id)
+        return real(conn, spec, prepared)
 
     monkeypatch.setattr(staging, "insert_directly", spy)
     return seen
