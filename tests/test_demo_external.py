@@ -18,7 +18,7 @@ from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.cli import main
 from vbhc.demo import FOLLOW_UP_FILE, TABLES
 from vbhc.demo_external import EXTERNAL_FILE, SOURCE
-from vbhc.indicators import compute_indicators, load_condition_data
+from vbhc.indicators import IndicatorResult, compute_indicators, load_condition_data
 from vbhc.ingest import import_files
 from vbhc.registry import hospital_of
 from vbhc.store import get_engine, upgrade_schema
@@ -51,6 +51,15 @@ def own_mode(tmp_path_factory):
     shared.dispose()
 
 
+@pytest.fixture(scope="module")
+def own_results(own_mode) -> dict[str, IndicatorResult]:
+    """The own hospital's hospital-level result of every condition, computed once: the tests below compare the
+    external figures and the published models with it and only read it (they computed each condition three times).
+    """
+    own = own_mode["own"]
+    return {c: compute_indicators(load_condition_data(c, engine=own), "hospital") for c in default_catalog().conditions}
+
+
 def test_the_own_hospital_stores_only_its_own_patient_rows(own_mode):
     with own_mode["own"].connect() as conn:
         hospitals = set(conn.execute(select(models.CareCycle.__table__.c.hospital)).scalars())
@@ -61,7 +70,7 @@ def test_the_own_hospital_stores_only_its_own_patient_rows(own_mode):
     assert sorted(stored) == sorted(mine) and 0 < len(mine) < CYCLES
 
 
-def test_the_others_arrive_as_figures_equal_to_the_shared_registry(own_mode):
+def test_the_others_arrive_as_figures_equal_to_the_shared_registry(own_mode, own_results):
     """Per condition: the own hospital among the external figures gives every hospital the n and the crude rate
     the shared registry computes from the patient rows (small cells withheld by the export rule may be missing)."""
     viewer = local_viewer("test")
@@ -70,7 +79,7 @@ def test_the_others_arrive_as_figures_equal_to_the_shared_registry(own_mode):
     assert list(publications["source"]) == [SOURCE]
     compared = 0
     for condition in catalog.conditions:
-        mine = compute_indicators(load_condition_data(condition, engine=own_mode["own"]), "hospital")
+        mine = own_results[condition]
         benchmark = external.external_benchmark(own_mode["own"], viewer, mine)
         assert benchmark is not None, condition
         assert "hospitals" in benchmark.population and SOURCE in benchmark.population
@@ -129,7 +138,7 @@ def test_every_page_works_in_own_hospital_mode_and_the_team_page_names_the_popul
     get_engine.cache_clear()
 
 
-def _own_model_frames(own_mode) -> list[tuple[object, pd.DataFrame, dict]]:
+def _own_model_frames(own_mode, own_results) -> list[tuple[object, pd.DataFrame, dict]]:
     """Per published model of the demo: the model, the own hospital's cycles with its expected values, and the
     truth.json entry of the own hospital for that indicator."""
     from vbhc.demo_external import MODELS_DIR
@@ -144,17 +153,17 @@ def _own_model_frames(own_mode) -> list[tuple[object, pd.DataFrame, dict]]:
     out = []
     for path in sorted((own_mode["dir"] / MODELS_DIR).glob("*.csv")):
         model = read_model(path)  # the reader the product uses: the demo's file passes its checks
-        result = compute_indicators(load_condition_data(model.condition, engine=own_mode["own"]), "hospital")
-        out.append((model, model_cycles(model, result), entries[(model.condition, model.indicator)]))
+        frame = model_cycles(model, own_results[model.condition])
+        out.append((model, frame, entries[(model.condition, model.indicator)]))
     return out
 
 
-def test_the_demo_publishes_an_external_case_mix_model_per_key_yes_no_indicator(own_mode):
+def test_the_demo_publishes_an_external_case_mix_model_per_key_yes_no_indicator(own_mode, own_results):
     """One model file per key yes/no indicator of every condition, fitted on the nine other hospitals: applied
     to the own hospital's patients it gives the O/E of the planted truth (observed over the sum of the TRUE
     no-effect probabilities, truth.json), the planted outlier included, and calibration-in-the-large near 0."""
     catalog = default_catalog()
-    fitted = _own_model_frames(own_mode)
+    fitted = _own_model_frames(own_mode, own_results)
     assert {m.condition for m, _, _ in fitted} == set(catalog.conditions)  # at least one per condition
     viewer = local_viewer("test")
     for model, frame, entry in fitted:

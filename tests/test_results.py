@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import pandas.testing as pdt
 import pytest
 from sqlalchemy import Engine
 
-from tests.backends import sqlite_only
+from tests import registry_source
+from tests.registry_copy import copy_results
 from vbhc import indicators, results
 from vbhc.indicators import (
     casemix_explanation,
@@ -34,6 +36,7 @@ from vbhc.indicators import (
 from vbhc.ingest import import_files
 from vbhc.meeting import as_of_period, default_meeting_date, result_as_of
 from vbhc.results import ResultStore, ViewKey
+from vbhc.store import get_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDITION = "hip_osteoarthritis"
@@ -64,12 +67,68 @@ def two_condition_files(tmp_path_factory) -> list[Path]:
     return generate_demo(tmp_path_factory.mktemp("results_two") / "files", cycles=900, catalog=two).files
 
 
+def _hospital_view(engine: Engine) -> list[ViewKey]:
+    return [ViewKey(CONDITION, "hospital")]
+
+
+@pytest.fixture(scope="module")
+def sqlite_source(demo_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """The demo imported once into a SQLite registry of the current schema, with CONDITION's hospital view stored:
+    what `registry` copies for every test (tests/registry_source.py says why)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("results_source")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    engine = get_engine(f"sqlite:///{folder / 'vbhc.db'}")
+    return registry_source.build(engine, demo_files, folder / "results", _hospital_view)
+
+
+@pytest.fixture(scope="module")
+def postgres_source(
+    demo_files, postgres_server, _postgres_schema, tmp_path_factory
+) -> Iterator[registry_source.Source]:
+    """As sqlite_source, on the suite's PostgreSQL server (the template of every test's copy)."""
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.build(engine, demo_files, tmp_path_factory.mktemp("results_source"), _hospital_view)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request) -> str:
+    """The database a test's `registry` is on: SQLite and PostgreSQL, as the `engine` fixture's."""
+    return request.param
+
+
+#: run a test that uses `registry` on SQLite only (tests/backends.py says when)
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
-def registry(engine: Engine, demo_files, tmp_path, monkeypatch) -> Engine:
-    """The engine fixture's database (SQLite and PostgreSQL) with the demo imported, its store in tmp_path."""
+def registry(backend: str, request, tmp_path, monkeypatch) -> Iterator[Engine]:
+    """A registry (SQLite and PostgreSQL) with the demo imported, its results store in tmp_path and empty: this
+    test's own copy of the module's imported registry (the same rows, import batches and dataset version)."""
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
-    import_files(demo_files, engine, imported_by="test")
-    return engine
+    source = request.getfixturevalue(f"{backend}_source")
+    if backend == "postgres":
+        with registry_source.postgres_copy(request.getfixturevalue("postgres_server"), source) as engine:
+            yield engine
+        return
+    engine = registry_source.sqlite_copy(source, tmp_path / "vbhc.db")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
+
+
+@pytest.fixture
+def hospital_view_stored(registry: Engine, backend: str, request) -> None:
+    """CONDITION's whole-period hospital view already in `registry`'s store (as `vbhc import` leaves it), copied
+    from the module's source, where it was computed once: for the tests that read that view before what they check
+    (a damaged file, signals, charts, comparison groups) and check nothing of how it was computed and stored."""
+    source = request.getfixturevalue(f"{backend}_source")
+    store = ResultStore(registry)
+    copy_results(source.store, store)
+    assert store.has(ViewKey(CONDITION, "hospital"), store.version())
 
 
 def _counts() -> dict[str, int]:
@@ -174,6 +233,7 @@ def test_an_import_changes_the_version_and_old_results_are_not_served(registry, 
     assert store.versions() == [new_version]
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 def test_the_registry_tables_every_page_reads_are_stored_and_read_again_after_an_import(registry, demo_files, tmp_path):
     """The volumes per condition, a condition's units, the unit names and the data page's completeness
     (vbhc.results.REGISTRY_TABLES, every one of them): stored
@@ -283,6 +343,7 @@ def _stored_file(store: ResultStore, key: ViewKey, version: str) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "empty", "other_key", "not_a_pickle"])
 def test_a_damaged_file_is_ignored_and_computed_again(registry, damage):
     store = ResultStore(registry)
@@ -450,6 +511,7 @@ def test_default_views_put_the_first_pages_first(registry, monkeypatch):
     assert len(results.default_views(registry, years=False)) == 4 * len(conditions)
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 @sqlite_only
 def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(registry):
     """The "since the last meeting" comparison reads the stored date-range view; it equals refitting the models on
@@ -468,6 +530,7 @@ def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(
     assert as_of_period(first, dt.date(2010, 1, 1)) is None
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 def test_the_signals_of_every_unit_are_stored_once_and_equal_each_units_own(registry):
     """ "Since the last meeting" reads the signals of every unit of a view from the store (now, and at the
     meeting): they equal vbhc.meeting.signals of each unit, computed once, and a second read computes nothing."""
@@ -603,6 +666,7 @@ def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(regi
     assert _computed_since(counted)["prem"] == 1 and whole.is_file()
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 def test_a_stored_view_keeps_its_comparison_group_apart(registry):
     store = ResultStore(registry)
     version = store.version()
@@ -674,6 +738,7 @@ def test_a_comparison_group_view_recalibrates_the_stored_registry_models_without
     pdt.assert_frame_equal(again.table, group.table)
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 @sqlite_only
 def test_comparison_group_views_are_capped_least_recently_used_first(registry, monkeypatch):
     """Viewers may pick any comparison group: those views are removed beyond the cap, least recently read first,
@@ -744,6 +809,7 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     assert _computed_since(before) == NOTHING_COMPUTED
 
 
+@pytest.mark.usefixtures("hospital_view_stored")
 def test_the_unit_charts_of_every_unit_are_stored_once_and_equal_each_units_own(registry):
     """The team page's verdicts read the quarterly SPC charts of every unit of a view from the store: equal to
     drawing each unit's charts (every column and the icons), computed once, read by a second store object without

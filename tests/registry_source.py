@@ -1,0 +1,84 @@
+"""A registry imported once per test module, and a copy of it for each test (tests/test_results.py).
+
+Why: importing the demo into every test's database (and computing the same view in a dozen tests) was a fifth of
+tests/test_results.py. A copy (a SQLite backup, a PostgreSQL CREATE DATABASE ... TEMPLATE) holds the source's rows
+and import batches (ids and timestamps), so it has the source's dataset version, and the views stored for the
+source are valid in the copy's results store (vbhc.results names a version's folder by them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from vbhc import results
+from vbhc.ingest import import_files
+from vbhc.store import get_engine
+
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Source:
+    """An imported registry: its URL, and the folder of its results store with the views computed on it."""
+
+    url: str
+    store: Path
+
+
+def build(engine: Engine, files: list[Path], root: Path, views: Callable[[Engine], list[results.ViewKey]]) -> Source:
+    """Import `files` into `engine`'s empty registry and store `views(engine)` in a results store under `root`."""
+    import_files(files, engine, imported_by="test")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VBHC_RESULTS_DIR", str(root))
+        results.precompute(engine, views(engine))
+        folder = results.ResultStore(engine).folder
+    assert folder is not None and folder.is_dir()
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()  # SQLite: the write-ahead log folded into the file; PostgreSQL: no session left on a template
+    get_engine.cache_clear()
+    return Source(url, folder)
+
+
+def sqlite_copy(source: Source, path: Path) -> Engine:
+    """An engine on a copy of the source's SQLite file at `path` (without its results)."""
+    with (
+        contextlib.closing(sqlite3.connect(make_url(source.url).database)) as original,
+        contextlib.closing(sqlite3.connect(path)) as copy,
+    ):
+        original.backup(copy)
+    return get_engine(f"sqlite:///{path}")
+
+
+@contextlib.contextmanager
+def postgres_database(server, template: str) -> Iterator[Engine]:
+    """A new database on the PostgreSQL `server`, a copy of the database `template`, dropped afterwards."""
+    name = f"vbhc_copy_{os.getpid()}_{next(_counter)}"
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+        engine = get_engine(server.url(name))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+            get_engine.cache_clear()
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
+
+
+def postgres_copy(server, source: Source) -> contextlib.AbstractContextManager[Engine]:
+    """A copy of the source's PostgreSQL database (without its results), dropped afterwards."""
+    return postgres_database(server, str(make_url(source.url).database))
