@@ -8,6 +8,8 @@ width = font size × characters × 0.6, height = the font size; the canvas is th
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import re
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -403,12 +406,76 @@ def plot_width(svg: str) -> float:
 MIN_PLOT_SHARE = 0.55
 
 
+@dataclass(frozen=True)
+class Drawing:
+    """What the checks read of a spec's SVG: the canvas, the box of every text drawn, the plot's width."""
+
+    width: float
+    height: float
+    boxes: tuple[Box, ...]
+    plot: float
+
+
+_DRAWINGS: dict[str, Drawing] = {}
+
+
+def drawing(spec: dict) -> Drawing:
+    """The spec drawn to SVG by vl-convert once per test process, however many checks and tests look at it.
+
+    Why: vl-convert draws the very same spec (the same JSON text) the same way, and half of this module's
+    drawings were repeats: a test measured a chart's width and then checked it, and the page spec at the full
+    width is checked by two tests (~0.1-1 s a drawing)."""
+    key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+    if key not in _DRAWINGS:
+        svg = vlc.vegalite_to_svg(spec)
+        width, height, boxes = text_boxes(svg)
+        _DRAWINGS[key] = Drawing(width, height, tuple(boxes), plot_width(svg))
+    return _DRAWINGS[key]
+
+
+@functools.cache
+def _dataset_validator() -> jsonschema.protocols.Validator:
+    """The Vega-Lite schema charts.validate_spec uses, rooted at its `Datasets` (an object of InlineDataset)."""
+    schema = charts._validator().schema
+    return jsonschema.validators.validator_for(schema)({**schema, "$ref": "#/definitions/Datasets"})
+
+
+_VALID: set[str] = set()
+
+
+def check_valid(spec: dict) -> None:
+    """Raise as charts.validate_spec(spec) would when the spec is not valid Vega-Lite, validating the spec
+    without its `datasets` and each dataset apart, each part once per test process.
+
+    Why apart: jsonschema checks a whole spec's data again for every kind of top-level spec it tries (unit,
+    facet, layer, ...) and every row against every kind of dataset, a third of this module's time. The answer
+    is the same: every kind of top-level spec declares `datasets` alike (`Datasets`, optional) beside nothing
+    that depends on which keys a spec has (test_a_spec_is_valid_exactly_when_its_parts_are), so a spec is valid
+    exactly when it is valid without its datasets and each of its datasets is."""
+    datasets = spec.get("datasets")
+    if not isinstance(datasets, dict):
+        charts.validate_spec(spec)
+        return
+    body = {key: value for key, value in spec.items() if key != "datasets"}
+    parts = [("spec", body), *(("dataset", {name: rows}) for name, rows in datasets.items())]
+    for kind, part in parts:
+        text = json.dumps(part, allow_nan=False)  # NaN is not JSON: refused, as validate_spec refuses it
+        key = hashlib.sha256(f"{kind} {text}".encode()).hexdigest()
+        if key in _VALID:
+            continue
+        validator = charts._validator() if kind == "spec" else _dataset_validator()
+        error = next(iter(validator.iter_errors(json.loads(text))), None)
+        if error is not None:
+            raise error
+        _VALID.add(key)
+
+
 def check_holds(spec: dict, units: list[str], where: str, *, plot_share: float = 0.0) -> None:
-    charts.validate_spec(spec)
-    svg = vlc.vegalite_to_svg(spec)
-    width, height, boxes = text_boxes(svg)
+    check_valid(spec)
+    drawn = drawing(spec)
+    width, height, boxes = drawn.width, drawn.height, drawn.boxes
     if plot_share:
-        plot = plot_width(svg)
+        plot = drawn.plot
         assert plot >= plot_share * width, f"{where}: the plot is {plot:.0f} px of the {width:.0f} px canvas"
     assert boxes, where
     outside = [b for b in boxes if b.x0 < -SLACK or b.y0 < -SLACK or b.x1 > width + SLACK or b.y1 > height + SLACK]
@@ -505,6 +572,50 @@ def test_the_check_finds_a_clipped_title_and_overlapping_labels():
         check_holds(text, ["H01", "H02"], "overlap")
 
 
+def test_a_spec_is_valid_exactly_when_its_parts_are():
+    """check_valid's premise in the installed schema: every kind of top-level spec declares `datasets` as
+    `Datasets` (an object of InlineDataset), optional, beside nothing that depends on which keys a spec has; and
+    check_valid refuses what charts.validate_spec refuses (a bad dataset, a bad spec, NaN)."""
+    schema = charts._validator().schema
+    definitions = schema["definitions"]
+
+    def resolved(node: dict) -> dict:
+        return definitions[node["$ref"].removeprefix("#/definitions/")] if "$ref" in node else node
+
+    assert schema["$ref"] == "#/definitions/TopLevelSpec"
+    assert set(definitions["TopLevelSpec"]) == {"anyOf", "description"}
+    tops = []
+    for kind in map(resolved, definitions["TopLevelSpec"]["anyOf"]):
+        if "anyOf" in kind:  # the repeat spec: two kinds
+            assert set(kind) <= {"anyOf", "description"}
+            tops += map(resolved, kind["anyOf"])
+        else:
+            tops.append(kind)
+    assert len(tops) >= 7
+    for top in tops:
+        assert set(top) <= {"type", "properties", "required", "additionalProperties", "description"}, set(top)
+        assert top["properties"]["datasets"]["$ref"] == "#/definitions/Datasets"
+        assert "datasets" not in top["required"]
+    assert definitions["Datasets"] == {"$ref": "#/definitions/Dict<InlineDataset>"}
+    assert definitions["Dict<InlineDataset>"] == {
+        "additionalProperties": {"$ref": "#/definitions/InlineDataset"},
+        "type": "object",
+    }
+
+    good = charts.caterpillar_chart(indicator_rows(unit_names(3)))
+    check_valid(good)
+    name = next(iter(good["datasets"]))
+    for bad, error in [
+        ({**good, "datasets": {**good["datasets"], name: [{"unit": "H01"}, 2]}}, jsonschema.ValidationError),
+        ({**good, "height": "tall"}, jsonschema.ValidationError),
+        ({**good, "datasets": {**good["datasets"], name: [{"unit": "H01", "n": math.nan}]}}, ValueError),
+    ]:
+        with pytest.raises(error):
+            charts.validate_spec(bad)
+        with pytest.raises(error):
+            check_valid(bad)
+
+
 def test_caterpillar_gives_each_unit_its_own_row():
     for count in (3, 10, 30):
         spec = charts.caterpillar_chart(indicator_rows(unit_names(count)))
@@ -553,7 +664,7 @@ def test_every_chart_text_comes_from_the_catalog():
 
 
 def _texts(spec: dict) -> list[Box]:
-    return text_boxes(vlc.vegalite_to_svg(spec))[2]
+    return list(drawing(spec).boxes)
 
 
 @pytest.mark.parametrize("lang", ["nl", "en"])
@@ -620,7 +731,7 @@ def test_a_prom_histogram_per_timepoint_fits_a_phones_screen(lang):
                 title = " ".join(title) if isinstance(title, list) else title
                 assert title == f"{scale.label(lang)} · {condition.timepoint(tp).label(lang)}", where
                 check_holds(spec, [], where)
-                width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
+                width = drawing(spec).width
                 assert width <= 358, f"{where}: {width:.0f} px wide on a 358 px phone screen"
 
 
@@ -715,7 +826,7 @@ def test_compare_small_multiples_fit_the_page(count, indicators):
             charts.small_multiples_chart(rows, lang=lang, highlight=units[1]),
             charts.small_multiples_chart(rows, lang=lang, width=MAIN_WIDTH),
         ):
-            width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
+            width = drawing(spec).width
             assert width <= MAIN_WIDTH, f"{indicators} panels, {count} units, {lang}: {width:.0f} px wide"
             check_holds(spec, units, f"{indicators} panels {count} units {lang}")
 
@@ -735,7 +846,7 @@ def test_compare_charts_per_indicator_fit_a_phones_screen(count):
                 )
                 where = f"{ind} {count} units {lang} legend={legend}"
                 assert "title" not in spec, where
-                width, _, _ = text_boxes(vlc.vegalite_to_svg(spec))
+                width = drawing(spec).width
                 assert width <= 358, f"{where}: {width:.0f} px wide on a 358 px phone screen"
                 check_holds(spec, units, where)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -16,11 +17,25 @@ from vbhc.cli import main
 from vbhc.reports import ReportError, write_report
 
 
+class ImportedDemo(NamedTuple):
+    url: str
+    #: a copy of the store folder of its default views, as the import stored them before any report was made
+    views: Path | None
+
+
 @pytest.fixture(scope="module")
-def small_demo(tmp_path_factory) -> str:
-    """A small demo registry (1,500 cycles, every condition) for the command line."""
+def imported_demo(tmp_path_factory) -> ImportedDemo:
+    """A small demo registry (1,500 cycles, every condition) for the command line, imported as `vbhc import`
+    imports it: its default views (every condition's whole period at both unit levels) computed first and
+    stored beside the database, where the tests' reports read them.
+
+    Why: the reports of nearly every test here need some of those views, and the first PDF after an import
+    needs all of them in a store of its own (a copy of `views`): computed once here, not in every store."""
+    import shutil
+
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
+    from vbhc.results import ResultStore, default_views, precompute
     from vbhc.store import get_engine
 
     folder = tmp_path_factory.mktemp("cli_demo")
@@ -28,13 +43,21 @@ def small_demo(tmp_path_factory) -> str:
     result = generate_demo(folder / "files", cycles=1500)
     engine = get_engine(url)
     import_files(result.import_order(), engine, imported_by="test")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("VBHC_RESULTS_DIR", raising=False)  # the store beside the database, which the tests read
+        precompute(engine, default_views(engine, years=False))
+        stored = ResultStore(engine).folder
+    views = None
+    if stored is not None and stored.is_dir():
+        views = folder / "imported-views"
+        shutil.copytree(stored, views)
     engine.dispose()
-    return url
+    return ImportedDemo(url, views)
 
 
 @pytest.fixture(autouse=True)
-def _database(small_demo, monkeypatch):
-    monkeypatch.setenv("VBHC_DATABASE_URL", small_demo)
+def _database(imported_demo, monkeypatch):
+    monkeypatch.setenv("VBHC_DATABASE_URL", imported_demo.url)
     monkeypatch.delenv("VBHC_SUPPRESS_BELOW", raising=False)
 
 
@@ -296,18 +319,24 @@ def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reaso
 
 
 @pytest.mark.report_charts
-def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(tmp_path, monkeypatch, capsys):
+def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(
+    tmp_path, monkeypatch, capsys, imported_demo
+):
     """`vbhc import` (its precompute, as `vbhc precompute`) renders and stores the charts of `vbhc report --all
     --format pdf` under the digests the report asks for: the first PDF then computes and draws nothing. The
     preparation makes no report, so it writes no audit record; a second preparation renders nothing again."""
     import re
 
+    from tests.registry_copy import copy_results
     from vbhc import audit, results
     from vbhc.store import get_engine
 
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")  # the whole period only, as `vbhc import` does
     engine = get_engine(os.environ["VBHC_DATABASE_URL"])
+    # a store of its own with the views the import stored before its charts (computed once for the module):
+    # `vbhc precompute` reads them, draws the report's charts in a child process and prepares the pages
+    copy_results(imported_demo.views, results.ResultStore(engine))
     events = len(audit.read(engine))
     start = dict(results.compute_counts)
     assert main(["precompute"]) == 0  # the charts in a child process, beside the page preparation
