@@ -59,9 +59,9 @@ def direct_writes(monkeypatch) -> list[str]:
     seen: list[str] = []
     real = staging.insert_directly
 
-    def spy(conn, spec, prepared):
+    def spy(conn, spec, frame, batch_id):
         seen.append(spec.name)
-        return real(conn, spec, prepared)
+        return real(conn, spec, frame, batch_id)
 
     monkeypatch.setattr(staging, "insert_directly", spy)
     return seen

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -43,8 +42,6 @@ from vbhc.settings import import_chunk_rows, max_import_mb, max_upload_mb
 from vbhc.store import get_engine, upgrade_schema
 
 _log = logging.getLogger(__name__)
-#: What a file's chunk is made into for writing (staging.Prepared, with the keys' hashes on the staged path).
-P = TypeVar("P")
 #: Rows of each index SQLite's ANALYZE reads after an import (SQLite's advice for PRAGMA optimize: 400-1000).
 _SQLITE_ANALYSIS_LIMIT = "PRAGMA analysis_limit=1000"
 
@@ -308,23 +305,22 @@ def _read_validated(
     progress: Progress | None,
     chunk_rows: int,
     marks: DecimalMarks,
-    prepare: Callable[[pd.DataFrame, np.ndarray], P],
-    write: Callable[[P], None],
+    write: Callable[[pd.DataFrame, np.ndarray], None],
 ) -> tuple[Header | None, bool, list[pd.DataFrame]]:
-    """Read and check the file chunk by chunk, handing each chunk's valid rows to `prepare(frame, row_numbers)`
-    and what it made to `write`; returns (header, whether the header is usable, a units file's valid rows).
+    """Read and check the file chunk by chunk, handing each chunk's valid rows to `write(frame, row_numbers)`;
+    returns (header, whether the header is usable, a units file's valid rows).
 
-    The next chunk is read, validated and prepared in a reading thread while `write` stores this one on the
-    batch's connection (the database does its part without holding Python's interpreter lock): the same chunks
-    in the same order, in about the time of the slower of the two. Only the caller's thread touches the
-    connection and calls `progress` (a page's progress bar belongs to its script's thread)."""
+    The next chunk is read and validated in a reading thread while `write` stores this one on the batch's
+    connection (the database does its part without holding Python's interpreter lock): the same chunks in the
+    same order, in about the time of the slower of the two. Only the caller's thread touches the connection
+    and calls `progress` (a page's progress bar belongs to its script's thread)."""
     report = batch.report
     all_units: list[pd.DataFrame] = []
     found: dict[str, object] = {"header": None, "ok": False}
     if progress:
         progress(source.label, 0, None, fraction=None if source.sheet is not None else 0.0)
 
-    def validated() -> Iterator[tuple[P, int, float | None]]:
+    def validated() -> Iterator[tuple[pd.DataFrame, np.ndarray, int, float | None]]:
         for part in read(source, report, chunk_rows):
             if isinstance(part, Header):
                 found["header"] = part
@@ -349,14 +345,14 @@ def _read_validated(
             src_report.rows_read += len(frame)
             # the usual chunk has no bad row: no copy of it then
             valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
-            yield prepare(valid, rows), src_report.rows_read, _share_read(source, chunk)
+            yield valid, rows, src_report.rows_read, _share_read(source, chunk)
 
     batch.state.prefetch(source.table)  # the reading thread never touches the connection
     try:
         with ReadAhead(validated()) as chunks:
             batch.state.offline = True
-            for prepared, rows_read, share in chunks:
-                write(prepared)
+            for valid, rows, rows_read, share in chunks:
+                write(valid, rows)
                 if progress:
                     progress(source.label, rows_read, None, fraction=share)
     except MalformedText as exc:
@@ -415,13 +411,10 @@ def _import_directly(
     batch_id = _new_batch_row(conn, source, batch, 0)
     inserted = 0
 
-    def prepare(valid: pd.DataFrame, rows: np.ndarray) -> staging.Prepared:
-        return staging.prepare_direct(spec, valid, batch_id)
-
-    def write(prepared: staging.Prepared) -> None:
+    def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
         nonlocal inserted
         try:
-            inserted += staging.insert_directly(conn, spec, prepared)
+            inserted += staging.insert_directly(conn, spec, valid, batch_id)
         except IntegrityError as exc:
             raise _NeedsStaging from exc
 
@@ -432,7 +425,7 @@ def _import_directly(
 
     marks = DecimalMarks(source)
     try:
-        header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, prepare, write)
+        header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
     except _NeedsStaging:
         take_back()
         raise
@@ -477,20 +470,12 @@ def _import_staged(
     key_hashes: list[np.ndarray] = []
     keys = list(spec.target_key)
 
-    dialect = conn.dialect.name
-
-    def prepare(valid: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, staging.Prepared]:
+    def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
         # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
-        hashes = pd.util.hash_pandas_object(valid[keys], index=False).to_numpy()
-        return hashes, staging.prepare_staged(dialect, spec, valid, rows)
+        key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
+        staging.load(conn, stage, spec, valid, rows)
 
-    def write(prepared: tuple[np.ndarray, staging.Prepared]) -> None:
-        key_hashes.append(prepared[0])
-        staging.load(conn, stage, prepared[1])
-
-    header, header_ok, all_units = _read_validated(
-        source, batch, src_report, progress, chunk_rows, marks, prepare, write
-    )
+    header, header_ok, all_units = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
     if header is None or not header_ok:
         staging.drop(conn, stage)
         return

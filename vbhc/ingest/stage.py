@@ -9,7 +9,6 @@ executemany of a compiled INSERT, PostgreSQL COPY with composed identifiers), ne
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
@@ -96,28 +95,13 @@ def _by_distinct_value(values: pd.Series, convert) -> np.ndarray:
     return converted[codes]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A validated chunk made ready for the database's bulk path, in the import's reading thread (so that the
-    batch's connection only writes): SQLite's plain tuples, or PostgreSQL's COPY text."""
+def load(conn: Connection, stage: Table, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+    """Bulk-load a validated chunk (its rows numbered by `row_numbers`) through the driver's fast path.
 
-    count: int
-    rows: Iterator[tuple] | bytes
-
-
-def prepare_staged(dialect: str, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> Prepared:
-    """A chunk (its rows numbered by `row_numbers`) for `load` into its staging table on `dialect`.
-
-    PostgreSQL: the chunk as one Arrow table written as CSV for COPY, no Python object per row.
-    SQLite: plain tuples for executemany (its C loop binds them; there is no faster path from Python)."""
-    if dialect == "postgresql":
-        return Prepared(len(frame), _csv_bytes(spec, frame, row_numbers) if len(frame) else b"")
-    return Prepared(len(frame), records(spec, frame, row_numbers))
-
-
-def load(conn: Connection, stage: Table, prepared: Prepared) -> None:
-    """Bulk-load a prepared chunk into the staging table through the driver's fast path."""
-    if not prepared.count:
+    PostgreSQL: the chunk as one Arrow table written as CSV straight into COPY, no Python object per row.
+    SQLite: executemany of plain tuples (its C loop binds them; there is no faster path from Python).
+    """
+    if frame.empty:
         return
     names = [c.name for c in stage.columns]
     if conn.dialect.name == "postgresql":
@@ -126,32 +110,28 @@ def load(conn: Connection, stage: Table, prepared: Prepared) -> None:
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)
         )
+        data = _csv_bytes(spec, frame, row_numbers)
         with conn.connection.driver_connection.cursor() as cur, cur.copy(copy_sql) as copy:
-            copy.write(prepared.rows)
+            copy.write(data)
     else:
         compiled = stage.insert().compile(dialect=conn.dialect, column_keys=names)
         params = compiled.positiontup
         assert params == names, "the compiled INSERT must take the columns in stage order"
-        executemany(conn, str(compiled), prepared.rows)
+        executemany(conn, str(compiled), records(spec, frame, row_numbers))
 
 
-def prepare_direct(spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> Prepared:
-    """A chunk for insert_directly: the stored columns and the batch id, as plain tuples."""
-    return Prepared(len(frame), records(spec, frame, None, batch_id))
-
-
-def insert_directly(conn: Connection, spec: TableSpec, prepared: Prepared) -> int:
+def insert_directly(conn: Connection, spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> int:
     """Write a validated chunk straight into its stored table (SQLite), for a file whose table held no row
     when the file began: there is nothing to upsert against, so staging every row only to copy it again is
     half the work. The table's own unique and foreign keys still check every row; a row they refuse raises
     SQLAlchemy's IntegrityError, and the caller then takes the staged path (which names the rows)."""
-    if not prepared.count:
+    if frame.empty:
         return 0
     names = [*spec.target_columns, "batch_id"]
     compiled = spec.target.insert().compile(dialect=conn.dialect, column_keys=names)
     assert compiled.positiontup == names, "the compiled INSERT must take the columns in this order"
-    executemany(conn, str(compiled), prepared.rows)
-    return prepared.count
+    executemany(conn, str(compiled), records(spec, frame, None, batch_id))
+    return len(frame)
 
 
 def executemany(conn: Connection, statement: str, rows: Iterator[tuple]) -> None:
