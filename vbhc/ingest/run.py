@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from vbhc import audit, models
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.ingest import stage as staging
-from vbhc.ingest.ahead import ReadAhead
 from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short, shown_file
 from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
 from vbhc.ingest.tables import TABLES
@@ -308,25 +307,20 @@ def _read_validated(
     write: Callable[[pd.DataFrame, np.ndarray], None],
 ) -> tuple[Header | None, bool, list[pd.DataFrame]]:
     """Read and check the file chunk by chunk, handing each chunk's valid rows to `write(frame, row_numbers)`;
-    returns (header, whether the header is usable, a units file's valid rows).
-
-    The next chunk is read and validated in a reading thread while `write` stores this one on the batch's
-    connection (the database does its part without holding Python's interpreter lock): the same chunks in the
-    same order, in about the time of the slower of the two. Only the caller's thread touches the connection
-    and calls `progress` (a page's progress bar belongs to its script's thread)."""
+    returns (header, whether the header is usable, a units file's valid rows)."""
     report = batch.report
     all_units: list[pd.DataFrame] = []
-    found: dict[str, object] = {"header": None, "ok": False}
+    header: Header | None = None
+    header_ok = False
     if progress:
         progress(source.label, 0, None, fraction=None if source.sheet is not None else 0.0)
-
-    def validated() -> Iterator[tuple[pd.DataFrame, np.ndarray, int, float | None]]:
+    try:
         for part in read(source, report, chunk_rows):
             if isinstance(part, Header):
-                found["header"] = part
-                found["ok"] = check_header(source, part, report)
-                if not found["ok"]:
-                    return
+                header = part
+                header_ok = check_header(source, header, report)
+                if not header_ok:
+                    break
                 continue
             chunk: Chunk = part
             ck = Checker(source, chunk, report, marks)
@@ -345,16 +339,9 @@ def _read_validated(
             src_report.rows_read += len(frame)
             # the usual chunk has no bad row: no copy of it then
             valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
-            yield valid, rows, src_report.rows_read, _share_read(source, chunk)
-
-    batch.state.prefetch(source.table)  # the reading thread never touches the connection
-    try:
-        with ReadAhead(validated()) as chunks:
-            batch.state.offline = True
-            for valid, rows, rows_read, share in chunks:
-                write(valid, rows)
-                if progress:
-                    progress(source.label, rows_read, None, fraction=share)
+            write(valid, rows)
+            if progress:
+                progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
     except MalformedText as exc:
         report.add(source.problem(exc.reason, exc.row))
     except DamagedFile as exc:
@@ -365,10 +352,7 @@ def _read_validated(
         if source.sheet is None:
             raise
         report.add(source.problem(f"damaged or truncated XLSX workbook ({type(exc).__name__})"))
-    finally:
-        batch.state.offline = False
-    header = found["header"]
-    return header, bool(found["ok"]), all_units
+    return header, header_ok, all_units
 
 
 def _new_batch_row(conn: Connection, source: Source, batch: _Batch, rows_read: int) -> int:

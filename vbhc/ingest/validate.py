@@ -249,38 +249,24 @@ def is_bsn(values: pd.Series) -> np.ndarray:
 
 
 class BatchState:
-    """What the files of one batch know about each other: the units and care cycles they bring.
-
-    The stored units and care cycles are read from the database once per batch, on the batch's connection and
-    before a file's chunks are validated (`prefetch`): the chunks are validated in a reading thread while the
-    batch's connection writes the chunks before them, so validation itself never touches the database."""
+    """What the files of one batch know about each other: the units and care cycles they bring."""
 
     def __init__(self, catalog: Catalog, stored_units: Callable[[], set], stored_cycles: Callable[[], pd.Series]):
         self.catalog = catalog
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
         self._units: set[tuple[str, str]] | None = None
-        self._stored_cycle_conditions: pd.Series | None = None
         self._cycle_conditions: pd.Series | None = None
         self._batch_cycles: list[pd.Series] = []
         self.batch_units: set[tuple[str, str]] = set()
-        self.offline = False  # True while chunks are validated in the reading thread
-
-    def prefetch(self, table: str) -> None:
-        """Read what the validator of `table` asks the database for, before its chunks are validated."""
-        needs = STATE_NEEDS[table]
-        if "units" in needs:
-            self.units()
-        if "cycles" in needs:
-            self._stored_cycle_series()
 
     def units(self) -> set[tuple[str, str]]:
         if self._units is None:
-            self._units = set(self._read(self._stored_units))
+            self._units = set(self._stored_units())
         return self._units | self.batch_units
 
     def cycle_conditions(self) -> pd.Series:
         if self._cycle_conditions is None:
-            parts = [self._stored_cycle_series(), *self._batch_cycles]
+            parts = [self._stored_cycles(), *self._batch_cycles]
             series = pd.concat(parts) if parts else pd.Series(dtype=str)
             self._cycle_conditions = series[~series.index.duplicated(keep="last")]
         return self._cycle_conditions
@@ -288,29 +274,6 @@ class BatchState:
     def add_batch_cycles(self, cycle_ids: pd.Series, conditions: pd.Series) -> None:
         self._batch_cycles.append(pd.Series(conditions.to_numpy(), index=cycle_ids.to_numpy()))
         self._cycle_conditions = None
-
-    def _stored_cycle_series(self) -> pd.Series:
-        # the batch's own care cycles are in _batch_cycles (and win over the stored ones): reading the stored
-        # ones once per batch gives the same answer as reading them again after each file
-        if self._stored_cycle_conditions is None:
-            self._stored_cycle_conditions = self._read(self._stored_cycles)
-        return self._stored_cycle_conditions
-
-    def _read(self, stored: Callable):
-        if self.offline:
-            raise RuntimeError("a validator read the database from the reading thread; add it to STATE_NEEDS")
-        return stored()
-
-
-#: What each table's validator asks the batch state for from the database (BatchState.prefetch).
-STATE_NEEDS: dict[str, frozenset[str]] = {
-    "units": frozenset(),
-    "care_cycles": frozenset({"units"}),
-    "clinical_outcomes": frozenset({"cycles"}),
-    "prom_responses": frozenset({"cycles"}),
-    "costs": frozenset({"cycles"}),
-    "prem_responses": frozenset({"units"}),
-}
 
 
 #: Unit codes are keys that labels join with "/" and "@" (vbhc.registry): letters, digits, "_" and "-" only.
