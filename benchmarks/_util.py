@@ -13,8 +13,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_measured(code: str, env: dict | None = None) -> tuple[float, float, dict]:
-    """Run `code` in a fresh Python; return (seconds, peak resident MB, the JSON it printed last)."""
+def run_measured(code: str, env: dict | None = None, cwd: Path | None = None) -> tuple[float, float, dict]:
+    """Run `code` in a fresh Python in `cwd`; return (seconds, peak resident MB, the JSON it printed last).
+
+    `python -c` puts its working folder first on the module path, before PYTHONPATH: a baseline tree is only
+    imported when the step runs in that tree's folder (`cwd`), not in this checkout's."""
     started = time.perf_counter()
     proc = subprocess.run(
         [
@@ -27,6 +30,7 @@ def run_measured(code: str, env: dict | None = None) -> tuple[float, float, dict
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         check=False,
     )
     seconds = time.perf_counter() - started

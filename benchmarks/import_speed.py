@@ -114,13 +114,18 @@ def _run(args: argparse.Namespace, folder: Path) -> None:
 
 def _import_once(tree: Path, url: str, files: list[str], counts: dict, *, force: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    code = "from vbhc.ingest import import_files\nfrom vbhc.store import get_engine\n"
+    code = (
+        "import vbhc\nassert vbhc.__file__.startswith(" + repr(str(tree)) + "), vbhc.__file__\n"
+        "from vbhc.ingest import import_files\nfrom vbhc.store import get_engine\n"
+    )
     load = _load()
-    imp_s, imp_mb, _ = run_measured(code + f"import_files({files[:3] + files[4:]!r}, get_engine({url!r}))", env)
-    prom_s, prom_mb, _ = run_measured(code + f"import_files([{files[3]!r}], get_engine({url!r}))", env)
+    imp_s, imp_mb, _ = run_measured(code + f"import_files({files[:3] + files[4:]!r}, get_engine({url!r}))", env, tree)
+    prom_s, prom_mb, _ = run_measured(code + f"import_files([{files[3]!r}], get_engine({url!r}))", env, tree)
     out = {"imp_s": imp_s, "imp_mb": imp_mb, "prom_s": prom_s, "prom_mb": prom_mb, "load": load}
     if force:
-        out["again_s"], _, _ = run_measured(code + f"import_files({files!r}, get_engine({url!r}), force=True)", env)
+        out["again_s"], _, _ = run_measured(
+            code + f"import_files({files!r}, get_engine({url!r}), force=True)", env, tree
+        )
     return out
 
 
