@@ -61,7 +61,7 @@ from sqlalchemy.engine import make_url
 from vbhc import indicators, models, registry
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import ConditionData, IndicatorResult
-from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, unchanged_since, unit_signals
+from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, signals, unchanged_since, unit_signals
 from vbhc.registry import UNIT_LEVELS, parse_period
 from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_file
 
@@ -658,14 +658,23 @@ class ResultStore:
     ) -> dict[str, dict[str, set[str]]]:
         """vbhc.meeting.unit_signals of the view `key` (whose IndicatorResult is `result`), from the store, else
         computed for every unit at once and stored. version=None: store bypassed. `pause`: called before each
-        unit computed (a server's background work waits there while pages are drawn)."""
+        unit computed (a server's background work waits there while pages are drawn).
+
+        The signals of all data read each unit's quarterly SPC charts from unit_charts (stored, or computed and
+        stored there): the same charts signals() would draw (every indicator with a trend, per quarter), drawn
+        once for the team page's verdicts and the meeting's signals instead of twice."""
         skey = SignalsKey(key, until.isoformat() if until is not None else "")
         if version is not None:
             payload = self._read(skey, version)
             if payload is not None and isinstance(payload.get("signals"), dict):
                 return payload["signals"]
         _count("signals")
-        found = unit_signals(result, until, pause=pause)
+        if until is None:
+            charts = self.unit_charts(key, version, result, pause=pause)  # pauses between the units it draws
+            units = result.table["unit"].unique()
+            found = {str(u): signals(result, str(u), charts=charts.get(str(u), {})) for u in units}
+        else:
+            found = unit_signals(result, until, pause=pause)
         if version is not None and self.version() == version:
             self._write(skey, version, {"signals": found})
         return found
