@@ -759,29 +759,33 @@ def indicator_over_time(
     ind = result.data.condition.indicator(indicator)
     if ind.kind in SURVIVAL_KINDS:
         return pd.DataFrame()
-    part = unit_cycle_values(result, indicator, unit)
+    values = result.cycle_values
+    if values.empty:
+        return pd.DataFrame()
+    # the unit's rows as arrays (the columns are not cut out of the frame: every unit's charts are drawn at once)
+    rows = _unit_positions(values, indicator, unit)
+    dates = values["index_date"]
+    dates = (dates if pd.api.types.is_datetime64_dtype(dates) else pd.to_datetime(dates)).to_numpy()[rows]
+    observed = values["observed"].to_numpy(float)[rows]
+    expected = values["expected"].to_numpy(float)[rows]
     if until is not None:
-        part = part[pd.to_datetime(part["index_date"]) <= pd.Timestamp(until)]
-    if part.empty:
+        kept = dates <= pd.Timestamp(until).to_datetime64()
+        dates, observed, expected = dates[kept], observed[kept], expected[kept]
+    if not dates.size:
         return pd.DataFrame()
     # per period: cycles, sum of observed and of expected, mean observed (missing values left out, as pandas' sum
     # and mean do); with numpy, as this runs for every indicator of every unit a meeting looks at
-    starts = pd.to_datetime(part["index_date"]).dt.to_period(freq[0]).dt.start_time
-    codes, periods = pd.factorize(starts, sort=True)
-    observed = part["observed"].to_numpy(float)
-    expected = part["expected"].to_numpy(float)
+    codes, periods = _period_codes(dates, freq)
     size = len(periods)
     n = np.bincount(codes, minlength=size)
     observed_sum = np.bincount(codes, np.nan_to_num(observed), minlength=size)
     expected_sum = np.bincount(codes, np.nan_to_num(expected), minlength=size)
-    periods = pd.DatetimeIndex(periods)
     known = ~np.isnan(expected)
     target = float(expected[known].mean()) if known.any() else None
     options = {"baseline": baseline, "rebase": rebase, "direction": ind.direction, "target": target}
     if ind.kind in BINARY_KINDS:
         if laney is None:
-            rows = result.table[(result.table["indicator"] == indicator)]
-            laney = bool((rows["dispersion_method"] != "none").any())
+            laney = indicator in overdispersed(result.table)
         chart = spc.p_chart(
             pd.Series(observed_sum, index=periods), pd.Series(n, index=periods), laney=laney, periods=periods, **options
         )
@@ -802,11 +806,31 @@ _cycle_positions: dict[int, dict[tuple[str, str], np.ndarray]] = {}
 _positions_lock = threading.Lock()
 
 
-def unit_cycle_values(result: IndicatorResult, indicator: str, unit: str) -> pd.DataFrame:
-    """The per-cycle values (result.cycle_values) of one indicator and unit."""
-    values = result.cycle_values
-    if values.empty:
-        return values
+def overdispersed(table: pd.DataFrame) -> set[str]:
+    """The indicators of an indicator table whose benchmark allowed for over-dispersion (a dispersion method other
+    than "none" in any row): their p charts are Laney p' charts."""
+    if table.empty:
+        return set()
+    return {str(i) for i in table.loc[table["dispersion_method"] != "none", "indicator"].unique()}
+
+
+def _period_codes(dates: np.ndarray, freq: str) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Each date's period (the alias's first letter: M month, Q quarter, else as pandas' to_period) as codes into
+    the sorted period starts; months and quarters in numpy (every unit's charts are drawn at once)."""
+    alias = freq[0]
+    if alias in ("M", "Q"):
+        months = dates.astype("datetime64[M]")
+        if alias == "Q":
+            number = months.astype(np.int64)
+            months = (number - number % 3).astype("datetime64[M]")
+        starts, codes = np.unique(months, return_inverse=True)
+        return codes.ravel(), pd.DatetimeIndex(starts.astype(dates.dtype))  # the dates' resolution, as pandas
+    codes, periods = pd.factorize(pd.Series(dates).dt.to_period(alias).dt.start_time, sort=True)
+    return codes, pd.DatetimeIndex(periods)
+
+
+def _unit_positions(values: pd.DataFrame, indicator: str, unit: str) -> np.ndarray:
+    """The row positions in a cycle_values frame of one indicator and unit."""
     with _positions_lock:
         positions = _cycle_positions.get(id(values))
         if positions is None:
@@ -814,7 +838,15 @@ def unit_cycle_values(result: IndicatorResult, indicator: str, unit: str) -> pd.
             positions = {k: np.asarray(v) for k, v in values.groupby(keys, sort=False).indices.items()}
             _cycle_positions[id(values)] = positions
             weakref.finalize(values, _cycle_positions.pop, id(values), None)
-    return values.iloc[positions.get((indicator, unit), np.empty(0, dtype=np.intp))]
+    return positions.get((indicator, unit), np.empty(0, dtype=np.intp))
+
+
+def unit_cycle_values(result: IndicatorResult, indicator: str, unit: str) -> pd.DataFrame:
+    """The per-cycle values (result.cycle_values) of one indicator and unit."""
+    values = result.cycle_values
+    if values.empty:
+        return values
+    return values.iloc[_unit_positions(values, indicator, unit)]
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,24 @@ def point_rules(
     none), rules ("; "-joined), special_side (+1 above / -1 below or rising / falling, 0 = common cause) and
     point_type ("common_cause", "improvement", "concern" or "neutral").
     """
+    return pd.DataFrame(
+        _rule_columns(
+            values, centre, sigma, segments=segments, shift_run=shift_run, trend_run=trend_run, direction=direction
+        )
+    )
+
+
+def _rule_columns(
+    values: ArrayLike,
+    centre: ArrayLike,
+    sigma: ArrayLike,
+    *,
+    segments: ArrayLike | None,
+    shift_run: int,
+    trend_run: int,
+    direction: Direction,
+) -> dict[str, np.ndarray]:
+    """point_rules' columns as arrays (a chart adds them to its own columns: one frame built, not two joined)."""
     v = np.asarray(values, dtype=float)
     c = np.broadcast_to(np.asarray(centre, dtype=float), v.shape)
     s = np.broadcast_to(np.asarray(sigma, dtype=float), v.shape)
@@ -248,16 +266,14 @@ def point_rules(
             "common_cause",
             np.where(special_side == good, "improvement", np.where(special_side == 0, "neutral", "concern")),
         )
-    return pd.DataFrame(
-        {
-            **cols,
-            "signal": signal,
-            "rule": rule,
-            "rules": rules,
-            "special_side": special_side,
-            "point_type": point_type.astype(object),
-        }
-    )
+    return {
+        **cols,
+        "signal": signal,
+        "rule": rule,
+        "rules": rules,
+        "special_side": special_side,
+        "point_type": point_type.astype(object),
+    }
 
 
 # ------------------------------------------------------------------------------------------ charts
@@ -296,20 +312,30 @@ def _baseline_mask(seg: np.ndarray, finite: np.ndarray, baseline: int | None) ->
 
 
 def _finish(
-    frame: pd.DataFrame, v: np.ndarray, direction: Direction, shift_run: int, trend_run: int, target: float | None
+    columns: dict[str, np.ndarray],
+    v: np.ndarray,
+    direction: Direction,
+    shift_run: int,
+    trend_run: int,
+    target: float | None,
 ) -> pd.DataFrame:
-    rules = point_rules(
+    """The chart's frame: its `columns`, then the rule columns of its values `v`, with the icons in attrs (from the
+    arrays: a meeting draws a chart for every indicator of every unit)."""
+    rules = _rule_columns(
         v,
-        frame["centre"],
-        frame["sigma"],
-        segments=frame["segment"],
+        columns["centre"],
+        columns["sigma"],
+        segments=columns["segment"],
         shift_run=shift_run,
         trend_run=trend_run,
         direction=direction,
     )
-    out = pd.concat([frame.reset_index(drop=True), rules], axis=1)
-    out.attrs["variation"] = variation(out)
-    out.attrs["assurance"] = assurance(out, target, direction)
+    out = pd.DataFrame({**columns, **rules})
+    have = np.flatnonzero(np.isfinite(v))
+    out.attrs["variation"] = str(rules["point_type"][have[-1]]) if have.size else ""
+    out.attrs["assurance"] = (
+        _assurance(float(columns["lower"][-1]), float(columns["upper"][-1]), target, direction) if v.size else ""
+    )
     return out
 
 
@@ -347,23 +373,21 @@ def xmr_chart(
         centre[ix] = v[b].mean() if b.size else np.nan
         mrbar[ix] = mean_moving_range(v[b], screen_mr)
     sigma = mrbar / D2
-    frame = pd.DataFrame(
-        {
-            "period": per.to_numpy(),
-            "value": v,
-            "moving_range": mr,
-            "segment": seg,
-            "baseline": base,
-            "centre": centre,
-            "sigma": sigma,
-            "lower": centre - 3 * sigma,
-            "upper": centre + 3 * sigma,
-            "lower_2s": centre - 2 * sigma,
-            "upper_2s": centre + 2 * sigma,
-            "mr_upper": MR_UPPER * mrbar,
-        }
-    )
-    return _finish(frame, v, direction, shift_run, trend_run, target)
+    columns = {
+        "period": per.to_numpy(),
+        "value": v,
+        "moving_range": mr,
+        "segment": seg,
+        "baseline": base,
+        "centre": centre,
+        "sigma": sigma,
+        "lower": centre - 3 * sigma,
+        "upper": centre + 3 * sigma,
+        "lower_2s": centre - 2 * sigma,
+        "upper_2s": centre + 2 * sigma,
+        "mr_upper": MR_UPPER * mrbar,
+    }
+    return _finish(columns, v, direction, shift_run, trend_run, target)
 
 
 def p_chart(
@@ -403,24 +427,22 @@ def p_chart(
             zb = zb[np.isfinite(zb)]
             sz = float(np.mean(np.abs(np.diff(zb))) / D2) if zb.size > 1 else np.nan
         centre[ix], sigma[ix], sigma_z[ix] = pbar, se * sz, sz
-    frame = pd.DataFrame(
-        {
-            "period": per.to_numpy(),
-            "events": x,
-            "n": m,
-            "p": p,
-            "segment": seg,
-            "baseline": base,
-            "centre": centre,
-            "sigma": sigma,
-            "sigma_z": sigma_z,
-            "lower": np.clip(centre - 3 * sigma, 0, 1),
-            "upper": np.clip(centre + 3 * sigma, 0, 1),
-            "lower_2s": np.clip(centre - 2 * sigma, 0, 1),
-            "upper_2s": np.clip(centre + 2 * sigma, 0, 1),
-        }
-    )
-    return _finish(frame, p, direction, shift_run, trend_run, target)
+    columns = {
+        "period": per.to_numpy(),
+        "events": x,
+        "n": m,
+        "p": p,
+        "segment": seg,
+        "baseline": base,
+        "centre": centre,
+        "sigma": sigma,
+        "sigma_z": sigma_z,
+        "lower": np.clip(centre - 3 * sigma, 0, 1),
+        "upper": np.clip(centre + 3 * sigma, 0, 1),
+        "lower_2s": np.clip(centre - 2 * sigma, 0, 1),
+        "upper_2s": np.clip(centre + 2 * sigma, 0, 1),
+    }
+    return _finish(columns, p, direction, shift_run, trend_run, target)
 
 
 def run_chart(values: ArrayLike, *, periods: ArrayLike | None = None, baseline: int | None = None) -> pd.DataFrame:
@@ -501,10 +523,15 @@ def variation(chart: pd.DataFrame) -> str:
 def assurance(chart: pd.DataFrame, target: float | None, direction: Direction) -> str:
     """Assurance icon from the process limits of the last segment against the target: "pass" (consistently
     met), "fail" (consistently not met), "inconsistent", or "" without a target, direction or limits."""
-    if target is None or direction is None or chart.empty or not np.isfinite(target):
+    if chart.empty:
         return ""
-    last = chart[chart["segment"] == chart["segment"].iloc[-1]]
-    lo, up = float(last["lower"].iloc[-1]), float(last["upper"].iloc[-1])
+    return _assurance(float(chart["lower"].iloc[-1]), float(chart["upper"].iloc[-1]), target, direction)
+
+
+def _assurance(lo: float, up: float, target: float | None, direction: Direction) -> str:
+    """assurance() from the limits of the chart's last point (which is in its last segment)."""
+    if target is None or direction is None or not np.isfinite(target):
+        return ""
     if not (np.isfinite(lo) and np.isfinite(up)):
         return ""
     if direction == "higher":

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from vbhc.indicators import IndicatorResult, indicator_over_time
+from vbhc.indicators import IndicatorResult, indicator_over_time, overdispersed
 
 __all__ = ["CHART_FREQ", "NO_CHART_KINDS", "every_unit_charts", "unit_charts"]
 
@@ -29,10 +29,17 @@ def unit_charts(result: IndicatorResult, unit: str) -> dict[str, pd.DataFrame]:
     table = result.table
     if table.empty:
         return {}
+    return _unit_charts(result, unit, overdispersed(table))
+
+
+def _unit_charts(result: IndicatorResult, unit: str, laney: set[str]) -> dict[str, pd.DataFrame]:
+    """unit_charts() with the view's over-dispersed indicators (`laney`) found once for all its units."""
+    table = result.table
     rows = table[(table["unit"].astype(str) == str(unit)) & ~table["kind"].isin(NO_CHART_KINDS)]
     out: dict[str, pd.DataFrame] = {}
     for indicator in pd.unique(rows["indicator"]):
-        chart = indicator_over_time(result, str(indicator), str(unit), freq=CHART_FREQ)
+        name = str(indicator)
+        chart = indicator_over_time(result, name, str(unit), freq=CHART_FREQ, laney=name in laney)
         if len(chart):
             out[str(indicator)] = chart
     return out
@@ -46,8 +53,9 @@ def every_unit_charts(
     if result.table.empty:
         return {}
     out: dict[str, dict[str, pd.DataFrame]] = {}
+    laney = overdispersed(result.table)
     for unit in pd.unique(result.table["unit"]):
         if pause is not None:
             pause()
-        out[str(unit)] = unit_charts(result, str(unit))
+        out[str(unit)] = _unit_charts(result, str(unit), laney)
     return out
