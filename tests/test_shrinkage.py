@@ -88,6 +88,32 @@ def test_binary_agrees_with_a_marginal_likelihood_integrated_by_quadrature():
         assert fit.lower[j] == pytest.approx(lo * overall, rel=1e-4)
 
 
+@pytest.mark.parametrize(("seed", "tau"), [(1, 0.5), (3, 0.05), (7, 1.2)])
+def test_the_fits_gradient_is_the_derivative_of_its_log_likelihood(seed, tau):
+    """The quasi-Newton fit trusts _marginal_loglik's gradient (posterior means on the quadrature nodes): it must
+    be the derivative of the log-likelihood it returns, here by central differences (Richardson-extrapolated)
+    in alpha and log tau, at the optimum's neighbourhood and away from it."""
+    unit, y, expected = _binary_case(seed=seed, tau=tau)
+    sums = shrinkage._UnitSums(logit(expected), unit, 8)
+    events = np.bincount(unit, weights=y, minlength=8)
+
+    def loglik(alpha, log_tau):
+        return shrinkage._marginal_loglik(sums, events, alpha, float(np.exp(log_tau)), np.zeros(8))[0]
+
+    for alpha, log_tau in [(0.1, np.log(0.4)), (-0.6, np.log(1.5)), (0.3, np.log(0.08))]:
+        gradient = shrinkage._marginal_loglik(sums, events, alpha, float(np.exp(log_tau)), np.zeros(8))[2]
+        numeric = []
+        for da, dl in [(1, 0), (0, 1)]:
+            central = [
+                (loglik(alpha + da * h, log_tau + dl * h) - loglik(alpha - da * h, log_tau - dl * h)) / (2 * h)
+                for h in (1e-3, 2e-3)
+            ]
+            numeric.append((4 * central[0] - central[1]) / 3)
+        # equal to ~1e-6 relative: the integral and its derivatives are each integrated on the nodes (and shifts past
+        # +/-6 are clipped), so the two differ by the quadrature's own error, far below what moves the optimum
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")  # gtol below its reach
 def test_binary_conditional_modes_equal_binomial_bayes_mixed_glm():
     """BinomialBayesMixedGLM.fit_map maximises the joint posterior over (intercept, log tau, u); its tau is

@@ -150,17 +150,29 @@ def _modes(sums: _UnitSums, events: np.ndarray, alpha: float, tau: float, start:
 
 def _marginal_loglik(
     sums: _UnitSums, events: np.ndarray, alpha: float, tau: float, start: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """log L(alpha, tau) up to a constant (adaptive Gauss-Hermite per unit), and the modes found."""
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """log L(alpha, tau) up to a constant (adaptive Gauss-Hermite per unit), the modes found, and the gradient in
+    (alpha, log tau): per unit the posterior means of events - A'(alpha + u) and of u^2 / tau^2 - 1 (the
+    derivatives of the integral), on the same nodes. Why the gradient: a quasi-Newton fit needs ~20 evaluations
+    where Nelder-Mead needed ~140, and stops at a gradient of ~1e-10 instead of ~1e-6."""
     u = _modes(sums, events, alpha, tau, start)
     sd = 1 / np.sqrt(sums(alpha + u, 2) + 1 / tau**2)
     x, w = _QUADRATURE
     nodes = u[:, None] + np.sqrt(2) * sd[:, None] * x[None, :]
     g = events[:, None] * (alpha + nodes) - sums(alpha + nodes, 0) - nodes**2 / (2 * tau**2)
     top = g.max(axis=1, keepdims=True)
-    integral = np.log((w * np.exp(g - top + x**2)).sum(axis=1)) + top[:, 0]
+    mass = w * np.exp(g - top + x**2)
+    total = mass.sum(axis=1)
+    integral = np.log(total) + top[:, 0]
     per_unit = integral + np.log(np.sqrt(2) * sd) - np.log(np.sqrt(2 * np.pi) * tau)
-    return float(per_unit.sum()), u
+    posterior = mass / total[:, None]
+    gradient = np.array(
+        [
+            float((posterior * (events[:, None] - sums(alpha + nodes, 1))).sum()),
+            float((posterior * nodes**2).sum() / tau**2 - len(events)),
+        ]
+    )
+    return float(per_unit.sum()), u, gradient
 
 
 def shrink_binary(
@@ -191,20 +203,25 @@ def shrink_binary(
     start = np.zeros(j)
     memo = {"u": start}
 
-    def objective(theta: np.ndarray) -> float:
-        value, memo["u"] = _marginal_loglik(sums, events, float(theta[0]), float(np.exp(theta[1])), memo["u"])
-        return -value
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        value, memo["u"], gradient = _marginal_loglik(sums, events, float(theta[0]), float(np.exp(theta[1])), memo["u"])
+        return -value, -gradient
 
     alpha0 = float(np.log(max(events.sum(), 0.5) / sums(np.zeros(j), 1).sum()))
     start = np.array([alpha0, np.log(0.3)])
-    noise = 1e-12 * (1 + abs(objective(start)))  # the log-likelihood's own rounding: no point going below
+    bounds = [(-_HALF_WIDTH / 2, _HALF_WIDTH / 2), (np.log(1e-4), np.log(5.0))]
     best = optimize.minimize(
-        objective,
-        start,
-        method="Nelder-Mead",
-        bounds=[(-_HALF_WIDTH / 2, _HALF_WIDTH / 2), (np.log(1e-4), np.log(5.0))],
-        options={"xatol": 1e-9, "fatol": noise, "maxiter": 4000},
+        objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": 0.0, "gtol": 1e-10}
     )
+    if not best.success:  # the line search gave up (a flat likelihood): the derivative-free search from there
+        noise = 1e-12 * (1 + abs(best.fun))  # the log-likelihood's own rounding: no point going below
+        best = optimize.minimize(
+            lambda theta: objective(theta)[0],
+            best.x,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"xatol": 1e-9, "fatol": noise, "maxiter": 4000},
+        )
     alpha, tau = float(best.x[0]), float(np.exp(best.x[1]))
     if tau <= 1.0001e-4:  # at the boundary: no between-unit variance worth speaking of
         tau = 0.0
