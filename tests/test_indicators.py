@@ -329,3 +329,23 @@ def test_a_unit_alone_in_its_benchmark_gets_no_benchmark_not_as_expected(demo_ta
     pair = compute_indicators(restrict(full, None, [truth["own_hospital"], "H02"]), "hospital").table
     assert pair.loc[pair["kind"] != "volume", "target"].notna().any()
     assert benchmark.NO_BENCHMARK not in set(pair["position_998"])
+
+
+@pytest.mark.parametrize("freq", ["MS", "QS", "YS", "W"])
+@pytest.mark.parametrize("resolution", ["us", "ns"])
+def test_a_charts_periods_are_pandas_periods(freq, resolution):
+    """indicator_over_time puts each care cycle in its month or quarter in numpy (every unit's charts are drawn
+    at once): the same periods, codes and resolution as pandas' to_period(...).start_time, also before 1970, at
+    the quarters' edges and for a period alias it leaves to pandas."""
+    from vbhc.indicators import _period_codes
+
+    rng = np.random.default_rng(4)
+    edges = pd.to_datetime(
+        ["1969-12-31", "1970-01-01", "1968-03-31 23:59", "2024-04-01", "2024-06-30", "2025-12-31"], format="ISO8601"
+    )
+    days = pd.to_datetime(rng.integers(-4000, 25000, 300), unit="D")
+    dates = pd.DatetimeIndex(edges.append(days)).as_unit(resolution).to_numpy()
+    codes, periods = _period_codes(dates, freq)
+    expected_codes, expected = pd.factorize(pd.Series(dates).dt.to_period(freq[0]).dt.start_time, sort=True)
+    pd.testing.assert_index_equal(periods, pd.DatetimeIndex(expected))
+    np.testing.assert_array_equal(codes, expected_codes)

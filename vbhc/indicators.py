@@ -32,6 +32,7 @@ Cox model with the baseline hazard rescaled (vbhc.survival.recalibrate_cox); not
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import weakref
 from collections.abc import Sequence
@@ -824,9 +825,15 @@ def _period_codes(dates: np.ndarray, freq: str) -> tuple[np.ndarray, pd.Datetime
             number = months.astype(np.int64)
             months = (number - number % 3).astype("datetime64[M]")
         starts, codes = np.unique(months, return_inverse=True)
-        return codes.ravel(), pd.DatetimeIndex(starts.astype(dates.dtype))  # the dates' resolution, as pandas
+        return codes.ravel(), pd.DatetimeIndex(starts.astype(_start_dtype(alias, dates.dtype)))
     codes, periods = pd.factorize(pd.Series(dates).dt.to_period(alias).dt.start_time, sort=True)
     return codes, pd.DatetimeIndex(periods)
+
+
+@functools.cache
+def _start_dtype(alias: str, dtype: np.dtype) -> np.dtype:
+    """The resolution pandas gives a period's start_time for dates of `dtype` (it has changed between versions)."""
+    return pd.Series(np.zeros(1, dtype)).dt.to_period(alias).dt.start_time.dtype
 
 
 def _unit_positions(values: pd.DataFrame, indicator: str, unit: str) -> np.ndarray:
