@@ -331,8 +331,7 @@ def _finish(
         direction=direction,
     )
     out = pd.DataFrame({**columns, **rules})
-    have = np.flatnonzero(np.isfinite(v))
-    out.attrs["variation"] = str(rules["point_type"][have[-1]]) if have.size else ""
+    out.attrs["variation"] = _variation(v, rules["point_type"])
     out.attrs["assurance"] = (
         _assurance(float(columns["lower"][-1]), float(columns["upper"][-1]), target, direction) if v.size else ""
     )
@@ -514,10 +513,13 @@ def variation(chart: pd.DataFrame) -> str:
     """Variation icon from the last point with data: "common_cause", "improvement", "concern" or "neutral"
     (special cause without a known direction); "" for an empty chart."""
     value = chart["p"] if "p" in chart.columns else chart["value"]
-    have = chart[np.isfinite(pd.to_numeric(value, errors="coerce").to_numpy(float))]
-    if have.empty:
-        return ""
-    return str(have["point_type"].iloc[-1])
+    return _variation(pd.to_numeric(value, errors="coerce").to_numpy(float), chart["point_type"].to_numpy())
+
+
+def _variation(values: np.ndarray, point_type: np.ndarray) -> str:
+    """variation() from a chart's values and point types."""
+    have = np.flatnonzero(np.isfinite(values))
+    return str(point_type[have[-1]]) if have.size else ""
 
 
 def assurance(chart: pd.DataFrame, target: float | None, direction: Direction) -> str:
