@@ -128,19 +128,27 @@ class _UnitSums:
 
     def __call__(self, s: np.ndarray, derivative: int = 0) -> np.ndarray:
         """A_j^(derivative) at shifts s (shape (units,) or (units, m)); row j of s belongs to unit j."""
-        c = self.coef[derivative]
+        return self.at(s, derivative)[0]
+
+    def at(self, s: np.ndarray, *derivatives: int) -> tuple[np.ndarray, ...]:
+        """A_j^(d) at shifts s for each d in `derivatives`, from one Chebyshev basis: the basis (a cosine per shift
+        and term) is most of the cost, and the fit needs two derivatives at the same shifts at every step."""
         t = np.clip(s, -_HALF_WIDTH, _HALF_WIDTH) / _HALF_WIDTH
-        basis = np.cos(np.arccos(t)[..., None] * np.arange(c.shape[1]))  # T_m(t) = cos(m arccos t)
-        c = c if t.ndim == 1 else c[:, None, :]
-        return (basis * c).sum(axis=-1)
+        basis = np.cos(np.arccos(t)[..., None] * np.arange(_TERMS))  # T_m(t) = cos(m arccos t)
+        out = []
+        for derivative in derivatives:  # a derivative's series is one term shorter (chebder)
+            c = self.coef[derivative]
+            out.append((basis[..., : c.shape[1]] * (c if t.ndim == 1 else c[:, None, :])).sum(axis=-1))
+        return tuple(out)
 
 
 def _modes(sums: _UnitSums, events: np.ndarray, alpha: float, tau: float, start: np.ndarray) -> np.ndarray:
     """Per unit the u maximising events*(alpha+u) - A(alpha+u) - u^2/(2 tau^2) (concave: damped Newton)."""
     u = start.copy()
     for _ in range(100):
-        grad = events - sums(alpha + u, 1) - u / tau**2
-        curv = sums(alpha + u, 2) + 1 / tau**2
+        slope, bend = sums.at(alpha + u, 1, 2)
+        grad = events - slope - u / tau**2
+        curv = bend + 1 / tau**2
         step = np.clip(grad / curv, -2.0, 2.0)
         u += step
         if np.max(np.abs(step)) < 1e-12:
@@ -159,7 +167,8 @@ def _marginal_loglik(
     sd = 1 / np.sqrt(sums(alpha + u, 2) + 1 / tau**2)
     x, w = _QUADRATURE
     nodes = u[:, None] + np.sqrt(2) * sd[:, None] * x[None, :]
-    g = events[:, None] * (alpha + nodes) - sums(alpha + nodes, 0) - nodes**2 / (2 * tau**2)
+    level, slope = sums.at(alpha + nodes, 0, 1)
+    g = events[:, None] * (alpha + nodes) - level - nodes**2 / (2 * tau**2)
     top = g.max(axis=1, keepdims=True)
     mass = w * np.exp(g - top + x**2)
     total = mass.sum(axis=1)
@@ -168,7 +177,7 @@ def _marginal_loglik(
     posterior = mass / total[:, None]
     gradient = np.array(
         [
-            float((posterior * (events[:, None] - sums(alpha + nodes, 1))).sum()),
+            float((posterior * (events[:, None] - slope)).sum()),
             float((posterior * nodes**2).sum() / tau**2 - len(events)),
         ]
     )
