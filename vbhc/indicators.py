@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
@@ -221,11 +220,13 @@ def compute_indicators(
     unit = unit_labels(cycles, level).to_numpy()
     base = cycles.assign(unit=unit)
     hospital_of = dict(zip(unit, cycles["hospital"].astype(str), strict=True))
+    units = pd.Index(sorted(pd.unique(unit)), name="unit")
+    rows = _UnitRows(units, units.get_indexer(unit))
     tables, models, values = [], {}, []
     for ind in cond.indicators:
         if indicators is not None and ind.id not in indicators:
             continue
-        frame, model, per_cycle = _one_indicator(ind, data, base, levels, dispersion)
+        frame, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion)
         if frame is None:
             continue
         frame.insert(0, "unit_level", level)
@@ -329,10 +330,36 @@ def _scores_at(scores: pd.DataFrame, instrument: str, scale: str, timepoint: str
     return part.drop_duplicates("cycle_id", keep="last").set_index(part["cycle_id"].astype(str))["score"]
 
 
+@dataclass(frozen=True)
+class _UnitRows:
+    """The view's units (sorted) and, per care cycle of the view, its unit's position among them: every indicator's
+    per-unit sums are counted from these (np.bincount) instead of a pandas group-by per indicator, which was most
+    of the cost of a small view such as a comparison group's."""
+
+    units: pd.Index
+    codes: np.ndarray
+
+    def sums(self, keep: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per unit, the number of kept cycles and the sum of each of `values` over them (0 for a unit without)."""
+        codes, k = self.codes[keep], len(self.units)
+        return (
+            np.bincount(codes, minlength=k).astype(float),
+            *(np.bincount(codes, weights=v[keep], minlength=k) for v in values),
+        )
+
+    def spread(self, keep: np.ndarray, values: np.ndarray, n: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """Per unit, the standard deviation (n - 1) of `values` over the kept cycles (two passes: the deviations
+        from the unit's own mean, not sums of squares, which lose digits for large values such as costs)."""
+        codes = self.codes[keep]
+        squares = np.bincount(codes, weights=(values[keep] - mean[codes]) ** 2, minlength=len(self.units))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(n > 1, np.sqrt(squares / (n - 1)), np.nan)
+
+
 def _one_indicator(
-    ind: Indicator, data: ConditionData, base: pd.DataFrame, levels: Sequence[float], dispersion: str
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
 ) -> tuple[pd.DataFrame | None, CaseMixModel | None, pd.DataFrame | None]:
-    units = pd.Index(sorted(pd.unique(base["unit"])), name="unit")
+    units = rows.units
     if ind.kind == "volume":
         n = base.groupby("unit").size().reindex(units, fill_value=0)
         frame = pd.DataFrame({"unit": units, "n": n.to_numpy(), "crude_value": n.to_numpy().astype(float)})
@@ -355,42 +382,44 @@ def _one_indicator(
                 frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
             )
         data.fitted[ind.id] = model
-    expected = model.expected.reindex(frame.index)
-    modelled = part.assign(expected=expected.loc[part.index])
-    adjusted = modelled[modelled["expected"].notna()]
+    y = frame["y"].to_numpy(float)
+    in_part = ~np.isnan(y)
+    e = model.expected.reindex(frame.index).to_numpy(float)
+    in_adjusted = in_part & ~np.isnan(e)
     per_cycle = pd.DataFrame(
         {
             "cycle_id": part["cycle_id"].astype(str).to_numpy(),
             "unit": part["unit"].to_numpy(),
             "index_date": part["index_date"].to_numpy(),
-            "observed": part["y"].to_numpy(float),
-            "expected": expected.loc[part.index].to_numpy(float),
+            "observed": y[in_part],
+            "expected": e[in_part],
         }
     )
-    crude = part.groupby("unit")["y"].agg(["size", "sum", "mean", "std"]).reindex(units)
+    # per unit: the crude figures over every cycle of the indicator, the adjusted ones over those with an expected
+    size, total = rows.sums(in_part, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crude_mean = np.where(size > 0, total / size, np.nan)
+    adjusted = (rows.units[rows.codes[in_adjusted]], y[in_adjusted], e[in_adjusted])
     if binary:
-        agg = adjusted.groupby("unit").agg(n=("y", "size"), observed=("y", "sum"), expected=("expected", "sum"))
-        agg = agg.reindex(units).fillna(0.0).reset_index()
+        n_adj, observed, expected_sum = rows.sums(in_adjusted, y, e)
+        agg = pd.DataFrame({"unit": units, "n": n_adj, "observed": observed, "expected": expected_sum})
         target = model.overall if np.isfinite(model.overall) else None
-        result, out = _binary_benchmark(agg, ind, target, levels, dispersion)
-        result.insert(1, "n", crude["size"].fillna(0).to_numpy())
-        lo, up = benchmark.wilson_ci(crude["sum"].fillna(0).to_numpy(), crude["size"].fillna(0).to_numpy())
-        added = {"crude_value": crude["mean"].to_numpy(), "crude_lower": lo, "crude_upper": up}
-        added |= _shrinkage_columns(result["unit"].to_numpy(), ind, adjusted, model.overall, binary=True)
+        columns, out = _binary_columns(agg, ind, target, levels, dispersion)
+        result = {"unit": columns.pop("unit"), "n": size} | columns
+        lo, up = benchmark.wilson_ci(total, size)
+        added = {"crude_value": crude_mean, "crude_lower": lo, "crude_upper": up}
+        added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=True)
     else:
-        grouped = adjusted.assign(y2=adjusted["y"] ** 2).groupby("unit")
-        agg = pd.DataFrame(
-            {
-                "n": grouped.size(),
-                "sum": grouped["y"].sum(),
-                "sum_sq": grouped["y2"].sum(),
-                "expected": grouped["expected"].mean(),
-            }
-        ).reindex(units)
-        agg["n"] = agg["n"].fillna(0)
+        n_adj, y_sum, y_sq, e_sum = rows.sums(in_adjusted, y, y**2, e)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a unit without adjusted cycles has no sums (NaN)
+            empty = np.where(n_adj > 0, 0.0, np.nan)
+            agg = pd.DataFrame(
+                {"n": n_adj, "sum": y_sum + empty, "sum_sq": y_sq + empty, "expected": e_sum / n_adj + empty},
+                index=units,
+            )
         residual_sd = model.diagnostics.residual_sd
         if not (np.isfinite(residual_sd) and residual_sd > 0):  # no model: limits use the outcome's own spread
-            residual_sd = float(np.nanstd(part["y"], ddof=1)) if len(part) > 1 else float("nan")
+            residual_sd = float(np.nanstd(y, ddof=1)) if in_part.sum() > 1 else float("nan")
         out = benchmark.benchmark_units(
             agg.reset_index(),
             "mean",
@@ -402,28 +431,25 @@ def _one_indicator(
             sd=residual_sd if np.isfinite(residual_sd) and residual_sd > 0 else None,
         )
         has_adj = "adjusted_mean" in out
-        sd_unit = crude["std"].to_numpy()
-        n_crude = crude["size"].fillna(0).to_numpy()
-        c_lo, c_up = benchmark.mean_ci(crude["mean"].to_numpy(), sd_unit, n_crude)
-        result = pd.DataFrame(
-            {
-                "unit": units,
-                "n": n_crude,
-                "n_adjusted": agg["n"].to_numpy(),
-                "observed": out["mean"].to_numpy(),
-                "expected": agg["expected"].to_numpy(),
-                "crude_value": crude["mean"].to_numpy(),
-                "crude_lower": c_lo,
-                "crude_upper": c_up,
-                "adjusted_value": out["adjusted_mean" if has_adj else "mean"].to_numpy(),
-                "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"].to_numpy(),
-                "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"].to_numpy(),
-                "target": out["target"].to_numpy(),
-                "precision": agg["n"].to_numpy(),
-            }
-        )
+        sd_unit = rows.spread(in_part, y, size, crude_mean)
+        c_lo, c_up = benchmark.mean_ci(crude_mean, sd_unit, size)
+        result = {
+            "unit": units.to_numpy(),
+            "n": size,
+            "n_adjusted": n_adj,
+            "observed": out["mean"].to_numpy(),
+            "expected": agg["expected"].to_numpy(),
+            "crude_value": crude_mean,
+            "crude_lower": c_lo,
+            "crude_upper": c_up,
+            "adjusted_value": out["adjusted_mean" if has_adj else "mean"].to_numpy(),
+            "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"].to_numpy(),
+            "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"].to_numpy(),
+            "target": out["target"].to_numpy(),
+            "precision": n_adj,
+        }
         added = _limit_columns(out, levels) | {"limit_sd": residual_sd}
-        added |= _shrinkage_columns(result["unit"].to_numpy(), ind, adjusted, model.overall, binary=False)
+        added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=False)
     diag = model.diagnostics
     added |= {
         "model_c_statistic": diag.c_statistic,
@@ -431,7 +457,8 @@ def _one_indicator(
         "model_r_squared": diag.r_squared,
         "model_n_excluded": diag.n_excluded,
     }
-    return benchmark.with_columns(result, added | _describe(ind)), model, per_cycle
+    # one frame from the columns in their order (the result's, then the added ones: no name in both)
+    return pd.DataFrame(result | added | _describe(ind)), model, per_cycle
 
 
 def reference_model(ind: Indicator, reference: ConditionData) -> CaseMixModel:
@@ -501,19 +528,26 @@ def _survival(
 
 
 def _shrinkage_columns(
-    units: np.ndarray, ind: Indicator, adjusted: pd.DataFrame, overall: float, binary: bool
+    units: np.ndarray,
+    ind: Indicator,
+    unit: np.ndarray,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    overall: float,
+    binary: bool,
 ) -> dict[str, object]:
-    """The random-effects columns (vbhc.shrinkage) for `units`, from the case-mix adjusted cycles.
+    """The random-effects columns (vbhc.shrinkage) for `units`, from the case-mix adjusted cycles (their unit,
+    observed outcome and expected value).
 
     Every unit with data enters the fit and the ranking (shrinkage is what makes small units comparable);
     rankability uses the units with at least min_n cycles, as the funnel's rankability does.
     """
     columns = dict.fromkeys(SHRINKAGE_COLUMNS, np.nan)
-    if len(adjusted) and np.isfinite(overall):
+    if len(unit) and np.isfinite(overall):
         if binary:
-            fit = shrinkage.shrink_binary(adjusted["unit"], adjusted["y"], adjusted["expected"], overall)
+            fit = shrinkage.shrink_binary(unit, observed, expected, overall)
         else:
-            fit = shrinkage.shrink_continuous(adjusted["unit"], adjusted["y"] - adjusted["expected"], overall)
+            fit = shrinkage.shrink_continuous(unit, observed - expected, overall)
         rank, rank_lo, rank_hi = shrinkage.expected_ranks(
             fit.effect, fit.effect_sd, lower_is_better=ind.direction == "lower"
         )
@@ -535,9 +569,9 @@ def _shrinkage_columns(
     return columns
 
 
-def _binary_benchmark(
+def _binary_columns(
     agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Risk-adjusted yes/no indicator from per-unit n, O and E.
 
     O/E gets its exact Poisson CI, but the funnel compares the adjusted rate (O/E × overall rate) with
@@ -563,23 +597,29 @@ def _binary_benchmark(
         min_n=ind.min_n,
         adjusted=False,
     )
-    result = pd.DataFrame(
-        {
-            "unit": agg["unit"].to_numpy(),
-            "n_adjusted": n,
-            "observed": o,
-            "expected": e,
-            "oe": oe["oe"].to_numpy(),
-            "oe_lower": oe["oe_lower"].to_numpy(),
-            "oe_upper": oe["oe_upper"].to_numpy(),
-            "adjusted_value": adjusted_rate,
-            "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"].to_numpy(), np.nan),
-            "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"].to_numpy(), np.nan),
-            "target": np.full(len(agg), overall),
-            "precision": n,
-        }
-    )
-    return benchmark.with_columns(result, _limit_columns(out, levels)), out
+    result = {
+        "unit": agg["unit"].to_numpy(),
+        "n_adjusted": n,
+        "observed": o,
+        "expected": e,
+        "oe": oe["oe"].to_numpy(),
+        "oe_lower": oe["oe_lower"].to_numpy(),
+        "oe_upper": oe["oe_upper"].to_numpy(),
+        "adjusted_value": adjusted_rate,
+        "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"].to_numpy(), np.nan),
+        "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"].to_numpy(), np.nan),
+        "target": np.full(len(agg), overall),
+        "precision": n,
+    }
+    return result | _limit_columns(out, levels), out
+
+
+def _binary_benchmark(
+    agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """_binary_columns as a frame."""
+    columns, out = _binary_columns(agg, ind, target, levels, dispersion)
+    return pd.DataFrame(columns), out
 
 
 def _limit_columns(out: pd.DataFrame, levels: Sequence[float]) -> dict[str, np.ndarray]:
@@ -1186,21 +1226,6 @@ def prom_scores_for(result: IndicatorResult, instrument: str, scale: str) -> pd.
     )
 
 
-def _of_cycles(cycle_ids: pd.Series, ids: pa.Array) -> np.ndarray:
-    """Which rows belong to the care cycles `ids`, by pyarrow's hash lookup: pandas' isin on text turns millions
-    of ids into Python strings (1 s for a comparison group at 1,000,000 cycles). A categorical column is matched
-    on its categories, then its codes."""
-
-    def member(values: pd.Series | pd.Index) -> np.ndarray:
-        found = pc.is_in(pa.array(values.astype(str), type=pa.string()), value_set=ids)
-        return found.to_numpy(zero_copy_only=False).astype(bool)
-
-    if isinstance(cycle_ids.dtype, pd.CategoricalDtype):
-        known = member(cycle_ids.cat.categories)
-        return np.append(known, False)[cycle_ids.cat.codes.to_numpy()]  # code -1 (no id) takes the appended False
-    return member(cycle_ids)
-
-
 def restrict(
     data: ConditionData, period: str | Period | None = None, hospitals: Sequence[str] | None = None
 ) -> ConditionData:
@@ -1225,7 +1250,7 @@ def restrict(
     def only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
         if frame is None:
             return None
-        return frame[_of_cycles(frame["cycle_id"], ids)].reset_index(drop=True)
+        return frame[proms.of_cycles(frame["cycle_id"], ids)].reset_index(drop=True)
 
     reference = data.reference
     if reference is None and hospitals:

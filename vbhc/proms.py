@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vbhc.catalog import Catalog, Instrument, default_catalog
 from vbhc.settings import reference_dir
@@ -489,6 +491,21 @@ def prom_change(
     return out[order + [c for c in out.columns if c not in order]]
 
 
+def of_cycles(cycle_ids: pd.Series, ids: pa.Array) -> np.ndarray:
+    """Which rows belong to the care cycles `ids` (text), by pyarrow's hash lookup: pandas' isin on text turns millions
+    of ids into Python strings (1 s for a comparison group at 1,000,000 cycles). A categorical column is matched
+    on its categories, then its codes."""
+
+    def member(values: pd.Series | pd.Index) -> np.ndarray:
+        found = pc.is_in(pa.array(values.astype(str), type=pa.string()), value_set=ids)
+        return found.to_numpy(zero_copy_only=False).astype(bool)
+
+    if isinstance(cycle_ids.dtype, pd.CategoricalDtype):
+        known = member(cycle_ids.cat.categories)
+        return np.append(known, False)[cycle_ids.cat.codes.to_numpy()]  # code -1 (no id) takes the appended False
+    return member(cycle_ids)
+
+
 def response_rate(
     cycles: pd.DataFrame,
     responses_or_scores: pd.DataFrame,
@@ -516,8 +533,8 @@ def response_rate(
     hit = (r["instrument"] == instrument) & (r["timepoint"] == timepoint)
     if "completed_date" in r.columns:
         hit &= ~(_as_datetime(r["completed_date"]) > as_of).to_numpy()
-    answered_ids = pd.unique(r.loc[hit.to_numpy(dtype=bool), "cycle_id"])
-    responded = eligible & cycles["cycle_id"].isin(answered_ids).to_numpy()
+    answered_ids = pd.unique(r.loc[hit.to_numpy(dtype=bool), "cycle_id"].astype(str))
+    responded = eligible & of_cycles(cycles["cycle_id"], pa.array(answered_ids, type=pa.string()))
 
     counts = (
         pd.DataFrame({"eligible": eligible.astype(np.int64), "responded": responded.astype(np.int64)})
