@@ -405,7 +405,7 @@ def _one_indicator(
         agg = pd.DataFrame({"unit": units, "n": n_adj, "observed": observed, "expected": expected_sum})
         target = model.overall if np.isfinite(model.overall) else None
         columns, out = _binary_columns(agg, ind, target, levels, dispersion)
-        result = {"unit": columns.pop("unit"), "n": size} | columns
+        result = {"unit": columns.pop("unit"), "n": size.astype(np.int64)} | columns  # a count, as the others
         lo, up = benchmark.wilson_ci(total, size)
         added = {"crude_value": crude_mean, "crude_lower": lo, "crude_upper": up}
         added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=True)
@@ -435,7 +435,7 @@ def _one_indicator(
         c_lo, c_up = benchmark.mean_ci(crude_mean, sd_unit, size)
         result = {
             "unit": units.to_numpy(),
-            "n": size,
+            "n": size.astype(np.int64),
             "n_adjusted": n_adj,
             "observed": out["mean"].to_numpy(),
             "expected": agg["expected"].to_numpy(),

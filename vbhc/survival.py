@@ -435,27 +435,24 @@ def survival_table(
     if reference is not None and model.baseline_scale is None:
         model = recalibrate_cox(model, expected[in_model], fu["event"].to_numpy()[in_model])
         expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
-    frame = pd.DataFrame(
-        {"unit": unit, "time": fu["time"].to_numpy(), "event": fu["event"].to_numpy(), "expected": expected}
-    )
+    time, event = fu["time"].to_numpy(float), fu["event"].to_numpy(float)
+    # per unit, counted on the units' positions (np.bincount), not a pandas group-by: most of a small view's cost
     units = pd.Index(sorted(pd.unique(unit)), name="unit")
-    followed = frame[known]
-    adjusted = frame[in_model]
-    agg = (
-        adjusted.groupby("unit")
-        .agg(n_adjusted=("event", "size"), observed=("event", "sum"), expected=("expected", "sum"))
-        .reindex(units)
+    codes = units.get_indexer(unit)
+    k = len(units)
+    n = np.bincount(codes[known], minlength=k)
+    n_adjusted = np.bincount(codes[in_model], minlength=k)
+    overall = kaplan_meier(time[known], event[known], horizon, level)[0]
+    crude = pd.DataFrame(
+        [kaplan_meier(time[known & (codes == j)], event[known & (codes == j)], horizon, level) for j in range(k)],
+        columns=["value", "lower", "upper"],
     )
-    agg["n_adjusted"] = agg["n_adjusted"].fillna(0)
-    n = followed.groupby("unit").size().reindex(units, fill_value=0)
-    overall = kaplan_meier(followed["time"].to_numpy(), followed["event"].to_numpy(), horizon, level)[0]
-    crude = pd.DataFrame([_unit_km(followed, u, horizon, level) for u in units], columns=["value", "lower", "upper"])
     bench = pd.DataFrame(
         {
             "unit": units,
-            "n": n.to_numpy(float),
-            "observed": agg["observed"].fillna(0).to_numpy(float),
-            "expected": agg["expected"].fillna(0).to_numpy(float),
+            "n": n.astype(float),
+            "observed": np.bincount(codes[in_model], weights=event[in_model], minlength=k),
+            "expected": np.bincount(codes[in_model], weights=expected[in_model], minlength=k),
         }
     )
     # the funnel on SMR: Poisson limits around 1 at precision E (deaths are the event: lower is better)
@@ -466,8 +463,8 @@ def survival_table(
     result = pd.DataFrame(
         {
             "unit": units,
-            "n": n.to_numpy(),
-            "n_adjusted": agg["n_adjusted"].to_numpy(),
+            "n": n,
+            "n_adjusted": n_adjusted,
             "observed": bench["observed"].to_numpy(),
             "expected": bench["expected"].to_numpy(),
             "oe": smr,
@@ -556,11 +553,6 @@ def _reference_design(
     registry's Cox model was fitted with."""
     registry_events = follow_up(reference, outcome, as_of, horizon)["event"].to_numpy()
     return casemix_design(reference, casemix, registry_events, at=cycles, at_events=events)
-
-
-def _unit_km(followed: pd.DataFrame, unit: object, horizon: float, level: float) -> tuple[float, float, float]:
-    g = followed[followed["unit"] == unit]
-    return kaplan_meier(g["time"].to_numpy(), g["event"].to_numpy(), horizon, level)
 
 
 def survival_funnel(
