@@ -133,6 +133,54 @@ def test_permuting_cycles_changes_nothing(demo_tables):
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-7)
 
 
+def test_each_units_counts_sums_and_spread_equal_a_group_by_of_its_care_cycles(demo_tables):
+    """A unit's figures (counted with np.bincount on the units' positions) against pandas' group-by of the result's
+    own per-cycle values: n, the crude rate or mean and its interval, O and E; at the department level too, where
+    some units hold no care cycle of an indicator (n 0, no crude value)."""
+    from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS
+
+    tables, _ = demo_tables
+    whole = tables["oesophageal_cancer"]
+    data = whole.data
+    # one hospital without any recorded outcome of one yes/no indicator: its n is 0 there
+    blanked = next(i for i in data.condition.indicators if i.kind == "proportion")
+    cycles = data.cycles.copy()
+    cycles.loc[cycles["hospital"] == cycles["hospital"].iloc[0], blanked.outcome] = np.nan
+    thinned = type(data)(data.condition, data.period, cycles, data.scores, data.cost, data.as_of)
+    checked = empty = 0
+    for result in (whole, compute_indicators(thinned, "department")):
+        table = result.table.set_index(["indicator", "unit"]).sort_index()
+        for indicator, rows in result.cycle_values.groupby("indicator"):
+            kind = table.loc[indicator, "kind"].iloc[0]
+            if kind not in BINARY_KINDS + CONTINUOUS_KINDS:
+                continue
+            got = table.loc[indicator]
+            crude = rows.groupby("unit")["observed"].agg(["size", "mean", "std"]).reindex(got.index)
+            np.testing.assert_array_equal(got["n"].to_numpy(), crude["size"].fillna(0).to_numpy())
+            np.testing.assert_allclose(got["crude_value"], crude["mean"], rtol=1e-12)
+            adjusted = rows.dropna(subset=["expected"]).groupby("unit")
+            o, e = adjusted["observed"], adjusted["expected"]
+            if kind in BINARY_KINDS:
+                lower, upper = benchmark.wilson_ci(
+                    (crude["mean"] * crude["size"]).fillna(0).to_numpy(), crude["size"].fillna(0).to_numpy()
+                )
+                want = {"observed": o.sum(), "expected": e.sum()}
+            else:
+                lower, upper = benchmark.mean_ci(crude["mean"], crude["std"], crude["size"].fillna(0))
+                want = {"observed": o.mean(), "expected": e.mean()}
+            np.testing.assert_allclose(got["crude_lower"], lower, rtol=1e-9)
+            np.testing.assert_allclose(got["crude_upper"], upper, rtol=1e-9)
+            np.testing.assert_array_equal(got["n_adjusted"], o.size().reindex(got.index).fillna(0))
+            for column, value in want.items():
+                value = value.reindex(got.index)
+                if kind in BINARY_KINDS:
+                    value = value.fillna(0.0)
+                np.testing.assert_allclose(got[column], value, rtol=1e-12)
+            checked += 1
+            empty += int((got["n"] == 0).sum())
+    assert checked >= 10 and empty > 0  # both levels, and units without a cycle of an indicator
+
+
 def test_small_units_are_never_flagged(demo_tables):
     tables, _ = demo_tables
     for result in tables.values():
