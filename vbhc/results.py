@@ -119,8 +119,34 @@ def _count(what: str) -> None:
         compute_counts[what] += 1
 
 
+class _Key:
+    """What every key of a stored file has: the comparison group it belongs to (none by default) and a file name
+    made of a kind, the group mark, a readable part and a digest of the key (`_plain`)."""
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def _plain(self) -> list:
+        raise NotImplementedError
+
+    def _file(self, kind: str, readable: str) -> str:
+        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
+        return f"{kind}{GROUP_MARK if self.peers else ''}-{readable}-{digest}.pkl"
+
+
+class _OfView(_Key):
+    """A key of something stored beside a view (`view`): its comparison group is the view's."""
+
+    view: ViewKey
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return self.view.peers
+
+
 @dataclass(frozen=True)
-class ViewKey:
+class ViewKey(_Key):
     """One view of the indicators: a condition at a unit level, for a period ("" = all dates) and comparison
     group (hospital codes, () = every unit). `level` is "" for the ConditionData, which all levels share."""
 
@@ -142,38 +168,29 @@ class ViewKey:
         return replace(self, level="")
 
     def file_name(self) -> str:
-        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
-        kind = f"result-{self.level}" if self.level else "data"
-        group = GROUP_MARK if self.peers else ""
-        return f"{kind}{group}-{_safe(self.condition)}-{digest}.pkl"
+        return self._file(f"result-{self.level}" if self.level else "data", _safe(self.condition))
 
     def _plain(self) -> list:
         return [self.condition, self.level, self.period, list(self.peers)]
 
 
 @dataclass(frozen=True)
-class SignalsKey:
+class SignalsKey(_OfView):
     """The signals of every unit of a view (vbhc.meeting.unit_signals) with the data up to `until` ("" = all):
     what "since the last meeting" compares, stored beside the view so a new unit, viewer or server reads them."""
 
     view: ViewKey
     until: str = ""
 
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return self.view.peers
-
     def file_name(self) -> str:
-        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
-        group = GROUP_MARK if self.peers else ""
-        return f"signals-{self.view.level}{group}-{_safe(self.view.condition)}-{digest}.pkl"
+        return self._file(f"signals-{self.view.level}", _safe(self.view.condition))
 
     def _plain(self) -> list:
         return [*self.view._plain(), "signals", self.until]
 
 
 @dataclass(frozen=True)
-class UnitChartsKey:
+class UnitChartsKey(_OfView):
     """The SPC chart of every indicator of every unit of a view (vbhc.unit_charts.every_unit_charts): what the
     team page's verdicts read for a unit, so a click on another unit reads them instead of drawing them. Its
     file name carries a digest of vbhc.unit_charts' own source (the charts' statistics are part of the version's
@@ -181,14 +198,8 @@ class UnitChartsKey:
 
     view: ViewKey
 
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return self.view.peers
-
     def file_name(self) -> str:
-        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
-        group = GROUP_MARK if self.peers else ""
-        return f"unitcharts-{self.view.level}{group}-{_safe(self.view.condition)}-{digest}.pkl"
+        return self._file(f"unitcharts-{self.view.level}", _safe(self.view.condition))
 
     def _plain(self) -> list:
         return [*self.view._plain(), "unit_charts", _module_source("vbhc.unit_charts")]
@@ -203,7 +214,7 @@ def _module_source(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class PremKey:
+class PremKey(_Key):
     """One PREM questionnaire's indicator table (vbhc.prems) at a unit level for a period ("" = all dates). Its
     file name carries a digest of vbhc.prems' own source, which the views' code fingerprint does not cover."""
 
@@ -211,13 +222,8 @@ class PremKey:
     level: str
     period: str = ""
 
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return ()
-
     def file_name(self) -> str:
-        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
-        return f"prem-{self.level}-{_safe(self.questionnaire)}-{digest}.pkl"
+        return self._file(f"prem-{self.level}", _safe(self.questionnaire))
 
     def _plain(self) -> list:
         return [self.questionnaire, self.level, self.period, "prem", _prems_source()]
@@ -228,16 +234,12 @@ class PremKey:
 
 
 @dataclass(frozen=True)
-class PremTableKey:
+class PremTableKey(_Key):
     """The indicator table alone of a stored PREM result (PremKey), in a file of its own: the pages show the table,
     which is ~1% of the result (its per-answer values, models and answers are 15-32 MB on the 50k demo), so a
     restarted server's first page reads ~150 kB per questionnaire instead (issue 13, item 2)."""
 
     prem: PremKey
-
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return ()
 
     def file_name(self) -> str:
         return self.prem.file_name().replace("prem-", "premtable-", 1)
@@ -254,7 +256,7 @@ def _prems_source() -> str:
 
 
 @dataclass(frozen=True)
-class TableKey:
+class TableKey(_OfView):
     """A table derived from a view's result by a function of vbhc.indicators, named by `name` (e.g. the PROM
     response per timepoint, the cost per activity, which the reports show for every condition): 0.1-0.3 s each
     from the stored data, read back in milliseconds. The function's source is part of the version's code
@@ -263,30 +265,20 @@ class TableKey:
     view: ViewKey
     name: str
 
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return self.view.peers
-
     def file_name(self) -> str:
-        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
-        group = GROUP_MARK if self.peers else ""
-        return f"table-{_safe(self.name)[:30]}-{self.view.level}{group}-{_safe(self.view.condition)}-{digest}.pkl"
+        return self._file(f"table-{_safe(self.name)[:30]}-{self.view.level}", _safe(self.view.condition))
 
     def _plain(self) -> list:
         return [*self.view._plain(), "table", self.name]
 
 
 @dataclass(frozen=True)
-class ChartKey:
+class ChartKey(_Key):
     """A report's chart as an image, by a digest of everything that draws it (its spec, scale and renderer, see
     vbhc.reports.pdf.chart_digest): rendering takes 0.3-0.5 s a chart and the PDF of every condition has ~56,
     so a report of stored results draws none again. Kept in the dataset version's folder, pruned with it."""
 
     digest: str
-
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return ()
 
     def file_name(self) -> str:
         return f"chart-{_safe(self.digest)[:40]}.pkl"
@@ -296,7 +288,7 @@ class ChartKey:
 
 
 @dataclass(frozen=True)
-class RegistryTableKey:
+class RegistryTableKey(_Key):
     """A table read straight from the registry (REGISTRY_TABLES: the volumes per condition, a condition's units,
     the unit names, the data page's completeness per condition): every first page after a restart reads them, ~1.3 s
     of SQL for the volumes and 1.7 s for a completeness over 1,000,000 care cycles, read back in milliseconds.
@@ -305,13 +297,8 @@ class RegistryTableKey:
     name: str
     condition: str = ""
 
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return ()
-
     def file_name(self) -> str:
-        digest = hashlib.sha256(json.dumps(self._plain()).encode()).hexdigest()[:20]
-        return f"registry-{_safe(self.name)}-{_safe(self.condition)}-{digest}.pkl"
+        return self._file(f"registry-{_safe(self.name)}", _safe(self.condition))
 
     def _plain(self) -> list:
         return ["registry", self.name, self.condition]
