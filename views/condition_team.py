@@ -742,7 +742,7 @@ if casemix.open:
                     complete_unit=frame["variable"].map(own), complete_all=frame["variable"].map(overall)
                 )
             columns = {
-                "variable": (t("model.variables", lang), 190, None, variable_label),
+                "variable": (t("model.variables", lang), 190, t("model.help_variables", lang), variable_label),
                 "contribution": (
                     t("pages.short_contribution", lang),
                     100,
