@@ -272,10 +272,13 @@ def app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
     return _servers[0].url
 
 
-@pytest.fixture(scope="package")
-def fresh_app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> str:
-    """Base URL of a server no browser has visited yet; only for a test of what the first request does."""
-    return _servers[1].url
+@pytest.fixture
+def fresh_app_url(_servers: tuple[StreamlitServer, StreamlitServer]) -> Iterator[str]:
+    """Base URL of a server no browser has visited yet; only for one test of what the first request does. The
+    server is stopped after that test: visited, it is no longer fresh, and its warm-up (every view's signals and
+    charts prepared in the background, ~60 s of CPU) would only compete with the other browser tests for 2 cores."""
+    yield _servers[1].url
+    _servers[1].stop()
 
 
 @pytest.fixture(scope="package")

@@ -289,14 +289,23 @@ def choose(page: Page, label: str, option: str) -> None:
 def screenshot(page: Page, path: Path) -> None:
     """A screenshot of the whole page, including what is scrolled out of view in Streamlit's main area."""
     size = page.viewport_size or {"width": 1440, "height": 900}
-    height = page.get_by_test_id("stMain").evaluate("e => e.scrollHeight")
-    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 12_000)})
+    main = page.get_by_test_id("stMain")
     try:
-        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # re-laid out
-        # a page still drawing (skeletons of elements not yet sent, a progress bar of a view being prepared) is not
-        # what a reader sees once it is done
-        page.wait_for_function(DRAWN, timeout=RUN_TIMEOUT_MS)
-        wait_for_charts(page)
+        # the viewport grown to the main area's height, measured again until it holds: measured once, the page
+        # could still grow after it (elements laid out late), and the screenshot then ended half-way down the page
+        # (the cost page at 1017 of its 3,545 px, the phone's overview at 2,535 of 9,267)
+        height = None
+        for _ in range(6):
+            # a page still drawing (skeletons of elements not yet sent, a progress bar of a view being prepared)
+            # is not what a reader sees once it is done
+            page.wait_for_function(DRAWN, timeout=RUN_TIMEOUT_MS)
+            wait_for_charts(page)
+            grown = min(max(main.evaluate("e => e.scrollHeight"), size["height"]), 12_000)
+            if grown == height:
+                break
+            height = grown
+            page.set_viewport_size({"width": size["width"], "height": height})
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # laid out
         page.screenshot(path=path, full_page=True)
     finally:
         page.set_viewport_size(size)
