@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vbhc import spc
-from vbhc.i18n import t
+from vbhc.i18n import fmt_ratio, t
 from vbhc.verdict import verdict
 
 POSITIONS = ["above", "below", "within"]
@@ -202,6 +202,21 @@ def test_verdicts_never_contradict(case):
             assert v.category == v.assessment and v.decisive
         # the patient list speaks of "the signal" only when there is one
         assert v.concern <= v.signal
+
+
+def test_the_displayed_table_has_an_oe_column_only_where_a_row_has_an_oe():
+    """A table of means only (the cost page's units) showed an O/E column of dashes; a table with one rate keeps
+    it, with a dash for the means."""
+    pytest.importorskip("streamlit")
+    from ui.render import indicator_display
+
+    mean = {"indicator": "cost_per_cycle", "kind": "mean", "observed": 21182.0, "expected": 21817.0, "oe": np.nan}
+    costs = pd.DataFrame([_row(**mean, unit=u) for u in ("H01", "H02")]).assign(condition="colorectal_cancer")
+    mixed = pd.concat([costs.iloc[:1], pd.DataFrame([_row(unit="H01")]).assign(condition="colorectal_cancer")])
+    for lang in ("en", "nl"):
+        assert t("column.oe", lang) not in indicator_display(costs, lang, by="unit").columns
+        shown = indicator_display(mixed.reset_index(drop=True), lang)
+        assert list(shown[t("column.oe", lang)]) == ["–", fmt_ratio(33 / 19.95, lang)]
 
 
 def test_one_verdict_column_in_the_displayed_table():

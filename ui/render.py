@@ -35,7 +35,9 @@ def indicator_display(
 ) -> pd.DataFrame:
     """The indicator table as the viewer reads it: labels in their language, numbers in their locale, and
     one verdict column (vbhc.verdict: position at 99.8% and 95%, rankability and, with `charts` -- the SPC
-    chart per row index -- the trend, plus the variation and assurance icons)."""
+    chart per row index -- the trend, plus the variation and assurance icons). O/E only where a row has one:
+    a mean (cost, a PROM score) has none, and the cost page's table was a column of dashes under a key that
+    spoke of events."""
     out: dict[str, list[str]] = {}
     if by == "indicator":
         pairs = zip(rows["condition"], rows["indicator"], strict=True)
@@ -46,7 +48,8 @@ def indicator_display(
     out[t("column.care_cycles", lang)] = [count_text(r, lang) for r in records]
     out[t("column.observed", lang)] = [_observed(r, lang) for r in records]
     out[t("column.expected", lang)] = [_expected(r, lang) for r in records]
-    out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) for r in records]
+    if rows["oe"].notna().any():  # a table of means only (costs, PROM scores) has no O/E: no column of dashes
+        out[t("column.oe", lang)] = [fmt_ratio(r.oe, lang) for r in records]
     out[t("column.crude", lang)] = [format_value(r.crude_value, r.kind, lang) for r in records]
     out[t("column.adjusted", lang)] = [format_value(r.adjusted_value, r.kind, lang) for r in records]
     out[t("column.ci95", lang)] = [fmt_ci(r.adjusted_lower, r.adjusted_upper, r.kind, lang) for r in records]
