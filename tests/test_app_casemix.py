@@ -16,9 +16,17 @@ from tests.roles import MAPPING, USERS
 from tests.test_app import _app, _name, _run
 from tests.test_dutch_walk import _report, findings
 from vbhc import imputation
+from vbhc.casemix import shares_of_gap_read_as_shares
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
-from vbhc.indicators import casemix_imputation, compute_indicators, indicator_table, load_condition_data, restrict
+from vbhc.indicators import (
+    casemix_explanation,
+    casemix_imputation,
+    compute_indicators,
+    indicator_table,
+    load_condition_data,
+    restrict,
+)
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
@@ -94,6 +102,37 @@ def test_multiple_imputation_on_request_shows_both_analyses_per_unit(small_demo_
     if lang == "nl":
         found = findings(at, TEAM)
         assert not found, _report(found)
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+@pytest.mark.parametrize("indicator", ["mortality_30d", "anastomotic_leak", "length_of_stay"])
+def test_the_casemix_tab_shows_shares_only_where_they_read_as_shares_and_only_its_models_measures(
+    small_demo_db, lang, indicator
+):
+    """Shares of the gap only where the variables pull the gap's way (vbhc.casemix.shares_of_gap_read_as_shares;
+    the own hospital's colorectal mortality showed 440% and -330%), else a caption that says why; the model's
+    quality without the measure its kind has not (a logistic model's R², a linear model's c-statistic): no row
+    of dashes."""
+    engine, _ = small_demo_db
+    result = indicator_table(CONDITION, "hospital", engine=engine)
+    explained = casemix_explanation(result, indicator)
+    own = explained[explained["unit"] == "H01"]
+    expect_shares = shares_of_gap_read_as_shares(own["contribution"].to_numpy(), float(own["gap"].iloc[0]))
+    at = _casemix_tab(lang, indicator)
+    assert not at.exception, [e.value for e in at.exception]
+    table = _table_with(at, t("model.variables", lang))
+    share = t("pages.short_share", lang)
+    captions = [c.value for c in at.caption]
+    assert (share in table.columns) == expect_shares, (list(table.columns), own)
+    assert (t("team.shares_not_shown", lang) in captions) != expect_shares
+    if expect_shares:  # every share shown is one: between -5% and 105%
+        values = [float(v.rstrip("%").replace(",", ".")) for v in table[share] if v != MISSING]
+        assert values and all(-5 <= v <= 105 for v in values), values
+    quality = _table_with(at, t("pages.measure", lang)).set_index(t("pages.measure", lang))[t("pages.value", lang)]
+    assert MISSING not in set(quality), quality
+    binary = indicator != "length_of_stay"
+    assert (t("model.c_statistic", lang) in quality.index) == binary
+    assert (t("model.r_squared", lang) in quality.index) != binary
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])

@@ -22,6 +22,7 @@ from vbhc.casemix import (
     c_statistic,
     casemix_contributions,
     fit_casemix_model,
+    shares_of_gap_read_as_shares,
 )
 from vbhc.catalog import CaseMixVariable, default_catalog
 
@@ -521,3 +522,25 @@ def test_permuting_rows_changes_no_prediction(perm, rule):
     )
     pd.testing.assert_series_equal(model.expected.loc[_SMALL.index], base.expected, rtol=1e-7, atol=1e-10)
     assert model.diagnostics.merged_levels == base.diagnostics.merged_levels
+
+
+def test_shares_of_the_gap_read_as_shares_only_when_the_variables_pull_the_gaps_way():
+    """The demo's colorectal mortality at the own hospital: contributions -0.7, 0.1, 0.2, 0.0, 0.5, 0.0 and -0.3
+    points for a gap of -0.16 points gave shares of 440% and -330%: not shares."""
+    assert not shares_of_gap_read_as_shares([-0.007, 0.001, 0.002, 0.0, 0.005, 0.0, -0.003], -0.0016)
+    assert shares_of_gap_read_as_shares([0.01, 0.02, 0.0, np.nan], 0.03)
+    assert shares_of_gap_read_as_shares([-0.01, -0.02, 0.001], -0.029)  # opposite 0.001: 3% of the gap
+    assert not shares_of_gap_read_as_shares([-0.01, -0.02, 0.002], -0.028)  # 7%
+    assert not shares_of_gap_read_as_shares([0.0, 0.0], 0.0)  # no gap: nothing to share
+    assert not shares_of_gap_read_as_shares([], 0.01)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1, 1), min_size=1, max_size=8))
+def test_shares_that_read_as_shares_lie_between_minus_5_and_105_percent(contributions):
+    """Contributions that add up to the gap (as casemix_contributions' do, with the remainder row): where they read
+    as shares, each lies within [-5%, 105%]."""
+    gap = float(np.sum(contributions))
+    if shares_of_gap_read_as_shares(contributions, gap):
+        shares = np.asarray(contributions) / gap
+        assert shares.min() >= -0.05 - 1e-9 and shares.max() <= 1.05 + 1e-9

@@ -9,6 +9,7 @@ import streamlit as st
 from ui import auth, benchmark, data, filters, layout, render
 from ui import prems as ui_prems
 from vbhc import access, annotations, charts, imputation, prems, registry, shrinkage, spc, verdict
+from vbhc.casemix import shares_of_gap_read_as_shares
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
 from vbhc.indicators import (
@@ -727,6 +728,10 @@ if casemix.open:
                         adjusted=format_value(row["adjusted_value"], ind.kind, lang),
                     )
                 )
+                gap = float(explained["gap"].iloc[0]) if len(explained) else float("nan")
+                if not shares_of_gap_read_as_shares(explained["contribution"].to_numpy(), gap):
+                    frame = frame.drop(columns="share_of_gap")
+                    st.caption(t("team.shares_not_shown", lang))
             hospital = str(row["hospital"]) if pd.notna(row.get("hospital")) else None
             if hospital and access.may_see_unit(viewer, chosen.condition, hospital=hospital):
                 complete = render.cached(
@@ -783,11 +788,14 @@ if casemix.open:
                 st.markdown(f"##### {t('model.title', lang)}")
                 model = result.models[indicator_id]
                 diag = model.diagnostics
-                quality = {
-                    t("model.c_statistic", lang): fmt_ratio(diag.c_statistic, lang),
-                    t("model.calibration_slope", lang): fmt_ratio(diag.calibration_slope, lang),
-                    t("model.calibration_intercept", lang): fmt_ratio(diag.calibration_intercept, lang),
-                    t("model.r_squared", lang): fmt_ratio(diag.r_squared, lang),
+                measures = {  # only those of the model's kind: a logistic model has no R², a linear one no c
+                    "model.c_statistic": diag.c_statistic,
+                    "model.calibration_slope": diag.calibration_slope,
+                    "model.calibration_intercept": diag.calibration_intercept,
+                    "model.r_squared": diag.r_squared,
+                }
+                quality = {t(key, lang): fmt_ratio(value, lang) for key, value in measures.items() if pd.notna(value)}
+                quality |= {
                     t("model.cycles_used", lang): fmt_int(diag.n_used, lang),
                     t("model.cycles_excluded", lang): fmt_int(diag.n_excluded, lang),
                 }
