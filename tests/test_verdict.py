@@ -67,13 +67,13 @@ def test_the_example_sentence():
     v = verdict(_row(), _rising_chart())
     assert v.category == "worse" and v.severity == "998" and v.decisive
     assert v.sentence("en").startswith(
-        "Worse than expected: 22.0% against 13.3% expected for your patients; outside the 99.8% limits; "
+        "Worse than expected: 22.0% against 13.3% expected for its patients; outside the 99.8% limits; "
     )
     assert v.sentence("en").endswith("; rising since Q2 2024")
     assert "larger than chance" in v.sentence("en")  # low rankability: said, but never "cannot tell apart"
     assert CANNOT["en"] not in v.sentence("en")
     nl = v.sentence("nl")
-    assert nl.startswith("Slechter dan verwacht: 22,0% tegenover 13,3% verwacht voor uw patiënten; buiten de 99,8%")
+    assert nl.startswith("Slechter dan verwacht: 22,0% tegenover 13,3% verwacht voor de eigen patiënten; buiten de")
     assert nl.endswith("stijgend sinds K2 2024")
     assert v.variation == "concern" and v.concern and v.signal
     assert "(95% CI" in v.sentence("en", with_ci=True)
@@ -107,7 +107,7 @@ def test_cost_is_judged_at_95_one_verdict_where_two_columns_disagreed():
     )
     v = verdict(row)
     assert v.category == "worse" and v.decisive and v.assessment == "worse"
-    assert v.sentence("en").startswith("Worse than expected: €25,000 against €21,000 expected for your patients")
+    assert v.sentence("en").startswith("Worse than expected: €25,000 against €21,000 expected for its patients")
 
 
 @pytest.mark.parametrize(

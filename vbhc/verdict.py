@@ -4,7 +4,7 @@ A row of the indicator table (vbhc.indicators) and, optionally, its SPC chart (v
 indicators.indicator_over_time) become a Verdict: a category, the limits that decided it, and one sentence in
 Dutch or English from the message catalog, e.g.
 
-    "Worse than expected: 22.0% against 13.3% expected for your patients; outside the 99.8% limits;
+    "Worse than expected: 22.0% against 13.3% expected for its patients; outside the 99.8% limits;
      rising since Q2 2024"
 
 Rules (in this order; the first that applies decides the category):
@@ -67,7 +67,7 @@ class Verdict:
     kind: str
     value: float
     expected: float
-    against: str  #: "expected" (for your patients), "deaths" (survival: observed and expected deaths) or "benchmark"
+    against: str  #: "expected" (for its patients), "deaths" (survival: observed and expected deaths) or "benchmark"
     ci_lower: float = float("nan")
     ci_upper: float = float("nan")
     low_rankability: bool = False
