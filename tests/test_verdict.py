@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vbhc import spc
-from vbhc.i18n import fmt_ratio, t
+from vbhc.i18n import MISSING, fmt_ratio, t
 from vbhc.verdict import verdict
 
 POSITIONS = ["above", "below", "within"]
@@ -216,7 +216,7 @@ def test_the_displayed_table_has_an_oe_column_only_where_a_row_has_an_oe():
     for lang in ("en", "nl"):
         assert t("column.oe", lang) not in indicator_display(costs, lang, by="unit").columns
         shown = indicator_display(mixed.reset_index(drop=True), lang)
-        assert list(shown[t("column.oe", lang)]) == ["–", fmt_ratio(33 / 19.95, lang)]
+        assert list(shown[t("column.oe", lang)]) == [MISSING, fmt_ratio(33 / 19.95, lang)]
 
 
 def test_one_verdict_column_in_the_displayed_table():
