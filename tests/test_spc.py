@@ -235,6 +235,21 @@ def test_p_chart_limits_baseline_and_rebase():
     assert laney["sigma_z"].iloc[0] > 1  # over-dispersed: Laney widens the limits
 
 
+@pytest.mark.parametrize("events", [[0, 0, 0, 0], [5, 5, 4, 6]])
+def test_laney_chart_of_no_events_or_only_events_has_no_limits_and_warns_nothing(events):
+    """A unit with no deaths in any quarter (or only deaths) has no spread: Laney's sigma_z is undefined, so no
+    limits, and no RuntimeWarning on the terminal of `vbhc demo` (it printed one per such chart)."""
+    import warnings
+
+    n = [5, 5, 4, 6]  # the second case: every cycle an event
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chart = spc.p_chart(events, n, laney=True)
+    assert chart["centre"].iloc[0] in (0.0, 1.0)
+    assert chart["sigma_z"].isna().all()
+    assert chart["beyond_limits"].eq(False).all()
+
+
 # ------------------------------------------------------------------------------------------ icons
 def test_variation_icon_is_the_last_point():
     rising = [10, 11, 10, 11, 10, 11, 10, 11, 10, 25]

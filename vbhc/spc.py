@@ -421,8 +421,9 @@ def p_chart(
         with np.errstate(divide="ignore", invalid="ignore"):
             se = np.where(ok[ix], np.sqrt(pbar * (1 - pbar) / np.where(ok[ix], m[ix], 1)), np.nan)
         sz = 1.0
-        if laney:
-            zb = (p[b] - pbar) / np.sqrt(pbar * (1 - pbar) / m[b]) if b.size else np.array([])
+        if laney:  # a baseline of no events (or only events) has no spread: its z-scores are NaN, not a warning
+            with np.errstate(divide="ignore", invalid="ignore"):
+                zb = (p[b] - pbar) / np.sqrt(pbar * (1 - pbar) / m[b]) if b.size else np.array([])
             zb = zb[np.isfinite(zb)]
             sz = float(np.mean(np.abs(np.diff(zb))) / D2) if zb.size > 1 else np.nan
         centre[ix], sigma[ix], sigma_z[ix] = pbar, se * sz, sz

@@ -115,8 +115,9 @@ def free_port() -> int:
 
 
 def demo_files(database_url: str) -> list[Path]:
-    """The generator's files behind the browser tests' demo registry (`_servers`), in import order: units.xlsx,
-    then the care cycles, outcomes, PROMs and costs as CSV (a test that imports them again in parts reads them)."""
+    """The generator's five main files behind the browser tests' demo registry (`_servers`): units.xlsx, then the
+    care cycles, outcomes, PROMs and costs as CSV (a test that imports them again in parts reads them; the registry
+    also holds the vital status and the PREM answers written beside them)."""
     from vbhc.demo import TABLES
 
     folder = Path(database_url.removeprefix("sqlite:///")).parent / "files"
@@ -124,21 +125,25 @@ def demo_files(database_url: str) -> list[Path]:
 
 
 def _build_demo_database(folder: Path, database_url: str) -> None:
-    """Generate a small demo registry in `folder` and import it into `database_url` (its files: demo_files)."""
-    from vbhc.demo import generate_demo
-    from vbhc.ingest import import_files
-    from vbhc.results import default_views, precompute
+    """Build the demo registry in `folder` exactly as a user's `vbhc demo` does (its files: demo_files): the files
+    written and imported (with the vital status and the PREM answers), the views stored, the signals detected and
+    the demo's improvement history written (targets, explained signals, actions), so the walks meet the targets and
+    actions of the meeting and board pages, the action's before/after chart and the survival and PREM tables that a
+    user's demo has (before, the walks' registry had none of these)."""
+    from vbhc import cli
     from vbhc.store import get_engine
 
-    result = generate_demo(folder / "files", cycles=DEMO_CYCLES, seed=DEMO_SEED)
-    assert result.files == demo_files(database_url)
-    engine = get_engine(database_url)
-    try:
-        import_files(result.files, engine, imported_by="e2e")
-        precompute(engine, default_views(engine, years=False))  # as `vbhc demo` does after its import
-    finally:
-        engine.dispose()
-        get_engine.cache_clear()
+    command = ["demo", "--cycles", f"{DEMO_CYCLES}", "--seed", f"{DEMO_SEED}", "--out", f"{folder}/files"]
+    get_engine.cache_clear()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VBHC_DATABASE_URL", database_url)
+        try:
+            code = cli.main(command)
+        finally:
+            get_engine().dispose()
+            get_engine.cache_clear()
+    assert code == 0, f"vbhc demo exited with {code}"
+    assert all(path.is_file() for path in demo_files(database_url))
 
 
 #: `streamlit` as its command line starts it, with every thread's stack written to the log on SIGUSR1: a test whose

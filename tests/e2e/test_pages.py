@@ -537,6 +537,9 @@ def _walk(page: Page, role: str, lang: str, exports: Exports | None) -> None:
         if slug == "condition_team":
             assert used >= 12, f"{where}: only {used} tabs and controls found"  # the walk must not find nothing
             assert_no_raw_ids(page, f"{where} after the tabs")
+        if slug == "meeting" and role == "local":  # the demo's history: the own colorectal team's targets, actions
+            for key in ("agenda.col_met", "agenda.field_expected_effect", "action_effect.pick"):
+                expect(main(page).get_by_text(t(key, lang), exact=True).first).to_be_visible()
     if role != "admin":  # one overview button (all of them: test_every_overview_button_opens_its_condition_team)
         nav_link(page, "", lang).click()
         page.locator("[class*='st-key-open_'] button:visible").last.wait_for(timeout=RUN_TIMEOUT_MS)
@@ -592,6 +595,8 @@ def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_
     page.goto(f"{app.url}/?lang={lang}")
     title(page).wait_for(timeout=RUN_TIMEOUT_MS)
     settle(page)
+    # the condition whose team has the demo's improvement history (targets, actions, an action's before/after chart)
+    choose(page, "filter.condition", lang, CATALOG.conditions["colorectal_cancer"].label(lang))
     _walk(page, "local", lang, Exports(app.database_url, tmp_path))
     _sidebar_filters_in_turn(page, "local", lang)
 
