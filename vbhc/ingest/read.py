@@ -287,7 +287,7 @@ def _scan_text(path: Path) -> tuple[str, str | None, bool]:
                 elif (nul := block.find(b"\x00")) >= 0:
                     at_line = line + block.count(b"\n", 0, nul)
                     problem = f"binary content, not CSV text: NUL byte at byte offset {offset + nul:,} (line {at_line})"
-                else:
+                elif not (block.isascii() and not decoder.getstate()[0]):  # ASCII is UTF-8: nothing to decode
                     pending = len(decoder.getstate()[0])
                     try:
                         decoder.decode(block)
