@@ -244,6 +244,10 @@ def test_data_page_lists_import_batches(demo_db):
     at = _run(_app({"lang": "en"}), "views/data.py")
     batches = at.dataframe[0].value
     assert set(batches[t("batch.file", "en")]) >= {"care_cycles.csv", "prom_responses.csv"}
+    # which file, when, by whom and how many rows in view at 1440 px; the 64-character SHA-256 last
+    first = ["file", "table", "imported_at", "imported_by", "rows_read"]
+    assert list(batches.columns[: len(first)]) == [t(f"batch.{key}", "en") for key in first]
+    assert batches.columns[-1] == t("batch.sha256", "en")
 
 
 @pytest.fixture(autouse=True)

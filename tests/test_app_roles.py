@@ -106,6 +106,22 @@ def test_quality_may_export_patient_rows_and_read_the_audit_log(signed_in_db):
     assert "care@example.org" in set(log[t("audit.col_user_id", "en")]) or len(log)  # earlier tests' events, or its own
 
 
+def test_the_audit_log_names_units_as_every_other_page_does(signed_in_db):
+    """A signal detected or a target set for a hospital, a department or a condition team is logged with the unit's
+    id; the log shows its name (the detection of the demo's signals showed "H09" in the unit column)."""
+    units = registry_units(engine=signed_in_db)
+    hospitals, departments = unit_names(units, "hospital"), unit_names(units, "department")
+    department = next(iter(departments))
+    ids = ["H09", department, "colorectal_cancer@H02"]
+    for unit in ids:
+        audit.record(signed_in_db, "quality@example.org", "edit", condition="colorectal_cancer", unit=unit)
+    at = _app("quality", "views/audit.py")
+    shown = set(at.dataframe[0].value[t("audit.col_unit", "en")])
+    assert {hospitals["H09"], departments[department]} <= shown, shown
+    assert t("comparison.team_unit", "en", condition="Colorectal cancer", hospital=hospitals["H02"]) in shown
+    assert not shown & set(ids), shown
+
+
 def test_manager_cost_page_names_no_other_hospital(signed_in_db):
     import pandas as pd
 

@@ -14,8 +14,8 @@ lang = filters.language()
 
 
 def _readable(events):
-    """The log as the reader reads it: actions, roles and conditions named, times in the locale; the CSV keeps
-    the stored values."""
+    """The log as the reader reads it: actions, roles, conditions and units named, times in the locale; the CSV
+    keeps the stored values."""
     messages, known = catalog(lang), default_catalog()
     conditions = {**known.conditions, **known.prems}  # a PREM questionnaire is named where a condition would be
 
@@ -28,7 +28,8 @@ def _readable(events):
     shown["action"] = [messages.get(f"audit.action_{a}", a) for a in shown["action"]]
     shown["roles"] = [roles(r) for r in shown["roles"]]
     shown["condition"] = [conditions[c].label(lang) if c in conditions else c for c in shown["condition"]]
-    shown["unit"] = [unit_label(u, lang) for u in shown["unit"]]
+    names = {**filters.unit_names("hospital", None, lang), **filters.unit_names("department", None, lang)}
+    shown["unit"] = [unit_label(u, lang, names) for u in shown["unit"]]  # by name, as on every other page
     shown = shown.astype(object).where(shown.notna() & (shown != ""), MISSING)
     shown.columns = [t(f"audit.col_{c}", lang) for c in shown.columns]
     return shown

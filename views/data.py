@@ -71,17 +71,19 @@ batches = data.batches(url, version)
 if batches.empty:
     st.info(t("empty.database_empty", lang))
 else:
-    columns = {  # stored column -> message key
+    # stored column -> message key; what a data manager looks for first (which file, when, by whom, how many rows)
+    # before the sheet and the 64-character SHA-256, which at 1440 px pushed the counts and the time out of view
+    columns = {
         "file_name": "file",
         "table_name": "table",
-        "sheet": "sheet",
-        "sha256": "sha256",
+        "imported_at": "imported_at",
+        "imported_by": "imported_by",
         "rows_read": "rows_read",
         "rows_inserted": "rows_inserted",
         "rows_updated": "rows_updated",
         "rows_unchanged": "rows_unchanged",
-        "imported_by": "imported_by",
-        "imported_at": "imported_at",
+        "sheet": "sheet",
+        "sha256": "sha256",
     }
     shown = batches[list(columns)].copy()
     shown["sheet"] = shown["sheet"].fillna("–")  # a CSV file has no sheet

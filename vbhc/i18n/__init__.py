@@ -23,6 +23,7 @@ import functools
 import re
 import string
 import tomllib
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import resources
 from typing import Any
@@ -401,14 +402,16 @@ def fmt_datetime(d: Any, lang: str) -> str:
 _OTHER_UNIT = re.compile(r"other unit (\d+)")
 
 
-def unit_label(unit: Any, lang: str) -> str:
-    """A unit as the reader sees it: "H01" and "H01/SUR" as they are, an anonymised "other unit 3" as
-    "Andere eenheid 3", a condition team "colorectal_cancer@H01" as "Zorgteam Darmkanker H01" (labels from
-    the condition catalog). The tables keep the ids; only what is shown changes."""
+def unit_label(unit: Any, lang: str, names: Mapping[str, str] | None = None) -> str:
+    """A unit as the reader sees it: "H01" and "H01/SUR" by their name in `names` (unit id -> display name, e.g.
+    vbhc.registry.unit_names; else as they are), an anonymised "other unit 3" as "Andere eenheid 3", a condition
+    team "colorectal_cancer@H01" as "Zorgteam Darmkanker <the hospital's name>" (labels from the condition
+    catalog). The tables keep the ids; only what is shown changes."""
     _check_lang(lang)
     if _is_missing(unit):
         return MISSING
     text = str(unit)
+    names = names or {}
     other = _OTHER_UNIT.fullmatch(text)
     if other:
         return t("comparison.other_unit", lang, number=other.group(1))
@@ -418,8 +421,8 @@ def unit_label(unit: Any, lang: str) -> str:
 
         conditions = default_catalog().conditions
         name = conditions[condition].label(lang) if condition in conditions else condition
-        return t("comparison.team_unit", lang, condition=name, hospital=hospital)
-    return text
+        return t("comparison.team_unit", lang, condition=name, hospital=names.get(hospital, hospital))
+    return names.get(text, text)
 
 
 def format_value(value: Any, kind: str, lang: str) -> str:
