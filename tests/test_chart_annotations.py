@@ -212,6 +212,13 @@ def test_trend_draws_targets_actions_and_each_phase_apart():
         ("ERAS protocol", "2023-11-15T00:00:00", "Bezig")
     ]  # the action before the chart's first period is left out
     assert layers_with(spec, "rule", "period") and layers_with(spec, "text", "text")
+    # the action's title is drawn over a copy of itself outlined in the background's colour: a limit or the data's
+    # line that crosses the title stops short of its letters
+    halo, title = layers_with(spec, "text", "text")
+    assert halo["mark"]["stroke"] == halo["mark"]["color"] == charts.BACKGROUND and halo["mark"]["strokeWidth"] > 0
+    assert title["mark"]["color"] == charts.ACTION_COLOUR and "stroke" not in title["mark"]
+    assert {k: v for k, v in title["encoding"].items() if k != "tooltip"} == halo["encoding"]
+    assert spec["layer"].index(halo) + 1 == spec["layer"].index(title)
     # the limits and centre line of each phase are lines of their own
     lines = {r["line"] for rows in spec["datasets"].values() for r in rows if "line" in r}
     assert {"upper-0", "upper-1", "centre-0", "centre-1", "value"} <= lines

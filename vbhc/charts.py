@@ -105,6 +105,7 @@ TARGET_STYLES: dict[str, tuple[str, list[int]]] = {
     "external_norm": ("#E69F00", [3, 3]),
 }
 ACTION_COLOUR = "#000000"  # an improvement action's start: a dotted rule with the action's title
+BACKGROUND = "#FFFFFF"  # the charts' background (Vega's default, and the PNG export's)
 ACTION_DASH = [2, 4]
 #: Okabe–Ito categorical colours (without black and yellow, which do not read as lines on white).
 CATEGORICAL = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#999999", "#000000", "#F0E442"]
@@ -1029,41 +1030,49 @@ def _action_marks(
         _tip("action_status", "nominal", label("action_status", lang)),
     ]
     pick = f"{PHONE_PARAM} ? datum.phone{{}} : datum.wide{{}}"
+    title = {
+        "data": marks,
+        "transform": [
+            {"calculate": pick.format("", ""), "as": "text"},
+            {"calculate": pick.format("_px", "_px"), "as": "px"},
+            {"calculate": pick.format("_y", "_y"), "as": "top"},
+        ],
+        "mark": {
+            "type": "text",
+            "align": "left",
+            "baseline": "top",
+            "lineBreak": "\n",
+            "fontSize": _on_phone(phone_size, wide_size) if _stretched(width) else wide_size,
+            "color": ACTION_COLOUR,
+        },
+        "encoding": {
+            # right of the rule, or left of it where the title would pass the plot's right edge
+            "x": {
+                "value": {
+                    "expr": f"scale('x', toDate(datum[{_js(field)}])) + 4 + datum.px > width"
+                    f" ? max(scale('x', toDate(datum[{_js(field)}])) - 4 - datum.px, 0)"
+                    f" : scale('x', toDate(datum[{_js(field)}])) + 4"
+                }
+            },
+            "y": {"value": {"expr": "datum.top"}},
+            "text": _n("text"),
+            "tooltip": tips,
+        },
+    }
+    # the same title outlined in the background's colour beneath it: where it crosses a control limit or the data's
+    # line (it sits at the top of the plot, where an upper limit at 100% runs), the line stops short of the letters
+    halo = title | {
+        "mark": title["mark"] | {"color": BACKGROUND, "stroke": BACKGROUND, "strokeWidth": 3, "strokeJoin": "round"},
+        "encoding": {k: v for k, v in title["encoding"].items() if k != "tooltip"},
+    }
     return [
         {
             "data": marks,
             "mark": {"type": "rule", "color": ACTION_COLOUR, "strokeWidth": 2, "strokeDash": ACTION_DASH},
             "encoding": {"x": x, "tooltip": tips},
         },
-        {
-            "data": marks,
-            "transform": [
-                {"calculate": pick.format("", ""), "as": "text"},
-                {"calculate": pick.format("_px", "_px"), "as": "px"},
-                {"calculate": pick.format("_y", "_y"), "as": "top"},
-            ],
-            "mark": {
-                "type": "text",
-                "align": "left",
-                "baseline": "top",
-                "lineBreak": "\n",
-                "fontSize": _on_phone(phone_size, wide_size) if _stretched(width) else wide_size,
-                "color": ACTION_COLOUR,
-            },
-            "encoding": {
-                # right of the rule, or left of it where the title would pass the plot's right edge
-                "x": {
-                    "value": {
-                        "expr": f"scale('x', toDate(datum[{_js(field)}])) + 4 + datum.px > width"
-                        f" ? max(scale('x', toDate(datum[{_js(field)}])) - 4 - datum.px, 0)"
-                        f" : scale('x', toDate(datum[{_js(field)}])) + 4"
-                    }
-                },
-                "y": {"value": {"expr": "datum.top"}},
-                "text": _n("text"),
-                "tooltip": tips,
-            },
-        },
+        halo,
+        title,
     ]
 
 
