@@ -105,8 +105,8 @@ TARGET_STYLES: dict[str, tuple[str, list[int]]] = {
     "external_norm": ("#E69F00", [3, 3]),
 }
 ACTION_COLOUR = "#000000"  # an improvement action's start: a dotted rule with the action's title
-BACKGROUND = "#FFFFFF"  # the charts' background (Vega's default, and the PNG export's)
 ACTION_DASH = [2, 4]
+BACKGROUND = "#FFFFFF"  # the charts' background (Vega's default, and the PNG export's)
 #: Okabe–Ito categorical colours (without black and yellow, which do not read as lines on white).
 CATEGORICAL = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#999999", "#000000", "#F0E442"]
 
