@@ -141,6 +141,15 @@ def _on_phone(phone: Any, wide: Any) -> dict[str, str]:
     return {"expr": f"{PHONE_PARAM} ? {json.dumps(phone)} : {json.dumps(wide)}"}
 
 
+def _on_phone_fields(**fields: str) -> list[dict[str, str]]:
+    """Transforms that set each field (the keyword) to its row's phone value in a phone's container and to its
+    wide value in any other: `text="_x"` reads the row's `phone_x` or `wide_x` (`""`: `phone` or `wide`)."""
+    return [
+        {"calculate": f"{PHONE_PARAM} ? datum.phone{suffix} : datum.wide{suffix}", "as": field}
+        for field, suffix in fields.items()
+    ]
+
+
 def _responsive(key: str, narrow: bool) -> Any:
     """The font size FONT_SIZES[key]: the phone's in a chart built narrow, else chosen by the container."""
     return FONT_SIZES_NARROW[key] if narrow else _on_phone(FONT_SIZES_NARROW[key], FONT_SIZES[key])
@@ -1029,14 +1038,9 @@ def _action_marks(
         _tip("action_start", "nominal", label("action_start", lang)),
         _tip("action_status", "nominal", label("action_status", lang)),
     ]
-    pick = f"{PHONE_PARAM} ? datum.phone{{}} : datum.wide{{}}"
     title = {
         "data": marks,
-        "transform": [
-            {"calculate": pick.format("", ""), "as": "text"},
-            {"calculate": pick.format("_px", "_px"), "as": "px"},
-            {"calculate": pick.format("_y", "_y"), "as": "top"},
-        ],
+        "transform": _on_phone_fields(text="", px="_px", top="_y"),
         "mark": {
             "type": "text",
             "align": "left",
@@ -1241,15 +1245,9 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
                 "phone_height": len(on_phone) * (phone + 2),
             }
         )
-    pick = f"{PHONE_PARAM} ? datum.phone{{}} : datum.wide{{}}"
     return {
         "data": data(rows),
-        "transform": [
-            {"filter": IS_HIGHLIGHT},
-            {"calculate": pick.format("", ""), "as": "name"},
-            {"calculate": pick.format("_half", "_half"), "as": "half"},
-            {"calculate": pick.format("_height", "_height"), "as": "height"},
-        ],
+        "transform": [{"filter": IS_HIGHLIGHT}, *_on_phone_fields(name="", half="_half", height="_height")],
         "mark": {
             "type": "text",
             "align": "center",
