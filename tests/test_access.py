@@ -384,7 +384,7 @@ def test_export_file_checks_and_records_the_sha256(sqlite_engine):
         access.export_file(care(OESO), data, what="signal", condition=OESO, patient_level=True, engine=sqlite_engine)
     with pytest.raises(AccessDenied):
         access.export_file(manager(["H01"]), lambda: data, what="indicators", condition=OESO, engine=sqlite_engine)
-    built = access.export_file(QUALITY, lambda: data, what="workbook", file_name="all.xlsx", engine=sqlite_engine)
+    built = access.export_file(QUALITY, lambda: data, what="excel_report", file_name="all.xlsx", engine=sqlite_engine)
     assert built == data
     exports = audit.read(sqlite_engine, action="export")
     assert list(exports["sha256"]) == [audit.sha256_of(data)] * 2

@@ -122,6 +122,23 @@ def test_the_audit_log_names_units_as_every_other_page_does(signed_in_db):
     assert not shown & set(ids), shown
 
 
+def test_the_audit_log_reads_its_details_in_the_readers_language(signed_in_db):
+    """The details column showed the stored JSON: English keys and codes on the Dutch page and unit ids in its
+    lists. It now names them as the page's language does (the CSV download keeps the JSON)."""
+    names = unit_names(registry_units(engine=signed_in_db), "hospital")
+    detail = {"what": "board", "hospitals": ["H03", "H04"], "teams": 12}
+    audit.record(signed_in_db, "quality@example.org", "view", detail=detail)
+    audit.record(signed_in_db, "quality@example.org", "edit", detail={"what": "signal", "change": "detected"})
+    for lang, board in (("nl", "Bestuursoverzicht"), ("en", "Board review")):
+        at = _app("quality", "views/audit.py", _chosen_lang=lang)  # ui.filters.CHOSEN_LANGUAGE
+        details = list(at.dataframe[0].value[t("audit.col_detail", lang)])
+        hospitals = ", ".join(names[h] for h in ("H03", "H04"))
+        what, seen = t("audit.detail.what", lang), t("audit.detail.hospitals", lang)
+        assert f"{what}: {board} · {seen}: {hospitals} · {t('audit.detail.teams', lang)}: 12" in details, details
+        assert not [d for d in details if "{" in d or '"what"' in d or "H03" in d], details
+        assert t("audit.detail.change", lang) + ": " + t("audit.change.detected", lang) in " ".join(details)
+
+
 def test_manager_cost_page_names_no_other_hospital(signed_in_db):
     import pandas as pd
 

@@ -153,3 +153,81 @@ def test_cli_import_records_the_os_user_and_audit_exports_csv(cli_db, tmp_path, 
     export = audit.read(cli_db, action="export").iloc[0]
     assert export["sha256"] == audit.sha256_of(out.read_bytes())
     assert main(["audit", "--since", "yesterday"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ the log as read
+def test_every_detail_key_and_code_is_named_in_both_languages():
+    """The audit page names every key an event may carry and every code of the product's own (record() refuses
+    others), in Dutch and in English: no stored English key or code reaches the Dutch page."""
+    from vbhc.i18n import catalog
+
+    for lang in ("nl", "en"):
+        messages = catalog(lang)
+        assert not [k for k in audit.DETAIL if f"audit.detail.{k}" not in messages], lang
+        assert set(audit.CODE_MESSAGES) == {
+            k for k, s in audit.DETAIL.items() if s in (audit.Shown.CODE, audit.Shown.ASKED)
+        }
+        for key, prefix in audit.CODE_MESSAGES.items():
+            assert any(m.startswith(prefix) for m in messages), (lang, key)
+    dutch = catalog("nl")
+    assert all(dutch[k] != catalog("en")[k] for k in dutch if k.startswith("audit.what.") and not k.endswith("pdf"))
+
+
+def test_record_refuses_a_detail_the_log_cannot_name(engine):
+    """A key outside vbhc.audit.DETAIL, or a code of the product's own that the catalog does not name, fails in
+    tests instead of showing as stored English on the Dutch page; nothing is written. A value someone asked for
+    (a level, a format) is kept as asked."""
+    with pytest.raises(ValueError, match="DETAIL"):
+        audit.record(engine, QUALITY, "view", detail={"what": "indicators", "colour": "red"})
+    with pytest.raises(ValueError, match="no code the catalog names"):
+        audit.record(engine, QUALITY, "view", detail={"what": "external figures upload.csv"})
+    with pytest.raises(ValueError, match="no code the catalog names"):
+        audit.record(engine, QUALITY, "edit", detail={"what": "target", "change": "renamed"})
+    assert audit.read(engine).empty
+    assert audit.record(engine, QUALITY, "export_refused", detail={"what": "report", "format": "odt", "level": "ward"})
+    assert audit.describe(audit.read(engine)["detail"].iloc[0], "nl") == "Wat: Rapport · Niveau: ward · Formaat: odt"
+    assert audit.describe(audit.read(engine)["detail"].iloc[0], "en") == "What: Report · Level: ward · Format: odt"
+
+
+def test_describe_names_keys_codes_units_and_counts_in_the_readers_language():
+    import json
+
+    detail = json.dumps(
+        {
+            "what": "external figures",
+            "file": "dica_2025.csv",
+            "source": "DICA",
+            "figures": 1234,
+            "patient_level": False,
+            "hospitals": ["H01", "H02"],
+            "indicator": "anastomotic_leak",
+            "since": "2026-11-04 00:00:00",
+            "period": "all",
+            "skipped": "identical content already imported",
+            "files": [{"file": "a.csv", "sha256": "0123456789abcdef" * 4}],
+        },
+        sort_keys=True,
+    )
+    names = {"H01": "Amsterdam UMC", "H02": "UMC Utrecht", "anastomotic_leak": "Naadlekkage"}
+
+    def name(kind: audit.Shown, value: str) -> str:
+        assert kind in (audit.Shown.UNIT, audit.Shown.INDICATOR)
+        return names[value]
+
+    assert audit.describe(detail, "nl", name) == (
+        "Wat: Externe cijfers · Bestand: dica_2025.csv · Bestanden: a.csv (SHA-256 0123456789ab…) · Bron: DICA"
+        " · Periode: Alle · Indicator: Naadlekkage · Ziekenhuizen: Amsterdam UMC, UMC Utrecht · Cijfers: 1.234"
+        " · Overgeslagen: identieke inhoud al geïmporteerd · Gegevens op patiëntniveau: nee · Vanaf: 4 nov 2026, 00:00"
+    )
+    english = audit.describe(detail, "en", name)
+    assert english.startswith("What: External figures · File: dica_2025.csv · Files: a.csv (SHA-256 0123456789ab…)")
+    assert "Skipped: identical content already imported" in english
+    assert "Figures: 1,234" in english and "Patient-level data: no" in english and "From: 4 Nov 2026, 00:00" in english
+
+
+def test_describe_shows_what_it_cannot_read_as_stored():
+    """Events written before details were objects, or by another version: shown, never dropped or a traceback."""
+    assert audit.describe("audit log", "nl") == "audit log"
+    assert audit.describe('["a", 1]', "nl") == '["a", 1]'
+    assert audit.describe(None, "nl") == audit.describe("", "en") == "\u2013"
+    assert audit.describe('{"what": "history T-1", "colour": "red"}', "nl") == "Wat: history T-1 · colour: red"

@@ -67,13 +67,13 @@ def flag(unit: str = "H01", side: str = "worse", indicator: str = INDICATOR) -> 
 def test_upgrade_from_0002_keeps_data_and_adds_the_tables(engine):
     command.downgrade(alembic_config(engine), "0002")
     assert not set(TABLES) & set(inspect(engine).get_table_names())
-    audit.record(engine, QUALITY, "view", condition=CONDITION, detail={"what": "before 0003"})
+    audit.record(engine, QUALITY, "view", condition=CONDITION, detail={"what": "audit_log"})
 
     upgrade_schema(engine)
 
     assert schema_is_current(engine)
     assert set(TABLES) <= set(inspect(engine).get_table_names())
-    assert list(audit.read(engine)["detail"]) == ['{"what": "before 0003"}']
+    assert list(audit.read(engine)["detail"]) == ['{"what": "audit_log"}']
     uniques = {u["name"] for u in inspect(engine).get_unique_constraints("improvement_signals")}
     assert "uq_improvement_signals_version" in uniques
     assert improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08).version == 1

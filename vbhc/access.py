@@ -525,7 +525,8 @@ def require(viewer: Viewer, permission: Permission | str, *, engine: Engine | No
 
 
 def _shown_context(context: Mapping[str, object]) -> dict[str, object]:
-    return {k: v for k, v in context.items() if k in ("condition", "unit", "indicator", "what") and v is not None}
+    shown = ("condition", "unit", "indicator", "what", "file", "item")
+    return {k: v for k, v in context.items() if k in shown and v is not None}
 
 
 def _record_denied(
@@ -534,7 +535,9 @@ def _record_denied(
     from vbhc.store import get_engine
 
     detail = {"permission": permission.value} | {
-        k: v for k, v in context.items() if k in ("indicator", "what", "hospital", "patient_level", "level")
+        k: v
+        for k, v in context.items()
+        if k in ("indicator", "what", "hospital", "patient_level", "level", "file", "file_count", "item")
     }
     try:
         audit.record(
@@ -847,7 +850,7 @@ def guarded_import(
 
     engine = engine or get_engine()
     upgrade_schema(engine)
-    require(viewer, Permission.IMPORT, engine=engine, what=f"{len(paths)} file(s)")
+    require(viewer, Permission.IMPORT, engine=engine, what="import_files", file_count=len(paths))
     kwargs.setdefault("imported_by", viewer.user_id)
     kwargs.setdefault("upload", True)  # files from the dashboard: the upload size limit applies
     return import_files(list(paths), engine, actor=viewer, **kwargs)

@@ -16,16 +16,18 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from enum import Enum
+from collections.abc import Callable, Iterable, Mapping
+from enum import Enum, StrEnum
 from typing import Protocol
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select
 
 from vbhc import models
+from vbhc.i18n import MISSING, catalog, fmt_datetime, fmt_int, fmt_number, t
 from vbhc.safety import safe_csv
 
 
@@ -52,6 +54,95 @@ FORBIDDEN_DETAIL_KEYS = frozenset(
 )
 MAX_DETAIL_CHARS = 4000
 
+
+class Shown(StrEnum):
+    """How the audit log names a detail's value to its reader."""
+
+    CODE = "code"  # one of the product's own codes, named in the catalog (CODE_MESSAGES); record() refuses others
+    ASKED = "asked"  # a level, format, language or action as someone asked for it: named where the catalog knows it
+    TEXT = "text"  # as stored: a file, sheet, item number, publisher, user, period, rule text, error class
+    COUNT = "count"  # a number (a list of texts, such as the first problems, is shown as stored)
+    FLAG = "flag"  # yes or no
+    UNIT = "unit"  # unit ids, named as on every page
+    CONDITION = "condition"  # condition ids, named from the catalog
+    INDICATOR = "indicator"  # an indicator of the event's condition, named from the catalog
+    MOMENT = "moment"  # a date and time
+    FILES = "files"  # a list of {"file", "sha256"}
+
+
+#: Every key an event's detail may carry, and how the log shows it, in the order it is read. One source: record()
+#: refuses any other key, and the catalog names each of them (audit.detail.<key>), so no event reaches the log
+#: that its page cannot show in the reader's language.
+DETAIL: dict[str, Shown] = {
+    "what": Shown.CODE,
+    "change": Shown.CODE,
+    "permission": Shown.CODE,
+    "item": Shown.TEXT,
+    "version": Shown.COUNT,
+    "file": Shown.TEXT,
+    "files": Shown.FILES,
+    "sheet": Shown.TEXT,
+    "table": Shown.CODE,
+    "source": Shown.TEXT,
+    "period": Shown.TEXT,
+    "conditions": Shown.CONDITION,
+    "condition": Shown.CONDITION,
+    "indicator": Shown.INDICATOR,
+    "level": Shown.ASKED,
+    "unit": Shown.UNIT,
+    "units": Shown.UNIT,
+    "hospital": Shown.UNIT,
+    "hospitals": Shown.UNIT,
+    "format": Shown.ASKED,
+    "lang": Shown.ASKED,
+    "rows_read": Shown.COUNT,
+    "inserted": Shown.COUNT,
+    "updated": Shown.COUNT,
+    "unchanged": Shown.COUNT,
+    "created": Shown.COUNT,
+    "replaced": Shown.COUNT,
+    "figures": Shown.COUNT,
+    "decisions": Shown.COUNT,
+    "events": Shown.COUNT,
+    "shown": Shown.COUNT,
+    "teams": Shown.COUNT,
+    "unit_count": Shown.COUNT,
+    "file_count": Shown.COUNT,
+    "bytes": Shown.COUNT,
+    "suppress_below": Shown.COUNT,
+    "limit": Shown.COUNT,
+    "problem_count": Shown.COUNT,
+    "problems": Shown.COUNT,
+    "first": Shown.TEXT,
+    "reason": Shown.TEXT,
+    "error": Shown.TEXT,
+    "skipped": Shown.CODE,
+    "patient_level": Shown.FLAG,
+    "since": Shown.MOMENT,
+    "until": Shown.MOMENT,
+    "action": Shown.ASKED,
+    "user": Shown.TEXT,
+    "via": Shown.ASKED,
+    "os_user": Shown.TEXT,
+    "benchmark_population": Shown.TEXT,
+}
+#: Where the catalog names a code of each CODE and ASKED key (the prefix plus the code made a slug: lower case, "_"
+#: for anything else): the levels, tables, languages and audit actions are named where the pages name them.
+CODE_MESSAGES: dict[str, str] = {
+    "what": "audit.what.",
+    "change": "audit.change.",
+    "permission": "audit.permission.",
+    "table": "import_table.",
+    "level": "level.",
+    "format": "audit.format.",
+    "via": "audit.via.",
+    "lang": "language.",
+    "action": "audit.action_",
+    "skipped": "audit.skipped.",
+}
+#: Keys whose value may be the word "all" (every period, every condition), named as audit.all.
+_ALL = frozenset({"period", "conditions"})
+
 _recent: dict[tuple, float] = {}
 _recent_lock = threading.Lock()
 
@@ -75,6 +166,14 @@ def _detail_text(detail: Mapping[str, object] | str | None) -> str:
         bad = sorted(k for k in detail if str(k).lower() in FORBIDDEN_DETAIL_KEYS)
         if bad:
             raise ValueError(f"audit detail must not carry patient-level data (keys: {', '.join(bad)})")
+        unknown = sorted(str(k) for k in detail if k not in DETAIL)
+        if unknown:
+            raise ValueError(
+                f"audit detail key(s) {', '.join(unknown)} not in vbhc.audit.DETAIL (the log names no other)"
+            )
+        for key, value in detail.items():
+            if DETAIL[key] is Shown.CODE and value is not None and _code_message(key, value) is None:
+                raise ValueError(f"audit detail {key}={value!r}: no code the catalog names ({CODE_MESSAGES[key]}...)")
         text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
     if len(text) > MAX_DETAIL_CHARS:
         text = text[: MAX_DETAIL_CHARS - 20] + "... (shortened)"
@@ -195,3 +294,66 @@ def to_csv(df: pd.DataFrame) -> bytes:
     if "at" in out and len(out):
         out["at"] = pd.to_datetime(out["at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return safe_csv(out)
+
+
+def _slug(value: object) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(value).strip().lower()).strip("_")
+
+
+def _code_message(key: str, value: object) -> str | None:
+    """The catalog key that names a code of a CODE or ASKED key, or None when the catalog names no such code."""
+    message = CODE_MESSAGES[key] + _slug(value)
+    return message if message in catalog("en") else None
+
+
+def describe(detail: str | None, lang: str, name: Callable[[Shown, str], str] | None = None) -> str:
+    """An event's detail as its reader reads it, e.g. "What: chart data · File: funnel.csv · Size (bytes): 1,234".
+
+    Keys and codes are named in `lang`; units, conditions and indicators by `name(shown, id)` (the names the
+    pages use; the ids without it); files, item numbers and rule texts as stored. A detail that is no JSON
+    object, and a key or code this version does not know (an older or newer writer's), are shown as stored.
+    """
+    if not detail:
+        return MISSING
+    try:
+        fields = json.loads(detail)
+    except ValueError:
+        return detail
+    if not isinstance(fields, dict):
+        return detail
+    messages = catalog(lang)
+    order = {key: number for number, key in enumerate(DETAIL)}
+    parts = [
+        f"{messages.get(f'audit.detail.{key}', key)}: {_shown(key, fields[key], lang, name)}"
+        for key in sorted(fields, key=lambda k: (order.get(k, len(order)), k))
+    ]
+    return " · ".join(parts)
+
+
+def _shown(key: str, value: object, lang: str, name: Callable[[Shown, str], str] | None) -> str:
+    kind = DETAIL.get(key, Shown.TEXT)
+    if value is None or value == "" or value == []:
+        return MISSING
+    if isinstance(value, list):
+        return ", ".join(_shown(key, v, lang, name) for v in value)
+    if isinstance(value, dict):  # a file of a refused batch: its name and the start of its SHA-256
+        file, sha = value.get("file"), value.get("sha256")
+        return f"{file} (SHA-256 {str(sha)[:12]}…)" if sha else str(file)
+    if isinstance(value, bool):
+        return t("audit.yes" if value else "audit.no", lang)
+    if isinstance(value, int):
+        return fmt_int(value, lang)
+    if isinstance(value, float):
+        return fmt_number(value, lang, 2)
+    text = str(value)
+    if key in _ALL and text == "all":
+        return t("audit.all", lang)
+    if kind in (Shown.CODE, Shown.ASKED):
+        message = _code_message(key, text)
+        return t(message, lang) if message else text
+    if kind in (Shown.UNIT, Shown.CONDITION, Shown.INDICATOR):
+        return name(kind, text) if name else text
+    if kind is Shown.MOMENT:
+        moment = fmt_datetime(text, lang)
+        return text if moment == MISSING else moment
+    return text

@@ -522,7 +522,7 @@ def import_figures(
     """Validate and store a file of external figures in one transaction, replacing an older file of the same
     source and period; refused files are audited and store nothing. Quality and admin only."""
     name = file_name or (source.name if isinstance(source, Path) else "upload")
-    require(viewer, Permission.IMPORT, engine=engine, what=f"external figures {shown_file(name)}")
+    require(viewer, Permission.IMPORT, engine=engine, what="external_figures", file=shown_file(name))
     try:
         figures_ = read_figures(source, file_name=name, catalog=catalog)
     except ExternalRefused as exc:

@@ -323,7 +323,7 @@ def import_model(
     transaction, as the next version of its (source, condition, indicator, definition version); a refused file
     stores nothing and is audited. Quality directorate (and admin) only."""
     name = file_name or (source.name if isinstance(source, Path) else "upload")
-    require(viewer, Permission.IMPORT, engine=engine, what=f"published case-mix model {shown_file(name)}")
+    require(viewer, Permission.IMPORT, engine=engine, what="published_model", file=shown_file(name))
     data = source.read_bytes() if isinstance(source, Path) else bytes(source)
     try:
         model = read_model(data, file_name=name, catalog=catalog)

@@ -482,7 +482,7 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
     if not versions:
         raise ItemNotFound(item_id)
     latest = versions[-1]
-    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what=f"history {item_id}")
+    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what="history", item=item_id)
     if not _visible(viewer, latest.condition, latest.unit, _divisions(engine, viewer)):
         raise ItemNotFound(item_id)
     return [_as_shown(viewer, v) for v in versions]

@@ -1,6 +1,7 @@
 """Audit log: who viewed, exported and imported what. For the quality directorate (checked in vbhc.access)."""
 
 import datetime as dt
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -30,6 +31,23 @@ def _readable(events):
     shown["condition"] = [conditions[c].label(lang) if c in conditions else c for c in shown["condition"]]
     names = {**filters.unit_names("hospital", None, lang), **filters.unit_names("department", None, lang)}
     shown["unit"] = [unit_label(u, lang, names) for u in shown["unit"]]  # by name, as on every other page
+
+    def named(condition: object) -> Callable[[audit.Shown, str], str]:
+        def name(kind: audit.Shown, value: str) -> str:
+            if kind is audit.Shown.UNIT:
+                return unit_label(value, lang, names)
+            if kind is audit.Shown.CONDITION:
+                return conditions[value].label(lang) if value in conditions else value
+            try:  # an indicator of the event's condition (or questionnaire)
+                return conditions[str(condition)].indicator(value).label(lang)
+            except KeyError:
+                return value
+
+        return name
+
+    # keys and codes in the reader's language, units, conditions and indicators named (the CSV keeps the JSON)
+    pairs = zip(events["detail"], events["condition"], strict=True)
+    shown["detail"] = [audit.describe(detail, lang, named(condition)) for detail, condition in pairs]
     shown = shown.astype(object).where(shown.notna() & (shown != ""), MISSING)
     shown.columns = [t(f"audit.col_{c}", lang) for c in shown.columns]
     return shown
