@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -741,3 +742,14 @@ def test_too_few_cycles_are_never_flagged(table, min_n, kind, dispersion):
         assert (res.loc[small.to_numpy(), col] == bm.TOO_FEW).all()
     assert (res["too_few_cycles"] == small.to_numpy()).all()
     assert not res.loc[~small.to_numpy(), "position_95"].eq(bm.TOO_FEW).any()
+
+
+@pytest.mark.parametrize(("n", "overall"), [([0, 0], None), ([1, 0], 5.0)])
+def test_mean_indicator_without_values_has_no_overall_and_warns_nothing(n, overall):
+    """No unit with a value (a small registry's new indicator) has no overall mean, and one care cycle no spread:
+    numpy's "invalid value" warning reached the terminal of `vbhc report` and the tests' output."""
+    units = pd.DataFrame({"unit": ["A", "B"], "n": n, "sum": [5.0 * k for k in n], "sum_sq": [25.0 * k for k in n]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = bm.benchmark_units(units, "mean", direction="higher")
+    assert np.isnan(table["overall_mean"]).all() if overall is None else (table["overall_mean"] == overall).all()

@@ -970,10 +970,11 @@ def benchmark_units(
             raise ValueError("a mean indicator needs columns mean and sd, or sum and sum_sq")
         ok = np.isfinite(tot) & (n > 0)
         big_n, big_sum, big_sq = n[ok].sum(), tot[ok].sum(), np.nansum(tot_sq[ok])
-        overall = float(big_sum / big_n) if target is None else float(target)
+        # no unit with a value (or one care cycle): no overall mean (or spread), without numpy's warning
+        overall = (float(big_sum / big_n) if big_n > 0 else np.nan) if target is None else float(target)
         pop_sd = sd
         if pop_sd is None:
-            pop_sd = float(np.sqrt(max((big_sq - big_sum**2 / big_n) / (big_n - 1), 0.0)))
+            pop_sd = float(np.sqrt(max((big_sq - big_sum**2 / big_n) / (big_n - 1), 0.0))) if big_n > 1 else np.nan
         lo, up = mean_ci(mean, unit_sd, n, ci_level)
         cols |= {"n": n, "mean": mean, "sd": unit_sd, "mean_lower": lo, "mean_upper": up}
         e = _col(units, "expected")
