@@ -340,10 +340,11 @@ class _UnitRows:
     codes: np.ndarray
 
     def sums(self, keep: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Per unit, the number of kept cycles and the sum of each of `values` over them (0 for a unit without)."""
+        """Per unit, the number of kept cycles (a whole number) and the sum of each of `values` over them (0 for a unit
+        without)."""
         codes, k = self.codes[keep], len(self.units)
         return (
-            np.bincount(codes, minlength=k).astype(float),
+            np.bincount(codes, minlength=k),
             *(np.bincount(codes, weights=v[keep], minlength=k) for v in values),
         )
 
@@ -368,7 +369,7 @@ def _one_indicator(
     if ind.kind == "response_rate":
         return _response_rate(ind, data, base, units, levels), None, None
     if ind.kind in SURVIVAL_KINDS:
-        return _survival(ind, data, base, levels, dispersion)
+        return _survival(ind, data, base, rows, levels, dispersion)
 
     frame, extra = _outcome_column(ind, data, base)
     part = frame[frame["y"].notna()]
@@ -405,7 +406,7 @@ def _one_indicator(
         agg = pd.DataFrame({"unit": units, "n": n_adj, "observed": observed, "expected": expected_sum})
         target = model.overall if np.isfinite(model.overall) else None
         columns, out = _binary_columns(agg, ind, target, levels, dispersion)
-        result = {"unit": columns.pop("unit"), "n": size.astype(np.int64)} | columns  # a count, as the others
+        result = {"unit": columns.pop("unit"), "n": size} | columns
         lo, up = benchmark.wilson_ci(total, size)
         added = {"crude_value": crude_mean, "crude_lower": lo, "crude_upper": up}
         added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=True)
@@ -435,7 +436,7 @@ def _one_indicator(
         c_lo, c_up = benchmark.mean_ci(crude_mean, sd_unit, size)
         result = {
             "unit": units.to_numpy(),
-            "n": size.astype(np.int64),
+            "n": size,
             "n_adjusted": n_adj,
             "observed": out["mean"].to_numpy(),
             "expected": agg["expected"].to_numpy(),
@@ -493,7 +494,7 @@ def _reference_cox(ind: Indicator, reference: ConditionData) -> survival.CoxMode
 
 
 def _survival(
-    ind: Indicator, data: ConditionData, base: pd.DataFrame, levels: Sequence[float], dispersion: str
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
 ) -> tuple[pd.DataFrame | None, None, pd.DataFrame | None]:
     """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
     the registry has no follow-up dates for the outcome (the binary indicator is the one to use there). For a
@@ -509,7 +510,7 @@ def _survival(
                 return None, None, None
     out = survival.survival_table(
         base,
-        base["unit"].to_numpy(),
+        (rows.units, rows.codes),
         outcome=ind.outcome,
         casemix=data.condition.casemix,
         as_of=data.as_of,

@@ -25,6 +25,7 @@ a binary rate must drop every cycle whose year has not passed, Kaplan-Meier uses
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -392,7 +393,7 @@ def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.n
 
 def survival_table(
     cycles: pd.DataFrame,
-    unit: np.ndarray,
+    unit: np.ndarray | tuple[pd.Index, np.ndarray],
     *,
     outcome: str,
     casemix: Sequence[CaseMixVariable],
@@ -412,6 +413,8 @@ def survival_table(
     n = cycles followed, n_adjusted = those in the Cox model, observed = deaths within the horizon,
     expected = summed Cox cumulative hazards, oe = SMR; see the module docstring for the survival scale.
 
+    `unit`: each cycle's unit, or the view's units (sorted) and each cycle's position among them, as the indicator
+    table counts them (vbhc.indicators._UnitRows), so both count the same units.
     `model`: this indicator's Cox model of the same cycles (the unit level does not enter it), else fitted here.
     `reference`: for a comparison group, the whole registry's cycles of the same period (`cycles` are some of
     them): the design is encoded as on the registry and `model` is the registry's, recalibrated to the group
@@ -437,14 +440,21 @@ def survival_table(
         expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
     time, event = fu["time"].to_numpy(float), fu["event"].to_numpy(float)
     # per unit, counted on the units' positions (np.bincount), not a pandas group-by: most of a small view's cost
-    units = pd.Index(sorted(pd.unique(unit)), name="unit")
-    codes = units.get_indexer(unit)
+    if isinstance(unit, tuple):
+        units, codes = unit
+    else:
+        units = pd.Index(sorted(pd.unique(unit)), name="unit")
+        codes = units.get_indexer(unit)
     k = len(units)
     n = np.bincount(codes[known], minlength=k)
     n_adjusted = np.bincount(codes[in_model], minlength=k)
     overall = kaplan_meier(time[known], event[known], horizon, level)[0]
+    # each unit's Kaplan-Meier from one sort of the followed cycles by unit (not a scan of every cycle per unit)
+    order = np.argsort(codes[known], kind="stable")
+    by_unit, unit_time, unit_event = codes[known][order], time[known][order], event[known][order]
+    bounds = np.searchsorted(by_unit, np.arange(k + 1))
     crude = pd.DataFrame(
-        [kaplan_meier(time[known & (codes == j)], event[known & (codes == j)], horizon, level) for j in range(k)],
+        [kaplan_meier(unit_time[a:b], unit_event[a:b], horizon, level) for a, b in itertools.pairwise(bounds)],
         columns=["value", "lower", "upper"],
     )
     bench = pd.DataFrame(
@@ -505,7 +515,7 @@ def survival_table(
     per_cycle = pd.DataFrame(
         {
             "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
-            "unit": np.asarray(unit)[known],
+            "unit": units.to_numpy()[codes[known]],
             "index_date": cycles["index_date"].to_numpy()[known],
             "observed": fu["event"].to_numpy()[known],
             "expected": expected[known],
