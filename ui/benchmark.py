@@ -187,7 +187,7 @@ def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, 
     try:
         checked = read_model(uploaded.getvalue(), file_name=uploaded.name)
     except external.ExternalRefused as refused:
-        st.error(t_md("external.model_refused", lang, problem=str(refused)))
+        st.error(t_md("external.model_refused", lang, problem=refused.line(lang)))
         return
     cond = default_catalog().condition(condition)
     if (checked.condition, checked.indicator) != (condition, indicator_id):

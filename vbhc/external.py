@@ -129,6 +129,14 @@ class ExternalRefused(ValueError):
         first = str(self.problems[0]) if self.problems else self.file
         super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""))
 
+    def line(self, lang: str) -> str:
+        """The message in `lang` (str() is the English one): the first problem, and how many more."""
+        from vbhc.i18n import t
+
+        more = len(self.problems) - 1
+        first = self.problems[0].line(lang) if self.problems else self.file
+        return first + (" " + t("problem.more", lang, count=more) if more > 0 else "")
+
 
 @dataclass
 class ExternalFigures:

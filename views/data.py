@@ -45,7 +45,7 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
         except ImportRefused as refused:
             names = ", ".join(p.name for p in paths)
             st.error(t_md("data.import_failed", lang, file=names, count=refused.report.problem_count))
-            errors = explain_problems(refused.report)
+            errors = explain_problems(refused.report, lang)  # rules and hidden values in the reader's language
             errors = errors.astype(object).where(errors.notna(), MISSING)  # a CSV file has no sheet: no "None"
             errors.columns = [t(f"error.{c}", lang) for c in errors.columns]
             st.markdown(f"**{t('data.errors', lang)}**")
@@ -134,7 +134,7 @@ if access.may_import(viewer):
                 data.current_engine(), viewer, figures_file.getvalue(), file_name=Path(figures_file.name).name
             )
         except external.ExternalRefused as refused:  # one line naming file, row, column and value; nothing stored
-            st.error(t_md("data.external_refused", lang, problem=str(refused)))
+            st.error(t_md("data.external_refused", lang, problem=refused.line(lang)))
         except Exception as exc:  # never a traceback on the page; the transaction rolled back
             st.error(t("data.import_crashed", lang, error=type(exc).__name__))
         else:
@@ -159,7 +159,7 @@ if access.may_import(viewer):
                 data.current_engine(), viewer, model_file.getvalue(), file_name=Path(model_file.name).name
             )
         except external.ExternalRefused as refused:  # one line naming file, row, column and value; nothing stored
-            st.error(t_md("data.external_refused", lang, problem=str(refused)))
+            st.error(t_md("data.external_refused", lang, problem=refused.line(lang)))
         except Exception as exc:  # never a traceback on the page; the transaction rolled back
             st.error(t("data.import_crashed", lang, error=type(exc).__name__))
         else:

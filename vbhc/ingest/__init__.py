@@ -15,7 +15,9 @@ from vbhc.ingest.problems import (
     ImportRefused,
     ImportReport,
     Problem,
+    Rule,
     SourceReport,
+    rule_text,
     shown_column,
     shown_value,
 )
@@ -51,10 +53,12 @@ __all__ = [
     "ImportRefused",
     "ImportReport",
     "Problem",
+    "Rule",
     "SourceReport",
     "TableSpec",
     "explain_problems",
     "import_files",
+    "rule_text",
     "shown_column",
     "shown_value",
 ]

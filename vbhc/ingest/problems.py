@@ -90,6 +90,54 @@ def shown_file(name: str) -> str:
     )
 
 
+class Rule(str):
+    """A problem's rule from the message catalog: it is the English text (the command line, the audit log, str()
+    and every comparison read it as before), and it keeps its message (problem.<code>) and values, so the upload
+    page says it in the reader's language (`rule_text`).
+
+    Values are inserted as given, like vbhc.i18n.t: a value quoted from the file stays as typed; a code the
+    message names (a column, a table) stays a code. Joining a Rule to other text gives plain (English) text.
+    """
+
+    code: str
+    values: dict[str, object]
+
+    def __new__(cls, code: str, **values: object) -> Rule:
+        from vbhc.i18n import t
+
+        rule = super().__new__(cls, t(f"problem.{code}", "en", **values))
+        rule.code, rule.values = code, values
+        return rule
+
+    def __reduce__(self) -> tuple:  # copies and pickles rebuild it from its message, not from its text
+        return (_rule, (self.code, self.values))
+
+    def in_language(self, lang: str) -> str:
+        from vbhc.i18n import t
+
+        return t(f"problem.{self.code}", lang, **self.values)
+
+
+def _rule(code: str, values: dict[str, object]) -> Rule:
+    return Rule(code, **values)
+
+
+def rule_text(rule: str, lang: str) -> str:
+    """A rule in `lang`: a Rule from its message; a plain text (a rule no message names yet) as it is."""
+    return rule.in_language(lang) if isinstance(rule, Rule) else rule
+
+
+def shown_in(text: str | None, lang: str) -> str | None:
+    """A value or column as a problem shows it, its hidden-marker in `lang`."""
+    from vbhc.i18n import t
+
+    if text == HIDDEN_IDENTIFIER:
+        return t("problem.hidden_identifier", lang)
+    if text == HIDDEN_COLUMN:
+        return t("problem.hidden_column", lang)
+    return text
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -116,6 +164,22 @@ class Problem:
     def __str__(self) -> str:
         value = "" if self.value is None else f" value {self.value!r}:"
         return f"{self.location}:{value} {self.rule}"
+
+    def line(self, lang: str) -> str:
+        """The problem in one line in `lang`, as str() gives it in English: file, sheet, row, column, value, rule."""
+        from vbhc.i18n import t
+
+        parts = [self.file]
+        if self.sheet:
+            parts.append(t("problem.at_sheet", lang, sheet=self.sheet))
+        if self.row is not None:
+            parts.append(t("problem.at_row", lang, row=self.row))
+        if self.column:
+            parts.append(t("problem.at_column", lang, column=shown_in(self.column, lang)))
+        where = " ".join(parts) + ":"
+        if self.value is not None:
+            where += " " + t("problem.at_value", lang, value=repr(shown_in(self.value, lang))) + ":"
+        return f"{where} {rule_text(self.rule, lang)}"
 
 
 @dataclass

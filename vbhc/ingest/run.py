@@ -32,7 +32,16 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from vbhc import audit, models
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.ingest import stage as staging
-from vbhc.ingest.problems import ImportRefused, ImportReport, Problem, SourceReport, short, shown_file
+from vbhc.ingest.problems import (
+    ImportRefused,
+    ImportReport,
+    Problem,
+    SourceReport,
+    rule_text,
+    short,
+    shown_file,
+    shown_in,
+)
 from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
 from vbhc.ingest.tables import TABLES
 from vbhc.ingest.validate import PREM_RESPONSE_COLUMNS, VALIDATORS, BatchState, Checker, DecimalMarks
@@ -698,11 +707,18 @@ def _share_read(source: Source, chunk: Chunk) -> float | None:
     return min(chunk.bytes_done / source.size, 1.0)
 
 
-def explain_problems(report: ImportReport) -> pd.DataFrame:
-    """The problems as a table (for the upload page)."""
+def explain_problems(report: ImportReport, lang: str = "en") -> pd.DataFrame:
+    """The problems as a table for the upload page, their rules and hidden values in `lang`."""
     return pd.DataFrame(
         [
-            {"file": p.file, "sheet": p.sheet, "row": p.row, "column": p.column, "value": p.value, "rule": p.rule}
+            {
+                "file": p.file,
+                "sheet": p.sheet,
+                "row": p.row,
+                "column": shown_in(p.column, lang),
+                "value": shown_in(p.value, lang),
+                "rule": rule_text(p.rule, lang),
+            }
             for p in report.problems
         ],
         columns=["file", "sheet", "row", "column", "value", "rule"],
