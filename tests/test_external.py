@@ -477,3 +477,30 @@ def test_cli_exports_the_own_summary_with_expected_from_the_registrys_model(regi
     rows = back.frame.set_index("indicator")
     want = pooled.table[pooled.table["unit"] == "H01"].set_index("indicator")
     assert np.isclose(rows.loc["mortality_30d", "expected"], want.loc["mortality_30d", "expected"], rtol=1e-9)
+
+
+def test_refusals_read_in_dutch_on_the_data_page():
+    """Every rule of a refused figure file is a catalog message: line("nl") reads Dutch, line("en") is str()."""
+    from vbhc.ingest.problems import Rule
+
+    bad_rows = _csv(
+        *GOOD,
+        f"{PROVENANCE},mortality_30d,1,X03,,2,1.5,,",  # n missing
+        f"{PROVENANCE},mortality_30d,1,X04,10,12,1.5,,",  # observed more than n
+        f"{PROVENANCE},length_of_stay,1,X05,10,3,,5.5,1",  # observed does not apply to a mean indicator
+    )
+    cases = {
+        b"": "f.csv: het bestand is leeg",
+        bad_rows: "f.csv rij 5 kolom 'n': n (het aantal zorgtrajecten) is verplicht (en nog 2 problemen)",
+    }
+    for data, dutch in cases.items():
+        with pytest.raises(ExternalRefused) as caught:
+            read_figures(data, file_name="f.csv")
+        refused = caught.value
+        assert refused.line("nl") == dutch
+        assert refused.line("en") == str(refused)
+        assert all(isinstance(p.rule, Rule) for p in refused.problems)
+    assert [p.line("nl") for p in refused.problems[1:]] == [
+        "f.csv rij 6 kolom 'observed': waarde '12': observed is groter dan n (10)",
+        "f.csv rij 7 kolom 'observed': waarde '3': geldt niet voor een indicator van het type mean: laat leeg",
+    ]

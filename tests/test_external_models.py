@@ -213,3 +213,28 @@ def test_cli_imports_a_model_and_refuses_a_bad_one_with_one_line(tmp_path, monke
         assert _stored_rows(get_engine()) == 2
     finally:
         get_engine.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("rows", "dutch"),
+    [
+        ((*MODEL, f"{P},stage,V,0.2,,,,"), "model.csv rij 7 kolom 'code': waarde 'V': geen code van stage: kies uit"),
+        (
+            (*MODEL, f"{P},sex,M,0.7,,,,"),
+            "model.csv rij 7 kolom 'term': waarde 'sex': sex M komt twee keer voor: ook in rij 5",
+        ),
+        (
+            (*MODEL[:1], f"{P},age,,abc,,65,90,18", *MODEL[2:]),
+            "model.csv rij 3 kolom 'coefficient': waarde 'abc': geen getal (en nog 2 problemen)",
+        ),
+    ],
+)
+def test_a_refused_model_reads_in_dutch_on_the_data_page(rows, dutch):
+    """The refusal's rules are catalog messages: Dutch on a Dutch page, the English text (str) unchanged."""
+    from vbhc.ingest.problems import Rule
+
+    with pytest.raises(ExternalRefused) as refused:
+        read_model(_csv(*rows), file_name="model.csv")
+    assert refused.value.line("nl").startswith(dutch), refused.value.line("nl")
+    assert refused.value.line("en") == str(refused.value)
+    assert all(isinstance(p.rule, Rule) and p.rule.code.startswith("models.") for p in refused.value.problems)

@@ -255,7 +255,9 @@ def test_the_team_page_applies_a_published_model_to_the_units_patients(registry,
         at.file_uploader(key="published_model").set_value(("landelijk.csv", bad, "text/csv"))
         at.run()
         errors = [e.value.replace("\\", "") for e in at.error]
-        assert len(errors) == 1 and "landelijk.csv row 3 column 'coefficient'" in errors[0], errors
+        assert len(errors) == 1 and "landelijk.csv rij 3 kolom 'coefficient': waarde 'abc': geen getal" in errors[0], (
+            errors
+        )
         good = _csv(*MODEL).replace(b"national registry", b"landelijke registratie")
         at.file_uploader(key="published_model").set_value(("landelijk.csv", good, "text/csv"))
         at.run()
@@ -300,7 +302,9 @@ def test_a_stored_model_is_imported_on_the_data_page_and_used_by_the_team_page_w
         at.button(key="model_import").click()
         at.run()
         errors = [e.value.replace("\\", "") for e in at.error]
-        assert len(errors) == 1 and "landelijk.csv row 7 column 'code'" in errors[0], errors
+        assert len(errors) == 1 and "landelijk.csv rij 7 kolom 'code': waarde 'V': geen code van stage" in errors[0], (
+            errors
+        )
         assert model_history(get_engine(), QUALITY).empty  # nothing stored
         good = _csv(*MODEL).replace(b"national registry", b"landelijke registratie")
         at.file_uploader(key="model_upload").set_value(("landelijk.csv", good, "text/csv"))

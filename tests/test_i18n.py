@@ -44,7 +44,7 @@ def test_catalogs_have_the_same_keys():
     nl, en = set(catalog("nl")), set(catalog("en"))
     assert nl - en == set(), "keys only in nl.toml"
     assert en - nl == set(), "keys only in en.toml"
-    assert 120 <= len(en) <= 1200  # a sanity range; ~810 with the improvement cycle, minutes and external figures
+    assert 120 <= len(en) <= 2000  # a sanity range; ~1,300 with the import problems in both languages
 
 
 @pytest.mark.parametrize("key", sorted(catalog("en")))

@@ -22,7 +22,7 @@ from tests.backends import sqlite_only
 from tests.db_snapshot import snapshot
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
 from vbhc import audit, models
-from vbhc.ingest import ImportRefused, import_files
+from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.settings import max_unpacked_mb
 from vbhc.store import get_engine, upgrade_schema
 
@@ -106,6 +106,18 @@ def test_ambiguous_or_mixed_numbers_are_refused(base, tmp_path, values, rule):
     path = write_csv(tmp_path / "costs.csv", rows, sep=";")
     message = refused([path], engine)
     assert rule in message and "costs.csv" in message and "column 'unit_cost'" in message
+
+
+@sqlite_only
+def test_a_number_a_decimal_mark_rule_quotes_is_masked_as_any_value(base, tmp_path):
+    """The decimal-mark rules quote another row's number in their text: a digit run that could be a BSN is hidden
+    there as in the problem's own value (the rule carried it into the message, the upload page and the log)."""
+    engine, _ = base
+    rows = [dict(r, unit_cost="100") for r in costs()]
+    rows[0]["unit_cost"], rows[5]["unit_cost"] = "123456789,5", "1.250"
+    message = refused([write_csv(tmp_path / "costs.csv", rows, sep=";")], engine)
+    assert "would hold a thousands separator" in message and HIDDEN_IDENTIFIER in message
+    assert "123456789" not in message, message
 
 
 # --- 2. every sheet of a workbook is imported or refused --------------------------------------------------
@@ -540,3 +552,33 @@ def test_a_column_the_file_leaves_out_keeps_its_stored_values(base, tmp_path):
     h, d = models.Hospital, models.Department
     assert _value(engine, h.own_hospital, h.code == "H01")
     assert _value(engine, d.division, d.hospital == "H01", d.code == "SUR") == "Snijdende specialismen"
+
+
+def test_a_damaged_file_is_refused_in_the_readers_language(engine, tmp_path):
+    """The upload page shows an import's rules in Dutch: a rule is a catalog message (Rule) that reads in Dutch,
+    while its English text (command line, audit log) is exactly what it was."""
+    from vbhc.ingest.problems import Rule, rule_text
+
+    empty = tmp_path / "empty" / "costs.csv"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    latin1 = tmp_path / "latin1" / "costs.csv"
+    latin1.parent.mkdir()
+    latin1.write_bytes(b"cycle_id,activity,quantity,unit_cost\nC0001,caf\xe9,1,5\n")
+    expected = {
+        empty: ("this file is empty: there is no header row", "dit bestand is leeg: er is geen kopregel"),
+        latin1: (
+            "not UTF-8 text: byte 0xE9 at byte offset 46 (line 2) cannot be decoded; tried UTF-8 with and without "
+            "BOM: save as CSV UTF-8",
+            "geen UTF-8-tekst: byte 0xE9 op byte-positie 46 (regel 2) is geen geldige tekencodering; geprobeerd als "
+            "UTF-8 met en zonder BOM: sla het bestand op als CSV UTF-8",
+        ),
+    }
+    for path, (english, dutch) in expected.items():
+        with pytest.raises(ImportRefused) as info:
+            import_files([path], engine)
+        [problem] = info.value.report.problems
+        assert isinstance(problem.rule, Rule)
+        assert problem.rule == english and rule_text(problem.rule, "en") == english
+        assert rule_text(problem.rule, "nl") == dutch
+        assert str(problem) == f"costs.csv: {english}" and problem.line("nl") == f"costs.csv: {dutch}"

@@ -315,3 +315,24 @@ def test_a_bad_cycle_is_reported_once_not_again_for_each_child_row(engine, regis
     report = _refused(registry, engine)
     assert report.problem_count == 1, report.summary()
     assert report.problems[0].column == "age"
+
+
+@sqlite_only
+def test_validation_rules_read_in_dutch_and_in_english_as_before(engine, registry):
+    """A refused file's rules come from the message catalog: Dutch on the upload page, English as before."""
+    from vbhc.ingest.problems import Rule, rule_text
+
+    import_files(registry[:1], engine)  # the units are already there
+    _rewrite(registry[1], 2, "age", "abc")
+    _rewrite(registry[1], 1, "stage", "V")
+    _rewrite(registry[1], 0, "treatment", "x" * 150)
+    report = _refused(registry[1:2], engine)
+    assert report.problems and all(isinstance(p.rule, Rule) for p in report.problems), report.summary()
+    by_column = {p.column: p for p in report.problems}
+    age, stage = by_column["age"], by_column["stage"]
+    assert age.rule == rule_text(age.rule, "en") == "not a number"
+    assert rule_text(age.rule, "nl") == "geen getal"
+    assert stage.rule == "unknown code for stage (allowed: I, II, III, IV)"
+    assert rule_text(stage.rule, "nl") == "onbekende code voor stage (toegestaan: I, II, III, IV)"
+    too_long = next(p.rule for p in report.problems if p.rule.code == "validate.too_long")
+    assert (too_long, rule_text(too_long, "nl")) == ("longer than 100 characters", "langer dan 100 tekens")

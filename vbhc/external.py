@@ -41,7 +41,7 @@ from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import fmt_int, t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
-from vbhc.ingest.problems import Problem, normalise_name, shown_file
+from vbhc.ingest.problems import Problem, Rule, normalise_name, shown_file
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
@@ -174,9 +174,9 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         return None, [], [Problem(file, sheet, row, column, None, rule)]
 
     if not data.strip():
-        return refuse("the file is empty")
+        return refuse(Rule("external.file_empty"))
     if len(data) > max_upload_mb() * _MB:
-        return refuse(f"file is larger than the limit of {max_upload_mb():,.0f} MB (VBHC_MAX_UPLOAD_MB)")
+        return refuse(Rule("external.file_too_large", limit=f"{max_upload_mb():,.0f}"))
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         # here, not at module level: the dashboard's pages import this module, and openpyxl and the import
         # machinery take a few tenths of a second to load at a server's start
@@ -190,18 +190,18 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         try:
             wb = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
         except Exception:  # openpyxl raises many kinds for a damaged workbook
-            return refuse("damaged workbook: save it again as .xlsx or CSV UTF-8")
+            return refuse(Rule("external.workbook_damaged"))
         try:
             names = wb.sheetnames
             sheet = SHEET if SHEET in names else names[0] if len(names) == 1 else None
             if sheet is None:
-                return refuse(f"the workbook has several sheets and none is named {SHEET!r}")
+                return refuse(Rule("external.sheet_missing", sheet=repr(SHEET)))
             rows, problems = [], []
             for number, raw in enumerate(wb[sheet].iter_rows(values_only=True), start=1):
                 cells = []
                 for value in raw:
                     if value is not None and not isinstance(value, str | int | float | bool | dt.date):
-                        problems.append(Problem(file, sheet, number, None, None, "not a plain value: paste values"))
+                        problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
                         value = None
                     cells.append(cell_text(value))
                 rows.append((number, cells))
@@ -209,19 +209,19 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         finally:
             wb.close()
     if b"\x00" in data:
-        return refuse("not a text file (NUL bytes): save as CSV UTF-8 or .xlsx")
+        return refuse(Rule("external.not_text"))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return refuse(f"not UTF-8 text (byte {exc.start + 1}): save as CSV UTF-8")
+        return refuse(Rule("external.not_utf8", byte=exc.start + 1))
     lines = text.splitlines()
     header = next((line for line in lines if line.strip()), "")
     counts = {d: header.count(d) for d in (",", ";", "\t")}
     best = max(counts.values())
     if best == 0:
-        return refuse("no header row with columns separated by ',', ';' or tab", row=1)
+        return refuse(Rule("external.no_header"), row=1)
     if list(counts.values()).count(best) > 1:
-        return refuse("the header row has as many of two separators: cannot tell the separator", row=1)
+        return refuse(Rule("external.separator_unclear"), row=1)
     delimiter = max(counts, key=counts.__getitem__)
     rows = []
     try:
@@ -229,7 +229,7 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         for fields in reader:
             rows.append((reader.line_num, fields))
     except csv.Error as exc:
-        return refuse(f"malformed CSV ({exc})")
+        return refuse(Rule("external.csv_malformed", error=str(exc)))
     return None, rows, []
 
 
@@ -252,9 +252,9 @@ def read_table(
         raise ExternalRefused(file, problems)
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
     if not rows:
-        raise ExternalRefused(file, [Problem(file, sheet, None, None, None, "the file is empty")])
+        raise ExternalRefused(file, [Problem(file, sheet, None, None, None, Rule("external.file_empty"))])
     if len(rows) - 1 > max_rows():
-        rule = f"{len(rows) - 1:,} rows, more than the limit of {max_rows():,} (VBHC_MAX_ROWS)"
+        rule = Rule("external.too_many_rows", count=len(rows) - 1, limit=f"{max_rows():,}")
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, rule)])
     header_row, raw_header = rows[0]
     header = [normalise_name(c) for c in raw_header]  # "Definition version" is definition_version
@@ -270,13 +270,13 @@ def read_table(
                 header_row,
                 raw_header[position] or f"#{position + 1}",
                 None,
-                f"unknown column: expected {', '.join(columns)}",
+                Rule("external.unknown_column", columns=", ".join(columns)),
             )
     if len(set(header)) != len(header):
-        problem(header_row, None, None, "a column appears twice in the header")
+        problem(header_row, None, None, Rule("external.column_twice"))
     for name in required:
         if name not in header:
-            problem(header_row, name, None, "required column is missing")
+            problem(header_row, name, None, Rule("external.column_missing"))
     if problems:
         raise ExternalRefused(file, problems)
 
@@ -284,12 +284,12 @@ def read_table(
     for number, cells in rows[1:]:
         extra = [c for c in cells[len(header) :] if c.strip()]
         if extra:
-            problem(number, None, extra[0], "a value under no column")
+            problem(number, None, extra[0], Rule("external.value_without_column"))
         raw = dict(zip(header, [*cells, *[""] * len(header)], strict=False))
         for name in header:
             value = raw[name].strip()
             if name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
-                problem(number, name, value, "looks like a formula: text may not start with = + - @ or a tab")
+                problem(number, name, value, Rule("external.looks_like_formula"))
         records.append((number, {name: _plain(raw[name]) for name in header}))
     return records, problems, problem
 
@@ -332,13 +332,11 @@ def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: S
                 decided.setdefault("." if "." in text else ",", (number, name, text))
     if len(decided) > 1:
         number, name, text = decided[","]
-        problem(number, name, text, "the file uses both '.' and ',' as decimal mark: use one")
+        problem(number, name, text, Rule("external.decimal_mark_mixed"))
         return "."
     if not decided and undecided is not None:
         number, name, text = undecided
-        problem(
-            number, name, text, "cannot tell a decimal mark from a thousands separator: write numbers without grouping"
-        )
+        problem(number, name, text, Rule("external.decimal_mark_unclear"))
     return next(iter(decided), ".")
 
 
@@ -359,7 +357,7 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
             continue
         value = _number(text, mark)
         if value is None:
-            problem(number, name, text, "not a number (a finite number without thousands separator)")
+            problem(number, name, text, Rule("external.not_a_number"))
             nums[name] = math.nan
         else:
             nums[name] = value
@@ -367,14 +365,14 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
     ind = None
     if condition not in catalog.conditions and condition not in catalog.prems:
         known = ", ".join([*catalog.conditions, *catalog.prems])
-        problem(number, "condition", condition, f"unknown condition or PREM questionnaire: expected one of {known}")
+        problem(number, "condition", condition, Rule("external.unknown_condition", known=known))
     else:
         try:
             ind = catalog.indicator_set(condition).indicator(indicator)
         except KeyError:
-            problem(number, "indicator", indicator, f"unknown indicator of {condition}")
+            problem(number, "indicator", indicator, Rule("external.unknown_indicator", condition=condition))
     if not _UNIT.match(unit):
-        problem(number, "unit", unit, "a unit code has letters, digits, _ and - only (hospital or hospital/department)")
+        problem(number, "unit", unit, Rule("external.unit_code"))
     if ind is not None:
         _check_numbers(number, ind, nums, values, problem)
     return [number, condition, indicator, values["definition_version"], unit, *(nums[c] for c in NUMBER_COLUMNS)]
@@ -387,12 +385,12 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
     def whole(name: str) -> bool:
         value = nums[name]
         if given(name) and (value < 0 or not float(value).is_integer()):
-            problem(number, name, values[name], "must be a whole number, 0 or more")
+            problem(number, name, values[name], Rule("external.not_whole"))
             return False
         return given(name)
 
     if values.get("n", "") == "":
-        problem(number, "n", "", "n (the number of care cycles) is required")
+        problem(number, "n", "", Rule("external.n_required"))
         return
     if not whole("n"):
         return
@@ -402,50 +400,42 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
     if binary:
         allowed |= {"observed", "expected", "n_adjusted", "observed_adjusted"}
         if not given("observed"):
-            problem(number, "observed", "", f"a yes/no indicator ({ind.id}) needs observed (the number of events)")
+            problem(number, "observed", "", Rule("external.observed_required", indicator=ind.id, column="observed"))
         elif whole("observed") and nums["observed"] > n:
-            problem(number, "observed", values["observed"], f"observed is more than n ({fmt_int(n, 'en')})")
+            rule = Rule("external.more_than_n", column="observed", n=fmt_int(n, "en"))
+            problem(number, "observed", values["observed"], rule)
         n_adj = nums["n_adjusted"] if given("n_adjusted") else n
         if whole("n_adjusted") and n_adj > n:
-            problem(number, "n_adjusted", values["n_adjusted"], "n_adjusted is more than n")
+            problem(number, "n_adjusted", values["n_adjusted"], Rule("external.n_adjusted_above_n"))
         if whole("observed_adjusted") and nums["observed_adjusted"] > n_adj:
-            problem(
-                number, "observed_adjusted", values["observed_adjusted"], "observed_adjusted is more than n_adjusted"
-            )
+            problem(number, "observed_adjusted", values["observed_adjusted"], Rule("external.observed_adjusted_above"))
         if (given("n_adjusted") or given("observed_adjusted")) and not given("expected"):
-            problem(number, "expected", "", "n_adjusted and observed_adjusted describe the expected: give expected too")
+            problem(number, "expected", "", Rule("external.expected_required", column="expected"))
         if given("n_adjusted") != given("observed_adjusted"):
-            problem(
-                number, "n_adjusted", values.get("n_adjusted", ""), "give n_adjusted and observed_adjusted together"
-            )
+            problem(number, "n_adjusted", values.get("n_adjusted", ""), Rule("external.adjusted_together"))
         if given("expected"):
             if nums["expected"] < 0:
-                problem(number, "expected", values["expected"], "expected cannot be negative")
+                problem(number, "expected", values["expected"], Rule("external.negative", column="expected"))
             elif nums["expected"] > n_adj:
-                problem(number, "expected", values["expected"], "expected events cannot be more than the care cycles")
+                problem(number, "expected", values["expected"], Rule("external.expected_above_n"))
             if ind.kind == "response_rate":
-                problem(number, "expected", values["expected"], "response rates are not case-mix adjusted: leave empty")
+                problem(number, "expected", values["expected"], Rule("external.response_rate_expected"))
     elif ind.kind in CONTINUOUS_KINDS:
         allowed |= {"mean", "sd", "sum", "sum_sq"}
         pairs = (given("mean") and given("sd"), given("sum") and given("sum_sq"))
         if n > 0 and not any(pairs):
-            problem(
-                number,
-                "mean",
-                values.get("mean", ""),
-                f"a continuous indicator ({ind.id}) needs mean and sd, or sum and sum_sq",
-            )
+            columns = {"mean": "mean", "sd": "sd", "sum": "sum", "sum_sq": "sum_sq"}  # names, not words to translate
+            rule = Rule("external.continuous_required", indicator=ind.id, **columns)
+            problem(number, "mean", values.get("mean", ""), rule)
         if given("sd") and nums["sd"] < 0:
-            problem(number, "sd", values["sd"], "sd cannot be negative")
+            problem(number, "sd", values["sd"], Rule("external.negative", column="sd"))
         if pairs[1]:
             spread = nums["sum_sq"] - (nums["sum"] ** 2 / n if n > 0 else 0.0)
             if spread < -1e-9 * max(1.0, abs(nums["sum_sq"])):
-                problem(
-                    number, "sum_sq", values["sum_sq"], "sum_sq is less than sum²/n: the figures do not fit together"
-                )
+                problem(number, "sum_sq", values["sum_sq"], Rule("external.sum_sq_too_small", sum="sum"))
     for name in NUMBER_COLUMNS:
         if name not in allowed and given(name):
-            problem(number, name, values[name], f"does not apply to a {ind.kind} indicator: leave empty")
+            problem(number, name, values[name], Rule("external.not_applicable", kind=ind.kind))
 
 
 def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, problem, file: str) -> list[str]:
@@ -454,7 +444,7 @@ def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, probl
     for number, values in records:
         version = values["definition_version"]
         if not version or len(version) > 20:
-            problem(number, "definition_version", version, "the definition version is required (at most 20 characters)")
+            problem(number, "definition_version", version, Rule("external.version_required"))
             continue
         try:
             ind = catalog.indicator_set(values["condition"]).indicator(values["indicator"])
@@ -464,9 +454,8 @@ def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, probl
             continue
         message = f"{ind.id} figures are under definition version {version}, the catalog's is {ind.version}"
         if ind.other_version == "refuse":
-            problem(
-                number, "definition_version", version, f"unknown definition version: the catalog's is {ind.version}"
-            )
+            rule = Rule("external.version_unknown", catalog_version=ind.version)
+            problem(number, "definition_version", version, rule)
         elif message not in warnings:
             warnings.append(message)
     return warnings
@@ -479,32 +468,27 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
         for name in PROVENANCE_COLUMNS:
             value = values[name]
             if not value:
-                problem(number, name, value, f"{name} is required (where the figures come from)")
+                problem(number, name, value, Rule("external.provenance_required", column=name))
             elif len(value) > _MAX_TEXT:
-                problem(number, name, value, f"at most {_MAX_TEXT} characters")
+                problem(number, name, value, Rule("external.text_too_long", count=_MAX_TEXT))
             elif first.setdefault(name, value) != value:
                 problem(
                     number,
                     name,
                     value,
-                    f"one file is one publication: {name} differs from the first row's {first[name]!r}",
+                    Rule("external.provenance_differs", column=name, first=repr(first[name])),
                 )
     published = dt.date(1900, 1, 1)
     if "published" in first:
         try:
             published = dt.date.fromisoformat(first["published"][:10])
         except ValueError:
-            problem(records[0][0], "published", first["published"], "not a date (YYYY-MM-DD)")
+            problem(records[0][0], "published", first["published"], Rule("external.not_a_date"))
     if "period" in first:
         try:
             parse_period(first["period"])
         except ValueError:
-            problem(
-                records[0][0],
-                "period",
-                first["period"],
-                "not a period (2024, 2024Q2, 2022-2024, 2024-01-01..2024-06-30)",
-            )
+            problem(records[0][0], "period", first["period"], Rule("external.not_a_period"))
     return first.get("source", ""), published, first.get("period", "")
 
 
@@ -513,7 +497,7 @@ def _duplicates(records: list[tuple[int, dict[str, str]]], problem) -> None:
     for number, values in records:
         key = (values["condition"], values["indicator"], values["unit"])
         if key in seen:
-            problem(number, "unit", values["unit"], f"duplicate unit for {key[1]}: also in row {seen[key]}")
+            problem(number, "unit", values["unit"], Rule("external.duplicate_unit", indicator=key[1], row=seen[key]))
         else:
             seen[key] = number
 
@@ -576,7 +560,8 @@ def import_figures(
             }
             audit.record(conn, viewer, "import", detail=detail, sha256=figures_.sha256)
     except SQLAlchemyError as exc:
-        problem = Problem(name, None, None, None, None, f"the database cannot be written ({type(exc).__name__})")
+        rule = Rule("external.database_error", error=type(exc).__name__)
+        problem = Problem(name, None, None, None, None, rule)
         raise ExternalRefused(name, [problem]) from exc
     return ExternalImport(int(new_id), len(rows), len(old), figures_.warnings)
 

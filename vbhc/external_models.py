@@ -46,7 +46,7 @@ from vbhc.access import Permission, Viewer, require
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, default_catalog
 from vbhc.external import ExternalRefused, _decimal_mark, _number, _provenance, _versions, read_table
 from vbhc.indicators import IndicatorResult, indicator_cycles
-from vbhc.ingest.problems import Problem, shown_file
+from vbhc.ingest.problems import Problem, Rule, shown_file
 from vbhc.models import PublishedModel
 
 __all__ = [
@@ -160,28 +160,33 @@ def read_model(source: Path | bytes, *, file_name: str | None = None, catalog: C
     for number, values in records:
         for name in ("condition", "indicator", "definition_version", "link"):
             if values.get(name, "") != first.get(name, ""):
-                problem(number, name, values.get(name), f"one file is one model: {name} differs from the first row's")
+                problem(number, name, values.get(name), Rule("models.differs_from_first_row", column=name))
     cond_id, ind_id, link = first.get("condition", ""), first.get("indicator", ""), first.get("link", "")
     row1 = records[0][0] if records else None
     cond = catalog.conditions.get(cond_id)
     ind = None
     if cond is None:
-        problem(row1, "condition", cond_id, f"unknown condition: choose from {', '.join(catalog.conditions)}")
+        problem(
+            row1,
+            "condition",
+            cond_id,
+            Rule("models.unknown_condition", conditions=", ".join(catalog.conditions)),
+        )
     else:
         try:
             ind = cond.indicator(ind_id)
         except KeyError:
-            problem(row1, "indicator", ind_id, f"unknown indicator of {cond_id}")
+            problem(row1, "indicator", ind_id, Rule("models.unknown_indicator", condition=cond_id))
     if ind is not None:
         _versions(records, catalog, problem, file)
         want = "logit" if ind.kind in BINARY_KINDS else "identity" if ind.kind in CONTINUOUS_KINDS else None
         if want is None:
-            problem(row1, "indicator", ind_id, f"a {ind.kind} indicator has no case-mix model")
+            problem(row1, "indicator", ind_id, Rule("models.kind_has_no_model", kind=ind.kind))
         elif link != want:
-            problem(row1, "link", link, f"a {ind.kind} indicator's model has link {want!r}")
+            problem(row1, "link", link, Rule("models.kind_needs_link", kind=ind.kind, column="link", link=repr(want)))
     intercepts, numbers, categories = _terms(records, mark, cond, problem)
     if len(intercepts) == 0 and records:
-        problem(None, "term", None, "the model has no intercept row")
+        problem(None, "term", None, Rule("models.no_intercept"))
     if problems:
         raise ExternalRefused(file, problems)
     return ExternalModel(
@@ -215,7 +220,7 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
             return None
         value = _number(text, mark)
         if value is None:
-            problem(number, name, text, "not a number")
+            problem(number, name, text, Rule("models.not_a_number"))
         return value
 
     for number, values in records:
@@ -227,18 +232,25 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
                 number,
                 "reference",
                 values.get("reference"),
-                "write yes on the reference category's row, else leave empty",
+                Rule("models.reference_yes_or_empty", yes="yes"),
             )
         key = (term, code)
         if key in seen:
-            problem(number, "term", term, f"{term} {code} appears twice: also in row {seen[key]}".replace("  ", " "))
+            # the values as the former text showed them, double spaces made single
+            shown_term, shown_code = term.replace("  ", " "), code.replace("  ", " ")
+            rule = (
+                Rule("models.term_code_twice", term=shown_term, category=shown_code, row=seen[key])
+                if code
+                else Rule("models.term_twice", term=shown_term, row=seen[key])
+            )
+            problem(number, "term", term, rule)
             continue
         seen[key] = number
         if term == INTERCEPT:
             if coefficient is None:
-                problem(number, "coefficient", None, "the intercept needs a coefficient")
+                problem(number, "coefficient", None, Rule("models.intercept_needs_coefficient"))
             elif intercepts:
-                problem(number, "term", term, "a second intercept")
+                problem(number, "term", term, Rule("models.second_intercept"))
             else:
                 intercepts.append(coefficient)
             continue
@@ -249,40 +261,42 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
                 number,
                 "term",
                 term,
-                f"the catalog has no case-mix variable {term!r} for {cond.id}: write intercept or "
-                f"one of {', '.join(cond.casemix_names)}",
+                Rule(
+                    "models.unknown_variable",
+                    term=repr(term),
+                    condition=cond.id,
+                    variables=", ".join(cond.casemix_names),
+                ),
             )
             continue
         var = cond.casemix_variable(term)
         if var.type == "category":
             if code not in var.codes:
-                problem(number, "code", code, f"not a code of {term}: choose from {', '.join(var.codes)}")
+                problem(number, "code", code, Rule("models.unknown_code", term=term, codes=", ".join(var.codes)))
                 continue
             if reference in _YES:
                 if coefficient not in (None, 0.0):
-                    problem(
-                        number, "coefficient", values.get("coefficient"), "the reference category's coefficient is 0"
-                    )
+                    problem(number, "coefficient", values.get("coefficient"), Rule("models.reference_coefficient_zero"))
                 references.setdefault(term, []).append((number, code))
                 found.setdefault(term, {})
             elif coefficient is None:
-                problem(number, "coefficient", None, "a coefficient is required (or mark the row as reference)")
+                problem(number, "coefficient", None, Rule("models.coefficient_or_reference"))
             else:
                 found.setdefault(term, {})[code] = coefficient
             first_row.setdefault(term, number)
             continue
         if code:
-            problem(number, "code", code, f"{term} is a number: leave code empty")
+            problem(number, "code", code, Rule("models.number_has_no_code", term=term))
             continue
         if term in first_row:
-            problem(number, "term", term, f"{term} appears twice: also in row {first_row[term]}")
+            problem(number, "term", term, Rule("models.term_twice", term=term, row=first_row[term]))
             continue
         first_row[term] = number
         low, high = num(number, values, "min"), num(number, values, "max")
         if low is not None and high is not None and low > high:
-            problem(number, "min", values.get("min"), "min is larger than max")
+            problem(number, "min", values.get("min"), Rule("models.min_above_max"))
         if coefficient is None:
-            problem(number, "coefficient", None, "a coefficient is required")
+            problem(number, "coefficient", None, Rule("models.coefficient_required"))
             continue
         numbers.append(NumberTerm(term, coefficient, num(number, values, "centre") or 0.0, low, high))
     categories = []
@@ -290,7 +304,7 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
         refs = references.get(term, [])
         if len(refs) != 1:
             where = refs[1][0] if len(refs) > 1 else first_row[term]
-            problem(where, "reference", None, f"{term} needs exactly one reference category (reference = yes)")
+            problem(where, "reference", None, Rule("models.one_reference", term=term, column="reference", yes="yes"))
             continue
         categories.append(CategoryTerm(term, refs[0][1], tuple(sorted(coefficients.items()))))
     return intercepts, numbers, categories
@@ -368,10 +382,10 @@ def import_model(
             }
             audit.record(conn, viewer, "import", detail=detail, sha256=model.sha256, condition=model.condition)
     except IntegrityError as exc:  # another import of the same model landed first: theirs stands
-        problem = Problem(name, None, None, None, None, "another import of this model was stored at the same moment")
+        problem = Problem(name, None, None, None, None, Rule("models.stored_at_same_moment"))
         raise ExternalRefused(name, [problem]) from exc
     except SQLAlchemyError as exc:
-        problem = Problem(name, None, None, None, None, f"the database cannot be written ({type(exc).__name__})")
+        problem = Problem(name, None, None, None, None, Rule("models.database_not_written", error=type(exc).__name__))
         raise ExternalRefused(name, [problem]) from exc
     return StoredModel(int(new_id), version, model)
 

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_browser import RUN_TIMEOUT_MS, assert_no_exception, open_app, wait_for_run
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, assert_no_exception, open_app, screenshot, wait_for_run
+from vbhc.i18n import t
+from vbhc.ingest import Rule
 
 pytestmark = pytest.mark.browser
 
 COSTS = "cycle_id,activity,quantity,unit_cost\n{cycle},outpatient_visit,1,{cost}\n"
 
 
-def test_two_uploads_with_the_same_name_are_refused_not_overwritten(page: Page, app_url: str) -> None:
-    """Before, the second file overwrote the first in the temporary folder and the page reported success."""
+def test_two_uploads_with_the_same_name_are_refused_not_overwritten(page: Page, app_url: str, artifacts: Path) -> None:
+    """Before, the second file overwrote the first in the temporary folder and the page reported success. In Dutch:
+    the refusal, its problem table's headers and the rule itself are Dutch (the rules were English there)."""
     files = [
         {"name": "costs.csv", "mimeType": "text/csv", "buffer": COSTS.format(cycle="X1", cost="1").encode()},
         {"name": "costs.csv", "mimeType": "text/csv", "buffer": COSTS.format(cycle="X2", cost="2").encode()},
     ]
-    open_app(page, f"{app_url}/data", "Data")
+    open_app(page, f"{app_url}/data?lang=nl", t("data.title", "nl"))
     page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(files)
-    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_role("button", name=t("data.import_button", "nl"), exact=True).click()
     error = page.get_by_test_id("stAlertContentError")
-    expect(error).to_contain_text("was not imported", timeout=RUN_TIMEOUT_MS)
+    expect(error).to_contain_text("is niet geïmporteerd", timeout=RUN_TIMEOUT_MS)
     wait_for_run(page)
     assert_no_exception(page)
     expect(page.get_by_test_id("stAlertContentSuccess")).to_have_count(0)
-    problems = page.locator("table[role=grid] td", has_text="2 files in this batch have this name")
+    rule = Rule("read.duplicate_name", count=2)
+    problems = page.locator("table[role=grid] td", has_text=rule.in_language("nl"))
     expect(problems.first).to_be_attached()
+    assert rule.in_language("nl") != str(rule)
+    screenshot(page, artifacts / "data_import_refused-nl.png")

@@ -68,7 +68,7 @@ def shown_value(column: str | None, value: str | None) -> str | None:
     if col in MASKED_COLUMNS or is_identifier_column(col) or _holds_identifier(value):
         return HIDDEN_IDENTIFIER
     if len(value) > SHOWN_VALUE_CHARS:
-        return f"{value[:SHOWN_VALUE_CHARS]}… ({len(value):,} characters)"
+        return f"{value[:SHOWN_VALUE_CHARS]}… ({len(value):,} characters)"  # read back by shown_in
     return value
 
 
@@ -102,7 +102,7 @@ class Rule(str):
     code: str
     values: dict[str, object]
 
-    def __new__(cls, code: str, **values: object) -> Rule:
+    def __new__(cls, code: str, /, **values: object) -> Rule:
         from vbhc.i18n import t
 
         rule = super().__new__(cls, t(f"problem.{code}", "en", **values))
@@ -127,14 +127,21 @@ def rule_text(rule: str, lang: str) -> str:
     return rule.in_language(lang) if isinstance(rule, Rule) else rule
 
 
+#: A value shortened by shown_value: its first SHOWN_VALUE_CHARS characters and its length.
+_SHORTENED = re.compile(r"(?s)(.*)… \(([\d,]+) characters\)")
+
+
 def shown_in(text: str | None, lang: str) -> str | None:
-    """A value or column as a problem shows it, its hidden-marker in `lang`."""
+    """A value or column as a problem shows it, with its hidden-marker or its length in `lang`."""
     from vbhc.i18n import t
 
     if text == HIDDEN_IDENTIFIER:
         return t("problem.hidden_identifier", lang)
     if text == HIDDEN_COLUMN:
         return t("problem.hidden_column", lang)
+    shortened = _SHORTENED.fullmatch(text or "")
+    if shortened and len(shortened.group(1)) == SHOWN_VALUE_CHARS:
+        return t("problem.shortened", lang, value=shortened.group(1), count=int(shortened.group(2).replace(",", "")))
     return text
 
 

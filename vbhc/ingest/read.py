@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.problems import ImportReport, Problem, is_identifier_column, normalise_name, short, shown_file
+from vbhc.ingest.problems import ImportReport, Problem, Rule, is_identifier_column, normalise_name, short, shown_file
 from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
 from vbhc.settings import max_columns, max_rows, max_unpacked_mb, max_zip_ratio
 
@@ -74,16 +74,7 @@ def discover(paths: list[Path], report: ImportReport, limit: tuple[float, str]) 
     names = Counter(p.name for p in paths)
     for name, count in sorted(names.items()):
         if count > 1:
-            report.add(
-                Problem(
-                    name,
-                    None,
-                    None,
-                    None,
-                    None,
-                    f"{count} files in this batch have this name: rename them so every problem can be located",
-                )
-            )
+            report.add(Problem(name, None, None, None, None, Rule("read.duplicate_name", count=count)))
     for path in paths:
         sources.extend(_discover_file(path, report, limit))
     sources.sort(key=lambda s: TABLE_ORDER.index(s.table))
@@ -91,30 +82,32 @@ def discover(paths: list[Path], report: ImportReport, limit: tuple[float, str]) 
 
 
 def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -> list[Source]:
-    def refuse(rule: str, sheet: str | None = None) -> list[Source]:
+    def refuse(rule: Rule, sheet: str | None = None) -> list[Source]:
         report.add(Problem(path.name, sheet, None, None, None, rule))
         return []
 
     try:
         if not path.exists():
-            return refuse("file not found")
+            return refuse(Rule("read.file_not_found"))
         if not path.is_file():
-            return refuse("not a file")
+            return refuse(Rule("read.not_a_file"))
         size = path.stat().st_size
         max_mb, setting = limit
         if size > max_mb * _MB:
-            return refuse(f"file is {size / _MB:,.1f} MB, more than the limit of {max_mb:,.0f} MB ({setting})")
+            return refuse(
+                Rule("read.file_too_large", size=f"{size / _MB:,.1f}", limit=f"{max_mb:,.0f}", setting=setting)
+            )
         head = _head(path)
     except OSError as exc:
-        return refuse(f"cannot read the file ({exc.strerror or type(exc).__name__})")
+        return refuse(Rule("read.cannot_read", reason=exc.strerror or type(exc).__name__))
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _discover_workbook(path, size, report)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        return refuse("old binary Excel (.xls) file: save as .xlsx or CSV UTF-8")
+        return refuse(Rule("read.old_xls"))
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        return refuse("named .xlsx but is not an XLSX workbook (no ZIP inside)")
+        return refuse(Rule("read.xlsx_not_zip"))
     if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
-        return refuse("unsupported file type: expected .csv or .xlsx")
+        return refuse(Rule("read.unsupported_type"))
     sha, why, plain_lines = _scan_text(path)
     if why is not None:
         return refuse(why)
@@ -127,7 +120,7 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         header = next(csv.reader([header_line], delimiter=delimiter), [])
         table = _table_from_header([normalise_name(c) for c in header])
     if table is None:
-        return refuse(f"cannot tell which table this is: name the file after a table ({', '.join(TABLES)})")
+        return refuse(Rule("read.unknown_table", tables=", ".join(TABLES)))
     return [Source(path, None, table, sha, size, delimiter, plain_lines)]
 
 
@@ -140,14 +133,16 @@ def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Sour
     try:
         sheets = _sheet_names(path)
     except Exception as exc:  # untrusted content: any parser failure is a damaged file, not a crash
-        report.add(Problem(path.name, None, None, None, None, f"damaged XLSX workbook ({type(exc).__name__})"))
+        report.add(
+            Problem(path.name, None, None, None, None, Rule("read.workbook_unreadable", error=type(exc).__name__))
+        )
         return []
     sources = []
     for sheet in sheets:
         table = _table_from_name(sheet)
         if table is None:
             report.add(
-                Problem(path.name, sheet, None, None, None, f"sheet name is not a registry table ({', '.join(TABLES)})")
+                Problem(path.name, sheet, None, None, None, Rule("read.sheet_not_table", tables=", ".join(TABLES)))
             )
             continue
         sources.append(Source(path, sheet, table, sha, size))
@@ -177,16 +172,18 @@ def _first_line(path: Path) -> str:
     return ""
 
 
-def _delimiter(header: str) -> tuple[str, str | None]:
+def _delimiter(header: str) -> tuple[str, Rule | None]:
     """The separator, from the header line: the one that splits it; never a guess between two."""
     counts = {d: header.count(d) for d in _DELIMITERS}
     best = max(counts.values())
     if best == 0:
         return ",", None  # one column (or no header at all): the header check says what is wrong
     winners = [d for d, n in counts.items() if n == best]
-    if len(winners) > 1:
-        shown = " and ".join(repr(d) for d in winners)
-        return ",", f"cannot tell the separator: the header row has as many {shown}; use one separator"
+    if len(winners) > 1:  # two or all three of _DELIMITERS
+        shown = [repr(d) for d in winners]
+        if len(shown) == 2:
+            return ",", Rule("read.separator_two", first=shown[0], second=shown[1])
+        return ",", Rule("read.separator_three", first=shown[0], second=shown[1], third=shown[2])
     return winners[0], None
 
 
@@ -206,7 +203,7 @@ def _table_from_header(columns: list[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def _check_xlsx_container(path: Path) -> str | None:
+def _check_xlsx_container(path: Path) -> Rule | None:
     """Why this ZIP is not a safe XLSX workbook, judged from the ZIP directory alone; None when it is fine.
 
     Runs before openpyxl opens the file. The declared sizes are what Python's zipfile will unpack at most
@@ -217,25 +214,24 @@ def _check_xlsx_container(path: Path) -> str | None:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        return "damaged or truncated XLSX workbook: not a readable ZIP archive"
+        return Rule("read.zip_unreadable")
     names = {i.filename for i in infos}
     missing = [p for p in _XLSX_PARTS if p not in names]
     if missing:
-        return f"not an XLSX workbook: the ZIP archive has no {missing[0]}"
+        return Rule("read.zip_part_missing", part=missing[0])
     if len(infos) > _MAX_ZIP_MEMBERS:
-        return f"not a plausible XLSX workbook: {len(infos):,} parts (more than {_MAX_ZIP_MEMBERS:,})"
+        return Rule("read.zip_too_many_parts", parts=f"{len(infos):,}", limit=f"{_MAX_ZIP_MEMBERS:,}")
     unpacked = sum(i.file_size for i in infos)
     if unpacked > max_unpacked_mb() * _MB:
-        return (
-            f"XLSX workbook unpacks to {unpacked / _MB:,.0f} MB, more than the limit of {max_unpacked_mb():,.0f} MB "
-            "(VBHC_MAX_UNPACKED_MB); possibly a zip bomb; save large tables as CSV UTF-8"
-        )
+        return Rule("read.zip_unpacked_too_large", size=f"{unpacked / _MB:,.0f}", limit=f"{max_unpacked_mb():,.0f}")
     ratio_limit = max_zip_ratio()
     for info in infos:
         if info.file_size > _MB and info.file_size > ratio_limit * max(info.compress_size, 1):
-            return (
-                f"XLSX part {info.filename} is compressed {info.file_size / max(info.compress_size, 1):,.0f} times, "
-                f"more than the limit of {ratio_limit:,.0f} (VBHC_MAX_ZIP_RATIO); possibly a zip bomb"
+            return Rule(
+                "read.zip_ratio",
+                part=info.filename,
+                ratio=f"{info.file_size / max(info.compress_size, 1):,.0f}",
+                limit=f"{ratio_limit:,.0f}",
             )
     return None
 
@@ -261,7 +257,7 @@ def _sheet_names(path: Path) -> list[str]:
         fh.close()
 
 
-def _scan_text(path: Path) -> tuple[str, str | None, bool]:
+def _scan_text(path: Path) -> tuple[str, Rule | None, bool]:
     """sha256 of a CSV file and, in the same pass, why it is not UTF-8 text (None when it is), and whether one
     line is one row (no quote characters, no carriage return outside a CRLF line end).
 
@@ -269,7 +265,8 @@ def _scan_text(path: Path) -> tuple[str, str | None, bool]:
     """
     h = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, line, problem = 0, 1, None
+    offset, line = 0, 1
+    problem: Rule | None = None
     quotes = lone_cr = False
     cr_pending = False  # the previous block ended in CR: a CRLF may straddle the blocks
     with path.open("rb") as fh:
@@ -283,10 +280,10 @@ def _scan_text(path: Path) -> tuple[str, str | None, bool]:
                 lone_cr = lone_cr or block.count(b"\r") - block.count(b"\r\n") > int(cr_pending)
             if problem is None:
                 if offset == 0 and block.startswith((b"\xff\xfe", b"\xfe\xff")):
-                    problem = "UTF-16 text (Excel 'Unicode text'); tried UTF-8 with and without BOM: save as CSV UTF-8"
+                    problem = Rule("read.utf16")
                 elif (nul := block.find(b"\x00")) >= 0:
                     at_line = line + block.count(b"\n", 0, nul)
-                    problem = f"binary content, not CSV text: NUL byte at byte offset {offset + nul:,} (line {at_line})"
+                    problem = Rule("read.nul_byte", offset=f"{offset + nul:,}", line=at_line)
                 elif not (block.isascii() and not decoder.getstate()[0]):  # ASCII is UTF-8: nothing to decode
                     pending = len(decoder.getstate()[0])
                     try:
@@ -295,20 +292,14 @@ def _scan_text(path: Path) -> tuple[str, str | None, bool]:
                         at = max(exc.start - pending, 0)
                         byte = exc.object[exc.start]
                         at_line = line + block.count(b"\n", 0, at)
-                        problem = (
-                            f"not UTF-8 text: byte 0x{byte:02X} at byte offset {offset + at:,} (line {at_line}) "
-                            "cannot be decoded; tried UTF-8 with and without BOM: save as CSV UTF-8"
-                        )
+                        problem = Rule("read.not_utf8", byte=f"0x{byte:02X}", offset=f"{offset + at:,}", line=at_line)
                 line += block.count(b"\n")
             offset += len(block)
     if problem is None:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            problem = (
-                f"not UTF-8 text: the file ends in the middle of a character (byte offset {offset:,}); "
-                "it may be truncated"
-            )
+            problem = Rule("read.utf8_truncated", offset=f"{offset:,}")
     return h.hexdigest(), problem, not (quotes or lone_cr or cr_pending)
 
 
@@ -332,38 +323,30 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
     known = set(spec.columns)
     if not any(n in known for n in names):
         source_problem = source.problem(
-            "this file has no header row: the first row does not name any column of "
-            f"{spec.name} (expected: {', '.join(spec.columns)})",
-            row=header.row,
+            Rule("read.no_header", table=spec.name, columns=", ".join(spec.columns)), row=header.row
         )
         report.add(source_problem)
         return False
     ok = True
     for raw, name in zip(header.raw, names, strict=True):
         if name and is_identifier_column(raw):
-            report.add(
-                source.problem(
-                    "column looks like a direct patient identifier; registries must be pseudonymised",
-                    header.row,
-                    raw,
-                )
-            )
+            report.add(source.problem(Rule("read.identifier_column"), header.row, raw))
             ok = False
     for position, name in enumerate(names, start=1):
         if name == "":
-            report.add(
-                source.problem(f"column {position} has no name: every column with values needs a header", header.row)
-            )
+            report.add(source.problem(Rule("read.unnamed_column", position=position), header.row))
             ok = False
     for col in spec.required:
         if col not in names:
-            report.add(source.problem(f"required column missing from {spec.name}", header.row, col))
+            report.add(source.problem(Rule("read.required_column", table=spec.name), header.row, col))
             ok = False
     for raw, name in zip(header.raw, names, strict=True):
         if name and name not in known and not is_identifier_column(raw):
             report.add(
                 source.problem(
-                    f"unknown column for {spec.name} (expected: {', '.join(spec.columns)})", header.row, raw.strip()
+                    Rule("read.unknown_column", table=spec.name, columns=", ".join(spec.columns)),
+                    header.row,
+                    raw.strip(),
                 )
             )
             ok = False
@@ -373,7 +356,7 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
             positions = [str(i) for i, n in enumerate(names, start=1) if n == name]
             report.add(
                 source.problem(
-                    f"column appears {count} times (columns {', '.join(positions)}); keep one", header.row, name
+                    Rule("read.repeated_column", times=count, positions=", ".join(positions)), header.row, name
                 )
             )
             ok = False
@@ -383,9 +366,7 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
 def _make_header(raw: list[str], row: int, source: Source, report: ImportReport) -> Header | None:
     limit = max_columns()
     if len(raw) > limit:
-        report.add(
-            source.problem(f"the header has {len(raw):,} columns, more than the limit of {limit:,} (VBHC_MAX_COLUMNS)")
-        )
+        report.add(source.problem(Rule("read.too_many_columns", width=f"{len(raw):,}", limit=f"{limit:,}")))
         return None
     cleaned = [c.strip().lstrip("\ufeff").strip() for c in raw]
     names = [normalise_name(c) for c in cleaned]
@@ -461,7 +442,7 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
             row_limit -= len(buffer)
             buffer, numbers = [], []
     if header is None:
-        report.add(source.problem("this file is empty: there is no header row"))
+        report.add(source.problem(Rule("read.file_empty")))
         return
     if _too_many(source, report, row_limit, numbers, buffer):
         return
@@ -492,7 +473,7 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
     finally:
         records.close()
     if not found:
-        report.add(source.problem("this file is empty: there is no header row"))
+        report.add(source.problem(Rule("read.file_empty")))
     if header is None:
         return
     yield header
@@ -522,8 +503,7 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
         try:
             yield from reader
         except pa.ArrowInvalid:
-            rule = f"a row is longer than {_ARROW_BLOCK_BYTES // _MB} MB: is a line break missing?"
-            report.add(source.problem(rule, next_line))
+            report.add(source.problem(Rule("read.row_too_long", size=_ARROW_BLOCK_BYTES // _MB), next_line))
 
     row_limit = max_rows()
     pending: list[pd.DataFrame] = [_chunk(header, [], [], 0).frame]
@@ -624,24 +604,25 @@ def _take(frames: list[pd.DataFrame], numbers: list[np.ndarray], rows: int) -> t
 
 
 def _not_plain(
-    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, str]], report: ImportReport
+    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, str | None]], report: ImportReport
 ) -> None:
-    for position, what in odd:
+    """A problem per cell that is not a plain value; `odd` holds (column position, the value's type name, or None
+    for a formula)."""
+    for position, kind in odd:
         name = header.names[position] if header is not None and position < len(header.names) else None
-        report.add(
-            source.problem(
-                f"cell{'' if name else f' in column {position + 1}'} holds {what}: only plain values (text, numbers, "
-                "dates, yes/no) are accepted; formulas are not accepted: paste the values instead",
-                row_no,
-                name,
-            )
-        )
+        if kind is None:
+            rule = Rule("read.cell_formula") if name else Rule("read.cell_formula_at", position=position + 1)
+        elif name:
+            rule = Rule("read.cell_not_plain", kind=kind)
+        else:
+            rule = Rule("read.cell_not_plain_at", position=position + 1, kind=kind)
+        report.add(source.problem(rule, row_no, name))
 
 
 def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int], buffer: list) -> bool:
     if len(buffer) <= left:
         return False
-    report.add(source.problem(f"more than {max_rows():,} rows (VBHC_MAX_ROWS); split the file", numbers[left]))
+    report.add(source.problem(Rule("read.too_many_rows", count=max_rows()), numbers[left]))
     return True
 
 
@@ -658,20 +639,11 @@ def _wrong_width(source: Source, width: int, row_no: int, fields: list[str], rep
     extra = [(i, f) for i, f in enumerate(fields[width:], start=width + 1) if f.strip()]
     if extra:
         position, value = extra[0]
-        rule = (
-            f"this row has {len(fields)} fields, the header has {width}: a value in column {position}, which has "
-            "no header (is there a separator too many in this row?)"
-        )
+        rule = Rule("read.row_extra_value", fields=len(fields), width=width, position=position)
         report.add(source.problem(rule, row_no, None, value))
         return
-    hint = "is a separator missing, or the file cut short?" if len(fields) < width else "a separator too many?"
-    report.add(
-        source.problem(
-            f"this row has {len(fields)} fields, the header has {width}: every row needs exactly one field for "
-            f"every column ({hint})",
-            row_no,
-        )
-    )
+    code = "read.row_too_few_fields" if len(fields) < width else "read.row_too_many_fields"
+    report.add(source.problem(Rule(code, fields=len(fields), width=width), row_no))
 
 
 def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], report: ImportReport) -> bool:
@@ -679,14 +651,7 @@ def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], re
     extra = [(i, f) for i, f in enumerate(fields[named:], start=named + 1) if f.strip()]
     if extra:
         position, value = extra[0]
-        report.add(
-            source.problem(
-                f"a value in column {position}, which has no header: every value needs a column name",
-                row_no,
-                None,
-                value,
-            )
-        )
+        report.add(source.problem(Rule("read.value_without_header", position=position), row_no, None, value))
         return False
     return True
 
@@ -707,17 +672,19 @@ def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, lis
 
 
 class MalformedText(Exception):
-    def __init__(self, row: int, reason: str):
+    """A CSV the csv module cannot parse from `row` on; `reason` is the problem's rule."""
+
+    def __init__(self, row: int, reason: Rule):
         super().__init__(reason)
         self.row, self.reason = row, reason
 
 
-def _csv_reason(message: str) -> str:
+def _csv_reason(message: str) -> Rule:
     if "field larger than field limit" in message:
-        return f"a cell is longer than {csv.field_size_limit():,} characters (or a quote is never closed)"
+        return Rule("read.cell_too_long", count=csv.field_size_limit())
     if "unexpected end of data" in message or "EOF" in message:
-        return "a quoted value is never closed (the file may be truncated)"
-    return f"malformed CSV: {short(message, 120)}"
+        return Rule("read.quote_not_closed")
+    return Rule("read.malformed_csv", detail=short(message, 120))
 
 
 #: Cell types that are plain values; anything else (formulas, array formulas, rich text, errors) is refused.
@@ -739,20 +706,21 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], list[tuple[int, str]] | None]]:
-    """Like _csv_records, plus the cells that are not plain values: (column position, what they hold)."""
+def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], list[tuple[int, str | None]] | None]]:
+    """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
+    None for a formula)."""
     wb, fh = _open_workbook(source.path)
     try:
         ws = wb[source.sheet]
         for row_no, raw in enumerate(ws.iter_rows(values_only=True), start=1):
             fields = []
-            odd: list[tuple[int, str]] | None = None
+            odd: list[tuple[int, str | None]] | None = None
             for col, value in enumerate(raw):
                 if value is not None and not isinstance(value, _PLAIN):
-                    odd = [*(odd or []), (col, f"not a plain value ({type(value).__name__})")]
+                    odd = [*(odd or []), (col, type(value).__name__)]
                     value = None
                 elif isinstance(value, str) and value.startswith("=") and len(value) > 1:
-                    odd = [*(odd or []), (col, "a formula")]
+                    odd = [*(odd or []), (col, None)]
                 fields.append(cell_text(value))
             while fields and fields[-1] == "":
                 fields.pop()

@@ -36,6 +36,7 @@ from vbhc.ingest.problems import (
     ImportRefused,
     ImportReport,
     Problem,
+    Rule,
     SourceReport,
     rule_text,
     short,
@@ -140,16 +141,16 @@ def _database_problem(exc: SQLAlchemyError) -> Problem:
     """One line on why the database refused the write; never its SQL or parameters (they carry values)."""
     text = str(getattr(exc, "orig", None) or "").lower()
     if "readonly" in text or "read-only" in text or "read only" in text:
-        why = "the database is read-only"
+        why = Rule("read.database_read_only")
     elif ("disk" in text and "full" in text) or "no space" in text or "database or disk is full" in text:
-        why = "the disk holding the database is full"
+        why = Rule("read.database_full")
     elif "locked" in text:
-        why = "the database is locked by another program"
+        why = Rule("read.database_locked")
     elif "unable to open" in text or "could not connect" in text or "connection" in text:
-        why = "the database cannot be reached"
+        why = Rule("read.database_unreachable")
     else:
-        why = f"the database refused the write ({type(exc).__name__})"
-    return Problem("database", None, None, None, None, f"{why}; nothing was imported")
+        why = Rule("read.database_refused", error=type(exc).__name__)
+    return Problem("database", None, None, None, None, why)
 
 
 def _audit_imported(conn: Connection, actor: object, report: ImportReport) -> None:
@@ -354,13 +355,13 @@ def _read_validated(
     except MalformedText as exc:
         report.add(source.problem(exc.reason, exc.row))
     except DamagedFile as exc:
-        report.add(source.problem(f"damaged or truncated XLSX workbook ({exc})"))
+        report.add(source.problem(Rule("read.workbook_damaged", error=str(exc))))
     except (SQLAlchemyError, MemoryError, _NeedsStaging):
         raise
     except Exception as exc:  # the parser on untrusted content: a damaged file, not a crash
         if source.sheet is None:
             raise
-        report.add(source.problem(f"damaged or truncated XLSX workbook ({type(exc).__name__})"))
+        report.add(source.problem(Rule("read.workbook_damaged", error=type(exc).__name__)))
     return header, header_ok, all_units
 
 
@@ -520,7 +521,7 @@ def _duplicate_problems(conn: Connection, source: Source, stage, report: ImportR
     for row in rows:
         report.add(
             source.problem(
-                f"duplicate key: already given in row {int(row[-1])}",
+                Rule("read.duplicate_key", row=int(row[-1])),
                 int(row[0]),
                 "+".join(spec.key),
                 "/".join(str(v) for v in row[1:-1]),
@@ -538,15 +539,24 @@ def _duplicates_across(conn: Connection, number: int, source: Source, stage, bat
         batch.seen_keys[source.table] = seen
     report = batch.report
     count, rows = staging.duplicates_across(conn, stage, seen, spec.target_key, report.room)
+    key_columns = "+".join(spec.key)
     for row in rows:
         other = batch.labels[int(row[1])]
-        where = other.label + (f" [sheet {other.sheet}]" if other.sheet else "")
+        if other.sheet:
+            rule = Rule(
+                "read.duplicate_key_across_sheet",
+                file=other.label,
+                sheet=other.sheet,
+                row=int(row[2]),
+                key_columns=key_columns,
+            )
+        else:
+            rule = Rule("read.duplicate_key_across", file=other.label, row=int(row[2]), key_columns=key_columns)
         report.add(
             source.problem(
-                f"duplicate key: {where} row {int(row[2])} in this batch gives the same {'+'.join(spec.key)}; "
-                "each row belongs in one file",
+                rule,
                 int(row[0]),
-                "+".join(spec.key),
+                key_columns,
                 "/".join(str(v) for v in row[3:]),
             )
         )
@@ -563,7 +573,7 @@ def _check_references(conn: Connection, source: Source, stage, report: ImportRep
         for row in rows:
             report.add(
                 source.problem(
-                    f"refers to a row of {parent} that is not stored",
+                    Rule("read.unresolved_reference", table=parent),
                     int(row[0]),
                     "+".join(columns),
                     "/".join(str(v) for v in row[1:]),
@@ -599,31 +609,37 @@ def _check_condition_changes(conn: Connection, source: Source, stage, batch: _Ba
         return
     new_condition = {cycle: (row, old, new) for row, cycle, old, new in changes}
     catalog = batch.catalog
-    misfits: dict[str, list[str]] = {}
+    misfits: dict[str, list[tuple[str, dict[str, str]]]] = {}  # cycle -> (kind, values) per stored row
     for cycle, what, ident, timepoint in _children_of(conn, list(new_condition)):
         cond = catalog.conditions.get(new_condition[cycle][2])
         if cond is None:
             continue
         if what == "outcome" and ident not in {o.id for o in cond.outcomes}:
-            misfits.setdefault(cycle, []).append(f"clinical outcome {ident!r}")
+            misfits.setdefault(cycle, []).append(("o", {"outcome": repr(ident)}))
         elif what == "prom":
             uses = {u.instrument: u for u in cond.proms}
             if ident not in uses or timepoint not in uses[ident].timepoints:
-                misfits.setdefault(cycle, []).append(f"PROM {ident!r} at {timepoint!r}")
+                misfits.setdefault(cycle, []).append(("p", {"prom": repr(ident), "timepoint": repr(timepoint)}))
         elif what == "cost" and ident not in cond.cost_activities:
-            misfits.setdefault(cycle, []).append(f"cost activity {ident!r}")
+            misfits.setdefault(cycle, []).append(("c", {"activity": repr(ident)}))
     for cycle, items in sorted(misfits.items(), key=lambda kv: new_condition[kv[0]][0]):
         row, old, new = new_condition[cycle]
-        listed = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-        batch.report.add(
-            source.problem(
-                f"changes the condition of a stored care cycle from {old} to {new}, but its stored {listed} "
-                f"belong(s) to {old}, not to {new}; correct the condition in the source or remove those rows first",
-                int(row),
-                "condition",
-                new,
-            )
-        )
+        batch.report.add(source.problem(_condition_change_rule(old, new, items), int(row), "condition", new))
+
+
+def _condition_change_rule(old: str, new: str, items: list[tuple[str, dict[str, str]]]) -> Rule:
+    """The rule for a care cycle whose stored rows do not fit its new condition: the first three of them named
+    (outcomes, then PROMs, then costs), the rest counted. One message per combination of the rows named
+    (problem.read.condition_change_<kinds>[_more]), so each language lists them in its own words."""
+    items = sorted(items, key=lambda item: "opc".index(item[0]))  # _children_of's order already: unchanged
+    shown = items[:3]
+    code = "read.condition_change_" + "".join(kind for kind, _ in shown) + ("_more" if len(items) > 3 else "")
+    values: dict[str, object] = {"old": old, "new": new}
+    for position, (_, named) in enumerate(shown, start=1):
+        values |= {f"{name}{position}": value for name, value in named.items()}
+    if len(items) > 3:
+        values["others"] = len(items) - 3
+    return Rule(code, **values)
 
 
 def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch) -> None:
@@ -649,11 +665,13 @@ def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch
             .where(stage.c[column].is_distinct_from(target.c[column]), ~replaced.exists())
             .group_by(stage.c.row_no, stage.c[column])
         )
-        for query, where in ((within, "another row of this response in the file"), (stored, "its stored rows")):
+        # the other value is shown in the rule; an empty one is said in words ("(empty)", "(leeg)")
+        for query, code in ((within, "read.response_differs_in_file"), (stored, "read.response_differs_stored")):
             for row, value, seen in conn.execute(query.order_by(stage.c.row_no).limit(batch.report.room)).all():
+                rule = Rule(f"{code}_empty") if seen is None else Rule(code, seen=_shown(seen))
                 batch.report.add(
                     source.problem(
-                        f"differs from {where} ({_shown(seen)}); one response is one visit of one respondent",
+                        rule,
                         int(row),
                         column,
                         _shown(value),

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, Catalog
-from vbhc.ingest.problems import ImportReport, Problem
+from vbhc.ingest.problems import ImportReport, Problem, Rule, shown_column, shown_value
 from vbhc.ingest.read import Chunk, Source
 from vbhc.settings import max_cell_chars
 
@@ -81,8 +81,16 @@ class DecimalMarks:
             a, b = decisive["."], decisive[","]
             first, second = sorted([(a, "."), (b, ",")], key=lambda x: x[0].row)
             return self.source.problem(
-                f"this file mixes decimal marks: {first[0].value!r} (row {first[0].row}, column {first[0].column}) "
-                f"uses '{first[1]}', {second[0].value!r} uses '{second[1]}'; use one decimal mark in the whole file",
+                Rule(
+                    "validate.mixed_decimal_marks",
+                    # quoted values masked as the problem's own value is (an identifier never reaches a message)
+                    first_value=repr(shown_value(first[0].column, first[0].value)),
+                    first_row=first[0].row,
+                    first_column=shown_column(first[0].column),
+                    first_mark=first[1],
+                    second_value=repr(shown_value(second[0].column, second[0].value)),
+                    second_mark=second[1],
+                ),
                 second[0].row,
                 second[0].column,
                 second[0].value,
@@ -92,8 +100,13 @@ class DecimalMarks:
             other = undecided.get("," if mark == "." else ".")
             if other is not None:
                 return self.source.problem(
-                    f"this file uses '{mark}' as its decimal mark (e.g. {seen.value!r} in row {seen.row}), so "
-                    f"'{other.value}' would hold a thousands separator; write numbers without thousands separators",
+                    Rule(
+                        "validate.thousands_separator_implied",
+                        mark=mark,
+                        example=repr(shown_value(seen.column, seen.value)),
+                        example_row=seen.row,
+                        value=shown_value(other.column, other.value),
+                    ),
                     other.row,
                     other.column,
                     other.value,
@@ -103,9 +116,7 @@ class DecimalMarks:
             seen = min(undecided.values(), key=lambda s: s.row)
             mark = next(m for m, s in undecided.items() if s is seen)
             return self.source.problem(
-                f"cannot tell whether '{mark}' in {seen.value!r} is a decimal mark or a thousands separator, and "
-                "no other number in the file tells; write numbers without thousands separators and with a decimal "
-                "mark only where there are decimals",
+                Rule("validate.decimal_mark_undecided", mark=mark, value=repr(shown_value(seen.column, seen.value))),
                 seen.row,
                 seen.column,
                 seen.value,
@@ -122,8 +133,8 @@ class Checker:
         self.bad = np.zeros(len(chunk.frame), dtype=bool)
         self._found: list[Problem] = []
 
-    def flag(self, mask: np.ndarray | pd.Series, column: str | None, rule: str | Callable[[int], str]) -> None:
-        """Mark rows as bad; `rule` is the message or a function of the row's position in the chunk."""
+    def flag(self, mask: np.ndarray | pd.Series, column: str | None, rule: Rule | Callable[[int], Rule]) -> None:
+        """Mark rows as bad; `rule` is the message (a Rule) or a function of the row's position in the chunk."""
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
@@ -155,9 +166,8 @@ class Checker:
                 self.flag(
                     too_long,
                     column,
-                    lambda i, lengths=lengths: (
-                        f"cell has {int(lengths[i]):,} characters, more than the limit of {limit:,} "
-                        "(VBHC_MAX_CELL_CHARS)"
+                    lambda i, lengths=lengths: Rule(
+                        "validate.cell_too_long", count=int(lengths[i]), limit=f"{limit:,}"
                     ),
                 )
 
@@ -167,13 +177,13 @@ class Checker:
     def text(self, column: str, required: bool = True, max_len: int = 64) -> pd.Series:
         s = self.frame[column].str.strip()
         if required:
-            self.flag(s == "", column, "required value is empty")
-        self.flag(s.str.len() > max_len, column, f"longer than {max_len} characters")
+            self.flag(s == "", column, Rule("validate.required_empty"))
+        self.flag(s.str.len() > max_len, column, Rule("validate.too_long", count=max_len))
         first = s.str[:1]
         starts = first.isin(_FORMULA_STARTS)
         if starts.any():
             formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
-            self.flag(formula, column, "looks like a spreadsheet formula; formulas are not accepted")
+            self.flag(formula, column, Rule("validate.formula"))
         return s
 
     def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
@@ -183,7 +193,7 @@ class Checker:
             s = s.where(mask, "")
         empty = (s == "").to_numpy()
         if required:
-            self.flag(empty, column, "required value is empty")
+            self.flag(empty, column, Rule("validate.required_empty"))
         plain = s.str.fullmatch(_PLAIN_INTEGER).to_numpy()
         values = pd.Series(np.nan, index=s.index, dtype="float64")
         if plain.any():
@@ -198,11 +208,11 @@ class Checker:
             grouped = text.str.fullmatch(_GROUPED).to_numpy() & ~number
             bad_rows = np.zeros(len(s), dtype=bool)
             bad_rows[np.flatnonzero(rest)[grouped]] = True
-            self.flag(bad_rows, column, "a number with a thousands separator: write it without (e.g. 1250.50)")
+            self.flag(bad_rows, column, Rule("validate.thousands_separator"))
             other = np.zeros(len(s), dtype=bool)
             other[np.flatnonzero(rest)[~number & ~grouped]] = True
-            self.flag(other, column, "not a number")
-        self.flag(np.isinf(values.to_numpy()), column, "not a finite number")
+            self.flag(other, column, Rule("validate.not_a_number"))
+        self.flag(np.isinf(values.to_numpy()), column, Rule("validate.not_finite"))
         return values
 
     def date(self, column: str, required: bool = True) -> pd.Series:
@@ -213,17 +223,18 @@ class Checker:
         values = pd.Series(parsed.array.take(codes, allow_fill=True), index=s.index, name=s.name)
         empty = s == ""
         if required:
-            self.flag(empty, column, "required value is empty")
-        self.flag(~empty & values.isna(), column, "not a date in the form YYYY-MM-DD")
+            self.flag(empty, column, Rule("validate.required_empty"))
+        self.flag(~empty & values.isna(), column, Rule("validate.not_a_date"))
         today = pd.Timestamp(dt.date.today())
-        self.flag(values > today, column, "date lies in the future")
-        self.flag(values < pd.Timestamp("1900-01-01"), column, "date before 1900")
+        self.flag(values > today, column, Rule("validate.future_date"))
+        self.flag(values < pd.Timestamp("1900-01-01"), column, Rule("validate.date_before_1900"))
         return values
 
-    def codes(self, column: str, values: pd.Series, allowed: set[str], what: str) -> None:
+    def codes(self, column: str, values: pd.Series, allowed: set[str], code: str, **fields: object) -> None:
+        """Flag values outside `allowed`; the rule is message `code`, given the allowed codes and `fields`."""
         unknown = ~values.isin(allowed) & (values != "")
         listed = ", ".join(sorted(allowed)[:12]) + (" ..." if len(allowed) > 12 else "")
-        self.flag(unknown, column, f"unknown {what} (allowed: {listed})")
+        self.flag(unknown, column, Rule(code, allowed=listed, **fields))
 
 
 def _parse_numbers(text: pd.Series) -> np.ndarray:
@@ -286,7 +297,7 @@ def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
     department = ck.text("department", max_len=40)
     for column, codes in (("hospital", hospital), ("department", department)):
         odd = (codes != "") & ~codes.str.fullmatch(UNIT_CODE).to_numpy(dtype=bool)
-        ck.flag(odd, column, "a unit code has letters, digits, '_' and '-' only (the name goes in the name column)")
+        ck.flag(odd, column, Rule("validate.unit_code_characters"))
     hospital_name = ck.text("hospital_name", max_len=200)
     department_name = ck.text("department_name", max_len=200)
     division = ck.text("division", required=False, max_len=200) if "division" in f else pd.Series("", index=f.index)
@@ -294,7 +305,7 @@ def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
     if "own_hospital" in f:
         raw = f["own_hospital"].str.strip().str.lower()
         truthy, falsy = {"1", "yes", "ja", "true", "y", "j"}, {"0", "no", "nee", "false", "n", ""}
-        ck.flag(~raw.isin(truthy | falsy), "own_hospital", "expected 1/0 (or yes/no)")
+        ck.flag(~raw.isin(truthy | falsy), "own_hospital", Rule("validate.expected_yes_no"))
         own = raw.isin(truthy)
     out = pd.DataFrame(
         {
@@ -307,9 +318,9 @@ def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
         }
     )
     names = out.groupby("hospital")["hospital_name"].transform("nunique")
-    ck.flag(names > 1, "hospital_name", "the same hospital code has different names in this file")
+    ck.flag(names > 1, "hospital_name", Rule("validate.hospital_names_differ"))
     flags = out.groupby("hospital")["own_hospital"].transform("nunique")
-    ck.flag(flags > 1, "own_hospital", "the same hospital is marked both own and not own in this file")
+    ck.flag(flags > 1, "own_hospital", Rule("validate.own_hospital_differs"))
     return out
 
 
@@ -318,15 +329,15 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     catalog = batch.catalog
     cycle_id = ck.text("cycle_id")
     patient_id = ck.text("patient_id")
-    ck.flag(is_bsn(patient_id), "patient_id", "looks like a BSN (passes the 11-test); use a pseudonym")
+    ck.flag(is_bsn(patient_id), "patient_id", Rule("validate.looks_like_bsn"))
     condition = ck.text("condition")
-    ck.codes("condition", condition, set(catalog.conditions), "condition")
+    ck.codes("condition", condition, set(catalog.conditions), "validate.unknown_condition")
     hospital = ck.text("hospital", max_len=40)
     department = ck.text("department", max_len=40)
     known_units = batch.units()
     pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
     unknown_unit = ~pairs.isin(known_units) & (hospital != "") & (department != "")
-    ck.flag(unknown_unit, "department", "unknown hospital/department: import it in the units table first")
+    ck.flag(unknown_unit, "department", Rule("validate.unknown_unit", table="units"))
     index_date = ck.date("index_date")
     treatment = ck.text("treatment", required=False, max_len=100) if "treatment" in f else pd.Series("", index=f.index)
 
@@ -349,29 +360,33 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
         cond = catalog.conditions[cond_id]
         mask = f.index.isin(rows)
         bad_treatment = mask & (treatment != "") & ~treatment.isin(cond.treatments)
-        ck.flag(bad_treatment, "treatment", f"unknown treatment for {cond_id} (allowed: {', '.join(cond.treatments)})")
+        ck.flag(
+            bad_treatment,
+            "treatment",
+            Rule("validate.unknown_treatment", condition=cond_id, allowed=", ".join(cond.treatments)),
+        )
         used = {v.name: v for v in cond.casemix}
         for name in STORED_CASEMIX:
             if name not in f:
                 continue
             raw = f[name].str.strip()
             if name not in used:
-                ck.flag(mask & (raw != ""), name, f"not a case-mix variable of {cond_id}; leave it empty")
+                ck.flag(mask & (raw != ""), name, Rule("validate.not_casemix_variable", condition=cond_id))
                 continue
             var = used[name]
             if var.type == "category":
                 sub = raw.where(mask, "")
-                ck.codes(name, sub, set(var.codes), f"code for {name}")
+                ck.codes(name, sub, set(var.codes), "validate.unknown_casemix_code", variable=name)
                 out.loc[mask, name] = sub[mask].replace("", None)
             else:
                 values = ck.number(name, required=False, mask=mask)
                 if var.type == "integer":
-                    ck.flag(mask & values.notna() & (values % 1 != 0), name, "not a whole number")
+                    ck.flag(mask & values.notna() & (values % 1 != 0), name, Rule("validate.not_whole_number"))
                 lo, hi = var.min, var.max
                 ck.flag(
                     mask & values.notna() & ((values < lo) | (values > hi)),
                     name,
-                    f"outside the allowed range {lo:g} to {hi:g} for {cond_id}",
+                    Rule("validate.casemix_out_of_range", low=f"{lo:g}", high=f"{hi:g}", condition=cond_id),
                 )
                 out.loc[mask, name] = values[mask]
     return out
@@ -384,7 +399,7 @@ def _child_conditions(ck: Checker, batch: BatchState, cycle_id: pd.Series) -> pd
     codes, distinct = pd.factorize(cycle_id)
     found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
     conditions = pd.Series(found[codes], index=cycle_id.index, dtype=object)
-    ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", "unknown cycle_id: not in care_cycles")
+    ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", Rule("validate.unknown_cycle"))
     return conditions.where(conditions.notna(), "")
 
 
@@ -404,17 +419,17 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
         ck.flag(
             mask & ~outcome.isin(by_id) & (outcome != ""),
             "outcome",
-            f"not an outcome of {cond_id} (allowed: {', '.join(by_id)})",
+            Rule("validate.unknown_outcome", condition=cond_id, allowed=", ".join(by_id)),
         )
         for o in cond.outcomes:
             m = mask & (outcome == o.id).to_numpy() & value.notna().to_numpy()
             if o.type == "binary":
-                ck.flag(m & ~value.isin([0.0, 1.0]), "value", f"{o.id} is yes/no: expected 0 or 1")
+                ck.flag(m & ~value.isin([0.0, 1.0]), "value", Rule("validate.outcome_yes_no", outcome=o.id))
             else:
                 ck.flag(
                     m & ((value < o.min) | (value > o.max)),
                     "value",
-                    f"{o.id} outside the allowed range {o.min:g} to {o.max:g}",
+                    Rule("validate.outcome_out_of_range", outcome=o.id, low=f"{o.min:g}", high=f"{o.max:g}"),
                 )
     return pd.DataFrame({"cycle_id": cycle_id, "outcome": outcome, "value": value, "date": date})
 
@@ -443,20 +458,29 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
         ck.flag(
             mask & ~inst.isin(uses) & ~inst.empty,
             "instrument",
-            f"not a PROM instrument of {cond_id} (allowed: {', '.join(uses)})",
+            Rule("validate.unknown_instrument", condition=cond_id, allowed=", ".join(uses)),
         )
         for inst_id, use in uses.items():
             m = mask & inst.equals(inst_id)
             ck.flag(
                 m & ~times.isin(use.timepoints) & ~times.empty,
                 "timepoint",
-                f"{inst_id} is not collected at this timepoint for {cond_id} (allowed: {', '.join(use.timepoints)})",
+                Rule(
+                    "validate.timepoint_not_collected",
+                    instrument=inst_id,
+                    condition=cond_id,
+                    allowed=", ".join(use.timepoints),
+                ),
             )
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
     lows, highs = item_bounds(catalog)
     lo, hi = _pair_lookup(instrument, item, lows), _pair_lookup(instrument, item, highs)
     known_instrument = instrument.isin(catalog.instruments)
-    ck.flag(known_instrument & lo.isna() & (item != ""), "item", lambda i: f"not an item of {instrument.iat[i]}")
+    ck.flag(
+        known_instrument & lo.isna() & (item != ""),
+        "item",
+        lambda i: Rule("validate.unknown_item", instrument=instrument.iat[i]),
+    )
     ck.flag(
         lo.notna() & value.notna() & ((value < lo) | (value > hi) | (value % 1 != 0)),
         "value",
@@ -510,10 +534,16 @@ def item_bounds(catalog: Catalog) -> tuple[pd.Series, pd.Series]:
     return pd.Series(lo, index=keys, dtype=float), pd.Series(hi, index=keys, dtype=float)
 
 
-def _item_rule(instrument: pd.Series, item: pd.Series, lows: pd.Series, highs: pd.Series) -> Callable[[int], str]:
-    def rule(i: int) -> str:
+def _item_rule(instrument: pd.Series, item: pd.Series, lows: pd.Series, highs: pd.Series) -> Callable[[int], Rule]:
+    def rule(i: int) -> Rule:
         key = f"{instrument.iat[i]}|{item.iat[i]}"
-        return f"{instrument.iat[i]} item {item.iat[i]} must be a whole number from {lows[key]:g} to {highs[key]:g}"
+        return Rule(
+            "validate.item_out_of_range",
+            instrument=instrument.iat[i],
+            item=item.iat[i],
+            low=f"{lows[key]:g}",
+            high=f"{highs[key]:g}",
+        )
 
     return rule
 
@@ -525,8 +555,8 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     activity = ck.text("activity")
     quantity = ck.number("quantity")
     unit_cost = ck.number("unit_cost")
-    ck.flag(quantity < 0, "quantity", "must be 0 or more")
-    ck.flag(unit_cost < 0, "unit_cost", "must be 0 or more (EUR per unit)")
+    ck.flag(quantity < 0, "quantity", Rule("validate.negative_quantity"))
+    ck.flag(unit_cost < 0, "unit_cost", Rule("validate.negative_unit_cost"))
     for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
         if not cond_id:
             continue
@@ -535,7 +565,7 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
         ck.flag(
             mask & ~activity.isin(cond.cost_activities) & (activity != ""),
             "activity",
-            f"not a cost activity of {cond_id} (allowed: {', '.join(cond.cost_activities)})",
+            Rule("validate.unknown_activity", condition=cond_id, allowed=", ".join(cond.cost_activities)),
         )
     return pd.DataFrame({"cycle_id": cycle_id, "activity": activity, "quantity": quantity, "unit_cost": unit_cost})
 
@@ -551,14 +581,14 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     catalog = batch.catalog
     response_id = ck.text("response_id")
-    ck.flag(is_bsn(response_id), "response_id", "looks like a BSN (passes the 11-test); use a pseudonym")
+    ck.flag(is_bsn(response_id), "response_id", Rule("validate.looks_like_bsn"))
     questionnaire = ck.text("questionnaire")
-    ck.codes("questionnaire", questionnaire, set(catalog.prems), "PREM questionnaire")
+    ck.codes("questionnaire", questionnaire, set(catalog.prems), "validate.unknown_questionnaire")
     hospital = ck.text("hospital", max_len=40)
     department = ck.text("department", max_len=40)
     pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
     unknown_unit = ~pairs.isin(batch.units()) & (hospital != "") & (department != "")
-    ck.flag(unknown_unit, "department", "unknown hospital/department: import it in the units table first")
+    ck.flag(unknown_unit, "department", Rule("validate.unknown_unit", table="units"))
     visit_date = ck.date("visit_date")
     visit_type = ck.text("visit_type", max_len=20)
     item = ck.text("item", max_len=40)
@@ -580,7 +610,7 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     for name in PREM_CASEMIX:
         raw = ck.text(name, required=False, max_len=20) if name in f else pd.Series("", index=f.index)
         if name in variables:
-            ck.codes(name, raw, set(variables[name].codes), f"code for {name}")
+            ck.codes(name, raw, set(variables[name].codes), "validate.unknown_casemix_code", variable=name)
         out[name] = raw.replace("", None)
     for qid, rows in questionnaire.groupby(questionnaire, sort=False).groups.items():
         if qid not in catalog.prems:
@@ -590,13 +620,17 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
         ck.flag(
             mask & (visit_type != q.visit_type) & (visit_type != ""),
             "visit_type",
-            f"{qid} is asked after a {q.visit_type} visit",
+            Rule("validate.wrong_visit_type", questionnaire=qid, visit_type=q.visit_type),
         )
         by_id = {i.id: i for i in q.items}
         ck.flag(
             mask & ~item.isin(by_id) & (item != ""),
             "item",
-            f"not an item of {qid} (allowed: {', '.join(list(by_id)[:12])}{' ...' if len(by_id) > 12 else ''})",
+            Rule(
+                "validate.unknown_questionnaire_item",
+                questionnaire=qid,
+                allowed=", ".join(list(by_id)[:12]) + (" ..." if len(by_id) > 12 else ""),
+            ),
         )
         for it in q.items:
             m = mask & (item == it.id).to_numpy()
@@ -606,20 +640,25 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
             ck.flag(
                 m & answer.notna().to_numpy() & ~answer.isin([float(v) for v in allowed]).to_numpy(),
                 "answer",
-                f"{qid} item {it.id} is answered with one of {', '.join(str(v) for v in allowed)}",
+                Rule(
+                    "validate.answer_not_on_scale",
+                    questionnaire=qid,
+                    item=it.id,
+                    allowed=", ".join(str(v) for v in allowed),
+                ),
             )
             if it.departments:
                 ck.flag(
                     m & ~department.isin(it.departments).to_numpy() & (department != "").to_numpy(),
                     "item",
-                    f"{it.id} is asked only of the patients of {', '.join(it.departments)}",
+                    Rule("validate.item_for_other_departments", item=it.id, departments=", ".join(it.departments)),
                 )
     # one returned questionnaire describes one visit of one respondent: its rows must agree
     for column in PREM_RESPONSE_COLUMNS:
         values = out[column].astype(object).where(out[column].notna(), "")
         values = values.astype(str)
         differs = values.groupby(response_id).transform("nunique") > 1
-        ck.flag(differs.to_numpy() & (response_id != "").to_numpy(), column, "differs between rows of one response")
+        ck.flag(differs.to_numpy() & (response_id != "").to_numpy(), column, Rule("validate.differs_within_response"))
     return out
 
 
