@@ -22,6 +22,7 @@ from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
 from vbhc.external import ExternalRefused, combine, own_summary, read_figures, suppressed_summary, write_figures
 from vbhc.indicators import compute_indicators, load_condition_data, restrict
+from vbhc.ingest import rule_text
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.reports.privacy import SuppressionRule
 
@@ -167,7 +168,11 @@ def test_definition_versions_are_refused_or_warned_as_the_catalog_says(versioned
     assert (ind.version, ind.other_version) == ("2", "warn")
     assert catalog.condition(CONDITION).indicator("anastomotic_leak").version == "1"  # the default
     got = read_figures(_csv(*GOOD), catalog=catalog)  # version 1 figures of a version 2 definition: warned
-    assert got.warnings == ["mortality_30d figures are under definition version 1, the catalog's is 2"]
+    assert got.warnings == ["the figures of mortality_30d are under definition version 1; the catalog's is 2"]
+    assert (
+        rule_text(got.warnings[0], "nl")
+        == "de cijfers van mortality_30d hebben definitieversie 1; de catalogus heeft 2"
+    )
     both = combine(got.frame.iloc[:0], got.frame, CONDITION, population="p", catalog=catalog)
     assert any("under another definition version" in w for w in both.warnings)
     assert both.other_version == {"mortality_30d": False}  # compared all the same: the page says so

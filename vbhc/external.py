@@ -452,7 +452,7 @@ def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, probl
             continue  # reported by _row
         if version == ind.version:
             continue
-        message = f"{ind.id} figures are under definition version {version}, the catalog's is {ind.version}"
+        message = Rule("external.other_version_warned", indicator=ind.id, version=version, catalog_version=ind.version)
         if ind.other_version == "refuse":
             rule = Rule("external.version_unknown", catalog_version=ind.version)
             problem(number, "definition_version", version, rule)

@@ -10,7 +10,7 @@ from ui import auth, data, filters, render
 from vbhc import access, external, external_models
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, catalog, fmt_date, fmt_datetime, fmt_int, fmt_percent, t, t_md
-from vbhc.ingest import ImportRefused, explain_problems
+from vbhc.ingest import ImportRefused, explain_problems, rule_text
 from vbhc.settings import database_url
 
 chosen = filters.current()
@@ -140,7 +140,7 @@ if access.may_import(viewer):
         else:
             st.success(t_md("data.external_done", lang, file=figures_file.name, count=done.rows))
             for warning in done.warnings:
-                st.warning(t_md("data.external_warning", lang, warning=warning))
+                st.warning(t_md("data.external_warning", lang, warning=rule_text(warning, lang)))
     stored = external.publications(data.current_engine(), viewer)
     if not stored.empty:
         columns = ["source", "published", "period", "file_name", "imported_by", "imported_at"]
