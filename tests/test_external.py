@@ -509,3 +509,12 @@ def test_refusals_read_in_dutch_on_the_data_page():
         "f.csv rij 6 kolom 'observed': waarde '12': observed is groter dan n (10)",
         "f.csv rij 7 kolom 'observed': waarde '3': geldt niet voor een indicator van het type mean: laat leeg",
     ]
+
+
+def test_every_reason_a_summary_gives_is_named_in_both_languages():
+    """The reasons own_summary gives for what summary figures do not carry are read on Dutch pages: each has a
+    message (the survival indicators' reason had none and showed in English)."""
+    reasons = {value for name, value in vars(external).items() if name.endswith("_REASON")}
+    assert reasons == set(external.REASON_KEYS)
+    for reason in reasons:
+        assert external.reason_text(reason, "nl") != reason != external.reason_text(reason, "en")

@@ -102,8 +102,11 @@ EXPECTED_REASON = "expected needs the benchmark's case-mix model (a model of the
 PATIENT_ROWS_REASON = "shrinkage estimates and model diagnostics need patient rows"
 #: Why a yes/no indicator is compared on crude rates although some units came with expected figures.
 MIXED_EXPECTED_REASON = "not every unit has expected figures under the same model: compared on crude rates"
+#: Why a survival indicator is left out of summary figures.
+SURVIVAL_REASON = "survival figures are not exchanged as summaries (they need follow-up per patient)"
 #: The message key (vbhc/i18n) of each reason: the pages and reports say it in the reader's language.
 REASON_KEYS = {
+    SURVIVAL_REASON: "external.reason_survival",
     CONTINUOUS_REASON: "external.reason_continuous",
     EXPECTED_REASON: "external.reason_expected",
     PATIENT_ROWS_REASON: "external.reason_patient_rows",
@@ -641,7 +644,7 @@ def own_summary(
             part = part[part["unit"].astype(str).map(hospital_of).isin(list(hospitals))]
         base = {"condition": cond.id, "indicator": ind.id, "definition_version": ind.version}
         if ind.kind in SURVIVAL_KINDS:  # deaths within the horizon need each patient's follow-up, not n and O
-            not_carried[ind.id] = "survival figures are not exchanged as summaries (they need follow-up per patient)"
+            not_carried[ind.id] = SURVIVAL_REASON
             continue
         if ind.kind in ("volume", "response_rate"):
             for rec in part.to_dict("records"):
