@@ -336,3 +336,20 @@ def test_validation_rules_read_in_dutch_and_in_english_as_before(engine, registr
     assert rule_text(stage.rule, "nl") == "onbekende code voor stage (toegestaan: I, II, III, IV)"
     too_long = next(p.rule for p in report.problems if p.rule.code == "validate.too_long")
     assert (too_long, rule_text(too_long, "nl")) == ("longer than 100 characters", "langer dan 100 tekens")
+
+
+def test_a_number_in_a_rule_is_grouped_as_the_readers_language_groups_it():
+    """Limits, sizes and offsets inside a rule read "1.000.000" in Dutch (they read "1,000,000" there, which a Dutch
+    reader takes for a decimal comma); English is as the f-strings wrote it. A copied rule keeps its message."""
+    import copy
+    import pickle
+
+    from vbhc.ingest.problems import Number, Rule
+
+    rule = Rule("external.too_many_rows", count=1_200_000, limit=Number(1_000_000))
+    assert str(rule) == "1,200,000 rows, more than the limit of 1,000,000 (VBHC_MAX_ROWS)"
+    assert rule.in_language("nl") == "1.200.000 rijen, meer dan de limiet van 1.000.000 (VBHC_MAX_ROWS)"
+    size = Rule("read.file_too_large", size=Number(2.95, 1), limit=Number(200), setting="VBHC_MAX_UPLOAD_MB")
+    assert str(size).startswith("file is 3.0 MB") and "3,0 MB" in size.in_language("nl")
+    for again in (copy.deepcopy(rule), pickle.loads(pickle.dumps(rule))):
+        assert again == rule and again.in_language("nl") == rule.in_language("nl")

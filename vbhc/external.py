@@ -39,9 +39,9 @@ from vbhc import audit
 from vbhc.access import Permission, Viewer, export_file, indicator_rows, may_see_unit, require, sees_all_units
 from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
-from vbhc.i18n import fmt_int, t
+from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
-from vbhc.ingest.problems import Problem, Rule, normalise_name, shown_file
+from vbhc.ingest.problems import Number, Problem, Rule, normalise_name, shown_file
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
@@ -179,7 +179,7 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
     if not data.strip():
         return refuse(Rule("external.file_empty"))
     if len(data) > max_upload_mb() * _MB:
-        return refuse(Rule("external.file_too_large", limit=f"{max_upload_mb():,.0f}"))
+        return refuse(Rule("external.file_too_large", limit=Number(max_upload_mb())))
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         # here, not at module level: the dashboard's pages import this module, and openpyxl and the import
         # machinery take a few tenths of a second to load at a server's start
@@ -257,7 +257,7 @@ def read_table(
     if not rows:
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, Rule("external.file_empty"))])
     if len(rows) - 1 > max_rows():
-        rule = Rule("external.too_many_rows", count=len(rows) - 1, limit=f"{max_rows():,}")
+        rule = Rule("external.too_many_rows", count=len(rows) - 1, limit=Number(max_rows()))
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, rule)])
     header_row, raw_header = rows[0]
     header = [normalise_name(c) for c in raw_header]  # "Definition version" is definition_version
@@ -405,7 +405,7 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
         if not given("observed"):
             problem(number, "observed", "", Rule("external.observed_required", indicator=ind.id, column="observed"))
         elif whole("observed") and nums["observed"] > n:
-            rule = Rule("external.more_than_n", column="observed", n=fmt_int(n, "en"))
+            rule = Rule("external.more_than_n", column="observed", n=Number(n))
             problem(number, "observed", values["observed"], rule)
         n_adj = nums["n_adjusted"] if given("n_adjusted") else n
         if whole("n_adjusted") and n_adj > n:

@@ -90,13 +90,32 @@ def shown_file(name: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Number:
+    """A number inside a rule (a size, a limit, a byte offset), grouped as the reader's language groups it: "1,200"
+    in English (as the f-strings wrote it, rounded half up), "1.200" in Dutch."""
+
+    value: float
+    decimals: int = 0
+
+    def shown(self, lang: str) -> str:
+        from vbhc.i18n import fmt_number
+
+        return fmt_number(self.value, lang, self.decimals)
+
+
+def _in(values: dict[str, object], lang: str) -> dict[str, object]:
+    return {k: v.shown(lang) if isinstance(v, Number) else v for k, v in values.items()}
+
+
 class Rule(str):
     """A problem's rule from the message catalog: it is the English text (the command line, the audit log, str()
     and every comparison read it as before), and it keeps its message (problem.<code>) and values, so the upload
     page says it in the reader's language (`rule_text`).
 
     Values are inserted as given, like vbhc.i18n.t: a value quoted from the file stays as typed; a code the
-    message names (a column, a table) stays a code. Joining a Rule to other text gives plain (English) text.
+    message names (a column, a table) stays a code; a `Number` is grouped as the language groups it. Joining a
+    Rule to other text gives plain (English) text.
     """
 
     code: str
@@ -105,7 +124,7 @@ class Rule(str):
     def __new__(cls, code: str, /, **values: object) -> Rule:
         from vbhc.i18n import t
 
-        rule = super().__new__(cls, t(f"problem.{code}", "en", **values))
+        rule = super().__new__(cls, t(f"problem.{code}", "en", **_in(values, "en")))
         rule.code, rule.values = code, values
         return rule
 
@@ -115,7 +134,7 @@ class Rule(str):
     def in_language(self, lang: str) -> str:
         from vbhc.i18n import t
 
-        return t(f"problem.{self.code}", lang, **self.values)
+        return t(f"problem.{self.code}", lang, **_in(self.values, lang))
 
 
 def _rule(code: str, values: dict[str, object]) -> Rule:

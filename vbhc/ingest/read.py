@@ -28,7 +28,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.problems import ImportReport, Problem, Rule, is_identifier_column, normalise_name, short, shown_file
+from vbhc.ingest.problems import (
+    ImportReport,
+    Number,
+    Problem,
+    Rule,
+    is_identifier_column,
+    normalise_name,
+    short,
+    shown_file,
+)
 from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
 from vbhc.settings import max_columns, max_rows, max_unpacked_mb, max_zip_ratio
 
@@ -95,7 +104,7 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         max_mb, setting = limit
         if size > max_mb * _MB:
             return refuse(
-                Rule("read.file_too_large", size=f"{size / _MB:,.1f}", limit=f"{max_mb:,.0f}", setting=setting)
+                Rule("read.file_too_large", size=Number(size / _MB, 1), limit=Number(max_mb), setting=setting)
             )
         head = _head(path)
     except OSError as exc:
@@ -220,17 +229,17 @@ def _check_xlsx_container(path: Path) -> Rule | None:
     if missing:
         return Rule("read.zip_part_missing", part=missing[0])
     if len(infos) > _MAX_ZIP_MEMBERS:
-        return Rule("read.zip_too_many_parts", parts=f"{len(infos):,}", limit=f"{_MAX_ZIP_MEMBERS:,}")
+        return Rule("read.zip_too_many_parts", parts=Number(len(infos)), limit=Number(_MAX_ZIP_MEMBERS))
     unpacked = sum(i.file_size for i in infos)
     if unpacked > max_unpacked_mb() * _MB:
-        return Rule("read.zip_unpacked_too_large", size=f"{unpacked / _MB:,.0f}", limit=f"{max_unpacked_mb():,.0f}")
+        return Rule("read.zip_unpacked_too_large", size=Number(unpacked / _MB), limit=Number(max_unpacked_mb()))
     ratio_limit = max_zip_ratio()
     for info in infos:
         if info.file_size > _MB and info.file_size > ratio_limit * max(info.compress_size, 1):
             return Rule(
                 "read.zip_ratio",
                 part=info.filename,
-                ratio=f"{info.file_size / max(info.compress_size, 1):,.0f}",
+                ratio=Number(info.file_size / max(info.compress_size, 1)),
                 limit=f"{ratio_limit:,.0f}",
             )
     return None
@@ -283,7 +292,7 @@ def _scan_text(path: Path) -> tuple[str, Rule | None, bool]:
                     problem = Rule("read.utf16")
                 elif (nul := block.find(b"\x00")) >= 0:
                     at_line = line + block.count(b"\n", 0, nul)
-                    problem = Rule("read.nul_byte", offset=f"{offset + nul:,}", line=at_line)
+                    problem = Rule("read.nul_byte", offset=Number(offset + nul), line=at_line)
                 elif not (block.isascii() and not decoder.getstate()[0]):  # ASCII is UTF-8: nothing to decode
                     pending = len(decoder.getstate()[0])
                     try:
@@ -292,14 +301,14 @@ def _scan_text(path: Path) -> tuple[str, Rule | None, bool]:
                         at = max(exc.start - pending, 0)
                         byte = exc.object[exc.start]
                         at_line = line + block.count(b"\n", 0, at)
-                        problem = Rule("read.not_utf8", byte=f"0x{byte:02X}", offset=f"{offset + at:,}", line=at_line)
+                        problem = Rule("read.not_utf8", byte=f"0x{byte:02X}", offset=Number(offset + at), line=at_line)
                 line += block.count(b"\n")
             offset += len(block)
     if problem is None:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            problem = Rule("read.utf8_truncated", offset=f"{offset:,}")
+            problem = Rule("read.utf8_truncated", offset=Number(offset))
     return h.hexdigest(), problem, not (quotes or lone_cr or cr_pending)
 
 
@@ -366,7 +375,7 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
 def _make_header(raw: list[str], row: int, source: Source, report: ImportReport) -> Header | None:
     limit = max_columns()
     if len(raw) > limit:
-        report.add(source.problem(Rule("read.too_many_columns", width=f"{len(raw):,}", limit=f"{limit:,}")))
+        report.add(source.problem(Rule("read.too_many_columns", width=Number(len(raw)), limit=Number(limit))))
         return None
     cleaned = [c.strip().lstrip("\ufeff").strip() for c in raw]
     names = [normalise_name(c) for c in cleaned]

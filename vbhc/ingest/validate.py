@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, Catalog
-from vbhc.ingest.problems import ImportReport, Problem, Rule, shown_column, shown_value
+from vbhc.ingest.problems import ImportReport, Number, Problem, Rule, shown_column, shown_value
 from vbhc.ingest.read import Chunk, Source
 from vbhc.settings import max_cell_chars
 
@@ -167,7 +167,7 @@ class Checker:
                     too_long,
                     column,
                     lambda i, lengths=lengths: Rule(
-                        "validate.cell_too_long", count=int(lengths[i]), limit=f"{limit:,}"
+                        "validate.cell_too_long", count=int(lengths[i]), limit=Number(limit)
                     ),
                 )
 
