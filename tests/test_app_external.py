@@ -43,7 +43,10 @@ def test_the_data_page_imports_external_figures_and_refuses_a_bad_file(empty_db)
     assert t("data.external_title", "nl") in [s.value for s in at.subheader]
     _upload(at, "terugkoppeling.csv", BAD)
     errors = [e.value.replace("\\", "") for e in at.error]  # shown as escaped markdown
-    assert len(errors) == 1 and "terugkoppeling.csv row 2 column 'observed'" in errors[0], errors
+    assert (
+        len(errors) == 1
+        and "terugkoppeling.csv rij 2 kolom 'observed': waarde '6': observed is groter dan n (5)" in errors[0]
+    ), errors
     assert "\n" not in errors[0]
     _upload(at, "terugkoppeling.csv", GOOD)
     assert any("1 cijfer opgeslagen" in s.value for s in at.success), [s.value for s in at.success]
