@@ -92,8 +92,8 @@ def shown_file(name: str) -> str:
 
 @dataclass(frozen=True)
 class Number:
-    """A number inside a rule (a size, a limit, a byte offset), grouped as the reader's language groups it: "1,200"
-    in English (as the f-strings wrote it, rounded half up), "1.200" in Dutch."""
+    """A number inside a rule (a size, a limit, a byte offset), grouped and rounded (half up) as the reader's
+    language does it, as every number on the pages: "1,200" in English, "1.200" in Dutch."""
 
     value: float
     decimals: int = 0
