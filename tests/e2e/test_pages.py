@@ -276,7 +276,9 @@ def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None
     used = 0
     if boxes_only:
         return sum(_pick_other(page, box, where) is not None for box in visible(scope.get_by_role("combobox")))
-    for details in visible(scope.get_by_test_id("stExpander").locator("details")):  # a stable set while opening
+    # the last first: an expander opening moves every element below it while it animates, and a click waits for its
+    # element to stand still (Playwright's retries then wait 0.5 s: ~1 s per expander, 10 s of a walk, opened top down)
+    for details in reversed(visible(scope.get_by_test_id("stExpander").locator("details"))):
         if details.get_attribute("open") is None:
             details.locator("summary").first.click()
             used += 1
@@ -306,10 +308,8 @@ def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None
             assert_clean(page)
             used += 1
         for menu in visible(scope.get_by_test_id("stPopover").get_by_role("button")):
-            menu.click()
-            body = page.get_by_test_id("stPopoverBody").filter(visible=True)
+            body = open_menu(page, menu)
             buttons = body.get_by_test_id("stDownloadButton").get_by_role("button")
-            buttons.first.wait_for(timeout=SETTLED_MS)
             names = set()
             for button in buttons.all():
                 label = button.inner_text()
@@ -321,6 +321,35 @@ def use_controls(page: Page, scope: Locator, where: str, exports: Exports | None
             assert_clean(page)
             used += 1
     return used
+
+
+#: whether an element lies wholly inside the window (a click cannot scroll a popover that does not into view)
+IN_VIEW = """e => {
+    const r = e.getBoundingClientRect();
+    return r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+}"""
+
+
+def open_menu(page: Page, menu: Locator) -> Locator:
+    """Open a chart's download menu and return its popover. A menu opened while the page above it was still
+    drawing stays where its button was: past the window's edge its buttons cannot be clicked (each click waited
+    out its 10 s timeout, 20 s of a walk). Such a menu is closed, its button brought to the window's middle once
+    the charts are drawn, and opened again, as a person would; a menu still past the edge after that is left to
+    Exports.take's fallback."""
+    body = page.get_by_test_id("stPopoverBody").filter(visible=True)
+    for _ in range(2):
+        menu.click()
+        body.get_by_test_id("stDownloadButton").first.wait_for(timeout=SETTLED_MS)
+        if body.evaluate(IN_VIEW):
+            break
+        page.keyboard.press("Escape")
+        body.wait_for(state="hidden", timeout=SETTLED_MS)
+        wait_for_charts(page)
+        menu.evaluate("e => e.scrollIntoView({block: 'center'})")
+    else:
+        menu.click()
+        body.get_by_test_id("stDownloadButton").first.wait_for(timeout=SETTLED_MS)
+    return body
 
 
 def use_every_tab(page: Page, where: str, exports: Exports | None) -> int:
