@@ -253,7 +253,7 @@ def prom_responses(
 
     def compact(frame: pd.DataFrame) -> pd.DataFrame:
         # fixed categories per batch, so millions of item rows concatenate without ever being Python strings
-        frame = frame.astype(kinds)
+        frame = _in_categories(frame, kinds)
         frame["completed_date"] = pd.to_datetime(frame["completed_date"])
         return frame
 
@@ -294,7 +294,7 @@ def prom_questionnaires(
     timepoints = _prom_dtypes()["timepoint"]
 
     def compact(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = frame.astype({"timepoint": timepoints, **dict.fromkeys(labels, "float64")})
+        frame = _in_categories(frame, {"timepoint": timepoints}).astype(dict.fromkeys(labels, "float64"))
         frame["completed_date"] = pd.to_datetime(frame["completed_date"])
         return frame
 
@@ -344,6 +344,21 @@ def prom_scores(
     for frame in frames.values():
         frame["cycle_id"] = frame["cycle_id"].astype(cycle_ids)
     return proms.score_questionnaires(frames, catalog)
+
+
+def _in_categories(frame: pd.DataFrame, kinds: dict[str, pd.CategoricalDtype]) -> pd.DataFrame:
+    """`frame` with these columns in the catalog's fixed categories. A value outside them (an item or timepoint the
+    catalog does not know) is a ValueError that names it: astype would make it a missing value (pandas 3) or raise
+    without naming it (pandas 4). The codes come from one lookup per column, as astype finds them."""
+    for column, kind in kinds.items():
+        values = frame[column]
+        codes = kind.categories.get_indexer(values)
+        unknown = (codes == -1) & values.notna().to_numpy()
+        if unknown.any():
+            names = ", ".join(sorted(map(str, values[unknown].unique())))
+            raise ValueError(f"PROM {column}s not in the catalog: {names}")
+        frame[column] = pd.Categorical.from_codes(codes, dtype=kind)
+    return frame
 
 
 @functools.cache
