@@ -14,6 +14,7 @@ from tests.registry_files import write_small_registry
 from vbhc import audit, ingest
 from vbhc.access import Role, Scope, Viewer
 from vbhc.cli import main
+from vbhc.i18n import t
 from vbhc.ingest import ImportRefused, import_files
 from vbhc.store import get_engine, row_counts
 
@@ -102,8 +103,10 @@ def test_refused_and_failed_imports_are_audited_as_refused_without_values(engine
     refused = audit.read(engine, action="import_refused")
     assert len(refused) == 1
     detail = refused.iloc[0]["detail"]
-    assert "care_cycles.csv row 4 column 'patient_id': looks like a BSN" in detail
     assert "123456782" not in detail and "P000" not in detail
+    # kept as where and which rule, read in the log's reader's language
+    assert "care_cycles.csv row 4 column 'patient_id': looks like a BSN" in audit.describe(detail, "en")
+    assert "care_cycles.csv rij 4 kolom 'patient_id': " in audit.describe(detail, "nl")
 
     files = write_small_registry(tmp_path / "files")
 
@@ -223,6 +226,34 @@ def test_describe_names_keys_codes_units_and_counts_in_the_readers_language():
     assert english.startswith("What: External figures · File: dica_2025.csv · Files: a.csv (SHA-256 0123456789ab…)")
     assert "Skipped: identical content already imported" in english
     assert "Figures: 1,234" in english and "Patient-level data: no" in english and "From: 4 Nov 2026, 00:00" in english
+
+
+def test_a_refusals_problems_read_in_the_readers_language_and_older_ones_as_stored():
+    """A refused file's problems are kept as where and which rule (the message and its values, never the cell's
+    value), so the Dutch log reads Dutch rules and numbers grouped the Dutch way. A problem list written before
+    (English text), a count, or a rule this version does not know is shown as stored."""
+    from vbhc.ingest.problems import Number, Problem, Rule, audited_problems
+
+    problems = [
+        Problem("costs.csv", None, 3, "amount", "12,5x", Rule("validate.not_a_number")),
+        Problem(
+            "big.csv", None, None, None, None, Rule("read.zip_too_many_parts", parts=Number(1200), limit=Number(1000))
+        ),
+        Problem("units.xlsx", "Blad1", 2, "hospital", None, "a rule no message names"),
+    ]
+    detail = audit._detail_text({"problem_count": 3, "problems": audited_problems(problems)})
+    assert "12,5x" not in detail
+    nl, en = audit.describe(detail, "nl"), audit.describe(detail, "en")
+    assert nl.startswith(
+        f"Aantal problemen: 3 · Problemen: costs.csv rij 3 kolom 'amount': {t('problem.validate.not_a_number', 'nl')}; "
+    )
+    assert "1.200" in nl and "1,200" in en and "units.xlsx" in nl and "a rule no message names" in nl
+    assert en.count("; ") == 2 and "costs.csv row 3 column 'amount': " in en
+    # older events and other writers: as stored, never dropped, never a traceback
+    assert audit.describe('{"problems": ["x.csv row 3: not a number"]}', "nl").endswith(": x.csv row 3: not a number")
+    assert audit.describe('{"problems": 4}', "nl").endswith(": 4")
+    unknown = '{"problems": [{"file": "x.csv", "rule": "no.such_rule", "values": {}}]}'
+    assert '"rule": "no.such_rule"' in audit.describe(unknown, "nl")
 
 
 def test_describe_shows_what_it_cannot_read_as_stored():

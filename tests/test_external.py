@@ -220,6 +220,11 @@ def test_import_stores_with_provenance_replaces_and_refuses_whole_files(engine):
     assert (_count(engine, ExternalPublication), _count(engine, ExternalFigure)) == (1, 2)
     events = audit.read(engine)
     assert list(events["action"]).count("import") == 2 and list(events["action"]).count("import_refused") == 1
+    # its problems kept as where and which rule, never the value: the log reads them in its reader's language
+    refused = events[events["action"] == "import_refused"].iloc[0]["detail"]
+    assert "'6'" not in refused
+    assert "bad.csv rij 3 kolom 'observed': observed is groter dan n (5)" in audit.describe(refused, "nl")
+    assert "bad.csv row 3 column 'observed': observed is more than n (5)" in audit.describe(refused, "en")
     # a manager reads only the units of their scope: other hospitals never by name
     manager = Viewer("m@x", "M", (Scope(Role.MANAGER, hospitals=frozenset({"X02"})),))
     assert list(external.figures(engine, manager, CONDITION)["unit"]) == ["X02"]

@@ -68,6 +68,7 @@ class Shown(StrEnum):
     INDICATOR = "indicator"  # an indicator of the event's condition, named from the catalog
     MOMENT = "moment"  # a date and time
     FILES = "files"  # a list of {"file", "sha256"}
+    PROBLEMS = "problems"  # a refusal's first problems (vbhc.ingest.problems.audited_problems): where and which rule
 
 
 #: Every key an event's detail may carry, and how the log shows it, in the order it is read. One source: record()
@@ -112,8 +113,8 @@ DETAIL: dict[str, Shown] = {
     "suppress_below": Shown.COUNT,
     "limit": Shown.COUNT,
     "problem_count": Shown.COUNT,
-    "problems": Shown.COUNT,
-    "first": Shown.TEXT,
+    "problems": Shown.PROBLEMS,
+    "first": Shown.TEXT,  # older events: a refusal's first problem as English text
     "reason": Shown.TEXT,
     "error": Shown.TEXT,
     "skipped": Shown.CODE,
@@ -334,6 +335,14 @@ def _shown(key: str, value: object, lang: str, name: Callable[[Shown, str], str]
     kind = DETAIL.get(key, Shown.TEXT)
     if value is None or value == "" or value == []:
         return MISSING
+    if kind is Shown.PROBLEMS and isinstance(value, (list, dict)):  # a count (older events) is shown as a count
+        from vbhc.ingest.problems import audited_line
+
+        entries = value if isinstance(value, list) else [value]
+        return "; ".join(
+            audited_line(e, lang) or (e if isinstance(e, str) else json.dumps(e, ensure_ascii=False, sort_keys=True))
+            for e in entries
+        )
     if isinstance(value, list):
         return ", ".join(_shown(key, v, lang, name) for v in value)
     if isinstance(value, dict):  # a file of a refused batch: its name and the start of its SHA-256

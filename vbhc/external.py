@@ -41,7 +41,7 @@ from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
-from vbhc.ingest.problems import Number, Problem, Rule, normalise_name, shown_file
+from vbhc.ingest.problems import Number, Problem, Rule, audited_problems, normalise_name, shown_file
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
@@ -521,7 +521,12 @@ def import_figures(
     try:
         figures_ = read_figures(source, file_name=name, catalog=catalog)
     except ExternalRefused as exc:
-        detail = {"what": "external figures", "file": exc.file, "problems": len(exc.problems), "first": str(exc)[:300]}
+        detail = {
+            "what": "external figures",
+            "file": exc.file,
+            "problem_count": len(exc.problems),
+            "problems": audited_problems(exc.problems),  # where and which rule, read in the log's language
+        }
         audit.record(engine, viewer, "import_refused", detail=detail)
         raise
     pubs, figs = ExternalPublication.__table__, ExternalFigure.__table__

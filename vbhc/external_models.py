@@ -46,7 +46,7 @@ from vbhc.access import Permission, Viewer, require
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, default_catalog
 from vbhc.external import ExternalRefused, _decimal_mark, _number, _provenance, _versions, read_table
 from vbhc.indicators import IndicatorResult, indicator_cycles
-from vbhc.ingest.problems import Problem, Rule, shown_file
+from vbhc.ingest.problems import Problem, Rule, audited_problems, shown_file
 from vbhc.models import PublishedModel
 
 __all__ = [
@@ -342,7 +342,12 @@ def import_model(
     try:
         model = read_model(data, file_name=name, catalog=catalog)
     except ExternalRefused as exc:
-        detail = {"what": "published model", "file": exc.file, "problems": len(exc.problems), "first": str(exc)[:300]}
+        detail = {
+            "what": "published model",
+            "file": exc.file,
+            "problem_count": len(exc.problems),
+            "problems": audited_problems(exc.problems),  # where and which rule, read in the log's language
+        }
         audit.record(engine, viewer, "import_refused", detail=detail, sha256=audit.sha256_of(data))
         raise
     table = PublishedModel.__table__

@@ -372,7 +372,7 @@ def _import(
             engine,
             viewer,
             "import_refused",
-            detail={"what": what, "file": shown_file(file), "problems": len(problems)},
+            detail={"what": what, "file": shown_file(file), "problem_count": len(problems)},
             sha256=digest,
         )
         raise SheetRefused(file, problems)

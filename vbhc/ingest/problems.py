@@ -195,17 +195,85 @@ class Problem:
         """The problem in one line in `lang`, as str() gives it in English: file, sheet, row, column, value, rule."""
         from vbhc.i18n import t
 
-        parts = [self.file]
-        if self.sheet:
-            parts.append(t("problem.at_sheet", lang, sheet=self.sheet))
-        if self.row is not None:
-            parts.append(t("problem.at_row", lang, row=self.row))
-        if self.column:
-            parts.append(t("problem.at_column", lang, column=shown_in(self.column, lang)))
-        where = " ".join(parts) + ":"
+        where = _where(self.file, self.sheet, self.row, self.column, lang) + ":"
         if self.value is not None:
             where += " " + t("problem.at_value", lang, value=repr(shown_in(self.value, lang))) + ":"
         return f"{where} {rule_text(self.rule, lang)}"
+
+    def audited(self) -> dict[str, object]:
+        """The problem as the audit log keeps it: where (file, sheet, row, column) and which rule, never the value.
+        A rule keeps its message and values (a column, a limit, a quoted example: already masked), so the log
+        says it in its reader's language (`audited_line`); a plain rule text is kept as it is."""
+        entry: dict[str, object] = {"file": self.file, "sheet": self.sheet, "row": self.row, "column": self.column}
+        if isinstance(self.rule, Rule):
+            entry |= {"rule": self.rule.code, "values": {k: _stored(v) for k, v in self.rule.values.items()}}
+        else:
+            entry["text"] = str(self.rule)
+        return {k: v for k, v in entry.items() if v is not None}
+
+
+#: The most problems an audit event keeps, and the most characters they may take (the event's detail is capped).
+AUDITED_PROBLEMS = 10
+AUDITED_PROBLEM_CHARS = 3000
+
+
+def audited_problems(problems: list[Problem]) -> list[dict[str, object]]:
+    """The first problems of a refusal as its audit event keeps them (Problem.audited), as many as fit."""
+    import json
+
+    kept, size = [], 0
+    for problem in problems[:AUDITED_PROBLEMS]:
+        entry = problem.audited()
+        size += len(json.dumps(entry, ensure_ascii=False, default=str))
+        if size > AUDITED_PROBLEM_CHARS:
+            break
+        kept.append(entry)
+    return kept
+
+
+def _stored(value: object) -> object:
+    """A rule's value as JSON keeps it: a Number as its value and decimals, a text or number as it is."""
+    if isinstance(value, Number):
+        return {"number": value.value, "decimals": value.decimals}
+    return value if isinstance(value, (str, int, float)) or value is None else str(value)
+
+
+def audited_line(entry: object, lang: str) -> str | None:
+    """A problem as the audit log keeps it (Problem.audited), in `lang`: "costs.csv rij 3 kolom 'amount': geen
+    getal". None for what is not such an entry, or names a rule this version does not know (shown as stored)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        return None
+    if "rule" in entry:
+        values = entry.get("values") or {}
+        if not isinstance(values, dict):
+            return None
+        try:
+            values = {
+                k: Number(v["number"], v.get("decimals", 0)) if isinstance(v, dict) else v for k, v in values.items()
+            }
+            rule = Rule(str(entry["rule"]), **values).in_language(lang)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError):  # a rule or values this version does
+            return None  # not know (an older or newer writer's)
+    elif isinstance(entry.get("text"), str):
+        rule = entry["text"]
+    else:
+        return None
+    column = entry.get("column")
+    return _where(entry["file"], entry.get("sheet"), entry.get("row"), column and str(column), lang) + ": " + rule
+
+
+def _where(file: str, sheet: object, row: object, column: str | None, lang: str) -> str:
+    """Where a problem is, in `lang`: "costs.csv [werkblad X] rij 3 kolom 'amount'"."""
+    from vbhc.i18n import t
+
+    parts = [file]
+    if sheet:
+        parts.append(t("problem.at_sheet", lang, sheet=sheet))
+    if row is not None:
+        parts.append(t("problem.at_row", lang, row=row))
+    if column:
+        parts.append(t("problem.at_column", lang, column=shown_in(column, lang)))
+    return " ".join(parts)
 
 
 @dataclass

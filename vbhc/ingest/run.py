@@ -38,8 +38,8 @@ from vbhc.ingest.problems import (
     Problem,
     Rule,
     SourceReport,
+    audited_problems,
     rule_text,
-    short,
     shown_file,
     shown_in,
 )
@@ -178,7 +178,7 @@ def _audit_refused(
     detail: dict[str, object] = {
         "files": [{"file": shown_file(f.name), "sha256": shas.get(f.name)} for f in files],
         "problem_count": report.problem_count,
-        "problems": [f"{p.location}: {short(p.rule, 120)}" for p in report.problems[:10]],
+        "problems": audited_problems(report.problems),  # where and which rule, read in the log's language
     }
     if error is not None:
         detail["error"] = type(error).__name__  # the message may quote database values: not logged
