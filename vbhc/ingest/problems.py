@@ -208,7 +208,7 @@ class Problem:
         if isinstance(self.rule, Rule):
             entry |= {"rule": self.rule.code, "values": {k: _stored(v) for k, v in self.rule.values.items()}}
         else:
-            entry["text"] = str(self.rule)
+            entry["text"] = short(str(self.rule), 300)
         return {k: v for k, v in entry.items() if v is not None}
 
 
@@ -232,10 +232,13 @@ def audited_problems(problems: list[Problem]) -> list[dict[str, object]]:
 
 
 def _stored(value: object) -> object:
-    """A rule's value as JSON keeps it: a Number as its value and decimals, a text or number as it is."""
+    """A rule's value as JSON keeps it: a Number as its value and decimals, a number as it is, a text cut at 200
+    characters (a list of names in a rule must not fill the event)."""
     if isinstance(value, Number):
         return {"number": value.value, "decimals": value.decimals}
-    return value if isinstance(value, (str, int, float)) or value is None else str(value)
+    if isinstance(value, (int, float)) or value is None:
+        return value
+    return short(str(value), 200)
 
 
 def audited_line(entry: object, lang: str) -> str | None:
