@@ -809,6 +809,29 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     assert _computed_since(before) == NOTHING_COMPUTED
 
 
+@pytest.mark.warm_up
+def test_a_server_told_so_leaves_the_years_to_the_pages(sqlite_engine, two_condition_files, tmp_path, monkeypatch):
+    """VBHC_WARM_UP_YEARS_IN_BACKGROUND=0 (a server that shares its machine, as the browser tests' servers): the
+    warm-up prepares the default views and no year; a page asking for a year computes it then. The browser tests'
+    servers set VBHC_WARM_UP_YEARS_UP_TO=0 to prepare the default views only, and still spent ~40 s of CPU each on
+    the years in the background."""
+    from ui import data
+
+    monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_IN_BACKGROUND", "0")
+    monkeypatch.setattr("vbhc.reports.run.prepare_report_charts_apart", lambda url: None)
+    import_files(two_condition_files, sqlite_engine, imported_by="test")
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    data.start_warm_up(url, data.registry.dataset_version(sqlite_engine)).join(timeout=600)
+    gc.unfreeze()  # the warm-up froze what it loaded; this test process goes on with other tests
+    store = ResultStore(sqlite_engine)
+    version = store.version()
+    views, years = results.default_views(sqlite_engine), results.year_views(sqlite_engine)
+    assert views and years and all(store.has(key, version) for key in views)
+    assert not any(store.has(key, version) for key in years)
+
+
 @pytest.mark.usefixtures("hospital_view_stored")
 def test_the_unit_charts_of_every_unit_are_stored_once_and_equal_each_units_own(registry):
     """The team page's verdicts read the quarterly SPC charts of every unit of a view from the store: equal to

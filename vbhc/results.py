@@ -920,6 +920,13 @@ def years_up_to() -> int:
     return int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
 
 
+def years_in_background() -> bool:
+    """Whether a server prepares the year views default_views leaves out in the background, after everything else
+    (VBHC_WARM_UP_YEARS_IN_BACKGROUND=0: never; a year is then computed when a page first asks for it, as on a
+    machine the server shares with other work: the browser tests' servers, which spent ~40 s of CPU on them)."""
+    return os.environ.get("VBHC_WARM_UP_YEARS_IN_BACKGROUND", "1") != "0"
+
+
 #: The tables derived from a view's result that pages and reports show (TableKey names them by function).
 DERIVED_TABLES: dict[str, Callable[[IndicatorResult], pd.DataFrame]] = {
     f.__name__: f for f in (indicators.prom_response_by_timepoint, indicators.cost_by_activity)

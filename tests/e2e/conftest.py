@@ -206,12 +206,14 @@ class StreamlitServer:
             "none",
             *extra_args,
         ]
-        # only the default views are computed ahead (not every year, no PDF report charts: a test that downloads a
-        # PDF has them drawn then): the tests share 2 cores with the server
+        # only the default views are computed ahead (not every year: none among the first views, none in the
+        # background, ~40 s of CPU per server and data version; no PDF report charts: a test that downloads a PDF
+        # has them drawn then): the tests share 2 cores with the server
         env = {
             **os.environ,
             "VBHC_DATABASE_URL": database_url,
             "VBHC_WARM_UP_YEARS_UP_TO": "0",
+            "VBHC_WARM_UP_YEARS_IN_BACKGROUND": "0",
             "VBHC_REPORT_CHARTS": "0",
             **(env or {}),
         }
