@@ -8,6 +8,7 @@ identifier.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -219,8 +220,6 @@ AUDITED_PROBLEM_CHARS = 3000
 
 def audited_problems(problems: list[Problem]) -> list[dict[str, object]]:
     """The first problems of a refusal as its audit event keeps them (Problem.audited), as many as fit."""
-    import json
-
     kept, size = [], 0
     for problem in problems[:AUDITED_PROBLEMS]:
         entry = problem.audited()
