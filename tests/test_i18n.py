@@ -551,13 +551,16 @@ def test_every_counting_message_is_singular_for_one_and_plural_for_two(key):
 
 
 def test_a_count_is_formatted_in_the_language_and_chooses_the_form_by_its_value():
-    assert t("data.import_failed", "nl", file="a.csv", count=1).startswith("a.csv is niet geïmporteerd: 1 probleem ")
-    assert t("data.import_failed", "en", file="a.csv", count=1).startswith("a.csv was not imported: 1 problem found")
+    # one file or several: the batch is refused as a whole ("a.csv, b.csv is niet geïmporteerd" read wrong)
+    assert t("data.import_failed", "nl", file="a.csv", count=1).startswith(
+        "Niet geïmporteerd: 1 probleem gevonden in a.csv."
+    )
+    assert t("data.import_failed", "en", file="a.csv", count=1).startswith("Not imported: 1 problem found in a.csv.")
     assert "0 problems found" in t("data.import_failed", "en", file="a.csv", count=0)
     assert "1.234 problemen" in t("data.import_failed", "nl", file="a.csv", count=1234)
     assert "1,234 problems" in t("data.import_failed", "en", file="a.csv", count=np.int64(1234))
     # a whole count held as a float (a table's n column) reads as the whole number, in the whole number's form
-    assert t("data.import_failed", "en", file="a.csv", count=1.0).startswith("a.csv was not imported: 1 problem found")
+    assert t("data.import_failed", "en", file="a.csv", count=1.0).startswith("Not imported: 1 problem found")
     assert "1 probleem " in t("data.import_failed", "nl", file="a.csv", count=np.float64(1.0))
 
 

@@ -76,7 +76,7 @@ def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_
     wait_for_title(page, "Data")
     page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(bad)
     page.get_by_role("button", name="Import", exact=True).click()
-    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("was not imported", timeout=RUN_TIMEOUT_MS)
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("Not imported:", timeout=RUN_TIMEOUT_MS)
     events = audit_events(signed_app.database_url)
     refused = events[(events["action"] == "import_refused") & (events["user_id"] == "quality@example.org")]
     assert len(refused) == 1 and refused.iloc[0]["sha256"] == hashlib.sha256(bad.read_bytes()).hexdigest()

@@ -27,7 +27,7 @@ def test_two_uploads_with_the_same_name_are_refused_not_overwritten(page: Page, 
     page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(files)
     page.get_by_role("button", name=t("data.import_button", "nl"), exact=True).click()
     error = page.get_by_test_id("stAlertContentError")
-    expect(error).to_contain_text("is niet geïmporteerd", timeout=RUN_TIMEOUT_MS)
+    expect(error).to_contain_text("Niet geïmporteerd:", timeout=RUN_TIMEOUT_MS)
     wait_for_run(page)
     assert_no_exception(page)
     expect(page.get_by_test_id("stAlertContentSuccess")).to_have_count(0)
