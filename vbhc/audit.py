@@ -127,6 +127,8 @@ DETAIL: dict[str, Shown] = {
     "os_user": Shown.TEXT,
     "benchmark_population": Shown.TEXT,
 }
+#: Each key's place in the order a detail is read (keys this version does not know come last).
+_ORDER = {key: number for number, key in enumerate(DETAIL)}
 #: Where the catalog names a code of each CODE and ASKED key (the prefix plus the code made a slug: lower case, "_"
 #: for anything else): the levels, tables, languages and audit actions are named where the pages name them.
 CODE_MESSAGES: dict[str, str] = {
@@ -323,10 +325,9 @@ def describe(detail: str | None, lang: str, name: Callable[[Shown, str], str] | 
     if not isinstance(fields, dict):
         return detail
     messages = catalog(lang)
-    order = {key: number for number, key in enumerate(DETAIL)}
     parts = [
         f"{messages.get(f'audit.detail.{key}', key)}: {_shown(key, fields[key], lang, name)}"
-        for key in sorted(fields, key=lambda k: (order.get(k, len(order)), k))
+        for key in sorted(fields, key=lambda k: (_ORDER.get(k, len(_ORDER)), k))
     ]
     return " · ".join(parts)
 
