@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -298,14 +299,20 @@ def test_every_written_report_is_in_the_audit_log(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("args", "reason"),
+    ("args", "reason", "reden"),
     [
-        (["--condition", "gout"], "unknown condition 'gout'"),
-        (["--all", "--format", "docx"], "unknown format 'docx'"),
-        ([], "give --condition C (may repeat) or --all"),
+        (["--condition", "gout"], "unknown condition 'gout'", "onbekende aandoening 'gout'; kies uit: "),
+        (["--all", "--format", "docx"], "unknown format 'docx'", "onbekend formaat 'docx'; kies uit: xlsx, pdf"),
+        (["--all", "--period", "2024Q5"], "period '2024Q5' not understood", "periode '2024Q5' niet begrepen"),
+        ([], "give --condition C (may repeat) or --all", "geef --condition C (mag vaker) of --all"),
     ],
 )
-def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reason):
+def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reason, reden):
+    """A refused report is recorded with its reason, which the audit log reads in its reader's language (the
+    command line says it in English)."""
+    from vbhc import audit
+    from vbhc.store import get_engine
+
     monkeypatch.setenv("VBHC_USER", "os-gebruiker")
     before = len(_events("export_refused"))
     assert main(["report", *args, "--out", str(tmp_path / "r.xlsx"), "--as", "iemand"]) == 2
@@ -313,9 +320,27 @@ def test_refused_reports_are_in_the_audit_log(tmp_path, monkeypatch, args, reaso
     assert len(refused) == 1
     event = refused.iloc[0]
     assert event["user_id"] == "iemand" and pd.isna(event["sha256"])
-    assert reason in event["detail"]["reason"] and event["detail"]["file"] == "r.xlsx"
-    assert event["detail"]["os_user"] == "os-gebruiker"
+    assert event["detail"]["file"] == "r.xlsx" and event["detail"]["os_user"] == "os-gebruiker"
+    stored = audit.read(get_engine(os.environ["VBHC_DATABASE_URL"]), action="export_refused").iloc[-1]["detail"]
+    assert f"Reason: {reason}" in audit.describe(stored, "en")
+    assert f"Reden: {reden}" in audit.describe(stored, "nl")
     assert _files(tmp_path) == []
+
+
+def test_a_reason_this_version_cannot_read_is_shown_as_stored():
+    """An older event's reason (English text) and a kept message this version does not name, or whose values it
+    does not take, are shown as stored, never dropped or raised."""
+    from vbhc import audit
+
+    older = '{"what": "report", "reason": "unknown format \'docx\'"}'
+    assert audit.describe(older, "nl").endswith("Reden: unknown format 'docx'")
+    for kept in (
+        {"message": "report_error.from_a_newer_version", "values": {}},
+        {"message": "report_error.unknown_format", "values": {"colour": "red"}},
+        {"message": "nav.overview", "values": {}},  # only a refusal's messages are read from the catalog
+    ):
+        shown = audit.describe(json.dumps({"reason": kept}), "nl")
+        assert shown == "Reden: " + json.dumps(kept, ensure_ascii=False, sort_keys=True)
 
 
 @pytest.mark.report_charts

@@ -69,6 +69,7 @@ class Shown(StrEnum):
     MOMENT = "moment"  # a date and time
     FILES = "files"  # a list of {"file", "sha256"}
     PROBLEMS = "problems"  # a refusal's first problems (vbhc.ingest.problems.audited_problems): where and which rule
+    MESSAGE = "message"  # a catalog message and its values ({"message": "report_error.<code>", "values": {...}})
 
 
 #: Every key an event's detail may carry, and how the log shows it, in the order it is read. One source: record()
@@ -115,7 +116,7 @@ DETAIL: dict[str, Shown] = {
     "problem_count": Shown.COUNT,
     "problems": Shown.PROBLEMS,
     "first": Shown.TEXT,  # older events: a refusal's first problem as English text
-    "reason": Shown.TEXT,
+    "reason": Shown.MESSAGE,  # older events: English text, shown as stored
     "error": Shown.TEXT,
     "skipped": Shown.CODE,
     "patient_level": Shown.FLAG,
@@ -332,6 +333,26 @@ def describe(detail: str | None, lang: str, name: Callable[[Shown, str], str] | 
     return " · ".join(parts)
 
 
+#: The catalog messages an event may keep as its reason (Shown.MESSAGE): a refused report's.
+_MESSAGE_PREFIXES = ("report_error.",)
+
+
+def _message(value: Mapping[str, object], lang: str) -> str:
+    """A kept message in `lang`; one this version does not name, or with values it does not take, as stored."""
+    message, values = value.get("message"), value.get("values") or {}
+    if (
+        isinstance(message, str)
+        and message.startswith(_MESSAGE_PREFIXES)
+        and message in catalog(lang)
+        and isinstance(values, dict)
+    ):
+        try:
+            return t(message, lang, **{str(k): v for k, v in values.items()})
+        except (KeyError, IndexError, ValueError):
+            pass
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 def _shown(key: str, value: object, lang: str, name: Callable[[Shown, str], str] | None) -> str:
     kind = DETAIL.get(key, Shown.TEXT)
     if value is None or value == "" or value == []:
@@ -344,6 +365,8 @@ def _shown(key: str, value: object, lang: str, name: Callable[[Shown, str], str]
             audited_line(e, lang) or (e if isinstance(e, str) else json.dumps(e, ensure_ascii=False, sort_keys=True))
             for e in entries
         )
+    if kind is Shown.MESSAGE and isinstance(value, dict):
+        return _message(value, lang)
     if isinstance(value, list):
         return ", ".join(_shown(key, v, lang, name) for v in value)
     if isinstance(value, dict):  # a file of a refused batch: its name and the start of its SHA-256

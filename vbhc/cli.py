@@ -283,7 +283,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     upgrade_schema(engine)
     who = args.as_user.strip() if args.as_user and args.as_user.strip() else _whoami()
     if bool(args.condition) == bool(args.all):
-        message = "give --condition C (may repeat) or --all"
+        refusal = ReportError("condition_or_all")
         audit.record(
             engine,
             who,
@@ -292,12 +292,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 "what": "report",
                 "format": args.format,
                 "file": args.out.name,
-                "reason": message,
+                "reason": refusal.audited(),
                 "via": "cli",
                 "os_user": _whoami(),
             },
         )
-        print(f"vbhc report: {message}", file=sys.stderr)
+        print(f"vbhc report: {refusal}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, Select, case, func, inspect, select
 
 from vbhc import models
 from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
+from vbhc.i18n import t
 from vbhc.store import get_engine
 
 UNIT_LEVELS = ("hospital", "department", "condition_team")
@@ -62,10 +63,7 @@ def parse_period(text: str | Period | None) -> Period | None:
             return Period(dt.date.fromisoformat(m[1]), dt.date.fromisoformat(m[2]), raw)
         except ValueError:
             pass
-    raise ValueError(
-        f"period {raw!r} not understood: use a year (2024), a quarter (2024Q2), a month (2024-03), "
-        "a range of years (2022-2024) or dates (2024-01-01..2024-06-30)"
-    )
+    raise ValueError(t("report_error.period", "en", period=raw))
 
 
 def _cycle_filter(

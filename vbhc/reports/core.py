@@ -53,7 +53,26 @@ TableSource = Callable[[IndicatorResult, Callable[[IndicatorResult], pd.DataFram
 
 class ReportError(ValueError):
     """A report cannot be made as asked (unknown condition/period/level, no data, unwritable path): the
-    message says what and, where there is a choice, what the valid values are."""
+    message says what and, where there is a choice, what the valid values are.
+
+    Made from its message (report_error.<code> in the catalog) and values: str() is the English text, which the
+    command line prints; the audit log keeps the message and values (`audited`), so a refused report reads in the
+    log's reader's language (vbhc.audit.describe), not in the English of the command that was refused."""
+
+    def __init__(self, code: str, /, **values: str) -> None:
+        self.code, self.values = code, values
+        super().__init__(self.in_language("en"))
+
+    def in_language(self, lang: str) -> str:
+        return t(f"report_error.{self.code}", lang, **self.values)
+
+    def audited(self) -> dict[str, object]:
+        """How the audit log keeps the refusal (vbhc.audit.Shown.MESSAGE)."""
+        return {"message": f"report_error.{self.code}", "values": dict(self.values)}
+
+
+def _choices(values: Sequence[str]) -> str:
+    return ", ".join(values)
 
 
 @dataclass(frozen=True)
@@ -73,19 +92,19 @@ class Selection:
         chosen = list(dict.fromkeys(conditions or known))
         unknown = [c for c in chosen if c not in known]
         if unknown:
-            raise ReportError(f"unknown condition {unknown[0]!r}; choose from: {', '.join(known)}")
+            raise ReportError("unknown_condition", condition=unknown[0], choices=_choices(known))
         if level not in UNIT_LEVELS:
-            raise ReportError(f"unknown unit level {level!r}; choose from: {', '.join(UNIT_LEVELS)}")
+            raise ReportError("unknown_level", level=level, choices=_choices(UNIT_LEVELS))
         try:
             parsed = parse_period(period)
-        except ValueError as exc:
-            raise ReportError(str(exc)) from None
+        except ValueError:
+            raise ReportError("period", period=str(period).strip()) from None
         return cls(tuple(chosen), parsed, level)
 
 
 def check_lang(lang: str) -> str:
     if lang not in SUPPORTED:
-        raise ReportError(f"unknown language {lang!r}; choose from: {', '.join(SUPPORTED)}")
+        raise ReportError("unknown_language", language=lang, choices=_choices(SUPPORTED))
     return lang
 
 
@@ -117,15 +136,15 @@ def compute_results(
         if data.cycles.empty:
             if skip:
                 continue
-            raise ReportError(
-                f"no care cycles for condition {condition!r} in period {period_label(selection.period, 'en')!r}: "
-                "nothing to report"
-            )
+            if selection.period is None:
+                raise ReportError("no_cycles_at_all_dates", condition=condition)
+            raise ReportError("no_cycles_in_period", condition=condition, period=period_label(selection.period, "en"))
         results.append(store.result(key, version, data=data))
     if not results:
+        if selection.period is None:
+            raise ReportError("nothing_at_all_dates", conditions=_choices(selection.conditions))
         raise ReportError(
-            f"no care cycles in period {period_label(selection.period, 'en')!r} for "
-            f"{', '.join(selection.conditions)}: nothing to report"
+            "nothing_in_period", period=period_label(selection.period, "en"), conditions=_choices(selection.conditions)
         )
     return results
 
@@ -151,7 +170,7 @@ def first_unit_of(result: IndicatorResult, hospital: str | None) -> str:
     """The first unit of `hospital` in the result's table, else its first unit."""
     units = sorted(result.table["unit"].dropna().astype(str).unique())
     if not units:
-        raise ReportError(f"no units for condition {result.condition!r}")
+        raise ReportError("no_units", condition=result.condition)
     if hospital is not None:
         hosp = result.table.drop_duplicates("unit").set_index("unit")["hospital"].astype(str)
         mine = [u for u in units if hosp.get(u) == hospital]
@@ -217,13 +236,13 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise ReportError(f"cannot write the report to {str(target)!r}: it is a folder; give a file name")
+        raise ReportError("target_is_folder", path=str(target))
     if not folder.is_dir():
-        raise ReportError(f"cannot write the report to {str(target)!r}: folder {str(folder)!r} does not exist")
+        raise ReportError("no_folder", path=str(target), folder=str(folder))
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ReportError(f"cannot write the report to {str(target)!r}: folder {str(folder)!r} is not writable")
+        raise ReportError("folder_read_only", path=str(target), folder=str(folder))
     if target.exists() and not os.access(target, os.W_OK):
-        raise ReportError(f"cannot write the report to {str(target)!r}: the file exists and is read-only")
+        raise ReportError("file_read_only", path=str(target))
     return target
 
 
@@ -246,6 +265,6 @@ def write_report(path: str | os.PathLike[str], content: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise ReportError(f"cannot write the report to {str(target)!r}: {exc.strerror or exc}") from exc
+            raise ReportError("write_failed", path=str(target), error=str(exc.strerror or exc)) from exc
         raise
     return target

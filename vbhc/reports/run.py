@@ -119,7 +119,10 @@ def make_report(
         written = _write(target, content)
     except ReportError as exc:  # refused before anything was written (bad selection, path, or a failed write)
         _record(
-            engine or get_engine(), who, "export_refused", asked | {"what": WHAT.get(fmt, "report"), "reason": str(exc)}
+            engine or get_engine(),
+            who,
+            "export_refused",
+            asked | {"what": WHAT.get(fmt, "report"), "reason": exc.audited()},
         )
         raise
     single = results[0].condition if len(results) == 1 else None
@@ -143,9 +146,7 @@ def make_report(
         )
     except SQLAlchemyError as exc:  # no unaudited file: take it back
         written.unlink(missing_ok=True)
-        raise ReportError(
-            f"the report could not be recorded in the audit log ({type(exc).__name__}); not written"
-        ) from None
+        raise ReportError("not_audited", error=type(exc).__name__) from None
     return written
 
 
@@ -287,7 +288,7 @@ def _build(
     from vbhc.store import get_engine
 
     if fmt not in FORMATS:
-        raise ReportError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
+        raise ReportError("unknown_format", format=fmt, choices=", ".join(FORMATS))
     check_lang(lang)
     Selection.validate(conditions, period, level)  # cheap checks before the path and the data
     target = check_writable(path)
@@ -316,8 +317,7 @@ def _build(
             if missing:
                 choices = sorted(set(results[0].table["unit"].astype(str)))
                 raise ReportError(
-                    f"unknown unit {unit!r} for {', '.join(missing)} at level {level!r}; choose from: "
-                    f"{', '.join(choices)}"
+                    "unknown_unit", unit=unit, conditions=", ".join(missing), level=level, choices=", ".join(choices)
                 )
         from vbhc.reports.pdf import build_pdf
 
