@@ -282,8 +282,9 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                     completeness(url, data_version, condition)
             # a registry too large for default_views' years: every year after all else, so a period filter reads
             # and does not compute (~14 s at 1M cycles); on disk only, so the years' data do not stay in memory
+            planned = set(views)
             years = (
-                [v for v in results.year_views(engine(url)) if v not in set(views)]
+                [v for v in results.year_views(engine(url)) if v not in planned]
                 if results.years_in_background()
                 else []
             )
