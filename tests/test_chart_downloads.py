@@ -31,3 +31,40 @@ def test_chart_downloads_go_through_the_audited_export():
     assert "access.may_export(" in source
     assert "access.export_file(" in source and "charts.chart_png(" in source
     assert "access.export_table(" in source and "charts.chart_table(" in source
+
+
+def test_a_chart_file_leaves_out_small_cells_for_every_role():
+    """The chart's CSV and PNG are files: the file rule applies (README: small numbers "withheld in every file"),
+    not the page's. A funnel's data held a unit with 1 care cycle, exact, in the CSV a quality or care team
+    viewer downloaded; the unit's label point (its precision and value, no count) is left out with it."""
+    from vbhc.reports.privacy import SuppressionRule, chart_for_file
+
+    units = [("A", 1, 0), ("B", 40, 4), ("C", 55, 6), ("D", 60, 3), ("E", 80, 9)]
+    spec = {
+        "datasets": {
+            "main": [{"unit": u, "n": n, "observed": o, "value": o / n, "target": 0.1} for u, n, o in units],
+            "labels": [{"unit": u, "x": n**0.5, "y": o / n} for u, n, o in units],
+            "benchmark": [{"target": 0.1, "name": "registry"}],
+        }
+    }
+    out = chart_for_file(spec, SuppressionRule(10))["datasets"]
+    kept = {row["unit"] for row in out["main"]}
+    assert "A" not in kept and len(kept) <= 3  # the small unit and a secondary one: not worked out of the benchmark
+    assert {row["unit"] for row in out["labels"]} == kept
+    assert out["benchmark"] == spec["datasets"]["benchmark"]
+    assert len(spec["datasets"]["main"]) == 5  # the page's own spec is untouched
+    assert chart_for_file(spec, SuppressionRule(0))["datasets"]["main"] == spec["datasets"]["main"]
+
+
+def test_a_chart_of_single_care_cycles_is_a_patient_level_download(signed_in_db):  # noqa: F811
+    """VLAD and CUSUM draw one point per care cycle (its date and outcome): their CSV was offered to a care team,
+    whose exports are aggregated only, and recorded as not patient-level. Now only a viewer who may export patient
+    rows gets them, recorded as patient-level."""
+    from vbhc.reports.privacy import chart_is_patient_level
+
+    assert chart_is_patient_level({"datasets": {"d": [{"unit": "H01", "cycle_number": 1, "vlad": 0.1}]}})
+    assert not chart_is_patient_level({"datasets": {"d": [{"unit": "H01", "n": 30}]}})
+    depth = t("pages.tab_depth", "en")
+    care = _app("care", "views/condition_team.py", condition="colorectal_cancer", team_tab=depth)
+    shown = len(care.get("vega_lite_chart"))
+    assert shown and 0 < len(_chart_buttons(care)) < 2 * shown  # not under the VLAD and CUSUM charts

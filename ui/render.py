@@ -376,12 +376,19 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
     """A small download menu under a chart: the chart as PNG (vl-convert) and its data as CSV (formula-safe,
     vbhc.safety.safe_csv), each built on click through vbhc.access.export_file: role checked again there and
     recorded in the audit log with the file's SHA-256. Offered only to a viewer whose role may export the
-    condition's results. Returns whether it was offered."""
+    condition's results. The files follow the file rule, not the page's (vbhc.reports.privacy.chart_for_file: rows
+    about fewer care cycles than the threshold left out, for every role), and a chart of single care cycles (VLAD,
+    CUSUM) is a patient-level export, offered to those who may export patient rows only. Returns whether it was
+    offered."""
+    from vbhc.reports.privacy import SuppressionRule, chart_for_file, chart_is_patient_level
+
     chosen = filters.current()
     viewer = auth.current()
     condition = chosen.condition if chosen is not None else None
-    if chosen is None or not access.may_export(viewer, condition):
+    patient_level = chart_is_patient_level(spec)
+    if chosen is None or not access.may_export(viewer, condition, patient_level=patient_level):
         return False
+    spec = chart_for_file(spec, SuppressionRule.from_settings())
     lang, unit = chosen.lang, chosen.unit
     name = str(key[1]) if len(key) > 1 else "chart"
     stem = safe_file_name(f"vbhc-{condition}-{name}" + (f"-{unit}" if unit else ""))
@@ -397,6 +404,7 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
                 file_name=f"{stem}.png",
                 condition=condition,
                 unit=unit,
+                patient_level=patient_level,
                 engine=engine,
             ),
             file_name=f"{stem}.png",
@@ -414,6 +422,7 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
                 file_name=f"{stem}.csv",
                 condition=condition,
                 unit=unit,
+                patient_level=patient_level,
                 engine=engine,
             ),
             file_name=f"{stem}.csv",

@@ -20,8 +20,9 @@ pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,8 @@ from vbhc.settings import suppress_below
 __all__ = [
     "WITHHELD_COLUMNS",
     "SuppressionRule",
+    "chart_for_file",
+    "chart_is_patient_level",
     "patient_rows",
     "suppress_cost_breakdown",
     "suppress_counts",
@@ -316,6 +319,69 @@ def suppress_cost_breakdown(breakdown: pd.DataFrame, rule: SuppressionRule) -> p
     columns = [c for c in ("cycles", "quantity", "total_cost", "cost_per_cycle", "share") if c in frame]
     group = [c for c in ("condition", "unit") if c in frame]
     return suppress_counts(frame, "count", columns, rule, group=group)
+
+
+#: Columns of a chart's dataset holding the number of care cycles or patients behind a row (the first one found).
+CHART_COUNT_COLUMNS = ("n", "patients", "cycles")
+#: Columns that make a chart's dataset one row per care cycle (VLAD, CUSUM): its data is patient-level.
+CHART_CYCLE_COLUMNS = ("cycle_number", "cycle_id")
+
+
+def _datasets(spec: Mapping[str, Any]) -> dict[str, list]:
+    sets = spec.get("datasets") or {}
+    return {str(k): v for k, v in sets.items() if isinstance(v, list)}
+
+
+def chart_is_patient_level(spec: Mapping[str, Any]) -> bool:
+    """Whether a chart draws one point per care cycle (a VLAD or CUSUM chart): its image and data are then a
+    patient-level export, which only the quality directorate may take (a care team exports aggregates only)."""
+    return any(
+        rows and isinstance(rows[0], Mapping) and any(c in rows[0] for c in CHART_CYCLE_COLUMNS)
+        for rows in _datasets(spec).values()
+    )
+
+
+def chart_for_file(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[str, Any]:
+    """A chart's spec as a downloaded file (its PNG or data CSV) may show it: rows about fewer care cycles or
+    patients than the threshold are left out of every dataset, as the PDF leaves a withheld unit out of its
+    funnel plot and a small quarter out of its trend. Where a dataset draws a benchmark (a finite `target`) or
+    its rows share a total (an indicator, timepoint), secondary rows are left out too (vbhc.disclosure), so a
+    left-out row cannot be worked out from the rest. The page shows a viewer what their role allows; a file
+    leaves the hospital, so the file rule applies to everyone (README: "withheld in every file")."""
+    out = dict(spec)
+    if not rule.active:
+        return out
+    datasets: dict[str, Any] = {}
+    withheld: set[str] = set()  # units left out: also out of the datasets that place or label them (no count)
+    for name, rows in (spec.get("datasets") or {}).items():
+        count = next((c for c in CHART_COUNT_COLUMNS if rows and isinstance(rows[0], Mapping) and c in rows[0]), None)
+        if not isinstance(rows, list) or count is None:
+            datasets[name] = rows
+            continue
+        frame = pd.DataFrame(rows)
+        small = rule.applies(frame[count])
+        if small.any():
+            target = pd.to_numeric(frame["target"], errors="coerce") if "target" in frame else None
+            shown = np.isfinite(target.to_numpy(float)) if target is not None else np.zeros(len(frame), bool)
+            small = complementary_suppression(
+                frame,
+                small,
+                threshold=rule.threshold,
+                group=[c for c in ("condition", "indicator", "instrument", "timepoint") if c in frame],
+                count=count,
+                observed="observed" if "observed" in frame else None,
+                unit="unit" if "unit" in frame else None,
+                totals_shown=shown,
+            )
+        datasets[name] = [row for row, hit in zip(rows, small, strict=True) if not hit]
+        per_unit = not {"period", "date", "timepoint", "activity", "bin_start"} & set(frame)  # one row a unit
+        if "unit" in frame and per_unit:
+            withheld |= set(frame.loc[small, "unit"].astype(str))
+    for name, rows in datasets.items():
+        if withheld and isinstance(rows, list) and rows and isinstance(rows[0], Mapping) and "unit" in rows[0]:
+            datasets[name] = [row for row in rows if str(row.get("unit")) not in withheld]
+    out["datasets"] = datasets
+    return out
 
 
 def patient_rows(result: IndicatorResult) -> pd.DataFrame:
