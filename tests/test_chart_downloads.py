@@ -37,7 +37,7 @@ def test_a_chart_file_leaves_out_small_cells_for_every_role():
     """The chart's CSV and PNG are files: the file rule applies (README: small numbers "withheld in every file"),
     not the page's. A funnel's data held a unit with 1 care cycle, exact, in the CSV a quality or care team
     viewer downloaded; the unit's label point (its precision and value, no count) is left out with it."""
-    from vbhc.reports.privacy import SuppressionRule, chart_for_file
+    from vbhc.reports.privacy import SuppressionRule, chart_file_datasets
 
     units = [("A", 1, 0), ("B", 40, 4), ("C", 55, 6), ("D", 60, 3), ("E", 80, 9)]
     spec = {
@@ -47,13 +47,17 @@ def test_a_chart_file_leaves_out_small_cells_for_every_role():
             "benchmark": [{"target": 0.1, "name": "registry"}],
         }
     }
-    out = chart_for_file(spec, SuppressionRule(10))["datasets"]
+    out = chart_file_datasets(spec, SuppressionRule(10))
     kept = {row["unit"] for row in out["main"]}
     assert "A" not in kept and len(kept) <= 3  # the small unit and a secondary one: not worked out of the benchmark
     assert {row["unit"] for row in out["labels"]} == kept
     assert out["benchmark"] == spec["datasets"]["benchmark"]
     assert len(spec["datasets"]["main"]) == 5  # the page's own spec is untouched
-    assert chart_for_file(spec, SuppressionRule(0))["datasets"]["main"] == spec["datasets"]["main"]
+    assert chart_file_datasets(spec, SuppressionRule(0))["main"] == spec["datasets"]["main"]
+    # a chart whose every counted row is withheld gives no file (it would show nothing of the chart)
+    quarters = {"datasets": {"trend": [{"period": f"2024-Q{q}", "n": 4, "value": 0.2} for q in (1, 2, 3, 4)]}}
+    assert chart_file_datasets(quarters, SuppressionRule(10)) is None
+    assert chart_file_datasets(quarters, SuppressionRule(4))["trend"] == quarters["datasets"]["trend"]
 
 
 def test_a_chart_of_single_care_cycles_is_a_patient_level_download(signed_in_db):  # noqa: F811
@@ -68,3 +72,22 @@ def test_a_chart_of_single_care_cycles_is_a_patient_level_download(signed_in_db)
     care = _app("care", "views/condition_team.py", condition="colorectal_cancer", team_tab=depth)
     shown = len(care.get("vega_lite_chart"))
     assert shown and 0 < len(_chart_buttons(care)) < 2 * shown  # not under the VLAD and CUSUM charts
+
+
+def test_a_chart_whose_every_figure_is_withheld_offers_no_file_and_says_why(signed_in_db, monkeypatch):  # noqa: F811
+    """A chart whose every point counts fewer care cycles than the threshold (a small unit's trend by quarter) gave
+    a 'data' CSV of its period axis alone and an empty PNG: now no download is offered under it, and a line says
+    why, in the reader's language."""
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", "100000")  # every figure of every chart below the threshold
+    depth = t("pages.tab_depth", "nl")
+    quality = _app(
+        "quality", "views/condition_team.py", condition="colorectal_cancer", team_tab=depth, _chosen_lang="nl"
+    )
+    labels = {t("download.chart_png", "nl"), t("download.chart_csv", "nl")}
+    offered = [b for b in quality.get("download_button") if b.proto.label in labels]
+    withheld = t("download.chart_withheld", "nl", count=100_000)
+    said = [c.value for c in quality.caption].count(withheld)
+    # the funnel, the units' intervals and the trend say why; VLAD and CUSUM (one point per care cycle, no count)
+    # are patient-level files, which the quality directorate may take whole
+    assert withheld.startswith("Geen download") and said == 3
+    assert len(offered) == 2 * (len(quality.get("vega_lite_chart")) - said) == 4

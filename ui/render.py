@@ -376,11 +376,11 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
     """A small download menu under a chart: the chart as PNG (vl-convert) and its data as CSV (formula-safe,
     vbhc.safety.safe_csv), each built on click through vbhc.access.export_file: role checked again there and
     recorded in the audit log with the file's SHA-256. Offered only to a viewer whose role may export the
-    condition's results. The files follow the file rule, not the page's (vbhc.reports.privacy.chart_for_file: rows
+    condition's results. The files follow the file rule, not the page's (vbhc.reports.privacy.chart_file_datasets: rows
     about fewer care cycles than the threshold left out, for every role), and a chart of single care cycles (VLAD,
     CUSUM) is a patient-level export, offered to those who may export patient rows only. Returns whether it was
     offered."""
-    from vbhc.reports.privacy import SuppressionRule, chart_for_file, chart_is_patient_level
+    from vbhc.reports.privacy import SuppressionRule, chart_file_datasets, chart_is_patient_level
 
     chosen = filters.current()
     viewer = auth.current()
@@ -388,8 +388,15 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
     patient_level = chart_is_patient_level(spec)
     if chosen is None or not access.may_export(viewer, condition, patient_level=patient_level):
         return False
-    spec = chart_for_file(spec, SuppressionRule.from_settings())
     lang, unit = chosen.lang, chosen.unit
+    rule = SuppressionRule.from_settings()
+    # once per chart's data, not on every run: the datasets are named after a hash of their rows (vbhc.charts)
+    names = tuple(sorted(spec.get("datasets") or {}))
+    datasets = _spec_cache().get(("chart_file", rule.threshold, *names), lambda: chart_file_datasets(spec, rule))
+    if datasets is None:  # every figure of the chart is withheld from files: nothing to download
+        st.caption(t("download.chart_withheld", lang, count=rule.threshold))
+        return False
+    spec = {**spec, "datasets": datasets}
     name = str(key[1]) if len(key) > 1 else "chart"
     stem = safe_file_name(f"vbhc-{condition}-{name}" + (f"-{unit}" if unit else ""))
     engine = data.current_engine()

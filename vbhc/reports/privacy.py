@@ -37,7 +37,7 @@ from vbhc.settings import suppress_below
 __all__ = [
     "WITHHELD_COLUMNS",
     "SuppressionRule",
-    "chart_for_file",
+    "chart_file_datasets",
     "chart_is_patient_level",
     "patient_rows",
     "suppress_cost_breakdown",
@@ -341,21 +341,25 @@ def chart_is_patient_level(spec: Mapping[str, Any]) -> bool:
     )
 
 
-def chart_for_file(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[str, Any]:
-    """A chart's spec as a downloaded file (its PNG or data CSV) may show it: rows about fewer care cycles or
+def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[str, Any] | None:
+    """The datasets a chart's downloaded file (its PNG or data CSV) may show: rows about fewer care cycles or
     patients than the threshold are left out of every dataset, as the PDF leaves a withheld unit out of its
     funnel plot and a small quarter out of its trend. Where a dataset draws a benchmark (a finite `target`) or
     its rows share a total (an indicator, timepoint), secondary rows are left out too (vbhc.disclosure), so a
     left-out row cannot be worked out from the rest. The page shows a viewer what their role allows; a file
-    leaves the hospital, so the file rule applies to everyone (README: "withheld in every file")."""
-    out = dict(spec)
+    leaves the hospital, so the file rule applies to everyone (README: "withheld in every file").
+
+    None when the rule leaves none of the chart's counted rows: such a file would show nothing of the chart."""
+    sets = spec.get("datasets") or {}
     if not rule.active:
-        return out
+        return dict(sets)
     datasets: dict[str, Any] = {}
     withheld: set[str] = set()  # units left out: also out of the datasets that place or label them (no count)
-    for name, rows in (spec.get("datasets") or {}).items():
-        count = next((c for c in CHART_COUNT_COLUMNS if rows and isinstance(rows[0], Mapping) and c in rows[0]), None)
-        if not isinstance(rows, list) or count is None:
+    counted = left = 0
+    for name, rows in sets.items():
+        first = rows[0] if isinstance(rows, list) and rows else None
+        count = next((c for c in CHART_COUNT_COLUMNS if isinstance(first, Mapping) and c in first), None)
+        if count is None:
             datasets[name] = rows
             continue
         frame = pd.DataFrame(rows)
@@ -374,14 +378,16 @@ def chart_for_file(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[str, 
                 totals_shown=shown,
             )
         datasets[name] = [row for row, hit in zip(rows, small, strict=True) if not hit]
+        counted, left = counted + len(rows), left + len(datasets[name])
         per_unit = not {"period", "date", "timepoint", "activity", "bin_start"} & set(frame)  # one row a unit
         if "unit" in frame and per_unit:
             withheld |= set(frame.loc[small, "unit"].astype(str))
+    if counted and not left:
+        return None
     for name, rows in datasets.items():
         if withheld and isinstance(rows, list) and rows and isinstance(rows[0], Mapping) and "unit" in rows[0]:
             datasets[name] = [row for row in rows if str(row.get("unit")) not in withheld]
-    out["datasets"] = datasets
-    return out
+    return datasets
 
 
 def patient_rows(result: IndicatorResult) -> pd.DataFrame:
