@@ -13,6 +13,8 @@ exports its current items and imports the edited file with the same care as a re
 from __future__ import annotations
 
 import io
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +98,8 @@ _ERROR_COLUMN = {
 }
 _TRUE, _FALSE = {"1", "true", "yes", "ja", "waar"}, {"0", "false", "no", "nee", "onwaar"}
 _MB = 1024 * 1024
+#: A number as a person writes it in a cell (Python's float() also reads "1_000", "inf" and other scripts' digits)
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 # --------------------------------------------------------------------------------------------- problems
@@ -269,6 +273,10 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     for name in columns:
         if name not in header:
             problems.append(problem(1, name, "", "missing_column", columns=expected))
+    for name in dict.fromkeys(n for n in header if n and header.count(n) > 1):
+        # two columns of one name: which one a row means cannot be told, so neither is read
+        positions = ", ".join(str(i) for i, n in enumerate(header, start=1) if n == name)
+        problems.append(problem(1, name, name, "column_twice", positions=positions))
     if problems:
         return [], problems
     rows = []
@@ -283,6 +291,15 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             row[name] = _plain(value)
         rows.append((number, row))
     return rows, problems
+
+
+def _version(text: str) -> int | None:
+    """The version a row names: a whole number as written ("3", or 3.0 from a number cell); None for anything
+    else (1.7, inf, text), which the row's problem names rather than a version it does not say."""
+    if not _PLAIN_NUMBER.fullmatch(text):
+        return None
+    number = float(text)
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def _flag(text: str) -> bool | None:
@@ -335,10 +352,9 @@ def _import(
             except ImprovementError as error:
                 refuse("item_id", error)
                 continue
-            try:
-                based_on = int(float(row["version"]))
-            except ValueError:
-                refuse("version", ImprovementError("not_a_number", field="version", value=row["version"]))
+            based_on = _version(row["version"])
+            if based_on is None:
+                refuse("version", ImprovementError("not_whole", field="version", value=row["version"]))
                 continue
             if current.version != based_on:
                 conflict = EditConflict(current, based_on)
