@@ -40,7 +40,7 @@ from vbhc.improvement import (
     targets,
     write_versions,
 )
-from vbhc.ingest.problems import shown_file, shown_value
+from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, shown_file, shown_value
 from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -286,9 +286,14 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             continue
         row: dict[str, str] = {}
         for name, value in zip(header, cells + [None] * (len(header) - len(cells)), strict=True):
+            text = _plain(value)
             if isinstance(value, str) and value.startswith("=") and len(value) > 1:
                 problems.append(problem(number, name, value, "formula"))
-            row[name] = _plain(value)
+            elif text.upper() in EXCEL_ERRORS:
+                problems.append(problem(number, name, text, "excel_error"))
+            elif (code := invisible_character(text)) is not None:  # a title or unit that only looks like another
+                problems.append(problem(number, name, text, "invisible_character", code=code))
+            row[name] = text
         rows.append((number, row))
     return rows, problems
 
