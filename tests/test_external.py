@@ -85,6 +85,10 @@ def test_a_good_file_is_read_with_its_provenance():
             "partner figures",
             "one file is one publication",
         ),
+        # a unit that looks like another (X01 + a zero-width space), a control character, an Excel error value
+        (f"{PROVENANCE},mortality_30d,1,X01\u200b,10,2,1.5,,", "unit", "X01\u200b", "character no one sees (U+200B)"),
+        (f"{PROVENANCE},mortality_30d,1,X0\x073,10,2,1.5,,", "unit", "X0\x073", "character no one sees (U+0007)"),
+        (f"{PROVENANCE},mortality_30d,#N/A,X03,10,2,1.5,,", "definition_version", "#N/A", "an Excel error value"),
     ],
 )
 def test_a_bad_row_refuses_the_whole_file_naming_file_row_column_and_value(row, column, value, rule):
@@ -106,12 +110,20 @@ def test_file_level_problems_are_one_line():
         _csv(f"{PROVENANCE},mortality_30d,1,X01,120,6,5.2,,", f"{PROVENANCE},mortality_30d,1,X02,80,3,4.1,,,9"): (
             "a value under no column"
         ),
+        # a header without figures would store an empty publication
+        _csv(header=HEADER): "f.csv row 1: the file has a header row but no figures",
+        # the csv module's own English words never reach the reader: the row and why, in their language
+        _csv(*GOOD, f'{PROVENANCE},mortality_30d,1,"X0"9,10,2,1.5,,'): "f.csv row 5: text after the closing quote",
+        _csv(*GOOD, f'{PROVENANCE},mortality_30d,1,"X09,10,2,1.5,,'): "f.csv row 5: a quoted value is not closed",
+        # the whole date as written, not its first ten characters
+        _csv(*[r.replace("2025-03-01", "2025-03-01xyz") for r in GOOD]): "value '2025-03-01xyz': not a date",
     }
     for data, expected in cases.items():
         with pytest.raises(ExternalRefused) as caught:
             read_figures(data, file_name="f.csv")
         assert "\n" not in str(caught.value)
         assert any(expected in str(p) for p in caught.value.problems), str(caught.value)
+        assert "expected after" not in caught.value.line("nl") and "end of data" not in caught.value.line("nl")
 
 
 def test_decimal_commas_are_read_and_a_mix_of_marks_refused():

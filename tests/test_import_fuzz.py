@@ -120,6 +120,56 @@ def test_formulas_in_csv_cells_are_refused(base, tmp_path, formula):
 
 
 @sqlite_only
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        # a second key that looks like the first: C0003 with a zero-width space, a direction override, a control
+        ({"cycle_id": "C0003\u200b"}, "value 'C0003\\u200b': holds a character no one sees (U+200B)"),
+        ({"treatment": "total_hip\u202earthroplasty"}, "holds a character no one sees (U+202E)"),
+        ({"cycle_id": "C00\x0b03"}, "holds a character no one sees (U+000B)"),
+        # an Excel error value is no value, not a text to store
+        ({"cycle_id": "#N/A"}, "column 'cycle_id': value '#N/A': an Excel error value, not a value"),
+        ({"treatment": "#div/0!"}, "an Excel error value"),
+        # other scripts' digits match Python's \d but no number parser reads them: refused by name, never a
+        # database error
+        ({"age": "\u0666\u0668"}, "column 'age': value '\u0666\u0668': not a number"),
+        ({"bmi": "2\u0662.5"}, "column 'bmi': value '2\u0662.5': not a number"),
+    ],
+)
+def test_invisible_characters_excel_errors_and_other_digits_are_refused_by_name(base, tmp_path, change, rule):
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv", change)
+    message = _refused([path], engine)
+    assert rule in message and "row 4" in message and "database" not in message
+
+
+@sqlite_only
+def test_text_after_a_closing_quote_is_named_in_the_readers_words(base, tmp_path):
+    engine, _ = base
+    path = tmp_path / "costs.csv"
+    path.write_text('cycle_id,activity,quantity,unit_cost\n"C0001"x,imaging,1,2\n', encoding="utf-8")
+    message = _refused([path], engine)
+    assert "costs.csv row 2: text after the closing quote of a value" in message
+    assert "expected after" not in message  # the csv module's own English words
+
+
+@sqlite_only
+def test_excel_error_cells_in_a_workbook_are_refused(base, tmp_path):
+    engine, _files = base
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "care_cycles"
+    ws.append(CYCLE_COLUMNS)
+    for row in cycles():
+        ws.append([row[c] for c in CYCLE_COLUMNS])
+    ws.cell(3, CYCLE_COLUMNS.index("treatment") + 1).value = "#N/A"
+    ws.cell(3, CYCLE_COLUMNS.index("treatment") + 1).data_type = "e"  # an error cell, as Excel writes one
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    assert "row 3 column 'treatment': value '#N/A': an Excel error value" in _refused([path], engine)
+
+
+@sqlite_only
 def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
     engine, _files = base
     wb = Workbook()

@@ -373,6 +373,11 @@ def test_targets_round_trip_through_xlsx(engine):
         (2, "valid_from", "31-02-2026", "column 'valid_from' value '31-02-2026'"),
         (2, "source", "=1+1", "formulas are not accepted"),
         (2, "version", 9, "column 'version' value '9': this row is based on version 9"),
+        (2, "version", "inf", "column 'version' value 'inf': version: inf is not a whole number"),
+        (2, "version", 1.5, "column 'version' value '1.5': version: 1.5 is not a whole number"),
+        (2, "value", "1_000", "column 'value' value '1_000': value: 1_000 is not a number"),
+        (2, "source", "#N/A", "column 'source' value '#N/A': an Excel error value, not a value"),
+        (2, "source", "DICA\u200b", "the value holds a character no one sees (U+200B)"),
         (3, "kind", "external_norm", "External norms are set by the quality directorate"),
     ],
 )
@@ -411,6 +416,18 @@ def test_a_file_that_is_not_a_targets_workbook_is_refused(engine, tmp_path):
         (1, "colour", "unknown_column"),
         (1, "condition", "missing_column"),
     ]
+
+
+def test_a_column_written_twice_is_refused_not_read_from_one_of_them(engine):
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.cell(1, ws.max_column + 1).value = "Value"
+    ws.cell(2, ws.max_column).value = 0.5
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(1, "value", "column_twice")]
+    assert "(columns 7, 12)" in str(refused.value) and "(kolommen 7, 12)" in refused.value.message("nl")
+    assert improvement.history(engine, CARE, goal.item_id)[-1].value == 0.10
 
 
 def test_actions_round_trip_and_a_stale_row(engine):

@@ -168,7 +168,8 @@ def _rows_as_read(path: Path) -> set[tuple[str, str]]:
     """The (response, item) pairs a person reads in a (damaged) PREM file."""
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
         reader = csv.reader(fh)
-        header = [_header_as_read(name) for name in next(reader, [])]
+        # blank lines before the header are not the header (the import skips them too)
+        header = [_header_as_read(name) for name in next((r for r in reader if any(f.strip() for f in r)), [])]
         rows = [dict(zip(header, row, strict=False)) for row in reader]
     return {(r.get("response_id", "").strip(), r.get("item", "").strip()) for r in rows}
 

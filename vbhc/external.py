@@ -41,7 +41,16 @@ from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
-from vbhc.ingest.problems import Number, Problem, Rule, audited_problems, normalise_name, shown_file
+from vbhc.ingest.problems import (
+    EXCEL_ERRORS,
+    Number,
+    Problem,
+    Rule,
+    audited_problems,
+    invisible_character,
+    normalise_name,
+    shown_file,
+)
 from vbhc.models import ExternalFigure, ExternalPublication
 from vbhc.registry import hospital_of, parse_period, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
@@ -227,12 +236,18 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         return refuse(Rule("external.separator_unclear"), row=1)
     delimiter = max(counts, key=counts.__getitem__)
     rows = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         for fields in reader:
             rows.append((reader.line_num, fields))
     except csv.Error as exc:
-        return refuse(Rule("external.csv_malformed", error=str(exc)))
+        # the csv module's own words are English and name no row: the row where the value starts, and why
+        start = rows[-1][0] + 1 if rows else 1
+        if "expected after" in str(exc):
+            return refuse(Rule("external.text_after_quote"), row=start)
+        if "end of data" in str(exc):
+            return refuse(Rule("external.quote_not_closed"), row=start)
+        return refuse(Rule("external.csv_malformed"), row=start)
     return None, rows, []
 
 
@@ -256,6 +271,8 @@ def read_table(
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
     if not rows:
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, Rule("external.file_empty"))])
+    if len(rows) == 1:  # a header without figures would store an empty publication
+        raise ExternalRefused(file, [Problem(file, sheet, rows[0][0], None, None, Rule("external.no_rows"))])
     if len(rows) - 1 > max_rows():
         rule = Rule("external.too_many_rows", count=len(rows) - 1, limit=Number(max_rows()))
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, rule)])
@@ -293,6 +310,10 @@ def read_table(
             value = raw[name].strip()
             if name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
                 problem(number, name, value, Rule("external.looks_like_formula"))
+            elif value.upper() in EXCEL_ERRORS:
+                problem(number, name, value, Rule("external.excel_error"))
+            elif (code := invisible_character(value)) is not None:  # "X01" and "X01" + U+200B look the same
+                problem(number, name, value, Rule("external.invisible_character", code=code))
         records.append((number, {name: _plain(raw[name]) for name in header}))
     return records, problems, problem
 
@@ -484,7 +505,7 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
     published = dt.date(1900, 1, 1)
     if "published" in first:
         try:
-            published = dt.date.fromisoformat(first["published"][:10])
+            published = _published(first["published"])
         except ValueError:
             problem(records[0][0], "published", first["published"], Rule("external.not_a_date"))
     if "period" in first:
@@ -493,6 +514,15 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
         except ValueError:
             problem(records[0][0], "period", first["period"], Rule("external.not_a_period"))
     return first.get("source", ""), published, first.get("period", "")
+
+
+def _published(text: str) -> dt.date:
+    """A publication date as written in full: 2025-03-01, or a date with its time (a workbook's date cell); the
+    first ten characters of '2025-03-01xyz' are not what the cell says."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return dt.datetime.fromisoformat(text).date()
 
 
 def _duplicates(records: list[tuple[int, dict[str, str]]], problem) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -399,7 +400,13 @@ def checked_text(value: object, name: str, *, required: bool = False, limit: int
     return text
 
 
+#: A number as text the way a person writes it; float() alone also reads "1_000" or other scripts' digits
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+
+
 def _number(value: object, name: str) -> float:
+    if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
+        raise ImprovementError("not_a_number", field=name, value=value)
     try:
         number = float(value)
     except (TypeError, ValueError):

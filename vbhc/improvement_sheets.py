@@ -13,6 +13,8 @@ exports its current items and imports the edited file with the same care as a re
 from __future__ import annotations
 
 import io
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,7 @@ from vbhc.improvement import (
     targets,
     write_versions,
 )
-from vbhc.ingest.problems import shown_file, shown_value
+from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, shown_file, shown_value
 from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -96,6 +98,8 @@ _ERROR_COLUMN = {
 }
 _TRUE, _FALSE = {"1", "true", "yes", "ja", "waar"}, {"0", "false", "no", "nee", "onwaar"}
 _MB = 1024 * 1024
+#: A number as a person writes it in a cell (Python's float() also reads "1_000", "inf" and other scripts' digits)
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 # --------------------------------------------------------------------------------------------- problems
@@ -269,6 +273,10 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     for name in columns:
         if name not in header:
             problems.append(problem(1, name, "", "missing_column", columns=expected))
+    for name in dict.fromkeys(n for n in header if n and header.count(n) > 1):
+        # two columns of one name: which one a row means cannot be told, so neither is read
+        positions = ", ".join(str(i) for i, n in enumerate(header, start=1) if n == name)
+        problems.append(problem(1, name, name, "column_twice", positions=positions))
     if problems:
         return [], problems
     rows = []
@@ -278,11 +286,25 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             continue
         row: dict[str, str] = {}
         for name, value in zip(header, cells + [None] * (len(header) - len(cells)), strict=True):
+            text = _plain(value)
             if isinstance(value, str) and value.startswith("=") and len(value) > 1:
                 problems.append(problem(number, name, value, "formula"))
-            row[name] = _plain(value)
+            elif text.upper() in EXCEL_ERRORS:
+                problems.append(problem(number, name, text, "excel_error"))
+            elif (code := invisible_character(text)) is not None:  # a title or unit that only looks like another
+                problems.append(problem(number, name, text, "invisible_character", code=code))
+            row[name] = text
         rows.append((number, row))
     return rows, problems
+
+
+def _version(text: str) -> int | None:
+    """The version a row names: a whole number as written ("3", or 3.0 from a number cell); None for anything
+    else (1.7, inf, text), which the row's problem names rather than a version it does not say."""
+    if not _PLAIN_NUMBER.fullmatch(text):
+        return None
+    number = float(text)
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def _flag(text: str) -> bool | None:
@@ -335,10 +357,9 @@ def _import(
             except ImprovementError as error:
                 refuse("item_id", error)
                 continue
-            try:
-                based_on = int(float(row["version"]))
-            except ValueError:
-                refuse("version", ImprovementError("not_a_number", field="version", value=row["version"]))
+            based_on = _version(row["version"])
+            if based_on is None:
+                refuse("version", ImprovementError("not_whole", field="version", value=row["version"]))
                 continue
             if current.version != based_on:
                 conflict = EditConflict(current, based_on)

@@ -35,6 +35,27 @@ IDENTIFIER_COLUMNS = re.compile(
     r"mrn|medical_?record_?number|patient_?nummer|patientnummer|ziekenhuis_?nummer|ziekenhuisnummer|"
     r"nhs_?number|insurance_?number|polisnummer|verzekerdennummer)$"
 )
+#: Excel's error values (#N/A from a failed lookup, #DIV/0!, ...): a cell that shows one holds no value, though a
+#: workbook read for its values, or a CSV Excel saved, gives the error's text.
+EXCEL_ERRORS = frozenset(
+    {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
+    | {"#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#EXTERNAL!", "#PYTHON!"}
+)
+#: Characters no one sees in a cell: control characters (C0 but tab and line breaks, which a cell shows as space
+#: and a new line; DEL, C1) and format characters (zero-width spaces and joiners, direction overrides, the BOM,
+#: soft hyphen, ...). Python's re has no \p{Cf}: the ranges, written out.
+INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]"
+)
+
+
+def invisible_character(text: str) -> str | None:
+    """The first character of `text` that no one sees, as U+XXXX; None when there is none."""
+    found = INVISIBLE.search(text)
+    return None if found is None else f"U+{ord(found.group()):04X}"
+
+
 #: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / % +.
 _NAME_LIKE = re.compile(r"^[^\W\d][\w .()/%+-]{0,119}$")
 

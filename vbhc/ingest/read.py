@@ -693,6 +693,8 @@ def _csv_reason(message: str) -> Rule:
         return Rule("read.cell_too_long", count=csv.field_size_limit())
     if "unexpected end of data" in message or "EOF" in message:
         return Rule("read.quote_not_closed")
+    if "expected after" in message:  # "',' expected after '\"'": text after a closing quote
+        return Rule("read.text_after_quote")
     return Rule("read.malformed_csv", detail=short(message, 120))
 
 

@@ -18,19 +18,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, Catalog
-from vbhc.ingest.problems import ImportReport, Number, Problem, Rule, shown_column, shown_value
+from vbhc.ingest.problems import (
+    EXCEL_ERRORS,
+    ImportReport,
+    Number,
+    Problem,
+    Rule,
+    invisible_character,
+    shown_column,
+    shown_value,
+)
 from vbhc.ingest.read import Chunk, Source
 from vbhc.settings import max_cell_chars
 
 #: First characters (after leading whitespace) that make a spreadsheet run a cell; ASCII and full-width forms.
 _FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 
-_NUMBER = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?"
-_PLAIN_INTEGER = r"[+-]?\d+"
-_GROUPED = r"[+-]?\d{1,3}(?:([.,])\d{3})+(?:[.,]\d+)?"
-#: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax;
-#: \p{Nd} is any decimal digit, as \d in _NUMBER, which pandas matches with Python's re).
-_MARKED_NUMBER = r"^[+-]?(?P<whole>\p{Nd}*)(?P<mark>[.,])(?P<fraction>\p{Nd}*)(?:[eE][+-]?\p{Nd}+)?$"
+#: Digits are ASCII 0-9: Python's \d also matches other scripts' digits (Arabic-Indic, ...), which Arrow cannot read
+_NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
+_PLAIN_INTEGER = r"[+-]?[0-9]+"
+_GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
+#: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
+_MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
 
 
 @dataclass
@@ -184,6 +193,23 @@ class Checker:
         if starts.any():
             formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
             self.flag(formula, column, Rule("validate.formula"))
+        error = first == "#"
+        if error.any():
+            self.flag(error & s.str.upper().isin(EXCEL_ERRORS), column, Rule("validate.excel_error"))
+        # a character no one sees makes a second key that looks like the first (C0001 and C0001 + U+200B);
+        # Arrow's regular expression (C++), as the numbers' marks: pandas' would loop in Python over every PROM row
+        values = pa.array(s, type=pa.string(), from_pandas=True)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        hidden = pc.match_substring_regex(values, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}]").to_numpy(
+            zero_copy_only=False
+        )
+        if hidden.any():
+            self.flag(
+                hidden,
+                column,
+                lambda i: Rule("validate.invisible_character", code=invisible_character(s.iat[i]) or "?"),
+            )
         return s
 
     def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
