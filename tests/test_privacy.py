@@ -249,3 +249,24 @@ def test_comparison_group_too_small_falls_back(results):
     )
     quality = _viewers()["quality"]
     assert comparison_group(quality, "colorectal_cancer", "hospital", ["H05"], teams, all_units) == (("H05",), False)
+
+
+def test_a_comparison_group_of_one_other_hospitals_departments_is_refused():
+    """A manager of H01 at department level picked peers=H02, a hospital treating the condition in five
+    departments: five other units, so the group was accepted, and its benchmark was H02's own figure plus the
+    manager's (H02 singled out by name). A group needs its other units from MIN_OTHER_UNITS hospitals, at every
+    level; a quality viewer, who sees every unit, keeps any group."""
+    from vbhc.access import comparison_group
+
+    departments = ["SUR", "GAS", "ONC", "INT", "RAD"]
+    rows = [("H01", "SUR")] + [("H02", d) for d in departments]
+    rows += [(f"H{i:02d}", "SUR") for i in range(3, 3 + MIN_OTHER_UNITS)]
+    teams = pd.DataFrame(rows, columns=["hospital", "department"])
+    boss = _viewers()["manager"]
+    for level in ("department", "condition_team", "hospital"):
+        assert comparison_group(boss, "colorectal_cancer", level, ["H01", "H02"], teams, None) == ((), True)
+    others = [f"H{i:02d}" for i in range(2, 2 + MIN_OTHER_UNITS)]
+    group = tuple(sorted(["H01", *others]))
+    assert comparison_group(boss, "colorectal_cancer", "department", list(group), teams, None) == (group, False)
+    quality = _viewers()["quality"]
+    assert comparison_group(quality, "colorectal_cancer", "department", ["H02"], teams, None) == (("H02",), False)

@@ -776,9 +776,11 @@ def comparison_group(
     """The comparison group (hospitals) to compute a view on, and whether the chosen one was refused.
 
     A manager's chosen group must hold at least MIN_OTHER_UNITS units at `level` outside the manager's scope,
-    else one other unit could be singled out (its figures are the benchmark minus the manager's own); then the
-    whole registry is the comparison group. `teams` is vbhc.registry.condition_units(condition), `units`
-    vbhc.registry.units() (for divisions). Viewers who see every unit keep their choice.
+    from at least MIN_OTHER_UNITS hospitals, else one other unit or hospital could be singled out (its figures
+    are the benchmark minus the manager's own: one other hospital's five departments made five units, and the
+    group's benchmark was that hospital's own figure); then the whole registry is the comparison group. `teams`
+    is vbhc.registry.condition_units(condition), `units` vbhc.registry.units() (for divisions). Viewers who see
+    every unit keep their choice.
     """
     chosen = tuple(sorted(set(peers)))
     if not chosen or sees_all_units(viewer, condition):
@@ -804,7 +806,7 @@ def comparison_group(
         for u in labels
         if not _row_visible(viewer, condition, level, pd.Series({"unit": u, "hospital": ""}), divisions)
     ]
-    if len(others) < MIN_OTHER_UNITS:
+    if len(others) < MIN_OTHER_UNITS or len({hospital_of(u) for u in others}) < MIN_OTHER_UNITS:
         return (), True
     return chosen, False
 
