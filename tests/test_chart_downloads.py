@@ -91,3 +91,34 @@ def test_a_chart_whose_every_figure_is_withheld_offers_no_file_and_says_why(sign
     # are patient-level files, which the quality directorate may take whole
     assert withheld.startswith("Geen download") and said == 3
     assert len(offered) == 2 * (len(quality.get("vega_lite_chart")) - said) == 4
+
+
+def test_the_outcome_against_cost_chart_carries_its_counts_so_a_file_withholds_a_small_unit():
+    """The value chart's data had no count: a unit with 3 care cycles kept its exact cost and outcome in the chart's
+    CSV and PNG. Its points now carry the fewest care cycles behind them, and the file rule leaves the unit out (of
+    the points and of the placed names)."""
+    import pandas as pd
+
+    from vbhc import charts
+    from vbhc.costs import value_view
+    from vbhc.reports.privacy import SuppressionRule, chart_file_datasets
+
+    def rows(values, n):
+        return pd.DataFrame(
+            {
+                "unit": [f"H{i:02d}" for i in range(1, 7)],
+                "adjusted_value": values,
+                "adjusted_lower": [v * 0.9 for v in values],
+                "adjusted_upper": [v * 1.1 for v in values],
+                "n": n,
+            }
+        )
+
+    outcome = rows([0.10, 0.12, 0.08, 0.11, 0.09, 0.13], [3, 40, 55, 60, 80, 45])
+    cost = rows([9000, 9500, 8800, 10100, 9900, 9300], [3, 40, 55, 60, 80, 45])
+    view = value_view(outcome, cost, outcome_higher_is_better=False, outcome_target=0.1, cost_target=9500)
+    spec = charts.value_chart(view, outcome_label="Complications", outcome_kind="proportion")
+    file = chart_file_datasets(spec, SuppressionRule(10))
+    drawn = {str(r.get("unit")) for rows in spec["datasets"].values() for r in rows if isinstance(r, dict)}
+    kept = {str(r.get("unit")) for rows in file.values() for r in rows if isinstance(r, dict)}
+    assert "H01" in drawn and "H01" not in kept and len(kept - {"None"}) >= 4

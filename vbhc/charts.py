@@ -2592,6 +2592,8 @@ def value_chart(
         ),
         "value view",
     )
+    if {"n_outcome", "n_cost"} <= set(view.columns):  # the fewest care cycles behind a point: what a file withholds
+        frame["n"] = np.fmin(_col(view, "n_outcome"), _col(view, "n_cost"))  # below the threshold (reports.privacy)
     quadrant = view["quadrant"] if "quadrant" in view.columns else pd.Series(["no clear difference"] * len(view))
     quadrant = quadrant.where(quadrant.isin(list(QUADRANTS)), "no clear difference")
     frame["quadrant"] = quadrant.map(QUADRANT_LABELS[lang]).to_numpy(dtype=object)

@@ -64,6 +64,7 @@ def value_view(
     "as expected" on that axis: a point estimate alone would make noise look like a strategy.
     """
     cols = ["unit", "adjusted_value", "adjusted_lower", "adjusted_upper"]
+    cols += ["n"] if "n" in outcome.columns and "n" in cost.columns else []  # care cycles behind each figure
     merged = outcome[cols].merge(cost[cols], on="unit", suffixes=("_outcome", "_cost"))
     lo_o, up_o = merged["adjusted_lower_outcome"], merged["adjusted_upper_outcome"]
     better = (lo_o > outcome_target) if outcome_higher_is_better else (up_o < outcome_target)
