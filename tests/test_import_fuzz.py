@@ -188,6 +188,28 @@ def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
     assert "evil.example" not in message
 
 
+@sqlite_only
+@pytest.mark.parametrize("state", ["hidden", "veryHidden"])
+def test_a_hidden_sheet_refuses_the_workbook(base, tmp_path, state):
+    """A workbook whose costs sheet is hidden: a person reading it sees the care cycles only, so nothing is
+    imported from it unseen; the refusal names the sheet and says how to go on."""
+    engine, _files = base
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "care_cycles"
+    ws.append(CYCLE_COLUMNS)
+    for row in cycles():
+        ws.append([row[c] for c in CYCLE_COLUMNS])
+    hidden = wb.create_sheet("costs")
+    hidden.append(["cycle_id", "activity", "quantity", "unit_cost"])
+    hidden.append(["C0001", "imaging", 1, 250.0])
+    hidden.sheet_state = state
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    message = _refused([path], engine)
+    assert "registry.xlsx [sheet costs]: the sheet is hidden" in message and "unhide it" in message
+
+
 # --- huge cells ----------------------------------------------------------------------------------------
 
 

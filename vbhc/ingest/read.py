@@ -147,7 +147,10 @@ def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Sour
         )
         return []
     sources = []
-    for sheet in sheets:
+    for sheet, state in sheets:
+        if state != "visible":  # a person reading the workbook does not see it: it is not read for them unseen
+            report.add(Problem(path.name, sheet, None, None, None, Rule("read.sheet_hidden")))
+            continue
         table = _table_from_name(sheet)
         if table is None:
             report.add(
@@ -257,10 +260,11 @@ def _open_workbook(path: Path):
         raise
 
 
-def _sheet_names(path: Path) -> list[str]:
+def _sheet_names(path: Path) -> list[tuple[str, str]]:
+    """Each sheet's name and state (visible, hidden, veryHidden), in the workbook's order."""
     wb, fh = _open_workbook(path)
     try:
-        return list(wb.sheetnames)
+        return [(ws.title, str(getattr(ws, "sheet_state", "visible") or "visible")) for ws in wb.worksheets]
     finally:
         wb.close()
         fh.close()
