@@ -19,11 +19,13 @@ from vbhc.access import (
     Role,
     Scope,
     Viewer,
+    focus_units,
     guarded_import,
     indicator_rows,
     load_access,
     local_viewer,
     may_export,
+    may_focus_unit,
     may_import,
     may_manage_access,
     may_read_audit,
@@ -248,6 +250,25 @@ def test_visible_units_per_level():
     assert visible_units(ADMIN, UNITS, "hospital") == []
     with pytest.raises(ValueError, match="needs the condition"):
         visible_units(QUALITY, UNITS, "condition_team")
+
+
+def test_focus_units_are_those_whose_small_numbers_the_viewer_may_see():
+    """The page's unit is shown by care cycle (VLAD/CUSUM), quarter and meeting window: below the cells the tables
+    withhold. A care team limited to H01 took H02 in focus and got its care cycles' outcomes by date; it now takes
+    its own hospital's units only (it still sees every unit in the comparison tables)."""
+    limited = care(OESO, hospitals=("H01",))
+    assert focus_units(QUALITY, UNITS, "department", OESO) is None
+    assert focus_units(care(OESO), UNITS, "hospital", OESO) is None
+    assert focus_units(limited, UNITS, "hospital", OESO) == ["H01"]
+    assert focus_units(limited, UNITS, "department", OESO) == ["H01/SUR", "H01/ORT"]
+    assert focus_units(limited, UNITS, "condition_team", OESO) == [f"{OESO}@H01"]
+    assert focus_units(manager(["H02"]), UNITS, "hospital", OESO) == ["H02"]
+    both = Viewer("x@example.org", scopes=(*limited.scopes, *manager(departments=["H02/ORT"]).scopes))
+    assert focus_units(both, UNITS, "department", OESO) == ["H01/SUR", "H01/ORT", "H02/ORT"]
+    assert not may_focus_unit(limited, UNITS, "hospital", OESO, "H02")
+    assert not may_focus_unit(limited, UNITS, "department", OESO, "H02/SUR")
+    assert may_focus_unit(limited, UNITS, "department", OESO, "H01/SUR")
+    assert may_focus_unit(care(OESO), UNITS, "hospital", OESO, "H02")
 
 
 def test_cache_key_differs_between_scopes_and_ignores_order():

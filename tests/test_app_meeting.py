@@ -244,3 +244,21 @@ def test_another_hospitals_action_is_not_shown_to_a_manager(meeting_db, signed_i
     texts = _texts(at)
     assert t("action_effect.none", "en") in texts
     assert "Nieuw protocol" not in texts
+
+
+def test_another_hospitals_action_shows_no_windows_to_a_care_team_limited_to_its_hospital(meeting_db, signed_in):
+    """A care team limited to H01 took H02 as its unit (a tampered ?unit=H02) and got H02's action with its care
+    cycles before and after the start: windows and quarters of a few care cycles (each with its n and rate) below
+    the cells its tables withhold. Its unit is now one of its own hospital's (vbhc.access.focus_units)."""
+    _linked_action(meeting_db, unit="H02")
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.secrets["auth"] = {"client_id": "x", "client_secret": "x", "server_metadata_url": "http://localhost/x"}
+    at.user = {"is_logged_in": True, **USERS["care_h01"]}
+    at.query_params["lang"] = "en"
+    at.session_state["condition"] = CONDITION
+    at.session_state["unit_hospital"] = "H02"
+    run_on_page(at, PAGE)
+    assert not at.exception, [e.value for e in at.exception]
+    texts = _texts(at)
+    assert at.selectbox(key="unit_hospital").value == "H01"
+    assert "Nieuw protocol" not in texts and t("action_effect.chart", "en") not in texts

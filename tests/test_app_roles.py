@@ -95,6 +95,49 @@ def test_care_team_sees_its_condition_with_patient_rows_and_reports(signed_in_db
             at.switch_page(page)
 
 
+def _chart_units(at: AppTest) -> list[set[str]]:
+    """Per chart the page drew, the unit ids in its data (its datasets are sent as Arrow tables)."""
+    import io
+
+    import pyarrow as pa
+
+    def walk(node):
+        for child in getattr(node, "children", {}).values():
+            yield child
+            yield from walk(child)
+
+    found = []
+    for element in walk(at._tree):
+        if element.type == "vega_lite_chart":
+            units: set[str] = set()
+            for dataset in element.proto.datasets:
+                frame = pa.ipc.open_stream(io.BytesIO(dataset.data.data)).read_pandas()
+                if "unit_id" in frame or "unit" in frame:
+                    units |= set(frame["unit_id" if "unit_id" in frame else "unit"].astype(str))
+            found.append(units)
+    return found
+
+
+def test_a_care_team_limited_to_a_hospital_takes_only_its_own_units_in_focus(signed_in_db):
+    """A care team limited to H01 picked another hospital's unit and got its VLAD/CUSUM chart (each care cycle's
+    outcome by date: patient-level) and its trend by quarter (quarters of a few care cycles), below the cells its
+    tables withhold. It now picks among its own hospital's units (a tampered URL falls back), and still sees every
+    unit in the comparison charts."""
+    units = registry_units(engine=signed_in_db)
+    names = unit_names(units, "hospital")
+    depth = t("pages.tab_depth", "en")
+    at = _app("care_h01", "views/condition_team.py", unit_hospital="H02", team_tab=depth, indicator="mortality_30d")
+    assert at.selectbox(key="unit_hospital").options == [names["H01"]]
+    assert at.selectbox(key="unit_hospital").value == "H01"
+    single = [units for units in _chart_units(at) if len(units) == 1]  # the unit's own charts (VLAD, CUSUM)
+    assert single and all(units <= {"H01", names["H01"]} for units in single), single
+    at = _app("care_h01", "views/condition_team.py", level="department")
+    options = at.selectbox(key="unit_department").value, at.selectbox(key="unit_department").options
+    assert options[0].startswith("H01/") and all(u.startswith(names["H01"]) for u in options[1]), options
+    at = _app("care", "views/condition_team.py", unit_hospital="H02")  # without a hospital limit: every unit
+    assert at.selectbox(key="unit_hospital").value == "H02"
+
+
 def test_quality_may_export_patient_rows_and_read_the_audit_log(signed_in_db):
     at = _app("quality", "views/condition_team.py", condition="colorectal_cancer")
     assert [c.label for c in at.checkbox] == [t("download.with_patient_rows", "en")]

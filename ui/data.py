@@ -590,6 +590,13 @@ _visible_lock = threading.Lock()
 _VISIBLE_SIZE = 256
 
 
+def in_focus(viewer: Viewer, condition: str, level: str, unit: str) -> bool:
+    """vbhc.access.may_focus_unit on the cached units table: whether the unit's figures by care cycle, quarter or
+    window (below its cells in the comparison tables) may be shown to the viewer."""
+    url, data_version = database_url(), version()
+    return access.may_focus_unit(viewer, units(url, data_version), level, condition, unit)
+
+
 def comparison_group(
     viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]
 ) -> tuple[tuple[str, ...], bool]:

@@ -230,9 +230,11 @@ def sidebar(viewer: Viewer) -> Filters | None:
     own = units.loc[units["own_hospital"], "hospital"]
     teams = data.condition_units(url, version, condition)
     options = sorted(set(unit_labels(teams.assign(condition=condition), level)))
-    if not access.sees_all_units(viewer, condition):  # a manager picks among their own units only
-        mine = set(access.visible_units(viewer, units, level, condition))
-        options = [u for u in options if u in mine]
+    # a manager picks among their own units only, a care team limited to some hospitals among theirs: a unit in
+    # focus is shown by care cycle, quarter and meeting window (vbhc.access.focus_units)
+    focus = access.focus_units(viewer, units, level, condition)
+    if focus is not None:
+        options = [u for u in options if u in set(focus)]
     own_units = [u for u in options if not own.empty and hospital_of(u) == own.iloc[0]]
     names = unit_names(level, condition, lang)
     unit = synced(

@@ -22,7 +22,9 @@ Role rules (who sees what):
 - Small numbers on pages: a viewer sees exact small cells only of units whose patient-level rows they may see
   (quality; a care team without a hospital limit). A care team limited to some hospitals gets other hospitals'
   cells below the threshold withheld with secondary cells (vbhc.reports.privacy.suppression_mask, the same
-  cells as its files withhold, minus its own), so a withheld cell cannot be worked out from the benchmark.
+  cells as its files withhold, minus its own), so a withheld cell cannot be worked out from the benchmark,
+  and takes only its own hospitals' units as the page's unit (focus_units: a unit in focus is shown by care
+  cycle, quarter and window, below the cells).
 
 - A viewer with several grants gets the union of what each grant allows (each grant keeps its own scope).
 - The benchmark (target, control limits) is computed on every unit in vbhc.indicators; a manager's table keeps the
@@ -468,6 +470,38 @@ def visible_units(viewer: Viewer, units_df: pd.DataFrame, level: str, condition:
     else:
         raise ValueError(f"unknown unit level {level!r}")
     return labels
+
+
+def focus_units(viewer: Viewer, units_df: pd.DataFrame, level: str, condition: str) -> list[str] | None:
+    """Labels of the units at `level` the viewer may take as the page's unit: a unit in focus is shown below its
+    unit × indicator cells (one point per care cycle in VLAD/CUSUM, per quarter in its trend and SPC chart, per
+    window since the last meeting and around an action), figures the tables' small-number rule does not reach.
+
+    So the units whose small cells the viewer may see: every visible unit for quality and a care team without a
+    hospital limit, a manager's own units, and for a care team limited to some hospitals those hospitals' units
+    (it picked another hospital's unit and got its care cycles' outcomes by date in the VLAD chart and its
+    quarters of three care cycles in the trend); it still sees every unit in the comparison tables and charts.
+    None: every unit (quality, a care team of the condition without a hospital limit).
+    """
+    if not sees_all_units(viewer, condition):
+        return visible_units(viewer, units_df, level, condition)
+    limited = _limited_care_hospitals(viewer, condition)
+    if limited is None:
+        return None
+    labels = visible_units(viewer, units_df, level, condition)
+    managers = viewer.scopes_for(Role.MANAGER)
+    managed = (
+        set(visible_units(Viewer(viewer.user_id, viewer.name, managers), units_df, level, condition))
+        if managers
+        else set()
+    )
+    return [u for u in labels if hospital_of(u) in limited or u in managed]
+
+
+def may_focus_unit(viewer: Viewer, units_df: pd.DataFrame, level: str, condition: str, unit: str) -> bool:
+    """Whether `unit` (a label at `level`) is one of focus_units: its figures below the cells may be shown."""
+    focus = focus_units(viewer, units_df, level, condition)
+    return focus is None or unit in set(focus)
 
 
 _CHECKS: dict[Permission, Callable[..., bool]] = {

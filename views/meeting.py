@@ -208,9 +208,11 @@ def effect_section() -> None:
     level = action_effect.unit_level(where)
     full = data.result_for(viewer, chosen.condition, level, "", ())  # all dates: windows either side of the start
     place = unit_text(where, level)
+    # windows and quarters of the unit: only of a unit the viewer may take in focus (vbhc.access.focus_units)
+    in_focus = data.in_focus(viewer, chosen.condition, level, where)
     for indicator in picked.indicator_ids:
         name, kind = indicator_label(indicator), condition.indicator(indicator).kind
-        if not _visible(full.table, where):
+        if not in_focus or not _visible(full.table, where):
             st.caption(t("action_effect.not_visible", lang, indicator=name, unit=place))
             continue
         try:
