@@ -201,3 +201,22 @@ def test_manager_cost_page_names_no_other_hospital(signed_in_db):
     assert only_visible(result, breakdown)["unit"].tolist() == ["H01"]
     quality_table = table.assign(anonymised=False)
     assert len(only_visible(IndicatorResult("c", "hospital", None, quality_table), breakdown)) == 3
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "", "::", "dashboard.example.org", "10.0.0.5", "127.0.0.2", "[::1]"])
+def test_local_mode_is_refused_unless_the_server_listens_on_localhost(small_demo_db, monkeypatch, address):
+    """The single-user mode (every role, no sign-in) runs only on a loopback address: all interfaces (an empty
+    address, 0.0.0.0, ::), a hostname or another address get the refusal and no page, no filter, no number."""
+    from streamlit import config
+
+    monkeypatch.setenv("VBHC_AUTH", "local")
+    previous = config.get_option("server.address")
+    config.set_option("server.address", address or None)
+    try:
+        at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+        at.query_params["lang"] = "en"
+        run_on_page(at, "views/methods.py")
+    finally:
+        config.set_option("server.address", previous)
+    assert at.error and not at.selectbox and not at.dataframe and not shown_tables(at)
+    assert "localhost" in at.error[0].value
