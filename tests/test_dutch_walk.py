@@ -7,7 +7,9 @@ expanders), tokenizes it and checks it against
 (a) the English words of the message catalog and of the condition catalog's English labels that never occur in
     the Dutch texts, minus an allow-list of names and abbreviations used in Dutch as well; and
 (b) raw ids: catalog ids (condition, indicator, outcome, case-mix variable, timepoint, instrument, cost activity,
-    treatment), `condition@H01` unit ids, any snake_case identifier, and None/NaN/nan/<NA>/NaT.
+    treatment), `condition@H01` unit ids, any snake_case identifier, and None/NaN/nan/<NA>/NaT;
+(c) dates in the machine's order: an ISO date (2025-06-05) in a text or a cell, a date input that shows
+    YYYY-MM-DD; a Dutch reader reads day, month, year (a date column shown with the language's date format passes).
 
 Vega-Lite charts are walked too: their titles, axis, legend and header titles, and the values of the fields a
 reader sees on an axis, a facet header, a legend or a text mark (a PROM panel headed `12m` is caught); tooltips
@@ -32,6 +34,7 @@ from tests.shown import parse_table
 from ui.render import TABLE_CLASS
 from vbhc import audit
 from vbhc.catalog import default_catalog
+from vbhc.i18n import DATE_INPUT_FORMAT, t
 from vbhc.i18n import catalog as messages
 from vbhc.settings import PROJECT_ROOT, catalog_dir
 from vbhc.store import get_engine
@@ -49,6 +52,8 @@ PAGES = [
     "views/methods.py",
 ]
 INDICATOR_PAGES = PAGES[:7]  # with the meeting page and the board review
+#: The team page's tabs (views/condition_team.py: only the open one runs)
+TEAM_TABS = ("verdicts", "depth", "casemix", "cases")
 
 #: Names and abbreviations a Dutch text uses as they are.
 ALLOW = {
@@ -71,6 +76,7 @@ DATA_COLUMNS = {
     "error.value",
 }
 RAW_TOKENS = {"None", "NaN", "nan", "<NA>", "NaT", "null", "none"}
+ISO_DATE = re.compile(r"(?<![\w-])\d{4}-\d{2}-\d{2}(?![\w-])")
 WORD = re.compile(r"<NA>|[\w@][\w@'’²-]*")
 
 
@@ -149,7 +155,23 @@ def _proto_texts(message, path: str = "") -> Iterator[tuple[str, str]]:
                 yield from _proto_texts(v, where)
 
 
-def _frame_texts(frame: pd.DataFrame) -> Iterator[tuple[str, str]]:
+def _dated_columns(proto) -> set[str]:
+    """The columns a dataframe shows as dates in the reader's order (a DateColumn or DatetimeColumn whose format
+    starts with the day): their cells travel as ISO dates but are not shown so."""
+    try:
+        config = json.loads(getattr(proto, "columns", "") or "{}")
+    except ValueError:
+        return set()
+    return {
+        str(value.get("label") or name)
+        for name, value in config.items()
+        if isinstance(value, dict)
+        and (value.get("type_config") or {}).get("type") in ("date", "datetime")
+        and str((value.get("type_config") or {}).get("format") or "").startswith("DD")
+    }
+
+
+def _frame_texts(frame: pd.DataFrame, dated: set[str] = frozenset()) -> Iterator[tuple[str, str]]:
     data = {messages("nl")[k] for k in DATA_COLUMNS}
     for name in [*frame.columns, *frame.index.names]:
         if name is not None:
@@ -158,7 +180,8 @@ def _frame_texts(frame: pd.DataFrame) -> Iterator[tuple[str, str]]:
         for v in frame.index:
             yield "dataframe index", str(v)
     for col in frame.columns:
-        where = f"{'data ' if str(col) in data else ''}dataframe column {col!r}"
+        kind = "data " if str(col) in data else "dated " if str(col) in dated else ""
+        where = f"{kind}dataframe column {col!r}"
         for v in frame[col]:
             yield where, str(v)
 
@@ -233,7 +256,7 @@ def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
         if kind in ("plotly_chart", "deck_gl_json_chart"):
             return
         if kind in ("dataframe", "arrow_data_frame", "table"):
-            yield from _frame_texts(node.value)
+            yield from _frame_texts(node.value, _dated_columns(proto))
             return
         if kind == "html" and f'class="{TABLE_CLASS}"' in node.value:  # a static table: the text it shows
             yield from _frame_texts(parse_table(node.value).value)
@@ -252,6 +275,12 @@ def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
 def findings(at: AppTest, page: str) -> list[Finding]:
     found = []
     for where, text in visible_texts(at):
+        if where.startswith("date_input."):  # its value and bounds travel as ISO dates; what it shows is its format
+            if where == "date_input.format" and text != DATE_INPUT_FORMAT["nl"]:
+                found.append(Finding(f"{page} {where}", text, text))
+            continue
+        if not where.startswith(("data ", "dated ")):
+            found += [Finding(f"{page} {where}", m.group(0), text) for m in ISO_DATE.finditer(text)]
         for token in set(WORD.findall(text.replace("\\", ""))):  # markdown escapes: "ASA\\-klasse"
             bare = token.strip("-'’")
             raw = bare in RAW_TOKENS or bare in RAW or "@" in bare or re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", bare)
@@ -279,6 +308,13 @@ def _walk(at: AppTest, pages: list[str]) -> list[Finding]:
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         found += findings(at, page)
+        if page == "views/condition_team.py" and at.tabs:  # one tab runs at a time: open each of the others
+            for tab in TEAM_TABS[1:]:
+                at.session_state["team_tab"] = t(f"pages.tab_{tab}", "nl")
+                at.run()
+                assert not at.exception, (page, tab, [e.value for e in at.exception])
+                found += findings(at, f"{page} ({tab})")
+            at.session_state["team_tab"] = t(f"pages.tab_{TEAM_TABS[0]}", "nl")
     return found
 
 

@@ -191,7 +191,7 @@ def test_cover_states_provenance_and_rules(workbook, results):
     assert "Patient-level data: not included" in text
     assert "Colorectal cancer, Hip osteoarthritis" in text
     methods = "\n".join(str(c.value) for row in workbook["Methods"].iter_rows() for c in row if c.value is not None)
-    assert "Case-mix variables" in methods and "asa" in methods
+    assert "Case-mix variables" in methods and "ASA class" in methods  # by its label, not its id (asa)
 
 
 def test_dutch_labels(results):
@@ -355,3 +355,21 @@ def test_with_external_figures_the_summary_and_the_oe_chart_name_the_benchmark_p
     assert title.endswith(f" · {named}"), title
     (other,) = book[SHEETS[CONDITIONS[1]]]._charts
     assert "Benchmark" not in "".join(r.t for p in other.title.tx.rich.p for r in (p.r or []))
+
+
+def test_a_dutch_workbook_names_the_casemix_the_standard_set_and_the_tables_in_dutch(results):
+    """The methods sheet listed the case-mix variables by their ids (`age, sex, asa, ...`) under the standard set's
+    English name, the cover the imported tables by theirs (`care_cycles`)."""
+    from vbhc.catalog import default_catalog
+    from vbhc.i18n import catalog
+
+    res, batches = results
+    wb = load_workbook(io.BytesIO(build_workbook(res[:1], lang="nl", batches=batches)))
+    condition = default_catalog().condition(res[0].condition)
+    methods = [str(c.value) for row in wb["Methoden"].iter_rows() for c in row if c.value is not None]
+    assert ", ".join(v.label("nl") for v in condition.casemix) in methods
+    assert f"{condition.label('nl')} — {condition.standard_set_label('nl')}" in methods
+    assert condition.standard_set not in " ".join(methods)
+    cover = {str(c.value) for row in wb["Voorblad"].iter_rows() for c in row if c.value is not None}
+    assert not set(batches["table_name"]) & cover
+    assert catalog("nl")["import_table.care_cycles"] in cover

@@ -207,3 +207,30 @@ def test_a_kept_chart_is_drawn_once_and_the_report_stays_the_same(small_result, 
     second = pages(build_pdf(small_result, None, charts=charts, **options))
     assert len(drawn) == n + len(kept)  # every chart read back
     assert first == fresh and second == fresh
+
+
+def test_a_dutch_report_reads_dutch_throughout(small_demo_registry):
+    """The Dutch report names the case-mix variables, the imported tables and the dates as a Dutch reader reads
+    them: its methods page listed `age, sex, asa, charlson, bmi, stage`, its cover the tables as `care_cycles`, and
+    the creation and import times and the period's dates as 2026-01-05."""
+    import re
+
+    from vbhc.catalog import default_catalog
+    from vbhc.i18n import catalog, fmt_date
+
+    engine, _ = small_demo_registry
+    result = compute_results(["colorectal_cancer"], "2024", "hospital", engine=engine)[0]
+    batches = import_batches(engine)
+    when = dt.datetime(2026, 1, 5, 9, 30)
+    content = build_pdf(result, UNIT, lang="nl", batches=batches, generated_at=when)
+    text = _flat(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages))
+    condition = default_catalog().condition("colorectal_cancer")
+    for name in batches["file_name"]:  # a file's name is data (care_cycles.csv), shown as imported
+        text = text.replace(name, "")
+    words = set(re.findall(r"[\w-]+", text))
+    assert not {v.name for v in condition.casemix} & words, "case-mix variables by their ids"
+    assert ", ".join(v.label("nl") for v in condition.casemix) in text
+    assert not set(batches["table_name"]) & words, "imported tables by their ids"
+    assert catalog("nl")["import_table.care_cycles"] in text
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", text), re.search(r".{40}\d{4}-\d{2}-\d{2}.{20}", text)
+    assert fmt_date(when, "nl") in text and fmt_date(dt.date(2024, 12, 31), "nl") in text

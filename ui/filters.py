@@ -20,7 +20,7 @@ from ui import data
 from vbhc import access
 from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
-from vbhc.i18n import SUPPORTED, choose_language, t, unit_label
+from vbhc.i18n import DATE_INPUT_FORMAT, SUPPORTED, choose_language, t, unit_label
 from vbhc.meeting import COMPARISON_MONTHS, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, hospital_of, unit_labels
 from vbhc.settings import database_url
@@ -272,7 +272,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
     if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
         st.sidebar.warning(t("comparison.too_small", lang, count=access.MIN_OTHER_UNITS))
-    meeting = _meeting_date(t("meeting.date", lang))
+    meeting = _meeting_date(t("meeting.date", lang), lang)
     comparison = synced(
         st.sidebar.selectbox,
         t("meeting.comparison", lang),
@@ -284,9 +284,10 @@ def sidebar(viewer: Viewer) -> Filters | None:
     return Filters(lang, condition, level, unit, period, chosen, meeting, comparison)
 
 
-def _meeting_date(label: str) -> dt.date:
+def _meeting_date(label: str, lang: str) -> dt.date:
     """The last meeting's date, seeded from and written back to the URL (?meeting=2026-11-01) like the other
-    filters; the default (first day of this month) is left out of the URL."""
+    filters; the default (first day of this month) is left out of the URL. Shown in the language's date order
+    (the URL keeps the ISO date)."""
     key, default = "meeting", default_meeting_date()
     seeded = st.session_state.setdefault("_seeded_from_url", set())
     if key not in seeded:
@@ -294,7 +295,7 @@ def _meeting_date(label: str) -> dt.date:
         with contextlib.suppress(ValueError):
             st.session_state[key] = dt.date.fromisoformat(str(st.query_params.get(key, "")))
     kwargs = {} if key in st.session_state else {"value": default}
-    value = st.sidebar.date_input(label, key=key, format="YYYY-MM-DD", **kwargs)
+    value = st.sidebar.date_input(label, key=key, format=DATE_INPUT_FORMAT[lang], **kwargs)
     value = value if isinstance(value, dt.date) else default
     _publish(key, value.isoformat(), default.isoformat())
     return value

@@ -11,7 +11,19 @@ from ui import prems as ui_prems
 from vbhc import access, annotations, charts, imputation, prems, registry, shrinkage, spc, verdict
 from vbhc.casemix import shares_of_gap_read_as_shares
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
-from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_percent, fmt_ratio, format_value, t, t_md
+from vbhc.i18n import (
+    DATE_INPUT_FORMAT,
+    MISSING,
+    fmt_ci,
+    fmt_date,
+    fmt_int,
+    fmt_number,
+    fmt_percent,
+    fmt_ratio,
+    format_value,
+    t,
+    t_md,
+)
 from vbhc.indicators import (
     SurvivalCurves,
     casemix_explanation,
@@ -185,7 +197,7 @@ def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, ImprovementActi
             at_action = notes.action(picked)
         screen = st.toggle(t("spc.screen_mr", lang), value=True, key="spc_screen")
         baseline = st.number_input(t("spc.baseline", lang), min_value=0, max_value=40, value=0, key="spc_baseline")
-        rebase = st.date_input(t("spc.rebase", lang), value=None, key="spc_rebase", format="DD-MM-YYYY")
+        rebase = st.date_input(t("spc.rebase", lang), value=None, key="spc_rebase", format=DATE_INPUT_FORMAT[lang])
     dates = tuple(d for d in (at_action.start if at_action else None, rebase) if d)
     return {"screen_mr": screen, "baseline": int(baseline) or None, "rebase": dates or None}, at_action
 
@@ -893,7 +905,7 @@ if cases.open:
                         record: st.column_config.TextColumn(
                             record, width=130, help=t("pages.record_key_help", lang), pinned=True
                         ),
-                        when: st.column_config.DateColumn(when, width=100),
+                        when: st.column_config.DateColumn(when, width=100, format=DATE_INPUT_FORMAT[lang]),
                         outcome: st.column_config.TextColumn(outcome, width=260),
                         why: st.column_config.TextColumn(why, width="large"),
                     },

@@ -19,7 +19,7 @@ from vbhc import action_effect, charts, improvement, minutes
 from vbhc import agenda as meeting_agenda
 from vbhc.access import AccessDenied
 from vbhc.catalog import default_catalog
-from vbhc.i18n import MISSING, SUPPORTED, fmt_date, fmt_int, format_value, t, t_md
+from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, SUPPORTED, fmt_date, fmt_int, format_value, t, t_md
 from vbhc.improvement import ALL_UNITS, ImprovementError
 from vbhc.improvement_sheets import export_actions, export_targets
 from vbhc.indicators import indicator_over_time
@@ -423,7 +423,10 @@ def target_form(what: str, icon: str) -> None:
         if what == "norm":
             st.text_input(t("agenda.field_source", lang), key=f"mt_{what}_source", max_chars=300)
         st.date_input(
-            t("agenda.field_valid_from", lang), value=dt.date.today(), key=f"mt_{what}_valid_from", format="YYYY-MM-DD"
+            t("agenda.field_valid_from", lang),
+            value=dt.date.today(),
+            key=f"mt_{what}_valid_from",
+            format=DATE_INPUT_FORMAT[lang],
         )
         st.form_submit_button(t(f"agenda.submit_{what}", lang), on_click=_save, args=(what, lang))
 
@@ -455,13 +458,13 @@ if agenda.may_edit:
         st.text_input(t("agenda.field_owner_role", lang), key="mt_action_owner", max_chars=100)
         left, right = st.columns(2)
         left.date_input(
-            t("agenda.field_start", lang), value=dt.date.today(), key="mt_action_start", format="YYYY-MM-DD"
+            t("agenda.field_start", lang), value=dt.date.today(), key="mt_action_start", format=DATE_INPUT_FORMAT[lang]
         )
         right.date_input(
             t("agenda.field_due", lang),
             value=dt.date.today() + dt.timedelta(days=91),
             key="mt_action_due",
-            format="YYYY-MM-DD",
+            format=DATE_INPUT_FORMAT[lang],
         )
         st.radio(  # started at the meeting (under way) or planned for later
             t("agenda.field_status", lang),
@@ -508,7 +511,7 @@ def record_form() -> None:
             value=today,
             max_value=today,
             key="mt_min_date",
-            format="YYYY-MM-DD",
+            format=DATE_INPUT_FORMAT[lang],
             help=t("minutes.field_held_on_help", lang),
         )
         left, right = st.columns(2)

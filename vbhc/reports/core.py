@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc.catalog import default_catalog
-from vbhc.i18n import SUPPORTED, t, unit_label
+from vbhc.i18n import SUPPORTED, fmt_date, t, unit_label
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import UNIT_LEVELS, Period, import_batches, parse_period
 from vbhc.registry import unit_names as registry_unit_names
@@ -210,7 +210,7 @@ def shown_unit(unit: object, names: Mapping[str, str] | None, lang: str) -> str:
 def period_label(period: Period | None, lang: str) -> str:
     if period is None:
         return t("report.all_dates", lang)
-    return f"{period.label} ({period.start.isoformat()} – {period.end.isoformat()})"
+    return f"{period.label} ({fmt_date(period.start, lang)} – {fmt_date(period.end, lang)})"
 
 
 def provenance(engine: Engine | None = None) -> pd.DataFrame:

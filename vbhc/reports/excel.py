@@ -27,7 +27,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.charts import PALETTE
-from vbhc.i18n import t, t_value
+from vbhc.i18n import catalog, t, t_value
 from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import IndicatorResult, cost_by_activity, prom_response_by_timepoint
 from vbhc.reports.core import TableSource, check_lang, derived, now, period_label, shown_unit
@@ -379,10 +379,14 @@ def _cover(w: _Writer, results, period, level, generated_at, batches, include_pa
         cell = ws.cell(row, j, _text(header))
         cell.fill, cell.font = HEADER_FILL, HEADER_FONT
     frame = batches if batches is not None else pd.DataFrame()
+    tables = catalog(w.lang)  # the table by its name, as the data page shows it
     for _, batch in frame.iterrows():
         row += 1
         for j, (name, _, _, fmt) in enumerate(columns, start=1):
-            cell = ws.cell(row, j, _text(batch.get(name)))
+            value = batch.get(name)
+            if name == "table_name":
+                value = tables.get(f"import_table.{value}", value)
+            cell = ws.cell(row, j, _text(value))
             if fmt and cell.value is not None:
                 cell.number_format = fmt
     ws.column_dimensions["A"].width = 24
@@ -773,10 +777,12 @@ def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
     for result in results:
         cond = w.catalog.condition(result.condition)
         row += 2
-        ws.cell(row, 1, _text(f"{cond.label(w.lang)} — {cond.standard_set}")).font = Font(bold=True, size=12)
+        ws.cell(row, 1, _text(f"{cond.label(w.lang)} — {cond.standard_set_label(w.lang)}")).font = Font(
+            bold=True, size=12
+        )
         row += 1
         ws.cell(row, 1, w.t("report.casemix_variables")).font = Font(bold=True)
-        ws.cell(row, 2, _text(", ".join(v.name for v in cond.casemix)))
+        ws.cell(row, 2, _text(", ".join(v.label(w.lang) for v in cond.casemix)))
         row += 1
         for j, header in enumerate(headers, start=1):
             cell = ws.cell(row, j, _text(header))

@@ -29,7 +29,7 @@ from PIL import Image
 
 from vbhc import charts
 from vbhc.catalog import PROM_KINDS, default_catalog
-from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_percent, format_value, t
+from vbhc.i18n import MISSING, catalog, fmt_ci, fmt_date, fmt_datetime, fmt_int, fmt_percent, format_value, t
 from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import (
     IndicatorResult,
@@ -364,7 +364,7 @@ class _Section:
             (self.t("report.condition_team"), self.unit_name),
             (self.t("report.period"), self.period),
             (self.t("report.unit_level"), self.t(f"level.{self.result.level}")),
-            (self.t("report.generated_at"), self.generated_at.strftime("%Y-%m-%d %H:%M")),
+            (self.t("report.generated_at"), fmt_datetime(self.generated_at, self.lang)),
         ]
         if self.population:
             facts.append((self.t("column.benchmark"), self.population))
@@ -382,10 +382,11 @@ class _Section:
         if self.batches is not None and len(self.batches):
             pdf.set_font(FONT, "B", 11)
             pdf.cell(0, 7, self.t("report.provenance_title"), new_x="LMARGIN", new_y="NEXT")
-            rows = []
+            rows, tables = [], catalog(self.lang)  # the table by its name, as the data page shows it
             for b in self.batches.itertuples():
-                when = pd.Timestamp(b.imported_at).strftime("%Y-%m-%d %H:%M") if pd.notna(b.imported_at) else ""
-                rows.append([str(b.file_name), str(b.table_name), str(b.sha256), when])
+                when = fmt_datetime(b.imported_at, self.lang) if pd.notna(b.imported_at) else ""
+                table = tables.get(f"import_table.{b.table_name}", str(b.table_name))
+                rows.append([str(b.file_name), table, str(b.sha256), when])
             headers = [self.t("batch.file"), self.t("batch.table"), self.t("batch.sha256"), self.t("batch.imported_at")]
             pdf.grid(headers, rows, (22, 16, 70, 18), size=6.5, align=["LEFT"] * 4)
         pdf.title_page = False
@@ -722,7 +723,7 @@ class _Section:
             pdf.para(self.t(f"methods.{section}_text"), size=9, height=4.5)
         pdf.set_font(FONT, "B", 10)
         pdf.cell(0, 6, self.t("report.casemix_variables"), new_x="LMARGIN", new_y="NEXT")
-        pdf.para(", ".join(v.name for v in self.condition.casemix), size=9, height=4.5)
+        pdf.para(", ".join(v.label(self.lang) for v in self.condition.casemix), size=9, height=4.5)
         pdf.set_font(FONT, "B", 10)
         pdf.cell(0, 6, self.t("report.rules_title"), new_x="LMARGIN", new_y="NEXT")
         for line in self.rule.statements(self.lang):
