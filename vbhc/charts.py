@@ -42,7 +42,7 @@ import hashlib
 import json
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -1109,16 +1109,25 @@ def _unit_axis(units: Sequence[str], width: int) -> dict[str, Any]:
         return f"({json.dumps(lines, ensure_ascii=False)}[datum.value] || datum.label)" if lines else "datum.label"
 
     phone = two_lines(PHONE_UNIT_CHARS)
-    wide = two_lines(int(260 / (FONT_SIZES["axis_label"] * GLYPH))) if _stretched(width) else phone
+    wide = two_lines(_WIDE_UNIT_CHARS) if _stretched(width) else phone
     axis: dict[str, Any] = {"labelFontWeight": _highlight_weight()}
     if phone or wide:
         axis["labelExpr"] = f"{PHONE_PARAM} ? {pick(phone)} : {pick(wide)}"
     return axis
 
 
-def _step(width: int) -> int:
-    """Pixels per unit on a unit axis: room for the label and the point, at 3 as at 30 units."""
-    return 26 if width < NARROW else 32
+#: A unit's name up to this many characters stays on one line on a unit axis of a wide chart (the axis' label limit,
+#: 260 px at its font); a longer one is broken into two (_unit_axis).
+_WIDE_UNIT_CHARS = int(260 / (FONT_SIZES["axis_label"] * GLYPH))
+
+
+def _step(width: int, units: Iterable[object] = ()) -> int:
+    """Pixels per unit on a unit axis: room for the label and the point, at 3 as at 30 units; on a wide chart with a
+    name broken into two lines, room for both (at one line's step the second line of "Universitair Medisch Centrum
+    Veenmeer" hung beside the next unit's bar, and read as its name)."""
+    if width < NARROW:
+        return 26
+    return 42 if any(len(str(u)) > _WIDE_UNIT_CHARS for u in units) else 32
 
 
 def _direction_text(direction: object, lang: str) -> str | None:
@@ -1379,7 +1388,7 @@ def _interval_panel(
     layers += _target_lines(data, targets, kind, lang, width, channel="x", magnitude=magnitude, per=per)
     if not bars:
         layers.append(_points(unit_data, {"y": y, "x": x, "tooltip": tips}, lang, width, legend=legend))
-    return {"height": _step(width) * max(len(order), 3), "layer": layers}
+    return {"height": _step(width, order) * max(len(order), 3), "layer": layers}
 
 
 def caterpillar_chart(
@@ -1479,7 +1488,7 @@ def crude_vs_adjusted_chart(
     layers.append(_points(unit_data, {"y": y, "x": x, "tooltip": tips}, lang, width, legend=units["assessment"]))
     body = {
         "title": _title(title, label("dumbbell_sub", lang), width),
-        "height": _step(width) * max(len(order), 3),
+        "height": _step(width, order) * max(len(order), 3),
         "layer": layers,
     }
     return _finish(body, data, lang, width, highlight=highlight)
@@ -1524,7 +1533,7 @@ def small_multiples_chart(
     if units_down:
         per_row = max(1, min(len(groups), (usable + spacing) // (340 + spacing), columns or len(groups)))
         panel_w = (usable - (per_row - 1) * spacing) // per_row - label_px
-        panel_h = _step(width) * max(len(unit_order), 3)
+        panel_h = _step(width, unit_order) * max(len(unit_order), 3)
     else:
         per_row = max(1, min(fit, len(groups)))
         panel_w = (usable - (per_row - 1) * spacing) // per_row - axis_px
@@ -2435,7 +2444,7 @@ def cost_breakdown_chart(
     data = _Data()
     body = {
         "title": _title(title, None, width),
-        "height": _step(width) * max(units, 3),
+        "height": _step(width, frame["unit"].unique()) * max(units, 3),
         "data": data(frame),
         "mark": {"type": "bar", "height": {"band": 0.75}},
         "encoding": {
