@@ -1,4 +1,5 @@
-"""A registry imported once per test module, and a copy of it for each test (tests/test_results.py).
+"""A registry imported once per test module, and a copy of it for each test (tests/test_results.py,
+tests/test_prem_indicators.py).
 
 Why: importing the demo into every test's database (and computing the same view in a dozen tests) was a fifth of
 tests/test_results.py. A copy (a SQLite backup, a PostgreSQL CREATE DATABASE ... TEMPLATE) holds the source's rows
@@ -29,10 +30,11 @@ _counter = itertools.count()
 
 @dataclass(frozen=True)
 class Source:
-    """An imported registry: its URL, and the folder of its results store with the views computed on it."""
+    """An imported registry: its URL, and the folder of its results store with the views computed on it (None:
+    no views stored)."""
 
     url: str
-    store: Path
+    store: Path | None
 
 
 def build(engine: Engine, files: list[Path], root: Path, views: Callable[[Engine], list[results.ViewKey]]) -> Source:
@@ -47,6 +49,17 @@ def build(engine: Engine, files: list[Path], root: Path, views: Callable[[Engine
     engine.dispose()  # SQLite: the write-ahead log folded into the file; PostgreSQL: no session left on a template
     get_engine.cache_clear()
     return Source(url, folder)
+
+
+def imported(engine: Engine, *batches: list[Path], imported_by: str = "") -> Source:
+    """Import each batch of files into `engine`'s empty registry, one import after the other, and store no views:
+    the source of the copies of tests that check what an import stored, not the views computed on it."""
+    for files in batches:
+        import_files(files, engine, imported_by=imported_by)
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()  # as build: SQLite's write-ahead log folded into the file, no session left on a template
+    get_engine.cache_clear()
+    return Source(url, None)
 
 
 def sqlite_copy(source: Source, path: Path) -> Engine:
