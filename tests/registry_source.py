@@ -92,6 +92,28 @@ def postgres_database(server, template: str) -> Iterator[Engine]:
         admin.dispose()
 
 
+def overwrite(engine: Engine, source: Source, server=None) -> None:
+    """Make the database behind `engine` a copy of the source's, in place: the engine (the `engine` fixture's, with
+    its parametrization and teardown) goes on working on the same file or database name. `server`: the PostgreSQL
+    server both are on (a PostgreSQL database is dropped and made again from the source as its template)."""
+    engine.dispose()  # no connection may stay open on the database replaced
+    if engine.dialect.name == "sqlite":
+        with (
+            contextlib.closing(sqlite3.connect(make_url(source.url).database)) as original,
+            contextlib.closing(sqlite3.connect(engine.url.database)) as copy,
+        ):
+            original.backup(copy)
+        return
+    name, template = engine.url.database, make_url(source.url).database
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    finally:
+        admin.dispose()
+
+
 def postgres_copy(server, source: Source) -> contextlib.AbstractContextManager[Engine]:
     """A copy of the source's PostgreSQL database (without its results), dropped afterwards."""
     return postgres_database(server, str(make_url(source.url).database))
