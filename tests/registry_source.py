@@ -1,4 +1,5 @@
-"""A registry imported once per test module, and a copy of it for each test (tests/test_results.py).
+"""A registry imported once per test module, and a copy of it for each test (tests/test_results.py,
+tests/test_prem_indicators.py).
 
 Why: importing the demo into every test's database (and computing the same view in a dozen tests) was a fifth of
 tests/test_results.py. A copy (a SQLite backup, a PostgreSQL CREATE DATABASE ... TEMPLATE) holds the source's rows
@@ -29,10 +30,11 @@ _counter = itertools.count()
 
 @dataclass(frozen=True)
 class Source:
-    """An imported registry: its URL, and the folder of its results store with the views computed on it."""
+    """An imported registry: its URL, and the folder of its results store with the views computed on it (None:
+    no views stored)."""
 
     url: str
-    store: Path
+    store: Path | None
 
 
 def build(engine: Engine, files: list[Path], root: Path, views: Callable[[Engine], list[results.ViewKey]]) -> Source:
@@ -47,6 +49,17 @@ def build(engine: Engine, files: list[Path], root: Path, views: Callable[[Engine
     engine.dispose()  # SQLite: the write-ahead log folded into the file; PostgreSQL: no session left on a template
     get_engine.cache_clear()
     return Source(url, folder)
+
+
+def imported(engine: Engine, *batches: list[Path], imported_by: str = "") -> Source:
+    """Import each batch of files into `engine`'s empty registry, one import after the other, and store no views:
+    the source of the copies of tests that check what an import stored, not the views computed on it."""
+    for files in batches:
+        import_files(files, engine, imported_by=imported_by)
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()  # as build: SQLite's write-ahead log folded into the file, no session left on a template
+    get_engine.cache_clear()
+    return Source(url, None)
 
 
 def sqlite_copy(source: Source, path: Path) -> Engine:
@@ -75,6 +88,28 @@ def postgres_database(server, template: str) -> Iterator[Engine]:
             get_engine.cache_clear()
             with admin.connect() as conn:
                 conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
+
+
+def overwrite(engine: Engine, source: Source, server=None) -> None:
+    """Make the database behind `engine` a copy of the source's, in place: the engine (the `engine` fixture's, with
+    its parametrization and teardown) goes on working on the same file or database name. `server`: the PostgreSQL
+    server both are on (a PostgreSQL database is dropped and made again from the source as its template)."""
+    engine.dispose()  # no connection may stay open on the database replaced
+    if engine.dialect.name == "sqlite":
+        with (
+            contextlib.closing(sqlite3.connect(make_url(source.url).database)) as original,
+            contextlib.closing(sqlite3.connect(engine.url.database)) as copy,
+        ):
+            original.backup(copy)
+        return
+    name, template = engine.url.database, make_url(source.url).database
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
     finally:
         admin.dispose()
 

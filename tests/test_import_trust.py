@@ -8,16 +8,20 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
 from openpyxl.worksheet.formula import ArrayFormula
 from sqlalchemy import create_engine, event, select
 
+from tests import registry_source
 from tests.backends import sqlite_only
 from tests.db_snapshot import snapshot
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
@@ -41,12 +45,39 @@ def refused(paths, engine, **kw) -> str:
     return message
 
 
+@pytest.fixture(scope="module")
+def base_files(tmp_path_factory) -> list[Path]:
+    """The small registry's files (`base` imports them; a test only reads them)."""
+    return write_small_registry(tmp_path_factory.mktemp("base") / "files")
+
+
+@pytest.fixture(scope="module")
+def sqlite_base(base_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """base_files imported once into a SQLite registry of the current schema, the database every SQLite `base`
+    is a copy of (importing them for each of ~30 tests was a third of this module's time)."""
+    folder = tmp_path_factory.mktemp("base_source")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), base_files)
+
+
+@pytest.fixture(scope="module")
+def postgres_base(base_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
+    """As sqlite_base, on the suite's PostgreSQL server (the template of every PostgreSQL `base`)."""
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.imported(engine, base_files)
+
+
 @pytest.fixture
-def base(engine, tmp_path):
-    """A small registry already imported; returns (engine, its files)."""
-    files = write_small_registry(tmp_path / "files")
-    import_files(files, engine)
-    return engine, files
+def base(engine, base_files, request):
+    """A small registry already imported; returns (engine, its files). The test's `engine` (SQLite or PostgreSQL)
+    made a copy of the module's imported registry: the same rows, import batches and audit events as importing
+    base_files into it."""
+    if engine.dialect.name == "sqlite":
+        registry_source.overwrite(engine, request.getfixturevalue("sqlite_base"))
+    else:
+        server = request.getfixturevalue("postgres_server")
+        registry_source.overwrite(engine, request.getfixturevalue("postgres_base"), server)
+    return engine, base_files
 
 
 def _value(engine, column, *where):

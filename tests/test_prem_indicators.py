@@ -6,19 +6,23 @@ when vbhc is called directly."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from sqlalchemy import Engine
 
+from tests import registry_source
 from tests.registry_files import write_csv, write_small_registry
 from vbhc import audit
 from vbhc.access import OTHER_UNIT, AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import PREM_CASEMIX, default_catalog
 from vbhc.demo_prems import PLANTED_EXPERIENCE, write_prem_responses
-from vbhc.ingest import import_files
 from vbhc.prems import (
     answer_rows,
     compute_prem_indicators,
@@ -29,6 +33,7 @@ from vbhc.prems import (
     respondent_answers,
     respondent_rows,
 )
+from vbhc.store import get_engine
 
 HOSPITALS = ("H01", "H02", "H03", "H04", "H05", "H06")
 DEPARTMENTS = ("SUR", "ORT", "CAR")
@@ -161,19 +166,52 @@ def test_the_planted_department_is_found_and_the_casemix_only_one_is_not(clinica
 # --- from the database, with the role rules -----------------------------------------------------------------
 
 
-@pytest.fixture
-def stored(engine, tmp_path, generated):
-    files = write_small_registry(tmp_path / "files")  # H01/H02 SUR and ORT, hip cycles in ORT
+@pytest.fixture(scope="module")
+def stored_files(tmp_path_factory, generated) -> tuple[list[Path], list[Path]]:
+    """The two imports of `stored`: the small registry with every unit the PREM answers name, then the answers."""
+    folder = tmp_path_factory.mktemp("prem_registry") / "files"
+    files = write_small_registry(folder)  # H01/H02 SUR and ORT, hip cycles in ORT
     extra = [
         {"hospital": h, "department": d, "hospital_name": f"Ziekenhuis {h}", "department_name": d, "division": "X"}
         for h in HOSPITALS
         for d in DEPARTMENTS
         if not (h in ("H01", "H02") and d in ("SUR", "ORT"))
     ]
-    units = write_csv(tmp_path / "files" / "units_more.csv", extra)
-    import_files([*files[:2], units], engine)
-    import_files([generated[0]], engine)
-    return engine
+    units = write_csv(folder / "units_more.csv", extra)
+    return [*files[:2], units], [generated[0]]
+
+
+@pytest.fixture(scope="module")
+def sqlite_source(stored_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """stored_files imported once into a SQLite registry of the current schema: what `stored` copies for a test
+    (importing the 9,000 respondents' answers for each test was half of this module's time)."""
+    folder = tmp_path_factory.mktemp("prem_source")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), *stored_files)
+
+
+@pytest.fixture(scope="module")
+def postgres_source(stored_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
+    """As sqlite_source, on the suite's PostgreSQL server (the template of every test's copy)."""
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.imported(engine, *stored_files)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stored(request, tmp_path) -> Iterator[Engine]:
+    """A registry (SQLite and PostgreSQL, as the `engine` fixture's) with stored_files imported: this test's own
+    copy of the module's imported registry (the same rows, import batches and audit events)."""
+    source = request.getfixturevalue(f"{request.param}_source")
+    if request.param == "postgres":
+        with registry_source.postgres_copy(request.getfixturevalue("postgres_server"), source) as engine:
+            yield engine
+        return
+    engine = registry_source.sqlite_copy(source, tmp_path / "vbhc.db")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
 
 
 def test_from_the_database_equals_from_the_file(stored, clinical):
