@@ -451,3 +451,39 @@ def test_read_audit_is_for_quality_and_is_itself_logged(sqlite_engine):
 def test_vbhc_never_imports_streamlit():
     for path in (Path(access.__file__), Path(audit.__file__)):
         assert "streamlit" not in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("unit", "own"),
+    [
+        ("H01", True),
+        ("H01/SUR", True),
+        ("colorectal_cancer@H01", True),
+        ("H02", False),
+        ("H02/SUR", False),
+        ("colorectal_cancer@H02", False),
+        ("", False),  # the whole condition: not one hospital's to set
+    ],
+)
+def test_a_care_team_limited_to_hospitals_edits_its_own_hospitals_improvement_items_only(sqlite_engine, unit, own):
+    """may_edit_improvement ignored a care team's hospital limit: a team limited to H01 edited H02's targets,
+    explanations, decisions and actions and read their free texts. Now it edits (and reads in full) its own
+    hospitals' units' items, reads the whole condition's in full without editing them, other hospitals' status only."""
+    limited = care("colorectal_cancer", hospitals=("H01",))
+    if own:
+        require(limited, Permission.EDIT_IMPROVEMENT, engine=sqlite_engine, condition="colorectal_cancer", unit=unit)
+    else:
+        with pytest.raises(AccessDenied, match="limited to some hospitals"):
+            require(
+                limited, Permission.EDIT_IMPROVEMENT, engine=sqlite_engine, condition="colorectal_cancer", unit=unit
+            )
+        [event] = audit.read(sqlite_engine, action="denied").itertuples()
+        assert (event.condition, event.unit) == ("colorectal_cancer", unit)
+    assert access.may_read_improvement(limited, "colorectal_cancer", unit) == (own or unit == "")
+    assert not access.may_edit_improvement(limited, OESO, unit)  # not its condition at all
+    for viewer in (care("colorectal_cancer"), QUALITY):  # unchanged: every item of the condition
+        assert access.may_edit_improvement(viewer, "colorectal_cancer", unit)
+        assert access.may_read_improvement(viewer, "colorectal_cancer", unit)
+    boss = manager({"H01"})  # unchanged: status only, even of the own hospital
+    assert not access.may_edit_improvement(boss, "colorectal_cancer", unit)
+    assert not access.may_read_improvement(boss, "colorectal_cancer", unit)

@@ -262,3 +262,20 @@ def test_another_hospitals_action_shows_no_windows_to_a_care_team_limited_to_its
     texts = _texts(at)
     assert at.selectbox(key="unit_hospital").value == "H01"
     assert "Nieuw protocol" not in texts and t("action_effect.chart", "en") not in texts
+
+
+def test_a_care_team_limited_to_its_hospital_sets_its_units_goal_not_the_whole_conditions(meeting_db, signed_in):
+    """The team goal form set a goal of the whole condition for a care team limited to H01 (a goal for every
+    hospital of the registry); now it sets the goal of its unit, and it explains its own hospital's signal."""
+    at = _app("care_h01")
+    assert at.selectbox(key="unit_hospital").value == "H01"
+    at.selectbox(key="mt_goal_indicator").set_value("anastomotic_leak")
+    at.number_input(key="mt_goal_value").set_value(8.0)
+    next(b for b in at.button if b.label == t("agenda.submit_goal", "en")).click()
+    at.run()
+    assert not at.exception and [e.value for e in at.error] == []
+    [goal] = improvement.targets(meeting_db, improvement_viewer("quality"), CONDITION)
+    assert (goal.unit, goal.value, goal.changed_by) == ("H01", 0.08, "care-h01@example.org")
+    at = _explain(at, "Ours")
+    assert [e.value for e in at.error] == []
+    assert list(_open_signals(at)[t("agenda.field_explanation_text", "en")]) == ["Ours"]

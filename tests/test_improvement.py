@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
-from vbhc import audit, improvement, models
+from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
     ActionStatus,
@@ -41,6 +41,10 @@ CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({COND
 CARE_OTHER = Viewer("breast@example.org", "Breast", (Scope(Role.CARE_TEAM, frozenset({OTHER})),))
 QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
 MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+#: a care team limited to one hospital (tests/roles.py's care_h01)
+CARE_H01 = Viewer(
+    "care-h01@example.org", "Care H01", (Scope(Role.CARE_TEAM, frozenset({CONDITION}), frozenset({"H01"})),)
+)
 TABLES = (
     "improvement_targets",
     "improvement_signals",
@@ -311,6 +315,74 @@ def test_role_rules_called_directly(engine):
     assert len(denied) >= 8 and set(denied["condition"].dropna()) == {CONDITION}
 
 
+def test_a_care_team_limited_to_its_hospital_edits_and_reads_in_full_its_own_hospitals_items_only(engine):
+    """A care team limited to H01 edited H02's target, action and signal (and the whole condition's target) and
+    read H02's free texts: may_edit_improvement ignored the hospital limit. Now: H02's items status only, never
+    edited; the whole condition's read in full, not edited; its own hospital's edited as before."""
+    start, due = dt.date(2026, 1, 1), dt.date(2026, 6, 1)
+    their_goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H02")
+    whole_goal = improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.03)
+    their_action = improvement.create_action(
+        engine, CARE, CONDITION, "Stapler", "surgeon", start, due, unit="H02/SUR", expected_effect="H02's plan"
+    )
+    whole_action = improvement.create_action(
+        engine, CARE, CONDITION, "Audit", "data manager", start, due, expected_effect="Everyone's plan"
+    )
+    improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
+    own_signal, their_signal = sorted(improvement.signals(engine, CARE, CONDITION), key=lambda s: s.unit)
+    improvement.explain_signal(engine, CARE, their_signal.item_id, 1, Explanation.REAL, "H02's conclusion")
+    before = counts(engine)
+
+    refused = [
+        lambda: improvement.update_target(engine, CARE_H01, their_goal.item_id, 1, value=0.5),
+        lambda: improvement.retire_target(engine, CARE_H01, their_goal.item_id, 1),
+        lambda: improvement.update_action(engine, CARE_H01, their_action.item_id, 1, status=ActionStatus.STOPPED),
+        lambda: improvement.explain_signal(engine, CARE_H01, their_signal.item_id, 2, Explanation.DATA_ERROR, ""),
+        lambda: improvement.decide_signal(engine, CARE_H01, their_signal.item_id, 2, Decision.NO_ACTION),
+        lambda: improvement.set_target(engine, CARE_H01, CONDITION, INDICATOR, 0.2, unit="H02"),
+        lambda: improvement.create_action(engine, CARE_H01, CONDITION, "x", "surgeon", start, due, unit="H02"),
+        # the whole condition's items are not one hospital's
+        lambda: improvement.set_target(engine, CARE_H01, CONDITION, INDICATOR, 0.2),
+        lambda: improvement.update_target(engine, CARE_H01, whole_goal.item_id, 1, value=0.5),
+        lambda: improvement.update_action(engine, CARE_H01, whole_action.item_id, 1, status=ActionStatus.DONE),
+        lambda: improvement.create_action(engine, CARE_H01, CONDITION, "x", "surgeon", start, due),
+        lambda: improvement.record_detection(engine, CARE_H01, CONDITION, "hospital", "2-2", []),
+    ]
+    for attempt in refused:
+        with pytest.raises(AccessDenied, match="limited to some hospitals"):
+            attempt()
+    assert counts(engine) == before
+    denied = audit.read(engine, action="denied")
+    assert len(denied) == len(refused) and set(denied["unit"].dropna()) == {"H02", "H02/SUR"}
+
+    # read: another hospital's items status only, the whole condition's and its own in full
+    seen = {s.unit: s for s in improvement.signals(engine, CARE_H01, CONDITION)}
+    assert (seen["H02"].status, seen["H02"].explanation, seen["H02"].explanation_text) == ("explained", "real", "")
+    assert [v.explanation_text for v in improvement.history(engine, CARE_H01, their_signal.item_id)] == ["", ""]
+    effects = {a.unit: a.expected_effect for a in improvement.actions(engine, CARE_H01, CONDITION)}
+    assert effects == {"H02/SUR": "", "": "Everyone's plan"}
+    assert improvement.current_version(engine, CARE_H01, their_action.item_id).expected_effect == ""
+
+    # its own hospital's: edited as before, also moving an item within it, not out of it
+    mine = improvement.set_target(engine, CARE_H01, CONDITION, INDICATOR, 0.08, unit="H01")
+    mine = improvement.update_target(engine, CARE_H01, mine.item_id, 1, unit="H01/SUR", value=0.07)
+    with pytest.raises(AccessDenied):
+        improvement.update_target(engine, CARE_H01, mine.item_id, 2, unit="H02")
+    with pytest.raises(AccessDenied):  # nor into the whole condition
+        improvement.update_target(engine, CARE_H01, mine.item_id, 2, unit="")
+    explained = improvement.explain_signal(engine, CARE_H01, own_signal.item_id, 1, Explanation.REAL, "Ours")
+    assert improvement.decide_signal(engine, CARE_H01, explained.item_id, 2, Decision.ACTION).version == 3
+    action = improvement.create_action(
+        engine, CARE_H01, CONDITION, "Prehab", "nurse", start, due, unit="H01", expected_effect="Our plan"
+    )
+    assert improvement.current_version(engine, CARE_H01, action.item_id).expected_effect == "Our plan"
+
+    # the unlimited care team and the quality directorate: unchanged
+    assert improvement.update_target(engine, CARE, whole_goal.item_id, 1, value=0.04).version == 2
+    assert improvement.update_action(engine, QUALITY, their_action.item_id, 1, status="done").version == 2
+    assert improvement.signals(engine, CARE, CONDITION, unit="H02")[0].explanation_text == "H02's conclusion"
+
+
 def test_every_write_is_audited_and_history_keeps_every_version(engine):
     target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01")
     improvement.update_target(engine, CARE, target.item_id, 1, value=0.09)
@@ -362,6 +434,59 @@ def test_targets_round_trip_through_xlsx(engine):
     assert current[INDICATOR].source == '=HYPERLINK("http://x")' and current[INDICATOR].change == "imported"
     assert current["severe_complication"].unit == "H01"
     assert list(audit.read(engine, action=["export", "import"])["action"]) == ["export", "import", "import"]
+
+
+def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only(engine):
+    """The workbook import let a care team limited to H01 change H02's and the whole condition's targets and
+    actions. Now a changed row of another hospital's unit or of the whole condition refuses the file (nothing
+    written); rows left as exported pass, its own hospital's rows are written."""
+    start, due = dt.date(2026, 1, 1), dt.date(2026, 6, 1)
+    theirs = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H02")
+    whole = improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.03)
+    mine = improvement.set_target(engine, CARE, CONDITION, "severe_complication", 0.2, unit="H01")
+    data = export_targets(engine, CARE_H01, CONDITION)
+    assert import_targets(engine, CARE_H01, data).unchanged == 3
+
+    def edited(item_id: str, column: str, value, data: bytes = data) -> bytes:
+        wb, ws = _sheet(data, "targets")
+        header = [c.value for c in ws[1]]
+        row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == item_id)
+        ws.cell(row, header.index(column) + 1).value = value
+        return _bytes(wb)
+
+    before = counts(engine)
+    for changed, message in [
+        (edited(theirs.item_id, "value", 0.5), "row 2 column 'unit' value 'H02': A care team limited"),
+        (edited(whole.item_id, "value", 0.5), "row 3 column 'unit' value '': The items of the whole condition"),
+        (edited(mine.item_id, "unit", "H02"), "row 4 column 'unit' value 'H02': A care team limited"),
+    ]:
+        with pytest.raises(SheetRefused) as refused:
+            import_targets(engine, CARE_H01, changed, file_name="plan.xlsx")
+        assert message in str(refused.value), str(refused.value)
+        assert "niet geïmporteerd" in refused.value.message("nl")
+    wb, ws = _sheet(data, "targets")
+    ws.append([None, None, CONDITION, "length_of_stay", "H02", "team_goal", 5, None, None, "2026-01-01", 1])
+    with pytest.raises(SheetRefused, match="row 5 column 'unit' value 'H02'"):
+        import_targets(engine, CARE_H01, _bytes(wb), file_name="plan.xlsx")
+    assert counts(engine) == before
+    done = import_targets(engine, CARE_H01, edited(mine.item_id, "value", 0.15))  # its own hospital's row
+    assert done.updated == [mine.item_id]
+    data = export_targets(engine, CARE, CONDITION)  # the care team without a hospital limit: as before
+    assert import_targets(engine, CARE, edited(theirs.item_id, "value", 0.5, data)).updated == [theirs.item_id]
+
+    # actions: another hospital's exported status only (no expected effect), left as exported it passes
+    action = improvement.create_action(
+        engine, CARE, CONDITION, "Stapler", "surgeon", start, due, unit="H02", expected_effect="H02's plan"
+    )
+    data = export_actions(engine, CARE_H01, CONDITION)
+    wb, ws = _sheet(data, "actions")
+    header = [c.value for c in ws[1]]
+    assert ws.cell(2, header.index("expected_effect") + 1).value in (None, "")
+    assert import_actions(engine, CARE_H01, data).unchanged == 1
+    ws.cell(2, header.index("status") + 1).value = "stopped"
+    with pytest.raises(SheetRefused, match="column 'unit' value 'H02'"):
+        agenda.import_workbook(engine, CARE_H01, _bytes(wb), "actions.xlsx")  # the meeting page's upload
+    assert improvement.current_version(engine, CARE, action.item_id).version == 1
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,10 @@ OTHER_CARE = Viewer("breast@example.org", "Care", (Scope(Role.CARE_TEAM, frozens
 QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
 MANAGER = Viewer("manager@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
 MANAGER_H02 = Viewer("m2@example.org", "Manager", (Scope(Role.MANAGER, hospitals=frozenset({"H02"})),))
+#: a care team limited to one hospital (tests/roles.py's care_h01)
+CARE_H01 = Viewer(
+    "care-h01@example.org", "Care H01", (Scope(Role.CARE_TEAM, frozenset({CONDITION}), frozenset({"H01"})),)
+)
 HELD = dt.date(2026, 3, 2)
 RAW_ID = re.compile(r"\b[SATM]-[0-9a-f]{12}\b")
 
@@ -166,6 +170,39 @@ def test_a_manager_reads_own_units_meetings_without_the_notes(items):
         minutes.meeting(engine, MANAGER_H02, seen[0].meeting_id)
     with pytest.raises(AccessDenied):  # the manager may read but not export the minutes
         export_minutes(engine, MANAGER, seen[0].meeting_id, "pdf", "en")
+
+
+def test_a_care_team_limited_to_its_hospital_records_and_reads_in_full_its_own_hospitals_meetings_only(items):
+    """A care team limited to H01 recorded H02's and the whole condition's meetings and read their notes, and the
+    meeting page let it edit H02's agenda. Now: its own hospital's meetings only; another hospital's read without
+    the notes (status only), the whole condition's read in full; the page's forms for its own units only."""
+    engine, signal, goal, action = items
+    minutes.record_meeting(
+        engine, CARE, CONDITION, HELD, ["care_team"], [Decided(goal.item_id, "noted", "H02 notes")], unit="H02"
+    )
+    minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], [Decided(goal.item_id, "noted", "All notes")])
+    before = _count(engine, models.MeetingRecord)
+    for unit in ("H02", "H02/SUR", improvement.ALL_UNITS):
+        with pytest.raises(AccessDenied, match="limited to some hospitals"):
+            minutes.record_meeting(engine, CARE_H01, CONDITION, HELD, ["care_team"], [], unit=unit)
+    assert _count(engine, models.MeetingRecord) == before
+    own = minutes.record_meeting(
+        engine, CARE_H01, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action), unit="H01"
+    )
+    notes = {m.record.unit: [d.note for d in m.decisions] for m in minutes.meetings(engine, CARE_H01, CONDITION)}
+    assert notes == {
+        "H01": ["Start prehabilitation", "", "Await the first quarter"],
+        "H02": [""],  # status only
+        "": ["All notes"],
+    }
+    assert minutes.meeting(engine, CARE, own.meeting_id).decisions[0].note == "Start prehabilitation"
+
+    today = dt.date(2026, 5, 20)
+    for unit, may in (("H01", True), ("H01/SUR", True), ("H02", False), (None, False)):
+        found = agenda.meeting_agenda(engine, CARE_H01, CONDITION, unit=unit, today=today)
+        assert (found.may_edit, found.may_export) == (may, may), unit
+    assert agenda.meeting_agenda(engine, CARE, CONDITION, unit="H02", today=today).may_edit  # unchanged
+    assert agenda.meeting_agenda(engine, QUALITY, CONDITION, today=today).may_edit
 
 
 def test_the_agenda_starts_from_the_last_recorded_meeting(items):

@@ -8,7 +8,10 @@ nothing.
 Role rules (who sees what):
 - care_team: aggregated indicators of its own conditions for every unit (the peers are the benchmark);
   pseudonymised patient-level rows of its own conditions (only its own hospitals when the grant names them);
-  exports of its own conditions, aggregated only. No import, audit log or mapping.
+  exports of its own conditions, aggregated only. No import, audit log or mapping. Improvement items
+  (targets, signals, actions, meeting records) of its own conditions: edits and reads them in full; a care team
+  limited to some hospitals edits and reads in full only its hospitals' units' items, reads the whole
+  condition's in full without editing them, and other hospitals' status only (may_edit_improvement).
 - quality (directorate): every condition and unit, patient-level rows of every condition, every export
   (also patient-level), import, and reading the audit log.
 - manager: aggregated indicators of own hospitals/departments/divisions only (optionally limited to some
@@ -405,10 +408,30 @@ def may_manage_access(viewer: Viewer) -> bool:
     return viewer.has(Role.ADMIN)
 
 
-def may_edit_improvement(viewer: Viewer, condition: str) -> bool:
-    """Team goals, signal explanations and decisions, improvement actions (vbhc.improvement): the condition's own
-    care team and the quality directorate. Managers read their status only."""
-    return viewer.has(Role.QUALITY) or any(s.covers_condition(condition) for s in viewer.scopes_for(Role.CARE_TEAM))
+def may_edit_improvement(viewer: Viewer, condition: str, unit: str | None) -> bool:
+    """Whether the viewer edits an improvement item (team goal, signal explanation or decision, improvement action,
+    meeting record; vbhc.improvement, vbhc.minutes) of `condition` and `unit` (a unit label at any level; "" or
+    None: the whole condition). The one rule every caller applies, so the functions, the meeting page and the
+    workbook import agree: the quality directorate and a care team of the condition without a hospital limit edit
+    every item; a care team limited to some hospitals edits the items of its hospitals' units only, not another
+    hospital's, nor the whole condition's (a target for every hospital is not one hospital's to set). Managers
+    never edit."""
+    if viewer.has(Role.QUALITY):
+        return True
+    return any(
+        s.covers_condition(condition) and (not s.hospitals or (bool(unit) and hospital_of(str(unit)) in s.hospitals))
+        for s in viewer.scopes_for(Role.CARE_TEAM)
+    )
+
+
+def may_read_improvement(viewer: Viewer, condition: str, unit: str | None) -> bool:
+    """Whether the viewer reads an improvement item of `condition` and `unit` in full (the teams' free texts:
+    explanations, expected effects, meeting notes) rather than its status only: whoever may edit it, and any care
+    team of the condition for the whole condition's items. A care team limited to some hospitals reads another
+    hospital's items as a manager reads items: status only."""
+    if may_edit_improvement(viewer, condition, unit):
+        return True
+    return not unit and any(s.covers_condition(condition) for s in viewer.scopes_for(Role.CARE_TEAM))
 
 
 def may_set_norms(viewer: Viewer) -> bool:
@@ -515,8 +538,8 @@ _CHECKS: dict[Permission, Callable[..., bool]] = {
     Permission.IMPORT: lambda v, **_: may_import(v),
     Permission.READ_AUDIT: lambda v, **_: may_read_audit(v),
     Permission.MANAGE_ACCESS: lambda v, **_: may_manage_access(v),
-    Permission.EDIT_IMPROVEMENT: lambda v, condition=None, **_: (
-        condition is not None and may_edit_improvement(v, condition)
+    Permission.EDIT_IMPROVEMENT: lambda v, condition=None, unit=None, **_: (
+        condition is not None and may_edit_improvement(v, condition, unit)
     ),
     Permission.SET_NORMS: lambda v, **_: may_set_norms(v),
 }
@@ -534,6 +557,16 @@ def _reason(viewer: Viewer, permission: Permission, context: Mapping[str, object
         return f"roles {roles}: the condition is outside the viewer's care teams and managed units"
     if permission == Permission.EXPORT and context.get("patient_level"):
         return f"roles {roles}: patient-level exports are for the quality directorate only"
+    condition = context.get("condition")
+    if (
+        permission == Permission.EDIT_IMPROVEMENT
+        and isinstance(condition, str)
+        and any(s.covers_condition(condition) for s in viewer.scopes_for(Role.CARE_TEAM))
+    ):  # a care team limited to some hospitals, asked about another hospital's unit or the whole condition
+        return (
+            f"roles {roles}: a care team limited to some hospitals edits its own hospitals' units' items only "
+            "(the whole condition's: quality or a care team without a hospital limit)"
+        )
     needed = {
         Permission.EXPORT: "quality (or care_team for its own conditions, aggregated only)",
         Permission.IMPORT: "quality or admin",

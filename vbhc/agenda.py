@@ -68,7 +68,7 @@ class Agenda:
     overdue: Overdue = field(default_factory=Overdue)
     targets: list[TargetRow] = field(default_factory=list)
     actions: list[models.ImprovementAction] = field(default_factory=list)
-    may_edit: bool = False  # team goals, explanations, decisions, actions
+    may_edit: bool = False  # team goals, explanations, decisions, actions and the meeting record of the unit
     may_set_norms: bool = False  # external norms (quality directorate)
     may_export: bool = False  # the targets and actions workbooks
 
@@ -155,9 +155,9 @@ def meeting_agenda(
         overdue=Overdue(mine(late.signals), mine(late.actions)),
         targets=rows,
         actions=acts,
-        may_edit=may_edit_improvement(viewer, condition),
+        may_edit=may_edit_improvement(viewer, condition, unit),
         may_set_norms=may_set_norms(viewer),
-        may_export=may_edit_improvement(viewer, condition) and may_export(viewer, condition),
+        may_export=may_edit_improvement(viewer, condition, unit) and may_export(viewer, condition),
     )
 
 

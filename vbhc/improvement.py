@@ -8,8 +8,10 @@ Why it is stored this way:
   first, EditConflict names who changed it and when, and nothing is written. The database enforces this with a
   unique (item_id, version) key, so two processes that both checked the version cannot both win.
 - Role rules are enforced here, not only on the pages: a care team edits its own conditions' team goals,
-  explanations, decisions and actions; the quality directorate also sets external norms and sees everything;
-  managers read the status of their own units' items only (the teams' free texts are left out for them).
+  explanations, decisions and actions (a care team limited to some hospitals: of its hospitals' units only, and
+  reads other hospitals' items status only; vbhc.access.may_edit_improvement); the quality directorate also sets
+  external norms and sees everything; managers read the status of their own units' items only (the teams' free
+  texts are left out for them).
 - Every write is audited ("edit" events, in the same transaction as the write).
 - Signals are detected on the persisted indicator results of a dataset version (vbhc.results): each detection run
   is stored with the units x indicators it flagged, so "new since the last meeting" is a comparison of stored
@@ -35,7 +37,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
-from vbhc.access import Permission, Role, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
+from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.registry import UNIT_LEVELS, unit_parts
@@ -364,8 +366,10 @@ def _read(engine: Engine, item_id: str) -> Item:
 
 
 # --------------------------------------------------------------------------------------------- checks
-def _may_edit(engine: Engine, viewer: Viewer, condition: str, what: str) -> None:
-    require(viewer, Permission.EDIT_IMPROVEMENT, engine=engine, condition=condition, what=what)
+def _may_edit(engine: Engine, viewer: Viewer, condition: str, unit: str | None, what: str) -> None:
+    """AccessDenied (audited) unless the viewer may edit the items of `condition` and `unit` (ALL_UNITS: the whole
+    condition), by vbhc.access.may_edit_improvement."""
+    require(viewer, Permission.EDIT_IMPROVEMENT, engine=engine, condition=condition, unit=unit or None, what=what)
 
 
 def _check_condition(condition: str, catalog: Catalog) -> str:
@@ -459,8 +463,10 @@ def _divisions(engine: Engine, viewer: Viewer) -> dict[tuple[str, str], str]:
 
 
 def _as_shown(viewer: Viewer, item: Item) -> Item:
-    """The item as the viewer may read it: status only (no team free texts) for a viewer who may not edit it."""
-    if may_edit_improvement(viewer, item.condition):
+    """The item as the viewer may read it: status only (no team free texts) unless the viewer reads it in full
+    (vbhc.access.may_read_improvement: a manager never; a care team limited to some hospitals not another
+    hospital's)."""
+    if may_read_improvement(viewer, item.condition, item.unit):
         return item
     hidden = {k: "" for k in STATUS_ONLY_HIDDEN if hasattr(item, k)}
     return item.model_copy(update=hidden) if hidden else item
@@ -652,7 +658,7 @@ def explain_signal(
     body = checked_text(text, "explanation_text", required=kind == Explanation.REAL)
 
     def check(current: Item) -> dict[str, Any]:
-        _may_edit(engine, viewer, current.condition, "signal explanation")
+        _may_edit(engine, viewer, current.condition, current.unit, "signal explanation")
         if current.status == SignalStatus.DECIDED:
             raise _bad_transition(item_id, current.status, SignalStatus.EXPLAINED)
         return {"status": str(SignalStatus.EXPLAINED), "explanation": kind, "explanation_text": body}
@@ -669,7 +675,7 @@ def decide_signal(
     choice = checked_choice(Decision, decision, "decision")
 
     def check(current: Item) -> dict[str, Any]:
-        _may_edit(engine, viewer, current.condition, "signal decision")
+        _may_edit(engine, viewer, current.condition, current.unit, "signal decision")
         if current.status == SignalStatus.NEW:
             raise _bad_transition(item_id, current.status, SignalStatus.DECIDED)
         return {"status": str(SignalStatus.DECIDED), "decision": choice}
@@ -735,7 +741,8 @@ def _action_values(
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     if check_roles:
-        _require_write(engine, viewer, ItemKind.ACTION, {"condition": condition}, current)
+        values = {"condition": condition, "unit": _unit(merged.get("unit", ALL_UNITS))}
+        _require_write(engine, viewer, ItemKind.ACTION, values, current)
     linked = merged.get("indicators", "[]")
     indicators = json.loads(linked) if isinstance(linked, str) else list(linked or [])
     indicators = sorted({_check_indicator(condition, str(i), catalog) for i in indicators})
@@ -826,10 +833,14 @@ def actions(
 def _require_write(
     engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], current: Item | None = None
 ) -> None:
-    """The role rules of writing a target or an action: the condition's care team or the quality directorate, and
-    the quality directorate alone for anything that sets or changes an external norm. AccessDenied (audited)."""
+    """The role rules of writing a target or an action: the condition's care team or the quality directorate (a
+    care team limited to some hospitals: for its hospitals' units, the unit written and the unit it had), and the
+    quality directorate alone for anything that sets or changes an external norm. AccessDenied (audited)."""
     condition = str(values["condition"])
-    _may_edit(engine, viewer, condition, "target" if kind == ItemKind.TARGET else "improvement action")
+    what = "target" if kind == ItemKind.TARGET else "improvement action"
+    _may_edit(engine, viewer, condition, str(values.get("unit", ALL_UNITS)), what)
+    if current is not None and current.unit != values.get("unit", ALL_UNITS):  # moved from another unit
+        _may_edit(engine, viewer, condition, current.unit, what)
     if kind == ItemKind.TARGET and norm_involved(values, current):
         require(viewer, Permission.SET_NORMS, engine=engine, condition=condition, what="external norm")
 
@@ -1032,7 +1043,7 @@ def record_detection(
     if level not in UNIT_LEVELS:
         raise ImprovementError("unknown_value", field="level", value=level, allowed=", ".join(UNIT_LEVELS))
     if isinstance(actor, Viewer):
-        _may_edit(engine, actor, condition, "signal detection")
+        _may_edit(engine, actor, condition, ALL_UNITS, "signal detection")  # flags every unit of the condition
     flags = list({f.key: f for f in flags}.values())
     runs = models.SignalDetection.__table__
     marks = models.SignalFlag.__table__

@@ -24,10 +24,11 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import Connection, Engine
 
 from vbhc import audit
-from vbhc.access import Viewer, export_file, may_edit_improvement, may_set_norms
+from vbhc.access import Viewer, export_file, may_edit_improvement, may_read_improvement, may_set_norms
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import (
+    ALL_UNITS,
     EditConflict,
     ImprovementError,
     ItemKind,
@@ -326,6 +327,13 @@ def _values(kind: ItemKind, row: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def _unit_refused(condition: str, unit: str) -> ImprovementError:
+    """Why a care team limited to some hospitals may not write a row: the unit named, or the whole condition."""
+    if unit == ALL_UNITS:
+        return ImprovementError("whole_condition_not_allowed", condition=condition)
+    return ImprovementError("unit_not_allowed", unit=unit)
+
+
 def _same(current: Any, values: dict[str, Any]) -> bool:
     return all(getattr(current, k) == v for k, v in values.items())
 
@@ -378,9 +386,17 @@ def _import(
             if _same(current, values):
                 unchanged += 1
                 continue
-        # role rules for the rows that write: a row left as exported (a norm in a care team's file) passes
-        if not may_edit_improvement(viewer, values["condition"]):
-            refuse("condition", ImprovementError("not_allowed", condition=values["condition"]))
+        # role rules for the rows that write: a row left as exported (a norm in a care team's file, another
+        # hospital's item in the file of a care team limited to its hospitals) passes; a changed row needs the
+        # right to edit the item's unit, the one it had and the one it is given
+        condition = values["condition"]
+        units = [values["unit"], *([current.unit] if current is not None else [])]
+        refused = next((u for u in units if not may_edit_improvement(viewer, condition, u)), None)
+        if refused is not None and not may_read_improvement(viewer, condition, ALL_UNITS):  # not its condition
+            refuse("condition", ImprovementError("not_allowed", condition=condition))
+            continue
+        if refused is not None:  # a care team limited to some hospitals: another hospital's unit, or every unit
+            refuse("unit", _unit_refused(condition, refused))
             continue
         if kind == ItemKind.TARGET and norm_involved(values, current) and not may_set_norms(viewer):
             refuse("kind", ImprovementError("norm_not_allowed"))

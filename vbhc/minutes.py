@@ -7,8 +7,10 @@ Why it is kept this way:
 - Nothing is deleted or overwritten: recording the same meeting (condition, unit, date) again adds its next
   version, which names the version it was based on; a recording that lands after someone else's is refused with
   their name and time and nothing is written. A unique (meeting_id, version) key decides between two processes.
-- Role rules here, not only on the page: the condition's care team and the quality directorate record; a manager
-  reads the meetings of their own units, without the teams' notes (as vbhc.improvement shows items status only).
+- Role rules here, not only on the page: the condition's care team and the quality directorate record (a care
+  team limited to some hospitals: the meetings of its hospitals' units); a manager reads the meetings of their own
+  units, without the teams' notes (as vbhc.improvement shows items status only), and so does a care team limited to
+  some hospitals read another hospital's meetings (vbhc.access.may_edit_improvement, may_read_improvement).
 - Every recording is audited ("edit"), in the same transaction as the record; a refusal writes nothing.
 - "Since the last meeting" (vbhc.agenda) is the date of the last recorded meeting when there is one.
 """
@@ -27,7 +29,7 @@ from sqlalchemy import Engine, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, improvement, models
-from vbhc.access import Permission, Role, Viewer, may_edit_improvement, may_see_unit, may_view_condition, require
+from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import ALL_UNITS, FINISHED, ImprovementError, Label
@@ -247,14 +249,21 @@ def record_meeting(
     Every decided item must be an improvement item of the condition the viewer may read; its current version is
     kept with the decision. All or nothing: a refusal writes no row."""
     catalog = catalog or default_catalog()
-    require(viewer, Permission.EDIT_IMPROVEMENT, engine=engine, condition=condition, what="meeting record")
+    unit = "" if unit is None else str(unit).strip()
+    require(
+        viewer,
+        Permission.EDIT_IMPROVEMENT,
+        engine=engine,
+        condition=condition,
+        unit=unit or None,
+        what="meeting record",
+    )
     if condition not in catalog.conditions:
         raise ImprovementError("unknown_condition", condition=condition)
     held_on = improvement.checked_date(held_on, "held_on")
     if held_on > (today or dt.date.today()):
         raise MinutesError("future_date", date=held_on)
     roles = _roles(roles_present)
-    unit = "" if unit is None else str(unit).strip()
     if len(unit) > 200:
         raise MinutesError("too_long", field="unit", count=200)
     rows = []
@@ -349,7 +358,7 @@ def _with_decisions(engine: Engine, viewer: Viewer, records: list[models.Meeting
     out = []
     for record in records:
         decided = by_record[record.id]
-        if not may_edit_improvement(viewer, record.condition):  # status only: the teams' notes are left out
+        if not may_read_improvement(viewer, record.condition, record.unit):  # status only: no team's notes
             decided = [d.model_copy(update={"note": ""}) for d in decided]
         out.append(Meeting(record, decided))
     return out

@@ -17,7 +17,7 @@ import streamlit as st
 from ui import auth, data, filters, render
 from vbhc import action_effect, charts, improvement, minutes
 from vbhc import agenda as meeting_agenda
-from vbhc.access import AccessDenied
+from vbhc.access import AccessDenied, may_edit_improvement
 from vbhc.catalog import default_catalog
 from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, SUPPORTED, fmt_date, fmt_int, format_value, t, t_md
 from vbhc.improvement import ALL_UNITS, ImprovementError
@@ -323,6 +323,8 @@ def _save(what: str, lang: str) -> None:
             if value is None:
                 raise ImprovementError("empty", field="value")
             kind = default_catalog().condition(chosen.condition).indicator(indicator).kind
+            # a goal of the whole condition; a care team limited to some hospitals sets its unit's goal instead
+            whole = may_edit_improvement(viewer, chosen.condition, ALL_UNITS)
             item = improvement.set_target(
                 engine,
                 viewer,
@@ -332,6 +334,7 @@ def _save(what: str, lang: str) -> None:
                 kind=improvement.TargetKind.EXTERNAL_NORM if what == "norm" else improvement.TargetKind.TEAM_GOAL,
                 source=state.get(f"{prefix}_source", ""),
                 valid_from=state[f"{prefix}_valid_from"],
+                unit=ALL_UNITS if whole else chosen.unit or ALL_UNITS,
             )
     except Exception as exc:  # never a traceback on the page; the write was one transaction and rolled back
         _log_unexpected(exc)
