@@ -145,6 +145,7 @@ if access.may_import(viewer):
     if not stored.empty:
         columns = ["source", "published", "period", "file_name", "imported_by", "imported_at"]
         shown = stored[columns].copy()
+        shown["published"] = [fmt_date(v, lang) for v in shown["published"]]
         shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
         shown.columns = [t(f"data.external_{c}", lang) for c in columns]
         st.dataframe(shown, hide_index=True, width="stretch", key="external_publications")
