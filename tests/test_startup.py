@@ -231,3 +231,20 @@ def test_streamlits_magic_is_off_and_no_page_relies_on_it():
                 continue  # a docstring: magic does not show those either (magic.displayRootDocString is off)
             shown.append(f"{path.name}:{node.lineno}")
     assert not shown
+
+
+def test_the_statistics_use_one_blas_thread_unless_the_operator_says_otherwise():
+    """Importing vbhc sets OPENBLAS_NUM_THREADS=1 before numpy loads (the command line and the server `vbhc serve`
+    starts inherit it): OpenBLAS's extra threads only spun on the fits' small matrices, at twice the CPU. A value
+    the operator set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import vbhc, numpy, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert default.stdout.strip() == "1"
+    two = {**env, "OPENBLAS_NUM_THREADS": "2"}
+    chosen = subprocess.run([sys.executable, "-c", code], env=two, capture_output=True, text=True, check=True)
+    assert chosen.stdout.strip() == "2"
