@@ -62,14 +62,36 @@ def imported(engine: Engine, *batches: list[Path], imported_by: str = "") -> Sou
     return Source(url, None)
 
 
-def sqlite_copy(source: Source, path: Path) -> Engine:
-    """An engine on a copy of the source's SQLite file at `path` (without its results)."""
+def _backup(source: Source, path: str | Path) -> None:
+    """The source's SQLite file copied to `path` with SQLite's backup (a consistent copy of the whole file)."""
     with (
         contextlib.closing(sqlite3.connect(make_url(source.url).database)) as original,
         contextlib.closing(sqlite3.connect(path)) as copy,
     ):
         original.backup(copy)
+
+
+def sqlite_copy(source: Source, path: Path) -> Engine:
+    """An engine on a copy of the source's SQLite file at `path` (without its results)."""
+    _backup(source, path)
     return get_engine(f"sqlite:///{path}")
+
+
+def copy_for_test(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """A test's own copy of the module's imported registry on `backend` (a fixture `<backend>_source` gives it):
+    a SQLite file in tmp_path, or a PostgreSQL database made from it as template; disposed (dropped) after the
+    test. For a fixture to `yield from`."""
+    source = request.getfixturevalue(f"{backend}_source")
+    if backend == "postgres":
+        with postgres_copy(request.getfixturevalue("postgres_server"), source) as engine:
+            yield engine
+        return
+    engine = sqlite_copy(source, tmp_path / "vbhc.db")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
 
 
 @contextlib.contextmanager
@@ -98,11 +120,7 @@ def overwrite(engine: Engine, source: Source, server=None) -> None:
     server both are on (a PostgreSQL database is dropped and made again from the source as its template)."""
     engine.dispose()  # no connection may stay open on the database replaced
     if engine.dialect.name == "sqlite":
-        with (
-            contextlib.closing(sqlite3.connect(make_url(source.url).database)) as original,
-            contextlib.closing(sqlite3.connect(engine.url.database)) as copy,
-        ):
-            original.backup(copy)
+        _backup(source, engine.url.database)
         return
     name, template = engine.url.database, make_url(source.url).database
     admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")

@@ -58,6 +58,17 @@ def _cycles_csv(path: Path, change: dict[str, str] | None = None, row: int = 2) 
     return write_csv(path, rows, CYCLE_COLUMNS)
 
 
+def _cycles_sheet() -> tuple[Workbook, object]:
+    """A workbook whose one sheet, care_cycles, holds the small registry's care cycles (row 2 is the first)."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "care_cycles"
+    ws.append(CYCLE_COLUMNS)
+    for row in cycles():
+        ws.append([row[c] for c in CYCLE_COLUMNS])
+    return wb, ws
+
+
 # --- encodings and binary content ----------------------------------------------------------------------
 
 
@@ -156,12 +167,7 @@ def test_text_after_a_closing_quote_is_named_in_the_readers_words(base, tmp_path
 @sqlite_only
 def test_excel_error_cells_in_a_workbook_are_refused(base, tmp_path):
     engine, _files = base
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "care_cycles"
-    ws.append(CYCLE_COLUMNS)
-    for row in cycles():
-        ws.append([row[c] for c in CYCLE_COLUMNS])
+    wb, ws = _cycles_sheet()
     ws.cell(3, CYCLE_COLUMNS.index("treatment") + 1).value = "#N/A"
     ws.cell(3, CYCLE_COLUMNS.index("treatment") + 1).data_type = "e"  # an error cell, as Excel writes one
     path = tmp_path / "registry.xlsx"
@@ -172,15 +178,8 @@ def test_excel_error_cells_in_a_workbook_are_refused(base, tmp_path):
 @sqlite_only
 def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
     engine, _files = base
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "care_cycles"
-    ws.append(CYCLE_COLUMNS)
-    for i, row in enumerate(cycles()):
-        values = [row[c] for c in CYCLE_COLUMNS]
-        if i == 4:
-            values[0] = '=HYPERLINK("http://evil.example","C0005")'
-        ws.append(values)
+    wb, ws = _cycles_sheet()
+    ws.cell(6, CYCLE_COLUMNS.index("cycle_id") + 1).value = '=HYPERLINK("http://evil.example","C0005")'
     path = tmp_path / "registry.xlsx"
     wb.save(path)
     message = _refused([path], engine)
@@ -194,12 +193,7 @@ def test_a_hidden_sheet_refuses_the_workbook(base, tmp_path, state):
     """A workbook whose costs sheet is hidden: a person reading it sees the care cycles only, so nothing is
     imported from it unseen; the refusal names the sheet and says how to go on."""
     engine, _files = base
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "care_cycles"
-    ws.append(CYCLE_COLUMNS)
-    for row in cycles():
-        ws.append([row[c] for c in CYCLE_COLUMNS])
+    wb, _ = _cycles_sheet()
     hidden = wb.create_sheet("costs")
     hidden.append(["cycle_id", "activity", "quantity", "unit_cost"])
     hidden.append(["C0001", "imaging", 1, 250.0])
@@ -291,12 +285,7 @@ def test_zip_without_workbook_parts_is_not_a_workbook(base, tmp_path):
 
 
 def _workbook(path: Path) -> Path:
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "care_cycles"
-    ws.append(CYCLE_COLUMNS)
-    for row in cycles():
-        ws.append([row[c] for c in CYCLE_COLUMNS])
+    wb, _ = _cycles_sheet()
     wb.save(path)
     return path
 

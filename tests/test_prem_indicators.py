@@ -201,17 +201,7 @@ def postgres_source(stored_files, postgres_server, _postgres_schema) -> Iterator
 def stored(request, tmp_path) -> Iterator[Engine]:
     """A registry (SQLite and PostgreSQL, as the `engine` fixture's) with stored_files imported: this test's own
     copy of the module's imported registry (the same rows, import batches and audit events)."""
-    source = request.getfixturevalue(f"{request.param}_source")
-    if request.param == "postgres":
-        with registry_source.postgres_copy(request.getfixturevalue("postgres_server"), source) as engine:
-            yield engine
-        return
-    engine = registry_source.sqlite_copy(source, tmp_path / "vbhc.db")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        get_engine.cache_clear()
+    yield from registry_source.copy_for_test(request, request.param, tmp_path)
 
 
 def test_from_the_database_equals_from_the_file(stored, clinical):

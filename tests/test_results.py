@@ -107,17 +107,7 @@ def registry(backend: str, request, tmp_path, monkeypatch) -> Iterator[Engine]:
     """A registry (SQLite and PostgreSQL) with the demo imported, its results store in tmp_path and empty: this
     test's own copy of the module's imported registry (the same rows, import batches and dataset version)."""
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
-    source = request.getfixturevalue(f"{backend}_source")
-    if backend == "postgres":
-        with registry_source.postgres_copy(request.getfixturevalue("postgres_server"), source) as engine:
-            yield engine
-        return
-    engine = registry_source.sqlite_copy(source, tmp_path / "vbhc.db")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        get_engine.cache_clear()
+    yield from registry_source.copy_for_test(request, backend, tmp_path)
 
 
 @pytest.fixture
