@@ -276,6 +276,9 @@ def test_a_care_team_limited_to_its_hospital_sets_its_units_goal_not_the_whole_c
     assert not at.exception and [e.value for e in at.error] == []
     [goal] = improvement.targets(meeting_db, improvement_viewer("quality"), CONDITION)
     assert (goal.unit, goal.value, goal.changed_by) == ("H01", 0.08, "care-h01@example.org")
+    # the message names what was saved in words; the goal's item id is in no table on the page
+    [saved] = [s.value for s in at.success]
+    assert "Anastomotic leak" in saved and "8.0%" in saved and goal.item_id not in saved, saved
     at = _explain(at, "Ours")
     assert [e.value for e in at.error] == []
     assert list(_open_signals(at)[t("agenda.field_explanation_text", "en")]) == ["Ours"]

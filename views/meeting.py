@@ -72,7 +72,13 @@ def value_text(value: float | None, indicator: str) -> str:
 
 
 def unit_text(item_unit: str, level: str | None = None) -> str:
-    return t("agenda.all_units", lang) if item_unit == ALL_UNITS else filters.unit_name(item_unit, level)
+    return unit_text_for(item_unit, lang, level)
+
+
+def unit_text_for(item_unit: str, reader: str, level: str | None = None) -> str:
+    """An item's unit by name ("all units" for the whole condition); also for the forms' callbacks, which run
+    before this run has set the page's language."""
+    return t("agenda.all_units", reader) if item_unit == ALL_UNITS else filters.unit_name(item_unit, level)
 
 
 def label(prefix: str, value: str | None) -> str:
@@ -340,7 +346,9 @@ def _save(what: str, lang: str) -> None:
         _log_unexpected(exc)
         _flash(False, _refusal(exc, lang))
     else:
-        _flash(True, t("agenda.saved", lang, item=item.item_id, version=item.version))
+        # what was saved in the reader's words (a goal's item id appears in no table on the page)
+        named = describe_item(item, lang, lambda u: unit_text_for(u, lang))
+        _flash(True, t("agenda.saved", lang, item=named, version=item.version))
 
 
 def _import(lang: str) -> None:

@@ -127,3 +127,44 @@ def test_manager_sees_own_units_without_patient_rows_or_downloads(
     assert {"sign_in", "view"} <= set(mine["action"])
     viewed = set(mine.loc[mine["action"] == "view", "condition"].dropna())
     assert "colorectal_cancer" in viewed
+
+
+def test_a_care_team_limited_to_its_hospital_keeps_its_own_unit_and_sets_its_goal(
+    page: Page, signed_app: StreamlitServer, artifacts: Path
+) -> None:
+    """The care team limited to H01 (tests/roles.py `care_h01`) in Dutch: a link that puts another hospital in focus
+    shows its own hospital, the unit list holds its own hospital only, and the meeting page's goal form sets its
+    unit's goal (vbhc.access.focus_units, may_edit_improvement), clicked as the team would."""
+    from tests.e2e.test_meeting import _choose_in_form, _form, _saved, _submit
+    from tests.e2e.test_pages import OWN, assert_clean, main, team_title
+    from vbhc import improvement
+    from vbhc.access import Role, Scope, Viewer
+    from vbhc.catalog import default_catalog
+    from vbhc.i18n import t
+    from vbhc.store import get_engine
+
+    lang, condition = "nl", "colorectal_cancer"
+    sign_in(page, signed_app.url, "care_h01")
+    page.goto(f"{signed_app.url}/condition_team?lang={lang}&condition={condition}&unit_hospital=H02")
+    wait_for_title(page, team_title(condition, OWN, lang))
+    assert_clean(page)
+    page.get_by_role("combobox", name=t("filter.unit", lang), exact=True).click()
+    assert [o.strip() for o in page.get_by_role("option").all_inner_texts()] == [OWN]
+    page.keyboard.press("Escape")
+
+    page.goto(f"{signed_app.url}/meeting?lang={lang}&condition={condition}")
+    wait_for_title(page, t("agenda.title", lang))
+    assert_clean(page)
+    form = _form(page, "agenda.form_goal")
+    leak = default_catalog().condition(condition).indicator("anastomotic_leak").label(lang)
+    _choose_in_form(page, form.get_by_role("combobox").first, leak)
+    form.get_by_label(t("agenda.field_value", lang)).fill("7")
+    _submit(page, form, "agenda.submit_goal")
+    _saved(page)
+    expect(main(page).get_by_test_id("stAlertContentSuccess").first).to_contain_text(f"{leak} · {OWN}")
+    screenshot(page, artifacts / "e2e-care-team-h01-meeting.png")
+    engine = get_engine(signed_app.database_url)
+    reader = Viewer("e2e", "e2e", (Scope(Role.QUALITY),))
+    goals = [g for g in improvement.targets(engine, reader, condition) if g.changed_by == "care-h01@example.org"]
+    assert [(g.unit, g.indicator, g.value) for g in goals] == [("H01", "anastomotic_leak", 0.07)]
+    assert main(page).get_by_test_id("stException").count() == 0
