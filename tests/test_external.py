@@ -89,6 +89,10 @@ def test_a_good_file_is_read_with_its_provenance():
         (f"{PROVENANCE},mortality_30d,1,X01\u200b,10,2,1.5,,", "unit", "X01\u200b", "character no one sees (U+200B)"),
         (f"{PROVENANCE},mortality_30d,1,X0\x073,10,2,1.5,,", "unit", "X0\x073", "character no one sees (U+0007)"),
         (f"{PROVENANCE},mortality_30d,#N/A,X03,10,2,1.5,,", "definition_version", "#N/A", "an Excel error value"),
+        # a code that reads as another: a Cyrillic Х for X, a full-width version 1; numbers in the digits 0-9
+        (f"{PROVENANCE},mortality_30d,1,\u042503,10,2,1.5,,", "unit", "\u042503", "U+0425 CYRILLIC CAPITAL LETTER HA"),
+        (f"{PROVENANCE},mortality_30d,\uff11,X03,10,2,1.5,,", "definition_version", "\uff11", "U+FF11 FULLWIDTH"),
+        (f"{PROVENANCE},mortality_30d,1,X03,\uff11\uff10,2,1.5,,", "n", "\uff11\uff10", "not a number"),
     ],
 )
 def test_a_bad_row_refuses_the_whole_file_naming_file_row_column_and_value(row, column, value, rule):
@@ -156,6 +160,14 @@ def test_workbooks_are_read_and_formulas_in_them_refused():
     bad = [*row[:6], "=1+1", *row[7:]]
     with pytest.raises(ExternalRefused, match=r"feedback.xlsx \[sheet external_figures\] row 2 column 'unit'"):
         read_figures(_workbook([header, bad]), file_name="feedback.xlsx")
+
+
+def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, True, 5.2]
+    with pytest.raises(ExternalRefused) as caught:  # a person reads TRUE, not 1 event
+        read_figures(_workbook([header, row]), file_name="feedback.xlsx")
+    assert "row 2 column 'observed': value 'TRUE': not a number" in str(caught.value)
 
 
 @pytest.fixture

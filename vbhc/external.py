@@ -48,6 +48,7 @@ from vbhc.ingest.problems import (
     Rule,
     audited_problems,
     invisible_character,
+    lookalike_character,
     normalise_name,
     shown_file,
 )
@@ -96,8 +97,10 @@ REQUIRED_COLUMNS = (*PROVENANCE_COLUMNS, "condition", "indicator", "definition_v
 SHEET = "external_figures"
 #: Unit codes as the registry writes them: a hospital, or hospital/department.
 _UNIT = re.compile(r"^[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?$")
-_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d+)?|[.,]\d+)([eE][+-]?\d+)?$")
-_UNDECIDED = re.compile(r"^[+-]?\d{1,3}[.,]\d{3}$")  # 1.250: a decimal or a thousands separator?
+#: Numbers are written with the digits 0-9, as in a registry file: \d (and float()) also read full-width １２
+#: and other scripts' digits
+_NUMBER = re.compile(r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$")
+_UNDECIDED = re.compile(r"^[+-]?[0-9]{1,3}[.,][0-9]{3}$")  # 1.250: a decimal or a thousands separator?
 _MAX_TEXT = 200
 _MB = 1024 * 1024
 #: Why a continuous indicator is compared on crude means among external units.
@@ -260,11 +263,18 @@ def _plain(text: str) -> str:
 
 
 def read_table(
-    data: bytes, file: str, columns: Sequence[str], required: Sequence[str], numbers: Sequence[str]
+    data: bytes,
+    file: str,
+    columns: Sequence[str],
+    required: Sequence[str],
+    numbers: Sequence[str],
+    free_text: Sequence[str] = ("source",),
 ) -> tuple[list[tuple[int, dict[str, str]]], list[Problem], Callable[[int | None, str | None, str | None, str], None]]:
     """The rows of a CSV or XLSX file as {column: text} with their row numbers, after the checks every external
-    file gets (size, shape, header, values under no column, formula-like text); raises ExternalRefused on the
-    first kind of problem. Returns the records, the list later problems go to and the function that adds one."""
+    file gets (size, shape, header, values under no column, formula-like text, and in every column but the
+    numbers and `free_text` a code that reads as another: vbhc.ingest.problems.lookalike_character); raises
+    ExternalRefused on the first kind of problem. Returns the records, the list later problems go to and the
+    function that adds one."""
     sheet, rows, problems = _records(data, file)
     if problems:
         raise ExternalRefused(file, problems)
@@ -314,6 +324,8 @@ def read_table(
                 problem(number, name, value, Rule("external.excel_error"))
             elif (code := invisible_character(value)) is not None:  # "X01" and "X01" + U+200B look the same
                 problem(number, name, value, Rule("external.invisible_character", code=code))
+            elif name not in numbers and name not in free_text and (odd := lookalike_character(value)) is not None:
+                problem(number, name, value, Rule(f"external.{odd[0]}", character=odd[1]))  # a unit С01 for C01
         records.append((number, {name: _plain(raw[name]) for name in header}))
     return records, problems, problem
 

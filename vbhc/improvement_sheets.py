@@ -41,7 +41,7 @@ from vbhc.improvement import (
     targets,
     write_versions,
 )
-from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, shown_file, shown_value
+from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, lookalike_character, shown_file, shown_value
 from vbhc.ingest.read import _check_xlsx_container, cell_text
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -97,6 +97,9 @@ _ERROR_COLUMN = {
     "unknown_signal": "signals",
     "fixed_field": "condition",
 }
+#: Columns of words a person writes; every other column holds ids and codes (item, unit, indicator, signal ids),
+#: where a look-alike character makes another id that reads the same (vbhc.ingest.problems.lookalike_character)
+_FREE_TEXT = frozenset({"title", "source", "expected_effect"})
 _TRUE, _FALSE = {"1", "true", "yes", "ja", "waar"}, {"0", "false", "no", "nee", "onwaar"}
 _MB = 1024 * 1024
 #: A number as a person writes it in a cell (Python's float() also reads "1_000", "inf" and other scripts' digits)
@@ -294,6 +297,8 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
                 problems.append(problem(number, name, text, "excel_error"))
             elif (code := invisible_character(text)) is not None:  # a title or unit that only looks like another
                 problems.append(problem(number, name, text, "invisible_character", code=code))
+            elif name not in _FREE_TEXT and (odd := lookalike_character(text)) is not None:  # H01/SUR with a Cyrillic С
+                problems.append(problem(number, name, text, odd[0], character=odd[1]))
             row[name] = text
         rows.append((number, row))
     return rows, problems

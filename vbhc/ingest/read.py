@@ -707,11 +707,15 @@ _PLAIN = (str, int, float, bool, dt.datetime, dt.date)
 
 
 def cell_text(value: object) -> str:
-    """A plain cell value as the text a person reads in the cell."""
+    """A plain cell value as the text a person reads in the cell.
+
+    A yes/no cell reads TRUE or FALSE, not 1 or 0: a number column refuses it as the CSV text TRUE is refused,
+    and a yes/no column (own_hospital, a target's active) takes it as it takes the CSV text true.
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "1" if value else "0"
+        return "TRUE" if value else "FALSE"
     if isinstance(value, dt.datetime):
         return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
     if isinstance(value, dt.date):
