@@ -170,6 +170,30 @@ def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():
     assert "row 2 column 'observed': value 'TRUE': not a number" in str(caught.value)
 
 
+def test_a_code_in_a_number_cell_is_read_as_the_cell_shows_it():
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", 7, 120, 6, 5.2]
+
+    def formatted(number_format: str) -> bytes:
+        wb = Workbook()
+        ws = wb.active
+        ws.title = "external_figures"
+        ws.append(header)
+        ws.append(row)
+        ws["G2"].number_format = number_format
+        out = io.BytesIO()
+        wb.save(out)
+        return out.getvalue()
+
+    assert list(read_figures(formatted("000"), file_name="f.xlsx").frame["unit"]) == ["007"]  # as the cell shows
+    with pytest.raises(ExternalRefused) as caught:  # 7.0 is not the unit 7
+        read_figures(formatted("0.0"), file_name="f.xlsx")
+    assert (
+        "f.xlsx [sheet external_figures] row 2 column 'unit': value '7': a number cell under the number format 0.0"
+        in (str(caught.value))
+    )
+
+
 @pytest.fixture
 def versioned_catalog(tmp_path) -> Path:
     """The shipped catalog with mortality_30d at definition version 2, figures of other versions warned about."""

@@ -682,3 +682,29 @@ def test_a_yes_no_cell_in_a_yes_no_column_is_read_as_yes_or_no(base, tmp_path):
     import_files([tmp_path / "units.xlsx"], engine)
     assert _value(engine, models.Hospital.own_hospital, models.Hospital.code == "H02") is True
     assert _value(engine, models.Hospital.own_hospital, models.Hospital.code == "H01") is False
+
+
+def _cycles_workbook(tmp_path: Path, column: str, value: object, number_format: str) -> Path:
+    """The small registry's care cycles as a workbook, row 4 given `value` under `number_format` in `column`."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    _sheet(wb, "care_cycles", cycles(), CYCLE_COLUMNS)
+    cell = wb["care_cycles"].cell(row=4, column=CYCLE_COLUMNS.index(column) + 1, value=value)
+    cell.number_format = number_format
+    wb.save(tmp_path / "care_cycles.xlsx")
+    return tmp_path / "care_cycles.xlsx"
+
+
+@sqlite_only
+def test_an_id_number_cell_is_read_as_the_cell_shows_it(base, tmp_path):
+    engine, _ = base
+    # 3 under the format 0000 reads 0003: the id stored is the one a person reads, leading zeros and all
+    import_files([_cycles_workbook(tmp_path, "cycle_id", 3, "0000")], engine)
+    assert _value(engine, models.CareCycle.patient_id, models.CareCycle.cycle_id == "0003") == "P0003x"
+    # 100000 under a scientific format reads 1.00E+05: which id is meant cannot be told, so it is refused
+    message = refused([_cycles_workbook(tmp_path, "cycle_id", 100000, "0.00E+00")], engine)
+    assert "[sheet care_cycles] row 4 column 'cycle_id': value '100000': a number cell" in message
+    assert "under the number format 0.00E+00" in message
+    # a number column keeps its number whatever the format shows (Excel's formula bar shows 24.04)
+    import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.0")], engine)
+    assert _value(engine, models.CareCycle.bmi, models.CareCycle.cycle_id == "C0003") == 24.04

@@ -31,7 +31,14 @@ from vbhc.improvement import (
     SignalStatus,
     TargetKind,
 )
-from vbhc.improvement_sheets import SheetRefused, export_actions, export_targets, import_actions, import_targets
+from vbhc.improvement_sheets import (
+    TARGET_COLUMNS,
+    SheetRefused,
+    export_actions,
+    export_targets,
+    import_actions,
+    import_targets,
+)
 from vbhc.store import alembic_config, schema_is_current, upgrade_schema
 
 CONDITION = "colorectal_cancer"
@@ -529,6 +536,17 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, me
     assert counts(engine) == before  # the good rows were not written either
     assert improvement.history(engine, CARE, goal.item_id)[-1].version == 1
     assert list(audit.read(engine, action="import_refused")["action"]) == ["import_refused"]
+
+
+def test_a_unit_in_a_number_cell_is_read_as_the_cell_shows_it(engine):
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", 7, "team_goal", 0.2, None, "DICA", "2026-01-01", 1])
+    ws.cell(2, TARGET_COLUMNS.index("unit") + 1).number_format = "0.00E+00"  # shows 7.00E+00, holds 7
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert "row 2" in str(refused.value)
+    assert "number format 0.00E+00" in str(refused.value) and "getalnotatie 0.00E+00" in refused.value.message("nl")
+    assert improvement.targets(engine, CARE, CONDITION) == []
 
 
 @sqlite_only

@@ -182,11 +182,15 @@ class ExternalImport:
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem]]:
-    """(sheet, rows as text with the row numbers a person sees) of a CSV or XLSX file, or the file's problem."""
+def _records(
+    data: bytes, file: str
+) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem], dict[tuple[int, int], str]]:
+    """(sheet, rows as text with the row numbers a person sees, the file's problems, and the number format of
+    each number cell that may show another text than its number by (row, column position)) of a CSV or XLSX
+    file (vbhc.ingest.read.shown_cell)."""
 
     def refuse(rule: str, sheet: str | None = None, row: int | None = None, column: str | None = None):
-        return None, [], [Problem(file, sheet, row, column, None, rule)]
+        return None, [], [Problem(file, sheet, row, column, None, rule)], {}
 
     if not data.strip():
         return refuse(Rule("external.file_empty"))
@@ -197,7 +201,7 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         # machinery take a few tenths of a second to load at a server's start
         from openpyxl import load_workbook
 
-        from vbhc.ingest.read import _check_xlsx_container, cell_text
+        from vbhc.ingest.read import _check_xlsx_container, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -211,16 +215,21 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
             sheet = SHEET if SHEET in names else names[0] if len(names) == 1 else None
             if sheet is None:
                 return refuse(Rule("external.sheet_missing", sheet=repr(SHEET)))
-            rows, problems = [], []
-            for number, raw in enumerate(wb[sheet].iter_rows(values_only=True), start=1):
+            rows, problems, formatted = [], [], {}
+            for number, raw in enumerate(wb[sheet].iter_rows(), start=1):
                 cells = []
-                for value in raw:
+                for position, cell in enumerate(raw):
+                    value = cell.value
                     if value is not None and not isinstance(value, str | int | float | bool | dt.date):
                         problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
-                        value = None
-                    cells.append(cell_text(value))
+                        cells.append("")
+                        continue
+                    text, number_format = shown_cell(cell)
+                    if number_format is not None:
+                        formatted[(number, position)] = number_format
+                    cells.append(text)
                 rows.append((number, cells))
-            return sheet, rows, problems
+            return sheet, rows, problems, formatted
         finally:
             wb.close()
     if b"\x00" in data:
@@ -251,7 +260,7 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         if "end of data" in str(exc):
             return refuse(Rule("external.quote_not_closed"), row=start)
         return refuse(Rule("external.csv_malformed"), row=start)
-    return None, rows, []
+    return None, rows, [], {}
 
 
 def _plain(text: str) -> str:
@@ -275,7 +284,7 @@ def read_table(
     numbers and `free_text` a code that reads as another: vbhc.ingest.problems.lookalike_character); raises
     ExternalRefused on the first kind of problem. Returns the records, the list later problems go to and the
     function that adds one."""
-    sheet, rows, problems = _records(data, file)
+    sheet, rows, problems, formatted = _records(data, file)
     if problems:
         raise ExternalRefused(file, problems)
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
@@ -316,9 +325,11 @@ def read_table(
         if extra:
             problem(number, None, extra[0], Rule("external.value_without_column"))
         raw = dict(zip(header, [*cells, *[""] * len(header)], strict=False))
-        for name in header:
+        for position, name in enumerate(header):
             value = raw[name].strip()
-            if name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
+            if name not in numbers and (number, position) in formatted:  # unit 5 shown as 5.0, 1.00E+05, ...
+                problem(number, name, value, Rule("external.id_number_formatted", format=formatted[(number, position)]))
+            elif name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
                 problem(number, name, value, Rule("external.looks_like_formula"))
             elif value.upper() in EXCEL_ERRORS:
                 problem(number, name, value, Rule("external.excel_error"))
