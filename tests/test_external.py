@@ -162,6 +162,12 @@ def test_workbooks_are_read_and_formulas_in_them_refused():
         read_figures(_workbook([header, bad]), file_name="feedback.xlsx")
 
 
+def test_a_source_with_an_accent_typed_as_a_separate_mark_is_the_source_it_reads_as():
+    rows = [row.replace("national registry", "Régistre national") for row in GOOD]
+    rows[1] = rows[1].replace("Régistre", "Re\u0301gistre")  # é as e + an accent mark: reads the same
+    assert read_figures(_csv(*rows), file_name="f.csv").source == "Régistre national"
+
+
 def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():
     header = HEADER.split(",")
     row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, True, 5.2]

@@ -708,3 +708,13 @@ def test_an_id_number_cell_is_read_as_the_cell_shows_it(base, tmp_path):
     # a number column keeps its number whatever the format shows (Excel's formula bar shows 24.04)
     import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.0")], engine)
     assert _value(engine, models.CareCycle.bmi, models.CareCycle.cycle_id == "C0003") == 24.04
+
+
+def test_a_name_with_an_accent_typed_as_a_separate_mark_is_the_name_it_reads_as(base, tmp_path):
+    engine, _ = base
+    composed, decomposed = "Ziekenhuis Noörd", "Ziekenhuis Noo\u0308rd"  # ö as one character, and as o + a mark
+    columns = ["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"]
+    rows = [dict(zip(columns, unit, strict=True)) for unit in UNITS]
+    rows[0]["hospital_name"], rows[1]["hospital_name"] = composed, decomposed  # both H01: one name, as read
+    import_files([write_csv(tmp_path / "units.csv", rows, columns)], engine)
+    assert _value(engine, models.Hospital.name, models.Hospital.code == "H01") == composed

@@ -26,6 +26,7 @@ import io
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -337,7 +338,8 @@ def read_table(
                 problem(number, name, value, Rule("external.invisible_character", code=code))
             elif name not in numbers and name not in free_text and (odd := lookalike_character(value)) is not None:
                 problem(number, name, value, Rule(f"external.{odd[0]}", character=odd[1]))  # a unit С01 for C01
-        records.append((number, {name: _plain(raw[name]) for name in header}))
+        # in composed form (NFC): a source named with é as e + an accent mark is the source named with é
+        records.append((number, {name: unicodedata.normalize("NFC", _plain(raw[name])) for name in header}))
     return records, problems, problem
 
 

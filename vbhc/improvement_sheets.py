@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,7 +309,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
                 problems.append(problem(number, name, text, "invisible_character", code=code))
             elif name not in _FREE_TEXT and (odd := lookalike_character(text)) is not None:  # H01/SUR with a Cyrillic С
                 problems.append(problem(number, name, text, odd[0], character=odd[1]))
-            row[name] = text
+            row[name] = unicodedata.normalize("NFC", text)  # é typed as e + an accent mark is the é it reads as
         rows.append((number, row))
     return rows, problems
 
