@@ -516,6 +516,8 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (3, "unit", "H01\u200a/SUR", "Holds U+200A HAIR SPACE, a variant of a common character"),
         (2, "value", True, "column 'value' value 'TRUE': value: TRUE is not a number"),
         (2, "version", True, "column 'version' value 'TRUE': version: TRUE is not a whole number"),
+        # a rate is a fraction, as exported (0.1); 10 typed for 10% would be a goal of 1000%
+        (2, "value", 10, "column 'value' value '10': value: 10 is not a rate written as a fraction between 0 and 1"),
     ],
 )
 def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, message):

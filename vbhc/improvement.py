@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
 from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_unit, may_view_condition, require
-from vbhc.catalog import Catalog, default_catalog
+from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.registry import UNIT_LEVELS, unit_parts
 
@@ -532,6 +532,10 @@ def _target_values(
         "valid_from": checked_date(merged.get("valid_from") or dt.date.today(), "valid_from"),
         "active": bool(merged.get("active", True)),
     }
+    ind = next(i for i in catalog.condition(condition).indicators if i.id == indicator)
+    if ind.kind in PROPORTION_KINDS and not 0 <= out["value"] <= 1:
+        # a rate is stored as a fraction (10% is 0.1), as the workbook export writes it: a rate of 10 is 1000%
+        raise ImprovementError("not_a_proportion", field="value", value=f"{out['value']:g}")
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:
