@@ -121,6 +121,9 @@ def test_file_level_problems_are_one_line():
         _csv(*GOOD, f'{PROVENANCE},mortality_30d,1,"X09,10,2,1.5,,'): "f.csv row 5: a quoted value is not closed",
         # the whole date as written, not its first ten characters
         _csv(*[r.replace("2025-03-01", "2025-03-01xyz") for r in GOOD]): "value '2025-03-01xyz': not a date",
+        # the ISO week and the date without dashes are not the form the file writes (a Monday no one wrote)
+        _csv(*[r.replace("2025-03-01", "2025-W05") for r in GOOD]): "value '2025-W05': not a date",
+        _csv(*[r.replace("2025-03-01", "20250301") for r in GOOD]): "value '20250301': not a date",
     }
     for data, expected in cases.items():
         with pytest.raises(ExternalRefused) as caught:

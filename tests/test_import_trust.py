@@ -718,3 +718,9 @@ def test_a_name_with_an_accent_typed_as_a_separate_mark_is_the_name_it_reads_as(
     rows[0]["hospital_name"], rows[1]["hospital_name"] = composed, decomposed  # both H01: one name, as read
     import_files([write_csv(tmp_path / "units.csv", rows, columns)], engine)
     assert _value(engine, models.Hospital.name, models.Hospital.code == "H01") == composed
+
+
+def test_dates_and_numbers_are_written_with_the_digits_0_to_9(base, tmp_path):
+    engine, _ = base
+    message = refused([_cycles(tmp_path, {"index_date": "\uff12\uff10\uff12\uff14-02-03"})], engine)  # full-width
+    assert "care_cycles.csv row 4 column 'index_date': value '２０２４-02-03': not a date" in message

@@ -503,6 +503,7 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "value", "a lot", "column 'value' value 'a lot': value: a lot is not a number"),
         (2, "direction", "sideways", "column 'direction' value 'sideways'"),
         (2, "valid_from", "31-02-2026", "column 'valid_from' value '31-02-2026'"),
+        (2, "valid_from", "2026-W05", "column 'valid_from' value '2026-W05': valid_from: 2026-W05 is not a date"),
         (2, "source", "=1+1", "formulas are not accepted"),
         (2, "version", 9, "column 'version' value '9': this row is based on version 9"),
         (2, "version", "inf", "column 'version' value 'inf': version: inf is not a whole number"),

@@ -541,9 +541,16 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
     return first.get("source", ""), published, first.get("period", "")
 
 
+#: A date as the format writes it, year first, with the time a workbook's date cell may carry; Python's
+#: fromisoformat also reads 20250301 and the ISO week 2025-W05 (a Monday no one wrote)
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?")
+
+
 def _published(text: str) -> dt.date:
     """A publication date as written in full: 2025-03-01, or a date with its time (a workbook's date cell); the
     first ten characters of '2025-03-01xyz' are not what the cell says."""
+    if not _DATE_TEXT.fullmatch(text):
+        raise ValueError(text)
     try:
         return dt.date.fromisoformat(text)
     except ValueError:

@@ -408,6 +408,9 @@ def checked_text(value: object, name: str, *, required: bool = False, limit: int
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _number(value: object, name: str) -> float:
     if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
         raise ImprovementError("not_a_number", field=name, value=value)
@@ -426,8 +429,12 @@ def checked_date(value: object, name: str) -> dt.date:
         return value.date()
     if isinstance(value, dt.date):
         return value
+    text = str(value).strip()
     try:
-        return dt.date.fromisoformat(str(value).strip())
+        # year first as written (2026-03-31); fromisoformat alone also reads 20260331 and the ISO week 2026-W05
+        if not _DATE_TEXT.fullmatch(text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
     except ValueError:
         raise ImprovementError("not_a_date", field=name, value=str(value)) from None
 

@@ -39,6 +39,7 @@ _FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 #: Digits are ASCII 0-9: Python's \d also matches other scripts' digits (Arabic-Indic, ...), which Arrow cannot read
 _NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
 _PLAIN_INTEGER = r"[+-]?[0-9]+"
+_DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 #: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
@@ -274,6 +275,8 @@ class Checker:
         # parsed once per distinct text: 200,000 PROM rows hold a few hundred dates
         codes, distinct = pd.factorize(s)
         parsed = pd.to_datetime(pd.Series(distinct, dtype=s.dtype), format="%Y-%m-%d", errors="coerce")
+        # written with the digits 0-9 as numbers are: strptime also reads full-width and other scripts' digits
+        parsed[~pd.Series(distinct, dtype=s.dtype).str.fullmatch(_DATE).to_numpy(dtype=bool)] = pd.NaT
         values = pd.Series(parsed.array.take(codes, allow_fill=True), index=s.index, name=s.name)
         empty = s == ""
         if required:
