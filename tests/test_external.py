@@ -89,6 +89,10 @@ def test_a_good_file_is_read_with_its_provenance():
         (f"{PROVENANCE},mortality_30d,1,X01\u200b,10,2,1.5,,", "unit", "X01\u200b", "character no one sees (U+200B)"),
         (f"{PROVENANCE},mortality_30d,1,X0\x073,10,2,1.5,,", "unit", "X0\x073", "character no one sees (U+0007)"),
         (f"{PROVENANCE},mortality_30d,#N/A,X03,10,2,1.5,,", "definition_version", "#N/A", "an Excel error value"),
+        # a code that reads as another: a Cyrillic Х for X, a full-width version 1; numbers in the digits 0-9
+        (f"{PROVENANCE},mortality_30d,1,\u042503,10,2,1.5,,", "unit", "\u042503", "U+0425 CYRILLIC CAPITAL LETTER HA"),
+        (f"{PROVENANCE},mortality_30d,\uff11,X03,10,2,1.5,,", "definition_version", "\uff11", "U+FF11 FULLWIDTH"),
+        (f"{PROVENANCE},mortality_30d,1,X03,\uff11\uff10,2,1.5,,", "n", "\uff11\uff10", "not a number"),
     ],
 )
 def test_a_bad_row_refuses_the_whole_file_naming_file_row_column_and_value(row, column, value, rule):
@@ -117,6 +121,9 @@ def test_file_level_problems_are_one_line():
         _csv(*GOOD, f'{PROVENANCE},mortality_30d,1,"X09,10,2,1.5,,'): "f.csv row 5: a quoted value is not closed",
         # the whole date as written, not its first ten characters
         _csv(*[r.replace("2025-03-01", "2025-03-01xyz") for r in GOOD]): "value '2025-03-01xyz': not a date",
+        # the ISO week and the date without dashes are not the form the file writes (a Monday no one wrote)
+        _csv(*[r.replace("2025-03-01", "2025-W05") for r in GOOD]): "value '2025-W05': not a date",
+        _csv(*[r.replace("2025-03-01", "20250301") for r in GOOD]): "value '20250301': not a date",
     }
     for data, expected in cases.items():
         with pytest.raises(ExternalRefused) as caught:
@@ -156,6 +163,44 @@ def test_workbooks_are_read_and_formulas_in_them_refused():
     bad = [*row[:6], "=1+1", *row[7:]]
     with pytest.raises(ExternalRefused, match=r"feedback.xlsx \[sheet external_figures\] row 2 column 'unit'"):
         read_figures(_workbook([header, bad]), file_name="feedback.xlsx")
+
+
+def test_a_source_with_an_accent_typed_as_a_separate_mark_is_the_source_it_reads_as():
+    rows = [row.replace("national registry", "Régistre national") for row in GOOD]
+    rows[1] = rows[1].replace("Régistre", "Re\u0301gistre")  # é as e + an accent mark: reads the same
+    assert read_figures(_csv(*rows), file_name="f.csv").source == "Régistre national"
+
+
+def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, True, 5.2]
+    with pytest.raises(ExternalRefused) as caught:  # a person reads TRUE, not 1 event
+        read_figures(_workbook([header, row]), file_name="feedback.xlsx")
+    assert "row 2 column 'observed': value 'TRUE': not a number" in str(caught.value)
+
+
+def test_a_code_in_a_number_cell_is_read_as_the_cell_shows_it():
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", 7, 120, 6, 5.2]
+
+    def formatted(number_format: str) -> bytes:
+        wb = Workbook()
+        ws = wb.active
+        ws.title = "external_figures"
+        ws.append(header)
+        ws.append(row)
+        ws["G2"].number_format = number_format
+        out = io.BytesIO()
+        wb.save(out)
+        return out.getvalue()
+
+    assert list(read_figures(formatted("000"), file_name="f.xlsx").frame["unit"]) == ["007"]  # as the cell shows
+    with pytest.raises(ExternalRefused) as caught:  # 7.0 is not the unit 7
+        read_figures(formatted("0.0"), file_name="f.xlsx")
+    assert (
+        "f.xlsx [sheet external_figures] row 2 column 'unit': value '7': a number cell under the number format 0.0"
+        in (str(caught.value))
+    )
 
 
 @pytest.fixture

@@ -613,3 +613,114 @@ def test_a_damaged_file_is_refused_in_the_readers_language(engine, tmp_path):
         assert problem.rule == english and rule_text(problem.rule, "en") == english
         assert rule_text(problem.rule, "nl") == dutch
         assert str(problem) == f"costs.csv: {english}" and problem.line("nl") == f"costs.csv: {dutch}"
+
+
+# --- 13. an id reads as one id; a cell reads as what it shows ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "character"),
+    [
+        ("cycle_id", "\u04210003", "U+0421 CYRILLIC CAPITAL LETTER ES"),  # С0003: reads as C0003
+        ("cycle_id", "C00\u039f3", "U+039F GREEK CAPITAL LETTER OMICRON"),  # an omicron for the letter O
+        ("patient_id", "P0003\u0445", "U+0445 CYRILLIC SMALL LETTER HA"),  # a Cyrillic x
+        ("cycle_id", "C\uff10003", "U+FF10 FULLWIDTH DIGIT ZERO"),
+        ("cycle_id", "C0003e\u0301", "U+0301 COMBINING ACUTE ACCENT"),  # é as two code points
+        ("cycle_id", "C\u20130003", "U+2013 EN DASH"),
+        ("hospital", "H0\u0406", "U+0406 CYRILLIC CAPITAL LETTER BYELORUSSIAN-UKRAINIAN I"),
+    ],
+)
+def test_an_id_that_reads_as_another_is_refused_naming_the_character(base, tmp_path, column, value, character):
+    engine, _ = base
+    message = refused([_cycles(tmp_path, {column: value})], engine)
+    assert f"care_cycles.csv row 4 column '{column}'" in message and character in message
+    if column == "patient_id":  # the pseudonym stays hidden; the character that makes it another one is named
+        assert value not in message and HIDDEN_IDENTIFIER in message
+    else:
+        assert f"value '{value}'" in message
+
+
+def test_an_id_in_one_script_is_stored_as_written(base, tmp_path):
+    engine, _ = base
+    import_files([_cycles(tmp_path, {"cycle_id": "Цикл", "patient_id": "Zoë0003"})], engine)
+    assert _value(engine, models.CareCycle.patient_id, models.CareCycle.cycle_id == "Цикл") == "Zoë0003"
+
+
+def _cycles(tmp_path: Path, change: dict[str, str], row: int = 2) -> Path:
+    rows = cycles()
+    rows[row].update(change)
+    return write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+
+
+@sqlite_only
+def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is(base, tmp_path):
+    engine, _ = base
+    wb = Workbook()
+    wb.remove(wb.active)
+    rows = outcomes()
+    _sheet(wb, "clinical_outcomes", rows, list(rows[0]))
+    wb["clinical_outcomes"]["C3"] = True  # a person reads TRUE, not the number 1
+    wb.save(tmp_path / "clinical_outcomes.xlsx")
+    message = refused([tmp_path / "clinical_outcomes.xlsx"], engine)
+    assert "[sheet clinical_outcomes] row 3 column 'value': value 'TRUE': not a number" in message
+    csv_rows = [dict(r) for r in rows]
+    csv_rows[1]["value"] = "TRUE"
+    csv_message = refused([write_csv(tmp_path / "clinical_outcomes.csv", csv_rows)], engine)
+    assert "row 3 column 'value': value 'TRUE': not a number" in csv_message
+
+
+def test_a_yes_no_cell_in_a_yes_no_column_is_read_as_yes_or_no(base, tmp_path):
+    engine, _ = base
+    wb = Workbook()
+    wb.remove(wb.active)
+    columns = ["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"]
+    ws = wb.create_sheet("units")
+    ws.append(columns)
+    for unit in UNITS:  # the own hospital moves from H01 to H02, given as yes/no cells
+        ws.append([*unit[:5], unit[0] == "H02"])
+    wb.save(tmp_path / "units.xlsx")
+    import_files([tmp_path / "units.xlsx"], engine)
+    assert _value(engine, models.Hospital.own_hospital, models.Hospital.code == "H02") is True
+    assert _value(engine, models.Hospital.own_hospital, models.Hospital.code == "H01") is False
+
+
+def _cycles_workbook(tmp_path: Path, column: str, value: object, number_format: str) -> Path:
+    """The small registry's care cycles as a workbook, row 4 given `value` under `number_format` in `column`."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    _sheet(wb, "care_cycles", cycles(), CYCLE_COLUMNS)
+    cell = wb["care_cycles"].cell(row=4, column=CYCLE_COLUMNS.index(column) + 1, value=value)
+    cell.number_format = number_format
+    wb.save(tmp_path / "care_cycles.xlsx")
+    return tmp_path / "care_cycles.xlsx"
+
+
+@sqlite_only
+def test_an_id_number_cell_is_read_as_the_cell_shows_it(base, tmp_path):
+    engine, _ = base
+    # 3 under the format 0000 reads 0003: the id stored is the one a person reads, leading zeros and all
+    import_files([_cycles_workbook(tmp_path, "cycle_id", 3, "0000")], engine)
+    assert _value(engine, models.CareCycle.patient_id, models.CareCycle.cycle_id == "0003") == "P0003x"
+    # 100000 under a scientific format reads 1.00E+05: which id is meant cannot be told, so it is refused
+    message = refused([_cycles_workbook(tmp_path, "cycle_id", 100000, "0.00E+00")], engine)
+    assert "[sheet care_cycles] row 4 column 'cycle_id': value '100000': a number cell" in message
+    assert "under the number format 0.00E+00" in message
+    # a number column keeps its number whatever the format shows (Excel's formula bar shows 24.04)
+    import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.0")], engine)
+    assert _value(engine, models.CareCycle.bmi, models.CareCycle.cycle_id == "C0003") == 24.04
+
+
+def test_a_name_with_an_accent_typed_as_a_separate_mark_is_the_name_it_reads_as(base, tmp_path):
+    engine, _ = base
+    composed, decomposed = "Ziekenhuis Noörd", "Ziekenhuis Noo\u0308rd"  # ö as one character, and as o + a mark
+    columns = ["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"]
+    rows = [dict(zip(columns, unit, strict=True)) for unit in UNITS]
+    rows[0]["hospital_name"], rows[1]["hospital_name"] = composed, decomposed  # both H01: one name, as read
+    import_files([write_csv(tmp_path / "units.csv", rows, columns)], engine)
+    assert _value(engine, models.Hospital.name, models.Hospital.code == "H01") == composed
+
+
+def test_dates_and_numbers_are_written_with_the_digits_0_to_9(base, tmp_path):
+    engine, _ = base
+    message = refused([_cycles(tmp_path, {"index_date": "\uff12\uff10\uff12\uff14-02-03"})], engine)  # full-width
+    assert "care_cycles.csv row 4 column 'index_date': value '２０２４-02-03': not a date" in message

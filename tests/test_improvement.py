@@ -31,7 +31,14 @@ from vbhc.improvement import (
     SignalStatus,
     TargetKind,
 )
-from vbhc.improvement_sheets import SheetRefused, export_actions, export_targets, import_actions, import_targets
+from vbhc.improvement_sheets import (
+    TARGET_COLUMNS,
+    SheetRefused,
+    export_actions,
+    export_targets,
+    import_actions,
+    import_targets,
+)
 from vbhc.store import alembic_config, schema_is_current, upgrade_schema
 
 CONDITION = "colorectal_cancer"
@@ -496,6 +503,7 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "value", "a lot", "column 'value' value 'a lot': value: a lot is not a number"),
         (2, "direction", "sideways", "column 'direction' value 'sideways'"),
         (2, "valid_from", "31-02-2026", "column 'valid_from' value '31-02-2026'"),
+        (2, "valid_from", "2026-W05", "column 'valid_from' value '2026-W05': valid_from: 2026-W05 is not a date"),
         (2, "source", "=1+1", "formulas are not accepted"),
         (2, "version", 9, "column 'version' value '9': this row is based on version 9"),
         (2, "version", "inf", "column 'version' value 'inf': version: inf is not a whole number"),
@@ -504,6 +512,13 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "source", "#N/A", "column 'source' value '#N/A': an Excel error value, not a value"),
         (2, "source", "DICA\u200b", "the value holds a character no one sees (U+200B)"),
         (3, "kind", "external_norm", "External norms are set by the quality directorate"),
+        # a unit that reads as H01 (a Cyrillic Н) would be a second unit; a yes/no cell is TRUE, not the number 1
+        (3, "unit", "\u041d01", "value '\u041d01': Mixes scripts: U+041D CYRILLIC CAPITAL LETTER EN"),
+        (3, "unit", "H01\u200a/SUR", "Holds U+200A HAIR SPACE, a variant of a common character"),
+        (2, "value", True, "column 'value' value 'TRUE': value: TRUE is not a number"),
+        (2, "version", True, "column 'version' value 'TRUE': version: TRUE is not a whole number"),
+        # a rate is a fraction, as exported (0.1); 10 typed for 10% would be a goal of 1000%
+        (2, "value", 10, "column 'value' value '10': value: 10 is not a rate written as a fraction between 0 and 1"),
     ],
 )
 def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, message):
@@ -524,6 +539,17 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, me
     assert counts(engine) == before  # the good rows were not written either
     assert improvement.history(engine, CARE, goal.item_id)[-1].version == 1
     assert list(audit.read(engine, action="import_refused")["action"]) == ["import_refused"]
+
+
+def test_a_unit_in_a_number_cell_is_read_as_the_cell_shows_it(engine):
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", 7, "team_goal", 0.2, None, "DICA", "2026-01-01", 1])
+    ws.cell(2, TARGET_COLUMNS.index("unit") + 1).number_format = "0.00E+00"  # shows 7.00E+00, holds 7
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert "row 2" in str(refused.value)
+    assert "number format 0.00E+00" in str(refused.value) and "getalnotatie 0.00E+00" in refused.value.message("nl")
+    assert improvement.targets(engine, CARE, CONDITION) == []
 
 
 @sqlite_only

@@ -26,6 +26,7 @@ import io
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from vbhc.ingest.problems import (
     Rule,
     audited_problems,
     invisible_character,
+    lookalike_character,
     normalise_name,
     shown_file,
 )
@@ -96,8 +98,10 @@ REQUIRED_COLUMNS = (*PROVENANCE_COLUMNS, "condition", "indicator", "definition_v
 SHEET = "external_figures"
 #: Unit codes as the registry writes them: a hospital, or hospital/department.
 _UNIT = re.compile(r"^[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?$")
-_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d+)?|[.,]\d+)([eE][+-]?\d+)?$")
-_UNDECIDED = re.compile(r"^[+-]?\d{1,3}[.,]\d{3}$")  # 1.250: a decimal or a thousands separator?
+#: Numbers are written with the digits 0-9, as in a registry file: \d (and float()) also read full-width １２
+#: and other scripts' digits
+_NUMBER = re.compile(r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$")
+_UNDECIDED = re.compile(r"^[+-]?[0-9]{1,3}[.,][0-9]{3}$")  # 1.250: a decimal or a thousands separator?
 _MAX_TEXT = 200
 _MB = 1024 * 1024
 #: Why a continuous indicator is compared on crude means among external units.
@@ -179,11 +183,15 @@ class ExternalImport:
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem]]:
-    """(sheet, rows as text with the row numbers a person sees) of a CSV or XLSX file, or the file's problem."""
+def _records(
+    data: bytes, file: str
+) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem], dict[tuple[int, int], str]]:
+    """(sheet, rows as text with the row numbers a person sees, the file's problems, and the number format of
+    each number cell that may show another text than its number by (row, column position)) of a CSV or XLSX
+    file (vbhc.ingest.read.shown_cell)."""
 
     def refuse(rule: str, sheet: str | None = None, row: int | None = None, column: str | None = None):
-        return None, [], [Problem(file, sheet, row, column, None, rule)]
+        return None, [], [Problem(file, sheet, row, column, None, rule)], {}
 
     if not data.strip():
         return refuse(Rule("external.file_empty"))
@@ -194,7 +202,7 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         # machinery take a few tenths of a second to load at a server's start
         from openpyxl import load_workbook
 
-        from vbhc.ingest.read import _check_xlsx_container, cell_text
+        from vbhc.ingest.read import _check_xlsx_container, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -208,16 +216,21 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
             sheet = SHEET if SHEET in names else names[0] if len(names) == 1 else None
             if sheet is None:
                 return refuse(Rule("external.sheet_missing", sheet=repr(SHEET)))
-            rows, problems = [], []
-            for number, raw in enumerate(wb[sheet].iter_rows(values_only=True), start=1):
+            rows, problems, formatted = [], [], {}
+            for number, raw in enumerate(wb[sheet].iter_rows(), start=1):
                 cells = []
-                for value in raw:
+                for position, cell in enumerate(raw):
+                    value = cell.value
                     if value is not None and not isinstance(value, str | int | float | bool | dt.date):
                         problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
-                        value = None
-                    cells.append(cell_text(value))
+                        cells.append("")
+                        continue
+                    text, number_format = shown_cell(cell)
+                    if number_format is not None:
+                        formatted[(number, position)] = number_format
+                    cells.append(text)
                 rows.append((number, cells))
-            return sheet, rows, problems
+            return sheet, rows, problems, formatted
         finally:
             wb.close()
     if b"\x00" in data:
@@ -248,7 +261,7 @@ def _records(data: bytes, file: str) -> tuple[str | None, list[tuple[int, list[s
         if "end of data" in str(exc):
             return refuse(Rule("external.quote_not_closed"), row=start)
         return refuse(Rule("external.csv_malformed"), row=start)
-    return None, rows, []
+    return None, rows, [], {}
 
 
 def _plain(text: str) -> str:
@@ -260,12 +273,19 @@ def _plain(text: str) -> str:
 
 
 def read_table(
-    data: bytes, file: str, columns: Sequence[str], required: Sequence[str], numbers: Sequence[str]
+    data: bytes,
+    file: str,
+    columns: Sequence[str],
+    required: Sequence[str],
+    numbers: Sequence[str],
+    free_text: Sequence[str] = ("source",),
 ) -> tuple[list[tuple[int, dict[str, str]]], list[Problem], Callable[[int | None, str | None, str | None, str], None]]:
     """The rows of a CSV or XLSX file as {column: text} with their row numbers, after the checks every external
-    file gets (size, shape, header, values under no column, formula-like text); raises ExternalRefused on the
-    first kind of problem. Returns the records, the list later problems go to and the function that adds one."""
-    sheet, rows, problems = _records(data, file)
+    file gets (size, shape, header, values under no column, formula-like text, and in every column but the
+    numbers and `free_text` a code that reads as another: vbhc.ingest.problems.lookalike_character); raises
+    ExternalRefused on the first kind of problem. Returns the records, the list later problems go to and the
+    function that adds one."""
+    sheet, rows, problems, formatted = _records(data, file)
     if problems:
         raise ExternalRefused(file, problems)
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
@@ -306,15 +326,20 @@ def read_table(
         if extra:
             problem(number, None, extra[0], Rule("external.value_without_column"))
         raw = dict(zip(header, [*cells, *[""] * len(header)], strict=False))
-        for name in header:
+        for position, name in enumerate(header):
             value = raw[name].strip()
-            if name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
+            if name not in numbers and (number, position) in formatted:  # unit 5 shown as 5.0, 1.00E+05, ...
+                problem(number, name, value, Rule("external.id_number_formatted", format=formatted[(number, position)]))
+            elif name not in numbers and value.startswith(FORMULA_TRIGGERS) and not value.startswith("'"):
                 problem(number, name, value, Rule("external.looks_like_formula"))
             elif value.upper() in EXCEL_ERRORS:
                 problem(number, name, value, Rule("external.excel_error"))
             elif (code := invisible_character(value)) is not None:  # "X01" and "X01" + U+200B look the same
                 problem(number, name, value, Rule("external.invisible_character", code=code))
-        records.append((number, {name: _plain(raw[name]) for name in header}))
+            elif name not in numbers and name not in free_text and (odd := lookalike_character(value)) is not None:
+                problem(number, name, value, Rule(f"external.{odd[0]}", character=odd[1]))  # a unit С01 for C01
+        # in composed form (NFC): a source named with é as e + an accent mark is the source named with é
+        records.append((number, {name: unicodedata.normalize("NFC", _plain(raw[name])) for name in header}))
     return records, problems, problem
 
 
@@ -516,9 +541,16 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
     return first.get("source", ""), published, first.get("period", "")
 
 
+#: A date as the format writes it, year first, with the time a workbook's date cell may carry; Python's
+#: fromisoformat also reads 20250301 and the ISO week 2025-W05 (a Monday no one wrote)
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?")
+
+
 def _published(text: str) -> dt.date:
     """A publication date as written in full: 2025-03-01, or a date with its time (a workbook's date cell); the
     first ten characters of '2025-03-01xyz' are not what the cell says."""
+    if not _DATE_TEXT.fullmatch(text):
+        raise ValueError(text)
     try:
         return dt.date.fromisoformat(text)
     except ValueError:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
 from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_unit, may_view_condition, require
-from vbhc.catalog import Catalog, default_catalog
+from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.registry import UNIT_LEVELS, unit_parts
 
@@ -408,6 +408,9 @@ def checked_text(value: object, name: str, *, required: bool = False, limit: int
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _number(value: object, name: str) -> float:
     if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
         raise ImprovementError("not_a_number", field=name, value=value)
@@ -426,8 +429,12 @@ def checked_date(value: object, name: str) -> dt.date:
         return value.date()
     if isinstance(value, dt.date):
         return value
+    text = str(value).strip()
     try:
-        return dt.date.fromisoformat(str(value).strip())
+        # year first as written (2026-03-31); fromisoformat alone also reads 20260331 and the ISO week 2026-W05
+        if not _DATE_TEXT.fullmatch(text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
     except ValueError:
         raise ImprovementError("not_a_date", field=name, value=str(value)) from None
 
@@ -532,6 +539,10 @@ def _target_values(
         "valid_from": checked_date(merged.get("valid_from") or dt.date.today(), "valid_from"),
         "active": bool(merged.get("active", True)),
     }
+    ind = next(i for i in catalog.condition(condition).indicators if i.id == indicator)
+    if ind.kind in PROPORTION_KINDS and not 0 <= out["value"] <= 1:
+        # a rate is stored as a fraction (10% is 0.1), as the workbook export writes it: a rate of 10 is 1000%
+        raise ImprovementError("not_a_proportion", field="value", value=f"{out['value']:g}")
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +42,8 @@ from vbhc.improvement import (
     targets,
     write_versions,
 )
-from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, shown_file, shown_value
-from vbhc.ingest.read import _check_xlsx_container, cell_text
+from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, lookalike_character, shown_file, shown_value
+from vbhc.ingest.read import _check_xlsx_container, shown_cell
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
 
@@ -97,6 +98,12 @@ _ERROR_COLUMN = {
     "unknown_signal": "signals",
     "fixed_field": "condition",
 }
+#: Columns of words a person writes; every other column holds ids and codes (item, unit, indicator, signal ids),
+#: where a look-alike character makes another id that reads the same (vbhc.ingest.problems.lookalike_character)
+_FREE_TEXT = frozenset({"title", "source", "expected_effect"})
+#: Columns of ids and codes, where a number cell must read as its number (shown_cell): not the numbers, dates, yes/no
+_NOT_IDS = {"version", "value", "valid_from", "active", "start", "due"}
+_ID_COLUMNS = frozenset(TARGET_COLUMNS + ACTION_COLUMNS) - _FREE_TEXT - _NOT_IDS
 _TRUE, _FALSE = {"1", "true", "yes", "ja", "waar"}, {"0", "false", "no", "nee", "onwaar"}
 _MB = 1024 * 1024
 #: A number as a person writes it in a cell (Python's float() also reads "1_000", "inf" and other scripts' digits)
@@ -235,9 +242,10 @@ def import_actions(
     return _import(engine, viewer, ItemKind.ACTION, source, file_name, catalog or default_catalog())
 
 
-def _plain(value: object) -> str:
-    """A cell as text, the export's neutralising apostrophe taken off again."""
-    text = cell_text(value).strip()
+def _plain(shown: str) -> str:
+    """A cell's text as a person reads it (vbhc.ingest.read.shown_cell), the export's neutralising apostrophe
+    taken off again."""
+    text = shown.strip()
     if text.startswith("'") and text[1:].lstrip().startswith(FORMULA_TRIGGERS):
         return text[1:]
     return text
@@ -261,11 +269,12 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     try:
         if sheet not in wb.sheetnames:
             return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
-        raw_rows = list(wb[sheet].iter_rows(values_only=True))
+        # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
+        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in wb[sheet].iter_rows()]
     finally:
         wb.close()
     problems: list[SheetProblem] = []
-    header = [cell_text(v).strip().lower() for v in (raw_rows[0] if raw_rows else ())]
+    header = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
     while header and header[-1] == "":
         header.pop()
     for position, name in enumerate(header):
@@ -283,18 +292,24 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     rows = []
     for number, raw in enumerate(raw_rows[1:], start=2):
         cells = list(raw)[: len(header)]
-        if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells):
+        if all(v is None or (isinstance(v, str) and not v.strip()) for v, _, _ in cells):
             continue
         row: dict[str, str] = {}
-        for name, value in zip(header, cells + [None] * (len(header) - len(cells)), strict=True):
-            text = _plain(value)
-            if isinstance(value, str) and value.startswith("=") and len(value) > 1:
+        for name, (value, shown, number_format) in zip(
+            header, cells + [(None, "", None)] * (len(header) - len(cells)), strict=True
+        ):
+            text = _plain(shown)
+            if number_format is not None and name in _ID_COLUMNS:  # an item or unit 5 shown as 5.0 or 1.00E+05
+                problems.append(problem(number, name, text, "id_number_formatted", format=number_format))
+            elif isinstance(value, str) and value.startswith("=") and len(value) > 1:
                 problems.append(problem(number, name, value, "formula"))
             elif text.upper() in EXCEL_ERRORS:
                 problems.append(problem(number, name, text, "excel_error"))
             elif (code := invisible_character(text)) is not None:  # a title or unit that only looks like another
                 problems.append(problem(number, name, text, "invisible_character", code=code))
-            row[name] = text
+            elif name not in _FREE_TEXT and (odd := lookalike_character(text)) is not None:  # H01/SUR with a Cyrillic С
+                problems.append(problem(number, name, text, odd[0], character=odd[1]))
+            row[name] = unicodedata.normalize("NFC", text)  # é typed as e + an accent mark is the é it reads as
         rows.append((number, row))
     return rows, problems
 

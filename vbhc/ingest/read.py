@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import hashlib
 import os
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from vbhc.ingest.problems import (
     short,
     shown_file,
 )
-from vbhc.ingest.tables import TABLE_ORDER, TABLES, TableSpec
+from vbhc.ingest.tables import ID_COLUMNS, TABLE_ORDER, TABLES, TableSpec
 from vbhc.settings import max_columns, max_rows, max_unpacked_mb, max_zip_ratio
 
 _MB = 1024 * 1024
@@ -416,12 +417,14 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
     numbers: list[int] = []
     row_limit = max_rows()
     named = width = 0
-    for row_no, fields, odd in records:
+    for row_no, fields, odd, formatted in records:
         if odd:
             _not_plain(source, header, row_no, odd, report)
             if header is not None:
                 continue
             return
+        if formatted and header is not None and _formatted_ids(source, header, row_no, fields, formatted, report):
+            continue
         if header is None:
             if not any(f.strip() for f in fields):
                 continue  # blank lines before the header
@@ -479,7 +482,7 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
     found = False
     records = _csv_records(source, [0])
     try:
-        for row_no, fields, _ in records:
+        for row_no, fields, _, _ in records:
             if any(f.strip() for f in fields):
                 found, header = True, _make_header(fields, row_no, source, report)
                 break
@@ -632,6 +635,22 @@ def _not_plain(
         report.add(source.problem(rule, row_no, name))
 
 
+def _formatted_ids(
+    source: Source, header: Header, row_no: int, fields: list[str], formatted: list[tuple[int, str]], report
+) -> bool:
+    """Whether a number cell of an id column has a format that may show another text than the number (1.00E+05
+    for 100000, 5 as 5.0): the id stored would not be the one a person reads. A number column keeps the number
+    whatever its format shows (24.04 shown as 24.0 is the number 24.04, as Excel's formula bar says)."""
+    refused = False
+    for position, number_format in formatted:
+        name = header.names[position] if position < len(header.names) else None
+        if name in ID_COLUMNS:
+            value = fields[position] if position < len(fields) else None
+            report.add(source.problem(Rule("read.id_number_formatted", format=number_format), row_no, name, value))
+            refused = True
+    return refused
+
+
 def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int], buffer: list) -> bool:
     if len(buffer) <= left:
         return False
@@ -669,8 +688,8 @@ def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], re
     return True
 
 
-def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None]]:
-    """(row number as Excel shows it, fields, None) per record; `position[0]` follows the bytes read."""
+def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None, None]]:
+    """(row number as Excel shows it, fields, None, None) per record; `position[0]` follows the bytes read."""
     with source.path.open("rb") as raw, open(raw.fileno(), encoding="utf-8-sig", newline="", closefd=False) as fh:
         reader = csv.reader(fh, delimiter=source.delimiter, strict=True)
         row_no = 0
@@ -679,7 +698,7 @@ def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, lis
                 row_no += 1
                 if not row_no & 0xFFF:
                     position[0] = raw.tell()
-                yield row_no, fields, None
+                yield row_no, fields, None, None
         except csv.Error as exc:
             raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
 
@@ -707,11 +726,15 @@ _PLAIN = (str, int, float, bool, dt.datetime, dt.date)
 
 
 def cell_text(value: object) -> str:
-    """A plain cell value as the text a person reads in the cell."""
+    """A plain cell value as the text a person reads in the cell.
+
+    A yes/no cell reads TRUE or FALSE, not 1 or 0: a number column refuses it as the CSV text TRUE is refused,
+    and a yes/no column (own_hospital, a target's active) takes it as it takes the CSV text true.
+    """
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "1" if value else "0"
+        return "TRUE" if value else "FALSE"
     if isinstance(value, dt.datetime):
         return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
     if isinstance(value, dt.date):
@@ -721,25 +744,54 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _xlsx_records(source: Source) -> Iterator[tuple[int, list[str], list[tuple[int, str | None]] | None]]:
+#: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
+_GENERAL_FORMATS = frozenset({"General", "@"})
+#: A format of zeros only shows a whole number padded with leading zeros: 5 under 0000 reads 0005
+_ZERO_PADDED = re.compile(r"0+")
+
+
+def shown_cell(cell: object) -> tuple[str, str | None]:
+    """A workbook cell (openpyxl, read-only) as the text a person reads in it, and the cell's number format when
+    it is a number whose format may show another text (1.00E+05, 5.0, 50%): None when the text is what it shows.
+    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005)."""
+    value = getattr(cell, "value", None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number_format = getattr(cell, "number_format", "General")
+        if number_format not in _GENERAL_FORMATS:
+            if _ZERO_PADDED.fullmatch(number_format) and value >= 0 and float(value).is_integer():
+                return str(int(value)).zfill(len(number_format)), None
+            return cell_text(value), number_format
+    return cell_text(value), None
+
+
+def _xlsx_records(
+    source: Source,
+) -> Iterator[tuple[int, list[str], list[tuple[int, str | None]] | None, list[tuple[int, str]] | None]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
-    None for a formula)."""
+    None for a formula); and the number cells whose format may show another text than the number: (column
+    position, the format). A number under a format of zeros is read with the leading zeros it shows."""
     wb, fh = _open_workbook(source.path)
     try:
         ws = wb[source.sheet]
-        for row_no, raw in enumerate(ws.iter_rows(values_only=True), start=1):
+        for row_no, cells in enumerate(ws.iter_rows(), start=1):
             fields = []
             odd: list[tuple[int, str | None]] | None = None
-            for col, value in enumerate(raw):
+            formatted: list[tuple[int, str]] | None = None
+            for col, cell in enumerate(cells):
+                value = cell.value
                 if value is not None and not isinstance(value, _PLAIN):
                     odd = [*(odd or []), (col, type(value).__name__)]
-                    value = None
-                elif isinstance(value, str) and value.startswith("=") and len(value) > 1:
+                    fields.append("")
+                    continue
+                if isinstance(value, str) and value.startswith("=") and len(value) > 1:
                     odd = [*(odd or []), (col, None)]
-                fields.append(cell_text(value))
+                text, number_format = shown_cell(cell)
+                if number_format is not None:
+                    formatted = [*(formatted or []), (col, number_format)]
+                fields.append(text)
             while fields and fields[-1] == "":
                 fields.pop()
-            yield row_no, fields, odd
+            yield row_no, fields, odd, formatted
     finally:
         wb.close()
         fh.close()

@@ -91,6 +91,9 @@ TABLES: dict[str, TableSpec] = {
     "costs": _spec("costs", models.CostLine),
     "prem_responses": _spec("prem_responses", models.PremResponse),
 }
+#: Columns of ids and unit codes: keys a person reads as written (a look-alike character, or a number cell that
+#: shows another text than its number, would make another key).
+ID_COLUMNS = frozenset({"cycle_id", "patient_id", "response_id", "hospital", "department"})
 #: Import (dependency) order: units before care cycles before what hangs on a care cycle.
 TABLE_ORDER = tuple(TABLES)
 assert TABLE_ORDER == models.REGISTRY_TABLES

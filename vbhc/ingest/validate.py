@@ -9,6 +9,7 @@ thousands separator (1.250,50) is refused: a registry number is written without 
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from vbhc.ingest.problems import (
     Problem,
     Rule,
     invisible_character,
+    lookalike_character,
     shown_column,
     shown_value,
 )
@@ -37,6 +39,7 @@ _FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 #: Digits are ASCII 0-9: Python's \d also matches other scripts' digits (Arabic-Indic, ...), which Arrow cannot read
 _NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
 _PLAIN_INTEGER = r"[+-]?[0-9]+"
+_DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 #: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
@@ -183,8 +186,13 @@ class Checker:
     def optional(self, column: str) -> bool:
         return column in self.frame.columns
 
-    def text(self, column: str, required: bool = True, max_len: int = 64) -> pd.Series:
+    def text(self, column: str, required: bool = True, max_len: int = 64, composed: bool = True) -> pd.Series:
+        """A text column, stripped and checked; `composed`: in Unicode's composed form (NFC), so é typed as e and
+        an accent mark is stored as the é it reads as (two rows naming one hospital the two ways agree). Ids are
+        not composed: identifier() refuses the separate mark, which would make a second key."""
         s = self.frame[column].str.strip()
+        if composed:
+            s = _composed(s)
         if required:
             self.flag(s == "", column, Rule("validate.required_empty"))
         self.flag(s.str.len() > max_len, column, Rule("validate.too_long", count=max_len))
@@ -210,6 +218,27 @@ class Checker:
                 column,
                 lambda i: Rule("validate.invisible_character", code=invisible_character(s.iat[i]) or "?"),
             )
+        return s
+
+    def identifier(self, column: str, required: bool = True, max_len: int = 64) -> pd.Series:
+        """An id column's text (a key, a pseudonym, a unit code): text() and no look-alike (lookalike_character).
+
+        Only values that are not ASCII are looked at, through Arrow's C++ test: a file of 1.5 million PROM rows
+        has none, and the few that are not are checked once per distinct value."""
+        s = self.text(column, required, max_len, composed=False)
+        values = pa.array(s, type=pa.string(), from_pandas=True)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
+        if odd.any():
+            where = np.flatnonzero(odd)
+            codes, distinct = pd.factorize(s.iloc[where])
+            found = [lookalike_character(str(v)) for v in distinct]
+            kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[codes]
+            for kind in ("mixed_script", "variant_character"):
+                hit = np.zeros(len(s), dtype=bool)
+                hit[where] = kinds == kind
+                self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
         return s
 
     def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
@@ -246,6 +275,8 @@ class Checker:
         # parsed once per distinct text: 200,000 PROM rows hold a few hundred dates
         codes, distinct = pd.factorize(s)
         parsed = pd.to_datetime(pd.Series(distinct, dtype=s.dtype), format="%Y-%m-%d", errors="coerce")
+        # written with the digits 0-9 as numbers are: strptime also reads full-width and other scripts' digits
+        parsed[~pd.Series(distinct, dtype=s.dtype).str.fullmatch(_DATE).to_numpy(dtype=bool)] = pd.NaT
         values = pd.Series(parsed.array.take(codes, allow_fill=True), index=s.index, name=s.name)
         empty = s == ""
         if required:
@@ -261,6 +292,24 @@ class Checker:
         unknown = ~values.isin(allowed) & (values != "")
         listed = ", ".join(sorted(allowed)[:12]) + (" ..." if len(allowed) > 12 else "")
         self.flag(unknown, column, Rule(code, allowed=listed, **fields))
+
+
+def _composed(s: pd.Series) -> pd.Series:
+    """The texts in Unicode's composed form (NFC); only those that are not ASCII are looked at (ASCII is NFC)."""
+    values = pa.array(s, type=pa.string(), from_pandas=True)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
+    if not odd.any():
+        return s
+    s = s.copy()
+    s[odd] = [unicodedata.normalize("NFC", v) for v in s[odd]]
+    return s
+
+
+def _odd_one(text: str) -> str:
+    found = lookalike_character(text)
+    return "" if found is None else found[1]
 
 
 def _parse_numbers(text: pd.Series) -> np.ndarray:
@@ -319,8 +368,8 @@ UNIT_CODE = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 
 def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
-    hospital = ck.text("hospital", max_len=40)
-    department = ck.text("department", max_len=40)
+    hospital = ck.identifier("hospital", max_len=40)
+    department = ck.identifier("department", max_len=40)
     for column, codes in (("hospital", hospital), ("department", department)):
         odd = (codes != "") & ~codes.str.fullmatch(UNIT_CODE).to_numpy(dtype=bool)
         ck.flag(odd, column, Rule("validate.unit_code_characters"))
@@ -353,13 +402,13 @@ def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
 def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     catalog = batch.catalog
-    cycle_id = ck.text("cycle_id")
-    patient_id = ck.text("patient_id")
+    cycle_id = ck.identifier("cycle_id")
+    patient_id = ck.identifier("patient_id")
     ck.flag(is_bsn(patient_id), "patient_id", Rule("validate.looks_like_bsn"))
     condition = ck.text("condition")
     ck.codes("condition", condition, set(catalog.conditions), "validate.unknown_condition")
-    hospital = ck.text("hospital", max_len=40)
-    department = ck.text("department", max_len=40)
+    hospital = ck.identifier("hospital", max_len=40)
+    department = ck.identifier("department", max_len=40)
     known_units = batch.units()
     pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
     unknown_unit = ~pairs.isin(known_units) & (hospital != "") & (department != "")
@@ -431,7 +480,7 @@ def _child_conditions(ck: Checker, batch: BatchState, cycle_id: pd.Series) -> pd
 
 def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
-    cycle_id = ck.text("cycle_id")
+    cycle_id = ck.identifier("cycle_id")
     conditions = _child_conditions(ck, batch, cycle_id)
     outcome = ck.text("outcome")
     value = ck.number("value")
@@ -462,7 +511,7 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
 
 def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
-    cycle_id = ck.text("cycle_id")
+    cycle_id = ck.identifier("cycle_id")
     conditions = _child_conditions(ck, batch, cycle_id)
     instrument = ck.text("instrument", max_len=40)
     timepoint = ck.text("timepoint", max_len=40)
@@ -576,7 +625,7 @@ def _item_rule(instrument: pd.Series, item: pd.Series, lows: pd.Series, highs: p
 
 def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
-    cycle_id = ck.text("cycle_id")
+    cycle_id = ck.identifier("cycle_id")
     conditions = _child_conditions(ck, batch, cycle_id)
     activity = ck.text("activity")
     quantity = ck.number("quantity")
@@ -606,12 +655,12 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     and one questionnaire, unit, visit and case-mix per response."""
     f = ck.frame
     catalog = batch.catalog
-    response_id = ck.text("response_id")
+    response_id = ck.identifier("response_id")
     ck.flag(is_bsn(response_id), "response_id", Rule("validate.looks_like_bsn"))
     questionnaire = ck.text("questionnaire")
     ck.codes("questionnaire", questionnaire, set(catalog.prems), "validate.unknown_questionnaire")
-    hospital = ck.text("hospital", max_len=40)
-    department = ck.text("department", max_len=40)
+    hospital = ck.identifier("hospital", max_len=40)
+    department = ck.identifier("department", max_len=40)
     pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
     unknown_unit = ~pairs.isin(batch.units()) & (hospital != "") & (department != "")
     ck.flag(unknown_unit, "department", Rule("validate.unknown_unit", table="units"))
