@@ -39,6 +39,10 @@ __all__ = [
     "SuppressionRule",
     "chart_file_datasets",
     "chart_is_patient_level",
+    "grid_label",
+    "grid_mask",
+    "grid_suppression_masks",
+    "on_grid",
     "patient_rows",
     "suppress_cost_breakdown",
     "suppress_counts",
@@ -206,21 +210,129 @@ def suppression_mask(
     return hit
 
 
+#: The period label of all dates in a grid of periods (grid_suppression_masks).
+ALL_DATES = ""
+
+
+def on_grid(period: object) -> bool:
+    """Whether a period is one whose cells grid_suppression_masks protects against the others: all dates or one
+    whole calendar year. Any finer or shifted window (a quarter, a month, a range of dates, several years) is
+    the difference of grid cells, or differs from one by a few days' patients, so a file with small numbers
+    withheld is made for grid periods only (see module docstring)."""
+    from vbhc.registry import parse_period
+
+    parsed = parse_period(period)  # type: ignore[arg-type]
+    if parsed is None:
+        return True
+    return (
+        parsed.start.year == parsed.end.year
+        and (parsed.start.month, parsed.start.day) == (1, 1)
+        and (parsed.end.month, parsed.end.day) == (12, 31)
+    )
+
+
+def grid_suppression_masks(
+    tables: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> dict[str, np.ndarray]:
+    """suppression_mask for every period of a grid at once: `tables` maps ALL_DATES ("") and each whole year
+    (the period filter's choices) to that period's indicator table of the same condition, level and comparison
+    group. A unit's years add up to its all-dates cell, so a cell withheld in one period must not follow from
+    the others (all dates minus the shown years): vbhc.disclosure.period_suppression protects both dimensions.
+    The same two steps as suppression_mask (other hospitals' small cells, then with `include_own` the own ones
+    on top), so a page never shows a cell its files withhold against another period. Returns each period's
+    mask in the order of its table's rows."""
+    from vbhc.disclosure import period_suppression
+
+    labels = [p for p in tables if len(tables[p])]
+    if not labels or not rule.active:
+        return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
+    frame = pd.concat([tables[p].assign(_period=p) for p in labels], ignore_index=True)
+    if "indicator" not in frame or "n" not in frame:
+        return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
+    small = rule.applies(frame["n"])
+    kinds = frame["kind"].astype(str).to_numpy() if "kind" in frame else np.full(len(frame), "")
+    own = own_rows(frame, own_hospitals)
+    options = {
+        "threshold": rule.threshold,
+        "group": [c for c in ("condition", "indicator") if c in frame],
+        "period": "_period",
+        "whole": ALL_DATES,
+        "observed_is_count": np.isin(kinds, COUNT_KINDS),
+        "keep": own,
+        "totals_shown": np.isfinite(pd.to_numeric(frame["target"], errors="coerce").to_numpy(float))
+        if "target" in frame
+        else None,
+    }
+    if {"kind", "unit"} <= set(frame.columns):  # each row's count is bounded by its unit's volume in the period
+        keys = [c for c in ("condition", "unit", "_period") if c in frame]
+        at = pd.MultiIndex.from_frame(frame[keys].astype(str))
+        volume = pd.Series(np.arange(len(frame)), index=at)[(frame["kind"] == "volume").to_numpy()]
+        volume = volume[~volume.index.duplicated()]
+        bound = volume.reindex(at).fillna(-1).astype(int).to_numpy().copy()
+        bound[(frame["kind"] == "volume").to_numpy()] = -1
+        options["bounded_by"] = bound
+    hit = period_suppression(frame, small & ~own, **options)
+    if include_own and (small & own).any():
+        hit = period_suppression(frame, hit | (small & own), **options)
+    out, start = {}, 0
+    for p in labels:
+        out[p] = hit[start : start + len(tables[p])]
+        start += len(tables[p])
+    return out | {p: np.zeros(0, bool) for p, t in tables.items() if not len(t)}
+
+
+def grid_label(period: object) -> str:
+    """The grid's label of a period (see on_grid): "" for all dates (or None), "2024" for a whole year."""
+    from vbhc.registry import parse_period
+
+    parsed = parse_period(period)  # type: ignore[arg-type]
+    return "" if parsed is None or not on_grid(parsed) else str(parsed.start.year)
+
+
+def grid_mask(
+    table: pd.DataFrame,
+    period: object,
+    grid: Mapping[str, pd.DataFrame] | None,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> np.ndarray | None:
+    """The rows of `table` (the view of `period`) to withhold when its grid of periods (all dates and every year of
+    the same condition and level) is `grid`: grid_suppression_masks' cells, matched by unit and indicator. None
+    without a grid (the table is then protected on its own)."""
+    if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
+        return None
+    label = grid_label(period)
+    tables = dict(grid) | {label: table}
+    masks = grid_suppression_masks(tables, rule, own_hospitals=own_hospitals, include_own=include_own)
+    return np.asarray(masks[label], bool)
+
+
 def suppress_table(
     table: pd.DataFrame,
     rule: SuppressionRule,
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
+    mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """A copy of an indicator table with the rule applied: withheld values become missing, the boolean column
     `suppressed` says which rows were withheld (writers show the rule's marker there) and
-    `suppressed_secondary` which of them only to protect a small cell (see suppression_mask)."""
+    `suppressed_secondary` which of them only to protect a small cell (see suppression_mask). `mask`: the rows
+    to withhold when the caller has them already (grid_suppression_masks' for this table's period)."""
     out = table.copy()
     if "n" not in out:
         out["suppressed"] = out["suppressed_secondary"] = False
         return out
-    hit = suppression_mask(out, rule, own_hospitals=own_hospitals, include_own=include_own)
+    if mask is not None:
+        hit = np.asarray(mask, bool).copy()
+    else:
+        hit = suppression_mask(out, rule, own_hospitals=own_hospitals, include_own=include_own)
     out["suppressed"] = hit
     out["suppressed_secondary"] = hit & ~rule.applies(out["n"])
     if hit.any():
