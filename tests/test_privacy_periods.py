@@ -1,0 +1,186 @@
+"""Differencing over periods: a viewer who gets small cells withheld opens the same view for all dates and for
+every year (the period filter's choices) and subtracts. A unit's years add up to its all-dates cell, so all dates
+minus the shown years gives a lone withheld year back (and a withheld all-dates cell is the sum of its shown
+years). Per role, which paths leak:
+
+- a care team limited to some hospitals sees other hospitals' exact cells with the small ones withheld: the
+  all-dates/years path leaked (test_a_limited_care_teams_periods_cannot_be_differenced); quarters and meeting
+  windows are shown only for its own hospitals' units (focus_units), whose cells it sees anyway;
+- a manager sees other units without an exact count in any period (n in bands, no observed): nothing to subtract;
+- quality and a care team without a hospital limit see every cell: nothing is withheld from them on a page;
+- files (the workbook) withhold every small cell: all dates minus a year's file leaked the same way, and
+  `vbhc report --period` with a quarter or a range of dates differenced two windows a day apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbhc.access import Role, Scope, Viewer, focus_units
+from vbhc.disclosure import feasible_interval, signed_interval
+
+CONDITION = "colorectal_cancer"
+COUNT_KINDS = ("proportion", "prom_mic", "response_rate")
+THRESHOLD = 10
+
+
+def _viewer(role: str) -> Viewer:
+    scopes = {
+        "care_team_H01": Scope(Role.CARE_TEAM, frozenset({CONDITION}), frozenset({"H01"})),
+        "care_team": Scope(Role.CARE_TEAM, frozenset({CONDITION})),
+        "quality": Scope(Role.QUALITY),
+        "manager": Scope(Role.MANAGER, hospitals=frozenset({"H01"})),
+    }
+    return Viewer(f"{role}@example.org", "", (scopes[role],))
+
+
+def _bounds(true_n: float, shown_volume: float) -> tuple[float, float]:
+    """What the attacker knows of a withheld count: below the threshold or not (conservative: as if told), and
+    at most the unit's volume when that is shown."""
+    lo, hi = (0.0, THRESHOLD - 1.0) if true_n < THRESHOLD else (float(THRESHOLD), math.inf)
+    return lo, min(hi, shown_volume)
+
+
+def period_attack(views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame]) -> list[str]:
+    """Cells pinned to one value by differencing a unit's all-dates cell ("") and its years. `views` are what the
+    viewer got per period (n NaN where withheld), `truth` the full tables."""
+    found = []
+
+    def frame(tables):
+        return pd.concat([t.assign(period=p) for p, t in tables.items()], ignore_index=True)
+
+    seen, real = frame(views), frame(truth)
+    real = real.set_index(["period", "unit", "indicator"])
+    volumes = seen[seen["kind"] == "volume"].set_index(["period", "unit"])["n"].to_dict()
+    for (unit, indicator), line in seen.groupby(["unit", "indicator"]):
+        kind = str(line["kind"].iloc[0])
+        whole = line[line["period"] == ""]
+        years = line[line["period"] != ""]
+        if whole.empty or years.empty:
+            continue
+        hidden = years[years["n"].isna()]
+        cells, coef, known_o = [], [], True
+        for row in hidden.itertuples():
+            cells.append(row.period)
+            coef.append(1.0)
+        whole_hidden = bool(whole["n"].isna().iloc[0])
+        if whole_hidden:
+            cells.append("")
+            coef.append(-1.0)
+        if not cells:
+            continue
+        if whole_hidden and len(cells) == 1:
+            found.append(f"all dates of {unit}/{indicator} = sum of its years")
+            continue
+        true_n = np.array([float(real.loc[(p, unit, indicator), "n"]) for p in cells])
+        true_o = np.array([float(real.loc[(p, unit, indicator), "observed"]) for p in cells])
+        bounds = [
+            _bounds(n, math.inf if kind == "volume" else float(volumes.get((p, unit), math.inf)))
+            for n, p in zip(true_n, cells, strict=True)
+        ]
+        lows, highs = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+        highs = np.where(np.isnan(highs), math.inf, highs)
+        coef_ = np.array(coef)
+        total_n = float((coef_ * true_n).sum())  # = the shown part: whole minus shown years (or its negative)
+        known_o = kind in COUNT_KINDS and np.isfinite(true_o).all()
+        total_o = float((coef_ * true_o).sum()) if known_o else math.nan
+        for i, period in enumerate(cells):
+            if whole_hidden:
+                low, high = signed_interval(total_n, coef_, lows, highs, i)
+            else:
+                low, high = feasible_interval(total_n, lows, highs, i)
+            if high - low < 1:
+                found.append(f"n of {unit}/{indicator}/{period or 'all'} = {low:g}")
+            if known_o:
+                zeros = np.zeros(len(cells))
+                if whole_hidden:
+                    o_low, o_high = signed_interval(total_o, coef_, zeros, highs, i)
+                else:
+                    o_low, o_high = feasible_interval(total_o, zeros, highs, i)
+                if o_high - o_low < 1:
+                    found.append(f"observed of {unit}/{indicator}/{period or 'all'} = {o_low:g}")
+    return found
+
+
+@pytest.fixture
+def pages(small_demo_db, monkeypatch):
+    """The pages' data layer (ui.data.result_for) on the small demo with the default threshold."""
+    from ui import data
+
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    data._visible.clear()
+    data._masks.clear()
+    yield data
+    data._visible.clear()
+    data._masks.clear()
+
+
+def _views(data, viewer: Viewer, level: str = "hospital") -> tuple[dict, dict]:
+    periods = data.grid_periods(CONDITION)
+    assert len(periods) > 2  # all dates and at least two years
+    views = {p: data.result_for(viewer, CONDITION, level, p).table for p in periods}
+    truth = {p: data.result(CONDITION, level, p).table for p in periods}
+    return views, truth
+
+
+def test_without_the_grid_a_limited_care_team_differences_periods(pages, monkeypatch):
+    """The defect as it was: each period's cells withheld on their own; all dates minus the shown years gives
+    withheld years back."""
+    monkeypatch.setattr(pages, "_period_mask", lambda *args: None)
+    views, truth = _views(pages, _viewer("care_team_H01"))
+    found = period_attack(views, truth)
+    assert found, "expected the per-period suppression to leak"
+
+
+@pytest.mark.parametrize("level", ["hospital", "department"])
+def test_a_limited_care_teams_periods_cannot_be_differenced(pages, level):
+    from tests.test_privacy import _attack
+
+    views, truth = _views(pages, _viewer("care_team_H01"), level)
+    assert any(v["suppressed"].any() for v in views.values())
+    assert not period_attack(views, truth)
+    for period, view in views.items():  # and each period's units on their own, as before
+        assert not _attack(truth[period], view, THRESHOLD), period
+
+
+def test_every_view_withholds_the_same_cells(pages):
+    """Deterministic: the mask of a period does not depend on which period was opened first."""
+    viewer = _viewer("care_team_H01")
+    first, _ = _views(pages, viewer)
+    pages._visible.clear()
+    pages._masks.clear()
+    periods = list(reversed(pages.grid_periods(CONDITION)))
+    again = {p: pages.result_for(viewer, CONDITION, "hospital", p).table for p in periods}
+    for period in first:
+        assert (first[period]["suppressed"].to_numpy() == again[period]["suppressed"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("role", ["quality", "care_team"])
+def test_roles_that_see_every_cell_have_nothing_to_difference(pages, role):
+    views, _ = _views(pages, _viewer(role))
+    for view in views.values():
+        assert not view.get("suppressed", pd.Series(False, index=view.index)).astype(bool).any()
+        assert view["n"].notna().all()
+
+
+def test_a_managers_other_units_carry_no_count_in_any_period(pages):
+    views, _ = _views(pages, _viewer("manager"))
+    for period, view in views.items():
+        others = view[view["anonymised"].astype(bool)]
+        assert len(others)
+        assert others["n"].isna().all() and others["observed"].isna().all(), period
+        assert (view.loc[~view["anonymised"].astype(bool), "n"].to_numpy() >= 0).all()  # own units: exact
+
+
+def test_quarters_and_meeting_windows_only_of_units_whose_cells_the_viewer_sees(pages):
+    """The trend by quarter and the windows since the last meeting are drawn for the page's unit only: for a care
+    team limited to H01 (and a manager of H01) that is one of H01's units, never another hospital's."""
+    units = pages.units(pages.database_url(), pages.version())
+    for role in ("care_team_H01", "manager"):
+        for level in ("hospital", "department"):
+            focus = focus_units(_viewer(role), units, level, CONDITION)
+            assert focus and all(u.startswith("H01") for u in focus), (role, level)
