@@ -184,3 +184,66 @@ def test_quarters_and_meeting_windows_only_of_units_whose_cells_the_viewer_sees(
         for level in ("hospital", "department"):
             focus = focus_units(_viewer(role), units, level, CONDITION)
             assert focus and all(u.startswith("H01") for u in focus), (role, level)
+
+
+def _workbook_cells(content: bytes, condition_sheet: str) -> pd.DataFrame:
+    import io
+
+    from openpyxl import load_workbook
+
+    from vbhc.reports.excel import HEADER_ROW
+
+    ws = load_workbook(io.BytesIO(content))[condition_sheet]
+    header = [c.value for c in ws[HEADER_ROW]]
+    col: dict = {}
+    for i, h in enumerate(header):
+        col.setdefault(h, i)  # the unit's id (its name follows at the end)
+    rows = []
+    for cells in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True):
+        if cells[0] is None:
+            break
+        value = cells[col["Care cycles"]]
+        rows.append({"unit": cells[col["Unit"]], "label": cells[col["Indicator"]], "n": value})
+    return pd.DataFrame(rows)
+
+
+def test_workbooks_of_all_dates_and_each_year_cannot_be_differenced(small_demo_db, tmp_path, monkeypatch):
+    """`vbhc report` for all dates and for every year: the files withhold every small cell, against each other."""
+    from vbhc.reports import compute_results, make_report
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    from ui import data
+
+    periods = data.grid_periods(CONDITION)
+    views, truth = {}, {}
+    for period in periods:
+        out = tmp_path / f"r{period or 'all'}.xlsx"
+        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+        table = compute_results([CONDITION], period or None, "hospital", engine=engine)[0].table
+        cells = _workbook_cells(out.read_bytes(), "Colorectal cancer")
+        labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
+        cells["indicator"] = cells["label"].map(labels)
+        cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
+        merged = table.drop(columns=["n"]).merge(cells[["unit", "indicator", "n"]], on=["unit", "indicator"])
+        assert len(merged) == len(table)
+        views[period], truth[period] = merged, table
+    assert any(v["n"].isna().any() for v in views.values())
+    assert not period_attack(views, truth)
+
+
+@pytest.mark.parametrize("period", ["2024Q2", "2024-03", "2023-2024", "2024-01-01..2024-06-30"])
+def test_a_report_off_the_grid_is_refused_while_small_numbers_are_withheld(small_demo_db, tmp_path, period):
+    from vbhc.reports import ReportError, make_report
+
+    engine, _ = small_demo_db
+    out = tmp_path / "r.xlsx"
+    with pytest.raises(ReportError) as refused:
+        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period, engine=engine)
+    assert f"period '{period}' refused" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert "geweigerd" in refused.value.in_language("nl")
+    assert not out.exists()
+    # without suppression (threshold 0) nothing is withheld, so any window may be reported
+    make_report(out, fmt="xlsx", conditions=[CONDITION], period=period, engine=engine, suppress_below=0)
+    assert out.exists()
