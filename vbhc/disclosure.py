@@ -8,6 +8,15 @@ attacker who knows the exact totals, the small-number threshold, which cells are
 still cannot pin any withheld count down to one value. Cells of the same unit in other tables that show the
 same count as a withheld cell ("n shared across indicators") are withheld too, as they would give it away.
 
+Periods: a view is shown for all dates and for each calendar year, and a unit's years add up to its all-dates
+cell, so withholding each period's cells on its own let a reader subtract (all dates minus the shown years gives a
+lone withheld year back). `period_suppression` protects the grid of all dates and every year at once: each
+period's units as above, and each unit's years as a line whose total is its all-dates cell (at least two years
+withheld while that is shown, else the all-dates cell withheld; a withheld all-dates cell needs a withheld year),
+repeated until stable. Finer or shifted windows (a quarter, a month, a range of dates) are not on the grid:
+files with small numbers withheld are made for grid periods only, and pages show finer windows only for units
+whose small cells the viewer may see (vbhc.access.focus_units).
+
 Other units in a manager's view carry no exact count at all: only a band (`n_band`), so rows cannot be linked
 across indicators by their n, nor the units' totals be differenced.
 """

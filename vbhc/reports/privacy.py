@@ -14,6 +14,13 @@ two are withheld, more until no withheld count is determined by the totals, and 
 repeat a withheld count are withheld too. Secondary cells show the same marker (the reader cannot tell which
 of the withheld cells is the small one); the footnote says so.
 
+Periods: a file of all dates and files of each year show the same units, and a unit's years add up to its
+all-dates cell, so the cells are withheld over that grid at once (grid_suppression_masks, vbhc.disclosure.
+period_suppression): all dates minus the shown years gives no withheld cell back. A file with small numbers
+withheld covers all dates or one calendar year (on_grid; `vbhc report` refuses a quarter, a month, a range of
+years or of dates unless it holds every care cycle): a finer or shifted window is the difference of grid cells,
+or differs from another by one day's patients.
+
 Patient-level rows are never part of an export unless the caller asks for them explicitly; then they are
 pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carry the patient id.
 """
