@@ -247,3 +247,74 @@ def test_a_report_off_the_grid_is_refused_while_small_numbers_are_withheld(small
     # without suppression (threshold 0) nothing is withheld, so any window may be reported
     make_report(out, fmt="xlsx", conditions=[CONDITION], period=period, engine=engine, suppress_below=0)
     assert out.exists()
+
+
+def _page_workbooks(data, monkeypatch, without_grid: bool = False) -> tuple[dict, dict]:
+    """The workbooks the pages' Excel button gives for all dates and every year (ui.render.report_workbook), read
+    back as cells, with the full tables they were made from."""
+    from ui import render
+
+    if without_grid:
+        monkeypatch.setattr(data, "report_grids", lambda *args: None)
+    views, truth = {}, {}
+    for period in data.grid_periods(CONDITION):
+        result = data.result(CONDITION, "hospital", period)
+        content = render.report_workbook(_viewer("quality"), [result], "en")
+        views[period], truth[period] = _as_table(content, result.table), result.table
+    return views, truth
+
+
+def _as_table(content: bytes, table: pd.DataFrame) -> pd.DataFrame:
+    """A workbook's condition sheet as the indicator table, n missing where withheld."""
+    cells = _workbook_cells(content, "Colorectal cancer")
+    labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
+    cells["indicator"] = cells["label"].map(labels)
+    cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
+    merged = table.drop(columns=["n"]).merge(cells[["unit", "indicator", "n"]], on=["unit", "indicator"])
+    assert len(merged) == len(table)
+    return merged
+
+
+def test_the_pages_workbooks_of_all_dates_and_each_year_cannot_be_differenced(pages, monkeypatch):
+    """The Excel button of the pages (overview, team page) withholds the grid's cells as `vbhc report` does: its
+    file of all dates minus its files of each year gives no withheld cell back. Before, each file was protected
+    on its own and the difference gave cells back."""
+    views, truth = _page_workbooks(pages, monkeypatch)
+    assert any(v["n"].isna().any() for v in views.values())
+    assert not period_attack(views, truth)
+    leaky, _ = _page_workbooks(pages, monkeypatch, without_grid=True)
+    assert period_attack(leaky, truth), "expected files protected one by one to leak"
+
+
+@pytest.mark.parametrize("period", ["", "2024"])
+def test_the_pages_files_withhold_the_cells_vbhc_report_withholds(pages, small_demo_db, tmp_path, period):
+    """Two files of the same period withholding different cells could be combined: the page's workbook and PDF
+    of a period withhold the same cells as `vbhc report` for that period."""
+    from ui import render
+    from vbhc.reports import make_report
+
+    engine, _ = small_demo_db
+    assert period in pages.grid_periods(CONDITION)
+    result = pages.result(CONDITION, "hospital", period)
+    page = _as_table(render.report_workbook(_viewer("quality"), [result], "en"), result.table)
+    out = tmp_path / "r.xlsx"
+    make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+    command = _as_table(out.read_bytes(), result.table)
+    assert page["n"].isna().any()
+    assert page["n"].isna().tolist() == command["n"].isna().tolist()
+    own = pages.own_hospital()
+    page_pdf = render.report_pdf(_viewer("quality"), result, own, "en")
+    pdf = tmp_path / "r.pdf"
+    make_report(pdf, fmt="pdf", conditions=[CONDITION], period=period or None, lang="en", engine=engine, unit=own)
+    assert _pdf_tables(page_pdf) == _pdf_tables(pdf.read_bytes())
+
+
+def _pdf_tables(content: bytes) -> list[str]:
+    """The PDF's pages of indicator tables and charts' captions (the title page and provenance left out: they say
+    when and from which import batches the file was made)."""
+    import io
+
+    from pypdf import PdfReader
+
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(content)).pages]
+    return pages[1:-1]

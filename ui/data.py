@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -598,6 +598,31 @@ def grid_periods(condition: str) -> list[str]:
     return ["", *(str(y) for y in range(int(last.year), int(first.year) - 1, -1))]
 
 
+def grid_tables(condition: str, level: str, peers: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """The full indicator tables of every period of the grid (grid_periods) of one view, as the pages read them:
+    what the pages' masks and report downloads withhold their small cells against (vbhc.reports.privacy)."""
+    return {p: result(condition, level, p, peers).table for p in grid_periods(condition)}
+
+
+def report_grids(results: Sequence[IndicatorResult], peers: tuple[str, ...] = ()) -> dict[str, dict] | None:
+    """Per result's condition its grid_tables, for the report downloads (vbhc.reports build_workbook/build_pdf
+    `grids`): the files of the pages withhold the same cells as `vbhc report` (vbhc.reports.core.grid_tables), so
+    a page's file of all dates minus its files of each year gives no withheld cell back. None when small numbers
+    are not withheld; a result off the grid (not one of the period filter's choices) gets no grid."""
+    from vbhc.reports.privacy import on_grid
+
+    if suppress_below() <= 0:
+        return None
+    return {r.condition: grid_tables(r.condition, r.level, peers) for r in results if on_grid(r.period)}
+
+
+def own_hospital() -> str | None:
+    """The hospital flagged as own in the units table, as `vbhc report` reads it (vbhc.reports.run.own_hospital)."""
+    frame = units(database_url(), version())
+    own = frame.loc[frame["own_hospital"].astype(bool), "hospital"] if "own_hospital" in frame else frame.iloc[:0]
+    return str(own.iloc[0]) if len(own) else None
+
+
 def _period_mask(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...]):
     """The rows of the view's table to withhold for a viewer with withheld cells (vbhc.access.period_masks over
     every period of the grid: all dates and each year, read as the pages read them), computed once per scope of
@@ -610,7 +635,7 @@ def _period_mask(viewer: Viewer, condition: str, level: str, period: str, peers:
     with _visible_lock:
         masks = _masks.get(key)
     if masks is None:
-        grid = {p: result(condition, level, p, peers).table for p in periods}
+        grid = grid_tables(condition, level, peers)
         masks = access.period_masks(viewer, condition, grid) or {}
         with _visible_lock:
             _masks[key] = masks
