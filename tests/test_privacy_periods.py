@@ -318,3 +318,108 @@ def _pdf_tables(content: bytes) -> list[str]:
 
     pages = [page.extract_text() for page in PdfReader(io.BytesIO(content)).pages]
     return pages[1:-1]
+
+
+def _quarter_attack(trend: pd.DataFrame, hidden: np.ndarray, years: dict[int, pd.Series | None]) -> list[str]:
+    """Quarters of a unit's trend pinned to one value by a year's cell in the file of that year (`years`: its row,
+    None where the file withholds it) minus the year's shown quarters."""
+    found = []
+    periods = pd.to_datetime(trend["period"]).dt.year.to_numpy()
+    n = trend["n"].to_numpy(float)
+    events = trend["events"].to_numpy(float) if "events" in trend else None
+    for year, cell in years.items():
+        at = np.flatnonzero(periods == year)
+        gone = at[hidden[at]]
+        if cell is None:  # the year's cell is withheld: all its quarters must be, else they add up to it
+            if len(gone) < len(at):
+                found.append(f"{year}: shown quarters of a withheld year")
+            continue
+        if not len(gone):
+            continue
+        lows = np.where(n[gone] < THRESHOLD, 0.0, float(THRESHOLD))
+        highs = np.where(n[gone] < THRESHOLD, THRESHOLD - 1.0, math.inf)
+        rest = float(cell["n"]) - n[at[~hidden[at]]].sum()
+        totals = [("n", rest, lows)]
+        if events is not None and np.isfinite(float(cell["observed"])):
+            totals.append(("events", float(cell["observed"]) - events[at[~hidden[at]]].sum(), np.zeros(len(gone))))
+        for what, total, low_bounds in totals:
+            for i in range(len(gone)):
+                low, high = feasible_interval(total, low_bounds, highs, i)
+                if high - low < 1:
+                    found.append(f"{what} of {year} quarter {i} = {low:g}")
+    return found
+
+
+def _trend(years: dict[int, list[int]], events: dict[int, list[int]]) -> pd.DataFrame:
+    rows = [
+        {"period": pd.Timestamp(year, 1 + 3 * q, 1), "n": float(n), "events": float(e)}
+        for year, counts in years.items()
+        for q, (n, e) in enumerate(zip(counts, events[year], strict=True))
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_years_cell_minus_its_shown_quarters_gives_no_quarter_back():
+    """A trend by quarter of a unit whose year cell is in the year's file: leaving out the small quarter alone
+    gave it back (41 - 12 - 11 - 13 = 5 care cycles, and its events); per year at least two quarters are left
+    out, more until none is pinned down, and every quarter of a year the files withhold."""
+    from vbhc.reports.privacy import SuppressionRule, trend_mask
+
+    rule = SuppressionRule(THRESHOLD)
+    trend = _trend({2023: [12, 11, 5, 13], 2024: [14, 15, 16, 17]}, {2023: [1, 2, 0, 3], 2024: [1, 1, 2, 2]})
+    cells = {
+        2023: pd.Series({"n": 41.0, "observed": 6.0}),
+        2024: pd.Series({"n": 62.0, "observed": 6.0}),
+    }
+    small = np.asarray(rule.applies(trend["n"]), bool)
+    assert _quarter_attack(trend, small, cells)  # the defect: the small quarter follows from its year
+    hidden = trend_mask(trend, rule)
+    assert hidden[:4].sum() >= 2 and not hidden[4:].any()  # a year without a small quarter keeps them all
+    assert not _quarter_attack(trend, hidden, cells)
+    withheld = trend_mask(trend, rule, years_withheld={2024})
+    assert withheld[4:].all()
+    assert not _quarter_attack(trend, withheld, {**cells, 2024: None})
+    assert _quarter_attack(trend, hidden, {**cells, 2024: None})  # 2024's quarters would add up to it
+
+
+def test_the_pdfs_quarter_trend_leaves_out_what_trend_mask_says(small_demo_db, monkeypatch):
+    """The PDF draws the unit's trend with trend_mask's quarters left out, against the years its files withhold
+    (the small demo's quarters are all small, so the unit's quarters are made larger here)."""
+    from ui import data
+    from vbhc.reports import pdf
+    from vbhc.reports.privacy import SuppressionRule, trend_mask
+
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    rule = SuppressionRule.from_settings()
+    grid = data.grid_tables(CONDITION, "hospital")
+    result = data.result(CONDITION, "hospital", "")
+    real = pdf.indicator_over_time
+    years = sorted({int(p) for p in grid if p})
+
+    def larger(result, indicator, unit, freq="QS"):
+        trend = real(result, indicator, unit, freq=freq).iloc[: 4 * len(years)].copy()
+        trend["period"] = [pd.Timestamp(y, 1 + 3 * q, 1) for y in years for q in range(4)][: len(trend)]
+        trend["n"] = [float(n) for _ in years for n in (12, 11, 5, 13)][: len(trend)]
+        if "events" in trend:
+            trend["events"] = [float(e) for _ in years for e in (1, 2, 0, 3)][: len(trend)]
+            trend["p"] = trend["events"] / trend["n"]
+        return trend
+
+    monkeypatch.setattr(pdf, "indicator_over_time", larger)
+    drawn: list[pd.DataFrame] = []
+    draw = pdf.charts.trend_chart
+    monkeypatch.setattr(pdf.charts, "trend_chart", lambda trend, **kw: drawn.append(trend) or draw(trend, **kw))
+    section = pdf._Section(None, result, "H01", "en", rule, None, None, ("H01",), None, None, None, None, grid)
+    assert section.years_withheld  # the small demo's years of H01 are withheld in the files
+    checked = 0
+    for indicator in section.key_indicators():
+        plan = section.chart_plan(indicator)
+        if plan.trend is None:
+            continue
+        trend = larger(result, indicator, "H01")
+        hidden = drawn[-1]["n"].isna().to_numpy()
+        expected = trend_mask(trend, rule, years_withheld=section.years_withheld.get(indicator, ()))
+        assert (hidden == expected).all(), indicator
+        assert hidden.sum() > rule.applies(trend["n"]).sum()  # more than the small quarters
+        checked += 1
+    assert checked

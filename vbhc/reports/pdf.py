@@ -42,10 +42,13 @@ from vbhc.reports.core import TableSource, check_lang, derived, first_unit_of, n
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
-    grid_mask,
+    grid_label,
+    grid_masks,
     suppress_cost_breakdown,
     suppress_prom_response,
     suppress_table,
+    trend_mask,
+    withheld_years,
 )
 from vbhc.settings import package_data
 from vbhc.verdict import verdict as verdict_of
@@ -333,8 +336,11 @@ class _Section:
         self.catalog = default_catalog()
         self.condition = self.catalog.condition(result.condition)
         # the same cells as the workbook withholds (secondary cells from other hospitals than the own)
-        mask = grid_mask(result.table, result.period, grid, rule, own_hospitals=own_hospitals)
+        got = grid_masks(result.table, result.period, grid, rule, own_hospitals=own_hospitals)
+        mask = None if got is None else got[1][grid_label(result.period)]
         self.table = suppress_table(result.table, rule, own_hospitals=own_hospitals, mask=mask)
+        # per indicator the years whose cell of the unit the files withhold: their quarters stay out of the trend
+        self.years_withheld = {} if got is None else withheld_years(*got, unit)
         self.mine = self.table[self.table["unit"].astype(str) == unit]
         self.period = period_label(result.period, lang)
         self.used_marker = False
@@ -518,12 +524,13 @@ class _Section:
         trend = indicator_over_time(self.result, indicator, self.unit, freq="QS")
         if trend is None or trend.empty:
             return _ChartPlan(hidden, funnel)
-        small = self.rule.applies(trend["n"]) if "n" in trend else np.zeros(len(trend), dtype=bool)
+        # the small quarters and those a year's cell would give back (the year minus its shown quarters)
+        small = trend_mask(trend, self.rule, years_withheld=self.years_withheld.get(indicator, ()))
         if small.all():
             return _ChartPlan(hidden, funnel)
         if small.any():
             trend = trend.copy()
-            for col in ("p", "value", "expected_rate", "n", "lower", "upper"):  # limits would reveal n
+            for col in ("p", "value", "expected_rate", "n", "events", "lower", "upper"):  # limits would reveal n
                 if col in trend:
                     trend[col] = trend[col].astype(float)
                     trend.loc[small, col] = np.nan

@@ -27,7 +27,7 @@ pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,7 @@ __all__ = [
     "chart_is_patient_level",
     "grid_label",
     "grid_mask",
+    "grid_masks",
     "grid_suppression_masks",
     "on_grid",
     "patient_rows",
@@ -56,6 +57,8 @@ __all__ = [
     "suppress_prom_response",
     "suppress_table",
     "suppressed_cells",
+    "trend_mask",
+    "withheld_years",
 ]
 
 #: Indicator kinds whose `observed` is a count of care cycles (events, responders).
@@ -292,12 +295,66 @@ def grid_suppression_masks(
     return out | {p: np.zeros(0, bool) for p, t in tables.items() if not len(t)}
 
 
+def trend_mask(trend: pd.DataFrame, rule: SuppressionRule, *, years_withheld: Collection[int] = ()) -> np.ndarray:
+    """The quarters (or months) of a unit's trend (vbhc.indicators.indicator_over_time: `period`, `n`, for
+    proportions `events`) to leave out of a file. A year's quarters add up to its cell in the file of that year,
+    so leaving out only the small quarters let a reader take the shown ones from the year's cell and get a
+    withheld quarter back: per calendar year the quarters are protected as the units of a table whose total is
+    shown (vbhc.disclosure.complementary_suppression: at least two left out, further ones until no left-out count
+    or event count is pinned down). Every quarter of a year in `years_withheld` (the unit's cell withheld in
+    that year's file, grid_suppression_masks) is left out: its shown quarters would give the year back."""
+    if "n" not in trend or not len(trend):
+        return np.zeros(len(trend), bool)
+    n = pd.to_numeric(trend["n"], errors="coerce").fillna(0).to_numpy(float)
+    small = rule.applies(pd.Series(n))
+    if not rule.active or "period" not in trend:
+        return small
+    years = pd.to_datetime(trend["period"]).dt.year.to_numpy()
+    primary = small | np.isin(years, list(years_withheld))
+    counted = "events" in trend
+    frame = pd.DataFrame(
+        {
+            "year": years,
+            "n": n,
+            "observed": pd.to_numeric(trend["events"], errors="coerce").to_numpy(float) if counted else np.nan,
+        }
+    )
+    return complementary_suppression(
+        frame,
+        primary,
+        threshold=rule.threshold,
+        group=["year"],
+        observed="observed" if counted else None,
+        observed_is_count=np.full(len(frame), counted),
+        unit=None,
+        totals_shown=np.ones(len(frame), bool),
+    )
+
+
 def grid_label(period: object) -> str:
     """The grid's label of a period (see on_grid): "" for all dates (or None), "2024" for a whole year."""
     from vbhc.registry import parse_period
 
     parsed = parse_period(period)  # type: ignore[arg-type]
     return "" if parsed is None or not on_grid(parsed) else str(parsed.start.year)
+
+
+def grid_masks(
+    table: pd.DataFrame,
+    period: object,
+    grid: Mapping[str, pd.DataFrame] | None,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]] | None:
+    """The grid of `table` (the view of `period`) with it in its place, and grid_suppression_masks of every
+    period: what a file withholds in its own period (grid_mask) and in the others (the years a trend must not
+    give back, trend_mask). None without a grid."""
+    if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
+        return None
+    tables = dict(grid) | {grid_label(period): table}
+    return tables, grid_suppression_masks(tables, rule, own_hospitals=own_hospitals, include_own=include_own)
 
 
 def grid_mask(
@@ -312,12 +369,21 @@ def grid_mask(
     """The rows of `table` (the view of `period`) to withhold when its grid of periods (all dates and every year of
     the same condition and level) is `grid`: grid_suppression_masks' cells, matched by unit and indicator. None
     without a grid (the table is then protected on its own)."""
-    if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
-        return None
-    label = grid_label(period)
-    tables = dict(grid) | {label: table}
-    masks = grid_suppression_masks(tables, rule, own_hospitals=own_hospitals, include_own=include_own)
-    return np.asarray(masks[label], bool)
+    got = grid_masks(table, period, grid, rule, own_hospitals=own_hospitals, include_own=include_own)
+    return None if got is None else np.asarray(got[1][grid_label(period)], bool)
+
+
+def withheld_years(tables: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray], unit: str) -> dict[str, set]:
+    """Per indicator, the years whose cell of `unit` a grid's files withhold (grid_masks): trend_mask's
+    `years_withheld`."""
+    out: dict[str, set] = {}
+    for label, table in tables.items():
+        if not label or not len(table):
+            continue
+        rows = table[(table["unit"].astype(str) == unit) & np.asarray(masks[label], bool)]
+        for indicator in rows["indicator"].astype(str):
+            out.setdefault(indicator, set()).add(int(label))
+    return out
 
 
 def suppress_table(
@@ -474,6 +540,7 @@ def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[
         return dict(sets)
     datasets: dict[str, Any] = {}
     withheld: set[str] = set()  # units left out: also out of the datasets that place or label them (no count)
+    periods: set[str] = set()  # quarters left out of a trend: also out of its drawn lines (rate, limits)
     counted = left = 0
     for name, rows in sets.items():
         first = rows[0] if isinstance(rows, list) and rows else None
@@ -496,6 +563,10 @@ def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[
                 unit="unit" if "unit" in frame else None,
                 totals_shown=shown,
             )
+        over_time = _trend_frame(frame, count)
+        if over_time is not None:  # a trend by quarter or month: its years' cells are in the files of each year
+            small = np.asarray(small, bool) | trend_mask(over_time, rule)
+            periods |= set(frame.loc[small, "period"].astype(str))
         datasets[name] = [row for row, hit in zip(rows, small, strict=True) if not hit]
         counted, left = counted + len(rows), left + len(datasets[name])
         per_unit = not {"period", "date", "timepoint", "activity", "bin_start"} & set(frame)  # one row a unit
@@ -504,9 +575,33 @@ def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[
     if counted and not left:
         return None
     for name, rows in datasets.items():
-        if withheld and isinstance(rows, list) and rows and isinstance(rows[0], Mapping) and "unit" in rows[0]:
-            datasets[name] = [row for row in rows if str(row.get("unit")) not in withheld]
+        first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], Mapping) else None
+        if first is None:
+            continue
+        if withheld and "unit" in first:
+            datasets[name] = rows = [row for row in rows if str(row.get("unit")) not in withheld]
+        uncounted = not any(c in first for c in CHART_COUNT_COLUMNS)
+        if periods and uncounted and "period" in first:  # the drawn lines (rate, limits) of a left-out period
+            datasets[name] = [row for row in rows if str(row.get("period")) not in periods]
     return datasets
+
+
+def _trend_frame(frame: pd.DataFrame, count: str) -> pd.DataFrame | None:
+    """A chart dataset as trend_mask reads it when it is a trend of one unit by date (`period` all dates, one row
+    each), else None. Its event counts are taken as rate × n where the value is a rate (0..1): for any other
+    value that only leaves out more."""
+    if "period" not in frame or count != "n" or frame["period"].duplicated().any():
+        return None
+    if "unit" in frame and frame["unit"].nunique() > 1:
+        return None
+    when = pd.to_datetime(frame["period"], errors="coerce")
+    if when.isna().any():
+        return None
+    out = pd.DataFrame({"period": when, "n": pd.to_numeric(frame["n"], errors="coerce")})
+    value = pd.to_numeric(frame["value"], errors="coerce") if "value" in frame else None
+    if value is not None and value.dropna().between(0, 1).all():
+        out["events"] = (value * out["n"]).round()
+    return out
 
 
 def patient_rows(result: IndicatorResult) -> pd.DataFrame:
