@@ -122,3 +122,33 @@ def test_the_outcome_against_cost_chart_carries_its_counts_so_a_file_withholds_a
     drawn = {str(r.get("unit")) for rows in spec["datasets"].values() for r in rows if isinstance(r, dict)}
     kept = {str(r.get("unit")) for rows in file.values() for r in rows if isinstance(r, dict)}
     assert "H01" in drawn and "H01" not in kept and len(kept - {"None"}) >= 4
+
+
+def test_a_trend_file_gives_no_left_out_quarter_back_from_its_year():
+    """A unit's trend by quarter (the team page's SPC chart): a year's cell is in the file of that year, so leaving
+    out only the small quarter gave it back (41 - 12 - 11 - 13 = 5 care cycles); per year at least two quarters are
+    left out (vbhc.reports.privacy.trend_mask), and the left-out quarters' drawn rate and limits with them (the
+    PNG drew a small quarter's rate, and a p chart's limits follow from its n)."""
+    import pandas as pd
+
+    from vbhc import charts
+    from vbhc.reports.privacy import SuppressionRule, chart_file_datasets
+
+    spc = pd.DataFrame(
+        {
+            "period": pd.date_range("2023-01-01", periods=8, freq="QS"),
+            "n": [12.0, 11, 5, 13, 14, 15, 16, 17],
+            "p": [0.1, 0.1, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1],
+            "centre": 0.1,
+            "lower": [0.0] * 8,
+            "upper": [0.3, 0.31, 0.5, 0.29, 0.28, 0.27, 0.26, 0.25],
+        }
+    )
+    spec = charts.trend_chart(spc, kind="proportion", lang="en").to_dict()
+    out = chart_file_datasets(spec, SuppressionRule(10))
+    shown = {name: {row["period"][:7] for row in rows} for name, rows in out.items()}
+    for name, periods in shown.items():
+        assert "2023-07" not in periods, name  # the small quarter, in every dataset (its rate and limits too)
+        assert len({p for p in periods if p.startswith("2023")}) <= 2, name  # and a second one of its year
+        assert {"2024-01", "2024-04", "2024-07", "2024-10"} <= periods, name  # a year without a small quarter
+    assert charts.chart_table({**spec, "datasets": out})["Period"].str[:4].value_counts()["2023"] == 2

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -575,13 +575,77 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
         if table is not None:
             _visible.move_to_end(key)
     if table is None:
-        table = access.indicator_rows(viewer, full.table, units=units(url, data_version), engine=eng, record_view=False)
+        withheld = _period_mask(viewer, condition, level, period, peers)
+        table = access.indicator_rows(
+            viewer, full.table, units=units(url, data_version), engine=eng, record_view=False, withheld=withheld
+        )
         with _visible_lock:
             _visible[key] = table
             while len(_visible) > _VISIBLE_SIZE:
                 _visible.popitem(last=False)
     access.record_indicator_view(viewer, table, condition=condition, level=level, engine=eng)
     return dataclasses.replace(full, table=table)
+
+
+def grid_periods(condition: str) -> list[str]:
+    """The periods of the grid whose small cells are protected against each other (vbhc.reports.privacy): all
+    dates ("") and every year of the condition's care cycles, the period filter's choices."""
+    frame = volumes(database_url(), version())
+    row = frame[frame["condition"].astype(str) == condition]
+    if row.empty or pd.isna(row["first_index_date"].iloc[0]):
+        return [""]
+    first, last = pd.Timestamp(row["first_index_date"].iloc[0]), pd.Timestamp(row["last_index_date"].iloc[0])
+    return ["", *(str(y) for y in range(int(last.year), int(first.year) - 1, -1))]
+
+
+def grid_tables(condition: str, level: str, peers: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """The full indicator tables of every period of the grid (grid_periods) of one view, as the pages read them:
+    what the pages' masks and report downloads withhold their small cells against (vbhc.reports.privacy)."""
+    return {p: result(condition, level, p, peers).table for p in grid_periods(condition)}
+
+
+def report_grids(results: Sequence[IndicatorResult], peers: tuple[str, ...] = ()) -> dict[str, dict] | None:
+    """Per result's condition its grid_tables, for the report downloads (vbhc.reports build_workbook/build_pdf
+    `grids`): the files of the pages withhold the same cells as `vbhc report` (vbhc.reports.core.grid_tables), so
+    a page's file of all dates minus its files of each year gives no withheld cell back. None when small numbers
+    are not withheld; a result off the grid (not one of the period filter's choices) gets no grid."""
+    from vbhc.reports.privacy import on_grid
+
+    if suppress_below() <= 0:
+        return None
+    return {r.condition: grid_tables(r.condition, r.level, peers) for r in results if on_grid(r.period)}
+
+
+def own_hospital() -> str | None:
+    """The hospital flagged as own in the units table, as `vbhc report` reads it (vbhc.reports.run.own_hospital)."""
+    frame = units(database_url(), version())
+    own = frame.loc[frame["own_hospital"].astype(bool), "hospital"] if "own_hospital" in frame else frame.iloc[:0]
+    return str(own.iloc[0]) if len(own) else None
+
+
+def _period_mask(viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...]):
+    """The rows of the view's table to withhold for a viewer with withheld cells (vbhc.access.period_masks over
+    every period of the grid: all dates and each year, read as the pages read them), computed once per scope of
+    viewers and view; None for viewers who see every cell or when the period is not on the grid."""
+    periods = grid_periods(condition)
+    if period not in periods or not access.withholds_across_periods(viewer, condition):
+        return None
+    url, data_version = database_url(), version()
+    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, peers)
+    with _visible_lock:
+        masks = _masks.get(key)
+    if masks is None:
+        grid = grid_tables(condition, level, peers)
+        masks = access.period_masks(viewer, condition, grid) or {}
+        with _visible_lock:
+            _masks[key] = masks
+            while len(_masks) > _VISIBLE_SIZE:
+                _masks.popitem(last=False)
+    return masks.get(period)
+
+
+#: Per scope of viewers and view (without its period), the rows to withhold in each period (_period_mask).
+_masks: OrderedDict[tuple, dict] = OrderedDict()
 
 
 #: The rows each scope of viewers may see, per view (result_for), least recently used dropped first.

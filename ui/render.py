@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,6 +16,7 @@ from ui import auth, data, filters
 from vbhc import access, charts, verdict
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
+from vbhc.indicators import IndicatorResult
 from vbhc.safety import html_text, safe_file_name
 from vbhc.settings import database_url, suppress_below
 from vbhc.unit_charts import NO_CHART_KINDS
@@ -457,11 +458,61 @@ def page_start(title_key: str):
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def report_downloads(results: list, unit: str | None, lang: str, *, key: str) -> None:
+def report_workbook(
+    viewer: access.Viewer,
+    results: Sequence[IndicatorResult],
+    lang: str,
+    *,
+    peers: tuple[str, ...] = (),
+    include_patient_rows: bool = False,
+) -> bytes:
+    """The Excel workbook of a page's view, as `vbhc report` makes it for the same period: the small cells
+    withheld against the other periods of the grid (data.report_grids), so the page's files of all dates and of
+    each year cannot be differenced, nor a page's file against the command's."""
+    from vbhc.reports import build_workbook
+    from vbhc.reports.core import unit_names_for
+    from vbhc.reports.followup import read_follow_up
+
+    url, version = database_url(), data.version()
+    return build_workbook(
+        results,
+        lang=lang,
+        batches=data.batches(url, version),
+        include_patient_rows=include_patient_rows,
+        follow_up=read_follow_up(data.current_engine(), viewer, [r.condition for r in results]),
+        unit_names=unit_names_for(results, lang, units=data.units(url, version)),
+        grids=data.report_grids(results, peers),
+    )
+
+
+def report_pdf(
+    viewer: access.Viewer, result: IndicatorResult, unit: str, lang: str, *, peers: tuple[str, ...] = ()
+) -> bytes:
+    """The PDF meeting report of a page's unit, as `vbhc report --format pdf` makes it for the same period (the
+    grid's cells withheld, secondary cells preferably of other hospitals than the own): see report_workbook."""
+    from vbhc.reports import build_pdf
+    from vbhc.reports.core import unit_names_for
+    from vbhc.reports.followup import read_follow_up
+
+    url, version = database_url(), data.version()
+    return build_pdf(
+        result,
+        unit,
+        lang=lang,
+        batches=data.batches(url, version),
+        own_hospital=data.own_hospital(),
+        follow_up=read_follow_up(data.current_engine(), viewer, [result.condition]),
+        unit_names=unit_names_for([result], lang, units=data.units(url, version)),
+        grids=data.report_grids([result], peers),
+    )
+
+
+def report_downloads(results: list, unit: str | None, lang: str, *, key: str, peers: tuple[str, ...] = ()) -> None:
     """Excel workbook and PDF meeting report of the current filters, for those allowed to export. The files are
     built when clicked, through vbhc.access.export_file: checked again there and recorded in the audit log with
     the file's SHA-256. Small-number rules apply in vbhc.reports, imported when a file is asked for (openpyxl, fpdf
-    and vl-convert take seconds to load, and most runs draw the buttons without a click)."""
+    and vl-convert take seconds to load, and most runs draw the buttons without a click). `peers`: the comparison
+    group of the results (the grid of periods the files withhold against is read with it)."""
     viewer = auth.current()
     exportable = [r for r in results if access.may_export(viewer, r.condition)]
     if not exportable:
@@ -471,40 +522,17 @@ def report_downloads(results: list, unit: str | None, lang: str, *, key: str) ->
     with_rows = False
     if single and access.may_export(viewer, single, patient_level=True):
         with_rows = st.checkbox(t("download.with_patient_rows", lang), key=f"{key}_patient_rows")
-    url, version = database_url(), data.version()
-    batches, engine = data.batches(url, version), data.current_engine()
+    engine = data.current_engine()
     chosen = filters.current()
     stem = f"vbhc-{single or 'all'}-{exportable[0].level}-{chosen.period or 'all'}"
     xlsx_name = safe_file_name(f"{stem}.xlsx")
     pdf_name = safe_file_name(f"{stem}-{unit}.pdf")
 
     def workbook() -> bytes:
-        from vbhc.reports import build_workbook
-        from vbhc.reports.core import unit_names_for
-        from vbhc.reports.followup import read_follow_up
-
-        return build_workbook(
-            exportable,
-            lang=lang,
-            batches=batches,
-            include_patient_rows=with_rows,
-            follow_up=read_follow_up(engine, viewer, [r.condition for r in exportable]),
-            unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
-        )
+        return report_workbook(viewer, exportable, lang, peers=peers, include_patient_rows=with_rows)
 
     def pdf() -> bytes:
-        from vbhc.reports import build_pdf
-        from vbhc.reports.core import unit_names_for
-        from vbhc.reports.followup import read_follow_up
-
-        return build_pdf(
-            exportable[0],
-            unit,
-            lang=lang,
-            batches=batches,
-            follow_up=read_follow_up(engine, viewer, [single]),
-            unit_names=unit_names_for(exportable, lang, units=data.units(url, version)),
-        )
+        return report_pdf(viewer, exportable[0], str(unit), lang, peers=peers)
 
     left, right = st.columns(2)
     left.download_button(

@@ -693,6 +693,7 @@ def indicator_rows(
     others: str = "anonymise",
     engine: Engine | None = None,
     record_view: bool = True,
+    withheld: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The rows of one condition's indicator table that the viewer may see.
 
@@ -703,7 +704,9 @@ def indicator_rows(
     values, nothing exact); with others="hide" those rows are dropped. With fewer than MIN_OTHER_UNITS other
     units in the table the manager gets the own rows only, without benchmark (`benchmark_withheld`).
     `units` (vbhc.registry.units()) is needed to match divisions; it is read from the database when a
-    manager's scope names divisions and it is not given.
+    manager's scope names divisions and it is not given. `withheld`: the table's rows to withhold for a care team
+    limited to some hospitals, from period_masks over every period of the grid (the pages pass it, so no period
+    can be differenced against another); without it the table is protected on its own.
     A viewer who may not see the condition gets AccessDenied (audited).
     """
     from vbhc.store import get_engine
@@ -726,7 +729,13 @@ def indicator_rows(
         if limited is not None:  # a care team limited to some hospitals: other hospitals' small cells withheld
             from vbhc.reports.privacy import SuppressionRule, suppress_table
 
-            out = suppress_table(out, SuppressionRule.from_settings(), own_hospitals=sorted(limited), include_own=False)
+            out = suppress_table(
+                out,
+                SuppressionRule.from_settings(),
+                own_hospitals=sorted(limited),
+                include_own=False,
+                mask=withheld if withheld is not None and len(withheld) == len(out) else None,
+            )
     else:
         divisions = _divisions(viewer, units, engine)
         own = table.apply(lambda row: _row_visible(viewer, condition, level, row, divisions), axis=1).astype(bool)
@@ -746,6 +755,28 @@ def indicator_rows(
     if record_view:
         record_indicator_view(viewer, out, condition=condition, level=level, engine=engine)
     return out
+
+
+def withholds_across_periods(viewer: Viewer, condition: str) -> bool:
+    """Whether the viewer's pages withhold exact cells of other units that another period could give back (see
+    period_masks): a care team limited to some hospitals."""
+    return sees_all_units(viewer, condition) and _limited_care_hospitals(viewer, condition) is not None
+
+
+def period_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray] | None:
+    """The rows to withhold in each period's table of `grid` (all dates "" and every whole year of one
+    condition, level and comparison group) for a viewer who gets small cells withheld on the pages: a care team
+    limited to some hospitals (vbhc.reports.privacy.grid_suppression_masks, the other hospitals' small cells).
+    None for every other viewer: quality and a care team without a hospital limit see every cell, and a manager
+    sees other units without an exact count in any period (n in bands), so no period can be differenced."""
+    if not withholds_across_periods(viewer, condition):
+        return None
+    limited = _limited_care_hospitals(viewer, condition) or frozenset()
+    from vbhc.reports.privacy import SuppressionRule, grid_suppression_masks
+
+    return grid_suppression_masks(
+        grid, SuppressionRule.from_settings(), own_hospitals=sorted(limited), include_own=False
+    )
 
 
 def record_indicator_view(

@@ -8,6 +8,15 @@ attacker who knows the exact totals, the small-number threshold, which cells are
 still cannot pin any withheld count down to one value. Cells of the same unit in other tables that show the
 same count as a withheld cell ("n shared across indicators") are withheld too, as they would give it away.
 
+Periods: a view is shown for all dates and for each calendar year, and a unit's years add up to its all-dates
+cell, so withholding each period's cells on its own let a reader subtract (all dates minus the shown years gives a
+lone withheld year back). `period_suppression` protects the grid of all dates and every year at once: each
+period's units as above, and each unit's years as a line whose total is its all-dates cell (at least two years
+withheld while that is shown, else the all-dates cell withheld; a withheld all-dates cell needs a withheld year),
+repeated until stable. Finer or shifted windows (a quarter, a month, a range of dates) are not on the grid:
+files with small numbers withheld are made for grid periods only, and pages show finer windows only for units
+whose small cells the viewer may see (vbhc.access.focus_units).
+
 Other units in a manager's view carry no exact count at all: only a band (`n_band`), so rows cannot be linked
 across indicators by their n, nor the units' totals be differenced.
 """
@@ -28,6 +37,8 @@ __all__ = [
     "feasible_interval",
     "n_band",
     "n_band_bounds",
+    "period_suppression",
+    "signed_interval",
 ]
 
 #: A manager's comparison group must hold at least this many other units, else one unit could be isolated.
@@ -86,19 +97,24 @@ def _safe(
     small = n[sel] < threshold
     lows = np.where(small, 0.0, float(threshold))
     highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[sel])
-    total = float(n[sel].sum())
-    for i in range(len(sel)):
-        low, high = feasible_interval(total, lows, highs, i)
-        if high - low < 1:
-            return False
+    if _pinned(float(n[sel].sum()), lows, highs):
+        return False
     obs = o[sel]
-    if counted[sel].all() and np.isfinite(obs).all():
-        total_o = float(obs.sum())
-        for i in range(len(sel)):
-            low, high = feasible_interval(total_o, np.zeros(len(sel)), highs, i)
-            if high - low < 1:
-                return False
-    return True
+    return not (counted[sel].all() and np.isfinite(obs).all() and _pinned(float(obs.sum()), np.zeros(len(sel)), highs))
+
+
+def _pinned(total: float, lows: np.ndarray, highs: np.ndarray) -> bool:
+    """Whether any cell's feasible_interval (cells summing to `total`) is narrower than one: for every cell at
+    once (the grid's suppression checks thousands of lines)."""
+    others_lo = lows.sum() - lows
+    finite = np.isfinite(highs)
+    infinite = int((~finite).sum())
+    finite_sum = float(highs[finite].sum())
+    # the other cells' largest sum: infinite when any other cell is unbounded
+    others_hi = np.where(infinite - (~finite).astype(int) > 0, math.inf, finite_sum - np.where(finite, highs, 0.0))
+    low = np.maximum(lows, np.where(np.isfinite(others_hi), total - others_hi, lows))
+    high = np.minimum(highs, total - others_lo)
+    return bool((high - low < 1).any())
 
 
 def complementary_suppression(
@@ -140,7 +156,7 @@ def complementary_suppression(
     upper = np.where(np.isfinite(upper), upper, math.inf)
     keep = np.zeros(size, bool) if keep is None else np.asarray(keep, bool)
     names = frame[unit].astype(str).to_numpy() if unit and unit in frame else np.arange(size).astype(str)
-    keys = frame[list(group)].astype(str).agg("\x1f".join, axis=1).to_numpy() if group else np.zeros(size, str)
+    keys = _keys(frame, group) if group else np.zeros(size, str)
     groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
     if totals_shown is not None:
         shown = np.asarray(totals_shown, bool)
@@ -175,6 +191,15 @@ def complementary_suppression(
     return hit
 
 
+def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One text per row joining `columns` (column-wise: a row-wise join cost most of a grid's suppression)."""
+    parts = [frame[c].astype(str).to_numpy(dtype=object) for c in columns]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out + "\x1f" + part
+    return out.astype(str)
+
+
 def _linked(
     hit: np.ndarray,
     n: np.ndarray,
@@ -201,4 +226,165 @@ def _linked(
         values = {n[q]} | ({o[q]} if counted[q] and np.isfinite(o[q]) else set())
         if any(v in values and key != keys[q] for key, v in secret):
             out[q] = True
+    return out
+
+
+def signed_interval(total: float, coef: np.ndarray, lows: np.ndarray, highs: np.ndarray, i: int) -> tuple[float, float]:
+    """Smallest and largest value cell `i` can take when sum(coef * cells) equals `total` (coef +1 or -1) and
+    each cell lies within [lows, highs]: feasible_interval for a line whose total is itself a withheld cell (a
+    unit's all-dates cell minus its withheld years equals its shown years)."""
+    rest = np.delete(np.arange(len(coef)), i)
+    a, lo, hi = coef[rest], lows[rest], highs[rest]
+    with np.errstate(invalid="ignore"):
+        low_terms, high_terms = np.minimum(a * lo, a * hi), np.maximum(a * lo, a * hi)
+    rest_lo, rest_hi = float(np.nansum(low_terms)), float(np.nansum(high_terms))
+    if np.isinf(low_terms).any():
+        rest_lo = -math.inf
+    if np.isinf(high_terms).any():
+        rest_hi = math.inf
+    own_lo, own_hi = total - rest_hi, total - rest_lo  # the range of coef[i] * cell i
+    if coef[i] < 0:
+        own_lo, own_hi = -own_hi, -own_lo
+    return max(float(lows[i]), own_lo), min(float(highs[i]), own_hi)
+
+
+def _line_safe(
+    parts: np.ndarray,
+    whole: int | None,
+    hit: np.ndarray,
+    n: np.ndarray,
+    o: np.ndarray,
+    counted: np.ndarray,
+    upper: np.ndarray,
+    threshold: int,
+) -> bool:
+    """True when no withheld cell of a line (a unit's periods `parts`, whose counts add up to the `whole`
+    cell: its all-dates cell) is determined by the line's shown cells."""
+    withheld = parts[hit[parts]]
+    if whole is None or not hit[whole]:  # the whole is shown (or none): a total like the benchmark's
+        return _safe(withheld, n, o, counted, upper, threshold)
+    if len(withheld) == 0:
+        return False  # the whole is the sum of the shown parts
+    cells = np.append(withheld, whole)
+    coef = np.append(np.ones(len(withheld)), -1.0)
+    small = n[cells] < threshold
+    lows = np.where(small, 0.0, float(threshold))
+    highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[cells])
+    total = float((coef * n[cells]).sum())
+    for i in range(len(cells)):
+        low, high = signed_interval(total, coef, lows, highs, i)
+        if high - low < 1:
+            return False
+    if counted[cells].all() and np.isfinite(o[cells]).all():
+        total_o = float((coef * o[cells]).sum())
+        for i in range(len(cells)):
+            low, high = signed_interval(total_o, coef, np.zeros(len(cells)), highs, i)
+            if high - low < 1:
+                return False
+    return True
+
+
+def period_suppression(
+    frame: pd.DataFrame,
+    primary: np.ndarray,
+    *,
+    threshold: int,
+    group: Sequence[str],
+    period: str = "period",
+    whole: str = "",
+    count: str = "n",
+    observed: str | None = "observed",
+    observed_is_count: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+    unit: str = "unit",
+    totals_shown: np.ndarray | None = None,
+    bounded_by: np.ndarray | None = None,
+) -> np.ndarray:
+    """complementary_suppression over a grid of periods: `frame` stacks the tables of every period of the grid
+    (column `period`: `whole` for all dates, each year otherwise), whose cells of one unit add up over the years
+    to its all-dates cell. Each period's table is protected along the units (as complementary_suppression does)
+    and each unit × `group` line along the periods: either no year is withheld or, while its all-dates cell is
+    shown, at least two, the next smallest years added (or the all-dates cell withheld when no year is left)
+    until no withheld count of the line is pinned down; a withheld all-dates cell needs a withheld year beside
+    it. Both are repeated until neither adds a cell, so every view of the same data withholds the same cells.
+    `bounded_by`: per row the position of the row whose count bounds it (the unit's volume in that period), -1
+    where none; a bound counts only while that row is shown (`upper` is then ignored).
+    """
+    size = len(frame)
+    hit = np.asarray(primary, dtype=bool).copy()
+    if size == 0 or threshold <= 0:
+        return hit
+    periods = frame[period].astype(str).to_numpy()
+    n = pd.to_numeric(frame[count], errors="coerce").fillna(0).to_numpy(float)
+    o = (
+        pd.to_numeric(frame[observed], errors="coerce").to_numpy(float)
+        if observed and observed in frame
+        else np.full(size, np.nan)
+    )
+    counted = np.zeros(size, bool) if observed_is_count is None else np.asarray(observed_is_count, bool)
+    upper_ = np.full(size, math.inf) if upper is None else np.asarray(upper, float)
+    upper_ = np.where(np.isfinite(upper_), upper_, math.inf)
+    keep_ = np.zeros(size, bool) if keep is None else np.asarray(keep, bool)
+    names = frame[unit].astype(str).to_numpy()
+    by = None if bounded_by is None else np.asarray(bounded_by, int)
+    # the units' tables per period: a unit's cells link (n shared across indicators) within its period only
+    within = frame.assign(_unit_in_period=[f"{u}\x1f{p}" for u, p in zip(names, periods, strict=True)])
+    options = {
+        "threshold": threshold,
+        "group": [*group, period],
+        "count": count,
+        "observed": observed,
+        "observed_is_count": counted,
+        "upper": upper_,
+        "keep": keep_,
+        "unit": "_unit_in_period",
+        "totals_shown": totals_shown,
+    }
+    line_keys = _keys(frame, [*group, unit])
+    lines = []
+    for key in dict.fromkeys(line_keys):
+        idx = np.flatnonzero(line_keys == key)
+        wholes = idx[periods[idx] == whole]
+        lines.append((idx[periods[idx] != whole], int(wholes[0]) if len(wholes) else None))
+    order = np.lexsort((names, periods, n))  # smallest first; ties by period and unit: deterministic
+    rank = np.empty(size, int)
+    rank[order] = np.arange(size)
+
+    for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
+        before = int(hit.sum())
+        if by is not None:  # a withheld volume bounds nothing: the reader does not know it
+            known = by >= 0
+            upper_ = np.full(size, math.inf)
+            upper_[known] = np.where(hit[by[known]], math.inf, n[by[known]])
+            options["upper"] = upper_
+        hit = complementary_suppression(within, hit, **options)
+        for parts, total in lines:
+            while not _line_safe(parts, total, hit, n, o, counted, upper_, threshold):
+                free = parts[~hit[parts]]
+                if len(free) == 0:
+                    if total is None or hit[total]:
+                        break
+                    hit[total] = True  # no year left to add: the all-dates cell is withheld
+                    continue
+                preferred = free[~keep_[free]]
+                pool = preferred if len(preferred) else free
+                candidates = pool[np.argsort(rank[pool])]
+                chosen = next(
+                    (
+                        c
+                        for c in candidates
+                        if _line_safe(parts, total, _with(hit, c), n, o, counted, upper_, threshold)
+                    ),
+                    candidates[0],
+                )
+                hit[chosen] = True
+        if int(hit.sum()) == before:
+            break
+    return hit
+
+
+def _with(hit: np.ndarray, cell: int) -> np.ndarray:
+    out = hit.copy()
+    out[cell] = True
     return out

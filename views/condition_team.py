@@ -169,7 +169,7 @@ if verdicts.open:
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
         reported = comparison.result or data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)
-        render.report_downloads([reported], unit, lang, key="team_report")
+        render.report_downloads([reported], unit, lang, key="team_report", peers=chosen.peers)
 
 
 def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, ImprovementAction | None]:

@@ -171,5 +171,9 @@ render.show_since_last_meeting(since, lang)
 
 st.subheader(t("download.reports", lang))
 render.report_downloads(
-    [data.result(c, "hospital", chosen.period, chosen.peers) for c in conditions], own_hospital, lang, key="overview"
+    [data.result(c, "hospital", chosen.period, chosen.peers) for c in conditions],
+    own_hospital,
+    lang,
+    key="overview",
+    peers=chosen.peers,
 )

@@ -36,6 +36,7 @@ __all__ = [
     "default_unit",
     "derived",
     "first_unit_of",
+    "grid_tables",
     "period_label",
     "provenance",
     "shown_unit",
@@ -147,6 +148,31 @@ def compute_results(
             "nothing_in_period", period=period_label(selection.period, "en"), conditions=_choices(selection.conditions)
         )
     return results
+
+
+def grid_tables(
+    results: Sequence[IndicatorResult], *, engine: Engine | None = None
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per result's condition, the indicator tables of all dates ("") and every year of its care cycles at the
+    result's level (from the results store, else computed and stored): what a file withholds its small cells
+    against (vbhc.reports.privacy.grid_suppression_masks), so files of different periods cannot be differenced."""
+    from vbhc.registry import condition_volumes
+
+    volumes = condition_volumes(engine=engine).set_index("condition")
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for result in results:
+        if result.condition not in volumes.index:
+            continue
+        first = pd.Timestamp(volumes.loc[result.condition, "first_index_date"]).year
+        last = pd.Timestamp(volumes.loc[result.condition, "last_index_date"]).year
+        periods = ["", *(str(y) for y in range(last, first - 1, -1))]
+        tables = out.setdefault(result.condition, {})
+        for period in periods:
+            with contextlib.suppress(ReportError):  # a year without care cycles: nothing to difference
+                tables[period] = compute_results([result.condition], period or None, result.level, engine=engine)[
+                    0
+                ].table
+    return out
 
 
 def derived(

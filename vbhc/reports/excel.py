@@ -34,6 +34,7 @@ from vbhc.reports.core import TableSource, check_lang, derived, now, period_labe
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
+    grid_mask,
     patient_rows,
     suppress_cost_breakdown,
     suppress_prom_response,
@@ -279,6 +280,7 @@ def build_workbook(
     follow_up: Mapping[str, FollowUp] | None = None,
     unit_names: Mapping[str, str] | None = None,
     tables: TableSource | None = None,
+    grids: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
 ) -> bytes:
     """The formatted workbook for one or more conditions' indicator results, as .xlsx bytes.
 
@@ -290,7 +292,9 @@ def build_workbook(
     signals with their explanation and decision, and improvement actions, judged against the suppressed tables.
     `unit_names` (vbhc.reports.core.unit_names_for) names the units in the O/E chart; the tables keep the unit
     ids in their key columns, for filtering and joining. `tables` keeps the PROM response and cost tables
-    (vbhc.reports.core.TableSource; None: computed here).
+    (vbhc.reports.core.TableSource; None: computed here). `grids`: per condition the indicator tables of all
+    dates and every year (vbhc.reports.core.grid_tables): the cells withheld are then those of the grid, so files
+    of different periods cannot be differenced (vbhc.reports.privacy.grid_suppression_masks).
     """
     lang = check_lang(lang)
     if not results:
@@ -302,7 +306,15 @@ def build_workbook(
     generated_at = generated_at or now()
     period = period_label(results[0].period, lang)
     level = t(f"level.{results[0].level}", lang)
-    tables = {r.condition: suppress_table(r.table, rule, own_hospitals=own_hospitals) for r in results}
+    tables = {
+        r.condition: suppress_table(
+            r.table,
+            rule,
+            own_hospitals=own_hospitals,
+            mask=grid_mask(r.table, r.period, (grids or {}).get(r.condition), rule, own_hospitals=own_hospitals),
+        )
+        for r in results
+    }
 
     _cover(w, results, period, level, generated_at, batches, include_patient_rows)
     _summary(w, results, tables, period, level)

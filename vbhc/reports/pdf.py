@@ -40,7 +40,16 @@ from vbhc.indicators import (
 )
 from vbhc.reports.core import TableSource, check_lang, derived, first_unit_of, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
-from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response, suppress_table
+from vbhc.reports.privacy import (
+    SuppressionRule,
+    grid_label,
+    grid_masks,
+    suppress_cost_breakdown,
+    suppress_prom_response,
+    suppress_table,
+    trend_mask,
+    withheld_years,
+)
 from vbhc.settings import package_data
 from vbhc.verdict import verdict as verdict_of
 
@@ -211,6 +220,7 @@ def build_pdf(
     unit_names: Mapping[str, str] | None = None,
     charts: ChartCache | None = None,
     tables: TableSource | None = None,
+    grids: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
 ) -> bytes:
     """The meeting report of one condition team as PDF bytes (several results: one section per condition).
 
@@ -221,7 +231,7 @@ def build_pdf(
     (vbhc.reports.core.unit_names_for) names the units in headings, tables and charts: a reader knows the
     hospitals by name, not by id; a unit without one is shown as vbhc.i18n.unit_label gives it. `charts` keeps
     the rendered charts (ChartCache; None: every chart is rendered), `tables` the PROM response and cost tables
-    (vbhc.reports.core.TableSource; None: computed here).
+    (vbhc.reports.core.TableSource; None: computed here). `grids`: as build_workbook's (the same cells withheld).
     """
     lang = check_lang(lang)
     items = [results] if isinstance(results, IndicatorResult) else list(results)
@@ -237,7 +247,19 @@ def build_pdf(
         own = (own_hospital,) if own_hospital else ()
         follow = None if follow_up is None else follow_up.get(result.condition, FollowUp(result.condition))
         _Section(
-            pdf, result, chosen, lang, rule, batches, generated_at, own, follow, unit_names, charts, tables
+            pdf,
+            result,
+            chosen,
+            lang,
+            rule,
+            batches,
+            generated_at,
+            own,
+            follow,
+            unit_names,
+            charts,
+            tables,
+            (grids or {}).get(result.condition),
         ).write()
     return bytes(pdf.output())
 
@@ -250,6 +272,7 @@ def report_charts(
     suppress_below: int | None = None,
     own_hospital: str | None = None,
     unit_names: Mapping[str, str] | None = None,
+    grids: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
 ) -> list[Any]:
     """Every chart build_pdf draws for the same arguments, in its order, without laying out a page: what an import
     renders into the results store ahead of the first report (vbhc.reports.run.prepare_report_charts), so the
@@ -261,7 +284,8 @@ def report_charts(
     for result in items:
         chosen = _pick_unit(result, unit if len(items) == 1 else _unit_or_none(result, unit), own_hospital)
         own = (own_hospital,) if own_hospital else ()
-        section = _Section(None, result, chosen, lang, rule, None, None, own, None, unit_names)
+        grid = (grids or {}).get(result.condition)
+        section = _Section(None, result, chosen, lang, rule, None, None, own, None, unit_names, None, None, grid)
         for indicator in section.key_indicators():
             plan = section.chart_plan(indicator)
             out += [chart for chart in (plan.funnel, plan.trend) if chart is not None]
@@ -300,6 +324,7 @@ class _Section:
         unit_names: Mapping[str, str] | None = None,
         charts: ChartCache | None = None,
         tables: TableSource | None = None,
+        grid: Mapping[str, pd.DataFrame] | None = None,
     ):
         self.pdf, self.result, self.unit, self.lang, self.rule = pdf, result, unit, lang, rule
         self.chart_cache, self.tables = charts, tables
@@ -311,7 +336,11 @@ class _Section:
         self.catalog = default_catalog()
         self.condition = self.catalog.condition(result.condition)
         # the same cells as the workbook withholds (secondary cells from other hospitals than the own)
-        self.table = suppress_table(result.table, rule, own_hospitals=own_hospitals)
+        got = grid_masks(result.table, result.period, grid, rule, own_hospitals=own_hospitals)
+        mask = None if got is None else got[1][grid_label(result.period)]
+        self.table = suppress_table(result.table, rule, own_hospitals=own_hospitals, mask=mask)
+        # per indicator the years whose cell of the unit the files withhold: their quarters stay out of the trend
+        self.years_withheld = {} if got is None else withheld_years(*got, unit)
         self.mine = self.table[self.table["unit"].astype(str) == unit]
         self.period = period_label(result.period, lang)
         self.used_marker = False
@@ -495,12 +524,13 @@ class _Section:
         trend = indicator_over_time(self.result, indicator, self.unit, freq="QS")
         if trend is None or trend.empty:
             return _ChartPlan(hidden, funnel)
-        small = self.rule.applies(trend["n"]) if "n" in trend else np.zeros(len(trend), dtype=bool)
+        # the small quarters and those a year's cell would give back (the year minus its shown quarters)
+        small = trend_mask(trend, self.rule, years_withheld=self.years_withheld.get(indicator, ()))
         if small.all():
             return _ChartPlan(hidden, funnel)
         if small.any():
             trend = trend.copy()
-            for col in ("p", "value", "expected_rate", "n", "lower", "upper"):  # limits would reveal n
+            for col in ("p", "value", "expected_rate", "n", "events", "lower", "upper"):  # limits would reveal n
                 if col in trend:
                     trend[col] = trend[col].astype(float)
                     trend.loc[small, col] = np.nan

@@ -14,13 +14,20 @@ two are withheld, more until no withheld count is determined by the totals, and 
 repeat a withheld count are withheld too. Secondary cells show the same marker (the reader cannot tell which
 of the withheld cells is the small one); the footnote says so.
 
+Periods: a file of all dates and files of each year show the same units, and a unit's years add up to its
+all-dates cell, so the cells are withheld over that grid at once (grid_suppression_masks, vbhc.disclosure.
+period_suppression): all dates minus the shown years gives no withheld cell back. A file with small numbers
+withheld covers all dates or one calendar year (on_grid; `vbhc report` refuses a quarter, a month, a range of
+years or of dates unless it holds every care cycle): a finer or shifted window is the difference of grid cells,
+or differs from another by one day's patients.
+
 Patient-level rows are never part of an export unless the caller asks for them explicitly; then they are
 pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carry the patient id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +46,19 @@ __all__ = [
     "SuppressionRule",
     "chart_file_datasets",
     "chart_is_patient_level",
+    "grid_label",
+    "grid_mask",
+    "grid_masks",
+    "grid_suppression_masks",
+    "on_grid",
     "patient_rows",
     "suppress_cost_breakdown",
     "suppress_counts",
     "suppress_prom_response",
     "suppress_table",
     "suppressed_cells",
+    "trend_mask",
+    "withheld_years",
 ]
 
 #: Indicator kinds whose `observed` is a count of care cycles (events, responders).
@@ -206,21 +220,192 @@ def suppression_mask(
     return hit
 
 
+#: The period label of all dates in a grid of periods (grid_suppression_masks).
+ALL_DATES = ""
+
+
+def on_grid(period: object) -> bool:
+    """Whether a period is one whose cells grid_suppression_masks protects against the others: all dates or one
+    whole calendar year. Any finer or shifted window (a quarter, a month, a range of dates, several years) is
+    the difference of grid cells, or differs from one by a few days' patients, so a file with small numbers
+    withheld is made for grid periods only (see module docstring)."""
+    from vbhc.registry import parse_period
+
+    parsed = parse_period(period)  # type: ignore[arg-type]
+    if parsed is None:
+        return True
+    return (
+        parsed.start.year == parsed.end.year
+        and (parsed.start.month, parsed.start.day) == (1, 1)
+        and (parsed.end.month, parsed.end.day) == (12, 31)
+    )
+
+
+def grid_suppression_masks(
+    tables: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> dict[str, np.ndarray]:
+    """suppression_mask for every period of a grid at once: `tables` maps ALL_DATES ("") and each whole year
+    (the period filter's choices) to that period's indicator table of the same condition, level and comparison
+    group. A unit's years add up to its all-dates cell, so a cell withheld in one period must not follow from
+    the others (all dates minus the shown years): vbhc.disclosure.period_suppression protects both dimensions.
+    The same two steps as suppression_mask (other hospitals' small cells, then with `include_own` the own ones
+    on top), so a page never shows a cell its files withhold against another period. Returns each period's
+    mask in the order of its table's rows."""
+    from vbhc.disclosure import period_suppression
+
+    labels = [p for p in tables if len(tables[p])]
+    if not labels or not rule.active:
+        return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
+    frame = pd.concat([tables[p].assign(_period=p) for p in labels], ignore_index=True)
+    if "indicator" not in frame or "n" not in frame:
+        return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
+    small = rule.applies(frame["n"])
+    kinds = frame["kind"].astype(str).to_numpy() if "kind" in frame else np.full(len(frame), "")
+    own = own_rows(frame, own_hospitals)
+    options = {
+        "threshold": rule.threshold,
+        "group": [c for c in ("condition", "indicator") if c in frame],
+        "period": "_period",
+        "whole": ALL_DATES,
+        "observed_is_count": np.isin(kinds, COUNT_KINDS),
+        "keep": own,
+        "totals_shown": np.isfinite(pd.to_numeric(frame["target"], errors="coerce").to_numpy(float))
+        if "target" in frame
+        else None,
+    }
+    if {"kind", "unit"} <= set(frame.columns):  # each row's count is bounded by its unit's volume in the period
+        keys = [c for c in ("condition", "unit", "_period") if c in frame]
+        at = pd.MultiIndex.from_frame(frame[keys].astype(str))
+        volume = pd.Series(np.arange(len(frame)), index=at)[(frame["kind"] == "volume").to_numpy()]
+        volume = volume[~volume.index.duplicated()]
+        bound = volume.reindex(at).fillna(-1).astype(int).to_numpy().copy()
+        bound[(frame["kind"] == "volume").to_numpy()] = -1
+        options["bounded_by"] = bound
+    hit = period_suppression(frame, small & ~own, **options)
+    if include_own and (small & own).any():
+        hit = period_suppression(frame, hit | (small & own), **options)
+    out, start = {}, 0
+    for p in labels:
+        out[p] = hit[start : start + len(tables[p])]
+        start += len(tables[p])
+    return out | {p: np.zeros(0, bool) for p, t in tables.items() if not len(t)}
+
+
+def trend_mask(trend: pd.DataFrame, rule: SuppressionRule, *, years_withheld: Collection[int] = ()) -> np.ndarray:
+    """The quarters (or months) of a unit's trend (vbhc.indicators.indicator_over_time: `period`, `n`, for
+    proportions `events`) to leave out of a file. A year's quarters add up to its cell in the file of that year,
+    so leaving out only the small quarters let a reader take the shown ones from the year's cell and get a
+    withheld quarter back: per calendar year the quarters are protected as the units of a table whose total is
+    shown (vbhc.disclosure.complementary_suppression: at least two left out, further ones until no left-out count
+    or event count is pinned down). Every quarter of a year in `years_withheld` (the unit's cell withheld in
+    that year's file, grid_suppression_masks) is left out: its shown quarters would give the year back."""
+    if "n" not in trend or not len(trend):
+        return np.zeros(len(trend), bool)
+    n = pd.to_numeric(trend["n"], errors="coerce").fillna(0).to_numpy(float)
+    small = rule.applies(pd.Series(n))
+    if not rule.active or "period" not in trend:
+        return small
+    years = pd.to_datetime(trend["period"]).dt.year.to_numpy()
+    primary = small | np.isin(years, list(years_withheld))
+    counted = "events" in trend
+    frame = pd.DataFrame(
+        {
+            "year": years,
+            "n": n,
+            "observed": pd.to_numeric(trend["events"], errors="coerce").to_numpy(float) if counted else np.nan,
+        }
+    )
+    return complementary_suppression(
+        frame,
+        primary,
+        threshold=rule.threshold,
+        group=["year"],
+        observed="observed" if counted else None,
+        observed_is_count=np.full(len(frame), counted),
+        unit=None,
+        totals_shown=np.ones(len(frame), bool),
+    )
+
+
+def grid_label(period: object) -> str:
+    """The grid's label of a period (see on_grid): "" for all dates (or None), "2024" for a whole year."""
+    from vbhc.registry import parse_period
+
+    parsed = parse_period(period)  # type: ignore[arg-type]
+    return "" if parsed is None or not on_grid(parsed) else str(parsed.start.year)
+
+
+def grid_masks(
+    table: pd.DataFrame,
+    period: object,
+    grid: Mapping[str, pd.DataFrame] | None,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]] | None:
+    """The grid of `table` (the view of `period`) with it in its place, and grid_suppression_masks of every
+    period: what a file withholds in its own period (grid_mask) and in the others (the years a trend must not
+    give back, trend_mask). None without a grid."""
+    if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
+        return None
+    tables = dict(grid) | {grid_label(period): table}
+    return tables, grid_suppression_masks(tables, rule, own_hospitals=own_hospitals, include_own=include_own)
+
+
+def grid_mask(
+    table: pd.DataFrame,
+    period: object,
+    grid: Mapping[str, pd.DataFrame] | None,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> np.ndarray | None:
+    """The rows of `table` (the view of `period`) to withhold when its grid of periods (all dates and every year of
+    the same condition and level) is `grid`: grid_suppression_masks' cells, matched by unit and indicator. None
+    without a grid (the table is then protected on its own)."""
+    got = grid_masks(table, period, grid, rule, own_hospitals=own_hospitals, include_own=include_own)
+    return None if got is None else np.asarray(got[1][grid_label(period)], bool)
+
+
+def withheld_years(tables: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray], unit: str) -> dict[str, set]:
+    """Per indicator, the years whose cell of `unit` a grid's files withhold (grid_masks): trend_mask's
+    `years_withheld`."""
+    out: dict[str, set] = {}
+    for label, table in tables.items():
+        if not label or not len(table):
+            continue
+        rows = table[(table["unit"].astype(str) == unit) & np.asarray(masks[label], bool)]
+        for indicator in rows["indicator"].astype(str):
+            out.setdefault(indicator, set()).add(int(label))
+    return out
+
+
 def suppress_table(
     table: pd.DataFrame,
     rule: SuppressionRule,
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
+    mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """A copy of an indicator table with the rule applied: withheld values become missing, the boolean column
     `suppressed` says which rows were withheld (writers show the rule's marker there) and
-    `suppressed_secondary` which of them only to protect a small cell (see suppression_mask)."""
+    `suppressed_secondary` which of them only to protect a small cell (see suppression_mask). `mask`: the rows
+    to withhold when the caller has them already (grid_suppression_masks' for this table's period)."""
     out = table.copy()
     if "n" not in out:
         out["suppressed"] = out["suppressed_secondary"] = False
         return out
-    hit = suppression_mask(out, rule, own_hospitals=own_hospitals, include_own=include_own)
+    if mask is not None:
+        hit = np.asarray(mask, bool).copy()
+    else:
+        hit = suppression_mask(out, rule, own_hospitals=own_hospitals, include_own=include_own)
     out["suppressed"] = hit
     out["suppressed_secondary"] = hit & ~rule.applies(out["n"])
     if hit.any():
@@ -355,6 +540,7 @@ def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[
         return dict(sets)
     datasets: dict[str, Any] = {}
     withheld: set[str] = set()  # units left out: also out of the datasets that place or label them (no count)
+    periods: set[str] = set()  # quarters left out of a trend: also out of its drawn lines (rate, limits)
     counted = left = 0
     for name, rows in sets.items():
         first = rows[0] if isinstance(rows, list) and rows else None
@@ -377,6 +563,10 @@ def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[
                 unit="unit" if "unit" in frame else None,
                 totals_shown=shown,
             )
+        over_time = _trend_frame(frame, count)
+        if over_time is not None:  # a trend by quarter or month: its years' cells are in the files of each year
+            small = np.asarray(small, bool) | trend_mask(over_time, rule)
+            periods |= set(frame.loc[small, "period"].astype(str))
         datasets[name] = [row for row, hit in zip(rows, small, strict=True) if not hit]
         counted, left = counted + len(rows), left + len(datasets[name])
         per_unit = not {"period", "date", "timepoint", "activity", "bin_start"} & set(frame)  # one row a unit
@@ -385,9 +575,33 @@ def chart_file_datasets(spec: Mapping[str, Any], rule: SuppressionRule) -> dict[
     if counted and not left:
         return None
     for name, rows in datasets.items():
-        if withheld and isinstance(rows, list) and rows and isinstance(rows[0], Mapping) and "unit" in rows[0]:
-            datasets[name] = [row for row in rows if str(row.get("unit")) not in withheld]
+        first = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], Mapping) else None
+        if first is None:
+            continue
+        if withheld and "unit" in first:
+            datasets[name] = rows = [row for row in rows if str(row.get("unit")) not in withheld]
+        uncounted = not any(c in first for c in CHART_COUNT_COLUMNS)
+        if periods and uncounted and "period" in first:  # the drawn lines (rate, limits) of a left-out period
+            datasets[name] = [row for row in rows if str(row.get("period")) not in periods]
     return datasets
+
+
+def _trend_frame(frame: pd.DataFrame, count: str) -> pd.DataFrame | None:
+    """A chart dataset as trend_mask reads it when it is a trend of one unit by date (`period` all dates, one row
+    each), else None. Its event counts are taken as rate × n where the value is a rate (0..1): for any other
+    value that only leaves out more."""
+    if "period" not in frame or count != "n" or frame["period"].duplicated().any():
+        return None
+    if "unit" in frame and frame["unit"].nunique() > 1:
+        return None
+    when = pd.to_datetime(frame["period"], errors="coerce")
+    if when.isna().any():
+        return None
+    out = pd.DataFrame({"period": when, "n": pd.to_numeric(frame["n"], errors="coerce")})
+    value = pd.to_numeric(frame["value"], errors="coerce") if "value" in frame else None
+    if value is not None and value.dropna().between(0, 1).all():
+        out["events"] = (value * out["n"]).round()
+    return out
 
 
 def patient_rows(result: IndicatorResult) -> pd.DataFrame:

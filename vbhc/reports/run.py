@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from vbhc import audit
+from vbhc import audit, settings
 from vbhc.i18n import DEFAULT_LANGUAGE
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of
@@ -28,6 +28,7 @@ from vbhc.reports.core import (
     check_lang,
     check_writable,
     compute_results,
+    grid_tables,
     provenance,
     unit_names_for,
 )
@@ -174,6 +175,7 @@ def prepare_report_charts(
         lang=lang,
         own_hospital=own_hospital(engine),
         unit_names=unit_names_for(results, lang, engine),
+        grids=grid_tables(results, engine=engine) if settings.suppress_below() > 0 else None,  # as the report does
     )
     for chart in drawn:
         kept.charts(chart_digest(chart), lambda chart=chart: render_chart(chart))
@@ -290,13 +292,18 @@ def _build(
     if fmt not in FORMATS:
         raise ReportError("unknown_format", format=fmt, choices=", ".join(FORMATS))
     check_lang(lang)
-    Selection.validate(conditions, period, level)  # cheap checks before the path and the data
+    selection = Selection.validate(conditions, period, level)  # cheap checks before the path and the data
+    _check_grid(selection, suppress_below, engine)
     target = check_writable(path)
     store, version = _store_version(engine or get_engine())
     results = compute_results(conditions, period, level, engine=engine)
     kept = _kept(store, version, level, period)
     if external_for is not None:
         results = _with_external(results, engine, external_for, unit, lang)
+    from vbhc.reports.privacy import SuppressionRule
+
+    rule = SuppressionRule.from_settings(suppress_below)
+    grids = grid_tables(results, engine=engine) if rule.active else None  # files of other periods: the same cells
     batches = provenance(engine)
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
@@ -310,6 +317,7 @@ def _build(
             follow_up=follow_up,
             unit_names=unit_names_for(results, lang, engine),
             tables=kept.tables,
+            grids=grids,
         )
     else:
         if unit is not None:
@@ -332,8 +340,28 @@ def _build(
             unit_names=unit_names_for(results, lang, engine),
             charts=kept.charts,
             tables=kept.tables,
+            grids=grids,
         )
     return target, content, results
+
+
+def _check_grid(selection: Selection, suppress_below: int | None, engine: Engine | None) -> None:
+    """With small numbers withheld a report covers all dates or one calendar year (vbhc.reports.privacy.on_grid):
+    the cells of those periods are withheld against each other, while a quarter, a month, a range of dates or of
+    years is the difference of such cells or differs from another window by a few days' patients, and would give
+    withheld cells back. A range that holds every care cycle of the conditions is all dates. ReportError else."""
+    from vbhc.registry import condition_volumes
+    from vbhc.reports.privacy import SuppressionRule, on_grid
+
+    rule = SuppressionRule.from_settings(suppress_below)
+    if not rule.active or selection.period is None or on_grid(selection.period):
+        return
+    volumes = condition_volumes(engine=engine)
+    volumes = volumes[volumes["condition"].astype(str).isin(selection.conditions)]
+    first, last = pd.to_datetime(volumes["first_index_date"]).min(), pd.to_datetime(volumes["last_index_date"]).max()
+    if pd.notna(first) and selection.period.start <= first.date() and selection.period.end >= last.date():
+        return
+    raise ReportError("period_off_grid", period=selection.period.label, count=str(rule.threshold))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,425 @@
+"""Differencing over periods: a viewer who gets small cells withheld opens the same view for all dates and for
+every year (the period filter's choices) and subtracts. A unit's years add up to its all-dates cell, so all dates
+minus the shown years gives a lone withheld year back (and a withheld all-dates cell is the sum of its shown
+years). Per role, which paths leak:
+
+- a care team limited to some hospitals sees other hospitals' exact cells with the small ones withheld: the
+  all-dates/years path leaked (test_a_limited_care_teams_periods_cannot_be_differenced); quarters and meeting
+  windows are shown only for its own hospitals' units (focus_units), whose cells it sees anyway;
+- a manager sees other units without an exact count in any period (n in bands, no observed): nothing to subtract;
+- quality and a care team without a hospital limit see every cell: nothing is withheld from them on a page;
+- files (the workbook) withhold every small cell: all dates minus a year's file leaked the same way, and
+  `vbhc report --period` with a quarter or a range of dates differenced two windows a day apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbhc.access import Role, Scope, Viewer, focus_units
+from vbhc.disclosure import feasible_interval, signed_interval
+
+CONDITION = "colorectal_cancer"
+COUNT_KINDS = ("proportion", "prom_mic", "response_rate")
+THRESHOLD = 10
+
+
+def _viewer(role: str) -> Viewer:
+    scopes = {
+        "care_team_H01": Scope(Role.CARE_TEAM, frozenset({CONDITION}), frozenset({"H01"})),
+        "care_team": Scope(Role.CARE_TEAM, frozenset({CONDITION})),
+        "quality": Scope(Role.QUALITY),
+        "manager": Scope(Role.MANAGER, hospitals=frozenset({"H01"})),
+    }
+    return Viewer(f"{role}@example.org", "", (scopes[role],))
+
+
+def _bounds(true_n: float, shown_volume: float) -> tuple[float, float]:
+    """What the attacker knows of a withheld count: below the threshold or not (conservative: as if told), and
+    at most the unit's volume when that is shown."""
+    lo, hi = (0.0, THRESHOLD - 1.0) if true_n < THRESHOLD else (float(THRESHOLD), math.inf)
+    return lo, min(hi, shown_volume)
+
+
+def period_attack(views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame]) -> list[str]:
+    """Cells pinned to one value by differencing a unit's all-dates cell ("") and its years. `views` are what the
+    viewer got per period (n NaN where withheld), `truth` the full tables."""
+    found = []
+
+    def frame(tables):
+        return pd.concat([t.assign(period=p) for p, t in tables.items()], ignore_index=True)
+
+    seen, real = frame(views), frame(truth)
+    real = real.set_index(["period", "unit", "indicator"])
+    volumes = seen[seen["kind"] == "volume"].set_index(["period", "unit"])["n"].to_dict()
+    for (unit, indicator), line in seen.groupby(["unit", "indicator"]):
+        kind = str(line["kind"].iloc[0])
+        whole = line[line["period"] == ""]
+        years = line[line["period"] != ""]
+        if whole.empty or years.empty:
+            continue
+        hidden = years[years["n"].isna()]
+        cells, coef, known_o = [], [], True
+        for row in hidden.itertuples():
+            cells.append(row.period)
+            coef.append(1.0)
+        whole_hidden = bool(whole["n"].isna().iloc[0])
+        if whole_hidden:
+            cells.append("")
+            coef.append(-1.0)
+        if not cells:
+            continue
+        if whole_hidden and len(cells) == 1:
+            found.append(f"all dates of {unit}/{indicator} = sum of its years")
+            continue
+        true_n = np.array([float(real.loc[(p, unit, indicator), "n"]) for p in cells])
+        true_o = np.array([float(real.loc[(p, unit, indicator), "observed"]) for p in cells])
+        bounds = [
+            _bounds(n, math.inf if kind == "volume" else float(volumes.get((p, unit), math.inf)))
+            for n, p in zip(true_n, cells, strict=True)
+        ]
+        lows, highs = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+        highs = np.where(np.isnan(highs), math.inf, highs)
+        coef_ = np.array(coef)
+        total_n = float((coef_ * true_n).sum())  # = the shown part: whole minus shown years (or its negative)
+        known_o = kind in COUNT_KINDS and np.isfinite(true_o).all()
+        total_o = float((coef_ * true_o).sum()) if known_o else math.nan
+        for i, period in enumerate(cells):
+            if whole_hidden:
+                low, high = signed_interval(total_n, coef_, lows, highs, i)
+            else:
+                low, high = feasible_interval(total_n, lows, highs, i)
+            if high - low < 1:
+                found.append(f"n of {unit}/{indicator}/{period or 'all'} = {low:g}")
+            if known_o:
+                zeros = np.zeros(len(cells))
+                if whole_hidden:
+                    o_low, o_high = signed_interval(total_o, coef_, zeros, highs, i)
+                else:
+                    o_low, o_high = feasible_interval(total_o, zeros, highs, i)
+                if o_high - o_low < 1:
+                    found.append(f"observed of {unit}/{indicator}/{period or 'all'} = {o_low:g}")
+    return found
+
+
+@pytest.fixture
+def pages(small_demo_db, monkeypatch):
+    """The pages' data layer (ui.data.result_for) on the small demo with the default threshold."""
+    from ui import data
+
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    data._visible.clear()
+    data._masks.clear()
+    yield data
+    data._visible.clear()
+    data._masks.clear()
+
+
+def _views(data, viewer: Viewer, level: str = "hospital") -> tuple[dict, dict]:
+    periods = data.grid_periods(CONDITION)
+    assert len(periods) > 2  # all dates and at least two years
+    views = {p: data.result_for(viewer, CONDITION, level, p).table for p in periods}
+    truth = {p: data.result(CONDITION, level, p).table for p in periods}
+    return views, truth
+
+
+def test_without_the_grid_a_limited_care_team_differences_periods(pages, monkeypatch):
+    """The defect as it was: each period's cells withheld on their own; all dates minus the shown years gives
+    withheld years back."""
+    monkeypatch.setattr(pages, "_period_mask", lambda *args: None)
+    views, truth = _views(pages, _viewer("care_team_H01"))
+    found = period_attack(views, truth)
+    assert found, "expected the per-period suppression to leak"
+
+
+@pytest.mark.parametrize("level", ["hospital", "department"])
+def test_a_limited_care_teams_periods_cannot_be_differenced(pages, level):
+    from tests.test_privacy import _attack
+
+    views, truth = _views(pages, _viewer("care_team_H01"), level)
+    assert any(v["suppressed"].any() for v in views.values())
+    assert not period_attack(views, truth)
+    for period, view in views.items():  # and each period's units on their own, as before
+        assert not _attack(truth[period], view, THRESHOLD), period
+
+
+def test_every_view_withholds_the_same_cells(pages):
+    """Deterministic: the mask of a period does not depend on which period was opened first."""
+    viewer = _viewer("care_team_H01")
+    first, _ = _views(pages, viewer)
+    pages._visible.clear()
+    pages._masks.clear()
+    periods = list(reversed(pages.grid_periods(CONDITION)))
+    again = {p: pages.result_for(viewer, CONDITION, "hospital", p).table for p in periods}
+    for period in first:
+        assert (first[period]["suppressed"].to_numpy() == again[period]["suppressed"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("role", ["quality", "care_team"])
+def test_roles_that_see_every_cell_have_nothing_to_difference(pages, role):
+    views, _ = _views(pages, _viewer(role))
+    for view in views.values():
+        assert not view.get("suppressed", pd.Series(False, index=view.index)).astype(bool).any()
+        assert view["n"].notna().all()
+
+
+def test_a_managers_other_units_carry_no_count_in_any_period(pages):
+    views, _ = _views(pages, _viewer("manager"))
+    for period, view in views.items():
+        others = view[view["anonymised"].astype(bool)]
+        assert len(others)
+        assert others["n"].isna().all() and others["observed"].isna().all(), period
+        assert (view.loc[~view["anonymised"].astype(bool), "n"].to_numpy() >= 0).all()  # own units: exact
+
+
+def test_quarters_and_meeting_windows_only_of_units_whose_cells_the_viewer_sees(pages):
+    """The trend by quarter and the windows since the last meeting are drawn for the page's unit only: for a care
+    team limited to H01 (and a manager of H01) that is one of H01's units, never another hospital's."""
+    units = pages.units(pages.database_url(), pages.version())
+    for role in ("care_team_H01", "manager"):
+        for level in ("hospital", "department"):
+            focus = focus_units(_viewer(role), units, level, CONDITION)
+            assert focus and all(u.startswith("H01") for u in focus), (role, level)
+
+
+def _workbook_cells(content: bytes, condition_sheet: str) -> pd.DataFrame:
+    import io
+
+    from openpyxl import load_workbook
+
+    from vbhc.reports.excel import HEADER_ROW
+
+    ws = load_workbook(io.BytesIO(content))[condition_sheet]
+    header = [c.value for c in ws[HEADER_ROW]]
+    col: dict = {}
+    for i, h in enumerate(header):
+        col.setdefault(h, i)  # the unit's id (its name follows at the end)
+    rows = []
+    for cells in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True):
+        if cells[0] is None:
+            break
+        value = cells[col["Care cycles"]]
+        rows.append({"unit": cells[col["Unit"]], "label": cells[col["Indicator"]], "n": value})
+    return pd.DataFrame(rows)
+
+
+def test_workbooks_of_all_dates_and_each_year_cannot_be_differenced(small_demo_db, tmp_path, monkeypatch):
+    """`vbhc report` for all dates and for every year: the files withhold every small cell, against each other."""
+    from vbhc.reports import compute_results, make_report
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    from ui import data
+
+    periods = data.grid_periods(CONDITION)
+    views, truth = {}, {}
+    for period in periods:
+        out = tmp_path / f"r{period or 'all'}.xlsx"
+        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+        table = compute_results([CONDITION], period or None, "hospital", engine=engine)[0].table
+        cells = _workbook_cells(out.read_bytes(), "Colorectal cancer")
+        labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
+        cells["indicator"] = cells["label"].map(labels)
+        cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
+        merged = table.drop(columns=["n"]).merge(cells[["unit", "indicator", "n"]], on=["unit", "indicator"])
+        assert len(merged) == len(table)
+        views[period], truth[period] = merged, table
+    assert any(v["n"].isna().any() for v in views.values())
+    assert not period_attack(views, truth)
+
+
+@pytest.mark.parametrize("period", ["2024Q2", "2024-03", "2023-2024", "2024-01-01..2024-06-30"])
+def test_a_report_off_the_grid_is_refused_while_small_numbers_are_withheld(small_demo_db, tmp_path, period):
+    from vbhc.reports import ReportError, make_report
+
+    engine, _ = small_demo_db
+    out = tmp_path / "r.xlsx"
+    with pytest.raises(ReportError) as refused:
+        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period, engine=engine)
+    assert f"period '{period}' refused" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert "geweigerd" in refused.value.in_language("nl")
+    assert not out.exists()
+    # without suppression (threshold 0) nothing is withheld, so any window may be reported
+    make_report(out, fmt="xlsx", conditions=[CONDITION], period=period, engine=engine, suppress_below=0)
+    assert out.exists()
+
+
+def _page_workbooks(data, monkeypatch, without_grid: bool = False) -> tuple[dict, dict]:
+    """The workbooks the pages' Excel button gives for all dates and every year (ui.render.report_workbook), read
+    back as cells, with the full tables they were made from."""
+    from ui import render
+
+    if without_grid:
+        monkeypatch.setattr(data, "report_grids", lambda *args: None)
+    views, truth = {}, {}
+    for period in data.grid_periods(CONDITION):
+        result = data.result(CONDITION, "hospital", period)
+        content = render.report_workbook(_viewer("quality"), [result], "en")
+        views[period], truth[period] = _as_table(content, result.table), result.table
+    return views, truth
+
+
+def _as_table(content: bytes, table: pd.DataFrame) -> pd.DataFrame:
+    """A workbook's condition sheet as the indicator table, n missing where withheld."""
+    cells = _workbook_cells(content, "Colorectal cancer")
+    labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
+    cells["indicator"] = cells["label"].map(labels)
+    cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
+    merged = table.drop(columns=["n"]).merge(cells[["unit", "indicator", "n"]], on=["unit", "indicator"])
+    assert len(merged) == len(table)
+    return merged
+
+
+def test_the_pages_workbooks_of_all_dates_and_each_year_cannot_be_differenced(pages, monkeypatch):
+    """The Excel button of the pages (overview, team page) withholds the grid's cells as `vbhc report` does: its
+    file of all dates minus its files of each year gives no withheld cell back. Before, each file was protected
+    on its own and the difference gave cells back."""
+    views, truth = _page_workbooks(pages, monkeypatch)
+    assert any(v["n"].isna().any() for v in views.values())
+    assert not period_attack(views, truth)
+    leaky, _ = _page_workbooks(pages, monkeypatch, without_grid=True)
+    assert period_attack(leaky, truth), "expected files protected one by one to leak"
+
+
+@pytest.mark.parametrize("period", ["", "2024"])
+def test_the_pages_files_withhold_the_cells_vbhc_report_withholds(pages, small_demo_db, tmp_path, period):
+    """Two files of the same period withholding different cells could be combined: the page's workbook and PDF
+    of a period withhold the same cells as `vbhc report` for that period."""
+    from ui import render
+    from vbhc.reports import make_report
+
+    engine, _ = small_demo_db
+    assert period in pages.grid_periods(CONDITION)
+    result = pages.result(CONDITION, "hospital", period)
+    page = _as_table(render.report_workbook(_viewer("quality"), [result], "en"), result.table)
+    out = tmp_path / "r.xlsx"
+    make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+    command = _as_table(out.read_bytes(), result.table)
+    assert page["n"].isna().any()
+    assert page["n"].isna().tolist() == command["n"].isna().tolist()
+    own = pages.own_hospital()
+    page_pdf = render.report_pdf(_viewer("quality"), result, own, "en")
+    pdf = tmp_path / "r.pdf"
+    make_report(pdf, fmt="pdf", conditions=[CONDITION], period=period or None, lang="en", engine=engine, unit=own)
+    assert _pdf_tables(page_pdf) == _pdf_tables(pdf.read_bytes())
+
+
+def _pdf_tables(content: bytes) -> list[str]:
+    """The PDF's pages of indicator tables and charts' captions (the title page and provenance left out: they say
+    when and from which import batches the file was made)."""
+    import io
+
+    from pypdf import PdfReader
+
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(content)).pages]
+    return pages[1:-1]
+
+
+def _quarter_attack(trend: pd.DataFrame, hidden: np.ndarray, years: dict[int, pd.Series | None]) -> list[str]:
+    """Quarters of a unit's trend pinned to one value by a year's cell in the file of that year (`years`: its row,
+    None where the file withholds it) minus the year's shown quarters."""
+    found = []
+    periods = pd.to_datetime(trend["period"]).dt.year.to_numpy()
+    n = trend["n"].to_numpy(float)
+    events = trend["events"].to_numpy(float) if "events" in trend else None
+    for year, cell in years.items():
+        at = np.flatnonzero(periods == year)
+        gone = at[hidden[at]]
+        if cell is None:  # the year's cell is withheld: all its quarters must be, else they add up to it
+            if len(gone) < len(at):
+                found.append(f"{year}: shown quarters of a withheld year")
+            continue
+        if not len(gone):
+            continue
+        lows = np.where(n[gone] < THRESHOLD, 0.0, float(THRESHOLD))
+        highs = np.where(n[gone] < THRESHOLD, THRESHOLD - 1.0, math.inf)
+        rest = float(cell["n"]) - n[at[~hidden[at]]].sum()
+        totals = [("n", rest, lows)]
+        if events is not None and np.isfinite(float(cell["observed"])):
+            totals.append(("events", float(cell["observed"]) - events[at[~hidden[at]]].sum(), np.zeros(len(gone))))
+        for what, total, low_bounds in totals:
+            for i in range(len(gone)):
+                low, high = feasible_interval(total, low_bounds, highs, i)
+                if high - low < 1:
+                    found.append(f"{what} of {year} quarter {i} = {low:g}")
+    return found
+
+
+def _trend(years: dict[int, list[int]], events: dict[int, list[int]]) -> pd.DataFrame:
+    rows = [
+        {"period": pd.Timestamp(year, 1 + 3 * q, 1), "n": float(n), "events": float(e)}
+        for year, counts in years.items()
+        for q, (n, e) in enumerate(zip(counts, events[year], strict=True))
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_years_cell_minus_its_shown_quarters_gives_no_quarter_back():
+    """A trend by quarter of a unit whose year cell is in the year's file: leaving out the small quarter alone
+    gave it back (41 - 12 - 11 - 13 = 5 care cycles, and its events); per year at least two quarters are left
+    out, more until none is pinned down, and every quarter of a year the files withhold."""
+    from vbhc.reports.privacy import SuppressionRule, trend_mask
+
+    rule = SuppressionRule(THRESHOLD)
+    trend = _trend({2023: [12, 11, 5, 13], 2024: [14, 15, 16, 17]}, {2023: [1, 2, 0, 3], 2024: [1, 1, 2, 2]})
+    cells = {
+        2023: pd.Series({"n": 41.0, "observed": 6.0}),
+        2024: pd.Series({"n": 62.0, "observed": 6.0}),
+    }
+    small = np.asarray(rule.applies(trend["n"]), bool)
+    assert _quarter_attack(trend, small, cells)  # the defect: the small quarter follows from its year
+    hidden = trend_mask(trend, rule)
+    assert hidden[:4].sum() >= 2 and not hidden[4:].any()  # a year without a small quarter keeps them all
+    assert not _quarter_attack(trend, hidden, cells)
+    withheld = trend_mask(trend, rule, years_withheld={2024})
+    assert withheld[4:].all()
+    assert not _quarter_attack(trend, withheld, {**cells, 2024: None})
+    assert _quarter_attack(trend, hidden, {**cells, 2024: None})  # 2024's quarters would add up to it
+
+
+def test_the_pdfs_quarter_trend_leaves_out_what_trend_mask_says(small_demo_db, monkeypatch):
+    """The PDF draws the unit's trend with trend_mask's quarters left out, against the years its files withhold
+    (the small demo's quarters are all small, so the unit's quarters are made larger here)."""
+    from ui import data
+    from vbhc.reports import pdf
+    from vbhc.reports.privacy import SuppressionRule, trend_mask
+
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    rule = SuppressionRule.from_settings()
+    grid = data.grid_tables(CONDITION, "hospital")
+    result = data.result(CONDITION, "hospital", "")
+    real = pdf.indicator_over_time
+    years = sorted({int(p) for p in grid if p})
+
+    def larger(result, indicator, unit, freq="QS"):
+        trend = real(result, indicator, unit, freq=freq).iloc[: 4 * len(years)].copy()
+        trend["period"] = [pd.Timestamp(y, 1 + 3 * q, 1) for y in years for q in range(4)][: len(trend)]
+        trend["n"] = [float(n) for _ in years for n in (12, 11, 5, 13)][: len(trend)]
+        if "events" in trend:
+            trend["events"] = [float(e) for _ in years for e in (1, 2, 0, 3)][: len(trend)]
+            trend["p"] = trend["events"] / trend["n"]
+        return trend
+
+    monkeypatch.setattr(pdf, "indicator_over_time", larger)
+    drawn: list[pd.DataFrame] = []
+    draw = pdf.charts.trend_chart
+    monkeypatch.setattr(pdf.charts, "trend_chart", lambda trend, **kw: drawn.append(trend) or draw(trend, **kw))
+    section = pdf._Section(None, result, "H01", "en", rule, None, None, ("H01",), None, None, None, None, grid)
+    assert section.years_withheld  # the small demo's years of H01 are withheld in the files
+    checked = 0
+    for indicator in section.key_indicators():
+        plan = section.chart_plan(indicator)
+        if plan.trend is None:
+            continue
+        trend = larger(result, indicator, "H01")
+        hidden = drawn[-1]["n"].isna().to_numpy()
+        expected = trend_mask(trend, rule, years_withheld=section.years_withheld.get(indicator, ()))
+        assert (hidden == expected).all(), indicator
+        assert hidden.sum() > rule.applies(trend["n"]).sum()  # more than the small quarters
+        checked += 1
+    assert checked
