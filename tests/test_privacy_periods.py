@@ -423,3 +423,26 @@ def test_the_pdfs_quarter_trend_leaves_out_what_trend_mask_says(small_demo_db, m
         assert hidden.sum() > rule.applies(trend["n"]).sum()  # more than the small quarters
         checked += 1
     assert checked
+
+
+def test_a_limited_care_team_sees_every_cell_of_its_own_hospital(pages):
+    """A care team limited to H01 reads H01's patient rows, so withholding H01's cells protects nothing from it;
+    they were withheld as secondary cells all the same (on the 1,500-cycle demo 378 of H01's 1,056 cells over
+    all dates and every year, e.g. hip osteoarthritis' all-dates volume of 52), hiding the team's own figures.
+    Now secondary cells come from other hospitals only, and no period or unit is pinned by what it sees plus
+    what it knows."""
+    from tests.test_privacy import _attack
+
+    conditions = list(pages.volumes(pages.database_url(), pages.version())["condition"].astype(str))
+    viewer = Viewer("care-h01@example.org", "", (Scope(Role.CARE_TEAM, frozenset(conditions), frozenset({"H01"})),))
+    for condition in conditions:
+        periods = pages.grid_periods(condition)
+        views = {p: pages.result_for(viewer, condition, "hospital", p).table for p in periods}
+        truth = {p: pages.result(condition, "hospital", p).table for p in periods}
+        for period, view in views.items():
+            own = view["unit"].astype(str).eq("H01").to_numpy()
+            assert own.any() and not view.loc[own, "suppressed"].any(), (condition, period)
+        assert not period_attack(views, truth), condition
+        for period, view in views.items():  # what it knows adds nothing: no withheld count is pinned by it
+            known = view.assign(n=view["n"].where(~view["suppressed"], truth[period]["n"].where(view["unit"] == "H01")))
+            assert set(_attack(truth[period], known, THRESHOLD)) == set(_attack(truth[period], view, THRESHOLD))

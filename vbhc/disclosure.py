@@ -130,6 +130,7 @@ def complementary_suppression(
     keep: np.ndarray | None = None,
     unit: str | None = "unit",
     totals_shown: np.ndarray | None = None,
+    known: bool = False,
 ) -> np.ndarray:
     """The cells to withhold: `primary` plus the fewest further cells (smallest count first, never a `keep`
     cell while another will do) so that no withheld count or event count can be worked out of the group's
@@ -140,6 +141,9 @@ def complementary_suppression(
     upper bound of each count from elsewhere (e.g. the unit's volume), inf where nothing. `totals_shown` marks
     rows whose group total can be derived from the view (a benchmark); groups without it (the volume, which has
     no benchmark) need no secondary cells: there is nothing to take the shown cells from. Default: every group.
+    `known`: the reader knows the `keep` cells (a care team limited to some hospitals reads its own hospitals'
+    patient rows), so they are never withheld: withholding them would protect nothing and hide the reader's own
+    figures; secondary cells come from the other cells only.
     """
     size = len(frame)
     hit = np.asarray(primary, dtype=bool).copy()
@@ -170,10 +174,10 @@ def complementary_suppression(
         for idx in groups:
             while not _safe(idx[hit[idx]], n, o, counted, upper, threshold):
                 free = idx[~hit[idx]]
-                if len(free) == 0:
-                    break
                 preferred = free[~keep[free]]
-                pool = preferred if len(preferred) else free
+                pool = preferred if len(preferred) or known else free
+                if len(pool) == 0:
+                    break
                 candidates = pool[np.argsort(rank[pool])]
                 chosen = next(
                     (c for c in candidates if _safe(np.append(idx[hit[idx]], c), n, o, counted, upper, threshold)),
@@ -183,6 +187,8 @@ def complementary_suppression(
                 changed = True
         if unit:
             linked = _linked(hit, n, o, counted, names, keys, threshold)
+            if known:
+                linked &= ~keep
             if linked.any():
                 hit |= linked
                 changed = True
@@ -300,6 +306,7 @@ def period_suppression(
     unit: str = "unit",
     totals_shown: np.ndarray | None = None,
     bounded_by: np.ndarray | None = None,
+    known: bool = False,
 ) -> np.ndarray:
     """complementary_suppression over a grid of periods: `frame` stacks the tables of every period of the grid
     (column `period`: `whole` for all dates, each year otherwise), whose cells of one unit add up over the years
@@ -309,7 +316,8 @@ def period_suppression(
     until no withheld count of the line is pinned down; a withheld all-dates cell needs a withheld year beside
     it. Both are repeated until neither adds a cell, so every view of the same data withholds the same cells.
     `bounded_by`: per row the position of the row whose count bounds it (the unit's volume in that period), -1
-    where none; a bound counts only while that row is shown (`upper` is then ignored).
+    where none; a bound counts only while that row is shown (`upper` is then ignored). `known`: the `keep` cells
+    are never withheld (see complementary_suppression).
     """
     size = len(frame)
     hit = np.asarray(primary, dtype=bool).copy()
@@ -340,6 +348,7 @@ def period_suppression(
         "keep": keep_,
         "unit": "_unit_in_period",
         "totals_shown": totals_shown,
+        "known": known,
     }
     line_keys = _keys(frame, [*group, unit])
     lines = []
@@ -354,16 +363,18 @@ def period_suppression(
     for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
         before = int(hit.sum())
         if by is not None:  # a withheld volume bounds nothing: the reader does not know it
-            known = by >= 0
+            bounded = by >= 0
             upper_ = np.full(size, math.inf)
-            upper_[known] = np.where(hit[by[known]], math.inf, n[by[known]])
+            upper_[bounded] = np.where(hit[by[bounded]], math.inf, n[by[bounded]])
             options["upper"] = upper_
         hit = complementary_suppression(within, hit, **options)
         for parts, total in lines:
             while not _line_safe(parts, total, hit, n, o, counted, upper_, threshold):
                 free = parts[~hit[parts]]
+                if known:
+                    free = free[~keep_[free]]
                 if len(free) == 0:
-                    if total is None or hit[total]:
+                    if total is None or hit[total] or (known and keep_[total]):
                         break
                     hit[total] = True  # no year left to add: the all-dates cell is withheld
                     continue

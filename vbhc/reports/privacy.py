@@ -194,8 +194,10 @@ def suppression_mask(
 
     In two steps, so that a care team's page (which shows its own units' small cells) and its files (which do
     not) never differ in a way that could be combined: first the other units' small cells with their secondary
-    cells, never taken from `own_hospitals` while another unit will do; then, with `include_own`, the own small
-    cells on top (only adding cells). The page uses the first step, the files both: a file withholds a superset.
+    cells, never taken from `own_hospitals` (a care team limited to them reads their patient rows, so withholding
+    their cells protects nothing from it and hides its own figures); then, with `include_own`, the own small
+    cells on top (only adding cells, any cell where needed). The page uses the first step, the files both: a
+    file withholds a superset.
     """
     small = rule.applies(table["n"])
     if not rule.active or not small.any() or "indicator" not in table:
@@ -214,8 +216,9 @@ def suppression_mask(
         if "target" in table
         else None,
     }
-    hit = complementary_suppression(table, small & ~own, **options)
-    if include_own and (small & own).any():
+    # step one never takes an own cell: the page's reader knows its own units' cells (their patient rows)
+    hit = complementary_suppression(table, small & ~own, known=True, **options)
+    if include_own:  # also when step one could not protect a cell without an own one
         hit = complementary_suppression(table, hit | (small & own), **options)
     return hit
 
@@ -285,8 +288,8 @@ def grid_suppression_masks(
         bound = volume.reindex(at).fillna(-1).astype(int).to_numpy().copy()
         bound[(frame["kind"] == "volume").to_numpy()] = -1
         options["bounded_by"] = bound
-    hit = period_suppression(frame, small & ~own, **options)
-    if include_own and (small & own).any():
+    hit = period_suppression(frame, small & ~own, known=True, **options)  # own cells: see suppression_mask
+    if include_own:  # also when step one could not protect a cell without an own one
         hit = period_suppression(frame, hit | (small & own), **options)
     out, start = {}, 0
     for p in labels:
@@ -594,13 +597,24 @@ def _trend_frame(frame: pd.DataFrame, count: str) -> pd.DataFrame | None:
         return None
     if "unit" in frame and frame["unit"].nunique() > 1:
         return None
-    when = pd.to_datetime(frame["period"], errors="coerce")
+    when = _period_starts(frame["period"])
     if when.isna().any():
         return None
     out = pd.DataFrame({"period": when, "n": pd.to_numeric(frame["n"], errors="coerce")})
     value = pd.to_numeric(frame["value"], errors="coerce") if "value" in frame else None
     if value is not None and value.dropna().between(0, 1).all():
         out["events"] = (value * out["n"]).round()
+    return out
+
+
+def _period_starts(values: pd.Series) -> pd.Series:
+    """A trend's periods as dates: ISO dates, or quarters written 2024Q1 / 2024-Q1 (their first day); NaT else."""
+    text = values.astype(str).str.strip()
+    quarter = text.str.fullmatch(r"[0-9]{4}-?Q[1-4]").to_numpy(dtype=bool)
+    out = pd.to_datetime(text.where(~quarter), errors="coerce", format="ISO8601")
+    if quarter.any():
+        starts = pd.PeriodIndex(text[quarter].str.replace("-", "", regex=False), freq="Q").to_timestamp()
+        out[quarter] = starts
     return out
 
 
