@@ -528,12 +528,14 @@ def test_each_filter_in_turn_and_the_page_follows(page: Page, app_url: str, lang
 # --- every page, tab, expander and button, per role and language ----------------------------------------------
 
 
-def _walk(page: Page, role: str, lang: str, exports: Exports | None, shots: Shots | None = None) -> None:
+def _walk(
+    page: Page, role: str, lang: str, exports: Exports | None, shots: Shots | None = None, *, controls: bool = True
+) -> None:
     """Visit every page of the role's navigation through its link and use every control on it: every tab (and
     the tabs inside), expander, toggle, checkbox, selectbox, number and date, every download button and every
     chart's PNG and CSV (`exports`: None for a role that may not export, which must then be offered none); then
     one overview button. `shots`: each page (each tab of the team page) photographed as it opens, before its
-    controls are used."""
+    controls are used. Without `controls` the walk only opens and checks the pages."""
     nav = page.get_by_test_id("stSidebarNav")
     labels = [text.strip().splitlines()[-1].strip() for text in nav.get_by_role("link").all_inner_texts()]
     assert labels == [t(NAV[slug], lang) for slug in ROLE_PAGES[role]], labels
@@ -562,11 +564,13 @@ def _walk(page: Page, role: str, lang: str, exports: Exports | None, shots: Shot
             assert main(page).get_by_test_id("stPopover").count() == 0, f"{where}: chart downloads offered"
         if shots is not None:
             shots.page(page, slug)
-        if main(page).get_by_role("tablist").count():
+        if not controls:
+            pass
+        elif main(page).get_by_role("tablist").count():
             used = use_every_tab(page, where, exports)
         else:
             used = use_controls(page, main(page), where, exports)
-        if slug == "condition_team":
+        if slug == "condition_team" and controls:
             assert used >= 12, f"{where}: only {used} tabs and controls found"  # the walk must not find nothing
             assert_no_raw_ids(page, f"{where} after the tabs")
         if slug == "meeting" and role == "local":  # the demo's history: the own colorectal team's targets, actions
@@ -623,8 +627,15 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
 def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_path: Path, artifacts: Path) -> None:
-    """Local mode (every role at once) walks every page and control, and photographs every page as it opens, then
-    loads each at a phone's size and photographs it (Shots: the screenshots, with their layout checks)."""
+    """Local mode (every role at once) walks every page, and photographs every page as it opens, then loads each
+    at a phone's size and photographs it (Shots: the screenshots, with their layout checks).
+
+    Every control and sidebar filter is used in English only. In Dutch the walk opens and checks every page and
+    photographs it, but leaves the controls to the signed-in roles' Dutch walks, which use every control of the same
+    pages (test_signed_in_role_every_page_and_control): the quality directorate's navigation is local mode's (every
+    page, imports, the audit log, improvement items edited), the care team's (on colorectal cancer, this walk's
+    condition, with its targets, actions and before/after chart) adds the patient rows, the admin's the access
+    pages. Using them again here cost ~40 s of CPU for no control that those walks do not use in Dutch."""
     app = _servers[0]
     page.goto(f"{app.url}/?lang={lang}")
     title(page).wait_for(timeout=RUN_TIMEOUT_MS)
@@ -632,8 +643,9 @@ def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_
     # the condition whose team has the demo's improvement history (targets, actions, an action's before/after chart)
     choose(page, "filter.condition", lang, CATALOG.conditions["colorectal_cancer"].label(lang))
     shots = Shots(artifacts, lang)
-    _walk(page, "local", lang, Exports(app.database_url, tmp_path), shots)
-    _sidebar_filters_in_turn(page, "local", lang)
+    _walk(page, "local", lang, Exports(app.database_url, tmp_path), shots, controls=lang == "en")
+    if lang == "en":
+        _sidebar_filters_in_turn(page, "local", lang)
     shots.phone(page, app.url)
     shots.assert_all_taken()
 
