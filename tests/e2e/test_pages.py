@@ -1,11 +1,13 @@
 """Every page, button, tab and filter in a real browser, for every role and in both languages, plus screenshots of
 every page at the meeting screen's size (1440x900) and a phone's (390x844) in tests/artifacts/ (git-ignored).
 
-A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (local mode, care team,
-quality, manager, admin) walks every page of its navigation in English and in Dutch and uses every control on it
-in place: every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC options
-of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and the
-audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language.
+A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (care team, quality,
+manager, admin, and local mode) walks every page of its navigation in English and in Dutch and uses every control
+on it in place (local mode in English; in Dutch it opens and photographs every page, and the roles' Dutch walks use
+the controls): every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC
+options of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and
+the audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language. The
+screenshots are taken in the local-mode walk (Shots).
 Time matters (2 cores, one shared server per mode): after an action the tests wait for exactly the script runs
 it asked for (tests.e2e.test_browser.Runs), never for a fixed time; the long walks that need every condition
 (every overview button, every filter with its expected effect, screenshots) run in local mode.
