@@ -636,8 +636,9 @@ def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_
     photographs it, but leaves the controls to the signed-in roles' Dutch walks, which use every control of the same
     pages (test_signed_in_role_every_page_and_control): the quality directorate's navigation is local mode's (every
     page, imports, the audit log, improvement items edited), the care team's (on colorectal cancer, this walk's
-    condition, with its targets, actions and before/after chart) adds the patient rows, the admin's the access
-    pages. Using them again here cost ~40 s of CPU for no control that those walks do not use in Dutch."""
+    condition, with its targets, actions and before/after chart) adds the patient rows, the admin's the Data page's
+    import as the registry's administrator. Using them again here cost ~40 s of CPU for no control that those walks
+    do not use in Dutch."""
     app = _servers[0]
     page.goto(f"{app.url}/?lang={lang}")
     title(page).wait_for(timeout=RUN_TIMEOUT_MS)
