@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -319,6 +320,15 @@ def grid_rows(grid: Locator) -> list[dict[str, str]]:
         cells = tr.locator("td").all_text_contents()
         rows.append(dict(zip(headers, cells, strict=False)))
     return rows
+
+
+@pytest.mark.parametrize("url", ["http://example.org/", "http://192.0.2.1/", "https://fonts.googleapis.com/css"])
+def test_requests_off_the_machine_are_refused(page: Page, url: str) -> None:
+    """No request of the browser leaves the machine, by name or by address: each goes to the proxy that is not
+    there (tests.e2e.conftest.CHROMIUM_ARGS) and fails at once (without it, the address would time out, and the
+    names would be looked up and fetched)."""
+    with pytest.raises(PlaywrightError, match="ERR_PROXY_CONNECTION_FAILED"):
+        page.goto(url, timeout=SETTLED_MS)
 
 
 def test_shared_url_reproduces_the_view(page: Page, app_url: str) -> None:

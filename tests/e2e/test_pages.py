@@ -1,11 +1,13 @@
 """Every page, button, tab and filter in a real browser, for every role and in both languages, plus screenshots of
 every page at the meeting screen's size (1440x900) and a phone's (390x844) in tests/artifacts/ (git-ignored).
 
-A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (local mode, care team,
-quality, manager, admin) walks every page of its navigation in English and in Dutch and uses every control on it
-in place: every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC options
-of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and the
-audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language.
+A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (care team, quality,
+manager, admin, and local mode) walks every page of its navigation in English and in Dutch and uses every control
+on it in place (local mode in English; in Dutch it opens and photographs every page, and the roles' Dutch walks use
+the controls): every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC
+options of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and
+the audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language. The
+screenshots are taken in the local-mode walk (Shots).
 Time matters (2 cores, one shared server per mode): after an action the tests wait for exactly the script runs
 it asked for (tests.e2e.test_browser.Runs), never for a fixed time; the long walks that need every condition
 (every overview button, every filter with its expected effect, screenshots) run in local mode.
@@ -528,11 +530,14 @@ def test_each_filter_in_turn_and_the_page_follows(page: Page, app_url: str, lang
 # --- every page, tab, expander and button, per role and language ----------------------------------------------
 
 
-def _walk(page: Page, role: str, lang: str, exports: Exports | None) -> None:
+def _walk(
+    page: Page, role: str, lang: str, exports: Exports | None, shots: Shots | None = None, *, controls: bool = True
+) -> None:
     """Visit every page of the role's navigation through its link and use every control on it: every tab (and
     the tabs inside), expander, toggle, checkbox, selectbox, number and date, every download button and every
     chart's PNG and CSV (`exports`: None for a role that may not export, which must then be offered none); then
-    one overview button."""
+    one overview button. `shots`: each page (each tab of the team page) photographed as it opens, before its
+    controls are used. Without `controls` the walk only opens and checks the pages."""
     nav = page.get_by_test_id("stSidebarNav")
     labels = [text.strip().splitlines()[-1].strip() for text in nav.get_by_role("link").all_inner_texts()]
     assert labels == [t(NAV[slug], lang) for slug in ROLE_PAGES[role]], labels
@@ -559,11 +564,15 @@ def _walk(page: Page, role: str, lang: str, exports: Exports | None) -> None:
         assert_no_raw_ids(page, where)
         if exports is None:  # nothing to download for this role: no download button and no chart menu
             assert main(page).get_by_test_id("stPopover").count() == 0, f"{where}: chart downloads offered"
-        if main(page).get_by_role("tablist").count():
+        if shots is not None:
+            shots.page(page, slug)
+        if not controls:
+            pass
+        elif main(page).get_by_role("tablist").count():
             used = use_every_tab(page, where, exports)
         else:
             used = use_controls(page, main(page), where, exports)
-        if slug == "condition_team":
+        if slug == "condition_team" and controls:
             assert used >= 12, f"{where}: only {used} tabs and controls found"  # the walk must not find nothing
             assert_no_raw_ids(page, f"{where} after the tabs")
         if slug == "meeting" and role == "local":  # the demo's history: the own colorectal team's targets, actions
@@ -619,15 +628,35 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_path: Path) -> None:
+def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_path: Path, artifacts: Path) -> None:
+    """Local mode (every role at once) walks every page, and photographs every page as it opens, then loads each
+    at a phone's size and photographs it (Shots: the screenshots, with their layout checks).
+
+    Every control and sidebar filter is used in English only. In Dutch the walk opens and checks every page and
+    photographs it, but leaves the controls to the signed-in roles' Dutch walks, which use every control of the same
+    pages (test_signed_in_role_every_page_and_control): the quality directorate's navigation is local mode's (every
+    page, imports, the audit log, improvement items edited), the care team's (on colorectal cancer, this walk's
+    condition, with its targets, actions and before/after chart) adds the patient rows, the admin's the Data page's
+    import as the registry's administrator. Using them again here cost ~40 s of CPU for no control that those walks
+    do not use in Dutch."""
     app = _servers[0]
     page.goto(f"{app.url}/?lang={lang}")
     title(page).wait_for(timeout=RUN_TIMEOUT_MS)
     settle(page)
     # the condition whose team has the demo's improvement history (targets, actions, an action's before/after chart)
     choose(page, "filter.condition", lang, CATALOG.conditions["colorectal_cancer"].label(lang))
-    _walk(page, "local", lang, Exports(app.database_url, tmp_path))
-    _sidebar_filters_in_turn(page, "local", lang)
+    shots = Shots(artifacts, lang)
+    _walk(page, "local", lang, Exports(app.database_url, tmp_path), shots, controls=lang == "en")
+    if lang == "en":
+        _sidebar_filters_in_turn(page, "local", lang)
+    shots.phone(page, app.url)
+    shots.assert_all_taken()
+
+
+#: (server, role) -> the browser's cookies after the role signed in: a role's second walk (the other language)
+#: starts signed in, one page load instead of three (the sign-in page, the provider's round trip, the language's
+#: page; the sign-in itself is the first walk's, and test_sign_in's)
+_SIGNED_IN: dict[tuple[str, str], list] = {}
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
@@ -635,8 +664,13 @@ def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_
 def test_signed_in_role_every_page_and_control(
     page: Page, signed_app: StreamlitServer, role: str, lang: str, tmp_path: Path
 ) -> None:
-    sign_in(page, signed_app.url, role)
-    if lang != "en":  # the sign-in round trip lands on the home page; the session cookie keeps the sign-in
+    signed_in = _SIGNED_IN.get((signed_app.url, role))
+    if signed_in is None:
+        sign_in(page, signed_app.url, role)
+        _SIGNED_IN[(signed_app.url, role)] = page.context.cookies()
+    else:  # the role's walk in the other language: the cookies of its sign-in (the server keeps no session of it)
+        page.context.add_cookies(signed_in)
+    if lang != "en" or signed_in is not None:  # the sign-in round trip lands on the home page in English
         page.goto(f"{signed_app.url}/?lang={lang}")
         page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
         settle(page)
@@ -725,43 +759,86 @@ def _charts_fit(page: Page, where: str) -> None:
     assert not cut, f"{where}: charts cut off by {cut} px"
 
 
-@pytest.mark.parametrize("lang", ["en", "nl"])
-def test_screenshots_of_every_page_on_the_meeting_screen_and_a_phone(
-    page: Page, app_url: str, artifacts: Path, lang: str
-) -> None:
-    for size_name, size in (("1440x900", DESKTOP), ("390x844", PHONE)):
-        page.set_viewport_size(size)
-        for slug in PAGES:
-            page.goto(f"{app_url}/{slug}?lang={lang}&condition=colorectal_cancer")
-            if PAGES[slug]:
-                wait_for_title(page, t(PAGES[slug], lang))
-            else:
-                wait_for_title(page, team_title("colorectal_cancer", OWN, lang))
-            assert_clean(page)
-            name = slug or "overview"
-            where = f"{name} {lang} {size_name}"
-            if slug == "condition_team":
-                for tab in TEAM_TABS:
-                    main(page).get_by_role("tab", name=t(f"pages.tab_{tab}", lang)).click()
-                    settle(page)
-                    wait_for_charts(page)
-                    assert_clean(page)
-                    _grids_fit(page, f"{where} {tab}")
-                    _tables_whole(page, f"{where} {tab}", fit=True)
-                    _no_horizontal_overflow(page, f"{where} {tab}")
-                    screenshot(page, artifacts / f"{name}-{tab}-{lang}-{size_name}.png")
-            else:
-                wait_for_charts(page)
-                if slug in ("", "cost_value"):
-                    _grids_fit(page, where)
-                _tables_whole(page, where, fit=slug in ("", "overview", "cost_value", "compare", "board"))
-                _no_horizontal_overflow(page, where)
-                _charts_fit(page, where)
-                screenshot(page, artifacts / f"{name}-{lang}-{size_name}.png")
-            if slug == "meeting":  # the minutes form as the secretary fills it in during the meeting
-                main(page).get_by_test_id("stExpander").filter(has_text=t("minutes.form", lang)).click()
+class Shots:
+    """The screenshots of a local-mode walk in tests/artifacts: every page (each tab of the team page, and the
+    meeting's minutes form open) at the meeting screen's size (1440x900) and a phone's (390x844), each after its
+    layout checks: tables fit or show whole, nothing wider than the screen, on the meeting screen no chart past its
+    box. The walk's condition is colorectal cancer and its unit the own hospital, as in the pictures' addresses.
+
+    The meeting screen's are taken in the walk's own page views, as each page opens and before any of its controls
+    is used (a test of their own loaded all 10 pages again for them: ~30 s of a 2-core machine's CPU per language).
+    The phone's are taken on pages opened at the phone's size (`phone`): a page resized in place keeps charts laid
+    out for the wider screen (Vega-Lite's label wrapping and widths are not redone), which no phone shows."""
+
+    SIZES = ("1440x900", "390x844")  # DESKTOP, PHONE
+
+    def __init__(self, artifacts: Path, lang: str) -> None:
+        self.artifacts, self.lang = artifacts, lang
+        self.taken: set[str] = set()
+
+    def page(self, page: Page, slug: str) -> None:
+        """The page as it opened (its title read); on the team page each of its tabs in turn (all before the walk
+        uses a control: an indicator picked on one tab would show on the next), on the meeting page also its
+        minutes form, as the secretary fills it in."""
+        lang = self.lang
+        size_name = self.SIZES[0] if page.viewport_size == DESKTOP else self.SIZES[1]
+        name = slug or "overview"
+        where = f"{name} {lang} {size_name}"
+        page.mouse.move(page.viewport_size["width"] // 2, 1)  # no hover effect of the walk's last click
+        if slug == "condition_team":
+            expect(title(page)).to_have_text(team_title("colorectal_cancer", OWN, lang))
+            for tab in TEAM_TABS:
+                main(page).get_by_role("tab", name=t(f"pages.tab_{tab}", lang)).click()
                 settle(page)
+                wait_for_charts(page)
                 assert_clean(page)
-                _no_horizontal_overflow(page, f"{where} minutes")
-                screenshot(page, artifacts / f"meeting-minutes-{lang}-{size_name}.png")
-    page.set_viewport_size(DESKTOP)
+                _grids_fit(page, f"{where} {tab}")
+                _tables_whole(page, f"{where} {tab}", fit=True)
+                _no_horizontal_overflow(page, f"{where} {tab}")
+                self._shoot(page, f"{name}-{tab}-{lang}-{size_name}.png")
+            return
+        wait_for_charts(page)
+        if slug in ("", "cost_value"):
+            _grids_fit(page, where)
+        _tables_whole(page, where, fit=slug in ("", "cost_value", "compare", "board"))
+        _no_horizontal_overflow(page, where)
+        _charts_fit(page, where)
+        self._shoot(page, f"{name}-{lang}-{size_name}.png")
+        if slug == "meeting":
+            main(page).get_by_test_id("stExpander").filter(has_text=t("minutes.form", lang)).click()
+            settle(page)
+            assert_clean(page)
+            _no_horizontal_overflow(page, f"{where} minutes")
+            self._shoot(page, f"meeting-minutes-{lang}-{size_name}.png")
+
+    def phone(self, page: Page, app_url: str) -> None:
+        """Every page opened at the phone's size and photographed (the page then goes back to the meeting screen).
+        One load, then each page through its link, as a phone's reader goes: its elements are drawn anew at the
+        phone's width, as on a load of their own (the pictures were the same), without loading the app again for
+        each (31 s of CPU for the 10 pages, 13 s so). The link is clicked in the folded sidebar, as a script would:
+        opening and folding it for each page would only add its animation."""
+        page.set_viewport_size(PHONE)
+        try:
+            page.goto(f"{app_url}/?lang={self.lang}&condition=colorectal_cancer")
+            for slug in PAGES:
+                if slug:
+                    nav_link(page, slug, self.lang).dispatch_event("click")
+                if PAGES[slug]:
+                    wait_for_title(page, t(PAGES[slug], self.lang))
+                else:
+                    wait_for_title(page, team_title("colorectal_cancer", OWN, self.lang))
+                assert_clean(page)
+                self.page(page, slug)
+        finally:
+            page.set_viewport_size(DESKTOP)
+
+    def _shoot(self, page: Page, file: str) -> None:
+        screenshot(page, self.artifacts / file)
+        self.taken.add(file)
+
+    def assert_all_taken(self) -> None:
+        """Every page of PAGES, each tab of the team page and the minutes form, at both sizes."""
+        names = [slug or "overview" for slug in PAGES if slug != "condition_team"]
+        names += [f"condition_team-{tab}" for tab in TEAM_TABS] + ["meeting-minutes"]
+        expected = {f"{name}-{self.lang}-{size}.png" for name in names for size in self.SIZES}
+        assert self.taken == expected, f"screenshots missing: {sorted(expected - self.taken)}"
