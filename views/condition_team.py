@@ -584,7 +584,8 @@ def _cox_quality(indicator_id: str, row: pd.Series) -> None:
     if len(ph) and "p" in ph.columns:
         heads = [t("survival.ph_term", lang), t("survival.ph_p", lang), t("survival.ph_assumption", lang)]
         st.markdown(f"###### {t('survival.ph_title', lang)}")
-        st.dataframe(
+        # a static table: its cells wrap in the half-width column (a data grid of 490 px scrolled sideways there)
+        render.static_table(
             pd.DataFrame(
                 {
                     heads[0]: [_term_label(str(v)) for v in ph["variable"]],
@@ -596,9 +597,7 @@ def _cox_quality(indicator_id: str, row: pd.Series) -> None:
                     ],
                 }
             ),
-            hide_index=True,
-            width="stretch",
-            column_config=layout.text_columns({heads[0]: 200, heads[1]: 90, heads[2]: 200}),
+            widths={heads[1]: 90},
         )
     else:
         st.caption(t("survival.ph_unknown", lang))
