@@ -165,6 +165,30 @@ def test_text_after_a_closing_quote_is_named_in_the_readers_words(base, tmp_path
 
 
 @sqlite_only
+def test_the_separator_is_told_by_what_stands_outside_quotes(base, tmp_path):
+    """A tab-separated first line whose quoted values hold commas (a file without its header row, found by the
+    property tests): it was read as comma-separated and refused for its quotes; it is refused for having no
+    header row. A header whose quoted names hold commas is read by its tabs."""
+    engine, _ = base
+    path = tmp_path / "units.csv"
+    path.write_text(
+        '"SUR"\t"Zürich, Süd, Ærø, Aarau, Bern, Chur, Davos"\t"Heelkunde; ""A"", B"\t"Noord"\t"H01"\t"1"\n',
+        encoding="utf-8",
+    )
+    message = _refused([path], engine)
+    assert "units.csv row 1: this file has no header row" in message and "quote" not in message
+    path = tmp_path / "costs.csv"
+    path.write_text(
+        '"cycle_id"\t"activity"\t"quantity, each, in units, as counted"\t"unit_cost"\n"C0001"\tx\t1\t2\n',
+        encoding="utf-8",
+    )
+    message = _refused([path], engine)
+    # read by its tabs: the one misnamed column is named, nothing about quotes or separators
+    assert "costs.csv row 1 column 'quantity': required column missing" in message, message
+    assert "quote" not in message and "separator" not in message, message
+
+
+@sqlite_only
 def test_excel_error_cells_in_a_workbook_are_refused(base, tmp_path):
     engine, _files = base
     wb, ws = _cycles_sheet()

@@ -186,8 +186,11 @@ def _first_line(path: Path) -> str:
 
 
 def _delimiter(header: str) -> tuple[str, Rule | None]:
-    """The separator, from the header line: the one that splits it; never a guess between two."""
-    counts = {d: header.count(d) for d in _DELIMITERS}
+    """The separator, from the header line: the one that splits it; never a guess between two. Only what stands
+    outside quotes counts: a quoted value's commas ("Zürich, Bern") separate nothing (a first line of data with
+    such a value, tab-separated, was read as comma-separated and refused for its quotes, not for the header)."""
+    outside = "".join(part for i, part in enumerate(header.split('"')) if i % 2 == 0)
+    counts = {d: outside.count(d) for d in _DELIMITERS}
     best = max(counts.values())
     if best == 0:
         return ",", None  # one column (or no header at all): the header check says what is wrong
