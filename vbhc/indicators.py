@@ -403,7 +403,7 @@ def _one_indicator(
     adjusted = (rows.units[rows.codes[in_adjusted]], y[in_adjusted], e[in_adjusted])
     if binary:
         n_adj, observed, expected_sum = rows.sums(in_adjusted, y, e)
-        agg = pd.DataFrame({"unit": units, "n": n_adj, "observed": observed, "expected": expected_sum})
+        agg = {"unit": units.to_numpy(), "n": n_adj, "observed": observed, "expected": expected_sum}
         target = model.overall if np.isfinite(model.overall) else None
         columns, out = _binary_columns(agg, ind, target, levels, dispersion)
         result = {"unit": columns.pop("unit"), "n": size} | columns
@@ -414,15 +414,18 @@ def _one_indicator(
         n_adj, y_sum, y_sq, e_sum = rows.sums(in_adjusted, y, y**2, e)
         with np.errstate(divide="ignore", invalid="ignore"):  # a unit without adjusted cycles has no sums (NaN)
             empty = np.where(n_adj > 0, 0.0, np.nan)
-            agg = pd.DataFrame(
-                {"n": n_adj, "sum": y_sum + empty, "sum_sq": y_sq + empty, "expected": e_sum / n_adj + empty},
-                index=units,
-            )
+            agg = {
+                "unit": units.to_numpy(),
+                "n": n_adj,
+                "sum": y_sum + empty,
+                "sum_sq": y_sq + empty,
+                "expected": e_sum / n_adj + empty,
+            }
         residual_sd = model.diagnostics.residual_sd
         if not (np.isfinite(residual_sd) and residual_sd > 0):  # no model: limits use the outcome's own spread
             residual_sd = float(np.nanstd(y, ddof=1)) if in_part.sum() > 1 else float("nan")
-        out = benchmark.benchmark_units(
-            agg.reset_index(),
+        out = benchmark.benchmark_columns(
+            agg,
             "mean",
             direction=ind.direction,
             target=model.overall if np.isfinite(model.overall) else None,
@@ -438,15 +441,15 @@ def _one_indicator(
             "unit": units.to_numpy(),
             "n": size,
             "n_adjusted": n_adj,
-            "observed": out["mean"].to_numpy(),
-            "expected": agg["expected"].to_numpy(),
+            "observed": out["mean"],
+            "expected": agg["expected"],
             "crude_value": crude_mean,
             "crude_lower": c_lo,
             "crude_upper": c_up,
-            "adjusted_value": out["adjusted_mean" if has_adj else "mean"].to_numpy(),
-            "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"].to_numpy(),
-            "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"].to_numpy(),
-            "target": out["target"].to_numpy(),
+            "adjusted_value": out["adjusted_mean" if has_adj else "mean"],
+            "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"],
+            "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"],
+            "target": out["target"],
             "precision": n_adj,
         }
         added = _limit_columns(out, levels) | {"limit_sd": residual_sd}
@@ -571,8 +574,12 @@ def _shrinkage_columns(
 
 
 def _binary_columns(
-    agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
-) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    agg: pd.DataFrame | dict[str, np.ndarray],
+    ind: Indicator,
+    target: float | None,
+    levels: Sequence[float],
+    dispersion: str,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Risk-adjusted yes/no indicator from per-unit n, O and E.
 
     O/E gets its exact Poisson CI, but the funnel compares the adjusted rate (O/E × overall rate) with
@@ -580,15 +587,14 @@ def _binary_columns(
     proportions): Poisson limits on O/E are only right for rare events and are far too wide for common ones
     such as a radical-resection rate of 85%.
     """
-    n = agg["n"].to_numpy(float)
-    o = agg["observed"].to_numpy(float)
-    e = agg["expected"].to_numpy(float)
+    n, o, e = (np.asarray(agg[name], dtype=float) for name in ("n", "observed", "expected"))
+    unit = np.asarray(agg["unit"])
     # no recorded outcome yet (e.g. 2-year mortality for last year's cycles): no benchmark rather than 0/0
     overall = float(target) if target is not None else (float(o.sum() / n.sum()) if n.sum() > 0 else float("nan"))
-    oe = benchmark.oe_ratio(o, e)
-    adjusted_rate = oe["oe"].to_numpy() * overall
-    standardised = pd.DataFrame({"unit": agg["unit"], "n": n, "observed": np.nan_to_num(adjusted_rate) * n})
-    out = benchmark.benchmark_units(
+    oe = benchmark._oe_columns(o, e)
+    adjusted_rate = oe["oe"] * overall
+    standardised = {"unit": unit, "n": n, "observed": np.nan_to_num(adjusted_rate) * n}
+    out = benchmark.benchmark_columns(
         standardised,
         "proportion",
         direction=ind.direction,
@@ -599,17 +605,17 @@ def _binary_columns(
         adjusted=False,
     )
     result = {
-        "unit": agg["unit"].to_numpy(),
+        "unit": unit,
         "n_adjusted": n,
         "observed": o,
         "expected": e,
-        "oe": oe["oe"].to_numpy(),
-        "oe_lower": oe["oe_lower"].to_numpy(),
-        "oe_upper": oe["oe_upper"].to_numpy(),
+        "oe": oe["oe"],
+        "oe_lower": oe["oe_lower"],
+        "oe_upper": oe["oe_upper"],
         "adjusted_value": adjusted_rate,
-        "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"].to_numpy(), np.nan),
-        "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"].to_numpy(), np.nan),
-        "target": np.full(len(agg), overall),
+        "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"], np.nan),
+        "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"], np.nan),
+        "target": np.full(len(n), overall),
         "precision": n,
     }
     return result | _limit_columns(out, levels), out
@@ -617,26 +623,27 @@ def _binary_columns(
 
 def _binary_benchmark(
     agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """_binary_columns as a frame."""
     columns, out = _binary_columns(agg, ind, target, levels, dispersion)
     return pd.DataFrame(columns), out
 
 
-def _limit_columns(out: pd.DataFrame, levels: Sequence[float]) -> dict[str, np.ndarray]:
-    """The funnel limits, positions and dispersion columns of benchmark_units' output, in table order."""
+def _limit_columns(out: pd.DataFrame | dict[str, np.ndarray], levels: Sequence[float]) -> dict[str, np.ndarray]:
+    """The funnel limits, positions and dispersion columns of benchmark_units' (or benchmark_columns') output, in
+    table order."""
     columns: dict[str, np.ndarray] = {}
     for level in levels:
         sfx = benchmark.level_suffix(level)
-        columns[f"lower_{sfx}"] = out[f"lower_{sfx}"].to_numpy()
-        columns[f"upper_{sfx}"] = out[f"upper_{sfx}"].to_numpy()
+        columns[f"lower_{sfx}"] = np.asarray(out[f"lower_{sfx}"])
+        columns[f"upper_{sfx}"] = np.asarray(out[f"upper_{sfx}"])
     for level in levels:
         sfx = benchmark.level_suffix(level)
-        columns[f"position_{sfx}"] = out[f"position_{sfx}"].to_numpy()
-        columns[f"assessment_{sfx}"] = out[f"assessment_{sfx}"].to_numpy()
+        columns[f"position_{sfx}"] = np.asarray(out[f"position_{sfx}"])
+        columns[f"assessment_{sfx}"] = np.asarray(out[f"assessment_{sfx}"])
     for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
-        columns[col] = out[col].to_numpy()
-    columns["detectable_difference"] = out["detectable_difference"].to_numpy()
+        columns[col] = np.asarray(out[col])
+    columns["detectable_difference"] = np.asarray(out["detectable_difference"])
     return columns
 
 
