@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
@@ -131,6 +132,10 @@ class ConditionData:
     # Cox models (its `fitted` and `cox`) this group's expected values come from, recalibrated to the group
     # (see reference_model); None for the whole registry, whose models are fitted on these data
     reference: ConditionData | None = field(default=None, repr=False, compare=False)
+    # what is derived per care cycle from these data and does not depend on the unit level or comparison group (an
+    # indicator's values, its PROM response), kept here so the comparison groups cut from these data take their
+    # cycles' rows of it instead of deriving it again for every group (see _group_rows); and for a group, its rows
+    derived: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -234,7 +239,7 @@ def compute_indicators(
         if model is not None:
             models[ind.id] = model
         if per_cycle is not None:
-            values.append(per_cycle.assign(indicator=ind.id))
+            values.append((ind.id, per_cycle))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
@@ -242,8 +247,23 @@ def compute_indicators(
     cols = BASE_COLUMNS + [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
     table = table.reindex(columns=cols)
-    per_cycle = pd.concat(values, ignore_index=True) if values else pd.DataFrame()
-    return IndicatorResult(cond.id, level, data.period, table, models, per_cycle, data)
+    return IndicatorResult(cond.id, level, data.period, table, models, _cycle_values(values), data)
+
+
+def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
+    """The indicators' per-cycle values (each indicator's columns as arrays) as one frame with their indicator: the
+    arrays joined, not a frame per indicator concatenated (its text columns converted once instead of twice). With
+    an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives such a concat."""
+    if not values:
+        return pd.DataFrame()
+    if any(len(columns["cycle_id"]) == 0 for _, columns in values):
+        frames = [pd.DataFrame(columns).assign(indicator=ind) for ind, columns in values]
+        return pd.concat(frames, ignore_index=True)
+    names = list(values[0][1])
+    joined = {name: np.concatenate([np.asarray(columns[name]) for _, columns in values]) for name in names}
+    sizes = [len(columns["cycle_id"]) for _, columns in values]
+    joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
+    return pd.DataFrame(joined)
 
 
 def _without_self_benchmark(table: pd.DataFrame) -> pd.DataFrame:
@@ -338,6 +358,15 @@ class _UnitRows:
 
     units: pd.Index
     codes: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+
+    def column(self, base: pd.DataFrame, name: str) -> np.ndarray:
+        """A column of the view's cycles (`base`) as an array (the cycle id as text), converted once per view for the
+        per-cycle values of every indicator."""
+        if name not in self.arrays:
+            column = base[name]
+            self.arrays[name] = (column.astype(str) if name == "cycle_id" else column).to_numpy()
+        return self.arrays[name]
 
     def sums(self, keep: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per unit, the number of kept cycles (a whole number) and the sum of each of `values` over them (0 for a unit
@@ -359,7 +388,7 @@ class _UnitRows:
 
 def _one_indicator(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame | None, CaseMixModel | None, pd.DataFrame | None]:
+) -> tuple[pd.DataFrame | None, CaseMixModel | None, dict[str, np.ndarray] | None]:
     units = rows.units
     if ind.kind == "volume":
         n = base.groupby("unit").size().reindex(units, fill_value=0)
@@ -371,8 +400,7 @@ def _one_indicator(
     if ind.kind in SURVIVAL_KINDS:
         return _survival(ind, data, base, rows, levels, dispersion)
 
-    frame, extra = _outcome_column(ind, data, base)
-    part = frame[frame["y"].notna()]
+    frame, extra = _indicator_frame(ind, data, base)
     binary = ind.kind in BINARY_KINDS
     model = data.fitted.get(ind.id)
     if model is None or not model.expected.index.equals(frame.index):
@@ -387,15 +415,13 @@ def _one_indicator(
     in_part = ~np.isnan(y)
     e = model.expected.reindex(frame.index).to_numpy(float)
     in_adjusted = in_part & ~np.isnan(e)
-    per_cycle = pd.DataFrame(
-        {
-            "cycle_id": part["cycle_id"].astype(str).to_numpy(),
-            "unit": part["unit"].to_numpy(),
-            "index_date": part["index_date"].to_numpy(),
-            "observed": y[in_part],
-            "expected": e[in_part],
-        }
-    )
+    per_cycle = {
+        "cycle_id": rows.column(base, "cycle_id")[in_part],
+        "unit": rows.column(base, "unit")[in_part],
+        "index_date": rows.column(base, "index_date")[in_part],
+        "observed": y[in_part],
+        "expected": e[in_part],
+    }
     # per unit: the crude figures over every cycle of the indicator, the adjusted ones over those with an expected
     size, total = rows.sums(in_part, y)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -465,6 +491,67 @@ def _one_indicator(
     return pd.DataFrame(result | added | _describe(ind)), model, per_cycle
 
 
+def _group_rows(data: ConditionData) -> np.ndarray | None:
+    """The positions of a comparison group's care cycles among those of its reference (the registry of the same
+    period), matched once per group on the cycle ids (pyarrow's hash lookup); None for the registry itself, or when
+    a cycle id is missing there or not unique (the group then derives everything from its own rows, as before)."""
+    reference = data.reference
+    if reference is None or data.as_of != reference.as_of:
+        return None
+    found = data.derived.get(_ROWS)
+    if found is None:
+        ids = reference.derived.get(_IDS)
+        if ids is None:
+            ids = pa.array(reference.cycles["cycle_id"].astype(str), type=pa.string())
+            if ids.null_count or pc.count_distinct(ids).as_py() != len(ids):
+                ids = False
+            reference.derived[_IDS] = ids
+        found = False
+        if ids is not False:
+            at = pc.index_in(pa.array(data.cycles["cycle_id"].astype(str), type=pa.string()), value_set=ids)
+            if not at.null_count:
+                found = at.to_numpy(zero_copy_only=False).astype(np.intp)
+        data.derived[_ROWS] = found
+    return None if found is False else found
+
+
+_ROWS, _IDS = "group rows", "cycle ids"
+
+
+def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """_outcome_column of the view's cycles. A comparison group takes its cycles' values from those of its reference
+    (derived once there: they depend on the cycle alone), and the registry's view keeps its own for its groups."""
+    rows = _group_rows(data)
+    if rows is not None:
+        values = _reference_values(ind, data.reference)
+        if values is not None:
+            y, extra = values
+            return base.assign(y=y[rows], **{name: column[rows] for name, column in extra.items()}), list(extra)
+    frame, extra = _outcome_column(ind, data, base)
+    if data.reference is None:
+        data.derived.setdefault(("values", ind.id), _values_of(frame, extra))
+    return frame, extra
+
+
+def _values_of(frame: pd.DataFrame, extra: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return frame["y"].to_numpy(float), {name: frame[name].to_numpy(float) for name in extra}
+
+
+def _reference_values(ind: Indicator, reference: ConditionData) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """The indicator's value (and extra covariates) of every cycle of the reference, derived once and kept there;
+    None when they cannot be derived on the whole registry (a PROM score twice for one cycle of another hospital,
+    which the group itself may not hold: the group then derives its own)."""
+    key = ("values", ind.id)
+    values = reference.derived.get(key)
+    if values is None:
+        try:
+            values = _values_of(*_outcome_column(ind, reference, reference.cycles))
+        except ValueError:
+            values = False
+        reference.derived[key] = values
+    return None if values is False else values
+
+
 def reference_model(ind: Indicator, reference: ConditionData) -> CaseMixModel:
     """The whole registry's case-mix model of a (non-survival) indicator: the one its view already holds
     (`reference.fitted`, filled when its result was computed or read from the results store), else fitted on
@@ -498,7 +585,7 @@ def _reference_cox(ind: Indicator, reference: ConditionData) -> survival.CoxMode
 
 def _survival(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame | None, None, pd.DataFrame | None]:
+) -> tuple[pd.DataFrame | None, None, dict[str, np.ndarray] | None]:
     """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
     the registry has no follow-up dates for the outcome (the binary indicator is the one to use there). For a
     comparison group the registry's Cox model, its baseline hazard rescaled to the group."""
@@ -528,7 +615,8 @@ def _survival(
     if out is None:
         return None, None, None
     result, per_cycle, data.cox[ind.id] = out
-    return benchmark.with_columns(result, dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind)), None, per_cycle
+    arrays = {name: per_cycle[name].to_numpy() for name in per_cycle.columns}
+    return benchmark.with_columns(result, dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind)), None, arrays
 
 
 def _shrinkage_columns(
