@@ -466,13 +466,27 @@ def casemix_design(
     `at` (with its own `at_events`): encode those rows instead, with the encoding decided on `data`. For a
     comparison group among the registry's cycles: the registry's encoding, without encoding every registry row
     again for each group."""
+    encoding = design_encoding(data, casemix, events)
+    return encode_design(encoding, data, events) if at is None else encode_design(encoding, at, at_events)
+
+
+@dataclass(frozen=True)
+class DesignEncoding:
+    """How casemix_design encodes the case-mix, as decided on one population: its terms, and the variables whose
+    missing value leaves a row unscored. Kept, it encodes other rows (a comparison group's) as that population's
+    without deciding again on every row of it (design_encoding, encode_design)."""
+
+    terms: tuple[_Term, ...]
+    variables: tuple[str, ...]
+
+
+def design_encoding(data: pd.DataFrame, casemix: Sequence[CaseMixVariable], events: np.ndarray) -> DesignEncoding:
+    """casemix_design's encoding decided on `data` (`events`: their event indicator, NaN = not recorded)."""
     y = np.asarray(events, dtype=float)
     recorded = ~np.isnan(y)
     types = {v.name: v.type for v in casemix}
     variables: list[tuple[str, bool]] = []
     used = recorded.copy()
-    rows = data if at is None else at
-    scored = used if at is None else ~np.isnan(np.asarray(at_events, dtype=float))
     for v in casemix:
         if v.name not in data.columns:
             continue
@@ -481,15 +495,22 @@ def casemix_design(
             continue
         variables.append((v.name, _is_category(v.name, types[v.name], data[v.name])))
         used &= ~miss
-        if at is not None:
-            scored &= ~rows[v.name].isna().to_numpy()
     terms = _build_terms(data, used, np.nan_to_num(y), variables, "binary", "exclude", {}, {})
+    return DesignEncoding(tuple(terms), tuple(name for name, _ in variables))
+
+
+def encode_design(encoding: DesignEncoding, rows: pd.DataFrame, events: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """casemix_design's columns of `rows` with `encoding`, and the rows it cannot score (no recorded event, or a
+    missing value of a variable the encoding was decided with)."""
+    scored = ~np.isnan(np.asarray(events, dtype=float))
+    for name in encoding.variables:
+        scored &= ~rows[name].isna().to_numpy()
     columns: dict[str, np.ndarray] = {}
-    for term in terms:
+    for term in encoding.terms:
         block, _ = _encode(term, rows[term.variable], "exclude")
         for j, name in enumerate(term.columns):
             columns[name] = block[:, j]
-    return pd.DataFrame(columns, index=rows.index), ~(used if at is None else scored)
+    return pd.DataFrame(columns, index=rows.index), ~scored
 
 
 def _constant_model(

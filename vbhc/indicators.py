@@ -396,7 +396,7 @@ def _one_indicator(
         frame["too_few_cycles"] = frame["n"] < ind.min_n
         return frame.assign(**_describe(ind)), None, None
     if ind.kind == "response_rate":
-        return _response_rate(ind, data, base, units, levels), None, None
+        return _response_rate(ind, data, base, rows, levels), None, None
     if ind.kind in SURVIVAL_KINDS:
         return _survival(ind, data, base, rows, levels, dispersion)
 
@@ -598,6 +598,15 @@ def _survival(
             model = _reference_cox(ind, data.reference)
             if model is None:
                 return None, None, None
+    encoding = None
+    if reference is not None:  # the registry's encoding of the case-mix, decided once and kept with its data
+        key = ("cox encoding", ind.id, data.as_of)
+        encoding = data.reference.derived.get(key)
+        if encoding is None:
+            encoding = survival.registry_encoding(
+                reference, ind.outcome, data.condition.casemix, data.as_of, float(ind.years or 1)
+            )
+            data.reference.derived[key] = encoding
     out = survival.survival_table(
         base,
         (rows.units, rows.codes),
@@ -611,6 +620,7 @@ def _survival(
         min_n=ind.min_n,
         model=model,
         reference=reference,
+        encoding=encoding,
     )
     if out is None:
         return None, None, None
@@ -736,35 +746,46 @@ def _limit_columns(out: pd.DataFrame | dict[str, np.ndarray], levels: Sequence[f
 
 
 def _response_rate(
-    ind: Indicator, data: ConditionData, base: pd.DataFrame, units: pd.Index, levels: Sequence[float]
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float]
 ) -> pd.DataFrame:
+    """The PROM response rate per unit (proms.response_rate, counted on the units' positions), compared with the
+    overall rate. A comparison group takes its cycles' eligible and responded flags of the registry's."""
     days = data.condition.timepoint(ind.timepoint).days
-    rates = proms.response_rate(base, data.scores, ind.instrument, ind.timepoint, days, data.as_of, "unit")
-    rates = rates.set_index("unit").reindex(units).fillna({"eligible": 0, "responded": 0}).reset_index()
-    out = benchmark.benchmark_units(
-        rates.rename(columns={"eligible": "n", "responded": "observed"}),
+    key = ("response", ind.id, data.as_of)
+    group = _group_rows(data)
+    flags = data.reference.derived.get(key) if group is not None else None
+    if flags is None:
+        source = data.reference if group is not None else data
+        flags = proms.response_flags(source.cycles, source.scores, ind.instrument, ind.timepoint, days, data.as_of)
+        if group is not None or data.reference is None:  # the registry's: kept for its comparison groups
+            source.derived[key] = flags
+    eligible, responded = flags if group is None else (flags[0][group], flags[1][group])
+    units, k = rows.units, len(rows.units)
+    n = np.bincount(rows.codes[eligible], minlength=k)
+    observed = np.bincount(rows.codes[responded], minlength=k)
+    rate, low, high = proms.response_ci(n, observed)
+    out = benchmark.benchmark_columns(
+        {"unit": units.to_numpy(), "n": n, "observed": observed},
         "proportion",
         direction=ind.direction,
         levels=levels,
         min_n=ind.min_n,
         adjusted=False,
     )
-    result = pd.DataFrame(
-        {
-            "unit": units,
-            "n": rates["eligible"].to_numpy(),
-            "observed": rates["responded"].to_numpy(),
-            "crude_value": rates["response_rate"].to_numpy(),
-            "crude_lower": rates["ci_low"].to_numpy(),
-            "crude_upper": rates["ci_high"].to_numpy(),
-            "adjusted_value": rates["response_rate"].to_numpy(),
-            "adjusted_lower": rates["ci_low"].to_numpy(),
-            "adjusted_upper": rates["ci_high"].to_numpy(),
-            "target": out["target"].to_numpy(),
-            "precision": rates["eligible"].to_numpy(),
-        }
-    )
-    return benchmark.with_columns(result, _limit_columns(out, levels) | _describe(ind))
+    result = {
+        "unit": units,
+        "n": n,
+        "observed": observed,
+        "crude_value": rate,
+        "crude_lower": low,
+        "crude_upper": high,
+        "adjusted_value": rate,
+        "adjusted_lower": low,
+        "adjusted_upper": high,
+        "target": out["target"],
+        "precision": n,
+    }
+    return pd.DataFrame(result | _limit_columns(out, levels) | _describe(ind))
 
 
 # --- composite (textbook outcome) indicators ---------------------------------------------------------------

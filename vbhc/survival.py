@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc import benchmark
-from vbhc.casemix import casemix_design
+from vbhc.casemix import DesignEncoding, casemix_design, design_encoding, encode_design
 from vbhc.catalog import DAYS_PER_YEAR, EVENT_DATE_SUFFIX, CaseMixVariable
 from vbhc.lazy import stats
 
@@ -406,6 +406,7 @@ def survival_table(
     level: float = 0.95,
     model: CoxModel | None = None,
     reference: pd.DataFrame | None = None,
+    encoding: DesignEncoding | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
     """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model.
 
@@ -418,7 +419,8 @@ def survival_table(
     `model`: this indicator's Cox model of the same cycles (the unit level does not enter it), else fitted here.
     `reference`: for a comparison group, the whole registry's cycles of the same period (`cycles` are some of
     them): the design is encoded as on the registry and `model` is the registry's, recalibrated to the group
-    (recalibrate_cox) unless it already is.
+    (recalibrate_cox) unless it already is. `encoding`: the registry's encoding of the case-mix (registry_encoding),
+    when the caller keeps it, instead of deciding it on `reference` again.
     """
     horizon = float(horizon_years) * DAYS_PER_YEAR
     fu = follow_up(cycles, outcome, as_of, horizon)
@@ -430,7 +432,9 @@ def survival_table(
         design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
     else:
         events = fu["event"].to_numpy()
-        design, unscored = _reference_design(cycles, events, reference, outcome, casemix, as_of, horizon)
+        if encoding is None:
+            encoding = registry_encoding(reference, outcome, casemix, as_of, horizon_years)
+        design, unscored = encode_design(encoding, cycles, events)
     in_model = known & ~unscored
     if model is None:
         model = _fit_on(fu, design, in_model)
@@ -549,20 +553,18 @@ def _fit_on(fu: pd.DataFrame, design: pd.DataFrame, in_model: np.ndarray) -> Cox
     return fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
 
 
-def _reference_design(
-    cycles: pd.DataFrame,
-    events: np.ndarray,
+def registry_encoding(
     reference: pd.DataFrame,
     outcome: str,
     casemix: Sequence[CaseMixVariable],
     as_of: pd.Timestamp,
-    horizon: float,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """casemix_design of `cycles` (a comparison group among the registry's cycles, `reference`; `events` their
-    deaths within the horizon) encoded as on the registry: centring, reference levels and merged levels as the
-    registry's Cox model was fitted with."""
-    registry_events = follow_up(reference, outcome, as_of, horizon)["event"].to_numpy()
-    return casemix_design(reference, casemix, registry_events, at=cycles, at_events=events)
+    horizon_years: float,
+) -> DesignEncoding:
+    """The case-mix encoding of the registry's cycles (`reference`) that its Cox model of the outcome was fitted with
+    (centring, reference levels and merged levels, decided on the deaths within the horizon): a comparison group's
+    cycles are encoded with it (survival_table)."""
+    registry_events = follow_up(reference, outcome, as_of, float(horizon_years) * DAYS_PER_YEAR)["event"].to_numpy()
+    return design_encoding(reference, casemix, registry_events)
 
 
 def survival_funnel(
