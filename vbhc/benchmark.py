@@ -52,8 +52,10 @@ __all__ = [
     "level_suffix",
     "mean_ci",
     "mean_sd_from_sums",
+    "oe_columns",
     "oe_ratio",
     "poisson_ci",
+    "position_columns",
     "rankability",
     "risk_adjusted_cusum",
     "run_rules",
@@ -139,10 +141,10 @@ def oe_ratio(observed: ArrayLike, expected: ArrayLike, level: float = 0.95) -> p
 
     Returns columns observed, expected, oe, oe_lower, oe_upper; O/E is NaN where E <= 0.
     """
-    return _frame(_oe_columns(_arr(observed), _arr(expected), level), _index(observed, expected))
+    return _frame(oe_columns(_arr(observed), _arr(expected), level), _index(observed, expected))
 
 
-def _oe_columns(o: np.ndarray, e: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+def oe_columns(o: np.ndarray, e: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
     """oe_ratio's columns as arrays (the indicator table builds its rows from arrays, not frames)."""
     lo, up = poisson_ci(o, level)
     pos = e > 0
@@ -563,10 +565,10 @@ def classify_position(
         ups = [upper_limits[c].to_numpy(float) for c in upper_limits.columns]
     else:
         names, lows, ups = [""], [_arr(lower_limits)], [_arr(upper_limits)]
-    return _frame(_position_columns(v, names, lows, ups, higher_is_better, n, min_n), _index(value))
+    return _frame(position_columns(v, names, lows, ups, higher_is_better, n, min_n), _index(value))
 
 
-def _position_columns(
+def position_columns(
     v: np.ndarray,
     names: Sequence[str],
     lows: Sequence[np.ndarray],
@@ -575,7 +577,8 @@ def _position_columns(
     n: ArrayLike | None,
     min_n: float,
 ) -> dict[str, np.ndarray]:
-    """classify_position's columns as arrays: `names` are the levels' suffixes ("" for 1-D limits)."""
+    """classify_position's columns as arrays: `names` are the levels' suffixes ("" for 1-D limits), `lows` and `ups`
+    each level's limits."""
     too_few = np.zeros(v.shape, bool) if n is None or min_n <= 0 else ~(_arr(n) >= min_n)
     missing = ~np.isfinite(v)
     good, bad = ("better", "worse") if higher_is_better else ("worse", "better")
@@ -1052,7 +1055,7 @@ def benchmark_columns(
             raise ValueError("comparing on O/E needs an 'expected' column")
         if e is None:
             e = n * overall
-        oe = _oe_columns(o, e, ci_level)
+        oe = oe_columns(o, e, ci_level)
         r = _arr(overall)
         adj = {
             "adjusted_rate": oe["oe"] * r,
@@ -1139,7 +1142,7 @@ def benchmark_columns(
     names = [c.removeprefix("lower_") for c in limits if c.startswith("lower_")]
     lows = [limits[c] for c in limits if c.startswith("lower_")]
     ups = [limits[c] for c in limits if c.startswith("upper_")]
-    pos = _position_columns(_arr(value), names, lows, ups, direction == "higher", n, min_n)
+    pos = position_columns(_arr(value), names, lows, ups, direction == "higher", n, min_n)
 
     rank = rankability(est.tau2, s[enters] ** 2)
     size = n.size

@@ -234,13 +234,16 @@ def compute_indicators(
         frame, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion)
         if frame is None:
             continue
-        frame.insert(0, "unit_level", level)
         tables.append(frame)
         if model is not None:
             models[ind.id] = model
         if per_cycle is not None:
             values.append((ind.id, per_cycle))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BASE_COLUMNS)
+    if tables:
+        table = pd.concat(tables, ignore_index=True)
+        table.insert(0, "unit_level", level)  # once for the table, not once per indicator's frame
+    else:
+        table = pd.DataFrame(columns=BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
     table["condition"] = cond.id
@@ -426,7 +429,7 @@ def _one_indicator(
     size, total = rows.sums(in_part, y)
     with np.errstate(divide="ignore", invalid="ignore"):
         crude_mean = np.where(size > 0, total / size, np.nan)
-    adjusted = (rows.units[rows.codes[in_adjusted]], y[in_adjusted], e[in_adjusted])
+    adjusted = (rows.codes[in_adjusted], y[in_adjusted], e[in_adjusted])
     if binary:
         n_adj, observed, expected_sum = rows.sums(in_adjusted, y, e)
         agg = {"unit": units.to_numpy(), "n": n_adj, "observed": observed, "expected": expected_sum}
@@ -435,7 +438,7 @@ def _one_indicator(
         result = {"unit": columns.pop("unit"), "n": size} | columns
         lo, up = benchmark.wilson_ci(total, size)
         added = {"crude_value": crude_mean, "crude_lower": lo, "crude_upper": up}
-        added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=True)
+        added |= _shrinkage_columns(len(units), ind, *adjusted, model.overall, binary=True)
     else:
         n_adj, y_sum, y_sq, e_sum = rows.sums(in_adjusted, y, y**2, e)
         with np.errstate(divide="ignore", invalid="ignore"):  # a unit without adjusted cycles has no sums (NaN)
@@ -479,7 +482,7 @@ def _one_indicator(
             "precision": n_adj,
         }
         added = _limit_columns(out, levels) | {"limit_sd": residual_sd}
-        added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=False)
+        added |= _shrinkage_columns(len(units), ind, *adjusted, model.overall, binary=False)
     diag = model.diagnostics
     added |= {
         "model_c_statistic": diag.c_statistic,
@@ -630,7 +633,7 @@ def _survival(
 
 
 def _shrinkage_columns(
-    units: np.ndarray,
+    size: int,
     ind: Indicator,
     unit: np.ndarray,
     observed: np.ndarray,
@@ -638,8 +641,9 @@ def _shrinkage_columns(
     overall: float,
     binary: bool,
 ) -> dict[str, object]:
-    """The random-effects columns (vbhc.shrinkage) for `units`, from the case-mix adjusted cycles (their unit,
-    observed outcome and expected value).
+    """The random-effects columns (vbhc.shrinkage) for the view's `size` units, from the case-mix adjusted cycles
+    (their unit's position among the view's units, observed outcome and expected value). The fits take the units'
+    positions for their names (sorted as the names are): the same fit, without turning names into text again.
 
     Every unit with data enters the fit and the ranking (shrinkage is what makes small units comparable);
     rankability uses the units with at least min_n cycles, as the funnel's rankability does.
@@ -653,18 +657,19 @@ def _shrinkage_columns(
         rank, rank_lo, rank_hi = shrinkage.expected_ranks(
             fit.effect, fit.effect_sd, lower_is_better=ind.direction == "lower"
         )
-        per_unit = pd.DataFrame(
-            {
-                shrinkage.SHRUNKEN_VALUE: fit.value,
-                shrinkage.SHRUNKEN_LOWER: fit.lower,
-                shrinkage.SHRUNKEN_UPPER: fit.upper,
-                shrinkage.EXPECTED_RANK: rank,
-                shrinkage.EXPECTED_RANK_LOWER: rank_lo,
-                shrinkage.EXPECTED_RANK_UPPER: rank_hi,
-            },
-            index=fit.units,
-        ).reindex(units)
-        columns |= {name: per_unit[name].to_numpy() for name in per_unit.columns}
+        per_unit = {
+            shrinkage.SHRUNKEN_VALUE: fit.value,
+            shrinkage.SHRUNKEN_LOWER: fit.lower,
+            shrinkage.SHRUNKEN_UPPER: fit.upper,
+            shrinkage.EXPECTED_RANK: rank,
+            shrinkage.EXPECTED_RANK_LOWER: rank_lo,
+            shrinkage.EXPECTED_RANK_UPPER: rank_hi,
+        }
+        at = np.asarray(fit.units, dtype=np.intp)  # the fitted units' positions; a unit without cycles gets NaN
+        for name, values in per_unit.items():
+            column = np.full(size, np.nan)
+            column[at] = values
+            columns[name] = column
         columns[shrinkage.SHRINKAGE_TAU2] = fit.tau2
         columns[shrinkage.SHRINKAGE_RANKABILITY] = fit.rankability(fit.n >= ind.min_n)
         columns[shrinkage.RANKED_UNITS] = float(np.isfinite(rank).sum()) if np.isfinite(rank).any() else np.nan
@@ -689,7 +694,7 @@ def _binary_columns(
     unit = np.asarray(agg["unit"])
     # no recorded outcome yet (e.g. 2-year mortality for last year's cycles): no benchmark rather than 0/0
     overall = float(target) if target is not None else (float(o.sum() / n.sum()) if n.sum() > 0 else float("nan"))
-    oe = benchmark._oe_columns(o, e)
+    oe = benchmark.oe_columns(o, e)
     adjusted_rate = oe["oe"] * overall
     standardised = {"unit": unit, "n": n, "observed": np.nan_to_num(adjusted_rate) * n}
     out = benchmark.benchmark_columns(

@@ -461,53 +461,51 @@ def survival_table(
         [kaplan_meier(unit_time[a:b], unit_event[a:b], horizon, level) for a, b in itertools.pairwise(bounds)],
         columns=["value", "lower", "upper"],
     )
-    bench = pd.DataFrame(
-        {
-            "unit": units,
-            "n": n.astype(float),
-            "observed": np.bincount(codes[in_model], weights=event[in_model], minlength=k),
-            "expected": np.bincount(codes[in_model], weights=expected[in_model], minlength=k),
-        }
-    )
+    bench = {
+        "unit": units.to_numpy(),
+        "n": n.astype(float),
+        "observed": np.bincount(codes[in_model], weights=event[in_model], minlength=k),
+        "expected": np.bincount(codes[in_model], weights=expected[in_model], minlength=k),
+    }
     # the funnel on SMR: Poisson limits around 1 at precision E (deaths are the event: lower is better)
-    out = benchmark.benchmark_units(
+    out = benchmark.benchmark_columns(
         bench, "ratio", direction="lower", levels=levels, dispersion=dispersion, min_n=min_n, ci_level=level
     )
-    smr = out["oe"].to_numpy(float)
+    smr = out["oe"]
+    adjusted = overall**smr
     result = pd.DataFrame(
         {
             "unit": units,
             "n": n,
             "n_adjusted": n_adjusted,
-            "observed": bench["observed"].to_numpy(),
-            "expected": bench["expected"].to_numpy(),
+            "observed": bench["observed"],
+            "expected": bench["expected"],
             "oe": smr,
-            "oe_lower": out["oe_lower"].to_numpy(float),
-            "oe_upper": out["oe_upper"].to_numpy(float),
+            "oe_lower": out["oe_lower"],
+            "oe_upper": out["oe_upper"],
             "crude_value": crude["value"].to_numpy(),
             "crude_lower": crude["lower"].to_numpy(),
             "crude_upper": crude["upper"].to_numpy(),
-            "adjusted_value": overall**smr,
-            "adjusted_lower": overall ** out["oe_upper"].to_numpy(float),
-            "adjusted_upper": overall ** out["oe_lower"].to_numpy(float),
+            "adjusted_value": adjusted,
+            "adjusted_lower": overall ** out["oe_upper"],
+            "adjusted_upper": overall ** out["oe_lower"],
             "target": np.full(len(units), overall),
-            "precision": bench["expected"].to_numpy(),
+            "precision": bench["expected"],
         }
     )
     higher = direction == "higher"
     added: dict[str, object] = {}
     for lvl in levels:
         sfx = benchmark.level_suffix(lvl)
-        lo, up = out[f"lower_{sfx}"].to_numpy(float), out[f"upper_{sfx}"].to_numpy(float)
+        lo, up = out[f"lower_{sfx}"], out[f"upper_{sfx}"]
         added[f"lower_{sfx}"], added[f"upper_{sfx}"] = overall**up, overall**lo
     names = [benchmark.level_suffix(lv) for lv in levels]
-    lows = pd.DataFrame({f"lower_{sfx}": added[f"lower_{sfx}"] for sfx in names}, index=result.index)
-    ups = pd.DataFrame({f"upper_{sfx}": added[f"upper_{sfx}"] for sfx in names}, index=result.index)
-    pos = benchmark.classify_position(result["adjusted_value"], lows, ups, higher, n=result["n"], min_n=min_n)
-    added |= {col: pos[col].to_numpy() for col in pos.columns}
+    lows = [added[f"lower_{sfx}"] for sfx in names]
+    ups = [added[f"upper_{sfx}"] for sfx in names]
+    added |= benchmark.position_columns(adjusted, names, lows, ups, higher, n, min_n)
     for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
-        added[col] = out[col].to_numpy()
-    added["detectable_difference"] = out["detectable_difference"].to_numpy()
+        added[col] = out[col]
+    added["detectable_difference"] = out["detectable_difference"]
     added["model_c_statistic"] = model.concordance
     added["model_n_excluded"] = int((known & ~in_model).sum())
     ph = model.ph_test
