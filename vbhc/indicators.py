@@ -231,19 +231,15 @@ def compute_indicators(
     for ind in cond.indicators:
         if indicators is not None and ind.id not in indicators:
             continue
-        frame, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion)
-        if frame is None:
+        columns, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion)
+        if columns is None:
             continue
-        tables.append(frame)
+        tables.append(columns)
         if model is not None:
             models[ind.id] = model
         if per_cycle is not None:
             values.append((ind.id, per_cycle))
-    if tables:
-        table = pd.concat(tables, ignore_index=True)
-        table.insert(0, "unit_level", level)  # once for the table, not once per indicator's frame
-    else:
-        table = pd.DataFrame(columns=BASE_COLUMNS)
+    table = _joined_table([{"unit_level": level} | columns for columns in tables], BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
     table["condition"] = cond.id
@@ -251,6 +247,81 @@ def compute_indicators(
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
     table = table.reindex(columns=cols)
     return IndicatorResult(cond.id, level, data.period, table, models, _cycle_values(values), data)
+
+
+def _joined_table(parts: list[dict[str, object]], empty: list[str]) -> pd.DataFrame:
+    """The indicators' rows (each indicator's columns: arrays of its units' values, or one value for all) as the frame
+    pd.concat of a frame per indicator gives (columns in order of appearance, a column an indicator lacks missing
+    there), joined column by column with that concat's types: a whole-number column missing somewhere, or holding
+    fractions somewhere, becomes a float column with NaN; a yes/no column missing somewhere an object column; a text
+    column stays text. Why: a frame per indicator and their concat were a sixth of a comparison group's view. A
+    column of any other kind (e.g. None) is left to pandas: the frames are built and concatenated as before."""
+    if not parts:
+        return pd.DataFrame(columns=empty)
+    sizes = [len(part["unit"]) for part in parts]
+    if min(sizes) == 0:  # a frame without rows has its own types in a concat (text read as object)
+        return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+    names = list(dict.fromkeys(name for part in parts for name in part))
+    joined: dict[str, np.ndarray] = {}
+    for name in names:
+        pieces, kinds = [], set()
+        for part, size in zip(parts, sizes, strict=True):
+            if name not in part:
+                pieces.append(None)
+                continue
+            kind, values = _typed(part[name], size)
+            if kind is None:
+                return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+            kinds.add(kind)
+            pieces.append(values)
+        missing = any(piece is None for piece in pieces)
+        if kinds <= {"int", "float"}:
+            dtype = np.int64 if kinds == {"int"} and not missing else np.float64
+            fill = [np.full(size, np.nan) for size in sizes]
+            joined[name] = np.concatenate(
+                [fill[i] if piece is None else piece.astype(dtype, copy=False) for i, piece in enumerate(pieces)]
+            )
+        elif kinds in ({"bool"}, {"text"}, {"none"}, {"none", "text"}) and (kinds != {"bool"} or missing):
+            # text (missing: NaN, read as text); text with None, or yes/no with a gap: an object column (NaN in a gap)
+            column = np.empty(sum(sizes), dtype=object)
+            start = 0
+            for piece, size in zip(pieces, sizes, strict=True):
+                column[start : start + size] = np.nan if piece is None else piece
+                start += size
+            joined[name] = column if kinds == {"text"} else pd.Series(column, dtype=object)
+        elif kinds == {"bool"}:
+            joined[name] = np.concatenate(pieces)
+        else:
+            return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+    return pd.DataFrame(joined)
+
+
+def _typed(value: object, size: int) -> tuple[str | None, np.ndarray | None]:
+    """One indicator's column as (kind, array of `size` values): kind int, float, bool, text (all str) or none (None),
+    None for anything else. A single value stands for every row, as the frame constructor takes it."""
+    if isinstance(value, pd.Index | pd.Series):
+        value = value.to_numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.float64:
+            return "float", value
+        if value.dtype == np.int64:
+            return "int", value
+        if value.dtype == np.bool_:
+            return "bool", value
+        if value.dtype == object and all(isinstance(v, str) for v in value):
+            return "text", value
+        return None, None
+    if isinstance(value, bool | np.bool_):
+        return "bool", np.full(size, bool(value))
+    if isinstance(value, int | np.integer):
+        return "int", np.full(size, value, dtype=np.int64)
+    if isinstance(value, float | np.floating):
+        return "float", np.full(size, value, dtype=np.float64)
+    if isinstance(value, str):
+        return "text", np.full(size, value, dtype=object)
+    if value is None:
+        return "none", np.full(size, None, dtype=object)
+    return None, None
 
 
 def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
@@ -391,13 +462,14 @@ class _UnitRows:
 
 def _one_indicator(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame | None, CaseMixModel | None, dict[str, np.ndarray] | None]:
+) -> tuple[dict[str, object] | None, CaseMixModel | None, dict[str, np.ndarray] | None]:
+    """One indicator's rows (its columns: an array per column, or one value for every unit), its case-mix model and
+    its per-cycle values (columns as arrays)."""
     units = rows.units
     if ind.kind == "volume":
-        n = base.groupby("unit").size().reindex(units, fill_value=0)
-        frame = pd.DataFrame({"unit": units, "n": n.to_numpy(), "crude_value": n.to_numpy().astype(float)})
-        frame["too_few_cycles"] = frame["n"] < ind.min_n
-        return frame.assign(**_describe(ind)), None, None
+        n = np.bincount(rows.codes, minlength=len(units)).astype(np.int64)
+        columns = {"unit": units.to_numpy(), "n": n, "crude_value": n.astype(float), "too_few_cycles": n < ind.min_n}
+        return columns | _describe(ind), None, None
     if ind.kind == "response_rate":
         return _response_rate(ind, data, base, rows, levels), None, None
     if ind.kind in SURVIVAL_KINDS:
@@ -490,8 +562,8 @@ def _one_indicator(
         "model_r_squared": diag.r_squared,
         "model_n_excluded": diag.n_excluded,
     }
-    # one frame from the columns in their order (the result's, then the added ones: no name in both)
-    return pd.DataFrame(result | added | _describe(ind)), model, per_cycle
+    # the columns in their order (the result's, then the added ones: no name in both)
+    return result | added | _describe(ind), model, per_cycle
 
 
 def _group_rows(data: ConditionData) -> np.ndarray | None:
@@ -588,7 +660,7 @@ def _reference_cox(ind: Indicator, reference: ConditionData) -> survival.CoxMode
 
 def _survival(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame | None, None, dict[str, np.ndarray] | None]:
+) -> tuple[dict[str, object] | None, None, dict[str, np.ndarray] | None]:
     """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
     the registry has no follow-up dates for the outcome (the binary indicator is the one to use there). For a
     comparison group the registry's Cox model, its baseline hazard rescaled to the group."""
@@ -629,7 +701,8 @@ def _survival(
         return None, None, None
     result, per_cycle, data.cox[ind.id] = out
     arrays = {name: per_cycle[name].to_numpy() for name in per_cycle.columns}
-    return benchmark.with_columns(result, dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind)), None, arrays
+    columns = {name: result[name].to_numpy() for name in result.columns}
+    return columns | dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind), None, arrays
 
 
 def _shrinkage_columns(
@@ -752,7 +825,7 @@ def _limit_columns(out: pd.DataFrame | dict[str, np.ndarray], levels: Sequence[f
 
 def _response_rate(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float]
-) -> pd.DataFrame:
+) -> dict[str, object]:
     """The PROM response rate per unit (proms.response_rate, counted on the units' positions), compared with the
     overall rate. A comparison group takes its cycles' eligible and responded flags of the registry's."""
     days = data.condition.timepoint(ind.timepoint).days
@@ -778,7 +851,7 @@ def _response_rate(
         adjusted=False,
     )
     result = {
-        "unit": units,
+        "unit": units.to_numpy(),
         "n": n,
         "observed": observed,
         "crude_value": rate,
@@ -790,7 +863,7 @@ def _response_rate(
         "target": out["target"],
         "precision": n,
     }
-    return pd.DataFrame(result | _limit_columns(out, levels) | _describe(ind))
+    return result | _limit_columns(out, levels) | _describe(ind)
 
 
 # --- composite (textbook outcome) indicators ---------------------------------------------------------------
