@@ -45,7 +45,13 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
-from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model, recalibrate_in_the_large
+from vbhc.casemix import (
+    CaseMixModel,
+    ColumnCache,
+    casemix_contributions,
+    fit_casemix_model,
+    recalibrate_in_the_large,
+)
 from vbhc.catalog import (
     BINARY_KINDS,
     CONTINUOUS_KINDS,
@@ -480,7 +486,7 @@ def _one_indicator(
     model = data.fitted.get(ind.id)
     if model is None or not model.expected.index.equals(frame.index):
         if data.reference is not None:  # a comparison group: the registry's model, recalibrated to the group
-            model = recalibrate_in_the_large(reference_model(ind, data.reference), frame, "y")
+            model = recalibrate_in_the_large(reference_model(ind, data.reference), frame, "y", _column_cache(data))
         else:
             model = fit_casemix_model(
                 frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
@@ -591,6 +597,16 @@ def _group_rows(data: ConditionData) -> np.ndarray | None:
 
 
 _ROWS, _IDS = "group rows", "cycle ids"
+
+
+def _column_cache(data: ConditionData) -> ColumnCache:
+    """The conversions of the view's case-mix columns, kept with its data for its indicators' case-mix models (the
+    indicators' frames share these columns; an extra covariate such as a PROM's baseline score is not kept)."""
+    cache = data.derived.get("case-mix columns")
+    if cache is None:
+        names = frozenset(v.name for v in data.condition.casemix) - {"y", "unit", "baseline_score"}
+        cache = data.derived.setdefault("case-mix columns", ColumnCache(names))
+    return cache
 
 
 def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
