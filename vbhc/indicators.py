@@ -698,7 +698,7 @@ def _survival(
                 reference, ind.outcome, data.condition.casemix, data.as_of, float(ind.years or 1)
             )
             data.reference.derived[key] = encoding
-    out = survival.survival_table(
+    out = survival.survival_columns(
         base,
         (rows.units, rows.codes),
         outcome=ind.outcome,
@@ -715,10 +715,8 @@ def _survival(
     )
     if out is None:
         return None, None, None
-    result, per_cycle, data.cox[ind.id] = out
-    arrays = {name: per_cycle[name].to_numpy() for name in per_cycle.columns}
-    columns = {name: result[name].to_numpy() for name in result.columns}
-    return columns | dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind), None, arrays
+    result, added, per_cycle, data.cox[ind.id] = out
+    return result | added | dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind), None, per_cycle
 
 
 def _shrinkage_columns(

@@ -392,6 +392,18 @@ def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def survival_table(
+    cycles: pd.DataFrame, unit: np.ndarray | tuple[pd.Index, np.ndarray], **options: object
+) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
+    """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model, as frames; None
+    when no cycle has a follow-up record. `options` and the columns: see survival_columns."""
+    out = survival_columns(cycles, unit, **options)
+    if out is None:
+        return None
+    result, added, per_cycle, model = out
+    return benchmark.with_columns(pd.DataFrame(result), added), pd.DataFrame(per_cycle), model
+
+
+def survival_columns(
     cycles: pd.DataFrame,
     unit: np.ndarray | tuple[pd.Index, np.ndarray],
     *,
@@ -407,8 +419,10 @@ def survival_table(
     model: CoxModel | None = None,
     reference: pd.DataFrame | None = None,
     encoding: DesignEncoding | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
-    """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model.
+) -> tuple[dict[str, object], dict[str, object], dict[str, np.ndarray], CoxModel] | None:
+    """Per unit the survival indicator's standard columns (the table's, then the added ones: arrays, or one value for
+    every unit), the per-cycle values (arrays) and the Cox model; survival_table makes frames of them. Why columns:
+    the indicator table joins every indicator's columns at once (vbhc.indicators).
 
     None when no cycle has a follow-up record (the registry has no dates: the binary indicator stays).
     n = cycles followed, n_adjusted = those in the Cox model, observed = deaths within the horizon,
@@ -457,10 +471,10 @@ def survival_table(
     order = np.argsort(codes[known], kind="stable")
     by_unit, unit_time, unit_event = codes[known][order], time[known][order], event[known][order]
     bounds = np.searchsorted(by_unit, np.arange(k + 1))
-    crude = pd.DataFrame(
+    crude = np.array(
         [kaplan_meier(unit_time[a:b], unit_event[a:b], horizon, level) for a, b in itertools.pairwise(bounds)],
-        columns=["value", "lower", "upper"],
-    )
+        dtype=float,
+    ).reshape(-1, 3)  # value, lower, upper
     bench = {
         "unit": units.to_numpy(),
         "n": n.astype(float),
@@ -473,26 +487,24 @@ def survival_table(
     )
     smr = out["oe"]
     adjusted = overall**smr
-    result = pd.DataFrame(
-        {
-            "unit": units,
-            "n": n,
-            "n_adjusted": n_adjusted,
-            "observed": bench["observed"],
-            "expected": bench["expected"],
-            "oe": smr,
-            "oe_lower": out["oe_lower"],
-            "oe_upper": out["oe_upper"],
-            "crude_value": crude["value"].to_numpy(),
-            "crude_lower": crude["lower"].to_numpy(),
-            "crude_upper": crude["upper"].to_numpy(),
-            "adjusted_value": adjusted,
-            "adjusted_lower": overall ** out["oe_upper"],
-            "adjusted_upper": overall ** out["oe_lower"],
-            "target": np.full(len(units), overall),
-            "precision": bench["expected"],
-        }
-    )
+    result = {
+        "unit": units.to_numpy(),
+        "n": n,
+        "n_adjusted": n_adjusted,
+        "observed": bench["observed"],
+        "expected": bench["expected"],
+        "oe": smr,
+        "oe_lower": out["oe_lower"],
+        "oe_upper": out["oe_upper"],
+        "crude_value": crude[:, 0],
+        "crude_lower": crude[:, 1],
+        "crude_upper": crude[:, 2],
+        "adjusted_value": adjusted,
+        "adjusted_lower": overall ** out["oe_upper"],
+        "adjusted_upper": overall ** out["oe_lower"],
+        "target": np.full(len(units), overall),
+        "precision": bench["expected"],
+    }
     higher = direction == "higher"
     added: dict[str, object] = {}
     for lvl in levels:
@@ -513,17 +525,14 @@ def survival_table(
     worst = ph.sort_values("p").head(1) if len(ph) and "p" in ph.columns else pd.DataFrame(columns=["p", "variable"])
     added[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
     added[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
-    result = benchmark.with_columns(result, added)
-    per_cycle = pd.DataFrame(
-        {
-            "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
-            "unit": units.to_numpy()[codes[known]],
-            "index_date": cycles["index_date"].to_numpy()[known],
-            "observed": fu["event"].to_numpy()[known],
-            "expected": expected[known],
-        }
-    )
-    return result, per_cycle, model
+    per_cycle = {
+        "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
+        "unit": units.to_numpy()[codes[known]],
+        "index_date": cycles["index_date"].to_numpy()[known],
+        "observed": fu["event"].to_numpy()[known],
+        "expected": expected[known],
+    }
+    return result, added, per_cycle, model
 
 
 def cox_model(
