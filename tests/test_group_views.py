@@ -56,12 +56,18 @@ def test_a_groups_view_equals_the_slow_paths_to_the_bit(registry, condition, mon
     full = registry[condition]
     cases = _groups(full, seed=len(condition))
     fast = {}
+
+    def not_joined(parts: object) -> None:
+        raise AssertionError("the table fell back to a frame per indicator")
+
+    monkeypatch.setattr(indicators, "_concat_frames", not_joined)  # every column of these tables is joined
     for peers, period in cases:
         data = restrict(full, period, peers)
         for level in ("hospital", "department"):
             result = compute_indicators(data, level)
             fast[(tuple(peers), period, level)] = (result.table, result.cycle_values)
     assert any(len(values) for _, values in fast.values())
+    monkeypatch.undo()
     with monkeypatch.context() as patched:
         _slow(patched)
         for peers, period in cases:
@@ -111,6 +117,7 @@ def test_the_joined_table_has_the_types_of_a_concat_of_frames():
             "unit": np.array(["C"], dtype=object),
             "n": np.array([7], dtype=np.int64),
             "ph_variable": None,
+            "tier": 2,
             "min_n": 5,
         },
     ]

@@ -266,7 +266,7 @@ def _joined_table(parts: list[dict[str, object]], empty: list[str]) -> pd.DataFr
         return pd.DataFrame(columns=empty)
     sizes = [len(part["unit"]) for part in parts]
     if min(sizes) == 0:  # a frame without rows has its own types in a concat (text read as object)
-        return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+        return _concat_frames(parts)
     names = list(dict.fromkeys(name for part in parts for name in part))
     joined: dict[str, np.ndarray] = {}
     for name in names:
@@ -277,7 +277,7 @@ def _joined_table(parts: list[dict[str, object]], empty: list[str]) -> pd.DataFr
                 continue
             kind, values = _typed(part[name], size)
             if kind is None:
-                return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+                return _concat_frames(parts)
             kinds.add(kind)
             pieces.append(values)
         missing = any(piece is None for piece in pieces)
@@ -287,19 +287,25 @@ def _joined_table(parts: list[dict[str, object]], empty: list[str]) -> pd.DataFr
             joined[name] = np.concatenate(
                 [fill[i] if piece is None else piece.astype(dtype, copy=False) for i, piece in enumerate(pieces)]
             )
-        elif kinds in ({"bool"}, {"text"}, {"none"}, {"none", "text"}) and (kinds != {"bool"} or missing):
-            # text (missing: NaN, read as text); text with None, or yes/no with a gap: an object column (NaN in a gap)
+        elif "none" in kinds or kinds == {"text"} or (kinds == {"bool"} and missing):
+            # text (missing: NaN, read as text); None beside anything, or yes/no with a gap: an object column (NaN in a
+            # gap, numbers as Python numbers, as pandas casts them)
             column = np.empty(sum(sizes), dtype=object)
             start = 0
             for piece, size in zip(pieces, sizes, strict=True):
-                column[start : start + size] = np.nan if piece is None else piece
+                column[start : start + size] = np.nan if piece is None else piece.astype(object)
                 start += size
             joined[name] = column if kinds == {"text"} else pd.Series(column, dtype=object)
         elif kinds == {"bool"}:
             joined[name] = np.concatenate(pieces)
         else:
-            return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+            return _concat_frames(parts)
     return pd.DataFrame(joined)
+
+
+def _concat_frames(parts: list[dict[str, object]]) -> pd.DataFrame:
+    """The indicators' rows as a frame per indicator concatenated by pandas (the types any column gets there)."""
+    return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
 
 
 def _typed(value: object, size: int) -> tuple[str | None, np.ndarray | None]:
