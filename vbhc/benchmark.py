@@ -22,7 +22,8 @@ Column naming: a confidence or control level becomes a suffix without the decima
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_LEVELS",
     "Dispersion",
     "adjusted_rate",
+    "benchmark_columns",
     "benchmark_units",
     "classify_position",
     "cusum_vlad_by_unit",
@@ -50,8 +52,10 @@ __all__ = [
     "level_suffix",
     "mean_ci",
     "mean_sd_from_sums",
+    "oe_columns",
     "oe_ratio",
     "poisson_ci",
+    "position_columns",
     "rankability",
     "risk_adjusted_cusum",
     "run_rules",
@@ -85,10 +89,18 @@ def _check_level(level: float) -> None:
         raise ValueError(f"a level must lie strictly between 0 and 1, got {level!r}")
 
 
+@functools.lru_cache(maxsize=64)
 def _z(level: float) -> float:
-    """Two-sided normal quantile: 0.95 -> 1.959964, 0.998 -> 3.090232."""
+    """Two-sided normal quantile: 0.95 -> 1.959964, 0.998 -> 3.090232. Kept per level: scipy's ppf of one number
+    costs ~0.1 ms, and a comparison group's view asks for the same few levels hundreds of times."""
     _check_level(level)
     return float(stats.norm.ppf(1 - (1 - level) / 2))
+
+
+@functools.lru_cache(maxsize=64)
+def _norm_quantile(q: float) -> float:
+    """The standard normal quantile of q (kept, as _z)."""
+    return float(stats.norm.ppf(q))
 
 
 def _arr(x: ArrayLike) -> np.ndarray:
@@ -129,18 +141,21 @@ def oe_ratio(observed: ArrayLike, expected: ArrayLike, level: float = 0.95) -> p
 
     Returns columns observed, expected, oe, oe_lower, oe_upper; O/E is NaN where E <= 0.
     """
-    o, e = _arr(observed), _arr(expected)
+    return _frame(oe_columns(_arr(observed), _arr(expected), level), _index(observed, expected))
+
+
+def oe_columns(o: np.ndarray, e: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+    """oe_ratio's columns as arrays (the indicator table builds its rows from arrays, not frames)."""
     lo, up = poisson_ci(o, level)
     pos = e > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        cols = {
+        return {
             "observed": o,
             "expected": e,
             "oe": np.where(pos, o / e, np.nan),
             "oe_lower": np.where(pos, lo / e, np.nan),
             "oe_upper": np.where(pos, up / e, np.nan),
         }
-    return _frame(cols, _index(observed, expected))
 
 
 def adjusted_rate(oe: pd.DataFrame, overall_rate: float | ArrayLike) -> pd.DataFrame:
@@ -244,7 +259,11 @@ def funnel_limits_proportion(
     would put the limit just below 1). exact=False: p0 +/- z*sqrt(p0(1-p0)/n).
     Clipped to [0, 1]. Columns lower_<level>, upper_<level>.
     """
-    m = _arr(n)
+    return _frame(_proportion_limits(p0, _arr(n), levels, exact), _index(n))
+
+
+def _proportion_limits(p0: float, m: np.ndarray, levels: Sequence[float], exact: bool) -> dict[str, np.ndarray]:
+    """funnel_limits_proportion's columns as arrays."""
     ok = m > 0
     mm = np.where(ok, m, 1.0)
     cols: dict[str, np.ndarray] = {}
@@ -266,7 +285,7 @@ def funnel_limits_proportion(
             lo, up = p0 - half, p0 + half
         cols[f"lower_{sfx}"] = np.where(ok, np.clip(lo, 0, 1), np.nan)
         cols[f"upper_{sfx}"] = np.where(ok, np.clip(up, 0, 1), np.nan)
-    return _frame(cols, _index(n))
+    return cols
 
 
 def funnel_limits_ratio(
@@ -276,7 +295,11 @@ def funnel_limits_ratio(
 
     exact=True: interpolated Poisson quantiles (r_p - alpha)/E; exact=False: 1 +/- z/sqrt(E). Lower >= 0.
     """
-    e = _arr(expected)
+    return _frame(_ratio_limits(_arr(expected), levels, exact), _index(expected))
+
+
+def _ratio_limits(e: np.ndarray, levels: Sequence[float], exact: bool) -> dict[str, np.ndarray]:
+    """funnel_limits_ratio's columns as arrays."""
     ok = e > 0
     ee = np.where(ok, e, 1.0)
     cols: dict[str, np.ndarray] = {}
@@ -298,12 +321,16 @@ def funnel_limits_ratio(
             lo, up = 1 - half, 1 + half
         cols[f"lower_{sfx}"] = np.where(ok, np.maximum(lo, 0), np.nan)
         cols[f"upper_{sfx}"] = np.where(ok, np.maximum(up, 0), np.nan)
-    return _frame(cols, _index(expected))
+    return cols
 
 
 def funnel_limits_mean(mu: float, sd: float, n: ArrayLike, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
     """Funnel limits for a mean: mu +/- z*sd/sqrt(n), sd being the benchmark population's sd."""
-    m = _arr(n)
+    return _frame(_mean_limits(mu, sd, _arr(n), levels), _index(n))
+
+
+def _mean_limits(mu: float, sd: float, m: np.ndarray, levels: Sequence[float]) -> dict[str, np.ndarray]:
+    """funnel_limits_mean's columns as arrays."""
     ok = m > 0
     cols: dict[str, np.ndarray] = {}
     for level in levels:
@@ -311,7 +338,7 @@ def funnel_limits_mean(mu: float, sd: float, n: ArrayLike, levels: Sequence[floa
         half = _z(level) * sd / np.sqrt(np.where(ok, m, 1.0))
         cols[f"lower_{sfx}"] = np.where(ok, mu - half, np.nan)
         cols[f"upper_{sfx}"] = np.where(ok, mu + half, np.nan)
-    return _frame(cols, _index(n))
+    return cols
 
 
 # -------------------------------------------------------------------------------- over-dispersion
@@ -396,7 +423,20 @@ def dispersion_z_scores(
     Returns columns y (transformed value), s (within-unit SE on that scale) and z.
     """
     scale = _default_scale(kind, scale)
-    v, prec = _arr(value), _arr(precision)
+    cols = _z_columns(kind, _arr(value), _arr(precision), target, scale, sd, observed)
+    return _frame(cols, _index(value, precision))
+
+
+def _z_columns(
+    kind: Kind,
+    v: np.ndarray,
+    prec: np.ndarray,
+    target: float,
+    scale: str,
+    sd: float | None,
+    observed: ArrayLike | None = None,
+) -> dict[str, np.ndarray]:
+    """dispersion_z_scores' columns as arrays (`scale` already checked)."""
     if kind == "ratio" and scale == "log":
         o = _arr(observed) if observed is not None else v * prec
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -406,7 +446,7 @@ def dispersion_z_scores(
     s = _within_se(kind, scale, prec, target, sd)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (y - t) / s
-    return _frame({"y": y, "s": s, "z": z}, _index(value, precision))
+    return {"y": y, "s": s, "z": z}
 
 
 @dataclass(frozen=True)
@@ -467,7 +507,22 @@ def dispersed_limits(
     (Spiegelhalter 2005 QSHC). For kind "ratio" the target is O/E = 1 whatever `target` says.
     """
     scale = _default_scale(kind, scale)
-    prec = _arr(precision)
+    cols = _dispersed_limits(kind, target, _arr(precision), levels, method, phi, tau2, scale, sd)
+    return _frame(cols, _index(precision))
+
+
+def _dispersed_limits(
+    kind: Kind,
+    target: float,
+    prec: np.ndarray,
+    levels: Sequence[float],
+    method: str,
+    phi: float,
+    tau2: float,
+    scale: str,
+    sd: float | None,
+) -> dict[str, np.ndarray]:
+    """dispersed_limits' columns as arrays (`scale` already checked)."""
     s = _within_se(kind, scale, prec, target, sd)
     t = float(_transform(kind, scale, np.asarray(1.0 if kind == "ratio" else target)))
     if method == "multiplicative":
@@ -482,7 +537,7 @@ def dispersed_limits(
         sfx, z = level_suffix(level), _z(level)
         cols[f"lower_{sfx}"] = np.where(ok, _back(kind, scale, t - z * spread), np.nan)
         cols[f"upper_{sfx}"] = np.where(ok, _back(kind, scale, t + z * spread), np.nan)
-    return _frame(cols, _index(precision))
+    return cols
 
 
 # ----------------------------------------------------------------------------------- classification
@@ -510,6 +565,20 @@ def classify_position(
         ups = [upper_limits[c].to_numpy(float) for c in upper_limits.columns]
     else:
         names, lows, ups = [""], [_arr(lower_limits)], [_arr(upper_limits)]
+    return _frame(position_columns(v, names, lows, ups, higher_is_better, n, min_n), _index(value))
+
+
+def position_columns(
+    v: np.ndarray,
+    names: Sequence[str],
+    lows: Sequence[np.ndarray],
+    ups: Sequence[np.ndarray],
+    higher_is_better: bool,
+    n: ArrayLike | None,
+    min_n: float,
+) -> dict[str, np.ndarray]:
+    """classify_position's columns as arrays: `names` are the levels' suffixes ("" for 1-D limits), `lows` and `ups`
+    each level's limits."""
     too_few = np.zeros(v.shape, bool) if n is None or min_n <= 0 else ~(_arr(n) >= min_n)
     missing = ~np.isfinite(v)
     good, bad = ("better", "worse") if higher_is_better else ("worse", "better")
@@ -520,7 +589,7 @@ def classify_position(
         conds = [too_few, missing, above, below]
         cols[f"position{sfx}"] = np.select(conds, [TOO_FEW, NO_DATA, "above", "below"], "within").astype(object)
         cols[f"assessment{sfx}"] = np.select(conds, [TOO_FEW, NO_DATA, good, bad], "as expected").astype(object)
-    return _frame(cols, _index(value))
+    return cols
 
 
 # ------------------------------------------------------------------------------------ detectability
@@ -568,7 +637,7 @@ def detectable_difference(
             se = sd / root
         else:
             raise ValueError(f"unknown kind {kind!r}")
-    return (_z(level) + float(stats.norm.ppf(power))) * se
+    return (_z(level) + _norm_quantile(power)) * se
 
 
 # ------------------------------------------------------------------------------------- SPC charts
@@ -865,8 +934,11 @@ def cusum_vlad_by_unit(
 
 
 # ----------------------------------------------------------------------------------- the benchmark
-def _col(df: pd.DataFrame, name: str) -> np.ndarray | None:
-    return df[name].to_numpy(float) if name in df.columns else None
+def _col(columns: Mapping[str, ArrayLike], name: str) -> np.ndarray | None:
+    if name not in columns:
+        return None
+    values = columns[name]
+    return values.to_numpy(float) if isinstance(values, pd.Series | pd.Index) else np.asarray(values, dtype=float)
 
 
 def benchmark_units(
@@ -907,14 +979,61 @@ def benchmark_units(
     Units with n < min_n are "too few cycles" and never flagged. Indicator-level figures (phi, tau2,
     dispersion_method, rankability, rankability_note) repeat on every row.
     """
+    options = {
+        "direction": direction,
+        "target": target,
+        "levels": levels,
+        "dispersion": dispersion,
+        "min_n": min_n,
+        "adjusted": adjusted,
+        "exact": exact,
+        "scale": scale,
+        "sd": sd,
+        "winsor": winsor,
+        "dispersion_alpha": dispersion_alpha,
+        "dispersion_estimate": dispersion_estimate,
+        "rankability_threshold": rankability_threshold,
+        "detect_level": detect_level,
+        "power": power,
+        "ci_level": ci_level,
+    }
+    given = {str(c): units[c] for c in units.columns}
+    if "unit" not in given:
+        given["unit"] = units.index
+    return pd.DataFrame(benchmark_columns(given, kind, **options), index=units.index)
+
+
+def benchmark_columns(
+    units: Mapping[str, ArrayLike],
+    kind: Kind = "proportion",
+    *,
+    direction: Literal["higher", "lower"],
+    target: float | None = None,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    dispersion: DispersionChoice = "auto",
+    min_n: float = 0,
+    adjusted: bool | None = None,
+    exact: bool = True,
+    scale: str | None = None,
+    sd: float | None = None,
+    winsor: float | None = 0.1,
+    dispersion_alpha: float = 0.05,
+    dispersion_estimate: Dispersion | None = None,
+    rankability_threshold: float = 0.5,
+    detect_level: float = 0.998,
+    power: float = 0.8,
+    ci_level: float = 0.95,
+) -> dict[str, np.ndarray]:
+    """benchmark_units' columns as arrays, from the units' columns as arrays (`units` maps a column name to its
+    values: unit, n, observed, ...). Why: a comparison group's indicator table is built from arrays, and a frame in
+    and out of each indicator (and one per step inside) was a fifth of computing it."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
     if dispersion not in ("auto", "none", "multiplicative", "additive"):
         raise ValueError(f"unknown dispersion handling {dispersion!r}")
     for level in levels:
         _check_level(level)
-    idx = units.index
-    unit_ids = units["unit"].to_numpy() if "unit" in units.columns else units.index.to_numpy()
+    unit_ids = np.asarray(units["unit"])
     n = _col(units, "n")
     cols: dict[str, np.ndarray] = {"unit": unit_ids}
 
@@ -936,8 +1055,13 @@ def benchmark_units(
             raise ValueError("comparing on O/E needs an 'expected' column")
         if e is None:
             e = n * overall
-        oe = oe_ratio(o, e, ci_level)
-        adj = adjusted_rate(oe, overall)
+        oe = oe_columns(o, e, ci_level)
+        r = _arr(overall)
+        adj = {
+            "adjusted_rate": oe["oe"] * r,
+            "adjusted_lower": oe["oe_lower"] * r,
+            "adjusted_upper": oe["oe_upper"] * r,
+        }
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(has_n, o / n, np.nan)
         if kind == "proportion":
@@ -946,12 +1070,12 @@ def benchmark_units(
             p_lo, p_up = poisson_ci(o, ci_level)
             with np.errstate(divide="ignore", invalid="ignore"):
                 r_lo, r_up = np.where(has_n, p_lo / n, np.nan), np.where(has_n, p_up / n, np.nan)
-        cols |= {"n": n, **{c: oe[c].to_numpy() for c in oe.columns}}
+        cols |= {"n": n, **oe}
         cols |= {"rate": rate, "rate_lower": r_lo, "rate_upper": r_up}
-        cols |= {c: adj[c].to_numpy() for c in adj.columns}
+        cols |= adj
         cols["overall_rate"] = np.full(o.size, overall)
         if use_oe:
-            sub_kind, compared_on, value, precision, centre = "ratio", "oe", oe["oe"].to_numpy(), e, 1.0
+            sub_kind, compared_on, value, precision, centre = "ratio", "oe", oe["oe"], e, 1.0
         else:
             sub_kind, compared_on, value, precision, centre = "proportion", "rate", rate, n, overall
         pop_sd = None
@@ -959,10 +1083,10 @@ def benchmark_units(
     elif kind == "mean":
         if n is None:
             raise ValueError("a mean indicator needs an 'n' column")
-        if {"sum", "sum_sq"} <= set(units.columns):
+        if "sum" in units and "sum_sq" in units:
             tot, tot_sq = _col(units, "sum"), _col(units, "sum_sq")
             mean, unit_sd = mean_sd_from_sums(n, tot, tot_sq)
-        elif {"mean", "sd"} <= set(units.columns):
+        elif "mean" in units and "sd" in units:
             mean, unit_sd = _col(units, "mean"), _col(units, "sd")
             tot = n * mean
             tot_sq = np.where(n > 1, (n - 1) * unit_sd**2, 0.0) + n * mean**2
@@ -993,8 +1117,9 @@ def benchmark_units(
         raise ValueError(f"kind must be 'proportion', 'ratio' or 'mean', got {kind!r}")
 
     # over-dispersion on the variance-stabilising scale
-    zs = dispersion_z_scores(sub_kind, value, precision, centre, scale=scale, sd=pop_sd, **z_extra)
-    z, s = zs["z"].to_numpy(), zs["s"].to_numpy()
+    scale = _default_scale(sub_kind, scale)
+    zs = _z_columns(sub_kind, _arr(value), _arr(precision), centre, scale, pop_sd, z_extra.get("observed"))
+    z, s = zs["z"], zs["s"]
     too_few = ~(n >= min_n) if min_n > 0 else np.zeros(n.size, bool)
     enters = ~too_few & np.isfinite(z) & np.isfinite(s)
     est = dispersion_estimate or estimate_overdispersion(z[enters], s[enters], winsor, dispersion_alpha)
@@ -1005,19 +1130,19 @@ def benchmark_units(
     elif wants_additive and est.tau2 > 0:
         method = "additive"
 
+    prec = _arr(precision)
     if method != "none":
-        limits = dispersed_limits(
-            sub_kind, centre, precision, levels, method=method, phi=est.phi, tau2=est.tau2, scale=scale, sd=pop_sd
-        )
+        limits = _dispersed_limits(sub_kind, centre, prec, levels, method, est.phi, est.tau2, scale, pop_sd)
     elif sub_kind == "proportion":
-        limits = funnel_limits_proportion(centre, precision, levels, exact=exact)
+        limits = _proportion_limits(centre, prec, levels, exact)
     elif sub_kind == "ratio":
-        limits = funnel_limits_ratio(precision, levels, exact=exact)
+        limits = _ratio_limits(prec, levels, exact)
     else:
-        limits = funnel_limits_mean(centre, pop_sd, precision, levels)
-    lower = limits[[c for c in limits.columns if c.startswith("lower_")]]
-    upper = limits[[c for c in limits.columns if c.startswith("upper_")]]
-    pos = classify_position(value, lower, upper, direction == "higher", n=n, min_n=min_n)
+        limits = _mean_limits(centre, pop_sd, prec, levels)
+    names = [c.removeprefix("lower_") for c in limits if c.startswith("lower_")]
+    lows = [limits[c] for c in limits if c.startswith("lower_")]
+    ups = [limits[c] for c in limits if c.startswith("upper_")]
+    pos = position_columns(_arr(value), names, lows, ups, direction == "higher", n, min_n)
 
     rank = rankability(est.tau2, s[enters] ** 2)
     size = n.size
@@ -1028,8 +1153,8 @@ def benchmark_units(
         "target": np.full(size, centre),
         "z": z,
     }
-    cols |= {c: limits[c].to_numpy() for c in limits.columns}
-    cols |= {c: pos[c].to_numpy() for c in pos.columns}
+    cols |= limits
+    cols |= pos
     cols |= {
         "too_few_cycles": too_few,
         "detectable_difference": detectable_difference(
@@ -1042,4 +1167,4 @@ def benchmark_units(
         "rankability": np.full(size, rank),
         "rankability_note": np.full(size, CANNOT_RANK if not rank >= rankability_threshold else "", dtype=object),
     }
-    return pd.DataFrame(cols, index=idx)
+    return cols

@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -161,11 +161,41 @@ def _is_category(name: str, casemix_type: str | None, s: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
 
 
-def _encode(term: _Term, s: pd.Series, rule: MissingRule) -> tuple[np.ndarray, np.ndarray]:
-    """Design columns for one term (n x k) and the rows that cannot be predicted (missing under 'exclude')."""
+@dataclass
+class ColumnCache:
+    """The conversions of some columns (their missing mask, numbers, category codes), kept by a caller that encodes
+    several frames holding the same values in those columns (a comparison group's indicators: one frame per indicator
+    with the group's case-mix columns), so each column is converted once, not once per frame. `names`: the columns
+    that are the same in every frame this cache is used with; any other column is converted as it comes. The kept
+    arrays are read, never written."""
+
+    names: frozenset[str]
+    kept: dict[tuple[str, str, bool], object] = field(default_factory=dict)
+
+    def get(self, what: str, s: pd.Series, make: Callable[[], object], flag: bool = False) -> object:
+        if s.name not in self.names:
+            return make()
+        key = (what, str(s.name), flag)
+        if key not in self.kept:
+            self.kept[key] = make()
+        return self.kept[key]
+
+
+def _missing(s: pd.Series, cache: ColumnCache | None = None) -> np.ndarray:
+    """Where the column has no value (kept by `cache`)."""
+    if cache is None:
+        return s.isna().to_numpy()
+    return cache.get("missing", s, lambda: s.isna().to_numpy())
+
+
+def _encode(
+    term: _Term, s: pd.Series, rule: MissingRule, cache: ColumnCache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Design columns for one term (n x k) and the rows that cannot be predicted (missing under 'exclude');
+    the column's numbers or codes kept by `cache` when given."""
     n = len(s)
     if term.kind == "numeric":
-        x = _numeric(s)
+        x = _numeric(s) if cache is None else cache.get("numeric", s, lambda: _numeric(s))
         miss = np.isnan(x)
         x = np.where(miss, 0.0, x - term.center)  # mean imputation = centred value 0
         cols = [x]
@@ -174,7 +204,11 @@ def _encode(term: _Term, s: pd.Series, rule: MissingRule) -> tuple[np.ndarray, n
         if term.missing_indicator:
             cols.append(miss.astype(float))
         return np.column_stack(cols), (miss if rule == "exclude" else np.zeros(n, bool))
-    codes, names, miss = _codes(s, missing_level=rule == "indicator")
+    level = rule == "indicator"
+    if cache is None:
+        codes, names, miss = _codes(s, missing_level=level)
+    else:
+        codes, names, miss = cache.get("codes", s, lambda: _codes(s, missing_level=level), level)
     position = {lev: i for i, lev in enumerate(term.levels)}
     lookup = np.array([position.get(nm, -1) for nm in names] + [-1], dtype=np.int64)  # code -1 -> last
     idx = lookup[codes]
@@ -293,7 +327,9 @@ class CaseMixModel:
     def warning(self) -> str | None:
         return self.diagnostics.warning
 
-    def _design(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[slice]]:
+    def _design(
+        self, data: pd.DataFrame, cache: ColumnCache | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[slice]]:
         absent = [c for c in self.required if c not in data.columns]
         if absent:
             raise KeyError(f"case-mix model for {self.outcome!r} needs column(s) {', '.join(absent)}")
@@ -301,10 +337,10 @@ class CaseMixModel:
         ok = np.ones(n, bool)
         if self.missing == "exclude":
             for name in self.required:
-                ok &= ~data[name].isna().to_numpy()
+                ok &= ~_missing(data[name], cache)
         blocks, slices, start = [np.ones((n, 1))], [], 1
         for term in self.terms:
-            block, _ = _encode(term, data[term.variable], self.missing)
+            block, _ = _encode(term, data[term.variable], self.missing, cache)
             blocks.append(block)
             slices.append(slice(start, start + block.shape[1]))
             start += block.shape[1]
@@ -466,13 +502,27 @@ def casemix_design(
     `at` (with its own `at_events`): encode those rows instead, with the encoding decided on `data`. For a
     comparison group among the registry's cycles: the registry's encoding, without encoding every registry row
     again for each group."""
+    encoding = design_encoding(data, casemix, events)
+    return encode_design(encoding, data, events) if at is None else encode_design(encoding, at, at_events)
+
+
+@dataclass(frozen=True)
+class DesignEncoding:
+    """How casemix_design encodes the case-mix, as decided on one population: its terms, and the variables whose
+    missing value leaves a row unscored. Kept, it encodes other rows (a comparison group's) as that population's
+    without deciding again on every row of it (design_encoding, encode_design)."""
+
+    terms: tuple[_Term, ...]
+    variables: tuple[str, ...]
+
+
+def design_encoding(data: pd.DataFrame, casemix: Sequence[CaseMixVariable], events: np.ndarray) -> DesignEncoding:
+    """casemix_design's encoding decided on `data` (`events`: their event indicator, NaN = not recorded)."""
     y = np.asarray(events, dtype=float)
     recorded = ~np.isnan(y)
     types = {v.name: v.type for v in casemix}
     variables: list[tuple[str, bool]] = []
     used = recorded.copy()
-    rows = data if at is None else at
-    scored = used if at is None else ~np.isnan(np.asarray(at_events, dtype=float))
     for v in casemix:
         if v.name not in data.columns:
             continue
@@ -481,15 +531,22 @@ def casemix_design(
             continue
         variables.append((v.name, _is_category(v.name, types[v.name], data[v.name])))
         used &= ~miss
-        if at is not None:
-            scored &= ~rows[v.name].isna().to_numpy()
     terms = _build_terms(data, used, np.nan_to_num(y), variables, "binary", "exclude", {}, {})
+    return DesignEncoding(tuple(terms), tuple(name for name, _ in variables))
+
+
+def encode_design(encoding: DesignEncoding, rows: pd.DataFrame, events: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """casemix_design's columns of `rows` with `encoding`, and the rows it cannot score (no recorded event, or a
+    missing value of a variable the encoding was decided with)."""
+    scored = ~np.isnan(np.asarray(events, dtype=float))
+    for name in encoding.variables:
+        scored &= ~rows[name].isna().to_numpy()
     columns: dict[str, np.ndarray] = {}
-    for term in terms:
+    for term in encoding.terms:
         block, _ = _encode(term, rows[term.variable], "exclude")
         for j, name in enumerate(term.columns):
             columns[name] = block[:, j]
-    return pd.DataFrame(columns, index=rows.index), ~(used if at is None else scored)
+    return pd.DataFrame(columns, index=rows.index), ~scored
 
 
 def _constant_model(
@@ -844,7 +901,9 @@ def intercept_shift(lp: np.ndarray, y: np.ndarray) -> float:
     return d
 
 
-def recalibrate_in_the_large(model: CaseMixModel, data: pd.DataFrame, outcome: str) -> CaseMixModel:
+def recalibrate_in_the_large(
+    model: CaseMixModel, data: pd.DataFrame, outcome: str, cache: ColumnCache | None = None
+) -> CaseMixModel:
     """The registry's case-mix model recalibrated in the large to `data` (a comparison group), without refitting.
 
     Why: the coefficients describe patient risk and are estimated best on the whole registry (a refit on a few
@@ -857,10 +916,11 @@ def recalibrate_in_the_large(model: CaseMixModel, data: pd.DataFrame, outcome: s
     residual sd, warnings); its `expected`, `overall` and cycle counts are the group's, its intercept carries
     the shift (`recalibration`), and its population distributions (casemix_contributions) are the group's, so
     the contributions explain the gap to the group's level. `data` holds the outcome column `outcome` (NaN =
-    not part of the indicator) and the model's case-mix columns.
+    not part of the indicator) and the model's case-mix columns. `cache`: conversions of the case-mix columns kept
+    across the indicators of one group (ColumnCache).
     """
     y = _outcome_values(data, outcome, model.kind)
-    x, ok, slices = model._design(data)  # once: the linear predictor and the contributions below share it
+    x, ok, slices = model._design(data, cache)  # once: the linear predictor and the contributions below share it
     lp = np.where(ok, x @ model.params, np.nan) if model.constant is None else model.linear_predictor(data).to_numpy()
     recorded = ~np.isnan(y)
     used = recorded & ~np.isnan(lp)
@@ -881,7 +941,7 @@ def recalibrate_in_the_large(model: CaseMixModel, data: pd.DataFrame, outcome: s
         reasons[OUTCOME_NOT_RECORDED] = int((~recorded).sum())
     if model.missing == "exclude":
         for name in model.required:
-            missing = int((data[name].isna().to_numpy() & recorded).sum())
+            missing = int((_missing(data[name], cache) & recorded).sum())
             if missing:
                 reasons[ExclusionReason("missing", name)] = missing
     reference = model.diagnostics

@@ -41,10 +41,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
-from vbhc.casemix import CaseMixModel, casemix_contributions, fit_casemix_model, recalibrate_in_the_large
+from vbhc.casemix import (
+    CaseMixModel,
+    ColumnCache,
+    casemix_contributions,
+    fit_casemix_model,
+    recalibrate_in_the_large,
+)
 from vbhc.catalog import (
     BINARY_KINDS,
     CONTINUOUS_KINDS,
@@ -131,6 +138,10 @@ class ConditionData:
     # Cox models (its `fitted` and `cox`) this group's expected values come from, recalibrated to the group
     # (see reference_model); None for the whole registry, whose models are fitted on these data
     reference: ConditionData | None = field(default=None, repr=False, compare=False)
+    # what is derived per care cycle from these data and does not depend on the unit level or comparison group (an
+    # indicator's values, its PROM response), kept here so the comparison groups cut from these data take their
+    # cycles' rows of it instead of deriving it again for every group (see _group_rows); and for a group, its rows
+    derived: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -226,24 +237,119 @@ def compute_indicators(
     for ind in cond.indicators:
         if indicators is not None and ind.id not in indicators:
             continue
-        frame, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion)
-        if frame is None:
+        columns, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion)
+        if columns is None:
             continue
-        frame.insert(0, "unit_level", level)
-        tables.append(frame)
+        tables.append(columns)
         if model is not None:
             models[ind.id] = model
         if per_cycle is not None:
-            values.append(per_cycle.assign(indicator=ind.id))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=BASE_COLUMNS)
+            values.append((ind.id, per_cycle))
+    table = _joined_table([{"unit_level": level} | columns for columns in tables], BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
     table["condition"] = cond.id
     cols = BASE_COLUMNS + [c for c in table.columns if c not in BASE_COLUMNS and c not in TAIL_COLUMNS]
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
     table = table.reindex(columns=cols)
-    per_cycle = pd.concat(values, ignore_index=True) if values else pd.DataFrame()
-    return IndicatorResult(cond.id, level, data.period, table, models, per_cycle, data)
+    return IndicatorResult(cond.id, level, data.period, table, models, _cycle_values(values), data)
+
+
+def _joined_table(parts: list[dict[str, object]], empty: list[str]) -> pd.DataFrame:
+    """The indicators' rows (each indicator's columns: arrays of its units' values, or one value for all) as the frame
+    pd.concat of a frame per indicator gives (columns in order of appearance, a column an indicator lacks missing
+    there), joined column by column with that concat's types: a whole-number column missing somewhere, or holding
+    fractions somewhere, becomes a float column with NaN; a yes/no column missing somewhere an object column; a text
+    column stays text. Why: a frame per indicator and their concat were a sixth of a comparison group's view. A
+    column of any other kind (e.g. None) is left to pandas: the frames are built and concatenated as before."""
+    if not parts:
+        return pd.DataFrame(columns=empty)
+    sizes = [len(part["unit"]) for part in parts]
+    if min(sizes) == 0:  # a frame without rows has its own types in a concat (text read as object)
+        return _concat_frames(parts)
+    names = list(dict.fromkeys(name for part in parts for name in part))
+    joined: dict[str, np.ndarray] = {}
+    for name in names:
+        pieces, kinds = [], set()
+        for part, size in zip(parts, sizes, strict=True):
+            if name not in part:
+                pieces.append(None)
+                continue
+            kind, values = _typed(part[name], size)
+            if kind is None:
+                return _concat_frames(parts)
+            kinds.add(kind)
+            pieces.append(values)
+        missing = any(piece is None for piece in pieces)
+        if kinds <= {"int", "float"}:
+            dtype = np.int64 if kinds == {"int"} and not missing else np.float64
+            fill = [np.full(size, np.nan) for size in sizes]
+            joined[name] = np.concatenate(
+                [fill[i] if piece is None else piece.astype(dtype, copy=False) for i, piece in enumerate(pieces)]
+            )
+        elif "none" in kinds or kinds == {"text"} or (kinds == {"bool"} and missing):
+            # text (missing: NaN, read as text); None beside anything, or yes/no with a gap: an object column (NaN in a
+            # gap, numbers as Python numbers, as pandas casts them)
+            column = np.empty(sum(sizes), dtype=object)
+            start = 0
+            for piece, size in zip(pieces, sizes, strict=True):
+                column[start : start + size] = np.nan if piece is None else piece.astype(object)
+                start += size
+            joined[name] = column if kinds == {"text"} else pd.Series(column, dtype=object)
+        elif kinds == {"bool"}:
+            joined[name] = np.concatenate(pieces)
+        else:
+            return _concat_frames(parts)
+    return pd.DataFrame(joined)
+
+
+def _concat_frames(parts: list[dict[str, object]]) -> pd.DataFrame:
+    """The indicators' rows as a frame per indicator concatenated by pandas (the types any column gets there)."""
+    return pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
+
+
+def _typed(value: object, size: int) -> tuple[str | None, np.ndarray | None]:
+    """One indicator's column as (kind, array of `size` values): kind int, float, bool, text (all str) or none (None),
+    None for anything else. A single value stands for every row, as the frame constructor takes it."""
+    if isinstance(value, pd.Index | pd.Series):
+        value = value.to_numpy()
+    if isinstance(value, np.ndarray):
+        if value.dtype == np.float64:
+            return "float", value
+        if value.dtype == np.int64:
+            return "int", value
+        if value.dtype == np.bool_:
+            return "bool", value
+        if value.dtype == object and all(isinstance(v, str) for v in value):
+            return "text", value
+        return None, None
+    if isinstance(value, bool | np.bool_):
+        return "bool", np.full(size, bool(value))
+    if isinstance(value, int | np.integer):
+        return "int", np.full(size, value, dtype=np.int64)
+    if isinstance(value, float | np.floating):
+        return "float", np.full(size, value, dtype=np.float64)
+    if isinstance(value, str):
+        return "text", np.full(size, value, dtype=object)
+    if value is None:
+        return "none", np.full(size, None, dtype=object)
+    return None, None
+
+
+def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
+    """The indicators' per-cycle values (each indicator's columns as arrays) as one frame with their indicator: the
+    arrays joined, not a frame per indicator concatenated (its text columns converted once instead of twice). With
+    an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives such a concat."""
+    if not values:
+        return pd.DataFrame()
+    if any(len(columns["cycle_id"]) == 0 for _, columns in values):
+        frames = [pd.DataFrame(columns).assign(indicator=ind) for ind, columns in values]
+        return pd.concat(frames, ignore_index=True)
+    names = list(values[0][1])
+    joined = {name: np.concatenate([np.asarray(columns[name]) for _, columns in values]) for name in names}
+    sizes = [len(columns["cycle_id"]) for _, columns in values]
+    joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
+    return pd.DataFrame(joined)
 
 
 def _without_self_benchmark(table: pd.DataFrame) -> pd.DataFrame:
@@ -338,6 +444,15 @@ class _UnitRows:
 
     units: pd.Index
     codes: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+
+    def column(self, base: pd.DataFrame, name: str) -> np.ndarray:
+        """A column of the view's cycles (`base`) as an array (the cycle id as text), converted once per view for the
+        per-cycle values of every indicator."""
+        if name not in self.arrays:
+            column = base[name]
+            self.arrays[name] = (column.astype(str) if name == "cycle_id" else column).to_numpy()
+        return self.arrays[name]
 
     def sums(self, keep: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per unit, the number of kept cycles (a whole number) and the sum of each of `values` over them (0 for a unit
@@ -359,25 +474,25 @@ class _UnitRows:
 
 def _one_indicator(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame | None, CaseMixModel | None, pd.DataFrame | None]:
+) -> tuple[dict[str, object] | None, CaseMixModel | None, dict[str, np.ndarray] | None]:
+    """One indicator's rows (its columns: an array per column, or one value for every unit), its case-mix model and
+    its per-cycle values (columns as arrays)."""
     units = rows.units
     if ind.kind == "volume":
-        n = base.groupby("unit").size().reindex(units, fill_value=0)
-        frame = pd.DataFrame({"unit": units, "n": n.to_numpy(), "crude_value": n.to_numpy().astype(float)})
-        frame["too_few_cycles"] = frame["n"] < ind.min_n
-        return frame.assign(**_describe(ind)), None, None
+        n = np.bincount(rows.codes, minlength=len(units)).astype(np.int64)
+        columns = {"unit": units.to_numpy(), "n": n, "crude_value": n.astype(float), "too_few_cycles": n < ind.min_n}
+        return columns | _describe(ind), None, None
     if ind.kind == "response_rate":
-        return _response_rate(ind, data, base, units, levels), None, None
+        return _response_rate(ind, data, base, rows, levels), None, None
     if ind.kind in SURVIVAL_KINDS:
         return _survival(ind, data, base, rows, levels, dispersion)
 
-    frame, extra = _outcome_column(ind, data, base)
-    part = frame[frame["y"].notna()]
+    frame, extra = _indicator_frame(ind, data, base)
     binary = ind.kind in BINARY_KINDS
     model = data.fitted.get(ind.id)
     if model is None or not model.expected.index.equals(frame.index):
         if data.reference is not None:  # a comparison group: the registry's model, recalibrated to the group
-            model = recalibrate_in_the_large(reference_model(ind, data.reference), frame, "y")
+            model = recalibrate_in_the_large(reference_model(ind, data.reference), frame, "y", _column_cache(data))
         else:
             model = fit_casemix_model(
                 frame, "y", data.condition.casemix, "binary" if binary else "continuous", extra_covariates=extra
@@ -387,42 +502,43 @@ def _one_indicator(
     in_part = ~np.isnan(y)
     e = model.expected.reindex(frame.index).to_numpy(float)
     in_adjusted = in_part & ~np.isnan(e)
-    per_cycle = pd.DataFrame(
-        {
-            "cycle_id": part["cycle_id"].astype(str).to_numpy(),
-            "unit": part["unit"].to_numpy(),
-            "index_date": part["index_date"].to_numpy(),
-            "observed": y[in_part],
-            "expected": e[in_part],
-        }
-    )
+    per_cycle = {
+        "cycle_id": rows.column(base, "cycle_id")[in_part],
+        "unit": rows.column(base, "unit")[in_part],
+        "index_date": rows.column(base, "index_date")[in_part],
+        "observed": y[in_part],
+        "expected": e[in_part],
+    }
     # per unit: the crude figures over every cycle of the indicator, the adjusted ones over those with an expected
     size, total = rows.sums(in_part, y)
     with np.errstate(divide="ignore", invalid="ignore"):
         crude_mean = np.where(size > 0, total / size, np.nan)
-    adjusted = (rows.units[rows.codes[in_adjusted]], y[in_adjusted], e[in_adjusted])
+    adjusted = (rows.codes[in_adjusted], y[in_adjusted], e[in_adjusted])
     if binary:
         n_adj, observed, expected_sum = rows.sums(in_adjusted, y, e)
-        agg = pd.DataFrame({"unit": units, "n": n_adj, "observed": observed, "expected": expected_sum})
+        agg = {"unit": units.to_numpy(), "n": n_adj, "observed": observed, "expected": expected_sum}
         target = model.overall if np.isfinite(model.overall) else None
         columns, out = _binary_columns(agg, ind, target, levels, dispersion)
         result = {"unit": columns.pop("unit"), "n": size} | columns
         lo, up = benchmark.wilson_ci(total, size)
         added = {"crude_value": crude_mean, "crude_lower": lo, "crude_upper": up}
-        added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=True)
+        added |= _shrinkage_columns(len(units), ind, *adjusted, model.overall, binary=True)
     else:
         n_adj, y_sum, y_sq, e_sum = rows.sums(in_adjusted, y, y**2, e)
         with np.errstate(divide="ignore", invalid="ignore"):  # a unit without adjusted cycles has no sums (NaN)
             empty = np.where(n_adj > 0, 0.0, np.nan)
-            agg = pd.DataFrame(
-                {"n": n_adj, "sum": y_sum + empty, "sum_sq": y_sq + empty, "expected": e_sum / n_adj + empty},
-                index=units,
-            )
+            agg = {
+                "unit": units.to_numpy(),
+                "n": n_adj,
+                "sum": y_sum + empty,
+                "sum_sq": y_sq + empty,
+                "expected": e_sum / n_adj + empty,
+            }
         residual_sd = model.diagnostics.residual_sd
         if not (np.isfinite(residual_sd) and residual_sd > 0):  # no model: limits use the outcome's own spread
             residual_sd = float(np.nanstd(y, ddof=1)) if in_part.sum() > 1 else float("nan")
-        out = benchmark.benchmark_units(
-            agg.reset_index(),
+        out = benchmark.benchmark_columns(
+            agg,
             "mean",
             direction=ind.direction,
             target=model.overall if np.isfinite(model.overall) else None,
@@ -438,19 +554,19 @@ def _one_indicator(
             "unit": units.to_numpy(),
             "n": size,
             "n_adjusted": n_adj,
-            "observed": out["mean"].to_numpy(),
-            "expected": agg["expected"].to_numpy(),
+            "observed": out["mean"],
+            "expected": agg["expected"],
             "crude_value": crude_mean,
             "crude_lower": c_lo,
             "crude_upper": c_up,
-            "adjusted_value": out["adjusted_mean" if has_adj else "mean"].to_numpy(),
-            "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"].to_numpy(),
-            "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"].to_numpy(),
-            "target": out["target"].to_numpy(),
+            "adjusted_value": out["adjusted_mean" if has_adj else "mean"],
+            "adjusted_lower": out["adjusted_lower" if has_adj else "mean_lower"],
+            "adjusted_upper": out["adjusted_upper" if has_adj else "mean_upper"],
+            "target": out["target"],
             "precision": n_adj,
         }
         added = _limit_columns(out, levels) | {"limit_sd": residual_sd}
-        added |= _shrinkage_columns(result["unit"], ind, *adjusted, model.overall, binary=False)
+        added |= _shrinkage_columns(len(units), ind, *adjusted, model.overall, binary=False)
     diag = model.diagnostics
     added |= {
         "model_c_statistic": diag.c_statistic,
@@ -458,8 +574,79 @@ def _one_indicator(
         "model_r_squared": diag.r_squared,
         "model_n_excluded": diag.n_excluded,
     }
-    # one frame from the columns in their order (the result's, then the added ones: no name in both)
-    return pd.DataFrame(result | added | _describe(ind)), model, per_cycle
+    # the columns in their order (the result's, then the added ones: no name in both)
+    return result | added | _describe(ind), model, per_cycle
+
+
+def _group_rows(data: ConditionData) -> np.ndarray | None:
+    """The positions of a comparison group's care cycles among those of its reference (the registry of the same
+    period), matched once per group on the cycle ids (pyarrow's hash lookup); None for the registry itself, or when
+    a cycle id is missing there or not unique (the group then derives everything from its own rows, as before)."""
+    reference = data.reference
+    if reference is None or data.as_of != reference.as_of:
+        return None
+    found = data.derived.get(_ROWS)
+    if found is None:
+        ids = reference.derived.get(_IDS)
+        if ids is None:
+            ids = pa.array(reference.cycles["cycle_id"].astype(str), type=pa.string())
+            if ids.null_count or pc.count_distinct(ids).as_py() != len(ids):
+                ids = False
+            reference.derived[_IDS] = ids
+        found = False
+        if ids is not False:
+            at = pc.index_in(pa.array(data.cycles["cycle_id"].astype(str), type=pa.string()), value_set=ids)
+            if not at.null_count:
+                found = at.to_numpy(zero_copy_only=False).astype(np.intp)
+        data.derived[_ROWS] = found
+    return None if found is False else found
+
+
+_ROWS, _IDS = "group rows", "cycle ids"
+
+
+def _column_cache(data: ConditionData) -> ColumnCache:
+    """The conversions of the view's case-mix columns, kept with its data for its indicators' case-mix models (the
+    indicators' frames share these columns; an extra covariate such as a PROM's baseline score is not kept)."""
+    cache = data.derived.get("case-mix columns")
+    if cache is None:
+        names = frozenset(v.name for v in data.condition.casemix) - {"y", "unit", "baseline_score"}
+        cache = data.derived.setdefault("case-mix columns", ColumnCache(names))
+    return cache
+
+
+def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """_outcome_column of the view's cycles. A comparison group takes its cycles' values from those of its reference
+    (derived once there: they depend on the cycle alone), and the registry's view keeps its own for its groups."""
+    rows = _group_rows(data)
+    if rows is not None:
+        values = _reference_values(ind, data.reference)
+        if values is not None:
+            y, extra = values
+            return base.assign(y=y[rows], **{name: column[rows] for name, column in extra.items()}), list(extra)
+    frame, extra = _outcome_column(ind, data, base)
+    if data.reference is None:
+        data.derived.setdefault(("values", ind.id), _values_of(frame, extra))
+    return frame, extra
+
+
+def _values_of(frame: pd.DataFrame, extra: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return frame["y"].to_numpy(float), {name: frame[name].to_numpy(float) for name in extra}
+
+
+def _reference_values(ind: Indicator, reference: ConditionData) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """The indicator's value (and extra covariates) of every cycle of the reference, derived once and kept there;
+    None when they cannot be derived on the whole registry (a PROM score twice for one cycle of another hospital,
+    which the group itself may not hold: the group then derives its own)."""
+    key = ("values", ind.id)
+    values = reference.derived.get(key)
+    if values is None:
+        try:
+            values = _values_of(*_outcome_column(ind, reference, reference.cycles))
+        except ValueError:
+            values = False
+        reference.derived[key] = values
+    return None if values is False else values
 
 
 def reference_model(ind: Indicator, reference: ConditionData) -> CaseMixModel:
@@ -495,7 +682,7 @@ def _reference_cox(ind: Indicator, reference: ConditionData) -> survival.CoxMode
 
 def _survival(
     ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame | None, None, pd.DataFrame | None]:
+) -> tuple[dict[str, object] | None, None, dict[str, np.ndarray] | None]:
     """Kaplan-Meier survival at the horizon and the Cox-adjusted SMR per unit (vbhc.survival); no rows where
     the registry has no follow-up dates for the outcome (the binary indicator is the one to use there). For a
     comparison group the registry's Cox model, its baseline hazard rescaled to the group."""
@@ -508,7 +695,16 @@ def _survival(
             model = _reference_cox(ind, data.reference)
             if model is None:
                 return None, None, None
-    out = survival.survival_table(
+    encoding = None
+    if reference is not None:  # the registry's encoding of the case-mix, decided once and kept with its data
+        key = ("cox encoding", ind.id, data.as_of)
+        encoding = data.reference.derived.get(key)
+        if encoding is None:
+            encoding = survival.registry_encoding(
+                reference, ind.outcome, data.condition.casemix, data.as_of, float(ind.years or 1)
+            )
+            data.reference.derived[key] = encoding
+    out = survival.survival_columns(
         base,
         (rows.units, rows.codes),
         outcome=ind.outcome,
@@ -521,15 +717,16 @@ def _survival(
         min_n=ind.min_n,
         model=model,
         reference=reference,
+        encoding=encoding,
     )
     if out is None:
         return None, None, None
-    result, per_cycle, data.cox[ind.id] = out
-    return benchmark.with_columns(result, dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind)), None, per_cycle
+    result, added, per_cycle, data.cox[ind.id] = out
+    return result | added | dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind), None, per_cycle
 
 
 def _shrinkage_columns(
-    units: np.ndarray,
+    size: int,
     ind: Indicator,
     unit: np.ndarray,
     observed: np.ndarray,
@@ -537,8 +734,9 @@ def _shrinkage_columns(
     overall: float,
     binary: bool,
 ) -> dict[str, object]:
-    """The random-effects columns (vbhc.shrinkage) for `units`, from the case-mix adjusted cycles (their unit,
-    observed outcome and expected value).
+    """The random-effects columns (vbhc.shrinkage) for the view's `size` units, from the case-mix adjusted cycles
+    (their unit's position among the view's units, observed outcome and expected value). The fits take the units'
+    positions for their names (sorted as the names are): the same fit, without turning names into text again.
 
     Every unit with data enters the fit and the ranking (shrinkage is what makes small units comparable);
     rankability uses the units with at least min_n cycles, as the funnel's rankability does.
@@ -552,18 +750,19 @@ def _shrinkage_columns(
         rank, rank_lo, rank_hi = shrinkage.expected_ranks(
             fit.effect, fit.effect_sd, lower_is_better=ind.direction == "lower"
         )
-        per_unit = pd.DataFrame(
-            {
-                shrinkage.SHRUNKEN_VALUE: fit.value,
-                shrinkage.SHRUNKEN_LOWER: fit.lower,
-                shrinkage.SHRUNKEN_UPPER: fit.upper,
-                shrinkage.EXPECTED_RANK: rank,
-                shrinkage.EXPECTED_RANK_LOWER: rank_lo,
-                shrinkage.EXPECTED_RANK_UPPER: rank_hi,
-            },
-            index=fit.units,
-        ).reindex(units)
-        columns |= {name: per_unit[name].to_numpy() for name in per_unit.columns}
+        per_unit = {
+            shrinkage.SHRUNKEN_VALUE: fit.value,
+            shrinkage.SHRUNKEN_LOWER: fit.lower,
+            shrinkage.SHRUNKEN_UPPER: fit.upper,
+            shrinkage.EXPECTED_RANK: rank,
+            shrinkage.EXPECTED_RANK_LOWER: rank_lo,
+            shrinkage.EXPECTED_RANK_UPPER: rank_hi,
+        }
+        at = np.asarray(fit.units, dtype=np.intp)  # the fitted units' positions; a unit without cycles gets NaN
+        for name, values in per_unit.items():
+            column = np.full(size, np.nan)
+            column[at] = values
+            columns[name] = column
         columns[shrinkage.SHRINKAGE_TAU2] = fit.tau2
         columns[shrinkage.SHRINKAGE_RANKABILITY] = fit.rankability(fit.n >= ind.min_n)
         columns[shrinkage.RANKED_UNITS] = float(np.isfinite(rank).sum()) if np.isfinite(rank).any() else np.nan
@@ -571,8 +770,12 @@ def _shrinkage_columns(
 
 
 def _binary_columns(
-    agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
-) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    agg: pd.DataFrame | dict[str, np.ndarray],
+    ind: Indicator,
+    target: float | None,
+    levels: Sequence[float],
+    dispersion: str,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Risk-adjusted yes/no indicator from per-unit n, O and E.
 
     O/E gets its exact Poisson CI, but the funnel compares the adjusted rate (O/E × overall rate) with
@@ -580,15 +783,14 @@ def _binary_columns(
     proportions): Poisson limits on O/E are only right for rare events and are far too wide for common ones
     such as a radical-resection rate of 85%.
     """
-    n = agg["n"].to_numpy(float)
-    o = agg["observed"].to_numpy(float)
-    e = agg["expected"].to_numpy(float)
+    n, o, e = (np.asarray(agg[name], dtype=float) for name in ("n", "observed", "expected"))
+    unit = np.asarray(agg["unit"])
     # no recorded outcome yet (e.g. 2-year mortality for last year's cycles): no benchmark rather than 0/0
     overall = float(target) if target is not None else (float(o.sum() / n.sum()) if n.sum() > 0 else float("nan"))
-    oe = benchmark.oe_ratio(o, e)
-    adjusted_rate = oe["oe"].to_numpy() * overall
-    standardised = pd.DataFrame({"unit": agg["unit"], "n": n, "observed": np.nan_to_num(adjusted_rate) * n})
-    out = benchmark.benchmark_units(
+    oe = benchmark.oe_columns(o, e)
+    adjusted_rate = oe["oe"] * overall
+    standardised = {"unit": unit, "n": n, "observed": np.nan_to_num(adjusted_rate) * n}
+    out = benchmark.benchmark_columns(
         standardised,
         "proportion",
         direction=ind.direction,
@@ -599,17 +801,17 @@ def _binary_columns(
         adjusted=False,
     )
     result = {
-        "unit": agg["unit"].to_numpy(),
+        "unit": unit,
         "n_adjusted": n,
         "observed": o,
         "expected": e,
-        "oe": oe["oe"].to_numpy(),
-        "oe_lower": oe["oe_lower"].to_numpy(),
-        "oe_upper": oe["oe_upper"].to_numpy(),
+        "oe": oe["oe"],
+        "oe_lower": oe["oe_lower"],
+        "oe_upper": oe["oe_upper"],
         "adjusted_value": adjusted_rate,
-        "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"].to_numpy(), np.nan),
-        "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"].to_numpy(), np.nan),
-        "target": np.full(len(agg), overall),
+        "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"], np.nan),
+        "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"], np.nan),
+        "target": np.full(len(n), overall),
         "precision": n,
     }
     return result | _limit_columns(out, levels), out
@@ -617,59 +819,71 @@ def _binary_columns(
 
 def _binary_benchmark(
     agg: pd.DataFrame, ind: Indicator, target: float | None, levels: Sequence[float], dispersion: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """_binary_columns as a frame."""
     columns, out = _binary_columns(agg, ind, target, levels, dispersion)
     return pd.DataFrame(columns), out
 
 
-def _limit_columns(out: pd.DataFrame, levels: Sequence[float]) -> dict[str, np.ndarray]:
-    """The funnel limits, positions and dispersion columns of benchmark_units' output, in table order."""
+def _limit_columns(out: pd.DataFrame | dict[str, np.ndarray], levels: Sequence[float]) -> dict[str, np.ndarray]:
+    """The funnel limits, positions and dispersion columns of benchmark_units' (or benchmark_columns') output, in
+    table order."""
     columns: dict[str, np.ndarray] = {}
     for level in levels:
         sfx = benchmark.level_suffix(level)
-        columns[f"lower_{sfx}"] = out[f"lower_{sfx}"].to_numpy()
-        columns[f"upper_{sfx}"] = out[f"upper_{sfx}"].to_numpy()
+        columns[f"lower_{sfx}"] = np.asarray(out[f"lower_{sfx}"])
+        columns[f"upper_{sfx}"] = np.asarray(out[f"upper_{sfx}"])
     for level in levels:
         sfx = benchmark.level_suffix(level)
-        columns[f"position_{sfx}"] = out[f"position_{sfx}"].to_numpy()
-        columns[f"assessment_{sfx}"] = out[f"assessment_{sfx}"].to_numpy()
+        columns[f"position_{sfx}"] = np.asarray(out[f"position_{sfx}"])
+        columns[f"assessment_{sfx}"] = np.asarray(out[f"assessment_{sfx}"])
     for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
-        columns[col] = out[col].to_numpy()
-    columns["detectable_difference"] = out["detectable_difference"].to_numpy()
+        columns[col] = np.asarray(out[col])
+    columns["detectable_difference"] = np.asarray(out["detectable_difference"])
     return columns
 
 
 def _response_rate(
-    ind: Indicator, data: ConditionData, base: pd.DataFrame, units: pd.Index, levels: Sequence[float]
-) -> pd.DataFrame:
+    ind: Indicator, data: ConditionData, base: pd.DataFrame, rows: _UnitRows, levels: Sequence[float]
+) -> dict[str, object]:
+    """The PROM response rate per unit (proms.response_rate, counted on the units' positions), compared with the
+    overall rate. A comparison group takes its cycles' eligible and responded flags of the registry's."""
     days = data.condition.timepoint(ind.timepoint).days
-    rates = proms.response_rate(base, data.scores, ind.instrument, ind.timepoint, days, data.as_of, "unit")
-    rates = rates.set_index("unit").reindex(units).fillna({"eligible": 0, "responded": 0}).reset_index()
-    out = benchmark.benchmark_units(
-        rates.rename(columns={"eligible": "n", "responded": "observed"}),
+    key = ("response", ind.id, data.as_of)
+    group = _group_rows(data)
+    flags = data.reference.derived.get(key) if group is not None else None
+    if flags is None:
+        source = data.reference if group is not None else data
+        flags = proms.response_flags(source.cycles, source.scores, ind.instrument, ind.timepoint, days, data.as_of)
+        if group is not None or data.reference is None:  # the registry's: kept for its comparison groups
+            source.derived[key] = flags
+    eligible, responded = flags if group is None else (flags[0][group], flags[1][group])
+    units, k = rows.units, len(rows.units)
+    n = np.bincount(rows.codes[eligible], minlength=k)
+    observed = np.bincount(rows.codes[responded], minlength=k)
+    rate, low, high = proms.response_ci(n, observed)
+    out = benchmark.benchmark_columns(
+        {"unit": units.to_numpy(), "n": n, "observed": observed},
         "proportion",
         direction=ind.direction,
         levels=levels,
         min_n=ind.min_n,
         adjusted=False,
     )
-    result = pd.DataFrame(
-        {
-            "unit": units,
-            "n": rates["eligible"].to_numpy(),
-            "observed": rates["responded"].to_numpy(),
-            "crude_value": rates["response_rate"].to_numpy(),
-            "crude_lower": rates["ci_low"].to_numpy(),
-            "crude_upper": rates["ci_high"].to_numpy(),
-            "adjusted_value": rates["response_rate"].to_numpy(),
-            "adjusted_lower": rates["ci_low"].to_numpy(),
-            "adjusted_upper": rates["ci_high"].to_numpy(),
-            "target": out["target"].to_numpy(),
-            "precision": rates["eligible"].to_numpy(),
-        }
-    )
-    return benchmark.with_columns(result, _limit_columns(out, levels) | _describe(ind))
+    result = {
+        "unit": units.to_numpy(),
+        "n": n,
+        "observed": observed,
+        "crude_value": rate,
+        "crude_lower": low,
+        "crude_upper": high,
+        "adjusted_value": rate,
+        "adjusted_lower": low,
+        "adjusted_upper": high,
+        "target": out["target"],
+        "precision": n,
+    }
+    return result | _limit_columns(out, levels) | _describe(ind)
 
 
 # --- composite (textbook outcome) indicators ---------------------------------------------------------------

@@ -524,6 +524,33 @@ def response_rate(
     """
     keys = [by] if isinstance(by, str) else list(by)
     _check_columns(cycles, ("cycle_id", "index_date", *keys), "cycles")
+    eligible, responded = response_flags(cycles, responses_or_scores, instrument, timepoint, timepoint_days, as_of)
+    counts = (
+        pd.DataFrame({"eligible": eligible.astype(np.int64), "responded": responded.astype(np.int64)})
+        .groupby([cycles[k].reset_index(drop=True) for k in keys], dropna=False, observed=True, sort=True)
+        .sum()
+        .reset_index()
+    )
+    rate, low, high = response_ci(
+        counts["eligible"].to_numpy(dtype=np.float64), counts["responded"].to_numpy(np.float64)
+    )
+    counts["response_rate"] = rate
+    counts["ci_low"] = low
+    counts["ci_high"] = high
+    return counts
+
+
+def response_flags(
+    cycles: pd.DataFrame,
+    responses_or_scores: pd.DataFrame,
+    instrument: str,
+    timepoint: str,
+    timepoint_days: int,
+    as_of: pd.Timestamp,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per cycle: whether it is eligible and whether it responded, as response_rate counts them (one cycle's flags
+    depend on that cycle alone, so a comparison group takes its cycles' flags of the registry's)."""
+    _check_columns(cycles, ("cycle_id", "index_date"), "cycles")
     _check_columns(responses_or_scores, ("cycle_id", "instrument", "timepoint"), "responses_or_scores")
     as_of = pd.Timestamp(as_of)
     index_date = _as_datetime(cycles["index_date"])
@@ -535,15 +562,12 @@ def response_rate(
         hit &= ~(_as_datetime(r["completed_date"]) > as_of).to_numpy()
     answered_ids = pd.unique(r.loc[hit.to_numpy(dtype=bool), "cycle_id"].astype(str))
     responded = eligible & of_cycles(cycles["cycle_id"], pa.array(answered_ids, type=pa.string()))
+    return eligible, responded
 
-    counts = (
-        pd.DataFrame({"eligible": eligible.astype(np.int64), "responded": responded.astype(np.int64)})
-        .groupby([cycles[k].reset_index(drop=True) for k in keys], dropna=False, observed=True, sort=True)
-        .sum()
-        .reset_index()
-    )
-    n = counts["eligible"].to_numpy(dtype=np.float64)
-    x = counts["responded"].to_numpy(dtype=np.float64)
+
+def response_ci(n: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Response rate x / n with its Wilson 95% CI per unit (NaN with 0 eligible), as response_rate gives them."""
+    n, x = np.asarray(n, dtype=np.float64), np.asarray(x, dtype=np.float64)
     has = n > 0
     rate = np.full(len(n), np.nan)
     low = np.full(len(n), np.nan)
@@ -553,7 +577,4 @@ def response_rate(
         from statsmodels.stats.proportion import proportion_confint  # seconds to import: only when needed
 
         low[has], high[has] = proportion_confint(x[has], n[has], alpha=0.05, method="wilson")
-    counts["response_rate"] = rate
-    counts["ci_low"] = low
-    counts["ci_high"] = high
-    return counts
+    return rate, low, high

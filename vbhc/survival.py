@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc import benchmark
-from vbhc.casemix import casemix_design
+from vbhc.casemix import DesignEncoding, casemix_design, design_encoding, encode_design
 from vbhc.catalog import DAYS_PER_YEAR, EVENT_DATE_SUFFIX, CaseMixVariable
 from vbhc.lazy import stats
 
@@ -392,6 +392,18 @@ def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def survival_table(
+    cycles: pd.DataFrame, unit: np.ndarray | tuple[pd.Index, np.ndarray], **options: object
+) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
+    """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model, as frames; None
+    when no cycle has a follow-up record. `options` and the columns: see survival_columns."""
+    out = survival_columns(cycles, unit, **options)
+    if out is None:
+        return None
+    result, added, per_cycle, model = out
+    return benchmark.with_columns(pd.DataFrame(result), added), pd.DataFrame(per_cycle), model
+
+
+def survival_columns(
     cycles: pd.DataFrame,
     unit: np.ndarray | tuple[pd.Index, np.ndarray],
     *,
@@ -406,8 +418,11 @@ def survival_table(
     level: float = 0.95,
     model: CoxModel | None = None,
     reference: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
-    """Per unit the survival indicator's standard columns, the per-cycle values and the Cox model.
+    encoding: DesignEncoding | None = None,
+) -> tuple[dict[str, object], dict[str, object], dict[str, np.ndarray], CoxModel] | None:
+    """Per unit the survival indicator's standard columns (the table's, then the added ones: arrays, or one value for
+    every unit), the per-cycle values (arrays) and the Cox model; survival_table makes frames of them. Why columns:
+    the indicator table joins every indicator's columns at once (vbhc.indicators).
 
     None when no cycle has a follow-up record (the registry has no dates: the binary indicator stays).
     n = cycles followed, n_adjusted = those in the Cox model, observed = deaths within the horizon,
@@ -418,7 +433,8 @@ def survival_table(
     `model`: this indicator's Cox model of the same cycles (the unit level does not enter it), else fitted here.
     `reference`: for a comparison group, the whole registry's cycles of the same period (`cycles` are some of
     them): the design is encoded as on the registry and `model` is the registry's, recalibrated to the group
-    (recalibrate_cox) unless it already is.
+    (recalibrate_cox) unless it already is. `encoding`: the registry's encoding of the case-mix (registry_encoding),
+    when the caller keeps it, instead of deciding it on `reference` again.
     """
     horizon = float(horizon_years) * DAYS_PER_YEAR
     fu = follow_up(cycles, outcome, as_of, horizon)
@@ -430,7 +446,9 @@ def survival_table(
         design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
     else:
         events = fu["event"].to_numpy()
-        design, unscored = _reference_design(cycles, events, reference, outcome, casemix, as_of, horizon)
+        if encoding is None:
+            encoding = registry_encoding(reference, outcome, casemix, as_of, horizon_years)
+        design, unscored = encode_design(encoding, cycles, events)
     in_model = known & ~unscored
     if model is None:
         model = _fit_on(fu, design, in_model)
@@ -453,57 +471,53 @@ def survival_table(
     order = np.argsort(codes[known], kind="stable")
     by_unit, unit_time, unit_event = codes[known][order], time[known][order], event[known][order]
     bounds = np.searchsorted(by_unit, np.arange(k + 1))
-    crude = pd.DataFrame(
+    crude = np.array(
         [kaplan_meier(unit_time[a:b], unit_event[a:b], horizon, level) for a, b in itertools.pairwise(bounds)],
-        columns=["value", "lower", "upper"],
-    )
-    bench = pd.DataFrame(
-        {
-            "unit": units,
-            "n": n.astype(float),
-            "observed": np.bincount(codes[in_model], weights=event[in_model], minlength=k),
-            "expected": np.bincount(codes[in_model], weights=expected[in_model], minlength=k),
-        }
-    )
+        dtype=float,
+    ).reshape(-1, 3)  # value, lower, upper
+    bench = {
+        "unit": units.to_numpy(),
+        "n": n.astype(float),
+        "observed": np.bincount(codes[in_model], weights=event[in_model], minlength=k),
+        "expected": np.bincount(codes[in_model], weights=expected[in_model], minlength=k),
+    }
     # the funnel on SMR: Poisson limits around 1 at precision E (deaths are the event: lower is better)
-    out = benchmark.benchmark_units(
+    out = benchmark.benchmark_columns(
         bench, "ratio", direction="lower", levels=levels, dispersion=dispersion, min_n=min_n, ci_level=level
     )
-    smr = out["oe"].to_numpy(float)
-    result = pd.DataFrame(
-        {
-            "unit": units,
-            "n": n,
-            "n_adjusted": n_adjusted,
-            "observed": bench["observed"].to_numpy(),
-            "expected": bench["expected"].to_numpy(),
-            "oe": smr,
-            "oe_lower": out["oe_lower"].to_numpy(float),
-            "oe_upper": out["oe_upper"].to_numpy(float),
-            "crude_value": crude["value"].to_numpy(),
-            "crude_lower": crude["lower"].to_numpy(),
-            "crude_upper": crude["upper"].to_numpy(),
-            "adjusted_value": overall**smr,
-            "adjusted_lower": overall ** out["oe_upper"].to_numpy(float),
-            "adjusted_upper": overall ** out["oe_lower"].to_numpy(float),
-            "target": np.full(len(units), overall),
-            "precision": bench["expected"].to_numpy(),
-        }
-    )
+    smr = out["oe"]
+    adjusted = overall**smr
+    result = {
+        "unit": units.to_numpy(),
+        "n": n,
+        "n_adjusted": n_adjusted,
+        "observed": bench["observed"],
+        "expected": bench["expected"],
+        "oe": smr,
+        "oe_lower": out["oe_lower"],
+        "oe_upper": out["oe_upper"],
+        "crude_value": crude[:, 0],
+        "crude_lower": crude[:, 1],
+        "crude_upper": crude[:, 2],
+        "adjusted_value": adjusted,
+        "adjusted_lower": overall ** out["oe_upper"],
+        "adjusted_upper": overall ** out["oe_lower"],
+        "target": np.full(len(units), overall),
+        "precision": bench["expected"],
+    }
     higher = direction == "higher"
     added: dict[str, object] = {}
     for lvl in levels:
         sfx = benchmark.level_suffix(lvl)
-        lo, up = out[f"lower_{sfx}"].to_numpy(float), out[f"upper_{sfx}"].to_numpy(float)
+        lo, up = out[f"lower_{sfx}"], out[f"upper_{sfx}"]
         added[f"lower_{sfx}"], added[f"upper_{sfx}"] = overall**up, overall**lo
     names = [benchmark.level_suffix(lv) for lv in levels]
-    lows = pd.DataFrame({f"lower_{sfx}": added[f"lower_{sfx}"] for sfx in names}, index=result.index)
-    ups = pd.DataFrame({f"upper_{sfx}": added[f"upper_{sfx}"] for sfx in names}, index=result.index)
-    pos = benchmark.classify_position(result["adjusted_value"], lows, ups, higher, n=result["n"], min_n=min_n)
-    added |= {col: pos[col].to_numpy() for col in pos.columns}
+    lows = [added[f"lower_{sfx}"] for sfx in names]
+    ups = [added[f"upper_{sfx}"] for sfx in names]
+    added |= benchmark.position_columns(adjusted, names, lows, ups, higher, n, min_n)
     for col in ("too_few_cycles", "dispersion_method", "phi", "tau2", "rankability", "rankability_note"):
-        added[col] = out[col].to_numpy()
-    added["detectable_difference"] = out["detectable_difference"].to_numpy()
+        added[col] = out[col]
+    added["detectable_difference"] = out["detectable_difference"]
     added["model_c_statistic"] = model.concordance
     added["model_n_excluded"] = int((known & ~in_model).sum())
     ph = model.ph_test
@@ -511,17 +525,14 @@ def survival_table(
     worst = ph.sort_values("p").head(1) if len(ph) and "p" in ph.columns else pd.DataFrame(columns=["p", "variable"])
     added[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
     added[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
-    result = benchmark.with_columns(result, added)
-    per_cycle = pd.DataFrame(
-        {
-            "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
-            "unit": units.to_numpy()[codes[known]],
-            "index_date": cycles["index_date"].to_numpy()[known],
-            "observed": fu["event"].to_numpy()[known],
-            "expected": expected[known],
-        }
-    )
-    return result, per_cycle, model
+    per_cycle = {
+        "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
+        "unit": units.to_numpy()[codes[known]],
+        "index_date": cycles["index_date"].to_numpy()[known],
+        "observed": fu["event"].to_numpy()[known],
+        "expected": expected[known],
+    }
+    return result, added, per_cycle, model
 
 
 def cox_model(
@@ -549,20 +560,18 @@ def _fit_on(fu: pd.DataFrame, design: pd.DataFrame, in_model: np.ndarray) -> Cox
     return fit_cox(fu["time"].to_numpy(), fu["event"].to_numpy(), fitted)
 
 
-def _reference_design(
-    cycles: pd.DataFrame,
-    events: np.ndarray,
+def registry_encoding(
     reference: pd.DataFrame,
     outcome: str,
     casemix: Sequence[CaseMixVariable],
     as_of: pd.Timestamp,
-    horizon: float,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """casemix_design of `cycles` (a comparison group among the registry's cycles, `reference`; `events` their
-    deaths within the horizon) encoded as on the registry: centring, reference levels and merged levels as the
-    registry's Cox model was fitted with."""
-    registry_events = follow_up(reference, outcome, as_of, horizon)["event"].to_numpy()
-    return casemix_design(reference, casemix, registry_events, at=cycles, at_events=events)
+    horizon_years: float,
+) -> DesignEncoding:
+    """The case-mix encoding of the registry's cycles (`reference`) that its Cox model of the outcome was fitted with
+    (centring, reference levels and merged levels, decided on the deaths within the horizon): a comparison group's
+    cycles are encoded with it (survival_table)."""
+    registry_events = follow_up(reference, outcome, as_of, float(horizon_years) * DAYS_PER_YEAR)["event"].to_numpy()
+    return design_encoding(reference, casemix, registry_events)
 
 
 def survival_funnel(
