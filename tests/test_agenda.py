@@ -117,3 +117,22 @@ def test_a_workbook_is_imported_by_its_sheet(planted):
     assert kind == "actions" and done.unchanged == 3
     with pytest.raises(SheetRefused, match="not a readable XLSX workbook with a sheet targets"):
         agenda.import_workbook(engine, CARE, b"not a workbook", "plan.xlsx")
+
+
+def test_a_zip_bomb_is_refused_before_openpyxl_unpacks_it(planted, monkeypatch):
+    """The meeting page's upload opened the workbook (openpyxl reads its shared strings on opening) to see which
+    sheet it has, before the ZIP's sizes were checked: a bomb was unpacked first. Now nothing is opened."""
+    import io
+    import zipfile
+
+    import openpyxl
+
+    engine, *_ = planted
+    data = io.BytesIO(export_actions(engine, CARE, CONDITION))
+    with zipfile.ZipFile(data, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("xl/media/bomb.bin", b"\x00" * (8 * 1024 * 1024))  # 8 MB of zeros packs to ~8 kB
+    opened = []
+    monkeypatch.setattr(openpyxl, "load_workbook", lambda *a, **k: opened.append(a))
+    with pytest.raises(SheetRefused, match="not a readable XLSX workbook"):
+        agenda.import_workbook(engine, CARE, data.getvalue(), "actions.xlsx")
+    assert opened == []

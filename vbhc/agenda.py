@@ -178,9 +178,15 @@ def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str)
     from openpyxl import load_workbook
 
     from vbhc.improvement_sheets import SHEETS, import_actions, import_targets
+    from vbhc.ingest.read import _check_xlsx_container
+    from vbhc.settings import max_upload_mb
 
     kind = "targets"
     try:
+        # the ZIP's sizes checked before openpyxl unpacks anything (its shared strings are read on opening): a
+        # zip bomb or an oversized file goes to the targets import, which refuses it in the viewer's language
+        if len(data) > max_upload_mb() * 1024 * 1024 or _check_xlsx_container(io.BytesIO(data)) is not None:
+            raise ValueError("not a safe workbook")
         workbook = load_workbook(io.BytesIO(data), read_only=True)
         try:
             if SHEETS[improvement.ItemKind.ACTION] in workbook.sheetnames and (
