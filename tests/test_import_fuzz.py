@@ -177,6 +177,10 @@ def test_the_separator_is_told_by_what_stands_outside_quotes(base, tmp_path):
     )
     message = _refused([path], engine)
     assert "units.csv row 1: this file has no header row" in message and "quote" not in message
+    # the first value holds a line break: the first line ends inside quotes, the record (and its separators) goes on
+    path.write_text('\ufeff"Heelkunde; ""A"", B\nline two";"1";"H01";"Snijdende";"Noord";"SUR"\n', encoding="utf-8")
+    message = _refused([path], engine)
+    assert "units.csv row 1: this file has no header row" in message and "quote" not in message
     path = tmp_path / "costs.csv"
     path.write_text(
         '"cycle_id"\t"activity"\t"quantity, each, in units, as counted"\t"unit_cost"\n"C0001"\tx\t1\t2\n',

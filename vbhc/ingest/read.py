@@ -176,19 +176,27 @@ def _sha256(path: Path) -> str:
 
 
 def _first_line(path: Path) -> str:
-    """The first non-blank line (the header), as text."""
+    """The first non-blank record (the header), as text: its line and, while a quote is open at a line's end, the
+    next ones (a first line of data whose quoted value holds a line break goes on there; its separators too)."""
+    record: list[str] = []
+    size = 0
     with path.open("rb") as fh:
         for raw in fh:
-            line = raw.decode("utf-8-sig", errors="replace").strip("\r\n")
-            if line.strip():
-                return line[: 1 << 20]
-    return ""
+            line = raw.decode("utf-8-sig" if not record else "utf-8", errors="replace").strip("\r\n")
+            if not record and not line.strip():
+                continue
+            record.append(line)
+            size += len(line)
+            if sum(part.count('"') for part in record) % 2 == 0 or size > 1 << 20 or len(record) >= 1000:
+                break
+    return "\n".join(record)[: 1 << 20]
 
 
 def _delimiter(header: str) -> tuple[str, Rule | None]:
-    """The separator, from the header line: the one that splits it; never a guess between two. Only what stands
-    outside quotes counts: a quoted value's commas ("Zürich, Bern") separate nothing (a first line of data with
-    such a value, tab-separated, was read as comma-separated and refused for its quotes, not for the header)."""
+    """The separator, from the header record (_first_line): the one that splits it; never a guess between two.
+    Only what stands outside quotes counts: a quoted value's commas ("Zürich, Bern") separate nothing (a first
+    line of data with such a value, tab-separated, was read as comma-separated and refused for its quotes, not
+    for having no header)."""
     outside = "".join(part for i, part in enumerate(header.split('"')) if i % 2 == 0)
     counts = {d: outside.count(d) for d in _DELIMITERS}
     best = max(counts.values())
