@@ -433,7 +433,9 @@ def test_a_limited_care_team_sees_every_cell_of_its_own_hospital(pages):
     what it knows."""
     from tests.test_privacy import _attack
 
-    conditions = list(pages.volumes(pages.database_url(), pages.version())["condition"].astype(str))
+    # two of the conditions where own cells were withheld (on the 1,500-cycle demo: breast cancer 42 of 78, hip
+    # osteoarthritis 34 of 66); every condition took 20 s of the suite
+    conditions = ["breast_cancer", "hip_osteoarthritis"]
     viewer = Viewer("care-h01@example.org", "", (Scope(Role.CARE_TEAM, frozenset(conditions), frozenset({"H01"})),))
     for condition in conditions:
         periods = pages.grid_periods(condition)
