@@ -149,16 +149,7 @@ def complementary_suppression(
     hit = np.asarray(primary, dtype=bool).copy()
     if size == 0 or threshold <= 0:
         return hit
-    n = pd.to_numeric(frame[count], errors="coerce").fillna(0).to_numpy(float)
-    o = (
-        pd.to_numeric(frame[observed], errors="coerce").to_numpy(float)
-        if observed and observed in frame
-        else np.full(size, np.nan)
-    )
-    counted = np.zeros(size, bool) if observed_is_count is None else np.asarray(observed_is_count, bool)
-    upper = np.full(size, math.inf) if upper is None else np.asarray(upper, float)
-    upper = np.where(np.isfinite(upper), upper, math.inf)
-    keep = np.zeros(size, bool) if keep is None else np.asarray(keep, bool)
+    n, o, counted, upper, keep = _cells(frame, count, observed, observed_is_count, upper, keep)
     names = frame[unit].astype(str).to_numpy() if unit and unit in frame else np.arange(size).astype(str)
     keys = _keys(frame, group) if group else np.zeros(size, str)
     groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
@@ -195,6 +186,30 @@ def complementary_suppression(
         if not changed:
             break
     return hit
+
+
+def _cells(
+    frame: pd.DataFrame,
+    count: str,
+    observed: str | None,
+    observed_is_count: np.ndarray | None,
+    upper: np.ndarray | None,
+    keep: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The cells' counts, observed values, whether each observed value is a count, upper bounds (inf where none)
+    and keep marks as arrays, as both suppressions read them."""
+    size = len(frame)
+    n = pd.to_numeric(frame[count], errors="coerce").fillna(0).to_numpy(float)
+    o = (
+        pd.to_numeric(frame[observed], errors="coerce").to_numpy(float)
+        if observed and observed in frame
+        else np.full(size, np.nan)
+    )
+    counted = np.zeros(size, bool) if observed_is_count is None else np.asarray(observed_is_count, bool)
+    bound = np.full(size, math.inf) if upper is None else np.asarray(upper, float)
+    bound = np.where(np.isfinite(bound), bound, math.inf)
+    kept = np.zeros(size, bool) if keep is None else np.asarray(keep, bool)
+    return n, o, counted, bound, kept
 
 
 def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -324,16 +339,7 @@ def period_suppression(
     if size == 0 or threshold <= 0:
         return hit
     periods = frame[period].astype(str).to_numpy()
-    n = pd.to_numeric(frame[count], errors="coerce").fillna(0).to_numpy(float)
-    o = (
-        pd.to_numeric(frame[observed], errors="coerce").to_numpy(float)
-        if observed and observed in frame
-        else np.full(size, np.nan)
-    )
-    counted = np.zeros(size, bool) if observed_is_count is None else np.asarray(observed_is_count, bool)
-    upper_ = np.full(size, math.inf) if upper is None else np.asarray(upper, float)
-    upper_ = np.where(np.isfinite(upper_), upper_, math.inf)
-    keep_ = np.zeros(size, bool) if keep is None else np.asarray(keep, bool)
+    n, o, counted, upper_, keep_ = _cells(frame, count, observed, observed_is_count, upper, keep)
     names = frame[unit].astype(str).to_numpy()
     by = None if bounded_by is None else np.asarray(bounded_by, int)
     # the units' tables per period: a unit's cells link (n shared across indicators) within its period only
