@@ -26,7 +26,8 @@ st.subheader(t("column.response_rate", lang))
 rates = data.derived(chosen.condition, chosen.level, chosen.period, chosen.peers, prom_response_by_timepoint)
 rates = data.only_visible(result, rates, "prom_response")
 mine = rates[rates["unit"] == chosen.unit]
-st.dataframe(
+# a few rows: a static table, not the interactive grid (whose ~1.3 MB of JavaScript a new browser would load first)
+render.static_table(
     pd.DataFrame(
         {
             t("proms.instrument", lang): [catalog.instrument(i).label(lang) for i in mine["instrument"]],
@@ -43,9 +44,7 @@ st.dataframe(
                 for i, tp in zip(mine["instrument"], mine["timepoint"], strict=True)
             ],
         }
-    ),
-    hide_index=True,
-    width="stretch",
+    )
 )
 
 # PROM indicators per unit (adjusted)
