@@ -92,6 +92,8 @@ def test_a_good_file_is_read_with_its_provenance():
         # a code that reads as another: a Cyrillic Х for X, a full-width version 1; numbers in the digits 0-9
         (f"{PROVENANCE},mortality_30d,1,\u042503,10,2,1.5,,", "unit", "\u042503", "U+0425 CYRILLIC CAPITAL LETTER HA"),
         (f"{PROVENANCE},mortality_30d,\uff11,X03,10,2,1.5,,", "definition_version", "\uff11", "U+FF11 FULLWIDTH"),
+        # wholly in another script: a Cyrillic А reads as version A (accepted with a warning where versions warn)
+        (f"{PROVENANCE},mortality_30d,\u0410,X03,10,2,1.5,,", "definition_version", "\u0410", "U+0410 CYRILLIC"),
         (f"{PROVENANCE},mortality_30d,1,X03,\uff11\uff10,2,1.5,,", "n", "\uff11\uff10", "not a number"),
     ],
 )

@@ -513,7 +513,9 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "source", "DICA\u200b", "the value holds a character no one sees (U+200B)"),
         (3, "kind", "external_norm", "External norms are set by the quality directorate"),
         # a unit that reads as H01 (a Cyrillic Н) would be a second unit; a yes/no cell is TRUE, not the number 1
-        (3, "unit", "\u041d01", "value '\u041d01': Mixes scripts: U+041D CYRILLIC CAPITAL LETTER EN"),
+        (3, "unit", "\u041d01", "value '\u041d01': Holds U+041D CYRILLIC CAPITAL LETTER EN, a letter or digit"),
+        # wholly in Cyrillic: ЕС reads as the Latin EC; an owner role is words, where ö is a letter as any other
+        (3, "unit", "\u0415\u0421", "value '\u0415\u0421': Holds U+0415 CYRILLIC CAPITAL LETTER IE"),
         (3, "unit", "H01\u200a/SUR", "Holds U+200A HAIR SPACE, a variant of a common character"),
         (2, "value", True, "column 'value' value 'TRUE': value: TRUE is not a number"),
         (2, "version", True, "column 'version' value 'TRUE': version: TRUE is not a whole number"),

@@ -100,7 +100,7 @@ _ERROR_COLUMN = {
 }
 #: Columns of words a person writes; every other column holds ids and codes (item, unit, indicator, signal ids),
 #: where a look-alike character makes another id that reads the same (vbhc.ingest.problems.lookalike_character)
-_FREE_TEXT = frozenset({"title", "source", "expected_effect"})
+_FREE_TEXT = frozenset({"title", "owner_role", "source", "expected_effect"})
 #: Columns of ids and codes, where a number cell must read as its number (shown_cell): not the numbers, dates, yes/no
 _NOT_IDS = {"version", "value", "valid_from", "active", "start", "due"}
 _ID_COLUMNS = frozenset(TARGET_COLUMNS + ACTION_COLUMNS) - _FREE_TEXT - _NOT_IDS

@@ -235,7 +235,7 @@ class Checker:
             codes, distinct = pd.factorize(s.iloc[where])
             found = [lookalike_character(str(v)) for v in distinct]
             kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[codes]
-            for kind in ("mixed_script", "variant_character"):
+            for kind in ("non_latin_letter", "variant_character"):
                 hit = np.zeros(len(s), dtype=bool)
                 hit[where] = kinds == kind
                 self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
