@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vbhc.settings import MAX_REPORTED_PROBLEMS
@@ -83,6 +84,23 @@ def lookalike_character(text: str) -> tuple[str, str] | None:
             return "variant_character", character_name(char)
         return "non_latin_letter", character_name(char)
     return None
+
+
+def case_twins(codes: Iterable[str], known: Iterable[str] = ()) -> dict[str, str]:
+    """Each of `codes` that differs from a `known` code, or from an earlier one of `codes`, only in upper and
+    lower case (H01 and h01), mapped to that other spelling. A person reads the two as one reference, while a
+    key of the database (and a dictionary) holds two: the caller refuses the value naming both, rather than
+    store a second unit or guess which spelling is meant. Surrounding spaces are taken off before any value
+    is compared or stored, so they never make another code."""
+    first: dict[str, str] = {}
+    for code in known:
+        first.setdefault(code.casefold(), code)
+    twins: dict[str, str] = {}
+    for code in codes:
+        seen = first.setdefault(code.casefold(), code)
+        if seen != code:
+            twins.setdefault(code, seen)
+    return twins
 
 
 #: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / % +.
