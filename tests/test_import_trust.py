@@ -551,6 +551,33 @@ def test_unit_codes_that_would_break_unit_labels_are_refused(base, tmp_path, cod
     assert "units.csv row 6 column 'hospital'" in message and "letters, digits" in message
 
 
+@pytest.mark.parametrize(
+    ("rows", "row", "column", "value", "known"),
+    [
+        # against the stored units: H01 and H01/SUR are in the registry
+        ([("h01", "SUR", "Testziekenhuis Noord", "Heelkunde", "", "1")], 2, "hospital", "h01", "H01"),
+        ([("H01", "sur", "Testziekenhuis Noord", "Heelkunde", "", "1")], 2, "department", "sur", "H01/SUR"),
+        # within the file: a new hospital written two ways
+        (
+            [("H09", "SUR", "Elders", "Heelkunde", "", "0"), ("h09", "ORT", "Elders", "Orthopedie", "", "0")],
+            3,
+            "hospital",
+            "h09",
+            "H09",
+        ),
+    ],
+)
+def test_a_unit_code_differing_only_in_case_is_refused_naming_both(base, tmp_path, rows, row, column, value, known):
+    """A units file with h01 beside the stored H01 (or H09 and h09 in one file) stored a second hospital that
+    reads as the first. Refused naming both spellings; nothing is written."""
+    engine, _ = base
+    cols = ["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"]
+    path = write_csv(tmp_path / "units.csv", [dict(zip(cols, r, strict=True)) for r in rows], cols)
+    message = refused([path], engine)
+    assert f"units.csv row {row} column '{column}': value '{value}'" in message
+    assert f"only in upper and lower case: one unit to a reader, two to the database; write it as {known}" in message
+
+
 def test_a_duplicate_key_names_its_key_columns(base, tmp_path):
     engine, _ = base
     rows = [dict(r, unit_cost="3") for r in costs()]
