@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
-from vbhc import audit, external
+from vbhc import audit, external, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
 from vbhc.external import ExternalRefused, combine, own_summary, read_figures, suppressed_summary, write_figures
@@ -92,6 +92,8 @@ def test_a_good_file_is_read_with_its_provenance():
         # a code that reads as another: a Cyrillic Х for X, a full-width version 1; numbers in the digits 0-9
         (f"{PROVENANCE},mortality_30d,1,\u042503,10,2,1.5,,", "unit", "\u042503", "U+0425 CYRILLIC CAPITAL LETTER HA"),
         (f"{PROVENANCE},mortality_30d,\uff11,X03,10,2,1.5,,", "definition_version", "\uff11", "U+FF11 FULLWIDTH"),
+        # wholly in another script: a Cyrillic А reads as version A (accepted with a warning where versions warn)
+        (f"{PROVENANCE},mortality_30d,\u0410,X03,10,2,1.5,,", "definition_version", "\u0410", "U+0410 CYRILLIC"),
         (f"{PROVENANCE},mortality_30d,1,X03,\uff11\uff10,2,1.5,,", "n", "\uff11\uff10", "not a number"),
     ],
 )
@@ -289,6 +291,34 @@ def test_import_stores_with_provenance_replaces_and_refuses_whole_files(engine):
     with pytest.raises(AccessDenied):
         external.import_figures(engine, CARE, _csv(*GOOD), file_name="feedback.csv")
     assert _count(engine, ExternalFigure) == 2
+
+
+def test_a_unit_code_differing_only_in_case_is_refused_naming_both(engine):
+    """X01 and x01 were stored as two external units that read as one. Refused naming the other spelling: in one
+    file, against another publication's stored units and against the registry's own units; nothing is stored.
+    A file replacing the publication that holds X01 may spell it anew."""
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(_csv(*GOOD, f"{PROVENANCE},length_of_stay,1,x02,80,,,5.0,2.0"), file_name="f.csv")
+    assert "f.csv row 5 column 'unit': value 'x02': differs from the unit X02" in str(caught.value)
+    assert "alleen in hoofdletters en kleine letters" in caught.value.line("nl")
+
+    external.import_figures(engine, QUALITY, _csv(*GOOD), file_name="feedback.csv")
+    partner = "partner figures,2025-03-01,2024,colorectal_cancer"
+    with pytest.raises(ExternalRefused, match=r"f\.csv row 2 column 'unit': value 'x01': differs from the unit X01"):
+        external.import_figures(engine, QUALITY, _csv(f"{partner},mortality_30d,1,x01,50,2,,,"), file_name="f.csv")
+    with engine.begin() as conn:  # the registry's own hospital H01
+        batch = conn.execute(
+            insert(models.ImportBatch).values(
+                file_name="u.csv", table_name="units", sha256="0" * 64, imported_at=dt.datetime.now(dt.UTC)
+            )
+        ).inserted_primary_key[0]
+        conn.execute(insert(models.Hospital).values(code="H01", name="Own", own_hospital=True, batch_id=batch))
+    with pytest.raises(ExternalRefused, match="value 'h01': differs from the unit H01"):
+        external.import_figures(engine, QUALITY, _csv(f"{partner},mortality_30d,1,h01,50,2,,,"), file_name="f.csv")
+    assert (_count(engine, ExternalPublication), _count(engine, ExternalFigure)) == (1, 3)
+    assert list(audit.read(engine)["action"]).count("import_refused") == 2
+    renamed = [row.replace("X01", "x01") for row in GOOD]  # the same source and period: it replaces the X01 file
+    assert external.import_figures(engine, QUALITY, _csv(*renamed), file_name="feedback.csv").replaced == 1
 
 
 # ----------------------------------------------------------------------------------------- the round trip

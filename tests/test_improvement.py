@@ -410,6 +410,27 @@ def test_every_write_is_audited_and_history_keeps_every_version(engine):
 
 
 # ------------------------------------------------------------------------------------------------ spreadsheets
+@pytest.fixture
+def units(engine):
+    """The registry's units (tests/registry_files.py: H01 and H02, each with SUR and ORT) stored directly, so
+    the workbook rows can name them and the audit log holds no import of the units table."""
+    from tests.registry_files import UNITS
+
+    with engine.begin() as conn:
+        batch = conn.execute(
+            insert(models.ImportBatch).values(
+                file_name="units.csv", table_name="units", sha256="0" * 64, imported_at=dt.datetime.now(dt.UTC)
+            )
+        ).inserted_primary_key[0]
+        hospitals = {u[0]: (u[2], u[5] == "1") for u in UNITS}
+        for code, (name, own) in hospitals.items():
+            conn.execute(insert(models.Hospital).values(code=code, name=name, own_hospital=own, batch_id=batch))
+        for hospital, code, _, name, division, _ in UNITS:
+            values = {"hospital": hospital, "code": code, "name": name, "division": division, "batch_id": batch}
+            conn.execute(insert(models.Department).values(**values))
+    return engine
+
+
 def _sheet(data: bytes, sheet: str):
     wb = load_workbook(io.BytesIO(data))
     return wb, wb[sheet]
@@ -421,7 +442,7 @@ def _bytes(wb) -> bytes:
     return out.getvalue()
 
 
-def test_targets_round_trip_through_xlsx(engine):
+def test_targets_round_trip_through_xlsx(engine, units):
     goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, source='=HYPERLINK("http://x")')
     improvement.set_target(engine, QUALITY, CONDITION, "mortality_30d", 0.03, kind="external_norm", source="DICA")
     data = export_targets(engine, CARE, CONDITION)
@@ -443,7 +464,7 @@ def test_targets_round_trip_through_xlsx(engine):
     assert list(audit.read(engine, action=["export", "import"])["action"]) == ["export", "import", "import"]
 
 
-def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only(engine):
+def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only(engine, units):
     """The workbook import let a care team limited to H01 change H02's and the whole condition's targets and
     actions. Now a changed row of another hospital's unit or of the whole condition refuses the file (nothing
     written); rows left as exported pass, its own hospital's rows are written."""
@@ -513,7 +534,9 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "source", "DICA\u200b", "the value holds a character no one sees (U+200B)"),
         (3, "kind", "external_norm", "External norms are set by the quality directorate"),
         # a unit that reads as H01 (a Cyrillic Н) would be a second unit; a yes/no cell is TRUE, not the number 1
-        (3, "unit", "\u041d01", "value '\u041d01': Mixes scripts: U+041D CYRILLIC CAPITAL LETTER EN"),
+        (3, "unit", "\u041d01", "value '\u041d01': Holds U+041D CYRILLIC CAPITAL LETTER EN, a letter or digit"),
+        # wholly in Cyrillic: ЕС reads as the Latin EC; an owner role is words, where ö is a letter as any other
+        (3, "unit", "\u0415\u0421", "value '\u0415\u0421': Holds U+0415 CYRILLIC CAPITAL LETTER IE"),
         (3, "unit", "H01\u200a/SUR", "Holds U+200A HAIR SPACE, a variant of a common character"),
         (2, "value", True, "column 'value' value 'TRUE': value: TRUE is not a number"),
         (2, "version", True, "column 'version' value 'TRUE': version: TRUE is not a whole number"),
@@ -521,7 +544,7 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "value", 10, "column 'value' value '10': value: 10 is not a rate written as a fraction between 0 and 1"),
     ],
 )
-def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, message):
+def test_a_bad_row_refuses_the_whole_targets_file(engine, units, row, column, value, message):
     goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
     wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
     header = [c.value for c in ws[1]]
@@ -539,6 +562,52 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, row, column, value, me
     assert counts(engine) == before  # the good rows were not written either
     assert improvement.history(engine, CARE, goal.item_id)[-1].version == 1
     assert list(audit.read(engine, action="import_refused")["action"]) == ["import_refused"]
+
+
+@pytest.mark.parametrize(
+    ("unit", "message"),
+    [
+        ("H99", "row 2 column 'unit' value 'H99': Not a unit of the registry"),
+        ("H01/XYZ", "value 'H01/XYZ': Not a unit of the registry"),
+        ("H99/SUR", "value 'H99/SUR': Not a unit of the registry"),
+        (f"{OTHER}@H01", "Not a unit of the registry"),  # another condition's team (its value shown hidden: an @)
+        # one unit to a person, two keys to the database: named with the registry's spelling
+        ("h01", "value 'h01': Differs from the registry's unit H01 only in upper and lower case"),
+        ("H01/sur", "value 'H01/sur': Differs from the registry's unit H01/SUR only in upper and lower case"),
+    ],
+)
+def test_a_row_naming_a_unit_the_registry_does_not_know_refuses_the_file(engine, units, unit, message):
+    """A target's or action's unit was stored whatever it named (H99: no such hospital). It is checked against
+    the registry's units at import time, in both workbooks, and nothing is written."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, INDICATOR, unit, "team_goal", 0.2, None, None, "2026-01-01", 1])
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert "rij 2" in refused.value.message("nl") and "registratie" in refused.value.message("nl")
+    wb, ws = _sheet(export_actions(engine, CARE, CONDITION), "actions")
+    ws.append([None, None, CONDITION, unit, "Prehab", "nurse", "2026-01-01", "2026-06-01", "planned", "", "", ""])
+    with pytest.raises(SheetRefused, match="row 2 column 'unit'"):
+        agenda.import_workbook(engine, CARE, _bytes(wb), "actions.xlsx")
+    assert counts(engine) == before
+
+
+def test_a_row_naming_a_known_unit_at_any_level_is_imported(engine, units):
+    """Every unit id the dashboard writes: a hospital, a hospital/department, the row's condition team, every
+    unit (empty); spaces around a code are not part of it. An owner role is words: ö is a letter like any."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    for unit in ("H01", "H02/ORT", f"{CONDITION}@H02", None, " H02 "):
+        ws.append([None, None, CONDITION, INDICATOR, unit, "team_goal", 0.2, None, None, "2026-01-01", 1])
+    assert len(import_targets(engine, CARE, _bytes(wb)).created) == 5
+    stored = sorted(t.unit for t in improvement.targets(engine, CARE, CONDITION))
+    assert stored == ["", "H01", "H02", "H02/ORT", f"{CONDITION}@H02"]
+    wb, ws = _sheet(export_actions(engine, CARE, CONDITION), "actions")
+    ws.append(
+        [None, None, CONDITION, "H01/SUR", "Prehab", "co\u00f6rdinator", "2026-01-01", "2026-06-01", "", "", "", ""]
+    )
+    assert len(import_actions(engine, CARE, _bytes(wb)).created) == 1
+    assert improvement.actions(engine, CARE, CONDITION)[0].owner_role == "co\u00f6rdinator"
 
 
 def test_a_unit_in_a_number_cell_is_read_as_the_cell_shows_it(engine):
@@ -581,7 +650,7 @@ def test_a_column_written_twice_is_refused_not_read_from_one_of_them(engine):
     assert improvement.history(engine, CARE, goal.item_id)[-1].value == 0.10
 
 
-def test_actions_round_trip_and_a_stale_row(engine):
+def test_actions_round_trip_and_a_stale_row(engine, units):
     improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag()])
     [signal] = improvement.signals(engine, CARE, CONDITION)
     start, due = dt.date(2026, 1, 1), dt.date(2026, 4, 1)

@@ -86,6 +86,8 @@ def _refused(engine, path: Path) -> str:
         (0, {"visit_date": "2024-13-01"}, "visit_date", "not a date in the form YYYY-MM-DD"),
         (1, {"age_band": "16-34"}, "age_band", "differs between rows of one response"),
         (0, {"response_id": "111222333"}, "response_id", "looks like a BSN"),
+        # an id wholly in Cyrillic (САТ) reads as the Latin CAT: refused naming the letter, as on every id path
+        (0, {"response_id": "\u0421\u0410\u0422"}, "response_id", "U+0421 CYRILLIC CAPITAL LETTER ES"),
         (0, {"answer": "=1+2"}, "answer", "not a number"),
         (0, {"item": "=HYPERLINK(1)"}, "item", "looks like a spreadsheet formula"),
     ],

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
@@ -48,13 +48,14 @@ from vbhc.ingest.problems import (
     Problem,
     Rule,
     audited_problems,
+    case_twins,
     invisible_character,
     lookalike_character,
     normalise_name,
     shown_file,
 )
 from vbhc.models import ExternalFigure, ExternalPublication
-from vbhc.registry import hospital_of, parse_period, unit_parts
+from vbhc.registry import hospital_of, parse_period, unit_ids, unit_parts
 from vbhc.reports.privacy import SuppressionRule, suppression_mask
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula, safe_csv
 from vbhc.settings import max_rows, max_upload_mb
@@ -356,6 +357,7 @@ def read_figures(
     warnings = _versions(records, catalog, problem, file)
     provenance = _provenance(records, problem)
     _duplicates(records, problem)
+    _unit_case(records, problem)
     if problems:
         raise ExternalRefused(file, problems)
     frame = pd.DataFrame(
@@ -567,6 +569,40 @@ def _duplicates(records: list[tuple[int, dict[str, str]]], problem) -> None:
             seen[key] = number
 
 
+def _unit_case(records: list[tuple[int, dict[str, str]]], problem, known: Sequence[str] | set[str] = ()) -> None:
+    """A unit code differing from an earlier row's, or a `known` one, only in case (X01 and x01): one unit to a
+    reader, two units among the benchmark's. Refused naming the other spelling rather than merged: the file's
+    sender knows which is meant (unit codes are keys, compared as written everywhere else)."""
+    twins = case_twins((values["unit"] for _, values in records), known)
+    for number, values in records:
+        if values["unit"] in twins:
+            problem(number, "unit", values["unit"], Rule("external.unit_case", known=twins[values["unit"]]))
+
+
+def _stored_unit_case(engine: Engine, figures_: ExternalFigures) -> None:
+    """ExternalRefused when a unit of the file differs only in case from a unit already stored: among the other
+    publications' figures (not those this file replaces) or the registry's own units (vbhc.registry.unit_ids)."""
+    pubs, figs = ExternalPublication.__table__, ExternalFigure.__table__
+    query = (
+        select(figs.c.unit)
+        .distinct()
+        .select_from(figs.join(pubs, pubs.c.id == figs.c.publication_id))
+        .where(or_(pubs.c.source != figures_.source, pubs.c.period != figures_.period))
+    )
+    with engine.connect() as conn:
+        known = {str(unit) for (unit,) in conn.execute(query)} | unit_ids(engine)
+    problems: list[Problem] = []
+
+    def problem(row: int | None, column: str | None, value: str | None, rule: str) -> None:
+        problems.append(Problem(figures_.file, None, row, column, value or None, rule))
+
+    frame = figures_.frame
+    records = [(int(row), {"unit": str(unit)}) for row, unit in zip(frame["row"], frame["unit"], strict=True)]
+    _unit_case(records, problem, known)
+    if problems:
+        raise ExternalRefused(figures_.file, problems)
+
+
 # --------------------------------------------------------------------------------------------- storing
 def import_figures(
     engine: Engine,
@@ -582,6 +618,7 @@ def import_figures(
     require(viewer, Permission.IMPORT, engine=engine, what="external_figures", file=shown_file(name))
     try:
         figures_ = read_figures(source, file_name=name, catalog=catalog)
+        _stored_unit_case(engine, figures_)
     except ExternalRefused as exc:
         detail = {
             "what": "external figures",

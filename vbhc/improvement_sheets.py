@@ -42,8 +42,16 @@ from vbhc.improvement import (
     targets,
     write_versions,
 )
-from vbhc.ingest.problems import EXCEL_ERRORS, invisible_character, lookalike_character, shown_file, shown_value
+from vbhc.ingest.problems import (
+    EXCEL_ERRORS,
+    case_twins,
+    invisible_character,
+    lookalike_character,
+    shown_file,
+    shown_value,
+)
 from vbhc.ingest.read import _check_xlsx_container, shown_cell
+from vbhc.registry import condition_of, hospital_of, unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
 
@@ -100,7 +108,7 @@ _ERROR_COLUMN = {
 }
 #: Columns of words a person writes; every other column holds ids and codes (item, unit, indicator, signal ids),
 #: where a look-alike character makes another id that reads the same (vbhc.ingest.problems.lookalike_character)
-_FREE_TEXT = frozenset({"title", "source", "expected_effect"})
+_FREE_TEXT = frozenset({"title", "owner_role", "source", "expected_effect"})
 #: Columns of ids and codes, where a number cell must read as its number (shown_cell): not the numbers, dates, yes/no
 _NOT_IDS = {"version", "value", "valid_from", "active", "start", "due"}
 _ID_COLUMNS = frozenset(TARGET_COLUMNS + ACTION_COLUMNS) - _FREE_TEXT - _NOT_IDS
@@ -349,6 +357,25 @@ def _unit_refused(condition: str, unit: str) -> ImprovementError:
     return ImprovementError("unit_not_allowed", unit=unit)
 
 
+def _unit_unknown(unit: str, condition: str, known: frozenset[str]) -> ImprovementError | None:
+    """Why a row's unit names no unit of the registry (None when it names one, or every unit): a hospital, a
+    hospital/department or the row's condition team (condition@hospital) the units table holds. A code that
+    differs from a known one only in case (h01 for H01) is named with the registry's spelling: a person reads
+    the two as one unit, the database would keep two."""
+    if unit == ALL_UNITS:
+        return None
+    team = condition_of(unit)
+    label = hospital_of(unit) if team is not None else unit
+    if team is not None and team != condition:
+        return ImprovementError("unknown_unit")
+    if label in known:
+        return None
+    twin = case_twins([label], known).get(label)
+    if twin is not None:
+        return ImprovementError("unit_case", known=twin)
+    return ImprovementError("unknown_unit")
+
+
 def _same(current: Any, values: dict[str, Any]) -> bool:
     return all(getattr(current, k) == v for k, v in values.items())
 
@@ -362,6 +389,8 @@ def _import(
     plan: list[Write] = []
     seen: set[str] = set()
     unchanged = 0
+    known_units: frozenset[str] | None = None  # the registry's units as they are at import time, read once
+    refused_cells = {(p.row, p.column) for p in problems}  # one problem per cell: its text was refused already
     for number, row in rows:
 
         def refuse(column: str, error: ImprovementError, row: dict[str, str] = row, number: int = number) -> None:
@@ -394,6 +423,13 @@ def _import(
             column = str(error.values.get("field") or _ERROR_COLUMN.get(error.key, ""))
             refuse(column, error)
             continue
+        if (number, "unit") not in refused_cells and (current is None or values["unit"] != current.unit):
+            # a new or changed unit names one the registry knows now; a unit as exported stays as it was stored
+            if known_units is None:
+                known_units = unit_ids(engine)
+            if (error := _unit_unknown(values["unit"], values["condition"], known_units)) is not None:
+                refuse("unit", error)
+                continue
         if current is not None:
             if current.condition != values["condition"]:
                 refuse("condition", ImprovementError("fixed_field", item=item_id, field="condition"))

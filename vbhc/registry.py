@@ -438,6 +438,17 @@ def units(engine: Engine | None = None) -> pd.DataFrame:
     return df
 
 
+def unit_ids(engine: Engine | None = None) -> frozenset[str]:
+    """Every hospital code and hospital/department id of the registry as it is now (as unit_labels writes
+    them): what a reference to a unit read from a file (a target's, an action's) may name."""
+    engine = engine or get_engine()
+    h, d = models.Hospital.__table__, models.Department.__table__
+    with engine.connect() as conn:
+        hospitals = {str(code) for (code,) in conn.execute(select(h.c.code))}
+        departments = {f"{hospital}/{code}" for hospital, code in conn.execute(select(d.c.hospital, d.c.code))}
+    return frozenset(hospitals | departments)
+
+
 def unit_labels(df: pd.DataFrame, level: str) -> pd.Series:
     """The unit a care cycle belongs to at `level`: hospital, department (hospital/department) or condition team."""
     if level == "hospital":

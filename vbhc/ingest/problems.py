@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vbhc.settings import MAX_REPORTED_PROBLEMS
@@ -57,14 +58,6 @@ def invisible_character(text: str) -> str | None:
     return None if found is None else f"U+{ord(found.group()):04X}"
 
 
-def _script(char: str) -> str:
-    """A letter's or digit's script, as the first word of its Unicode name (LATIN, CYRILLIC, GREEK, ...); the
-    digits 0-9 count as Latin: the registry writes its ids in Latin letters and those digits (C0001)."""
-    if char.isascii():
-        return "LATIN"
-    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
-
-
 def character_name(char: str) -> str:
     """A character as messages name it: U+0421 CYRILLIC CAPITAL LETTER ES."""
     name = unicodedata.name(char, "")
@@ -74,31 +67,40 @@ def character_name(char: str) -> str:
 def lookalike_character(text: str) -> tuple[str, str] | None:
     """Why an identifier can read the same as another one: (kind, character named as U+XXXX NAME), or None.
 
-    kind "mixed_script": a letter of another script beside Latin letters or the digits 0-9, or letters of two
-    scripts (C0001 with a Cyrillic С, P0O1 with a Greek omicron): stored, it is a second id that reads as the
-    first. kind "variant_character": another character written differently: a compatibility form (full-width Ｃ
-    or １, a ligature, a superscript), an accent as a separate mark (é as e + U+0301 reads as the é typed as one
-    character), or a space, dash or other sign outside ASCII (the en dash of C–0001). Letters of one script
-    alone (an id all in Cyrillic, accented Latin letters) read as themselves. ASCII text has neither, so callers
-    test only the values that are not ASCII.
+    An id is written in ASCII: the letters A-Z and a-z, the digits 0-9 and ASCII punctuation. kind
+    "variant_character": a variant of a common character: a compatibility form (full-width Ｃ or １, a ligature,
+    a superscript), an accent as a separate mark, or a space, dash or other sign outside ASCII (the en dash of
+    C–0001). kind "non_latin_letter": any other letter or digit outside ASCII. Not only beside Latin letters
+    (C0001 with a Cyrillic С): an id wholly in Cyrillic (САТ) reads as the Latin CAT, and an accented é as an e
+    to a reader who does not look twice; ids are keys and codes, not words, so the one rule is the cheap and
+    safe one. ASCII text has neither, so callers test only the values that are not ASCII.
     """
     if text.isascii():
         return None
-    scripts: dict[str, str] = {}
     for char in text:
         if char.isascii():
-            if char.isalnum():
-                scripts.setdefault("LATIN", char)
             continue
         if unicodedata.combining(char) or unicodedata.normalize("NFKC", char) != char or not char.isalnum():
             return "variant_character", character_name(char)
-        scripts.setdefault(_script(char), char)
-    if len(scripts) > 1:
-        # the odd one out: the letter that is not Latin, or the first letter of the second script
-        odd = [c for script, c in scripts.items() if script != "LATIN"]
-        other = odd[0] if "LATIN" in scripts else odd[1]
-        return "mixed_script", character_name(other)
+        return "non_latin_letter", character_name(char)
     return None
+
+
+def case_twins(codes: Iterable[str], known: Iterable[str] = ()) -> dict[str, str]:
+    """Each of `codes` that differs from a `known` code, or from an earlier one of `codes`, only in upper and
+    lower case (H01 and h01), mapped to that other spelling. A person reads the two as one reference, while a
+    key of the database (and a dictionary) holds two: the caller refuses the value naming both, rather than
+    store a second unit or guess which spelling is meant. Surrounding spaces are taken off before any value
+    is compared or stored, so they never make another code."""
+    first: dict[str, str] = {}
+    for code in known:
+        first.setdefault(code.casefold(), code)
+    twins: dict[str, str] = {}
+    for code in codes:
+        seen = first.setdefault(code.casefold(), code)
+        if seen != code:
+            twins.setdefault(code, seen)
+    return twins
 
 
 #: A column name as a person would write it: letters first, then letters, digits, spaces, _ - . ( ) / % +.

@@ -25,6 +25,7 @@ from vbhc.ingest.problems import (
     Number,
     Problem,
     Rule,
+    case_twins,
     invisible_character,
     lookalike_character,
     shown_column,
@@ -235,7 +236,7 @@ class Checker:
             codes, distinct = pd.factorize(s.iloc[where])
             found = [lookalike_character(str(v)) for v in distinct]
             kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[codes]
-            for kind in ("mixed_script", "variant_character"):
+            for kind in ("non_latin_letter", "variant_character"):
                 hit = np.zeros(len(s), dtype=bool)
                 hit[where] = kinds == kind
                 self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
@@ -373,6 +374,21 @@ def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
     for column, codes in (("hospital", hospital), ("department", department)):
         odd = (codes != "") & ~codes.str.fullmatch(UNIT_CODE).to_numpy(dtype=bool)
         ck.flag(odd, column, Rule("validate.unit_code_characters"))
+    # H01 and h01 are one unit to a reader and two keys to the store: a code differing from a stored one, one of
+    # an earlier file or an earlier row only in case is refused naming the other spelling (not merged: which
+    # one is meant, and whether the other's rows belong to it, only the sender can say)
+    known = batch.units()
+    twins = case_twins(hospital, {h for h, _ in known})
+    twin_hospital = hospital.isin(list(twins)).to_numpy(dtype=bool)
+    ck.flag(twin_hospital, "hospital", lambda i: Rule("validate.unit_case", known=twins[hospital.iat[i]]))
+    labels = hospital + "/" + department
+    department_twins = case_twins(labels, {f"{h}/{d}" for h, d in known})
+    twin_department = labels.isin(list(department_twins)).to_numpy(dtype=bool) & ~twin_hospital
+    ck.flag(
+        twin_department,
+        "department",
+        lambda i: Rule("validate.unit_case", known=department_twins[labels.iat[i]]),
+    )
     hospital_name = ck.text("hospital_name", max_len=200)
     department_name = ck.text("department_name", max_len=200)
     division = ck.text("division", required=False, max_len=200) if "division" in f else pd.Series("", index=f.index)
