@@ -448,3 +448,180 @@ def test_a_limited_care_team_sees_every_cell_of_its_own_hospital(pages):
         for period, view in views.items():  # what it knows adds nothing: no withheld count is pinned by it
             known = view.assign(n=view["n"].where(~view["suppressed"], truth[period]["n"].where(view["unit"] == "H01")))
             assert set(_attack(truth[period], known, THRESHOLD)) == set(_attack(truth[period], view, THRESHOLD))
+
+
+# --- the frames beside the indicator table: PROM response per timepoint, cost per activity -------------------------
+
+#: per frame: the columns of a line over the periods, its additive count, the count of events within it
+FRAMES = {
+    "prom_response": (["unit", "instrument", "timepoint"], "eligible", "responded"),
+    "cost_breakdown": (["unit", "activity"], "cycles", None),
+}
+
+
+def frame_attack(
+    views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame], keys: list[str], count: str, observed: str | None
+) -> list[str]:
+    """Rows of a per-unit frame pinned to one value by differencing a line's all-dates row ("") and its years (as
+    period_attack does for the indicator table). `views`: what the reader got per period (`count` NaN where
+    withheld), in the rows of `truth`."""
+    found = []
+    seen = pd.concat([v.assign(_p=p) for p, v in views.items()], ignore_index=True)
+    real = pd.concat([t.assign(_p=p) for p, t in truth.items()], ignore_index=True)
+    for line, rows in seen.groupby(keys):
+        whole, years = rows[rows["_p"] == ""], rows[rows["_p"] != ""]
+        if whole.empty or years.empty:
+            continue
+        hidden = list(years.index[years[count].isna()])
+        whole_hidden = bool(whole[count].isna().iloc[0])
+        cells = hidden + ([whole.index[0]] if whole_hidden else [])
+        if not cells:
+            continue
+        if whole_hidden and len(cells) == 1:
+            found.append(f"all dates of {line} = sum of its years")
+            continue
+        coef = np.array([1.0] * len(hidden) + ([-1.0] if whole_hidden else []))
+        for what in [count, *([observed] if observed else [])]:
+            values = real.loc[cells, what].to_numpy(float)
+            small = real.loc[cells, count].to_numpy(float) < THRESHOLD
+            lows = np.where(small, 0.0, float(THRESHOLD)) if what == count else np.zeros(len(cells))
+            highs = np.where(small, THRESHOLD - 1.0, math.inf)
+            total = float((coef * values).sum())  # the shown part: whole minus shown years (or its negative)
+            for i, cell in enumerate(cells):
+                low, high = signed_interval(total, coef, lows, highs, i)
+                if high - low < 1:
+                    found.append(f"{what} of {line}/{real.loc[cell, '_p'] or 'all'} = {low:g}")
+    return found
+
+
+def _page_frames(data, viewer: Viewer, what: str) -> tuple[dict, dict]:
+    """The PROM response or cost breakdown the pages show the viewer per period of the grid (views/proms.py and
+    views/cost_value.py: data.derived through data.only_visible), and the full frames."""
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+
+    compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
+    views, truth = {}, {}
+    for period in data.grid_periods(CONDITION):
+        result = data.result_for(viewer, CONDITION, "hospital", period)
+        full = data.derived(CONDITION, "hospital", period, (), compute)
+        shown = data.only_visible(result, full, what, viewer=viewer, period=period)
+        count = FRAMES[what][1]
+        views[period] = full.assign(**{count: shown[count].to_numpy(float)})
+        truth[period] = full
+    return views, truth
+
+
+@pytest.mark.parametrize("what", list(FRAMES))
+def test_a_limited_care_teams_prom_response_and_costs_cannot_be_differenced(pages, monkeypatch, what):
+    """The PROM page's response per timepoint and the cost page's breakdown per activity, for a care team limited
+    to H01, over all dates and every year: withheld over the grid, so all dates minus the shown years gives no
+    withheld row back; H01's own rows are never withheld. Per period alone (as before) they leaked."""
+    keys, count, observed = FRAMES[what]
+    viewer = _viewer("care_team_H01")
+    views, truth = _page_frames(pages, viewer, what)
+    assert any(v[count].isna().any() for v in views.values())
+    assert not frame_attack(views, truth, keys, count, observed)
+    for period, view in views.items():
+        assert view.loc[view["unit"].astype(str) == "H01", count].notna().all(), period
+    if what == "cost_breakdown":  # the small demo's PROM response did not leak per period (see the test below)
+        pages._masks.clear()
+        monkeypatch.setattr(pages, "_frame_mask", lambda *args: None)  # each period protected on its own
+        leaky, _ = _page_frames(pages, viewer, what)
+        assert frame_attack(leaky, truth, keys, count, observed), "expected the per-period suppression to leak"
+
+
+def _sheet_rows(content: bytes, sheet: str, column: str) -> list[bool]:
+    """Per data row of a workbook's table sheet, whether `column` shows the withheld marker."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from vbhc.reports.excel import HEADER_ROW
+
+    ws = load_workbook(io.BytesIO(content))[sheet]
+    header = [c.value for c in ws[HEADER_ROW]]
+    at = header.index(column)
+    out = []
+    for cells in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True):
+        if cells[0] is None:
+            break
+        out.append(cells[at] == f"<{THRESHOLD}")
+    return out
+
+
+def _report_frames(engine, tmp_path, what: str) -> tuple[dict, dict]:
+    """The PROMs or Costs sheet of `vbhc report` for all dates and every year, as the frame with the count missing
+    where withheld, and the full frames."""
+    from ui import data
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+    from vbhc.reports import compute_results, make_report
+
+    compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
+    sheet, column = ("PROMs", "Eligible") if what == "prom_response" else ("Costs", "Care cycles with this activity")
+    count = FRAMES[what][1]
+    views, truth = {}, {}
+    for period in data.grid_periods(CONDITION):
+        out = tmp_path / f"r{period or 'all'}.xlsx"
+        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+        full = compute(compute_results([CONDITION], period or None, "hospital", engine=engine)[0])
+        hidden = _sheet_rows(out.read_bytes(), sheet, column)
+        assert len(hidden) == len(full)
+        views[period] = full.assign(**{count: full[count].astype(float).where(~np.array(hidden))})
+        truth[period] = full
+    return views, truth
+
+
+@pytest.mark.parametrize("what", list(FRAMES))
+def test_the_reports_prom_response_and_costs_cannot_be_differenced(small_demo_db, tmp_path, monkeypatch, what):
+    """`vbhc report` for all dates and every year: its PROMs and Costs sheets withhold their rows over the grid as
+    the indicator sheet does; per file alone (as before) all dates minus the years' files gave rows back."""
+    from vbhc.reports import privacy
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    keys, count, observed = FRAMES[what]
+    views, truth = _report_frames(engine, tmp_path, what)
+    assert any(v[count].isna().any() for v in views.values())
+    assert not frame_attack(views, truth, keys, count, observed)
+    if what == "cost_breakdown":  # the small demo's PROM response did not leak per period (see the test below)
+        monkeypatch.setattr(privacy, "grid_frames", lambda *args: None)  # each file protected on its own
+        leaky, _ = _report_frames(engine, tmp_path, what)
+        assert frame_attack(leaky, truth, keys, count, observed), "expected files protected one by one to leak"
+
+
+def test_a_years_small_prom_response_is_not_all_dates_minus_the_other_years():
+    """The PROM response of two units over all dates and two years: H02's 2023 baseline (5 eligible, 2 responded)
+    is small; per year alone it was withheld with H03's 2023 row as its secondary cell, while all dates and 2024
+    showed both units: 25 - 20 gave H02's 5 back (and its responders). Over the grid it is not pinned down."""
+    from vbhc.reports.privacy import SuppressionRule, prom_response_grid_masks, suppress_prom_response
+
+    rule = SuppressionRule(THRESHOLD)
+
+    def frame(rows):
+        return pd.DataFrame(
+            [
+                {"unit": u, "eligible": e, "responded": r, "instrument": "eq5d5l", "timepoint": "baseline"}
+                for u, e, r in rows
+            ]
+        )
+
+    truth = {
+        "": frame([("H01", 60, 40), ("H02", 25, 12), ("H03", 44, 30)]),
+        "2024": frame([("H01", 30, 20), ("H02", 20, 10), ("H03", 22, 15)]),
+        "2023": frame([("H01", 30, 20), ("H02", 5, 2), ("H03", 22, 15)]),
+    }
+    no_table = pd.DataFrame({"unit": [], "indicator": [], "n": [], "observed": [], "kind": []})
+
+    class Result:  # what suppress_prom_response reads of a result without an indicator table to follow
+        table = no_table
+        data = None
+
+    keys, count, observed = FRAMES["prom_response"]
+    alone = {
+        p: f.assign(eligible=suppress_prom_response(f, no_table, Result, rule)["eligible"]) for p, f in truth.items()
+    }
+    assert frame_attack(alone, truth, keys, count, observed)  # the defect
+    masks = prom_response_grid_masks(truth, {}, {}, None, rule)
+    gridded = {p: f.assign(eligible=f["eligible"].astype(float).where(~masks[p])) for p, f in truth.items()}
+    assert gridded["2023"]["eligible"].isna().any()
+    assert not frame_attack(gridded, truth, keys, count, observed)

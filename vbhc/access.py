@@ -799,6 +799,12 @@ def record_indicator_view(
     )
 
 
+def limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | None:
+    """The hospitals of a care team limited to some hospitals, whose cells its pages never withhold (None: the
+    viewer sees every small number or none exactly): see _limited_care_hospitals."""
+    return _limited_care_hospitals(viewer, condition)
+
+
 def _limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | None:
     """The hospitals of a care team limited to some hospitals (None when the viewer may see every unit's
     patient-level rows, and so every small number: quality, a care team without a hospital limit)."""
