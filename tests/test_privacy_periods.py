@@ -15,6 +15,7 @@ years). Per role, which paths leak:
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -625,3 +626,73 @@ def test_a_years_small_prom_response_is_not_all_dates_minus_the_other_years():
     gridded = {p: f.assign(eligible=f["eligible"].astype(float).where(~masks[p])) for p, f in truth.items()}
     assert gridded["2023"]["eligible"].isna().any()
     assert not frame_attack(gridded, truth, keys, count, observed)
+
+
+# --- `vbhc external export`: the own summary figures leave the hospital too ---------------------------------------
+
+
+def _export(tmp_path, period: str | None, *extra: str) -> tuple[int, str, Path]:
+    """Run `vbhc external export` of the condition's own summary (all dates when `period` is None)."""
+    import contextlib
+    import io
+
+    from vbhc.cli import main
+
+    out = tmp_path / f"summary-{period or 'all'}.csv"
+    args = ["external", "export", "--condition", CONDITION, "--source", "UMC", "--published", "2025-03-01"]
+    args += [*(["--period", period] if period else []), *extra, "--out", str(out)]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(args)
+    return code, err.getvalue(), out
+
+
+@pytest.mark.parametrize("period", ["2024Q2", "2024-03", "2023-2024", "2024-01-01..2024-06-30"])
+def test_an_export_off_the_grid_is_refused_while_small_numbers_are_withheld(small_demo_db, tmp_path, period):
+    """A quarter's or a range's summary is the difference of grid cells (or of two windows a day apart): refused
+    as `vbhc report` refuses it, one line, no file; without suppression any window may be exported."""
+    code, err, out = _export(tmp_path, period)
+    assert code == 2 and not out.exists()
+    assert err.strip() == (
+        f"vbhc external export: period '{period}' refused: with small numbers withheld (below {THRESHOLD}) an export"
+        " of summary figures covers all dates or one calendar year (e.g. 2024), as finer or shifted windows would"
+        " give withheld cells back by differencing"
+    )
+    code, _, out = _export(tmp_path, period, "--suppress-below", "0")
+    assert code == 0 and out.exists()
+
+
+def test_the_exports_of_all_dates_and_each_year_withhold_the_reports_cells(small_demo_db, tmp_path, monkeypatch):
+    """`vbhc external export` for all dates and every year carries exactly the own hospital's cells the `vbhc
+    report` workbook of the same period shows (the grid's cells), so neither all dates minus the years' exports
+    nor an export beside a workbook gives a withheld cell back. Before, each export withheld its own cells."""
+    from ui import data
+    from vbhc.catalog import SURVIVAL_KINDS
+    from vbhc.external import ExternalRefused, read_figures
+    from vbhc.reports import compute_results, make_report
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    own = data.own_hospital()
+    views, truth, exported = {}, {}, {}
+    for period in data.grid_periods(CONDITION):
+        code, err, out = _export(tmp_path, period or None)
+        assert code == 0, err
+        try:
+            figures = read_figures(out).frame
+        except ExternalRefused:  # a header without figures: every cell of the year withheld
+            figures = pd.DataFrame({"unit": [], "indicator": []})
+        exported[period] = set(zip(figures["unit"].astype(str), figures["indicator"].astype(str), strict=True))
+        report = tmp_path / f"r{period or 'all'}.xlsx"
+        make_report(report, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+        table = compute_results([CONDITION], period or None, "hospital", engine=engine)[0].table
+        table = table[(table["unit"].astype(str) == own) & ~table["kind"].isin(SURVIVAL_KINDS)].reset_index(drop=True)
+        shown = _as_table(report.read_bytes(), table)
+        kept = shown[shown["n"].notna()]
+        in_report = set(zip(kept["unit"].astype(str), kept["indicator"].astype(str), strict=True))
+        assert exported[period] == in_report, period
+        cells = list(zip(table["unit"].astype(str), table["indicator"].astype(str), strict=True))
+        views[period] = table.assign(n=table["n"].where([c in exported[period] for c in cells]))
+        truth[period] = table
+    assert any(v["n"].isna().any() for v in views.values())
+    assert not period_attack(views, truth)
