@@ -696,3 +696,66 @@ def test_the_exports_of_all_dates_and_each_year_withhold_the_reports_cells(small
         truth[period] = table
     assert any(v["n"].isna().any() for v in views.values())
     assert not period_attack(views, truth)
+
+
+# --- comparison groups: a chosen set of hospitals ---------------------------------------------------------------
+
+
+def _group_views(data, viewer: Viewer, groups) -> dict:
+    return {g: data.result_for(viewer, CONDITION, "hospital", "", g).table for g in groups}
+
+
+def test_which_roles_reach_a_group_view_and_none_with_withheld_cells_can_combine_them(pages):
+    """A group's view chooses its own secondary cells, and its benchmark is the group's total: for a care team
+    limited to H01 the group {H01, H02} gave H02's withheld cells back (the group's total minus H01's own cells,
+    e.g. H02's 30-day mortality n), and two groups (or a group and the registry) withheld different cells, so the
+    one's shown cells pinned the other's (H08's PROM cell of 7 care cycles on the 4,000-cycle demo). Such a
+    viewer now compares with the whole registry (called directly or through the pages), so its views of any two
+    groups are the registry's. Quality and a care team without a hospital limit keep their groups (nothing is
+    withheld from them); a manager's group needs five other hospitals and shows other units without an exact
+    count (n in bands), so there is nothing to combine."""
+    from tests.test_privacy import _attack
+
+    groups = [("H01", "H02"), ("H01", "H02", "H03"), ("H01", "H02", "H03", "H04", "H05", "H06")]
+    limited = _viewer("care_team_H01")
+    for group in groups:
+        assert pages.comparison_group(limited, CONDITION, "hospital", group) == ((), True)
+    views = _group_views(pages, limited, [(), *groups])
+    registry = views[()]
+    assert registry["suppressed"].any()
+    for group, view in views.items():  # every "group" view is the registry's: nothing to combine
+        assert view["n"].isna().tolist() == registry["n"].isna().tolist(), group
+        assert not _attack(pages.result(CONDITION, "hospital", "").table, view, THRESHOLD)
+    for role in ("quality", "care_team"):  # see every cell: their groups are kept
+        viewer = _viewer(role)
+        assert pages.comparison_group(viewer, CONDITION, "hospital", groups[0]) == (groups[0], False)
+        view = _group_views(pages, viewer, [groups[0]])[groups[0]]
+        assert set(view["unit"]) == set(groups[0]) and view["n"].notna().all()
+    manager = _viewer("manager")
+    assert pages.comparison_group(manager, CONDITION, "hospital", groups[1]) == ((), True)
+    big = groups[2]
+    peers, refused = pages.comparison_group(manager, CONDITION, "hospital", big)
+    assert peers == big and not refused
+    view = _group_views(pages, manager, [big])[big]
+    others = view[view["anonymised"].astype(bool)]
+    assert len(others) and others["n"].isna().all() and others["observed"].isna().all()
+
+
+def test_before_a_limited_care_teams_groups_gave_withheld_cells_back(pages, monkeypatch):
+    """The defect, with the group check as it was (a viewer who sees every unit kept the chosen group)."""
+    from tests.test_privacy import _attack
+    from vbhc import access
+
+    real = access.comparison_group
+
+    def as_before(viewer, condition, level, peers, teams, units):
+        if access.sees_all_units(viewer, condition):
+            return tuple(sorted(set(peers))), False
+        return real(viewer, condition, level, peers, teams, units)
+
+    monkeypatch.setattr(access, "comparison_group", as_before)
+    pair = ("H01", "H02")
+    view = _group_views(pages, _viewer("care_team_H01"), [pair])[pair]
+    truth = pages.result(CONDITION, "hospital", "", pair).table
+    assert view["suppressed"].any()
+    assert _attack(truth, view, THRESHOLD), "expected the group of two to give H02's withheld cells back"
