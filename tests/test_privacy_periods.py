@@ -759,3 +759,24 @@ def test_before_a_limited_care_teams_groups_gave_withheld_cells_back(pages, monk
     truth = pages.result(CONDITION, "hospital", "", pair).table
     assert view["suppressed"].any()
     assert _attack(truth, view, THRESHOLD), "expected the group of two to give H02's withheld cells back"
+
+
+def test_prem_tables_carry_no_exact_count_of_a_unit_whose_cells_a_viewer_may_not_see(pages):
+    """PREM tables (vbhc.prems.prem_rows, the team page and overview through ui.prems) show a care team limited to
+    H01 and a manager only their own units exactly: every other unit is anonymised (no n, no observed, n in bands)
+    in all dates and every year, so no PREM cell can be differenced over periods; PREMs are in no report file."""
+    from vbhc import prems
+    from vbhc.catalog import default_catalog
+
+    url, version = pages.database_url(), pages.version()
+    for role in ("care_team_H01", "manager"):
+        viewer = _viewer(role)
+        for q in default_catalog().prems:
+            for period in pages.grid_periods(CONDITION):
+                result = pages.prem_result(url, version, q, "department", period)
+                if result.table.empty:
+                    continue
+                rows = prems.prem_rows(viewer, result, record_view=False)
+                others = rows[rows["anonymised"].astype(bool)]
+                assert others["n"].isna().all() and others["observed"].isna().all(), (role, q, period)
+                assert rows.loc[~rows["anonymised"].astype(bool), "unit"].astype(str).str.startswith("H01").all()
