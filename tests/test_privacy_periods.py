@@ -15,6 +15,7 @@ years). Per role, which paths leak:
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -448,3 +449,334 @@ def test_a_limited_care_team_sees_every_cell_of_its_own_hospital(pages):
         for period, view in views.items():  # what it knows adds nothing: no withheld count is pinned by it
             known = view.assign(n=view["n"].where(~view["suppressed"], truth[period]["n"].where(view["unit"] == "H01")))
             assert set(_attack(truth[period], known, THRESHOLD)) == set(_attack(truth[period], view, THRESHOLD))
+
+
+# --- the frames beside the indicator table: PROM response per timepoint, cost per activity -------------------------
+
+#: per frame: the columns of a line over the periods, its additive count, the count of events within it
+FRAMES = {
+    "prom_response": (["unit", "instrument", "timepoint"], "eligible", "responded"),
+    "cost_breakdown": (["unit", "activity"], "cycles", None),
+}
+
+
+def frame_attack(
+    views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame], keys: list[str], count: str, observed: str | None
+) -> list[str]:
+    """Rows of a per-unit frame pinned to one value by differencing a line's all-dates row ("") and its years (as
+    period_attack does for the indicator table). `views`: what the reader got per period (`count` NaN where
+    withheld), in the rows of `truth`."""
+    found = []
+    seen = pd.concat([v.assign(_p=p) for p, v in views.items()], ignore_index=True)
+    real = pd.concat([t.assign(_p=p) for p, t in truth.items()], ignore_index=True)
+    for line, rows in seen.groupby(keys):
+        whole, years = rows[rows["_p"] == ""], rows[rows["_p"] != ""]
+        if whole.empty or years.empty:
+            continue
+        hidden = list(years.index[years[count].isna()])
+        whole_hidden = bool(whole[count].isna().iloc[0])
+        cells = hidden + ([whole.index[0]] if whole_hidden else [])
+        if not cells:
+            continue
+        if whole_hidden and len(cells) == 1:
+            found.append(f"all dates of {line} = sum of its years")
+            continue
+        coef = np.array([1.0] * len(hidden) + ([-1.0] if whole_hidden else []))
+        for what in [count, *([observed] if observed else [])]:
+            values = real.loc[cells, what].to_numpy(float)
+            small = real.loc[cells, count].to_numpy(float) < THRESHOLD
+            lows = np.where(small, 0.0, float(THRESHOLD)) if what == count else np.zeros(len(cells))
+            highs = np.where(small, THRESHOLD - 1.0, math.inf)
+            total = float((coef * values).sum())  # the shown part: whole minus shown years (or its negative)
+            for i, cell in enumerate(cells):
+                low, high = signed_interval(total, coef, lows, highs, i)
+                if high - low < 1:
+                    found.append(f"{what} of {line}/{real.loc[cell, '_p'] or 'all'} = {low:g}")
+    return found
+
+
+def _page_frames(data, viewer: Viewer, what: str) -> tuple[dict, dict]:
+    """The PROM response or cost breakdown the pages show the viewer per period of the grid (views/proms.py and
+    views/cost_value.py: data.derived through data.only_visible), and the full frames."""
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+
+    compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
+    views, truth = {}, {}
+    for period in data.grid_periods(CONDITION):
+        result = data.result_for(viewer, CONDITION, "hospital", period)
+        full = data.derived(CONDITION, "hospital", period, (), compute)
+        shown = data.only_visible(result, full, what, viewer=viewer, period=period)
+        count = FRAMES[what][1]
+        views[period] = full.assign(**{count: shown[count].to_numpy(float)})
+        truth[period] = full
+    return views, truth
+
+
+@pytest.mark.parametrize("what", list(FRAMES))
+def test_a_limited_care_teams_prom_response_and_costs_cannot_be_differenced(pages, monkeypatch, what):
+    """The PROM page's response per timepoint and the cost page's breakdown per activity, for a care team limited
+    to H01, over all dates and every year: withheld over the grid, so all dates minus the shown years gives no
+    withheld row back; H01's own rows are never withheld. Per period alone (as before) they leaked."""
+    keys, count, observed = FRAMES[what]
+    viewer = _viewer("care_team_H01")
+    views, truth = _page_frames(pages, viewer, what)
+    assert any(v[count].isna().any() for v in views.values())
+    assert not frame_attack(views, truth, keys, count, observed)
+    for period, view in views.items():
+        assert view.loc[view["unit"].astype(str) == "H01", count].notna().all(), period
+    if what == "cost_breakdown":  # the small demo's PROM response did not leak per period (see the test below)
+        pages._masks.clear()
+        monkeypatch.setattr(pages, "_frame_mask", lambda *args: None)  # each period protected on its own
+        leaky, _ = _page_frames(pages, viewer, what)
+        assert frame_attack(leaky, truth, keys, count, observed), "expected the per-period suppression to leak"
+
+
+def _sheet_rows(content: bytes, sheet: str, column: str) -> list[bool]:
+    """Per data row of a workbook's table sheet, whether `column` shows the withheld marker."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from vbhc.reports.excel import HEADER_ROW
+
+    ws = load_workbook(io.BytesIO(content))[sheet]
+    header = [c.value for c in ws[HEADER_ROW]]
+    at = header.index(column)
+    out = []
+    for cells in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True):
+        if cells[0] is None:
+            break
+        out.append(cells[at] == f"<{THRESHOLD}")
+    return out
+
+
+def _report_frames(engine, tmp_path, what: str) -> tuple[dict, dict]:
+    """The PROMs or Costs sheet of `vbhc report` for all dates and every year, as the frame with the count missing
+    where withheld, and the full frames."""
+    from ui import data
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+    from vbhc.reports import compute_results, make_report
+
+    compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
+    sheet, column = ("PROMs", "Eligible") if what == "prom_response" else ("Costs", "Care cycles with this activity")
+    count = FRAMES[what][1]
+    views, truth = {}, {}
+    for period in data.grid_periods(CONDITION):
+        out = tmp_path / f"r{period or 'all'}.xlsx"
+        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+        full = compute(compute_results([CONDITION], period or None, "hospital", engine=engine)[0])
+        hidden = _sheet_rows(out.read_bytes(), sheet, column)
+        assert len(hidden) == len(full)
+        views[period] = full.assign(**{count: full[count].astype(float).where(~np.array(hidden))})
+        truth[period] = full
+    return views, truth
+
+
+@pytest.mark.parametrize("what", list(FRAMES))
+def test_the_reports_prom_response_and_costs_cannot_be_differenced(small_demo_db, tmp_path, monkeypatch, what):
+    """`vbhc report` for all dates and every year: its PROMs and Costs sheets withhold their rows over the grid as
+    the indicator sheet does; per file alone (as before) all dates minus the years' files gave rows back."""
+    from vbhc.reports import privacy
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    keys, count, observed = FRAMES[what]
+    views, truth = _report_frames(engine, tmp_path, what)
+    assert any(v[count].isna().any() for v in views.values())
+    assert not frame_attack(views, truth, keys, count, observed)
+    if what == "cost_breakdown":  # the small demo's PROM response did not leak per period (see the test below)
+        monkeypatch.setattr(privacy, "grid_frames", lambda *args: None)  # each file protected on its own
+        leaky, _ = _report_frames(engine, tmp_path, what)
+        assert frame_attack(leaky, truth, keys, count, observed), "expected files protected one by one to leak"
+
+
+def test_a_years_small_prom_response_is_not_all_dates_minus_the_other_years():
+    """The PROM response of two units over all dates and two years: H02's 2023 baseline (5 eligible, 2 responded)
+    is small; per year alone it was withheld with H03's 2023 row as its secondary cell, while all dates and 2024
+    showed both units: 25 - 20 gave H02's 5 back (and its responders). Over the grid it is not pinned down."""
+    from vbhc.reports.privacy import SuppressionRule, prom_response_grid_masks, suppress_prom_response
+
+    rule = SuppressionRule(THRESHOLD)
+
+    def frame(rows):
+        return pd.DataFrame(
+            [
+                {"unit": u, "eligible": e, "responded": r, "instrument": "eq5d5l", "timepoint": "baseline"}
+                for u, e, r in rows
+            ]
+        )
+
+    truth = {
+        "": frame([("H01", 60, 40), ("H02", 25, 12), ("H03", 44, 30)]),
+        "2024": frame([("H01", 30, 20), ("H02", 20, 10), ("H03", 22, 15)]),
+        "2023": frame([("H01", 30, 20), ("H02", 5, 2), ("H03", 22, 15)]),
+    }
+    no_table = pd.DataFrame({"unit": [], "indicator": [], "n": [], "observed": [], "kind": []})
+
+    class Result:  # what suppress_prom_response reads of a result without an indicator table to follow
+        table = no_table
+        data = None
+
+    keys, count, observed = FRAMES["prom_response"]
+    alone = {
+        p: f.assign(eligible=suppress_prom_response(f, no_table, Result, rule)["eligible"]) for p, f in truth.items()
+    }
+    assert frame_attack(alone, truth, keys, count, observed)  # the defect
+    masks = prom_response_grid_masks(truth, {}, {}, None, rule)
+    gridded = {p: f.assign(eligible=f["eligible"].astype(float).where(~masks[p])) for p, f in truth.items()}
+    assert gridded["2023"]["eligible"].isna().any()
+    assert not frame_attack(gridded, truth, keys, count, observed)
+
+
+# --- `vbhc external export`: the own summary figures leave the hospital too ---------------------------------------
+
+
+def _export(tmp_path, period: str | None, *extra: str) -> tuple[int, str, Path]:
+    """Run `vbhc external export` of the condition's own summary (all dates when `period` is None)."""
+    import contextlib
+    import io
+
+    from vbhc.cli import main
+
+    out = tmp_path / f"summary-{period or 'all'}.csv"
+    args = ["external", "export", "--condition", CONDITION, "--source", "UMC", "--published", "2025-03-01"]
+    args += [*(["--period", period] if period else []), *extra, "--out", str(out)]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(args)
+    return code, err.getvalue(), out
+
+
+@pytest.mark.parametrize("period", ["2024Q2", "2024-03", "2023-2024", "2024-01-01..2024-06-30"])
+def test_an_export_off_the_grid_is_refused_while_small_numbers_are_withheld(small_demo_db, tmp_path, period):
+    """A quarter's or a range's summary is the difference of grid cells (or of two windows a day apart): refused
+    as `vbhc report` refuses it, one line, no file; without suppression any window may be exported."""
+    code, err, out = _export(tmp_path, period)
+    assert code == 2 and not out.exists()
+    assert err.strip() == (
+        f"vbhc external export: period '{period}' refused: with small numbers withheld (below {THRESHOLD}) an export"
+        " of summary figures covers all dates or one calendar year (e.g. 2024), as finer or shifted windows would"
+        " give withheld cells back by differencing"
+    )
+    code, _, out = _export(tmp_path, period, "--suppress-below", "0")
+    assert code == 0 and out.exists()
+
+
+def test_the_exports_of_all_dates_and_each_year_withhold_the_reports_cells(small_demo_db, tmp_path, monkeypatch):
+    """`vbhc external export` for all dates and every year carries exactly the own hospital's cells the `vbhc
+    report` workbook of the same period shows (the grid's cells), so neither all dates minus the years' exports
+    nor an export beside a workbook gives a withheld cell back. Before, each export withheld its own cells."""
+    from ui import data
+    from vbhc.catalog import SURVIVAL_KINDS
+    from vbhc.external import ExternalRefused, read_figures
+    from vbhc.reports import compute_results, make_report
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    own = data.own_hospital()
+    views, truth, exported = {}, {}, {}
+    for period in data.grid_periods(CONDITION):
+        code, err, out = _export(tmp_path, period or None)
+        assert code == 0, err
+        try:
+            figures = read_figures(out).frame
+        except ExternalRefused:  # a header without figures: every cell of the year withheld
+            figures = pd.DataFrame({"unit": [], "indicator": []})
+        exported[period] = set(zip(figures["unit"].astype(str), figures["indicator"].astype(str), strict=True))
+        report = tmp_path / f"r{period or 'all'}.xlsx"
+        make_report(report, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+        table = compute_results([CONDITION], period or None, "hospital", engine=engine)[0].table
+        table = table[(table["unit"].astype(str) == own) & ~table["kind"].isin(SURVIVAL_KINDS)].reset_index(drop=True)
+        shown = _as_table(report.read_bytes(), table)
+        kept = shown[shown["n"].notna()]
+        in_report = set(zip(kept["unit"].astype(str), kept["indicator"].astype(str), strict=True))
+        assert exported[period] == in_report, period
+        cells = list(zip(table["unit"].astype(str), table["indicator"].astype(str), strict=True))
+        views[period] = table.assign(n=table["n"].where([c in exported[period] for c in cells]))
+        truth[period] = table
+    assert any(v["n"].isna().any() for v in views.values())
+    assert not period_attack(views, truth)
+
+
+# --- comparison groups: a chosen set of hospitals ---------------------------------------------------------------
+
+
+def _group_views(data, viewer: Viewer, groups) -> dict:
+    return {g: data.result_for(viewer, CONDITION, "hospital", "", g).table for g in groups}
+
+
+def test_which_roles_reach_a_group_view_and_none_with_withheld_cells_can_combine_them(pages):
+    """A group's view chooses its own secondary cells, and its benchmark is the group's total: for a care team
+    limited to H01 the group {H01, H02} gave H02's withheld cells back (the group's total minus H01's own cells,
+    e.g. H02's 30-day mortality n), and two groups (or a group and the registry) withheld different cells, so the
+    one's shown cells pinned the other's (H08's PROM cell of 7 care cycles on the 4,000-cycle demo). Such a
+    viewer now compares with the whole registry (called directly or through the pages), so its views of any two
+    groups are the registry's. Quality and a care team without a hospital limit keep their groups (nothing is
+    withheld from them); a manager's group needs five other hospitals and shows other units without an exact
+    count (n in bands), so there is nothing to combine."""
+    from tests.test_privacy import _attack
+
+    groups = [("H01", "H02"), ("H01", "H02", "H03"), ("H01", "H02", "H03", "H04", "H05", "H06")]
+    limited = _viewer("care_team_H01")
+    for group in groups:
+        assert pages.comparison_group(limited, CONDITION, "hospital", group) == ((), True)
+    views = _group_views(pages, limited, [(), *groups])
+    registry = views[()]
+    assert registry["suppressed"].any()
+    for group, view in views.items():  # every "group" view is the registry's: nothing to combine
+        assert view["n"].isna().tolist() == registry["n"].isna().tolist(), group
+        assert not _attack(pages.result(CONDITION, "hospital", "").table, view, THRESHOLD)
+    for role in ("quality", "care_team"):  # see every cell: their groups are kept
+        viewer = _viewer(role)
+        assert pages.comparison_group(viewer, CONDITION, "hospital", groups[0]) == (groups[0], False)
+        view = _group_views(pages, viewer, [groups[0]])[groups[0]]
+        assert set(view["unit"]) == set(groups[0]) and view["n"].notna().all()
+    manager = _viewer("manager")
+    assert pages.comparison_group(manager, CONDITION, "hospital", groups[1]) == ((), True)
+    big = groups[2]
+    peers, refused = pages.comparison_group(manager, CONDITION, "hospital", big)
+    assert peers == big and not refused
+    view = _group_views(pages, manager, [big])[big]
+    others = view[view["anonymised"].astype(bool)]
+    assert len(others) and others["n"].isna().all() and others["observed"].isna().all()
+
+
+def test_before_a_limited_care_teams_groups_gave_withheld_cells_back(pages, monkeypatch):
+    """The defect, with the group check as it was (a viewer who sees every unit kept the chosen group)."""
+    from tests.test_privacy import _attack
+    from vbhc import access
+
+    real = access.comparison_group
+
+    def as_before(viewer, condition, level, peers, teams, units):
+        if access.sees_all_units(viewer, condition):
+            return tuple(sorted(set(peers))), False
+        return real(viewer, condition, level, peers, teams, units)
+
+    monkeypatch.setattr(access, "comparison_group", as_before)
+    pair = ("H01", "H02")
+    view = _group_views(pages, _viewer("care_team_H01"), [pair])[pair]
+    truth = pages.result(CONDITION, "hospital", "", pair).table
+    assert view["suppressed"].any()
+    assert _attack(truth, view, THRESHOLD), "expected the group of two to give H02's withheld cells back"
+
+
+def test_prem_tables_carry_no_exact_count_of_a_unit_whose_cells_a_viewer_may_not_see(pages):
+    """PREM tables (vbhc.prems.prem_rows, the team page and overview through ui.prems) show a care team limited to
+    H01 and a manager only their own units exactly: every other unit is anonymised (no n, no observed, n in bands)
+    in all dates and every year, so no PREM cell can be differenced over periods; PREMs are in no report file."""
+    from vbhc import prems
+    from vbhc.catalog import default_catalog
+
+    url, version = pages.database_url(), pages.version()
+    for role in ("care_team_H01", "manager"):
+        viewer = _viewer(role)
+        for q in default_catalog().prems:
+            for period in pages.grid_periods(CONDITION):
+                result = pages.prem_result(url, version, q, "department", period)
+                if result.table.empty:
+                    continue
+                rows = prems.prem_rows(viewer, result, record_view=False)
+                others = rows[rows["anonymised"].astype(bool)]
+                assert others["n"].isna().all() and others["observed"].isna().all(), (role, q, period)
+                assert rows.loc[~rows["anonymised"].astype(bool), "unit"].astype(str).str.startswith("H01").all()

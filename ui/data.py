@@ -600,8 +600,14 @@ def grid_periods(condition: str) -> list[str]:
 
 def grid_tables(condition: str, level: str, peers: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
     """The full indicator tables of every period of the grid (grid_periods) of one view, as the pages read them:
-    what the pages' masks and report downloads withhold their small cells against (vbhc.reports.privacy)."""
-    return {p: result(condition, level, p, peers).table for p in grid_periods(condition)}
+    what the pages' masks and report downloads withhold their small cells against (vbhc.reports.privacy). A
+    PeriodGrid: each period's PROM response and cost tables are read as the pages read them (derived)."""
+    from vbhc.reports.privacy import PeriodGrid
+
+    def derive(period: str, compute: Callable[[IndicatorResult], pd.DataFrame]) -> pd.DataFrame:
+        return derived(condition, level, period, peers, compute)
+
+    return PeriodGrid({p: result(condition, level, p, peers).table for p in grid_periods(condition)}, derive)
 
 
 def report_grids(results: Sequence[IndicatorResult], peers: tuple[str, ...] = ()) -> dict[str, dict] | None:
@@ -630,6 +636,11 @@ def _period_mask(viewer: Viewer, condition: str, level: str, period: str, peers:
     periods = grid_periods(condition)
     if period not in periods or not access.withholds_across_periods(viewer, condition):
         return None
+    return _table_masks(viewer, condition, level, peers).get(period)
+
+
+def _table_masks(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> dict:
+    """vbhc.access.period_masks of every period of the view's grid, kept per scope of viewers and view."""
     url, data_version = database_url(), version()
     key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, peers)
     with _visible_lock:
@@ -641,7 +652,7 @@ def _period_mask(viewer: Viewer, condition: str, level: str, period: str, peers:
             _masks[key] = masks
             while len(_masks) > _VISIBLE_SIZE:
                 _masks.popitem(last=False)
-    return masks.get(period)
+    return masks
 
 
 #: Per scope of viewers and view (without its period), the rows to withhold in each period (_period_mask).
@@ -689,13 +700,32 @@ def derived(
     return _derived(database_url(), version(), condition, level, period, tuple(sorted(peers)), compute.__name__)
 
 
-def only_visible(result: IndicatorResult, frame: pd.DataFrame, what: str = "") -> pd.DataFrame:
+def only_visible(
+    result: IndicatorResult,
+    frame: pd.DataFrame,
+    what: str = "",
+    *,
+    viewer: Viewer | None = None,
+    period: str = "",
+    peers: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """Rows of a per-unit frame computed from the full data (cost by activity, PROM response) limited to the
-    units the viewer's table names: a manager's other units never reach the page. Where vbhc.access withheld
+    units the viewer's table names: a manager's other units never reach the page. Where vbhc.access withholds
     small cells (a care team limited to some hospitals), `what` ("prom_response", "cost_breakdown") applies the
-    same rule to the frame."""
+    same rule to the frame: with `viewer` and the view's `period` and `peers` over the grid of periods (all dates
+    and each year, as the indicator table: _frame_mask), so all dates minus the shown years gives no withheld
+    row back; its own hospitals' rows are never withheld (it reads their patient rows)."""
     table = result.table
-    if "suppressed" in table and table["suppressed"].astype(bool).any() and what:
+    mask = _frame_mask(viewer, result, frame, what, period, peers) if viewer is not None and what else None
+    if mask is not None:
+        from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response
+
+        rule = SuppressionRule.from_settings()
+        if what == "prom_response":
+            frame = suppress_prom_response(frame, table, result, rule, mask=mask)
+        else:
+            frame = suppress_cost_breakdown(frame, rule, mask=mask)
+    elif "suppressed" in table and table["suppressed"].astype(bool).any() and what:
         from vbhc.reports.privacy import SuppressionRule, suppress_cost_breakdown, suppress_prom_response
 
         rule = SuppressionRule.from_settings()
@@ -707,3 +737,50 @@ def only_visible(result: IndicatorResult, frame: pd.DataFrame, what: str = "") -
         return frame
     named = set(table.loc[~table["anonymised"].astype(bool), "unit"].astype(str))
     return frame[frame["unit"].astype(str).isin(named)]
+
+
+def _frame_mask(
+    viewer: Viewer, result: IndicatorResult, frame: pd.DataFrame, what: str, period: str, peers: tuple[str, ...]
+):
+    """The rows of `frame` (the view's PROM response or cost breakdown, every unit) to withhold for a viewer with
+    withheld cells, over the grid of periods (vbhc.reports.privacy.prom_response_grid_masks /
+    cost_breakdown_grid_masks, other hospitals' small cells: as period_masks for the indicator table), computed
+    once per scope of viewers, view and frame; None for viewers who see every cell or off the grid."""
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+    from vbhc.reports import privacy
+
+    condition, level = result.condition, result.level
+    if what not in ("prom_response", "cost_breakdown") or period not in grid_periods(condition):
+        return None
+    if not access.withholds_across_periods(viewer, condition):
+        return None
+    url, data_version = database_url(), version()
+    peers = tuple(sorted(peers))
+    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, peers, what)
+    with _visible_lock:
+        masks = _masks.get(key)
+    if masks is None:
+        rule = privacy.SuppressionRule.from_settings()
+        own = sorted(access.limited_care_hospitals(viewer, condition) or ())
+        compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
+        periods = grid_periods(condition)
+        frames = {p: frame if p == period else derived(condition, level, p, peers, compute) for p in periods}
+        if what == "prom_response":  # forced by the indicator tables' cells withheld in the same period
+            data = result.data
+            masks = privacy.prom_response_grid_masks(
+                frames,
+                dict(grid_tables(condition, level, peers)),
+                _table_masks(viewer, condition, level, peers),
+                data.condition if data is not None else None,
+                rule,
+                own_hospitals=own,
+                include_own=False,
+            )
+        else:
+            masks = privacy.cost_breakdown_grid_masks(frames, rule, own_hospitals=own, include_own=False)
+        with _visible_lock:
+            _masks[key] = masks
+            while len(_masks) > _VISIBLE_SIZE:
+                _masks.popitem(last=False)
+    got = masks.get(period)
+    return got if got is not None and len(got) == len(frame) else None

@@ -270,7 +270,9 @@ def sidebar(viewer: Viewer) -> Filters | None:
     if chosen and unit is not None:
         chosen = tuple(sorted({*chosen, hospital_of(unit)}))
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
-    if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
+    if refused and access.withholds_across_periods(viewer, condition):  # groups would give withheld cells back
+        st.sidebar.warning(t("comparison.not_with_withheld", lang))
+    elif refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
         st.sidebar.warning(t("comparison.too_small", lang, count=access.MIN_OTHER_UNITS))
     meeting = _meeting_date(t("meeting.date", lang), lang)
     comparison = synced(

@@ -799,6 +799,12 @@ def record_indicator_view(
     )
 
 
+def limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | None:
+    """The hospitals of a care team limited to some hospitals, whose cells its pages never withhold (None: the
+    viewer sees every small number or none exactly): see _limited_care_hospitals."""
+    return _limited_care_hospitals(viewer, condition)
+
+
 def _limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | None:
     """The hospitals of a care team limited to some hospitals (None when the viewer may see every unit's
     patient-level rows, and so every small number: quality, a care team without a hospital limit)."""
@@ -876,11 +882,18 @@ def comparison_group(
     A manager's chosen group must hold at least MIN_OTHER_UNITS units at `level` outside the manager's scope,
     from at least MIN_OTHER_UNITS hospitals, else one other unit or hospital could be singled out (its figures
     are the benchmark minus the manager's own: one other hospital's five departments made five units, and the
-    group's benchmark was that hospital's own figure); then the whole registry is the comparison group. `teams`
+    group's benchmark was that hospital's own figure); then the whole registry is the comparison group, as for
+    a viewer whose pages withhold other hospitals' small cells (withholds_across_periods). `teams`
     is vbhc.registry.condition_units(condition), `units` vbhc.registry.units() (for divisions). Viewers who see
     every unit keep their choice.
     """
     chosen = tuple(sorted(set(peers)))
+    if chosen and withholds_across_periods(viewer, condition):
+        # a viewer with other hospitals' cells withheld (a care team limited to some hospitals): a group's own
+        # secondary cells differ from the registry's, so two group views (or a group and the registry) gave a
+        # withheld cell back, and a group of the own hospital and one other was that one's cells (its total minus
+        # the own cells); such a viewer compares with the whole registry
+        return (), True
     if not chosen or sees_all_units(viewer, condition):
         return chosen, False
     part = teams[teams["hospital"].astype(str).isin(chosen)]

@@ -375,9 +375,11 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
     from vbhc import registry
     from vbhc.access import local_viewer
     from vbhc.catalog import default_catalog
-    from vbhc.external import export_summary
+    from vbhc.external import export_summary, grid_withheld
     from vbhc.indicators import compute_indicators, load_condition_data, restrict
+    from vbhc.registry import parse_period
     from vbhc.reports.privacy import SuppressionRule
+    from vbhc.reports.run import check_on_grid
     from vbhc.store import get_engine, upgrade_schema
 
     engine = get_engine()
@@ -400,9 +402,13 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
     if problems:
         print(f"vbhc external export: {problems[0]}", file=sys.stderr)
         return 2
+    rule = SuppressionRule.from_settings(args.suppress_below)
     try:
+        # with small numbers withheld, all dates or one calendar year only (as `vbhc report`): a quarter or a range
+        # of dates is the difference of such exports, and would give their withheld cells back
+        check_on_grid([args.condition], parse_period(args.period), rule.threshold, engine, "export_off_grid")
         data = load_condition_data(args.condition, args.period, engine=engine)
-    except ValueError as exc:
+    except ValueError as exc:  # ReportError is one: its English line
         print(f"vbhc external export: {exc}", file=sys.stderr)
         return 2
     # the own hospital as a comparison group of the registry: its table's expected values are the registry's
@@ -421,8 +427,10 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
         file_format=fmt,
         models=models,
         hospitals=own,
-        rule=SuppressionRule.from_settings(args.suppress_below),
+        rule=rule,
         file_name=args.out.name,
+        # the cells `vbhc report` withholds in this period, over the grid of all dates and every year
+        withheld=grid_withheld(engine, result, args.period, rule) if rule.active else None,
     )
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_bytes(content)

@@ -322,6 +322,7 @@ def period_suppression(
     totals_shown: np.ndarray | None = None,
     bounded_by: np.ndarray | None = None,
     known: bool = False,
+    link: bool = True,
 ) -> np.ndarray:
     """complementary_suppression over a grid of periods: `frame` stacks the tables of every period of the grid
     (column `period`: `whole` for all dates, each year otherwise), whose cells of one unit add up over the years
@@ -332,7 +333,9 @@ def period_suppression(
     it. Both are repeated until neither adds a cell, so every view of the same data withholds the same cells.
     `bounded_by`: per row the position of the row whose count bounds it (the unit's volume in that period), -1
     where none; a bound counts only while that row is shown (`upper` is then ignored). `known`: the `keep` cells
-    are never withheld (see complementary_suppression).
+    are never withheld (see complementary_suppression). `link`: withhold a shown cell of the unit in another
+    group of the same period that repeats a withheld count (off where a period's table is one unit's rows, e.g.
+    its cost per activity, and `unit` names the rows within it: the same activity of another unit is no link).
     """
     size = len(frame)
     hit = np.asarray(primary, dtype=bool).copy()
@@ -352,7 +355,7 @@ def period_suppression(
         "observed_is_count": counted,
         "upper": upper_,
         "keep": keep_,
-        "unit": "_unit_in_period",
+        "unit": "_unit_in_period" if link else None,
         "totals_shown": totals_shown,
         "known": known,
     }

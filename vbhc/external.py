@@ -77,6 +77,7 @@ __all__ = [
     "export_summary",
     "external_benchmark",
     "figures",
+    "grid_withheld",
     "import_figures",
     "own_summary",
     "population_of",
@@ -810,12 +811,23 @@ def write_figures(
     return buffer.getvalue()
 
 
-def suppressed_summary(summary: OwnSummary, rule: SuppressionRule) -> pd.DataFrame:
+def suppressed_summary(
+    summary: OwnSummary, rule: SuppressionRule, *, withheld: set[tuple[str, str]] | None = None
+) -> pd.DataFrame:
     """The rows a file may carry: a unit x indicator below the threshold (in n or in the cycles behind
-    expected) is left out, with the secondary cells of vbhc.reports.privacy."""
+    expected) is left out, with the secondary cells of vbhc.reports.privacy. `withheld`: the (unit, indicator)
+    cells the registry's grid of periods withholds (grid_withheld: the cells `vbhc report` withholds in the same
+    period), which are then left out instead of the summary's own secondary cells, so the exports of all dates
+    and of each year cannot be differenced; a row whose cycles behind expected are below the threshold is left
+    out too."""
     frame = summary.frame
     if frame.empty or not rule.active:
         return frame
+    if withheld is not None:
+        cells = pd.Series(list(zip(frame["unit"].astype(str), frame["indicator"].astype(str), strict=True)))
+        adjusted = pd.to_numeric(frame["n_adjusted"], errors="coerce").fillna(math.inf)
+        hit = cells.isin(withheld).to_numpy() | rule.applies(adjusted)
+        return frame[~hit].reset_index(drop=True)
     catalog = default_catalog()
     kinds = [
         catalog.indicator_set(c).indicator(i).kind for c, i in zip(frame["condition"], frame["indicator"], strict=True)
@@ -828,6 +840,26 @@ def suppressed_summary(summary: OwnSummary, rule: SuppressionRule) -> pd.DataFra
     )
     hit = suppression_mask(probe, rule)
     return frame[~hit].reset_index(drop=True)
+
+
+def grid_withheld(
+    engine: Engine, result: IndicatorResult, period: str | None, rule: SuppressionRule
+) -> set[tuple[str, str]]:
+    """The (unit, indicator) cells of `result`'s condition and level that the registry's files withhold in
+    `period` (all dates or one calendar year), over the grid of all dates and every year (vbhc.reports.core.
+    grid_tables, vbhc.reports.privacy.grid_suppression_masks, as a `vbhc report` workbook withholds them): what
+    the own summary of that period leaves out."""
+    from vbhc.reports.core import grid_tables
+    from vbhc.reports.privacy import grid_label, grid_suppression_masks
+
+    grid = grid_tables([result], engine=engine).get(result.condition) or {}
+    label = grid_label(period)
+    if label not in grid:
+        return set()
+    table = grid[label]
+    mask = grid_suppression_masks(dict(grid), rule)[label]
+    hidden = table[np.asarray(mask, bool)]
+    return set(zip(hidden["unit"].astype(str), hidden["indicator"].astype(str), strict=True))
 
 
 def export_summary(
@@ -843,14 +875,16 @@ def export_summary(
     hospitals: Sequence[str] | None = None,
     rule: SuppressionRule | None = None,
     file_name: str = "",
+    withheld: set[tuple[str, str]] | None = None,
 ) -> bytes:
     """The own summary as a file partners can import: small numbers withheld (VBHC_SUPPRESS_BELOW), checked
-    and audited as an export of aggregated figures (never patient rows)."""
+    and audited as an export of aggregated figures (never patient rows). `withheld`: the cells the registry's
+    grid of periods withholds in the export's period (grid_withheld), left out as `vbhc report` leaves them out."""
     rule = rule or SuppressionRule.from_settings()
     summary = own_summary(result, models=models, hospitals=hospitals)
 
     def build() -> bytes:
-        frame = suppressed_summary(summary, rule)
+        frame = suppressed_summary(summary, rule, withheld=withheld)
         return write_figures(frame, source=source, published=published, period=period, file_format=file_format)
 
     return export_file(

@@ -22,7 +22,9 @@ if cost_rows.empty or cost_rows["n"].sum() == 0:
 
 # computed once per view and kept in the results store (the reports read the same table)
 breakdown = data.derived(chosen.condition, chosen.level, chosen.period, chosen.peers, cost_by_activity)
-breakdown = data.only_visible(result, breakdown, "cost_breakdown")
+breakdown = data.only_visible(
+    result, breakdown, "cost_breakdown", viewer=auth.current(), period=chosen.period, peers=chosen.peers
+)
 activity_label = {a: catalog.cost_activity(a).label(lang) for a in catalog.cost_activities}
 breakdown = breakdown.assign(activity=breakdown["activity"].map(activity_label).fillna(breakdown["activity"]))
 breakdown = filters.with_unit_names(breakdown)

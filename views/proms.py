@@ -24,7 +24,9 @@ if result.data.scores.empty:
 st.subheader(t("column.response_rate", lang))
 # reads every PROM invitation: once per view, kept in the results store (the reports read the same table)
 rates = data.derived(chosen.condition, chosen.level, chosen.period, chosen.peers, prom_response_by_timepoint)
-rates = data.only_visible(result, rates, "prom_response")
+rates = data.only_visible(
+    result, rates, "prom_response", viewer=auth.current(), period=chosen.period, peers=chosen.peers
+)
 mine = rates[rates["unit"] == chosen.unit]
 # a few rows: a static table, not the interactive grid (whose ~1.3 MB of JavaScript a new browser would load first)
 render.static_table(

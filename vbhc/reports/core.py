@@ -155,9 +155,16 @@ def grid_tables(
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Per result's condition, the indicator tables of all dates ("") and every year of its care cycles at the
     result's level (from the results store, else computed and stored): what a file withholds its small cells
-    against (vbhc.reports.privacy.grid_suppression_masks), so files of different periods cannot be differenced."""
+    against (vbhc.reports.privacy.grid_suppression_masks), so files of different periods cannot be differenced.
+    Each is a vbhc.reports.privacy.PeriodGrid: its periods' PROM response and cost tables are read from the
+    store too (else derived from that period's result), so the file withholds theirs over the same grid."""
     from vbhc.registry import condition_volumes
+    from vbhc.reports.privacy import PeriodGrid
+    from vbhc.results import ResultStore, TableKey, ViewKey
+    from vbhc.store import get_engine
 
+    store = ResultStore(engine or get_engine())
+    version = store.version() if store.enabled else None
     volumes = condition_volumes(engine=engine).set_index("condition")
     out: dict[str, dict[str, pd.DataFrame]] = {}
     for result in results:
@@ -166,12 +173,29 @@ def grid_tables(
         first = pd.Timestamp(volumes.loc[result.condition, "first_index_date"]).year
         last = pd.Timestamp(volumes.loc[result.condition, "last_index_date"]).year
         periods = ["", *(str(y) for y in range(last, first - 1, -1))]
-        tables = out.setdefault(result.condition, {})
+        tables: dict[str, pd.DataFrame] = {}
         for period in periods:
             with contextlib.suppress(ReportError):  # a year without care cycles: nothing to difference
                 tables[period] = compute_results([result.condition], period or None, result.level, engine=engine)[
                     0
                 ].table
+
+        def derive(
+            period: str,
+            compute: Callable[[IndicatorResult], pd.DataFrame],
+            tables: dict[str, pd.DataFrame] = tables,
+            condition: str = result.condition,
+            level: str = result.level,
+        ) -> pd.DataFrame:
+            """The period's derived table from the store, else from its result (not kept: a year's data)."""
+            if period not in tables:
+                return pd.DataFrame()
+            key = TableKey(ViewKey.of(condition, level, period or None), compute.__name__)
+            return store.table(
+                key, version, lambda: compute(compute_results([condition], period or None, level, engine=engine)[0])
+            )
+
+        out[result.condition] = PeriodGrid(tables, derive)
     return out
 
 

@@ -34,8 +34,11 @@ from vbhc.reports.core import TableSource, check_lang, derived, now, period_labe
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
-    grid_mask,
+    cost_breakdown_mask,
+    grid_label,
+    grid_masks,
     patient_rows,
+    prom_response_mask,
     suppress_cost_breakdown,
     suppress_prom_response,
     suppress_table,
@@ -144,6 +147,11 @@ class _Writer:
         self.catalog = default_catalog()
         self.unit_names: dict[str, str] = {}
         self.tables: TableSource | None = None
+        #: per condition the grid of periods its cells are withheld over (None: per period), the grid's tables
+        #: and masks (vbhc.reports.privacy.grid_masks), and the hospitals whose cells are taken last
+        self.grids: dict[str, Mapping[str, pd.DataFrame] | None] = {}
+        self.grid_masks: dict[str, tuple | None] = {}
+        self.own_hospitals: tuple[str, ...] = ()
 
     def t(self, key: str, **values: Any) -> str:
         return t(key, self.lang, **values)
@@ -306,12 +314,20 @@ def build_workbook(
     generated_at = generated_at or now()
     period = period_label(results[0].period, lang)
     level = t(f"level.{results[0].level}", lang)
+    w.grids = {r.condition: (grids or {}).get(r.condition) for r in results}
+    w.own_hospitals = tuple(own_hospitals)
+    # per condition the grid's tables and masks (grid_masks): the indicator sheet's cells, and what the PROM
+    # response and cost sheets are withheld against
+    w.grid_masks = {
+        r.condition: grid_masks(r.table, r.period, w.grids[r.condition], rule, own_hospitals=own_hospitals)
+        for r in results
+    }
     tables = {
         r.condition: suppress_table(
             r.table,
             rule,
             own_hospitals=own_hospitals,
-            mask=grid_mask(r.table, r.period, (grids or {}).get(r.condition), rule, own_hospitals=own_hospitals),
+            mask=None if w.grid_masks[r.condition] is None else w.grid_masks[r.condition][1][grid_label(r.period)],
         )
         for r in results
     }
@@ -693,8 +709,16 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
             rates = rates.assign(condition=result.condition)
             if "ci_low" not in rates:
                 rates["ci_low"] = rates["ci_high"] = float("nan")
-            # consistent with the indicator sheet: what is withheld there is withheld here
-            frames.append(suppress_prom_response(rates, tables[result.condition], result, w.rule))
+            # consistent with the indicator sheet: what is withheld there is withheld here, over the same grid
+            mask = prom_response_mask(
+                rates,
+                result,
+                w.grids.get(result.condition),
+                w.grid_masks.get(result.condition),
+                w.rule,
+                own_hospitals=w.own_hospitals,
+            )
+            frames.append(suppress_prom_response(rates, tables[result.condition], result, w.rule, mask=mask))
     frame = (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -731,13 +755,15 @@ def _costs(w: _Writer, results, period, level) -> None:
     for result in results:
         costs = derived(result, cost_by_activity, w.tables)
         if len(costs):
-            frames.append(costs.assign(condition=result.condition))
+            # over the grid of periods where the file has one (the years' cycles add up to all dates'); the
+            # smaller of "cycles with this activity" and "cycles costed" decides: both are counts of patients
+            mask = cost_breakdown_mask(
+                costs, result, w.grids.get(result.condition), w.rule, own_hospitals=w.own_hospitals
+            )
+            costs = costs.assign(condition=result.condition, activity=costs["activity"].astype(str))
+            frames.append(suppress_cost_breakdown(costs.assign(unit=costs["unit"].astype(str)), w.rule, mask=mask))
     cols = ["condition", "unit", "activity", "cycles", "quantity", "total_cost", "costed_cycles", "cost_per_cycle"]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*cols, "share"])
-    frame["activity"] = frame["activity"].astype(str)
-    frame["unit"] = frame["unit"].astype(str)
-    # the smaller of "cycles with this activity" and "cycles costed" decides: both are counts of patients
-    frame = suppress_cost_breakdown(frame, w.rule)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*cols, "share", "suppressed"])
     activities = w.catalog.cost_activities
 
     def activity(row: pd.Series) -> str:

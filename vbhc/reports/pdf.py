@@ -42,8 +42,10 @@ from vbhc.reports.core import TableSource, check_lang, derived, first_unit_of, n
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
     SuppressionRule,
+    cost_breakdown_mask,
     grid_label,
     grid_masks,
+    prom_response_mask,
     suppress_cost_breakdown,
     suppress_prom_response,
     suppress_table,
@@ -337,6 +339,8 @@ class _Section:
         self.condition = self.catalog.condition(result.condition)
         # the same cells as the workbook withholds (secondary cells from other hospitals than the own)
         got = grid_masks(result.table, result.period, grid, rule, own_hospitals=own_hospitals)
+        # the PROM response and cost tables are withheld over the same grid (vbhc.reports.privacy)
+        self.grid, self.grid_got, self.own_hospitals = grid, got, tuple(own_hospitals)
         mask = None if got is None else got[1][grid_label(result.period)]
         self.table = suppress_table(result.table, rule, own_hospitals=own_hospitals, mask=mask)
         # per indicator the years whose cell of the unit the files withhold: their quarters stay out of the trend
@@ -672,7 +676,10 @@ class _Section:
         self.population_note()
         rates = derived(self.result, prom_response_by_timepoint, self.tables)
         if len(rates):
-            rates = suppress_prom_response(rates, self.table, self.result, self.rule)
+            mask = prom_response_mask(
+                rates, self.result, self.grid, self.grid_got, self.rule, own_hospitals=self.own_hospitals
+            )
+            rates = suppress_prom_response(rates, self.table, self.result, self.rule, mask=mask)
             rates = rates[rates["unit"].astype(str) == self.unit]
             pdf.set_font(FONT, "B", 11)
             pdf.cell(0, 7, self.t("proms.responders"), new_x="LMARGIN", new_y="NEXT")
@@ -714,10 +721,15 @@ class _Section:
         self.indicator_rows(rows)
         self.population_note()
         breakdown = derived(self.result, cost_by_activity, self.tables)
+        # over the grid of every unit (as the workbook withholds them), then the unit's rows
+        mask = cost_breakdown_mask(breakdown, self.result, self.grid, self.rule, own_hospitals=self.own_hospitals)
+        if mask is not None:
+            breakdown = suppress_cost_breakdown(breakdown, self.rule, mask=mask)
         breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]
         if breakdown.empty:
             return
-        breakdown = suppress_cost_breakdown(breakdown, self.rule)
+        if mask is None:
+            breakdown = suppress_cost_breakdown(breakdown, self.rule)
         breakdown = breakdown.sort_values("cost_per_cycle", ascending=False, na_position="last")
         pdf.set_font(FONT, "B", 11)
         pdf.cell(0, 7, self.t("cost.by_activity"), new_x="LMARGIN", new_y="NEXT")

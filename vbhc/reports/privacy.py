@@ -27,7 +27,7 @@ pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carr
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc.catalog import PROPORTION_KINDS
-from vbhc.disclosure import complementary_suppression
+from vbhc.disclosure import complementary_suppression, period_suppression
 from vbhc.i18n import t
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of, unit_labels
@@ -43,15 +43,23 @@ from vbhc.settings import suppress_below
 
 __all__ = [
     "WITHHELD_COLUMNS",
+    "PeriodGrid",
     "SuppressionRule",
     "chart_file_datasets",
     "chart_is_patient_level",
+    "cost_breakdown_grid_masks",
+    "cost_breakdown_mask",
+    "grid_frame_masks",
+    "grid_frames",
     "grid_label",
     "grid_mask",
     "grid_masks",
     "grid_suppression_masks",
     "on_grid",
     "patient_rows",
+    "prom_response_forced",
+    "prom_response_grid_masks",
+    "prom_response_mask",
     "suppress_cost_breakdown",
     "suppress_counts",
     "suppress_prom_response",
@@ -258,8 +266,6 @@ def grid_suppression_masks(
     The same two steps as suppression_mask (other hospitals' small cells, then with `include_own` the own ones
     on top), so a page never shows a cell its files withhold against another period. Returns each period's
     mask in the order of its table's rows."""
-    from vbhc.disclosure import period_suppression
-
     labels = [p for p in tables if len(tables[p])]
     if not labels or not rule.active:
         return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
@@ -288,14 +294,76 @@ def grid_suppression_masks(
         bound = volume.reindex(at).fillna(-1).astype(int).to_numpy().copy()
         bound[(frame["kind"] == "volume").to_numpy()] = -1
         options["bounded_by"] = bound
-    hit = period_suppression(frame, small & ~own, known=True, **options)  # own cells: see suppression_mask
+    hit = _two_steps(frame, small, own, include_own, options)
+    return _split(hit, tables, labels)
+
+
+def _two_steps(
+    frame: pd.DataFrame, primary: np.ndarray, own: np.ndarray, include_own: bool, options: dict
+) -> np.ndarray:
+    """vbhc.disclosure.period_suppression in suppression_mask's two steps: other hospitals' cells (never an own
+    cell: the page's reader knows them), then with `include_own` the own ones on top (only adding cells)."""
+    hit = period_suppression(frame, primary & ~own, known=True, **options)
     if include_own:  # also when step one could not protect a cell without an own one
-        hit = period_suppression(frame, hit | (small & own), **options)
+        hit = period_suppression(frame, hit | (primary & own), **options)
+    return hit
+
+
+def _split(hit: np.ndarray, tables: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """A stacked grid's mask (the non-empty `labels` in order) as each period's mask in its table's row order."""
     out, start = {}, 0
     for p in labels:
         out[p] = hit[start : start + len(tables[p])]
         start += len(tables[p])
     return out | {p: np.zeros(0, bool) for p, t in tables.items() if not len(t)}
+
+
+def grid_frame_masks(
+    frames: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    count: str,
+    group: Sequence[str],
+    unit: str = "unit",
+    observed: str | None = None,
+    small: str | None = None,
+    forced: Mapping[str, np.ndarray] | None = None,
+    link: bool = True,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> dict[str, np.ndarray]:
+    """grid_suppression_masks for a per-unit frame beside the indicator table (the PROM response per timepoint,
+    the cost per activity): `frames` maps all dates ("") and each whole year to that period's frame. A unit's
+    years add up to its all-dates row, so protecting each period on its own let all dates minus the shown years
+    give a withheld row back; vbhc.disclosure.period_suppression protects the cells that share a total
+    (`group` + the period) and each `unit` × `group` line over the periods at once. `count` is the additive
+    count (its rows below the threshold withheld, or those of `small` when given), `observed` a count of events
+    (responders) within it, `forced` per period rows withheld whatever their count (what the indicator table
+    withholds). `link`: a shown cell of the same unit in another group repeating a withheld count is withheld
+    too (off where the groups are the unit's own rows: the cost per activity). Own hospitals' rows as in
+    grid_suppression_masks. Returns each period's mask in its frame's row order."""
+    labels = [p for p in frames if len(frames[p])]
+    if not labels or not rule.active:
+        return {p: rule.applies(f[small or count]) if len(f) else np.zeros(0, bool) for p, f in frames.items()}
+    frame = pd.concat([frames[p].assign(_period=p) for p in labels], ignore_index=True)
+    primary = np.asarray(rule.applies(frame[small or count]), bool)
+    if forced is not None:
+        primary = primary | np.concatenate(
+            [np.asarray(forced.get(p, np.zeros(len(frames[p]), bool)), bool) for p in labels]
+        )
+    options = {
+        "threshold": rule.threshold,
+        "group": list(group),
+        "period": "_period",
+        "whole": ALL_DATES,
+        "count": count,
+        "observed": observed,
+        "observed_is_count": np.full(len(frame), observed is not None),
+        "unit": unit,
+        "link": link,
+    }
+    hit = _two_steps(frame, primary, own_rows(frame, own_hospitals), include_own, options)
+    return _split(hit, frames, labels)
 
 
 def trend_mask(trend: pd.DataFrame, rule: SuppressionRule, *, years_withheld: Collection[int] = ()) -> np.ndarray:
@@ -358,6 +426,37 @@ def grid_masks(
         return None
     tables = dict(grid) | {grid_label(period): table}
     return tables, grid_suppression_masks(tables, rule, own_hospitals=own_hospitals, include_own=include_own)
+
+
+class PeriodGrid(dict):
+    """The grid of a view (period -> indicator table: all dates "" and every whole year, as grid_suppression_masks
+    reads them) with `derive(period, compute)`, which gives compute(that period's result) (the PROM response per
+    timepoint, the cost per activity, as the caller keeps them): the frames beside the indicator table are
+    withheld over the same grid (grid_frame_masks). A plain mapping of tables has no frames: they are then
+    protected per period."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, pd.DataFrame],
+        derive: Callable[[str, Callable[[IndicatorResult], pd.DataFrame]], pd.DataFrame] | None = None,
+    ) -> None:
+        super().__init__(tables)
+        self.derive = derive
+
+
+def grid_frames(
+    grid: Mapping[str, pd.DataFrame] | None,
+    period: object,
+    frame: pd.DataFrame,
+    compute: Callable[[IndicatorResult], pd.DataFrame],
+) -> dict[str, pd.DataFrame] | None:
+    """Every period's frame of `compute` over `grid` (a PeriodGrid), with `frame` (the view of `period`) in its
+    place; None when the grid cannot derive frames or `period` is off the grid."""
+    derive = getattr(grid, "derive", None)
+    if grid is None or derive is None or not on_grid(period):
+        return None
+    label = grid_label(period)
+    return {p: frame if p == label else derive(p, compute) for p in dict.fromkeys([*grid, label])}
 
 
 def grid_mask(
@@ -434,16 +533,21 @@ def suppress_counts(
     group: list[str] | None = None,
     observed: str | None = None,
     forced: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Withhold `columns` (and the count itself) of rows whose `count` is below the threshold; adds the column
     `suppressed`. For summary frames other than the indicator table (PROM response, cost by activity). With
     `group` (the columns of rows that share a total) secondary cells are withheld as well; `forced` rows are
-    withheld whatever their count (e.g. cells withheld in the indicator table that this frame repeats)."""
+    withheld whatever their count (e.g. cells withheld in the indicator table that this frame repeats). `mask`:
+    the rows to withhold when the caller has them already (grid_frame_masks' for this frame's period)."""
     out = frame.copy()
-    hit = rule.applies(out[count])
-    if forced is not None:
-        hit = hit | np.asarray(forced, bool)
-    if group is not None and rule.active and hit.any():
+    if mask is not None:
+        hit = np.asarray(mask, bool).copy()
+    else:
+        hit = rule.applies(out[count])
+        if forced is not None:
+            hit = hit | np.asarray(forced, bool)
+    if mask is None and group is not None and rule.active and hit.any():
         hit = complementary_suppression(
             out,
             hit,
@@ -462,51 +566,179 @@ def suppress_counts(
     return out
 
 
+def prom_response_forced(
+    rates: pd.DataFrame, table: pd.DataFrame, original: pd.DataFrame, condition: object, rule: SuppressionRule
+) -> np.ndarray:
+    """The rows of a PROM response frame to withhold because of `table` (the suppressed indicator table of the
+    same period; `original` the table before): a response-rate cell withheld there, and a row that repeats a
+    withheld count of the same unit."""
+    forced = np.zeros(len(rates), bool)
+    if not len(rates) or "suppressed" not in table:
+        return forced
+    hidden = table[table["suppressed"].astype(bool)]
+    pairs = {}
+    for ind in getattr(condition, "indicators", ()):
+        if ind.kind == "response_rate":
+            pairs[ind.id] = (ind.instrument, ind.timepoint)
+    units = rates["unit"].astype(str)
+    secret: dict[str, set[float]] = {}
+    for idx, row in hidden.iterrows():
+        unit = str(row["unit"])
+        if row["indicator"] in pairs:
+            inst, tp = pairs[row["indicator"]]
+            forced |= ((units == unit) & (rates["instrument"] == inst) & (rates["timepoint"] == tp)).to_numpy()
+        for col in ("n", "observed"):
+            value = pd.to_numeric(pd.Series([original.loc[idx, col]]), errors="coerce").iloc[0]
+            if pd.notna(value) and value >= rule.threshold and (col == "n" or row["kind"] in COUNT_KINDS):
+                secret.setdefault(unit, set()).add(float(value))
+    for i, (unit, eligible, responded) in enumerate(zip(units, rates["eligible"], rates["responded"], strict=True)):
+        if secret.get(unit, set()) & {float(eligible), float(responded)}:
+            forced[i] = True
+    return forced
+
+
 def suppress_prom_response(
-    rates: pd.DataFrame, table: pd.DataFrame, result: IndicatorResult, rule: SuppressionRule
+    rates: pd.DataFrame,
+    table: pd.DataFrame,
+    result: IndicatorResult,
+    rule: SuppressionRule,
+    *,
+    mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """PROM response per unit × instrument × timepoint with the rule applied consistently with `table` (the
     result's suppressed indicator table): a response-rate cell withheld there is withheld here, a cell that
-    repeats a withheld count of the same unit too, and secondary cells per instrument × timepoint."""
-    forced = np.zeros(len(rates), bool)
-    if len(rates) and "suppressed" in table and result.data is not None:
-        cond = result.data.condition
-        original = result.table
-        hidden = table[table["suppressed"].astype(bool)]
-        pairs = {}
-        for ind in cond.indicators:
-            if ind.kind == "response_rate":
-                pairs[ind.id] = (ind.instrument, ind.timepoint)
-        secret: dict[str, set[float]] = {}
-        for idx, row in hidden.iterrows():
-            unit = str(row["unit"])
-            if row["indicator"] in pairs:
-                inst, tp = pairs[row["indicator"]]
-                forced |= (
-                    (rates["unit"].astype(str) == unit) & (rates["instrument"] == inst) & (rates["timepoint"] == tp)
-                ).to_numpy()
-            for col in ("n", "observed"):
-                value = pd.to_numeric(pd.Series([original.loc[idx, col]]), errors="coerce").iloc[0]
-                if pd.notna(value) and value >= rule.threshold and (col == "n" or row["kind"] in COUNT_KINDS):
-                    secret.setdefault(unit, set()).add(float(value))
-        for i, (unit, eligible, responded) in enumerate(
-            zip(rates["unit"].astype(str), rates["eligible"], rates["responded"], strict=True)
-        ):
-            if secret.get(unit, set()) & {float(eligible), float(responded)}:
-                forced[i] = True
+    repeats a withheld count of the same unit too, and secondary cells per instrument × timepoint. `mask`: the
+    rows to withhold over the grid of periods (prom_response_grid_masks), when the caller has it."""
+    forced = None
+    if mask is None and result.data is not None:
+        forced = prom_response_forced(rates, table, result.table, result.data.condition, rule)
     columns = [c for c in ("responded", "response_rate", "ci_low", "ci_high") if c in rates]
     group = [c for c in ("condition", "instrument", "timepoint") if c in rates]
-    return suppress_counts(rates, "eligible", columns, rule, group=group, observed="responded", forced=forced)
+    return suppress_counts(
+        rates, "eligible", columns, rule, group=group, observed="responded", forced=forced, mask=mask
+    )
 
 
-def suppress_cost_breakdown(breakdown: pd.DataFrame, rule: SuppressionRule) -> pd.DataFrame:
+def prom_response_grid_masks(
+    frames: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame],
+    masks: Mapping[str, np.ndarray],
+    condition: object,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> dict[str, np.ndarray]:
+    """The rows of each period's PROM response frame (`frames`: all dates and every year) to withhold, over the
+    grid (grid_frame_masks): below the threshold, or forced by the same period's indicator table (`tables`, with
+    `masks` from grid_suppression_masks: prom_response_forced), with secondary cells per instrument × timepoint
+    and per unit over the periods."""
+    forced = {
+        p: prom_response_forced(
+            frame, tables[p].assign(suppressed=np.asarray(masks[p], bool)), tables[p], condition, rule
+        )
+        if p in tables and p in masks and len(masks[p]) == len(tables[p])
+        else np.zeros(len(frame), bool)
+        for p, frame in frames.items()
+    }
+    return grid_frame_masks(
+        frames,
+        rule,
+        count="eligible",
+        observed="responded",
+        group=[c for c in ("condition", "instrument", "timepoint") if all(c in f for f in frames.values())],
+        forced=forced,
+        own_hospitals=own_hospitals,
+        include_own=include_own,
+    )
+
+
+def _cost_count(breakdown: pd.DataFrame) -> pd.DataFrame:
+    """The breakdown with `count`: the smaller of "cycles with this activity" and "cycles costed" (both count
+    patients)."""
+    return breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1))
+
+
+def suppress_cost_breakdown(
+    breakdown: pd.DataFrame, rule: SuppressionRule, *, mask: np.ndarray | None = None
+) -> pd.DataFrame:
     """Cost by activity per unit with the rule applied: the count is the smaller of "cycles with this activity"
     and "cycles costed" (both count patients); per unit a second activity is withheld with a small one, as the
-    activities add up to the unit's cost per care cycle (shown in the indicator table)."""
-    frame = breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1))
+    activities add up to the unit's cost per care cycle (shown in the indicator table). `mask`: the rows to
+    withhold over the grid of periods (cost_breakdown_grid_masks), when the caller has it."""
+    frame = _cost_count(breakdown)
     columns = [c for c in ("cycles", "quantity", "total_cost", "cost_per_cycle", "share") if c in frame]
     group = [c for c in ("condition", "unit") if c in frame]
-    return suppress_counts(frame, "count", columns, rule, group=group)
+    return suppress_counts(frame, "count", columns, rule, group=group, mask=mask)
+
+
+def cost_breakdown_grid_masks(
+    frames: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> dict[str, np.ndarray]:
+    """The rows of each period's cost breakdown (`frames`: all dates and every year) to withhold, over the grid
+    (grid_frame_masks): a unit's activities share its cost per care cycle (at least two withheld), and a unit ×
+    activity's care cycles over the years add up to its all-dates row (the years' cycles with the activity are
+    the additive count; a row is small when its count, as suppress_cost_breakdown reads it, is)."""
+    counted = {p: _cost_count(f) if len(f) else f.assign(count=[]) for p, f in frames.items()}
+    return grid_frame_masks(
+        counted,
+        rule,
+        count="cycles",
+        small="count",
+        group=[c for c in ("condition", "unit") if all(c in f for f in counted.values())],
+        unit="activity",
+        link=False,
+        own_hospitals=own_hospitals,
+        include_own=include_own,
+    )
+
+
+def prom_response_mask(
+    rates: pd.DataFrame,
+    result: IndicatorResult,
+    grid: Mapping[str, pd.DataFrame] | None,
+    got: tuple[Mapping[str, pd.DataFrame], Mapping[str, np.ndarray]] | None,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> np.ndarray | None:
+    """The rows of `rates` (the PROM response of `result`'s view) to withhold over its grid of periods
+    (prom_response_grid_masks; `got`: grid_masks of the view's indicator table); None without a PeriodGrid or
+    off the grid (the frame is then protected on its own)."""
+    from vbhc.indicators import prom_response_by_timepoint
+
+    frames = grid_frames(grid, result.period, rates, prom_response_by_timepoint)
+    if frames is None or got is None or result.data is None:
+        return None
+    masks = prom_response_grid_masks(
+        frames, got[0], got[1], result.data.condition, rule, own_hospitals=own_hospitals, include_own=include_own
+    )
+    return masks[grid_label(result.period)]
+
+
+def cost_breakdown_mask(
+    breakdown: pd.DataFrame,
+    result: IndicatorResult,
+    grid: Mapping[str, pd.DataFrame] | None,
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> np.ndarray | None:
+    """The rows of `breakdown` (the cost per activity of `result`'s view, every unit) to withhold over its grid of
+    periods (cost_breakdown_grid_masks); None without a PeriodGrid or off the grid."""
+    from vbhc.indicators import cost_by_activity
+
+    frames = grid_frames(grid, result.period, breakdown, cost_by_activity)
+    if frames is None:
+        return None
+    masks = cost_breakdown_grid_masks(frames, rule, own_hospitals=own_hospitals, include_own=include_own)
+    return masks[grid_label(result.period)]
 
 
 #: Columns of a chart's dataset holding the number of care cycles or patients behind a row (the first one found).

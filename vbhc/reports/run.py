@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vbhc import audit, settings
 from vbhc.i18n import DEFAULT_LANGUAGE
 from vbhc.indicators import IndicatorResult
-from vbhc.registry import hospital_of
+from vbhc.registry import Period, hospital_of
 from vbhc.registry import units as registry_units
 from vbhc.reports.core import (
     FORMATS,
@@ -350,18 +350,31 @@ def _check_grid(selection: Selection, suppress_below: int | None, engine: Engine
     the cells of those periods are withheld against each other, while a quarter, a month, a range of dates or of
     years is the difference of such cells or differs from another window by a few days' patients, and would give
     withheld cells back. A range that holds every care cycle of the conditions is all dates. ReportError else."""
+    check_on_grid(selection.conditions, selection.period, suppress_below, engine)
+
+
+def check_on_grid(
+    conditions: Sequence[str],
+    period: Period | None,
+    suppress_below: int | None,
+    engine: Engine | None,
+    code: str = "period_off_grid",
+) -> None:
+    """ReportError(`code`) when small numbers are withheld and `period` is off the grid of all dates and calendar
+    years (a range holding every care cycle of `conditions` is all dates): _check_grid for a report, and the same
+    for any other file of small-number-protected figures (`vbhc external export`: "export_off_grid")."""
     from vbhc.registry import condition_volumes
     from vbhc.reports.privacy import SuppressionRule, on_grid
 
     rule = SuppressionRule.from_settings(suppress_below)
-    if not rule.active or selection.period is None or on_grid(selection.period):
+    if not rule.active or period is None or on_grid(period):
         return
     volumes = condition_volumes(engine=engine)
-    volumes = volumes[volumes["condition"].astype(str).isin(selection.conditions)]
+    volumes = volumes[volumes["condition"].astype(str).isin(list(conditions))]
     first, last = pd.to_datetime(volumes["first_index_date"]).min(), pd.to_datetime(volumes["last_index_date"]).max()
-    if pd.notna(first) and selection.period.start <= first.date() and selection.period.end >= last.date():
+    if pd.notna(first) and period.start <= first.date() and period.end >= last.date():
         return
-    raise ReportError("period_off_grid", period=selection.period.label, count=str(rule.threshold))
+    raise ReportError(code, period=period.label, count=str(rule.threshold))
 
 
 @dataclass(frozen=True)
