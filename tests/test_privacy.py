@@ -140,32 +140,46 @@ def test_attempt_every_suppressed_cell_in_the_workbook(results, threshold, monke
         assert not found, found[:10]
 
 
-def test_attempt_every_suppressed_cell_in_the_pdf_tables(results, threshold):
+def test_attempt_every_suppressed_cell_in_the_pdf_tables(results, threshold, tmp_path, monkeypatch):
     """The PDF shows the team's own unit; what it is built from must be as safe as the workbook, and the
-    same cells as the workbook (two files of the same data with different withheld cells could be combined)."""
-    from vbhc.reports.pdf import _Report, _Section
-    from vbhc.reports.privacy import SuppressionRule
+    same cells as the workbook (two files of the same data with different withheld cells could be combined).
+    Both are made as `vbhc report` makes them (make_report, which the pages' buttons follow), over the grid of all
+    dates and every year, in an installation whose own hospital is H01. The PDF took its secondary cells from
+    other hospitals than its own while the workbook did not: the two withheld different cells (H01's hip cells
+    of all dates, n=124, shown in the PDF and withheld in the workbook)."""
+    from vbhc.reports import pdf
+    from vbhc.reports.core import unit_names_for
+    from vbhc.reports.run import make_report, own_hospital
 
-    by_level, _ = results
+    by_level, engine = results
     res = by_level["hospital"]
-    rule = SuppressionRule(threshold)
+    assert own_hospital(engine) == "H01"
     truth = _truth(res)
     tables = []
-    for result in res:
-        section = _Section(_Report("en"), result, "H01", "en", rule, None, pd.Timestamp("2025-01-01"), ("H01",))
-        tables.append(section.table)
+
+    class Recorded(pdf._Section):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            tables.append(self.table)
+
+    monkeypatch.setattr(pdf, "_Section", Recorded)
+    common = {"conditions": CONDITIONS, "lang": "en", "engine": engine, "suppress_below": threshold}
+    make_report(tmp_path / "r.pdf", fmt="pdf", external=False, **common)
     pdf_view = pd.concat(tables, ignore_index=True)
     found = _attack(truth, pdf_view, threshold)
     assert not found, found[:10]
-    content = build_workbook(res, lang="en", suppress_below=threshold, own_hospitals=("H01",))
-    book = _workbook_view(content, truth, f"<{threshold}")
+    make_report(tmp_path / "r.xlsx", fmt="xlsx", external=False, **common)
+    book = _workbook_view((tmp_path / "r.xlsx").read_bytes(), truth, f"<{threshold}")
+    names = unit_names_for(res, "en", engine)  # the workbook's sheets name the units
+    pdf_view = pdf_view.assign(unit=pdf_view["unit"].map(lambda u: names.get(u, u)))
     merged = book.merge(
         pdf_view[["condition", "indicator", "unit", "n"]],
         on=["condition", "indicator", "unit"],
         suffixes=("_xlsx", "_pdf"),
     )
     assert len(merged) == len(book)
-    assert (merged["n_xlsx"].isna() == merged["n_pdf"].isna()).all()
+    differ = merged[merged["n_xlsx"].isna() != merged["n_pdf"].isna()]
+    assert differ.empty, differ[["condition", "indicator", "unit", "n_xlsx", "n_pdf"]].head(10).to_string()
 
 
 def _viewers():

@@ -141,7 +141,10 @@ def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeyp
     start = dict(results.compute_counts)
     assert main([*args, str(tmp_path / "first.pdf")]) == 0  # computes, draws and stores
     assert (
-        results.compute_counts["chart"] >= start["chart"] + 2 and results.compute_counts["table"] == start["table"] + 2
+        results.compute_counts["chart"] >= start["chart"] + 2
+        # the PROM response and cost tables of the view, and of every other period of the grid (all dates and
+        # each year) that the file withholds its own against
+        and results.compute_counts["table"] > start["table"] + 2
     )
     before = dict(results.compute_counts)
     assert main([*args, str(tmp_path / "stored.pdf")]) == 0
@@ -176,7 +179,8 @@ def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, mo
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
     start = dict(results.compute_counts)
     assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # computes and stores
-    assert results.compute_counts["table"] == start["table"] + 4  # PROM response and costs of both conditions
+    # PROM response and costs of both conditions, for the view and the grid's other periods
+    assert results.compute_counts["table"] > start["table"] + 4
     before = dict(results.compute_counts)
     assert main([*args, str(tmp_path / "stored.xlsx")]) == 0
     assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)

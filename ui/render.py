@@ -474,9 +474,11 @@ def report_workbook(
     from vbhc.reports.followup import read_follow_up
 
     url, version = database_url(), data.version()
+    own = data.own_hospital()
     return build_workbook(
         results,
         lang=lang,
+        own_hospitals=(own,) if own else (),  # the same cells as the PDF and `vbhc report` withhold
         batches=data.batches(url, version),
         include_patient_rows=include_patient_rows,
         follow_up=read_follow_up(data.current_engine(), viewer, [r.condition for r in results]),

@@ -851,13 +851,15 @@ def grid_withheld(
     the own summary of that period leaves out."""
     from vbhc.reports.core import grid_tables
     from vbhc.reports.privacy import grid_label, grid_suppression_masks
+    from vbhc.reports.run import own_hospital
 
     grid = grid_tables([result], engine=engine).get(result.condition) or {}
     label = grid_label(period)
     if label not in grid:
         return set()
     table = grid[label]
-    mask = grid_suppression_masks(dict(grid), rule)[label]
+    own = own_hospital(engine)  # as every file of the installation withholds them (vbhc.reports.run)
+    mask = grid_suppression_masks(dict(grid), rule, own_hospitals=(own,) if own else ())[label]
     hidden = table[np.asarray(mask, bool)]
     return set(zip(hidden["unit"].astype(str), hidden["indicator"].astype(str), strict=True))
 

@@ -158,9 +158,11 @@ def prepare_report_charts(
     report compares them) for the current dataset version, after its views are stored: the first PDF after an
     import then reads its ~56 charts instead of rendering them (~0.3 s each). Writes no file and no audit record,
     as no report is made; the charts are those build_pdf draws (report_charts) under the same chart_digest, so the
-    report finds them. Returns how many were rendered (0 when the store is off; stored ones are read)."""
+    report finds them. With small numbers withheld it also stores the PROM response and cost tables of every year
+    of the grid (a file withholds its own against them). Returns how many charts were rendered (0 when the store
+    is off; stored ones are read)."""
     from vbhc.reports.pdf import chart_digest, render_chart, report_charts
-    from vbhc.results import compute_counts
+    from vbhc.results import DERIVED_TABLES, compute_counts
     from vbhc.store import get_engine
 
     engine = engine or get_engine()
@@ -170,15 +172,22 @@ def prepare_report_charts(
         return 0
     results = _with_external(compute_results(None, None, level, engine=engine), engine, audit.os_user(), None, lang)
     before = compute_counts["chart"]
+    grids = grid_tables(results, engine=engine) if settings.suppress_below() > 0 else None  # as the report does
     drawn = report_charts(
         results,
         lang=lang,
         own_hospital=own_hospital(engine),
         unit_names=unit_names_for(results, lang, engine),
-        grids=grid_tables(results, engine=engine) if settings.suppress_below() > 0 else None,  # as the report does
+        grids=grids,
     )
     for chart in drawn:
         kept.charts(chart_digest(chart), lambda chart=chart: render_chart(chart))
+    # the PROM response and cost tables of every year of the grid, which a file withholds its own against
+    # (vbhc.reports.privacy.PeriodGrid): stored too, so the first report reads them as well
+    for grid in (grids or {}).values():
+        for period in grid:
+            for compute in DERIVED_TABLES.values():
+                grid.derive(period, compute)
     return compute_counts["chart"] - before
 
 
@@ -304,6 +313,7 @@ def _build(
 
     rule = SuppressionRule.from_settings(suppress_below)
     grids = grid_tables(results, engine=engine) if rule.active else None  # files of other periods: the same cells
+    own = own_hospital(engine)
     batches = provenance(engine)
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
@@ -318,6 +328,9 @@ def _build(
             unit_names=unit_names_for(results, lang, engine),
             tables=kept.tables,
             grids=grids,
+            # every file of this installation withholds the same cells, safe for its own hospital's care team
+            # (which reads those patient rows): secondary cells from other hospitals, as the PDF takes them
+            own_hospitals=(own,) if own else (),
         )
     else:
         if unit is not None:
@@ -335,7 +348,7 @@ def _build(
             lang=lang,
             suppress_below=suppress_below,
             batches=batches,
-            own_hospital=own_hospital(engine),
+            own_hospital=own,
             follow_up=follow_up,
             unit_names=unit_names_for(results, lang, engine),
             charts=kept.charts,
