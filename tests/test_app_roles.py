@@ -138,6 +138,18 @@ def test_a_care_team_limited_to_a_hospital_takes_only_its_own_units_in_focus(sig
     assert at.selectbox(key="unit_hospital").value == "H02"
 
 
+def test_a_care_team_limited_to_a_hospital_is_not_offered_a_comparison_group(signed_in_db):
+    """A group's figures minus the team's own gave other hospitals' withheld cells back, so vbhc.access refuses
+    any group for it: the sidebar does not offer one (it offered the box and then refused every pick) and says
+    why; a shared link's group falls back to all units. A team without a hospital limit keeps the box."""
+    at = _app("care_h01", "views/condition_team.py", peers=["H01", "H02"])
+    assert not [m for m in at.sidebar.multiselect if m.label == t("filter.comparison_group", "en")]
+    assert any(t("comparison.not_with_withheld", "en") in c.value for c in at.sidebar.caption)
+    assert "peers" not in at.query_params
+    at = _app("care", "views/condition_team.py")
+    assert [m.label for m in at.sidebar.multiselect] == [t("filter.comparison_group", "en")]
+
+
 def test_quality_may_export_patient_rows_and_read_the_audit_log(signed_in_db):
     at = _app("quality", "views/condition_team.py", condition="colorectal_cancer")
     assert [c.label for c in at.checkbox] == [t("download.with_patient_rows", "en")]

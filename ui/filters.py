@@ -255,24 +255,29 @@ def sidebar(viewer: Viewer) -> Filters | None:
         key="period",
         format_func=lambda p: t("filter.all", lang) if p == "" else p,
     )
-    hospitals = sorted(units["hospital"].unique())
-    hospital_names = unit_names("hospital", condition, lang)
-    peers = synced(
-        st.sidebar.multiselect,
-        t("filter.comparison_group", lang),
-        hospitals,
-        key="peers",
-        many=True,
-        format_func=lambda h: hospital_names.get(h, h),
-        placeholder=t("comparison.all_units", lang),
-    )
+    if access.withholds_across_periods(viewer, condition):
+        # a group would give other hospitals' withheld cells back (vbhc.access.comparison_group refuses any):
+        # not offered, and said why; a shared link's group is dropped from the URL
+        st.sidebar.caption(f"**{t('filter.comparison_group', lang)}**: {t('comparison.not_with_withheld', lang)}")
+        _publish("peers", [], [])
+        peers: list[str] = []
+    else:
+        hospitals = sorted(units["hospital"].unique())
+        hospital_names = unit_names("hospital", condition, lang)
+        peers = synced(
+            st.sidebar.multiselect,
+            t("filter.comparison_group", lang),
+            hospitals,
+            key="peers",
+            many=True,
+            format_func=lambda h: hospital_names.get(h, h),
+            placeholder=t("comparison.all_units", lang),
+        )
     chosen = tuple(sorted(peers))
     if chosen and unit is not None:
         chosen = tuple(sorted({*chosen, hospital_of(unit)}))
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
-    if refused and access.withholds_across_periods(viewer, condition):  # groups would give withheld cells back
-        st.sidebar.warning(t("comparison.not_with_withheld", lang))
-    elif refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
+    if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
         st.sidebar.warning(t("comparison.too_small", lang, count=access.MIN_OTHER_UNITS))
     meeting = _meeting_date(t("meeting.date", lang), lang)
     comparison = synced(
