@@ -645,6 +645,7 @@ def test_a_damaged_file_is_refused_in_the_readers_language(engine, tmp_path):
 # --- 13. an id reads as one id; a cell reads as what it shows ---------------------------------------------
 
 
+@sqlite_only  # refused while the values are validated, before any SQL (tests/backends.py)
 @pytest.mark.parametrize(
     ("column", "value", "character"),
     [
@@ -746,6 +747,7 @@ def test_a_name_with_an_accent_typed_as_a_separate_mark_is_the_name_it_reads_as(
     assert _value(engine, models.Hospital.name, models.Hospital.code == "H01") == composed
 
 
+@sqlite_only  # refused while the values are read, before any SQL (tests/backends.py)
 def test_dates_and_numbers_are_written_with_the_digits_0_to_9(base, tmp_path):
     engine, _ = base
     message = refused([_cycles(tmp_path, {"index_date": "\uff12\uff10\uff12\uff14-02-03"})], engine)  # full-width

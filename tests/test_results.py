@@ -412,9 +412,15 @@ def test_the_store_is_beside_a_sqlite_database_and_per_database_on_postgres(monk
     assert one == other != third and "secret" not in one and one.startswith("registry-")
 
 
+@sqlite_only
 def test_reports_read_the_store(registry, tmp_path, monkeypatch):
     """`vbhc report --all` after a precompute computes nothing: the PDF and the workbook come from the store, the
-    views of every year too (the files withhold their small cells against them, vbhc.reports.core.grid_tables)."""
+    views of every year too (the files withhold their small cells against them, vbhc.reports.core.grid_tables).
+
+    SQLite only: what the reports read here comes from the store's files; the SQL they run beside it (the dataset
+    version, the stored registry tables) is checked on PostgreSQL by test_an_import_changes_the_version_and_old_
+    results_are_not_served and test_the_registry_tables_every_page_reads_are_stored_and_read_again_after_an_import
+    (the PostgreSQL run took 22 s of CI for the same precompute and two reports)."""
     from vbhc.reports import make_report
 
     years = [key for key in results.year_views(registry) if key.level == "hospital"]
