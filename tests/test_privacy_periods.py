@@ -780,3 +780,188 @@ def test_prem_tables_carry_no_exact_count_of_a_unit_whose_cells_a_viewer_may_not
                 others = rows[rows["anonymised"].astype(bool)]
                 assert others["n"].isna().all() and others["observed"].isna().all(), (role, q, period)
                 assert rows.loc[~rows["anonymised"].astype(bool), "unit"].astype(str).str.startswith("H01").all()
+
+
+# --- two tables that show the same count withhold it together ------------------------------------------------------
+
+
+def _shared_attack(table: pd.DataFrame, rates: pd.DataFrame, truth: pd.DataFrame, real: pd.DataFrame, pairs) -> list:
+    """PROM response rows pinned to one value: a withheld row's eligible (responded) is read back from the
+    indicator table's response-rate cell of the same unit, instrument and timepoint (`pairs`: (instrument,
+    timepoint) -> indicator) or from any shown count of the unit that equals it (n shared); then each instrument
+    × timepoint's total (known) minus its shown and read-back rows pins a lone remaining withheld row. `table` and
+    `rates` are what the reader got (counts NaN where withheld), `truth` and `real` the full table and frame."""
+    found = []
+    cells = table.set_index(["unit", "indicator"])
+    for what, column in (("eligible", "n"), ("responded", "observed")):
+        shown = {}  # unit -> counts of the unit the reader sees anywhere
+        for row in table.itertuples():
+            if pd.notna(row.n):
+                shown.setdefault(str(row.unit), set()).update({float(row.n), float(row.observed)})
+        for row in rates.itertuples():
+            if pd.notna(row.eligible):
+                shown.setdefault(str(row.unit), set()).update({float(row.eligible), float(row.responded)})
+        for (inst, tp), rows in real.groupby(["instrument", "timepoint"]):
+            hidden = rows[rates.loc[rows.index, "eligible"].isna()]
+            if hidden.empty:
+                continue
+            total = float(rows[what].sum()) - float(rows.loc[rates.loc[rows.index, "eligible"].notna(), what].sum())
+            lows, highs, names = [], [], []
+            for _, row in hidden.iterrows():
+                value, small = float(row[what]), float(row["eligible"]) < THRESHOLD
+                indicator = pairs.get((inst, tp))
+                key = (str(row["unit"]), indicator)
+                read = indicator is not None and key in cells.index and pd.notna(cells.loc[key, column])
+                if read or (value >= THRESHOLD and value in shown.get(str(row["unit"]), ())):
+                    total -= value  # read back: no longer unknown
+                    continue
+                lows.append(0.0 if small or what == "responded" else float(THRESHOLD))
+                highs.append(THRESHOLD - 1.0 if small else math.inf)
+                names.append(f"{what} of {row['unit']}/{inst}/{tp}")
+            for j, name in enumerate(names):
+                low, high = feasible_interval(total, np.array(lows), np.array(highs), j)
+                if high - low < 1:
+                    found.append(f"{name} = {low:g}")
+    return found
+
+
+def test_a_prom_response_row_withheld_as_a_secondary_cell_is_withheld_in_the_indicator_table_too():
+    """H02's baseline response to instrument B is small (5 eligible): withheld with H03's (12) as its secondary
+    cell, and H03's row of instrument A, which repeats that 12, with it. The indicator table has a response-rate
+    indicator for A only and nothing small: it showed H03's cell (n 12), so the secondary cell was read back and
+    B's total minus the shown rows gave H02's 5. Withheld jointly (joint_grid_masks) the indicator table
+    withholds the response-rate cells of the rows the response table withholds."""
+    from types import SimpleNamespace
+
+    from vbhc.reports.privacy import (
+        SuppressionRule,
+        grid_suppression_masks,
+        joint_grid_masks,
+        prom_response_grid_masks,
+    )
+
+    rule = SuppressionRule(THRESHOLD)
+    units = ["H01", "H02", "H03", "H04", "H05"]
+    volume = [80, 60, 50, 70, 90]
+    a = [(40, 30), (20, 15), (12, 9), (35, 25), (45, 33)]
+    b = [(40, 28), (5, 3), (12, 8), (35, 20), (45, 30)]
+    table = pd.DataFrame(
+        [
+            {"condition": "c", "indicator": "volume", "kind": "volume", "unit": u, "n": v, "observed": v}
+            | {"target": math.nan}
+            for u, v in zip(units, volume, strict=True)
+        ]
+        + [
+            {"condition": "c", "indicator": "resp_a", "kind": "response_rate", "unit": u, "n": e, "observed": r}
+            | {"target": 0.7}
+            for u, (e, r) in zip(units, a, strict=True)
+        ]
+    )
+    rates = pd.DataFrame(
+        [
+            {"unit": u, "instrument": inst, "timepoint": "baseline", "eligible": e, "responded": r}
+            for inst, counts in (("A", a), ("B", b))
+            for u, (e, r) in zip(units, counts, strict=True)
+        ]
+    )
+    condition = SimpleNamespace(
+        indicators=[SimpleNamespace(id="resp_a", kind="response_rate", instrument="A", timepoint="baseline")]
+    )
+    pairs = {("A", "baseline"): "resp_a"}
+
+    def seen(table_mask, rates_mask):
+        return (
+            table.assign(n=table["n"].where(~table_mask), observed=table["observed"].where(~table_mask)),
+            rates.assign(
+                eligible=rates["eligible"].where(~rates_mask), responded=rates["responded"].where(~rates_mask)
+            ),
+        )
+
+    # before: the indicator table withheld on its own, the response table following it one way only
+    alone = grid_suppression_masks({"": table}, rule)
+    one_way = prom_response_grid_masks({"": rates}, {"": table}, alone, condition, rule)
+    assert not alone[""].any() and one_way[""].sum() == 4
+    assert _shared_attack(*seen(alone[""], one_way[""]), table, rates, pairs) == ["eligible of H02/B/baseline = 5"]
+
+    got = joint_grid_masks({"": table}, rule, frames={"prom_response": {"": rates}}, condition=condition)
+    hidden_table, hidden_rates = got.masks[""], got.frame_masks["prom_response"][""]
+    withheld_a = set(rates.loc[hidden_rates & (rates["instrument"] == "A").to_numpy(), "unit"])
+    assert withheld_a == set(table.loc[hidden_table & (table["indicator"] == "resp_a").to_numpy(), "unit"])
+    assert withheld_a == {"H02", "H03"}
+    assert not _shared_attack(*seen(hidden_table, hidden_rates), table, rates, pairs)
+
+
+def _cost_read_back(table: pd.DataFrame, breakdown: pd.DataFrame) -> list[str]:
+    """Withheld cost-per-care-cycle cells of `table` read back from the cost breakdown the reader got (`breakdown`,
+    NaN where withheld): a shown activity's total cost over its cost per care cycle is the unit's costed care
+    cycles, the cell's n."""
+    found = []
+    hidden = table[(table["kind"] == "cost").to_numpy() & table["n"].isna().to_numpy()]
+    for unit in hidden["unit"].astype(str):
+        rows = breakdown[(breakdown["unit"].astype(str) == unit) & breakdown["cost_per_cycle"].notna()]
+        for row in rows.itertuples():
+            found.append(f"n of {unit}/cost = {row.total_cost / row.cost_per_cycle:.0f} ({row.activity})")
+    return found
+
+
+def _response_mismatch(condition: str, table: pd.DataFrame, rates: pd.DataFrame) -> list[str]:
+    """Response-rate cells of `table` and PROM response rows of `rates` that show the same counts (unit,
+    instrument, timepoint) where one is withheld (n, eligible NaN) and the other shown."""
+    from vbhc.catalog import default_catalog
+
+    pairs = {i.id: (i.instrument, i.timepoint) for i in default_catalog().condition(condition).indicators}
+    out = []
+    for row in table[table["kind"] == "response_rate"].itertuples():
+        inst, tp = pairs[row.indicator]
+        match = rates[(rates["unit"].astype(str) == str(row.unit)) & (rates["instrument"] == inst)]
+        match = match[match["timepoint"] == tp]
+        if len(match) and match["eligible"].isna().iloc[0] != pd.isna(row.n):
+            out.append(f"{row.unit}/{row.indicator}")
+    return out
+
+
+def test_a_limited_care_teams_frames_withhold_what_its_indicator_table_withholds_and_back(pages):
+    """The care team limited to H01, every period of the grid: a unit whose cost per care cycle the indicator
+    table withholds (most as secondary cells: n at or above the threshold) showed its activities on the cost
+    page, and each activity's total cost over its cost per care cycle gave that n back. Withheld jointly
+    (vbhc.reports.privacy.joint_grid_masks): no withheld cost cell is read back, and a PROM response row and its
+    response-rate cell are withheld together, either way."""
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+
+    viewer = _viewer("care_team_H01")
+    withheld = 0
+    for period in pages.grid_periods(CONDITION):
+        result = pages.result_for(viewer, CONDITION, "hospital", period)
+        table = result.table
+        withheld += int(((table["kind"] == "cost").to_numpy() & table["suppressed"].to_numpy()).sum())
+        costs = pages.derived(CONDITION, "hospital", period, (), cost_by_activity)
+        costs = pages.only_visible(result, costs, "cost_breakdown", viewer=viewer, period=period)
+        assert not _cost_read_back(table, costs), period
+        rates = pages.derived(CONDITION, "hospital", period, (), prom_response_by_timepoint)
+        rates = pages.only_visible(result, rates, "prom_response", viewer=viewer, period=period)
+        assert not _response_mismatch(CONDITION, table, rates), period
+    assert withheld  # the demo withholds cost cells: the check had work
+
+
+def test_the_reports_cost_sheet_shows_no_count_its_indicator_sheet_withholds(small_demo_db, tmp_path, monkeypatch):
+    """`vbhc report` of all dates: its Costs sheet showed the activities of units whose cost per care cycle the
+    condition sheet withholds (total cost over cost per care cycle gave the n back); its PROMs sheet and the
+    response-rate cells withhold the same rows."""
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+    from vbhc.reports import compute_results, make_report
+
+    engine, _ = small_demo_db
+    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+    out = tmp_path / "r.xlsx"
+    make_report(out, fmt="xlsx", conditions=[CONDITION], lang="en", engine=engine)
+    result = compute_results([CONDITION], None, "hospital", engine=engine)[0]
+    content = out.read_bytes()
+    table = _as_table(content, result.table)
+    costs = cost_by_activity(result)
+    hidden = np.array(_sheet_rows(content, "Costs", "Care cycles with this activity"))
+    costs = costs.assign(cost_per_cycle=costs["cost_per_cycle"].where(~hidden))
+    assert table["n"].isna().any() and hidden.any()
+    assert not _cost_read_back(table, costs)
+    rates = prom_response_by_timepoint(result)
+    hidden = np.array(_sheet_rows(content, "PROMs", "Eligible"))
+    assert not _response_mismatch(CONDITION, table, rates.assign(eligible=rates["eligible"].where(~hidden)))

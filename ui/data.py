@@ -641,22 +641,28 @@ def _period_mask(viewer: Viewer, condition: str, level: str, period: str, peers:
 
 def _table_masks(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> dict:
     """vbhc.access.period_masks of every period of the view's grid, kept per scope of viewers and view."""
+    got = _grid_masks(viewer, condition, level, peers)
+    return {} if got is None else got.masks
+
+
+def _grid_masks(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]):
+    """vbhc.access.period_grid_masks of the view's grid (the indicator tables with the PROM response and cost
+    frames beside them, withheld jointly), kept per scope of viewers and view."""
     url, data_version = database_url(), version()
-    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, peers)
+    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, tuple(sorted(peers)))
     with _visible_lock:
-        masks = _masks.get(key)
-    if masks is None:
-        grid = grid_tables(condition, level, peers)
-        masks = access.period_masks(viewer, condition, grid) or {}
+        got = _masks.get(key)
+    if got is None:
+        got = access.period_grid_masks(viewer, condition, grid_tables(condition, level, peers)) or False
         with _visible_lock:
-            _masks[key] = masks
+            _masks[key] = got
             while len(_masks) > _VISIBLE_SIZE:
                 _masks.popitem(last=False)
-    return masks
+    return got or None
 
 
-#: Per scope of viewers and view (without its period), the rows to withhold in each period (_period_mask).
-_masks: OrderedDict[tuple, dict] = OrderedDict()
+#: Per scope of viewers and view (without its period), the rows to withhold in each period (_grid_masks).
+_masks: OrderedDict[tuple, object] = OrderedDict()
 
 
 #: The rows each scope of viewers may see, per view (result_for), least recently used dropped first.
@@ -743,44 +749,13 @@ def _frame_mask(
     viewer: Viewer, result: IndicatorResult, frame: pd.DataFrame, what: str, period: str, peers: tuple[str, ...]
 ):
     """The rows of `frame` (the view's PROM response or cost breakdown, every unit) to withhold for a viewer with
-    withheld cells, over the grid of periods (vbhc.reports.privacy.prom_response_grid_masks /
-    cost_breakdown_grid_masks, other hospitals' small cells: as period_masks for the indicator table), computed
-    once per scope of viewers, view and frame; None for viewers who see every cell or off the grid."""
-    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
-    from vbhc.reports import privacy
-
+    withheld cells, over the grid of periods and jointly with the indicator tables (vbhc.access.period_grid_masks,
+    other hospitals' small cells), computed once per scope of viewers and view; None for viewers who see every
+    cell or off the grid."""
     condition, level = result.condition, result.level
     if what not in ("prom_response", "cost_breakdown") or period not in grid_periods(condition):
         return None
     if not access.withholds_across_periods(viewer, condition):
         return None
-    url, data_version = database_url(), version()
-    peers = tuple(sorted(peers))
-    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, peers, what)
-    with _visible_lock:
-        masks = _masks.get(key)
-    if masks is None:
-        rule = privacy.SuppressionRule.from_settings()
-        own = sorted(access.limited_care_hospitals(viewer, condition) or ())
-        compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
-        periods = grid_periods(condition)
-        frames = {p: frame if p == period else derived(condition, level, p, peers, compute) for p in periods}
-        if what == "prom_response":  # forced by the indicator tables' cells withheld in the same period
-            data = result.data
-            masks = privacy.prom_response_grid_masks(
-                frames,
-                dict(grid_tables(condition, level, peers)),
-                _table_masks(viewer, condition, level, peers),
-                data.condition if data is not None else None,
-                rule,
-                own_hospitals=own,
-                include_own=False,
-            )
-        else:
-            masks = privacy.cost_breakdown_grid_masks(frames, rule, own_hospitals=own, include_own=False)
-        with _visible_lock:
-            _masks[key] = masks
-            while len(_masks) > _VISIBLE_SIZE:
-                _masks.popitem(last=False)
-    got = masks.get(period)
-    return got if got is not None and len(got) == len(frame) else None
+    got = _grid_masks(viewer, condition, level, peers)
+    return None if got is None else got.frame_mask(what, period, frame)

@@ -769,13 +769,31 @@ def period_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame
     limited to some hospitals (vbhc.reports.privacy.grid_suppression_masks, the other hospitals' small cells).
     None for every other viewer: quality and a care team without a hospital limit see every cell, and a manager
     sees other units without an exact count in any period (n in bands), so no period can be differenced."""
+    got = period_grid_masks(viewer, condition, grid)
+    return None if got is None else got.masks
+
+
+def period_grid_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame]):  # -> GridMasks | None
+    """period_masks with the PROM response and cost frames of every period where `grid` derives them (a
+    vbhc.reports.privacy.PeriodGrid), withheld jointly with the indicator tables (joint_grid_masks: a count
+    withheld in one is withheld where another shows it). None for viewers who see every cell or none exactly."""
     if not withholds_across_periods(viewer, condition):
         return None
     limited = _limited_care_hospitals(viewer, condition) or frozenset()
-    from vbhc.reports.privacy import SuppressionRule, grid_suppression_masks
+    from vbhc.catalog import default_catalog
+    from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks
 
-    return grid_suppression_masks(
-        grid, SuppressionRule.from_settings(), own_hospitals=sorted(limited), include_own=False
+    try:
+        catalog_condition = default_catalog().condition(condition)
+    except KeyError:
+        catalog_condition = None
+    return joint_grid_masks(
+        dict(grid),
+        SuppressionRule.from_settings(),
+        frames=joint_frames(grid, list(grid)),
+        condition=catalog_condition,
+        own_hospitals=sorted(limited),
+        include_own=False,
     )
 
 

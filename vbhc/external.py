@@ -847,10 +847,10 @@ def grid_withheld(
 ) -> set[tuple[str, str]]:
     """The (unit, indicator) cells of `result`'s condition and level that the registry's files withhold in
     `period` (all dates or one calendar year), over the grid of all dates and every year (vbhc.reports.core.
-    grid_tables, vbhc.reports.privacy.grid_suppression_masks, as a `vbhc report` workbook withholds them): what
-    the own summary of that period leaves out."""
+    grid_tables, vbhc.reports.privacy.grid_masks: jointly with the PROM response and cost frames, as a `vbhc
+    report` workbook withholds them): what the own summary of that period leaves out."""
     from vbhc.reports.core import grid_tables
-    from vbhc.reports.privacy import grid_label, grid_suppression_masks
+    from vbhc.reports.privacy import grid_label, grid_masks
     from vbhc.reports.run import own_hospital
 
     grid = grid_tables([result], engine=engine).get(result.condition) or {}
@@ -859,7 +859,8 @@ def grid_withheld(
         return set()
     table = grid[label]
     own = own_hospital(engine)  # as every file of the installation withholds them (vbhc.reports.run)
-    mask = grid_suppression_masks(dict(grid), rule, own_hospitals=(own,) if own else ())[label]
+    got = grid_masks(table, label, grid, rule, own_hospitals=(own,) if own else ())
+    mask = got.masks[label] if got is not None else np.zeros(len(table), bool)
     hidden = table[np.asarray(mask, bool)]
     return set(zip(hidden["unit"].astype(str), hidden["indicator"].astype(str), strict=True))
 

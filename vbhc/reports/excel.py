@@ -33,6 +33,7 @@ from vbhc.indicators import IndicatorResult, cost_by_activity, prom_response_by_
 from vbhc.reports.core import TableSource, check_lang, derived, now, period_label, shown_unit
 from vbhc.reports.followup import FollowUp, action_lines, signal_lines, target_lines
 from vbhc.reports.privacy import (
+    GridMasks,
     SuppressionRule,
     cost_breakdown_mask,
     grid_label,
@@ -150,7 +151,7 @@ class _Writer:
         #: per condition the grid of periods its cells are withheld over (None: per period), the grid's tables
         #: and masks (vbhc.reports.privacy.grid_masks), and the hospitals whose cells are taken last
         self.grids: dict[str, Mapping[str, pd.DataFrame] | None] = {}
-        self.grid_masks: dict[str, tuple | None] = {}
+        self.grid_masks: dict[str, GridMasks | None] = {}
         self.own_hospitals: tuple[str, ...] = ()
 
     def t(self, key: str, **values: Any) -> str:
@@ -327,7 +328,7 @@ def build_workbook(
             r.table,
             rule,
             own_hospitals=own_hospitals,
-            mask=None if w.grid_masks[r.condition] is None else w.grid_masks[r.condition][1][grid_label(r.period)],
+            mask=None if w.grid_masks[r.condition] is None else w.grid_masks[r.condition].masks[grid_label(r.period)],
         )
         for r in results
     }
@@ -758,7 +759,12 @@ def _costs(w: _Writer, results, period, level) -> None:
             # over the grid of periods where the file has one (the years' cycles add up to all dates'); the
             # smaller of "cycles with this activity" and "cycles costed" decides: both are counts of patients
             mask = cost_breakdown_mask(
-                costs, result, w.grids.get(result.condition), w.rule, own_hospitals=w.own_hospitals
+                costs,
+                result,
+                w.grids.get(result.condition),
+                w.rule,
+                own_hospitals=w.own_hospitals,
+                got=w.grid_masks.get(result.condition),
             )
             costs = costs.assign(condition=result.condition, activity=costs["activity"].astype(str))
             frames.append(suppress_cost_breakdown(costs.assign(unit=costs["unit"].astype(str)), w.rule, mask=mask))

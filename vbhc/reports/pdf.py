@@ -341,10 +341,10 @@ class _Section:
         got = grid_masks(result.table, result.period, grid, rule, own_hospitals=own_hospitals)
         # the PROM response and cost tables are withheld over the same grid (vbhc.reports.privacy)
         self.grid, self.grid_got, self.own_hospitals = grid, got, tuple(own_hospitals)
-        mask = None if got is None else got[1][grid_label(result.period)]
+        mask = None if got is None else got.masks[grid_label(result.period)]
         self.table = suppress_table(result.table, rule, own_hospitals=own_hospitals, mask=mask)
         # per indicator the years whose cell of the unit the files withhold: their quarters stay out of the trend
-        self.years_withheld = {} if got is None else withheld_years(*got, unit)
+        self.years_withheld = {} if got is None else withheld_years(got.tables, got.masks, unit)
         self.mine = self.table[self.table["unit"].astype(str) == unit]
         self.period = period_label(result.period, lang)
         self.used_marker = False
@@ -722,7 +722,9 @@ class _Section:
         self.population_note()
         breakdown = derived(self.result, cost_by_activity, self.tables)
         # over the grid of every unit (as the workbook withholds them), then the unit's rows
-        mask = cost_breakdown_mask(breakdown, self.result, self.grid, self.rule, own_hospitals=self.own_hospitals)
+        mask = cost_breakdown_mask(
+            breakdown, self.result, self.grid, self.rule, own_hospitals=self.own_hospitals, got=self.grid_got
+        )
         if mask is not None:
             breakdown = suppress_cost_breakdown(breakdown, self.rule, mask=mask)
         breakdown = breakdown[breakdown["unit"].astype(str) == self.unit]

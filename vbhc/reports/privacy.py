@@ -43,10 +43,12 @@ from vbhc.settings import suppress_below
 
 __all__ = [
     "WITHHELD_COLUMNS",
+    "GridMasks",
     "PeriodGrid",
     "SuppressionRule",
     "chart_file_datasets",
     "chart_is_patient_level",
+    "cost_breakdown_forced",
     "cost_breakdown_grid_masks",
     "cost_breakdown_mask",
     "grid_frame_masks",
@@ -55,6 +57,8 @@ __all__ = [
     "grid_mask",
     "grid_masks",
     "grid_suppression_masks",
+    "joint_frames",
+    "joint_grid_masks",
     "on_grid",
     "patient_rows",
     "prom_response_forced",
@@ -65,6 +69,7 @@ __all__ = [
     "suppress_prom_response",
     "suppress_table",
     "suppressed_cells",
+    "table_forced",
     "trend_mask",
     "withheld_years",
 ]
@@ -258,21 +263,23 @@ def grid_suppression_masks(
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
+    forced: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """suppression_mask for every period of a grid at once: `tables` maps ALL_DATES ("") and each whole year
     (the period filter's choices) to that period's indicator table of the same condition, level and comparison
     group. A unit's years add up to its all-dates cell, so a cell withheld in one period must not follow from
     the others (all dates minus the shown years): vbhc.disclosure.period_suppression protects both dimensions.
     The same two steps as suppression_mask (other hospitals' small cells, then with `include_own` the own ones
-    on top), so a page never shows a cell its files withhold against another period. Returns each period's
-    mask in the order of its table's rows."""
+    on top), so a page never shows a cell its files withhold against another period. `forced`: per period rows
+    withheld whatever their count (what a table beside it withholds of the same count: joint_grid_masks).
+    Returns each period's mask in the order of its table's rows."""
     labels = [p for p in tables if len(tables[p])]
     if not labels or not rule.active:
         return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
     frame = pd.concat([tables[p].assign(_period=p) for p in labels], ignore_index=True)
     if "indicator" not in frame or "n" not in frame:
         return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
-    small = rule.applies(frame["n"])
+    small = rule.applies(frame["n"]) | _stacked(forced, tables, labels)
     kinds = frame["kind"].astype(str).to_numpy() if "kind" in frame else np.full(len(frame), "")
     own = own_rows(frame, own_hospitals)
     options = {
@@ -307,6 +314,19 @@ def _two_steps(
     if include_own:  # also when step one could not protect a cell without an own one
         hit = period_suppression(frame, hit | (primary & own), **options)
     return hit
+
+
+def _stacked(
+    forced: Mapping[str, np.ndarray] | None, tables: Mapping[str, pd.DataFrame], labels: Sequence[str]
+) -> np.ndarray:
+    """Per-period `forced` rows stacked as the grid's frame (the non-empty `labels` in order); none where a
+    period has no forced rows or they do not match its table."""
+    parts = []
+    for p in labels:
+        got = None if forced is None else forced.get(p)
+        size = len(tables[p])
+        parts.append(np.asarray(got, bool) if got is not None and len(got) == size else np.zeros(size, bool))
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 def _split(hit: np.ndarray, tables: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> dict[str, np.ndarray]:
@@ -346,11 +366,7 @@ def grid_frame_masks(
     if not labels or not rule.active:
         return {p: rule.applies(f[small or count]) if len(f) else np.zeros(0, bool) for p, f in frames.items()}
     frame = pd.concat([frames[p].assign(_period=p) for p in labels], ignore_index=True)
-    primary = np.asarray(rule.applies(frame[small or count]), bool)
-    if forced is not None:
-        primary = primary | np.concatenate(
-            [np.asarray(forced.get(p, np.zeros(len(frames[p]), bool)), bool) for p in labels]
-        )
+    primary = np.asarray(rule.applies(frame[small or count]), bool) | _stacked(forced, frames, labels)
     options = {
         "threshold": rule.threshold,
         "group": list(group),
@@ -418,14 +434,47 @@ def grid_masks(
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
-) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]] | None:
-    """The grid of `table` (the view of `period`) with it in its place, and grid_suppression_masks of every
-    period: what a file withholds in its own period (grid_mask) and in the others (the years a trend must not
-    give back, trend_mask). None without a grid."""
+) -> GridMasks | None:
+    """The grid of `table` (the view of `period`) with it in its place, and joint_grid_masks of every period:
+    what a file withholds in its own period (grid_mask) and in the others (the years a trend must not give back,
+    trend_mask), and in the PROM response and cost frames where the grid derives them (a PeriodGrid). None
+    without a grid."""
     if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
         return None
     tables = dict(grid) | {grid_label(period): table}
-    return tables, grid_suppression_masks(tables, rule, own_hospitals=own_hospitals, include_own=include_own)
+    return joint_grid_masks(
+        tables,
+        rule,
+        frames=joint_frames(grid, tables),
+        condition=_condition_of(table),
+        own_hospitals=own_hospitals,
+        include_own=include_own,
+    )
+
+
+def joint_frames(
+    grid: Mapping[str, pd.DataFrame] | None, periods: Collection[str]
+) -> dict[str, dict[str, pd.DataFrame]] | None:
+    """Every period's PROM response and cost breakdown of a PeriodGrid (joint_grid_masks' `frames`); None for a
+    plain mapping of tables (no frames to derive)."""
+    from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
+
+    derive = getattr(grid, "derive", None)
+    if derive is None:
+        return None
+    computes = {"prom_response": prom_response_by_timepoint, "cost_breakdown": cost_by_activity}
+    return {what: {p: derive(p, compute) for p in periods} for what, compute in computes.items()}
+
+
+def _condition_of(table: pd.DataFrame) -> object:
+    """The catalog's condition of an indicator table (its response-rate indicators name their PROM), or None."""
+    from vbhc.catalog import default_catalog
+
+    names = table["condition"].dropna().astype(str).unique() if "condition" in table else []
+    try:
+        return default_catalog().condition(names[0]) if len(names) == 1 else None
+    except KeyError:
+        return None
 
 
 class PeriodGrid(dict):
@@ -472,7 +521,7 @@ def grid_mask(
     the same condition and level) is `grid`: grid_suppression_masks' cells, matched by unit and indicator. None
     without a grid (the table is then protected on its own)."""
     got = grid_masks(table, period, grid, rule, own_hospitals=own_hospitals, include_own=include_own)
-    return None if got is None else np.asarray(got[1][grid_label(period)], bool)
+    return None if got is None else np.asarray(got.masks[grid_label(period)], bool)
 
 
 def withheld_years(tables: Mapping[str, pd.DataFrame], masks: Mapping[str, np.ndarray], unit: str) -> dict[str, set]:
@@ -628,17 +677,22 @@ def prom_response_grid_masks(
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
+    forced: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The rows of each period's PROM response frame (`frames`: all dates and every year) to withhold, over the
     grid (grid_frame_masks): below the threshold, or forced by the same period's indicator table (`tables`, with
-    `masks` from grid_suppression_masks: prom_response_forced), with secondary cells per instrument × timepoint
-    and per unit over the periods."""
+    `masks` from grid_suppression_masks: prom_response_forced) or by `forced` (per period), with secondary cells
+    per instrument × timepoint and per unit over the periods."""
+    extra = forced or {}
     forced = {
-        p: prom_response_forced(
-            frame, tables[p].assign(suppressed=np.asarray(masks[p], bool)), tables[p], condition, rule
+        p: (
+            prom_response_forced(
+                frame, tables[p].assign(suppressed=np.asarray(masks[p], bool)), tables[p], condition, rule
+            )
+            if p in tables and p in masks and len(masks[p]) == len(tables[p])
+            else np.zeros(len(frame), bool)
         )
-        if p in tables and p in masks and len(masks[p]) == len(tables[p])
-        else np.zeros(len(frame), bool)
+        | _stacked(extra, {p: frame}, [p])
         for p, frame in frames.items()
     }
     return grid_frame_masks(
@@ -678,11 +732,13 @@ def cost_breakdown_grid_masks(
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
+    forced: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The rows of each period's cost breakdown (`frames`: all dates and every year) to withhold, over the grid
     (grid_frame_masks): a unit's activities share its cost per care cycle (at least two withheld), and a unit ×
     activity's care cycles over the years add up to its all-dates row (the years' cycles with the activity are
-    the additive count; a row is small when its count, as suppress_cost_breakdown reads it, is)."""
+    the additive count; a row is small when its count, as suppress_cost_breakdown reads it, is). `forced`: per
+    period rows withheld whatever their count (what the indicator table withholds: cost_breakdown_forced)."""
     counted = {p: _cost_count(f) if len(f) else f.assign(count=[]) for p, f in frames.items()}
     return grid_frame_masks(
         counted,
@@ -692,31 +748,221 @@ def cost_breakdown_grid_masks(
         group=[c for c in ("condition", "unit") if all(c in f for f in counted.values())],
         unit="activity",
         link=False,
+        forced=forced,
         own_hospitals=own_hospitals,
         include_own=include_own,
     )
+
+
+def _withheld_counts(table: pd.DataFrame, mask: np.ndarray, rule: SuppressionRule) -> dict[str, set[float]]:
+    """Per unit the counts (n, and observed where it is a count) at or above the threshold of the indicator
+    table's rows `mask` withholds: a row elsewhere repeating one of them would give it back."""
+    out: dict[str, set[float]] = {}
+    hidden = np.flatnonzero(np.asarray(mask, bool))
+    if not len(hidden) or not {"unit", "n"} <= set(table.columns):
+        return out
+    rows = table.iloc[hidden]
+    kinds = rows["kind"].astype(str).to_numpy() if "kind" in rows else np.full(len(rows), "")
+    n = pd.to_numeric(rows["n"], errors="coerce").to_numpy(float)
+    o = pd.to_numeric(rows["observed"], errors="coerce").to_numpy(float) if "observed" in rows else n * np.nan
+    for unit, count, observed, kind in zip(rows["unit"].astype(str), n, o, kinds, strict=True):
+        values = {count} | ({observed} if kind in COUNT_KINDS else set())
+        out.setdefault(unit, set()).update(float(v) for v in values if np.isfinite(v) and v >= rule.threshold)
+    return out
+
+
+def cost_breakdown_forced(
+    breakdown: pd.DataFrame, table: pd.DataFrame, mask: np.ndarray, rule: SuppressionRule
+) -> np.ndarray:
+    """The rows of a cost breakdown to withhold because of the same period's indicator table (`table` as
+    computed, `mask` its withheld rows): every activity of a unit whose cost per care cycle is withheld there
+    (the activities add up to it, and any activity's total cost over its cost per care cycle is the unit's
+    costed care cycles, that cell's n), and a row whose cycles repeat a withheld count of the same unit."""
+    forced = np.zeros(len(breakdown), bool)
+    mask = np.asarray(mask, bool)
+    if not len(breakdown) or len(mask) != len(table) or not mask.any() or "unit" not in breakdown:
+        return forced
+    units = breakdown["unit"].astype(str).to_numpy()
+    if "kind" in table:
+        cost = table[(table["kind"].astype(str) == "cost").to_numpy() & mask]
+        forced |= np.isin(units, cost["unit"].astype(str).to_numpy())
+    secret = _withheld_counts(table, mask, rule)
+    cycles = pd.to_numeric(breakdown["cycles"], errors="coerce").to_numpy(float)
+    for i, (unit, count) in enumerate(zip(units, cycles, strict=True)):
+        if count in secret.get(unit, ()):
+            forced[i] = True
+    return forced
+
+
+def table_forced(
+    table: pd.DataFrame, rates: pd.DataFrame, rates_mask: np.ndarray, condition: object, rule: SuppressionRule
+) -> np.ndarray:
+    """The rows of an indicator table to withhold because the same period's PROM response frame (`rates`, with
+    `rates_mask` its withheld rows) withholds the same count: the response-rate cell of a withheld row (its n
+    and observed are that row's eligible and responded), and a cell of the unit whose n (or observed count)
+    repeats a withheld eligible or responded count. prom_response_forced the other way round: without it a
+    row withheld only as a secondary cell of the response frame was shown in the indicator table."""
+    forced = np.zeros(len(table), bool)
+    rates_mask = np.asarray(rates_mask, bool)
+    if not len(table) or len(rates_mask) != len(rates) or not rates_mask.any() or "unit" not in table:
+        return forced
+    units = table["unit"].astype(str).to_numpy()
+    indicators = table["indicator"].astype(str).to_numpy()
+    pairs = {
+        (ind.instrument, ind.timepoint): ind.id
+        for ind in getattr(condition, "indicators", ())
+        if ind.kind == "response_rate"
+    }
+    hidden = rates[rates_mask]
+    secret: dict[str, set[float]] = {}
+    for unit, inst, tp, eligible, responded in zip(
+        hidden["unit"].astype(str),
+        hidden["instrument"],
+        hidden["timepoint"],
+        hidden["eligible"],
+        hidden["responded"],
+        strict=True,
+    ):
+        indicator = pairs.get((inst, tp))
+        if indicator is not None:
+            forced |= (units == unit) & (indicators == indicator)
+        values = {float(v) for v in (eligible, responded) if pd.notna(v) and float(v) >= rule.threshold}
+        secret.setdefault(unit, set()).update(values)
+    n = pd.to_numeric(table["n"], errors="coerce").to_numpy(float)
+    o = pd.to_numeric(table["observed"], errors="coerce").to_numpy(float) if "observed" in table else n * np.nan
+    counted = np.isin(table["kind"].astype(str).to_numpy(), COUNT_KINDS) if "kind" in table else n < 0
+    for i, unit in enumerate(units):
+        values = secret.get(unit)
+        if values and (n[i] in values or (counted[i] and o[i] in values)):
+            forced[i] = True
+    return forced
+
+
+@dataclass(frozen=True)
+class GridMasks:
+    """What a view withholds over its grid of periods (joint_grid_masks): each period's indicator table
+    (`tables`) with its withheld rows (`masks`), and per frame beside it ("prom_response", "cost_breakdown")
+    each period's frame (`frames`) with its withheld rows (`frame_masks`)."""
+
+    tables: dict[str, pd.DataFrame]
+    masks: dict[str, np.ndarray]
+    frames: dict[str, dict[str, pd.DataFrame]]
+    frame_masks: dict[str, dict[str, np.ndarray]]
+
+    def frame_mask(self, what: str, period: object, frame: pd.DataFrame) -> np.ndarray | None:
+        """The rows of `frame` (the `what` frame of `period`, as the caller reads it) to withhold; None when this
+        grid has no such frame or it is not the caller's (other rows)."""
+        label = grid_label(period)
+        mine, mask = self.frames.get(what, {}).get(label), self.frame_masks.get(what, {}).get(label)
+        if mine is None or mask is None or len(mine) != len(frame) or len(mask) != len(frame):
+            return None
+        keys = [c for c in ("unit", "instrument", "timepoint", "activity") if c in mine and c in frame]
+        for key in keys:
+            if not np.array_equal(mine[key].astype(str).to_numpy(), frame[key].astype(str).to_numpy()):
+                return None
+        return np.asarray(mask, bool)
+
+
+#: The frames beside the indicator table withheld jointly with it (joint_grid_masks), by name.
+JOINT_FRAMES = ("prom_response", "cost_breakdown")
+
+
+def joint_grid_masks(
+    tables: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    frames: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+    condition: object = None,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> GridMasks:
+    """grid_suppression_masks of the indicator tables together with the frames beside them (`frames`:
+    "prom_response" and "cost_breakdown", each period's frame), so that where two of them show the same count
+    of the same unit and period a cell withheld in one is withheld in the other: the PROM response rows of a
+    withheld response-rate cell and the cost breakdown of a withheld cost per care cycle (prom_response_forced,
+    cost_breakdown_forced), and the other way round the response-rate cell of a PROM response row withheld as a
+    secondary cell (table_forced; else its secondary protection was void: the cell read back from the
+    indicator table, the primary then from the group's total). Repeated until neither adds a cell. With
+    `include_own` the cells without the own hospitals' first (what their page withholds), then the own ones on
+    top: a file withholds a superset of its page, so the two cannot be combined."""
+    page = _joint(tables, rule, frames or {}, condition, own_hospitals, False, None)
+    if not include_own:
+        return page
+    return _joint(tables, rule, frames or {}, condition, own_hospitals, True, page)
+
+
+def _joint(
+    tables: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    frames: Mapping[str, Mapping[str, pd.DataFrame]],
+    condition: object,
+    own_hospitals: Sequence[str],
+    include_own: bool,
+    seed: GridMasks | None,
+) -> GridMasks:
+    """joint_grid_masks' fixed point for one of its steps; `seed`: cells withheld already (the page's step)."""
+    options = {"own_hospitals": own_hospitals, "include_own": include_own}
+    forced = None if seed is None else seed.masks
+    rates, costs = frames.get("prom_response"), frames.get("cost_breakdown")
+    for _ in range(sum(len(table) for table in tables.values()) + 1):  # every pass withholds another cell, or stops
+        masks = grid_suppression_masks(tables, rule, forced=forced, **options)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        if rates is not None:
+            before = None if seed is None else seed.frame_masks.get("prom_response")
+            out["prom_response"] = prom_response_grid_masks(
+                rates, tables, masks, condition, rule, forced=before, **options
+            )
+        if costs is not None:
+            before = {} if seed is None else seed.frame_masks.get("cost_breakdown", {})
+            pushed = {
+                p: cost_breakdown_forced(frame, tables[p], masks[p], rule) | _stacked(before, {p: frame}, [p])
+                if p in tables and p in masks
+                else _stacked(before, {p: frame}, [p])
+                for p, frame in costs.items()
+            }
+            out["cost_breakdown"] = cost_breakdown_grid_masks(costs, rule, forced=pushed, **options)
+        back = {
+            p: table_forced(tables[p], rates[p], out["prom_response"][p], condition, rule)
+            if rates is not None and p in rates
+            else np.zeros(len(tables[p]), bool)
+            for p in tables
+        }
+        grown = {p: np.asarray(masks[p], bool) | back[p] for p in tables}
+        if all(np.array_equal(grown[p], masks[p]) for p in tables):
+            break
+        forced = grown
+    return GridMasks(dict(tables), masks, {k: dict(v) for k, v in frames.items()}, out)
 
 
 def prom_response_mask(
     rates: pd.DataFrame,
     result: IndicatorResult,
     grid: Mapping[str, pd.DataFrame] | None,
-    got: tuple[Mapping[str, pd.DataFrame], Mapping[str, np.ndarray]] | None,
+    got: GridMasks | None,
     rule: SuppressionRule,
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
 ) -> np.ndarray | None:
     """The rows of `rates` (the PROM response of `result`'s view) to withhold over its grid of periods
-    (prom_response_grid_masks; `got`: grid_masks of the view's indicator table); None without a PeriodGrid or
-    off the grid (the frame is then protected on its own)."""
+    (`got`: grid_masks of the view's indicator table, jointly with it; else prom_response_grid_masks); None
+    without a PeriodGrid or off the grid (the frame is then protected on its own)."""
     from vbhc.indicators import prom_response_by_timepoint
 
     frames = grid_frames(grid, result.period, rates, prom_response_by_timepoint)
     if frames is None or got is None or result.data is None:
         return None
+    joint = got.frame_mask("prom_response", result.period, rates)
+    if joint is not None:
+        return joint
     masks = prom_response_grid_masks(
-        frames, got[0], got[1], result.data.condition, rule, own_hospitals=own_hospitals, include_own=include_own
+        frames,
+        got.tables,
+        got.masks,
+        result.data.condition,
+        rule,
+        own_hospitals=own_hospitals,
+        include_own=include_own,
     )
     return masks[grid_label(result.period)]
 
@@ -729,14 +975,19 @@ def cost_breakdown_mask(
     *,
     own_hospitals: Sequence[str] = (),
     include_own: bool = True,
+    got: GridMasks | None = None,
 ) -> np.ndarray | None:
     """The rows of `breakdown` (the cost per activity of `result`'s view, every unit) to withhold over its grid of
-    periods (cost_breakdown_grid_masks); None without a PeriodGrid or off the grid."""
+    periods (`got`: grid_masks of the view's indicator table, jointly with it; else cost_breakdown_grid_masks);
+    None without a PeriodGrid or off the grid."""
     from vbhc.indicators import cost_by_activity
 
     frames = grid_frames(grid, result.period, breakdown, cost_by_activity)
     if frames is None:
         return None
+    joint = None if got is None else got.frame_mask("cost_breakdown", result.period, breakdown)
+    if joint is not None:
+        return joint
     masks = cost_breakdown_grid_masks(frames, rule, own_hospitals=own_hospitals, include_own=include_own)
     return masks[grid_label(result.period)]
 
