@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 UNITS = [
     # hospital, department, hospital_name, department_name, division, own_hospital
@@ -123,3 +125,26 @@ def write_small_registry(folder: Path) -> list[Path]:
         write_csv(folder / "prom_responses.csv", proms()),
         write_csv(folder / "costs.csv", costs()),
     ]
+
+
+def store_units(engine: Any) -> Any:
+    """UNITS stored directly in the units tables (H01 and H02, each with SUR and ORT), without an import and its
+    audit events: what a test of the improvement cycle needs for its targets, actions and meetings to name a unit
+    (vbhc.improvement.checked_unit refuses a unit the registry does not hold)."""
+    from sqlalchemy import insert
+
+    from vbhc import models
+
+    with engine.begin() as conn:
+        batch = conn.execute(
+            insert(models.ImportBatch).values(
+                file_name="units.csv", table_name="units", sha256="0" * 64, imported_at=dt.datetime.now(dt.UTC)
+            )
+        ).inserted_primary_key[0]
+        hospitals = {u[0]: (u[2], u[5] == "1") for u in UNITS}
+        for code, (name, own) in hospitals.items():
+            conn.execute(insert(models.Hospital).values(code=code, name=name, own_hospital=own, batch_id=batch))
+        for hospital, code, _, name, division, _ in UNITS:
+            values = {"hospital": hospital, "code": code, "name": name, "division": division, "batch_id": batch}
+            conn.execute(insert(models.Department).values(**values))
+    return engine

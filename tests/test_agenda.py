@@ -8,6 +8,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from tests.registry_files import store_units
 from vbhc import agenda, improvement
 from vbhc.access import Role, Scope, Viewer
 from vbhc.improvement import ActionStatus, Explanation, Flag, ImprovementError, Rule, TargetKind
@@ -27,7 +28,7 @@ def flag(unit: str) -> Flag:
 @pytest.fixture
 def planted(sqlite_engine):
     """Two signals (H01 explained, H02 new), a team goal, a norm, an overdue and a finished action."""
-    engine = sqlite_engine
+    engine = store_units(sqlite_engine)
     improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
     h01 = improvement.signals(engine, CARE, CONDITION, unit="H01")[0]
     improvement.explain_signal(engine, CARE, h01.item_id, 1, Explanation.REAL, "New stapler")

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from tests.apptest import run_on_page
 from tests.registry_copy import copy_registry
+from tests.registry_files import store_units
 from vbhc import annotations, charts, improvement, models, spc
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import TargetKind
@@ -94,6 +95,7 @@ TODAY = dt.date(2025, 6, 1)
 
 
 def test_chart_targets_are_the_closest_team_goal_and_norm_in_force(engine):
+    store_units(engine)
     goal = partial(improvement.set_target, engine, CARE, CONDITION, INDICATOR)
     everyone = goal(0.10, valid_from=dt.date(2024, 1, 1))
     own = goal(0.07, unit="H01", valid_from=dt.date(2024, 6, 1))
@@ -126,7 +128,7 @@ def test_chart_targets_are_the_closest_team_goal_and_norm_in_force(engine):
 
 
 def test_chart_actions_are_the_units_actions_linked_to_the_indicator(sqlite_engine):
-    engine = sqlite_engine
+    engine = store_units(sqlite_engine)
 
     def action(title: str, start: dt.date, unit: str = "", indicators=(INDICATOR,)):
         return improvement.create_action(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from tests.registry_files import store_units
 from vbhc import annotations, demo_history, improvement
 from vbhc.improvement import ActionStatus, Decision, Explanation, Flag, Rule, SignalStatus, TargetKind
 
@@ -36,7 +37,7 @@ def detect(engine, condition: str, *flags: tuple[str, str, str]) -> None:
 
 
 def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
-    engine = sqlite_engine
+    engine = store_units(sqlite_engine)  # the demo writes its history after importing its units
     detect(
         engine,
         "colorectal_cancer",
@@ -114,7 +115,7 @@ def test_the_action_under_way_starts_when_the_planted_improvement_does(sqlite_en
              "start": "2024-07-01"},
         ],
     }  # fmt: skip
-    demo_history.write_history(sqlite_engine, truth, BENCHMARKS)
+    demo_history.write_history(store_units(sqlite_engine), truth, BENCHMARKS)
     acts = annotations.chart_actions(sqlite_engine, VIEWER, "colorectal_cancer", "anastomotic_leak", "H01")
     assert [(a.status, a.start) for a in acts] == [
         (ActionStatus.DONE, demo_history.ACTIONS[0][0]),

@@ -578,6 +578,29 @@ def test_a_unit_code_differing_only_in_case_is_refused_naming_both(base, tmp_pat
     assert f"only in upper and lower case: one unit to a reader, two to the database; write it as {known}" in message
 
 
+@pytest.mark.parametrize(
+    ("hospital", "department", "column", "value", "message"),
+    [
+        ("h01", "SUR", "hospital", "h01", "only in upper and lower case: one unit to a reader, two to the database"),
+        ("H01", "sur", "department", "sur", "write it as H01/SUR"),
+        ("h01", "sur", "hospital", "h01", "write it as H01/SUR"),  # both: the whole unit's spelling
+        ("H99", "SUR", "department", "SUR", "unknown hospital/department: import it in the units table first"),
+    ],
+)
+def test_a_care_cycle_of_a_unit_differing_only_in_case_names_the_stored_spelling(
+    base, tmp_path, hospital, department, column, value, message
+):
+    """A care cycle of h01 beside the stored H01 was refused as an "unknown hospital/department", so the sender
+    looked for a unit that is there. It names the stored spelling in the column that differs (as a units file's
+    twin does); a unit that is not there at all is still unknown. Nothing is written."""
+    engine, _ = base
+    rows = cycles()
+    rows[0].update(hospital=hospital, department=department)
+    text = refused([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)], engine)
+    assert f"care_cycles.csv row 2 column '{column}': value '{value}'" in text and message in text
+    assert ("unknown hospital/department" in text) == (hospital == "H99")
+
+
 def test_a_duplicate_key_names_its_key_columns(base, tmp_path):
     engine, _ = base
     rows = [dict(r, unit_cost="3") for r in costs()]

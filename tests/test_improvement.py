@@ -18,15 +18,18 @@ from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
+from tests.registry_files import store_units
 from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
+    ALL_UNITS,
     ActionStatus,
     Decision,
     EditConflict,
     Explanation,
     Flag,
     ImprovementError,
+    ItemKind,
     Rule,
     SignalStatus,
     TargetKind,
@@ -322,7 +325,7 @@ def test_role_rules_called_directly(engine):
     assert len(denied) >= 8 and set(denied["condition"].dropna()) == {CONDITION}
 
 
-def test_a_care_team_limited_to_its_hospital_edits_and_reads_in_full_its_own_hospitals_items_only(engine):
+def test_a_care_team_limited_to_its_hospital_edits_and_reads_in_full_its_own_hospitals_items_only(engine, units):
     """A care team limited to H01 edited H02's target, action and signal (and the whole condition's target) and
     read H02's free texts: may_edit_improvement ignored the hospital limit. Now: H02's items status only, never
     edited; the whole condition's read in full, not edited; its own hospital's edited as before."""
@@ -390,7 +393,7 @@ def test_a_care_team_limited_to_its_hospital_edits_and_reads_in_full_its_own_hos
     assert improvement.signals(engine, CARE, CONDITION, unit="H02")[0].explanation_text == "H02's conclusion"
 
 
-def test_every_write_is_audited_and_history_keeps_every_version(engine):
+def test_every_write_is_audited_and_history_keeps_every_version(engine, units):
     target = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01")
     improvement.update_target(engine, CARE, target.item_id, 1, value=0.09)
     improvement.retire_target(engine, QUALITY, target.item_id, 2)
@@ -413,22 +416,8 @@ def test_every_write_is_audited_and_history_keeps_every_version(engine):
 @pytest.fixture
 def units(engine):
     """The registry's units (tests/registry_files.py: H01 and H02, each with SUR and ORT) stored directly, so
-    the workbook rows can name them and the audit log holds no import of the units table."""
-    from tests.registry_files import UNITS
-
-    with engine.begin() as conn:
-        batch = conn.execute(
-            insert(models.ImportBatch).values(
-                file_name="units.csv", table_name="units", sha256="0" * 64, imported_at=dt.datetime.now(dt.UTC)
-            )
-        ).inserted_primary_key[0]
-        hospitals = {u[0]: (u[2], u[5] == "1") for u in UNITS}
-        for code, (name, own) in hospitals.items():
-            conn.execute(insert(models.Hospital).values(code=code, name=name, own_hospital=own, batch_id=batch))
-        for hospital, code, _, name, division, _ in UNITS:
-            values = {"hospital": hospital, "code": code, "name": name, "division": division, "batch_id": batch}
-            conn.execute(insert(models.Department).values(**values))
-    return engine
+    targets, actions and workbook rows can name them and the audit log holds no import of the units table."""
+    return store_units(engine)
 
 
 def _sheet(data: bytes, sheet: str):
@@ -608,6 +597,76 @@ def test_a_row_naming_a_known_unit_at_any_level_is_imported(engine, units):
     )
     assert len(import_actions(engine, CARE, _bytes(wb)).created) == 1
     assert improvement.actions(engine, CARE, CONDITION)[0].owner_role == "co\u00f6rdinator"
+
+
+#: units no writer may store: (unit, message key, the registry's spelling the refusal names)
+UNKNOWN_UNITS = [
+    ("H99", "unknown_unit", None),  # no such hospital
+    ("H01/XYZ", "unknown_unit", None),  # no such department
+    (f"{OTHER}@H01", "unknown_unit", None),  # another condition's team
+    (f"{CONDITION}@H01/SUR", "unknown_unit", None),  # a condition team is a hospital's, not a department's
+    ("h01", "unit_case", "H01"),  # one unit to a person, two keys to the database
+    ("H01/sur", "unit_case", "H01/SUR"),
+    (f"{CONDITION}@h01", "unit_case", f"{CONDITION}@H01"),
+]
+
+
+def _refused(error: ImprovementError, key: str, known: str | None) -> None:
+    assert error.key == key and "\n" not in str(error)
+    assert error.values.get("known") == known
+    assert "registr" in error.message("nl")  # the Dutch catalog's message, not the English one
+
+
+@pytest.mark.parametrize(("unit", "key", "known"), UNKNOWN_UNITS)
+def test_no_writer_stores_a_unit_the_registry_does_not_hold(engine, units, unit, key, known):
+    """set_target, create_action and their updates stored any unit string, whoever called them (the pages, a
+    script): a target of H99 or of h01 beside H01 was drawn on no unit's chart. Each refuses it, naming the
+    registry's spelling of a case twin, and stores nothing (no version, no audit event)."""
+    start = dt.date(2026, 1, 1)
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, unit="H01")
+    action = improvement.create_action(engine, CARE, CONDITION, "Prehab", "nurse", start, start, unit="H01")
+    before, events = counts(engine), len(audit.read(engine))
+    writes = {
+        "set_target": lambda: improvement.set_target(engine, QUALITY, CONDITION, INDICATOR, 0.1, unit=unit),
+        "create_action": lambda: improvement.create_action(
+            engine, CARE, CONDITION, "Prehab", "nurse", start, start, unit=unit
+        ),
+        "update_target": lambda: improvement.update_target(engine, CARE, goal.item_id, 1, unit=unit),
+        "update_action": lambda: improvement.update_action(engine, CARE, action.item_id, 1, unit=unit),
+        # values that did not pass check_values (a caller of the public batch writer) are checked there too
+        "write_versions": lambda: improvement.write_versions(
+            engine,
+            CARE,
+            ItemKind.TARGET,
+            [improvement.Write(goal.item_id, 1, {**goal.model_dump(), "unit": unit})],
+        ),
+    }
+    for name, write in writes.items():
+        with pytest.raises(ImprovementError) as refused:
+            write()
+        _refused(refused.value, key, known)
+        assert counts(engine) == before, name
+    assert len(audit.read(engine)) == events
+
+
+def test_a_writer_takes_every_unit_the_registry_holds_and_keeps_a_stored_unit(engine, units):
+    """A hospital, a hospital/department, the condition's own team and every unit; spaces around a code are not
+    part of it. An edit that leaves the unit as stored does not check it again, so an item stored before units
+    were checked (here: its unit changed underneath) can still be edited and retired."""
+    for unit in ("H01", "H02/ORT", f"{CONDITION}@H02", ALL_UNITS, " H02 "):
+        improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, unit=unit)
+    stored = sorted(t.unit for t in improvement.targets(engine, CARE, CONDITION))
+    assert stored == ["", "H01", "H02", "H02/ORT", f"{CONDITION}@H02"]
+    old = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.2, unit="H01")
+    table = models.ImprovementTarget.__table__
+    with engine.begin() as conn:
+        conn.execute(table.update().where(table.c.item_id == old.item_id).values(unit="h01"))
+    edited = improvement.update_target(engine, CARE, old.item_id, 1, value=0.15)
+    assert (edited.unit, edited.value) == ("h01", 0.15)
+    assert improvement.retire_target(engine, CARE, old.item_id, 2).active is False
+    with pytest.raises(ImprovementError, match="registry's unit H02 "):  # moved to a unit it does not hold: refused
+        improvement.update_target(engine, CARE, old.item_id, 3, unit="h02")
+    assert improvement.update_target(engine, CARE, old.item_id, 3, unit="H01").unit == "H01"
 
 
 def test_a_unit_in_a_number_cell_is_read_as_the_cell_shows_it(engine):

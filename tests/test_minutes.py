@@ -11,6 +11,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from tests.registry_files import store_units
 from vbhc import agenda, audit, improvement, minutes, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import ActionStatus, EditConflict, Explanation, Flag, ImprovementError, ItemNotFound, Rule
@@ -51,6 +52,7 @@ def items_both(engine):
 
 
 def _plant(engine):
+    store_units(engine)
     flag = Flag("H01", INDICATOR, Rule.FUNNEL_998, "worse", 0.2)
     improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag])
     signal = improvement.signals(engine, CARE, CONDITION)[0]
@@ -142,6 +144,36 @@ def test_bad_input_is_one_clear_line_and_changes_no_row(items, change, error, ex
         )
     assert "\n" not in str(refused.value)
     assert _count(engine, models.MeetingRecord) == 0 and _count(engine, models.MeetingDecision) == 0
+
+
+@pytest.mark.parametrize(
+    ("unit", "key", "known"),
+    [
+        ("H99", "unknown_unit", None),
+        (f"{OTHER}@H01", "unknown_unit", None),  # another condition's team
+        ("h01", "unit_case", "H01"),
+        (f"{CONDITION}@h01/sur", "unknown_unit", None),
+        ("h01/sur", "unit_case", "H01/SUR"),
+    ],
+)
+def test_a_meeting_of_a_unit_the_registry_does_not_hold_is_refused_and_writes_nothing(items, unit, key, known):
+    """A meeting record stored any unit: the meeting of H99, or of h01 beside H01, was the meeting of no unit and
+    its date never "the last meeting" of H01's agenda. It is checked as a target's unit is (vbhc.improvement
+    .checked_unit), naming the registry's spelling of a case twin."""
+    engine, signal, goal, action = items
+    events = len(audit.read(engine))
+    with pytest.raises(ImprovementError) as refused:
+        minutes.record_meeting(
+            engine, CARE, CONDITION, HELD, ["care_team"], _decisions(signal, goal, action), unit=unit, today=HELD
+        )
+    assert refused.value.key == key and refused.value.values.get("known") == known
+    assert "\n" not in str(refused.value) and "registr" in refused.value.message("nl")
+    assert _count(engine, models.MeetingRecord) == 0 and _count(engine, models.MeetingDecision) == 0
+    assert len(audit.read(engine)) == events
+    for unit in ("H01", "H02/SUR", f"{CONDITION}@H02"):  # every level the meeting page chooses
+        minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], [], unit=unit, today=HELD)
+    again = minutes.record_meeting(engine, CARE, CONDITION, HELD, ["care_team"], [], unit=" H01 ", based_on=1)
+    assert (again.record.unit, again.version) == ("H01", 2)  # spaces are not part of a code: H01's meeting
 
 
 def test_roles_care_team_of_another_condition_and_a_manager_may_not_record(items):

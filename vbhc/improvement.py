@@ -27,7 +27,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -40,7 +40,8 @@ from vbhc import audit, models
 from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_unit, may_view_condition, require
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
-from vbhc.registry import UNIT_LEVELS, unit_parts
+from vbhc.ingest.problems import case_twins
+from vbhc.registry import UNIT_LEVELS, unit_ids, unit_parts
 
 __all__ = [
     "ALL_UNITS",
@@ -66,6 +67,7 @@ __all__ = [
     "checked_choice",
     "checked_date",
     "checked_text",
+    "checked_unit",
     "create_action",
     "current_version",
     "decide_signal",
@@ -83,6 +85,7 @@ __all__ = [
     "signals",
     "target_met",
     "targets",
+    "unit_refusal",
     "update_action",
     "update_target",
     "write_versions",
@@ -443,6 +446,39 @@ def _unit(value: object) -> str:
     return checked_text(value, "unit", limit=200)
 
 
+def unit_refusal(unit: str, condition: str, known: Collection[str]) -> ImprovementError | None:
+    """Why `unit` names no unit of the registry (None when it names one, or every unit): a hospital, a
+    hospital/department or the condition's own team (condition@hospital) of the units in `known` (unit_ids). A
+    code that differs from a known one only in case (h01 for H01) is named with the registry's spelling: a person
+    reads the two as one unit, the database would keep two, and the item would show on neither unit's charts.
+    The one check of every writer of a unit (targets, actions, their workbook import, meeting records)."""
+    if unit == ALL_UNITS:
+        return None
+    team, at, hospital = unit.partition("@")
+    if at and (team != condition or "/" in hospital):  # another condition's team, or a team is not a department
+        return ImprovementError("unknown_unit")
+    label = hospital if at else unit
+    if label in known:
+        return None
+    twin = case_twins([label], known).get(label)
+    if twin is not None:
+        return ImprovementError("unit_case", known=f"{team}@{twin}" if at else twin)
+    return ImprovementError("unknown_unit")
+
+
+def checked_unit(
+    engine: Engine, unit: str, condition: str, current: Item | None = None, known: Collection[str] | None = None
+) -> str:
+    """`unit` when it names a unit the registry holds now (unit_refusal; `known`: unit_ids already read), else the
+    refusal. A unit the item already has passes unread: an edit of its other fields does not depend on the units
+    table."""
+    if unit == ALL_UNITS or (current is not None and unit == current.unit):
+        return unit
+    if (error := unit_refusal(unit, condition, unit_ids(engine) if known is None else known)) is not None:
+        raise error
+    return unit
+
+
 # --------------------------------------------------------------------------------------------- visibility
 def _visible(viewer: Viewer, condition: str, unit: str, divisions: Mapping[tuple[str, str], str] | None = None) -> bool:
     if not may_view_condition(viewer, condition):
@@ -517,9 +553,11 @@ def _target_values(
     current: Item | None = None,
     *,
     check_roles: bool = True,
+    check_unit: bool = True,
 ) -> dict[str, Any]:
     """The checked values of a target version (`values` over the current version's); AccessDenied when the viewer
-    may not write it (check_roles=False: the caller checks, as the spreadsheet import does per changed row)."""
+    may not write it (check_roles=False: the caller checks, as the spreadsheet import does per changed row), then
+    ImprovementError when a new or changed unit is none of the registry's (check_unit=False: the caller checks)."""
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
     indicator = _check_indicator(condition, str(merged["indicator"]), catalog)
@@ -547,6 +585,8 @@ def _target_values(
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:
         _require_write(engine, viewer, ItemKind.TARGET, out, current)
+    if check_unit:
+        checked_unit(engine, out["unit"], condition, current)
     return out
 
 
@@ -747,13 +787,16 @@ def _action_values(
     current: Item | None = None,
     *,
     check_roles: bool = True,
+    check_unit: bool = True,
 ) -> dict[str, Any]:
     """The checked values of an action version (`values` over the current version's); see _target_values."""
     merged = ({} if current is None else current.model_dump()) | dict(values)
     condition = _check_condition(str(merged["condition"]), catalog)
+    unit = _unit(merged.get("unit", ALL_UNITS))
     if check_roles:
-        values = {"condition": condition, "unit": _unit(merged.get("unit", ALL_UNITS))}
-        _require_write(engine, viewer, ItemKind.ACTION, values, current)
+        _require_write(engine, viewer, ItemKind.ACTION, {"condition": condition, "unit": unit}, current)
+    if check_unit:
+        checked_unit(engine, unit, condition, current)
     linked = merged.get("indicators", "[]")
     indicators = json.loads(linked) if isinstance(linked, str) else list(linked or [])
     indicators = sorted({_check_indicator(condition, str(i), catalog) for i in indicators})
@@ -771,7 +814,7 @@ def _action_values(
         raise ImprovementError("due_before_start", start=start.isoformat(), due=due.isoformat())
     return {
         "condition": condition,
-        "unit": _unit(merged.get("unit", ALL_UNITS)),
+        "unit": unit,
         "title": checked_text(merged.get("title"), "title", required=True, limit=300),
         "owner_role": checked_text(merged.get("owner_role"), "owner_role", required=True, limit=100),
         "start": start,
@@ -865,14 +908,18 @@ def check_values(
     catalog: Catalog | None = None,
     current: Item | None = None,
     check_roles: bool = True,
+    check_unit: bool = True,
 ) -> dict[str, Any]:
     """The checked values of a target or action version (`values` over `current`'s): ImprovementError naming the
-    field for a refused value, AccessDenied when the viewer may not write it. check_roles=False checks the values
-    only, for a caller that applies the role rules per changed row itself (the spreadsheet import)."""
+    field for a refused value or a new or changed unit the registry does not hold (checked_unit), AccessDenied
+    when the viewer may not write it. check_roles=False and check_unit=False leave those checks to a caller that
+    applies them per changed row itself (the spreadsheet import, which reads the registry's units once)."""
     if kind not in (ItemKind.TARGET, ItemKind.ACTION):
         raise TypeError(f"only targets and actions are written from values, not a {kind}")
     checker = _target_values if kind == ItemKind.TARGET else _action_values
-    return checker(engine, viewer, values, catalog or default_catalog(), current, check_roles=check_roles)
+    return checker(
+        engine, viewer, values, catalog or default_catalog(), current, check_roles=check_roles, check_unit=check_unit
+    )
 
 
 def _create(engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], catalog: Catalog | None) -> Item:
@@ -931,11 +978,17 @@ def write_versions(
     then: Callable[[Connection, list[Item]], None] | None = None,
 ) -> list[Item]:
     """Write several targets or actions all-or-nothing (a spreadsheet's rows): the role rules of every write are
-    checked before anything is written, then one transaction holds every version and `then` (the caller's audit
-    event); a version changed meanwhile refuses the whole batch as EditConflict."""
+    checked before anything is written, and every new or changed unit against the registry's units (so values
+    that bypassed check_values cannot store an unknown unit either), then one transaction holds every version and
+    `then` (the caller's audit event); a version changed meanwhile refuses the whole batch as EditConflict."""
+    known: frozenset[str] | None = None  # the registry's units, read once for the batch
     for write in writes:
         current = None if write.item_id is None else _read(engine, write.item_id)
         _require_write(engine, viewer, kind, write.values, current)
+        unit = str(write.values.get("unit", ALL_UNITS))
+        if unit != ALL_UNITS and (current is None or unit != current.unit):
+            known = unit_ids(engine) if known is None else known
+            checked_unit(engine, unit, str(write.values["condition"]), current, known)
 
     def work(conn: Connection) -> list[Item]:
         written = []

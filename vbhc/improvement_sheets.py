@@ -40,18 +40,18 @@ from vbhc.improvement import (
     item_kind,
     norm_involved,
     targets,
+    unit_refusal,
     write_versions,
 )
 from vbhc.ingest.problems import (
     EXCEL_ERRORS,
-    case_twins,
     invisible_character,
     lookalike_character,
     shown_file,
     shown_value,
 )
 from vbhc.ingest.read import _check_xlsx_container, shown_cell
-from vbhc.registry import condition_of, hospital_of, unit_ids
+from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
 
@@ -357,25 +357,6 @@ def _unit_refused(condition: str, unit: str) -> ImprovementError:
     return ImprovementError("unit_not_allowed", unit=unit)
 
 
-def _unit_unknown(unit: str, condition: str, known: frozenset[str]) -> ImprovementError | None:
-    """Why a row's unit names no unit of the registry (None when it names one, or every unit): a hospital, a
-    hospital/department or the row's condition team (condition@hospital) the units table holds. A code that
-    differs from a known one only in case (h01 for H01) is named with the registry's spelling: a person reads
-    the two as one unit, the database would keep two."""
-    if unit == ALL_UNITS:
-        return None
-    team = condition_of(unit)
-    label = hospital_of(unit) if team is not None else unit
-    if team is not None and team != condition:
-        return ImprovementError("unknown_unit")
-    if label in known:
-        return None
-    twin = case_twins([label], known).get(label)
-    if twin is not None:
-        return ImprovementError("unit_case", known=twin)
-    return ImprovementError("unknown_unit")
-
-
 def _same(current: Any, values: dict[str, Any]) -> bool:
     return all(getattr(current, k) == v for k, v in values.items())
 
@@ -418,7 +399,9 @@ def _import(
                 refuse("version", ImprovementError("stale", **conflict.values))
                 continue
         try:
-            values = check_values(engine, viewer, kind, _values(kind, row), catalog=catalog, check_roles=False)
+            values = check_values(
+                engine, viewer, kind, _values(kind, row), catalog=catalog, check_roles=False, check_unit=False
+            )
         except ImprovementError as error:
             column = str(error.values.get("field") or _ERROR_COLUMN.get(error.key, ""))
             refuse(column, error)
@@ -427,7 +410,7 @@ def _import(
             # a new or changed unit names one the registry knows now; a unit as exported stays as it was stored
             if known_units is None:
                 known_units = unit_ids(engine)
-            if (error := _unit_unknown(values["unit"], values["condition"], known_units)) is not None:
+            if (error := unit_refusal(values["unit"], values["condition"], known_units)) is not None:
                 refuse("unit", error)
                 continue
         if current is not None:

@@ -266,6 +266,7 @@ def record_meeting(
     roles = _roles(roles_present)
     if len(unit) > 200:
         raise MinutesError("too_long", field="unit", count=200)
+    improvement.checked_unit(engine, unit, condition)  # H99 or h01 would be the meeting of no unit
     rows = []
     seen: set[str] = set()
     for position, d in enumerate(decisions):

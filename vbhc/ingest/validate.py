@@ -415,6 +415,37 @@ def validate_units(ck: Checker, batch: BatchState) -> pd.DataFrame:
     return out
 
 
+def flag_unknown_units(ck: Checker, hospital: pd.Series, department: pd.Series, known: set[tuple[str, str]]) -> None:
+    """Flag the rows whose (hospital, department) is no unit of `known` (stored or in this batch). One that differs
+    from a known unit only in case (h01 for H01) is named with the known spelling, in the column that differs
+    (validate.unit_case, as a units file's twin is): "unknown hospital/department" would send the sender looking
+    for a unit that is there."""
+    pairs = pd.Series(list(zip(hospital, department, strict=True)), index=hospital.index, dtype=object)
+    unknown = (~pairs.isin(known) & (hospital != "") & (department != "")).to_numpy(dtype=bool)
+    if not unknown.any():
+        return
+    spelled: dict[str, tuple[str, str]] = {}
+    for h, d in sorted(known):
+        spelled.setdefault(f"{h}/{d}".casefold(), (h, d))
+    twins: dict[int, tuple[str, str]] = {}  # row position -> the known unit it differs from only in case
+    for i in np.flatnonzero(unknown):
+        found = spelled.get(f"{hospital.iat[i]}/{department.iat[i]}".casefold())
+        if found is not None:
+            twins[int(i)] = found
+    twin = np.zeros(len(unknown), dtype=bool)
+    twin[list(twins)] = True
+    other_hospital = twin.copy()
+    other_hospital[[i for i, (h, _) in twins.items() if h == hospital.iat[i]]] = False
+
+    def named(i: int) -> Rule:
+        h, d = twins[i]
+        return Rule("validate.unit_case", known=h if d == department.iat[i] else f"{h}/{d}")
+
+    ck.flag(other_hospital, "hospital", named)
+    ck.flag(twin & ~other_hospital, "department", lambda i: Rule("validate.unit_case", known="/".join(twins[i])))
+    ck.flag(unknown & ~twin, "department", Rule("validate.unknown_unit", table="units"))
+
+
 def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     catalog = batch.catalog
@@ -425,10 +456,7 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     ck.codes("condition", condition, set(catalog.conditions), "validate.unknown_condition")
     hospital = ck.identifier("hospital", max_len=40)
     department = ck.identifier("department", max_len=40)
-    known_units = batch.units()
-    pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
-    unknown_unit = ~pairs.isin(known_units) & (hospital != "") & (department != "")
-    ck.flag(unknown_unit, "department", Rule("validate.unknown_unit", table="units"))
+    flag_unknown_units(ck, hospital, department, batch.units())
     index_date = ck.date("index_date")
     treatment = ck.text("treatment", required=False, max_len=100) if "treatment" in f else pd.Series("", index=f.index)
 
@@ -677,9 +705,7 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     ck.codes("questionnaire", questionnaire, set(catalog.prems), "validate.unknown_questionnaire")
     hospital = ck.identifier("hospital", max_len=40)
     department = ck.identifier("department", max_len=40)
-    pairs = pd.Series(list(zip(hospital, department, strict=True)), index=f.index, dtype=object)
-    unknown_unit = ~pairs.isin(batch.units()) & (hospital != "") & (department != "")
-    ck.flag(unknown_unit, "department", Rule("validate.unknown_unit", table="units"))
+    flag_unknown_units(ck, hospital, department, batch.units())
     visit_date = ck.date("visit_date")
     visit_type = ck.text("visit_type", max_len=20)
     item = ck.text("item", max_len=40)
