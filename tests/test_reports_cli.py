@@ -123,7 +123,9 @@ def _pages(path: Path) -> tuple[list[str], list[bytes]]:
     import re
 
     reader = PdfReader(path)
-    texts = [re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", "<time>", page.extract_text()) for page in reader.pages]
+    # when it was made, as ISO or as the cover writes it ("5 Dec 2026, 04:30"): two reports a minute apart differ
+    made = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}|\d{1,2} [^\W\d]{3,9}\.? \d{4}, \d{2}:\d{2}")
+    texts = [made.sub("<time>", page.extract_text()) for page in reader.pages]
     images = [image.image.convert("RGB").tobytes() for page in reader.pages for image in page.images]
     return texts, images
 

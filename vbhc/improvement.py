@@ -41,7 +41,7 @@ from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.ingest.problems import case_twins
-from vbhc.registry import UNIT_LEVELS, unit_ids, unit_parts
+from vbhc.registry import UNIT_LEVELS, condition_of, unit_ids, unit_parts
 
 __all__ = [
     "ALL_UNITS",
@@ -454,15 +454,17 @@ def unit_refusal(unit: str, condition: str, known: Collection[str]) -> Improveme
     The one check of every writer of a unit (targets, actions, their workbook import, meeting records)."""
     if unit == ALL_UNITS:
         return None
-    team, at, hospital = unit.partition("@")
-    if at and (team != condition or "/" in hospital):  # another condition's team, or a team is not a department
-        return ImprovementError("unknown_unit")
-    label = hospital if at else unit
+    team = condition_of(unit)
+    label = unit
+    if team is not None:
+        label, department = unit_parts(unit)
+        if team != condition or department is not None:  # another condition's team, or a team of a department
+            return ImprovementError("unknown_unit")
     if label in known:
         return None
     twin = case_twins([label], known).get(label)
     if twin is not None:
-        return ImprovementError("unit_case", known=f"{team}@{twin}" if at else twin)
+        return ImprovementError("unit_case", known=f"{team}@{twin}" if team is not None else twin)
     return ImprovementError("unknown_unit")
 
 
