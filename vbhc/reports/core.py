@@ -174,26 +174,36 @@ def grid_tables(
         last = pd.Timestamp(volumes.loc[result.condition, "last_index_date"]).year
         periods = ["", *(str(y) for y in range(last, first - 1, -1))]
         tables: dict[str, pd.DataFrame] = {}
+        # without a store each period's result is kept for its derived tables (computing it again for each
+        # table took most of a report's time); with one, the stored view is read again when a table is missing
+        kept: dict[str, IndicatorResult] = {}
         for period in periods:
             with contextlib.suppress(ReportError):  # a year without care cycles: nothing to difference
-                tables[period] = compute_results([result.condition], period or None, result.level, engine=engine)[
-                    0
-                ].table
+                computed = compute_results([result.condition], period or None, result.level, engine=engine)[0]
+                tables[period] = computed.table
+                if version is None:
+                    kept[period] = computed
 
         def derive(
             period: str,
             compute: Callable[[IndicatorResult], pd.DataFrame],
             tables: dict[str, pd.DataFrame] = tables,
+            kept: dict[str, IndicatorResult] = kept,
             condition: str = result.condition,
             level: str = result.level,
         ) -> pd.DataFrame:
-            """The period's derived table from the store, else from its result (not kept: a year's data)."""
+            """The period's derived table from the store, else from its result."""
             if period not in tables:
                 return pd.DataFrame()
             key = TableKey(ViewKey.of(condition, level, period or None), compute.__name__)
-            return store.table(
-                key, version, lambda: compute(compute_results([condition], period or None, level, engine=engine)[0])
-            )
+
+            def fresh() -> pd.DataFrame:
+                got = kept.get(period)
+                if got is None:
+                    got = compute_results([condition], period or None, level, engine=engine)[0]
+                return compute(got)
+
+            return store.table(key, version, fresh)
 
         out[result.condition] = PeriodGrid(tables, derive)
     return out
