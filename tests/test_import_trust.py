@@ -161,6 +161,14 @@ def _sheet(wb: Workbook, title: str, rows: list[dict[str, str]], columns: list[s
         ws.append([r[c] for c in columns])
 
 
+def _one_sheet(title: str, rows: list[dict[str, str]], columns: list[str] | None = None) -> Workbook:
+    """A workbook of one sheet `title` holding `rows` (columns: the first row's, unless given)."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    _sheet(wb, title, rows, columns or list(rows[0]))
+    return wb
+
+
 def test_two_sheets_of_one_table_are_both_imported(engine, tmp_path):
     files = write_small_registry(tmp_path / "files")
     import_files(files[:1], engine)
@@ -199,9 +207,7 @@ def test_same_key_in_a_csv_and_a_sheet_of_one_batch_is_refused_with_both_locatio
     engine, _ = base
     rows = costs()
     a = write_csv(tmp_path / "costs.csv", rows[:10])
-    wb = Workbook()
-    wb.remove(wb.active)
-    _sheet(wb, "costs", [dict(r, unit_cost="1") for r in rows[8:]], list(rows[0]))
+    wb = _one_sheet("costs", [dict(r, unit_cost="1") for r in rows[8:]], list(rows[0]))
     wb.save(tmp_path / "more.xlsx")
     message = refused([a, tmp_path / "more.xlsx"], engine)
     assert "more.xlsx [sheet costs] row 2" in message and "costs.csv row 10" in message
@@ -288,10 +294,8 @@ def test_long_row_is_refused_with_its_row(base, tmp_path):
 @sqlite_only
 def test_xlsx_value_under_no_header_is_refused(base, tmp_path):
     engine, _ = base
-    wb = Workbook()
-    wb.remove(wb.active)
     rows = costs()
-    _sheet(wb, "costs", rows, list(rows[0]))
+    wb = _one_sheet("costs", rows)
     wb["costs"].cell(row=4, column=7, value="lost?")
     wb.save(tmp_path / "costs.xlsx")
     message = refused([tmp_path / "costs.xlsx"], engine)
@@ -312,10 +316,8 @@ def test_trailing_separator_on_every_line_is_an_empty_column_not_an_unknown_one(
 @sqlite_only
 def test_xlsx_array_formula_is_refused(base, tmp_path):
     engine, _ = base
-    wb = Workbook()
-    wb.remove(wb.active)
     rows = costs()
-    _sheet(wb, "costs", rows, list(rows[0]))
+    wb = _one_sheet("costs", rows)
     wb["costs"]["D3"] = ArrayFormula("D3:D3", "=SUM(C2:C3*1)")
     wb.save(tmp_path / "costs.xlsx")
     message = refused([tmp_path / "costs.xlsx"], engine)
@@ -389,10 +391,8 @@ def test_a_workbook_unpacking_beyond_the_limit_is_refused_before_it_is_read(base
     # the default bounds the work: reading costs about a second per 1.5 MB unpacked (it was 2,000 MB)
     assert max_unpacked_mb() <= 100
     monkeypatch.setenv("VBHC_MAX_UNPACKED_MB", "1")
-    wb = Workbook()
-    wb.remove(wb.active)
     rows = [dict(r, cycle_id=f"X{i:06d}") for i, r in enumerate(costs() * 1000)]
-    _sheet(wb, "costs", rows, list(rows[0]))
+    wb = _one_sheet("costs", rows)
     wb.save(tmp_path / "costs.xlsx")
     with zipfile.ZipFile(tmp_path / "costs.xlsx") as zf:
         assert sum(i.file_size for i in zf.infolist()) > 1024 * 1024
@@ -474,10 +474,8 @@ def test_cli_import_into_a_read_only_database_prints_one_line(tmp_path):
 
 def test_a_workbook_named_csv_is_read_as_the_workbook_it_is(base, tmp_path):
     engine, _ = base
-    wb = Workbook()
-    wb.remove(wb.active)
     rows = [dict(r, unit_cost="7") for r in costs()]
-    _sheet(wb, "costs", rows, list(rows[0]))
+    wb = _one_sheet("costs", rows)
     wb.save(tmp_path / "costs.csv")
     report = import_files([tmp_path / "costs.csv"], engine)
     assert report.sources[0].sheet == "costs" and report.sources[0].rows_updated == 24
@@ -705,10 +703,8 @@ def _cycles(tmp_path: Path, change: dict[str, str], row: int = 2) -> Path:
 @sqlite_only
 def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is(base, tmp_path):
     engine, _ = base
-    wb = Workbook()
-    wb.remove(wb.active)
     rows = outcomes()
-    _sheet(wb, "clinical_outcomes", rows, list(rows[0]))
+    wb = _one_sheet("clinical_outcomes", rows)
     wb["clinical_outcomes"]["C3"] = True  # a person reads TRUE, not the number 1
     wb.save(tmp_path / "clinical_outcomes.xlsx")
     message = refused([tmp_path / "clinical_outcomes.xlsx"], engine)
@@ -736,9 +732,7 @@ def test_a_yes_no_cell_in_a_yes_no_column_is_read_as_yes_or_no(base, tmp_path):
 
 def _cycles_workbook(tmp_path: Path, column: str, value: object, number_format: str) -> Path:
     """The small registry's care cycles as a workbook, row 4 given `value` under `number_format` in `column`."""
-    wb = Workbook()
-    wb.remove(wb.active)
-    _sheet(wb, "care_cycles", cycles(), CYCLE_COLUMNS)
+    wb = _one_sheet("care_cycles", cycles(), CYCLE_COLUMNS)
     cell = wb["care_cycles"].cell(row=4, column=CYCLE_COLUMNS.index(column) + 1, value=value)
     cell.number_format = number_format
     wb.save(tmp_path / "care_cycles.xlsx")

@@ -89,21 +89,16 @@ def period_attack(views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame]
         total_n = float((coef_ * true_n).sum())  # = the shown part: whole minus shown years (or its negative)
         known_o = kind in COUNT_KINDS and np.isfinite(true_o).all()
         total_o = float((coef_ * true_o).sum()) if known_o else math.nan
+        # n between its bounds; observed (a count) between 0 and the same upper bounds
+        counts = [("n", total_n, lows)] + ([("observed", total_o, np.zeros(len(cells)))] if known_o else [])
         for i, period in enumerate(cells):
-            if whole_hidden:
-                low, high = signed_interval(total_n, coef_, lows, highs, i)
-            else:
-                low, high = feasible_interval(total_n, lows, highs, i)
-            if high - low < 1:
-                found.append(f"n of {unit}/{indicator}/{period or 'all'} = {low:g}")
-            if known_o:
-                zeros = np.zeros(len(cells))
+            for what, total, floor in counts:
                 if whole_hidden:
-                    o_low, o_high = signed_interval(total_o, coef_, zeros, highs, i)
+                    low, high = signed_interval(total, coef_, floor, highs, i)
                 else:
-                    o_low, o_high = feasible_interval(total_o, zeros, highs, i)
-                if o_high - o_low < 1:
-                    found.append(f"observed of {unit}/{indicator}/{period or 'all'} = {o_low:g}")
+                    low, high = feasible_interval(total, floor, highs, i)
+                if high - low < 1:
+                    found.append(f"{what} of {unit}/{indicator}/{period or 'all'} = {low:g}")
     return found
 
 
