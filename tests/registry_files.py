@@ -127,10 +127,11 @@ def write_small_registry(folder: Path) -> list[Path]:
     ]
 
 
-def store_units(engine: Any) -> Any:
-    """UNITS stored directly in the units tables (H01 and H02, each with SUR and ORT), without an import and its
-    audit events: what a test of the improvement cycle needs for its targets, actions and meetings to name a unit
-    (vbhc.improvement.checked_unit refuses a unit the registry does not hold)."""
+def store_units(engine: Any, more_hospitals: tuple[str, ...] = ()) -> Any:
+    """UNITS stored directly in the units tables (H01 and H02, each with SUR and ORT; `more_hospitals` without
+    departments), without an import and its audit events: what a test of the improvement cycle needs for its
+    targets, actions, signals and meetings to name a unit (vbhc.improvement refuses a unit the registry does not
+    hold)."""
     from sqlalchemy import insert
 
     from vbhc import models
@@ -141,7 +142,9 @@ def store_units(engine: Any) -> Any:
                 file_name="units.csv", table_name="units", sha256="0" * 64, imported_at=dt.datetime.now(dt.UTC)
             )
         ).inserted_primary_key[0]
-        hospitals = {u[0]: (u[2], u[5] == "1") for u in UNITS}
+        hospitals = {u[0]: (u[2], u[5] == "1") for u in UNITS} | {
+            code: (f"Hospital {code}", False) for code in more_hospitals
+        }
         for code, (name, own) in hospitals.items():
             conn.execute(insert(models.Hospital).values(code=code, name=name, own_hospital=own, batch_id=batch))
         for hospital, code, _, name, division, _ in UNITS:

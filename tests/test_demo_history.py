@@ -37,7 +37,7 @@ def detect(engine, condition: str, *flags: tuple[str, str, str]) -> None:
 
 
 def test_the_demo_history_is_a_cycle_in_progress_written_once(sqlite_engine):
-    engine = store_units(sqlite_engine)  # the demo writes its history after importing its units
+    engine = store_units(sqlite_engine, ("H04", "H06"))  # the demo writes its history after importing its units
     detect(
         engine,
         "colorectal_cancer",

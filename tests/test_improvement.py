@@ -95,6 +95,7 @@ def test_upgrade_from_0002_keeps_data_and_adds_the_tables(engine):
 
 # ------------------------------------------------------------------------------------------------ signals
 def test_signal_life_cycle_and_detection_on_stored_states(engine):
+    store_units(engine, ("H03",))
     first = improvement.record_detection(
         engine, "import", CONDITION, "hospital", "3-3", [flag(), flag("H02", "better")]
     )
@@ -143,7 +144,7 @@ def test_signal_life_cycle_and_detection_on_stored_states(engine):
     assert runs == 6  # 3-3 once, 4-4 ... 8-8
 
 
-def test_flags_from_an_indicator_table_and_detection_through_the_results_store(engine):
+def test_flags_from_an_indicator_table_and_detection_through_the_results_store(engine, units):
     table = pd.DataFrame(
         {
             "indicator": [INDICATOR, INDICATOR, INDICATOR, "volume"],
@@ -181,7 +182,7 @@ def test_flags_from_an_indicator_table_and_detection_through_the_results_store(e
 
 
 # ------------------------------------------------------------------------------------------------ overdue
-def test_overdue_signals_and_actions(engine, monkeypatch):
+def test_overdue_signals_and_actions(engine, units, monkeypatch):
     improvement.record_detection(engine, "import", CONDITION, "hospital", "1-1", [flag("H01"), flag("H02")])
     h01, h02 = sorted(improvement.signals(engine, CARE, CONDITION), key=lambda s: s.unit)
     improvement.explain_signal(engine, CARE, h02.item_id, 1, Explanation.DATA_ERROR, "Double registration")
@@ -274,7 +275,7 @@ def test_simultaneous_edits_from_several_threads_exactly_one_wins(engine):
 
 
 # ------------------------------------------------------------------------------------------------ roles
-def test_role_rules_called_directly(engine):
+def test_role_rules_called_directly(engine, units):
     start, due = dt.date(2026, 1, 1), dt.date(2026, 6, 1)
     with pytest.raises(AccessDenied, match=r"breast@example\.org may not edit"):
         improvement.set_target(engine, CARE_OTHER, CONDITION, INDICATOR, 0.1)
@@ -619,9 +620,9 @@ def _refused(error: ImprovementError, key: str, known: str | None) -> None:
 
 @pytest.mark.parametrize(("unit", "key", "known"), UNKNOWN_UNITS)
 def test_no_writer_stores_a_unit_the_registry_does_not_hold(engine, units, unit, key, known):
-    """set_target, create_action and their updates stored any unit string, whoever called them (the pages, a
-    script): a target of H99 or of h01 beside H01 was drawn on no unit's chart. Each refuses it, naming the
-    registry's spelling of a case twin, and stores nothing (no version, no audit event)."""
+    """set_target, create_action, their updates and a detection run's flags stored any unit string, whoever called
+    them (the pages, a script): a target of H99 or of h01 beside H01 was drawn on no unit's chart. Each refuses it,
+    naming the registry's spelling of a case twin, and stores nothing (no version, no audit event)."""
     start = dt.date(2026, 1, 1)
     goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, unit="H01")
     action = improvement.create_action(engine, CARE, CONDITION, "Prehab", "nurse", start, start, unit="H01")
@@ -633,6 +634,10 @@ def test_no_writer_stores_a_unit_the_registry_does_not_hold(engine, units, unit,
         ),
         "update_target": lambda: improvement.update_target(engine, CARE, goal.item_id, 1, unit=unit),
         "update_action": lambda: improvement.update_action(engine, CARE, action.item_id, 1, unit=unit),
+        # a detection run's flags, as a script may pass them: the whole run is refused
+        "record_detection": lambda: improvement.record_detection(
+            engine, QUALITY, CONDITION, "hospital", "9-9", [flag("H02"), flag(unit)]
+        ),
         # values that did not pass check_values (a caller of the public batch writer) are checked there too
         "write_versions": lambda: improvement.write_versions(
             engine,

@@ -1105,12 +1105,17 @@ def record_detection(
     """Store one detection run and turn its flags into signals. Idempotent: a run on a dataset version already
     stored adds nothing. A flag whose signal is still open (new or explained) is attributed to it; a flag that was
     also there in the previous run is attributed to that run's signal even when it was decided (the team already
-    discussed it); any other flag opens a new signal."""
+    discussed it); any other flag opens a new signal. A flag's unit must be one of the registry's (unit_refusal),
+    as every other writer's: a run naming another is refused whole, and nothing of it is stored."""
     if level not in UNIT_LEVELS:
         raise ImprovementError("unknown_value", field="level", value=level, allowed=", ".join(UNIT_LEVELS))
     if isinstance(actor, Viewer):
         _may_edit(engine, actor, condition, ALL_UNITS, "signal detection")  # flags every unit of the condition
     flags = list({f.key: f for f in flags}.values())
+    known = unit_ids(engine) if flags else frozenset()
+    for flag in flags:  # flags come from computed results, but a caller may pass any text: one check per writer
+        if (error := unit_refusal(flag.unit, condition, known)) is not None:
+            raise error
     runs = models.SignalDetection.__table__
     marks = models.SignalFlag.__table__
     sig = models.ImprovementSignal.__table__.c
