@@ -167,6 +167,41 @@ def test_workbooks_are_read_and_formulas_in_them_refused():
         read_figures(_workbook([header, bad]), file_name="feedback.xlsx")
 
 
+@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet"])
+def test_a_workbook_showing_other_values_than_its_cells_is_refused(layout):
+    """Figures whose n is merged over two units' rows (the second read as empty), a hidden or filtered row, a
+    hidden column, or the figures sheet hidden behind a visible one: the reader sees other figures than the
+    cells read, so the file is refused naming where."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2, None, None]
+    wb = Workbook()
+    ws = wb.active
+    ws.title = external.SHEET
+    for values in (header, row, [*row[:6], "X02", *row[7:]]):
+        ws.append(values)
+    n = "ABCDEFGHIJKL"[header.index("n")]
+    if layout == "merged":
+        ws.merge_cells(f"{n}2:{n}3")
+    elif layout == "hidden row":
+        ws.row_dimensions[3].hidden = True
+    elif layout == "hidden column":
+        ws.column_dimensions[n].hidden = True
+    else:
+        wb.create_sheet("summary").append(["see the figures"])
+        ws.sheet_state = "hidden"
+    out = io.BytesIO()
+    wb.save(out)
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(out.getvalue(), file_name="feedback.xlsx")
+    expected = {
+        "merged": f"feedback.xlsx [sheet external_figures] row 2: cells {n}2:{n}3 are merged",
+        "hidden row": "feedback.xlsx [sheet external_figures] row 3: the row is hidden",
+        "hidden column": f"feedback.xlsx [sheet external_figures] row 1: column {header.index('n') + 1} is hidden",
+        "hidden sheet": "feedback.xlsx [sheet external_figures]: the sheet is hidden",
+    }[layout]
+    assert expected in str(caught.value), str(caught.value)
+
+
 def test_a_source_with_an_accent_typed_as_a_separate_mark_is_the_source_it_reads_as():
     rows = [row.replace("national registry", "Régistre national") for row in GOOD]
     rows[1] = rows[1].replace("Régistre", "Re\u0301gistre")  # é as e + an accent mark: reads the same

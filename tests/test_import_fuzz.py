@@ -232,6 +232,81 @@ def test_a_hidden_sheet_refuses_the_workbook(base, tmp_path, state):
     assert "registry.xlsx [sheet costs]: the sheet is hidden" in message and "unhide it" in message
 
 
+def _refused_problems(paths, engine) -> list:
+    """Like _refused, the refusal's problems (each also in Dutch through Problem.line)."""
+    before = row_counts(engine)
+    with pytest.raises(ImportRefused) as info:
+        import_files(paths, engine, imported_by="fuzz")
+    assert row_counts(engine) == before
+    return info.value.report.problems
+
+
+def _bmi_column() -> str:
+    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[CYCLE_COLUMNS.index("bmi")]
+
+
+@sqlite_only
+def test_merged_cells_are_refused_naming_the_range(base, tmp_path):
+    """A BMI merged over two care cycles' rows: Excel shows 22.0 in both, openpyxl reads the second as empty,
+    and an empty BMI is allowed, so the second care cycle was stored without the BMI its reader sees."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    col = _bmi_column()
+    ws[f"{col}3"] = None
+    ws.merge_cells(f"{col}2:{col}3")
+    path = tmp_path / "care_cycles.xlsx"
+    wb.save(path)
+    (problem,) = _refused_problems([path], engine)
+    assert str(problem) == (
+        f"care_cycles.xlsx [sheet care_cycles] row 2 column 'bmi': cells {col}2:{col}3 are merged: the sheet shows "
+        "one value over all of them, the import would read it in the first cell only; unmerge them and fill in "
+        "every cell"
+    )
+    assert f"de cellen {col}2:{col}3 zijn samengevoegd" in problem.line("nl")
+
+
+@sqlite_only
+@pytest.mark.parametrize("how", ["by hand", "by a filter"])
+def test_hidden_rows_are_refused_row_by_row(base, tmp_path, how):
+    """Rows hidden by hand or by a filter were imported although a reader of the sheet does not see them (as a
+    hidden sheet's were); each is named."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    for row in (3, 5):
+        ws.row_dimensions[row].hidden = True
+    if how == "by a filter":
+        ws.auto_filter.ref = f"A1:{_bmi_column()}{ws.max_row}"
+    path = tmp_path / "care_cycles.xlsx"
+    wb.save(path)
+    problems = _refused_problems([path], engine)
+    assert [(p.row, p.rule.code) for p in problems] == [(3, "read.row_hidden"), (5, "read.row_hidden")]
+    assert "the row is hidden (by hand or by a filter)" in str(problems[0])
+    assert "de rij is verborgen" in problems[0].line("nl")
+
+
+@sqlite_only
+def test_a_hidden_column_is_refused_but_hidden_empty_columns_beyond_the_data_are_not(base, tmp_path):
+    """A hidden column of the data is refused at the header, naming it; hiding the unused columns to the right of
+    the data (a tidy sheet) hides nothing that is read, and the workbook is imported."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    ws.column_dimensions.group("Z", "AD", hidden=True)
+    ws.row_dimensions[40].hidden = True  # an empty row below the data
+    tidy = tmp_path / "tidy" / "care_cycles.xlsx"
+    tidy.parent.mkdir()
+    wb.save(tidy)
+    ws.column_dimensions[_bmi_column()].hidden = True
+    path = tmp_path / "care_cycles.xlsx"
+    wb.save(path)
+    (problem,) = _refused_problems([path], engine)
+    position = CYCLE_COLUMNS.index("bmi") + 1
+    assert str(problem) == (
+        f"care_cycles.xlsx [sheet care_cycles] row 1 column 'bmi': column {position} is hidden, so a reader of "
+        "the workbook does not see it: unhide it or delete it"
+    )
+    import_files([tidy], engine, imported_by="fuzz")
+
+
 # --- huge cells ----------------------------------------------------------------------------------------
 
 

@@ -454,6 +454,43 @@ def test_targets_round_trip_through_xlsx(engine, units):
     assert list(audit.read(engine, action=["export", "import"])["action"]) == ["export", "import", "import"]
 
 
+@sqlite_only
+@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet"])
+def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units, layout):
+    """A target's value merged over two rows, a hidden (or filtered) row, a hidden column or a hidden targets
+    sheet: the workbook shows its reader other values than the cells read, so the file is refused and nothing is
+    written (the second row's value was read as empty; the hidden row's change was written unseen)."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.03)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    value = header.index("value") + 1
+    column = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[value - 1]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, value).value = 0.07
+    if layout == "merged":
+        ws.merge_cells(f"{column}2:{column}3")
+    elif layout == "hidden row":
+        ws.row_dimensions[row].hidden = True
+    elif layout == "hidden column":
+        ws.column_dimensions[column].hidden = True
+    else:
+        wb.create_sheet("notes").append(["see the targets"])
+        ws.sheet_state = "hidden"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    expected = {
+        "merged": f"plan.xlsx row 2 column 'value' value '0.07': cells {column}2:{column}3 are merged",
+        "hidden row": f"plan.xlsx row {row} column 'item_id'",
+        "hidden column": f"plan.xlsx row 1 column 'value' value 'value': column {value} is hidden",
+        "hidden sheet": "plan.xlsx: the sheet targets is hidden",
+    }[layout]
+    first_problem = refused.value.problems[0].text("en")
+    assert first_problem.startswith(expected), first_problem
+    assert refused.value.problems[0].text("nl") != first_problem
+    assert {t.indicator: t.value for t in improvement.targets(engine, CARE, CONDITION)}[INDICATOR] == 0.10
+
+
 def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only(engine, units):
     """The workbook import let a care team limited to H01 change H02's and the whole condition's targets and
     actions. Now a changed row of another hospital's unit or of the whole condition refuses the file (nothing

@@ -204,6 +204,7 @@ def _records(
         # machinery take a few tenths of a second to load at a server's start
         from openpyxl import load_workbook
 
+        from vbhc.ingest.layout import sheet_layout, worksheet_part
         from vbhc.ingest.read import _check_xlsx_container, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
@@ -219,7 +220,21 @@ def _records(
             if sheet is None:
                 return refuse(Rule("external.sheet_missing", sheet=repr(SHEET)))
             rows, problems, formatted = [], [], {}
-            for number, raw in enumerate(wb[sheet].iter_rows(), start=1):
+            ws = wb[sheet]
+            if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
+                return refuse(Rule("read.sheet_hidden"), sheet=sheet)
+            layout = sheet_layout(io.BytesIO(data), worksheet_part(ws))
+            for ref, row, _ in layout.merged:
+                problems.append(Problem(file, sheet, row, None, None, Rule("read.cells_merged", cells=ref)))
+            seen: set[int] = set()
+            for number, raw in enumerate(ws.iter_rows(), start=1):
+                if number in layout.hidden_rows and any(c.value not in (None, "") for c in raw):
+                    problems.append(Problem(file, sheet, number, None, None, Rule("read.row_hidden")))
+                for position, cell in enumerate(raw):  # a hidden column named once, at its first value
+                    if position not in seen and cell.value not in (None, "") and layout.column_hidden(position):
+                        seen.add(position)
+                        rule = Rule("read.column_hidden", position=position + 1)
+                        problems.append(Problem(file, sheet, number, None, None, rule))
                 cells = []
                 for position, cell in enumerate(raw):
                     value = cell.value

@@ -16,7 +16,7 @@ import io
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from vbhc.improvement import (
     unit_refusal,
     write_versions,
 )
+from vbhc.ingest.layout import Layout, sheet_layout, worksheet_part
 from vbhc.ingest.problems import (
     EXCEL_ERRORS,
     invisible_character,
@@ -277,10 +278,17 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     try:
         if sheet not in wb.sheetnames:
             return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
+        ws = wb[sheet]
+        if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
+            return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
-        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in wb[sheet].iter_rows()]
+        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in ws.iter_rows()]
+        layout = sheet_layout(io.BytesIO(data), worksheet_part(ws))
     finally:
         wb.close()
+    unseen = _unseen(raw_rows, layout, problem)
+    if unseen:
+        return [], unseen
     problems: list[SheetProblem] = []
     header = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
     while header and header[-1] == "":
@@ -320,6 +328,29 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             row[name] = unicodedata.normalize("NFC", text)  # é typed as e + an accent mark is the é it reads as
         rows.append((number, row))
     return rows, problems
+
+
+def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., SheetProblem]) -> list[SheetProblem]:
+    """Merged cells, and hidden rows and columns that hold a value: the workbook shows its reader other values
+    than the cells read (a merged range's value over cells read as empty; values no reader sees)."""
+    names = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
+
+    def where(number: int, position: int) -> tuple[int, str, str]:
+        cells = raw_rows[number - 1] if 0 < number <= len(raw_rows) else []
+        text = cells[position][1] if position < len(cells) else ""
+        return number, (names[position] if position < len(names) else "") or f"#{position + 1}", text
+
+    found = [problem(*where(row, position), "cells_merged", cells=ref) for ref, row, position in layout.merged]
+    columns: set[int] = set()
+    for number, cells in enumerate(raw_rows, start=1):
+        filled = [p for p, (value, _, _) in enumerate(cells) if value not in (None, "")]
+        if filled and number in layout.hidden_rows:
+            found.append(problem(*where(number, filled[0]), "row_hidden"))
+        for position in filled:
+            if position not in columns and layout.column_hidden(position):
+                columns.add(position)
+                found.append(problem(*where(number, position), "column_hidden", position=position + 1))
+    return found
 
 
 def _version(text: str) -> int | None:

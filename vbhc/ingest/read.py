@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from vbhc.ingest.layout import Layout, sheet_layout, worksheet_part
 from vbhc.ingest.problems import (
     ImportReport,
     Number,
@@ -422,7 +423,8 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
         return
     workbook = source.sheet is not None
     position = [0]  # bytes read so far (CSV), for the progress estimate; read at chunk boundaries only
-    records = _xlsx_records(source) if workbook else _csv_records(source, position)
+    layout = Layout()  # a workbook sheet's merged cells, hidden rows and columns: filled before its first row
+    records = _xlsx_records(source, layout) if workbook else _csv_records(source, position)
     header: Header | None = None
     buffer: list[list[str]] = []
     numbers: list[int] = []
@@ -443,10 +445,17 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
             if header is None:
                 return
             named, width = len(header.names), header.width
+            if layout:
+                _unseen_cells(source, header, layout, report)
+                if row_no in layout.hidden_rows:
+                    report.add(source.problem(Rule("read.row_hidden"), row_no))
             yield header
             continue
         if not any(fields):
             continue  # a blank row (or one of separators only): not data, but it keeps its number
+        if row_no in layout.hidden_rows:
+            report.add(source.problem(Rule("read.row_hidden"), row_no))
+            continue
         if len(fields) != width:
             if workbook:  # a workbook row ends at its last filled cell; none may lie beyond the header
                 if len(fields) > named and not _row_shape_ok(source, named, row_no, fields, report):
@@ -662,6 +671,19 @@ def _formatted_ids(
     return refused
 
 
+def _unseen_cells(source: Source, header: Header, layout: Layout, report: ImportReport) -> None:
+    """A problem per merged range and per hidden column of the header's width: the import would read
+    otherwise than a reader of the sheet (the other cells of a merged range as empty, a hidden column's values
+    unseen). Hidden rows are refused row by row as they are read."""
+    for ref, row, position in layout.merged:
+        name = header.names[position] if position < len(header.names) else None
+        report.add(source.problem(Rule("read.cells_merged", cells=ref), row, name or None))
+    for position in range(header.width):
+        if layout.column_hidden(position):
+            name = header.names[position] if position < len(header.names) else None
+            report.add(source.problem(Rule("read.column_hidden", position=position + 1), header.row, name or None))
+
+
 def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int], buffer: list) -> bool:
     if len(buffer) <= left:
         return False
@@ -776,14 +798,17 @@ def shown_cell(cell: object) -> tuple[str, str | None]:
 
 
 def _xlsx_records(
-    source: Source,
+    source: Source, layout: Layout
 ) -> Iterator[tuple[int, list[str], list[tuple[int, str | None]] | None, list[tuple[int, str]] | None]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
     None for a formula); and the number cells whose format may show another text than the number: (column
-    position, the format). A number under a format of zeros is read with the leading zeros it shows."""
+    position, the format). A number under a format of zeros is read with the leading zeros it shows. `layout`
+    is filled with the sheet's merged cells and hidden rows and columns before the first row."""
     wb, fh = _open_workbook(source.path)
     try:
         ws = wb[source.sheet]
+        found = sheet_layout(fh, worksheet_part(ws))
+        layout.merged, layout.hidden_rows, layout.hidden_columns = found.merged, found.hidden_rows, found.hidden_columns
         for row_no, cells in enumerate(ws.iter_rows(), start=1):
             fields = []
             odd: list[tuple[int, str | None]] | None = None

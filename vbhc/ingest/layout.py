@@ -1,0 +1,120 @@
+"""What a workbook sheet shows its reader differently from the cells the import reads.
+
+openpyxl's read-only mode (the only one that reads a large sheet in bounded memory) gives the cell values but not
+the sheet's layout, so three things a reader sees otherwise went unnoticed:
+
+- merged cells: Excel shows the first cell's value over the whole range; the import read the other cells as
+  empty (a BMI merged over two rows was stored for the first care cycle only);
+- hidden rows (hidden by hand or by a filter) and hidden columns: their values were imported although a reader of
+  the workbook does not see them, as a hidden sheet's were before it was refused.
+
+The sheet's XML is scanned for the row, column and merge elements only, in blocks, with byte regular expressions
+(C speed; a 200,000-row sheet is a few tenths of a second), and only when the part mentions them at all.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+_BLOCK = 4 << 20
+_PREFIX = rb"<(?:[A-Za-z_][\w.-]*:)?"
+_ROW = re.compile(_PREFIX + rb"row\b([^>]*)>")
+_COL = re.compile(_PREFIX + rb"col\b([^>]*)>")
+_MERGE = re.compile(_PREFIX + rb"mergeCell\b([^>]*)>")
+_HIDDEN = re.compile(rb"""\bhidden\s*=\s*["'](?:1|true)["']""")
+_R = re.compile(rb"""\br\s*=\s*["']([0-9]+)["']""")
+_MIN = re.compile(rb"""\bmin\s*=\s*["']([0-9]+)["']""")
+_MAX = re.compile(rb"""\bmax\s*=\s*["']([0-9]+)["']""")
+_REF = re.compile(rb"""\bref\s*=\s*["']([A-Za-z]{1,3}[0-9]+(?::[A-Za-z]{1,3}[0-9]+)?)["']""")
+#: Column ranges wider than this are hidden columns beyond the data (hiding K:XFD tidies a sheet); kept as ranges
+_MAX_COLUMN = 16384
+
+
+@dataclass
+class Layout:
+    """The sheet's merged ranges (as Excel names them, first row, first column from 0), hidden rows (1-based) and
+    hidden column ranges (from 0, end excluded)."""
+
+    merged: list[tuple[str, int, int]] = field(default_factory=list)
+    hidden_rows: set[int] = field(default_factory=set)
+    hidden_columns: list[tuple[int, int]] = field(default_factory=list)
+
+    def column_hidden(self, position: int) -> bool:
+        return any(start <= position < end for start, end in self.hidden_columns)
+
+    def __bool__(self) -> bool:
+        return bool(self.merged or self.hidden_rows or self.hidden_columns)
+
+
+def sheet_layout(workbook: str | BinaryIO, part: str | None) -> Layout:
+    """The layout of the sheet stored at `part` (openpyxl's worksheet path) of the workbook file or stream; an
+    empty Layout when the part cannot be found (the cells are then read as before)."""
+    layout = Layout()
+    if not part:
+        return layout
+    part = part.lstrip("/")
+    if hasattr(workbook, "seek"):
+        workbook.seek(0)
+    try:
+        with zipfile.ZipFile(workbook) as zf, zf.open(part) as fh:
+            _scan(fh, layout)
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return Layout()
+    finally:
+        if hasattr(workbook, "seek"):
+            workbook.seek(0)
+    return layout
+
+
+def worksheet_part(worksheet: object) -> str | None:
+    """The ZIP part of an openpyxl read-only worksheet (where its XML is stored)."""
+    part = getattr(worksheet, "_worksheet_path", None)
+    return part if isinstance(part, str) else None
+
+
+def _scan(fh: BinaryIO, layout: Layout) -> None:
+    from openpyxl.utils.cell import range_boundaries  # here: openpyxl loads only when a workbook is read
+
+    rest = b""
+    row = 0
+    while True:
+        block = fh.read(_BLOCK)
+        data = rest + block
+        if not block:
+            end = len(data)
+        else:
+            end = data.rfind(b">") + 1  # tags are cut only after a '>': no row, col or mergeCell tag is split
+            if end == 0:
+                rest = data
+                continue
+        part, rest = data[:end], data[end:]
+        for match in _ROW.finditer(part):
+            attrs = match.group(1)
+            number = _R.search(attrs)
+            row = int(number.group(1)) if number else row + 1
+            if _HIDDEN.search(attrs):
+                layout.hidden_rows.add(row)
+        if b"hidden" in part:
+            for match in _COL.finditer(part):
+                attrs = match.group(1)
+                low, high = _MIN.search(attrs), _MAX.search(attrs)
+                if _HIDDEN.search(attrs) and low and high:
+                    start, stop = int(low.group(1)) - 1, min(int(high.group(1)), _MAX_COLUMN)
+                    if start < stop:
+                        layout.hidden_columns.append((start, stop))
+        if b"mergeCell" in part:
+            for match in _MERGE.finditer(part):
+                ref = _REF.search(match.group(1))
+                if ref is None:
+                    continue
+                text = ref.group(1).decode("ascii").upper()
+                try:
+                    first_col, first_row, _, _ = range_boundaries(text)
+                except ValueError:  # a reference no spreadsheet writes: still merged, its place unknown
+                    first_col, first_row = 1, 1
+                layout.merged.append((text, int(first_row or 1), int(first_col or 1) - 1))
+        if not block:
+            return
