@@ -204,7 +204,7 @@ def _records(
         # machinery take a few tenths of a second to load at a server's start
         from openpyxl import load_workbook
 
-        from vbhc.ingest.layout import sheet_layout, worksheet_part
+        from vbhc.ingest.layout import sheet_layout
         from vbhc.ingest.read import _check_xlsx_container, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
@@ -223,7 +223,7 @@ def _records(
             ws = wb[sheet]
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
-            layout = sheet_layout(io.BytesIO(data), worksheet_part(ws))
+            layout = sheet_layout(io.BytesIO(data), sheet)
             for ref, row, _ in layout.merged:
                 problems.append(Problem(file, sheet, row, None, None, Rule("read.cells_merged", cells=ref)))
             seen: set[int] = set()

@@ -43,7 +43,7 @@ from vbhc.improvement import (
     unit_refusal,
     write_versions,
 )
-from vbhc.ingest.layout import Layout, sheet_layout, worksheet_part
+from vbhc.ingest.layout import Layout, sheet_layout
 from vbhc.ingest.problems import (
     EXCEL_ERRORS,
     invisible_character,
@@ -283,7 +283,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
         raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in ws.iter_rows()]
-        layout = sheet_layout(io.BytesIO(data), worksheet_part(ws))
+        layout = sheet_layout(io.BytesIO(data), sheet)
     finally:
         wb.close()
     unseen = _unseen(raw_rows, layout, problem)

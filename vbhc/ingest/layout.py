@@ -14,10 +14,12 @@ The sheet's XML is scanned for the row, column and merge elements only, in block
 
 from __future__ import annotations
 
+import posixpath
 import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
+from xml.etree import ElementTree
 
 _BLOCK = 4 << 20
 _PREFIX = rb"<(?:[A-Za-z_][\w.-]*:)?"
@@ -49,19 +51,20 @@ class Layout:
         return bool(self.merged or self.hidden_rows or self.hidden_columns)
 
 
-def sheet_layout(workbook: str | BinaryIO, part: str | None) -> Layout:
-    """The layout of the sheet stored at `part` (openpyxl's worksheet path) of the workbook file or stream; an
-    empty Layout when the part cannot be found (the cells are then read as before)."""
+def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
+    """The layout of the sheet named `sheet` in the workbook file or stream; an empty Layout when the sheet's part
+    cannot be found (the cells are then read as before)."""
     layout = Layout()
-    if not part:
-        return layout
-    part = part.lstrip("/")
     if hasattr(workbook, "seek"):
         workbook.seek(0)
     try:
-        with zipfile.ZipFile(workbook) as zf, zf.open(part) as fh:
-            _scan(fh, layout)
-    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError):
+        with zipfile.ZipFile(workbook) as zf:
+            part = _sheet_part(zf, sheet)
+            if part is None:
+                return layout
+            with zf.open(part) as fh:
+                _scan(fh, layout)
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError):
         return Layout()
     finally:
         if hasattr(workbook, "seek"):
@@ -69,10 +72,44 @@ def sheet_layout(workbook: str | BinaryIO, part: str | None) -> Layout:
     return layout
 
 
-def worksheet_part(worksheet: object) -> str | None:
-    """The ZIP part of an openpyxl read-only worksheet (where its XML is stored)."""
-    part = getattr(worksheet, "_worksheet_path", None)
-    return part if isinstance(part, str) else None
+def _sheet_part(zf: zipfile.ZipFile, sheet: str) -> str | None:
+    """The ZIP part holding the sheet named `sheet`, found as every spreadsheet program finds it (Open Packaging
+    Conventions): the package's relationships name the workbook part, the workbook gives the sheet's relationship
+    id, and the workbook's relationships that id's part. Names are compared without namespaces, so strict and
+    transitional OOXML read alike; these parts are small (a sheet's list), so they are parsed whole."""
+    office = _targets(zf, "")
+    workbook = next((target for kind, target in office.values() if kind.endswith("/officeDocument")), None)
+    if workbook is None:
+        return None
+    rel_id = None
+    for element in ElementTree.fromstring(zf.read(workbook)).iter():
+        if _local(element.tag) == "sheet" and element.get("name") == sheet:
+            rel_id = next((v for k, v in element.attrib.items() if _local(k) == "id"), None)
+            break
+    found = _targets(zf, workbook).get(rel_id or "")
+    return found[1] if found else None
+
+
+def _targets(zf: zipfile.ZipFile, source: str) -> dict[str, tuple[str, str]]:
+    """Relationship id -> (type, part path in the ZIP) of the part `source` ("" for the package itself)."""
+    folder, name = posixpath.split(source)
+    rels = posixpath.join(folder, "_rels", f"{name}.rels")
+    try:
+        root = ElementTree.fromstring(zf.read(rels))
+    except KeyError:
+        return {}
+    out = {}
+    for element in root.iter():
+        target = element.get("Target")
+        if _local(element.tag) != "Relationship" or not target or element.get("TargetMode") == "External":
+            continue
+        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+        out[element.get("Id", "")] = (element.get("Type", ""), path)
+    return out
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
 
 
 def _scan(fh: BinaryIO, layout: Layout) -> None:

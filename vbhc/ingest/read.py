@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.layout import Layout, sheet_layout, worksheet_part
+from vbhc.ingest.layout import Layout, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
     Number,
@@ -807,7 +807,7 @@ def _xlsx_records(
     wb, fh = _open_workbook(source.path)
     try:
         ws = wb[source.sheet]
-        found = sheet_layout(fh, worksheet_part(ws))
+        found = sheet_layout(fh, source.sheet)
         layout.merged, layout.hidden_rows, layout.hidden_columns = found.merged, found.hidden_rows, found.hidden_columns
         for row_no, cells in enumerate(ws.iter_rows(), start=1):
             fields = []
