@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,42 @@ def pages(small_demo_db, monkeypatch):
     data._masks.clear()
 
 
+class Report(NamedTuple):
+    """`vbhc report` of one period of the grid, as the tests read it: the workbook and the full result."""
+
+    workbook: bytes
+    result: object  # vbhc.indicators.IndicatorResult: every cell, none withheld
+
+
+@pytest.fixture(scope="module")
+def reports(small_demo_registry, tmp_path_factory) -> dict[str, Report]:
+    """`vbhc report` (workbook, CONDITION, English, threshold THRESHOLD) of all dates ("") and every year of the
+    grid, with each period's full result (compute_results): made once for the module and only read by its tests.
+
+    Why: every report computes the masks of the whole grid; the five tests that difference these files made the
+    same seven files again each (31 reports, ~40 s of the module's CPU)."""
+    from ui import data
+    from vbhc.reports import compute_results, make_report
+    from vbhc.store import get_engine
+
+    engine, _ = small_demo_registry
+    folder = tmp_path_factory.mktemp("period_reports")
+    made = {}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+        env.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
+        get_engine.cache_clear()
+        try:
+            for period in data.grid_periods(CONDITION):
+                out = folder / f"r{period or 'all'}.xlsx"
+                make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+                result = compute_results([CONDITION], period or None, "hospital", engine=engine)[0]
+                made[period] = Report(out.read_bytes(), result)
+        finally:
+            get_engine.cache_clear()
+    return made
+
+
 def _views(data, viewer: Viewer, level: str = "hospital") -> tuple[dict, dict]:
     periods = data.grid_periods(CONDITION)
     assert len(periods) > 2  # all dates and at least two years
@@ -203,21 +240,13 @@ def _workbook_cells(content: bytes, condition_sheet: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_workbooks_of_all_dates_and_each_year_cannot_be_differenced(small_demo_db, tmp_path, monkeypatch):
+def test_workbooks_of_all_dates_and_each_year_cannot_be_differenced(reports):
     """`vbhc report` for all dates and for every year: the files withhold every small cell, against each other."""
-    from vbhc.reports import compute_results, make_report
-
-    engine, _ = small_demo_db
-    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
-    from ui import data
-
-    periods = data.grid_periods(CONDITION)
+    assert len(reports) > 2  # all dates and at least two years
     views, truth = {}, {}
-    for period in periods:
-        out = tmp_path / f"r{period or 'all'}.xlsx"
-        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
-        table = compute_results([CONDITION], period or None, "hospital", engine=engine)[0].table
-        cells = _workbook_cells(out.read_bytes(), "Colorectal cancer")
+    for period, report in reports.items():
+        table = report.result.table
+        cells = _workbook_cells(report.workbook, "Colorectal cancer")
         labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
         cells["indicator"] = cells["label"].map(labels)
         cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
@@ -283,7 +312,7 @@ def test_the_pages_workbooks_of_all_dates_and_each_year_cannot_be_differenced(pa
 
 
 @pytest.mark.parametrize("period", ["", "2024"])
-def test_the_pages_files_withhold_the_cells_vbhc_report_withholds(pages, small_demo_db, tmp_path, period):
+def test_the_pages_files_withhold_the_cells_vbhc_report_withholds(pages, small_demo_db, reports, tmp_path, period):
     """Two files of the same period withholding different cells could be combined: the page's workbook and PDF
     of a period withhold the same cells as `vbhc report` for that period."""
     from ui import render
@@ -293,9 +322,7 @@ def test_the_pages_files_withhold_the_cells_vbhc_report_withholds(pages, small_d
     assert period in pages.grid_periods(CONDITION)
     result = pages.result(CONDITION, "hospital", period)
     page = _as_table(render.report_workbook(_viewer("quality"), [result], "en"), result.table)
-    out = tmp_path / "r.xlsx"
-    make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
-    command = _as_table(out.read_bytes(), result.table)
+    command = _as_table(reports[period].workbook, result.table)
     assert page["n"].isna().any()
     assert page["n"].isna().tolist() == command["n"].isna().tolist()
     own = pages.own_hospital()
@@ -545,22 +572,18 @@ def _sheet_rows(content: bytes, sheet: str, column: str) -> list[bool]:
     return out
 
 
-def _report_frames(engine, tmp_path, what: str) -> tuple[dict, dict]:
-    """The PROMs or Costs sheet of `vbhc report` for all dates and every year, as the frame with the count missing
-    where withheld, and the full frames."""
-    from ui import data
+def _report_frames(reports: dict[str, Report], what: str) -> tuple[dict, dict]:
+    """The PROMs or Costs sheet of `vbhc report` for all dates and every year (`reports`), as the frame with the
+    count missing where withheld, and the full frames."""
     from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
-    from vbhc.reports import compute_results, make_report
 
     compute = prom_response_by_timepoint if what == "prom_response" else cost_by_activity
     sheet, column = ("PROMs", "Eligible") if what == "prom_response" else ("Costs", "Care cycles with this activity")
     count = FRAMES[what][1]
     views, truth = {}, {}
-    for period in data.grid_periods(CONDITION):
-        out = tmp_path / f"r{period or 'all'}.xlsx"
-        make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
-        full = compute(compute_results([CONDITION], period or None, "hospital", engine=engine)[0])
-        hidden = _sheet_rows(out.read_bytes(), sheet, column)
+    for period, report in reports.items():
+        full = compute(report.result)
+        hidden = _sheet_rows(report.workbook, sheet, column)
         assert len(hidden) == len(full)
         views[period] = full.assign(**{count: full[count].astype(float).where(~np.array(hidden))})
         truth[period] = full
@@ -568,20 +591,25 @@ def _report_frames(engine, tmp_path, what: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("what", list(FRAMES))
-def test_the_reports_prom_response_and_costs_cannot_be_differenced(small_demo_db, tmp_path, monkeypatch, what):
+def test_the_reports_prom_response_and_costs_cannot_be_differenced(small_demo_db, reports, tmp_path, monkeypatch, what):
     """`vbhc report` for all dates and every year: its PROMs and Costs sheets withhold their rows over the grid as
     the indicator sheet does; per file alone (as before) all dates minus the years' files gave rows back."""
-    from vbhc.reports import privacy
+    from vbhc.reports import make_report, privacy
 
     engine, _ = small_demo_db
     monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
     keys, count, observed = FRAMES[what]
-    views, truth = _report_frames(engine, tmp_path, what)
+    views, truth = _report_frames(reports, what)
     assert any(v[count].isna().any() for v in views.values())
     assert not frame_attack(views, truth, keys, count, observed)
     if what == "cost_breakdown":  # the small demo's PROM response did not leak per period (see the test below)
         monkeypatch.setattr(privacy, "grid_frames", lambda *args: None)  # each file protected on its own
-        leaky, _ = _report_frames(engine, tmp_path, what)
+        alone = {}
+        for period, report in reports.items():
+            out = tmp_path / f"r{period or 'all'}.xlsx"
+            make_report(out, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
+            alone[period] = report._replace(workbook=out.read_bytes())
+        leaky, _ = _report_frames(alone, what)
         assert frame_attack(leaky, truth, keys, count, observed), "expected files protected one by one to leak"
 
 
@@ -657,20 +685,21 @@ def test_an_export_off_the_grid_is_refused_while_small_numbers_are_withheld(smal
     assert code == 0 and out.exists()
 
 
-def test_the_exports_of_all_dates_and_each_year_withhold_the_reports_cells(small_demo_db, tmp_path, monkeypatch):
+def test_the_exports_of_all_dates_and_each_year_withhold_the_reports_cells(
+    small_demo_db, reports, tmp_path, monkeypatch
+):
     """`vbhc external export` for all dates and every year carries exactly the own hospital's cells the `vbhc
     report` workbook of the same period shows (the grid's cells), so neither all dates minus the years' exports
     nor an export beside a workbook gives a withheld cell back. Before, each export withheld its own cells."""
     from ui import data
     from vbhc.catalog import SURVIVAL_KINDS
     from vbhc.external import ExternalRefused, read_figures
-    from vbhc.reports import compute_results, make_report
 
-    engine, _ = small_demo_db
     monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
     own = data.own_hospital()
     views, truth, exported = {}, {}, {}
-    for period in data.grid_periods(CONDITION):
+    assert list(reports) == data.grid_periods(CONDITION)
+    for period, report in reports.items():
         code, err, out = _export(tmp_path, period or None)
         assert code == 0, err
         try:
@@ -678,11 +707,9 @@ def test_the_exports_of_all_dates_and_each_year_withhold_the_reports_cells(small
         except ExternalRefused:  # a header without figures: every cell of the year withheld
             figures = pd.DataFrame({"unit": [], "indicator": []})
         exported[period] = set(zip(figures["unit"].astype(str), figures["indicator"].astype(str), strict=True))
-        report = tmp_path / f"r{period or 'all'}.xlsx"
-        make_report(report, fmt="xlsx", conditions=[CONDITION], period=period or None, lang="en", engine=engine)
-        table = compute_results([CONDITION], period or None, "hospital", engine=engine)[0].table
+        table = report.result.table
         table = table[(table["unit"].astype(str) == own) & ~table["kind"].isin(SURVIVAL_KINDS)].reset_index(drop=True)
-        shown = _as_table(report.read_bytes(), table)
+        shown = _as_table(report.workbook, table)
         kept = shown[shown["n"].notna()]
         in_report = set(zip(kept["unit"].astype(str), kept["indicator"].astype(str), strict=True))
         assert exported[period] == in_report, period
@@ -938,19 +965,13 @@ def test_a_limited_care_teams_frames_withhold_what_its_indicator_table_withholds
     assert withheld  # the demo withholds cost cells: the check had work
 
 
-def test_the_reports_cost_sheet_shows_no_count_its_indicator_sheet_withholds(small_demo_db, tmp_path, monkeypatch):
+def test_the_reports_cost_sheet_shows_no_count_its_indicator_sheet_withholds(reports):
     """`vbhc report` of all dates: its Costs sheet showed the activities of units whose cost per care cycle the
     condition sheet withholds (total cost over cost per care cycle gave the n back); its PROMs sheet and the
     response-rate cells withhold the same rows."""
     from vbhc.indicators import cost_by_activity, prom_response_by_timepoint
-    from vbhc.reports import compute_results, make_report
 
-    engine, _ = small_demo_db
-    monkeypatch.setenv("VBHC_SUPPRESS_BELOW", str(THRESHOLD))
-    out = tmp_path / "r.xlsx"
-    make_report(out, fmt="xlsx", conditions=[CONDITION], lang="en", engine=engine)
-    result = compute_results([CONDITION], None, "hospital", engine=engine)[0]
-    content = out.read_bytes()
+    result, content = reports[""].result, reports[""].workbook
     table = _as_table(content, result.table)
     costs = cost_by_activity(result)
     hidden = np.array(_sheet_rows(content, "Costs", "Care cycles with this activity"))
