@@ -137,3 +137,20 @@ def test_a_zip_bomb_is_refused_before_openpyxl_unpacks_it(planted, monkeypatch):
     with pytest.raises(SheetRefused, match="not a readable XLSX workbook"):
         agenda.import_workbook(engine, CARE, data.getvalue(), "actions.xlsx")
     assert opened == []
+
+
+def test_items_are_named_apart_by_what_differs_never_by_their_ids():
+    """Two actions of one title are told apart by the first qualifier that differs between them (the unit, else
+    the owner), the same ones still alike by a number; a unique title stays as it is."""
+    from vbhc.agenda import distinct_labels
+
+    items = [
+        ("Audit", "H01", "nurse"),
+        ("Audit", "H01", "surgeon"),
+        ("Call", "H01", "nurse"),
+        ("Audit", "H02", "nurse"),
+        ("Audit", "H02", "nurse"),
+    ]
+    labels = distinct_labels(items, lambda i: i[0], [lambda i: i[1], lambda i: i[2]])
+    assert labels == ["Audit · H01 · nurse", "Audit · H01 · surgeon", "Call", "Audit · H02 (1)", "Audit · H02 (2)"]
+    assert distinct_labels(items[:1], lambda i: i[0], []) == ["Audit"]

@@ -282,3 +282,39 @@ def test_a_care_team_limited_to_its_hospital_sets_its_units_goal_not_the_whole_c
     at = _explain(at, "Ours")
     assert [e.value for e in at.error] == []
     assert list(_open_signals(at)[t("agenda.field_explanation_text", "en")]) == ["Ours"]
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_actions_and_signals_are_named_in_a_persons_words_never_by_item_id(meeting_db, signed_in, lang):
+    """The actions table and every picker name an item by what a care team recognises (title, unit, owner, due
+    date; a signal by indicator and unit), never by its item id (A-ec7ae80563b4): the id is the workbook's key
+    only. Two actions of the same title are told apart in the picker by what differs between them (the owner)."""
+    import datetime as dt
+    import re
+
+    first = _linked_action(meeting_db)
+    second = improvement.create_action(
+        meeting_db,
+        improvement_viewer("quality"),
+        CONDITION,
+        "Nieuw protocol",
+        "chirurg",
+        dt.date(2024, 1, 1),
+        dt.date(2026, 12, 31),
+        unit="H01",
+        indicators=["anastomotic_leak"],
+    )
+    at = _app("care", lang)
+    signal = improvement.signals(meeting_db, improvement_viewer("quality"), CONDITION)[0]
+    ids = {first.item_id, second.item_id, signal.item_id}
+    raw = re.compile(r"\b[ASTG]-[0-9a-f]{8,}\b")
+    cells = [str(v) for f in shown_tables(at) for v in [*f.value.columns, *f.value.astype(str).to_numpy().ravel()]]
+    assert not [c for c in cells if raw.search(c) or any(i in c for i in ids)], cells
+    actions = next(f.value for f in shown_tables(at) if t("agenda.field_expected_effect", lang) in f.value.columns)
+    assert list(actions[t("agenda.field_title", lang)]).count("Nieuw protocol") == 2
+    for box in at.selectbox:  # every picker: the actions', the signals' (explain, link to an action), ...
+        assert not [o for o in box.options if raw.search(o) or any(i in o for i in ids)], (box.key, box.options)
+    assert len(at.selectbox(key="mt_explain_signal").options) == 1  # the new signal, by indicator and unit
+    picked = at.selectbox(key="mt_effect_action").options
+    assert len(set(picked)) == len(picked) == 2, picked
+    assert all("Nieuw protocol" in o for o in picked) and any("chirurg" in o for o in picked), picked

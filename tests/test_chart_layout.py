@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -346,6 +347,7 @@ class Box:
     y0: float
     x1: float
     y1: float
+    axis_label: bool = False  # a label of an axis' ticks (Vega's role-axis-label group)
 
     def overlaps(self, other: Box, slack: float = 1.0) -> bool:
         return not (
@@ -361,8 +363,9 @@ def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
     width, height = float(root.get("width")), float(root.get("height"))
     boxes: list[Box] = []
 
-    def walk(node: ET.Element, matrix: np.ndarray) -> None:
+    def walk(node: ET.Element, matrix: np.ndarray, axis_label: bool = False) -> None:
         here = matrix @ _matrix(node.get("transform"))
+        axis_label = axis_label or "role-axis-label" in (node.get("class") or "")
         if node.tag == f"{SVG}text":
             if node.get("opacity") in ("0", "0.0") or node.get("fill-opacity") == "0":
                 return  # hidden (e.g. an overlapping axis label Vega left out)
@@ -380,10 +383,11 @@ def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
                     [[left, top, 1], [left + w, top, 1], [left, top + size, 1], [left + w, top + size, 1]]
                 )
                 pts = (here @ corners.T).T
-                boxes.append(Box(line, pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()))
+                box = Box(line, pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max(), axis_label)
+                boxes.append(box)
             return
         for child in node:
-            walk(child, here)
+            walk(child, here, axis_label)
 
     walk(root, np.eye(3))
     return width, height, boxes
@@ -1019,3 +1023,57 @@ def test_value_quadrant_names_by_hospital_name_never_overlap(count, seed):
             drawn = charts.with_highlight(charts.with_width(spec, width), own)
             check_holds(drawn, units, f"value {count} names seed {seed} own {own!r} {width}px")
             assert own in [b.text for b in _texts(drawn)], f"the own unit {own!r} is not named"
+
+
+#: The least room (px, by the estimate) between two neighbouring labels of a horizontal axis: closer, numbers
+#: such as "€ 11.000 € 12.000" read as one.
+MIN_LABEL_GAP = 4.0
+#: An axis label that is a number: 5, 7,5%, € 16.000, €16,000, -0.2 (dates are slanted, their boxes estimated
+#: upright would overlap)
+NUMBER = re.compile(r"^[€$]?\s?[-−]?[\d.,]+\s?%?$")
+
+
+def label_gaps(spec: dict) -> list[tuple[float, str, str]]:
+    """The room between each two neighbouring number labels of every horizontal axis drawn (those on one line)."""
+    lines: dict[int, list[Box]] = {}
+    for box in drawing(spec).boxes:
+        if box.axis_label and NUMBER.match(box.text.strip()):
+            lines.setdefault(round(box.y0), []).append(box)
+    gaps = []
+    for boxes in lines.values():
+        boxes.sort(key=lambda b: b.x0)
+        gaps += [(round(b.x0 - a.x1, 1), a.text, b.text) for a, b in itertools.pairwise(boxes)]
+    return gaps
+
+
+def _five_digit_costs(count: int) -> dict[str, Callable[..., charts.Spec]]:
+    """The cost charts with costs per care cycle of the demo's size (EUR 11,000-16,000; 25,000 stacked): the
+    longest axis numbers, "€ 16.000"."""
+    units = unit_names(count)
+    value = value_frame(units)
+    for column in ("adjusted_value_cost", "adjusted_lower_cost", "adjusted_upper_cost"):
+        value[column] += 3500
+    breakdown = breakdown_frame(units)
+    breakdown["cost_per_cycle"] *= 2.5
+    return {
+        "cost_5_digits": lambda **kw: charts.cost_breakdown_chart(breakdown, highlight=units[1], **kw),
+        "value_5_digits": lambda **kw: charts.value_chart(
+            value, outcome_label="30-day mortality", outcome_kind="proportion", highlight=units[1], **kw
+        ),
+    }
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_axis_labels_keep_room_between_them_on_a_phone(lang):
+    """The costs page on a 390 px phone in Dutch drew "€ 11.000 € 12.000 € 13.000 ..." with the labels touching:
+    every chart's axis labels keep room between them (Vega leaves every other one out when they would not: the
+    config's labelSeparation), for the page's spec stretched to a phone and a chart built for one."""
+    cases = {**builders(3), **_five_digit_costs(9)}
+    close = []
+    for name, build in cases.items():
+        wide = build(lang=lang)
+        config = wide["config"]["axisQuantitative"]
+        assert config["labelOverlap"] and config["labelSeparation"] >= 8, name
+        for spec, where in ((charts.with_width(wide, PHONE), "stretched"), (build(lang=lang, width=PHONE), "built")):
+            close += [(name, where, gap) for gap in label_gaps(spec) if gap[0] < MIN_LABEL_GAP]
+    assert not close, close

@@ -77,6 +77,8 @@ DATA_COLUMNS = {
 }
 RAW_TOKENS = {"None", "NaN", "nan", "<NA>", "NaT", "null", "none"}
 ISO_DATE = re.compile(r"(?<![\w-])\d{4}-\d{2}-\d{2}(?![\w-])")
+#: An improvement item's id (vbhc.improvement: a target, signal or action): the workbook's key, never a name
+ITEM_ID = re.compile(r"[TSA]-[0-9a-f]{12}")
 WORD = re.compile(r"<NA>|[\w@][\w@'’²-]*")
 
 
@@ -284,6 +286,7 @@ def findings(at: AppTest, page: str) -> list[Finding]:
         for token in set(WORD.findall(text.replace("\\", ""))):  # markdown escapes: "ASA\\-klasse"
             bare = token.strip("-'’")
             raw = bare in RAW_TOKENS or bare in RAW or "@" in bare or re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", bare)
+            raw = raw or ITEM_ID.fullmatch(bare)
             if bare in RAW_TOKENS or (not where.startswith("data ") and (raw or bare.lower() in ENGLISH)):
                 found.append(Finding(f"{page} {where}", bare, text))
     return found
@@ -345,6 +348,8 @@ def test_the_walk_finds_english_and_raw_ids():
 
     tokens = {f.token for f in findings(Fake(), "x")}  # type: ignore[arg-type]
     assert "baseline" in tokens and tokens & RAW_TOKENS
+    Fake._tree.children = {0: Node("dataframe", pd.DataFrame({"Actie": ["A-ec7ae80563b4"]}))}
+    assert {f.token for f in findings(Fake(), "x")} == {"A-ec7ae80563b4"}  # type: ignore[arg-type]
     Fake._tree.children = {0: Node("dataframe", pd.DataFrame({"Meetmoment": ["Voormeting", "–"]}))}
     assert not findings(Fake(), "x")  # type: ignore[arg-type]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "Agenda",
     "TargetRow",
     "belongs_to_unit",
+    "distinct_labels",
     "error_text",
     "from_shown",
     "import_workbook",
@@ -87,6 +88,36 @@ class Agenda:
     def decidable(self) -> list[models.ImprovementSignal]:
         """Signals ready for a decision: explained (a decision rests on a conclusion)."""
         return [s for s in self.open_signals if s.status == improvement.SignalStatus.EXPLAINED]
+
+
+def distinct_labels(
+    items: Sequence[Any], name: Callable[[Any], str], qualifiers: Sequence[Callable[[Any], str]]
+) -> list[str]:
+    """Each item's name in a person's words, told apart from the others: items whose names are the same get the
+    first qualifier that differs among them (e.g. the unit, then the owner, the due date), and items still the
+    same after all qualifiers a number, (1), (2), ... in the given order. A name that is unique stays as it is.
+
+    Why: a picker or a list offers items by what a care team recognises, not by their item ids (which only the
+    targets/actions workbook needs to match its rows), and two actions may carry the same title."""
+    labels = [name(item) for item in items]
+    for qualify in qualifiers:
+        groups: dict[str, list[int]] = {}
+        for i, text in enumerate(labels):
+            groups.setdefault(text, []).append(i)
+        for members in groups.values():
+            words = [qualify(items[i]) for i in members]
+            if len(members) > 1 and len(set(words)) > 1:  # a qualifier the same for all of them tells nothing
+                for i, word in zip(members, words, strict=True):
+                    labels[i] = f"{labels[i]} · {word}"
+    counts: dict[str, int] = {}
+    for text in labels:
+        counts[text] = counts.get(text, 0) + 1
+    seen: dict[str, int] = {}
+    for i, text in enumerate(labels):
+        if counts[text] > 1:
+            seen[text] = seen.get(text, 0) + 1
+            labels[i] = f"{text} ({seen[text]})"
+    return labels
 
 
 def belongs_to_unit(item_unit: str, unit: str | None) -> bool:

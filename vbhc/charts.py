@@ -128,6 +128,9 @@ QUADRANT_COLOURS: dict[str, str] = {
 FONT_SIZES = {"title": 24, "subtitle": 16, "axis_label": 15, "axis_title": 16, "legend": 15, "text": 15}
 #: On a phone (width below NARROW).
 FONT_SIZES_NARROW = {"title": 18, "subtitle": 13, "axis_label": 12, "axis_title": 13, "legend": 12, "text": 12}
+#: The least room (px) between two neighbouring labels of a quantitative axis: closer, Vega leaves every other
+#: one out (axis labelSeparation with labelOverlap), so numbers never run together.
+LABEL_GAP = 10
 #: Average glyph width as a share of the font size, to estimate text widths (a little generous).
 GLYPH = 0.6
 
@@ -366,8 +369,15 @@ def _config(lang: str, narrow: bool) -> dict[str, Any]:
             "tickColor": "#888888",
             "labelLimit": pick(180, 260),
         },
-        # the first and last labels inside the axis' extent, never past the canvas edge
-        "axisQuantitative": {"tickCount": pick(5, 8), "labelOverlap": True, "labelFlush": True},
+        # the first and last labels inside the axis' extent, never past the canvas edge; labels closer than
+        # LABEL_GAP px count as overlapping, so Vega drops every other one (parity) rather than let them touch
+        # (a phone's cost axis: "€ 11.000 € 12.000 ..." read as one number)
+        "axisQuantitative": {
+            "tickCount": pick(5, 8),
+            "labelOverlap": True,
+            "labelSeparation": LABEL_GAP,
+            "labelFlush": True,
+        },
         "axisTemporal": {"labelOverlap": True},
         "legend": {
             "labelFontSize": f("legend"),
@@ -2437,8 +2447,8 @@ def cost_breakdown_chart(
         _tip("activity", "nominal", label("activity", lang)),
         _tip("cycles", "quantitative", label("cycles", lang), ",.0f"),
         _tip("quantity", "quantitative", label("quantity", lang), ",.1~f"),
-        _tip("total_cost", "quantitative", label("total_cost", lang), "$,.0f"),
-        _tip("cost_per_cycle", "quantitative", label("cost", lang), "$,.0f"),
+        _tip("total_cost", "quantitative", label("total_cost", lang), value_format("cost")),
+        _tip("cost_per_cycle", "quantitative", label("cost", lang), value_format("cost")),
         _tip("share", "quantitative", label("share", lang), ".1%"),
     ]
     data = _Data()
@@ -2449,7 +2459,10 @@ def cost_breakdown_chart(
         "mark": {"type": "bar", "height": {"band": 0.75}},
         "encoding": {
             "x": _q(
-                "cost_per_cycle", _axis_title(label("cost_axis", lang), width), stack="zero", axis={"format": "$,.0f"}
+                "cost_per_cycle",
+                _axis_title(label("cost_axis", lang), width),
+                stack="zero",
+                axis={"format": value_format("cost", axis=True)},
             ),
             "y": _n("unit", None, sort="-x", axis=_unit_axis(frame["unit"].unique(), width)),
             "color": _n(
@@ -2626,13 +2639,18 @@ def value_chart(
         _tip("outcome", "quantitative", outcome_label, fmt),
         _tip("outcome_lower", "quantitative", label("ci_lower", lang), fmt),
         _tip("outcome_upper", "quantitative", label("ci_upper", lang), fmt),
-        _tip("cost", "quantitative", label("cost", lang), "$,.0f"),
-        _tip("cost_lower", "quantitative", label("ci_lower", lang) + " ", "$,.0f"),
-        _tip("cost_upper", "quantitative", label("ci_upper", lang) + " ", "$,.0f"),
+        _tip("cost", "quantitative", label("cost", lang), value_format("cost")),
+        _tip("cost_lower", "quantitative", label("ci_lower", lang) + " ", value_format("cost")),
+        _tip("cost_upper", "quantitative", label("ci_upper", lang) + " ", value_format("cost")),
         _tip("quadrant", "nominal", label("quadrant", lang)),
     ]
     f = _fonts(width)
-    x = _q("cost", _axis_title(label("cost_axis", lang), width), scale=x_scale, axis={"format": "$,.0f"})
+    x = _q(
+        "cost",
+        _axis_title(label("cost_axis", lang), width),
+        scale=x_scale,
+        axis={"format": value_format("cost", axis=True)},
+    )
     y = _q("outcome", outcome_label, scale=y_scale, axis={"format": value_format(kind, axis=True)})
     names = QUADRANT_LABELS[lang]
     data = _Data()

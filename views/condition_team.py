@@ -9,6 +9,7 @@ import streamlit as st
 from ui import auth, benchmark, data, filters, layout, render
 from ui import prems as ui_prems
 from vbhc import access, annotations, charts, imputation, prems, registry, shrinkage, spc, verdict
+from vbhc.agenda import distinct_labels
 from vbhc.casemix import shares_of_gap_read_as_shares
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import (
@@ -179,20 +180,26 @@ def _trend_options(notes: annotations.ChartNotes) -> tuple[dict, ImprovementActi
     with st.expander(t("spc.limits", lang), expanded=bool(st.session_state.get("spc_action"))):
         at_action = None
         if notes.actions:
+            # by title and start, never by item id; two actions of one title told apart by owner and due date
+            names = dict(
+                zip(
+                    (a.item_id for a in notes.actions),
+                    distinct_labels(
+                        notes.actions,
+                        lambda a: t("spc.action_option", lang, title=a.title, date=fmt_date(a.start, lang)),
+                        [
+                            lambda a: a.owner_role or MISSING,
+                            lambda a: t("agenda.due_on", lang, date=fmt_date(a.due, lang)),
+                        ],
+                    ),
+                    strict=True,
+                )
+            )
             picked = st.selectbox(
                 t("spc.rebase_action", lang),
-                [None, *(a.item_id for a in notes.actions)],
+                [None, *names],
                 key="spc_action",
-                format_func=lambda i: (
-                    t("spc.none", lang)
-                    if i is None
-                    else t(
-                        "spc.action_option",
-                        lang,
-                        title=notes.action(i).title,
-                        date=fmt_date(notes.action(i).start, lang),
-                    )
-                ),
+                format_func=lambda i: t("spc.none", lang) if i is None else names[i],
             )
             at_action = notes.action(picked)
         screen = st.toggle(t("spc.screen_mr", lang), value=True, key="spc_screen")

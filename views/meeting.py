@@ -8,7 +8,7 @@ they run before the page is drawn again, with the versions the viewer saw, so a 
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import pandas as pd
@@ -89,7 +89,6 @@ def signal_rows(signals: list, *, explained: bool = True) -> pd.DataFrame:
     rows = []
     for s in signals:
         row = {
-            t("agenda.col_item", lang): s.item_id,
             t("column.indicator", lang): indicator_label(s.indicator),
             t("column.unit", lang): unit_text(s.unit, s.level),
             t("agenda.col_rule", lang): label("rule", s.rule),
@@ -111,7 +110,6 @@ def action_rows(actions: list) -> pd.DataFrame:
     rows = []
     for a in actions:
         row = {
-            t("agenda.col_item", lang): a.item_id,
             t("agenda.field_title", lang): a.title,
             t("column.unit", lang): unit_text(a.unit),
             t("agenda.col_owner", lang): a.owner_role,
@@ -147,19 +145,50 @@ def target_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pick_item(label_key: str, by_id: Mapping[str, T], key: str, describe: Callable[[T], str]) -> T:
-    """One of the items `by_id` (item id -> item), picked in a selectbox described in the viewer's words. The choice
+def pick_item(
+    label_key: str,
+    by_id: Mapping[str, T],
+    key: str,
+    describe: Callable[[T], str],
+    qualifiers: Sequence[Callable[[T], str]] = (),
+) -> T:
+    """One of the items `by_id` (item id -> item), picked in a selectbox described in the viewer's words, never by
+    its id: items described alike are told apart by `qualifiers` (meeting_agenda.distinct_labels). The choice
     is kept in session state under `key` and replaced by the first item when it left the list (another filter,
     a new version), so the box never holds an id it no longer offers."""
     filters.keep_valid(key, list(by_id))
-    return by_id[st.selectbox(t(label_key, lang), list(by_id), key=key, format_func=lambda i: describe(by_id[i]))]
+    names = dict(zip(by_id, meeting_agenda.distinct_labels(list(by_id.values()), describe, qualifiers), strict=True))
+    return by_id[st.selectbox(t(label_key, lang), list(by_id), key=key, format_func=names.__getitem__)]
+
+
+def action_qualifiers() -> list[Callable]:
+    """What tells two actions of the same title apart for a care team: unit, owner, due date, start date."""
+    return [
+        lambda a: unit_text(a.unit),
+        lambda a: a.owner_role or MISSING,
+        lambda a: t("agenda.due_on", lang, date=fmt_date(a.due, lang)),
+        lambda a: t("agenda.start_on", lang, date=fmt_date(a.start, lang)),
+    ]
+
+
+def signal_name(s: object) -> str:
+    return " · ".join((indicator_label(s.indicator), unit_text(s.unit, s.level)))
+
+
+def signal_qualifiers() -> list[Callable]:
+    """What tells two signals of one indicator and unit apart: the rule, the side, when it was found."""
+    return [
+        lambda s: label("rule", s.rule),
+        lambda s: label("side", s.side),
+        lambda s: fmt_date(s.detected_at, lang),
+    ]
 
 
 def show(frame: pd.DataFrame) -> None:
     if frame.empty:
         st.caption(t("agenda.nothing", lang))
         return
-    widths = {t("agenda.col_item", lang): 120, t("column.indicator", lang): 190}
+    widths = {t("column.indicator", lang): 190}
     render.static_table(frame, widths=widths)  # explanations are sentences: cells wrap, rows grow
 
 
@@ -205,7 +234,8 @@ def effect_section() -> None:
         "action_effect.pick",
         linked,
         "mt_effect_action",
-        lambda a: t("action_effect.pick_value", lang, item=a.item_id, title=a.title, date=fmt_date(a.start, lang)),
+        lambda a: t("action_effect.pick_value", lang, title=a.title, date=fmt_date(a.start, lang)),
+        action_qualifiers(),
     )
     where = picked.unit if picked.unit != ALL_UNITS else unit
     if not where:
@@ -404,7 +434,8 @@ def signal_picker(key: str, signals: list) -> None:
         "agenda.field_signal",
         {s.item_id: s for s in signals},
         key,
-        lambda s: " · ".join((s.item_id, indicator_label(s.indicator), unit_text(s.unit, s.level))),
+        signal_name,
+        signal_qualifiers(),
     )
 
 
@@ -491,14 +522,14 @@ if agenda.may_edit:
             format_func=lambda i: indicator_label(i) if i else t("agenda.not_linked", lang),
         )
         linkable = {s.item_id: s for s in agenda.open_signals}
+        signal_names = meeting_agenda.distinct_labels(list(linkable.values()), signal_name, signal_qualifiers())
+        signal_named = dict(zip(linkable, signal_names, strict=True))
         filters.keep_valid("mt_action_signal", ["", *linkable])
         st.selectbox(
             t("agenda.field_signal", lang),
             ["", *linkable],
             key="mt_action_signal",
-            format_func=lambda sid: (
-                f"{sid} · {indicator_label(linkable[sid].indicator)}" if sid else t("agenda.not_linked", lang)
-            ),
+            format_func=lambda sid: signal_named[sid] if sid else t("agenda.not_linked", lang),
         )
         st.text_area(t("agenda.field_expected_effect", lang), key="mt_action_effect", max_chars=4000)
         st.form_submit_button(t("agenda.submit_action", lang), on_click=_save, args=("action", lang))
