@@ -847,6 +847,50 @@ def _shared_attack(table: pd.DataFrame, rates: pd.DataFrame, truth: pd.DataFrame
     return found
 
 
+def test_a_prom_response_row_follows_the_withheld_cells_of_its_indicator_table():
+    """prom_response_forced: the response row of a withheld response-rate cell (its unit, instrument and
+    timepoint) and every row of the same unit that repeats a withheld cell's care cycles or, for a count
+    indicator, its events; not another unit's row with the same number, not a shown cell's, not a mean's
+    observed value, and a missing count (a nullable column's NA) withholds nothing."""
+    from types import SimpleNamespace
+
+    from vbhc.reports.privacy import SuppressionRule, prom_response_forced
+
+    rule = SuppressionRule(THRESHOLD)
+    original = pd.DataFrame(
+        [
+            {"indicator": "resp_a", "kind": "response_rate", "unit": "H01", "n": 8, "observed": 6},
+            {"indicator": "leak", "kind": "proportion", "unit": "H02", "n": 25, "observed": 18},
+            {"indicator": "los", "kind": "mean", "unit": "H02", "n": 10, "observed": 31.0},
+            {"indicator": "leak", "kind": "proportion", "unit": "H03", "n": 44, "observed": 12},
+            {"indicator": "leak", "kind": "proportion", "unit": "H04", "n": None, "observed": None},
+        ],
+        index=[10, 11, 12, 13, 14],  # the indicator table's own index, as a filtered table keeps it
+    ).astype({"n": "Int64"})
+    table = original.assign(suppressed=[True, True, True, False, True])
+    condition = SimpleNamespace(
+        indicators=[
+            SimpleNamespace(id="resp_a", kind="response_rate", instrument="A", timepoint="baseline"),
+            SimpleNamespace(id="leak", kind="proportion", instrument=None, timepoint=None),
+        ]
+    )
+    rows = [
+        ("H01", "A", "baseline", 8, 6),  # the withheld response-rate cell itself (too small to be repeated)
+        ("H01", "A", "12m", 33, 22),  # another timepoint
+        ("H01", "B", "baseline", 70, 50),  # another instrument
+        ("H02", "B", "baseline", 25, 11),  # repeats H02's withheld n (25)
+        ("H02", "B", "12m", 60, 18),  # repeats H02's withheld events (18)
+        ("H02", "A", "baseline", 31, 29),  # 31 is the mean's observed value, not a count
+        ("H02", "C", "baseline", 10, 4),  # repeats the mean's care cycles (10: at the threshold, not below)
+        ("H03", "A", "baseline", 25, 12),  # H02's numbers, another unit; H03's own cell is shown
+        ("H04", "A", "baseline", 50, 40),  # H04's withheld cell has no count
+    ]
+    rates = pd.DataFrame(rows, columns=["unit", "instrument", "timepoint", "eligible", "responded"])
+    forced = prom_response_forced(rates, table, original, condition, rule)
+    assert forced.tolist() == [True, False, False, True, True, False, True, False, False]
+    assert not prom_response_forced(rates, table.assign(suppressed=False), original, condition, rule).any()
+
+
 def test_a_prom_response_row_withheld_as_a_secondary_cell_is_withheld_in_the_indicator_table_too():
     """H02's baseline response to instrument B is small (5 eligible): withheld with H03's (12) as its secondary
     cell, and H03's row of instrument A, which repeats that 12, with it. The indicator table has a response-rate

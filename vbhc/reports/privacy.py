@@ -625,21 +625,32 @@ def prom_response_forced(
     if not len(rates) or "suppressed" not in table:
         return forced
     hidden = table[table["suppressed"].astype(bool)]
-    pairs = {}
-    for ind in getattr(condition, "indicators", ()):
-        if ind.kind == "response_rate":
-            pairs[ind.id] = (ind.instrument, ind.timepoint)
-    units = rates["unit"].astype(str)
+    if not len(hidden):
+        return forced
+    # column-wise, not row by row: the overview's workbook asks this of every period of every condition's grid,
+    # each pass of joint_grid_masks (a row loop with a Series per value was a third of the workbook's masks)
+    pairs = {
+        ind.id: (ind.instrument, ind.timepoint)
+        for ind in getattr(condition, "indicators", ())
+        if ind.kind == "response_rate"
+    }
+    units = rates["unit"].astype(str).to_numpy()
+    hidden_units = hidden["unit"].astype(str).to_numpy()
+    paired = [
+        (unit, *pairs[indicator])
+        for unit, indicator in zip(hidden_units, hidden["indicator"], strict=True)
+        if indicator in pairs
+    ]
+    if paired:
+        cells = pd.MultiIndex.from_arrays([units, rates["instrument"].to_numpy(), rates["timepoint"].to_numpy()])
+        forced |= cells.isin(paired)
+    counted = hidden["kind"].isin(COUNT_KINDS).to_numpy()
     secret: dict[str, set[float]] = {}
-    for idx, row in hidden.iterrows():
-        unit = str(row["unit"])
-        if row["indicator"] in pairs:
-            inst, tp = pairs[row["indicator"]]
-            forced |= ((units == unit) & (rates["instrument"] == inst) & (rates["timepoint"] == tp)).to_numpy()
-        for col in ("n", "observed"):
-            value = pd.to_numeric(pd.Series([original.loc[idx, col]]), errors="coerce").iloc[0]
-            if pd.notna(value) and value >= rule.threshold and (col == "n" or row["kind"] in COUNT_KINDS):
-                secret.setdefault(unit, set()).add(float(value))
+    for col in ("n", "observed"):
+        values = pd.to_numeric(original.loc[hidden.index, col], errors="coerce").to_numpy(float, na_value=np.nan)
+        keep = ~np.isnan(values) & (values >= rule.threshold) & (counted if col == "observed" else True)
+        for unit, value in zip(hidden_units[keep], values[keep], strict=True):
+            secret.setdefault(unit, set()).add(float(value))
     for i, (unit, eligible, responded) in enumerate(zip(units, rates["eligible"], rates["responded"], strict=True)):
         if secret.get(unit, set()) & {float(eligible), float(responded)}:
             forced[i] = True
