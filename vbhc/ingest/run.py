@@ -229,10 +229,13 @@ class _Batch:
         c = models.CareCycle
         rows = self.conn.execute(select(c.cycle_id, c.condition, c.index_date)).all()
         ids, conditions, dates = zip(*rows, strict=True) if rows else ((), (), ())
+        # dates converted once per distinct value: a million cycles hold a few thousand
+        codes, distinct = pd.factorize(pd.Series(dates, dtype=object))
+        converted = pd.to_datetime(pd.Series(distinct, dtype=object)).to_numpy(dtype="datetime64[ns]")
         return pd.DataFrame(
             {
                 "condition": np.array(conditions, dtype=object),
-                "index_date": pd.to_datetime(pd.Series(dates, dtype=object)).to_numpy(dtype="datetime64[ns]"),
+                "index_date": np.append(converted, np.datetime64("NaT", "ns"))[codes],
             },
             index=pd.Index(ids, dtype=object, name="cycle_id"),
         )
