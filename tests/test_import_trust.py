@@ -859,17 +859,38 @@ def test_moving_an_index_date_past_baselines_only_or_together_with_its_rows_is_a
 
 
 # --- numbers a float cannot hold as written --------------------------------------------------------------------
+KEEPS = "than a stored number keeps: it would be stored as"
 
 
 @pytest.mark.parametrize(
     ("table", "column", "value", "rule"),
     [
-        ("costs", "quantity", "99999999999999999999", "has more significant digits (20) than the 15"),
-        ("costs", "unit_cost", "160.0000000000001", "has more significant digits (16) than the 15"),
-        ("costs", "unit_cost", "1.2345678901234567e3", "has more significant digits (17) than the 15"),
+        (
+            "costs",
+            "quantity",
+            "99999999999999999999",
+            f"has more significant digits (20) {KEEPS} 1e+20",
+        ),
+        (
+            "costs",
+            "unit_cost",
+            "160.00000000000001",
+            f"has more significant digits (17) {KEEPS} 160.0",
+        ),
+        (
+            "costs",
+            "unit_cost",
+            "1.23456789012345678e3",
+            f"has more significant digits (18) {KEEPS} 1234.567890123457",
+        ),
         ("costs", "unit_cost", "1e300", "quantity × unit_cost (3 × 1e300) is too large to compute costs with"),
         ("costs", "unit_cost", "2e154", "quantity × unit_cost (3 × 2e154) is too large to compute costs with"),
-        ("clinical_outcomes", "value", "12.00000000000001", "has more significant digits (16) than the 15"),
+        (
+            "clinical_outcomes",
+            "value",
+            "12.000000000000001",
+            f"has more significant digits (17) {KEEPS} 12.000000000000002",
+        ),
     ],
 )
 def test_a_number_a_float_cannot_hold_as_written_is_refused(base, tmp_path, table, column, value, rule):
@@ -881,22 +902,29 @@ def test_a_number_a_float_cannot_hold_as_written_is_refused(base, tmp_path, tabl
     assert f"{table}.csv row {row + 2} column '{column}'" in message and rule in message
 
 
-def test_fifteen_significant_digits_are_stored_as_written(base, tmp_path):
+def test_numbers_a_float_reads_back_as_written_are_stored_as_written(base, tmp_path):
+    """Up to 15 significant digits always; more when the stored number's shortest form has the same digits, as
+    Python, R and pandas write a computed number (0.30000000000000004, a BMI of 27.68166089965398): such an
+    export is not refused for digits it wrote itself."""
     engine, _ = base
     rows = costs()
     rows[0].update(quantity="100000000000000000000", unit_cost="123456789.012345")  # 1 and 15 significant digits
+    rows[1].update(quantity="0.30000000000000004", unit_cost="27.68166089965398")  # 17 and 16, read back as written
     import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
     k = models.CostLine
-    where = (k.cycle_id == rows[0]["cycle_id"], k.activity == rows[0]["activity"])
-    assert _value(engine, k.quantity, *where) == 1e20 and _value(engine, k.unit_cost, *where) == 123456789.012345
+    for row, (quantity, unit_cost) in ((0, (1e20, 123456789.012345)), (1, (0.30000000000000004, 27.68166089965398))):
+        where = (k.cycle_id == rows[row]["cycle_id"], k.activity == rows[row]["activity"])
+        assert (_value(engine, k.quantity, *where), _value(engine, k.unit_cost, *where)) == (quantity, unit_cost)
 
 
 @sqlite_only
-def test_a_workbook_number_is_read_with_the_15_digits_a_spreadsheet_shows(base, tmp_path):
+def test_a_workbook_numbers_cell_is_stored_as_its_number(base, tmp_path):
+    """A computed cell holds a float (1/3 as 0.3333333333333333): it reads back as itself, so it is not refused for
+    its 16 digits and is stored as the cell's number."""
     engine, _ = base
     wb = _one_sheet("costs", costs())
-    wb["costs"]["D2"] = 1 / 3  # a computed cell: the file holds 0.3333333333333333, a spreadsheet shows 15 digits
+    wb["costs"]["D2"] = 1 / 3
     wb.save(tmp_path / "costs.xlsx")
     import_files([tmp_path / "costs.xlsx"], engine)
     k = models.CostLine
-    assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "outpatient_visit") == 0.333333333333333
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "outpatient_visit") == 1 / 3

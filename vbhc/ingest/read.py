@@ -751,11 +751,7 @@ def cell_text(value: object) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        # as the cell shows it: a spreadsheet shows at most 15 significant digits (0.1+0.2 reads 0.3), and
-        # every decimal of 15 digits reads back as the float it came from
-        return repr(value) if float(f"{value:.15g}") == value else f"{value:.15g}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
 
 

@@ -9,6 +9,7 @@ thousands separator (1.250,50) is refused: a registry number is written without 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,12 +270,12 @@ class Checker:
             other[np.flatnonzero(rest)[~number & ~grouped]] = True
             self.flag(other, column, Rule("validate.not_a_number"))
         self.flag(np.isinf(values.to_numpy()), column, Rule("validate.not_finite"))
-        digits = _significant_digits(s, values.notna().to_numpy())
+        digits = _inexact_digits(s, values.to_numpy(dtype=float), values.notna().to_numpy())
         if digits is not None:
             self.flag(
-                digits > EXACT_DIGITS,
+                digits > 0,
                 column,
-                lambda i: Rule("validate.too_many_digits", digits=int(digits[i])),
+                lambda i: Rule("validate.too_many_digits", digits=int(digits[i]), stored=repr(float(values.iat[i]))),
             )
         return values
 
@@ -320,25 +321,40 @@ def _odd_one(text: str) -> str:
     return "" if found is None else found[1]
 
 
-#: Significant digits a float64 keeps exactly: any decimal of at most 15 reads back as written (DBL_DIG), one of
-#: more may not (99999999999999999999 is stored as 1e+20).
+#: Significant digits a float64 keeps for every decimal (DBL_DIG): a value of at most 15 reads back as written.
+#: A longer one may too (0.30000000000000004, as Python and R write a computed number), or may not
+#: (99999999999999999999 is stored as 1e+20): only those are looked at one by one.
 EXACT_DIGITS = 15
 
 
-def _significant_digits(text: pd.Series, given: np.ndarray) -> np.ndarray | None:
-    """Per value, its significant digits (leading and trailing zeros left out, as 1200 and 0.0012 hold two);
-    None when no value is long enough to hold more than EXACT_DIGITS. Only the values longer than that are
-    looked at, after Arrow's length test: a PROM file's values are one or two characters."""
-    values = pa.array(text, type=pa.string(), from_pandas=True)
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    long = given & (pc.utf8_length(values).to_numpy(zero_copy_only=False) > EXACT_DIGITS)
+def _inexact_digits(text: pd.Series, values: np.ndarray, given: np.ndarray) -> np.ndarray | None:
+    """Per value, its significant digits where the stored number would not read back as written (its shortest
+    form, repr, has other digits), else 0; None when no value is long enough for that. Only values longer than
+    EXACT_DIGITS characters are looked at, once per distinct text, after Arrow's length test (a PROM file's
+    values are one or two characters)."""
+    arrow = pa.array(text, type=pa.string(), from_pandas=True)
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    long = given & (pc.utf8_length(arrow).to_numpy(zero_copy_only=False) > EXACT_DIGITS)
     if not long.any():
         return None
     digits = np.zeros(len(text), dtype=np.int64)
-    mantissa = text[long].str.replace(r"[eE].*$", "", regex=True).str.replace(r"[^0-9]", "", regex=True)
-    digits[long] = mantissa.str.strip("0").str.len().to_numpy(dtype=np.int64)
+    rows = np.flatnonzero(long)
+    codes, distinct = pd.factorize(text.iloc[rows])
+    first = {code: rows[i] for i, code in reversed(list(enumerate(codes)))}
+    found = np.zeros(len(distinct), dtype=np.int64)
+    for code, row in first.items():
+        written = _significand(str(distinct[code]))
+        if len(written) > EXACT_DIGITS and written != _significand(repr(float(values[row]))):
+            found[code] = len(written)
+    digits[rows] = found[codes]
     return digits
+
+
+def _significand(number: str) -> str:
+    """A number's significant digits: its exponent, sign, marks and leading and trailing zeros left out (1200
+    and 0.0012 hold "12")."""
+    return re.sub(r"[^0-9]", "", re.sub(r"[eE].*$", "", number)).strip("0")
 
 
 def _parse_numbers(text: pd.Series) -> np.ndarray:
