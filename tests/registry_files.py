@@ -87,7 +87,8 @@ def proms() -> list[dict[str, str]]:
                         "timepoint": tp,
                         "item": item,
                         "value": value,
-                        "completed_date": "2024-06-01",
+                        # a follow-up after every index date (2023-2024), a baseline on it
+                        "completed_date": c["index_date"] if tp == "baseline" else "2025-06-01",
                     }
                 )
     return rows

@@ -24,9 +24,10 @@ from sqlalchemy import create_engine, event, select
 from tests import registry_source
 from tests.backends import sqlite_only
 from tests.db_snapshot import snapshot
-from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, write_csv, write_small_registry
+from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, proms, write_csv, write_small_registry
 from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
+from vbhc.ingest import run as ingest_run
 from vbhc.settings import max_unpacked_mb
 from vbhc.store import get_engine, upgrade_schema
 
@@ -769,3 +770,161 @@ def test_dates_and_numbers_are_written_with_the_digits_0_to_9(base, tmp_path):
     engine, _ = base
     message = refused([_cycles(tmp_path, {"index_date": "\uff12\uff10\uff12\uff14-02-03"})], engine)  # full-width
     assert "care_cycles.csv row 4 column 'index_date': value '２０２４-02-03': not a date" in message
+
+
+# --- dates a reader would not believe: a care cycle's outcomes and follow-ups lie on or after its index date ----
+# C0001 (oesophageal_cancer) starts 2024-02-15; C0007 (hip_osteoarthritis) 2024-08-15; their 12m PROMs are dated
+# 2025-06-01 and their baselines on the index date (tests/registry_files.py).
+
+
+@pytest.fixture(params=["direct", "staged"])
+def cycles_only(engine, tmp_path, request, monkeypatch):
+    """The small registry's units and care cycles, nothing hanging on them: a child file's first import takes
+    SQLite's direct path, or (forced) the staged path that re-imports and PostgreSQL take."""
+    if request.param == "staged":
+        monkeypatch.setattr(ingest_run, "DIRECT_TABLES", frozenset())
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:2], engine)
+    return engine
+
+
+def test_an_outcome_dated_before_its_index_date_is_refused(cycles_only, tmp_path):
+    engine = cycles_only
+    rows = outcomes()
+    rows[0]["date"] = "2024-02-14"  # C0001 mortality_30d, the day before the index date
+    message = refused([write_csv(tmp_path / "clinical_outcomes.csv", rows)], engine)
+    assert (
+        "clinical_outcomes.csv row 2 column 'date': value '2024-02-14': dated before its care cycle's index date "
+        "(2024-02-15)"
+    ) in message
+    rows[0]["date"] = "2024-02-15"  # on the index date: accepted
+    import_files([write_csv(tmp_path / "clinical_outcomes.csv", rows)], engine)
+    o = models.ClinicalOutcome
+    assert str(_value(engine, o.date, o.cycle_id == "C0001", o.outcome == "mortality_30d")) == "2024-02-15"
+
+
+def test_a_follow_up_prom_before_the_index_date_is_refused_a_baseline_before_it_is_not(cycles_only, tmp_path):
+    engine = cycles_only
+    rows = proms()
+    twelve = next(i for i, r in enumerate(rows) if r["cycle_id"] == "C0001" and r["timepoint"] == "12m")
+    rows[twelve]["completed_date"] = "2024-02-14"
+    message = refused([write_csv(tmp_path / "prom_responses.csv", rows)], engine)
+    assert (
+        f"prom_responses.csv row {twelve + 2} column 'completed_date': value '2024-02-14': completed before its care "
+        "cycle's index date (2024-02-15), but 12m is a follow-up after it"
+    ) in message
+    assert message.count("completed before") == 1
+    rows[twelve]["completed_date"] = "2025-06-01"
+    for r in rows:  # a baseline questionnaire filled in before the treatment, however long: the catalog sets no window
+        if r["cycle_id"] == "C0001" and r["timepoint"] == "baseline":
+            r["completed_date"] = "2023-01-02"
+    import_files([write_csv(tmp_path / "prom_responses.csv", rows)], engine)
+    p = models.PromResponse
+    where = (p.cycle_id == "C0001", p.timepoint == "baseline", p.item == "MO")
+    assert str(_value(engine, p.completed_date, *where)) == "2023-01-02"
+
+
+def _moved(tmp_path, cycle_id: str, index_date: str) -> Path:
+    rows = cycles()
+    next(r for r in rows if r["cycle_id"] == cycle_id)["index_date"] = index_date
+    return write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+
+
+def test_moving_an_index_date_past_stored_outcomes_or_follow_ups_is_refused(base, tmp_path):
+    engine, _ = base
+    message = refused([_moved(tmp_path, "C0001", "2024-03-01")], engine)
+    assert (
+        "care_cycles.csv row 2 column 'index_date': value '2024-03-01': moves the index date of a stored care cycle "
+        "from 2024-02-15 to 2024-03-01, after its stored clinical outcome 'mortality_30d' dated 2024-02-15"
+    ) in message
+    message = refused([_moved(tmp_path, "C0007", "2025-07-01")], engine)
+    assert (
+        "care_cycles.csv row 8 column 'index_date': value '2025-07-01': moves the index date of a stored care cycle "
+        "from 2024-08-15 to 2025-07-01, after its stored PROM 'eq5d5l' at '12m' completed 2025-06-01"
+    ) in message
+
+
+def test_moving_an_index_date_past_baselines_only_or_together_with_its_rows_is_accepted(base, tmp_path):
+    engine, _ = base
+    c = models.CareCycle
+    # C0007's baseline PROMs (2024-08-15) now precede its index date, its 12m ones (2025-06-01) still follow it
+    import_files([_moved(tmp_path, "C0007", "2025-01-01")], engine)
+    assert str(_value(engine, c.index_date, c.cycle_id == "C0007")) == "2025-01-01"
+    # the batch that moves C0001 re-dates its outcome too: checked against the rows as the batch leaves them
+    rows = outcomes()
+    rows[0]["date"] = "2024-03-01"
+    (tmp_path / "batch").mkdir()
+    import_files([_moved(tmp_path / "batch", "C0001", "2024-03-01"), write_csv(tmp_path / "o.csv", rows)], engine)
+    assert str(_value(engine, c.index_date, c.cycle_id == "C0001")) == "2024-03-01"
+
+
+# --- numbers a float cannot hold as written --------------------------------------------------------------------
+KEEPS = "than a stored number keeps: it would be stored as"
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value", "rule"),
+    [
+        (
+            "costs",
+            "quantity",
+            "99999999999999999999",
+            f"has more significant digits (20) {KEEPS} 1e+20",
+        ),
+        (
+            "costs",
+            "unit_cost",
+            "160.00000000000001",
+            f"has more significant digits (17) {KEEPS} 160.0",
+        ),
+        (
+            "costs",
+            "unit_cost",
+            "1.23456789012345678e3",
+            f"has more significant digits (18) {KEEPS} 1234.567890123457",
+        ),
+        ("costs", "unit_cost", "1e300", "quantity × unit_cost (3 × 1e300) is too large to compute costs with"),
+        ("costs", "unit_cost", "2e154", "quantity × unit_cost (3 × 2e154) is too large to compute costs with"),
+        (
+            "clinical_outcomes",
+            "value",
+            "12.000000000000001",
+            f"has more significant digits (17) {KEEPS} 12.000000000000002",
+        ),
+    ],
+)
+def test_a_number_a_float_cannot_hold_as_written_is_refused(base, tmp_path, table, column, value, rule):
+    engine, _ = base
+    rows = costs() if table == "costs" else outcomes()
+    row = next(i for i, r in enumerate(rows) if r[column] not in ("", "0", "1"))
+    rows[row][column] = value
+    message = refused([write_csv(tmp_path / f"{table}.csv", rows)], engine)
+    assert f"{table}.csv row {row + 2} column '{column}'" in message and rule in message
+
+
+def test_numbers_a_float_reads_back_as_written_are_stored_as_written(base, tmp_path):
+    """Up to 15 significant digits always; more when the stored number's shortest form has the same digits, as
+    Python, R and pandas write a computed number (0.30000000000000004, a BMI of 27.68166089965398): such an
+    export is not refused for digits it wrote itself."""
+    engine, _ = base
+    rows = costs()
+    rows[0].update(quantity="100000000000000000000", unit_cost="123456789.012345")  # 1 and 15 significant digits
+    rows[1].update(quantity="0.30000000000000004", unit_cost="27.68166089965398")  # 17 and 16, read back as written
+    import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
+    k = models.CostLine
+    for row, (quantity, unit_cost) in ((0, (1e20, 123456789.012345)), (1, (0.30000000000000004, 27.68166089965398))):
+        where = (k.cycle_id == rows[row]["cycle_id"], k.activity == rows[row]["activity"])
+        assert (_value(engine, k.quantity, *where), _value(engine, k.unit_cost, *where)) == (quantity, unit_cost)
+
+
+@sqlite_only
+def test_a_workbook_numbers_cell_is_stored_as_its_number(base, tmp_path):
+    """A computed cell holds a float (1/3 as 0.3333333333333333): it reads back as itself, so it is not refused for
+    its 16 digits and is stored as the cell's number."""
+    engine, _ = base
+    wb = _one_sheet("costs", costs())
+    wb["costs"]["D2"] = 1 / 3
+    wb.save(tmp_path / "costs.xlsx")
+    import_files([tmp_path / "costs.xlsx"], engine)
+    k = models.CostLine
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "outpatient_visit") == 1 / 3

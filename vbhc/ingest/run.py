@@ -26,7 +26,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vbhc import audit, models
@@ -200,6 +216,7 @@ class _Batch:
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
+        self.moved_cycles: Table | None = None  # stored care cycles whose index date a file of the batch moves
         # the references are checked once per file, set-based, instead of by a trigger per row (PostgreSQL) or
         # SQLite's look-up per row (switched off for this batch's connection, staging.skip_sqlite_row_checks)
         self.skip_row_triggers = row_checks_off or staging.may_skip_row_triggers(conn)
@@ -208,9 +225,20 @@ class _Batch:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
         return {(h, d) for h, d in rows}
 
-    def _stored_cycles(self) -> pd.Series:
-        db = pd.read_sql(select(models.CareCycle.cycle_id, models.CareCycle.condition), self.conn, dtype=str)
-        return db.set_index("cycle_id")["condition"]
+    def _stored_cycles(self) -> pd.DataFrame:
+        c = models.CareCycle
+        rows = self.conn.execute(select(c.cycle_id, c.condition, c.index_date)).all()
+        ids, conditions, dates = zip(*rows, strict=True) if rows else ((), (), ())
+        # dates converted once per distinct value: a million cycles hold a few thousand
+        codes, distinct = pd.factorize(pd.Series(dates, dtype=object))
+        converted = pd.to_datetime(pd.Series(distinct, dtype=object)).to_numpy(dtype="datetime64[ns]")
+        return pd.DataFrame(
+            {
+                "condition": np.array(conditions, dtype=object),
+                "index_date": np.append(converted, np.datetime64("NaT", "ns"))[codes],
+            },
+            index=pd.Index(ids, dtype=object, name="cycle_id"),
+        )
 
 
 def _previous_import(conn: Connection, source: Source, batch: _Batch) -> object | None:
@@ -258,6 +286,10 @@ def _run_batch(
             conn, number, source, batch, src_report, progress, chunk_rows, several=per_table[source.table] > 1
         )
         src_report.seconds = time.perf_counter() - started
+    if batch.moved_cycles is not None:
+        if report.ok:  # after every file is written: a later file of the batch may re-date the rows in question
+            _check_moved_index_dates(conn, batch)
+        staging.drop(conn, batch.moved_cycles)
     for seen in batch.seen_keys.values():
         staging.drop(conn, seen)
 
@@ -345,7 +377,9 @@ def _read_validated(
                 # a cycle with a bad value is reported once, on its own row: its outcomes, PROMs and costs
                 # are still checked against its condition instead of each being reported as unknown
                 named = (frame["cycle_id"] != "") & frame["condition"].isin(batch.catalog.conditions)
-                batch.state.add_batch_cycles(frame["cycle_id"][named], frame["condition"][named])
+                batch.state.add_batch_cycles(
+                    frame["cycle_id"][named], frame["condition"][named], frame["index_date"][named]
+                )
             src_report.rows_read += len(frame)
             # the usual chunk has no bad row: no copy of it then
             valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
@@ -482,6 +516,7 @@ def _import_staged(
         _duplicates_across(conn, number, source, stage, batch)
     if source.table == "care_cycles":
         _check_condition_changes(conn, source, stage, batch)
+        _remember_moved_index_dates(conn, number, stage, batch)
     if source.table == "prem_responses":
         _check_prem_responses(conn, source, stage, batch)
     if not report.ok:
@@ -640,6 +675,74 @@ def _condition_change_rule(old: str, new: str, items: list[tuple[str, dict[str, 
     if len(items) > 3:
         values["others"] = len(items) - 3
     return Rule(code, **values)
+
+
+#: The stored care cycles whose index date a care-cycle file of the batch moves: (file, row, cycle, its new
+#: condition, the stored and the new index date).
+_MOVED_CYCLES = Table(
+    staging.STAGE_PREFIX + "moved_cycles",
+    MetaData(),
+    Column("source_no", Integer),
+    Column("row_no", Integer),
+    Column("cycle_id", String(64)),
+    Column("condition", String(64)),
+    Column("old_date", Date),
+    Column("new_date", Date),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _remember_moved_index_dates(conn: Connection, number: int, stage: Table, batch: _Batch) -> None:
+    """Note the staged care cycles that move a stored cycle's index date, for _check_moved_index_dates."""
+    target = TABLES["care_cycles"].target
+    if batch.moved_cycles is None:
+        staging.create(conn, _MOVED_CYCLES)
+        batch.moved_cycles = _MOVED_CYCLES
+    moved = (
+        select(literal(number), stage.c.row_no, stage.c.cycle_id, stage.c.condition)
+        .add_columns(target.c.index_date, stage.c.index_date)
+        .join(target, target.c.cycle_id == stage.c.cycle_id)
+        .where(target.c.index_date.is_distinct_from(stage.c.index_date))
+    )
+    columns = ["source_no", "row_no", "cycle_id", "condition", "old_date", "new_date"]
+    conn.execute(_MOVED_CYCLES.insert().from_select(columns, moved))
+
+
+def _check_moved_index_dates(conn: Connection, batch: _Batch) -> None:
+    """A stored care cycle's index date may move only to a date on or before the stored rows dated after it:
+    its clinical outcomes, and its follow-up PROMs (timepoints the catalog places days > 0 after the index date;
+    a baseline questionnaire may precede it, as validate_prom_responses allows). Checked set-based once the
+    batch's files are written (a PROM file of the batch may re-date the same rows), one problem per care-cycle
+    row naming its earliest stored row before the new date."""
+    moved = batch.moved_cycles
+    o, p = models.ClinicalOutcome.__table__, models.PromResponse.__table__
+    follow_ups = [(c.id, t.id) for c in batch.catalog.conditions.values() for t in c.timepoints if t.days > 0]
+    where = (moved.c.source_no, moved.c.row_no, moved.c.old_date, moved.c.new_date)
+    early_outcomes = (
+        select(*where, o.c.outcome, literal(""), func.min(o.c.date))
+        .join(o, o.c.cycle_id == moved.c.cycle_id)
+        .where(o.c.date < moved.c.new_date)
+        .group_by(*where, o.c.outcome)
+    )
+    early_proms = (
+        select(*where, p.c.instrument, p.c.timepoint, func.min(p.c.completed_date))
+        .join(p, p.c.cycle_id == moved.c.cycle_id)
+        .where(p.c.completed_date < moved.c.new_date, tuple_(moved.c.condition, p.c.timepoint).in_(follow_ups))
+        .group_by(*where, p.c.instrument, p.c.timepoint)
+    )
+    earliest: dict[tuple[int, int], tuple] = {}
+    for query in (early_outcomes, early_proms) if follow_ups else (early_outcomes,):
+        for source_no, row, old, new, ident, timepoint, date in conn.execute(query):
+            key = (int(source_no), int(row))
+            if key not in earliest or date < earliest[key][-1]:
+                earliest[key] = (old, new, ident, timepoint, date)
+    for (source_no, row), (old, new, ident, timepoint, date) in sorted(earliest.items(), key=lambda kv: kv[0]):
+        values = {"old": _shown(old), "new": _shown(new), "date": _shown(date)}
+        if timepoint:
+            rule = Rule("read.index_date_after_prom", prom=repr(ident), timepoint=repr(timepoint), **values)
+        else:
+            rule = Rule("read.index_date_after_outcome", outcome=repr(ident), **values)
+        batch.report.add(batch.labels[source_no].problem(rule, row, "index_date", _shown(new)))
 
 
 def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch) -> None:

@@ -9,6 +9,7 @@ thousands separator (1.250,50) is refused: a registry number is written without 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,6 +270,13 @@ class Checker:
             other[np.flatnonzero(rest)[~number & ~grouped]] = True
             self.flag(other, column, Rule("validate.not_a_number"))
         self.flag(np.isinf(values.to_numpy()), column, Rule("validate.not_finite"))
+        digits = _inexact_digits(s, values.to_numpy(dtype=float), values.notna().to_numpy())
+        if digits is not None:
+            self.flag(
+                digits > 0,
+                column,
+                lambda i: Rule("validate.too_many_digits", digits=int(digits[i]), stored=repr(float(values.iat[i]))),
+            )
         return values
 
     def date(self, column: str, required: bool = True) -> pd.Series:
@@ -313,6 +321,42 @@ def _odd_one(text: str) -> str:
     return "" if found is None else found[1]
 
 
+#: Significant digits a float64 keeps for every decimal (DBL_DIG): a value of at most 15 reads back as written.
+#: A longer one may too (0.30000000000000004, as Python and R write a computed number), or may not
+#: (99999999999999999999 is stored as 1e+20): only those are looked at one by one.
+EXACT_DIGITS = 15
+
+
+def _inexact_digits(text: pd.Series, values: np.ndarray, given: np.ndarray) -> np.ndarray | None:
+    """Per value, its significant digits where the stored number would not read back as written (its shortest
+    form, repr, has other digits), else 0; None when no value is long enough for that. Only values longer than
+    EXACT_DIGITS characters are looked at, once per distinct text, after Arrow's length test (a PROM file's
+    values are one or two characters)."""
+    arrow = pa.array(text, type=pa.string(), from_pandas=True)
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    long = given & (pc.utf8_length(arrow).to_numpy(zero_copy_only=False) > EXACT_DIGITS)
+    if not long.any():
+        return None
+    digits = np.zeros(len(text), dtype=np.int64)
+    rows = np.flatnonzero(long)
+    codes, distinct = pd.factorize(text.iloc[rows])
+    first = {code: rows[i] for i, code in reversed(list(enumerate(codes)))}
+    found = np.zeros(len(distinct), dtype=np.int64)
+    for code, row in first.items():
+        written = _significand(str(distinct[code]))
+        if len(written) > EXACT_DIGITS and written != _significand(repr(float(values[row]))):
+            found[code] = len(written)
+    digits[rows] = found[codes]
+    return digits
+
+
+def _significand(number: str) -> str:
+    """A number's significant digits: its exponent, sign, marks and leading and trailing zeros left out (1200
+    and 0.0012 hold "12")."""
+    return re.sub(r"[^0-9]", "", re.sub(r"[eE].*$", "", number)).strip("0")
+
+
 def _parse_numbers(text: pd.Series) -> np.ndarray:
     """Texts that match a number pattern as floats: Arrow's parser (C++, correctly rounded like pandas', and
     60 times faster on a million PROM values); pandas' when Arrow refuses one (NaN where neither reads it)."""
@@ -336,14 +380,17 @@ def is_bsn(values: pd.Series) -> np.ndarray:
 
 
 class BatchState:
-    """What the files of one batch know about each other: the units and care cycles they bring."""
+    """What the files of one batch know about each other: the units and care cycles they bring.
 
-    def __init__(self, catalog: Catalog, stored_units: Callable[[], set], stored_cycles: Callable[[], pd.Series]):
+    `stored_cycles` gives the stored care cycles as a frame indexed by cycle_id with their condition and
+    index_date: a child row is checked against its cycle's condition and dated against its index date."""
+
+    def __init__(self, catalog: Catalog, stored_units: Callable[[], set], stored_cycles: Callable[[], pd.DataFrame]):
         self.catalog = catalog
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
         self._units: set[tuple[str, str]] | None = None
-        self._cycle_conditions: pd.Series | None = None
-        self._batch_cycles: list[pd.Series] = []
+        self._cycles: pd.DataFrame | None = None
+        self._batch_cycles: list[pd.DataFrame] = []
         self.batch_units: set[tuple[str, str]] = set()
 
     def units(self) -> set[tuple[str, str]]:
@@ -351,16 +398,27 @@ class BatchState:
             self._units = set(self._stored_units())
         return self._units | self.batch_units
 
-    def cycle_conditions(self) -> pd.Series:
-        if self._cycle_conditions is None:
-            parts = [self._stored_cycles(), *self._batch_cycles]
-            series = pd.concat(parts) if parts else pd.Series(dtype=str)
-            self._cycle_conditions = series[~series.index.duplicated(keep="last")]
-        return self._cycle_conditions
+    def _known_cycles(self) -> pd.DataFrame:
+        """The stored cycles, then this batch's (a later file's row replaces a stored one, as the upsert will)."""
+        if self._cycles is None:
+            frame = pd.concat([self._stored_cycles(), *self._batch_cycles])
+            self._cycles = frame[~frame.index.duplicated(keep="last")]
+        return self._cycles
 
-    def add_batch_cycles(self, cycle_ids: pd.Series, conditions: pd.Series) -> None:
-        self._batch_cycles.append(pd.Series(conditions.to_numpy(), index=cycle_ids.to_numpy()))
-        self._cycle_conditions = None
+    def cycle_conditions(self) -> pd.Series:
+        return self._known_cycles()["condition"]
+
+    def cycle_index_dates(self) -> pd.Series:
+        """Each known cycle's index date (NaT where not given): a child row may not be dated before it."""
+        return self._known_cycles()["index_date"]
+
+    def add_batch_cycles(self, cycle_ids: pd.Series, conditions: pd.Series, index_dates: pd.Series) -> None:
+        frame = pd.DataFrame(
+            {"condition": conditions.to_numpy(), "index_date": pd.to_datetime(index_dates).to_numpy()},
+            index=cycle_ids.to_numpy(),
+        )
+        self._batch_cycles.append(frame)
+        self._cycles = None
 
 
 #: Unit codes are keys that labels join with "/" and "@" (vbhc.registry): letters, digits, "_" and "-" only.
@@ -511,24 +569,47 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     return out
 
 
-def _child_conditions(ck: Checker, batch: BatchState, cycle_id: pd.Series) -> pd.Series:
+def _child_conditions(
+    ck: Checker, batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index] | None = None
+) -> pd.Series:
     """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged). Looked up
-    once per distinct cycle and spread back by position: a care cycle has dozens of PROM rows."""
+    once per distinct cycle and spread back by position: a care cycle has dozens of PROM rows. `lookup`: the
+    cycle ids' pd.factorize, when the caller looks up more of each cycle (its index date)."""
     known = batch.cycle_conditions()
-    codes, distinct = pd.factorize(cycle_id)
+    codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
     found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
     conditions = pd.Series(found[codes], index=cycle_id.index, dtype=object)
     ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", Rule("validate.unknown_cycle"))
     return conditions.where(conditions.notna(), "")
 
 
+def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
+    """Each row's care cycle's index date (NaT where the cycle is unknown), through the cycle ids' factorize."""
+    codes, distinct = lookup
+    known = batch.cycle_index_dates()
+    found = np.append(known.reindex(distinct).to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    return pd.Series(found[codes], index=cycle_id.index)
+
+
+def _before_index_date(index_dates: pd.Series) -> Callable[[int], Rule]:
+    def rule(i: int) -> Rule:
+        return Rule("validate.before_index_date", index_date=index_dates.iat[i].date().isoformat())
+
+    return rule
+
+
 def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
-    conditions = _child_conditions(ck, batch, cycle_id)
+    lookup = pd.factorize(cycle_id)
+    conditions = _child_conditions(ck, batch, cycle_id, lookup)
     outcome = ck.text("outcome")
     value = ck.number("value")
     date = ck.date("date", required=False) if "date" in f else pd.Series(pd.NaT, index=f.index)
+    # an outcome follows the start of its care cycle: one dated before the index date belongs to another cycle,
+    # or one of the two dates is wrong
+    index_dates = _child_index_dates(batch, cycle_id, lookup)
+    ck.flag((date < index_dates).to_numpy(dtype=bool), "date", _before_index_date(index_dates))
     for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
         if not cond_id:
             continue
@@ -556,7 +637,8 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
 def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
-    conditions = _child_conditions(ck, batch, cycle_id)
+    lookup = pd.factorize(cycle_id)
+    conditions = _child_conditions(ck, batch, cycle_id, lookup)
     instrument = ck.text("instrument", max_len=40)
     timepoint = ck.text("timepoint", max_len=40)
     item = ck.text("item", max_len=40)
@@ -589,6 +671,28 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
                     instrument=inst_id,
                     condition=cond_id,
                     allowed=", ".join(use.timepoints),
+                ),
+            )
+    # A follow-up questionnaire (a timepoint the catalog places `days` > 0 after the index date) answers how the
+    # patient is after the care cycle began: completed before the index date it belongs to another cycle, or a
+    # date is wrong. A baseline (days = 0) is usually filled in before the treatment, and the catalog gives no
+    # window for how long before: it is not bounded here (see the catalog's timepoints).
+    if "completed_date" in f:
+        is_follow_up = np.zeros(len(f), dtype=bool)
+        for k, cond_id in enumerate(cond_values):
+            if cond_id:
+                later = [t.id for t in catalog.conditions[cond_id].timepoints if t.days > 0]
+                is_follow_up |= (cond_codes == k) & times.isin(later)
+        if is_follow_up.any():
+            index_dates = _child_index_dates(batch, cycle_id, lookup)
+            early = is_follow_up & (completed < index_dates).to_numpy(dtype=bool)
+            ck.flag(
+                early,
+                "completed_date",
+                lambda i: Rule(
+                    "validate.follow_up_before_index_date",
+                    index_date=index_dates.iat[i].date().isoformat(),
+                    timepoint=timepoint.iat[i],
                 ),
             )
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
@@ -676,6 +780,20 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     unit_cost = ck.number("unit_cost")
     ck.flag(quantity < 0, "quantity", Rule("validate.negative_quantity"))
     ck.flag(unit_cost < 0, "unit_cost", Rule("validate.negative_unit_cost"))
+    # the cost indicators form quantity x unit_cost, then square a care cycle's cost (its variance): a line whose
+    # cost or its square is no finite number makes the indicator infinite, so it is refused here
+    with np.errstate(over="ignore", invalid="ignore"):
+        cost = quantity.to_numpy() * unit_cost.to_numpy()
+        too_large = np.isfinite(quantity.to_numpy()) & np.isfinite(unit_cost.to_numpy()) & ~np.isfinite(cost * cost)
+    ck.flag(
+        too_large,
+        "unit_cost",
+        lambda i: Rule(
+            "validate.cost_too_large",
+            quantity=shown_value("quantity", f["quantity"].iat[i].strip()),
+            unit_cost=shown_value("unit_cost", f["unit_cost"].iat[i].strip()),
+        ),
+    )
     for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
         if not cond_id:
             continue
