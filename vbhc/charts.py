@@ -2552,7 +2552,8 @@ def _place_labels(
 
     Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
     narrowest plot of the fonts `size` belongs to, where points are closest: wider, points and benchmark lines
-    only move apart while each name keeps its offset, so nothing that was apart comes to overlap."""
+    only move apart while each name keeps its offset, so boxes apart above one another or side by side in the
+    order of their points stay apart (boxes side by side in the other order are not counted apart)."""
     (x0, x1), (y0, y1) = x_dom, y_dom
 
     def to_x(value: Any) -> Any:
@@ -2561,16 +2562,17 @@ def _place_labels(
     def to_y(value: Any) -> Any:
         return plot_h - (np.asarray(value, dtype=float) - y0) / ((y1 - y0) or 1) * plot_h
 
-    Box = tuple[float, float, float, float]
+    # a box: left, top, right, bottom and the x its position follows (its point's, a benchmark line's)
+    Box = tuple[float, float, float, float, float]
     px, py = to_x(points["cost"]), to_y(points["outcome"])
     radius = 9.0
-    dots: list[Box] = [(x - radius, y - radius, x + radius, y + radius) for x, y in zip(px, py, strict=True)]
+    dots: list[Box] = [(x - radius, y - radius, x + radius, y + radius, x) for x, y in zip(px, py, strict=True)]
     rules: list[Box] = []
     cost_target, outcome_target = targets
-    if cost_target is not None and np.isfinite(float(cost_target)) and 0 <= to_x(cost_target) <= plot_w:
-        rules.append((float(to_x(cost_target)) - 2, 0.0, float(to_x(cost_target)) + 2, plot_h))
+    if cost_target is not None and np.isfinite(float(cost_target)) and 0 <= (tx := float(to_x(cost_target))) <= plot_w:
+        rules.append((tx - 2, 0.0, tx + 2, plot_h, tx))
     if outcome_target is not None and np.isfinite(float(outcome_target)) and 0 <= to_y(outcome_target) <= plot_h:
-        rules.append((0.0, float(to_y(outcome_target)) - 2, plot_w, float(to_y(outcome_target)) + 2))
+        rules.append((0.0, float(to_y(outcome_target)) - 2, plot_w, float(to_y(outcome_target)) + 2, 0.0))
     units = [str(u) for u in points["unit"]]
     line_h = size + 2  # Vega's line height: the font size and 2 px
 
@@ -2580,10 +2582,12 @@ def _place_labels(
         h = len(lines) * line_h - 2
         left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
         top = py[i] + a + b * h
-        return (left, top, left + w, top + h)
+        return (left, top, left + w, top + h, float(px[i]))
 
     def apart(a: Box, b: Box) -> bool:
-        return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+        """Apart at this width and at any wider one: side by side only in the order of the x they follow (wider,
+        those move apart; a name left of a point right of its own would come to overlap it)."""
+        return a[3] <= b[1] or b[3] <= a[1] or (a[2] <= b[0] and a[4] <= b[4]) or (b[2] <= a[0] and b[4] <= a[4])
 
     def hits(box: Box, others: Iterable[Box]) -> int:
         return sum(not apart(box, other) for other in others)
