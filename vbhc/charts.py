@@ -2601,14 +2601,16 @@ def _place_labels(
     def free_spot(i: int, names: list[Box]) -> Choice | None:
         """The first spot free of names and points inside the plot; one clear of the benchmark lines first."""
         others = [d for j, d in enumerate(dots) if j != i] + names
-        free = [
-            (lines, spot, box)
-            for spots in (_LABEL_SPOTS[:_NEAR_SPOTS], _LABEL_SPOTS[_NEAR_SPOTS:])
-            for lines in options[units[i]]
-            for spot in spots
-            if overflow(box := box_at(i, lines, spot)) == 0 and hits(box, others) == 0
-        ]
-        return next((c for c in free if hits(c[2], rules) == 0), free[0] if free else None)
+        first: Choice | None = None
+        for spots in (_LABEL_SPOTS[:_NEAR_SPOTS], _LABEL_SPOTS[_NEAR_SPOTS:]):
+            for lines in options[units[i]]:
+                for spot in spots:
+                    box = box_at(i, lines, spot)
+                    if overflow(box) == 0 and all(apart(box, other) for other in others):
+                        if all(apart(box, rule) for rule in rules):
+                            return lines, spot, box
+                        first = first or (lines, spot, box)
+        return first
 
     chosen: dict[int, tuple[Choice, bool]] = {}
     named_boxes: dict[int, Box] = {}
