@@ -869,7 +869,14 @@ def test_value_quadrant_names_stay_next_to_their_points(count):
         assert names
         for layer in names:
             assert (layer["encoding"]["x"]["field"], layer["encoding"]["y"]["field"]) == ("cost", "outcome")
-            assert abs(layer["mark"]["dx"]) <= 30 and abs(layer["mark"]["dy"]) <= 30
+            assert layer["mark"]["dx"] == {"expr": "datum.dx"} and layer["mark"]["dy"] == {"expr": "datum.dy"}
+        # each layout's offsets (a phone's and a wider container's): the name's box within 30 px of its point
+        offsets = next(rows for rows in spec["datasets"].values() if rows and "wide_dx" in rows[0])
+        for row in offsets:
+            for layout, size in (("wide", 15), ("phone", 12)):
+                height = row[f"{layout}_text"].count("\n") * (size + 2) + size
+                assert abs(row[f"{layout}_dx"]) <= 30, row
+                assert max(row[f"{layout}_dy"], -(row[f"{layout}_dy"] + height), 0) <= 30, row
         for width in (MAIN_WIDTH, COLUMN):
             shown = [b.text for b in _texts(charts.with_width(spec, width)) if b.text in units]
             if count <= 10:
@@ -1022,7 +1029,7 @@ def test_value_quadrant_names_by_hospital_name_never_overlap(count, seed):
         for width in (MAIN_WIDTH, COLUMN):
             drawn = charts.with_highlight(charts.with_width(spec, width), own)
             check_holds(drawn, units, f"value {count} names seed {seed} own {own!r} {width}px")
-            assert own in [b.text for b in _texts(drawn)], f"the own unit {own!r} is not named"
+            assert own in [text for text, _ in scatter(drawn).names], f"the own unit {own!r} is not named"
 
 
 #: The least room (px, by the estimate) between two neighbouring labels of a horizontal axis: closer, numbers
@@ -1077,3 +1084,162 @@ def test_axis_labels_keep_room_between_them_on_a_phone(lang):
         for spec, where in ((charts.with_width(wide, PHONE), "stretched"), (build(lang=lang, width=PHONE), "built")):
             close += [(name, where, gap) for gap in label_gaps(spec) if gap[0] < MIN_LABEL_GAP]
     assert not close, close
+
+
+# ----------------------------------------------------------------------- the value quadrant's names on a phone
+
+
+@dataclass(frozen=True)
+class Scatter:
+    """What a reader sees of a scatter's names: each name drawn (its lines' boxes, in bold wider), the points'
+    centres, the dashed benchmark lines and the plot's box, all in canvas pixels."""
+
+    names: tuple[tuple[str, tuple[Box, ...]], ...]
+    points: tuple[tuple[str, float, float], ...]  # unit, x, y
+    rules: tuple[Box, ...]
+    plot: Box
+
+
+def scatter(spec: dict) -> Scatter:
+    svg = vlc.vegalite_to_svg(spec)
+    names, points, rules, domains = [], [], [], []
+
+    def walk(node: ET.Element, matrix: np.ndarray, role: str) -> None:
+        here = matrix @ _matrix(node.get("transform"))
+        role = (node.get("class") or role) if node.tag == f"{SVG}g" else role
+        if node.tag == f"{SVG}text" and role.startswith("mark-text role-mark"):
+            size = float((node.get("font-size") or "11").rstrip("px"))
+            bold = 1.1 if node.get("font-weight") == "bold" else 1.0  # bold glyphs are wider
+            lines = [t.text or "" for t in node.findall(f"{SVG}tspan")] or [node.text or ""]
+            anchor = node.get("text-anchor", "start")
+            boxes = []
+            for i, line in enumerate(lines):
+                w = text_width(line, size) * bold
+                left = {"start": 0.0, "middle": -w / 2, "end": -w}[anchor]
+                x, y = (here @ np.array([left, i * (size + 2) - 0.8 * size, 1]))[:2]
+                boxes.append(Box(line, x, y, x + w, y + size))
+            names.append((" ".join(lines), tuple(boxes)))
+        elif node.tag == f"{SVG}path" and role.startswith("mark-symbol role-mark"):
+            # the unit from its tooltip's description (Vega-Lite draws the points by size, not in data order)
+            unit = re.search(r"(?:Eenheid|Unit): ([^;]*)", node.get("aria-label") or "")
+            points.append((unit.group(1) if unit else "", *(here @ np.array([0, 0, 1]))[:2]))
+        elif node.tag == f"{SVG}line" and (role.startswith("mark-rule role-mark") or "axis-domain" in role):
+            (x0, y0), (x1, y1) = (
+                (here @ np.array([0, 0, 1]))[:2],
+                (here @ np.array([float(node.get("x2", 0)), float(node.get("y2", 0)), 1]))[:2],
+            )
+            box = Box("", min(x0, x1) - 1, min(y0, y1) - 1, max(x0, x1) + 1, max(y0, y1) + 1)
+            if "axis-domain" in role:
+                domains.append(box)
+            elif node.get("stroke-dasharray"):
+                rules.append(box)
+        for child in node:
+            walk(child, here, role)
+
+    walk(ET.fromstring(svg), np.eye(3), "")
+    xs = [c for b in domains for c in (b.x0, b.x1)]
+    ys = [c for b in domains for c in (b.y0, b.y1)]
+    return Scatter(tuple(names), tuple(points), tuple(rules), Box("plot", min(xs), min(ys), max(xs), max(ys)))
+
+
+#: Hospital names longer than a phone's plot is wide (in bold), and the demo's.
+LONG_NAMES = [
+    OWN_LONG,
+    "Stichting Samenwerkende Ziekenhuizen Rijn en Vecht, locatie Zuid",
+    "Eikenrode Ziekenhuis",
+    *DEMO_NAMES[1:],
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("count", [3, 6, 10])
+def test_value_quadrant_names_hold_on_a_phone_and_a_desktop(count, seed):
+    """The costs page on a 390 px phone in Dutch drew the own unit's bold "Universitair Medisch Centrum Veenmeer"
+    over "Eikenrode Ziekenhuis" and the benchmark line: the names were placed for a 400 px plot, at the wide
+    font, and a name wider than the phone's plot had no free spot. Now, with points close together and the
+    benchmark through them, whichever unit is the own one, from a phone to the meeting screen: every name drawn
+    is whole (broken into lines where it must, never cut), lies inside the plot and overlaps no other name; no
+    name but the own unit's covers another unit's point (the own unit's only where the points crowd it)."""
+    units = LONG_NAMES[:count]
+    rng = np.random.default_rng(seed)
+    cost, outcome = rng.normal(20_000, 500, count), rng.normal(0.06, 0.01, count)
+    check_value_names(units, cost, outcome, f"{count} units seed {seed}")
+
+
+def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, case: str, *,
+                      targets: tuple[float, float] | None = None) -> list[str]:  # fmt: skip
+    """Check the value quadrant of `units` at (cost, outcome) as described above, each unit the own one in turn,
+    with the benchmark at `targets` (cost, outcome; else the means). A name other than the own unit's is drawn
+    only where it is free, so it covers no point; the own unit's name is always drawn, and where the points
+    crowd it may cover some. Returns the page's drawings (the spec stretched) where the own unit's name covers a
+    point."""
+    frame = value_frame(units).assign(
+        adjusted_value_cost=cost,
+        adjusted_lower_cost=cost - 900,
+        adjusted_upper_cost=cost + 900,
+        adjusted_value_outcome=outcome,
+        adjusted_lower_outcome=outcome - 0.03,
+        adjusted_upper_outcome=outcome + 0.03,
+    )
+    cost_target, outcome_target = targets or (float(np.mean(cost)), float(np.mean(outcome)))
+    target = dict(outcome_target=outcome_target, cost_target=cost_target)
+    crowded = []
+    built = charts.value_chart(frame, outcome_label="Mortaliteit binnen 30 dagen", outcome_kind="proportion",
+                               lang="nl", **target)  # fmt: skip
+    phone_built = charts.value_chart(frame, outcome_label="Sterfte", outcome_kind="proportion", lang="nl",
+                                     width=PHONE, **target)  # fmt: skip
+    for own in units:
+        for where, spec in [
+            *((f"stretched to {w}px", charts.with_width(built, w)) for w in (PHONE, 390 - 32, 480, COLUMN, WIDE)),
+            (f"built for {PHONE}px", phone_built),
+        ]:
+            drawn = scatter(charts.with_highlight(spec, own))
+            at = f"{case} own {own!r} {where}"
+            texts = [text for text, _ in drawn.names]
+            assert own in texts, f"{at}: the own unit's name is not drawn whole: {texts}"
+            assert all(text in units for text in texts), f"{at}: a name cut short or broken: {texts}"
+            plot = drawn.plot
+            for _, boxes in drawn.names:
+                for box in boxes:
+                    inside = plot.x0 - SLACK <= box.x0 and box.x1 <= plot.x1 + SLACK
+                    assert inside and plot.y0 - SLACK <= box.y0 and box.y1 <= plot.y1 + SLACK, f"{at}: {box} off {plot}"
+            lines = [(text, box) for text, boxes in drawn.names for box in boxes]
+            clashes = [
+                (a, b) for i, (s, a) in enumerate(lines) for t_, b in lines[i + 1 :] if s != t_ and a.overlaps(b)
+            ]
+            assert not clashes, f"{at}: names overlap: {clashes[:2]}"
+            for text, boxes in drawn.names:
+                others = [(x, y) for unit, x, y in drawn.points if unit != text]
+                covered = {
+                    p for p in others for b in boxes if b.overlaps(Box("", p[0] - 5, p[1] - 5, p[0] + 5, p[1] + 5))
+                }
+                assert text == own or not covered, f"{at}: {text!r} covers the points at {covered}"
+                if text == own and covered and where.startswith("stretched"):
+                    crowded.append(at)
+    return crowded
+
+
+#: The costs page's value chart in the 4,000-cycle demo (colorectal cancer, 30-day mortality; Dutch, local
+#: mode): each hospital's case-mix adjusted cost per care cycle and mortality, and the benchmark's.
+DEMO_VALUES = {
+    OWN_LONG: (20_004, 0.040),
+    "Oosterhaven Ziekenhuis": (20_670, 0.0),
+    "Heidekamp Medisch Centrum": (25_348, 0.067),
+    "Zilverberg Gasthuis": (22_176, 0.112),
+    "Ziekenhuis Polderwijk": (20_166, 0.094),
+    "Eikenrode Ziekenhuis": (21_299, 0.058),
+    "Duinrand Medisch Centrum": (20_066, 0.034),
+    "Brughaven Ziekenhuisgroep": (20_616, 0.0),
+    "Waterweide Ziekenhuis": (22_514, 0.024),
+    "Kruidenhof Medisch Centrum": (22_671, 0.041),
+}
+
+
+def test_the_demos_value_quadrant_holds_on_a_phone():
+    """The defect as a phone showed it: at 390 px the own unit's bold name lay over "Eikenrode Ziekenhuis" and
+    the dotted benchmark line. Every name whole, inside the plot, over no other name or point, and the own unit's
+    name (whichever unit it is) clear of the points on the page (its spec stretched)."""
+    units = list(DEMO_VALUES)
+    cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES.values(), strict=True))
+    crowded = check_value_names(units, cost, outcome, "demo", targets=(21_400, 0.045))
+    assert not crowded, f"the own unit's name covers a point: {crowded}"

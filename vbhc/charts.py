@@ -133,6 +133,9 @@ FONT_SIZES_NARROW = {"title": 18, "subtitle": 13, "axis_label": 12, "axis_title"
 LABEL_GAP = 10
 #: Average glyph width as a share of the font size, to estimate text widths (a little generous).
 GLYPH = 0.6
+#: Bold glyphs are about this much wider than normal ones: the own unit's name is bold, so the room a name may
+#: take when its unit is the own one is estimated with it.
+BOLD = 1.1
 
 
 def _fonts(width: int) -> dict[str, int]:
@@ -158,8 +161,8 @@ def _responsive(key: str, narrow: bool) -> Any:
     return FONT_SIZES_NARROW[key] if narrow else _on_phone(FONT_SIZES_NARROW[key], FONT_SIZES[key])
 
 
-def _text_px(text: str, size: float) -> float:
-    return len(str(text)) * size * GLYPH
+def _text_px(text: str, size: float, *, bold: bool = False) -> float:
+    return len(str(text)) * size * GLYPH * (BOLD if bold else 1.0)
 
 
 # ------------------------------------------------------------------------------------------------ labels
@@ -1243,10 +1246,9 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
     than half the name's width and never above the plot, so a long hospital name is never cut at the chart's edge
     wherever its point lies; in a phone's container it is smaller and wrapped to the phone's plot."""
     wide, phone = _fonts(width)["text"] + 3, FONT_SIZES_NARROW["text"] + 3
-    bold = 1.1  # bold glyphs are wider
 
     def lines(name: str, size: float, room: float) -> list[str]:
-        return textwrap.wrap(name, max(8, int(room / (size * GLYPH * bold)))) or [name]
+        return textwrap.wrap(name, max(8, int(room / (size * GLYPH * BOLD)))) or [name]
 
     rows = []
     for name, px, py in zip(units["unit"], units[x], units[y], strict=True):
@@ -1258,8 +1260,8 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
                 "y": float(py),
                 "wide": "\n".join(on_wide),
                 "phone": "\n".join(on_phone),
-                "wide_half": max(_text_px(s, wide) for s in on_wide) * bold / 2,
-                "phone_half": max(_text_px(s, phone) for s in on_phone) * bold / 2,
+                "wide_half": max(_text_px(s, wide, bold=True) for s in on_wide) / 2,
+                "phone_half": max(_text_px(s, phone, bold=True) for s in on_phone) / 2,
                 "wide_height": len(on_wide) * (wide + 2),
                 "phone_height": len(on_phone) * (phone + 2),
             }
@@ -2481,9 +2483,39 @@ def cost_breakdown_chart(
 #: Up to this many units every unit of the value quadrant is named; with more, the own unit and the extremes
 #: (best and worst outcome, lowest and highest cost), the others in the tooltip (thirty names are not read).
 NAME_ALL_UNITS = 10
-#: Spots around a point for its name: (dx, dy, align) in pixels from the point's centre.
-_LABEL_SPOTS = [(11, -6, "left"), (11, 16, "left"), (-11, -6, "right"), (-11, 16, "right"),
-                (0, -14, "center"), (0, 28, "center"), (14, 5, "left"), (-14, 5, "right")]  # fmt: skip
+#: Spots around a point for a unit's name, in order of preference: (align, dx, a, b): the text is aligned
+#: `align` at `dx` px right of the point's centre and the top of its box of height h (all its lines) lies
+#: a + b * h px below the centre (b = -1: the box ends a px below it, above the point; 0: it starts there).
+_LABEL_SPOTS: list[tuple[str, int, float, float]] = [
+    ("left", 11, -4, -1), ("left", 11, 2, 0), ("right", -11, -4, -1), ("right", -11, 2, 0),
+    ("center", 0, -12, -1), ("center", 0, 13, 0), ("left", 14, 0, -0.5), ("right", -14, 0, -0.5),
+    # a step further, for a crowded spot (the own unit's name is always drawn)
+    ("left", 11, -20, -1), ("right", -11, -20, -1), ("left", 11, 16, 0), ("right", -11, 16, 0),
+    ("center", 0, -28, -1), ("center", 0, 29, 0),
+]  # fmt: skip
+#: The first this many of _LABEL_SPOTS are next to the point: a name takes more lines there before it goes further.
+_NEAR_SPOTS = 8
+#: A unit's name on the value quadrant takes at most this many lines (a longer name than that many lines of the
+#: plot's width is broken within its words, never cut).
+NAME_LINES = 4
+
+
+def _name_lines(name: str, size: float, room: float) -> list[list[str]]:
+    """The ways to write a unit's name in lines no wider, in bold, than `room` px at `size` px: whole, then broken
+    at spaces into two, three ... lines (at most NAME_LINES), fewest lines and then the narrowest first. A word
+    wider than the room is broken within itself: a name is never cut short (a name too long for a phone's plot
+    was drawn across other names and the benchmark line)."""
+    fits = max(1, int(room / (size * GLYPH * BOLD)))
+    found: list[list[str]] = []
+    for chars in range(min(len(name), fits), 0, -1):
+        lines = textwrap.wrap(name, chars, break_long_words=False) or [name]
+        if len(lines) > NAME_LINES:
+            break
+        if max(map(len, lines)) <= fits and lines not in found:
+            found.append(lines)
+    if not found:
+        found.append(textwrap.wrap(name, fits, break_long_words=True) or [name])
+    return sorted(found, key=lambda lines: (len(lines), max(map(len, lines))))
 
 
 def _named_units(frame: pd.DataFrame) -> set[str]:
@@ -2503,77 +2535,123 @@ def _place_labels(
     plot_h: float,
     size: float,
     named: set[str],
+    targets: tuple[float | None, float | None] = (None, None),
 ) -> pd.DataFrame:
-    """Collision-free spots for the unit names of a scatter. The `named` units are placed first, each at the first
-    of eight spots around its point where it overlaps no other name and no point and stays inside the plot; then
-    every other unit gets a spot free of those, for when it is the own unit (one own unit at a time). Returns unit,
-    dx, dy (pixels from the point, one of _LABEL_SPOTS), named, placed (False: no free spot, the first spot is
-    used), cost and outcome (the point's position; fewer columns than the units' data, which the CSV download
-    takes).
+    """Collision-free spots for the unit names of a scatter drawn with a plot `plot_w` × `plot_h` px and names of
+    `size` px. The `named` units are placed first, each at the first spot (of _LABEL_SPOTS, its name in the
+    fewest lines of _name_lines) inside the plot where it overlaps no other name and no point, and where it can
+    none of the benchmark lines at `targets` (cost, outcome) either; then every other unit gets such a spot free
+    of those, for when it is the own unit (one own unit at a time). Every box is measured in bold (any unit may be
+    the own one). A unit with no free spot still gets one for when it is the own unit, inside the plot and clear
+    of the points if it can be: the names it covers there step aside while it is the own unit.
+
+    Returns unit, text (the name's lines joined by a newline), align, dx and dy (px from the point to the text's
+    anchor and its top), placed (False: no free spot), yields_to ("|H02|H07|": the own units whose name covers
+    this one's), cost and outcome (the point's position; fewer columns than the units' data, which the CSV
+    download takes).
 
     Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
-    narrowest width (`plot_w`), where points are closest."""
+    narrowest plot of the fonts `size` belongs to, where points are closest: wider, points and benchmark lines
+    only move apart while each name keeps its offset, so boxes apart above one another or side by side in the
+    order of their points stay apart (boxes side by side in the other order are not counted apart)."""
     (x0, x1), (y0, y1) = x_dom, y_dom
-    px = (points["cost"].to_numpy(dtype=float) - x0) / ((x1 - x0) or 1) * plot_w
-    py = plot_h - (points["outcome"].to_numpy(dtype=float) - y0) / ((y1 - y0) or 1) * plot_h
+
+    def to_x(value: Any) -> Any:
+        return (np.asarray(value, dtype=float) - x0) / ((x1 - x0) or 1) * plot_w
+
+    def to_y(value: Any) -> Any:
+        return plot_h - (np.asarray(value, dtype=float) - y0) / ((y1 - y0) or 1) * plot_h
+
+    # a box: left, top, right, bottom and the x its position follows (its point's, a benchmark line's)
+    Box = tuple[float, float, float, float, float]
+    px, py = to_x(points["cost"]), to_y(points["outcome"])
     radius = 9.0
-    boxes: list[tuple[float, float, float, float]] = [
-        (x - radius, y - radius, x + radius, y + radius) for x, y in zip(px, py, strict=True)
-    ]
-    units = points["unit"].tolist()
-    spots: dict[int, tuple[int, int, str, bool]] = {}
-    named_boxes: dict[int, tuple[float, float, float, float]] = {}
-    hides: dict[int, set[str]] = {i: set() for i in range(len(units))}
+    dots: list[Box] = [(x - radius, y - radius, x + radius, y + radius, x) for x, y in zip(px, py, strict=True)]
+    rules: list[Box] = []
+    cost_target, outcome_target = targets
+    if cost_target is not None and np.isfinite(float(cost_target)) and 0 <= (tx := float(to_x(cost_target))) <= plot_w:
+        rules.append((tx - 2, 0.0, tx + 2, plot_h, tx))
+    if outcome_target is not None and np.isfinite(float(outcome_target)) and 0 <= to_y(outcome_target) <= plot_h:
+        rules.append((0.0, float(to_y(outcome_target)) - 2, plot_w, float(to_y(outcome_target)) + 2, 0.0))
+    units = [str(u) for u in points["unit"]]
+    line_h = size + 2  # Vega's line height: the font size and 2 px
 
-    def box_at(i: int, dx: int, dy: int, align: str) -> tuple[float, float, float, float]:
-        w = _text_px(units[i], size)
+    def box_at(i: int, lines: list[str], spot: tuple[str, int, float, float]) -> Box:
+        align, dx, a, b = spot
+        w = max(_text_px(line, size, bold=True) for line in lines)
+        h = len(lines) * line_h - 2
         left = px[i] + dx - (w if align == "right" else w / 2 if align == "center" else 0)
-        return (left, py[i] + dy - size, left + w, py[i] + dy + 2)
+        top = py[i] + a + b * h
+        return (left, top, left + w, top + h, float(px[i]))
 
-    def apart(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-        return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+    def apart(a: Box, b: Box) -> bool:
+        """Apart at this width and at any wider one: side by side only in the order of the x they follow (wider,
+        those move apart; a name left of a point right of its own would come to overlap it)."""
+        return a[3] <= b[1] or b[3] <= a[1] or (a[2] <= b[0] and a[4] <= b[4]) or (b[2] <= a[0] and b[4] <= a[4])
 
-    def overflow(box: tuple[float, float, float, float]) -> float:
+    def hits(box: Box, others: Iterable[Box]) -> int:
+        return sum(not apart(box, other) for other in others)
+
+    def overflow(box: Box) -> float:
         return max(0.0, -box[0]) + max(0.0, box[2] - plot_w) + max(0.0, -box[1]) + max(0.0, box[3] - plot_h)
 
-    first = [i for i, u in enumerate(units) if u in named]
-    for keep, order in ((True, first), (False, [i for i in range(len(units)) if units[i] not in named])):
-        for i in order:
-            for dx, dy, align in _LABEL_SPOTS:
-                box = box_at(i, dx, dy, align)
-                free = all(apart(box, b) for j, b in enumerate(boxes) if j != i)
-                if overflow(box) == 0 and free:
-                    spots[i] = (dx, dy, align, True)
-                    if keep:
-                        boxes.append(box)
-                        named_boxes[i] = box
-                    break
-            else:
-                # no free spot: as the own unit its name still shows, at the spot that keeps it on the plot and
-                # clear of the points, and the names it would cover step aside while it is the own unit
-                def cost(spot: tuple[int, int, str], i: int = i) -> tuple[float, int]:
-                    box = box_at(i, *spot)
-                    return overflow(box), sum(not apart(box, b) for b in boxes[: len(px)])
+    Choice = tuple[list[str], tuple[str, int, float, float], Box]
+    options = {u: _name_lines(u, size, plot_w) for u in set(units)}
 
-                dx, dy, align = min(_LABEL_SPOTS, key=cost)
-                spots[i] = (dx, dy, align, False)
-                box = box_at(i, dx, dy, align)
-                for j, other in named_boxes.items():
-                    if j != i and not apart(box, other):
-                        hides[j].add(units[i])
-    rows = [
-        {
-            "unit": u,
-            "dx": spots[i][0],
-            "dy": spots[i][1],
-            "named": u in named,
-            "placed": spots[i][3],
-            # the own units whose name covers this one's: "|H02|H07|" (a name steps aside for the own unit's)
-            "yields_to": "|" + "|".join(sorted(hides[i])) + "|",
-        }
-        for i, u in enumerate(units)
-    ]
-    out = pd.DataFrame(rows, columns=["unit", "dx", "dy", "named", "placed", "yields_to"])
+    def free_spot(i: int, names: list[Box]) -> Choice | None:
+        """The first spot free of names and points inside the plot; one clear of the benchmark lines first."""
+        others = [d for j, d in enumerate(dots) if j != i] + names
+        first: Choice | None = None
+        for spots in (_LABEL_SPOTS[:_NEAR_SPOTS], _LABEL_SPOTS[_NEAR_SPOTS:]):
+            for lines in options[units[i]]:
+                for spot in spots:
+                    box = box_at(i, lines, spot)
+                    if overflow(box) == 0 and all(apart(box, other) for other in others):
+                        if all(apart(box, rule) for rule in rules):
+                            return lines, spot, box
+                        first = first or (lines, spot, box)
+        return first
+
+    chosen: dict[int, tuple[Choice, bool]] = {}
+    named_boxes: dict[int, Box] = {}
+    for i, unit in enumerate(units):
+        if unit in named and (choice := free_spot(i, list(named_boxes.values()))) is not None:
+            chosen[i] = (choice, True)
+            named_boxes[i] = choice[2]
+    hides: dict[int, set[str]] = {i: set() for i in range(len(units))}
+    for i in range(len(units)):
+        if i in chosen:
+            continue
+        # for when unit i is the own unit (whose name is always drawn): free of the named units' names if it can
+        names = [b for j, b in named_boxes.items() if j != i]
+        choice = free_spot(i, names)
+        if choice is not None:
+            chosen[i] = (choice, True)
+            continue
+        others = [d for j, d in enumerate(dots) if j != i]
+        candidates = [(lines, spot, box_at(i, lines, spot)) for lines in options[units[i]] for spot in _LABEL_SPOTS]
+        choice = min(
+            candidates, key=lambda c: (overflow(c[2]), hits(c[2], others), hits(c[2], rules), hits(c[2], names))
+        )
+        chosen[i] = (choice, False)
+        for j, other in named_boxes.items():
+            if j != i and not apart(choice[2], other):
+                hides[j].add(units[i])
+    rows = []
+    for i, unit in enumerate(units):
+        (lines, (align, dx, _, _), box), placed = chosen[i]
+        rows.append(
+            {
+                "unit": unit,
+                "text": "\n".join(lines),
+                "align": align,
+                "dx": dx,
+                "dy": round(box[1] - float(py[i]), 1),
+                "placed": placed,
+                "yields_to": "|" + "|".join(sorted(hides[i])) + "|",
+            }
+        )
+    out = pd.DataFrame(rows, columns=["unit", "text", "align", "dx", "dy", "placed", "yields_to"])
     return out.assign(cost=points["cost"].to_numpy(dtype=float), outcome=points["outcome"].to_numpy(dtype=float))
 
 
@@ -2702,45 +2780,54 @@ def value_chart(
     )
     height = 480 if width >= NARROW else 340
     if x_dom and y_dom:
-        # placed for the narrowest container the chart may be stretched to: wider, the points only move apart while
-        # each name keeps its pixel offset from its point, so nothing that was apart comes to overlap
-        plot_w = min(width, COLUMN_WIDTH) - 20 - (_text_px("0000000", f["axis_label"]) + f["axis_title"] + 20)
+        # two layouts of the names, each placed for the narrowest container that draws it, where points are
+        # closest (wider, the points only move apart while each name keeps its pixel offset from its point): a
+        # phone's (PHONE_PLOT at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
+        # fonts); a fitted chart picks one by its container (PHONE_PARAM), as it picks its fonts
         named = _named_units(frame)
-        placed = _place_labels(frame, x_dom, y_dom, plot_w, height, f["text"], named)
+        targets = (cost_target, outcome_target)
+        axis_px = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
+        layouts = {
+            "wide": _place_labels(frame, x_dom, y_dom, PHONE_WIDTH - 20 - axis_px, height, f["text"], named, targets),
+            "phone": _place_labels(frame, x_dom, y_dom, PHONE_PLOT, height, FONT_SIZES_NARROW["text"], named, targets),
+        }
+        placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
+        for name, layout in layouts.items():
+            for column in ("text", "align", "dx", "dy", "placed", "yields_to"):
+                placed[f"{name}_{column}"] = layout[column].to_numpy()
         label_data = data(placed)
-        for dx, dy, align in _LABEL_SPOTS:
-            at = f"datum.dx === {dx} && datum.dy === {dy}"
-            for predicate, weight in (
-                (
-                    f"{at} && datum.named && datum.placed && !({IS_HIGHLIGHT})"
-                    f" && indexof(datum.yields_to, '|' + {HIGHLIGHT_PARAM} + '|') < 0",
-                    "normal",
-                ),
-                (f"{at} && {IS_HIGHLIGHT}", "bold"),
-            ):
-                if not ((placed["dx"] == dx) & (placed["dy"] == dy)).any():
-                    continue
-                layers.append(
-                    {
-                        "data": label_data,
-                        "transform": [{"filter": predicate}],
-                        "mark": {
-                            "type": "text",
-                            "align": align,
-                            "baseline": "alphabetic",
-                            "dx": dx,
-                            "dy": dy,
-                            "fontSize": f["text"],
-                            "fontWeight": weight,
-                            "color": "#222222",
-                        },
-                        "encoding": {
-                            "x": _q("cost", scale=x_scale),
-                            "y": _q("outcome", scale=y_scale),
-                            "text": _n("unit"),
-                        },
-                    }
-                )
+        chosen = _on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy", placed="_placed")
+        chosen += _on_phone_fields(yields_to="_yields_to")
+        for predicate, weight in (
+            (
+                f"datum.named && datum.placed && !({IS_HIGHLIGHT})"
+                f" && indexof(datum.yields_to, '|' + {HIGHLIGHT_PARAM} + '|') < 0",
+                "normal",
+            ),
+            (IS_HIGHLIGHT, "bold"),
+        ):
+            layers.append(
+                {
+                    "data": label_data,
+                    "transform": [*chosen, {"filter": predicate}],
+                    "mark": {
+                        "type": "text",
+                        "align": {"expr": "datum.align"},
+                        "baseline": "top",
+                        "lineBreak": "\n",
+                        "dx": {"expr": "datum.dx"},
+                        "dy": {"expr": "datum.dy"},
+                        "fontSize": _responsive("text", width < NARROW),
+                        "fontWeight": weight,
+                        "color": "#222222",
+                    },
+                    "encoding": {
+                        "x": _q("cost", scale=x_scale),
+                        "y": _q("outcome", scale=y_scale),
+                        "text": _n("text"),
+                    },
+                }
+            )
     subtitle = label("value_sub", lang)
     if len(frame) > NAME_ALL_UNITS:
         subtitle = f"{subtitle}. {label('value_names', lang)}"
