@@ -604,7 +604,8 @@ def _record_denied(
     detail = {"permission": permission.value} | {
         k: v
         for k, v in context.items()
-        if k in ("indicator", "what", "hospital", "patient_level", "level", "file", "file_count", "item")
+        if k
+        in ("indicator", "what", "hospital", "patient_level", "level", "file", "file_count", "item", "suppress_below")
     }
     try:
         audit.record(
@@ -1019,6 +1020,40 @@ def export_file(
         sha256=audit.sha256_of(content),
     )
     return content
+
+
+def require_file_export(
+    viewer: Viewer,
+    condition: str | None,
+    *,
+    what: str,
+    threshold: int | None = None,
+    engine: Engine | None = None,
+    **context: Any,
+) -> None:
+    """The check of every file of aggregated figures built for a viewer outside export_file's own call (a report,
+    summary figures): the viewer may export the condition (a manager never, a care team its own conditions), and a
+    viewer whose pages withhold other hospitals' small cells (a care team limited to some hospitals) gets them
+    withheld in the file too: a small-number `threshold` below the registry's (VBHC_SUPPRESS_BELOW) is refused,
+    else a threshold of the caller's choosing (0) gave another hospital's cells of three care cycles.
+    AccessDenied (audited) otherwise."""
+    from vbhc.settings import suppress_below
+
+    require(viewer, Permission.EXPORT, engine=engine, condition=condition, what=what, **context)
+    floor = suppress_below()
+    conditions = [condition] if condition is not None else []
+    if threshold is None or threshold >= floor or viewer.has(Role.QUALITY):
+        return
+    if all(sees_all_units(viewer, c) and _limited_care_hospitals(viewer, c) is None for c in conditions):
+        return
+    permission = Permission.EXPORT
+    ctx = {"condition": condition, "what": what, "suppress_below": threshold} | context
+    reason = (
+        f"roles {', '.join(sorted(r.value for r in viewer.roles))}: other hospitals' small numbers are withheld "
+        f"for this viewer, so a file keeps the registry's threshold ({floor}), not {threshold}"
+    )
+    _record_denied(viewer, permission, ctx, engine)
+    raise AccessDenied(viewer.user_id, permission, reason, _shown_context(ctx))
 
 
 def export_table(

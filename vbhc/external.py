@@ -37,7 +37,16 @@ from sqlalchemy import Engine, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit
-from vbhc.access import Permission, Viewer, export_file, indicator_rows, may_see_unit, require, sees_all_units
+from vbhc.access import (
+    Permission,
+    Viewer,
+    export_file,
+    indicator_rows,
+    may_see_unit,
+    require,
+    require_file_export,
+    sees_all_units,
+)
 from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import t
@@ -899,6 +908,8 @@ def export_summary(
     and audited as an export of aggregated figures (never patient rows). `withheld`: the cells the registry's
     grid of periods withholds in the export's period (grid_withheld), left out as `vbhc report` leaves them out."""
     rule = rule or SuppressionRule.from_settings()
+    what = "external summary figures"
+    require_file_export(viewer, result.condition, what=what, threshold=rule.threshold, engine=engine)
     summary = own_summary(result, models=models, hospitals=hospitals)
 
     def build() -> bytes:
@@ -908,7 +919,7 @@ def export_summary(
     return export_file(
         viewer,
         build,
-        what="external summary figures",
+        what=what,
         file_name=file_name or f"summary_{result.condition}.{file_format}",
         condition=result.condition,
         engine=engine,

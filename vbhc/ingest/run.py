@@ -71,6 +71,16 @@ _log = logging.getLogger(__name__)
 _SQLITE_ANALYSIS_LIMIT = "PRAGMA analysis_limit=1000"
 
 
+def _require_import(actor: object, engine: Engine, file_count: int) -> None:
+    """A viewer as the actor must hold the import right (vbhc.access.may_import: quality, admin), as through
+    vbhc.access.guarded_import: a direct call with a care team's or a manager's Viewer imported all the same.
+    A name (the command line, a scheduled run) is trusted as before. AccessDenied (audited) before anything."""
+    from vbhc.access import Permission, Viewer, require
+
+    if isinstance(actor, Viewer):
+        require(actor, Permission.IMPORT, engine=engine, what="import_files", file_count=file_count)
+
+
 def import_files(
     paths: list[Path | str],
     engine: Engine | None = None,
@@ -110,6 +120,7 @@ def import_files(
     except SQLAlchemyError as exc:
         report.add(_database_problem(exc))
         raise refuse(exc) from None
+    _require_import(actor, engine, len(files))
     limit = (max_upload_mb(), "VBHC_MAX_UPLOAD_MB") if upload else (max_import_mb(), "VBHC_MAX_IMPORT_MB")
     sources = discover(files, report, limit)
     if not report.ok:

@@ -103,6 +103,14 @@ def make_report(
         "via": via,
         "os_user": audit.os_user(),  # also when `actor` names someone else (vbhc report --as)
     }
+    from vbhc.access import Viewer as _Viewer
+    from vbhc.access import require_file_export
+
+    if isinstance(who, _Viewer):  # a report asked for by a signed-in viewer: its export rights, as a download's
+        for condition in conditions or [None]:
+            require_file_export(
+                who, condition, what=WHAT.get(fmt, "report"), threshold=suppress_below, engine=engine or get_engine()
+            )
     try:
         target, content, results = _build(
             path,
