@@ -321,6 +321,14 @@ def test_role_rules_called_directly(engine, units):
     assert {t.item_id for t in improvement.targets(engine, MANAGER, CONDITION)} == {norm.item_id, goal.item_id}
     with pytest.raises(improvement.ItemNotFound):
         improvement.history(engine, MANAGER, h02.item_id)
+    # another condition's item reads as an id that does not exist (its refusal named the condition), and the
+    # attempt is still audited as denied
+    before = len(audit.read(engine, action="denied"))
+    for item in (h01.item_id, "S-000000000000"):
+        with pytest.raises(improvement.ItemNotFound) as missing:
+            improvement.history(engine, CARE_OTHER, item)
+        assert str(missing.value) == str(improvement.ItemNotFound(item)) and CONDITION not in str(missing.value)
+    assert len(audit.read(engine, action="denied")) == before + 1
 
     denied = audit.read(engine, action="denied")
     assert len(denied) >= 8 and set(denied["condition"].dropna()) == {CONDITION}

@@ -37,7 +37,16 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vbhc import audit, models
-from vbhc.access import Permission, Role, Viewer, may_read_improvement, may_see_unit, may_view_condition, require
+from vbhc.access import (
+    AccessDenied,
+    Permission,
+    Role,
+    Viewer,
+    may_read_improvement,
+    may_see_unit,
+    may_view_condition,
+    require,
+)
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
 from vbhc.ingest.problems import case_twins
@@ -531,7 +540,9 @@ def _readable(
 
 
 def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
-    """Every version of an item, oldest first: who changed what and when (nothing is ever overwritten)."""
+    """Every version of an item, oldest first: who changed what and when (nothing is ever overwritten).
+    ItemNotFound when there is none or the viewer may not see it, also for another condition's item (its refusal
+    named the condition: an id told whether it was some other team's item, and of which condition)."""
     kind = item_kind(item_id)
     table = _MODEL[kind].__table__
     with engine.connect() as conn:
@@ -540,7 +551,12 @@ def history(engine: Engine, viewer: Viewer, item_id: str) -> list[Item]:
     if not versions:
         raise ItemNotFound(item_id)
     latest = versions[-1]
-    require(viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what="history", item=item_id)
+    try:
+        require(
+            viewer, Permission.VIEW_CONDITION, engine=engine, condition=latest.condition, what="history", item=item_id
+        )
+    except AccessDenied:  # audited as denied; the caller learns no more than of an id that does not exist
+        raise ItemNotFound(item_id) from None
     if not _visible(viewer, latest.condition, latest.unit, _divisions(engine, viewer)):
         raise ItemNotFound(item_id)
     return [_as_shown(viewer, v) for v in versions]
