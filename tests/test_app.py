@@ -284,6 +284,8 @@ def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
     leak = result.table[(result.table["indicator"] == "anastomotic_leak") & (result.table["unit"] == "H03")].iloc[0]
     label = default_catalog().condition("colorectal_cancer").indicator("anastomotic_leak").label("en")
     assert shown.loc[_name(engine, "H03"), label] == format_value(leak["adjusted_value"], "proportion", "en")
+    # the colours of the table are named under it (it listed "Better than expected · Worse than expected · ...")
+    assert t("overview.legend", "en") in [c.value for c in at.caption]
 
     at = _run(_app({"lang": "en", "condition": "colorectal_cancer"}), "views/proms.py")
     rates = prom_response_by_timepoint(result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -88,6 +90,12 @@ def test_care_team_sees_its_condition_with_patient_rows_and_reports(signed_in_db
     cases = _app("care", "views/condition_team.py", team_tab=t("pages.tab_cases", "en"))
     assert t("auth.no_patient_rows", "en") not in _texts(cases)
     assert t("pages.record_key", "en") in cases.dataframe[0].value.columns  # the pseudonymised cases to discuss
+    # the dates span more than a quarter (a 12-month outcome is known a year later): the intro says whose quarter
+    # and what the date is, and the outcome column is the wide one (its long names were cut off at 260 px)
+    intro = t("pages.cases_intro", "en", unit="X").split("X", 1)[1]
+    assert any(intro in c.value for c in cases.caption), intro
+    config = json.loads(cases.dataframe[0].proto.columns)
+    assert config[t("pages.outcome", "en")]["width"] == "large"
     assert t("auth.no_export", "en") not in _texts(at)
     assert not at.checkbox  # aggregated exports only
     for page in ("views/audit.py", "views/data.py"):  # not in a care team's navigation

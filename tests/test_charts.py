@@ -910,3 +910,24 @@ def test_charts_patch_nothing_in_altair():
     assert "import altair" not in source
     assert alt.data_transformers.active == "default"
     assert alt.utils.schemapi.DEBUG_MODE is True or not hasattr(alt.utils.schemapi, "DEBUG_MODE")
+
+
+def test_cost_and_response_are_coloured_at_the_95_limits_as_the_verdict_judges_them():
+    """The scorecard colours a cost outside its 95% limits "worse" (vbhc.verdict.DECIDE_AT_95); the funnel,
+    caterpillar and small multiples beside it drew the same unit grey from its 99.8% assessment (a manager saw
+    an orange € 24.997 in the table and a grey dot in the chart under it). Outcomes stay at 99.8%."""
+    from vbhc import verdict
+
+    assert set(verdict.DECIDE_AT_95) == {"cost", "response_rate"}
+    for kind, indicator, scale in (("cost", "cost_per_cycle", 100_000.0), ("proportion", "mortality_30d", 1.0)):
+        rows = indicator_rows(indicator, kind=kind, scale=scale)
+        rows["assessment_95"] = rows["assessment_998"].replace({"as expected": "worse"})  # H04's 95% limits
+        want = rows["assessment_95"] if kind == "cost" else rows["assessment_998"]
+        expected = {u: charts.ASSESSMENT_LABELS["en"][a] for u, a in zip(rows["unit"], want, strict=True)}
+        for chart in (
+            charts.funnel_chart(rows, funnel_curve_frame(), highlight="H03"),
+            charts.caterpillar_chart(rows, highlight="H03"),
+            charts.small_multiples_chart(rows, highlight="H03"),
+        ):
+            drawn = {r["unit"]: r["assessment"] for r in dataset_with(spec(chart), "unit", "value", "assessment")}
+            assert drawn == expected, (kind, chart)

@@ -131,6 +131,23 @@ def test_too_few_says_how_many():
     assert v.sentence("nl") == "Te weinig zorgtrajecten: 12 zorgtrajecten, ten minste 20 nodig voor een oordeel"
 
 
+def test_too_few_with_complete_case_mix_says_that_count():
+    """Slokdarmkanker's quality of life said "Te weinig zorgtrajecten: 27 zorgtrajecten, ten minste 20 nodig": the
+    limits count the cycles with complete case-mix data (n_adjusted, here 18), not all 27."""
+    too_few = {"too_few_cycles": True, "position_998": "too few cycles", "position_95": "too few cycles"}
+    v = verdict(_row(n=27, n_adjusted=18, kind="mean", **too_few))
+    assert v.sentence("en") == (
+        "Too few care cycles: 18 care cycles with complete case-mix data (of 27), at least 20 needed for an assessment"
+    )
+    assert v.sentence("nl") == (
+        "Te weinig zorgtrajecten: 18 zorgtrajecten met volledige casemixgegevens (van 27), ten minste 20 nodig "
+        "voor een oordeel"
+    )
+    # fewer than min_n in all: the plain count, as before
+    plain = verdict(_row(n=12, n_adjusted=10, **too_few))
+    assert plain.sentence("nl") == "Te weinig zorgtrajecten: 12 zorgtrajecten, ten minste 20 nodig voor een oordeel"
+
+
 def test_too_few_counts_respondents_or_answers_for_patient_experience():
     too_few = {"too_few_cycles": True, "position_998": "too few cycles", "position_95": "too few cycles"}
     rating = verdict(_row(n=12, kind="prem_rating", **too_few))

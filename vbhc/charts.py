@@ -15,7 +15,8 @@ Made for a big screen in a meeting: large fonts, short titles (the page's sectio
 indicator), no frame around the plot, and the colour-blind-safe Okabe–Ito palette. Colour means the same
 everywhere: blue = better than the benchmark, vermillion = worse, grey = as expected, light grey = too few
 cycles to judge; the own unit is drawn as a diamond outlined in black and its label is bold. Units are coloured
-by their assessment at the 99.8% limits (`assessment_998`) unless a builder is told otherwise.
+by their assessment at the 99.8% limits (`assessment_998`), cost and PROM response at the 95% limits as the
+verdict judges them (vbhc.verdict.DECIDE_AT_95), unless a builder is told otherwise.
 
 Width: every builder takes ``width``, the pixels the chart may use (the page's content width: 940 px
 on a 1440 px screen, about 360 px on a phone). Single views fit it exactly (``autosize: fit-x``, which
@@ -50,6 +51,7 @@ import pandas as pd
 
 from vbhc.catalog import BINARY_KINDS, DAYS_PER_YEAR, PROPORTION_KINDS, SURVIVAL_KINDS
 from vbhc.i18n import BABEL_LOCALES, fmt_date, fmt_number, fmt_percent, format_value, t
+from vbhc.verdict import DECIDE_AT_95
 
 if TYPE_CHECKING:  # the improvement cycle's items; this module draws them and needs no database
     from vbhc.models import ImprovementAction, ImprovementTarget
@@ -726,6 +728,19 @@ def _one_indicator(rows: pd.DataFrame, builder: str) -> None:
         raise ValueError(f"{builder} draws one indicator; got {sorted(rows['indicator'].unique())}")
 
 
+def _judged(rows: pd.DataFrame, assessment: str) -> np.ndarray:
+    """Each row's assessment for its colour, decided as the verdict decides it (vbhc.verdict): the default
+    "assessment_998" takes "assessment_95" for the kinds judged at the 95% limits (cost, PROM response), so a
+    cost the scorecard colours "worse" is not drawn "as expected" in the chart beside it."""
+    if assessment not in rows.columns:
+        return np.full(len(rows), NO_DATA, dtype=object)
+    values = rows[assessment].to_numpy(dtype=object)
+    if assessment == "assessment_998" and "assessment_95" in rows.columns and "kind" in rows.columns:
+        at_95 = rows["kind"].isin(DECIDE_AT_95).to_numpy()
+        values = np.where(at_95, rows["assessment_95"].to_numpy(dtype=object), values)
+    return values
+
+
 def _assessment_labels(values: pd.Series | np.ndarray, lang: str) -> np.ndarray:
     names = ASSESSMENT_LABELS[lang]
     raw = pd.Series(np.asarray(values, dtype=object), dtype=object)
@@ -754,7 +769,7 @@ def _unit_frame(rows: pd.DataFrame, *, lang: str, assessment: str, value: str = 
         v, lo, up = np.where(missing, cv, v), np.where(missing, clo, lo), np.where(missing, cup, up)
     else:
         raise ValueError(f"value must be 'adjusted', 'crude' or 'oe', not {value!r}")
-    assess = rows[assessment].to_numpy(dtype=object) if assessment in rows.columns else np.full(len(rows), NO_DATA)
+    assess = _judged(rows, assessment)
     unit = rows["unit"].astype(str).to_numpy(dtype=object)
     frame = pd.DataFrame(
         {
@@ -1551,7 +1566,7 @@ def small_multiples_chart(
         panel_w = (usable - (per_row - 1) * spacing) // per_row - axis_px
         panel_h = 200
     judged = rows[rows["kind"] != "volume"] if "kind" in rows.columns else rows
-    present = _assessment_labels(judged[assessment] if assessment in judged.columns else [], lang).tolist()
+    present = _assessment_labels(_judged(judged, assessment), lang).tolist()
     data = _Data()
     panels = []
     # names down a panel: long ones in two lines (as _unit_label_px counted them), never cut with "…"
@@ -1645,7 +1660,7 @@ def _stacked_panels(
     scale: Any = None,
 ) -> Spec:
     _guard(rows, "indicator rows")
-    present = _assessment_labels(rows[assessment] if assessment in rows.columns else [], lang).tolist()
+    present = _assessment_labels(_judged(rows, assessment), lang).tolist()
     data = _Data()
     f = _fonts(width)
     unit_px = _unit_label_px(rows["unit"].astype(str).unique() if "unit" in rows.columns else [], width)

@@ -74,6 +74,8 @@ class Verdict:
     rankability: float = float("nan")
     n: float = float("nan")
     min_n: float = float("nan")
+    #: care cycles with complete case-mix data: the count the limits (and "too few") are judged on
+    n_adjusted: float = float("nan")
     trend: str = ""  #: "rising", "falling", "stable" or "" (no SPC chart)
     trend_since: pd.Timestamp | None = None
     variation: str = ""  #: vbhc.spc variation icon of the chart's last point
@@ -136,8 +138,13 @@ class Verdict:
     def clauses(self, lang: str, with_ci: bool = False) -> list[str]:
         """The parts after the headline: comparison, position, rankability, trend."""
         if self.category == "too_few":
+            min_n = fmt_int(self.min_n, lang)
+            if not self._counted and _finite(self.n_adjusted) and self.n_adjusted < self.min_n <= self.n:
+                # enough cycles, too few with complete case-mix data: say so, not "27 cycles, at least 20 needed"
+                total = fmt_int(self.n, lang)
+                return [t("verdict.too_few_detail_adjusted", lang, count=self.n_adjusted, total=total, min_n=min_n)]
             key = f"verdict.too_few_detail_{self._counted}" if self._counted else "verdict.too_few_detail"
-            return [t(key, lang, count=self.n, min_n=fmt_int(self.min_n, lang))]
+            return [t(key, lang, count=self.n, min_n=min_n)]
         if self.category in ("no_data", "not_assessed"):
             return []
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []
@@ -267,6 +274,7 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         rankability=rank,
         n=_num(n),
         min_n=_num(_get(row, "min_n", np.nan)),
+        n_adjusted=_num(_get(row, "n_adjusted", np.nan)),
         trend=word,
         trend_since=since,
         variation=variation,

@@ -6,7 +6,7 @@ import streamlit as st
 from ui import auth, data, filters, layout, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
-from vbhc.i18n import format_value, t, t_value, unit_label
+from vbhc.i18n import format_value, t, unit_label
 
 chosen, lang = render.page_start("compare.title")
 st.caption(t("compare.intro", lang))
@@ -59,9 +59,8 @@ for group in layout.column_groups(list(formatted.columns), widths, unit_column):
         widths={c: widths[c] for c in (unit_column, *group)},
         min_widths={unit_column: 150},
     )
-st.caption(
-    " · ".join(f"{t_value('assessment', a, lang)}" for a in ("better", "worse", "as expected", "too few cycles"))
-)
+# the colours named (a list of the assessments alone told no one which colour is which)
+st.caption(t("overview.legend", lang))
 
 key_rows = filters.with_unit_names(
     table[table["key"].astype(bool) | table["kind"].isin(["response_rate"])], level=level

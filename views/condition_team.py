@@ -912,7 +912,9 @@ if cases.open:
                             record, width=130, help=t("pages.record_key_help", lang), pinned=True
                         ),
                         when: st.column_config.DateColumn(when, width=100, format=DATE_INPUT_FORMAT[lang]),
-                        outcome: st.column_config.TextColumn(outcome, width=260),
-                        why: st.column_config.TextColumn(why, width="large"),
+                        # the outcome is the longer text ("niet bereikt: Patiënten met relevante verbetering
+                        # EQ-5D-index na 12 maanden"): at 260 px it was cut off beside a half-empty "why" column
+                        outcome: st.column_config.TextColumn(outcome, width="large"),
+                        why: st.column_config.TextColumn(why, width="medium"),
                     },
                 )
