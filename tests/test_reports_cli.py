@@ -154,9 +154,9 @@ def _pages(path: Path) -> tuple[list[str], list[bytes]]:
 def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeypatch):
     """The second report reads the indicator results and the rendered charts from the results store (computes and
     draws nothing) and says the same as one computed and drawn without the store: every page's text, every chart's
-    pixels. Heart failure: its team's report draws four charts at this size with the cells of all dates and every
-    year withheld against each other (hip osteoarthritis draws one: its own revision rate of all dates, 0 events,
-    is withheld, as it would pin every withheld year's events to 0), so there are charts to compare."""
+    pixels. Heart failure: on this registry its team's report draws three charts, and rows of its PROM response
+    and cost tables are withheld (withheld against the grid's other periods, all dates and every year, which the
+    first report computes and stores too), so there are charts and withheld cells to compare."""
     from vbhc import results
 
     args = ["report", "--condition", "heart_failure", "--format", "pdf", "--lang", "en", "--out"]
@@ -177,6 +177,7 @@ def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeyp
     stored_texts, stored_images = _pages(tmp_path / "stored.pdf")
     fresh_texts, fresh_images = _pages(tmp_path / "fresh.pdf")
     assert stored_texts == fresh_texts
+    assert any("<10 <10 <10" in text for text in fresh_texts)  # a row of withheld cells
     assert len(fresh_images) >= 2 and stored_images == fresh_images
 
 
@@ -193,15 +194,20 @@ def _cells(path: Path) -> dict[str, list[tuple]]:
     }
 
 
-def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch):
+def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch, imported_demo):
     """The second workbook reads the indicator results and the PROM response and cost tables from the results
-    store and holds the same cells as one computed without the store."""
+    store and holds the same cells as one computed without the store. A PROM condition and a cancer (survival
+    rows); the store starts with the views the import stored (a report storing its own views is
+    test_pdf_from_stored_results_and_charts_equals_a_fresh_one's), so the first workbook computes the tables."""
+    from tests.registry_copy import copy_results
     from vbhc import results
+    from vbhc.store import get_engine
 
     args = ["report", "--condition", "hip_osteoarthritis", "--condition", "colorectal_cancer", "--out"]
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    copy_results(imported_demo.views, results.ResultStore(get_engine(imported_demo.url)))
     start = dict(results.compute_counts)
-    assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # computes and stores
+    assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # reads the views, computes and stores the tables
     # PROM response and costs of both conditions, for the view and the grid's other periods
     assert results.compute_counts["table"] > start["table"] + 4
     before = dict(results.compute_counts)
@@ -419,8 +425,9 @@ def test_report_all_after_an_import_reads_what_the_import_prepared(tmp_path, mon
     capsys.readouterr()
 
     out = tmp_path / "all.xlsx"
-    args = ["report", "--all", "--format", "xlsx", "--lang", "en", "--period", "2021-2025"]
-    assert main([*args, "--out", str(out)]) == 0
+    before = dict(results.compute_counts)
+    assert main(["report", "--all", "--format", "xlsx", "--lang", "en", "--out", str(out)]) == 0
+    assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
     assert "Report written to" in capsys.readouterr().out
     wb = load_workbook(out)
     assert wb.sheetnames[:2] == ["Cover", "Summary"]
