@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,24 +25,29 @@ class ImportedDemo(NamedTuple):
     views: Path | None
 
 
-@pytest.fixture(scope="module")
-def imported_demo(tmp_path_factory) -> ImportedDemo:
-    """A small demo registry (1,500 cycles, every condition) for the command line, imported as `vbhc import`
-    imports it: its default views (every condition's whole period at both unit levels) computed first and
-    stored beside the database, where the tests' reports read them.
+#: the small registry's conditions: a PROM condition (hip), heart failure (a department other than surgery: CAR) and
+#: a cancer with survival (colorectal); `vbhc report --all` of every condition of the catalog is
+#: test_report_all_after_an_import_reads_what_the_import_prepared's, on a registry of every condition
+CONDITIONS = ("hip_osteoarthritis", "heart_failure", "colorectal_cancer")
 
-    Why: the reports of nearly every test here need some of those views, and the first PDF after an import
-    needs all of them in a store of its own (a copy of `views`): computed once here, not in every store."""
+
+def _import_demo(folder: Path, cycles: int, conditions: tuple[str, ...] | None = None) -> ImportedDemo:
+    """A demo registry (`conditions` of the catalog, default every one) imported as `vbhc import` imports it: its
+    default views (every condition's whole period at both unit levels) computed first and stored beside the
+    database, and a copy of them (`views`) as the import stored them before any report was made."""
     import shutil
+    from dataclasses import replace
 
     from vbhc.demo import generate_demo
     from vbhc.ingest import import_files
     from vbhc.results import ResultStore, default_views, precompute
     from vbhc.store import get_engine
 
-    folder = tmp_path_factory.mktemp("cli_demo")
+    catalog = default_catalog()
+    if conditions is not None:
+        catalog = replace(catalog, conditions={c: catalog.condition(c) for c in conditions})
     url = f"sqlite:///{folder / 'demo.db'}"
-    result = generate_demo(folder / "files", cycles=1500)
+    result = generate_demo(folder / "files", cycles=cycles, catalog=catalog)
     engine = get_engine(url)
     import_files(result.import_order(), engine, imported_by="test")
     with pytest.MonkeyPatch.context() as env:
@@ -56,6 +62,37 @@ def imported_demo(tmp_path_factory) -> ImportedDemo:
     return ImportedDemo(url, views)
 
 
+@pytest.fixture(scope="module")
+def imported_demo(tmp_path_factory) -> ImportedDemo:
+    """A small demo registry of three conditions (CONDITIONS; 750 cycles, about as many per condition as the
+    1,500 of all seven) for the command line, its default views stored beside the database, where the tests'
+    reports read them.
+
+    Why: the reports of nearly every test here need some of those views, and what these tests check of a
+    condition's report three conditions show as well as seven (set up in ~3.2 s against ~5 s for seven)."""
+    return _import_demo(tmp_path_factory.mktemp("cli_demo"), 750, CONDITIONS)
+
+
+@pytest.fixture(scope="module")
+def every_condition(tmp_path_factory) -> ImportedDemo:
+    """A demo registry of every condition of the catalog (1,500 cycles), imported as `imported_demo`: for the one
+    test of `vbhc report --all` that must cover every condition (only that test pays for it)."""
+    return _import_demo(tmp_path_factory.mktemp("cli_every_condition"), 1500)
+
+
+@pytest.fixture
+def every_condition_db(every_condition, monkeypatch) -> Iterator[ImportedDemo]:
+    """The command line on `every_condition` for one test: VBHC_DATABASE_URL names it, and the engine cache is
+    emptied before and after (get_engine() keeps the first default engine of the process), so neither this test
+    nor the next reads the other registry."""
+    from vbhc.store import get_engine
+
+    monkeypatch.setenv("VBHC_DATABASE_URL", every_condition.url)
+    get_engine.cache_clear()
+    yield every_condition
+    get_engine.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def _database(imported_demo, monkeypatch):
     monkeypatch.setenv("VBHC_DATABASE_URL", imported_demo.url)
@@ -64,22 +101,6 @@ def _database(imported_demo, monkeypatch):
 
 def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-def test_xlsx_for_all_conditions(tmp_path, capsys):
-    out = tmp_path / "all.xlsx"
-    args = ["report", "--all", "--format", "xlsx", "--lang", "en", "--period", "2021-2025"]
-    assert main([*args, "--out", str(out)]) == 0
-    assert "Report written to" in capsys.readouterr().out
-    wb = load_workbook(out)
-    assert wb.sheetnames[:2] == ["Cover", "Summary"]
-    expected = {"Colorectal cancer", "Heart failure", "Hip osteoarthritis", "PROMs", "Costs", "Methods"}
-    assert expected <= set(wb.sheetnames)
-    # survival rows (the demo's vital status is imported), one per unit, withheld like the others at this size
-    survival = [r for r in wb["Colorectal cancer"].iter_rows(values_only=True) if "Overall survival at 5 years" in r]
-    assert len(survival) == 10
-    assert not any(isinstance(c, str) and c.lower() in ("nan", "none") for r in survival for c in r)
-    assert _files(tmp_path) == ["all.xlsx"]  # no temporary file left
 
 
 def test_xlsx_reads_survival_as_deaths_against_expected(tmp_path, monkeypatch):
@@ -133,9 +154,9 @@ def _pages(path: Path) -> tuple[list[str], list[bytes]]:
 def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeypatch):
     """The second report reads the indicator results and the rendered charts from the results store (computes and
     draws nothing) and says the same as one computed and drawn without the store: every page's text, every chart's
-    pixels. Heart failure: its team's report draws four charts at this size with the cells of all dates and every
-    year withheld against each other (hip osteoarthritis draws one: its own revision rate of all dates, 0 events,
-    is withheld, as it would pin every withheld year's events to 0), so there are charts to compare."""
+    pixels. Heart failure: on this registry its team's report draws three charts, and rows of its PROM response
+    and cost tables are withheld (withheld against the grid's other periods, all dates and every year, which the
+    first report computes and stores too), so there are charts and withheld cells to compare."""
     from vbhc import results
 
     args = ["report", "--condition", "heart_failure", "--format", "pdf", "--lang", "en", "--out"]
@@ -156,6 +177,7 @@ def test_pdf_from_stored_results_and_charts_equals_a_fresh_one(tmp_path, monkeyp
     stored_texts, stored_images = _pages(tmp_path / "stored.pdf")
     fresh_texts, fresh_images = _pages(tmp_path / "fresh.pdf")
     assert stored_texts == fresh_texts
+    assert any("<10 <10 <10" in text for text in fresh_texts)  # a row of withheld cells
     assert len(fresh_images) >= 2 and stored_images == fresh_images
 
 
@@ -172,15 +194,20 @@ def _cells(path: Path) -> dict[str, list[tuple]]:
     }
 
 
-def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch):
+def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch, imported_demo):
     """The second workbook reads the indicator results and the PROM response and cost tables from the results
-    store and holds the same cells as one computed without the store."""
+    store and holds the same cells as one computed without the store. A PROM condition and a cancer (survival
+    rows); the store starts with the views the import stored (a report storing its own views is
+    test_pdf_from_stored_results_and_charts_equals_a_fresh_one's), so the first workbook computes the tables."""
+    from tests.registry_copy import copy_results
     from vbhc import results
+    from vbhc.store import get_engine
 
-    args = ["report", "--condition", "knee_osteoarthritis", "--condition", "breast_cancer", "--out"]
+    args = ["report", "--condition", "hip_osteoarthritis", "--condition", "colorectal_cancer", "--out"]
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "store"))
+    copy_results(imported_demo.views, results.ResultStore(get_engine(imported_demo.url)))
     start = dict(results.compute_counts)
-    assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # computes and stores
+    assert main([*args, str(tmp_path / "first.xlsx")]) == 0  # reads the views, computes and stores the tables
     # PROM response and costs of both conditions, for the view and the grid's other periods
     assert results.compute_counts["table"] > start["table"] + 4
     before = dict(results.compute_counts)
@@ -231,11 +258,11 @@ def test_failure_while_building_leaves_the_old_file_and_no_partial_file(tmp_path
 
     monkeypatch.setattr("vbhc.reports.excel.build_workbook", broken)  # imported when used
     # one line for the user, never a traceback; the details with VBHC_DEBUG=1
-    assert main(["report", "--condition", "thyroid_cancer", "--out", str(out)]) == 1
+    assert main(["report", "--condition", "heart_failure", "--out", str(out)]) == 1
     assert "unexpected error (RuntimeError)" in capsys.readouterr().err
     monkeypatch.setenv("VBHC_DEBUG", "1")
     with pytest.raises(RuntimeError, match="disk on fire"):
-        main(["report", "--condition", "thyroid_cancer", "--out", str(out)])
+        main(["report", "--condition", "heart_failure", "--out", str(out)])
     assert out.read_bytes() == b"last month's report"
     assert _files(tmp_path) == ["r.xlsx"]
 
@@ -258,7 +285,7 @@ def test_write_report_is_atomic_and_cleans_up(tmp_path, monkeypatch):
 def test_suppression_threshold_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("VBHC_SUPPRESS_BELOW", "1000000")
     out = tmp_path / "r.xlsx"
-    assert main(["report", "--condition", "thyroid_cancer", "--lang", "en", "--out", str(out)]) == 0
+    assert main(["report", "--condition", "heart_failure", "--lang", "en", "--out", str(out)]) == 0
     wb = load_workbook(io.BytesIO(out.read_bytes()))
     cover = " ".join(str(c.value) for row in wb["Cover"].iter_rows() for c in row if c.value)
     assert "fewer than 1,000,000 care cycles" in cover
@@ -283,30 +310,30 @@ def test_every_written_report_is_in_the_audit_log(tmp_path, monkeypatch):
     monkeypatch.setenv("VBHC_USER", "os-gebruiker")
     before = len(_events("export"))
     out = tmp_path / "team.xlsx"
-    args = ["report", "--condition", "thyroid_cancer", "--lang", "en", "--period", "2021-2025", "--out", str(out)]
+    args = ["report", "--condition", "heart_failure", "--lang", "en", "--period", "2021-2025", "--out", str(out)]
     assert main([*args, "--as", "kwaliteit@example.org"]) == 0
     # a report of several conditions records them all and no single one (two, not --all: --all's PDF drew ~20
-    # charts for nothing this test reads; the_first_pdf_after_an_import's report is --all)
+    # charts for nothing this test reads; test_report_all_after_an_import_... makes --all)
     pdf = tmp_path / "two.pdf"
-    two = ["--condition", "hip_osteoarthritis", "--condition", "thyroid_cancer"]
+    two = ["--condition", "hip_osteoarthritis", "--condition", "heart_failure"]
     assert main(["report", *two, "--format", "pdf", "--out", str(pdf)]) == 0
     events = _events("export").iloc[before:]
     assert len(events) == 2
     first, second = events.iloc[0], events.iloc[1]
-    assert first["user_id"] == "kwaliteit@example.org" and first["condition"] == "thyroid_cancer"
+    assert first["user_id"] == "kwaliteit@example.org" and first["condition"] == "heart_failure"
     assert first["sha256"] == audit.sha256_of(out.read_bytes())
     assert {
         "what": "excel_report",
         "file": "team.xlsx",
         "format": "xlsx",
-        "conditions": ["thyroid_cancer"],
+        "conditions": ["heart_failure"],
         "period": "2021-2025",
         "via": "cli",
         "os_user": "os-gebruiker",
     }.items() <= first["detail"].items()
     assert second["user_id"] == "os-gebruiker" and second["sha256"] == audit.sha256_of(pdf.read_bytes())
     assert second["detail"]["format"] == "pdf"
-    assert second["detail"]["conditions"] == ["hip_osteoarthritis", "thyroid_cancer"]
+    assert second["detail"]["conditions"] == ["hip_osteoarthritis", "heart_failure"]
     assert second["detail"]["file"] == "two.pdf" and pd.isna(second["condition"])
 
 
@@ -356,12 +383,12 @@ def test_a_reason_this_version_cannot_read_is_shown_as_stored():
 
 
 @pytest.mark.report_charts
-def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(
-    tmp_path, monkeypatch, capsys, imported_demo
-):
-    """`vbhc import` (its precompute, as `vbhc precompute`) renders and stores the charts of `vbhc report --all
-    --format pdf` under the digests the report asks for: the first PDF then computes and draws nothing. The
-    preparation makes no report, so it writes no audit record; a second preparation renders nothing again."""
+def test_report_all_after_an_import_reads_what_the_import_prepared(tmp_path, monkeypatch, capsys, every_condition_db):
+    """`vbhc report --all`, both formats, on a registry of every condition of the catalog. `vbhc import` (its
+    precompute, as `vbhc precompute`) renders and stores the charts of `vbhc report --all --format pdf` under the
+    digests the report asks for: the first PDF then computes and draws nothing. The preparation makes no report,
+    so it writes no audit record; a second preparation renders nothing again. The workbook of every condition
+    has a sheet per condition and the survival rows of every unit, no temporary file left."""
     import re
 
     from tests.registry_copy import copy_results
@@ -373,7 +400,7 @@ def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(
     engine = get_engine(os.environ["VBHC_DATABASE_URL"])
     # a store of its own with the views the import stored before its charts (computed once for the module):
     # `vbhc precompute` reads them, draws the report's charts in a child process and prepares the pages
-    copy_results(imported_demo.views, results.ResultStore(engine))
+    copy_results(every_condition_db.views, results.ResultStore(engine))
     events = len(audit.read(engine))
     start = dict(results.compute_counts)
     with monkeypatch.context() as pages:
@@ -384,7 +411,8 @@ def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(
         pages.setattr(results.ResultStore, "unit_charts", lambda self, *args, **kwargs: None)
         assert main(["precompute"]) == 0  # the charts in a child process, beside the page preparation
     rendered = re.search(r"Report charts \(vbhc report --all --format pdf\): (\d+) rendered", capsys.readouterr().out)
-    assert rendered and int(rendered.group(1)) > 2 * 7 and results.compute_counts["chart"] == start["chart"]
+    conditions = len(default_catalog().conditions)
+    assert rendered and int(rendered.group(1)) > 2 * conditions and results.compute_counts["chart"] == start["chart"]
     assert len(audit.read(engine)) == events  # no report was made
     before = dict(results.compute_counts)
     assert main(["precompute", "--charts-only"]) == 0
@@ -392,5 +420,22 @@ def test_the_first_pdf_after_an_import_reads_the_charts_the_import_rendered(
     assert ": 0 rendered" in capsys.readouterr().out
     assert main(["report", "--all", "--format", "pdf", "--out", str(tmp_path / "first.pdf")]) == 0
     assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
-    assert len(_pages(tmp_path / "first.pdf")[1]) > 2 * 7  # a funnel plot and trend per key indicator
+    assert len(_pages(tmp_path / "first.pdf")[1]) > 2 * conditions  # a funnel plot and trend per key indicator
     assert len(audit.read(engine)) == events + 1  # the report itself
+    capsys.readouterr()
+
+    out = tmp_path / "all.xlsx"
+    before = dict(results.compute_counts)
+    assert main(["report", "--all", "--format", "xlsx", "--lang", "en", "--out", str(out)]) == 0
+    assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
+    assert "Report written to" in capsys.readouterr().out
+    wb = load_workbook(out)
+    assert wb.sheetnames[:2] == ["Cover", "Summary"]
+    every = {c.label("en") for c in default_catalog().conditions.values()}
+    assert every | {"PROMs", "Costs", "Methods"} <= set(wb.sheetnames)
+    # survival rows (the demo's vital status is imported), one per unit, withheld like the others at this size
+    survival = [r for r in wb["Colorectal cancer"].iter_rows(values_only=True) if "Overall survival at 5 years" in r]
+    assert len(survival) == 10
+    assert not any(isinstance(c, str) and c.lower() in ("nan", "none") for r in survival for c in r)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["all.xlsx", "first.pdf"]  # no temporary file
+    assert len(audit.read(engine)) == events + 2
