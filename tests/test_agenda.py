@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from tests.registry_files import store_units
-from vbhc import agenda, improvement
+from vbhc import agenda, improvement, minutes
 from vbhc.access import Role, Scope, Viewer
+from vbhc.i18n import t
 from vbhc.improvement import ActionStatus, Explanation, Flag, ImprovementError, Rule, TargetKind
 from vbhc.improvement_sheets import SheetRefused, export_actions
 
@@ -154,3 +155,18 @@ def test_items_are_named_apart_by_what_differs_never_by_their_ids():
     labels = distinct_labels(items, lambda i: i[0], [lambda i: i[1], lambda i: i[2]])
     assert labels == ["Audit · H01 · nurse", "Audit · H01 · surgeon", "Call", "Audit · H02 (1)", "Audit · H02 (2)"]
     assert distinct_labels(items[:1], lambda i: i[0], []) == ["Audit"]
+
+
+def test_the_agenda_says_whether_its_date_is_a_meeting(planted):
+    """The meeting page read "vorig overleg 1 dec 2026" when no meeting was recorded: the date was only the first of
+    the month. The agenda tells the page whether `since` is a meeting (named by the viewer, or the last recorded)."""
+    engine, *_ = planted
+    today = dt.date(2026, 6, 15)
+    first = agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today)
+    assert (first.since, first.since_meeting) == (dt.date(2026, 6, 1), False)
+    named = agenda.meeting_agenda(engine, CARE, CONDITION, dt.date(2026, 5, 20), unit="H01", today=today)
+    assert (named.since, named.since_meeting) == (dt.date(2026, 5, 20), True)
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2026, 6, 10), ["surgeon"], [], unit="H01", today=today)
+    held = agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today)
+    assert (held.since, held.since_meeting) == (dt.date(2026, 6, 10), True)
+    assert "nog geen overleg vastgelegd" in t("agenda.intro_no_meeting", "nl", condition="c", unit="u", date="d")

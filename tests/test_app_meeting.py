@@ -94,6 +94,9 @@ def test_the_page_renders_for_the_local_viewer(meeting_db):
     at = _app("local", "nl")
     forms = [b.label for b in at.button if b.proto.is_form_submitter]
     assert t("agenda.submit_norm", "nl") in forms  # the local viewer has every role
+    # no meeting is recorded: the page does not call the first of the month the previous meeting
+    intro = next(c.value for c in at.caption if "·" in c.value)
+    assert "nog geen overleg vastgelegd: nieuw sinds" in intro and "vorig overleg" not in intro
     found = findings(at, PAGE)
     assert not found, _report(found)
 

@@ -64,6 +64,9 @@ class Agenda:
     condition: str
     unit: str | None
     since: dt.date
+    #: `since` is a meeting: the one the viewer named, or the last one recorded; False: none is recorded yet and
+    #: `since` is the first day of the month (the page must not call it the previous meeting)
+    since_meeting: bool = True
     new_signals: list[models.ImprovementSignal] = field(default_factory=list)
     open_signals: list[models.ImprovementSignal] = field(default_factory=list)
     overdue: Overdue = field(default_factory=Overdue)
@@ -158,8 +161,10 @@ def meeting_agenda(
     vbhc.improvement, so its role rules hold: a manager gets their own units' status only. `since` None: the last
     recorded meeting of the condition and unit (vbhc.minutes), else the first day of the month."""
     today = today or dt.date.today()
+    since_meeting = since is not None
     if since is None:
         since = minutes.last_meeting_date(engine, viewer, condition, unit=unit, on_or_before=today)
+        since_meeting = since is not None
         since = since or default_meeting_date(today)
     values = values or {}
 
@@ -181,6 +186,7 @@ def meeting_agenda(
         condition=condition,
         unit=unit,
         since=since,
+        since_meeting=since_meeting,
         new_signals=sorted(new, key=lambda s: s.detected_at, reverse=True),
         open_signals=sorted(open_signals, key=lambda s: (s.status, s.detected_at)),
         overdue=Overdue(mine(late.signals), mine(late.actions)),

@@ -46,7 +46,7 @@ since = agenda.since
 recorded = minutes.meetings(engine, viewer, chosen.condition, unit=unit)
 st.caption(
     t_md(
-        "agenda.intro",
+        "agenda.intro" if agenda.since_meeting else "agenda.intro_no_meeting",
         lang,
         condition=condition.label(lang),
         unit=filters.unit_name(unit) if unit else t("agenda.all_units", lang),
