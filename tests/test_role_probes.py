@@ -470,24 +470,21 @@ def _readable_ids(w: World, role: str) -> list[str]:
     return got
 
 
-def p_history(w: World, role: str) -> None:
-    from vbhc import improvement
+def _by_id(name: str) -> Callable[[World, str], None]:
+    """improvement.history / current_version: an item the role may not see reads as an id that does not exist
+    (ItemNotFound, never AccessDenied naming its condition); a readable one is clean."""
 
-    v = ROLES[role]
-    for item in _not_found(w, role):
-        refused(lambda item=item: improvement.history(w.engine, v, item), w.engine, v, ItemNotFound)
-    for item in _readable_ids(w, role):
-        clean(improvement.history(w.engine, v, item), role)
+    def probe(w: World, role: str) -> None:
+        from vbhc import improvement
 
+        read, v = getattr(improvement, name), ROLES[role]
+        for item in _not_found(w, role):
+            with pytest.raises(ItemNotFound):
+                read(w.engine, v, item)
+        for item in _readable_ids(w, role):
+            clean(read(w.engine, v, item), role)
 
-def p_current_version(w: World, role: str) -> None:
-    from vbhc import improvement
-
-    v = ROLES[role]
-    for item in _not_found(w, role):
-        refused(lambda item=item: improvement.current_version(w.engine, v, item), w.engine, v, ItemNotFound)
-    for item in _readable_ids(w, role):
-        clean(improvement.current_version(w.engine, v, item), role)
+    return probe
 
 
 def _reads(name: str, **kwargs: Any) -> Callable[[World, str], None]:
@@ -1068,7 +1065,7 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.external_models.model_history": p_model_history,
     "vbhc.external_models.stored_model": p_stored_model,
     "vbhc.external_models.stored_models": p_stored_models,
-    "vbhc.improvement.history": p_history,
+    "vbhc.improvement.history": _by_id("history"),
     "vbhc.improvement.set_target": p_set_target,
     "vbhc.improvement.update_target": p_update_target,
     "vbhc.improvement.retire_target": p_retire_target,
@@ -1081,7 +1078,7 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.improvement.update_action": p_update_action,
     "vbhc.improvement.actions": _reads("vbhc.improvement.actions"),
     "vbhc.improvement.check_values": p_check_values,
-    "vbhc.improvement.current_version": p_current_version,
+    "vbhc.improvement.current_version": _by_id("current_version"),
     "vbhc.improvement.write_versions": p_write_versions,
     "vbhc.improvement.overdue": _reads("vbhc.improvement.overdue", today=dt.date(2026, 1, 1)),
     "vbhc.improvement.record_detection": p_record_detection,
