@@ -103,12 +103,11 @@ def make_report(
         "via": via,
         "os_user": audit.os_user(),  # also when `actor` names someone else (vbhc report --as)
     }
-    from vbhc.access import Viewer as _Viewer
-    from vbhc.access import require_file_export
+    from vbhc import access
 
-    if isinstance(who, _Viewer):  # a report asked for by a signed-in viewer: its export rights, as a download's
+    if isinstance(who, access.Viewer):  # a report asked for by a signed-in viewer: its export rights, as a download's
         for condition in conditions or [None]:
-            require_file_export(
+            access.require_file_export(
                 who, condition, what=WHAT.get(fmt, "report"), threshold=suppress_below, engine=engine or get_engine()
             )
     try:
