@@ -232,18 +232,9 @@ def _records(
             ws = wb[sheet]
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
-            layout = sheet_layout(io.BytesIO(data), sheet)
-            for ref, row, _ in layout.merged:
-                problems.append(Problem(file, sheet, row, None, None, Rule("read.cells_merged", cells=ref)))
-            seen: set[int] = set()
+            filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
             for number, raw in enumerate(ws.iter_rows(), start=1):
-                if number in layout.hidden_rows and any(c.value not in (None, "") for c in raw):
-                    problems.append(Problem(file, sheet, number, None, None, Rule("read.row_hidden")))
-                for position, cell in enumerate(raw):  # a hidden column named once, at its first value
-                    if position not in seen and cell.value not in (None, "") and layout.column_hidden(position):
-                        seen.add(position)
-                        rule = Rule("read.column_hidden", position=position + 1)
-                        problems.append(Problem(file, sheet, number, None, None, rule))
+                filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
                 cells = []
                 for position, cell in enumerate(raw):
                     value = cell.value
@@ -256,6 +247,10 @@ def _records(
                         formatted[(number, position)] = number_format
                     cells.append(text)
                 rows.append((number, cells))
+            # merged cells, hidden rows and columns holding values: the reader sees otherwise than the cells read
+            unseen = sheet_layout(io.BytesIO(data), sheet).unseen(filled)
+            problems[:0] = [Problem(file, sheet, row, None, None, Rule(f"read.{what}", **values))
+                            for what, row, _, values in unseen]  # fmt: skip
             return sheet, rows, problems, formatted
         finally:
             wb.close()

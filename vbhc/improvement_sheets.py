@@ -340,17 +340,8 @@ def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., 
         text = cells[position][1] if position < len(cells) else ""
         return number, (names[position] if position < len(names) else "") or f"#{position + 1}", text
 
-    found = [problem(*where(row, position), "cells_merged", cells=ref) for ref, row, position in layout.merged]
-    columns: set[int] = set()
-    for number, cells in enumerate(raw_rows, start=1):
-        filled = [p for p, (value, _, _) in enumerate(cells) if value not in (None, "")]
-        if filled and number in layout.hidden_rows:
-            found.append(problem(*where(number, filled[0]), "row_hidden"))
-        for position in filled:
-            if position not in columns and layout.column_hidden(position):
-                columns.add(position)
-                found.append(problem(*where(number, position), "column_hidden", position=position + 1))
-    return found
+    filled = [[p for p, (value, _, _) in enumerate(cells) if value not in (None, "")] for cells in raw_rows]
+    return [problem(*where(row, position), what, **values) for what, row, position, values in layout.unseen(filled)]
 
 
 def _version(text: str) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import posixpath
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 from xml.etree import ElementTree
@@ -49,6 +50,24 @@ class Layout:
 
     def __bool__(self) -> bool:
         return bool(self.merged or self.hidden_rows or self.hidden_columns)
+
+    def unseen(self, filled: Sequence[Sequence[int]]) -> list[tuple[str, int, int, dict[str, object]]]:
+        """Where the sheet shows its reader otherwise than the cells read, given each row's filled positions (row 1
+        first): (what, row, position, values), `what` one of cells_merged (each range at its first cell), row_hidden
+        (a hidden row holding a value, at its first one) and column_hidden (a hidden column, at its first value).
+        The one list the sheet readers of external figures and improvement workbooks turn into their problems."""
+        found: list[tuple[str, int, int, dict[str, object]]] = [
+            ("cells_merged", row, position, {"cells": ref}) for ref, row, position in self.merged
+        ]
+        columns: set[int] = set()
+        for number, positions in enumerate(filled, start=1):
+            if positions and number in self.hidden_rows:
+                found.append(("row_hidden", number, positions[0], {}))
+            for position in positions:
+                if position not in columns and self.column_hidden(position):
+                    columns.add(position)
+                    found.append(("column_hidden", number, position, {"position": position + 1}))
+        return found
 
 
 def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
