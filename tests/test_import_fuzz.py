@@ -20,6 +20,7 @@ from openpyxl import Workbook
 
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
+from tests.xlsx_parts import patch_sheet, row_again_at_end, row_moved_to_end, state_dimension
 from vbhc import audit
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.store import get_engine, row_counts, upgrade_schema
@@ -305,6 +306,41 @@ def test_a_hidden_column_is_refused_but_hidden_empty_columns_beyond_the_data_are
         "the workbook does not see it: unhide it or delete it"
     )
     import_files([tidy], engine, imported_by="fuzz")
+
+
+@sqlite_only
+@pytest.mark.parametrize("dimension", ["A1", "A1:C3"])
+def test_a_sheet_whose_dimension_tag_states_less_is_read_whole(base, tmp_path, dimension):
+    """openpyxl's read-only mode reads a sheet only as far as its dimension tag states, and a writer may state
+    less than it wrote: with A1:C3 the care cycles beyond row 3 and every column beyond C were left out unseen
+    and the import said nothing (A1 refused a good file for its missing columns). Excel ignores the tag."""
+    engine, _ = base
+    wb, _ws = _cycles_sheet()
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(whole.getvalue(), state_dimension(dimension)))
+    report = import_files([path], engine, imported_by="fuzz")
+    assert report.sources[0].rows_read == len(cycles())
+    assert row_counts(engine)["care_cycles"] == len(cycles())
+
+
+@sqlite_only
+@pytest.mark.parametrize("change", [row_moved_to_end(3), row_again_at_end(3)])
+def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
+    """A sheet part holding row 3 after the last row, or twice: openpyxl leaves the late copy out without a
+    word (a care cycle of the sheet was not imported), Excel calls the file damaged. Refused naming the row."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    last = ws.max_row
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(whole.getvalue(), change))
+    (problem,) = _refused_problems([path], engine)
+    assert (problem.row, problem.rule.code) == (3, "read.row_out_of_order")
+    assert f"holds this row again or after a later row (row {last})" in str(problem)
+    assert "bevat deze rij nog eens of na een latere rij" in problem.line("nl")
 
 
 # --- huge cells ----------------------------------------------------------------------------------------

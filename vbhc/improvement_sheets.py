@@ -51,7 +51,7 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import _check_xlsx_container, shown_cell
+from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -282,7 +282,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
-        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in ws.iter_rows()]
+        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in sheet_rows(ws)]
         layout = sheet_layout(io.BytesIO(data), sheet)
     finally:
         wb.close()

@@ -273,6 +273,16 @@ def _open_workbook(path: Path):
         raise
 
 
+def sheet_rows(ws) -> Iterator[tuple]:
+    """Every row of a read-only sheet (openpyxl), as far as its cells go. openpyxl's read-only mode stops at the
+    range the sheet's own dimension tag states, and a writer may state less than it wrote (A1, or the size of an
+    older version of the sheet): the rows and columns beyond were left out unseen (a sheet of five care cycles
+    whose tag said A1:L3 was imported as two, without its last four columns). Excel ignores the tag; so does this.
+    """
+    ws.reset_dimensions()
+    return ws.iter_rows()
+
+
 def _sheet_names(path: Path) -> list[tuple[str, str]]:
     """Each sheet's name and state (visible, hidden, veryHidden), in the workbook's order."""
     wb, fh = _open_workbook(path)
@@ -674,7 +684,10 @@ def _formatted_ids(
 def _unseen_cells(source: Source, header: Header, layout: Layout, report: ImportReport) -> None:
     """A problem per merged range and per hidden column of the header's width: the import would read
     otherwise than a reader of the sheet (the other cells of a merged range as empty, a hidden column's values
-    unseen). Hidden rows are refused row by row as they are read."""
+    unseen), and per row the sheet's part holds again or after a later row (openpyxl leaves it out). Hidden rows
+    are refused row by row as they are read."""
+    for row, after in layout.rows_out_of_order:
+        report.add(source.problem(Rule("read.row_out_of_order", after=after), row))
     for ref, row, position in layout.merged:
         name = header.names[position] if position < len(header.names) else None
         report.add(source.problem(Rule("read.cells_merged", cells=ref), row, name or None))
@@ -808,8 +821,9 @@ def _xlsx_records(
     try:
         ws = wb[source.sheet]
         found = sheet_layout(fh, source.sheet)
-        layout.merged, layout.hidden_rows, layout.hidden_columns = found.merged, found.hidden_rows, found.hidden_columns
-        for row_no, cells in enumerate(ws.iter_rows(), start=1):
+        for name in found.__dataclass_fields__:  # the caller's Layout gets every field the sheet's part gave
+            setattr(layout, name, getattr(found, name))
+        for row_no, cells in enumerate(sheet_rows(ws), start=1):
             fields = []
             odd: list[tuple[int, str | None]] | None = None
             formatted: list[tuple[int, str]] | None = None
