@@ -15,6 +15,7 @@ import codecs
 import csv
 import datetime as dt
 import hashlib
+import io
 import os
 import re
 import zipfile
@@ -128,7 +129,10 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         return refuse(why)
     table = _table_from_name(path.stem)
     if table is None:
-        header = next(csv.reader([header_line], delimiter=delimiter), [])
+        try:
+            header = next(csv.reader([header_line], delimiter=delimiter), [])
+        except csv.Error:  # a header record the csv module cannot read: no table's header
+            header = []
         table = _table_from_header([normalise_name(c) for c in header])
     if table is None:
         return refuse(Rule("read.unknown_table", tables=", ".join(TABLES)))
@@ -178,12 +182,14 @@ def _sha256(path: Path) -> str:
 
 def _first_line(path: Path) -> str:
     """The first non-blank record (the header), as text: its line and, while a quote is open at a line's end, the
-    next ones (a first line of data whose quoted value holds a line break goes on there; its separators too)."""
+    next ones (a first line of data whose quoted value holds a line break goes on there; its separators too).
+    A line ends as the csv module ends it: at a line feed, a carriage return and line feed, or a carriage return
+    alone (an old Mac export: the whole file was one 'line', and the table could not be told from its header)."""
     record: list[str] = []
     size = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            line = raw.decode("utf-8-sig" if not record else "utf-8", errors="replace").strip("\r\n")
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None) as fh:
+        for line in fh:
+            line = line.rstrip("\n")
             if not record and not line.strip():
                 continue
             record.append(line)
