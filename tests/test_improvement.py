@@ -504,6 +504,29 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
 
 
 @sqlite_only
+def test_a_value_under_no_header_is_refused(engine, units):
+    """A target row with a value two columns right of the last header (a changed value typed beside its column):
+    the row was imported without it and the file accepted. Refused naming row, column position and value, as the
+    registry import and the external figures refuse it; nothing written."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, header.index("value") + 1).value = 0.08
+    ws.cell(row, len(header) + 2).value = 0.05
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    (problem,) = refused.value.problems
+    position = len(header) + 2
+    assert problem.text("en") == (
+        f"plan.xlsx row {row} column '#{position}' value '0.05': a value in column {position}, which has no header: "
+        "every value needs a column name; delete it or move it under its column."
+    )
+    assert "die geen kolomnaam heeft" in problem.text("nl")
+    assert {t.indicator: t.value for t in improvement.targets(engine, CARE, CONDITION)}[INDICATOR] == 0.10
+
+
+@sqlite_only
 def test_a_sheet_whose_dimension_tag_states_less_is_read_whole(engine, units):
     """A targets sheet whose dimension tag says A1 (a writer may state less than it wrote): openpyxl's read-only
     mode read one cell and the file was refused for missing columns, or with a tag of the header row's width

@@ -308,6 +308,11 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     rows = []
     for number, raw in enumerate(raw_rows[1:], start=2):
         cells = list(raw)[: len(header)]
+        # a value under no header was left out unseen, the row read without it; the registry import refuses it too
+        beyond = [(p, text) for p, (_, text, _) in enumerate(raw[len(header) :], start=len(header) + 1) if text.strip()]
+        if beyond:
+            position, text = beyond[0]
+            problems.append(problem(number, f"#{position}", text, "value_without_header", position=position))
         if all(v is None or (isinstance(v, str) and not v.strip()) for v, _, _ in cells):
             continue
         row: dict[str, str] = {}
