@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
+from sqlalchemy import select
 
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
 from tests.xlsx_parts import patch_sheet, row_again_at_end, row_moved_to_end, state_dimension
-from vbhc import audit
+from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.store import get_engine, row_counts, upgrade_schema
 
@@ -341,6 +342,34 @@ def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
     assert (problem.row, problem.rule.code) == (3, "read.row_out_of_order")
     assert f"holds this row again or after a later row (row {last})" in str(problem)
     assert "bevat deze rij nog eens of na een latere rij" in problem.line("nl")
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [("Heelkunde_x000D_\nen chirurgie", "Heelkunde\r\nen chirurgie"), ("Heel_x0007_kunde", None)],
+)
+def test_a_control_character_written_as_an_excel_code_is_read_as_the_character(engine, tmp_path, written, stored):
+    """A workbook writes a control character XML cannot hold as a code (Excel: _x000D_ for the carriage return of
+    a line break pasted from Windows). openpyxl gives the code as text, so the letters _x000D_ were stored in a
+    department's name where the sheet shows a line break. Read as the character: a line break is kept as the
+    sheet shows it, an invisible one (_x0007_) refused like any character no one sees."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "units"
+    ws.append(["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"])
+    ws.append(["H01", "SUR", "Testziekenhuis Noord", written, "Snijdende specialismen", 1])
+    path = tmp_path / "units.xlsx"
+    wb.save(path)
+    if stored is None:
+        (problem,) = _refused_problems([path], engine)
+        assert (problem.row, problem.column) == (2, "department_name")
+        assert problem.rule.code == "validate.invisible_character"
+        assert "U+0007" in str(problem)
+        return
+    import_files([path], engine, imported_by="fuzz")
+    with engine.connect() as conn:
+        assert conn.execute(select(models.Department.name)).scalar_one() == stored
 
 
 # --- huge cells ----------------------------------------------------------------------------------------

@@ -793,7 +793,16 @@ def cell_text(value: object) -> str:
         return value.isoformat()
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, str) and "_x" in value:
+        return _CONTROL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
     return str(value)
+
+
+#: How a workbook's XML writes a control character (XML cannot hold most of them): _x000D_ for the carriage return
+#: of a line break pasted from Windows, _x0009_ for a tab. A spreadsheet program shows the character; openpyxl
+#: gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters _x000D_ in it. Only
+#: control characters are decoded: no writer escapes a letter, and a code that stands for one is left as written.
+_CONTROL_ESCAPE = re.compile(r"_x(00[01][0-9A-Fa-f])_")
 
 
 #: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
