@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, insert, select
 
+from tests.xlsx_parts import patch_sheet, row_again_at_end, state_dimension
 from vbhc import audit, external, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
@@ -167,11 +168,12 @@ def test_workbooks_are_read_and_formulas_in_them_refused():
         read_figures(_workbook([header, bad]), file_name="feedback.xlsx")
 
 
-@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet"])
+@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet", "row again"])
 def test_a_workbook_showing_other_values_than_its_cells_is_refused(layout):
     """Figures whose n is merged over two units' rows (the second read as empty), a hidden or filtered row, a
-    hidden column, or the figures sheet hidden behind a visible one: the reader sees other figures than the
-    cells read, so the file is refused naming where."""
+    hidden column, the figures sheet hidden behind a visible one, or a row the sheet's part holds twice (openpyxl
+    left the second copy out): the reader sees other figures than the cells read, so the file is refused naming
+    where."""
     header = HEADER.split(",")
     row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2, None, None]
     wb = Workbook()
@@ -186,20 +188,33 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(layout):
         ws.row_dimensions[3].hidden = True
     elif layout == "hidden column":
         ws.column_dimensions[n].hidden = True
-    else:
+    elif layout == "hidden sheet":
         wb.create_sheet("summary").append(["see the figures"])
         ws.sheet_state = "hidden"
     out = io.BytesIO()
     wb.save(out)
+    data = patch_sheet(out.getvalue(), row_again_at_end(3)) if layout == "row again" else out.getvalue()
     with pytest.raises(ExternalRefused) as caught:
-        read_figures(out.getvalue(), file_name="feedback.xlsx")
+        read_figures(data, file_name="feedback.xlsx")
     expected = {
         "merged": f"feedback.xlsx [sheet external_figures] row 2: cells {n}2:{n}3 are merged",
         "hidden row": "feedback.xlsx [sheet external_figures] row 3: the row is hidden",
         "hidden column": f"feedback.xlsx [sheet external_figures] row 1: column {header.index('n') + 1} is hidden",
         "hidden sheet": "feedback.xlsx [sheet external_figures]: the sheet is hidden",
+        "row again": "feedback.xlsx [sheet external_figures] row 3: the sheet's file holds this row again",
     }[layout]
     assert expected in str(caught.value), str(caught.value)
+
+
+def test_a_sheet_whose_dimension_tag_states_less_is_read_whole():
+    """A sheet whose dimension tag says A1:C2 (a writer may state less than it wrote): openpyxl's read-only mode
+    read the header's first three columns and one unit, and the file was refused for missing columns (or, with a
+    wider tag, imported without its later units); Excel ignores the tag, and so does the reader now."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2, None, None]
+    data = patch_sheet(_workbook([header, row, [*row[:6], "X02", *row[7:]]]), state_dimension("A1:C2"))
+    got = read_figures(data, file_name="feedback.xlsx")
+    assert list(got.frame["unit"]) == ["X01", "X02"]
 
 
 def test_a_source_with_an_accent_typed_as_a_separate_mark_is_the_source_it_reads_as():

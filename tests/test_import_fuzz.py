@@ -17,10 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
+from sqlalchemy import select
 
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
-from vbhc import audit
+from tests.xlsx_parts import patch_sheet, row_again_at_end, row_moved_to_end, state_dimension
+from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.store import get_engine, row_counts, upgrade_schema
 
@@ -305,6 +307,69 @@ def test_a_hidden_column_is_refused_but_hidden_empty_columns_beyond_the_data_are
         "the workbook does not see it: unhide it or delete it"
     )
     import_files([tidy], engine, imported_by="fuzz")
+
+
+@sqlite_only
+@pytest.mark.parametrize("dimension", ["A1", "A1:C3"])
+def test_a_sheet_whose_dimension_tag_states_less_is_read_whole(base, tmp_path, dimension):
+    """openpyxl's read-only mode reads a sheet only as far as its dimension tag states, and a writer may state
+    less than it wrote: with A1:C3 the care cycles beyond row 3 and every column beyond C were left out unseen
+    and the import said nothing (A1 refused a good file for its missing columns). Excel ignores the tag."""
+    engine, _ = base
+    wb, _ws = _cycles_sheet()
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(whole.getvalue(), state_dimension(dimension)))
+    report = import_files([path], engine, imported_by="fuzz")
+    assert report.sources[0].rows_read == len(cycles())
+    assert row_counts(engine)["care_cycles"] == len(cycles())
+
+
+@sqlite_only
+@pytest.mark.parametrize("change", [row_moved_to_end(3), row_again_at_end(3)])
+def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
+    """A sheet part holding row 3 after the last row, or twice: openpyxl leaves the late copy out without a
+    word (a care cycle of the sheet was not imported), Excel calls the file damaged. Refused naming the row."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    last = ws.max_row
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(whole.getvalue(), change))
+    (problem,) = _refused_problems([path], engine)
+    assert (problem.row, problem.rule.code) == (3, "read.row_out_of_order")
+    assert f"holds this row again or after a later row (row {last})" in str(problem)
+    assert "bevat deze rij nog eens of na een latere rij" in problem.line("nl")
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [("Heelkunde_x000D_\nen chirurgie", "Heelkunde\r\nen chirurgie"), ("Heel_x0007_kunde", None)],
+)
+def test_a_control_character_written_as_an_excel_code_is_read_as_the_character(engine, tmp_path, written, stored):
+    """A workbook writes a control character XML cannot hold as a code (Excel: _x000D_ for the carriage return of
+    a line break pasted from Windows). openpyxl gives the code as text, so the letters _x000D_ were stored in a
+    department's name where the sheet shows a line break. Read as the character: a line break is kept as the
+    sheet shows it, an invisible one (_x0007_) refused like any character no one sees."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "units"
+    ws.append(["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"])
+    ws.append(["H01", "SUR", "Testziekenhuis Noord", written, "Snijdende specialismen", 1])
+    path = tmp_path / "units.xlsx"
+    wb.save(path)
+    if stored is None:
+        (problem,) = _refused_problems([path], engine)
+        assert (problem.row, problem.column) == (2, "department_name")
+        assert problem.rule.code == "validate.invisible_character"
+        assert "U+0007" in str(problem)
+        return
+    import_files([path], engine, imported_by="fuzz")
+    with engine.connect() as conn:
+        assert conn.execute(select(models.Department.name)).scalar_one() == stored
 
 
 # --- huge cells ----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, event, select
 from tests import registry_source
 from tests.backends import sqlite_only
 from tests.db_snapshot import snapshot
+from tests.prem_files import prem_rows, write_prems
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, proms, write_csv, write_small_registry
 from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
@@ -801,6 +802,23 @@ def test_an_outcome_dated_before_its_index_date_is_refused(cycles_only, tmp_path
     import_files([write_csv(tmp_path / "clinical_outcomes.csv", rows)], engine)
     o = models.ClinicalOutcome
     assert str(_value(engine, o.date, o.cycle_id == "C0001", o.outcome == "mortality_30d")) == "2024-02-15"
+
+
+@sqlite_only
+@pytest.mark.parametrize("placeholder", ["1900-01-01", "1904-01-01", "1970-01-01", "1989-12-31"])
+def test_a_placeholder_date_is_refused_not_stored(base, tmp_path, placeholder):
+    """Only dates before 1900 were refused: an index date of 1900-01-01 (Excel's day 1, the placeholder for 'no
+    date') was stored, its outcomes and PROMs counted 120 years after it. No registry date lies before 1990."""
+    engine, _ = base
+    rows = cycles()
+    rows[0]["index_date"] = placeholder
+    message = refused([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)], engine)
+    assert f"care_cycles.csv row 2 column 'index_date': value '{placeholder}': date before 1990-01-01" in message
+    prems = prem_rows()
+    prems[0]["visit_date"] = placeholder
+    assert "date before 1990-01-01" in refused([write_prems(tmp_path / "prem_responses.csv", prems)], engine)
+    rows[0]["index_date"] = "1990-01-01"  # the first date a registry may hold: accepted
+    import_files([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)], engine)
 
 
 def test_a_follow_up_prom_before_the_index_date_is_refused_a_baseline_before_it_is_not(cycles_only, tmp_path):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
 from tests.registry_files import store_units
+from tests.xlsx_parts import patch_sheet, row_again_at_end, state_dimension
 from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
@@ -463,11 +464,12 @@ def test_targets_round_trip_through_xlsx(engine, units):
 
 
 @sqlite_only
-@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet"])
+@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet", "row again"])
 def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units, layout):
-    """A target's value merged over two rows, a hidden (or filtered) row, a hidden column or a hidden targets
-    sheet: the workbook shows its reader other values than the cells read, so the file is refused and nothing is
-    written (the second row's value was read as empty; the hidden row's change was written unseen)."""
+    """A target's value merged over two rows, a hidden (or filtered) row, a hidden column, a hidden targets
+    sheet or a row the sheet's part holds twice: the workbook shows its reader other values than the cells read,
+    so the file is refused and nothing is written (the second row's value was read as empty; the hidden row's
+    change was written unseen; openpyxl left the row's second copy out)."""
     first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
     improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.03)
     wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
@@ -482,21 +484,61 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
         ws.row_dimensions[row].hidden = True
     elif layout == "hidden column":
         ws.column_dimensions[column].hidden = True
-    else:
+    elif layout == "hidden sheet":
         wb.create_sheet("notes").append(["see the targets"])
         ws.sheet_state = "hidden"
+    data = patch_sheet(_bytes(wb), row_again_at_end(row)) if layout == "row again" else _bytes(wb)
     with pytest.raises(SheetRefused) as refused:
-        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+        import_targets(engine, CARE, data, file_name="plan.xlsx")
     expected = {
         "merged": f"plan.xlsx row 2 column 'value' value '0.07': cells {column}2:{column}3 are merged",
         "hidden row": f"plan.xlsx row {row} column 'item_id'",
         "hidden column": f"plan.xlsx row 1 column 'value' value 'value': column {value} is hidden",
         "hidden sheet": "plan.xlsx: the sheet targets is hidden",
+        "row again": f"plan.xlsx row {row} column 'item_id'",
     }[layout]
     first_problem = refused.value.problems[0].text("en")
     assert first_problem.startswith(expected), first_problem
     assert refused.value.problems[0].text("nl") != first_problem
     assert {t.indicator: t.value for t in improvement.targets(engine, CARE, CONDITION)}[INDICATOR] == 0.10
+
+
+@sqlite_only
+def test_a_value_under_no_header_is_refused(engine, units):
+    """A target row with a value two columns right of the last header (a changed value typed beside its column):
+    the row was imported without it and the file accepted. Refused naming row, column position and value, as the
+    registry import and the external figures refuse it; nothing written."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, header.index("value") + 1).value = 0.08
+    ws.cell(row, len(header) + 2).value = 0.05
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    (problem,) = refused.value.problems
+    position = len(header) + 2
+    assert problem.text("en") == (
+        f"plan.xlsx row {row} column '#{position}' value '0.05': a value in column {position}, which has no header: "
+        "every value needs a column name; delete it or move it under its column."
+    )
+    assert "die geen kolomnaam heeft" in problem.text("nl")
+    assert {t.indicator: t.value for t in improvement.targets(engine, CARE, CONDITION)}[INDICATOR] == 0.10
+
+
+@sqlite_only
+def test_a_sheet_whose_dimension_tag_states_less_is_read_whole(engine, units):
+    """A targets sheet whose dimension tag says A1 (a writer may state less than it wrote): openpyxl's read-only
+    mode read one cell and the file was refused for missing columns, or with a tag of the header row's width
+    the changed targets below were left out unseen. Excel ignores the tag, and so does the reader now."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, header.index("value") + 1).value = 0.07
+    done = import_targets(engine, CARE, patch_sheet(_bytes(wb), state_dimension("A1")), file_name="plan.xlsx")
+    assert done.updated == [first.item_id]
+    assert {t.indicator: t.value for t in improvement.targets(engine, CARE, CONDITION)}[INDICATOR] == 0.07
 
 
 def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only(engine, units):

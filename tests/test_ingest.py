@@ -310,6 +310,17 @@ def test_table_is_recognised_from_header_when_the_name_does_not_say(sqlite_engin
     assert row_counts(sqlite_engine)["care_cycles"] == 12
 
 
+@pytest.mark.parametrize("line_end", [b"\r", b"\r\n"])
+def test_a_file_with_carriage_return_line_ends_is_told_by_its_header(sqlite_engine, registry, tmp_path, line_end):
+    """A CSV whose lines end in a carriage return alone (an old Mac export), named otherwise than a table: the
+    header was looked for up to the first line feed, so the whole file was one 'header' and the command said
+    'unexpected error (Error)'. Its first record is its header, as for every other line end."""
+    renamed = tmp_path / "export_2024.csv"
+    renamed.write_bytes(registry[1].read_bytes().replace(b"\r\n", b"\n").replace(b"\n", line_end))
+    import_files([registry[0], renamed], sqlite_engine)
+    assert row_counts(sqlite_engine)["care_cycles"] == 12
+
+
 def test_a_bad_cycle_is_reported_once_not_again_for_each_child_row(engine, registry):
     _rewrite(registry[1], 0, "age", "250")
     report = _refused(registry, engine)

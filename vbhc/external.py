@@ -214,7 +214,7 @@ def _records(
         from openpyxl import load_workbook
 
         from vbhc.ingest.layout import sheet_layout
-        from vbhc.ingest.read import _check_xlsx_container, shown_cell
+        from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -233,7 +233,7 @@ def _records(
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
             filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
-            for number, raw in enumerate(ws.iter_rows(), start=1):
+            for number, raw in enumerate(sheet_rows(ws), start=1):
                 filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
                 cells = []
                 for position, cell in enumerate(raw):

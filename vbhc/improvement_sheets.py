@@ -51,7 +51,7 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import _check_xlsx_container, shown_cell
+from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -282,7 +282,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
-        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in ws.iter_rows()]
+        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in sheet_rows(ws)]
         layout = sheet_layout(io.BytesIO(data), sheet)
     finally:
         wb.close()
@@ -308,6 +308,11 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     rows = []
     for number, raw in enumerate(raw_rows[1:], start=2):
         cells = list(raw)[: len(header)]
+        # a value under no header was left out unseen, the row read without it; the registry import refuses it too
+        beyond = [(p, text) for p, (_, text, _) in enumerate(raw[len(header) :], start=len(header) + 1) if text.strip()]
+        if beyond:
+            position, text = beyond[0]
+            problems.append(problem(number, f"#{position}", text, "value_without_header", position=position))
         if all(v is None or (isinstance(v, str) and not v.strip()) for v, _, _ in cells):
             continue
         row: dict[str, str] = {}

@@ -6,7 +6,9 @@ the sheet's layout, so three things a reader sees otherwise went unnoticed:
 - merged cells: Excel shows the first cell's value over the whole range; the import read the other cells as
   empty (a BMI merged over two rows was stored for the first care cycle only);
 - hidden rows (hidden by hand or by a filter) and hidden columns: their values were imported although a reader of
-  the workbook does not see them, as a hidden sheet's were before it was refused.
+  the workbook does not see them, as a hidden sheet's were before it was refused;
+- a row written again or out of order (row 3 after row 6, two rows 3): openpyxl leaves it out without a word,
+  Excel calls the file damaged and offers to repair it; either way the reader's rows are not the cells read.
 
 The sheet's XML is scanned for the row, column and merge elements only, in blocks, with byte regular expressions
 (C speed; a 200,000-row sheet is a few tenths of a second), and only when the part mentions them at all.
@@ -44,21 +46,25 @@ class Layout:
     merged: list[tuple[str, int, int]] = field(default_factory=list)
     hidden_rows: set[int] = field(default_factory=set)
     hidden_columns: list[tuple[int, int]] = field(default_factory=list)
+    #: (row, the row written before it) of each row the sheet's part holds again or after a later row
+    rows_out_of_order: list[tuple[int, int]] = field(default_factory=list)
 
     def column_hidden(self, position: int) -> bool:
         return any(start <= position < end for start, end in self.hidden_columns)
 
     def __bool__(self) -> bool:
-        return bool(self.merged or self.hidden_rows or self.hidden_columns)
+        return bool(self.merged or self.hidden_rows or self.hidden_columns or self.rows_out_of_order)
 
     def unseen(self, filled: Sequence[Sequence[int]]) -> list[tuple[str, int, int, dict[str, object]]]:
         """Where the sheet shows its reader otherwise than the cells read, given each row's filled positions (row 1
         first): (what, row, position, values), `what` one of cells_merged (each range at its first cell), row_hidden
-        (a hidden row holding a value, at its first one) and column_hidden (a hidden column, at its first value).
-        The one list the sheet readers of external figures and improvement workbooks turn into their problems."""
+        (a hidden row holding a value, at its first one), column_hidden (a hidden column, at its first value) and
+        row_out_of_order (a row written again or after a later one, which no reader of the cells sees). The one
+        list the sheet readers of external figures and improvement workbooks turn into their problems."""
         found: list[tuple[str, int, int, dict[str, object]]] = [
             ("cells_merged", row, position, {"cells": ref}) for ref, row, position in self.merged
         ]
+        found += [("row_out_of_order", row, 0, {"after": after}) for row, after in self.rows_out_of_order]
         columns: set[int] = set()
         for number, positions in enumerate(filled, start=1):
             if positions and number in self.hidden_rows:
@@ -150,7 +156,9 @@ def _scan(fh: BinaryIO, layout: Layout) -> None:
         for match in _ROW.finditer(part):
             attrs = match.group(1)
             number = _R.search(attrs)
-            row = int(number.group(1)) if number else row + 1
+            previous, row = row, int(number.group(1)) if number else row + 1
+            if row <= previous:
+                layout.rows_out_of_order.append((row, previous))
             if _HIDDEN.search(attrs):
                 layout.hidden_rows.add(row)
         if b"hidden" in part:

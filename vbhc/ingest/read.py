@@ -15,6 +15,7 @@ import codecs
 import csv
 import datetime as dt
 import hashlib
+import io
 import os
 import re
 import zipfile
@@ -128,7 +129,10 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         return refuse(why)
     table = _table_from_name(path.stem)
     if table is None:
-        header = next(csv.reader([header_line], delimiter=delimiter), [])
+        try:
+            header = next(csv.reader([header_line], delimiter=delimiter), [])
+        except csv.Error:  # a header record the csv module cannot read: no table's header
+            header = []
         table = _table_from_header([normalise_name(c) for c in header])
     if table is None:
         return refuse(Rule("read.unknown_table", tables=", ".join(TABLES)))
@@ -178,12 +182,14 @@ def _sha256(path: Path) -> str:
 
 def _first_line(path: Path) -> str:
     """The first non-blank record (the header), as text: its line and, while a quote is open at a line's end, the
-    next ones (a first line of data whose quoted value holds a line break goes on there; its separators too)."""
+    next ones (a first line of data whose quoted value holds a line break goes on there; its separators too).
+    A line ends as the csv module ends it: at a line feed, a carriage return and line feed, or a carriage return
+    alone (an old Mac export: the whole file was one 'line', and the table could not be told from its header)."""
     record: list[str] = []
     size = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            line = raw.decode("utf-8-sig" if not record else "utf-8", errors="replace").strip("\r\n")
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None) as fh:
+        for line in fh:
+            line = line.rstrip("\n")
             if not record and not line.strip():
                 continue
             record.append(line)
@@ -271,6 +277,16 @@ def _open_workbook(path: Path):
     except BaseException:
         fh.close()
         raise
+
+
+def sheet_rows(ws) -> Iterator[tuple]:
+    """Every row of a read-only sheet (openpyxl), as far as its cells go. openpyxl's read-only mode stops at the
+    range the sheet's own dimension tag states, and a writer may state less than it wrote (A1, or the size of an
+    older version of the sheet): the rows and columns beyond were left out unseen (a sheet of five care cycles
+    whose tag said A1:L3 was imported as two, without its last four columns). Excel ignores the tag; so does this.
+    """
+    ws.reset_dimensions()
+    return ws.iter_rows()
 
 
 def _sheet_names(path: Path) -> list[tuple[str, str]]:
@@ -674,7 +690,10 @@ def _formatted_ids(
 def _unseen_cells(source: Source, header: Header, layout: Layout, report: ImportReport) -> None:
     """A problem per merged range and per hidden column of the header's width: the import would read
     otherwise than a reader of the sheet (the other cells of a merged range as empty, a hidden column's values
-    unseen). Hidden rows are refused row by row as they are read."""
+    unseen), and per row the sheet's part holds again or after a later row (openpyxl leaves it out). Hidden rows
+    are refused row by row as they are read."""
+    for row, after in layout.rows_out_of_order:
+        report.add(source.problem(Rule("read.row_out_of_order", after=after), row))
     for ref, row, position in layout.merged:
         name = header.names[position] if position < len(header.names) else None
         report.add(source.problem(Rule("read.cells_merged", cells=ref), row, name or None))
@@ -774,7 +793,16 @@ def cell_text(value: object) -> str:
         return value.isoformat()
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, str) and "_x" in value:
+        return _CONTROL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
     return str(value)
+
+
+#: How a workbook's XML writes a control character (XML cannot hold most of them): _x000D_ for the carriage return
+#: of a line break pasted from Windows, _x0009_ for a tab. A spreadsheet program shows the character; openpyxl
+#: gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters _x000D_ in it. Only
+#: control characters are decoded: no writer escapes a letter, and a code that stands for one is left as written.
+_CONTROL_ESCAPE = re.compile(r"_x(00[01][0-9A-Fa-f])_")
 
 
 #: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
@@ -808,8 +836,9 @@ def _xlsx_records(
     try:
         ws = wb[source.sheet]
         found = sheet_layout(fh, source.sheet)
-        layout.merged, layout.hidden_rows, layout.hidden_columns = found.merged, found.hidden_rows, found.hidden_columns
-        for row_no, cells in enumerate(ws.iter_rows(), start=1):
+        for name in found.__dataclass_fields__:  # the caller's Layout gets every field the sheet's part gave
+            setattr(layout, name, getattr(found, name))
+        for row_no, cells in enumerate(sheet_rows(ws), start=1):
             fields = []
             odd: list[tuple[int, str | None]] | None = None
             formatted: list[tuple[int, str]] | None = None

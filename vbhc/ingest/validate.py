@@ -42,6 +42,12 @@ _FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 _NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
 _PLAIN_INTEGER = r"[+-]?[0-9]+"
 _DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+#: No date of the registry (a care cycle's index date, an outcome's, a PROM's or PREM's) lies before this: an
+#: earlier one is a placeholder for "no date" that a person reads as none (1900-01-01, Excel's day 1;
+#: 1904-01-01, Mac Excel's day 0; 1970-01-01, a computer's zero date) or a typo (1924 for 2024).
+#: Stored, 1900-01-01 as an index date puts its outcomes 120 years after it. PROMs and value-based registries are
+#: younger than 1990.
+_EARLIEST_DATE = pd.Timestamp("1990-01-01")
 _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 #: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
@@ -293,7 +299,9 @@ class Checker:
         self.flag(~empty & values.isna(), column, Rule("validate.not_a_date"))
         today = pd.Timestamp(dt.date.today())
         self.flag(values > today, column, Rule("validate.future_date"))
-        self.flag(values < pd.Timestamp("1900-01-01"), column, Rule("validate.date_before_1900"))
+        self.flag(
+            values < _EARLIEST_DATE, column, Rule("validate.date_too_early", floor=_EARLIEST_DATE.date().isoformat())
+        )
         return values
 
     def codes(self, column: str, values: pd.Series, allowed: set[str], code: str, **fields: object) -> None:
