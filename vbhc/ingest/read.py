@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -836,7 +837,7 @@ def _xlsx_records(
     try:
         ws = wb[source.sheet]
         found = sheet_layout(fh, source.sheet)
-        for name in found.__dataclass_fields__:  # the caller's Layout gets every field the sheet's part gave
+        for name in (f.name for f in dataclasses.fields(found)):  # every field the sheet's part gave
             setattr(layout, name, getattr(found, name))
         for row_no, cells in enumerate(sheet_rows(ws), start=1):
             fields = []
