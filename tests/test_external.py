@@ -660,3 +660,11 @@ def test_every_reason_a_summary_gives_is_named_in_both_languages():
     assert reasons == set(external.REASON_KEYS)
     for reason in reasons:
         assert external.reason_text(reason, "nl") != reason != external.reason_text(reason, "en")
+
+
+def test_a_workbook_with_a_password_is_refused_for_its_password():
+    """An .xlsx saved with a password is a compound file: it was refused as a damaged ZIP archive."""
+    from tests.test_import_fuzz import ENCRYPTED_WORKBOOK
+
+    with pytest.raises(ExternalRefused, match="protected with a password"):
+        read_figures(ENCRYPTED_WORKBOOK, file_name="feedback.xlsx")

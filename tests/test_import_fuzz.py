@@ -427,6 +427,17 @@ def test_size_limit_is_checked_before_reading(base, tmp_path, monkeypatch):
     assert row_counts(engine) == before
 
 
+#: What Office writes for an .xlsx saved with a password: a compound file whose directory names EncryptedPackage
+ENCRYPTED_WORKBOOK = b"".join(
+    [
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        b"\x00" * ((1 << 20) - 18),
+        "EncryptedPackage".encode("utf-16-le"),
+        b"\x00" * 64,
+    ]
+)
+
+
 @sqlite_only
 @pytest.mark.parametrize(
     ("name", "content", "rule"),
@@ -434,6 +445,9 @@ def test_size_limit_is_checked_before_reading(base, tmp_path, monkeypatch):
         ("care_cycles.xlsx", b"cycle_id,patient_id\n", "named .xlsx but is not an XLSX workbook"),
         ("care_cycles.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old binary Excel (.xls)"),
         ("registry.xlsx", b"PK\x03\x04" + b"\x00" * 50, "damaged or truncated XLSX workbook"),
+        # a workbook saved with a password is a compound file too: told apart by its EncryptedPackage stream, whose
+        # name here spans two of the blocks the file is read in (it was refused as an old .xls, "save as .xlsx")
+        ("care_cycles.xlsx", ENCRYPTED_WORKBOOK, "the workbook is protected with a password"),
     ],
 )
 def test_files_are_judged_by_content_not_name(base, tmp_path, name, content, rule):

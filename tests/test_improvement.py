@@ -921,3 +921,13 @@ def test_the_spreadsheet_round_trip_uses_the_public_interface_only():
     assert imported and [name for name in imported if name.startswith("_")] == []
     assert not re.search(r"improvement\._[a-z]", source)
     assert set(imported) <= set(improvement.__all__)
+
+
+def test_a_workbook_with_a_password_is_refused_for_its_password(engine, units):
+    """An .xlsx saved with a password is a compound file (no ZIP): it was refused as 'not a readable XLSX workbook
+    with a sheet targets', which sends its owner looking for the sheet; the refusal names the password."""
+    from tests.test_import_fuzz import ENCRYPTED_WORKBOOK
+
+    with pytest.raises(SheetRefused, match="protected with a password") as refused:
+        import_targets(engine, CARE, ENCRYPTED_WORKBOOK, file_name="plan.xlsx")
+    assert "sheet" not in str(refused.value)

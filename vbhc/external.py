@@ -208,6 +208,10 @@ def _records(
         return refuse(Rule("external.file_empty"))
     if len(data) > max_upload_mb() * _MB:
         return refuse(Rule("external.file_too_large", limit=Number(max_upload_mb())))
+    if data.startswith(b"\xd0\xcf\x11\xe0"):  # a compound file: an old .xls or a workbook with a password
+        from vbhc.ingest.read import _check_xlsx_container
+
+        return refuse(_check_xlsx_container(io.BytesIO(data)))
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         # here, not at module level: the dashboard's pages import this module, and openpyxl and the import
         # machinery take a few tenths of a second to load at a server's start

@@ -269,7 +269,10 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     def problem(row: int, column: str, value: str, key: str, **values: Any) -> SheetProblem:
         return SheetProblem(file, row, column, value, ImprovementError(key, **values))
 
-    if len(data) > max_upload_mb() * _MB or _check_xlsx_container(io.BytesIO(data)) is not None:
+    why = None if len(data) > max_upload_mb() * _MB else _check_xlsx_container(io.BytesIO(data))
+    if why is not None and why.code == "read.workbook_encrypted":  # the password is what stops it, not the sheet
+        return [], [problem(0, "", "", "workbook_encrypted")]
+    if len(data) > max_upload_mb() * _MB or why is not None:
         return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
     try:
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=False)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -24,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -115,8 +117,9 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         return refuse(Rule("read.cannot_read", reason=exc.strerror or type(exc).__name__))
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _discover_workbook(path, size, report)
-    if head.startswith(b"\xd0\xcf\x11\xe0"):
-        return refuse(Rule("read.old_xls"))
+    if head.startswith(_OLE_MAGIC):
+        with path.open("rb") as fh:
+            return refuse(_compound_file_rule(fh))
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         return refuse(Rule("read.xlsx_not_zip"))
     if path.suffix.lower() not in (".csv", ".txt", ".tsv"):
@@ -235,13 +238,36 @@ def _table_from_header(columns: list[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def _check_xlsx_container(path: Path) -> Rule | None:
-    """Why this ZIP is not a safe XLSX workbook, judged from the ZIP directory alone; None when it is fine.
+#: An OLE2 compound file: the old binary Excel (.xls), or an .xlsx saved with a password (Office encrypts the whole
+#: workbook into the EncryptedPackage stream of such a file, whose directory names it in UTF-16)
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+
+
+def _compound_file_rule(fh: BinaryIO) -> Rule:
+    """Why a compound file is refused: a workbook with a password cannot be read without it (saving it as .xls
+    would not help, as the old binary Excel's advice says), an old binary workbook is saved again as .xlsx."""
+    tail = b""
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        if _ENCRYPTED_PACKAGE in tail + block:
+            return Rule("read.workbook_encrypted")
+        tail = block[-len(_ENCRYPTED_PACKAGE) :]
+    return Rule("read.old_xls")
+
+
+def _check_xlsx_container(path: Path | BinaryIO) -> Rule | None:
+    """Why this ZIP is not a safe XLSX workbook, judged from the ZIP directory alone; None when it is fine (a
+    compound file, which is no ZIP, is told as what it is: an old .xls or a workbook with a password).
 
     Runs before openpyxl opens the file. The declared sizes are what Python's zipfile will unpack at most
     (it stops at the declared size and fails on a CRC mismatch), so checking them bounds the work for zip bombs
     and for workbooks too large to read in reasonable time.
     """
+    with path.open("rb") if isinstance(path, Path) else contextlib.nullcontext(path) as fh:
+        fh.seek(0)
+        if fh.read(len(_OLE_MAGIC)) == _OLE_MAGIC:
+            return _compound_file_rule(fh)
+        fh.seek(0)
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
