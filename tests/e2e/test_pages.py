@@ -2,12 +2,12 @@
 every page at the meeting screen's size (1440x900) and a phone's (390x844) in tests/artifacts/ (git-ignored).
 
 A page fails on any Streamlit exception box or the word "Traceback" in it. Each role (care team, quality,
-manager, admin, and local mode) walks every page of its navigation in English and in Dutch and uses every control
-on it in place (local mode in English; in Dutch it opens and photographs every page, and the roles' Dutch walks use
-the controls): every tab and the tabs inside, expander, toggle, checkbox, selectbox, number and date (the SPC
-options of the trend too), every download button and every chart's PNG and CSV (file type and content checked, and
-the audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn and the language. The
-screenshots are taken in the local-mode walk (Shots).
+manager, admin, and local mode) walks every page of its navigation in English and in Dutch; the signed-in roles use
+every control on it in place (local mode opens, checks and photographs every page; its pages' controls are the
+quality directorate's and the care team's): every tab and the tabs inside, expander, toggle, checkbox, selectbox,
+number and date (the SPC options of the trend too), every download button and every chart's PNG and CSV (file type
+and content checked, and the audit log must hold each file's SHA-256 as an export); then each sidebar filter in turn
+and the language. The screenshots are taken in the local-mode walk (Shots).
 Time matters (2 cores, one shared server per mode): after an action the tests wait for exactly the script runs
 it asked for (tests.e2e.test_browser.Runs), never for a fixed time; the long walks that need every condition
 (every overview button, every filter with its expected effect, screenshots) run in local mode.
@@ -628,17 +628,19 @@ def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
 
 
 @pytest.mark.parametrize("lang", ["en", "nl"])
-def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_path: Path, artifacts: Path) -> None:
+def test_local_mode_every_page_photographed_and_its_filters(
+    page: Page, _servers, lang: str, tmp_path: Path, artifacts: Path
+) -> None:
     """Local mode (every role at once) walks every page, and photographs every page as it opens, then loads each
     at a phone's size and photographs it (Shots: the screenshots, with their layout checks).
 
-    Every control and sidebar filter is used in English only. In Dutch the walk opens and checks every page and
-    photographs it, but leaves the controls to the signed-in roles' Dutch walks, which use every control of the same
-    pages (test_signed_in_role_every_page_and_control): the quality directorate's navigation is local mode's (every
-    page, imports, the audit log, improvement items edited), the care team's (on colorectal cancer, this walk's
-    condition, with its targets, actions and before/after chart) adds the patient rows, the admin's the Data page's
-    import as the registry's administrator. Using them again here cost ~40 s of CPU for no control that those walks
-    do not use in Dutch."""
+    The walk opens and checks every page in both languages and photographs it; its sidebar filters are changed
+    in English. It leaves the controls on the pages to the signed-in roles' walks, which use every control of the
+    same pages in both languages (test_signed_in_role_every_page_and_control): the quality directorate's
+    navigation is local mode's (every page, imports, the audit log, improvement items edited), the care team's (on
+    colorectal cancer, this walk's condition, with its targets, actions and before/after chart) adds the patient
+    rows, the admin's the Data page's import as the registry's administrator. Using them here too cost ~40 s of CPU
+    per language (the Dutch walk left them first) for no control that those walks do not use."""
     app = _servers[0]
     page.goto(f"{app.url}/?lang={lang}")
     title(page).wait_for(timeout=RUN_TIMEOUT_MS)
@@ -646,7 +648,7 @@ def test_local_mode_every_page_and_control(page: Page, _servers, lang: str, tmp_
     # the condition whose team has the demo's improvement history (targets, actions, an action's before/after chart)
     choose(page, "filter.condition", lang, CATALOG.conditions["colorectal_cancer"].label(lang))
     shots = Shots(artifacts, lang)
-    _walk(page, "local", lang, Exports(app.database_url, tmp_path), shots, controls=lang == "en")
+    _walk(page, "local", lang, Exports(app.database_url, tmp_path), shots, controls=False)
     if lang == "en":
         _sidebar_filters_in_turn(page, "local", lang)
     shots.phone(page, app.url)
