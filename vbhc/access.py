@@ -591,6 +591,24 @@ def require(viewer: Viewer, permission: Permission | str, *, engine: Engine | No
     raise error
 
 
+#: Characters of a refused link's value kept in the audit log (a URL can carry anything).
+LINK_VALUE_CHARS = 100
+
+
+def record_refused_link(viewer: Viewer, parameter: str, asked: str, *, engine: Engine | None = None) -> None:
+    """Audit a link (a URL's query string) that asked for a filter value the viewer is not offered: another
+    condition, another hospital's unit, a level, period or comparison group outside the viewer's choices. The page
+    falls back to what the viewer may see; the attempt is logged as "denied" with the parameter and the value asked
+    (cut to LINK_VALUE_CHARS), so a tampered or shared link to another scope shows up in the log like any refusal."""
+    from vbhc.store import get_engine
+
+    detail = {"what": "link", "filter": str(parameter)[:40], "asked": str(asked)[:LINK_VALUE_CHARS]}
+    try:
+        audit.record(engine or get_engine(), viewer, "denied", detail=detail)
+    except SQLAlchemyError as exc:  # the fallback stands even when the log cannot be written
+        log.error("could not write the audit event for a refused link (%s)", type(exc).__name__)
+
+
 def _shown_context(context: Mapping[str, object]) -> dict[str, object]:
     shown = ("condition", "unit", "indicator", "what", "file", "item")
     return {k: v for k, v in context.items() if k in shown and v is not None}
