@@ -653,7 +653,11 @@ def _grid_masks(viewer: Viewer, condition: str, level: str, peers: tuple[str, ..
     with _visible_lock:
         got = _masks.get(key)
     if got is None:
-        got = access.period_grid_masks(viewer, condition, grid_tables(condition, level, peers)) or False
+        # a department or team grid follows the hospital level's (the same care cycles): no level differenced
+        # against another (vbhc.reports.privacy.masks_from_hospitals)
+        hospitals = _grid_masks(viewer, condition, "hospital", peers) if level != "hospital" else None
+        grid = grid_tables(condition, level, peers)
+        got = access.period_grid_masks(viewer, condition, grid, hospitals) or False
         with _visible_lock:
             _masks[key] = got
             while len(_masks) > _VISIBLE_SIZE:

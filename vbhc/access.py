@@ -792,15 +792,24 @@ def period_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame
     return None if got is None else got.masks
 
 
-def period_grid_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame]):  # -> GridMasks | None
+def period_grid_masks(
+    viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame], hospital_grid: Any = None
+):  # -> GridMasks | None
     """period_masks with the PROM response and cost frames of every period where `grid` derives them (a
     vbhc.reports.privacy.PeriodGrid), withheld jointly with the indicator tables (joint_grid_masks: a count
-    withheld in one is withheld where another shows it). None for viewers who see every cell or none exactly."""
+    withheld in one is withheld where another shows it). None for viewers who see every cell or none exactly.
+    `hospital_grid`: for a grid of departments or condition teams, this function's answer for the same
+    condition's hospital grid; the grid is then withheld as the hospital level withholds
+    (vbhc.reports.privacy.masks_from_hospitals), so one level cannot be differenced against the other. Without
+    it, such a grid is withheld on its own."""
     if not withholds_across_periods(viewer, condition):
         return None
     limited = _limited_care_hospitals(viewer, condition) or frozenset()
     from vbhc.catalog import default_catalog
-    from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks
+    from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks, masks_from_hospitals
+
+    if hospital_grid is not None:
+        return masks_from_hospitals(hospital_grid, dict(grid), joint_frames(grid, list(grid)), sorted(limited))
 
     try:
         catalog_condition = default_catalog().condition(condition)

@@ -945,6 +945,60 @@ def _joint(
     return GridMasks(dict(tables), masks, {k: dict(v) for k, v in frames.items()}, out)
 
 
+def masks_from_hospitals(
+    hospital: GridMasks,
+    tables: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+    own_hospitals: Sequence[str],
+) -> GridMasks:
+    """A department's or condition team's grid (`tables` and `frames` of every period) withheld as the hospital
+    level withholds (`hospital`, joint_grid_masks of the same condition's hospital grid), for a viewer whose pages
+    withhold other hospitals' small cells: the levels are views of the same care cycles, so a cell withheld at one
+    must not be read back from another.
+
+    Before, each level was withheld on its own: a hospital's total (hospital level) minus its visible department
+    gave the withheld department's count and events back, and where the levels' secondary cells differed, a cell
+    withheld at one level was shown at the other. Now another hospital with one unit at this level (the unit is
+    the hospital: the same count) is withheld exactly where the hospital level withholds it; one with several
+    units at this level is withheld whole, in every period (only their sum is known: the hospital's row); the own
+    hospitals' units are shown. The hospital level's masks are safe against the benchmark, the other periods and
+    the frames beside them, and this grid shows no more than they do, so it is safe too."""
+    own = set(own_hospitals)
+    units_of: dict[str, set[str]] = {}
+    for table in tables.values():
+        if "unit" in table:
+            for unit in table["unit"].astype(str).unique():
+                units_of.setdefault(hospital_of(unit), set()).add(unit)
+    several = {h for h, units in units_of.items() if len(units) > 1 and h not in own}
+
+    def derived(frame: pd.DataFrame, source: pd.DataFrame | None, mask: np.ndarray | None, keys: list[str]):
+        hospitals = frame["unit"].astype(str).map(hospital_of) if "unit" in frame else pd.Series("", index=frame.index)
+        withheld: dict[tuple, bool] = {}
+        if source is not None and mask is not None and len(source) == len(mask) and "unit" in source:
+            cells = zip(source["unit"].astype(str), *(source[k].astype(str) for k in keys), mask, strict=True)
+            for unit, *rest in cells:
+                withheld[(hospital_of(unit), *rest[:-1])] = bool(rest[-1])
+        rows = zip(hospitals, *(frame[k].astype(str) for k in keys), strict=True)
+        return np.array(
+            [False if h in own else True if h in several else withheld.get((h, *rest), True) for h, *rest in rows],
+            dtype=bool,
+        )
+
+    masks = {
+        p: derived(table, hospital.tables.get(p), hospital.masks.get(p), [k for k in ("indicator",) if k in table])
+        for p, table in tables.items()
+    }
+    frame_masks: dict[str, dict[str, np.ndarray]] = {}
+    for what, by_period in (frames or {}).items():
+        frame_masks[what] = {}
+        for p, frame in by_period.items():
+            source = hospital.frames.get(what, {}).get(p)
+            shared = set(frame.columns) & set(source.columns if source is not None else ())
+            keys = [k for k in ("instrument", "timepoint", "activity") if k in shared]
+            frame_masks[what][p] = derived(frame, source, hospital.frame_masks.get(what, {}).get(p), keys)
+    return GridMasks(dict(tables), masks, {k: dict(v) for k, v in (frames or {}).items()}, frame_masks)
+
+
 def prom_response_mask(
     rates: pd.DataFrame,
     result: IndicatorResult,

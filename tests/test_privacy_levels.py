@@ -1,0 +1,83 @@
+"""Differencing across unit levels for a care team limited to its hospital: the hospital level and the department
+(or condition team) level are views of the same care cycles, so a cell withheld at one may not be read back from
+the other (vbhc.reports.privacy.masks_from_hospitals, through vbhc.access.period_grid_masks)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vbhc import access
+from vbhc.access import Role, Scope, Viewer
+
+CONDITION = "colorectal_cancer"
+TEAM = Viewer("t", "team", (Scope(Role.CARE_TEAM, conditions=frozenset({CONDITION}), hospitals=frozenset({"H01"})),))
+
+
+def _table(level: str, rows: list[tuple[str, int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "condition": CONDITION,
+                "indicator": "mortality_30d",
+                "kind": "proportion",
+                "unit_level": level,
+                "unit": unit,
+                "hospital": unit.split("/")[0],
+                "n": n,
+                "observed": events,
+                "expected": float(events),
+                "target": 0.05,
+                "adjusted_value": events / n,
+            }
+            for unit, n, events in rows
+        ]
+    )
+
+
+HOSPITALS = _table("hospital", [("H01", 40, 2), ("H02", 45, 3), ("H03", 12, 1), ("H04", 35, 2), ("H05", 28, 1)])
+# H02 has two departments for the condition: 40 + 5 care cycles
+DEPARTMENTS = _table(
+    "department",
+    [
+        ("H01/SUR", 40, 2),
+        ("H02/SUR", 40, 2),
+        ("H02/ORT", 5, 1),
+        ("H03/SUR", 12, 1),
+        ("H04/SUR", 35, 2),
+        ("H05/SUR", 28, 1),
+    ],
+)
+
+
+def _shown(table: pd.DataFrame, masks) -> pd.DataFrame:
+    return access.indicator_rows(TEAM, table, withheld=masks.masks[""], record_view=False, engine=_engine())
+
+
+def _engine():
+    from vbhc.store import get_engine
+
+    return get_engine("sqlite://")
+
+
+def test_a_departments_withheld_cell_is_not_the_hospital_total_minus_its_other_department():
+    """H02/ORT (5 care cycles) was withheld at the department level with H03/SUR as its secondary cell, while H02's
+    total (45) was shown at the hospital level and H02/SUR (40) at the department level: 45 - 40 = 5, and its
+    events 3 - 2 = 1."""
+    hospital = access.period_grid_masks(TEAM, CONDITION, {"": HOSPITALS})
+    departments = access.period_grid_masks(TEAM, CONDITION, {"": DEPARTMENTS}, hospital)
+    seen_h = _shown(HOSPITALS, hospital).set_index("unit")
+    seen_d = _shown(DEPARTMENTS, departments).set_index("unit")
+    assert pd.isna(seen_d.loc["H02/ORT", "n"])
+    visible = seen_d.loc[["H02/SUR", "H02/ORT"], "n"].dropna()
+    if pd.notna(seen_h.loc["H02", "n"]):  # the hospital's total shown: no department of it alone
+        assert visible.empty, visible
+    # a hospital with one department is withheld at both levels alike (the same care cycles, the same count)
+    for hospital_id in ("H03", "H04", "H05"):
+        assert pd.isna(seen_h.loc[hospital_id, "n"]) == pd.isna(seen_d.loc[f"{hospital_id}/SUR", "n"]), hospital_id
+    assert seen_d.loc["H01/SUR", "n"] == 40  # the own hospital's cells are the team's to see
+
+
+def test_without_the_hospital_grid_a_department_grid_is_withheld_on_its_own():
+    """What other callers (period_masks) get: unchanged, the department table protected by itself."""
+    alone = access.period_grid_masks(TEAM, CONDITION, {"": DEPARTMENTS})
+    assert alone.masks[""][DEPARTMENTS["unit"].eq("H02/ORT").to_numpy()].all()
