@@ -34,8 +34,10 @@ def _table(level: str, rows: list[tuple[str, int, int]]) -> pd.DataFrame:
     )
 
 
-HOSPITALS = _table("hospital", [("H01", 40, 2), ("H02", 45, 3), ("H03", 12, 1), ("H04", 35, 2), ("H05", 28, 1)])
-# H02 has two departments for the condition: 40 + 5 care cycles
+HOSPITALS = _table(
+    "hospital", [("H01", 40, 2), ("H02", 45, 3), ("H03", 12, 1), ("H04", 35, 2), ("H05", 28, 1), ("H06", 55, 3)]
+)
+# H02 has two departments for the condition: 40 + 5 care cycles; H06 two without a small one: 30 + 25
 DEPARTMENTS = _table(
     "department",
     [
@@ -45,6 +47,8 @@ DEPARTMENTS = _table(
         ("H03/SUR", 12, 1),
         ("H04/SUR", 35, 2),
         ("H05/SUR", 28, 1),
+        ("H06/SUR", 30, 2),
+        ("H06/ORT", 25, 1),
     ],
 )
 
@@ -75,6 +79,9 @@ def test_a_departments_withheld_cell_is_not_the_hospital_total_minus_its_other_d
     for hospital_id in ("H03", "H04", "H05"):
         assert pd.isna(seen_h.loc[hospital_id, "n"]) == pd.isna(seen_d.loc[f"{hospital_id}/SUR", "n"]), hospital_id
     assert seen_d.loc["H01/SUR", "n"] == 40  # the own hospital's cells are the team's to see
+    # a hospital whose departments are not small anywhere keeps them (only the split of cells nobody withholds)
+    assert pd.notna(seen_h.loc["H06", "n"])
+    assert list(seen_d.loc[["H06/SUR", "H06/ORT"], "n"]) == [30, 25]
 
 
 def test_without_the_hospital_grid_a_department_grid_is_withheld_on_its_own():

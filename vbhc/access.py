@@ -809,7 +809,8 @@ def period_grid_masks(
     from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks, masks_from_hospitals
 
     if hospital_grid is not None:
-        return masks_from_hospitals(hospital_grid, dict(grid), joint_frames(grid, list(grid)), sorted(limited))
+        rule = SuppressionRule.from_settings()
+        return masks_from_hospitals(hospital_grid, dict(grid), joint_frames(grid, list(grid)), rule, sorted(limited))
 
     try:
         catalog_condition = default_catalog().condition(condition)

@@ -949,6 +949,7 @@ def masks_from_hospitals(
     hospital: GridMasks,
     tables: Mapping[str, pd.DataFrame],
     frames: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+    rule: SuppressionRule,
     own_hospitals: Sequence[str],
 ) -> GridMasks:
     """A department's or condition team's grid (`tables` and `frames` of every period) withheld as the hospital
@@ -959,10 +960,12 @@ def masks_from_hospitals(
     Before, each level was withheld on its own: a hospital's total (hospital level) minus its visible department
     gave the withheld department's count and events back, and where the levels' secondary cells differed, a cell
     withheld at one level was shown at the other. Now another hospital with one unit at this level (the unit is
-    the hospital: the same count) is withheld exactly where the hospital level withholds it; one with several
-    units at this level is withheld whole, in every period (only their sum is known: the hospital's row); the own
-    hospitals' units are shown. The hospital level's masks are safe against the benchmark, the other periods and
-    the frames beside them, and this grid shows no more than they do, so it is safe too."""
+    the hospital: the same count) is withheld exactly where the hospital level withholds it. One with several units
+    here has an indicator's units withheld together in every period when any of them is small in any period or
+    the hospital's cell is withheld in any (only their sum is then known: the hospital's row, or nothing), and its
+    frames (PROM response, cost by activity) withheld; the own hospitals' units are shown. This grid shows no more
+    than the hospital level's safe masks do, plus the split of cells that are not small anywhere, so it is safe
+    against the benchmark, the other periods and the frames too."""
     own = set(own_hospitals)
     units_of: dict[str, set[str]] = {}
     for table in tables.values():
@@ -970,22 +973,39 @@ def masks_from_hospitals(
             for unit in table["unit"].astype(str).unique():
                 units_of.setdefault(hospital_of(unit), set()).add(unit)
     several = {h for h, units in units_of.items() if len(units) > 1 and h not in own}
+    together: set[tuple[str, str]] = set()  # (hospital, indicator) of a several-unit hospital withheld whole
+    for p, table in tables.items():
+        if not several or not {"unit", "indicator", "n"} <= set(table.columns):
+            continue
+        hospitals = table["unit"].astype(str).map(hospital_of)
+        small = rule.applies(table["n"]) | pd.to_numeric(table["n"], errors="coerce").isna().to_numpy()
+        together |= {(h, str(i)) for h, i, s in zip(hospitals, table["indicator"], small, strict=True) if s}
+        source, mask = hospital.tables.get(p), hospital.masks.get(p)
+        if source is not None and mask is not None and {"unit", "indicator"} <= set(source.columns):
+            cells = zip(source["unit"].astype(str).map(hospital_of), source["indicator"].astype(str), mask, strict=True)
+            together |= {(h, i) for h, i, m in cells if m}
+    together = {(h, i) for h, i in together if h in several}
 
-    def derived(frame: pd.DataFrame, source: pd.DataFrame | None, mask: np.ndarray | None, keys: list[str]):
+    def derived(frame: pd.DataFrame, source: pd.DataFrame | None, mask: np.ndarray | None, keys: list[str], *, table):
         hospitals = frame["unit"].astype(str).map(hospital_of) if "unit" in frame else pd.Series("", index=frame.index)
         withheld: dict[tuple, bool] = {}
         if source is not None and mask is not None and len(source) == len(mask) and "unit" in source:
             cells = zip(source["unit"].astype(str), *(source[k].astype(str) for k in keys), mask, strict=True)
             for unit, *rest in cells:
                 withheld[(hospital_of(unit), *rest[:-1])] = bool(rest[-1])
+
+        def one(h: str, rest: list[str]) -> bool:
+            if h in own:
+                return False
+            if h in several:  # an indicator's units together; a frame's rows always
+                return not table or (h, rest[0]) in together
+            return withheld.get((h, *rest), True)
+
         rows = zip(hospitals, *(frame[k].astype(str) for k in keys), strict=True)
-        return np.array(
-            [False if h in own else True if h in several else withheld.get((h, *rest), True) for h, *rest in rows],
-            dtype=bool,
-        )
+        return np.array([one(h, rest) for h, *rest in rows], dtype=bool)
 
     masks = {
-        p: derived(table, hospital.tables.get(p), hospital.masks.get(p), [k for k in ("indicator",) if k in table])
+        p: derived(table, hospital.tables.get(p), hospital.masks.get(p), ["indicator"], table=True)
         for p, table in tables.items()
     }
     frame_masks: dict[str, dict[str, np.ndarray]] = {}
@@ -995,7 +1015,8 @@ def masks_from_hospitals(
             source = hospital.frames.get(what, {}).get(p)
             shared = set(frame.columns) & set(source.columns if source is not None else ())
             keys = [k for k in ("instrument", "timepoint", "activity") if k in shared]
-            frame_masks[what][p] = derived(frame, source, hospital.frame_masks.get(what, {}).get(p), keys)
+            mask = hospital.frame_masks.get(what, {}).get(p)
+            frame_masks[what][p] = derived(frame, source, mask, keys, table=False)
     return GridMasks(dict(tables), masks, {k: dict(v) for k, v in (frames or {}).items()}, frame_masks)
 
 
