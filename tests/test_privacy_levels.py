@@ -88,3 +88,26 @@ def test_without_the_hospital_grid_a_department_grid_is_withheld_on_its_own():
     """What other callers (period_masks) get: unchanged, the department table protected by itself."""
     alone = access.period_grid_masks(TEAM, CONDITION, {"": DEPARTMENTS})
     assert alone.masks[""][DEPARTMENTS["unit"].eq("H02/ORT").to_numpy()].all()
+
+
+def test_a_department_file_cannot_be_differenced_against_a_hospital_file():
+    """The files (the page's workbook and PDF, `vbhc report`, `vbhc external export`) withhold small cells for every
+    role: a hospital-level file showed H02's 45 care cycles, the department-level file H02/SUR's 40 and withheld
+    H02/ORT's 5 with another hospital's department as its secondary cell."""
+    from vbhc.reports.privacy import PeriodGrid, SuppressionRule, grid_masks
+
+    rule = SuppressionRule(10)
+    hospitals = PeriodGrid({"": HOSPITALS})
+    hospital_file = grid_masks(HOSPITALS, None, hospitals, rule, own_hospitals=("H01",)).masks[""]
+    department_file = grid_masks(
+        DEPARTMENTS, None, PeriodGrid({"": DEPARTMENTS}, None, hospitals), rule, own_hospitals=("H01",)
+    ).masks[""]
+    shown_h = HOSPITALS.loc[~hospital_file, "unit"].tolist()
+    shown_d = DEPARTMENTS.loc[~department_file, "unit"].tolist()
+    assert "H02/ORT" not in shown_d
+    assert "H02" not in shown_h or "H02/SUR" not in shown_d, (shown_h, shown_d)
+    for hospital_id in ("H01", "H03", "H04", "H05"):  # one department each: withheld alike, own hospital too
+        assert (hospital_id in shown_h) == (f"{hospital_id}/SUR" in shown_d), hospital_id
+    # without the hospital grid (a plain mapping of tables) the department file is withheld on its own, as before
+    alone = grid_masks(DEPARTMENTS, None, {"": DEPARTMENTS}, rule, own_hospitals=("H01",)).masks[""]
+    assert alone[DEPARTMENTS["unit"].eq("H02/ORT").to_numpy()].all()

@@ -607,7 +607,10 @@ def grid_tables(condition: str, level: str, peers: tuple[str, ...] = ()) -> dict
     def derive(period: str, compute: Callable[[IndicatorResult], pd.DataFrame]) -> pd.DataFrame:
         return derived(condition, level, period, peers, compute)
 
-    return PeriodGrid({p: result(condition, level, p, peers).table for p in grid_periods(condition)}, derive)
+    # a department or team grid carries the hospital grid its files follow (vbhc.reports.privacy.grid_masks)
+    hospitals = grid_tables(condition, "hospital", peers) if level != "hospital" else None
+    tables = {p: result(condition, level, p, peers).table for p in grid_periods(condition)}
+    return PeriodGrid(tables, derive, hospitals)
 
 
 def report_grids(results: Sequence[IndicatorResult], peers: tuple[str, ...] = ()) -> dict[str, dict] | None:

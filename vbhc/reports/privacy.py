@@ -442,6 +442,21 @@ def grid_masks(
     if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
         return None
     tables = dict(grid) | {grid_label(period): table}
+    hospitals = getattr(grid, "hospitals", None)
+    if hospitals:  # a department or team grid: its cells follow the hospital level's (masks_from_hospitals)
+        label = grid_label(period)
+        source = hospitals.get(label)
+        got = grid_masks(
+            source if source is not None else next(iter(hospitals.values())),
+            period if source is not None else next(iter(hospitals)),
+            hospitals,
+            rule,
+            own_hospitals=own_hospitals,
+            include_own=include_own,
+        )
+        if got is not None:
+            shown = () if include_own else own_hospitals  # a file withholds the own hospitals' cells as well
+            return masks_from_hospitals(got, tables, joint_frames(grid, tables), rule, shown)
     return joint_grid_masks(
         tables,
         rule,
@@ -482,15 +497,19 @@ class PeriodGrid(dict):
     reads them) with `derive(period, compute)`, which gives compute(that period's result) (the PROM response per
     timepoint, the cost per activity, as the caller keeps them): the frames beside the indicator table are
     withheld over the same grid (grid_frame_masks). A plain mapping of tables has no frames: they are then
-    protected per period."""
+    protected per period. `hospitals`: for a grid of departments or condition teams, the same condition's grid at
+    hospital level, which a file's cells follow (masks_from_hospitals), so a department file cannot be
+    differenced against a hospital file."""
 
     def __init__(
         self,
         tables: Mapping[str, pd.DataFrame],
         derive: Callable[[str, Callable[[IndicatorResult], pd.DataFrame]], pd.DataFrame] | None = None,
+        hospitals: PeriodGrid | None = None,
     ) -> None:
         super().__init__(tables)
         self.derive = derive
+        self.hospitals = hospitals
 
 
 def grid_frames(
