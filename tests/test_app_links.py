@@ -104,3 +104,11 @@ def test_a_link_the_viewer_may_follow_is_neither_refused_nor_audited(signed_in_d
     assert at.warning
     at.selectbox(key="unit_hospital").select("H03").run()
     assert not at.warning
+
+
+def test_a_links_unknown_language_or_meeting_date_is_said_and_audited(signed_in_db):
+    at = _linked("care", "views/overview.py", "xx", meeting="not-a-date")
+    lang = at.radio(key="lang").value  # the language the page fell back to (the browser's, else Dutch)
+    assert _said(at, lang, "filter.language") and _said(at, lang, "meeting.date")
+    asked = {e["filter"]: e["asked"] for e in _refusals(signed_in_db, "care") if e.get("what") == "link"}
+    assert asked.items() >= {"language": "xx", "meeting": "not-a-date"}.items()

@@ -8,7 +8,6 @@ URL names a valid value the widget does not have yet), and its value is written 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -245,8 +244,14 @@ def sidebar(viewer: Viewer) -> Filters | None:
     """Draw the global filters (only the conditions and units the viewer may see); None when the registry holds
     no care cycles yet, or none the viewer may see."""
     st.session_state[RUN_NUMBER] = st.session_state.get(RUN_NUMBER, 0) + 1
+    asked = st.query_params.get(LANGUAGE_WIDGET)  # before the radio writes the language it shows into the URL
     lang = _language_radio(language())
     st.session_state[CHOSEN_LANGUAGE] = lang
+    seeded = st.session_state.setdefault("_seeded_from_url", set())
+    if LANGUAGE_WIDGET not in seeded:  # a link's language that is not offered: the page's own, said and audited
+        seeded.add(LANGUAGE_WIDGET)
+        if asked and asked not in SUPPORTED:
+            _refuse_link("language", t("filter.language", lang), asked)
     url, version = database_url(), data.version()
     volumes = data.volumes(url, version)
     if volumes.empty:
@@ -351,8 +356,12 @@ def _meeting_date(label: str, lang: str) -> dt.date:
     seeded = st.session_state.setdefault("_seeded_from_url", set())
     if key not in seeded:
         seeded.add(key)
-        with contextlib.suppress(ValueError):
-            st.session_state[key] = dt.date.fromisoformat(str(st.query_params.get(key, "")))
+        asked = st.query_params.get(key)
+        try:
+            st.session_state[key] = dt.date.fromisoformat(str(asked or ""))
+        except ValueError:
+            if asked:  # not a date: the default, said and audited like any refused link value
+                _refuse_link(key, label, asked)
     kwargs = {} if key in st.session_state else {"value": default}
     value = st.sidebar.date_input(label, key=key, format=DATE_INPUT_FORMAT[lang], **kwargs)
     value = value if isinstance(value, dt.date) else default
