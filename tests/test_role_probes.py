@@ -23,6 +23,7 @@ import datetime as dt
 import importlib
 import inspect
 import io
+import json
 import pkgutil
 import zipfile
 from collections.abc import Callable, Iterator
@@ -336,6 +337,15 @@ def p_record_indicator_view(w: World, role: str) -> None:
         ROLES[role], w.own.table.assign(anonymised=False), condition=OWN, level="hospital", engine=w.engine
     )
     assert got is None  # writes the caller's own audit event; gives nothing back
+
+
+def p_record_refused_link(w: World, role: str) -> None:
+    v = ROLES[role]
+    got = access.record_refused_link(v, "condition", OUT + "x" * 200, engine=w.engine)
+    assert got is None  # writes the caller's own refusal; gives nothing back, reads nothing
+    events = audit.read(w.engine, user=v.user_id, action="denied")
+    detail = json.loads(events["detail"].iloc[-1])
+    assert detail == {"what": "link", "filter": "condition", "asked": (OUT + "x" * 200)[: access.LINK_VALUE_CHARS]}
 
 
 def p_comparison_group(w: World, role: str) -> None:
@@ -1038,6 +1048,7 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.period_masks": p_period_masks,
     "vbhc.access.period_grid_masks": p_period_masks,
     "vbhc.access.record_indicator_view": p_record_indicator_view,
+    "vbhc.access.record_refused_link": p_record_refused_link,
     "vbhc.access.limited_care_hospitals": p_limited_care_hospitals,
     "vbhc.access.comparison_group": p_comparison_group,
     "vbhc.access.guarded_import": p_guarded_import,

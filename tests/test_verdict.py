@@ -131,6 +131,18 @@ def test_too_few_says_how_many():
     assert v.sentence("nl") == "Te weinig zorgtrajecten: 12 zorgtrajecten, ten minste 20 nodig voor een oordeel"
 
 
+def test_too_few_with_a_withheld_count_names_no_count():
+    """Another unit's n withheld (a care team limited to some hospitals) or in a band (a manager) is NaN in its
+    row: the cost page's table of every unit stopped with a TypeError (a plural form of NaN) for those viewers on
+    a registry with small units; the sentence now says what is needed, no count."""
+    too_few = {"too_few_cycles": True, "position_998": "too few cycles", "position_95": "too few cycles"}
+    for kind in ("cost", "proportion", "prem_rating"):
+        v = verdict(_row(n=np.nan, n_adjusted=np.nan, observed=np.nan, expected=np.nan, kind=kind, **too_few))
+        assert v.sentence("en").endswith(": at least 20 needed for an assessment"), v.sentence("en")
+        assert v.sentence("nl").endswith(": ten minste 20 nodig voor een oordeel")
+        assert "nan" not in v.sentence("en").lower()
+
+
 def test_too_few_with_complete_case_mix_says_that_count():
     """Slokdarmkanker's quality of life said "Te weinig zorgtrajecten: 27 zorgtrajecten, ten minste 20 nodig": the
     limits count the cycles with complete case-mix data (n_adjusted, here 18), not all 27."""

@@ -607,7 +607,10 @@ def grid_tables(condition: str, level: str, peers: tuple[str, ...] = ()) -> dict
     def derive(period: str, compute: Callable[[IndicatorResult], pd.DataFrame]) -> pd.DataFrame:
         return derived(condition, level, period, peers, compute)
 
-    return PeriodGrid({p: result(condition, level, p, peers).table for p in grid_periods(condition)}, derive)
+    # a department or team grid carries the hospital grid its files follow (vbhc.reports.privacy.grid_masks)
+    hospitals = grid_tables(condition, "hospital", peers) if level != "hospital" else None
+    tables = {p: result(condition, level, p, peers).table for p in grid_periods(condition)}
+    return PeriodGrid(tables, derive, hospitals)
 
 
 def report_grids(results: Sequence[IndicatorResult], peers: tuple[str, ...] = ()) -> dict[str, dict] | None:
@@ -653,7 +656,11 @@ def _grid_masks(viewer: Viewer, condition: str, level: str, peers: tuple[str, ..
     with _visible_lock:
         got = _masks.get(key)
     if got is None:
-        got = access.period_grid_masks(viewer, condition, grid_tables(condition, level, peers)) or False
+        # a department or team grid follows the hospital level's (the same care cycles): no level differenced
+        # against another (vbhc.reports.privacy.masks_from_hospitals)
+        hospitals = _grid_masks(viewer, condition, "hospital", peers) if level != "hospital" else None
+        grid = grid_tables(condition, level, peers)
+        got = access.period_grid_masks(viewer, condition, grid, hospitals) or False
         with _visible_lock:
             _masks[key] = got
             while len(_masks) > _VISIBLE_SIZE:

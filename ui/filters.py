@@ -8,7 +8,6 @@ URL names a valid value the widget does not have yet), and its value is written 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,8 +37,10 @@ class Filters:
     comparison: str = "quarter"  # length of the periods compared "since the last meeting"
 
 
-def _seed(key: str, options: Sequence[str], *, many: bool = False) -> None:
-    """Take the widget's value from the URL on the first run of a session (a shared link)."""
+def _seed(key: str, options: Sequence[str], *, many: bool = False, label: str = "") -> None:
+    """Take the widget's value from the URL on the first run of a session (a shared link). A value the viewer is
+    not offered (another condition, another hospital's unit, a level or period that does not exist) is not taken:
+    the widget keeps what the viewer may see, and the refusal is said and audited (`_refuse_link`)."""
     seeded = st.session_state.setdefault("_seeded_from_url", set())
     if key in seeded:
         return
@@ -48,10 +49,52 @@ def _seed(key: str, options: Sequence[str], *, many: bool = False) -> None:
     if raw is None:
         return
     if many:
-        values = [v for v in raw.split(",") if v in options]
+        asked = [v for v in raw.split(",") if v]
+        values = [v for v in asked if v in options]
         st.session_state[key] = values
+        if len(values) != len(asked):
+            _refuse_link(key, label, raw)
     elif raw in options:
         st.session_state[key] = raw
+    else:
+        _refuse_link(key, label, raw)
+
+
+#: Session-state key of the filters a link asked for and the viewer was not offered: URL parameter -> {"label":
+#: the filter's name, "run": the run that said so, "filters": the filters shown since} (see `_link_notices`).
+LINK_REFUSED = "_link_refused"
+#: Session-state key of the number of this session's sidebar runs (which run said a refusal already).
+RUN_NUMBER = "_filters_run"
+
+
+def _refuse_link(key: str, label: str, asked: str) -> None:
+    """A link's filter value the viewer is not offered: said at once where the filter is (at the top of the page
+    for the sidebar's filters, which are drawn before the page), kept to be said again on the next runs while the
+    filters stay as the fallback set them (`_link_notices`), and audited as "denied" (vbhc.access)."""
+    refused = st.session_state.setdefault(LINK_REFUSED, {})
+    refused[key] = {"label": label, "run": st.session_state.get(RUN_NUMBER), "filters": None}
+    viewer = st.session_state.get("_viewer")
+    if viewer is not None:
+        access.record_refused_link(viewer, key, asked, engine=data.current_engine())
+    st.warning(t("auth.link_refused", language(), filter=label), icon=":material/link_off:")
+
+
+def _link_notices(chosen: Filters) -> None:
+    """Say again, on the runs after the one that refused it, what a link asked for and did not get, while the
+    sidebar's filters are still those of the fallback; dropped once the viewer picks other filters. (A shared link
+    opens with a run that may not be the last before the viewer reads the page.)"""
+    refused = st.session_state.get(LINK_REFUSED)
+    if not refused:
+        return
+    run = st.session_state.get(RUN_NUMBER)
+    for key, entry in list(refused.items()):
+        if entry["filters"] is None:
+            entry["filters"] = chosen
+        elif entry["filters"] != chosen:
+            del refused[key]
+            continue
+        if entry["run"] != run:
+            st.warning(t("auth.link_refused", chosen.lang, filter=entry["label"]), icon=":material/link_off:")
 
 
 def _publish(key: str, value: object, default: object = None) -> None:
@@ -72,7 +115,7 @@ def synced(widget: Callable, label: str, options: Sequence[str], *, key: str, de
     after a run that did not draw it) and sends it with the next click, so a filter can never fall back to its
     first option behind the viewer's back (see `LANGUAGE_WIDGET`)."""
     options = list(options)
-    _seed(key, options, many=many)
+    _seed(key, options, many=many, label=label)
     keep_valid(key, options, default, many=many)
     current = st.session_state.get(key, default)
     if many:
@@ -200,8 +243,15 @@ def _language_radio(lang: str) -> str:
 def sidebar(viewer: Viewer) -> Filters | None:
     """Draw the global filters (only the conditions and units the viewer may see); None when the registry holds
     no care cycles yet, or none the viewer may see."""
+    st.session_state[RUN_NUMBER] = st.session_state.get(RUN_NUMBER, 0) + 1
+    asked = st.query_params.get(LANGUAGE_WIDGET)  # before the radio writes the language it shows into the URL
     lang = _language_radio(language())
     st.session_state[CHOSEN_LANGUAGE] = lang
+    seeded = st.session_state.setdefault("_seeded_from_url", set())
+    if LANGUAGE_WIDGET not in seeded:  # a link's language that is not offered: the page's own, said and audited
+        seeded.add(LANGUAGE_WIDGET)
+        if asked and asked not in SUPPORTED:
+            _refuse_link("language", t("filter.language", lang), asked)
     url, version = database_url(), data.version()
     volumes = data.volumes(url, version)
     if volumes.empty:
@@ -259,6 +309,11 @@ def sidebar(viewer: Viewer) -> Filters | None:
         # a group would give other hospitals' withheld cells back (vbhc.access.comparison_group refuses any):
         # not offered, and said why; a shared link's group is dropped from the URL
         st.sidebar.caption(f"**{t('filter.comparison_group', lang)}**: {t('comparison.not_with_withheld', lang)}")
+        seeded = st.session_state.setdefault("_seeded_from_url", set())
+        if "peers" not in seeded:
+            seeded.add("peers")
+            if st.query_params.get("peers"):  # a link's group: refused like any value the viewer is not offered
+                _refuse_link("peers", t("filter.comparison_group", lang), st.query_params.get("peers"))
         _publish("peers", [], [])
         peers: list[str] = []
     else:
@@ -288,7 +343,9 @@ def sidebar(viewer: Viewer) -> Filters | None:
         default="quarter",
         format_func=lambda c: t(f"meeting.{c}", lang),
     )
-    return Filters(lang, condition, level, unit, period, chosen, meeting, comparison)
+    shown = Filters(lang, condition, level, unit, period, chosen, meeting, comparison)
+    _link_notices(shown)
+    return shown
 
 
 def _meeting_date(label: str, lang: str) -> dt.date:
@@ -299,8 +356,12 @@ def _meeting_date(label: str, lang: str) -> dt.date:
     seeded = st.session_state.setdefault("_seeded_from_url", set())
     if key not in seeded:
         seeded.add(key)
-        with contextlib.suppress(ValueError):
-            st.session_state[key] = dt.date.fromisoformat(str(st.query_params.get(key, "")))
+        asked = st.query_params.get(key)
+        try:
+            st.session_state[key] = dt.date.fromisoformat(str(asked or ""))
+        except ValueError:
+            if asked:  # not a date: the default, said and audited like any refused link value
+                _refuse_link(key, label, asked)
     kwargs = {} if key in st.session_state else {"value": default}
     value = st.sidebar.date_input(label, key=key, format=DATE_INPUT_FORMAT[lang], **kwargs)
     value = value if isinstance(value, dt.date) else default

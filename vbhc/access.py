@@ -591,6 +591,24 @@ def require(viewer: Viewer, permission: Permission | str, *, engine: Engine | No
     raise error
 
 
+#: Characters of a refused link's value kept in the audit log (a URL can carry anything).
+LINK_VALUE_CHARS = 100
+
+
+def record_refused_link(viewer: Viewer, parameter: str, asked: str, *, engine: Engine | None = None) -> None:
+    """Audit a link (a URL's query string) that asked for a filter value the viewer is not offered: another
+    condition, another hospital's unit, a level, period or comparison group outside the viewer's choices. The page
+    falls back to what the viewer may see; the attempt is logged as "denied" with the parameter and the value asked
+    (cut to LINK_VALUE_CHARS), so a tampered or shared link to another scope shows up in the log like any refusal."""
+    from vbhc.store import get_engine
+
+    detail = {"what": "link", "filter": str(parameter)[:40], "asked": str(asked)[:LINK_VALUE_CHARS]}
+    try:
+        audit.record(engine or get_engine(), viewer, "denied", detail=detail)
+    except SQLAlchemyError as exc:  # the fallback stands even when the log cannot be written
+        log.error("could not write the audit event for a refused link (%s)", type(exc).__name__)
+
+
 def _shown_context(context: Mapping[str, object]) -> dict[str, object]:
     shown = ("condition", "unit", "indicator", "what", "file", "item")
     return {k: v for k, v in context.items() if k in shown and v is not None}
@@ -774,15 +792,25 @@ def period_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame
     return None if got is None else got.masks
 
 
-def period_grid_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame]):  # -> GridMasks | None
+def period_grid_masks(
+    viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame], hospital_grid: Any = None
+):  # -> GridMasks | None
     """period_masks with the PROM response and cost frames of every period where `grid` derives them (a
     vbhc.reports.privacy.PeriodGrid), withheld jointly with the indicator tables (joint_grid_masks: a count
-    withheld in one is withheld where another shows it). None for viewers who see every cell or none exactly."""
+    withheld in one is withheld where another shows it). None for viewers who see every cell or none exactly.
+    `hospital_grid`: for a grid of departments or condition teams, this function's answer for the same
+    condition's hospital grid; the grid is then withheld as the hospital level withholds
+    (vbhc.reports.privacy.masks_from_hospitals), so one level cannot be differenced against the other. Without
+    it, such a grid is withheld on its own."""
     if not withholds_across_periods(viewer, condition):
         return None
     limited = _limited_care_hospitals(viewer, condition) or frozenset()
     from vbhc.catalog import default_catalog
-    from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks
+    from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks, masks_from_hospitals
+
+    if hospital_grid is not None:
+        rule = SuppressionRule.from_settings()
+        return masks_from_hospitals(hospital_grid, dict(grid), joint_frames(grid, list(grid)), rule, sorted(limited))
 
     try:
         catalog_condition = default_catalog().condition(condition)

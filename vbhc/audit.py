@@ -127,6 +127,8 @@ DETAIL: dict[str, Shown] = {
     "via": Shown.ASKED,
     "os_user": Shown.TEXT,
     "benchmark_population": Shown.TEXT,
+    "filter": Shown.TEXT,  # a refused link's query parameter (condition, unit_hospital, peers, ...), as in the URL
+    "asked": Shown.TEXT,  # the value the link asked for, as it came (cut short)
 }
 #: Each key's place in the order a detail is read (keys this version does not know come last).
 _ORDER = {key: number for number, key in enumerate(DETAIL)}

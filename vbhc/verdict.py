@@ -143,6 +143,8 @@ class Verdict:
                 # enough cycles, too few with complete case-mix data: say so, not "27 cycles, at least 20 needed"
                 total = fmt_int(self.n, lang)
                 return [t("verdict.too_few_detail_adjusted", lang, count=self.n_adjusted, total=total, min_n=min_n)]
+            if not _finite(self.n):  # another unit's count withheld or in a band (vbhc.access): not said here
+                return [t("verdict.too_few_detail_withheld", lang, min_n=min_n)]
             key = f"verdict.too_few_detail_{self._counted}" if self._counted else "verdict.too_few_detail"
             return [t(key, lang, count=self.n, min_n=min_n)]
         if self.category in ("no_data", "not_assessed"):

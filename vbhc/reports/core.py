@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -205,7 +205,10 @@ def grid_tables(
 
             return store.table(key, version, fresh)
 
-        out[result.condition] = PeriodGrid(tables, derive)
+        hospitals = None
+        if result.level != "hospital":  # the hospital grid a department or team file's cells follow
+            hospitals = grid_tables([replace(result, level="hospital")], engine=engine).get(result.condition)
+        out[result.condition] = PeriodGrid(tables, derive, hospitals)
     return out
 
 

@@ -442,6 +442,21 @@ def grid_masks(
     if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
         return None
     tables = dict(grid) | {grid_label(period): table}
+    hospitals = getattr(grid, "hospitals", None)
+    if hospitals:  # a department or team grid: its cells follow the hospital level's (masks_from_hospitals)
+        label = grid_label(period)
+        source = hospitals.get(label)
+        got = grid_masks(
+            source if source is not None else next(iter(hospitals.values())),
+            period if source is not None else next(iter(hospitals)),
+            hospitals,
+            rule,
+            own_hospitals=own_hospitals,
+            include_own=include_own,
+        )
+        if got is not None:
+            shown = () if include_own else own_hospitals  # a file withholds the own hospitals' cells as well
+            return masks_from_hospitals(got, tables, joint_frames(grid, tables), rule, shown)
     return joint_grid_masks(
         tables,
         rule,
@@ -482,15 +497,19 @@ class PeriodGrid(dict):
     reads them) with `derive(period, compute)`, which gives compute(that period's result) (the PROM response per
     timepoint, the cost per activity, as the caller keeps them): the frames beside the indicator table are
     withheld over the same grid (grid_frame_masks). A plain mapping of tables has no frames: they are then
-    protected per period."""
+    protected per period. `hospitals`: for a grid of departments or condition teams, the same condition's grid at
+    hospital level, which a file's cells follow (masks_from_hospitals), so a department file cannot be
+    differenced against a hospital file."""
 
     def __init__(
         self,
         tables: Mapping[str, pd.DataFrame],
         derive: Callable[[str, Callable[[IndicatorResult], pd.DataFrame]], pd.DataFrame] | None = None,
+        hospitals: PeriodGrid | None = None,
     ) -> None:
         super().__init__(tables)
         self.derive = derive
+        self.hospitals = hospitals
 
 
 def grid_frames(
@@ -943,6 +962,81 @@ def _joint(
             break
         forced = grown
     return GridMasks(dict(tables), masks, {k: dict(v) for k, v in frames.items()}, out)
+
+
+def masks_from_hospitals(
+    hospital: GridMasks,
+    tables: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+    rule: SuppressionRule,
+    own_hospitals: Sequence[str],
+) -> GridMasks:
+    """A department's or condition team's grid (`tables` and `frames` of every period) withheld as the hospital
+    level withholds (`hospital`, joint_grid_masks of the same condition's hospital grid), for a viewer whose pages
+    withhold other hospitals' small cells: the levels are views of the same care cycles, so a cell withheld at one
+    must not be read back from another.
+
+    Before, each level was withheld on its own: a hospital's total (hospital level) minus its visible department
+    gave the withheld department's count and events back, and where the levels' secondary cells differed, a cell
+    withheld at one level was shown at the other. Now another hospital with one unit at this level (the unit is
+    the hospital: the same count) is withheld exactly where the hospital level withholds it. One with several units
+    here has an indicator's units withheld together in every period when any of them is small in any period or
+    the hospital's cell is withheld in any (only their sum is then known: the hospital's row, or nothing), and its
+    frames (PROM response, cost by activity) withheld; the own hospitals' units are shown. This grid shows no more
+    than the hospital level's safe masks do, plus the split of cells that are not small anywhere, so it is safe
+    against the benchmark, the other periods and the frames too."""
+    own = set(own_hospitals)
+    units_of: dict[str, set[str]] = {}
+    for table in tables.values():
+        if "unit" in table:
+            for unit in table["unit"].astype(str).unique():
+                units_of.setdefault(hospital_of(unit), set()).add(unit)
+    several = {h for h, units in units_of.items() if len(units) > 1 and h not in own}
+    together: set[tuple[str, str]] = set()  # (hospital, indicator) of a several-unit hospital withheld whole
+    for p, table in tables.items():
+        if not several or not {"unit", "indicator", "n"} <= set(table.columns):
+            continue
+        hospitals = table["unit"].astype(str).map(hospital_of)
+        small = rule.applies(table["n"]) | pd.to_numeric(table["n"], errors="coerce").isna().to_numpy()
+        together |= {(h, str(i)) for h, i, s in zip(hospitals, table["indicator"], small, strict=True) if s}
+        source, mask = hospital.tables.get(p), hospital.masks.get(p)
+        if source is not None and mask is not None and {"unit", "indicator"} <= set(source.columns):
+            cells = zip(source["unit"].astype(str).map(hospital_of), source["indicator"].astype(str), mask, strict=True)
+            together |= {(h, i) for h, i, m in cells if m}
+    together = {(h, i) for h, i in together if h in several}
+
+    def derived(frame: pd.DataFrame, source: pd.DataFrame | None, mask: np.ndarray | None, keys: list[str], *, table):
+        hospitals = frame["unit"].astype(str).map(hospital_of) if "unit" in frame else pd.Series("", index=frame.index)
+        withheld: dict[tuple, bool] = {}
+        if source is not None and mask is not None and len(source) == len(mask) and "unit" in source:
+            cells = zip(source["unit"].astype(str), *(source[k].astype(str) for k in keys), mask, strict=True)
+            for unit, *rest in cells:
+                withheld[(hospital_of(unit), *rest[:-1])] = bool(rest[-1])
+
+        def one(h: str, rest: list[str]) -> bool:
+            if h in own:
+                return False
+            if h in several:  # an indicator's units together; a frame's rows always
+                return not table or (h, rest[0]) in together
+            return withheld.get((h, *rest), True)
+
+        rows = zip(hospitals, *(frame[k].astype(str) for k in keys), strict=True)
+        return np.array([one(h, rest) for h, *rest in rows], dtype=bool)
+
+    masks = {
+        p: derived(table, hospital.tables.get(p), hospital.masks.get(p), ["indicator"], table=True)
+        for p, table in tables.items()
+    }
+    frame_masks: dict[str, dict[str, np.ndarray]] = {}
+    for what, by_period in (frames or {}).items():
+        frame_masks[what] = {}
+        for p, frame in by_period.items():
+            source = hospital.frames.get(what, {}).get(p)
+            shared = set(frame.columns) & set(source.columns if source is not None else ())
+            keys = [k for k in ("instrument", "timepoint", "activity") if k in shared]
+            mask = hospital.frame_masks.get(what, {}).get(p)
+            frame_masks[what][p] = derived(frame, source, mask, keys, table=False)
+    return GridMasks(dict(tables), masks, {k: dict(v) for k, v in (frames or {}).items()}, frame_masks)
 
 
 def prom_response_mask(
