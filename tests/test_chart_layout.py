@@ -557,6 +557,32 @@ def test_a_long_own_unit_name_stays_on_the_funnel(width):
             assert all(word in texts for word in OWN_LONG.split()), texts
 
 
+def _title_lines(svg_boxes: tuple[Box, ...], size: float) -> list[Box]:
+    """The lines of a chart's title: the texts drawn at the title's font size (the chart's largest)."""
+    return [b for b in svg_boxes if abs((b.y1 - b.y0) - size) < 0.5 and b.text.strip()]
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_title_takes_the_width_it_is_drawn_at(lang):
+    """The screenshots showed "Alle eenheden naar / aantal zorgtrajecten" broken in two at ~250 px over a 940 px
+    funnel (and "Per periode, met / controlegrenzen" over the meeting's SPC chart): the title was wrapped once,
+    for a phone, and a wide screen drew the phone's lines. Now a title that fits the chart's width is one line on
+    the meeting screen, and still breaks to hold in a column and on a phone."""
+    units = unit_names(7)
+    for name, build in builders(7).items():
+        spec = build(lang=lang)
+        if "autosize" not in spec or not isinstance(spec.get("title"), dict):
+            continue  # a concatenation is drawn at the width it is built for
+        full = charts.title_lines(spec["title"])
+        wide = _title_lines(drawing(charts.with_width(spec, WIDE)).boxes, charts.FONT_SIZES["title"])
+        assert [b.text for b in wide] == [full], f"{name} {lang} at {WIDE}px: {[b.text for b in wide]}"
+        for width, size in ((COLUMN, charts.FONT_SIZES["title"]), (PHONE, charts.FONT_SIZES_NARROW["title"])):
+            narrowed = charts.with_width(spec, width)
+            check_holds(narrowed, units, f"{name} {lang} at {width}px")
+            lines = _title_lines(drawing(narrowed).boxes, size)
+            assert " ".join(b.text for b in lines) == full, f"{name} {lang} at {width}px: {lines}"
+
+
 def test_the_check_finds_a_clipped_title_and_overlapping_labels():
     """The geometry above is not vacuous: a title wider than its canvas and two labels on one spot fail it."""
     spec = dict(charts.caterpillar_chart(indicator_rows(unit_names(3)), width=PHONE))
@@ -983,9 +1009,7 @@ def test_no_chart_of_the_demo_shows_a_raw_id(small_demo_registry, monkeypatch, l
     found = []
     titled: set[tuple[str, str]] = set()
     for page, spec in drawn:
-        title = spec.get("title") or {}
-        text = title.get("text", "") if isinstance(title, dict) else title
-        text = _plain(" ".join(text) if isinstance(text, list) else str(text))
+        text = _plain(charts.title_lines(spec.get("title") or ""))
         above = _plain(spec["_heading"])
         if text and above and (text in above or above in text):
             found.append(f"{page}: the chart title {text!r} repeats the heading above it {above!r}")
@@ -1242,3 +1266,4 @@ def test_the_demos_value_quadrant_holds_on_a_phone():
     cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES.values(), strict=True))
     crowded = check_value_names(units, cost, outcome, "demo", targets=(21_400, 0.045))
     assert not crowded, f"the own unit's name covers a point: {crowded}"
+

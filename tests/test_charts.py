@@ -307,8 +307,8 @@ def title_texts(d: dict) -> list[str]:
     def walk(node):
         if isinstance(node, dict):
             title = node.get("title")
-            if isinstance(title, dict):  # a wrapped title is a list of lines
-                out.append(lines(title.get("text")))
+            if isinstance(title, dict):  # a wrapped title is a list of lines (or an expression that picks them)
+                out.append(charts.title_lines(title))
                 if title.get("subtitle"):
                     out.append(lines(title["subtitle"]))
             elif isinstance(title, str):

@@ -75,6 +75,10 @@ NARROW = 640
 #: the phone's font sizes, legend columns and label room from it; its lines are wrapped to hold at both.
 PHONE_WIDTH = 480
 PHONE_PARAM = "phone"
+#: A container narrower than the width a fitted chart was built for (a column of the page, or a phone's): read
+#: once as PHONE_PARAM is, so a title keeps the built width's long lines where they fit and is broken into a
+#: column's (or a phone's) shorter lines only where they would not.
+NARROWED_PARAM = "narrowed"
 #: The room a phone's 360 px container gives a chart's title lines, its plot (less the y axis) and a bottom legend.
 PHONE_TEXT, PHONE_PLOT, PHONE_LEGEND = 340, 250, 250
 #: A chart that cannot be stretched (a grid of panels) and must read on a phone is built no wider than this.
@@ -505,15 +509,44 @@ def _fitting(text: str, key: str, width: int, room: float, phone_room: float) ->
     return _wrap(text, size, room, phone_room, FONT_SIZES_NARROW[key])
 
 
+def _title_text(text: str, width: int) -> str | list[str] | dict[str, str]:
+    """A chart title's lines: for a chart that may be stretched, the lines of the width it is built for, of a
+    column (COLUMN_WIDTH) and of a phone, each picked by the container it is drawn in (a title's text takes an
+    expression, unlike its subtitle). Why: one set of lines for all three broke a meeting screen's title at
+    ~250 px ("Alle eenheden naar / aantal zorgtrajecten" over a 940 px chart)."""
+    size = _fonts(width)["title"]
+    if not _stretched(width):
+        return _wrap(text, size, min(width, COLUMN_WIDTH) - 10)
+    wide, column = _wrap(text, size, width - 10), _wrap(text, size, COLUMN_WIDTH - 10)
+    phone = _wrap(text, FONT_SIZES_NARROW["title"], PHONE_TEXT)
+    if wide == column == phone:
+        return wide
+    return {
+        "expr": f"{PHONE_PARAM} ? {json.dumps(phone)} : {NARROWED_PARAM} ? {json.dumps(column)} : {json.dumps(wide)}"
+    }
+
+
+def title_lines(title: Any) -> str:
+    """A spec's title text as a reader of the built width sees it, in one line (the last choice of an expression
+    that picks the lines by the container): for tests and texts that name a chart."""
+    text = title.get("text", "") if isinstance(title, dict) else title
+    if isinstance(text, dict):  # {"expr": "phone ? <json> : narrowed ? <json> : <json>"}: the last JSON value
+        expr, decoder, at = text["expr"], json.JSONDecoder(), 0
+        for prefix in (f"{PHONE_PARAM} ? ", f" : {NARROWED_PARAM} ? ", " : "):
+            text, at = decoder.raw_decode(expr, at + len(prefix))
+    return " ".join(text) if isinstance(text, list) else str(text or "")
+
+
 def _title(text: str | None, subtitle: str | None, width: int, *, size: int | None = None) -> dict[str, Any]:
-    """A title anchored left, title and subtitle wrapped to `width` (at most COLUMN_WIDTH) and to a phone's
-    container (at the phone's fonts, which the configuration picks there) so that nothing is cut or truncated.
-    A title of its own `size` (a panel's) keeps it and is wrapped to `width` only."""
+    """A title anchored left, wrapped so that nothing is cut or truncated: the title to the container it is
+    drawn in (_title_text), the subtitle (which takes no expression) to `width` (at most COLUMN_WIDTH) and to a
+    phone's container at the phone's fonts. A title of its own `size` (a panel's) keeps it and is wrapped to
+    `width` (at most COLUMN_WIDTH) only."""
     room = min(width, COLUMN_WIDTH) - 10
     if size:
         out: dict[str, Any] = {"text": _wrap(text, size, room) if text else "", "anchor": "start", "fontSize": size}
     else:
-        out = {"text": _fitting(text, "title", width, room, PHONE_TEXT) if text else "", "anchor": "start"}
+        out = {"text": _title_text(text, width) if text else "", "anchor": "start"}
     if subtitle:
         out["subtitle"] = _fitting(subtitle, "subtitle", width, room, PHONE_TEXT)
     return out
@@ -578,7 +611,8 @@ def _finish(
     # a phone's container: read from the stretched spec's width once, before Vega fits the plot to it (react:
     # false, so the fonts it picks never feed back into the plot's width); a concatenation keeps the built width
     phone = {"expr": f"width < {PHONE_WIDTH}", "react": False} if fit else {"value": width < PHONE_WIDTH}
-    spec["params"] = [*spec.get("params", []), {"name": PHONE_PARAM, **phone}]
+    narrowed = {"expr": f"width < {int(width)}", "react": False} if fit else {"value": False}
+    spec["params"] = [*spec.get("params", []), {"name": PHONE_PARAM, **phone}, {"name": NARROWED_PARAM, **narrowed}]
     if highlight is not _NO_HIGHLIGHT:
         value = None if highlight is None else str(highlight)
         spec["params"] = [*spec["params"], {"name": HIGHLIGHT_PARAM, "value": value}]
