@@ -1267,3 +1267,45 @@ def test_the_demos_value_quadrant_holds_on_a_phone():
     crowded = check_value_names(units, cost, outcome, "demo", targets=(21_400, 0.045))
     assert not crowded, f"the own unit's name covers a point: {crowded}"
 
+
+#: The funnel of the 4,000-cycle demo's colorectal cancer 30-day mortality as the screenshots showed it (hospital:
+#: care cycles, case-mix adjusted mortality; benchmark 2.4%).
+DEMO_FUNNEL = {
+    "Kruidenhof Medisch Centrum": (94, 0.017),
+    "Oosterhaven Ziekenhuis": (79, 0.026),
+    OWN_LONG: (78, 0.029),
+    "Heidekamp Medisch Centrum": (55, 0.038),
+    "Duinrand Medisch Centrum": (50, 0.054),
+    "Eikenrode Ziekenhuis": (46, 0.020),
+    "Zilverberg Gasthuis": (42, 0.0),
+    "Ziekenhuis Polderwijk": (37, 0.0),
+    "Waterweide Ziekenhuis": (29, 0.041),
+    "Brughaven Ziekenhuisgroep": (19, 0.0),
+}
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_the_own_units_name_on_the_funnel_covers_no_other_units_point(lang):
+    """A phone (and the PDF report) drew "Universitair Medisch Centrum Veenmeer" centred above its point, over
+    Heidekamp's dot beside it: the name was placed without looking at the other points. Now, whichever unit is the
+    own one, on a phone, in a column and on the meeting screen, its name is whole, inside the plot, and over no
+    other unit's point."""
+    units = list(DEMO_FUNNEL)
+    n, value = (np.array(column, dtype=float) for column in zip(*DEMO_FUNNEL.values(), strict=True))
+    rows = indicator_rows(units).assign(n=n, precision=n, adjusted_value=value, target=0.024)
+    built = charts.funnel_chart(rows, funnel_curve(0.024), lang=lang)
+    for own in units:
+        for width in (PHONE, COLUMN, WIDE):
+            drawn = scatter(charts.with_width(charts.with_highlight(built, own), width))
+            at = f"own {own!r} at {width}px"
+            assert [text for text, _ in drawn.names] == [own], f"{at}: {drawn.names}"
+            (_, boxes), plot = drawn.names[0], drawn.plot
+            for box in boxes:
+                assert plot.x0 - SLACK <= box.x0 and box.x1 <= plot.x1 + SLACK, f"{at}: {box} off {plot}"
+                assert plot.y0 - SLACK <= box.y0 and box.y1 <= plot.y1 + SLACK, f"{at}: {box} off {plot}"
+            covered = [
+                (unit, round(x), round(y))
+                for unit, x, y in drawn.points
+                if unit != own and any(b.overlaps(Box("", x - 5, y - 5, x + 5, y + 5)) for b in boxes)
+            ]
+            assert not covered, f"{at}: the name covers {covered}"

@@ -1244,7 +1244,10 @@ def funnel_chart(
     survival = kind in SURVIVAL_KINDS
     x_title = label("deaths_axis" if survival else "n_axis", lang)
     subtitle = "funnel_sub_survival" if survival else "funnel_sub"
-    x = _q("precision", _axis_title(x_title, width), axis={"format": ",.0f"})
+    # the x axis spans the units (the limits are clipped to it): a domain of its own, so the own unit's name can
+    # be placed clear of the other units' points (_placed_own_name), as on the value quadrant
+    x_dom = _value_domain(units["precision"].to_numpy(), kind="volume")
+    x = _q("precision", _axis_title(x_title, width), scale=_scale(x_dom, zero=False), axis={"format": ",.0f"})
     height = 460 if width >= NARROW else 320
     y_title = _wrap(f"{name} ({label('adjusted', lang).lower()})", f["axis_title"], height - 20)
     y = _q("value", y_title, scale=_scale(domain, zero=False), axis={"format": value_format(kind, axis=True)})
@@ -1276,7 +1279,11 @@ def funnel_chart(
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
-    layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
+    if x_dom and domain:
+        y_target = float(target) if target is not None and np.isfinite(float(target)) else None
+        layers.append(_placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target))
+    else:
+        layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
         "title": _title(title, _with_population(label(subtitle, lang), population, lang), width),
         "height": height,
@@ -1331,6 +1338,56 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
             "x": {"value": {"expr": "clamp(scale('x', datum.x), datum.half, width - datum.half)"}},
             "y": {"value": {"expr": "max(scale('y', datum.y) - 12 - datum.height, 0)"}},
             "text": _n("name"),
+        },
+    }
+
+
+def _placed_own_name(
+    data: _Data,
+    units: pd.DataFrame,
+    domains: tuple[list[float], list[float]],
+    height: int,
+    width: int,
+    *,
+    y_target: float | None = None,
+) -> dict[str, Any]:
+    """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
+    spot clear of the other units' points, the plot's edges and the benchmark line at `y_target` where there is
+    one (_place_labels, placed per unit for when it is the own one, for a phone's plot and any wider one). Why:
+    centred above its point, the name covered a neighbour's dot on a phone and in the PDF report."""
+    f = _fonts(width)
+    points = pd.DataFrame(
+        {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
+    ).assign(outcome=units["value"].to_numpy(dtype=float))
+    x_dom, y_dom = domains
+    axis_px = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
+    targets = (None, y_target)
+    layouts = {
+        "wide": _place_labels(points, x_dom, y_dom, PHONE_WIDTH - 20 - axis_px, height, f["text"], set(), targets),
+        "phone": _place_labels(points, x_dom, y_dom, PHONE_PLOT, height, FONT_SIZES_NARROW["text"], set(), targets),
+    }
+    placed = points.rename(columns={"cost": "precision", "outcome": "value"})
+    for name, layout in layouts.items():
+        for column in ("text", "align", "dx", "dy"):
+            placed[f"{name}_{column}"] = layout[column].to_numpy()
+    return {
+        "data": data(placed),
+        "transform": [{"filter": IS_HIGHLIGHT}, *_on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy")],
+        "mark": {
+            "type": "text",
+            "align": {"expr": "datum.align"},
+            "baseline": "top",
+            "lineBreak": "\n",
+            "dx": {"expr": "datum.dx"},
+            "dy": {"expr": "datum.dy"},
+            "fontSize": _responsive("text", width < NARROW),
+            "fontWeight": "bold",
+            "color": HIGHLIGHT_COLOUR,
+        },
+        "encoding": {
+            "x": _q("precision", scale=_scale(x_dom, zero=False)),
+            "y": _q("value", scale=_scale(y_dom, zero=False)),
+            "text": _n("text"),
         },
     }
 
