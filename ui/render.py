@@ -166,6 +166,8 @@ _CHAR_PX = 7
 _TABLE_CSS = (
     "<style>"
     ".vbhc-table-wrap{container-type:inline-size}"
+    ".vbhc-table-hint{display:none;font-size:.875rem;margin-bottom:.25rem;"
+    "color:color-mix(in srgb,currentColor 60%,transparent)}"
     ".vbhc-table-box{overflow-x:auto;border:1px solid rgba(128,128,128,.25);border-radius:.5rem;margin-bottom:1rem}"
     ".vbhc-table{border-collapse:collapse;width:100%;font-size:.875rem;line-height:1.6;color:inherit}"
     ".vbhc-table th,.vbhc-table td{padding:.25rem .375rem;text-align:left;vertical-align:top;"
@@ -200,10 +202,9 @@ def _scroll_hint(text: str, needed: int) -> str:
     """The line that says a table scrolls sideways, shown by a container query only while the table's box is
     narrower than the `needed` px the table takes (the box is the query's container)."""
     name = f"{SCROLL_HINT_CLASS}-{needed}"
+    # two classes: every table's stylesheet hides the hint again, later in the page, with one
     return (
-        f"<style>.{SCROLL_HINT_CLASS}{{display:none;font-size:.875rem;margin-bottom:.25rem;"
-        f"color:color-mix(in srgb,currentColor 60%,transparent)}}"
-        f"@container (max-width:{needed - 1}px){{.{name}{{display:block}}}}</style>"
+        f"<style>@container (max-width:{needed - 1}px){{.{SCROLL_HINT_CLASS}.{name}{{display:block}}}}</style>"
         f'<div class="{SCROLL_HINT_CLASS} {name}">{html_text(text)}</div>'
     )
 
