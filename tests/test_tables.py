@@ -106,11 +106,8 @@ PHONE_ROOM, WIDE_ROOM = 358, 940
 
 def _hint_below(html: str) -> int | None:
     """The container width below which the table's scroll hint is shown (None: the table has no hint)."""
-    from ui import render
-
-    if render.SCROLL_HINT_CLASS not in html:
-        return None
-    return int(re.search(r"@container \(max-width:(\d+)px\)", html).group(1)) + 1
+    found = re.search(r"@container \(max-width:(\d+)px\)", html)
+    return int(found.group(1)) + 1 if found else None
 
 
 def test_a_table_wider_than_a_phone_says_so_and_a_narrow_one_does_not():
