@@ -1190,7 +1190,8 @@ def test_value_quadrant_names_hold_on_a_phone_and_a_desktop(count, seed):
 
 
 def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, case: str, *,
-                      targets: tuple[float, float] | None = None) -> list[str]:  # fmt: skip
+                      targets: tuple[float, float] | None = None, cost_ci: float = 900,
+                      outcome_ci: tuple[float, float] = (0.03, 0.03)) -> list[str]:  # fmt: skip
     """Check the value quadrant of `units` at (cost, outcome) as described above, each unit the own one in turn,
     with the benchmark at `targets` (cost, outcome; else the means). A name other than the own unit's is drawn
     only where it is free, so it covers no point; the own unit's name is always drawn, and where the points
@@ -1198,11 +1199,11 @@ def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, c
     point."""
     frame = value_frame(units).assign(
         adjusted_value_cost=cost,
-        adjusted_lower_cost=cost - 900,
-        adjusted_upper_cost=cost + 900,
+        adjusted_lower_cost=cost - cost_ci,
+        adjusted_upper_cost=cost + cost_ci,
         adjusted_value_outcome=outcome,
-        adjusted_lower_outcome=outcome - 0.03,
-        adjusted_upper_outcome=outcome + 0.03,
+        adjusted_lower_outcome=np.maximum(outcome - outcome_ci[0], 0),
+        adjusted_upper_outcome=outcome + outcome_ci[1],
     )
     cost_target, outcome_target = targets or (float(np.mean(cost)), float(np.mean(outcome)))
     target = dict(outcome_target=outcome_target, cost_target=cost_target)
@@ -1265,6 +1266,36 @@ def test_the_demos_value_quadrant_holds_on_a_phone():
     units = list(DEMO_VALUES)
     cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES.values(), strict=True))
     crowded = check_value_names(units, cost, outcome, "demo", targets=(21_400, 0.045))
+    assert not crowded, f"the own unit's name covers a point: {crowded}"
+
+
+#: The costs page's value chart as the last screenshots showed it (the demo after its generator changed): each
+#: hospital's adjusted cost and mortality, with intervals as wide as the demo's (±€4,000; mortality up to +14
+#: points), which spread the cost axis over €18,000-€28,000 and put the points close together.
+DEMO_VALUES_WIDE = {
+    OWN_LONG: (21_983, 0.029),
+    "Oosterhaven Ziekenhuis": (21_850, 0.026),
+    "Heidekamp Medisch Centrum": (24_997, 0.038),
+    "Zilverberg Gasthuis": (22_431, 0.0),
+    "Ziekenhuis Polderwijk": (23_559, 0.0),
+    "Eikenrode Ziekenhuis": (23_859, 0.020),
+    "Duinrand Medisch Centrum": (22_387, 0.054),
+    "Brughaven Ziekenhuisgroep": (22_935, 0.0),
+    "Waterweide Ziekenhuis": (22_333, 0.041),
+    "Kruidenhof Medisch Centrum": (21_555, 0.017),
+}
+
+
+def test_the_own_units_name_on_a_crowded_value_quadrant_covers_no_point_on_a_phone():
+    """The last screenshots, 390 px phone, Dutch: "Universitair Medisch Centrum Veenmeer" lay over Eikenrode's
+    point. Its names were placed for a 250 px plot, 50 px narrower than the phone's own, where every spot next to
+    the own point covered another point. Placed for the plot of a 360 px phone, no name covers a point there or
+    on any wider screen, whichever unit is the own one."""
+    units = list(DEMO_VALUES_WIDE)
+    cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES_WIDE.values(), strict=True))
+    crowded = check_value_names(
+        units, cost, outcome, "demo", targets=(22_618, 0.024), cost_ci=4_000, outcome_ci=(0.03, 0.14)
+    )
     assert not crowded, f"the own unit's name covers a point: {crowded}"
 
 

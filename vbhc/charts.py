@@ -81,6 +81,9 @@ PHONE_PARAM = "phone"
 NARROWED_PARAM = "narrowed"
 #: The room a phone's 360 px container gives a chart's title lines, its plot (less the y axis) and a bottom legend.
 PHONE_TEXT, PHONE_PLOT, PHONE_LEGEND = 340, 250, 250
+#: A phone's container (a 360 px screen less Streamlit's margins is less, a 390 px one more: the width the
+#: phone's room above is reckoned for).
+PHONE_CONTAINER = 360
 #: A chart that cannot be stretched (a grid of panels) and must read on a phone is built no wider than this.
 PHONE_FIXED_WIDTH = 350
 #: Every dataset of a chart stays below this many rows.
@@ -1342,6 +1345,17 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
     }
 
 
+def _scatter_plots(width: int) -> tuple[float, float]:
+    """The narrowest plot (px) a scatter's names are placed for: any wider container's (from PHONE_WIDTH at the
+    built fonts) and a phone's (from PHONE_CONTAINER at the phone's fonts), each the container less a y axis of
+    seven-character labels and its title. Why not PHONE_PLOT for a phone: 50 px narrower than a 360 px phone's
+    plot, its points were so close that the own unit's name found no spot clear of them (the demo's costs page)."""
+    f = _fonts(width)
+    wide_axis = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
+    phone_axis = _text_px("0000000", FONT_SIZES_NARROW["axis_label"]) + FONT_SIZES_NARROW["axis_title"] + 20
+    return PHONE_WIDTH - 20 - wide_axis, PHONE_CONTAINER - phone_axis
+
+
 def _placed_own_name(
     data: _Data,
     units: pd.DataFrame,
@@ -1355,16 +1369,14 @@ def _placed_own_name(
     spot clear of the other units' points, the plot's edges and the benchmark line at `y_target` where there is
     one (_place_labels, placed per unit for when it is the own one, for a phone's plot and any wider one). Why:
     centred above its point, the name covered a neighbour's dot on a phone and in the PDF report."""
-    f = _fonts(width)
     points = pd.DataFrame(
         {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
     ).assign(outcome=units["value"].to_numpy(dtype=float))
     x_dom, y_dom = domains
-    axis_px = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
-    targets = (None, y_target)
+    (wide_plot, phone_plot), targets, size = _scatter_plots(width), (None, y_target), _fonts(width)["text"]
     layouts = {
-        "wide": _place_labels(points, x_dom, y_dom, PHONE_WIDTH - 20 - axis_px, height, f["text"], set(), targets),
-        "phone": _place_labels(points, x_dom, y_dom, PHONE_PLOT, height, FONT_SIZES_NARROW["text"], set(), targets),
+        "wide": _place_labels(points, x_dom, y_dom, wide_plot, height, size, set(), targets),
+        "phone": _place_labels(points, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], set(), targets),
     }
     placed = points.rename(columns={"cost": "precision", "outcome": "value"})
     for name, layout in layouts.items():
@@ -2888,14 +2900,14 @@ def value_chart(
     if x_dom and y_dom:
         # two layouts of the names, each placed for the narrowest container that draws it, where points are
         # closest (wider, the points only move apart while each name keeps its pixel offset from its point): a
-        # phone's (PHONE_PLOT at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
+        # phone's (from PHONE_CONTAINER at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
         # fonts); a fitted chart picks one by its container (PHONE_PARAM), as it picks its fonts
         named = _named_units(frame)
         targets = (cost_target, outcome_target)
-        axis_px = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
+        wide_plot, phone_plot = _scatter_plots(width)
         layouts = {
-            "wide": _place_labels(frame, x_dom, y_dom, PHONE_WIDTH - 20 - axis_px, height, f["text"], named, targets),
-            "phone": _place_labels(frame, x_dom, y_dom, PHONE_PLOT, height, FONT_SIZES_NARROW["text"], named, targets),
+            "wide": _place_labels(frame, x_dom, y_dom, wide_plot, height, f["text"], named, targets),
+            "phone": _place_labels(frame, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], named, targets),
         }
         placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
         for name, layout in layouts.items():
