@@ -52,3 +52,26 @@ def test_the_data_page_imports_external_figures_and_refuses_a_bad_file(empty_db)
     assert any("1 cijfer opgeslagen" in s.value for s in at.success), [s.value for s in at.success]
     listed = at.dataframe[-1].value  # the last table on the page
     assert list(listed[t("data.external_source", "nl")]) == ["national registry"]
+
+
+def test_a_refused_upload_lists_its_problems_in_a_table_whose_rules_wrap(empty_db):
+    """The Dutch data page showed a refused upload's problems in a grid that cut the rule, the one cell that says
+    what to fix, at its right edge ("... geef elk bestand een eigen naam, zodat ell"): now a static table whose
+    rule column wraps, every rule read whole, in the reader's language."""
+    from tests.shown import tables as shown_tables
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "nl"
+    run_on_page(at, "views/data.py")
+    content = b"care_cycle_id,activity,quantity\nC1,ok_time,1\n"
+    at.file_uploader(key="upload_files").set_value([("costs.csv", content, "text/csv")] * 2)
+    at.run()
+    next(b for b in at.button if b.label == t("data.import_button", "nl")).click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.error, "the upload was not refused"
+    rule = t("error.rule", "nl")
+    (problems,) = [table for table in shown_tables(at) if rule in table.value.columns]
+    assert len(problems.value) >= 1 and all(len(text) > 20 for text in problems.value[rule]), problems.value
+    assert "max-width:420px" in problems.html  # the rule wraps at its column's width, never cut
+    assert not [df for df in at.dataframe if rule in df.value.columns]

@@ -557,6 +557,32 @@ def test_a_long_own_unit_name_stays_on_the_funnel(width):
             assert all(word in texts for word in OWN_LONG.split()), texts
 
 
+def _title_lines(svg_boxes: tuple[Box, ...], size: float) -> list[Box]:
+    """The lines of a chart's title: the texts drawn at the title's font size (the chart's largest)."""
+    return [b for b in svg_boxes if abs((b.y1 - b.y0) - size) < 0.5 and b.text.strip()]
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_title_takes_the_width_it_is_drawn_at(lang):
+    """The screenshots showed "Alle eenheden naar / aantal zorgtrajecten" broken in two at ~250 px over a 940 px
+    funnel (and "Per periode, met / controlegrenzen" over the meeting's SPC chart): the title was wrapped once,
+    for a phone, and a wide screen drew the phone's lines. Now a title that fits the chart's width is one line on
+    the meeting screen, and still breaks to hold in a column and on a phone."""
+    units = unit_names(7)
+    for name, build in builders(7).items():
+        spec = build(lang=lang)
+        if "autosize" not in spec or not isinstance(spec.get("title"), dict):
+            continue  # a concatenation is drawn at the width it is built for
+        full = charts.title_lines(spec["title"])
+        wide = _title_lines(drawing(charts.with_width(spec, WIDE)).boxes, charts.FONT_SIZES["title"])
+        assert [b.text for b in wide] == [full], f"{name} {lang} at {WIDE}px: {[b.text for b in wide]}"
+        for width, size in ((COLUMN, charts.FONT_SIZES["title"]), (PHONE, charts.FONT_SIZES_NARROW["title"])):
+            narrowed = charts.with_width(spec, width)
+            check_holds(narrowed, units, f"{name} {lang} at {width}px")
+            lines = _title_lines(drawing(narrowed).boxes, size)
+            assert " ".join(b.text for b in lines) == full, f"{name} {lang} at {width}px: {lines}"
+
+
 def test_the_check_finds_a_clipped_title_and_overlapping_labels():
     """The geometry above is not vacuous: a title wider than its canvas and two labels on one spot fail it."""
     spec = dict(charts.caterpillar_chart(indicator_rows(unit_names(3)), width=PHONE))
@@ -983,9 +1009,7 @@ def test_no_chart_of_the_demo_shows_a_raw_id(small_demo_registry, monkeypatch, l
     found = []
     titled: set[tuple[str, str]] = set()
     for page, spec in drawn:
-        title = spec.get("title") or {}
-        text = title.get("text", "") if isinstance(title, dict) else title
-        text = _plain(" ".join(text) if isinstance(text, list) else str(text))
+        text = _plain(charts.title_lines(spec.get("title") or ""))
         above = _plain(spec["_heading"])
         if text and above and (text in above or above in text):
             found.append(f"{page}: the chart title {text!r} repeats the heading above it {above!r}")
@@ -1166,7 +1190,8 @@ def test_value_quadrant_names_hold_on_a_phone_and_a_desktop(count, seed):
 
 
 def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, case: str, *,
-                      targets: tuple[float, float] | None = None) -> list[str]:  # fmt: skip
+                      targets: tuple[float, float] | None = None, cost_ci: float = 900,
+                      outcome_ci: tuple[float, float] = (0.03, 0.03)) -> list[str]:  # fmt: skip
     """Check the value quadrant of `units` at (cost, outcome) as described above, each unit the own one in turn,
     with the benchmark at `targets` (cost, outcome; else the means). A name other than the own unit's is drawn
     only where it is free, so it covers no point; the own unit's name is always drawn, and where the points
@@ -1174,11 +1199,11 @@ def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, c
     point."""
     frame = value_frame(units).assign(
         adjusted_value_cost=cost,
-        adjusted_lower_cost=cost - 900,
-        adjusted_upper_cost=cost + 900,
+        adjusted_lower_cost=cost - cost_ci,
+        adjusted_upper_cost=cost + cost_ci,
         adjusted_value_outcome=outcome,
-        adjusted_lower_outcome=outcome - 0.03,
-        adjusted_upper_outcome=outcome + 0.03,
+        adjusted_lower_outcome=np.maximum(outcome - outcome_ci[0], 0),
+        adjusted_upper_outcome=outcome + outcome_ci[1],
     )
     cost_target, outcome_target = targets or (float(np.mean(cost)), float(np.mean(outcome)))
     target = dict(outcome_target=outcome_target, cost_target=cost_target)
@@ -1242,3 +1267,76 @@ def test_the_demos_value_quadrant_holds_on_a_phone():
     cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES.values(), strict=True))
     crowded = check_value_names(units, cost, outcome, "demo", targets=(21_400, 0.045))
     assert not crowded, f"the own unit's name covers a point: {crowded}"
+
+
+#: The costs page's value chart as the last screenshots showed it (the demo after its generator changed): each
+#: hospital's adjusted cost and mortality, with intervals as wide as the demo's (±€4,000; mortality up to +14
+#: points), which spread the cost axis over €18,000-€28,000 and put the points close together.
+DEMO_VALUES_WIDE = {
+    OWN_LONG: (21_983, 0.029),
+    "Oosterhaven Ziekenhuis": (21_850, 0.026),
+    "Heidekamp Medisch Centrum": (24_997, 0.038),
+    "Zilverberg Gasthuis": (22_431, 0.0),
+    "Ziekenhuis Polderwijk": (23_559, 0.0),
+    "Eikenrode Ziekenhuis": (23_859, 0.020),
+    "Duinrand Medisch Centrum": (22_387, 0.054),
+    "Brughaven Ziekenhuisgroep": (22_935, 0.0),
+    "Waterweide Ziekenhuis": (22_333, 0.041),
+    "Kruidenhof Medisch Centrum": (21_555, 0.017),
+}
+
+
+def test_the_own_units_name_on_a_crowded_value_quadrant_covers_no_point_on_a_phone():
+    """The last screenshots, 390 px phone, Dutch: "Universitair Medisch Centrum Veenmeer" lay over Eikenrode's
+    point. Its names were placed for a 250 px plot, 50 px narrower than the phone's own, where every spot next to
+    the own point covered another point. Placed for the plot of a 360 px phone, no name covers a point there or
+    on any wider screen, whichever unit is the own one."""
+    units = list(DEMO_VALUES_WIDE)
+    cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES_WIDE.values(), strict=True))
+    crowded = check_value_names(
+        units, cost, outcome, "demo", targets=(22_618, 0.024), cost_ci=4_000, outcome_ci=(0.03, 0.14)
+    )
+    assert not crowded, f"the own unit's name covers a point: {crowded}"
+
+
+#: The funnel of the 4,000-cycle demo's colorectal cancer 30-day mortality as the screenshots showed it (hospital:
+#: care cycles, case-mix adjusted mortality; benchmark 2.4%).
+DEMO_FUNNEL = {
+    "Kruidenhof Medisch Centrum": (94, 0.017),
+    "Oosterhaven Ziekenhuis": (79, 0.026),
+    OWN_LONG: (78, 0.029),
+    "Heidekamp Medisch Centrum": (55, 0.038),
+    "Duinrand Medisch Centrum": (50, 0.054),
+    "Eikenrode Ziekenhuis": (46, 0.020),
+    "Zilverberg Gasthuis": (42, 0.0),
+    "Ziekenhuis Polderwijk": (37, 0.0),
+    "Waterweide Ziekenhuis": (29, 0.041),
+    "Brughaven Ziekenhuisgroep": (19, 0.0),
+}
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_the_own_units_name_on_the_funnel_covers_no_other_units_point(lang):
+    """A phone (and the PDF report) drew "Universitair Medisch Centrum Veenmeer" centred above its point, over
+    Heidekamp's dot beside it: the name was placed without looking at the other points. Now, whichever unit is the
+    own one, on a phone, in a column and on the meeting screen, its name is whole, inside the plot, and over no
+    other unit's point."""
+    units = list(DEMO_FUNNEL)
+    n, value = (np.array(column, dtype=float) for column in zip(*DEMO_FUNNEL.values(), strict=True))
+    rows = indicator_rows(units).assign(n=n, precision=n, adjusted_value=value, target=0.024)
+    built = charts.funnel_chart(rows, funnel_curve(0.024), lang=lang)
+    for own in units:
+        for width in (PHONE, COLUMN, WIDE):
+            drawn = scatter(charts.with_width(charts.with_highlight(built, own), width))
+            at = f"own {own!r} at {width}px"
+            assert [text for text, _ in drawn.names] == [own], f"{at}: {drawn.names}"
+            (_, boxes), plot = drawn.names[0], drawn.plot
+            for box in boxes:
+                assert plot.x0 - SLACK <= box.x0 and box.x1 <= plot.x1 + SLACK, f"{at}: {box} off {plot}"
+                assert plot.y0 - SLACK <= box.y0 and box.y1 <= plot.y1 + SLACK, f"{at}: {box} off {plot}"
+            covered = [
+                (unit, round(x), round(y))
+                for unit, x, y in drawn.points
+                if unit != own and any(b.overlaps(Box("", x - 5, y - 5, x + 5, y + 5)) for b in boxes)
+            ]
+            assert not covered, f"{at}: the name covers {covered}"

@@ -307,8 +307,8 @@ def title_texts(d: dict) -> list[str]:
     def walk(node):
         if isinstance(node, dict):
             title = node.get("title")
-            if isinstance(title, dict):  # a wrapped title is a list of lines
-                out.append(lines(title.get("text")))
+            if isinstance(title, dict):  # a wrapped title is a list of lines (or an expression that picks them)
+                out.append(charts.title_lines(title))
                 if title.get("subtitle"):
                     out.append(lines(title["subtitle"]))
             elif isinstance(title, str):
@@ -397,9 +397,10 @@ def test_funnel_chart_spec_and_data():
     assert dash["scale"]["range"] == [[7, 5], [1, 0]]
     # the highlighted unit is labelled, the target drawn
     text = next(v for v in views(d) if mark_type(v) == "text")
-    assert text["encoding"]["text"]["field"] == "name"  # the unit's name, wrapped in lines on a phone
+    assert text["encoding"]["text"]["field"] == "text"  # the unit's name, placed and wrapped for a phone too
     assert [r["unit"] for r in view_data(d, text) if passes_filters(text, r, d)] == ["H03"]
-    assert all(r["wide"] == r["phone"].replace("\n", " ") == r["unit"] for r in view_data(d, text))
+    rows_ = view_data(d, text)
+    assert all(r["wide_text"] == r["phone_text"].replace("\n", " ") == r["unit"] for r in rows_)
     # another unit: the same spec with only the parameter swapped (what the dashboard caches)
     other = charts.with_highlight(d, "H05")
     assert highlighted(other) == "H05" and highlighted(d) == "H03"

@@ -142,6 +142,18 @@ def test_dutch_uses_clinical_dutch_words():
     assert "vbhc demo" in catalog("en")["empty.database_empty"]
 
 
+def test_dutch_writes_one_word_one_way():
+    """The team page's case-mix tab read "Wat de casemixcorrectie bijdraagt" over a table headed
+    "Case-mixvariabelen" beside "Kwaliteit van het case-mixmodel", and the methods page named the "c-statistic"
+    and "shrinkage" in a Dutch sentence: one term, one spelling (casemix, as the Dutch registries write it), and
+    the Dutch word where the catalog has one."""
+    nl = catalog("nl")
+    hyphenated = sorted(key for key, text in nl.items() if "case-mix" in text.lower())
+    assert not hyphenated, hyphenated
+    english = sorted(key for key, text in nl.items() if re.search(r"\bc-statistic\b|\bshrinkage\b(?!\))", text))
+    assert not english, english
+
+
 def test_catalog_returns_a_copy():
     catalog("en")["nav.overview"] = "changed"
     assert t("nav.overview") == "Overview"

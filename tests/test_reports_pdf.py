@@ -234,3 +234,24 @@ def test_a_dutch_report_reads_dutch_throughout(small_demo_registry):
     assert catalog("nl")["import_table.care_cycles"] in text
     assert not re.search(r"\d{4}-\d{2}-\d{2}", text), re.search(r".{40}\d{4}-\d{2}-\d{2}.{20}", text)
     assert fmt_date(when, "nl") in text and fmt_date(dt.date(2024, 12, 31), "nl") in text
+
+
+def test_a_table_breaks_between_words_never_inside_one():
+    """The report broke the header "Benchmark" into "Benchmar / k" (key indicators, PROM summary) and the import
+    table "Patient-experience (PREM) answers" into "Patient-experienc / e" (title page): a column narrower than
+    its longest word. Each column now gets at least its longest word where the others can spare the room."""
+    from vbhc.reports.pdf import _Report
+
+    pdf = _Report("en")
+    pdf.add_page()
+    headers = ["Indicator", "n", "Crude", "Adjusted", "95% CI", "Benchmark", "Assessment"]
+    rows = [["Universitair Medisch Centrum Veenmeer", "1,097", "2.5%", "3.0%", "2.1-4.2%", "2.8%", "As expected"]]
+    pdf.grid(headers, rows, (44, 17, 17, 17, 36, 19, 30), size=8)
+    batches = [["prem_responses.csv", "Patient-experience (PREM) answers", "21aea0c1" * 8, "5 Dec 2026, 07:59"]]
+    pdf.grid(["File", "Table", "SHA-256", "Imported at"], batches, (22, 16, 70, 18), size=6.5)
+    text = PdfReader(io.BytesIO(bytes(pdf.output()))).pages[0].extract_text()
+    words = {w for line in text.splitlines() for w in line.split()}
+    for word in ("Benchmark", "Assessment", "Patient-experience", "Universitair", "Veenmeer", "21aea0c1" * 8):
+        assert word in words, (word, text)
+    widths = pdf.whole_words(headers, rows, (44, 17, 17, 17, 36, 19, 30), 8)
+    assert abs(sum(widths) - pdf.epw) < 1e-6 and widths[0] > widths[1]  # the full width, in its proportions

@@ -163,6 +163,7 @@ def _sections(viewer: Viewer, level: str, units: list[str], period: str, lang: s
             colours=paint,
             widths={unit_column: 140, indicator_column: 170, verdict_column: 320},
             min_widths={verdict_column: 190},
+            lang=lang,
         )
         tables.append((q.label(lang), population, html))
     return _Sections(tuple(tables), tuple(seen))

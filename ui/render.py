@@ -165,6 +165,9 @@ _CHAR_PX = 7
 #: theme reads too, and rows reading from the top.
 _TABLE_CSS = (
     "<style>"
+    ".vbhc-table-wrap{container-type:inline-size}"
+    ".vbhc-table-hint{display:none;font-size:.875rem;margin-bottom:.25rem;"
+    "color:color-mix(in srgb,currentColor 60%,transparent)}"
     ".vbhc-table-box{overflow-x:auto;border:1px solid rgba(128,128,128,.25);border-radius:.5rem;margin-bottom:1rem}"
     ".vbhc-table{border-collapse:collapse;width:100%;font-size:.875rem;line-height:1.6;color:inherit}"
     ".vbhc-table th,.vbhc-table td{padding:.25rem .375rem;text-align:left;vertical-align:top;"
@@ -176,6 +179,34 @@ _TABLE_CSS = (
 )
 #: The class that marks the pages' static tables in the page (tests and the browser checks find them by it).
 TABLE_CLASS = "vbhc-table"
+#: A cell's padding left and right together and its border, in px (the stylesheet's .375rem each side).
+_CELL_EXTRA_PX = 13
+#: The class of the line above a table that says it scrolls sideways: shown only while the table's box is
+#: narrower than the table needs (a container query on the box), so a phone says so and a desktop never does.
+SCROLL_HINT_CLASS = "vbhc-table-hint"
+
+
+def table_min_px(frame: pd.DataFrame, floors: dict[str, int] | None = None) -> int:
+    """The narrowest the browser can draw `frame` as table_html does (px, an estimate): each column as wide as its
+    longest word (header or cell; a cell breaks only between words) or its floor, plus padding and border."""
+    floors = floors or {}
+    total = 2  # the box's border
+    for column in frame.columns:
+        words = [w for v in (column, *frame[column].map(_cell_text)) for w in str(v).split()]
+        longest = max((len(w) for w in words), default=0) * _CHAR_PX
+        total += max(longest, floors.get(column, 0)) + _CELL_EXTRA_PX
+    return total
+
+
+def _scroll_hint(text: str, needed: int) -> str:
+    """The line that says a table scrolls sideways, shown by a container query only while the table's box is
+    narrower than the `needed` px the table takes (the box is the query's container)."""
+    name = f"{SCROLL_HINT_CLASS}-{needed}"
+    # two classes: every table's stylesheet hides the hint again, later in the page, with one
+    return (
+        f"<style>@container (max-width:{needed - 1}px){{.{SCROLL_HINT_CLASS}.{name}{{display:block}}}}</style>"
+        f'<div class="{SCROLL_HINT_CLASS} {name}">{html_text(text)}</div>'
+    )
 
 
 def _cell_text(value: object) -> str:
@@ -190,13 +221,16 @@ def table_html(
     colours: pd.DataFrame | None = None,
     widths: dict[str, int] | None = None,
     min_widths: dict[str, int] | None = None,
+    scroll_hint: str | None = None,
 ) -> str:
     """The HTML that static_table shows: every cell and header escaped (vbhc.safety.html_text), cells tinted by
     the assessment in `colours` (same index and columns; empty or missing: not coloured), each column in `widths`
     wrapping at that many px (so the table fits the 940 px main area) and each in `min_widths` never narrower
     (the verdict keeps its room; the browser narrows the short columns first). A column whose text wraps keeps at
     least 3/4 of its width: on a phone the browser would otherwise squeeze it to its longest word, rows ten lines
-    high, instead of letting the table scroll sideways. A header is never narrower than its longest word."""
+    high, instead of letting the table scroll sideways. A header is never narrower than its longest word.
+    `scroll_hint`: the text of a line above the table shown only while the page is too narrow for it (a phone),
+    where the table scrolls sideways and its right-hand columns are out of sight with nothing else saying so."""
     widths, floors = widths or {}, dict(min_widths or {})
     for column, width in widths.items():  # a column of text that wraps keeps most of its width on a phone too
         longest = max((len(str(v)) for v in frame[column]), default=0) if column in frame else 0
@@ -227,9 +261,10 @@ def table_html(
                 text = f'<div style="{boxes[j]}">{text}</div>'
             cells.append(f'<td style="{style}">{text}</td>' if style else f"<td>{text}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
+    hint = _scroll_hint(scroll_hint, table_min_px(frame, floors)) if scroll_hint else ""
     return (
-        f'{_TABLE_CSS}<div class="vbhc-table-box"><table class="{TABLE_CLASS}">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        f'{_TABLE_CSS}<div class="vbhc-table-wrap">{hint}<div class="vbhc-table-box"><table class="{TABLE_CLASS}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></div>"
     )
 
 
@@ -240,6 +275,7 @@ def static_table(
     widths: dict[str, int] | None = None,
     min_widths: dict[str, int] | None = None,
     headers: dict[str, str] | None = None,
+    lang: str | None = None,
 ) -> None:
     """A small table (up to a few dozen rows: verdicts, the meeting's changes, a scorecard) drawn as a static
     HTML table whose cells wrap and whose rows grow with their text.
@@ -251,8 +287,9 @@ def static_table(
     the same table built here as text takes under a millisecond and reads the same. Every cell and header is
     HTML-escaped (vbhc.safety.html_text) and Streamlit sanitises the HTML again (st.html), so a unit called
     `<script>` or `[x](url)` reads as typed. `headers` renames columns for display (short headers,
-    layout.indicator_headers); colours and widths are by the frame's names."""
-    st.html(static_table_html(frame, colours=colours, widths=widths, min_widths=min_widths, headers=headers))
+    layout.indicator_headers); colours and widths are by the frame's names. On a screen too narrow for the table
+    (a phone) a line above it says that it scrolls sideways, in `lang` (None: the viewer's)."""
+    st.html(static_table_html(frame, colours=colours, widths=widths, min_widths=min_widths, headers=headers, lang=lang))
 
 
 def static_table_html(
@@ -262,6 +299,7 @@ def static_table_html(
     widths: dict[str, int] | None = None,
     min_widths: dict[str, int] | None = None,
     headers: dict[str, str] | None = None,
+    lang: str | None = None,
 ) -> str:
     """The HTML static_table shows (its arguments), for a page that keeps the finished table between runs."""
     if headers:
@@ -269,7 +307,8 @@ def static_table_html(
         colours = colours.rename(columns=headers) if colours is not None else None
         widths = {headers.get(k, k): v for k, v in (widths or {}).items()}
         min_widths = {headers.get(k, k): v for k, v in (min_widths or {}).items()}
-    return table_html(frame, colours, widths, min_widths)
+    hint = t("pages.table_scrolls", lang or filters.language())
+    return table_html(frame, colours, widths, min_widths, scroll_hint=hint)
 
 
 def _show(spec: dict[str, Any]) -> None:

@@ -75,8 +75,15 @@ NARROW = 640
 #: the phone's font sizes, legend columns and label room from it; its lines are wrapped to hold at both.
 PHONE_WIDTH = 480
 PHONE_PARAM = "phone"
+#: A container narrower than the width a fitted chart was built for (a column of the page, or a phone's): read
+#: once as PHONE_PARAM is, so a title keeps the built width's long lines where they fit and is broken into a
+#: column's (or a phone's) shorter lines only where they would not.
+NARROWED_PARAM = "narrowed"
 #: The room a phone's 360 px container gives a chart's title lines, its plot (less the y axis) and a bottom legend.
 PHONE_TEXT, PHONE_PLOT, PHONE_LEGEND = 340, 250, 250
+#: A phone's container (a 360 px screen less Streamlit's margins is less, a 390 px one more: the width the
+#: phone's room above is reckoned for).
+PHONE_CONTAINER = 360
 #: A chart that cannot be stretched (a grid of panels) and must read on a phone is built no wider than this.
 PHONE_FIXED_WIDTH = 350
 #: Every dataset of a chart stays below this many rows.
@@ -505,15 +512,44 @@ def _fitting(text: str, key: str, width: int, room: float, phone_room: float) ->
     return _wrap(text, size, room, phone_room, FONT_SIZES_NARROW[key])
 
 
+def _title_text(text: str, width: int) -> str | list[str] | dict[str, str]:
+    """A chart title's lines: for a chart that may be stretched, the lines of the width it is built for, of a
+    column (COLUMN_WIDTH) and of a phone, each picked by the container it is drawn in (a title's text takes an
+    expression, unlike its subtitle). Why: one set of lines for all three broke a meeting screen's title at
+    ~250 px ("Alle eenheden naar / aantal zorgtrajecten" over a 940 px chart)."""
+    size = _fonts(width)["title"]
+    if not _stretched(width):
+        return _wrap(text, size, min(width, COLUMN_WIDTH) - 10)
+    wide, column = _wrap(text, size, width - 10), _wrap(text, size, COLUMN_WIDTH - 10)
+    phone = _wrap(text, FONT_SIZES_NARROW["title"], PHONE_TEXT)
+    if wide == column == phone:
+        return wide
+    return {
+        "expr": f"{PHONE_PARAM} ? {json.dumps(phone)} : {NARROWED_PARAM} ? {json.dumps(column)} : {json.dumps(wide)}"
+    }
+
+
+def title_lines(title: Any) -> str:
+    """A spec's title text as a reader of the built width sees it, in one line (the last choice of an expression
+    that picks the lines by the container): for tests and texts that name a chart."""
+    text = title.get("text", "") if isinstance(title, dict) else title
+    if isinstance(text, dict):  # {"expr": "phone ? <json> : narrowed ? <json> : <json>"}: the last JSON value
+        expr, decoder, at = text["expr"], json.JSONDecoder(), 0
+        for prefix in (f"{PHONE_PARAM} ? ", f" : {NARROWED_PARAM} ? ", " : "):
+            text, at = decoder.raw_decode(expr, at + len(prefix))
+    return " ".join(text) if isinstance(text, list) else str(text or "")
+
+
 def _title(text: str | None, subtitle: str | None, width: int, *, size: int | None = None) -> dict[str, Any]:
-    """A title anchored left, title and subtitle wrapped to `width` (at most COLUMN_WIDTH) and to a phone's
-    container (at the phone's fonts, which the configuration picks there) so that nothing is cut or truncated.
-    A title of its own `size` (a panel's) keeps it and is wrapped to `width` only."""
+    """A title anchored left, wrapped so that nothing is cut or truncated: the title to the container it is
+    drawn in (_title_text), the subtitle (which takes no expression) to `width` (at most COLUMN_WIDTH) and to a
+    phone's container at the phone's fonts. A title of its own `size` (a panel's) keeps it and is wrapped to
+    `width` (at most COLUMN_WIDTH) only."""
     room = min(width, COLUMN_WIDTH) - 10
     if size:
         out: dict[str, Any] = {"text": _wrap(text, size, room) if text else "", "anchor": "start", "fontSize": size}
     else:
-        out = {"text": _fitting(text, "title", width, room, PHONE_TEXT) if text else "", "anchor": "start"}
+        out = {"text": _title_text(text, width) if text else "", "anchor": "start"}
     if subtitle:
         out["subtitle"] = _fitting(subtitle, "subtitle", width, room, PHONE_TEXT)
     return out
@@ -578,7 +614,8 @@ def _finish(
     # a phone's container: read from the stretched spec's width once, before Vega fits the plot to it (react:
     # false, so the fonts it picks never feed back into the plot's width); a concatenation keeps the built width
     phone = {"expr": f"width < {PHONE_WIDTH}", "react": False} if fit else {"value": width < PHONE_WIDTH}
-    spec["params"] = [*spec.get("params", []), {"name": PHONE_PARAM, **phone}]
+    narrowed = {"expr": f"width < {int(width)}", "react": False} if fit else {"value": False}
+    spec["params"] = [*spec.get("params", []), {"name": PHONE_PARAM, **phone}, {"name": NARROWED_PARAM, **narrowed}]
     if highlight is not _NO_HIGHLIGHT:
         value = None if highlight is None else str(highlight)
         spec["params"] = [*spec["params"], {"name": HIGHLIGHT_PARAM, "value": value}]
@@ -1210,7 +1247,10 @@ def funnel_chart(
     survival = kind in SURVIVAL_KINDS
     x_title = label("deaths_axis" if survival else "n_axis", lang)
     subtitle = "funnel_sub_survival" if survival else "funnel_sub"
-    x = _q("precision", _axis_title(x_title, width), axis={"format": ",.0f"})
+    # the x axis spans the units (the limits are clipped to it): a domain of its own, so the own unit's name can
+    # be placed clear of the other units' points (_placed_own_name), as on the value quadrant
+    x_dom = _value_domain(units["precision"].to_numpy(), kind="volume")
+    x = _q("precision", _axis_title(x_title, width), scale=_scale(x_dom, zero=False), axis={"format": ",.0f"})
     height = 460 if width >= NARROW else 320
     y_title = _wrap(f"{name} ({label('adjusted', lang).lower()})", f["axis_title"], height - 20)
     y = _q("value", y_title, scale=_scale(domain, zero=False), axis={"format": value_format(kind, axis=True)})
@@ -1242,7 +1282,11 @@ def funnel_chart(
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
-    layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
+    if x_dom and domain:
+        y_target = float(target) if target is not None and np.isfinite(float(target)) else None
+        layers.append(_placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target))
+    else:
+        layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
         "title": _title(title, _with_population(label(subtitle, lang), population, lang), width),
         "height": height,
@@ -1297,6 +1341,65 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
             "x": {"value": {"expr": "clamp(scale('x', datum.x), datum.half, width - datum.half)"}},
             "y": {"value": {"expr": "max(scale('y', datum.y) - 12 - datum.height, 0)"}},
             "text": _n("name"),
+        },
+    }
+
+
+def _scatter_plots(width: int) -> tuple[float, float]:
+    """The narrowest plot (px) a scatter's names are placed for: any wider container's (from PHONE_WIDTH at the
+    built fonts) and a phone's (from PHONE_CONTAINER at the phone's fonts), each the container less a y axis of
+    seven-character labels and its title. Why not PHONE_PLOT for a phone: 50 px narrower than a 360 px phone's
+    plot, its points were so close that the own unit's name found no spot clear of them (the demo's costs page)."""
+    f = _fonts(width)
+    wide_axis = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
+    phone_axis = _text_px("0000000", FONT_SIZES_NARROW["axis_label"]) + FONT_SIZES_NARROW["axis_title"] + 20
+    return PHONE_WIDTH - 20 - wide_axis, PHONE_CONTAINER - phone_axis
+
+
+def _placed_own_name(
+    data: _Data,
+    units: pd.DataFrame,
+    domains: tuple[list[float], list[float]],
+    height: int,
+    width: int,
+    *,
+    y_target: float | None = None,
+) -> dict[str, Any]:
+    """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
+    spot clear of the other units' points, the plot's edges and the benchmark line at `y_target` where there is
+    one (_place_labels, placed per unit for when it is the own one, for a phone's plot and any wider one). Why:
+    centred above its point, the name covered a neighbour's dot on a phone and in the PDF report."""
+    points = pd.DataFrame(
+        {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
+    ).assign(outcome=units["value"].to_numpy(dtype=float))
+    x_dom, y_dom = domains
+    (wide_plot, phone_plot), targets, size = _scatter_plots(width), (None, y_target), _fonts(width)["text"]
+    layouts = {
+        "wide": _place_labels(points, x_dom, y_dom, wide_plot, height, size, set(), targets),
+        "phone": _place_labels(points, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], set(), targets),
+    }
+    placed = points.rename(columns={"cost": "precision", "outcome": "value"})
+    for name, layout in layouts.items():
+        for column in ("text", "align", "dx", "dy"):
+            placed[f"{name}_{column}"] = layout[column].to_numpy()
+    return {
+        "data": data(placed),
+        "transform": [{"filter": IS_HIGHLIGHT}, *_on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy")],
+        "mark": {
+            "type": "text",
+            "align": {"expr": "datum.align"},
+            "baseline": "top",
+            "lineBreak": "\n",
+            "dx": {"expr": "datum.dx"},
+            "dy": {"expr": "datum.dy"},
+            "fontSize": _responsive("text", width < NARROW),
+            "fontWeight": "bold",
+            "color": HIGHLIGHT_COLOUR,
+        },
+        "encoding": {
+            "x": _q("precision", scale=_scale(x_dom, zero=False)),
+            "y": _q("value", scale=_scale(y_dom, zero=False)),
+            "text": _n("text"),
         },
     }
 
@@ -2797,14 +2900,14 @@ def value_chart(
     if x_dom and y_dom:
         # two layouts of the names, each placed for the narrowest container that draws it, where points are
         # closest (wider, the points only move apart while each name keeps its pixel offset from its point): a
-        # phone's (PHONE_PLOT at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
+        # phone's (from PHONE_CONTAINER at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
         # fonts); a fitted chart picks one by its container (PHONE_PARAM), as it picks its fonts
         named = _named_units(frame)
         targets = (cost_target, outcome_target)
-        axis_px = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
+        wide_plot, phone_plot = _scatter_plots(width)
         layouts = {
-            "wide": _place_labels(frame, x_dom, y_dom, PHONE_WIDTH - 20 - axis_px, height, f["text"], named, targets),
-            "phone": _place_labels(frame, x_dom, y_dom, PHONE_PLOT, height, FONT_SIZES_NARROW["text"], named, targets),
+            "wide": _place_labels(frame, x_dom, y_dom, wide_plot, height, f["text"], named, targets),
+            "phone": _place_labels(frame, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], named, targets),
         }
         placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
         for name, layout in layouts.items():

@@ -149,6 +149,7 @@ def _verdict_tables(spc_charts: dict) -> tuple[list[tuple[str, str]], str]:
             widths=widths,
             min_widths={verdict_column: 190},
             headers=headers,
+            lang=lang,
         )
         tables.append((heading, html))
     return tables, layout.indicator_key(lang, display.columns)

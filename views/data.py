@@ -49,7 +49,9 @@ if uploads and st.button(t("data.import_button", lang), type="primary"):
             errors = errors.astype(object).where(errors.notna(), MISSING)  # a CSV file has no sheet: no "None"
             errors.columns = [t(f"error.{c}", lang) for c in errors.columns]
             st.markdown(f"**{t('data.errors', lang)}**")
-            st.dataframe(errors, hide_index=True, width="stretch", key="import_errors")
+            # a static table whose rule wraps (at most MAX_REPORTED_PROBLEMS rows): in a grid the rule, the one
+            # cell that says what to fix, was cut at the grid's right edge ("... zodat ell")
+            render.static_table(errors, widths={t("error.file", lang): 180, t("error.rule", lang): 420}, lang=lang)
         except Exception as exc:  # never a traceback on the page; the import rolled back and was audited
             st.error(t("data.import_crashed", lang, error=type(exc).__name__))
         else:

@@ -143,9 +143,39 @@ class _Report(FPDF):
         self.set_text_color(0)
 
     # ------------------------------------------------------------------------------------------ helpers
+    def whole_words(
+        self, headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[float], size: float
+    ) -> list[float]:
+        """Column widths in mm over the full text width, in the proportions of `widths` but each column at least as
+        wide as its longest word (bold in the header) where the other columns have room to spare: the report
+        broke "Benchmark" into "Benchmar / k" and "Patient-experience" into "Patient-experienc / e" in narrow
+        columns. Where even the words do not fit side by side, every column gets its words' share of the width."""
+        room, total = self.epw, float(sum(widths))
+        want = [w / total * room for w in widths]
+        need = []
+        for j, header in enumerate(headers):
+            self.set_font(FONT, "B", size)
+            longest = max((self.get_string_width(w) for w in str(header).split()), default=0.0)
+            self.set_font(FONT, size=size)
+            for row in rows:
+                longest = max([longest, *(self.get_string_width(w) for w in str(row[j]).split())])
+            need.append(longest + 2 * self.c_margin + 0.3)  # a cell's text has c_margin on either side
+        self.set_font(FONT, size=size)
+        if sum(need) >= room:
+            return [n / sum(need) * room for n in need]
+        fixed: dict[int, float] = {}
+        while True:  # widen the columns short of their words, taking the room from the others in proportion
+            free = [j for j in range(len(want)) if j not in fixed]
+            left = room - sum(fixed.values())
+            share = sum(want[j] for j in free)
+            short = {j: need[j] for j in free if want[j] / share * left < need[j]}
+            if not short:
+                return [fixed[j] if j in fixed else want[j] / share * left for j in range(len(want))]
+            fixed.update(short)
+
     def heading(self, text: str, size: int = 14) -> None:
         self.set_font(FONT, "B", size)
-        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT", align="L")  # a heading is not justified
         self.ln(2)
         self.set_font(FONT, size=10)
 
@@ -171,7 +201,10 @@ class _Report(FPDF):
         size: float = 8.5,
         align: Sequence[str] | None = None,
     ) -> None:
-        """A table with a coloured header row; `fills` colours single cells (e.g. by assessment)."""
+        """A table with a coloured header row; `fills` colours single cells (e.g. by assessment). `widths` are the
+        columns' proportions; a column is widened to its longest word where the others can give up the room
+        (whole_words), so a name or header is broken between words, never inside one."""
+        widths = self.whole_words(headers, rows, widths, size)
         self.set_font(FONT, size=size)
         if align is None:
             align = ["LEFT"] + ["RIGHT"] * (len(headers) - 2) + ["LEFT"] if len(headers) > 2 else ["LEFT"] * 2
