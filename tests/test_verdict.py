@@ -175,6 +175,28 @@ def test_cannot_tell_apart_only_within_the_limits():
     assert CANNOT["en"] in within.sentence("en") and CANNOT["nl"] in within.sentence("nl")
 
 
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_within_limits_wider_than_the_interval_says_why(lang):
+    """A patient-experience row on the demo: 'as expected, within the 95% limits' beside a 95% CI of 27.1-40.3%
+    that leaves out the expected 41.7%. Both hold: the funnel's limits allow for over-dispersion (answers of one
+    respondent alike, units differing more than chance), the unit's interval does not. The sentence says so, and
+    a row whose limits do not allow for it (dispersion none), or whose interval holds the expected value, says
+    plainly 'within'."""
+    within = {"position_998": "within", "position_95": "within", "rankability": 0.9, "rankability_note": ""}
+    # O/E 0.80 (0.65-0.97) x an expected rate of 0.417: an interval of 27.1%-40.3% against 41.7%
+    row = _row(**within, n=600, n_adjusted=600, observed=200, expected=250.2, oe_lower=0.65, oe_upper=0.967)
+    wide = verdict(pd.Series({**row, "dispersion_method": "multiplicative"}))
+    assert wide.category == "as_expected"
+    assert t("verdict.within_overdispersed", lang) in wide.sentence(lang, with_ci=True)
+    assert t("verdict.within_overdispersed", lang) in wide.sentence(lang)  # the interval may stand in its own column
+    for plain in (
+        verdict(pd.Series({**row, "dispersion_method": "none"})),
+        verdict(pd.Series({**row, "dispersion_method": "additive", "oe_upper": 1.1})),  # holds 1: no contradiction
+    ):
+        text = plain.sentence(lang, with_ci=True)
+        assert t("verdict.within", lang) in text and t("verdict.within_overdispersed", lang) not in text
+
+
 rows = st.builds(
     lambda p998, p95, higher, kind, rank, too_few, target, with_chart: (
         _row(

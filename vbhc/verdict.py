@@ -80,6 +80,9 @@ class Verdict:
     trend_since: pd.Timestamp | None = None
     variation: str = ""  #: vbhc.spc variation icon of the chart's last point
     assurance: str = ""  #: vbhc.spc assurance icon
+    #: the funnel's limits allow for more variation between units than chance alone (over-dispersion: the
+    #: benchmark's dispersion_method is not "none"); the unit's own interval does not
+    overdispersed: bool = False
 
     @property
     def assessment(self) -> str:
@@ -154,6 +157,10 @@ class Verdict:
             parts.append(t("verdict.outside_998", lang))
         elif self.severity == "95":
             parts.append(t("verdict.outside_95", lang))
+        elif self.category == "as_expected" and self.overdispersed and self._interval_excludes_expected:
+            # the interval beside the verdict leaves the benchmark out while the verdict says within: both hold, as
+            # the limits allow for the variation between units that the unit's own interval does not; say why
+            parts.append(t("verdict.within_overdispersed", lang))
         elif self.category == "as_expected":
             parts.append(t("verdict.within", lang))
         if self.low_rankability and self.category != "no_benchmark":
@@ -169,6 +176,13 @@ class Verdict:
         elif self.trend == "stable":
             parts.append(t("verdict.stable", lang))
         return parts
+
+    @property
+    def _interval_excludes_expected(self) -> bool:
+        if not (_finite(self.ci_lower) and _finite(self.ci_upper) and _finite(self.expected)):
+            return False
+        reference = 1.0 if self.against == "deaths" else self.expected  # survival's interval is the SMR's
+        return not self.ci_lower <= reference <= self.ci_upper
 
     def sentence(self, lang: str, with_ci: bool = False) -> str:
         """ "<headline>: <comparison>; <position>[; <rankability>][; <trend>]"."""
@@ -281,6 +295,7 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         trend_since=since,
         variation=variation,
         assurance=assurance,
+        overdispersed=str(_get(row, "dispersion_method", "none") or "none") not in ("none", "nan"),
     )
 
 
