@@ -181,20 +181,29 @@ def test_within_limits_wider_than_the_interval_says_why(lang):
     that leaves out the expected 41.7%. Both hold: the funnel's limits allow for over-dispersion (answers of one
     respondent alike, units differing more than chance), the unit's interval does not. The sentence says so, and
     a row whose limits do not allow for it (dispersion none), or whose interval holds the expected value, says
-    plainly 'within'."""
+    plainly 'within'; without over-dispersion the two disagree only at the limits' edge, which it then says."""
     within = {"position_998": "within", "position_95": "within", "rankability": 0.9, "rankability_note": ""}
     # O/E 0.80 (0.65-0.97) x an expected rate of 0.417: an interval of 27.1%-40.3% against 41.7%
     row = _row(**within, n=600, n_adjusted=600, observed=200, expected=250.2, oe_lower=0.65, oe_upper=0.967)
+    row = pd.Series({**row, "target": 0.417, "adjusted_lower": 0.35, "adjusted_upper": 0.5})  # holds the benchmark
     wide = verdict(pd.Series({**row, "dispersion_method": "multiplicative"}))
     assert wide.category == "as_expected"
     assert t("verdict.within_overdispersed", lang) in wide.sentence(lang, with_ci=True)
     assert t("verdict.within_overdispersed", lang) in wide.sentence(lang)  # the interval may stand in its own column
-    for plain in (
-        verdict(pd.Series({**row, "dispersion_method": "none"})),
-        verdict(pd.Series({**row, "dispersion_method": "additive", "oe_upper": 1.1})),  # holds 1: no contradiction
-    ):
-        text = plain.sentence(lang, with_ci=True)
-        assert t("verdict.within", lang) in text and t("verdict.within_overdispersed", lang) not in text
+    # the screenshot's row: the verdict's own interval (O/E 0.62-1.02 x 40.9% expected) holds the expected value,
+    # the tables' CI column (the adjusted 33.4%: 27.1-40.3%) leaves the benchmark column's 41.7% out
+    shown = {"oe_upper": 1.0235, "adjusted_value": 0.334, "adjusted_lower": 0.271, "adjusted_upper": 0.403}
+    table = verdict(pd.Series({**row, **shown, "target": 0.417, "dispersion_method": "additive"}))
+    assert t("verdict.within_overdispersed", lang) in table.sentence(lang)
+    # limits without over-dispersion, around the benchmark, and the interval around the unit's value: two
+    # computations that can disagree at the edge (5 rows of 2,064 on the demo); the sentence says it is the edge
+    edge = verdict(pd.Series({**row, "dispersion_method": "none"}))
+    assert t("verdict.within_edge", lang) in edge.sentence(lang)
+    assert t("verdict.within_overdispersed", lang) not in edge.sentence(lang)
+    plain = verdict(pd.Series({**row, "dispersion_method": "additive", "oe_upper": 1.1}))  # holds 1: no contradiction
+    text = plain.sentence(lang, with_ci=True)
+    assert t("verdict.within", lang) in text
+    assert t("verdict.within_overdispersed", lang) not in text and t("verdict.within_edge", lang) not in text
 
 
 rows = st.builds(

@@ -83,6 +83,8 @@ class Verdict:
     #: the funnel's limits allow for more variation between units than chance alone (over-dispersion: the
     #: benchmark's dispersion_method is not "none"); the unit's own interval does not
     overdispersed: bool = False
+    #: the adjusted value's interval (the tables' CI column) leaves the benchmark (their benchmark column) out
+    adjusted_excludes_benchmark: bool = False
 
     @property
     def assessment(self) -> str:
@@ -157,10 +159,12 @@ class Verdict:
             parts.append(t("verdict.outside_998", lang))
         elif self.severity == "95":
             parts.append(t("verdict.outside_95", lang))
-        elif self.category == "as_expected" and self.overdispersed and self._interval_excludes_expected:
-            # the interval beside the verdict leaves the benchmark out while the verdict says within: both hold, as
-            # the limits allow for the variation between units that the unit's own interval does not; say why
-            parts.append(t("verdict.within_overdispersed", lang))
+        elif self.category == "as_expected" and self._interval_excludes:
+            # an interval beside the verdict leaves the expected value or the benchmark out while the verdict says
+            # within: both hold, and the sentence says why: the limits allow for the variation between units that
+            # the unit's own interval does not, or (limits around the benchmark, the interval around the unit's
+            # value, two computations) the unit lies at the limits' edge
+            parts.append(t("verdict.within_overdispersed" if self.overdispersed else "verdict.within_edge", lang))
         elif self.category == "as_expected":
             parts.append(t("verdict.within", lang))
         if self.low_rankability and self.category != "no_benchmark":
@@ -178,7 +182,11 @@ class Verdict:
         return parts
 
     @property
-    def _interval_excludes_expected(self) -> bool:
+    def _interval_excludes(self) -> bool:
+        """Whether an interval the reader sees beside the verdict leaves its reference out: the verdict's own
+        (against the expected value) or the adjusted value's (against the benchmark, in the tables)."""
+        if self.adjusted_excludes_benchmark:
+            return True
         if not (_finite(self.ci_lower) and _finite(self.ci_upper) and _finite(self.expected)):
             return False
         reference = 1.0 if self.against == "deaths" else self.expected  # survival's interval is the SMR's
@@ -296,7 +304,15 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         variation=variation,
         assurance=assurance,
         overdispersed=str(_get(row, "dispersion_method", "none") or "none") not in ("none", "nan"),
+        adjusted_excludes_benchmark=_excludes(_get(row, "adjusted_lower"), _get(row, "adjusted_upper"), target),
     )
+
+
+def _excludes(lower: Any, upper: Any, value: Any) -> bool:
+    """Whether the interval [lower, upper] leaves `value` out (False where any of them is missing)."""
+    if not (_finite(lower) and _finite(upper) and _finite(value)):
+        return False
+    return not float(lower) <= float(value) <= float(upper)
 
 
 def _num(x: Any) -> float:
