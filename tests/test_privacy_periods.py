@@ -382,6 +382,32 @@ def _trend(years: dict[int, list[int]], events: dict[int, list[int]]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def test_a_lines_cells_are_pinned_as_signed_interval_says_for_each_cell():
+    """The grid's suppression asks whether any withheld cell of a line (withheld years +1, the withheld all-dates
+    cell -1) is pinned for all cells at once; the answer is signed_interval's for each cell (the attacker's model
+    above): random lines of small and large counts, unbounded and bounded cells, one to nine cells."""
+    from vbhc.disclosure import _signed_pinned
+
+    rng = np.random.default_rng(7)
+    answers = set()
+    for _ in range(3000):
+        size = int(rng.integers(1, 10))
+        n = rng.integers(0, 40, size).astype(float)
+        coef = np.ones(size)
+        if rng.random() < 0.7:
+            coef[-1] = -1.0
+        small = n < THRESHOLD
+        lows = np.where(small, 0.0, float(THRESHOLD))
+        bound = np.where(rng.random(size) < 0.4, n + rng.integers(0, 3, size), math.inf)
+        highs = np.minimum(np.where(small, THRESHOLD - 1.0, math.inf), bound)
+        total = float((coef * n).sum())
+        for floor in (lows, np.zeros(size)):
+            want = any(np.subtract(*signed_interval(total, coef, floor, highs, i)[::-1]) < 1 for i in range(size))
+            assert _signed_pinned(total, coef, floor, highs) == want, (total, coef, floor, highs)
+            answers.add(want)
+    assert answers == {True, False}
+
+
 def test_a_years_cell_minus_its_shown_quarters_gives_no_quarter_back():
     """A trend by quarter of a unit whose year cell is in the year's file: leaving out the small quarter alone
     gave it back (41 - 12 - 11 - 13 = 5 care cycles, and its events); per year at least two quarters are left
