@@ -643,8 +643,22 @@ def prom_response_forced(
     forced = np.zeros(len(rates), bool)
     if not len(rates) or "suppressed" not in table:
         return forced
-    hidden = table[table["suppressed"].astype(bool)]
-    if not len(hidden):
+    return _prom_response_forced(rates, table, table["suppressed"].astype(bool).to_numpy(), original, condition, rule)
+
+
+def _prom_response_forced(
+    rates: pd.DataFrame,
+    table: pd.DataFrame,
+    mask: np.ndarray,
+    original: pd.DataFrame,
+    condition: object,
+    rule: SuppressionRule,
+) -> np.ndarray:
+    """prom_response_forced with the indicator table's withheld rows as `mask`: joint_grid_masks asks it of
+    every period in every pass, where a copy of the table with the mask as a column cost more than the answer."""
+    forced = np.zeros(len(rates), bool)
+    rows = np.flatnonzero(mask)
+    if not len(rows):
         return forced
     # column-wise, not row by row: the overview's workbook asks this of every period of every condition's grid,
     # each pass of joint_grid_masks (a row loop with a Series per value was a third of the workbook's masks)
@@ -654,19 +668,19 @@ def prom_response_forced(
         if ind.kind == "response_rate"
     }
     units = rates["unit"].astype(str).to_numpy()
-    hidden_units = hidden["unit"].astype(str).to_numpy()
-    paired = [
+    hidden_units = table["unit"].astype(str).to_numpy()[rows]
+    paired = {
         (unit, *pairs[indicator])
-        for unit, indicator in zip(hidden_units, hidden["indicator"], strict=True)
+        for unit, indicator in zip(hidden_units, table["indicator"].to_numpy()[rows], strict=True)
         if indicator in pairs
-    ]
-    if paired:
-        cells = pd.MultiIndex.from_arrays([units, rates["instrument"].to_numpy(), rates["timepoint"].to_numpy()])
-        forced |= cells.isin(paired)
-    counted = hidden["kind"].isin(COUNT_KINDS).to_numpy()
+    }
+    if paired:  # a set of (unit, instrument, timepoint), not a MultiIndex: most of this function's time
+        cells = zip(units, rates["instrument"].to_numpy(), rates["timepoint"].to_numpy(), strict=True)
+        forced |= np.fromiter((cell in paired for cell in cells), bool, count=len(rates))
+    counted = table["kind"].isin(COUNT_KINDS).to_numpy()[rows]
     secret: dict[str, set[float]] = {}
     for col in ("n", "observed"):
-        values = pd.to_numeric(original.loc[hidden.index, col], errors="coerce").to_numpy(float, na_value=np.nan)
+        values = pd.to_numeric(original.loc[table.index[rows], col], errors="coerce").to_numpy(float, na_value=np.nan)
         keep = ~np.isnan(values) & (values >= rule.threshold) & (counted if col == "observed" else True)
         for unit, value in zip(hidden_units[keep], values[keep], strict=True):
             secret.setdefault(unit, set()).add(float(value))
@@ -716,10 +730,8 @@ def prom_response_grid_masks(
     extra = forced or {}
     forced = {
         p: (
-            prom_response_forced(
-                frame, tables[p].assign(suppressed=np.asarray(masks[p], bool)), tables[p], condition, rule
-            )
-            if p in tables and p in masks and len(masks[p]) == len(tables[p])
+            _prom_response_forced(frame, tables[p], np.asarray(masks[p], bool), tables[p], condition, rule)
+            if len(frame) and p in tables and p in masks and len(masks[p]) == len(tables[p])
             else np.zeros(len(frame), bool)
         )
         | _stacked(extra, {p: frame}, [p])
