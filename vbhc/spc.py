@@ -55,7 +55,6 @@ Where this differs from the reference tools
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from fractions import Fraction
 from functools import cache
@@ -117,11 +116,15 @@ def anhoej_crossings_limit(n: int) -> int:
     # over 2^(n-1), so no rounding at ties and no SciPy to import for the charts of a page (vbhc.lazy); the same
     # limits as scipy.stats.binom.cdf (tests/test_spc.py compares them)
     m = n - 1
-    threshold = _CROSSINGS_P * (1 << m)
-    below = 0
+    # below >= p/q * 2^m as below * q >= p * 2^m: whole numbers throughout (comparing with a Fraction took
+    # a gcd per step), each C(m, k) from the one before
+    target = _CROSSINGS_P.numerator << m
+    scale = _CROSSINGS_P.denominator
+    below = comb = 0
     for k in range(n):
-        below += math.comb(m, k)
-        if below >= threshold:
+        comb = 1 if k == 0 else comb * (m - k + 1) // k
+        below += comb
+        if below * scale >= target:
             return k
     return m
 
