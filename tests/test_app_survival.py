@@ -10,6 +10,7 @@ import pytest
 from tests.shown import tables as shown_tables
 from tests.test_app import DEPTH_TAB, _app, _name, _run
 from tests.test_dutch_walk import _chart_of, _report, findings
+from vbhc import charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_percent, fmt_ratio, t
 from vbhc.indicators import indicator_table
@@ -68,9 +69,7 @@ def test_the_depth_tab_shows_kaplan_meier_curves_the_smr_and_the_ph_check(small_
     found = []
     for proto in at.get("vega_lite_chart"):
         spec, datasets = _chart_of(proto.proto)
-        title = spec.get("title", {})
-        text = title.get("text") if isinstance(title, dict) else title
-        if (" ".join(text) if isinstance(text, list) else text) == t("chart.label.survival", lang):
+        if charts.title_lines(spec.get("title", "")) == t("chart.label.survival", lang):
             found.append(next(d for d in datasets.values() if "survival" in d.columns))
     assert len(found) == 1
     curves = found[0]

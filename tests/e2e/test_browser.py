@@ -6,10 +6,9 @@ How the tests read Streamlit's page:
   mistake the previous run's "notRunning" for the new one. Waiting uses `Locator.wait_for` (checked on every
   animation frame) rather than `expect`, whose retries back off to once a second and would add up to a second
   per step; `expect` then checks the settled page, so failures still show expected and actual values.
-- Dataframes are drawn on a canvas (glide-data-grid). Inside the canvas the grid keeps an accessibility table
-  (`<table role="grid">` with `<th>` headers and `<td data-testid="glide-cell-<col>-<row>">` cells) for the rows and
-  columns in view. Playwright's role locators do not see canvas fallback content, so `grid_rows` reads it with CSS.
-  That is enough for small tables such as the import problems (a handful of rows, all in view).
+- The pages' small tables (the import problems, verdicts) are static HTML tables (ui.render.static_table, class
+  `vbhc-table`): `table_rows` reads them by their header and body cells. Dataframes are drawn on a canvas
+  (glide-data-grid); the tests find those by their test id and use their toolbar.
 - Streamlit scrolls inside `<main data-testid="stMain">`, not the document, so Playwright's `full_page=True` would
   capture only the viewport. `screenshot` grows the viewport to the main area's height first.
 """
@@ -312,14 +311,13 @@ def screenshot(page: Page, path: Path) -> None:
         page.set_viewport_size(size)
 
 
-def grid_rows(grid: Locator) -> list[dict[str, str]]:
-    """The rows of a Streamlit dataframe as {header: text}, from glide-data-grid's accessibility table."""
-    headers = grid.locator("table[role=grid] th").all_text_contents()
-    rows = []
-    for tr in grid.locator("table[role=grid] tbody tr").all():
-        cells = tr.locator("td").all_text_contents()
-        rows.append(dict(zip(headers, cells, strict=False)))
-    return rows
+def table_rows(table: Locator) -> list[dict[str, str]]:
+    """The rows of a static table (ui.render.static_table) as {header: text}."""
+    headers = [h.strip() for h in table.locator("thead th").all_inner_texts()]
+    return [
+        dict(zip(headers, (c.strip() for c in tr.locator("td").all_inner_texts()), strict=False))
+        for tr in table.locator("tbody tr").all()
+    ]
 
 
 @pytest.mark.parametrize("url", ["http://example.org/", "http://192.0.2.1/", "https://fonts.googleapis.com/css"])
@@ -369,9 +367,10 @@ def test_bad_upload_is_refused_with_a_problem_table(page: Page, app_url: str, ar
     wait_for_run(page)
     assert_no_exception(page)
 
-    problems = page.get_by_test_id("stDataFrame").filter(has=page.locator("table[role=grid] th", has_text="Rule"))
+    # a static table (its rule wraps; ui.render.static_table), not a grid that cut the rule at its edge
+    problems = page.locator(".vbhc-table").filter(has=page.locator("th", has_text="Rule"))
     expect(problems).to_have_count(1)
-    rows = grid_rows(problems)
+    rows = table_rows(problems)
     assert list(rows[0]) == ["File", "Sheet", "Row", "Column", "Value", "Rule"], rows
     assert {"File": "care_cycles.csv", "Column": "age", "Value": "abc", "Rule": "not a number"}.items() <= rows[
         0

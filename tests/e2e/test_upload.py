@@ -32,7 +32,7 @@ def test_two_uploads_with_the_same_name_are_refused_not_overwritten(page: Page, 
     assert_no_exception(page)
     expect(page.get_by_test_id("stAlertContentSuccess")).to_have_count(0)
     rule = Rule("read.duplicate_name", count=2)
-    problems = page.locator("table[role=grid] td", has_text=rule.in_language("nl"))
+    problems = page.locator(".vbhc-table td", has_text=rule.in_language("nl"))  # ui.render.static_table
     expect(problems.first).to_be_attached()
     assert rule.in_language("nl") != str(rule)
     screenshot(page, artifacts / "data_import_refused-nl.png")
