@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vbhc.catalog import CatalogError, default_catalog, load_catalog
+from vbhc.catalog import BASELINE_WINDOW_DAYS, CatalogError, default_catalog, load_catalog
 from vbhc.settings import catalog_dir
 
 
@@ -105,6 +105,18 @@ def catalog_copy(tmp_path) -> Path:
             'kind = "cost", years = 2, direction',
             "key 'indicators[11].years': only a survival indicator has a horizon",
         ),
+        (
+            "hip_osteoarthritis.toml",
+            '{ id = "12m", days = 365,',
+            '{ id = "12m", days = 365, before_days = 30,',
+            "key 'timepoints[1].before_days': only a baseline (days = 0) may be completed before the index date",
+        ),
+        (
+            "hip_osteoarthritis.toml",
+            '{ id = "baseline", days = 0,',
+            '{ id = "baseline", days = 0, before_days = -1,',
+            "key 'timepoints[0].before_days': must be 0 or more, got -1",
+        ),
         ("instruments.toml", "mic = 8,", "mic = -8,", "key 'oxford_hip.scales[0].mic': must be positive"),
         ("thyroid_cancer.toml", "standard_set = ", "standard_set == ", "not valid TOML"),
     ],
@@ -170,3 +182,16 @@ def test_casemix_labels_file_must_cover_every_stored_variable(catalog_copy):
     (tmp_path / "casemix.toml").write_text('[length]\nlabel_en = "L"\nlabel_nl = "L"\n', encoding="utf-8")
     with pytest.raises(CatalogError, match="not a stored case-mix variable"):
         load_catalog(tmp_path)
+
+
+def test_a_baseline_window_is_a_year_unless_the_timepoint_sets_its_own(catalog_copy):
+    """A baseline may precede the index date by BASELINE_WINDOW_DAYS (the importer refuses one completed earlier),
+    a follow-up not at all; a condition's baseline timepoint may set its own window (before_days)."""
+    hip = load_catalog(catalog_copy).conditions["hip_osteoarthritis"]
+    assert {t.id: t.before_days for t in hip.timepoints} == {"baseline": BASELINE_WINDOW_DAYS, "12m": 0}
+    assert BASELINE_WINDOW_DAYS == 365
+    path = catalog_copy / "hip_osteoarthritis.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('{ id = "baseline", days = 0,', '{ id = "baseline", days = 0, before_days = 90,'))
+    hip = load_catalog(catalog_copy).conditions["hip_osteoarthritis"]
+    assert hip.timepoints[0].before_days == 90

@@ -821,7 +821,7 @@ def test_a_placeholder_date_is_refused_not_stored(base, tmp_path, placeholder):
     import_files([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)], engine)
 
 
-def test_a_follow_up_prom_before_the_index_date_is_refused_a_baseline_before_it_is_not(cycles_only, tmp_path):
+def test_a_follow_up_prom_before_the_index_date_is_refused(cycles_only, tmp_path):
     engine = cycles_only
     rows = proms()
     twelve = next(i for i, r in enumerate(rows) if r["cycle_id"] == "C0001" and r["timepoint"] == "12m")
@@ -832,14 +832,32 @@ def test_a_follow_up_prom_before_the_index_date_is_refused_a_baseline_before_it_
         "cycle's index date (2024-02-15), but 12m is a follow-up after it"
     ) in message
     assert message.count("completed before") == 1
-    rows[twelve]["completed_date"] = "2025-06-01"
-    for r in rows:  # a baseline questionnaire filled in before the treatment, however long: the catalog sets no window
-        if r["cycle_id"] == "C0001" and r["timepoint"] == "baseline":
-            r["completed_date"] = "2023-01-02"
+
+
+@pytest.mark.parametrize("early", ["2023-02-14", "2023-01-02", "2014-02-15"])
+def test_a_baseline_prom_long_before_the_index_date_is_refused_one_within_its_window_is_not(
+    cycles_only, tmp_path, early
+):
+    """A baseline dated ten years before the index date was stored and counted as the care cycle's starting point
+    (its PROM change): a baseline precedes the index date by at most its window (vbhc.catalog.BASELINE_WINDOW_DAYS,
+    365 days unless the catalog's timepoint sets before_days)."""
+    engine = cycles_only
+    rows = proms()
+    baseline = [i for i, r in enumerate(rows) if r["cycle_id"] == "C0001" and r["timepoint"] == "baseline"]
+    for i in baseline:
+        rows[i]["completed_date"] = early
+    message = refused([write_csv(tmp_path / "prom_responses.csv", rows)], engine)
+    assert (
+        f"prom_responses.csv row {baseline[0] + 2} column 'completed_date': value '{early}': completed more than 365 "
+        "days before its care cycle's index date (2024-02-15): a baseline questionnaire (baseline) describes"
+    ) in message
+    assert message.count("completed more than 365 days") == len(baseline)
+    for i in baseline:  # a year before, to the day: within the window
+        rows[i]["completed_date"] = "2023-02-15"
     import_files([write_csv(tmp_path / "prom_responses.csv", rows)], engine)
     p = models.PromResponse
     where = (p.cycle_id == "C0001", p.timepoint == "baseline", p.item == "MO")
-    assert str(_value(engine, p.completed_date, *where)) == "2023-01-02"
+    assert str(_value(engine, p.completed_date, *where)) == "2023-02-15"
 
 
 def _moved(tmp_path, cycle_id: str, index_date: str) -> Path:
@@ -874,6 +892,29 @@ def test_moving_an_index_date_past_baselines_only_or_together_with_its_rows_is_a
     (tmp_path / "batch").mkdir()
     import_files([_moved(tmp_path / "batch", "C0001", "2024-03-01"), write_csv(tmp_path / "o.csv", rows)], engine)
     assert str(_value(engine, c.index_date, c.cycle_id == "C0001")) == "2024-03-01"
+
+
+def test_moving_an_index_date_past_its_baselines_window_is_refused(base, tmp_path):
+    """A re-import that moves a stored index date more than the window after its stored baseline PROMs makes them
+    as early as an import refuses: refused (here the batch re-dates the 12m PROMs, so only the baseline is in the
+    way)."""
+    engine, _ = base
+    twelve = [
+        r | {"completed_date": "2025-10-01"} for r in proms() if r["cycle_id"] == "C0007" and r["timepoint"] == "12m"
+    ]
+    (tmp_path / "batch").mkdir()
+    moved = [_moved(tmp_path / "batch", "C0007", "2025-09-01"), write_csv(tmp_path / "prom_responses.csv", twelve)]
+    message = refused(moved, engine)
+    assert (
+        "care_cycles.csv row 8 column 'index_date': value '2025-09-01': moves the index date of a stored care cycle "
+        "from 2024-08-15 to 2025-09-01, more than 365 days after its stored baseline PROM 'eq5d5l' at 'baseline' "
+        "completed 2024-08-15"
+    ) in message
+    # within the window (2025-08-15: 365 days after the baselines) it is accepted
+    moved[0] = _moved(tmp_path / "batch", "C0007", "2025-08-15")
+    import_files(moved, engine)
+    c = models.CareCycle
+    assert str(_value(engine, c.index_date, c.cycle_id == "C0007")) == "2025-08-15"
 
 
 # --- numbers a float cannot hold as written --------------------------------------------------------------------

@@ -210,12 +210,28 @@ class Outcome:
         return _pick(lang, self.label_en, self.label_nl, self.id)
 
 
+#: Days before its care cycle's index date a baseline questionnaire (a timepoint with days = 0) may be completed,
+#: unless the condition's timepoint sets `before_days`. A baseline describes the patient as the care cycle begins;
+#: the intake questionnaire is sent with the referral or the pre-operative visit, weeks to months before the
+#: index date (the demo's up to 30 days; a waiting list for a joint replacement runs to months). One dated more
+#: than a year before belongs to an earlier episode or carries a wrong date, and would be counted as this care
+#: cycle's starting point (its PROM change).
+BASELINE_WINDOW_DAYS = 365
+
+
 @dataclass(frozen=True)
 class Timepoint:
     id: str
     days: int
     label_en: str = ""
     label_nl: str = ""
+    #: A baseline's window: completed at most this many days before the index date (0 for a follow-up, which
+    #: may not precede the index date at all); None: BASELINE_WINDOW_DAYS for a baseline
+    before_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.before_days is None:
+            object.__setattr__(self, "before_days", BASELINE_WINDOW_DAYS if self.days == 0 else 0)
 
     def label(self, lang: str = "en") -> str:
         return _pick(lang, self.label_en, self.label_nl, self.id)
@@ -761,14 +777,20 @@ def _load_condition(
 
     timepoints = []
     for tr in r.tables("timepoints"):
+        days = int(tr.get("days", int))
         tp = Timepoint(
             id=tr.text("id"),
-            days=int(tr.get("days", int)),
+            days=days,
             label_en=tr.text("label_en", ""),
             label_nl=tr.text("label_nl", ""),
+            before_days=tr.get("before_days", int, None),
         )
         if tp.days < 0:
             raise tr.fail("days", f"must be 0 or more, got {tp.days}")
+        if tp.before_days < 0:
+            raise tr.fail("before_days", f"must be 0 or more, got {tp.before_days}")
+        if tp.days > 0 and tp.before_days:
+            raise tr.fail("before_days", "only a baseline (days = 0) may be completed before the index date")
         tr.done()
         timepoints.append(tp)
     _unique(r, "timepoints", [t.id for t in timepoints])

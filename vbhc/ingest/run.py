@@ -721,10 +721,11 @@ def _remember_moved_index_dates(conn: Connection, number: int, stage: Table, bat
 
 def _check_moved_index_dates(conn: Connection, batch: _Batch) -> None:
     """A stored care cycle's index date may move only to a date on or before the stored rows dated after it:
-    its clinical outcomes, and its follow-up PROMs (timepoints the catalog places days > 0 after the index date;
-    a baseline questionnaire may precede it, as validate_prom_responses allows). Checked set-based once the
-    batch's files are written (a PROM file of the batch may re-date the same rows), one problem per care-cycle
-    row naming its earliest stored row before the new date."""
+    its clinical outcomes, and its follow-up PROMs (timepoints the catalog places days > 0 after the index date);
+    and no later than its baseline PROMs' window after them (a baseline may precede the index date by at most
+    its timepoint's before_days, as validate_prom_responses allows). Checked set-based once the batch's files
+    are written (a PROM file of the batch may re-date the same rows), one problem per care-cycle row naming
+    its earliest stored row out of place."""
     moved = batch.moved_cycles
     o, p = models.ClinicalOutcome.__table__, models.PromResponse.__table__
     follow_ups = [(c.id, t.id) for c in batch.catalog.conditions.values() for t in c.timepoints if t.days > 0]
@@ -745,11 +746,36 @@ def _check_moved_index_dates(conn: Connection, batch: _Batch) -> None:
     for query in (early_outcomes, early_proms) if follow_ups else (early_outcomes,):
         for source_no, row, old, new, ident, timepoint, date in conn.execute(query):
             key = (int(source_no), int(row))
-            if key not in earliest or date < earliest[key][-1]:
-                earliest[key] = (old, new, ident, timepoint, date)
-    for (source_no, row), (old, new, ident, timepoint, date) in sorted(earliest.items(), key=lambda kv: kv[0]):
+            if key not in earliest or date < earliest[key][4]:
+                earliest[key] = (old, new, ident, timepoint, date, None)
+    # baselines: each moved cycle's earliest stored baseline per instrument, against its timepoint's window (the
+    # window is per condition and timepoint, so compared here rather than as date arithmetic in SQL)
+    windows = {
+        (c.id, t.id): t.before_days for c in batch.catalog.conditions.values() for t in c.timepoints if t.days == 0
+    }
+    if windows:
+        baselines = (
+            select(*where, moved.c.condition, p.c.instrument, p.c.timepoint, func.min(p.c.completed_date))
+            .join(p, p.c.cycle_id == moved.c.cycle_id)
+            .where(p.c.completed_date.is_not(None), tuple_(moved.c.condition, p.c.timepoint).in_(list(windows)))
+            .group_by(*where, moved.c.condition, p.c.instrument, p.c.timepoint)
+        )
+        for source_no, row, old, new, condition, ident, timepoint, date in conn.execute(baselines):
+            days = windows[(condition, timepoint)]
+            if new is None or date >= new - dt.timedelta(days=days):
+                continue
+            key = (int(source_no), int(row))
+            # an outcome or follow-up after the new date is named first, else the earliest baseline
+            first = earliest.get(key)
+            if first is None or (first[5] is not None and date < first[4]):
+                earliest[key] = (old, new, ident, timepoint, date, days)
+    for (source_no, row), (old, new, ident, timepoint, date, days) in sorted(earliest.items(), key=lambda kv: kv[0]):
         values = {"old": _shown(old), "new": _shown(new), "date": _shown(date)}
-        if timepoint:
+        if days is not None:
+            rule = Rule(
+                "read.index_date_after_baseline", prom=repr(ident), timepoint=repr(timepoint), count=days, **values
+            )
+        elif timepoint:
             rule = Rule("read.index_date_after_prom", prom=repr(ident), timepoint=repr(timepoint), **values)
         else:
             rule = Rule("read.index_date_after_outcome", outcome=repr(ident), **values)

@@ -683,15 +683,22 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
             )
     # A follow-up questionnaire (a timepoint the catalog places `days` > 0 after the index date) answers how the
     # patient is after the care cycle began: completed before the index date it belongs to another cycle, or a
-    # date is wrong. A baseline (days = 0) is usually filled in before the treatment, and the catalog gives no
-    # window for how long before: it is not bounded here (see the catalog's timepoints).
+    # date is wrong. A baseline (days = 0) is usually filled in before the treatment, within its timepoint's
+    # window (before_days, vbhc.catalog.BASELINE_WINDOW_DAYS): one completed longer before belongs to an
+    # earlier episode or carries a wrong date, and would be counted as this cycle's starting point.
     if "completed_date" in f:
         is_follow_up = np.zeros(len(f), dtype=bool)
+        window = np.full(len(f), np.nan)  # a baseline row's window in days, NaN for any other row
         for k, cond_id in enumerate(cond_values):
             if cond_id:
-                later = [t.id for t in catalog.conditions[cond_id].timepoints if t.days > 0]
-                is_follow_up |= (cond_codes == k) & times.isin(later)
-        if is_follow_up.any():
+                in_condition = cond_codes == k
+                for t in catalog.conditions[cond_id].timepoints:
+                    if t.days > 0:
+                        is_follow_up |= in_condition & times.equals(t.id)
+                    else:
+                        window[in_condition & times.equals(t.id)] = t.before_days
+        is_baseline = ~np.isnan(window)
+        if is_follow_up.any() or is_baseline.any():
             index_dates = _child_index_dates(batch, cycle_id, lookup)
             early = is_follow_up & (completed < index_dates).to_numpy(dtype=bool)
             ck.flag(
@@ -701,6 +708,18 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
                     "validate.follow_up_before_index_date",
                     index_date=index_dates.iat[i].date().isoformat(),
                     timepoint=timepoint.iat[i],
+                ),
+            )
+            floor = index_dates - pd.to_timedelta(np.where(is_baseline, window, 0), unit="D").to_numpy()
+            too_early = is_baseline & (completed < floor).to_numpy(dtype=bool)
+            ck.flag(
+                too_early,
+                "completed_date",
+                lambda i: Rule(
+                    "validate.baseline_before_window",
+                    index_date=index_dates.iat[i].date().isoformat(),
+                    timepoint=timepoint.iat[i],
+                    count=int(window[i]),
                 ),
             )
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
