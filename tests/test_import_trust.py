@@ -961,6 +961,65 @@ def test_a_number_a_float_cannot_hold_as_written_is_refused(base, tmp_path, tabl
     assert f"{table}.csv row {row + 2} column '{column}'" in message and rule in message
 
 
+def test_cost_lines_that_add_up_past_a_finite_cost_are_refused_naming_the_cycle(cycles_only, tmp_path):
+    """Each line's cost and its square are finite numbers (1e154 EUR), three of one care cycle add up to a cost
+    whose square is not: stored, the cost indicators (a unit's variance) showed inf and NaN. Refused on the line
+    where the cycle's total passes the limit, naming the cycle and its total; a cycle's cost up to
+    vbhc.costs.MAX_CYCLE_COST is accepted. (A line of 1e308, the brief's example, is refused on its own.)"""
+    engine = cycles_only
+    rows = [
+        {"cycle_id": "C0001", "activity": activity, "quantity": "1", "unit_cost": "1e154"}
+        for activity in ("outpatient_visit", "ward_day", "imaging")
+    ]
+    message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)
+    assert (
+        "costs.csv row 2 column 'cycle_id': value 'C0001': this care cycle's cost lines (this batch's and those "
+        "stored) add up to 3e+154, more than a care cycle's cost may be (1e+150)"
+    ) in message
+    assert message.count("this care cycle's cost lines") == 1
+    # one cycle's line in the file's second and third rows
+    rows = [
+        {"cycle_id": "C0001", "activity": "outpatient_visit", "quantity": "2", "unit_cost": "100"},
+        {"cycle_id": "C0003", "activity": "ward_day", "quantity": "1", "unit_cost": "6e149"},
+        {"cycle_id": "C0003", "activity": "imaging", "quantity": "1", "unit_cost": "6e149"},
+    ]
+    message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)
+    assert (
+        "costs.csv row 4 column 'cycle_id': value 'C0003': this care cycle's cost lines (this batch's and those "
+        "stored) add up to 1.2e+150, more than a care cycle's cost may be (1e+150)"
+    ) in message
+    # up to the limit: stored
+    rows = [
+        {"cycle_id": "C0003", "activity": "ward_day", "quantity": "1", "unit_cost": "5e149"},
+        {"cycle_id": "C0003", "activity": "imaging", "quantity": "1", "unit_cost": "5e149"},
+    ]
+    import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
+
+
+def test_cost_lines_that_add_up_past_a_finite_cost_with_stored_ones_are_refused(cycles_only, tmp_path):
+    """The stored lines a cost file keeps count with its own: a second file's line of 1e308 for a cycle holding
+    two was stored, the cycle's cost infinite. A line the file replaces counts once, at its new value."""
+    engine = cycles_only
+    rows = [
+        {"cycle_id": "C0001", "activity": activity, "quantity": "1", "unit_cost": "1e149"}
+        for activity in ("outpatient_visit", "ward_day")
+    ]
+    import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
+    more = [{"cycle_id": "C0001", "activity": "imaging", "quantity": "1", "unit_cost": "9e149"}]
+    message = refused(
+        [write_csv(tmp_path / "more_costs.csv", more, ["cycle_id", "activity", "quantity", "unit_cost"])], engine
+    )
+    assert "more_costs.csv row 2 column 'cycle_id': value 'C0001': this care cycle's cost lines" in message
+    assert "add up to 1.1e+150" in message
+    # replacing a stored line: 8e149 + 1e149 (the kept one) is within the limit
+    more = [{"cycle_id": "C0001", "activity": "outpatient_visit", "quantity": "1", "unit_cost": "8e149"}]
+    import_files(
+        [write_csv(tmp_path / "more_costs.csv", more, ["cycle_id", "activity", "quantity", "unit_cost"])], engine
+    )
+    k = models.CostLine
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "outpatient_visit") == 8e149
+
+
 def test_numbers_a_float_reads_back_as_written_are_stored_as_written(base, tmp_path):
     """Up to 15 significant digits always; more when the stored number's shortest form has the same digits, as
     Python, R and pandas write a computed number (0.30000000000000004, a BMI of 27.68166089965398): such an

@@ -10,6 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: The most a care cycle's cost (the sum of its lines' quantity × unit cost) may be, in EUR: far above any real
+#: care cycle, yet its square (1e300) summed over a hundred million care cycles stays a finite float (at most
+#: 1.8e308). The cost indicators sum care cycles' costs and square them (a unit's variance,
+#: vbhc.indicators._UnitRows); lines that each are finite can still add up to infinity (three of 1e308), and the
+#: indicators would then show inf or NaN. The importer refuses a cycle whose lines add up to more
+#: (vbhc.ingest.run._check_cycle_costs).
+MAX_CYCLE_COST = 1e150
+
 
 def cost_per_cycle(lines: pd.DataFrame, cycles: pd.DataFrame | None = None) -> pd.DataFrame:
     """Total cost (EUR) per care cycle; cycles without any cost line get NaN (cost not recorded), not 0."""

@@ -228,6 +228,7 @@ class _Batch:
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
         self.moved_cycles: Table | None = None  # stored care cycles whose index date a file of the batch moves
+        self.cost_lines: list[pd.DataFrame] = []  # the batch's valid cost lines, for _check_cycle_costs
         # the references are checked once per file, set-based, instead of by a trigger per row (PostgreSQL) or
         # SQLite's look-up per row (switched off for this batch's connection, staging.skip_sqlite_row_checks)
         self.skip_row_triggers = row_checks_off or staging.may_skip_row_triggers(conn)
@@ -297,6 +298,8 @@ def _run_batch(
             conn, number, source, batch, src_report, progress, chunk_rows, several=per_table[source.table] > 1
         )
         src_report.seconds = time.perf_counter() - started
+    if batch.cost_lines and report.ok:  # after every file is written: the lines each cycle now holds
+        _check_cycle_costs(conn, batch)
     if batch.moved_cycles is not None:
         if report.ok:  # after every file is written: a later file of the batch may re-date the rows in question
             _check_moved_index_dates(conn, batch)
@@ -394,6 +397,9 @@ def _read_validated(
             src_report.rows_read += len(frame)
             # the usual chunk has no bad row: no copy of it then
             valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
+            if source.table == "costs":
+                number = next(n for n, s in batch.labels.items() if s is source)
+                batch.cost_lines.append(_cost_lines(valid, rows, number))
             write(valid, rows)
             if progress:
                 progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
@@ -780,6 +786,71 @@ def _check_moved_index_dates(conn: Connection, batch: _Batch) -> None:
         else:
             rule = Rule("read.index_date_after_outcome", outcome=repr(ident), **values)
         batch.report.add(batch.labels[source_no].problem(rule, row, "index_date", _shown(new)))
+
+
+def _cost_lines(valid: pd.DataFrame, rows: np.ndarray, number: int) -> pd.DataFrame:
+    """A chunk's valid cost lines as _check_cycle_costs needs them: cycle, activity, cost, file (its number in
+    the batch) and row."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite line cost is refused by validate_costs
+        cost = valid["quantity"].to_numpy(dtype=float) * valid["unit_cost"].to_numpy(dtype=float)
+    return pd.DataFrame(
+        {
+            "cycle_id": valid["cycle_id"].to_numpy(dtype=object),
+            "activity": valid["activity"].to_numpy(dtype=object),
+            "cost": cost,
+            "source_no": number,
+            "row": np.asarray(rows, dtype=np.int64),
+        }
+    )
+
+
+def _check_cycle_costs(conn: Connection, batch: _Batch) -> None:
+    """A care cycle's cost lines, the batch's and the stored ones it keeps, may add up to at most MAX_CYCLE_COST:
+    each line's cost is checked finite (validate_costs), but several add up (three lines of 1e308 are infinite),
+    and the cost indicators sum and square care cycles' costs. One problem per such cycle, on its line where the
+    running total (stored lines first, then the batch's in file order) passes the limit. Summed here in floats, as
+    vbhc.costs does: the database's own sum of a product would overflow (PostgreSQL refuses it)."""
+    from vbhc.costs import MAX_CYCLE_COST
+
+    new = pd.concat(batch.cost_lines, ignore_index=True).drop_duplicates(["cycle_id", "activity"], keep="last")
+    k = models.CostLine.__table__
+    ids = list(batch.batch_ids)
+    stored = pd.DataFrame({"cycle_id": [], "activity": [], "cost": []})
+    if ids:  # the stored lines of the cycles this batch wrote lines of, but not the lines the batch holds itself
+        written = select(k.c.cycle_id).where(k.c.batch_id.in_(ids))
+        query = select(k.c.cycle_id, k.c.activity, k.c.quantity, k.c.unit_cost).where(
+            k.c.cycle_id.in_(written), k.c.batch_id.not_in(ids)
+        )
+        found = pd.DataFrame(conn.execute(query).all(), columns=["cycle_id", "activity", "quantity", "unit_cost"])
+        if not found.empty:
+            keys = pd.MultiIndex.from_frame(found[["cycle_id", "activity"]])
+            found = found[~keys.isin(pd.MultiIndex.from_frame(new[["cycle_id", "activity"]]))]
+            with np.errstate(over="ignore", invalid="ignore"):
+                cost = found["quantity"].to_numpy(dtype=float) * found["unit_cost"].to_numpy(dtype=float)
+            stored = pd.DataFrame(
+                {"cycle_id": found["cycle_id"].to_numpy(), "activity": found["activity"], "cost": cost}
+            )
+    lines = pd.concat([stored.assign(source_no=-1, row=-1), new], ignore_index=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        totals = lines.groupby("cycle_id", sort=False)["cost"].sum()
+        over = totals[~(totals.to_numpy(dtype=float) <= MAX_CYCLE_COST)]
+        if over.empty:
+            return
+        lines = lines[lines["cycle_id"].isin(over.index)]
+        running = lines.groupby("cycle_id", sort=False)["cost"].cumsum().to_numpy(dtype=float)
+    in_batch = (lines["source_no"] >= 0).to_numpy()
+    # the batch's line where the running total passes the limit; a cycle whose stored lines alone pass it (stored
+    # before this check existed): its first line in the batch
+    past = lines[in_batch & ~(running <= MAX_CYCLE_COST)].groupby("cycle_id", sort=False).head(1)
+    first = lines[in_batch].groupby("cycle_id", sort=False).head(1)
+    at = pd.concat([past, first]).drop_duplicates("cycle_id").sort_values(["source_no", "row"])
+    for cycle, number, row in zip(at["cycle_id"], at["source_no"], at["row"], strict=True):
+        total = float(over[cycle])
+        if np.isfinite(total):
+            rule = Rule("read.cycle_cost_too_large", total=f"{total:.6g}", limit=f"{MAX_CYCLE_COST:g}")
+        else:
+            rule = Rule("read.cycle_cost_infinite", limit=f"{MAX_CYCLE_COST:g}")
+        batch.report.add(batch.labels[int(number)].problem(rule, int(row), "cycle_id", str(cycle)))
 
 
 def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch) -> None:
