@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -215,6 +216,23 @@ def test_formulas_in_xlsx_cells_are_refused(base, tmp_path):
     message = _refused([path], engine)
     assert "[sheet care_cycles] row 6 column 'cycle_id'" in message and "formulas are not accepted" in message
     assert "evil.example" not in message
+
+
+@sqlite_only
+def test_a_number_under_a_date_format_that_is_no_date_is_refused_without_a_warning_line(base, tmp_path):
+    """1e7 under yyyy-mm-dd (Excel shows #####): openpyxl reads it as #VALUE! and printed a warning line on the
+    command line before the refusal; the refusal names the cell, and no warning comes out."""
+    engine, _files = base
+    wb, ws = _cycles_sheet()
+    cell = ws.cell(4, CYCLE_COLUMNS.index("index_date") + 1)
+    cell.value, cell.number_format = 10_000_000, "yyyy-mm-dd"
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        message = _refused([path], engine)
+    assert "[sheet care_cycles] row 4 column 'index_date': value '#VALUE!': not a date" in message
+    assert not [w for w in caught if "marked as a date" in str(w.message)], [str(w.message) for w in caught]
 
 
 @sqlite_only

@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import re
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -313,7 +314,19 @@ def sheet_rows(ws) -> Iterator[tuple]:
     whose tag said A1:L3 was imported as two, without its last four columns). Excel ignores the tag; so does this.
     """
     ws.reset_dimensions()
+    _quiet_date_errors()
     return ws.iter_rows()
+
+
+def _quiet_date_errors() -> None:
+    """openpyxl reads a number under a date format that is no date (1e7 under yyyy-mm-dd; Excel shows #####) as
+    the error value #VALUE!, which every reader refuses naming its row and column, and prints a warning line of
+    its own besides: on the command line that line came before the refusal. Its one message is left out (the
+    filter is added again on every read: a test runner restores the filters between tests; an equal filter is
+    replaced, not added twice)."""
+    warnings.filterwarnings(
+        "ignore", message=r"Cell \S+ is marked as a date but the serial value", category=UserWarning
+    )
 
 
 def _sheet_names(path: Path) -> list[tuple[str, str]]:
