@@ -996,6 +996,18 @@ def test_cost_lines_that_add_up_past_a_finite_cost_are_refused_naming_the_cycle(
     import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
 
 
+def test_a_quantity_past_any_care_activitys_count_is_refused(cycles_only, tmp_path):
+    """A line of quantity 1e308 at a unit cost of 0 costs nothing and passed, but the cost breakdown sums an
+    activity's quantities over a unit's care cycles: two such lines made its total quantity infinite. A line may
+    count up to a billion (vbhc.ingest.validate.MAX_QUANTITY), which the sums over any registry keep finite."""
+    engine = cycles_only
+    rows = [{"cycle_id": c, "activity": "imaging", "quantity": "1e308", "unit_cost": "0"} for c in ("C0001", "C0002")]
+    message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)  # nothing stored changed
+    assert "costs.csv row 2 column 'quantity': value '1e308': more than 1,000,000,000" in message
+    rows = [{"cycle_id": "C0001", "activity": "imaging", "quantity": "1000000000", "unit_cost": "0"}]
+    import_files([write_csv(tmp_path / "costs.csv", rows)], engine)  # at the bound: stored
+
+
 def test_cost_lines_that_add_up_past_a_finite_cost_with_stored_ones_are_refused(cycles_only, tmp_path):
     """The stored lines a cost file keeps count with its own: a second file's line of 1e308 for a cycle holding
     two was stored, the cycle's cost infinite. A line the file replaces counts once, at its new value."""
@@ -1026,11 +1038,11 @@ def test_numbers_a_float_reads_back_as_written_are_stored_as_written(base, tmp_p
     export is not refused for digits it wrote itself."""
     engine, _ = base
     rows = costs()
-    rows[0].update(quantity="100000000000000000000", unit_cost="123456789.012345")  # 1 and 15 significant digits
+    rows[0].update(quantity="123456789.012345", unit_cost="100000000000000000000")  # 15 and 1 significant digits
     rows[1].update(quantity="0.30000000000000004", unit_cost="27.68166089965398")  # 17 and 16, read back as written
     import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
     k = models.CostLine
-    for row, (quantity, unit_cost) in ((0, (1e20, 123456789.012345)), (1, (0.30000000000000004, 27.68166089965398))):
+    for row, (quantity, unit_cost) in ((0, (123456789.012345, 1e20)), (1, (0.30000000000000004, 27.68166089965398))):
         where = (k.cycle_id == rows[row]["cycle_id"], k.activity == rows[row]["activity"])
         assert (_value(engine, k.quantity, *where), _value(engine, k.unit_cost, *where)) == (quantity, unit_cost)
 

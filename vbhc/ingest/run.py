@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     tuple_,
     update,
@@ -399,7 +400,9 @@ def _read_validated(
             valid, rows = (frame, chunk.rows) if not ck.bad.any() else (frame[good], chunk.rows[good])
             if source.table == "costs":
                 number = next(n for n, s in batch.labels.items() if s is source)
-                batch.cost_lines.append(_cost_lines(valid, rows, number))
+                lines = _cost_lines(valid, rows, number)
+                if lines is not None:
+                    batch.cost_lines.append(lines)
             write(valid, rows)
             if progress:
                 progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
@@ -788,18 +791,30 @@ def _check_moved_index_dates(conn: Connection, batch: _Batch) -> None:
         batch.report.add(batch.labels[source_no].problem(rule, row, "index_date", _shown(new)))
 
 
-def _cost_lines(valid: pd.DataFrame, rows: np.ndarray, number: int) -> pd.DataFrame:
-    """A chunk's valid cost lines as _check_cycle_costs needs them: cycle, activity, cost, file (its number in
-    the batch) and row."""
+#: A cost line whose cost passes this is kept for _check_cycle_costs; the others are not held in memory (a
+#: million care cycles' ~5 million lines took ~0.8 GB). A care cycle holds one line per activity (its key), a few
+#: dozen at most, so its lines pass MAX_CYCLE_COST only with a line far above this; no real line comes near it.
+_WATCHED_LINE_COST = 1e144
+#: A line above _WATCHED_LINE_COST has a quantity or a unit cost above its square root (the stored lines of the
+#: cycles in question are found by it, without a product that could overflow in the database).
+_WATCHED_FACTOR = 1e72
+
+
+def _cost_lines(valid: pd.DataFrame, rows: np.ndarray, number: int) -> pd.DataFrame | None:
+    """A chunk's cost lines that _check_cycle_costs watches (above _WATCHED_LINE_COST; None when there are
+    none, as in every real file): cycle, activity, cost, file (its number in the batch) and row."""
     with np.errstate(over="ignore", invalid="ignore"):  # an infinite line cost is refused by validate_costs
         cost = valid["quantity"].to_numpy(dtype=float) * valid["unit_cost"].to_numpy(dtype=float)
+    watched = ~(cost <= _WATCHED_LINE_COST)
+    if not watched.any():
+        return None
     return pd.DataFrame(
         {
-            "cycle_id": valid["cycle_id"].to_numpy(dtype=object),
-            "activity": valid["activity"].to_numpy(dtype=object),
-            "cost": cost,
+            "cycle_id": valid["cycle_id"].to_numpy(dtype=object)[watched],
+            "activity": valid["activity"].to_numpy(dtype=object)[watched],
+            "cost": cost[watched],
             "source_no": number,
-            "row": np.asarray(rows, dtype=np.int64),
+            "row": np.asarray(rows, dtype=np.int64)[watched],
         }
     )
 
@@ -809,7 +824,9 @@ def _check_cycle_costs(conn: Connection, batch: _Batch) -> None:
     each line's cost is checked finite (validate_costs), but several add up (three lines of 1e308 are infinite),
     and the cost indicators sum and square care cycles' costs. One problem per such cycle, on its line where the
     running total (stored lines first, then the batch's in file order) passes the limit. Summed here in floats, as
-    vbhc.costs does: the database's own sum of a product would overflow (PostgreSQL refuses it)."""
+    vbhc.costs does: the database's own sum of a product would overflow (PostgreSQL refuses it). Only the cycles
+    of the batch's watched lines (_cost_lines) are summed, and the batch's other lines left out of their sums:
+    each is below _WATCHED_LINE_COST, a millionth of the limit, and a cycle has a few dozen at most."""
     from vbhc.costs import MAX_CYCLE_COST
 
     new = pd.concat(batch.cost_lines, ignore_index=True).drop_duplicates(["cycle_id", "activity"], keep="last")
@@ -817,7 +834,8 @@ def _check_cycle_costs(conn: Connection, batch: _Batch) -> None:
     ids = list(batch.batch_ids)
     stored = pd.DataFrame({"cycle_id": [], "activity": [], "cost": []})
     if ids:  # the stored lines of the cycles this batch wrote lines of, but not the lines the batch holds itself
-        written = select(k.c.cycle_id).where(k.c.batch_id.in_(ids))
+        big = or_(k.c.quantity > _WATCHED_FACTOR, k.c.unit_cost > _WATCHED_FACTOR)  # every watched line
+        written = select(k.c.cycle_id).where(k.c.batch_id.in_(ids), big)
         query = select(k.c.cycle_id, k.c.activity, k.c.quantity, k.c.unit_cost).where(
             k.c.cycle_id.in_(written), k.c.batch_id.not_in(ids)
         )

@@ -48,6 +48,9 @@ _DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 #: Stored, 1900-01-01 as an index date puts its outcomes 120 years after it. PROMs and value-based registries are
 #: younger than 1990.
 _EARLIEST_DATE = pd.Timestamp("1990-01-01")
+#: The most one cost line may count of an activity (minutes, items, days): a billion minutes are 1,900 years. The
+#: cost breakdown sums quantities over a unit's care cycles, and a hundred million lines at this bound stay finite.
+MAX_QUANTITY = 1e9
 _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 #: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
@@ -806,6 +809,9 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     quantity = ck.number("quantity")
     unit_cost = ck.number("unit_cost")
     ck.flag(quantity < 0, "quantity", Rule("validate.negative_quantity"))
+    # the cost breakdown sums an activity's quantities over every care cycle of a unit: lines each finite (1e308 at
+    # a unit cost of 0, whose cost passes) add up to infinity there
+    ck.flag(quantity > MAX_QUANTITY, "quantity", Rule("validate.quantity_too_large", limit=Number(MAX_QUANTITY)))
     ck.flag(unit_cost < 0, "unit_cost", Rule("validate.negative_unit_cost"))
     # the cost indicators form quantity x unit_cost, then square a care cycle's cost (its variance): a line whose
     # cost or its square is no finite number makes the indicator infinite, so it is refused here
