@@ -1122,11 +1122,24 @@ class Scatter:
     points: tuple[tuple[str, float, float], ...]  # unit, x, y
     rules: tuple[Box, ...]
     plot: Box
+    curves: tuple[tuple[float, float, float, float], ...] = ()  # line marks' segments: x0, y0, x1, y1
+
+    def crossing(self, boxes: tuple[Box, ...]) -> bool:
+        """Whether a line mark runs through any of the boxes inside the plot (each segment looked at every px)."""
+        for x0, y0, x1, y1 in self.curves:
+            steps = max(2, int(max(abs(x1 - x0), abs(y1 - y0))) + 1)
+            for f in np.linspace(0, 1, steps):
+                x, y = x0 + f * (x1 - x0), y0 + f * (y1 - y0)
+                if not (self.plot.x0 <= x <= self.plot.x1 and self.plot.y0 <= y <= self.plot.y1):
+                    continue
+                if any(b.x0 + 0.5 < x < b.x1 - 0.5 and b.y0 + 0.5 < y < b.y1 - 0.5 for b in boxes):
+                    return True
+        return False
 
 
 def scatter(spec: dict) -> Scatter:
     svg = vlc.vegalite_to_svg(spec)
-    names, points, rules, domains = [], [], [], []
+    names, points, rules, domains, curves = [], [], [], [], []
 
     def walk(node: ET.Element, matrix: np.ndarray, role: str) -> None:
         here = matrix @ _matrix(node.get("transform"))
@@ -1147,6 +1160,11 @@ def scatter(spec: dict) -> Scatter:
             # the unit from its tooltip's description (Vega-Lite draws the points by size, not in data order)
             unit = re.search(r"(?:Eenheid|Unit): ([^;]*)", node.get("aria-label") or "")
             points.append((unit.group(1) if unit else "", *(here @ np.array([0, 0, 1]))[:2]))
+        elif node.tag == f"{SVG}path" and role.startswith("mark-line role-mark") and node.get("d"):
+            # a line mark's path (M x,y L x,y ...): each of its segments, in the page's coordinates
+            numbers = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", node.get("d"))]
+            at = [(here @ np.array([x, y, 1]))[:2] for x, y in zip(numbers[::2], numbers[1::2], strict=False)]
+            curves.extend((a[0], a[1], b[0], b[1]) for a, b in itertools.pairwise(at))
         elif node.tag == f"{SVG}line" and (role.startswith("mark-rule role-mark") or "axis-domain" in role):
             (x0, y0), (x1, y1) = (
                 (here @ np.array([0, 0, 1]))[:2],
@@ -1163,7 +1181,8 @@ def scatter(spec: dict) -> Scatter:
     walk(ET.fromstring(svg), np.eye(3), "")
     xs = [c for b in domains for c in (b.x0, b.x1)]
     ys = [c for b in domains for c in (b.y0, b.y1)]
-    return Scatter(tuple(names), tuple(points), tuple(rules), Box("plot", min(xs), min(ys), max(xs), max(ys)))
+    plot = Box("plot", min(xs), min(ys), max(xs), max(ys))
+    return Scatter(tuple(names), tuple(points), tuple(rules), plot, tuple(curves))
 
 
 #: Hospital names longer than a phone's plot is wide (in bold), and the demo's.
@@ -1319,8 +1338,8 @@ DEMO_FUNNEL = {
 def test_the_own_units_name_on_the_funnel_covers_no_other_units_point(lang):
     """A phone (and the PDF report) drew "Universitair Medisch Centrum Veenmeer" centred above its point, over
     Heidekamp's dot beside it: the name was placed without looking at the other points. Now, whichever unit is the
-    own one, on a phone, in a column and on the meeting screen, its name is whole, inside the plot, and over no
-    other unit's point."""
+    own one, on a phone, in a column and on the meeting screen, its name is whole, inside the plot, over no
+    other unit's point and not across a control limit (Duinrand's lay across the 95% limit)."""
     units = list(DEMO_FUNNEL)
     n, value = (np.array(column, dtype=float) for column in zip(*DEMO_FUNNEL.values(), strict=True))
     rows = indicator_rows(units).assign(n=n, precision=n, adjusted_value=value, target=0.024)
@@ -1340,3 +1359,5 @@ def test_the_own_units_name_on_the_funnel_covers_no_other_units_point(lang):
                 if unit != own and any(b.overlaps(Box("", x - 5, y - 5, x + 5, y + 5)) for b in boxes)
             ]
             assert not covered, f"{at}: the name covers {covered}"
+            # nor across a control limit (the PDF's and the team page's name lay across the 95% limit)
+            assert not drawn.crossing(boxes), f"{at}: the name lies across a control limit"

@@ -1284,7 +1284,8 @@ def funnel_chart(
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
     if x_dom and domain:
         y_target = float(target) if target is not None and np.isfinite(float(target)) else None
-        layers.append(_placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target))
+        lines = [(g["precision"].to_numpy(float), g["limit"].to_numpy(float)) for _, g in limits.groupby("line")]
+        layers.append(_placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines))
     else:
         layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
@@ -1364,19 +1365,22 @@ def _placed_own_name(
     width: int,
     *,
     y_target: float | None = None,
+    curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> dict[str, Any]:
     """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
-    spot clear of the other units' points, the plot's edges and the benchmark line at `y_target` where there is
-    one (_place_labels, placed per unit for when it is the own one, for a phone's plot and any wider one). Why:
-    centred above its point, the name covered a neighbour's dot on a phone and in the PDF report."""
+    spot clear of the other units' points, the plot's edges, the benchmark line at `y_target` where there is
+    one and the control limits' `curves` (x, y) where it can (_place_labels, placed per unit for when it is the
+    own one, for a phone's plot and any wider one). Why: centred above its point, the name covered a neighbour's
+    dot on a phone and in the PDF report; placed clear of those, it lay across the 95% limit."""
     points = pd.DataFrame(
         {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
     ).assign(outcome=units["value"].to_numpy(dtype=float))
     x_dom, y_dom = domains
     (wide_plot, phone_plot), targets, size = _scatter_plots(width), (None, y_target), _fonts(width)["text"]
+    phone_size = FONT_SIZES_NARROW["text"]
     layouts = {
-        "wide": _place_labels(points, x_dom, y_dom, wide_plot, height, size, set(), targets),
-        "phone": _place_labels(points, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], set(), targets),
+        "wide": _place_labels(points, x_dom, y_dom, wide_plot, height, size, set(), targets, curves),
+        "phone": _place_labels(points, x_dom, y_dom, phone_plot, height, phone_size, set(), targets, curves),
     }
     placed = points.rename(columns={"cost": "precision", "outcome": "value"})
     for name, layout in layouts.items():
@@ -2654,11 +2658,13 @@ def _place_labels(
     size: float,
     named: set[str],
     targets: tuple[float | None, float | None] = (None, None),
+    curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> pd.DataFrame:
     """Collision-free spots for the unit names of a scatter drawn with a plot `plot_w` × `plot_h` px and names of
     `size` px. The `named` units are placed first, each at the first spot (of _LABEL_SPOTS, its name in the
     fewest lines of _name_lines) inside the plot where it overlaps no other name and no point, and where it can
-    none of the benchmark lines at `targets` (cost, outcome) either; then every other unit gets such a spot free
+    none of the benchmark lines at `targets` (cost, outcome) and the `curves` (x and y values of each line,
+    a funnel's limits) either; then every other unit gets such a spot free
     of those, for when it is the own unit (one own unit at a time). Every box is measured in bold (any unit may be
     the own one). A unit with no free spot still gets one for when it is the own unit, inside the plot and clear
     of the points if it can be: the names it covers there step aside while it is the own unit.
@@ -2693,6 +2699,27 @@ def _place_labels(
         rules.append((0.0, float(to_y(outcome_target)) - 2, plot_w, float(to_y(outcome_target)) + 2, 0.0))
     units = [str(u) for u in points["unit"]]
     line_h = size + 2  # Vega's line height: the font size and 2 px
+    # the curves' segments as boxes (left, top, right, bottom; 1 px beside the stroke), resampled every ~8 px: a
+    # name is kept clear of them as of the benchmark lines, where it can be
+    segments = []
+    for cx, cy in curves:
+        cx, cy = np.asarray(cx, dtype=float), np.asarray(cy, dtype=float)
+        keep = np.isfinite(cx) & np.isfinite(cy)
+        if keep.sum() < 2:
+            continue
+        order = np.argsort(cx[keep])
+        sx, sy = to_x(cx[keep][order]), to_y(cy[keep][order])
+        grid = np.linspace(max(sx[0], 0.0), min(sx[-1], plot_w), max(2, int(plot_w // 8)))
+        gy = np.interp(grid, sx, sy)
+        segments.append(
+            np.column_stack([grid[:-1], np.minimum(gy[:-1], gy[1:]) - 2, grid[1:], np.maximum(gy[:-1], gy[1:]) + 2])
+        )
+    curve_boxes = np.concatenate(segments) if segments else np.empty((0, 4))
+
+    def on_curve(box: Box) -> int:
+        """How many of the curves' segments the box overlaps."""
+        c = curve_boxes
+        return int(((c[:, 0] < box[2]) & (box[0] < c[:, 2]) & (c[:, 1] < box[3]) & (box[1] < c[:, 3])).sum())
 
     def box_at(i: int, lines: list[str], spot: tuple[str, int, float, float]) -> Box:
         align, dx, a, b = spot
@@ -2725,7 +2752,7 @@ def _place_labels(
                 for spot in spots:
                     box = box_at(i, lines, spot)
                     if overflow(box) == 0 and all(apart(box, other) for other in others):
-                        if all(apart(box, rule) for rule in rules):
+                        if all(apart(box, rule) for rule in rules) and not on_curve(box):
                             return lines, spot, box
                         first = first or (lines, spot, box)
         return first
@@ -2749,7 +2776,8 @@ def _place_labels(
         others = [d for j, d in enumerate(dots) if j != i]
         candidates = [(lines, spot, box_at(i, lines, spot)) for lines in options[units[i]] for spot in _LABEL_SPOTS]
         choice = min(
-            candidates, key=lambda c: (overflow(c[2]), hits(c[2], others), hits(c[2], rules), hits(c[2], names))
+            candidates,
+            key=lambda c: (overflow(c[2]), hits(c[2], others), hits(c[2], rules) + on_curve(c[2]), hits(c[2], names)),
         )
         chosen[i] = (choice, False)
         for j, other in named_boxes.items():
