@@ -1389,17 +1389,7 @@ def _placed_own_name(
     return {
         "data": data(placed),
         "transform": [{"filter": IS_HIGHLIGHT}, *_on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy")],
-        "mark": {
-            "type": "text",
-            "align": {"expr": "datum.align"},
-            "baseline": "top",
-            "lineBreak": "\n",
-            "dx": {"expr": "datum.dx"},
-            "dy": {"expr": "datum.dy"},
-            "fontSize": _responsive("text", width < NARROW),
-            "fontWeight": "bold",
-            "color": HIGHLIGHT_COLOUR,
-        },
+        "mark": _placed_name_mark(width, "bold", HIGHLIGHT_COLOUR),
         "encoding": {
             "x": _q("precision", scale=_scale(x_dom, zero=False)),
             "y": _q("value", scale=_scale(y_dom, zero=False)),
@@ -2649,6 +2639,22 @@ def _named_units(frame: pd.DataFrame) -> set[str]:
     return picks
 
 
+def _placed_name_mark(width: int, weight: str, colour: str) -> dict[str, Any]:
+    """The text mark of a unit name that _place_labels placed: its lines, alignment and offsets from the point
+    are the datum's (the layout of the container that draws it, _on_phone_fields)."""
+    return {
+        "type": "text",
+        "align": {"expr": "datum.align"},
+        "baseline": "top",
+        "lineBreak": "\n",
+        "dx": {"expr": "datum.dx"},
+        "dy": {"expr": "datum.dy"},
+        "fontSize": _responsive("text", width < NARROW),
+        "fontWeight": weight,
+        "color": colour,
+    }
+
+
 def _place_labels(
     points: pd.DataFrame,
     x_dom: list[float],
@@ -2956,17 +2962,7 @@ def value_chart(
                 {
                     "data": label_data,
                     "transform": [*chosen, {"filter": predicate}],
-                    "mark": {
-                        "type": "text",
-                        "align": {"expr": "datum.align"},
-                        "baseline": "top",
-                        "lineBreak": "\n",
-                        "dx": {"expr": "datum.dx"},
-                        "dy": {"expr": "datum.dy"},
-                        "fontSize": _responsive("text", width < NARROW),
-                        "fontWeight": weight,
-                        "color": "#222222",
-                    },
+                    "mark": _placed_name_mark(width, weight, "#222222"),
                     "encoding": {
                         "x": _q("cost", scale=x_scale),
                         "y": _q("outcome", scale=y_scale),
