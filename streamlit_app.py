@@ -10,7 +10,7 @@ from ui import preload
 
 preload.wait()  # a restarted server's background imports (ui.serve) finish before this run imports anything
 
-from ui import auth, data, filters  # noqa: E402
+from ui import auth, data, filters, guard  # noqa: E402
 from vbhc.i18n import fmt_int, t  # noqa: E402
 from vbhc.safety import css_text  # noqa: E402
 from vbhc.settings import database_url  # noqa: E402
@@ -38,42 +38,46 @@ st.html(
     "font-size:0.875rem}"
     "</style>"
 )
-# who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when
-# the server is reachable from the network
-viewer = auth.current_viewer()
-st.session_state["_viewer"] = viewer
-_warm_up = data.start_warm_up(database_url(), data.version())
+# a VBHC_* setting the operator got wrong, or a database that cannot be reached: one line, not an error box
+guard.check_setup(lang)
+with guard.database_reachable(lang):
+    # who is looking: stops here with the sign-in screen until someone is signed in (OIDC), or in local mode when
+    # the server is reachable from the network
+    viewer = auth.current_viewer()
+    st.session_state["_viewer"] = viewer
+    _warm_up = data.start_warm_up(database_url(), data.version())
 
-# VBHC_START_PAGE lets benchmarks/page_speed.py time a page on its own (default: the overview)
-start = os.environ.get("VBHC_START_PAGE", "overview")
-PAGES = [
-    ("overview", "nav.overview", ":material/dashboard:"),
-    ("condition_team", "nav.condition_team", ":material/groups:"),
-    ("meeting", "nav.meeting", ":material/event:"),
-    ("board", "nav.board", ":material/leaderboard:"),
-    ("proms", "nav.proms", ":material/assignment:"),
-    ("compare", "nav.compare_departments", ":material/compare_arrows:"),
-    ("cost_value", "nav.cost_value", ":material/euro:"),
-    ("data", "nav.data", ":material/database:"),
-    ("audit", "nav.audit", ":material/policy:"),
-    ("methods", "nav.methods", ":material/menu_book:"),
-]
-allowed = [(name, key, icon) for name, key, icon in PAGES if auth.page_allowed(viewer, name)]
-default = start if any(name == start for name, _, _ in allowed) else allowed[0][0]
-pages = [
-    st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default) for name, key, icon in allowed
-]
-page = st.navigation(pages)
-if not st.get_option("client.disableDataExport"):
-    # started without .streamlit/config.toml (another working directory, a --client option): the tables' own
-    # CSV download is neither role-checked, audited nor formula-safe, so it is switched off here, and the run
-    # starts again so the browser gets the setting before any table is drawn (after st.navigation, so the
-    # rerun stays on the page that was asked for)
-    st.set_option("client.disableDataExport", True)
-    st.rerun()
-# the filters live here, not in the pages, so they survive page switches; pages read filters.current()
-st.session_state["_filters"] = filters.sidebar(viewer)
-page.run()
+    # VBHC_START_PAGE lets benchmarks/page_speed.py time a page on its own (default: the overview)
+    start = os.environ.get("VBHC_START_PAGE", "overview")
+    PAGES = [
+        ("overview", "nav.overview", ":material/dashboard:"),
+        ("condition_team", "nav.condition_team", ":material/groups:"),
+        ("meeting", "nav.meeting", ":material/event:"),
+        ("board", "nav.board", ":material/leaderboard:"),
+        ("proms", "nav.proms", ":material/assignment:"),
+        ("compare", "nav.compare_departments", ":material/compare_arrows:"),
+        ("cost_value", "nav.cost_value", ":material/euro:"),
+        ("data", "nav.data", ":material/database:"),
+        ("audit", "nav.audit", ":material/policy:"),
+        ("methods", "nav.methods", ":material/menu_book:"),
+    ]
+    allowed = [(name, key, icon) for name, key, icon in PAGES if auth.page_allowed(viewer, name)]
+    default = start if any(name == start for name, _, _ in allowed) else allowed[0][0]
+    pages = [
+        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default)
+        for name, key, icon in allowed
+    ]
+    page = st.navigation(pages)
+    if not st.get_option("client.disableDataExport"):
+        # started without .streamlit/config.toml (another working directory, a --client option): the tables' own
+        # CSV download is neither role-checked, audited nor formula-safe, so it is switched off here, and the run
+        # starts again so the browser gets the setting before any table is drawn (after st.navigation, so the
+        # rerun stays on the page that was asked for)
+        st.set_option("client.disableDataExport", True)
+        st.rerun()
+    # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
+    st.session_state["_filters"] = filters.sidebar(viewer)
+    page.run()
 data.end_run()
 # server-side time of this run, read by benchmarks/page_speed.py
 st.session_state["_run_seconds"] = time.perf_counter() - _started

@@ -8,7 +8,6 @@ localhost only, so an unprotected dashboard is never reachable from the network.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -18,7 +17,7 @@ from vbhc import access, audit
 from vbhc.access import Role, Viewer
 from vbhc.i18n import t, t_md
 from vbhc.safety import md_escape
-from vbhc.settings import access_file
+from vbhc.settings import access_file, auth_mode
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 INDICATOR_PAGES = ("overview", "condition_team", "proms", "compare", "cost_value")
@@ -35,12 +34,7 @@ def _secrets_have_auth() -> bool:
 
 
 def mode() -> str:
-    chosen = os.environ.get("VBHC_AUTH", "").strip().lower()
-    if chosen in ("oidc", "local"):
-        return chosen
-    if chosen:
-        raise ValueError(f"VBHC_AUTH must be 'oidc' or 'local', not {chosen!r}")
-    return "oidc" if _secrets_have_auth() else "local"
+    return auth_mode() or ("oidc" if _secrets_have_auth() else "local")
 
 
 @st.cache_resource(show_spinner=False)

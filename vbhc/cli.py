@@ -253,7 +253,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     df = audit.read(engine, since=since, user=args.user, action=args.action)
     if args.csv:
         data = audit.to_csv(df)
-        Path(args.csv).write_bytes(data)
+        from vbhc.reports.core import ReportError, write_report
+
+        try:
+            write_report(args.csv, data)  # whole or not at all, and never over a device
+        except ReportError as exc:
+            print(f"vbhc audit: {exc}", file=sys.stderr)
+            return 2
         audit.record(
             engine,
             _whoami(),
@@ -378,6 +384,7 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
     from vbhc.external import export_summary, grid_withheld
     from vbhc.indicators import compute_indicators, load_condition_data, restrict
     from vbhc.registry import parse_period
+    from vbhc.reports.core import ReportError, check_writable, write_report
     from vbhc.reports.privacy import SuppressionRule
     from vbhc.reports.run import check_on_grid
     from vbhc.store import get_engine, upgrade_schema
@@ -395,6 +402,10 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
     fmt = args.out.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
         problems.append(f"--out must end in .csv or .xlsx, got {args.out.name!r}")
+    try:
+        check_writable(args.out)  # before the work, as `vbhc report`
+    except ReportError as exc:
+        problems.append(str(exc))
     units = registry.units(engine)
     own = args.hospital or sorted(set(units.loc[units["own_hospital"], "hospital"].astype(str)))
     if not own:
@@ -432,9 +443,11 @@ def _cmd_external_export(args: argparse.Namespace) -> int:
         # the cells `vbhc report` withholds in this period, over the grid of all dates and every year
         withheld=grid_withheld(engine, result, args.period, rule) if rule.active else None,
     )
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_bytes(content)
-    tmp.replace(args.out)
+    try:
+        write_report(args.out, content)  # whole or not at all, as a report
+    except ReportError as exc:
+        print(f"vbhc external export: {exc}", file=sys.stderr)
+        return 1
     print(f"Summary figures of {', '.join(own)} written to {args.out} (recorded in the audit log)")
     return 0
 
@@ -643,8 +656,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "cycles", 1) is not None and getattr(args, "cycles", 1) < 1:
         print("--cycles must be at least 1", file=sys.stderr)
         return 2
+    from vbhc.settings import SettingError, check_settings
+
     try:
+        check_settings()
         return args.func(args)
+    except SettingError as exc:
+        print(f"vbhc {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; an unfinished import is rolled back", file=sys.stderr)
         return 130

@@ -914,10 +914,11 @@ def _unpack(raw: bytes, key: StoreKey, version: str) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------------- views
-#: Registries up to this many care cycles also get every year precomputed (VBHC_WARM_UP_YEARS_UP_TO=0: only
-#: the default views).
 def years_up_to() -> int:
-    return int(os.environ.get("VBHC_WARM_UP_YEARS_UP_TO", "200000"))
+    """Registries up to this many care cycles also get every year precomputed (vbhc.settings)."""
+    from vbhc.settings import warm_up_years_up_to
+
+    return warm_up_years_up_to()
 
 
 def years_in_background() -> bool:

@@ -11,6 +11,22 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
+
+class SettingError(ValueError):
+    """An environment setting whose value cannot be used: one line naming the setting and the value, in the
+    reader's language (the command line prints the English line; a page shows `text(lang)`). Raised where the
+    setting is read, so a server or command stops before it works on a wrong limit."""
+
+    def __init__(self, rule: str, name: str, value: object) -> None:
+        self.rule, self.name, self.value = rule, name, str(value)
+        super().__init__(self.text("en"))
+
+    def text(self, lang: str) -> str:
+        from vbhc.i18n import t
+
+        return t(f"setting.{self.rule}", lang, name=self.name, value=self.value[:100])
+
+
 #: The folder above the package: the repository's root when running from a checkout (editable install or
 #: PYTHONPATH), site-packages when installed from a wheel. Use `in_checkout()` before relying on it.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +69,34 @@ def reference_dir() -> Path:
 
 def database_url() -> str:
     """SQLAlchemy URL of the registry database: VBHC_DATABASE_URL, else a SQLite file in the data folder."""
-    url = os.environ.get("VBHC_DATABASE_URL")
-    if url:
+    url = os.environ.get("VBHC_DATABASE_URL", "").strip()
+    if not url:
+        return f"sqlite:///{data_dir() / 'vbhc.db'}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        raise SettingError("not_a_database_url", "VBHC_DATABASE_URL", _without_password(url)) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingError("not_a_database_url", "VBHC_DATABASE_URL", _without_password(url))
+    return url
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be printed: a password (between "://user:" and "@") replaced by ***."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    return f"sqlite:///{data_dir() / 'vbhc.db'}"
+    credentials, at, host = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{head}{sep}{user}{':***' if colon else ''}{at}{host}"
 
 
 def import_chunk_rows() -> int:
     """Rows read and written per chunk during import; bounds memory for very large files."""
-    return int(os.environ.get("VBHC_IMPORT_CHUNK_ROWS", "200000"))
+    return whole_setting("VBHC_IMPORT_CHUNK_ROWS", 200_000, least=1)
 
 
 #: Import problems listed in full before the rest are only counted.
@@ -73,16 +108,40 @@ def access_file() -> Path:
     return Path(os.environ.get("VBHC_ACCESS_FILE", PROJECT_ROOT / "config" / "access.toml"))
 
 
+def auth_mode() -> str | None:
+    """How viewers sign in, VBHC_AUTH: "oidc" or "local"; None when not set (the dashboard then signs in through
+    OpenID Connect when .streamlit/secrets.toml configures it, else runs in local mode)."""
+    chosen = os.environ.get("VBHC_AUTH", "").strip().lower()
+    if chosen and chosen not in ("oidc", "local"):
+        raise SettingError("not_an_auth_mode", "VBHC_AUTH", chosen)
+    return chosen or None
+
+
 def _positive(name: str, default: float) -> float:
+    """A limit above 0 (`inf` switches it off); NaN, which passes every comparison, is refused."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be more than 0, got {raw!r}")
+        raise SettingError("not_a_number", name, raw) from None
+    if not value > 0:  # also NaN
+        raise SettingError("not_positive", name, raw)
+    return value
+
+
+def whole_setting(name: str, default: int, *, least: int) -> int:
+    """A whole number of at least `least`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError("not_whole", name, raw) from None
+    if value < least:
+        raise SettingError("not_positive" if least > 0 else "negative", name, raw)
     return value
 
 
@@ -125,16 +184,7 @@ def suppress_below() -> int:
 
     0 switches suppression off (for internal use only; the file then says so).
     """
-    raw = os.environ.get("VBHC_SUPPRESS_BELOW", "").strip()
-    if not raw:
-        return DEFAULT_SUPPRESS_BELOW
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"VBHC_SUPPRESS_BELOW must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"VBHC_SUPPRESS_BELOW must be 0 or more, got {value}")
-    return value
+    return whole_setting("VBHC_SUPPRESS_BELOW", DEFAULT_SUPPRESS_BELOW, least=0)
 
 
 def max_import_mb() -> float:
@@ -162,6 +212,12 @@ def results_group_mb() -> float:
     the least recently used are removed beyond this. The default views (every condition, level and period for all
     units) are bounded by the catalog and always kept."""
     return _positive("VBHC_RESULTS_GROUP_MB", 512)
+
+
+def warm_up_years_up_to() -> int:
+    """Registries up to this many care cycles also get every year precomputed (VBHC_WARM_UP_YEARS_UP_TO, default
+    200,000; 0: only the default views)."""
+    return whole_setting("VBHC_WARM_UP_YEARS_UP_TO", 200_000, least=0)
 
 
 def report_charts_at_import() -> bool:
@@ -208,3 +264,25 @@ def sqlite_file(url: URL) -> Path | None:
             return None
         return Path(unquote(uri.path))
     return Path(database)
+
+
+def check_settings() -> None:
+    """Read every setting once: a server or command refuses to start on the first one it cannot use
+    (SettingError), instead of failing later on a page or half-way through an import."""
+    database_url()
+    auth_mode()
+    for read in (
+        import_chunk_rows,
+        signal_explain_days,
+        max_upload_mb,
+        max_cell_chars,
+        max_unpacked_mb,
+        max_zip_ratio,
+        suppress_below,
+        max_import_mb,
+        max_columns,
+        max_rows,
+        results_group_mb,
+        warm_up_years_up_to,
+    ):
+        read()

@@ -304,6 +304,10 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         raise ReportError("no_folder", path=str(target), folder=str(folder))
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ReportError("folder_read_only", path=str(target), folder=str(folder))
+    if target.exists() and not target.is_file():
+        # a device, pipe or socket: the report is written beside it and moved into place, which would put a file
+        # where the device was (as root: /dev/null or /dev/stdout replaced for every program)
+        raise ReportError("not_a_file", path=str(target))
     if target.exists() and not os.access(target, os.W_OK):
         raise ReportError("file_read_only", path=str(target))
     return target
