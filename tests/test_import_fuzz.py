@@ -365,13 +365,24 @@ def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
 @sqlite_only
 @pytest.mark.parametrize(
     ("written", "stored"),
-    [("Heelkunde_x000D_\nen chirurgie", "Heelkunde\r\nen chirurgie"), ("Heel_x0007_kunde", None)],
+    [
+        ("Heelkunde_x000D_\nen chirurgie", "Heelkunde\r\nen chirurgie"),
+        ("Heel_x0007_kunde", None),
+        ("Heel_x006B_unde", "Heelkunde"),
+        ("_x005F_x000D_ is de code", "_x000D_ is de code"),
+        ("Hart_xD83D__xDC93_", "Hart\U0001f493"),
+        ("Hart_xD83D_", "Hart\ufffd"),
+        ("_x003D_1+1", "formula"),
+    ],
 )
-def test_a_control_character_written_as_an_excel_code_is_read_as_the_character(engine, tmp_path, written, stored):
-    """A workbook writes a control character XML cannot hold as a code (Excel: _x000D_ for the carriage return of
-    a line break pasted from Windows). openpyxl gives the code as text, so the letters _x000D_ were stored in a
-    department's name where the sheet shows a line break. Read as the character: a line break is kept as the
-    sheet shows it, an invisible one (_x0007_) refused like any character no one sees."""
+def test_a_character_written_as_an_excel_code_is_read_as_the_character(engine, tmp_path, written, stored):
+    """A workbook writes a character as a code _xHHHH_ (ECMA-376 ST_Xstring; Excel: _x000D_ for the carriage
+    return of a line break pasted from Windows). openpyxl gives the code as text, so the letters _x000D_ were
+    stored in a department's name where the sheet shows a line break. Read as the character Excel and LibreOffice
+    show: a line break is kept, an invisible one (_x0007_) refused like any character no one sees, a letter's code
+    is the letter (Excel shows Heelkunde), _x005F_ the underscore of a code written as text (Excel shows
+    _x000D_; it was read as '_x005F' + a carriage return), a pair of surrogate codes the one character they make,
+    and a cell that reads =1+1 is refused as a formula."""
     wb = Workbook()
     ws = wb.active
     ws.title = "units"
@@ -384,6 +395,10 @@ def test_a_control_character_written_as_an_excel_code_is_read_as_the_character(e
         assert (problem.row, problem.column) == (2, "department_name")
         assert problem.rule.code == "validate.invisible_character"
         assert "U+0007" in str(problem)
+        return
+    if stored == "formula":
+        (problem,) = _refused_problems([path], engine)
+        assert (problem.row, problem.column, problem.rule.code) == (2, "department_name", "read.cell_formula")
         return
     import_files([path], engine, imported_by="fuzz")
     with engine.connect() as conn:

@@ -504,6 +504,25 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
 
 
 @sqlite_only
+def test_a_character_written_as_an_excel_code_is_read_as_excel_shows_it(engine, units):
+    """A target's source written with Excel's codes (_x0044_ is a D, _x005F_ the underscore of a code written as
+    text): Excel shows DICA _x0041_; the import stored the codes as letters no reader sees. A cell that reads
+    =1+1 through a code is refused as a formula, as one typed with an = is."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    source = ws.cell(row, header.index("source") + 1)
+    source.value = "_x003D_1+1"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert refused.value.problems[0].text("en").startswith(f"plan.xlsx row {row} column 'source' value '=1+1'")
+    source.value = "_x0044_ICA _x005F_x0041_"
+    assert import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx").updated == [first.item_id]
+    assert improvement.targets(engine, CARE, CONDITION)[0].source == "DICA _x0041_"
+
+
+@sqlite_only
 def test_a_value_under_no_header_is_refused(engine, units):
     """A target row with a value two columns right of the last header (a changed value typed beside its column):
     the row was imported without it and the file accepted. Refused naming row, column position and value, as the

@@ -834,15 +834,30 @@ def cell_text(value: object) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, str) and "_x" in value:
-        return _CONTROL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+        return excel_unescape(value)
     return str(value)
 
 
-#: How a workbook's XML writes a control character (XML cannot hold most of them): _x000D_ for the carriage return
-#: of a line break pasted from Windows, _x0009_ for a tab. A spreadsheet program shows the character; openpyxl
-#: gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters _x000D_ in it. Only
-#: control characters are decoded: no writer escapes a letter, and a code that stands for one is left as written.
-_CONTROL_ESCAPE = re.compile(r"_x(00[01][0-9A-Fa-f])_")
+#: How a workbook's XML writes a character as a code (ECMA-376 ST_Xstring): _x000D_ for the carriage return of a
+#: line break pasted from Windows (XML cannot hold most control characters), _x0043_ for a C, _x005F_ for the
+#: underscore that starts a code written as text (_x005F_x0043_ is the text _x0043_). Excel and LibreOffice show
+#: the character; openpyxl gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters
+#: _x000D_ in it, a unit written H_x0030_1 (Excel shows H01) was stored as a unit no one sees, and the text
+#: _x005F_x000D_ was read as '_x005F' + a carriage return.
+_EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def excel_unescape(text: str) -> str:
+    """A workbook string as a spreadsheet program shows it: each _xHHHH_ code, read left to right, as the UTF-16
+    code unit it stands for (a pair of surrogate codes is the one character beyond U+FFFF they make, an unpaired
+    one the replacement character U+FFFD it shows as)."""
+    if "_x" not in text:
+        return text
+    decoded = _EXCEL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if _SURROGATES.search(decoded):
+        decoded = decoded.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return decoded
 
 
 #: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
@@ -888,9 +903,9 @@ def _xlsx_records(
                     odd = [*(odd or []), (col, type(value).__name__)]
                     fields.append("")
                     continue
-                if isinstance(value, str) and value.startswith("=") and len(value) > 1:
-                    odd = [*(odd or []), (col, None)]
                 text, number_format = shown_cell(cell)
+                if isinstance(value, str) and text.startswith("=") and len(text) > 1:  # = or _x003D_ (Excel's code)
+                    odd = [*(odd or []), (col, None)]
                 if number_format is not None:
                     formatted = [*(formatted or []), (col, number_format)]
                 fields.append(text)
