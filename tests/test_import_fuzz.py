@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,7 +23,13 @@ from sqlalchemy import select
 
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
-from tests.xlsx_parts import patch_sheet, row_again_at_end, row_moved_to_end, state_dimension
+from tests.xlsx_parts import (
+    cell_moved_to_row_start,
+    patch_sheet,
+    row_again_at_end,
+    row_moved_to_end,
+    state_dimension,
+)
 from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.store import get_engine, row_counts, upgrade_schema
@@ -360,6 +367,74 @@ def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
     assert (problem.row, problem.rule.code) == (3, "read.row_out_of_order")
     assert f"holds this row again or after a later row (row {last})" in str(problem)
     assert "bevat deze rij nog eens of na een latere rij" in problem.line("nl")
+
+
+def _cell_again(ref: str):
+    """A change writing cell `ref` a second time at the end of its row."""
+
+    def change(xml: bytes) -> bytes:
+        cell = re.search(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % ref.encode(), xml, re.S).group(0)
+        row = re.search(rb'<row r="%s"[^>]*>.*?</row>' % re.search(rb"[0-9]+", ref.encode()).group(0), xml, re.S)
+        return xml.replace(row.group(0), row.group(0).replace(b"</row>", cell + b"</row>"))
+
+    return change
+
+
+def _cell_names_row(ref: str, other: str):
+    """A change naming cell `ref` as `other` where it stands (a cell of another row written inside this one)."""
+    return lambda xml: xml.replace(b'<c r="%s"' % ref.encode(), b'<c r="%s"' % other.encode())
+
+
+def _cells_without_reference(row: int):
+    """A change leaving out every cell reference of row `row` but its first (each cell follows the one before)."""
+
+    def change(xml: bytes) -> bytes:
+        found = re.search(rb'<row r="%d"[^>]*>.*?</row>' % row, xml, re.S)
+        first = re.search(rb'<c r="[A-Z]+%d"' % row, found.group(0)).group(0)
+        body = re.sub(rb'<c r="[A-Z]+%d"' % row, b"<c", found.group(0)).replace(b"<c", first, 1)
+        return xml.replace(found.group(0), body)
+
+    return change
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("change", "code", "after"),
+    [
+        ("moved", "read.cell_out_of_order", "after a later cell of its row ({last}3)"),
+        ("again", "read.cell_out_of_order", "after a later cell of its row ({last}3)"),
+        ("other row", "read.cell_in_other_row", "holds cell A9 inside this row"),
+        ("no reference", None, None),
+    ],
+)
+def test_a_cell_written_out_of_order_in_its_row_is_refused(base, tmp_path, change, code, after):
+    """A row whose part writes its last cell first (L3 before A3): openpyxl's read-only mode ends the row at its
+    last cell written, so row 3 was read as its last value alone (its other cells empty); a cell written twice
+    was read as the second; a cell naming row 9 inside row 3 was read in row 3. Excel calls such a file damaged.
+    Refused naming the row and the cell; cells without a reference after the row's first are read as Excel reads
+    them, each after the one before."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[ws.max_column - 1]
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    patch = {
+        "moved": cell_moved_to_row_start(f"{last}3"),
+        "again": _cell_again("B3"),
+        "other row": _cell_names_row("A3", "A9"),
+        "no reference": _cells_without_reference(3),
+    }[change]
+    path.write_bytes(patch_sheet(whole.getvalue(), patch))
+    if code is None:
+        import_files([path], engine, imported_by="fuzz")
+        assert row_counts(engine)["care_cycles"] == len(cycles())
+        return
+    problems = _refused_problems([path], engine)
+    assert (problems[0].row, problems[0].rule.code) == (3, code)
+    assert after.format(last=last) in str(problems[0])
+    assert "Excel calls the file damaged" in str(problems[0])
+    assert "Excel noemt het bestand beschadigd" in problems[0].line("nl")
 
 
 @sqlite_only

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
 from tests.registry_files import store_units
-from tests.xlsx_parts import patch_sheet, row_again_at_end, state_dimension
+from tests.xlsx_parts import cell_moved_to_row_start, patch_sheet, row_again_at_end, state_dimension
 from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
@@ -464,12 +464,13 @@ def test_targets_round_trip_through_xlsx(engine, units):
 
 
 @sqlite_only
-@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet", "row again"])
+@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet", "row again", "cell moved"])
 def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units, layout):
     """A target's value merged over two rows, a hidden (or filtered) row, a hidden column, a hidden targets
-    sheet or a row the sheet's part holds twice: the workbook shows its reader other values than the cells read,
-    so the file is refused and nothing is written (the second row's value was read as empty; the hidden row's
-    change was written unseen; openpyxl left the row's second copy out)."""
+    sheet, a row the sheet's part holds twice or a row whose last cell it writes first: the workbook shows its
+    reader other values than the cells read, so the file is refused and nothing is written (the second row's
+    value was read as empty; the hidden row's change was written unseen; openpyxl left the row's second copy out,
+    and read the row of a cell written first as that one cell)."""
     first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
     improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.03)
     wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
@@ -487,7 +488,11 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
     elif layout == "hidden sheet":
         wb.create_sheet("notes").append(["see the targets"])
         ws.sheet_state = "hidden"
-    data = patch_sheet(_bytes(wb), row_again_at_end(row)) if layout == "row again" else _bytes(wb)
+    data = _bytes(wb)
+    if layout == "row again":
+        data = patch_sheet(data, row_again_at_end(row))
+    elif layout == "cell moved":
+        data = patch_sheet(data, cell_moved_to_row_start(f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[len(header) - 1]}{row}"))
     with pytest.raises(SheetRefused) as refused:
         import_targets(engine, CARE, data, file_name="plan.xlsx")
     expected = {
@@ -496,6 +501,8 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
         "hidden column": f"plan.xlsx row 1 column 'value' value 'value': column {value} is hidden",
         "hidden sheet": "plan.xlsx: the sheet targets is hidden",
         "row again": f"plan.xlsx row {row} column 'item_id'",
+        "cell moved": f"plan.xlsx row {row} column 'item_id' value '{first.item_id}': the sheet's file holds cell "
+        f"A{row} again or after a later cell of its row ({'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[len(header) - 1]}{row})",
     }[layout]
     first_problem = refused.value.problems[0].text("en")
     assert first_problem.startswith(expected), first_problem

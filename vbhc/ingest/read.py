@@ -730,10 +730,19 @@ def _formatted_ids(
 def _unseen_cells(source: Source, header: Header, layout: Layout, report: ImportReport) -> None:
     """A problem per merged range and per hidden column of the header's width: the import would read
     otherwise than a reader of the sheet (the other cells of a merged range as empty, a hidden column's values
-    unseen), and per row the sheet's part holds again or after a later row (openpyxl leaves it out). Hidden rows
-    are refused row by row as they are read."""
+    unseen), per row the sheet's part holds again or after a later row (openpyxl leaves it out), and per row whose
+    cells are written out of order (openpyxl ends the row at its last cell written). Hidden rows are refused row
+    by row as they are read."""
     for row, after in layout.rows_out_of_order:
         report.add(source.problem(Rule("read.row_out_of_order", after=after), row))
+    for row, position, cell, after in layout.cells_out_of_order:
+        name = header.names[position] if 0 <= position < len(header.names) else None
+        rule = (
+            Rule("read.cell_out_of_order", cell=cell, after=after)
+            if after
+            else Rule("read.cell_in_other_row", cell=cell)
+        )
+        report.add(source.problem(rule, row, name or None))
     for ref, row, position in layout.merged:
         name = header.names[position] if position < len(header.names) else None
         report.add(source.problem(Rule("read.cells_merged", cells=ref), row, name or None))
