@@ -369,6 +369,24 @@ def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
     assert "bevat deze rij nog eens of na een latere rij" in problem.line("nl")
 
 
+@sqlite_only
+@pytest.mark.parametrize(
+    ("column", "value"), [("cycle_id", "C00\n03"), ("patient_id", "P00\r\n03"), ("hospital", "H\t01")]
+)
+def test_an_identifier_holding_a_line_break_or_tab_is_refused(base, tmp_path, column, value):
+    """A quoted CSV field over two lines (or a cell with Alt+Enter, or a tab) in an id column: the care cycle was
+    stored under a key that shows as two lines, which no one can type or find. Refused naming row, column and the
+    character; a text column keeps its line breaks as the cell shows them (test above)."""
+    engine, _ = base
+    rows = cycles()
+    rows[2][column] = value
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+    (problem,) = [p for p in _refused_problems([path], engine) if p.rule.code == "validate.id_line_break"]
+    assert (problem.row, problem.column) == (4, column)
+    assert "\n" not in str(problem) and "line break or tab" in str(problem)
+    assert "regeleinde of tab" in problem.line("nl")
+
+
 def _cell_again(ref: str):
     """A change writing cell `ref` a second time at the end of its row."""
 
