@@ -116,6 +116,10 @@ def test_calibration_in_the_large_and_slope_on_own_data():
         ((*MODEL[:2], f"{P},sex,F,,,,,", *MODEL[3:]), "row 4 column 'coefficient'", "or mark the row as reference"),
         ((*MODEL[:1], f"{P},age,,abc,,65,18,90", *MODEL[2:]), "row 3 column 'coefficient'", "not a number"),
         ((*MODEL[:1], f"{P},age,,0.04,,65,90,18", *MODEL[2:]), "row 3 column 'min'", "larger than max"),
+        # a coefficient, centre or range end of 1e308: the linear predictor overflowed (inf, NaN expected values)
+        ((*MODEL[:1], f"{P},age,,1e308,,65,18,90", *MODEL[2:]), "row 3 column 'coefficient'", "absolute value"),
+        ((*MODEL[:1], f"{P},age,,0.04,,-1e101,18,90", *MODEL[2:]), "row 3 column 'centre'", "than 1e+100"),
+        ((f"{P},intercept,,2e300,,,,", *MODEL[1:]), "row 2 column 'coefficient'", "would overflow"),
         (tuple(r.replace(",1,logit,", ",1,identity,") for r in MODEL), "row 2 column 'link'", "link 'logit'"),
         (tuple(r.replace(",1,logit,", ",9,logit,") for r in MODEL), "row 2 column 'definition_version'", "version"),
         ((*MODEL, MODEL[0].replace("mortality_30d", "length_of_stay")), "row 7 column 'indicator'", "one model"),

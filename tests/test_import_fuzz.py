@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,7 +23,13 @@ from sqlalchemy import select
 
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
-from tests.xlsx_parts import patch_sheet, row_again_at_end, row_moved_to_end, state_dimension
+from tests.xlsx_parts import (
+    cell_moved_to_row_start,
+    patch_sheet,
+    row_again_at_end,
+    row_moved_to_end,
+    state_dimension,
+)
 from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.store import get_engine, row_counts, upgrade_schema
@@ -364,14 +371,111 @@ def test_a_row_written_out_of_order_or_twice_is_refused(base, tmp_path, change):
 
 @sqlite_only
 @pytest.mark.parametrize(
-    ("written", "stored"),
-    [("Heelkunde_x000D_\nen chirurgie", "Heelkunde\r\nen chirurgie"), ("Heel_x0007_kunde", None)],
+    ("column", "value"), [("cycle_id", "C00\n03"), ("patient_id", "P00\r\n03"), ("hospital", "H\t01")]
 )
-def test_a_control_character_written_as_an_excel_code_is_read_as_the_character(engine, tmp_path, written, stored):
-    """A workbook writes a control character XML cannot hold as a code (Excel: _x000D_ for the carriage return of
-    a line break pasted from Windows). openpyxl gives the code as text, so the letters _x000D_ were stored in a
-    department's name where the sheet shows a line break. Read as the character: a line break is kept as the
-    sheet shows it, an invisible one (_x0007_) refused like any character no one sees."""
+def test_an_identifier_holding_a_line_break_or_tab_is_refused(base, tmp_path, column, value):
+    """A quoted CSV field over two lines (or a cell with Alt+Enter, or a tab) in an id column: the care cycle was
+    stored under a key that shows as two lines, which no one can type or find. Refused naming row, column and the
+    character; a text column keeps its line breaks as the cell shows them (test above)."""
+    engine, _ = base
+    rows = cycles()
+    rows[2][column] = value
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+    (problem,) = [p for p in _refused_problems([path], engine) if p.rule.code == "validate.id_line_break"]
+    assert (problem.row, problem.column) == (4, column)
+    assert "\n" not in str(problem) and "line break or tab" in str(problem)
+    assert "regeleinde of tab" in problem.line("nl")
+
+
+def _cell_again(ref: str):
+    """A change writing cell `ref` a second time at the end of its row."""
+
+    def change(xml: bytes) -> bytes:
+        cell = re.search(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % ref.encode(), xml, re.S).group(0)
+        row = re.search(rb'<row r="%s"[^>]*>.*?</row>' % re.search(rb"[0-9]+", ref.encode()).group(0), xml, re.S)
+        return xml.replace(row.group(0), row.group(0).replace(b"</row>", cell + b"</row>"))
+
+    return change
+
+
+def _cell_names_row(ref: str, other: str):
+    """A change naming cell `ref` as `other` where it stands (a cell of another row written inside this one)."""
+    return lambda xml: xml.replace(b'<c r="%s"' % ref.encode(), b'<c r="%s"' % other.encode())
+
+
+def _cells_without_reference(row: int):
+    """A change leaving out every cell reference of row `row` but its first (each cell follows the one before)."""
+
+    def change(xml: bytes) -> bytes:
+        found = re.search(rb'<row r="%d"[^>]*>.*?</row>' % row, xml, re.S)
+        first = re.search(rb'<c r="[A-Z]+%d"' % row, found.group(0)).group(0)
+        body = re.sub(rb'<c r="[A-Z]+%d"' % row, b"<c", found.group(0)).replace(b"<c", first, 1)
+        return xml.replace(found.group(0), body)
+
+    return change
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("change", "code", "after"),
+    [
+        ("moved", "read.cell_out_of_order", "after a later cell of its row ({last}3)"),
+        ("again", "read.cell_out_of_order", "after a later cell of its row ({last}3)"),
+        ("other row", "read.cell_in_other_row", "holds cell A9 inside this row"),
+        ("no reference", None, None),
+    ],
+)
+def test_a_cell_written_out_of_order_in_its_row_is_refused(base, tmp_path, change, code, after):
+    """A row whose part writes its last cell first (L3 before A3): openpyxl's read-only mode ends the row at its
+    last cell written, so row 3 was read as its last value alone (its other cells empty); a cell written twice
+    was read as the second; a cell naming row 9 inside row 3 was read in row 3. Excel calls such a file damaged.
+    Refused naming the row and the cell; cells without a reference after the row's first are read as Excel reads
+    them, each after the one before."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[ws.max_column - 1]
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    patch = {
+        "moved": cell_moved_to_row_start(f"{last}3"),
+        "again": _cell_again("B3"),
+        "other row": _cell_names_row("A3", "A9"),
+        "no reference": _cells_without_reference(3),
+    }[change]
+    path.write_bytes(patch_sheet(whole.getvalue(), patch))
+    if code is None:
+        import_files([path], engine, imported_by="fuzz")
+        assert row_counts(engine)["care_cycles"] == len(cycles())
+        return
+    problems = _refused_problems([path], engine)
+    assert (problems[0].row, problems[0].rule.code) == (3, code)
+    assert after.format(last=last) in str(problems[0])
+    assert "Excel calls the file damaged" in str(problems[0])
+    assert "Excel noemt het bestand beschadigd" in problems[0].line("nl")
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("Heelkunde_x000D_\nen chirurgie", "Heelkunde\r\nen chirurgie"),
+        ("Heel_x0007_kunde", None),
+        ("Heel_x006B_unde", "Heelkunde"),
+        ("_x005F_x000D_ is de code", "_x000D_ is de code"),
+        ("Hart_xD83D__xDC93_", "Hart\U0001f493"),
+        ("Hart_xD83D_", "Hart\ufffd"),
+        ("_x003D_1+1", "formula"),
+    ],
+)
+def test_a_character_written_as_an_excel_code_is_read_as_the_character(engine, tmp_path, written, stored):
+    """A workbook writes a character as a code _xHHHH_ (ECMA-376 ST_Xstring; Excel: _x000D_ for the carriage
+    return of a line break pasted from Windows). openpyxl gives the code as text, so the letters _x000D_ were
+    stored in a department's name where the sheet shows a line break. Read as the character Excel and LibreOffice
+    show: a line break is kept, an invisible one (_x0007_) refused like any character no one sees, a letter's code
+    is the letter (Excel shows Heelkunde), _x005F_ the underscore of a code written as text (Excel shows
+    _x000D_; it was read as '_x005F' + a carriage return), a pair of surrogate codes the one character they make,
+    and a cell that reads =1+1 is refused as a formula."""
     wb = Workbook()
     ws = wb.active
     ws.title = "units"
@@ -384,6 +488,10 @@ def test_a_control_character_written_as_an_excel_code_is_read_as_the_character(e
         assert (problem.row, problem.column) == (2, "department_name")
         assert problem.rule.code == "validate.invisible_character"
         assert "U+0007" in str(problem)
+        return
+    if stored == "formula":
+        (problem,) = _refused_problems([path], engine)
+        assert (problem.row, problem.column, problem.rule.code) == (2, "department_name", "read.cell_formula")
         return
     import_files([path], engine, imported_by="fuzz")
     with engine.connect() as conn:

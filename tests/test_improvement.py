@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
 from tests.registry_files import store_units
-from tests.xlsx_parts import patch_sheet, row_again_at_end, state_dimension
+from tests.xlsx_parts import cell_moved_to_row_start, patch_sheet, row_again_at_end, state_dimension
 from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
@@ -464,12 +464,13 @@ def test_targets_round_trip_through_xlsx(engine, units):
 
 
 @sqlite_only
-@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet", "row again"])
+@pytest.mark.parametrize("layout", ["merged", "hidden row", "hidden column", "hidden sheet", "row again", "cell moved"])
 def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units, layout):
     """A target's value merged over two rows, a hidden (or filtered) row, a hidden column, a hidden targets
-    sheet or a row the sheet's part holds twice: the workbook shows its reader other values than the cells read,
-    so the file is refused and nothing is written (the second row's value was read as empty; the hidden row's
-    change was written unseen; openpyxl left the row's second copy out)."""
+    sheet, a row the sheet's part holds twice or a row whose last cell it writes first: the workbook shows its
+    reader other values than the cells read, so the file is refused and nothing is written (the second row's
+    value was read as empty; the hidden row's change was written unseen; openpyxl left the row's second copy out,
+    and read the row of a cell written first as that one cell)."""
     first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
     improvement.set_target(engine, CARE, CONDITION, "mortality_30d", 0.03)
     wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
@@ -487,7 +488,11 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
     elif layout == "hidden sheet":
         wb.create_sheet("notes").append(["see the targets"])
         ws.sheet_state = "hidden"
-    data = patch_sheet(_bytes(wb), row_again_at_end(row)) if layout == "row again" else _bytes(wb)
+    data = _bytes(wb)
+    if layout == "row again":
+        data = patch_sheet(data, row_again_at_end(row))
+    elif layout == "cell moved":
+        data = patch_sheet(data, cell_moved_to_row_start(f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[len(header) - 1]}{row}"))
     with pytest.raises(SheetRefused) as refused:
         import_targets(engine, CARE, data, file_name="plan.xlsx")
     expected = {
@@ -496,11 +501,32 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(engine, units
         "hidden column": f"plan.xlsx row 1 column 'value' value 'value': column {value} is hidden",
         "hidden sheet": "plan.xlsx: the sheet targets is hidden",
         "row again": f"plan.xlsx row {row} column 'item_id'",
+        "cell moved": f"plan.xlsx row {row} column 'item_id' value '{first.item_id}': the sheet's file holds cell "
+        f"A{row} again or after a later cell of its row ({'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[len(header) - 1]}{row})",
     }[layout]
     first_problem = refused.value.problems[0].text("en")
     assert first_problem.startswith(expected), first_problem
     assert refused.value.problems[0].text("nl") != first_problem
     assert {t.indicator: t.value for t in improvement.targets(engine, CARE, CONDITION)}[INDICATOR] == 0.10
+
+
+@sqlite_only
+def test_a_character_written_as_an_excel_code_is_read_as_excel_shows_it(engine, units):
+    """A target's source written with Excel's codes (_x0044_ is a D, _x005F_ the underscore of a code written as
+    text): Excel shows DICA _x0041_; the import stored the codes as letters no reader sees. A cell that reads
+    =1+1 through a code is refused as a formula, as one typed with an = is."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    source = ws.cell(row, header.index("source") + 1)
+    source.value = "_x003D_1+1"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert refused.value.problems[0].text("en").startswith(f"plan.xlsx row {row} column 'source' value '=1+1'")
+    source.value = "_x0044_ICA _x005F_x0041_"
+    assert import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx").updated == [first.item_id]
+    assert improvement.targets(engine, CARE, CONDITION)[0].source == "DICA _x0041_"
 
 
 @sqlite_only

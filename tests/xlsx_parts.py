@@ -45,3 +45,18 @@ def row_moved_to_end(row: int):
         return xml.replace(found.group(0), b"").replace(b"</sheetData>", found.group(0) + b"</sheetData>")
 
     return change
+
+
+def cell_moved_to_row_start(ref: str):
+    """A change moving cell `ref` (F2) before the first cell of its row (cells out of order within the row)."""
+
+    def change(xml: bytes) -> bytes:
+        row = re.search(rb"[0-9]+", ref.encode()).group(0)
+        found = re.search(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % ref.encode(), xml, re.S)
+        assert found is not None, f"no cell {ref}"
+        xml = xml.replace(found.group(0), b"", 1)
+        start = re.search(rb'<row r="%s"[^>]*>' % row, xml)
+        assert start is not None, f"no row {row.decode()}"
+        return xml[: start.end()] + found.group(0) + xml[start.end() :]
+
+    return change

@@ -147,6 +147,13 @@ class ExternalModel:
 
 
 # --------------------------------------------------------------------------------------------- reading
+#: The largest coefficient, centre or range end a model may hold: a coefficient of 1e308 was read and the linear
+#: predictor overflowed (age 70 - 65 times 1e308 is infinite, and beside the -infinite of age 60 gave NaN: every
+#: expected value and O/E infinite, zero or not a number). No published model comes near; products and sums of
+#: numbers up to this size (times the registry's bounded values) stay finite.
+MAX_MODEL_NUMBER = 1e100
+
+
 def read_model(source: Path | bytes, *, file_name: str | None = None, catalog: Catalog | None = None) -> ExternalModel:
     """Read and validate a published model; raises vbhc.external.ExternalRefused naming every problem's place
     (file, row, column, value), so nothing half-read is ever used."""
@@ -221,6 +228,9 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
         value = _number(text, mark)
         if value is None:
             problem(number, name, text, Rule("models.not_a_number"))
+        elif abs(value) > MAX_MODEL_NUMBER:
+            problem(number, name, text, Rule("models.number_too_large", limit=f"{MAX_MODEL_NUMBER:.0e}"))
+            return None
         return value
 
     for number, values in records:

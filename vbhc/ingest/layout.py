@@ -8,7 +8,10 @@ the sheet's layout, so three things a reader sees otherwise went unnoticed:
 - hidden rows (hidden by hand or by a filter) and hidden columns: their values were imported although a reader of
   the workbook does not see them, as a hidden sheet's were before it was refused;
 - a row written again or out of order (row 3 after row 6, two rows 3): openpyxl leaves it out without a word,
-  Excel calls the file damaged and offers to repair it; either way the reader's rows are not the cells read.
+  Excel calls the file damaged and offers to repair it; either way the reader's rows are not the cells read;
+- a cell written again or out of order within its row (C2 before A2, a second B2, a cell of row 5 inside row
+  2): openpyxl's read-only mode ends a row at its last cell written, so the cells before that were left out (a
+  row written F2, A2 was read as A2 alone) or put in another row.
 
 The sheet's XML is scanned for the row, column and merge elements only, in blocks, with byte regular expressions
 (C speed; a 200,000-row sheet is a few tenths of a second), and only when the part mentions them at all.
@@ -27,6 +30,11 @@ from xml.etree import ElementTree
 _BLOCK = 4 << 20
 _PREFIX = rb"<(?:[A-Za-z_][\w.-]*:)?"
 _ROW = re.compile(_PREFIX + rb"row\b([^>]*)>")
+#: A row's start tag (groups: "row", its attributes) or a cell's (groups: "", "", its reference's column letters
+#: and row number, both "" when it has none), in the order the part writes them
+_ROW_OR_CELL = re.compile(
+    _PREFIX + rb"""(?:(row)\b([^>]*)|c\b(?:[^>]*?\br\s*=\s*["']([A-Za-z]{1,3})([0-9]+)["'])?[^>]*)>"""
+)
 _COL = re.compile(_PREFIX + rb"col\b([^>]*)>")
 _MERGE = re.compile(_PREFIX + rb"mergeCell\b([^>]*)>")
 _HIDDEN = re.compile(rb"""\bhidden\s*=\s*["'](?:1|true)["']""")
@@ -48,23 +56,35 @@ class Layout:
     hidden_columns: list[tuple[int, int]] = field(default_factory=list)
     #: (row, the row written before it) of each row the sheet's part holds again or after a later row
     rows_out_of_order: list[tuple[int, int]] = field(default_factory=list)
+    #: (row, column position from 0, the cell, the cell written before it) of each cell its row holds again or
+    #: after a later cell, or that names another row than the one it is written in ("" before it); one per row
+    cells_out_of_order: list[tuple[int, int, str, str]] = field(default_factory=list)
 
     def column_hidden(self, position: int) -> bool:
         return any(start <= position < end for start, end in self.hidden_columns)
 
     def __bool__(self) -> bool:
-        return bool(self.merged or self.hidden_rows or self.hidden_columns or self.rows_out_of_order)
+        return bool(
+            self.merged or self.hidden_rows or self.hidden_columns or self.rows_out_of_order or self.cells_out_of_order
+        )
 
     def unseen(self, filled: Sequence[Sequence[int]]) -> list[tuple[str, int, int, dict[str, object]]]:
         """Where the sheet shows its reader otherwise than the cells read, given each row's filled positions (row 1
         first): (what, row, position, values), `what` one of cells_merged (each range at its first cell), row_hidden
-        (a hidden row holding a value, at its first one), column_hidden (a hidden column, at its first value) and
-        row_out_of_order (a row written again or after a later one, which no reader of the cells sees). The one
-        list the sheet readers of external figures and improvement workbooks turn into their problems."""
+        (a hidden row holding a value, at its first one), column_hidden (a hidden column, at its first value),
+        row_out_of_order (a row written again or after a later one, which no reader of the cells sees) and
+        cell_out_of_order (a cell written again or after a later cell of its row). The one list the sheet readers
+        of external figures and improvement workbooks turn into their problems."""
         found: list[tuple[str, int, int, dict[str, object]]] = [
             ("cells_merged", row, position, {"cells": ref}) for ref, row, position in self.merged
         ]
         found += [("row_out_of_order", row, 0, {"after": after}) for row, after in self.rows_out_of_order]
+        found += [
+            ("cell_out_of_order", row, position, {"cell": cell, "after": after})
+            if after
+            else ("cell_in_other_row", row, position, {"cell": cell})
+            for row, position, cell, after in self.cells_out_of_order
+        ]
         columns: set[int] = set()
         for number, positions in enumerate(filled, start=1):
             if positions and number in self.hidden_rows:
@@ -138,10 +158,16 @@ def _local(tag: str) -> str:
 
 
 def _scan(fh: BinaryIO, layout: Layout) -> None:
-    from openpyxl.utils.cell import range_boundaries  # here: openpyxl loads only when a workbook is read
+    # here: openpyxl loads only when a workbook is read
+    from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
+
+    columns: dict[bytes, int] = {}
 
     rest = b""
     row = 0
+    row_digits = b"0"  # the row's number as a cell reference writes it
+    column = 0  # the row's last cell's column (1-based), 0 before its first cell
+    flagged = False  # the row's first cell out of order is named; the rest of the row follows from it
     while True:
         block = fh.read(_BLOCK)
         data = rest + block
@@ -153,10 +179,31 @@ def _scan(fh: BinaryIO, layout: Layout) -> None:
                 rest = data
                 continue
         part, rest = data[:end], data[end:]
-        for match in _ROW.finditer(part):
-            attrs = match.group(1)
+        for is_row, attrs, letters, digits in _ROW_OR_CELL.findall(part):
+            if not is_row:  # a cell: C speed for the usual one, after the row's last cell and naming its row
+                if not letters:  # a cell without its reference is the one after the row's last cell
+                    column += 1
+                    continue
+                at = columns.get(letters)
+                if at is None:
+                    at = columns[letters] = column_index_from_string(letters.decode("ascii").upper())
+                if at > column and digits == row_digits:
+                    column = at
+                    continue
+                cell_row = int(digits)
+                if at > column and cell_row == row:  # a row number written with leading zeros
+                    column = at
+                    continue
+                if not flagged:  # "" after: a cell naming another row
+                    after = f"{get_column_letter(min(column, _MAX_COLUMN))}{row}" if column and cell_row == row else ""
+                    cell = f"{get_column_letter(min(at, _MAX_COLUMN))}{cell_row}"
+                    layout.cells_out_of_order.append((row, at - 1, cell, after))
+                    flagged = True
+                column = max(column, at)
+                continue
             number = _R.search(attrs)
             previous, row = row, int(number.group(1)) if number else row + 1
+            row_digits, column, flagged = str(row).encode(), 0, False
             if row <= previous:
                 layout.rows_out_of_order.append((row, previous))
             if _HIDDEN.search(attrs):

@@ -730,10 +730,19 @@ def _formatted_ids(
 def _unseen_cells(source: Source, header: Header, layout: Layout, report: ImportReport) -> None:
     """A problem per merged range and per hidden column of the header's width: the import would read
     otherwise than a reader of the sheet (the other cells of a merged range as empty, a hidden column's values
-    unseen), and per row the sheet's part holds again or after a later row (openpyxl leaves it out). Hidden rows
-    are refused row by row as they are read."""
+    unseen), per row the sheet's part holds again or after a later row (openpyxl leaves it out), and per row whose
+    cells are written out of order (openpyxl ends the row at its last cell written). Hidden rows are refused row
+    by row as they are read."""
     for row, after in layout.rows_out_of_order:
         report.add(source.problem(Rule("read.row_out_of_order", after=after), row))
+    for row, position, cell, after in layout.cells_out_of_order:
+        name = header.names[position] if 0 <= position < len(header.names) else None
+        rule = (
+            Rule("read.cell_out_of_order", cell=cell, after=after)
+            if after
+            else Rule("read.cell_in_other_row", cell=cell)
+        )
+        report.add(source.problem(rule, row, name or None))
     for ref, row, position in layout.merged:
         name = header.names[position] if position < len(header.names) else None
         report.add(source.problem(Rule("read.cells_merged", cells=ref), row, name or None))
@@ -834,15 +843,30 @@ def cell_text(value: object) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, str) and "_x" in value:
-        return _CONTROL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+        return excel_unescape(value)
     return str(value)
 
 
-#: How a workbook's XML writes a control character (XML cannot hold most of them): _x000D_ for the carriage return
-#: of a line break pasted from Windows, _x0009_ for a tab. A spreadsheet program shows the character; openpyxl
-#: gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters _x000D_ in it. Only
-#: control characters are decoded: no writer escapes a letter, and a code that stands for one is left as written.
-_CONTROL_ESCAPE = re.compile(r"_x(00[01][0-9A-Fa-f])_")
+#: How a workbook's XML writes a character as a code (ECMA-376 ST_Xstring): _x000D_ for the carriage return of a
+#: line break pasted from Windows (XML cannot hold most control characters), _x0043_ for a C, _x005F_ for the
+#: underscore that starts a code written as text (_x005F_x0043_ is the text _x0043_). Excel and LibreOffice show
+#: the character; openpyxl gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters
+#: _x000D_ in it, a unit written H_x0030_1 (Excel shows H01) was stored as a unit no one sees, and the text
+#: _x005F_x000D_ was read as '_x005F' + a carriage return.
+_EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def excel_unescape(text: str) -> str:
+    """A workbook string as a spreadsheet program shows it: each _xHHHH_ code, read left to right, as the UTF-16
+    code unit it stands for (a pair of surrogate codes is the one character beyond U+FFFF they make, an unpaired
+    one the replacement character U+FFFD it shows as)."""
+    if "_x" not in text:
+        return text
+    decoded = _EXCEL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if _SURROGATES.search(decoded):
+        decoded = decoded.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return decoded
 
 
 #: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
@@ -888,9 +912,9 @@ def _xlsx_records(
                     odd = [*(odd or []), (col, type(value).__name__)]
                     fields.append("")
                     continue
-                if isinstance(value, str) and value.startswith("=") and len(value) > 1:
-                    odd = [*(odd or []), (col, None)]
                 text, number_format = shown_cell(cell)
+                if isinstance(value, str) and text.startswith("=") and len(text) > 1:  # = or _x003D_ (Excel's code)
+                    odd = [*(odd or []), (col, None)]
                 if number_format is not None:
                     formatted = [*(formatted or []), (col, number_format)]
                 fields.append(text)

@@ -36,6 +36,8 @@ from vbhc.ingest.read import Chunk, Source
 from vbhc.settings import max_cell_chars
 
 #: First characters (after leading whitespace) that make a spreadsheet run a cell; ASCII and full-width forms.
+#: A line break or tab, which an identifier must not hold (Checker.identifier)
+_BREAK = re.compile(r"[\t\n\r]")
 _FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 
 #: Digits are ASCII 0-9: Python's \d also matches other scripts' digits (Arabic-Indic, ...), which Arrow cannot read
@@ -240,6 +242,15 @@ class Checker:
         values = pa.array(s, type=pa.string(), from_pandas=True)
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
+        # a line break or tab inside a key (a quoted CSV field over two lines, Alt+Enter in a cell): the cell shows
+        # two lines or a gap, the key is one no one can type or find; a text column keeps them as the cell shows
+        broken = pc.match_substring_regex(values, r"[\t\n\r]").to_numpy(zero_copy_only=False)
+        if broken.any():
+            self.flag(
+                broken,
+                column,
+                lambda i: Rule("validate.id_line_break", code=f"U+{ord(_BREAK.search(s.iat[i]).group()):04X}"),
+            )
         odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
         if odd.any():
             where = np.flatnonzero(odd)
