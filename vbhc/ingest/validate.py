@@ -36,9 +36,10 @@ from vbhc.ingest.read import Chunk, Source
 from vbhc.settings import max_cell_chars
 
 #: First characters (after leading whitespace) that make a spreadsheet run a cell; ASCII and full-width forms.
+_FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
+
 #: A line break or tab, which an identifier must not hold (Checker.identifier)
 _BREAK = re.compile(r"[\t\n\r]")
-_FORMULA_STARTS = ["=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20"]
 
 #: Digits are ASCII 0-9: Python's \d also matches other scripts' digits (Arabic-Indic, ...), which Arrow cannot read
 _NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
