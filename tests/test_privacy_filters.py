@@ -59,3 +59,42 @@ def test_a_comparison_group_that_leaves_out_one_unit_is_withheld():
 
 def test_no_threshold_withholds_nothing():
     assert comparison_group_withheld(CELLS, "H01", "2021", threshold=0) == set()
+
+
+def test_a_managers_per_unit_frames_name_only_their_units_when_no_other_is_listed():
+    """A manager's table holds their own units only where fewer than MIN_OTHER_UNITS others are in the view (a
+    small condition, a year) or in a comparison group's view: only_visible let every unit's PROM response and cost
+    rows through by name, as it cut the frame only when the table listed anonymised units."""
+    from ui.data import only_visible
+    from vbhc.access import Role, Scope, Viewer, indicator_rows, other_units_shown
+    from vbhc.indicators import IndicatorResult
+    from vbhc.store import get_engine
+
+    boss = Viewer("m", "manager", (Scope(Role.MANAGER, hospitals=frozenset({"H01"})),))
+    table = pd.DataFrame(
+        {
+            "condition": "colorectal_cancer",
+            "indicator": "mortality_30d",
+            "kind": "proportion",
+            "unit_level": "hospital",
+            "unit": ["H01", "H02", "H03"],
+            "hospital": ["H01", "H02", "H03"],
+            "n": [40, 30, 25],
+            "observed": [2, 1, 3],
+            "target": 0.05,
+            "adjusted_value": [0.05, 0.03, 0.12],
+        }
+    )
+    engine = get_engine("sqlite://")
+    shown = indicator_rows(boss, table, engine=engine, record_view=False)
+    assert shown["unit"].tolist() == ["H01"]  # two others: own rows only, no benchmark
+    result = IndicatorResult("colorectal_cancer", "hospital", None, shown)
+    rates = pd.DataFrame({"unit": ["H01", "H02", "H03"], "instrument": "eq5d5l", "responded": [30, 20, 2]})
+    for what in ("", "prom_response"):
+        assert only_visible(result, rates, what, viewer=boss)["unit"].tolist() == ["H01"], what
+    assert only_visible(result, rates)["unit"].tolist() == ["H01"]  # without the viewer: the table says it
+    # a comparison group's view: the other units hidden (two groups differing by one hospital named its row)
+    assert other_units_shown(boss, "colorectal_cancer", ("H01", "H02", "H03", "H04", "H05", "H06")) == "hide"
+    assert other_units_shown(boss, "colorectal_cancer", ()) == "anonymise"
+    quality = Viewer("q", "quality", (Scope(Role.QUALITY),))
+    assert other_units_shown(quality, "colorectal_cancer", ("H01", "H02")) == "anonymise"

@@ -992,6 +992,15 @@ def comparison_group(
     return chosen, False
 
 
+def other_units_shown(viewer: Viewer, condition: str, peers: Sequence[str]) -> str:
+    """indicator_rows' `others` for a view of comparison group `peers` (comparison_group's answer): a manager sees
+    the other units anonymised in the registry's view only, and in a group's view their own units with the group's
+    benchmark ("hide"). Two groups that differ by one hospital listed the same anonymised units but one: the value
+    found in one view only was that hospital's, by name (the demo's colorectal 12-month response rate of H06,
+    group H01-H06 against H01-H05 + H07)."""
+    return "hide" if peers and not sees_all_units(viewer, condition) else "anonymise"
+
+
 def _divisions(viewer: Viewer, units: pd.DataFrame | None, engine: Engine) -> dict[tuple[str, str], str]:
     if not any(s.divisions for s in viewer.scopes_for(Role.MANAGER)):
         return {}
