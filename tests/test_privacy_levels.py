@@ -5,6 +5,7 @@ the other (vbhc.reports.privacy.masks_from_hospitals, through vbhc.access.period
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from vbhc import access
 from vbhc.access import Role, Scope, Viewer
@@ -84,10 +85,20 @@ def test_a_departments_withheld_cell_is_not_the_hospital_total_minus_its_other_d
     assert list(seen_d.loc[["H06/SUR", "H06/ORT"], "n"]) == [30, 25]
 
 
-def test_without_the_hospital_grid_a_department_grid_is_withheld_on_its_own():
-    """What other callers (period_masks) get: unchanged, the department table protected by itself."""
-    alone = access.period_grid_masks(TEAM, CONDITION, {"": DEPARTMENTS})
-    assert alone.masks[""][DEPARTMENTS["unit"].eq("H02/ORT").to_numpy()].all()
+def test_without_the_hospital_grid_a_department_grid_is_refused():
+    """period_masks and period_grid_masks withheld a department grid on its own when no hospital grid was passed
+    (H02/ORT's 5 care cycles were H02's 45 minus H02/SUR's 40): any caller now gets the hospital level's masks or
+    an error, never the department table protected by itself."""
+    for fn in (access.period_masks, access.period_grid_masks):
+        with pytest.raises(ValueError, match="hospital_grid"):
+            fn(TEAM, CONDITION, {"": DEPARTMENTS})
+        with pytest.raises(ValueError, match="hospital_grid"):
+            fn(TEAM, CONDITION, {"": DEPARTMENTS.drop(columns="unit_level")})
+    hospital = access.period_grid_masks(TEAM, CONDITION, {"": HOSPITALS})
+    masks = access.period_masks(TEAM, CONDITION, {"": DEPARTMENTS}, hospital)
+    shown = access.indicator_rows(TEAM, DEPARTMENTS, withheld=masks[""], record_view=False, engine=_engine())
+    assert pd.isna(shown.set_index("unit").loc["H02/ORT", "n"])
+    assert access.period_masks(TEAM, CONDITION, {"": HOSPITALS}) is not None  # the hospital grid needs none
 
 
 def test_a_department_file_cannot_be_differenced_against_a_hospital_file():

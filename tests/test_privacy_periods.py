@@ -760,8 +760,8 @@ def test_which_roles_reach_a_group_view_and_none_with_withheld_cells_can_combine
     one's shown cells pinned the other's (H08's PROM cell of 7 care cycles on the 4,000-cycle demo). Such a
     viewer now compares with the whole registry (called directly or through the pages), so its views of any two
     groups are the registry's. Quality and a care team without a hospital limit keep their groups (nothing is
-    withheld from them); a manager's group needs five other hospitals and shows other units without an exact
-    count (n in bands), so there is nothing to combine."""
+    withheld from them); a manager's group needs five other hospitals and shows the own units with the group's
+    benchmark only (the registry's view shows the others without an exact count, n in bands)."""
     from tests.test_privacy import _attack
 
     groups = [("H01", "H02"), ("H01", "H02", "H03"), ("H01", "H02", "H03", "H04", "H05", "H06")]
@@ -785,7 +785,12 @@ def test_which_roles_reach_a_group_view_and_none_with_withheld_cells_can_combine
     peers, refused = pages.comparison_group(manager, CONDITION, "hospital", big)
     assert peers == big and not refused
     view = _group_views(pages, manager, [big])[big]
-    others = view[view["anonymised"].astype(bool)]
+    # the own units with the group's benchmark, no other unit: two groups differing by one hospital listed the
+    # same anonymised rows but one, which was that hospital's (vbhc.access.other_units_shown)
+    assert not view["anonymised"].astype(bool).any() and set(view["unit"]) == {"H01"}
+    assert view["target"].notna().any()
+    registry = _group_views(pages, manager, [()])[()]
+    others = registry[registry["anonymised"].astype(bool)]
     assert len(others) and others["n"].isna().all() and others["observed"].isna().all()
 
 

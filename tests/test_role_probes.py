@@ -454,6 +454,16 @@ def p_limited_care_hospitals(w: World, role: str) -> None:
     assert got == (frozenset({"H01"}) if role == "care_h01" else None)
 
 
+def p_other_units_shown(w: World, role: str) -> None:
+    """Other units are hidden in a comparison group's view for a viewer who does not see every unit (a manager,
+    an admin), anonymised in the registry's view."""
+    group = ("H01", "H02", "H03", "H04", "H05", "H06")
+    hidden = role in ("manager", "admin")
+    assert access.other_units_shown(ROLES[role], OWN, group) == ("hide" if hidden else "anonymise")
+    assert access.other_units_shown(ROLES[role], OUT, group) == "hide"  # no role here sees OUT's units
+    assert access.other_units_shown(ROLES[role], OWN, ()) == "anonymise"
+
+
 def p_withholds_across_periods(w: World, role: str) -> None:
     assert access.withholds_across_periods(ROLES[role], OWN) == (role == "care_h01")
     assert not access.withholds_across_periods(ROLES[role], OUT)
@@ -1045,6 +1055,7 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.patient_rows": p_patient_rows,
     "vbhc.access.indicator_rows": p_indicator_rows,
     "vbhc.access.withholds_across_periods": p_withholds_across_periods,
+    "vbhc.access.other_units_shown": p_other_units_shown,
     "vbhc.access.period_masks": p_period_masks,
     "vbhc.access.period_grid_masks": p_period_masks,
     "vbhc.access.record_indicator_view": p_record_indicator_view,

@@ -577,7 +577,13 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
     if table is None:
         withheld = _period_mask(viewer, condition, level, period, peers)
         table = access.indicator_rows(
-            viewer, full.table, units=units(url, data_version), engine=eng, record_view=False, withheld=withheld
+            viewer,
+            full.table,
+            units=units(url, data_version),
+            engine=eng,
+            record_view=False,
+            withheld=withheld,
+            others=access.other_units_shown(viewer, condition, peers),
         )
         with _visible_lock:
             _visible[key] = table
@@ -746,9 +752,16 @@ def only_visible(
             frame = suppress_prom_response(frame, table, result, rule)
         elif what == "cost_breakdown":
             frame = suppress_cost_breakdown(frame, rule)
-    if "anonymised" not in table or not table["anonymised"].any() or "unit" not in frame:
+    # cut to the units the table names for every viewer who does not see all units, not only when it lists
+    # anonymised ones: a manager's table of own units only (fewer than MIN_OTHER_UNITS others, or a comparison
+    # group's view) let every unit's PROM response and cost rows through by name
+    restricted = (viewer is not None and not access.sees_all_units(viewer, result.condition)) or (
+        "benchmark_withheld" in table or ("anonymised" in table and table["anonymised"].astype(bool).any())
+    )
+    if not restricted or "unit" not in frame:
         return frame
-    named = set(table.loc[~table["anonymised"].astype(bool), "unit"].astype(str))
+    shown = table.loc[~table["anonymised"].astype(bool)] if "anonymised" in table else table
+    named = set(shown["unit"].astype(str)) if "unit" in shown else set()
     return frame[frame["unit"].astype(str).isin(named)]
 
 

@@ -782,13 +782,17 @@ def withholds_across_periods(viewer: Viewer, condition: str) -> bool:
     return sees_all_units(viewer, condition) and _limited_care_hospitals(viewer, condition) is not None
 
 
-def period_masks(viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray] | None:
+def period_masks(
+    viewer: Viewer, condition: str, grid: Mapping[str, pd.DataFrame], hospital_grid: Any = None
+) -> dict[str, np.ndarray] | None:
     """The rows to withhold in each period's table of `grid` (all dates "" and every whole year of one
     condition, level and comparison group) for a viewer who gets small cells withheld on the pages: a care team
     limited to some hospitals (vbhc.reports.privacy.grid_suppression_masks, the other hospitals' small cells).
     None for every other viewer: quality and a care team without a hospital limit see every cell, and a manager
-    sees other units without an exact count in any period (n in bands), so no period can be differenced."""
-    got = period_grid_masks(viewer, condition, grid)
+    sees other units without an exact count in any period (n in bands), so no period can be differenced.
+    A grid of departments or condition teams needs `hospital_grid` (period_grid_masks of the same condition's
+    hospital grid): see period_grid_masks."""
+    got = period_grid_masks(viewer, condition, grid, hospital_grid)
     return None if got is None else got.masks
 
 
@@ -801,9 +805,12 @@ def period_grid_masks(
     `hospital_grid`: for a grid of departments or condition teams, this function's answer for the same
     condition's hospital grid; the grid is then withheld as the hospital level withholds
     (vbhc.reports.privacy.masks_from_hospitals), so one level cannot be differenced against the other. Without
-    it, such a grid is withheld on its own."""
+    it such a grid is refused (ValueError): withheld on its own, a department's cell was its hospital's total
+    minus its other departments (the hospital level shows the total)."""
     if not withholds_across_periods(viewer, condition):
         return None
+    if hospital_grid is None and _grid_level(grid) != "hospital":
+        raise ValueError("a department or condition-team grid is withheld as its hospital grid is: pass hospital_grid")
     limited = _limited_care_hospitals(viewer, condition) or frozenset()
     from vbhc.catalog import default_catalog
     from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks, masks_from_hospitals
@@ -824,6 +831,22 @@ def period_grid_masks(
         own_hospitals=sorted(limited),
         include_own=False,
     )
+
+
+def _grid_level(grid: Mapping[str, pd.DataFrame]) -> str:
+    """The unit level of a grid's tables (their `unit_level`, else read from the unit labels), "hospital" when
+    none says otherwise."""
+    for table in grid.values():
+        if table is None or not len(table):
+            continue
+        if "unit_level" in table:
+            return str(table["unit_level"].iloc[0])
+        units = table["unit"].astype(str) if "unit" in table else pd.Series(dtype=str)
+        if units.str.contains("/").any():
+            return "department"
+        if units.str.contains("@").any():
+            return "condition_team"
+    return "hospital"
 
 
 def record_indicator_view(
@@ -967,6 +990,15 @@ def comparison_group(
     if len(others) < MIN_OTHER_UNITS or len({hospital_of(u) for u in others}) < MIN_OTHER_UNITS:
         return (), True
     return chosen, False
+
+
+def other_units_shown(viewer: Viewer, condition: str, peers: Sequence[str]) -> str:
+    """indicator_rows' `others` for a view of comparison group `peers` (comparison_group's answer): a manager sees
+    the other units anonymised in the registry's view only, and in a group's view their own units with the group's
+    benchmark ("hide"). Two groups that differ by one hospital listed the same anonymised units but one: the value
+    found in one view only was that hospital's, by name (the demo's colorectal 12-month response rate of H06,
+    group H01-H06 against H01-H05 + H07)."""
+    return "hide" if peers and not sees_all_units(viewer, condition) else "anonymise"
 
 
 def _divisions(viewer: Viewer, units: pd.DataFrame | None, engine: Engine) -> dict[tuple[str, str], str]:

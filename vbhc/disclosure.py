@@ -33,6 +33,7 @@ import pandas as pd
 __all__ = [
     "MIN_OTHER_UNITS",
     "N_BANDS",
+    "comparison_group_withheld",
     "complementary_suppression",
     "feasible_interval",
     "n_band",
@@ -420,3 +421,49 @@ def _with(hit: np.ndarray, cell: int) -> np.ndarray:
     out = hit.copy()
     out[cell] = True
     return out
+
+
+def comparison_group_withheld(
+    cells: pd.DataFrame,
+    own: str | None,
+    period: str,
+    *,
+    threshold: int,
+    min_units: int = MIN_OTHER_UNITS,
+    hospitals: Sequence[str] = (),
+) -> set[str]:
+    """The timepoints whose comparison group ("all units" but the own one, e.g. the PROM score histogram's) is
+    withheld in the view of `period` ("" all dates, or a year). `cells`: one row per patient score of the whole
+    registry over all dates (columns unit, hospital, timepoint, year). The group's bins are counts of its patients,
+    so a group of fewer than `threshold` patients or `min_units` units is one unit's small counts (a condition or
+    year with few responses at 12 months: two other hospitals, four patients, one a bin).
+
+    Differencing is closed as for the indicator tables: all dates minus the shown years gives the withheld years'
+    group back, so shown years are withheld with them (smallest first) until that remainder passes the rule too;
+    and a comparison group of some `hospitals` is withheld where the registry's group minus it (the units outside
+    the group) would not pass."""
+    if threshold <= 0:
+        return set()
+    others = cells[cells["unit"].astype(str) != str(own)] if own is not None else cells
+    chosen = others[others["hospital"].astype(str).isin(list(hospitals))] if hospitals else others
+    rest = others[~others["hospital"].astype(str).isin(list(hospitals))] if hospitals else others.iloc[:0]
+
+    def fails(part: pd.DataFrame) -> bool:
+        return len(part) < threshold or part["unit"].nunique() < min_units
+
+    withheld: set[str] = set()
+    for timepoint, part in chosen.groupby(chosen["timepoint"].astype(str)):
+        outside = rest[rest["timepoint"].astype(str) == timepoint]
+        if len(outside) and fails(outside):  # the registry's group minus this one would be the units outside it
+            withheld.add(str(timepoint))
+            continue
+        years = {str(y): p for y, p in part.groupby(part["year"].astype(str))}
+        hidden = {y for y, p in years.items() if fails(p)}
+        whole_hidden = fails(part)
+        if not whole_hidden and hidden:
+            shown = sorted((len(years[y]), y) for y in years if y not in hidden)
+            while fails(pd.concat([years[y] for y in hidden])) and shown:
+                hidden.add(shown.pop(0)[1])
+        if (period == "" and whole_hidden) or period in hidden:
+            withheld.add(str(timepoint))
+    return withheld

@@ -1441,6 +1441,28 @@ def prom_scores_for(result: IndicatorResult, instrument: str, scale: str) -> pd.
     )
 
 
+def prom_score_cells(result: IndicatorResult, instrument: str, scale: str) -> pd.DataFrame:
+    """prom_scores_for with each score's hospital and index year (columns unit, hospital, timepoint, year): what
+    vbhc.disclosure.comparison_group_withheld judges a comparison group's histogram by over the grid of periods."""
+    data = result.data
+    cycles = data.cycles
+    ids = cycles["cycle_id"].astype(str)
+    units = pd.Series(unit_labels(cycles, result.level).to_numpy(), index=ids)
+    hospitals = pd.Series(cycles["hospital"].astype(str).to_numpy(), index=ids)
+    years = pd.Series(pd.to_datetime(cycles["index_date"]).dt.year.astype(str).to_numpy(), index=ids)
+    s = data.scores
+    part = s[(s["instrument"] == instrument) & (s["scale"] == scale)].dropna(subset=["score"])
+    cycle = part["cycle_id"].astype(str)
+    return pd.DataFrame(
+        {
+            "unit": cycle.map(units).to_numpy(),
+            "hospital": cycle.map(hospitals).to_numpy(),
+            "timepoint": part["timepoint"].astype(str).to_numpy(),
+            "year": cycle.map(years).to_numpy(),
+        }
+    )
+
+
 def restrict(
     data: ConditionData, period: str | Period | None = None, hospitals: Sequence[str] | None = None
 ) -> ConditionData:

@@ -8,8 +8,10 @@ import streamlit as st
 from ui import auth, data, filters, render
 from vbhc import charts
 from vbhc.catalog import default_catalog
+from vbhc.disclosure import comparison_group_withheld
 from vbhc.i18n import fmt_int, fmt_percent, t, t_md
-from vbhc.indicators import prom_response_by_timepoint, prom_scores_for
+from vbhc.indicators import prom_response_by_timepoint, prom_score_cells, prom_scores_for
+from vbhc.settings import suppress_below
 
 chosen, lang = render.page_start("proms.title")
 
@@ -83,6 +85,19 @@ spec = catalog.instruments[instrument].scale(scale)
 
 def _binned() -> pd.DataFrame:
     scores = prom_scores_for(result, instrument, scale)
+    # the comparison group's bins are counts of its patients: at a timepoint where it holds few patients or units
+    # (over the grid of periods, and against the registry's group where a comparison group is chosen) it is left
+    # out, else a year's 12-month panel drew two other hospitals' four patients (vbhc.disclosure)
+    registry = data.result(chosen.condition, chosen.level, "", ())
+    withheld = comparison_group_withheld(
+        prom_score_cells(registry, instrument, scale),
+        chosen.unit,
+        chosen.period,
+        threshold=suppress_below(),
+        hospitals=chosen.peers,
+    )
+    mine = scores["unit"] == chosen.unit
+    scores = scores[mine | ~scores["timepoint"].astype(str).isin(withheld)]
     scores = scores.assign(
         group=scores["unit"]
         .astype(str)
