@@ -841,11 +841,13 @@ def _grid_level(grid: Mapping[str, pd.DataFrame]) -> str:
             continue
         if "unit_level" in table:
             return str(table["unit_level"].iloc[0])
-        units = table["unit"].astype(str) if "unit" in table else pd.Series(dtype=str)
-        if units.str.contains("/").any():
-            return "department"
-        if units.str.contains("@").any():
-            return "condition_team"
+        from vbhc.registry import condition_of, unit_parts
+
+        for unit in table["unit"].astype(str) if "unit" in table else ():
+            if condition_of(unit) is not None:
+                return "condition_team"
+            if unit_parts(unit)[1] is not None:
+                return "department"
     return "hospital"
 
 
