@@ -1361,3 +1361,46 @@ def test_the_own_units_name_on_the_funnel_covers_no_other_units_point(lang):
             assert not covered, f"{at}: the name covers {covered}"
             # nor across a control limit (the PDF's and the team page's name lay across the 95% limit)
             assert not drawn.crossing(boxes), f"{at}: the name lies across a control limit"
+
+
+#: The same funnel as the last screenshots drew it (1440 px, Dutch): the own unit at 75 care cycles, a neighbour
+#: just right of it, the team goal at 2.5% just above the 2.4% benchmark.
+SHOT_FUNNEL = {
+    "Kruidenhof Medisch Centrum": (86, 0.017),
+    "Oosterhaven Ziekenhuis": (76, 0.026),
+    OWN_LONG: (75, 0.029),
+    "Heidekamp Medisch Centrum": (54, 0.038),
+    "Duinrand Medisch Centrum": (47, 0.055),
+    "Eikenrode Ziekenhuis": (44, 0.020),
+    "Zilverberg Gasthuis": (39, 0.0),
+    "Ziekenhuis Polderwijk": (37, 0.0),
+    "Waterweide Ziekenhuis": (29, 0.041),
+    "Brughaven Ziekenhuisgroep": (18, 0.0),
+}
+
+
+def test_the_own_units_name_on_the_funnel_keeps_clear_of_the_team_goal_and_the_limits():
+    """The last screenshots: with the team goal drawn at 2.5%, "Universitair Medisch Centrum Veenmeer" lay
+    across a line (the goal's line was not one the name kept clear of, and where no spot was clear of every
+    line the first spot free of points was taken, however many lines it crossed). Now, whichever unit is the
+    own one, at a phone's, a column's and the page's width, its name crosses no control limit, no benchmark
+    line and no team-goal line."""
+    from vbhc.models import ImprovementTarget
+
+    units = list(SHOT_FUNNEL)
+    n, value = (np.array(column, dtype=float) for column in zip(*SHOT_FUNNEL.values(), strict=True))
+    rows = indicator_rows(units).assign(n=n, precision=n, adjusted_value=value, target=0.024)
+    goal = ImprovementTarget(
+        condition="colorectal_cancer", indicator="mortality_30d", kind="team_goal", value=0.025,
+        direction="at_most", valid_from=pd.Timestamp("2024-01-01").date(),
+    )  # fmt: skip
+    built = charts.funnel_chart(rows, funnel_curve(0.024), lang="nl", targets=[goal])
+    across = []
+    for own in units:
+        for width in (PHONE, COLUMN, WIDE):
+            drawn = scatter(charts.with_width(charts.with_highlight(built, own), width))
+            (_, boxes) = drawn.names[0]
+            on_rule = any(b.overlaps(rule) for b in boxes for rule in drawn.rules if rule.y1 - rule.y0 < 4)
+            if on_rule or drawn.crossing(boxes):
+                across.append((own, width))
+    assert not across, f"the own unit's name lies across a line: {across}"

@@ -19,6 +19,7 @@ Cells that hold data rather than UI text (file names, SHA-256 hashes, user ids) 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import tomllib
@@ -265,8 +266,10 @@ def visible_texts(at: AppTest) -> Iterator[tuple[str, str]]:
             return
         if proto is not None:  # an element, or a block (tab and expander labels)
             for field, text in _proto_texts(proto):
-                if kind == "html" and re.fullmatch(r"\s*<style>.*</style>\s*", text, flags=re.S):
-                    continue  # a page's style sheet: never shown as text
+                if kind == "html":  # what a reader sees of it: no style sheet, no tags (a grid's scroll hint)
+                    text = html.unescape(re.sub(r"<[^>]*>", " ", re.sub(r"<style>.*?</style>", "", text, flags=re.S)))
+                    if not text.strip():
+                        continue  # a page's style sheet: never shown as text
                 yield f"{kind}.{field}", text
         for child in getattr(node, "children", {}).values():
             yield from walk(child)

@@ -253,3 +253,68 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
     meeting = _table_with(at, t("meeting.column_change", lang)).value
     assert not any("((" in s or "))" in s for s in meeting[t("meeting.column_change", lang)])
     assert not any(s.endswith("…") for s in meeting[t("column.indicator", lang)])
+
+
+# ------------------------------------------------------------------------------ data grids on a phone
+
+
+def _grid_app() -> None:
+    import pandas as pd
+
+    from ui import layout, render
+
+    frame = pd.DataFrame(
+        {
+            "Eenheid": ["Universitair Medisch Centrum Veenmeer", "Eikenrode Ziekenhuis"],
+            "Zorgtrajecten": ["78", "46"],
+            "Gecorrigeerd": ["2,9%", "2,0%"],
+            "Gekrompen": ["2,6%", "2,2%"],
+            "Verwachte rangorde": ["4 (2–7)", "3 (1–8)"],
+        }
+    )
+    render.data_grid(frame, hide_index=True, column_config=layout.text_columns({"Eenheid": 230}))
+    render.data_grid(pd.DataFrame({"Maat": ["c-statistiek"], "Waarde": ["0,82"]}), hide_index=True)
+
+
+def test_a_data_grid_wider_than_a_phone_says_so_in_the_viewers_language():
+    """The last screenshots, 390 px phone: the team page's data grids (shrunken estimates, imputation, at-risk
+    numbers, case-mix model) and those of the data, methods and audit pages ran off the screen's right edge with
+    nothing saying their other columns are a swipe away; the static tables said so. Every grid now has the same
+    line above it, shown only while the page is narrower than the grid: a wide one on a phone, never on the
+    meeting screen; a narrow one never."""
+    for lang in ("nl", "en"):
+        at = AppTest.from_function(_grid_app)
+        at.query_params["lang"] = lang
+        at.run()
+        assert not at.exception
+        assert len(at.dataframe) == 2
+        hints = [h.proto.body for h in at.get("html") if t("pages.table_scrolls", lang) in h.proto.body]
+        assert len(hints) == 2, lang
+        wide, narrow = (_hint_below(h) for h in hints)
+        assert PHONE_ROOM < wide <= WIDE_ROOM and narrow < PHONE_ROOM, (wide, narrow)
+
+
+def test_every_data_grid_of_the_pages_goes_through_the_one_that_says_it_scrolls():
+    """A grid drawn by st.dataframe itself has no such line: the pages draw theirs by render.data_grid."""
+    direct = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}"
+        for folder in ("views", "ui")
+        for path in sorted((PROJECT_ROOT / folder).glob("*.py"))
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if re.search(r"\bst\.dataframe\(", line) and not (path.name == "render.py" and "return st.dataframe(" in line)
+    ]
+    assert not direct, direct
+
+
+@pytest.mark.parametrize(("lang", "expected"), [("nl", "↓ 25,0\u00a0procentpunt"), ("en", "↓ 25.0 percentage points")])
+def test_a_rates_change_since_the_meeting_is_in_percentage_points(lang, expected):
+    """The last screenshots: readmission 25,0% in the previous quarter, 0,0% in the last, change "↓ 25,0%",
+    which reads as a relative fall of a quarter. A change between two rates is in percentage points; a mean's
+    and a cost's keep their unit."""
+    from ui import render
+
+    rate = SimpleNamespace(previous=0.25, current=0.0, change=-0.25, kind="proportion", p_value=0.439,
+                           beyond_chance=False, arrow="↓")  # fmt: skip
+    assert render._change_text(rate, lang).startswith(f"{expected} (")
+    cost = SimpleNamespace(**{**vars(rate), "previous": 21_523.0, "current": 12_252.0, "change": -9_271.0})
+    assert render._change_text(SimpleNamespace(**{**vars(cost), "kind": "cost"}), lang).startswith("↓ €")

@@ -259,7 +259,7 @@ def _apply_model(model, condition: str, unit: str, lang: str) -> None:
             **{names[c]: [fmt_int(v, lang) for v in covered[c]] for c in ("missing", "unknown_code", "outside_range")},
         }
     )
-    st.dataframe(shown, hide_index=True, width="stretch")
+    render.data_grid(shown, hide_index=True, width="stretch")
 
 
 def _view(condition: str) -> tuple[str, str, str, tuple[str, ...]]:

@@ -15,7 +15,18 @@ import streamlit as st
 from ui import auth, data, filters
 from vbhc import access, charts, verdict
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
-from vbhc.i18n import MISSING, fmt_ci, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t, unit_label
+from vbhc.i18n import (
+    KIND_FORMAT,
+    MISSING,
+    fmt_ci,
+    fmt_date,
+    fmt_int,
+    fmt_number,
+    fmt_ratio,
+    format_value,
+    t,
+    unit_label,
+)
 from vbhc.indicators import IndicatorResult
 from vbhc.safety import html_text, safe_file_name
 from vbhc.settings import database_url, suppress_below
@@ -309,6 +320,40 @@ def static_table_html(
         min_widths = {headers.get(k, k): v for k, v in (min_widths or {}).items()}
     hint = t("pages.table_scrolls", lang or filters.language())
     return table_html(frame, colours, widths, min_widths, scroll_hint=hint)
+
+
+#: Streamlit's data grid: the px a column takes per character of its longest text and besides it, and the width of
+#: its named sizes (st.column_config's "small", "medium", "large").
+_GRID_CHAR_PX, _GRID_CELL_PX = 8, 24
+_GRID_SIZES = {"small": 75, "medium": 200, "large": 400}
+
+
+def grid_min_px(frame: pd.DataFrame, column_config: dict[str, Any] | None = None, *, index: bool = False) -> int:
+    """The width (px, an estimate) st.dataframe draws `frame` at: each column as wide as its column_config says,
+    else as its longest text (a grid cell never wraps), and the index's column when it is shown."""
+    config = column_config or {}
+    total = 2
+    columns = [*([frame.index.to_series().astype(str)] if index else []), *(frame[c] for c in frame.columns)]
+    for series in columns:
+        width = (config.get(series.name) or {}).get("width") if isinstance(config.get(series.name), dict) else None
+        if isinstance(width, str):
+            width = _GRID_SIZES.get(width)
+        if width is None:
+            longest = max((len(_cell_text(v)) for v in series), default=0)
+            width = max(len(str(series.name)), longest) * _GRID_CHAR_PX + _GRID_CELL_PX
+        total += int(width)
+    return total
+
+
+def data_grid(frame: pd.DataFrame, *, lang: str | None = None, **kwargs: Any) -> Any:
+    """st.dataframe of `frame` (its keyword arguments) with, above it, the line that says it scrolls sideways,
+    shown only while the page is narrower than the grid (a phone). Why: a phone showed the team page's data grids
+    cut at the screen's right edge with nothing saying that the other columns are a swipe away, as the static
+    tables had shown before they got the same line."""
+    needed = grid_min_px(frame, kwargs.get("column_config"), index=not kwargs.get("hide_index", False))
+    hint = _scroll_hint(t("pages.table_scrolls", lang or filters.language()), needed)
+    st.html(f'{_TABLE_CSS}<div class="vbhc-table-wrap">{hint}</div>')
+    return st.dataframe(frame, **kwargs)
 
 
 def _show(spec: dict[str, Any]) -> None:
@@ -754,11 +799,20 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     return shown, colours, captions, when
 
 
+def _change_amount(value: float, kind: str, lang: str) -> str:
+    """A change between two rates in percentage points ("25,0 procentpunt"), any other in the indicator's unit.
+    Why: "↓ 25,0%" from 25,0% to 0,0% reads as a relative fall of a quarter (a care team read it so)."""
+    if KIND_FORMAT.get(kind) == "percent":
+        return t("meeting.points", lang, value=fmt_number(value * 100, lang, 1))
+    return format_value(value, kind, lang)
+
+
 def _change_text(row, lang: str) -> str:
-    """The change with its arrow and its test in one pair of parentheses: "↑ 2.1% (beyond chance, p = 0.012)"."""
+    """The change with its arrow and its test in one pair of parentheses: "↑ 2.1 percentage points (beyond chance,
+    p = 0.012)"."""
     if not (pd.notna(row.previous) and pd.notna(row.current)):
         return f"{row.arrow} {t('meeting.no_test', lang)}"
-    change = format_value(abs(row.change), row.kind, lang)
+    change = _change_amount(abs(row.change), row.kind, lang)
     if not pd.notna(row.p_value):
         return f"{row.arrow} {change} ({t('meeting.no_test', lang)})"
     p = fmt_number(row.p_value, lang, 3)

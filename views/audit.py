@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from ui import auth, data, filters
+from ui import auth, data, filters, render
 from vbhc import access, audit
 from vbhc.catalog import default_catalog
 from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, catalog, fmt_datetime, t, unit_label
@@ -85,7 +85,7 @@ st.caption(t("audit.rows", lang, count=len(events)))
 if events.empty:
     st.info(t("audit.empty", lang))
 else:
-    st.dataframe(_readable(events), hide_index=True, width="stretch")
+    render.data_grid(_readable(events), hide_index=True, width="stretch")
     name = safe_file_name(f"vbhc-audit-{since}-{until}.csv")
     st.download_button(  # the grid's own CSV button is off (client.disableDataExport); this one is audited
         t("audit.download", lang),

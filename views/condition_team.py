@@ -323,7 +323,7 @@ def _survival_curves_section(indicator_id: str, row: pd.Series) -> None:
         highlight=unit_name,
     )
     at_risk = _at_risk_table(curves, names)
-    st.dataframe(
+    render.data_grid(
         at_risk,
         hide_index=True,
         width="stretch",
@@ -384,7 +384,7 @@ def _shrinkage_section(ind, rows: pd.DataFrame, row: pd.Series) -> None:
         "shrunken": t("team.shrunken_column", lang),
         "rank": t("team.expected_rank_column", lang),
     }
-    st.dataframe(
+    render.data_grid(
         pd.DataFrame(
             {
                 heads["unit"]: shown["unit"].astype(str).to_numpy(),
@@ -580,7 +580,7 @@ def _cox_quality(indicator_id: str, row: pd.Series) -> None:
     if scale is not None:
         quality[t("survival.baseline_scale", lang)] = fmt_ratio(scale, lang)
     measure, value = t("pages.measure", lang), t("pages.value", lang)
-    st.dataframe(
+    render.data_grid(
         pd.DataFrame({measure: list(quality), value: list(quality.values())}),
         hide_index=True,
         width="stretch",
@@ -682,7 +682,7 @@ def _imputation_section(ind, indicator_id: str, rows: pd.DataFrame) -> None:
         "e_mi": t("team.imputation_expected_mi", lang),
         "est_mi": t(f"team.imputation_{kind}_mi", lang),
     }
-    st.dataframe(
+    render.data_grid(
         pd.DataFrame(
             {
                 heads["unit"]: shown[imputation.UNIT].astype(str).to_numpy(),
@@ -793,7 +793,7 @@ if casemix.open:
                 ),
             }
             present = [c for c in columns if c in frame]
-            st.dataframe(
+            render.data_grid(
                 pd.DataFrame({columns[c][0]: [columns[c][3](v) for v in frame[c]] for c in present}),
                 hide_index=True,
                 width="stretch",
@@ -825,7 +825,7 @@ if casemix.open:
                 if recalibration is not None:
                     quality[t("model.registry_cycles", lang)] = fmt_int(recalibration.reference_n, lang)
                     quality[t("model.recalibration_shift", lang)] = fmt_number(recalibration.shift, lang, 3)
-                st.dataframe(
+                render.data_grid(
                     pd.DataFrame(
                         {t("pages.measure", lang): list(quality), t("pages.value", lang): list(quality.values())}
                     ),
@@ -896,7 +896,7 @@ if cases.open:
                     t("pages.outcome", lang),
                     t("pages.why", lang),
                 )
-                st.dataframe(
+                render.data_grid(
                     pd.DataFrame(
                         {
                             record: listed["cycle_id"].astype(str).to_numpy(),

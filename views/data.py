@@ -96,7 +96,7 @@ else:
     shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
     shown = shown.astype(object).where(shown.notna(), MISSING)
     shown.columns = [t(f"batch.{key}", lang) for key in columns.values()]
-    st.dataframe(shown, hide_index=True, width="stretch")
+    render.data_grid(shown, hide_index=True, width="stretch")
     # the grid's own CSV button is off (client.disableDataExport); this one is role-checked, audited, formula-safe
     render.csv_download(
         batches[list(columns)], lang, what="import_batches", file_name="vbhc-import-batches.csv", key="batches_csv"
@@ -113,7 +113,7 @@ if chosen is not None:
         shown.index = [names.get(str(h), str(h)) for h in shown.index]  # names on screen, ids in the CSV
         shown.index.name = t("column.hospital", lang)
         shown.columns = [condition.casemix_variable(v).label(lang) for v in grid.columns]
-        st.dataframe(shown, width="stretch")
+        render.data_grid(shown, width="stretch")
         render.csv_download(
             grid,
             lang,
@@ -150,7 +150,7 @@ if access.may_import(viewer):
         shown["published"] = [fmt_date(v, lang) for v in shown["published"]]
         shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
         shown.columns = [t(f"data.external_{c}", lang) for c in columns]
-        st.dataframe(shown, hide_index=True, width="stretch", key="external_publications")
+        render.data_grid(shown, hide_index=True, width="stretch", key="external_publications")
 
     # published case-mix models (vbhc.external_models): imported once, versioned, used by the team page
     st.subheader(t("data.models_title", lang))
@@ -198,4 +198,4 @@ if access.may_import(viewer):
                 t("data.external_imported_at", lang): [fmt_datetime(v, lang) for v in models["imported_at"]],
             }
         )
-        st.dataframe(shown, hide_index=True, width="stretch", key="published_models")
+        render.data_grid(shown, hide_index=True, width="stretch", key="published_models")

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import filters
+from ui import filters, render
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_int, fmt_number, t
 from vbhc.safety import md_escape
@@ -35,7 +35,7 @@ for condition in catalog.conditions.values():
         st.markdown(
             f"**{t('model.variables', lang)}:** " + ", ".join(md_escape(v.label(lang)) for v in condition.casemix)
         )
-        st.dataframe(
+        render.data_grid(
             pd.DataFrame(
                 {
                     t("column.indicator", lang): [i.label(lang) for i in condition.indicators],
@@ -62,4 +62,4 @@ for condition in catalog.conditions.values():
                         t("methods.source", lang): scale.source(lang),
                     }
                 )
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        render.data_grid(pd.DataFrame(rows), hide_index=True, width="stretch")
