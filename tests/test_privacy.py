@@ -256,9 +256,11 @@ def test_comparison_group_too_small_falls_back(results):
     teams = condition_units("colorectal_cancer", engine=engine)
     all_units = units(engine=engine)
     assert comparison_group(boss, "colorectal_cancer", "hospital", ["H01", "H05"], teams, all_units) == ((), True)
-    hospitals = sorted(set(teams["hospital"]) - {"H01"})[:MIN_OTHER_UNITS]
-    assert comparison_group(boss, "colorectal_cancer", "hospital", ["H01", *hospitals], teams, all_units) == (
-        tuple(sorted(["H01", *hospitals])),
+    # every hospital: nothing outside the group (a group with fewer than MIN_OTHER_UNITS hospitals outside it is
+    # refused: test_a_group_whose_complement_is_small_is_refused)
+    hospitals = sorted(set(teams["hospital"]))
+    assert comparison_group(boss, "colorectal_cancer", "hospital", hospitals, teams, all_units) == (
+        tuple(hospitals),
         False,
     )
     quality = _viewers()["quality"]
@@ -274,7 +276,8 @@ def test_a_comparison_group_of_one_other_hospitals_departments_is_refused():
 
     departments = ["SUR", "GAS", "ONC", "INT", "RAD"]
     rows = [("H01", "SUR")] + [("H02", d) for d in departments]
-    rows += [(f"H{i:02d}", "SUR") for i in range(3, 3 + MIN_OTHER_UNITS)]
+    # five more hospitals outside every group below: its complement passes the rule too
+    rows += [(f"H{i:02d}", "SUR") for i in range(3, 3 + 2 * MIN_OTHER_UNITS)]
     teams = pd.DataFrame(rows, columns=["hospital", "department"])
     boss = _viewers()["manager"]
     for level in ("department", "condition_team", "hospital"):
@@ -284,3 +287,38 @@ def test_a_comparison_group_of_one_other_hospitals_departments_is_refused():
     assert comparison_group(boss, "colorectal_cancer", "department", list(group), teams, None) == (group, False)
     quality = _viewers()["quality"]
     assert comparison_group(quality, "colorectal_cancer", "department", ["H02"], teams, None) == (("H02",), False)
+
+
+def test_a_group_whose_complement_is_small_is_refused(results):
+    """A manager sees a group's benchmark exactly (the pooled rate, whose denominator is the group's n) and the
+    registry's: the registry's minus the group's is the units outside the group. On the 2,000-cycle demo a manager
+    of H01 read colorectal 12-month EQ-5D improvement of 17/53 in H01-H06 and 19/61 in H01-H07, so H07's 2 of 8
+    patients by name; a group of every hospital but one gave that one's cells. Such a group is refused (the
+    registry instead), as the PROM histogram's panel is withheld (vbhc.disclosure.comparison_group_withheld);
+    a group with at least MIN_OTHER_UNITS units from as many hospitals outside it is kept, at every level."""
+    from vbhc.access import GROUP_COMPLEMENT, GROUP_TOO_SMALL, comparison_group, comparison_group_refusal
+    from vbhc.registry import condition_units, units
+
+    _, engine = results
+    boss = _viewers()["manager"]
+    teams = condition_units("colorectal_cancer", engine=engine)
+    all_units = units(engine=engine)
+    hospitals = sorted(set(teams["hospital"]))
+    for group in (hospitals[:6], hospitals[:7], hospitals[:-1]):  # H01-H06, H01-H07, all but one: allowed before
+        for level in ("hospital", "department"):
+            assert comparison_group(boss, "colorectal_cancer", level, group, teams, all_units) == ((), True)
+            refusal = comparison_group_refusal(boss, "colorectal_cancer", level, group, teams, all_units)
+            assert refusal == GROUP_COMPLEMENT
+    assert comparison_group_refusal(boss, "colorectal_cancer", "hospital", ["H01", "H02"], teams, all_units) == (
+        GROUP_TOO_SMALL
+    )
+    # quality sees every unit: keeps any group
+    quality = _viewers()["quality"]
+    assert comparison_group(quality, "colorectal_cancer", "hospital", hospitals[:-1], teams, all_units)[1] is False
+    # twelve hospitals: seven in the group leave five outside (kept), eight leave four (refused)
+    rows = [(f"H{i:02d}", "SUR") for i in range(1, 13)]
+    twelve = pd.DataFrame(rows, columns=["hospital", "department"])
+    group = [f"H{i:02d}" for i in range(1, 8)]
+    for level in ("hospital", "department", "condition_team"):
+        assert comparison_group(boss, "colorectal_cancer", level, group, twelve, None) == (tuple(group), False)
+        assert comparison_group(boss, "colorectal_cancer", level, [*group, "H08"], twelve, None) == ((), True)

@@ -700,6 +700,14 @@ def comparison_group(
     return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version))
 
 
+def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> str | None:
+    """vbhc.access.comparison_group_refusal on the cached registry tables: the message key saying why the chosen
+    group was refused (too few other units, or too few outside it), None when it is kept."""
+    url, data_version = database_url(), version()
+    teams = condition_units(url, data_version, condition)
+    return access.comparison_group_refusal(viewer, condition, level, peers, teams, units(url, data_version))
+
+
 @st.cache_resource(ttl=6 * 3600, max_entries=192, show_spinner=False)
 def _derived(
     url: str, data_version: str, condition: str, level: str, period: str, peers: tuple[str, ...], name: str

@@ -331,9 +331,10 @@ def sidebar(viewer: Viewer) -> Filters | None:
     chosen = tuple(sorted(peers))
     if chosen and unit is not None:
         chosen = tuple(sorted({*chosen, hospital_of(unit)}))
+    reason = data.comparison_group_refusal(viewer, condition, level, chosen)
     chosen, refused = data.comparison_group(viewer, condition, level, chosen)
-    if refused:  # too few other units: one could be singled out; vbhc.access falls back to all units
-        st.sidebar.warning(t("comparison.too_small", lang, count=access.MIN_OTHER_UNITS))
+    if refused:  # too few other units, in the group or outside it: one could be singled out; all units instead
+        st.sidebar.warning(t(reason or access.GROUP_TOO_SMALL, lang, count=access.MIN_OTHER_UNITS))
     meeting = _meeting_date(t("meeting.date", lang), lang)
     comparison = synced(
         st.sidebar.selectbox,

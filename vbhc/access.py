@@ -954,21 +954,67 @@ def comparison_group(
     A manager's chosen group must hold at least MIN_OTHER_UNITS units at `level` outside the manager's scope,
     from at least MIN_OTHER_UNITS hospitals, else one other unit or hospital could be singled out (its figures
     are the benchmark minus the manager's own: one other hospital's five departments made five units, and the
-    group's benchmark was that hospital's own figure); then the whole registry is the comparison group, as for
-    a viewer whose pages withhold other hospitals' small cells (withholds_across_periods). `teams`
-    is vbhc.registry.condition_units(condition), `units` vbhc.registry.units() (for divisions). Viewers who see
+    group's benchmark was that hospital's own figure); and so must the group's complement, the units outside it
+    (comparison_group_refusal); then the whole registry is the comparison group, as for a viewer whose pages
+    withhold other hospitals' small cells (withholds_across_periods). `teams` is
+    vbhc.registry.condition_units(condition), `units` vbhc.registry.units() (for divisions). Viewers who see
     every unit keep their choice.
     """
+    chosen = tuple(sorted(set(peers)))
+    if comparison_group_refusal(viewer, condition, level, chosen, teams, units) is not None:
+        return (), True
+    return chosen, False
+
+
+#: comparison_group_refusal's reasons, each a message key of the sidebar's warning (vbhc/i18n).
+GROUP_WITHHELD, GROUP_TOO_SMALL, GROUP_COMPLEMENT = (
+    "comparison.not_with_withheld",
+    "comparison.too_small",
+    "comparison.complement_too_small",
+)
+
+
+def comparison_group_refusal(
+    viewer: Viewer, condition: str, level: str, peers: Sequence[str], teams: pd.DataFrame, units: pd.DataFrame | None
+) -> str | None:
+    """Why comparison_group refuses `peers` for the viewer (a message key: GROUP_WITHHELD, GROUP_TOO_SMALL,
+    GROUP_COMPLEMENT), or None when the group is kept.
+
+    The complement (GROUP_COMPLEMENT): a manager sees the group's benchmark exactly (the pooled rate, a fraction
+    whose denominator is the group's n), and the registry's. The registry's minus the group's is the units outside
+    the group, so those must pass the rule a group passes (MIN_OTHER_UNITS units from MIN_OTHER_UNITS hospitals),
+    as the PROM histogram's comparison panel (vbhc.disclosure.comparison_group_withheld): on the 2,000-cycle demo a
+    manager of H01 read colorectal 12-month EQ-5D improvement of 17/53 in H01-H06 and 19/61 in H01-H07, so H07's 2
+    of 8 patients (a cell below the threshold, by name); a group of every hospital but one gave that one's cells."""
     chosen = tuple(sorted(set(peers)))
     if chosen and withholds_across_periods(viewer, condition):
         # a viewer with other hospitals' cells withheld (a care team limited to some hospitals): a group's own
         # secondary cells differ from the registry's, so two group views (or a group and the registry) gave a
         # withheld cell back, and a group of the own hospital and one other was that one's cells (its total minus
         # the own cells); such a viewer compares with the whole registry
-        return (), True
+        return GROUP_WITHHELD
     if not chosen or sees_all_units(viewer, condition):
-        return chosen, False
-    part = teams[teams["hospital"].astype(str).isin(chosen)]
+        return None
+    inside = teams["hospital"].astype(str).isin(chosen)
+    if _too_few_others(viewer, condition, level, teams[inside], units):
+        return GROUP_TOO_SMALL
+    outside = teams[~inside]
+    if len(outside) and _too_few_others(viewer, condition, level, outside, units, empty_passes=True):
+        return GROUP_COMPLEMENT
+    return None
+
+
+def _too_few_others(
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    part: pd.DataFrame,
+    units: pd.DataFrame | None,
+    *,
+    empty_passes: bool = False,
+) -> bool:
+    """Whether the units at `level` of `part` (rows of condition_units) outside the viewer's scope are fewer than
+    MIN_OTHER_UNITS or from fewer than MIN_OTHER_UNITS hospitals (`empty_passes`: none at all is no one's)."""
     hospitals, departments = part["hospital"].astype(str), part["department"].astype(str)
     if level == "department":
         labels = sorted(set(hospitals + "/" + departments))
@@ -989,9 +1035,9 @@ def comparison_group(
         for u in labels
         if not _row_visible(viewer, condition, level, pd.Series({"unit": u, "hospital": ""}), divisions)
     ]
-    if len(others) < MIN_OTHER_UNITS or len({hospital_of(u) for u in others}) < MIN_OTHER_UNITS:
-        return (), True
-    return chosen, False
+    if empty_passes and not others:
+        return False
+    return len(others) < MIN_OTHER_UNITS or len({hospital_of(u) for u in others}) < MIN_OTHER_UNITS
 
 
 def other_units_shown(viewer: Viewer, condition: str, peers: Sequence[str]) -> str:
