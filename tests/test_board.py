@@ -140,3 +140,33 @@ def test_without_results_every_target_counts_as_no_data(board):
     engine, _ = board
     row = {(r.condition, r.hospital): r for r in board_review(engine, QUALITY, today=TODAY)}[(OESO, "H01")]
     assert (row.targets_met, row.targets_not_met, row.targets_no_data) == (0, 0, 3)
+
+
+def test_a_care_team_of_another_hospital_gets_no_verdict_on_a_value_withheld_from_it(board):
+    """A care team limited to H02 reads the board of the own hospital H01: its targets were judged (met / not met)
+    on H01's values read through indicator_rows alone, withheld on the table on its own, not over the grid of
+    periods the pages use (on the 2,000-cycle demo a care team of H03 got H01's three colorectal targets judged,
+    all dates, where its pages withhold all three cells). Another hospital's cell is now judged only on the pages'
+    table (vbhc.access.grid_masked), a cell it withholds counts as withheld, not as met or not met."""
+    import numpy as np
+
+    from vbhc.access import indicator_rows
+
+    engine, _ = board
+    h02 = Viewer("care-h02@example.org", "Care H02", (Scope(Role.CARE_TEAM, frozenset({OESO}), frozenset({"H02"})),))
+    raw = review(engine, h02)[(OESO, "H01")]
+    assert (raw.targets_met, raw.targets_not_met, raw.targets_withheld) == (0, 0, 2)  # was 1 met, 1 not met
+
+    def pages(condition, level):  # the pages' table: H01's mortality withheld over the grid, its leak rate shown
+        found = results(condition, level)
+        if found is None:
+            return None
+        withheld = np.array([True, False, False, False])
+        table = indicator_rows(h02, found.table, engine=engine, record_view=False, withheld=withheld)
+        return SimpleNamespace(table=table)
+
+    rows = board_review(engine, h02, result_of=pages, today=TODAY)
+    seen = {(r.condition, r.hospital): r for r in rows}[(OESO, "H01")]
+    assert (seen.targets_met, seen.targets_not_met, seen.targets_withheld, seen.targets_no_data) == (0, 1, 1, 1)
+    # a viewer who sees every cell: judged as before
+    assert review(engine, CARE)[(OESO, "H01")].targets_withheld == 0

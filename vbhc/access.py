@@ -771,9 +771,23 @@ def indicator_rows(
         else:
             out = pd.concat([mine, _anonymised(rest)], ignore_index=True)
     out = out.reset_index(drop=True)
+    if withheld is not None and len(withheld) == len(table):
+        # withheld over the grid of periods and levels: what judges a target on it may trust it (grid_masked)
+        out.attrs[GRID_MASKED] = viewer.cache_key
     if record_view:
         record_indicator_view(viewer, out, condition=condition, level=level, engine=engine)
     return out
+
+
+#: indicator_rows' mark (DataFrame.attrs) on a table withheld with period_masks over the grid, for that viewer.
+GRID_MASKED = "vbhc_grid_masked"
+
+
+def grid_masked(viewer: Viewer, table: pd.DataFrame) -> bool:
+    """Whether `table` is indicator_rows' answer for this viewer with the grid's masks (the pages' result_for):
+    its `suppressed` cells are the pages' and its other cells may be judged (a target met or not). A table
+    withheld on its own is not: all dates minus the years gave a cell it shows back."""
+    return table.attrs.get(GRID_MASKED) == viewer.cache_key
 
 
 def withholds_across_periods(viewer: Viewer, condition: str) -> bool:

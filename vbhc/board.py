@@ -8,7 +8,12 @@ read from the stored improvement cycle (vbhc.improvement) and judged against the
 Why it is safe for every role that sees it:
 - every item is read through vbhc.improvement, whose role rules decide what the viewer sees (a manager: the items of
   their own units only); the indicator values that judge a target go through vbhc.access.indicator_rows with other
-  units hidden, so a target is never judged on a value the viewer may not see;
+  units hidden, so a target is never judged on a value the viewer may not see: a cell the viewer's table withholds
+  (small numbers of another hospital) judges nothing and is counted as withheld, and for a viewer whose pages
+  withhold across periods (a care team limited to some hospitals) another hospital's cell is judged only on a table
+  withheld over the grid of periods (vbhc.access.grid_masked: the pages' result_for), never on one withheld on its
+  own (a raw result judged H01's three colorectal targets for a care team of H03 on the 2,000-cycle demo, all
+  dates, where the pages withhold all three);
 - a row is a condition team the viewer may see by name (a manager: a hospital or a department in scope): other
   units do not appear at all, not even anonymised; there are no patient rows, only counts of items.
 - The review is recorded in the audit log as a "view".
@@ -29,10 +34,13 @@ from vbhc.access import (
     Permission,
     Role,
     Viewer,
+    grid_masked,
     indicator_rows,
+    limited_care_hospitals,
     may_see_unit,
     may_view_condition,
     require,
+    withholds_across_periods,
 )
 from vbhc.agenda import unit_values
 from vbhc.catalog import Catalog, default_catalog
@@ -40,6 +48,7 @@ from vbhc.improvement import ALL_UNITS, FINISHED
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import condition_units, hospital_of, unit_parts
 from vbhc.registry import units as registry_units
+from vbhc.reports.privacy import suppressed_cells
 
 __all__ = ["TeamStatus", "board_hospitals", "board_review"]
 
@@ -62,6 +71,7 @@ class TeamStatus:
     targets_met: int = 0
     targets_not_met: int = 0
     targets_no_data: int = 0
+    targets_withheld: int = 0  # the value is another hospital's small cell, withheld for this viewer: not judged
 
     @property
     def needs_attention(self) -> bool:
@@ -138,12 +148,7 @@ def board_review(
                     if (every_unit and i.unit == ALL_UNITS) or (i.unit and hospital_of(i.unit) == hospital)
                 ]
 
-            verdicts = [
-                improvement.target_met(t, value)
-                if (value := values.get(_judged_unit(t.unit, hospital), t.indicator)) is not None
-                else None
-                for t in mine(targets, every_unit=True)
-            ]
+            verdicts = [values.judge(t, _judged_unit(t.unit, hospital)) for t in mine(targets, every_unit=True)]
             rows.append(
                 TeamStatus(
                     division=division,
@@ -156,6 +161,7 @@ def board_review(
                     targets_met=verdicts.count(True),
                     targets_not_met=verdicts.count(False),
                     targets_no_data=verdicts.count(None),
+                    targets_withheld=verdicts.count(WITHHELD),
                 )
             )
     rows.sort(key=lambda r: (r.division, r.condition, r.hospital))
@@ -191,8 +197,13 @@ def _teams(
     return teams
 
 
+#: A target whose value the viewer's table withholds: not judged (TeamStatus.targets_withheld).
+WITHHELD = "withheld"
+
+
 class _Values:
-    """The indicator values a viewer may see, per unit, read once per unit level and only when a target asks."""
+    """The indicator values a viewer may see, per unit, read once per unit level and only when a target asks; the
+    cells withheld from the viewer judge nothing (WITHHELD)."""
 
     def __init__(
         self, engine: Engine, viewer: Viewer, condition: str, result_of: ResultOf | None, units: pd.DataFrame
@@ -206,23 +217,40 @@ class _Values:
         )
         self.tables: dict[str, pd.DataFrame | None] = {}
         self.values: dict[str, dict[str, float]] = {}
+        self.withheld: dict[str, set[tuple[str, str]]] = {}
+        # whose cells count as withheld when the table was not withheld over the grid of periods
+        self.own = limited_care_hospitals(viewer, condition) if withholds_across_periods(viewer, condition) else None
 
-    def get(self, unit: str, indicator: str) -> float | None:
-        if unit not in self.values:
-            level = _level_of(unit)
-            if level not in self.tables:
-                result = self.result_of(self.condition, level) if self.result_of is not None else None
-                self.tables[level] = (
-                    None
-                    if result is None or result.table.empty
-                    else indicator_rows(
-                        self.viewer,
-                        result.table,
-                        units=self.units,
-                        others="hide",
-                        engine=self.engine,
-                        record_view=False,
-                    )
+    def _table(self, level: str) -> pd.DataFrame | None:
+        if level not in self.tables:
+            result = self.result_of(self.condition, level) if self.result_of is not None else None
+            if result is None or result.table.empty:
+                self.tables[level] = None
+            elif grid_masked(self.viewer, result.table):  # the pages' table: judged as the pages show it
+                self.tables[level] = result.table[~result.table["anonymised"].astype(bool)]
+            else:
+                table = indicator_rows(
+                    self.viewer, result.table, units=self.units, others="hide", engine=self.engine, record_view=False
                 )
-            self.values[unit] = unit_values(self.tables[level], unit)
-        return self.values[unit].get(indicator)
+                if self.own is not None:  # withheld on its own: no other hospital's cell may be judged on it
+                    other = ~table["hospital"].astype(str).isin(self.own) if "hospital" in table else True
+                    table = table.assign(suppressed=table.get("suppressed", False) | other)
+                self.tables[level] = table
+            table = self.tables[level]
+            # a manager's own rows carry no `suppressed` (missing beside the anonymised rows' flags): not withheld
+            hit = table is not None and "suppressed" in table
+            flags = table["suppressed"].fillna(False).astype(bool) if hit else None
+            self.withheld[level] = suppressed_cells(table.assign(suppressed=flags)) if hit else set()
+        return self.tables[level]
+
+    def judge(self, target: object, unit: str) -> bool | str | None:
+        """improvement.target_met of the unit's value; WITHHELD where the viewer's table withholds the cell, None
+        without a value."""
+        level = _level_of(unit)
+        table = self._table(level)
+        if (unit, target.indicator) in self.withheld.get(level, set()):
+            return WITHHELD
+        if unit not in self.values:
+            self.values[unit] = unit_values(table, unit)
+        value = self.values[unit].get(target.indicator)
+        return improvement.target_met(target, value) if value is not None else None

@@ -45,6 +45,8 @@ counts = {
     "board.col_targets_not_met": "targets_not_met",
     "board.col_targets_no_data": "targets_no_data",
 }
+if any(r.targets_withheld for r in rows):  # another hospital's small cells withheld for this viewer: not judged
+    counts["board.col_targets_withheld"] = "targets_withheld"
 #: counts the board asks about when they are not zero: tinted as "worse"
 alarming = ("overdue_signals", "overdue_actions", "targets_not_met")
 table = pd.DataFrame(
