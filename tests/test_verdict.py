@@ -292,3 +292,17 @@ def test_one_verdict_column_in_the_displayed_table():
         for gone in ("column.assessment", "position.title_95", "position.title_998"):
             assert t(gone, lang) not in shown.columns
         assert shown[t("verdict.column", lang)].iloc[0].startswith(t("verdict.worse", lang) + ":")
+
+
+def test_a_chart_of_one_or_two_quarters_claims_no_trend_and_no_icon():
+    """All care cycles in one quarter: the verdict said "stable over time" and the table "Common cause variation"
+    from a single point. Now no trend clause, and the icon columns say "Too few periods" in the viewer's language."""
+    from ui.render import spc_label
+
+    one = spc.p_chart([13], [100], periods=pd.date_range("2024-01-01", periods=1, freq="QS"), direction="lower")
+    v = verdict(_row(position_998="within", position_95="within", assessment_998="as expected"), one)
+    assert v.trend == "" and v.variation == v.assurance == spc.TOO_FEW_PERIODS
+    assert not v.sentence("en").endswith("stable over time") and "stabiel" not in v.sentence("nl")
+    assert spc_label(v.variation, "en") == "Too few periods" and spc_label(v.assurance, "nl") == "Te weinig perioden"
+    one.attrs.clear()  # a chart read back without its attrs: still judged by its points
+    assert verdict(_row(), one).variation == spc.TOO_FEW_PERIODS

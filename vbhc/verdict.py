@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vbhc import spc
 from vbhc.catalog import BINARY_KINDS, PREM_KINDS, SURVIVAL_KINDS
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
 
@@ -211,6 +212,8 @@ def _trend(chart: pd.DataFrame | None) -> tuple[str, pd.Timestamp | None, str, s
     have = chart[np.isfinite(pd.to_numeric(value, errors="coerce").to_numpy(float))]
     if have.empty:
         return "", None, "", ""
+    if len(have) < spc.MIN_ICON_POINTS:  # one or two periods: no trend and no icon (the page says why)
+        return "", None, spc.TOO_FEW_PERIODS, spc.TOO_FEW_PERIODS
     variation = str(chart.attrs.get("variation", have["point_type"].iloc[-1] if "point_type" in have else ""))
     assurance = str(chart.attrs.get("assurance", ""))
     signal = have["signal"].astype(bool).to_numpy()
