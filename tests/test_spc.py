@@ -304,3 +304,15 @@ def test_limits_of_zero_width_on_the_target_meet_it():
     every = spc.p_chart([20] * 6, [20] * 6, direction="higher", target=1.0)
     assert every.attrs["assurance"] == "pass"
     assert spc.p_chart([20] * 6, [20] * 6, direction="lower", target=0.5).attrs["assurance"] == "fail"
+
+
+def test_a_constant_series_but_for_one_point_keeps_its_limits():
+    """PROM answers all equal: the change score was 0 in every quarter but one, the screening dropped the two
+    non-zero moving ranges, sigma became 0 and every quarter at 0 was "beyond the limits" (the team page: special
+    cause, concern). The unscreened mean moving range is kept when screening leaves none above 0."""
+    values = [0.0] * 8 + [0.64] + [0.0] * 8
+    chart = spc.xmr_chart(values, direction="higher")
+    assert chart["sigma"].iloc[0] > 0
+    assert not chart["beyond_limits"].drop(index=8).any()  # the quarters at 0 are within the limits
+    assert spc.mean_moving_range([5.0] * 10) == 0.0  # truly constant: no variation, nothing beyond the limits
+    assert not spc.xmr_chart([5.0] * 10)["beyond_limits"].any()

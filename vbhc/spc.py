@@ -299,7 +299,10 @@ def mean_moving_range(values: ArrayLike, screen: bool = True) -> float:
     bar = float(mr.mean())
     if screen:
         kept = mr[mr < MR_UPPER * bar]
-        bar = float(kept.mean()) if kept.size else bar
+        # a series that is constant but for one point has only zero ranges left: limits of zero width would put
+        # every other point "beyond the limits" (special cause: concern); the unscreened mean is kept then
+        screened = float(kept.mean()) if kept.size else bar
+        bar = screened if screened > 0 else bar
     return bar
 
 
