@@ -281,3 +281,38 @@ def test_run_chart_uses_the_median():
     assert chart["centre"].iloc[0] == 6
     assert chart["anhoej_run"].sum() == 0  # runs of 5 below and 5 above: limit round(log2 10 + 3) = 6
     assert chart["anhoej_crossings"].all()  # 1 crossing < 2
+
+
+def test_one_or_two_periods_give_no_icon_but_say_why():
+    """A registry whose care cycles all fall in one quarter drew a one-point chart, and the team page said
+    "Common cause variation" and "Target met inconsistently" from it: a point is its own centre line. One or two
+    periods with data now give the TOO_FEW_PERIODS icon (the page: "Too few periods"), three the usual ones."""
+    for points in (1, 2):
+        events, n = [1] * points, [1] * points
+        for chart in (spc.p_chart(events, n, direction="lower", target=0.5), spc.xmr_chart([5.0] * points)):
+            assert chart.attrs["variation"] == chart.attrs["assurance"] == spc.TOO_FEW_PERIODS
+    assert spc.p_chart([0, 0, 0], [5, 5, 5], direction="lower", target=0.5).attrs["variation"] == "common_cause"
+    assert spc.xmr_chart([np.nan, 5.0, 6.0]).attrs["variation"] == spc.TOO_FEW_PERIODS  # periods with data count
+    assert spc.xmr_chart([]).attrs["variation"] == ""
+
+
+def test_limits_of_zero_width_on_the_target_meet_it():
+    """No events anywhere: every period 0%, limits 0..0, the expected rate 0: the target is met every time,
+    not "met inconsistently" (the assurance a registry without events showed)."""
+    none = spc.p_chart([0] * 6, [20] * 6, direction="lower", target=0.0)
+    assert none.attrs["assurance"] == "pass"
+    every = spc.p_chart([20] * 6, [20] * 6, direction="higher", target=1.0)
+    assert every.attrs["assurance"] == "pass"
+    assert spc.p_chart([20] * 6, [20] * 6, direction="lower", target=0.5).attrs["assurance"] == "fail"
+
+
+def test_a_constant_series_but_for_one_point_keeps_its_limits():
+    """PROM answers all equal: the change score was 0 in every quarter but one, the screening dropped the two
+    non-zero moving ranges, sigma became 0 and every quarter at 0 was "beyond the limits" (the team page: special
+    cause, concern). The unscreened mean moving range is kept when screening leaves none above 0."""
+    values = [0.0] * 8 + [0.64] + [0.0] * 8
+    chart = spc.xmr_chart(values, direction="higher")
+    assert chart["sigma"].iloc[0] > 0
+    assert not chart["beyond_limits"].drop(index=8).any()  # the quarters at 0 are within the limits
+    assert spc.mean_moving_range([5.0] * 10) == 0.0  # truly constant: no variation, nothing beyond the limits
+    assert not spc.xmr_chart([5.0] * 10)["beyond_limits"].any()

@@ -292,3 +292,37 @@ def test_one_verdict_column_in_the_displayed_table():
         for gone in ("column.assessment", "position.title_95", "position.title_998"):
             assert t(gone, lang) not in shown.columns
         assert shown[t("verdict.column", lang)].iloc[0].startswith(t("verdict.worse", lang) + ":")
+
+
+def test_a_chart_of_one_or_two_quarters_claims_no_trend_and_no_icon():
+    """All care cycles in one quarter: the verdict said "stable over time" and the table "Common cause variation"
+    from a single point. Now no trend clause, and the icon columns say "Too few periods" in the viewer's language."""
+    from ui.render import spc_label
+
+    one = spc.p_chart([13], [100], periods=pd.date_range("2024-01-01", periods=1, freq="QS"), direction="lower")
+    v = verdict(_row(position_998="within", position_95="within", assessment_998="as expected"), one)
+    assert v.trend == "" and v.variation == v.assurance == spc.TOO_FEW_PERIODS
+    assert not v.sentence("en").endswith("stable over time") and "stabiel" not in v.sentence("nl")
+    assert spc_label(v.variation, "en") == "Too few periods" and spc_label(v.assurance, "nl") == "Te weinig perioden"
+    one.attrs.clear()  # a chart read back without its attrs: still judged by its points
+    assert verdict(_row(), one).variation == spc.TOO_FEW_PERIODS
+
+
+def test_no_event_in_any_unit_says_so_instead_of_no_data():
+    """Every outcome an event: no unit ever reached a textbook outcome (0% everywhere, expected 0, no adjusted
+    value). The team page said "No data" beside n = 64 and a benchmark of 0.0%; it now says why there is no
+    verdict, in the viewer's language. A row without care cycles still says "No data"."""
+    row = _row(
+        indicator="textbook_outcome", direction="higher", n=64, n_adjusted=64, observed=0, expected=0.0,
+        oe=np.nan, oe_lower=np.nan, oe_upper=np.nan, crude_value=0.0, adjusted_value=np.nan,
+        adjusted_lower=np.nan, adjusted_upper=np.nan, target=0.0, position_95="no data", position_998="no data",
+        rankability=np.nan, rankability_note="",
+    )  # fmt: skip
+    v = verdict(row)
+    assert v.sentence("en") == (
+        "Not assessed: 0.0% in this unit and in the benchmark; with no event in any unit there is no expected value "
+        "to compare with"
+    )
+    assert v.sentence("nl").startswith("Niet beoordeeld: 0,0% in deze eenheid en in de benchmark;")
+    assert v.assessment == "no data" and not v.signal
+    assert verdict(_row(**{**row.to_dict(), "n": 0})).sentence("en") == "No data"

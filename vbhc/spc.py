@@ -68,10 +68,12 @@ from vbhc.benchmark import _run_lengths
 
 __all__ = [
     "D2",
+    "MIN_ICON_POINTS",
     "MIN_PHASE_POINTS",
     "MR_UPPER",
     "RULES",
     "SHIFT_RUN",
+    "TOO_FEW_PERIODS",
     "TREND_RUN",
     "anhoej",
     "anhoej_crossings_limit",
@@ -94,6 +96,12 @@ RULES = ("beyond_limits", "trend", "two_of_three", "shift", "anhoej_run")
 #: Fewer points than this give a phase provisional limits (Provost & Murray, The Health Care Data Guide: limits
 #: from 12 points are trial limits, 20 or more are steadier): the page says so beside a rebased chart.
 MIN_PHASE_POINTS = 12
+#: Fewer periods with data than this give no Making Data Count icon (TOO_FEW_PERIODS instead): one period is its own
+#: centre line and two give a single moving range, so "common cause variation" or "target met inconsistently"
+#: from them is a verdict the chart cannot support (a registry whose care cycles all fall in one quarter showed both).
+MIN_ICON_POINTS = 3
+#: The variation and assurance icon of a chart with fewer than MIN_ICON_POINTS periods with data.
+TOO_FEW_PERIODS = "too_few_periods"
 
 #: The chance below which too few crossings signal, less a hair for ties (R's qbinom), as an exact fraction
 _CROSSINGS_P = Fraction(0.05 - 1e-12)
@@ -291,7 +299,10 @@ def mean_moving_range(values: ArrayLike, screen: bool = True) -> float:
     bar = float(mr.mean())
     if screen:
         kept = mr[mr < MR_UPPER * bar]
-        bar = float(kept.mean()) if kept.size else bar
+        # a series that is constant but for one point has only zero ranges left: limits of zero width would put
+        # every other point "beyond the limits" (special cause: concern); the unscreened mean is kept then
+        screened = float(kept.mean()) if kept.size else bar
+        bar = screened if screened > 0 else bar
     return bar
 
 
@@ -334,6 +345,10 @@ def _finish(
         direction=direction,
     )
     out = pd.DataFrame({**columns, **rules})
+    points = int(np.isfinite(v).sum())
+    if 0 < points < MIN_ICON_POINTS:
+        out.attrs["variation"] = out.attrs["assurance"] = TOO_FEW_PERIODS
+        return out
     out.attrs["variation"] = _variation(v, rules["point_type"])
     out.attrs["assurance"] = (
         _assurance(float(columns["lower"][-1]), float(columns["upper"][-1]), target, direction) if v.size else ""
@@ -540,6 +555,8 @@ def _assurance(lo: float, up: float, target: float | None, direction: Direction)
         return ""
     if not (np.isfinite(lo) and np.isfinite(up)):
         return ""
+    # a process whose limits touch the target from the right side meets it every time: limits of zero width on
+    # the target itself (no events anywhere, all expected 0) are met, not "met inconsistently"
     if direction == "higher":
-        return "pass" if lo > target else "fail" if up < target else "inconsistent"
-    return "pass" if up < target else "fail" if lo > target else "inconsistent"
+        return "pass" if lo >= target else "fail" if up < target else "inconsistent"
+    return "pass" if up <= target else "fail" if lo > target else "inconsistent"

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vbhc import spc
 from vbhc.catalog import BINARY_KINDS, PREM_KINDS, SURVIVAL_KINDS
 from vbhc.i18n import fmt_ci, fmt_int, fmt_number, fmt_ratio, format_value, t
 
@@ -85,6 +86,10 @@ class Verdict:
     overdispersed: bool = False
     #: the adjusted value's interval (the tables' CI column) leaves the benchmark (their benchmark column) out
     adjusted_excludes_benchmark: bool = False
+    #: the share (crude value) of a proportion with no event in any unit (every unit and the benchmark at the
+    #: same 0%): there is no expected value to adjust with, so the verdict says so instead of "No data" beside a
+    #: count of care cycles (a registry where no unit ever reached a textbook outcome)
+    no_events_share: float = float("nan")
 
     @property
     def assessment(self) -> str:
@@ -114,6 +119,8 @@ class Verdict:
 
     def label(self, lang: str) -> str:
         """The headline: "Worse than expected", "Possibly worse than expected", "As expected", ..."""
+        if self.category == "no_data" and _finite(self.no_events_share):
+            return t("verdict.not_assessed", lang)
         if self.category in ("better", "worse") and self.severity == "95" and not self.decisive:
             return t(f"verdict.possibly_{self.category}", lang)
         if self.category == "too_few" and self._counted:
@@ -152,6 +159,8 @@ class Verdict:
                 return [t("verdict.too_few_detail_withheld", lang, min_n=min_n)]
             key = f"verdict.too_few_detail_{self._counted}" if self._counted else "verdict.too_few_detail"
             return [t(key, lang, count=self.n, min_n=min_n)]
+        if self.category == "no_data" and _finite(self.no_events_share):
+            return [t("verdict.no_events_anywhere", lang, value=format_value(self.no_events_share, self.kind, lang))]
         if self.category in ("no_data", "not_assessed"):
             return []
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []
@@ -211,6 +220,8 @@ def _trend(chart: pd.DataFrame | None) -> tuple[str, pd.Timestamp | None, str, s
     have = chart[np.isfinite(pd.to_numeric(value, errors="coerce").to_numpy(float))]
     if have.empty:
         return "", None, "", ""
+    if len(have) < spc.MIN_ICON_POINTS:  # one or two periods: no trend and no icon (the page says why)
+        return "", None, spc.TOO_FEW_PERIODS, spc.TOO_FEW_PERIODS
     variation = str(chart.attrs.get("variation", have["point_type"].iloc[-1] if "point_type" in have else ""))
     assurance = str(chart.attrs.get("assurance", ""))
     signal = have["signal"].astype(bool).to_numpy()
@@ -305,7 +316,19 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         assurance=assurance,
         overdispersed=str(_get(row, "dispersion_method", "none") or "none") not in ("none", "nan"),
         adjusted_excludes_benchmark=_excludes(_get(row, "adjusted_lower"), _get(row, "adjusted_upper"), target),
+        no_events_share=_no_events_share(row, kind, category),
     )
+
+
+def _no_events_share(row: Any, kind: str, category: str) -> float:
+    """The crude share of a proportion without a verdict because no unit has an event (the unit's crude value and
+    the benchmark both 0 with care cycles counted); NaN otherwise."""
+    if category != "no_data" or kind not in BINARY:
+        return float("nan")
+    crude, target, n = (_num(_get(row, name, np.nan)) for name in ("crude_value", "target", "n"))
+    if crude == 0 and target == 0 and _finite(n) and n > 0:
+        return 0.0
+    return float("nan")
 
 
 def _excludes(lower: Any, upper: Any, value: Any) -> bool:
