@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import run_on_page
 from tests.roles import MAPPING, USERS
 from tests.shown import tables as shown_tables
-from vbhc import audit
+from vbhc import access, audit
 from vbhc.access import OTHER_UNIT
 from vbhc.i18n import t
 from vbhc.registry import unit_names
@@ -156,6 +156,20 @@ def test_a_care_team_limited_to_a_hospital_is_not_offered_a_comparison_group(sig
     assert "peers" not in at.query_params
     at = _app("care", "views/condition_team.py")
     assert [m.label for m in at.sidebar.multiselect] == [t("filter.comparison_group", "en")]
+
+
+def test_a_manager_is_not_offered_a_group_the_registry_has_too_few_hospitals_for(signed_in_db):
+    """A manager's group must hold five other hospitals and leave five outside it (else the registry's benchmark
+    minus the group's singles out the hospitals outside it), which the demo's ten hospitals cannot: every pick was
+    refused with a warning. The sidebar now says why instead of offering the box; a link's group falls back to all
+    units, said on the page, in the viewer's language."""
+    at = _app("manager", "views/condition_team.py", condition="colorectal_cancer", peers=["H02", "H03"])
+    assert not [m for m in at.sidebar.multiselect if m.label == t("filter.comparison_group", "en")]
+    assert any(
+        t("comparison.no_group_possible", "en", count=access.MIN_OTHER_UNITS) in c.value for c in at.sidebar.caption
+    )
+    assert not at.sidebar.warning  # no refusal of a pick the sidebar never offered
+    assert "peers" not in at.query_params
 
 
 def test_quality_may_export_patient_rows_and_read_the_audit_log(signed_in_db):

@@ -359,6 +359,46 @@ def p_comparison_group(w: World, role: str) -> None:
         assert chosen == () and refused_
 
 
+def p_comparison_groups_offered(w: World, role: str) -> None:
+    """Whether the sidebar offers a group: a care team of the condition (all units) does; a care team limited to
+    H01 never (its pages withhold other hospitals' cells); a manager only with twice MIN_OTHER_UNITS other
+    hospitals (this registry has fewer); no role for a condition it may not see but the care team of OWN."""
+    from vbhc.registry import condition_units
+
+    v = ROLES[role]
+    teams = condition_units(OWN, engine=w.engine)
+    others = teams.loc[teams["hospital"].astype(str) != "H01", "hospital"].nunique()
+    expected = {"care": True, "care_h01": False, "manager": others >= 2 * access.MIN_OTHER_UNITS, "admin": False}
+    assert access.comparison_groups_offered(v, OWN, "hospital", teams, _units(w)) == expected[role]
+
+
+def p_comparison_group_refusal(w: World, role: str) -> None:
+    """Why a group is refused: a care team limited to H01 (GROUP_WITHHELD), a manager with too few others in the
+    group; a care team of the condition keeps its group; roles asked about a condition they may not see are
+    refused or get nothing (a care team of OWN asked about OUT: its choice is nobody's data)."""
+    from vbhc.registry import condition_units
+
+    v, condition = ROLES[role], (OWN if role in ("manager", "care_h01", "care") else _out_condition(role))
+    reason = access.comparison_group_refusal(
+        v, condition, "hospital", ["H01", "H02"], condition_units(condition, engine=w.engine), _units(w)
+    )
+    expected = {"care": None, "care_h01": access.GROUP_WITHHELD, "manager": access.GROUP_TOO_SMALL}
+    if role in expected:
+        assert reason == expected[role]
+    else:
+        assert reason is not None
+
+
+def p_grid_masked(w: World, role: str) -> None:
+    """Only indicator_rows' answer for this very viewer, given the grid's masks, counts as masked over the grid:
+    a raw table, or another viewer's, never does."""
+    v = ROLES[role]
+    assert not access.grid_masked(v, w.own.table)
+    marked = w.own.table.copy()
+    marked.attrs[access.GRID_MASKED] = QUALITY.cache_key
+    assert not access.grid_masked(v, marked)
+
+
 def p_guarded_import(w: World, role: str) -> None:
     if role == "admin":
         return  # admin imports (its scope)
@@ -1062,6 +1102,9 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.record_refused_link": p_record_refused_link,
     "vbhc.access.limited_care_hospitals": p_limited_care_hospitals,
     "vbhc.access.comparison_group": p_comparison_group,
+    "vbhc.access.comparison_groups_offered": p_comparison_groups_offered,
+    "vbhc.access.comparison_group_refusal": p_comparison_group_refusal,
+    "vbhc.access.grid_masked": p_grid_masked,
     "vbhc.access.guarded_import": p_guarded_import,
     "vbhc.access.export_file": p_export_file,
     "vbhc.access.export_table": p_export_table,

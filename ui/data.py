@@ -700,6 +700,13 @@ def comparison_group(
     return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version))
 
 
+def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> bool:
+    """vbhc.access.comparison_groups_offered on the cached registry tables: whether the sidebar offers a group."""
+    url, data_version = database_url(), version()
+    teams = condition_units(url, data_version, condition)
+    return access.comparison_groups_offered(viewer, condition, level, teams, units(url, data_version))
+
+
 def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> str | None:
     """vbhc.access.comparison_group_refusal on the cached registry tables: the message key saying why the chosen
     group was refused (too few other units, or too few outside it), None when it is kept."""

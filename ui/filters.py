@@ -305,10 +305,16 @@ def sidebar(viewer: Viewer) -> Filters | None:
         key="period",
         format_func=lambda p: t("filter.all", lang) if p == "" else p,
     )
-    if access.withholds_across_periods(viewer, condition):
-        # a group would give other hospitals' withheld cells back (vbhc.access.comparison_group refuses any):
-        # not offered, and said why; a shared link's group is dropped from the URL
-        st.sidebar.caption(f"**{t('filter.comparison_group', lang)}**: {t('comparison.not_with_withheld', lang)}")
+    if not data.comparison_groups_offered(viewer, condition, level):
+        # a group would give other hospitals' withheld cells back, or no group can leave enough other hospitals
+        # inside and outside it (vbhc.access.comparison_group refuses any): not offered, and said why; a shared
+        # link's group is dropped from the URL
+        why = (
+            t("comparison.not_with_withheld", lang)
+            if access.withholds_across_periods(viewer, condition)
+            else t("comparison.no_group_possible", lang, count=access.MIN_OTHER_UNITS)
+        )
+        st.sidebar.caption(f"**{t('filter.comparison_group', lang)}**: {why}")
         seeded = st.session_state.setdefault("_seeded_from_url", set())
         if "peers" not in seeded:
             seeded.add("peers")

@@ -1029,6 +1029,16 @@ def _too_few_others(
 ) -> bool:
     """Whether the units at `level` of `part` (rows of condition_units) outside the viewer's scope are fewer than
     MIN_OTHER_UNITS or from fewer than MIN_OTHER_UNITS hospitals (`empty_passes`: none at all is no one's)."""
+    others = _other_units(viewer, condition, level, part, units)
+    if empty_passes and not others:
+        return False
+    return len(others) < MIN_OTHER_UNITS or len({hospital_of(u) for u in others}) < MIN_OTHER_UNITS
+
+
+def _other_units(
+    viewer: Viewer, condition: str, level: str, part: pd.DataFrame, units: pd.DataFrame | None
+) -> list[str]:
+    """The units at `level` of `part` (rows of condition_units) outside the viewer's scope."""
     hospitals, departments = part["hospital"].astype(str), part["department"].astype(str)
     if level == "department":
         labels = sorted(set(hospitals + "/" + departments))
@@ -1044,14 +1054,27 @@ def _too_few_others(
         if units is not None and "division" in units
         else {}
     )
-    others = [
+    return [
         u
         for u in labels
         if not _row_visible(viewer, condition, level, pd.Series({"unit": u, "hospital": ""}), divisions)
     ]
-    if empty_passes and not others:
+
+
+def comparison_groups_offered(
+    viewer: Viewer, condition: str, level: str, teams: pd.DataFrame, units: pd.DataFrame | None
+) -> bool:
+    """Whether any comparison group but the whole registry can pass comparison_group_refusal for the viewer, so
+    that the pages offer the choice at all. A viewer who sees every unit chooses freely; a viewer whose pages
+    withhold other hospitals' cells never chooses (GROUP_WITHHELD); a manager's group needs MIN_OTHER_UNITS other
+    hospitals inside it and as many outside it, so a registry with fewer than twice that many other hospitals
+    (the demo's ten hospitals, one the manager's own) allows none: every pick was refused with a warning."""
+    if withholds_across_periods(viewer, condition):
         return False
-    return len(others) < MIN_OTHER_UNITS or len({hospital_of(u) for u in others}) < MIN_OTHER_UNITS
+    if sees_all_units(viewer, condition):
+        return True
+    others = _other_units(viewer, condition, level, teams, units)
+    return len({hospital_of(u) for u in others}) >= 2 * MIN_OTHER_UNITS
 
 
 def other_units_shown(viewer: Viewer, condition: str, peers: Sequence[str]) -> str:
