@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, insert, select
 
-from tests.xlsx_parts import patch_sheet, row_again_at_end, state_dimension
+from tests.xlsx_parts import patch_sheet, row_again_at_end, shared_strings, state_dimension
 from vbhc import audit, external, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
@@ -221,6 +221,19 @@ def test_a_source_with_an_accent_typed_as_a_separate_mark_is_the_source_it_reads
     rows = [row.replace("national registry", "Régistre national") for row in GOOD]
     rows[1] = rows[1].replace("Régistre", "Re\u0301gistre")  # é as e + an accent mark: reads the same
     assert read_figures(_csv(*rows), file_name="f.csv").source == "Régistre national"
+
+
+def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it():
+    """A figures workbook saved by Excel keeps its texts in a shared strings table, where the text _x0058_01 is
+    written _x005F_x0058_01; openpyxl deletes every 'x005F_' from such texts, so the unit was read as X01 (another
+    hospital's code). Read as Excel shows it; a text two written texts give alike is refused naming the row."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "_x005F_x0058_01", 120, 6, 5.2]
+    data = shared_strings(_workbook([header, row]))
+    assert list(read_figures(data, file_name="f.xlsx").frame["unit"]) == ["_x0058_01"]
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(shared_strings(_workbook([header, row]), (b"<t>_x0058_01</t>",)), file_name="f.xlsx")
+    assert "f.xlsx [sheet external_figures] row 2 column 'unit': value 'X01 | _x0058_01'" in str(caught.value)
 
 
 def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():

@@ -28,6 +28,7 @@ from tests.xlsx_parts import (
     patch_sheet,
     row_again_at_end,
     row_moved_to_end,
+    shared_strings,
     state_dimension,
 )
 from vbhc import audit, models
@@ -492,6 +493,43 @@ def test_a_character_written_as_an_excel_code_is_read_as_the_character(engine, t
     if stored == "formula":
         (problem,) = _refused_problems([path], engine)
         assert (problem.row, problem.column, problem.rule.code) == (2, "department_name", "read.cell_formula")
+        return
+    import_files([path], engine, imported_by="fuzz")
+    with engine.connect() as conn:
+        assert conn.execute(select(models.Department.name)).scalar_one() == stored
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("written", "extra", "stored"),
+    [
+        ("_x005F_x0043_", (), "_x0043_"),
+        ("ax005F_b", (), "ax005F_b"),
+        ("Heel_x006B_unde", (), "Heelkunde"),
+        ("_x005F_x0043_", (b"<t>_x0043_</t>",), None),
+        ("Heelkunde_x0043_", (b"<r><t>Heelkunde_x</t></r><r><t>0043_</t></r>",), None),
+    ],
+)
+def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it(engine, tmp_path, written, extra, stored):
+    """A workbook saved by Excel or LibreOffice keeps its texts in a shared strings table; openpyxl deletes every
+    'x005F_' from those texts (not from inline strings), so the text Excel shows as _x0043_ (written _x005F_x0043_)
+    was stored as the letter C, and ax005F_b as ab. Read as Excel shows it; a text that two written texts give
+    alike to openpyxl (_x005F_x0043_ and _x0043_, a code split over two rich-text runs) is refused naming row,
+    column and the texts it may be, nothing stored."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "units"
+    ws.append(["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"])
+    ws.append(["H01", "SUR", "Testziekenhuis Noord", written, "Snijdende specialismen", 1])
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "units.xlsx"
+    path.write_bytes(shared_strings(whole.getvalue(), extra))
+    if stored is None:
+        (problem,) = _refused_problems([path], engine)
+        assert (problem.row, problem.column, problem.rule.code) == (2, "department_name", "read.cell_text_unclear")
+        assert " | " in problem.value and "cannot be told" in str(problem)
+        assert "niet te bepalen" in problem.line("nl")
         return
     import_files([path], engine, imported_by="fuzz")
     with engine.connect() as conn:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
 from tests.registry_files import store_units
-from tests.xlsx_parts import cell_moved_to_row_start, patch_sheet, row_again_at_end, state_dimension
+from tests.xlsx_parts import cell_moved_to_row_start, patch_sheet, row_again_at_end, shared_strings, state_dimension
 from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
@@ -527,6 +527,28 @@ def test_a_character_written_as_an_excel_code_is_read_as_excel_shows_it(engine, 
     source.value = "_x0044_ICA _x005F_x0041_"
     assert import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx").updated == [first.item_id]
     assert improvement.targets(engine, CARE, CONDITION)[0].source == "DICA _x0041_"
+
+
+@sqlite_only
+def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it(engine, units):
+    """A targets workbook saved by Excel keeps its texts in a shared strings table, where the text _x0044_ICA is
+    written _x005F_x0044_ICA; openpyxl deletes every 'x005F_' from such texts, so the source was stored as DICA.
+    Read as Excel shows it; a text two written texts give alike is refused naming row and column, nothing stored."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, header.index("source") + 1).value = "_x005F_x0044_ICA"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, shared_strings(_bytes(wb), (b"<t>_x0044_ICA</t>",)), file_name="plan.xlsx")
+    assert (
+        refused.value.problems[0]
+        .text("en")
+        .startswith(f"plan.xlsx row {row} column 'source' value 'DICA | _x0044_ICA'")
+    )
+    assert improvement.targets(engine, CARE, CONDITION)[0].source != "_x0044_ICA"
+    assert import_targets(engine, CARE, shared_strings(_bytes(wb)), file_name="plan.xlsx").updated == [first.item_id]
+    assert improvement.targets(engine, CARE, CONDITION)[0].source == "_x0044_ICA"
 
 
 @sqlite_only

@@ -236,6 +236,8 @@ def _records(
             ws = wb[sheet]
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
+            # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
+            layout = sheet_layout(io.BytesIO(data), sheet)
             filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
             for number, raw in enumerate(sheet_rows(ws), start=1):
                 filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
@@ -246,13 +248,22 @@ def _records(
                         problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
                         cells.append("")
                         continue
-                    text, number_format = shown_cell(cell)
+                    if isinstance(value, str) and value in layout.unclear_texts:
+                        shown = " | ".join(layout.unclear_texts[value])
+                        names = next((cells for _, cells in rows if any(c.strip() for c in cells)), [])  # the header
+                        name = names[position].strip() if position < len(names) else ""
+                        rule = Rule("read.cell_text_unclear_at", position=position + 1)
+                        rule = Rule("read.cell_text_unclear") if name else rule
+                        problems.append(Problem(file, sheet, number, name or None, shown, rule))
+                        cells.append("")
+                        continue
+                    text, number_format = shown_cell(cell, layout)
                     if number_format is not None:
                         formatted[(number, position)] = number_format
                     cells.append(text)
                 rows.append((number, cells))
             # merged cells, hidden rows and columns holding values: the reader sees otherwise than the cells read
-            unseen = sheet_layout(io.BytesIO(data), sheet).unseen(filled)
+            unseen = layout.unseen(filled)
             problems[:0] = [Problem(file, sheet, row, None, None, Rule(f"read.{what}", **values))
                             for what, row, _, values in unseen]  # fmt: skip
             return sheet, rows, problems, formatted

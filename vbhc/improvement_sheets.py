@@ -284,9 +284,10 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         ws = wb[sheet]
         if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
-        # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
-        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in sheet_rows(ws)]
+        # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
         layout = sheet_layout(io.BytesIO(data), sheet)
+        # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
+        raw_rows = [[(cell.value, *shown_cell(cell, layout)) for cell in row] for row in sheet_rows(ws)]
     finally:
         wb.close()
     unseen = _unseen(raw_rows, layout, problem)
@@ -340,7 +341,8 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
 
 def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., SheetProblem]) -> list[SheetProblem]:
     """Merged cells, and hidden rows and columns that hold a value: the workbook shows its reader other values
-    than the cells read (a merged range's value over cells read as empty; values no reader sees)."""
+    than the cells read (a merged range's value over cells read as empty; values no reader sees); and texts whose
+    shown text cannot be told (Layout.unclear_texts)."""
     names = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
 
     def where(number: int, position: int) -> tuple[int, str, str]:
@@ -349,7 +351,15 @@ def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., 
         return number, (names[position] if position < len(names) else "") or f"#{position + 1}", text
 
     filled = [[p for p, (value, _, _) in enumerate(cells) if value not in (None, "")] for cells in raw_rows]
-    return [problem(*where(row, position), what, **values) for what, row, position, values in layout.unseen(filled)]
+    found = [problem(*where(row, position), what, **values) for what, row, position, values in layout.unseen(filled)]
+    if layout.unclear_texts:  # a shared string two written texts give alike: which one the cell shows is unknown
+        found += [
+            problem(number, where(number, position)[1], " | ".join(layout.unclear_texts[value]), "text_unclear")
+            for number, cells in enumerate(raw_rows, start=1)
+            for position, (value, _, _) in enumerate(cells)
+            if isinstance(value, str) and value in layout.unclear_texts
+        ]
+    return found
 
 
 def _version(text: str) -> int | None:

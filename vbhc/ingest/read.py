@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.layout import Layout, sheet_layout
+from vbhc.ingest.layout import Layout, excel_unescape, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
     Number,
@@ -695,13 +695,22 @@ def _take(frames: list[pd.DataFrame], numbers: list[np.ndarray], rows: int) -> t
     return frame.iloc[:rows].reset_index(drop=True), number[:rows]
 
 
+#: Why a workbook cell is not read: the value's type name, None for a formula, or the texts Excel may show for a
+#: shared string openpyxl gives alike for more than one (vbhc.ingest.layout.Layout.unclear_texts)
+Odd = str | tuple[str, ...] | None
+
+
 def _not_plain(
-    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, str | None]], report: ImportReport
+    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, Odd]], report: ImportReport
 ) -> None:
-    """A problem per cell that is not a plain value; `odd` holds (column position, the value's type name, or None
-    for a formula)."""
+    """A problem per cell that is not a plain value; `odd` holds (column position, why: Odd)."""
     for position, kind in odd:
         name = header.names[position] if header is not None and position < len(header.names) else None
+        if isinstance(kind, tuple):
+            shown = " | ".join(kind)
+            rule = Rule("read.cell_text_unclear") if name else Rule("read.cell_text_unclear_at", position=position + 1)
+            report.add(source.problem(rule, row_no, name, shown))
+            continue
         if kind is None:
             rule = Rule("read.cell_formula") if name else Rule("read.cell_formula_at", position=position + 1)
         elif name:
@@ -847,39 +856,21 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-#: How a workbook's XML writes a character as a code (ECMA-376 ST_Xstring): _x000D_ for the carriage return of a
-#: line break pasted from Windows (XML cannot hold most control characters), _x0043_ for a C, _x005F_ for the
-#: underscore that starts a code written as text (_x005F_x0043_ is the text _x0043_). Excel and LibreOffice show
-#: the character; openpyxl gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters
-#: _x000D_ in it, a unit written H_x0030_1 (Excel shows H01) was stored as a unit no one sees, and the text
-#: _x005F_x000D_ was read as '_x005F' + a carriage return.
-_EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def excel_unescape(text: str) -> str:
-    """A workbook string as a spreadsheet program shows it: each _xHHHH_ code, read left to right, as the UTF-16
-    code unit it stands for (a pair of surrogate codes is the one character beyond U+FFFF they make, an unpaired
-    one the replacement character U+FFFD it shows as)."""
-    if "_x" not in text:
-        return text
-    decoded = _EXCEL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    if _SURROGATES.search(decoded):
-        decoded = decoded.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return decoded
-
-
 #: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
 _GENERAL_FORMATS = frozenset({"General", "@"})
 #: A format of zeros only shows a whole number padded with leading zeros: 5 under 0000 reads 0005
 _ZERO_PADDED = re.compile(r"0+")
 
 
-def shown_cell(cell: object) -> tuple[str, str | None]:
+def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | None]:
     """A workbook cell (openpyxl, read-only) as the text a person reads in it, and the cell's number format when
     it is a number whose format may show another text (1.00E+05, 5.0, 50%): None when the text is what it shows.
-    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005)."""
+    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005). A text is read
+    through the sheet's `layout` where openpyxl gives a shared string otherwise than Excel shows it
+    (Layout.shown_text; check Layout.unclear_texts first)."""
     value = getattr(cell, "value", None)
+    if isinstance(value, str) and layout is not None:
+        return layout.shown_text(value), None
     if isinstance(value, int | float) and not isinstance(value, bool):
         number_format = getattr(cell, "number_format", "General")
         if number_format not in _GENERAL_FORMATS:
@@ -891,7 +882,7 @@ def shown_cell(cell: object) -> tuple[str, str | None]:
 
 def _xlsx_records(
     source: Source, layout: Layout
-) -> Iterator[tuple[int, list[str], list[tuple[int, str | None]] | None, list[tuple[int, str]] | None]]:
+) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
     None for a formula); and the number cells whose format may show another text than the number: (column
     position, the format). A number under a format of zeros is read with the leading zeros it shows. `layout`
@@ -904,7 +895,7 @@ def _xlsx_records(
             setattr(layout, name, getattr(found, name))
         for row_no, cells in enumerate(sheet_rows(ws), start=1):
             fields = []
-            odd: list[tuple[int, str | None]] | None = None
+            odd: list[tuple[int, Odd]] | None = None
             formatted: list[tuple[int, str]] | None = None
             for col, cell in enumerate(cells):
                 value = cell.value
@@ -912,7 +903,11 @@ def _xlsx_records(
                     odd = [*(odd or []), (col, type(value).__name__)]
                     fields.append("")
                     continue
-                text, number_format = shown_cell(cell)
+                if isinstance(value, str) and value in layout.unclear_texts:
+                    odd = [*(odd or []), (col, layout.unclear_texts[value])]
+                    fields.append("")
+                    continue
+                text, number_format = shown_cell(cell, layout)
                 if isinstance(value, str) and text.startswith("=") and len(text) > 1:  # = or _x003D_ (Excel's code)
                     odd = [*(odd or []), (col, None)]
                 if number_format is not None:
