@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, insert, select
 
-from tests.xlsx_parts import patch_sheet, row_again_at_end, shared_strings, state_dimension
+from tests.xlsx_parts import patch_sheet, row_again_at_end, shared_strings, sheet_renamed, state_dimension
 from vbhc import audit, external, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
@@ -234,6 +234,28 @@ def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it():
     with pytest.raises(ExternalRefused) as caught:
         read_figures(shared_strings(_workbook([header, row]), (b"<t>_x0058_01</t>",)), file_name="f.xlsx")
     assert "f.xlsx [sheet external_figures] row 2 column 'unit': value 'X01 | _x0058_01'" in str(caught.value)
+
+
+def test_a_sheet_name_is_read_as_its_tab_shows_it():
+    """The sheet external_figures written with Excel's codes (_x0065_xternal_figures: the tab reads
+    external_figures) beside a notes sheet was refused as 'none is named external_figures'; read as the tab shows
+    it. Two sheets whose names are one to Excel (Excel calls the workbook damaged) are refused naming both."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2]
+    wb = Workbook()
+    wb.active.title = external.SHEET
+    for values in (header, row):
+        wb.active.append(values)
+    wb.create_sheet("notes")
+    out = io.BytesIO()
+    wb.save(out)
+    coded = sheet_renamed(out.getvalue(), external.SHEET, "_x0065_xternal_figures")
+    assert list(read_figures(coded, file_name="f.xlsx").frame["unit"]) == ["X01"]
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(sheet_renamed(out.getvalue(), "notes", "External_Figures"), file_name="f.xlsx")
+    assert "f.xlsx [sheet External_Figures]: the workbook has another sheet named 'external_figures'" in str(
+        caught.value
+    )
 
 
 def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():

@@ -29,6 +29,7 @@ from tests.xlsx_parts import (
     row_again_at_end,
     row_moved_to_end,
     shared_strings,
+    sheet_renamed,
     state_dimension,
 )
 from vbhc import audit, models
@@ -534,6 +535,35 @@ def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it(engine, tm
     import_files([path], engine, imported_by="fuzz")
     with engine.connect() as conn:
         assert conn.execute(select(models.Department.name)).scalar_one() == stored
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [("_x0075_nits", None), ("UNITS", "UNITS"), ("_x0075_nits", "units")],
+)
+def test_a_sheet_name_is_read_as_its_tab_shows_it(engine, tmp_path, name, refused):
+    """A sheet name written with Excel's codes (_x0075_nits: the tab reads units) was refused as 'not a registry
+    table'; read as the tab shows it. Two sheets whose names are one to Excel (units and UNITS, or units and
+    _x0075_nits: Excel calls such a workbook damaged) are refused naming both, nothing stored."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    titles = ["units"] if refused is None else ["units", "other"]
+    for number, title in enumerate(titles):
+        ws = wb.create_sheet(title)
+        ws.append(["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"])
+        ws.append(["H01", "SUR" if number == 0 else "ORT", "Testziekenhuis Noord", "Heelkunde", "Snijdend", 1])
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "registry.xlsx"
+    path.write_bytes(sheet_renamed(whole.getvalue(), titles[-1], name))
+    if refused is None:
+        import_files([path], engine, imported_by="fuzz")
+        assert row_counts(engine)["departments"] == 1
+        return
+    (problem,) = _refused_problems([path], engine)
+    assert (problem.sheet, problem.rule.code) == (refused, "read.sheet_name_twice")
+    assert "another sheet named 'units'" in str(problem) and "calls the file damaged" in str(problem)
 
 
 # --- huge cells ----------------------------------------------------------------------------------------

@@ -106,3 +106,17 @@ def shared_strings(data: bytes, extra: tuple[bytes, ...] = ()) -> bytes:
             b"%s</sst>" % (_MAIN, len(table), len(table), items),
         )
     return out.getvalue()
+
+
+def sheet_renamed(data: bytes, old: str, new: str) -> bytes:
+    """The workbook `data` with its sheet `old` named `new` in the workbook's XML, as written (`new` may hold
+    Excel's _xHHHH_ codes, or repeat another sheet's name in other case, which openpyxl would not write)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            part = zin.read(info.filename)
+            if info.filename == "xl/workbook.xml":
+                assert b'name="%s"' % old.encode() in part, f"no sheet {old}"
+                part = part.replace(b'name="%s"' % old.encode(), b'name="%s"' % new.encode())
+            zout.writestr(info, part)
+    return out.getvalue()

@@ -217,7 +217,7 @@ def _records(
         # machinery take a few tenths of a second to load at a server's start
         from openpyxl import load_workbook
 
-        from vbhc.ingest.layout import sheet_layout
+        from vbhc.ingest.layout import excel_unescape, same_sheet_names, sheet_layout
         from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
@@ -228,16 +228,19 @@ def _records(
         except Exception:  # openpyxl raises many kinds for a damaged workbook
             return refuse(Rule("external.workbook_damaged"))
         try:
-            names = wb.sheetnames
-            sheet = SHEET if SHEET in names else names[0] if len(names) == 1 else None
+            for name, earlier in same_sheet_names(wb.sheetnames):  # Excel calls it damaged: which sheet is unknown
+                return refuse(Rule("read.sheet_name_twice", other=repr(earlier)), sheet=name)
+            # each sheet's name as its tab shows it (Excel's _xHHHH_ codes read) -> as the workbook writes it
+            titles = {excel_unescape(title): title for title in wb.sheetnames}
+            sheet = SHEET if SHEET in titles else next(iter(titles)) if len(titles) == 1 else None
             if sheet is None:
                 return refuse(Rule("external.sheet_missing", sheet=repr(SHEET)))
             rows, problems, formatted = [], [], {}
-            ws = wb[sheet]
+            ws = wb[titles[sheet]]
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
             # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
-            layout = sheet_layout(io.BytesIO(data), sheet)
+            layout = sheet_layout(io.BytesIO(data), titles[sheet])
             filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
             for number, raw in enumerate(sheet_rows(ws), start=1):
                 filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])

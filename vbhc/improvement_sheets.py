@@ -43,7 +43,7 @@ from vbhc.improvement import (
     unit_refusal,
     write_versions,
 )
-from vbhc.ingest.layout import Layout, sheet_layout
+from vbhc.ingest.layout import Layout, excel_unescape, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     EXCEL_ERRORS,
     invisible_character,
@@ -279,13 +279,17 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     except Exception:  # openpyxl raises many kinds for a damaged workbook
         return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
     try:
-        if sheet not in wb.sheetnames:
+        for name, earlier in same_sheet_names(wb.sheetnames):  # Excel calls it damaged: which sheet is unknown
+            return [], [problem(0, "", "", "sheet_name_twice", sheet=repr(name), other=repr(earlier))]
+        # the sheet as its tab shows its name (Excel's _xHHHH_ codes read: _x0074_argets is the sheet targets)
+        title = next((title for title in wb.sheetnames if excel_unescape(title) == sheet), None)
+        if title is None:
             return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
-        ws = wb[sheet]
+        ws = wb[title]
         if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
         # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
-        layout = sheet_layout(io.BytesIO(data), sheet)
+        layout = sheet_layout(io.BytesIO(data), title)
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
         raw_rows = [[(cell.value, *shown_cell(cell, layout)) for cell in row] for row in sheet_rows(ws)]
     finally:

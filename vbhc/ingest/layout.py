@@ -137,6 +137,22 @@ class Layout:
         return found
 
 
+def same_sheet_names(titles: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, the earlier sheet's name), both as the tabs show them (excel_unescape), for each sheet whose name
+    equals an earlier one's but for case. Excel keeps a workbook's sheet names unique ignoring case and calls a
+    workbook with two such names damaged (its repair renames one): which sheet a reader sees under the name
+    cannot be told, and the readers found the one they read by the name (openpyxl lists both)."""
+    seen: dict[str, str] = {}
+    found = []
+    for title in titles:
+        shown = excel_unescape(title)
+        if shown.casefold() in seen:
+            found.append((shown, seen[shown.casefold()]))
+        else:
+            seen[shown.casefold()] = shown
+    return found
+
+
 def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
     """The layout of the sheet named `sheet` in the workbook file or stream; an empty Layout when the sheet's part
     cannot be found (the cells are then read as before)."""

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.layout import Layout, excel_unescape, sheet_layout
+from vbhc.ingest.layout import Layout, excel_unescape, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
     Number,
@@ -68,6 +68,9 @@ class Source:
     # a CSV without quote characters or lone carriage returns: one line is one row, so Arrow's CSV reader can
     # read it with the row numbers a person sees (vbhc.ingest.read._plain_rows)
     plain_lines: bool = False
+    #: the sheet's name as the workbook's XML writes it, by which it is found (openpyxl, the layout scan): `sheet`
+    #: is the name as Excel shows it, Excel's _xHHHH_ codes read (_x0075_nits is the sheet units)
+    sheet_title: str | None = None
 
     @property
     def label(self) -> str:
@@ -157,8 +160,14 @@ def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Sour
             Problem(path.name, None, None, None, None, Rule("read.workbook_unreadable", error=type(exc).__name__))
         )
         return []
+    twice = same_sheet_names([title for title, _ in sheets])
+    for sheet, earlier in twice:  # Excel calls the workbook damaged: neither sheet is read
+        report.add(Problem(path.name, sheet, None, None, None, Rule("read.sheet_name_twice", other=repr(earlier))))
+    if twice:
+        return []
     sources = []
-    for sheet, state in sheets:
+    for title, state in sheets:
+        sheet = excel_unescape(title)  # the name the sheet's tab shows
         if state != "visible":  # a person reading the workbook does not see it: it is not read for them unseen
             report.add(Problem(path.name, sheet, None, None, None, Rule("read.sheet_hidden")))
             continue
@@ -168,7 +177,7 @@ def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Sour
                 Problem(path.name, sheet, None, None, None, Rule("read.sheet_not_table", tables=", ".join(TABLES)))
             )
             continue
-        sources.append(Source(path, sheet, table, sha, size))
+        sources.append(Source(path, sheet, table, sha, size, sheet_title=title))
     return sources
 
 
@@ -889,8 +898,9 @@ def _xlsx_records(
     is filled with the sheet's merged cells and hidden rows and columns before the first row."""
     wb, fh = _open_workbook(source.path)
     try:
-        ws = wb[source.sheet]
-        found = sheet_layout(fh, source.sheet)
+        title = source.sheet_title or source.sheet
+        ws = wb[title]
+        found = sheet_layout(fh, title)
         for name in (f.name for f in dataclasses.fields(found)):  # every field the sheet's part gave
             setattr(layout, name, getattr(found, name))
         for row_no, cells in enumerate(sheet_rows(ws), start=1):
