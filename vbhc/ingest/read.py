@@ -869,12 +869,19 @@ def cell_text(value: object) -> str:
 _GENERAL_FORMATS = frozenset({"General", "@"})
 #: A format of zeros only shows a whole number padded with leading zeros: 5 under 0000 reads 0005
 _ZERO_PADDED = re.compile(r"0+")
+#: Excel's General format shows a number longer than this many characters otherwise: 123456789012 (an id typed as
+#: a number, or written by pandas from an int64 column) reads 1.23457E+11, -1234567890.5 reads -1234567891
+_GENERAL_CHARACTERS = 11
+#: Excel keeps this many significant digits of a number: 1234567890123456789 written by a program reads
+#: 1234567890123450000 under any format
+_EXCEL_DIGITS = 15
 
 
 def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | None]:
     """A workbook cell (openpyxl, read-only) as the text a person reads in it, and the cell's number format when
     it is a number whose format may show another text (1.00E+05, 5.0, 50%): None when the text is what it shows.
-    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005). A text is read
+    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005); one under
+    General (or Text) whose text is longer than General shows is told as its format too. A text is read
     through the sheet's `layout` where openpyxl gives a shared string otherwise than Excel shows it
     (Layout.shown_text; check Layout.unclear_texts first)."""
     value = getattr(cell, "value", None)
@@ -882,10 +889,14 @@ def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | N
         return layout.shown_text(value), None
     if isinstance(value, int | float) and not isinstance(value, bool):
         number_format = getattr(cell, "number_format", "General")
+        text = cell_text(value)
         if number_format not in _GENERAL_FORMATS:
-            if _ZERO_PADDED.fullmatch(number_format) and value >= 0 and float(value).is_integer():
+            if _ZERO_PADDED.fullmatch(number_format) and 0 <= value < 10**_EXCEL_DIGITS and float(value).is_integer():
                 return str(int(value)).zfill(len(number_format)), None
-            return cell_text(value), number_format
+            return text, number_format
+        if len(text) > _GENERAL_CHARACTERS:  # General shows it shortened or in scientific notation
+            return text, number_format
+        return text, None
     return cell_text(value), None
 
 
