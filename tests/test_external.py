@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -256,6 +257,19 @@ def test_a_sheet_name_is_read_as_its_tab_shows_it():
     assert "f.xlsx [sheet External_Figures]: the workbook has another sheet named 'external_figures'" in str(
         caught.value
     )
+
+
+@pytest.mark.parametrize("cell", ['<c r="H2" t="b"><v>true</v></c>', '<c r="H2" s="99"><v>120</v></c>'])
+def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(cell):
+    """A cell openpyxl cannot read (a yes/no cell 'true', a style the workbook does not have; Excel calls the file
+    damaged) ended the reading with a ValueError or IndexError ('unexpected error' on the command line): refused
+    naming the row."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2]
+    data = patch_sheet(_workbook([header, row]), lambda xml: re.sub(rb'<c r="H2".*?</c>', cell.encode(), xml))
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(data, file_name="f.xlsx")
+    assert "f.xlsx [sheet external_figures] row 2: a cell of this row cannot be read (" in str(caught.value)
 
 
 def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():

@@ -566,6 +566,51 @@ def test_a_sheet_name_is_read_as_its_tab_shows_it(engine, tmp_path, name, refuse
     assert "another sheet named 'units'" in str(problem) and "calls the file damaged" in str(problem)
 
 
+def _cell_written(ref: str, xml: str):
+    """A change writing cell `ref` as the XML `xml` (REF stands for the reference)."""
+
+    def change(part: bytes) -> bytes:
+        found = re.search(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % ref.encode(), part, re.S)
+        assert found is not None, f"no cell {ref}"
+        return part.replace(found.group(0), xml.replace("REF", ref).encode(), 1)
+
+    return change
+
+
+def _row_left_out(row: int):
+    """A change leaving out row `row` (a blank row: Excel writes none for it)."""
+    return lambda part: re.sub(rb'<row r="%d"[ >].*?</row>' % row, b"", part, count=1, flags=re.S)
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("cell", "error"),
+    [
+        ('<c r="REF" t="b"><v>true</v></c>', "ValueError"),  # a yes/no cell is 0 or 1
+        ('<c r="REF"><v>inf</v></c>', "ValueError"),  # no number Excel writes
+        ('<c r="REF" t="d"><v>2024-02-30</v></c>', "ValueError"),  # a date cell of a day that does not exist
+        ('<c r="REF" t="s"><v>0</v></c>', "IndexError"),  # a shared string the workbook does not have
+        ('<c r="REF" s="99"><v>61</v></c>', "IndexError"),  # a style the workbook does not have
+    ],
+)
+def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(base, tmp_path, cell, error):
+    """A cell openpyxl cannot read (Excel calls the file damaged and offers to repair it) was refused as 'damaged
+    or truncated XLSX workbook (ValueError)' naming no row: which of a large sheet's cells to look at could not be
+    told. Refused naming the row (the one the sheet writes after the last row read: here row 5, row 4 being
+    blank); nothing stored."""
+    engine, _ = base
+    wb, _ws = _cycles_sheet()
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    data = patch_sheet(whole.getvalue(), _row_left_out(4))
+    path.write_bytes(patch_sheet(data, _cell_written("H5", cell)))
+    (problem,) = _refused_problems([path], engine)
+    assert (problem.row, problem.rule.code) == (5, "read.row_damaged")
+    assert f"row 5: a cell of this row cannot be read ({error})" in str(problem)
+    assert "kan niet worden gelezen" in problem.line("nl")
+
+
 # --- huge cells ----------------------------------------------------------------------------------------
 
 

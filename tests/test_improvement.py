@@ -580,6 +580,22 @@ def test_a_sheet_name_is_read_as_its_tab_shows_it(engine, units):
 
 
 @sqlite_only
+def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(engine, units):
+    """A cell openpyxl cannot read (a yes/no cell 'true'; Excel calls the file damaged) ended the import with a
+    ValueError (the meeting page said 'unexpected error'): refused naming the row, nothing written."""
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    data = export_targets(engine, CARE, CONDITION)
+    bad = patch_sheet(
+        data,
+        lambda xml: re.sub(rb'<c r="B2"[^>]*?(?:/>|>.*?</c>)', b'<c r="B2" t="b"><v>true</v></c>', xml, flags=re.S),
+    )
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, bad, file_name="plan.xlsx")
+    assert refused.value.problems[0].text("en").startswith("plan.xlsx row 2: a cell of this row cannot be read")
+    assert refused.value.problems[0].text("nl").startswith("plan.xlsx rij 2: een cel van deze rij")
+
+
+@sqlite_only
 def test_a_value_under_no_header_is_refused(engine, units):
     """A target row with a value two columns right of the last header (a changed value typed beside its column):
     the row was imported without it and the file accepted. Refused naming row, column position and value, as the

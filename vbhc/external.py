@@ -218,7 +218,7 @@ def _records(
         from openpyxl import load_workbook
 
         from vbhc.ingest.layout import excel_unescape, same_sheet_names, sheet_layout
-        from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
+        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -242,29 +242,33 @@ def _records(
             # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
             layout = sheet_layout(io.BytesIO(data), titles[sheet])
             filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
-            for number, raw in enumerate(sheet_rows(ws), start=1):
-                filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
-                cells = []
-                for position, cell in enumerate(raw):
-                    value = cell.value
-                    if value is not None and not isinstance(value, str | int | float | bool | dt.date):
-                        problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
-                        cells.append("")
-                        continue
-                    if isinstance(value, str) and value in layout.unclear_texts:
-                        shown = " | ".join(layout.unclear_texts[value])
-                        names = next((cells for _, cells in rows if any(c.strip() for c in cells)), [])  # the header
-                        name = names[position].strip() if position < len(names) else ""
-                        rule = Rule("read.cell_text_unclear_at", position=position + 1)
-                        rule = Rule("read.cell_text_unclear") if name else rule
-                        problems.append(Problem(file, sheet, number, name or None, shown, rule))
-                        cells.append("")
-                        continue
-                    text, number_format = shown_cell(cell, layout)
-                    if number_format is not None:
-                        formatted[(number, position)] = number_format
-                    cells.append(text)
-                rows.append((number, cells))
+            try:  # a cell openpyxl cannot read (Excel calls the file damaged): refused naming its row
+                for number, raw in enumerate(sheet_rows(ws, io.BytesIO(data), titles[sheet]), start=1):
+                    filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
+                    cells = []
+                    for position, cell in enumerate(raw):
+                        value = cell.value
+                        if value is not None and not isinstance(value, str | int | float | bool | dt.date):
+                            problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
+                            cells.append("")
+                            continue
+                        if isinstance(value, str) and value in layout.unclear_texts:
+                            shown = " | ".join(layout.unclear_texts[value])
+                            # the column's name in the header, the first row with a value
+                            names = next((named for _, named in rows if any(c.strip() for c in named)), [])
+                            name = names[position].strip() if position < len(names) else ""
+                            rule = Rule("read.cell_text_unclear_at", position=position + 1)
+                            rule = Rule("read.cell_text_unclear") if name else rule
+                            problems.append(Problem(file, sheet, number, name or None, shown, rule))
+                            cells.append("")
+                            continue
+                        text, number_format = shown_cell(cell, layout)
+                        if number_format is not None:
+                            formatted[(number, position)] = number_format
+                        cells.append(text)
+                    rows.append((number, cells))
+            except DamagedRow as damaged:
+                return refuse(Rule("read.row_damaged", error=damaged.error), sheet=sheet, row=damaged.row)
             # merged cells, hidden rows and columns holding values: the reader sees otherwise than the cells read
             unseen = layout.unseen(filled)
             problems[:0] = [Problem(file, sheet, row, None, None, Rule(f"read.{what}", **values))

@@ -51,7 +51,7 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
+from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -133,6 +133,9 @@ class SheetProblem:
     def text(self, lang: str) -> str:
         if self.row == 0:  # the file itself (not a workbook, no such sheet)
             return t("improvement.sheet_file_problem", lang, file=shown_file(self.file), rule=self.error.message(lang))
+        if not self.column:  # the row as a whole (a cell of it that cannot be read)
+            rule = self.error.message(lang)
+            return t("improvement.sheet_row_problem", lang, file=shown_file(self.file), row=self.row, rule=rule)
         return t(
             "improvement.sheet_problem",
             lang,
@@ -291,7 +294,13 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
         layout = sheet_layout(io.BytesIO(data), title)
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
-        raw_rows = [[(cell.value, *shown_cell(cell, layout)) for cell in row] for row in sheet_rows(ws)]
+        try:
+            raw_rows = [
+                [(cell.value, *shown_cell(cell, layout)) for cell in row]
+                for row in sheet_rows(ws, io.BytesIO(data), title)
+            ]
+        except DamagedRow as damaged:  # a cell openpyxl cannot read: Excel calls the file damaged
+            return [], [problem(damaged.row, "", "", "row_damaged", error=damaged.error)]
     finally:
         wb.close()
     unseen = _unseen(raw_rows, layout, problem)

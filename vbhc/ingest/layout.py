@@ -175,6 +175,36 @@ def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
     return layout
 
 
+def row_after(workbook: str | BinaryIO, sheet: str, row: int) -> int:
+    """The number of the first row the sheet's part writes after row `row` (a row without its number is the one
+    after the row before): where a reader that stopped after row `row` met what it could not read. row + 1 when
+    the part cannot be read."""
+    if hasattr(workbook, "seek"):
+        workbook.seek(0)
+    try:
+        with zipfile.ZipFile(workbook) as zf:
+            part = _sheet_part(zf, sheet)
+            if part is None:
+                return row + 1
+            with zf.open(part) as fh:
+                number, rest = 0, b""
+                for block in iter(lambda: fh.read(_BLOCK), b""):
+                    data = rest + block
+                    end = data.rfind(b">") + 1
+                    for match in _ROW.finditer(data, 0, end):
+                        found = _R.search(match.group(1))
+                        number = int(found.group(1)) if found else number + 1
+                        if number > row:
+                            return number
+                    rest = data[end:]
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError):
+        pass
+    finally:
+        if hasattr(workbook, "seek"):
+            workbook.seek(0)
+    return row + 1
+
+
 def _sheet_part(zf: zipfile.ZipFile, sheet: str) -> str | None:
     """The ZIP part holding the sheet named `sheet`, found as every spreadsheet program finds it (Open Packaging
     Conventions): the package's relationships name the workbook part, the workbook gives the sheet's relationship

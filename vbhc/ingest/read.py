@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.layout import Layout, excel_unescape, same_sheet_names, sheet_layout
+from vbhc.ingest.layout import Layout, excel_unescape, row_after, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
     Number,
@@ -316,15 +316,40 @@ def _open_workbook(path: Path):
         raise
 
 
-def sheet_rows(ws) -> Iterator[tuple]:
+class DamagedRow(Exception):
+    """A cell of sheet row `row` that openpyxl cannot read (a yes/no cell holding 'true', a number 'inf', a style
+    or shared string that does not exist: Excel calls such a file damaged); `error` is the exception's type name,
+    never cell content."""
+
+    def __init__(self, row: int, error: str):
+        super().__init__(error)
+        self.row, self.error = row, error
+
+
+def sheet_rows(ws, workbook: Path | BinaryIO | None = None, title: str | None = None) -> Iterator[tuple]:
     """Every row of a read-only sheet (openpyxl), as far as its cells go. openpyxl's read-only mode stops at the
     range the sheet's own dimension tag states, and a writer may state less than it wrote (A1, or the size of an
     older version of the sheet): the rows and columns beyond were left out unseen (a sheet of five care cycles
     whose tag said A1:L3 was imported as two, without its last four columns). Excel ignores the tag; so does this.
-    """
+
+    A cell openpyxl cannot read raises DamagedRow naming its row (found in the sheet `title` of `workbook`, the
+    rows after the last one read): the reader's one-line refusal, where it was a bare 'damaged workbook
+    (ValueError)' in the registry import and a crash ('unexpected error') in the external figures and
+    targets/actions workbooks."""
     ws.reset_dimensions()
     _quiet_date_errors()
-    return ws.iter_rows()
+    rows = ws.iter_rows()
+    read = 0
+    while True:
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # openpyxl on untrusted content: any parser failure is a damaged cell
+            where = row_after(workbook, title, read) if workbook is not None and title is not None else read + 1
+            raise DamagedRow(where, type(exc).__name__) from None
+        read += 1
+        yield cells
 
 
 def _quiet_date_errors() -> None:
@@ -883,12 +908,16 @@ def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | N
     A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005); one under
     General (or Text) whose text is longer than General shows is told as its format too. A text is read
     through the sheet's `layout` where openpyxl gives a shared string otherwise than Excel shows it
-    (Layout.shown_text; check Layout.unclear_texts first)."""
+    (Layout.shown_text; check Layout.unclear_texts first). A number format that cannot be read raises DamagedRow.
+    """
     value = getattr(cell, "value", None)
     if isinstance(value, str) and layout is not None:
         return layout.shown_text(value), None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number_format = getattr(cell, "number_format", "General")
+        try:
+            number_format = getattr(cell, "number_format", "General")
+        except Exception as exc:  # a style the workbook does not have (s="99" of 3): Excel calls it damaged
+            raise DamagedRow(int(getattr(cell, "row", 0) or 0), type(exc).__name__) from None
         text = cell_text(value)
         if number_format not in _GENERAL_FORMATS:
             if _ZERO_PADDED.fullmatch(number_format) and 0 <= value < 10**_EXCEL_DIGITS and float(value).is_integer():
@@ -914,7 +943,7 @@ def _xlsx_records(
         found = sheet_layout(fh, title)
         for name in (f.name for f in dataclasses.fields(found)):  # every field the sheet's part gave
             setattr(layout, name, getattr(found, name))
-        for row_no, cells in enumerate(sheet_rows(ws), start=1):
+        for row_no, cells in enumerate(sheet_rows(ws, fh, title), start=1):
             fields = []
             odd: list[tuple[int, Odd]] | None = None
             formatted: list[tuple[int, str]] | None = None
