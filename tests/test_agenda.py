@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.registry_files import store_units
+from tests.xlsx_parts import sheet_renamed
 from vbhc import agenda, improvement, minutes
 from vbhc.access import Role, Scope, Viewer
 from vbhc.i18n import t
@@ -119,6 +120,10 @@ def test_a_workbook_is_imported_by_its_sheet(planted):
     assert kind == "actions" and done.unchanged == 3
     with pytest.raises(SheetRefused, match="not a readable XLSX workbook with a sheet targets"):
         agenda.import_workbook(engine, CARE, b"not a workbook", "plan.xlsx")
+    # the sheet actions written with Excel's codes (the tab reads actions) was taken for a targets workbook
+    coded = sheet_renamed(export_actions(engine, CARE, CONDITION), "actions", "_x0061_ctions")
+    kind, done = agenda.import_workbook(engine, CARE, coded, "actions.xlsx")
+    assert kind == "actions" and done.unchanged == 3
 
 
 def test_a_zip_bomb_is_refused_before_openpyxl_unpacks_it(planted, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, insert, select
 
-from tests.xlsx_parts import patch_sheet, row_again_at_end, state_dimension
+from tests.xlsx_parts import patch_sheet, row_again_at_end, shared_strings, sheet_renamed, state_dimension
 from vbhc import audit, external, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
@@ -221,6 +222,54 @@ def test_a_source_with_an_accent_typed_as_a_separate_mark_is_the_source_it_reads
     rows = [row.replace("national registry", "Régistre national") for row in GOOD]
     rows[1] = rows[1].replace("Régistre", "Re\u0301gistre")  # é as e + an accent mark: reads the same
     assert read_figures(_csv(*rows), file_name="f.csv").source == "Régistre national"
+
+
+def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it():
+    """A figures workbook saved by Excel keeps its texts in a shared strings table, where the text _x0058_01 is
+    written _x005F_x0058_01; openpyxl deletes every 'x005F_' from such texts, so the unit was read as X01 (another
+    hospital's code). Read as Excel shows it; a text two written texts give alike is refused naming the row."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "_x005F_x0058_01", 120, 6, 5.2]
+    data = shared_strings(_workbook([header, row]))
+    assert list(read_figures(data, file_name="f.xlsx").frame["unit"]) == ["_x0058_01"]
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(shared_strings(_workbook([header, row]), (b"<t>_x0058_01</t>",)), file_name="f.xlsx")
+    assert "f.xlsx [sheet external_figures] row 2 column 'unit': value 'X01 | _x0058_01'" in str(caught.value)
+
+
+def test_a_sheet_name_is_read_as_its_tab_shows_it():
+    """The sheet external_figures written with Excel's codes (_x0065_xternal_figures: the tab reads
+    external_figures) beside a notes sheet was refused as 'none is named external_figures'; read as the tab shows
+    it. Two sheets whose names are one to Excel (Excel calls the workbook damaged) are refused naming both."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2]
+    wb = Workbook()
+    wb.active.title = external.SHEET
+    for values in (header, row):
+        wb.active.append(values)
+    wb.create_sheet("notes")
+    out = io.BytesIO()
+    wb.save(out)
+    coded = sheet_renamed(out.getvalue(), external.SHEET, "_x0065_xternal_figures")
+    assert list(read_figures(coded, file_name="f.xlsx").frame["unit"]) == ["X01"]
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(sheet_renamed(out.getvalue(), "notes", "External_Figures"), file_name="f.xlsx")
+    assert "f.xlsx [sheet External_Figures]: the workbook has another sheet named 'external_figures'" in str(
+        caught.value
+    )
+
+
+@pytest.mark.parametrize("cell", ['<c r="H2" t="b"><v>true</v></c>', '<c r="H2" s="99"><v>120</v></c>'])
+def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(cell):
+    """A cell openpyxl cannot read (a yes/no cell 'true', a style the workbook does not have; Excel calls the file
+    damaged) ended the reading with a ValueError or IndexError ('unexpected error' on the command line): refused
+    naming the row."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2]
+    data = patch_sheet(_workbook([header, row]), lambda xml: re.sub(rb'<c r="H2".*?</c>', cell.encode(), xml))
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(data, file_name="f.xlsx")
+    assert "f.xlsx [sheet external_figures] row 2: a cell of this row cannot be read (" in str(caught.value)
 
 
 def test_a_yes_no_cell_in_a_number_column_is_refused_as_the_text_true_is():

@@ -28,6 +28,8 @@ from tests.xlsx_parts import (
     patch_sheet,
     row_again_at_end,
     row_moved_to_end,
+    shared_strings,
+    sheet_renamed,
     state_dimension,
 )
 from vbhc import audit, models
@@ -496,6 +498,117 @@ def test_a_character_written_as_an_excel_code_is_read_as_the_character(engine, t
     import_files([path], engine, imported_by="fuzz")
     with engine.connect() as conn:
         assert conn.execute(select(models.Department.name)).scalar_one() == stored
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("written", "extra", "stored"),
+    [
+        ("_x005F_x0043_", (), "_x0043_"),
+        ("ax005F_b", (), "ax005F_b"),
+        ("Heel_x006B_unde", (), "Heelkunde"),
+        ("_x005F_x0043_", (b"<t>_x0043_</t>",), None),
+        ("Heelkunde_x0043_", (b"<r><t>Heelkunde_x</t></r><r><t>0043_</t></r>",), None),
+    ],
+)
+def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it(engine, tmp_path, written, extra, stored):
+    """A workbook saved by Excel or LibreOffice keeps its texts in a shared strings table; openpyxl deletes every
+    'x005F_' from those texts (not from inline strings), so the text Excel shows as _x0043_ (written _x005F_x0043_)
+    was stored as the letter C, and ax005F_b as ab. Read as Excel shows it; a text that two written texts give
+    alike to openpyxl (_x005F_x0043_ and _x0043_, a code split over two rich-text runs) is refused naming row,
+    column and the texts it may be, nothing stored."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "units"
+    ws.append(["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"])
+    ws.append(["H01", "SUR", "Testziekenhuis Noord", written, "Snijdende specialismen", 1])
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "units.xlsx"
+    path.write_bytes(shared_strings(whole.getvalue(), extra))
+    if stored is None:
+        (problem,) = _refused_problems([path], engine)
+        assert (problem.row, problem.column, problem.rule.code) == (2, "department_name", "read.cell_text_unclear")
+        assert " | " in problem.value and "cannot be told" in str(problem)
+        assert "niet te bepalen" in problem.line("nl")
+        return
+    import_files([path], engine, imported_by="fuzz")
+    with engine.connect() as conn:
+        assert conn.execute(select(models.Department.name)).scalar_one() == stored
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [("_x0075_nits", None), ("UNITS", "UNITS"), ("_x0075_nits", "units")],
+)
+def test_a_sheet_name_is_read_as_its_tab_shows_it(engine, tmp_path, name, refused):
+    """A sheet name written with Excel's codes (_x0075_nits: the tab reads units) was refused as 'not a registry
+    table'; read as the tab shows it. Two sheets whose names are one to Excel (units and UNITS, or units and
+    _x0075_nits: Excel calls such a workbook damaged) are refused naming both, nothing stored."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    titles = ["units"] if refused is None else ["units", "other"]
+    for number, title in enumerate(titles):
+        ws = wb.create_sheet(title)
+        ws.append(["hospital", "department", "hospital_name", "department_name", "division", "own_hospital"])
+        ws.append(["H01", "SUR" if number == 0 else "ORT", "Testziekenhuis Noord", "Heelkunde", "Snijdend", 1])
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "registry.xlsx"
+    path.write_bytes(sheet_renamed(whole.getvalue(), titles[-1], name))
+    if refused is None:
+        import_files([path], engine, imported_by="fuzz")
+        assert row_counts(engine)["departments"] == 1
+        return
+    (problem,) = _refused_problems([path], engine)
+    assert (problem.sheet, problem.rule.code) == (refused, "read.sheet_name_twice")
+    assert "another sheet named 'units'" in str(problem) and "calls the file damaged" in str(problem)
+
+
+def _cell_written(ref: str, xml: str):
+    """A change writing cell `ref` as the XML `xml` (REF stands for the reference)."""
+
+    def change(part: bytes) -> bytes:
+        found = re.search(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % ref.encode(), part, re.S)
+        assert found is not None, f"no cell {ref}"
+        return part.replace(found.group(0), xml.replace("REF", ref).encode(), 1)
+
+    return change
+
+
+def _row_left_out(row: int):
+    """A change leaving out row `row` (a blank row: Excel writes none for it)."""
+    return lambda part: re.sub(rb'<row r="%d"[ >].*?</row>' % row, b"", part, count=1, flags=re.S)
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("cell", "error"),
+    [
+        ('<c r="REF" t="b"><v>true</v></c>', "ValueError"),  # a yes/no cell is 0 or 1
+        ('<c r="REF"><v>inf</v></c>', "ValueError"),  # no number Excel writes
+        ('<c r="REF" t="d"><v>2024-02-30</v></c>', "ValueError"),  # a date cell of a day that does not exist
+        ('<c r="REF" t="s"><v>0</v></c>', "IndexError"),  # a shared string the workbook does not have
+        ('<c r="REF" s="99"><v>61</v></c>', "IndexError"),  # a style the workbook does not have
+    ],
+)
+def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(base, tmp_path, cell, error):
+    """A cell openpyxl cannot read (Excel calls the file damaged and offers to repair it) was refused as 'damaged
+    or truncated XLSX workbook (ValueError)' naming no row: which of a large sheet's cells to look at could not be
+    told. Refused naming the row (the one the sheet writes after the last row read: here row 5, row 4 being
+    blank); nothing stored."""
+    engine, _ = base
+    wb, _ws = _cycles_sheet()
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    data = patch_sheet(whole.getvalue(), _row_left_out(4))
+    path.write_bytes(patch_sheet(data, _cell_written("H5", cell)))
+    (problem,) = _refused_problems([path], engine)
+    assert (problem.row, problem.rule.code) == (5, "read.row_damaged")
+    assert f"row 5: a cell of this row cannot be read ({error})" in str(problem)
+    assert "kan niet worden gelezen" in problem.line("nl")
 
 
 # --- huge cells ----------------------------------------------------------------------------------------

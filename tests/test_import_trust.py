@@ -751,6 +751,14 @@ def test_an_id_number_cell_is_read_as_the_cell_shows_it(base, tmp_path):
     message = refused([_cycles_workbook(tmp_path, "cycle_id", 100000, "0.00E+00")], engine)
     assert "[sheet care_cycles] row 4 column 'cycle_id': value '100000': a number cell" in message
     assert "under the number format 0.00E+00" in message
+    # a number of more than 11 characters under General reads 1.23457E+11 (an int64 id written by pandas), one
+    # of more than 15 digits loses its last digits in Excel under any format: refused, the 11-digit one is read
+    for value, number_format in ((123456789012, "General"), (1234567890123456789, "0")):
+        message = refused([_cycles_workbook(tmp_path, "cycle_id", value, number_format)], engine)
+        assert "[sheet care_cycles] row 4 column 'cycle_id': value '" in message  # a long number: masked
+        assert f"a number cell under the number format {number_format}," in message
+    import_files([_cycles_workbook(tmp_path, "cycle_id", 12345678901, "General")], engine)
+    assert _value(engine, models.CareCycle.patient_id, models.CareCycle.cycle_id == "12345678901") == "P0003x"
     # a number column keeps its number whatever the format shows (Excel's formula bar shows 24.04)
     import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.0")], engine)
     assert _value(engine, models.CareCycle.bmi, models.CareCycle.cycle_id == "C0003") == 24.04

@@ -19,7 +19,14 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.backends import sqlite_only
 from tests.registry_files import store_units
-from tests.xlsx_parts import cell_moved_to_row_start, patch_sheet, row_again_at_end, state_dimension
+from tests.xlsx_parts import (
+    cell_moved_to_row_start,
+    patch_sheet,
+    row_again_at_end,
+    shared_strings,
+    sheet_renamed,
+    state_dimension,
+)
 from vbhc import agenda, audit, improvement, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.improvement import (
@@ -527,6 +534,65 @@ def test_a_character_written_as_an_excel_code_is_read_as_excel_shows_it(engine, 
     source.value = "_x0044_ICA _x005F_x0041_"
     assert import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx").updated == [first.item_id]
     assert improvement.targets(engine, CARE, CONDITION)[0].source == "DICA _x0041_"
+
+
+@sqlite_only
+def test_a_shared_string_with_an_excel_code_is_read_as_excel_shows_it(engine, units):
+    """A targets workbook saved by Excel keeps its texts in a shared strings table, where the text _x0044_ICA is
+    written _x005F_x0044_ICA; openpyxl deletes every 'x005F_' from such texts, so the source was stored as DICA.
+    Read as Excel shows it; a text two written texts give alike is refused naming row and column, nothing stored."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, header.index("source") + 1).value = "_x005F_x0044_ICA"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, shared_strings(_bytes(wb), (b"<t>_x0044_ICA</t>",)), file_name="plan.xlsx")
+    assert (
+        refused.value.problems[0]
+        .text("en")
+        .startswith(f"plan.xlsx row {row} column 'source' value 'DICA | _x0044_ICA'")
+    )
+    assert improvement.targets(engine, CARE, CONDITION)[0].source != "_x0044_ICA"
+    assert import_targets(engine, CARE, shared_strings(_bytes(wb)), file_name="plan.xlsx").updated == [first.item_id]
+    assert improvement.targets(engine, CARE, CONDITION)[0].source == "_x0044_ICA"
+
+
+@sqlite_only
+def test_a_sheet_name_is_read_as_its_tab_shows_it(engine, units):
+    """The sheet targets written with Excel's codes (_x0074_argets: the tab reads targets) was refused as 'not a
+    readable XLSX workbook with a sheet targets'; read as the tab shows it, on the meeting page's upload too
+    (agenda.import_workbook tells targets from actions by the sheet). Two sheets whose names are one to Excel are
+    refused naming both, nothing written."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == first.item_id)
+    ws.cell(row, header.index("source") + 1).value = "DICA"
+    wb.create_sheet("notes")
+    coded = sheet_renamed(_bytes(wb), "targets", "_x0074_argets")
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, sheet_renamed(_bytes(wb), "notes", "Targets"), file_name="plan.xlsx")
+    assert "two sheets named 'Targets' and 'targets'" in refused.value.problems[0].text("en")
+    assert improvement.targets(engine, CARE, CONDITION)[0].source != "DICA"
+    assert import_targets(engine, CARE, coded, file_name="plan.xlsx").updated == [first.item_id]
+    assert improvement.targets(engine, CARE, CONDITION)[0].source == "DICA"
+
+
+@sqlite_only
+def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(engine, units):
+    """A cell openpyxl cannot read (a yes/no cell 'true'; Excel calls the file damaged) ended the import with a
+    ValueError (the meeting page said 'unexpected error'): refused naming the row, nothing written."""
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    data = export_targets(engine, CARE, CONDITION)
+    bad = patch_sheet(
+        data,
+        lambda xml: re.sub(rb'<c r="B2"[^>]*?(?:/>|>.*?</c>)', b'<c r="B2" t="b"><v>true</v></c>', xml, flags=re.S),
+    )
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, bad, file_name="plan.xlsx")
+    assert refused.value.problems[0].text("en").startswith("plan.xlsx row 2: a cell of this row cannot be read")
+    assert refused.value.problems[0].text("nl").startswith("plan.xlsx rij 2: een cel van deze rij")
 
 
 @sqlite_only

@@ -60,3 +60,63 @@ def cell_moved_to_row_start(ref: str):
         return xml[: start.end()] + found.group(0) + xml[start.end() :]
 
     return change
+
+
+_INLINE = re.compile(rb'(<c\b[^>]*?) t="inlineStr"([^>]*)><is>(.*?)</is></c>', re.S)
+_MAIN = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_SHARED_TYPE = b"http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+_SHARED_CONTENT = b"application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+
+
+def shared_strings(data: bytes, extra: tuple[bytes, ...] = ()) -> bytes:
+    """The workbook `data` (openpyxl writes every text as an inline string) with its sheets' texts in a shared
+    strings table instead, as Excel, LibreOffice and most other writers save them; each text keeps the XML it was
+    written with (an `_xHHHH_` code in it stays a code), a text written twice is one entry. `extra`: entries (the
+    XML inside <si>) the table holds besides, which no cell uses."""
+    table: dict[bytes, int] = {}
+
+    def share(match: re.Match) -> bytes:
+        index = table.setdefault(match.group(3), len(table))
+        return match.group(1) + b' t="s"' + match.group(2) + b"><v>%d</v></c>" % index
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            part = zin.read(info.filename)
+            if info.filename.startswith("xl/worksheets/sheet"):
+                part = _INLINE.sub(share, part)
+            elif info.filename == "xl/_rels/workbook.xml.rels":
+                part = part.replace(
+                    b"</Relationships>",
+                    b'<Relationship Id="rIdShared" Type="%s" Target="sharedStrings.xml"/></Relationships>'
+                    % _SHARED_TYPE,
+                )
+            elif info.filename == "[Content_Types].xml":
+                part = part.replace(
+                    b"</Types>",
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="%s"/></Types>' % _SHARED_CONTENT,
+                )
+            zout.writestr(info, part)
+        for text in extra:
+            table.setdefault(text, len(table))
+        items = b"".join(b"<si>%s</si>" % text for text in table)
+        zout.writestr(
+            "xl/sharedStrings.xml",
+            b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="%s" count="%d" uniqueCount="%d">'
+            b"%s</sst>" % (_MAIN, len(table), len(table), items),
+        )
+    return out.getvalue()
+
+
+def sheet_renamed(data: bytes, old: str, new: str) -> bytes:
+    """The workbook `data` with its sheet `old` named `new` in the workbook's XML, as written (`new` may hold
+    Excel's _xHHHH_ codes, or repeat another sheet's name in other case, which openpyxl would not write)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            part = zin.read(info.filename)
+            if info.filename == "xl/workbook.xml":
+                assert b'name="%s"' % old.encode() in part, f"no sheet {old}"
+                part = part.replace(b'name="%s"' % old.encode(), b'name="%s"' % new.encode())
+            zout.writestr(info, part)
+    return out.getvalue()

@@ -215,6 +215,7 @@ def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str)
     from openpyxl import load_workbook
 
     from vbhc.improvement_sheets import SHEETS, import_actions, import_targets
+    from vbhc.ingest.layout import excel_unescape
     from vbhc.ingest.read import _check_xlsx_container
     from vbhc.settings import max_upload_mb
 
@@ -226,9 +227,8 @@ def import_workbook(engine: Engine, viewer: Viewer, data: bytes, file_name: str)
             raise ValueError("not a safe workbook")
         workbook = load_workbook(io.BytesIO(data), read_only=True)
         try:
-            if SHEETS[improvement.ItemKind.ACTION] in workbook.sheetnames and (
-                SHEETS[improvement.ItemKind.TARGET] not in workbook.sheetnames
-            ):
+            names = {excel_unescape(title) for title in workbook.sheetnames}  # as the tabs show them
+            if SHEETS[improvement.ItemKind.ACTION] in names and SHEETS[improvement.ItemKind.TARGET] not in names:
                 kind = "actions"
         finally:
             workbook.close()

@@ -217,8 +217,8 @@ def _records(
         # machinery take a few tenths of a second to load at a server's start
         from openpyxl import load_workbook
 
-        from vbhc.ingest.layout import sheet_layout
-        from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
+        from vbhc.ingest.layout import excel_unescape, same_sheet_names, sheet_layout
+        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -228,31 +228,49 @@ def _records(
         except Exception:  # openpyxl raises many kinds for a damaged workbook
             return refuse(Rule("external.workbook_damaged"))
         try:
-            names = wb.sheetnames
-            sheet = SHEET if SHEET in names else names[0] if len(names) == 1 else None
+            for name, earlier in same_sheet_names(wb.sheetnames):  # Excel calls it damaged: which sheet is unknown
+                return refuse(Rule("read.sheet_name_twice", other=repr(earlier)), sheet=name)
+            # each sheet's name as its tab shows it (Excel's _xHHHH_ codes read) -> as the workbook writes it
+            titles = {excel_unescape(title): title for title in wb.sheetnames}
+            sheet = SHEET if SHEET in titles else next(iter(titles)) if len(titles) == 1 else None
             if sheet is None:
                 return refuse(Rule("external.sheet_missing", sheet=repr(SHEET)))
             rows, problems, formatted = [], [], {}
-            ws = wb[sheet]
+            ws = wb[titles[sheet]]
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
+            # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
+            layout = sheet_layout(io.BytesIO(data), titles[sheet])
             filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
-            for number, raw in enumerate(sheet_rows(ws), start=1):
-                filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
-                cells = []
-                for position, cell in enumerate(raw):
-                    value = cell.value
-                    if value is not None and not isinstance(value, str | int | float | bool | dt.date):
-                        problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
-                        cells.append("")
-                        continue
-                    text, number_format = shown_cell(cell)
-                    if number_format is not None:
-                        formatted[(number, position)] = number_format
-                    cells.append(text)
-                rows.append((number, cells))
+            try:  # a cell openpyxl cannot read (Excel calls the file damaged): refused naming its row
+                for number, raw in enumerate(sheet_rows(ws, io.BytesIO(data), titles[sheet]), start=1):
+                    filled.append([position for position, cell in enumerate(raw) if cell.value not in (None, "")])
+                    cells = []
+                    for position, cell in enumerate(raw):
+                        value = cell.value
+                        if value is not None and not isinstance(value, str | int | float | bool | dt.date):
+                            problems.append(Problem(file, sheet, number, None, None, Rule("external.not_plain_value")))
+                            cells.append("")
+                            continue
+                        if isinstance(value, str) and value in layout.unclear_texts:
+                            shown = " | ".join(layout.unclear_texts[value])
+                            # the column's name in the header, the first row with a value
+                            names = next((named for _, named in rows if any(c.strip() for c in named)), [])
+                            name = names[position].strip() if position < len(names) else ""
+                            rule = Rule("read.cell_text_unclear_at", position=position + 1)
+                            rule = Rule("read.cell_text_unclear") if name else rule
+                            problems.append(Problem(file, sheet, number, name or None, shown, rule))
+                            cells.append("")
+                            continue
+                        text, number_format = shown_cell(cell, layout)
+                        if number_format is not None:
+                            formatted[(number, position)] = number_format
+                        cells.append(text)
+                    rows.append((number, cells))
+            except DamagedRow as damaged:
+                return refuse(Rule("read.row_damaged", error=damaged.error), sheet=sheet, row=damaged.row)
             # merged cells, hidden rows and columns holding values: the reader sees otherwise than the cells read
-            unseen = sheet_layout(io.BytesIO(data), sheet).unseen(filled)
+            unseen = layout.unseen(filled)
             problems[:0] = [Problem(file, sheet, row, None, None, Rule(f"read.{what}", **values))
                             for what, row, _, values in unseen]  # fmt: skip
             return sheet, rows, problems, formatted

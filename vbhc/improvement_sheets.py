@@ -43,7 +43,7 @@ from vbhc.improvement import (
     unit_refusal,
     write_versions,
 )
-from vbhc.ingest.layout import Layout, sheet_layout
+from vbhc.ingest.layout import Layout, excel_unescape, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     EXCEL_ERRORS,
     invisible_character,
@@ -51,7 +51,7 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import _check_xlsx_container, sheet_rows, shown_cell
+from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -133,6 +133,9 @@ class SheetProblem:
     def text(self, lang: str) -> str:
         if self.row == 0:  # the file itself (not a workbook, no such sheet)
             return t("improvement.sheet_file_problem", lang, file=shown_file(self.file), rule=self.error.message(lang))
+        if not self.column:  # the row as a whole (a cell of it that cannot be read)
+            rule = self.error.message(lang)
+            return t("improvement.sheet_row_problem", lang, file=shown_file(self.file), row=self.row, rule=rule)
         return t(
             "improvement.sheet_problem",
             lang,
@@ -279,14 +282,25 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     except Exception:  # openpyxl raises many kinds for a damaged workbook
         return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
     try:
-        if sheet not in wb.sheetnames:
+        for name, earlier in same_sheet_names(wb.sheetnames):  # Excel calls it damaged: which sheet is unknown
+            return [], [problem(0, "", "", "sheet_name_twice", sheet=repr(name), other=repr(earlier))]
+        # the sheet as its tab shows its name (Excel's _xHHHH_ codes read: _x0074_argets is the sheet targets)
+        title = next((title for title in wb.sheetnames if excel_unescape(title) == sheet), None)
+        if title is None:
             return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
-        ws = wb[sheet]
+        ws = wb[title]
         if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
+        # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
+        layout = sheet_layout(io.BytesIO(data), title)
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
-        raw_rows = [[(cell.value, *shown_cell(cell)) for cell in row] for row in sheet_rows(ws)]
-        layout = sheet_layout(io.BytesIO(data), sheet)
+        try:
+            raw_rows = [
+                [(cell.value, *shown_cell(cell, layout)) for cell in row]
+                for row in sheet_rows(ws, io.BytesIO(data), title)
+            ]
+        except DamagedRow as damaged:  # a cell openpyxl cannot read: Excel calls the file damaged
+            return [], [problem(damaged.row, "", "", "row_damaged", error=damaged.error)]
     finally:
         wb.close()
     unseen = _unseen(raw_rows, layout, problem)
@@ -340,7 +354,8 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
 
 def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., SheetProblem]) -> list[SheetProblem]:
     """Merged cells, and hidden rows and columns that hold a value: the workbook shows its reader other values
-    than the cells read (a merged range's value over cells read as empty; values no reader sees)."""
+    than the cells read (a merged range's value over cells read as empty; values no reader sees); and texts whose
+    shown text cannot be told (Layout.unclear_texts)."""
     names = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
 
     def where(number: int, position: int) -> tuple[int, str, str]:
@@ -349,7 +364,15 @@ def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., 
         return number, (names[position] if position < len(names) else "") or f"#{position + 1}", text
 
     filled = [[p for p, (value, _, _) in enumerate(cells) if value not in (None, "")] for cells in raw_rows]
-    return [problem(*where(row, position), what, **values) for what, row, position, values in layout.unseen(filled)]
+    found = [problem(*where(row, position), what, **values) for what, row, position, values in layout.unseen(filled)]
+    if layout.unclear_texts:  # a shared string two written texts give alike: which one the cell shows is unknown
+        found += [
+            problem(number, where(number, position)[1], " | ".join(layout.unclear_texts[value]), "text_unclear")
+            for number, cells in enumerate(raw_rows, start=1)
+            for position, (value, _, _) in enumerate(cells)
+            if isinstance(value, str) and value in layout.unclear_texts
+        ]
+    return found
 
 
 def _version(text: str) -> int | None:

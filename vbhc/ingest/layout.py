@@ -11,7 +11,12 @@ the sheet's layout, so three things a reader sees otherwise went unnoticed:
   Excel calls the file damaged and offers to repair it; either way the reader's rows are not the cells read;
 - a cell written again or out of order within its row (C2 before A2, a second B2, a cell of row 5 inside row
   2): openpyxl's read-only mode ends a row at its last cell written, so the cells before that were left out (a
-  row written F2, A2 was read as A2 alone) or put in another row.
+  row written F2, A2 was read as A2 alone) or put in another row;
+- a text of the shared strings table written with Excel's codes (ECMA-376 ST_Xstring, excel_unescape): openpyxl
+  deletes every 'x005F_' from those texts (and only those: not from inline strings), so the text Excel shows as
+  _x0043_ (written _x005F_x0043_) reached the reader as _x0043_ and was read as the letter C, and a text
+  ax005F_b as ab. The table is read here as written, and each of its texts openpyxl changes is read as Excel shows
+  it (Layout.shown_text); one that two written texts could have given is refused (Layout.unclear_texts).
 
 The sheet's XML is scanned for the row, column and merge elements only, in blocks, with byte regular expressions
 (C speed; a 200,000-row sheet is a few tenths of a second), and only when the part mentions them at all.
@@ -42,8 +47,34 @@ _R = re.compile(rb"""\br\s*=\s*["']([0-9]+)["']""")
 _MIN = re.compile(rb"""\bmin\s*=\s*["']([0-9]+)["']""")
 _MAX = re.compile(rb"""\bmax\s*=\s*["']([0-9]+)["']""")
 _REF = re.compile(rb"""\bref\s*=\s*["']([A-Za-z]{1,3}[0-9]+(?::[A-Za-z]{1,3}[0-9]+)?)["']""")
+#: A cell of an inline string or a formula's text: its text is what the sheet part writes, never a shared one
+_OWN_TEXT_CELL = re.compile(_PREFIX + rb"""c\b[^>]*?\bt\s*=\s*["'](?:inlineStr|str)["']""")
+#: A text run (<r>) of a rich text (not <rPh>, a phonetic reading no cell shows)
+_RUN = re.compile(_PREFIX + rb"r[\s>]")
 #: Column ranges wider than this are hidden columns beyond the data (hiding K:XFD tidies a sheet); kept as ranges
 _MAX_COLUMN = 16384
+
+
+#: How a workbook's XML writes a character as a code (ECMA-376 ST_Xstring): _x000D_ for the carriage return of a
+#: line break pasted from Windows (XML cannot hold most control characters), _x0043_ for a C, _x005F_ for the
+#: underscore that starts a code written as text (_x005F_x0043_ is the text _x0043_). Excel and LibreOffice show
+#: the character; openpyxl gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters
+#: _x000D_ in it, a unit written H_x0030_1 (Excel shows H01) was stored as a unit no one sees, and the text
+#: _x005F_x000D_ was read as '_x005F' + a carriage return.
+_EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def excel_unescape(text: str) -> str:
+    """A workbook string as a spreadsheet program shows it: each _xHHHH_ code, read left to right, as the UTF-16
+    code unit it stands for (a pair of surrogate codes is the one character beyond U+FFFF they make, an unpaired
+    one the replacement character U+FFFD it shows as)."""
+    if "_x" not in text:
+        return text
+    decoded = _EXCEL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if _SURROGATES.search(decoded):
+        decoded = decoded.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return decoded
 
 
 @dataclass
@@ -59,6 +90,16 @@ class Layout:
     #: (row, column position from 0, the cell, the cell written before it) of each cell its row holds again or
     #: after a later cell, or that names another row than the one it is written in ("" before it); one per row
     cells_out_of_order: list[tuple[int, int, str, str]] = field(default_factory=list)
+    #: openpyxl's text -> the text Excel shows, for each shared string openpyxl reads otherwise than Excel shows it
+    shown_texts: dict[str, str] = field(default_factory=dict)
+    #: openpyxl's text -> the texts Excel shows, for a text more than one written text could have given: the
+    #: shared strings' (and the sheet's own inline strings', read as written) that openpyxl reads alike
+    unclear_texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def shown_text(self, value: str) -> str:
+        """A text cell's value as openpyxl gives it, as the text Excel shows in the cell."""
+        shown = self.shown_texts.get(value)
+        return excel_unescape(value) if shown is None else shown
 
     def column_hidden(self, position: int) -> bool:
         return any(start <= position < end for start, end in self.hidden_columns)
@@ -96,6 +137,22 @@ class Layout:
         return found
 
 
+def same_sheet_names(titles: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, the earlier sheet's name), both as the tabs show them (excel_unescape), for each sheet whose name
+    equals an earlier one's but for case. Excel keeps a workbook's sheet names unique ignoring case and calls a
+    workbook with two such names damaged (its repair renames one): which sheet a reader sees under the name
+    cannot be told, and the readers found the one they read by the name (openpyxl lists both)."""
+    seen: dict[str, str] = {}
+    found = []
+    for title in titles:
+        shown = excel_unescape(title)
+        if shown.casefold() in seen:
+            found.append((shown, seen[shown.casefold()]))
+        else:
+            seen[shown.casefold()] = shown
+    return found
+
+
 def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
     """The layout of the sheet named `sheet` in the workbook file or stream; an empty Layout when the sheet's part
     cannot be found (the cells are then read as before)."""
@@ -108,7 +165,8 @@ def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
             if part is None:
                 return layout
             with zf.open(part) as fh:
-                _scan(fh, layout)
+                own_texts = _scan(fh, layout)
+            _shared_texts(zf, layout, own_texts)
     except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError):
         return Layout()
     finally:
@@ -117,13 +175,42 @@ def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
     return layout
 
 
+def row_after(workbook: str | BinaryIO, sheet: str, row: int) -> int:
+    """The number of the first row the sheet's part writes after row `row` (a row without its number is the one
+    after the row before): where a reader that stopped after row `row` met what it could not read. row + 1 when
+    the part cannot be read."""
+    if hasattr(workbook, "seek"):
+        workbook.seek(0)
+    try:
+        with zipfile.ZipFile(workbook) as zf:
+            part = _sheet_part(zf, sheet)
+            if part is None:
+                return row + 1
+            with zf.open(part) as fh:
+                number, rest = 0, b""
+                for block in iter(lambda: fh.read(_BLOCK), b""):
+                    data = rest + block
+                    end = data.rfind(b">") + 1
+                    for match in _ROW.finditer(data, 0, end):
+                        found = _R.search(match.group(1))
+                        number = int(found.group(1)) if found else number + 1
+                        if number > row:
+                            return number
+                    rest = data[end:]
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError):
+        pass
+    finally:
+        if hasattr(workbook, "seek"):
+            workbook.seek(0)
+    return row + 1
+
+
 def _sheet_part(zf: zipfile.ZipFile, sheet: str) -> str | None:
     """The ZIP part holding the sheet named `sheet`, found as every spreadsheet program finds it (Open Packaging
     Conventions): the package's relationships name the workbook part, the workbook gives the sheet's relationship
     id, and the workbook's relationships that id's part. Names are compared without namespaces, so strict and
     transitional OOXML read alike; these parts are small (a sheet's list), so they are parsed whole."""
-    office = _targets(zf, "")
-    workbook = next((target for kind, target in office.values() if kind.endswith("/officeDocument")), None)
+    workbook = _workbook_part(zf)
     if workbook is None:
         return None
     rel_id = None
@@ -133,6 +220,12 @@ def _sheet_part(zf: zipfile.ZipFile, sheet: str) -> str | None:
             break
     found = _targets(zf, workbook).get(rel_id or "")
     return found[1] if found else None
+
+
+def _workbook_part(zf: zipfile.ZipFile) -> str | None:
+    """The workbook part's path, as the package's relationships name it."""
+    office = _targets(zf, "")
+    return next((target for kind, target in office.values() if kind.endswith("/officeDocument")), None)
 
 
 def _targets(zf: zipfile.ZipFile, source: str) -> dict[str, tuple[str, str]]:
@@ -157,7 +250,9 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _scan(fh: BinaryIO, layout: Layout) -> None:
+def _scan(fh: BinaryIO, layout: Layout) -> bool:
+    """Fills `layout` from the sheet's part; whether the part holds a cell with a text of its own (an inline
+    string, a formula's text), which openpyxl reads as written."""
     # here: openpyxl loads only when a workbook is read
     from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
 
@@ -168,6 +263,7 @@ def _scan(fh: BinaryIO, layout: Layout) -> None:
     row_digits = b"0"  # the row's number as a cell reference writes it
     column = 0  # the row's last cell's column (1-based), 0 before its first cell
     flagged = False  # the row's first cell out of order is named; the rest of the row follows from it
+    own_texts = False
     while True:
         block = fh.read(_BLOCK)
         data = rest + block
@@ -179,6 +275,8 @@ def _scan(fh: BinaryIO, layout: Layout) -> None:
                 rest = data
                 continue
         part, rest = data[:end], data[end:]
+        if not own_texts and (b"inlineStr" in part or b"str" in part):
+            own_texts = _OWN_TEXT_CELL.search(part) is not None
         for is_row, attrs, letters, digits in _ROW_OR_CELL.findall(part):
             if not is_row:  # a cell: C speed for the usual one, after the row's last cell and naming its row
                 if not letters:  # a cell without its reference is the one after the row's last cell
@@ -228,4 +326,70 @@ def _scan(fh: BinaryIO, layout: Layout) -> None:
                     first_col, first_row = 1, 1
                 layout.merged.append((text, int(first_row or 1), int(first_col or 1) - 1))
         if not block:
+            return own_texts
+
+
+def _shared_texts(zf: zipfile.ZipFile, layout: Layout, own_texts: bool) -> None:
+    """Fills layout.shown_texts and layout.unclear_texts from the workbook's shared strings table, read as written.
+
+    openpyxl gives a shared string as its text runs joined with every 'x005F_' deleted; Excel shows each run with
+    its codes read (excel_unescape). Where the two differ beyond what excel_unescape does to openpyxl's text, the
+    text is mapped; where another entry (or, when the sheet holds any, an inline string read as written) gives
+    the same openpyxl text but shows otherwise, the cell cannot be told and is refused by the reader. Parsed only
+    when the table holds an 'x005F_' or a code inside rich text runs: otherwise every text reads as Excel shows it.
+    """
+    found = next(
+        (target for kind, target in _targets(zf, _workbook_part(zf) or "").values() if kind.endswith("/sharedStrings")),
+        None,
+    )
+    if found is None:
+        return
+    try:
+        info = zf.getinfo(found)
+    except KeyError:
+        return
+    with zf.open(info) as fh:
+        tail = b""
+        needed = runs = codes = False
+        for block in iter(lambda: fh.read(_BLOCK), b""):
+            data = tail + block
+            needed = needed or b"x005F_" in data
+            runs = runs or _RUN.search(data) is not None
+            codes = codes or b"_x" in data
+            if needed or (runs and codes):
+                break
+            tail = data[-8:]
+        else:
             return
+    plain: set[str] = set()  # openpyxl's texts of the entries it reads as Excel shows them
+    mapped: dict[str, set[str]] = {}
+    with zf.open(info) as fh:
+        for _, element in ElementTree.iterparse(fh):
+            if _local(element.tag) != "si":
+                continue
+            kinds = [_local(child.tag) for child in element]
+            pieces = [
+                _run_text(child) if kind == "r" else (child.text or "")
+                for child, kind in zip(element, kinds, strict=True)
+                if kind in ("t", "r")
+            ]
+            element.clear()
+            given = "".join(pieces).replace("x005F_", "")
+            shown = "".join(excel_unescape(piece) for piece in pieces)
+            if shown == excel_unescape(given):
+                plain.add(given)
+            else:
+                mapped.setdefault(given, set()).add(shown)
+    for given, shown in mapped.items():
+        candidates = set(shown)
+        if given in plain or own_texts:
+            candidates.add(excel_unescape(given))
+        if len(candidates) == 1:
+            layout.shown_texts[given] = next(iter(candidates))
+        else:
+            layout.unclear_texts[given] = tuple(sorted(candidates))
+
+
+def _run_text(run: ElementTree.Element) -> str:
+    """A rich text run's text (its <t>; its <rPr> is formatting)."""
+    return next((child.text or "" for child in run if _local(child.tag) == "t"), "")

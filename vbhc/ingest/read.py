@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from vbhc.ingest.layout import Layout, sheet_layout
+from vbhc.ingest.layout import Layout, excel_unescape, row_after, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
     Number,
@@ -68,6 +68,9 @@ class Source:
     # a CSV without quote characters or lone carriage returns: one line is one row, so Arrow's CSV reader can
     # read it with the row numbers a person sees (vbhc.ingest.read._plain_rows)
     plain_lines: bool = False
+    #: the sheet's name as the workbook's XML writes it, by which it is found (openpyxl, the layout scan): `sheet`
+    #: is the name as Excel shows it, Excel's _xHHHH_ codes read (_x0075_nits is the sheet units)
+    sheet_title: str | None = None
 
     @property
     def label(self) -> str:
@@ -157,8 +160,14 @@ def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Sour
             Problem(path.name, None, None, None, None, Rule("read.workbook_unreadable", error=type(exc).__name__))
         )
         return []
+    twice = same_sheet_names([title for title, _ in sheets])
+    for sheet, earlier in twice:  # Excel calls the workbook damaged: neither sheet is read
+        report.add(Problem(path.name, sheet, None, None, None, Rule("read.sheet_name_twice", other=repr(earlier))))
+    if twice:
+        return []
     sources = []
-    for sheet, state in sheets:
+    for title, state in sheets:
+        sheet = excel_unescape(title)  # the name the sheet's tab shows
         if state != "visible":  # a person reading the workbook does not see it: it is not read for them unseen
             report.add(Problem(path.name, sheet, None, None, None, Rule("read.sheet_hidden")))
             continue
@@ -168,7 +177,7 @@ def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Sour
                 Problem(path.name, sheet, None, None, None, Rule("read.sheet_not_table", tables=", ".join(TABLES)))
             )
             continue
-        sources.append(Source(path, sheet, table, sha, size))
+        sources.append(Source(path, sheet, table, sha, size, sheet_title=title))
     return sources
 
 
@@ -307,15 +316,40 @@ def _open_workbook(path: Path):
         raise
 
 
-def sheet_rows(ws) -> Iterator[tuple]:
+class DamagedRow(Exception):
+    """A cell of sheet row `row` that openpyxl cannot read (a yes/no cell holding 'true', a number 'inf', a style
+    or shared string that does not exist: Excel calls such a file damaged); `error` is the exception's type name,
+    never cell content."""
+
+    def __init__(self, row: int, error: str):
+        super().__init__(error)
+        self.row, self.error = row, error
+
+
+def sheet_rows(ws, workbook: Path | BinaryIO | None = None, title: str | None = None) -> Iterator[tuple]:
     """Every row of a read-only sheet (openpyxl), as far as its cells go. openpyxl's read-only mode stops at the
     range the sheet's own dimension tag states, and a writer may state less than it wrote (A1, or the size of an
     older version of the sheet): the rows and columns beyond were left out unseen (a sheet of five care cycles
     whose tag said A1:L3 was imported as two, without its last four columns). Excel ignores the tag; so does this.
-    """
+
+    A cell openpyxl cannot read raises DamagedRow naming its row (found in the sheet `title` of `workbook`, the
+    rows after the last one read): the reader's one-line refusal, where it was a bare 'damaged workbook
+    (ValueError)' in the registry import and a crash ('unexpected error') in the external figures and
+    targets/actions workbooks."""
     ws.reset_dimensions()
     _quiet_date_errors()
-    return ws.iter_rows()
+    rows = ws.iter_rows()
+    read = 0
+    while True:
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # openpyxl on untrusted content: any parser failure is a damaged cell
+            where = row_after(workbook, title, read) if workbook is not None and title is not None else read + 1
+            raise DamagedRow(where, type(exc).__name__) from None
+        read += 1
+        yield cells
 
 
 def _quiet_date_errors() -> None:
@@ -695,13 +729,22 @@ def _take(frames: list[pd.DataFrame], numbers: list[np.ndarray], rows: int) -> t
     return frame.iloc[:rows].reset_index(drop=True), number[:rows]
 
 
+#: Why a workbook cell is not read: the value's type name, None for a formula, or the texts Excel may show for a
+#: shared string openpyxl gives alike for more than one (vbhc.ingest.layout.Layout.unclear_texts)
+Odd = str | tuple[str, ...] | None
+
+
 def _not_plain(
-    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, str | None]], report: ImportReport
+    source: Source, header: Header | None, row_no: int, odd: list[tuple[int, Odd]], report: ImportReport
 ) -> None:
-    """A problem per cell that is not a plain value; `odd` holds (column position, the value's type name, or None
-    for a formula)."""
+    """A problem per cell that is not a plain value; `odd` holds (column position, why: Odd)."""
     for position, kind in odd:
         name = header.names[position] if header is not None and position < len(header.names) else None
+        if isinstance(kind, tuple):
+            shown = " | ".join(kind)
+            rule = Rule("read.cell_text_unclear") if name else Rule("read.cell_text_unclear_at", position=position + 1)
+            report.add(source.problem(rule, row_no, name, shown))
+            continue
         if kind is None:
             rule = Rule("read.cell_formula") if name else Rule("read.cell_formula_at", position=position + 1)
         elif name:
@@ -847,64 +890,62 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-#: How a workbook's XML writes a character as a code (ECMA-376 ST_Xstring): _x000D_ for the carriage return of a
-#: line break pasted from Windows (XML cannot hold most control characters), _x0043_ for a C, _x005F_ for the
-#: underscore that starts a code written as text (_x005F_x0043_ is the text _x0043_). Excel and LibreOffice show
-#: the character; openpyxl gives the code as text, so 'Heelkunde_x000D_' + a line feed was stored with the letters
-#: _x000D_ in it, a unit written H_x0030_1 (Excel shows H01) was stored as a unit no one sees, and the text
-#: _x005F_x000D_ was read as '_x005F' + a carriage return.
-_EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def excel_unescape(text: str) -> str:
-    """A workbook string as a spreadsheet program shows it: each _xHHHH_ code, read left to right, as the UTF-16
-    code unit it stands for (a pair of surrogate codes is the one character beyond U+FFFF they make, an unpaired
-    one the replacement character U+FFFD it shows as)."""
-    if "_x" not in text:
-        return text
-    decoded = _EXCEL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    if _SURROGATES.search(decoded):
-        decoded = decoded.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return decoded
-
-
 #: Number formats under which a cell shows its number as cell_text writes it (Excel's default, and text)
 _GENERAL_FORMATS = frozenset({"General", "@"})
 #: A format of zeros only shows a whole number padded with leading zeros: 5 under 0000 reads 0005
 _ZERO_PADDED = re.compile(r"0+")
+#: Excel's General format shows a number longer than this many characters otherwise: 123456789012 (an id typed as
+#: a number, or written by pandas from an int64 column) reads 1.23457E+11, -1234567890.5 reads -1234567891
+_GENERAL_CHARACTERS = 11
+#: Excel keeps this many significant digits of a number: 1234567890123456789 written by a program reads
+#: 1234567890123450000 under any format
+_EXCEL_DIGITS = 15
 
 
-def shown_cell(cell: object) -> tuple[str, str | None]:
+def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | None]:
     """A workbook cell (openpyxl, read-only) as the text a person reads in it, and the cell's number format when
     it is a number whose format may show another text (1.00E+05, 5.0, 50%): None when the text is what it shows.
-    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005)."""
+    A number under a format of zeros reads with the leading zeros it shows (5 under 0000 is 0005); one under
+    General (or Text) whose text is longer than General shows is told as its format too. A text is read
+    through the sheet's `layout` where openpyxl gives a shared string otherwise than Excel shows it
+    (Layout.shown_text; check Layout.unclear_texts first). A number format that cannot be read raises DamagedRow.
+    """
     value = getattr(cell, "value", None)
+    if isinstance(value, str) and layout is not None:
+        return layout.shown_text(value), None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number_format = getattr(cell, "number_format", "General")
+        try:
+            number_format = getattr(cell, "number_format", "General")
+        except Exception as exc:  # a style the workbook does not have (s="99" of 3): Excel calls it damaged
+            raise DamagedRow(int(getattr(cell, "row", 0) or 0), type(exc).__name__) from None
+        text = cell_text(value)
         if number_format not in _GENERAL_FORMATS:
-            if _ZERO_PADDED.fullmatch(number_format) and value >= 0 and float(value).is_integer():
+            if _ZERO_PADDED.fullmatch(number_format) and 0 <= value < 10**_EXCEL_DIGITS and float(value).is_integer():
                 return str(int(value)).zfill(len(number_format)), None
-            return cell_text(value), number_format
+            return text, number_format
+        if len(text) > _GENERAL_CHARACTERS:  # General shows it shortened or in scientific notation
+            return text, number_format
+        return text, None
     return cell_text(value), None
 
 
 def _xlsx_records(
     source: Source, layout: Layout
-) -> Iterator[tuple[int, list[str], list[tuple[int, str | None]] | None, list[tuple[int, str]] | None]]:
+) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
     None for a formula); and the number cells whose format may show another text than the number: (column
     position, the format). A number under a format of zeros is read with the leading zeros it shows. `layout`
     is filled with the sheet's merged cells and hidden rows and columns before the first row."""
     wb, fh = _open_workbook(source.path)
     try:
-        ws = wb[source.sheet]
-        found = sheet_layout(fh, source.sheet)
+        title = source.sheet_title or source.sheet
+        ws = wb[title]
+        found = sheet_layout(fh, title)
         for name in (f.name for f in dataclasses.fields(found)):  # every field the sheet's part gave
             setattr(layout, name, getattr(found, name))
-        for row_no, cells in enumerate(sheet_rows(ws), start=1):
+        for row_no, cells in enumerate(sheet_rows(ws, fh, title), start=1):
             fields = []
-            odd: list[tuple[int, str | None]] | None = None
+            odd: list[tuple[int, Odd]] | None = None
             formatted: list[tuple[int, str]] | None = None
             for col, cell in enumerate(cells):
                 value = cell.value
@@ -912,7 +953,11 @@ def _xlsx_records(
                     odd = [*(odd or []), (col, type(value).__name__)]
                     fields.append("")
                     continue
-                text, number_format = shown_cell(cell)
+                if isinstance(value, str) and value in layout.unclear_texts:
+                    odd = [*(odd or []), (col, layout.unclear_texts[value])]
+                    fields.append("")
+                    continue
+                text, number_format = shown_cell(cell, layout)
                 if isinstance(value, str) and text.startswith("=") and len(text) > 1:  # = or _x003D_ (Excel's code)
                     odd = [*(odd or []), (col, None)]
                 if number_format is not None:

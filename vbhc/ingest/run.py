@@ -60,7 +60,17 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_in,
 )
-from vbhc.ingest.read import Chunk, DamagedFile, Header, MalformedText, Source, check_header, discover, read
+from vbhc.ingest.read import (
+    Chunk,
+    DamagedFile,
+    DamagedRow,
+    Header,
+    MalformedText,
+    Source,
+    check_header,
+    discover,
+    read,
+)
 from vbhc.ingest.tables import TABLES
 from vbhc.ingest.validate import PREM_RESPONSE_COLUMNS, VALIDATORS, BatchState, Checker, DecimalMarks
 from vbhc.progress import Progress
@@ -408,6 +418,8 @@ def _read_validated(
                 progress(source.label, src_report.rows_read, None, fraction=_share_read(source, chunk))
     except MalformedText as exc:
         report.add(source.problem(exc.reason, exc.row))
+    except DamagedRow as exc:
+        report.add(source.problem(Rule("read.row_damaged", error=exc.error), exc.row))
     except DamagedFile as exc:
         report.add(source.problem(Rule("read.workbook_damaged", error=str(exc))))
     except (SQLAlchemyError, MemoryError, _NeedsStaging):
