@@ -156,6 +156,23 @@ def _on_phone(phone: Any, wide: Any) -> dict[str, str]:
     return {"expr": f"{PHONE_PARAM} ? {json.dumps(phone)} : {json.dumps(wide)}"}
 
 
+def _by_container_fields(**fields: str) -> list[dict[str, str]]:
+    """Transforms that set each field (the keyword) to its row's layout for the container that draws the chart:
+    a phone's (`phone_x`), a container narrower than the chart was built for (`wide_x`: placed for the narrowest
+    such) or one at least as wide (`built_x`: placed for the built plot, as the PDF report and a screen as wide as
+    the page draw it). Why the third: placed for the narrowest container alone, a long name found no spot there
+    clear of the points and the lines, and lay across the benchmark line in the PDF's 940 px funnel, where
+    there was room."""
+    return [
+        {
+            "calculate": f"{PHONE_PARAM} ? datum.phone{suffix} : {NARROWED_PARAM} ? datum.wide{suffix}"
+            f" : datum.built{suffix}",
+            "as": field,
+        }
+        for field, suffix in fields.items()
+    ]
+
+
 def _on_phone_fields(**fields: str) -> list[dict[str, str]]:
     """Transforms that set each field (the keyword) to its row's phone value in a phone's container and to its
     wide value in any other: `text="_x"` reads the row's `phone_x` or `wide_x` (`""`: `phone` or `wide`)."""
@@ -1348,15 +1365,18 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
     }
 
 
-def _scatter_plots(width: int) -> tuple[float, float]:
-    """The narrowest plot (px) a scatter's names are placed for: any wider container's (from PHONE_WIDTH at the
-    built fonts) and a phone's (from PHONE_CONTAINER at the phone's fonts), each the container less a y axis of
-    seven-character labels and its title. Why not PHONE_PLOT for a phone: 50 px narrower than a 360 px phone's
-    plot, its points were so close that the own unit's name found no spot clear of them (the demo's costs page)."""
+def _scatter_plots(width: int) -> tuple[float, float, float]:
+    """The plots (px) a scatter's names are placed for: the narrowest of any container narrower than the chart's
+    `width` but wider than a phone's (from PHONE_WIDTH at the built fonts), a phone's (from PHONE_CONTAINER at
+    the phone's fonts) and the built width's (any container at least as wide: the PDF report, the page's), each
+    the container less a y axis of seven-character labels and its title. Why not PHONE_PLOT for a phone: 50 px
+    narrower than a 360 px phone's plot, its points were so close that the own unit's name found no spot clear
+    of them (the demo's costs page)."""
     f = _fonts(width)
     wide_axis = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
     phone_axis = _text_px("0000000", FONT_SIZES_NARROW["axis_label"]) + FONT_SIZES_NARROW["axis_title"] + 20
-    return PHONE_WIDTH - 20 - wide_axis, PHONE_CONTAINER - phone_axis
+    wide = PHONE_WIDTH - 20 - wide_axis
+    return wide, PHONE_CONTAINER - phone_axis, max(wide, width - 20 - wide_axis)
 
 
 def _placed_own_name(
@@ -1372,17 +1392,19 @@ def _placed_own_name(
     """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
     spot clear of the other units' points, the plot's edges, the benchmark line at `y_target` where there is
     one and the control limits' `curves` (x, y) where it can (_place_labels, placed per unit for when it is the
-    own one, for a phone's plot and any wider one). Why: centred above its point, the name covered a neighbour's
-    dot on a phone and in the PDF report; placed clear of those, it lay across the 95% limit."""
+    own one, for a phone's plot, a narrower container's and the built width's: _by_container_fields). Why:
+    centred above its point, the name covered a neighbour's dot on a phone and in the PDF report; placed clear
+    of those, it lay across the 95% limit."""
     points = pd.DataFrame(
         {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
     ).assign(outcome=units["value"].to_numpy(dtype=float))
     x_dom, y_dom = domains
-    (wide_plot, phone_plot), targets, size = _scatter_plots(width), (None, y_target), _fonts(width)["text"]
-    phone_size = FONT_SIZES_NARROW["text"]
+    (wide_plot, phone_plot, built_plot), targets = _scatter_plots(width), (None, y_target)
+    size, phone_size = _fonts(width)["text"], FONT_SIZES_NARROW["text"]
     layouts = {
         "wide": _place_labels(points, x_dom, y_dom, wide_plot, height, size, set(), targets, curves),
         "phone": _place_labels(points, x_dom, y_dom, phone_plot, height, phone_size, set(), targets, curves),
+        "built": _place_labels(points, x_dom, y_dom, built_plot, height, size, set(), targets, curves),
     }
     placed = points.rename(columns={"cost": "precision", "outcome": "value"})
     for name, layout in layouts.items():
@@ -1390,7 +1412,10 @@ def _placed_own_name(
             placed[f"{name}_{column}"] = layout[column].to_numpy()
     return {
         "data": data(placed),
-        "transform": [{"filter": IS_HIGHLIGHT}, *_on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy")],
+        "transform": [
+            {"filter": IS_HIGHLIGHT},
+            *_by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy"),
+        ],
         "mark": _placed_name_mark(width, "bold", HIGHLIGHT_COLOUR),
         "encoding": {
             "x": _q("precision", scale=_scale(x_dom, zero=False)),
@@ -2643,7 +2668,7 @@ def _named_units(frame: pd.DataFrame) -> set[str]:
 
 def _placed_name_mark(width: int, weight: str, colour: str) -> dict[str, Any]:
     """The text mark of a unit name that _place_labels placed: its lines, alignment and offsets from the point
-    are the datum's (the layout of the container that draws it, _on_phone_fields)."""
+    are the datum's (the layout of the container that draws it, _by_container_fields)."""
     return {
         "type": "text",
         "align": {"expr": "datum.align"},
@@ -2946,24 +2971,26 @@ def value_chart(
     )
     height = 480 if width >= NARROW else 340
     if x_dom and y_dom:
-        # two layouts of the names, each placed for the narrowest container that draws it, where points are
+        # three layouts of the names, each placed for the narrowest container that draws it, where points are
         # closest (wider, the points only move apart while each name keeps its pixel offset from its point): a
-        # phone's (from PHONE_CONTAINER at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
-        # fonts); a fitted chart picks one by its container (PHONE_PARAM), as it picks its fonts
+        # phone's (from PHONE_CONTAINER at the phone's fonts), a container's narrower than built (from PHONE_WIDTH
+        # at the built fonts) and one at least as wide as built; a fitted chart picks one by its container
+        # (_by_container_fields), as it picks its fonts
         named = _named_units(frame)
         targets = (cost_target, outcome_target)
-        wide_plot, phone_plot = _scatter_plots(width)
+        wide_plot, phone_plot, built_plot = _scatter_plots(width)
         layouts = {
             "wide": _place_labels(frame, x_dom, y_dom, wide_plot, height, f["text"], named, targets),
             "phone": _place_labels(frame, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], named, targets),
+            "built": _place_labels(frame, x_dom, y_dom, built_plot, height, f["text"], named, targets),
         }
         placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
         for name, layout in layouts.items():
             for column in ("text", "align", "dx", "dy", "placed", "yields_to"):
                 placed[f"{name}_{column}"] = layout[column].to_numpy()
         label_data = data(placed)
-        chosen = _on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy", placed="_placed")
-        chosen += _on_phone_fields(yields_to="_yields_to")
+        chosen = _by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy", placed="_placed")
+        chosen += _by_container_fields(yields_to="_yields_to")
         for predicate, weight in (
             (
                 f"datum.named && datum.placed && !({IS_HIGHLIGHT})"
