@@ -1319,6 +1319,37 @@ def test_the_own_units_name_on_a_crowded_value_quadrant_covers_no_point_on_a_pho
     assert not crowded, f"the own unit's name covers a point: {crowded}"
 
 
+def test_no_other_units_name_on_the_value_quadrant_lies_across_a_benchmark_line():
+    """The costs page on a 390 px phone, Dutch (cost_value-nl-390x844.png): "Eikenrode Ziekenhuis" lay across the
+    dotted benchmark line. Where no spot clear of the points was clear of the lines too, another unit's name took
+    the spot across the fewest lines; now it is left to the tooltip (the own unit's name is always drawn).
+    Whichever unit is the own one, on a phone, in a column and on the page, no other unit's name crosses a line."""
+    units = list(DEMO_VALUES_WIDE)
+    cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES_WIDE.values(), strict=True))
+    frame = value_frame(units).assign(
+        adjusted_value_cost=cost,
+        adjusted_lower_cost=cost - 4_000,
+        adjusted_upper_cost=cost + 4_000,
+        adjusted_value_outcome=outcome,
+        adjusted_lower_outcome=np.maximum(outcome - 0.03, 0),
+        adjusted_upper_outcome=outcome + 0.14,
+    )
+    built = charts.value_chart(
+        frame, outcome_label="Mortaliteit binnen 30 dagen", outcome_kind="proportion", lang="nl",
+        outcome_target=0.024, cost_target=22_618,
+    )  # fmt: skip
+    across = []
+    for own in units:
+        for width in (PHONE, 390 - 32, COLUMN, WIDE):
+            drawn = scatter(charts.with_width(charts.with_highlight(built, own), width))
+            across += [
+                (own, width, name)
+                for name, boxes in drawn.names
+                if name != own and any(b.overlaps(rule) for b in boxes for rule in drawn.rules)
+            ]
+    assert not across, f"another unit's name lies across a benchmark line: {across}"
+
+
 #: The funnel of the 4,000-cycle demo's colorectal cancer 30-day mortality as the screenshots showed it (hospital:
 #: care cycles, case-mix adjusted mortality; benchmark 2.4%).
 DEMO_FUNNEL = {

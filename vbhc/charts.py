@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc.catalog import BINARY_KINDS, DAYS_PER_YEAR, PROPORTION_KINDS, SURVIVAL_KINDS
-from vbhc.i18n import BABEL_LOCALES, fmt_date, fmt_number, fmt_percent, format_value, t
+from vbhc.i18n import BABEL_LOCALES, MINUS, fmt_date, fmt_number, fmt_percent, format_value, t
 from vbhc.verdict import DECIDE_AT_95
 
 if TYPE_CHECKING:  # the improvement cycle's items; this module draws them and needs no database
@@ -317,8 +317,11 @@ def _magnitude(*arrays: Any) -> float:
 
 
 def _format_number(x: float, lang: str, decimals: int = 1) -> str:
-    """A number as text for a text mark or title (Vega formats everything else), in the language's locale."""
-    return fmt_number(x, _check_lang(lang), decimals)
+    """A number as text for a text mark or title (Vega formats everything else), in the language's locale, with
+    the minus sign "−" Vega's axis labels have (the EQ-5D axis read "(-0,4–1, hoger is beter)" under ticks
+    "−0,4")."""
+    text = fmt_number(x, _check_lang(lang), decimals)
+    return MINUS + text[1:] if text.startswith("-") else text
 
 
 # ------------------------------------------------------------------------------------------ finishing
@@ -682,7 +685,7 @@ def chart_table(spec: dict[str, Any]) -> pd.DataFrame:
     sets = [
         rows
         for name, rows in (spec.get("datasets") or {}).items()
-        if isinstance(rows, list) and rows and not str(name).startswith(f"{NOTE_PREFIX}-")
+        if isinstance(rows, list) and rows and not str(name).startswith((f"{NOTE_PREFIX}-", f"{NAMES_PREFIX}-"))
     ]
     if not sets:
         return pd.DataFrame()
@@ -979,6 +982,9 @@ def _target_rule(
 
 #: Datasets of annotations (target lines, action marks) are named with this prefix: chart_table leaves them out.
 NOTE_PREFIX = "note"
+#: Datasets of placed unit names (a layout per container: _place_labels) are named with this prefix: the CSV
+#: download (chart_table) leaves them out, as it leaves out the notes.
+NAMES_PREFIX = "names"
 #: Lines an action's title takes at the top of the plot; a longer title is shortened at a word, with "…" (its
 #: tooltip has the whole title). Three lines of the plot's width hold about 110 characters on a phone.
 ACTION_LINES = 3
@@ -1411,7 +1417,7 @@ def _placed_own_name(
         for column in ("text", "align", "dx", "dy"):
             placed[f"{name}_{column}"] = layout[column].to_numpy()
     return {
-        "data": data(placed),
+        "data": data(placed, prefix=NAMES_PREFIX),
         "transform": [
             {"filter": IS_HIGHLIGHT},
             *_by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy"),
@@ -2703,9 +2709,9 @@ def _place_labels(
     of the points if it can be: the names it covers there step aside while it is the own unit.
 
     Returns unit, text (the name's lines joined by a newline), align, dx and dy (px from the point to the text's
-    anchor and its top), placed (False: no free spot), yields_to ("|H02|H07|": the own units whose name covers
-    this one's), cost and outcome (the point's position; fewer columns than the units' data, which the CSV
-    download takes).
+    anchor and its top), placed (False: no free spot; for a named unit, none clear of the lines too), yields_to
+    ("|H02|H07|": the own units whose name covers this one's), cost and outcome (the point's position). The
+    chart keeps them in a dataset of its own (NAMES_PREFIX), which the CSV download leaves out.
 
     Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
     narrowest plot of the fonts `size` belongs to, where points are closest: wider, points and benchmark lines
@@ -2784,10 +2790,11 @@ def _place_labels(
     Choice = tuple[list[str], tuple[str, int, float, float], Box]
     options = {u: _name_lines(u, size, plot_w) for u in set(units)}
 
-    def free_spot(i: int, names: list[Box]) -> Choice | None:
+    def free_spot(i: int, names: list[Box], *, clear: bool = False) -> Choice | None:
         """The first spot free of names and points inside the plot; one clear of the benchmark lines first, else
         the one across the fewest lines (the first such spot took the first free of points: on the demo's
-        colorectal funnel the own unit's name lay on the 95% limit with a spot across fewer lines further on)."""
+        colorectal funnel the own unit's name lay on the 95% limit with a spot across fewer lines further on).
+        `clear`: only a spot clear of every line (None: there is none)."""
         others = [d for j, d in enumerate(dots) if j != i] + names
         best: tuple[tuple[int, int], Choice] | None = None
         for spots in (_LABEL_SPOTS[:_NEAR_SPOTS], _LABEL_SPOTS[_NEAR_SPOTS:]):
@@ -2798,14 +2805,16 @@ def _place_labels(
                         crossed = crossings(box)
                         if crossed == (0, 0):
                             return lines, spot, box
-                        if best is None or crossed < best[0]:
+                        if not clear and (best is None or crossed < best[0]):
                             best = (crossed, (lines, spot, box))
         return best[1] if best else None
 
     chosen: dict[int, tuple[Choice, bool]] = {}
     named_boxes: dict[int, Box] = {}
     for i, unit in enumerate(units):
-        if unit in named and (choice := free_spot(i, list(named_boxes.values()))) is not None:
+        # another unit's name is drawn only where it crosses no line (the demo's costs page on a phone drew
+        # "Eikenrode Ziekenhuis" across the dotted benchmark line); else it is left to the tooltip
+        if unit in named and (choice := free_spot(i, list(named_boxes.values()), clear=True)) is not None:
             chosen[i] = (choice, True)
             named_boxes[i] = choice[2]
     hides: dict[int, set[str]] = {i: set() for i in range(len(units))}
@@ -2816,7 +2825,7 @@ def _place_labels(
         names = [b for j, b in named_boxes.items() if j != i]
         choice = free_spot(i, names)
         if choice is not None:
-            chosen[i] = (choice, True)
+            chosen[i] = (choice, unit not in named or crossings(choice[2]) == (0, 0))
             continue
         others = [d for j, d in enumerate(dots) if j != i]
         candidates = [(lines, spot, box_at(i, lines, spot)) for lines in options[units[i]] for spot in _LABEL_SPOTS]
@@ -2988,7 +2997,7 @@ def value_chart(
         for name, layout in layouts.items():
             for column in ("text", "align", "dx", "dy", "placed", "yields_to"):
                 placed[f"{name}_{column}"] = layout[column].to_numpy()
-        label_data = data(placed)
+        label_data = data(placed, prefix=NAMES_PREFIX)
         chosen = _by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy", placed="_placed")
         chosen += _by_container_fields(yields_to="_yields_to")
         for predicate, weight in (

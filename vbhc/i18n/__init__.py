@@ -38,6 +38,7 @@ __all__ = [
     "DATE_INPUT_FORMAT",
     "DEFAULT_LANGUAGE",
     "KIND_FORMAT",
+    "MINUS",
     "MISSING",
     "SUPPORTED",
     "catalog",
