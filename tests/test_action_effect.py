@@ -134,7 +134,7 @@ def test_a_fall_in_a_lower_is_better_rate_is_an_improvement_with_newcombe_and_oe
     sentence = effect.sentence("en")
     assert sentence.startswith("rate fell from ") and "to 8.0%; difference −" in sentence
     low_text, high_text = (f"{abs(v) * 100:.1f}" for v in (low, high))
-    assert f" points (95% CI −{low_text} to −{high_text}): " in sentence  # 'points' once, not on the bounds
+    assert f" percentage points (95% CI −{low_text} to −{high_text}): " in sentence  # once, not on the bounds
     assert sentence.endswith("more than chance, an improvement")
     assert effect.sentence("nl").startswith("percentage daalde van ") and "procentpunt" in effect.sentence("nl")
     assert effect.adjusted_sentence("en").startswith("Adjusted for case mix: O/E ")
@@ -262,7 +262,7 @@ def test_the_sentence_signs_the_difference_but_not_a_rounded_zero():
         difference=-0.0001, lower=-0.031, upper=0.0309,
     )  # fmt: skip
     assert effect.sentence("en") == (
-        "rate stayed at 15.0%; difference 0.0 points (95% CI −3.1 to +3.1): "
+        "rate stayed at 15.0%; difference 0.0 percentage points (95% CI −3.1 to +3.1): "
         "no change shown, the difference is within what chance gives"
     )
-    assert "verschil 0,0 procentpunt (95%-BI −3,1 tot +3,1)" in effect.sentence("nl")
+    assert "verschil 0,0\u00a0procentpunt (95%-BI −3,1 tot +3,1)" in effect.sentence("nl")

@@ -112,7 +112,8 @@ def test_multiple_imputation_on_request_shows_both_analyses_per_unit(small_demo_
 def test_the_casemix_tab_shows_shares_only_where_they_read_as_shares_and_only_its_models_measures(
     small_demo_db, lang, indicator
 ):
-    """Shares of the gap only where the variables pull the gap's way (vbhc.casemix.shares_of_gap_read_as_shares;
+    """A variable's contribution signed with "−" and, for a rate, in percentage points. Shares of the gap only
+    where the variables pull the gap's way (vbhc.casemix.shares_of_gap_read_as_shares;
     the own hospital's colorectal mortality showed 440% and -330%), else a caption that says why; the model's
     quality without the measure its kind has not (a logistic model's R², a linear model's c-statistic): no row
     of dashes."""
@@ -131,6 +132,13 @@ def test_the_casemix_tab_shows_shares_only_where_they_read_as_shares_and_only_it
     if expect_shares:  # every share shown is one: between -5% and 105%
         values = [float(v.rstrip("%").replace(",", ".")) for v in table[share] if v != MISSING]
         assert values and all(-5 <= v <= 105 for v in values), values
+    # a contribution is a difference of two expected values: of two rates in percentage points ("−0,2 procentpunt",
+    # was "-0,2%", read as a relative change), signed with the minus sign every other number on the pages uses
+    contributions = [v for v in table[t("pages.short_contribution", lang)] if v != MISSING]
+    assert contributions and not any(v.startswith("-") for v in contributions), contributions
+    points = t("format.points", lang, value="").strip()
+    assert all(v.endswith(points) for v in contributions) == (indicator != "length_of_stay"), contributions
+    assert any(v.startswith(("\u2212", "+")) for v in contributions), contributions
     quality = _table_with(at, t("pages.measure", lang)).set_index(t("pages.measure", lang))[t("pages.value", lang)]
     assert MISSING not in set(quality), quality
     binary = indicator != "length_of_stay"

@@ -28,6 +28,7 @@ from ui.layout import MAIN_WIDTH
 from vbhc import charts, survival
 from vbhc.catalog import DAYS_PER_YEAR, Timepoint, default_catalog
 from vbhc.i18n import t
+from vbhc.indicators import funnel_curve as funnel_limits
 
 vlc = pytest.importorskip("vl_convert")
 
@@ -1318,6 +1319,37 @@ def test_the_own_units_name_on_a_crowded_value_quadrant_covers_no_point_on_a_pho
     assert not crowded, f"the own unit's name covers a point: {crowded}"
 
 
+def test_no_other_units_name_on_the_value_quadrant_lies_across_a_benchmark_line():
+    """The costs page on a 390 px phone, Dutch (cost_value-nl-390x844.png): "Eikenrode Ziekenhuis" lay across the
+    dotted benchmark line. Where no spot clear of the points was clear of the lines too, another unit's name took
+    the spot across the fewest lines; now it is left to the tooltip (the own unit's name is always drawn).
+    Whichever unit is the own one, on a phone, in a column and on the page, no other unit's name crosses a line."""
+    units = list(DEMO_VALUES_WIDE)
+    cost, outcome = (np.array(column, dtype=float) for column in zip(*DEMO_VALUES_WIDE.values(), strict=True))
+    frame = value_frame(units).assign(
+        adjusted_value_cost=cost,
+        adjusted_lower_cost=cost - 4_000,
+        adjusted_upper_cost=cost + 4_000,
+        adjusted_value_outcome=outcome,
+        adjusted_lower_outcome=np.maximum(outcome - 0.03, 0),
+        adjusted_upper_outcome=outcome + 0.14,
+    )
+    built = charts.value_chart(
+        frame, outcome_label="Mortaliteit binnen 30 dagen", outcome_kind="proportion", lang="nl",
+        outcome_target=0.024, cost_target=22_618,
+    )  # fmt: skip
+    across = []
+    for own in units:
+        for width in (PHONE, 390 - 32, COLUMN, WIDE):
+            drawn = scatter(charts.with_width(charts.with_highlight(built, own), width))
+            across += [
+                (own, width, name)
+                for name, boxes in drawn.names
+                if name != own and any(b.overlaps(rule) for b in boxes for rule in drawn.rules)
+            ]
+    assert not across, f"another unit's name lies across a benchmark line: {across}"
+
+
 #: The funnel of the 4,000-cycle demo's colorectal cancer 30-day mortality as the screenshots showed it (hospital:
 #: care cycles, case-mix adjusted mortality; benchmark 2.4%).
 DEMO_FUNNEL = {
@@ -1404,3 +1436,48 @@ def test_the_own_units_name_on_the_funnel_keeps_clear_of_the_team_goal_and_the_l
             if on_rule or drawn.crossing(boxes):
                 across.append((own, width))
     assert not across, f"the own unit's name lies across a line: {across}"
+
+
+#: The PDF report's funnel of the default (50,000-cycle) demo's colorectal cancer 30-day mortality (hospital: care
+#: cycles in the model, case-mix adjusted mortality; benchmark 2.79%), the own hospital at 1,027 care cycles.
+PDF_FUNNEL = {
+    OWN_LONG: (1027, 0.029973),
+    "Oosterhaven Ziekenhuis": (892, 0.035824),
+    "Heidekamp Medisch Centrum": (691, 0.033914),
+    "Zilverberg Gasthuis": (513, 0.027664),
+    "Ziekenhuis Polderwijk": (386, 0.017955),
+    "Eikenrode Ziekenhuis": (547, 0.029219),
+    "Duinrand Medisch Centrum": (660, 0.027034),
+    "Brughaven Ziekenhuisgroep": (312, 0.025602),
+    "Waterweide Ziekenhuis": (460, 0.021492),
+    "Kruidenhof Medisch Centrum": (1179, 0.021925),
+}
+
+
+def test_the_pdf_reports_funnel_places_the_own_name_for_the_width_it_is_drawn():
+    """The PDF report (report_page_3.png) drew "Universitair Medisch Centrum Veenmeer" across the dotted
+    benchmark line of its 940 px funnel, with room to spare beside it: the names were placed only for the
+    narrowest container narrower than built (a 361 px plot), where no spot was clear of the points and lines.
+    A chart drawn as wide as built (the PDF, the page at 1440 px) takes names placed for its own plot: whichever
+    unit is the own one, its name crosses no line and covers no other unit's point there."""
+    units = list(PDF_FUNNEL)
+    n, value = (np.array(column, dtype=float) for column in zip(*PDF_FUNNEL.values(), strict=True))
+    rows = indicator_rows(units).assign(
+        n=n, precision=n, adjusted_value=value, target=0.027899, dispersion_method="none", phi=0.63, tau2=0.0,
+        limit_sd=np.nan,
+    )  # fmt: skip
+    built = charts.funnel_chart(rows, funnel_limits(rows), lang="en")  # as the PDF builds it: DEFAULT_WIDTH
+    assert built["width"] == charts.DEFAULT_WIDTH
+    across = []
+    for own in units:
+        drawn = scatter(charts.with_highlight(built, own))
+        (_, boxes) = drawn.names[0]
+        on_rule = any(b.overlaps(rule) for b in boxes for rule in drawn.rules if rule.y1 - rule.y0 < 4)
+        covered = [
+            unit
+            for unit, x, y in drawn.points
+            if unit != own and any(b.overlaps(Box("", x - 5, y - 5, x + 5, y + 5)) for b in boxes)
+        ]
+        if on_rule or drawn.crossing(boxes) or covered:
+            across.append((own, on_rule, covered))
+    assert not across, f"the own unit's name lies across a line or a point: {across}"

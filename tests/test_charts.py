@@ -932,3 +932,18 @@ def test_cost_and_response_are_coloured_at_the_95_limits_as_the_verdict_judges_t
         ):
             drawn = {r["unit"]: r["assessment"] for r in dataset_with(spec(chart), "unit", "value", "assessment")}
             assert drawn == expected, (kind, chart)
+
+
+def test_a_negative_number_in_a_charts_own_text_has_the_minus_sign_of_its_axis_labels():
+    """The PROM page's EQ-5D histogram was titled "EQ-5D-5L index (Nederlandse tarieven) (-0,4–1, hoger is
+    beter)" under axis labels with the minus sign: a number the chart writes itself has that sign too."""
+    from vbhc.catalog import default_catalog
+
+    scale = next(s for i in default_catalog().instruments.values() for s in i.scales if s.min < 0)
+    scores = scores_frame()
+    binned = charts.histogram(scores, "score", ["unit", "timepoint"], bins=12, range_=(scale.min, scale.max))
+    for lang in ("nl", "en"):
+        d = spec(charts.score_distribution_chart(binned, lang=lang, scale=scale))
+        text = json.dumps(d, ensure_ascii=False)
+        low = charts.fmt_number(abs(scale.min), lang, 0 if scale.min == int(scale.min) else 1)
+        assert f"(\u2212{low}\u2013" in text and f"(-{low}" not in text, lang

@@ -326,3 +326,16 @@ def test_no_event_in_any_unit_says_so_instead_of_no_data():
     assert v.sentence("nl").startswith("Niet beoordeeld: 0,0% in deze eenheid en in de benchmark;")
     assert v.assessment == "no data" and not v.signal
     assert verdict(_row(**{**row.to_dict(), "n": 0})).sentence("en") == "No data"
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_rankability_that_could_not_be_estimated_is_said_in_words(lang):
+    """The overview (English) read "cannot reliably tell units apart (rankability –)" for thyroid cancer's quality
+    of life: a rankability that could not be estimated is said in words, never as a dash in parentheses."""
+    within = {"position_95": "within", "position_998": "within", "assessment_95": "as expected"}
+    worse = verdict(_row(rankability=np.nan), None).sentence(lang)
+    expected = verdict(_row(rankability=np.nan, **within, assessment_998="as expected"), None).sentence(lang)
+    for sentence in (worse, expected):
+        assert MISSING not in sentence, sentence
+    assert t("verdict.rank_real_unknown", lang) in worse, worse
+    assert t("verdict.rank_cannot_unknown", lang) in expected, expected

@@ -16,10 +16,10 @@ from ui import auth, data, filters
 from vbhc import access, charts, verdict
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import (
-    KIND_FORMAT,
     MISSING,
     fmt_ci,
     fmt_date,
+    fmt_difference,
     fmt_int,
     fmt_number,
     fmt_ratio,
@@ -802,9 +802,7 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
 def _change_amount(value: float, kind: str, lang: str) -> str:
     """A change between two rates in percentage points ("25,0 procentpunt"), any other in the indicator's unit.
     Why: "↓ 25,0%" from 25,0% to 0,0% reads as a relative fall of a quarter (a care team read it so)."""
-    if KIND_FORMAT.get(kind) == "percent":
-        return t("meeting.points", lang, value=fmt_number(value * 100, lang, 1))
-    return format_value(value, kind, lang)
+    return fmt_difference(value, kind, lang, plus=False)
 
 
 def _change_text(row, lang: str) -> str:

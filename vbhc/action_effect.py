@@ -34,7 +34,7 @@ import pandas as pd
 
 from vbhc.benchmark import oe_ratio, wilson_ci
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS
-from vbhc.i18n import MISSING, fmt_date, fmt_int, fmt_number, fmt_ratio, format_value, t
+from vbhc.i18n import MISSING, fmt_date, fmt_difference, fmt_int, fmt_number, fmt_ratio, format_value, t
 from vbhc.indicators import IndicatorResult, unit_cycle_values
 from vbhc.lazy import stats
 from vbhc.registry import unit_parts
@@ -234,9 +234,10 @@ class Effect:
         the indicator's own unit otherwise."""
         if not math.isfinite(value):
             return MISSING
+        if self.kind in BINARY_KINDS and unit:  # percentage points, as every difference of two rates (fmt_difference)
+            return fmt_difference(value, self.kind, lang)
         if self.kind in BINARY_KINDS:
-            number = fmt_number(abs(value) * 100, lang, 1)
-            text = t("action_effect.points", lang, value=number) if unit else number
+            text = fmt_number(abs(value) * 100, lang, 1)
         else:
             text = format_value(abs(value), self.kind, lang)
         shown = any(c in "123456789" for c in text)  # no sign on a difference that rounds to zero

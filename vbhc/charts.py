@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc.catalog import BINARY_KINDS, DAYS_PER_YEAR, PROPORTION_KINDS, SURVIVAL_KINDS
-from vbhc.i18n import BABEL_LOCALES, fmt_date, fmt_number, fmt_percent, format_value, t
+from vbhc.i18n import BABEL_LOCALES, MINUS, fmt_date, fmt_number, fmt_percent, format_value, t
 from vbhc.verdict import DECIDE_AT_95
 
 if TYPE_CHECKING:  # the improvement cycle's items; this module draws them and needs no database
@@ -154,6 +154,23 @@ def _fonts(width: int) -> dict[str, int]:
 def _on_phone(phone: Any, wide: Any) -> dict[str, str]:
     """A property's value (an ExprRef) that is `phone` in a phone's container and `wide` in any other."""
     return {"expr": f"{PHONE_PARAM} ? {json.dumps(phone)} : {json.dumps(wide)}"}
+
+
+def _by_container_fields(**fields: str) -> list[dict[str, str]]:
+    """Transforms that set each field (the keyword) to its row's layout for the container that draws the chart:
+    a phone's (`phone_x`), a container narrower than the chart was built for (`wide_x`: placed for the narrowest
+    such) or one at least as wide (`built_x`: placed for the built plot, as the PDF report and a screen as wide as
+    the page draw it). Why the third: placed for the narrowest container alone, a long name found no spot there
+    clear of the points and the lines, and lay across the benchmark line in the PDF's 940 px funnel, where
+    there was room."""
+    return [
+        {
+            "calculate": f"{PHONE_PARAM} ? datum.phone{suffix} : {NARROWED_PARAM} ? datum.wide{suffix}"
+            f" : datum.built{suffix}",
+            "as": field,
+        }
+        for field, suffix in fields.items()
+    ]
 
 
 def _on_phone_fields(**fields: str) -> list[dict[str, str]]:
@@ -300,8 +317,11 @@ def _magnitude(*arrays: Any) -> float:
 
 
 def _format_number(x: float, lang: str, decimals: int = 1) -> str:
-    """A number as text for a text mark or title (Vega formats everything else), in the language's locale."""
-    return fmt_number(x, _check_lang(lang), decimals)
+    """A number as text for a text mark or title (Vega formats everything else), in the language's locale, with
+    the minus sign "−" Vega's axis labels have (the EQ-5D axis read "(-0,4–1, hoger is beter)" under ticks
+    "−0,4")."""
+    text = fmt_number(x, _check_lang(lang), decimals)
+    return MINUS + text[1:] if text.startswith("-") else text
 
 
 # ------------------------------------------------------------------------------------------ finishing
@@ -665,7 +685,7 @@ def chart_table(spec: dict[str, Any]) -> pd.DataFrame:
     sets = [
         rows
         for name, rows in (spec.get("datasets") or {}).items()
-        if isinstance(rows, list) and rows and not str(name).startswith(f"{NOTE_PREFIX}-")
+        if isinstance(rows, list) and rows and not str(name).startswith((f"{NOTE_PREFIX}-", f"{NAMES_PREFIX}-"))
     ]
     if not sets:
         return pd.DataFrame()
@@ -962,6 +982,9 @@ def _target_rule(
 
 #: Datasets of annotations (target lines, action marks) are named with this prefix: chart_table leaves them out.
 NOTE_PREFIX = "note"
+#: Datasets of placed unit names (a layout per container: _place_labels) are named with this prefix: the CSV
+#: download (chart_table) leaves them out, as it leaves out the notes.
+NAMES_PREFIX = "names"
 #: Lines an action's title takes at the top of the plot; a longer title is shortened at a word, with "…" (its
 #: tooltip has the whole title). Three lines of the plot's width hold about 110 characters on a phone.
 ACTION_LINES = 3
@@ -1348,15 +1371,18 @@ def _own_unit_name(data: _Data, units: pd.DataFrame, width: int, *, x: str, y: s
     }
 
 
-def _scatter_plots(width: int) -> tuple[float, float]:
-    """The narrowest plot (px) a scatter's names are placed for: any wider container's (from PHONE_WIDTH at the
-    built fonts) and a phone's (from PHONE_CONTAINER at the phone's fonts), each the container less a y axis of
-    seven-character labels and its title. Why not PHONE_PLOT for a phone: 50 px narrower than a 360 px phone's
-    plot, its points were so close that the own unit's name found no spot clear of them (the demo's costs page)."""
+def _scatter_plots(width: int) -> tuple[float, float, float]:
+    """The plots (px) a scatter's names are placed for: the narrowest of any container narrower than the chart's
+    `width` but wider than a phone's (from PHONE_WIDTH at the built fonts), a phone's (from PHONE_CONTAINER at
+    the phone's fonts) and the built width's (any container at least as wide: the PDF report, the page's), each
+    the container less a y axis of seven-character labels and its title. Why not PHONE_PLOT for a phone: 50 px
+    narrower than a 360 px phone's plot, its points were so close that the own unit's name found no spot clear
+    of them (the demo's costs page)."""
     f = _fonts(width)
     wide_axis = _text_px("0000000", f["axis_label"]) + f["axis_title"] + 20
     phone_axis = _text_px("0000000", FONT_SIZES_NARROW["axis_label"]) + FONT_SIZES_NARROW["axis_title"] + 20
-    return PHONE_WIDTH - 20 - wide_axis, PHONE_CONTAINER - phone_axis
+    wide = PHONE_WIDTH - 20 - wide_axis
+    return wide, PHONE_CONTAINER - phone_axis, max(wide, width - 20 - wide_axis)
 
 
 def _placed_own_name(
@@ -1372,25 +1398,30 @@ def _placed_own_name(
     """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
     spot clear of the other units' points, the plot's edges, the benchmark line at `y_target` where there is
     one and the control limits' `curves` (x, y) where it can (_place_labels, placed per unit for when it is the
-    own one, for a phone's plot and any wider one). Why: centred above its point, the name covered a neighbour's
-    dot on a phone and in the PDF report; placed clear of those, it lay across the 95% limit."""
+    own one, for a phone's plot, a narrower container's and the built width's: _by_container_fields). Why:
+    centred above its point, the name covered a neighbour's dot on a phone and in the PDF report; placed clear
+    of those, it lay across the 95% limit."""
     points = pd.DataFrame(
         {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
     ).assign(outcome=units["value"].to_numpy(dtype=float))
     x_dom, y_dom = domains
-    (wide_plot, phone_plot), targets, size = _scatter_plots(width), (None, y_target), _fonts(width)["text"]
-    phone_size = FONT_SIZES_NARROW["text"]
+    (wide_plot, phone_plot, built_plot), targets = _scatter_plots(width), (None, y_target)
+    size, phone_size = _fonts(width)["text"], FONT_SIZES_NARROW["text"]
     layouts = {
         "wide": _place_labels(points, x_dom, y_dom, wide_plot, height, size, set(), targets, curves),
         "phone": _place_labels(points, x_dom, y_dom, phone_plot, height, phone_size, set(), targets, curves),
+        "built": _place_labels(points, x_dom, y_dom, built_plot, height, size, set(), targets, curves),
     }
     placed = points.rename(columns={"cost": "precision", "outcome": "value"})
     for name, layout in layouts.items():
         for column in ("text", "align", "dx", "dy"):
             placed[f"{name}_{column}"] = layout[column].to_numpy()
     return {
-        "data": data(placed),
-        "transform": [{"filter": IS_HIGHLIGHT}, *_on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy")],
+        "data": data(placed, prefix=NAMES_PREFIX),
+        "transform": [
+            {"filter": IS_HIGHLIGHT},
+            *_by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy"),
+        ],
         "mark": _placed_name_mark(width, "bold", HIGHLIGHT_COLOUR),
         "encoding": {
             "x": _q("precision", scale=_scale(x_dom, zero=False)),
@@ -2643,7 +2674,7 @@ def _named_units(frame: pd.DataFrame) -> set[str]:
 
 def _placed_name_mark(width: int, weight: str, colour: str) -> dict[str, Any]:
     """The text mark of a unit name that _place_labels placed: its lines, alignment and offsets from the point
-    are the datum's (the layout of the container that draws it, _on_phone_fields)."""
+    are the datum's (the layout of the container that draws it, _by_container_fields)."""
     return {
         "type": "text",
         "align": {"expr": "datum.align"},
@@ -2678,9 +2709,9 @@ def _place_labels(
     of the points if it can be: the names it covers there step aside while it is the own unit.
 
     Returns unit, text (the name's lines joined by a newline), align, dx and dy (px from the point to the text's
-    anchor and its top), placed (False: no free spot), yields_to ("|H02|H07|": the own units whose name covers
-    this one's), cost and outcome (the point's position; fewer columns than the units' data, which the CSV
-    download takes).
+    anchor and its top), placed (False: no free spot; for a named unit, none clear of the lines too), yields_to
+    ("|H02|H07|": the own units whose name covers this one's), cost and outcome (the point's position). The
+    chart keeps them in a dataset of its own (NAMES_PREFIX), which the CSV download leaves out.
 
     Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
     narrowest plot of the fonts `size` belongs to, where points are closest: wider, points and benchmark lines
@@ -2759,10 +2790,11 @@ def _place_labels(
     Choice = tuple[list[str], tuple[str, int, float, float], Box]
     options = {u: _name_lines(u, size, plot_w) for u in set(units)}
 
-    def free_spot(i: int, names: list[Box]) -> Choice | None:
+    def free_spot(i: int, names: list[Box], *, clear: bool = False) -> Choice | None:
         """The first spot free of names and points inside the plot; one clear of the benchmark lines first, else
         the one across the fewest lines (the first such spot took the first free of points: on the demo's
-        colorectal funnel the own unit's name lay on the 95% limit with a spot across fewer lines further on)."""
+        colorectal funnel the own unit's name lay on the 95% limit with a spot across fewer lines further on).
+        `clear`: only a spot clear of every line (None: there is none)."""
         others = [d for j, d in enumerate(dots) if j != i] + names
         best: tuple[tuple[int, int], Choice] | None = None
         for spots in (_LABEL_SPOTS[:_NEAR_SPOTS], _LABEL_SPOTS[_NEAR_SPOTS:]):
@@ -2773,14 +2805,16 @@ def _place_labels(
                         crossed = crossings(box)
                         if crossed == (0, 0):
                             return lines, spot, box
-                        if best is None or crossed < best[0]:
+                        if not clear and (best is None or crossed < best[0]):
                             best = (crossed, (lines, spot, box))
         return best[1] if best else None
 
     chosen: dict[int, tuple[Choice, bool]] = {}
     named_boxes: dict[int, Box] = {}
     for i, unit in enumerate(units):
-        if unit in named and (choice := free_spot(i, list(named_boxes.values()))) is not None:
+        # another unit's name is drawn only where it crosses no line (the demo's costs page on a phone drew
+        # "Eikenrode Ziekenhuis" across the dotted benchmark line); else it is left to the tooltip
+        if unit in named and (choice := free_spot(i, list(named_boxes.values()), clear=True)) is not None:
             chosen[i] = (choice, True)
             named_boxes[i] = choice[2]
     hides: dict[int, set[str]] = {i: set() for i in range(len(units))}
@@ -2791,7 +2825,7 @@ def _place_labels(
         names = [b for j, b in named_boxes.items() if j != i]
         choice = free_spot(i, names)
         if choice is not None:
-            chosen[i] = (choice, True)
+            chosen[i] = (choice, unit not in named or crossings(choice[2]) == (0, 0))
             continue
         others = [d for j, d in enumerate(dots) if j != i]
         candidates = [(lines, spot, box_at(i, lines, spot)) for lines in options[units[i]] for spot in _LABEL_SPOTS]
@@ -2946,24 +2980,26 @@ def value_chart(
     )
     height = 480 if width >= NARROW else 340
     if x_dom and y_dom:
-        # two layouts of the names, each placed for the narrowest container that draws it, where points are
+        # three layouts of the names, each placed for the narrowest container that draws it, where points are
         # closest (wider, the points only move apart while each name keeps its pixel offset from its point): a
-        # phone's (from PHONE_CONTAINER at the phone's fonts) and any wider container's (from PHONE_WIDTH at the built
-        # fonts); a fitted chart picks one by its container (PHONE_PARAM), as it picks its fonts
+        # phone's (from PHONE_CONTAINER at the phone's fonts), a container's narrower than built (from PHONE_WIDTH
+        # at the built fonts) and one at least as wide as built; a fitted chart picks one by its container
+        # (_by_container_fields), as it picks its fonts
         named = _named_units(frame)
         targets = (cost_target, outcome_target)
-        wide_plot, phone_plot = _scatter_plots(width)
+        wide_plot, phone_plot, built_plot = _scatter_plots(width)
         layouts = {
             "wide": _place_labels(frame, x_dom, y_dom, wide_plot, height, f["text"], named, targets),
             "phone": _place_labels(frame, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], named, targets),
+            "built": _place_labels(frame, x_dom, y_dom, built_plot, height, f["text"], named, targets),
         }
         placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
         for name, layout in layouts.items():
             for column in ("text", "align", "dx", "dy", "placed", "yields_to"):
                 placed[f"{name}_{column}"] = layout[column].to_numpy()
-        label_data = data(placed)
-        chosen = _on_phone_fields(text="_text", align="_align", dx="_dx", dy="_dy", placed="_placed")
-        chosen += _on_phone_fields(yields_to="_yields_to")
+        label_data = data(placed, prefix=NAMES_PREFIX)
+        chosen = _by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy", placed="_placed")
+        chosen += _by_container_fields(yields_to="_yields_to")
         for predicate, weight in (
             (
                 f"datum.named && datum.placed && !({IS_HIGHLIGHT})"

@@ -178,12 +178,14 @@ class Verdict:
             parts.append(t("verdict.within", lang))
         if self.low_rankability and self.category != "no_benchmark":
             rank = fmt_number(self.rankability, lang, 2)
+            # a rankability that could not be estimated is said in words, not as "(rankability –)"
+            known = "" if _finite(self.rankability) else "_unknown"
             if self.severity == "998" or (self.severity == "95" and self.decisive):
-                parts.append(t("verdict.rank_real", lang, rankability=rank))
+                parts.append(t(f"verdict.rank_real{known}", lang, rankability=rank))
             elif self.severity == "95":
-                parts.append(t("verdict.rank_careful", lang, rankability=rank))
+                parts.append(t(f"verdict.rank_careful{known}", lang, rankability=rank))
             else:
-                parts.append(t("verdict.rank_cannot", lang, rankability=rank))
+                parts.append(t(f"verdict.rank_cannot{known}", lang, rankability=rank))
         if self.trend in ("rising", "falling") and self.trend_since is not None:
             parts.append(t(f"verdict.{self.trend}_since", lang, period=_period(self.trend_since, lang)))
         elif self.trend == "stable":

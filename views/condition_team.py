@@ -14,9 +14,11 @@ from vbhc.casemix import shares_of_gap_read_as_shares
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import (
     DATE_INPUT_FORMAT,
+    KIND_FORMAT,
     MISSING,
     fmt_ci,
     fmt_date,
+    fmt_difference,
     fmt_int,
     fmt_number,
     fmt_percent,
@@ -767,11 +769,11 @@ if casemix.open:
                 )
             columns = {
                 "variable": (t("model.variables", lang), 190, t("model.help_variables", lang), variable_label),
-                "contribution": (
+                "contribution": (  # a difference of two expected values: percentage points for a rate
                     t("pages.short_contribution", lang),
-                    100,
+                    150 if KIND_FORMAT[ind.kind] == "percent" else 100,
                     t("pages.help_contribution", lang),
-                    lambda v: format_value(v, ind.kind, lang),
+                    lambda v: fmt_difference(v, ind.kind, lang),
                 ),
                 "share_of_gap": (
                     t("pages.short_share", lang),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 import string
 import tomllib
@@ -37,6 +38,7 @@ __all__ = [
     "DATE_INPUT_FORMAT",
     "DEFAULT_LANGUAGE",
     "KIND_FORMAT",
+    "MINUS",
     "MISSING",
     "SUPPORTED",
     "catalog",
@@ -44,6 +46,7 @@ __all__ = [
     "fmt_ci",
     "fmt_date",
     "fmt_datetime",
+    "fmt_difference",
     "fmt_eur",
     "fmt_int",
     "fmt_number",
@@ -440,6 +443,30 @@ def format_value(value: Any, kind: str, lang: str) -> str:
     if how == "int":
         return fmt_int(value, lang)
     return fmt_ratio(value, lang)
+
+
+#: The minus sign every signed difference is shown with (a hyphen "-0,1" reads as a dash or a range).
+MINUS = "\u2212"
+
+
+def fmt_difference(value: Any, kind: str, lang: str, *, plus: bool = True) -> str:
+    """A difference of two values of an indicator of `kind`, signed with the minus sign "−" (and "+" unless
+    `plus` is False): a difference of two rates in percentage points ("−0,2 procentpunt"), as a percentage it
+    reads as a relative change ("−0,2%" of what?); any other in the kind's unit ("+1,5", "−€ 120"). A difference
+    that rounds to zero has no sign."""
+    if kind not in KIND_FORMAT:
+        raise ValueError(f"unknown indicator kind {kind!r}; expected one of {', '.join(KIND_FORMAT)}")
+    _check_lang(lang)
+    if _is_missing(value) or not math.isfinite(float(value)):
+        return MISSING
+    value = float(value)
+    if KIND_FORMAT[kind] == "percent":
+        text = t("format.points", lang, value=fmt_number(abs(value) * 100, lang, 1))
+    else:
+        text = format_value(abs(value), kind, lang)
+    if not any(c in "123456789" for c in text):  # rounds to zero: neither up nor down
+        return text
+    return (MINUS if value < 0 else "+" if plus else "") + text
 
 
 def fmt_ci(lo: Any, hi: Any, kind: str, lang: str) -> str:
