@@ -311,6 +311,11 @@ def test_cost_page_shows_the_adjusted_cost_and_value_quadrant(demo_db):
     )
     key = f"{t('pages.short_adjusted', 'en')}: {t('pages.help_adjusted', 'en')}"
     assert any(key in c.value for c in at.caption)
+    # the verdict, the last column, takes the room the others leave (it wrapped at 300 px beside an empty cell,
+    # rows five lines high at 1440 px) and keeps 300 px on a phone: no max-width of its own, a min-width
+    verdicts = shown_tables(at)[0].html.split('<th scope="col">')[-1]
+    assert t("verdict.column", "en") in verdicts and "max-width" not in verdicts.split("</th>", 1)[0]
+    assert "min-width:300px" in verdicts
     first_outcome = at.selectbox(key="value_outcome").value
     view = value_table(result, first_outcome).set_index("unit")
     shown = shown_tables(at)[1].value.set_index(t("column.unit", "en"))

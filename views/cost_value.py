@@ -44,7 +44,10 @@ verdict_column = t("verdict.column", lang)
 render.static_table(
     cost_display,
     colours=pd.DataFrame({verdict_column: render.verdict_assessments(cost_rows)}, index=cost_display.index),
-    widths=layout.indicator_widths(lang, cost_display.columns) | {verdict_column: 300},
+    # the verdict, the last column, takes the width the others leave (it wrapped at 300 px beside ~90 px of empty
+    # cell, rows five lines high on a 1440 px screen) and never less than 300 px (a phone scrolls sideways)
+    widths={c: w for c, w in layout.indicator_widths(lang, cost_display.columns).items() if c != verdict_column},
+    min_widths={verdict_column: 300},
     headers=layout.indicator_headers(lang, cost_display.columns),
 )
 st.caption(layout.indicator_key(lang, cost_display.columns))
