@@ -12,9 +12,20 @@ from streamlit.testing.v1 import AppTest
 
 from tests.apptest import run_on_page
 from vbhc import settings
+from vbhc.catalog import default_catalog
 from vbhc.cli import main
 from vbhc.settings import SettingError, check_settings
 from vbhc.store import get_engine
+
+
+@pytest.fixture(autouse=True)
+def _catalog_read_again():
+    """The catalog is read once per process (default_catalog): a test of VBHC_CATALOG_DIR reads it afresh, and
+    the tests after it read the shipped one again."""
+    default_catalog.cache_clear()
+    yield
+    default_catalog.cache_clear()
+
 
 #: (setting, value, what the line says): every kind of setting, each with a value it cannot use
 BAD = [
@@ -31,6 +42,7 @@ BAD = [
     ("VBHC_AUTH", "ldap", "must be 'oidc' or 'local'"),
     ("VBHC_DATABASE_URL", "garbage", "is not a database address"),
     ("VBHC_DATABASE_URL", "mysql://user:secret@db/vbhc", "is not a database address"),
+    ("VBHC_CATALOG_DIR", "/nonexistent/catalog", "names a condition catalog that cannot be used"),
 ]
 
 
@@ -69,7 +81,9 @@ def _dashboard(lang: str) -> AppTest:
     return run_on_page(at, "views/methods.py")
 
 
-@pytest.mark.parametrize(("name", "value"), [("VBHC_SUPPRESS_BELOW", "abc"), ("VBHC_AUTH", "ldap")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("VBHC_SUPPRESS_BELOW", "abc"), ("VBHC_AUTH", "ldap"), ("VBHC_CATALOG_DIR", "/nonexistent")]
+)
 def test_the_dashboard_names_a_wrong_setting_in_one_line_not_an_error_box(local_mode, monkeypatch, name, value):
     """Before: Streamlit's box 'This app has encountered an error' on every page. Now one line in the viewer's
     language naming the setting (not its value: a page is no place for the operator's configuration)."""

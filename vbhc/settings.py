@@ -24,7 +24,7 @@ class SettingError(ValueError):
     def text(self, lang: str) -> str:
         from vbhc.i18n import t
 
-        return t(f"setting.{self.rule}", lang, name=self.name, value=self.value[:100])
+        return t(f"setting.{self.rule}", lang, name=self.name, value=self.value[:300])
 
 
 #: The folder above the package: the repository's root when running from a checkout (editable install or
@@ -286,3 +286,9 @@ def check_settings() -> None:
         warm_up_years_up_to,
     ):
         read()
+    from vbhc.catalog import CatalogError, default_catalog
+
+    try:
+        default_catalog()  # VBHC_CATALOG_DIR: a folder that is missing or a file that is malformed
+    except CatalogError as exc:
+        raise SettingError("catalog_unusable", "VBHC_CATALOG_DIR", exc) from None
