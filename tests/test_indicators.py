@@ -422,3 +422,24 @@ def test_an_adjusted_rate_above_one_keeps_an_interval():
     lower, upper = benchmark.wilson_ci(np.zeros(3), np.full(3, 30.0))
     np.testing.assert_allclose(table.loc[["H2", "H3", "H4"], "adjusted_lower"], lower)
     np.testing.assert_allclose(table.loc[["H2", "H3", "H4"], "adjusted_upper"], upper)
+
+
+def test_the_expected_rate_per_period_is_that_of_the_cycles_the_model_scored(demo_tables):
+    """A period's expected rate beside a unit's p chart: the mean case-mix expected value of its cycles that have one.
+    Cycles without (a case-mix value missing) were counted in the denominator with an expected value of 0, so the
+    expected line sank with missing case-mix: half the cycles unscored halved it. Reference: pandas' group-by mean
+    of the per-cycle expected values per quarter (NaN skipped)."""
+    import dataclasses
+
+    result = demo_tables[0]["colorectal_cancer"]
+    values = result.cycle_values.copy()
+    rows = np.flatnonzero((values["indicator"] == "anastomotic_leak").to_numpy() & (values["unit"] == "H03").to_numpy())
+    values.loc[values.index[rows[::2]], "expected"] = np.nan  # every other cycle of the unit unscored
+    thinned = dataclasses.replace(result, cycle_values=values)
+    chart = indicator_over_time(thinned, "anastomotic_leak", "H03", freq="QS")
+    mine = values.iloc[rows]
+    quarters = pd.to_datetime(mine["index_date"]).dt.to_period("Q").dt.start_time
+    want = mine.groupby(quarters.to_numpy())["expected"].mean()
+    got = pd.Series(chart["expected_rate"].to_numpy(), index=pd.DatetimeIndex(chart["period"]))
+    assert len(want) > 4 and np.isfinite(want).all()
+    np.testing.assert_allclose(got.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-12)

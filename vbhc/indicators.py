@@ -1052,7 +1052,11 @@ def indicator_over_time(
         chart = spc.p_chart(
             pd.Series(observed_sum, index=periods), pd.Series(n, index=periods), laney=laney, periods=periods, **options
         )
-        chart["expected_rate"] = expected_sum / n
+        # over the period's cycles that have an expected value (a cycle missing a case-mix value has none): over all
+        # of them the unscored counted as 0 and the line sank with the share of missing case-mix
+        scored = np.bincount(codes, known, minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chart["expected_rate"] = np.where(scored > 0, expected_sum / scored, np.nan)
     else:
         counted = np.bincount(codes, ~np.isnan(observed), minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):
