@@ -201,7 +201,9 @@ def shrink_binary(
 
     `units`, `outcome` (0/1) and `expected` (case-mix probability) are per cycle; cycles without an
     expected value must be left out by the caller. `overall` is the benchmark rate the risk-standardised
-    rate is scaled to (default: the observed rate of these cycles).
+    rate is scaled to (default: the observed rate of these cycles). No estimate (NaN) with one unit, without events
+    or with only events, and when the fit ends on the edge of its search (|alpha| = 3 or tau = 5: all events in one
+    unit and none elsewhere).
     """
     codes, labels = pd.factorize(pd.Series(np.asarray(units)), sort=True)
     y = np.asarray(outcome, dtype=float)
