@@ -753,3 +753,43 @@ def test_mean_indicator_without_values_has_no_overall_and_warns_nothing(n, overa
         warnings.simplefilter("error")
         table = bm.benchmark_units(units, "mean", direction="higher")
     assert np.isnan(table["overall_mean"]).all() if overall is None else (table["overall_mean"] == overall).all()
+
+
+def test_funnel_limits_at_the_edges_by_hand():
+    """Spiegelhalter's interpolated exact limits where they degenerate, worked by hand. Target 0: every count is 0,
+    so both limits are 0 at any n. Target 1, n = 1: the lower 95% limit is r_p - alpha = 1 - (1 - 0.025) / 1 = 0.025
+    and the upper is 1 (r_p = n). Target 0.5, n = 1: P(X = 0) = 0.5 >= 0.025, so r_p = 0 and the lower limit
+    0 - (0.5 - 0.025) / 0.5 is clipped to 0; the upper quantile is n, so 1. O/E at E = 0.3: F(0) = 0.7408,
+    F(1) = 0.9631, F(2) = 0.9964, so r_p = 2 and the upper 95% limit is (2 - (0.99640 - 0.975) / (0.99640 - 0.96306))
+    / 0.3 = 4.5268."""
+    zero = bm.funnel_limits_proportion(0.0, [1, 2, 10, 1000])
+    assert (zero.to_numpy() == 0).all()
+    one = bm.funnel_limits_proportion(1.0, [1])
+    assert one["lower_95"].iloc[0] == pytest.approx(0.025)
+    assert one["upper_95"].iloc[0] == 1.0
+    half = bm.funnel_limits_proportion(0.5, [1])
+    assert (half["lower_95"].iloc[0], half["upper_95"].iloc[0]) == (0.0, 1.0)
+    f = stats.poisson.cdf([0, 1, 2], 0.3)
+    assert f[1] < 0.975 <= f[2]
+    ratio = bm.funnel_limits_ratio([0.3])
+    assert ratio["upper_95"].iloc[0] == pytest.approx((2 - (f[2] - 0.975) / (f[2] - f[1])) / 0.3, rel=1e-12)
+    assert ratio["upper_95"].iloc[0] == pytest.approx(4.5268, abs=1e-4)
+    assert ratio["lower_95"].iloc[0] == 0.0
+
+
+def test_overdispersed_limits_at_target_zero_and_n_one_by_hand():
+    """Spiegelhalter 2005 QSHC on the arcsine scale, by hand. Target 0, n = 10, phi = 2: asin sqrt(0) + 1.96 x
+    sqrt(2) / (2 sqrt(10)) = 0.43826, back-transformed sin^2 = 0.18009; additive tau^2 = 0.01: 1.96 x sqrt(1/40 +
+    0.01) = 0.36668, sin^2 = 0.12853. Target 1, n = 1, phi = 2: pi/2 - 1.95996 x sqrt(2)/2 = 0.18489, sin^2 = 0.03380;
+    the other limit stays at 1 (clipped at pi/2)."""
+    z = 1.959963984540054
+    mult = bm.dispersed_limits("proportion", 0.0, [10], method="multiplicative", phi=2.0)
+    assert mult["upper_95"].iloc[0] == pytest.approx(np.sin(z * np.sqrt(2) / (2 * np.sqrt(10))) ** 2, rel=1e-12)
+    assert mult["upper_95"].iloc[0] == pytest.approx(0.18009, abs=1e-5)
+    assert mult["lower_95"].iloc[0] == 0.0
+    add = bm.dispersed_limits("proportion", 0.0, [10], method="additive", tau2=0.01)
+    assert add["upper_95"].iloc[0] == pytest.approx(0.12853, abs=1e-5)
+    top = bm.dispersed_limits("proportion", 1.0, [1], method="multiplicative", phi=2.0)
+    assert top["lower_95"].iloc[0] == pytest.approx(np.sin(np.pi / 2 - z * np.sqrt(2) / 2) ** 2, rel=1e-12)
+    assert top["lower_95"].iloc[0] == pytest.approx(0.03380, abs=1e-5)
+    assert top["upper_95"].iloc[0] == 1.0

@@ -397,3 +397,49 @@ def test_a_charts_periods_are_pandas_periods(freq, resolution):
     expected_codes, expected = pd.factorize(pd.Series(dates).dt.to_period(freq[0]).dt.start_time, sort=True)
     pd.testing.assert_index_equal(periods, pd.DatetimeIndex(expected))
     np.testing.assert_array_equal(codes, expected_codes)
+
+
+def test_an_adjusted_rate_above_one_keeps_an_interval():
+    """One hospital with nearly all the registry's events but a low expected count (25 leaks where the case mix
+    predicts 1; the others none): O/E 25 x overall rate 25/120 gives an adjusted rate of 5.21, which has no
+    Wilson interval (its p (1 - p) is negative: NaN). Reference: the exact Poisson (Garwood) interval of O,
+    chi2(0.025, 50) / 2 and chi2(0.975, 52) / 2 (scipy.stats.chi2.ppf), over E, times the overall rate:
+    3.3705587 to 7.6885274. The units with a rate below 1 keep their Wilson interval."""
+    summary = pd.DataFrame(
+        {
+            "unit": ["H1", "H2", "H3", "H4"],
+            "indicator": "anastomotic_leak",
+            "n": 30,
+            "observed": [25.0, 0.0, 0.0, 0.0],
+            "expected": [1.0, 8.0, 8.0, 8.0],
+        }
+    )
+    table = indicators_from_summary(summary, "colorectal_cancer").set_index("unit")
+    h1 = table.loc["H1"]
+    assert h1["adjusted_value"] == pytest.approx(25 * 25 / 120)
+    assert h1["adjusted_lower"] == pytest.approx(3.3705587182977768, rel=1e-9)
+    assert h1["adjusted_upper"] == pytest.approx(7.688527436985493, rel=1e-9)
+    lower, upper = benchmark.wilson_ci(np.zeros(3), np.full(3, 30.0))
+    np.testing.assert_allclose(table.loc[["H2", "H3", "H4"], "adjusted_lower"], lower)
+    np.testing.assert_allclose(table.loc[["H2", "H3", "H4"], "adjusted_upper"], upper)
+
+
+def test_the_expected_rate_per_period_is_that_of_the_cycles_the_model_scored(demo_tables):
+    """A period's expected rate beside a unit's p chart: the mean case-mix expected value of its cycles that have one.
+    Cycles without (a case-mix value missing) were counted in the denominator with an expected value of 0, so the
+    expected line sank with missing case-mix: half the cycles unscored halved it. Reference: pandas' group-by mean
+    of the per-cycle expected values per quarter (NaN skipped)."""
+    import dataclasses
+
+    result = demo_tables[0]["colorectal_cancer"]
+    values = result.cycle_values.copy()
+    rows = np.flatnonzero((values["indicator"] == "anastomotic_leak").to_numpy() & (values["unit"] == "H03").to_numpy())
+    values.loc[values.index[rows[::2]], "expected"] = np.nan  # every other cycle of the unit unscored
+    thinned = dataclasses.replace(result, cycle_values=values)
+    chart = indicator_over_time(thinned, "anastomotic_leak", "H03", freq="QS")
+    mine = values.iloc[rows]
+    quarters = pd.to_datetime(mine["index_date"]).dt.to_period("Q").dt.start_time
+    want = mine.groupby(quarters.to_numpy())["expected"].mean()
+    got = pd.Series(chart["expected_rate"].to_numpy(), index=pd.DatetimeIndex(chart["period"]))
+    assert len(want) > 4 and np.isfinite(want).all()
+    np.testing.assert_allclose(got.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-12)

@@ -286,3 +286,30 @@ def test_nothing_to_estimate_gives_no_estimate_and_no_warning():
         assert np.isnan(one_unit.value).all() and list(one_unit.n) == [5]
         no_events = shrinkage.shrink_binary(["a", "a", "b"], [0, 0, 0], [0.1, 0.2, 0.1])
         assert np.isnan(no_events.value).all()
+
+
+def test_all_events_in_one_unit_gives_no_estimate_rather_than_rates_above_one():
+    """Five units of 20 cycles at an expected risk of 10%: 10 events in one unit, none in the other four. By direct
+    integration of the marginal likelihood (trapezoid rule over u on [-80, 80], scipy Nelder-Mead) its maximum lies
+    at alpha = -5.713, tau = 5.415, outside the search (|alpha| <= 3, tau <= 5), where log L is -18.3823 against
+    -18.6763 at the corner the fit stopped in. The estimates there were the bounds': the unit with 50% events read a
+    shrunken rate of 876% and the others' upper limits 862%. No estimate is the honest answer, as without events."""
+    units = np.repeat(np.arange(5), 20)
+    outcome = np.zeros(100)
+    outcome[:10] = 1.0
+    expected = np.full(100, 0.1)
+
+    def loglik(alpha: float, tau: float) -> float:
+        v = np.linspace(-80, 80, 200001)
+        s = logit(0.1) + alpha + v
+        weight = stats.norm.logpdf(v, 0, tau)
+        return sum(
+            float(np.log(np.trapezoid(np.exp(k * s - 20 * np.logaddexp(0, s) + weight), v))) for k in (10, 0, 0, 0, 0)
+        )
+
+    assert loglik(-5.713, 5.415) == pytest.approx(-18.3823, abs=1e-4)
+    assert loglik(-3.0, 5.0) == pytest.approx(-18.6763, abs=1e-4)
+    fit = shrinkage.shrink_binary(units, outcome, expected)
+    assert np.isnan(fit.value).all() and np.isnan(fit.lower).all() and np.isnan(fit.upper).all()
+    assert np.isnan(fit.tau2)
+    np.testing.assert_array_equal(fit.n, np.full(5, 20.0))

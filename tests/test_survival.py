@@ -393,3 +393,28 @@ def test_kaplan_meier_chart_per_unit_with_bands():
     assert layers[1]["encoding"]["y"]["title"] == "Overleving"
     assert {p["name"] for p in spec["params"]} >= {charts.PHONE_PARAM, charts.HIGHLIGHT_PARAM}
     assert "Geen gegevens" in str(charts.survival_chart(curves.iloc[:0], lang="nl").to_dict())
+
+
+@pytest.mark.parametrize(
+    ("at", "value", "lower", "upper"),
+    [
+        (0.0, 0.9, 0.47300927136205084, 0.985281393367343),
+        (1.0, 0.6428571428571428, 0.2446569617883708, 0.8705258014649645),
+        (2.5, 0.3857142857142858, 0.09077089038842377, 0.6850653132229326),
+        (5.0, 0.0, 0.0, 0.0),
+    ],
+)
+def test_kaplan_meier_with_censoring_and_a_death_at_time_zero_and_ties_equals_lifelines(at, value, lower, upper):
+    """Ten patients: two censored and one dead on day 0, two deaths tied on day 1, two deaths and a censoring tied on
+    day 2, the last patient dead on day 5. Reference: lifelines 0.30.3 KaplanMeierFitter (survival_function_ and its
+    log(-log) confidence_interval_), values copied here."""
+    time = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 5.0])
+    event = np.array([0, 1, 0, 1, 1, 0, 1, 1, 0, 1.0])
+    got = survival.kaplan_meier(time, event, at)
+    np.testing.assert_allclose(got, (value, lower, upper), rtol=1e-9, atol=1e-12)
+
+
+def test_kaplan_meier_when_all_are_censored_is_one_with_no_spread():
+    """No death: survival 1 throughout with the interval (1, 1), as lifelines 0.30.3 gives (also at a time after
+    the last follow-up, where it carries the last value)."""
+    assert survival.kaplan_meier(np.array([0.0, 0.0, 3.0, 7.0]), np.zeros(4), 365.0) == (1.0, 1.0, 1.0)

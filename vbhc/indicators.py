@@ -800,6 +800,13 @@ def _binary_columns(
         min_n=ind.min_n,
         adjusted=False,
     )
+    adjusted_lower = np.where(np.isfinite(adjusted_rate), out["rate_lower"], np.nan)
+    adjusted_upper = np.where(np.isfinite(adjusted_rate), out["rate_upper"], np.nan)
+    # an adjusted rate above 1 (far more events than a low expected count: O/E above 1 / overall rate) has no
+    # Wilson interval (p (1 - p) < 0 gave NaN, a value without an interval): there the exact Poisson interval of
+    # O/E times the overall rate, as vbhc.benchmark.adjusted_rate, which is not clipped at 1 either
+    with np.errstate(invalid="ignore"):
+        above_one = adjusted_rate > 1
     result = {
         "unit": unit,
         "n_adjusted": n,
@@ -809,8 +816,8 @@ def _binary_columns(
         "oe_lower": oe["oe_lower"],
         "oe_upper": oe["oe_upper"],
         "adjusted_value": adjusted_rate,
-        "adjusted_lower": np.where(np.isfinite(adjusted_rate), out["rate_lower"], np.nan),
-        "adjusted_upper": np.where(np.isfinite(adjusted_rate), out["rate_upper"], np.nan),
+        "adjusted_lower": np.where(above_one, oe["oe_lower"] * overall, adjusted_lower),
+        "adjusted_upper": np.where(above_one, oe["oe_upper"] * overall, adjusted_upper),
         "target": np.full(len(n), overall),
         "precision": n,
     }
@@ -1045,7 +1052,11 @@ def indicator_over_time(
         chart = spc.p_chart(
             pd.Series(observed_sum, index=periods), pd.Series(n, index=periods), laney=laney, periods=periods, **options
         )
-        chart["expected_rate"] = expected_sum / n
+        # over the period's cycles that have an expected value (a cycle missing a case-mix value has none): over all
+        # of them the unscored counted as 0 and the line sank with the share of missing case-mix
+        scored = np.bincount(codes, known, minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chart["expected_rate"] = np.where(scored > 0, expected_sum / scored, np.nan)
     else:
         counted = np.bincount(codes, ~np.isnan(observed), minlength=size)
         with np.errstate(invalid="ignore", divide="ignore"):

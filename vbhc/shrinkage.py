@@ -79,6 +79,7 @@ RANK_SEED = 20111201  # fixed: the rank interval is part of a reproducible table
 CI_LEVEL = 0.95
 _HALF_WIDTH = 6.0  # unit shifts alpha + u_j beyond +/-6 on the logit scale (odds x 400) are clipped
 _TERMS = 64  # Chebyshev terms: the softplus sums are analytic within pi of the real axis, so error ~1e-14
+_MAX_TAU = 5.0  # the between-unit sd (logit) searched up to: odds ratios of e^10 between units 1 sd apart
 _QUADRATURE = np.polynomial.hermite.hermgauss(21)  # adaptive Gauss-Hermite nodes and weights
 _ORDERS = np.arange(_TERMS)  # the Chebyshev terms' degrees
 
@@ -200,7 +201,9 @@ def shrink_binary(
 
     `units`, `outcome` (0/1) and `expected` (case-mix probability) are per cycle; cycles without an
     expected value must be left out by the caller. `overall` is the benchmark rate the risk-standardised
-    rate is scaled to (default: the observed rate of these cycles).
+    rate is scaled to (default: the observed rate of these cycles). No estimate (NaN) with one unit, without events
+    or with only events, and when the fit ends on the edge of its search (|alpha| = 3 or tau = 5: all events in one
+    unit and none elsewhere).
     """
     codes, labels = pd.factorize(pd.Series(np.asarray(units)), sort=True)
     y = np.asarray(outcome, dtype=float)
@@ -222,7 +225,7 @@ def shrink_binary(
 
     alpha0 = float(np.log(max(events.sum(), 0.5) / sums(np.zeros(j), 1).sum()))
     start = np.array([alpha0, np.log(0.3)])
-    bounds = [(-_HALF_WIDTH / 2, _HALF_WIDTH / 2), (np.log(1e-4), np.log(5.0))]
+    bounds = [(-_HALF_WIDTH / 2, _HALF_WIDTH / 2), (np.log(1e-4), np.log(_MAX_TAU))]
     best = optimize.minimize(
         objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": 0.0, "gtol": 1e-10}
     )
@@ -236,6 +239,13 @@ def shrink_binary(
             options={"xatol": 1e-9, "fatol": noise, "maxiter": 4000},
         )
     alpha, tau = float(best.x[0]), float(np.exp(best.x[1]))
+    if abs(alpha) >= _HALF_WIDTH / 2 * 0.999 or tau >= _MAX_TAU * 0.999:
+        # the fit stopped at the edge of the search: its maximum lies beyond it (all events in one unit, the others
+        # without: alpha -5.7 and tau 5.4 by direct integration), so alpha and tau are the bounds', not the data's.
+        # With a between-unit sd that large the median unit is nothing like the average one and P_j / E_j x overall
+        # is no rate (10 of 20 events beside four units without read 876%, their upper limits 862%): no estimate,
+        # as with no events at all
+        return _empty(labels, n)
     if tau <= 1.0001e-4:  # at the boundary: no between-unit variance worth speaking of
         tau = 0.0
         u, sd = np.zeros(j), np.zeros(j)
