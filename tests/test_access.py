@@ -276,6 +276,12 @@ def test_cache_key_differs_between_scopes_and_ignores_order():
     b = Viewer("b@example.org", scopes=(Scope(Role.MANAGER, hospitals=frozenset({"H01"})), Scope(Role.QUALITY)))
     assert a.cache_key == b.cache_key
     assert manager(["H01"]).cache_key != manager(["H02"]).cache_key
+    # no name in a grant makes two scopes read alike: a typo'd ["H01,H02"] (no such hospital) had the key of
+    # ["H01", "H02"], and a shared cache gave it that manager's views (tests/test_app_roles: the pages)
+    assert manager(["H01,H02"]).cache_key != manager(["H01", "H02"]).cache_key
+    assert manager(["A"], divisions=[":B"]).cache_key != manager(["A:"], divisions=["B"]).cache_key
+    two = Viewer("c@example.org", scopes=(Scope(Role.MANAGER, hospitals=frozenset({"H01"})),) * 2)
+    assert two.cache_key == manager(["H01"]).cache_key
 
 
 def test_require_refuses_with_a_message_and_a_denied_event(sqlite_engine):

@@ -43,6 +43,7 @@ what pages and reports call instead of the raw functions, so a page never receiv
 
 from __future__ import annotations
 
+import json
 import logging
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -215,13 +216,16 @@ class Viewer:
 
     @property
     def cache_key(self) -> str:
-        """A short stable text for st.cache_data keys of anything that depends on what the viewer may see."""
-        parts = [
-            f"{s.role}:{','.join(sorted(s.conditions))}:{','.join(sorted(s.hospitals))}:"
-            f"{','.join(sorted(s.departments))}:{','.join(sorted(s.divisions))}"
+        """A short stable text for the keys of shared caches of anything that depends on what the viewer may see:
+        equal for the same scopes in any order, different for any other scopes. JSON, so no name in a grant can
+        make two scopes read alike: joined with "," and ":" a typo'd grant of hospitals ["H01,H02"] (no such
+        hospital: a manager who sees only anonymised units) had the key of ["H01", "H02"] and was shown that
+        manager's cached views, both hospitals by name."""
+        parts = {
+            (str(s.role), *(tuple(sorted(v)) for v in (s.conditions, s.hospitals, s.departments, s.divisions)))
             for s in self.scopes
-        ]
-        return "|".join(sorted(set(parts)))
+        }
+        return json.dumps(sorted(parts), ensure_ascii=False, separators=(",", ":"))
 
 
 def local_viewer(name: str = "Local user") -> Viewer:
