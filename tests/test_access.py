@@ -276,6 +276,12 @@ def test_cache_key_differs_between_scopes_and_ignores_order():
     b = Viewer("b@example.org", scopes=(Scope(Role.MANAGER, hospitals=frozenset({"H01"})), Scope(Role.QUALITY)))
     assert a.cache_key == b.cache_key
     assert manager(["H01"]).cache_key != manager(["H02"]).cache_key
+    # no name in a grant makes two scopes read alike: a typo'd ["H01,H02"] (no such hospital) had the key of
+    # ["H01", "H02"], and a shared cache gave it that manager's views (tests/test_app_roles: the pages)
+    assert manager(["H01,H02"]).cache_key != manager(["H01", "H02"]).cache_key
+    assert manager(["A"], divisions=[":B"]).cache_key != manager(["A:"], divisions=["B"]).cache_key
+    two = Viewer("c@example.org", scopes=(Scope(Role.MANAGER, hospitals=frozenset({"H01"})),) * 2)
+    assert two.cache_key == manager(["H01"]).cache_key
 
 
 def test_require_refuses_with_a_message_and_a_denied_event(sqlite_engine):
@@ -410,6 +416,33 @@ def test_export_file_checks_and_records_the_sha256(sqlite_engine):
     exports = audit.read(sqlite_engine, action="export")
     assert list(exports["sha256"]) == [audit.sha256_of(data)] * 2
     assert list(exports["user_id"]) == ["zorg@example.org", "kwaliteit@example.org"]
+
+
+def test_a_download_whose_file_fails_is_audited_as_refused_without_the_error_text(sqlite_engine):
+    """A click whose file could not be built (vl-convert, a report's build) left nothing in the audit log: the
+    log could not tell it from a viewer who never asked. Recorded as export_refused with the error's class only
+    (its text may quote data); the error goes on (Streamlit says the file failed), no export is recorded."""
+
+    def fails() -> bytes:
+        raise RuntimeError("patient P-000123 in row 5")
+
+    with pytest.raises(RuntimeError):
+        access.export_file(care(OESO), fails, what="chart_png", file_name="x.png", condition=OESO, engine=sqlite_engine)
+    events = audit.read(sqlite_engine)
+    assert list(events["action"]) == ["export_refused"]
+    assert events["user_id"].iloc[0] == "zorg@example.org" and events["condition"].iloc[0] == OESO
+    detail = events["detail"].iloc[0]
+    assert '"error": "RuntimeError"' in detail and '"file": "x.png"' in detail
+    assert "P-000123" not in detail
+    # a refusal inside the build is recorded once, as denied (require did), not as a failed export too
+
+    def refused() -> bytes:
+        access.require(manager(["H01"]), access.Permission.EXPORT, engine=sqlite_engine, condition=OESO)
+        return b""
+
+    with pytest.raises(AccessDenied):
+        access.export_file(QUALITY, refused, what="excel_report", file_name="y.xlsx", engine=sqlite_engine)
+    assert list(audit.read(sqlite_engine)["action"]).count("export_refused") == 1
 
 
 def test_export_table_is_role_checked_formula_safe_and_audited(sqlite_engine):

@@ -237,6 +237,30 @@ def test_manager_cost_page_names_no_other_hospital(signed_in_db):
     assert len(only_visible(IndicatorResult("c", "hospital", None, quality_table), breakdown)) == 3
 
 
+def test_a_viewer_never_gets_another_scopes_cached_view(signed_in_db, monkeypatch, tmp_path):
+    """One server serves every viewer; its shared caches are keyed by Viewer.cache_key. A grant with a typo,
+    hospitals ["H01,H02"] (no such hospital: this manager's pages show only anonymised units), had the key of a
+    manager of ["H01", "H02"]: after that manager's visit it was shown both hospitals by name and figures."""
+    mapping = tmp_path / "typo.toml"
+    mapping.write_text(
+        MAPPING
+        + '[[grant]]\nuser = "two@example.org"\nrole = "manager"\nhospitals = ["H01", "H02"]\n'
+        + '[[grant]]\nuser = "typo@example.org"\nrole = "manager"\nhospitals = ["H01,H02"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
+    monkeypatch.setitem(USERS, "two", {"email": "two@example.org", "name": "Two", "groups": []})
+    monkeypatch.setitem(USERS, "typo", {"email": "typo@example.org", "name": "Typo", "groups": []})
+    names = unit_names(registry_units(engine=signed_in_db), "hospital")
+
+    def units(user: str) -> set[str]:
+        at = _app(user, "views/compare.py", condition="colorectal_cancer")
+        return set(shown_tables(at)[0].value[t("column.unit", "en")].astype(str))
+
+    assert {names["H01"], names["H02"]} <= units("two")  # the first viewer fills the caches
+    assert not units("typo") & set(names.values())  # the second, same filters: no hospital by name
+
+
 @pytest.mark.parametrize("address", ["0.0.0.0", "", "::", "dashboard.example.org", "10.0.0.5", "127.0.0.2", "[::1]"])
 def test_local_mode_is_refused_unless_the_server_listens_on_localhost(small_demo_db, monkeypatch, address):
     """The single-user mode (every role, no sign-in) runs only on a loopback address: all interfaces (an empty

@@ -262,3 +262,22 @@ def test_describe_shows_what_it_cannot_read_as_stored():
     assert audit.describe('["a", 1]', "nl") == '["a", 1]'
     assert audit.describe(None, "nl") == audit.describe("", "en") == "\u2013"
     assert audit.describe('{"what": "history T-1", "colour": "red"}', "nl") == "Wat: history T-1 · colour: red"
+
+
+def test_a_report_whose_build_fails_is_audited_as_refused_without_the_error_text(sqlite_engine, tmp_path, monkeypatch):
+    """`vbhc report` (and a scheduled report) recorded a ReportError as export_refused, but a failure nobody
+    foresaw (a chart that cannot be drawn, a bug) left nothing in the log. Now recorded too, with the error's
+    class only (its text may quote data); the error goes on and no file is written."""
+    from vbhc.reports import run
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("patient P-000123")
+
+    monkeypatch.setattr(run, "_build", fails)
+    with pytest.raises(RuntimeError):
+        run.make_report(tmp_path / "r.xlsx", fmt="xlsx", engine=sqlite_engine, actor="tester", via="cli")
+    events = audit.read(sqlite_engine)
+    assert list(events["action"]) == ["export_refused"]
+    detail = events["detail"].iloc[0]
+    assert '"error": "RuntimeError"' in detail and '"file": "r.xlsx"' in detail and "P-000123" not in detail
+    assert not (tmp_path / "r.xlsx").exists()

@@ -43,6 +43,7 @@ what pages and reports call instead of the raw functions, so a page never receiv
 
 from __future__ import annotations
 
+import json
 import logging
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -215,13 +216,16 @@ class Viewer:
 
     @property
     def cache_key(self) -> str:
-        """A short stable text for st.cache_data keys of anything that depends on what the viewer may see."""
-        parts = [
-            f"{s.role}:{','.join(sorted(s.conditions))}:{','.join(sorted(s.hospitals))}:"
-            f"{','.join(sorted(s.departments))}:{','.join(sorted(s.divisions))}"
+        """A short stable text for the keys of shared caches of anything that depends on what the viewer may see:
+        equal for the same scopes in any order, different for any other scopes. JSON, so no name in a grant can
+        make two scopes read alike: joined with "," and ":" a typo'd grant of hospitals ["H01,H02"] (no such
+        hospital: a manager who sees only anonymised units) had the key of ["H01", "H02"] and was shown that
+        manager's cached views, both hospitals by name."""
+        parts = {
+            (str(s.role), *(tuple(sorted(v)) for v in (s.conditions, s.hospitals, s.departments, s.divisions)))
             for s in self.scopes
-        ]
-        return "|".join(sorted(set(parts)))
+        }
+        return json.dumps(sorted(parts), ensure_ascii=False, separators=(",", ":"))
 
 
 def local_viewer(name: str = "Local user") -> Viewer:
@@ -1146,7 +1150,10 @@ def export_file(
 ) -> bytes:
     """Check the export is allowed, build it (when given a callable) and record it with the file's sha256.
 
-    Use inside st.download_button(data=lambda: export_file(...)) so the file is built and audited on click.
+    Use inside st.download_button(data=lambda: export_file(...)) so the file is built and audited on click. A
+    refusal is recorded as "denied" (require); a file whose building fails is recorded as "export_refused" with
+    the error's class before the error goes on, as `vbhc report` records a failed report: a click that gave no
+    file left nothing in the log, so the log could not tell a viewer who never asked from one whose file failed.
     """
     from vbhc.store import get_engine
 
@@ -1154,7 +1161,22 @@ def export_file(
     require(
         viewer, Permission.EXPORT, engine=engine, condition=condition, unit=unit, what=what, patient_level=patient_level
     )
-    content = data() if callable(data) else data
+    try:
+        content = data() if callable(data) else data
+    except AccessDenied:  # a check inside the build: recorded as denied already
+        raise
+    except Exception as exc:
+        _record_failed_export(
+            viewer,
+            exc,
+            what=what,
+            file_name=file_name,
+            condition=condition,
+            unit=unit,
+            patient_level=patient_level,
+            engine=engine,
+        )
+        raise
     audit.record(
         engine,
         viewer,
@@ -1165,6 +1187,26 @@ def export_file(
         sha256=audit.sha256_of(content),
     )
     return content
+
+
+def _record_failed_export(
+    viewer: Viewer,
+    exc: BaseException,
+    *,
+    what: str,
+    file_name: str,
+    condition: str | None,
+    unit: str | None,
+    patient_level: bool,
+    engine: Engine,
+) -> None:
+    """Audit a download whose file could not be built (export_file): the error's class only, never its text (it
+    may quote data); a log that cannot be written does not hide the build's own error."""
+    detail = {"what": what, "file": file_name, "patient_level": patient_level, "error": type(exc).__name__}
+    try:
+        audit.record(engine, viewer, "export_refused", condition=condition, unit=unit, detail=detail)
+    except SQLAlchemyError as failed:
+        log.error("could not write the audit event for a failed export (%s)", type(failed).__name__)
 
 
 def require_file_export(

@@ -133,6 +133,17 @@ def make_report(
             asked | {"what": WHAT.get(fmt, "report"), "reason": exc.audited()},
         )
         raise
+    except access.AccessDenied:  # a check inside the build: recorded as denied already
+        raise
+    except Exception as exc:  # a failure nobody foresaw (a chart that cannot be drawn): the attempt stays in the
+        # log as a refusal, with the error's class only (its text may quote data), as a download's (export_file)
+        _record(
+            engine or get_engine(),
+            who,
+            "export_refused",
+            asked | {"what": WHAT.get(fmt, "report"), "error": type(exc).__name__},
+        )
+        raise
     single = results[0].condition if len(results) == 1 else None
     try:
         audit.record(
