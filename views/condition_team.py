@@ -913,7 +913,7 @@ if cases.open:
                     height=min(36 + 35 * len(listed), 560),
                     column_config={
                         record: st.column_config.TextColumn(
-                            record, width=130, help=t("pages.record_key_help", lang), pinned=True
+                            record, width=115, help=t("pages.record_key_help", lang), pinned=True
                         ),
                         when: st.column_config.DateColumn(when, width=100, format=DATE_INPUT_FORMAT[lang]),
                         # the texts without a width: the grid sizes each to its longest text (up to 500 px). A
