@@ -248,6 +248,12 @@ def test_data_page_lists_import_batches(demo_db):
     first = ["file", "table", "imported_at", "imported_by", "rows_read"]
     assert list(batches.columns[: len(first)]) == [t(f"batch.{key}", "en") for key in first]
     assert batches.columns[-1] == t("batch.sha256", "en")
+    # the table column as wide as its longest name: the grid had cut "Patient-experience (PREM) answers"
+    import json
+
+    table = t("batch.table", "en")
+    width = json.loads(at.dataframe[0].proto.columns)[table]["width"]
+    assert width >= max(len(str(v)) for v in batches[table]) * 7 + 16, width
 
 
 @pytest.fixture(autouse=True)

@@ -95,7 +95,14 @@ def test_care_team_sees_its_condition_with_patient_rows_and_reports(signed_in_db
     intro = t("pages.cases_intro", "en", unit="X").split("X", 1)[1]
     assert any(intro in c.value for c in cases.caption), intro
     config = json.loads(cases.dataframe[0].proto.columns)
-    assert config[t("pages.outcome", "en")]["width"] == "large"
+    # no fixed width on the texts: the grid sizes each to its longest text; at 400 px the outcome was cut off
+    # and the reason's risk mid-number ("verwacht risico 19,"); the risk is a column of its own
+    outcome, risk, why = (t(f"pages.{key}", "en") for key in ("outcome", "expected_risk", "why"))
+    assert all("width" not in config[name] for name in (outcome, risk, why)), config
+    grid = cases.dataframe[0].value
+    assert list(grid.columns)[2:] == [outcome, risk, why]
+    assert grid[risk].str.fullmatch(r"\d+\.\d%").all(), grid[risk].tolist()
+    assert not grid[why].str.contains(r"\d").any(), grid[why].tolist()
     assert t("auth.no_export", "en") not in _texts(at)
     assert not at.checkbox  # aggregated exports only
     for page in ("views/audit.py", "views/data.py"):  # not in a care team's navigation

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 
 from tests.registry_files import write_small_registry
 from vbhc.catalog import default_catalog
@@ -79,7 +80,7 @@ def test_sheets_and_headers(workbook):
         assert t(key, "en") in header
     assert len(rows) > 50
     summary_header, summary = _rows(workbook["Summary"])
-    assert summary_header[:3] == ["Condition", "Unit", "Indicator"]
+    assert summary_header[:4] == ["Condition", "Unit", "Unit name", "Indicator"]
     assert len(summary) == len({(r["Condition"].value, r["Unit"].value, r["Indicator"].value) for r in summary})
 
 
@@ -153,7 +154,7 @@ def test_frozen_header_autofilter_widths_chart_and_fill(workbook):
         assert ws.auto_filter.ref.startswith(f"A{HEADER_ROW}:")
         assert ws.column_dimensions["A"].width >= 14
     ws = workbook["Colorectal cancer"]
-    assert ws.freeze_panes == "F4"
+    assert ws.freeze_panes == "G4"  # indicator, key, type, tier, unit and its name stay in view
     assert len(ws._charts) == 1  # native Excel bar chart: O/E per unit
     chart = ws._charts[0]
     assert "O/E per unit" in "".join(r.t for p in chart.title.tx.rich.p for r in (p.r or []))
@@ -333,6 +334,35 @@ def test_the_oe_chart_names_its_bars_by_the_units_names(results, small_demo_regi
         bars = [c.value for row in ws[ref.rsplit("!", 1)[1].replace("$", "")] for c in row]
         assert bars and set(bars) <= set(names.values()), bars[:3]
         assert "Universitair Medisch Centrum Veenmeer" in bars
+
+
+def test_every_table_of_units_names_them_beside_their_id(results, small_demo_registry):
+    """A sheet of H01..H10 cannot be read without the registry's list of units: every table with a Unit
+    column (the id, kept for filtering and joining) has the unit's name beside it, visible, in the workbook's
+    language; the hidden helper columns carry headers a reader can read when they unhide them (no raw keys)."""
+    from vbhc.reports.core import unit_names_for
+
+    engine, _ = small_demo_registry
+    res, batches = results
+    for lang in ("en", "nl"):
+        names = unit_names_for(res, lang, engine)
+        book = load_workbook(io.BytesIO(build_workbook(res, lang=lang, batches=batches, unit_names=names)))
+        sheets = [t(f"report.sheet_{key}", lang) for key in ("summary", "proms", "costs")]
+        sheets.append(default_catalog().condition(CONDITIONS[0]).label(lang))
+        for name in sheets:
+            ws = book[name]
+            header = [c.value for c in ws[HEADER_ROW]]
+            unit_col = header.index(t("column.unit", lang))
+            assert header[unit_col + 1] == t("column.unit_name", lang), (name, header)
+            assert not ws.column_dimensions[get_column_letter(unit_col + 2)].hidden
+            pairs = [
+                (r[unit_col].value, r[unit_col + 1].value)
+                for r in ws.iter_rows(min_row=HEADER_ROW + 1)
+                if r[unit_col].value is not None and r[0].value is not None
+            ]
+            assert pairs, name
+            assert all(shown == names[str(unit)] for unit, shown in pairs), (name, pairs[:3])
+            assert not [h for h in header if isinstance(h, str) and "_" in h], (name, header)
 
 
 def test_with_external_figures_the_summary_and_the_oe_chart_name_the_benchmark_population(results):

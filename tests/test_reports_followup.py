@@ -216,6 +216,11 @@ def test_the_workbook_shows_unit_ids_only_in_its_key_columns(registry, tmp_path,
                         found.append(f"{ws.title}!{row[0].row},{col}: {text}")
     assert keyed, "no unit id in a key column: the check would pass on anything"
     assert found == []
+    # the improvement sheet's targets, signals and actions name their unit (a sentence-like table, no key)
+    improvement = book[t("report.sheet_improvement", lang)]
+    shown = [str(c.value) for row in improvement.iter_rows() for c in row if c.value is not None]
+    assert "Testziekenhuis Noord" in shown
+    assert not [text for text in shown if RAW_UNIT_ID.fullmatch(text)]
 
 
 #: What the store keeps and a reader must never see in a report: catalog ids and the stored values of choices.

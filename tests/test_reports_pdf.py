@@ -47,6 +47,8 @@ def test_title_page(report):
     assert "Universitair Medisch Centrum Veenmeer" in first and "2021-2025" in first  # the unit by its name
     assert UNIT not in first
     assert "fewer than 10 care cycles" in first  # the rules applied
+    # ... the ones that concern a PDF: no sentence about spreadsheet formulas, on the cover nor in the methods
+    assert not any("spreadsheet" in _flat(page) for page in pages)
     for sha in batches["sha256"]:
         assert sha[:24] in first.replace(" ", "")
 

@@ -69,6 +69,9 @@ MAIN_WIDTH = 940
 #: A static table cell's padding left and right together, and the width of a character of its text (14 px
 #: Source Sans, a wide letter: an estimate that errs on the wide side, so a planned table never comes out wider).
 CELL_PADDING_PX, CHAR_PX = 16, 8
+#: The width of a character in st.dataframe's grid (13-14 px Source Sans, an average letter): a column given
+#: this per character of its longest text shows it whole.
+GRID_CHAR_PX = 7
 
 
 def word_px(text: str) -> int:

@@ -887,15 +887,15 @@ if cases.open:
                 )
 
                 def _why(signal: bool, expected: float) -> str:
-                    risk = fmt_percent(expected, lang)
                     if signal:
-                        return t("pages.why_signal", lang, risk=risk)
-                    return t("pages.why_low_risk" if expected < 0.1 else "pages.why_event", lang, risk=risk)
+                        return t("pages.why_signal", lang)
+                    return t("pages.why_low_risk" if expected < 0.1 else "pages.why_event", lang)
 
-                record, when, outcome, why = (
+                record, when, outcome, risk, why = (
                     t("pages.record_key", lang),
                     t("chart.date", lang),
                     t("pages.outcome", lang),
+                    t("pages.expected_risk", lang),
                     t("pages.why", lang),
                 )
                 render.data_grid(
@@ -904,6 +904,7 @@ if cases.open:
                             record: listed["cycle_id"].astype(str).to_numpy(),
                             when: listed["index_date"].dt.date.to_numpy(),
                             outcome: listed["indicator"].to_numpy(),
+                            risk: [fmt_percent(e, lang) for e in listed["expected"]],
                             why: [_why(s, e) for s, e in zip(listed["signal"], listed["expected"], strict=True)],
                         }
                     ),
@@ -912,12 +913,15 @@ if cases.open:
                     height=min(36 + 35 * len(listed), 560),
                     column_config={
                         record: st.column_config.TextColumn(
-                            record, width=130, help=t("pages.record_key_help", lang), pinned=True
+                            record, width=115, help=t("pages.record_key_help", lang), pinned=True
                         ),
                         when: st.column_config.DateColumn(when, width=100, format=DATE_INPUT_FORMAT[lang]),
-                        # the outcome is the longer text ("niet bereikt: Patiënten met relevante verbetering
-                        # EQ-5D-index na 12 maanden"): at 260 px it was cut off beside a half-empty "why" column
-                        outcome: st.column_config.TextColumn(outcome, width="large"),
-                        why: st.column_config.TextColumn(why, width="medium"),
+                        # the texts without a width: the grid sizes each to its longest text (up to 500 px). A
+                        # fixed width cut them: the outcome ("niet bereikt: Patiënten met relevante verbetering
+                        # EQ-5D-index na 12 maanden") at 260 px and at 400 px, and the reason's risk mid-number
+                        # ("verwacht risico 19,"); the risk has a column of its own, so the reason stays short
+                        outcome: st.column_config.TextColumn(outcome),
+                        risk: st.column_config.TextColumn(risk),
+                        why: st.column_config.TextColumn(why),
                     },
                 )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, render
+from ui import auth, data, filters, layout, render
 from vbhc import access, external, external_models
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, catalog, fmt_date, fmt_datetime, fmt_int, fmt_percent, t, t_md
@@ -96,7 +96,12 @@ else:
     shown["imported_at"] = [fmt_datetime(v, lang) for v in shown["imported_at"]]
     shown = shown.astype(object).where(shown.notna(), MISSING)
     shown.columns = [t(f"batch.{key}", lang) for key in columns.values()]
-    render.data_grid(shown, hide_index=True, width="stretch")
+    # the table's name as wide as its longest: the grid cut "Patient-experience (PREM) answers" to its first word
+    # (it sized the column to the shorter names), so which table a batch filled was not to be read at 1440 px
+    table = t("batch.table", lang)
+    longest = max((len(str(v)) for v in [table, *shown[table]]), default=0)
+    config = layout.text_columns({table: min(longest * layout.GRID_CHAR_PX + layout.CELL_PADDING_PX, 400)})
+    render.data_grid(shown, hide_index=True, width="stretch", column_config=config)
     # the grid's own CSV button is off (client.disableDataExport); this one is role-checked, audited, formula-safe
     render.csv_download(
         batches[list(columns)], lang, what="import_batches", file_name="vbhc-import-batches.csv", key="batches_csv"

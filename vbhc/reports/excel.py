@@ -269,6 +269,15 @@ class _Writer:
     def position(self, value: Any) -> str:
         return t_value("position", value, self.lang) if value is not None and pd.notna(value) else None
 
+    def unit_name(self, row: pd.Series) -> str:
+        """The unit's name beside its id: the id stays the key for filtering and joining, the name is what a
+        reader knows the unit by (without it a sheet of H01..H10 cannot be read without the registry's list)."""
+        return shown_unit(row.get("unit"), self.unit_names, self.lang)
+
+    def unit_text(self, unit: str) -> str:
+        """A unit in a sentence-like table (targets, signals, actions): its name; all units as such."""
+        return self.t("agenda.all_units") if unit == ALL_UNITS else shown_unit(unit, self.unit_names, self.lang)
+
     def yes_no(self, value: Any) -> str:
         return self.t("report.yes" if bool(value) else "report.no")
 
@@ -434,6 +443,7 @@ def _summary(w: _Writer, results, tables, period, level) -> None:
     columns = [
         Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
         Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("column.unit_name"), w.unit_name, width=30),
         Column(w.t("column.indicator"), w.indicator, width=34),
         Column(w.t("column.care_cycles"), _num("n"), COUNT_FORMAT, 10, True),
         Column(w.t("column.crude"), _num("crude_value"), _value_format, 11, True),
@@ -453,8 +463,8 @@ def _summary(w: _Writer, results, tables, period, level) -> None:
     ]
     if named:
         subtitle += " · " + "; ".join(named)
-    first, last = w.table(ws, w.t("report.summary_title"), subtitle, frame, columns, freeze_col=3)
-    w.verdict_fill(ws, 11, frame, first, last)
+    first, last = w.table(ws, w.t("report.summary_title"), subtitle, frame, columns, freeze_col=4)
+    w.verdict_fill(ws, 12, frame, first, last)
 
 
 def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, period: str, level: str) -> None:
@@ -466,6 +476,7 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
         Column(w.t("column.kind"), w.kind, width=18),
         Column(w.t("column.tier"), w.tier, width=18),
         Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("column.unit_name"), w.unit_name, width=30),
         Column(w.t("column.care_cycles"), _num("n"), COUNT_FORMAT, 10, True),
         Column(w.t("column.observed"), _num("observed"), _observed_format, 10, True),
         Column(w.t("column.expected"), _num("expected"), _expected_format, 10, True),
@@ -488,12 +499,15 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
     subtitle = f"{period} · {level}"
     if population := _population(table):
         subtitle += f" · {w.t('external.benchmark_named', population=population)}"
-    first, last = w.table(ws, w.t("report.condition_title", condition=name), subtitle, table, columns, freeze_col=5)
+    first, last = w.table(ws, w.t("report.condition_title", condition=name), subtitle, table, columns, freeze_col=6)
     # positions coloured by the (direction-aware) assessment at the same limits, the verdict by its own
-    hidden = w.verdict_fill(ws, 23, table, first, last)
-    for col, source in ((21, "assessment_95"), (22, "assessment_998")):
+    hidden = w.verdict_fill(ws, 24, table, first, last)
+    for col, source, header in (
+        (22, "assessment_95", "report.position_95"),
+        (23, "assessment_998", "report.position_998"),
+    ):
         hidden += 1  # a helper column with the assessment at these limits, for the position's colour
-        ws.cell(HEADER_ROW, hidden, _text(source))
+        ws.cell(HEADER_ROW, hidden, _text(f"{w.t('column.assessment')}: {w.t(header)}"))
         for i, value in enumerate(table.get(source, pd.Series([None] * len(table))).to_numpy()):
             if not bool(table["suppressed"].iloc[i]):
                 ws.cell(first + i, hidden, _text(w.assessment(value)))
@@ -520,9 +534,6 @@ def _improvement(
 
     def label(prefix: str, value: str | None) -> str | None:
         return w.t(f"improvement.{prefix}_{value}") if value else None
-
-    def unit_text(unit: str) -> str:
-        return w.t("agenda.all_units") if unit == ALL_UNITS else unit
 
     def indicator(condition: str, indicator_id: str) -> tuple[str, str]:
         ind = w.catalog.condition(condition).indicator(indicator_id)
@@ -570,8 +581,8 @@ def _improvement(
                 [
                     (name, None),
                     (ind_name, None),
-                    (unit_text(target.unit), None),
-                    (line.unit, None),
+                    (w.unit_text(target.unit), None),
+                    (w.unit_text(line.unit), None),
                     (label("target", target.kind), None),
                     (label("direction", target.direction), None),
                     (target.value, fmt),
@@ -588,7 +599,7 @@ def _improvement(
                 [
                     (name, None),
                     (ind_name, None),
-                    (s.unit, None),
+                    (w.unit_text(s.unit), None),
                     (label("rule", s.rule), None),
                     (label("side", s.side), None),
                     (line.value, "withheld" if line.withheld else fmt),
@@ -605,7 +616,7 @@ def _improvement(
                 [
                     (name, None),
                     (a.title, None),
-                    (unit_text(a.unit), None),
+                    (w.unit_text(a.unit), None),
                     (a.owner_role, None),
                     (a.start, "yyyy-mm-dd"),
                     (a.due, "yyyy-mm-dd"),
@@ -614,13 +625,13 @@ def _improvement(
                     (a.expected_effect or None, None),
                 ]
             )
-    condition, unit = (w.t("column.condition"), 22), (w.t("column.unit"), 12)
+    condition, unit = (w.t("column.condition"), 22), (w.t("column.unit"), 28)
     section(
         w.t("agenda.targets"),
         [
             condition,
             (w.t("column.indicator"), 34),
-            (w.t("report.col_target_unit"), 14),
+            (w.t("report.col_target_unit"), 28),
             unit,
             (w.t("agenda.col_kind"), 16),
             (w.t("agenda.col_direction"), 12),
@@ -692,7 +703,7 @@ def _oe_chart(
     chart.x_axis.title = w.t("column.unit")
     chart.y_axis.numFmt = RATIO_FORMAT
     chart.legend = None
-    data = Reference(ws, min_col=9, min_row=lo, max_row=hi)
+    data = Reference(ws, min_col=10, min_row=lo, max_row=hi)  # O/E
     cats = Reference(ws, min_col=names_col, min_row=lo, max_row=hi)
     chart.add_data(data, titles_from_data=False)
     chart.set_categories(cats)
@@ -735,6 +746,7 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
     columns = [
         Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
         Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("column.unit_name"), w.unit_name, width=30),
         Column(
             w.t("proms.instrument"),
             lambda r: instruments[r["instrument"]].label(w.lang) if r["instrument"] in instruments else r["instrument"],
@@ -747,7 +759,7 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
         Column(w.t("report.ci_lower"), _num("ci_low"), "0.0%", 11, True),
         Column(w.t("report.ci_upper"), _num("ci_high"), "0.0%", 11, True),
     ]
-    w.table(ws, w.t("report.proms_title"), f"{period} · {level}", frame, columns, freeze_col=2)
+    w.table(ws, w.t("report.proms_title"), f"{period} · {level}", frame, columns, freeze_col=3)
 
 
 def _costs(w: _Writer, results, period, level) -> None:
@@ -779,6 +791,7 @@ def _costs(w: _Writer, results, period, level) -> None:
     columns = [
         Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
         Column(w.t("column.unit"), _num("unit"), width=14),
+        Column(w.t("column.unit_name"), w.unit_name, width=30),
         Column(w.t("cost.activity"), activity, width=28),
         Column(w.t("report.cycles_with_activity"), _num("cycles"), COUNT_FORMAT, 13, True),
         Column(w.t("cost.quantity"), _num("quantity"), "#,##0.0", 11, True),
@@ -786,7 +799,7 @@ def _costs(w: _Writer, results, period, level) -> None:
         Column(w.t("column.cost_per_cycle"), _num("cost_per_cycle"), "€ #,##0", 13, True),
         Column(w.t("cost.share"), _num("share"), "0.0%", 10, True),
     ]
-    w.table(ws, w.t("report.costs_title"), f"{period} · {level}", frame, columns, freeze_col=3)
+    w.table(ws, w.t("report.costs_title"), f"{period} · {level}", frame, columns, freeze_col=4)
 
 
 def _methods(w: _Writer, results, include_patient_rows: bool) -> None:

@@ -442,7 +442,7 @@ class _Section:
         pdf.ln(8)
         pdf.set_font(FONT, "B", 11)
         pdf.cell(0, 7, self.t("report.rules_title"), new_x="LMARGIN", new_y="NEXT")
-        for line in self.rule.statements(self.lang):
+        for line in self.rule.statements(self.lang, spreadsheet=False):
             pdf.para(f"• {line}", size=9, height=4.5)
         pdf.ln(4)
         if self.batches is not None and len(self.batches):
@@ -803,5 +803,5 @@ class _Section:
         pdf.para(", ".join(v.label(self.lang) for v in self.condition.casemix), size=9, height=4.5)
         pdf.set_font(FONT, "B", 10)
         pdf.cell(0, 6, self.t("report.rules_title"), new_x="LMARGIN", new_y="NEXT")
-        for line in self.rule.statements(self.lang):
+        for line in self.rule.statements(self.lang, spreadsheet=False):
             pdf.para(f"• {line}", size=9, height=4.5)

@@ -139,8 +139,10 @@ class SuppressionRule:
         """The footnote under a table with withheld cells."""
         return t("report.suppressed_footnote", lang, marker=self.marker, count=self.threshold)
 
-    def statements(self, lang: str, *, patient_rows: bool = False) -> list[str]:
-        """The rules applied, one sentence each, for the cover page / methods section of a file."""
+    def statements(self, lang: str, *, patient_rows: bool = False, spreadsheet: bool = True) -> list[str]:
+        """The rules applied, one sentence each, for the cover page / methods section of a file. `spreadsheet`:
+        the file opens in a spreadsheet, so it says how formula-like text is stored; a PDF holds no formulas
+        and its reader would wonder which spreadsheet is meant."""
         if self.active:
             lines = [
                 t("report.rule_suppression", lang, marker=self.marker, count=self.threshold),
@@ -149,7 +151,8 @@ class SuppressionRule:
         else:
             lines = [t("report.rule_no_suppression", lang)]
         lines.append(t("report.rule_patient_rows_yes" if patient_rows else "report.rule_patient_rows_no", lang))
-        lines.append(t("report.rule_formulas", lang))
+        if spreadsheet:
+            lines.append(t("report.rule_formulas", lang))
         return lines
 
 
