@@ -52,6 +52,7 @@ from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog
 from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
 from vbhc.ingest.problems import (
+    EARLIEST_DATE,
     EXCEL_ERRORS,
     Number,
     Problem,
@@ -467,11 +468,21 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
     if not _UNIT.match(unit):
         problem(number, "unit", unit, Rule("external.unit_code"))
     if ind is not None:
-        _check_numbers(number, ind, nums, values, problem)
+        _check_numbers(number, ind, nums, values, problem, catalog.value_range(condition, ind))
     return [number, condition, indicator, values["definition_version"], unit, *(nums[c] for c in NUMBER_COLUMNS)]
 
 
-def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: dict[str, str], problem) -> None:
+def _check_numbers(
+    number: int,
+    ind: Indicator,
+    nums: dict[str, float],
+    values: dict[str, str],
+    problem,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> None:
+    """A row's numbers against each other and the indicator (`bounds`: the values a unit's mean can take,
+    Catalog.value_range)."""
+
     def given(name: str) -> bool:
         return not math.isnan(nums[name])
 
@@ -488,6 +499,9 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
     if not whole("n"):
         return
     n = nums["n"]
+    if ind.kind in SURVIVAL_KINDS:  # combine() could not use them: refused rather than stored and left out unseen
+        problem(number, "indicator", ind.id, Rule("external.survival_not_exchanged", indicator=ind.id))
+        return
     binary = ind.kind in BINARY_KINDS or ind.kind == "response_rate"
     allowed = {"n"}
     if binary:
@@ -526,9 +540,33 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
             spread = nums["sum_sq"] - (nums["sum"] ** 2 / n if n > 0 else 0.0)
             if spread < -1e-9 * max(1.0, abs(nums["sum_sq"])):
                 problem(number, "sum_sq", values["sum_sq"], Rule("external.sum_sq_too_small", sum="sum"))
+        # a unit's mean lies within what its patients' values can be (a stay of -5 days, an Oxford score of 200
+        # on its 0-48 scale, a rating of 15 out of 10 is no mean of any patients): the funnel drew it as one
+        for name, mean in (("mean", nums["mean"]), ("sum", nums["sum"] / n if n > 0 else math.nan)):
+            if given(name) and not math.isnan(mean) and not bounds[0] <= mean <= bounds[1]:
+                problem(number, name, values[name], _outside(ind.id, mean, bounds))
     for name in NUMBER_COLUMNS:
         if name not in allowed and given(name):
             problem(number, name, values[name], Rule("external.not_applicable", kind=ind.kind))
+
+
+def _shown_bound(value: float) -> Number | str:
+    """A range end or mean as the catalog writes it (-0.446, 48), grouped in the reader's language; a number
+    too large to write out is shown in exponent form."""
+    text = f"{value:.6g}"
+    if "e" in text:
+        return text
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return Number(float(text), decimals)
+
+
+def _outside(indicator: str, mean: float, bounds: tuple[float, float]) -> Rule:
+    """The rule for a mean outside the indicator's possible values: the range, or its lower end alone."""
+    shown = _shown_bound(mean)
+    if math.isinf(bounds[1]):
+        return Rule("external.mean_below", indicator=indicator, mean=shown, low=_shown_bound(bounds[0]))
+    low, high = _shown_bound(bounds[0]), _shown_bound(bounds[1])
+    return Rule("external.mean_out_of_range", indicator=indicator, mean=shown, low=low, high=high)
 
 
 def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, problem, file: str) -> list[str]:
@@ -572,16 +610,31 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
                     Rule("external.provenance_differs", column=name, first=repr(first[name])),
                 )
     published = dt.date(1900, 1, 1)
+    dated = False
     if "published" in first:
         try:
             published = _published(first["published"])
+            dated = True
         except ValueError:
             problem(records[0][0], "published", first["published"], Rule("external.not_a_date"))
+    if dated and published > dt.date.today():  # as every registry date: none in the future, none before 1990
+        problem(records[0][0], "published", first["published"], Rule("external.published_future"))
+        dated = False
+    elif dated and published < EARLIEST_DATE:
+        floor = EARLIEST_DATE.isoformat()
+        problem(records[0][0], "published", first["published"], Rule("external.published_too_early", floor=floor))
+        dated = False
     if "period" in first:
         try:
-            parse_period(first["period"])
+            period = parse_period(first["period"])
         except ValueError:
             problem(records[0][0], "period", first["period"], Rule("external.not_a_period"))
+        else:
+            # figures of a period are counted after it begins: a period starting after the publication date is
+            # a typo in one of the two (2052 for 2025), and its figures would be compared as that period's
+            if dated and period is not None and period.start > published:
+                rule = Rule("external.period_after_published", published=published.isoformat())
+                problem(records[0][0], "period", first["period"], rule)
     return first.get("source", ""), published, first.get("period", "")
 
 
