@@ -734,6 +734,34 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, units, row, column, va
 
 
 @pytest.mark.parametrize(
+    ("indicator", "value", "message"),
+    [
+        ("length_of_stay", -2, "value '-2': value: -2 is outside 0 to 365, the values this indicator can take"),
+        ("qol_12m", 140, "value '140': value: 140 is outside 0 to 100, the values this indicator can take"),
+        ("summary_change_12m", -250, "value: -250 is outside -100 to 100"),
+        ("cost_per_cycle", -500, "value: -500 is below 0, the lowest value this indicator can take"),
+        ("volume", -5, "value: -5 is below 0"),
+    ],
+)
+def test_a_target_no_unit_can_reach_or_miss_is_refused(engine, units, indicator, value, message):
+    """Before: a goal of -2 days' stay or a quality-of-life score of 140 on its 0-100 scale was stored, and the
+    board judged every unit against it (always 'not met', or always 'met'). Rates were checked already."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, indicator, None, "team_goal", value, None, None, "2026-01-01", 1])
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert "row 2 column 'value' " in str(refused.value) and message in str(refused.value)
+    assert "kan aannemen" in refused.value.message("nl")
+    assert counts(engine) == before
+    with pytest.raises(ImprovementError, match="this indicator can take"):  # the page's form: the same rule
+        improvement.set_target(engine, CARE, CONDITION, indicator, value)
+    # the range's own ends are targets
+    for fine in ("length_of_stay", 0), ("qol_12m", 100), ("summary_change_12m", -100), ("cost_per_cycle", 0):
+        improvement.set_target(engine, CARE, CONDITION, *fine)
+
+
+@pytest.mark.parametrize(
     ("unit", "message"),
     [
         ("H99", "row 2 column 'unit' value 'H99': Not a unit of the registry"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -599,6 +600,15 @@ def _target_values(
     if ind.kind in PROPORTION_KINDS and not 0 <= out["value"] <= 1:
         # a rate is stored as a fraction (10% is 0.1), as the workbook export writes it: a rate of 10 is 1000%
         raise ImprovementError("not_a_proportion", field="value", value=f"{out['value']:g}")
+    low, high = catalog.value_range(condition, ind)
+    if not low <= out["value"] <= high:
+        # a goal no unit can reach or miss (a stay of -2 days, an Oxford score of 60 on its 0-48 scale) is never
+        # judged as meant: the board and the charts compare every value with it
+        if math.isinf(high):
+            raise ImprovementError("below_range", field="value", value=f"{out['value']:g}", low=f"{low:g}")
+        raise ImprovementError(
+            "out_of_range", field="value", value=f"{out['value']:g}", low=f"{low:g}", high=f"{high:g}"
+        )
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:
