@@ -972,6 +972,32 @@ def test_actions_round_trip_and_a_stale_row(engine, units):
         export_actions(engine, MANAGER, CONDITION)
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        # the actions sheet's column is "indicators": the problem named a column 'indicator' it does not have, and
+        # an empty value, where the cell holds another condition's indicator
+        ("indicators", "oxford_12m", "column 'indicators' value 'oxford_12m': Condition colorectal_cancer has no"),
+        # Excel's 'no date' (a cleared date cell reads 1900-01-01) was stored as the action's start
+        ("start", dt.datetime(1900, 1, 1), "column 'start' value '1900-01-01': start: 1900-01-01 is before 1990-01-01"),
+        ("due", "1970-01-01", "column 'due' value '1970-01-01': due: 1970-01-01 is before 1990-01-01"),
+    ],
+)
+def test_a_bad_action_row_is_refused_naming_its_own_column_and_value(engine, units, column, value, message):
+    wb, ws = _sheet(export_actions(engine, CARE, CONDITION), "actions")
+    header = [c.value for c in ws[1]]
+    row = [None, None, CONDITION, "H01", "Prehab", "nurse", "2026-01-01", "2026-06-01", "planned", "", "", ""]
+    row[header.index(column)] = value
+    ws.append(row)
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        import_actions(engine, CARE, _bytes(wb), file_name="actions.xlsx")
+    assert f"actions.xlsx row 2 {message}" in str(refused.value), str(refused.value)
+    assert counts(engine) == before
+    with pytest.raises(ImprovementError, match="is before 1990-01-01"):  # the page's form and the target too
+        improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, valid_from=dt.date(1900, 1, 1))
+
+
 def test_every_error_and_value_has_a_message_in_both_languages():
     from vbhc.i18n import SUPPORTED, catalog, plural_keys
 

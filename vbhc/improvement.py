@@ -50,7 +50,7 @@ from vbhc.access import (
 )
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
-from vbhc.ingest.problems import case_twins
+from vbhc.ingest.problems import EARLIEST_DATE, case_twins
 from vbhc.registry import UNIT_LEVELS, condition_of, unit_ids, unit_parts
 
 __all__ = [
@@ -437,19 +437,25 @@ def _number(value: object, name: str) -> float:
 
 
 def checked_date(value: object, name: str) -> dt.date:
-    """A date from a date, a datetime or ISO text, else the one-line refusal naming the field."""
+    """A date from a date, a datetime or ISO text, else the one-line refusal naming the field. A date before
+    EARLIEST_DATE is refused as the registry's dates are: 1900-01-01 is Excel's 'no date' (a cleared date cell
+    in the actions workbook) or a typo, and an action started then would draw its effect over every period."""
     if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    text = str(value).strip()
-    try:
-        # year first as written (2026-03-31); fromisoformat alone also reads 20260331 and the ISO week 2026-W05
-        if not _DATE_TEXT.fullmatch(text):
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ImprovementError("not_a_date", field=name, value=str(value)) from None
+        date = value.date()
+    elif isinstance(value, dt.date):
+        date = value
+    else:
+        text = str(value).strip()
+        try:
+            # year first as written (2026-03-31); fromisoformat alone also reads 20260331 and the ISO week 2026-W05
+            if not _DATE_TEXT.fullmatch(text):
+                raise ValueError(text)
+            date = dt.date.fromisoformat(text)
+        except ValueError:
+            raise ImprovementError("not_a_date", field=name, value=str(value)) from None
+    if date < EARLIEST_DATE:
+        raise ImprovementError("date_too_early", field=name, value=date.isoformat(), floor=EARLIEST_DATE.isoformat())
+    return date
 
 
 def _unit(value: object) -> str:

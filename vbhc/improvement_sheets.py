@@ -107,6 +107,8 @@ _ERROR_COLUMN = {
     "unknown_signal": "signals",
     "fixed_field": "condition",
 }
+#: The actions sheet names its indicators in one column, "indicators" (the targets sheet: "indicator")
+_ACTION_ERROR_COLUMN = {**_ERROR_COLUMN, "unknown_indicator": "indicators"}
 #: Columns of words a person writes; every other column holds ids and codes (item, unit, indicator, signal ids),
 #: where a look-alike character makes another id that reads the same (vbhc.ingest.problems.lookalike_character)
 _FREE_TEXT = frozenset({"title", "owner_role", "source", "expected_effect"})
@@ -456,7 +458,8 @@ def _import(
                 engine, viewer, kind, _values(kind, row), catalog=catalog, check_roles=False, check_unit=False
             )
         except ImprovementError as error:
-            column = str(error.values.get("field") or _ERROR_COLUMN.get(error.key, ""))
+            columns = _ACTION_ERROR_COLUMN if kind == ItemKind.ACTION else _ERROR_COLUMN
+            column = str(error.values.get("field") or columns.get(error.key, ""))
             refuse(column, error)
             continue
         if (number, "unit") not in refused_cells and (current is None or values["unit"] != current.unit):
