@@ -606,6 +606,28 @@ def test_stored_figures_benchmark_the_own_units_with_the_population_named(regist
         external.external_benchmark(sqlite_engine, other, local)
 
 
+def test_a_unit_in_two_publications_is_benchmarked_once_on_its_latest_figures(registry, summaries, sqlite_engine):
+    """Each file replaces only its own source and period, so last year's feedback stays stored beside this
+    year's. Before: a unit in both was two units of the benchmark (drawn twice on the funnel, counted twice in its
+    target, last year's figures among this year's); now each unit's latest publication is used, in any order of
+    import, and the population names the publications used."""
+    _, data, pooled = registry
+    partners = pd.concat([summaries[h].frame for h in sorted(summaries)[1:]], ignore_index=True)
+    older = partners.assign(observed=partners["observed"].where(partners["observed"].isna(), 0.0))  # other figures
+    current = write_figures(partners, source="national registry", published=dt.date(2025, 3, 1), period="2024")
+    last_year = write_figures(older, source="national registry", published=dt.date(2024, 3, 1), period="2023")
+    external.import_figures(sqlite_engine, QUALITY, current, file_name="feedback-2024.csv")
+    external.import_figures(sqlite_engine, QUALITY, last_year, file_name="feedback-2023.csv")
+    assert len(external.figures(sqlite_engine, QUALITY, CONDITION)) == 2 * len(partners)  # both stay listed
+    got = external.external_benchmark(sqlite_engine, CARE, _local(data, "H01"), models=pooled.models)
+    table = got.table
+    assert not table.duplicated(["indicator", "unit"]).any()
+    assert got.population == "national registry 2024, 10 hospitals"
+    want = pooled.table.set_index(["indicator", "unit"])["oe"]
+    have = table.set_index(["indicator", "unit"])["oe"].reindex(want.index)
+    np.testing.assert_allclose(have.to_numpy(float), want.to_numpy(float), rtol=1e-9)
+
+
 def test_the_combined_table_feeds_the_funnel_caterpillar_and_verdict(registry, summaries):
     from vbhc import charts
     from vbhc.indicators import funnel_curve

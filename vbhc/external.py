@@ -89,6 +89,7 @@ __all__ = [
     "figures",
     "grid_withheld",
     "import_figures",
+    "latest_figures",
     "own_summary",
     "population_of",
     "publications",
@@ -1034,6 +1035,18 @@ def _as_sums(rows: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["mean", "sd"])
 
 
+def latest_figures(external: pd.DataFrame) -> pd.DataFrame:
+    """One row per indicator and unit: the figures of its latest publication (published date, then the later
+    import). Publications of several periods are kept (each file replaces only its own source and period), so a
+    unit in the 2023 and the 2024 feedback was two units of the benchmark, drawn twice on the funnel and counted
+    twice in its target."""
+    if external.empty or "published" not in external:
+        return external
+    order = ["published", "publication_id"] if "publication_id" in external else ["published"]
+    latest = external.sort_values(order, kind="stable").drop_duplicates(["condition", "indicator", "unit"], keep="last")
+    return latest.sort_index()
+
+
 def combine(
     own: pd.DataFrame,
     external: pd.DataFrame,
@@ -1055,7 +1068,7 @@ def combine(
     catalog = catalog or default_catalog()
     cond = catalog.indicator_set(condition)
     own = own[own["condition"] == condition].assign(origin="own")
-    ext = external[external["condition"] == condition].assign(origin="external")
+    ext = latest_figures(external[external["condition"] == condition]).assign(origin="external")
     ext = ext[~ext["unit"].astype(str).isin(set(own["unit"].astype(str)))]
     rows = pd.concat([own, ext], ignore_index=True)
     not_carried: dict[str, list[str]] = {i: [r] for i, r in (own_not_carried or {}).items()}
@@ -1135,6 +1148,7 @@ def external_benchmark(
     stored = _stored(engine, result.condition)  # every unit: the benchmark needs them; rows are guarded below
     if stored.empty:
         return None
+    stored = latest_figures(stored)  # one figure per unit: the population named from the publications used
     own = own_summary(result, models=models, hospitals=hospitals)
     names = stored.drop_duplicates(["source", "period"])
     units = set(own.frame["unit"].astype(str)) | set(stored["unit"].astype(str))
