@@ -755,6 +755,12 @@ FIGURES = "source,published,period,condition,indicator,definition_version,unit,n
         ("hip_osteoarthritis,eq5d_change_12m,1,X03,10,,5,0.1,,", "mean", "5", "between -1.446 and 1.446"),
         ("prem_clinical,prem_rating,1,X03,40,,15,1,,", "mean", "15", "lies between 0 and 10"),
         ("prem_clinical,prem_nps,1,X03,40,,300,1,,", "mean", "300", "lies between -100 and 100"),
+        # nor can their spread: an sd of 1e200 days made the benchmark's limits infinite (every unit 'as expected')
+        ("colorectal_cancer,length_of_stay,1,X03,10,,6,1e200,,", "sd", "1e200", "cannot spread this far"),
+        ("colorectal_cancer,length_of_stay,1,X03,10,,,,50,1e300", "sum_sq", "1e300", "their sd is at most 192.564"),
+        # a cost beyond the registry's own limit per care cycle; a sum whose square overflows (was OverflowError)
+        ("colorectal_cancer,cost_per_cycle,1,X03,10,,1e160,1,,", "mean", "1e160", "between 0 and 1e+150"),
+        ("colorectal_cancer,cost_per_cycle,1,X03,10,,,,1e200,1e300", "sum_sq", "1e300", "do not fit together"),
         # a survival indicator is not exchanged as summary figures: combine() left the row out unseen
         ("colorectal_cancer,survival_1y,1,X03,40,,,,,", "indicator", "survival_1y", "not exchanged"),
     ],
@@ -777,6 +783,7 @@ def test_means_at_the_ends_of_their_range_are_read():
         "colorectal_cancer,length_of_stay,1,X03,10,,0,0,,",
         "colorectal_cancer,qol_12m,1,X03,10,,100,0,,",
         "colorectal_cancer,summary_change_12m,1,X03,10,,-12.5,3,,",
+        "colorectal_cancer,length_of_stay,1,X03,2,,182.5,258,,",  # one stay of 0 days and one of 365
         "colorectal_cancer,cost_per_cycle,1,X03,10,,,,0,0",
         "hip_osteoarthritis,oxford_12m,1,X03,10,,,,480,23040",
         "prem_clinical,prem_rating,1,X03,40,,10,0,,",

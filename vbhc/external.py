@@ -538,14 +538,33 @@ def _check_numbers(
         if given("sd") and nums["sd"] < 0:
             problem(number, "sd", values["sd"], Rule("external.negative", column="sd"))
         if pairs[1]:
-            spread = nums["sum_sq"] - (nums["sum"] ** 2 / n if n > 0 else 0.0)
+            with np.errstate(over="ignore", invalid="ignore"):  # Python's float ** raised OverflowError (a crash)
+                spread = float(np.float64(nums["sum_sq"]) - (np.float64(nums["sum"]) ** 2 / n if n > 0 else 0.0))
             if spread < -1e-9 * max(1.0, abs(nums["sum_sq"])):
                 problem(number, "sum_sq", values["sum_sq"], Rule("external.sum_sq_too_small", sum="sum"))
         # a unit's mean lies within what its patients' values can be (a stay of -5 days, an Oxford score of 200
         # on its 0-48 scale, a rating of 15 out of 10 is no mean of any patients): the funnel drew it as one
+        from vbhc.costs import MAX_CYCLE_COST  # a value without an upper end (a cost): the registry's own limit
+
+        finite = (max(bounds[0], -MAX_CYCLE_COST), min(bounds[1], MAX_CYCLE_COST))
         for name, mean in (("mean", nums["mean"]), ("sum", nums["sum"] / n if n > 0 else math.nan)):
             if given(name) and not math.isnan(mean) and not bounds[0] <= mean <= bounds[1]:
                 problem(number, name, values[name], _outside(ind.id, mean, bounds))
+            elif given(name) and not math.isnan(mean) and not finite[0] <= mean <= finite[1]:
+                problem(number, name, values[name], _outside(ind.id, mean, finite))
+        # and so does their spread: values between lo and hi have an sd of at most (hi - lo) / 2 (times
+        # sqrt(n / (n - 1)) for a sample's); an unbounded one (a cost) at most MAX_CYCLE_COST, as the registry's.
+        # An sd of 1e200 for a stay of 0-365 days made the benchmark's limits infinite: every unit 'as expected'
+        limit = _sd_limit(bounds, n)
+        implied = {"sd": nums["sd"]}
+        if pairs[1] and n > 1:
+            with np.errstate(over="ignore", invalid="ignore"):
+                square = np.float64(nums["sum"]) ** 2 / n
+                implied["sum_sq"] = float(np.sqrt(max(np.float64(nums["sum_sq"]) - square, 0.0) / (n - 1)))
+        for name, sd in implied.items():
+            if given(name) and not math.isnan(sd) and sd > limit:
+                rule = Rule("external.sd_too_large", indicator=ind.id, sd=_shown_bound(sd), limit=_shown_bound(limit))
+                problem(number, name, values[name], rule)
     for name in NUMBER_COLUMNS:
         if name not in allowed and given(name):
             problem(number, name, values[name], Rule("external.not_applicable", kind=ind.kind))
@@ -559,6 +578,18 @@ def _shown_bound(value: float) -> Number | str:
         return text
     decimals = len(text.split(".")[1]) if "." in text else 0
     return Number(float(text), decimals)
+
+
+def _sd_limit(bounds: tuple[float, float], n: float) -> float:
+    """The largest sd `n` values within `bounds` can have (half of them at each end), with a margin for a
+    published sd's rounding; MAX_CYCLE_COST for values without an upper end (their squares stay finite)."""
+    from vbhc.costs import MAX_CYCLE_COST
+
+    low, high = bounds
+    if math.isinf(low) or math.isinf(high):
+        return MAX_CYCLE_COST
+    spread = (high - low) / 2 * (math.sqrt(n / (n - 1)) if n > 1 else 1.0)
+    return spread * (1 + 1e-3) + 1e-9
 
 
 def _outside(indicator: str, mean: float, bounds: tuple[float, float]) -> Rule:
