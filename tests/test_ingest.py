@@ -310,6 +310,30 @@ def test_table_is_recognised_from_header_when_the_name_does_not_say(sqlite_engin
     assert row_counts(sqlite_engine)["care_cycles"] == 12
 
 
+def test_a_vital_status_without_its_date_is_refused(engine, registry, tmp_path):
+    """Before: a 'death' row without a date (the outcome the cancer conditions' survival indicators follow) was
+    stored, and vbhc.survival left the care cycle out of every unit's survival n without a word. Dated rows, and
+    the other outcomes without a date, import as before."""
+    import_files(registry[:2], engine)
+    before = row_counts(engine)
+    path = tmp_path / "vital" / "clinical_outcomes_follow_up.csv"
+    path.parent.mkdir()
+    rows = [
+        {"cycle_id": "C0001", "outcome": "death", "value": "0", "date": "2025-06-30"},
+        {"cycle_id": "C0003", "outcome": "death", "value": "1", "date": ""},
+        {"cycle_id": "C0005", "outcome": "length_of_stay", "value": "9", "date": ""},
+    ]
+    write_csv(path, rows, list(rows[0]))
+    report = _refused([path], engine)
+    assert [(p.row, p.column, p.value) for p in report.problems] == [(3, "date", "")]
+    assert report.problems[0].rule.startswith("death needs its date (of death, or the date the patient was last")
+    assert "heeft een datum nodig" in report.problems[0].line("nl")
+    assert row_counts(engine) == before
+    rows[1]["date"] = "2025-01-31"
+    write_csv(path, rows, list(rows[0]))
+    assert import_files([path], engine).sources[0].rows_inserted == 3
+
+
 def test_a_file_named_for_one_table_holding_another_s_header_says_so_in_one_line(engine, registry, tmp_path):
     """Before: prom_responses.csv saved as costs.csv was refused with eight lines, a missing column of costs and an
     unknown column for costs for each of the two tables' columns; the line now says which table the header is."""

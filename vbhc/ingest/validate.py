@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, Catalog
+from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog
 from vbhc.ingest.problems import (
     EARLIEST_DATE,
     EXCEL_ERRORS,
@@ -641,6 +641,14 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
             "outcome",
             Rule("validate.unknown_outcome", condition=cond_id, allowed=", ".join(by_id)),
         )
+        # the vital status a survival indicator follows is dated (death, or the date last known alive): without
+        # its date vbhc.survival cannot follow the cycle and left it out of every unit's n without a word
+        for followed in sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}):
+            ck.flag(
+                mask & (outcome == followed).to_numpy() & date.isna().to_numpy(),
+                "date",
+                Rule("validate.survival_outcome_undated", outcome=followed),
+            )
         for o in cond.outcomes:
             m = mask & (outcome == o.id).to_numpy() & value.notna().to_numpy()
             if o.type == "binary":
