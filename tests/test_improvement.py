@@ -998,6 +998,47 @@ def test_a_bad_action_row_is_refused_naming_its_own_column_and_value(engine, uni
         improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, valid_from=dt.date(1900, 1, 1))
 
 
+def test_one_target_of_a_kind_per_indicator_unit_and_date(engine, units):
+    """Before: two rows setting a team goal for the same indicator, unit and date (or a new row beside the stored
+    goal it repeats) were both stored; the charts drew the one written last, the board judged both. A goal from a
+    later date, another unit, another kind or a retired one is another target and imported."""
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01", valid_from=dt.date(2026, 1, 1))
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    data = _bytes(wb)
+    new = [None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, None, "2026-01-01", 1]
+    same_as_stored = [None, None, CONDITION, INDICATOR, "H01", "team_goal", 0.08, None, None, "2026-01-01", 1]
+    before = counts(engine)
+    cases = [
+        ([new, [*new[:6], 0.15, *new[7:]]], "row 3 column 'indicator' value 'severe_complication': Row 2 sets"),
+        ([same_as_stored], f"row 2 column 'indicator' value '{INDICATOR}': Target {goal.item_id} is already"),
+    ]
+    for added, message in cases:
+        wb, ws = _sheet(data, "targets")
+        ws.delete_rows(2)  # the stored goal's own row left out of the file
+        for row in added:
+            ws.append(row)
+        with pytest.raises(SheetRefused) as refused:
+            import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+        assert message in str(refused.value), str(refused.value)
+        assert "één doelstelling per soort" in refused.value.message("nl") or "is al deze" in refused.value.message(
+            "nl"
+        )
+        assert counts(engine) == before
+    # in the file beside the stored goal's own row: the same line, naming the row
+    wb, ws = _sheet(data, "targets")
+    ws.append(same_as_stored)
+    with pytest.raises(SheetRefused, match=r"row 3 column 'indicator'.*Row 2 sets this target too"):
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    # other targets: a later date, every unit, another indicator, a retired row
+    wb, ws = _sheet(data, "targets")
+    ws.append([*same_as_stored[:9], "2027-01-01", 1])
+    ws.append([*same_as_stored[:4], None, *same_as_stored[5:]])
+    ws.append(new)
+    ws.append([*same_as_stored[:10], 0])
+    done = import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert len(done.created) == 4
+
+
 def test_every_error_and_value_has_a_message_in_both_languages():
     from vbhc.i18n import SUPPORTED, catalog, plural_keys
 

@@ -25,7 +25,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import Connection, Engine
 
 from vbhc import audit
-from vbhc.access import Viewer, export_file, may_edit_improvement, may_read_improvement, may_set_norms
+from vbhc.access import AccessDenied, Viewer, export_file, may_edit_improvement, may_read_improvement, may_set_norms
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import (
@@ -33,6 +33,7 @@ from vbhc.improvement import (
     EditConflict,
     ImprovementError,
     ItemKind,
+    Label,
     Write,
     actions,
     check_values,
@@ -405,6 +406,34 @@ def _values(kind: ItemKind, row: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def _target_key(values: dict[str, Any]) -> tuple:
+    """What makes two active targets the same goal: condition, indicator, unit, kind and the date it holds from."""
+    return (values["condition"], values["indicator"], values["unit"], str(values["kind"]), values["valid_from"])
+
+
+def _key_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A target key's parts as the messages name them (every unit as the catalog's words, not an empty unit)."""
+    return {
+        "indicator": values["indicator"],
+        "unit": values["unit"] or Label("agenda.all_units"),
+        "kind": str(values["kind"]),
+        "valid_from": values["valid_from"].isoformat(),
+    }
+
+
+def _stored_target_keys(engine: Engine, viewer: Viewer, conditions: set[str]) -> dict[tuple, str]:
+    """The stored active targets the viewer reads, of the file's conditions, by key (_target_key)."""
+    keys: dict[tuple, str] = {}
+    for condition in sorted(conditions):
+        try:
+            found = targets(engine, viewer, condition)
+        except (AccessDenied, ImprovementError, KeyError):  # not the viewer's condition, or none: refused by row
+            continue
+        for target in found:
+            keys[_target_key(target.model_dump())] = target.item_id
+    return keys
+
+
 def _unit_refused(condition: str, unit: str) -> ImprovementError:
     """Why a care team limited to some hospitals may not write a row: the unit named, or the whole condition."""
     if unit == ALL_UNITS:
@@ -427,6 +456,9 @@ def _import(
     unchanged = 0
     known_units: frozenset[str] | None = None  # the registry's units as they are at import time, read once
     refused_cells = {(p.row, p.column) for p in problems}  # one problem per cell: its text was refused already
+    in_file = {row["item_id"] for _, row in rows if row["item_id"]}
+    target_rows: dict[tuple, int] = {}  # an active target's key -> the file row that sets it
+    stored_keys: dict[tuple, str] | None = None  # the viewer's stored active targets' keys -> item, read once
     for number, row in rows:
 
         def refuse(column: str, error: ImprovementError, row: dict[str, str] = row, number: int = number) -> None:
@@ -469,6 +501,21 @@ def _import(
             if (error := unit_refusal(values["unit"], values["condition"], known_units)) is not None:
                 refuse("unit", error)
                 continue
+        if kind == ItemKind.TARGET and values["active"]:
+            # one target of a kind per indicator, unit and date: two (in the file, or a new row beside a stored
+            # one) were both stored, the charts drew the one written last and the board judged both
+            key = _target_key(values)
+            if key in target_rows:
+                refuse("indicator", ImprovementError("target_twice", row=target_rows[key], **_key_values(values)))
+                continue
+            target_rows[key] = number
+            if current is None:
+                if stored_keys is None:
+                    stored_keys = _stored_target_keys(engine, viewer, {r["condition"] for _, r in rows})
+                other = stored_keys.get(key)
+                if other is not None and other not in in_file:
+                    refuse("indicator", ImprovementError("target_exists", item=other, **_key_values(values)))
+                    continue
         if current is not None:
             if current.condition != values["condition"]:
                 refuse("condition", ImprovementError("fixed_field", item=item_id, field="condition"))
