@@ -85,6 +85,7 @@ __all__ = [
     "explain_signal",
     "flags_in",
     "history",
+    "in_force",
     "item_kind",
     "new_signals_since",
     "norm_involved",
@@ -697,6 +698,20 @@ def targets(
     if on is not None:
         where.append(c.valid_from <= on)
     return _readable(engine, viewer, ItemKind.TARGET, condition, *where, what="targets")
+
+
+def in_force(found: Iterable[models.ImprovementTarget]) -> list[models.ImprovementTarget]:
+    """Of targets valid on a date (targets(on=...)), the one in force per indicator, unit and kind: the latest
+    valid_from (then the later item), as the charts draw it (vbhc.annotations.chart_targets). A goal followed by a
+    new one from a later date no longer holds; the board judged both ('1 met, 1 not met' for one goal)."""
+    found = list(found)
+    latest: dict[tuple, models.ImprovementTarget] = {}
+    for target in found:
+        key = (target.condition, target.indicator, target.unit, str(target.kind))
+        rank = (target.valid_from, target.id or 0)
+        if key not in latest or rank > (latest[key].valid_from, latest[key].id or 0):
+            latest[key] = target
+    return [t for t in found if latest.get((t.condition, t.indicator, t.unit, str(t.kind))) is t]
 
 
 def target_met(target: models.ImprovementTarget, value: float) -> bool | None:
