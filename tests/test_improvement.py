@@ -761,6 +761,29 @@ def test_a_target_no_unit_can_reach_or_miss_is_refused(engine, units, indicator,
         improvement.set_target(engine, CARE, CONDITION, *fine)
 
 
+def test_a_target_stored_before_a_value_rule_can_be_retired(engine, units):
+    """A target whose value a later rule refuses (a stay of -2 days, stored before the range check) is retired
+    without its value checked again (retiring re-checked every value, so it was refused); an edit still is."""
+    values = {
+        "condition": CONDITION,
+        "indicator": "length_of_stay",
+        "unit": ALL_UNITS,
+        "kind": TargetKind.TEAM_GOAL,
+        "value": -2.0,
+        "direction": "at_most",
+        "source": "",
+        "valid_from": dt.date(2026, 1, 1),
+        "active": True,
+    }
+    [old] = improvement.write_versions(engine, CARE, ItemKind.TARGET, [improvement.Write(None, 0, values)])
+    with pytest.raises(ImprovementError, match="outside 0 to 365"):
+        improvement.update_target(engine, CARE, old.item_id, 1, source="ward audit")
+    retired = improvement.retire_target(engine, CARE, old.item_id, 1)
+    assert (retired.version, retired.active) == (2, False)
+    with pytest.raises(AccessDenied):  # the role rules still hold
+        improvement.retire_target(engine, MANAGER, old.item_id, 2)
+
+
 @pytest.mark.parametrize(
     ("unit", "message"),
     [

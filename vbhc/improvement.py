@@ -673,7 +673,9 @@ def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -
     _expect(item_id, ItemKind.TARGET)
 
     def check(current: Item) -> dict[str, Any]:
-        _target_values(engine, viewer, {}, default_catalog(), current)  # the role rules of an edit
+        # the role rules of an edit, not its values: a target stored before a value rule (a rate of 10, a stay of
+        # -2 days, a date of 1900-01-01) must still be retirable, and is refused as written by every other edit
+        _require_write(engine, viewer, ItemKind.TARGET, current.model_dump(), current)
         return {"active": False}
 
     return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.RETIRED))
