@@ -11,7 +11,7 @@ from ui import preload
 preload.wait()  # a restarted server's background imports (ui.serve) finish before this run imports anything
 
 from ui import auth, data, filters, guard  # noqa: E402
-from vbhc.i18n import fmt_int, t  # noqa: E402
+from vbhc.i18n import t  # noqa: E402
 from vbhc.safety import css_text  # noqa: E402
 from vbhc.settings import database_url  # noqa: E402
 
@@ -34,7 +34,7 @@ st.html(
     "[data-testid=stFileUploaderDropzone] button [data-testid=stMarkdownContainer] p::after"
     f"{{content:{css_text(t('data.upload_button', lang))};font-size:0.875rem}}"
     "[data-testid=stFileUploaderDropzoneInstructions] span::after"
-    f"{{content:{css_text(t('data.upload_size', lang, limit=fmt_int(st.get_option('server.maxUploadSize'), lang)))};"
+    f"{{content:{css_text(t('data.upload_size', lang, limit=guard.upload_limit_text(lang)))};"
     "font-size:0.875rem}"
     "</style>"
 )

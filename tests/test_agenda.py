@@ -74,6 +74,22 @@ def test_the_agenda_of_a_unit(planted):
     assert all(r.met is None for r in later.targets)  # no stored values: the result does not tell
 
 
+def test_a_goal_followed_by_a_later_one_is_off_the_agenda_and_the_report(planted):
+    """Before: the meeting's agenda and the report's follow-up listed a team goal followed by a new one from a
+    later date beside it, judged twice ('not met' against the old 10%, 'met' against the new 15%); the charts
+    draw the new goal alone, and so do they now."""
+    from vbhc.reports.followup import read_follow_up
+
+    engine, _, _ = planted
+    today = dt.date(2026, 6, 1)
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.15, valid_from=dt.date(2026, 3, 1))
+    found = agenda.meeting_agenda(engine, CARE, CONDITION, dt.date(2000, 1, 1), unit="H01", values={INDICATOR: 0.12})
+    goals = [(r.target.value, r.met) for r in found.targets if r.target.indicator == INDICATOR]
+    assert goals == [(0.15, True)]
+    follow = read_follow_up(engine, CARE, [CONDITION], today=today)[CONDITION]
+    assert [t.value for t in follow.targets if t.indicator == INDICATOR] == [0.15]
+
+
 def test_a_department_sees_its_hospitals_signals_and_a_manager_the_status_only(planted):
     engine, *_ = planted
     department = agenda.meeting_agenda(engine, QUALITY, CONDITION, dt.date(2000, 1, 1), unit="H01/SUR")

@@ -75,3 +75,26 @@ def test_a_refused_upload_lists_its_problems_in_a_table_whose_rules_wrap(empty_d
     assert len(problems.value) >= 1 and all(len(text) > 20 for text in problems.value[rule]), problems.value
     assert "max-width:420px" in problems.html  # the rule wraps at its column's width, never cut
     assert not [df for df in at.dataframe if rule in df.value.columns]
+
+
+@pytest.mark.parametrize(
+    ("setting", "shown", "widget"), [("5", "5 MB", 5), ("0.5", "0,5 MB", 1), (None, "200 MB", 200)]
+)
+def test_the_uploaders_say_and_apply_the_importers_size_limit(empty_db, monkeypatch, setting, shown, widget):
+    """Before: every uploader said 'at most 200 MB per file' (Streamlit's server.maxUploadSize) where the
+    importers refuse a file above VBHC_MAX_UPLOAD_MB, so with VBHC_MAX_UPLOAD_MB=5 a 60 MB file was sent in full
+    and then refused. Now the size line, the help and the widget's own limit follow the importers' setting
+    (within Streamlit's; the widget counts whole megabytes, the importer refuses above the exact limit)."""
+    if setting is None:
+        monkeypatch.delenv("VBHC_MAX_UPLOAD_MB", raising=False)
+    else:
+        monkeypatch.setenv("VBHC_MAX_UPLOAD_MB", setting)
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "nl"
+    run_on_page(at, "views/data.py")
+    assert not at.exception, [e.value for e in at.exception]
+    registry = at.file_uploader(key="upload_files")
+    assert f"{shown} per bestand" in registry.help, registry.help
+    assert f"{shown} per bestand" in "".join(h.proto.body for h in at.get("html"))  # the widget's own size line
+    for key in ("upload_files", "external_upload", "model_upload"):
+        assert at.file_uploader(key=key).proto.max_upload_size_mb == widget

@@ -135,6 +135,26 @@ def test_the_board_counts_per_condition_team_for_every_role(board):
     assert (log["action"] == "denied").any()
 
 
+def test_a_goal_followed_by_a_later_one_is_no_longer_judged(board):
+    """Before: a team goal followed by a new goal from a later date (a new target, as the page's form and the
+    workbook's new rows make it) stayed in force beside it, and the board judged both: H01's 30-day mortality
+    counted once met (4% against the new 5%) and once not met (against the old 1%), where the charts draw the
+    new goal alone. Goals of another unit or kind are still judged apart."""
+    engine, _ = board
+    before = review(engine, QUALITY)[(OESO, "H01")]
+    improvement.set_target(engine, CARE, OESO, "mortality_30d", 0.01, valid_from=START - dt.timedelta(days=365))
+    after = review(engine, QUALITY)[(OESO, "H01")]
+    assert (after.targets_met, after.targets_not_met, after.targets_no_data) == (
+        before.targets_met,
+        before.targets_not_met,
+        before.targets_no_data,
+    )
+    # the newest goal holds: one from a later date than the 5% goal (yet in force) takes its place
+    improvement.set_target(engine, CARE, OESO, "mortality_30d", 0.02, valid_from=START + dt.timedelta(days=1))
+    now = review(engine, QUALITY)[(OESO, "H01")]
+    assert (now.targets_met, now.targets_not_met) == (before.targets_met - 1, before.targets_not_met + 1)
+
+
 @sqlite_only  # the same reads as above; only the values are missing
 def test_without_results_every_target_counts_as_no_data(board):
     engine, _ = board

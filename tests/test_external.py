@@ -606,6 +606,28 @@ def test_stored_figures_benchmark_the_own_units_with_the_population_named(regist
         external.external_benchmark(sqlite_engine, other, local)
 
 
+def test_a_unit_in_two_publications_is_benchmarked_once_on_its_latest_figures(registry, summaries, sqlite_engine):
+    """Each file replaces only its own source and period, so last year's feedback stays stored beside this
+    year's. Before: a unit in both was two units of the benchmark (drawn twice on the funnel, counted twice in its
+    target, last year's figures among this year's); now each unit's latest publication is used, in any order of
+    import, and the population names the publications used."""
+    _, data, pooled = registry
+    partners = pd.concat([summaries[h].frame for h in sorted(summaries)[1:]], ignore_index=True)
+    older = partners.assign(observed=partners["observed"].where(partners["observed"].isna(), 0.0))  # other figures
+    current = write_figures(partners, source="national registry", published=dt.date(2025, 3, 1), period="2024")
+    last_year = write_figures(older, source="national registry", published=dt.date(2024, 3, 1), period="2023")
+    external.import_figures(sqlite_engine, QUALITY, current, file_name="feedback-2024.csv")
+    external.import_figures(sqlite_engine, QUALITY, last_year, file_name="feedback-2023.csv")
+    assert len(external.figures(sqlite_engine, QUALITY, CONDITION)) == 2 * len(partners)  # both stay listed
+    got = external.external_benchmark(sqlite_engine, CARE, _local(data, "H01"), models=pooled.models)
+    table = got.table
+    assert not table.duplicated(["indicator", "unit"]).any()
+    assert got.population == "national registry 2024, 10 hospitals"
+    want = pooled.table.set_index(["indicator", "unit"])["oe"]
+    have = table.set_index(["indicator", "unit"])["oe"].reindex(want.index)
+    np.testing.assert_allclose(have.to_numpy(float), want.to_numpy(float), rtol=1e-9)
+
+
 def test_the_combined_table_feeds_the_funnel_caterpillar_and_verdict(registry, summaries):
     from vbhc import charts
     from vbhc.indicators import funnel_curve
@@ -717,3 +739,79 @@ def test_a_workbook_with_a_password_is_refused_for_its_password():
 
     with pytest.raises(ExternalRefused, match="protected with a password"):
         read_figures(ENCRYPTED_WORKBOOK, file_name="feedback.xlsx")
+
+
+FIGURES = "source,published,period,condition,indicator,definition_version,unit,n,observed,mean,sd,sum,sum_sq"
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value", "rule"),
+    [
+        # a unit's mean lies within what its patients' values can be (Catalog.value_range)
+        ("colorectal_cancer,length_of_stay,1,X03,10,,-5,2,,", "mean", "-5", "lies between 0 and 365"),
+        ("colorectal_cancer,qol_12m,1,X03,10,,140,2,,", "mean", "140", "lies between 0 and 100"),
+        ("colorectal_cancer,cost_per_cycle,1,X03,10,,-1000,2,,", "mean", "-1000", "is 0 or more"),
+        ("hip_osteoarthritis,oxford_12m,1,X03,10,,,,500,25010", "sum", "500", "this row's mean is 50"),
+        ("hip_osteoarthritis,eq5d_change_12m,1,X03,10,,5,0.1,,", "mean", "5", "between -1.446 and 1.446"),
+        ("prem_clinical,prem_rating,1,X03,40,,15,1,,", "mean", "15", "lies between 0 and 10"),
+        ("prem_clinical,prem_nps,1,X03,40,,300,1,,", "mean", "300", "lies between -100 and 100"),
+        # nor can their spread: an sd of 1e200 days made the benchmark's limits infinite (every unit 'as expected')
+        ("colorectal_cancer,length_of_stay,1,X03,10,,6,1e200,,", "sd", "1e200", "cannot spread this far"),
+        ("colorectal_cancer,length_of_stay,1,X03,10,,,,50,1e300", "sum_sq", "1e300", "their sd is at most 192.564"),
+        # a cost beyond the registry's own limit per care cycle; a sum whose square overflows (was OverflowError)
+        ("colorectal_cancer,cost_per_cycle,1,X03,10,,1e160,1,,", "mean", "1e160", "between 0 and 1e+150"),
+        ("colorectal_cancer,cost_per_cycle,1,X03,10,,,,1e200,1e300", "sum_sq", "1e300", "do not fit together"),
+        # a survival indicator is not exchanged as summary figures: combine() left the row out unseen
+        ("colorectal_cancer,survival_1y,1,X03,40,,,,,", "indicator", "survival_1y", "not exchanged"),
+    ],
+)
+def test_figures_no_patients_can_have_are_refused(row, column, value, rule):
+    """Before: a mean of -5 days' stay, 15 out of 10 or an Oxford score of 50 on its 0-48 scale was stored and
+    drawn on the funnel, and a survival row stored and left out of every table without a word."""
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(_csv(f"national registry,2025-03-01,2024,{row}", header=FIGURES), file_name="f.csv")
+    message = str(caught.value)
+    assert message.startswith(f"f.csv row 2 column '{column}': value {value!r}"), message
+    assert rule in message
+    assert "\n" not in message
+    assert caught.value.line("nl") != message  # the rule reads Dutch too
+
+
+def test_means_at_the_ends_of_their_range_are_read():
+    """Not over-refused: means on the range's ends, a negative change, a cost of 0, a rating of 10."""
+    rows = [
+        "colorectal_cancer,length_of_stay,1,X03,10,,0,0,,",
+        "colorectal_cancer,qol_12m,1,X03,10,,100,0,,",
+        "colorectal_cancer,summary_change_12m,1,X03,10,,-12.5,3,,",
+        "colorectal_cancer,length_of_stay,1,X03,2,,182.5,258,,",  # one stay of 0 days and one of 365
+        "colorectal_cancer,cost_per_cycle,1,X03,10,,,,0,0",
+        "hip_osteoarthritis,oxford_12m,1,X03,10,,,,480,23040",
+        "prem_clinical,prem_rating,1,X03,40,,10,0,,",
+        "prem_clinical,prem_nps,1,X03,40,,-100,0,,",
+    ]
+    for row in rows:
+        got = read_figures(_csv(f"national registry,2025-03-01,2024,{row}", header=FIGURES), file_name="f.csv")
+        assert len(got.frame) == 1
+
+
+@pytest.mark.parametrize(
+    ("published", "period", "column", "rule"),
+    [
+        ("2099-01-01", "2024", "published", "a publication date in the future"),
+        ("1900-01-01", "2024", "published", "a publication date before 1990-01-01"),
+        ("2025-03-01", "2052", "period", "the period begins after the publication date (2025-03-01)"),
+        ("2024-06-30", "2024Q3", "period", "the period begins after the publication date (2024-06-30)"),
+    ],
+)
+def test_a_publication_dated_in_the_future_or_before_its_period_is_refused(engine, published, period, column, rule):
+    """Before: figures published 2099-01-01, or of 2052 published in 2025, were stored as that period's."""
+    row = f"national registry,{published},{period},colorectal_cancer,mortality_30d,1,X01,120,6,,,,"
+    with pytest.raises(ExternalRefused) as caught:
+        external.import_figures(engine, QUALITY, _csv(row, header=FIGURES), file_name="f.csv")
+    message = str(caught.value)
+    assert message.startswith(f"f.csv row 2 column '{column}':"), message
+    assert rule in message
+    assert (_count(engine, ExternalPublication), _count(engine, ExternalFigure)) == (0, 0)
+    # a period that began before its publication date, even one still running, is read
+    ok = "national registry,2024-06-30,2024,colorectal_cancer,mortality_30d,1,X01,120,6,,,,"
+    assert read_figures(_csv(ok, header=FIGURES), file_name="f.csv").period == "2024"

@@ -734,6 +734,57 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, units, row, column, va
 
 
 @pytest.mark.parametrize(
+    ("indicator", "value", "message"),
+    [
+        ("length_of_stay", -2, "value '-2': value: -2 is outside 0 to 365, the values this indicator can take"),
+        ("qol_12m", 140, "value '140': value: 140 is outside 0 to 100, the values this indicator can take"),
+        ("summary_change_12m", -250, "value: -250 is outside -100 to 100"),
+        ("cost_per_cycle", -500, "value: -500 is below 0, the lowest value this indicator can take"),
+        ("volume", -5, "value: -5 is below 0"),
+    ],
+)
+def test_a_target_no_unit_can_reach_or_miss_is_refused(engine, units, indicator, value, message):
+    """Before: a goal of -2 days' stay or a quality-of-life score of 140 on its 0-100 scale was stored, and the
+    board judged every unit against it (always 'not met', or always 'met'). Rates were checked already."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, indicator, None, "team_goal", value, None, None, "2026-01-01", 1])
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert "row 2 column 'value' " in str(refused.value) and message in str(refused.value)
+    assert "kan aannemen" in refused.value.message("nl")
+    assert counts(engine) == before
+    with pytest.raises(ImprovementError, match="this indicator can take"):  # the page's form: the same rule
+        improvement.set_target(engine, CARE, CONDITION, indicator, value)
+    # the range's own ends are targets
+    for fine in ("length_of_stay", 0), ("qol_12m", 100), ("summary_change_12m", -100), ("cost_per_cycle", 0):
+        improvement.set_target(engine, CARE, CONDITION, *fine)
+
+
+def test_a_target_stored_before_a_value_rule_can_be_retired(engine, units):
+    """A target whose value a later rule refuses (a stay of -2 days, stored before the range check) is retired
+    without its value checked again (retiring re-checked every value, so it was refused); an edit still is."""
+    values = {
+        "condition": CONDITION,
+        "indicator": "length_of_stay",
+        "unit": ALL_UNITS,
+        "kind": TargetKind.TEAM_GOAL,
+        "value": -2.0,
+        "direction": "at_most",
+        "source": "",
+        "valid_from": dt.date(2026, 1, 1),
+        "active": True,
+    }
+    [old] = improvement.write_versions(engine, CARE, ItemKind.TARGET, [improvement.Write(None, 0, values)])
+    with pytest.raises(ImprovementError, match="outside 0 to 365"):
+        improvement.update_target(engine, CARE, old.item_id, 1, source="ward audit")
+    retired = improvement.retire_target(engine, CARE, old.item_id, 1)
+    assert (retired.version, retired.active) == (2, False)
+    with pytest.raises(AccessDenied):  # the role rules still hold
+        improvement.retire_target(engine, MANAGER, old.item_id, 2)
+
+
+@pytest.mark.parametrize(
     ("unit", "message"),
     [
         ("H99", "row 2 column 'unit' value 'H99': Not a unit of the registry"),
@@ -942,6 +993,73 @@ def test_actions_round_trip_and_a_stale_row(engine, units):
     assert improvement.actions(engine, MANAGER, CONDITION)[0].expected_effect == ""  # status only
     with pytest.raises(AccessDenied):
         export_actions(engine, MANAGER, CONDITION)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        # the actions sheet's column is "indicators": the problem named a column 'indicator' it does not have, and
+        # an empty value, where the cell holds another condition's indicator
+        ("indicators", "oxford_12m", "column 'indicators' value 'oxford_12m': Condition colorectal_cancer has no"),
+        # Excel's 'no date' (a cleared date cell reads 1900-01-01) was stored as the action's start
+        ("start", dt.datetime(1900, 1, 1), "column 'start' value '1900-01-01': start: 1900-01-01 is before 1990-01-01"),
+        ("due", "1970-01-01", "column 'due' value '1970-01-01': due: 1970-01-01 is before 1990-01-01"),
+    ],
+)
+def test_a_bad_action_row_is_refused_naming_its_own_column_and_value(engine, units, column, value, message):
+    wb, ws = _sheet(export_actions(engine, CARE, CONDITION), "actions")
+    header = [c.value for c in ws[1]]
+    row = [None, None, CONDITION, "H01", "Prehab", "nurse", "2026-01-01", "2026-06-01", "planned", "", "", ""]
+    row[header.index(column)] = value
+    ws.append(row)
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        import_actions(engine, CARE, _bytes(wb), file_name="actions.xlsx")
+    assert f"actions.xlsx row 2 {message}" in str(refused.value), str(refused.value)
+    assert counts(engine) == before
+    with pytest.raises(ImprovementError, match="is before 1990-01-01"):  # the page's form and the target too
+        improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, valid_from=dt.date(1900, 1, 1))
+
+
+def test_one_target_of_a_kind_per_indicator_unit_and_date(engine, units):
+    """Before: two rows setting a team goal for the same indicator, unit and date (or a new row beside the stored
+    goal it repeats) were both stored; the charts drew the one written last, the board judged both. A goal from a
+    later date, another unit, another kind or a retired one is another target and imported."""
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01", valid_from=dt.date(2026, 1, 1))
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    data = _bytes(wb)
+    new = [None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, None, "2026-01-01", 1]
+    same_as_stored = [None, None, CONDITION, INDICATOR, "H01", "team_goal", 0.08, None, None, "2026-01-01", 1]
+    before = counts(engine)
+    cases = [
+        ([new, [*new[:6], 0.15, *new[7:]]], "row 3 column 'indicator' value 'severe_complication': Row 2 sets"),
+        ([same_as_stored], f"row 2 column 'indicator' value '{INDICATOR}': Target {goal.item_id} is already"),
+    ]
+    for added, message in cases:
+        wb, ws = _sheet(data, "targets")
+        ws.delete_rows(2)  # the stored goal's own row left out of the file
+        for row in added:
+            ws.append(row)
+        with pytest.raises(SheetRefused) as refused:
+            import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+        assert message in str(refused.value), str(refused.value)
+        assert "één doelstelling per soort" in refused.value.message("nl") or "is al deze" in refused.value.message(
+            "nl"
+        )
+        assert counts(engine) == before
+    # in the file beside the stored goal's own row: the same line, naming the row
+    wb, ws = _sheet(data, "targets")
+    ws.append(same_as_stored)
+    with pytest.raises(SheetRefused, match=r"row 3 column 'indicator'.*Row 2 sets this target too"):
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    # other targets: a later date, every unit, another indicator, a retired row
+    wb, ws = _sheet(data, "targets")
+    ws.append([*same_as_stored[:9], "2027-01-01", 1])
+    ws.append([*same_as_stored[:4], None, *same_as_stored[5:]])
+    ws.append(new)
+    ws.append([*same_as_stored[:10], 0])
+    done = import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert len(done.created) == 4
 
 
 def test_every_error_and_value_has_a_message_in_both_languages():

@@ -310,6 +310,65 @@ def test_table_is_recognised_from_header_when_the_name_does_not_say(sqlite_engin
     assert row_counts(sqlite_engine)["care_cycles"] == 12
 
 
+def test_a_vital_status_without_its_date_is_refused(engine, registry, tmp_path):
+    """Before: a 'death' row without a date (the outcome the cancer conditions' survival indicators follow) was
+    stored, and vbhc.survival left the care cycle out of every unit's survival n without a word. Dated rows, and
+    the other outcomes without a date, import as before."""
+    import_files(registry[:2], engine)
+    before = row_counts(engine)
+    path = tmp_path / "vital" / "clinical_outcomes_follow_up.csv"
+    path.parent.mkdir()
+    rows = [
+        {"cycle_id": "C0001", "outcome": "death", "value": "0", "date": "2025-06-30"},
+        {"cycle_id": "C0003", "outcome": "death", "value": "1", "date": ""},
+        {"cycle_id": "C0005", "outcome": "length_of_stay", "value": "9", "date": ""},
+    ]
+    write_csv(path, rows, list(rows[0]))
+    report = _refused([path], engine)
+    assert [(p.row, p.column, p.value) for p in report.problems] == [(3, "date", "")]
+    assert report.problems[0].rule.startswith("death needs its date (of death, or the date the patient was last")
+    assert "heeft een datum nodig" in report.problems[0].line("nl")
+    assert row_counts(engine) == before
+    rows[1]["date"] = "2025-01-31"
+    write_csv(path, rows, list(rows[0]))
+    assert import_files([path], engine).sources[0].rows_inserted == 3
+
+
+def test_a_file_named_for_one_table_holding_another_s_header_says_so_in_one_line(engine, registry, tmp_path):
+    """Before: prom_responses.csv saved as costs.csv was refused with eight lines, a missing column of costs and an
+    unknown column for costs for each of the two tables' columns; the line now says which table the header is."""
+    import_files(registry[:2], engine)
+    before = row_counts(engine)
+    named = {p.stem: p for p in registry}
+    wrong = tmp_path / "wrong" / "costs.csv"
+    wrong.parent.mkdir()
+    wrong.write_bytes(named["prom_responses"].read_bytes())
+    report = _refused([wrong], engine)
+    assert [(p.file, p.row, p.column) for p in report.problems] == [("costs.csv", 1, None)]
+    assert report.problems[0].rule == (
+        "the name says table costs, but the header row holds the columns of prom_responses: name the file (or sheet) "
+        "after the table it holds, or choose the costs file"
+    )
+    assert "kopregel heeft de kolommen van prom_responses" in report.problems[0].line("nl")
+    assert row_counts(engine) == before
+    # a workbook sheet named for one table with another's header, the same line
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "clinical_outcomes"
+    ws.append(["cycle_id", "activity", "quantity", "unit_cost"])
+    ws.append(["C0001", "ok_time", 10, 5])
+    wb.save(tmp_path / "book.xlsx")
+    report = _refused([tmp_path / "book.xlsx"], engine)
+    assert [(p.sheet, p.row) for p in report.problems] == [("clinical_outcomes", 1)]
+    assert "holds the columns of costs" in report.problems[0].rule
+    # a file of the table it is named for, with a column of another table too, is told column by column as before
+    extra = tmp_path / "extra" / "costs.csv"
+    extra.parent.mkdir()
+    extra.write_text("cycle_id,activity,quantity,unit_cost,instrument\nC0001,ok_time,10,5,eq5d5l\n")
+    report = _refused([extra], engine)
+    assert [(p.column, p.rule.split(" (")[0]) for p in report.problems] == [("instrument", "unknown column for costs")]
+
+
 @pytest.mark.parametrize("line_end", [b"\r", b"\r\n"])
 def test_a_file_with_carriage_return_line_ends_is_told_by_its_header(sqlite_engine, registry, tmp_path, line_end):
     """A CSV whose lines end in a carriage return alone (an old Mac export), named otherwise than a table: the

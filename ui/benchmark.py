@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
-from ui import auth, data, filters, render
+from ui import auth, data, filters, guard, render
 from vbhc import external
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, fmt_date, fmt_datetime, fmt_int, fmt_number, fmt_ratio, t, t_md
@@ -181,6 +181,7 @@ def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, 
         type=["csv", "xlsx"],
         key=key,
         help=t("external.model_upload", lang),
+        max_upload_size=guard.upload_widget_mb(),
     )
     if uploaded is None:
         return

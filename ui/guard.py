@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 
 import streamlit as st
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from vbhc.i18n import t
-from vbhc.settings import SettingError, check_settings
+from vbhc.i18n import fmt_number, t
+from vbhc.settings import SettingError, check_settings, max_upload_mb
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +38,28 @@ def database_reachable(lang: str) -> Iterator[None]:
         log.error("the database cannot be reached: %s: %s", type(exc.orig).__name__, exc.orig)
         st.error(t("setting.database_unreachable", lang))
         st.stop()
+
+
+def upload_limit_mb() -> float:
+    """The largest file a dashboard upload takes, as its importer refuses it: VBHC_MAX_UPLOAD_MB (every importer
+    checks it), within Streamlit's own server.maxUploadSize (the widget refuses a larger file before it is sent).
+    The uploader's size line said the Streamlit option alone: 200 MB where VBHC_MAX_UPLOAD_MB=50 refused a 60 MB
+    file after it was sent. An unusable setting counts as unset here; check_setup says it."""
+    streamlit_mb = float(st.get_option("server.maxUploadSize"))
+    try:
+        return min(max_upload_mb(), streamlit_mb)
+    except SettingError:
+        return streamlit_mb
+
+
+def upload_widget_mb() -> int:
+    """The file uploader's own limit (whole megabytes, Streamlit's max_upload_size): upload_limit_mb rounded up,
+    so a file the importer takes is never stopped by the widget; one above the exact limit the importer refuses
+    naming it."""
+    return max(1, math.ceil(upload_limit_mb()))
+
+
+def upload_limit_text(lang: str) -> str:
+    """upload_limit_mb as the reader's language writes it (200, or 0,5 for half a megabyte)."""
+    limit = upload_limit_mb()
+    return fmt_number(limit, lang, 0 if float(limit).is_integer() else 1)

@@ -175,7 +175,7 @@ def meeting_agenda(
     open_signals = mine(improvement.signals(engine, viewer, condition, open_only=True))
     late = improvement.overdue(engine, viewer, condition, today=today)
     rows = []
-    for target in mine(improvement.targets(engine, viewer, condition, on=today)):
+    for target in mine(improvement.in_force(improvement.targets(engine, viewer, condition, on=today))):
         value = values.get(target.indicator)
         met = improvement.target_met(target, value) if value is not None else None
         rows.append(TargetRow(target, value, met))

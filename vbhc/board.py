@@ -137,7 +137,7 @@ def board_review(
         signals = improvement.signals(engine, viewer, condition, open_only=True)
         late = improvement.overdue(engine, viewer, condition, today=today, explain_within_days=explain_within_days)
         actions = improvement.actions(engine, viewer, condition)
-        targets = improvement.targets(engine, viewer, condition, on=today)
+        targets = improvement.in_force(improvement.targets(engine, viewer, condition, on=today))
         values = _Values(engine, viewer, condition, result_of, units)
         for hospital, division in teams.items():
 

@@ -7,6 +7,7 @@ wrong number on a dashboard.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -517,6 +518,36 @@ class Catalog:
         except KeyError:
             known = ", ".join(sorted(self.conditions))
             raise KeyError(f"unknown condition {condition_id!r}; known conditions: {known}") from None
+
+    def value_range(self, set_id: str, indicator: Indicator) -> tuple[float, float]:
+        """The values a unit's figure of `indicator` (of condition or questionnaire `set_id`) can take, as its
+        patient rows allow: a rate lies in 0-1, a mean within its outcome's range, a PROM score within its scale,
+        a change within the scale's width either way, a cost or a count at 0 or more, a 0-10 rating within its
+        answers, a net promoter score within -100..100. A figure or target outside it is no figure of the
+        indicator (a rate of 150%, a stay of -5 days, an Oxford score of 200 on its 0-48 scale)."""
+        inf = math.inf
+        kind = indicator.kind
+        if kind in PROPORTION_KINDS:
+            return 0.0, 1.0
+        if kind == "prem_nps":
+            return -100.0, 100.0
+        if kind in ("prom_score", "prom_change") and indicator.instrument and indicator.scale:
+            scale = self.instrument(indicator.instrument).scale(indicator.scale)
+            width = scale.max - scale.min
+            return (scale.min, scale.max) if kind == "prom_score" else (-width, width)
+        if kind == "mean" and indicator.outcome:
+            outcome = self.indicator_set(set_id).outcome(indicator.outcome)
+            return (
+                -inf if outcome.min is None else outcome.min,
+                inf if outcome.max is None else outcome.max,
+            )
+        if kind == "prem_rating" and indicator.item and set_id in self.prems:
+            questionnaire = self.prems[set_id]
+            answers = questionnaire.scales[questionnaire.item(indicator.item).scale].values
+            return float(min(answers)), float(max(answers))
+        if kind in ("cost", "volume"):
+            return 0.0, inf
+        return -inf, inf
 
 
 # --- validation helpers -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog
 from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
 from vbhc.ingest.problems import (
+    EARLIEST_DATE,
     EXCEL_ERRORS,
     Number,
     Problem,
@@ -88,6 +89,7 @@ __all__ = [
     "figures",
     "grid_withheld",
     "import_figures",
+    "latest_figures",
     "own_summary",
     "population_of",
     "publications",
@@ -467,11 +469,21 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
     if not _UNIT.match(unit):
         problem(number, "unit", unit, Rule("external.unit_code"))
     if ind is not None:
-        _check_numbers(number, ind, nums, values, problem)
+        _check_numbers(number, ind, nums, values, problem, catalog.value_range(condition, ind))
     return [number, condition, indicator, values["definition_version"], unit, *(nums[c] for c in NUMBER_COLUMNS)]
 
 
-def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: dict[str, str], problem) -> None:
+def _check_numbers(
+    number: int,
+    ind: Indicator,
+    nums: dict[str, float],
+    values: dict[str, str],
+    problem,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> None:
+    """A row's numbers against each other and the indicator (`bounds`: the values a unit's mean can take,
+    Catalog.value_range)."""
+
     def given(name: str) -> bool:
         return not math.isnan(nums[name])
 
@@ -488,6 +500,9 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
     if not whole("n"):
         return
     n = nums["n"]
+    if ind.kind in SURVIVAL_KINDS:  # combine() could not use them: refused rather than stored and left out unseen
+        problem(number, "indicator", ind.id, Rule("external.survival_not_exchanged", indicator=ind.id))
+        return
     binary = ind.kind in BINARY_KINDS or ind.kind == "response_rate"
     allowed = {"n"}
     if binary:
@@ -523,12 +538,67 @@ def _check_numbers(number: int, ind: Indicator, nums: dict[str, float], values: 
         if given("sd") and nums["sd"] < 0:
             problem(number, "sd", values["sd"], Rule("external.negative", column="sd"))
         if pairs[1]:
-            spread = nums["sum_sq"] - (nums["sum"] ** 2 / n if n > 0 else 0.0)
+            with np.errstate(over="ignore", invalid="ignore"):  # Python's float ** raised OverflowError (a crash)
+                spread = float(np.float64(nums["sum_sq"]) - (np.float64(nums["sum"]) ** 2 / n if n > 0 else 0.0))
             if spread < -1e-9 * max(1.0, abs(nums["sum_sq"])):
                 problem(number, "sum_sq", values["sum_sq"], Rule("external.sum_sq_too_small", sum="sum"))
+        # a unit's mean lies within what its patients' values can be (a stay of -5 days, an Oxford score of 200
+        # on its 0-48 scale, a rating of 15 out of 10 is no mean of any patients): the funnel drew it as one
+        from vbhc.costs import MAX_CYCLE_COST  # a value without an upper end (a cost): the registry's own limit
+
+        finite = (max(bounds[0], -MAX_CYCLE_COST), min(bounds[1], MAX_CYCLE_COST))
+        for name, mean in (("mean", nums["mean"]), ("sum", nums["sum"] / n if n > 0 else math.nan)):
+            if given(name) and not math.isnan(mean) and not bounds[0] <= mean <= bounds[1]:
+                problem(number, name, values[name], _outside(ind.id, mean, bounds))
+            elif given(name) and not math.isnan(mean) and not finite[0] <= mean <= finite[1]:
+                problem(number, name, values[name], _outside(ind.id, mean, finite))
+        # and so does their spread: values between lo and hi have an sd of at most (hi - lo) / 2 (times
+        # sqrt(n / (n - 1)) for a sample's); an unbounded one (a cost) at most MAX_CYCLE_COST, as the registry's.
+        # An sd of 1e200 for a stay of 0-365 days made the benchmark's limits infinite: every unit 'as expected'
+        limit = _sd_limit(bounds, n)
+        implied = {"sd": nums["sd"]}
+        if pairs[1] and n > 1:
+            with np.errstate(over="ignore", invalid="ignore"):
+                square = np.float64(nums["sum"]) ** 2 / n
+                implied["sum_sq"] = float(np.sqrt(max(np.float64(nums["sum_sq"]) - square, 0.0) / (n - 1)))
+        for name, sd in implied.items():
+            if given(name) and not math.isnan(sd) and sd > limit:
+                rule = Rule("external.sd_too_large", indicator=ind.id, sd=_shown_bound(sd), limit=_shown_bound(limit))
+                problem(number, name, values[name], rule)
     for name in NUMBER_COLUMNS:
         if name not in allowed and given(name):
             problem(number, name, values[name], Rule("external.not_applicable", kind=ind.kind))
+
+
+def _shown_bound(value: float) -> Number | str:
+    """A range end or mean as the catalog writes it (-0.446, 48), grouped in the reader's language; a number
+    too large to write out is shown in exponent form."""
+    text = f"{value:.6g}"
+    if "e" in text:
+        return text
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return Number(float(text), decimals)
+
+
+def _sd_limit(bounds: tuple[float, float], n: float) -> float:
+    """The largest sd `n` values within `bounds` can have (half of them at each end), with a margin for a
+    published sd's rounding; MAX_CYCLE_COST for values without an upper end (their squares stay finite)."""
+    from vbhc.costs import MAX_CYCLE_COST
+
+    low, high = bounds
+    if math.isinf(low) or math.isinf(high):
+        return MAX_CYCLE_COST
+    spread = (high - low) / 2 * (math.sqrt(n / (n - 1)) if n > 1 else 1.0)
+    return spread * (1 + 1e-3) + 1e-9
+
+
+def _outside(indicator: str, mean: float, bounds: tuple[float, float]) -> Rule:
+    """The rule for a mean outside the indicator's possible values: the range, or its lower end alone."""
+    shown = _shown_bound(mean)
+    if math.isinf(bounds[1]):
+        return Rule("external.mean_below", indicator=indicator, mean=shown, low=_shown_bound(bounds[0]))
+    low, high = _shown_bound(bounds[0]), _shown_bound(bounds[1])
+    return Rule("external.mean_out_of_range", indicator=indicator, mean=shown, low=low, high=high)
 
 
 def _versions(records: list[tuple[int, dict[str, str]]], catalog: Catalog, problem, file: str) -> list[str]:
@@ -572,16 +642,31 @@ def _provenance(records: list[tuple[int, dict[str, str]]], problem) -> tuple[str
                     Rule("external.provenance_differs", column=name, first=repr(first[name])),
                 )
     published = dt.date(1900, 1, 1)
+    dated = False
     if "published" in first:
         try:
             published = _published(first["published"])
+            dated = True
         except ValueError:
             problem(records[0][0], "published", first["published"], Rule("external.not_a_date"))
+    if dated and published > dt.date.today():  # as every registry date: none in the future, none before 1990
+        problem(records[0][0], "published", first["published"], Rule("external.published_future"))
+        dated = False
+    elif dated and published < EARLIEST_DATE:
+        floor = EARLIEST_DATE.isoformat()
+        problem(records[0][0], "published", first["published"], Rule("external.published_too_early", floor=floor))
+        dated = False
     if "period" in first:
         try:
-            parse_period(first["period"])
+            period = parse_period(first["period"])
         except ValueError:
             problem(records[0][0], "period", first["period"], Rule("external.not_a_period"))
+        else:
+            # figures of a period are counted after it begins: a period starting after the publication date is
+            # a typo in one of the two (2052 for 2025), and its figures would be compared as that period's
+            if dated and period is not None and period.start > published:
+                rule = Rule("external.period_after_published", published=published.isoformat())
+                problem(records[0][0], "period", first["period"], rule)
     return first.get("source", ""), published, first.get("period", "")
 
 
@@ -981,6 +1066,18 @@ def _as_sums(rows: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["mean", "sd"])
 
 
+def latest_figures(external: pd.DataFrame) -> pd.DataFrame:
+    """One row per indicator and unit: the figures of its latest publication (published date, then the later
+    import). Publications of several periods are kept (each file replaces only its own source and period), so a
+    unit in the 2023 and the 2024 feedback was two units of the benchmark, drawn twice on the funnel and counted
+    twice in its target."""
+    if external.empty or "published" not in external:
+        return external
+    order = ["published", "publication_id"] if "publication_id" in external else ["published"]
+    latest = external.sort_values(order, kind="stable").drop_duplicates(["condition", "indicator", "unit"], keep="last")
+    return latest.sort_index()
+
+
 def combine(
     own: pd.DataFrame,
     external: pd.DataFrame,
@@ -1002,7 +1099,7 @@ def combine(
     catalog = catalog or default_catalog()
     cond = catalog.indicator_set(condition)
     own = own[own["condition"] == condition].assign(origin="own")
-    ext = external[external["condition"] == condition].assign(origin="external")
+    ext = latest_figures(external[external["condition"] == condition]).assign(origin="external")
     ext = ext[~ext["unit"].astype(str).isin(set(own["unit"].astype(str)))]
     rows = pd.concat([own, ext], ignore_index=True)
     not_carried: dict[str, list[str]] = {i: [r] for i, r in (own_not_carried or {}).items()}
@@ -1082,6 +1179,7 @@ def external_benchmark(
     stored = _stored(engine, result.condition)  # every unit: the benchmark needs them; rows are guarded below
     if stored.empty:
         return None
+    stored = latest_figures(stored)  # one figure per unit: the population named from the publications used
     own = own_summary(result, models=models, hospitals=hospitals)
     names = stored.drop_duplicates(["source", "period"])
     units = set(own.frame["unit"].astype(str)) | set(stored["unit"].astype(str))

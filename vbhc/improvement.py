@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -49,7 +50,7 @@ from vbhc.access import (
 )
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_datetime, t
-from vbhc.ingest.problems import case_twins
+from vbhc.ingest.problems import EARLIEST_DATE, case_twins
 from vbhc.registry import UNIT_LEVELS, condition_of, unit_ids, unit_parts
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "explain_signal",
     "flags_in",
     "history",
+    "in_force",
     "item_kind",
     "new_signals_since",
     "norm_involved",
@@ -436,19 +438,25 @@ def _number(value: object, name: str) -> float:
 
 
 def checked_date(value: object, name: str) -> dt.date:
-    """A date from a date, a datetime or ISO text, else the one-line refusal naming the field."""
+    """A date from a date, a datetime or ISO text, else the one-line refusal naming the field. A date before
+    EARLIEST_DATE is refused as the registry's dates are: 1900-01-01 is Excel's 'no date' (a cleared date cell
+    in the actions workbook) or a typo, and an action started then would draw its effect over every period."""
     if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    text = str(value).strip()
-    try:
-        # year first as written (2026-03-31); fromisoformat alone also reads 20260331 and the ISO week 2026-W05
-        if not _DATE_TEXT.fullmatch(text):
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ImprovementError("not_a_date", field=name, value=str(value)) from None
+        date = value.date()
+    elif isinstance(value, dt.date):
+        date = value
+    else:
+        text = str(value).strip()
+        try:
+            # year first as written (2026-03-31); fromisoformat alone also reads 20260331 and the ISO week 2026-W05
+            if not _DATE_TEXT.fullmatch(text):
+                raise ValueError(text)
+            date = dt.date.fromisoformat(text)
+        except ValueError:
+            raise ImprovementError("not_a_date", field=name, value=str(value)) from None
+    if date < EARLIEST_DATE:
+        raise ImprovementError("date_too_early", field=name, value=date.isoformat(), floor=EARLIEST_DATE.isoformat())
+    return date
 
 
 def _unit(value: object) -> str:
@@ -599,6 +607,15 @@ def _target_values(
     if ind.kind in PROPORTION_KINDS and not 0 <= out["value"] <= 1:
         # a rate is stored as a fraction (10% is 0.1), as the workbook export writes it: a rate of 10 is 1000%
         raise ImprovementError("not_a_proportion", field="value", value=f"{out['value']:g}")
+    low, high = catalog.value_range(condition, ind)
+    if not low <= out["value"] <= high:
+        # a goal no unit can reach or miss (a stay of -2 days, an Oxford score of 60 on its 0-48 scale) is never
+        # judged as meant: the board and the charts compare every value with it
+        if math.isinf(high):
+            raise ImprovementError("below_range", field="value", value=f"{out['value']:g}", low=f"{low:g}")
+        raise ImprovementError(
+            "out_of_range", field="value", value=f"{out['value']:g}", low=f"{low:g}", high=f"{high:g}"
+        )
     if kind == TargetKind.EXTERNAL_NORM and not out["source"]:
         raise ImprovementError("norm_needs_source", indicator=indicator)
     if check_roles:
@@ -656,7 +673,9 @@ def retire_target(engine: Engine, viewer: Viewer, item_id: str, based_on: int) -
     _expect(item_id, ItemKind.TARGET)
 
     def check(current: Item) -> dict[str, Any]:
-        _target_values(engine, viewer, {}, default_catalog(), current)  # the role rules of an edit
+        # the role rules of an edit, not its values: a target stored before a value rule (a rate of 10, a stay of
+        # -2 days, a date of 1900-01-01) must still be retirable, and is refused as written by every other edit
+        _require_write(engine, viewer, ItemKind.TARGET, current.model_dump(), current)
         return {"active": False}
 
     return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.RETIRED))
@@ -681,6 +700,20 @@ def targets(
     if on is not None:
         where.append(c.valid_from <= on)
     return _readable(engine, viewer, ItemKind.TARGET, condition, *where, what="targets")
+
+
+def in_force(found: Iterable[models.ImprovementTarget]) -> list[models.ImprovementTarget]:
+    """Of targets valid on a date (targets(on=...)), the one in force per indicator, unit and kind: the latest
+    valid_from (then the later item), as the charts draw it (vbhc.annotations.chart_targets). A goal followed by a
+    new one from a later date no longer holds; the board judged both ('1 met, 1 not met' for one goal)."""
+    found = list(found)
+    latest: dict[tuple, models.ImprovementTarget] = {}
+    for target in found:
+        key = (target.condition, target.indicator, target.unit, str(target.kind))
+        rank = (target.valid_from, target.id or 0)
+        if key not in latest or rank > (latest[key].valid_from, latest[key].id or 0):
+            latest[key] = target
+    return [t for t in found if latest.get((t.condition, t.indicator, t.unit, str(t.kind))) is t]
 
 
 def target_met(target: models.ImprovementTarget, value: float) -> bool | None:

@@ -25,7 +25,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import Connection, Engine
 
 from vbhc import audit
-from vbhc.access import Viewer, export_file, may_edit_improvement, may_read_improvement, may_set_norms
+from vbhc.access import AccessDenied, Viewer, export_file, may_edit_improvement, may_read_improvement, may_set_norms
 from vbhc.catalog import Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.improvement import (
@@ -33,6 +33,7 @@ from vbhc.improvement import (
     EditConflict,
     ImprovementError,
     ItemKind,
+    Label,
     Write,
     actions,
     check_values,
@@ -107,6 +108,8 @@ _ERROR_COLUMN = {
     "unknown_signal": "signals",
     "fixed_field": "condition",
 }
+#: The actions sheet names its indicators in one column, "indicators" (the targets sheet: "indicator")
+_ACTION_ERROR_COLUMN = {**_ERROR_COLUMN, "unknown_indicator": "indicators"}
 #: Columns of words a person writes; every other column holds ids and codes (item, unit, indicator, signal ids),
 #: where a look-alike character makes another id that reads the same (vbhc.ingest.problems.lookalike_character)
 _FREE_TEXT = frozenset({"title", "owner_role", "source", "expected_effect"})
@@ -403,6 +406,34 @@ def _values(kind: ItemKind, row: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def _target_key(values: dict[str, Any]) -> tuple:
+    """What makes two active targets the same goal: condition, indicator, unit, kind and the date it holds from."""
+    return (values["condition"], values["indicator"], values["unit"], str(values["kind"]), values["valid_from"])
+
+
+def _key_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A target key's parts as the messages name them (every unit as the catalog's words, not an empty unit)."""
+    return {
+        "indicator": values["indicator"],
+        "unit": values["unit"] or Label("agenda.all_units"),
+        "kind": str(values["kind"]),
+        "valid_from": values["valid_from"].isoformat(),
+    }
+
+
+def _stored_target_keys(engine: Engine, viewer: Viewer, conditions: set[str]) -> dict[tuple, str]:
+    """The stored active targets the viewer reads, of the file's conditions, by key (_target_key)."""
+    keys: dict[tuple, str] = {}
+    for condition in sorted(conditions):
+        try:
+            found = targets(engine, viewer, condition)
+        except (AccessDenied, ImprovementError, KeyError):  # not the viewer's condition, or none: refused by row
+            continue
+        for target in found:
+            keys[_target_key(target.model_dump())] = target.item_id
+    return keys
+
+
 def _unit_refused(condition: str, unit: str) -> ImprovementError:
     """Why a care team limited to some hospitals may not write a row: the unit named, or the whole condition."""
     if unit == ALL_UNITS:
@@ -425,6 +456,9 @@ def _import(
     unchanged = 0
     known_units: frozenset[str] | None = None  # the registry's units as they are at import time, read once
     refused_cells = {(p.row, p.column) for p in problems}  # one problem per cell: its text was refused already
+    in_file = {row["item_id"] for _, row in rows if row["item_id"]}
+    target_rows: dict[tuple, int] = {}  # an active target's key -> the file row that sets it
+    stored_keys: dict[tuple, str] | None = None  # the viewer's stored active targets' keys -> item, read once
     for number, row in rows:
 
         def refuse(column: str, error: ImprovementError, row: dict[str, str] = row, number: int = number) -> None:
@@ -456,7 +490,8 @@ def _import(
                 engine, viewer, kind, _values(kind, row), catalog=catalog, check_roles=False, check_unit=False
             )
         except ImprovementError as error:
-            column = str(error.values.get("field") or _ERROR_COLUMN.get(error.key, ""))
+            columns = _ACTION_ERROR_COLUMN if kind == ItemKind.ACTION else _ERROR_COLUMN
+            column = str(error.values.get("field") or columns.get(error.key, ""))
             refuse(column, error)
             continue
         if (number, "unit") not in refused_cells and (current is None or values["unit"] != current.unit):
@@ -466,6 +501,21 @@ def _import(
             if (error := unit_refusal(values["unit"], values["condition"], known_units)) is not None:
                 refuse("unit", error)
                 continue
+        if kind == ItemKind.TARGET and values["active"]:
+            # one target of a kind per indicator, unit and date: two (in the file, or a new row beside a stored
+            # one) were both stored, the charts drew the one written last and the board judged both
+            key = _target_key(values)
+            if key in target_rows:
+                refuse("indicator", ImprovementError("target_twice", row=target_rows[key], **_key_values(values)))
+                continue
+            target_rows[key] = number
+            if current is None:
+                if stored_keys is None:
+                    stored_keys = _stored_target_keys(engine, viewer, {r["condition"] for _, r in rows})
+                other = stored_keys.get(key)
+                if other is not None and other not in in_file:
+                    refuse("indicator", ImprovementError("target_exists", item=other, **_key_values(values)))
+                    continue
         if current is not None:
             if current.condition != values["condition"]:
                 refuse("condition", ImprovementError("fixed_field", item=item_id, field="condition"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, layout, render
+from ui import auth, data, filters, guard, layout, render
 from vbhc import access, external, external_models
 from vbhc.catalog import default_catalog
 from vbhc.i18n import MISSING, catalog, fmt_date, fmt_datetime, fmt_int, fmt_percent, t, t_md
@@ -25,7 +25,8 @@ uploads = st.file_uploader(
     accept_multiple_files=True,
     key="upload_files",
     # the widget's button and size line show the catalog's texts (CSS in streamlit_app.py); the help says more
-    help=t("data.upload_limits", lang, limit=fmt_int(st.get_option("server.maxUploadSize"), lang)),
+    help=t("data.upload_limits", lang, limit=guard.upload_limit_text(lang)),
+    max_upload_size=guard.upload_widget_mb(),  # the importer's limit (VBHC_MAX_UPLOAD_MB), not Streamlit's alone
 )
 if uploads and st.button(t("data.import_button", lang), type="primary"):
     with tempfile.TemporaryDirectory(prefix="vbhc-upload-") as tmp:
@@ -133,7 +134,12 @@ if chosen is not None:
 viewer = auth.current()
 if access.may_import(viewer):
     st.subheader(t("data.external_title", lang))
-    figures_file = st.file_uploader(t("data.external_help", lang), type=["csv", "xlsx"], key="external_upload")
+    figures_file = st.file_uploader(
+        t("data.external_help", lang),
+        type=["csv", "xlsx"],
+        key="external_upload",
+        max_upload_size=guard.upload_widget_mb(),
+    )
     clicked = st.button(t("data.external_button", lang), key="external_import", disabled=figures_file is None)
     if clicked and figures_file is not None:
         try:
@@ -159,7 +165,12 @@ if access.may_import(viewer):
 
     # published case-mix models (vbhc.external_models): imported once, versioned, used by the team page
     st.subheader(t("data.models_title", lang))
-    model_file = st.file_uploader(t("data.models_help", lang), type=["csv", "xlsx"], key="model_upload")
+    model_file = st.file_uploader(
+        t("data.models_help", lang),
+        type=["csv", "xlsx"],
+        key="model_upload",
+        max_upload_size=guard.upload_widget_mb(),
+    )
     clicked = st.button(t("data.models_button", lang), key="model_import", disabled=model_file is None)
     if clicked and model_file is not None:
         try:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters, render
+from ui import auth, data, filters, guard, render
 from vbhc import action_effect, charts, improvement, minutes
 from vbhc import agenda as meeting_agenda
 from vbhc.access import AccessDenied, may_edit_improvement
@@ -653,6 +653,12 @@ if agenda.may_export:
             key=f"mt_download_{what}",
             icon=":material/table:",
         )
-    st.file_uploader(t("agenda.upload", lang), type=["xlsx"], key="mt_upload", help=t("agenda.upload_help", lang))
+    st.file_uploader(
+        t("agenda.upload", lang),
+        type=["xlsx"],
+        key="mt_upload",
+        help=t("agenda.upload_help", lang),
+        max_upload_size=guard.upload_widget_mb(),
+    )
     if st.session_state.get("mt_upload") is not None:
         st.button(t("agenda.import_button", lang), on_click=_import, args=(lang,), type="primary")

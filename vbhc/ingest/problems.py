@@ -8,6 +8,7 @@ identifier.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import unicodedata
@@ -39,6 +40,13 @@ IDENTIFIER_COLUMNS = re.compile(
 )
 #: Excel's error values (#N/A from a failed lookup, #DIV/0!, ...): a cell that shows one holds no value, though a
 #: workbook read for its values, or a CSV Excel saved, gives the error's text.
+#: No date the product reads from a file (a registry date, an external publication date) lies before this: an
+#: earlier one is a placeholder for "no date" that a person reads as none (1900-01-01, Excel's day 1;
+#: 1904-01-01, Mac Excel's day 0; 1970-01-01, a computer's zero date) or a typo (1924 for 2024).
+#: Stored, 1900-01-01 as an index date puts its outcomes 120 years after it. PROMs and value-based registries are
+#: younger than 1990.
+EARLIEST_DATE = dt.date(1990, 1, 1)
+
 EXCEL_ERRORS = frozenset(
     {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
     | {"#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#EXTERNAL!", "#PYTHON!"}

@@ -443,6 +443,13 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
         )
         report.add(source_problem)
         return False
+    other = _table_from_header(names)
+    if other is not None and other != spec.name and not set(spec.required) <= set(names):
+        # named for one table, holding another's header (prom_responses.csv saved as costs.csv): one line that says
+        # so, instead of a missing and an unknown column for each of the two tables' columns
+        rule = Rule("read.header_of_other_table", table=spec.name, other=other)
+        report.add(source.problem(rule, row=header.row))
+        return False
     ok = True
     for raw, name in zip(header.raw, names, strict=True):
         if name and is_identifier_column(raw):

@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, Catalog
+from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog
 from vbhc.ingest.problems import (
+    EARLIEST_DATE,
     EXCEL_ERRORS,
     ImportReport,
     Number,
@@ -45,12 +46,8 @@ _BREAK = re.compile(r"[\t\n\r]")
 _NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
 _PLAIN_INTEGER = r"[+-]?[0-9]+"
 _DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
-#: No date of the registry (a care cycle's index date, an outcome's, a PROM's or PREM's) lies before this: an
-#: earlier one is a placeholder for "no date" that a person reads as none (1900-01-01, Excel's day 1;
-#: 1904-01-01, Mac Excel's day 0; 1970-01-01, a computer's zero date) or a typo (1924 for 2024).
-#: Stored, 1900-01-01 as an index date puts its outcomes 120 years after it. PROMs and value-based registries are
-#: younger than 1990.
-_EARLIEST_DATE = pd.Timestamp("1990-01-01")
+#: No date of the registry (a care cycle's index date, an outcome's, a PROM's or PREM's) lies before this.
+_EARLIEST_DATE = pd.Timestamp(EARLIEST_DATE)
 #: The most one cost line may count of an activity (minutes, items, days): a billion minutes are 1,900 years. The
 #: cost breakdown sums quantities over a unit's care cycles, and a hundred million lines at this bound stay finite.
 MAX_QUANTITY = 1e9
@@ -644,6 +641,14 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
             "outcome",
             Rule("validate.unknown_outcome", condition=cond_id, allowed=", ".join(by_id)),
         )
+        # the vital status a survival indicator follows is dated (death, or the date last known alive): without
+        # its date vbhc.survival cannot follow the cycle and left it out of every unit's n without a word
+        for followed in sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}):
+            ck.flag(
+                mask & (outcome == followed).to_numpy() & date.isna().to_numpy(),
+                "date",
+                Rule("validate.survival_outcome_undated", outcome=followed),
+            )
         for o in cond.outcomes:
             m = mask & (outcome == o.id).to_numpy() & value.notna().to_numpy()
             if o.type == "binary":

@@ -68,7 +68,7 @@ def read_follow_up(
     return {
         condition: FollowUp(
             condition,
-            improvement.targets(engine, viewer, condition, on=today),
+            improvement.in_force(improvement.targets(engine, viewer, condition, on=today)),
             improvement.signals(engine, viewer, condition),
             improvement.actions(engine, viewer, condition),
         )
