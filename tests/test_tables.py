@@ -4,6 +4,7 @@ the meeting's change in one pair of parentheses, in both languages."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from types import SimpleNamespace
 
@@ -17,7 +18,7 @@ from tests.shown import parse_table
 from tests.shown import tables as shown_tables
 from vbhc import charts
 from vbhc.charts import ASSESSMENT_LABELS, ASSESSMENTS, LANGS, PALETTE
-from vbhc.i18n import MISSING, t
+from vbhc.i18n import MISSING, fmt_date, t
 from vbhc.settings import PROJECT_ROOT
 from vbhc.unit_charts import unit_charts
 
@@ -318,3 +319,84 @@ def test_a_rates_change_since_the_meeting_is_in_percentage_points(lang, expected
     assert render._change_text(rate, lang).startswith(f"{expected} (")
     cost = SimpleNamespace(**{**vars(rate), "previous": 21_523.0, "current": 12_252.0, "change": -9_271.0})
     assert render._change_text(SimpleNamespace(**{**vars(cost), "kind": "cost"}), lang).startswith("↓ €")
+
+
+#: Text widths (px, the ink) and columns (px, text and padding) measured on the 1440 px screenshots of the data
+#: and team pages: the grid's 14 px Source Sans.
+_GRID_INK = {
+    "Charlson comorbidity index": 160,
+    "Universitair Medisch Centrum Veenmeer": 233,
+    "clinical_outcomes_follow_up.csv": 193,
+    "Readmission within 30 days": 159,
+    "unwanted outcome; expected risk 19.8%": 235,
+    "5 Dec 2026, 11:38": 99,
+    "100.0%": 42,
+}
+_GRID_COLUMNS = {  # the import batches grid (wider than the page: drawn at its own width, not stretched)
+    "File": (["clinical_outcomes_follow_up.csv", "costs.csv"], 211),
+    "Imported by": (["demo"], 88),
+    "Rows read": (["120,805", "4,000"], 77),
+    "New": (["120,805", "36"], 62),
+    "Updated": (["0"], 67),
+    "Unchanged": (["0"], 83),
+    "Sheet": (["–", "units"], 50),
+}
+
+
+def test_a_data_grid_is_estimated_as_wide_as_the_grid_draws_it():
+    """The last screenshots, 1440 px: the data page's completeness grid (781 px wide before the grid stretched it
+    to the page's 978) said it was wider than the screen, as did the team page's cases grid: the estimate took 8
+    px and 24 more per column for a character the grid draws in about 6.3 and pads with 18. The estimate now
+    takes Source Sans's widths and the grid's own sizing rules (50-500 px), within a few px of the screenshots."""
+    from ui import render
+
+    for text, ink in _GRID_INK.items():
+        assert -1 <= render.grid_text_px(text) - ink <= 5, (text, render.grid_text_px(text), ink)  # ink: less
+    for name, (cells, width) in _GRID_COLUMNS.items():
+        drawn = render.grid_min_px(pd.DataFrame({name: cells})) - 2  # the grid's border
+        assert -2 <= drawn - width <= 4, (name, drawn, width)  # errs wide: a hint once too often
+    assert render.grid_min_px(pd.DataFrame({"x": ["a" * 200]})) == 502  # the grid's widest automatic column
+    names = ["Universitair Medisch Centrum Veenmeer", "Oosterhaven Ziekenhuis", "Heidekamp Medisch Centrum"] * 3
+    complete = pd.DataFrame(
+        {c: ["100.0%", "97.4%", "98.9%"] * 3 for c in ["Age", "ASA class", "BMI", "Charlson comorbidity index",
+                                                      "Sex", "Tumour stage"]},
+        index=pd.Index(names, name="Hospital"),
+    )  # fmt: skip
+    assert abs(render.grid_min_px(complete, index=True) - 781) <= 10
+
+
+def test_the_cases_grid_says_it_scrolls_on_a_phone_and_not_on_the_meeting_screen():
+    """The team page's cases to discuss (record key 115 px, date 100 px, the longest outcome, risk, reason):
+    about 940 px in either language, under the 978 px a 1440 px screen gives a grid, over a phone's 358."""
+    from ui import render
+
+    for lang, outcome in [
+        ("en", "not reached: Patients with important improvement in EQ-5D index at 12 months"),
+        ("nl", "niet bereikt: Patiënten met relevante verbetering EQ-5D-index na 12 maanden"),
+    ]:
+        record, when = t("pages.record_key", lang), t("chart.date", lang)
+        frame = pd.DataFrame(
+            {
+                record: ["C0003728"],
+                when: [fmt_date(dt.date(2025, 9, 5), lang)],
+                t("pages.outcome", lang): [outcome],
+                t("pages.expected_risk", lang): ["95,1%"],
+                t("pages.why", lang): [t("pages.why_low_risk", lang)],
+            }
+        )
+        config = {record: {"width": 115}, when: {"width": 100}}
+        assert PHONE_ROOM < render.grid_min_px(frame, config) < 978, lang
+
+
+def test_every_date_a_grid_shows_is_written_as_the_languages_dates():
+    """The team page's cases grid wrote its dates 05/09/2025 (a DateColumn's format) where every other date of
+    the English pages reads "5 Sep 2025" and of the Dutch "5 sep 2025" (vbhc.i18n.fmt_date). A grid's momentJS
+    format knows English month names only, so the pages write a grid's dates as text by fmt_date/fmt_datetime."""
+    found = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}"
+        for folder in ("views", "ui")
+        for path in sorted((PROJECT_ROOT / folder).glob("*.py"))
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if re.search(r"column_config\.(Date|Datetime|Time)Column\(", line)
+    ]
+    assert not found, found

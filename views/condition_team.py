@@ -902,7 +902,7 @@ if cases.open:
                     pd.DataFrame(
                         {
                             record: listed["cycle_id"].astype(str).to_numpy(),
-                            when: listed["index_date"].dt.date.to_numpy(),
+                            when: [fmt_date(d, lang) for d in listed["index_date"]],
                             outcome: listed["indicator"].to_numpy(),
                             risk: [fmt_percent(e, lang) for e in listed["expected"]],
                             why: [_why(s, e) for s, e in zip(listed["signal"], listed["expected"], strict=True)],
@@ -915,7 +915,9 @@ if cases.open:
                         record: st.column_config.TextColumn(
                             record, width=115, help=t("pages.record_key_help", lang), pinned=True
                         ),
-                        when: st.column_config.DateColumn(when, width=100, format=DATE_INPUT_FORMAT[lang]),
+                        # the date as every other text of the language writes it ("5 Sep 2025", "5 sep 2025"):
+                        # a DateColumn's format (momentJS, English month names only) wrote 05/09/2025
+                        when: st.column_config.TextColumn(when, width=100),
                         # the texts without a width: the grid sizes each to its longest text (up to 500 px). A
                         # fixed width cut them: the outcome ("niet bereikt: Patiënten met relevante verbetering
                         # EQ-5D-index na 12 maanden") at 260 px and at 400 px, and the reason's risk mid-number
