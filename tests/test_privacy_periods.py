@@ -1059,3 +1059,31 @@ def test_the_reports_cost_sheet_shows_no_count_its_indicator_sheet_withholds(rep
     rates = prom_response_by_timepoint(result)
     hidden = np.array(_sheet_rows(content, "PROMs", "Eligible"))
     assert not _response_mismatch(CONDITION, table, rates.assign(eligible=rates["eligible"].where(~hidden)))
+
+
+def test_a_volume_withheld_in_the_same_pass_bounds_no_line():
+    """A's cells of indicator X are withheld in both years as secondary cells of B's small ones, and A's volume
+    with them (the same n: n shared across indicators). The reader then knows no bound on A's years but their
+    sum (24): each lies anywhere in 10..14, so A's all-dates cell (24 care cycles) and volume give nothing back.
+    Before, the lines were checked against the volumes as they stood before that pass (12 and 12: both years
+    pinned) and A's all-dates cells were withheld, and through them the other units' (the reviewer's workbook:
+    hospitals of 78 care cycles shown as "<10")."""
+    from vbhc.reports.privacy import SuppressionRule, grid_suppression_masks
+
+    def table(a: int, b: int, c: int, events: tuple[int, int, int]) -> pd.DataFrame:
+        rows = []
+        for unit, n, o in zip(("A", "B", "C"), (a, b, c), events, strict=True):
+            rows.append({"condition": "k", "indicator": "volume", "kind": "volume", "unit": unit, "n": n})
+            rows.append({"condition": "k", "indicator": "x", "kind": "proportion", "unit": unit, "n": n, "observed": o})
+        return pd.DataFrame(rows).assign(target=lambda f: np.where(f["kind"] == "volume", np.nan, 0.1))
+
+    tables = {
+        "": table(24, 10, 60, (5, 2, 12)),
+        "2025": table(12, 5, 30, (2, 1, 6)),
+        "2024": table(12, 5, 30, (3, 1, 6)),
+    }
+    masks = grid_suppression_masks(tables, SuppressionRule(10))
+    years = {p: dict(zip(tables[p]["unit"] + "/" + tables[p]["indicator"], masks[p], strict=True)) for p in tables}
+    assert years["2025"]["B/x"] and years["2025"]["A/x"] and years["2025"]["A/volume"]  # the protection stands
+    assert not years[""]["A/x"] and not years[""]["A/volume"], years[""]
+    assert not any(years[""].values()), years[""]  # all dates: no small cell, nothing to withhold

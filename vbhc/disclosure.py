@@ -385,11 +385,11 @@ def period_suppression(
     for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
         before = int(hit.sum())
         if by is not None:  # a withheld volume bounds nothing: the reader does not know it
-            bounded = by >= 0
-            upper_ = np.full(size, math.inf)
-            upper_[bounded] = np.where(hit[by[bounded]], math.inf, n[by[bounded]])
+            upper_ = _bounds(by, hit, n)
             options["upper"] = upper_
         hit = complementary_suppression(within, hit, **options)
+        if by is not None:  # a volume it withheld just now (n shared across indicators) bounds no line either
+            upper_ = _bounds(by, hit, n)
         for parts, total in lines:
             while not _line_safe(parts, total, hit, n, o, counted, upper_, threshold):
                 free = parts[~hit[parts]]
@@ -415,6 +415,14 @@ def period_suppression(
         if int(hit.sum()) == before:
             break
     return hit
+
+
+def _bounds(by: np.ndarray, hit: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per row the count of the row bounding it (`by`, -1 where none) while that row is shown, else inf."""
+    upper = np.full(len(by), math.inf)
+    bounded = by >= 0
+    upper[bounded] = np.where(hit[by[bounded]], math.inf, n[by[bounded]])
+    return upper
 
 
 def _with(hit: np.ndarray, cell: int) -> np.ndarray:
