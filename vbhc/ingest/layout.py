@@ -24,10 +24,11 @@ The sheet's XML is scanned for the row, column and merge elements only, in block
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 from xml.etree import ElementTree
@@ -157,21 +158,14 @@ def sheet_layout(workbook: str | BinaryIO, sheet: str) -> Layout:
     """The layout of the sheet named `sheet` in the workbook file or stream; an empty Layout when the sheet's part
     cannot be found (the cells are then read as before)."""
     layout = Layout()
-    if hasattr(workbook, "seek"):
-        workbook.seek(0)
     try:
-        with zipfile.ZipFile(workbook) as zf:
-            part = _sheet_part(zf, sheet)
-            if part is None:
+        with _opened_sheet(workbook, sheet) as (zf, fh):
+            if fh is None:
                 return layout
-            with zf.open(part) as fh:
-                own_texts = _scan(fh, layout)
+            own_texts = _scan(fh, layout)
             _shared_texts(zf, layout, own_texts)
-    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError):
+    except _UNREADABLE:
         return Layout()
-    finally:
-        if hasattr(workbook, "seek"):
-            workbook.seek(0)
     return layout
 
 
@@ -179,30 +173,48 @@ def row_after(workbook: str | BinaryIO, sheet: str, row: int) -> int:
     """The number of the first row the sheet's part writes after row `row` (a row without its number is the one
     after the row before): where a reader that stopped after row `row` met what it could not read. row + 1 when
     the part cannot be read."""
+    try:
+        with _opened_sheet(workbook, sheet) as (_, fh):
+            if fh is None:
+                return row + 1
+            number, rest = 0, b""
+            for block in iter(lambda: fh.read(_BLOCK), b""):
+                data = rest + block
+                end = data.rfind(b">") + 1
+                for match in _ROW.finditer(data, 0, end):
+                    found = _R.search(match.group(1))
+                    number = int(found.group(1)) if found else number + 1
+                    if number > row:
+                        return number
+                rest = data[end:]
+    except _UNREADABLE:
+        pass
+    return row + 1
+
+
+#: What opening or scanning a damaged workbook's parts raises: the scan then says nothing (openpyxl's read names it)
+_UNREADABLE = (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError)
+
+
+@contextlib.contextmanager
+def _opened_sheet(
+    workbook: str | BinaryIO, sheet: str
+) -> Iterator[tuple[zipfile.ZipFile, BinaryIO] | tuple[zipfile.ZipFile, None]]:
+    """The workbook's ZIP and its sheet part `sheet` opened (the part None when the workbook has no such sheet); a
+    stream is read from its start and left at its start for the reader after the scan."""
     if hasattr(workbook, "seek"):
         workbook.seek(0)
     try:
         with zipfile.ZipFile(workbook) as zf:
             part = _sheet_part(zf, sheet)
             if part is None:
-                return row + 1
+                yield zf, None
+                return
             with zf.open(part) as fh:
-                number, rest = 0, b""
-                for block in iter(lambda: fh.read(_BLOCK), b""):
-                    data = rest + block
-                    end = data.rfind(b">") + 1
-                    for match in _ROW.finditer(data, 0, end):
-                        found = _R.search(match.group(1))
-                        number = int(found.group(1)) if found else number + 1
-                        if number > row:
-                            return number
-                    rest = data[end:]
-    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, ElementTree.ParseError):
-        pass
+                yield zf, fh
     finally:
         if hasattr(workbook, "seek"):
             workbook.seek(0)
-    return row + 1
 
 
 def _sheet_part(zf: zipfile.ZipFile, sheet: str) -> str | None:
