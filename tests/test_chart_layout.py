@@ -469,7 +469,8 @@ def check_valid(spec: dict) -> None:
         if key in _VALID:
             continue
         validator = charts._validator() if kind == "spec" else _dataset_validator()
-        error = next(iter(validator.iter_errors(json.loads(text))), None)
+        plain = json.loads(text)
+        error = next(iter(validator.iter_errors(charts._schema_view(plain) if kind == "spec" else plain)), None)
         if error is not None:
             raise error
         _VALID.add(key)
@@ -582,6 +583,40 @@ def test_a_title_takes_the_width_it_is_drawn_at(lang):
             check_holds(narrowed, units, f"{name} {lang} at {width}px")
             lines = _title_lines(drawing(narrowed).boxes, size)
             assert " ".join(b.text for b in lines) == full, f"{name} {lang} at {width}px: {lines}"
+
+
+def _subtitle_lines(boxes: tuple[Box, ...], full: str, size: float) -> list[Box]:
+    """The lines of a chart's subtitle: texts at the subtitle's font size that are a part of it, top to bottom."""
+    return sorted(
+        (b for b in boxes if abs((b.y1 - b.y0) - size) < 0.5 and b.text.strip() and b.text.strip() in full),
+        key=lambda b: b.y0,
+    )
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_subtitle_takes_the_width_it_is_drawn_at(lang):
+    """The screenshots showed subtitles in short lines (wrapped for a phone's 340 px) over a 940 px chart on a
+    1440 px screen, the subtitle twice as tall as it needed. Now a subtitle takes the lines of the width it is
+    drawn at: no more than the built width needs, and it still breaks to hold in a column and on a phone."""
+    units = unit_names(7)
+    seen = 0
+    for name, build in builders(7).items():
+        spec = build(lang=lang)
+        if "autosize" not in spec or not isinstance(spec.get("title"), dict) or not spec["title"].get("subtitle"):
+            continue
+        full = charts.title_lines(spec["title"], "subtitle")
+        size = charts.FONT_SIZES["subtitle"]
+        wide = _subtitle_lines(drawing(charts.with_width(spec, WIDE)).boxes, full, size)
+        assert " ".join(b.text for b in wide) == full, f"{name} {lang} at {WIDE}px: {wide}"
+        needed = math.ceil(text_width(full, size) / (WIDE - 40))
+        assert len(wide) <= needed, f"{name} {lang} at {WIDE}px: {len(wide)} lines, {needed} needed: {wide}"
+        seen += len(full) > 60  # a subtitle longer than a phone's line
+        for width, size in ((COLUMN, charts.FONT_SIZES["subtitle"]), (PHONE, charts.FONT_SIZES_NARROW["subtitle"])):
+            narrowed = charts.with_width(spec, width)
+            check_holds(narrowed, units, f"{name} {lang} at {width}px")
+            lines = _subtitle_lines(drawing(narrowed).boxes, full, size)
+            assert " ".join(b.text for b in lines) == full, f"{name} {lang} at {width}px: {lines}"
+    assert seen
 
 
 def test_the_check_finds_a_clipped_title_and_overlapping_labels():
