@@ -1516,3 +1516,49 @@ def test_the_pdf_reports_funnel_places_the_own_name_for_the_width_it_is_drawn():
         if on_rule or drawn.crossing(boxes) or covered:
             across.append((own, on_rule, covered))
     assert not across, f"the own unit's name lies across a line or a point: {across}"
+
+
+def _legend_values(spec: dict, channel: str) -> list[list[str]]:
+    """The values each legend of `channel` (color, shape) lists in a chart's layers."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            enc = node.get("encoding") or {}
+            legend = enc.get(channel, {}).get("legend") if isinstance(enc.get(channel), dict) else None
+            if legend:
+                found.append(list(legend.get("values") or enc[channel].get("scale", {}).get("domain") or []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    return found
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_every_compare_panel_explains_its_own_colours(lang):
+    """The compare page's panels (one chart per indicator): the legend lay under the first panel only and listed
+    that panel's assessments, so a reader at the fifth panel could not tell what its colours meant and a colour
+    absent from the first ("worse") was explained nowhere. Now each panel is readable on its own: its legend
+    lists the assessments it draws, and the own unit's mark; the page draws its panels so."""
+    from vbhc.charts import ASSESSMENT_LABELS
+    from vbhc.settings import PROJECT_ROOT
+
+    units = unit_names(7)
+    first = indicator_rows(units, "mortality_30d").assign(assessment_998="as expected")
+    first.loc[0, "assessment_998"] = "better"
+    fifth = indicator_rows(units, "los", "mean").assign(assessment_998="worse")
+    fifth.loc[1, "assessment_998"] = "as expected"
+    for rows in (first, fifth):
+        spec = charts.indicator_panel(rows, lang=lang, highlight=units[0])
+        present = {ASSESSMENT_LABELS[lang][a] for a in rows["assessment_998"]}
+        colours = _legend_values(spec, "color")
+        assert len(colours) == 1 and set(colours[0]) == present, (colours, present)
+        shapes = _legend_values(spec, "shape")
+        assert shapes == [[charts.label("own_unit", lang), charts.label("other_units", lang)]], shapes
+        check_holds(spec, units, f"panel {lang}")
+    page = (PROJECT_ROOT / "views" / "compare.py").read_text("utf-8")
+    assert "charts.indicator_panel(" in page and "small_multiples_chart(" not in page

@@ -1697,8 +1697,8 @@ def small_multiples_chart(
 
     The panels fill `width`: as many columns as fit (`columns` caps them). Units stand side by side while a
     panel has room for them; otherwise (many units, narrow screen) they go down the panel, one row each.
-    `titled=False` leaves out the chart's own title and `legend=False` the legend: a page that draws one chart
-    per indicator (in columns a phone stacks) heads them once and shows the legend once."""
+    `titled=False` leaves out the chart's own title (a page that draws one chart per indicator heads them once,
+    see indicator_panel) and `legend=False` the legend."""
     lang = _check_lang(lang)
     _guard(rows, "indicator rows")
     if rows.empty:
@@ -1802,6 +1802,17 @@ def small_multiples_chart(
         "resolve": {"scale": {"x": "independent", "y": "independent", "color": "shared"}},
     }
     return _finish(body, data, lang, width, highlight=highlight, fit=False)
+
+
+def indicator_panel(rows: pd.DataFrame, *, lang: str = "en", highlight: str | None = None) -> Spec:
+    """One indicator's panel as the compare page draws it (one chart per indicator in columns a phone stacks,
+    built to fit a phone's screen), with its own legend of the assessments it shows and the own unit's mark. Why
+    each its own: the page showed the legend under the first panel only, listing that panel's assessments, so a
+    reader at the fifth panel could not tell what its colours meant, and a colour absent from the first panel
+    (e.g. "worse") was explained nowhere."""
+    return small_multiples_chart(
+        rows, lang=lang, highlight=highlight, width=PHONE_FIXED_WIDTH, titled=False, legend=True
+    )
 
 
 def _stacked_panels(
