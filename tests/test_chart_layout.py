@@ -359,6 +359,11 @@ class Box:
         )
 
 
+def _halo(node: ET.Element) -> bool:
+    """Whether an SVG text is a halo (charts._halo: the text outlined in the background's colour beneath it)."""
+    return (node.get("stroke") or "").upper() == charts.BACKGROUND
+
+
 def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
     root = ET.fromstring(svg)
     width, height = float(root.get("width")), float(root.get("height"))
@@ -368,8 +373,8 @@ def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
         here = matrix @ _matrix(node.get("transform"))
         axis_label = axis_label or "role-axis-label" in (node.get("class") or "")
         if node.tag == f"{SVG}text":
-            if node.get("opacity") in ("0", "0.0") or node.get("fill-opacity") == "0":
-                return  # hidden (e.g. an overlapping axis label Vega left out)
+            if node.get("opacity") in ("0", "0.0") or node.get("fill-opacity") == "0" or _halo(node):
+                return  # hidden (e.g. an overlapping axis label Vega left out), or a text's halo beneath it
             size = float((node.get("font-size") or "11").rstrip("px"))
             lines = [t.text or "" for t in node.findall(f"{SVG}tspan")] or [node.text or ""]
             anchor = node.get("text-anchor", "start")
@@ -1186,7 +1191,7 @@ def scatter(spec: dict) -> Scatter:
     def walk(node: ET.Element, matrix: np.ndarray, role: str) -> None:
         here = matrix @ _matrix(node.get("transform"))
         role = (node.get("class") or role) if node.tag == f"{SVG}g" else role
-        if node.tag == f"{SVG}text" and role.startswith("mark-text role-mark"):
+        if node.tag == f"{SVG}text" and role.startswith("mark-text role-mark") and not _halo(node):
             size = float((node.get("font-size") or "11").rstrip("px"))
             bold = 1.1 if node.get("font-weight") == "bold" else 1.0  # bold glyphs are wider
             lines = [t.text or "" for t in node.findall(f"{SVG}tspan")] or [node.text or ""]
@@ -1329,6 +1334,45 @@ def test_value_quadrant_names_keep_clear_of_the_confidence_intervals(count, seed
         names[:count], cost, outcome, f"{count} units seed {seed}", targets=(16_000, 0.0), cost_ci=1_500,
         outcome_ci=(0.02, 0.05), clear_of_intervals=True, langs=("nl", "en"),
     )  # fmt: skip
+
+
+def _text_layers(node: object) -> list[list[dict]]:
+    """The `layer` lists of a spec (nested ones too) that hold a text mark."""
+    found = []
+    if isinstance(node, dict):
+        layers = node.get("layer")
+        if isinstance(layers, list) and any((lr.get("mark") or {}).get("type") == "text" for lr in layers):
+            found.append(layers)
+        for value in node.values():
+            found += _text_layers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _text_layers(value)
+    return found
+
+
+@pytest.mark.parametrize("name", ["value", "funnel", "cusum", "trend"])
+def test_a_name_on_a_chart_stops_the_lines_it_crosses(name):
+    """Where no spot near its point keeps a name clear of every line (the demo's value quadrant: intervals of
+    ±€4,000 make a grid of grey rules no name fits between; CUSUM's alarm limit text where the statistic runs
+    through it), the line stops short of its letters: every text mark over the plot (unit names, the alarm
+    limit's name, action titles) has its halo, the same text outlined in the background's colour, right beneath
+    it."""
+    spec = builders(10)[name](lang="nl")
+    groups = _text_layers(spec)
+    assert groups, f"{name}: no text marks"
+    for layers in groups:
+        for i, layer in enumerate(layers):
+            mark = layer.get("mark") or {}
+            if mark.get("type") != "text" or mark.get("stroke") == charts.BACKGROUND:
+                continue
+            halo = layers[i - 1] if i else {}
+            assert (halo.get("mark") or {}).get("stroke") == charts.BACKGROUND, (
+                f"{name}: {layer['encoding']} has no halo"
+            )
+            assert halo["mark"]["color"] == charts.BACKGROUND and halo["mark"]["strokeWidth"] >= 3
+            assert halo["encoding"] == {k: v for k, v in layer["encoding"].items() if k != "tooltip"}
+            assert halo.get("transform") == layer.get("transform") and halo["data"] == layer["data"]
 
 
 #: The costs page's value chart in the 4,000-cycle demo (colorectal cancer, 30-day mortality; Dutch, local

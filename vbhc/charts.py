@@ -1178,21 +1178,27 @@ def _action_marks(
             "tooltip": tips,
         },
     }
-    # the same title outlined in the background's colour beneath it: where it crosses a control limit or the data's
-    # line (it sits at the top of the plot, where an upper limit at 100% runs), the line stops short of the letters
-    halo = title | {
-        "mark": title["mark"] | {"color": BACKGROUND, "stroke": BACKGROUND, "strokeWidth": 3, "strokeJoin": "round"},
-        "encoding": {k: v for k, v in title["encoding"].items() if k != "tooltip"},
-    }
+    # where a title crosses a control limit or the data's line (it sits at the top of the plot, where an upper
+    # limit at 100% runs), the line stops short of the letters (_halo)
     return [
         {
             "data": marks,
             "mark": {"type": "rule", "color": ACTION_COLOUR, "strokeWidth": 2, "strokeDash": ACTION_DASH},
             "encoding": {"x": x, "tooltip": tips},
         },
-        halo,
+        _halo(title),
         title,
     ]
+
+
+def _halo(layer: dict[str, Any]) -> dict[str, Any]:
+    """A text layer's copy outlined in the background's colour, drawn beneath it: where the text must cross a line
+    (a control limit, a confidence interval's rule that no spot near its point avoids), the line stops short of
+    the letters and the text stays readable. Its tooltip is the text's own."""
+    return layer | {
+        "mark": layer["mark"] | {"color": BACKGROUND, "stroke": BACKGROUND, "strokeWidth": 3, "strokeJoin": "round"},
+        "encoding": {k: v for k, v in layer["encoding"].items() if k != "tooltip"},
+    }
 
 
 def _unit_label_px(units: Sequence[str], width: int) -> float:
@@ -1337,7 +1343,7 @@ def funnel_chart(
         lines = [(g["precision"].to_numpy(float), g["limit"].to_numpy(float)) for _, g in limits.groupby("line")]
         # the team goal's and external norm's lines too: a name across them hid where the goal lies
         lines += [(np.array(x_dom, dtype=float), np.full(2, v)) for v in _target_values(targets)]
-        layers.append(_placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines))
+        layers += _placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines)
     else:
         layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
@@ -1421,7 +1427,7 @@ def _placed_own_name(
     *,
     y_target: float | None = None,
     curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
     spot clear of the other units' points, the plot's edges, the benchmark line at `y_target` where there is
     one and the control limits' `curves` (x, y) where it can (_place_labels, placed per unit for when it is the
@@ -1443,7 +1449,7 @@ def _placed_own_name(
     for name, layout in layouts.items():
         for column in ("text", "align", "dx", "dy"):
             placed[f"{name}_{column}"] = layout[column].to_numpy()
-    return {
+    name = {
         "data": data(placed, prefix=NAMES_PREFIX),
         "transform": [
             {"filter": IS_HIGHLIGHT},
@@ -1456,6 +1462,7 @@ def _placed_own_name(
             "text": _n("text"),
         },
     }
+    return [_halo(name), name]
 
 
 def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
@@ -2288,19 +2295,20 @@ def cusum_chart(
             "encoding": {"y": _q("y")},
         },
         {"data": data([{"y": 0.0}]), "mark": {"type": "rule", "color": "#BBBBBB"}, "encoding": {"y": _q("y")}},
-        {  # from the left edge: stays inside a stretched chart
-            "data": data(limits[:1]),
-            "mark": {
-                "type": "text",
-                "align": "left",
-                "baseline": "bottom",
-                "dy": -4,
-                "color": LINE_COLOUR,
-                "fontSize": f["text"],
-            },
-            "encoding": {"x": {"value": 4}, "y": _q("y"), "text": _n("text")},
-        },
     ]
+    alarm = {  # from the left edge: stays inside a stretched chart
+        "data": data(limits[:1]),
+        "mark": {
+            "type": "text",
+            "align": "left",
+            "baseline": "bottom",
+            "dy": -4,
+            "color": LINE_COLOUR,
+            "fontSize": f["text"],
+        },
+        "encoding": {"x": {"value": 4}, "y": _q("y"), "text": _n("text")},
+    }
+    layers += [_halo(alarm), alarm]  # the statistics' lines may run through it: they stop short of its letters
     for col, name in (("cusum_up", up_name), ("cusum_down", down_name)):
         layers.append(
             {
@@ -3092,18 +3100,18 @@ def value_chart(
             ),
             (IS_HIGHLIGHT, "bold"),
         ):
-            layers.append(
-                {
-                    "data": label_data,
-                    "transform": [*chosen, {"filter": predicate}],
-                    "mark": _placed_name_mark(width, weight, "#222222"),
-                    "encoding": {
-                        "x": _q("cost", scale=x_scale),
-                        "y": _q("outcome", scale=y_scale),
-                        "text": _n("text"),
-                    },
-                }
-            )
+            name = {
+                "data": label_data,
+                "transform": [*chosen, {"filter": predicate}],
+                "mark": _placed_name_mark(width, weight, "#222222"),
+                "encoding": {
+                    "x": _q("cost", scale=x_scale),
+                    "y": _q("outcome", scale=y_scale),
+                    "text": _n("text"),
+                },
+            }
+            # a name no spot near its point keeps clear of every interval's rule: the rule stops short of it
+            layers += [_halo(name), name]
     subtitle = label("value_sub", lang)
     if len(frame) > NAME_ALL_UNITS:
         subtitle = f"{subtitle}. {label('value_names', lang)}"
