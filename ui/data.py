@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import importlib
 import logging
@@ -32,7 +33,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_label, default_meeting_date
-from vbhc.settings import database_url, report_charts_at_import, suppress_below
+from vbhc.settings import comparison_groups_file, database_url, report_charts_at_import, suppress_below
 from vbhc.store import get_engine, upgrade_schema
 
 log = logging.getLogger(__name__)
@@ -697,22 +698,61 @@ def comparison_group(
     """vbhc.access.comparison_group on the cached registry tables: (peers to use, whether the choice was refused)."""
     url, data_version = database_url(), version()
     teams = condition_units(url, data_version, condition)
-    return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version))
+    return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version), published_groups())
 
 
 def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> bool:
     """vbhc.access.comparison_groups_offered on the cached registry tables: whether the sidebar offers a group."""
     url, data_version = database_url(), version()
     teams = condition_units(url, data_version, condition)
-    return access.comparison_groups_offered(viewer, condition, level, teams, units(url, data_version))
+    return access.comparison_groups_offered(
+        viewer, condition, level, teams, units(url, data_version), published_groups()
+    )
 
 
 def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> str | None:
     """vbhc.access.comparison_group_refusal on the cached registry tables: the message key saying why the chosen
-    group was refused (too few other units, or too few outside it), None when it is kept."""
+    group was refused (too few other units, or too few outside it, or not a published group), None when kept."""
     url, data_version = database_url(), version()
     teams = condition_units(url, data_version, condition)
-    return access.comparison_group_refusal(viewer, condition, level, peers, teams, units(url, data_version))
+    return access.comparison_group_refusal(
+        viewer, condition, level, peers, teams, units(url, data_version), published_groups()
+    )
+
+
+def offered_groups(viewer: Viewer, condition: str, level: str) -> tuple[access.PublishedGroup, ...]:
+    """vbhc.access.offered_groups on the cached registry tables: the published groups a manager may pick."""
+    url, data_version = database_url(), version()
+    teams = condition_units(url, data_version, condition)
+    return access.offered_groups(viewer, condition, level, teams, units(url, data_version), published_groups())
+
+
+def published_groups() -> tuple[access.PublishedGroup, ...]:
+    """The published comparison groups (vbhc.access.load_comparison_groups), read again when the file changes;
+    none when it is missing or wrong (the sidebar says what is wrong: published_groups_error)."""
+    return _published_groups()[0]
+
+
+def published_groups_error() -> str | None:
+    """The one-line mistake in the published groups' file, None when it is fine or missing."""
+    return _published_groups()[1]
+
+
+def _published_groups() -> tuple[tuple[access.PublishedGroup, ...], str | None]:
+    path = comparison_groups_file()
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return (), None
+    return _read_published(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_published(path: str, stamp: float) -> tuple[tuple[access.PublishedGroup, ...], str | None]:
+    try:
+        return access.load_comparison_groups(path), None
+    except access.AccessConfigError as exc:
+        return (), str(exc)
 
 
 @st.cache_resource(ttl=6 * 3600, max_entries=192, show_spinner=False)
