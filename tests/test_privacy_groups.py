@@ -79,13 +79,21 @@ def engine(tmp_path_factory):
     return eng
 
 
-def _view(data: ConditionData, viewer: Viewer, group, engine, published=()) -> tuple[Fraction, Fraction, Fraction]:
+def _unit_years(data: ConditionData) -> pd.DataFrame:
+    """vbhc.registry.condition_unit_years of the synthetic registry."""
+    year = pd.to_datetime(data.cycles["index_date"]).dt.year.rename("year")
+    return data.cycles.groupby(["hospital", "department", year]).size().rename("care_cycles").reset_index()
+
+
+def _view(
+    data: ConditionData, viewer: Viewer, group, engine, published=(), period: str | None = None
+) -> tuple[Fraction, Fraction, Fraction]:
     """What the viewer reads of a group's view, as the pages compute it (ui.data.result_for): the group as
     comparison_group keeps it, the table through indicator_rows. Returns the benchmark as the attacker recovers it
     (the exact fraction events/n of the view's cycles, from the pooled rate's digits) and the own unit's n and
     observed."""
-    peers, _ = comparison_group(viewer, CONDITION, "hospital", group, _teams(data), None, published)
-    table = compute_indicators(restrict(data, None, list(peers) or None), "hospital").table
+    peers, _ = comparison_group(viewer, CONDITION, "hospital", group, _unit_years(data), None, published)
+    table = compute_indicators(restrict(data, period, list(peers) or None), "hospital").table
     rows = access.indicator_rows(
         viewer, table, engine=engine, record_view=False, others=access.other_units_shown(viewer, CONDITION, peers)
     )
@@ -155,6 +163,28 @@ def test_three_views_whose_sum_leaves_one_hospital_are_not_all_offered(engine):
     assert b2 == reg  # G2 refused: the registry's benchmark
 
 
+def _without_late_years(data: ConditionData, hospitals) -> ConditionData:
+    """The registry with `hospitals` treating no patient from 2025 on (left the registry)."""
+    late = data.cycles["hospital"].isin(list(hospitals)) & (pd.to_datetime(data.cycles["index_date"]) >= "2025-01-01")
+    return dataclasses.replace(data, cycles=data.cycles[~late].reset_index(drop=True))
+
+
+def test_a_group_whose_atom_is_one_hospital_in_a_year_is_not_offered(engine):
+    """Eleven hospitals, H08-H11 without patients from 2025 on. The group H02-H06 holds five other hospitals and
+    leaves five outside it over all dates, but in 2025 only H07 is outside it: the registry's 2025 benchmark minus
+    the group's was H07's 2025 figures. The atoms are checked in every year (vbhc.registry.condition_unit_years),
+    so the group is not offered, in any period (all dates minus the other years would give 2025 back)."""
+    data = _without_late_years(_registry(11, seed=3), ["H08", "H09", "H10", "H11"])
+    group = (PublishedGroup("G", frozenset(_hospitals(6)[1:])),)
+    assert offered_groups(MANAGER, CONDITION, "hospital", _teams(data), None, group) == group  # all dates only
+    assert offered_groups(MANAGER, CONDITION, "hospital", _unit_years(data), None, group) == ()
+    chosen = ["H01", *sorted(group[0].hospitals)]
+    assert comparison_group(MANAGER, CONDITION, "hospital", chosen, _unit_years(data), None, group) == ((), True)
+    in_group, _, _ = _view(data, MANAGER, chosen, engine, group, "2025")
+    registry, _, _ = _view(data, MANAGER, [], engine, group, "2025")
+    assert in_group == registry  # the registry's benchmark for both: nothing to difference
+
+
 def test_an_atom_must_hold_five_hospitals_at_every_level():
     """The rule on a registry of departments: a group offered at department level needs every atom to hold
     MIN_OTHER_UNITS departments from as many hospitals (five departments of one hospital are one hospital)."""
@@ -212,3 +242,15 @@ def test_before_free_groups_gave_one_hospital_by_name(engine, monkeypatch):
     events = b1.numerator + b2.numerator - reg.numerator - own_o
     n = b1.denominator + b2.denominator - reg.denominator - own_n
     assert (events, n) == _truth(data, ["H07"])
+    # a group offered on its atoms over all dates: its 2025 benchmark and the registry's gave H07's 2025 cells
+    monkeypatch.setattr(access, "offered_groups", lambda *args, **kwargs: tuple(args[5]))
+    data = _without_late_years(_registry(11, seed=3), ["H08", "H09", "H10", "H11"])
+    group = (PublishedGroup("G", frozenset(_hospitals(6)[1:])),)
+    chosen = ["H01", *sorted(group[0].hospitals)]
+    (in_group, _, _), (registry, _, _) = (_view(data, MANAGER, g, engine, group, "2025") for g in (chosen, []))
+    late = data.cycles[pd.to_datetime(data.cycles["index_date"]).dt.year == 2025]
+    h07 = late[late["hospital"] == "H07"]
+    assert (registry.numerator - in_group.numerator, registry.denominator - in_group.denominator) == (
+        int(h07[INDICATOR].sum()),
+        len(h07),
+    )

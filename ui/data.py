@@ -132,6 +132,13 @@ def condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame
     return _registry_table(url, data_version, "condition_units", condition)
 
 
+@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
+def condition_unit_years(url: str, data_version: str, condition: str) -> pd.DataFrame:
+    """vbhc.registry.condition_unit_years: a condition's units per year, which the comparison group rules check
+    (vbhc.access.offered_groups: a group's atoms must hold enough units in every year the pages show)."""
+    return _registry_table(url, data_version, "condition_unit_years", condition)
+
+
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
 def batches(url: str, data_version: str) -> pd.DataFrame:
     return registry.import_batches(engine=engine(url))
@@ -697,14 +704,14 @@ def comparison_group(
 ) -> tuple[tuple[str, ...], bool]:
     """vbhc.access.comparison_group on the cached registry tables: (peers to use, whether the choice was refused)."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
+    teams = condition_unit_years(url, data_version, condition)
     return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version), published_groups())
 
 
 def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> bool:
     """vbhc.access.comparison_groups_offered on the cached registry tables: whether the sidebar offers a group."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
+    teams = condition_unit_years(url, data_version, condition)
     return access.comparison_groups_offered(
         viewer, condition, level, teams, units(url, data_version), published_groups()
     )
@@ -714,7 +721,7 @@ def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: 
     """vbhc.access.comparison_group_refusal on the cached registry tables: the message key saying why the chosen
     group was refused (too few other units, or too few outside it, or not a published group), None when kept."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
+    teams = condition_unit_years(url, data_version, condition)
     return access.comparison_group_refusal(
         viewer, condition, level, peers, teams, units(url, data_version), published_groups()
     )
@@ -723,7 +730,7 @@ def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: 
 def offered_groups(viewer: Viewer, condition: str, level: str) -> tuple[access.PublishedGroup, ...]:
     """vbhc.access.offered_groups on the cached registry tables: the published groups a manager may pick."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
+    teams = condition_unit_years(url, data_version, condition)
     return access.offered_groups(viewer, condition, level, teams, units(url, data_version), published_groups())
 
 

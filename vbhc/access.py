@@ -1208,22 +1208,36 @@ def offered_groups(
     published = load_comparison_groups() if published is None else tuple(published)
     if sees_all_units(viewer, condition):
         return published
-    others = _other_units(viewer, condition, level, teams, units)
+    # the other units over all dates and, where `teams` has a `year` column (vbhc.registry.condition_unit_years),
+    # those with care cycles in each year: the pages show every year too, and an atom of five hospitals of which
+    # one treated patients in a year was that hospital's year
+    periods = [_other_units(viewer, condition, level, teams, units)]
+    if "year" in teams:
+        years = teams["year"].dropna()
+        periods += [
+            _other_units(viewer, condition, level, teams[teams["year"] == y], units) for y in sorted(set(years))
+        ]
     kept: list[PublishedGroup] = []
     members: list[set[str]] = []
     for group in published:
         inside = set(_members(viewer, condition, level, teams, units, group))
         if not inside:
             continue  # only own units: nothing to compare with
-        atoms: dict[tuple[bool, ...], list[str]] = {}
-        for unit in others:
-            atoms.setdefault(tuple(unit in m for m in (*members, inside)), []).append(unit)
-        if all(
-            len(a) >= MIN_OTHER_UNITS and len({hospital_of(u) for u in a}) >= MIN_OTHER_UNITS for a in atoms.values()
-        ):
+        if all(_atoms_hold(others, [*members, inside]) for others in periods):
             kept.append(group)
             members.append(inside)
     return tuple(kept)
+
+
+def _atoms_hold(others: Sequence[str], members: Sequence[set[str]]) -> bool:
+    """Whether every atom of `others` (units with the same membership in each of `members`) is empty or holds
+    MIN_OTHER_UNITS units from MIN_OTHER_UNITS hospitals."""
+    atoms: dict[tuple[bool, ...], list[str]] = {}
+    for unit in others:
+        atoms.setdefault(tuple(unit in m for m in members), []).append(unit)
+    return all(
+        len(a) >= MIN_OTHER_UNITS and len({hospital_of(u) for u in a}) >= MIN_OTHER_UNITS for a in atoms.values()
+    )
 
 
 def _own_hospitals(
