@@ -185,6 +185,37 @@ def test_a_group_whose_atom_is_one_hospital_in_a_year_is_not_offered(engine):
     assert in_group == registry  # the registry's benchmark for both: nothing to difference
 
 
+def test_an_indicator_counted_in_one_hospital_of_an_atom_shows_the_registrys_benchmark(engine):
+    """Eleven hospitals; H08-H11 treat patients but record no 30-day mortality (as PROMs some hospitals do not
+    collect). The group H02-H06 passes the atoms of the units treating the condition, yet for this indicator only
+    H07 is counted outside it: the registry's benchmark minus the group's was H07's mortality. The indicator is
+    withheld from every group view (vbhc.access.group_indicators_withheld: the registry's rows instead, ui.data
+    .result_for), checked over the grid of periods; an indicator counted everywhere keeps the group's."""
+    data = _registry(11, seed=3)
+    cycles = data.cycles.copy()
+    cycles.loc[cycles["hospital"].isin(["H08", "H09", "H10", "H11"]), INDICATOR] = np.nan
+    data = dataclasses.replace(data, cycles=cycles)
+    group = (PublishedGroup("G", frozenset(_hospitals(6)[1:])),)
+    chosen = ["H01", *sorted(group[0].hospitals)]
+    teams = _unit_years(data)
+    assert comparison_group(MANAGER, CONDITION, "hospital", chosen, teams, None, group) == (tuple(chosen), False)
+    (in_group, _, _), (registry, _, _) = (_view(data, MANAGER, g, engine, group) for g in (chosen, []))
+    h07 = data.cycles[data.cycles["hospital"] == "H07"]
+    assert (registry.numerator - in_group.numerator, registry.denominator - in_group.denominator) == (
+        int(h07[INDICATOR].sum()),
+        len(h07),
+    )  # what the group's view gave while it showed the group's benchmark
+    grid = [compute_indicators(restrict(data, p), "hospital").table for p in (None, "2024", "2025")]
+    withheld = access.group_indicators_withheld(MANAGER, CONDITION, "hospital", teams, None, grid, group)
+    assert withheld == {INDICATOR}
+    whole = _registry(11, seed=3)  # every hospital counted: the group's benchmark is kept
+    grid = [compute_indicators(restrict(whole, p), "hospital").table for p in (None, "2024", "2025")]
+    assert access.group_indicators_withheld(MANAGER, CONDITION, "hospital", _unit_years(whole), None, grid, group) == (
+        frozenset()
+    )
+    assert access.group_indicators_withheld(QUALITY, CONDITION, "hospital", teams, None, grid, group) == frozenset()
+
+
 def test_an_atom_must_hold_five_hospitals_at_every_level():
     """The rule on a registry of departments: a group offered at department level needs every atom to hold
     MIN_OTHER_UNITS departments from as many hospitals (five departments of one hospital are one hospital)."""
@@ -254,3 +285,39 @@ def test_before_free_groups_gave_one_hospital_by_name(engine, monkeypatch):
         int(h07[INDICATOR].sum()),
         len(h07),
     )
+
+
+def test_the_pages_show_the_registrys_rows_for_a_thin_indicator(engine, monkeypatch):
+    """ui.data.result_for's step for a manager's group view: the withheld indicator's rows are the registry's (its
+    benchmark), not the group's."""
+    from ui import data as pages
+
+    data = _registry(11, seed=3)
+    cycles = data.cycles.copy()
+    cycles.loc[cycles["hospital"].isin(["H08", "H09", "H10", "H11"]), INDICATOR] = np.nan
+    data = dataclasses.replace(data, cycles=cycles)
+    group = (PublishedGroup("G", frozenset(_hospitals(6)[1:])),)
+    peers = tuple(["H01", *sorted(group[0].hospitals)])
+
+    def result(condition, level, period, peers=()):
+        return compute_indicators(restrict(data, period or None, list(peers) or None), level)
+
+    monkeypatch.setattr(pages, "result", result)
+    monkeypatch.setattr(pages, "grid_periods", lambda condition: ["", "2024", "2025"])
+    monkeypatch.setattr(pages, "condition_unit_years", lambda url, version, condition: _unit_years(data))
+    monkeypatch.setattr(pages, "units", lambda url, version: None)
+    monkeypatch.setattr(pages, "published_groups", lambda: group)
+    monkeypatch.setattr(pages, "engine", lambda url: engine)
+    monkeypatch.setattr(pages, "version", lambda: "test")
+
+    def shown(table: pd.DataFrame) -> float:
+        return float(table.loc[(table["indicator"] == INDICATOR) & (table["unit"] == "H01"), "target"].iloc[0])
+
+    in_group = access.indicator_rows(
+        MANAGER, result(CONDITION, "hospital", "", peers).table, engine=engine, record_view=False, others="hide"
+    )
+    registry = access.indicator_rows(MANAGER, result(CONDITION, "hospital", "").table, engine=engine, record_view=False)
+    assert shown(in_group) != shown(registry)
+    got = pages._registry_benchmark_where_thin(MANAGER, CONDITION, "hospital", "", peers, in_group)
+    assert shown(got) == shown(registry)
+    assert set(got["unit"]) == {"H01"}  # still no other unit by name

@@ -577,7 +577,7 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
     # what a viewer may see depends on their scopes only: the filtered rows are shared by viewers with the same
     # scopes (Viewer.cache_key), while the permission check and the audit record run on every visit
     access.require(viewer, access.Permission.VIEW_CONDITION, engine=eng, condition=condition, level=level)
-    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, period, peers)
+    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, period, peers, published_groups())
     with _visible_lock:
         table = _visible.get(key)
         if table is not None:
@@ -593,12 +593,50 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
             withheld=withheld,
             others=access.other_units_shown(viewer, condition, peers),
         )
+        table = _registry_benchmark_where_thin(viewer, condition, level, period, peers, table)
         with _visible_lock:
             _visible[key] = table
             while len(_visible) > _VISIBLE_SIZE:
                 _visible.popitem(last=False)
     access.record_indicator_view(viewer, table, condition=condition, level=level, engine=eng)
     return dataclasses.replace(full, table=table)
+
+
+def _registry_benchmark_where_thin(
+    viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...], table: pd.DataFrame
+) -> pd.DataFrame:
+    """A manager's group view with the registry's rows (its benchmark) for the indicators whose group benchmark
+    vbhc.access.group_indicators_withheld withholds: an indicator counted in too few units of some atom of the
+    offered groups, in some period of the grid."""
+    if not peers or access.sees_all_units(viewer, condition):
+        return table
+    url, data_version = database_url(), version()
+    grid = [result(condition, level, p, ()).table for p in grid_periods(condition)]
+    thin = access.group_indicators_withheld(
+        viewer,
+        condition,
+        level,
+        condition_unit_years(url, data_version, condition),
+        units(url, data_version),
+        grid,
+        published_groups(),
+    )
+    if not thin or "indicator" not in table:
+        return table
+    registry_rows = access.indicator_rows(
+        viewer,
+        result(condition, level, period, ()).table,
+        units=units(url, data_version),
+        engine=engine(url),
+        record_view=False,
+        others="hide",
+    )
+    keep = ~table["indicator"].astype(str).isin(thin)
+    instead = registry_rows[registry_rows["indicator"].astype(str).isin(thin)]
+    order = {ind: i for i, ind in enumerate(dict.fromkeys(table["indicator"].astype(str)))}
+    out = pd.concat([table[keep], instead], ignore_index=True)
+    position = out["indicator"].astype(str).map(order).fillna(len(order))
+    return out.iloc[position.argsort(kind="stable")].reset_index(drop=True)
 
 
 def grid_periods(condition: str) -> list[str]:

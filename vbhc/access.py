@@ -1229,6 +1229,42 @@ def offered_groups(
     return tuple(kept)
 
 
+def group_indicators_withheld(
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    teams: pd.DataFrame,
+    units: pd.DataFrame | None,
+    registry_tables: Iterable[pd.DataFrame],
+    published: Sequence[PublishedGroup] | None = None,
+) -> frozenset[str]:
+    """The indicators whose benchmark no group view of the viewer may show (the registry's instead): those where
+    an atom of the offered groups (offered_groups) holds fewer than MIN_OTHER_UNITS units, or units of fewer
+    hospitals, with care cycles counted (n > 0) in some period. `registry_tables`: the registry's indicator tables
+    (every unit, no group) of every period of the grid (all dates and each year), so all dates minus the other
+    years gives no withheld year back. The atoms hold over the units treating the condition, but an indicator of
+    a few units (PROMs only some hospitals collect, a treatment only some give) left one hospital with a count in
+    an atom of five: the registry's benchmark minus a group's was that hospital's. Empty for a viewer who sees every
+    unit or picks no group."""
+    if sees_all_units(viewer, condition) or withholds_across_periods(viewer, condition):
+        return frozenset()
+    offered = offered_groups(viewer, condition, level, teams, units, published)
+    if not offered:
+        return frozenset()
+    members = [set(_members(viewer, condition, level, teams, units, g)) for g in offered]
+    withheld: set[str] = set()
+    for table in registry_tables:
+        if table is None or not len(table) or "indicator" not in table:
+            continue
+        counted = table[pd.to_numeric(table["n"], errors="coerce").fillna(0) > 0]
+        mine = _in_scope(viewer, condition, level, set(counted["unit"].astype(str)), units)
+        for indicator, rows in counted.groupby(counted["indicator"].astype(str)):
+            others = sorted(set(rows["unit"].astype(str)) - mine)
+            if not _atoms_hold(others, members):
+                withheld.add(indicator)
+    return frozenset(withheld)
+
+
 def _atoms_hold(others: Sequence[str], members: Sequence[set[str]]) -> bool:
     """Whether every atom of `others` (units with the same membership in each of `members`) is empty or holds
     MIN_OTHER_UNITS units from MIN_OTHER_UNITS hospitals."""
