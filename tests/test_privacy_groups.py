@@ -321,3 +321,27 @@ def test_the_pages_show_the_registrys_rows_for_a_thin_indicator(engine, monkeypa
     got = pages._registry_benchmark_where_thin(MANAGER, CONDITION, "hospital", "", peers, in_group)
     assert shown(got) == shown(registry)
     assert set(got["unit"]) == {"H01"}  # still no other unit by name
+
+
+def test_the_prom_histograms_group_panel_withholds_a_timepoint_of_a_thin_atom():
+    """Sixteen hospitals, a manager of H01 offered G1 = H02-H06 and G2 = H02-H11. At 12 months only H07 of
+    H07-H11 has responses: each panel passes the rules alone (its group and what is outside it hold five units or
+    more), but G2's panel minus G1's was H07's twelve patients' scores by name. The atom check withholds the
+    timepoint in every group view (vbhc.disclosure.comparison_group_withheld, `offered`)."""
+    from vbhc.disclosure import comparison_group_withheld
+
+    rows = []
+    for number in range(1, 17):
+        hospital = f"H{number:02d}"
+        rows += [(hospital, hospital, "baseline", 2024)] * 12
+        if number <= 7 or number >= 12:
+            rows += [(hospital, hospital, "12m", 2024)] * 12
+    cells = pd.DataFrame(rows, columns=["unit", "hospital", "timepoint", "year"])
+    g1, g2 = _hospitals(6)[1:], _hospitals(11)[1:]
+    for group in (g1, g2):  # the rules as they were: each panel shown
+        assert comparison_group_withheld(cells, "H01", "", threshold=10, hospitals=["H01", *group]) == set()
+    for group in (g1, g2):
+        got = comparison_group_withheld(cells, "H01", "", threshold=10, hospitals=["H01", *group], offered=[g1, g2])
+        assert got == {"12m"}
+    # with G1 offered alone every atom holds at both timepoints
+    assert comparison_group_withheld(cells, "H01", "", threshold=10, hospitals=["H01", *g1], offered=[g1]) == set()

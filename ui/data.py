@@ -772,6 +772,14 @@ def offered_groups(viewer: Viewer, condition: str, level: str) -> tuple[access.P
     return access.offered_groups(viewer, condition, level, teams, units(url, data_version), published_groups())
 
 
+def offered_hospitals(viewer: Viewer | None, condition: str, level: str) -> list[list[str]]:
+    """The hospitals of each group offered to a viewer who sees other units only through groups (a manager), for
+    the PROM histogram's atoms (vbhc.disclosure.comparison_group_withheld); none for any other viewer."""
+    if viewer is None or access.sees_all_units(viewer, condition):
+        return []
+    return [sorted(g.hospitals) for g in offered_groups(viewer, condition, level)]
+
+
 def published_groups() -> tuple[access.PublishedGroup, ...]:
     """The published comparison groups (vbhc.access.load_comparison_groups), read again when the file changes;
     none when it is missing or wrong (the sidebar says what is wrong: published_groups_error)."""
