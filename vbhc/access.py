@@ -20,7 +20,8 @@ Role rules (who sees what):
   indicators), their n in bands, values rounded (the expected rank to a whole number), no
   observed/expected/limits/intervals (each would give n back), small ones withheld; a comparison group needs at
   least MIN_OTHER_UNITS other units, else the other units and the benchmark (which would give a lone other unit
-  back) are not shown.
+  back) are not shown; a manager's group is one of the published groups (offered_groups: no sum or difference of
+  the views offered singles out fewer than MIN_OTHER_UNITS units from as many hospitals).
 - admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
 - Small numbers on pages: a viewer sees exact small cells only of units whose patient-level rows they may see
   (quality; a care team without a hospital limit). A care team limited to some hospitals gets other hospitals'
