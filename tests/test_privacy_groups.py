@@ -345,3 +345,17 @@ def test_the_prom_histograms_group_panel_withholds_a_timepoint_of_a_thin_atom():
         assert got == {"12m"}
     # with G1 offered alone every atom holds at both timepoints
     assert comparison_group_withheld(cells, "H01", "", threshold=10, hospitals=["H01", *g1], offered=[g1]) == set()
+
+
+def test_the_own_units_charts_of_a_thin_indicator_are_the_registrys(monkeypatch):
+    """ui.data.unit_charts_for: the own unit's SPC chart of an indicator withheld from group views is the
+    registry's (its expected values recalibrated to the group carried the group's level), the others the group's."""
+    from ui import data as pages
+
+    peers = ("H01", "H02")
+    monkeypatch.setattr(pages, "comparison_group", lambda viewer, condition, level, chosen: (peers, False))
+    monkeypatch.setattr(pages, "_thin_indicators", lambda viewer, condition, level, chosen: frozenset({"thin"}))
+    charts = {peers: {"thin": "group thin", "kept": "group kept"}, (): {"thin": "registry thin", "kept": "registry"}}
+    monkeypatch.setattr(pages, "unit_charts", lambda condition, level, period, chosen, unit: charts[chosen])
+    got = pages.unit_charts_for(MANAGER, CONDITION, "hospital", "", peers, "H01")
+    assert got == {"thin": "registry thin", "kept": "group kept"}

@@ -608,21 +608,10 @@ def _registry_benchmark_where_thin(
     """A manager's group view with the registry's rows (its benchmark) for the indicators whose group benchmark
     vbhc.access.group_indicators_withheld withholds: an indicator counted in too few units of some atom of the
     offered groups, in some period of the grid."""
-    if not peers or access.sees_all_units(viewer, condition):
-        return table
-    url, data_version = database_url(), version()
-    grid = [result(condition, level, p, ()).table for p in grid_periods(condition)]
-    thin = access.group_indicators_withheld(
-        viewer,
-        condition,
-        level,
-        condition_unit_years(url, data_version, condition),
-        units(url, data_version),
-        grid,
-        published_groups(),
-    )
+    thin = _thin_indicators(viewer, condition, level, peers)
     if not thin or "indicator" not in table:
         return table
+    url, data_version = database_url(), version()
     registry_rows = access.indicator_rows(
         viewer,
         result(condition, level, period, ()).table,
@@ -637,6 +626,41 @@ def _registry_benchmark_where_thin(
     out = pd.concat([table[keep], instead], ignore_index=True)
     position = out["indicator"].astype(str).map(order).fillna(len(order))
     return out.iloc[position.argsort(kind="stable")].reset_index(drop=True)
+
+
+def _thin_indicators(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> frozenset[str]:
+    """vbhc.access.group_indicators_withheld over the registry's grid of periods: the indicators of which no group
+    view of this manager shows the group's figures (none without a group or for a viewer who sees every unit)."""
+    if not peers or access.sees_all_units(viewer, condition):
+        return frozenset()
+    url, data_version = database_url(), version()
+    grid = [result(condition, level, p, ()).table for p in grid_periods(condition)]
+    return access.group_indicators_withheld(
+        viewer,
+        condition,
+        level,
+        condition_unit_years(url, data_version, condition),
+        units(url, data_version),
+        grid,
+        published_groups(),
+    )
+
+
+def unit_charts_for(
+    viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...], unit: str
+) -> dict[str, pd.DataFrame]:
+    """unit_charts of the comparison group the viewer may use (comparison_group), with the registry's chart for an
+    indicator whose group figures the viewer's group views withhold (_thin_indicators): the own unit's expected
+    values are recalibrated to the group, so its chart carried the group's level of that indicator."""
+    peers = comparison_group(viewer, condition, level, peers)[0]
+    charts = unit_charts(condition, level, period, peers, unit)
+    thin = _thin_indicators(viewer, condition, level, peers)
+    if not thin:
+        return charts
+    registry_charts = unit_charts(condition, level, period, (), unit)
+    out = {k: v for k, v in charts.items() if k not in thin}
+    out.update({k: v for k, v in registry_charts.items() if k in thin})
+    return out
 
 
 def grid_periods(condition: str) -> list[str]:
