@@ -1184,7 +1184,25 @@ class Scatter:
         return False
 
 
+#: scatter's readings by the spec's JSON text (see scatter)
+_SCATTERS: dict[str, Scatter] = {}
+
+
 def scatter(spec: dict) -> Scatter:
+    """The spec drawn to SVG by vl-convert once per test process and read as a Scatter, however many tests look
+    at it.
+
+    Why: vl-convert draws the very same spec (the same JSON text) the same way, and about one in eight of this
+    module's scatter drawings were repeats: a unit's highlight stretched to a width is the same spec as the
+    stretched chart highlighted (the benchmark-line test draws only what the crowded-quadrant test drew), and a
+    small chart stretched to a phone's width can be the chart built for it (~0.1-0.3 s a drawing)."""
+    key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+    if key not in _SCATTERS:
+        _SCATTERS[key] = _scatter(spec)
+    return _SCATTERS[key]
+
+
+def _scatter(spec: dict) -> Scatter:
     svg = vlc.vegalite_to_svg(spec)
     names, points, rules, domains, curves, intervals = [], [], [], [], [], []
 
