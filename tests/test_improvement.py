@@ -892,7 +892,7 @@ def test_a_writer_takes_every_unit_the_registry_holds_and_keeps_a_stored_unit(en
         improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, unit=unit)
     stored = sorted(t.unit for t in improvement.targets(engine, CARE, CONDITION))
     assert stored == ["", "H01", "H02", "H02/ORT", f"{CONDITION}@H02"]
-    old = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.2, unit="H01")
+    old = improvement.set_target(engine, CARE, CONDITION, "severe_complication", 0.2, unit="H01")  # not a 2nd goal
     table = models.ImprovementTarget.__table__
     with engine.begin() as conn:
         conn.execute(table.update().where(table.c.item_id == old.item_id).values(unit="h01"))
@@ -1159,3 +1159,40 @@ def test_a_new_item_id_never_holds_a_digit_run_a_message_would_hide(monkeypatch)
     item_id = _new_item_id(ItemKind.TARGET)
     assert item_id == "T-1234abcd5678"
     assert shown_value("item_id", item_id) == item_id != HIDDEN_IDENTIFIER
+
+
+def test_the_form_path_refuses_a_second_active_target_and_a_second_open_action(engine, units):
+    """Before: set_target (the meeting page's goal and norm forms) stored a second active team goal for an
+    indicator, unit, kind and date that already had one, which the targets workbook refuses; and an action sent
+    twice was stored twice. Now every writer runs one check (check_one_per_key) in its transaction."""
+    start = dt.date(2026, 1, 1)
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01", valid_from=start)
+    before = counts(engine)
+    with pytest.raises(ImprovementError) as refused:
+        improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H01", valid_from=start)
+    assert refused.value.message("en").startswith("Team goal for Anastomotic leakage (H01) from 1 Jan 2026 is already")
+    assert refused.value.message("nl").startswith("Teamdoel voor Naadlekkage (H01) vanaf 1 jan 2026 geldt al")
+    assert counts(engine) == before
+    # another date, unit, kind or a retired goal is another target
+    later = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H01", valid_from=dt.date(2027, 1, 1))
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H02", valid_from=start)
+    improvement.set_target(
+        engine, QUALITY, CONDITION, INDICATOR, 0.12, unit="H01", valid_from=start, kind="external_norm", source="X"
+    )
+    # an edit that makes a goal the same as another is refused too; retiring the first frees its place
+    with pytest.raises(ImprovementError, match="is already in force"):
+        improvement.update_target(engine, CARE, later.item_id, 1, valid_from=start)
+    improvement.retire_target(engine, CARE, goal.item_id, 1)
+    assert improvement.update_target(engine, CARE, later.item_id, 1, valid_from=start).version == 2
+    # actions: the same open action twice (a form sent twice) is refused; done, or another due date, is not
+    args = (engine, CARE, CONDITION, "Nieuw  protocol", "verpleegkundig specialist", start, dt.date(2026, 6, 30))
+    first = improvement.create_action(*args, unit="H01")
+    before = counts(engine)
+    with pytest.raises(ImprovementError) as refused:
+        improvement.create_action(*args[:3], "nieuw protocol", *args[4:], unit="H01")
+    assert '"nieuw protocol" for H01 from 1 Jan 2026 to 30 Jun 2026 is already open' in refused.value.message("en")
+    assert "staat al open" in refused.value.message("nl")
+    assert counts(engine) == before
+    improvement.create_action(*args, unit="H02")
+    improvement.update_action(engine, CARE, first.item_id, 1, status="done")
+    improvement.create_action(*args, unit="H01")
