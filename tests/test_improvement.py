@@ -1196,3 +1196,18 @@ def test_the_form_path_refuses_a_second_active_target_and_a_second_open_action(e
     improvement.create_action(*args, unit="H02")
     improvement.update_action(engine, CARE, first.item_id, 1, status="done")
     improvement.create_action(*args, unit="H01")
+
+
+def test_a_workbook_row_edited_into_a_stored_target_left_out_of_the_file_is_refused(engine, units):
+    """Before: the targets workbook checked a stored goal only against new rows, so an exported row whose date was
+    changed to that of a stored goal left out of the file stored two active goals of one kind, unit and date."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01", valid_from=dt.date(2026, 1, 1))
+    later = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H01", valid_from=dt.date(2027, 1, 1))
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    rows = {ws.cell(r, 1).value: r for r in range(2, ws.max_row + 1)}
+    ws.cell(rows[later.item_id], TARGET_COLUMNS.index("valid_from") + 1).value = "2026-01-01"
+    ws.delete_rows(rows[first.item_id])
+    before = counts(engine)
+    with pytest.raises(ImprovementError, match="from 1 Jan 2026 is already in force"):
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert counts(engine) == before
