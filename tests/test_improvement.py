@@ -21,6 +21,7 @@ from tests.backends import sqlite_only
 from tests.registry_files import store_units
 from tests.xlsx_parts import (
     cell_moved_to_row_start,
+    number_written,
     patch_sheet,
     row_again_at_end,
     shared_strings,
@@ -1211,3 +1212,30 @@ def test_a_workbook_row_edited_into_a_stored_target_left_out_of_the_file_is_refu
     with pytest.raises(ImprovementError, match="from 1 Jan 2026 is already in force"):
         import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
     assert counts(engine) == before
+
+
+@sqlite_only
+@pytest.mark.parametrize(("kind", "written"), [("targets", b"0_07"), ("targets", b"nan"), ("actions", b" 1 ")])
+def test_a_number_excel_would_not_read_is_refused_in_the_improvement_workbooks(engine, units, kind, written):
+    """A target's value written 0_07 (Python reads 7, Excel shows an error or refuses the file) or nan (openpyxl
+    cannot read it: named as written, not as a damaged row), an action's version written " 1 ": refused naming row,
+    column and cell; nothing is written."""
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    improvement.create_action(engine, CARE, CONDITION, "Audit", "chirurg", dt.date(2026, 1, 1), dt.date(2026, 6, 1))
+    export, load, column = {
+        "targets": (export_targets, import_targets, "value"),
+        "actions": (export_actions, import_actions, "version"),
+    }[kind]
+    wb, ws = _sheet(export(engine, CARE, CONDITION), kind)
+    header = [c.value for c in ws[1]]
+    cell = f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[header.index(column)]}2"
+    data = patch_sheet(_bytes(wb), number_written(cell, written))
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        load(engine, CARE, data, file_name="plan.xlsx")
+    first = refused.value.problems[0]
+    assert first.row == 2 and first.column in (column, "")  # nan: no row was read, so the cell names the column
+    assert f"cell {cell} holds the number written as {written.decode()!r}" in first.text("en"), first.text("en")
+    assert "geschreven als" in first.text("nl")
+    assert counts(engine) == before
+    assert improvement.current_version(engine, CARE, goal.item_id).value == 0.10

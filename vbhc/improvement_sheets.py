@@ -304,6 +304,8 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
                 for row in sheet_rows(ws, io.BytesIO(data), title)
             ]
         except DamagedRow as damaged:  # a cell openpyxl cannot read: Excel calls the file damaged
+            if layout.numbers_not_excel:  # a number openpyxl cannot read (nan, infinity): named as written
+                return [], [problem(row, "", "", what, **values) for what, row, _, values in layout.unseen([])]
             return [], [problem(damaged.row, "", "", "row_damaged", error=damaged.error)]
     finally:
         wb.close()
