@@ -989,6 +989,39 @@ def _who_shape(lang: str, width: int, legend: bool = True) -> dict[str, Any]:
     )
 
 
+def _own_unit_legend(shape: dict[str, Any], layouts: dict[str, pd.DataFrame], lang: str, width: int) -> dict[str, Any]:
+    """The shape encoding of _who_shape whose "Own unit" entry names the own unit ("Own unit: <name>", wrapped
+    to the legend's room) where the placed names of `layouts` (_place_labels: phone, wide, built; text "" for a
+    name left off) leave its name off the plot in the container that draws the chart. Why: a name is never
+    drawn over a point; with no spot clear of them it is left off, and the diamond alone no longer told a
+    reader which unit is theirs (the other units are listed in the table under the chart)."""
+    off = {name: [str(u) for u, text in zip(layout["unit"], layout["text"], strict=True) if not text] for name, layout
+           in layouts.items()}  # fmt: skip
+    units = sorted({u for names in off.values() for u in names})
+    legend = shape.get("legend")
+    if not units or not legend:
+        return shape
+    wide_size, wide_room = _fonts(width)["legend"], min(width, COLUMN_WIDTH) - 160
+    phone_size, phone_room = FONT_SIZES_NARROW["legend"], PHONE_LEGEND - 30
+
+    def named(size: float, room: float) -> str:
+        chars = max(8, int(room / (size * GLYPH)))
+        return json.dumps({u: textwrap.wrap(t("chart.label.own_unit_named", lang, name=u), chars) for u in units})
+
+    def listed(name: str) -> str:
+        return json.dumps("|" + "|".join(off.get(name, [])) + "|")
+
+    layout = f"{PHONE_PARAM} ? {listed('phone')} : {NARROWED_PARAM} ? {listed('wide')} : {listed('built')}"
+    is_off = f"indexof({layout}, '|' + {HIGHLIGHT_PARAM} + '|') >= 0"
+    lines = f"({PHONE_PARAM} ? {named(phone_size, phone_room)} : {named(wide_size, wide_room)})[{HIGHLIGHT_PARAM}]"
+    if not _stretched(width):
+        lines = f"({named(wide_size, wide_room)})[{HIGHLIGHT_PARAM}]"
+    own = json.dumps(label("own_unit", lang))
+    limit = _on_phone(phone_room, wide_room) if _stretched(width) else wide_room
+    expr = f"datum.label === {own} && {is_off} ? {lines} : datum.label"
+    return shape | {"legend": legend | {"labelExpr": expr, "labelLimit": limit}}
+
+
 def _target_rule(
     data: _Data, target: float, kind: str, lang: str, *, channel: str, magnitude: float | None = None
 ) -> dict[str, Any]:
@@ -1343,7 +1376,10 @@ def funnel_chart(
         lines = [(g["precision"].to_numpy(float), g["limit"].to_numpy(float)) for _, g in limits.groupby("line")]
         # the team goal's and external norm's lines too: a name across them hid where the goal lies
         lines += [(np.array(x_dom, dtype=float), np.full(2, v)) for v in _target_values(targets)]
-        layers += _placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines)
+        names, layouts = _placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines)
+        points = layers[-1]["encoding"]
+        points["shape"] = _own_unit_legend(points["shape"], layouts, lang, width)
+        layers += names
     else:
         layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
@@ -1427,13 +1463,14 @@ def _placed_own_name(
     *,
     y_target: float | None = None,
     curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
     """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
     spot clear of the other units' points, the plot's edges, the benchmark line at `y_target` where there is
     one and the control limits' `curves` (x, y) where it can (_place_labels, placed per unit for when it is the
     own one, for a phone's plot, a narrower container's and the built width's: _by_container_fields). Why:
     centred above its point, the name covered a neighbour's dot on a phone and in the PDF report; placed clear
-    of those, it lay across the 95% limit."""
+    of those, it lay across the 95% limit. With no spot clear of the points the name is left off (the legend
+    names the unit: _own_unit_legend). Returns the name's layers and the layouts."""
     points = pd.DataFrame(
         {"unit": units["unit"].astype(str).to_numpy(), "cost": units["precision"].to_numpy(dtype=float)}
     ).assign(outcome=units["value"].to_numpy(dtype=float))
@@ -1452,8 +1489,8 @@ def _placed_own_name(
     name = {
         "data": data(placed, prefix=NAMES_PREFIX),
         "transform": [
-            {"filter": IS_HIGHLIGHT},
             *_by_container_fields(text="_text", align="_align", dx="_dx", dy="_dy"),
+            {"filter": f"{IS_HIGHLIGHT} && datum.text !== ''"},
         ],
         "mark": _placed_name_mark(width, "bold", HIGHLIGHT_COLOUR),
         "encoding": {
@@ -1462,7 +1499,7 @@ def _placed_own_name(
             "text": _n("text"),
         },
     }
-    return [_halo(name), name]
+    return [_halo(name), name], layouts
 
 
 def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
@@ -2755,12 +2792,14 @@ def _place_labels(
     its own and its neighbours' intervals, which no placement looked at); then every other unit gets such a spot free
     of those, for when it is the own unit (one own unit at a time). Every box is measured in bold (any unit may be
     the own one). A unit with no free spot still gets one for when it is the own unit, inside the plot and clear
-    of the points if it can be: the names it covers there step aside while it is the own unit.
+    of the points: the names it covers there step aside while it is the own unit. A name never covers a point:
+    with no spot clear of them, its text is empty (left off; the legend names the own unit, _own_unit_legend).
 
-    Returns unit, text (the name's lines joined by a newline), align, dx and dy (px from the point to the text's
-    anchor and its top), placed (False: no free spot; for a named unit, none clear of the lines too), yields_to
-    ("|H02|H07|": the own units whose name covers this one's), cost and outcome (the point's position). The
-    chart keeps them in a dataset of its own (NAMES_PREFIX), which the CSV download leaves out.
+    Returns unit, text (the name's lines joined by a newline; "" where it is left off), align, dx and dy (px
+    from the point to the text's anchor and its top), placed (False: no free spot; for a named unit, none clear
+    of the lines too), yields_to ("|H02|H07|": the own units whose name covers this one's), cost and outcome
+    (the point's position). The chart keeps them in a dataset of its own (NAMES_PREFIX), which the CSV
+    download leaves out.
 
     Offsets are in pixels, so a name stays next to its point however wide the chart is stretched; placed for the
     narrowest plot of the fonts `size` belongs to, where points are closest: wider, points and benchmark lines
@@ -2777,7 +2816,8 @@ def _place_labels(
     # a box: left, top, right, bottom and the x its position follows (its point's, a benchmark line's)
     Box = tuple[float, float, float, float, float]
     px, py = to_x(points["cost"]), to_y(points["outcome"])
-    radius = 9.0
+    # a point's circle (size 220: 8.4 px) and the 1.5 px of a name's halo: a name's outline left 1 px of a point
+    radius = 10.0
     dots: list[Box] = [(x - radius, y - radius, x + radius, y + radius, x) for x, y in zip(px, py, strict=True)]
     rules: list[Box] = []
     cost_target, outcome_target = targets
@@ -2906,17 +2946,24 @@ def _place_labels(
         if choice is not None:
             chosen[i] = (choice, unit not in named or crossings(choice[2])[0] == 0)
             continue
+        # no spot free of names: one free of the points (and inside the plot) still, where the names it covers
+        # step aside; none free of the points either: the name is left off (text ""), and the legend's "Own
+        # unit" entry names the unit instead (_own_unit_legend). Why: the fallback took the spot over the
+        # fewest points, and a name with its halo hid a neighbour's point entirely (the demo's costs page on a
+        # phone: "Universitair Medisch Centrum Veenmeer" over Eikenrode's point), so a reader lost a unit
         others = [d for j, d in enumerate(dots) if j != i]
-        candidates = [(lines, spot, box_at(i, lines, spot)) for lines in options[units[i]] for spot in _LABEL_SPOTS]
+        candidates = [
+            (lines, spot, box)
+            for lines in options[units[i]]
+            for spot in _LABEL_SPOTS
+            if overflow(box := box_at(i, lines, spot)) == 0 and hits(box, others) == 0
+        ]
+        if not candidates:
+            chosen[i] = (([], _LABEL_SPOTS[0], (0.0, 0.0, 0.0, 0.0, 0.0)), False)
+            continue
         choice = min(
             candidates,
-            key=lambda c: (
-                overflow(c[2]),
-                hits(c[2], others),
-                hits(c[2], rules) + on_curve(c[2]),
-                hits(c[2], names),
-                on_intervals(c[2]),
-            ),
+            key=lambda c: (hits(c[2], rules) + on_curve(c[2]), hits(c[2], names), on_intervals(c[2])),
         )
         chosen[i] = (choice, False)
         for j, other in named_boxes.items():
@@ -2931,7 +2978,7 @@ def _place_labels(
                 "text": "\n".join(lines),
                 "align": align,
                 "dx": dx,
-                "dy": round(box[1] - float(py[i]), 1),
+                "dy": round(box[1] - float(py[i]), 1) if lines else 0.0,
                 "placed": placed,
                 "yields_to": "|" + "|".join(sorted(hides[i])) + "|",
             }
@@ -3056,7 +3103,7 @@ def value_chart(
                     scale={"domain": quadrant_names, "range": [QUADRANT_COLOURS[q] for q in QUADRANTS]},
                     legend=_legend(quadrant_names, width),
                 ),
-                "shape": _who_shape(lang, width),
+                "shape": _who_shape(lang, width),  # naming the own unit where its name is left off: below
                 "size": _when_highlight(380, 220),
                 "stroke": _when_highlight(HIGHLIGHT_COLOUR, "#666666"),
                 "strokeWidth": _when_highlight(3, 0.8),
@@ -3085,6 +3132,8 @@ def value_chart(
                 ("built", built_plot, f["text"]),
             )
         }
+        points = layers[-1]["encoding"]
+        points["shape"] = _own_unit_legend(points["shape"], layouts, lang, width)
         placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
         for name, layout in layouts.items():
             for column in ("text", "align", "dx", "dy", "placed", "yields_to"):
@@ -3098,7 +3147,7 @@ def value_chart(
                 f" && indexof(datum.yields_to, '|' + {HIGHLIGHT_PARAM} + '|') < 0",
                 "normal",
             ),
-            (IS_HIGHLIGHT, "bold"),
+            (f"{IS_HIGHLIGHT} && datum.text !== ''", "bold"),
         ):
             name = {
                 "data": label_data,
