@@ -391,6 +391,20 @@ def p_offered_groups(w: World, role: str) -> None:
         assert got == ()
 
 
+def p_provenance_for(w: World, role: str) -> None:
+    """The import batches a file lists: none of a condition the role may not read, none at all for a manager or an
+    admin (no rows of any condition), and for a care team its condition's batches (here every batch holds both
+    hospitals); quality every batch."""
+    from vbhc.registry import batch_reach, import_batches
+
+    v = ROLES[role]
+    batches, reach = import_batches(w.engine), batch_reach(w.engine)
+    assert clean(access.provenance_for(v, [OUT], batches, reach), role).empty
+    own = clean(access.provenance_for(v, [OWN], batches, reach), role)
+    assert own.empty == (role in ("manager", "admin"))
+    assert len(access.provenance_for(QUALITY, [OUT], batches, reach)) == len(batches)
+
+
 def p_group_indicators_withheld(w: World, role: str) -> None:
     """The indicators no group view may show a group's benchmark of: none for a viewer who sees every unit (the
     care team of the condition) or who is offered no group (every other role on this registry: too few hospitals
@@ -1140,6 +1154,7 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.comparison_group_refusal": p_comparison_group_refusal,
     "vbhc.access.offered_groups": p_offered_groups,
     "vbhc.access.group_indicators_withheld": p_group_indicators_withheld,
+    "vbhc.access.provenance_for": p_provenance_for,
     "vbhc.access.grid_masked": p_grid_masked,
     "vbhc.access.guarded_import": p_guarded_import,
     "vbhc.access.export_file": p_export_file,
