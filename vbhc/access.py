@@ -1208,6 +1208,21 @@ def load_comparison_groups(path: Path | str | None = None) -> tuple[PublishedGro
     return tuple(groups)
 
 
+def published_groups_problem(viewer: Viewer, error: str | None, lang: str) -> str | None:
+    """What the sidebar says when the published groups' file cannot be read (`error`: load_comparison_groups'
+    one-line mistake; None: nothing to say). The mistake itself names the file's path on the server and the value
+    written, such as a group's member hospitals or its note: the quality directorate and the administrator, who
+    maintain the file, read it; everyone else is told that no group can be chosen and who sees why. A manager or a
+    care team was shown the mistake, and so the members of a group never offered to them."""
+    if not error:
+        return None
+    if viewer.has(Role.QUALITY) or may_manage_access(viewer):
+        return error
+    from vbhc.i18n import t
+
+    return t("comparison.groups_unreadable", lang)
+
+
 def offered_groups(
     viewer: Viewer,
     condition: str,
