@@ -391,6 +391,32 @@ def p_offered_groups(w: World, role: str) -> None:
         assert got == ()
 
 
+def p_provenance_for(w: World, role: str) -> None:
+    """The import batches a file lists: none of a condition the role may not read, none at all for a manager or an
+    admin (no rows of any condition), and for a care team its condition's batches (here every batch holds both
+    hospitals); quality every batch."""
+    from vbhc.registry import batch_reach, import_batches
+
+    v = ROLES[role]
+    batches, reach = import_batches(w.engine), batch_reach(w.engine)
+    assert clean(access.provenance_for(v, [OUT], batches, reach), role).empty
+    own = clean(access.provenance_for(v, [OWN], batches, reach), role)
+    assert own.empty == (role in ("manager", "admin"))
+    assert len(access.provenance_for(QUALITY, [OUT], batches, reach)) == len(batches)
+
+
+def p_published_groups_problem(w: World, role: str) -> None:
+    """A broken published groups' file: the mistake (path, a group's members) to quality and the administrator
+    (who keep the file) only; a care team and a manager are told no group can be chosen."""
+    error = "/srv/vbhc/groups.toml: group 1, key 'hospitals', value ['H02', '']: must be a non-empty list"
+    got = access.published_groups_problem(ROLES[role], error, "en")
+    assert (got == error) == (role == "admin")
+    if role != "admin":
+        clean(got, role)
+        assert "groups.toml" not in str(got)
+    assert access.published_groups_problem(QUALITY, error, "en") == error
+
+
 def p_group_indicators_withheld(w: World, role: str) -> None:
     """The indicators no group view may show a group's benchmark of: none for a viewer who sees every unit (the
     care team of the condition) or who is offered no group (every other role on this registry: too few hospitals
@@ -1140,6 +1166,8 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.comparison_group_refusal": p_comparison_group_refusal,
     "vbhc.access.offered_groups": p_offered_groups,
     "vbhc.access.group_indicators_withheld": p_group_indicators_withheld,
+    "vbhc.access.provenance_for": p_provenance_for,
+    "vbhc.access.published_groups_problem": p_published_groups_problem,
     "vbhc.access.grid_masked": p_grid_masked,
     "vbhc.access.guarded_import": p_guarded_import,
     "vbhc.access.export_file": p_export_file,

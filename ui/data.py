@@ -144,6 +144,19 @@ def batches(url: str, data_version: str) -> pd.DataFrame:
     return registry.import_batches(engine=engine(url))
 
 
+@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
+def batch_reach(url: str, data_version: str) -> pd.DataFrame:
+    """vbhc.registry.batch_reach once per dataset version: which conditions and hospitals each batch wrote."""
+    return registry.batch_reach(engine=engine(url))
+
+
+def batches_for(viewer: access.Viewer, conditions: Sequence[str]) -> pd.DataFrame:
+    """The import batches a file of `conditions` made for `viewer` lists (vbhc.access.provenance_for): not
+    other hospitals' or conditions' file names and importers for a care team."""
+    url, data_version = database_url(), version()
+    return access.provenance_for(viewer, conditions, batches(url, data_version), batch_reach(url, data_version))
+
+
 @st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
 def completeness(url: str, data_version: str, condition: str) -> pd.DataFrame:
     """vbhc.registry.completeness once per dataset version, from the results store (vbhc import prepares it): it

@@ -306,8 +306,9 @@ def sidebar(viewer: Viewer) -> Filters | None:
         key="period",
         format_func=lambda p: t("filter.all", lang) if p == "" else p,
     )
-    if data.published_groups_error():  # the published groups' file is wrong: no group until it is mended
-        st.sidebar.error(md_escape(str(data.published_groups_error())))
+    problem = access.published_groups_problem(viewer, data.published_groups_error(), lang)
+    if problem:  # the published groups' file is wrong: no group until it is mended (the mistake to its keepers)
+        st.sidebar.error(md_escape(problem))
     if not data.comparison_groups_offered(viewer, condition, level):
         # a group would give other hospitals' withheld cells back, or no group can leave enough other hospitals
         # inside and outside it (vbhc.access.comparison_group refuses any): not offered, and said why; a shared

@@ -616,7 +616,7 @@ def report_workbook(
         results,
         lang=lang,
         own_hospitals=(own,) if own else (),  # the same cells as the PDF and `vbhc report` withhold
-        batches=data.batches(url, version),
+        batches=data.batches_for(viewer, [r.condition for r in results]),  # the viewer's data's files only
         include_patient_rows=include_patient_rows,
         follow_up=read_follow_up(data.current_engine(), viewer, [r.condition for r in results]),
         unit_names=unit_names_for(results, lang, units=data.units(url, version)),
@@ -638,7 +638,7 @@ def report_pdf(
         result,
         unit,
         lang=lang,
-        batches=data.batches(url, version),
+        batches=data.batches_for(viewer, [result.condition]),  # the viewer's data's files only
         own_hospital=data.own_hospital(),
         follow_up=read_follow_up(data.current_engine(), viewer, [result.condition]),
         unit_names=unit_names_for([result], lang, units=data.units(url, version)),

@@ -401,6 +401,29 @@ def may_export(viewer: Viewer, condition: str | None = None, patient_level: bool
     return any(s.covers_condition(condition) for s in viewer.scopes_for(Role.CARE_TEAM))
 
 
+def provenance_for(
+    viewer: Viewer, conditions: Sequence[str], batches: pd.DataFrame, reach: pd.DataFrame
+) -> pd.DataFrame:
+    """The import batches a file made for `viewer` of `conditions` lists on its cover (file, SHA-256, rows, who
+    imported it, when): the quality directorate every batch (it reads every row and the audit log); anyone else
+    only the batches whose stored rows are of those conditions in hospitals whose rows the viewer reads
+    (may_see_patient_rows), and the units tables' batches of those hospitals. A care team limited to H01 was
+    given every other hospital's file names, importers (people) and row counts, and every other condition's.
+    `reach` is vbhc.registry.batch_reach; a batch no stored row points at any more is listed to quality only."""
+    if viewer.has(Role.QUALITY) or batches.empty:
+        return batches
+    wanted = [str(c) for c in conditions]
+    kept: set[int] = set()
+    for batch_id, condition, hospital in reach[["batch_id", "condition", "hospital"]].itertuples(index=False):
+        if condition is None or pd.isna(condition):
+            visible = any(may_see_patient_rows(viewer, c, str(hospital)) for c in wanted)
+        else:
+            visible = str(condition) in wanted and may_see_patient_rows(viewer, str(condition), str(hospital))
+        if visible:
+            kept.add(int(batch_id))
+    return batches[batches["id"].astype(int).isin(kept)].reset_index(drop=True)
+
+
 def may_import(viewer: Viewer) -> bool:
     return viewer.has(Role.QUALITY) or viewer.has(Role.ADMIN)
 
@@ -1183,6 +1206,21 @@ def load_comparison_groups(path: Path | str | None = None) -> tuple[PublishedGro
             raise fail("hospitals", hospitals, "must be a non-empty list of hospital codes")
         groups.append(PublishedGroup(name.strip(), frozenset(h.strip() for h in hospitals)))
     return tuple(groups)
+
+
+def published_groups_problem(viewer: Viewer, error: str | None, lang: str) -> str | None:
+    """What the sidebar says when the published groups' file cannot be read (`error`: load_comparison_groups'
+    one-line mistake; None: nothing to say). The mistake itself names the file's path on the server and the value
+    written, such as a group's member hospitals or its note: the quality directorate and the administrator, who
+    maintain the file, read it; everyone else is told that no group can be chosen and who sees why. A manager or a
+    care team was shown the mistake, and so the members of a group never offered to them."""
+    if not error:
+        return None
+    if viewer.has(Role.QUALITY) or may_manage_access(viewer):
+        return error
+    from vbhc.i18n import t
+
+    return t("comparison.groups_unreadable", lang)
 
 
 def offered_groups(

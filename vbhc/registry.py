@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Engine, Select, case, func, inspect, select
+from sqlalchemy import Engine, Select, case, func, inspect, null, select
 
 from vbhc import models
 from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
@@ -527,6 +527,23 @@ def import_batches(engine: Engine | None = None) -> pd.DataFrame:
     b = models.ImportBatch
     df = _read(select(b).order_by(b.id.desc()), engine)
     return _dates(df, ["imported_at"])
+
+
+def batch_reach(engine: Engine | None = None) -> pd.DataFrame:
+    """Per import batch the conditions and hospitals of the stored rows it last wrote (columns batch_id,
+    condition, hospital; condition None for the units tables): a file a viewer takes away lists only the batches
+    of data the viewer may read (vbhc.access.provenance_for), not other hospitals' file names and importers."""
+    c = models.CareCycle
+    queries = [select(c.batch_id, c.condition, c.hospital).distinct()]
+    for child in (models.ClinicalOutcome, models.PromResponse, models.CostLine):
+        queries.append(select(child.batch_id, c.condition, c.hospital).join(c, c.cycle_id == child.cycle_id).distinct())
+    h, d = models.Hospital, models.Department
+    queries.append(select(h.batch_id, null().label("condition"), h.code.label("hospital")).distinct())
+    queries.append(select(d.batch_id, null().label("condition"), d.hospital).distinct())
+    frames = [_read(q, engine) for q in queries]
+    reach = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    reach.columns = ["batch_id", "condition", "hospital"]
+    return reach.drop_duplicates(ignore_index=True)
 
 
 def dataset_version(engine: Engine | None = None) -> str:
