@@ -153,6 +153,7 @@ def complementary_suppression(
     n, o, counted, upper, keep = _cells(frame, count, observed, observed_is_count, upper, keep)
     names = frame[unit].astype(str).to_numpy() if unit and unit in frame else np.arange(size).astype(str)
     keys = _keys(frame, group) if group else np.zeros(size, str)
+    families = populations(frame)
     groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
     if totals_shown is not None:
         shown = np.asarray(totals_shown, bool)
@@ -178,7 +179,7 @@ def complementary_suppression(
                 hit[chosen] = True
                 changed = True
         if unit:
-            linked = _linked(hit, n, o, counted, names, keys, threshold)
+            linked = _linked(hit, n, o, counted, names, keys, threshold, families)
             if known:
                 linked &= ~keep
             if linked.any():
@@ -230,25 +231,71 @@ def _linked(
     names: np.ndarray,
     keys: np.ndarray,
     threshold: int,
+    families: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Shown cells of a unit whose count (n, or events/responders) equals a withheld count of the same unit in
-    another group: showing them would tell the withheld one. Only counts at or above the threshold link (a
-    small count such as 0 or 3 repeats by chance everywhere)."""
+    another group, both counts of one population (`families`: per row the population of n and of the observed
+    count, see populations): showing them would tell the withheld one. Only counts at or above the threshold link
+    (a small count such as 0 or 3 repeats by chance everywhere), and only within a population: a reader knows
+    that a unit's 30-day mortality and its volume count the same care cycles, or its 12-month response count and
+    its 12-month PROM score the same responders, but not that its deaths within a year happen to equal its
+    responders to a PROM change; such a chance equality linked, on the 4,000-cycle demo, every cell of a
+    condition's sheet (120 of 150 withheld for 3 small cells)."""
     out = np.zeros(len(hit), bool)
-    withheld: dict[str, set[tuple[str, float]]] = {}
+    none = np.zeros(len(hit), str)
+    n_family, o_family = families if families is not None else (none, none)
+
+    def counts(i: int) -> set[tuple[str, float]]:
+        own = {(n_family[i], n[i])}
+        return own | ({(o_family[i], o[i])} if counted[i] and np.isfinite(o[i]) else set())
+
+    withheld: dict[str, set[tuple[str, tuple[str, float]]]] = {}
     for p in np.flatnonzero(hit):
-        values = {n[p]} | ({o[p]} if counted[p] and np.isfinite(o[p]) else set())
-        withheld.setdefault(names[p], set()).update((keys[p], v) for v in values if v >= threshold)
+        withheld.setdefault(names[p], set()).update((keys[p], c) for c in counts(p) if c[1] >= threshold)
     if not withheld:
         return out
     for q in np.flatnonzero(~hit):
         secret = withheld.get(names[q])
         if not secret:
             continue
-        values = {n[q]} | ({o[q]} if counted[q] and np.isfinite(o[q]) else set())
-        if any(v in values and key != keys[q] for key, v in secret):
+        shown = counts(q)
+        if any(c in shown and key != keys[q] for key, c in secret):
             out[q] = True
     return out
+
+
+def populations(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row the population its n and its observed count are of, as a reader of the catalog knows them: a PROM
+    score, change or MIC counts the responders at its timepoint ("prom:<timepoint>", n and count); the response
+    rate the care cycles due (n, "cycles") and those responders (count); a PREM indicator the respondents
+    ("prem"); every other indicator the condition's care cycles ("cycles"). Counts of different populations that
+    happen to be equal are no link. None for a frame without condition and indicator columns (a PROM response
+    or cost table: one population); indicators the catalog does not know (a PREM questionnaire's) are one
+    population, "other", as every row was before."""
+    if "indicator" not in frame or "condition" not in frame or frame.empty:
+        return None
+    from vbhc.catalog import PREM_KINDS, PROM_KINDS, default_catalog
+
+    catalog = default_catalog()
+    known: dict[tuple[str, str], tuple[str, str]] = {}
+    pairs = list(zip(frame["condition"].astype(str), frame["indicator"].astype(str), strict=True))
+    for condition, indicator in dict.fromkeys(pairs):
+        try:
+            definition = catalog.condition(condition).indicator(indicator)
+        except KeyError:
+            known[(condition, indicator)] = ("other", "other")
+            continue
+        if definition.kind == "response_rate":
+            known[(condition, indicator)] = ("cycles", f"prom:{definition.timepoint}")
+        elif definition.kind in PROM_KINDS:
+            known[(condition, indicator)] = (f"prom:{definition.timepoint}",) * 2
+        elif definition.kind in PREM_KINDS:
+            known[(condition, indicator)] = ("prem", "prem")
+        else:
+            known[(condition, indicator)] = ("cycles", "cycles")
+    n_family = np.array([known[pair][0] for pair in pairs], dtype=object).astype(str)
+    o_family = np.array([known[pair][1] for pair in pairs], dtype=object).astype(str)
+    return n_family, o_family
 
 
 def signed_interval(total: float, coef: np.ndarray, lows: np.ndarray, highs: np.ndarray, i: int) -> tuple[float, float]:
