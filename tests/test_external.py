@@ -776,9 +776,9 @@ FIGURES = "source,published,period,condition,indicator,definition_version,unit,n
         ("colorectal_cancer,qol_12m,1,X03,10,,140,2,,", "mean", "140", "lies between 0 and 100"),
         ("colorectal_cancer,cost_per_cycle,1,X03,10,,-1000,2,,", "mean", "-1000", "is 0 or more"),
         ("hip_osteoarthritis,oxford_12m,1,X03,10,,,,500,25010", "sum", "500", "this row's mean is 50"),
-        ("hip_osteoarthritis,eq5d_change_12m,1,X03,10,,5,0.1,,", "mean", "5", "between -1.446 and 1.446"),
+        ("hip_osteoarthritis,eq5d_change_12m,1,X03,10,,5,0.1,,", "mean", "5", "between \u22121.446 and 1.446"),
         ("prem_clinical,prem_rating,1,X03,40,,15,1,,", "mean", "15", "lies between 0 and 10"),
-        ("prem_clinical,prem_nps,1,X03,40,,300,1,,", "mean", "300", "lies between -100 and 100"),
+        ("prem_clinical,prem_nps,1,X03,40,,300,1,,", "mean", "300", "lies between \u2212100 and 100"),
         # nor can their spread: an sd of 1e200 days made the benchmark's limits infinite (every unit 'as expected')
         ("colorectal_cancer,length_of_stay,1,X03,10,,6,1e200,,", "sd", "1e200", "cannot spread this far"),
         ("colorectal_cancer,length_of_stay,1,X03,10,,,,50,1e300", "sum_sq", "1e300", "their sd is at most 192.564"),
