@@ -155,6 +155,18 @@ def test_decimal_commas_are_read_and_a_mix_of_marks_refused():
         read_figures(_csv(rows[0].replace("5.2", "1.250").replace(";120;", ";2000;"), header=semicolon))
 
 
+def test_excels_separator_line_sets_the_separator_and_is_no_row():
+    """A file starting with Excel's separator line (sep=;) is read as Excel reads it: the line sets the
+    separator and is no row; rows keep the file's line numbers (it was 'unknown column sep=')."""
+    semicolon = [r.replace(",", ";") for r in (HEADER, *GOOD)]
+    got = read_figures(("sep=;\r\n" + "\r\n".join(semicolon)).encode("utf-8-sig"), file_name="f.csv")
+    assert got.frame.drop(columns="row").equals(read_figures(_csv(*GOOD)).frame.drop(columns="row"))
+    assert got.frame["row"].tolist() == [3, 4, 5]
+    with pytest.raises(ExternalRefused, match="separator line") as caught:
+        read_figures(("sep=|\n" + "\n".join(r.replace(";", "|") for r in semicolon)).encode(), file_name="f.csv")
+    assert caught.value.problems[0].row == 1
+
+
 def _workbook(rows: list[list[object]]) -> bytes:
     wb = Workbook()
     ws = wb.active

@@ -122,6 +122,48 @@ def test_utf8_with_bom_is_accepted(base, tmp_path):
     assert row_counts(engine)["care_cycles"] == 12
 
 
+# --- Excel's separator line (sep=;) ---------------------------------------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize("name", ["care_cycles.csv", "export.csv"])
+@pytest.mark.parametrize(
+    ("bom", "line_end", "quoted"),
+    [(b"", b"\n", False), (b"\xef\xbb\xbf", b"\r\n", False), (b"", b"\r\n", True), (b"", b"\r", False)],
+)
+def test_excels_separator_line_sets_the_separator_and_is_no_row(base, tmp_path, name, bom, line_end, quoted):
+    """A CSV starting with Excel's separator line (sep=;, written so that Excel in every locale opens it in
+    columns) is read as Excel reads it: the line sets the separator, the header is the next line. It was refused
+    as 'this file has no header row'. Rows keep the file's line numbers (the separator line is line 1): a value
+    in the sixth line is named in line 6, by the fast path (one line one row) and by the csv module's."""
+    engine, _ = base
+    plain = _cycles_csv(tmp_path / "plain.csv").read_bytes().replace(b"\r\n", b"\n").decode().splitlines()
+    lines = [line.replace(",", ";") for line in plain]
+    if quoted:
+        lines[3] = lines[3].replace("oesophagectomy", '"oesophagectomy"')
+    path = tmp_path / name
+    path.write_bytes(bom + line_end.join(s.encode() for s in ["sep=;", *lines]) + line_end)
+    import_files([path], engine)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(models.CareCycle.cycle_id, models.CareCycle.treatment)).all())
+    assert stored == {c["cycle_id"]: c["treatment"] for c in cycles()}
+    lines[4] = lines[4].replace("oesophagectomy", "oesophagectom?")  # the file's sixth line
+    path.write_bytes(bom + line_end.join(s.encode() for s in ["sep=;", *lines]) + line_end)
+    message = _refused([path], engine)
+    assert re.search(r"row 6 column 'treatment'", message), message
+
+
+@sqlite_only
+def test_a_separator_line_naming_another_separator_is_refused_naming_it(base, tmp_path):
+    """sep=| names a separator the import does not read: refused naming the line, not 'no header row'."""
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv")
+    path.write_bytes(b"sep=|\n" + path.read_bytes().replace(b",", b"|"))
+    message = _refused([path], engine)
+    assert "row 1" in message and "'sep=|'" in message and "separator line" in message, message
+    assert "no header row" not in message
+
+
 # --- formulas ------------------------------------------------------------------------------------------
 
 FORMULAS = [

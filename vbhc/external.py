@@ -51,6 +51,7 @@ from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
+from vbhc.ingest.directive import SEPARATORS, first_line_of, separator_directive
 from vbhc.ingest.problems import (
     EARLIEST_DATE,
     EXCEL_ERRORS,
@@ -287,19 +288,29 @@ def _records(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return refuse(Rule("external.not_utf8", byte=exc.start + 1))
-    lines = text.splitlines()
+    # Excel's separator line (sep=;) sets the separator and is no row; the rows keep the file's line numbers
+    first = first_line_of(text)
+    directive, separator = separator_directive(first)
+    if directive and separator is None:
+        return None, [], [Problem(file, None, 1, None, first, Rule("read.separator_directive_other"))], {}
+    lines = text.splitlines()[int(directive) :]
     header = next((line for line in lines if line.strip()), "")
-    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    counts = {d: header.count(d) for d in SEPARATORS}
     best = max(counts.values())
-    if best == 0:
+    if separator is not None:
+        delimiter = separator
+    elif best == 0:
         return refuse(Rule("external.no_header"), row=1)
-    if list(counts.values()).count(best) > 1:
+    elif list(counts.values()).count(best) > 1:
         return refuse(Rule("external.separator_unclear"), row=1)
-    delimiter = max(counts, key=counts.__getitem__)
+    else:
+        delimiter = max(counts, key=counts.__getitem__)
     rows = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         for fields in reader:
+            if directive and reader.line_num == 1:
+                continue
             rows.append((reader.line_num, fields))
     except csv.Error as exc:
         # the csv module's own words are English and name no row: the row where the value starts, and why

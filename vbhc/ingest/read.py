@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from vbhc.ingest.directive import SEPARATORS, first_line_of, separator_directive
 from vbhc.ingest.layout import Layout, excel_unescape, row_after, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
@@ -52,7 +53,7 @@ _MB = 1024 * 1024
 #: Parts every XLSX workbook has; a ZIP without them is not a workbook, whatever its name says.
 _XLSX_PARTS = ("[Content_Types].xml", "xl/workbook.xml")
 _MAX_ZIP_MEMBERS = 10_000
-_DELIMITERS = (",", ";", "\t")
+_DELIMITERS = SEPARATORS
 
 
 @dataclass
@@ -71,6 +72,9 @@ class Source:
     #: the sheet's name as the workbook's XML writes it, by which it is found (openpyxl, the layout scan): `sheet`
     #: is the name as Excel shows it, Excel's _xHHHH_ codes read (_x0075_nits is the sheet units)
     sheet_title: str | None = None
+    #: lines before the table that are no row: 1 for Excel's separator line `sep=;` (vbhc.ingest.directive); they
+    #: keep their line numbers, so every row is named by the line a text editor shows it on
+    skip_lines: int = 0
 
     @property
     def label(self) -> str:
@@ -131,10 +135,18 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
     sha, why, plain_lines = _scan_text(path)
     if why is not None:
         return refuse(why)
-    header_line = _first_line(path)
-    delimiter, why = _delimiter(header_line)
-    if why is not None:
-        return refuse(why)
+    first = first_line_of(_head(path, 64).decode("utf-8", "replace"))
+    directive, separator = separator_directive(first)
+    if directive and separator is None:  # Excel's separator line naming one this import does not read
+        report.add(Problem(path.name, None, 1, None, first, Rule("read.separator_directive_other")))
+        return []
+    header_line = _first_line(path, skip=int(directive))
+    if separator is not None:  # the separator line decides, as in Excel: the header is split on it
+        delimiter = separator
+    else:
+        delimiter, why = _delimiter(header_line)
+        if why is not None:
+            return refuse(why)
     table = _table_from_name(path.stem)
     if table is None:
         try:
@@ -144,7 +156,7 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         table = _table_from_header([normalise_name(c) for c in header])
     if table is None:
         return refuse(Rule("read.unknown_table", tables=", ".join(TABLES)))
-    return [Source(path, None, table, sha, size, delimiter, plain_lines)]
+    return [Source(path, None, table, sha, size, delimiter, plain_lines, skip_lines=int(directive))]
 
 
 def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Source]:
@@ -194,15 +206,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _first_line(path: Path) -> str:
+def _first_line(path: Path, skip: int = 0) -> str:
     """The first non-blank record (the header), as text: its line and, while a quote is open at a line's end, the
     next ones (a first line of data whose quoted value holds a line break goes on there; its separators too).
     A line ends as the csv module ends it: at a line feed, a carriage return and line feed, or a carriage return
-    alone (an old Mac export: the whole file was one 'line', and the table could not be told from its header)."""
+    alone (an old Mac export: the whole file was one 'line', and the table could not be told from its header).
+    The first `skip` lines are left out (Excel's separator line)."""
     record: list[str] = []
     size = 0
     with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None) as fh:
-        for line in fh:
+        for number, line in enumerate(fh):
+            if number < skip:
+                continue
             line = line.rstrip("\n")
             if not record and not line.strip():
                 continue
@@ -853,7 +868,9 @@ def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, lis
                 row_no += 1
                 if not row_no & 0xFFF:
                     position[0] = raw.tell()
-                yield row_no, fields, None, None
+                # a line before the table (Excel's separator line, one line without quotes) is no row: read as
+                # a blank line, it keeps its number
+                yield row_no, [] if row_no <= source.skip_lines else fields, None, None
         except csv.Error as exc:
             raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
 
