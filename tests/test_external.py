@@ -340,6 +340,26 @@ def test_a_code_in_a_number_cell_is_read_as_the_cell_shows_it():
     )
 
 
+def test_a_number_format_that_hides_a_value_is_refused():
+    """;;; hides a cell's value (Excel shows it empty), #,##0, shows 1200 as 1: a reader does not read what would
+    be stored; refused naming row, column, value and format (it was stored as the hidden number)."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2]
+    for column, number_format, shown in (("H2", ";;;", "'120'"), ("I2", "#,##0,", "'6'"), ("G2", ";;;", "'X01'")):
+        wb = Workbook()
+        ws = wb.active
+        ws.title = "external_figures"
+        ws.append(header)
+        ws.append(row)
+        ws[column].number_format = number_format
+        out = io.BytesIO()
+        wb.save(out)
+        with pytest.raises(ExternalRefused) as caught:
+            read_figures(out.getvalue(), file_name="f.xlsx")
+        assert f"row 2 column '{ws[column.replace('2', '1')].value}': value {shown}" in str(caught.value)
+        assert f"number format {number_format} shows its value otherwise" in str(caught.value)
+
+
 @pytest.fixture
 def versioned_catalog(tmp_path) -> Path:
     """The shipped catalog with mortality_30d at definition version 2, figures of other versions warned about."""

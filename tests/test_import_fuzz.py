@@ -288,6 +288,43 @@ def test_a_number_under_a_date_format_that_is_no_date_is_refused_without_a_warni
 
 
 @sqlite_only
+@pytest.mark.parametrize(
+    ("column", "value", "number_format"),
+    [
+        ("age", 64, ";;;"),  # Excel's way to hide a cell's value: the cell reads as empty
+        ("treatment", "oesophagectomy", ";;;"),  # a text under an empty text section: hidden too
+        ("age", 0, "0;-0;;@"),  # an empty section for zero
+        ("age", 3, '[<5]"<5";0'),  # a condition shows '<5' for the number
+        ("age", 64, '"n.v.t."'),  # a text-only format
+        ("bmi", 27.5, "#"),  # 27.5 shows 28 (rounded, as every format may); 0.3 shows nothing
+        ("bmi", 0.3, "#"),
+        ("age", 1500, "#,##0,"),  # divided by a thousand: shows 2
+        ("treatment", "oesophagectomy", '"x"@'),  # shows xoesophagectomy
+    ],
+)
+def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
+    base, tmp_path, column, value, number_format
+):
+    """A cell whose number format shows its value otherwise than it is stored (;;; hides it, an empty or
+    text-only section, a condition, #,##0, divides by a thousand, a text section with more than @) was imported
+    with the value the sheet does not show: a reader saw an empty cell (or '<5', or 2) where 64, 3 or 1500 was
+    stored. Refused naming row, column, value and format; a number format that shows the number (27.5 under #
+    reads 28, rounded as a format may) is read as before."""
+    engine, _files = base
+    wb, ws = _cycles_sheet()
+    cell = ws.cell(4, CYCLE_COLUMNS.index(column) + 1)
+    cell.value, cell.number_format = value, number_format
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    if value == 27.5:
+        import_files([path], engine)
+        return
+    message = _refused([path], engine)
+    assert f"[sheet care_cycles] row 4 column '{column}': value '{value}'" in message, message
+    assert f"number format {number_format} shows its value otherwise" in message, message
+
+
+@sqlite_only
 @pytest.mark.parametrize("state", ["hidden", "veryHidden"])
 def test_a_hidden_sheet_refuses_the_workbook(base, tmp_path, state):
     """A workbook whose costs sheet is hidden: a person reading it sees the care cycles only, so nothing is

@@ -221,7 +221,7 @@ def _records(
         from openpyxl import load_workbook
 
         from vbhc.ingest.layout import excel_unescape, same_sheet_names, sheet_layout
-        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
+        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, sheet_rows, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -266,6 +266,14 @@ def _records(
                             cells.append("")
                             continue
                         text, number_format = shown_cell(cell, layout)
+                        if (hiding := format_hides(cell)) is not None:  # ;;; hides it, #,##0, shows 1500 as 2
+                            names = next((named for _, named in rows if any(c.strip() for c in named)), [])
+                            name = names[position].strip() if position < len(names) else ""
+                            rule = Rule("read.cell_format_hides_at", format=hiding, position=position + 1)
+                            rule = Rule("read.cell_format_hides", format=hiding) if name else rule
+                            problems.append(Problem(file, sheet, number, name or None, text, rule))
+                            cells.append("")
+                            continue
                         if number_format is not None:
                             formatted[(number, position)] = number_format
                         cells.append(text)

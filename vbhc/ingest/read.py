@@ -16,6 +16,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 import os
@@ -751,9 +752,18 @@ def _take(frames: list[pd.DataFrame], numbers: list[np.ndarray], rows: int) -> t
     return frame.iloc[:rows].reset_index(drop=True), number[:rows]
 
 
-#: Why a workbook cell is not read: the value's type name, None for a formula, or the texts Excel may show for a
-#: shared string openpyxl gives alike for more than one (vbhc.ingest.layout.Layout.unclear_texts)
-Odd = str | tuple[str, ...] | None
+@dataclass(frozen=True)
+class FormatHides:
+    """Why a workbook cell is not read: its number format shows its value otherwise than stored (format_hides)."""
+
+    number_format: str
+    value: str
+
+
+#: Why a workbook cell is not read: the value's type name, None for a formula, the texts Excel may show for a
+#: shared string openpyxl gives alike for more than one (vbhc.ingest.layout.Layout.unclear_texts), or the number
+#: format that shows it otherwise than stored
+Odd = str | tuple[str, ...] | FormatHides | None
 
 
 def _not_plain(
@@ -762,6 +772,12 @@ def _not_plain(
     """A problem per cell that is not a plain value; `odd` holds (column position, why: Odd)."""
     for position, kind in odd:
         name = header.names[position] if header is not None and position < len(header.names) else None
+        if isinstance(kind, FormatHides):
+            rule = Rule("read.cell_format_hides", format=kind.number_format)
+            if not name:
+                rule = Rule("read.cell_format_hides_at", format=kind.number_format, position=position + 1)
+            report.add(source.problem(rule, row_no, name, kind.value))
+            continue
         if isinstance(kind, tuple):
             shown = " | ".join(kind)
             rule = Rule("read.cell_text_unclear") if name else Rule("read.cell_text_unclear_at", position=position + 1)
@@ -957,6 +973,108 @@ def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | N
     return cell_text(value), None
 
 
+#: A number format's tokens: a quoted literal, an escaped character, a [bracket] (colour, condition, locale), a
+#: padding (_x) or fill (*x) with its character, one other character
+_FORMAT_TOKEN = re.compile(r'"[^"]*"?|\\.|\[[^\]]*\]?|[_*].?|.', re.DOTALL)
+_FORMAT_CONDITION = re.compile(r"\[(<=|>=|<>|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\]")
+_COMPARE = {
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "=": lambda a, b: a == b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "<>": lambda a, b: a != b,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _format_sections(number_format: str) -> tuple[tuple[str, ...], ...] | None:
+    """A number format's sections (split at ';' outside quotes and brackets), each as its tokens; None for a date
+    format (openpyxl reads the cell as its date, which the date checks read)."""
+    from openpyxl.styles.numbers import is_date_format
+
+    if is_date_format(number_format):
+        return None
+    sections: list[tuple[str, ...]] = []
+    tokens: list[str] = []
+    for token in _FORMAT_TOKEN.findall(number_format):
+        if token == ";":
+            sections.append(tuple(tokens))
+            tokens = []
+        else:
+            tokens.append(token)
+    sections.append(tuple(tokens))
+    return tuple(sections)
+
+
+def _number_section(sections: tuple[tuple[str, ...], ...], value: float) -> tuple[str, ...] | None:
+    """The section Excel shows `value` with (None: none, Excel shows ####): the conditions' sections in order
+    and then the first without one; else positive;negative;zero (two sections: zero with the first)."""
+    numeric = sections[:3]
+    conditions = [next((m for t in s if (m := _FORMAT_CONDITION.fullmatch(t))), None) for s in numeric]
+    if any(conditions):
+        for section, condition in zip(numeric, conditions, strict=True):
+            if condition is None or _COMPARE[condition[1]](value, float(condition[2])):
+                return section
+        return None
+    if len(numeric) == 1 or value > 0 or (value == 0 and len(numeric) == 2):
+        return numeric[0]
+    return numeric[1] if value < 0 else numeric[2]
+
+
+def _shows_number(section: tuple[str, ...], value: float) -> bool:
+    """Whether a format section shows the number as it is: it has a digit (0 # ?) or General, shows a digit for
+    this value (# and ? show none for a value that rounds to 0: 0 under # reads as an empty cell), and does not
+    divide the number by a thousand (a comma after the digits: #,##0, shows 1500 as 2)."""
+    words = "".join(t for t in section if len(t) == 1).lower()
+    if "general" in words:
+        return True
+    digits = [i for i, t in enumerate(section) if t in ("0", "#", "?")]
+    if not digits:
+        return False
+    point = next((i for i, t in enumerate(section) if t == "."), len(section))
+    decimals = sum(1 for i in digits if i > point)
+    if "0" not in section and "/" not in section and abs(value) < 0.5 * 10.0**-decimals:
+        return False
+    commas = [i for i, t in enumerate(section) if t == ","]
+    return not any(i > digits[0] and not any(d > i for d in digits) for i in commas) and not any(
+        i > digits[0] and section[i + 1 : i + 2] == (".",) for i in commas
+    )
+
+
+def format_hides(cell: object) -> str | None:
+    """The cell's number format when Excel shows the cell's value otherwise than it is stored: no number at all
+    (the format ;;; that hides a cell, an empty or text-only section for zero, a condition such as [<5]"<5"), a
+    number divided by a thousand (#,##0,), or a text under a text section that is not @ alone (;;; hides it,
+    "H"@ shows H before it). A reader of the workbook does not read the value the import would store; the formula
+    bar shows it, the sheet does not. None for every other cell (General, Text, decimals, %, dates, ...)."""
+    value = getattr(cell, "value", None)
+    if value is None or isinstance(value, bool | dt.date) or not getattr(cell, "has_style", True):
+        return None
+    try:
+        number_format = getattr(cell, "number_format", "General")
+    except Exception as exc:  # a style the workbook does not have (s="99" of 3): Excel calls it damaged
+        raise DamagedRow(int(getattr(cell, "row", 0) or 0), type(exc).__name__) from None
+    if number_format in _GENERAL_FORMATS or not isinstance(number_format, str):
+        return None
+    sections = _format_sections(number_format)
+    if sections is None:
+        return None
+    if isinstance(value, str):
+        if len(sections) >= 4:
+            text = sections[3]
+        elif len(sections) == 1 and "@" in sections[0] and not {"0", "#", "?"} & set(sections[0]):
+            text = sections[0]
+        else:  # no text section: Excel shows the text as typed
+            return None
+        shown = [t for t in text if not t.startswith(("[", "_", "*"))]  # colours, padding and fill show no text
+        return None if shown == ["@"] else number_format
+    if isinstance(value, int | float):
+        section = _number_section(sections, value)
+        return None if section is not None and _shows_number(section, value) else number_format
+    return None
+
+
 def _xlsx_records(
     source: Source, layout: Layout
 ) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None]]:
@@ -986,6 +1104,10 @@ def _xlsx_records(
                     fields.append("")
                     continue
                 text, number_format = shown_cell(cell, layout)
+                if (hiding := format_hides(cell)) is not None:  # ;;; hides it, #,##0, shows 1500 as 2, ...
+                    odd = [*(odd or []), (col, FormatHides(hiding, text))]
+                    fields.append("")
+                    continue
                 if isinstance(value, str) and text.startswith("=") and len(text) > 1:  # = or _x003D_ (Excel's code)
                     odd = [*(odd or []), (col, None)]
                 if number_format is not None:
