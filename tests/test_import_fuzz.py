@@ -790,6 +790,33 @@ def test_zip_without_workbook_parts_is_not_a_workbook(base, tmp_path):
     assert "not an XLSX workbook: the ZIP archive has no [Content_Types].xml" in _refused([path], engine)
 
 
+@sqlite_only
+@pytest.mark.parametrize("name", ["registry.xlsx", "registry.ods", "registry.xlsb"])
+@pytest.mark.parametrize(
+    ("parts", "rule"),
+    [
+        (
+            {"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"},
+            "an OpenDocument file (.ods, saved by LibreOffice or OpenOffice), not an XLSX workbook: save it as",
+        ),
+        (
+            {"[Content_Types].xml": "<Types/>", "xl/workbook.bin": "\x83\x01"},
+            "an Excel binary workbook (.xlsb), not an XLSX workbook: save it as",
+        ),
+    ],
+)
+def test_an_ods_or_xlsb_workbook_is_refused_for_what_it_is(base, tmp_path, name, parts, rule):
+    """An .ods (LibreOffice) or .xlsb (Excel binary) workbook, under its own name or named .xlsx, is told as what
+    it is with what to do; it was 'not an XLSX workbook: the ZIP archive has no [Content_Types].xml' (or no
+    xl/workbook.xml), which no reader can act on."""
+    engine, _ = base
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for part, text in parts.items():
+            zf.writestr(part, text)
+    assert rule in _refused([path], engine)
+
+
 def _workbook(path: Path) -> Path:
     wb, _ = _cycles_sheet()
     wb.save(path)

@@ -297,9 +297,19 @@ def _check_xlsx_container(path: Path | BinaryIO) -> Rule | None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+            names = {i.filename for i in infos}
+            # what else a spreadsheet program saves as a ZIP: told by what it is, with what to do, instead of a
+            # part an XLSX workbook has that it lacks
+            mimetype = b""
+            if "mimetype" in names:  # its first bytes only: the part's size is not checked yet
+                with zf.open("mimetype") as part:
+                    mimetype = part.read(100)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, RuntimeError):
         return Rule("read.zip_unreadable")
-    names = {i.filename for i in infos}
+    if mimetype.startswith(b"application/vnd.oasis.opendocument"):
+        return Rule("read.opendocument")
+    if "xl/workbook.bin" in names and "xl/workbook.xml" not in names:
+        return Rule("read.xlsb")
     missing = [p for p in _XLSX_PARTS if p not in names]
     if missing:
         return Rule("read.zip_part_missing", part=missing[0])
