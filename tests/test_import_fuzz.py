@@ -394,6 +394,32 @@ def test_hidden_rows_are_refused_row_by_row(base, tmp_path, how):
 
 
 @sqlite_only
+def test_rows_and_columns_of_no_height_or_width_are_refused_as_hidden(base, tmp_path):
+    """A row of height 0 (ht="0") or a column of width 0, as another program than Excel writes a hidden one:
+    Excel shows them no more than hidden ones, and their values were imported unseen. A row or column of
+    another size is read as before."""
+    engine, _ = base
+    wb, _ = _cycles_sheet()
+    wb.save(tmp_path / "plain.xlsx")
+    data = (tmp_path / "plain.xlsx").read_bytes()
+    position = CYCLE_COLUMNS.index("bmi") + 1
+
+    def sized(xml: bytes) -> bytes:
+        xml = xml.replace(b'<row r="4"', b'<row r="4" ht="0" customHeight="1"', 1)
+        xml = xml.replace(b'<row r="6"', b'<row r="6" ht="0.5" customHeight="1"', 1)  # thin, not hidden
+        cols = f'<cols><col min="{position}" max="{position}" width="0" customWidth="1"/></cols>'.encode()
+        return re.sub(rb"(<sheetData)", cols + rb"\1", xml, count=1)
+
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(data, sized))
+    problems = _refused_problems([path], engine)
+    assert [(p.row, p.column, p.rule.code) for p in problems] == [
+        (1, "bmi", "read.column_hidden"),
+        (4, None, "read.row_hidden"),
+    ], [str(p) for p in problems]
+
+
+@sqlite_only
 def test_a_hidden_column_is_refused_but_hidden_empty_columns_beyond_the_data_are_not(base, tmp_path):
     """A hidden column of the data is refused at the header, naming it; hiding the unused columns to the right of
     the data (a tidy sheet) hides nothing that is read, and the workbook is imported."""
