@@ -164,6 +164,26 @@ def test_a_separator_line_naming_another_separator_is_refused_naming_it(base, tm
     assert "no header row" not in message
 
 
+@sqlite_only
+@pytest.mark.parametrize("sep", [",", ";"])
+@pytest.mark.parametrize("column", ["cycle_id", "patient_id"])
+def test_an_id_excel_turned_into_scientific_notation_is_refused(base, tmp_path, sep, column):
+    """A long numeric id that Excel showed as 1.23457E+11 (1,23457E+11 in Dutch) and saved to CSV so lost its
+    digits, and two ids may have become one; it was stored as the id '1.23457E+11'. Refused naming row and
+    column (a patient id's value hidden); an id such as 4.5e3 or 12345678901234567890, which Excel does not
+    write, is read as written."""
+    engine, _ = base
+    mark = "." if sep == "," else ","
+    rows = cycles()
+    rows[2][column] = f"1{mark}23457E+11"
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS, sep=sep)
+    message = _refused([path], engine)
+    assert f"row 4 column '{column}'" in message and "an id written as Excel shows a long number" in message
+    assert (f"value '1{mark}23457E+11'" in message) == (column == "cycle_id"), message
+    rows[2][column] = "4.5e3" if sep == "," else "12345678901234567890"
+    import_files([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS, sep=sep)], engine)
+
+
 # --- formulas ------------------------------------------------------------------------------------------
 
 FORMULAS = [

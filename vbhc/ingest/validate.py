@@ -56,6 +56,10 @@ _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
 
 
+#: A number as Excel's General format shows one too long for its cell (1.23457E+11, 1,23457E+11 in Dutch, 1E+15)
+_EXCEL_SCIENTIFIC = r"^\s*-?[0-9](?:[.,][0-9]+)?E[+-][0-9]{2,3}\s*$"
+
+
 @dataclass
 class _Seen:
     row: int
@@ -249,6 +253,11 @@ class Checker:
                 column,
                 lambda i: Rule("validate.id_line_break", code=f"U+{ord(_BREAK.search(s.iat[i]).group()):04X}"),
             )
+        # an id as Excel shows a long number (123456789012 as 1.23457E+11, or 1,23457E+11 in Dutch) and saves it
+        # to CSV so: the digits are gone, and two ids may have become one
+        scientific = pc.match_substring_regex(values, _EXCEL_SCIENTIFIC).to_numpy(zero_copy_only=False)
+        if scientific.any():
+            self.flag(scientific, column, Rule("validate.id_scientific"))
         odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
         if odd.any():
             where = np.flatnonzero(odd)
