@@ -320,6 +320,7 @@ def test_a_number_under_a_date_format_that_is_no_date_is_refused_without_a_warni
         ("bmi", 0.3, "#"),
         ("age", 1500, "#,##0,"),  # divided by a thousand: shows 2
         ("treatment", "oesophagectomy", '"x"@'),  # shows xoesophagectomy
+        ("bmi", -4, "0;0"),  # a second section writes no sign: shows 4 (0;-0, 0;(0) and 0;[Red]0 show it)
     ],
 )
 def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(

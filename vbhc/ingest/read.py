@@ -1052,12 +1052,26 @@ def _shows_number(section: tuple[str, ...], value: float) -> bool:
     )
 
 
+def _shows_negative(section: tuple[str, ...]) -> bool:
+    """Whether a section for negative numbers shows them as negative: Excel writes no minus sign of its own there,
+    so the section has one, parentheses (accounting) or a colour ([Red], as Excel's own formats offer)."""
+    return any(("-" in t or "(" in t) and not t.startswith(("[", "_", "*")) for t in section) or any(
+        t.startswith("[") and t[1:-1].strip().lower() in _COLOURS for t in section
+    )
+
+
+_COLOURS = frozenset({"red", "rood", "black", "blue", "cyan", "green", "magenta", "white", "yellow"}) | {
+    f"color{n}" for n in range(1, 57)
+}
+
+
 def format_hides(cell: object) -> str | None:
     """The cell's number format when Excel shows the cell's value otherwise than it is stored: no number at all
     (the format ;;; that hides a cell, an empty or text-only section for zero, a condition such as [<5]"<5"), a
-    number divided by a thousand (#,##0,), or a text under a text section that is not @ alone (;;; hides it,
-    "H"@ shows H before it). A reader of the workbook does not read the value the import would store; the formula
-    bar shows it, the sheet does not. None for every other cell (General, Text, decimals, %, dates, ...)."""
+    number divided by a thousand (#,##0,), a negative number without its sign (0;0 shows -4 as 4), or a text
+    under a text section that is not @ alone (;;; hides it, "H"@ shows H before it). A reader of the workbook does
+    not read the value the import would store; the formula bar shows it, the sheet does not. None for every other
+    cell (General, Text, decimals, %, dates, ...)."""
     value = getattr(cell, "value", None)
     if value is None or isinstance(value, bool | dt.date) or not getattr(cell, "has_style", True):
         return None
@@ -1081,7 +1095,11 @@ def format_hides(cell: object) -> str | None:
         return None if shown == ["@"] else number_format
     if isinstance(value, int | float):
         section = _number_section(sections, value)
-        return None if section is not None and _shows_number(section, value) else number_format
+        if section is None or not _shows_number(section, value):
+            return number_format
+        if value < 0 and section is not sections[0] and not _shows_negative(section):
+            return number_format  # 0;0 shows -4 as 4: a second section writes its own sign, or none
+        return None
     return None
 
 
