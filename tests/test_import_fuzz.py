@@ -346,6 +346,37 @@ def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
 
 
 @sqlite_only
+def test_number_cells_decide_no_decimal_mark(base, tmp_path):
+    """A workbook's number cell holds a number, not a text with a mark a person wrote (Dutch Excel shows 27.125 as
+    27,125): a sheet whose one decimal was 27.125 was refused as 'cannot tell whether '.' in 27.125 is a decimal
+    mark or a thousands separator', and number cells beside a text '27,5' as 'this file mixes decimal marks:
+    '22.5' uses '.'', a mark the reader of a Dutch Excel does not see. Only numbers written as text decide the
+    file's mark: a text 1.500 beside a text 27,5 is still refused."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    bmi = CYCLE_COLUMNS.index("bmi") + 1
+    for row in range(2, ws.max_row + 1):
+        ws.cell(row, bmi).value = 25.0  # number cells, whole
+    ws.cell(3, bmi).value = 27.125
+    path = tmp_path / "care_cycles.xlsx"
+    wb.save(path)
+    import_files([path], engine)
+    with engine.connect() as conn:
+        stored = conn.execute(select(models.CareCycle.bmi).where(models.CareCycle.cycle_id == "C0002")).scalar_one()
+    assert stored == 27.125
+    ws.cell(3, bmi).value = 22.5
+    ws.cell(4, bmi).value = "27,5"  # a number written as text, Dutch
+    wb.save(path)
+    import_files([path], engine)
+    with engine.connect() as conn:
+        stored = conn.execute(select(models.CareCycle.bmi).where(models.CareCycle.cycle_id == "C0003")).scalar_one()
+    assert stored == 27.5
+    ws.cell(5, bmi).value = "1.500"
+    wb.save(path)
+    assert "so '1.500' would hold a thousands separator" in _refused([path], engine)
+
+
+@sqlite_only
 @pytest.mark.parametrize("state", ["hidden", "veryHidden"])
 def test_a_hidden_sheet_refuses_the_workbook(base, tmp_path, state):
     """A workbook whose costs sheet is hidden: a person reading it sees the care cycles only, so nothing is

@@ -533,6 +533,10 @@ class Chunk:
     frame: pd.DataFrame  # every column as str, "" = missing
     rows: np.ndarray  # the row number a person sees, per frame row
     bytes_done: int
+    #: per row and column of `frame`, whether the cell is a workbook's number cell (None for a CSV): its text is
+    #: the number as Python writes it, whose point is no decimal mark a person wrote (Dutch Excel shows 188.125
+    #: as 188,125) and never a thousands separator, so it decides nothing about the marks of the file's texts
+    numeric: np.ndarray | None = None
 
 
 class DamagedFile(Exception):
@@ -551,9 +555,10 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
     header: Header | None = None
     buffer: list[list[str]] = []
     numbers: list[int] = []
+    numeric: list[list[int]] | None = [] if workbook else None  # each buffered row's number cells
     row_limit = max_rows()
     named = width = 0
-    for row_no, fields, odd, formatted in records:
+    for row_no, fields, odd, formatted, typed in records:
         if odd:
             _not_plain(source, header, row_no, odd, report)
             if header is not None:
@@ -594,18 +599,21 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
             fields = fields[:named]
         buffer.append(fields)
         numbers.append(row_no)
+        if numeric is not None:
+            numeric.append(typed or [])
         if len(buffer) >= chunk_rows:
             if _too_many(source, report, row_limit, numbers, buffer):
                 return
-            yield _chunk(header, buffer, numbers, _before_end(np.array([position[0]]), source.size))
+            yield _chunk(header, buffer, numbers, _before_end(np.array([position[0]]), source.size), numeric)
             row_limit -= len(buffer)
             buffer, numbers = [], []
+            numeric = [] if workbook else None
     if header is None:
         report.add(source.problem(Rule("read.file_empty")))
         return
     if _too_many(source, report, row_limit, numbers, buffer):
         return
-    yield _chunk(header, buffer, numbers, 0 if workbook else source.size)
+    yield _chunk(header, buffer, numbers, 0 if workbook else source.size, numeric)
 
 
 #: VBHC_IMPORT_SLOW_PATH=1 reads every CSV with the csv module (the fast path's equivalence tests use it too)
@@ -625,7 +633,7 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
     found = False
     records = _csv_records(source, [0])
     try:
-        for row_no, fields, _, _ in records:
+        for row_no, fields, *_ in records:
             if any(f.strip() for f in fields):
                 found, header = True, _make_header(fields, row_no, source, report)
                 break
@@ -854,13 +862,20 @@ def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int
     return True
 
 
-def _chunk(header: Header, buffer: list[list[str]], numbers: list[int], done: int) -> Chunk:
+def _chunk(
+    header: Header, buffer: list[list[str]], numbers: list[int], done: int, numeric: list[list[int]] | None = None
+) -> Chunk:
     # pandas' own string dtype: the checks run vectorised over it, where object columns loop in Python
     if buffer:
         frame = pd.DataFrame(buffer, columns=header.names, dtype=str)
     else:
         frame = pd.DataFrame({n: pd.Series(dtype=str) for n in header.names})
-    return Chunk(frame, np.asarray(numbers, dtype=np.int64), done)
+    typed = None
+    if numeric is not None:  # the number cells of a workbook's rows, by column position
+        typed = np.zeros((len(buffer), len(header.names)), dtype=bool)
+        for row, positions in enumerate(numeric):
+            typed[row, [p for p in positions if p < len(header.names)]] = True
+    return Chunk(frame, np.asarray(numbers, dtype=np.int64), done, typed)
 
 
 def _wrong_width(source: Source, width: int, row_no: int, fields: list[str], report: ImportReport) -> None:
@@ -884,8 +899,8 @@ def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], re
     return True
 
 
-def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None, None]]:
-    """(row number as Excel shows it, fields, None, None) per record; `position[0]` follows the bytes read."""
+def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None, None, None]]:
+    """(row number as Excel shows it, fields, None, None, None) per record; `position[0]` follows the bytes read."""
     with source.path.open("rb") as raw, open(raw.fileno(), encoding="utf-8-sig", newline="", closefd=False) as fh:
         reader = csv.reader(fh, delimiter=source.delimiter, strict=True)
         row_no = 0
@@ -896,7 +911,7 @@ def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, lis
                     position[0] = raw.tell()
                 # a line before the table (Excel's separator line, one line without quotes) is no row: read as
                 # a blank line, it keeps its number
-                yield row_no, [] if row_no <= source.skip_lines else fields, None, None
+                yield row_no, [] if row_no <= source.skip_lines else fields, None, None, None
         except csv.Error as exc:
             raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
 
@@ -1105,9 +1120,10 @@ def format_hides(cell: object) -> str | None:
 
 def _xlsx_records(
     source: Source, layout: Layout
-) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None]]:
+) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None, list[int]]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
-    None for a formula); and the number cells whose format may show another text than the number: (column
+    None for a formula); the positions of the number cells (Chunk.numeric); and the number cells whose format
+    may show another text than the number: (column
     position, the format). A number under a format of zeros is read with the leading zeros it shows. `layout`
     is filled with the sheet's merged cells and hidden rows and columns before the first row."""
     wb, fh = _open_workbook(source.path)
@@ -1121,6 +1137,7 @@ def _xlsx_records(
             fields = []
             odd: list[tuple[int, Odd]] | None = None
             formatted: list[tuple[int, str]] | None = None
+            typed: list[int] = []
             for col, cell in enumerate(cells):
                 value = cell.value
                 if value is not None and not isinstance(value, _PLAIN):
@@ -1140,10 +1157,12 @@ def _xlsx_records(
                     odd = [*(odd or []), (col, None)]
                 if number_format is not None:
                     formatted = [*(formatted or []), (col, number_format)]
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    typed.append(col)
                 fields.append(text)
             while fields and fields[-1] == "":
                 fields.pop()
-            yield row_no, fields, odd, formatted
+            yield row_no, fields, odd, formatted, typed
     finally:
         wb.close()
         fh.close()

@@ -270,6 +270,14 @@ class Checker:
                 self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
         return s
 
+    def _number_cells(self, column: str) -> np.ndarray:
+        """Per row, whether `column`'s cell is a workbook's number cell (none of a CSV's are)."""
+        numeric = self.chunk.numeric
+        at = self.frame.columns.get_loc(column) if column in self.frame.columns else None
+        if numeric is None or not isinstance(at, int) or at >= numeric.shape[1]:
+            return np.zeros(len(self.frame), dtype=bool)
+        return numeric[:, at]
+
     def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
         """Numbers as written: either decimal mark (decided per file), no thousands separators."""
         s = self.frame[column].str.strip()
@@ -286,8 +294,11 @@ class Checker:
         if rest.any():
             text = s[rest]
             number = text.str.fullmatch(_NUMBER).to_numpy()
+            # a workbook's number cells decide no decimal mark (Chunk.numeric): only the numbers written as text
+            written = number & ~self._number_cells(column)[rest]
+            if written.any():
+                self.marks.observe(column, text[written], self.chunk.rows[np.flatnonzero(rest)[written]])
             if number.any():
-                self.marks.observe(column, text[number], self.chunk.rows[np.flatnonzero(rest)[number]])
                 values[np.flatnonzero(rest)[number]] = _parse_numbers(text[number].str.replace(",", ".", regex=False))
             grouped = text.str.fullmatch(_GROUPED).to_numpy() & ~number
             bad_rows = np.zeros(len(s), dtype=bool)
