@@ -340,6 +340,21 @@ def test_a_code_in_a_number_cell_is_read_as_the_cell_shows_it():
     )
 
 
+def test_a_workbooks_number_cells_decide_no_decimal_mark():
+    """An expected count typed as the number 5.125 is a number, not a text whose point may be a thousands
+    separator (Dutch Excel shows it as 5,125): it was refused as 'cannot tell a decimal mark from a thousands
+    separator', and beside a text '4,1' as 'not a number'. Only numbers written as text decide the mark."""
+    header = HEADER.split(",")
+    first = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.125]
+    second = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X02", 80, 3, 4.1]
+    assert list(read_figures(_workbook([header, first, second]), file_name="f.xlsx").frame["expected"]) == [5.125, 4.1]
+    second[-1] = "4,1"
+    assert list(read_figures(_workbook([header, first, second]), file_name="f.xlsx").frame["expected"]) == [5.125, 4.1]
+    second[-1] = "1.500"  # a text: still undecided
+    with pytest.raises(ExternalRefused, match="cannot tell a decimal mark"):
+        read_figures(_workbook([header, first, second]), file_name="f.xlsx")
+
+
 def test_a_number_format_that_hides_a_value_is_refused():
     """;;; hides a cell's value (Excel shows it empty), #,##0, shows 1200 as 1: a reader does not read what would
     be stored; refused naming row, column, value and format (it was stored as the hidden number)."""

@@ -276,7 +276,8 @@ def _records(
                             continue
                         if number_format is not None:
                             formatted[(number, position)] = number_format
-                        cells.append(text)
+                        typed = isinstance(cell.value, int | float) and not isinstance(cell.value, bool)
+                        cells.append(NumberCell(text) if typed else text)
                     rows.append((number, cells))
             except DamagedRow as damaged:
                 if layout.numbers_not_excel:  # a number openpyxl cannot read (nan, infinity): named as written
@@ -329,6 +330,19 @@ def _records(
             return refuse(Rule("external.quote_not_closed"), row=start)
         return refuse(Rule("external.csv_malformed"), row=start)
     return None, rows, [], {}
+
+
+class NumberCell(str):
+    """The text of a workbook's number cell: the number as Python writes it, whose point is no decimal mark a
+    person wrote (Dutch Excel shows 5.125 as 5,125) and never a thousands separator. It decides nothing about
+    the file's decimal mark (_decimal_mark) and is read with its point (_number)."""
+
+    __slots__ = ()
+
+
+def _kept(cell: str, text: str) -> str:
+    """`text`, read from `cell`, as a NumberCell again when the cell was one."""
+    return NumberCell(text) if isinstance(cell, NumberCell) else text
 
 
 def _plain(text: str) -> str:
@@ -406,7 +420,9 @@ def read_table(
             elif name not in numbers and name not in free_text and (odd := lookalike_character(value)) is not None:
                 problem(number, name, value, Rule(f"external.{odd[0]}", character=odd[1]))  # a unit С01 for C01
         # in composed form (NFC): a source named with é as e + an accent mark is the source named with é
-        records.append((number, {name: unicodedata.normalize("NFC", _plain(raw[name])) for name in header}))
+        records.append(
+            (number, {name: _kept(raw[name], unicodedata.normalize("NFC", _plain(raw[name]))) for name in header})
+        )
     return records, problems, problem
 
 
@@ -441,7 +457,7 @@ def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: S
     for number, values in records:
         for name in numbers:
             text = values.get(name, "")
-            if not _NUMBER.match(text) or ("." not in text and "," not in text):
+            if isinstance(text, NumberCell) or not _NUMBER.match(text) or ("." not in text and "," not in text):
                 continue
             if _UNDECIDED.match(text):
                 undecided = undecided or (number, name, text)
@@ -458,6 +474,8 @@ def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: S
 
 
 def _number(text: str, mark: str) -> float | None:
+    """The number `text` writes with the file's decimal `mark` (a workbook's number cell with its point)."""
+    mark = "." if isinstance(text, NumberCell) else mark
     if not _NUMBER.match(text) or (mark == "." and "," in text) or (mark == "," and "." in text):
         return None
     value = float(text.replace(",", "."))
