@@ -340,6 +340,17 @@ def test_a_code_in_a_number_cell_is_read_as_the_cell_shows_it():
     )
 
 
+def test_a_number_below_one_with_three_decimals_decides_the_mark():
+    """0.125 is read as a decimal (no one groups thousands after a 0), as the registry import reads it: a file
+    whose only decimals were an EQ-5D change of 0.125 and an sd of 0.250 was refused as 'cannot tell a decimal
+    mark from a thousands separator'. 1.250 alone still decides nothing."""
+    provenance = "national registry,2025-03-01,2024,hip_osteoarthritis"
+    got = read_figures(_csv(f"{provenance},eq5d_change_12m,1,X01,120,,,0.125,0.250"), file_name="f.csv")
+    assert got.frame[["mean", "sd"]].iloc[0].tolist() == [0.125, 0.25]
+    with pytest.raises(ExternalRefused, match="cannot tell a decimal mark"):
+        read_figures(_csv(f"{provenance},eq5d_change_12m,1,X01,120,,,1.250,"), file_name="f.csv")
+
+
 def test_a_workbooks_number_cells_decide_no_decimal_mark():
     """An expected count typed as the number 5.125 is a number, not a text whose point may be a thousands
     separator (Dutch Excel shows it as 5,125): it was refused as 'cannot tell a decimal mark from a thousands

@@ -115,7 +115,9 @@ _UNIT = re.compile(r"^[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?$")
 #: Numbers are written with the digits 0-9, as in a registry file: \d (and float()) also read full-width １２
 #: and other scripts' digits
 _NUMBER = re.compile(r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$")
-_UNDECIDED = re.compile(r"^[+-]?[0-9]{1,3}[.,][0-9]{3}$")  # 1.250: a decimal or a thousands separator?
+#: 1.250: a decimal or a thousands separator? Not 0.125: no one groups a number's thousands after a 0 (as the
+#: registry import reads it, vbhc.ingest.validate.DecimalMarks)
+_UNDECIDED = re.compile(r"^[+-]?(?!0[.,])[0-9]{1,3}[.,][0-9]{3}$")
 _MAX_TEXT = 200
 _MB = 1024 * 1024
 #: Why a continuous indicator is compared on crude means among external units.
