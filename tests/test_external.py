@@ -155,6 +155,18 @@ def test_decimal_commas_are_read_and_a_mix_of_marks_refused():
         read_figures(_csv(rows[0].replace("5.2", "1.250").replace(";120;", ";2000;"), header=semicolon))
 
 
+def test_excels_separator_line_sets_the_separator_and_is_no_row():
+    """A file starting with Excel's separator line (sep=;) is read as Excel reads it: the line sets the
+    separator and is no row; rows keep the file's line numbers (it was 'unknown column sep=')."""
+    semicolon = [r.replace(",", ";") for r in (HEADER, *GOOD)]
+    got = read_figures(("sep=;\r\n" + "\r\n".join(semicolon)).encode("utf-8-sig"), file_name="f.csv")
+    assert got.frame.drop(columns="row").equals(read_figures(_csv(*GOOD)).frame.drop(columns="row"))
+    assert got.frame["row"].tolist() == [3, 4, 5]
+    with pytest.raises(ExternalRefused, match="separator line") as caught:
+        read_figures(("sep=|\n" + "\n".join(r.replace(";", "|") for r in semicolon)).encode(), file_name="f.csv")
+    assert caught.value.problems[0].row == 1
+
+
 def _workbook(rows: list[list[object]]) -> bytes:
     wb = Workbook()
     ws = wb.active
@@ -326,6 +338,52 @@ def test_a_code_in_a_number_cell_is_read_as_the_cell_shows_it():
         "f.xlsx [sheet external_figures] row 2 column 'unit': value '7': a number cell under the number format 0.0"
         in (str(caught.value))
     )
+
+
+def test_a_number_below_one_with_three_decimals_decides_the_mark():
+    """0.125 is read as a decimal (no one groups thousands after a 0), as the registry import reads it: a file
+    whose only decimals were an EQ-5D change of 0.125 and an sd of 0.250 was refused as 'cannot tell a decimal
+    mark from a thousands separator'. 1.250 alone still decides nothing."""
+    provenance = "national registry,2025-03-01,2024,hip_osteoarthritis"
+    got = read_figures(_csv(f"{provenance},eq5d_change_12m,1,X01,120,,,0.125,0.250"), file_name="f.csv")
+    assert got.frame[["mean", "sd"]].iloc[0].tolist() == [0.125, 0.25]
+    with pytest.raises(ExternalRefused, match="cannot tell a decimal mark"):
+        read_figures(_csv(f"{provenance},eq5d_change_12m,1,X01,120,,,1.250,"), file_name="f.csv")
+
+
+def test_a_workbooks_number_cells_decide_no_decimal_mark():
+    """An expected count typed as the number 5.125 is a number, not a text whose point may be a thousands
+    separator (Dutch Excel shows it as 5,125): it was refused as 'cannot tell a decimal mark from a thousands
+    separator', and beside a text '4,1' as 'not a number'. Only numbers written as text decide the mark."""
+    header = HEADER.split(",")
+    first = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.125]
+    second = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X02", 80, 3, 4.1]
+    assert list(read_figures(_workbook([header, first, second]), file_name="f.xlsx").frame["expected"]) == [5.125, 4.1]
+    second[-1] = "4,1"
+    assert list(read_figures(_workbook([header, first, second]), file_name="f.xlsx").frame["expected"]) == [5.125, 4.1]
+    second[-1] = "1.500"  # a text: still undecided
+    with pytest.raises(ExternalRefused, match="cannot tell a decimal mark"):
+        read_figures(_workbook([header, first, second]), file_name="f.xlsx")
+
+
+def test_a_number_format_that_hides_a_value_is_refused():
+    """;;; hides a cell's value (Excel shows it empty), #,##0, shows 1200 as 1: a reader does not read what would
+    be stored; refused naming row, column, value and format (it was stored as the hidden number)."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2]
+    for column, number_format, shown in (("H2", ";;;", "'120'"), ("I2", "#,##0,", "'6'"), ("G2", ";;;", "'X01'")):
+        wb = Workbook()
+        ws = wb.active
+        ws.title = "external_figures"
+        ws.append(header)
+        ws.append(row)
+        ws[column].number_format = number_format
+        out = io.BytesIO()
+        wb.save(out)
+        with pytest.raises(ExternalRefused) as caught:
+            read_figures(out.getvalue(), file_name="f.xlsx")
+        assert f"row 2 column '{ws[column.replace('2', '1')].value}': value {shown}" in str(caught.value)
+        assert f"number format {number_format} shows its value otherwise" in str(caught.value)
 
 
 @pytest.fixture

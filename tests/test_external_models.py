@@ -46,6 +46,38 @@ def _expit(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
+def test_a_workbooks_number_cells_decide_no_decimal_mark():
+    """A model workbook's coefficients are number cells (a number, not a text with a mark a person wrote): a
+    workbook whose coefficients had three decimals (0.125, 1.375) was refused as 'cannot tell a decimal mark from
+    a thousands separator', and one beside a coefficient typed as text '0,5' as mixing marks. Only numbers written
+    as text decide the mark."""
+    import io
+
+    from openpyxl import Workbook
+
+    def workbook(rows: list[str], typed_as_text: str | None = None) -> bytes:
+        wb = Workbook()
+        ws = wb.active
+        ws.append(HEADER.split(","))
+        for row in rows:
+            cells: list[object] = row.split(",")
+            for i in (9, 11, 12, 13):  # coefficient, centre, min, max: number cells
+                if cells[i] != "":
+                    cells[i] = float(cells[i])
+            ws.append([c if c != "" else None for c in cells])
+        if typed_as_text is not None:
+            ws.cell(5, 10).value = typed_as_text  # sex M's coefficient written as text
+        out = io.BytesIO()
+        wb.save(out)
+        return out.getvalue()
+
+    rows = [r.replace(",0.04,", ",0.125,").replace(",0.3,", ",1.375,") for r in MODEL]
+    model = read_model(workbook(rows), file_name="model.xlsx")
+    assert sorted(t.coefficient for t in model.numbers) == [0.125, 1.375]
+    model = read_model(workbook(rows, "0,5"), file_name="model.xlsx")
+    assert [t.codes() for t in model.categories] == [{"F": 0.0, "M": 0.5}]
+
+
 def test_expected_values_of_a_hand_computed_logistic_model():
     model = read_model(_csv(*MODEL), file_name="model.csv")
     assert (model.source, model.period, model.link, model.intercept) == ("national registry", "2024", "logit", -2.5)

@@ -122,6 +122,68 @@ def test_utf8_with_bom_is_accepted(base, tmp_path):
     assert row_counts(engine)["care_cycles"] == 12
 
 
+# --- Excel's separator line (sep=;) ---------------------------------------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize("name", ["care_cycles.csv", "export.csv"])
+@pytest.mark.parametrize(
+    ("bom", "line_end", "quoted"),
+    [(b"", b"\n", False), (b"\xef\xbb\xbf", b"\r\n", False), (b"", b"\r\n", True), (b"", b"\r", False)],
+)
+def test_excels_separator_line_sets_the_separator_and_is_no_row(base, tmp_path, name, bom, line_end, quoted):
+    """A CSV starting with Excel's separator line (sep=;, written so that Excel in every locale opens it in
+    columns) is read as Excel reads it: the line sets the separator, the header is the next line. It was refused
+    as 'this file has no header row'. Rows keep the file's line numbers (the separator line is line 1): a value
+    in the sixth line is named in line 6, by the fast path (one line one row) and by the csv module's."""
+    engine, _ = base
+    plain = _cycles_csv(tmp_path / "plain.csv").read_bytes().replace(b"\r\n", b"\n").decode().splitlines()
+    lines = [line.replace(",", ";") for line in plain]
+    if quoted:
+        lines[3] = lines[3].replace("oesophagectomy", '"oesophagectomy"')
+    path = tmp_path / name
+    path.write_bytes(bom + line_end.join(s.encode() for s in ["sep=;", *lines]) + line_end)
+    import_files([path], engine)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(models.CareCycle.cycle_id, models.CareCycle.treatment)).all())
+    assert stored == {c["cycle_id"]: c["treatment"] for c in cycles()}
+    lines[4] = lines[4].replace("oesophagectomy", "oesophagectom?")  # the file's sixth line
+    path.write_bytes(bom + line_end.join(s.encode() for s in ["sep=;", *lines]) + line_end)
+    message = _refused([path], engine)
+    assert re.search(r"row 6 column 'treatment'", message), message
+
+
+@sqlite_only
+def test_a_separator_line_naming_another_separator_is_refused_naming_it(base, tmp_path):
+    """sep=| names a separator the import does not read: refused naming the line, not 'no header row'."""
+    engine, _ = base
+    path = _cycles_csv(tmp_path / "care_cycles.csv")
+    path.write_bytes(b"sep=|\n" + path.read_bytes().replace(b",", b"|"))
+    message = _refused([path], engine)
+    assert "row 1" in message and "'sep=|'" in message and "separator line" in message, message
+    assert "no header row" not in message
+
+
+@sqlite_only
+@pytest.mark.parametrize("sep", [",", ";"])
+@pytest.mark.parametrize("column", ["cycle_id", "patient_id"])
+def test_an_id_excel_turned_into_scientific_notation_is_refused(base, tmp_path, sep, column):
+    """A long numeric id that Excel showed as 1.23457E+11 (1,23457E+11 in Dutch) and saved to CSV so lost its
+    digits, and two ids may have become one; it was stored as the id '1.23457E+11'. Refused naming row and
+    column (a patient id's value hidden); an id such as 4.5e3 or 12345678901234567890, which Excel does not
+    write, is read as written."""
+    engine, _ = base
+    mark = "." if sep == "," else ","
+    rows = cycles()
+    rows[2][column] = f"1{mark}23457E+11"
+    path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS, sep=sep)
+    message = _refused([path], engine)
+    assert f"row 4 column '{column}'" in message and "an id written as Excel shows a long number" in message
+    assert (f"value '1{mark}23457E+11'" in message) == (column == "cycle_id"), message
+    rows[2][column] = "4.5e3" if sep == "," else "12345678901234567890"
+    import_files([write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS, sep=sep)], engine)
+
+
 # --- formulas ------------------------------------------------------------------------------------------
 
 FORMULAS = [
@@ -246,6 +308,75 @@ def test_a_number_under_a_date_format_that_is_no_date_is_refused_without_a_warni
 
 
 @sqlite_only
+@pytest.mark.parametrize(
+    ("column", "value", "number_format"),
+    [
+        ("age", 64, ";;;"),  # Excel's way to hide a cell's value: the cell reads as empty
+        ("treatment", "oesophagectomy", ";;;"),  # a text under an empty text section: hidden too
+        ("age", 0, "0;-0;;@"),  # an empty section for zero
+        ("age", 3, '[<5]"<5";0'),  # a condition shows '<5' for the number
+        ("age", 64, '"n.v.t."'),  # a text-only format
+        ("bmi", 27.5, "#"),  # 27.5 shows 28 (rounded, as every format may); 0.3 shows nothing
+        ("bmi", 0.3, "#"),
+        ("age", 1500, "#,##0,"),  # divided by a thousand: shows 2
+        ("treatment", "oesophagectomy", '"x"@'),  # shows xoesophagectomy
+        ("bmi", -4, "0;0"),  # a second section writes no sign: shows 4 (0;-0, 0;(0) and 0;[Red]0 show it)
+    ],
+)
+def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
+    base, tmp_path, column, value, number_format
+):
+    """A cell whose number format shows its value otherwise than it is stored (;;; hides it, an empty or
+    text-only section, a condition, #,##0, divides by a thousand, a text section with more than @) was imported
+    with the value the sheet does not show: a reader saw an empty cell (or '<5', or 2) where 64, 3 or 1500 was
+    stored. Refused naming row, column, value and format; a number format that shows the number (27.5 under #
+    reads 28, rounded as a format may) is read as before."""
+    engine, _files = base
+    wb, ws = _cycles_sheet()
+    cell = ws.cell(4, CYCLE_COLUMNS.index(column) + 1)
+    cell.value, cell.number_format = value, number_format
+    path = tmp_path / "registry.xlsx"
+    wb.save(path)
+    if value == 27.5:
+        import_files([path], engine)
+        return
+    message = _refused([path], engine)
+    assert f"[sheet care_cycles] row 4 column '{column}': value '{value}'" in message, message
+    assert f"number format {number_format} shows its value otherwise" in message, message
+
+
+@sqlite_only
+def test_number_cells_decide_no_decimal_mark(base, tmp_path):
+    """A workbook's number cell holds a number, not a text with a mark a person wrote (Dutch Excel shows 27.125 as
+    27,125): a sheet whose one decimal was 27.125 was refused as 'cannot tell whether '.' in 27.125 is a decimal
+    mark or a thousands separator', and number cells beside a text '27,5' as 'this file mixes decimal marks:
+    '22.5' uses '.'', a mark the reader of a Dutch Excel does not see. Only numbers written as text decide the
+    file's mark: a text 1.500 beside a text 27,5 is still refused."""
+    engine, _ = base
+    wb, ws = _cycles_sheet()
+    bmi = CYCLE_COLUMNS.index("bmi") + 1
+    for row in range(2, ws.max_row + 1):
+        ws.cell(row, bmi).value = 25.0  # number cells, whole
+    ws.cell(3, bmi).value = 27.125
+    path = tmp_path / "care_cycles.xlsx"
+    wb.save(path)
+    import_files([path], engine)
+    with engine.connect() as conn:
+        stored = conn.execute(select(models.CareCycle.bmi).where(models.CareCycle.cycle_id == "C0002")).scalar_one()
+    assert stored == 27.125
+    ws.cell(3, bmi).value = 22.5
+    ws.cell(4, bmi).value = "27,5"  # a number written as text, Dutch
+    wb.save(path)
+    import_files([path], engine)
+    with engine.connect() as conn:
+        stored = conn.execute(select(models.CareCycle.bmi).where(models.CareCycle.cycle_id == "C0003")).scalar_one()
+    assert stored == 27.5
+    ws.cell(5, bmi).value = "1.500"
+    wb.save(path)
+    assert "so '1.500' would hold a thousands separator" in _refused([path], engine)
+
+
+@sqlite_only
 @pytest.mark.parametrize("state", ["hidden", "veryHidden"])
 def test_a_hidden_sheet_refuses_the_workbook(base, tmp_path, state):
     """A workbook whose costs sheet is hidden: a person reading it sees the care cycles only, so nothing is
@@ -312,6 +443,32 @@ def test_hidden_rows_are_refused_row_by_row(base, tmp_path, how):
     assert [(p.row, p.rule.code) for p in problems] == [(3, "read.row_hidden"), (5, "read.row_hidden")]
     assert "the row is hidden (by hand or by a filter)" in str(problems[0])
     assert "de rij is verborgen" in problems[0].line("nl")
+
+
+@sqlite_only
+def test_rows_and_columns_of_no_height_or_width_are_refused_as_hidden(base, tmp_path):
+    """A row of height 0 (ht="0") or a column of width 0, as another program than Excel writes a hidden one:
+    Excel shows them no more than hidden ones, and their values were imported unseen. A row or column of
+    another size is read as before."""
+    engine, _ = base
+    wb, _ = _cycles_sheet()
+    wb.save(tmp_path / "plain.xlsx")
+    data = (tmp_path / "plain.xlsx").read_bytes()
+    position = CYCLE_COLUMNS.index("bmi") + 1
+
+    def sized(xml: bytes) -> bytes:
+        xml = xml.replace(b'<row r="4"', b'<row r="4" ht="0" customHeight="1"', 1)
+        xml = xml.replace(b'<row r="6"', b'<row r="6" ht="0.5" customHeight="1"', 1)  # thin, not hidden
+        cols = f'<cols><col min="{position}" max="{position}" width="0" customWidth="1"/></cols>'.encode()
+        return re.sub(rb"(<sheetData)", cols + rb"\1", xml, count=1)
+
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(data, sized))
+    problems = _refused_problems([path], engine)
+    assert [(p.row, p.column, p.rule.code) for p in problems] == [
+        (1, "bmi", "read.column_hidden"),
+        (4, None, "read.row_hidden"),
+    ], [str(p) for p in problems]
 
 
 @sqlite_only
@@ -709,6 +866,33 @@ def test_zip_without_workbook_parts_is_not_a_workbook(base, tmp_path):
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("hello.txt", "not a workbook")
     assert "not an XLSX workbook: the ZIP archive has no [Content_Types].xml" in _refused([path], engine)
+
+
+@sqlite_only
+@pytest.mark.parametrize("name", ["registry.xlsx", "registry.ods", "registry.xlsb"])
+@pytest.mark.parametrize(
+    ("parts", "rule"),
+    [
+        (
+            {"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"},
+            "an OpenDocument file (.ods, saved by LibreOffice or OpenOffice), not an XLSX workbook: save it as",
+        ),
+        (
+            {"[Content_Types].xml": "<Types/>", "xl/workbook.bin": "\x83\x01"},
+            "an Excel binary workbook (.xlsb), not an XLSX workbook: save it as",
+        ),
+    ],
+)
+def test_an_ods_or_xlsb_workbook_is_refused_for_what_it_is(base, tmp_path, name, parts, rule):
+    """An .ods (LibreOffice) or .xlsb (Excel binary) workbook, under its own name or named .xlsx, is told as what
+    it is with what to do; it was 'not an XLSX workbook: the ZIP archive has no [Content_Types].xml' (or no
+    xl/workbook.xml), which no reader can act on."""
+    engine, _ = base
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for part, text in parts.items():
+            zf.writestr(part, text)
+    assert rule in _refused([path], engine)
 
 
 def _workbook(path: Path) -> Path:

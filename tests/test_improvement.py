@@ -916,6 +916,19 @@ def test_a_unit_in_a_number_cell_is_read_as_the_cell_shows_it(engine):
     assert improvement.targets(engine, CARE, CONDITION) == []
 
 
+def test_a_value_hidden_by_its_number_format_is_refused(engine):
+    """A target value under the number format ;;; (Excel shows the cell empty) was stored as the value no reader
+    of the workbook sees; refused naming row, column and format, nothing stored."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, "DICA", "2026-01-01", 1])
+    ws.cell(2, TARGET_COLUMNS.index("value") + 1).number_format = ";;;"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(2, "value", "cell_format_hides")]
+    assert "number format ;;;" in str(refused.value) and "getalnotatie ;;;" in refused.value.message("nl")
+    assert improvement.targets(engine, CARE, CONDITION) == []
+
+
 @sqlite_only
 def test_a_file_that_is_not_a_targets_workbook_is_refused(engine, tmp_path):
     with pytest.raises(SheetRefused, match=r"First: plan\.xlsx: not a readable XLSX workbook with a sheet targets"):

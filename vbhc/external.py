@@ -51,6 +51,7 @@ from vbhc.casemix import CaseMixModel
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, SURVIVAL_KINDS, Catalog, Indicator, default_catalog
 from vbhc.i18n import t
 from vbhc.indicators import BASE_COLUMNS, TAIL_COLUMNS, IndicatorResult, indicator_cycles, indicators_from_summary
+from vbhc.ingest.directive import SEPARATORS, first_line_of, separator_directive
 from vbhc.ingest.problems import (
     EARLIEST_DATE,
     EXCEL_ERRORS,
@@ -114,7 +115,9 @@ _UNIT = re.compile(r"^[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?$")
 #: Numbers are written with the digits 0-9, as in a registry file: \d (and float()) also read full-width １２
 #: and other scripts' digits
 _NUMBER = re.compile(r"^[+-]?([0-9]+([.,][0-9]+)?|[.,][0-9]+)([eE][+-]?[0-9]+)?$")
-_UNDECIDED = re.compile(r"^[+-]?[0-9]{1,3}[.,][0-9]{3}$")  # 1.250: a decimal or a thousands separator?
+#: 1.250: a decimal or a thousands separator? Not 0.125: no one groups a number's thousands after a 0 (as the
+#: registry import reads it, vbhc.ingest.validate.DecimalMarks)
+_UNDECIDED = re.compile(r"^[+-]?(?!0[.,])[0-9]{1,3}[.,][0-9]{3}$")
 _MAX_TEXT = 200
 _MB = 1024 * 1024
 #: Why a continuous indicator is compared on crude means among external units.
@@ -220,7 +223,7 @@ def _records(
         from openpyxl import load_workbook
 
         from vbhc.ingest.layout import excel_unescape, same_sheet_names, sheet_layout
-        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
+        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, sheet_rows, shown_cell
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -265,9 +268,18 @@ def _records(
                             cells.append("")
                             continue
                         text, number_format = shown_cell(cell, layout)
+                        if (hiding := format_hides(cell)) is not None:  # ;;; hides it, #,##0, shows 1500 as 2
+                            names = next((named for _, named in rows if any(c.strip() for c in named)), [])
+                            name = names[position].strip() if position < len(names) else ""
+                            rule = Rule("read.cell_format_hides_at", format=hiding, position=position + 1)
+                            rule = Rule("read.cell_format_hides", format=hiding) if name else rule
+                            problems.append(Problem(file, sheet, number, name or None, text, rule))
+                            cells.append("")
+                            continue
                         if number_format is not None:
                             formatted[(number, position)] = number_format
-                        cells.append(text)
+                        typed = isinstance(cell.value, int | float) and not isinstance(cell.value, bool)
+                        cells.append(NumberCell(text) if typed else text)
                     rows.append((number, cells))
             except DamagedRow as damaged:
                 if layout.numbers_not_excel:  # a number openpyxl cannot read (nan, infinity): named as written
@@ -287,19 +299,29 @@ def _records(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return refuse(Rule("external.not_utf8", byte=exc.start + 1))
-    lines = text.splitlines()
+    # Excel's separator line (sep=;) sets the separator and is no row; the rows keep the file's line numbers
+    first = first_line_of(text)
+    directive, separator = separator_directive(first)
+    if directive and separator is None:
+        return None, [], [Problem(file, None, 1, None, first, Rule("read.separator_directive_other"))], {}
+    lines = text.splitlines()[int(directive) :]
     header = next((line for line in lines if line.strip()), "")
-    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    counts = {d: header.count(d) for d in SEPARATORS}
     best = max(counts.values())
-    if best == 0:
+    if separator is not None:
+        delimiter = separator
+    elif best == 0:
         return refuse(Rule("external.no_header"), row=1)
-    if list(counts.values()).count(best) > 1:
+    elif list(counts.values()).count(best) > 1:
         return refuse(Rule("external.separator_unclear"), row=1)
-    delimiter = max(counts, key=counts.__getitem__)
+    else:
+        delimiter = max(counts, key=counts.__getitem__)
     rows = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         for fields in reader:
+            if directive and reader.line_num == 1:
+                continue
             rows.append((reader.line_num, fields))
     except csv.Error as exc:
         # the csv module's own words are English and name no row: the row where the value starts, and why
@@ -310,6 +332,19 @@ def _records(
             return refuse(Rule("external.quote_not_closed"), row=start)
         return refuse(Rule("external.csv_malformed"), row=start)
     return None, rows, [], {}
+
+
+class NumberCell(str):
+    """The text of a workbook's number cell: the number as Python writes it, whose point is no decimal mark a
+    person wrote (Dutch Excel shows 5.125 as 5,125) and never a thousands separator. It decides nothing about
+    the file's decimal mark (_decimal_mark) and is read with its point (_number)."""
+
+    __slots__ = ()
+
+
+def _kept(cell: str, text: str) -> str:
+    """`text`, read from `cell`, as a NumberCell again when the cell was one."""
+    return NumberCell(text) if isinstance(cell, NumberCell) else text
 
 
 def _plain(text: str) -> str:
@@ -387,7 +422,9 @@ def read_table(
             elif name not in numbers and name not in free_text and (odd := lookalike_character(value)) is not None:
                 problem(number, name, value, Rule(f"external.{odd[0]}", character=odd[1]))  # a unit С01 for C01
         # in composed form (NFC): a source named with é as e + an accent mark is the source named with é
-        records.append((number, {name: unicodedata.normalize("NFC", _plain(raw[name])) for name in header}))
+        records.append(
+            (number, {name: _kept(raw[name], unicodedata.normalize("NFC", _plain(raw[name]))) for name in header})
+        )
     return records, problems, problem
 
 
@@ -422,7 +459,7 @@ def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: S
     for number, values in records:
         for name in numbers:
             text = values.get(name, "")
-            if not _NUMBER.match(text) or ("." not in text and "," not in text):
+            if isinstance(text, NumberCell) or not _NUMBER.match(text) or ("." not in text and "," not in text):
                 continue
             if _UNDECIDED.match(text):
                 undecided = undecided or (number, name, text)
@@ -439,6 +476,8 @@ def _decimal_mark(records: list[tuple[int, dict[str, str]]], problem, numbers: S
 
 
 def _number(text: str, mark: str) -> float | None:
+    """The number `text` writes with the file's decimal `mark` (a workbook's number cell with its point)."""
+    mark = "." if isinstance(text, NumberCell) else mark
     if not _NUMBER.match(text) or (mark == "." and "," in text) or (mark == "," and "." in text):
         return None
     value = float(text.replace(",", "."))

@@ -53,7 +53,7 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import DamagedRow, _check_xlsx_container, sheet_rows, shown_cell
+from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, sheet_rows, shown_cell
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -298,11 +298,16 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
         layout = sheet_layout(io.BytesIO(data), title)
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
+        hiding: list[tuple[int, int, str, str]] = []  # (row, position, format, text): a format that hides the value
         try:
-            raw_rows = [
-                [(cell.value, *shown_cell(cell, layout)) for cell in row]
-                for row in sheet_rows(ws, io.BytesIO(data), title)
-            ]
+            raw_rows = []
+            for number, row in enumerate(sheet_rows(ws, io.BytesIO(data), title), start=1):
+                raw_rows.append([(cell.value, *shown_cell(cell, layout)) for cell in row])
+                hiding.extend(
+                    (number, position, found, raw_rows[-1][position][1])
+                    for position, cell in enumerate(row)
+                    if (found := format_hides(cell)) is not None
+                )
         except DamagedRow as damaged:  # a cell openpyxl cannot read: Excel calls the file damaged
             if layout.numbers_not_excel:  # a number openpyxl cannot read (nan, infinity): named as written
                 return [], [problem(row, "", "", what, **values) for what, row, _, values in layout.unseen([])]
@@ -312,6 +317,13 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     unseen = _unseen(raw_rows, layout, problem)
     if unseen:
         return [], unseen
+    if hiding:  # ;;; hides a value, #,##0, shows 1500 as 2: a reader does not read what would be imported
+        names = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
+        return [], [
+            problem(row, names[position] if position < len(names) and names[position] else f"#{position + 1}",
+                    text, "cell_format_hides", format=found)
+            for row, position, found, text in hiding
+        ]  # fmt: skip
     problems: list[SheetProblem] = []
     header = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
     while header and header[-1] == "":

@@ -73,7 +73,9 @@ _EXCEL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
 _NUMBER_TYPES = (b"", b"n", b"s")
 _COL = re.compile(_PREFIX + rb"col\b([^>]*)>")
 _MERGE = re.compile(_PREFIX + rb"mergeCell\b([^>]*)>")
-_HIDDEN = re.compile(rb"""\bhidden\s*=\s*["'](?:1|true)["']""")
+#: A hidden row or column, or one of no height or width: Excel shows a row of ht="0" or a column of width="0" no
+#: more than a hidden one (another program writes them where Excel writes hidden)
+_HIDDEN = re.compile(rb"""\b(?:hidden\s*=\s*["'](?:1|true)["']|(?:ht|width)\s*=\s*["'](?:0+(?:\.0*)?|\.0+)["'])""")
 _R = re.compile(rb"""\br\s*=\s*["']([0-9]+)["']""")
 _MIN = re.compile(rb"""\bmin\s*=\s*["']([0-9]+)["']""")
 _MAX = re.compile(rb"""\bmax\s*=\s*["']([0-9]+)["']""")
@@ -383,7 +385,7 @@ def _scan(fh: BinaryIO, layout: Layout) -> bool:
                 if last or span >= len(part):
                     cell_type = last[-1][0] if last else cell_type
                     break
-        if b"hidden" in part:
+        if b"hidden" in part or b"width=" in part:
             for match in _COL.finditer(part):
                 attrs = match.group(1)
                 low, high = _MIN.search(attrs), _MAX.search(attrs)

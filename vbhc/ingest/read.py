@@ -16,6 +16,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 import os
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from vbhc.ingest.directive import SEPARATORS, first_line_of, separator_directive
 from vbhc.ingest.layout import Layout, excel_unescape, row_after, same_sheet_names, sheet_layout
 from vbhc.ingest.problems import (
     ImportReport,
@@ -52,7 +54,7 @@ _MB = 1024 * 1024
 #: Parts every XLSX workbook has; a ZIP without them is not a workbook, whatever its name says.
 _XLSX_PARTS = ("[Content_Types].xml", "xl/workbook.xml")
 _MAX_ZIP_MEMBERS = 10_000
-_DELIMITERS = (",", ";", "\t")
+_DELIMITERS = SEPARATORS
 
 
 @dataclass
@@ -71,6 +73,9 @@ class Source:
     #: the sheet's name as the workbook's XML writes it, by which it is found (openpyxl, the layout scan): `sheet`
     #: is the name as Excel shows it, Excel's _xHHHH_ codes read (_x0075_nits is the sheet units)
     sheet_title: str | None = None
+    #: lines before the table that are no row: 1 for Excel's separator line `sep=;` (vbhc.ingest.directive); they
+    #: keep their line numbers, so every row is named by the line a text editor shows it on
+    skip_lines: int = 0
 
     @property
     def label(self) -> str:
@@ -131,10 +136,18 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
     sha, why, plain_lines = _scan_text(path)
     if why is not None:
         return refuse(why)
-    header_line = _first_line(path)
-    delimiter, why = _delimiter(header_line)
-    if why is not None:
-        return refuse(why)
+    first = first_line_of(_head(path, 64).decode("utf-8", "replace"))
+    directive, separator = separator_directive(first)
+    if directive and separator is None:  # Excel's separator line naming one this import does not read
+        report.add(Problem(path.name, None, 1, None, first, Rule("read.separator_directive_other")))
+        return []
+    header_line = _first_line(path, skip=int(directive))
+    if separator is not None:  # the separator line decides, as in Excel: the header is split on it
+        delimiter = separator
+    else:
+        delimiter, why = _delimiter(header_line)
+        if why is not None:
+            return refuse(why)
     table = _table_from_name(path.stem)
     if table is None:
         try:
@@ -144,7 +157,7 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         table = _table_from_header([normalise_name(c) for c in header])
     if table is None:
         return refuse(Rule("read.unknown_table", tables=", ".join(TABLES)))
-    return [Source(path, None, table, sha, size, delimiter, plain_lines)]
+    return [Source(path, None, table, sha, size, delimiter, plain_lines, skip_lines=int(directive))]
 
 
 def _discover_workbook(path: Path, size: int, report: ImportReport) -> list[Source]:
@@ -194,15 +207,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _first_line(path: Path) -> str:
+def _first_line(path: Path, skip: int = 0) -> str:
     """The first non-blank record (the header), as text: its line and, while a quote is open at a line's end, the
     next ones (a first line of data whose quoted value holds a line break goes on there; its separators too).
     A line ends as the csv module ends it: at a line feed, a carriage return and line feed, or a carriage return
-    alone (an old Mac export: the whole file was one 'line', and the table could not be told from its header)."""
+    alone (an old Mac export: the whole file was one 'line', and the table could not be told from its header).
+    The first `skip` lines are left out (Excel's separator line)."""
     record: list[str] = []
     size = 0
     with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None) as fh:
-        for line in fh:
+        for number, line in enumerate(fh):
+            if number < skip:
+                continue
             line = line.rstrip("\n")
             if not record and not line.strip():
                 continue
@@ -281,9 +297,19 @@ def _check_xlsx_container(path: Path | BinaryIO) -> Rule | None:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+            names = {i.filename for i in infos}
+            # what else a spreadsheet program saves as a ZIP: told by what it is, with what to do, instead of a
+            # part an XLSX workbook has that it lacks
+            mimetype = b""
+            if "mimetype" in names:  # its first bytes only: the part's size is not checked yet
+                with zf.open("mimetype") as part:
+                    mimetype = part.read(100)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, RuntimeError):
         return Rule("read.zip_unreadable")
-    names = {i.filename for i in infos}
+    if mimetype.startswith(b"application/vnd.oasis.opendocument"):
+        return Rule("read.opendocument")
+    if "xl/workbook.bin" in names and "xl/workbook.xml" not in names:
+        return Rule("read.xlsb")
     missing = [p for p in _XLSX_PARTS if p not in names]
     if missing:
         return Rule("read.zip_part_missing", part=missing[0])
@@ -507,6 +533,10 @@ class Chunk:
     frame: pd.DataFrame  # every column as str, "" = missing
     rows: np.ndarray  # the row number a person sees, per frame row
     bytes_done: int
+    #: per row and column of `frame`, whether the cell is a workbook's number cell (None for a CSV): its text is
+    #: the number as Python writes it, whose point is no decimal mark a person wrote (Dutch Excel shows 188.125
+    #: as 188,125) and never a thousands separator, so it decides nothing about the marks of the file's texts
+    numeric: np.ndarray | None = None
 
 
 class DamagedFile(Exception):
@@ -525,9 +555,10 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
     header: Header | None = None
     buffer: list[list[str]] = []
     numbers: list[int] = []
+    numeric: list[list[int]] | None = [] if workbook else None  # each buffered row's number cells
     row_limit = max_rows()
     named = width = 0
-    for row_no, fields, odd, formatted in records:
+    for row_no, fields, odd, formatted, typed in records:
         if odd:
             _not_plain(source, header, row_no, odd, report)
             if header is not None:
@@ -568,18 +599,21 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
             fields = fields[:named]
         buffer.append(fields)
         numbers.append(row_no)
+        if numeric is not None:
+            numeric.append(typed or [])
         if len(buffer) >= chunk_rows:
             if _too_many(source, report, row_limit, numbers, buffer):
                 return
-            yield _chunk(header, buffer, numbers, _before_end(np.array([position[0]]), source.size))
+            yield _chunk(header, buffer, numbers, _before_end(np.array([position[0]]), source.size), numeric)
             row_limit -= len(buffer)
             buffer, numbers = [], []
+            numeric = [] if workbook else None
     if header is None:
         report.add(source.problem(Rule("read.file_empty")))
         return
     if _too_many(source, report, row_limit, numbers, buffer):
         return
-    yield _chunk(header, buffer, numbers, 0 if workbook else source.size)
+    yield _chunk(header, buffer, numbers, 0 if workbook else source.size, numeric)
 
 
 #: VBHC_IMPORT_SLOW_PATH=1 reads every CSV with the csv module (the fast path's equivalence tests use it too)
@@ -599,7 +633,7 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
     found = False
     records = _csv_records(source, [0])
     try:
-        for row_no, fields, _, _ in records:
+        for row_no, fields, *_ in records:
             if any(f.strip() for f in fields):
                 found, header = True, _make_header(fields, row_no, source, report)
                 break
@@ -736,9 +770,18 @@ def _take(frames: list[pd.DataFrame], numbers: list[np.ndarray], rows: int) -> t
     return frame.iloc[:rows].reset_index(drop=True), number[:rows]
 
 
-#: Why a workbook cell is not read: the value's type name, None for a formula, or the texts Excel may show for a
-#: shared string openpyxl gives alike for more than one (vbhc.ingest.layout.Layout.unclear_texts)
-Odd = str | tuple[str, ...] | None
+@dataclass(frozen=True)
+class FormatHides:
+    """Why a workbook cell is not read: its number format shows its value otherwise than stored (format_hides)."""
+
+    number_format: str
+    value: str
+
+
+#: Why a workbook cell is not read: the value's type name, None for a formula, the texts Excel may show for a
+#: shared string openpyxl gives alike for more than one (vbhc.ingest.layout.Layout.unclear_texts), or the number
+#: format that shows it otherwise than stored
+Odd = str | tuple[str, ...] | FormatHides | None
 
 
 def _not_plain(
@@ -747,6 +790,12 @@ def _not_plain(
     """A problem per cell that is not a plain value; `odd` holds (column position, why: Odd)."""
     for position, kind in odd:
         name = header.names[position] if header is not None and position < len(header.names) else None
+        if isinstance(kind, FormatHides):
+            rule = Rule("read.cell_format_hides", format=kind.number_format)
+            if not name:
+                rule = Rule("read.cell_format_hides_at", format=kind.number_format, position=position + 1)
+            report.add(source.problem(rule, row_no, name, kind.value))
+            continue
         if isinstance(kind, tuple):
             shown = " | ".join(kind)
             rule = Rule("read.cell_text_unclear") if name else Rule("read.cell_text_unclear_at", position=position + 1)
@@ -813,13 +862,20 @@ def _too_many(source: Source, report: ImportReport, left: int, numbers: list[int
     return True
 
 
-def _chunk(header: Header, buffer: list[list[str]], numbers: list[int], done: int) -> Chunk:
+def _chunk(
+    header: Header, buffer: list[list[str]], numbers: list[int], done: int, numeric: list[list[int]] | None = None
+) -> Chunk:
     # pandas' own string dtype: the checks run vectorised over it, where object columns loop in Python
     if buffer:
         frame = pd.DataFrame(buffer, columns=header.names, dtype=str)
     else:
         frame = pd.DataFrame({n: pd.Series(dtype=str) for n in header.names})
-    return Chunk(frame, np.asarray(numbers, dtype=np.int64), done)
+    typed = None
+    if numeric is not None:  # the number cells of a workbook's rows, by column position
+        typed = np.zeros((len(buffer), len(header.names)), dtype=bool)
+        for row, positions in enumerate(numeric):
+            typed[row, [p for p in positions if p < len(header.names)]] = True
+    return Chunk(frame, np.asarray(numbers, dtype=np.int64), done, typed)
 
 
 def _wrong_width(source: Source, width: int, row_no: int, fields: list[str], report: ImportReport) -> None:
@@ -843,8 +899,8 @@ def _row_shape_ok(source: Source, named: int, row_no: int, fields: list[str], re
     return True
 
 
-def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None, None]]:
-    """(row number as Excel shows it, fields, None, None) per record; `position[0]` follows the bytes read."""
+def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, list[str], None, None, None]]:
+    """(row number as Excel shows it, fields, None, None, None) per record; `position[0]` follows the bytes read."""
     with source.path.open("rb") as raw, open(raw.fileno(), encoding="utf-8-sig", newline="", closefd=False) as fh:
         reader = csv.reader(fh, delimiter=source.delimiter, strict=True)
         row_no = 0
@@ -853,7 +909,9 @@ def _csv_records(source: Source, position: list[int]) -> Iterator[tuple[int, lis
                 row_no += 1
                 if not row_no & 0xFFF:
                     position[0] = raw.tell()
-                yield row_no, fields, None, None
+                # a line before the table (Excel's separator line, one line without quotes) is no row: read as
+                # a blank line, it keeps its number
+                yield row_no, [] if row_no <= source.skip_lines else fields, None, None, None
         except csv.Error as exc:
             raise MalformedText(row_no + 1, _csv_reason(str(exc))) from None
 
@@ -940,11 +998,132 @@ def shown_cell(cell: object, layout: Layout | None = None) -> tuple[str, str | N
     return cell_text(value), None
 
 
+#: A number format's tokens: a quoted literal, an escaped character, a [bracket] (colour, condition, locale), a
+#: padding (_x) or fill (*x) with its character, one other character
+_FORMAT_TOKEN = re.compile(r'"[^"]*"?|\\.|\[[^\]]*\]?|[_*].?|.', re.DOTALL)
+_FORMAT_CONDITION = re.compile(r"\[(<=|>=|<>|<|>|=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\]")
+_COMPARE = {
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "=": lambda a, b: a == b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "<>": lambda a, b: a != b,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _format_sections(number_format: str) -> tuple[tuple[str, ...], ...] | None:
+    """A number format's sections (split at ';' outside quotes and brackets), each as its tokens; None for a date
+    format (openpyxl reads the cell as its date, which the date checks read)."""
+    from openpyxl.styles.numbers import is_date_format
+
+    if is_date_format(number_format):
+        return None
+    sections: list[tuple[str, ...]] = []
+    tokens: list[str] = []
+    for token in _FORMAT_TOKEN.findall(number_format):
+        if token == ";":
+            sections.append(tuple(tokens))
+            tokens = []
+        else:
+            tokens.append(token)
+    sections.append(tuple(tokens))
+    return tuple(sections)
+
+
+def _number_section(sections: tuple[tuple[str, ...], ...], value: float) -> tuple[str, ...] | None:
+    """The section Excel shows `value` with (None: none, Excel shows ####): the conditions' sections in order
+    and then the first without one; else positive;negative;zero (two sections: zero with the first)."""
+    numeric = sections[:3]
+    conditions = [next((m for t in s if (m := _FORMAT_CONDITION.fullmatch(t))), None) for s in numeric]
+    if any(conditions):
+        for section, condition in zip(numeric, conditions, strict=True):
+            if condition is None or _COMPARE[condition[1]](value, float(condition[2])):
+                return section
+        return None
+    if len(numeric) == 1 or value > 0 or (value == 0 and len(numeric) == 2):
+        return numeric[0]
+    return numeric[1] if value < 0 else numeric[2]
+
+
+def _shows_number(section: tuple[str, ...], value: float) -> bool:
+    """Whether a format section shows the number as it is: it has a digit (0 # ?) or General, shows a digit for
+    this value (# and ? show none for a value that rounds to 0: 0 under # reads as an empty cell), and does not
+    divide the number by a thousand (a comma after the digits: #,##0, shows 1500 as 2)."""
+    words = "".join(t for t in section if len(t) == 1).lower()
+    if "general" in words:
+        return True
+    digits = [i for i, t in enumerate(section) if t in ("0", "#", "?")]
+    if not digits:
+        return False
+    point = next((i for i, t in enumerate(section) if t == "."), len(section))
+    decimals = sum(1 for i in digits if i > point)
+    if "0" not in section and "/" not in section and abs(value) < 0.5 * 10.0**-decimals:
+        return False
+    commas = [i for i, t in enumerate(section) if t == ","]
+    return not any(i > digits[0] and not any(d > i for d in digits) for i in commas) and not any(
+        i > digits[0] and section[i + 1 : i + 2] == (".",) for i in commas
+    )
+
+
+def _shows_negative(section: tuple[str, ...]) -> bool:
+    """Whether a section for negative numbers shows them as negative: Excel writes no minus sign of its own there,
+    so the section has one, parentheses (accounting) or a colour ([Red], as Excel's own formats offer)."""
+    return any(("-" in t or "(" in t) and not t.startswith(("[", "_", "*")) for t in section) or any(
+        t.startswith("[") and t[1:-1].strip().lower() in _COLOURS for t in section
+    )
+
+
+_COLOURS = frozenset({"red", "rood", "black", "blue", "cyan", "green", "magenta", "white", "yellow"}) | {
+    f"color{n}" for n in range(1, 57)
+}
+
+
+def format_hides(cell: object) -> str | None:
+    """The cell's number format when Excel shows the cell's value otherwise than it is stored: no number at all
+    (the format ;;; that hides a cell, an empty or text-only section for zero, a condition such as [<5]"<5"), a
+    number divided by a thousand (#,##0,), a negative number without its sign (0;0 shows -4 as 4), or a text
+    under a text section that is not @ alone (;;; hides it, "H"@ shows H before it). A reader of the workbook does
+    not read the value the import would store; the formula bar shows it, the sheet does not. None for every other
+    cell (General, Text, decimals, %, dates, ...)."""
+    value = getattr(cell, "value", None)
+    if value is None or isinstance(value, bool | dt.date) or not getattr(cell, "has_style", True):
+        return None
+    try:
+        number_format = getattr(cell, "number_format", "General")
+    except Exception as exc:  # a style the workbook does not have (s="99" of 3): Excel calls it damaged
+        raise DamagedRow(int(getattr(cell, "row", 0) or 0), type(exc).__name__) from None
+    if number_format in _GENERAL_FORMATS or not isinstance(number_format, str):
+        return None
+    sections = _format_sections(number_format)
+    if sections is None:
+        return None
+    if isinstance(value, str):
+        if len(sections) >= 4:
+            text = sections[3]
+        elif len(sections) == 1 and "@" in sections[0] and not {"0", "#", "?"} & set(sections[0]):
+            text = sections[0]
+        else:  # no text section: Excel shows the text as typed
+            return None
+        shown = [t for t in text if not t.startswith(("[", "_", "*"))]  # colours, padding and fill show no text
+        return None if shown == ["@"] else number_format
+    if isinstance(value, int | float):
+        section = _number_section(sections, value)
+        if section is None or not _shows_number(section, value):
+            return number_format
+        if value < 0 and section is not sections[0] and not _shows_negative(section):
+            return number_format  # 0;0 shows -4 as 4: a second section writes its own sign, or none
+        return None
+    return None
+
+
 def _xlsx_records(
     source: Source, layout: Layout
-) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None]]:
+) -> Iterator[tuple[int, list[str], list[tuple[int, Odd]] | None, list[tuple[int, str]] | None, list[int]]]:
     """Like _csv_records, plus the cells that are not plain values: (column position, the value's type name, or
-    None for a formula); and the number cells whose format may show another text than the number: (column
+    None for a formula); the positions of the number cells (Chunk.numeric); and the number cells whose format
+    may show another text than the number: (column
     position, the format). A number under a format of zeros is read with the leading zeros it shows. `layout`
     is filled with the sheet's merged cells and hidden rows and columns before the first row."""
     wb, fh = _open_workbook(source.path)
@@ -958,6 +1137,7 @@ def _xlsx_records(
             fields = []
             odd: list[tuple[int, Odd]] | None = None
             formatted: list[tuple[int, str]] | None = None
+            typed: list[int] = []
             for col, cell in enumerate(cells):
                 value = cell.value
                 if value is not None and not isinstance(value, _PLAIN):
@@ -969,14 +1149,20 @@ def _xlsx_records(
                     fields.append("")
                     continue
                 text, number_format = shown_cell(cell, layout)
+                if (hiding := format_hides(cell)) is not None:  # ;;; hides it, #,##0, shows 1500 as 2, ...
+                    odd = [*(odd or []), (col, FormatHides(hiding, text))]
+                    fields.append("")
+                    continue
                 if isinstance(value, str) and text.startswith("=") and len(text) > 1:  # = or _x003D_ (Excel's code)
                     odd = [*(odd or []), (col, None)]
                 if number_format is not None:
                     formatted = [*(formatted or []), (col, number_format)]
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    typed.append(col)
                 fields.append(text)
             while fields and fields[-1] == "":
                 fields.pop()
-            yield row_no, fields, odd, formatted
+            yield row_no, fields, odd, formatted, typed
     finally:
         wb.close()
         fh.close()

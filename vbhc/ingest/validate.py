@@ -56,6 +56,10 @@ _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
 
 
+#: A number as Excel's General format shows one too long for its cell (1.23457E+11, 1,23457E+11 in Dutch, 1E+15)
+_EXCEL_SCIENTIFIC = r"^\s*-?[0-9](?:[.,][0-9]+)?E[+-][0-9]{2,3}\s*$"
+
+
 @dataclass
 class _Seen:
     row: int
@@ -249,6 +253,11 @@ class Checker:
                 column,
                 lambda i: Rule("validate.id_line_break", code=f"U+{ord(_BREAK.search(s.iat[i]).group()):04X}"),
             )
+        # an id as Excel shows a long number (123456789012 as 1.23457E+11, or 1,23457E+11 in Dutch) and saves it
+        # to CSV so: the digits are gone, and two ids may have become one
+        scientific = pc.match_substring_regex(values, _EXCEL_SCIENTIFIC).to_numpy(zero_copy_only=False)
+        if scientific.any():
+            self.flag(scientific, column, Rule("validate.id_scientific"))
         odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
         if odd.any():
             where = np.flatnonzero(odd)
@@ -260,6 +269,14 @@ class Checker:
                 hit[where] = kinds == kind
                 self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
         return s
+
+    def _number_cells(self, column: str) -> np.ndarray:
+        """Per row, whether `column`'s cell is a workbook's number cell (none of a CSV's are)."""
+        numeric = self.chunk.numeric
+        at = self.frame.columns.get_loc(column) if column in self.frame.columns else None
+        if numeric is None or not isinstance(at, int) or at >= numeric.shape[1]:
+            return np.zeros(len(self.frame), dtype=bool)
+        return numeric[:, at]
 
     def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
         """Numbers as written: either decimal mark (decided per file), no thousands separators."""
@@ -277,8 +294,11 @@ class Checker:
         if rest.any():
             text = s[rest]
             number = text.str.fullmatch(_NUMBER).to_numpy()
+            # a workbook's number cells decide no decimal mark (Chunk.numeric): only the numbers written as text
+            written = number & ~self._number_cells(column)[rest]
+            if written.any():
+                self.marks.observe(column, text[written], self.chunk.rows[np.flatnonzero(rest)[written]])
             if number.any():
-                self.marks.observe(column, text[number], self.chunk.rows[np.flatnonzero(rest)[number]])
                 values[np.flatnonzero(rest)[number]] = _parse_numbers(text[number].str.replace(",", ".", regex=False))
             grouped = text.str.fullmatch(_GROUPED).to_numpy() & ~number
             bad_rows = np.zeros(len(s), dtype=bool)
