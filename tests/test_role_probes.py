@@ -417,6 +417,19 @@ def p_published_groups_problem(w: World, role: str) -> None:
     assert access.published_groups_problem(QUALITY, error, "en") == error
 
 
+def p_config_problem(w: World, role: str) -> None:
+    """A configuration file's mistake (path, a person's e-mail address): to the file's keepers (quality, the
+    administrator) only; with no viewer (the roles mapping itself is wrong) to nobody."""
+    error = "/srv/vbhc/access.toml: grant 2, key 'user', value 'jan.de.vries': must be an email address"
+    got = access.config_problem(error, "en", "auth.mapping_unreadable", ROLES[role])
+    assert (got == error) == (role == "admin")
+    if role != "admin":
+        clean(got, role)
+        assert "access.toml" not in got and "jan.de.vries" not in got
+    assert access.config_problem(error, "en", "auth.mapping_unreadable", QUALITY) == error
+    assert "jan.de.vries" not in access.config_problem(error, "en", "auth.mapping_unreadable")
+
+
 def p_group_indicators_withheld(w: World, role: str) -> None:
     """The indicators no group view may show a group's benchmark of: none for a viewer who sees every unit (the
     care team of the condition) or who is offered no group (every other role on this registry: too few hospitals
@@ -1168,6 +1181,7 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.group_indicators_withheld": p_group_indicators_withheld,
     "vbhc.access.provenance_for": p_provenance_for,
     "vbhc.access.published_groups_problem": p_published_groups_problem,
+    "vbhc.access.config_problem": p_config_problem,
     "vbhc.access.grid_masked": p_grid_masked,
     "vbhc.access.guarded_import": p_guarded_import,
     "vbhc.access.export_file": p_export_file,

@@ -16,7 +16,6 @@ from ui import data, filters
 from vbhc import access, audit
 from vbhc.access import Role, Viewer
 from vbhc.i18n import t, t_md
-from vbhc.safety import md_escape
 from vbhc.settings import access_file, auth_mode
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -69,12 +68,14 @@ def current_viewer() -> Viewer:
         st.button(t("app.sign_in", lang), on_click=st.login, type="primary")
         st.stop()
     path = Path(access_file())
-    if not path.is_file():
-        _stop_with(t_md("auth.no_mapping", lang, path=str(path)))
     try:
-        mapping = _mapping(str(path), path.stat().st_mtime)
+        # a missing file: load_access says so (nothing is cached for it, so a file put there later is read)
+        mapping = _mapping(str(path), path.stat().st_mtime if path.is_file() else 0.0)
     except access.AccessConfigError as exc:
-        _stop_with(md_escape(str(exc)))
+        # the mistake names the file's path on the server and the values written (people's e-mail addresses,
+        # group names): the log gets it, every signed-in user only that no role can be given (no one has a role
+        # while the mapping is wrong, so no one is known to keep it)
+        _stop_with(access.config_problem(str(exc), lang, "auth.mapping_unreadable"))
     email = str(st.user.get("email") or st.user.get("sub") or "")
     viewer = access.viewer_for(email, str(st.user.get("name") or ""), st.user.get("groups") or [], mapping)
     if st.session_state.get("_signed_in_as") != email:

@@ -275,11 +275,20 @@ def load_access(path: Path | str | None = None, catalog: Catalog | None = None) 
         raise AccessConfigError(
             f"{path}: roles mapping file not found; copy config/access.example.toml there or set VBHC_ACCESS_FILE"
         )
+    data = _read_toml(path)
+    return parse_access(data, path, catalog)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A configuration file's TOML; AccessConfigError naming the file when it cannot be read or parsed. A file
+    the server may not read (permissions) or that vanished after the check raised OSError, which no page or
+    command catches as a mistake in the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AccessConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_access(data, path, catalog)
+    except OSError as exc:
+        raise AccessConfigError(f"{path}: cannot be read: {exc.strerror or type(exc).__name__}") from None
 
 
 def parse_access(
@@ -1174,10 +1183,7 @@ def load_comparison_groups(path: Path | str | None = None) -> tuple[PublishedGro
     path = Path(path) if path is not None else comparison_groups_file()
     if not path.is_file():
         return ()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AccessConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _read_toml(path)
     unknown = sorted(set(data) - {"group"})
     if unknown:
         raise AccessConfigError(f"{path}: unknown top-level key {unknown[0]!r}; only [[group]] tables are allowed")
@@ -1210,17 +1216,29 @@ def load_comparison_groups(path: Path | str | None = None) -> tuple[PublishedGro
 
 def published_groups_problem(viewer: Viewer, error: str | None, lang: str) -> str | None:
     """What the sidebar says when the published groups' file cannot be read (`error`: load_comparison_groups'
-    one-line mistake; None: nothing to say). The mistake itself names the file's path on the server and the value
-    written, such as a group's member hospitals or its note: the quality directorate and the administrator, who
-    maintain the file, read it; everyone else is told that no group can be chosen and who sees why. A manager or a
-    care team was shown the mistake, and so the members of a group never offered to them."""
+    one-line mistake; None: nothing to say), through config_problem: the quality directorate and the
+    administrator, who maintain the file, read the mistake; everyone else is told that no group can be chosen and
+    who sees why. A manager or a care team was shown the mistake, and so the members of a group never offered to
+    them."""
     if not error:
         return None
-    if viewer.has(Role.QUALITY) or may_manage_access(viewer):
+    return config_problem(error, lang, "comparison.groups_unreadable", viewer)
+
+
+def config_problem(error: str, lang: str, unreadable: str, viewer: Viewer | None = None) -> str:
+    """What a page says about a configuration file with a mistake (`error`: its loader's one line, naming the
+    file's path on the server and the value written: a person's e-mail address, a group's name or members). The
+    server's log always gets the line. The page shows it only to a `viewer` who keeps the file (the quality
+    directorate, the administrator); everyone else reads the catalog's `unreadable` text in `lang`, which says
+    what does not work and whom to tell. `viewer` None: nobody is known to keep it, as when the roles mapping
+    itself is wrong and so no one has a role. The policy of vbhc.settings.SettingError: a page names what is
+    wrong, the log the value. The command line prints the error itself (the operator runs it)."""
+    log.error("%s", error)
+    if viewer is not None and (viewer.has(Role.QUALITY) or may_manage_access(viewer)):
         return error
     from vbhc.i18n import t
 
-    return t("comparison.groups_unreadable", lang)
+    return t(unreadable, lang)
 
 
 def offered_groups(
