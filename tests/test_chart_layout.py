@@ -469,7 +469,8 @@ def check_valid(spec: dict) -> None:
         if key in _VALID:
             continue
         validator = charts._validator() if kind == "spec" else _dataset_validator()
-        error = next(iter(validator.iter_errors(json.loads(text))), None)
+        plain = json.loads(text)
+        error = next(iter(validator.iter_errors(charts._schema_view(plain) if kind == "spec" else plain)), None)
         if error is not None:
             raise error
         _VALID.add(key)
@@ -582,6 +583,40 @@ def test_a_title_takes_the_width_it_is_drawn_at(lang):
             check_holds(narrowed, units, f"{name} {lang} at {width}px")
             lines = _title_lines(drawing(narrowed).boxes, size)
             assert " ".join(b.text for b in lines) == full, f"{name} {lang} at {width}px: {lines}"
+
+
+def _subtitle_lines(boxes: tuple[Box, ...], full: str, size: float) -> list[Box]:
+    """The lines of a chart's subtitle: texts at the subtitle's font size that are a part of it, top to bottom."""
+    return sorted(
+        (b for b in boxes if abs((b.y1 - b.y0) - size) < 0.5 and b.text.strip() and b.text.strip() in full),
+        key=lambda b: b.y0,
+    )
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_subtitle_takes_the_width_it_is_drawn_at(lang):
+    """The screenshots showed subtitles in short lines (wrapped for a phone's 340 px) over a 940 px chart on a
+    1440 px screen, the subtitle twice as tall as it needed. Now a subtitle takes the lines of the width it is
+    drawn at: no more than the built width needs, and it still breaks to hold in a column and on a phone."""
+    units = unit_names(7)
+    seen = 0
+    for name, build in builders(7).items():
+        spec = build(lang=lang)
+        if "autosize" not in spec or not isinstance(spec.get("title"), dict) or not spec["title"].get("subtitle"):
+            continue
+        full = charts.title_lines(spec["title"], "subtitle")
+        size = charts.FONT_SIZES["subtitle"]
+        wide = _subtitle_lines(drawing(charts.with_width(spec, WIDE)).boxes, full, size)
+        assert " ".join(b.text for b in wide) == full, f"{name} {lang} at {WIDE}px: {wide}"
+        needed = math.ceil(text_width(full, size) / (WIDE - 40))
+        assert len(wide) <= needed, f"{name} {lang} at {WIDE}px: {len(wide)} lines, {needed} needed: {wide}"
+        seen += len(full) > 60  # a subtitle longer than a phone's line
+        for width, size in ((COLUMN, charts.FONT_SIZES["subtitle"]), (PHONE, charts.FONT_SIZES_NARROW["subtitle"])):
+            narrowed = charts.with_width(spec, width)
+            check_holds(narrowed, units, f"{name} {lang} at {width}px")
+            lines = _subtitle_lines(drawing(narrowed).boxes, full, size)
+            assert " ".join(b.text for b in lines) == full, f"{name} {lang} at {width}px: {lines}"
+    assert seen
 
 
 def test_the_check_finds_a_clipped_title_and_overlapping_labels():
@@ -1481,3 +1516,49 @@ def test_the_pdf_reports_funnel_places_the_own_name_for_the_width_it_is_drawn():
         if on_rule or drawn.crossing(boxes) or covered:
             across.append((own, on_rule, covered))
     assert not across, f"the own unit's name lies across a line or a point: {across}"
+
+
+def _legend_values(spec: dict, channel: str) -> list[list[str]]:
+    """The values each legend of `channel` (color, shape) lists in a chart's layers."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            enc = node.get("encoding") or {}
+            legend = enc.get(channel, {}).get("legend") if isinstance(enc.get(channel), dict) else None
+            if legend:
+                found.append(list(legend.get("values") or enc[channel].get("scale", {}).get("domain") or []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    return found
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_every_compare_panel_explains_its_own_colours(lang):
+    """The compare page's panels (one chart per indicator): the legend lay under the first panel only and listed
+    that panel's assessments, so a reader at the fifth panel could not tell what its colours meant and a colour
+    absent from the first ("worse") was explained nowhere. Now each panel is readable on its own: its legend
+    lists the assessments it draws, and the own unit's mark; the page draws its panels so."""
+    from vbhc.charts import ASSESSMENT_LABELS
+    from vbhc.settings import PROJECT_ROOT
+
+    units = unit_names(7)
+    first = indicator_rows(units, "mortality_30d").assign(assessment_998="as expected")
+    first.loc[0, "assessment_998"] = "better"
+    fifth = indicator_rows(units, "los", "mean").assign(assessment_998="worse")
+    fifth.loc[1, "assessment_998"] = "as expected"
+    for rows in (first, fifth):
+        spec = charts.indicator_panel(rows, lang=lang, highlight=units[0])
+        present = {ASSESSMENT_LABELS[lang][a] for a in rows["assessment_998"]}
+        colours = _legend_values(spec, "color")
+        assert len(colours) == 1 and set(colours[0]) == present, (colours, present)
+        shapes = _legend_values(spec, "shape")
+        assert shapes == [[charts.label("own_unit", lang), charts.label("other_units", lang)]], shapes
+        check_holds(spec, units, f"panel {lang}")
+    page = (PROJECT_ROOT / "views" / "compare.py").read_text("utf-8")
+    assert "charts.indicator_panel(" in page and "small_multiples_chart(" not in page

@@ -309,8 +309,8 @@ def title_texts(d: dict) -> list[str]:
             title = node.get("title")
             if isinstance(title, dict):  # a wrapped title is a list of lines (or an expression that picks them)
                 out.append(charts.title_lines(title))
-                if title.get("subtitle"):
-                    out.append(lines(title["subtitle"]))
+                if title.get("subtitle"):  # lines, or an expression that picks them by the container
+                    out.append(charts.title_lines(title, "subtitle"))
             elif isinstance(title, str):
                 out.append(title)
             for value in node.values():

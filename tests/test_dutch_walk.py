@@ -33,7 +33,7 @@ from streamlit.testing.v1 import AppTest
 from tests.roles import MAPPING, USERS
 from tests.shown import parse_table
 from ui.render import TABLE_CLASS
-from vbhc import audit
+from vbhc import audit, charts
 from vbhc.catalog import default_catalog
 from vbhc.i18n import DATE_INPUT_FORMAT, t
 from vbhc.i18n import catalog as messages
@@ -206,6 +206,8 @@ def chart_texts(spec: dict, datasets: dict[str, pd.DataFrame]) -> Iterator[tuple
         elif isinstance(value, list):
             for item in value:
                 yield from titles(item)
+        elif isinstance(value, dict) and "expr" in value:  # lines picked by the container: the built width's
+            yield charts.title_lines({"text": value})
         elif isinstance(value, dict):
             for key in ("text", "subtitle"):
                 yield from titles(value.get(key))

@@ -33,8 +33,7 @@ POPULATION = "national registry 2024, 6 hospitals"
 
 
 def _subtitle(spec: dict) -> str:
-    sub = spec["title"].get("subtitle", "")
-    return " ".join(sub) if isinstance(sub, list) else sub
+    return charts.title_lines(spec["title"], "subtitle")
 
 
 def _figures(indicator: str, units: dict[str, tuple[int, int]]) -> pd.DataFrame:

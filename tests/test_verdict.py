@@ -339,3 +339,24 @@ def test_a_rankability_that_could_not_be_estimated_is_said_in_words(lang):
         assert MISSING not in sentence, sentence
     assert t("verdict.rank_real_unknown", lang) in worse, worse
     assert t("verdict.rank_cannot_unknown", lang) in expected, expected
+
+
+def test_negative_numbers_in_the_displayed_table_have_the_minus_sign_and_the_csv_keeps_the_hyphen():
+    """A PROM change of -4.4 points (CI -6.1 to -2.7) read "-4,4" and "-6,1 – -2,7" in the grids and the PDF
+    table, with a hyphen, while the charts and the texts wrote "−4,4": one sign for people, in both languages. A
+    CSV download is for machines: its cells are the numbers and keep the hyphen."""
+    pytest.importorskip("streamlit")
+    from ui.render import indicator_display
+    from vbhc.safety import safe_csv
+
+    change = {"indicator": "eq5d_change", "kind": "prom_change", "observed": np.nan, "expected": np.nan}
+    values = {"crude_value": -4.2, "adjusted_value": -4.44, "adjusted_lower": -6.1, "adjusted_upper": -2.7}
+    table = pd.DataFrame([_row(**change, **values, oe=np.nan, target=-1.5, unit="H01")])
+    table = table.assign(condition="hip_knee")
+    for lang in ("en", "nl"):
+        shown = indicator_display(table, lang, by="unit")
+        cells = [shown[t(column, lang)].iloc[0] for column in ("column.crude", "column.adjusted", "column.ci95")]
+        cells.append(shown[t("column.benchmark", lang)].iloc[0])
+        for cell in cells:
+            assert "\u2212" in cell and "-" not in cell, (lang, cell)
+    assert b"-4.44" in safe_csv(table[["unit", "adjusted_value"]]) and "\u2212".encode() not in safe_csv(table)

@@ -449,9 +449,24 @@ def _validator() -> Any:
     return jsonschema.validators.validator_for(schema)(schema)
 
 
+def _schema_view(node: Any) -> Any:
+    """`node` with each title's subtitle expression (see _title) replaced by the lines it picks at the built
+    width: the schema types a subtitle as text though Vega-Lite compiles an expression there."""
+    if isinstance(node, list):
+        return [_schema_view(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _schema_view(v) for k, v in node.items()}
+    title = out.get("title")
+    if isinstance(title, dict) and isinstance(title.get("subtitle"), dict) and "expr" in title["subtitle"]:
+        out["title"] = {**title, "subtitle": _built_lines(title["subtitle"])}
+    return out
+
+
 def validate_spec(spec: dict[str, Any]) -> None:
     """Raise jsonschema.ValidationError when `spec` is not valid Vega-Lite (the schema Altair ships)."""
-    error = next(iter(_validator().iter_errors(json.loads(json.dumps(spec, allow_nan=False)))), None)
+    plain = _schema_view(json.loads(json.dumps(spec, allow_nan=False)))
+    error = next(iter(_validator().iter_errors(plain)), None)
     if error is not None:
         raise error
 
@@ -532,16 +547,17 @@ def _fitting(text: str, key: str, width: int, room: float, phone_room: float) ->
     return _wrap(text, size, room, phone_room, FONT_SIZES_NARROW[key])
 
 
-def _title_text(text: str, width: int) -> str | list[str] | dict[str, str]:
-    """A chart title's lines: for a chart that may be stretched, the lines of the width it is built for, of a
-    column (COLUMN_WIDTH) and of a phone, each picked by the container it is drawn in (a title's text takes an
-    expression, unlike its subtitle). Why: one set of lines for all three broke a meeting screen's title at
-    ~250 px ("Alle eenheden naar / aantal zorgtrajecten" over a 940 px chart)."""
-    size = _fonts(width)["title"]
+def _title_text(text: str, width: int, key: str = "title") -> str | list[str] | dict[str, str]:
+    """A chart title's (or with `key="subtitle"` its subtitle's) lines: for a chart that may be stretched, the lines
+    of the width it is built for, of a column (COLUMN_WIDTH) and of a phone, each picked by the container it is drawn
+    in. Why: one set of lines for all three broke a meeting screen's title at ~250 px ("Alle eenheden naar / aantal
+    zorgtrajecten" over a 940 px chart), and its subtitle, wrapped for a phone's 340 px, stood in short lines over
+    a 940 px chart on a 1440 px screen."""
+    size = _fonts(width)[key]
     if not _stretched(width):
         return _wrap(text, size, min(width, COLUMN_WIDTH) - 10)
     wide, column = _wrap(text, size, width - 10), _wrap(text, size, COLUMN_WIDTH - 10)
-    phone = _wrap(text, FONT_SIZES_NARROW["title"], PHONE_TEXT)
+    phone = _wrap(text, FONT_SIZES_NARROW[key], PHONE_TEXT)
     if wide == column == phone:
         return wide
     return {
@@ -549,29 +565,40 @@ def _title_text(text: str, width: int) -> str | list[str] | dict[str, str]:
     }
 
 
-def title_lines(title: Any) -> str:
-    """A spec's title text as a reader of the built width sees it, in one line (the last choice of an expression
-    that picks the lines by the container): for tests and texts that name a chart."""
-    text = title.get("text", "") if isinstance(title, dict) else title
-    if isinstance(text, dict):  # {"expr": "phone ? <json> : narrowed ? <json> : <json>"}: the last JSON value
+def _built_lines(text: Any) -> str | list[str]:
+    """The lines of a title's text or subtitle that a reader of the built width sees: the last choice of an
+    expression that picks them by the container ({"expr": "phone ? <json> : narrowed ? <json> : <json>"})."""
+    if isinstance(text, dict):
         expr, decoder, at = text["expr"], json.JSONDecoder(), 0
         for prefix in (f"{PHONE_PARAM} ? ", f" : {NARROWED_PARAM} ? ", " : "):
             text, at = decoder.raw_decode(expr, at + len(prefix))
+    return text
+
+
+def title_lines(title: Any, key: str = "text") -> str:
+    """A spec's title text (`key="subtitle"`: its subtitle) as a reader of the built width sees it, in one line
+    (the last choice of an expression that picks the lines by the container): for tests and texts that name a
+    chart."""
+    text = title.get(key, "") if isinstance(title, dict) else title if key == "text" else ""
+    text = _built_lines(text)
     return " ".join(text) if isinstance(text, list) else str(text or "")
 
 
 def _title(text: str | None, subtitle: str | None, width: int, *, size: int | None = None) -> dict[str, Any]:
-    """A title anchored left, wrapped so that nothing is cut or truncated: the title to the container it is
-    drawn in (_title_text), the subtitle (which takes no expression) to `width` (at most COLUMN_WIDTH) and to a
-    phone's container at the phone's fonts. A title of its own `size` (a panel's) keeps it and is wrapped to
-    `width` (at most COLUMN_WIDTH) only."""
+    """A title anchored left, wrapped so that nothing is cut or truncated: the title and the subtitle to the
+    container they are drawn in (_title_text). A title of its own `size` (a panel's) keeps it and is wrapped to
+    `width` (at most COLUMN_WIDTH) only.
+
+    The subtitle's expression: Vega-Lite's JSON schema types a subtitle as text only, but its compiler turns an
+    ExprRef there into a Vega signal as it does the title's text (Vega's title takes a signal for either);
+    validate_spec checks such a spec with the built width's lines in place of the expression."""
     room = min(width, COLUMN_WIDTH) - 10
     if size:
         out: dict[str, Any] = {"text": _wrap(text, size, room) if text else "", "anchor": "start", "fontSize": size}
     else:
         out = {"text": _title_text(text, width) if text else "", "anchor": "start"}
     if subtitle:
-        out["subtitle"] = _fitting(subtitle, "subtitle", width, room, PHONE_TEXT)
+        out["subtitle"] = _title_text(subtitle, width, "subtitle") if not size else _wrap(subtitle, size, room)
     return out
 
 
@@ -1670,8 +1697,8 @@ def small_multiples_chart(
 
     The panels fill `width`: as many columns as fit (`columns` caps them). Units stand side by side while a
     panel has room for them; otherwise (many units, narrow screen) they go down the panel, one row each.
-    `titled=False` leaves out the chart's own title and `legend=False` the legend: a page that draws one chart
-    per indicator (in columns a phone stacks) heads them once and shows the legend once."""
+    `titled=False` leaves out the chart's own title (a page that draws one chart per indicator heads them once,
+    see indicator_panel) and `legend=False` the legend."""
     lang = _check_lang(lang)
     _guard(rows, "indicator rows")
     if rows.empty:
@@ -1775,6 +1802,17 @@ def small_multiples_chart(
         "resolve": {"scale": {"x": "independent", "y": "independent", "color": "shared"}},
     }
     return _finish(body, data, lang, width, highlight=highlight, fit=False)
+
+
+def indicator_panel(rows: pd.DataFrame, *, lang: str = "en", highlight: str | None = None) -> Spec:
+    """One indicator's panel as the compare page draws it (one chart per indicator in columns a phone stacks,
+    built to fit a phone's screen), with its own legend of the assessments it shows and the own unit's mark. Why
+    each its own: the page showed the legend under the first panel only, listing that panel's assessments, so a
+    reader at the fifth panel could not tell what its colours meant, and a colour absent from the first panel
+    (e.g. "worse") was explained nowhere."""
+    return small_multiples_chart(
+        rows, lang=lang, highlight=highlight, width=PHONE_FIXED_WIDTH, titled=False, legend=True
+    )
 
 
 def _stacked_panels(

@@ -1124,6 +1124,11 @@ class _Model:
         # PROMs
         res["p"] = self._proms(rng, c, hosp, age, R, names, trt_name, driver, death_day, day, x)
         res["o"] = {k: np.concatenate(v) for k, v in o_rows.items()}
+        # nothing is dated after the death: the outcomes are drawn in catalog order, so an event (a readmission,
+        # a leak) or the end of a window can fall after a mortality outcome drawn later; that row is then dated
+        # the day of death (the event with the death, the window closed by it). Only dates move, no value or
+        # random number, so the planted effects and truth.json stay as they were.
+        res["o"]["day"] = np.minimum(res["o"]["day"], death_day[res["o"]["cycle"]])
         res["c"] = {k: np.concatenate(v) for k, v in c_rows.items()}
 
         # case-mix as written: ~1 % missing per non-age variable
@@ -1284,6 +1289,9 @@ class _Model:
             else:
                 slack = np.minimum(30, _AS_OF_DAY - target)
                 done = target - 30 + (rng.random(n) * (slack + 31)).astype(np.int64)
+                # answered while alive: the death comes after the target day, but the answer can be up to 30
+                # days late; then it was given the day before the death (no random number changes)
+                done = np.minimum(done, death_day - 1)
             el = np.flatnonzero(eligible)
             self.acc.add(
                 (c.id, "response", tp.id),
@@ -1914,7 +1922,14 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
                 lp[idx] += np.where(part["hospital"] == p.hospital, np.log(p.hazard_ratio), 0.0)
     # a later death comes after the mortality outcomes' windows the registry records as survived
     survived = np.maximum(start + 30, cycles["cycle_id"].map(alive_until).fillna(0).to_numpy(float)).astype(np.int64)
-    late = survived + 1 + np.floor(u_time / (rate * np.exp(lp)) * DAYS_PER_YEAR).astype(np.int64)
+    after = 1 + np.floor(u_time / (rate * np.exp(lp)) * DAYS_PER_YEAR).astype(np.int64)
+    late = survived + after
+    # and after the last day the files show the patient alive (a 12-month questionnaire answered, a long stay
+    # ended): a death drawn before it comes as long after that day instead. A dead patient's questionnaire a
+    # year later would be an impossible timeline; moving only these deaths, by the least, keeps the number of
+    # deaths and the planted survival outlier as they were (redrawing the whole time from that day lost deaths)
+    seen = cycles["cycle_id"].map(_last_recorded_day(out_dir, outcomes)).fillna(0).to_numpy(float).astype(np.int64)
+    late = np.where(late > seen, late, seen + after)
     recorded = cycles["cycle_id"].map(early_day).to_numpy(float)
     death = np.where(np.isfinite(recorded), recorded, late).astype(np.int64)
     lost = u_lost < LOST_TO_FOLLOW_UP
@@ -1934,3 +1949,15 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     with path.open("w", encoding="utf-8", newline="") as fh:
         _to_csv(frame, fh, True)
     return path
+
+
+def _last_recorded_day(out_dir: Path, outcomes: pd.DataFrame) -> pd.Series:
+    """Per cycle id, the last day (days since 1970) of a clinical outcome or PROM answer written for it: the
+    patient was alive then, so a death drawn for the vital status file comes later."""
+    days = [outcomes.groupby("cycle_id")["date"].max()]
+    proms = out_dir / "prom_responses.csv"
+    if proms.exists():
+        answered = pd.read_csv(proms, usecols=["cycle_id", "completed_date"], dtype=str)
+        days.append(answered.groupby("cycle_id")["completed_date"].max())
+    last = pd.concat(days).groupby(level=0).max()  # ISO dates: the text order is the date order
+    return last.map(lambda d: _day(date.fromisoformat(d)))

@@ -72,17 +72,12 @@ st.subheader(charts.label("small_multiples", lang))
 st.caption(charts.label("small_multiples_sub", lang))
 indicators = list(dict.fromkeys(key_rows["indicator"]))
 for start in range(0, len(indicators), 2):
-    for place, (column, indicator) in enumerate(zip(st.columns(2), indicators[start : start + 2], strict=False)):
+    for column, indicator in zip(st.columns(2), indicators[start : start + 2], strict=False):
         with column:
             render.cached_chart(
                 ("small_multiples", level, indicator),
-                lambda indicator=indicator, first=start + place == 0: charts.small_multiples_chart(
-                    key_rows[key_rows["indicator"] == indicator],
-                    lang=lang,
-                    highlight=own,
-                    width=charts.PHONE_FIXED_WIDTH,
-                    titled=False,
-                    legend=first,
+                lambda indicator=indicator: charts.indicator_panel(
+                    key_rows[key_rows["indicator"] == indicator], lang=lang, highlight=own
                 ),
                 highlight=own,
             )

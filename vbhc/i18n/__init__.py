@@ -313,14 +313,21 @@ def _locale_pattern(lang: str, which: str, decimals: int) -> str:
     return re.sub(r"#,##0(?:\.[0#]+)?", _fraction_pattern(decimals), base)
 
 
+def _minus(text: str) -> str:
+    """A number formatted for people with the minus sign "−" (MINUS) instead of Babel's hyphen: grids, tables, the
+    PDF and texts then write "−0,4" as the charts (Vega's axes) and fmt_difference do, in both languages. Only
+    text for reading goes through here: CSV downloads and Excel's numeric cells keep the numbers themselves."""
+    return text.replace("-", MINUS)
+
+
 def fmt_number(x: Any, lang: str, decimals: int = 1) -> str:
-    """12345.67 -> "12.345,7" (nl) / "12,345.7" (en)."""
+    """12345.67 -> "12.345,7" (nl) / "12,345.7" (en); -0.4 -> "−0,4" (the minus sign, see _minus)."""
     _check_lang(lang)
     pattern = _fraction_pattern(decimals)
     d = _decimal(x, decimals)
     if d is None:
         return MISSING
-    return format_decimal(d, format=_number_pattern(pattern), locale=_babel_locale(lang))
+    return _minus(format_decimal(d, format=_number_pattern(pattern), locale=_babel_locale(lang)))
 
 
 def fmt_int(n: Any, lang: str) -> str:
@@ -335,7 +342,7 @@ def fmt_percent(p: Any, lang: str, decimals: int = 1) -> str:
     if d is None:
         return MISSING
     pattern = _number_pattern(_locale_pattern(lang, "percent", decimals))
-    return format_percent(d, format=pattern, locale=_babel_locale(lang))
+    return _minus(format_percent(d, format=pattern, locale=_babel_locale(lang)))
 
 
 def fmt_eur(x: Any, lang: str, decimals: int = 0) -> str:
@@ -344,12 +351,14 @@ def fmt_eur(x: Any, lang: str, decimals: int = 0) -> str:
     d = _decimal(x, decimals)
     if d is None:
         return MISSING
-    return format_currency(
-        d,
-        "EUR",
-        format=_number_pattern(_locale_pattern(lang, "currency", decimals)),
-        locale=_babel_locale(lang),
-        currency_digits=False,
+    return _minus(
+        format_currency(
+            d,
+            "EUR",
+            format=_number_pattern(_locale_pattern(lang, "currency", decimals)),
+            locale=_babel_locale(lang),
+            currency_digits=False,
+        )
     )
 
 
@@ -473,7 +482,7 @@ def fmt_ci(lo: Any, hi: Any, kind: str, lang: str) -> str:
     """A confidence interval as one range: "12,3–15,0%" (nl) / "12.3–15.0%" (en) for percentages,
     "0,85–1,21" for O/E, "€ 11.900–€ 13.400" for cost. The en dash alone when either bound is missing.
 
-    Bounds below zero are separated by a spaced en dash ("-3,2 – -1,0") so the minus signs stay readable.
+    Bounds below zero are separated by a spaced en dash ("−3,2 – −1,0") so the minus signs stay readable.
     """
     if kind not in KIND_FORMAT:
         raise ValueError(f"unknown indicator kind {kind!r}; expected one of {', '.join(KIND_FORMAT)}")
@@ -485,5 +494,5 @@ def fmt_ci(lo: Any, hi: Any, kind: str, lang: str) -> str:
         return MISSING
     if KIND_FORMAT[kind] == "percent" and left.endswith("%"):
         left = left.removesuffix("%").rstrip("\u00a0\u202f ")  # the percent sign once, after the upper bound
-    sep = " \u2013 " if left.startswith("-") or right.startswith("-") else "\u2013"
+    sep = " \u2013 " if MINUS in left or MINUS in right else "\u2013"
     return f"{left}{sep}{right}"

@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vbhc import audit, models
-from vbhc.catalog import Catalog, default_catalog
+from vbhc.catalog import SURVIVAL_KINDS, Catalog, default_catalog
 from vbhc.ingest import stage as staging
 from vbhc.ingest.problems import (
     ImportRefused,
@@ -234,7 +234,7 @@ class _Batch:
         self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str, row_checks_off: bool
     ):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
-        self.state = BatchState(catalog, self._stored_units, self._stored_cycles)
+        self.state = BatchState(catalog, self._stored_units, self._stored_cycles, self._stored_vital)
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
@@ -261,6 +261,23 @@ class _Batch:
                 "index_date": np.append(converted, np.datetime64("NaT", "ns"))[codes],
             },
             index=pd.Index(ids, dtype=object, name="cycle_id"),
+        )
+
+    def _stored_vital(self) -> pd.DataFrame:
+        """The stored vital status rows (outcomes a survival indicator follows), indexed by (cycle_id, outcome)."""
+        indicators = [i for c in self.catalog.conditions.values() for i in c.indicators]
+        followed = sorted({i.outcome for i in indicators if i.kind in SURVIVAL_KINDS and i.outcome})
+        o = models.ClinicalOutcome
+        rows = self.conn.execute(select(o.cycle_id, o.outcome, o.value, o.date).where(o.outcome.in_(followed))).all()
+        ids, outcomes, values, dates = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return pd.DataFrame(
+            {
+                "value": np.array(values, dtype=float),
+                "date": pd.to_datetime(pd.Series(dates, dtype=object)).to_numpy(dtype="datetime64[ns]"),
+            },
+            index=pd.MultiIndex.from_arrays(
+                [np.array(ids, dtype=object), np.array(outcomes, dtype=object)], names=["cycle_id", "outcome"]
+            ),
         )
 
 

@@ -405,13 +405,23 @@ class BatchState:
     `stored_cycles` gives the stored care cycles as a frame indexed by cycle_id with their condition and
     index_date: a child row is checked against its cycle's condition and dated against its index date."""
 
-    def __init__(self, catalog: Catalog, stored_units: Callable[[], set], stored_cycles: Callable[[], pd.DataFrame]):
+    def __init__(
+        self,
+        catalog: Catalog,
+        stored_units: Callable[[], set],
+        stored_cycles: Callable[[], pd.DataFrame],
+        stored_vital: Callable[[], pd.DataFrame] | None = None,
+    ):
         self.catalog = catalog
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
+        self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
         self._cycles: pd.DataFrame | None = None
         self._batch_cycles: list[pd.DataFrame] = []
         self.batch_units: set[tuple[str, str]] = set()
+        self._vital: pd.DataFrame | None = None
+        self._batch_vital: list[pd.DataFrame] = []
+        self._deaths: pd.Series | None = None
 
     def units(self) -> set[tuple[str, str]]:
         if self._units is None:
@@ -439,6 +449,36 @@ class BatchState:
         )
         self._batch_cycles.append(frame)
         self._cycles = None
+
+    def death_dates(self) -> pd.Series:
+        """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
+        indicator follows) with value 1 and a date, stored or from this batch's earlier files and chunks; a later
+        row of the same cycle and outcome replaces an earlier one, as the upsert will (a correction to "alive")."""
+        if self._deaths is None:
+            if self._vital is None:
+                self._vital = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
+            frame = pd.concat([self._vital, *self._batch_vital]) if self._batch_vital else self._vital
+            frame = frame[~frame.index.duplicated(keep="last")]
+            dead = frame[(frame["value"] == 1).to_numpy() & frame["date"].notna().to_numpy()]
+            cycles = dead.index.get_level_values(0)
+            self._deaths = dead["date"].groupby(cycles).min() if len(dead) else pd.Series(dtype="datetime64[ns]")
+        return self._deaths
+
+    def add_batch_vital(self, cycle_ids: pd.Series, outcomes: pd.Series, values: pd.Series, dates: pd.Series) -> None:
+        """A file's vital status rows, for the rows of later files and chunks dated against a death."""
+        index = pd.MultiIndex.from_arrays([cycle_ids.to_numpy(), outcomes.to_numpy()], names=["cycle_id", "outcome"])
+        frame = pd.DataFrame(
+            {"value": values.to_numpy(dtype=float), "date": pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")},
+            index=index,
+        )
+        self._batch_vital.append(frame)
+        self._deaths = None
+
+
+_EMPTY_VITAL = pd.DataFrame(
+    {"value": pd.Series(dtype=float), "date": pd.Series(dtype="datetime64[ns]")},
+    index=pd.MultiIndex.from_arrays([[], []], names=["cycle_id", "outcome"]),
+)
 
 
 #: Unit codes are keys that labels join with "/" and "@" (vbhc.registry): letters, digits, "_" and "-" only.
@@ -611,6 +651,41 @@ def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.
     return pd.Series(found[codes], index=cycle_id.index)
 
 
+def _child_death_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
+    """Each row's care cycle's recorded date of death (NaT where none is known), through the cycle ids' factorize."""
+    codes, distinct = lookup
+    known = batch.death_dates()
+    found = np.append(known.reindex(distinct).to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    return pd.Series(found[codes], index=cycle_id.index)
+
+
+def _after_death(deaths: pd.Series) -> Callable[[int], Rule]:
+    def rule(i: int) -> Rule:
+        return Rule("validate.after_death", death_date=deaths.iat[i].date().isoformat())
+
+    return rule
+
+
+def _flag_after_death(
+    ck: Checker,
+    batch: BatchState,
+    column: str,
+    dates: pd.Series,
+    rows: np.ndarray,
+    cycle_id: pd.Series,
+    lookup: tuple[np.ndarray, pd.Index],
+) -> None:
+    """Refuse a row dated after its care cycle's recorded death (vital status stored, or from an earlier file or
+    chunk of the batch, or this file's own): a questionnaire answered or an outcome found a year after the death
+    is an error in one of the two dates, and would count a dead patient's quality of life or complication.
+    The same day is allowed: dates are days, and an outcome or questionnaire can be recorded on the day of
+    death (a complication the patient died of). Costs carry no date and PREM answers no care cycle, so
+    neither is checked. Only the vital status counts as the death: a binary "mortality within N days" outcome
+    is dated by its source as it likes (the event, or the end of its window), the catalog does not say."""
+    deaths = _child_death_dates(batch, cycle_id, lookup)
+    ck.flag(rows & (dates > deaths).to_numpy(dtype=bool), column, _after_death(deaths))
+
+
 def _before_index_date(index_dates: pd.Series) -> Callable[[int], Rule]:
     def rule(i: int) -> Rule:
         return Rule("validate.before_index_date", index_date=index_dates.iat[i].date().isoformat())
@@ -630,12 +705,15 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     # or one of the two dates is wrong
     index_dates = _child_index_dates(batch, cycle_id, lookup)
     ck.flag((date < index_dates).to_numpy(dtype=bool), "date", _before_index_date(index_dates))
+    vital = np.zeros(len(f), dtype=bool)  # the rows of a survival indicator's outcome: the vital status
     for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
         if not cond_id:
             continue
         cond = batch.catalog.conditions[cond_id]
         mask = f.index.isin(rows)
         by_id = {o.id: o for o in cond.outcomes}
+        followed_ids = sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome})
+        vital |= mask & outcome.isin(followed_ids).to_numpy()
         ck.flag(
             mask & ~outcome.isin(by_id) & (outcome != ""),
             "outcome",
@@ -659,6 +737,11 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
                     "value",
                     Rule("validate.outcome_out_of_range", outcome=o.id, low=f"{o.min:g}", high=f"{o.max:g}"),
                 )
+    # this file's vital status first: its other rows are dated against a death it records too
+    stated = vital & value.isin([0.0, 1.0]).to_numpy()
+    if stated.any():
+        batch.add_batch_vital(cycle_id[stated], outcome[stated], value[stated], date[stated])
+    _flag_after_death(ck, batch, "date", date, ~vital, cycle_id, lookup)
     return pd.DataFrame({"cycle_id": cycle_id, "outcome": outcome, "value": value, "date": date})
 
 
@@ -742,6 +825,8 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
                     count=int(window[i]),
                 ),
             )
+    if "completed_date" in f:
+        _flag_after_death(ck, batch, "completed_date", completed, np.ones(len(f), dtype=bool), cycle_id, lookup)
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
     lows, highs = item_bounds(catalog)
     lo, hi = _pair_lookup(instrument, item, lows), _pair_lookup(instrument, item, highs)
