@@ -224,28 +224,38 @@ def _pinned(
             raise AssertionError(f"attacker's programme not solved ({res.message}): the equations are wrong")
         return res.x
 
-    # a few solutions first: a cell that takes values at least one apart in two of them is not pinned
+    # every solution tells each cell two values it can take: a cell seen at values at least one apart is not
+    # pinned; a few random objectives first, then each remaining cell's ends (whose solutions open others too)
+    seen_lo = np.full(len(columns), np.inf)
+    seen_hi = np.full(len(columns), -np.inf)
+
+    def record(x: np.ndarray) -> None:
+        np.minimum(seen_lo, x[columns], out=seen_lo)
+        np.maximum(seen_hi, x[columns], out=seen_hi)
+
+    def open_() -> np.ndarray:
+        return seen_hi - seen_lo >= 1 - 1e-6
+
     rng = np.random.default_rng(0)
-    seen = []
-    for _ in range(6 if only is None else 0):
+    for _ in range(4 if only is None else 0):
+        closed = ~open_()
+        if not closed.any():
+            break
         c = np.zeros(size)
-        c[columns] = rng.normal(size=len(columns))
-        seen.append(solve(c)[columns])
-    open_ = np.zeros(len(columns), bool)
-    if seen:
-        spread = np.array(seen)
-        open_ = spread.max(axis=0) - spread.min(axis=0) >= 1 - 1e-6
-    found = {}
-    for cell, j, done in zip(targets, columns, open_, strict=True):
-        if done:
-            continue
-        ends = []
+        c[columns[closed]] = rng.normal(size=int(closed.sum()))
+        record(solve(c))
+    for k, j in enumerate(columns):
         for sign in (1.0, -1.0):
+            if open_()[k]:
+                break
             c = np.zeros(size)
             c[j] = sign
-            ends.append(float(solve(c)[j]))
-        if ends[1] - ends[0] < 1 - 1e-6:
-            row = cells.loc[cell]
-            where = row["period"] or "all dates"
-            found[int(cell)] = f"{row['what']} of {row['line']} {row['unit']} in {where} = {ends[0]:g}"
+            record(solve(c))
+    found = {}
+    for k, cell in enumerate(targets):
+        if open_()[k]:
+            continue
+        row = cells.loc[cell]
+        where = row["period"] or "all dates"
+        found[int(cell)] = f"{row['what']} of {row['line']} {row['unit']} in {where} = {seen_lo[k]:g}"
     return found

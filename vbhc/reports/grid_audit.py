@@ -1,0 +1,429 @@
+"""An audit of a grid's suppression against every equation its files publish at once.
+
+vbhc.disclosure protects each equation on its own: an indicator's units against the benchmark, a unit's years
+against its all-dates cell, a count repeated in another table of the same unit. A reader may combine them: the
+all-dates events of a unit minus its shown years and a year whose benchmark is 0 events give its withheld events
+of another year, and that year's benchmark minus them gives every other unit's small cell. So after the
+per-equation rules the grid is audited as a whole: every count the files hold is a variable (exact where shown;
+0..threshold-1 where withheld and small, threshold or more where withheld and not small; events within 0..n and
+every count within the unit's volume), every published equation (benchmark totals per period, a unit's years
+adding up to its all-dates cell, equal counts of a unit in one period) tightens the variables' intervals until
+nothing changes (vbhc.disclosure.tighten_bounds), and a withheld small count left with one value is repaired:
+a shown row of an equation that pinned it is withheld as well, the per-equation rules run again on top, and the
+audit repeats. A count that every cell withheld would still give away (a benchmark of 0 events) is no leak of
+the suppression and left alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.linalg import lsqr
+
+from vbhc.catalog import PROPORTION_KINDS
+from vbhc.disclosure import tighten_bounds
+
+__all__ = ["Cells", "grid_cells", "pinned_cells", "repairs"]
+
+#: The tables a cell can belong to: the indicator table or one of the frames beside it.
+TABLE = "table"
+
+
+class Cells:
+    """Every count of a grid's files as one variable each, with the equations between them (see module docstring).
+
+    `where[i]`: (source, period, row) of cell i (source TABLE or a frame's name), `value`, `withheld`, `small`,
+    `target` (a withheld small count the audit must not let be pinned), `eq` (sparse, coefficients +-1) with
+    `rhs`, and `at_most` pairs (i, j): cell i <= cell j."""
+
+    def __init__(self) -> None:
+        self.where: list[tuple[str, str, int]] = []
+        self.value: list[float] = []
+        self.withheld: list[bool] = []
+        self.small: list[bool] = []
+        self.is_events: list[bool] = []
+        self.rank: list[float] = []  # the row's count: the cheapest shown row to withhold is the smallest
+        self.lines: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+        self.at_most: list[tuple[int, int]] = []
+
+    def add(self, where: tuple[str, str, int], value: float, withheld: bool, small: bool, events: bool, rank: float):
+        """Append a cell; returns its index."""
+        self.where.append(where)
+        self.value.append(value)
+        self.withheld.append(withheld)
+        self.small.append(small)
+        self.is_events.append(events)
+        self.rank.append(rank)
+        return len(self.value) - 1
+
+
+def _number(value: object) -> float:
+    number = float(pd.to_numeric(value, errors="coerce"))
+    return 0.0 if math.isnan(number) else number
+
+
+def grid_cells(
+    tables: Mapping[str, pd.DataFrame],
+    masks: Mapping[str, np.ndarray],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]],
+    frame_masks: Mapping[str, Mapping[str, np.ndarray]],
+    threshold: int,
+) -> tuple[Cells, sparse.csr_matrix, np.ndarray]:
+    """The cells of a grid (as GridMasks holds it) and its equations: (cells, A, b) with A @ true values == b."""
+    cells = Cells()
+    unit_period: dict[tuple[str, str], list[int]] = defaultdict(list)
+    volume: dict[tuple[str, str], int] = {}
+    totals: dict[tuple, list[int]] = defaultdict(list)
+    line_of: dict[int, tuple] = {}
+
+    def put(key: tuple[str, str, int], line: tuple, unit: str, n: float, o: float | None, hidden: bool, **kw):
+        small = kw.get("small", n < threshold)
+        i = cells.add(key, n, hidden, small, False, n)
+        period = key[1]
+        line_of[i] = (unit, *line, "n")
+        unit_period[(unit, period)].append(i)
+        if kw.get("total"):
+            totals[(period, *line, "n")].append(i)
+        if kw.get("volume"):
+            volume[(unit, period)] = i
+        if o is not None:
+            j = cells.add(key, o, hidden, small, True, n)
+            line_of[j] = (unit, *line, "o")
+            unit_period[(unit, period)].append(j)
+            if kw.get("total"):
+                totals[(period, *line, "o")].append(j)
+            cells.at_most.append((j, i))
+
+    for period, table in tables.items():
+        mask = np.asarray(masks.get(period, np.zeros(len(table), bool)), bool)
+        if len(mask) != len(table) or not {"unit", "indicator", "n"} <= set(table.columns):
+            continue
+        targets = pd.to_numeric(table.get("target", pd.Series(np.nan, index=table.index)), errors="coerce")
+        kinds = table["kind"].astype(str).to_numpy() if "kind" in table else np.full(len(table), "")
+        observed = table["observed"] if "observed" in table else pd.Series(np.nan, index=table.index)
+        for i, (unit, indicator, n, o, kind, target) in enumerate(
+            zip(
+                table["unit"].astype(str),
+                table["indicator"].astype(str),
+                table["n"],
+                observed,
+                kinds,
+                targets,
+                strict=True,
+            )
+        ):
+            o_ = float(pd.to_numeric(o, errors="coerce"))
+            counted = kind in PROPORTION_KINDS and math.isfinite(o_) and o_ == round(o_)
+            put(
+                (TABLE, period, i),
+                ("t", indicator),
+                unit,
+                _number(n),
+                o_ if counted else None,
+                bool(mask[i]),
+                total=bool(np.isfinite(target)),
+                volume=kind == "volume",
+            )
+    for what, by_period in frames.items():
+        for period, frame in by_period.items():
+            mask = frame_masks.get(what, {}).get(period)
+            if mask is None or not len(frame) or len(mask) != len(frame):
+                continue
+            mask = np.asarray(mask, bool)
+            if what == "prom_response":
+                rows = zip(
+                    frame["unit"].astype(str), frame["instrument"], frame["timepoint"], frame["eligible"], strict=True
+                )
+                for i, ((unit, instrument, timepoint, eligible), responded) in enumerate(
+                    zip(rows, frame["responded"], strict=True)
+                ):
+                    put(
+                        (what, period, i),
+                        ("r", str(instrument), str(timepoint)),
+                        unit,
+                        _number(eligible),
+                        _number(responded),
+                        bool(mask[i]),
+                        total=True,
+                    )
+            elif what == "cost_breakdown":
+                rows = zip(
+                    frame["unit"].astype(str), frame["activity"], frame["cycles"], frame["costed_cycles"], strict=True
+                )
+                for i, (unit, activity, cycles, costed) in enumerate(rows):
+                    n = _number(cycles)
+                    put(
+                        (what, period, i),
+                        ("c", str(activity)),
+                        unit,
+                        n,
+                        None,
+                        bool(mask[i]),
+                        small=min(n, _number(costed)) < threshold,
+                    )
+
+    value = np.asarray(cells.value, float)
+    rows: list[list[tuple[int, float]]] = []
+    rhs: list[float] = []
+    equal: list[tuple[int, int]] = []
+    families: dict[tuple, list[int]] = defaultdict(list)  # rows a reader would subtract from each other
+    for key, members in totals.items():  # a benchmark's total per period
+        families[("period", key[0])].append(len(rows))
+        rows.append([(i, 1.0) for i in members])
+        rhs.append(float(value[members].sum()))
+    by_line: dict[tuple, list[int]] = defaultdict(list)
+    for i, line in line_of.items():
+        by_line[line].append(i)
+    for members in by_line.values():  # a unit's years add up to its all-dates cell, where they do
+        whole = [i for i in members if cells.where[i][1] == ""]
+        years = [i for i in members if cells.where[i][1] != ""]
+        if len(whole) == 1 and years and abs(value[years].sum() - value[whole[0]]) < 1e-9:
+            families[("unit", line_of[whole[0]][0])].append(len(rows))
+            rows.append([(i, 1.0) for i in years] + [(whole[0], -1.0)])
+            rhs.append(0.0)
+    for (unit, period), members in unit_period.items():
+        by_value: dict[float, list[int]] = defaultdict(list)
+        for i in members:  # equal counts of a unit in one period (n shared across indicators)
+            if value[i] >= threshold or (not cells.is_events[i] and cells.small[i]):
+                by_value[float(value[i])].append(i)
+        for same in by_value.values():
+            for a, b in itertools.pairwise(same):
+                equal.append((a, b))
+                rows.append([(a, 1.0), (b, -1.0)])
+                rhs.append(0.0)
+        bound = volume.get((unit, period))
+        if bound is not None:  # every count within the unit's volume, where it is
+            cells.at_most.extend((i, bound) for i in members if i != bound and value[i] <= value[bound])
+    withheld = np.asarray(cells.withheld, bool)
+    for family in families.values():
+        for derived in _differences([rows[k] for k in family], value, withheld, equal):
+            rows.append(derived)
+            rhs.append(float(sum(coef * value[i] for i, coef in derived)))
+    r = [k for k, row in enumerate(rows) for _ in row]
+    c = [i for row in rows for i, _ in row]
+    d = [coef for row in rows for _, coef in row]
+    a = sparse.csr_matrix((d, (r, c)), shape=(len(rows), len(value)))
+    return cells, a, np.asarray(rhs, float)
+
+
+def _differences(
+    rows: list[list[tuple[int, float]]], value: np.ndarray, withheld: np.ndarray, equal: list[tuple[int, int]]
+) -> list[list[tuple[int, float]]]:
+    """Pairwise differences of `rows` (one unit's lines over the years, or one period's benchmarks) that leave
+    at most a few withheld cells once cells of equal count (`equal`: n shared across indicators) cancel: two
+    lines whose years are the same counts but one give the difference of that year's cells (with the cells'
+    bounds often one value). Each difference is a row over cells: one withheld cell per class of equal cells,
+    the shown cells as they are."""
+    parent = list(range(len(value)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in equal:
+        parent[find(a)] = find(b)
+    known = {find(int(i)): int(i) for i in np.flatnonzero(~withheld)}  # a class with a shown cell: that cell
+    merged = []
+    for row in rows:
+        terms: dict[int, float] = defaultdict(float)
+        cell_of: dict[int, int] = {}
+        for i, coef in row:
+            k = find(i)
+            terms[k] += coef
+            cell_of.setdefault(k, known.get(k, i))
+        merged.append((terms, cell_of))
+    out = []
+    for x in range(len(merged)):
+        for y in range(x + 1, len(merged)):
+            (tx, cx), (ty, cy) = merged[x], merged[y]
+            unknown = [k for k in set(tx) | set(ty) if k not in known and tx.get(k, 0.0) != ty.get(k, 0.0)]
+            if not unknown or len(unknown) > 3 or len(unknown) == len([k for k in set(tx) | set(ty) if k not in known]):
+                continue  # nothing cancels, or too many cells left to pin anything
+            row = []
+            for k in set(tx) | set(ty):
+                coef = tx.get(k, 0.0) - ty.get(k, 0.0)
+                if coef:
+                    row.append((cx.get(k, cy.get(k)), coef))
+            out.append(row)
+    return out
+
+
+def _bounds(cells: Cells, withheld: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the reader knows of each cell before any equation: exact where shown, else the small band or more."""
+    value = np.asarray(cells.value, float)
+    small = np.asarray(cells.small, bool)
+    events = np.asarray(cells.is_events, bool)
+    lo = np.where(withheld, np.where(small | events, 0.0, float(threshold)), value)
+    hi = np.where(withheld, np.where(small, float(threshold - 1), math.inf), value)
+    return np.minimum(lo, value), np.maximum(hi, value)  # never tighter than the truth
+
+
+def _determined(a: sparse.csr_matrix, unknown: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Which `unknown` cells the equations fix on their own, whatever the bounds: a cell is fixed when some
+    combination of the equations (two lines whose years are linked cell by cell, subtracted) leaves it alone,
+    i.e. when every solution of A x = 0 over the unknown cells is 0 there. Tested on random vectors projected onto
+    that null space (least squares: r - A'y), which are 0 exactly at the fixed cells."""
+    cols = np.flatnonzero(unknown)
+    out = np.zeros(len(unknown), bool)
+    if not len(cols):
+        return out
+    sub = a[:, cols]
+    sub = sub[np.flatnonzero(np.diff(sub.tocsr().indptr))]  # rows that still hold an unknown cell
+    if sub.shape[0] == 0:
+        return out
+    transposed = sub.T.tocsr()
+    rng = np.random.default_rng(seed)
+    size = np.zeros(len(cols))
+    for _ in range(2):
+        r = rng.normal(size=len(cols))
+        y = lsqr(transposed, r, atol=1e-13, btol=1e-13, iter_lim=20 * sum(transposed.shape))[0]
+        size = np.maximum(size, np.abs(r - transposed @ y))
+    out[cols[size < 1e-6]] = True
+    return out
+
+
+def _known(
+    cells: Cells, a: sparse.csr_matrix, b: np.ndarray, withheld: np.ndarray, threshold: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The intervals a reader derives (tighten_bounds, and cells the equations fix on their own, in turn until
+    neither adds anything): (lo, hi, row, by, fixed) with `fixed` the cells fixed by a combination of equations."""
+    pairs = np.asarray(cells.at_most, int).reshape(-1, 2)
+    value = np.asarray(cells.value, float)
+    lo, hi = _bounds(cells, withheld, threshold)
+    fixed = np.zeros(len(value), bool)
+    row = -np.ones((len(value), 2), int)
+    by = -np.ones((len(value), 2), int)
+    for _ in range(len(value) + 1):
+        lo, hi, new_row, new_by = tighten_bounds(a, b, pairs, lo, hi)
+        moved = (new_row >= 0) | (new_by >= 0)  # keep each bound's last reason over the rounds
+        row, by = np.where(moved, new_row, row), np.where(moved, new_by, by)
+        more = _determined(a, hi - lo >= 1 - 1e-9) & ~fixed
+        if not more.any():
+            break
+        fixed |= more
+        lo[more] = hi[more] = value[more]
+    return lo, hi, row, by, fixed
+
+
+def pinned_cells(
+    cells: Cells, a: sparse.csr_matrix, b: np.ndarray, threshold: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The withheld small counts pinned to one value that withholding could have hidden (not pinned with every
+    cell withheld), and per cell the rows of `a` and the cells whose bounds pinned it and whether a combination
+    of equations fixed it: (pinned, reason_row, by, fixed)."""
+    withheld = np.asarray(cells.withheld, bool)
+    target = withheld & np.asarray(cells.small, bool)
+    if not target.any():
+        empty = np.zeros(0, int)
+        return empty, empty, empty, np.zeros(0, bool)
+    lo, hi, row, by, fixed = _known(cells, a, b, withheld, threshold)
+    pinned = np.flatnonzero(target & (hi - lo < 1 - 1e-9))
+    if not len(pinned):
+        return pinned, row, by, fixed
+    lo_all, hi_all, _, _, _ = _known(cells, a, b, np.ones(len(withheld), bool), threshold)
+    return pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9], row, by, fixed
+
+
+def repairs(
+    got_tables: Mapping[str, pd.DataFrame],
+    masks: Mapping[str, np.ndarray],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]],
+    frame_masks: Mapping[str, Mapping[str, np.ndarray]],
+    threshold: int,
+    *,
+    keep: Mapping[tuple[str, str, int], bool] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]] | None:
+    """The masks with further rows withheld so that no withheld small count the audit pins stays pinned: per
+    pinned cell the smallest shown row of an equation that pinned it (following the chain through cells the
+    equations pinned before), never a `keep` row (own hospitals' rows the reader knows). None when nothing is
+    pinned or nothing can be withheld against it."""
+    cells, a, b = grid_cells(got_tables, masks, frames, frame_masks, threshold)
+    pinned, reason, by, fixed = pinned_cells(cells, a, b, threshold)
+    if not len(pinned):
+        return None
+    withheld = np.asarray(cells.withheld, bool)
+    rank = np.asarray(cells.rank, float)
+    csr = a.tocsr()
+    chosen: set[tuple[str, str, int]] = set()
+    for cell in pinned:
+        rows = _certificate(csr, cell, withheld) if fixed[cell] else None
+        pick = _cheapest(cell, csr, reason, by, withheld, rank, cells.where, keep or {}, rows)
+        if pick is not None:
+            chosen.add(pick)
+    if not chosen:
+        return None
+    new_masks = {p: np.asarray(m, bool).copy() for p, m in masks.items()}
+    new_frames = {w: {p: np.asarray(m, bool).copy() for p, m in per.items()} for w, per in frame_masks.items()}
+    for source, period, i in chosen:
+        if source == TABLE:
+            new_masks[period][i] = True
+        else:
+            new_frames[source][period][i] = True
+    return new_masks, new_frames
+
+
+def _certificate(csr: sparse.csr_matrix, cell: int, withheld: np.ndarray) -> np.ndarray:
+    """The rows of a combination of equations that leaves `cell` alone among the withheld cells (least squares
+    y with A'y = e_cell): the equations whose shown cells give it away."""
+    cols = np.flatnonzero(withheld)
+    transposed = csr[:, cols].T.tocsr()
+    target = (cols == cell).astype(float)
+    y = lsqr(transposed, target, atol=1e-12, btol=1e-12, iter_lim=20 * sum(transposed.shape))[0]
+    return np.flatnonzero(np.abs(y) > 1e-6)
+
+
+def _cheapest(
+    cell: int,
+    csr: sparse.csr_matrix,
+    reason: np.ndarray,
+    by: np.ndarray,
+    withheld: np.ndarray,
+    rank: np.ndarray,
+    where: list[tuple[str, str, int]],
+    keep: Mapping[tuple[str, str, int], bool],
+    rows: np.ndarray | None = None,
+) -> tuple[str, str, int] | None:
+    """The smallest shown row (not kept) in the equations that pinned `cell`: those of `rows` (a combination that
+    fixes it) when given, else nearest first (a breadth-first walk back through the cells whose bounds those
+    equations used)."""
+    if rows is not None and len(rows):
+        members = np.unique(np.concatenate([csr.indices[csr.indptr[r] : csr.indptr[r + 1]] for r in rows]))
+        candidates = [int(m) for m in members if not withheld[m] and not keep.get(where[m], False)]
+        if candidates:
+            return where[min(candidates, key=lambda m: (rank[m], where[m]))]
+    seen = {cell}
+    level = [cell]
+    for _ in range(len(withheld)):
+        candidates: set[int] = set()
+        following: list[int] = []
+        for c in level:
+            for side in (0, 1):
+                row, other = reason[c, side], by[c, side]
+                members = []
+                if row >= 0:
+                    members = csr.indices[csr.indptr[row] : csr.indptr[row + 1]].tolist()
+                elif other >= 0:
+                    members = [int(other)]
+                for m in members:
+                    if m in seen:
+                        continue
+                    seen.add(m)
+                    if withheld[m]:
+                        following.append(m)
+                    elif not keep.get(where[m], False):
+                        candidates.add(m)
+        if candidates:
+            best = min(candidates, key=lambda m: (rank[m], where[m]))
+            return where[best]
+        if not following:
+            return None
+        level = following
+    return None
