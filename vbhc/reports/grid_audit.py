@@ -24,7 +24,6 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.sparse.linalg import lsqr
 
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.disclosure import tighten_bounds
@@ -172,9 +171,9 @@ def grid_cells(
     rows: list[list[tuple[int, float]]] = []
     rhs: list[float] = []
     equal: list[tuple[int, int]] = []
-    families: dict[tuple, list[int]] = defaultdict(list)  # rows a reader would subtract from each other
-    for key, members in totals.items():  # a benchmark's total per period
-        families[("period", key[0])].append(len(rows))
+    combinable: list[int] = []  # the benchmarks' and lines' rows: a reader subtracts them from each other
+    for members in totals.values():  # a benchmark's total per period
+        combinable.append(len(rows))
         rows.append([(i, 1.0) for i in members])
         rhs.append(float(value[members].sum()))
     by_line: dict[tuple, list[int]] = defaultdict(list)
@@ -184,7 +183,7 @@ def grid_cells(
         whole = [i for i in members if cells.where[i][1] == ""]
         years = [i for i in members if cells.where[i][1] != ""]
         if len(whole) == 1 and years and abs(value[years].sum() - value[whole[0]]) < 1e-9:
-            families[("unit", line_of[whole[0]][0])].append(len(rows))
+            combinable.append(len(rows))
             rows.append([(i, 1.0) for i in years] + [(whole[0], -1.0)])
             rhs.append(0.0)
     for (unit, period), members in unit_period.items():
@@ -201,10 +200,9 @@ def grid_cells(
         if bound is not None:  # every count within the unit's volume, where it is
             cells.at_most.extend((i, bound) for i in members if i != bound and value[i] <= value[bound])
     withheld = np.asarray(cells.withheld, bool)
-    for family in families.values():
-        for derived in _differences([rows[k] for k in family], value, withheld, equal):
-            rows.append(derived)
-            rhs.append(float(sum(coef * value[i] for i, coef in derived)))
+    for derived in _differences([rows[k] for k in combinable], value, withheld, equal):
+        rows.append(derived)
+        rhs.append(float(sum(coef * value[i] for i, coef in derived)))
     r = [k for k, row in enumerate(rows) for _ in row]
     c = [i for row in rows for i, _ in row]
     d = [coef for row in rows for _, coef in row]
@@ -240,19 +238,29 @@ def _differences(
             terms[k] += coef
             cell_of.setdefault(k, known.get(k, i))
         merged.append((terms, cell_of))
+    # rows x (class, coefficient) of the withheld terms: a pair's shared terms cancel in its difference
+    keys: dict[tuple[int, float], int] = {}
+    r, c = [], []
+    for x, (terms, _) in enumerate(merged):
+        for k, coef in terms.items():
+            if coef and k not in known:
+                r.append(x)
+                c.append(keys.setdefault((k, coef), len(keys)))
+    if not keys:
+        return []
+    m = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(merged), len(keys)))
+    shared = sparse.triu(m @ m.T, k=1).tocoo()
+    size = np.asarray(m.sum(axis=1)).ravel()
+    left = size[shared.row] + size[shared.col] - 2 * shared.data  # withheld terms the difference keeps
     out = []
-    for x in range(len(merged)):
-        for y in range(x + 1, len(merged)):
-            (tx, cx), (ty, cy) = merged[x], merged[y]
-            unknown = [k for k in set(tx) | set(ty) if k not in known and tx.get(k, 0.0) != ty.get(k, 0.0)]
-            if not unknown or len(unknown) > 3 or len(unknown) == len([k for k in set(tx) | set(ty) if k not in known]):
-                continue  # nothing cancels, or too many cells left to pin anything
-            row = []
-            for k in set(tx) | set(ty):
-                coef = tx.get(k, 0.0) - ty.get(k, 0.0)
-                if coef:
-                    row.append((cx.get(k, cy.get(k)), coef))
-            out.append(row)
+    for x, y in zip(shared.row[(left >= 1) & (left <= 3)], shared.col[(left >= 1) & (left <= 3)], strict=True):
+        (tx, cx), (ty, cy) = merged[x], merged[y]
+        row = []
+        for k in set(tx) | set(ty):
+            coef = tx.get(k, 0.0) - ty.get(k, 0.0)
+            if coef:
+                row.append((cx.get(k, cy.get(k)), coef))
+        out.append(row)
     return out
 
 
@@ -266,70 +274,23 @@ def _bounds(cells: Cells, withheld: np.ndarray, threshold: int) -> tuple[np.ndar
     return np.minimum(lo, value), np.maximum(hi, value)  # never tighter than the truth
 
 
-def _determined(a: sparse.csr_matrix, unknown: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Which `unknown` cells the equations fix on their own, whatever the bounds: a cell is fixed when some
-    combination of the equations (two lines whose years are linked cell by cell, subtracted) leaves it alone,
-    i.e. when every solution of A x = 0 over the unknown cells is 0 there. Tested on random vectors projected onto
-    that null space (least squares: r - A'y), which are 0 exactly at the fixed cells."""
-    cols = np.flatnonzero(unknown)
-    out = np.zeros(len(unknown), bool)
-    if not len(cols):
-        return out
-    sub = a[:, cols]
-    sub = sub[np.flatnonzero(np.diff(sub.tocsr().indptr))]  # rows that still hold an unknown cell
-    if sub.shape[0] == 0:
-        return out
-    transposed = sub.T.tocsr()
-    rng = np.random.default_rng(seed)
-    size = np.zeros(len(cols))
-    for _ in range(2):
-        r = rng.normal(size=len(cols))
-        y = lsqr(transposed, r, atol=1e-13, btol=1e-13, iter_lim=20 * sum(transposed.shape))[0]
-        size = np.maximum(size, np.abs(r - transposed @ y))
-    out[cols[size < 1e-6]] = True
-    return out
-
-
-def _known(
-    cells: Cells, a: sparse.csr_matrix, b: np.ndarray, withheld: np.ndarray, threshold: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The intervals a reader derives (tighten_bounds, and cells the equations fix on their own, in turn until
-    neither adds anything): (lo, hi, row, by, fixed) with `fixed` the cells fixed by a combination of equations."""
-    pairs = np.asarray(cells.at_most, int).reshape(-1, 2)
-    value = np.asarray(cells.value, float)
-    lo, hi = _bounds(cells, withheld, threshold)
-    fixed = np.zeros(len(value), bool)
-    row = -np.ones((len(value), 2), int)
-    by = -np.ones((len(value), 2), int)
-    for _ in range(len(value) + 1):
-        lo, hi, new_row, new_by = tighten_bounds(a, b, pairs, lo, hi)
-        moved = (new_row >= 0) | (new_by >= 0)  # keep each bound's last reason over the rounds
-        row, by = np.where(moved, new_row, row), np.where(moved, new_by, by)
-        more = _determined(a, hi - lo >= 1 - 1e-9) & ~fixed
-        if not more.any():
-            break
-        fixed |= more
-        lo[more] = hi[more] = value[more]
-    return lo, hi, row, by, fixed
-
-
 def pinned_cells(
     cells: Cells, a: sparse.csr_matrix, b: np.ndarray, threshold: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The withheld small counts pinned to one value that withholding could have hidden (not pinned with every
-    cell withheld), and per cell the rows of `a` and the cells whose bounds pinned it and whether a combination
-    of equations fixed it: (pinned, reason_row, by, fixed)."""
+    cell withheld), and per cell the rows of `a` and the cells whose bounds pinned it: (pinned, row, by)."""
     withheld = np.asarray(cells.withheld, bool)
     target = withheld & np.asarray(cells.small, bool)
     if not target.any():
         empty = np.zeros(0, int)
-        return empty, empty, empty, np.zeros(0, bool)
-    lo, hi, row, by, fixed = _known(cells, a, b, withheld, threshold)
+        return empty, empty, empty
+    pairs = np.asarray(cells.at_most, int).reshape(-1, 2)
+    lo, hi, row, by = tighten_bounds(a, b, pairs, *_bounds(cells, withheld, threshold))
     pinned = np.flatnonzero(target & (hi - lo < 1 - 1e-9))
     if not len(pinned):
-        return pinned, row, by, fixed
-    lo_all, hi_all, _, _, _ = _known(cells, a, b, np.ones(len(withheld), bool), threshold)
-    return pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9], row, by, fixed
+        return pinned, row, by
+    lo_all, hi_all, _, _ = tighten_bounds(a, b, pairs, *_bounds(cells, np.ones(len(withheld), bool), threshold))
+    return pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9], row, by
 
 
 def repairs(
@@ -346,7 +307,7 @@ def repairs(
     equations pinned before), never a `keep` row (own hospitals' rows the reader knows). None when nothing is
     pinned or nothing can be withheld against it."""
     cells, a, b = grid_cells(got_tables, masks, frames, frame_masks, threshold)
-    pinned, reason, by, fixed = pinned_cells(cells, a, b, threshold)
+    pinned, reason, by = pinned_cells(cells, a, b, threshold)
     if not len(pinned):
         return None
     withheld = np.asarray(cells.withheld, bool)
@@ -354,8 +315,7 @@ def repairs(
     csr = a.tocsr()
     chosen: set[tuple[str, str, int]] = set()
     for cell in pinned:
-        rows = _certificate(csr, cell, withheld) if fixed[cell] else None
-        pick = _cheapest(cell, csr, reason, by, withheld, rank, cells.where, keep or {}, rows)
+        pick = _cheapest(cell, csr, reason, by, withheld, rank, cells.where, keep or {})
         if pick is not None:
             chosen.add(pick)
     if not chosen:
@@ -370,16 +330,6 @@ def repairs(
     return new_masks, new_frames
 
 
-def _certificate(csr: sparse.csr_matrix, cell: int, withheld: np.ndarray) -> np.ndarray:
-    """The rows of a combination of equations that leaves `cell` alone among the withheld cells (least squares
-    y with A'y = e_cell): the equations whose shown cells give it away."""
-    cols = np.flatnonzero(withheld)
-    transposed = csr[:, cols].T.tocsr()
-    target = (cols == cell).astype(float)
-    y = lsqr(transposed, target, atol=1e-12, btol=1e-12, iter_lim=20 * sum(transposed.shape))[0]
-    return np.flatnonzero(np.abs(y) > 1e-6)
-
-
 def _cheapest(
     cell: int,
     csr: sparse.csr_matrix,
@@ -389,16 +339,9 @@ def _cheapest(
     rank: np.ndarray,
     where: list[tuple[str, str, int]],
     keep: Mapping[tuple[str, str, int], bool],
-    rows: np.ndarray | None = None,
 ) -> tuple[str, str, int] | None:
-    """The smallest shown row (not kept) in the equations that pinned `cell`: those of `rows` (a combination that
-    fixes it) when given, else nearest first (a breadth-first walk back through the cells whose bounds those
-    equations used)."""
-    if rows is not None and len(rows):
-        members = np.unique(np.concatenate([csr.indices[csr.indptr[r] : csr.indptr[r + 1]] for r in rows]))
-        candidates = [int(m) for m in members if not withheld[m] and not keep.get(where[m], False)]
-        if candidates:
-            return where[min(candidates, key=lambda m: (rank[m], where[m]))]
+    """The smallest shown row (not kept) in the equations that pinned `cell`, nearest first (a breadth-first walk
+    back through the cells whose bounds those equations used)."""
     seen = {cell}
     level = [cell]
     for _ in range(len(withheld)):
