@@ -12,6 +12,7 @@ import pytest
 from tests.disclosure_attack import attack
 from vbhc.reports import compute_results
 from vbhc.reports.core import grid_tables
+from vbhc.reports.grid_audit import repairs
 from vbhc.reports.privacy import GridMasks, SuppressionRule, grid_masks
 from vbhc.reports.run import own_hospital
 
@@ -44,19 +45,42 @@ def test_the_attacker_pins_a_lone_withheld_cell_and_not_a_protected_pair():
     assert "n of ('t', 'mortality', 'n') H01 in 2024 = 5" in found  # all dates minus 2023
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vbhc.disclosure checks each table and each period line on its own; combining them pins cells "
-    "(e.g. colorectal 2022 30-day mortality: H01's own all-dates events minus its shown years and the 2021 "
-    "benchmark of 0 events give its withheld 2022 events, hence every other unit's 0 of 2022)",
-)
-def test_no_withheld_small_count_of_the_workbooks_grid_can_be_worked_out(small_demo_registry):
+def test_the_grid_audit_repairs_what_the_attacker_pins():
+    """vbhc.reports.grid_audit finds the cells the attacker pins (a lone withheld cell; a year that all dates
+    minus the other, shown year gives back) and withholds further shown cells until the attacker finds none."""
+    tables = {"": _table("", [5, 40, 60], [1, 4, 6])}
+    more = repairs(tables, {"": np.array([True, False, False])}, {}, {}, 10)
+    assert more is not None and more[0][""].tolist() == [True, True, False]  # the smallest other unit
+    assert attack(GridMasks(tables, more[0], {}, {}), 10) == []
+    assert repairs(tables, more[0], {}, {}, 10) is None
+    grid = {
+        "": _table("", [25, 40, 60], [3, 4, 6]),
+        "2024": _table("2024", [5, 20, 30], [1, 2, 3]),
+        "2023": _table("2023", [20, 20, 30], [2, 2, 3]),
+    }
+    masks = {"": np.zeros(3, bool), "2024": np.array([True, True, False]), "2023": np.zeros(3, bool)}
+    assert attack(GridMasks(grid, masks, {}, {}), 10)
+    for _ in range(9):
+        more = repairs(grid, masks, {}, {}, 10)
+        if more is None:
+            break
+        masks = more[0]
+    assert attack(GridMasks(grid, masks, {}, {}), 10) == []
+    assert not masks["2023"].all() and not masks[""].all()  # not everything withheld
+
+
+@pytest.mark.parametrize("condition", ["colorectal_cancer", "hip_osteoarthritis", "knee_osteoarthritis"])
+def test_no_withheld_small_count_of_the_workbooks_grid_can_be_worked_out(small_demo_registry, condition):
+    """The per-equation checks alone left cells pinned on this demo (hip: H10's 2025 Oxford n, its all-dates n
+    minus the shown years being the PROM response's line, whose 2025 responders are shown; knee: H04's 2025
+    response n, one less than its revision n of at least 10); the grid audit (vbhc.reports.grid_audit) repairs
+    them. Colorectal: the chain through a benchmark of 0 events found before."""
     engine, _ = small_demo_registry
     rule = SuppressionRule(10)
-    results = compute_results(["colorectal_cancer"], None, "hospital", engine=engine)
+    results = compute_results([condition], None, "hospital", engine=engine)
     grids = grid_tables(results, engine=engine)
     own = own_hospital(engine)
-    got = grid_masks(results[0].table, None, grids["colorectal_cancer"], rule, own_hospitals=(own,) if own else ())
+    got = grid_masks(results[0].table, None, grids[condition], rule, own_hospitals=(own,) if own else ())
     assert got is not None and sum(int(m.sum()) for m in got.masks.values()) > 50  # the attacker has work
     found = attack(got, rule.threshold)
     assert not found, found[:10]
