@@ -321,3 +321,18 @@ def test_actions_and_signals_are_named_in_a_persons_words_never_by_item_id(meeti
     picked = at.selectbox(key="mt_effect_action").options
     assert len(set(picked)) == len(picked) == 2, picked
     assert all("Nieuw protocol" in o for o in picked) and any("chirurg" in o for o in picked), picked
+
+
+def test_a_goal_set_twice_on_the_form_is_refused_in_the_viewers_language(meeting_db, signed_in):
+    """Before: the goal form stored a second active team goal for the same indicator, unit and date (the targets
+    workbook refuses that); now the second is one line in the viewer's language and nothing more is stored."""
+    at = _app("care_h01", "nl")
+    for _ in range(2):
+        at.selectbox(key="mt_goal_indicator").set_value("anastomotic_leak")
+        at.number_input(key="mt_goal_value").set_value(8.0)
+        next(b for b in at.button if b.label == t("agenda.submit_goal", "nl")).click()
+        at.run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Teamdoel voor Naadlekkage (H01) vanaf ") and "geldt al" in error, error
+    assert len(improvement.targets(meeting_db, improvement_viewer("quality"), CONDITION)) == 1

@@ -359,6 +359,11 @@ class Box:
         )
 
 
+def _halo(node: ET.Element) -> bool:
+    """Whether an SVG text is a halo (charts._halo: the text outlined in the background's colour beneath it)."""
+    return (node.get("stroke") or "").upper() == charts.BACKGROUND
+
+
 def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
     root = ET.fromstring(svg)
     width, height = float(root.get("width")), float(root.get("height"))
@@ -368,8 +373,8 @@ def text_boxes(svg: str) -> tuple[float, float, list[Box]]:
         here = matrix @ _matrix(node.get("transform"))
         axis_label = axis_label or "role-axis-label" in (node.get("class") or "")
         if node.tag == f"{SVG}text":
-            if node.get("opacity") in ("0", "0.0") or node.get("fill-opacity") == "0":
-                return  # hidden (e.g. an overlapping axis label Vega left out)
+            if node.get("opacity") in ("0", "0.0") or node.get("fill-opacity") == "0" or _halo(node):
+                return  # hidden (e.g. an overlapping axis label Vega left out), or a text's halo beneath it
             size = float((node.get("font-size") or "11").rstrip("px"))
             lines = [t.text or "" for t in node.findall(f"{SVG}tspan")] or [node.text or ""]
             anchor = node.get("text-anchor", "start")
@@ -1152,13 +1157,19 @@ def test_axis_labels_keep_room_between_them_on_a_phone(lang):
 @dataclass(frozen=True)
 class Scatter:
     """What a reader sees of a scatter's names: each name drawn (its lines' boxes, in bold wider), the points'
-    centres, the dashed benchmark lines and the plot's box, all in canvas pixels."""
+    centres, the dashed benchmark lines, the solid rules (the value quadrant's confidence intervals) and the plot's
+    box, all in canvas pixels."""
 
     names: tuple[tuple[str, tuple[Box, ...]], ...]
     points: tuple[tuple[str, float, float], ...]  # unit, x, y
     rules: tuple[Box, ...]
     plot: Box
     curves: tuple[tuple[float, float, float, float], ...] = ()  # line marks' segments: x0, y0, x1, y1
+    intervals: tuple[Box, ...] = ()  # solid rule marks: each 1 px either side of the line
+
+    def across_intervals(self, boxes: tuple[Box, ...]) -> int:
+        """How many solid rules (confidence intervals) run through the boxes."""
+        return sum(any(b.overlaps(rule) for b in boxes) for rule in self.intervals)
 
     def crossing(self, boxes: tuple[Box, ...]) -> bool:
         """Whether a line mark runs through any of the boxes inside the plot (each segment looked at every px)."""
@@ -1173,14 +1184,32 @@ class Scatter:
         return False
 
 
+#: scatter's readings by the spec's JSON text (see scatter)
+_SCATTERS: dict[str, Scatter] = {}
+
+
 def scatter(spec: dict) -> Scatter:
+    """The spec drawn to SVG by vl-convert once per test process and read as a Scatter, however many tests look
+    at it.
+
+    Why: vl-convert draws the very same spec (the same JSON text) the same way, and about one in eight of this
+    module's scatter drawings were repeats: a unit's highlight stretched to a width is the same spec as the
+    stretched chart highlighted (the benchmark-line test draws only what the crowded-quadrant test drew), and a
+    small chart stretched to a phone's width can be the chart built for it (~0.1-0.3 s a drawing)."""
+    key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+    if key not in _SCATTERS:
+        _SCATTERS[key] = _scatter(spec)
+    return _SCATTERS[key]
+
+
+def _scatter(spec: dict) -> Scatter:
     svg = vlc.vegalite_to_svg(spec)
-    names, points, rules, domains, curves = [], [], [], [], []
+    names, points, rules, domains, curves, intervals = [], [], [], [], [], []
 
     def walk(node: ET.Element, matrix: np.ndarray, role: str) -> None:
         here = matrix @ _matrix(node.get("transform"))
         role = (node.get("class") or role) if node.tag == f"{SVG}g" else role
-        if node.tag == f"{SVG}text" and role.startswith("mark-text role-mark"):
+        if node.tag == f"{SVG}text" and role.startswith("mark-text role-mark") and not _halo(node):
             size = float((node.get("font-size") or "11").rstrip("px"))
             bold = 1.1 if node.get("font-weight") == "bold" else 1.0  # bold glyphs are wider
             lines = [t.text or "" for t in node.findall(f"{SVG}tspan")] or [node.text or ""]
@@ -1211,6 +1240,8 @@ def scatter(spec: dict) -> Scatter:
                 domains.append(box)
             elif node.get("stroke-dasharray"):
                 rules.append(box)
+            else:
+                intervals.append(box)
         for child in node:
             walk(child, here, role)
 
@@ -1218,7 +1249,7 @@ def scatter(spec: dict) -> Scatter:
     xs = [c for b in domains for c in (b.x0, b.x1)]
     ys = [c for b in domains for c in (b.y0, b.y1)]
     plot = Box("plot", min(xs), min(ys), max(xs), max(ys))
-    return Scatter(tuple(names), tuple(points), tuple(rules), plot, tuple(curves))
+    return Scatter(tuple(names), tuple(points), tuple(rules), plot, tuple(curves), tuple(intervals))
 
 
 #: Hospital names longer than a phone's plot is wide (in bold), and the demo's.
@@ -1246,12 +1277,14 @@ def test_value_quadrant_names_hold_on_a_phone_and_a_desktop(count, seed):
 
 def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, case: str, *,
                       targets: tuple[float, float] | None = None, cost_ci: float = 900,
-                      outcome_ci: tuple[float, float] = (0.03, 0.03)) -> list[str]:  # fmt: skip
+                      outcome_ci: tuple[float, float] = (0.03, 0.03), clear_of_intervals: bool = False,
+                      langs: tuple[str, ...] = ("nl",)) -> list[str]:  # fmt: skip
     """Check the value quadrant of `units` at (cost, outcome) as described above, each unit the own one in turn,
-    with the benchmark at `targets` (cost, outcome; else the means). A name other than the own unit's is drawn
-    only where it is free, so it covers no point; the own unit's name is always drawn, and where the points
-    crowd it may cover some. Returns the page's drawings (the spec stretched) where the own unit's name covers a
-    point."""
+    with the benchmark at `targets` (cost, outcome; else the means), in each of `langs`. A name other than the
+    own unit's is drawn only where it is free, so it covers no point; the own unit's name is always drawn, and
+    where the points crowd it may cover some. `clear_of_intervals`: no name crosses a confidence interval's rule
+    either (of its own unit or another). Returns the page's drawings (the spec stretched) where the own unit's
+    name covers a point."""
     frame = value_frame(units).assign(
         adjusted_value_cost=cost,
         adjusted_lower_cost=cost - cost_ci,
@@ -1262,16 +1295,20 @@ def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, c
     )
     cost_target, outcome_target = targets or (float(np.mean(cost)), float(np.mean(outcome)))
     target = dict(outcome_target=outcome_target, cost_target=cost_target)
-    crowded = []
-    built = charts.value_chart(frame, outcome_label="Mortaliteit binnen 30 dagen", outcome_kind="proportion",
-                               lang="nl", **target)  # fmt: skip
-    phone_built = charts.value_chart(frame, outcome_label="Sterfte", outcome_kind="proportion", lang="nl",
-                                     width=PHONE, **target)  # fmt: skip
+    crowded, across = [], []
+    drawings = []
+    for lang in langs:
+        built = charts.value_chart(frame, outcome_label="Mortaliteit binnen 30 dagen", outcome_kind="proportion",
+                                   lang=lang, **target)  # fmt: skip
+        phone_built = charts.value_chart(frame, outcome_label="Sterfte", outcome_kind="proportion", lang=lang,
+                                         width=PHONE, **target)  # fmt: skip
+        drawings += [
+            *((f"{lang} stretched to {w}px", charts.with_width(built, w))
+              for w in (PHONE, 390 - 32, 480, COLUMN, WIDE)),
+            (f"{lang} built for {PHONE}px", phone_built),
+        ]  # fmt: skip
     for own in units:
-        for where, spec in [
-            *((f"stretched to {w}px", charts.with_width(built, w)) for w in (PHONE, 390 - 32, 480, COLUMN, WIDE)),
-            (f"built for {PHONE}px", phone_built),
-        ]:
+        for where, spec in drawings:
             drawn = scatter(charts.with_highlight(spec, own))
             at = f"{case} own {own!r} {where}"
             texts = [text for text, _ in drawn.names]
@@ -1293,9 +1330,67 @@ def check_value_names(units: list[str], cost: np.ndarray, outcome: np.ndarray, c
                     p for p in others for b in boxes if b.overlaps(Box("", p[0] - 5, p[1] - 5, p[0] + 5, p[1] + 5))
                 }
                 assert text == own or not covered, f"{at}: {text!r} covers the points at {covered}"
-                if text == own and covered and where.startswith("stretched"):
+                if text == own and covered and "stretched" in where:
                     crowded.append(at)
+                if clear_of_intervals and (crossed := drawn.across_intervals(boxes)):
+                    across.append(f"{at}: {text!r} crosses {crossed} interval rule(s)")
+    assert not across, f"names across confidence intervals: {across[:4]} ({len(across)} in all)"
     return crowded
+
+
+@pytest.mark.parametrize(("count", "seed"), [(3, 2), (4, 0), (4, 7)])
+def test_value_quadrant_names_keep_clear_of_the_confidence_intervals(count, seed):
+    """The costs page (the 4,000-cycle demo, 940 px and a phone) drew unit names across the grey rules of the
+    confidence intervals, their own unit's and their neighbours': the placement kept the names clear of the
+    points and the benchmark lines but was never given the intervals. Where the points leave room (a few units
+    spread over the plot, intervals of ±€1,500 and -2/+5 points), whichever unit is the own one, from a phone to
+    the meeting screen, in both languages: no name crosses an interval's rule."""
+    names = ["Zilverberg Gasthuis", "Eikenrode Ziekenhuis", "Waterweide Ziekenhuis", "Heidekamp Medisch Centrum"]
+    rng = np.random.default_rng(seed)
+    cost, outcome = rng.uniform(18_000, 26_000, count), rng.uniform(0.02, 0.14, count)
+    check_value_names(
+        names[:count], cost, outcome, f"{count} units seed {seed}", targets=(16_000, 0.0), cost_ci=1_500,
+        outcome_ci=(0.02, 0.05), clear_of_intervals=True, langs=("nl", "en"),
+    )  # fmt: skip
+
+
+def _text_layers(node: object) -> list[list[dict]]:
+    """The `layer` lists of a spec (nested ones too) that hold a text mark."""
+    found = []
+    if isinstance(node, dict):
+        layers = node.get("layer")
+        if isinstance(layers, list) and any((lr.get("mark") or {}).get("type") == "text" for lr in layers):
+            found.append(layers)
+        for value in node.values():
+            found += _text_layers(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _text_layers(value)
+    return found
+
+
+@pytest.mark.parametrize("name", ["value", "funnel", "cusum", "trend"])
+def test_a_name_on_a_chart_stops_the_lines_it_crosses(name):
+    """Where no spot near its point keeps a name clear of every line (the demo's value quadrant: intervals of
+    ±€4,000 make a grid of grey rules no name fits between; CUSUM's alarm limit text where the statistic runs
+    through it), the line stops short of its letters: every text mark over the plot (unit names, the alarm
+    limit's name, action titles) has its halo, the same text outlined in the background's colour, right beneath
+    it."""
+    spec = builders(10)[name](lang="nl")
+    groups = _text_layers(spec)
+    assert groups, f"{name}: no text marks"
+    for layers in groups:
+        for i, layer in enumerate(layers):
+            mark = layer.get("mark") or {}
+            if mark.get("type") != "text" or mark.get("stroke") == charts.BACKGROUND:
+                continue
+            halo = layers[i - 1] if i else {}
+            assert (halo.get("mark") or {}).get("stroke") == charts.BACKGROUND, (
+                f"{name}: {layer['encoding']} has no halo"
+            )
+            assert halo["mark"]["color"] == charts.BACKGROUND and halo["mark"]["strokeWidth"] >= 3
+            assert halo["encoding"] == {k: v for k, v in layer["encoding"].items() if k != "tooltip"}
+            assert halo.get("transform") == layer.get("transform") and halo["data"] == layer["data"]
 
 
 #: The costs page's value chart in the 4,000-cycle demo (colorectal cancer, 30-day mortality; Dutch, local

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, insert, select
 
-from tests.xlsx_parts import patch_sheet, row_again_at_end, shared_strings, sheet_renamed, state_dimension
+from tests.xlsx_parts import (
+    number_written,
+    patch_sheet,
+    row_again_at_end,
+    shared_strings,
+    sheet_renamed,
+    state_dimension,
+)
 from vbhc import audit, external, models
 from vbhc.access import AccessDenied, Role, Scope, Viewer
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, load_catalog
@@ -204,6 +211,23 @@ def test_a_workbook_showing_other_values_than_its_cells_is_refused(layout):
         "hidden sheet": "feedback.xlsx [sheet external_figures]: the sheet is hidden",
         "row again": "feedback.xlsx [sheet external_figures] row 3: the sheet's file holds this row again",
     }[layout]
+    assert expected in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(("written", "refused"), [("12_0", True), ("infinity", True), ("1.2E2", False)])
+def test_a_number_excel_would_not_read_is_refused(written, refused):
+    """Figures whose n is written 12_0 (Python reads 120, Excel shows an error or refuses the file) or infinity:
+    refused naming the row and cell; 1.2E2 is a number as Excel writes it and read as 120."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", 120, 6, 5.2, None, None]
+    cell = f"{'ABCDEFGHIJKL'[header.index('n')]}2"
+    data = patch_sheet(_workbook([header, row]), number_written(cell, written.encode()))
+    if not refused:
+        assert read_figures(data, file_name="feedback.xlsx").frame["n"].iloc[0] == 120
+        return
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(data, file_name="feedback.xlsx")
+    expected = f"feedback.xlsx [sheet external_figures] row 2: cell {cell} holds the number written as {written!r}"
     assert expected in str(caught.value), str(caught.value)
 
 

@@ -25,6 +25,7 @@ from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
 from tests.xlsx_parts import (
     cell_moved_to_row_start,
+    number_written,
     patch_sheet,
     row_again_at_end,
     row_moved_to_end,
@@ -587,7 +588,7 @@ def _row_left_out(row: int):
     ("cell", "error"),
     [
         ('<c r="REF" t="b"><v>true</v></c>', "ValueError"),  # a yes/no cell is 0 or 1
-        ('<c r="REF"><v>inf</v></c>', "ValueError"),  # no number Excel writes
+        ('<c r="REF"><v>inf</v></c>', "number"),  # no number Excel writes: named as written
         ('<c r="REF" t="d"><v>2024-02-30</v></c>', "ValueError"),  # a date cell of a day that does not exist
         ('<c r="REF" t="s"><v>0</v></c>', "IndexError"),  # a shared string the workbook does not have
         ('<c r="REF" s="99"><v>61</v></c>', "IndexError"),  # a style the workbook does not have
@@ -605,7 +606,12 @@ def test_a_cell_that_cannot_be_read_is_refused_naming_its_row(base, tmp_path, ce
     path = tmp_path / "care_cycles.xlsx"
     data = patch_sheet(whole.getvalue(), _row_left_out(4))
     path.write_bytes(patch_sheet(data, _cell_written("H5", cell)))
-    (problem,) = _refused_problems([path], engine)
+    problems = _refused_problems([path], engine)
+    if error == "number":
+        assert (problems[0].row, problems[0].column, problems[0].rule.code) == (5, "age", "read.number_not_excel")
+        assert "cell H5 holds the number written as 'inf'" in str(problems[0])
+        return
+    (problem,) = problems
     assert (problem.row, problem.rule.code) == (5, "read.row_damaged")
     assert f"row 5: a cell of this row cannot be read ({error})" in str(problem)
     assert "kan niet worden gelezen" in problem.line("nl")
@@ -862,3 +868,83 @@ def test_mutated_xlsx_never_crashes_and_never_half_writes(fuzz_db, mutations):
     path = folder / "registry_fuzz.xlsx"
     path.write_bytes(data)
     _try_import(engine, path)
+
+
+# --- numbers Excel would not read ---------------------------------------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize("written", ["2_4", " 24 ", "infinity", "1e5_0", "\u0662\u0664", "&#x0662;4", "1E999"])
+def test_a_number_excel_would_not_read_is_refused_naming_its_cell(base, tmp_path, written):
+    """A number cell written 2_4 (hand-edited, or a faulty exporter's): openpyxl reads it through Python's int()
+    and float(), which take 2_4 as 24, " 24 ", 1e5_0 as 1e50, Arabic-Indic digits, 1E999 as infinity; Excel shows
+    an error or refuses the file. The care cycle was stored with a BMI of 24 no one reads in the workbook. Refused
+    naming the row, column, cell and the value as written; nothing is stored."""
+    engine, _ = base
+    wb, _ws = _cycles_sheet()
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    cell = f"{_bmi_column()}4"
+    path.write_bytes(patch_sheet(whole.getvalue(), number_written(cell, written.encode())))
+    problems = _refused_problems([path], engine)
+    [problem] = [p for p in problems if p.rule.code == "read.number_not_excel"]
+    assert (problem.row, problem.column) == (4, "bmi")
+    shown = written.replace("&#x0662;", "\u0662")
+    assert f"cell {cell} holds the number written as {shown!r}, which is not a number as Excel" in str(problem)
+    assert f"cel {cell} bevat het getal geschreven als" in problem.line("nl")
+
+
+@sqlite_only
+@pytest.mark.parametrize("written", ["24", "24.5", "2.45E1", "+24", ".245e2", "24.", "&#50;4"])
+def test_a_number_as_excel_writes_it_is_read(base, tmp_path, written):
+    """Digits with a sign, a decimal point and an exponent (and a character reference of a digit, which any XML
+    reader reads as the digit) are what Excel writes and reads: imported."""
+    engine, _ = base
+    wb, _ws = _cycles_sheet()
+    whole = io.BytesIO()
+    wb.save(whole)
+    path = tmp_path / "care_cycles.xlsx"
+    path.write_bytes(patch_sheet(whole.getvalue(), number_written(f"{_bmi_column()}4", written.encode())))
+    import_files([path], engine, imported_by="fuzz")
+    assert row_counts(engine)["care_cycles"] == len(cycles())
+
+
+def test_the_number_scan_names_only_number_cells_and_reads_across_blocks(monkeypatch):
+    """The layout scan reads a sheet's part in blocks and a value's cell type from the cell before it: an error
+    cell's #N/A, a formula's text, a date cell, an inline string and a yes/no cell are no numbers and pass; a number
+    and a shared string's index written otherwise are named, also when a block ends inside their cell. A workbook
+    openpyxl writes (numbers, dates, booleans, texts, formulas) has none."""
+    import datetime as dt
+
+    from openpyxl import load_workbook
+
+    from vbhc.ingest import layout
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["n", "x", "when", "ok", "text", "formula"])
+    for i in range(40):
+        ws.append([i, i * 0.37 - 5, dt.date(2024, 1, 1 + i % 28), i % 2 == 0, f"t{i}", f"=A{i + 2}*2"])
+    ws.append([1e-300, -1.5e300, dt.datetime(2024, 5, 1, 12, 30), False, "6_1", "=1/0"])
+    plain = io.BytesIO()
+    wb.save(plain)
+    assert layout.sheet_layout(io.BytesIO(plain.getvalue()), "Sheet").numbers_not_excel == []
+    changes = [
+        number_written("B3", b"#N/A", b"e"),
+        number_written("C3", b"2024-01-01T00:00:00", b"d"),
+        number_written("E3", b"a text", b"str"),
+        number_written("A5", b"6_1"),
+        number_written("B6", b" 1 ", b"n"),
+        number_written("D7", b"tru", b"b"),  # openpyxl cannot read it: a damaged row
+        number_written("E7", b"0_1", b"s"),  # the shared string 1, another text
+        number_written("B8", b"#DIV/0!", b"e"),
+    ]
+    data = plain.getvalue()
+    for change in changes:
+        data = patch_sheet(data, change)
+    expected = [(5, 0, "A5", "6_1"), (6, 1, "B6", " 1 "), (7, 4, "E7", "0_1")]
+    for block in (layout._BLOCK, *range(5, 160, 2)):  # blocks cut everywhere: inside cells, before a value
+        monkeypatch.setattr(layout, "_BLOCK", block)
+        assert layout.sheet_layout(io.BytesIO(data), "Sheet").numbers_not_excel == expected, block
+    assert load_workbook(io.BytesIO(data), read_only=True).active["A5"].value == 61  # what was stored before

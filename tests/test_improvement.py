@@ -21,6 +21,7 @@ from tests.backends import sqlite_only
 from tests.registry_files import store_units
 from tests.xlsx_parts import (
     cell_moved_to_row_start,
+    number_written,
     patch_sheet,
     row_again_at_end,
     shared_strings,
@@ -892,7 +893,7 @@ def test_a_writer_takes_every_unit_the_registry_holds_and_keeps_a_stored_unit(en
         improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.1, unit=unit)
     stored = sorted(t.unit for t in improvement.targets(engine, CARE, CONDITION))
     assert stored == ["", "H01", "H02", "H02/ORT", f"{CONDITION}@H02"]
-    old = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.2, unit="H01")
+    old = improvement.set_target(engine, CARE, CONDITION, "severe_complication", 0.2, unit="H01")  # not a 2nd goal
     table = models.ImprovementTarget.__table__
     with engine.begin() as conn:
         conn.execute(table.update().where(table.c.item_id == old.item_id).values(unit="h01"))
@@ -1159,3 +1160,82 @@ def test_a_new_item_id_never_holds_a_digit_run_a_message_would_hide(monkeypatch)
     item_id = _new_item_id(ItemKind.TARGET)
     assert item_id == "T-1234abcd5678"
     assert shown_value("item_id", item_id) == item_id != HIDDEN_IDENTIFIER
+
+
+def test_the_form_path_refuses_a_second_active_target_and_a_second_open_action(engine, units):
+    """Before: set_target (the meeting page's goal and norm forms) stored a second active team goal for an
+    indicator, unit, kind and date that already had one, which the targets workbook refuses; and an action sent
+    twice was stored twice. Now every writer runs one check (check_one_per_key) in its transaction."""
+    start = dt.date(2026, 1, 1)
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01", valid_from=start)
+    before = counts(engine)
+    with pytest.raises(ImprovementError) as refused:
+        improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H01", valid_from=start)
+    assert refused.value.message("en").startswith("Team goal for Anastomotic leakage (H01) from 1 Jan 2026 is already")
+    assert refused.value.message("nl").startswith("Teamdoel voor Naadlekkage (H01) vanaf 1 jan 2026 geldt al")
+    assert counts(engine) == before
+    # another date, unit, kind or a retired goal is another target
+    later = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H01", valid_from=dt.date(2027, 1, 1))
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H02", valid_from=start)
+    improvement.set_target(
+        engine, QUALITY, CONDITION, INDICATOR, 0.12, unit="H01", valid_from=start, kind="external_norm", source="X"
+    )
+    # an edit that makes a goal the same as another is refused too; retiring the first frees its place
+    with pytest.raises(ImprovementError, match="is already in force"):
+        improvement.update_target(engine, CARE, later.item_id, 1, valid_from=start)
+    improvement.retire_target(engine, CARE, goal.item_id, 1)
+    assert improvement.update_target(engine, CARE, later.item_id, 1, valid_from=start).version == 2
+    # actions: the same open action twice (a form sent twice) is refused; done, or another due date, is not
+    args = (engine, CARE, CONDITION, "Nieuw  protocol", "verpleegkundig specialist", start, dt.date(2026, 6, 30))
+    first = improvement.create_action(*args, unit="H01")
+    before = counts(engine)
+    with pytest.raises(ImprovementError) as refused:
+        improvement.create_action(*args[:3], "nieuw protocol", *args[4:], unit="H01")
+    assert '"nieuw protocol" for H01 from 1 Jan 2026 to 30 Jun 2026 is already open' in refused.value.message("en")
+    assert "staat al open" in refused.value.message("nl")
+    assert counts(engine) == before
+    improvement.create_action(*args, unit="H02")
+    improvement.update_action(engine, CARE, first.item_id, 1, status="done")
+    improvement.create_action(*args, unit="H01")
+
+
+def test_a_workbook_row_edited_into_a_stored_target_left_out_of_the_file_is_refused(engine, units):
+    """Before: the targets workbook checked a stored goal only against new rows, so an exported row whose date was
+    changed to that of a stored goal left out of the file stored two active goals of one kind, unit and date."""
+    first = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10, unit="H01", valid_from=dt.date(2026, 1, 1))
+    later = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.08, unit="H01", valid_from=dt.date(2027, 1, 1))
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    rows = {ws.cell(r, 1).value: r for r in range(2, ws.max_row + 1)}
+    ws.cell(rows[later.item_id], TARGET_COLUMNS.index("valid_from") + 1).value = "2026-01-01"
+    ws.delete_rows(rows[first.item_id])
+    before = counts(engine)
+    with pytest.raises(ImprovementError, match="from 1 Jan 2026 is already in force"):
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert counts(engine) == before
+
+
+@sqlite_only
+@pytest.mark.parametrize(("kind", "written"), [("targets", b"0_07"), ("targets", b"nan"), ("actions", b" 1 ")])
+def test_a_number_excel_would_not_read_is_refused_in_the_improvement_workbooks(engine, units, kind, written):
+    """A target's value written 0_07 (Python reads 7, Excel shows an error or refuses the file) or nan (openpyxl
+    cannot read it: named as written, not as a damaged row), an action's version written " 1 ": refused naming row,
+    column and cell; nothing is written."""
+    goal = improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    improvement.create_action(engine, CARE, CONDITION, "Audit", "chirurg", dt.date(2026, 1, 1), dt.date(2026, 6, 1))
+    export, load, column = {
+        "targets": (export_targets, import_targets, "value"),
+        "actions": (export_actions, import_actions, "version"),
+    }[kind]
+    wb, ws = _sheet(export(engine, CARE, CONDITION), kind)
+    header = [c.value for c in ws[1]]
+    cell = f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[header.index(column)]}2"
+    data = patch_sheet(_bytes(wb), number_written(cell, written))
+    before = counts(engine)
+    with pytest.raises(SheetRefused) as refused:
+        load(engine, CARE, data, file_name="plan.xlsx")
+    first = refused.value.problems[0]
+    assert first.row == 2 and first.column in (column, "")  # nan: no row was read, so the cell names the column
+    assert f"cell {cell} holds the number written as {written.decode()!r}" in first.text("en"), first.text("en")
+    assert "geschreven als" in first.text("nl")
+    assert counts(engine) == before
+    assert improvement.current_version(engine, CARE, goal.item_id).value == 0.10

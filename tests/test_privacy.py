@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from vbhc.access import OTHER_UNIT, Role, Scope, Viewer, indicator_rows
+from vbhc.access import OTHER_UNIT, PublishedGroup, Role, Scope, Viewer, indicator_rows
 from vbhc.disclosure import MIN_OTHER_UNITS, feasible_interval, n_band_bounds
 from vbhc.reports import build_workbook, compute_results
 from vbhc.reports.excel import HEADER_ROW
@@ -284,7 +284,11 @@ def test_a_comparison_group_of_one_other_hospitals_departments_is_refused():
         assert comparison_group(boss, "colorectal_cancer", level, ["H01", "H02"], teams, None) == ((), True)
     others = [f"H{i:02d}" for i in range(2, 2 + MIN_OTHER_UNITS)]
     group = tuple(sorted(["H01", *others]))
-    assert comparison_group(boss, "colorectal_cancer", "department", list(group), teams, None) == (group, False)
+    published = (PublishedGroup("five", frozenset(group)),)  # a manager picks published groups only
+    assert comparison_group(boss, "colorectal_cancer", "department", list(group), teams, None, published) == (
+        group,
+        False,
+    )
     quality = _viewers()["quality"]
     assert comparison_group(quality, "colorectal_cancer", "department", ["H02"], teams, None) == (("H02",), False)
 
@@ -315,10 +319,15 @@ def test_a_group_whose_complement_is_small_is_refused(results):
     # quality sees every unit: keeps any group
     quality = _viewers()["quality"]
     assert comparison_group(quality, "colorectal_cancer", "hospital", hospitals[:-1], teams, all_units)[1] is False
-    # twelve hospitals: seven in the group leave five outside (kept), eight leave four (refused)
+    # twelve hospitals: seven in the group leave five outside (kept when published), eight leave four (refused)
     rows = [(f"H{i:02d}", "SUR") for i in range(1, 13)]
     twelve = pd.DataFrame(rows, columns=["hospital", "department"])
     group = [f"H{i:02d}" for i in range(1, 8)]
+    published = (PublishedGroup("seven", frozenset(group)), PublishedGroup("eight", frozenset([*group, "H08"])))
     for level in ("hospital", "department", "condition_team"):
-        assert comparison_group(boss, "colorectal_cancer", level, group, twelve, None) == (tuple(group), False)
-        assert comparison_group(boss, "colorectal_cancer", level, [*group, "H08"], twelve, None) == ((), True)
+        got = comparison_group(boss, "colorectal_cancer", level, group, twelve, None, published)
+        assert got == (tuple(group), False)
+        assert comparison_group(boss, "colorectal_cancer", level, [*group, "H08"], twelve, None, published) == (
+            (),
+            True,
+        )

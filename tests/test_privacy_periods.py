@@ -804,10 +804,10 @@ def test_before_a_limited_care_teams_groups_gave_withheld_cells_back(pages, monk
 
     real = access.comparison_group
 
-    def as_before(viewer, condition, level, peers, teams, units):
+    def as_before(viewer, condition, level, peers, teams, units, published=None):
         if access.sees_all_units(viewer, condition):
             return tuple(sorted(set(peers))), False
-        return real(viewer, condition, level, peers, teams, units)
+        return real(viewer, condition, level, peers, teams, units, published)
 
     monkeypatch.setattr(access, "comparison_group", as_before)
     pair = ("H01", "H02")

@@ -74,6 +74,7 @@ def test_sheets_and_headers(workbook):
         "PROMs",
         "Costs",
         "Methods",
+        "Explanation",
     ]  # no patient-level sheet unless asked for
     header, rows = _rows(workbook["Colorectal cancer"])
     for key in ("column.indicator", "column.unit", *FIGURES, "report.position_95", "verdict.column"):

@@ -285,3 +285,82 @@ def test_both_reports_show_targets_explanations_and_actions_by_name_in_either_la
         assert word.replace(" ", "") in squeezed, (word, section)
     assert RAW_VALUE.findall(section) == [] and RAW_UNIT_ID.findall(section) == [], section
     assert not [w for w in foreign if w.replace(" ", "") in squeezed], foreign
+
+
+def _headers(ws) -> set[str]:
+    """The header cells of every table of a sheet (the workbook's header fill), of the columns a reader sees."""
+    from vbhc.reports.excel import HEADER_FILL
+
+    return {
+        str(cell.value)
+        for row in ws.iter_rows()
+        for cell in row
+        if cell.value is not None
+        and cell.fill.fgColor.rgb == HEADER_FILL.fgColor.rgb
+        and not ws.column_dimensions[cell.column_letter].hidden
+    }
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_the_explanation_sheet_says_what_every_column_of_every_sheet_holds(registry, lang):
+    """Before: the workbook had no sheet saying what its columns mean (observed, expected, O/E, an interval, n,
+    '<10', the verdict...); a quality officer forwarding it had to explain each by hand. Now its last sheet lists per
+    sheet every column's header as it appears with what it holds and its unit, after the period, the data's date,
+    the source and how withheld cells are written and why; every sheet, in both languages."""
+    from vbhc.registry import import_batches
+    from vbhc.reports import SuppressionRule
+
+    engine, result = registry
+    follow = read_follow_up(engine, CARE, [HIP])
+    content = build_workbook(
+        [result],
+        lang=lang,
+        suppress_below=10,
+        follow_up=follow,
+        include_patient_rows=True,
+        batches=import_batches(engine),
+    )
+    wb = load_workbook(io.BytesIO(content))
+    name = t("explain.page_sheet", lang)
+    assert wb.sheetnames[-1] == name
+    ws = wb[name]
+    rows = [list(r) for r in ws.iter_rows(values_only=True)]
+    start = next(
+        i
+        for i, r in enumerate(rows)
+        if r[:3] == [t(f"explain.page_col_{k}", lang) for k in ("sheet", "header", "text")]
+    )
+    explained = {(r[0], r[1]): r[2] for r in rows[start + 1 :] if r[0]}
+    assert len(wb.sheetnames) == 9  # cover, summary, condition, improvement, PROMs, costs, methods, cycles, this
+    for sheet in wb.sheetnames[:-1]:
+        headers = _headers(wb[sheet])
+        assert headers, sheet
+        missing = [h for h in headers if not (explained.get((sheet, h)) or "").strip()]
+        assert missing == [], (lang, sheet, missing)
+    # no line for a column no sheet has, and each line a sentence of its own (not the header again)
+    assert set(explained) == {(s, h) for s in wb.sheetnames[:-1] for h in _headers(wb[s])}
+    assert all(text != header and text.endswith(".") for (_, header), text in explained.items())
+    facts = {r[0]: r[1] for r in rows[3:start] if r[0]}
+    rule = SuppressionRule.from_settings(10)
+    assert rule.marker in facts[t("explain.page_withheld", lang)]
+    assert facts[t("explain.page_withheld", lang)].startswith(rule.statements(lang)[0])
+    assert facts[t("explain.page_period", lang)] and facts[t("explain.page_data_date", lang)] is not None
+    assert t("report.sheet_cover", lang) in facts[t("explain.page_source", lang)]
+    # readable: the columns are wide enough and the explanations wrap
+    assert [ws.column_dimensions[c].width for c in "ABC"] == [24, 34, 100]
+    cells = [ws.cell(start + 1 + i, 3) for i in range(len(explained))]
+    assert all(c.alignment.wrap_text for c in cells)
+    assert all((ws.row_dimensions[c.row].height or 15) >= 15 * (len(c.value) // 110 + 1) for c in cells)
+    assert any((ws.row_dimensions[c.row].height or 15) > 15 for c in cells)  # a long line is given its lines
+
+
+def test_a_column_without_an_explanation_is_not_written(registry, monkeypatch):
+    """One definition per column: a header whose key has no [explain] line stops the workbook (so a column added
+    later without saying what it holds fails every workbook test), rather than a sheet of unexplained columns."""
+    from vbhc.reports import excel
+
+    _, result = registry
+    real = excel.explanation_key
+    monkeypatch.setattr(excel, "explanation_key", lambda key: real(key) + "_new" if key == "cost.share" else real(key))
+    with pytest.raises(KeyError, match=r"explain\.cost_share_new"):
+        build_workbook([result], lang="en", suppress_below=10)

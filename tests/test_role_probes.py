@@ -372,6 +372,40 @@ def p_comparison_groups_offered(w: World, role: str) -> None:
     assert access.comparison_groups_offered(v, OWN, "hospital", teams, _units(w)) == expected[role]
 
 
+def p_offered_groups(w: World, role: str) -> None:
+    """The published groups a viewer may pick: a care team of the condition (all units) every one; a care team
+    limited to H01 none (its pages withhold other hospitals' cells); a manager none on this registry (too few
+    other hospitals for a group of five and five outside it); no role any for a condition it may not see."""
+    from vbhc.registry import condition_units
+
+    v = ROLES[role]
+    teams = condition_units(OWN, engine=w.engine)
+    published = (access.PublishedGroup("two", frozenset({"H01", "H02"})), access.PublishedGroup("all", frozenset()))
+    got = access.offered_groups(v, OWN, "hospital", teams, _units(w), published)
+    others = teams.loc[teams["hospital"].astype(str) != "H01", "hospital"].nunique()
+    if role == "care":
+        assert got == published
+    elif role == "manager" and others >= 2 * access.MIN_OTHER_UNITS:
+        assert published[0] not in got  # one other hospital: an atom of one
+    else:
+        assert got == ()
+
+
+def p_group_indicators_withheld(w: World, role: str) -> None:
+    """The indicators no group view may show a group's benchmark of: none for a viewer who sees every unit (the
+    care team of the condition) or who is offered no group (every other role on this registry: too few hospitals
+    for a manager, none for a care team limited to H01 or a role without the condition)."""
+    from vbhc.registry import condition_units
+
+    v = ROLES[role]
+    teams = condition_units(OWN, engine=w.engine)
+    published = (access.PublishedGroup("two", frozenset({"H01", "H02"})),)
+    got = access.group_indicators_withheld(v, OWN, "hospital", teams, _units(w), [w.own.table], published)
+    others = teams.loc[teams["hospital"].astype(str) != "H01", "hospital"].nunique()
+    if role != "manager" or others < 2 * access.MIN_OTHER_UNITS:
+        assert got == frozenset()
+
+
 def p_comparison_group_refusal(w: World, role: str) -> None:
     """Why a group is refused: a care team limited to H01 (GROUP_WITHHELD), a manager with too few others in the
     group; a care team of the condition keeps its group; roles asked about a condition they may not see are
@@ -1104,6 +1138,8 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.comparison_group": p_comparison_group,
     "vbhc.access.comparison_groups_offered": p_comparison_groups_offered,
     "vbhc.access.comparison_group_refusal": p_comparison_group_refusal,
+    "vbhc.access.offered_groups": p_offered_groups,
+    "vbhc.access.group_indicators_withheld": p_group_indicators_withheld,
     "vbhc.access.grid_masked": p_grid_masked,
     "vbhc.access.guarded_import": p_guarded_import,
     "vbhc.access.export_file": p_export_file,

@@ -120,3 +120,18 @@ def sheet_renamed(data: bytes, old: str, new: str) -> bytes:
                 part = part.replace(b'name="%s"' % old.encode(), b'name="%s"' % new.encode())
             zout.writestr(info, part)
     return out.getvalue()
+
+
+def number_written(ref: str, written: bytes, cell_type: bytes = b""):
+    """A change writing cell `ref`'s value as `written` (6_1, infinity), as a number cell (or of `cell_type`): a
+    hand-edited sheet or a faulty exporter's; the cell keeps its other attributes."""
+
+    def change(xml: bytes) -> bytes:
+        found = re.search(rb'<c r="%s"[^>]*?(?:/>|>.*?</c>)' % ref.encode(), xml, re.S)
+        assert found is not None, f"no cell {ref}"
+        attrs = re.sub(rb'\s(?:r|t)="[^"]*"', b"", re.match(rb"<c([^>]*?)/?>", found.group(0)).group(1))
+        kind = b' t="%s"' % cell_type if cell_type else b""
+        cell = b'<c r="%s"%s%s><v>%s</v></c>' % (ref.encode(), attrs, kind, written)
+        return xml.replace(found.group(0), cell, 1)
+
+    return change

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import importlib
 import logging
@@ -32,7 +33,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import fmt_int
 from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_label, default_meeting_date
-from vbhc.settings import database_url, report_charts_at_import, suppress_below
+from vbhc.settings import comparison_groups_file, database_url, report_charts_at_import, suppress_below
 from vbhc.store import get_engine, upgrade_schema
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,13 @@ def volumes(url: str, data_version: str) -> pd.DataFrame:
 @st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
 def condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
     return _registry_table(url, data_version, "condition_units", condition)
+
+
+@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
+def condition_unit_years(url: str, data_version: str, condition: str) -> pd.DataFrame:
+    """vbhc.registry.condition_unit_years: a condition's units per year, which the comparison group rules check
+    (vbhc.access.offered_groups: a group's atoms must hold enough units in every year the pages show)."""
+    return _registry_table(url, data_version, "condition_unit_years", condition)
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
@@ -569,7 +577,7 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
     # what a viewer may see depends on their scopes only: the filtered rows are shared by viewers with the same
     # scopes (Viewer.cache_key), while the permission check and the audit record run on every visit
     access.require(viewer, access.Permission.VIEW_CONDITION, engine=eng, condition=condition, level=level)
-    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, period, peers)
+    key = (url, data_version, viewer.cache_key, suppress_below(), condition, level, period, peers, published_groups())
     with _visible_lock:
         table = _visible.get(key)
         if table is not None:
@@ -585,12 +593,74 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
             withheld=withheld,
             others=access.other_units_shown(viewer, condition, peers),
         )
+        table = _registry_benchmark_where_thin(viewer, condition, level, period, peers, table)
         with _visible_lock:
             _visible[key] = table
             while len(_visible) > _VISIBLE_SIZE:
                 _visible.popitem(last=False)
     access.record_indicator_view(viewer, table, condition=condition, level=level, engine=eng)
     return dataclasses.replace(full, table=table)
+
+
+def _registry_benchmark_where_thin(
+    viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...], table: pd.DataFrame
+) -> pd.DataFrame:
+    """A manager's group view with the registry's rows (its benchmark) for the indicators whose group benchmark
+    vbhc.access.group_indicators_withheld withholds: an indicator counted in too few units of some atom of the
+    offered groups, in some period of the grid."""
+    thin = _thin_indicators(viewer, condition, level, peers)
+    if not thin or "indicator" not in table:
+        return table
+    url, data_version = database_url(), version()
+    registry_rows = access.indicator_rows(
+        viewer,
+        result(condition, level, period, ()).table,
+        units=units(url, data_version),
+        engine=engine(url),
+        record_view=False,
+        others="hide",
+    )
+    keep = ~table["indicator"].astype(str).isin(thin)
+    instead = registry_rows[registry_rows["indicator"].astype(str).isin(thin)]
+    order = {ind: i for i, ind in enumerate(dict.fromkeys(table["indicator"].astype(str)))}
+    out = pd.concat([table[keep], instead], ignore_index=True)
+    position = out["indicator"].astype(str).map(order).fillna(len(order))
+    return out.iloc[position.argsort(kind="stable")].reset_index(drop=True)
+
+
+def _thin_indicators(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> frozenset[str]:
+    """vbhc.access.group_indicators_withheld over the registry's grid of periods: the indicators of which no group
+    view of this manager shows the group's figures (none without a group or for a viewer who sees every unit)."""
+    if not peers or access.sees_all_units(viewer, condition):
+        return frozenset()
+    url, data_version = database_url(), version()
+    grid = [result(condition, level, p, ()).table for p in grid_periods(condition)]
+    return access.group_indicators_withheld(
+        viewer,
+        condition,
+        level,
+        condition_unit_years(url, data_version, condition),
+        units(url, data_version),
+        grid,
+        published_groups(),
+    )
+
+
+def unit_charts_for(
+    viewer: Viewer, condition: str, level: str, period: str, peers: tuple[str, ...], unit: str
+) -> dict[str, pd.DataFrame]:
+    """unit_charts of the comparison group the viewer may use (comparison_group), with the registry's chart for an
+    indicator whose group figures the viewer's group views withhold (_thin_indicators): the own unit's expected
+    values are recalibrated to the group, so its chart carried the group's level of that indicator."""
+    peers = comparison_group(viewer, condition, level, peers)[0]
+    charts = unit_charts(condition, level, period, peers, unit)
+    thin = _thin_indicators(viewer, condition, level, peers)
+    if not thin:
+        return charts
+    registry_charts = unit_charts(condition, level, period, (), unit)
+    out = {k: v for k, v in charts.items() if k not in thin}
+    out.update({k: v for k, v in registry_charts.items() if k in thin})
+    return out
 
 
 def grid_periods(condition: str) -> list[str]:
@@ -696,23 +766,70 @@ def comparison_group(
 ) -> tuple[tuple[str, ...], bool]:
     """vbhc.access.comparison_group on the cached registry tables: (peers to use, whether the choice was refused)."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
-    return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version))
+    teams = condition_unit_years(url, data_version, condition)
+    return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version), published_groups())
 
 
 def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> bool:
     """vbhc.access.comparison_groups_offered on the cached registry tables: whether the sidebar offers a group."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
-    return access.comparison_groups_offered(viewer, condition, level, teams, units(url, data_version))
+    teams = condition_unit_years(url, data_version, condition)
+    return access.comparison_groups_offered(
+        viewer, condition, level, teams, units(url, data_version), published_groups()
+    )
 
 
 def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> str | None:
     """vbhc.access.comparison_group_refusal on the cached registry tables: the message key saying why the chosen
-    group was refused (too few other units, or too few outside it), None when it is kept."""
+    group was refused (too few other units, or too few outside it, or not a published group), None when kept."""
     url, data_version = database_url(), version()
-    teams = condition_units(url, data_version, condition)
-    return access.comparison_group_refusal(viewer, condition, level, peers, teams, units(url, data_version))
+    teams = condition_unit_years(url, data_version, condition)
+    return access.comparison_group_refusal(
+        viewer, condition, level, peers, teams, units(url, data_version), published_groups()
+    )
+
+
+def offered_groups(viewer: Viewer, condition: str, level: str) -> tuple[access.PublishedGroup, ...]:
+    """vbhc.access.offered_groups on the cached registry tables: the published groups a manager may pick."""
+    url, data_version = database_url(), version()
+    teams = condition_unit_years(url, data_version, condition)
+    return access.offered_groups(viewer, condition, level, teams, units(url, data_version), published_groups())
+
+
+def offered_hospitals(viewer: Viewer | None, condition: str, level: str) -> list[list[str]]:
+    """The hospitals of each group offered to a viewer who sees other units only through groups (a manager), for
+    the PROM histogram's atoms (vbhc.disclosure.comparison_group_withheld); none for any other viewer."""
+    if viewer is None or access.sees_all_units(viewer, condition):
+        return []
+    return [sorted(g.hospitals) for g in offered_groups(viewer, condition, level)]
+
+
+def published_groups() -> tuple[access.PublishedGroup, ...]:
+    """The published comparison groups (vbhc.access.load_comparison_groups), read again when the file changes;
+    none when it is missing or wrong (the sidebar says what is wrong: published_groups_error)."""
+    return _published_groups()[0]
+
+
+def published_groups_error() -> str | None:
+    """The one-line mistake in the published groups' file, None when it is fine or missing."""
+    return _published_groups()[1]
+
+
+def _published_groups() -> tuple[tuple[access.PublishedGroup, ...], str | None]:
+    path = comparison_groups_file()
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return (), None
+    return _read_published(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_published(path: str, stamp: float) -> tuple[tuple[access.PublishedGroup, ...], str | None]:
+    try:
+        return access.load_comparison_groups(path), None
+    except access.AccessConfigError as exc:
+        return (), str(exc)
 
 
 @st.cache_resource(ttl=6 * 3600, max_entries=192, show_spinner=False)

@@ -22,6 +22,7 @@ from vbhc.catalog import default_catalog
 from vbhc.i18n import DATE_INPUT_FORMAT, SUPPORTED, choose_language, t, unit_label
 from vbhc.meeting import COMPARISON_MONTHS, default_meeting_date
 from vbhc.registry import UNIT_LEVELS, hospital_of, unit_labels
+from vbhc.safety import md_escape
 from vbhc.settings import database_url
 
 
@@ -168,7 +169,7 @@ def keep_valid(key: str, options: Sequence, default=None, *, many: bool = False)
 
 #: Session-state keys of the global filters (the unit's key depends on the level: unit_hospital, ...). Not the
 #: language: it carries over under `CHOSEN_LANGUAGE`, and its radio's state is never written (`LANGUAGE_WIDGET`).
-FILTER_KEYS = ("condition", "level", *(f"unit_{level}" for level in UNIT_LEVELS), "period", "peers")
+FILTER_KEYS = ("condition", "level", *(f"unit_{level}" for level in UNIT_LEVELS), "period", "peers", "peer_group")
 
 
 def carry_over(**changes: object) -> None:
@@ -305,6 +306,8 @@ def sidebar(viewer: Viewer) -> Filters | None:
         key="period",
         format_func=lambda p: t("filter.all", lang) if p == "" else p,
     )
+    if data.published_groups_error():  # the published groups' file is wrong: no group until it is mended
+        st.sidebar.error(md_escape(str(data.published_groups_error())))
     if not data.comparison_groups_offered(viewer, condition, level):
         # a group would give other hospitals' withheld cells back, or no group can leave enough other hospitals
         # inside and outside it (vbhc.access.comparison_group refuses any): not offered, and said why; a shared
@@ -322,6 +325,24 @@ def sidebar(viewer: Viewer) -> Filters | None:
                 _refuse_link("peers", t("filter.comparison_group", lang), st.query_params.get("peers"))
         _publish("peers", [], [])
         peers: list[str] = []
+    elif not access.sees_all_units(viewer, condition):
+        # a manager picks a published group (vbhc.access.offered_groups), never a free set of hospitals: two free
+        # sets differing by one hospital gave that hospital's figures; a link's free group is refused and dropped
+        groups = {g.name: g for g in data.offered_groups(viewer, condition, level)}
+        seeded = st.session_state.setdefault("_seeded_from_url", set())
+        if "peers" not in seeded:
+            seeded.add("peers")
+            if st.query_params.get("peers"):
+                _refuse_link("peers", t("filter.comparison_group", lang), st.query_params.get("peers"))
+        _publish("peers", [], [])
+        name = synced(
+            st.sidebar.selectbox,
+            t("filter.comparison_group", lang),
+            ["", *groups],
+            key="peer_group",
+            format_func=lambda g: g or t("comparison.all_units", lang),
+        )
+        peers = sorted(groups[name].hospitals) if name in groups else []
     else:
         hospitals = sorted(units["hospital"].unique())
         hospital_names = unit_names("hospital", condition, lang)

@@ -471,7 +471,9 @@ def _view_key(key: tuple, *, by_language: bool = True) -> tuple:
     view = None
     if chosen is not None:
         view = dataclasses.replace(chosen, unit=None, **({} if by_language else {"lang": ""}))
-    return (database_url(), data.version(), auth.current().cache_key, suppress_below(), view, *key)
+    # the published comparison groups decide what a manager's group views withhold (vbhc.access.offered_groups)
+    groups = data.published_groups()
+    return (database_url(), data.version(), auth.current().cache_key, suppress_below(), groups, view, *key)
 
 
 def cached(key: tuple, compute: Callable[[], Any], *, by_language: bool = True) -> Any:

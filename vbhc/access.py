@@ -20,7 +20,8 @@ Role rules (who sees what):
   indicators), their n in bands, values rounded (the expected rank to a whole number), no
   observed/expected/limits/intervals (each would give n back), small ones withheld; a comparison group needs at
   least MIN_OTHER_UNITS other units, else the other units and the benchmark (which would give a lone other unit
-  back) are not shown.
+  back) are not shown; a manager's group is one of the published groups (offered_groups: no sum or difference of
+  the views offered singles out fewer than MIN_OTHER_UNITS units from as many hospitals).
 - admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
 - Small numbers on pages: a viewer sees exact small cells only of units whose patient-level rows they may see
   (quality; a care team without a hospital limit). A care team limited to some hospitals gets other hospitals'
@@ -965,7 +966,13 @@ def _anonymised(rest: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_group(
-    viewer: Viewer, condition: str, level: str, peers: Sequence[str], teams: pd.DataFrame, units: pd.DataFrame | None
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    peers: Sequence[str],
+    teams: pd.DataFrame,
+    units: pd.DataFrame | None,
+    published: Sequence[PublishedGroup] | None = None,
 ) -> tuple[tuple[str, ...], bool]:
     """The comparison group (hospitals) to compute a view on, and whether the chosen one was refused.
 
@@ -973,30 +980,49 @@ def comparison_group(
     from at least MIN_OTHER_UNITS hospitals, else one other unit or hospital could be singled out (its figures
     are the benchmark minus the manager's own: one other hospital's five departments made five units, and the
     group's benchmark was that hospital's own figure); and so must the group's complement, the units outside it
-    (comparison_group_refusal); then the whole registry is the comparison group, as for a viewer whose pages
+    (comparison_group_refusal), and it must be one of the published groups offered to the manager
+    (offered_groups, `published`: load_comparison_groups() when None), returned with every hospital of the
+    manager's own units; then the whole registry is the comparison group, as for a viewer whose pages
     withhold other hospitals' small cells (withholds_across_periods). `teams` is
     vbhc.registry.condition_units(condition), `units` vbhc.registry.units() (for divisions). Viewers who see
     every unit keep their choice.
     """
     chosen = tuple(sorted(set(peers)))
-    if comparison_group_refusal(viewer, condition, level, chosen, teams, units) is not None:
+    if comparison_group_refusal(viewer, condition, level, chosen, teams, units, published) is not None:
         return (), True
+    if chosen and not sees_all_units(viewer, condition):
+        # a manager's published group with every hospital of the manager's own units: the same view whichever
+        # own unit is in focus (the pages add the focus unit's hospital), as offered_groups checked it
+        own = _own_hospitals(viewer, condition, level, teams, units)
+        return tuple(sorted(set(chosen) | own)), False
     return chosen, False
 
 
 #: comparison_group_refusal's reasons, each a message key of the sidebar's warning (vbhc/i18n).
-GROUP_WITHHELD, GROUP_TOO_SMALL, GROUP_COMPLEMENT = (
+GROUP_WITHHELD, GROUP_TOO_SMALL, GROUP_COMPLEMENT, GROUP_NOT_PUBLISHED = (
     "comparison.not_with_withheld",
     "comparison.too_small",
     "comparison.complement_too_small",
+    "comparison.not_published",
 )
 
 
 def comparison_group_refusal(
-    viewer: Viewer, condition: str, level: str, peers: Sequence[str], teams: pd.DataFrame, units: pd.DataFrame | None
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    peers: Sequence[str],
+    teams: pd.DataFrame,
+    units: pd.DataFrame | None,
+    published: Sequence[PublishedGroup] | None = None,
 ) -> str | None:
     """Why comparison_group refuses `peers` for the viewer (a message key: GROUP_WITHHELD, GROUP_TOO_SMALL,
-    GROUP_COMPLEMENT), or None when the group is kept.
+    GROUP_COMPLEMENT, GROUP_NOT_PUBLISHED), or None when the group is kept.
+
+    Not published (GROUP_NOT_PUBLISHED): a manager's group must be one of offered_groups (`published`:
+    load_comparison_groups() when None), whatever own hospitals it holds besides. Two groups a manager chose
+    freely differed by one hospital (H01-H06 and H01-H07 of thirteen hospitals, each with five or more other
+    hospitals inside and outside it): the difference of their exact benchmarks was H07's figures by name.
 
     The complement (GROUP_COMPLEMENT): a manager sees the group's benchmark exactly (the pooled rate, a fraction
     whose denominator is the group's n), and the registry's. The registry's minus the group's is the units outside
@@ -1019,6 +1045,14 @@ def comparison_group_refusal(
     outside = teams[~inside]
     if len(outside) and _too_few_others(viewer, condition, level, outside, units, empty_passes=True):
         return GROUP_COMPLEMENT
+    if not len(outside):
+        return None  # every hospital: the registry itself
+    offered = offered_groups(viewer, condition, level, teams, units, published)
+    own = _own_hospitals(viewer, condition, level, teams, units)
+    with_own = teams["hospital"].astype(str).isin(set(chosen) | own)
+    inside_others = set(_other_units(viewer, condition, level, teams[with_own], units))
+    if not any(set(_members(viewer, condition, level, teams, units, g)) == inside_others for g in offered):
+        return GROUP_NOT_PUBLISHED
     return None
 
 
@@ -1043,13 +1077,25 @@ def _other_units(
     viewer: Viewer, condition: str, level: str, part: pd.DataFrame, units: pd.DataFrame | None
 ) -> list[str]:
     """The units at `level` of `part` (rows of condition_units) outside the viewer's scope."""
+    labels = _level_units(condition, level, part)
+    visible = _in_scope(viewer, condition, level, labels, units)
+    return [u for u in labels if u not in visible]
+
+
+def _level_units(condition: str, level: str, part: pd.DataFrame) -> list[str]:
+    """The unit labels at `level` of `part` (rows of condition_units)."""
     hospitals, departments = part["hospital"].astype(str), part["department"].astype(str)
     if level == "department":
-        labels = sorted(set(hospitals + "/" + departments))
-    elif level == "condition_team":
-        labels = sorted({f"{condition}@{h}" for h in hospitals})
-    else:
-        labels = sorted(set(hospitals))
+        return sorted(set(hospitals + "/" + departments))
+    if level == "condition_team":
+        return sorted({f"{condition}@{h}" for h in hospitals})
+    return sorted(set(hospitals))
+
+
+def _in_scope(
+    viewer: Viewer, condition: str, level: str, labels: Iterable[str], units: pd.DataFrame | None
+) -> set[str]:
+    """The unit labels in the viewer's scope (divisions matched through `units`)."""
     divisions = (
         {
             (str(h), str(d)): str(v)
@@ -1058,27 +1104,194 @@ def _other_units(
         if units is not None and "division" in units
         else {}
     )
-    return [
-        u
-        for u in labels
-        if not _row_visible(viewer, condition, level, pd.Series({"unit": u, "hospital": ""}), divisions)
-    ]
+    return {
+        u for u in labels if _row_visible(viewer, condition, level, pd.Series({"unit": u, "hospital": ""}), divisions)
+    }
 
 
 def comparison_groups_offered(
-    viewer: Viewer, condition: str, level: str, teams: pd.DataFrame, units: pd.DataFrame | None
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    teams: pd.DataFrame,
+    units: pd.DataFrame | None,
+    published: Sequence[PublishedGroup] | None = None,
 ) -> bool:
     """Whether any comparison group but the whole registry can pass comparison_group_refusal for the viewer, so
     that the pages offer the choice at all. A viewer who sees every unit chooses freely; a viewer whose pages
-    withhold other hospitals' cells never chooses (GROUP_WITHHELD); a manager's group needs MIN_OTHER_UNITS other
-    hospitals inside it and as many outside it, so a registry with fewer than twice that many other hospitals
-    (the demo's ten hospitals, one the manager's own) allows none: every pick was refused with a warning."""
+    withhold other hospitals' cells never chooses (GROUP_WITHHELD); a manager picks among the published groups
+    offered_groups keeps (`published`: load_comparison_groups() when None), none on a registry with fewer than
+    twice MIN_OTHER_UNITS other hospitals (the demo's ten hospitals, one the manager's own)."""
     if withholds_across_periods(viewer, condition):
         return False
     if sees_all_units(viewer, condition):
         return True
-    others = _other_units(viewer, condition, level, teams, units)
-    return len({hospital_of(u) for u in others}) >= 2 * MIN_OTHER_UNITS
+    return bool(offered_groups(viewer, condition, level, teams, units, published))
+
+
+@dataclass(frozen=True)
+class PublishedGroup:
+    """One comparison group of the published set (config/comparison_groups.toml): a name every viewer reads the
+    same way, and its hospitals."""
+
+    name: str
+    hospitals: frozenset[str]
+
+
+_GROUP_KEYS = {"name", "hospitals", "note"}
+
+
+def load_comparison_groups(path: Path | str | None = None) -> tuple[PublishedGroup, ...]:
+    """The published comparison groups in the file's order (default settings.comparison_groups_file(); no file:
+    none). A manager picks among these only (offered_groups), never a free set of hospitals: two free sets that
+    differed by one hospital gave that hospital's figures as the difference of their benchmarks. A mistake
+    raises AccessConfigError naming the file, the group's number, the key and the value."""
+    from vbhc.settings import comparison_groups_file
+
+    path = Path(path) if path is not None else comparison_groups_file()
+    if not path.is_file():
+        return ()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AccessConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"group"})
+    if unknown:
+        raise AccessConfigError(f"{path}: unknown top-level key {unknown[0]!r}; only [[group]] tables are allowed")
+    raw = data.get("group", [])
+    if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
+        raise AccessConfigError(f"{path}: 'group' must be a list of tables, written [[group]]")
+    groups: list[PublishedGroup] = []
+    for number, item in enumerate(raw, start=1):
+
+        def fail(key: str, value: object, message: str, number: int = number) -> AccessConfigError:
+            return AccessConfigError(f"{path}: group {number}, key {key!r}, value {value!r}: {message}")
+
+        for key in item:
+            if key not in _GROUP_KEYS:
+                raise fail(key, item[key], f"unknown key (allowed: {', '.join(sorted(_GROUP_KEYS))})")
+        name, hospitals = item.get("name"), item.get("hospitals")
+        if not isinstance(name, str) or not name.strip():
+            raise fail("name", name, "must be a non-empty text")
+        if any(g.name == name.strip() for g in groups):
+            raise fail("name", name, "another group has this name")
+        if (
+            not isinstance(hospitals, list)
+            or not hospitals
+            or not all(isinstance(h, str) and h.strip() for h in hospitals)
+        ):
+            raise fail("hospitals", hospitals, "must be a non-empty list of hospital codes")
+        groups.append(PublishedGroup(name.strip(), frozenset(h.strip() for h in hospitals)))
+    return tuple(groups)
+
+
+def offered_groups(
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    teams: pd.DataFrame,
+    units: pd.DataFrame | None,
+    published: Sequence[PublishedGroup] | None = None,
+) -> tuple[PublishedGroup, ...]:
+    """The published groups (`published`: load_comparison_groups() when None) the viewer may pick for this
+    condition and level. None for a viewer whose pages withhold other hospitals' cells (GROUP_WITHHELD); every
+    one for a viewer who sees every unit.
+
+    A manager sees each offered group's benchmark and the registry's exactly, in every period; any sum or
+    difference of those views is a sum over "atoms", the other units with the same membership in every offered
+    group (the manager's own hospitals count as members of every group: the pages add them). So every atom must
+    hold MIN_OTHER_UNITS units from MIN_OTHER_UNITS hospitals, as a group must: the groups are taken in the file's
+    order and one that would leave a smaller atom is not offered. Two groups that differ by one hospital, a group
+    and the registry with one hospital outside it, or three groups whose sums single out a hospital all leave an
+    atom of one hospital."""
+    if withholds_across_periods(viewer, condition) or not may_view_condition(viewer, condition):
+        return ()
+    published = load_comparison_groups() if published is None else tuple(published)
+    if sees_all_units(viewer, condition):
+        return published
+    # the other units over all dates and, where `teams` has a `year` column (vbhc.registry.condition_unit_years),
+    # those with care cycles in each year: the pages show every year too, and an atom of five hospitals of which
+    # one treated patients in a year was that hospital's year
+    periods = [_other_units(viewer, condition, level, teams, units)]
+    if "year" in teams:
+        years = teams["year"].dropna()
+        periods += [
+            _other_units(viewer, condition, level, teams[teams["year"] == y], units) for y in sorted(set(years))
+        ]
+    kept: list[PublishedGroup] = []
+    members: list[set[str]] = []
+    for group in published:
+        inside = set(_members(viewer, condition, level, teams, units, group))
+        if not inside:
+            continue  # only own units: nothing to compare with
+        if all(_atoms_hold(others, [*members, inside]) for others in periods):
+            kept.append(group)
+            members.append(inside)
+    return tuple(kept)
+
+
+def group_indicators_withheld(
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    teams: pd.DataFrame,
+    units: pd.DataFrame | None,
+    registry_tables: Iterable[pd.DataFrame],
+    published: Sequence[PublishedGroup] | None = None,
+) -> frozenset[str]:
+    """The indicators whose benchmark no group view of the viewer may show (the registry's instead): those where
+    an atom of the offered groups (offered_groups) holds fewer than MIN_OTHER_UNITS units, or units of fewer
+    hospitals, with care cycles counted (n > 0) in some period. `registry_tables`: the registry's indicator tables
+    (every unit, no group) of every period of the grid (all dates and each year), so all dates minus the other
+    years gives no withheld year back. The atoms hold over the units treating the condition, but an indicator of
+    a few units (PROMs only some hospitals collect, a treatment only some give) left one hospital with a count in
+    an atom of five: the registry's benchmark minus a group's was that hospital's. Empty for a viewer who sees every
+    unit or picks no group."""
+    if sees_all_units(viewer, condition) or withholds_across_periods(viewer, condition):
+        return frozenset()
+    offered = offered_groups(viewer, condition, level, teams, units, published)
+    if not offered:
+        return frozenset()
+    members = [set(_members(viewer, condition, level, teams, units, g)) for g in offered]
+    withheld: set[str] = set()
+    for table in registry_tables:
+        if table is None or not len(table) or "indicator" not in table:
+            continue
+        counted = table[pd.to_numeric(table["n"], errors="coerce").fillna(0) > 0]
+        mine = _in_scope(viewer, condition, level, set(counted["unit"].astype(str)), units)
+        for indicator, rows in counted.groupby(counted["indicator"].astype(str)):
+            others = sorted(set(rows["unit"].astype(str)) - mine)
+            if not _atoms_hold(others, members):
+                withheld.add(indicator)
+    return frozenset(withheld)
+
+
+def _atoms_hold(others: Sequence[str], members: Sequence[set[str]]) -> bool:
+    """Whether every atom of `others` (units with the same membership in each of `members`) is empty or holds
+    MIN_OTHER_UNITS units from MIN_OTHER_UNITS hospitals."""
+    atoms: dict[tuple[bool, ...], list[str]] = {}
+    for unit in others:
+        atoms.setdefault(tuple(unit in m for m in members), []).append(unit)
+    return all(
+        len(a) >= MIN_OTHER_UNITS and len({hospital_of(u) for u in a}) >= MIN_OTHER_UNITS for a in atoms.values()
+    )
+
+
+def _own_hospitals(
+    viewer: Viewer, condition: str, level: str, teams: pd.DataFrame, units: pd.DataFrame | None
+) -> set[str]:
+    """The hospitals of the viewer's own units at `level` (rows of condition_units)."""
+    return {hospital_of(u) for u in _in_scope(viewer, condition, level, _level_units(condition, level, teams), units)}
+
+
+def _members(
+    viewer: Viewer, condition: str, level: str, teams: pd.DataFrame, units: pd.DataFrame | None, group: PublishedGroup
+) -> list[str]:
+    """The other units (outside the viewer's scope) at `level` in a published group's view: the group's hospitals
+    and the hospitals of the viewer's own units (the pages add those to every group)."""
+    own = _own_hospitals(viewer, condition, level, teams, units)
+    inside = teams["hospital"].astype(str).isin(set(group.hospitals) | own)
+    return _other_units(viewer, condition, level, teams[inside], units)
 
 
 def other_units_shown(viewer: Viewer, condition: str, peers: Sequence[str]) -> str:

@@ -1178,21 +1178,27 @@ def _action_marks(
             "tooltip": tips,
         },
     }
-    # the same title outlined in the background's colour beneath it: where it crosses a control limit or the data's
-    # line (it sits at the top of the plot, where an upper limit at 100% runs), the line stops short of the letters
-    halo = title | {
-        "mark": title["mark"] | {"color": BACKGROUND, "stroke": BACKGROUND, "strokeWidth": 3, "strokeJoin": "round"},
-        "encoding": {k: v for k, v in title["encoding"].items() if k != "tooltip"},
-    }
+    # where a title crosses a control limit or the data's line (it sits at the top of the plot, where an upper
+    # limit at 100% runs), the line stops short of the letters (_halo)
     return [
         {
             "data": marks,
             "mark": {"type": "rule", "color": ACTION_COLOUR, "strokeWidth": 2, "strokeDash": ACTION_DASH},
             "encoding": {"x": x, "tooltip": tips},
         },
-        halo,
+        _halo(title),
         title,
     ]
+
+
+def _halo(layer: dict[str, Any]) -> dict[str, Any]:
+    """A text layer's copy outlined in the background's colour, drawn beneath it: where the text must cross a line
+    (a control limit, a confidence interval's rule that no spot near its point avoids), the line stops short of
+    the letters and the text stays readable. Its tooltip is the text's own."""
+    return layer | {
+        "mark": layer["mark"] | {"color": BACKGROUND, "stroke": BACKGROUND, "strokeWidth": 3, "strokeJoin": "round"},
+        "encoding": {k: v for k, v in layer["encoding"].items() if k != "tooltip"},
+    }
 
 
 def _unit_label_px(units: Sequence[str], width: int) -> float:
@@ -1337,7 +1343,7 @@ def funnel_chart(
         lines = [(g["precision"].to_numpy(float), g["limit"].to_numpy(float)) for _, g in limits.groupby("line")]
         # the team goal's and external norm's lines too: a name across them hid where the goal lies
         lines += [(np.array(x_dom, dtype=float), np.full(2, v)) for v in _target_values(targets)]
-        layers.append(_placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines))
+        layers += _placed_own_name(data, units, (x_dom, domain), height, width, y_target=y_target, curves=lines)
     else:
         layers.append(_own_unit_name(data, units, width, x="precision", y="value"))
     body = {
@@ -1421,7 +1427,7 @@ def _placed_own_name(
     *,
     y_target: float | None = None,
     curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """The own unit's name in bold next to its point (fields precision, value; scales of `domains` x and y) at a
     spot clear of the other units' points, the plot's edges, the benchmark line at `y_target` where there is
     one and the control limits' `curves` (x, y) where it can (_place_labels, placed per unit for when it is the
@@ -1443,7 +1449,7 @@ def _placed_own_name(
     for name, layout in layouts.items():
         for column in ("text", "align", "dx", "dy"):
             placed[f"{name}_{column}"] = layout[column].to_numpy()
-    return {
+    name = {
         "data": data(placed, prefix=NAMES_PREFIX),
         "transform": [
             {"filter": IS_HIGHLIGHT},
@@ -1456,6 +1462,7 @@ def _placed_own_name(
             "text": _n("text"),
         },
     }
+    return [_halo(name), name]
 
 
 def _funnel_limits(curve: pd.DataFrame | None, lang: str) -> pd.DataFrame:
@@ -2288,19 +2295,20 @@ def cusum_chart(
             "encoding": {"y": _q("y")},
         },
         {"data": data([{"y": 0.0}]), "mark": {"type": "rule", "color": "#BBBBBB"}, "encoding": {"y": _q("y")}},
-        {  # from the left edge: stays inside a stretched chart
-            "data": data(limits[:1]),
-            "mark": {
-                "type": "text",
-                "align": "left",
-                "baseline": "bottom",
-                "dy": -4,
-                "color": LINE_COLOUR,
-                "fontSize": f["text"],
-            },
-            "encoding": {"x": {"value": 4}, "y": _q("y"), "text": _n("text")},
-        },
     ]
+    alarm = {  # from the left edge: stays inside a stretched chart
+        "data": data(limits[:1]),
+        "mark": {
+            "type": "text",
+            "align": "left",
+            "baseline": "bottom",
+            "dy": -4,
+            "color": LINE_COLOUR,
+            "fontSize": f["text"],
+        },
+        "encoding": {"x": {"value": 4}, "y": _q("y"), "text": _n("text")},
+    }
+    layers += [_halo(alarm), alarm]  # the statistics' lines may run through it: they stop short of its letters
     for col, name in (("cusum_up", up_name), ("cusum_down", down_name)):
         layers.append(
             {
@@ -2736,12 +2744,15 @@ def _place_labels(
     named: set[str],
     targets: tuple[float | None, float | None] = (None, None),
     curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+    intervals: Sequence[tuple[float, float, float, float]] = (),
 ) -> pd.DataFrame:
     """Collision-free spots for the unit names of a scatter drawn with a plot `plot_w` × `plot_h` px and names of
     `size` px. The `named` units are placed first, each at the first spot (of _LABEL_SPOTS, its name in the
     fewest lines of _name_lines) inside the plot where it overlaps no other name and no point, and where it can
     none of the benchmark lines at `targets` (cost, outcome) and the `curves` (x and y values of each line,
-    a funnel's limits) either; then every other unit gets such a spot free
+    a funnel's limits) either, and then crosses the fewest of the `intervals` (x0, y0, x1, y1: each unit's
+    horizontal and vertical confidence-interval rules, in data values; a name was drawn across the grey rules of
+    its own and its neighbours' intervals, which no placement looked at); then every other unit gets such a spot free
     of those, for when it is the own unit (one own unit at a time). Every box is measured in bold (any unit may be
     the own one). A unit with no free spot still gets one for when it is the own unit, inside the plot and clear
     of the points if it can be: the names it covers there step aside while it is the own unit.
@@ -2794,17 +2805,47 @@ def _place_labels(
     curve_boxes = np.concatenate(segments) if segments else np.empty((0, 4))
 
     curve_of = np.repeat(np.arange(len(segments)), [len(s) for s in segments]) if segments else np.empty(0, int)
+    # the intervals' rules (1.5 px wide) as boxes 1.5 px beside their middle: a vertical one keeps its width and
+    # follows its x as the plot widens (a point's box); a horizontal one stretches with the plot (both its ends
+    # move), so a name is apart from it only above or below it or wholly beyond an end that its own point is too
+    stems: list[Box] = []
+    spans: list[Box] = []
+    for ix0, iy0, ix1, iy1 in intervals:
+        if not all(np.isfinite([ix0, iy0, ix1, iy1])):
+            continue
+        (left, right), (top, bottom) = sorted(map(float, to_x([ix0, ix1]))), sorted(map(float, to_y([iy0, iy1])))
+        if left == right:
+            stems.append((left - 1.5, top, right + 1.5, bottom, left))
+        else:
+            spans.append((left, top - 1.5, right, bottom + 1.5, left))
+
+    def across_spans(box: Box) -> int:
+        """How many horizontal interval rules the box touches at this width or a wider one."""
+        return sum(
+            not (
+                box[3] <= s[1]
+                or s[3] <= box[1]
+                or (box[2] <= s[0] and box[4] <= s[0])
+                or (s[2] <= box[0] and s[2] <= box[4])
+            )
+            for s in spans
+        )
+
+    def on_intervals(box: Box) -> int:
+        """How many interval rules (vertical and horizontal) the box touches."""
+        return hits(box, stems) + across_spans(box)
 
     def on_curve(box: Box) -> int:
         """How many of the curves' segments the box overlaps."""
         c = curve_boxes
         return int(((c[:, 0] < box[2]) & (box[0] < c[:, 2]) & (c[:, 1] < box[3]) & (box[1] < c[:, 3])).sum())
 
-    def crossings(box: Box) -> tuple[int, int]:
-        """How many lines (benchmark lines and curves) the box touches, then how many curve segments."""
+    def crossings(box: Box) -> tuple[int, int, int]:
+        """How many lines (benchmark lines and curves) the box touches, then how many interval rules, then how
+        many curve segments."""
         c = curve_boxes
         touched = (c[:, 0] < box[2]) & (box[0] < c[:, 2]) & (c[:, 1] < box[3]) & (box[1] < c[:, 3])
-        return hits(box, rules) + len(set(curve_of[touched].tolist())), int(touched.sum())
+        return hits(box, rules) + len(set(curve_of[touched].tolist())), on_intervals(box), int(touched.sum())
 
     def box_at(i: int, lines: list[str], spot: tuple[str, int, float, float]) -> Box:
         align, dx, a, b = spot
@@ -2834,16 +2875,16 @@ def _place_labels(
         colorectal funnel the own unit's name lay on the 95% limit with a spot across fewer lines further on).
         `clear`: only a spot clear of every line (None: there is none)."""
         others = [d for j, d in enumerate(dots) if j != i] + names
-        best: tuple[tuple[int, int], Choice] | None = None
+        best: tuple[tuple[int, int, int], Choice] | None = None
         for spots in (_LABEL_SPOTS[:_NEAR_SPOTS], _LABEL_SPOTS[_NEAR_SPOTS:]):
             for lines in options[units[i]]:
                 for spot in spots:
                     box = box_at(i, lines, spot)
                     if overflow(box) == 0 and all(apart(box, other) for other in others):
                         crossed = crossings(box)
-                        if crossed == (0, 0):
+                        if crossed == (0, 0, 0):
                             return lines, spot, box
-                        if not clear and (best is None or crossed < best[0]):
+                        if (not clear or crossed[0] == 0) and (best is None or crossed < best[0]):
                             best = (crossed, (lines, spot, box))
         return best[1] if best else None
 
@@ -2863,13 +2904,19 @@ def _place_labels(
         names = [b for j, b in named_boxes.items() if j != i]
         choice = free_spot(i, names)
         if choice is not None:
-            chosen[i] = (choice, unit not in named or crossings(choice[2]) == (0, 0))
+            chosen[i] = (choice, unit not in named or crossings(choice[2])[0] == 0)
             continue
         others = [d for j, d in enumerate(dots) if j != i]
         candidates = [(lines, spot, box_at(i, lines, spot)) for lines in options[units[i]] for spot in _LABEL_SPOTS]
         choice = min(
             candidates,
-            key=lambda c: (overflow(c[2]), hits(c[2], others), hits(c[2], rules) + on_curve(c[2]), hits(c[2], names)),
+            key=lambda c: (
+                overflow(c[2]),
+                hits(c[2], others),
+                hits(c[2], rules) + on_curve(c[2]),
+                hits(c[2], names),
+                on_intervals(c[2]),
+            ),
         )
         chosen[i] = (choice, False)
         for j, other in named_boxes.items():
@@ -3026,10 +3073,17 @@ def value_chart(
         named = _named_units(frame)
         targets = (cost_target, outcome_target)
         wide_plot, phone_plot, built_plot = _scatter_plots(width)
+        # each unit's two interval rules: its cost's (horizontal) and its outcome's (vertical), as drawn above
+        rows = frame[["cost_lower", "outcome", "cost_upper", "cost", "outcome_lower", "outcome_upper"]]
+        intervals = [(r[0], r[1], r[2], r[1]) for r in rows.itertuples(index=False)]
+        intervals += [(r[3], r[4], r[3], r[5]) for r in rows.itertuples(index=False)]
         layouts = {
-            "wide": _place_labels(frame, x_dom, y_dom, wide_plot, height, f["text"], named, targets),
-            "phone": _place_labels(frame, x_dom, y_dom, phone_plot, height, FONT_SIZES_NARROW["text"], named, targets),
-            "built": _place_labels(frame, x_dom, y_dom, built_plot, height, f["text"], named, targets),
+            name: _place_labels(frame, x_dom, y_dom, plot, height, size, named, targets, intervals=intervals)
+            for name, plot, size in (
+                ("wide", wide_plot, f["text"]),
+                ("phone", phone_plot, FONT_SIZES_NARROW["text"]),
+                ("built", built_plot, f["text"]),
+            )
         }
         placed = layouts["wide"][["unit", "cost", "outcome"]].assign(named=layouts["wide"]["unit"].isin(named))
         for name, layout in layouts.items():
@@ -3046,18 +3100,18 @@ def value_chart(
             ),
             (IS_HIGHLIGHT, "bold"),
         ):
-            layers.append(
-                {
-                    "data": label_data,
-                    "transform": [*chosen, {"filter": predicate}],
-                    "mark": _placed_name_mark(width, weight, "#222222"),
-                    "encoding": {
-                        "x": _q("cost", scale=x_scale),
-                        "y": _q("outcome", scale=y_scale),
-                        "text": _n("text"),
-                    },
-                }
-            )
+            name = {
+                "data": label_data,
+                "transform": [*chosen, {"filter": predicate}],
+                "mark": _placed_name_mark(width, weight, "#222222"),
+                "encoding": {
+                    "x": _q("cost", scale=x_scale),
+                    "y": _q("outcome", scale=y_scale),
+                    "text": _n("text"),
+                },
+            }
+            # a name no spot near its point keeps clear of every interval's rule: the rule stops short of it
+            layers += [_halo(name), name]
     subtitle = label("value_sub", lang)
     if len(frame) > NAME_ALL_UNITS:
         subtitle = f"{subtitle}. {label('value_names', lang)}"

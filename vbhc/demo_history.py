@@ -114,13 +114,15 @@ def write_history(
     own_worse = [o for o in truth.get("outliers", []) if o["hospital"] == own and o["direction"] == "worse"]
 
     targets: list[str] = []
+    goals: set[tuple[str, str]] = set()
     for outlier in own_worse:
         condition = catalog.condition(outlier["condition"])
         key = [outlier["indicator"], *(i.id for i in condition.indicators if i.id == "mortality_30d")]
         for indicator_id in dict.fromkeys(key):
             benchmark = benchmarks.get((condition.id, indicator_id))
-            if benchmark is None:
+            if benchmark is None or (condition.id, indicator_id) in goals:  # one goal per indicator, unit and date
                 continue
+            goals.add((condition.id, indicator_id))
             kind = condition.indicator(indicator_id).kind
             goal = improvement.set_target(
                 engine, viewer, condition.id, indicator_id, _round(benchmark, kind), unit=own, valid_from=first_day

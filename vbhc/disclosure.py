@@ -441,6 +441,7 @@ def comparison_group_withheld(
     threshold: int,
     min_units: int = MIN_OTHER_UNITS,
     hospitals: Sequence[str] = (),
+    offered: Sequence[Sequence[str]] = (),
 ) -> set[str]:
     """The timepoints whose comparison group ("all units" but the own one, e.g. the PROM score histogram's) is
     withheld in the view of `period` ("" all dates, or a year). `cells`: one row per patient score of the whole
@@ -451,7 +452,11 @@ def comparison_group_withheld(
     Differencing is closed as for the indicator tables: all dates minus the shown years gives the withheld years'
     group back, so shown years are withheld with them (smallest first) until that remainder passes the rule too;
     and a comparison group of some `hospitals` is withheld where the registry's group minus it (the units outside
-    the group) would not pass."""
+    the group) would not pass. `offered`: the hospitals of every group offered to a viewer who sees other units
+    only in groups (a manager, vbhc.access.offered_groups): two offered groups' panels differ by an "atom" (the
+    units with the same membership in each, the own unit's hospital a member of all), so a timepoint where an atom
+    fails the rule in all dates or any year is withheld in every period and group view: of groups that held five
+    hospitals each, one hospital's patients at 12 months could be the only ones of an atom."""
     if threshold <= 0:
         return set()
     others = cells[cells["unit"].astype(str) != str(own)] if own is not None else cells
@@ -462,6 +467,8 @@ def comparison_group_withheld(
         return len(part) < threshold or part["unit"].nunique() < min_units
 
     withheld: set[str] = set()
+    if hospitals and offered:
+        withheld |= _thin_atoms(cells, others, own, offered, fails)
     for timepoint, part in chosen.groupby(chosen["timepoint"].astype(str)):
         outside = rest[rest["timepoint"].astype(str) == timepoint]
         if len(outside) and fails(outside):  # the registry's group minus this one would be the units outside it
@@ -555,3 +562,19 @@ def tighten_bounds(
         if not changed:
             break
     return lo, hi, row, by
+
+
+def _thin_atoms(cells: pd.DataFrame, others: pd.DataFrame, own: str | None, offered, fails) -> set[str]:
+    """The timepoints where an atom of the `offered` groups' hospitals (`others`' rows with the same membership in
+    each; the own unit's hospital counts as a member of every group) fails the rule over all dates or in a year."""
+    mine = cells.loc[cells["unit"].astype(str) == str(own), "hospital"].astype(str) if own is not None else []
+    own_hospitals = set(mine)
+    hospital = others["hospital"].astype(str)
+    member = [hospital.isin(set(map(str, g)) | own_hospitals).to_numpy() for g in offered]
+    key = pd.Series(["".join("1" if m[i] else "0" for m in member) for i in range(len(others))], index=others.index)
+    thin: set[str] = set()
+    for (timepoint, _), atom in others.groupby([others["timepoint"].astype(str), key]):
+        parts = [atom, *(p for _, p in atom.groupby(atom["year"].astype(str)))]
+        if any(fails(p) for p in parts):
+            thin.add(str(timepoint))
+    return thin

@@ -270,6 +270,9 @@ def _records(
                         cells.append(text)
                     rows.append((number, cells))
             except DamagedRow as damaged:
+                if layout.numbers_not_excel:  # a number openpyxl cannot read (nan, infinity): named as written
+                    return None, [], [Problem(file, sheet, row, None, None, Rule(f"read.{what}", **values))
+                                      for what, row, _, values in layout.unseen([])], {}  # fmt: skip
                 return refuse(Rule("read.row_damaged", error=damaged.error), sheet=sheet, row=damaged.row)
             # merged cells, hidden rows and columns holding values: the reader sees otherwise than the cells read
             unseen = layout.unseen(filled)

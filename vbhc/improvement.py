@@ -49,7 +49,7 @@ from vbhc.access import (
     require,
 )
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
-from vbhc.i18n import fmt_datetime, t
+from vbhc.i18n import fmt_date, fmt_datetime, t
 from vbhc.ingest.problems import EARLIEST_DATE, case_twins
 from vbhc.registry import UNIT_LEVELS, condition_of, unit_ids, unit_parts
 
@@ -63,6 +63,7 @@ __all__ = [
     "Explanation",
     "Flag",
     "ImprovementError",
+    "IndicatorName",
     "ItemKind",
     "ItemNotFound",
     "Label",
@@ -72,7 +73,9 @@ __all__ = [
     "SignalStatus",
     "TargetKind",
     "Write",
+    "action_key",
     "actions",
+    "check_one_per_key",
     "check_values",
     "checked_choice",
     "checked_date",
@@ -94,6 +97,7 @@ __all__ = [
     "retire_target",
     "set_target",
     "signals",
+    "target_key",
     "target_met",
     "targets",
     "unit_refusal",
@@ -208,6 +212,20 @@ class Label:
         return t(self.key, lang)
 
 
+@dataclass(frozen=True)
+class IndicatorName:
+    """An indicator in an error message by its name in the reader's language (the catalog's label, not its id)."""
+
+    condition: str
+    indicator: str
+
+    def text(self, lang: str) -> str:
+        try:
+            return default_catalog().condition(self.condition).indicator(self.indicator).label(lang)
+        except KeyError:
+            return self.indicator
+
+
 class ImprovementError(ValueError):
     """A refused change to an improvement item. `key` names the message ([improvement] error_<key> in the i18n
     catalogs) and `values` fill it, so the page shows it in the viewer's language."""
@@ -218,7 +236,13 @@ class ImprovementError(ValueError):
 
     def message(self, lang: str) -> str:
         shown = {
-            k: fmt_datetime(v, lang) if isinstance(v, dt.datetime) else v.text(lang) if isinstance(v, Label) else v
+            k: fmt_datetime(v, lang)
+            if isinstance(v, dt.datetime)
+            else fmt_date(v, lang)
+            if isinstance(v, dt.date)
+            else v.text(lang)
+            if isinstance(v, Label | IndicatorName)
+            else v
             for k, v in self.values.items()
         }
         return t(f"improvement.error_{self.key}", lang, **shown)
@@ -983,11 +1007,87 @@ def check_values(
     )
 
 
+def target_key(values: Mapping[str, Any]) -> tuple[str, str, str, str, dt.date]:
+    """What makes two active targets the same goal: condition, indicator, unit, kind and the date it holds from.
+    One of each is in force: two were both stored, the charts drew the one written last and the board judged both."""
+    return (
+        str(values["condition"]),
+        str(values["indicator"]),
+        str(values["unit"]),
+        str(values["kind"]),
+        values["valid_from"],
+    )
+
+
+def action_key(values: Mapping[str, Any]) -> tuple[str, str, str, dt.date, dt.date]:
+    """What makes two open actions the same action: condition, unit, title (case and spaces aside), start and due.
+    A second such action is a form sent twice (or a row added again), not a second piece of work: both were listed
+    on the agenda and chased as overdue, and closing one left the other open."""
+    title = " ".join(str(values["title"]).split()).casefold()
+    return (str(values["condition"]), str(values["unit"]), title, values["start"], values["due"])
+
+
+_OPEN_ACTIONS = (ActionStatus.PLANNED, ActionStatus.IN_PROGRESS)
+
+
+def check_one_per_key(conn: Connection, kind: ItemKind, written: Sequence[Item]) -> None:
+    """ImprovementError when a version just written (in this transaction) makes two active targets one goal
+    (target_key) or two open actions one action (action_key): every writer (the meeting page's forms, the
+    workbooks, the API) runs it after writing, so the transaction rolls back and nothing is stored. Checked after
+    the writes rather than before, so a batch that moves one target's date and gives another the old one passes."""
+    if kind == ItemKind.TARGET:
+        mine = [w for w in written if w.active]
+        key, live = target_key, (lambda i: i.active)
+        c = models.ImprovementTarget.__table__.c
+        where = [
+            c.condition.in_(sorted({w.condition for w in mine})),
+            c.indicator.in_(sorted({w.indicator for w in mine})),
+        ]
+    elif kind == ItemKind.ACTION:
+        mine = [w for w in written if w.status in _OPEN_ACTIONS]
+        key, live = action_key, (lambda i: i.status in _OPEN_ACTIONS)
+        c = models.ImprovementAction.__table__.c
+        where = [c.condition.in_(sorted({w.condition for w in mine}))]
+    else:
+        return
+    if not mine:
+        return
+    by_key: dict[tuple, list[Item]] = {}
+    for item in _current(conn, kind, *where):
+        if live(item):
+            by_key.setdefault(key(item.model_dump()), []).append(item)
+    for item in mine:
+        if not any(other.item_id != item.item_id for other in by_key.get(key(item.model_dump()), [])):
+            continue
+        if kind == ItemKind.TARGET:
+            raise ImprovementError(
+                "target_in_force",
+                indicator=IndicatorName(item.condition, item.indicator),
+                unit=item.unit or Label("agenda.all_units"),
+                kind=Label(f"improvement.target_{item.kind}"),
+                valid_from=item.valid_from,
+            )
+        raise ImprovementError(
+            "action_open_twice",
+            title=item.title,
+            unit=item.unit or Label("agenda.all_units"),
+            start=item.start,
+            due=item.due,
+        )
+
+
 def _create(engine: Engine, viewer: Viewer, kind: ItemKind, values: Mapping[str, Any], catalog: Catalog | None) -> Item:
-    """Version 1 of a new target or action: values and role rules checked first, then one transaction."""
+    """Version 1 of a new target or action: values and role rules checked first, then one transaction, which
+    refuses a second active target of one goal or a second open copy of an action (check_one_per_key)."""
     checked = check_values(engine, viewer, kind, values, catalog=catalog)
     item_id = _new_item_id(kind)
-    return _transaction(engine, lambda conn: _insert_version(conn, viewer, kind, item_id, 1, checked, Change.CREATED))
+
+    def work(conn: Connection) -> Item:
+        item = _insert_version(conn, viewer, kind, item_id, 1, checked, Change.CREATED)
+        check_one_per_key(conn, kind, [item])
+        return item
+
+    return _transaction(engine, work)
 
 
 def _update(
@@ -1007,7 +1107,12 @@ def _update(
     def check(current: Item) -> dict[str, Any]:
         return check_values(engine, viewer, kind, changes, catalog=catalog, current=current)
 
-    return _transaction(engine, lambda conn: _edit(conn, viewer, item_id, based_on, check, Change.EDITED))
+    def work(conn: Connection) -> Item:
+        item = _edit(conn, viewer, item_id, based_on, check, Change.EDITED)
+        check_one_per_key(conn, kind, [item])
+        return item
+
+    return _transaction(engine, work)
 
 
 def current_version(engine: Engine, viewer: Viewer, item_id: str) -> Item:
@@ -1059,6 +1164,7 @@ def write_versions(
                 written.append(_insert_version(conn, viewer, kind, _new_item_id(kind), 1, values, change))
             else:
                 written.append(_edit(conn, viewer, write.item_id, write.based_on, lambda _c, v=values: v, change))
+        check_one_per_key(conn, kind, written)
         if then is not None:
             then(conn, written)
         return written

@@ -40,6 +40,7 @@ from vbhc.improvement import (
     current_version,
     item_kind,
     norm_involved,
+    target_key,
     targets,
     unit_refusal,
     write_versions,
@@ -303,6 +304,8 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
                 for row in sheet_rows(ws, io.BytesIO(data), title)
             ]
         except DamagedRow as damaged:  # a cell openpyxl cannot read: Excel calls the file damaged
+            if layout.numbers_not_excel:  # a number openpyxl cannot read (nan, infinity): named as written
+                return [], [problem(row, "", "", what, **values) for what, row, _, values in layout.unseen([])]
             return [], [problem(damaged.row, "", "", "row_damaged", error=damaged.error)]
     finally:
         wb.close()
@@ -407,8 +410,8 @@ def _values(kind: ItemKind, row: dict[str, str]) -> dict[str, Any]:
 
 
 def _target_key(values: dict[str, Any]) -> tuple:
-    """What makes two active targets the same goal: condition, indicator, unit, kind and the date it holds from."""
-    return (values["condition"], values["indicator"], values["unit"], str(values["kind"]), values["valid_from"])
+    """What makes two active targets the same goal: the one definition the forms are held to too (target_key)."""
+    return target_key(values)
 
 
 def _key_values(values: dict[str, Any]) -> dict[str, Any]:

@@ -553,6 +553,23 @@ def condition_units(condition: str, engine: Engine | None = None) -> pd.DataFram
     return _read(query, engine)
 
 
+def condition_unit_years(condition: str, engine: Engine | None = None) -> pd.DataFrame:
+    """condition_units per year of the index date (column `year`): a comparison group's atoms must hold enough
+    units in every year a page shows (vbhc.access.offered_groups), not only over all dates."""
+    c = models.CareCycle
+    default_catalog().condition(condition)
+    year = func.extract("year", c.index_date)
+    query = (
+        select(c.hospital, c.department, year.label("year"), func.count().label("care_cycles"))
+        .where(c.condition == condition)
+        .group_by(c.hospital, c.department, year)
+        .order_by(c.hospital, c.department, year)
+    )
+    frame = _read(query, engine)
+    frame["year"] = pd.to_numeric(frame["year"], errors="coerce").astype("Int64")
+    return frame
+
+
 def completeness(condition: str, engine: Engine | None = None) -> pd.DataFrame:
     """Share of care cycles with each case-mix variable filled in, per hospital (the data steward's view)."""
     cycles = care_cycles(condition, engine=engine)

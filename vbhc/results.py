@@ -937,12 +937,13 @@ DERIVED_TABLES: dict[str, Callable[[IndicatorResult], pd.DataFrame]] = {
 REGISTRY_TABLES: dict[str, Callable[[Engine, str], pd.DataFrame]] = {
     "condition_volumes": lambda engine, _: registry.condition_volumes(engine=engine),
     "condition_units": lambda engine, condition: registry.condition_units(condition, engine=engine),
+    "condition_unit_years": lambda engine, condition: registry.condition_unit_years(condition, engine=engine),
     "units": lambda engine, _: registry.units(engine=engine),
     # the data page's: it reads every care cycle of the condition (1.7 s at 1,000,000 cycles)
     "completeness": lambda engine, condition: registry.completeness(condition, engine=engine),
 }
 #: Those of them read per condition
-PER_CONDITION = frozenset({"condition_units", "completeness"})
+PER_CONDITION = frozenset({"condition_units", "condition_unit_years", "completeness"})
 
 #: The unit levels whose PREM tables the pages show beside the outcomes (team page, overview).
 PREM_LEVELS = ("hospital", "department")

@@ -108,6 +108,12 @@ def access_file() -> Path:
     return Path(os.environ.get("VBHC_ACCESS_FILE", PROJECT_ROOT / "config" / "access.toml"))
 
 
+def comparison_groups_file() -> Path:
+    """The published comparison groups a manager may pick (VBHC_COMPARISON_GROUPS_FILE, default
+    config/comparison_groups.toml; see config/comparison_groups.example.toml). No file: no group for managers."""
+    return Path(os.environ.get("VBHC_COMPARISON_GROUPS_FILE", PROJECT_ROOT / "config" / "comparison_groups.toml"))
+
+
 def auth_mode() -> str | None:
     """How viewers sign in, VBHC_AUTH: "oidc" or "local"; None when not set (the dashboard then signs in through
     OpenID Connect when .streamlit/secrets.toml configures it, else runs in local mode)."""

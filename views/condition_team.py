@@ -111,8 +111,7 @@ def unit_spc() -> dict:
     """The SPC chart of each of the unit's indicators (by row index): the trend and icons of every verdict. The
     charts come from the full view (the same for every viewer, prepared for every unit ahead); the rows are the
     viewer's."""
-    peers = data.comparison_group(viewer, chosen.condition, chosen.level, chosen.peers)[0]
-    charts_of_unit = data.unit_charts(chosen.condition, chosen.level, chosen.period, peers, unit)
+    charts_of_unit = data.unit_charts_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers, unit)
     return render.charts_by_row(mine, charts_of_unit, unit)
 
 

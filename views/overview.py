@@ -79,7 +79,7 @@ def scorecard_parts() -> tuple:
             row[t("column.cost_per_cycle", lang)] = format_value(c.adjusted_value, "cost", lang)
             colour[t("column.cost_per_cycle", lang)] = verdict.verdict(c).assessment
         key_rows = mine[mine["key"].astype(bool) & (mine["kind"] != "volume")]
-        own_charts = data.unit_charts(condition, "hospital", chosen.period, chosen.peers, str(own_hospital))
+        own_charts = data.unit_charts_for(viewer, condition, "hospital", chosen.period, chosen.peers, str(own_hospital))
         spc_charts = render.charts_by_row(key_rows, own_charts, own_hospital)
         if len(key_rows):
             shown = render.indicator_display(key_rows, lang, charts=spc_charts)[KEY_COLUMNS]

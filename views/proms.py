@@ -95,6 +95,7 @@ def _binned() -> pd.DataFrame:
         chosen.period,
         threshold=suppress_below(),
         hospitals=chosen.peers,
+        offered=data.offered_hospitals(auth.current(), chosen.condition, chosen.level),
     )
     mine = scores["unit"] == chosen.unit
     scores = scores[mine | ~scores["timepoint"].astype(str).isin(withheld)]

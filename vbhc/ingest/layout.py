@@ -16,7 +16,12 @@ the sheet's layout, so three things a reader sees otherwise went unnoticed:
   deletes every 'x005F_' from those texts (and only those: not from inline strings), so the text Excel shows as
   _x0043_ (written _x005F_x0043_) reached the reader as _x0043_ and was read as the letter C, and a text
   ax005F_b as ab. The table is read here as written, and each of its texts openpyxl changes is read as Excel shows
-  it (Layout.shown_text); one that two written texts could have given is refused (Layout.unclear_texts).
+  it (Layout.shown_text); one that two written texts could have given is refused (Layout.unclear_texts);
+- a number cell's value written otherwise than Excel writes a number (6_1, " 61 ", infinity, 1e5_0, digits of
+  another script): openpyxl reads it through Python's int() and float(), which take 6_1 as 61, where Excel shows
+  an error or refuses the file (Layout.numbers_not_excel). Only a part holding a value that may be such (a
+  character no number has: also every error or text cell's value) is read with each cell's type, so a sheet of
+  numbers costs one more C-speed search (+0.7 s CPU over 1.8 s on a 2.4 million-cell sheet that openpyxl reads in 21 s).
 
 The sheet's XML is scanned for the row, column and merge elements only, in blocks, with byte regular expressions
 (C speed; a 200,000-row sheet is a few tenths of a second), and only when the part mentions them at all.
@@ -25,6 +30,7 @@ The sheet's XML is scanned for the row, column and merge elements only, in block
 from __future__ import annotations
 
 import contextlib
+import math
 import posixpath
 import re
 import zipfile
@@ -36,11 +42,35 @@ from xml.etree import ElementTree
 _BLOCK = 4 << 20
 _PREFIX = rb"<(?:[A-Za-z_][\w.-]*:)?"
 _ROW = re.compile(_PREFIX + rb"row\b([^>]*)>")
-#: A row's start tag (groups: "row", its attributes) or a cell's (groups: "", "", its reference's column letters
-#: and row number, both "" when it has none), in the order the part writes them
-_ROW_OR_CELL = re.compile(
-    _PREFIX + rb"""(?:(row)\b([^>]*)|c\b(?:[^>]*?\br\s*=\s*["']([A-Za-z]{1,3})([0-9]+)["'])?[^>]*)>"""
+_CELL = rb"""c\b(?:[^>]*?\br\s*=\s*["']([A-Za-z]{1,3})([0-9]+)["'])?[^>]*>"""
+_TYPE = rb"""(?:(?=[^>]*?\bt\s*=\s*["']([A-Za-z]*)["']))?"""
+#: A value's text that may not be a number as Excel writes it: with a character no such number has, or an exponent
+#: of three digits or more. One of digits, sign, point and a short exponent is either such a number or one openpyxl
+#: cannot read at all (a damaged row), and is left to C speed. A part ends before a '<': its last text is whole
+_ODD = rb"""(?=[0-9.eE+\-]*(?:[^0-9.eE+\-<]|[eE][+-]?[0-9]{3}))([^<]*)(?:<|\Z)"""
+#: A row's start tag (groups: "row", its attributes) or a cell's (groups: "", "", "", its reference's column letters
+#: and row number, both "" when it has none), in the order the part writes them; groups 3 and 6 are always "" (the
+#: groups of _ROW_CELL_OR_VALUE, so one loop reads either)
+_ROW_OR_CELL = re.compile(_PREFIX + rb"(?:(row)\b([^>]*)>|" + _CELL.replace(b"c\\b", b"c\\b()", 1) + rb")()")
+#: As _ROW_OR_CELL, plus each cell's type (t, group 3) and each cell value that may not be a number as Excel writes
+#: it (group 6: its text): slower, so used for a part only where _ODD_VALUE finds such a value
+_ROW_CELL_OR_VALUE = re.compile(
+    _PREFIX + rb"(?:(row)\b([^>]*)>|" + _CELL.replace(b"c\\b", b"c\\b" + _TYPE, 1) + rb"|v\b[^>]*>" + _ODD + rb")"
 )
+#: A value that may not be a number as Excel writes it, as Excel writes the tag (<v>: a literal, found at C speed),
+#: and written any other way (a namespace prefix, attributes), looked for only in a part that writes such a tag
+_ODD_VALUE = re.compile(rb"<v>" + _ODD)
+_ODD_VALUE_ANY = re.compile(_PREFIX + rb"v\b[^>]*>" + _ODD)
+#: The last cell's start tag of a part, read for its type: a value in the next part is this cell's
+_LAST_CELL = re.compile(_PREFIX + _CELL.replace(b"c\\b", b"c\\b" + _TYPE, 1))
+_LAST_CELL_SPAN = 1 << 20
+#: A number as Excel writes a cell's value (XML Schema's double without INF and NaN, and without spaces): openpyxl
+#: reads the value through Python's int() and float(), which also take 6_1 (as 61), " 61 ", "infinity", "nan",
+#: 1e5_0 and digits of other scripts, values Excel shows as an error or refuses the file for
+_EXCEL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: Cell types whose value openpyxl reads through int() or float(): a number (no type, n) and a shared string's index
+#: (0_1 read as index 1, another text). A yes/no cell's value other than 0 or 1 is one openpyxl cannot read
+_NUMBER_TYPES = (b"", b"n", b"s")
 _COL = re.compile(_PREFIX + rb"col\b([^>]*)>")
 _MERGE = re.compile(_PREFIX + rb"mergeCell\b([^>]*)>")
 _HIDDEN = re.compile(rb"""\bhidden\s*=\s*["'](?:1|true)["']""")
@@ -91,6 +121,9 @@ class Layout:
     #: (row, column position from 0, the cell, the cell written before it) of each cell its row holds again or
     #: after a later cell, or that names another row than the one it is written in ("" before it); one per row
     cells_out_of_order: list[tuple[int, int, str, str]] = field(default_factory=list)
+    #: (row, column position from 0, the cell, its value as written) of each number cell whose value is not a number
+    #: as Excel writes it (6_1, " 61 ", infinity: Python reads them, Excel shows an error or refuses the file)
+    numbers_not_excel: list[tuple[int, int, str, str]] = field(default_factory=list)
     #: openpyxl's text -> the text Excel shows, for each shared string openpyxl reads otherwise than Excel shows it
     shown_texts: dict[str, str] = field(default_factory=dict)
     #: openpyxl's text -> the texts Excel shows, for a text more than one written text could have given: the
@@ -107,16 +140,22 @@ class Layout:
 
     def __bool__(self) -> bool:
         return bool(
-            self.merged or self.hidden_rows or self.hidden_columns or self.rows_out_of_order or self.cells_out_of_order
+            self.merged
+            or self.hidden_rows
+            or self.hidden_columns
+            or self.rows_out_of_order
+            or self.cells_out_of_order
+            or self.numbers_not_excel
         )
 
     def unseen(self, filled: Sequence[Sequence[int]]) -> list[tuple[str, int, int, dict[str, object]]]:
         """Where the sheet shows its reader otherwise than the cells read, given each row's filled positions (row 1
         first): (what, row, position, values), `what` one of cells_merged (each range at its first cell), row_hidden
         (a hidden row holding a value, at its first one), column_hidden (a hidden column, at its first value),
-        row_out_of_order (a row written again or after a later one, which no reader of the cells sees) and
-        cell_out_of_order (a cell written again or after a later cell of its row). The one list the sheet readers
-        of external figures and improvement workbooks turn into their problems."""
+        row_out_of_order (a row written again or after a later one, which no reader of the cells sees),
+        cell_out_of_order (a cell written again or after a later cell of its row) and number_not_excel (a number
+        cell's value Excel does not read as the number read). The one list the sheet readers of external figures and
+        improvement workbooks turn into their problems."""
         found: list[tuple[str, int, int, dict[str, object]]] = [
             ("cells_merged", row, position, {"cells": ref}) for ref, row, position in self.merged
         ]
@@ -126,6 +165,10 @@ class Layout:
             if after
             else ("cell_in_other_row", row, position, {"cell": cell})
             for row, position, cell, after in self.cells_out_of_order
+        ]
+        found += [
+            ("number_not_excel", row, position, {"cell": cell, "written": repr(value)})
+            for row, position, cell, value in self.numbers_not_excel
         ]
         columns: set[int] = set()
         for number, positions in enumerate(filled, start=1):
@@ -276,21 +319,37 @@ def _scan(fh: BinaryIO, layout: Layout) -> bool:
     column = 0  # the row's last cell's column (1-based), 0 before its first cell
     flagged = False  # the row's first cell out of order is named; the rest of the row follows from it
     own_texts = False
+    cell_type = b""  # the last cell's type (t), "" for a number
     while True:
         block = fh.read(_BLOCK)
         data = rest + block
         if not block:
             end = len(data)
         else:
-            end = data.rfind(b">") + 1  # tags are cut only after a '>': no row, col or mergeCell tag is split
-            if end == 0:
+            # cut only before a '<': no tag is split, nor a cell value's text (cut after a '>', <v>6_ and 1</v>)
+            end = data.rfind(b"<")
+            if end <= 0:
                 rest = data
                 continue
         part, rest = data[:end], data[end:]
         if not own_texts and (b"inlineStr" in part or b"str" in part):
             own_texts = _OWN_TEXT_CELL.search(part) is not None
-        for is_row, attrs, letters, digits in _ROW_OR_CELL.findall(part):
+        # a value that may not be a number (rare: text and error cells' values): this part read with cell types
+        odd_here = (b"<v>" in part and _ODD_VALUE.search(part) is not None) or (
+            (b"<v " in part or b":v>" in part or b":v " in part) and _ODD_VALUE_ANY.search(part) is not None
+        )
+        for is_row, attrs, kind, letters, digits, odd in (_ROW_CELL_OR_VALUE if odd_here else _ROW_OR_CELL).findall(
+            part
+        ):
+            if odd:  # a value that may not be a number as Excel writes it: of the cell just written
+                if cell_type in _NUMBER_TYPES and (value := _not_excel_number(odd)) is not None:
+                    at = max(column, 1)
+                    cell = f"{get_column_letter(min(at, _MAX_COLUMN))}{row}"
+                    layout.numbers_not_excel.append((row, at - 1, cell, value))
+                continue
             if not is_row:  # a cell: C speed for the usual one, after the row's last cell and naming its row
+                if odd_here:
+                    cell_type = kind
                 if not letters:  # a cell without its reference is the one after the row's last cell
                     column += 1
                     continue
@@ -318,6 +377,12 @@ def _scan(fh: BinaryIO, layout: Layout) -> bool:
                 layout.rows_out_of_order.append((row, previous))
             if _HIDDEN.search(attrs):
                 layout.hidden_rows.add(row)
+        if not odd_here:  # the type of the part's last cell, for a value the next part writes before any cell
+            for span in (1 << 16, _LAST_CELL_SPAN):
+                last = _LAST_CELL.findall(part, max(0, len(part) - span))
+                if last or span >= len(part):
+                    cell_type = last[-1][0] if last else cell_type
+                    break
         if b"hidden" in part:
             for match in _COL.finditer(part):
                 attrs = match.group(1)
@@ -339,6 +404,20 @@ def _scan(fh: BinaryIO, layout: Layout) -> bool:
                 layout.merged.append((text, int(first_row or 1), int(first_col or 1) - 1))
         if not block:
             return own_texts
+
+
+def _not_excel_number(written: bytes) -> str | None:
+    """The value of a number cell as written (its XML character references read) when it is not a number as Excel
+    writes it, or one beyond Excel's numbers (1E999, read as infinity); None when it is one."""
+    text = written.decode("utf-8", "replace")
+    if "&" in text:
+        try:
+            text = ElementTree.fromstring(b"<v>" + written + b"</v>").text or ""
+        except ElementTree.ParseError:
+            return text
+    if _EXCEL_NUMBER.fullmatch(text) and math.isfinite(float(text)):
+        return None
+    return text
 
 
 def _shared_texts(zf: zipfile.ZipFile, layout: Layout, own_texts: bool) -> None:

@@ -796,6 +796,10 @@ def _unseen_cells(source: Source, header: Header, layout: Layout, report: Import
     for ref, row, position in layout.merged:
         name = header.names[position] if position < len(header.names) else None
         report.add(source.problem(Rule("read.cells_merged", cells=ref), row, name or None))
+    for row, position, cell, value in layout.numbers_not_excel:  # 6_1 read as 61, where Excel shows an error
+        name = header.names[position] if 0 <= position < len(header.names) else None
+        rule = Rule("read.number_not_excel", cell=cell, written=repr(value))
+        report.add(source.problem(rule, row, name or None, value))
     for position in range(header.width):
         if layout.column_hidden(position):
             name = header.names[position] if position < len(header.names) else None

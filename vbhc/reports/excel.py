@@ -47,7 +47,7 @@ from vbhc.reports.privacy import (
 from vbhc.safety import neutralise_formula
 from vbhc.verdict import verdict as verdict_of
 
-__all__ = ["HEADER_ROW", "NUMBER_FORMATS", "build_workbook"]
+__all__ = ["HEADER_ROW", "NUMBER_FORMATS", "build_workbook", "explanation_key"]
 
 #: Table sheets: title in row 1, a subtitle in row 2, the header in this row, data below it.
 HEADER_ROW = 3
@@ -84,13 +84,22 @@ ASSESSMENT_STYLE = {
 
 @dataclass
 class Column:
-    """One column of a table sheet: header, value per row, number format per row, width."""
+    """One column of a table sheet: its header's catalog key, value per row, number format per row, width.
 
-    header: str
+    The key names the header (t(key)) and its line on the explanation sheet (explanation_key(key)): one
+    definition per column, so a column cannot be added without saying what it holds."""
+
+    key: str
     value: Callable[[pd.Series], Any]
     fmt: Callable[[pd.Series], str | None] | str | None = None
     width: float = 12
     withheld: bool = False  # shows the marker when the row is suppressed
+    header: str | None = None  # the header when it is not t(key) itself (an outcome's name)
+
+
+def explanation_key(key: str) -> str:
+    """The catalog key of the explanation of the column whose header is the message `key` ([explain] section)."""
+    return "explain." + key.replace(".", "_")
 
 
 def _text(value: Any) -> Any:
@@ -153,9 +162,21 @@ class _Writer:
         self.grids: dict[str, Mapping[str, pd.DataFrame] | None] = {}
         self.grid_masks: dict[str, GridMasks | None] = {}
         self.own_hospitals: tuple[str, ...] = ()
+        #: (sheet, header as shown, header key) of every column written, in order: the explanation sheet's lines
+        self.explained: dict[tuple[str, str], str] = {}
 
     def t(self, key: str, **values: Any) -> str:
         return t(key, self.lang, **values)
+
+    def header(self, ws: Worksheet, row: int, col: int, key: str, text: str | None = None) -> Any:
+        """A header cell of a table: t(key) (or `text`, a header made from the key's message), styled, and noted
+        for the explanation sheet, which says what the column holds (explanation_key(key))."""
+        shown = self.t(key) if text is None else text
+        cell = ws.cell(row, col, _text(shown))
+        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        self.explained.setdefault((ws.title, shown), key)
+        return cell
 
     def sheet(self, key: str | None = None, title: str | None = None) -> Worksheet:
         name = _sheet_name(title or self.t(key), self.used)
@@ -184,9 +205,7 @@ class _Writer:
         ws.cell(1, 1, _text(title)).font = TITLE_FONT
         ws.cell(2, 1, _text(subtitle)).font = Font(italic=True, color="444444")
         for j, col in enumerate(columns, start=1):
-            cell = ws.cell(HEADER_ROW, j, _text(col.header))
-            cell.fill, cell.font = HEADER_FILL, HEADER_FONT
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
+            self.header(ws, HEADER_ROW, j, col.key, col.header)
             ws.column_dimensions[get_column_letter(j)].width = col.width
         ws.row_dimensions[HEADER_ROW].height = 45
         first = HEADER_ROW + 1
@@ -353,6 +372,7 @@ def build_workbook(
     _methods(w, results, include_patient_rows)
     if include_patient_rows:
         _cycles(w, results, period)
+    _explanation(w, results, period, generated_at, batches)
     w.wb.properties.title = t("report.title_workbook", lang)
     w.wb.properties.creator = "vbhc"
     buffer = io.BytesIO()
@@ -402,20 +422,19 @@ def _cover(w: _Writer, results, period, level, generated_at, batches, include_pa
     ws.cell(row, 1, w.t("report.provenance_title")).font = Font(bold=True, size=12)
     row += 1
     columns = [
-        ("id", "#", 6, None),
-        ("file_name", w.t("batch.file"), 60, None),
-        ("table_name", w.t("batch.table"), 18, None),
-        ("sha256", w.t("batch.sha256"), 70, None),
-        ("rows_read", w.t("batch.rows_read"), 12, COUNT_FORMAT),
-        ("rows_inserted", w.t("batch.rows_inserted"), 12, COUNT_FORMAT),
-        ("rows_updated", w.t("batch.rows_updated"), 12, COUNT_FORMAT),
-        ("rows_unchanged", w.t("batch.rows_unchanged"), 12, COUNT_FORMAT),
-        ("imported_by", w.t("batch.imported_by"), 14, None),
-        ("imported_at", w.t("batch.imported_at"), 18, "yyyy-mm-dd hh:mm"),
+        ("id", "batch.id", 6, None),
+        ("file_name", "batch.file", 60, None),
+        ("table_name", "batch.table", 18, None),
+        ("sha256", "batch.sha256", 70, None),
+        ("rows_read", "batch.rows_read", 12, COUNT_FORMAT),
+        ("rows_inserted", "batch.rows_inserted", 12, COUNT_FORMAT),
+        ("rows_updated", "batch.rows_updated", 12, COUNT_FORMAT),
+        ("rows_unchanged", "batch.rows_unchanged", 12, COUNT_FORMAT),
+        ("imported_by", "batch.imported_by", 14, None),
+        ("imported_at", "batch.imported_at", 18, "yyyy-mm-dd hh:mm"),
     ]
-    for j, (_, header, _, _) in enumerate(columns, start=1):
-        cell = ws.cell(row, j, _text(header))
-        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+    for j, (_, key, _, _) in enumerate(columns, start=1):
+        w.header(ws, row, j, key)
     frame = batches if batches is not None else pd.DataFrame()
     tables = catalog(w.lang)  # the table by its name, as the data page shows it
     for _, batch in frame.iterrows():
@@ -441,18 +460,18 @@ def _summary(w: _Writer, results, tables, period, level) -> None:
         frames.append(table[table["key"].astype(bool)])
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     columns = [
-        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
-        Column(w.t("column.unit"), _num("unit"), width=14),
-        Column(w.t("column.unit_name"), w.unit_name, width=30),
-        Column(w.t("column.indicator"), w.indicator, width=34),
-        Column(w.t("column.care_cycles"), _num("n"), COUNT_FORMAT, 10, True),
-        Column(w.t("column.crude"), _num("crude_value"), _value_format, 11, True),
-        Column(w.t("column.adjusted"), _num("adjusted_value"), _value_format, 11, True),
-        Column(w.t("report.ci_lower"), _num("adjusted_lower"), _value_format, 11, True),
-        Column(w.t("report.ci_upper"), _num("adjusted_upper"), _value_format, 11, True),
-        Column(w.t("column.benchmark"), _num("target"), _value_format, 11),
-        Column(w.t("column.oe"), _num("oe"), RATIO_FORMAT, 8, True),
-        Column(w.t("verdict.column"), w.verdict, width=60, withheld=True),
+        Column("column.condition", lambda r: w.condition(r["condition"]), width=22),
+        Column("column.unit", _num("unit"), width=14),
+        Column("column.unit_name", w.unit_name, width=30),
+        Column("column.indicator", w.indicator, width=34),
+        Column("column.care_cycles", _num("n"), COUNT_FORMAT, 10, True),
+        Column("column.crude", _num("crude_value"), _value_format, 11, True),
+        Column("column.adjusted", _num("adjusted_value"), _value_format, 11, True),
+        Column("report.ci_lower", _num("adjusted_lower"), _value_format, 11, True),
+        Column("report.ci_upper", _num("adjusted_upper"), _value_format, 11, True),
+        Column("column.benchmark", _num("target"), _value_format, 11),
+        Column("column.oe", _num("oe"), RATIO_FORMAT, 8, True),
+        Column("verdict.column", w.verdict, width=60, withheld=True),
     ]
     subtitle = f"{period} · {level}"
     # the conditions compared with external figures: each one's benchmark population (issue 15)
@@ -471,30 +490,30 @@ def _condition_sheet(w: _Writer, result: IndicatorResult, table: pd.DataFrame, p
     name = w.condition(result.condition)
     ws = w.sheet(title=name)
     columns = [
-        Column(w.t("column.indicator"), w.indicator, width=34),
-        Column(w.t("report.key"), lambda r: w.yes_no(r["key"]), width=8),
-        Column(w.t("column.kind"), w.kind, width=18),
-        Column(w.t("column.tier"), w.tier, width=18),
-        Column(w.t("column.unit"), _num("unit"), width=14),
-        Column(w.t("column.unit_name"), w.unit_name, width=30),
-        Column(w.t("column.care_cycles"), _num("n"), COUNT_FORMAT, 10, True),
-        Column(w.t("column.observed"), _num("observed"), _observed_format, 10, True),
-        Column(w.t("column.expected"), _num("expected"), _expected_format, 10, True),
-        Column(w.t("column.oe"), _num("oe"), RATIO_FORMAT, 8, True),
-        Column(w.t("report.oe_lower"), _num("oe_lower"), RATIO_FORMAT, 9, True),
-        Column(w.t("report.oe_upper"), _num("oe_upper"), RATIO_FORMAT, 9, True),
-        Column(w.t("column.crude"), _num("crude_value"), _value_format, 10, True),
-        Column(w.t("column.adjusted"), _num("adjusted_value"), _value_format, 10, True),
-        Column(w.t("report.ci_lower"), _num("adjusted_lower"), _value_format, 10, True),
-        Column(w.t("report.ci_upper"), _num("adjusted_upper"), _value_format, 10, True),
-        Column(w.t("column.benchmark"), _num("target"), _value_format, 10),
-        Column(w.t("report.lower_95"), _num("lower_95"), _value_format, 10, True),
-        Column(w.t("report.upper_95"), _num("upper_95"), _value_format, 10, True),
-        Column(w.t("report.lower_998"), _num("lower_998"), _value_format, 10, True),
-        Column(w.t("report.upper_998"), _num("upper_998"), _value_format, 10, True),
-        Column(w.t("report.position_95"), lambda r: w.position(r.get("position_95")), width=20, withheld=True),
-        Column(w.t("report.position_998"), lambda r: w.position(r.get("position_998")), width=20, withheld=True),
-        Column(w.t("verdict.column"), w.verdict, width=60, withheld=True),
+        Column("column.indicator", w.indicator, width=34),
+        Column("report.key", lambda r: w.yes_no(r["key"]), width=8),
+        Column("column.kind", w.kind, width=18),
+        Column("column.tier", w.tier, width=18),
+        Column("column.unit", _num("unit"), width=14),
+        Column("column.unit_name", w.unit_name, width=30),
+        Column("column.care_cycles", _num("n"), COUNT_FORMAT, 10, True),
+        Column("column.observed", _num("observed"), _observed_format, 10, True),
+        Column("column.expected", _num("expected"), _expected_format, 10, True),
+        Column("column.oe", _num("oe"), RATIO_FORMAT, 8, True),
+        Column("report.oe_lower", _num("oe_lower"), RATIO_FORMAT, 9, True),
+        Column("report.oe_upper", _num("oe_upper"), RATIO_FORMAT, 9, True),
+        Column("column.crude", _num("crude_value"), _value_format, 10, True),
+        Column("column.adjusted", _num("adjusted_value"), _value_format, 10, True),
+        Column("report.ci_lower", _num("adjusted_lower"), _value_format, 10, True),
+        Column("report.ci_upper", _num("adjusted_upper"), _value_format, 10, True),
+        Column("column.benchmark", _num("target"), _value_format, 10),
+        Column("report.lower_95", _num("lower_95"), _value_format, 10, True),
+        Column("report.upper_95", _num("upper_95"), _value_format, 10, True),
+        Column("report.lower_998", _num("lower_998"), _value_format, 10, True),
+        Column("report.upper_998", _num("upper_998"), _value_format, 10, True),
+        Column("report.position_95", lambda r: w.position(r.get("position_95")), width=20, withheld=True),
+        Column("report.position_998", lambda r: w.position(r.get("position_998")), width=20, withheld=True),
+        Column("verdict.column", w.verdict, width=60, withheld=True),
     ]
     subtitle = f"{period} · {level}"
     if population := _population(table):
@@ -543,10 +562,8 @@ def _improvement(
         nonlocal row, withheld_any
         ws.cell(row, 1, _text(title)).font = Font(bold=True, size=12)
         row += 1
-        for j, (header, width) in enumerate(headers, start=1):
-            cell = ws.cell(row, j, _text(header))
-            cell.fill, cell.font = HEADER_FILL, HEADER_FONT
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for j, (key, width) in enumerate(headers, start=1):
+            w.header(ws, row, j, key)
             letter = get_column_letter(j)
             ws.column_dimensions[letter].width = max(ws.column_dimensions[letter].width or 0, width)
         if not lines:
@@ -625,21 +642,21 @@ def _improvement(
                     (a.expected_effect or None, None),
                 ]
             )
-    condition, unit = (w.t("column.condition"), 22), (w.t("column.unit"), 28)
+    condition, unit = ("column.condition", 22), ("column.unit", 28)
     section(
         w.t("agenda.targets"),
         [
             condition,
-            (w.t("column.indicator"), 34),
-            (w.t("report.col_target_unit"), 28),
+            ("column.indicator", 34),
+            ("report.col_target_unit", 28),
             unit,
-            (w.t("agenda.col_kind"), 16),
-            (w.t("agenda.col_direction"), 12),
-            (w.t("agenda.col_target"), 10),
-            (w.t("agenda.field_source"), 22),
-            (w.t("agenda.field_valid_from"), 12),
-            (w.t("agenda.col_current"), 12),
-            (w.t("agenda.col_met"), 12),
+            ("agenda.col_kind", 16),
+            ("agenda.col_direction", 12),
+            ("agenda.col_target", 10),
+            ("agenda.field_source", 22),
+            ("agenda.field_valid_from", 12),
+            ("agenda.col_current", 12),
+            ("agenda.col_met", 12),
         ],
         targets,
     )
@@ -647,16 +664,16 @@ def _improvement(
         w.t("report.improvement_signals"),
         [
             condition,
-            (w.t("column.indicator"), 34),
+            ("column.indicator", 34),
             unit,
-            (w.t("agenda.col_rule"), 16),
-            (w.t("agenda.col_side"), 12),
-            (w.t("agenda.col_value"), 10),
-            (w.t("agenda.col_detected"), 12),
-            (w.t("agenda.col_status"), 12),
-            (w.t("agenda.col_explanation"), 22),
-            (w.t("agenda.field_explanation_text"), 40),
-            (w.t("agenda.col_decision"), 16),
+            ("agenda.col_rule", 16),
+            ("agenda.col_side", 12),
+            ("agenda.col_value", 10),
+            ("agenda.col_detected", 12),
+            ("agenda.col_status", 12),
+            ("agenda.col_explanation", 22),
+            ("agenda.field_explanation_text", 40),
+            ("agenda.col_decision", 16),
         ],
         signals,
     )
@@ -664,14 +681,14 @@ def _improvement(
         w.t("agenda.actions"),
         [
             condition,
-            (w.t("agenda.field_title"), 34),
+            ("agenda.field_title", 34),
             unit,
-            (w.t("agenda.col_owner"), 16),
-            (w.t("agenda.field_start"), 12),
-            (w.t("agenda.field_due"), 10),
-            (w.t("agenda.col_status"), 12),
-            (w.t("agenda.col_linked"), 22),
-            (w.t("agenda.field_expected_effect"), 40),
+            ("agenda.col_owner", 16),
+            ("agenda.field_start", 12),
+            ("agenda.field_due", 10),
+            ("agenda.col_status", 12),
+            ("agenda.col_linked", 22),
+            ("agenda.field_expected_effect", 40),
         ],
         actions,
     )
@@ -744,20 +761,20 @@ def _proms(w: _Writer, results, tables, period, level) -> None:
         frame["suppressed"] = False
     instruments = w.catalog.instruments
     columns = [
-        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
-        Column(w.t("column.unit"), _num("unit"), width=14),
-        Column(w.t("column.unit_name"), w.unit_name, width=30),
+        Column("column.condition", lambda r: w.condition(r["condition"]), width=22),
+        Column("column.unit", _num("unit"), width=14),
+        Column("column.unit_name", w.unit_name, width=30),
         Column(
-            w.t("proms.instrument"),
+            "proms.instrument",
             lambda r: instruments[r["instrument"]].label(w.lang) if r["instrument"] in instruments else r["instrument"],
             width=26,
         ),
-        Column(w.t("proms.timepoint"), lambda r: _timepoint_label(w, r["condition"], r["timepoint"]), width=12),
-        Column(w.t("report.eligible"), _num("eligible"), COUNT_FORMAT, 11, True),
-        Column(w.t("report.responded"), _num("responded"), COUNT_FORMAT, 11, True),
-        Column(w.t("column.response_rate"), _num("response_rate"), "0.0%", 11, True),
-        Column(w.t("report.ci_lower"), _num("ci_low"), "0.0%", 11, True),
-        Column(w.t("report.ci_upper"), _num("ci_high"), "0.0%", 11, True),
+        Column("proms.timepoint", lambda r: _timepoint_label(w, r["condition"], r["timepoint"]), width=12),
+        Column("report.eligible", _num("eligible"), COUNT_FORMAT, 11, True),
+        Column("report.responded", _num("responded"), COUNT_FORMAT, 11, True),
+        Column("column.response_rate", _num("response_rate"), "0.0%", 11, True),
+        Column("report.ci_lower", _num("ci_low"), "0.0%", 11, True),
+        Column("report.ci_upper", _num("ci_high"), "0.0%", 11, True),
     ]
     w.table(ws, w.t("report.proms_title"), f"{period} · {level}", frame, columns, freeze_col=3)
 
@@ -789,15 +806,15 @@ def _costs(w: _Writer, results, period, level) -> None:
         return a.label(w.lang) if a else row["activity"]
 
     columns = [
-        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
-        Column(w.t("column.unit"), _num("unit"), width=14),
-        Column(w.t("column.unit_name"), w.unit_name, width=30),
-        Column(w.t("cost.activity"), activity, width=28),
-        Column(w.t("report.cycles_with_activity"), _num("cycles"), COUNT_FORMAT, 13, True),
-        Column(w.t("cost.quantity"), _num("quantity"), "#,##0.0", 11, True),
-        Column(w.t("report.total_cost"), _num("total_cost"), "€ #,##0", 14, True),
-        Column(w.t("column.cost_per_cycle"), _num("cost_per_cycle"), "€ #,##0", 13, True),
-        Column(w.t("cost.share"), _num("share"), "0.0%", 10, True),
+        Column("column.condition", lambda r: w.condition(r["condition"]), width=22),
+        Column("column.unit", _num("unit"), width=14),
+        Column("column.unit_name", w.unit_name, width=30),
+        Column("cost.activity", activity, width=28),
+        Column("report.cycles_with_activity", _num("cycles"), COUNT_FORMAT, 13, True),
+        Column("cost.quantity", _num("quantity"), "#,##0.0", 11, True),
+        Column("report.total_cost", _num("total_cost"), "€ #,##0", 14, True),
+        Column("column.cost_per_cycle", _num("cost_per_cycle"), "€ #,##0", 13, True),
+        Column("cost.share", _num("share"), "0.0%", 10, True),
     ]
     w.table(ws, w.t("report.costs_title"), f"{period} · {level}", frame, columns, freeze_col=4)
 
@@ -823,14 +840,7 @@ def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
         row += 1
         ws.cell(row, 2, _text(line)).alignment = Alignment(wrap_text=True, vertical="top")
         ws.row_dimensions[row].height = 30
-    headers = [
-        w.t("column.indicator"),
-        w.t("column.kind"),
-        w.t("column.tier"),
-        w.t("column.direction"),
-        w.t("report.min_n"),
-        w.t("report.key"),
-    ]
+    headers = ["column.indicator", "column.kind", "column.tier", "column.direction", "report.min_n", "report.key"]
     for result in results:
         cond = w.catalog.condition(result.condition)
         row += 2
@@ -841,9 +851,8 @@ def _methods(w: _Writer, results, include_patient_rows: bool) -> None:
         ws.cell(row, 1, w.t("report.casemix_variables")).font = Font(bold=True)
         ws.cell(row, 2, _text(", ".join(v.label(w.lang) for v in cond.casemix)))
         row += 1
-        for j, header in enumerate(headers, start=1):
-            cell = ws.cell(row, j, _text(header))
-            cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+        for j, key in enumerate(headers, start=1):
+            w.header(ws, row, j, key)
         for ind in cond.indicators:
             row += 1
             values = [
@@ -879,10 +888,83 @@ def _cycles(w: _Writer, results, period) -> None:
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     outcome_cols = [c for c in frame.columns if c not in ("condition", "cycle_id", "unit", "index_date", "treatment")]
     columns = [
-        Column(w.t("column.condition"), lambda r: w.condition(r["condition"]), width=22),
-        Column(w.t("report.cycle_id"), _num("cycle_id"), width=16),
-        Column(w.t("column.unit"), _num("unit"), width=14),
-        Column(w.t("report.index_date"), _num("index_date"), "yyyy-mm-dd", 12),
-        Column(w.t("report.treatment"), _num("treatment"), width=16),
-    ] + [Column(_outcome_label(w, name), _num(name), "0.##", 14) for name in outcome_cols]
+        Column("column.condition", lambda r: w.condition(r["condition"]), width=22),
+        Column("report.cycle_id", _num("cycle_id"), width=16),
+        Column("column.unit", _num("unit"), width=14),
+        Column("report.index_date", _num("index_date"), "yyyy-mm-dd", 12),
+        Column("report.treatment", _num("treatment"), width=16),
+    ] + [Column("report.outcome", _num(name), "0.##", 14, header=_outcome_label(w, name)) for name in outcome_cols]
     w.table(ws, w.t("report.cycles_title"), period, frame, columns, freeze_col=2)
+
+
+#: The explanation sheet's columns: sheet, column header, what it holds (wrapped)
+_EXPLANATION_WIDTHS = (24, 34, 100)
+#: Characters of Calibri 11 a column of width 1 holds about (Excel's width unit is one '0'): for the rows' heights
+_CHARS_PER_WIDTH = 1.1
+
+
+def _explanation(w: _Writer, results, period: str, generated_at: dt.datetime, batches: pd.DataFrame | None) -> None:
+    """The last sheet: per sheet every column's header as it appears and what it holds with its unit (the
+    [explain] line of the header's key: every header written through _Writer.header has one, or the workbook is
+    not made), after the facts a reader forwarding the file needs: period, when the data was imported, the source,
+    and how withheld cells are written and why (the rule's own statements)."""
+    ws = w.sheet("explain.page_sheet")
+    for j, width in enumerate(_EXPLANATION_WIDTHS, start=1):
+        ws.column_dimensions[get_column_letter(j)].width = width
+    text_chars = int((_EXPLANATION_WIDTHS[1] + _EXPLANATION_WIDTHS[2]) * _CHARS_PER_WIDTH)
+
+    def wrapped(row: int, col: int, value: Any, chars: int) -> None:
+        cell = ws.cell(row, col, _text(value))
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        lines = max(1, math.ceil(len(str(value or "")) / max(chars, 1)))
+        ws.row_dimensions[row].height = max(ws.row_dimensions[row].height or 15, 15 * lines)
+
+    ws.cell(1, 1, w.t("explain.page_title")).font = TITLE_FONT
+    ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=3)
+    wrapped(2, 1, w.t("explain.page_intro"), int(sum(_EXPLANATION_WIDTHS) * _CHARS_PER_WIDTH))
+    ws.cell(2, 1).font = Font(italic=True, color="444444")
+    imported = None  # the latest import of the batches listed on the cover (a cell holds no time zone)
+    if batches is not None and len(batches) and "imported_at" in batches:
+        latest = pd.to_datetime(batches["imported_at"], errors="coerce").max()
+        imported = None if pd.isna(latest) else latest.tz_localize(None) if latest.tzinfo else latest
+    statements = w.rule.statements(w.lang)  # how withheld cells are written and why: the cover's own sentences
+    withheld = " ".join(statements[:2] if w.rule.active else statements[:1])
+    facts: list[tuple[str, Any]] = [
+        (w.t("explain.page_period"), period),
+        (w.t("explain.page_generated"), generated_at),
+        (w.t("explain.page_data_date"), imported if imported is not None else w.t("explain.page_data_none")),
+        (w.t("explain.page_source"), w.t("explain.page_source_text", sheet=w.t("report.sheet_cover"))),
+    ]
+    facts += [
+        (w.t("explain.page_benchmark", condition=w.condition(r.condition)), population)
+        for r in results
+        if (population := _population(r.table))
+    ]
+    facts.append((w.t("explain.page_withheld"), withheld))
+    row = 4
+    for name, value in facts:
+        ws.cell(row, 1, _text(name)).font = Font(bold=True)
+        ws.cell(row, 1).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.merge_cells(start_row=row, start_column=2, end_row=row, end_column=3)
+        if isinstance(value, dt.datetime):
+            cell = ws.cell(row, 2, _text(value.replace(tzinfo=None)))
+            cell.number_format = "yyyy-mm-dd hh:mm"
+            cell.alignment = Alignment(horizontal="left", vertical="top")
+        else:
+            wrapped(row, 2, value, text_chars)
+        row += 1
+    row += 1
+    for j, key in enumerate(("explain.page_col_sheet", "explain.page_col_header", "explain.page_col_text"), start=1):
+        cell = ws.cell(row, j, w.t(key))
+        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    header_row = row
+    for (sheet, header), key in list(w.explained.items()):
+        if sheet == ws.title:
+            continue
+        row += 1
+        ws.cell(row, 1, _text(sheet)).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.cell(row, 2, _text(header)).alignment = Alignment(wrap_text=True, vertical="top")
+        wrapped(row, 3, w.t(explanation_key(key)), int(_EXPLANATION_WIDTHS[2] * _CHARS_PER_WIDTH))
+    ws.freeze_panes = ws.cell(header_row + 1, 1)
+    ws.auto_filter.ref = f"A{header_row}:C{max(row, header_row)}"
