@@ -84,3 +84,27 @@ def test_no_withheld_small_count_of_the_workbooks_grid_can_be_worked_out(small_d
     assert got is not None and sum(int(m.sum()) for m in got.masks.values()) > 50  # the attacker has work
     found = attack(got, rule.threshold)
     assert not found, found[:10]
+
+
+def test_the_grid_audit_counts_no_pin_that_withholding_cannot_hide():
+    """A year without benchmark (a 2-year outcome in the last year) whose cells are all 0: the all-dates benchmark
+    minus the years' benchmarks gives their sum as 0, whatever is withheld, so the attacker lists nothing; the
+    audit's intervals could not see that sum and withheld shown cells against it (breast, 20,000-cycle demo: 32
+    such pins on the page cost 197 shown cells). Nor is a count pinned through the rows the page's reader knows
+    (the own hospital's) a leak to that reader."""
+    from vbhc.reports.grid_audit import grid_cells, pinned_cells
+
+    def table(n: list[float], target: float) -> pd.DataFrame:
+        return _table("", n, [0.0] * len(n)).assign(target=target)
+
+    grid = {"": table([40, 50, 60], 0.1), "2024": table([40, 50, 60], 0.1), "2025": table([0, 0, 0], np.nan)}
+    masks = {"": np.zeros(3, bool), "2024": np.zeros(3, bool), "2025": np.ones(3, bool)}
+    assert attack(GridMasks(grid, masks, {}, {}), 10) == []
+    assert repairs(grid, masks, {}, {}, 10) is None
+    # own H01 (12 cycles, known to the page's reader): the other two units' 0 cycles are its benchmark minus it
+    grid = {"": table([12, 0, 0], 0.1)}
+    masks = {"": np.array([False, True, True])}
+    cells, a, b = grid_cells(grid, masks, {}, {}, 10)
+    known = np.array([where[2] == 0 for where in cells.where])
+    assert len(pinned_cells(cells, a, b, 10)[0])  # a leak to a reader who does not know H01's cells
+    assert not len(pinned_cells(cells, a, b, 10, known=known)[0])

@@ -10,8 +10,9 @@ every count within the unit's volume), every published equation (benchmark total
 adding up to its all-dates cell, equal counts of a unit in one period) tightens the variables' intervals until
 nothing changes (vbhc.disclosure.tighten_bounds), and a withheld small count left with one value is repaired:
 a shown row of an equation that pinned it is withheld as well, the per-equation rules run again on top, and the
-audit repeats. A count that every cell withheld would still give away (a benchmark of 0 events) is no leak of
-the suppression and left alone.
+audit repeats. A count that every cell withheld would still give away (a benchmark of 0 events; on a page, with
+the own hospitals' rows its reader knows) is no leak of the suppression and left alone: judged by a linear
+programme, as strong as the LP attacker of the tests, since intervals miss sums over every unit and year.
 """
 
 from __future__ import annotations
@@ -275,10 +276,19 @@ def _bounds(cells: Cells, withheld: np.ndarray, threshold: int) -> tuple[np.ndar
 
 
 def pinned_cells(
-    cells: Cells, a: sparse.csr_matrix, b: np.ndarray, threshold: int
+    cells: Cells,
+    a: sparse.csr_matrix,
+    b: np.ndarray,
+    threshold: int,
+    *,
+    known: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The withheld small counts pinned to one value that withholding could have hidden (not pinned with every
-    cell withheld), and per cell the rows of `a` and the cells whose bounds pinned it: (pinned, row, by)."""
+    """The withheld small counts pinned to one value that withholding could have hidden, and per cell the rows
+    of `a` and the cells whose bounds pinned it: (pinned, row, by). `known`: the cells the reader knows whatever
+    is withheld (a page's own hospitals' rows). A count still pinned with every other cell withheld is no leak
+    of the suppression (a benchmark of 0 events; a year without benchmark whose units' cycles the all-dates
+    benchmark minus the years' benchmarks gives as 0): that is judged as the LP attacker judges it
+    (_open_cells), since interval tightening alone misses such sums over every unit and year."""
     withheld = np.asarray(cells.withheld, bool)
     target = withheld & np.asarray(cells.small, bool)
     if not target.any():
@@ -289,8 +299,80 @@ def pinned_cells(
     pinned = np.flatnonzero(target & (hi - lo < 1 - 1e-9))
     if not len(pinned):
         return pinned, row, by
-    lo_all, hi_all, _, _ = tighten_bounds(a, b, pairs, *_bounds(cells, np.ones(len(withheld), bool), threshold))
-    return pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9], row, by
+    hidden = np.ones(len(withheld), bool) if known is None else ~np.asarray(known, bool)
+    floor, ceiling = _bounds(cells, hidden, threshold)
+    lo_all, hi_all, _, _ = tighten_bounds(a, b, pairs, floor, ceiling)
+    pinned = pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9]
+    if len(pinned):
+        pinned = pinned[_open_cells(a, b, pairs, floor, ceiling, pinned)]
+    return pinned, row, by
+
+
+def _open_cells(
+    a: sparse.csr_matrix, b: np.ndarray, pairs: np.ndarray, lo: np.ndarray, hi: np.ndarray, cells: np.ndarray
+) -> np.ndarray:
+    """Per cell of `cells`, whether it can take two values at least one apart under `a @ x == b`, the pairs
+    (x_i <= x_j) and the bounds: a linear programme (every solution seen widens each cell's range; a sum of the
+    cells first, then each cell still closed both ways). Relaxing integrality only widens what is feasible, so
+    a cell found closed is closed for the LP attacker too."""
+    from scipy.optimize import linprog
+
+    size = a.shape[1]
+    ub = None
+    if len(pairs):
+        k = np.arange(len(pairs))
+        ub = sparse.csr_matrix(
+            (np.r_[np.ones(len(pairs)), -np.ones(len(pairs))], (np.r_[k, k], np.r_[pairs[:, 0], pairs[:, 1]])),
+            shape=(len(pairs), size),
+        )
+    bounds = np.c_[lo, np.where(np.isfinite(hi), hi, np.nan)]
+    bounds = [(low, None if math.isnan(high) else high) for low, high in bounds]
+    seen_lo = np.full(len(cells), math.inf)
+    seen_hi = np.full(len(cells), -math.inf)
+    done = np.zeros(len(cells), bool)  # closed for certain
+
+    def solve(c: np.ndarray) -> np.ndarray | None:
+        res = linprog(
+            c,
+            A_ub=ub,
+            b_ub=None if ub is None else np.zeros(ub.shape[0]),
+            A_eq=a,
+            b_eq=b,
+            bounds=bounds,
+            method="highs",
+        )
+        if res.status != 0:
+            return None
+        np.minimum(seen_lo, res.x[cells], out=seen_lo)
+        np.maximum(seen_hi, res.x[cells], out=seen_hi)
+        return res.x
+
+    def opened() -> np.ndarray:
+        return seen_hi - seen_lo >= 1 - 1e-6
+
+    for sign in (1.0, -1.0):
+        c = np.zeros(size)
+        c[cells] = sign
+        if solve(c) is None:
+            return np.ones(len(cells), bool)  # no solution: judge every cell open (the audit stays as strict)
+    # cells closed at their floor (ceiling) so far: when pushing them all up (down) at once moves their sum by
+    # less than one, none of them can move by one (the others cannot go below their floor) - one programme
+    for sign, end in ((-1.0, lo), (1.0, hi)):
+        at_end = ~opened() & (np.abs(seen_lo - end[cells]) < 1e-6) & (np.abs(seen_hi - end[cells]) < 1e-6)
+        if at_end.any():
+            c = np.zeros(size)
+            c[cells[at_end]] = sign
+            x = solve(c)
+            if x is not None and abs(float((x[cells[at_end]] - end[cells[at_end]]).sum())) < 1 - 1e-6:
+                done[at_end] = True
+    for k, cell in enumerate(cells):
+        for sign in (1.0, -1.0):
+            if opened()[k] or done[k]:
+                break
+            c = np.zeros(size)
+            c[cell] = sign
+            solve(c)
+    return opened()
 
 
 def repairs(
@@ -307,7 +389,8 @@ def repairs(
     equations pinned before), never a `keep` row (own hospitals' rows the reader knows). None when nothing is
     pinned or nothing can be withheld against it."""
     cells, a, b = grid_cells(got_tables, masks, frames, frame_masks, threshold)
-    pinned, reason, by = pinned_cells(cells, a, b, threshold)
+    known = np.array([bool((keep or {}).get(where, False)) for where in cells.where], bool)
+    pinned, reason, by = pinned_cells(cells, a, b, threshold, known=known)
     if not len(pinned):
         return None
     withheld = np.asarray(cells.withheld, bool)
