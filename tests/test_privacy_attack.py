@@ -108,3 +108,20 @@ def test_the_grid_audit_counts_no_pin_that_withholding_cannot_hide():
     known = np.array([where[2] == 0 for where in cells.where])
     assert len(pinned_cells(cells, a, b, 10)[0])  # a leak to a reader who does not know H01's cells
     assert not len(pinned_cells(cells, a, b, 10, known=known)[0])
+
+
+def test_the_grid_audit_withholds_one_row_that_breaks_several_pins(monkeypatch):
+    """Rows ranked across all pins: two pins whose equations share a shown row get that one row withheld, not
+    each pin's smallest row (two rows), even where the shared row holds the larger count."""
+    import vbhc.reports.grid_audit as audit
+
+    tables = {"": _table("", [5, 5, 40, 60, 70], [1, 1, 4, 6, 7])}
+    masks = {"": np.array([True, True, False, False, False])}
+    cells = audit.grid_cells(tables, masks, {}, {}, 10)[0]
+    row_of = {where[2]: i for i, where in enumerate(cells.where) if not cells.is_events[i]}
+    empty = np.zeros(0, int)
+    monkeypatch.setattr(audit, "pinned_cells", lambda *args, **kw: (np.array([row_of[0], row_of[1]]), empty, empty))
+    nearest = {row_of[0]: [row_of[2], row_of[4]], row_of[1]: [row_of[3], row_of[4]]}  # H05 (70) in both
+    monkeypatch.setattr(audit, "_nearest", lambda cell, *args: nearest[int(cell)])
+    more = audit.repairs(tables, masks, {}, {}, 10)
+    assert more is not None and more[0][""].tolist() == [True, True, False, False, True]

@@ -396,11 +396,25 @@ def repairs(
     withheld = np.asarray(cells.withheld, bool)
     rank = np.asarray(cells.rank, float)
     csr = a.tocsr()
+    # per pin the shown rows (not kept) nearest to it in the equations that pinned it; then rows ranked across
+    # all pins: the one that breaks the most pins first, the smallest count among equals, until every pin that
+    # has a row is broken (a pin per row withheld withheld far more cells than needed: several pins share rows)
+    options = [_nearest(cell, csr, reason, by, withheld, cells.where, keep or {}) for cell in pinned]
+    rank_of: dict[tuple[str, str, int], float] = {}
+    for cell_rows in options:
+        for m in cell_rows:
+            where = cells.where[m]
+            rank_of[where] = min(rank_of.get(where, math.inf), float(rank[m]))
+    open_pins = [{cells.where[m] for m in cell_rows} for cell_rows in options if cell_rows]
     chosen: set[tuple[str, str, int]] = set()
-    for cell in pinned:
-        pick = _cheapest(cell, csr, reason, by, withheld, rank, cells.where, keep or {})
-        if pick is not None:
-            chosen.add(pick)
+    while open_pins:
+        hits: dict[tuple[str, str, int], int] = defaultdict(int)
+        for rows_ in open_pins:
+            for where in rows_:
+                hits[where] += 1
+        best = min(hits, key=lambda where: (-hits[where], rank_of[where], where))
+        chosen.add(best)
+        open_pins = [rows_ for rows_ in open_pins if best not in rows_]
     if not chosen:
         return None
     new_masks = {p: np.asarray(m, bool).copy() for p, m in masks.items()}
@@ -413,18 +427,17 @@ def repairs(
     return new_masks, new_frames
 
 
-def _cheapest(
+def _nearest(
     cell: int,
     csr: sparse.csr_matrix,
     reason: np.ndarray,
     by: np.ndarray,
     withheld: np.ndarray,
-    rank: np.ndarray,
     where: list[tuple[str, str, int]],
     keep: Mapping[tuple[str, str, int], bool],
-) -> tuple[str, str, int] | None:
-    """The smallest shown row (not kept) in the equations that pinned `cell`, nearest first (a breadth-first walk
-    back through the cells whose bounds those equations used)."""
+) -> list[int]:
+    """The shown cells (of rows not kept) in the equations that pinned `cell`, the nearest ones (a breadth-first
+    walk back through the cells whose bounds those equations used); [] when there are none."""
     seen = {cell}
     level = [cell]
     for _ in range(len(withheld)):
@@ -447,9 +460,8 @@ def _cheapest(
                     elif not keep.get(where[m], False):
                         candidates.add(m)
         if candidates:
-            best = min(candidates, key=lambda m: (rank[m], where[m]))
-            return where[best]
+            return sorted(candidates)
         if not following:
-            return None
+            return []
         level = following
-    return None
+    return []
