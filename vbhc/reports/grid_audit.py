@@ -282,13 +282,16 @@ def pinned_cells(
     threshold: int,
     *,
     known: np.ndarray | None = None,
+    judged: dict[tuple, bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The withheld small counts pinned to one value that withholding could have hidden, and per cell the rows
     of `a` and the cells whose bounds pinned it: (pinned, row, by). `known`: the cells the reader knows whatever
     is withheld (a page's own hospitals' rows). A count still pinned with every other cell withheld is no leak
     of the suppression (a benchmark of 0 events; a year without benchmark whose units' cycles the all-dates
     benchmark minus the years' benchmarks gives as 0): that is judged as the LP attacker judges it
-    (_open_cells), since interval tightening alone misses such sums over every unit and year."""
+    (_open_cells), since interval tightening alone misses such sums over every unit and year. `judged`: that
+    judgement per cell ((source, period, row), events) kept across an audit's passes with the same `known` (it
+    does not depend on what is withheld)."""
     withheld = np.asarray(cells.withheld, bool)
     target = withheld & np.asarray(cells.small, bool)
     if not target.any():
@@ -303,8 +306,17 @@ def pinned_cells(
     floor, ceiling = _bounds(cells, hidden, threshold)
     lo_all, hi_all, _, _ = tighten_bounds(a, b, pairs, floor, ceiling)
     pinned = pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9]
-    if len(pinned):
-        pinned = pinned[_open_cells(a, b, pairs, floor, ceiling, pinned)]
+    judged = {} if judged is None else judged
+    keys = [(cells.where[i], cells.is_events[i]) for i in pinned]
+    new = np.array([key not in judged for key in keys], bool)
+    if new.any():
+        for key, is_open in zip(
+            [k for k, n in zip(keys, new, strict=True) if n],
+            _open_cells(a, b, pairs, floor, ceiling, pinned[new]),
+            strict=True,
+        ):
+            judged[key] = bool(is_open)
+    pinned = pinned[np.array([judged[key] for key in keys], bool)] if len(pinned) else pinned
     return pinned, row, by
 
 
@@ -383,14 +395,15 @@ def repairs(
     threshold: int,
     *,
     keep: Mapping[tuple[str, str, int], bool] | None = None,
+    judged: dict[tuple, bool] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]] | None:
     """The masks with further rows withheld so that no withheld small count the audit pins stays pinned: per
     pinned cell the smallest shown row of an equation that pinned it (following the chain through cells the
     equations pinned before), never a `keep` row (own hospitals' rows the reader knows). None when nothing is
-    pinned or nothing can be withheld against it."""
+    pinned or nothing can be withheld against it. `judged`: see pinned_cells (one dict per `keep`)."""
     cells, a, b = grid_cells(got_tables, masks, frames, frame_masks, threshold)
     known = np.array([bool((keep or {}).get(where, False)) for where in cells.where], bool)
-    pinned, reason, by = pinned_cells(cells, a, b, threshold, known=known)
+    pinned, reason, by = pinned_cells(cells, a, b, threshold, known=known, judged=judged)
     if not len(pinned):
         return None
     withheld = np.asarray(cells.withheld, bool)

@@ -961,8 +961,9 @@ def _audited(
         for what, by_period in frames.items():
             for p, frame in by_period.items():
                 keep |= {(what, p, int(i)): True for i in np.flatnonzero(own_rows(frame, own_hospitals))}
+    judged: dict[tuple, bool] = {}  # which pins withholding could hide, kept across the passes
     for _ in range(sum(len(table) for table in tables.values()) + 1):  # every pass withholds another row, or stops
-        more = repairs(got.tables, got.masks, got.frames, got.frame_masks, rule.threshold, keep=keep)
+        more = repairs(got.tables, got.masks, got.frames, got.frame_masks, rule.threshold, keep=keep, judged=judged)
         if more is None:
             break
         seed = GridMasks(got.tables, more[0], got.frames, more[1])
