@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 __all__ = [
     "MIN_OTHER_UNITS",
@@ -40,6 +41,7 @@ __all__ = [
     "n_band_bounds",
     "period_suppression",
     "signed_interval",
+    "tighten_bounds",
 ]
 
 #: A manager's comparison group must hold at least this many other units, else one unit could be isolated.
@@ -529,6 +531,84 @@ def comparison_group_withheld(
         if (period == "" and whole_hidden) or period in hidden:
             withheld.add(str(timepoint))
     return withheld
+
+
+def tighten_bounds(
+    a: sparse.spmatrix,
+    b: np.ndarray,
+    at_most: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    rounds: int = 500,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a reader who combines every equation at once knows of each count: the integer intervals [lo, hi]
+    tightened through `a @ x == b` (coefficients +-1: each cell is the row's total minus the others' bounds) and
+    the pairs `at_most` (i, j: cell i <= cell j) until nothing changes. The per-equation checks above look at one
+    equation each; a chain of them (a unit's years, then a year's benchmark) pins cells none of them pins alone.
+
+    Returns (lo, hi, row, by): per cell the rows of `a` that last raised its lower and lowered its upper bound
+    (columns 0 and 1, -1 where none) and the cells that did through `at_most` (-1 where none), so that a caller
+    can withhold a shown cell of the equations that pinned one."""
+    a = sparse.csr_matrix(a)
+    size = len(lo)
+    lo, hi = np.asarray(lo, float).copy(), np.asarray(hi, float).copy()
+    row_of = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    cols, coef = a.indices, a.data.astype(float)
+    rhs = np.asarray(b, float)[row_of]
+    positive = coef > 0
+    pairs = np.asarray(at_most, int).reshape(-1, 2)
+    row = -np.ones((size, 2), int)
+    by = -np.ones((size, 2), int)
+    m = a.shape[0]
+    for _ in range(rounds):
+        changed = False
+        if len(cols):
+            with np.errstate(invalid="ignore"):
+                t_lo = np.where(positive, coef * lo[cols], coef * hi[cols])
+                t_hi = np.where(positive, coef * hi[cols], coef * lo[cols])
+            inf_lo, inf_hi = np.isinf(t_lo), np.isinf(t_hi)
+            fin_lo, fin_hi = np.where(inf_lo, 0.0, t_lo), np.where(inf_hi, 0.0, t_hi)
+            sum_lo = np.bincount(row_of, fin_lo, minlength=m)[row_of]
+            sum_hi = np.bincount(row_of, fin_hi, minlength=m)[row_of]
+            n_lo = np.bincount(row_of, inf_lo, minlength=m)[row_of]
+            n_hi = np.bincount(row_of, inf_hi, minlength=m)[row_of]
+            rest_lo = np.where(n_lo - inf_lo > 0, -math.inf, sum_lo - fin_lo)  # the other cells' smallest sum
+            rest_hi = np.where(n_hi - inf_hi > 0, math.inf, sum_hi - fin_hi)
+            own_lo, own_hi = rhs - rest_hi, rhs - rest_lo  # the range of coef * this cell
+            new_lo = np.ceil(np.where(positive, own_lo / coef, own_hi / coef) - 1e-6)  # counts are integers
+            new_hi = np.floor(np.where(positive, own_hi / coef, own_lo / coef) + 1e-6)
+            best_lo = np.full(size, -math.inf)
+            best_hi = np.full(size, math.inf)
+            np.maximum.at(best_lo, cols, new_lo)
+            np.minimum.at(best_hi, cols, new_hi)
+            up = best_lo > lo + 1e-9
+            down = best_hi < hi - 1e-9
+            if up.any() or down.any():
+                changed = True
+                k = np.flatnonzero(up[cols] & (new_lo == best_lo[cols]))
+                row[cols[k], 0], by[cols[k], 0] = row_of[k], -1
+                k = np.flatnonzero(down[cols] & (new_hi == best_hi[cols]))
+                row[cols[k], 1], by[cols[k], 1] = row_of[k], -1
+                lo = np.where(up, best_lo, lo)
+                hi = np.where(down, best_hi, hi)
+        if len(pairs):
+            small, large = pairs[:, 0], pairs[:, 1]
+            down = hi[large] < hi[small] - 1e-9  # cell i <= cell j: i's upper bound is j's
+            if down.any():
+                changed = True
+                hi[small[down]] = hi[
+                    large[down]
+                ]  # several pairs of one cell: a later one may loosen, a next round fixes
+                by[small[down], 1], row[small[down], 1] = large[down], -1
+            up = lo[small] > lo[large] + 1e-9
+            if up.any():
+                changed = True
+                lo[large[up]] = lo[small[up]]
+                by[large[up], 0], row[large[up], 0] = small[up], -1
+        if not changed:
+            break
+    return lo, hi, row, by
 
 
 def _thin_atoms(cells: pd.DataFrame, others: pd.DataFrame, own: str | None, offered, fails) -> set[str]:

@@ -930,10 +930,45 @@ def joint_grid_masks(
     indicator table, the primary then from the group's total). Repeated until neither adds a cell. With
     `include_own` the cells without the own hospitals' first (what their page withholds), then the own ones on
     top: a file withholds a superset of its page, so the two cannot be combined."""
-    page = _joint(tables, rule, frames or {}, condition, own_hospitals, False, None)
+    page = _audited(tables, rule, frames or {}, condition, own_hospitals, False, None)
     if not include_own:
         return page
-    return _joint(tables, rule, frames or {}, condition, own_hospitals, True, page)
+    return _audited(tables, rule, frames or {}, condition, own_hospitals, True, page)
+
+
+def _audited(
+    tables: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    frames: Mapping[str, Mapping[str, pd.DataFrame]],
+    condition: object,
+    own_hospitals: Sequence[str],
+    include_own: bool,
+    seed: GridMasks | None,
+) -> GridMasks:
+    """_joint, then the audit of every equation at once (vbhc.reports.grid_audit): a withheld small count that a
+    chain of equations pins (a unit's years, then a year's benchmark) gets a further shown row of those
+    equations withheld, the per-equation rules run again on top, until the audit pins nothing. On a page (without
+    `include_own`) the own hospitals' rows stay shown: its reader knows them."""
+    from vbhc.reports.grid_audit import repairs
+
+    got = _joint(tables, rule, frames, condition, own_hospitals, include_own, seed)
+    if not rule.active:
+        return got
+    keep: dict[tuple[str, str, int], bool] = {}
+    if not include_own and own_hospitals:
+        for p, table in tables.items():
+            keep |= {("table", p, int(i)): True for i in np.flatnonzero(own_rows(table, own_hospitals))}
+        for what, by_period in frames.items():
+            for p, frame in by_period.items():
+                keep |= {(what, p, int(i)): True for i in np.flatnonzero(own_rows(frame, own_hospitals))}
+    judged: dict[tuple, bool] = {}  # which pins withholding could hide, kept across the passes
+    for _ in range(sum(len(table) for table in tables.values()) + 1):  # every pass withholds another row, or stops
+        more = repairs(got.tables, got.masks, got.frames, got.frame_masks, rule.threshold, keep=keep, judged=judged)
+        if more is None:
+            break
+        seed = GridMasks(got.tables, more[0], got.frames, more[1])
+        got = _joint(tables, rule, frames, condition, own_hospitals, include_own, seed)
+    return got
 
 
 def _joint(

@@ -1,0 +1,480 @@
+"""An audit of a grid's suppression against every equation its files publish at once.
+
+vbhc.disclosure protects each equation on its own: an indicator's units against the benchmark, a unit's years
+against its all-dates cell, a count repeated in another table of the same unit. A reader may combine them: the
+all-dates events of a unit minus its shown years and a year whose benchmark is 0 events give its withheld events
+of another year, and that year's benchmark minus them gives every other unit's small cell. So after the
+per-equation rules the grid is audited as a whole: every count the files hold is a variable (exact where shown;
+0..threshold-1 where withheld and small, threshold or more where withheld and not small; events within 0..n and
+every count within the unit's volume), every published equation (benchmark totals per period, a unit's years
+adding up to its all-dates cell, equal counts of a unit in one period) tightens the variables' intervals until
+nothing changes (vbhc.disclosure.tighten_bounds), and a withheld small count left with one value is repaired:
+a shown row of an equation that pinned it is withheld as well, the per-equation rules run again on top, and the
+audit repeats. A count that every cell withheld would still give away (a benchmark of 0 events; on a page, with
+the own hospitals' rows its reader knows) is no leak of the suppression and left alone: judged by a linear
+programme, as strong as the LP attacker of the tests, since intervals miss sums over every unit and year.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from vbhc.catalog import PROPORTION_KINDS
+from vbhc.disclosure import tighten_bounds
+
+__all__ = ["Cells", "grid_cells", "pinned_cells", "repairs"]
+
+#: The tables a cell can belong to: the indicator table or one of the frames beside it.
+TABLE = "table"
+
+
+class Cells:
+    """Every count of a grid's files as one variable each, with the equations between them (see module docstring).
+
+    `where[i]`: (source, period, row) of cell i (source TABLE or a frame's name), `value`, `withheld`, `small`,
+    `target` (a withheld small count the audit must not let be pinned), `eq` (sparse, coefficients +-1) with
+    `rhs`, and `at_most` pairs (i, j): cell i <= cell j."""
+
+    def __init__(self) -> None:
+        self.where: list[tuple[str, str, int]] = []
+        self.value: list[float] = []
+        self.withheld: list[bool] = []
+        self.small: list[bool] = []
+        self.is_events: list[bool] = []
+        self.rank: list[float] = []  # the row's count: the cheapest shown row to withhold is the smallest
+        self.lines: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+        self.at_most: list[tuple[int, int]] = []
+
+    def add(self, where: tuple[str, str, int], value: float, withheld: bool, small: bool, events: bool, rank: float):
+        """Append a cell; returns its index."""
+        self.where.append(where)
+        self.value.append(value)
+        self.withheld.append(withheld)
+        self.small.append(small)
+        self.is_events.append(events)
+        self.rank.append(rank)
+        return len(self.value) - 1
+
+
+def _number(value: object) -> float:
+    number = float(pd.to_numeric(value, errors="coerce"))
+    return 0.0 if math.isnan(number) else number
+
+
+def grid_cells(
+    tables: Mapping[str, pd.DataFrame],
+    masks: Mapping[str, np.ndarray],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]],
+    frame_masks: Mapping[str, Mapping[str, np.ndarray]],
+    threshold: int,
+) -> tuple[Cells, sparse.csr_matrix, np.ndarray]:
+    """The cells of a grid (as GridMasks holds it) and its equations: (cells, A, b) with A @ true values == b."""
+    cells = Cells()
+    unit_period: dict[tuple[str, str], list[int]] = defaultdict(list)
+    volume: dict[tuple[str, str], int] = {}
+    totals: dict[tuple, list[int]] = defaultdict(list)
+    line_of: dict[int, tuple] = {}
+
+    def put(key: tuple[str, str, int], line: tuple, unit: str, n: float, o: float | None, hidden: bool, **kw):
+        small = kw.get("small", n < threshold)
+        i = cells.add(key, n, hidden, small, False, n)
+        period = key[1]
+        line_of[i] = (unit, *line, "n")
+        unit_period[(unit, period)].append(i)
+        if kw.get("total"):
+            totals[(period, *line, "n")].append(i)
+        if kw.get("volume"):
+            volume[(unit, period)] = i
+        if o is not None:
+            j = cells.add(key, o, hidden, small, True, n)
+            line_of[j] = (unit, *line, "o")
+            unit_period[(unit, period)].append(j)
+            if kw.get("total"):
+                totals[(period, *line, "o")].append(j)
+            cells.at_most.append((j, i))
+
+    for period, table in tables.items():
+        mask = np.asarray(masks.get(period, np.zeros(len(table), bool)), bool)
+        if len(mask) != len(table) or not {"unit", "indicator", "n"} <= set(table.columns):
+            continue
+        targets = pd.to_numeric(table.get("target", pd.Series(np.nan, index=table.index)), errors="coerce")
+        kinds = table["kind"].astype(str).to_numpy() if "kind" in table else np.full(len(table), "")
+        observed = table["observed"] if "observed" in table else pd.Series(np.nan, index=table.index)
+        for i, (unit, indicator, n, o, kind, target) in enumerate(
+            zip(
+                table["unit"].astype(str),
+                table["indicator"].astype(str),
+                table["n"],
+                observed,
+                kinds,
+                targets,
+                strict=True,
+            )
+        ):
+            o_ = float(pd.to_numeric(o, errors="coerce"))
+            counted = kind in PROPORTION_KINDS and math.isfinite(o_) and o_ == round(o_)
+            put(
+                (TABLE, period, i),
+                ("t", indicator),
+                unit,
+                _number(n),
+                o_ if counted else None,
+                bool(mask[i]),
+                total=bool(np.isfinite(target)),
+                volume=kind == "volume",
+            )
+    for what, by_period in frames.items():
+        for period, frame in by_period.items():
+            mask = frame_masks.get(what, {}).get(period)
+            if mask is None or not len(frame) or len(mask) != len(frame):
+                continue
+            mask = np.asarray(mask, bool)
+            if what == "prom_response":
+                rows = zip(
+                    frame["unit"].astype(str), frame["instrument"], frame["timepoint"], frame["eligible"], strict=True
+                )
+                for i, ((unit, instrument, timepoint, eligible), responded) in enumerate(
+                    zip(rows, frame["responded"], strict=True)
+                ):
+                    put(
+                        (what, period, i),
+                        ("r", str(instrument), str(timepoint)),
+                        unit,
+                        _number(eligible),
+                        _number(responded),
+                        bool(mask[i]),
+                        total=True,
+                    )
+            elif what == "cost_breakdown":
+                rows = zip(
+                    frame["unit"].astype(str), frame["activity"], frame["cycles"], frame["costed_cycles"], strict=True
+                )
+                for i, (unit, activity, cycles, costed) in enumerate(rows):
+                    n = _number(cycles)
+                    put(
+                        (what, period, i),
+                        ("c", str(activity)),
+                        unit,
+                        n,
+                        None,
+                        bool(mask[i]),
+                        small=min(n, _number(costed)) < threshold,
+                    )
+
+    value = np.asarray(cells.value, float)
+    rows: list[list[tuple[int, float]]] = []
+    rhs: list[float] = []
+    equal: list[tuple[int, int]] = []
+    combinable: list[int] = []  # the benchmarks' and lines' rows: a reader subtracts them from each other
+    for members in totals.values():  # a benchmark's total per period
+        combinable.append(len(rows))
+        rows.append([(i, 1.0) for i in members])
+        rhs.append(float(value[members].sum()))
+    by_line: dict[tuple, list[int]] = defaultdict(list)
+    for i, line in line_of.items():
+        by_line[line].append(i)
+    for members in by_line.values():  # a unit's years add up to its all-dates cell, where they do
+        whole = [i for i in members if cells.where[i][1] == ""]
+        years = [i for i in members if cells.where[i][1] != ""]
+        if len(whole) == 1 and years and abs(value[years].sum() - value[whole[0]]) < 1e-9:
+            combinable.append(len(rows))
+            rows.append([(i, 1.0) for i in years] + [(whole[0], -1.0)])
+            rhs.append(0.0)
+    for (unit, period), members in unit_period.items():
+        by_value: dict[float, list[int]] = defaultdict(list)
+        for i in members:  # equal counts of a unit in one period (n shared across indicators)
+            if value[i] >= threshold or (not cells.is_events[i] and cells.small[i]):
+                by_value[float(value[i])].append(i)
+        for same in by_value.values():
+            for a, b in itertools.pairwise(same):
+                equal.append((a, b))
+                rows.append([(a, 1.0), (b, -1.0)])
+                rhs.append(0.0)
+        bound = volume.get((unit, period))
+        if bound is not None:  # every count within the unit's volume, where it is
+            cells.at_most.extend((i, bound) for i in members if i != bound and value[i] <= value[bound])
+    withheld = np.asarray(cells.withheld, bool)
+    for derived in _differences([rows[k] for k in combinable], value, withheld, equal):
+        rows.append(derived)
+        rhs.append(float(sum(coef * value[i] for i, coef in derived)))
+    r = [k for k, row in enumerate(rows) for _ in row]
+    c = [i for row in rows for i, _ in row]
+    d = [coef for row in rows for _, coef in row]
+    a = sparse.csr_matrix((d, (r, c)), shape=(len(rows), len(value)))
+    return cells, a, np.asarray(rhs, float)
+
+
+def _differences(
+    rows: list[list[tuple[int, float]]], value: np.ndarray, withheld: np.ndarray, equal: list[tuple[int, int]]
+) -> list[list[tuple[int, float]]]:
+    """Pairwise differences of `rows` (one unit's lines over the years, or one period's benchmarks) that leave
+    at most a few withheld cells once cells of equal count (`equal`: n shared across indicators) cancel: two
+    lines whose years are the same counts but one give the difference of that year's cells (with the cells'
+    bounds often one value). Each difference is a row over cells: one withheld cell per class of equal cells,
+    the shown cells as they are."""
+    parent = list(range(len(value)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in equal:
+        parent[find(a)] = find(b)
+    known = {find(int(i)): int(i) for i in np.flatnonzero(~withheld)}  # a class with a shown cell: that cell
+    merged = []
+    for row in rows:
+        terms: dict[int, float] = defaultdict(float)
+        cell_of: dict[int, int] = {}
+        for i, coef in row:
+            k = find(i)
+            terms[k] += coef
+            cell_of.setdefault(k, known.get(k, i))
+        merged.append((terms, cell_of))
+    # rows x (class, coefficient) of the withheld terms: a pair's shared terms cancel in its difference
+    keys: dict[tuple[int, float], int] = {}
+    r, c = [], []
+    for x, (terms, _) in enumerate(merged):
+        for k, coef in terms.items():
+            if coef and k not in known:
+                r.append(x)
+                c.append(keys.setdefault((k, coef), len(keys)))
+    if not keys:
+        return []
+    m = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(merged), len(keys)))
+    shared = sparse.triu(m @ m.T, k=1).tocoo()
+    size = np.asarray(m.sum(axis=1)).ravel()
+    left = size[shared.row] + size[shared.col] - 2 * shared.data  # withheld terms the difference keeps
+    out = []
+    for x, y in zip(shared.row[(left >= 1) & (left <= 3)], shared.col[(left >= 1) & (left <= 3)], strict=True):
+        (tx, cx), (ty, cy) = merged[x], merged[y]
+        row = []
+        for k in set(tx) | set(ty):
+            coef = tx.get(k, 0.0) - ty.get(k, 0.0)
+            if coef:
+                row.append((cx.get(k, cy.get(k)), coef))
+        out.append(row)
+    return out
+
+
+def _bounds(cells: Cells, withheld: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the reader knows of each cell before any equation: exact where shown, else the small band or more."""
+    value = np.asarray(cells.value, float)
+    small = np.asarray(cells.small, bool)
+    events = np.asarray(cells.is_events, bool)
+    lo = np.where(withheld, np.where(small | events, 0.0, float(threshold)), value)
+    hi = np.where(withheld, np.where(small, float(threshold - 1), math.inf), value)
+    return np.minimum(lo, value), np.maximum(hi, value)  # never tighter than the truth
+
+
+def pinned_cells(
+    cells: Cells,
+    a: sparse.csr_matrix,
+    b: np.ndarray,
+    threshold: int,
+    *,
+    known: np.ndarray | None = None,
+    judged: dict[tuple, bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The withheld small counts pinned to one value that withholding could have hidden, and per cell the rows
+    of `a` and the cells whose bounds pinned it: (pinned, row, by). `known`: the cells the reader knows whatever
+    is withheld (a page's own hospitals' rows). A count still pinned with every other cell withheld is no leak
+    of the suppression (a benchmark of 0 events; a year without benchmark whose units' cycles the all-dates
+    benchmark minus the years' benchmarks gives as 0): that is judged as the LP attacker judges it
+    (_open_cells), since interval tightening alone misses such sums over every unit and year. `judged`: that
+    judgement per cell ((source, period, row), events) kept across an audit's passes with the same `known` (it
+    does not depend on what is withheld)."""
+    withheld = np.asarray(cells.withheld, bool)
+    target = withheld & np.asarray(cells.small, bool)
+    if not target.any():
+        empty = np.zeros(0, int)
+        return empty, empty, empty
+    pairs = np.asarray(cells.at_most, int).reshape(-1, 2)
+    lo, hi, row, by = tighten_bounds(a, b, pairs, *_bounds(cells, withheld, threshold))
+    pinned = np.flatnonzero(target & (hi - lo < 1 - 1e-9))
+    if not len(pinned):
+        return pinned, row, by
+    hidden = np.ones(len(withheld), bool) if known is None else ~np.asarray(known, bool)
+    floor, ceiling = _bounds(cells, hidden, threshold)
+    lo_all, hi_all, _, _ = tighten_bounds(a, b, pairs, floor, ceiling)
+    pinned = pinned[hi_all[pinned] - lo_all[pinned] >= 1 - 1e-9]
+    judged = {} if judged is None else judged
+    keys = [(cells.where[i], cells.is_events[i]) for i in pinned]
+    new = np.array([key not in judged for key in keys], bool)
+    if new.any():
+        for key, is_open in zip(
+            [k for k, n in zip(keys, new, strict=True) if n],
+            _open_cells(a, b, pairs, floor, ceiling, pinned[new]),
+            strict=True,
+        ):
+            judged[key] = bool(is_open)
+    pinned = pinned[np.array([judged[key] for key in keys], bool)] if len(pinned) else pinned
+    return pinned, row, by
+
+
+def _open_cells(
+    a: sparse.csr_matrix, b: np.ndarray, pairs: np.ndarray, lo: np.ndarray, hi: np.ndarray, cells: np.ndarray
+) -> np.ndarray:
+    """Per cell of `cells`, whether it can take two values at least one apart under `a @ x == b`, the pairs
+    (x_i <= x_j) and the bounds: a linear programme (every solution seen widens each cell's range; a sum of the
+    cells first, then each cell still closed both ways). Relaxing integrality only widens what is feasible, so
+    a cell found closed is closed for the LP attacker too."""
+    from scipy.optimize import linprog
+
+    size = a.shape[1]
+    ub = None
+    if len(pairs):
+        k = np.arange(len(pairs))
+        ub = sparse.csr_matrix(
+            (np.r_[np.ones(len(pairs)), -np.ones(len(pairs))], (np.r_[k, k], np.r_[pairs[:, 0], pairs[:, 1]])),
+            shape=(len(pairs), size),
+        )
+    bounds = np.c_[lo, np.where(np.isfinite(hi), hi, np.nan)]
+    bounds = [(low, None if math.isnan(high) else high) for low, high in bounds]
+    seen_lo = np.full(len(cells), math.inf)
+    seen_hi = np.full(len(cells), -math.inf)
+    done = np.zeros(len(cells), bool)  # closed for certain
+
+    def solve(c: np.ndarray) -> np.ndarray | None:
+        res = linprog(
+            c,
+            A_ub=ub,
+            b_ub=None if ub is None else np.zeros(ub.shape[0]),
+            A_eq=a,
+            b_eq=b,
+            bounds=bounds,
+            method="highs",
+        )
+        if res.status != 0:
+            return None
+        np.minimum(seen_lo, res.x[cells], out=seen_lo)
+        np.maximum(seen_hi, res.x[cells], out=seen_hi)
+        return res.x
+
+    def opened() -> np.ndarray:
+        return seen_hi - seen_lo >= 1 - 1e-6
+
+    for sign in (1.0, -1.0):
+        c = np.zeros(size)
+        c[cells] = sign
+        if solve(c) is None:
+            return np.ones(len(cells), bool)  # no solution: judge every cell open (the audit stays as strict)
+    # cells closed at their floor (ceiling) so far: when pushing them all up (down) at once moves their sum by
+    # less than one, none of them can move by one (the others cannot go below their floor) - one programme
+    for sign, end in ((-1.0, lo), (1.0, hi)):
+        at_end = ~opened() & (np.abs(seen_lo - end[cells]) < 1e-6) & (np.abs(seen_hi - end[cells]) < 1e-6)
+        if at_end.any():
+            c = np.zeros(size)
+            c[cells[at_end]] = sign
+            x = solve(c)
+            if x is not None and abs(float((x[cells[at_end]] - end[cells[at_end]]).sum())) < 1 - 1e-6:
+                done[at_end] = True
+    for k, cell in enumerate(cells):
+        for sign in (1.0, -1.0):
+            if opened()[k] or done[k]:
+                break
+            c = np.zeros(size)
+            c[cell] = sign
+            solve(c)
+    return opened()
+
+
+def repairs(
+    got_tables: Mapping[str, pd.DataFrame],
+    masks: Mapping[str, np.ndarray],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]],
+    frame_masks: Mapping[str, Mapping[str, np.ndarray]],
+    threshold: int,
+    *,
+    keep: Mapping[tuple[str, str, int], bool] | None = None,
+    judged: dict[tuple, bool] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]] | None:
+    """The masks with further rows withheld so that no withheld small count the audit pins stays pinned: per
+    pinned cell the smallest shown row of an equation that pinned it (following the chain through cells the
+    equations pinned before), never a `keep` row (own hospitals' rows the reader knows). None when nothing is
+    pinned or nothing can be withheld against it. `judged`: see pinned_cells (one dict per `keep`)."""
+    cells, a, b = grid_cells(got_tables, masks, frames, frame_masks, threshold)
+    known = np.array([bool((keep or {}).get(where, False)) for where in cells.where], bool)
+    pinned, reason, by = pinned_cells(cells, a, b, threshold, known=known, judged=judged)
+    if not len(pinned):
+        return None
+    withheld = np.asarray(cells.withheld, bool)
+    rank = np.asarray(cells.rank, float)
+    csr = a.tocsr()
+    # per pin the shown rows (not kept) nearest to it in the equations that pinned it; then rows ranked across
+    # all pins: the one that breaks the most pins first, the smallest count among equals, until every pin that
+    # has a row is broken (a pin per row withheld withheld far more cells than needed: several pins share rows)
+    options = [_nearest(cell, csr, reason, by, withheld, cells.where, keep or {}) for cell in pinned]
+    rank_of: dict[tuple[str, str, int], float] = {}
+    for cell_rows in options:
+        for m in cell_rows:
+            where = cells.where[m]
+            rank_of[where] = min(rank_of.get(where, math.inf), float(rank[m]))
+    open_pins = [{cells.where[m] for m in cell_rows} for cell_rows in options if cell_rows]
+    chosen: set[tuple[str, str, int]] = set()
+    while open_pins:
+        hits: dict[tuple[str, str, int], int] = defaultdict(int)
+        for rows_ in open_pins:
+            for where in rows_:
+                hits[where] += 1
+        best = min(hits, key=lambda where: (-hits[where], rank_of[where], where))
+        chosen.add(best)
+        open_pins = [rows_ for rows_ in open_pins if best not in rows_]
+    if not chosen:
+        return None
+    new_masks = {p: np.asarray(m, bool).copy() for p, m in masks.items()}
+    new_frames = {w: {p: np.asarray(m, bool).copy() for p, m in per.items()} for w, per in frame_masks.items()}
+    for source, period, i in chosen:
+        if source == TABLE:
+            new_masks[period][i] = True
+        else:
+            new_frames[source][period][i] = True
+    return new_masks, new_frames
+
+
+def _nearest(
+    cell: int,
+    csr: sparse.csr_matrix,
+    reason: np.ndarray,
+    by: np.ndarray,
+    withheld: np.ndarray,
+    where: list[tuple[str, str, int]],
+    keep: Mapping[tuple[str, str, int], bool],
+) -> list[int]:
+    """The shown cells (of rows not kept) in the equations that pinned `cell`, the nearest ones (a breadth-first
+    walk back through the cells whose bounds those equations used); [] when there are none."""
+    seen = {cell}
+    level = [cell]
+    for _ in range(len(withheld)):
+        candidates: set[int] = set()
+        following: list[int] = []
+        for c in level:
+            for side in (0, 1):
+                row, other = reason[c, side], by[c, side]
+                members = []
+                if row >= 0:
+                    members = csr.indices[csr.indptr[row] : csr.indptr[row + 1]].tolist()
+                elif other >= 0:
+                    members = [int(other)]
+                for m in members:
+                    if m in seen:
+                        continue
+                    seen.add(m)
+                    if withheld[m]:
+                        following.append(m)
+                    elif not keep.get(where[m], False):
+                        candidates.add(m)
+        if candidates:
+            return sorted(candidates)
+        if not following:
+            return []
+        level = following
+    return []
