@@ -1207,6 +1207,7 @@ def test_the_form_path_refuses_a_second_active_target_and_a_second_open_action(e
     assert '"nieuw protocol" for H01 from 1 Jan 2026 to 30 Jun 2026 is already open' in refused.value.message("en")
     assert "staat al open" in refused.value.message("nl")
     assert counts(engine) == before
+    improvement.create_action(*args[:4], "chirurg", *args[5:], unit="H01")  # another owner: another action
     improvement.create_action(*args, unit="H02")
     improvement.update_action(engine, CARE, first.item_id, 1, status="done")
     improvement.create_action(*args, unit="H01")

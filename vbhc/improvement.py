@@ -1019,12 +1019,18 @@ def target_key(values: Mapping[str, Any]) -> tuple[str, str, str, str, dt.date]:
     )
 
 
-def action_key(values: Mapping[str, Any]) -> tuple[str, str, str, dt.date, dt.date]:
-    """What makes two open actions the same action: condition, unit, title (case and spaces aside), start and due.
-    A second such action is a form sent twice (or a row added again), not a second piece of work: both were listed
-    on the agenda and chased as overdue, and closing one left the other open."""
-    title = " ".join(str(values["title"]).split()).casefold()
-    return (str(values["condition"]), str(values["unit"]), title, values["start"], values["due"])
+def action_key(values: Mapping[str, Any]) -> tuple[str, str, str, str, dt.date, dt.date]:
+    """What makes two open actions the same action: condition, unit, title and owner (case and spaces aside),
+    start and due. A second such action is a form sent twice (or a row added again), not a second piece of work:
+    both were listed on the agenda and chased as overdue, and closing one left the other open. The same title for
+    another owner (a surgeon's and a nurse specialist's "new protocol") is another piece of work, told apart by
+    the owner on the agenda."""
+
+    def plain(text: object) -> str:
+        return " ".join(str(text or "").split()).casefold()
+
+    unit, condition = str(values["unit"]), str(values["condition"])
+    return (condition, unit, plain(values["title"]), plain(values.get("owner_role")), values["start"], values["due"])
 
 
 _OPEN_ACTIONS = (ActionStatus.PLANNED, ActionStatus.IN_PROGRESS)
