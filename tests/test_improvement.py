@@ -1157,6 +1157,58 @@ def test_a_workbook_with_a_password_is_refused_for_its_password(engine, units):
     assert "sheet" not in str(refused.value)
 
 
+@sqlite_only
+@pytest.mark.parametrize("name", ["plan.xlsx", "plan.ods", "plan.xlsb", "plan.xls"])
+@pytest.mark.parametrize(
+    ("parts", "said", "gezegd"),
+    [
+        (
+            {"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"},
+            "an OpenDocument file (.ods, saved by LibreOffice or OpenOffice), not an XLSX workbook: save it as an "
+            "Excel workbook (.xlsx).",
+            "een OpenDocument-bestand (.ods",
+        ),
+        (
+            {"[Content_Types].xml": "<Types/>", "xl/workbook.bin": "\x83\x01"},
+            "an Excel binary workbook (.xlsb), not an XLSX workbook: save it as an Excel workbook (.xlsx).",
+            "een binaire Excel-werkmap (.xlsb)",
+        ),
+        (
+            None,  # an OLE2 compound file without a password: the old binary Excel
+            "an old binary Excel file (.xls), not an XLSX workbook: open it in Excel and save it as an Excel "
+            "workbook (.xlsx).",
+            "een oud binair Excel-bestand (.xls)",
+        ),
+    ],
+)
+def test_an_ods_xlsb_or_xls_workbook_is_refused_for_what_it_is(engine, units, name, parts, said, gezegd):
+    """A targets or actions workbook saved as .ods (LibreOffice), .xlsb or .xls, under its own name or named .xlsx,
+    was refused as 'not a readable XLSX workbook with a sheet targets', which sends its owner looking for a sheet;
+    it is told as what it is with 'save it as .xlsx' (the registry import's detection), on the meeting page's
+    upload too. Nothing is stored."""
+    import zipfile
+
+    if parts is None:
+        data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600
+    else:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            for part, text in parts.items():
+                zf.writestr(part, text)
+        data = out.getvalue()
+    before = counts(engine)
+    for refuse in (
+        lambda: import_targets(engine, CARE, data, file_name=name),
+        lambda: import_actions(engine, CARE, data, file_name=name),
+        lambda: agenda.import_workbook(engine, CARE, data, name),
+    ):
+        with pytest.raises(SheetRefused) as refused:
+            refuse()
+        assert str(refused.value).endswith(f"First: {name}: {said}")
+        assert gezegd in refused.value.message("nl") and "sheet" not in str(refused.value)
+    assert counts(engine) == before
+
+
 def test_a_new_item_id_never_holds_a_digit_run_a_message_would_hide(monkeypatch):
     """About one random id in 20 held nine digits or more in a row, which every problem message hides as a possible
     patient identifier (a BSN): the targets workbook's refusal then named the item «hidden: patient identifier»
