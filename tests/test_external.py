@@ -144,6 +144,29 @@ def test_file_level_problems_are_one_line():
         assert "expected after" not in caught.value.line("nl") and "end of data" not in caught.value.line("nl")
 
 
+def test_a_column_twice_in_the_header_is_named_with_its_positions(engine):
+    """'a column appears twice in the header' named no column: its reader searched every header cell, and Unit
+    and unit are one column here, which a reader does not see. It names the column and its positions, as the
+    registry import does, in both languages; nothing is stored (external figures and published models)."""
+    data = _csv(*[f"{r},X09" for r in GOOD], header=HEADER.replace(",unit,", ",Unit,") + ",unit")
+    with pytest.raises(ExternalRefused) as caught:
+        external.import_figures(engine, QUALITY, data, file_name="f.csv")
+    said = "column appears 2 times in the header (columns 7, 13); keep one"
+    assert str(caught.value) == f"f.csv row 1 column 'Unit': {said}"
+    assert "de kolom staat 2 keer in de kopregel (kolommen 7, 13)" in caught.value.line("nl")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ExternalFigure)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(ExternalPublication)).scalar_one() == 0
+    from tests.test_external_models import HEADER as MODEL_HEADER
+    from tests.test_external_models import MODEL
+    from vbhc.external_models import read_model
+
+    model = ("\n".join([MODEL_HEADER + ",term", *[f"{r},age" for r in MODEL]]) + "\n").encode()
+    with pytest.raises(ExternalRefused) as caught:
+        read_model(model, file_name="m.csv")
+    assert "m.csv row 1 column 'term': column appears 2 times in the header (columns " in str(caught.value)
+
+
 def test_decimal_commas_are_read_and_a_mix_of_marks_refused():
     semicolon = HEADER.replace(",", ";")
     rows = [r.replace(",", ";") for r in (f"{PROVENANCE},mortality_30d,1,X01,120,6,5.2,,",)]

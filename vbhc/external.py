@@ -395,8 +395,13 @@ def read_table(
                 None,
                 Rule("external.unknown_column", columns=", ".join(columns)),
             )
-    if len(set(header)) != len(header):
-        problem(header_row, None, None, Rule("external.column_twice"))
+    for name in dict.fromkeys(n for n in header if n and header.count(n) > 1):  # an empty name is unknown, above
+        # named with its positions, as the registry import does: "a column appears twice" sent its reader through
+        # every header cell (and "Unit" and "unit" are one column here, which a reader does not see)
+        positions = [i for i, n in enumerate(header, start=1) if n == name]
+        shown = ", ".join(str(i) for i in positions)
+        rule = Rule("external.column_twice", times=len(positions), positions=shown)
+        problem(header_row, raw_header[positions[0] - 1].strip() or name, None, rule)
     for name in required:
         if name not in header:
             problem(header_row, name, None, Rule("external.column_missing"))
