@@ -734,6 +734,32 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, units, row, column, va
     assert list(audit.read(engine, action="import_refused")["action"]) == ["import_refused"]
 
 
+@pytest.mark.parametrize("word", ["n.v.t.", "onbekend", "nvt", "n/a", "NA", "-", "?", "leeg", "unknown", "missing"])
+def test_a_word_for_a_missing_target_value_is_refused_with_how_to_write_one(engine, units, word):
+    """'n.v.t.' or '-' as a target's value was 'value: n.v.t. is not a number' and nothing else; still refused,
+    with the hint that a missing value is an empty cell (en+nl), on the meeting page's upload too; other text keeps
+    the plain message. Nothing is stored."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", None, "team_goal", word, None, "DICA", "2026-01-01", 1])
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", "abc", None, "DICA", "2026-01-01", 1])
+    before = counts(engine)
+    for refuse in (
+        lambda: import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx"),
+        lambda: agenda.import_workbook(engine, CARE, _bytes(wb), "plan.xlsx"),
+    ):
+        with pytest.raises(SheetRefused) as refused:
+            refuse()
+        said = {(p.row, p.column): (p.text("en"), p.text("nl")) for p in refused.value.problems}
+        assert said[(2, "value")][0] == (
+            f"plan.xlsx row 2 column 'value' value '{word}': value: {word} is not a number: a missing value is "
+            "written as an empty cell, not as a word or sign (leave the cell empty where the value may be missing, "
+            "else write the number)."
+        )
+        assert "een ontbrekende waarde is een lege cel" in said[(2, "value")][1]
+        assert said[(3, "value")][0].endswith("value: abc is not a number.")
+    assert counts(engine) == before
+
+
 @pytest.mark.parametrize(
     ("indicator", "value", "message"),
     [

@@ -63,6 +63,7 @@ from vbhc.ingest.problems import (
     invisible_character,
     lookalike_character,
     normalise_name,
+    says_missing,
     shown_file,
 )
 from vbhc.models import ExternalFigure, ExternalPublication
@@ -499,7 +500,13 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
             continue
         value = _number(text, mark)
         if value is None:
-            problem(number, name, text, Rule("external.not_a_number"))
+            # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
+            problem(
+                number,
+                name,
+                text,
+                Rule("external.not_a_number_missing" if says_missing(text) else "external.not_a_number"),
+            )
             nums[name] = math.nan
         else:
             nums[name] = value
