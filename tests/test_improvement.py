@@ -700,6 +700,8 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "version", "inf", "column 'version' value 'inf': version: inf is not a whole number"),
         (2, "version", 1.5, "column 'version' value '1.5': version: 1.5 is not a whole number"),
         (2, "value", "1_000", "column 'value' value '1_000': value: 1_000 is not a number"),
+        # an empty value said "value:  is not a number."; a word for a missing one says how to write it (below)
+        (2, "value", None, "column 'value' value '': value must be filled in."),
         (2, "source", "#N/A", "column 'source' value '#N/A': an Excel error value, not a value"),
         (2, "source", "DICA\u200b", "the value holds a character no one sees (U+200B)"),
         (3, "kind", "external_norm", "External norms are set by the quality directorate"),

@@ -460,6 +460,8 @@ _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _number(value: object, name: str) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):  # was "value:  is not a number."
+        raise ImprovementError("empty", field=name)
     if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
         # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
         raise ImprovementError(
