@@ -144,6 +144,61 @@ def test_file_level_problems_are_one_line():
         assert "expected after" not in caught.value.line("nl") and "end of data" not in caught.value.line("nl")
 
 
+def test_a_column_twice_in_the_header_is_named_with_its_positions(engine):
+    """'a column appears twice in the header' named no column: its reader searched every header cell, and Unit
+    and unit are one column here, which a reader does not see. It names the column and its positions, as the
+    registry import does, in both languages; nothing is stored (external figures and published models)."""
+    data = _csv(*[f"{r},X09" for r in GOOD], header=HEADER.replace(",unit,", ",Unit,") + ",unit")
+    with pytest.raises(ExternalRefused) as caught:
+        external.import_figures(engine, QUALITY, data, file_name="f.csv")
+    said = "column appears 2 times in the header (columns 7, 13); keep one"
+    assert str(caught.value) == f"f.csv row 1 column 'Unit': {said}"
+    assert "de kolom staat 2 keer in de kopregel (kolommen 7, 13)" in caught.value.line("nl")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ExternalFigure)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(ExternalPublication)).scalar_one() == 0
+    from tests.test_external_models import HEADER as MODEL_HEADER
+    from tests.test_external_models import MODEL
+    from vbhc.external_models import read_model
+
+    model = ("\n".join([MODEL_HEADER + ",term", *[f"{r},age" for r in MODEL]]) + "\n").encode()
+    with pytest.raises(ExternalRefused) as caught:
+        read_model(model, file_name="m.csv")
+    assert "m.csv row 1 column 'term': column appears 2 times in the header (columns " in str(caught.value)
+
+
+@pytest.mark.parametrize("word", ["n.v.t.", "onbekend", "nvt", "n/a", "NA", "-", "?", "leeg", "unknown", "missing"])
+def test_a_word_for_a_missing_number_is_refused_with_how_to_write_one(engine, word):
+    """'n.v.t.' or '-' in a number column of external figures or a published model was 'not a number' and nothing
+    else; still refused, with the hint that a missing value is an empty cell (en+nl); other text keeps the plain
+    message. Nothing is stored."""
+    from tests.test_external_models import HEADER as MODEL_HEADER
+    from tests.test_external_models import MODEL, P
+    from vbhc.external_models import import_model
+
+    hint = "not a number (a finite number without thousands separator): a missing value is written as an empty cell"
+    data = _csv(*GOOD, f"{PROVENANCE},length_of_stay,1,X02,{word},,,6.5,abc")
+    with pytest.raises(ExternalRefused) as caught:
+        external.import_figures(engine, QUALITY, data, file_name="f.csv")
+    said = {(p.row, p.column): (str(p.rule), p.line("nl")) for p in caught.value.problems}
+    assert said[(5, "n")][0].startswith(hint)
+    assert "een ontbrekende waarde is een lege cel" in said[(5, "n")][1]
+    assert said[(5, "sd")][0] == "not a number (a finite number without thousands separator)"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ExternalPublication)).scalar_one() == 0
+    rows = [*MODEL[:1], f"{P},age,,{word},,65,18,90", f"{P},asa,,0.3,,2,1,abc", *MODEL[2:4]]
+    with pytest.raises(ExternalRefused) as caught:
+        import_model(engine, QUALITY, ("\n".join([MODEL_HEADER, *rows]) + "\n").encode(), file_name="m.csv")
+    said = [(p.row, p.column, str(p.rule), p.line("nl")) for p in caught.value.problems]
+    hint = "not a number: a missing value is written as an empty cell"
+    hinted = [(r, c, nl) for r, c, en, nl in said if en.startswith(hint)]  # the empty coefficient is named too
+    assert [(r, c) for r, c, _ in hinted] == [(3, "coefficient")]
+    assert "een ontbrekende waarde is een lege cel" in hinted[0][2]
+    assert (4, "max", "not a number") in [(r, c, en) for r, c, en, nl in said]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(models.PublishedModel)).scalar_one() == 0
+
+
 def test_decimal_commas_are_read_and_a_mix_of_marks_refused():
     semicolon = HEADER.replace(",", ";")
     rows = [r.replace(",", ";") for r in (f"{PROVENANCE},mortality_30d,1,X01,120,6,5.2,,",)]

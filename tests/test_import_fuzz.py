@@ -229,6 +229,39 @@ def test_invisible_characters_excel_errors_and_other_digits_are_refused_by_name(
     assert rule in message and "row 4" in message and "database" not in message
 
 
+#: What people write in a number cell for a value that is missing (the brief's list, as written)
+MISSING_WORDS = ["n.v.t.", "onbekend", "nvt", "n/a", "NA", "-", "?", "leeg", "unknown", "missing", "N.V.T."]
+
+
+@sqlite_only
+@pytest.mark.parametrize("word", MISSING_WORDS)
+@pytest.mark.parametrize("workbook", [False, True], ids=["csv", "xlsx"])
+def test_a_word_for_a_missing_number_is_refused_with_how_to_write_one(base, tmp_path, word, workbook):
+    """'n.v.t.', '-', 'onbekend' in a number column were 'not a number' and nothing else: their writer meant a missing
+    value and could not tell how to write one. Still refused (a reader of 'n.v.t.' reads 'not applicable', which the
+    registry does not store), with the hint that a missing value is an empty cell, in both languages; other text
+    keeps the plain 'not a number'. Nothing is stored."""
+    engine, _ = base
+    if workbook:
+        wb, ws = _cycles_sheet()
+        ws.cell(4, CYCLE_COLUMNS.index("age") + 1).value = word
+        ws.cell(5, CYCLE_COLUMNS.index("bmi") + 1).value = "abc"
+        path = tmp_path / "care_cycles.xlsx"
+        wb.save(path)
+    else:
+        rows = cycles()
+        rows[2]["age"], rows[3]["bmi"] = word, "abc"
+        path = write_csv(tmp_path / "care_cycles.csv", rows, CYCLE_COLUMNS)
+    problems = _refused_problems([path], engine)
+    said = {(p.row, p.column): (str(p.rule), p.line("nl")) for p in problems}
+    assert said[(4, "age")][0] == (
+        "not a number: a missing value is written as an empty cell, not as a word or sign (leave the cell empty "
+        "where the value may be missing, else write the number)"
+    )
+    assert "een ontbrekende waarde is een lege cel" in said[(4, "age")][1]
+    assert said[(5, "bmi")][0] == "not a number"
+
+
 @sqlite_only
 def test_text_after_a_closing_quote_is_named_in_the_readers_words(base, tmp_path):
     engine, _ = base

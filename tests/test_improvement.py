@@ -700,6 +700,8 @@ def test_a_care_team_limited_to_its_hospital_imports_its_own_hospitals_rows_only
         (2, "version", "inf", "column 'version' value 'inf': version: inf is not a whole number"),
         (2, "version", 1.5, "column 'version' value '1.5': version: 1.5 is not a whole number"),
         (2, "value", "1_000", "column 'value' value '1_000': value: 1_000 is not a number"),
+        # an empty value said "value:  is not a number."; a word for a missing one says how to write it (below)
+        (2, "value", None, "column 'value' value '': value must be filled in."),
         (2, "source", "#N/A", "column 'source' value '#N/A': an Excel error value, not a value"),
         (2, "source", "DICA\u200b", "the value holds a character no one sees (U+200B)"),
         (3, "kind", "external_norm", "External norms are set by the quality directorate"),
@@ -732,6 +734,32 @@ def test_a_bad_row_refuses_the_whole_targets_file(engine, units, row, column, va
     assert counts(engine) == before  # the good rows were not written either
     assert improvement.history(engine, CARE, goal.item_id)[-1].version == 1
     assert list(audit.read(engine, action="import_refused")["action"]) == ["import_refused"]
+
+
+@pytest.mark.parametrize("word", ["n.v.t.", "onbekend", "nvt", "n/a", "NA", "-", "?", "leeg", "unknown", "missing"])
+def test_a_word_for_a_missing_target_value_is_refused_with_how_to_write_one(engine, units, word):
+    """'n.v.t.' or '-' as a target's value was 'value: n.v.t. is not a number' and nothing else; still refused,
+    with the hint that a missing value is an empty cell (en+nl), on the meeting page's upload too; other text keeps
+    the plain message. Nothing is stored."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", None, "team_goal", word, None, "DICA", "2026-01-01", 1])
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", "abc", None, "DICA", "2026-01-01", 1])
+    before = counts(engine)
+    for refuse in (
+        lambda: import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx"),
+        lambda: agenda.import_workbook(engine, CARE, _bytes(wb), "plan.xlsx"),
+    ):
+        with pytest.raises(SheetRefused) as refused:
+            refuse()
+        said = {(p.row, p.column): (p.text("en"), p.text("nl")) for p in refused.value.problems}
+        assert said[(2, "value")][0] == (
+            f"plan.xlsx row 2 column 'value' value '{word}': value: {word} is not a number: a missing value is "
+            "written as an empty cell, not as a word or sign (leave the cell empty where the value may be missing, "
+            "else write the number)."
+        )
+        assert "een ontbrekende waarde is een lege cel" in said[(2, "value")][1]
+        assert said[(3, "value")][0].endswith("value: abc is not a number.")
+    assert counts(engine) == before
 
 
 @pytest.mark.parametrize(
@@ -1155,6 +1183,58 @@ def test_a_workbook_with_a_password_is_refused_for_its_password(engine, units):
     with pytest.raises(SheetRefused, match="protected with a password") as refused:
         import_targets(engine, CARE, ENCRYPTED_WORKBOOK, file_name="plan.xlsx")
     assert "sheet" not in str(refused.value)
+
+
+@sqlite_only
+@pytest.mark.parametrize("name", ["plan.xlsx", "plan.ods", "plan.xlsb", "plan.xls"])
+@pytest.mark.parametrize(
+    ("parts", "said", "gezegd"),
+    [
+        (
+            {"mimetype": "application/vnd.oasis.opendocument.spreadsheet", "content.xml": "<x/>"},
+            "an OpenDocument file (.ods, saved by LibreOffice or OpenOffice), not an XLSX workbook: save it as an "
+            "Excel workbook (.xlsx).",
+            "een OpenDocument-bestand (.ods",
+        ),
+        (
+            {"[Content_Types].xml": "<Types/>", "xl/workbook.bin": "\x83\x01"},
+            "an Excel binary workbook (.xlsb), not an XLSX workbook: save it as an Excel workbook (.xlsx).",
+            "een binaire Excel-werkmap (.xlsb)",
+        ),
+        (
+            None,  # an OLE2 compound file without a password: the old binary Excel
+            "an old binary Excel file (.xls), not an XLSX workbook: open it in Excel and save it as an Excel "
+            "workbook (.xlsx).",
+            "een oud binair Excel-bestand (.xls)",
+        ),
+    ],
+)
+def test_an_ods_xlsb_or_xls_workbook_is_refused_for_what_it_is(engine, units, name, parts, said, gezegd):
+    """A targets or actions workbook saved as .ods (LibreOffice), .xlsb or .xls, under its own name or named .xlsx,
+    was refused as 'not a readable XLSX workbook with a sheet targets', which sends its owner looking for a sheet;
+    it is told as what it is with 'save it as .xlsx' (the registry import's detection), on the meeting page's
+    upload too. Nothing is stored."""
+    import zipfile
+
+    if parts is None:
+        data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600
+    else:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            for part, text in parts.items():
+                zf.writestr(part, text)
+        data = out.getvalue()
+    before = counts(engine)
+    for refuse in (
+        lambda: import_targets(engine, CARE, data, file_name=name),
+        lambda: import_actions(engine, CARE, data, file_name=name),
+        lambda: agenda.import_workbook(engine, CARE, data, name),
+    ):
+        with pytest.raises(SheetRefused) as refused:
+            refuse()
+        assert str(refused.value).endswith(f"First: {name}: {said}")
+        assert gezegd in refused.value.message("nl") and "sheet" not in str(refused.value)
+    assert counts(engine) == before
 
 
 def test_a_new_item_id_never_holds_a_digit_run_a_message_would_hide(monkeypatch):

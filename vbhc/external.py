@@ -63,6 +63,7 @@ from vbhc.ingest.problems import (
     invisible_character,
     lookalike_character,
     normalise_name,
+    says_missing,
     shown_file,
 )
 from vbhc.models import ExternalFigure, ExternalPublication
@@ -395,8 +396,13 @@ def read_table(
                 None,
                 Rule("external.unknown_column", columns=", ".join(columns)),
             )
-    if len(set(header)) != len(header):
-        problem(header_row, None, None, Rule("external.column_twice"))
+    for name in dict.fromkeys(n for n in header if n and header.count(n) > 1):  # an empty name is unknown, above
+        # named with its positions, as the registry import does: "a column appears twice" sent its reader through
+        # every header cell (and "Unit" and "unit" are one column here, which a reader does not see)
+        positions = [i for i, n in enumerate(header, start=1) if n == name]
+        shown = ", ".join(str(i) for i in positions)
+        rule = Rule("external.column_twice", times=len(positions), positions=shown)
+        problem(header_row, raw_header[positions[0] - 1].strip() or name, None, rule)
     for name in required:
         if name not in header:
             problem(header_row, name, None, Rule("external.column_missing"))
@@ -494,7 +500,13 @@ def _row(number: int, values: dict[str, str], mark: str, catalog: Catalog, probl
             continue
         value = _number(text, mark)
         if value is None:
-            problem(number, name, text, Rule("external.not_a_number"))
+            # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
+            problem(
+                number,
+                name,
+                text,
+                Rule("external.not_a_number_missing" if says_missing(text) else "external.not_a_number"),
+            )
             nums[name] = math.nan
         else:
             nums[name] = value

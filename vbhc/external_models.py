@@ -46,7 +46,7 @@ from vbhc.access import Permission, Viewer, require
 from vbhc.catalog import BINARY_KINDS, CONTINUOUS_KINDS, Catalog, default_catalog
 from vbhc.external import ExternalRefused, _decimal_mark, _number, _provenance, _versions, read_table
 from vbhc.indicators import IndicatorResult, indicator_cycles
-from vbhc.ingest.problems import Problem, Rule, audited_problems, shown_file
+from vbhc.ingest.problems import Problem, Rule, audited_problems, says_missing, shown_file
 from vbhc.models import PublishedModel
 
 __all__ = [
@@ -227,7 +227,10 @@ def _terms(records, mark: str, cond, problem) -> tuple[list[float], list[NumberT
             return None
         value = _number(text, mark)
         if value is None:
-            problem(number, name, text, Rule("models.not_a_number"))
+            # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
+            problem(
+                number, name, text, Rule("models.not_a_number_missing" if says_missing(text) else "models.not_a_number")
+            )
         elif abs(value) > MAX_MODEL_NUMBER:
             problem(number, name, text, Rule("models.number_too_large", limit=f"{MAX_MODEL_NUMBER:.0e}"))
             return None

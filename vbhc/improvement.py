@@ -50,7 +50,7 @@ from vbhc.access import (
 )
 from vbhc.catalog import PROPORTION_KINDS, Catalog, default_catalog
 from vbhc.i18n import fmt_date, fmt_datetime, t
-from vbhc.ingest.problems import EARLIEST_DATE, case_twins
+from vbhc.ingest.problems import EARLIEST_DATE, case_twins, says_missing
 from vbhc.registry import UNIT_LEVELS, condition_of, unit_ids, unit_parts
 
 __all__ = [
@@ -460,8 +460,13 @@ _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _number(value: object, name: str) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):  # was "value:  is not a number."
+        raise ImprovementError("empty", field=name)
     if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
-        raise ImprovementError("not_a_number", field=name, value=value)
+        # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
+        raise ImprovementError(
+            "not_a_number_missing" if says_missing(value) else "not_a_number", field=name, value=value
+        )
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -117,6 +117,15 @@ _FREE_TEXT = frozenset({"title", "owner_role", "source", "expected_effect"})
 #: Columns of ids and codes, where a number cell must read as its number (shown_cell): not the numbers, dates, yes/no
 _NOT_IDS = {"version", "value", "valid_from", "active", "start", "due"}
 _ID_COLUMNS = frozenset(TARGET_COLUMNS + ACTION_COLUMNS) - _FREE_TEXT - _NOT_IDS
+#: What the registry import's detection (vbhc.ingest.read._check_xlsx_container) finds a file to be when it is no
+#: XLSX workbook a program could save again as one: told as what it is with what to do ("save it as .xlsx"), not as
+#: a workbook without the sheet, which sends its owner looking for a sheet in a file this import cannot read
+_FILE_KIND = {
+    "read.workbook_encrypted": "workbook_encrypted",
+    "read.old_xls": "old_xls",
+    "read.opendocument": "opendocument",
+    "read.xlsb": "xlsb",
+}
 _TRUE, _FALSE = {"1", "true", "yes", "ja", "waar"}, {"0", "false", "no", "nee", "onwaar"}
 _MB = 1024 * 1024
 #: A number as a person writes it in a cell (Python's float() also reads "1_000", "inf" and other scripts' digits)
@@ -277,8 +286,8 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         return SheetProblem(file, row, column, value, ImprovementError(key, **values))
 
     why = None if len(data) > max_upload_mb() * _MB else _check_xlsx_container(io.BytesIO(data))
-    if why is not None and why.code == "read.workbook_encrypted":  # the password is what stops it, not the sheet
-        return [], [problem(0, "", "", "workbook_encrypted")]
+    if why is not None and why.code in _FILE_KIND:  # what the file is stops it (or its password), not the sheet
+        return [], [problem(0, "", "", _FILE_KIND[why.code])]
     if len(data) > max_upload_mb() * _MB or why is not None:
         return [], [problem(0, "", "", "not_a_sheet", sheet=sheet)]
     try:

@@ -60,6 +60,22 @@ INVISIBLE = re.compile(
 )
 
 
+#: Words (and signs) people write in a number cell for a value that is missing: "n.v.t." (niet van toepassing, not
+#: applicable), "onbekend", "n/a", "-", "?". They are not numbers and stay refused (a reader of "n.v.t." reads "not
+#: applicable", which the registry does not store), but the refusal says how a missing value is written: an empty
+#: cell. Compared after strip() and casefold().
+MISSING_WORDS = frozenset(
+    {"n.v.t.", "n.v.t", "nvt", "nvt.", "n/a", "n.a.", "n.a", "na", "nb", "n.b.", "n.b", "niet bekend", "onbekend"}
+    | {"leeg", "geen", "ontbreekt", "unknown", "missing", "none", "null", "nan", "empty", "-", "--", "?", "??"}
+)
+
+
+def says_missing(text: object) -> bool:
+    """Whether a number cell's text is a word for a missing value (MISSING_WORDS): its "not a number" then says
+    that a missing value is an empty cell, else its writer cannot tell what the import wants instead."""
+    return isinstance(text, str) and text.strip().casefold() in MISSING_WORDS
+
+
 def invisible_character(text: str) -> str | None:
     """The first character of `text` that no one sees, as U+XXXX; None when there is none."""
     found = INVISIBLE.search(text)

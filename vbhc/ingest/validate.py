@@ -30,6 +30,7 @@ from vbhc.ingest.problems import (
     case_twins,
     invisible_character,
     lookalike_character,
+    says_missing,
     shown_column,
     shown_value,
 )
@@ -45,6 +46,8 @@ _BREAK = re.compile(r"[\t\n\r]")
 #: Digits are ASCII 0-9: Python's \d also matches other scripts' digits (Arabic-Indic, ...), which Arrow cannot read
 _NUMBER = r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?"
 _PLAIN_INTEGER = r"[+-]?[0-9]+"
+#: The refusal of a number cell's text, by whether the text is a word for a missing value (says_missing)
+_NOT_A_NUMBER = {False: "validate.not_a_number", True: "validate.not_a_number_missing"}
 _DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 #: No date of the registry (a care cycle's index date, an outcome's, a PROM's or PREM's) lies before this.
 _EARLIEST_DATE = pd.Timestamp(EARLIEST_DATE)
@@ -306,7 +309,8 @@ class Checker:
             self.flag(bad_rows, column, Rule("validate.thousands_separator"))
             other = np.zeros(len(s), dtype=bool)
             other[np.flatnonzero(rest)[~number & ~grouped]] = True
-            self.flag(other, column, Rule("validate.not_a_number"))
+            # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
+            self.flag(other, column, lambda i: Rule(_NOT_A_NUMBER[says_missing(s.iat[i])]))
         self.flag(np.isinf(values.to_numpy()), column, Rule("validate.not_finite"))
         digits = _inexact_digits(s, values.to_numpy(dtype=float), values.notna().to_numpy())
         if digits is not None:
