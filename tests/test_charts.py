@@ -271,6 +271,8 @@ def passes_filters(view: dict, row: dict, d: dict) -> bool:
             ok = hit
         elif expr == f"!({charts.IS_HIGHLIGHT})":
             ok = not hit
+        elif expr == f"{charts.IS_HIGHLIGHT} && datum.text !== ''":  # the own name, where a spot was free for it
+            ok = hit and (row.get("text") or row.get("wide_text") or "") != ""  # "text" is the container's pick
         elif m := re.fullmatch(r"datum\.(\w+) (<=|>) (\S+)", expr):  # the funnel's label side
             value, bound = float(row[m.group(1)]), float(m.group(3))
             ok = value <= bound if m.group(2) == "<=" else value > bound
