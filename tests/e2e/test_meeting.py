@@ -118,11 +118,21 @@ def meeting_app(
 
 
 def _form(page: Page, key: str) -> Locator:
-    """A form's expander on the meeting page, opened."""
+    """A form's expander on the meeting page, opened, with its form drawn. A page still running (the run a page
+    load or sign-in asked for, on a loaded machine) can draw the expander again closed after the click: it is
+    opened again, as a person would, until its form shows (CI once waited 30 s for the goal form's first box)."""
     expander = main(page).get_by_test_id("stExpander").filter(has_text=t(key, LANG)).first
     details = expander.locator("details").first
-    if details.get_attribute("open") is None:
-        expander.locator("summary").first.click()
+    settle(page)
+    for attempt in range(3):
+        if details.get_attribute("open") is None:
+            expander.locator("summary").first.click()
+        try:
+            expander.get_by_test_id("stForm").first.wait_for(timeout=SETTLED_MS)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     return expander
 
 
