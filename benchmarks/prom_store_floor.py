@@ -2,6 +2,7 @@
 
     python benchmarks/prom_store_floor.py                 # the default demo, 50,000 cycles, SQLite
     python benchmarks/prom_store_floor.py --cycles 20000 --repeat 3
+    python benchmarks/prom_store_floor.py --postgres      # a throw-away PostgreSQL server (tests/pg_server.py)
 
 Issue 13 item 4 asks the import to run at >= 1/3 of the raw loader's pace (benchmarks/import_speed.py measures
 the ratio in wall time). On a shared machine wall time swings with the load; the CPU seconds of one process do
@@ -19,6 +20,10 @@ prom_responses.csv) into CPU seconds, beside the sqlite3 shell's own CPU for `.i
   SELECT of the prototype's rows, and the database size of each.
 Each figure in a fresh process, the 1-minute load average beside it. The ratio bounds printed last are raw CPU
 over (start-up + non-PROM + PROM), with the PROM part as today, as its floor, and as the prototype.
+
+With --postgres the PROM file alone, in wall seconds beside the client's CPU (the server's work is not in the
+client's CPU): a raw COPY into a plain text table, today's import, and the prototype (each validated chunk packed
+and COPYed into a staging table, then one INSERT ... SELECT ... GROUP BY ... ON CONFLICT), with table sizes.
 """
 
 from __future__ import annotations
@@ -172,13 +177,149 @@ RESULT = {{"read_s": cpu() - c0, "read_wall_s": time.perf_counter() - w0, "quest
 )
 
 
+#: PostgreSQL: the PROM file into a database holding the non-PROM files, today's import or the prototype
+_PG_PROM = (
+    _CPU
+    + """
+import time
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from vbhc.catalog import default_catalog
+from vbhc.ingest import import_files, run
+from vbhc.ingest.problems import ImportReport, SourceReport
+from vbhc.ingest.read import discover
+from vbhc.ingest.validate import DecimalMarks
+from vbhc.store import get_engine
+
+engine = get_engine({url!r})
+c0, w0 = cpu(), time.perf_counter()
+if not {prototype!r}:
+    import_files([{prom!r}], engine)
+    table = "prom_responses"
+else:
+    catalog = default_catalog()
+    slots = max(len(i.items) for i in catalog.instruments.values())
+    keys = [(i, it.id) for i, s in catalog.instruments.items() for it in s.items]
+    positions = pd.Index(["|".join(k) for k in keys])
+    slot_of = np.array([n for s in catalog.instruments.values() for n in range(len(s.items))])
+    v = [f"v{{n + 1}}" for n in range(slots)]
+    names = ["cycle_id", "instrument", "timepoint", "completed_date", *v]
+    report = ImportReport()
+    [source] = discover([Path({prom!r})], report, (1e9, "limit"))
+    table = "prom_questionnaires"
+    with engine.connect() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE prom_questionnaires (id SERIAL PRIMARY KEY, cycle_id VARCHAR(64) NOT NULL REFERENCES "
+            "care_cycles (cycle_id), instrument VARCHAR(40) NOT NULL, timepoint VARCHAR(40) NOT NULL, completed_date "
+            "DATE, " + ", ".join(f"{{c}} FLOAT" for c in v) + ", batch_id INTEGER NOT NULL, "
+            "UNIQUE (cycle_id, instrument, timepoint))"
+        )
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE stage (cycle_id VARCHAR(64), instrument VARCHAR(40), timepoint VARCHAR(40), "
+            "completed_date DATE, " + ", ".join(f"{{c}} FLOAT" for c in v) + ")"
+        )
+        driver = conn.connection.driver_connection
+
+        def pack(valid, rows):
+            cycle = valid["cycle_id"].to_numpy(dtype=object)
+            inst = valid["instrument"].to_numpy(dtype=object)
+            time_ = valid["timepoint"].to_numpy(dtype=object)
+            starts = np.ones(len(cycle), dtype=bool)
+            starts[1:] = (cycle[1:] != cycle[:-1]) | (inst[1:] != inst[:-1]) | (time_[1:] != time_[:-1])
+            q = np.cumsum(starts) - 1
+            first = np.flatnonzero(starts)
+            i_codes, i_values = pd.factorize(valid["instrument"])
+            t_codes, t_values = pd.factorize(valid["item"])
+            pair_slot = slot_of[positions.get_indexer([f"{{a}}|{{b}}" for a in i_values for b in t_values])]
+            wide = np.full((len(first), slots), np.nan)
+            wide[q, pair_slot[i_codes * len(t_values) + t_codes]] = valid["value"].to_numpy(dtype=float)
+            dates = pd.Series(valid["completed_date"].to_numpy()).groupby(q).max()
+            arrays = [pa.array(a[first], pa.string()) for a in (cycle, inst, time_)]
+            arrays.append(pa.array(dates, from_pandas=True).cast(pa.date32()))
+            arrays += [pa.array(wide[:, k], from_pandas=True) for k in range(slots)]
+            out = pa.BufferOutputStream()
+            options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+            pa_csv.write_csv(pa.Table.from_arrays(arrays, names=names), out, options)
+            with driver.cursor() as cur, cur.copy("COPY stage FROM STDIN (FORMAT csv)") as copy:
+                copy.write(out.getvalue().to_pybytes())
+
+        batch = run._Batch(conn, catalog, report, "", False)
+        batch.labels[0] = source
+        done = SourceReport(source.label, None, source.table, source.sha256)
+        run._read_validated(source, batch, done, None, 200_000, DecimalMarks(source), pack)
+        assert report.ok, report.problems[:3]
+        merged = ", ".join(["cycle_id", "instrument", "timepoint", "max(completed_date)", *[f"max({{c}})" for c in v]])
+        conn.exec_driver_sql(
+            f"INSERT INTO prom_questionnaires ({{', '.join(names)}}, batch_id) SELECT {{merged}}, 1 FROM stage "
+            "GROUP BY cycle_id, instrument, timepoint ON CONFLICT (cycle_id, instrument, timepoint) DO UPDATE SET "
+            + ", ".join(f"{{c}} = coalesce(excluded.{{c}}, prom_questionnaires.{{c}})" for c in v)
+        )
+        conn.commit()
+wall, spent = time.perf_counter() - w0, cpu() - c0
+with engine.connect() as conn:
+    size = conn.exec_driver_sql(f"SELECT pg_total_relation_size('{{table}}')").scalar_one()
+RESULT = {{"wall_s": wall, "cpu_s": spent, "mb": size / 2**20}}
+"""
+)
+
+
+def _postgres(folder: Path, rest: list[str], prom: str, repeat: int) -> None:
+    """The PROM file on a throw-away PostgreSQL server: raw COPY, today's import, the prototype (wall + CPU)."""
+    import psycopg
+    from psycopg import sql
+
+    sys.path.insert(0, str(ROOT))
+    from tests.pg_server import start_postgres
+
+    server = start_postgres()
+    try:
+        admin = server.admin_url.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE floor_base")
+        _step(_REST, url=server.url("floor_base"), rest=rest)
+        for run in range(1, repeat + 1):
+            names = {kind: f"floor_{kind}_{run}" for kind in ("raw", "today", "prototype")}
+            with psycopg.connect(admin, autocommit=True) as conn:
+                for name in names.values():
+                    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE floor_base").format(sql.Identifier(name)))
+            with psycopg.connect(server.url(names["raw"]).replace("postgresql+psycopg", "postgresql")) as conn:
+                conn.execute(
+                    "CREATE TABLE raw (cycle_id text, instrument text, timepoint text, item text, value text, "
+                    "completed_date text)"
+                )
+                started = time.perf_counter()
+                with open(prom, "rb") as fh, conn.cursor().copy("COPY raw FROM STDIN (FORMAT csv, HEADER)") as copy:
+                    while block := fh.read(1 << 20):
+                        copy.write(block)
+                conn.commit()
+                raw = time.perf_counter() - started
+                size = conn.execute("SELECT pg_total_relation_size('raw')").fetchone()[0] / 2**20
+            print(f"[#{run}] PostgreSQL raw COPY of {PROM}: {raw:.2f} s wall, {size:.0f} MB  [load {_load()}]")
+            for kind in ("today", "prototype"):
+                r = _step(_PG_PROM, url=server.url(names[kind]), prom=prom, prototype=kind == "prototype")
+                print(
+                    f"[#{run}] PostgreSQL {PROM}, {kind}: {r['wall_s']:.2f} s wall ({r['cpu_s']:.2f} s client CPU), "
+                    f"table {r['mb']:.0f} MB; ratio raw / ours {raw / r['wall_s']:.2f}  [load {r['load']}]",
+                    flush=True,
+                )
+            with psycopg.connect(admin, autocommit=True) as conn:
+                for name in names.values():
+                    conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=20261124)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--postgres", action="store_true", help="the PROM file on a throw-away PostgreSQL server")
     args = parser.parse_args()
-    if shutil.which("sqlite3") is None:
+    if not args.postgres and shutil.which("sqlite3") is None:
         raise SystemExit("needs the sqlite3 command-line shell on PATH (the raw loader)")
     with tempfile.TemporaryDirectory(prefix="vbhc-floor-") as tmp:
         _run(args, Path(tmp))
@@ -225,6 +366,9 @@ def _run(args: argparse.Namespace, folder: Path) -> None:
     prom = str(files / PROM)
     csvs = [files / n for n in (*REST[1:], PROM)]
     print(f"{args.cycles:,} cycles, {rows:,} PROM item rows  [load {_load()}]", flush=True)
+    if args.postgres:
+        _postgres(folder, rest, prom, args.repeat)
+        return
     runs: dict[str, list[float]] = {k: [] for k in ("raw", "start", "rest", "prom", "floor", "prototype")}
     for run in range(1, args.repeat + 1):
         raw, raw_wall = _raw_cpu(folder, csvs)
