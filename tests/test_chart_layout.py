@@ -1703,7 +1703,8 @@ def test_every_compare_panel_explains_its_own_colours(lang):
     """The compare page's panels (one chart per indicator): the legend lay under the first panel only and listed
     that panel's assessments, so a reader at the fifth panel could not tell what its colours meant and a colour
     absent from the first ("worse") was explained nowhere. Now each panel is readable on its own: its legend
-    lists the assessments it draws, and the own unit's mark; the page draws its panels so."""
+    lists the assessments it draws, and the own unit's mark. The page shows the panels without theirs, under one
+    legend of them all (test_app.test_compare_page_explains_its_panels_colours_once); a panel's PNG keeps it."""
     from vbhc.charts import ASSESSMENT_LABELS
     from vbhc.settings import PROJECT_ROOT
 

@@ -1859,6 +1859,40 @@ def indicator_panel(rows: pd.DataFrame, *, lang: str = "en", highlight: str | No
     )
 
 
+def assessment_legend_items(
+    rows: pd.DataFrame, lang: str = "en", *, assessment: str = "assessment_998"
+) -> list[tuple[str, str]]:
+    """(name, colour) of every assessment the panels of `rows` draw (all indicators together, palette order),
+    as their legends list them: for a page that explains its panels' colours once (ui.render.assessment_legend)
+    instead of under each panel."""
+    judged = rows[rows["kind"] != "volume"] if "kind" in rows.columns else rows
+    present = set(_assessment_labels(_judged(judged, assessment), lang))
+    names = ASSESSMENT_LABELS[_check_lang(lang)]
+    return [(names[a], PALETTE[a]) for a in ASSESSMENTS if names[a] in present]
+
+
+def without_legends(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with every legend left out (`legend: null` on each encoding that had one), its datasets shared
+    with `spec`, not copied. For a page that draws one legend for several charts: the charts' files (PNG
+    downloads) keep theirs, so a file read on its own still says what its colours and shapes mean."""
+
+    def strip(node: Any, key: str | None = None) -> Any:
+        if key == "datasets":
+            return node
+        if isinstance(node, dict):
+            out = {k: strip(v, k) for k, v in node.items()}
+            if key == "encoding":
+                for channel, value in out.items():
+                    if isinstance(value, dict) and value.get("legend") is not None:
+                        out[channel] = {**value, "legend": None}
+            return out
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(spec)
+
+
 def _stacked_panels(
     rows: pd.DataFrame,
     *,
