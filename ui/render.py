@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import html
 import math
+import re
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -199,14 +201,22 @@ _CELL_EXTRA_PX = 13
 SCROLL_HINT_CLASS = "vbhc-table-hint"
 
 
+#: Where the browser may break a cell's text: at a space (not a no-break space: "€ 21.983" stays whole), and
+#: after a hyphen inside a word ("95%-|grenzen").
+_BREAKS = re.compile(r"[ \t\r\n\f]+|(?<=[^\s-]-)(?=[^\s-])")
+
+
 def table_min_px(frame: pd.DataFrame, floors: dict[str, int] | None = None) -> int:
     """The narrowest the browser can draw `frame` as table_html does (px, an estimate): each column as wide as its
-    longest word (header or cell; a cell breaks only between words) or its floor, plus padding and border."""
+    longest unbreakable piece (header or cell; a cell breaks between words and after a word's hyphen), measured
+    in the table's font (14 px Source Sans, grid_text_px), or its floor, plus padding and border. Why not a flat
+    7 px per character: that measured lowercase text a fifth too wide, and the cost page's value table, which
+    fits a phone (356 px), said it scrolled sideways."""
     floors = floors or {}
     total = 2  # the box's border
     for column in frame.columns:
-        words = [w for v in (column, *frame[column].map(_cell_text)) for w in str(v).split()]
-        longest = max((len(w) for w in words), default=0) * _CHAR_PX
+        pieces = [w for v in (column, *frame[column].map(_cell_text)) for w in _BREAKS.split(html.unescape(str(v)))]
+        longest = math.ceil(max((grid_text_px(w) for w in pieces if w), default=0))
         total += max(longest, floors.get(column, 0)) + _CELL_EXTRA_PX
     return total
 
