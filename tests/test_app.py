@@ -280,6 +280,51 @@ def test_a_shared_link_reproduces_the_view_and_the_url_carries_ids(demo_db):
     assert "Darmkanker" not in str(dict(at.query_params))
 
 
+def _legends(spec) -> list:
+    """Every legend a chart spec draws (an encoding's legend that is not null)."""
+    if isinstance(spec, dict):
+        found = [
+            (channel, enc["legend"])
+            for channel, enc in (spec.get("encoding") or {}).items()
+            if isinstance(enc, dict) and enc.get("legend") is not None
+        ]
+        return found + [f for k, v in spec.items() if k != "datasets" for f in _legends(v)]
+    if isinstance(spec, list):
+        return [f for v in spec for f in _legends(v)]
+    return []
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_compare_page_explains_its_panels_colours_once(demo_db, lang):
+    """The compare page drew the same legend (assessments, own unit, other units) under each of its five
+    panels: five times on the meeting screen, and on a phone a third of every panel. Now no panel on the page
+    draws one and a single legend above them names every assessment any panel colours a unit by, and the own
+    unit's mark (a panel's PNG download keeps its legend: test_every_compare_panel_explains_its_own_colours)."""
+    import json
+
+    import pyarrow as pa
+
+    from vbhc.charts import label
+
+    at = _run(_app({"lang": lang, "condition": "colorectal_cancer"}), "views/compare.py")
+    charts_shown = list(at.get("vega_lite_chart"))
+    assert len(charts_shown) >= 4
+    drawn: set[str] = set()
+    for chart in charts_shown:
+        assert _legends(json.loads(chart.proto.spec)) == [], "a panel draws its own legend"
+        for dataset in chart.proto.datasets:
+            rows = pa.ipc.open_stream(dataset.data.data).read_all()
+            if "assessment" in rows.column_names:
+                drawn |= {str(a) for a in rows.column("assessment").to_pylist() if a}
+    assert drawn, "the panels colour no unit"
+    from ui.render import LEGEND_CLASS
+
+    legends = [h.value for h in at.get("html") if LEGEND_CLASS in h.value]
+    assert len(legends) == 1, f"{len(legends)} legends for the panels"
+    for name in (*drawn, label("assessment", lang), label("own_unit", lang), label("other_units", lang)):
+        assert f">{name}<" in legends[0], (name, legends[0])
+
+
 def test_compare_and_proms_pages_show_the_engine_numbers(demo_db):
     from vbhc.indicators import prom_response_by_timepoint
 

@@ -1703,7 +1703,8 @@ def test_every_compare_panel_explains_its_own_colours(lang):
     """The compare page's panels (one chart per indicator): the legend lay under the first panel only and listed
     that panel's assessments, so a reader at the fifth panel could not tell what its colours meant and a colour
     absent from the first ("worse") was explained nowhere. Now each panel is readable on its own: its legend
-    lists the assessments it draws, and the own unit's mark; the page draws its panels so."""
+    lists the assessments it draws, and the own unit's mark. The page shows the panels without theirs, under one
+    legend of them all (test_app.test_compare_page_explains_its_panels_colours_once); a panel's PNG keeps it."""
     from vbhc.charts import ASSESSMENT_LABELS
     from vbhc.settings import PROJECT_ROOT
 
@@ -1722,3 +1723,30 @@ def test_every_compare_panel_explains_its_own_colours(lang):
         check_holds(spec, units, f"panel {lang}")
     page = (PROJECT_ROOT / "views" / "compare.py").read_text("utf-8")
     assert "charts.indicator_panel(" in page and "small_multiples_chart(" not in page
+
+
+def _axis_labels(spec: dict) -> list[str]:
+    """The tick labels Vega draws on a chart's axes (hidden ones left out), read from its SVG."""
+    return [b.text for b in text_boxes(vlc.vegalite_to_svg(spec))[2] if b.axis_label]
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+@pytest.mark.parametrize("counts", [[75], [74, 76]])
+def test_a_count_axis_never_repeats_a_tick_label(lang, counts):
+    """The PDF's funnel plot, drawn with the own unit alone (the file rule withheld the others), had an x axis
+    of nine ticks each labelled "75": its domain ran from 74.6 to 75.4, ticks 0.1 apart, and the care cycles are
+    written without decimals. An axis of whole numbers now takes ticks at least 1 apart, so no tick label of a
+    chart repeats another on its axis; the same for whole euros and whole percents."""
+    units = unit_names(len(counts))
+    n = np.array(counts, dtype=float)
+    rows = indicator_rows(units).assign(n=n, precision=n, adjusted_value=0.029, target=0.024)
+    funnel = charts.funnel_chart(rows, funnel_curve(0.024), lang=lang, highlight=units[0])
+    labels = _axis_labels(charts.with_width(funnel, MAIN_WIDTH))
+    counted = [text for text in labels if "%" not in text]
+    assert counted and len(counted) == len(set(counted)), counted
+    cost = indicator_rows(units, "los", "mean").assign(kind="cost", adjusted_value=21983.0 + np.arange(len(units)))
+    cost = cost.assign(adjusted_lower=cost["adjusted_value"] - 0.4, adjusted_upper=cost["adjusted_value"] + 0.4)
+    cost = cost.assign(target=21983.2)
+    for spec in (charts.indicator_panel(cost, lang=lang),):
+        euros = [text for text in _axis_labels(spec) if "€" in text]
+        assert euros and len(euros) == len(set(euros)), euros

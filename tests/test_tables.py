@@ -17,8 +17,9 @@ from tests.apptest import run_on_page
 from tests.shown import parse_table
 from tests.shown import tables as shown_tables
 from vbhc import charts
+from vbhc.catalog import default_catalog
 from vbhc.charts import ASSESSMENT_LABELS, ASSESSMENTS, LANGS, PALETTE
-from vbhc.i18n import MISSING, fmt_date, t
+from vbhc.i18n import MISSING, fmt_date, format_value, t, t_value
 from vbhc.settings import PROJECT_ROOT
 from vbhc.unit_charts import unit_charts
 
@@ -140,6 +141,34 @@ def test_a_table_wider_than_a_phone_says_so_and_a_narrow_one_does_not():
     narrow = pd.DataFrame({"Maat": ["c-statistiek", "Kalibratiehelling"], "Waarde": ["0,82", "1,00"]})
     assert _hint_below(render.table_html(narrow, scroll_hint=hint)) < PHONE_ROOM
     assert _hint_below(render.table_html(wide, widths=widths)) is None  # no text given: no hint
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_table_that_fits_a_phone_does_not_say_it_scrolls(lang):
+    """The cost page's value table (unit, outcome, cost, quadrant) fits a phone: Chromium drew it 356 px wide in
+    the 358 px a 390 px phone gives, without scrolling, yet the line above it said it was wider than the screen
+    (its words were measured at a flat 7 px a character, lowercase text a fifth too wide). Measured in the
+    table's font, and broken where the browser breaks a word (after its hyphen), it says so no more; a table of
+    long unbreakable words still does."""
+    from ui import render
+
+    hint = t("pages.table_scrolls", lang)
+    units = ["Brughaven Ziekenhuisgroep", "Universitair Medisch Centrum Veenmeer", "Kruidenhof Medisch Centrum"]
+    outcome = default_catalog().condition("colorectal_cancer").indicator("mortality_30d").label(lang)
+    value = pd.DataFrame(
+        {
+            t("column.unit", lang): units,
+            outcome: [format_value(v, "proportion", lang) for v in (0.029, 0.0, 0.054)],
+            t("column.cost_per_cycle", lang): [format_value(v, "cost", lang) for v in (21983, 22935, 21555)],
+            t("cost.quadrant", lang): [t_value("quadrant", "no_clear_difference", lang)] * 3,
+        }
+    )
+    widths = {t("column.unit", lang): 280, outcome: 200, t("column.cost_per_cycle", lang): 140}
+    assert _hint_below(render.table_html(value, widths=widths, scroll_hint=hint)) <= PHONE_ROOM
+    hyphened = pd.DataFrame({"Casemixvariabele": ["Charlson-comorbiditeitsindex"], "Grens": ["99,8%-grenzen"]})
+    assert render.table_min_px(hyphened) < render.table_min_px(hyphened.replace("-", "", regex=True))
+    unbreakable = pd.DataFrame({c: ["Langstedurendeverpleegdagenregistratie"] for c in ("a", "b", "c")})
+    assert _hint_below(render.table_html(unbreakable, scroll_hint=hint)) > PHONE_ROOM
 
 
 def test_a_static_table_says_it_scrolls_in_the_viewers_language():

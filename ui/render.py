@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import html
 import math
+import re
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -199,14 +201,22 @@ _CELL_EXTRA_PX = 13
 SCROLL_HINT_CLASS = "vbhc-table-hint"
 
 
+#: Where the browser may break a cell's text: at a space (not a no-break space: "€ 21.983" stays whole), and
+#: after a hyphen inside a word ("95%-|grenzen").
+_BREAKS = re.compile(r"[ \t\r\n\f]+|(?<=[^\s-]-)(?=[^\s-])")
+
+
 def table_min_px(frame: pd.DataFrame, floors: dict[str, int] | None = None) -> int:
     """The narrowest the browser can draw `frame` as table_html does (px, an estimate): each column as wide as its
-    longest word (header or cell; a cell breaks only between words) or its floor, plus padding and border."""
+    longest unbreakable piece (header or cell; a cell breaks between words and after a word's hyphen), measured
+    in the table's font (14 px Source Sans, grid_text_px), or its floor, plus padding and border. Why not a flat
+    7 px per character: that measured lowercase text a fifth too wide, and the cost page's value table, which
+    fits a phone (356 px), said it scrolled sideways."""
     floors = floors or {}
     total = 2  # the box's border
     for column in frame.columns:
-        words = [w for v in (column, *frame[column].map(_cell_text)) for w in str(v).split()]
-        longest = max((len(w) for w in words), default=0) * _CHAR_PX
+        pieces = [w for v in (column, *frame[column].map(_cell_text)) for w in _BREAKS.split(html.unescape(str(v)))]
+        longest = math.ceil(max((grid_text_px(w) for w in pieces if w), default=0))
         total += max(longest, floors.get(column, 0)) + _CELL_EXTRA_PX
     return total
 
@@ -484,12 +494,15 @@ def cached(key: tuple, compute: Callable[[], Any], *, by_language: bool = True) 
     return _spec_cache().get(("value", *_view_key(key, by_language=by_language)), compute)
 
 
-def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_HIGHLIGHTED) -> bool:
+def cached_chart(
+    key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_HIGHLIGHTED, legend: bool = True
+) -> bool:
     """Show a vbhc.charts chart built once per dataset version, filters (except the unit), language and `key`
     (chart name and whatever else it depends on; a chart of one unit's data puts the unit in its key). A chart
     marking the own unit among all units is built once: pass `highlight` and only the spec's highlight
     parameter is swapped, so picking another unit rebuilds nothing. `build` may return None (nothing to draw):
-    returns whether a chart was shown."""
+    returns whether a chart was shown. `legend=False`: the page shows the chart without its legends (the page
+    explains them once, assessment_legend); its PNG download keeps them."""
     full_key = _view_key(key)
 
     def spec_of() -> _Cached | None:
@@ -505,9 +518,43 @@ def cached_chart(key: tuple, build: Callable[[], Any], *, highlight: Any = _NOT_
     own = (
         (lambda spec: spec) if highlight is _NOT_HIGHLIGHTED else (lambda spec: charts.with_highlight(spec, highlight))
     )
-    _show(own(cached_spec.shown))
+    _show(own(cached_spec.shown if legend else charts.without_legends(cached_spec.shown)))
     chart_downloads(own(cached_spec.plain), key=("chart", *key))
     return True
+
+
+def assessment_legend_html(items: Sequence[tuple[str, str]], lang: str) -> str:
+    """The HTML of assessment_legend: the charts' legend title, a circle in each assessment's colour with its
+    name, then the own unit's diamond and the other units' circle, as the charts draw them; texts escaped."""
+    circle = "display:inline-block;width:11px;height:11px;border-radius:50%;margin:0 5px 0 0;vertical-align:-1px"
+    diamond = "display:inline-block;width:9px;height:9px;transform:rotate(45deg);margin:0 7px 0 2px;background:#000"
+    entry = "display:inline-block;margin:0 16px 2px 0;white-space:nowrap"
+    parts = [
+        f'<span style="{entry}"><span style="{circle};background:{colour};border:1px solid #666"></span>'
+        f"{html_text(name)}</span>"
+        for name, colour in items
+    ]
+    parts.append(
+        f'<span style="{entry}"><span style="{diamond}"></span>{html_text(charts.label("own_unit", lang))}</span>'
+    )
+    parts.append(
+        f'<span style="{entry}"><span style="{circle};background:#000"></span>'
+        f"{html_text(charts.label('other_units', lang))}</span>"
+    )
+    title = f'<span style="{entry};font-weight:600">{html_text(charts.label("assessment", lang))}</span>'
+    return f'<div class="{LEGEND_CLASS}" style="font-size:14px;line-height:1.7">{title}{"".join(parts)}</div>'
+
+
+#: the class of the one legend a page draws for several charts (assessment_legend)
+LEGEND_CLASS = "vbhc-chart-legend"
+
+
+def assessment_legend(rows: pd.DataFrame, lang: str) -> None:
+    """One legend for a page's charts of `rows` (the compare page's panels, drawn with cached_chart(...,
+    legend=False)): every assessment any of them colours a unit by, and the own unit's mark. Why: each panel drew
+    the same legend under it, five times on the page, while its entries can be read once; the legend wraps on
+    a phone's screen, where a panel's took a third of the panel's height."""
+    st.html(assessment_legend_html(charts.assessment_legend_items(rows, lang), lang))
 
 
 def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:

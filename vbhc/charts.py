@@ -310,6 +310,19 @@ def value_format(kind: str, *, axis: bool = False, magnitude: float | None = Non
     return ",.2f" if magnitude is not None and np.isfinite(magnitude) and magnitude < 2 else ",.1f"
 
 
+def _axis(number_format: str, **extra: Any) -> dict[str, Any]:
+    """An axis of numbers in `number_format`; one that rounds to whole numbers (counts, euros, whole percents)
+    takes ticks at least one such step apart. Why: a narrow domain (a funnel of one unit, as a file with the
+    other units withheld draws it: n from 74.6 to 75.4) got ticks 0.1 apart, each labelled "75"."""
+    step = 1 if number_format.endswith(".0f") else 0.01 if number_format.endswith(".0%") else None
+    if step is None:
+        return {"format": number_format, **extra}
+    # tickMinStep lowers the tick count only: d3 may still step by less (a span of 2 in 3 ticks: 0.5 apart), so a
+    # tick between two whole steps is left unlabelled, never labelled as the step it rounds to
+    whole = f"abs(datum.value / {step} - round(datum.value / {step})) < 1e-6"
+    return {"format": number_format, "tickMinStep": step, "labelExpr": f"{whole} ? datum.label : ''", **extra}
+
+
 def _magnitude(*arrays: Any) -> float:
     values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) if arrays else np.array([])
     values = values[np.isfinite(values)]
@@ -1339,10 +1352,10 @@ def funnel_chart(
     # the x axis spans the units (the limits are clipped to it): a domain of its own, so the own unit's name can
     # be placed clear of the other units' points (_placed_own_name), as on the value quadrant
     x_dom = _value_domain(units["precision"].to_numpy(), kind="volume")
-    x = _q("precision", _axis_title(x_title, width), scale=_scale(x_dom, zero=False), axis={"format": ",.0f"})
+    x = _q("precision", _axis_title(x_title, width), scale=_scale(x_dom, zero=False), axis=_axis(",.0f"))
     height = 460 if width >= NARROW else 320
     y_title = _wrap(f"{name} ({label('adjusted', lang).lower()})", f["axis_title"], height - 20)
-    y = _q("value", y_title, scale=_scale(domain, zero=False), axis={"format": value_format(kind, axis=True)})
+    y = _q("value", y_title, scale=_scale(domain, zero=False), axis=_axis(value_format(kind, axis=True)))
     magnitude = _magnitude(units["value"])
 
     layers: list[dict[str, Any]] = []
@@ -1578,7 +1591,7 @@ def _interval_panel(
         if kind == "response_rate":
             x_title = label("response_axis", lang)
         x_title = _axis_title(x_title, width)
-    x = _q("value", x_title, scale=scale, axis={"format": value_format(fmt_kind, axis=True)})
+    x = _q("value", x_title, scale=scale, axis=_axis(value_format(fmt_kind, axis=True)))
     y = _n("unit", None, sort=order, axis=_unit_axis(order, width))
     magnitude = _magnitude(units["value"])
     tips = _unit_tooltips(kind, lang, value=value, magnitude=magnitude)
@@ -1692,7 +1705,7 @@ def crude_vs_adjusted_chart(
         "value",
         _axis_title(label("crude_and_adjusted", lang), width),
         scale=scale,
-        axis={"format": value_format(kind, axis=True)},
+        axis=_axis(value_format(kind, axis=True)),
     )
     y = _n("unit", None, sort=order, axis=_unit_axis(order, width))
     magnitude = _magnitude(units["value"])
@@ -1790,7 +1803,7 @@ def small_multiples_chart(
         scale = _scale(domain, zero=bars)
         u_ch, v_ch = ("y", "x") if units_down else ("x", "y")
         u_enc = _n("unit", None, sort=unit_order, scale={"domain": unit_order}, axis=unit_axis)
-        v_enc = _q("value", None, scale=scale, axis={"format": value_format(kind, axis=True), "tickCount": 4})
+        v_enc = _q("value", None, scale=scale, axis=_axis(value_format(kind, axis=True), tickCount=4))
         magnitude = _magnitude(units["value"])
         tips = _unit_tooltips(kind, lang, magnitude=magnitude)
         unit_data = data(units)
@@ -1857,6 +1870,40 @@ def indicator_panel(rows: pd.DataFrame, *, lang: str = "en", highlight: str | No
     return small_multiples_chart(
         rows, lang=lang, highlight=highlight, width=PHONE_FIXED_WIDTH, titled=False, legend=True
     )
+
+
+def assessment_legend_items(
+    rows: pd.DataFrame, lang: str = "en", *, assessment: str = "assessment_998"
+) -> list[tuple[str, str]]:
+    """(name, colour) of every assessment the panels of `rows` draw (all indicators together, palette order),
+    as their legends list them: for a page that explains its panels' colours once (ui.render.assessment_legend)
+    instead of under each panel."""
+    judged = rows[rows["kind"] != "volume"] if "kind" in rows.columns else rows
+    present = set(_assessment_labels(_judged(judged, assessment), lang))
+    names = ASSESSMENT_LABELS[_check_lang(lang)]
+    return [(names[a], PALETTE[a]) for a in ASSESSMENTS if names[a] in present]
+
+
+def without_legends(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with every legend left out (`legend: null` on each encoding that had one), its datasets shared
+    with `spec`, not copied. For a page that draws one legend for several charts: the charts' files (PNG
+    downloads) keep theirs, so a file read on its own still says what its colours and shapes mean."""
+
+    def strip(node: Any, key: str | None = None) -> Any:
+        if key == "datasets":
+            return node
+        if isinstance(node, dict):
+            out = {k: strip(v, k) for k, v in node.items()}
+            if key == "encoding":
+                for channel, value in out.items():
+                    if isinstance(value, dict) and value.get("legend") is not None:
+                        out[channel] = {**value, "legend": None}
+            return out
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(spec)
 
 
 def _stacked_panels(
@@ -2091,7 +2138,7 @@ def trend_chart(
     y_title = label("rate_per_period" if p_chart else "value_per_period", lang)
     line_enc = {
         "x": x,
-        "y": _q("y", y_title, scale={"zero": p_chart}, axis={"format": value_format(kind, axis=True)}),
+        "y": _q("y", y_title, scale={"zero": p_chart}, axis=_axis(value_format(kind, axis=True))),
         "color": _n(
             "series",
             None,
@@ -2229,7 +2276,7 @@ def _series_x(data: pd.DataFrame, lang: str, width: int) -> dict[str, Any]:
             "title": _axis_title(label("index_date", lang), width),
             "axis": {"format": "%b %Y", "labelAngle": -30},
         }
-    return _q("cycle_number", _axis_title(label("cycle_number", lang), width), axis={"format": ",.0f"})
+    return _q("cycle_number", _axis_title(label("cycle_number", lang), width), axis=_axis(",.0f"))
 
 
 def _series_tooltips(lang: str, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -2617,7 +2664,7 @@ def score_distribution_chart(
                 axis={"format": ",.4~f", "tickCount": 4},
             ),
             "x2": {"field": "bin_end"},
-            "y": _q("share", _wrap(pct, f["axis_title"], panel_h - 10), axis={"format": ".0%", "tickCount": 3}),
+            "y": _q("share", _wrap(pct, f["axis_title"], panel_h - 10), axis=_axis(".0%", tickCount=3)),
             "tooltip": [
                 _tip("unit", "nominal", label("unit", lang)),
                 _tip("timepoint", "nominal", label("timepoint", lang)),
@@ -2692,7 +2739,7 @@ def cost_breakdown_chart(
                 "cost_per_cycle",
                 _axis_title(label("cost_axis", lang), width),
                 stack="zero",
-                axis={"format": value_format("cost", axis=True)},
+                axis=_axis(value_format("cost", axis=True)),
             ),
             "y": _n("unit", None, sort="-x", axis=_unit_axis(frame["unit"].unique(), width)),
             "color": _n(
@@ -3059,9 +3106,9 @@ def value_chart(
         "cost",
         _axis_title(label("cost_axis", lang), width),
         scale=x_scale,
-        axis={"format": value_format("cost", axis=True)},
+        axis=_axis(value_format("cost", axis=True)),
     )
-    y = _q("outcome", outcome_label, scale=y_scale, axis={"format": value_format(kind, axis=True)})
+    y = _q("outcome", outcome_label, scale=y_scale, axis=_axis(value_format(kind, axis=True)))
     names = QUADRANT_LABELS[lang]
     data = _Data()
     unit_data = data(frame)

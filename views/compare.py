@@ -70,6 +70,9 @@ own = names.get(str(chosen.unit), chosen.unit) if chosen.unit else None
 # (one grid of every indicator is not stretched: on a phone its right-hand panels were cut off)
 st.subheader(charts.label("small_multiples", lang))
 st.caption(charts.label("small_multiples_sub", lang))
+# the panels' colours and the own unit's mark explained once, above them (each panel drew the same legend; its
+# PNG download keeps its own)
+render.assessment_legend(key_rows, lang)
 indicators = list(dict.fromkeys(key_rows["indicator"]))
 for start in range(0, len(indicators), 2):
     for column, indicator in zip(st.columns(2), indicators[start : start + 2], strict=False):
@@ -80,4 +83,5 @@ for start in range(0, len(indicators), 2):
                     key_rows[key_rows["indicator"] == indicator], lang=lang, highlight=own
                 ),
                 highlight=own,
+                legend=False,
             )

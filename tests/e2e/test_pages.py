@@ -724,11 +724,26 @@ CLIPPED_CELLS = """e => Array.from(e.querySelectorAll(
 )).filter(c => c.scrollHeight > c.clientHeight + 1 || c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"""
 
 
+#: Every static table whose line "this table is wider than the screen" shows while the table does not scroll
+#: sideways, or does not show while it does (ui.render.table_html's container query, from an estimate of its width).
+WRONG_SCROLL_HINTS = """e => Array.from(e.querySelectorAll('.vbhc-table-wrap')).map(wrap => {
+    const hint = wrap.querySelector('.vbhc-table-hint'), box = wrap.querySelector('.vbhc-table-box');
+    if (!hint || !box || !box.offsetParent) return null;
+    const shown = getComputedStyle(hint).display !== 'none', scrolls = box.scrollWidth > box.clientWidth + 1;
+    return shown === scrolls ? null : `${shown ? 'says it scrolls' : 'scrolls unsaid'} (${box.scrollWidth} px in `
+        + `${box.clientWidth}): ${box.innerText.slice(0, 60)}`;
+}).filter(wrong => wrong !== null)"""
+
+
 def _tables_whole(page: Page, where: str, *, fit: bool) -> None:
     """Every line of every cell of the static tables shows (their rows grow with the text); with `fit`, at
-    1440 px each table also fits the main area without scrolling sideways (on a phone it scrolls in its box)."""
+    1440 px each table also fits the main area without scrolling sideways (on a phone it scrolls in its box).
+    A table says it scrolls sideways exactly when it does (the cost page's value table said so on a phone while it
+    fit)."""
     clipped = main(page).evaluate(CLIPPED_CELLS)
     assert not clipped, f"{where}: table cells cut off: {clipped[:3]}"
+    wrong = main(page).evaluate(WRONG_SCROLL_HINTS)
+    assert not wrong, f"{where}: scroll hints wrong: {wrong}"
     if fit and page.viewport_size["width"] >= DESKTOP["width"]:
         for table in main(page).locator(".vbhc-table-box").all():
             if table.is_visible():
