@@ -123,10 +123,13 @@ def test_a_year_with_one_other_hospital_counted_withholds_the_benchmark_in_every
 
 
 def test_an_indicator_every_hospital_records_keeps_its_benchmark(engine):
-    """The rule withholds nothing where five other hospitals are counted: the manager's benchmark stays."""
+    """The rule withholds nothing where five other hospitals are counted, nor where no other unit is (a year before
+    a 12-month PROM is due gives no one's figure): the manager's benchmark stays."""
     data = _registry(7, seed=3)
     table = compute_indicators(data, "hospital").table
     assert access.registry_indicators_withheld(MANAGER, CONDITION, "hospital", [table], engine=engine) == frozenset()
+    alone = compute_indicators(_recorded_only_in(data, ["H01"]), "hospital").table
+    assert access.registry_indicators_withheld(MANAGER, CONDITION, "hospital", [table, alone]) == frozenset()
     rows = access.indicator_rows(MANAGER, table, engine=engine, record_view=False)
     own = rows[rows["unit"] == "H01"].iloc[0]
     assert pd.notna(own["target"]) and pd.notna(own["expected"]) and rows["anonymised"].astype(bool).sum() == 6

@@ -845,14 +845,14 @@ def _too_few(units: Iterable[str]) -> bool:
 
 
 def _thin_in(table: pd.DataFrame, own: np.ndarray) -> set[str]:
-    """The indicators of `table` whose other units (rows not `own`) with care cycles counted (n > 0) are too few
-    (_too_few): the pooled benchmark is the own rows and theirs, so it gives their figures back."""
+    """The indicators of `table` whose other units (rows not `own`) with care cycles counted (n > 0) are some but
+    too few (_too_few): the pooled benchmark is the own rows and theirs, so it gives their figures back."""
     if "indicator" not in table or "unit" not in table or "n" not in table:
         return set()
     counted = table[~np.asarray(own, bool) & (pd.to_numeric(table["n"], errors="coerce").fillna(0) > 0).to_numpy()]
-    indicators = set(table["indicator"].astype(str))
+    # none counted is no one's figure (a year before a 12-month PROM is due): the benchmark is the own rows'
     found = counted.groupby(counted["indicator"].astype(str))["unit"].agg(lambda u: _too_few(u.astype(str)))
-    return {i for i in indicators if i not in found.index or bool(found[i])}
+    return {str(i) for i, few in found.items() if few}
 
 
 def registry_indicators_withheld(
@@ -864,10 +864,11 @@ def registry_indicators_withheld(
     engine: Engine | None = None,
 ) -> frozenset[str]:
     """The indicators whose benchmark a manager's views show in no period (indicator_rows' `thin`): those counted
-    (n > 0) in fewer than MIN_OTHER_UNITS other units, or of fewer hospitals, in some table of `registry_tables`
-    (the registry's tables of every period of the grid: all dates and each year). Shown in all dates and every
-    year but one, the benchmark of that year was all dates minus the others, so that year's lone other hospital's
-    events and n. Empty for a viewer who sees every unit; a viewer who may not see the condition gets nothing."""
+    (n > 0) in some but fewer than MIN_OTHER_UNITS other units, or of fewer hospitals, in some table of
+    `registry_tables` (the registry's tables of every period of the grid: all dates and each year). Shown in all
+    dates and every year but one, the benchmark of that year was all dates minus the others, so that year's lone
+    other hospital's events and n. None counted is no one's figure (a year before a 12-month PROM is due). Empty
+    for a viewer who sees every unit; a viewer who may not see the condition gets nothing."""
     if sees_all_units(viewer, condition) or not may_view_condition(viewer, condition):
         return frozenset()
     withheld: set[str] = set()
