@@ -86,3 +86,56 @@ def test_init_and_status(cli_db, capsys):
     assert main(["init"]) == 0
     assert main(["status"]) == 0
     assert "care_cycles: 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "named"),
+    [
+        ("VBHC_ACCESS_FILE", '[[grant]]\nuser = "jan@example.org"\nrole = "boss"\n', ["grant 1", "'role'", "'boss'"]),
+        ("VBHC_ACCESS_FILE", "[[grant]\n", ["not valid TOML"]),
+        ("VBHC_COMPARISON_GROUPS_FILE", '[[group]]\nname = "A"\nhospitals = []\n', ["group 1", "'hospitals'"]),
+        ("VBHC_COMPARISON_GROUPS_FILE", '[[group]]\nname = "A"\nmembers = ["H01"]\n', ["group 1", "'members'"]),
+    ],
+)
+def test_serve_refuses_to_start_with_a_broken_roles_or_groups_file(
+    cli_db, tmp_path, capsys, monkeypatch, variable, text, named
+):
+    """`vbhc serve` checks the roles mapping and the published groups before it starts: a mistake is one line on
+    stderr naming the file, the entry and key, and the problem, and no server runs (every page would otherwise say
+    only that no role can be given, or that no group can be chosen)."""
+    import subprocess
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text, encoding="utf-8")
+    monkeypatch.setenv(variable, str(broken))
+    monkeypatch.setenv("VBHC_AUTH", "local")
+    started: list[object] = []
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    assert main(["serve", "--no-demo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert not started
+    assert len(err.splitlines()) == 1 and err.startswith("vbhc serve: ")
+    assert str(broken) in err and all(part in err for part in named), err
+    assert "Traceback" not in err
+
+
+def test_serve_needs_the_roles_mapping_only_when_viewers_sign_in(cli_db, tmp_path, capsys, monkeypatch):
+    """Without a roles mapping the local demo starts (it signs nobody in); a server signing in through OpenID
+    Connect refuses, naming the missing file; a valid mapping and groups file start it."""
+    import subprocess
+
+    missing = tmp_path / "nowhere" / "access.toml"
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(missing))
+    monkeypatch.setenv("VBHC_COMPARISON_GROUPS_FILE", str(tmp_path / "no-groups.toml"))
+    started: list[object] = []
+    monkeypatch.setattr(subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setenv("VBHC_AUTH", "local")
+    assert main(["serve", "--no-demo"]) == 0 and len(started) == 1
+    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    assert main(["serve", "--no-demo"]) == 2 and len(started) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err and "not found" in err
+    missing.parent.mkdir()
+    missing.write_text('[[grant]]\nuser = "jan@example.org"\nrole = "quality"\n', encoding="utf-8")
+    (tmp_path / "no-groups.toml").write_text('[[group]]\nname = "A"\nhospitals = ["H01"]\n', encoding="utf-8")
+    assert main(["serve", "--no-demo"]) == 0 and len(started) == 2

@@ -255,13 +255,13 @@ def test_published_groups_file(tmp_path: Path, monkeypatch):
 def test_before_free_groups_gave_one_hospital_by_name(engine, monkeypatch):
     """The defect, with the group check as it was (a manager's free pick kept when it passed the size rules): the
     two attacks above read H07's exact 30-day mortality (events and n) from the benchmarks."""
-    real = access.comparison_group_refusal
+    real = access.GroupChoice.refusal
 
-    def as_before(viewer, condition, level, peers, teams, units, published=None):
-        reason = real(viewer, condition, level, peers, teams, units, published)
+    def as_before(choice):
+        reason = real(choice)
         return None if reason == GROUP_NOT_PUBLISHED else reason
 
-    monkeypatch.setattr(access, "comparison_group_refusal", as_before)
+    monkeypatch.setattr(access.GroupChoice, "refusal", as_before)
     data = _registry(13, seed=3)
     (a, _, _), (b, _, _) = (_view(data, MANAGER, g, engine) for g in (_hospitals(13)[:6], _hospitals(13)[:7]))
     assert (b.numerator - a.numerator, b.denominator - a.denominator) == _truth(data, ["H07"])

@@ -802,14 +802,14 @@ def test_before_a_limited_care_teams_groups_gave_withheld_cells_back(pages, monk
     from tests.test_privacy import _attack
     from vbhc import access
 
-    real = access.comparison_group
+    real = access.GroupChoice.resolved
 
-    def as_before(viewer, condition, level, peers, teams, units, published=None):
-        if access.sees_all_units(viewer, condition):
-            return tuple(sorted(set(peers))), False
-        return real(viewer, condition, level, peers, teams, units, published)
+    def as_before(choice):
+        if access.sees_all_units(choice.viewer, choice.condition):
+            return choice.peers, False
+        return real(choice)
 
-    monkeypatch.setattr(access, "comparison_group", as_before)
+    monkeypatch.setattr(access.GroupChoice, "resolved", as_before)
     pair = ("H01", "H02")
     view = _group_views(pages, _viewer("care_team_H01"), [pair])[pair]
     truth = pages.result(CONDITION, "hospital", "", pair).table

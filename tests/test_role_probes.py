@@ -359,6 +359,21 @@ def p_comparison_group(w: World, role: str) -> None:
         assert chosen == () and refused_
 
 
+def p_group_choice(w: World, role: str) -> None:
+    """The chosen group as one value (GroupChoice.of) answers as comparison_group and comparison_group_refusal do:
+    refused for every role asked about a condition it may not see or, as a manager, about a group of one other
+    hospital; a link's hospitals in another order or repeated change nothing."""
+    from vbhc.registry import condition_units
+
+    v, condition = ROLES[role], (OWN if role == "manager" else _out_condition(role))
+    teams = condition_units(condition, engine=w.engine)
+    choice = access.GroupChoice.of(v, condition, "hospital", ["H02", "H01", "H02"], teams, _units(w))
+    assert choice.peers == ("H01", "H02")
+    assert choice.resolved() == access.comparison_group(v, condition, "hospital", ["H01", "H02"], teams, _units(w))
+    if role != "care":
+        assert choice.resolved() == ((), True) and choice.refusal() is not None
+
+
 def p_comparison_groups_offered(w: World, role: str) -> None:
     """Whether the sidebar offers a group: a care team of the condition (all units) does; a care team limited to
     H01 never (its pages withhold other hospitals' cells); a manager only with twice MIN_OTHER_UNITS other
@@ -443,6 +458,24 @@ def p_group_indicators_withheld(w: World, role: str) -> None:
     others = teams.loc[teams["hospital"].astype(str) != "H01", "hospital"].nunique()
     if role != "manager" or others < 2 * access.MIN_OTHER_UNITS:
         assert got == frozenset()
+
+
+def p_registry_indicators_withheld(w: World, role: str) -> None:
+    """The indicators whose benchmark a manager's views withhold in every period: on this registry (H01 and one
+    other hospital) every indicator for the manager; none for a role that sees every unit or may not see the
+    condition (nothing to withhold from it: it gets no rows)."""
+    v = ROLES[role]
+    got = access.registry_indicators_withheld(v, OWN, "hospital", [w.own.table], engine=w.engine)
+    if role == "manager":
+        table = w.own.table
+        counted = table[(table["unit"].astype(str) == "H02") & (pd.to_numeric(table["n"], errors="coerce") > 0)]
+        assert got == frozenset(counted["indicator"].astype(str)) and got  # one other hospital counted: all of them
+        rows = access.indicator_rows(v, w.own.table, engine=w.engine, record_view=False, thin=got)
+        clean(rows, role)
+        assert rows["target"].isna().all() and rows["expected"].isna().all()
+    else:
+        assert got == frozenset()
+    assert access.registry_indicators_withheld(v, OUT, "hospital", [w.out.table], engine=w.engine) == frozenset()
 
 
 def p_comparison_group_refusal(w: World, role: str) -> None:
@@ -1175,8 +1208,10 @@ PROBES: dict[str, Callable[[World, str], None]] = {
     "vbhc.access.record_refused_link": p_record_refused_link,
     "vbhc.access.limited_care_hospitals": p_limited_care_hospitals,
     "vbhc.access.comparison_group": p_comparison_group,
+    "vbhc.access.GroupChoice.of": p_group_choice,
     "vbhc.access.comparison_groups_offered": p_comparison_groups_offered,
     "vbhc.access.comparison_group_refusal": p_comparison_group_refusal,
+    "vbhc.access.registry_indicators_withheld": p_registry_indicators_withheld,
     "vbhc.access.offered_groups": p_offered_groups,
     "vbhc.access.group_indicators_withheld": p_group_indicators_withheld,
     "vbhc.access.provenance_for": p_provenance_for,

@@ -605,6 +605,7 @@ def result_for(viewer: Viewer, condition: str, level: str, period: str, peers: t
             record_view=False,
             withheld=withheld,
             others=access.other_units_shown(viewer, condition, peers),
+            thin=registry_thin(viewer, condition, level),
         )
         table = _registry_benchmark_where_thin(viewer, condition, level, period, peers, table)
         with _visible_lock:
@@ -632,6 +633,7 @@ def _registry_benchmark_where_thin(
         engine=engine(url),
         record_view=False,
         others="hide",
+        thin=registry_thin(viewer, condition, level),
     )
     keep = ~table["indicator"].astype(str).isin(thin)
     instead = registry_rows[registry_rows["indicator"].astype(str).isin(thin)]
@@ -639,6 +641,32 @@ def _registry_benchmark_where_thin(
     out = pd.concat([table[keep], instead], ignore_index=True)
     position = out["indicator"].astype(str).map(order).fillna(len(order))
     return out.iloc[position.argsort(kind="stable")].reset_index(drop=True)
+
+
+#: registry_thin's answers per database version, scope of viewers, condition and level.
+_registry_thin: OrderedDict[tuple, frozenset[str]] = OrderedDict()
+_registry_thin_lock = threading.Lock()
+
+
+def registry_thin(viewer: Viewer, condition: str, level: str) -> frozenset[str]:
+    """vbhc.access.registry_indicators_withheld over the registry's grid of periods: the indicators whose
+    benchmark (and own figures computed from every unit) a manager's views show in no period, as too few other
+    units are counted in some period. None for a viewer who sees every unit."""
+    if access.sees_all_units(viewer, condition) or not access.may_view_condition(viewer, condition):
+        return frozenset()
+    url, data_version = database_url(), version()
+    key = (url, data_version, viewer.cache_key, condition, level)
+    with _registry_thin_lock:
+        found = _registry_thin.get(key)
+    if found is not None:
+        return found
+    grid = [result(condition, level, p, ()).table for p in grid_periods(condition)]
+    found = access.registry_indicators_withheld(viewer, condition, level, grid, units(url, data_version), engine(url))
+    with _registry_thin_lock:
+        _registry_thin[key] = found
+        while len(_registry_thin) > _VISIBLE_SIZE:
+            _registry_thin.popitem(last=False)
+    return found
 
 
 def _thin_indicators(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> frozenset[str]:
@@ -667,7 +695,11 @@ def unit_charts_for(
     values are recalibrated to the group, so its chart carried the group's level of that indicator."""
     peers = comparison_group(viewer, condition, level, peers)[0]
     charts = unit_charts(condition, level, period, peers, unit)
-    thin = _thin_indicators(viewer, condition, level, peers)
+    # an indicator counted in too few other units anywhere: the own unit's expected values are the other units'
+    # rate (the table withholds its benchmark and model figures, vbhc.access.registry_indicators_withheld)
+    alone = registry_thin(viewer, condition, level)
+    charts = {k: v for k, v in charts.items() if k not in alone}
+    thin = _thin_indicators(viewer, condition, level, peers) - alone
     if not thin:
         return charts
     registry_charts = unit_charts(condition, level, period, (), unit)
@@ -774,13 +806,19 @@ def in_focus(viewer: Viewer, condition: str, level: str, unit: str) -> bool:
     return access.may_focus_unit(viewer, units(url, data_version), level, condition, unit)
 
 
+def group_choice(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> access.GroupChoice:
+    """The viewer's chosen comparison group with the cached registry tables and the published groups, as one value
+    (vbhc.access.GroupChoice): the sidebar asks it why a group was refused and which group to use."""
+    url, data_version = database_url(), version()
+    teams = condition_unit_years(url, data_version, condition)
+    return access.GroupChoice.of(viewer, condition, level, peers, teams, units(url, data_version), published_groups())
+
+
 def comparison_group(
     viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]
 ) -> tuple[tuple[str, ...], bool]:
     """vbhc.access.comparison_group on the cached registry tables: (peers to use, whether the choice was refused)."""
-    url, data_version = database_url(), version()
-    teams = condition_unit_years(url, data_version, condition)
-    return access.comparison_group(viewer, condition, level, peers, teams, units(url, data_version), published_groups())
+    return group_choice(viewer, condition, level, peers).resolved()
 
 
 def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> bool:
@@ -789,16 +827,6 @@ def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> boo
     teams = condition_unit_years(url, data_version, condition)
     return access.comparison_groups_offered(
         viewer, condition, level, teams, units(url, data_version), published_groups()
-    )
-
-
-def comparison_group_refusal(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> str | None:
-    """vbhc.access.comparison_group_refusal on the cached registry tables: the message key saying why the chosen
-    group was refused (too few other units, or too few outside it, or not a published group), None when kept."""
-    url, data_version = database_url(), version()
-    teams = condition_unit_years(url, data_version, condition)
-    return access.comparison_group_refusal(
-        viewer, condition, level, peers, teams, units(url, data_version), published_groups()
     )
 
 

@@ -19,7 +19,8 @@ Role rules (who sees what):
   are never isolated or linked: they carry no name, a number per indicator by value (not carried across
   indicators), their n in bands, values rounded (the expected rank to a whole number), no
   observed/expected/limits/intervals (each would give n back), small ones withheld; a comparison group needs at
-  least MIN_OTHER_UNITS other units, else the other units and the benchmark (which would give a lone other unit
+  least MIN_OTHER_UNITS other units from as many hospitals, counted per indicator in every period, else that
+  indicator's other units, benchmark and own figures computed from every unit (which would give a lone other unit
   back) are not shown; a manager's group is one of the published groups (offered_groups: no sum or difference of
   the views offered singles out fewer than MIN_OTHER_UNITS units from as many hospitals).
 - admin: imports and the roles mapping; no indicators, no patient-level rows, no audit log.
@@ -47,7 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -750,6 +751,7 @@ def indicator_rows(
     engine: Engine | None = None,
     record_view: bool = True,
     withheld: np.ndarray | None = None,
+    thin: Collection[str] = (),
 ) -> pd.DataFrame:
     """The rows of one condition's indicator table that the viewer may see.
 
@@ -758,7 +760,11 @@ def indicator_rows(
     (target and limits included, so the benchmark line can be drawn) and, with others="anonymise", the other
     units' rows as _anonymised makes them ("other unit k" numbered per indicator by value, `n_band`, rounded
     values, nothing exact); with others="hide" those rows are dropped. With fewer than MIN_OTHER_UNITS other
-    units in the table the manager gets the own rows only, without benchmark (`benchmark_withheld`).
+    units in the table, or from fewer hospitals, the manager gets the own rows only, without benchmark
+    (`benchmark_withheld`); and so per indicator where fewer other units (or hospitals) are counted (n > 0), and
+    for the indicators in `thin` (registry_indicators_withheld: so in some period of the grid; the pages pass
+    it, so all dates minus the other years gives no withheld year back): a PROM or treatment only one other
+    hospital records left its exact events and n as the pooled benchmark minus the manager's own.
     `units` (vbhc.registry.units()) is needed to match divisions; it is read from the database when a
     manager's scope names divisions and it is not given. `withheld`: the table's rows to withhold for a care team
     limited to some hospitals, from period_masks over every period of the grid (the pages pass it, so no period
@@ -794,19 +800,23 @@ def indicator_rows(
             )
     else:
         divisions = _divisions(viewer, units, engine)
-        own = table.apply(lambda row: _row_visible(viewer, condition, level, row, divisions), axis=1).astype(bool)
+        own = _own_rows(viewer, condition, level, table, divisions)
         mine = table[own].copy()
         mine["anonymised"] = False
         rest = table[~own].copy()
-        other_units = rest["unit"].nunique() if "unit" in rest else len(rest)
-        if other_units < MIN_OTHER_UNITS:
+        if _too_few(rest["unit"].astype(str) if "unit" in rest else range(len(rest))):
             # too few others: the benchmark (computed on own and other units) would give a lone other unit back
             mine = _without_benchmark(mine)
             out = mine
-        elif others == "hide":
-            out = mine
         else:
-            out = pd.concat([mine, _anonymised(rest)], ignore_index=True)
+            few = set(map(str, thin)) | _thin_in(table, own)
+            if few and "indicator" in table:
+                # an indicator counted in too few other units: its benchmark minus the own rows is theirs
+                alone = mine["indicator"].astype(str).isin(few).to_numpy()
+                mine = pd.concat([mine[~alone], _without_benchmark(mine[alone])]).loc[mine.index]
+                mine["benchmark_withheld"] = mine["benchmark_withheld"].fillna(False).astype(bool)
+                rest = rest[~rest["indicator"].astype(str).isin(few)]
+            out = mine if others == "hide" else pd.concat([mine, _anonymised(rest)], ignore_index=True)
     out = out.reset_index(drop=True)
     if withheld is not None and len(withheld) == len(table):
         # withheld over the grid of periods and levels: what judges a target on it may trust it (grid_masked)
@@ -814,6 +824,64 @@ def indicator_rows(
     if record_view:
         record_indicator_view(viewer, out, condition=condition, level=level, engine=engine)
     return out
+
+
+def _own_rows(
+    viewer: Viewer, condition: str, level: str, table: pd.DataFrame, divisions: dict[tuple[str, str], str]
+) -> np.ndarray:
+    """Per row of an indicator table whether it is of a unit in the viewer's (a manager's) scope."""
+    if table.empty:
+        return np.zeros(0, bool)
+    return (
+        table.apply(lambda row: _row_visible(viewer, condition, level, row, divisions), axis=1).astype(bool).to_numpy()
+    )
+
+
+def _too_few(units: Iterable[str]) -> bool:
+    """Whether `units` (other units' labels, repeats allowed) are fewer than MIN_OTHER_UNITS or of fewer hospitals:
+    five departments of one hospital are one hospital."""
+    labels = set(map(str, units))
+    return len(labels) < MIN_OTHER_UNITS or len({hospital_of(u) for u in labels}) < MIN_OTHER_UNITS
+
+
+def _thin_in(table: pd.DataFrame, own: np.ndarray) -> set[str]:
+    """The indicators of `table` whose other units (rows not `own`) with care cycles counted (n > 0) are some but
+    too few (_too_few): the pooled benchmark is the own rows and theirs, so it gives their figures back."""
+    if "indicator" not in table or "unit" not in table or "n" not in table:
+        return set()
+    counted = table[~np.asarray(own, bool) & (pd.to_numeric(table["n"], errors="coerce").fillna(0) > 0).to_numpy()]
+    # none counted is no one's figure (a year before a 12-month PROM is due): the benchmark is the own rows'
+    found = counted.groupby(counted["indicator"].astype(str))["unit"].agg(lambda u: _too_few(u.astype(str)))
+    return {str(i) for i, few in found.items() if few}
+
+
+def registry_indicators_withheld(
+    viewer: Viewer,
+    condition: str,
+    level: str,
+    registry_tables: Iterable[pd.DataFrame],
+    units: pd.DataFrame | None = None,
+    engine: Engine | None = None,
+) -> frozenset[str]:
+    """The indicators whose benchmark a manager's views show in no period (indicator_rows' `thin`): those counted
+    (n > 0) in some but fewer than MIN_OTHER_UNITS other units, or of fewer hospitals, in some table of
+    `registry_tables` (the registry's tables of every period of the grid: all dates and each year). Shown in all
+    dates and every year but one, the benchmark of that year was all dates minus the others, so that year's lone
+    other hospital's events and n. None counted is no one's figure (a year before a 12-month PROM is due). Empty
+    for a viewer who sees every unit; a viewer who may not see the condition gets nothing."""
+    if sees_all_units(viewer, condition) or not may_view_condition(viewer, condition):
+        return frozenset()
+    withheld: set[str] = set()
+    divisions: dict[tuple[str, str], str] | None = None
+    for table in registry_tables:
+        if table is None or not len(table) or "indicator" not in table:
+            continue
+        if divisions is None:
+            from vbhc.store import get_engine
+
+            divisions = _divisions(viewer, units, engine or get_engine())
+        withheld |= _thin_in(table, _own_rows(viewer, condition, level, table, divisions))
+    return frozenset(withheld)
 
 
 #: indicator_rows' mark (DataFrame.attrs) on a table withheld with period_masks over the grid, for that viewer.
@@ -939,9 +1007,42 @@ def _limited_care_hospitals(viewer: Viewer, condition: str) -> frozenset[str] | 
     return frozenset().union(*(s.hospitals for s in scopes))
 
 
+#: Columns of an own row computed from every unit's care cycles besides the benchmark itself: the case-mix
+#: model's expected value (with no case-mix, expected / n is the pooled rate), O/E and the adjusted value (O/E
+#: times the registry's rate), the shrunken value and ranks (a unit shrunk to the mean), the spread between units,
+#: the units ranked and the model's fit and excluded cycles (the other units' missing values). Withheld with the
+#: benchmark: a manager of H01 beside one other counted hospital read its rate from any of them.
+REGISTRY_DERIVED_COLUMNS = (
+    "expected",
+    "oe",
+    "oe_lower",
+    "oe_upper",
+    "adjusted_value",
+    "adjusted_lower",
+    "adjusted_upper",
+    "detectable_difference",
+    "phi",
+    "tau2",
+    "rankability",
+    "rankability_note",
+    "shrunken_value",
+    "shrunken_lower",
+    "shrunken_upper",
+    "shrinkage_tau2",
+    "shrinkage_rankability",
+    "expected_rank",
+    "expected_rank_lower",
+    "expected_rank_upper",
+    "ranked_units",
+)
+
+
 def _without_benchmark(rows: pd.DataFrame) -> pd.DataFrame:
+    """Own rows without the benchmark and everything else computed from the other units (REGISTRY_DERIVED_COLUMNS,
+    the case-mix model's figures): what is left is the own units' count, events and crude value."""
     out = rows.copy()
-    for col in [c for c in out.columns if c == "target" or str(c).startswith(_BENCHMARK_PREFIXES)]:
+    derived = {"target", *REGISTRY_DERIVED_COLUMNS}
+    for col in [c for c in out.columns if c in derived or str(c).startswith((*_BENCHMARK_PREFIXES, "model_"))]:
         if pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
             out[col] = np.nan
         else:
@@ -1006,28 +1107,9 @@ def comparison_group(
     units: pd.DataFrame | None,
     published: Sequence[PublishedGroup] | None = None,
 ) -> tuple[tuple[str, ...], bool]:
-    """The comparison group (hospitals) to compute a view on, and whether the chosen one was refused.
-
-    A manager's chosen group must hold at least MIN_OTHER_UNITS units at `level` outside the manager's scope,
-    from at least MIN_OTHER_UNITS hospitals, else one other unit or hospital could be singled out (its figures
-    are the benchmark minus the manager's own: one other hospital's five departments made five units, and the
-    group's benchmark was that hospital's own figure); and so must the group's complement, the units outside it
-    (comparison_group_refusal), and it must be one of the published groups offered to the manager
-    (offered_groups, `published`: load_comparison_groups() when None), returned with every hospital of the
-    manager's own units; then the whole registry is the comparison group, as for a viewer whose pages
-    withhold other hospitals' small cells (withholds_across_periods). `teams` is
-    vbhc.registry.condition_units(condition), `units` vbhc.registry.units() (for divisions). Viewers who see
-    every unit keep their choice.
-    """
-    chosen = tuple(sorted(set(peers)))
-    if comparison_group_refusal(viewer, condition, level, chosen, teams, units, published) is not None:
-        return (), True
-    if chosen and not sees_all_units(viewer, condition):
-        # a manager's published group with every hospital of the manager's own units: the same view whichever
-        # own unit is in focus (the pages add the focus unit's hospital), as offered_groups checked it
-        own = _own_hospitals(viewer, condition, level, teams, units)
-        return tuple(sorted(set(chosen) | own)), False
-    return chosen, False
+    """The comparison group (hospitals) to compute a view on, and whether the chosen one was refused: GroupChoice's
+    `resolved` for these values (its docstring says the rule)."""
+    return GroupChoice.of(viewer, condition, level, peers, teams, units, published).resolved()
 
 
 #: comparison_group_refusal's reasons, each a message key of the sidebar's warning (vbhc/i18n).
@@ -1049,43 +1131,105 @@ def comparison_group_refusal(
     published: Sequence[PublishedGroup] | None = None,
 ) -> str | None:
     """Why comparison_group refuses `peers` for the viewer (a message key: GROUP_WITHHELD, GROUP_TOO_SMALL,
-    GROUP_COMPLEMENT, GROUP_NOT_PUBLISHED), or None when the group is kept.
+    GROUP_COMPLEMENT, GROUP_NOT_PUBLISHED), or None when the group is kept: GroupChoice's `refusal` for these
+    values (its docstring says the rules)."""
+    return GroupChoice.of(viewer, condition, level, peers, teams, units, published).refusal()
 
-    Not published (GROUP_NOT_PUBLISHED): a manager's group must be one of offered_groups (`published`:
-    load_comparison_groups() when None), whatever own hospitals it holds besides. Two groups a manager chose
-    freely differed by one hospital (H01-H06 and H01-H07 of thirteen hospitals, each with five or more other
-    hospitals inside and outside it): the difference of their exact benchmarks was H07's figures by name.
 
-    The complement (GROUP_COMPLEMENT): a manager sees the group's benchmark exactly (the pooled rate, a fraction
-    whose denominator is the group's n), and the registry's. The registry's minus the group's is the units outside
-    the group, so those must pass the rule a group passes (MIN_OTHER_UNITS units from MIN_OTHER_UNITS hospitals),
-    as the PROM histogram's comparison panel (vbhc.disclosure.comparison_group_withheld): on the 2,000-cycle demo a
-    manager of H01 read colorectal 12-month EQ-5D improvement of 17/53 in H01-H06 and 19/61 in H01-H07, so H07's 2
-    of 8 patients (a cell below the threshold, by name); a group of every hospital but one gave that one's cells."""
-    chosen = tuple(sorted(set(peers)))
-    if chosen and withholds_across_periods(viewer, condition):
-        # a viewer with other hospitals' cells withheld (a care team limited to some hospitals): a group's own
-        # secondary cells differ from the registry's, so two group views (or a group and the registry) gave a
-        # withheld cell back, and a group of the own hospital and one other was that one's cells (its total minus
-        # the own cells); such a viewer compares with the whole registry
-        return GROUP_WITHHELD
-    if not chosen or sees_all_units(viewer, condition):
+@dataclass(frozen=True, eq=False)
+class GroupChoice:
+    """A viewer's chosen comparison group with what deciding on it reads, as one value: the viewer, the condition,
+    the unit level, the chosen hospitals (`peers`, sorted and without repeats), `teams` (vbhc.registry.
+    condition_units(condition), or condition_unit_years), `units` (vbhc.registry.units(), for divisions) and the
+    published groups (`published`: load_comparison_groups() when None). comparison_group and
+    comparison_group_refusal took these seven one by one, and every caller passed the same seven to both; a page
+    builds the value once and asks it both questions. Compared by identity (it holds tables)."""
+
+    viewer: Viewer
+    condition: str
+    level: str
+    peers: tuple[str, ...]
+    teams: pd.DataFrame
+    units: pd.DataFrame | None
+    published: tuple[PublishedGroup, ...] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        viewer: Viewer,
+        condition: str,
+        level: str,
+        peers: Iterable[str],
+        teams: pd.DataFrame,
+        units: pd.DataFrame | None,
+        published: Iterable[PublishedGroup] | None = None,
+    ) -> GroupChoice:
+        """The value for a chosen group in any order, with repeats (a multiselect's, a link's)."""
+        chosen = tuple(sorted(set(peers)))
+        return cls(viewer, condition, level, chosen, teams, units, None if published is None else tuple(published))
+
+    def resolved(self) -> tuple[tuple[str, ...], bool]:
+        """The comparison group (hospitals) to compute a view on, and whether the chosen one was refused.
+
+        A manager's chosen group must hold at least MIN_OTHER_UNITS units at `level` outside the manager's scope,
+        from at least MIN_OTHER_UNITS hospitals, else one other unit or hospital could be singled out (its figures
+        are the benchmark minus the manager's own: one other hospital's five departments made five units, and the
+        group's benchmark was that hospital's own figure); and so must the group's complement, the units outside it
+        (refusal), and it must be one of the published groups offered to the manager (offered_groups), returned
+        with every hospital of the manager's own units; then the whole registry is the comparison group, as for a
+        viewer whose pages withhold other hospitals' small cells (withholds_across_periods). Viewers who see every
+        unit keep their choice."""
+        viewer, condition, level, chosen = self.viewer, self.condition, self.level, self.peers
+        if self.refusal() is not None:
+            return (), True
+        if chosen and not sees_all_units(viewer, condition):
+            # a manager's published group with every hospital of the manager's own units: the same view whichever
+            # own unit is in focus (the pages add the focus unit's hospital), as offered_groups checked it
+            own = _own_hospitals(viewer, condition, level, self.teams, self.units)
+            return tuple(sorted(set(chosen) | own)), False
+        return chosen, False
+
+    def refusal(self) -> str | None:
+        """Why resolved refuses the chosen group for the viewer (a message key: GROUP_WITHHELD, GROUP_TOO_SMALL,
+        GROUP_COMPLEMENT, GROUP_NOT_PUBLISHED), or None when the group is kept.
+
+        Not published (GROUP_NOT_PUBLISHED): a manager's group must be one of offered_groups, whatever own
+        hospitals it holds besides. Two groups a manager chose freely differed by one hospital (H01-H06 and H01-H07
+        of thirteen hospitals, each with five or more other hospitals inside and outside it): the difference of
+        their exact benchmarks was H07's figures by name.
+
+        The complement (GROUP_COMPLEMENT): a manager sees the group's benchmark exactly (the pooled rate, a
+        fraction whose denominator is the group's n), and the registry's. The registry's minus the group's is the
+        units outside the group, so those must pass the rule a group passes (MIN_OTHER_UNITS units from
+        MIN_OTHER_UNITS hospitals), as the PROM histogram's comparison panel
+        (vbhc.disclosure.comparison_group_withheld): on the 2,000-cycle demo a manager of H01 read colorectal
+        12-month EQ-5D improvement of 17/53 in H01-H06 and 19/61 in H01-H07, so H07's 2 of 8 patients (a cell below
+        the threshold, by name); a group of every hospital but one gave that one's cells."""
+        viewer, condition, level, chosen = self.viewer, self.condition, self.level, self.peers
+        teams, units = self.teams, self.units
+        if chosen and withholds_across_periods(viewer, condition):
+            # a viewer with other hospitals' cells withheld (a care team limited to some hospitals): a group's own
+            # secondary cells differ from the registry's, so two group views (or a group and the registry) gave a
+            # withheld cell back, and a group of the own hospital and one other was that one's cells (its total
+            # minus the own cells); such a viewer compares with the whole registry
+            return GROUP_WITHHELD
+        if not chosen or sees_all_units(viewer, condition):
+            return None
+        inside = teams["hospital"].astype(str).isin(chosen)
+        if _too_few_others(viewer, condition, level, teams[inside], units):
+            return GROUP_TOO_SMALL
+        outside = teams[~inside]
+        if len(outside) and _too_few_others(viewer, condition, level, outside, units, empty_passes=True):
+            return GROUP_COMPLEMENT
+        if not len(outside):
+            return None  # every hospital: the registry itself
+        offered = offered_groups(viewer, condition, level, teams, units, self.published)
+        own = _own_hospitals(viewer, condition, level, teams, units)
+        with_own = teams["hospital"].astype(str).isin(set(chosen) | own)
+        inside_others = set(_other_units(viewer, condition, level, teams[with_own], units))
+        if not any(set(_members(viewer, condition, level, teams, units, g)) == inside_others for g in offered):
+            return GROUP_NOT_PUBLISHED
         return None
-    inside = teams["hospital"].astype(str).isin(chosen)
-    if _too_few_others(viewer, condition, level, teams[inside], units):
-        return GROUP_TOO_SMALL
-    outside = teams[~inside]
-    if len(outside) and _too_few_others(viewer, condition, level, outside, units, empty_passes=True):
-        return GROUP_COMPLEMENT
-    if not len(outside):
-        return None  # every hospital: the registry itself
-    offered = offered_groups(viewer, condition, level, teams, units, published)
-    own = _own_hospitals(viewer, condition, level, teams, units)
-    with_own = teams["hospital"].astype(str).isin(set(chosen) | own)
-    inside_others = set(_other_units(viewer, condition, level, teams[with_own], units))
-    if not any(set(_members(viewer, condition, level, teams, units, g)) == inside_others for g in offered):
-        return GROUP_NOT_PUBLISHED
-    return None
 
 
 def _too_few_others(

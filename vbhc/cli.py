@@ -463,6 +463,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
 
+    problem = _config_problem()
+    if problem is not None:
+        print(f"vbhc serve: {problem}", file=sys.stderr)
+        return 2
     upgrade_schema(get_engine())
     if row_counts()["care_cycles"] == 0 and not args.no_demo:
         print("The database is empty: generating the demo registry first (about a minute).")
@@ -478,6 +482,43 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     command = serve_command(args.port, args.address, headless=args.headless)
     print(f"Starting the dashboard on http://{args.address}:{args.port}")
     return subprocess.call(command, cwd=PROJECT_ROOT)
+
+
+def _config_problem() -> str | None:
+    """The first mistake in the files the pages read on every run, as one line naming the file, the entry, the key
+    and the problem (vbhc.access's loaders), or None. The roles mapping is read when viewers sign in through OpenID
+    Connect (it must then be there) and checked wherever it is present; the published comparison groups always
+    (quality, care teams and the local user pick among them too). A server started with a broken file ran, and
+    every page told every viewer only that no role could be given or no group chosen."""
+    from vbhc.access import AccessConfigError, load_access, load_comparison_groups
+    from vbhc.settings import access_file
+
+    try:
+        if _signs_in_with_oidc() or access_file().is_file():
+            load_access()
+        load_comparison_groups()
+    except AccessConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _signs_in_with_oidc() -> bool:
+    """Whether the server will sign viewers in through OpenID Connect (ui.auth.mode): VBHC_AUTH, else an [auth]
+    section in a Streamlit secrets file it reads (the checkout's .streamlit/ or the user's ~/.streamlit/)."""
+    import tomllib
+
+    from vbhc.settings import auth_mode
+
+    chosen = auth_mode()
+    if chosen is not None:
+        return chosen == "oidc"
+    for folder in (PROJECT_ROOT / ".streamlit", Path.home() / ".streamlit"):
+        try:
+            if "auth" in tomllib.loads((folder / "secrets.toml").read_text(encoding="utf-8")):
+                return True
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # no such file, or one Streamlit itself reports
+    return False
 
 
 def serve_command(port: int, address: str, *, headless: bool) -> list[str]:

@@ -493,7 +493,8 @@ def comparison_group_withheld(
     """The timepoints whose comparison group ("all units" but the own one, e.g. the PROM score histogram's) is
     withheld in the view of `period` ("" all dates, or a year). `cells`: one row per patient score of the whole
     registry over all dates (columns unit, hospital, timepoint, year). The group's bins are counts of its patients,
-    so a group of fewer than `threshold` patients or `min_units` units is one unit's small counts (a condition or
+    so a group of fewer than `threshold` patients or `min_units` units (or units of fewer hospitals) is one unit's
+    small counts (a condition or
     year with few responses at 12 months: two other hospitals, four patients, one a bin).
 
     Differencing is closed as for the indicator tables: all dates minus the shown years gives the withheld years'
@@ -511,7 +512,9 @@ def comparison_group_withheld(
     rest = others[~others["hospital"].astype(str).isin(list(hospitals))] if hospitals else others.iloc[:0]
 
     def fails(part: pd.DataFrame) -> bool:
-        return len(part) < threshold or part["unit"].nunique() < min_units
+        # units of as many hospitals: at department level five departments of one other hospital made a panel of
+        # that hospital's patients
+        return len(part) < threshold or part["unit"].nunique() < min_units or part["hospital"].nunique() < min_units
 
     withheld: set[str] = set()
     if hospitals and offered:

@@ -28,7 +28,7 @@ pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carr
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -930,58 +930,60 @@ def joint_grid_masks(
     indicator table, the primary then from the group's total). Repeated until neither adds a cell. With
     `include_own` the cells without the own hospitals' first (what their page withholds), then the own ones on
     top: a file withholds a superset of its page, so the two cannot be combined."""
-    page = _audited(tables, rule, frames or {}, condition, own_hospitals, False, None)
+    page = _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals))
     if not include_own:
         return page
-    return _audited(tables, rule, frames or {}, condition, own_hospitals, True, page)
+    return _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals, include_own=True, seed=page))
 
 
-def _audited(
-    tables: Mapping[str, pd.DataFrame],
-    rule: SuppressionRule,
-    frames: Mapping[str, Mapping[str, pd.DataFrame]],
-    condition: object,
-    own_hospitals: Sequence[str],
-    include_own: bool,
-    seed: GridMasks | None,
-) -> GridMasks:
+@dataclass(frozen=True)
+class _GridStep:
+    """One step of joint_grid_masks, as _audited and _joint read it: every period's indicator table (`tables`),
+    the rule, the frames beside them, the condition, the own hospitals, whether their rows are withheld too
+    (`include_own`: a file's step; a page's keeps them shown) and the cells withheld already (`seed`: the page's
+    step, or a repair's). The two functions took these seven one by one and passed them on to each other."""
+
+    tables: Mapping[str, pd.DataFrame]
+    rule: SuppressionRule
+    frames: Mapping[str, Mapping[str, pd.DataFrame]]
+    condition: object
+    own_hospitals: Sequence[str]
+    include_own: bool = False
+    seed: GridMasks | None = None
+
+
+def _audited(step: _GridStep) -> GridMasks:
     """_joint, then the audit of every equation at once (vbhc.reports.grid_audit): a withheld small count that a
     chain of equations pins (a unit's years, then a year's benchmark) gets a further shown row of those
     equations withheld, the per-equation rules run again on top, until the audit pins nothing. On a page (without
     `include_own`) the own hospitals' rows stay shown: its reader knows them."""
     from vbhc.reports.grid_audit import repairs
 
-    got = _joint(tables, rule, frames, condition, own_hospitals, include_own, seed)
-    if not rule.active:
+    got = _joint(step)
+    if not step.rule.active:
         return got
     keep: dict[tuple[str, str, int], bool] = {}
-    if not include_own and own_hospitals:
-        for p, table in tables.items():
-            keep |= {("table", p, int(i)): True for i in np.flatnonzero(own_rows(table, own_hospitals))}
-        for what, by_period in frames.items():
+    if not step.include_own and step.own_hospitals:
+        for p, table in step.tables.items():
+            keep |= {("table", p, int(i)): True for i in np.flatnonzero(own_rows(table, step.own_hospitals))}
+        for what, by_period in step.frames.items():
             for p, frame in by_period.items():
-                keep |= {(what, p, int(i)): True for i in np.flatnonzero(own_rows(frame, own_hospitals))}
+                keep |= {(what, p, int(i)): True for i in np.flatnonzero(own_rows(frame, step.own_hospitals))}
     judged: dict[tuple, bool] = {}  # which pins withholding could hide, kept across the passes
-    for _ in range(sum(len(table) for table in tables.values()) + 1):  # every pass withholds another row, or stops
-        more = repairs(got.tables, got.masks, got.frames, got.frame_masks, rule.threshold, keep=keep, judged=judged)
+    for _ in range(sum(len(table) for table in step.tables.values()) + 1):  # every pass withholds another row, or stops
+        more = repairs(
+            got.tables, got.masks, got.frames, got.frame_masks, step.rule.threshold, keep=keep, judged=judged
+        )
         if more is None:
             break
-        seed = GridMasks(got.tables, more[0], got.frames, more[1])
-        got = _joint(tables, rule, frames, condition, own_hospitals, include_own, seed)
+        got = _joint(replace(step, seed=GridMasks(got.tables, more[0], got.frames, more[1])))
     return got
 
 
-def _joint(
-    tables: Mapping[str, pd.DataFrame],
-    rule: SuppressionRule,
-    frames: Mapping[str, Mapping[str, pd.DataFrame]],
-    condition: object,
-    own_hospitals: Sequence[str],
-    include_own: bool,
-    seed: GridMasks | None,
-) -> GridMasks:
-    """joint_grid_masks' fixed point for one of its steps; `seed`: cells withheld already (the page's step)."""
-    options = {"own_hospitals": own_hospitals, "include_own": include_own}
+def _joint(step: _GridStep) -> GridMasks:
+    """joint_grid_masks' fixed point for one of its steps; `step.seed`: cells withheld already (the page's step)."""
+    tables, rule, frames, condition, seed = step.tables, step.rule, step.frames, step.condition, step.seed
+    options = {"own_hospitals": step.own_hospitals, "include_own": step.include_own}
     forced = None if seed is None else seed.masks
     rates, costs = frames.get("prom_response"), frames.get("cost_breakdown")
     for _ in range(sum(len(table) for table in tables.values()) + 1):  # every pass withholds another cell, or stops

@@ -1,0 +1,131 @@
+"""A manager on a registry of more than ten hospitals picks a comparison group in the compare page's sidebar among
+the published groups offered to them (vbhc.access.offered_groups) and nothing else, in Dutch and English: a group
+whose atom with another would be one hospital, and one whose hospital codes are written in another case (it holds
+none of the registry's hospitals), are not offered.
+
+The registry: the browser tests' demo generator (ten hospitals) with H02-H10 each split in two (H11-H19 take every
+other care cycle), nineteen hospitals treating hip osteoarthritis, imported as `vbhc import` does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from tests.e2e.conftest import StreamlitServer, free_port
+from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, assert_no_exception, wait_for_run
+from tests.e2e.test_sign_in import sign_in
+from vbhc.i18n import t
+
+CONDITION = "hip_osteoarthritis"
+GROUPS = {  # name -> hospitals, in the file's order
+    "Groep A": [f"H{i:02d}" for i in range(2, 8)],
+    "Groep B": [f"H{i:02d}" for i in range(8, 14)],
+    "Groep A plus H08": [f"H{i:02d}" for i in range(2, 9)],  # differs from A by H08 alone: not offered
+    "kleine letters": [f"h{i:02d}" for i in range(14, 20)],  # no hospital of the registry: not offered
+}
+OFFERED = ["Groep A", "Groep B"]
+
+
+def _split_demo(folder: Path) -> list[Path]:
+    """The demo's files with every hospital but the own one split in two (H02 -> H02 and H11, ..., H10 -> H19)."""
+    from vbhc.demo import TABLES, generate_demo
+
+    generate_demo(folder, cycles=4_000, seed=20240601)
+    units = pd.read_excel(folder / "units.xlsx", sheet_name="units")
+    twins = {f"H{i:02d}": f"H{i + 9:02d}" for i in range(2, 11)}
+    copies = units[units["hospital"].isin(list(twins))].copy()
+    copies["hospital_name"] = copies["hospital_name"] + " Zuid"
+    copies["hospital"] = copies["hospital"].map(twins)
+    pd.concat([units, copies], ignore_index=True).to_excel(folder / "units.xlsx", sheet_name="units", index=False)
+    cycles = pd.read_csv(folder / "care_cycles.csv", dtype=str, keep_default_na=False)
+    moved = cycles["hospital"].isin(list(twins)) & (pd.Series(range(len(cycles))) % 2 == 1)
+    cycles.loc[moved, "hospital"] = cycles.loc[moved, "hospital"].map(twins)
+    cycles.to_csv(folder / "care_cycles.csv", index=False)
+    return [folder / "units.xlsx", *(folder / f"{table}.csv" for table in TABLES[1:])]
+
+
+@pytest.fixture(scope="module")
+def many_hospitals(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
+    """The dashboard in production mode (OIDC sign-in, tests/roles.py's mapping) on the nineteen hospitals, with
+    the published groups of GROUPS."""
+    from tests.roles import MAPPING
+    from vbhc import cli
+    from vbhc.store import get_engine
+
+    folder = tmp_path_factory.mktemp("many-hospitals")
+    database_url = f"sqlite:///{folder / 'vbhc.db'}"
+    files = _split_demo(folder / "files")
+    get_engine.cache_clear()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VBHC_DATABASE_URL", database_url)
+        env.setenv("VBHC_REPORT_CHARTS", "0")  # no PDF report is made here (~20 s of CPU)
+        try:
+            assert cli.main(["import", *map(str, files)]) == 0
+        finally:
+            get_engine().dispose()
+            get_engine.cache_clear()
+    groups = folder / "comparison_groups.toml"
+    groups.write_text(
+        "".join(f'[[group]]\nname = "{name}"\nhospitals = {hospitals!r}\n\n' for name, hospitals in GROUPS.items()),
+        encoding="utf-8",
+    )
+    port = free_port()
+    secrets = folder / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
+        'cookie_secret = "e2e-only-cookie-secret-0123456789"\n'
+        'client_id = "vbhc-e2e"\n'
+        'client_secret = "vbhc-e2e-secret"\n'
+        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
+        encoding="utf-8",
+    )
+    mapping = folder / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    server = StreamlitServer(
+        database_url,
+        folder / "streamlit.log",
+        host="localhost",
+        port=port,
+        extra_args=("--secrets.files", str(secrets)),
+        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc", "VBHC_COMPARISON_GROUPS_FILE": str(groups)},
+    )
+    try:
+        server.wait_until_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+def _options(page: Page, box) -> list[str]:
+    """The options of a selectbox, read once its list is open (a click during a run drawing the sidebar again may
+    leave it closed: clicked again)."""
+    for _ in range(3):
+        box.click()
+        try:
+            page.get_by_role("option").first.wait_for(timeout=SETTLED_MS)
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+            wait_for_run(page)
+            continue
+        options = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
+        page.keyboard.press("Escape")
+        return options
+    raise AssertionError("the comparison group's list does not open")
+
+
+def test_a_manager_is_offered_the_published_groups_and_nothing_else(page: Page, many_hospitals: StreamlitServer):
+    sign_in(page, many_hospitals.url, "manager")
+    for lang in ("nl", "en"):
+        page.goto(f"{many_hospitals.url}/compare?condition={CONDITION}&lang={lang}")
+        box = page.get_by_role("combobox", name=t("filter.comparison_group", lang), exact=True)
+        box.wait_for(timeout=RUN_TIMEOUT_MS)
+        wait_for_run(page)
+        assert_no_exception(page)
+        options = _options(page, box)
+        assert options == [t("comparison.all_units", lang), *OFFERED], (lang, options)
