@@ -446,6 +446,9 @@ class BatchState:
         self._vital: pd.DataFrame | None = None
         self._batch_vital: list[pd.DataFrame] = []
         self._deaths: pd.Series | None = None
+        #: each known care cycle under its id_keys key (the first spelling of a key), built when a file brings a
+        #: cycle_id that is not known yet (cycle_twins)
+        self._cycle_keys: pd.Series | None = None
 
     def units(self) -> set[tuple[str, str]]:
         if self._units is None:
@@ -473,6 +476,56 @@ class BatchState:
         )
         self._batch_cycles.append(frame)
         self._cycles = None
+        if self._cycle_keys is not None and len(cycle_ids):
+            self._cycle_keys = _spellings(pd.concat([self._cycle_keys, _keyed(cycle_ids)]))
+
+    def cycle_twins(self, cycle_ids: pd.Series) -> dict[str, str]:
+        """Each of `cycle_ids` that is no known care cycle (stored, or of an earlier row or file) but reads as
+        one, or as an earlier one of `cycle_ids` (id_keys: c0000001 as C0000001, 007 as 7), mapped to that other
+        spelling. Only ids that are not known exactly are looked at: a file that sends its cycles again costs
+        nothing here."""
+        fresh = cycle_ids[(cycle_ids != "").to_numpy() & ~cycle_ids.isin(self._known_cycles().index)]
+        if fresh.empty:
+            return {}
+        if self._cycle_keys is None:
+            self._cycle_keys = _spellings(_keyed(self._known_cycles().index))
+        new = pd.Series(pd.unique(fresh.to_numpy(dtype=object)), dtype=object)
+        keys = id_keys(new)
+        earlier = new.groupby(keys.to_numpy(), sort=False).transform("first")
+        known = keys.map(self._cycle_keys).astype(object)
+        seen = known.where(known.notna(), earlier)
+        twin = (seen != new).to_numpy()
+        return dict(zip(new[twin], seen[twin], strict=True))
+
+
+def id_keys(codes: pd.Series | pd.Index) -> pd.Series:
+    """Each id as a person compares ids: upper and lower case alike (c0000001 is C0000001 to a reader and to
+    Excel's lookups) and a number's leading zeros left off (007 and 7: Excel opens a CSV showing both as 7)."""
+    keys = pd.Series(codes, dtype=object).str.casefold()
+    digits = keys.str.fullmatch(r"[0-9]+", na=False).to_numpy()
+    if digits.any():
+        keys[digits] = keys[digits].str.lstrip("0").replace("", "0")
+    return keys.reset_index(drop=True)
+
+
+def _keyed(codes: pd.Series | pd.Index) -> pd.Series:
+    """`codes` indexed by their id_keys."""
+    values = pd.Series(codes, dtype=object).to_numpy()
+    return pd.Series(values, index=id_keys(values).to_numpy(), dtype=object)
+
+
+def _spellings(keyed: pd.Series) -> pd.Series:
+    """The first spelling of each key."""
+    return keyed[~keyed.index.duplicated(keep="first")]
+
+
+def id_twin_rule(code: str, known: str) -> Rule:
+    """Why `code` is refused as a twin of the known id `known`: case, or leading zeros. The known id is shown as
+    the problem's value is (one that looks like a BSN is hidden: shown_value)."""
+    shown = shown_value("cycle_id", known)
+    if code.casefold() == known.casefold():
+        return Rule("validate.cycle_case", known=shown)
+    return Rule("validate.cycle_zeros", known=shown)
 
     def death_dates(self) -> pd.Series:
         """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
@@ -592,6 +645,12 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     catalog = batch.catalog
     cycle_id = ck.identifier("cycle_id")
+    # C0000001 and c0000001, 7 and 007: one care cycle to a reader, two keys to the store; refused naming the
+    # other spelling, as a unit's twin is (which one is meant, only the sender can say)
+    twins = batch.cycle_twins(cycle_id)
+    if twins:
+        twin = cycle_id.isin(list(twins)).to_numpy(dtype=bool)
+        ck.flag(twin, "cycle_id", lambda i: id_twin_rule(cycle_id.iat[i], twins[cycle_id.iat[i]]))
     patient_id = ck.identifier("patient_id")
     ck.flag(is_bsn(patient_id), "patient_id", Rule("validate.looks_like_bsn"))
     condition = ck.text("condition")
