@@ -161,6 +161,10 @@ class Checker:
         self.source, self.chunk, self.report, self.marks = source, chunk, report, marks
         self.frame = chunk.frame
         self.bad = np.zeros(len(chunk.frame), dtype=bool)
+        #: rows flagged in a column of the table's key, or for the row as a whole: their key is not what the row
+        #: means, so it is compared with no other row's (the others are, for a duplicate: RefusedKeys in run)
+        self.key_bad = np.zeros(len(chunk.frame), dtype=bool)
+        self._key_columns = frozenset(source.spec.key)
         self._found: list[Problem] = []
 
     def flag(self, mask: np.ndarray | pd.Series, column: str | None, rule: Rule | Callable[[int], Rule]) -> None:
@@ -169,6 +173,8 @@ class Checker:
         if not mask.any():
             return
         self.bad |= mask
+        if column is None or column in self._key_columns:
+            self.key_bad |= mask
         rows = np.flatnonzero(mask)
         # count every problem, but only materialise the ones that can still be reported
         room = max(self.report.room - len(self._found), 0)
@@ -497,6 +503,30 @@ class BatchState:
         twin = (seen != new).to_numpy()
         return dict(zip(new[twin], seen[twin], strict=True))
 
+    def death_dates(self) -> pd.Series:
+        """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
+        indicator follows) with value 1 and a date, stored or from this batch's earlier files and chunks; a later
+        row of the same cycle and outcome replaces an earlier one, as the upsert will (a correction to "alive")."""
+        if self._deaths is None:
+            if self._vital is None:
+                self._vital = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
+            frame = pd.concat([self._vital, *self._batch_vital]) if self._batch_vital else self._vital
+            frame = frame[~frame.index.duplicated(keep="last")]
+            dead = frame[(frame["value"] == 1).to_numpy() & frame["date"].notna().to_numpy()]
+            cycles = dead.index.get_level_values(0)
+            self._deaths = dead["date"].groupby(cycles).min() if len(dead) else pd.Series(dtype="datetime64[ns]")
+        return self._deaths
+
+    def add_batch_vital(self, cycle_ids: pd.Series, outcomes: pd.Series, values: pd.Series, dates: pd.Series) -> None:
+        """A file's vital status rows, for the rows of later files and chunks dated against a death."""
+        index = pd.MultiIndex.from_arrays([cycle_ids.to_numpy(), outcomes.to_numpy()], names=["cycle_id", "outcome"])
+        frame = pd.DataFrame(
+            {"value": values.to_numpy(dtype=float), "date": pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")},
+            index=index,
+        )
+        self._batch_vital.append(frame)
+        self._deaths = None
+
 
 def id_keys(codes: pd.Series | pd.Index) -> pd.Series:
     """Each id as a person compares ids: upper and lower case alike (c0000001 is C0000001 to a reader and to
@@ -526,30 +556,6 @@ def id_twin_rule(code: str, known: str) -> Rule:
     if code.casefold() == known.casefold():
         return Rule("validate.cycle_case", known=shown)
     return Rule("validate.cycle_zeros", known=shown)
-
-    def death_dates(self) -> pd.Series:
-        """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
-        indicator follows) with value 1 and a date, stored or from this batch's earlier files and chunks; a later
-        row of the same cycle and outcome replaces an earlier one, as the upsert will (a correction to "alive")."""
-        if self._deaths is None:
-            if self._vital is None:
-                self._vital = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
-            frame = pd.concat([self._vital, *self._batch_vital]) if self._batch_vital else self._vital
-            frame = frame[~frame.index.duplicated(keep="last")]
-            dead = frame[(frame["value"] == 1).to_numpy() & frame["date"].notna().to_numpy()]
-            cycles = dead.index.get_level_values(0)
-            self._deaths = dead["date"].groupby(cycles).min() if len(dead) else pd.Series(dtype="datetime64[ns]")
-        return self._deaths
-
-    def add_batch_vital(self, cycle_ids: pd.Series, outcomes: pd.Series, values: pd.Series, dates: pd.Series) -> None:
-        """A file's vital status rows, for the rows of later files and chunks dated against a death."""
-        index = pd.MultiIndex.from_arrays([cycle_ids.to_numpy(), outcomes.to_numpy()], names=["cycle_id", "outcome"])
-        frame = pd.DataFrame(
-            {"value": values.to_numpy(dtype=float), "date": pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")},
-            index=index,
-        )
-        self._batch_vital.append(frame)
-        self._deaths = None
 
 
 _EMPTY_VITAL = pd.DataFrame(
