@@ -1,10 +1,11 @@
-"""Care cycle ids that read as one id and are two keys: c0000001 beside C0000001, 007 beside 7.
+"""Care cycle and PREM response ids that read as one id and are two keys: c0000001 beside C0000001, 007 beside 7.
 
 A reader (and Excel's lookups) takes upper and lower case for the same letter, and Excel opens a CSV showing 007
 as 7; the database holds two care cycles, and the outcomes, PROMs and costs of the one the sender meant go to
-either. Before, such a cycle was stored as a second care cycle without a word. Now it is refused naming the row,
+either; a response's answers are split between two responses. Before, such an id was stored as a second care
+cycle or response without a word. Now it is refused naming the row,
 the column, the value and the other spelling, whether that one is stored, in an earlier row or in an earlier file
-of the batch, and nothing is written (vbhc.ingest.validate.BatchState.cycle_twins).
+of the batch, and nothing is written (vbhc.ingest.validate.BatchState.cycle_twins, Spellings).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.db_snapshot import snapshot
+from tests.prem_files import PREM_COLUMNS, prem_rows
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_units
 from vbhc.ingest import ImportRefused, import_files, shown_value
 from vbhc.store import get_engine, upgrade_schema
@@ -42,6 +44,19 @@ def _rows(*ids: str) -> list[dict[str, str]]:
     return [{**template, "cycle_id": cycle_id, "patient_id": f"P{n:04d}y"} for n, cycle_id in enumerate(ids)]
 
 
+def _responses(*ids: str) -> list[dict[str, str]]:
+    """One valid PREM response of two rows per id (the small file's outpatient response R0007)."""
+    template = [row for row in prem_rows() if row["response_id"] == "R0007"]
+    return [{**row, "response_id": response_id} for response_id in ids for row in template]
+
+
+#: table -> (its id column, rows for ids, its columns, rows per id)
+TABLES = {
+    "care_cycles": ("cycle_id", _rows, CYCLE_COLUMNS, 1),
+    "prem_responses": ("response_id", _responses, PREM_COLUMNS, 2),
+}
+
+
 @st.composite
 def twins(draw) -> tuple[str, str]:
     """An id and another spelling a reader takes for it: some letters' case changed, or leading zeros added to
@@ -60,38 +75,42 @@ def twins(draw) -> tuple[str, str]:
 
 
 @settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pair=twins(), where=st.sampled_from(WHERE))
-def test_a_cycle_id_that_reads_as_another_is_refused_naming_it(template, tmp_path_factory, pair, where):
+@given(pair=twins(), where=st.sampled_from(WHERE), table=st.sampled_from(sorted(TABLES)))
+def test_an_id_that_reads_as_another_is_refused_naming_it(template, tmp_path_factory, pair, where, table):
     original, twin = pair
+    column, rows_of, columns, per_id = TABLES[table]
     folder = tmp_path_factory.mktemp("twin")
     shutil.copyfile(template, folder / "vbhc.db")
     engine = get_engine(f"sqlite:///{folder / 'vbhc.db'}")
     try:
         if where == "stored":
-            import_files([write_csv(folder / "care_cycles_first.csv", _rows(original), CYCLE_COLUMNS)], engine)
-            paths, row = [write_csv(folder / "care_cycles.csv", _rows("Z1", twin), CYCLE_COLUMNS)], 3
+            import_files([write_csv(folder / f"{table}_first.csv", rows_of(original), columns)], engine)
+            paths, first = [write_csv(folder / f"{table}.csv", rows_of("Z1", twin), columns)], 2 + per_id
         elif where == "earlier row":
-            paths, row = [write_csv(folder / "care_cycles.csv", _rows(original, "Z1", twin), CYCLE_COLUMNS)], 4
+            paths, first = [write_csv(folder / f"{table}.csv", rows_of(original, "Z1", twin), columns)], 2 + 2 * per_id
         else:
             paths = [
-                write_csv(folder / "care_cycles_a.csv", _rows(original), CYCLE_COLUMNS),
-                write_csv(folder / "care_cycles_b.csv", [_rows("Z1", "Z2", twin)[2]], CYCLE_COLUMNS),
+                write_csv(folder / f"{table}_a.csv", rows_of(original), columns),
+                write_csv(folder / f"{table}_b.csv", rows_of(twin), columns),
             ]
-            row = 2
+            first = 2
         before = snapshot(engine, skip=("audit_events",))
         with pytest.raises(ImportRefused) as refused:
             import_files(paths, engine)
         assert snapshot(engine, skip=("audit_events",)) == before
         problems = refused.value.report.problems
-        expected = (paths[-1].name, row, "cycle_id", shown_value("cycle_id", twin))
-        assert [(p.file, p.row, p.column, p.value) for p in problems] == [expected]
-        rule = problems[0].rule
+        shown = shown_value(column, twin)
+        expected = [(paths[-1].name, first + n, column, shown) for n in range(per_id)]
+        assert [(p.file, p.row, p.column, p.value) for p in problems] == expected
+        what = column.removesuffix("_id")
         case = twin.casefold() == original.casefold()
-        assert rule.code == ("validate.cycle_case" if case else "validate.cycle_zeros")
-        for lang in ("en", "nl"):
-            # "write it as C0000001, or ..." / "schrijf het als ...": an id that looks like a BSN stays hidden
-            assert f"{shown_value('cycle_id', original)}," in rule.in_language(lang)
-        assert rule.in_language("nl") != rule.in_language("en")
+        for problem in problems:
+            rule = problem.rule
+            assert rule.code == (f"validate.{what}_case" if case else f"validate.{what}_zeros")
+            for lang in ("en", "nl"):
+                # "write it as C0000001, or ..." / "schrijf het als ...": an id that looks like a BSN stays hidden
+                assert f"{shown_value(column, original)}," in rule.in_language(lang)
+            assert rule.in_language("nl") != rule.in_language("en")
     finally:
         engine.dispose()
         get_engine.cache_clear()

@@ -234,7 +234,9 @@ class _Batch:
         self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str, row_checks_off: bool
     ):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
-        self.state = BatchState(catalog, self._stored_units, self._stored_cycles, self._stored_vital)
+        self.state = BatchState(
+            catalog, self._stored_units, self._stored_cycles, self._stored_vital, self._stored_responses
+        )
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
@@ -262,6 +264,11 @@ class _Batch:
             },
             index=pd.Index(ids, dtype=object, name="cycle_id"),
         )
+
+    def _stored_responses(self) -> pd.Index:
+        """The stored PREM response ids, each once."""
+        r = models.PremResponse
+        return pd.Index(self.conn.execute(select(r.response_id).distinct()).scalars().all(), dtype=object)
 
     def _stored_vital(self) -> pd.DataFrame:
         """The stored vital status rows (outcomes a survival indicator follows), indexed by (cycle_id, outcome)."""

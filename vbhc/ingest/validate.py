@@ -441,8 +441,11 @@ class BatchState:
         stored_units: Callable[[], set],
         stored_cycles: Callable[[], pd.DataFrame],
         stored_vital: Callable[[], pd.DataFrame] | None = None,
+        stored_responses: Callable[[], pd.Index] | None = None,
     ):
         self.catalog = catalog
+        #: the PREM response ids stored or given by an earlier row or file, by how a reader compares them
+        self.response_spellings = Spellings(stored_responses or (lambda: pd.Index([], dtype=object)))
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
         self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
@@ -549,13 +552,52 @@ def _spellings(keyed: pd.Series) -> pd.Series:
     return keyed[~keyed.index.duplicated(keep="first")]
 
 
-def id_twin_rule(code: str, known: str) -> Rule:
-    """Why `code` is refused as a twin of the known id `known`: case, or leading zeros. The known id is shown as
-    the problem's value is (one that looks like a BSN is hidden: shown_value)."""
-    shown = shown_value("cycle_id", known)
+class Spellings:
+    """Ids known by how a reader compares them (id_keys): those `stored` gives, read when a file first brings an id
+    that is not one of them exactly, and those later rows and files add. `twins` maps each id that differs from
+    a known one, or from an earlier one of its own, only as id_keys leaves out, to that other spelling."""
+
+    def __init__(self, stored: Callable[[], pd.Index]):
+        self._stored = stored
+        self._known: pd.Index | None = None
+        self._keys: pd.Series | None = None
+        self._added: list[pd.Series] = []
+
+    def _load(self) -> None:
+        if self._known is None:
+            self._known = pd.Index(self._stored(), dtype=object)
+            self._keys = _spellings(_keyed(self._known))
+
+    def twins(self, ids: pd.Series) -> dict[str, str]:
+        self._load()
+        if self._added:
+            added = pd.concat(self._added)
+            self._known = self._known.append(pd.Index(added.to_numpy(dtype=object))).unique()
+            self._keys = _spellings(pd.concat([self._keys, _keyed(added)]))
+            self._added = []
+        fresh = ids[(ids != "").to_numpy() & ~ids.isin(self._known)]
+        if fresh.empty:
+            return {}
+        new = pd.Series(pd.unique(fresh.to_numpy(dtype=object)), dtype=object)
+        keys = id_keys(new)
+        earlier = new.groupby(keys.to_numpy(), sort=False).transform("first")
+        known = keys.map(self._keys).astype(object)
+        seen = known.where(known.notna(), earlier)
+        twin = (seen != new).to_numpy()
+        return dict(zip(new[twin], seen[twin], strict=True))
+
+    def add(self, ids: pd.Series) -> None:
+        """A chunk's ids, known to the next chunk and file."""
+        self._added.append(pd.Series(pd.unique(ids[ids != ""].to_numpy(dtype=object)), dtype=object))
+
+
+def id_twin_rule(code: str, known: str, what: str = "cycle") -> Rule:
+    """Why `code` is refused as a twin of the known id `known` (`what`: "cycle" or "response"): case, or leading
+    zeros. The known id is shown as the problem's value is (one that looks like a BSN is hidden: shown_value)."""
+    shown = shown_value(f"{what}_id", known)
     if code.casefold() == known.casefold():
-        return Rule("validate.cycle_case", known=shown)
-    return Rule("validate.cycle_zeros", known=shown)
+        return Rule(f"validate.{what}_case", known=shown)
+    return Rule(f"validate.{what}_zeros", known=shown)
 
 
 _EMPTY_VITAL = pd.DataFrame(
@@ -1043,6 +1085,13 @@ def validate_prem_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     catalog = batch.catalog
     response_id = ck.identifier("response_id")
     ck.flag(is_bsn(response_id), "response_id", Rule("validate.looks_like_bsn"))
+    # PR0000001 and pr0000001: one returned questionnaire to a reader, two responses to the store (its answers
+    # split between them); refused naming the other spelling, as a care cycle's twin is
+    twins = batch.response_spellings.twins(response_id)
+    if twins:
+        twin = response_id.isin(list(twins)).to_numpy(dtype=bool)
+        ck.flag(twin, "response_id", lambda i: id_twin_rule(response_id.iat[i], twins[response_id.iat[i]], "response"))
+    batch.response_spellings.add(response_id)
     questionnaire = ck.text("questionnaire")
     ck.codes("questionnaire", questionnaire, set(catalog.prems), "validate.unknown_questionnaire")
     hospital = ck.identifier("hospital", max_len=40)
