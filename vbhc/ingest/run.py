@@ -491,6 +491,12 @@ class RefusedKeys:
             ):
                 self._values[int(row)] = values
 
+    def valid_hashes(self) -> np.ndarray:
+        """The key hashes of the rows that are not refused."""
+        if not self._hashes:
+            return np.empty(0, np.uint64)
+        return np.concatenate(self._hashes)[~np.concatenate(self._refused)]
+
     def report(self, source: Source, report: ImportReport) -> None:
         """A duplicate_key problem at each later row of a key whose rows include a refused one."""
         if not self._values:
@@ -619,12 +625,9 @@ def _import_staged(
     stage = staging.stage_table(spec)
     staging.create(conn, stage)
     marks = DecimalMarks(source)
-    key_hashes: list[np.ndarray] = []
     keys = list(spec.target_key)
 
     def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
-        # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
-        key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
         staging.load(conn, stage, spec, valid, rows)
 
     refused = RefusedKeys(keys)
@@ -637,7 +640,9 @@ def _import_staged(
     refused.report(source, report)
     if (verdict := marks.verdict()) is not None:
         report.add(verdict)
-    hashes = np.sort(np.concatenate(key_hashes)) if key_hashes else np.empty(0, np.uint64)
+    # every key is hashed as it is read (RefusedKeys); the exact (and slower) check in SQL runs only when two
+    # valid rows' hashes collide
+    hashes = np.sort(refused.valid_hashes())
     if (hashes[1:] == hashes[:-1]).any():
         _duplicate_problems(conn, source, stage, report)
     if several:
