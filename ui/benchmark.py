@@ -178,7 +178,6 @@ def published_model(condition: str, indicator_id: str, unit: str, lang: str, *, 
         _apply_model(model, condition, unit, lang)
     uploaded = st.file_uploader(
         t("external.model_check", lang) if stored is not None else t("external.model_upload", lang),
-        type=["csv", "xlsx"],
         key=key,
         help=t("external.model_upload", lang),
         max_upload_size=guard.upload_widget_mb(),

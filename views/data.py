@@ -21,9 +21,10 @@ url, version = database_url(), data.version()
 st.subheader(t("data.upload", lang))
 uploads = st.file_uploader(
     t("data.upload_help", lang),
-    type=["csv", "xlsx"],
     accept_multiple_files=True,
     key="upload_files",
+    # no type=: Streamlit's browser code would refuse another file type in English ('application/pdf files are
+    # not allowed.'); every reader refuses it by its content, in the reader's language (read.unsupported_type)
     # the widget's button and size line show the catalog's texts (CSS in streamlit_app.py); the help says more
     help=t("data.upload_limits", lang, limit=guard.upload_limit_text(lang)),
     max_upload_size=guard.upload_widget_mb(),  # the importer's limit (VBHC_MAX_UPLOAD_MB), not Streamlit's alone
@@ -136,7 +137,6 @@ if access.may_import(viewer):
     st.subheader(t("data.external_title", lang))
     figures_file = st.file_uploader(
         t("data.external_help", lang),
-        type=["csv", "xlsx"],
         key="external_upload",
         max_upload_size=guard.upload_widget_mb(),
     )
@@ -167,7 +167,6 @@ if access.may_import(viewer):
     st.subheader(t("data.models_title", lang))
     model_file = st.file_uploader(
         t("data.models_help", lang),
-        type=["csv", "xlsx"],
         key="model_upload",
         max_upload_size=guard.upload_widget_mb(),
     )

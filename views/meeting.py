@@ -655,7 +655,6 @@ if agenda.may_export:
         )
     st.file_uploader(
         t("agenda.upload", lang),
-        type=["xlsx"],
         key="mt_upload",
         help=t("agenda.upload_help", lang),
         max_upload_size=guard.upload_widget_mb(),

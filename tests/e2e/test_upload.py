@@ -36,3 +36,20 @@ def test_two_uploads_with_the_same_name_are_refused_not_overwritten(page: Page, 
     expect(problems.first).to_be_attached()
     assert rule.in_language("nl") != str(rule)
     screenshot(page, artifacts / "data_import_refused-nl.png")
+
+
+def test_a_file_of_another_type_is_refused_in_the_readers_language(page: Page, app_url: str) -> None:
+    """Before, the uploader's type= let Streamlit's browser code refuse a PDF itself, in English on a Dutch page
+    ("application/pdf files are not allowed."), and the import button never showed. Now the importer refuses
+    it, naming the file, in the catalog's Dutch."""
+    pdf = {"name": "verslag.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"}
+    open_app(page, f"{app_url}/data?lang=nl", t("data.title", "nl"))
+    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files([pdf])
+    expect(page.get_by_text("not allowed")).to_have_count(0)
+    page.get_by_role("button", name=t("data.import_button", "nl"), exact=True).click()
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("verslag.pdf", timeout=RUN_TIMEOUT_MS)
+    wait_for_run(page)
+    assert_no_exception(page)
+    rule = Rule("read.unsupported_type").in_language("nl")
+    expect(page.locator(".vbhc-table td", has_text=rule).first).to_be_attached()
+    expect(page.get_by_text("not allowed")).to_have_count(0)

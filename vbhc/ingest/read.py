@@ -481,7 +481,18 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
         if name and is_identifier_column(raw):
             report.add(source.problem(Rule("read.identifier_column"), header.row, raw))
             ok = False
-    for position, name in enumerate(names, start=1):
+    # a table that starts to the right of the first column (a sheet whose table is at C5, a CSV line starting
+    # with separators, pandas' unnamed index): one line saying where the header starts, rather than one for each
+    # column before it ('column 1 has no name: every column with values needs a header', of an empty column)
+    leading = next((i for i, name in enumerate(names) if name), 0)
+    if leading:
+        from openpyxl.utils import get_column_letter
+
+        where = get_column_letter(leading + 1) if source.sheet is not None else str(leading + 1)
+        rule = "read.header_not_in_first_column" if source.sheet is not None else "read.header_not_in_first_field"
+        report.add(source.problem(Rule(rule, column=where), header.row, header.raw[leading]))
+        ok = False
+    for position, name in enumerate(names[leading:], start=leading + 1):
         if name == "":
             report.add(source.problem(Rule("read.unnamed_column", position=position), header.row))
             ok = False

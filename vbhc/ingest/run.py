@@ -234,7 +234,9 @@ class _Batch:
         self, conn: Connection, catalog: Catalog, report: ImportReport, imported_by: str, row_checks_off: bool
     ):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
-        self.state = BatchState(catalog, self._stored_units, self._stored_cycles, self._stored_vital)
+        self.state = BatchState(
+            catalog, self._stored_units, self._stored_cycles, self._stored_vital, self._stored_responses
+        )
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
         self.labels: dict[int, Source] = {}
@@ -262,6 +264,11 @@ class _Batch:
             },
             index=pd.Index(ids, dtype=object, name="cycle_id"),
         )
+
+    def _stored_responses(self) -> pd.Index:
+        """The stored PREM response ids, each once."""
+        r = models.PremResponse
+        return pd.Index(self.conn.execute(select(r.response_id).distinct()).scalars().all(), dtype=object)
 
     def _stored_vital(self) -> pd.DataFrame:
         """The stored vital status rows (outcomes a survival indicator follows), indexed by (cycle_id, outcome)."""
@@ -389,8 +396,10 @@ def _read_validated(
     chunk_rows: int,
     marks: DecimalMarks,
     write: Callable[[pd.DataFrame, np.ndarray], None],
+    refused: RefusedKeys | None = None,
 ) -> tuple[Header | None, bool, list[pd.DataFrame]]:
-    """Read and check the file chunk by chunk, handing each chunk's valid rows to `write(frame, row_numbers)`;
+    """Read and check the file chunk by chunk, handing each chunk's valid rows to `write(frame, row_numbers)`
+    and, to `refused`, the keys of every row (a refused row's too, where the refusal is not about its key);
     returns (header, whether the header is usable, a units file's valid rows)."""
     report = batch.report
     all_units: list[pd.DataFrame] = []
@@ -412,6 +421,8 @@ def _read_validated(
             frame = VALIDATORS[source.table](ck, batch.state)
             ck.finish()
             good = ~ck.bad
+            if refused is not None:
+                refused.add(frame, chunk.rows, ck.bad, ck.key_bad)
             if source.table == "units":
                 all_units.append(frame[good])
                 batch.state.batch_units |= set(zip(frame["hospital"][good], frame["code"][good], strict=True))
@@ -446,6 +457,74 @@ def _read_validated(
             raise
         report.add(source.problem(Rule("read.workbook_damaged", error=type(exc).__name__)))
     return header, header_ok, all_units
+
+
+class RefusedKeys:
+    """The keys of a file's rows, to name a duplicate key one of whose rows is refused for another cell (a grouped
+    number, a code out of range). Such a row is not staged, so the store's duplicate check never saw its key:
+    the refusal named its cell and, once that was mended, the duplicate, in a second round. A row refused for
+    its key (or as a whole) is left out: its key is not what the row means.
+
+    Every row's key is kept as a 64-bit hash with its row number (16 bytes a row); the exact key of a refused
+    row is kept beside it. Only pairs with a refused row are reported here: two valid rows with one key are the
+    store's duplicate check's (vbhc.ingest.stage.duplicates), as before."""
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        self._hashes: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+        self._refused: list[np.ndarray] = []
+        self._values: dict[int, tuple] = {}  # refused row number -> its key values
+
+    def add(self, frame: pd.DataFrame, rows: np.ndarray, bad: np.ndarray, key_bad: np.ndarray) -> None:
+        usable = ~key_bad
+        if not bad.any():  # the usual chunk
+            usable = slice(None)
+        part = frame[self.keys][usable]
+        self._hashes.append(pd.util.hash_pandas_object(part, index=False).to_numpy())
+        self._rows.append(np.asarray(rows)[usable])
+        flagged = bad[usable]
+        self._refused.append(np.asarray(flagged, dtype=bool))
+        if flagged.any():
+            for row, values in zip(
+                self._rows[-1][flagged], part[flagged].itertuples(index=False, name=None), strict=True
+            ):
+                self._values[int(row)] = values
+
+    def valid_hashes(self) -> np.ndarray:
+        """The key hashes of the rows that are not refused."""
+        if not self._hashes:
+            return np.empty(0, np.uint64)
+        return np.concatenate(self._hashes)[~np.concatenate(self._refused)]
+
+    def report(self, source: Source, report: ImportReport) -> None:
+        """A duplicate_key problem at each later row of a key whose rows include a refused one."""
+        if not self._values:
+            return
+        hashes, rows = np.concatenate(self._hashes), np.concatenate(self._rows)
+        refused = np.concatenate(self._refused)
+        mine = np.isin(hashes, hashes[refused])
+        hashes, rows, refused = hashes[mine], rows[mine], refused[mine]
+        order = np.lexsort((rows, hashes))
+        hashes, rows, refused = hashes[order], rows[order], refused[order]
+        starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+        for start, end in zip(starts, [*starts[1:], len(hashes)], strict=True):
+            first = int(rows[start])
+            valid_seen = not refused[start]
+            for i in range(start + 1, end):
+                if not refused[i]:
+                    if valid_seen:
+                        continue  # a second valid row: the store's duplicate check names it
+                    valid_seen = True
+                values = self._values.get(int(rows[i])) or self._values[first]
+                report.add(
+                    source.problem(
+                        Rule("read.duplicate_key", row=first),
+                        int(rows[i]),
+                        "+".join(source.spec.key),
+                        "/".join(str(v) for v in values),
+                    )
+                )
 
 
 def _new_batch_row(conn: Connection, source: Source, batch: _Batch, rows_read: int) -> int:
@@ -501,14 +580,16 @@ def _import_directly(
         _forget_batch_row(conn, batch, batch_id)
 
     marks = DecimalMarks(source)
+    refused = RefusedKeys(list(spec.target_key))
     try:
-        header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
+        header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write, refused)
     except _NeedsStaging:
         take_back()
         raise
     if header is None or not header_ok:
         take_back()
         return
+    refused.report(source, batch.report)
     if (verdict := marks.verdict()) is not None:
         batch.report.add(verdict)
     if not batch.report.ok:
@@ -544,21 +625,24 @@ def _import_staged(
     stage = staging.stage_table(spec)
     staging.create(conn, stage)
     marks = DecimalMarks(source)
-    key_hashes: list[np.ndarray] = []
     keys = list(spec.target_key)
 
     def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
-        # hashing every key is cheap; the exact (and slower) check in SQL runs only when two hashes collide
-        key_hashes.append(pd.util.hash_pandas_object(valid[keys], index=False).to_numpy())
         staging.load(conn, stage, spec, valid, rows)
 
-    header, header_ok, all_units = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write)
+    refused = RefusedKeys(keys)
+    header, header_ok, all_units = _read_validated(
+        source, batch, src_report, progress, chunk_rows, marks, write, refused
+    )
     if header is None or not header_ok:
         staging.drop(conn, stage)
         return
+    refused.report(source, report)
     if (verdict := marks.verdict()) is not None:
         report.add(verdict)
-    hashes = np.sort(np.concatenate(key_hashes)) if key_hashes else np.empty(0, np.uint64)
+    # every key is hashed as it is read (RefusedKeys); the exact (and slower) check in SQL runs only when two
+    # valid rows' hashes collide
+    hashes = np.sort(refused.valid_hashes())
     if (hashes[1:] == hashes[:-1]).any():
         _duplicate_problems(conn, source, stage, report)
     if several:
