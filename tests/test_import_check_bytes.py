@@ -5,6 +5,7 @@ column) where a bad cell sits among many clean ones, also in a chunk that is a s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ def test_a_skipped_check_finds_nothing(texts: list[str], start: int) -> None:
     if not seen.first_in(np.array([ord(c) for c in "=+-@#"], dtype=np.uint8)):
         assert not any(t[:1] in _FORMULA_STARTS or t[:1] == "#" for t in shown)
     assert seen.longest >= max((len(t) for t in shown), default=0)
+    plain = [re.fullmatch(r"[+-]?[0-9]+", t) is not None for t in shown]
+    assert seen.plain_integers().tolist() == plain
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.from_regex(r"[+-]?[0-9]{0,4}", fullmatch=True), st.text(_CHARS, max_size=5))))
+def test_plain_integers_are_found_by_their_bytes(texts: list[str | None]) -> None:
+    values = pa.array(texts, type=pa.string())
+    expected = [t is not None and re.fullmatch(r"[+-]?[0-9]+", t) is not None for t in texts]
+    assert _Bytes(values).plain_integers().tolist() == expected
 
 
 def _checker(tmp_path: Path, frame: pd.DataFrame, table: str = "prom_responses") -> tuple[Checker, ImportReport]:

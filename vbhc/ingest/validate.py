@@ -298,9 +298,12 @@ class Checker:
         empty = (s == "").to_numpy()
         if required:
             self.flag(empty, column, Rule("validate.required_empty"))
-        plain = s.str.fullmatch(_PLAIN_INTEGER).to_numpy()
-        values = pd.Series(np.nan, index=s.index, dtype="float64")
-        if plain.any():
+        seen = _Bytes(_arrow(s))
+        plain = seen.plain_integers()
+        values = np.full(len(s), np.nan)
+        if plain.all():  # a PROM file's answers: no copy
+            values[:] = _parse_numbers(s)
+        elif plain.any():
             values[plain] = _parse_numbers(s[plain])
         rest = ~plain & ~empty
         if rest.any():
@@ -320,8 +323,12 @@ class Checker:
             other[np.flatnonzero(rest)[~number & ~grouped]] = True
             # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
             self.flag(other, column, lambda i: Rule(_NOT_A_NUMBER[says_missing(s.iat[i])]))
-        self.flag(np.isinf(values.to_numpy()), column, Rule("validate.not_finite"))
-        digits = _inexact_digits(s, values.to_numpy(dtype=float), values.notna().to_numpy())
+        self.flag(np.isinf(values), column, Rule("validate.not_finite"))
+        values = pd.Series(values, index=s.index, dtype="float64")
+        # a character takes a byte at least: no cell of at most EXACT_DIGITS bytes is long enough to be inexact
+        digits = None
+        if seen.longest > EXACT_DIGITS:
+            digits = _inexact_digits(s, values.to_numpy(), values.notna().to_numpy())
         if digits is not None:
             self.flag(
                 digits > 0,
@@ -388,17 +395,32 @@ class _Bytes:
     def __init__(self, values: pa.StringArray):
         n = len(values)
         _, offsets, data = values.buffers()
-        offsets = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + n + 1] if n else None
-        if offsets is None or data is None:
-            self.data, self.starts, self.lengths = np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int32)
-        else:
+        if n and offsets is not None and data is not None:
+            offsets = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + n + 1]
             # a null's slot may hold bytes: they are looked at too, which can only make a check run
             self.data = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
-            self.lengths = np.diff(offsets)
-            self.starts = (offsets[:-1] - offsets[0])[self.lengths > 0]
-        self.longest = int(self.lengths.max()) if len(self.lengths) else 0
+            self.offsets = (offsets - offsets[0]).astype(np.int64)
+        else:
+            self.data, self.offsets = np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
+        self.lengths = np.diff(self.offsets)
+        self.starts = self.offsets[:-1][self.lengths > 0]
+        self.nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+        self.longest = int(self.lengths.max()) if n else 0
         # a control character (C0, DEL) is one byte below 0x20 or 0x7f; C1 and every format character are not ASCII
         self.control_or_not_ascii = bool(((self.data < 0x20) | (self.data >= 0x7F)).any())
+
+    def plain_integers(self) -> np.ndarray:
+        """Per cell, whether it is written [+-]?[0-9]+ (_PLAIN_INTEGER, whole): counted in bytes, as no byte of a
+        character that is not ASCII is an ASCII digit or sign."""
+        other = np.zeros(len(self.data) + 1, dtype=np.int64)
+        np.cumsum((self.data < 0x30) | (self.data > 0x39), out=other[1:])
+        not_digits = other[self.offsets[1:]] - other[self.offsets[:-1]]
+        first = np.zeros(len(self.lengths), dtype=np.uint8)
+        filled = self.lengths > 0
+        first[filled] = self.data[self.starts]
+        signed = (not_digits == 1) & (self.lengths >= 2) & ((first == ord("+")) | (first == ord("-")))
+        plain = filled & ((not_digits == 0) | signed)
+        return plain if self.nulls is None else plain & ~self.nulls
 
     def holds(self, byte: bytes) -> bool:
         return bool((self.data == byte[0]).any())
