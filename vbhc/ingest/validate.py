@@ -808,39 +808,45 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     index_dates = _child_index_dates(batch, cycle_id, lookup)
     ck.flag((date < index_dates).to_numpy(dtype=bool), "date", _before_index_date(index_dates))
     vital = np.zeros(len(f), dtype=bool)  # the rows of a survival indicator's outcome: the vital status
-    for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
+    # conditions and outcomes as codes of their few distinct values (in the order they first appear, as a
+    # groupby's): the checks per condition and outcome compare small integers instead of strings per row
+    cond_codes, cond_values = pd.factorize(conditions)
+    outcomes = _Codes(outcome)
+    numbers, given, undated = value.to_numpy(), value.notna().to_numpy(), date.isna().to_numpy()
+    yes_no = value.isin([0.0, 1.0]).to_numpy()
+    for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
         cond = batch.catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
+        mask = cond_codes == k
         by_id = {o.id: o for o in cond.outcomes}
         followed_ids = sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome})
-        vital |= mask & outcome.isin(followed_ids).to_numpy()
+        vital |= mask & outcomes.isin(followed_ids)
         ck.flag(
-            mask & ~outcome.isin(by_id) & (outcome != ""),
+            mask & ~outcomes.isin(by_id) & ~outcomes.empty,
             "outcome",
             Rule("validate.unknown_outcome", condition=cond_id, allowed=", ".join(by_id)),
         )
         # the vital status a survival indicator follows is dated (death, or the date last known alive): without
         # its date vbhc.survival cannot follow the cycle and left it out of every unit's n without a word
-        for followed in sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}):
+        for followed in followed_ids:
             ck.flag(
-                mask & (outcome == followed).to_numpy() & date.isna().to_numpy(),
+                mask & outcomes.equals(followed) & undated,
                 "date",
                 Rule("validate.survival_outcome_undated", outcome=followed),
             )
         for o in cond.outcomes:
-            m = mask & (outcome == o.id).to_numpy() & value.notna().to_numpy()
+            m = mask & outcomes.equals(o.id) & given
             if o.type == "binary":
-                ck.flag(m & ~value.isin([0.0, 1.0]), "value", Rule("validate.outcome_yes_no", outcome=o.id))
+                ck.flag(m & ~yes_no, "value", Rule("validate.outcome_yes_no", outcome=o.id))
             else:
                 ck.flag(
-                    m & ((value < o.min) | (value > o.max)),
+                    m & ((numbers < o.min) | (numbers > o.max)),
                     "value",
                     Rule("validate.outcome_out_of_range", outcome=o.id, low=f"{o.min:g}", high=f"{o.max:g}"),
                 )
     # this file's vital status first: its other rows are dated against a death it records too
-    stated = vital & value.isin([0.0, 1.0]).to_numpy()
+    stated = vital & yes_no
     if stated.any():
         batch.add_batch_vital(cycle_id[stated], outcome[stated], value[stated], date[stated])
     _flag_after_death(ck, batch, "date", date, ~vital, cycle_id, lookup)
@@ -1036,13 +1042,15 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
             unit_cost=shown_value("unit_cost", f["unit_cost"].iat[i].strip()),
         ),
     )
-    for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
+    cond_codes, cond_values = pd.factorize(conditions)  # in the order they first appear, as a groupby's
+    activities = _Codes(activity)
+    for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
         cond = batch.catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
+        mask = cond_codes == k
         ck.flag(
-            mask & ~activity.isin(cond.cost_activities) & (activity != ""),
+            mask & ~activities.isin(cond.cost_activities) & ~activities.empty,
             "activity",
             Rule("validate.unknown_activity", condition=cond_id, allowed=", ".join(cond.cost_activities)),
         )
