@@ -5,6 +5,7 @@ column) where a bad cell sits among many clean ones, also in a chunk that is a s
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -12,9 +13,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.registry_files import write_csv, write_small_registry
+from vbhc.ingest import ImportRefused, import_files
 from vbhc.ingest.problems import ImportReport
 from vbhc.ingest.read import Chunk, Source
 from vbhc.ingest.validate import (
@@ -25,6 +29,7 @@ from vbhc.ingest.validate import (
     _Bytes,
     flag_unknown_units,
 )
+from vbhc.store import get_engine
 
 _HIDDEN = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}]"
 
@@ -152,3 +157,67 @@ def test_unknown_units_are_named_per_row_with_the_known_spelling(tmp_path):
         (402, "hospital", "validate.unit_case"),
     ]
     assert [p.rule.values.get("known") for p in report.problems] == ["H01", "H01/ORT", None, "H01"]
+
+
+def _rewrite(path: Path, edits: list[tuple[int, str, str]]) -> None:
+    """Set cells of a CSV: (data row from 0, column, value)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for i, column, value in edits:
+        rows[i][column] = value
+    write_csv(path, rows, list(rows[0]))
+
+
+def test_outcomes_and_costs_are_checked_per_condition_on_their_own_rows(tmp_path):
+    """The clinical outcomes' and costs' checks per condition run through codes of the conditions, outcomes and
+    activities (vbhc.ingest.validate._Codes): each refusal keeps its row, column and message."""
+    files = write_small_registry(tmp_path / "files")
+    outcomes_csv = next(p for p in files if p.name == "clinical_outcomes.csv")
+    costs_csv = next(p for p in files if p.name == "costs.csv")
+    _rewrite(
+        outcomes_csv,
+        [
+            (1, "outcome", "death"),  # the vital status a survival indicator follows, without its date
+            (1, "value", "1"),
+            (2, "value", "2"),  # a yes/no outcome
+            (3, "value", "-1"),  # below its range
+            (7, "value", "400"),  # above it
+            (12, "value", "1.5"),
+            (13, "outcome", "death"),  # no outcome of a hip's care cycle
+            (14, "outcome", ""),
+        ],
+    )
+    _rewrite(costs_csv, [(5, "activity", "helicopter")])
+    with pytest.raises(ImportRefused) as info:
+        import_files(files, get_engine(f"sqlite:///{tmp_path / 'registry.db'}"))
+    found = [(p.file, p.row, p.column, p.rule.code, p.rule.values) for p in info.value.report.problems]
+    los = {"outcome": "length_of_stay", "low": "0", "high": "365"}
+    assert found == [
+        ("clinical_outcomes.csv", 3, "date", "validate.survival_outcome_undated", {"outcome": "death"}),
+        ("clinical_outcomes.csv", 4, "value", "validate.outcome_yes_no", {"outcome": "mortality_30d"}),
+        ("clinical_outcomes.csv", 5, "value", "validate.outcome_out_of_range", los),
+        ("clinical_outcomes.csv", 9, "value", "validate.outcome_out_of_range", los),
+        ("clinical_outcomes.csv", 14, "value", "validate.outcome_yes_no", {"outcome": "revision_1y"}),
+        (
+            "clinical_outcomes.csv",
+            15,
+            "outcome",
+            "validate.unknown_outcome",
+            {
+                "condition": "hip_osteoarthritis",
+                "allowed": "revision_1y, complication_90d, readmission_30d, length_of_stay",
+            },
+        ),
+        ("clinical_outcomes.csv", 16, "outcome", "validate.required_empty", {}),
+        (
+            "costs.csv",
+            7,
+            "activity",
+            "validate.unknown_activity",
+            {
+                "condition": "oesophageal_cancer",
+                "allowed": "outpatient_visit, imaging, operating_theatre, icu_day, ward_day, chemotherapy_cycle, "
+                "radiotherapy_fraction",
+            },
+        ),
+    ]
