@@ -196,6 +196,10 @@ class Checker:
         """Any cell longer than the limit (Excel's own by default) is refused, in every column."""
         limit = max_cell_chars()
         for column in self.frame.columns:
+            # a character takes at least one UTF-8 byte: a column whose longest cell has at most `limit` bytes
+            # has no cell over the limit, and its characters need not be counted
+            if _Bytes(_arrow(self.frame[column])).longest <= limit:
+                continue
             lengths = self.frame[column].str.len().to_numpy()
             too_long = lengths > limit
             if too_long.any():
@@ -217,31 +221,34 @@ class Checker:
         s = self.frame[column].str.strip()
         if composed:
             s = _composed(s)
+        values = _arrow(s)
+        seen = _Bytes(values)
         if required:
             self.flag(s == "", column, Rule("validate.required_empty"))
-        self.flag(s.str.len() > max_len, column, Rule("validate.too_long", count=max_len))
-        first = s.str[:1]
-        starts = first.isin(_FORMULA_STARTS)
-        if starts.any():
-            formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
-            self.flag(formula, column, Rule("validate.formula"))
-        error = first == "#"
-        if error.any():
-            self.flag(error & s.str.upper().isin(EXCEL_ERRORS), column, Rule("validate.excel_error"))
+        if seen.longest > max_len:  # characters are counted only where the bytes could be too many
+            self.flag(s.str.len() > max_len, column, Rule("validate.too_long", count=max_len))
+        if seen.first_in(_FORMULA_OR_ERROR_BYTES):
+            first = s.str[:1]
+            starts = first.isin(_FORMULA_STARTS)
+            if starts.any():
+                formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
+                self.flag(formula, column, Rule("validate.formula"))
+            error = first == "#"
+            if error.any():
+                self.flag(error & s.str.upper().isin(EXCEL_ERRORS), column, Rule("validate.excel_error"))
         # a character no one sees makes a second key that looks like the first (C0001 and C0001 + U+200B);
-        # Arrow's regular expression (C++), as the numbers' marks: pandas' would loop in Python over every PROM row
-        values = pa.array(s, type=pa.string(), from_pandas=True)
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        hidden = pc.match_substring_regex(values, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}]").to_numpy(
-            zero_copy_only=False
-        )
-        if hidden.any():
-            self.flag(
-                hidden,
-                column,
-                lambda i: Rule("validate.invisible_character", code=invisible_character(s.iat[i]) or "?"),
+        # Arrow's regular expression (C++), as the numbers' marks: pandas' would loop in Python over every PROM row.
+        # Every such character is a control byte or not ASCII: a column of neither (nearly every one) skips it.
+        if seen.control_or_not_ascii:
+            hidden = pc.match_substring_regex(values, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}]").to_numpy(
+                zero_copy_only=False
             )
+            if hidden.any():
+                self.flag(
+                    hidden,
+                    column,
+                    lambda i: Rule("validate.invisible_character", code=invisible_character(s.iat[i]) or "?"),
+                )
         return s
 
     def identifier(self, column: str, required: bool = True, max_len: int = 64) -> pd.Series:
@@ -250,33 +257,35 @@ class Checker:
         Only values that are not ASCII are looked at, through Arrow's C++ test: a file of 1.5 million PROM rows
         has none, and the few that are not are checked once per distinct value."""
         s = self.text(column, required, max_len, composed=False)
-        values = pa.array(s, type=pa.string(), from_pandas=True)
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
+        values = _arrow(s)
+        seen = _Bytes(values)
         # a line break or tab inside a key (a quoted CSV field over two lines, Alt+Enter in a cell): the cell shows
         # two lines or a gap, the key is one no one can type or find; a text column keeps them as the cell shows
-        broken = pc.match_substring_regex(values, r"[\t\n\r]").to_numpy(zero_copy_only=False)
-        if broken.any():
-            self.flag(
-                broken,
-                column,
-                lambda i: Rule("validate.id_line_break", code=f"U+{ord(_BREAK.search(s.iat[i]).group()):04X}"),
-            )
+        if seen.control_or_not_ascii:
+            broken = pc.match_substring_regex(values, r"[\t\n\r]").to_numpy(zero_copy_only=False)
+            if broken.any():
+                self.flag(
+                    broken,
+                    column,
+                    lambda i: Rule("validate.id_line_break", code=f"U+{ord(_BREAK.search(s.iat[i]).group()):04X}"),
+                )
         # an id as Excel shows a long number (123456789012 as 1.23457E+11, or 1,23457E+11 in Dutch) and saves it
-        # to CSV so: the digits are gone, and two ids may have become one
-        scientific = pc.match_substring_regex(values, _EXCEL_SCIENTIFIC).to_numpy(zero_copy_only=False)
-        if scientific.any():
-            self.flag(scientific, column, Rule("validate.id_scientific"))
-        odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
-        if odd.any():
-            where = np.flatnonzero(odd)
-            codes, distinct = pd.factorize(s.iloc[where])
-            found = [lookalike_character(str(v)) for v in distinct]
-            kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[codes]
-            for kind in ("non_latin_letter", "variant_character"):
-                hit = np.zeros(len(s), dtype=bool)
-                hit[where] = kinds == kind
-                self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
+        # to CSV so: the digits are gone, and two ids may have become one (never without its "E")
+        if seen.holds(b"E"):
+            scientific = pc.match_substring_regex(values, _EXCEL_SCIENTIFIC).to_numpy(zero_copy_only=False)
+            if scientific.any():
+                self.flag(scientific, column, Rule("validate.id_scientific"))
+        if seen.control_or_not_ascii:
+            odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
+            if odd.any():
+                where = np.flatnonzero(odd)
+                codes, distinct = pd.factorize(s.iloc[where])
+                found = [lookalike_character(str(v)) for v in distinct]
+                kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[codes]
+                for kind in ("non_latin_letter", "variant_character"):
+                    hit = np.zeros(len(s), dtype=bool)
+                    hit[where] = kinds == kind
+                    self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
         return s
 
     def _number_cells(self, column: str) -> np.ndarray:
@@ -295,9 +304,12 @@ class Checker:
         empty = (s == "").to_numpy()
         if required:
             self.flag(empty, column, Rule("validate.required_empty"))
-        plain = s.str.fullmatch(_PLAIN_INTEGER).to_numpy()
-        values = pd.Series(np.nan, index=s.index, dtype="float64")
-        if plain.any():
+        seen = _Bytes(_arrow(s))
+        plain = seen.plain_integers()
+        values = np.full(len(s), np.nan)
+        if plain.all():  # a PROM file's answers: no copy
+            values[:] = _parse_numbers(s)
+        elif plain.any():
             values[plain] = _parse_numbers(s[plain])
         rest = ~plain & ~empty
         if rest.any():
@@ -317,8 +329,12 @@ class Checker:
             other[np.flatnonzero(rest)[~number & ~grouped]] = True
             # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
             self.flag(other, column, lambda i: Rule(_NOT_A_NUMBER[says_missing(s.iat[i])]))
-        self.flag(np.isinf(values.to_numpy()), column, Rule("validate.not_finite"))
-        digits = _inexact_digits(s, values.to_numpy(dtype=float), values.notna().to_numpy())
+        self.flag(np.isinf(values), column, Rule("validate.not_finite"))
+        values = pd.Series(values, index=s.index, dtype="float64")
+        # a character takes a byte at least: no cell of at most EXACT_DIGITS bytes is long enough to be inexact
+        digits = None
+        if seen.longest > EXACT_DIGITS:
+            digits = _inexact_digits(s, values.to_numpy(), values.notna().to_numpy())
         if digits is not None:
             self.flag(
                 digits > 0,
@@ -355,15 +371,70 @@ class Checker:
 
 def _composed(s: pd.Series) -> pd.Series:
     """The texts in Unicode's composed form (NFC); only those that are not ASCII are looked at (ASCII is NFC)."""
-    values = pa.array(s, type=pa.string(), from_pandas=True)
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+    values = _arrow(s)
+    if not _Bytes(values).control_or_not_ascii:
+        return s
     odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
     if not odd.any():
         return s
     s = s.copy()
     s[odd] = [unicodedata.normalize("NFC", v) for v in s[odd]]
     return s
+
+
+def _arrow(s: pd.Series) -> pa.StringArray:
+    """A text column as one Arrow string array, for Arrow's C++ string functions."""
+    values = pa.array(s, type=pa.string(), from_pandas=True)
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+#: The first bytes of a cell that may be a formula or an Excel error (_FORMULA_STARTS and "#"); every full-width
+#: form starts with a byte that is not ASCII, so it is among them.
+_FORMULA_OR_ERROR_BYTES = np.array([ord(c) for c in "=+-@#"], dtype=np.uint8)
+
+
+class _Bytes:
+    """What a text column's UTF-8 bytes say at once (numpy over Arrow's buffers, no Python string made): which
+    checks cannot find anything in it. A check whose characters the bytes do not hold is skipped; one that may
+    find something runs as before, over the whole column, so a refusal names the same rows either way."""
+
+    def __init__(self, values: pa.StringArray):
+        n = len(values)
+        _, offsets, data = values.buffers()
+        if n and offsets is not None and data is not None:
+            offsets = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + n + 1]
+            # a null's slot may hold bytes: they are looked at too, which can only make a check run
+            self.data = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+            self.offsets = (offsets - offsets[0]).astype(np.int64)
+        else:
+            self.data, self.offsets = np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
+        self.lengths = np.diff(self.offsets)
+        self.starts = self.offsets[:-1][self.lengths > 0]
+        self.nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+        self.longest = int(self.lengths.max()) if n else 0
+        # a control character (C0, DEL) is one byte below 0x20 or 0x7f; C1 and every format character are not ASCII
+        self.control_or_not_ascii = bool(((self.data < 0x20) | (self.data >= 0x7F)).any())
+
+    def plain_integers(self) -> np.ndarray:
+        """Per cell, whether it is written [+-]?[0-9]+ (_PLAIN_INTEGER, whole): counted in bytes, as no byte of a
+        character that is not ASCII is an ASCII digit or sign."""
+        other = np.zeros(len(self.data) + 1, dtype=np.int64)
+        np.cumsum((self.data < 0x30) | (self.data > 0x39), out=other[1:])
+        not_digits = other[self.offsets[1:]] - other[self.offsets[:-1]]
+        first = np.zeros(len(self.lengths), dtype=np.uint8)
+        filled = self.lengths > 0
+        first[filled] = self.data[self.starts]
+        signed = (not_digits == 1) & (self.lengths >= 2) & ((first == ord("+")) | (first == ord("-")))
+        plain = filled & ((not_digits == 0) | signed)
+        return plain if self.nulls is None else plain & ~self.nulls
+
+    def holds(self, byte: bytes) -> bool:
+        return bool((self.data == byte[0]).any())
+
+    def first_in(self, bytes_: np.ndarray) -> bool:
+        """Whether some cell starts with one of `bytes_` or with a character that is not ASCII."""
+        first = self.data[self.starts]
+        return bool(((first >= 0x80) | np.isin(first, bytes_)).any())
 
 
 def _odd_one(text: str) -> str:
@@ -673,16 +744,22 @@ def flag_unknown_units(ck: Checker, hospital: pd.Series, department: pd.Series, 
     from a known unit only in case (h01 for H01) is named with the known spelling, in the column that differs
     (validate.unit_case, as a units file's twin is): "unknown hospital/department" would send the sender looking
     for a unit that is there."""
-    pairs = pd.Series(list(zip(hospital, department, strict=True)), index=hospital.index, dtype=object)
-    unknown = (~pairs.isin(known) & (hospital != "") & (department != "")).to_numpy(dtype=bool)
+    # each distinct (hospital, department) looked up once: a file of 100,000 rows names a few dozen units
+    h_codes, h_values = pd.factorize(hospital, use_na_sentinel=False)
+    d_codes, d_values = pd.factorize(department, use_na_sentinel=False)
+    pair_codes, pairs = pd.factorize(h_codes.astype(np.int64) * len(d_values) + d_codes)
+    named_units = [(h_values[p // len(d_values)], d_values[p % len(d_values)]) for p in pairs]
+    is_known = np.array([u in known for u in named_units] + [False], dtype=bool)
+    unknown = ~is_known[pair_codes] & (hospital != "").to_numpy(dtype=bool) & (department != "").to_numpy(dtype=bool)
     if not unknown.any():
         return
     spelled: dict[str, tuple[str, str]] = {}
     for h, d in sorted(known):
         spelled.setdefault(f"{h}/{d}".casefold(), (h, d))
+    twin_of = [spelled.get(f"{h}/{d}".casefold()) for h, d in named_units]
     twins: dict[int, tuple[str, str]] = {}  # row position -> the known unit it differs from only in case
     for i in np.flatnonzero(unknown):
-        found = spelled.get(f"{hospital.iat[i]}/{department.iat[i]}".casefold())
+        found = twin_of[pair_codes[i]]
         if found is not None:
             twins[int(i)] = found
     twin = np.zeros(len(unknown), dtype=bool)
@@ -779,9 +856,10 @@ def _child_conditions(
     known = batch.cycle_conditions()
     codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
     found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
-    conditions = pd.Series(found[codes], index=cycle_id.index, dtype=object)
-    ck.flag(conditions.isna() & (cycle_id != ""), "cycle_id", Rule("validate.unknown_cycle"))
-    return conditions.where(conditions.notna(), "")
+    unknown = pd.isna(found)  # per distinct cycle, then spread to its rows
+    ck.flag(unknown[codes] & (cycle_id != "").to_numpy(dtype=bool), "cycle_id", Rule("validate.unknown_cycle"))
+    found[unknown] = ""
+    return pd.Series(found[codes], index=cycle_id.index, dtype=object)
 
 
 def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
@@ -847,39 +925,45 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     index_dates = _child_index_dates(batch, cycle_id, lookup)
     ck.flag((date < index_dates).to_numpy(dtype=bool), "date", _before_index_date(index_dates))
     vital = np.zeros(len(f), dtype=bool)  # the rows of a survival indicator's outcome: the vital status
-    for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
+    # conditions and outcomes as codes of their few distinct values (in the order they first appear, as a
+    # groupby's): the checks per condition and outcome compare small integers instead of strings per row
+    cond_codes, cond_values = pd.factorize(conditions)
+    outcomes = _Codes(outcome)
+    numbers, given, undated = value.to_numpy(), value.notna().to_numpy(), date.isna().to_numpy()
+    yes_no = value.isin([0.0, 1.0]).to_numpy()
+    for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
         cond = batch.catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
+        mask = cond_codes == k
         by_id = {o.id: o for o in cond.outcomes}
         followed_ids = sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome})
-        vital |= mask & outcome.isin(followed_ids).to_numpy()
+        vital |= mask & outcomes.isin(followed_ids)
         ck.flag(
-            mask & ~outcome.isin(by_id) & (outcome != ""),
+            mask & ~outcomes.isin(by_id) & ~outcomes.empty,
             "outcome",
             Rule("validate.unknown_outcome", condition=cond_id, allowed=", ".join(by_id)),
         )
         # the vital status a survival indicator follows is dated (death, or the date last known alive): without
         # its date vbhc.survival cannot follow the cycle and left it out of every unit's n without a word
-        for followed in sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}):
+        for followed in followed_ids:
             ck.flag(
-                mask & (outcome == followed).to_numpy() & date.isna().to_numpy(),
+                mask & outcomes.equals(followed) & undated,
                 "date",
                 Rule("validate.survival_outcome_undated", outcome=followed),
             )
         for o in cond.outcomes:
-            m = mask & (outcome == o.id).to_numpy() & value.notna().to_numpy()
+            m = mask & outcomes.equals(o.id) & given
             if o.type == "binary":
-                ck.flag(m & ~value.isin([0.0, 1.0]), "value", Rule("validate.outcome_yes_no", outcome=o.id))
+                ck.flag(m & ~yes_no, "value", Rule("validate.outcome_yes_no", outcome=o.id))
             else:
                 ck.flag(
-                    m & ((value < o.min) | (value > o.max)),
+                    m & ((numbers < o.min) | (numbers > o.max)),
                     "value",
                     Rule("validate.outcome_out_of_range", outcome=o.id, low=f"{o.min:g}", high=f"{o.max:g}"),
                 )
     # this file's vital status first: its other rows are dated against a death it records too
-    stated = vital & value.isin([0.0, 1.0]).to_numpy()
+    stated = vital & yes_no
     if stated.any():
         batch.add_batch_vital(cycle_id[stated], outcome[stated], value[stated], date[stated])
     _flag_after_death(ck, batch, "date", date, ~vital, cycle_id, lookup)
@@ -970,7 +1054,7 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
         _flag_after_death(ck, batch, "completed_date", completed, np.ones(len(f), dtype=bool), cycle_id, lookup)
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
     lows, highs = item_bounds(catalog)
-    lo, hi = _pair_lookup(instrument, item, lows), _pair_lookup(instrument, item, highs)
+    lo, hi = _pair_lookup(instrument, item, lows, highs)
     known_instrument = instrument.isin(catalog.instruments)
     ck.flag(
         known_instrument & lo.isna() & (item != ""),
@@ -1006,18 +1090,23 @@ class _Codes:
         return self.codes == self.position.get(value, -2)
 
     def isin(self, values) -> np.ndarray:
-        return np.isin(self.codes, [self.position[v] for v in values if v in self.position])
+        # a table per distinct value (its last entry: a missing value, code -1) looked up by code
+        table = np.zeros(len(self.position) + 1, dtype=bool)
+        table[[self.position[v] for v in values if v in self.position]] = True
+        return table[self.codes]
 
 
-def _pair_lookup(first: pd.Series, second: pd.Series, table: pd.Series) -> pd.Series:
-    """table["first|second"] per row (NaN where absent), computed on the few distinct pairs: a million rows hold
-    a handful of instruments and items, so building and hashing a million keys is wasted work."""
+def _pair_lookup(first: pd.Series, second: pd.Series, *tables: pd.Series) -> list[pd.Series]:
+    """Per table, table["first|second"] per row (NaN where absent), computed on the few distinct pairs: a million
+    rows hold a handful of instruments and items, so building and hashing a million keys is wasted work."""
     a, a_values = pd.factorize(first)
     b, b_values = pd.factorize(second)
     pairs = pd.Index([f"{x}|{y}" for x in a_values for y in b_values], dtype=object)
-    values = np.append(table.reindex(pairs).to_numpy(dtype="float64"), np.nan)  # the last: a missing value
-    where = np.where((a >= 0) & (b >= 0), a * len(b_values) + b, len(values) - 1)
-    return pd.Series(values[where], index=first.index, dtype="float64")
+    where = np.where((a >= 0) & (b >= 0), a * len(b_values) + b, len(pairs))  # len(pairs): a missing value
+    return [
+        pd.Series(np.append(t.reindex(pairs).to_numpy(dtype="float64"), np.nan)[where], index=first.index)
+        for t in tables
+    ]
 
 
 def item_bounds(catalog: Catalog) -> tuple[pd.Series, pd.Series]:
@@ -1070,13 +1159,15 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
             unit_cost=shown_value("unit_cost", f["unit_cost"].iat[i].strip()),
         ),
     )
-    for cond_id, rows in pd.Series(conditions).groupby(conditions, sort=False).groups.items():
+    cond_codes, cond_values = pd.factorize(conditions)  # in the order they first appear, as a groupby's
+    activities = _Codes(activity)
+    for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
         cond = batch.catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
+        mask = cond_codes == k
         ck.flag(
-            mask & ~activity.isin(cond.cost_activities) & (activity != ""),
+            mask & ~activities.isin(cond.cost_activities) & ~activities.empty,
             "activity",
             Rule("validate.unknown_activity", condition=cond_id, allowed=", ".join(cond.cost_activities)),
         )
