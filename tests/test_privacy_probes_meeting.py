@@ -85,3 +85,34 @@ def test_the_team_that_may_edit_still_gets_the_conflict(engine):
     action = _h02_action(engine)
     with pytest.raises(EditConflict):
         improvement.update_action(engine, QUALITY, action.item_id, 1, title="late")
+
+
+def _cells(content: bytes) -> str:
+    import io
+
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(content), read_only=True)
+    return "\n".join(str(v) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for v in row)
+
+
+def test_the_actions_workbook_of_a_care_team_of_one_hospital_names_no_other_hospitals_people(engine):
+    """The meeting page's actions download as a care team limited to H01: H02's action is listed status only, its
+    expected effect and the person who last edited it (an e-mail address of H02) not."""
+    _h02_action(engine)
+    from vbhc.improvement_sheets import export_actions
+
+    shown = _cells(export_actions(engine, CARE_H01, CONDITION))
+    assert "in_progress" in shown or "H02" in shown  # the row is there
+    assert shown.count(SECRET) == 1  # the title (its status), not the expected effect
+    assert EDITOR not in shown
+
+
+@pytest.mark.parametrize("viewer", [MANAGER, ADMIN], ids=["manager", "admin"])
+def test_the_targets_and_actions_workbooks_are_refused_to_a_viewer_without_export(engine, viewer):
+    from vbhc.improvement_sheets import export_actions, export_targets
+
+    _h02_action(engine)
+    for export in (export_actions, export_targets):
+        with pytest.raises(AccessDenied):
+            export(engine, viewer, CONDITION)
