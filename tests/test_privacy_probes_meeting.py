@@ -116,3 +116,13 @@ def test_the_targets_and_actions_workbooks_are_refused_to_a_viewer_without_expor
     for export in (export_actions, export_targets):
         with pytest.raises(AccessDenied):
             export(engine, viewer, CONDITION)
+
+
+def test_another_hospitals_item_read_status_only_names_none_of_its_people(engine):
+    """history() and actions() of H02's action for a care team limited to H01 (status only): the versions named
+    who changed them, e-mail addresses of another hospital's people, which no page of its shows it."""
+    action = _h02_action(engine)
+    for item in [*improvement.history(engine, CARE_H01, action.item_id), *improvement.actions(engine, CARE_H01)]:
+        assert EDITOR not in item.model_dump_json()
+        assert SECRET not in item.expected_effect
+    assert improvement.history(engine, QUALITY, action.item_id)[-1].changed_by == EDITOR

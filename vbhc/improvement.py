@@ -180,7 +180,7 @@ class Change(StrEnum):
 #: The unit of a target or action that holds for every unit of the condition.
 ALL_UNITS = ""
 #: Free texts a team writes about its own work; a manager (status only) does not get them.
-STATUS_ONLY_HIDDEN = ("explanation_text", "expected_effect")
+STATUS_ONLY_HIDDEN = ("explanation_text", "expected_effect", "changed_by")  # the team's texts and people
 #: Action statuses after which an action can no longer be overdue.
 FINISHED = (ActionStatus.DONE, ActionStatus.STOPPED)
 MAX_TEXT_CHARS = 4000
