@@ -43,6 +43,7 @@ from vbhc.access import (
     Permission,
     Role,
     Viewer,
+    may_edit_improvement,
     may_read_improvement,
     may_see_unit,
     may_view_condition,
@@ -179,7 +180,7 @@ class Change(StrEnum):
 #: The unit of a target or action that holds for every unit of the condition.
 ALL_UNITS = ""
 #: Free texts a team writes about its own work; a manager (status only) does not get them.
-STATUS_ONLY_HIDDEN = ("explanation_text", "expected_effect")
+STATUS_ONLY_HIDDEN = ("explanation_text", "expected_effect", "changed_by")  # the team's texts and people
 #: Action statuses after which an action can no longer be overdue.
 FINISHED = (ActionStatus.DONE, ActionStatus.STOPPED)
 MAX_TEXT_CHARS = 4000
@@ -396,6 +397,11 @@ def _edit(
     if current is None:
         raise ItemNotFound(item_id)
     if current.version != int(based_on):
+        if not may_edit_improvement(actor, current.condition, current.unit):
+            # who may not edit the item is refused as such (check: AccessDenied, audited), whatever version a form
+            # names: the conflict names the item's last editor (an e-mail address) and carries its free texts
+            check(current)
+            raise ItemNotFound(item_id)
         raise EditConflict(current, int(based_on))
     changes = check(current)
     for name in _FIXED[kind]:

@@ -332,7 +332,7 @@ def _build(
     rule = SuppressionRule.from_settings(suppress_below)
     grids = grid_tables(results, engine=engine) if rule.active else None  # files of other periods: the same cells
     own = own_hospital(engine)
-    batches = provenance(engine)
+    batches = _batches_for(reader, [r.condition for r in results], engine)
     follow_up = read_follow_up(engine or get_engine(), reader, [r.condition for r in results])
     if fmt == "xlsx":
         from vbhc.reports.excel import build_workbook  # each format imports only its own libraries
@@ -374,6 +374,19 @@ def _build(
             grids=grids,
         )
     return target, content, results
+
+
+def _batches_for(reader: Viewer, conditions: Sequence[str], engine: Engine | None) -> pd.DataFrame:
+    """The import batches the file's cover lists for its reader (vbhc.access.provenance_for), as the pages' buttons
+    list them: a report asked for by a care team limited to H01 listed every batch, another hospital's file names,
+    importers and row counts, and other conditions' files. A name (`vbhc report`) reads as quality: every batch."""
+    from vbhc.access import Role, provenance_for
+    from vbhc.registry import batch_reach
+
+    batches = provenance(engine)
+    if reader.has(Role.QUALITY) or batches.empty:
+        return batches
+    return provenance_for(reader, conditions, batches, batch_reach(engine))
 
 
 def _check_grid(selection: Selection, suppress_below: int | None, engine: Engine | None) -> None:
