@@ -131,11 +131,13 @@ def test_the_demo_norms_source_is_a_proper_name_in_both_languages():
     English messages use."""
     import re
 
+    from vbhc import demo_external
     from vbhc.i18n import catalog
 
     def words(lang: str) -> set[str]:
         return {w.lower() for text in catalog(lang).values() for w in re.findall(r"[^\W\d_]{3,}", text)}
 
     en, nl = words("en"), words("nl")
-    named = {w.lower() for w in re.findall(r"[^\W\d_]{3,}", demo_history.NORM_SOURCE)}
-    assert named and not named & (en ^ nl), named & (en ^ nl)
+    for source in (demo_history.NORM_SOURCE, demo_external.SOURCE):
+        named = {w.lower() for w in re.findall(r"[^\W\d_]{3,}", source)}
+        assert named and not named & (en ^ nl), (source, named & (en ^ nl))
