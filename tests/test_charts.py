@@ -981,3 +981,18 @@ def test_every_tick_of_a_histograms_share_axis_is_labelled(sd, width):
     assert (shares["count"] / shares["total"]).max() <= top  # every bar inside the axis
     drawn = re.findall(r">(\d+)\s?%<", vlc.vegalite_to_svg(chart))
     assert sorted({int(d) for d in drawn}) == sorted({round(v * 100) for v in ticks})
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_funnel_of_the_own_unit_alone_lists_no_other_units(lang):
+    """A file's funnel plot with the other units withheld drew the own unit alone, and its legend still listed
+    "Other units" beside it; with others drawn the legend lists both."""
+    vlc = pytest.importorskip("vl_convert")
+    rows = indicator_rows()
+    others = charts.label("other_units", lang)
+    alone = vlc.vegalite_to_svg(
+        spec(charts.funnel_chart(rows[rows["unit"] == "H03"], funnel_curve_frame(), highlight="H03", lang=lang))
+    )
+    assert others not in alone and charts.label("own_unit", lang) in alone
+    both = vlc.vegalite_to_svg(spec(charts.funnel_chart(rows, funnel_curve_frame(), highlight="H03", lang=lang)))
+    assert others in both

@@ -1384,6 +1384,10 @@ def funnel_chart(
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
+    if highlight is not None and set(units["unit"].astype(str)) == {str(highlight)}:
+        # the own unit alone (a file withholds the others): no "Other units" entry in the legend for none drawn
+        shape = layers[-1]["encoding"]["shape"]
+        shape["scale"] = {"domain": [label("own_unit", lang)], "range": ["diamond"]}
     if x_dom and domain:
         y_target = float(target) if target is not None and np.isfinite(float(target)) else None
         lines = [(g["precision"].to_numpy(float), g["limit"].to_numpy(float)) for _, g in limits.groupby("line")]
