@@ -123,6 +123,16 @@ def test_overview_scorecard_shows_the_indicator_table(demo_db):
     leak = mine[mine["indicator"] == "anastomotic_leak"].iloc[0]
     shown = " ".join(str(v) for v in row.iloc[0].to_numpy())
     assert format_value(leak["adjusted_value"], "proportion", "en") in shown
+    # the scorecard's value is adjusted, the verdict table's is observed against expected: the cell says so
+    adjusted = t(
+        "overview.key_value_adjusted",
+        "en",
+        indicator=catalog.condition("colorectal_cancer").indicator("anastomotic_leak").label("en"),
+        value=format_value(leak["adjusted_value"], "proportion", "en"),
+        benchmark=format_value(leak["target"], "proportion", "en"),
+    )
+    assert adjusted in row.iloc[0].to_numpy().tolist() and "adjusted for case mix" in adjusted
+    assert any(t("overview.adjusted_note", "en") in c.value for c in at.caption)
     # the key indicators: one table per condition under its name, the verdict next to the indicator
     verdict_column = t("verdict.column", "en")
     keyed = [tab.value for tab in shown_tables(at) if verdict_column in tab.value.columns]

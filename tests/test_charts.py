@@ -949,3 +949,50 @@ def test_a_negative_number_in_a_charts_own_text_has_the_minus_sign_of_its_axis_l
         text = json.dumps(d, ensure_ascii=False)
         low = charts.fmt_number(abs(scale.min), lang, 0 if scale.min == int(scale.min) else 1)
         assert f"(\u2212{low}\u2013" in text and f"(-{low}" not in text, lang
+
+
+@pytest.mark.parametrize("sd", [3, 5, 8, 12])
+@pytest.mark.parametrize("width", [charts.PHONE_FIXED_WIDTH, charts.DEFAULT_WIDTH])
+def test_every_tick_of_a_histograms_share_axis_is_labelled(sd, width):
+    """A 12-month histogram (scores bunched near the top, 20 bins) labelled its share axis "0%" and "30%" only:
+    three ticks left to Vega came 22 px apart in a 90 px panel and a browser dropped 10% and 20% as overlapping.
+    The ticks are now chosen so that neighbouring labels lie a label and a gap apart in the largest font, and
+    every tick is drawn with its label."""
+    vlc = pytest.importorskip("vl_convert")
+    rng = np.random.default_rng(sd)
+    rows = [
+        charts.histogram(
+            pd.DataFrame({"unit": unit, "timepoint": "12m", "score": np.clip(rng.normal(40, sd, n), 0, 48)}),
+            "score",
+            ["unit", "timepoint"],
+            20,
+            (0, 48),
+        )
+        for unit, n in (("H01", 120), ("All units", 900))
+    ]
+    chart = charts.score_distribution_chart(pd.concat(rows), lang="nl", width=width)
+    y = chart["spec"]["encoding"]["y"]
+    ticks, top = y["axis"]["values"], y["scale"]["domain"][1]
+    height = chart["spec"]["height"]
+    biggest = max(charts.FONT_SIZES["axis_label"], charts.FONT_SIZES_NARROW["axis_label"])
+    assert len(ticks) >= 3 and ticks[0] == 0 and ticks[-1] == pytest.approx(top)
+    assert height * (ticks[1] - ticks[0]) / top >= biggest + charts.LABEL_GAP
+    shares = pd.concat(rows).assign(total=lambda f: f.groupby("unit")["count"].transform("sum"))
+    assert (shares["count"] / shares["total"]).max() <= top  # every bar inside the axis
+    drawn = re.findall(r">(\d+)\s?%<", vlc.vegalite_to_svg(chart))
+    assert sorted({int(d) for d in drawn}) == sorted({round(v * 100) for v in ticks})
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_funnel_of_the_own_unit_alone_lists_no_other_units(lang):
+    """A file's funnel plot with the other units withheld drew the own unit alone, and its legend still listed
+    "Other units" beside it; with others drawn the legend lists both."""
+    vlc = pytest.importorskip("vl_convert")
+    rows = indicator_rows()
+    others = charts.label("other_units", lang)
+    alone = vlc.vegalite_to_svg(
+        spec(charts.funnel_chart(rows[rows["unit"] == "H03"], funnel_curve_frame(), highlight="H03", lang=lang))
+    )
+    assert others not in alone and charts.label("own_unit", lang) in alone
+    both = vlc.vegalite_to_svg(spec(charts.funnel_chart(rows, funnel_curve_frame(), highlight="H03", lang=lang)))
+    assert others in both

@@ -123,3 +123,21 @@ def test_the_action_under_way_starts_when_the_planted_improvement_does(sqlite_en
     ]
     acts = annotations.chart_actions(sqlite_engine, VIEWER, "hip_osteoarthritis", "readmission_30d", "H01")
     assert [(a.status, a.start) for a in acts] == [(ActionStatus.IN_PROGRESS, dt.date(2024, 7, 1))]
+
+
+def test_the_demo_norms_source_is_a_proper_name_in_both_languages():
+    """A stored source name is shown as stored (a real registry's name is a proper name): the demo's read
+    "Fictieve landelijke norm (demodata)" in the English pages. No word of it is one only the Dutch or only the
+    English messages use."""
+    import re
+
+    from vbhc import demo_external
+    from vbhc.i18n import catalog
+
+    def words(lang: str) -> set[str]:
+        return {w.lower() for text in catalog(lang).values() for w in re.findall(r"[^\W\d_]{3,}", text)}
+
+    en, nl = words("en"), words("nl")
+    for source in (demo_history.NORM_SOURCE, demo_external.SOURCE):
+        named = {w.lower() for w in re.findall(r"[^\W\d_]{3,}", source)}
+        assert named and not named & (en ^ nl), (source, named & (en ^ nl))

@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 
 from vbhc.access import OTHER_UNIT, PublishedGroup, Role, Scope, Viewer, indicator_rows
 from vbhc.disclosure import MIN_OTHER_UNITS, feasible_interval, n_band_bounds
-from vbhc.reports import build_workbook, compute_results
+from vbhc.reports import SuppressionRule, build_workbook, compute_results
 from vbhc.reports.excel import HEADER_ROW
 
 CONDITIONS = ["colorectal_cancer", "hip_osteoarthritis"]
@@ -134,7 +134,7 @@ def test_attempt_every_suppressed_cell_in_the_workbook(results, threshold, monke
         res = by_level[level]
         truth = _truth(res)
         content = build_workbook(res, lang="en", suppress_below=threshold)
-        view = _workbook_view(content, truth, f"<{threshold}")
+        view = _workbook_view(content, truth, SuppressionRule(threshold).marker("en"))
         assert view["n"].isna().sum() > 20  # the attack has cells to try
         found = _attack(truth, view, threshold)
         assert not found, found[:10]
@@ -169,7 +169,7 @@ def test_attempt_every_suppressed_cell_in_the_pdf_tables(results, threshold, tmp
     found = _attack(truth, pdf_view, threshold)
     assert not found, found[:10]
     make_report(tmp_path / "r.xlsx", fmt="xlsx", external=False, **common)
-    book = _workbook_view((tmp_path / "r.xlsx").read_bytes(), truth, f"<{threshold}")
+    book = _workbook_view((tmp_path / "r.xlsx").read_bytes(), truth, SuppressionRule(threshold).marker("en"))
     names = unit_names_for(res, "en", engine)  # the workbook's sheets name the units
     pdf_view = pdf_view.assign(unit=pdf_view["unit"].map(lambda u: names.get(u, u)))
     merged = book.merge(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -24,10 +25,12 @@ import pytest
 
 from vbhc.access import Role, Scope, Viewer, focus_units
 from vbhc.disclosure import feasible_interval, signed_interval
+from vbhc.reports.privacy import SuppressionRule
 
 CONDITION = "colorectal_cancer"
 COUNT_KINDS = ("proportion", "prom_mic", "response_rate")
 THRESHOLD = 10
+MARKER = SuppressionRule(THRESHOLD).marker("en")
 
 
 def _viewer(role: str) -> Viewer:
@@ -249,7 +252,7 @@ def test_workbooks_of_all_dates_and_each_year_cannot_be_differenced(reports):
         cells = _workbook_cells(report.workbook, "Colorectal cancer")
         labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
         cells["indicator"] = cells["label"].map(labels)
-        cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
+        cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != MARKER), errors="coerce")
         merged = table.drop(columns=["n"]).merge(cells[["unit", "indicator", "n"]], on=["unit", "indicator"])
         assert len(merged) == len(table)
         views[period], truth[period] = merged, table
@@ -294,7 +297,7 @@ def _as_table(content: bytes, table: pd.DataFrame) -> pd.DataFrame:
     cells = _workbook_cells(content, "Colorectal cancer")
     labels = table.drop_duplicates("indicator").set_index("label_en")["indicator"]
     cells["indicator"] = cells["label"].map(labels)
-    cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != f"<{THRESHOLD}"), errors="coerce")
+    cells["n"] = pd.to_numeric(cells["n"].where(cells["n"] != MARKER), errors="coerce")
     merged = table.drop(columns=["n"]).merge(cells[["unit", "indicator", "n"]], on=["unit", "indicator"])
     assert len(merged) == len(table)
     return merged
@@ -594,7 +597,7 @@ def _sheet_rows(content: bytes, sheet: str, column: str) -> list[bool]:
     for cells in ws.iter_rows(min_row=HEADER_ROW + 1, values_only=True):
         if cells[0] is None:
             break
-        out.append(cells[at] == f"<{THRESHOLD}")
+        out.append(cells[at] == MARKER)
     return out
 
 
@@ -886,8 +889,6 @@ def test_a_prom_response_row_follows_the_withheld_cells_of_its_indicator_table()
     timepoint) and every row of the same unit that repeats a withheld cell's care cycles or, for a count
     indicator, its events; not another unit's row with the same number, not a shown cell's, not a mean's
     observed value, and a missing count (a nullable column's NA) withholds nothing."""
-    from types import SimpleNamespace
-
     from vbhc.reports.privacy import SuppressionRule, prom_response_forced
 
     rule = SuppressionRule(THRESHOLD)
@@ -1087,3 +1088,17 @@ def test_a_volume_withheld_in_the_same_pass_bounds_no_line():
     assert years["2025"]["B/x"] and years["2025"]["A/x"] and years["2025"]["A/volume"]  # the protection stands
     assert not years[""]["A/x"] and not years[""]["A/volume"], years[""]
     assert not any(years[""].values()), years[""]  # all dates: no small cell, nothing to withhold
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_page_writes_a_withheld_count_as_the_files_do(lang):
+    """A page wrote every withheld care-cycle count as "<10", also a secondary cell's (withheld to protect
+    another unit, 79 care cycles): false, and a marker the files no longer use. A page shows the files' neutral
+    marker; a manager's band for another unit ("<10" for a count that is below 10) stays as it is."""
+    from ui.render import count_text
+
+    secondary = SimpleNamespace(n=float("nan"), suppressed=True)
+    assert count_text(secondary, lang) == SuppressionRule(THRESHOLD).marker(lang)
+    assert not count_text(secondary, lang).startswith("<")
+    band = SimpleNamespace(n=float("nan"), suppressed=True, n_band="<10")
+    assert count_text(band, lang) == "<10"

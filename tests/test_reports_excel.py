@@ -109,7 +109,7 @@ def test_every_figure_equals_the_indicator_table(results, threshold):
             for key, column in FIGURES.items():
                 cell = row[t(key, "en")]
                 if expected["suppressed"] and column != "target":
-                    assert cell.value == f"<{threshold}", (key, row["Unit"].value)
+                    assert cell.value == rule.marker("en"), (key, row["Unit"].value)
                     suppressed += 1
                     continue
                 value = expected[column]
@@ -120,15 +120,49 @@ def test_every_figure_equals_the_indicator_table(results, threshold):
                     checked += 1
             position = row[t("report.position_95", "en")].value
             if expected["suppressed"]:
-                assert position == f"<{threshold}"
+                assert position == rule.marker("en")
             elif isinstance(expected["position_95"], str):
                 assert position == t_value("position", expected["position_95"], "en")
     assert checked > 500
     if threshold > 10:
         assert suppressed > 0
-        marker = f"<{threshold}"
+        marker = rule.marker("en")
         footnote = [c.value for c in wb["Colorectal cancer"]["A"] if isinstance(c.value, str) and marker in c.value]
         assert footnote and f"fewer than {threshold:,}" in footnote[0]
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_withheld_cells_claim_no_small_count(results, lang):
+    """A secondary cell (withheld to protect another unit's small cell) stood as "<10" for 79 or 94 care cycles,
+    and an expected value or a rate of a small cell as "<10" too: every withheld cell now shows one neutral marker
+    (a marker per reason would tell a reader which withheld cells are small), and the footnote and the rules on
+    the Explanation sheet give both reasons."""
+    res, batches = results
+    threshold = int(pd.concat([r.table["n"] for r in res]).quantile(0.25)) + 1
+    rule = SuppressionRule(threshold)
+    wb = load_workbook(io.BytesIO(build_workbook(res, lang=lang, suppress_below=threshold, batches=batches)))
+    marker = rule.marker(lang)
+    assert not marker.startswith("<") and str(threshold) not in marker
+    secondary = 0
+    for sheet, result in zip(wb.worksheets[2:], res, strict=False):  # cover, summary, then a sheet per condition
+        table = suppress_table(result.table, rule)
+        big = {
+            (str(u), str(i))
+            for u, i, n, s in zip(
+                table["unit"], table["indicator"], result.table["n"], table["suppressed"], strict=True
+            )
+            if s and n >= threshold
+        }
+        secondary += len(big)
+        texts = [c.value for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
+        assert not [v for v in texts if v.startswith("<")], result.condition  # no cell claims a small count
+        footnote = next(v for v in texts if v.startswith(f"{marker}:"))
+        assert t("report.withheld_marker", lang) in footnote
+        assert ("secondary" if lang == "en" else "secundaire") in footnote
+        assert ("any number of care cycles" if lang == "en" else "elk aantal zorgtrajecten") in footnote
+    assert secondary > 0  # the demo has cells withheld only to protect others
+    explained = " ".join(str(c.value) for row in wb[wb.sheetnames[-1]].iter_rows() for c in row if c.value)
+    assert marker in explained and ("secondary" if lang == "en" else "secundaire") in explained.lower()
 
 
 def test_number_formats(workbook):
@@ -239,9 +273,9 @@ def test_small_registry_withholds_every_count(small_result):
     assert rows
     for row in rows:
         for key in ("column.care_cycles", "column.observed", "column.adjusted", "report.ci_lower", "column.oe"):
-            assert row[t(key, "en")].value == "<10"
+            assert row[t(key, "en")].value == "withheld"
     _, summary = _rows(wb["Summary"])
-    assert all(r["Care cycles"].value == "<10" for r in summary)
+    assert all(r["Care cycles"].value == "withheld" for r in summary)
     # no count of the small registry survives anywhere in the numbers of the PROM and cost sheets
     for name in ("PROMs", "Costs"):
         _, rows = _rows(wb[name])
@@ -258,7 +292,7 @@ def test_threshold_edge_exactly_ten_is_shown(small_result):
     wb = load_workbook(io.BytesIO(build_workbook([edited], lang="en")))
     _, rows = _rows(wb["Hip osteoarthritis"])
     assert rows[0]["Care cycles"].value == 10
-    assert rows[1]["Care cycles"].value == "<10"
+    assert rows[1]["Care cycles"].value == "withheld"
 
 
 def test_formula_in_a_label_comes_out_as_text(small_result):

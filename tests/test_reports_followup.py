@@ -106,9 +106,9 @@ def test_the_small_number_rule_withholds_what_a_target_or_signal_would_give_back
         build_workbook([result], lang="en", suppress_below=10, follow_up=read_follow_up(engine, CARE, [HIP]))
     )
     targets = [r for r in rows if r[4] == "Team goal"]
-    assert targets and all(r[9:11] == ["<10", "<10"] for r in targets)
-    assert next(r for r in rows if "New implant since March" in r)[5] == "<10"
-    assert any(r[0] and "withheld because" in str(r[0]) for r in rows)  # the footnote
+    assert targets and all(r[9:11] == ["withheld", "withheld"] for r in targets)
+    assert next(r for r in rows if "New implant since March" in r)[5] == "withheld"
+    assert any(r[0] and "not shown, for one of two reasons" in str(r[0]) for r in rows)  # the footnote
 
 
 def test_the_pdf_section_in_dutch_for_one_condition_team(registry, monkeypatch):
@@ -131,6 +131,34 @@ def test_the_pdf_section_in_dutch_for_one_condition_team(registry, monkeypatch):
     assert "Elsewhere" not in text  # H02's action is not this team's
 
 
+def test_the_pdfs_targets_name_the_reports_own_unit_in_a_few_words(registry, monkeypatch):
+    """The targets table's narrow "Target for" column broke the own unit's full name into a line per word
+    ("Universitair / Medisch / Centrum / Veenmeer"); the section's heading names the unit, so its targets say
+    "this unit"."""
+    from PIL import Image
+
+    from vbhc.reports import pdf
+
+    engine, result = registry
+    blank = io.BytesIO()
+    Image.new("RGB", (4, 3), "white").save(blank, format="PNG")
+    monkeypatch.setattr(pdf, "render_chart", lambda chart, scale=pdf.CHART_SCALE: blank.getvalue())
+    long_name = "Universitair Medisch Centrum Veenmeer"
+    content = build_pdf(
+        result,
+        "H01",
+        lang="nl",
+        suppress_below=0,
+        follow_up=read_follow_up(engine, CARE, [HIP]),
+        unit_names={"H01": long_name},
+    )
+    lines = [line.strip() for p in PdfReader(io.BytesIO(content)).pages for line in p.extract_text().splitlines()]
+    start = lines.index(t("agenda.targets", "nl"))
+    table = lines[start : start + 12]
+    assert not set(table) & set(long_name.split()), table  # no line holds one word of the name alone
+    assert any(t("report.target_this_unit", "nl") in line for line in table), table
+
+
 def test_items_are_read_with_the_viewers_role_rules_and_the_command_line_includes_them(registry, tmp_path):
     engine, _ = registry
     with pytest.raises(AccessDenied):
@@ -142,7 +170,7 @@ def test_items_are_read_with_the_viewers_role_rules_and_the_command_line_include
     path = make_report(tmp_path / "hip.xlsx", fmt="xlsx", conditions=[HIP], lang="nl", engine=engine, actor="cli")
     rows = _sheet_rows(path.read_bytes(), "nl")
     assert any("New implant since March" in r for r in rows)
-    assert any(t("agenda.met_yes", "nl") in r or "<10" in r for r in rows)
+    assert any(t("agenda.met_yes", "nl") in r or "afgeschermd" in r for r in rows)
 
 
 #: A unit id as the registry writes it: hospital "H01", department "H03/ORT", condition team "hip@H01".
@@ -342,7 +370,7 @@ def test_the_explanation_sheet_says_what_every_column_of_every_sheet_holds(regis
     assert all(text != header and text.endswith(".") for (_, header), text in explained.items())
     facts = {r[0]: r[1] for r in rows[3:start] if r[0]}
     rule = SuppressionRule.from_settings(10)
-    assert rule.marker in facts[t("explain.page_withheld", lang)]
+    assert rule.marker(lang) in facts[t("explain.page_withheld", lang)]
     assert facts[t("explain.page_withheld", lang)].startswith(rule.statements(lang)[0])
     assert facts[t("explain.page_period", lang)] and facts[t("explain.page_data_date", lang)] is not None
     assert t("report.sheet_cover", lang) in facts[t("explain.page_source", lang)]

@@ -88,7 +88,7 @@ def test_own_unit_below_the_threshold_is_withheld(report):
     n_own = int(result.table.loc[(result.table["unit"] == UNIT) & (result.table["kind"] == "volume"), "n"].iloc[0])
     content = build_pdf(result, UNIT, lang="en", suppress_below=n_own + 1)
     text = _flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages))
-    assert f"<{n_own + 1}" in text
+    assert "withheld" in text
     assert f"fewer than {n_own + 1:,} care cycles" in text
     mine = result.table[(result.table["unit"] == UNIT) & result.table["key"].astype(bool)]
     assert fmt_int(mine["n"].iloc[0], "en") not in text.split("Key indicators")[1].split("Benchmark:")[0]
@@ -133,7 +133,7 @@ def test_dutch_report_of_a_registry_below_the_threshold(small_result):
     pages = [_flat(p.extract_text()) for p in PdfReader(io.BytesIO(content)).pages]
     assert "Rapport uitkomstenoverleg" in pages[0] and "Heupartrose" in pages[0] and "H02" in pages[0]
     text = " ".join(pages)
-    assert "<10" in text and "minder dan 10 zorgtrajecten" in text
+    assert "afgeschermd" in text and "minder dan 10 zorgtrajecten" in text
     assert f"Pagina 1 van {len(pages)}" in pages[0]
 
 
@@ -149,8 +149,8 @@ def test_small_quarters_are_left_out_of_the_trend(report):
     threshold = per_quarter + 5  # above a typical quarter of H01, far below its total
     content = build_pdf(result, UNIT, lang="en", suppress_below=threshold)
     text = _flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages))
-    assert f"Quarters with fewer than {threshold} care cycles are left out of the trend chart" in text
-    assert f"<{threshold}" not in text.split("Key indicators")[1].split("Benchmark:")[0]  # H01 itself is shown
+    assert f"Quarters with fewer than {threshold} care cycles, and further quarters withheld" in text
+    assert "withheld" not in text.split("Key indicators")[1].split("Benchmark:")[0]  # H01 itself is shown
 
 
 def test_a_chart_without_transparency_is_kept_as_rgb_with_the_same_pixels():

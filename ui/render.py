@@ -141,7 +141,7 @@ def count_text(row, lang: str) -> str:
     if isinstance(band, str) and band:
         return band
     if bool(getattr(row, "suppressed", False)) is True and pd.isna(row.n):
-        return f"<{suppress_below()}"
+        return t("report.withheld_marker", lang)  # the files' marker: "<10" was false for a secondary cell
     return fmt_int(row.n, lang)
 
 

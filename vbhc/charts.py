@@ -1384,6 +1384,10 @@ def funnel_chart(
     unit_data = data(units)
     tips = _unit_tooltips(kind, lang, magnitude=magnitude)
     layers.append(_points(unit_data, {"x": x, "y": y, "tooltip": tips}, lang, width, legend=units["assessment"]))
+    if highlight is not None and set(units["unit"].astype(str)) == {str(highlight)}:
+        # the own unit alone (a file withholds the others): no "Other units" entry in the legend for none drawn
+        shape = layers[-1]["encoding"]["shape"]
+        shape["scale"] = {"domain": [label("own_unit", lang)], "range": ["diamond"]}
     if x_dom and domain:
         y_target = float(target) if target is not None and np.isfinite(float(target)) else None
         lines = [(g["precision"].to_numpy(float), g["limit"].to_numpy(float)) for _, g in limits.groupby("line")]
@@ -2559,6 +2563,24 @@ def histogram(
     return out[[*by, "bin_start", "bin_end", "count"]]
 
 
+#: Steps between the share axis' ticks, the finest first.
+SHARE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5)
+
+
+def _share_ticks(top: float, height: int) -> tuple[float, list[float]]:
+    """The top of a share axis `height` px tall and its ticks: the finest step whose labels lie at least a label
+    (the largest font, either screen) plus LABEL_GAP and a margin apart, the top a whole step above the highest
+    bar. Why: 3 ticks left to Vega gave 0%, 10%, 20% and 30% 22 px apart in a 90 px panel, and a browser dropped
+    every other label as overlapping (a 12-month histogram read "0%" and "30%" only)."""
+    need = max(FONT_SIZES["axis_label"], FONT_SIZES_NARROW["axis_label"]) + LABEL_GAP + 8
+    top = min(max(top, 0.0), 1.0) if np.isfinite(top) else 1.0
+    for step in SHARE_STEPS:
+        steps = max(1, int(np.ceil(top / step - 1e-9)))
+        if height / steps >= need or step == SHARE_STEPS[-1]:
+            break
+    return steps * step, [round(i * step, 6) for i in range(steps + 1)]
+
+
 def _timepoint_order(timepoints: Sequence[str]) -> list[str]:
     """Timepoint ids the catalog does not know, in a likely order: baseline first, then follow-up by length
     ("6w" < "3m" < "12m" < "2y"), others last."""
@@ -2651,6 +2673,7 @@ def score_distribution_chart(
     data = _Data()
     pct = label("share_patients", lang)
     panel_h = 120 if width >= NARROW else 90
+    share_top, share_ticks = _share_ticks(float(frame["share"].max()), panel_h)
     spec = {
         "width": panel_w,
         "height": panel_h,
@@ -2664,7 +2687,12 @@ def score_distribution_chart(
                 axis={"format": ",.4~f", "tickCount": 4},
             ),
             "x2": {"field": "bin_end"},
-            "y": _q("share", _wrap(pct, f["axis_title"], panel_h - 10), axis=_axis(".0%", tickCount=3)),
+            "y": _q(
+                "share",
+                _wrap(pct, f["axis_title"], panel_h - 10),
+                scale={"domain": [0, share_top], "nice": False},
+                axis=_axis(".0%", values=share_ticks),
+            ),
             "tooltip": [
                 _tip("unit", "nominal", label("unit", lang)),
                 _tip("timepoint", "nominal", label("timepoint", lang)),

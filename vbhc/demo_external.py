@@ -55,7 +55,8 @@ EXTERNAL_FILE = "external_figures.csv"
 MODELS_DIR = "casemix_models"
 #: a fit whose coefficient is larger than this (logit scale) separated: no model is published for it
 _MAX_COEFFICIENT = 15.0
-SOURCE = "Landelijke kwaliteitsregistratie (demo)"
+#: The registry's name: a proper name, shown as stored in either language (see demo_history.NORM_SOURCE).
+SOURCE = "NORMA (demo)"
 _CYCLES = "care_cycles.csv"
 
 

@@ -39,7 +39,10 @@ __all__ = ["DEMO_VIEWER", "History", "benchmarks_from_store", "write_history"]
 
 #: Who writes the demo's history: the quality directorate (it may set norms and edit every condition's items).
 DEMO_VIEWER = Viewer("vbhc demo", "vbhc demo", (Scope(Role.QUALITY),))
-NORM_SOURCE = "Fictieve landelijke norm (demodata)"
+#: The external norm's source: a registry's name is a proper name, shown as stored in either language, so the
+#: demo's (fictitious) registry has one that reads the same in both ("Fictieve landelijke norm" showed in Dutch in
+#: the English pages).
+NORM_SOURCE = "NORMA 2024 (demo)"
 #: The actions: (start, due, status, title template, expected effect), the texts filled with the indicator. The
 #: first (done, without effect) only on the first worse outlier of the own hospital; the second (under way) on each,
 #: starting when the generator's improvement of that outlier does, else on the date given here.

@@ -65,9 +65,17 @@ def scorecard_parts() -> tuple:
         for number, ind in enumerate(mine[mine["key"].astype(bool) & (mine["kind"] != "cost")].itertuples(), start=1):
             name = t("overview.key_indicator", lang, number=number)
             label = render.indicator_label(condition, ind.indicator, lang)
-            row[name] = f"{label}: {format_value(ind.adjusted_value, ind.kind, lang)}"
-            row[name] += f" ({t('column.benchmark', lang).lower()} {format_value(ind.target, ind.kind, lang)})"
-            colour[name] = verdict.verdict(ind._asdict()).assessment  # the same verdict as everywhere else
+            judged = verdict.verdict(ind._asdict())  # the same verdict as everywhere else
+            # the value is adjusted where the verdict compares observed with expected: say so, as the verdict
+            # table below shows the observed value ("7.4% against 8.9% expected" beside "7.6% (benchmark 9.2%)")
+            row[name] = t(
+                "overview.key_value" if judged.against == "benchmark" else "overview.key_value_adjusted",
+                lang,
+                indicator=label,
+                value=format_value(ind.adjusted_value, ind.kind, lang),
+                benchmark=format_value(ind.target, ind.kind, lang),
+            )
+            colour[name] = judged.assessment
         response = mine[mine["kind"] == "response_rate"]
         if len(response):
             r = response.iloc[0]
@@ -118,7 +126,7 @@ scorecard = pd.DataFrame(rows)
 conditions = scorecard.pop("_condition")
 painted = pd.DataFrame(colours).reindex(columns=scorecard.columns)
 st.subheader(t("overview.scorecard", lang))
-st.caption(t("overview.legend", lang))
+st.caption(f"{t('overview.legend', lang)} {t('overview.adjusted_note', lang)}")
 if populations:  # one line per benchmark population, naming the condition teams judged against it
     st.caption(
         "  \n".join(

@@ -216,7 +216,7 @@ class _Writer:
             hidden = bool(suppressed[i])
             for j, col in enumerate(columns, start=1):
                 if hidden and col.withheld:
-                    cell = ws.cell(r, j, self.rule.marker)
+                    cell = ws.cell(r, j, self.rule.marker(self.lang))
                     cell.font = SUPPRESSED_FONT
                     cell.alignment = Alignment(horizontal="right")
                     suppressed_any = True
@@ -573,7 +573,7 @@ def _improvement(
             row += 1
             for j, (value, fmt) in enumerate(values, start=1):
                 if fmt == "withheld":
-                    cell = ws.cell(row, j, w.rule.marker)
+                    cell = ws.cell(row, j, w.rule.marker(w.lang))
                     cell.font, cell.alignment = SUPPRESSED_FONT, Alignment(horizontal="right")
                     withheld_any = True
                     continue

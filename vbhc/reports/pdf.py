@@ -457,23 +457,30 @@ class _Section:
             pdf.grid(headers, rows, (22, 16, 70, 18), size=6.5, align=["LEFT"] * 4)
         pdf.title_page = False
 
+    def _target_unit(self, unit: str) -> str:
+        """Whom a target is for: all units, this report's unit (named in the section's heading: its full name
+        took four lines of the narrow column, "Universitair / Medisch / Centrum / Veenmeer"), or another unit."""
+        if unit == ALL_UNITS:
+            return self.t("agenda.all_units")
+        return self.t("report.target_this_unit") if unit == self.unit else self.shown(unit)
+
     def _value(self, row: Any, column: str) -> str:
         if row.suppressed:
             self.used_marker = True
-            return self.rule.marker
+            return self.rule.marker(self.lang)
         return format_value(getattr(row, column), row.kind, self.lang)
 
     def _ci(self, row: Any) -> str:
         if row.suppressed:
-            return self.rule.marker
+            return self.rule.marker(self.lang)
         return fmt_ci(row.adjusted_lower, row.adjusted_upper, row.kind, self.lang)
 
     def _n(self, row: Any) -> str:
-        return self.rule.marker if row.suppressed else fmt_int(row.n, self.lang)
+        return self.rule.marker(self.lang) if row.suppressed else fmt_int(row.n, self.lang)
 
     def _assessment(self, row: Any) -> tuple[str, tuple[int, int, int] | None]:
         if row.suppressed:
-            return self.rule.marker, None
+            return self.rule.marker(self.lang), None
         judged = verdict_of(row)  # the same verdict as the dashboard (vbhc.verdict); the headline fits the grid
         return judged.label(self.lang), ASSESSMENT_FILL.get(judged.assessment)
 
@@ -593,7 +600,7 @@ class _Section:
             nonlocal used_marker
             if withheld:
                 used_marker = True
-                return self.rule.marker
+                return self.rule.marker(self.lang)
             return (
                 MISSING if value is None else format_value(value, self.condition.indicator(indicator).kind, self.lang)
             )
@@ -612,12 +619,12 @@ class _Section:
             body = [
                 [
                     name(line.target.indicator),
-                    self.t("agenda.all_units") if line.target.unit == ALL_UNITS else self.shown(line.target.unit),
+                    self._target_unit(line.target.unit),
                     label("target", line.target.kind),
                     label("direction", line.target.direction),
                     value_text(line.target.value, line.target.indicator, False),
                     value_text(line.value, line.target.indicator, line.withheld),
-                    self.rule.marker if line.withheld else met[line.met],
+                    self.rule.marker(self.lang) if line.withheld else met[line.met],
                 ]
                 for line in targets
             ]
@@ -724,9 +731,9 @@ class _Section:
                     [
                         instrument.label(self.lang) if instrument else str(r.instrument),
                         self._timepoint(str(r.timepoint)),
-                        self.rule.marker if hidden else fmt_int(r.eligible, self.lang),
-                        self.rule.marker if hidden else fmt_int(r.responded, self.lang),
-                        self.rule.marker if hidden else fmt_percent(r.response_rate, self.lang),
+                        self.rule.marker(self.lang) if hidden else fmt_int(r.eligible, self.lang),
+                        self.rule.marker(self.lang) if hidden else fmt_int(r.responded, self.lang),
+                        self.rule.marker(self.lang) if hidden else fmt_percent(r.response_rate, self.lang),
                     ]
                 )
             headers = [
@@ -776,9 +783,9 @@ class _Section:
             body.append(
                 [
                     name,
-                    self.rule.marker if hidden else fmt_int(r.cycles, self.lang),
-                    self.rule.marker if hidden else format_value(r.cost_per_cycle, "cost", self.lang),
-                    self.rule.marker if hidden else fmt_percent(r.share, self.lang),
+                    self.rule.marker(self.lang) if hidden else fmt_int(r.cycles, self.lang),
+                    self.rule.marker(self.lang) if hidden else format_value(r.cost_per_cycle, "cost", self.lang),
+                    self.rule.marker(self.lang) if hidden else fmt_percent(r.share, self.lang),
                 ]
             )
         headers = [

@@ -5,14 +5,15 @@ must not be in them: one event among five care cycles can identify a patient. Th
 quality directorate applies: a unit × indicator based on fewer care cycles than the threshold (default 10,
 VBHC_SUPPRESS_BELOW) is withheld: its number of care cycles, observed and expected values and everything
 derived from them (O/E, rates, means, confidence intervals, the control limits at its n and its position).
-Such cells show a marker ("<10") explained by a footnote, and every file states the rules applied.
+Such cells show a neutral marker ("withheld", "afgeschermd") explained by a footnote, and every file states the
+rules applied.
 
 A withheld cell must not be recoverable from what the same file shows: the benchmark is computed on every unit,
 so its totals minus the shown units would give a lone withheld cell back. Hence secondary (complementary)
 suppression (vbhc.disclosure): per indicator, PROM timepoint and unit cost breakdown either no cell or at least
 two are withheld, more until no withheld count is determined by the totals, and a unit's cells elsewhere that
 repeat a withheld count are withheld too. Secondary cells show the same marker (the reader cannot tell which
-of the withheld cells is the small one); the footnote says so.
+of the withheld cells is the small one, and "<10" would be false for them); the footnote says so.
 
 Periods: a file of all dates and files of each year show the same units, and a unit's years add up to its
 all-dates cell, so the cells are withheld over that grid at once (grid_suppression_masks, vbhc.disclosure.
@@ -123,10 +124,12 @@ class SuppressionRule:
     def active(self) -> bool:
         return self.threshold > 0
 
-    @property
-    def marker(self) -> str:
-        """What a withheld cell shows."""
-        return f"<{self.threshold}"
+    def marker(self, lang: str) -> str:
+        """What a withheld cell shows: one neutral word for every withheld cell ("withheld", "afgeschermd").
+        "<10" was false for a secondary cell (79 care cycles withheld to protect another unit) and for a value
+        that is no count (an expected number, a rate); a marker per reason would tell a reader which withheld
+        cells are small, so both reasons share the marker and the footnote states both."""
+        return t("report.withheld_marker", lang)
 
     def applies(self, counts: pd.Series | np.ndarray) -> np.ndarray:
         """True where a count is below the threshold (a missing count counts as 0)."""
@@ -137,7 +140,7 @@ class SuppressionRule:
 
     def footnote(self, lang: str) -> str:
         """The footnote under a table with withheld cells."""
-        return t("report.suppressed_footnote", lang, marker=self.marker, count=self.threshold)
+        return t("report.suppressed_footnote", lang, marker=self.marker(lang), count=self.threshold)
 
     def statements(self, lang: str, *, patient_rows: bool = False, spreadsheet: bool = True) -> list[str]:
         """The rules applied, one sentence each, for the cover page / methods section of a file. `spreadsheet`:
@@ -145,8 +148,8 @@ class SuppressionRule:
         and its reader would wonder which spreadsheet is meant."""
         if self.active:
             lines = [
-                t("report.rule_suppression", lang, marker=self.marker, count=self.threshold),
-                t("report.rule_secondary", lang, marker=self.marker),
+                t("report.rule_suppression", lang, marker=self.marker(lang), count=self.threshold),
+                t("report.rule_secondary", lang, marker=self.marker(lang)),
             ]
         else:
             lines = [t("report.rule_no_suppression", lang)]
