@@ -115,11 +115,15 @@ def test_a_year_with_one_other_hospital_counted_withholds_the_benchmark_in_every
     before = {p: access.indicator_rows(MANAGER, t, engine=engine, record_view=False) for p, t in grid.items()}
     assert before["2025"]["target"].isna().all()
     assert before[""]["target"].notna().any() and before["2024"]["target"].notna().any()
-    assert access.registry_indicators_withheld(QUALITY, CONDITION, "hospital", grid.values()) == frozenset()
+    assert (
+        access.registry_indicators_withheld(QUALITY, CONDITION, "hospital", grid.values(), engine=engine) == frozenset()
+    )
     care = Viewer("c@example.org", "", (Scope(Role.CARE_TEAM, frozenset({CONDITION})),))
-    assert access.registry_indicators_withheld(care, CONDITION, "hospital", grid.values()) == frozenset()
+    assert access.registry_indicators_withheld(care, CONDITION, "hospital", grid.values(), engine=engine) == frozenset()
     other = Viewer("o@example.org", "", (Scope(Role.MANAGER, frozenset({"hip_osteoarthritis"}), frozenset({"H01"})),))
-    assert access.registry_indicators_withheld(other, CONDITION, "hospital", grid.values()) == frozenset()
+    assert (
+        access.registry_indicators_withheld(other, CONDITION, "hospital", grid.values(), engine=engine) == frozenset()
+    )
 
 
 def test_an_indicator_every_hospital_records_keeps_its_benchmark(engine):
@@ -129,7 +133,10 @@ def test_an_indicator_every_hospital_records_keeps_its_benchmark(engine):
     table = compute_indicators(data, "hospital").table
     assert access.registry_indicators_withheld(MANAGER, CONDITION, "hospital", [table], engine=engine) == frozenset()
     alone = compute_indicators(_recorded_only_in(data, ["H01"]), "hospital").table
-    assert access.registry_indicators_withheld(MANAGER, CONDITION, "hospital", [table, alone]) == frozenset()
+    assert (
+        access.registry_indicators_withheld(MANAGER, CONDITION, "hospital", [table, alone], engine=engine)
+        == frozenset()
+    )
     rows = access.indicator_rows(MANAGER, table, engine=engine, record_view=False)
     own = rows[rows["unit"] == "H01"].iloc[0]
     assert pd.notna(own["target"]) and pd.notna(own["expected"]) and rows["anonymised"].astype(bool).sum() == 6
