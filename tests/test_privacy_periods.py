@@ -314,6 +314,31 @@ def test_the_pages_workbooks_of_all_dates_and_each_year_cannot_be_differenced(pa
     assert period_attack(leaky, truth), "expected files protected one by one to leak"
 
 
+def test_the_pages_workbook_reads_the_cells_a_click_before_stored(pages, monkeypatch):
+    """The Excel button computed the grid's withheld cells again on every click (9 s of CPU for the workbook of
+    every condition on the 4,000-cycle demo): they are stored beside the results (vbhc.results.MasksKey), so the
+    next click, a restarted server or another server process reads them and withholds the same cells."""
+    from ui import render
+    from vbhc.reports import privacy
+
+    computed = []
+    compute = privacy._grid_masks
+    monkeypatch.setattr(privacy, "_grid_masks", lambda *a, **k: computed.append(1) or compute(*a, **k))
+    result = pages.result(CONDITION, "hospital", "")
+    store = pages._store(pages.database_url())
+    for stored in store.folder.glob("*/masks-*.pkl"):  # another test's clicks: computed here again
+        stored.unlink()
+    privacy._kept_masks.clear()
+    first = _as_table(render.report_workbook(_viewer("quality"), [result], "en"), result.table)
+    assert computed
+    privacy._kept_masks.clear()  # as a restarted server
+    computed.clear()
+    second = _as_table(render.report_workbook(_viewer("quality"), [result], "en"), result.table)
+    assert not computed
+    assert first["n"].isna().any()
+    assert second["n"].isna().tolist() == first["n"].isna().tolist()
+
+
 @pytest.mark.parametrize("period", ["", "2024"])
 def test_the_pages_files_withhold_the_cells_vbhc_report_withholds(pages, small_demo_db, reports, tmp_path, period):
     """Two files of the same period withholding different cells could be combined: the page's workbook and PDF

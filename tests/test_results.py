@@ -447,6 +447,41 @@ def test_reports_read_the_store(registry, tmp_path, monkeypatch):
         assert path.stat().st_size > 10_000
 
 
+def _workbook_values(path: Path) -> dict[str, list]:
+    """Every sheet's cell values, the time the file was made left out."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path)
+    return {
+        ws.title: [[v for v in row if not isinstance(v, dt.datetime)] for row in ws.iter_rows(values_only=True)]
+        for ws in book.worksheets
+    }
+
+
+@sqlite_only
+def test_a_reports_withheld_cells_are_stored_and_computed_again_after_an_import(registry, demo_files, tmp_path):
+    """The cells a report withholds over its grid of periods (vbhc.reports.privacy.grid_masks) were most of a warm
+    `vbhc report --all`'s time, computed again by every report: now stored beside the results (MasksKey), the next
+    report (a new process: nothing kept in its memory) reads them and withholds the same cells, and after an
+    import (a new dataset version) they are computed again."""
+    from vbhc.reports import make_report, privacy
+
+    def report(name: str) -> tuple[int, dict]:
+        privacy._kept_masks.clear()  # as a new process
+        before = _counts()
+        path = make_report(tmp_path / name, fmt="xlsx", conditions=[CONDITION], engine=registry, lang="en", actor="t")
+        return _computed_since(before)["masks"], _workbook_values(path)
+
+    computed, first = report("first.xlsx")
+    assert computed >= 1
+    assert any(ResultStore(registry).folder.glob("*/masks-*.pkl"))
+    again, second = report("second.xlsx")
+    assert again == 0 and second == first
+    import_files([_write_changed_outcomes(demo_files, tmp_path / "changed")], registry, imported_by="test")
+    after, third = report("after.xlsx")
+    assert after >= 1 and third != first
+
+
 def _conditions(engine: Engine) -> list[str]:
     from vbhc.registry import condition_volumes
 

@@ -728,10 +728,17 @@ def grid_tables(condition: str, level: str, peers: tuple[str, ...] = ()) -> dict
     def derive(period: str, compute: Callable[[IndicatorResult], pd.DataFrame]) -> pd.DataFrame:
         return derived(condition, level, period, peers, compute)
 
+    url, data_version = database_url(), version()
+
+    def keep(digest: str, compute: Callable[[], dict]) -> dict:
+        """The cells a download withholds over this grid, from the results store (a restart, another server
+        process or `vbhc report` computed them), else computed and stored (vbhc.reports.privacy.grid_masks)."""
+        return _store(url).masks(results.MasksKey(digest), _store_version(url, data_version), compute)
+
     # a department or team grid carries the hospital grid its files follow (vbhc.reports.privacy.grid_masks)
     hospitals = grid_tables(condition, "hospital", peers) if level != "hospital" else None
     tables = {p: result(condition, level, p, peers).table for p in grid_periods(condition)}
-    return PeriodGrid(tables, derive, hospitals)
+    return PeriodGrid(tables, derive, hospitals, keep)
 
 
 def report_grids(results: Sequence[IndicatorResult], peers: tuple[str, ...] = ()) -> dict[str, dict] | None:

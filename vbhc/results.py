@@ -68,6 +68,7 @@ from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_fil
 __all__ = [
     "MARKER",
     "ChartKey",
+    "MasksKey",
     "PremKey",
     "PremTableKey",
     "ResultStore",
@@ -98,8 +99,8 @@ _STALE_TMP_SECONDS = 3600.0
 #: How often this process computed something instead of reading it from the store, by what: "data" (rows read
 #: from the registry), "restrict" (a period or comparison group cut from data in memory), "result" (an indicator
 #: table computed), "table" (a table derived from a result, TableKey), "chart" (a report's chart rendered),
-#: "registry" (a small registry table read, RegistryTableKey). Tests use it to show that a second process reads
-#: without computing.
+#: "registry" (a small registry table read, RegistryTableKey), "masks" (a grid's withheld cells computed,
+#: MasksKey). Tests use it to show that a second process reads without computing.
 compute_counts: dict[str, int] = {
     "data": 0,
     "restrict": 0,
@@ -110,6 +111,7 @@ compute_counts: dict[str, int] = {
     "table": 0,
     "chart": 0,
     "registry": 0,
+    "masks": 0,
 }
 _counts_lock = threading.Lock()
 
@@ -288,6 +290,22 @@ class ChartKey(_Key):
 
 
 @dataclass(frozen=True)
+class MasksKey(_Key):
+    """The cells a file withholds over a view's grid of periods (vbhc.reports.privacy.grid_masks), by a digest of
+    everything they are computed from (every period's indicator table and frames, the rule, the hospitals whose
+    cells are taken last, the source of the code that withholds): 1-5 s a condition, read back in milliseconds, so
+    a second report or download of the same data withholds without computing. Pruned with the version's folder."""
+
+    digest: str
+
+    def file_name(self) -> str:
+        return f"masks-{_safe(self.digest)[:40]}.pkl"
+
+    def _plain(self) -> list:
+        return ["masks", self.digest]
+
+
+@dataclass(frozen=True)
 class RegistryTableKey(_Key):
     """A table read straight from the registry (REGISTRY_TABLES: the volumes per condition, a condition's units,
     the unit names, the data page's completeness per condition): every first page after a restart reads them, ~1.3 s
@@ -305,7 +323,9 @@ class RegistryTableKey(_Key):
 
 
 #: Every kind of key a stored file is written for
-StoreKey = ViewKey | SignalsKey | UnitChartsKey | PremKey | PremTableKey | TableKey | ChartKey | RegistryTableKey
+StoreKey = (
+    ViewKey | SignalsKey | UnitChartsKey | PremKey | PremTableKey | TableKey | ChartKey | MasksKey | RegistryTableKey
+)
 
 
 class StoredPremResult(IndicatorResult):
@@ -772,6 +792,19 @@ class ResultStore:
         if version is not None and self.version() == version:
             self._write(key, version, {"image": image})
         return image
+
+    def masks(self, key: MasksKey, version: str | None, compute: Callable[[], dict]) -> dict:
+        """A grid's withheld cells (a dict of masks) from the store, else computed (`compute`) and stored.
+        version=None: store bypassed."""
+        if version is not None:
+            payload = self._read(key, version)
+            if payload is not None and isinstance(payload.get("masks"), dict):
+                return payload["masks"]
+        _count("masks")
+        computed = compute()
+        if version is not None and self.version() == version:
+            self._write(key, version, {"masks": computed})
+        return computed
 
     def has_prem(self, key: PremKey, version: str) -> bool:
         folder = self._version_folder(version)

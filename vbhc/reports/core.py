@@ -160,11 +160,16 @@ def grid_tables(
     store too (else derived from that period's result), so the file withholds theirs over the same grid."""
     from vbhc.registry import condition_volumes
     from vbhc.reports.privacy import PeriodGrid
-    from vbhc.results import ResultStore, TableKey, ViewKey
+    from vbhc.results import MasksKey, ResultStore, TableKey, ViewKey
     from vbhc.store import get_engine
 
     store = ResultStore(engine or get_engine())
     version = store.version() if store.enabled else None
+
+    def keep(digest: str, compute: Callable[[], dict]) -> dict:
+        """The grid's withheld cells (vbhc.reports.privacy.grid_masks) from the store, else computed and stored."""
+        return store.masks(MasksKey(digest), version, compute)
+
     volumes = condition_volumes(engine=engine).set_index("condition")
     out: dict[str, dict[str, pd.DataFrame]] = {}
     for result in results:
@@ -208,7 +213,7 @@ def grid_tables(
         hospitals = None
         if result.level != "hospital":  # the hospital grid a department or team file's cells follow
             hospitals = grid_tables([replace(result, level="hospital")], engine=engine).get(result.condition)
-        out[result.condition] = PeriodGrid(tables, derive, hospitals)
+        out[result.condition] = PeriodGrid(tables, derive, hospitals, keep)
     return out
 
 

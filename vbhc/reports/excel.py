@@ -73,6 +73,11 @@ HEADER_FILL = PatternFill("solid", fgColor="1F3A5F")
 HEADER_FONT = Font(bold=True, color="FFFFFF")
 TITLE_FONT = Font(bold=True, size=14)
 SUPPRESSED_FONT = Font(italic=True, color="666666")
+#: A withheld cell's marker, right-aligned as the numbers it stands for; one object for every such cell (a new
+#: Alignment per cell was ~10,000 objects built and hashed per workbook of every condition).
+SUPPRESSED_ALIGNMENT = Alignment(horizontal="right")
+#: The improvement sheet's cells: text wrapped, numbers not; both at the top.
+TOP_WRAPPED, TOP = Alignment(wrap_text=True, vertical="top"), Alignment(wrap_text=False, vertical="top")
 #: Assessment -> (fill, font colour) for the conditional fill of position/assessment cells (the charts' palette).
 ASSESSMENT_STYLE = {
     "better": (PALETTE["better"], "FFFFFF"),
@@ -218,7 +223,7 @@ class _Writer:
                 if hidden and col.withheld:
                     cell = ws.cell(r, j, self.rule.marker(self.lang))
                     cell.font = SUPPRESSED_FONT
-                    cell.alignment = Alignment(horizontal="right")
+                    cell.alignment = SUPPRESSED_ALIGNMENT
                     suppressed_any = True
                     continue
                 cell = ws.cell(r, j, _text(col.value(row)))
@@ -574,11 +579,11 @@ def _improvement(
             for j, (value, fmt) in enumerate(values, start=1):
                 if fmt == "withheld":
                     cell = ws.cell(row, j, w.rule.marker(w.lang))
-                    cell.font, cell.alignment = SUPPRESSED_FONT, Alignment(horizontal="right")
+                    cell.font, cell.alignment = SUPPRESSED_FONT, SUPPRESSED_ALIGNMENT
                     withheld_any = True
                     continue
                 cell = ws.cell(row, j, _text(value))
-                cell.alignment = Alignment(wrap_text=isinstance(value, str), vertical="top")
+                cell.alignment = TOP_WRAPPED if isinstance(value, str) else TOP
                 if fmt and cell.value is not None and not isinstance(cell.value, str):
                     cell.number_format = fmt
         row += 2

@@ -28,8 +28,14 @@ pseudonymised care cycles (cycle id, unit, dates, outcome values) and never carr
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -444,9 +450,139 @@ def grid_masks(
     """The grid of `table` (the view of `period`) with it in its place, and joint_grid_masks of every period:
     what a file withholds in its own period (grid_mask) and in the others (the years a trend must not give back,
     trend_mask), and in the PROM response and cost frames where the grid derives them (a PeriodGrid). None
-    without a grid."""
+    without a grid.
+
+    Computing them takes 1-5 s a condition and every report and download of the same data asks for the same
+    ones, so they are kept by a digest of everything they are computed from (masks_digest): in this process,
+    and where the grid has a `keep` (a PeriodGrid of vbhc.reports.core.grid_tables: the results store of its
+    dataset version) on disk, so a second `vbhc report` reads them too."""
     if grid is None or not len(table) or not {"unit", "indicator"} <= set(table.columns):
         return None
+    tables = dict(grid) | {grid_label(period): table}
+    frames = joint_frames(grid, tables)
+    digest = masks_digest(tables, frames, grid, rule, own_hospitals, include_own, _condition_of(table))
+
+    def compute() -> dict:
+        got = _grid_masks(table, period, grid, rule, own_hospitals=own_hospitals, include_own=include_own)
+        return {"masks": got.masks, "frame_masks": got.frame_masks}
+
+    with _kept_lock:
+        kept = _kept_masks.get(digest)
+        if kept is not None:
+            _kept_masks.move_to_end(digest)
+    if kept is None:
+        keep = getattr(grid, "keep", None)
+        kept = keep(digest, compute) if keep is not None else compute()
+        if not _fits(kept, tables, frames):  # a stored file of other rows (cannot be: the digest has them): again
+            kept = compute()
+        with _kept_lock:
+            _kept_masks[digest] = kept
+            while len(_kept_masks) > _KEPT_MASKS:
+                _kept_masks.popitem(last=False)
+    return GridMasks(
+        dict(tables),
+        {p: np.array(m, bool) for p, m in kept["masks"].items()},  # copies: a caller cannot change the kept ones
+        {k: dict(v) for k, v in (frames or {}).items()},
+        {what: {p: np.array(m, bool) for p, m in by.items()} for what, by in kept["frame_masks"].items()},
+    )
+
+
+#: grid_masks' results by masks_digest, least recently used dropped first (a few KB each).
+_kept_masks: OrderedDict[str, dict] = OrderedDict()
+_kept_lock = threading.Lock()
+_KEPT_MASKS = 128
+
+
+def _fits(
+    kept: object, tables: Mapping[str, pd.DataFrame], frames: Mapping[str, Mapping[str, pd.DataFrame]] | None
+) -> bool:
+    """Whether kept masks have a mask of the right length for every period's table and frame."""
+    if not isinstance(kept, dict) or not isinstance(kept.get("masks"), dict):
+        return False
+    masks, frame_masks = kept["masks"], kept.get("frame_masks")
+    if not isinstance(frame_masks, dict) or set(masks) != set(tables):
+        return False
+    if any(len(masks[p]) != len(table) for p, table in tables.items()):
+        return False
+    for what, by_period in (frames or {}).items():
+        mine = frame_masks.get(what)
+        if mine is None or set(mine) != set(by_period):
+            return False
+        if any(len(mine[p]) != len(frame) for p, frame in by_period.items()):
+            return False
+    return True
+
+
+def masks_digest(
+    tables: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+    grid: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    own_hospitals: Sequence[str],
+    include_own: bool,
+    condition: object,
+) -> str:
+    """A digest of everything grid_masks computes its cells from: every period's indicator table and frames (each
+    frame's columns, types, index and values), the hospital grid a department or team grid follows, the rule,
+    the own hospitals, include_own, the catalog's condition and the source of the code that withholds. Equal
+    digests mean equal inputs, so kept masks are never another view's, another scope's or another import's."""
+    digest = hashlib.sha256(_code_digest().encode())
+    digest.update(repr((rule.threshold, tuple(own_hospitals), bool(include_own), repr(condition))).encode())
+    _digest_grid(digest, tables, frames)
+    hospitals = getattr(grid, "hospitals", None)
+    if hospitals:
+        digest.update(b"hospitals")
+        _digest_grid(digest, dict(hospitals), joint_frames(hospitals, dict(hospitals)))
+    return digest.hexdigest()
+
+
+def _digest_grid(digest: Any, tables: Mapping[str, pd.DataFrame], frames: Mapping | None) -> None:
+    for label in sorted(tables):
+        digest.update(f"table {label}".encode())
+        _digest_frame(digest, tables[label])
+    for what in sorted(frames or {}):
+        for label in sorted(frames[what]):
+            digest.update(f"{what} {label}".encode())
+            _digest_frame(digest, frames[what][label])
+
+
+def _digest_frame(digest: Any, frame: pd.DataFrame) -> None:
+    """A frame's shape, column names and types, index and values, into `digest`: numbers by their bytes,
+    categories by their codes and labels, anything else by its type and text (so that 1 and "1" differ)."""
+    digest.update(repr((frame.shape, [str(c) for c in frame.columns], [str(d) for d in frame.dtypes])).encode())
+    for values in [frame.index, *(column for _, column in frame.items())]:
+        dtype = values.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            digest.update(repr(list(dtype.categories)).encode())
+            digest.update(np.asarray(values.cat.codes if isinstance(values, pd.Series) else values.codes).tobytes())
+        elif isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+            digest.update(np.ascontiguousarray(values.to_numpy()).tobytes())
+        else:
+            digest.update(repr([(type(v).__name__, v) for v in values.tolist()]).encode())
+
+
+@functools.cache
+def _code_digest() -> str:
+    """The source of the modules that decide which cells are withheld (a change makes stored masks unread)."""
+    from vbhc import disclosure
+    from vbhc.reports import grid_audit
+
+    digest = hashlib.sha256()
+    for module in (sys.modules[__name__], disclosure, grid_audit):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
+
+
+def _grid_masks(
+    table: pd.DataFrame,
+    period: object,
+    grid: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    own_hospitals: Sequence[str] = (),
+    include_own: bool = True,
+) -> GridMasks:
+    """grid_masks computed (a grid with a table of units and indicators)."""
     tables = dict(grid) | {grid_label(period): table}
     hospitals = getattr(grid, "hospitals", None)
     if hospitals:  # a department or team grid: its cells follow the hospital level's (masks_from_hospitals)
@@ -505,17 +641,20 @@ class PeriodGrid(dict):
     withheld over the same grid (grid_frame_masks). A plain mapping of tables has no frames: they are then
     protected per period. `hospitals`: for a grid of departments or condition teams, the same condition's grid at
     hospital level, which a file's cells follow (masks_from_hospitals), so a department file cannot be
-    differenced against a hospital file."""
+    differenced against a hospital file. `keep(digest, compute)`: where grid_masks keeps the masks it computes
+    over this grid beside the process's own memory (the results store of the grid's dataset version)."""
 
     def __init__(
         self,
         tables: Mapping[str, pd.DataFrame],
         derive: Callable[[str, Callable[[IndicatorResult], pd.DataFrame]], pd.DataFrame] | None = None,
         hospitals: PeriodGrid | None = None,
+        keep: Callable[[str, Callable[[], dict]], dict] | None = None,
     ) -> None:
         super().__init__(tables)
         self.derive = derive
         self.hospitals = hospitals
+        self.keep = keep
 
 
 def grid_frames(
