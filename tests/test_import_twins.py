@@ -13,14 +13,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.db_snapshot import snapshot
 from tests.prem_files import PREM_COLUMNS, prem_rows
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_units
 from vbhc.ingest import ImportRefused, import_files, shown_value
+from vbhc.ingest.validate import is_bsn
 from vbhc.store import get_engine, upgrade_schema
 
 WHERE = ("stored", "earlier row", "earlier file")
@@ -78,6 +80,9 @@ def twins(draw) -> tuple[str, str]:
 @given(pair=twins(), where=st.sampled_from(WHERE), table=st.sampled_from(sorted(TABLES)))
 def test_an_id_that_reads_as_another_is_refused_naming_it(template, tmp_path_factory, pair, where, table):
     original, twin = pair
+    # nine digits passing the 11-test (000328698 beside 328698) are refused as a citizen service number as well,
+    # a second problem on the same rows (tests/test_import_trust.py); this property is about the twin alone
+    assume(not is_bsn(pd.Series([original, twin])).any())
     column, rows_of, columns, per_id = TABLES[table]
     folder = tmp_path_factory.mktemp("twin")
     shutil.copyfile(template, folder / "vbhc.db")
