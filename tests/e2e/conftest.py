@@ -297,12 +297,13 @@ def oidc_provider() -> Iterator[str]:
         yield f"http://localhost:{server.server_port}"
 
 
-@pytest.fixture(scope="package")
-def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
-    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry."""
+def signed_in_server(
+    database_url: str, folder: Path, oidc_provider: str, env: dict[str, str] | None = None
+) -> StreamlitServer:
+    """A dashboard server (not yet waited for) in production mode on `database_url`: OIDC sign-in through the test
+    provider, tests/roles.py's mapping, its files written into `folder`; `env` adds to its environment."""
     from tests.roles import MAPPING
 
-    folder = tmp_path_factory.mktemp("sign-in")
     port = free_port()
     secrets = folder / "secrets.toml"
     secrets.write_text(
@@ -316,14 +317,21 @@ def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFa
     )
     mapping = folder / "access.toml"
     mapping.write_text(MAPPING, encoding="utf-8")
-    server = StreamlitServer(
-        _servers[0].database_url,
+    return StreamlitServer(
+        database_url,
         folder / "streamlit.log",
         host="localhost",  # the browser must use the redirect_uri's host, or the login cookie lands elsewhere
         port=port,
         extra_args=("--secrets.files", str(secrets)),
-        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc"},
+        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc", **(env or {})},
     )
+
+
+@pytest.fixture(scope="package")
+def signed_app(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
+    """The dashboard in production mode (OIDC sign-in, roles mapping) on the browser tests' demo registry."""
+    folder = tmp_path_factory.mktemp("sign-in")
+    server = signed_in_server(_servers[0].database_url, folder, oidc_provider)
     try:
         server.wait_until_healthy()
         yield server

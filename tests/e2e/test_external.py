@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import StreamlitServer, free_port
+from tests.e2e.conftest import StreamlitServer, signed_in_server
 from tests.e2e.test_browser import RUN_TIMEOUT_MS, assert_no_exception, wait_for_run, wait_for_title
 from tests.e2e.test_sign_in import sign_in
 
@@ -64,31 +64,9 @@ def own_hospital_app(
 ) -> Iterator[tuple[StreamlitServer, Path]]:
     """The dashboard with OIDC sign-in on a registry of the own hospital's patient rows only, and the demo's
     external figures file."""
-    from tests.roles import MAPPING
-
     folder = tmp_path_factory.mktemp("own-hospital")
     database_url = f"sqlite:///{folder / 'vbhc.db'}"
-    port = free_port()
-    secrets = folder / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
-        'cookie_secret = "e2e-only-cookie-secret-0123456789"\n'
-        'client_id = "vbhc-e2e"\n'
-        'client_secret = "vbhc-e2e-secret"\n'
-        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
-        encoding="utf-8",
-    )
-    mapping = folder / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    server = StreamlitServer(
-        database_url,
-        folder / "streamlit.log",
-        host="localhost",
-        port=port,
-        extra_args=("--secrets.files", str(secrets)),
-        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc"},
-    )
+    server = signed_in_server(database_url, folder, oidc_provider)
     try:
         figures = _own_hospital_registry(folder, database_url)  # while the server boots
         server.wait_until_healthy()

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.e2e.conftest import StreamlitServer, free_port
+from tests.e2e.conftest import StreamlitServer, signed_in_server
 from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, assert_no_exception, wait_for_run
 from tests.e2e.test_sign_in import sign_in
 from vbhc.i18n import t
@@ -53,7 +53,6 @@ def _split_demo(folder: Path) -> list[Path]:
 def many_hospitals(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
     """The dashboard in production mode (OIDC sign-in, tests/roles.py's mapping) on the nineteen hospitals, with
     the published groups of GROUPS."""
-    from tests.roles import MAPPING
     from vbhc import cli
     from vbhc.store import get_engine
 
@@ -74,27 +73,7 @@ def many_hospitals(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory)
         "".join(f'[[group]]\nname = "{name}"\nhospitals = {hospitals!r}\n\n' for name, hospitals in GROUPS.items()),
         encoding="utf-8",
     )
-    port = free_port()
-    secrets = folder / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
-        'cookie_secret = "e2e-only-cookie-secret-0123456789"\n'
-        'client_id = "vbhc-e2e"\n'
-        'client_secret = "vbhc-e2e-secret"\n'
-        f'server_metadata_url = "{oidc_provider}/.well-known/openid-configuration"\n',
-        encoding="utf-8",
-    )
-    mapping = folder / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    server = StreamlitServer(
-        database_url,
-        folder / "streamlit.log",
-        host="localhost",
-        port=port,
-        extra_args=("--secrets.files", str(secrets)),
-        env={"VBHC_ACCESS_FILE": str(mapping), "VBHC_AUTH": "oidc", "VBHC_COMPARISON_GROUPS_FILE": str(groups)},
-    )
+    server = signed_in_server(database_url, folder, oidc_provider, env={"VBHC_COMPARISON_GROUPS_FILE": str(groups)})
     try:
         server.wait_until_healthy()
         yield server
