@@ -126,3 +126,37 @@ def test_another_hospitals_item_read_status_only_names_none_of_its_people(engine
         assert EDITOR not in item.model_dump_json()
         assert SECRET not in item.expected_effect
     assert improvement.history(engine, QUALITY, action.item_id)[-1].changed_by == EDITOR
+
+
+def test_since_the_last_meeting_gives_no_signal_judged_on_a_benchmark_the_managers_rows_withhold(engine):
+    """Seven hospitals, 30-day mortality recorded only by H01 (the manager's) and H02, and H01's deaths up since the
+    meeting: the manager's row withholds the benchmark and the model's figures (H02's alone, minus H01's own).
+    The meeting's signals are computed once for every unit on those figures and shared by every viewer (the
+    results store, ui.data.signals); the manager's "since the last meeting" said which H01 gained, judged against
+    what its table withholds. It now gives none for that indicator; quality's view keeps them, and the manager
+    keeps H01's own crude values per period."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    from tests.test_privacy_groups import INDICATOR, _registry
+    from tests.test_privacy_groups import MANAGER as H01_MANAGER
+    from vbhc import access, meeting
+    from vbhc.indicators import compute_indicators
+
+    data = _registry(7, seed=3)
+    cycles = data.cycles.copy()
+    cycles.loc[~cycles["hospital"].isin(["H01", "H02"]), INDICATOR] = np.nan
+    cycles.loc[(cycles["hospital"] == "H01") & (pd.to_datetime(cycles["index_date"]) >= "2025-07-01"), INDICATOR] = 1.0
+    full = compute_indicators(dataclasses.replace(data, cycles=cycles), "hospital")
+    when = dt.date(2025, 7, 1)
+    now, then = meeting.unit_signals(full), meeting.unit_signals(meeting.result_as_of(full, when), until=when)
+    rows = access.indicator_rows(H01_MANAGER, full.table, engine=engine, record_view=False)
+    assert bool(rows.loc[rows["unit"] == "H01", access.BENCHMARK_WITHHELD].iloc[0])
+    seen = meeting.since_last_meeting(full, "H01", when, now=now, then=then).set_index("indicator")
+    assert seen.loc[INDICATOR, "new_signals"], "quality's view has a new signal: the probe reads it"
+    managers = dataclasses.replace(full, table=rows)
+    shown = meeting.since_last_meeting(managers, "H01", when, now=now, then=then).set_index("indicator")
+    assert shown.loc[INDICATOR, "new_signals"] == []
+    assert shown.loc[INDICATOR, "current"] == seen.loc[INDICATOR, "current"] == 1.0

@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 
 #: What an anonymised unit is called in a manager's indicator table.
 OTHER_UNIT = "other unit"
+#: Column of a manager's own rows whose benchmark and model figures are withheld (computed from too few others).
+BENCHMARK_WITHHELD = "benchmark_withheld"
 #: Columns an anonymised other unit never carries: each gives its exact n (or events) back.
 EXACT_COLUMNS = (
     "n",
@@ -1047,7 +1049,7 @@ def _without_benchmark(rows: pd.DataFrame) -> pd.DataFrame:
             out[col] = np.nan
         else:
             out[col] = None
-    out["benchmark_withheld"] = True
+    out[BENCHMARK_WITHHELD] = True
     return out
 
 

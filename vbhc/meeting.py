@@ -319,6 +319,18 @@ def unit_signals(
     return out
 
 
+def _benchmark_withheld(table: pd.DataFrame, unit: str) -> set[str]:
+    """The indicators of the unit's rows whose benchmark and model figures the viewer's table withholds
+    (vbhc.access.indicator_rows: too few other units counted). Their signals are judged against those figures
+    (the verdict against the benchmark, the SPC chart around the expected values), so they are not shown."""
+    from vbhc.access import BENCHMARK_WITHHELD
+
+    if BENCHMARK_WITHHELD not in table or "indicator" not in table:
+        return set()
+    mine = table[(table["unit"].astype(str) == str(unit)) & table[BENCHMARK_WITHHELD].fillna(False).astype(bool)]
+    return set(mine["indicator"].astype(str))
+
+
 def since_last_meeting(
     result: indicators.IndicatorResult,
     unit: str,
@@ -337,6 +349,8 @@ def since_last_meeting(
     `until` the data-complete date (data_complete_until when not given); `now` and `then` the unit_signals()
     of `result` and of `before` up to the meeting when the caller has them; `unchanged` when no care cycle of the
     view started after the meeting (as_of_label gave the view itself): the signals then are the signals now.
+    `result` is the viewer's view (vbhc.access.indicator_rows): `now` and `then` are shared by every viewer and
+    computed on every unit's figures, so an indicator whose benchmark the viewer's rows withhold gets no new signal.
     attrs: complete_until, meeting.
     """
     until = pd.Timestamp(until) if until is not None else data_complete_until(result.data)
@@ -351,6 +365,7 @@ def since_last_meeting(
     else:
         then_signals = signals(before, unit, until=meeting) if unit in set(before.table["unit"]) else {}
     known = set(before.table["indicator"]) if len(before.table) else set()
+    known -= _benchmark_withheld(result.table, unit)
     new: dict[str, Any] = {
         k: sorted(v - then_signals.get(k, set())) if k in known else [] for k, v in now_signals.items()
     }
