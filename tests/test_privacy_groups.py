@@ -359,3 +359,38 @@ def test_the_own_units_charts_of_a_thin_indicator_are_the_registrys(monkeypatch)
     monkeypatch.setattr(pages, "unit_charts", lambda condition, level, period, chosen, unit: charts[chosen])
     got = pages.unit_charts_for(MANAGER, CONDITION, "hospital", "", peers, "H01")
     assert got == {"thin": "registry thin", "kept": "group kept"}
+
+
+def test_since_the_last_meeting_in_a_group_view_signals_on_the_team_pages_charts(monkeypatch):
+    """ui.render.since_last_meeting in a comparison-group view takes the unit's signals from the charts the team
+    page draws (ui.data.unit_charts_for): an indicator the viewer's group views withhold signals on the registry's
+    chart, not on the group's (whose expected values carry the group's level of it)."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from ui import auth, filters, render
+    from ui import data as pages
+    from vbhc import meeting
+
+    peers = ("H02", "H03", "H04", "H05", "H06")
+    chosen = SimpleNamespace(meeting=dt.date(2025, 1, 1), comparison="previous", period="", peers=peers)
+    monkeypatch.setattr(filters, "current", lambda: chosen)
+    monkeypatch.setattr(auth, "current", lambda: MANAGER)
+    monkeypatch.setattr(pages, "comparison_group", lambda viewer, condition, level, chosen: (peers, None))
+    monkeypatch.setattr(pages, "result", lambda *args: SimpleNamespace())
+    monkeypatch.setattr(pages, "as_of_label", lambda result, when: chosen.period)
+    monkeypatch.setattr(pages, "unit_charts", lambda *args: {"thin": "group thin", "kept": "group kept"})
+    drawn = {"thin": "registry thin", "kept": "group kept"}
+    monkeypatch.setattr(pages, "unit_charts_for", lambda viewer, *args: drawn if viewer == MANAGER else {})
+    monkeypatch.setattr(render, "cached", lambda key, compute, **kw: compute())
+    used = {}
+
+    def signals(result, unit, *, charts=None):
+        used["charts"] = charts
+        return {}
+
+    monkeypatch.setattr(meeting, "signals", signals)
+    monkeypatch.setattr(meeting, "since_last_meeting", lambda *args, **kw: pd.DataFrame())
+    result = SimpleNamespace(condition=CONDITION, level="hospital", table=pd.DataFrame())
+    render.since_last_meeting(result, "H01", "nl")
+    assert used["charts"] == drawn

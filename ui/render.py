@@ -831,8 +831,11 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
             # (stored, with the models the group's are recalibrated from), itself a stored view
             registry = data.result(result.condition, result.level, chosen.period)
             then = data.as_of_label(registry, when)
-            # the unit's signals now from the SPC charts the page draws anyway (shared, drawn once)
-            charts = data.unit_charts(result.condition, result.level, chosen.period, peers, unit)
+            # the unit's signals now from the SPC charts the team page draws (shared, drawn once): an indicator the
+            # viewer's group views withhold has the registry's chart, not one recalibrated to the group's level
+            charts = data.unit_charts_for(
+                auth.current(), result.condition, result.level, chosen.period, chosen.peers, unit
+            )
             now = {unit: meeting.signals(result, unit, charts=charts)}
             if then == chosen.period:  # no care cycle since the meeting: the group then is the group now
                 before = _only(result, only)
