@@ -118,3 +118,37 @@ def test_a_grid_with_a_keep_stores_them_and_reads_them_back():
     stored[digest] = {"masks": {p: np.zeros(len(t) + 1, bool) for p, t in tables.items()}, "frame_masks": {}}
     assert _kept(grid, "2024", rule) == first == _fresh(grid, "2024", rule)  # a damaged entry: computed again
     assert calls == [digest, digest]
+
+
+def test_a_pages_grid_masks_are_kept_and_read_back_by_a_restarted_process():
+    """A page's masks over its grid (vbhc.access.period_grid_masks for a care team limited to its hospital) cost
+    1-3 s a condition and view and were computed again by every server process and after every restart: they are
+    kept like a file's, in memory and through the grid's `keep` (the results store). A second process reads them
+    back without computing; they equal a fresh computation; another own hospital (another scope) gets its own."""
+    from vbhc.access import Role, Scope, Viewer, period_grid_masks
+
+    stored: dict[str, dict] = {}
+    computed: list[str] = []
+
+    def keep(digest, compute):
+        if digest not in stored:
+            computed.append(digest)
+            stored[digest] = compute()
+        return stored[digest]
+
+    def team(hospital: str) -> Viewer:
+        scope = Scope(Role.CARE_TEAM, conditions=frozenset({"colorectal_cancer"}), hospitals=frozenset({hospital}))
+        return Viewer("t", "team", (scope,))
+
+    tables = _grid()
+    grid = PeriodGrid(tables, keep=keep)
+    first = period_grid_masks(team("H02"), "colorectal_cancer", grid)
+    assert len(computed) == 1 and any(m.any() for m in first.masks.values())
+    fresh = privacy.joint_grid_masks(tables, SuppressionRule.from_settings(), own_hospitals=["H02"], include_own=False)
+    assert {p: m.tolist() for p, m in first.masks.items()} == {p: m.tolist() for p, m in fresh.masks.items()}
+    privacy._kept_masks.clear()  # as a restarted server process: read from the store, not computed
+    again = period_grid_masks(team("H02"), "colorectal_cancer", grid)
+    assert len(computed) == 1
+    assert {p: m.tolist() for p, m in again.masks.items()} == {p: m.tolist() for p, m in first.masks.items()}
+    period_grid_masks(team("H01"), "colorectal_cancer", grid)  # another scope: its own masks
+    assert len(computed) == 2

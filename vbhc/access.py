@@ -934,7 +934,7 @@ def period_grid_masks(
         raise ValueError("a department or condition-team grid is withheld as its hospital grid is: pass hospital_grid")
     limited = _limited_care_hospitals(viewer, condition) or frozenset()
     from vbhc.catalog import default_catalog
-    from vbhc.reports.privacy import SuppressionRule, joint_frames, joint_grid_masks, masks_from_hospitals
+    from vbhc.reports.privacy import SuppressionRule, joint_frames, masks_from_hospitals, page_grid_masks
 
     if hospital_grid is not None:
         rule = SuppressionRule.from_settings()
@@ -944,13 +944,8 @@ def period_grid_masks(
         catalog_condition = default_catalog().condition(condition)
     except KeyError:
         catalog_condition = None
-    return joint_grid_masks(
-        dict(grid),
-        SuppressionRule.from_settings(),
-        frames=joint_frames(grid, list(grid)),
-        condition=catalog_condition,
-        own_hospitals=sorted(limited),
-        include_own=False,
+    return page_grid_masks(
+        grid, SuppressionRule.from_settings(), condition=catalog_condition, own_hospitals=sorted(limited)
     )
 
 

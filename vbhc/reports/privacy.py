@@ -67,6 +67,7 @@ __all__ = [
     "joint_frames",
     "joint_grid_masks",
     "on_grid",
+    "page_grid_masks",
     "patient_rows",
     "prom_response_forced",
     "prom_response_grid_masks",
@@ -466,12 +467,49 @@ def grid_masks(
         got = _grid_masks(table, period, grid, rule, own_hospitals=own_hospitals, include_own=include_own)
         return {"masks": got.masks, "frame_masks": got.frame_masks}
 
+    return _kept(digest, compute, getattr(grid, "keep", None), tables, frames)
+
+
+def page_grid_masks(
+    grid: Mapping[str, pd.DataFrame],
+    rule: SuppressionRule,
+    *,
+    condition: object = None,
+    own_hospitals: Sequence[str] = (),
+) -> GridMasks:
+    """joint_grid_masks of a page's grid (the hospital level; every period's table, the frames the grid derives,
+    the own hospitals' rows shown: `include_own` False), kept as grid_masks keeps a file's: by the digest of
+    everything they are computed from, in this process and, where the grid has a `keep`, in the results store.
+
+    Why: a page's grid masks cost 1-3 s a condition and view, and were computed again by every server process,
+    after every restart and (in the test suite) in every test that opened a limited care team's page."""
+    tables = dict(grid)
+    frames = joint_frames(grid, list(grid))
+    digest = masks_digest(tables, frames, tables, rule, own_hospitals, False, condition)
+
+    def compute() -> dict:
+        got = joint_grid_masks(
+            tables, rule, frames=frames, condition=condition, own_hospitals=own_hospitals, include_own=False
+        )
+        return {"masks": got.masks, "frame_masks": got.frame_masks}
+
+    return _kept(digest, compute, getattr(grid, "keep", None), tables, frames)
+
+
+def _kept(
+    digest: str,
+    compute: Callable[[], dict],
+    keep: Callable[[str, Callable[[], dict]], dict] | None,
+    tables: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, Mapping[str, pd.DataFrame]] | None,
+) -> GridMasks:
+    """The masks kept under `digest` (this process' memory, else `keep`: the results store), else computed and
+    kept; as a GridMasks of `tables` and `frames` with copies of the masks (a caller cannot change the kept ones)."""
     with _kept_lock:
         kept = _kept_masks.get(digest)
         if kept is not None:
             _kept_masks.move_to_end(digest)
     if kept is None:
-        keep = getattr(grid, "keep", None)
         kept = keep(digest, compute) if keep is not None else compute()
         if not _fits(kept, tables, frames):  # a stored file of other rows (cannot be: the digest has them): again
             kept = compute()
