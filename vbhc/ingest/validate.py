@@ -51,9 +51,13 @@ _NOT_A_NUMBER = {False: "validate.not_a_number", True: "validate.not_a_number_mi
 _DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 #: No date of the registry (a care cycle's index date, an outcome's, a PROM's or PREM's) lies before this.
 _EARLIEST_DATE = pd.Timestamp(EARLIEST_DATE)
-#: The most one cost line may count of an activity (minutes, items, days): a billion minutes are 1,900 years. The
-#: cost breakdown sums quantities over a unit's care cycles, and a hundred million lines at this bound stay finite.
-MAX_QUANTITY = 1e9
+#: The plausibility limits of one cost line, the one place they are set (and said in their refusals): the most a
+#: line may count of an activity (minutes, items, days: 100,000 minutes are 69 days) and the highest price per
+#: unit in euros (a proton therapy course or an organ transplant costs well under 10 million). No real care
+#: activity passes either: a line past them is a typo, a cost in cents, or a line's total written as its price,
+#: and it was stored (a unit cost of 10^12 made a unit's cost per care cycle a million times its peers').
+MAX_QUANTITY = 100_000
+MAX_UNIT_COST = 10_000_000
 _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 #: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
@@ -1145,6 +1149,7 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     # a unit cost of 0, whose cost passes) add up to infinity there
     ck.flag(quantity > MAX_QUANTITY, "quantity", Rule("validate.quantity_too_large", limit=Number(MAX_QUANTITY)))
     ck.flag(unit_cost < 0, "unit_cost", Rule("validate.negative_unit_cost"))
+    ck.flag(unit_cost > MAX_UNIT_COST, "unit_cost", Rule("validate.unit_cost_too_large", limit=Number(MAX_UNIT_COST)))
     # the cost indicators form quantity x unit_cost, then square a care cycle's cost (its variance): a line whose
     # cost or its square is no finite number makes the indicator infinite, so it is refused here
     with np.errstate(over="ignore", invalid="ignore"):
