@@ -517,10 +517,13 @@ class BatchState:
         stored_cycles: Callable[[], pd.DataFrame],
         stored_vital: Callable[[], pd.DataFrame] | None = None,
         stored_responses: Callable[[], pd.Index] | None = None,
+        stored_patients: Callable[[], pd.Index] | None = None,
     ):
         self.catalog = catalog
         #: the PREM response ids stored or given by an earlier row or file, by how a reader compares them
         self.response_spellings = Spellings(stored_responses or (lambda: pd.Index([], dtype=object)))
+        #: the care cycles' patient ids, stored or given by an earlier row or file, by how a reader compares them
+        self.patient_spellings = Spellings(stored_patients or (lambda: pd.Index([], dtype=object)))
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
         self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
@@ -685,6 +688,31 @@ def id_twin_rule(code: str, known: str, what: str = "cycle") -> Rule:
     return Rule(f"validate.{what}_zeros", known=shown)
 
 
+def flag_patient_twins(ck: Checker, batch: BatchState, patient_id: pd.Series) -> None:
+    """Refuse a patient id that reads as another one (stored, or of an earlier row or file): P0001x beside
+    p0001X, 0042 beside 42. A reader, and Excel's lookups, take them for one patient; the database held two, so a
+    patient's second care cycle counted as another patient's first (case-mix, readmissions). The problem names
+    the row of the other spelling where it is in this part of the file, never the id itself: a patient id is
+    never shown (MASKED_COLUMNS), and naming its twin would show it."""
+    twins = batch.patient_spellings.twins(patient_id)
+    batch.patient_spellings.add(patient_id)
+    if not twins:
+        return
+    ids = patient_id.to_numpy(dtype=object)
+    wanted = set(twins.values())
+    first_row: dict[str, int] = {}
+    for i in np.flatnonzero(patient_id.isin(list(wanted)).to_numpy(dtype=bool)):
+        first_row.setdefault(ids[i], int(ck.chunk.rows[i]))
+
+    def rule(i: int) -> Rule:
+        code, known = ids[i], twins[ids[i]]
+        how = "case" if code.casefold() == known.casefold() else "zeros"
+        row = first_row.get(known)
+        return Rule(f"validate.patient_{how}_row", row=row) if row is not None else Rule(f"validate.patient_{how}")
+
+    ck.flag(patient_id.isin(list(twins)).to_numpy(dtype=bool), "patient_id", rule)
+
+
 _EMPTY_VITAL = pd.DataFrame(
     {"value": pd.Series(dtype=float), "date": pd.Series(dtype="datetime64[ns]")},
     index=pd.MultiIndex.from_arrays([[], []], names=["cycle_id", "outcome"]),
@@ -792,6 +820,7 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
         ck.flag(twin, "cycle_id", lambda i: id_twin_rule(cycle_id.iat[i], twins[cycle_id.iat[i]]))
     patient_id = ck.identifier("patient_id")
     ck.flag(is_bsn(patient_id), "patient_id", Rule("validate.looks_like_bsn"))
+    flag_patient_twins(ck, batch, patient_id)
     condition = ck.text("condition")
     ck.codes("condition", condition, set(catalog.conditions), "validate.unknown_condition")
     hospital = ck.identifier("hospital", max_len=40)
