@@ -349,7 +349,7 @@ def test_a_number_under_a_date_format_that_is_no_date_is_refused_without_a_warni
         ("age", 0, "0;-0;;@"),  # an empty section for zero
         ("age", 3, '[<5]"<5";0'),  # a condition shows '<5' for the number
         ("age", 64, '"n.v.t."'),  # a text-only format
-        ("bmi", 27.5, "#"),  # 27.5 shows 28 (rounded, as every format may); 0.3 shows nothing
+        ("bmi", 27.5, "#"),  # 27.5 shows 28: rounded to another number; 0.3 shows nothing
         ("bmi", 0.3, "#"),
         ("age", 1500, "#,##0,"),  # divided by a thousand: shows 2
         ("treatment", "oesophagectomy", '"x"@'),  # shows xoesophagectomy
@@ -362,8 +362,9 @@ def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
     """A cell whose number format shows its value otherwise than it is stored (;;; hides it, an empty or
     text-only section, a condition, #,##0, divides by a thousand, a text section with more than @) was imported
     with the value the sheet does not show: a reader saw an empty cell (or '<5', or 2) where 64, 3 or 1500 was
-    stored. Refused naming row, column, value and format; a number format that shows the number (27.5 under #
-    reads 28, rounded as a format may) is read as before."""
+    stored. Refused naming row, column, value and format; so is a number its format shows rounded to another
+    (27.5 under # reads 28, and was stored as 27.5). A number format that shows the number (28 under #) is read
+    as before."""
     engine, _files = base
     wb, ws = _cycles_sheet()
     cell = ws.cell(4, CYCLE_COLUMNS.index(column) + 1)
@@ -371,11 +372,47 @@ def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
     path = tmp_path / "registry.xlsx"
     wb.save(path)
     if value == 27.5:
+        cell.value = 28
+        wb.save(path)
         import_files([path], engine)
-        return
+        cell.value = value
+        wb.save(path)
     message = _refused([path], engine)
     assert f"[sheet care_cycles] row 4 column '{column}': value '{value}'" in message, message
     assert f"number format {number_format} shows its value otherwise" in message, message
+
+
+@pytest.mark.parametrize(
+    ("value", "number_format", "rounded"),
+    [
+        (1.5, "0", True),  # reads 2
+        (24.04, "0.0", True),  # reads 24.0
+        (0.125, "0%", True),  # reads 13%
+        (0.125, "0.0%", False),  # reads 12.5%: the number 0.125
+        (0.5, "0%", False),  # reads 50%: the number 0.5
+        (1234.5, '"€" #,##0.00', False),  # reads € 1,234.50
+        (1234.5, "[$€-413] #,##0", True),  # reads € 1,235 (a Dutch currency format)
+        (1234.5, "#,##0.00;[Red]-#,##0.00", False),
+        (-1234.567, "#,##0.00;[Red]-#,##0.00", True),  # the negative section rounds too
+        (0.30000000000000004, "0.00", False),  # a float's last digits: no other number
+        (123456, "0.00E+00", True),  # reads 1.23E+05
+        (123000, "0.00E+00", False),
+        (1.5, "# ?/?", False),  # reads 1 1/2
+        (0.3, "# ?/?", True),  # reads 2/7
+        (0.25, "# ??/100", False),  # reads 25/100
+        (27.68166089965398, "General", False),  # General shows what fits: not judged
+        (7, "0", False),
+    ],
+)
+def test_a_format_that_shows_a_number_rounded_to_another_is_told(value, number_format, rounded):
+    """format_hides, the one judge of the three workbook readers (registry, external figures and models,
+    targets and actions): a number its format shows as another number (fewer decimals than it has, a fraction
+    that is not it) is told; a format that shows the number (more decimals, a percent sign, a currency) is not."""
+    from vbhc.ingest.read import format_hides
+
+    cell = Workbook().active.cell(1, 1, value)
+    cell.number_format = number_format
+    assert (format_hides(cell) == number_format) is rounded
 
 
 @sqlite_only

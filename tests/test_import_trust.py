@@ -760,9 +760,30 @@ def test_an_id_number_cell_is_read_as_the_cell_shows_it(base, tmp_path):
         assert f"a number cell under the number format {number_format}," in message
     import_files([_cycles_workbook(tmp_path, "cycle_id", 12345678901, "General")], engine)
     assert _value(engine, models.CareCycle.patient_id, models.CareCycle.cycle_id == "12345678901") == "P0003x"
-    # a number column keeps its number whatever the format shows (Excel's formula bar shows 24.04)
-    import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.0")], engine)
+    # a number column keeps its number under a format that shows it (24.04 under 0.00, 50% is 0.5)
+    import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.00")], engine)
     assert _value(engine, models.CareCycle.bmi, models.CareCycle.cycle_id == "C0003") == 24.04
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "number_format"),
+    [("bmi", 24.04, "0.0"), ("bmi", 22.5, "0"), ("age", 67.4, "0"), ("bmi", 0.2504, "0%"), ("bmi", 24.04, "0.0E+00")],
+)
+def test_a_number_its_format_shows_rounded_is_refused(base, tmp_path, column, value, number_format):
+    """24.04 under the format 0.0 reads 24.0, 22.5 under 0 reads 23: a reader of the workbook reads another
+    number than was stored (the formula bar alone shows it). Refused naming row, column, value and format, in
+    both languages; nothing stored."""
+    engine, _ = base
+    before = _value(engine, getattr(models.CareCycle, column), models.CareCycle.cycle_id == "C0003")
+    with pytest.raises(ImportRefused) as info:
+        import_files([_cycles_workbook(tmp_path, column, value, number_format)], engine)
+    problems = info.value.report.problems
+    assert [(p.row, p.column, p.value, p.rule.code) for p in problems] == [
+        (4, column, str(value), "read.cell_format_hides")
+    ]
+    assert "rounded to fewer decimals" in problems[0].rule.in_language("en")
+    assert "afgerond op minder decimalen" in problems[0].rule.in_language("nl")
+    assert _value(engine, getattr(models.CareCycle, column), models.CareCycle.cycle_id == "C0003") == before
 
 
 def test_a_name_with_an_accent_typed_as_a_separate_mark_is_the_name_it_reads_as(base, tmp_path):

@@ -957,6 +957,19 @@ def test_a_value_hidden_by_its_number_format_is_refused(engine):
     assert improvement.targets(engine, CARE, CONDITION) == []
 
 
+def test_a_value_its_number_format_shows_rounded_is_refused(engine):
+    """A target value of 0.25 under the format 0.0 reads 0.3 in the workbook and was stored as 0.25; refused
+    naming row, column and format, nothing stored."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.25, None, "DICA", "2026-01-01", 1])
+    ws.cell(2, TARGET_COLUMNS.index("value") + 1).number_format = "0.0"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(2, "value", "cell_format_hides")]
+    assert "rounded to fewer decimals" in str(refused.value)
+    assert improvement.targets(engine, CARE, CONDITION) == []
+
+
 @sqlite_only
 def test_a_file_that_is_not_a_targets_workbook_is_refused(engine, tmp_path):
     with pytest.raises(SheetRefused, match=r"First: plan\.xlsx: not a readable XLSX workbook with a sheet targets"):

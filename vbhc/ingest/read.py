@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import math
 import os
 import re
 import warnings
@@ -1091,13 +1092,50 @@ _COLOURS = frozenset({"red", "rood", "black", "blue", "cyan", "green", "magenta"
 }
 
 
+def _rounds(section: tuple[str, ...], value: float) -> bool:
+    """Whether a format section shows the number rounded to another number: fewer decimals than it has (1.5
+    under 0 reads 2, 24.04 under 0.0 reads 24.0, 0.125 under 0% reads 13%, 123456 under 0.0E+00 reads 1.2E+05),
+    or a fraction that is not the number (0.3 under # ?/? reads 2/7). A difference a float's last digits make
+    (0.30000000000000004 under 0.00) is no other number. A percent sign shows the number times 100 (0.5 under 0%
+    reads 50%, which is the number 0.5: not rounded). General shows up to ten or eleven digits: not judged."""
+    words = [t for t in section if len(t) == 1]
+    if "general" in "".join(words).lower():
+        return False
+    scaled = float(value) * 100.0 ** words.count("%")
+    if "/" in words:  # a fraction: # ?/? (denominator up to 9), # ??/100 (hundredths)
+        from fractions import Fraction
+
+        after = section[section.index("/") + 1 :]
+        fixed = "".join(t for t in after if t.isdigit())
+        places = sum(1 for t in after if t in ("0", "#", "?"))
+        if fixed:
+            shown = Fraction(round(scaled * int(fixed)), int(fixed))
+        else:
+            shown = Fraction(scaled).limit_denominator(max(10**places - 1, 1))
+        return not math.isclose(float(shown), scaled, rel_tol=1e-9, abs_tol=1e-12)
+    exponent = next(
+        (i for i, t in enumerate(section) if t in ("E", "e") and section[i + 1 : i + 2] in (("+",), ("-",))), None
+    )
+    mantissa = section if exponent is None else section[:exponent]
+    point = next((i for i, t in enumerate(mantissa) if t == "."), len(mantissa))
+    decimals = sum(1 for t in mantissa[point + 1 :] if t in ("0", "#", "?"))
+    if exponent is not None:
+        if scaled == 0 or not math.isfinite(scaled):
+            return False
+        shown = float(f"{scaled:.{decimals + max(sum(1 for t in mantissa[:point] if t in ('0', '#', '?')), 1) - 1}e}")
+    else:
+        shown = round(scaled, decimals)
+    return not math.isclose(shown, scaled, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def format_hides(cell: object) -> str | None:
     """The cell's number format when Excel shows the cell's value otherwise than it is stored: no number at all
     (the format ;;; that hides a cell, an empty or text-only section for zero, a condition such as [<5]"<5"), a
-    number divided by a thousand (#,##0,), a negative number without its sign (0;0 shows -4 as 4), or a text
+    number divided by a thousand (#,##0,), rounded to another number (1.5 under 0 reads 2: _rounds), a negative
+    number without its sign (0;0 shows -4 as 4), or a text
     under a text section that is not @ alone (;;; hides it, "H"@ shows H before it). A reader of the workbook does
     not read the value the import would store; the formula bar shows it, the sheet does not. None for every other
-    cell (General, Text, decimals, %, dates, ...)."""
+    cell (General, Text, the decimals the number has, %, dates, ...)."""
     value = getattr(cell, "value", None)
     if value is None or isinstance(value, bool | dt.date) or not getattr(cell, "has_style", True):
         return None
@@ -1121,7 +1159,7 @@ def format_hides(cell: object) -> str | None:
         return None if shown == ["@"] else number_format
     if isinstance(value, int | float):
         section = _number_section(sections, value)
-        if section is None or not _shows_number(section, value):
+        if section is None or not _shows_number(section, value) or _rounds(section, value):
             return number_format
         if value < 0 and section is not sections[0] and not _shows_negative(section):
             return number_format  # 0;0 shows -4 as 4: a second section writes its own sign, or none
