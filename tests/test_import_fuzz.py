@@ -1202,3 +1202,37 @@ def test_the_number_scan_names_only_number_cells_and_reads_across_blocks(monkeyp
         monkeypatch.setattr(layout, "_BLOCK", block)
         assert layout.sheet_layout(io.BytesIO(data), "Sheet").numbers_not_excel == expected, block
     assert load_workbook(io.BytesIO(data), read_only=True).active["A5"].value == 61  # what was stored before
+
+
+@sqlite_only
+@pytest.mark.parametrize("kind", ["xlsx", "csv", "csv_semicolon"])
+def test_a_title_or_note_above_the_header_is_refused_naming_both_rows(base, tmp_path, kind):
+    """A sheet or CSV whose table starts under a title ('Zorgtrajecten 2024') or a note ('leeftijd in jaren'):
+    refused as 'this file has no header row: the first row does not name any column', which sent its reader
+    looking for a header that is there. Now the refusal names the row above the table and the header's row (a
+    note may say how to read the values, which the import cannot); a file with no header anywhere is told as
+    before."""
+    engine, _ = base
+    above = [["Zorgtrajecten 2024"], ["leeftijd in jaren, bmi in kg/m2"], []]
+    rows = [CYCLE_COLUMNS, *[[row[c] for c in CYCLE_COLUMNS] for row in cycles()]]
+    if kind == "xlsx":
+        wb = Workbook()
+        wb.active.title = "care_cycles"
+        for row in [*above, *rows]:
+            wb.active.append(row)
+        path = tmp_path / "care_cycles.xlsx"
+        wb.save(path)
+    else:
+        sep = "," if kind == "csv" else ";"
+        path = tmp_path / "care_cycles.csv"
+        path.write_text("\n".join(sep.join(row) for row in [*above, *rows]) + "\n", encoding="utf-8")
+    problems = _refused_problems([path], engine)
+    assert [(p.row, p.column, p.value, p.rule.code) for p in problems] == [
+        (1, None, "Zorgtrajecten 2024", "read.rows_above_header")
+    ]
+    assert "header (row 4)" in problems[0].rule.in_language("en")
+    assert "kopregel van de tabel (rij 4)" in problems[0].rule.in_language("nl")
+    # no header below either: told as a file without a header
+    path.write_text("Zorgtrajecten 2024\nC0001,P0001x\n", encoding="utf-8")
+    problems = _refused_problems([path.rename(tmp_path / "care_cycles.csv")], engine)
+    assert [p.rule.code for p in problems] == ["read.no_header"]

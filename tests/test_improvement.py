@@ -957,6 +957,30 @@ def test_a_value_hidden_by_its_number_format_is_refused(engine):
     assert improvement.targets(engine, CARE, CONDITION) == []
 
 
+@pytest.mark.parametrize("kind", ["targets", "actions"])
+def test_a_header_below_blank_rows_is_read_and_one_under_a_title_is_refused(engine, units, kind):
+    """The header had to be in row 1: a sheet whose table starts in row 3 (two blank rows above, as the registry
+    import and external figures read it) was refused for every column, and one under a title ('Doelen 2026')
+    too, as if it had no header. Now blank rows above the header are no rows (rows keep their numbers), and a
+    title or note above it is refused naming its row and the header's, nothing stored."""
+    export, load = (export_targets, import_targets) if kind == "targets" else (export_actions, import_actions)
+    wb, ws = _sheet(export(engine, CARE, CONDITION), kind)
+    if kind == "targets":
+        ws.append(
+            [None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, "DICA", "2026-01-01", 1]
+        )
+    else:
+        ws.append([None, None, CONDITION, "H01", "Prehab", "nurse", "2026-01-01", "2026-06-01", "planned", "", "", ""])
+    ws.insert_rows(1, 2)
+    done = load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert len(done.created) == 1
+    ws.cell(1, 1).value = "Doelen 2026"
+    with pytest.raises(SheetRefused) as refused:
+        load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.error.key) for p in refused.value.problems] == [(1, "rows_above_header")]
+    assert "header (row 3)" in str(refused.value) and "kopregel van de tabel (rij 3)" in refused.value.message("nl")
+
+
 def test_a_value_its_number_format_shows_rounded_is_refused(engine):
     """A target value of 0.25 under the format 0.0 reads 0.3 in the workbook and was stored as 0.25; refused
     naming row, column and format, nothing stored."""

@@ -25,7 +25,7 @@ import re
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -143,6 +143,10 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         report.add(Problem(path.name, None, 1, None, first, Rule("read.separator_directive_other")))
         return []
     header_line = _first_line(path, skip=int(directive))
+    if separator is None and not any(d in header_line for d in _DELIMITERS):
+        # one field alone: a title or note above the table ('Kosten 2024'), whose header below decides the
+        # separator (else a ;-separated table under a title was split on ',' and told as having no header)
+        header_line = _separated_line(path, int(directive)) or header_line
     if separator is not None:  # the separator line decides, as in Excel: the header is split on it
         delimiter = separator
     else:
@@ -228,6 +232,25 @@ def _first_line(path: Path, skip: int = 0) -> str:
             if sum(part.count('"') for part in record) % 2 == 0 or size > 1 << 20 or len(record) >= 1000:
                 break
     return "\n".join(record)[: 1 << 20]
+
+
+def _separated_line(path: Path, skip: int) -> str | None:
+    """The first of the file's first HEADER_SEARCH_ROWS lines (after `skip`) that, split on one of the
+    separators, names every required column of a table: a header under a title or note; None when none does."""
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None) as fh:
+        for number, line in enumerate(fh):
+            if number >= skip + HEADER_SEARCH_ROWS:
+                return None
+            if number < skip:
+                continue
+            for delimiter in _DELIMITERS:
+                try:
+                    fields = next(csv.reader([line[: 1 << 20]], delimiter=delimiter), [])
+                except csv.Error:
+                    continue
+                if _table_from_header([normalise_name(f) for f in fields]) is not None:
+                    return _first_line(path, skip=number)
+    return None
 
 
 def _delimiter(header: str) -> tuple[str, Rule | None]:
@@ -524,6 +547,45 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
     return ok
 
 
+#: How far below a first row that names no column the header is looked for (a title, a note, a blank line or two)
+HEADER_SEARCH_ROWS = 20
+
+
+def header_below(rows: Iterator[tuple[int, list[str]]], first: int, required: Sequence[str]) -> int | None:
+    """The row number of the first of `rows` (row number, its texts) after row `first`, and within
+    HEADER_SEARCH_ROWS of it, that names every one of the `required` columns: a table's header under a title or a
+    note. None when there is none."""
+    for row_no, fields in rows:
+        if row_no <= first:
+            continue
+        if row_no > first + HEADER_SEARCH_ROWS:
+            return None
+        if set(required) <= {normalise_name(f) for f in fields}:
+            return row_no
+    return None
+
+
+def _above_header(source: Source, row_no: int, fields: list[str], report: ImportReport) -> bool:
+    """Whether the first filled row `row_no` names no column of the table while a header lies a few rows below it
+    (header_below): a title or note above the table ('Kosten 2024', 'bedragen in duizenden euro's'). Such a row
+    may say how to read the values, which the import cannot: the file is refused naming the row and the header's,
+    where it was refused as having no header at all ('the first row does not name any column')."""
+    if any(normalise_name(f) in source.spec.columns for f in fields):
+        return False
+    records = _xlsx_records(source, Layout()) if source.sheet is not None else _csv_records(source, [0])
+    try:
+        below = header_below(((n, f) for n, f, *_ in records), row_no, source.spec.required)
+    except Exception:  # a damaged part further down: the reading proper names it
+        below = None
+    finally:
+        records.close()
+    if below is None:
+        return False
+    text = next(f.strip() for f in fields if f.strip())
+    report.add(source.problem(Rule("read.rows_above_header", header=below), row_no, None, short(text, 60)))
+    return True
+
+
 def _make_header(raw: list[str], row: int, source: Source, report: ImportReport) -> Header | None:
     limit = max_columns()
     if len(raw) > limit:
@@ -581,6 +643,8 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
         if header is None:
             if not any(f.strip() for f in fields):
                 continue  # blank lines before the header
+            if _above_header(source, row_no, fields, report):
+                return
             header = _make_header(fields, row_no, source, report)
             if header is None:
                 return
@@ -647,6 +711,8 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
     try:
         for row_no, fields, *_ in records:
             if any(f.strip() for f in fields):
+                if _above_header(source, row_no, fields, report):
+                    return
                 found, header = True, _make_header(fields, row_no, source, report)
                 break
     finally:
