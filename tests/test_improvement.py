@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from alembic import command
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
@@ -979,6 +980,30 @@ def test_a_header_below_blank_rows_is_read_and_one_under_a_title_is_refused(engi
         load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
     assert [(p.row, p.error.key) for p in refused.value.problems] == [(1, "rows_above_header")]
     assert "header (row 3)" in str(refused.value) and "kopregel van de tabel (rij 3)" in refused.value.message("nl")
+
+
+@pytest.mark.parametrize("formula", [b'<f t="shared" si="7"/>', b"<f/>"])
+def test_a_formula_without_its_text_is_refused_as_a_formula(engine, units, formula):
+    """A cell holding a formula whose text the workbook does not write (a shared formula's reference to none, an
+    empty formula; Excel shows the cached result, DICA 2) reads as '=' alone: the text check, which wanted more
+    than '=', let it through, and '=' was stored as the target's source. Refused as the formula it is."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, "DICA", "2026-01-01", 1])
+    ref = f"{get_column_letter(TARGET_COLUMNS.index('source') + 1)}2".encode()
+    data = patch_sheet(
+        _bytes(wb),
+        lambda xml: re.sub(
+            rb'<c r="%s"[^>]*>.*?</c>' % ref,
+            b'<c r="%s" t="str">%s<v>DICA 2</v></c>' % (ref, formula),
+            xml,
+            count=1,
+            flags=re.S,
+        ),
+    )
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, data, file_name="plan.xlsx")
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(2, "source", "formula")]
+    assert improvement.targets(engine, CARE, CONDITION) == []
 
 
 def test_a_value_its_number_format_shows_rounded_is_refused(engine):

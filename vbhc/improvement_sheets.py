@@ -376,7 +376,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             text = _plain(shown)
             if number_format is not None and name in _ID_COLUMNS:  # an item or unit 5 shown as 5.0 or 1.00E+05
                 problems.append(problem(number, name, text, "id_number_formatted", format=number_format))
-            elif isinstance(value, str) and shown.startswith("=") and len(shown) > 1:  # =, or _x003D_ as Excel reads it
+            elif isinstance(value, str) and shown.startswith("="):  # =, or _x003D_ as Excel reads it; "=" alone too
                 problems.append(problem(number, name, shown, "formula"))
             elif text.upper() in EXCEL_ERRORS:
                 problems.append(problem(number, name, text, "excel_error"))
