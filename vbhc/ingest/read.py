@@ -1158,39 +1158,54 @@ _COLOURS = frozenset({"red", "rood", "black", "blue", "cyan", "green", "magenta"
 }
 
 
-def _rounds(section: tuple[str, ...], value: float) -> bool:
-    """Whether a format section shows the number rounded to another number: fewer decimals than it has (1.5
-    under 0 reads 2, 24.04 under 0.0 reads 24.0, 0.125 under 0% reads 13%, 123456 under 0.0E+00 reads 1.2E+05),
-    or a fraction that is not the number (0.3 under # ?/? reads 2/7). A difference a float's last digits make
-    (0.30000000000000004 under 0.00) is no other number. A percent sign shows the number times 100 (0.5 under 0%
-    reads 50%, which is the number 0.5: not rounded). General shows up to ten or eleven digits: not judged."""
+@functools.lru_cache(maxsize=256)
+def _shown_digits(section: tuple[str, ...]) -> tuple[str, int, int, int]:
+    """How a format section shows a number's digits: (how, the percent signs, decimals or the fraction's
+    denominator, integer places), `how` one of general, fixed, scientific, fraction (denominator fixed as written),
+    fraction_up_to (a denominator of up to that many digits)."""
     words = [t for t in section if len(t) == 1]
+    percent = words.count("%")
     if "general" in "".join(words).lower():
-        return False
-    scaled = float(value) * 100.0 ** words.count("%")
+        return "general", percent, 0, 0
     if "/" in words:  # a fraction: # ?/? (denominator up to 9), # ??/100 (hundredths)
-        from fractions import Fraction
-
         after = section[section.index("/") + 1 :]
         fixed = "".join(t for t in after if t.isdigit())
-        places = sum(1 for t in after if t in ("0", "#", "?"))
         if fixed:
-            shown = Fraction(round(scaled * int(fixed)), int(fixed))
-        else:
-            shown = Fraction(scaled).limit_denominator(max(10**places - 1, 1))
-        return not math.isclose(float(shown), scaled, rel_tol=1e-9, abs_tol=1e-12)
+            return "fraction", percent, int(fixed), 0
+        return "fraction_up_to", percent, sum(1 for t in after if t in ("0", "#", "?")), 0
     exponent = next(
         (i for i, t in enumerate(section) if t in ("E", "e") and section[i + 1 : i + 2] in (("+",), ("-",))), None
     )
     mantissa = section if exponent is None else section[:exponent]
     point = next((i for i, t in enumerate(mantissa) if t == "."), len(mantissa))
     decimals = sum(1 for t in mantissa[point + 1 :] if t in ("0", "#", "?"))
-    if exponent is not None:
+    places = sum(1 for t in mantissa[:point] if t in ("0", "#", "?"))
+    return ("fixed" if exponent is None else "scientific"), percent, decimals, places
+
+
+def _rounds(section: tuple[str, ...], value: float) -> bool:
+    """Whether a format section shows the number rounded to another number: fewer decimals than it has (1.5
+    under 0 reads 2, 24.04 under 0.0 reads 24.0, 0.125 under 0% reads 13%, 123456 under 0.0E+00 reads 1.2E+05),
+    or a fraction that is not the number (0.3 under # ?/? reads 2/7). A difference a float's last digits make
+    (0.30000000000000004 under 0.00) is no other number. A percent sign shows the number times 100 (0.5 under 0%
+    reads 50%, which is the number 0.5: not rounded). General shows up to ten or eleven digits: not judged."""
+    how, percent, digits, places = _shown_digits(section)
+    if how == "general":
+        return False
+    scaled = float(value) * 100.0**percent
+    if how == "fixed":
+        shown = round(scaled, digits)
+    elif how == "scientific":
         if scaled == 0 or not math.isfinite(scaled):
             return False
-        shown = float(f"{scaled:.{decimals + max(sum(1 for t in mantissa[:point] if t in ('0', '#', '?')), 1) - 1}e}")
+        shown = float(f"{scaled:.{digits + max(places, 1) - 1}e}")
     else:
-        shown = round(scaled, decimals)
+        from fractions import Fraction
+
+        if how == "fraction":
+            shown = float(Fraction(round(scaled * digits), digits))
+        else:
+            shown = float(Fraction(scaled).limit_denominator(max(10**digits - 1, 1)))
     return not math.isclose(shown, scaled, rel_tol=1e-9, abs_tol=1e-12)
 
 
