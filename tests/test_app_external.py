@@ -78,13 +78,17 @@ def test_a_refused_upload_lists_its_problems_in_a_table_whose_rules_wrap(empty_d
 
 
 @pytest.mark.parametrize(
-    ("setting", "shown", "widget"), [("5", "5 MB", 5), ("0.5", "0,5 MB", 1), (None, "200 MB", 200)]
+    ("setting", "shown", "widget"),
+    [("5", "5 MB", 6), ("0.5", "0,5 MB", 2), (None, "200 MB", 220), ("500", "220 MB", 220)],
 )
 def test_the_uploaders_say_and_apply_the_importers_size_limit(empty_db, monkeypatch, setting, shown, widget):
     """Before: every uploader said 'at most 200 MB per file' (Streamlit's server.maxUploadSize) where the
     importers refuse a file above VBHC_MAX_UPLOAD_MB, so with VBHC_MAX_UPLOAD_MB=5 a 60 MB file was sent in full
     and then refused. Now the size line, the help and the widget's own limit follow the importers' setting
-    (within Streamlit's; the widget counts whole megabytes, the importer refuses above the exact limit)."""
+    (within Streamlit's; the widget counts whole megabytes, the importer refuses above the exact limit). The
+    widget's own limit lies a tenth above the importers': a file just above their limit was refused by the widget
+    in English ('File must be 200.0MB or smaller') on a Dutch page, and now reaches the importer, which refuses it
+    in the reader's language."""
     if setting is None:
         monkeypatch.delenv("VBHC_MAX_UPLOAD_MB", raising=False)
     else:

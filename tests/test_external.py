@@ -441,6 +441,28 @@ def test_a_number_format_that_hides_a_value_is_refused():
         assert f"number format {number_format} shows its value otherwise" in str(caught.value)
 
 
+@pytest.mark.parametrize("kind", ["xlsx", "csv", "csv_semicolon"])
+def test_a_title_or_note_above_the_header_is_refused_naming_both_rows(kind):
+    """A feedback file whose table starts under a title ('Terugkoppeling 2024') and a note: its first row was
+    read as the header ('unknown column' for the title), or a CSV's separator decided by the title line. Now the
+    refusal names the title's row and the header's, in both languages (a note may say how to read the values)."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", "120", "6", "5.2"]
+    above = [["Terugkoppeling 2024"], ["n = aantal patiënten"], []]
+    if kind == "xlsx":
+        data, name = _workbook([*above, header, row]), "f.xlsx"
+    else:
+        sep = "," if kind == "csv" else ";"
+        data, name = ("\n".join(sep.join(r) for r in [*above, header, row]) + "\n").encode(), "f.csv"
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(data, file_name=name)
+    assert [(p.row, p.column, p.value, p.rule.code) for p in caught.value.problems] == [
+        (1, None, "Terugkoppeling 2024", "read.rows_above_header")
+    ]
+    assert "row 1" in caught.value.line("en") and "header (row 4)" in caught.value.line("en")
+    assert "kopregel van de tabel (rij 4)" in caught.value.line("nl")
+
+
 @pytest.fixture
 def versioned_catalog(tmp_path) -> Path:
     """The shipped catalog with mortality_30d at definition version 2, figures of other versions warned about."""

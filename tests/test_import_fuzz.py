@@ -349,7 +349,7 @@ def test_a_number_under_a_date_format_that_is_no_date_is_refused_without_a_warni
         ("age", 0, "0;-0;;@"),  # an empty section for zero
         ("age", 3, '[<5]"<5";0'),  # a condition shows '<5' for the number
         ("age", 64, '"n.v.t."'),  # a text-only format
-        ("bmi", 27.5, "#"),  # 27.5 shows 28 (rounded, as every format may); 0.3 shows nothing
+        ("bmi", 27.5, "#"),  # 27.5 shows 28: rounded to another number; 0.3 shows nothing
         ("bmi", 0.3, "#"),
         ("age", 1500, "#,##0,"),  # divided by a thousand: shows 2
         ("treatment", "oesophagectomy", '"x"@'),  # shows xoesophagectomy
@@ -362,8 +362,9 @@ def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
     """A cell whose number format shows its value otherwise than it is stored (;;; hides it, an empty or
     text-only section, a condition, #,##0, divides by a thousand, a text section with more than @) was imported
     with the value the sheet does not show: a reader saw an empty cell (or '<5', or 2) where 64, 3 or 1500 was
-    stored. Refused naming row, column, value and format; a number format that shows the number (27.5 under #
-    reads 28, rounded as a format may) is read as before."""
+    stored. Refused naming row, column, value and format; so is a number its format shows rounded to another
+    (27.5 under # reads 28, and was stored as 27.5). A number format that shows the number (28 under #) is read
+    as before."""
     engine, _files = base
     wb, ws = _cycles_sheet()
     cell = ws.cell(4, CYCLE_COLUMNS.index(column) + 1)
@@ -371,11 +372,47 @@ def test_a_number_format_that_shows_a_value_otherwise_than_stored_is_refused(
     path = tmp_path / "registry.xlsx"
     wb.save(path)
     if value == 27.5:
+        cell.value = 28
+        wb.save(path)
         import_files([path], engine)
-        return
+        cell.value = value
+        wb.save(path)
     message = _refused([path], engine)
     assert f"[sheet care_cycles] row 4 column '{column}': value '{value}'" in message, message
     assert f"number format {number_format} shows its value otherwise" in message, message
+
+
+@pytest.mark.parametrize(
+    ("value", "number_format", "rounded"),
+    [
+        (1.5, "0", True),  # reads 2
+        (24.04, "0.0", True),  # reads 24.0
+        (0.125, "0%", True),  # reads 13%
+        (0.125, "0.0%", False),  # reads 12.5%: the number 0.125
+        (0.5, "0%", False),  # reads 50%: the number 0.5
+        (1234.5, '"€" #,##0.00', False),  # reads € 1,234.50
+        (1234.5, "[$€-413] #,##0", True),  # reads € 1,235 (a Dutch currency format)
+        (1234.5, "#,##0.00;[Red]-#,##0.00", False),
+        (-1234.567, "#,##0.00;[Red]-#,##0.00", True),  # the negative section rounds too
+        (0.30000000000000004, "0.00", False),  # a float's last digits: no other number
+        (123456, "0.00E+00", True),  # reads 1.23E+05
+        (123000, "0.00E+00", False),
+        (1.5, "# ?/?", False),  # reads 1 1/2
+        (0.3, "# ?/?", True),  # reads 2/7
+        (0.25, "# ??/100", False),  # reads 25/100
+        (27.68166089965398, "General", False),  # General shows what fits: not judged
+        (7, "0", False),
+    ],
+)
+def test_a_format_that_shows_a_number_rounded_to_another_is_told(value, number_format, rounded):
+    """format_hides, the one judge of the three workbook readers (registry, external figures and models,
+    targets and actions): a number its format shows as another number (fewer decimals than it has, a fraction
+    that is not it) is told; a format that shows the number (more decimals, a percent sign, a currency) is not."""
+    from vbhc.ingest.read import format_hides
+
+    cell = Workbook().active.cell(1, 1, value)
+    cell.number_format = number_format
+    assert (format_hides(cell) == number_format) is rounded
 
 
 @sqlite_only
@@ -1165,3 +1202,37 @@ def test_the_number_scan_names_only_number_cells_and_reads_across_blocks(monkeyp
         monkeypatch.setattr(layout, "_BLOCK", block)
         assert layout.sheet_layout(io.BytesIO(data), "Sheet").numbers_not_excel == expected, block
     assert load_workbook(io.BytesIO(data), read_only=True).active["A5"].value == 61  # what was stored before
+
+
+@sqlite_only
+@pytest.mark.parametrize("kind", ["xlsx", "csv", "csv_semicolon"])
+def test_a_title_or_note_above_the_header_is_refused_naming_both_rows(base, tmp_path, kind):
+    """A sheet or CSV whose table starts under a title ('Zorgtrajecten 2024') or a note ('leeftijd in jaren'):
+    refused as 'this file has no header row: the first row does not name any column', which sent its reader
+    looking for a header that is there. Now the refusal names the row above the table and the header's row (a
+    note may say how to read the values, which the import cannot); a file with no header anywhere is told as
+    before."""
+    engine, _ = base
+    above = [["Zorgtrajecten 2024"], ["leeftijd in jaren, bmi in kg/m2"], []]
+    rows = [CYCLE_COLUMNS, *[[row[c] for c in CYCLE_COLUMNS] for row in cycles()]]
+    if kind == "xlsx":
+        wb = Workbook()
+        wb.active.title = "care_cycles"
+        for row in [*above, *rows]:
+            wb.active.append(row)
+        path = tmp_path / "care_cycles.xlsx"
+        wb.save(path)
+    else:
+        sep = "," if kind == "csv" else ";"
+        path = tmp_path / "care_cycles.csv"
+        path.write_text("\n".join(sep.join(row) for row in [*above, *rows]) + "\n", encoding="utf-8")
+    problems = _refused_problems([path], engine)
+    assert [(p.row, p.column, p.value, p.rule.code) for p in problems] == [
+        (1, None, "Zorgtrajecten 2024", "read.rows_above_header")
+    ]
+    assert "header (row 4)" in problems[0].rule.in_language("en")
+    assert "kopregel van de tabel (rij 4)" in problems[0].rule.in_language("nl")
+    # no header below either: told as a file without a header
+    path.write_text("Zorgtrajecten 2024\nC0001,P0001x\n", encoding="utf-8")
+    problems = _refused_problems([path.rename(tmp_path / "care_cycles.csv")], engine)
+    assert [p.rule.code for p in problems] == ["read.no_header"]

@@ -29,6 +29,7 @@ from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, 
 from vbhc import audit, models
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.ingest import run as ingest_run
+from vbhc.ingest import validate as ingest_validate
 from vbhc.settings import max_unpacked_mb
 from vbhc.store import get_engine, upgrade_schema
 
@@ -759,9 +760,30 @@ def test_an_id_number_cell_is_read_as_the_cell_shows_it(base, tmp_path):
         assert f"a number cell under the number format {number_format}," in message
     import_files([_cycles_workbook(tmp_path, "cycle_id", 12345678901, "General")], engine)
     assert _value(engine, models.CareCycle.patient_id, models.CareCycle.cycle_id == "12345678901") == "P0003x"
-    # a number column keeps its number whatever the format shows (Excel's formula bar shows 24.04)
-    import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.0")], engine)
+    # a number column keeps its number under a format that shows it (24.04 under 0.00, 50% is 0.5)
+    import_files([_cycles_workbook(tmp_path, "bmi", 24.04, "0.00")], engine)
     assert _value(engine, models.CareCycle.bmi, models.CareCycle.cycle_id == "C0003") == 24.04
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "number_format"),
+    [("bmi", 24.04, "0.0"), ("bmi", 22.5, "0"), ("age", 67.4, "0"), ("bmi", 0.2504, "0%"), ("bmi", 24.04, "0.0E+00")],
+)
+def test_a_number_its_format_shows_rounded_is_refused(base, tmp_path, column, value, number_format):
+    """24.04 under the format 0.0 reads 24.0, 22.5 under 0 reads 23: a reader of the workbook reads another
+    number than was stored (the formula bar alone shows it). Refused naming row, column, value and format, in
+    both languages; nothing stored."""
+    engine, _ = base
+    before = _value(engine, getattr(models.CareCycle, column), models.CareCycle.cycle_id == "C0003")
+    with pytest.raises(ImportRefused) as info:
+        import_files([_cycles_workbook(tmp_path, column, value, number_format)], engine)
+    problems = info.value.report.problems
+    assert [(p.row, p.column, p.value, p.rule.code) for p in problems] == [
+        (4, column, str(value), "read.cell_format_hides")
+    ]
+    assert "rounded to fewer decimals" in problems[0].rule.in_language("en")
+    assert "afgerond op minder decimalen" in problems[0].rule.in_language("nl")
+    assert _value(engine, getattr(models.CareCycle, column), models.CareCycle.cycle_id == "C0003") == before
 
 
 def test_a_name_with_an_accent_typed_as_a_separate_mark_is_the_name_it_reads_as(base, tmp_path):
@@ -969,6 +991,16 @@ def test_a_number_a_float_cannot_hold_as_written_is_refused(base, tmp_path, tabl
     assert f"{table}.csv row {row + 2} column '{column}'" in message and rule in message
 
 
+@pytest.fixture
+def lines_unbounded(monkeypatch):
+    """The plausibility limits of one cost line lifted (vbhc.ingest.validate.MAX_UNIT_COST, MAX_QUANTITY): the
+    checks behind them (a line's cost, a care cycle's total, which stored lines from before the limits still
+    reach) are reached by files again."""
+    monkeypatch.setattr(ingest_validate, "MAX_UNIT_COST", float("inf"))
+    monkeypatch.setattr(ingest_validate, "MAX_QUANTITY", float("inf"))
+
+
+@pytest.mark.usefixtures("lines_unbounded")
 def test_cost_lines_that_add_up_past_a_finite_cost_are_refused_naming_the_cycle(cycles_only, tmp_path):
     """Each line's cost and its square are finite numbers (1e154 EUR), three of one care cycle add up to a cost
     whose square is not: stored, the cost indicators (a unit's variance) showed inf and NaN. Refused on the line
@@ -1007,15 +1039,43 @@ def test_cost_lines_that_add_up_past_a_finite_cost_are_refused_naming_the_cycle(
 def test_a_quantity_past_any_care_activitys_count_is_refused(cycles_only, tmp_path):
     """A line of quantity 1e308 at a unit cost of 0 costs nothing and passed, but the cost breakdown sums an
     activity's quantities over a unit's care cycles: two such lines made its total quantity infinite. A line may
-    count up to a billion (vbhc.ingest.validate.MAX_QUANTITY), which the sums over any registry keep finite."""
+    count up to 100,000 (vbhc.ingest.validate.MAX_QUANTITY): 10^9 was stored, a count no care activity has."""
     engine = cycles_only
-    rows = [{"cycle_id": c, "activity": "imaging", "quantity": "1e308", "unit_cost": "0"} for c in ("C0001", "C0002")]
-    message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)  # nothing stored changed
-    assert "costs.csv row 2 column 'quantity': value '1e308': more than 1,000,000,000" in message
-    rows = [{"cycle_id": "C0001", "activity": "imaging", "quantity": "1000000000", "unit_cost": "0"}]
+    for quantity in ("1e308", "1e9", "100000.5"):
+        rows = [
+            {"cycle_id": c, "activity": "imaging", "quantity": quantity, "unit_cost": "0"} for c in ("C0001", "C0002")
+        ]
+        message = refused([write_csv(tmp_path / "costs.csv", rows)], engine)  # nothing stored changed
+        assert f"costs.csv row 2 column 'quantity': value '{quantity}': more than 100,000" in message
+    rows = [{"cycle_id": "C0001", "activity": "imaging", "quantity": "100000", "unit_cost": "0"}]
     import_files([write_csv(tmp_path / "costs.csv", rows)], engine)  # at the bound: stored
 
 
+@pytest.mark.parametrize("lang", ["en", "nl"])
+def test_a_unit_cost_past_any_care_activitys_price_is_refused_saying_the_limit(cycles_only, tmp_path, lang):
+    """A unit cost of 10^12 euros was stored (a unit's cost per care cycle then a million times its peers'): no
+    care activity costs more than 10 million euros a unit (vbhc.ingest.validate.MAX_UNIT_COST, the one place the
+    limit is set). Refused naming row, column, value and the limit, in the reader's language; at the limit it is
+    stored."""
+    engine = cycles_only
+    for value in ("1e12", "10000000.01", "12000000.00"):
+        rows = [{"cycle_id": "C0001", "activity": "imaging", "quantity": "1", "unit_cost": value}]
+        with pytest.raises(ImportRefused) as info:
+            import_files([write_csv(tmp_path / "costs.csv", rows)], engine)
+        problems = info.value.report.problems
+        assert [(p.row, p.column, p.value, p.rule.code) for p in problems] == [
+            (2, "unit_cost", value, "validate.unit_cost_too_large")
+        ]
+        text = problems[0].rule.in_language(lang)
+        assert ("10,000,000 EUR" if lang == "en" else "10.000.000 EUR") in text, text
+    assert snapshot(engine, skip=AUDIT)["cost_lines"] == []
+    rows = [{"cycle_id": "C0001", "activity": "imaging", "quantity": "100000", "unit_cost": "10000000"}]
+    import_files([write_csv(tmp_path / "costs.csv", rows)], engine)  # at both bounds: stored
+    k = models.CostLine
+    assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "imaging") == 10_000_000
+
+
+@pytest.mark.usefixtures("lines_unbounded")
 def test_cost_lines_that_add_up_past_a_finite_cost_with_stored_ones_are_refused(cycles_only, tmp_path):
     """The stored lines a cost file keeps count with its own: a second file's line of 1e308 for a cycle holding
     two was stored, the cycle's cost infinite. A line the file replaces counts once, at its new value."""
@@ -1040,6 +1100,7 @@ def test_cost_lines_that_add_up_past_a_finite_cost_with_stored_ones_are_refused(
     assert _value(engine, k.unit_cost, k.cycle_id == "C0001", k.activity == "outpatient_visit") == 8e149
 
 
+@pytest.mark.usefixtures("lines_unbounded")
 def test_numbers_a_float_reads_back_as_written_are_stored_as_written(base, tmp_path):
     """Up to 15 significant digits always; more when the stored number's shortest form has the same digits, as
     Python, R and pandas write a computed number (0.30000000000000004, a BMI of 27.68166089965398): such an

@@ -10,6 +10,7 @@ of the batch, and nothing is written (vbhc.ingest.validate.BatchState.cycle_twin
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -132,6 +133,79 @@ def test_the_same_cycle_sent_again_and_ids_that_differ_otherwise_are_no_twins(te
         import_files([write_csv(tmp_path / "care_cycles_again.csv", _rows(*ids), CYCLE_COLUMNS)], engine)
         stored = {r["cycle_id"] for r in snapshot(engine)["care_cycles"]}
         assert stored == set(ids)
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
+
+
+def _patients(*patient_ids: str) -> list[dict[str, str]]:
+    """One valid care cycle per patient id, each cycle an id of its own."""
+    template = cycles()[0]
+    return [{**template, "cycle_id": f"Q{n:04d}", "patient_id": p} for n, p in enumerate(patient_ids)]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pair=twins(), where=st.sampled_from(WHERE))
+def test_a_patient_id_that_reads_as_another_is_refused_without_showing_either(template, tmp_path_factory, pair, where):
+    """P0001x beside p0001X, 0042 beside 42: one patient to a reader and to Excel's lookups, two patients to the
+    database (a second care cycle counted as another patient's first). Refused naming row and column and, where
+    the other spelling is in the same file, its row; neither id is shown, in either language."""
+    original, twin = pair
+    assume(not is_bsn(pd.Series([original, twin])).any())
+    folder = tmp_path_factory.mktemp("patient")
+    shutil.copyfile(template, folder / "vbhc.db")
+    engine = get_engine(f"sqlite:///{folder / 'vbhc.db'}")
+    try:
+        if where == "stored":
+            import_files([write_csv(folder / "care_cycles_first.csv", _patients(original), CYCLE_COLUMNS)], engine)
+            rows = _patients("Z1", twin)
+            rows[1]["cycle_id"] = "Q9999"
+            paths, row, other = [write_csv(folder / "care_cycles.csv", rows, CYCLE_COLUMNS)], 3, None
+        elif where == "earlier row":
+            paths = [write_csv(folder / "care_cycles.csv", _patients(original, "Z1", twin), CYCLE_COLUMNS)]
+            row, other = 4, 2
+        else:
+            rows = _patients(twin)
+            rows[0]["cycle_id"] = "Q9999"
+            paths = [
+                write_csv(folder / "care_cycles_a.csv", _patients(original), CYCLE_COLUMNS),
+                write_csv(folder / "care_cycles_b.csv", rows, CYCLE_COLUMNS),
+            ]
+            row, other = 2, None
+        before = snapshot(engine, skip=("audit_events",))
+        with pytest.raises(ImportRefused) as refused:
+            import_files(paths, engine)
+        assert snapshot(engine, skip=("audit_events",)) == before
+        problems = refused.value.report.problems
+        assert [(p.file, p.row, p.column, p.value) for p in problems] == [
+            (paths[-1].name, row, "patient_id", shown_value("patient_id", twin))
+        ]
+        how = "case" if twin.casefold() == original.casefold() else "zeros"
+        assert problems[0].rule.code == f"validate.patient_{how}" + ("_row" if other else "")
+        for lang in ("en", "nl"):
+            text = problems[0].rule.in_language(lang)
+            assert (f" {other} " in text) if other else re.search(r"\b(row|rij)\b", text) is None
+            assert original not in text.split() and twin not in text.split(), text
+        assert problems[0].rule.in_language("nl") != problems[0].rule.in_language("en")
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
+
+
+def test_one_patients_care_cycles_and_patient_ids_that_differ_otherwise_are_no_twins(template, tmp_path):
+    """What stays accepted: a patient with several care cycles (in one file, and again later), and patient ids a
+    reader tells apart (P1 and P10, 70 and 7, P007 and P7)."""
+    shutil.copyfile(template, tmp_path / "vbhc.db")
+    engine = get_engine(f"sqlite:///{tmp_path / 'vbhc.db'}")
+    try:
+        ids = ["P1", "P1", "P10", "7", "70", "P007", "P7", "0"]
+        import_files([write_csv(tmp_path / "care_cycles.csv", _patients(*ids), CYCLE_COLUMNS)], engine)
+        again = _patients("P1", "70")
+        for n, row in enumerate(again):
+            row["cycle_id"] = f"R{n}"
+        import_files([write_csv(tmp_path / "care_cycles_again.csv", again, CYCLE_COLUMNS)], engine)
+        stored = [r["patient_id"] for r in snapshot(engine)["care_cycles"]]
+        assert sorted(stored) == sorted([*ids, "P1", "70"])
     finally:
         engine.dispose()
         get_engine.cache_clear()

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from alembic import command
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
@@ -954,6 +955,67 @@ def test_a_value_hidden_by_its_number_format_is_refused(engine):
         import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
     assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(2, "value", "cell_format_hides")]
     assert "number format ;;;" in str(refused.value) and "getalnotatie ;;;" in refused.value.message("nl")
+    assert improvement.targets(engine, CARE, CONDITION) == []
+
+
+@pytest.mark.parametrize("kind", ["targets", "actions"])
+def test_a_header_below_blank_rows_is_read_and_one_under_a_title_is_refused(engine, units, kind):
+    """The header had to be in row 1: a sheet whose table starts in row 3 (two blank rows above, as the registry
+    import and external figures read it) was refused for every column, and one under a title ('Doelen 2026')
+    too, as if it had no header. Now blank rows above the header are no rows (rows keep their numbers), and a
+    title or note above it is refused naming its row and the header's, nothing stored."""
+    export, load = (export_targets, import_targets) if kind == "targets" else (export_actions, import_actions)
+    wb, ws = _sheet(export(engine, CARE, CONDITION), kind)
+    if kind == "targets":
+        ws.append(
+            [None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, "DICA", "2026-01-01", 1]
+        )
+    else:
+        ws.append([None, None, CONDITION, "H01", "Prehab", "nurse", "2026-01-01", "2026-06-01", "planned", "", "", ""])
+    ws.insert_rows(1, 2)
+    done = load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert len(done.created) == 1
+    ws.cell(1, 1).value = "Doelen 2026"
+    with pytest.raises(SheetRefused) as refused:
+        load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.error.key) for p in refused.value.problems] == [(1, "rows_above_header")]
+    assert "header (row 3)" in str(refused.value) and "kopregel van de tabel (rij 3)" in refused.value.message("nl")
+
+
+@pytest.mark.parametrize("formula", [b'<f t="shared" si="7"/>', b"<f/>"])
+def test_a_formula_without_its_text_is_refused_as_a_formula(engine, units, formula):
+    """A cell holding a formula whose text the workbook does not write (a shared formula's reference to none, an
+    empty formula; Excel shows the cached result, DICA 2) reads as '=' alone: the text check, which wanted more
+    than '=', let it through, and '=' was stored as the target's source. Refused as the formula it is."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, "DICA", "2026-01-01", 1])
+    ref = f"{get_column_letter(TARGET_COLUMNS.index('source') + 1)}2".encode()
+    data = patch_sheet(
+        _bytes(wb),
+        lambda xml: re.sub(
+            rb'<c r="%s"[^>]*>.*?</c>' % ref,
+            b'<c r="%s" t="str">%s<v>DICA 2</v></c>' % (ref, formula),
+            xml,
+            count=1,
+            flags=re.S,
+        ),
+    )
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, data, file_name="plan.xlsx")
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(2, "source", "formula")]
+    assert improvement.targets(engine, CARE, CONDITION) == []
+
+
+def test_a_value_its_number_format_shows_rounded_is_refused(engine):
+    """A target value of 0.25 under the format 0.0 reads 0.3 in the workbook and was stored as 0.25; refused
+    naming row, column and format, nothing stored."""
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.append([None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.25, None, "DICA", "2026-01-01", 1])
+    ws.cell(2, TARGET_COLUMNS.index("value") + 1).number_format = "0.0"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.column, p.error.key) for p in refused.value.problems] == [(2, "value", "cell_format_hides")]
+    assert "rounded to fewer decimals" in str(refused.value)
     assert improvement.targets(engine, CARE, CONDITION) == []
 
 

@@ -53,10 +53,14 @@ def upload_limit_mb() -> float:
 
 
 def upload_widget_mb() -> int:
-    """The file uploader's own limit (whole megabytes, Streamlit's max_upload_size): upload_limit_mb rounded up,
-    so a file the importer takes is never stopped by the widget; one above the exact limit the importer refuses
-    naming it."""
-    return max(1, math.ceil(upload_limit_mb()))
+    """The file uploader's own limit (whole megabytes, Streamlit's max_upload_size): above upload_limit_mb by a
+    tenth (at least 1 MB), within Streamlit's server.maxUploadSize. The widget refuses a larger file in its own
+    English words ('File must be 200.0MB or smaller') on a Dutch page; with the margin a file just above the
+    limit reaches the importer, which refuses it in the reader's language naming the limit (read.file_too_large),
+    and the widget's English is met only by a file far above it."""
+    limit = upload_limit_mb()
+    streamlit_mb = float(st.get_option("server.maxUploadSize"))
+    return max(1, math.floor(min(streamlit_mb, math.ceil(limit) + max(1, math.ceil(limit / 10)))))
 
 
 def upload_limit_text(lang: str) -> str:

@@ -64,6 +64,7 @@ from vbhc.ingest.problems import (
     lookalike_character,
     normalise_name,
     says_missing,
+    short,
     shown_file,
 )
 from vbhc.models import ExternalFigure, ExternalPublication
@@ -307,6 +308,13 @@ def _records(
         return None, [], [Problem(file, None, 1, None, first, Rule("read.separator_directive_other"))], {}
     lines = text.splitlines()[int(directive) :]
     header = next((line for line in lines if line.strip()), "")
+    if not any(d in header for d in SEPARATORS):
+        # one field alone: a title or note above the table, whose header (the line with the most separators of
+        # the next few) decides the separator; read_table then refuses the rows above the header naming it
+        from vbhc.ingest.read import HEADER_SEARCH_ROWS
+
+        near = lines[: HEADER_SEARCH_ROWS + 1]
+        header = max(near, key=lambda line: max(line.count(d) for d in SEPARATORS), default=header)
     counts = {d: header.count(d) for d in SEPARATORS}
     best = max(counts.values())
     if separator is not None:
@@ -380,6 +388,16 @@ def read_table(
     if len(rows) - 1 > max_rows():
         rule = Rule("external.too_many_rows", count=len(rows) - 1, limit=Number(max_rows()))
         raise ExternalRefused(file, [Problem(file, sheet, None, None, None, rule)])
+    if not any(normalise_name(c) in columns for c in rows[0][1]):
+        # a title or note above the table: refused naming it and the header's row (a note may say how to read
+        # the values), where its first row was read as the header ('unknown column' for the title)
+        from vbhc.ingest.read import header_below
+
+        below = header_below(iter(rows[1:]), rows[0][0], required)
+        if below is not None:
+            text = next(c.strip() for c in rows[0][1] if c.strip())
+            rule = Rule("read.rows_above_header", header=below)
+            raise ExternalRefused(file, [Problem(file, sheet, rows[0][0], None, short(text, 60), rule)])
     header_row, raw_header = rows[0]
     header = [normalise_name(c) for c in raw_header]  # "Definition version" is definition_version
     while header and header[-1] == "":

@@ -53,7 +53,7 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, sheet_rows, shown_cell
+from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, header_below, sheet_rows, shown_cell
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -323,34 +323,44 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             return [], [problem(damaged.row, "", "", "row_damaged", error=damaged.error)]
     finally:
         wb.close()
-    unseen = _unseen(raw_rows, layout, problem)
+    # the header is the first row with a value (blank rows above it are no rows, as in the registry import)
+    first = next((i for i, cells in enumerate(raw_rows) if any(text.strip() for _, text, _ in cells)), 0)
+    unseen = _unseen(raw_rows, layout, problem, first)
     if unseen:
         return [], unseen
+    if raw_rows and not any(_plain(text).lower() in columns for _, text, _ in raw_rows[first]):
+        # a title or note above the table ('Doelen 2026'): refused naming it and the header's row, where its first
+        # row was read as the header (an unknown column for the title, every column missing)
+        texts = ((n, [text for _, text, _ in cells]) for n, cells in enumerate(raw_rows, start=1))
+        below = header_below(texts, first + 1, columns)
+        if below is not None:
+            title = next(text.strip() for _, text, _ in raw_rows[first] if text.strip())
+            return [], [problem(first + 1, "", title, "rows_above_header", header=below)]
     if hiding:  # ;;; hides a value, #,##0, shows 1500 as 2: a reader does not read what would be imported
-        names = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
+        names = [text.strip().lower() for _, text, _ in (raw_rows[first] if raw_rows else ())]
         return [], [
             problem(row, names[position] if position < len(names) and names[position] else f"#{position + 1}",
                     text, "cell_format_hides", format=found)
             for row, position, found, text in hiding
         ]  # fmt: skip
     problems: list[SheetProblem] = []
-    header = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
+    header = [text.strip().lower() for _, text, _ in (raw_rows[first] if raw_rows else ())]
     while header and header[-1] == "":
         header.pop()
     for position, name in enumerate(header):
         if name not in columns:
-            problems.append(problem(1, name or f"#{position + 1}", name, "unknown_column", columns=expected))
+            problems.append(problem(first + 1, name or f"#{position + 1}", name, "unknown_column", columns=expected))
     for name in columns:
         if name not in header:
-            problems.append(problem(1, name, "", "missing_column", columns=expected))
+            problems.append(problem(first + 1, name, "", "missing_column", columns=expected))
     for name in dict.fromkeys(n for n in header if n and header.count(n) > 1):
         # two columns of one name: which one a row means cannot be told, so neither is read
         positions = ", ".join(str(i) for i, n in enumerate(header, start=1) if n == name)
-        problems.append(problem(1, name, name, "column_twice", positions=positions))
+        problems.append(problem(first + 1, name, name, "column_twice", positions=positions))
     if problems:
         return [], problems
     rows = []
-    for number, raw in enumerate(raw_rows[1:], start=2):
+    for number, raw in enumerate(raw_rows[first + 1 :], start=first + 2):
         cells = list(raw)[: len(header)]
         # a value under no header was left out unseen, the row read without it; the registry import refuses it too
         beyond = [(p, text) for p, (_, text, _) in enumerate(raw[len(header) :], start=len(header) + 1) if text.strip()]
@@ -366,7 +376,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
             text = _plain(shown)
             if number_format is not None and name in _ID_COLUMNS:  # an item or unit 5 shown as 5.0 or 1.00E+05
                 problems.append(problem(number, name, text, "id_number_formatted", format=number_format))
-            elif isinstance(value, str) and shown.startswith("=") and len(shown) > 1:  # =, or _x003D_ as Excel reads it
+            elif isinstance(value, str) and shown.startswith("="):  # =, or _x003D_ as Excel reads it; "=" alone too
                 problems.append(problem(number, name, shown, "formula"))
             elif text.upper() in EXCEL_ERRORS:
                 problems.append(problem(number, name, text, "excel_error"))
@@ -379,11 +389,13 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
     return rows, problems
 
 
-def _unseen(raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., SheetProblem]) -> list[SheetProblem]:
+def _unseen(
+    raw_rows: list[list[tuple]], layout: Layout, problem: Callable[..., SheetProblem], first: int = 0
+) -> list[SheetProblem]:
     """Merged cells, and hidden rows and columns that hold a value: the workbook shows its reader other values
     than the cells read (a merged range's value over cells read as empty; values no reader sees); and texts whose
-    shown text cannot be told (Layout.unclear_texts)."""
-    names = [text.strip().lower() for _, text, _ in (raw_rows[0] if raw_rows else ())]
+    shown text cannot be told (Layout.unclear_texts). `first`: the header's position in `raw_rows`."""
+    names = [text.strip().lower() for _, text, _ in (raw_rows[first] if raw_rows else ())]
 
     def where(number: int, position: int) -> tuple[int, str, str]:
         cells = raw_rows[number - 1] if 0 < number <= len(raw_rows) else []

@@ -19,12 +19,13 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import math
 import os
 import re
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -142,6 +143,10 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         report.add(Problem(path.name, None, 1, None, first, Rule("read.separator_directive_other")))
         return []
     header_line = _first_line(path, skip=int(directive))
+    if separator is None and not any(d in header_line for d in _DELIMITERS):
+        # one field alone: a title or note above the table ('Kosten 2024'), whose header below decides the
+        # separator (else a ;-separated table under a title was split on ',' and told as having no header)
+        header_line = _separated_line(path, int(directive)) or header_line
     if separator is not None:  # the separator line decides, as in Excel: the header is split on it
         delimiter = separator
     else:
@@ -227,6 +232,25 @@ def _first_line(path: Path, skip: int = 0) -> str:
             if sum(part.count('"') for part in record) % 2 == 0 or size > 1 << 20 or len(record) >= 1000:
                 break
     return "\n".join(record)[: 1 << 20]
+
+
+def _separated_line(path: Path, skip: int) -> str | None:
+    """The first of the file's first HEADER_SEARCH_ROWS lines (after `skip`) that, split on one of the
+    separators, names every required column of a table: a header under a title or note; None when none does."""
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None) as fh:
+        for number, line in enumerate(fh):
+            if number >= skip + HEADER_SEARCH_ROWS:
+                return None
+            if number < skip:
+                continue
+            for delimiter in _DELIMITERS:
+                try:
+                    fields = next(csv.reader([line[: 1 << 20]], delimiter=delimiter), [])
+                except csv.Error:
+                    continue
+                if _table_from_header([normalise_name(f) for f in fields]) is not None:
+                    return _first_line(path, skip=number)
+    return None
 
 
 def _delimiter(header: str) -> tuple[str, Rule | None]:
@@ -523,6 +547,45 @@ def check_header(source: Source, header: Header, report: ImportReport) -> bool:
     return ok
 
 
+#: How far below a first row that names no column the header is looked for (a title, a note, a blank line or two)
+HEADER_SEARCH_ROWS = 20
+
+
+def header_below(rows: Iterator[tuple[int, list[str]]], first: int, required: Sequence[str]) -> int | None:
+    """The row number of the first of `rows` (row number, its texts) after row `first`, and within
+    HEADER_SEARCH_ROWS of it, that names every one of the `required` columns: a table's header under a title or a
+    note. None when there is none."""
+    for row_no, fields in rows:
+        if row_no <= first:
+            continue
+        if row_no > first + HEADER_SEARCH_ROWS:
+            return None
+        if set(required) <= {normalise_name(f) for f in fields}:
+            return row_no
+    return None
+
+
+def _above_header(source: Source, row_no: int, fields: list[str], report: ImportReport) -> bool:
+    """Whether the first filled row `row_no` names no column of the table while a header lies a few rows below it
+    (header_below): a title or note above the table ('Kosten 2024', 'bedragen in duizenden euro's'). Such a row
+    may say how to read the values, which the import cannot: the file is refused naming the row and the header's,
+    where it was refused as having no header at all ('the first row does not name any column')."""
+    if any(normalise_name(f) in source.spec.columns for f in fields):
+        return False
+    records = _xlsx_records(source, Layout()) if source.sheet is not None else _csv_records(source, [0])
+    try:
+        below = header_below(((n, f) for n, f, *_ in records), row_no, source.spec.required)
+    except Exception:  # a damaged part further down: the reading proper names it
+        below = None
+    finally:
+        records.close()
+    if below is None:
+        return False
+    text = next(f.strip() for f in fields if f.strip())
+    report.add(source.problem(Rule("read.rows_above_header", header=below), row_no, None, short(text, 60)))
+    return True
+
+
 def _make_header(raw: list[str], row: int, source: Source, report: ImportReport) -> Header | None:
     limit = max_columns()
     if len(raw) > limit:
@@ -580,6 +643,8 @@ def read(source: Source, report: ImportReport, chunk_rows: int) -> Iterator[Head
         if header is None:
             if not any(f.strip() for f in fields):
                 continue  # blank lines before the header
+            if _above_header(source, row_no, fields, report):
+                return
             header = _make_header(fields, row_no, source, report)
             if header is None:
                 return
@@ -646,6 +711,8 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
     try:
         for row_no, fields, *_ in records:
             if any(f.strip() for f in fields):
+                if _above_header(source, row_no, fields, report):
+                    return
                 found, header = True, _make_header(fields, row_no, source, report)
                 break
     finally:
@@ -1091,13 +1158,65 @@ _COLOURS = frozenset({"red", "rood", "black", "blue", "cyan", "green", "magenta"
 }
 
 
+@functools.lru_cache(maxsize=256)
+def _shown_digits(section: tuple[str, ...]) -> tuple[str, int, int, int]:
+    """How a format section shows a number's digits: (how, the percent signs, decimals or the fraction's
+    denominator, integer places), `how` one of general, fixed, scientific, fraction (denominator fixed as written),
+    fraction_up_to (a denominator of up to that many digits)."""
+    words = [t for t in section if len(t) == 1]
+    percent = words.count("%")
+    if "general" in "".join(words).lower():
+        return "general", percent, 0, 0
+    if "/" in words:  # a fraction: # ?/? (denominator up to 9), # ??/100 (hundredths)
+        after = section[section.index("/") + 1 :]
+        fixed = "".join(t for t in after if t.isdigit())
+        if fixed:
+            return "fraction", percent, int(fixed), 0
+        return "fraction_up_to", percent, sum(1 for t in after if t in ("0", "#", "?")), 0
+    exponent = next(
+        (i for i, t in enumerate(section) if t in ("E", "e") and section[i + 1 : i + 2] in (("+",), ("-",))), None
+    )
+    mantissa = section if exponent is None else section[:exponent]
+    point = next((i for i, t in enumerate(mantissa) if t == "."), len(mantissa))
+    decimals = sum(1 for t in mantissa[point + 1 :] if t in ("0", "#", "?"))
+    places = sum(1 for t in mantissa[:point] if t in ("0", "#", "?"))
+    return ("fixed" if exponent is None else "scientific"), percent, decimals, places
+
+
+def _rounds(section: tuple[str, ...], value: float) -> bool:
+    """Whether a format section shows the number rounded to another number: fewer decimals than it has (1.5
+    under 0 reads 2, 24.04 under 0.0 reads 24.0, 0.125 under 0% reads 13%, 123456 under 0.0E+00 reads 1.2E+05),
+    or a fraction that is not the number (0.3 under # ?/? reads 2/7). A difference a float's last digits make
+    (0.30000000000000004 under 0.00) is no other number. A percent sign shows the number times 100 (0.5 under 0%
+    reads 50%, which is the number 0.5: not rounded). General shows up to ten or eleven digits: not judged."""
+    how, percent, digits, places = _shown_digits(section)
+    if how == "general":
+        return False
+    scaled = float(value) * 100.0**percent
+    if how == "fixed":
+        shown = round(scaled, digits)
+    elif how == "scientific":
+        if scaled == 0 or not math.isfinite(scaled):
+            return False
+        shown = float(f"{scaled:.{digits + max(places, 1) - 1}e}")
+    else:
+        from fractions import Fraction
+
+        if how == "fraction":
+            shown = float(Fraction(round(scaled * digits), digits))
+        else:
+            shown = float(Fraction(scaled).limit_denominator(max(10**digits - 1, 1)))
+    return not math.isclose(shown, scaled, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def format_hides(cell: object) -> str | None:
     """The cell's number format when Excel shows the cell's value otherwise than it is stored: no number at all
     (the format ;;; that hides a cell, an empty or text-only section for zero, a condition such as [<5]"<5"), a
-    number divided by a thousand (#,##0,), a negative number without its sign (0;0 shows -4 as 4), or a text
+    number divided by a thousand (#,##0,), rounded to another number (1.5 under 0 reads 2: _rounds), a negative
+    number without its sign (0;0 shows -4 as 4), or a text
     under a text section that is not @ alone (;;; hides it, "H"@ shows H before it). A reader of the workbook does
     not read the value the import would store; the formula bar shows it, the sheet does not. None for every other
-    cell (General, Text, decimals, %, dates, ...)."""
+    cell (General, Text, the decimals the number has, %, dates, ...)."""
     value = getattr(cell, "value", None)
     if value is None or isinstance(value, bool | dt.date) or not getattr(cell, "has_style", True):
         return None
@@ -1121,7 +1240,7 @@ def format_hides(cell: object) -> str | None:
         return None if shown == ["@"] else number_format
     if isinstance(value, int | float):
         section = _number_section(sections, value)
-        if section is None or not _shows_number(section, value):
+        if section is None or not _shows_number(section, value) or _rounds(section, value):
             return number_format
         if value < 0 and section is not sections[0] and not _shows_negative(section):
             return number_format  # 0;0 shows -4 as 4: a second section writes its own sign, or none

@@ -235,7 +235,12 @@ class _Batch:
     ):
         self.conn, self.catalog, self.report, self.imported_by = conn, catalog, report, imported_by
         self.state = BatchState(
-            catalog, self._stored_units, self._stored_cycles, self._stored_vital, self._stored_responses
+            catalog,
+            self._stored_units,
+            self._stored_cycles,
+            self._stored_vital,
+            self._stored_responses,
+            self._stored_patients,
         )
         self.batch_ids: set[int] = set()
         self.seen_keys: dict[str, object] = {}  # table -> keys table, when the batch has several files of it
@@ -269,6 +274,12 @@ class _Batch:
         """The stored PREM response ids, each once."""
         r = models.PremResponse
         return pd.Index(self.conn.execute(select(r.response_id).distinct()).scalars().all(), dtype=object)
+
+    def _stored_patients(self) -> pd.Index:
+        """The stored care cycles' patient ids, each once (read once per batch, on its first care cycles file:
+        validate.flag_patient_twins compares a file's new ones with them)."""
+        c = models.CareCycle
+        return pd.Index(self.conn.execute(select(c.patient_id).distinct()).scalars().all(), dtype=object)
 
     def _stored_vital(self) -> pd.DataFrame:
         """The stored vital status rows (outcomes a survival indicator follows), indexed by (cycle_id, outcome)."""

@@ -51,9 +51,13 @@ _NOT_A_NUMBER = {False: "validate.not_a_number", True: "validate.not_a_number_mi
 _DATE = r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 #: No date of the registry (a care cycle's index date, an outcome's, a PROM's or PREM's) lies before this.
 _EARLIEST_DATE = pd.Timestamp(EARLIEST_DATE)
-#: The most one cost line may count of an activity (minutes, items, days): a billion minutes are 1,900 years. The
-#: cost breakdown sums quantities over a unit's care cycles, and a hundred million lines at this bound stay finite.
-MAX_QUANTITY = 1e9
+#: The plausibility limits of one cost line, the one place they are set (and said in their refusals): the most a
+#: line may count of an activity (minutes, items, days: 100,000 minutes are 69 days) and the highest price per
+#: unit in euros (a proton therapy course or an organ transplant costs well under 10 million). No real care
+#: activity passes either: a line past them is a typo, a cost in cents, or a line's total written as its price,
+#: and it was stored (a unit cost of 10^12 made a unit's cost per care cycle a million times its peers').
+MAX_QUANTITY = 100_000
+MAX_UNIT_COST = 10_000_000
 _GROUPED = r"[+-]?[0-9]{1,3}(?:([.,])[0-9]{3})+(?:[.,][0-9]+)?"
 #: A number with one mark, in parts: the digits before it, the mark, the digits after it (Arrow's RE2 syntax).
 _MARKED_NUMBER = r"^[+-]?(?P<whole>[0-9]*)(?P<mark>[.,])(?P<fraction>[0-9]*)(?:[eE][+-]?[0-9]+)?$"
@@ -513,10 +517,13 @@ class BatchState:
         stored_cycles: Callable[[], pd.DataFrame],
         stored_vital: Callable[[], pd.DataFrame] | None = None,
         stored_responses: Callable[[], pd.Index] | None = None,
+        stored_patients: Callable[[], pd.Index] | None = None,
     ):
         self.catalog = catalog
         #: the PREM response ids stored or given by an earlier row or file, by how a reader compares them
         self.response_spellings = Spellings(stored_responses or (lambda: pd.Index([], dtype=object)))
+        #: the care cycles' patient ids, stored or given by an earlier row or file, by how a reader compares them
+        self.patient_spellings = Spellings(stored_patients or (lambda: pd.Index([], dtype=object)))
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
         self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
@@ -681,6 +688,31 @@ def id_twin_rule(code: str, known: str, what: str = "cycle") -> Rule:
     return Rule(f"validate.{what}_zeros", known=shown)
 
 
+def flag_patient_twins(ck: Checker, batch: BatchState, patient_id: pd.Series) -> None:
+    """Refuse a patient id that reads as another one (stored, or of an earlier row or file): P0001x beside
+    p0001X, 0042 beside 42. A reader, and Excel's lookups, take them for one patient; the database held two, so a
+    patient's second care cycle counted as another patient's first (case-mix, readmissions). The problem names
+    the row of the other spelling where it is in this part of the file, never the id itself: a patient id is
+    never shown (MASKED_COLUMNS), and naming its twin would show it."""
+    twins = batch.patient_spellings.twins(patient_id)
+    batch.patient_spellings.add(patient_id)
+    if not twins:
+        return
+    ids = patient_id.to_numpy(dtype=object)
+    wanted = set(twins.values())
+    first_row: dict[str, int] = {}
+    for i in np.flatnonzero(patient_id.isin(list(wanted)).to_numpy(dtype=bool)):
+        first_row.setdefault(ids[i], int(ck.chunk.rows[i]))
+
+    def rule(i: int) -> Rule:
+        code, known = ids[i], twins[ids[i]]
+        how = "case" if code.casefold() == known.casefold() else "zeros"
+        row = first_row.get(known)
+        return Rule(f"validate.patient_{how}_row", row=row) if row is not None else Rule(f"validate.patient_{how}")
+
+    ck.flag(patient_id.isin(list(twins)).to_numpy(dtype=bool), "patient_id", rule)
+
+
 _EMPTY_VITAL = pd.DataFrame(
     {"value": pd.Series(dtype=float), "date": pd.Series(dtype="datetime64[ns]")},
     index=pd.MultiIndex.from_arrays([[], []], names=["cycle_id", "outcome"]),
@@ -788,6 +820,7 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
         ck.flag(twin, "cycle_id", lambda i: id_twin_rule(cycle_id.iat[i], twins[cycle_id.iat[i]]))
     patient_id = ck.identifier("patient_id")
     ck.flag(is_bsn(patient_id), "patient_id", Rule("validate.looks_like_bsn"))
+    flag_patient_twins(ck, batch, patient_id)
     condition = ck.text("condition")
     ck.codes("condition", condition, set(catalog.conditions), "validate.unknown_condition")
     hospital = ck.identifier("hospital", max_len=40)
@@ -1145,6 +1178,7 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     # a unit cost of 0, whose cost passes) add up to infinity there
     ck.flag(quantity > MAX_QUANTITY, "quantity", Rule("validate.quantity_too_large", limit=Number(MAX_QUANTITY)))
     ck.flag(unit_cost < 0, "unit_cost", Rule("validate.negative_unit_cost"))
+    ck.flag(unit_cost > MAX_UNIT_COST, "unit_cost", Rule("validate.unit_cost_too_large", limit=Number(MAX_UNIT_COST)))
     # the cost indicators form quantity x unit_cost, then square a care cycle's cost (its variance): a line whose
     # cost or its square is no finite number makes the indicator infinite, so it is refused here
     with np.errstate(over="ignore", invalid="ignore"):
