@@ -131,6 +131,10 @@ class Verdict:
             return t(f"verdict.too_few_{self._counted}", lang)
         return t(f"verdict.{self.category}", lang)
 
+    def value_text(self, lang: str) -> str:
+        """The verdict's own value as the reader sees it (the crude value when the benchmark is withheld)."""
+        return format_value(self.value, self.kind, lang)
+
     def comparison(self, lang: str, with_ci: bool = False) -> str:
         if self.against == "deaths":  # survival: deaths against the Cox model's expected deaths, and their ratio
             smr = fmt_ratio(self.value / self.expected, lang)
@@ -168,7 +172,7 @@ class Verdict:
         if self.category in ("no_data", "not_assessed"):
             return []
         if self.against == "withheld":
-            return [t("verdict.benchmark_withheld", lang, value=format_value(self.value, self.kind, lang))]
+            return [t("verdict.benchmark_withheld", lang, value=self.value_text(lang))]
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []
         if self.severity == "998":
             parts.append(t("verdict.outside_998", lang))
