@@ -63,9 +63,27 @@ with guard.database_reachable(lang):
     ]
     allowed = [(name, key, icon) for name, key, icon in PAGES if auth.page_allowed(viewer, name)]
     default = start if any(name == start for name, _, _ in allowed) else allowed[0][0]
+    # the start page is served at "/" (its own name, a hash only Streamlit reads, is freed for its own address)
     pages = [
-        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default)
+        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=True, url_path=f"{name}-start")
+        if name == default
+        else st.Page(f"views/{name}.py", title=t(key, lang), icon=icon)
         for name, key, icon in allowed
+    ]
+    home = pages[[name for name, _, _ in allowed].index(default)]
+    # every page's own address answers in the viewer's language (Streamlit's browser code would say "Page not
+    # found" in English over the start page): the start page's (/data for the admin, a link a colleague sent)
+    # shows that page, a page the viewer's role does not open says so and links to the start page
+    listed = {name for name, _, _ in allowed}
+    pages += [
+        st.Page(
+            f"views/{name}.py" if name == default else auth.not_listed_page(t(key, lang), home, lang),
+            title=t(key, lang),
+            url_path=name,
+            visibility="hidden",
+        )
+        for name, key, _ in PAGES
+        if name == default or name not in listed
     ]
     page = st.navigation(pages)
     if not st.get_option("client.disableDataExport"):
