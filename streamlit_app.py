@@ -63,27 +63,21 @@ with guard.database_reachable(lang):
     ]
     allowed = [(name, key, icon) for name, key, icon in PAGES if auth.page_allowed(viewer, name)]
     default = start if any(name == start for name, _, _ in allowed) else allowed[0][0]
-    # the start page is served at "/" (its own name, a hash only Streamlit reads, is freed for its own address)
     pages = [
-        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=True, url_path=f"{name}-start")
-        if name == default
-        else st.Page(f"views/{name}.py", title=t(key, lang), icon=icon)
+        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default)
         for name, key, icon in allowed
     ]
     home = pages[[name for name, _, _ in allowed].index(default)]
-    # every page's own address answers in the viewer's language (Streamlit's browser code would say "Page not
-    # found" in English over the start page): the start page's (/data for the admin, a link a colleague sent)
-    # shows that page, a page the viewer's role does not open says so and links to the start page
+    # the address of a page the viewer's role does not open (a colleague's link) says so in the viewer's language
+    # and links to the start page: Streamlit's browser code would say "Page not found" in English over the start
+    # page. (The start page's own address, /data for the admin, still gets Streamlit's box: a second page at that
+    # address would need another name for the start page, whose identity, and its widgets' states, would then
+    # change with the start page.)
     listed = {name for name, _, _ in allowed}
     pages += [
-        st.Page(
-            f"views/{name}.py" if name == default else auth.not_listed_page(t(key, lang), home, lang),
-            title=t(key, lang),
-            url_path=name,
-            visibility="hidden",
-        )
+        st.Page(auth.not_listed_page(t(key, lang), home, lang), title=t(key, lang), url_path=name, visibility="hidden")
         for name, key, _ in PAGES
-        if name == default or name not in listed
+        if name not in listed
     ]
     page = st.navigation(pages)
     if not st.get_option("client.disableDataExport"):

@@ -112,17 +112,6 @@ def test_care_team_sees_its_condition_and_patient_rows_but_not_the_audit_log(
         assert page.get_by_test_id("stDataFrame").count() == 0
 
 
-def test_the_start_pages_own_address_shows_that_page(page: Page, signed_app: StreamlitServer) -> None:
-    """The admin's start page (Data) is served at "/"; its own address, /data (a colleague's link), shows it too,
-    without Streamlit's English "Page not found" box."""
-    sign_in(page, signed_app.url, "admin")
-    page.goto(f"{signed_app.url}/data?lang=nl")
-    wait_for_title(page, t("data.title", "nl"))
-    assert_no_exception(page)
-    assert page.get_by_role("dialog").count() == 0
-    expect(page.get_by_text(t("app.page_not_listed", "nl"))).to_have_count(0)
-
-
 def test_manager_sees_own_units_without_patient_rows_or_downloads(
     page: Page, signed_app: StreamlitServer, artifacts: Path
 ) -> None:
