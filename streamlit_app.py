@@ -67,6 +67,18 @@ with guard.database_reachable(lang):
         st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default)
         for name, key, icon in allowed
     ]
+    home = pages[[name for name, _, _ in allowed].index(default)]
+    # the address of a page the viewer's role does not open (a colleague's link) says so in the viewer's language
+    # and links to the start page: Streamlit's browser code would say "Page not found" in English over the start
+    # page. (The start page's own address, /data for the admin, still gets Streamlit's box: a second page at that
+    # address would need another name for the start page, whose identity, and its widgets' states, would then
+    # change with the start page.)
+    listed = {name for name, _, _ in allowed}
+    pages += [
+        st.Page(auth.not_listed_page(t(key, lang), home, lang), title=t(key, lang), url_path=name, visibility="hidden")
+        for name, key, _ in PAGES
+        if name not in listed
+    ]
     page = st.navigation(pages)
     if not st.get_option("client.disableDataExport"):
         # started without .streamlit/config.toml (another working directory, a --client option): the tables' own

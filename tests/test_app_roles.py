@@ -18,6 +18,9 @@ from vbhc.registry import units as registry_units
 from vbhc.settings import PROJECT_ROOT
 from vbhc.store import get_engine
 
+#: how the English pages name an anonymised unit ("Other unit 3"; vbhc.access's id is "other unit 3")
+OTHER_NAME = t("comparison.other_unit", "en", number="").strip()
+
 
 @pytest.fixture
 def signed_in_db(small_demo_registry, monkeypatch, tmp_path):
@@ -77,7 +80,7 @@ def test_manager_sees_own_units_only_and_no_patient_rows_or_exports(signed_in_db
     at = _app("manager", "views/compare.py", condition="colorectal_cancer")
     units = set(shown_tables(at)[0].value[t("column.unit", "en")].astype(str))
     assert names["H01"] in units and not units & {names[h] for h in ("H02", "H03", "H04")}
-    assert any(u.startswith(OTHER_UNIT) for u in units)
+    assert any(u.startswith(OTHER_NAME) for u in units)
     events = audit.read(signed_in_db, user="manager@example.org")
     assert {"sign_in", "view"} <= set(events["action"])
     assert not (events["action"] == "denied").any()  # the pages never asked for what the role may not see
@@ -232,7 +235,7 @@ def test_manager_cost_page_names_no_other_hospital(signed_in_db):
     names = unit_names(registry_units(engine=signed_in_db), "hospital")
     at = _app("manager", "views/cost_value.py", condition="colorectal_cancer")
     shown = " ".join(" ".join(map(str, frame.value.to_numpy().ravel())) for frame in [*at.dataframe, *shown_tables(at)])
-    assert names["H01"] in shown and OTHER_UNIT in shown  # own unit by name, the others anonymised
+    assert names["H01"] in shown and OTHER_NAME in shown  # own unit by name, the others anonymised
     assert not any(h in shown for h in ("H02", "H03", "H04", "H05")), shown
     assert not any(names[h] in shown for h in ("H02", "H03", "H04", "H05")), shown
     # per-unit frames computed from the full data are cut to the units the viewer's table names
@@ -285,3 +288,16 @@ def test_local_mode_is_refused_unless_the_server_listens_on_localhost(small_demo
         config.set_option("server.address", previous)
     assert at.error and not at.selectbox and not at.dataframe and not shown_tables(at)
     assert "localhost" in at.error[0].value
+
+
+def test_manager_overview_says_why_a_key_indicator_has_no_value(signed_in_db):
+    """A key indicator whose benchmark is withheld from a manager (a PROM too few other hospitals record) shows its
+    crude value and why there is no benchmark, never an empty "– adjusted for case mix (benchmark –)"."""
+    from vbhc.i18n import MISSING
+
+    at = _app("manager", "views/overview.py")
+    shown = " ".join(" ".join(map(str, frame.value.to_numpy().ravel())) for frame in [*at.dataframe, *shown_tables(at)])
+    for key in ("overview.key_value", "overview.key_value_adjusted"):
+        empty = t(key, "en", indicator="", value=MISSING, benchmark=MISSING).removeprefix(": ")
+        assert empty not in shown, shown
+    assert "no benchmark: it would rest on too few other units" in shown  # the demo's withheld key indicator

@@ -467,7 +467,9 @@ def test_unit_label_names_anonymised_units_and_condition_teams():
 
     assert unit_label("H01", "nl") == "H01" and unit_label("H01/SUR", "nl") == "H01/SUR"
     assert unit_label(f"{OTHER_UNIT} 3", "nl") == "Andere eenheid 3"
-    assert unit_label(f"{OTHER_UNIT} 3", "en") == f"{OTHER_UNIT} 3"  # as vbhc.access names it
+    assert unit_label(f"{OTHER_UNIT} 3", "en") == "Other unit 3"
+    # a name, never the internal id itself (English showed "other unit 3", vbhc.access's id, in a manager's tables)
+    assert all(unit_label(f"{OTHER_UNIT} 3", lang) != f"{OTHER_UNIT} 3" for lang in SUPPORTED)
     assert unit_label("colorectal_cancer@H01", "nl") == "Zorgteam Darmkanker H01"
     assert unit_label("colorectal_cancer@H01", "en") == "Colorectal cancer team H01"
     assert unit_label(None, "nl") == DASH

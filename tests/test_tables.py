@@ -400,8 +400,8 @@ def test_the_cases_grid_says_it_scrolls_on_a_phone_and_not_on_the_meeting_screen
     from ui import render
 
     for lang, outcome in [
-        ("en", "not reached: Patients with important improvement in EQ-5D index at 12 months"),
-        ("nl", "niet bereikt: Patiënten met relevante verbetering EQ-5D-index na 12 maanden"),
+        ("en", "Not reached: Patients with important improvement in EQ-5D index at 12 months"),
+        ("nl", "Niet bereikt: Patiënten met relevante verbetering EQ-5D-index na 12 maanden"),
     ]:
         record, when = t("pages.record_key", lang), t("chart.date", lang)
         frame = pd.DataFrame(

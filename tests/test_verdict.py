@@ -360,3 +360,22 @@ def test_negative_numbers_in_the_displayed_table_have_the_minus_sign_and_the_csv
         for cell in cells:
             assert "\u2212" in cell and "-" not in cell, (lang, cell)
     assert b"-4.44" in safe_csv(table[["unit", "adjusted_value"]]) and "\u2212".encode() not in safe_csv(table)
+
+
+@pytest.mark.parametrize("lang", ["en", "nl"])
+@pytest.mark.parametrize("kind", ["proportion", "prem_rating", "prem_topbox"])
+def test_a_withheld_benchmark_is_said_beside_the_crude_value_not_no_data(lang: str, kind: str) -> None:
+    """A viewer whose benchmark is withheld (vbhc.access._without_benchmark: too few other units) keeps the own
+    count and crude value: the verdict names that value and why there is no more, not "No data" beside a count
+    (the team page's patient experience said "No data" beside "106 respondents" for a colorectal care team)."""
+    from vbhc.access import _without_benchmark
+    from vbhc.i18n import format_value
+
+    crude = 7.8 if kind == "prem_rating" else 0.22
+    row = _without_benchmark(pd.DataFrame([_row(kind=kind, crude_value=crude)])).iloc[0]
+    v = verdict(row)
+    assert v.category == "no_benchmark"
+    sentence = v.sentence(lang)
+    assert t("verdict.no_data", lang) not in sentence
+    assert sentence.startswith(t("verdict.no_benchmark", lang) + ": " + format_value(crude, kind, lang))
+    assert verdict(_row(kind=kind, crude_value=crude)).category != "no_benchmark"  # a benchmark given: judged

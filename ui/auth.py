@@ -8,6 +8,7 @@ localhost only, so an unprotected dashboard is never reachable from the network.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -101,6 +102,18 @@ def page_allowed(viewer: Viewer, page: str) -> bool:
     if page == "audit":
         return access.may_read_audit(viewer)
     return True  # methods
+
+
+def not_listed_page(title: str, home: st.Page, lang: str) -> Callable[[], None]:
+    """A page the viewer's navigation does not list, drawn at its own address (a link from a colleague with
+    another role): it says so in the viewer's language and links to the start page, showing nothing of the page."""
+
+    def not_listed() -> None:
+        st.title(title)
+        st.info(t("app.page_not_listed", lang), icon=":material/block:")
+        st.page_link(home, label=t("app.to_start_page", lang, page=home.title), icon=":material/arrow_forward:")
+
+    return not_listed
 
 
 def current() -> Viewer:

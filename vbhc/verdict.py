@@ -14,7 +14,9 @@ Rules (in this order; the first that applies decides the category):
 3. outside the 99.8% limits                 -> "better"/"worse", severity "998"
 4. outside the 95% limits only              -> "better"/"worse", severity "95"; decisive (the scorecard colour)
    only for PROM response and cost, which are judged at 95% (DESIGN); for outcomes the words say "Possibly"
-5. no benchmark (withheld, or no limits)    -> "no_benchmark"
+5. no benchmark (withheld, or no limits)    -> "no_benchmark"; a row whose benchmark and case-mix figures are
+   withheld from this viewer (vbhc.access: too few other units) says so beside its crude value, not "No data"
+   beside its count
 6. otherwise                                -> "as_expected"
 Rankability only changes the wording: low rankability with a unit outside its limits says that units differ
 little but that this difference is larger than chance explains (99.8%) or should be read with care (95%);
@@ -68,7 +70,9 @@ class Verdict:
     kind: str
     value: float
     expected: float
-    against: str  #: "expected" (for its patients), "deaths" (survival: observed and expected deaths) or "benchmark"
+    #: "expected" (for its patients), "deaths" (survival: observed and expected deaths), "benchmark", or "withheld"
+    #: (the benchmark withheld from this viewer: `value` is the crude value)
+    against: str
     ci_lower: float = float("nan")
     ci_upper: float = float("nan")
     low_rankability: bool = False
@@ -127,6 +131,10 @@ class Verdict:
             return t(f"verdict.too_few_{self._counted}", lang)
         return t(f"verdict.{self.category}", lang)
 
+    def value_text(self, lang: str) -> str:
+        """The verdict's own value as the reader sees it (the crude value when the benchmark is withheld)."""
+        return format_value(self.value, self.kind, lang)
+
     def comparison(self, lang: str, with_ci: bool = False) -> str:
         if self.against == "deaths":  # survival: deaths against the Cox model's expected deaths, and their ratio
             smr = fmt_ratio(self.value / self.expected, lang)
@@ -163,6 +171,8 @@ class Verdict:
             return [t("verdict.no_events_anywhere", lang, value=format_value(self.no_events_share, self.kind, lang))]
         if self.category in ("no_data", "not_assessed"):
             return []
+        if self.against == "withheld":
+            return [t("verdict.benchmark_withheld", lang, value=self.value_text(lang))]
         parts = [self.comparison(lang, with_ci)] if _finite(self.value) and _finite(self.expected) else []
         if self.severity == "998":
             parts.append(t("verdict.outside_998", lang))
@@ -281,10 +291,17 @@ def verdict(row: Any, chart: pd.DataFrame | None = None) -> Verdict:
         return None
 
     missing = not _finite(_get(row, "adjusted_value", np.nan)) and not _finite(value)
+    # the benchmark and the case-mix figures withheld from this viewer (vbhc.access._without_benchmark): the crude
+    # value is what is known, and the verdict says why there is no more (not "No data" beside a count)
+    withheld = str(_get(row, "benchmark_withheld", False)) == "True" and _finite(_get(row, "crude_value", np.nan))
+    if withheld and missing:
+        value, exp_value, against = _num(_get(row, "crude_value", np.nan)), np.nan, "withheld"
     if kind == "volume":
         category, severity = "not_assessed", None
     elif too_few:
         category, severity = "too_few", None
+    elif against == "withheld":
+        category, severity = "no_benchmark", None
     elif missing or pos998 == "no data":
         category, severity = "no_data", None
     elif side(pos998):

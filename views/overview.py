@@ -68,13 +68,18 @@ def scorecard_parts() -> tuple:
             judged = verdict.verdict(ind._asdict())  # the same verdict as everywhere else
             # the value is adjusted where the verdict compares observed with expected: say so, as the verdict
             # table below shows the observed value ("7.4% against 8.9% expected" beside "7.6% (benchmark 9.2%)")
-            row[name] = t(
-                "overview.key_value" if judged.against == "benchmark" else "overview.key_value_adjusted",
-                lang,
-                indicator=label,
-                value=format_value(ind.adjusted_value, ind.kind, lang),
-                benchmark=format_value(ind.target, ind.kind, lang),
-            )
+            if judged.against == "withheld":  # the benchmark withheld from this viewer: the crude value, and why
+                row[name] = t("overview.key_value_withheld", lang, indicator=label, value=judged.value_text(lang))
+            elif pd.isna(ind.adjusted_value):  # no value to show: the verdict says why ("Too few care cycles")
+                row[name] = t("overview.key_value_missing", lang, indicator=label, verdict=judged.label(lang))
+            else:
+                row[name] = t(
+                    "overview.key_value" if judged.against == "benchmark" else "overview.key_value_adjusted",
+                    lang,
+                    indicator=label,
+                    value=format_value(ind.adjusted_value, ind.kind, lang),
+                    benchmark=format_value(ind.target, ind.kind, lang),
+                )
             colour[name] = judged.assessment
         response = mine[mine["kind"] == "response_rate"]
         if len(response):

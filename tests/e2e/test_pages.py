@@ -40,6 +40,7 @@ from tests.e2e.test_browser import (
 )
 from tests.e2e.test_sign_in import sign_in
 from vbhc.catalog import default_catalog
+from vbhc.i18n import catalog as i18n_catalog
 from vbhc.i18n import t
 
 pytestmark = pytest.mark.browser
@@ -387,7 +388,21 @@ def assert_no_raw_ids(page: Page, where: str) -> None:
     text = text.replace("H01/SUR", "")  # the unit picker's help text names an example code
     found = RAW_ID.search(text)
     assert found is None, f"{where}: raw unit id {found.group(0)!r} on screen"
-    assert "None" not in re.findall(r"\bNone\b", text), f"{where}: 'None' on screen"
+    found = NOT_A_VALUE.search(text)
+    assert found is None, f"{where}: {found.group(0)!r} on screen: {_around(text, found)}"
+    keys = [key for key in CATALOG_KEYS if key in text and re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", text)]
+    assert not keys, f"{where}: message keys instead of their text on screen: {keys}"
+
+
+#: what Python or pandas writes for a missing or boolean value, and vbhc.access's internal name of an anonymised
+#: unit: never what a reader should see (a missing value is "–", a yes/no a word, another unit "Other unit 3")
+NOT_A_VALUE = re.compile(r"\b(None|nan|NaN|NaT|<NA>|True|False)\b|\bother unit \d")
+#: every message key of the catalog (plural keys without their form): a key on screen is a text not looked up
+CATALOG_KEYS = sorted({re.sub(r"\.(one|other)$", "", key) for key in i18n_catalog("en")}, key=len, reverse=True)
+
+
+def _around(text: str, found: re.Match[str]) -> str:
+    return repr(text[max(0, found.start() - 80) : found.end() + 80])
 
 
 # --- the overview's buttons ------------------------------------------------------------------------------------

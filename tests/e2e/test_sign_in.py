@@ -17,6 +17,7 @@ from tests.e2e.test_browser import (
     wait_for_run,
     wait_for_title,
 )
+from vbhc.i18n import t
 
 TEAM_TITLE = "Colorectal cancer · Universitair Medisch Centrum Veenmeer"
 
@@ -103,8 +104,12 @@ def test_care_team_sees_its_condition_and_patient_rows_but_not_the_audit_log(
     assert [o.strip() for o in page.get_by_role("option").all_inner_texts()] == ["Colorectal cancer"]
     page.keyboard.press("Escape")
     screenshot(page, artifacts / "e2e-care-team.png")
-    page.goto(f"{signed_app.url}/audit")  # a deep link to a page the role does not have
-    expect(page.get_by_text("Page not found")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    for lang in ("nl", "en"):  # a deep link to a page the role does not have: said in the reader's language
+        page.goto(f"{signed_app.url}/audit?lang={lang}")
+        wait_for_title(page, t("nav.audit", lang))
+        expect(page.get_by_text(t("app.page_not_listed", lang))).to_be_visible()
+        assert page.get_by_role("dialog").count() == 0  # not Streamlit's English "Page not found" over the start page
+        assert page.get_by_test_id("stDataFrame").count() == 0
 
 
 def test_manager_sees_own_units_without_patient_rows_or_downloads(
