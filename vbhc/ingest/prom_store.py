@@ -1,0 +1,189 @@
+"""PROM answers into prom_questionnaires: a file's staged item rows packed into one row per questionnaire.
+
+A PROM file stays item rows (cycle, instrument, timepoint, item, value, completed date) and is staged and checked
+as every file is (vbhc.ingest.stage: duplicate items, references). Then, set-based in the database:
+- each new item gets its position in prom_items (never changed later: a catalog update moves no answer); an
+  instrument with more items than a questionnaire row has answer columns is refused;
+- the staged rows are packed into one row per questionnaire (GROUP BY) in a temporary table, which also finds
+  the questionnaires whose rows give different completed dates (refused: a questionnaire has one date);
+- the packed rows are upserted answer by answer: a new answer replaces the stored one, an answer the file does
+  not give keeps it (COALESCE per column), so a questionnaire split over chunks or files ends up whole.
+
+The import's counts stay counts of answers (item rows), as the user gave them: inserted (no stored answer),
+updated (another value, or the questionnaire's date changed), unchanged. A questionnaire's batch_id moves to this
+import only when its answers or date change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Connection, Date, Integer, MetaData, Table, and_, case, func, literal, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vbhc import models
+from vbhc.ingest import stage as staging
+from vbhc.ingest.problems import ImportReport, Rule
+from vbhc.ingest.read import Source
+
+#: The column of a PROM file that gives the questionnaire's date.
+COMPLETED_DATE = "completed_date"
+_KEYS = ("cycle_id", "instrument", "timepoint")
+
+
+def packed_table() -> Table:
+    """One row per questionnaire of the staged file: its first row, how many rows gave a date, the earliest and
+    latest date, and its answers by position."""
+    q = models.PromQuestionnaire
+    columns = [Column(k, q.c[k].type) for k in _KEYS]
+    columns += [Column("first_row", Integer), Column("dated", Integer), Column("n_rows", Integer)]
+    columns += [Column("min_date", Date), Column("max_date", Date)]
+    columns += [Column(c, q.c[c].type) for c in models.PROM_ANSWER_COLUMNS]
+    return Table(staging.STAGE_PREFIX + "prom_packed", MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+def assign_positions(conn: Connection, source: Source, stage: Table, report: ImportReport) -> None:
+    """Give each staged item that prom_items does not hold yet the next free position of its instrument, in the
+    order of the file; an instrument that would pass PROM_ANSWER_SLOTS is refused in one line."""
+    i = models.PromItem.__table__
+    known = select(literal(1)).where(i.c.instrument == stage.c.instrument, i.c.item == stage.c.item).exists()
+    new = conn.execute(
+        select(stage.c.instrument, stage.c.item)
+        .where(~known)
+        .group_by(stage.c.instrument, stage.c.item)
+        .order_by(func.min(stage.c.row_no))
+    ).all()
+    if not new:
+        return
+    instruments = sorted({instrument for instrument, _ in new})
+    last = select(i.c.instrument, func.max(i.c.position)).where(i.c.instrument.in_(instruments))
+    taken = dict(conn.execute(last.group_by(i.c.instrument)).all())
+    rows, refused = [], set()
+    for instrument, item in new:
+        position = taken[instrument] = (taken.get(instrument) or 0) + 1
+        rows.append({"instrument": instrument, "item": item, "position": position})
+    for instrument in instruments:
+        if taken[instrument] > models.PROM_ANSWER_SLOTS:
+            refused.add(instrument)
+            count, limit = taken[instrument], models.PROM_ANSWER_SLOTS
+            rule = Rule("read.prom_too_many_items", instrument=instrument, count=count, limit=limit)
+            report.add(source.problem(rule, None, "instrument", instrument))
+    if not refused:
+        conn.execute(i.insert(), rows)
+
+
+def pack(conn: Connection, stage: Table) -> Table:
+    """The staged item rows as one row per questionnaire, in a temporary table (packed_table)."""
+    packed = packed_table()
+    staging.create(conn, packed)
+    i = models.PromItem.__table__
+    s = stage.c
+    date = s[COMPLETED_DATE]
+    answers = [func.max(case((i.c.position == n, s.value))) for n in range(1, models.PROM_ANSWER_SLOTS + 1)]
+    query = (
+        select(
+            *[s[k] for k in _KEYS],
+            func.min(s.row_no),
+            func.count(date),
+            func.count(),
+            func.min(date),
+            func.max(date),
+            *answers,
+        )
+        .join(i, and_(i.c.instrument == s.instrument, i.c.item == s.item))
+        .group_by(*[s[k] for k in _KEYS])
+    )
+    conn.execute(packed.insert().from_select([c.name for c in packed.columns], query))
+    return packed
+
+
+def check_dates(conn: Connection, source: Source, stage: Table, packed: Table, report: ImportReport) -> None:
+    """One problem per questionnaire whose item rows give different completed dates (an empty one included): at
+    its first row that differs from the questionnaire's first row, naming both rows and both dates."""
+    p = packed.c
+    split = or_(p.min_date != p.max_date, and_(p.dated > 0, p.dated < p.n_rows))
+    if conn.execute(select(literal(1)).select_from(packed).where(split).limit(1)).first() is None:
+        return
+    first, later = stage.alias("stage_first"), stage.alias("stage_later")
+    same = and_(*[later.c[k] == p[k] for k in _KEYS])
+    differs = (
+        select(p.first_row, func.min(later.c.row_no).label("row_no"))
+        .join(later, same)
+        .where(split, later.c[COMPLETED_DATE].is_distinct_from(first.c[COMPLETED_DATE]))
+        .join(first, first.c.row_no == p.first_row)
+        .group_by(p.first_row)
+        .subquery()
+    )
+    count = conn.execute(select(func.count()).select_from(differs)).scalar_one()
+    shown = (
+        select(differs.c.row_no, later.c[COMPLETED_DATE], differs.c.first_row, first.c[COMPLETED_DATE])
+        .join(later, later.c.row_no == differs.c.row_no)
+        .join(first, first.c.row_no == differs.c.first_row)
+        .order_by(differs.c.row_no)
+        .limit(max(report.room, 0))
+    )
+    rows = conn.execute(shown).all()
+    for row, value, first_row, seen in rows:
+        if seen is None:
+            rule = Rule("read.prom_dates_differ_empty", row=int(first_row))
+        else:
+            rule = Rule("read.prom_dates_differ", row=int(first_row), seen=_iso(seen))
+        report.add(source.problem(rule, int(row), COMPLETED_DATE, "empty" if value is None else _iso(value)))
+    report.problem_count += count - len(rows)
+
+
+def _iso(value: object) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def upsert(
+    conn: Connection, packed: Table, batch_id: int, date_given: bool, *, skip_row_triggers: bool = False
+) -> tuple[int, int, int]:
+    """Write the packed questionnaires answer by answer: (inserted, updated, unchanged) answers.
+
+    `date_given`: whether the file has a completed_date column (without one, a stored date is kept).
+    `skip_row_triggers` (PostgreSQL, once the references are checked): no per-row foreign-key trigger."""
+    q = models.PromQuestionnaire
+    p = packed.c
+    answers = models.PROM_ANSWER_COLUMNS
+    on = and_(*[q.c[k] == p[k] for k in _KEYS])
+    total = conn.execute(select(func.coalesce(func.sum(p.n_rows), 0)).select_from(packed)).scalar_one()
+    stored = conn.execute(select(literal(1)).select_from(q).limit(1)).first() is not None
+    inserted, updated, unchanged = int(total), 0, 0
+    if stored:
+        redated = q.c.completed_date.is_distinct_from(p.max_date) if date_given else literal(False)
+
+        def per_answer(condition) -> object:
+            return sum((case((condition(c), 1), else_=0) for c in answers), literal(0))
+
+        new = per_answer(lambda c: and_(p[c].is_not(None), q.c[c].is_(None)))
+        changed = per_answer(lambda c: and_(p[c].is_not(None), q.c[c].is_not(None), or_(redated, p[c] != q.c[c])))
+        kept = per_answer(lambda c: and_(p[c].is_not(None), q.c[c].is_not(None), ~redated, p[c] == q.c[c]))
+        found = conn.execute(
+            select(func.count(), func.sum(p.n_rows), func.sum(new), func.sum(changed), func.sum(kept)).select_from(
+                packed.join(q, on)
+            )
+        ).one()
+        if found[0]:
+            inserted = int(total) - int(found[1]) + int(found[2])
+            updated, unchanged = int(found[3]), int(found[4])
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    names = [*_KEYS, "completed_date", *answers, "batch_id"]
+    # "WHERE true" keeps SQLite from reading ON CONFLICT as the join's ON (its documented parsing ambiguity)
+    source = select(*[p[k] for k in _KEYS], p.max_date, *[p[c] for c in answers], literal(batch_id)).where(true())
+    statement = dialect_insert(q).from_select(names, source)
+    if stored:
+        excluded = statement.excluded
+        values = {c: func.coalesce(excluded[c], q.c[c]) for c in answers}
+        change = [and_(excluded[c].is_not(None), excluded[c].is_distinct_from(q.c[c])) for c in answers]
+        if date_given:
+            values["completed_date"] = excluded.completed_date
+            change.append(excluded.completed_date.is_distinct_from(q.c.completed_date))
+        statement = statement.on_conflict_do_update(
+            index_elements=list(_KEYS), set_={**values, "batch_id": excluded.batch_id}, where=or_(*change)
+        )
+    set_role = skip_row_triggers and conn.dialect.name == "postgresql"
+    if set_role:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_OFF)
+    conn.execute(statement)
+    if set_role:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_ON)
+    return inserted, updated, unchanged
