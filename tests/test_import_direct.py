@@ -70,9 +70,11 @@ def direct_writes(monkeypatch) -> list[str]:
 
 
 def _staged(monkeypatch, call):
-    """`call()` with every file through the staging table (the direct path switched off)."""
+    """`call()` with every file through the staging table (the direct path and PROM packing in memory switched
+    off: PROM item rows are staged and packed into questionnaires in SQL)."""
     with monkeypatch.context() as m:
         m.setattr(ingest_run, "DIRECT_TABLES", frozenset())
+        m.setattr(ingest_run, "PACKED_TABLES", frozenset())
         return call()
 
 

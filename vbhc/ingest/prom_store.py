@@ -16,6 +16,8 @@ import only when its answers or date change.
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Column, Connection, Date, Integer, MetaData, Table, and_, case, func, literal, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -23,21 +25,35 @@ from vbhc import models
 from vbhc.ingest import stage as staging
 from vbhc.ingest.problems import ImportReport, Rule
 from vbhc.ingest.read import Source
+from vbhc.ingest.tables import TableSpec
 
 #: The column of a PROM file that gives the questionnaire's date.
 COMPLETED_DATE = "completed_date"
 _KEYS = ("cycle_id", "instrument", "timepoint")
 
 
-def packed_table() -> Table:
-    """One row per questionnaire of the staged file: its first row, how many rows gave a date, the earliest and
-    latest date, and its answers by position."""
-    q = models.PromQuestionnaire
-    columns = [Column(k, q.c[k].type) for k in _KEYS]
-    columns += [Column("first_row", Integer), Column("dated", Integer), Column("n_rows", Integer)]
-    columns += [Column("min_date", Date), Column("max_date", Date)]
-    columns += [Column(c, q.c[c].type) for c in models.PROM_ANSWER_COLUMNS]
-    return Table(staging.STAGE_PREFIX + "prom_packed", MetaData(), *columns, prefixes=["TEMPORARY"])
+#: A questionnaire as packed from a file's item rows (the rows of one chunk, or of the whole file): its key, how
+#: many item rows gave it, how many of them a date, the earliest and latest of those dates, its answers by position.
+PACKED = Table(
+    "prom_packed",
+    MetaData(),
+    *[Column(k, models.PromQuestionnaire.c[k].type) for k in _KEYS],
+    Column("n_rows", Integer),
+    Column("dated", Integer),
+    Column("min_date", Date),
+    Column("max_date", Date),
+    *[Column(c, models.PromQuestionnaire.c[c].type) for c in models.PROM_ANSWER_COLUMNS],
+)
+#: PACKED as an import table: staged as any file's rows are (vbhc.ingest.stage.stage_table and load), each packed
+#: questionnaire numbered by its first item row.
+PACKED_SPEC = TableSpec("prom_packed", PACKED, _KEYS, tuple(c.name for c in PACKED.columns), (), {})
+
+
+def packed_table(suffix: str = "") -> Table:
+    """A temporary table of packed questionnaires (PACKED), with the row number of each one's first item row:
+    staging.stage_table's shape, so that staging.load fills it."""
+    columns = [Column("row_no", Integer), *[Column(c.name, c.type) for c in PACKED.columns]]
+    return Table(staging.STAGE_PREFIX + "prom_packed" + suffix, MetaData(), *columns, prefixes=["TEMPORARY"])
 
 
 def assign_positions(conn: Connection, source: Source, stage: Table, report: ImportReport) -> None:
@@ -80,10 +96,10 @@ def pack(conn: Connection, stage: Table) -> Table:
     answers = [func.max(case((i.c.position == n, s.value))) for n in range(1, models.PROM_ANSWER_SLOTS + 1)]
     query = (
         select(
-            *[s[k] for k in _KEYS],
             func.min(s.row_no),
-            func.count(date),
+            *[s[k] for k in _KEYS],
             func.count(),
+            func.count(date),
             func.min(date),
             func.max(date),
             *answers,
@@ -99,17 +115,17 @@ def check_dates(conn: Connection, source: Source, stage: Table, packed: Table, r
     """One problem per questionnaire whose item rows give different completed dates (an empty one included): at
     its first row that differs from the questionnaire's first row, naming both rows and both dates."""
     p = packed.c
-    split = or_(p.min_date != p.max_date, and_(p.dated > 0, p.dated < p.n_rows))
-    if conn.execute(select(literal(1)).select_from(packed).where(split).limit(1)).first() is None:
+    split = _split_dates(packed)
+    if not dates_differ(conn, packed):
         return
     first, later = stage.alias("stage_first"), stage.alias("stage_later")
     same = and_(*[later.c[k] == p[k] for k in _KEYS])
     differs = (
-        select(p.first_row, func.min(later.c.row_no).label("row_no"))
+        select(p.row_no.label("first_row"), func.min(later.c.row_no).label("row_no"))
         .join(later, same)
         .where(split, later.c[COMPLETED_DATE].is_distinct_from(first.c[COMPLETED_DATE]))
-        .join(first, first.c.row_no == p.first_row)
-        .group_by(p.first_row)
+        .join(first, first.c.row_no == p.row_no)
+        .group_by(p.row_no)
         .subquery()
     )
     count = conn.execute(select(func.count()).select_from(differs)).scalar_one()
@@ -128,6 +144,16 @@ def check_dates(conn: Connection, source: Source, stage: Table, packed: Table, r
             rule = Rule("read.prom_dates_differ", row=int(first_row), seen=_iso(seen))
         report.add(source.problem(rule, int(row), COMPLETED_DATE, "empty" if value is None else _iso(value)))
     report.problem_count += count - len(rows)
+
+
+def _split_dates(packed: Table):
+    p = packed.c
+    return or_(p.min_date != p.max_date, and_(p.dated > 0, p.dated < p.n_rows))
+
+
+def dates_differ(conn: Connection, packed: Table) -> bool:
+    """Whether a packed questionnaire's item rows gave different completed dates (an empty one included)."""
+    return conn.execute(select(literal(1)).select_from(packed).where(_split_dates(packed)).limit(1)).first() is not None
 
 
 def _iso(value: object) -> str:
@@ -187,3 +213,120 @@ def upsert(
     if set_role:
         conn.exec_driver_sql(staging._ROW_TRIGGERS_ON)
     return inserted, updated, unchanged
+
+
+class Packer:
+    """A PROM file's valid chunks packed in memory, one row per questionnaire of each chunk, into a temporary table
+    (PACKED): the fast path of a file alone of its table in the batch, which stages no item row.
+
+    Positions of new items are given in memory in the order of the file (written to prom_items by
+    assign_positions once the file is read). What needs the item rows to be named (duplicate items, two dates in
+    one questionnaire) sends the file through the staging path instead (vbhc.ingest.run), which names them."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        i = models.PromItem.__table__
+        rows = conn.execute(select(i.c.instrument, i.c.item, i.c.position)).all()
+        self.positions: dict[tuple[str, str], int] = {(a, b): int(n) for a, b, n in rows}
+        self.taken: dict[str, int] = {}
+        for (instrument, _), n in self.positions.items():
+            self.taken[instrument] = max(self.taken.get(instrument, 0), n)
+        self.new: list[dict[str, object]] = []  # prom_items rows to write, in the order of the file
+        self.too_many: set[str] = set()
+        self.pieces = packed_table("_pieces")
+        staging.create(conn, self.pieces)
+
+    def _position(self, instrument: str, item: str) -> int:
+        key = (instrument, item)
+        if key not in self.positions:
+            position = self.taken[instrument] = self.taken.get(instrument, 0) + 1
+            self.positions[key] = position
+            if position > models.PROM_ANSWER_SLOTS:
+                self.too_many.add(instrument)
+            else:
+                self.new.append({"instrument": instrument, "item": item, "position": position})
+        return self.positions[key]
+
+    def write(self, valid: pd.DataFrame, rows: np.ndarray) -> None:
+        """Pack one chunk's valid item rows (numbered by `rows`) and load them (staging.load's fast path)."""
+        n = len(valid)
+        if n == 0:
+            return
+        c_codes, _ = pd.factorize(valid["cycle_id"])
+        i_codes, i_values = pd.factorize(valid["instrument"])
+        t_codes, t_values = pd.factorize(valid["timepoint"])
+        combined = (c_codes.astype(np.int64) * len(i_values) + i_codes) * len(t_values) + t_codes
+        q, _ = pd.factorize(combined)  # the chunk's questionnaires, in the order of their first rows
+        count = int(q.max()) + 1
+        first = np.empty(count, dtype=np.int64)
+        first[q[::-1]] = np.arange(n - 1, -1, -1)
+        item_codes, item_values = pd.factorize(valid["item"])
+        pair_codes, pairs = pd.factorize(i_codes.astype(np.int64) * len(item_values) + item_codes)
+        found = np.array(
+            [
+                self._position(str(i_values[p // len(item_values)]), str(item_values[p % len(item_values)]))
+                for p in pairs
+            ]
+        )
+        position = found[pair_codes]
+        fits = position <= models.PROM_ANSWER_SLOTS  # the rest is refused (too_many)
+        wide = np.full((count, len(models.PROM_ANSWER_COLUMNS)), np.nan)
+        wide[q[fits], position[fits] - 1] = valid["value"].to_numpy(dtype=float)[fits]
+        dates = pd.to_datetime(valid[COMPLETED_DATE]).to_numpy(dtype="datetime64[ns]")
+        has = ~np.isnat(dates)
+        days = dates.view(np.int64)
+        dated = np.bincount(q[has], minlength=count)
+        low = np.full(count, np.iinfo(np.int64).max)
+        high = np.full(count, np.iinfo(np.int64).min)
+        np.minimum.at(low, q[has], days[has])
+        np.maximum.at(high, q[has], days[has])
+        missing = np.datetime64("NaT", "ns")
+        frame = pd.DataFrame(
+            {
+                "cycle_id": valid["cycle_id"].to_numpy(dtype=object)[first],
+                "instrument": valid["instrument"].to_numpy(dtype=object)[first],
+                "timepoint": valid["timepoint"].to_numpy(dtype=object)[first],
+                "n_rows": np.bincount(q, minlength=count),
+                "dated": dated,
+                "min_date": np.where(dated > 0, low.view("datetime64[ns]"), missing),
+                "max_date": np.where(dated > 0, high.view("datetime64[ns]"), missing),
+            }
+        )
+        answers = pd.DataFrame(wide, columns=list(models.PROM_ANSWER_COLUMNS))
+        frame = pd.concat([frame, answers], axis=1)
+        staging.load(self.conn, self.pieces, PACKED_SPEC, frame, np.asarray(rows)[first])
+
+    def assign_positions(self, source: Source, report: ImportReport) -> None:
+        """Write the new items' positions; an instrument past PROM_ANSWER_SLOTS refused in one line, as the
+        staging path's assign_positions."""
+        for instrument in sorted(self.too_many):
+            count, limit = self.taken[instrument], models.PROM_ANSWER_SLOTS
+            rule = Rule("read.prom_too_many_items", instrument=instrument, count=count, limit=limit)
+            report.add(source.problem(rule, None, "instrument", instrument))
+        if self.new and not self.too_many:
+            self.conn.execute(models.PromItem.__table__.insert(), self.new)
+
+    def packed(self) -> Table:
+        """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks."""
+        p = self.pieces.c
+        keys = [p[k] for k in _KEYS]
+        split = select(literal(1)).select_from(self.pieces).group_by(*keys).having(func.count() > 1).limit(1)
+        if self.conn.execute(split).first() is None:
+            return self.pieces
+        packed = packed_table()
+        staging.create(self.conn, packed)
+        merged = select(
+            func.min(p.row_no),
+            *keys,
+            func.sum(p.n_rows),
+            func.sum(p.dated),
+            func.min(p.min_date),
+            func.max(p.max_date),
+            *[func.max(p[c]) for c in models.PROM_ANSWER_COLUMNS],
+        ).group_by(*keys)
+        self.conn.execute(packed.insert().from_select([c.name for c in packed.columns], merged))
+        return packed
+
+    def drop(self) -> None:
+        staging.drop(self.conn, self.pieces)
+        staging.drop(self.conn, packed_table())

@@ -350,6 +350,11 @@ def _run_batch(
 DIRECT_TABLES = frozenset({"care_cycles", "clinical_outcomes", "costs"})
 
 
+#: Tables whose file, alone of its table in the batch, is packed in memory instead of staged row by row (PROM item
+#: rows into questionnaires, vbhc.ingest.prom_store.Packer); the staged path packs them in SQL.
+PACKED_TABLES = frozenset({"prom_responses"})
+
+
 class _NeedsStaging(Exception):
     """The direct write met a row the table's keys refuse: the file is redone through the staging table."""
 
@@ -386,7 +391,73 @@ def _import_source(
             del report.problems[listed:]
             report.problem_count = counted
             src_report.rows_read = 0
+    if source.table in PACKED_TABLES and not several:
+        listed, counted = len(report.problems), report.problem_count
+        try:
+            _import_packed(conn, source, batch, src_report, progress, chunk_rows)
+            return
+        except _NeedsStaging:
+            # the staged path reads the file again and names the rows in question: its problems replace these
+            del report.problems[listed:]
+            report.problem_count = counted
+            src_report.rows_read = 0
     _import_staged(conn, number, source, batch, src_report, progress, chunk_rows, several=several)
+
+
+def _import_packed(
+    conn: Connection,
+    source: Source,
+    batch: _Batch,
+    src_report: SourceReport,
+    progress: Progress | None,
+    chunk_rows: int,
+) -> None:
+    """A PROM file alone of its table in the batch: each valid chunk packed in memory into questionnaires
+    (vbhc.ingest.prom_store.Packer), then upserted answer by answer as the staged path does, with the same rows,
+    counts and problems. A duplicate item (two valid rows' key hashes collide) or a questionnaire with two dates
+    raises _NeedsStaging: the staged path, which holds the item rows, names them."""
+    report = batch.report
+    packer = prom_store.Packer(conn)
+    try:
+        marks = DecimalMarks(source)
+        refused = RefusedKeys(list(source.spec.target_key))
+        header, header_ok, _ = _read_validated(
+            source, batch, src_report, progress, chunk_rows, marks, packer.write, refused
+        )
+        if header is None or not header_ok:
+            return
+        refused.report(source, report)
+        if (verdict := marks.verdict()) is not None:
+            report.add(verdict)
+        hashes = np.sort(refused.valid_hashes())
+        if (hashes[1:] == hashes[:-1]).any():
+            raise _NeedsStaging
+        if not report.ok:
+            return
+        packer.assign_positions(source, report)
+        if not report.ok:
+            return
+        packed = packer.packed()
+        if prom_store.dates_differ(conn, packed):
+            raise _NeedsStaging
+        batch_id = _new_batch_row(conn, source, batch, src_report.rows_read)
+        if batch.skip_row_triggers:
+            _check_references(conn, source, packed, report)  # names a questionnaire's first row
+            if not report.ok:
+                return
+        date_given = prom_store.COMPLETED_DATE in {source.spec.stored(c) for c in header.names}
+        counts = prom_store.upsert(conn, packed, batch_id, date_given, skip_row_triggers=batch.skip_row_triggers)
+    finally:
+        packer.drop()
+    src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = counts
+    if not (counts[0] or counts[1]):
+        _forget_batch_row(conn, batch, batch_id)  # nothing changed: the questionnaires keep their batch
+        return
+    conn.execute(
+        update(models.ImportBatch)
+        .where(models.ImportBatch.id == batch_id)
+        .values(rows_inserted=counts[0], rows_updated=counts[1], rows_unchanged=counts[2])
+    )
 
 
 def _read_validated(
