@@ -245,6 +245,7 @@ class Reading:
             date, first = self.dates.setdefault(questionnaire, (typed["completed_date"], loc))
             if not _same(date, typed["completed_date"]) and not (date is None and typed["completed_date"] is None):
                 self.refuse.append(f"{loc}: completed_date differs from {first} of the same questionnaire")
+        if key in table_rows:
             self.duplicates.append((self.where[table][key], loc))
             self.refuse.append(f"{loc}: duplicate key {key}, first at {self.where[table][key]}")
             return

@@ -18,7 +18,23 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Connection, Date, Integer, MetaData, Table, and_, case, func, literal, or_, select, true
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vbhc import models
@@ -194,7 +210,9 @@ def upsert(
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     names = [*_KEYS, "completed_date", *answers, "batch_id"]
     # "WHERE true" keeps SQLite from reading ON CONFLICT as the join's ON (its documented parsing ambiguity)
+    # in the order of the questionnaires' first rows in the file: the same ids whichever path packed them
     source = select(*[p[k] for k in _KEYS], p.max_date, *[p[c] for c in answers], literal(batch_id)).where(true())
+    source = source.order_by(p.row_no)
     statement = dialect_insert(q).from_select(names, source)
     if stored:
         excluded = statement.excluded
@@ -307,26 +325,36 @@ class Packer:
             self.conn.execute(models.PromItem.__table__.insert(), self.new)
 
     def packed(self) -> Table:
-        """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks."""
+        """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks
+        (only those: a few at the chunks' borders, or a questionnaire listed apart)."""
         p = self.pieces.c
         keys = [p[k] for k in _KEYS]
-        split = select(literal(1)).select_from(self.pieces).group_by(*keys).having(func.count() > 1).limit(1)
-        if self.conn.execute(split).first() is None:
+        split = select(*keys).group_by(*keys).having(func.count() > 1).subquery()
+        if self.conn.execute(select(literal(1)).select_from(split).limit(1)).first() is None:
             return self.pieces
-        packed = packed_table()
-        staging.create(self.conn, packed)
-        merged = select(
-            func.min(p.row_no),
-            *keys,
-            func.sum(p.n_rows),
-            func.sum(p.dated),
-            func.min(p.min_date),
-            func.max(p.max_date),
-            *[func.max(p[c]) for c in models.PROM_ANSWER_COLUMNS],
-        ).group_by(*keys)
-        self.conn.execute(packed.insert().from_select([c.name for c in packed.columns], merged))
-        return packed
+        in_split = tuple_(*keys).in_(select(*[split.c[k] for k in _KEYS]))
+        merged = packed_table("_merged")
+        staging.create(self.conn, merged)
+        names = [c.name for c in merged.columns]
+        query = (
+            select(
+                func.min(p.row_no),
+                *keys,
+                func.sum(p.n_rows),
+                func.sum(p.dated),
+                func.min(p.min_date),
+                func.max(p.max_date),
+                *[func.max(p[c]) for c in models.PROM_ANSWER_COLUMNS],
+            )
+            .where(in_split)
+            .group_by(*keys)
+        )
+        self.conn.execute(merged.insert().from_select(names, query))
+        self.conn.execute(delete(self.pieces).where(in_split))
+        self.conn.execute(self.pieces.insert().from_select(names, select(*[merged.c[n] for n in names])))
+        staging.drop(self.conn, merged)
+        return self.pieces
 
     def drop(self) -> None:
         staging.drop(self.conn, self.pieces)
-        staging.drop(self.conn, packed_table())
+        staging.drop(self.conn, packed_table("_merged"))
