@@ -1,5 +1,8 @@
 """How fast could the import be if PROM answers were stored one row per questionnaire? CPU seconds, not wall.
 
+(Written before the product stored them so, vbhc.models.PromQuestionnaire; "today" is now that store, and the
+prototype, in its own table prom_prototype, the floor's write with the checks and counts left out.)
+
     python benchmarks/prom_store_floor.py                 # the default demo, 50,000 cycles, SQLite
     python benchmarks/prom_store_floor.py --cycles 20000 --repeat 3
     python benchmarks/prom_store_floor.py --postgres      # a throw-away PostgreSQL server (tests/pg_server.py)
@@ -92,11 +95,11 @@ slots = max(len(i.items) for i in catalog.instruments.values())
 positions = pd.Index(["|".join(k) for k in ((i, it.id) for i, s in catalog.instruments.items() for it in s.items)])
 slot_of = np.array([n for s in catalog.instruments.values() for n in range(len(s.items))])
 names = ["cycle_id", "instrument", "timepoint", "completed_date", *[f"v{{n + 1}}" for n in range(slots)], "batch_id"]
-TABLE = ("CREATE TABLE prom_questionnaires (id INTEGER PRIMARY KEY, cycle_id VARCHAR(64) NOT NULL REFERENCES "
+TABLE = ("CREATE TABLE prom_prototype (id INTEGER PRIMARY KEY, cycle_id VARCHAR(64) NOT NULL REFERENCES "
          "care_cycles (cycle_id), instrument VARCHAR(40) NOT NULL, timepoint VARCHAR(40) NOT NULL, completed_date "
          "DATE, " + ", ".join(f"v{{n + 1}} FLOAT" for n in range(slots)) + ", batch_id INTEGER NOT NULL, "
          "UNIQUE (cycle_id, instrument, timepoint))")
-UPSERT = ("INSERT INTO prom_questionnaires (" + ", ".join(names) + ") VALUES (" + ", ".join("?" * len(names)) + ") "
+UPSERT = ("INSERT INTO prom_prototype (" + ", ".join(names) + ") VALUES (" + ", ".join("?" * len(names)) + ") "
           "ON CONFLICT (cycle_id, instrument, timepoint) DO UPDATE SET "
           + ", ".join(f"v{{n + 1}} = coalesce(excluded.v{{n + 1}}, v{{n + 1}})" for n in range(slots))
           + ", completed_date = excluded.completed_date, batch_id = excluded.batch_id")
@@ -167,7 +170,7 @@ uses = sorted({{(c.id, u.instrument) for c in catalog.conditions.values() for u 
 c0, w0 = cpu(), time.perf_counter()
 if {prototype!r}:
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT q.* FROM prom_questionnaires q JOIN care_cycles c USING (cycle_id) "
+        rows = conn.exec_driver_sql("SELECT q.* FROM prom_prototype q JOIN care_cycles c USING (cycle_id) "
                                     "ORDER BY c.condition, q.instrument").fetchall()
     n = len(pd.DataFrame(rows))
 else:
@@ -198,7 +201,7 @@ engine = get_engine({url!r})
 c0, w0 = cpu(), time.perf_counter()
 if not {prototype!r}:
     import_files([{prom!r}], engine)
-    table = "prom_responses"
+    table = "prom_questionnaires"
 else:
     catalog = default_catalog()
     slots = max(len(i.items) for i in catalog.instruments.values())
@@ -209,10 +212,10 @@ else:
     names = ["cycle_id", "instrument", "timepoint", "completed_date", *v]
     report = ImportReport()
     [source] = discover([Path({prom!r})], report, (1e9, "limit"))
-    table = "prom_questionnaires"
+    table = "prom_prototype"
     with engine.connect() as conn:
         conn.exec_driver_sql(
-            "CREATE TABLE prom_questionnaires (id SERIAL PRIMARY KEY, cycle_id VARCHAR(64) NOT NULL REFERENCES "
+            "CREATE TABLE prom_prototype (id SERIAL PRIMARY KEY, cycle_id VARCHAR(64) NOT NULL REFERENCES "
             "care_cycles (cycle_id), instrument VARCHAR(40) NOT NULL, timepoint VARCHAR(40) NOT NULL, completed_date "
             "DATE, " + ", ".join(f"{{c}} FLOAT" for c in v) + ", batch_id INTEGER NOT NULL, "
             "UNIQUE (cycle_id, instrument, timepoint))"
@@ -253,9 +256,9 @@ else:
         assert report.ok, report.problems[:3]
         merged = ", ".join(["cycle_id", "instrument", "timepoint", "max(completed_date)", *[f"max({{c}})" for c in v]])
         conn.exec_driver_sql(
-            f"INSERT INTO prom_questionnaires ({{', '.join(names)}}, batch_id) SELECT {{merged}}, 1 FROM stage "
+            f"INSERT INTO prom_prototype ({{', '.join(names)}}, batch_id) SELECT {{merged}}, 1 FROM stage "
             "GROUP BY cycle_id, instrument, timepoint ON CONFLICT (cycle_id, instrument, timepoint) DO UPDATE SET "
-            + ", ".join(f"{{c}} = coalesce(excluded.{{c}}, prom_questionnaires.{{c}})" for c in v)
+            + ", ".join(f"{{c}} = coalesce(excluded.{{c}}, prom_prototype.{{c}})" for c in v)
         )
         conn.commit()
 wall, spent = time.perf_counter() - w0, cpu() - c0

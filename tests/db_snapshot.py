@@ -37,4 +37,25 @@ def snapshot(engine: Engine, *, skip: Iterable[str] = ()) -> dict[str, list[dict
                 continue
             rows = [dict(r._mapping) for r in conn.execute(select(table))]
             out[table.name] = sorted(rows, key=lambda r: _sort_key(tuple(r.values())))
+    if "prom_questionnaires" in out and "prom_responses" not in skipped:
+        out["prom_responses"] = answer_rows(out["prom_questionnaires"], out.get("prom_items", []))
     return out
+
+
+def answer_rows(questionnaires: list[dict[str, Any]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored PROM answers as the item rows a file gives (cycle_id, instrument, timepoint, item, value,
+    completed_date) with their questionnaire's batch_id: what tests compare against the files, whatever the
+    positions prom_items gave the items."""
+    item_at = {(i["instrument"], i["position"]): i["item"] for i in items}
+    rows = []
+    for q in questionnaires:
+        for column, value in q.items():
+            if len(column) == 3 and column[0] == "a" and column[1:].isdigit() and value is not None:
+                item = item_at[(q["instrument"], int(column[1:]))]
+                key = {k: q[k] for k in ("cycle_id", "instrument", "timepoint")}
+                rows.append(
+                    key
+                    | {"item": item, "value": value, "completed_date": q["completed_date"]}
+                    | {"batch_id": q["batch_id"]}
+                )
+    return sorted(rows, key=lambda r: _sort_key(tuple(r.values())))

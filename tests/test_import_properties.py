@@ -113,6 +113,8 @@ DB_TABLE = {
     "costs": "cost_lines",
 }
 IGNORED_DB_COLUMNS = {"id", "batch_id"}
+#: The stored form of PROM answers: compared through the item rows db_snapshot derives from them (prom_responses).
+PACKED_TABLES = ("prom_questionnaires", "prom_items")
 ACCENTED = " (Zürich-Süd, Orthopédie, Ærø)"  # latin-1 and cp1252 both have these characters
 
 
@@ -219,6 +221,7 @@ class Reading:
     refuse: list[str] = field(default_factory=list)
     invalid: list[tuple[Loc, str]] = field(default_factory=list)
     duplicates: list[tuple[Loc, Loc]] = field(default_factory=list)
+    dates: dict[tuple, tuple[object, Loc]] = field(default_factory=dict)  # PROM questionnaire -> first date
 
     def add_record(self, table: str, header: list[str], cells: list[object], loc: Loc, mark: str) -> None:
         typed: dict[str, object] = dict.fromkeys(KINDS[table])
@@ -236,6 +239,12 @@ class Reading:
                 self.refuse.append(f"{loc}: {name} {cell!r} is not a {KINDS[table][name]}")
         key = tuple(typed[k] for k in KEYS[table])
         table_rows = self.rows.setdefault(table, {})
+        if table == "prom_responses" and key not in table_rows:
+            # a questionnaire has one completed date: its rows in one file must agree (an empty date too)
+            questionnaire = (loc.file, loc.sheet, *key[:3])
+            date, first = self.dates.setdefault(questionnaire, (typed["completed_date"], loc))
+            if not _same(date, typed["completed_date"]) and not (date is None and typed["completed_date"] is None):
+                self.refuse.append(f"{loc}: completed_date differs from {first} of the same questionnaire")
         if key in table_rows:
             self.duplicates.append((self.where[table][key], loc))
             self.refuse.append(f"{loc}: duplicate key {key}, first at {self.where[table][key]}")
@@ -380,7 +389,7 @@ def assert_stored_exactly(before: dict, after: dict, reading: Reading) -> None:
     """Invariant (b): every row read is stored with the values read; no other row changed."""
     expected = expected_db(reading)
     for name, rows in before.items():
-        if name in ("audit_events", "import_batches"):
+        if name in ("audit_events", "import_batches", *PACKED_TABLES):
             continue
         if name not in expected:
             assert after[name] == rows, f"accepted batch changed table {name}, which it does not contain"

@@ -89,8 +89,8 @@ def test_a_role_without_the_privilege_keeps_the_row_triggers_and_imports_the_sam
             conn.execute(text(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"))
             conn.execute(
                 text(
-                    "TRUNCATE prem_responses, prom_responses, cost_lines, clinical_outcomes, care_cycles, "
-                    "departments, hospitals, import_batches, audit_events CASCADE"
+                    "TRUNCATE prem_responses, prom_questionnaires, prom_items, cost_lines, clinical_outcomes, "
+                    "care_cycles, departments, hospitals, import_batches, audit_events CASCADE"
                 )
             )
         slow = create_engine(fast.url.set(username=role))

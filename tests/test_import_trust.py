@@ -27,6 +27,7 @@ from tests.db_snapshot import snapshot
 from tests.prem_files import prem_rows, write_prems
 from tests.registry_files import CYCLE_COLUMNS, UNITS, costs, cycles, outcomes, proms, write_csv, write_small_registry
 from vbhc import audit, models
+from vbhc.demo import generate_demo
 from vbhc.ingest import HIDDEN_IDENTIFIER, ImportRefused, import_files
 from vbhc.ingest import run as ingest_run
 from vbhc.ingest import validate as ingest_validate
@@ -437,8 +438,11 @@ def test_full_disk_gives_one_line_and_changes_nothing(tmp_path):
     db = tmp_path / "vbhc.db"
     engine = get_engine(f"sqlite:///{db}")
     upgrade_schema(engine)
-    files = write_small_registry(tmp_path / "files")
+    # more rows than the small registry's: stored one row per questionnaire, its PROMs fit in the pages it has
+    files = generate_demo(tmp_path / "files", cycles=60, seed=3).import_order()
     import_files(files[:2], engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("VACUUM")  # no free page left for the import (a migration's dropped table leaves some)
     before = snapshot(engine, skip=AUDIT)
     full = create_engine(f"sqlite:///{db}")
 
@@ -885,9 +889,9 @@ def test_a_baseline_prom_long_before_the_index_date_is_refused_one_within_its_wi
     for i in baseline:  # a year before, to the day: within the window
         rows[i]["completed_date"] = "2023-02-15"
     import_files([write_csv(tmp_path / "prom_responses.csv", rows)], engine)
-    p = models.PromResponse
-    where = (p.cycle_id == "C0001", p.timepoint == "baseline", p.item == "MO")
-    assert str(_value(engine, p.completed_date, *where)) == "2023-02-15"
+    q = models.PromQuestionnaire.c
+    where = (q.cycle_id == "C0001", q.timepoint == "baseline", q.instrument == "eq5d5l")
+    assert str(_value(engine, q.completed_date, *where)) == "2023-02-15"
 
 
 def _moved(tmp_path, cycle_id: str, index_date: str) -> Path:

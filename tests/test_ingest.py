@@ -12,8 +12,7 @@ from sqlalchemy import select
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry, write_units
 from vbhc import ingest, models
-from vbhc.ingest import ImportRefused, import_files
-from vbhc.ingest import run as ingest_run
+from vbhc.ingest import ImportRefused, import_files, prom_store
 from vbhc.store import row_counts
 
 
@@ -183,25 +182,33 @@ def test_one_bad_file_rolls_back_the_whole_batch(engine, registry):
     assert row_counts(engine) == dict.fromkeys(row_counts(engine), 0)
 
 
-@pytest.mark.parametrize("writer", ["upsert", "insert_directly"])
+@pytest.mark.parametrize("writer", ["prom_store.upsert", "insert_directly"])
 def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch, writer):
-    """A failure after the PROM rows are written, on the staged path (upsert) and on SQLite's direct path of a
-    first import (insert_directly), rolls back the whole batch."""
+    """A failure after the PROM questionnaires are written (their upsert), or on SQLite's direct path of a first
+    import (insert_directly of the costs, after the PROMs), rolls back the whole batch."""
     import_files(registry[:2], engine)
     before = row_counts(engine)
-    real = getattr(ingest.stage, writer)
     calls = []
+    if writer == "prom_store.upsert":
+        real_upsert = prom_store.upsert
 
-    def explode(conn, spec, *rest, **options):
-        result = real(conn, spec, *rest, **options)
-        if spec.name == "prom_responses":
-            calls.append(spec.name)
+        def explode_upsert(*args, **options):
+            real_upsert(*args, **options)  # the questionnaires are written, then the write fails
+            calls.append("prom_responses")
             raise RuntimeError("disk full")
-        return result
 
-    monkeypatch.setattr(ingest.stage, writer, explode)
-    if writer == "upsert":  # every file through the staging table, a first import on SQLite too
-        monkeypatch.setattr(ingest_run, "DIRECT_TABLES", frozenset())
+        monkeypatch.setattr(prom_store, "upsert", explode_upsert)
+    else:
+        real = ingest.stage.insert_directly
+
+        def explode(conn, spec, *rest, **options):
+            result = real(conn, spec, *rest, **options)
+            if spec.name == "costs":
+                calls.append(spec.name)
+                raise RuntimeError("disk full")
+            return result
+
+        monkeypatch.setattr(ingest.stage, "insert_directly", explode)
     if writer == "insert_directly" and engine.dialect.name != "sqlite":
         import_files(registry[2:], engine)  # PostgreSQL stages every file: the direct path is SQLite's
         assert not calls

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import case, func, insert, select, update
 
 from vbhc import models, proms, registry
 from vbhc.catalog import default_catalog
@@ -58,22 +58,33 @@ def test_indicator_data_reads_the_pivoted_scores(demo_engine):
 
 def _questionnaire(engine, instrument: str) -> tuple[str, str, str, int]:
     """(cycle_id, timepoint, condition, batch_id) of one returned questionnaire of `instrument`."""
-    p, c = models.PromResponse, models.CareCycle
+    q, c = models.PromQuestionnaire, models.CareCycle
     with engine.connect() as conn:
         row = conn.execute(
-            select(p.cycle_id, p.timepoint, c.condition, p.batch_id)
-            .join(c, c.cycle_id == p.cycle_id)
-            .where(p.instrument == instrument)
-            .order_by(p.cycle_id, p.timepoint)
+            select(q.c.cycle_id, q.c.timepoint, c.condition, q.c.batch_id)
+            .join(c, c.cycle_id == q.c.cycle_id)
+            .where(q.c.instrument == instrument)
+            .order_by(q.c.cycle_id, q.c.timepoint)
             .limit(1)
         ).one()
     return tuple(row)
 
 
 def _add_item(engine, cycle_id: str, instrument: str, timepoint: str, item: str, value: float, batch: int) -> None:
-    row = dict(cycle_id=cycle_id, instrument=instrument, timepoint=timepoint, item=item, value=value, batch_id=batch)
+    """One stored answer more, as a raw write (past the importer): the item gets a position when it has none,
+    the questionnaire is added when it is not stored."""
+    q, i = models.PromQuestionnaire, models.PromItem.__table__
     with engine.begin() as conn:
-        conn.execute(insert(models.PromResponse), [row])
+        position = conn.execute(select(i.c.position).where(i.c.instrument == instrument, i.c.item == item)).scalar()
+        if position is None:
+            last = conn.execute(select(func.max(i.c.position)).where(i.c.instrument == instrument)).scalar() or 0
+            position = last + 1
+            conn.execute(insert(i).values(instrument=instrument, item=item, position=position))
+        column = models.prom_answer_column(position)
+        key = (q.c.cycle_id == cycle_id, q.c.instrument == instrument, q.c.timepoint == timepoint)
+        if conn.execute(update(q).where(*key).values({column: value})).rowcount == 0:
+            row = dict(cycle_id=cycle_id, instrument=instrument, timepoint=timepoint, batch_id=batch)
+            conn.execute(insert(q).values({**row, column: value}))
 
 
 def test_bad_item_values_are_dropped_alike(demo_engine):
@@ -83,12 +94,12 @@ def test_bad_item_values_are_dropped_alike(demo_engine):
     instrument = next(u.instrument for c in catalog.conditions.values() for u in c.proms)
     spec = catalog.instruments[instrument]
     cycle_id, timepoint, condition, batch = _questionnaire(demo_engine, instrument)
-    p = models.PromResponse
-    with demo_engine.begin() as conn:
+    q = models.PromQuestionnaire
+    with demo_engine.begin() as conn:  # every answer of the questionnaire out of range
         conn.execute(
-            p.__table__.update()
-            .where(p.cycle_id == cycle_id, p.instrument == instrument, p.timepoint == timepoint)
-            .values(value=spec.items[0].max + 1)
+            update(q)
+            .where(q.c.cycle_id == cycle_id, q.c.instrument == instrument, q.c.timepoint == timepoint)
+            .values({a: case((q.c[a].is_not(None), spec.items[0].max + 1)) for a in models.PROM_ANSWER_COLUMNS})
         )
     other = registry.care_cycles(condition, engine=demo_engine)["cycle_id"]
     answered = set(registry.prom_responses(condition, engine=demo_engine)["cycle_id"].astype(str))

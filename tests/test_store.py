@@ -91,7 +91,7 @@ def test_an_older_database_is_still_upgraded(tmp_path):
     command.upgrade(alembic_config(engine), "0006")
     assert not schema_is_current(engine)
     upgrade_schema(engine)
-    assert schema_is_current(engine) and head_revision() == "0007"
+    assert schema_is_current(engine) and head_revision() == "0008"
     engine.dispose()
     get_engine.cache_clear()
     code = (

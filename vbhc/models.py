@@ -10,7 +10,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import Column, ForeignKey, ForeignKeyConstraint, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 metadata = SQLModel.metadata
@@ -97,18 +111,70 @@ class ClinicalOutcome(SQLModel, table=True):
     batch_id: int = Field(foreign_key="import_batches.id")
 
 
-class PromResponse(SQLModel, table=True):
-    __tablename__ = "prom_responses"
-    __table_args__ = (UniqueConstraint("cycle_id", "instrument", "timepoint", "item", name="uq_prom_responses_key"),)
+#: Answer columns of a stored PROM questionnaire, one per item position (prom_items): a01 .. a64. Enough for the
+#: largest instrument a hospital may load (KOOS has 42 items); an instrument with more items is refused at import.
+PROM_ANSWER_SLOTS = 64
+
+
+def prom_answer_column(position: int) -> str:
+    """The answer column of an item position (1-based): a01, a02, ..."""
+    return f"a{position:02d}"
+
+
+PROM_ANSWER_COLUMNS = tuple(prom_answer_column(n) for n in range(1, PROM_ANSWER_SLOTS + 1))
+
+
+#: One returned PROM questionnaire (a care cycle's instrument at a timepoint): its one completed date and its
+#: answers, each in the column of its item's position (prom_items). One row per questionnaire instead of one per
+#: answer: the import writes ~13x fewer rows and the database is ~7x smaller. Every answer's provenance is the
+#: questionnaire's: batch_id is the last import that changed any of its answers or its date.
+PromQuestionnaire = Table(
+    "prom_questionnaires",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("cycle_id", String(64), ForeignKey("care_cycles.cycle_id"), nullable=False),
+    Column("instrument", String(40), nullable=False),
+    Column("timepoint", String(40), nullable=False),
+    Column("completed_date", Date, nullable=True),
+    *[Column(c, Float, nullable=True) for c in PROM_ANSWER_COLUMNS],
+    Column("batch_id", Integer, ForeignKey("import_batches.id"), nullable=False),
+    UniqueConstraint("cycle_id", "instrument", "timepoint", name="uq_prom_questionnaires_key"),
+)
+
+
+class PromItem(SQLModel, table=True):
+    """Where an instrument's item is stored in prom_questionnaires: its answer column's position, given when the
+    item is first imported and never changed. Not the catalog's order: the catalog is configurable, and a
+    catalog update must never move a stored answer to another item."""
+
+    __tablename__ = "prom_items"
+    __table_args__ = (
+        UniqueConstraint("instrument", "item", name="uq_prom_items_item"),
+        UniqueConstraint("instrument", "position", name="uq_prom_items_position"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    cycle_id: str = Field(foreign_key="care_cycles.cycle_id", max_length=64)
     instrument: str = Field(max_length=40)
-    timepoint: str = Field(max_length=40)
     item: str = Field(max_length=40)
-    value: float
-    completed_date: dt.date | None = None
-    batch_id: int = Field(foreign_key="import_batches.id")
+    position: int
+
+
+#: The item rows of a PROM file (cycle_id, instrument, timepoint, item, value, completed_date): what the import
+#: reads, checks and stages, not a stored table (its own MetaData: no migration creates it). The import packs them
+#: into prom_questionnaires.
+PROM_ITEM_ROWS = Table(
+    "prom_responses",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("cycle_id", String(64), ForeignKey(CareCycle.__table__.c.cycle_id), nullable=False),
+    Column("instrument", String(40), nullable=False),
+    Column("timepoint", String(40), nullable=False),
+    Column("item", String(40), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("completed_date", Date, nullable=True),
+    Column("batch_id", Integer, nullable=False),
+    UniqueConstraint("cycle_id", "instrument", "timepoint", "item", name="uq_prom_responses_key"),
+)
 
 
 class CostLine(SQLModel, table=True):

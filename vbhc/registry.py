@@ -12,8 +12,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, case, func, inspect, null, select
+from sqlalchemy import Engine, Select, func, inspect, null, select
 
 from vbhc import models
 from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
@@ -231,32 +232,68 @@ def prom_responses(
     period: str | Period | None = None,
     engine: Engine | None = None,
 ) -> pd.DataFrame:
-    """Long item responses: cycle_id, instrument, timepoint, item, value, completed_date."""
-    p = models.PromResponse
+    """Long item responses: cycle_id, instrument, timepoint, item, value, completed_date (the questionnaire's).
+
+    The stored questionnaire rows unpivoted, one row per answer, in the order of the questionnaires and their
+    items' positions: the frame the item rows gave when they were stored one per answer."""
+    q = models.PromQuestionnaire
     extra = []
     if instruments:
-        extra.append(p.instrument.in_(list(instruments)))
+        extra.append(q.c.instrument.in_(list(instruments)))
     if timepoints:
-        extra.append(p.timepoint.in_(list(timepoints)))
+        extra.append(q.c.timepoint.in_(list(timepoints)))
+    items = _prom_positions(engine)
+    slots = max((position for by in items.values() for position in by), default=0)
+    answers = [q.c[models.prom_answer_column(n)] for n in range(1, slots + 1)]
     query = _child_query(
-        p,
-        [p.cycle_id, p.instrument, p.timepoint, p.item, p.value, p.completed_date],
+        q.c,
+        [q.c.cycle_id, q.c.instrument, q.c.timepoint, q.c.completed_date, *answers],
         condition,
         hospitals,
         departments,
         period,
         extra,
-    )
+    ).order_by(q.c.id)
     kinds = _prom_dtypes()
+    # the item at each (instrument, position): one lookup per answer, by the instrument's code in its categories
+    names = kinds["instrument"].categories
+    item_at = np.full((len(names) + 1, slots + 1), None, dtype=object)
+    for instrument, by in items.items():
+        row = names.get_indexer([instrument])[0]
+        for position, item in by.items():
+            item_at[row, position] = item
 
-    def compact(frame: pd.DataFrame) -> pd.DataFrame:
-        # fixed categories per batch, so millions of item rows concatenate without ever being Python strings
-        frame = _in_categories(frame, kinds)
-        frame["completed_date"] = pd.to_datetime(frame["completed_date"])
-        return frame
+    def unpivot(frame: pd.DataFrame) -> pd.DataFrame:
+        # fixed categories per batch, so millions of answers concatenate without ever being Python strings
+        frame = _in_categories(frame, {k: kinds[k] for k in ("instrument", "timepoint")})
+        values = frame[[a.name for a in answers]].to_numpy(dtype="float64", na_value=np.nan)
+        rows, positions = np.nonzero(~np.isnan(values))
+        codes = frame["instrument"].cat.codes.to_numpy()[rows]
+        long = pd.DataFrame(
+            {
+                "cycle_id": frame["cycle_id"].to_numpy(dtype=object)[rows],
+                "instrument": frame["instrument"].to_numpy()[rows],
+                "timepoint": frame["timepoint"].to_numpy()[rows],
+                "item": item_at[codes, positions + 1],
+                "value": values[rows, positions],
+                "completed_date": pd.to_datetime(frame["completed_date"]).to_numpy()[rows],
+            }
+        )
+        long["instrument"] = long["instrument"].astype(kinds["instrument"])
+        long["timepoint"] = long["timepoint"].astype(kinds["timepoint"])
+        return _in_categories(long, {"item": kinds["item"]})
 
-    df = _read(query, engine, compact)
+    df = _read(query, engine, unpivot)
     return _categorise(df, ["cycle_id"])
+
+
+def _prom_positions(engine: Engine | None) -> dict[str, dict[int, str]]:
+    """Per instrument, the item stored at each answer position (vbhc.models.PromItem)."""
+    i = models.PromItem
+    found: dict[str, dict[int, str]] = {}
+    for instrument, item, position in _read(select(i.instrument, i.item, i.position), engine).itertuples(index=False):
+        found.setdefault(str(instrument), {})[int(position)] = str(item)
+    return found
 
 
 def prom_questionnaires(
@@ -269,25 +306,25 @@ def prom_questionnaires(
     engine: Engine | None = None,
     catalog: Catalog | None = None,
 ) -> pd.DataFrame:
-    """One row per returned questionnaire of `instrument`: cycle_id, timepoint, completed_date (its latest item
-    date) and one float column per catalog item (NaN = not answered), pivoted by the database.
+    """One row per returned questionnaire of `instrument`: cycle_id, timepoint, completed_date and one float
+    column per catalog item (NaN = not answered), in the catalog's item order.
 
-    Why: the item rows are most of what the indicators read (30 items per QLQ-C30 questionnaire); grouping them
-    in SQL sends one row per questionnaire instead. Exact: the registry holds each item of a questionnaire once
-    (uq_prom_responses_key), so the maximum of its rows is its one value. An item the catalog does not list is
-    an error, as it is when the item rows are scored (vbhc.proms).
+    The stored rows as they are (one per questionnaire), each catalog item read from its answer column
+    (vbhc.models.PromItem gives its position, whatever the catalog's order). A stored answer to an item the
+    catalog does not list is an error, as it is when the answers are scored (vbhc.proms).
     """
-    p = models.PromResponse
+    q = models.PromQuestionnaire
     spec = (catalog or default_catalog()).instruments[instrument]
     item_ids = [i.id for i in spec.items]
     labels = [f"item_{j}" for j in range(len(item_ids))]
-    columns = [p.cycle_id, p.timepoint, func.max(p.completed_date).label("completed_date")]
-    columns += [
-        func.max(case((p.item == item, p.value))).label(label) for item, label in zip(item_ids, labels, strict=True)
-    ]
-    columns.append(func.sum(case((p.item.in_(item_ids), 0), else_=1)).label(_OTHER_ITEMS))
-    query = _child_query(p, columns, condition, hospitals, departments, period, [p.instrument == instrument]).group_by(
-        p.cycle_id, p.timepoint
+    positions = {item: position for position, item in _prom_positions(engine).get(instrument, {}).items()}
+    columns = [q.c.cycle_id, q.c.timepoint, q.c.completed_date]
+    for item, label in zip(item_ids, labels, strict=True):
+        stored = q.c[models.prom_answer_column(positions[item])] if item in positions else null()
+        columns.append(stored.label(label))
+    where = [q.c.instrument == instrument]
+    query = _child_query(q.c, columns, condition, hospitals, departments, period, where).order_by(
+        q.c.cycle_id, q.c.timepoint
     )
     timepoints = _prom_dtypes()["timepoint"]
 
@@ -296,24 +333,18 @@ def prom_questionnaires(
         frame["completed_date"] = pd.to_datetime(frame["completed_date"])
         return frame
 
+    others = {item: position for item, position in positions.items() if item not in set(item_ids)}
+    if others:
+        answered = [
+            func.count(q.c[models.prom_answer_column(position)]).label(f"n_{n}")
+            for n, position in enumerate(others.values())
+        ]
+        found = _read(_child_query(q.c, answered, condition, hospitals, departments, period, where), engine)
+        unknown = sorted(item for item, n in zip(others, found.iloc[0], strict=True) if n)
+        if unknown:
+            raise ValueError(f"items not in instrument {instrument!r}: {', '.join(unknown)}")
     df = _read(query, engine, compact)
-    if len(df) and df[_OTHER_ITEMS].astype("int64").any():
-        bad = _child_query(
-            p,
-            [p.item],
-            condition,
-            hospitals,
-            departments,
-            period,
-            [p.instrument == instrument, p.item.not_in(item_ids)],
-        ).distinct()
-        unknown = sorted(_read(bad, engine)["item"].astype(str))
-        raise ValueError(f"items not in instrument {instrument!r}: {', '.join(unknown)}")
-    return df.drop(columns=_OTHER_ITEMS).rename(columns=dict(zip(labels, item_ids, strict=True)))
-
-
-#: The column of prom_questionnaires' query that counts item rows the catalog does not know.
-_OTHER_ITEMS = "other_items"
+    return df.rename(columns=dict(zip(labels, item_ids, strict=True)))
 
 
 def prom_scores(
@@ -535,8 +566,10 @@ def batch_reach(engine: Engine | None = None) -> pd.DataFrame:
     of data the viewer may read (vbhc.access.provenance_for), not other hospitals' file names and importers."""
     c = models.CareCycle
     queries = [select(c.batch_id, c.condition, c.hospital).distinct()]
-    for child in (models.ClinicalOutcome, models.PromResponse, models.CostLine):
-        queries.append(select(child.batch_id, c.condition, c.hospital).join(c, c.cycle_id == child.cycle_id).distinct())
+    for child in (models.ClinicalOutcome.__table__, models.PromQuestionnaire, models.CostLine.__table__):
+        queries.append(
+            select(child.c.batch_id, c.condition, c.hospital).join(c, c.cycle_id == child.c.cycle_id).distinct()
+        )
     h, d = models.Hospital, models.Department
     queries.append(select(h.batch_id, null().label("condition"), h.code.label("hospital")).distinct())
     queries.append(select(d.batch_id, null().label("condition"), d.hospital).distinct())

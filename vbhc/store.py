@@ -6,7 +6,7 @@ import ast
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, column, create_engine, event, func, inspect, select, table
+from sqlalchemy import Engine, column, create_engine, event, func, inspect, literal, select, table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -118,24 +118,29 @@ def _stored_revisions(engine: Engine) -> tuple[str, ...] | None:
 
 
 def row_counts(engine: Engine | None = None) -> dict[str, int]:
-    """Rows per registry table; used by the CLI summary and by tests that check nothing changed."""
+    """Rows per registry table; used by the CLI summary and by tests that check nothing changed. PROM answers are
+    counted as the files give them (prom_responses: one per answer), beside the questionnaires that hold them."""
     engine = engine or get_engine()
     tables = [
-        models.ImportBatch,
-        models.Hospital,
-        models.Department,
-        models.CareCycle,
-        models.ClinicalOutcome,
-        models.PromResponse,
-        models.CostLine,
-        models.PremResponse,
+        models.ImportBatch.__table__,
+        models.Hospital.__table__,
+        models.Department.__table__,
+        models.CareCycle.__table__,
+        models.ClinicalOutcome.__table__,
+        models.PromQuestionnaire,
+        models.CostLine.__table__,
+        models.PremResponse.__table__,
     ]
     existing = set(inspect(engine).get_table_names())
     counts: dict[str, int] = {}
+    q = models.PromQuestionnaire
     with engine.connect() as conn:
-        for model in tables:
-            name = model.__tablename__
-            counts[name] = (
-                conn.execute(select(func.count()).select_from(model.__table__)).scalar_one() if name in existing else 0
-            )
+        for table in tables:
+            name = table.name
+            if table is q:
+                answers = sum((func.count(q.c[c]) for c in models.PROM_ANSWER_COLUMNS), literal(0))
+                counts["prom_responses"] = (
+                    int(conn.execute(select(answers).select_from(q)).scalar_one() or 0) if name in existing else 0
+                )
+            counts[name] = conn.execute(select(func.count()).select_from(table)).scalar_one() if name in existing else 0
     return counts

@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vbhc import audit, models
 from vbhc.catalog import SURVIVAL_KINDS, Catalog, default_catalog
+from vbhc.ingest import prom_store
 from vbhc.ingest import stage as staging
 from vbhc.ingest.problems import (
     ImportRefused,
@@ -355,9 +356,14 @@ def _run_batch(
 
 
 #: Tables a file may write straight into (SQLite, the table empty when the file begins): not units (a units
-#: file writes hospitals first) nor PREM responses (their rows are checked against each other across chunks in
-#: the staging table).
-DIRECT_TABLES = frozenset({"care_cycles", "clinical_outcomes", "prom_responses", "costs"})
+#: file writes hospitals first), nor PROM or PREM responses (their rows are checked against each other across
+#: chunks in the staging table; PROM item rows are packed from it into questionnaires, vbhc.ingest.prom_store).
+DIRECT_TABLES = frozenset({"care_cycles", "clinical_outcomes", "costs"})
+
+
+#: Tables whose file, alone of its table in the batch, is packed in memory instead of staged row by row (PROM item
+#: rows into questionnaires, vbhc.ingest.prom_store.Packer); the staged path packs them in SQL.
+PACKED_TABLES = frozenset({"prom_responses"})
 
 
 class _NeedsStaging(Exception):
@@ -396,7 +402,73 @@ def _import_source(
             del report.problems[listed:]
             report.problem_count = counted
             src_report.rows_read = 0
+    if source.table in PACKED_TABLES and not several:
+        listed, counted = len(report.problems), report.problem_count
+        try:
+            _import_packed(conn, source, batch, src_report, progress, chunk_rows)
+            return
+        except _NeedsStaging:
+            # the staged path reads the file again and names the rows in question: its problems replace these
+            del report.problems[listed:]
+            report.problem_count = counted
+            src_report.rows_read = 0
     _import_staged(conn, number, source, batch, src_report, progress, chunk_rows, several=several)
+
+
+def _import_packed(
+    conn: Connection,
+    source: Source,
+    batch: _Batch,
+    src_report: SourceReport,
+    progress: Progress | None,
+    chunk_rows: int,
+) -> None:
+    """A PROM file alone of its table in the batch: each valid chunk packed in memory into questionnaires
+    (vbhc.ingest.prom_store.Packer), then upserted answer by answer as the staged path does, with the same rows,
+    counts and problems. A duplicate item (two valid rows' key hashes collide) or a questionnaire with two dates
+    raises _NeedsStaging: the staged path, which holds the item rows, names them."""
+    report = batch.report
+    packer = prom_store.Packer(conn)
+    try:
+        marks = DecimalMarks(source)
+        refused = RefusedKeys(list(source.spec.target_key))
+        header, header_ok, _ = _read_validated(
+            source, batch, src_report, progress, chunk_rows, marks, packer.write, refused
+        )
+        if header is None or not header_ok:
+            return
+        refused.report(source, report)
+        if (verdict := marks.verdict()) is not None:
+            report.add(verdict)
+        hashes = np.sort(refused.valid_hashes())
+        if (hashes[1:] == hashes[:-1]).any():
+            raise _NeedsStaging
+        if not report.ok:
+            return
+        packer.assign_positions(source, report)
+        if not report.ok:
+            return
+        packed = packer.packed()
+        if prom_store.dates_differ(conn, packed):
+            raise _NeedsStaging
+        batch_id = _new_batch_row(conn, source, batch, src_report.rows_read)
+        if batch.skip_row_triggers:
+            _check_references(conn, source, packed, report)  # names a questionnaire's first row
+            if not report.ok:
+                return
+        date_given = prom_store.COMPLETED_DATE in {source.spec.stored(c) for c in header.names}
+        counts = prom_store.upsert(conn, packed, batch_id, date_given, skip_row_triggers=batch.skip_row_triggers)
+    finally:
+        packer.drop()
+    src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = counts
+    if not (counts[0] or counts[1]):
+        _forget_batch_row(conn, batch, batch_id)  # nothing changed: the questionnaires keep their batch
+        return
+    conn.execute(
+        update(models.ImportBatch)
+        .where(models.ImportBatch.id == batch_id)
+        .values(rows_inserted=counts[0], rows_updated=counts[1], rows_unchanged=counts[2])
+    )
 
 
 def _read_validated(
@@ -663,8 +735,16 @@ def _import_staged(
         _remember_moved_index_dates(conn, number, stage, batch)
     if source.table == "prem_responses":
         _check_prem_responses(conn, source, stage, batch)
+    packed = None
+    if source.table == "prom_responses" and report.ok:
+        prom_store.assign_positions(conn, source, stage, report)
+        if report.ok:
+            packed = prom_store.pack(conn, stage)
+            prom_store.check_dates(conn, source, stage, packed, report)
     if not report.ok:
         staging.drop(conn, stage)
+        if packed is not None:
+            staging.drop(conn, packed)
         return  # keep validating the other files, but write nothing more
     batch_id = _new_batch_row(conn, source, batch, src_report.rows_read)
     hospitals_changed = 0
@@ -676,11 +756,20 @@ def _import_staged(
         _check_references(conn, source, stage, report)
         if not report.ok:
             staging.drop(conn, stage)
+            if packed is not None:
+                staging.drop(conn, packed)
             return  # the batch is refused: the transaction is rolled back, the batch row with it
     given = frozenset(spec.stored(c) for c in header.names)
-    inserted, updated, unchanged = staging.upsert(
-        conn, spec, stage, batch_id, given, skip_row_triggers=batch.skip_row_triggers
-    )
+    if packed is not None:
+        date_given = prom_store.COMPLETED_DATE in given
+        inserted, updated, unchanged = prom_store.upsert(
+            conn, packed, batch_id, date_given, skip_row_triggers=batch.skip_row_triggers
+        )
+        staging.drop(conn, packed)
+    else:
+        inserted, updated, unchanged = staging.upsert(
+            conn, spec, stage, batch_id, given, skip_row_triggers=batch.skip_row_triggers
+        )
     src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, updated, unchanged
     staging.drop(conn, stage)
     if not (inserted or updated or hospitals_changed):
@@ -767,7 +856,7 @@ def _children_of(conn: Connection, cycle_ids: list[str]) -> list[tuple[str, str,
     found: list[tuple[str, str, str, str]] = []
     for start in range(0, len(cycle_ids), 500):
         part = cycle_ids[start : start + 500]
-        o, p, c = models.ClinicalOutcome, models.PromResponse, models.CostLine
+        o, p, c = models.ClinicalOutcome, models.PromQuestionnaire.c, models.CostLine
         found += [
             (r[0], "outcome", r[1], "") for r in conn.execute(select(o.cycle_id, o.outcome).where(o.cycle_id.in_(part)))
         ]
@@ -860,7 +949,7 @@ def _check_moved_index_dates(conn: Connection, batch: _Batch) -> None:
     are written (a PROM file of the batch may re-date the same rows), one problem per care-cycle row naming
     its earliest stored row out of place."""
     moved = batch.moved_cycles
-    o, p = models.ClinicalOutcome.__table__, models.PromResponse.__table__
+    o, p = models.ClinicalOutcome.__table__, models.PromQuestionnaire
     follow_ups = [(c.id, t.id) for c in batch.catalog.conditions.values() for t in c.timepoints if t.days > 0]
     where = (moved.c.source_no, moved.c.row_no, moved.c.old_date, moved.c.new_date)
     early_outcomes = (

@@ -53,7 +53,7 @@ def _natural_key(table: Table) -> tuple[str, ...]:
 
 
 def _spec(name: str, model: type, renamed: dict[str, str] | None = None, extra_required=(), extra_optional=()):
-    table: Table = model.__table__
+    table: Table = model if isinstance(model, Table) else model.__table__
     renamed = renamed or {}
     back = {v: k for k, v in renamed.items()}
     key = tuple(back.get(c, c) for c in _natural_key(table))
@@ -87,7 +87,8 @@ TABLES: dict[str, TableSpec] = {
     ),
     "care_cycles": _spec("care_cycles", models.CareCycle),
     "clinical_outcomes": _spec("clinical_outcomes", models.ClinicalOutcome),
-    "prom_responses": _spec("prom_responses", models.PromResponse),
+    # the file's item rows; stored packed into prom_questionnaires (vbhc.ingest.prom_store)
+    "prom_responses": _spec("prom_responses", models.PROM_ITEM_ROWS),
     "costs": _spec("costs", models.CostLine),
     "prem_responses": _spec("prem_responses", models.PremResponse),
 }

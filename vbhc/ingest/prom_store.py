@@ -1,0 +1,360 @@
+"""PROM answers into prom_questionnaires: a file's staged item rows packed into one row per questionnaire.
+
+A PROM file stays item rows (cycle, instrument, timepoint, item, value, completed date) and is staged and checked
+as every file is (vbhc.ingest.stage: duplicate items, references). Then, set-based in the database:
+- each new item gets its position in prom_items (never changed later: a catalog update moves no answer); an
+  instrument with more items than a questionnaire row has answer columns is refused;
+- the staged rows are packed into one row per questionnaire (GROUP BY) in a temporary table, which also finds
+  the questionnaires whose rows give different completed dates (refused: a questionnaire has one date);
+- the packed rows are upserted answer by answer: a new answer replaces the stored one, an answer the file does
+  not give keeps it (COALESCE per column), so a questionnaire split over chunks or files ends up whole.
+
+The import's counts stay counts of answers (item rows), as the user gave them: inserted (no stored answer),
+updated (another value, or the questionnaire's date changed), unchanged. A questionnaire's batch_id moves to this
+import only when its answers or date change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    Integer,
+    MetaData,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vbhc import models
+from vbhc.ingest import stage as staging
+from vbhc.ingest.problems import ImportReport, Rule
+from vbhc.ingest.read import Source
+from vbhc.ingest.tables import TableSpec
+
+#: The column of a PROM file that gives the questionnaire's date.
+COMPLETED_DATE = "completed_date"
+_KEYS = ("cycle_id", "instrument", "timepoint")
+
+
+#: A questionnaire as packed from a file's item rows (the rows of one chunk, or of the whole file): its key, how
+#: many item rows gave it, how many of them a date, the earliest and latest of those dates, its answers by position.
+PACKED = Table(
+    "prom_packed",
+    MetaData(),
+    *[Column(k, models.PromQuestionnaire.c[k].type) for k in _KEYS],
+    Column("n_rows", Integer),
+    Column("dated", Integer),
+    Column("min_date", Date),
+    Column("max_date", Date),
+    *[Column(c, models.PromQuestionnaire.c[c].type) for c in models.PROM_ANSWER_COLUMNS],
+)
+#: PACKED as an import table: staged as any file's rows are (vbhc.ingest.stage.stage_table and load), each packed
+#: questionnaire numbered by its first item row.
+PACKED_SPEC = TableSpec("prom_packed", PACKED, _KEYS, tuple(c.name for c in PACKED.columns), (), {})
+
+
+def packed_table(suffix: str = "") -> Table:
+    """A temporary table of packed questionnaires (PACKED), with the row number of each one's first item row:
+    staging.stage_table's shape, so that staging.load fills it."""
+    columns = [Column("row_no", Integer), *[Column(c.name, c.type) for c in PACKED.columns]]
+    return Table(staging.STAGE_PREFIX + "prom_packed" + suffix, MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+def assign_positions(conn: Connection, source: Source, stage: Table, report: ImportReport) -> None:
+    """Give each staged item that prom_items does not hold yet the next free position of its instrument, in the
+    order of the file; an instrument that would pass PROM_ANSWER_SLOTS is refused in one line."""
+    i = models.PromItem.__table__
+    known = select(literal(1)).where(i.c.instrument == stage.c.instrument, i.c.item == stage.c.item).exists()
+    new = conn.execute(
+        select(stage.c.instrument, stage.c.item)
+        .where(~known)
+        .group_by(stage.c.instrument, stage.c.item)
+        .order_by(func.min(stage.c.row_no))
+    ).all()
+    if not new:
+        return
+    instruments = sorted({instrument for instrument, _ in new})
+    last = select(i.c.instrument, func.max(i.c.position)).where(i.c.instrument.in_(instruments))
+    taken = dict(conn.execute(last.group_by(i.c.instrument)).all())
+    rows, refused = [], set()
+    for instrument, item in new:
+        position = taken[instrument] = (taken.get(instrument) or 0) + 1
+        rows.append({"instrument": instrument, "item": item, "position": position})
+    for instrument in instruments:
+        if taken[instrument] > models.PROM_ANSWER_SLOTS:
+            refused.add(instrument)
+            count, limit = taken[instrument], models.PROM_ANSWER_SLOTS
+            rule = Rule("read.prom_too_many_items", instrument=instrument, count=count, limit=limit)
+            report.add(source.problem(rule, None, "instrument", instrument))
+    if not refused:
+        conn.execute(i.insert(), rows)
+
+
+def pack(conn: Connection, stage: Table) -> Table:
+    """The staged item rows as one row per questionnaire, in a temporary table (packed_table)."""
+    packed = packed_table()
+    staging.create(conn, packed)
+    i = models.PromItem.__table__
+    s = stage.c
+    date = s[COMPLETED_DATE]
+    answers = [func.max(case((i.c.position == n, s.value))) for n in range(1, models.PROM_ANSWER_SLOTS + 1)]
+    query = (
+        select(
+            func.min(s.row_no),
+            *[s[k] for k in _KEYS],
+            func.count(),
+            func.count(date),
+            func.min(date),
+            func.max(date),
+            *answers,
+        )
+        .join(i, and_(i.c.instrument == s.instrument, i.c.item == s.item))
+        .group_by(*[s[k] for k in _KEYS])
+    )
+    conn.execute(packed.insert().from_select([c.name for c in packed.columns], query))
+    return packed
+
+
+def check_dates(conn: Connection, source: Source, stage: Table, packed: Table, report: ImportReport) -> None:
+    """One problem per questionnaire whose item rows give different completed dates (an empty one included): at
+    its first row that differs from the questionnaire's first row, naming both rows and both dates."""
+    p = packed.c
+    split = _split_dates(packed)
+    if not dates_differ(conn, packed):
+        return
+    first, later = stage.alias("stage_first"), stage.alias("stage_later")
+    same = and_(*[later.c[k] == p[k] for k in _KEYS])
+    differs = (
+        select(p.row_no.label("first_row"), func.min(later.c.row_no).label("row_no"))
+        .join(later, same)
+        .where(split, later.c[COMPLETED_DATE].is_distinct_from(first.c[COMPLETED_DATE]))
+        .join(first, first.c.row_no == p.row_no)
+        .group_by(p.row_no)
+        .subquery()
+    )
+    count = conn.execute(select(func.count()).select_from(differs)).scalar_one()
+    shown = (
+        select(differs.c.row_no, later.c[COMPLETED_DATE], differs.c.first_row, first.c[COMPLETED_DATE])
+        .join(later, later.c.row_no == differs.c.row_no)
+        .join(first, first.c.row_no == differs.c.first_row)
+        .order_by(differs.c.row_no)
+        .limit(max(report.room, 0))
+    )
+    rows = conn.execute(shown).all()
+    for row, value, first_row, seen in rows:
+        if seen is None:
+            rule = Rule("read.prom_dates_differ_empty", row=int(first_row))
+        else:
+            rule = Rule("read.prom_dates_differ", row=int(first_row), seen=_iso(seen))
+        report.add(source.problem(rule, int(row), COMPLETED_DATE, "empty" if value is None else _iso(value)))
+    report.problem_count += count - len(rows)
+
+
+def _split_dates(packed: Table):
+    p = packed.c
+    return or_(p.min_date != p.max_date, and_(p.dated > 0, p.dated < p.n_rows))
+
+
+def dates_differ(conn: Connection, packed: Table) -> bool:
+    """Whether a packed questionnaire's item rows gave different completed dates (an empty one included)."""
+    return conn.execute(select(literal(1)).select_from(packed).where(_split_dates(packed)).limit(1)).first() is not None
+
+
+def _iso(value: object) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def upsert(
+    conn: Connection, packed: Table, batch_id: int, date_given: bool, *, skip_row_triggers: bool = False
+) -> tuple[int, int, int]:
+    """Write the packed questionnaires answer by answer: (inserted, updated, unchanged) answers.
+
+    `date_given`: whether the file has a completed_date column (without one, a stored date is kept).
+    `skip_row_triggers` (PostgreSQL, once the references are checked): no per-row foreign-key trigger."""
+    q = models.PromQuestionnaire
+    p = packed.c
+    answers = models.PROM_ANSWER_COLUMNS
+    on = and_(*[q.c[k] == p[k] for k in _KEYS])
+    total = conn.execute(select(func.coalesce(func.sum(p.n_rows), 0)).select_from(packed)).scalar_one()
+    stored = conn.execute(select(literal(1)).select_from(q).limit(1)).first() is not None
+    inserted, updated, unchanged = int(total), 0, 0
+    if stored:
+        redated = q.c.completed_date.is_distinct_from(p.max_date) if date_given else literal(False)
+
+        def per_answer(condition) -> object:
+            return sum((case((condition(c), 1), else_=0) for c in answers), literal(0))
+
+        new = per_answer(lambda c: and_(p[c].is_not(None), q.c[c].is_(None)))
+        changed = per_answer(lambda c: and_(p[c].is_not(None), q.c[c].is_not(None), or_(redated, p[c] != q.c[c])))
+        kept = per_answer(lambda c: and_(p[c].is_not(None), q.c[c].is_not(None), ~redated, p[c] == q.c[c]))
+        found = conn.execute(
+            select(func.count(), func.sum(p.n_rows), func.sum(new), func.sum(changed), func.sum(kept)).select_from(
+                packed.join(q, on)
+            )
+        ).one()
+        if found[0]:
+            inserted = int(total) - int(found[1]) + int(found[2])
+            updated, unchanged = int(found[3]), int(found[4])
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    names = [*_KEYS, "completed_date", *answers, "batch_id"]
+    # "WHERE true" keeps SQLite from reading ON CONFLICT as the join's ON (its documented parsing ambiguity)
+    # in the order of the questionnaires' first rows in the file: the same ids whichever path packed them
+    source = select(*[p[k] for k in _KEYS], p.max_date, *[p[c] for c in answers], literal(batch_id)).where(true())
+    source = source.order_by(p.row_no)
+    statement = dialect_insert(q).from_select(names, source)
+    if stored:
+        excluded = statement.excluded
+        values = {c: func.coalesce(excluded[c], q.c[c]) for c in answers}
+        change = [and_(excluded[c].is_not(None), excluded[c].is_distinct_from(q.c[c])) for c in answers]
+        if date_given:
+            values["completed_date"] = excluded.completed_date
+            change.append(excluded.completed_date.is_distinct_from(q.c.completed_date))
+        statement = statement.on_conflict_do_update(
+            index_elements=list(_KEYS), set_={**values, "batch_id": excluded.batch_id}, where=or_(*change)
+        )
+    set_role = skip_row_triggers and conn.dialect.name == "postgresql"
+    if set_role:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_OFF)
+    conn.execute(statement)
+    if set_role:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_ON)
+    return inserted, updated, unchanged
+
+
+class Packer:
+    """A PROM file's valid chunks packed in memory, one row per questionnaire of each chunk, into a temporary table
+    (PACKED): the fast path of a file alone of its table in the batch, which stages no item row.
+
+    Positions of new items are given in memory in the order of the file (written to prom_items by
+    assign_positions once the file is read). What needs the item rows to be named (duplicate items, two dates in
+    one questionnaire) sends the file through the staging path instead (vbhc.ingest.run), which names them."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        i = models.PromItem.__table__
+        rows = conn.execute(select(i.c.instrument, i.c.item, i.c.position)).all()
+        self.positions: dict[tuple[str, str], int] = {(a, b): int(n) for a, b, n in rows}
+        self.taken: dict[str, int] = {}
+        for (instrument, _), n in self.positions.items():
+            self.taken[instrument] = max(self.taken.get(instrument, 0), n)
+        self.new: list[dict[str, object]] = []  # prom_items rows to write, in the order of the file
+        self.too_many: set[str] = set()
+        self.pieces = packed_table("_pieces")
+        staging.create(conn, self.pieces)
+
+    def _position(self, instrument: str, item: str) -> int:
+        key = (instrument, item)
+        if key not in self.positions:
+            position = self.taken[instrument] = self.taken.get(instrument, 0) + 1
+            self.positions[key] = position
+            if position > models.PROM_ANSWER_SLOTS:
+                self.too_many.add(instrument)
+            else:
+                self.new.append({"instrument": instrument, "item": item, "position": position})
+        return self.positions[key]
+
+    def write(self, valid: pd.DataFrame, rows: np.ndarray) -> None:
+        """Pack one chunk's valid item rows (numbered by `rows`) and load them (staging.load's fast path)."""
+        n = len(valid)
+        if n == 0:
+            return
+        c_codes, _ = pd.factorize(valid["cycle_id"])
+        i_codes, i_values = pd.factorize(valid["instrument"])
+        t_codes, t_values = pd.factorize(valid["timepoint"])
+        combined = (c_codes.astype(np.int64) * len(i_values) + i_codes) * len(t_values) + t_codes
+        q, _ = pd.factorize(combined)  # the chunk's questionnaires, in the order of their first rows
+        count = int(q.max()) + 1
+        first = np.empty(count, dtype=np.int64)
+        first[q[::-1]] = np.arange(n - 1, -1, -1)
+        item_codes, item_values = pd.factorize(valid["item"])
+        pair_codes, pairs = pd.factorize(i_codes.astype(np.int64) * len(item_values) + item_codes)
+        found = np.array(
+            [
+                self._position(str(i_values[p // len(item_values)]), str(item_values[p % len(item_values)]))
+                for p in pairs
+            ]
+        )
+        position = found[pair_codes]
+        fits = position <= models.PROM_ANSWER_SLOTS  # the rest is refused (too_many)
+        wide = np.full((count, len(models.PROM_ANSWER_COLUMNS)), np.nan)
+        wide[q[fits], position[fits] - 1] = valid["value"].to_numpy(dtype=float)[fits]
+        dates = pd.to_datetime(valid[COMPLETED_DATE]).to_numpy(dtype="datetime64[ns]")
+        has = ~np.isnat(dates)
+        days = dates.view(np.int64)
+        dated = np.bincount(q[has], minlength=count)
+        low = np.full(count, np.iinfo(np.int64).max)
+        high = np.full(count, np.iinfo(np.int64).min)
+        np.minimum.at(low, q[has], days[has])
+        np.maximum.at(high, q[has], days[has])
+        missing = np.datetime64("NaT", "ns")
+        frame = pd.DataFrame(
+            {
+                "cycle_id": valid["cycle_id"].to_numpy(dtype=object)[first],
+                "instrument": valid["instrument"].to_numpy(dtype=object)[first],
+                "timepoint": valid["timepoint"].to_numpy(dtype=object)[first],
+                "n_rows": np.bincount(q, minlength=count),
+                "dated": dated,
+                "min_date": np.where(dated > 0, low.view("datetime64[ns]"), missing),
+                "max_date": np.where(dated > 0, high.view("datetime64[ns]"), missing),
+            }
+        )
+        answers = pd.DataFrame(wide, columns=list(models.PROM_ANSWER_COLUMNS))
+        frame = pd.concat([frame, answers], axis=1)
+        staging.load(self.conn, self.pieces, PACKED_SPEC, frame, np.asarray(rows)[first])
+
+    def assign_positions(self, source: Source, report: ImportReport) -> None:
+        """Write the new items' positions; an instrument past PROM_ANSWER_SLOTS refused in one line, as the
+        staging path's assign_positions."""
+        for instrument in sorted(self.too_many):
+            count, limit = self.taken[instrument], models.PROM_ANSWER_SLOTS
+            rule = Rule("read.prom_too_many_items", instrument=instrument, count=count, limit=limit)
+            report.add(source.problem(rule, None, "instrument", instrument))
+        if self.new and not self.too_many:
+            self.conn.execute(models.PromItem.__table__.insert(), self.new)
+
+    def packed(self) -> Table:
+        """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks
+        (only those: a few at the chunks' borders, or a questionnaire listed apart)."""
+        p = self.pieces.c
+        keys = [p[k] for k in _KEYS]
+        split = select(*keys).group_by(*keys).having(func.count() > 1).subquery()
+        if self.conn.execute(select(literal(1)).select_from(split).limit(1)).first() is None:
+            return self.pieces
+        in_split = tuple_(*keys).in_(select(*[split.c[k] for k in _KEYS]))
+        merged = packed_table("_merged")
+        staging.create(self.conn, merged)
+        names = [c.name for c in merged.columns]
+        query = (
+            select(
+                func.min(p.row_no),
+                *keys,
+                func.sum(p.n_rows),
+                func.sum(p.dated),
+                func.min(p.min_date),
+                func.max(p.max_date),
+                *[func.max(p[c]) for c in models.PROM_ANSWER_COLUMNS],
+            )
+            .where(in_split)
+            .group_by(*keys)
+        )
+        self.conn.execute(merged.insert().from_select(names, query))
+        self.conn.execute(delete(self.pieces).where(in_split))
+        self.conn.execute(self.pieces.insert().from_select(names, select(*[merged.c[n] for n in names])))
+        staging.drop(self.conn, merged)
+        return self.pieces
+
+    def drop(self) -> None:
+        staging.drop(self.conn, self.pieces)
+        staging.drop(self.conn, packed_table("_merged"))
