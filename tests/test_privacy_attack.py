@@ -125,3 +125,40 @@ def test_the_grid_audit_withholds_one_row_that_breaks_several_pins(monkeypatch):
     monkeypatch.setattr(audit, "_nearest", lambda cell, *args: nearest[int(cell)])
     more = audit.repairs(tables, masks, {}, {}, 10)
     assert more is not None and more[0][""].tolist() == [True, True, False, False, True]
+
+
+def test_the_audit_judges_what_the_intervals_leave_open_by_a_linear_programme():
+    """Two small withheld counts whose sum (a benchmark, 29 minus a shown 20) and difference (31 minus a shown 30)
+    the files give: interval tightening leaves 5 in 1..9 and 4 in 0..8, the LP attacker solves both (the shape of
+    the 20,000-cycle demo's leaks: hip's twelve equations, thyroid's two indicators with almost equal n). The
+    audit's linear programme pins them, and its repair has shown cells of those equations to withhold."""
+    from scipy import sparse
+
+    from vbhc.reports.grid_audit import Cells, _around, pinned_cells
+
+    cells = Cells()
+    for where, value, withheld in ((("table", "", 0), 5, True), (("table", "", 1), 4, True)):
+        cells.add(where, value, withheld, True, False, value)
+    for where, value in ((("table", "", 2), 20), (("table", "", 3), 30)):
+        cells.add(where, value, False, False, False, value)
+    a = sparse.csr_matrix(np.array([[1.0, 1.0, 1.0, 0.0], [1.0, -1.0, 0.0, 1.0]]))
+    b = a @ np.array([5.0, 4.0, 20.0, 30.0])
+    pinned, _, _ = pinned_cells(cells, a, b, 10)
+    assert pinned.tolist() == [0, 1]
+    withheld = np.array(cells.withheld)
+    assert _around(0, a.tocsr(), a.tocsc(), withheld, cells.where, {}) == [2, 3]
+
+
+def test_the_small_demos_colorectal_grid_shows_most_of_all_dates(small_demo_registry):
+    """3 small cells of colorectal's all dates withheld 109 of its 150 (41 shown): a hospital's 0 deaths over all
+    dates withheld its all-dates mortality cell, and n shared across indicators its volume and every other
+    indicator with it, and each indicator's next hospital. A cell withheld for its events only shows its n."""
+    engine, _ = small_demo_registry
+    rule = SuppressionRule(10)
+    results = compute_results(["colorectal_cancer"], None, "hospital", engine=engine)
+    grids = grid_tables(results, engine=engine)
+    own = own_hospital(engine)
+    got = grid_masks(results[0].table, None, grids["colorectal_cancer"], rule, own_hospitals=(own,) if own else ())
+    assert got is not None
+    assert int((~got.masks[""]).sum()) >= 90, int((~got.masks[""]).sum())
+    assert attack(got, rule.threshold) == []

@@ -70,3 +70,54 @@ def test_the_populations_of_n_and_of_the_count():
     assert by["survival_1y"] == by["volume"] == ("cycles", "cycles")
     assert populations(frame.drop(columns="indicator")) is None
     assert np.all(n_family[frame["unit"] == "H01"] == n_family[frame["unit"] == "H02"])
+
+
+def _grid_with_a_deathless_small_hospital() -> dict[str, pd.DataFrame]:
+    """Five hospitals over all dates and two years; H1 treated 8 (small) and 12 patients, none died: its all-dates
+    mortality cell is withheld for its deaths only (0 of 20 would give both years' 0 deaths back), not its n."""
+    years = {"2024": [12, 30, 35, 40, 45], "2023": [8, 25, 30, 35, 50]}
+    deaths = {"2024": [0, 2, 3, 1, 4], "2023": [0, 1, 2, 3, 2]}
+    units = [f"H{i}" for i in range(1, 6)]
+    tables = {}
+    for period in ("", "2024", "2023"):
+        n = np.add(*years.values()) if period == "" else np.array(years[period])
+        d = np.add(*deaths.values()) if period == "" else np.array(deaths[period])
+        mortality = pd.DataFrame(
+            {"unit": units, "indicator": "mortality_30d", "kind": "proportion", "n": n, "observed": d * 1.0}
+        )
+        volume = pd.DataFrame({"unit": units, "indicator": "volume", "kind": "volume", "n": n, "observed": n * 1.0})
+        tables[period] = pd.concat([mortality.assign(target=0.05), volume.assign(target=np.nan)], ignore_index=True)
+    return tables
+
+
+def test_a_cell_withheld_for_its_events_only_links_no_other_cell_by_its_n():
+    """A cell withheld only so that its events cannot be read back (a line of years whose deaths are all 0) keeps
+    its n for the reader: the unit's volume of all dates repeats it and stays shown (main withheld every cell of
+    all dates, the volumes through n shared across indicators), and the LP attacker still pins nothing."""
+    from tests.disclosure_attack import attack
+    from vbhc.reports.privacy import GridMasks, SuppressionRule, grid_suppression_masks
+
+    tables = _grid_with_a_deathless_small_hospital()
+    masks = grid_suppression_masks(tables, SuppressionRule(10))
+    whole = tables[""].assign(withheld=masks[""])
+    withheld = whole.set_index(["indicator", "unit"])["withheld"]
+    assert withheld[("mortality_30d", "H1")]  # its deaths would give the years' 0 deaths back
+    assert not withheld[("volume", "H1")]
+    assert attack(GridMasks(tables, masks, {}, {}), 10) == []
+
+
+def test_a_benchmark_of_no_events_withholds_no_more_than_the_small_cell_needs():
+    """Six hospitals, none with a death: every unit's 0 deaths follow from the benchmark's 0 whatever is withheld
+    (the LP attacker counts no such pin), so the small cell takes one partner for its n, not every other cell (as
+    it did while each partner's 0 deaths stayed pinned)."""
+    table = pd.DataFrame(
+        {
+            "unit": [f"H{i}" for i in range(6)],
+            "indicator": "mortality_30d",
+            "n": [5, 20, 30, 40, 50, 60],
+            "observed": [0.0] * 6,
+        }
+    )
+    small = table["n"].to_numpy() < 10
+    hit = complementary_suppression(table, small, threshold=10, group=["indicator"], observed_is_count=np.ones(6, bool))
+    assert hit.tolist() == [True, True, False, False, False, False]
