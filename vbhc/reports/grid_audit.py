@@ -283,6 +283,7 @@ def pinned_cells(
     *,
     known: np.ndarray | None = None,
     judged: dict[tuple, bool] | None = None,
+    certificates: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The withheld small counts pinned to one value that withholding could have hidden, and per cell the rows
     of `a` and the cells whose bounds pinned it: (pinned, row, by). `known`: the cells the reader knows whatever
@@ -291,14 +292,16 @@ def pinned_cells(
     benchmark minus the years' benchmarks gives as 0): that is judged as the LP attacker judges it
     (_open_cells), since interval tightening alone misses such sums over every unit and year. `judged`: that
     judgement per cell ((source, period, row), events) kept across an audit's passes with the same `known` (it
-    does not depend on what is withheld)."""
+    does not depend on what is withheld). `certificates`: filled with the shown cells each pin of the programme
+    rests on (_certificate), for the repair."""
     withheld = np.asarray(cells.withheld, bool)
     target = withheld & np.asarray(cells.small, bool)
     if not target.any():
         empty = np.zeros(0, int)
         return empty, empty, empty
     pairs = np.asarray(cells.at_most, int).reshape(-1, 2)
-    lo, hi, row, by = tighten_bounds(a, b, pairs, *_bounds(cells, withheld, threshold))
+    plain = _bounds(cells, withheld, threshold)
+    lo, hi, row, by = tighten_bounds(a, b, pairs, *plain)
     hidden = np.ones(len(withheld), bool) if known is None else ~np.asarray(known, bool)
     floor, ceiling = _bounds(cells, hidden, threshold)
     everything: list[tuple[np.ndarray, np.ndarray]] = []  # the intervals with every cell withheld, once
@@ -335,6 +338,8 @@ def pinned_cells(
     rest = leaks(np.flatnonzero(target & (hi - lo >= 1 - 1e-9))) if not len(pinned) else pinned[:0]
     if len(rest):
         pinned = rest[~_open_cells(a, b, pairs, lo, hi, rest)]
+        if certificates is not None:
+            certificates.update((int(cell), _certificate(a, b, pairs, *plain, int(cell))) for cell in pinned)
     return pinned, row, by
 
 
@@ -345,32 +350,14 @@ def _open_cells(
     (x_i <= x_j) and the bounds: a linear programme (every solution seen widens each cell's range; a sum of the
     cells first, then each cell still closed both ways). Relaxing integrality only widens what is feasible, so
     a cell found closed is closed for the LP attacker too."""
-    from scipy.optimize import linprog
-
     size = a.shape[1]
-    ub = None
-    if len(pairs):
-        k = np.arange(len(pairs))
-        ub = sparse.csr_matrix(
-            (np.r_[np.ones(len(pairs)), -np.ones(len(pairs))], (np.r_[k, k], np.r_[pairs[:, 0], pairs[:, 1]])),
-            shape=(len(pairs), size),
-        )
-    bounds = np.c_[lo, np.where(np.isfinite(hi), hi, np.nan)]
-    bounds = [(low, None if math.isnan(high) else high) for low, high in bounds]
+    programme = _programme(a, b, pairs, lo, hi)
     seen_lo = np.full(len(cells), math.inf)
     seen_hi = np.full(len(cells), -math.inf)
     done = np.zeros(len(cells), bool)  # closed for certain
 
     def solve(c: np.ndarray) -> np.ndarray | None:
-        res = linprog(
-            c,
-            A_ub=ub,
-            b_ub=None if ub is None else np.zeros(ub.shape[0]),
-            A_eq=a,
-            b_eq=b,
-            bounds=bounds,
-            method="highs",
-        )
+        res = programme(c)
         if res.status != 0:
             return None
         np.minimum(seen_lo, res.x[cells], out=seen_lo)
@@ -421,6 +408,43 @@ def _open_cells(
     return opened()
 
 
+def _programme(a: sparse.csr_matrix, b: np.ndarray, pairs: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """linprog of an objective under `a @ x == b`, the pairs (x_i <= x_j) and the bounds `lo`..`hi`."""
+    from scipy.optimize import linprog
+
+    size = a.shape[1]
+    ub = None
+    if len(pairs):
+        k = np.arange(len(pairs))
+        ub = sparse.csr_matrix(
+            (np.r_[np.ones(len(pairs)), -np.ones(len(pairs))], (np.r_[k, k], np.r_[pairs[:, 0], pairs[:, 1]])),
+            shape=(len(pairs), size),
+        )
+    bounds = [(low, high if math.isfinite(high) else None) for low, high in zip(lo.tolist(), hi.tolist(), strict=True)]
+    b_ub = None if ub is None else np.zeros(ub.shape[0])
+    return lambda c: linprog(c, A_ub=ub, b_ub=b_ub, A_eq=a, b_eq=b, bounds=bounds, method="highs")
+
+
+def _certificate(
+    a: sparse.csr_matrix, b: np.ndarray, pairs: np.ndarray, lo: np.ndarray, hi: np.ndarray, cell: int
+) -> np.ndarray:
+    """The shown cells (`lo` == `hi`) whose values the programme's least and largest value of `cell` rest on:
+    a nonzero reduced cost at either optimum. For a pin of the programme (no chain of intervals names the
+    equations that pinned it): withholding one of these frees the bound, where a shown cell merely beside the
+    pin in some equation (breast's 4,000-cycle grid: three cost rows, one pass each) changes nothing."""
+    programme = _programme(a, b, pairs, lo, hi)
+    out = np.zeros(a.shape[1], bool)
+    for sign in (1.0, -1.0):
+        c = np.zeros(a.shape[1])
+        c[cell] = sign
+        res = programme(c)
+        if res.status != 0:
+            continue
+        cost = np.abs(np.asarray(res.lower.marginals)) + np.abs(np.asarray(res.upper.marginals))
+        out |= cost > 1e-9
+    return np.flatnonzero(out & (lo == hi))
+
+
 def repairs(
     got_tables: Mapping[str, pd.DataFrame],
     masks: Mapping[str, np.ndarray],
@@ -437,7 +461,8 @@ def repairs(
     pinned or nothing can be withheld against it. `judged`: see pinned_cells (one dict per `keep`)."""
     cells, a, b = grid_cells(got_tables, masks, frames, frame_masks, threshold)
     known = np.array([bool((keep or {}).get(where, False)) for where in cells.where], bool)
-    pinned, reason, by = pinned_cells(cells, a, b, threshold, known=known, judged=judged)
+    certificates: dict[int, np.ndarray] = {}
+    pinned, reason, by = pinned_cells(cells, a, b, threshold, known=known, judged=judged, certificates=certificates)
     if not len(pinned):
         return None
     withheld = np.asarray(cells.withheld, bool)
@@ -448,7 +473,8 @@ def repairs(
     # has a row is broken (a pin per row withheld withheld far more cells than needed: several pins share rows)
     csc = a.tocsc()
     options = [
-        _nearest(cell, csr, reason, by, withheld, cells.where, keep or {})
+        [int(m) for m in certificates.get(int(cell), ()) if not withheld[m] and not (keep or {}).get(cells.where[m])]
+        or _nearest(cell, csr, reason, by, withheld, cells.where, keep or {})
         or _around(cell, csr, csc, withheld, cells.where, keep or {})
         for cell in pinned
     ]
