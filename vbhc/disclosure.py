@@ -569,31 +569,40 @@ def _open_counts(
     if not len(candidates):
         return known
 
-    def pins(c: int) -> set[int]:
-        """The withheld cells whose n the equations of `c` (its table, its line) pin, with `known` shown."""
-        out: set[int] = set()
+    def equations(c: int) -> list[tuple[int, np.ndarray, int | None]]:
+        """The equations of `c` (its table, its line): (key, withheld cells, the withheld whole or None)."""
+        out = []
         idx = table_of.get(c)
-        equations = [] if idx is None else [(idx[hit[idx]], None)]
+        if idx is not None:
+            out.append((id(idx), idx[hit[idx]], None))
         if c in line_of:
             parts, total = line_of[c]
-            equations.append((parts[hit[parts]], None if total is None or not hit[total] else total))
-        for withheld, total in equations:
-            cells = withheld if total is None else np.append(withheld, total)
-            cells = cells[~known[cells]]
-            if not len(cells):
-                continue
-            coef = np.where(cells == total, -1.0, 1.0) if total is not None else np.ones(len(cells))
-            small = n[cells] < threshold
-            lows = np.where(small, 0.0, float(threshold))
-            highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[cells])
-            out |= set(cells[_signed_pins(float((coef * n[cells]).sum()), coef, lows, highs)].tolist())
+            out.append((id(line_of[c]), parts[hit[parts]], None if total is None or not hit[total] else total))
         return out
 
+    def pins(withheld: np.ndarray, total: int | None) -> set[int]:
+        """The withheld cells whose n an equation pins, with `known` shown."""
+        cells = withheld if total is None else np.append(withheld, total)
+        cells = cells[~known[cells]]
+        if not len(cells):
+            return set()
+        coef = np.where(cells == total, -1.0, 1.0) if total is not None else np.ones(len(cells))
+        small = n[cells] < threshold
+        lows = np.where(small, 0.0, float(threshold))
+        highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[cells])
+        return set(cells[_signed_pins(float((coef * n[cells]).sum()), coef, lows, highs)].tolist())
+
+    # per equation what it pins with the `known` so far: a cell changes only its own two equations
+    pinned: dict[int, set[int]] = {}
     for c in candidates[np.lexsort((candidates, -n[candidates], ~whole[candidates]))]:
         c = int(c)
-        before = pins(c)
+        mine = equations(c)
+        before = set().union(*(pinned.setdefault(k, pins(w, t)) for k, w, t in mine))
         known[c] = True
-        known[c] = pins(c) <= before  # showing its n pins no further withheld n of its table or line
+        after = {k: pins(w, t) for k, w, t in mine}
+        known[c] = set().union(*after.values()) <= before  # showing its n pins no further withheld n
+        if known[c]:
+            pinned.update(after)
     return known
 
 
