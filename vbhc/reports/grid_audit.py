@@ -538,15 +538,20 @@ def repairs(
         for m in cell_rows:
             where = cells.where[m]
             rank_of[where] = min(rank_of.get(where, math.inf), float(rank[m]))
-    open_pins = [{cells.where[m] for m in cell_rows} for cell_rows in options if cell_rows]
+    # a shown cell that other shown cells equal (a count repeated: a unit's cost rows with all its cycles, its
+    # PROM response of all dates) gives the count away until all of them are withheld: one choice, all its rows
+    # (colorectal's 4,000-cycle grid: one cost row a pass, five passes a pin)
+    equals = _equal_shown(a, b, withheld, known, cells.where)
+    open_pins = [{equals.get(m, frozenset({cells.where[m]})) for m in cell_rows} for cell_rows in options if cell_rows]
+    cost = {group: sum(rank_of.get(w, 0.0) for w in group) for rows_ in open_pins for group in rows_}
     chosen: set[tuple[str, str, int]] = set()
     while open_pins:
-        hits: dict[tuple[str, str, int], int] = defaultdict(int)
+        hits: dict[frozenset, int] = defaultdict(int)
         for rows_ in open_pins:
-            for where in rows_:
-                hits[where] += 1
-        best = min(hits, key=lambda where: (-hits[where], rank_of[where], where))
-        chosen.add(best)
+            for group in rows_:
+                hits[group] += 1
+        best = min(hits, key=lambda group: (-hits[group], len(group), cost[group], sorted(group)))
+        chosen |= best
         open_pins = [rows_ for rows_ in open_pins if best not in rows_]
     if not chosen:
         return None
@@ -558,6 +563,38 @@ def repairs(
         else:
             new_frames[source][period][i] = True
     return new_masks, new_frames
+
+
+def _equal_shown(
+    a: sparse.csr_matrix, b: np.ndarray, withheld: np.ndarray, known: np.ndarray, where: list[tuple[str, str, int]]
+) -> dict[int, frozenset]:
+    """Per shown cell equal to other shown cells by the equations (x_i - x_j == 0: n shared across indicators, a
+    line of one year) the rows of all of them, where none is known to the reader (else withholding them hides
+    nothing, and the cell keeps its own row)."""
+    from scipy.sparse.csgraph import connected_components
+
+    csr = sparse.csr_matrix(a)
+    two = np.flatnonzero((np.diff(csr.indptr) == 2) & (np.abs(b) < 1e-9))
+    start = csr.indptr[two]
+    first, second = csr.indices[start], csr.indices[start + 1]
+    same = np.abs(csr.data[start] + csr.data[start + 1]) < 1e-9
+    first, second = first[same], second[same]
+    shown = ~withheld
+    both = shown[first] & shown[second]
+    if not both.any():
+        return {}
+    size = len(withheld)
+    graph = sparse.coo_matrix((np.ones(int(both.sum())), (first[both], second[both])), shape=(size, size))
+    _, label = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(shown):
+        members[int(label[i])].append(int(i))
+    out: dict[int, frozenset] = {}
+    for cells_ in members.values():
+        if len(cells_) > 1 and not known[cells_].any():
+            rows_ = frozenset(where[i] for i in cells_)
+            out.update((i, rows_) for i in cells_)
+    return out
 
 
 def _around(
