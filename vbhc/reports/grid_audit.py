@@ -21,6 +21,7 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from scipy import sparse
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.disclosure import tighten_bounds
 
-__all__ = ["Cells", "grid_cells", "pinned_cells", "repairs"]
+__all__ = ["Cells", "carried", "grid_cells", "pinned_cells", "repairs"]
 
 #: The tables a cell can belong to: the indicator table or one of the frames beside it.
 TABLE = "table"
@@ -282,7 +283,7 @@ def pinned_cells(
     threshold: int,
     *,
     known: np.ndarray | None = None,
-    judged: dict[tuple, bool] | None = None,
+    judged: dict[tuple, Any] | None = None,
     certificates: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The withheld small counts pinned to one value that withholding could have hidden, and per cell the rows
@@ -351,6 +352,13 @@ def pinned_cells(
             certificates.update((int(cell), _certificate(a, b, pairs, *plain, int(cell))) for cell in pinned)
     judged[_OPENED] = (withheld.copy(), opened)
     return pinned, row, by
+
+
+def carried(judged: dict[tuple, Any]) -> dict[tuple, Any]:
+    """The judgements of an audit (pinned_cells' `judged`) that hold for the audit of a grid withholding no less
+    whose reader knows no more (a page's for its file's: the own hospitals' rows no longer known): what the
+    programmes found open; a cell they closed is judged again."""
+    return {key: value for key, value in judged.items() if value is not False}
 
 
 #: The key of `judged` (pinned_cells) under which the audit keeps the cells its programme found open, with the
@@ -508,7 +516,7 @@ def repairs(
     threshold: int,
     *,
     keep: Mapping[tuple[str, str, int], bool] | None = None,
-    judged: dict[tuple, bool] | None = None,
+    judged: dict[tuple, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]] | None:
     """The masks with further rows withheld so that no withheld small count the audit pins stays pinned: per
     pinned cell the smallest shown row of an equation that pinned it (following the chain through cells the
