@@ -333,17 +333,23 @@ def pinned_cells(
     # pins counts no single chain of intervals does. Its tightened intervals bound it: the same cells, fewer
     # solutions to look through. Only once the intervals pin nothing: a pass that withholds against them is
     # audited again anyway, and the programme costs most of an audit
-    # Those the programme with every cell withheld closes first (kept in `judged` across the passes): it is a
-    # relaxation of this one, so they are closed here too and no leak either way, and proving a cell closed
-    # costs two programmes (breast's 4,000-cycle grid: 39 such cells of 41, some 80 programmes every pass)
-    rest = leaks(np.flatnonzero(target & (hi - lo >= 1 - 1e-9))) if not len(pinned) else pinned[:0]
-    # and those this programme opened in an earlier pass that withheld a part of what this one withholds (the
-    # audit's passes only add cells: each programme a relaxation of the one before, its open cells stay open)
+    # Cells this programme opened in an earlier pass that withheld a part of what this one withholds are left out
+    # (the audit's passes only add cells: each programme a relaxation of the one before, its open cells stay
+    # open). The rest: a few programmes open most; of those they leave closed, the ones the programme with every
+    # cell withheld closes too (kept in `judged`) are no leak either way (it is a relaxation of this one); only
+    # the others are proven closed one by one, two programmes each (breast's 4,000-cycle grid: 39 of 41 cells
+    # closed either way, some 80 programmes every pass)
+    rest = np.flatnonzero(target & (hi - lo >= 1 - 1e-9)) if not len(pinned) else pinned[:0]
     before = judged.get(_OPENED)
     if before is not None and (len(before[0]) != len(withheld) or (before[0] & ~withheld).any()):
         before = None
     opened: set[tuple] = set() if before is None else before[1]
-    rest = rest[np.array([(cells.where[i], cells.is_events[i]) not in opened for i in rest], bool)]
+    keys = [(cells.where[i], cells.is_events[i]) for i in rest]
+    rest = rest[np.array([key not in opened and judged.get(key, True) for key in keys], bool)]
+    if any((cells.where[i], cells.is_events[i]) not in judged for i in rest):
+        found = _open_cells(a, b, pairs, lo, hi, rest, each=False)
+        opened = opened | {(cells.where[i], cells.is_events[i]) for i in rest[found]}
+        rest = leaks(rest[~found])
     if len(rest):
         found = _open_cells(a, b, pairs, lo, hi, rest)
         opened = opened | {(cells.where[i], cells.is_events[i]) for i in rest[found]}
@@ -367,12 +373,20 @@ _OPENED = ("opened",)
 
 
 def _open_cells(
-    a: sparse.csr_matrix, b: np.ndarray, pairs: np.ndarray, lo: np.ndarray, hi: np.ndarray, cells: np.ndarray
+    a: sparse.csr_matrix,
+    b: np.ndarray,
+    pairs: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    cells: np.ndarray,
+    *,
+    each: bool = True,
 ) -> np.ndarray:
     """Per cell of `cells`, whether it can take two values at least one apart under `a @ x == b`, the pairs
     (x_i <= x_j) and the bounds: a linear programme (every solution seen widens each cell's range; a sum of the
     cells first, then each cell still closed both ways). Relaxing integrality only widens what is feasible, so
-    a cell found closed is closed for the LP attacker too."""
+    a cell found closed is closed for the LP attacker too. Without `each` no cell is proven closed on its own:
+    False then means closed or not yet shown open (the cheap programmes that open most cells)."""
     size = a.shape[1]
     programme = _reduced(a, b, pairs, lo, hi)
     seen_lo = np.full(len(cells), math.inf)
@@ -423,7 +437,7 @@ def _open_cells(
             if abs(float((x[cells[at_end]] - end[cells[at_end]]).sum())) < 1 - 1e-6:
                 done[at_end] = True
                 break
-    for k, cell in enumerate(cells):
+    for k, cell in enumerate(cells if each else ()):  # without `each`: closed or not proven open
         for sign in (1.0, -1.0):
             if opened()[k] or done[k]:
                 break
