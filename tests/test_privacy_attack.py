@@ -201,18 +201,3 @@ def test_a_pin_of_the_linear_programme_is_repaired_from_the_shown_cells_it_rests
     assert pinned.tolist() == [0, 1]
     assert {cell: shown.tolist() for cell, shown in certificates.items()} == {0: [2, 3], 1: [2, 3]}
     assert _around(1, a.tocsr(), a.tocsc(), np.array(cells.withheld), cells.where, {}) == [2, 3, 4]
-
-
-def test_the_small_demos_colorectal_grid_shows_most_of_all_dates(small_demo_registry):
-    """3 small cells of colorectal's all dates withheld 109 of its 150 (41 shown): a hospital's 0 deaths over all
-    dates withheld its all-dates mortality cell, and n shared across indicators its volume and every other
-    indicator with it, and each indicator's next hospital. A cell withheld for its events only shows its n."""
-    engine, _ = small_demo_registry
-    rule = SuppressionRule(10)
-    results = compute_results(["colorectal_cancer"], None, "hospital", engine=engine)
-    grids = grid_tables(results, engine=engine)
-    own = own_hospital(engine)
-    got = grid_masks(results[0].table, None, grids["colorectal_cancer"], rule, own_hospitals=(own,) if own else ())
-    assert got is not None
-    assert int((~got.masks[""]).sum()) >= 90, int((~got.masks[""]).sum())
-    assert attack(got, rule.threshold) == []

@@ -6,10 +6,7 @@ suppression here is *complementary*: per table of cells that share a total (one 
 one unit's cost breakdown) either no cell or at least two cells are withheld, and more are added until an
 attacker who knows the exact totals, the small-number threshold, which cells are small and every shown cell
 still cannot pin any withheld count down to one value. Cells of the same unit in other tables that show the
-same count as a withheld cell ("n shared across indicators") are withheld too, as they would give it away; but
-a cell withheld for its events only (a unit's 0 deaths of all dates, whose small years it would give back) keeps
-its n for the reader, and the cells repeating it stay shown (_open_counts). A pin that every cell of a table
-withheld would still give (a benchmark of 0 events) is no leak of the suppression and takes no further cell.
+same count as a withheld cell ("n shared across indicators") are withheld too, as they would give it away.
 
 Periods: a view is shown for all dates and for each calendar year, and a unit's years add up to its all-dates
 cell, so withholding each period's cells on its own let a reader subtract (all dates minus the shown years gives a
@@ -28,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,51 +90,20 @@ def feasible_interval(total: float, lows: np.ndarray, highs: np.ndarray, i: int)
 
 
 def _safe(
-    sel: np.ndarray,
-    n: np.ndarray,
-    o: np.ndarray,
-    counted: np.ndarray,
-    upper: np.ndarray,
-    threshold: int,
-    group: np.ndarray | None = None,
-    known_n: np.ndarray | None = None,
+    sel: np.ndarray, n: np.ndarray, o: np.ndarray, counted: np.ndarray, upper: np.ndarray, threshold: int
 ) -> bool:
-    """True when no withheld cell among `sel` is determined by the group's totals (see module docstring).
-    `group`: every cell sharing the total; a count the total pins with every one of them withheld (a benchmark
-    of 0 events: each unit's events are 0) is no leak of the suppression, and withholding more cells cannot
-    hide it: such a pin is left alone (a year with 0 deaths withheld every unit's mortality cell of it).
-    `known_n`: withheld cells whose n the reader knows (a shown cell of the unit repeats it, see _open_counts):
-    only their events are withheld, so they count as shown in the check of the n."""
+    """True when no withheld cell among `sel` is determined by the group's totals (see module docstring)."""
     if len(sel) == 0:
         return True
     if len(sel) == 1:
         return False
     small = n[sel] < threshold
+    lows = np.where(small, 0.0, float(threshold))
     highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[sel])
-    if not _n_safe(sel, n, upper, threshold, known_n):
+    if _pinned(float(n[sel].sum()), lows, highs):
         return False
     obs = o[sel]
-    if not (counted[sel].all() and np.isfinite(obs).all()):
-        return True
-    if not _pinned(float(obs.sum()), np.zeros(len(sel)), highs):
-        return True
-    if group is None or not np.isfinite(o[group]).all():
-        return False
-    # the events every cell of the group withheld would still pin: the total 0 (or every cell at its largest)
-    everyone = np.minimum(np.where(n[group] < threshold, float(threshold - 1), math.inf), upper[group])
-    total = float(o[group].sum())
-    return total == 0 or (bool(np.isfinite(everyone).all()) and total == float(everyone.sum()))
-
-
-def _n_safe(sel: np.ndarray, n: np.ndarray, upper: np.ndarray, threshold: int, known_n: np.ndarray | None) -> bool:
-    """True when no withheld n among `sel` whose n is not known (`known_n`) is determined by the total."""
-    hidden = sel if known_n is None else sel[~known_n[sel]]
-    if len(hidden) <= 1:
-        return len(hidden) == 0
-    small = n[hidden] < threshold
-    lows = np.where(small, 0.0, float(threshold))
-    highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[hidden])
-    return not _pinned(float(n[hidden].sum()), lows, highs)
+    return not (counted[sel].all() and np.isfinite(obs).all() and _pinned(float(obs.sum()), np.zeros(len(sel)), highs))
 
 
 def _pinned(total: float, lows: np.ndarray, highs: np.ndarray) -> bool:
@@ -168,7 +134,6 @@ def complementary_suppression(
     unit: str | None = "unit",
     totals_shown: np.ndarray | None = None,
     known: bool = False,
-    known_n: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """The cells to withhold: `primary` plus the fewest further cells (smallest count first, never a `keep`
     cell while another will do) so that no withheld count or event count can be worked out of the group's
@@ -181,9 +146,7 @@ def complementary_suppression(
     no benchmark) need no secondary cells: there is nothing to take the shown cells from. Default: every group.
     `known`: the reader knows the `keep` cells (a care team limited to some hospitals reads its own hospitals'
     patient rows), so they are never withheld: withholding them would protect nothing and hide the reader's own
-    figures; secondary cells come from the other cells only. `known_n`: withheld cells whose n may be shown
-    (withheld for their events only, see period_suppression): no n links to them, and they count as shown in
-    the check of the n; a function of the withheld cells gives them for the cells withheld so far.
+    figures; secondary cells come from the other cells only.
     """
     size = len(frame)
     hit = np.asarray(primary, dtype=bool).copy()
@@ -201,29 +164,24 @@ def complementary_suppression(
     rank = np.empty(size, int)
     rank[order] = np.arange(size)
 
-    opened = known_n if callable(known_n) else (lambda _hit: known_n)
-    now = opened(hit)
     for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
         changed = False
         for idx in groups:
-            while not _safe(idx[hit[idx]], n, o, counted, upper, threshold, idx, now):
+            while not _safe(idx[hit[idx]], n, o, counted, upper, threshold):
                 free = idx[~hit[idx]]
                 preferred = free[~keep[free]]
                 pool = preferred if len(preferred) or known else free
                 if len(pool) == 0:
                     break
                 candidates = pool[np.argsort(rank[pool])]
-                withheld = idx[hit[idx]]
-
-                def fits(c: int, bound: np.ndarray, seen: np.ndarray | None) -> bool:
-                    return _safe(np.append(withheld, c), n, o, counted, bound, threshold, idx, seen)  # noqa: B023
-
-                chosen = next((c for c in candidates if _fits(fits, c, upper, now, n, threshold)), candidates[0])
+                chosen = next(
+                    (c for c in candidates if _safe(np.append(idx[hit[idx]], c), n, o, counted, upper, threshold)),
+                    candidates[0],
+                )
                 hit[chosen] = True
                 changed = True
         if unit:
-            now = opened(hit)
-            linked = _linked(hit, n, o, counted, names, keys, threshold, families, now)
+            linked = _linked(hit, n, o, counted, names, keys, threshold, families)
             if known:
                 linked &= ~keep
             if linked.any():
@@ -276,7 +234,6 @@ def _linked(
     keys: np.ndarray,
     threshold: int,
     families: tuple[np.ndarray, np.ndarray] | None = None,
-    known_n: np.ndarray | None = None,
 ) -> np.ndarray:
     """Shown cells of a unit whose count (n, or events/responders) equals a withheld count of the same unit in
     another group, both counts of one population (`families`: per row the population of n and of the observed
@@ -290,13 +247,13 @@ def _linked(
     none = np.zeros(len(hit), str)
     n_family, o_family = families if families is not None else (none, none)
 
-    def counts(i: int, secret: bool = False) -> set[tuple[str, float]]:
-        own = set() if secret and known_n is not None and known_n[i] else {(n_family[i], n[i])}
+    def counts(i: int) -> set[tuple[str, float]]:
+        own = {(n_family[i], n[i])}
         return own | ({(o_family[i], o[i])} if counted[i] and np.isfinite(o[i]) else set())
 
     withheld: dict[str, set[tuple[str, tuple[str, float]]]] = {}
     for p in np.flatnonzero(hit):
-        withheld.setdefault(names[p], set()).update((keys[p], c) for c in counts(p, True) if c[1] >= threshold)
+        withheld.setdefault(names[p], set()).update((keys[p], c) for c in counts(p) if c[1] >= threshold)
     if not withheld:
         return out
     for q in np.flatnonzero(~hit):
@@ -371,13 +328,12 @@ def _line_safe(
     counted: np.ndarray,
     upper: np.ndarray,
     threshold: int,
-    known_n: np.ndarray | None = None,
 ) -> bool:
     """True when no withheld cell of a line (a unit's periods `parts`, whose counts add up to the `whole`
-    cell: its all-dates cell) is determined by the line's shown cells (and the n of `known_n` cells)."""
+    cell: its all-dates cell) is determined by the line's shown cells."""
     withheld = parts[hit[parts]]
     if whole is None or not hit[whole]:  # the whole is shown (or none): a total like the benchmark's
-        return _safe(withheld, n, o, counted, upper, threshold, known_n=known_n)
+        return _safe(withheld, n, o, counted, upper, threshold)
     if len(withheld) == 0:
         return False  # the whole is the sum of the shown parts
     cells = np.append(withheld, whole)
@@ -385,31 +341,14 @@ def _line_safe(
     small = n[cells] < threshold
     lows = np.where(small, 0.0, float(threshold))
     highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[cells])
-    if not _line_n_safe(cells, coef, n, lows, highs, known_n):
+    if _signed_pinned(float((coef * n[cells]).sum()), coef, lows, highs):
         return False
     if counted[cells].all() and np.isfinite(o[cells]).all():
         return not _signed_pinned(float((coef * o[cells]).sum()), coef, np.zeros(len(cells)), highs)
     return True
 
 
-def _line_n_safe(
-    cells: np.ndarray, coef: np.ndarray, n: np.ndarray, lows: np.ndarray, highs: np.ndarray, known_n: np.ndarray | None
-) -> bool:
-    """True when no n of a line with its whole withheld (`cells`, `coef` +1 for the years, -1 for the whole) is
-    determined, the n of `known_n` cells counting as shown."""
-    hidden = np.ones(len(cells), bool) if known_n is None else ~known_n[cells]
-    if hidden.sum() <= 1:
-        return not hidden.any()
-    c = coef[hidden]
-    return not _signed_pinned(float((c * n[cells][hidden]).sum()), c, lows[hidden], highs[hidden])
-
-
 def _signed_pinned(total: float, coef: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> bool:
-    """Whether any cell's signed_interval is narrower than one (see _signed_pins)."""
-    return bool(_signed_pins(total, coef, lows, highs).any())
-
-
-def _signed_pins(total: float, coef: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
     """Whether any cell's signed_interval is narrower than one: for every cell at once, as _pinned for
     feasible_interval (a grid's suppression checks its lines' cells some 100,000 times; one call per cell cost
     most of a report's suppression)."""
@@ -425,7 +364,7 @@ def _signed_pins(total: float, coef: np.ndarray, lows: np.ndarray, highs: np.nda
     negative = coef < 0
     own_lo, own_hi = np.where(negative, -own_hi, own_lo), np.where(negative, -own_lo, own_hi)
     # fmax/fmin: a NaN bound leaves the cell's own, as max() and min() do in signed_interval
-    return np.fmin(highs, own_hi) - np.fmax(lows, own_lo) < 1
+    return bool((np.fmin(highs, own_hi) - np.fmax(lows, own_lo) < 1).any())
 
 
 def period_suppression(
@@ -491,41 +430,17 @@ def period_suppression(
     order = np.lexsort((names, periods, n))  # smallest first; ties by period and unit: deterministic
     rank = np.empty(size, int)
     rank[order] = np.arange(size)
-    shown_totals = np.ones(size, bool) if totals_shown is None else np.asarray(totals_shown, bool)
-    table_keys = _keys(frame, [*group, period])
-    tables = [np.flatnonzero(table_keys == k) for k in dict.fromkeys(table_keys)]
-    tables = [idx for idx in tables if shown_totals[idx].any()]
-    fixed = hit & (n < threshold)  # small: their n stays withheld
 
-    table_of = {int(i): idx for idx in tables for i in idx}
-    line_of = {int(i): line for line in lines for i in (*line[0], *(() if line[1] is None else (line[1],)))}
-
-    # the cells whose n another cell of the unit in the same period repeats: only their n a link could show
-    twin = pd.factorize(pd.Series(list(zip(names, periods, n, strict=True))))[0]
-    memo: dict[str, np.ndarray] = {}
-
-    def opened(now: np.ndarray) -> np.ndarray:
-        linkable = np.bincount(twin, ~now, minlength=twin.max() + 1)[twin] > 0  # a shown cell repeats its n
-        key = now.tobytes() + upper_.tobytes()
-        if key not in memo:
-            memo.clear()
-            memo[key] = _open_counts(now, fixed | ~linkable, n, upper_, threshold, table_of, line_of, whole_cell)
-        return memo[key]
-
-    whole_cell = periods == whole
     for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
         before = int(hit.sum())
         if by is not None:  # a withheld volume bounds nothing: the reader does not know it
             upper_ = _bounds(by, hit, n)
             options["upper"] = upper_
-        options["known_n"] = opened
         hit = complementary_suppression(within, hit, **options)
-        # a volume it withheld just now (n shared across indicators) bounds no line either; a copy either way:
-        # the lines' choices lift bounds for the rest of the pass (_fits)
-        upper_ = _bounds(by, hit, n) if by is not None else np.array(options["upper"], float)
-        known_n = opened(hit)
+        if by is not None:  # a volume it withheld just now (n shared across indicators) bounds no line either
+            upper_ = _bounds(by, hit, n)
         for parts, total in lines:
-            while not _line_safe(parts, total, hit, n, o, counted, upper_, threshold, known_n):
+            while not _line_safe(parts, total, hit, n, o, counted, upper_, threshold):
                 free = parts[~hit[parts]]
                 if known:
                     free = free[~keep_[free]]
@@ -537,73 +452,18 @@ def period_suppression(
                 preferred = free[~keep_[free]]
                 pool = preferred if len(preferred) else free
                 candidates = pool[np.argsort(rank[pool])]
-
-                def fits(c: int, bound: np.ndarray, seen: np.ndarray | None) -> bool:
-                    return _line_safe(parts, total, _with(hit, c), n, o, counted, bound, threshold, seen)  # noqa: B023
-
-                chosen = next((c for c in candidates if _fits(fits, c, upper_, known_n, n, threshold)), candidates[0])
+                chosen = next(
+                    (
+                        c
+                        for c in candidates
+                        if _line_safe(parts, total, _with(hit, c), n, o, counted, upper_, threshold)
+                    ),
+                    candidates[0],
+                )
                 hit[chosen] = True
         if int(hit.sum()) == before:
             break
     return hit
-
-
-def _open_counts(
-    hit: np.ndarray,
-    fixed: np.ndarray,
-    n: np.ndarray,
-    upper: np.ndarray,
-    threshold: int,
-    table_of: dict[int, np.ndarray],
-    line_of: dict[int, tuple[np.ndarray, int | None]],
-    whole: np.ndarray,
-) -> np.ndarray:
-    """The withheld cells whose n may be shown: withheld for their events only (a unit's 0 deaths of all dates,
-    whose years' small cells it would give back), not small (`fixed`), and with their n known no further
-    withheld n of their table or line is pinned. A cell repeating such an n (the unit's volume: n shared
-    across indicators) then need not be withheld: on the 4,000-cycle demo one such cell withheld a small
-    hospital's every indicator of all dates, and each indicator's next hospital with it.
-    All-dates cells first, then the larger counts: greedy, so deterministic."""
-    known = np.zeros(len(hit), bool)
-    candidates = np.flatnonzero(hit & ~fixed & (n >= threshold))
-    if not len(candidates):
-        return known
-
-    def equations(c: int) -> list[tuple[int, np.ndarray, int | None]]:
-        """The equations of `c` (its table, its line): (key, withheld cells, the withheld whole or None)."""
-        out = []
-        idx = table_of.get(c)
-        if idx is not None:
-            out.append((id(idx), idx[hit[idx]], None))
-        if c in line_of:
-            parts, total = line_of[c]
-            out.append((id(line_of[c]), parts[hit[parts]], None if total is None or not hit[total] else total))
-        return out
-
-    def pins(withheld: np.ndarray, total: int | None) -> set[int]:
-        """The withheld cells whose n an equation pins, with `known` shown."""
-        cells = withheld if total is None else np.append(withheld, total)
-        cells = cells[~known[cells]]
-        if not len(cells):
-            return set()
-        coef = np.where(cells == total, -1.0, 1.0) if total is not None else np.ones(len(cells))
-        small = n[cells] < threshold
-        lows = np.where(small, 0.0, float(threshold))
-        highs = np.minimum(np.where(small, float(threshold - 1), math.inf), upper[cells])
-        return set(cells[_signed_pins(float((coef * n[cells]).sum()), coef, lows, highs)].tolist())
-
-    # per equation what it pins with the `known` so far: a cell changes only its own two equations
-    pinned: dict[int, set[int]] = {}
-    for c in candidates[np.lexsort((candidates, -n[candidates], ~whole[candidates]))]:
-        c = int(c)
-        mine = equations(c)
-        before = set().union(*(pinned.setdefault(k, pins(w, t)) for k, w, t in mine))
-        known[c] = True
-        after = {k: pins(w, t) for k, w, t in mine}
-        known[c] = set().union(*after.values()) <= before  # showing its n pins no further withheld n
-        if known[c]:
-            pinned.update(after)
-    return known
 
 
 def _bounds(by: np.ndarray, hit: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -612,40 +472,6 @@ def _bounds(by: np.ndarray, hit: np.ndarray, n: np.ndarray) -> np.ndarray:
     bounded = by >= 0
     upper[bounded] = np.where(hit[by[bounded]], math.inf, n[by[bounded]])
     return upper
-
-
-def _fits(
-    check: Callable[[int, np.ndarray, np.ndarray | None], bool],
-    cell: int,
-    upper: np.ndarray,
-    known_n: np.ndarray | None,
-    n: np.ndarray,
-    threshold: int,
-) -> bool:
-    """Whether withholding a candidate cell passes `check(cell, upper, known_n)` in one of its states: its n
-    shown (a cell withheld for its events only: _open_counts decides once it is withheld, and until a pass adds
-    nothing every check reads what it decided), its n withheld, or its n withheld and no longer bounded by a
-    shown cell with the same count (its unit's volume: n shared across indicators withholds that one too; then
-    `upper` keeps that state for the rest of the pass, and the next pass reads the true bounds again). A year
-    whose shown volume bounds it to its own count was never a complement for another year, so every year and
-    the all-dates cell were withheld: on the 4,000-cycle demo a small hospital's every indicator of all dates.
-    The states are tried in place (copies of the grid's arrays per candidate cost most of its suppression)."""
-    if known_n is not None and n[cell] >= threshold and not known_n[cell]:
-        known_n[cell] = True
-        ok = check(cell, upper, known_n)
-        known_n[cell] = False
-        if ok:
-            return True
-    if check(cell, upper, known_n):
-        return True
-    if known_n is None or upper[cell] > n[cell]:
-        return False
-    bound = upper[cell]
-    upper[cell] = math.inf
-    if check(cell, upper, known_n):
-        return True
-    upper[cell] = bound
-    return False
 
 
 def _with(hit: np.ndarray, cell: int) -> np.ndarray:
