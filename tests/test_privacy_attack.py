@@ -125,3 +125,79 @@ def test_the_grid_audit_withholds_one_row_that_breaks_several_pins(monkeypatch):
     monkeypatch.setattr(audit, "_nearest", lambda cell, *args: nearest[int(cell)])
     more = audit.repairs(tables, masks, {}, {}, 10)
     assert more is not None and more[0][""].tolist() == [True, True, False, False, True]
+
+
+def test_the_grid_audit_withholds_every_shown_cell_that_repeats_the_count_it_withholds(monkeypatch):
+    """A shown row whose count other shown rows of the unit repeat (n shared across indicators: its cost rows with
+    all its cycles) gives the count away until all of them are withheld: the repair withholds them together, in
+    one pass (one a pass took five passes a pin on colorectal's 4,000-cycle grid)."""
+    import vbhc.reports.grid_audit as audit
+
+    first = _table("", [5, 20, 40, 60], [1, 2, 4, 6])
+    second = first.assign(indicator="readmission", n=[5, 20, 45, 65], observed=[0, 3, 5, 7])
+    tables = {"": pd.concat([first, second], ignore_index=True)}
+    masks = {"": np.array([True, False, False, False, True, False, False, False])}
+    cells = audit.grid_cells(tables, masks, {}, {}, 10)[0]
+    row_of = {where[2]: i for i, where in enumerate(cells.where) if not cells.is_events[i]}
+    empty = np.zeros(0, int)
+    monkeypatch.setattr(audit, "pinned_cells", lambda *args, **kw: (np.array([row_of[0]]), empty, empty))
+    monkeypatch.setattr(audit, "_nearest", lambda cell, *args: [row_of[1]])  # H02's 20 of the first indicator
+    more = audit.repairs(tables, masks, {}, {}, 10)
+    assert more is not None
+    assert more[0][""].tolist() == [True, True, False, False, True, True, False, False]  # H02's 20 of both
+    # a repeat the reader knows (the page's own H02) cannot be hidden: the row itself, as before
+    keep = {("table", "", 5): True}
+    more = audit.repairs(tables, masks, {}, {}, 10, keep=keep)
+    assert more is not None and more[0][""].tolist() == [True, True, False, False, True, False, False, False]
+
+
+def test_the_audit_judges_what_the_intervals_leave_open_by_a_linear_programme():
+    """Two small withheld counts whose sum (a benchmark, 29 minus a shown 20) and difference (31 minus a shown 30)
+    the files give: interval tightening leaves 5 in 1..9 and 4 in 0..8, the LP attacker solves both (the shape of
+    the 20,000-cycle demo's leaks: hip's twelve equations, thyroid's two indicators with almost equal n). The
+    audit's linear programme pins them, and its repair has shown cells of those equations to withhold."""
+    from scipy import sparse
+
+    from vbhc.reports.grid_audit import Cells, _around, pinned_cells
+
+    cells = Cells()
+    for where, value, withheld in ((("table", "", 0), 5, True), (("table", "", 1), 4, True)):
+        cells.add(where, value, withheld, True, False, value)
+    for where, value in ((("table", "", 2), 20), (("table", "", 3), 30)):
+        cells.add(where, value, False, False, False, value)
+    a = sparse.csr_matrix(np.array([[1.0, 1.0, 1.0, 0.0], [1.0, -1.0, 0.0, 1.0]]))
+    b = a @ np.array([5.0, 4.0, 20.0, 30.0])
+    pinned, _, _ = pinned_cells(cells, a, b, 10)
+    assert pinned.tolist() == [0, 1]
+    withheld = np.array(cells.withheld)
+    assert _around(0, a.tocsr(), a.tocsc(), withheld, cells.where, {}) == [2, 3]
+
+
+def test_a_pin_of_the_linear_programme_is_repaired_from_the_shown_cells_it_rests_on():
+    """The same two pins, and a third equation that links a shown 50 to one of them through a withheld count of
+    at least 10 (which takes any value): the 50 bounds neither, so the shown cells their bounds rest on (nonzero
+    reduced cost at the programme's least and largest value) are the 20 and the 30 only, where the cells beside
+    the pin in some equation (_around) hold the 50 too (breast's 4,000-cycle grid: cost rows withheld in vain)."""
+    from scipy import sparse
+
+    from vbhc.reports.grid_audit import Cells, _around, pinned_cells
+
+    cells = Cells()
+    for where, value, withheld, small in (
+        (("table", "", 0), 5, True, True),
+        (("table", "", 1), 4, True, True),
+        (("table", "", 2), 20, False, False),
+        (("table", "", 3), 30, False, False),
+        (("table", "", 4), 50, False, False),
+        (("table", "", 5), 54, True, False),
+    ):
+        cells.add(where, value, withheld, small, False, value)
+    a = sparse.csr_matrix(
+        np.array([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0], [1.0, -1.0, 0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 1.0, -1.0]])
+    )
+    b = a @ np.array([5.0, 4.0, 20.0, 30.0, 50.0, 54.0])
+    certificates: dict[int, np.ndarray] = {}
+    pinned, _, _ = pinned_cells(cells, a, b, 10, certificates=certificates)
+    assert pinned.tolist() == [0, 1]
+    assert {cell: shown.tolist() for cell, shown in certificates.items()} == {0: [2, 3], 1: [2, 3]}
+    assert _around(1, a.tocsr(), a.tocsc(), np.array(cells.withheld), cells.where, {}) == [2, 3, 4]

@@ -1110,10 +1110,14 @@ def joint_grid_masks(
     indicator table, the primary then from the group's total). Repeated until neither adds a cell. With
     `include_own` the cells without the own hospitals' first (what their page withholds), then the own ones on
     top: a file withholds a superset of its page, so the two cannot be combined."""
-    page = _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals))
+    from vbhc.reports.grid_audit import carried
+
+    judged: dict[tuple, Any] = {}  # the page's audit; what it found open stays open for the file's (carried)
+    page = _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals), judged)
     if not include_own:
         return page
-    return _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals, include_own=True, seed=page))
+    step = _GridStep(tables, rule, frames or {}, condition, own_hospitals, include_own=True, seed=page)
+    return _audited(step, carried(judged))
 
 
 @dataclass(frozen=True)
@@ -1132,11 +1136,12 @@ class _GridStep:
     seed: GridMasks | None = None
 
 
-def _audited(step: _GridStep) -> GridMasks:
+def _audited(step: _GridStep, judged: dict[tuple, Any] | None = None) -> GridMasks:
     """_joint, then the audit of every equation at once (vbhc.reports.grid_audit): a withheld small count that a
     chain of equations pins (a unit's years, then a year's benchmark) gets a further shown row of those
     equations withheld, the per-equation rules run again on top, until the audit pins nothing. On a page (without
-    `include_own`) the own hospitals' rows stay shown: its reader knows them."""
+    `include_own`) the own hospitals' rows stay shown: its reader knows them. `judged`: the audit's judgements
+    (grid_audit.pinned_cells), kept across the passes and filled for the caller."""
     from vbhc.reports.grid_audit import repairs
 
     got = _joint(step)
@@ -1149,7 +1154,7 @@ def _audited(step: _GridStep) -> GridMasks:
         for what, by_period in step.frames.items():
             for p, frame in by_period.items():
                 keep |= {(what, p, int(i)): True for i in np.flatnonzero(own_rows(frame, step.own_hospitals))}
-    judged: dict[tuple, bool] = {}  # which pins withholding could hide, kept across the passes
+    judged = {} if judged is None else judged  # which pins withholding could hide, kept across the passes
     for _ in range(sum(len(table) for table in step.tables.values()) + 1):  # every pass withholds another row, or stops
         more = repairs(
             got.tables, got.masks, got.frames, got.frame_masks, step.rule.threshold, keep=keep, judged=judged
