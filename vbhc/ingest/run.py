@@ -391,28 +391,27 @@ def _import_source(
     *,
     several: bool,
 ) -> None:
-    report = batch.report
-    if _writes_directly(conn, source, several):
-        listed, counted = len(report.problems), report.problem_count
-        try:
-            _import_directly(conn, source, batch, src_report, progress, chunk_rows)
-            return
-        except _NeedsStaging:
-            # the staged path reads the file again and names the offending rows: its problems replace these
-            del report.problems[listed:]
-            report.problem_count = counted
-            src_report.rows_read = 0
-    if source.table in PACKED_TABLES and not several:
-        listed, counted = len(report.problems), report.problem_count
-        try:
-            _import_packed(conn, source, batch, src_report, progress, chunk_rows)
-            return
-        except _NeedsStaging:
-            # the staged path reads the file again and names the rows in question: its problems replace these
-            del report.problems[listed:]
-            report.problem_count = counted
-            src_report.rows_read = 0
+    args = (conn, source, batch, src_report, progress, chunk_rows)
+    if _writes_directly(conn, source, several) and _without_staging(_import_directly, args):
+        return
+    if source.table in PACKED_TABLES and not several and _without_staging(_import_packed, args):
+        return
     _import_staged(conn, number, source, batch, src_report, progress, chunk_rows, several=several)
+
+
+def _without_staging(path: Callable[..., None], args: tuple) -> bool:
+    """True when `path` (the direct or the packed write) stored the file; False when it met a row only the staged
+    path can name: the staged path reads the file again, so its problems replace the ones `path` listed."""
+    report, src_report = args[2].report, args[3]
+    listed, counted = len(report.problems), report.problem_count
+    try:
+        path(*args)
+        return True
+    except _NeedsStaging:
+        del report.problems[listed:]
+        report.problem_count = counted
+        src_report.rows_read = 0
+        return False
 
 
 def _import_packed(
