@@ -641,7 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--as",
         dest="as_user",
         metavar="NAME",
-        help="who the report is for, as recorded in the audit log (default: VBHC_USER or the OS user)",
+        help="who asked for the report, as recorded in the audit log (default: VBHC_USER or the OS user); the report "
+        "holds what the quality directorate may see whatever this person's role: a care team's or manager's file "
+        "comes from the dashboard's download",
     )
     p.set_defaults(func=_cmd_report)
 
