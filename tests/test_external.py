@@ -463,6 +463,31 @@ def test_a_title_or_note_above_the_header_is_refused_naming_both_rows(kind):
     assert "kopregel van de tabel (rij 4)" in caught.value.line("nl")
 
 
+@pytest.mark.parametrize(
+    ("sep", "title"),
+    [
+        (";", "Terugkoppeling; registry H01; 2026"),
+        (",", "Terugkoppeling, registry H01, 2026"),
+        (";", "Terugkoppeling, registry H01, 2026"),
+        (",", "Terugkoppeling; registry; H01; 2026"),
+    ],
+)
+def test_a_title_holding_a_separator_above_the_header_is_refused_naming_both_rows(sep, title):
+    """A feedback file's title line that holds a separator itself: a title with another separator than the
+    table's decided the separator (every column 'unknown'), one with the same was refused naming its first
+    field only. Now the header decides the separator and the title is refused whole, naming its row and the
+    header's, in both languages."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", "120", "6", "5.2"]
+    data = ("\n".join([title, "", sep.join(header), sep.join(row)]) + "\n").encode()
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(data, file_name="f.csv")
+    assert [(p.row, p.column, p.value, p.rule.code) for p in caught.value.problems] == [
+        (1, None, title, "read.rows_above_header")
+    ]
+    assert "header (row 3)" in caught.value.line("en") and "kopregel van de tabel (rij 3)" in caught.value.line("nl")
+
+
 @pytest.fixture
 def versioned_catalog(tmp_path) -> Path:
     """The shipped catalog with mortality_30d at definition version 2, figures of other versions warned about."""

@@ -202,11 +202,11 @@ class ExternalImport:
 
 # --------------------------------------------------------------------------------------------- reading
 def _records(
-    data: bytes, file: str
+    data: bytes, file: str, required: Sequence[str] = ()
 ) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem], dict[tuple[int, int], str]]:
     """(sheet, rows as text with the row numbers a person sees, the file's problems, and the number format of
     each number cell that may show another text than its number by (row, column position)) of a CSV or XLSX
-    file (vbhc.ingest.read.shown_cell)."""
+    file (vbhc.ingest.read.shown_cell). `required`: the header's columns, which decide a CSV's separator."""
 
     def refuse(rule: str, sheet: str | None = None, row: int | None = None, column: str | None = None):
         return None, [], [Problem(file, sheet, row, column, None, rule)], {}
@@ -308,12 +308,17 @@ def _records(
         return None, [], [Problem(file, None, 1, None, first, Rule("read.separator_directive_other"))], {}
     lines = text.splitlines()[int(directive) :]
     header = next((line for line in lines if line.strip()), "")
-    if not any(d in header for d in SEPARATORS):
-        # one field alone: a title or note above the table, whose header (the line with the most separators of
-        # the next few) decides the separator; read_table then refuses the rows above the header naming it
-        from vbhc.ingest.read import HEADER_SEARCH_ROWS
+    from vbhc.ingest.read import HEADER_SEARCH_ROWS
 
-        near = lines[: HEADER_SEARCH_ROWS + 1]
+    near = lines[: HEADER_SEARCH_ROWS + 1]
+    # the header decides the separator, not a title or note above it ('Terugkoppeling 2024', 'Export; registry
+    # H01; 2026'): the first of the next few lines that, split on a separator, names every required column; else
+    # a line without one (a title) gives way to the line with the most separators. read_table then refuses the
+    # rows above the header naming it (the title's own separator split the table's header wrongly)
+    named = next((line for line in near if _names_required(line, required)), None)
+    if named is not None:
+        header = named
+    elif not any(d in header for d in SEPARATORS):
         header = max(near, key=lambda line: max(line.count(d) for d in SEPARATORS), default=header)
     counts = {d: header.count(d) for d in SEPARATORS}
     best = max(counts.values())
@@ -341,6 +346,26 @@ def _records(
             return refuse(Rule("external.quote_not_closed"), row=start)
         return refuse(Rule("external.csv_malformed"), row=start)
     return None, rows, [], {}
+
+
+def _line(data: bytes, number: int) -> str:
+    """A CSV file's line `number` as written (a title above the header, named whole in its refusal)."""
+    lines = io.StringIO(data.decode("utf-8-sig", "replace"), newline="")
+    return next((line.strip().replace("\t", " ") for n, line in enumerate(lines, start=1) if n == number), "")
+
+
+def _names_required(line: str, required: Sequence[str]) -> bool:
+    """Whether the CSV line, split on one of the separators, names every one of the `required` columns."""
+    if not required:
+        return False
+    for delimiter in SEPARATORS:
+        try:
+            fields = next(csv.reader([line[: 1 << 20]], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        if set(required) <= {normalise_name(f) for f in fields}:
+            return True
+    return False
 
 
 class NumberCell(str):
@@ -377,7 +402,7 @@ def read_table(
     numbers and `free_text` a code that reads as another: vbhc.ingest.problems.lookalike_character); raises
     ExternalRefused on the first kind of problem. Returns the records, the list later problems go to and the
     function that adds one."""
-    sheet, rows, problems, formatted = _records(data, file)
+    sheet, rows, problems, formatted = _records(data, file, required)
     if problems:
         raise ExternalRefused(file, problems)
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
@@ -391,11 +416,11 @@ def read_table(
     if not any(normalise_name(c) in columns for c in rows[0][1]):
         # a title or note above the table: refused naming it and the header's row (a note may say how to read
         # the values), where its first row was read as the header ('unknown column' for the title)
-        from vbhc.ingest.read import header_below
+        from vbhc.ingest.read import header_below, row_text
 
         below = header_below(iter(rows[1:]), rows[0][0], required)
         if below is not None:
-            text = next(c.strip() for c in rows[0][1] if c.strip())
+            text = row_text(rows[0][1]) if sheet else _line(data, rows[0][0]) or row_text(rows[0][1])
             rule = Rule("read.rows_above_header", header=below)
             raise ExternalRefused(file, [Problem(file, sheet, rows[0][0], None, short(text, 60), rule)])
     header_row, raw_header = rows[0]

@@ -53,7 +53,15 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, header_below, sheet_rows, shown_cell
+from vbhc.ingest.read import (
+    DamagedRow,
+    _check_xlsx_container,
+    format_hides,
+    header_below,
+    row_text,
+    sheet_rows,
+    shown_cell,
+)
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -334,7 +342,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         texts = ((n, [text for _, text, _ in cells]) for n, cells in enumerate(raw_rows, start=1))
         below = header_below(texts, first + 1, columns)
         if below is not None:
-            title = next(text.strip() for _, text, _ in raw_rows[first] if text.strip())
+            title = row_text([text for _, text, _ in raw_rows[first]])
             return [], [problem(first + 1, "", title, "rows_above_header", header=below)]
     if hiding:  # ;;; hides a value, #,##0, shows 1500 as 2: a reader does not read what would be imported
         names = [text.strip().lower() for _, text, _ in (raw_rows[first] if raw_rows else ())]
