@@ -566,6 +566,22 @@ def header_below(rows: Iterator[tuple[int, list[str]]], first: int, required: Se
     return None
 
 
+def sheet_looks_like_table(ws, required: Sequence[str]) -> int | None:
+    """The row of a worksheet (openpyxl) among its first HEADER_SEARCH_ROWS that names at least half of a reader's
+    `required` columns: a sheet of the reader's data, which the reader does not read when it is not the sheet it
+    reads (refused naming it: rows a person put there would silently not be imported). None: a sheet of notes, a
+    legend or a copy of something else, which may be left unread (its name said in the summary)."""
+    wanted = set(required)
+    try:
+        for number, values in enumerate(ws.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True), start=1):
+            named = {normalise_name(str(v)) for v in values if v is not None} & wanted
+            if len(named) >= max(2, (len(wanted) + 1) // 2):
+                return number
+    except Exception:  # a sheet openpyxl cannot read is not read: it is named as such in the summary
+        return None
+    return None
+
+
 def row_text(fields: Sequence[str], separator: str | None = None) -> str:
     """A row above a table's header as its reader wrote it, every filled field ('Export; registry H01; 2026', not
     'Export' alone): the refusal names the title the person sees. `separator`: a CSV's (a sheet's cells are
