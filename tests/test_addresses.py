@@ -25,6 +25,7 @@ from vbhc.settings import PROJECT_ROOT
         ("https://vbhc.example.org/dashboard/", "/dashboard/", ""),
         ("http://localhost:8501/Data%20oud", "", "Data oud"),
         ("http://localhost:8501/a/b", "", "a/b"),
+        ("http://localhost:8501/%20", "", ""),
     ],
 )
 def test_the_page_name_an_address_asks_for(url, base, name):

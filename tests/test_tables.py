@@ -286,6 +286,37 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
 
 
 @pytest.mark.parametrize("lang", LANGS)
+def test_a_periods_counts_stay_withheld_where_the_viewers_table_withholds_the_units_count(lang):
+    """The counts beside a period's share (1/4) come from the unit's care cycles: where the viewer's table
+    withholds the unit's count for the indicator (a withheld cell, or only its band), the period's share and
+    counts are withheld as well; elsewhere both are shown."""
+    from types import SimpleNamespace
+
+    from ui import render
+
+    table = pd.DataFrame(
+        {
+            "unit": ["H01", "H01", "H01", "H02"],
+            "indicator": ["leak", "death", "stay", "leak"],
+            "n": [np.nan, 40.0, np.nan, np.nan],
+            "suppressed": [True, False, False, True],
+            "n_band": ["", "", "10-49", ""],
+        }
+    )
+    withheld = render._withheld_indicators(table, "H01")
+    assert withheld == {"leak", "stay"}
+    marker = t("report.withheld_marker", lang)
+    leak = SimpleNamespace(indicator="leak", kind="proportion", current=0.25, n_current=4, events_current=1.0)
+    death = SimpleNamespace(indicator="death", kind="proportion", current=0.25, n_current=4, events_current=1.0)
+    stay = SimpleNamespace(indicator="stay", kind="mean", current=6.5, n_current=4, events_current=np.nan)
+    assert render._period_text(leak, "current", withheld, lang) == marker
+    assert render._period_text(stay, "current", withheld, lang) == marker
+    shown = render._period_text(death, "current", withheld, lang)
+    assert shown == f"{format_value(0.25, 'proportion', lang)} (1/4)"
+    assert render._period_text(stay, "current", set(), lang).endswith("(n\u00a0=\u00a04)")
+
+
+@pytest.mark.parametrize("lang", LANGS)
 def test_the_meetings_periods_show_their_counts_and_say_what_they_compare(small_demo_db, lang):
     """The "since the last meeting" table showed each period's share of a few care cycles alone (25.0%), where the other
     tables show its counts; and compared with the first of this month, after the demo's data, so nothing was ever

@@ -148,7 +148,7 @@ def address_name(url: str | None, base_path: str = "") -> str:
     base = (base_path or "").strip("/")
     if base and (path == base or path.startswith(base + "/")):
         path = path[len(base) :].strip("/")
-    return unquote(path)
+    return unquote(path).strip()  # " " (%20) would be an empty address, which no page may have
 
 
 def current() -> Viewer:

@@ -928,7 +928,8 @@ def _withheld_indicators(table: pd.DataFrame, unit: str) -> set[str]:
     mine = table[table["unit"].astype(str) == str(unit)]
     hidden = pd.Series(False, index=mine.index)
     if "suppressed" in mine:
-        hidden |= mine["suppressed"].fillna(False).astype(bool) & mine["n"].isna()
+        counted = mine["n"].notna() if "n" in mine else pd.Series(False, index=mine.index)
+        hidden |= mine["suppressed"].fillna(False).astype(bool) & ~counted
     if "n_band" in mine:
         hidden |= mine["n_band"].fillna("").astype(str) != ""
     return set(mine.loc[hidden, "indicator"].astype(str))
