@@ -909,15 +909,15 @@ def _since_date(result, unit: str, chosen: dt.date | None, comparison: str) -> t
     date when chosen, else the unit's last recorded meeting, else the start of the latest period with data."""
     from vbhc import meeting, minutes
 
-    recorded = None
-    if chosen is None or chosen == meeting.default_meeting_date():
-        try:
-            recorded = minutes.last_meeting_date(
-                data.current_engine(), auth.current(), result.condition, unit=unit, on_or_before=dt.date.today()
-            )
-        except access.AccessDenied:  # minutes the viewer may not read: the data decide
-            recorded = None
-    return meeting.since_date(chosen, recorded, meeting.data_complete_until(result.data), comparison)
+    if chosen is not None and chosen != meeting.default_meeting_date():
+        return chosen, meeting.SINCE_CHOSEN
+    try:
+        recorded = minutes.last_meeting_date(
+            data.current_engine(), auth.current(), result.condition, unit=unit, on_or_before=dt.date.today()
+        )
+    except access.AccessDenied:  # minutes the viewer may not read: the data decide
+        recorded = None
+    return meeting.since_date(None, recorded, meeting.data_complete_until(result.data), comparison)
 
 
 def _withheld_indicators(table: pd.DataFrame, unit: str) -> set[str]:
