@@ -272,6 +272,8 @@ def _changes_row_by_row(result, unit: str, until: pd.Timestamp, comparison: str)
                 "label_nl": ind.label_nl,
                 "n_previous": a.size,
                 "n_current": b.size,
+                "events_previous": float(a.sum()) if ind.kind in BINARY_KINDS else np.nan,
+                "events_current": float(b.sum()) if ind.kind in BINARY_KINDS else np.nan,
                 "previous": prev_v,
                 "current": cur_v,
                 "change": change,
