@@ -63,22 +63,33 @@ with guard.database_reachable(lang):
     ]
     allowed = [(name, key, icon) for name, key, icon in PAGES if auth.page_allowed(viewer, name)]
     default = start if any(name == start for name, _, _ in allowed) else allowed[0][0]
+    # every address answers in the viewer's language, where Streamlit's browser code says "Page not found" in
+    # English over the start page. The start page is served at "/" and keeps its own name (its identity, and its
+    # widgets' states, do not change with the start page); its own address (/data for the admin, a colleague's
+    # link) names it, so in a run asked for that address a hidden page stands at "/" instead and the start page
+    # answers at its own address. A page the viewer's role does not open, and an address that names no page,
+    # get a hidden page at that address saying so and linking to the start page.
+    asked = auth.address_name(st.context.url, st.get_option("server.baseUrlPath"))
+    at_own_address = asked == default
     pages = [
-        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default)
+        st.Page(f"views/{name}.py", title=t(key, lang), icon=icon, default=name == default and not at_own_address)
         for name, key, icon in allowed
     ]
     home = pages[[name for name, _, _ in allowed].index(default)]
-    # the address of a page the viewer's role does not open (a colleague's link) says so in the viewer's language
-    # and links to the start page: Streamlit's browser code would say "Page not found" in English over the start
-    # page. (The start page's own address, /data for the admin, still gets Streamlit's box: a second page at that
-    # address would need another name for the start page, whose identity, and its widgets' states, would then
-    # change with the start page.)
     listed = {name for name, _, _ in allowed}
     pages += [
         st.Page(auth.not_listed_page(t(key, lang), home, lang), title=t(key, lang), url_path=name, visibility="hidden")
         for name, key, _ in PAGES
         if name not in listed
     ]
+    known = {name for name, _, _ in PAGES}
+    if at_own_address:  # "/" is not asked for in this run: were it, it goes to the start page's own address
+        pages.append(
+            st.Page(auth.to_start_page(home), title=home.title, url_path="_start", visibility="hidden", default=True)
+        )
+    elif asked and asked not in known and "/" not in asked:
+        unknown = auth.unknown_address_page(t("app.page_unknown_title", lang), home, lang)
+        pages.append(st.Page(unknown, title=t("app.page_unknown_title", lang), url_path=asked, visibility="hidden"))
     page = st.navigation(pages)
     if not st.get_option("client.disableDataExport"):
         # started without .streamlit/config.toml (another working directory, a --client option): the tables' own

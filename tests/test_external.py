@@ -463,6 +463,71 @@ def test_a_title_or_note_above_the_header_is_refused_naming_both_rows(kind):
     assert "kopregel van de tabel (rij 4)" in caught.value.line("nl")
 
 
+@pytest.mark.parametrize(
+    ("sep", "title"),
+    [
+        (";", "Terugkoppeling; registry H01; 2026"),
+        (",", "Terugkoppeling, registry H01, 2026"),
+        (";", "Terugkoppeling, registry H01, 2026"),
+        (",", "Terugkoppeling; registry; H01; 2026"),
+    ],
+)
+def test_a_title_holding_a_separator_above_the_header_is_refused_naming_both_rows(sep, title):
+    """A feedback file's title line that holds a separator itself: a title with another separator than the
+    table's decided the separator (every column 'unknown'), one with the same was refused naming its first
+    field only. Now the header decides the separator and the title is refused whole, naming its row and the
+    header's, in both languages."""
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", "120", "6", "5.2"]
+    data = ("\n".join([title, "", sep.join(header), sep.join(row)]) + "\n").encode()
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(data, file_name="f.csv")
+    assert [(p.row, p.column, p.value, p.rule.code) for p in caught.value.problems] == [
+        (1, None, title, "read.rows_above_header")
+    ]
+    assert "header (row 3)" in caught.value.line("en") and "kopregel van de tabel (rij 3)" in caught.value.line("nl")
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_a_notes_sheet_is_named_as_not_read_and_a_second_sheet_of_figures_is_refused(hidden):
+    """A feedback workbook's other sheets were ignored without a word. Now a sheet of notes (a legend, an
+    explanation) is left unread and named in the summary (both languages), and another sheet holding figures
+    (its header under a title) is refused naming it and its header's row: its rows would silently not be read."""
+    from openpyxl import Workbook
+
+    header = HEADER.split(",")
+    row = ["national registry", "2025-03-01", "2024", CONDITION, "mortality_30d", "1", "X01", "120", "6", "5.2"]
+    wb = Workbook()
+    wb.active.title = external.SHEET
+    for cells in (header, row):
+        wb.active.append(cells)
+    notes = wb.create_sheet("Toelichting")
+    notes.append(["indicator", "uitleg"])
+    notes.append(["mortality_30d", "overleden binnen 30 dagen"])
+    if hidden:
+        notes.sheet_state = "hidden"
+
+    def saved() -> bytes:
+        out = io.BytesIO()
+        wb.save(out)
+        return out.getvalue()
+
+    figures = read_figures(saved(), file_name="f.xlsx")
+    assert len(figures.frame) == 1
+    said = [w for w in figures.warnings if w.code == "read.sheets_not_read"]
+    assert (
+        len(said) == 1 and "'Toelichting'" in said[0].in_language("en") and "niet gelezen" in said[0].in_language("nl")
+    )
+    more = wb.create_sheet("2023")
+    more.append(["Terugkoppeling 2023"])
+    for cells in (header, row):
+        more.append(cells)
+    with pytest.raises(ExternalRefused) as caught:
+        read_figures(saved(), file_name="f.xlsx")
+    assert [(p.sheet, p.row, p.rule.code) for p in caught.value.problems] == [("2023", 2, "read.other_sheet_has_rows")]
+    assert f"'{external.SHEET}'" in caught.value.line("en") and "werkblad" in caught.value.line("nl")
+
+
 @pytest.fixture
 def versioned_catalog(tmp_path) -> Path:
     """The shipped catalog with mortality_30d at definition version 2, figures of other versions warned about."""

@@ -523,10 +523,10 @@ def test_no_language_branches_outside_i18n():
 COUNTED_NOUNS = {
     "en": "cycles|units|problems|figures|events|periods|days|hospitals|decisions|characters|parameters|views|rows"
     "|patients|indicators|teams|signals|actions|items|files|meetings|quarters|responses|months|weeks|years|versions"
-    "|answers|respondents",
+    "|answers|respondents|sheets",
     "nl": "zorgtrajecten|eenheden|problemen|cijfers|gebeurtenissen|perioden|dagen|ziekenhuizen|besluiten|tekens"
     "|modelparameters|weergaven|rijen|patiënten|indicatoren|teams|signalen|acties|items|bestanden|overleggen"
-    "|kwartalen|antwoorden|maanden|weken|jaren|versies|respondenten",
+    "|kwartalen|antwoorden|maanden|weken|jaren|versies|respondenten|werkbladen|tabbladen",
 }
 
 

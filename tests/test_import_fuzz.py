@@ -1236,3 +1236,31 @@ def test_a_title_or_note_above_the_header_is_refused_naming_both_rows(base, tmp_
     path.write_text("Zorgtrajecten 2024\nC0001,P0001x\n", encoding="utf-8")
     problems = _refused_problems([path.rename(tmp_path / "care_cycles.csv")], engine)
     assert [p.rule.code for p in problems] == ["read.no_header"]
+
+
+@sqlite_only
+@pytest.mark.parametrize("name", ["care_cycles.csv", "export.csv"])
+@pytest.mark.parametrize(
+    ("sep", "title"),
+    [
+        (";", "Export; registry H01; 2026"),
+        (",", "Export, registry H01, 2026"),
+        (";", "Export, registry H01, 2026"),
+        (",", "Export; registry; H01; 2026"),
+        ("\t", "Export; registry H01; 2026"),
+    ],
+)
+def test_a_title_holding_a_separator_above_the_header_is_refused_naming_both_rows(base, tmp_path, name, sep, title):
+    """A title line above the header that itself holds a separator ('Export; registry H01; 2026'): its separator
+    split the table's header (a ;-table under a title with commas was read on ',' and told as having no header),
+    or the file's table was looked up in the title ('unknown table' for export.csv), or the refusal named 'Export'
+    alone. Now the header decides the separator and the table, and the title is refused whole, naming its row and
+    the header's, nothing stored."""
+    engine, _ = base
+    rows = [CYCLE_COLUMNS, *[[row[c] for c in CYCLE_COLUMNS] for row in cycles()]]
+    path = tmp_path / name
+    path.write_text("\n".join([title, "", *(sep.join(row) for row in rows)]) + "\n", encoding="utf-8")
+    problems = _refused_problems([path], engine)
+    assert [(p.row, p.column, p.value, p.rule.code) for p in problems] == [(1, None, title, "read.rows_above_header")]
+    assert "header (row 3)" in problems[0].rule.in_language("en")
+    assert "kopregel van de tabel (rij 3)" in problems[0].rule.in_language("nl")

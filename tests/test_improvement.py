@@ -982,6 +982,40 @@ def test_a_header_below_blank_rows_is_read_and_one_under_a_title_is_refused(engi
     assert "header (row 3)" in str(refused.value) and "kopregel van de tabel (rij 3)" in refused.value.message("nl")
 
 
+@pytest.mark.parametrize("kind", ["targets", "actions"])
+def test_a_notes_sheet_is_named_as_not_read_and_a_second_sheet_of_rows_is_refused(engine, units, kind):
+    """A workbook's other sheets were ignored without a word: a notes sheet beside the rows is now named in the
+    summary as not read, and a second sheet holding rows of this kind (its header under a title) is refused
+    naming that sheet and its header's row, in both languages, nothing stored: its rows would silently not be
+    imported."""
+    export, load = (export_targets, import_targets) if kind == "targets" else (export_actions, import_actions)
+    wb, ws = _sheet(export(engine, CARE, CONDITION), kind)
+    if kind == "targets":
+        row = [None, None, CONDITION, "severe_complication", "H01", "team_goal", 0.2, None, "DICA", "2026-01-01", 1]
+    else:
+        row = [None, None, CONDITION, "H01", "Prehab", "nurse", "2026-01-01", "2026-06-01", "planned", "", "", ""]
+    ws.append(row)
+    notes = wb.create_sheet("Notes")
+    notes.append(["condition", "what the team agreed"])
+    done = load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert len(done.created) == 1 and done.not_read == ["Notes"]
+    header = [c.value for c in ws[1]]
+    more = wb.create_sheet("Q2")
+    more.append(["Plan Q2"])
+    more.append(header)
+    more.append(row)
+    with pytest.raises(SheetRefused) as refused:
+        load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.error.key) for p in refused.value.problems] == [(2, "other_sheet_has_rows")]
+    assert "'Q2'" in str(refused.value) and f"'{kind}'" in str(refused.value)
+    assert "tabblad 'Q2'" in refused.value.message("nl")
+    stored = improvement.targets if kind == "targets" else improvement.actions
+    before = len(stored(engine, CARE, CONDITION))
+    with pytest.raises(SheetRefused):
+        load(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert len(stored(engine, CARE, CONDITION)) == before
+
+
 @pytest.mark.parametrize("formula", [b'<f t="shared" si="7"/>', b"<f/>"])
 def test_a_formula_without_its_text_is_refused_as_a_formula(engine, units, formula):
     """A cell holding a formula whose text the workbook does not write (a shared formula's reference to none, an

@@ -272,6 +272,8 @@ def _changes_row_by_row(result, unit: str, until: pd.Timestamp, comparison: str)
                 "label_nl": ind.label_nl,
                 "n_previous": a.size,
                 "n_current": b.size,
+                "events_previous": float(a.sum()) if ind.kind in BINARY_KINDS else np.nan,
+                "events_current": float(b.sum()) if ind.kind in BINARY_KINDS else np.nan,
                 "previous": prev_v,
                 "current": cur_v,
                 "change": change,
@@ -319,3 +321,37 @@ def test_welchs_p_value_is_scipys_exactly():
     assert meeting._welch_p(binary[:40], binary[40:]) == float(
         stats.ttest_ind(binary[40:], binary[:40], equal_var=False).pvalue
     )
+
+
+def test_with_no_meeting_chosen_or_recorded_new_signals_count_from_the_latest_period_with_data(result):
+    """The default "last meeting" was the first of this month, after a registry's last import more often than
+    not (the demo's), so nothing was ever new since it until a meeting was recorded. Now: the date chosen in the
+    sidebar, else the last recorded meeting, else the start of the latest comparison period with data, which
+    gives H01's leakage rise as new."""
+    today = dt.date(2026, 12, 5)
+    until = meeting.data_complete_until(result.data)
+    assert until < pd.Timestamp(meeting.default_meeting_date(today))
+    when, basis = meeting.since_date(None, None, until, "quarter", today=today)
+    assert (when, basis) == (meeting.windows(until, "quarter")[1].start, meeting.SINCE_DATA)
+    assert when <= until.date()
+    new = meeting.since_last_meeting(result, "H01", when, "quarter").set_index("indicator")["new_signals"]
+    assert "worse" in new["anastomotic_leak"]
+    old = meeting.since_last_meeting(result, "H01", meeting.default_meeting_date(today), "quarter")
+    assert all(s == [] for s in old["new_signals"])  # what the page showed
+    # the sidebar's untouched date is no choice; a recorded meeting comes before the data, a chosen date first
+    assert meeting.since_date(dt.date(2026, 12, 1), None, until, today=today)[1] == meeting.SINCE_DATA
+    recorded = dt.date(2025, 5, 12)
+    assert meeting.since_date(None, recorded, until, today=today) == (recorded, meeting.SINCE_RECORDED)
+    chosen = dt.date(2025, 8, 1)
+    assert meeting.since_date(chosen, recorded, until, today=today) == (chosen, meeting.SINCE_CHOSEN)
+    assert meeting.since_date(None, None, pd.NaT, today=today) == (dt.date(2026, 12, 1), meeting.SINCE_MONTH)
+
+
+def test_the_periods_compared_carry_the_counts_their_shares_are_made_of(result):
+    """A share of a period is shown with its events and cycles (36/60), as the other tables show them."""
+    table = meeting.changes(result, "H01", meeting.data_complete_until(result.data)).set_index("indicator")
+    leak = table.loc["anastomotic_leak"]
+    assert leak["events_current"] / leak["n_current"] == pytest.approx(leak["current"])
+    assert leak["events_previous"] / leak["n_previous"] == pytest.approx(leak["previous"])
+    assert leak["events_current"] == round(leak["events_current"]) and leak["n_current"] > 0
+    assert np.isnan(table.loc["length_of_stay", "events_current"]) and table.loc["length_of_stay", "n_current"] > 0

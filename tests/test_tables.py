@@ -285,6 +285,59 @@ def test_the_verdicts_are_shown_whole_on_the_condition_team_page(small_demo_db, 
     assert not any(s.endswith("…") for s in meeting[t("column.indicator", lang)])
 
 
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_periods_counts_stay_withheld_where_the_viewers_table_withholds_the_units_count(lang):
+    """The counts beside a period's share (1/4) come from the unit's care cycles: where the viewer's table
+    withholds the unit's count for the indicator (a withheld cell, or only its band), the period's share and
+    counts are withheld as well; elsewhere both are shown."""
+    from types import SimpleNamespace
+
+    from ui import render
+
+    table = pd.DataFrame(
+        {
+            "unit": ["H01", "H01", "H01", "H02"],
+            "indicator": ["leak", "death", "stay", "leak"],
+            "n": [np.nan, 40.0, np.nan, np.nan],
+            "suppressed": [True, False, False, True],
+            "n_band": ["", "", "10-49", ""],
+        }
+    )
+    withheld = render._withheld_indicators(table, "H01")
+    assert withheld == {"leak", "stay"}
+    marker = t("report.withheld_marker", lang)
+    leak = SimpleNamespace(indicator="leak", kind="proportion", current=0.25, n_current=4, events_current=1.0)
+    death = SimpleNamespace(indicator="death", kind="proportion", current=0.25, n_current=4, events_current=1.0)
+    stay = SimpleNamespace(indicator="stay", kind="mean", current=6.5, n_current=4, events_current=np.nan)
+    assert render._period_text(leak, "current", withheld, lang) == marker
+    assert render._period_text(stay, "current", withheld, lang) == marker
+    shown = render._period_text(death, "current", withheld, lang)
+    assert shown == f"{format_value(0.25, 'proportion', lang)} (1/4)"
+    assert render._period_text(stay, "current", set(), lang).endswith("(n\u00a0=\u00a04)")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_meetings_periods_show_their_counts_and_say_what_they_compare(small_demo_db, lang):
+    """The "since the last meeting" table showed each period's share of a few care cycles alone (25.0%), where the other
+    tables show its counts; and compared with the first of this month, after the demo's data, so nothing was ever
+    new until a meeting was recorded, without saying so. Now each period shows its counts (1/4, n = 4) and the page
+    says what it compares: with no meeting recorded, the start of the latest period with data."""
+    import re
+
+    at = _page("views/condition_team.py", lang, condition="colorectal_cancer")
+    frame = _table_with(at, t("meeting.column_change", lang)).value
+    cells = [*frame[t("meeting.column_previous", lang)], *frame[t("meeting.column_current", lang)]]
+    counted = [c for c in cells if c not in (MISSING, t("report.withheld_marker", lang))]
+    assert counted
+    shares = re.compile(r"%\s\(\d[\d.,]*/\d[\d.,]*\)$")
+    means = re.compile(r"\(n\u00a0=\u00a0\d[\d.,]*\)$")
+    assert all(shares.search(c) or means.search(c) for c in counted), counted
+    assert any(shares.search(c) for c in counted)
+    captions = [c.value for c in at.caption]
+    said = t("meeting.since_data", lang, date="DATE").split("DATE")[0]
+    assert any(c.startswith(said) for c in captions), captions
+
+
 # ------------------------------------------------------------------------------ data grids on a phone
 
 

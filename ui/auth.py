@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import streamlit as st
 
@@ -114,6 +115,40 @@ def not_listed_page(title: str, home: st.Page, lang: str) -> Callable[[], None]:
         st.page_link(home, label=t("app.to_start_page", lang, page=home.title), icon=":material/arrow_forward:")
 
     return not_listed
+
+
+def unknown_address_page(title: str, home: st.Page, lang: str) -> Callable[[], None]:
+    """The page at an address that names no page of the app (a mistyped or outdated link): says so in the viewer's
+    language and links to the start page, where Streamlit's browser code said "Page not found" in English."""
+
+    def unknown() -> None:
+        st.title(title)
+        st.info(t("app.page_unknown", lang), icon=":material/link_off:")
+        st.page_link(home, label=t("app.to_start_page", lang, page=home.title), icon=":material/arrow_forward:")
+
+    return unknown
+
+
+def to_start_page(home: st.Page) -> Callable[[], None]:
+    """The page at "/" in a run asked for the start page's own address (which then serves the start page)."""
+
+    def to_start() -> None:
+        st.switch_page(home)
+
+    return to_start
+
+
+def address_name(url: str | None, base_path: str = "") -> str:
+    """The page name an address asks for: the path of `url` (st.context.url, as the browser sent it) after the
+    app's base path (server.baseUrlPath), without slashes at its ends; "" for the app's root or no address. A name
+    holding a slash (/a/b) is returned as it is: no page of the app has one."""
+    if not url:
+        return ""
+    path = urlsplit(url).path.strip("/")
+    base = (base_path or "").strip("/")
+    if base and (path == base or path.startswith(base + "/")):
+        path = path[len(base) :].strip("/")
+    return unquote(path).strip()  # " " (%20) would be an empty address, which no page may have
 
 
 def current() -> Viewer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import html
 import math
@@ -816,8 +817,8 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     from vbhc import meeting
 
     chosen = filters.current()
-    when = chosen.meeting or meeting.default_meeting_date()
     comparison = chosen.comparison
+    when, basis = _since_date(result, unit, chosen.meeting, comparison)
 
     only = tuple(indicators) if indicators is not None else None
 
@@ -869,8 +870,9 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
         indicator_label(result.condition, i, lang) for i in frame.get("indicator", [])
     ]
     rows = list(frame.itertuples()) if len(frame) else []
-    shown[t("meeting.column_previous", lang)] = [format_value(r.previous, r.kind, lang) for r in rows]
-    shown[t("meeting.column_current", lang)] = [format_value(r.current, r.kind, lang) for r in rows]
+    withheld = _withheld_indicators(result.table, unit)
+    shown[t("meeting.column_previous", lang)] = [_period_text(r, "previous", withheld, lang) for r in rows]
+    shown[t("meeting.column_current", lang)] = [_period_text(r, "current", withheld, lang) for r in rows]
     shown[t("meeting.column_change", lang)] = [_change_text(r, lang) for r in rows]
     shown[t("meeting.column_new_signal", lang)] = [
         ", ".join(t(f"meeting.new_{s}", lang) for s in r.new_signals) or t("meeting.none_new", lang) for r in rows
@@ -882,7 +884,7 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
     colours[t("meeting.column_new_signal", lang)] = [
         "worse" if {"worse", "concern"} & set(r.new_signals) else "better" if r.new_signals else "" for r in rows
     ]
-    captions = []
+    captions = [] if label is not None else [t(f"meeting.since_{basis}", lang, date=fmt_date(when, lang))]
     if label is not None:  # several conditions in one table: each has its own complete-until date
         until = frame.attrs.get("complete_until")
         shown[t("meeting.column_complete", lang)] = fmt_date(until, lang)
@@ -900,6 +902,56 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
             )
         )
     return shown, colours, captions, when
+
+
+def _since_date(result, unit: str, chosen: dt.date | None, comparison: str) -> tuple[dt.date, str]:
+    """The date "since the last meeting" compares with and what it is (vbhc.meeting.since_date): the sidebar's
+    date when chosen, else the unit's last recorded meeting, else the start of the latest period with data."""
+    from vbhc import meeting, minutes
+
+    if chosen is not None and chosen != meeting.default_meeting_date():
+        return chosen, meeting.SINCE_CHOSEN
+    try:
+        recorded = minutes.last_meeting_date(
+            data.current_engine(), auth.current(), result.condition, unit=unit, on_or_before=dt.date.today()
+        )
+    except access.AccessDenied:  # minutes the viewer may not read: the data decide
+        recorded = None
+    return meeting.since_date(None, recorded, meeting.data_complete_until(result.data), comparison)
+
+
+def _withheld_indicators(table: pd.DataFrame, unit: str) -> set[str]:
+    """The unit's indicators whose count the viewer's table withholds (a withheld cell, or only a band of it): their
+    periods' counts stay withheld, and so do the shares made of them."""
+    if table is None or not len(table) or "indicator" not in table:
+        return set()
+    mine = table[table["unit"].astype(str) == str(unit)]
+    hidden = pd.Series(False, index=mine.index)
+    if "suppressed" in mine:
+        counted = mine["n"].notna() if "n" in mine else pd.Series(False, index=mine.index)
+        hidden |= mine["suppressed"].fillna(False).astype(bool) & ~counted
+    if "n_band" in mine:
+        hidden |= mine["n_band"].fillna("").astype(str) != ""
+    return set(mine.loc[hidden, "indicator"].astype(str))
+
+
+def _period_text(row, which: str, withheld: set[str], lang: str) -> str:
+    """A period's value with the counts it rests on, as the other tables show them: a share with its events and
+    cycles ("25.0% (1/4)"), any other value with its n ("42.0 (n = 7)"); withheld where the unit's count is."""
+    value = getattr(row, which)
+    if pd.isna(value):
+        return format_value(value, row.kind, lang)
+    if str(row.indicator) in withheld:
+        return t("report.withheld_marker", lang)
+    n = getattr(row, f"n_{which}", None)
+    events = getattr(row, f"events_{which}", None)
+    if n is None or pd.isna(n):
+        return format_value(value, row.kind, lang)
+    if events is not None and pd.notna(events):
+        counts = t("meeting.events_of", lang, events=fmt_int(events, lang), n=fmt_int(n, lang))
+    else:
+        counts = t("meeting.n_of", lang, n=fmt_int(n, lang))
+    return f"{format_value(value, row.kind, lang)} ({counts})"
 
 
 def _change_amount(value: float, kind: str, lang: str) -> str:

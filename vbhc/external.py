@@ -202,11 +202,12 @@ class ExternalImport:
 
 # --------------------------------------------------------------------------------------------- reading
 def _records(
-    data: bytes, file: str
+    data: bytes, file: str, required: Sequence[str] = (), not_read: list[str] | None = None
 ) -> tuple[str | None, list[tuple[int, list[str]]], list[Problem], dict[tuple[int, int], str]]:
     """(sheet, rows as text with the row numbers a person sees, the file's problems, and the number format of
     each number cell that may show another text than its number by (row, column position)) of a CSV or XLSX
-    file (vbhc.ingest.read.shown_cell)."""
+    file (vbhc.ingest.read.shown_cell). `required`: the header's columns, which decide a CSV's separator and tell
+    a workbook's other sheet of figures (refused) from a sheet of notes, whose name goes to `not_read`."""
 
     def refuse(rule: str, sheet: str | None = None, row: int | None = None, column: str | None = None):
         return None, [], [Problem(file, sheet, row, column, None, rule)], {}
@@ -225,7 +226,14 @@ def _records(
         from openpyxl import load_workbook
 
         from vbhc.ingest.layout import excel_unescape, same_sheet_names, sheet_layout
-        from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, sheet_rows, shown_cell
+        from vbhc.ingest.read import (
+            DamagedRow,
+            _check_xlsx_container,
+            format_hides,
+            sheet_looks_like_table,
+            sheet_rows,
+            shown_cell,
+        )
 
         why = _check_xlsx_container(io.BytesIO(data))
         if why is not None:
@@ -246,6 +254,14 @@ def _records(
             ws = wb[titles[sheet]]
             if getattr(ws, "sheet_state", "visible") != "visible":  # the one sheet read is one no reader sees
                 return refuse(Rule("read.sheet_hidden"), sheet=sheet)
+            # the other sheets are not read: one of figures is refused naming it (its rows would silently not be
+            # imported), one of notes (a feedback file's explanation, a legend) is named in the summary
+            for other in (name for name in titles if name != sheet):
+                header = sheet_looks_like_table(wb[titles[other]], required)
+                if header is not None:
+                    return refuse(Rule("read.other_sheet_has_rows", read=repr(sheet)), sheet=other, row=header)
+                if not_read is not None:
+                    not_read.append(other)
             # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
             layout = sheet_layout(io.BytesIO(data), titles[sheet])
             filled: list[list[int]] = []  # each row's filled positions, for the sheet's layout
@@ -308,12 +324,17 @@ def _records(
         return None, [], [Problem(file, None, 1, None, first, Rule("read.separator_directive_other"))], {}
     lines = text.splitlines()[int(directive) :]
     header = next((line for line in lines if line.strip()), "")
-    if not any(d in header for d in SEPARATORS):
-        # one field alone: a title or note above the table, whose header (the line with the most separators of
-        # the next few) decides the separator; read_table then refuses the rows above the header naming it
-        from vbhc.ingest.read import HEADER_SEARCH_ROWS
+    from vbhc.ingest.read import HEADER_SEARCH_ROWS
 
-        near = lines[: HEADER_SEARCH_ROWS + 1]
+    near = lines[: HEADER_SEARCH_ROWS + 1]
+    # the header decides the separator, not a title or note above it ('Terugkoppeling 2024', 'Export; registry
+    # H01; 2026'): the first of the next few lines that, split on a separator, names every required column; else
+    # a line without one (a title) gives way to the line with the most separators. read_table then refuses the
+    # rows above the header naming it (the title's own separator split the table's header wrongly)
+    named = next((line for line in near if _names_required(line, required)), None)
+    if named is not None:
+        header = named
+    elif not any(d in header for d in SEPARATORS):
         header = max(near, key=lambda line: max(line.count(d) for d in SEPARATORS), default=header)
     counts = {d: header.count(d) for d in SEPARATORS}
     best = max(counts.values())
@@ -341,6 +362,26 @@ def _records(
             return refuse(Rule("external.quote_not_closed"), row=start)
         return refuse(Rule("external.csv_malformed"), row=start)
     return None, rows, [], {}
+
+
+def _line(data: bytes, number: int) -> str:
+    """A CSV file's line `number` as written (a title above the header, named whole in its refusal)."""
+    lines = io.StringIO(data.decode("utf-8-sig", "replace"), newline="")
+    return next((line.strip().replace("\t", " ") for n, line in enumerate(lines, start=1) if n == number), "")
+
+
+def _names_required(line: str, required: Sequence[str]) -> bool:
+    """Whether the CSV line, split on one of the separators, names every one of the `required` columns."""
+    if not required:
+        return False
+    for delimiter in SEPARATORS:
+        try:
+            fields = next(csv.reader([line[: 1 << 20]], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        if set(required) <= {normalise_name(f) for f in fields}:
+            return True
+    return False
 
 
 class NumberCell(str):
@@ -371,13 +412,14 @@ def read_table(
     required: Sequence[str],
     numbers: Sequence[str],
     free_text: Sequence[str] = ("source",),
+    not_read: list[str] | None = None,
 ) -> tuple[list[tuple[int, dict[str, str]]], list[Problem], Callable[[int | None, str | None, str | None, str], None]]:
     """The rows of a CSV or XLSX file as {column: text} with their row numbers, after the checks every external
     file gets (size, shape, header, values under no column, formula-like text, and in every column but the
     numbers and `free_text` a code that reads as another: vbhc.ingest.problems.lookalike_character); raises
     ExternalRefused on the first kind of problem. Returns the records, the list later problems go to and the
-    function that adds one."""
-    sheet, rows, problems, formatted = _records(data, file)
+    function that adds one; a workbook's sheets of notes, not read, are named in `not_read`."""
+    sheet, rows, problems, formatted = _records(data, file, required, not_read)
     if problems:
         raise ExternalRefused(file, problems)
     rows = [(number, cells) for number, cells in rows if any(c.strip() for c in cells)]
@@ -391,11 +433,11 @@ def read_table(
     if not any(normalise_name(c) in columns for c in rows[0][1]):
         # a title or note above the table: refused naming it and the header's row (a note may say how to read
         # the values), where its first row was read as the header ('unknown column' for the title)
-        from vbhc.ingest.read import header_below
+        from vbhc.ingest.read import header_below, row_text
 
         below = header_below(iter(rows[1:]), rows[0][0], required)
         if below is not None:
-            text = next(c.strip() for c in rows[0][1] if c.strip())
+            text = row_text(rows[0][1]) if sheet else _line(data, rows[0][0]) or row_text(rows[0][1])
             rule = Rule("read.rows_above_header", header=below)
             raise ExternalRefused(file, [Problem(file, sheet, rows[0][0], None, short(text, 60), rule)])
     header_row, raw_header = rows[0]
@@ -459,10 +501,14 @@ def read_figures(
     catalog = catalog or default_catalog()
     data = source.read_bytes() if isinstance(source, Path) else bytes(source)
     file = file_name or (source.name if isinstance(source, Path) else "upload")
-    records, problems, problem = read_table(data, file, COLUMNS, REQUIRED_COLUMNS, NUMBER_COLUMNS)
+    not_read: list[str] = []
+    records, problems, problem = read_table(data, file, COLUMNS, REQUIRED_COLUMNS, NUMBER_COLUMNS, not_read=not_read)
     mark = _decimal_mark(records, problem)
     frame_rows = [_row(number, values, mark, catalog, problem) for number, values in records]
     warnings = _versions(records, catalog, problem, file)
+    if not_read:  # a feedback file's notes sheet: read the figures, say which sheets were not
+        names = ", ".join(repr(name) for name in not_read)
+        warnings.append(Rule("read.sheets_not_read", count=len(not_read), sheets=names))
     provenance = _provenance(records, problem)
     _duplicates(records, problem)
     _unit_case(records, problem)

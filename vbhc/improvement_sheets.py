@@ -53,7 +53,16 @@ from vbhc.ingest.problems import (
     shown_file,
     shown_value,
 )
-from vbhc.ingest.read import DamagedRow, _check_xlsx_container, format_hides, header_below, sheet_rows, shown_cell
+from vbhc.ingest.read import (
+    DamagedRow,
+    _check_xlsx_container,
+    format_hides,
+    header_below,
+    row_text,
+    sheet_looks_like_table,
+    sheet_rows,
+    shown_cell,
+)
 from vbhc.registry import unit_ids
 from vbhc.safety import FORMULA_TRIGGERS, neutralise_formula
 from vbhc.settings import max_upload_mb
@@ -183,6 +192,8 @@ class SheetImport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: int = 0
+    #: the workbook's other sheets, of notes (a sheet of this file's rows is refused): not read, said in the summary
+    not_read: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -276,8 +287,12 @@ def _plain(shown: str) -> str:
     return text
 
 
-def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[str, str]]], list[SheetProblem]]:
-    """The sheet's data rows as {column: text} with their Excel row numbers, or the problems that stop reading."""
+def _rows(
+    data: bytes, kind: ItemKind, file: str, not_read: list[str] | None = None
+) -> tuple[list[tuple[int, dict[str, str]]], list[SheetProblem]]:
+    """The sheet's data rows as {column: text} with their Excel row numbers, or the problems that stop reading.
+    The workbook's other sheets are not read: one holding rows of this kind is refused naming it (they would
+    silently not be imported), one of notes is named in `not_read`."""
     columns = _COLUMNS[kind]
     sheet = SHEETS[kind]
     expected = ", ".join(columns)
@@ -304,6 +319,13 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         ws = wb[title]
         if getattr(ws, "sheet_state", "visible") != "visible":  # the sheet read is one no reader sees
             return [], [problem(0, "", "", "sheet_hidden", sheet=sheet)]
+        for other in (name for name in wb.sheetnames if name != title):
+            header = sheet_looks_like_table(wb[other], [c for c in columns if c not in ("item_id", "version")])
+            if header is not None:
+                return [], [problem(header, "", "", "other_sheet_has_rows", sheet=repr(excel_unescape(other)),
+                                    read=repr(sheet))]  # fmt: skip
+            if not_read is not None:
+                not_read.append(excel_unescape(other))
         # the sheet's layout first: a shared string openpyxl reads otherwise than Excel shows it is read through it
         layout = sheet_layout(io.BytesIO(data), title)
         # the cells, not their values only: a number's format tells whether it shows another text (shown_cell)
@@ -334,7 +356,7 @@ def _rows(data: bytes, kind: ItemKind, file: str) -> tuple[list[tuple[int, dict[
         texts = ((n, [text for _, text, _ in cells]) for n, cells in enumerate(raw_rows, start=1))
         below = header_below(texts, first + 1, columns)
         if below is not None:
-            title = next(text.strip() for _, text, _ in raw_rows[first] if text.strip())
+            title = row_text([text for _, text, _ in raw_rows[first]])
             return [], [problem(first + 1, "", title, "rows_above_header", header=below)]
     if hiding:  # ;;; hides a value, #,##0, shows 1500 as 2: a reader does not read what would be imported
         names = [text.strip().lower() for _, text, _ in (raw_rows[first] if raw_rows else ())]
@@ -486,7 +508,8 @@ def _import(
 ) -> SheetImport:
     data = Path(source).read_bytes() if isinstance(source, Path) else bytes(source)
     file = file_name or (Path(source).name if isinstance(source, Path) else f"{SHEETS[kind]}.xlsx")
-    rows, problems = _rows(data, kind, file)
+    not_read: list[str] = []
+    rows, problems = _rows(data, kind, file, not_read)
     plan: list[Write] = []
     seen: set[str] = set()
     unchanged = 0
@@ -586,7 +609,7 @@ def _import(
             sha256=digest,
         )
         raise SheetRefused(file, problems)
-    outcome = SheetImport(file, unchanged=unchanged)
+    outcome = SheetImport(file, unchanged=unchanged, not_read=not_read)
 
     def record(conn: Connection, written: list[Any]) -> None:
         outcome.created = [item.item_id for item in written if item.version == 1]

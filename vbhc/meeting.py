@@ -41,6 +41,7 @@ __all__ = [
     "default_meeting_date",
     "result_as_of",
     "signals",
+    "since_date",
     "since_last_meeting",
     "windows",
 ]
@@ -51,9 +52,34 @@ ARROWS = {1: "↑", -1: "↓", 0: "→"}
 
 
 def default_meeting_date(today: dt.date | None = None) -> dt.date:
-    """The first day of the current month."""
+    """The first day of the current month (the sidebar's meeting date when none is chosen)."""
     today = today or dt.date.today()
     return today.replace(day=1)
+
+
+#: What the "since the last meeting" date is: the one chosen in the sidebar, the last recorded meeting, (none
+#: recorded) the start of the latest period with data, or (no data either) the first of this month
+SINCE_CHOSEN, SINCE_RECORDED, SINCE_DATA, SINCE_MONTH = "chosen", "recorded", "data", "month"
+
+
+def since_date(
+    chosen: dt.date | None,
+    recorded: dt.date | None,
+    until: pd.Timestamp | dt.date | None,
+    comparison: str = "quarter",
+    today: dt.date | None = None,
+) -> tuple[dt.date, str]:
+    """The date "since the last meeting" compares with, and what it is (SINCE_*): the date the viewer chose (not
+    the sidebar's default, default_meeting_date), else the last recorded meeting, else the start of the latest
+    comparison period of the data (`until`: data_complete_until). Why: the first of this month lies after a
+    registry's last import more often than not, so nothing was ever new since it until a meeting was recorded."""
+    if chosen is not None and chosen != default_meeting_date(today):
+        return chosen, SINCE_CHOSEN
+    if recorded is not None:
+        return recorded, SINCE_RECORDED
+    if until is None or pd.isna(until):
+        return default_meeting_date(today), SINCE_MONTH
+    return windows(pd.Timestamp(until), comparison)[1].start, SINCE_DATA
 
 
 def data_complete_until(data: indicators.ConditionData, outcome_dates: pd.Series | None = None) -> pd.Timestamp:
@@ -188,6 +214,9 @@ def changes(
                 "label_nl": ind.label_nl,
                 "n_previous": a.size,
                 "n_current": b.size,
+                # the counts a yes/no share is made of, shown beside it (a share of four cycles reads otherwise)
+                "events_previous": float(a.sum()) if ind.kind in BINARY_KINDS else np.nan,
+                "events_current": float(b.sum()) if ind.kind in BINARY_KINDS else np.nan,
                 "previous": prev_v,
                 "current": cur_v,
                 "change": change,

@@ -394,7 +394,11 @@ def _import(lang: str) -> None:
         _flash(False, _refusal(exc, lang))
     else:
         counts = {k: fmt_int(len(v), lang) for k, v in (("created", done.created), ("updated", done.updated))}
-        _flash(True, t("agenda.imported", lang, file=done.file, unchanged=fmt_int(done.unchanged, lang), **counts))
+        said = t("agenda.imported", lang, file=done.file, unchanged=fmt_int(done.unchanged, lang), **counts)
+        if done.not_read:  # a notes sheet beside the rows: said, so no one wonders whether it was read
+            names = ", ".join(repr(name) for name in done.not_read)
+            said += " " + t("agenda.imported_not_read", lang, count=len(done.not_read), sheets=names)
+        _flash(True, said)
 
 
 def _record(lang: str) -> None:

@@ -143,9 +143,10 @@ def _discover_file(path: Path, report: ImportReport, limit: tuple[float, str]) -
         report.add(Problem(path.name, None, 1, None, first, Rule("read.separator_directive_other")))
         return []
     header_line = _first_line(path, skip=int(directive))
-    if separator is None and not any(d in header_line for d in _DELIMITERS):
-        # one field alone: a title or note above the table ('Kosten 2024'), whose header below decides the
-        # separator (else a ;-separated table under a title was split on ',' and told as having no header)
+    if separator is None:
+        # the header decides the separator, not a title or note above it ('Kosten 2024', 'Export; registry H01;
+        # 2026'): a ;-separated table under a title was split on ',' (or on the title's own separator) and told as
+        # having no header, or its table not known; the rows above the header are then refused naming it
         header_line = _separated_line(path, int(directive)) or header_line
     if separator is not None:  # the separator line decides, as in Excel: the header is split on it
         delimiter = separator
@@ -565,6 +566,30 @@ def header_below(rows: Iterator[tuple[int, list[str]]], first: int, required: Se
     return None
 
 
+def sheet_looks_like_table(ws, required: Sequence[str]) -> int | None:
+    """The row of a worksheet (openpyxl) among its first HEADER_SEARCH_ROWS that names at least half of a reader's
+    `required` columns: a sheet of the reader's data, which the reader does not read when it is not the sheet it
+    reads (refused naming it: rows a person put there would silently not be imported). None: a sheet of notes, a
+    legend or a copy of something else, which may be left unread (its name said in the summary)."""
+    wanted = set(required)
+    try:
+        for number, values in enumerate(ws.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True), start=1):
+            named = {normalise_name(str(v)) for v in values if v is not None} & wanted
+            if len(named) >= max(2, (len(wanted) + 1) // 2):
+                return number
+    except Exception:  # a sheet openpyxl cannot read is not read: it is named as such in the summary
+        return None
+    return None
+
+
+def row_text(fields: Sequence[str], separator: str | None = None) -> str:
+    """A row above a table's header as its reader wrote it, every filled field ('Export; registry H01; 2026', not
+    'Export' alone): the refusal names the title the person sees. `separator`: a CSV's (a sheet's cells are
+    joined by a space)."""
+    joint = f"{separator} " if separator in (",", ";") else " "
+    return joint.join(f.strip() for f in fields if f and f.strip())
+
+
 def _above_header(source: Source, row_no: int, fields: list[str], report: ImportReport) -> bool:
     """Whether the first filled row `row_no` names no column of the table while a header lies a few rows below it
     (header_below): a title or note above the table ('Kosten 2024', 'bedragen in duizenden euro's'). Such a row
@@ -581,7 +606,7 @@ def _above_header(source: Source, row_no: int, fields: list[str], report: Import
         records.close()
     if below is None:
         return False
-    text = next(f.strip() for f in fields if f.strip())
+    text = row_text(fields, source.delimiter if source.sheet is None else None)
     report.add(source.problem(Rule("read.rows_above_header", header=below), row_no, None, short(text, 60)))
     return True
 
