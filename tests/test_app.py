@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -446,3 +447,33 @@ def test_team_page_charts_ship_their_data_and_the_unit_on_reload(demo_db):
     check(at, _name(engine, "H01"))  # the charts show names, and mark the own unit by its name
     at.selectbox(key="unit_hospital").set_value("H03").run()  # drawn again from the cached specs
     check(at, _name(engine, "H03"))
+
+
+def test_a_views_since_last_meeting_judges_the_signals_on_the_charts_its_verdicts_drew(small_demo_db, monkeypatch):
+    """A view whose every-unit signals are not prepared yet (a year of a large registry: a server prepares them in
+    the background) shows "since the last meeting" with the unit's signals judged on the SPC charts the verdicts
+    drew (ui.data.unit_charts), not on each chart drawn a second time; the table is the one the prepared signals
+    give."""
+    from ui import data, render
+    from vbhc import indicators, meeting
+
+    query = {"lang": "en", "condition": "colorectal_cancer", "period": "2024"}
+    monkeypatch.setattr(
+        data,
+        "signals",
+        lambda condition, level, period, until=None: meeting.unit_signals(data.result(condition, level, period), until),
+    )
+    expected = [s.value for s in shown_tables(_run(_app(query), "views/condition_team.py"))]
+    monkeypatch.setattr(data, "signals", lambda *args, **kwargs: None)  # being prepared: the page judges its unit
+    render._spec_cache.clear()  # the table of the run above is kept per view: drawn again here
+    drawn: list[tuple] = []
+    draw = indicators.indicator_over_time
+    monkeypatch.setattr(
+        indicators, "indicator_over_time", lambda *args, **kwargs: drawn.append(args[1:3]) or draw(*args, **kwargs)
+    )
+    at = _run(_app(query), "views/condition_team.py")
+    assert drawn == []
+    shown = [s.value for s in shown_tables(at)]
+    assert len(shown) == len(expected) > 1
+    for got, want in zip(shown, expected, strict=True):
+        pd.testing.assert_frame_equal(got, want)

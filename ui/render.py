@@ -852,7 +852,13 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
         if as_of is None:
             before = meeting.result_as_of(result, when, only=indicators)
             return meeting.since_last_meeting(result, unit, when, comparison, before=before)
-        now = data.signals(result.condition, result.level, chosen.period)  # None: the unit's own are computed
+        now = data.signals(result.condition, result.level, chosen.period)
+        if now is None:
+            # every unit's signals are still being prepared (a year at 1,000,000 cycles): the unit's own from the
+            # SPC charts of the full view that the verdicts read (data.unit_charts, drawn once and shared), the
+            # same charts the stored signals are judged on, instead of drawing each chart a second time
+            charts = data.unit_charts(result.condition, result.level, chosen.period, (), unit)
+            now = {unit: meeting.signals(result, unit, charts=charts)}
         if as_of == chosen.period:  # no care cycle since the meeting: the view then is the view now
             before = _only(result, only)
             return meeting.since_last_meeting(result, unit, when, comparison, before=before, now=now, unchanged=True)
