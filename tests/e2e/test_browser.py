@@ -144,9 +144,11 @@ class Runs:
         """Wait for the runs asked for since the last settle to finish; returns whether there were any.
 
         With `asked_within_ms` (an action that always asks for a run), look that long for its request: on a loaded
-        machine the browser may be slow to send it. Without it (an action that may ask for none), ask the page once
-        it has handled the action how many frames it has sent, and wait until this watcher has read as many: then
-        a request not among them was not made."""
+        machine the browser may be slow to send it; none by then, the page is asked as below, and False means the
+        action's click was lost (the page sent nothing, so nothing was written: the caller clicks again,
+        tests.e2e.test_pages.click_for_a_run). Without it (an action that may ask for none), ask the page once it has
+        handled the action how many frames it has sent, and wait until this watcher has read as many: then a
+        request not among them was not made."""
         requested, started, _ = self.mark
         step = 10
         if asked_within_ms is None:
@@ -156,7 +158,9 @@ class Runs:
             waited = 0
             while self.requested == requested and self.started == started:
                 if waited >= asked_within_ms:
-                    return False
+                    if not self._asked_on_the_socket(page, requested, started):
+                        return False
+                    break
                 page.wait_for_timeout(step)
                 waited += step
         deadline = RUN_TIMEOUT_MS
@@ -444,4 +448,32 @@ def test_the_run_watcher_goes_on_once_the_page_is_idle_after_a_missed_end_of_a_r
     choose(page, "Aandoening", "Hartfalen")
     assert watcher.settle(page) is True, watcher.now()
     expect(page.get_by_role("combobox", name="Aandoening", exact=True)).to_have_value("Hartfalen")
+    assert_no_exception(page)
+
+
+#: Swallows the page's next click on anything (stopped before Streamlit's handlers see it, its default prevented), as
+#: a loaded page once lost a form's submit; counts every click that reaches the document.
+LOSE_THE_NEXT_CLICK = """() => {
+    window.__vbhcClicks = 0;
+    document.addEventListener('click', () => { window.__vbhcClicks += 1; }, {capture: true});
+    document.addEventListener('click', e => { e.stopImmediatePropagation(); e.preventDefault(); },
+        {capture: true, once: true});
+}"""
+
+
+def test_a_click_that_asked_for_no_run_is_made_again(page: Page, app_url: str, monkeypatch) -> None:
+    """A click that must ask for a script run and asked for none (lost: nothing was sent, nothing written) is told
+    apart by the run watcher (settle says no run was asked) and made again (test_pages.click_for_a_run): the
+    language switch whose first click is swallowed still switches, after two clicks."""
+    from tests.e2e import test_pages
+
+    monkeypatch.setattr(test_pages, "RUN_ASKED_MS", 1_000)  # the lost click's wait, short here
+    open_app(page, f"{app_url}/methods?lang=en", "Methods")
+    runs(page).mark = runs(page).now()
+    page.evaluate(LOSE_THE_NEXT_CLICK)
+    switch = page.get_by_test_id("stSidebar").get_by_text("Nederlands", exact=True)
+    test_pages.click_for_a_run(page, switch, "language")
+    assert page.evaluate("() => window.__vbhcClicks") == 2
+    expect(title(page)).to_have_text("Methoden", timeout=SETTLED_MS)
+    assert parse_qs(urlparse(page.url).query)["lang"] == ["nl"], page.url
     assert_no_exception(page)
