@@ -359,9 +359,11 @@ def test_deep_link_as_first_request_after_server_start(page: Page, fresh_app_url
 def test_bad_upload_is_refused_with_a_problem_table(page: Page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
     bad = tmp_path / "care_cycles.csv"
     bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
+    from tests.e2e.test_pages import upload_and_click  # test_pages reads this module
+
     open_app(page, f"{app_url}/data", "Data")
-    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(bad)
-    page.get_by_role("button", name="Import", exact=True).click()
+    uploader = page.locator(".st-key-upload_files").locator("input[type=file]")
+    upload_and_click(page, uploader, bad, page.get_by_role("button", name="Import", exact=True), "import")
 
     error = page.get_by_test_id("stAlertContentError")
     expect(error).to_contain_text(

@@ -119,6 +119,16 @@ def click_for_a_run(page: Page, target: Locator, where: str) -> None:
     raise AssertionError(f"{where}: {CLICK_TRIES} clicks on {target} asked for no script run")
 
 
+def upload_and_click(page: Page, uploader: Locator, files: Path | list, button: Locator, where: str) -> None:
+    """Give a file uploader its files, wait for the run the upload asks for, then click `button` (an import) until
+    its click asks for a run: clicked while the upload's run still drew the page, the click could be lost, and the
+    test waited a minute for a message that never came."""
+    runs(page).mark = runs(page).now()
+    uploader.set_input_files(files)
+    settle(page, asks_for_a_run=True)
+    click_for_a_run(page, button, where)
+
+
 def main(page: Page) -> Locator:
     return page.get_by_test_id("stMain")
 
