@@ -94,6 +94,7 @@ class Runs:
 
     def __init__(self) -> None:
         self.requested = self.started = self.finished = 0
+        self.files_asked = 0  # deferred downloads the page asked the server to build (BackMsg backend_operation)
         self.sent = 0  # frames the page sent on the current socket, as read here
         self.mark = (0, 0, 0)
         self.socket = None
@@ -121,8 +122,11 @@ class Runs:
             msg = BackMsg()
             with contextlib.suppress(Exception):
                 msg.ParseFromString(payload)
-                if msg.WhichOneof("type") == "rerun_script":
+                kind = msg.WhichOneof("type")
+                if kind == "rerun_script":
                     self.requested += 1
+                elif kind == "backend_operation_request" and msg.backend_operation_request.HasField("deferred_file"):
+                    self.files_asked += 1
 
     def _received(self, payload: bytes | str) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -194,6 +198,11 @@ class Runs:
         input and every frame it sent on the socket has reached this watcher."""
         if self.requested != requested or self.started != started:
             return True
+        self.read_every_sent_frame(page)
+        return self.requested != requested or self.started != started
+
+    def read_every_sent_frame(self, page: Page) -> None:
+        """Return once the page has handled the last input and this watcher has read every frame it sent."""
         sent = page.evaluate(SENT_FRAMES_AFTER_INPUT)
         waited = 0
         while self.sent < sent:  # the frames' events come through the browser's protocol, a little later
@@ -201,7 +210,6 @@ class Runs:
                 raise AssertionError(f"the page sent {sent} frames on its socket, the watcher read {self.sent}")
             page.wait_for_timeout(10)
             waited += 10
-        return self.requested != requested or self.started != started
 
     @staticmethod
     def _idle(page: Page) -> bool:
@@ -398,6 +406,7 @@ def test_tables_offer_only_the_audited_download(page: Page, app_url: str, tmp_pa
     saved = tmp_path / "batches.csv"
     download.value.save_as(saved)
     assert download.value.suggested_filename == "vbhc-import-batches.csv"
+    assert runs(page).files_asked == 1  # the run watcher reads the page's request for the file (Exports.take)
     content = saved.read_bytes()
     assert content.startswith(b"\xef\xbb\xbffile_name,") and b"care_cycles.csv" in content
     assert_no_exception(page)

@@ -103,6 +103,8 @@ def settle(page: Page, *, asks_for_a_run: bool = False) -> bool:
 
 #: how long an action that always asks for a script run may take to ask (a loaded 2-core CI machine)
 RUN_ASKED_MS = 15_000
+#: how long a file the server was asked for may take to build once the first wait ran out (a loaded machine)
+DOWNLOAD_BUILT_MS = 2 * RUN_TIMEOUT_MS
 #: how often a click that must ask for a script run is made before the test fails
 CLICK_TRIES = 3
 
@@ -207,8 +209,14 @@ class Exports:
         self.files: list[tuple[str, str, str, str | None]] = []  # (where, file name, sha256, audited as)
 
     def take(self, page: Page, button: Locator, where: str, what: str | None = None) -> str:
+        """Click a download button and check its file. A click that asked the server for no file (lost while the
+        browser was busy) is made again; a file asked for is awaited, not asked for again: a second click built it a
+        second time beside the first (the quality directorate's all-conditions workbook, over 20 s on a loaded
+        machine, was built three times and the walk failed)."""
         label = button.inner_text().strip()
-        for attempt in range(3):  # a click while the browser is busy can get lost: click again, not forever
+        watcher = runs(page)
+        for attempt in range(3):
+            asked = watcher.files_asked
             try:
                 with page.expect_download(timeout=RUN_TIMEOUT_MS // 3) as info:
                     if attempt == 0:
@@ -218,8 +226,15 @@ class Exports:
                 download = info.value
                 break
             except PlaywrightTimeoutError as error:
+                watcher.read_every_sent_frame(page)
+                if watcher.files_asked > asked:  # being built: wait for it
+                    try:
+                        download = page.wait_for_event("download", timeout=DOWNLOAD_BUILT_MS)
+                        break
+                    except PlaywrightTimeoutError as late:
+                        raise AssertionError(f"{where}: {label!r} gave no file in {DOWNLOAD_BUILT_MS} ms") from late
                 if attempt == 2:
-                    raise AssertionError(f"{where}: {label!r} gave no file") from error
+                    raise AssertionError(f"{where}: {label!r} asked for no file") from error
         name = download.suggested_filename
         suffix = Path(name).suffix
         assert suffix in self.MAGIC, f"{where}: unexpected file {name!r}"
