@@ -480,6 +480,8 @@ def test_every_overview_button_opens_its_condition_team(page: Page, app_url: str
         settle(page)
         shown = combobox(page, "filter.indicator", lang).input_value()
         assert shown in indicator_labels(condition, lang), (condition, shown)
+        if condition == conditions[-1]:
+            break  # every button clicked: no need to go back
         nav_link(page, "", lang).click()
         wait_for_title(page, t("app.title", lang))
         page.locator(f".st-key-open_{conditions[-1]} button:visible").first.wait_for(timeout=RUN_TIMEOUT_MS)
@@ -605,7 +607,9 @@ def _walk(
     for slug in ROLE_PAGES[role]:
         where = f"{role}/{lang}/{slug or 'overview'}"
         close_lists(page)
-        if PAGES[slug]:
+        if slug == "" and role != "admin" and _shows(page, slug, lang):
+            pass  # the overview the walk starts on: its link is clicked at the walk's end (a click now drew it again)
+        elif PAGES[slug]:
             nav_link(page, slug, lang).click()
             wait_for_title(page, t(PAGES[slug], lang))
         else:
@@ -650,6 +654,17 @@ def _walk(
         assert_clean(page)
     if exports is not None:
         exports.assert_audited()
+
+
+def _shows(page: Page, slug: str, lang: str) -> bool:
+    """Whether the page shown, once the runs asked for have finished, is `slug` (a page with a title of its own)."""
+    settle(page)
+    heading = title(page)
+    return (
+        urlparse(page.url).path == ("/" if slug == "" else f"/{slug}")
+        and heading.count() > 0
+        and heading.inner_text().strip() == t(PAGES[slug], lang)
+    )
 
 
 def _sidebar_filters_in_turn(page: Page, role: str, lang: str) -> str:
@@ -702,11 +717,12 @@ def test_local_mode_every_page_photographed_and_its_filters(
     rows, the admin's the Data page's import as the registry's administrator. Using them here too cost ~40 s of CPU
     per language (the Dutch walk left them first) for no control that those walks do not use."""
     app = _servers[0]
-    page.goto(f"{app.url}/?lang={lang}")
-    title(page).wait_for(timeout=RUN_TIMEOUT_MS)
+    # the condition whose team has the demo's improvement history (targets, actions, an action's before/after chart),
+    # from the address, as a shared link gives it (the English walk changes the condition box with the other filters)
+    page.goto(f"{app.url}/?lang={lang}&condition=colorectal_cancer")
+    wait_for_title(page, t("app.title", lang))
     settle(page)
-    # the condition whose team has the demo's improvement history (targets, actions, an action's before/after chart)
-    choose(page, "filter.condition", lang, CATALOG.conditions["colorectal_cancer"].label(lang))
+    expect(combobox(page, "filter.condition", lang)).to_have_value(CATALOG.conditions["colorectal_cancer"].label(lang))
     shots = Shots(artifacts, lang)
     _walk(page, "local", lang, Exports(app.database_url, tmp_path), shots, controls=False)
     if lang == "en":
