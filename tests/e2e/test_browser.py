@@ -94,6 +94,7 @@ class Runs:
 
     def __init__(self) -> None:
         self.requested = self.started = self.finished = 0
+        self.files_asked = 0  # deferred downloads the page asked the server to build (BackMsg backend_operation)
         self.sent = 0  # frames the page sent on the current socket, as read here
         self.mark = (0, 0, 0)
         self.socket = None
@@ -121,8 +122,11 @@ class Runs:
             msg = BackMsg()
             with contextlib.suppress(Exception):
                 msg.ParseFromString(payload)
-                if msg.WhichOneof("type") == "rerun_script":
+                kind = msg.WhichOneof("type")
+                if kind == "rerun_script":
                     self.requested += 1
+                elif kind == "backend_operation_request" and msg.backend_operation_request.HasField("deferred_file"):
+                    self.files_asked += 1
 
     def _received(self, payload: bytes | str) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -144,9 +148,11 @@ class Runs:
         """Wait for the runs asked for since the last settle to finish; returns whether there were any.
 
         With `asked_within_ms` (an action that always asks for a run), look that long for its request: on a loaded
-        machine the browser may be slow to send it. Without it (an action that may ask for none), ask the page once
-        it has handled the action how many frames it has sent, and wait until this watcher has read as many: then
-        a request not among them was not made."""
+        machine the browser may be slow to send it; none by then, the page is asked as below, and False means the
+        action's click was lost (the page sent nothing, so nothing was written: the caller clicks again,
+        tests.e2e.test_pages.click_for_a_run). Without it (an action that may ask for none), ask the page once it has
+        handled the action how many frames it has sent, and wait until this watcher has read as many: then a
+        request not among them was not made."""
         requested, started, _ = self.mark
         step = 10
         if asked_within_ms is None:
@@ -156,7 +162,9 @@ class Runs:
             waited = 0
             while self.requested == requested and self.started == started:
                 if waited >= asked_within_ms:
-                    return False
+                    if not self._asked_on_the_socket(page, requested, started):
+                        return False
+                    break
                 page.wait_for_timeout(step)
                 waited += step
         deadline = RUN_TIMEOUT_MS
@@ -190,6 +198,11 @@ class Runs:
         input and every frame it sent on the socket has reached this watcher."""
         if self.requested != requested or self.started != started:
             return True
+        self.read_every_sent_frame(page)
+        return self.requested != requested or self.started != started
+
+    def read_every_sent_frame(self, page: Page) -> None:
+        """Return once the page has handled the last input and this watcher has read every frame it sent."""
         sent = page.evaluate(SENT_FRAMES_AFTER_INPUT)
         waited = 0
         while self.sent < sent:  # the frames' events come through the browser's protocol, a little later
@@ -197,7 +210,6 @@ class Runs:
                 raise AssertionError(f"the page sent {sent} frames on its socket, the watcher read {self.sent}")
             page.wait_for_timeout(10)
             waited += 10
-        return self.requested != requested or self.started != started
 
     @staticmethod
     def _idle(page: Page) -> bool:
@@ -355,9 +367,11 @@ def test_deep_link_as_first_request_after_server_start(page: Page, fresh_app_url
 def test_bad_upload_is_refused_with_a_problem_table(page: Page, app_url: str, artifacts: Path, tmp_path: Path) -> None:
     bad = tmp_path / "care_cycles.csv"
     bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
+    from tests.e2e.test_pages import upload_and_click  # test_pages reads this module
+
     open_app(page, f"{app_url}/data", "Data")
-    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(bad)
-    page.get_by_role("button", name="Import", exact=True).click()
+    uploader = page.locator(".st-key-upload_files").locator("input[type=file]")
+    upload_and_click(page, uploader, bad, page.get_by_role("button", name="Import", exact=True), "import")
 
     error = page.get_by_test_id("stAlertContentError")
     expect(error).to_contain_text(
@@ -392,6 +406,7 @@ def test_tables_offer_only_the_audited_download(page: Page, app_url: str, tmp_pa
     saved = tmp_path / "batches.csv"
     download.value.save_as(saved)
     assert download.value.suggested_filename == "vbhc-import-batches.csv"
+    assert runs(page).files_asked == 1  # the run watcher reads the page's request for the file (Exports.take)
     content = saved.read_bytes()
     assert content.startswith(b"\xef\xbb\xbffile_name,") and b"care_cycles.csv" in content
     assert_no_exception(page)
@@ -444,4 +459,32 @@ def test_the_run_watcher_goes_on_once_the_page_is_idle_after_a_missed_end_of_a_r
     choose(page, "Aandoening", "Hartfalen")
     assert watcher.settle(page) is True, watcher.now()
     expect(page.get_by_role("combobox", name="Aandoening", exact=True)).to_have_value("Hartfalen")
+    assert_no_exception(page)
+
+
+#: Swallows the page's next click on anything (stopped before Streamlit's handlers see it, its default prevented), as
+#: a loaded page once lost a form's submit; counts every click that reaches the document.
+LOSE_THE_NEXT_CLICK = """() => {
+    window.__vbhcClicks = 0;
+    document.addEventListener('click', () => { window.__vbhcClicks += 1; }, {capture: true});
+    document.addEventListener('click', e => { e.stopImmediatePropagation(); e.preventDefault(); },
+        {capture: true, once: true});
+}"""
+
+
+def test_a_click_that_asked_for_no_run_is_made_again(page: Page, app_url: str, monkeypatch) -> None:
+    """A click that must ask for a script run and asked for none (lost: nothing was sent, nothing written) is told
+    apart by the run watcher (settle says no run was asked) and made again (test_pages.click_for_a_run): the
+    language switch whose first click is swallowed still switches, after two clicks."""
+    from tests.e2e import test_pages
+
+    monkeypatch.setattr(test_pages, "RUN_ASKED_MS", 1_000)  # the lost click's wait, short here
+    open_app(page, f"{app_url}/methods?lang=en", "Methods")
+    runs(page).mark = runs(page).now()
+    page.evaluate(LOSE_THE_NEXT_CLICK)
+    switch = page.get_by_test_id("stSidebar").get_by_text("Nederlands", exact=True)
+    test_pages.click_for_a_run(page, switch, "language")
+    assert page.evaluate("() => window.__vbhcClicks") == 2
+    expect(title(page)).to_have_text("Methoden", timeout=SETTLED_MS)
+    assert parse_qs(urlparse(page.url).query)["lang"] == ["nl"], page.url
     assert_no_exception(page)

@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import StreamlitServer, signed_in_server
 from tests.e2e.test_browser import RUN_TIMEOUT_MS, assert_no_exception, wait_for_run, wait_for_title
+from tests.e2e.test_pages import upload_and_click
 from tests.e2e.test_sign_in import sign_in
 
 pytestmark = pytest.mark.browser
@@ -109,8 +110,8 @@ def test_quality_imports_national_figures_and_the_team_page_and_reports_name_the
     # the Data page: the national registry's feedback, imported by the quality directorate
     page.goto(f"{server.url}/data")
     wait_for_title(page, "Data")
-    page.locator(".st-key-external_upload").locator("input[type=file]").set_input_files(figures)
-    page.get_by_role("button", name="Import figures", exact=True).click()
+    uploader = page.locator(".st-key-external_upload").locator("input[type=file]")
+    upload_and_click(page, uploader, figures, page.get_by_role("button", name="Import figures", exact=True), "import")
     expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text(figures.name, timeout=RUN_TIMEOUT_MS)
     wait_for_run(page)
     _no_traceback(page)

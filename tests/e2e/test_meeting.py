@@ -29,7 +29,16 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.conftest import PROJECT_ROOT, StreamlitServer, demo_files
 from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, wait_for_charts, wait_for_title
-from tests.e2e.test_pages import OWN, assert_clean, close_lists, main, set_date, settle, team_title
+from tests.e2e.test_pages import (
+    OWN,
+    assert_clean,
+    click_for_a_run,
+    close_lists,
+    main,
+    set_date,
+    settle,
+    team_title,
+)
 from vbhc import action_effect, improvement, minutes
 from vbhc.access import Role, Scope, Viewer
 from vbhc.catalog import default_catalog
@@ -158,8 +167,8 @@ def _click_in_list(page: Page, box: Locator, option: Locator) -> None:
 
 
 def _submit(page: Page, scope: Locator, key: str) -> None:
-    scope.get_by_role("button", name=t(key, LANG), exact=True).click()
-    settle(page, asks_for_a_run=True)
+    """Submit a form: its button clicked until the click asks for a script run (a lost click wrote nothing)."""
+    click_for_a_run(page, scope.get_by_role("button", name=t(key, LANG), exact=True), key)
     assert_clean(page)
 
 

@@ -75,8 +75,10 @@ def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_
     bad.write_text(BAD_CARE_CYCLES, encoding="utf-8")
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
     wait_for_title(page, "Data")
-    page.locator(".st-key-upload_files").locator("input[type=file]").set_input_files(bad)
-    page.get_by_role("button", name="Import", exact=True).click()
+    from tests.e2e.test_pages import upload_and_click  # test_pages signs in with this module's sign_in
+
+    uploader = page.locator(".st-key-upload_files").locator("input[type=file]")
+    upload_and_click(page, uploader, bad, page.get_by_role("button", name="Import", exact=True), "import")
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text("Not imported:", timeout=RUN_TIMEOUT_MS)
     events = audit_events(signed_app.database_url)
     refused = events[(events["action"] == "import_refused") & (events["user_id"] == "quality@example.org")]
