@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, case, func, inspect, null, select
+from sqlalchemy import Engine, Select, func, inspect, null, select
 
 from vbhc import models
 from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
@@ -143,24 +143,14 @@ def care_cycles(
     engine: Engine | None = None,
 ) -> pd.DataFrame:
     """One row per care cycle with its case-mix; only the case-mix columns the condition uses."""
-    query = select(*_cycle_columns(condition)).where(*_cycle_filter(condition, hospitals, departments, period))
-    return _cycle_dtypes(_read(query.order_by(models.CareCycle.cycle_id), engine), condition)
-
-
-def _cycle_columns(condition: str | None) -> list:
-    """The care cycle columns care_cycles reads: the keys, the index date, the treatment and the case-mix."""
     c = models.CareCycle
+    casemix = (
+        list(default_catalog().condition(condition).casemix_names) if condition is not None else list(STORED_CASEMIX)
+    )
     columns = [c.cycle_id, c.patient_id, c.condition, c.hospital, c.department, c.index_date, c.treatment]
-    return columns + [getattr(c, name) for name in _casemix_names(condition)]
-
-
-def _casemix_names(condition: str | None) -> list[str]:
-    return list(default_catalog().condition(condition).casemix_names) if condition is not None else list(STORED_CASEMIX)
-
-
-def _cycle_dtypes(df: pd.DataFrame, condition: str | None) -> pd.DataFrame:
-    """care_cycles' types: dates, nullable integers, floats and categoricals in the catalog's codes."""
-    casemix = _casemix_names(condition)
+    columns += [getattr(c, name) for name in casemix]
+    query = select(*columns).where(*_cycle_filter(condition, hospitals, departments, period)).order_by(c.cycle_id)
+    df = _read(query, engine)
     df = _dates(df, ["index_date"])
     for name in casemix:
         kind = STORED_CASEMIX[name]
@@ -216,64 +206,7 @@ def outcomes_wide(
     period: str | Period | None = None,
     engine: Engine | None = None,
 ) -> pd.DataFrame:
-    """Care cycles with one column per clinical outcome of the condition (NaN = not recorded).
-
-    The database pivots the outcome rows (one row per cycle comes back instead of one per cycle and outcome: at
-    national scale tens of millions of rows fewer to read); the frame is the one pivoting the long rows in pandas
-    gives (_outcomes_wide_long), which is still used when the registry holds an outcome the catalog no longer names
-    for the condition (its column is then part of the frame as before)."""
-    filters = {"hospitals": hospitals, "departments": departments, "period": period}
-    cond = default_catalog().condition(condition)
-    dated = _dated_outcomes(cond)
-    o, c = models.ClinicalOutcome, models.CareCycle
-    known = [outcome.id for outcome in cond.outcomes]
-    labels = {ident: f"o{n}" for n, ident in enumerate(known)}  # outcome ids as bound values, never in the SQL text
-    pivot = [func.max(case((o.outcome == ident, o.value))).label(labels[ident]) for ident in known]
-    pivot += [func.max(case((o.outcome == ident, o.date))).label(f"d{n}") for n, ident in enumerate(dated)]
-    pivot.append(func.max(case((o.outcome.not_in(known), 1), else_=0)).label("other"))
-    per_cycle = (
-        _child_query(o, [o.cycle_id, *pivot], condition, hospitals, departments, period).group_by(o.cycle_id).subquery()
-    )
-    wanted = [per_cycle.c[labels[ident]] for ident in known] + [per_cycle.c[f"d{n}"] for n in range(len(dated))]
-    query = (
-        select(*_cycle_columns(condition), *wanted, per_cycle.c.other)
-        .outerjoin(per_cycle, per_cycle.c.cycle_id == c.cycle_id)
-        .where(*_cycle_filter(condition, hospitals, departments, period))
-        .order_by(c.cycle_id)
-    )
-
-    def compact(frame: pd.DataFrame) -> pd.DataFrame:
-        values = {labels[ident]: frame[labels[ident]].astype("float64") for ident in known}
-        dates = {f"d{n}": pd.to_datetime(frame[f"d{n}"]) for n in range(len(dated))}
-        return frame.assign(**values, **dates)
-
-    df = _read(query, engine, compact)
-    if df["other"].fillna(0).astype(bool).any():  # an outcome the catalog does not name: the long rows' columns
-        return _outcomes_wide_long(condition, engine=engine, **filters)
-    df = _cycle_dtypes(df.drop(columns="other"), condition)
-    # the columns in the order of the pivot of the long rows: the outcomes recorded (sorted), then the others
-    recorded = sorted(ident for ident in known if df[labels[ident]].notna().any())
-    order = recorded + [ident for ident in known if ident not in recorded]
-    df = df.rename(columns={labels[ident]: ident for ident in known})
-    df = df.rename(columns={f"d{n}": ident + EVENT_DATE_SUFFIX for n, ident in enumerate(dated)})
-    cycle_columns = [col for col in df.columns if col not in set(known) | {i + EVENT_DATE_SUFFIX for i in dated}]
-    return df[cycle_columns + order + [ident + EVENT_DATE_SUFFIX for ident in dated]]
-
-
-def _dated_outcomes(cond) -> list[str]:
-    """The outcomes whose date the indicators follow too (survival: death or last known alive), sorted."""
-    return sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome})
-
-
-def _outcomes_wide_long(
-    condition: str,
-    *,
-    hospitals: Sequence[str] | None = None,
-    departments: Sequence[str] | None = None,
-    period: str | Period | None = None,
-    engine: Engine | None = None,
-) -> pd.DataFrame:
-    """outcomes_wide from the long outcome rows, pivoted in pandas: every outcome stored for the condition."""
+    """Care cycles with one column per clinical outcome of the condition (NaN = not recorded)."""
     cycles = care_cycles(condition, hospitals=hospitals, departments=departments, period=period, engine=engine)
     long = clinical_outcomes(condition, hospitals=hospitals, departments=departments, period=period, engine=engine)
     wide = long.pivot(index="cycle_id", columns="outcome", values="value")
@@ -283,7 +216,7 @@ def _outcomes_wide_long(
         if outcome.id not in wide:
             wide[outcome.id] = float("nan")
     # survival indicators follow their outcome's date too (death or last known alive)
-    for ident in _dated_outcomes(cond):
+    for ident in sorted({i.outcome for i in cond.indicators if i.kind in SURVIVAL_KINDS and i.outcome}):
         dated = long[long["outcome"] == ident].set_index("cycle_id")["date"]
         wide[ident + EVENT_DATE_SUFFIX] = pd.to_datetime(dated.reindex(wide.index))
     return cycles.merge(wide, left_on="cycle_id", right_index=True, how="left")
