@@ -13,6 +13,14 @@ server's cluster is kept there too (data/bench/demo_<cycles>/postgresql), unless
 What the indicators read of the PROMs is compared in the same run: the item rows (one per answered item, scored
 in pandas) against the questionnaires the database pivots (one row per questionnaire, registry.prom_scores).
 --before times the indicator tables once more on the item rows (the code before the pivot), for the ratio.
+
+The engines for the heavy reads are compared first (--engines: only that): the exact per-unit aggregates of the
+clinical outcomes (cycles, sum, sum of squares per hospital) loaded into pandas and grouped there, grouped by the
+database, and grouped by DuckDB scanning the database, each checked against the database's. DuckDB is not a
+dependency: it runs when `duckdb` is installed and can load its sqlite or postgres scanner extension (DuckDB
+downloads those on first use from its own server, which a machine that reaches only the package registries cannot;
+a pip package of the extension, duckdb-extension-<name>-scanner, pinned to its DuckDB version, is loaded from its
+file), and says why not otherwise.
 """
 
 from __future__ import annotations
@@ -100,6 +108,124 @@ RESULT = {{"per_condition": per_condition, "table_rows": rows, "survival_rows": 
 """
 
 
+# the exact per-unit aggregates of the clinical outcomes (cycles, sum, sum of squares per condition, hospital and
+# outcome: what crude rates, means and their spread need), three ways: the rows loaded into pandas and grouped there,
+# grouped by the database (SQLAlchemy), grouped by DuckDB reading the database through its scanner extension
+CRUDE_PANDAS = """
+from vbhc import registry
+from vbhc.catalog import default_catalog
+from vbhc.store import get_engine
+engine = get_engine({url!r})
+rows = []
+for condition, cond in default_catalog().conditions.items():
+    wide = registry.outcomes_wide(condition, engine=engine)
+    hospital = wide["hospital"].astype(str)
+    for outcome in cond.outcomes:
+        y = wide[outcome.id]
+        part = y.notna()
+        grouped = y[part].groupby(hospital[part])
+        sums = grouped.agg(["count", "sum"]).join((y[part] ** 2).groupby(hospital[part]).sum().rename("sq"))
+        for h, r in sums.iterrows():
+            rows.append([condition, h, outcome.id, int(r["count"]), float(r["sum"]), float(r["sq"])])
+    del wide
+RESULT = {{"rows": rows}}
+"""
+
+CRUDE_DATABASE = """
+from sqlalchemy import func, select
+from vbhc import models
+from vbhc.store import get_engine
+o, c = models.ClinicalOutcome, models.CareCycle
+query = (
+    select(c.condition, c.hospital, o.outcome, func.count(o.value), func.sum(o.value), func.sum(o.value * o.value))
+    .join(c, c.cycle_id == o.cycle_id)
+    .group_by(c.condition, c.hospital, o.outcome)
+)
+with get_engine({url!r}).connect() as conn:
+    rows = [[a, b, d, int(n), float(s), float(q)] for a, b, d, n, s, q in conn.execute(query)]
+RESULT = {{"rows": rows}}
+"""
+
+CRUDE_DUCKDB = """
+import importlib.util, pathlib
+import duckdb
+from sqlalchemy import make_url
+url = make_url({url!r})
+con = duckdb.connect()
+scanner = "sqlite" if url.get_backend_name() == "sqlite" else "postgres"
+try:
+    con.execute(f"LOAD {{scanner}}")
+except duckdb.Error:  # not installed: DuckDB downloads it on first use; a packaged copy (pip) is loaded from its file
+    spec = importlib.util.find_spec(f"duckdb_extension_{{scanner}}_scanner")
+    if spec is None:
+        raise
+    found = next(pathlib.Path(spec.origin).parent.rglob("*.duckdb_extension"))
+    con.execute(f"LOAD '{{found}}'")
+if scanner == "sqlite":
+    source = url.database
+else:
+    q = url.query
+    where = f"host={{q.get('host', url.host)}} port={{q.get('port', url.port)}}"
+    source = f"dbname={{url.database}} user={{url.username}} {{where}}"
+quoted = source.replace("'", "''")  # ATTACH takes no bound parameters: a quoted literal
+con.execute(f"ATTACH '{{quoted}}' AS db (TYPE {{scanner}}, READ_ONLY)")
+rows = con.execute(
+    "SELECT c.condition, c.hospital, o.outcome, count(o.value), sum(o.value), sum(o.value * o.value) "
+    "FROM db.clinical_outcomes o JOIN db.care_cycles c ON c.cycle_id = o.cycle_id "
+    "GROUP BY c.condition, c.hospital, o.outcome"
+).fetchall()
+RESULT = {{"rows": [[a, b, d, int(n), float(s), float(q)] for a, b, d, n, s, q in rows], "duckdb": duckdb.__version__}}
+"""
+
+
+def _crude_rows(result: dict) -> dict[tuple[str, str, str], tuple[int, float, float]]:
+    return {(a, b, d): (n, s, q) for a, b, d, n, s, q in result["rows"]}
+
+
+def _same_sums(one: dict, other: dict) -> str:
+    """Whether two engines' per-unit aggregates agree: the same keys and counts, sums to 1e-12 relative (the order
+    floats are added in differs between engines)."""
+    if one.keys() != other.keys():
+        return f"DIFFERENT keys ({len(one.keys() ^ other.keys())} differ)"
+    worst = 0.0
+    for key, (n, s, q) in one.items():
+        n2, s2, q2 = other[key]
+        if n != n2:
+            return f"DIFFERENT count at {key}: {n} / {n2}"
+        for a, b in ((s, s2), (q, q2)):
+            worst = max(worst, abs(a - b) / max(abs(a), abs(b), 1e-300))
+    return (
+        f"equal ({len(one):,} unit x outcome rows; sums within {worst:.0e} relative)"
+        if worst <= 1e-12
+        else (f"DIFFERENT sums ({worst:.0e} relative)")
+    )
+
+
+def _crude_comparison(url: str, runs: int) -> None:
+    """Time the exact per-unit aggregates in pandas, in the database and in DuckDB, and check they agree."""
+    print("exact per-unit aggregates of the clinical outcomes (cycles, sum, sum of squares per hospital):")
+    pandas_s, pandas_mb, pandas_rows, loads = _median(CRUDE_PANDAS.format(url=url), runs)
+    print(f"  pandas (rows loaded, grouped in pandas): {pandas_s:.1f} s, peak {pandas_mb:,.0f} MB ({loads})")
+    db_s, db_mb, db_rows, loads = _median(CRUDE_DATABASE.format(url=url), runs)
+    reference = _crude_rows(db_rows)
+    print(
+        f"  the database (GROUP BY, SQLAlchemy): {db_s:.1f} s, peak {db_mb:,.0f} MB ({loads}); "
+        f"{pandas_s / db_s:.1f}x faster than pandas; pandas vs database: "
+        f"{_same_sums(reference, _crude_rows(pandas_rows))}"
+    )
+    try:
+        duck_s, duck_mb, duck_rows, loads = _median(CRUDE_DUCKDB.format(url=url), runs)
+    except SystemExit as error:  # DuckDB or its scanner extension cannot be had here
+        reason = [line for line in str(error).strip().splitlines() if "Error" in line or "Exception" in line]
+        print(f"  DuckDB: not run ({(reason or ['failed'])[-1][:200]})")
+        return
+    print(
+        f"  DuckDB {duck_rows['duckdb']} (scanning the database): {duck_s:.1f} s, peak {duck_mb:,.0f} MB ({loads}); "
+        f"{db_s / duck_s:.2f}x the database's speed; DuckDB vs database: "
+        f"{_same_sums(reference, _crude_rows(duck_rows))}"
+    )
+
+
 def _load() -> str:
     """The 1-minute load average, printed beside every figure (the machine is shared)."""
     return f"load {os.getloadavg()[0]:.1f}"
@@ -124,6 +250,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server to build the demo in (default: a private one)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each load (the median is printed)")
     parser.add_argument("--before", action="store_true", help="time the tables on the item rows too (slow)")
+    parser.add_argument(
+        "--engines", action="store_true", help="only the per-unit aggregates in pandas, the database and DuckDB"
+    )
     args = parser.parse_args()
     server = None
     if args.database == "sqlite":
@@ -139,6 +268,9 @@ def main() -> None:
 
 def _report(url: str, args: argparse.Namespace) -> None:
     print(f"{args.database}, {args.cycles:,} cycles, {args.level} level, median of {args.runs} run(s)")
+    _crude_comparison(url, args.runs)
+    if args.engines:
+        return
     load_s, load_mb, load, loads = _median(LOAD.format(url=url), args.runs)
     print(
         f"pandas load of cycles, outcomes, PROM items and cost lines: {load['rows']:,} rows in {load_s:.1f} s, "
