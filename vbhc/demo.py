@@ -1886,13 +1886,15 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     }
     if not followed:
         return None
-    cycles = pd.read_csv(out_dir / "care_cycles.csv", dtype={"cycle_id": str}, keep_default_na=True)
-    cycles = cycles[cycles["condition"].isin(list(followed))].reset_index(drop=True)
-    outcomes = pd.read_csv(out_dir / "clinical_outcomes.csv", dtype={"cycle_id": str})
-    mortality = outcomes[outcomes["outcome"].str.startswith("mortality")]
-    as_day = mortality["date"].map(lambda d: _day(date.fromisoformat(d)))
-    early_day = as_day[mortality["value"] == 1].groupby(mortality["cycle_id"]).min()
-    alive_until = as_day[mortality["value"] == 0].groupby(mortality["cycle_id"]).max()
+    # the files are read in chunks, and of the outcomes and PROM answers only each followed cycle's days are kept:
+    # a national registry's demo (10,000,000 cycles, 300,000,000 answer rows) does not fit in memory whole
+    cycles = pd.concat(
+        chunk[chunk["condition"].isin(list(followed))]
+        for chunk in pd.read_csv(
+            out_dir / "care_cycles.csv", dtype={"cycle_id": str}, keep_default_na=True, chunksize=_READ_ROWS
+        )
+    ).reset_index(drop=True)
+    early, alive_until, seen = _recorded_days(out_dir, pd.Index(cycles["cycle_id"]))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_FOLLOW_UP_STREAM,)))
     n = len(cycles)
     # draws for every cycle in file order, whatever its condition: the stream does not depend on the catalog
@@ -1921,17 +1923,15 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
             if p.condition == c.id:
                 lp[idx] += np.where(part["hospital"] == p.hospital, np.log(p.hazard_ratio), 0.0)
     # a later death comes after the mortality outcomes' windows the registry records as survived
-    survived = np.maximum(start + 30, cycles["cycle_id"].map(alive_until).fillna(0).to_numpy(float)).astype(np.int64)
+    survived = np.maximum(start + 30, alive_until)
     after = 1 + np.floor(u_time / (rate * np.exp(lp)) * DAYS_PER_YEAR).astype(np.int64)
     late = survived + after
     # and after the last day the files show the patient alive (a 12-month questionnaire answered, a long stay
     # ended): a death drawn before it comes as long after that day instead. A dead patient's questionnaire a
     # year later would be an impossible timeline; moving only these deaths, by the least, keeps the number of
     # deaths and the planted survival outlier as they were (redrawing the whole time from that day lost deaths)
-    seen = cycles["cycle_id"].map(_last_recorded_day(out_dir, outcomes)).fillna(0).to_numpy(float).astype(np.int64)
     late = np.where(late > seen, late, seen + after)
-    recorded = cycles["cycle_id"].map(early_day).to_numpy(float)
-    death = np.where(np.isfinite(recorded), recorded, late).astype(np.int64)
+    death = np.where(early < _NO_DAY, early, late)
     lost = u_lost < LOST_TO_FOLLOW_UP
     lost_day = start + np.floor(u_when * (_AS_OF_DAY - start)).astype(np.int64)
     end = np.where(lost, np.minimum(lost_day, _AS_OF_DAY), _AS_OF_DAY)
@@ -1951,13 +1951,43 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     return path
 
 
-def _last_recorded_day(out_dir: Path, outcomes: pd.DataFrame) -> pd.Series:
-    """Per cycle id, the last day (days since 1970) of a clinical outcome or PROM answer written for it: the
-    patient was alive then, so a death drawn for the vital status file comes later."""
-    days = [outcomes.groupby("cycle_id")["date"].max()]
+#: rows per chunk when the demo reads back its own files
+_READ_ROWS = 2_000_000
+#: no recorded death
+_NO_DAY = np.iinfo(np.int64).max
+
+
+def _recorded_days(out_dir: Path, cycles: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cycle of `cycles` (days since 1970): the first death a mortality outcome records (_NO_DAY: none), the
+    last day a mortality outcome records the patient alive (0: none), and the last day of any clinical outcome or
+    PROM answer written for it (0: none; the patient was alive then, so a death drawn for the vital status file
+    comes later). Read chunk by chunk, keeping only these three numbers per cycle."""
+    early = np.full(len(cycles), _NO_DAY, dtype=np.int64)
+    alive = np.zeros(len(cycles), dtype=np.int64)
+    seen = np.zeros(len(cycles), dtype=np.int64)
+
+    def days(iso: pd.Series) -> np.ndarray:
+        return (pd.to_datetime(iso, format="%Y-%m-%d").to_numpy().astype("datetime64[D]") - _EPOCH).astype(np.int64)
+
+    for chunk in pd.read_csv(
+        out_dir / "clinical_outcomes.csv",
+        usecols=["cycle_id", "outcome", "value", "date"],
+        dtype={"cycle_id": str},
+        chunksize=_READ_ROWS,
+    ):
+        at = cycles.get_indexer(chunk["cycle_id"])
+        chunk, at = chunk[at >= 0], at[at >= 0]
+        day = days(chunk["date"])
+        np.maximum.at(seen, at, day)
+        mortality = chunk["outcome"].str.startswith("mortality").to_numpy(bool)
+        value = pd.to_numeric(chunk["value"], errors="coerce").to_numpy(float)
+        died, lived = mortality & (value == 1), mortality & (value == 0)
+        np.minimum.at(early, at[died], day[died])
+        np.maximum.at(alive, at[lived], day[lived])
     proms = out_dir / "prom_responses.csv"
     if proms.exists():
-        answered = pd.read_csv(proms, usecols=["cycle_id", "completed_date"], dtype=str)
-        days.append(answered.groupby("cycle_id")["completed_date"].max())
-    last = pd.concat(days).groupby(level=0).max()  # ISO dates: the text order is the date order
-    return last.map(lambda d: _day(date.fromisoformat(d)))
+        for chunk in pd.read_csv(proms, usecols=["cycle_id", "completed_date"], dtype=str, chunksize=_READ_ROWS):
+            chunk = chunk.dropna(subset=["completed_date"])
+            at = cycles.get_indexer(chunk["cycle_id"])
+            np.maximum.at(seen, at[at >= 0], days(chunk["completed_date"])[at >= 0])
+    return early, alive, seen
