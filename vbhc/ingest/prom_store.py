@@ -294,7 +294,7 @@ class Packer:
         n = len(valid)
         if n == 0:
             return
-        c_codes, _ = pd.factorize(valid["cycle_id"])
+        c_codes, c_values = pd.factorize(valid["cycle_id"])
         i_codes, i_values = pd.factorize(valid["instrument"])
         t_codes, t_values = pd.factorize(valid["timepoint"])
         combined = (c_codes.astype(np.int64) * len(i_values) + i_codes) * len(t_values) + t_codes
@@ -323,9 +323,10 @@ class Packer:
         np.minimum.at(low, q[has], days[has])
         np.maximum.at(high, q[has], days[has])
         pieces = _Pieces(
-            valid["cycle_id"].to_numpy(dtype=object)[first],
-            valid["instrument"].to_numpy(dtype=object)[first],
-            valid["timepoint"].to_numpy(dtype=object)[first],
+            # each questionnaire's key from the distinct values: no Python object for every item row's text
+            _objects(c_values)[c_codes[first]],
+            _objects(i_values)[i_codes[first]],
+            _objects(t_values)[t_codes[first]],
             np.asarray(rows)[first].astype(np.int64),
             np.bincount(q, minlength=count),
             dated,
@@ -515,6 +516,11 @@ class _Pieces:
     def split_dates(self) -> np.ndarray:
         """Where a questionnaire's item rows give different completed dates (an empty one included)."""
         return (self.dated > 0) & ((self.low != self.high) | (self.dated < self.n_rows))
+
+
+def _objects(values) -> np.ndarray:
+    """Distinct values (pd.factorize's) as an array of Python objects."""
+    return np.asarray(pd.Index(values).to_numpy(dtype=object), dtype=object)
 
 
 def _iso_days(nanoseconds: np.ndarray, given: np.ndarray) -> np.ndarray:
