@@ -204,6 +204,77 @@ def test_a_refused_first_import_changes_no_row_and_says_what_the_staged_path_say
     assert after == before
 
 
+def _listed_apart(lines: list[str]) -> None:
+    """The first questionnaire's last item row moved to the file's end: the questionnaire is listed apart."""
+    key = lines[1].split(",")[:3]
+    last = max(i for i in range(1, len(lines)) if lines[i].split(",")[:3] == key)
+    lines.append(lines.pop(last))
+
+
+def _two_dates_over_a_border(lines: list[str]) -> None:
+    """A dated questionnaire that runs over a chunk's end gives a day later in the next chunk."""
+    import datetime as dt
+
+    border = next(
+        b
+        for b in range(CHUNK, len(lines) - 1, CHUNK)
+        if lines[b].split(",")[:3] == lines[b + 1].split(",")[:3] and lines[b + 1].split(",")[5]
+    )
+    cells = lines[border + 1].split(",")
+    cells[5] = (dt.date.fromisoformat(cells[5]) + dt.timedelta(days=1)).isoformat()
+    lines[border + 1] = ",".join(cells)
+
+
+@pytest.fixture
+def upserts(monkeypatch) -> list[str]:
+    """Each call of prom_store.upsert (the packed questionnaires' upsert), by the import's paths."""
+    from vbhc.ingest import prom_store
+
+    seen: list[str] = []
+    real = prom_store.upsert
+
+    def spy(*args, **options):
+        seen.append("upsert")
+        return real(*args, **options)
+
+    monkeypatch.setattr(prom_store, "upsert", spy)
+    return seen
+
+
+@pytest.mark.parametrize("mutate", [None, _listed_apart, _two_dates_over_a_border])
+def test_a_first_prom_import_writes_questionnaires_directly_as_the_staged_path_stores_them(
+    demo, engines, monkeypatch, tmp_path, upserts, mutate
+):
+    """SQLite's first PROM import writes each packed questionnaire straight into prom_questionnaires (no upsert),
+    a questionnaire over a chunk's end joined; one listed apart, or with two dates, is redone through the staged
+    path: the same rows, ids, counts and problems as the staged path either way."""
+    direct, staged = engines
+    base = [demo / n for n in FILES[:2]]
+    import_files(base, direct)
+    _staged(monkeypatch, lambda: import_files(base, staged))
+    lines = (demo / "prom_responses.csv").read_text(encoding="utf-8").splitlines()
+    if mutate is not None:
+        mutate(lines)
+    proms = tmp_path / "prom_responses.csv"
+    proms.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if mutate is _two_dates_over_a_border:
+        ours = _refused([proms], direct)
+        upserts.clear()
+        assert ours == _staged(monkeypatch, lambda: _refused([proms], staged))
+        assert len(ours) == 2 and "a questionnaire has one completed date" in ours[0][-1]
+        return
+    ours = import_files([proms], direct, chunk_rows=CHUNK)
+    assert upserts == ([] if mutate is None else ["upsert"])  # listed apart: the staged path's upsert
+    upserts.clear()
+    theirs = _staged(monkeypatch, lambda: import_files([proms], staged, chunk_rows=CHUNK))
+    assert upserts == ["upsert"]
+    assert _counts(ours) == _counts(theirs)
+    assert ours.sources[0].rows_inserted == len(lines) - 1
+    stored = _stored(direct)
+    assert stored == _stored(staged)
+    assert len(stored["prom_responses"]) == len(lines) - 1
+
+
 @pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_postgresql_stages_every_file(demo, direct_writes, engine):
     """The direct path is SQLite's: PostgreSQL loads with COPY into staging and checks references set-based."""

@@ -182,10 +182,11 @@ def test_one_bad_file_rolls_back_the_whole_batch(engine, registry):
     assert row_counts(engine) == dict.fromkeys(row_counts(engine), 0)
 
 
-@pytest.mark.parametrize("writer", ["prom_store.upsert", "insert_directly"])
+@pytest.mark.parametrize("writer", ["prom_store.upsert", "Packer.finish", "insert_directly"])
 def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch, writer):
-    """A failure after the PROM questionnaires are written (their upsert), or on SQLite's direct path of a first
-    import (insert_directly of the costs, after the PROMs), rolls back the whole batch."""
+    """A failure after the PROM questionnaires are written (their upsert on PostgreSQL; on SQLite's first import
+    the packed questionnaires' direct write, whose last one Packer.finish writes), or on SQLite's direct path of a
+    first import (insert_directly of the costs, after the PROMs), rolls back the whole batch."""
     import_files(registry[:2], engine)
     before = row_counts(engine)
     calls = []
@@ -198,6 +199,15 @@ def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypat
             raise RuntimeError("disk full")
 
         monkeypatch.setattr(prom_store, "upsert", explode_upsert)
+    elif writer == "Packer.finish":
+        real_finish = prom_store.Packer.finish
+
+        def explode_finish(packer):
+            real_finish(packer)  # every questionnaire is written (or staged), then the write fails
+            calls.append("prom_responses")
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(prom_store.Packer, "finish", explode_finish)
     else:
         real = ingest.stage.insert_directly
 
@@ -209,8 +219,10 @@ def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypat
             return result
 
         monkeypatch.setattr(ingest.stage, "insert_directly", explode)
-    if writer == "insert_directly" and engine.dialect.name != "sqlite":
-        import_files(registry[2:], engine)  # PostgreSQL stages every file: the direct path is SQLite's
+    # the direct paths are SQLite's (PostgreSQL stages every file); SQLite's first PROM import upserts nothing
+    sqlite = engine.dialect.name == "sqlite"
+    if not {"prom_store.upsert": not sqlite, "Packer.finish": True, "insert_directly": sqlite}[writer]:
+        import_files(registry[2:], engine)
         assert not calls
         return
     with pytest.raises(RuntimeError, match="disk full"):

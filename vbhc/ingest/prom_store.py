@@ -233,15 +233,32 @@ def upsert(
     return inserted, updated, unchanged
 
 
+class NeedsItemRows(Exception):
+    """Packing in memory met what only the item rows can name (two dates in one questionnaire, a questionnaire
+    listed apart on SQLite's direct write): the caller sends the file through the staging path instead."""
+
+
 class Packer:
-    """A PROM file's valid chunks packed in memory, one row per questionnaire of each chunk, into a temporary table
-    (PACKED): the fast path of a file alone of its table in the batch, which stages no item row.
+    """A PROM file's valid chunks packed in memory, one row per questionnaire: the fast path of a file alone of
+    its table in the batch, which stages no item row.
+
+    Two ways to write them:
+    - into a temporary table (PACKED), upserted afterwards answer by answer (prom_store.upsert);
+    - with `batch_id` (SQLite, prom_questionnaires empty: a first import), straight into prom_questionnaires under
+      that batch, with the ids the upsert would give (1, 2, ... in the order of the questionnaires' first rows).
+      Its unique key refuses a questionnaire listed apart (IntegrityError) and two dates in one questionnaire
+      raise NeedsItemRows: the caller takes these rows back (batch_id) and stages the file.
+
+    A questionnaire that runs over a chunk's end is held back and joined with the next chunk's first one, so only
+    a questionnaire listed apart is ever split. Each instrument's questionnaires are written with a statement of
+    its own answer columns only (a01 .. its last position): SQLite binds every parameter of every row, and the
+    demo's instruments use 6-30 of the 64 columns.
 
     Positions of new items are given in memory in the order of the file (written to prom_items by
     assign_positions once the file is read). What needs the item rows to be named (duplicate items, two dates in
     one questionnaire) sends the file through the staging path instead (vbhc.ingest.run), which names them."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, batch_id: int | None = None):
         self.conn = conn
         i = models.PromItem.__table__
         rows = conn.execute(select(i.c.instrument, i.c.item, i.c.position)).all()
@@ -251,8 +268,14 @@ class Packer:
             self.taken[instrument] = max(self.taken.get(instrument, 0), n)
         self.new: list[dict[str, object]] = []  # prom_items rows to write, in the order of the file
         self.too_many: set[str] = set()
+        self.batch_id = batch_id
+        self.next_id = 1  # the direct write's next questionnaire id (the table is empty)
+        self.answers_written = 0  # item rows the direct write stored
+        self.held: _Pieces | None = None  # the last questionnaire read, which the next chunk may continue
+        self._statements: dict[tuple[str, int], str] = {}
         self.pieces = packed_table("_pieces")
-        staging.create(conn, self.pieces)
+        if batch_id is None:
+            staging.create(conn, self.pieces)
 
     def _position(self, instrument: str, item: str) -> int:
         key = (instrument, item)
@@ -266,11 +289,12 @@ class Packer:
         return self.positions[key]
 
     def write(self, valid: pd.DataFrame, rows: np.ndarray) -> None:
-        """Pack one chunk's valid item rows (numbered by `rows`) and load them (staging.load's fast path)."""
+        """Pack one chunk's valid item rows (numbered by `rows`) and write its questionnaires, the last one held
+        back for the next chunk (finish writes it)."""
         n = len(valid)
         if n == 0:
             return
-        c_codes, _ = pd.factorize(valid["cycle_id"])
+        c_codes, c_values = pd.factorize(valid["cycle_id"])
         i_codes, i_values = pd.factorize(valid["instrument"])
         t_codes, t_values = pd.factorize(valid["timepoint"])
         combined = (c_codes.astype(np.int64) * len(i_values) + i_codes) * len(t_values) + t_codes
@@ -298,21 +322,113 @@ class Packer:
         high = np.full(count, np.iinfo(np.int64).min)
         np.minimum.at(low, q[has], days[has])
         np.maximum.at(high, q[has], days[has])
+        pieces = _Pieces(
+            # each questionnaire's key from the distinct values: no Python object for every item row's text
+            _objects(c_values)[c_codes[first]],
+            _objects(i_values)[i_codes[first]],
+            _objects(t_values)[t_codes[first]],
+            np.asarray(rows)[first].astype(np.int64),
+            np.bincount(q, minlength=count),
+            dated,
+            low,
+            high,
+            wide,
+        )
+        held, self.held = self.held, None
+        if held is not None:
+            if held.key(-1) == pieces.key(0):
+                pieces.absorb(held)
+            else:
+                self._emit(held)
+        self.held = pieces.take_last()
+        if len(pieces):
+            self._emit(pieces)
+
+    def finish(self) -> None:
+        """Write the questionnaire held back at the last chunk's end."""
+        held, self.held = self.held, None
+        if held is not None:
+            self._emit(held)
+
+    def _emit(self, pieces: _Pieces) -> None:
+        """Write packed questionnaires, one statement per instrument (its answer columns only)."""
+        direct = self.batch_id is not None
+        if direct and pieces.split_dates().any():
+            raise NeedsItemRows  # the staged path names the rows with different dates
+        ids = np.arange(self.next_id, self.next_id + len(pieces), dtype=np.int64)
+        if direct:
+            self.next_id += len(pieces)
+            self.answers_written += int(pieces.n_rows.sum())
+        if self.conn.dialect.name != "sqlite":  # PostgreSQL: one COPY of every column (empty fields cost little)
+            self._copy(pieces)
+            return
+        codes, instruments = pd.factorize(pieces.instrument)
+        for code, instrument in enumerate(instruments):
+            mine = np.flatnonzero(codes == code)
+            width = min(self.taken.get(str(instrument), 0), models.PROM_ANSWER_SLOTS)
+            answers = pieces.answers[mine, :width]
+            shown = answers.astype(object)
+            shown[np.isnan(answers)] = None
+            if direct:
+                dates = _iso_days(pieces.high[mine], pieces.dated[mine] > 0)
+                head = [ids[mine], pieces.cycle_id[mine], pieces.instrument[mine], pieces.timepoint[mine], dates]
+                tail = [np.full(len(mine), self.batch_id, dtype=object)]
+            else:
+                some = pieces.dated[mine] > 0
+                head = [
+                    pieces.row_no[mine],
+                    pieces.cycle_id[mine],
+                    pieces.instrument[mine],
+                    pieces.timepoint[mine],
+                    pieces.n_rows[mine],
+                    pieces.dated[mine],
+                    _iso_days(pieces.low[mine], some),
+                    _iso_days(pieces.high[mine], some),
+                ]
+                tail = []
+            table = np.empty((len(mine), len(head) + width + len(tail)), dtype=object)
+            for j, column in enumerate(head):
+                table[:, j] = column
+            table[:, len(head) : len(head) + width] = shown
+            for j, column in enumerate(tail):
+                table[:, len(head) + width + j] = column
+            staging.executemany(self.conn, self._statement(width), table.tolist())
+
+    def _copy(self, pieces: _Pieces) -> None:
+        """The temporary table's rows through staging.load's fast path (PostgreSQL's COPY)."""
         missing = np.datetime64("NaT", "ns")
+        some = pieces.dated > 0
         frame = pd.DataFrame(
             {
-                "cycle_id": valid["cycle_id"].to_numpy(dtype=object)[first],
-                "instrument": valid["instrument"].to_numpy(dtype=object)[first],
-                "timepoint": valid["timepoint"].to_numpy(dtype=object)[first],
-                "n_rows": np.bincount(q, minlength=count),
-                "dated": dated,
-                "min_date": np.where(dated > 0, low.view("datetime64[ns]"), missing),
-                "max_date": np.where(dated > 0, high.view("datetime64[ns]"), missing),
+                "cycle_id": pieces.cycle_id,
+                "instrument": pieces.instrument,
+                "timepoint": pieces.timepoint,
+                "n_rows": pieces.n_rows,
+                "dated": pieces.dated,
+                "min_date": np.where(some, pieces.low.view("datetime64[ns]"), missing),
+                "max_date": np.where(some, pieces.high.view("datetime64[ns]"), missing),
             }
         )
-        answers = pd.DataFrame(wide, columns=list(models.PROM_ANSWER_COLUMNS))
+        answers = pd.DataFrame(pieces.answers, columns=list(models.PROM_ANSWER_COLUMNS))
         frame = pd.concat([frame, answers], axis=1)
-        staging.load(self.conn, self.pieces, PACKED_SPEC, frame, np.asarray(rows)[first])
+        staging.load(self.conn, self.pieces, PACKED_SPEC, frame, pieces.row_no)
+
+    def _statement(self, width: int) -> str:
+        """The INSERT of a questionnaire with answer columns a01 .. a<width>, compiled once per width."""
+        direct = self.batch_id is not None
+        key = ("direct" if direct else "pieces", width)
+        if key not in self._statements:
+            answers = list(models.PROM_ANSWER_COLUMNS[:width])
+            if direct:
+                table = models.PromQuestionnaire
+                names = ["id", *_KEYS, COMPLETED_DATE, *answers, "batch_id"]
+            else:
+                table = self.pieces
+                names = ["row_no", *_KEYS, "n_rows", "dated", "min_date", "max_date", *answers]
+            compiled = table.insert().compile(dialect=self.conn.dialect, column_keys=names)
+            assert compiled.positiontup == names, "the compiled INSERT must take the columns in this order"
+            self._statements[key] = str(compiled)
+        return self._statements[key]
 
     def assign_positions(self, source: Source, report: ImportReport) -> None:
         """Write the new items' positions; an instrument past PROM_ANSWER_SLOTS refused in one line, as the
@@ -326,7 +442,8 @@ class Packer:
 
     def packed(self) -> Table:
         """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks
-        (only those: a few at the chunks' borders, or a questionnaire listed apart)."""
+        (only those: a questionnaire listed apart; one that runs over a chunk's end is joined as it is read)."""
+        self.finish()
         p = self.pieces.c
         keys = [p[k] for k in _KEYS]
         split = select(*keys).group_by(*keys).having(func.count() > 1).subquery()
@@ -356,5 +473,60 @@ class Packer:
         return self.pieces
 
     def drop(self) -> None:
-        staging.drop(self.conn, self.pieces)
-        staging.drop(self.conn, packed_table("_merged"))
+        if self.batch_id is None:  # the direct write made no temporary table
+            staging.drop(self.conn, self.pieces)
+            staging.drop(self.conn, packed_table("_merged"))
+
+
+class _Pieces:
+    """Packed questionnaires as arrays, in the order of their first rows: key, first row, item rows, dated rows,
+    earliest and latest date (nanoseconds), answers by position (NaN where none)."""
+
+    def __init__(self, cycle_id, instrument, timepoint, row_no, n_rows, dated, low, high, answers):
+        self.cycle_id, self.instrument, self.timepoint, self.row_no = cycle_id, instrument, timepoint, row_no
+        self.n_rows, self.dated, self.low, self.high, self.answers = n_rows, dated, low, high, answers
+
+    def __len__(self) -> int:
+        return len(self.row_no)
+
+    def key(self, i: int) -> tuple:
+        return (self.cycle_id[i], self.instrument[i], self.timepoint[i])
+
+    def _part(self, where) -> _Pieces:
+        return _Pieces(*(v[where] for v in vars(self).values()))
+
+    def take_last(self) -> _Pieces:
+        """The last questionnaire, taken out of these."""
+        last = self._part(slice(len(self) - 1, None))
+        for name, value in vars(self._part(slice(None, len(self) - 1))).items():
+            setattr(self, name, value)
+        return last
+
+    def absorb(self, earlier: _Pieces) -> None:
+        """Join the first questionnaire with `earlier`'s one (the same key, its rows before these): its first row,
+        counts, dates and answers (an answer both give is a duplicate item, which the import refuses anyway)."""
+        self.row_no[0] = earlier.row_no[0]
+        self.n_rows[0] += earlier.n_rows[0]
+        self.dated[0] += earlier.dated[0]
+        self.low[0] = min(self.low[0], earlier.low[0])
+        self.high[0] = max(self.high[0], earlier.high[0])
+        gap = np.isnan(self.answers[0])
+        self.answers[0, gap] = earlier.answers[0, gap]
+
+    def split_dates(self) -> np.ndarray:
+        """Where a questionnaire's item rows give different completed dates (an empty one included)."""
+        return (self.dated > 0) & ((self.low != self.high) | (self.dated < self.n_rows))
+
+
+def _objects(values) -> np.ndarray:
+    """Distinct values (pd.factorize's) as an array of Python objects."""
+    return np.asarray(pd.Index(values).to_numpy(dtype=object), dtype=object)
+
+
+def _iso_days(nanoseconds: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Dates (nanoseconds since 1970) as ISO text, None where not `given`: each distinct date formatted once."""
+    values = np.where(given, nanoseconds, np.iinfo(np.int64).min).view("datetime64[ns]")  # int64 min is NaT
+    codes, distinct = pd.factorize(values)
+    shown = np.append(np.asarray(pd.DatetimeIndex(distinct).strftime("%Y-%m-%d"), dtype=object), None)
+    shown[:-1][pd.isna(distinct)] = None
+    return shown[codes]

@@ -611,11 +611,30 @@ class BatchState:
 def id_keys(codes: pd.Series | pd.Index) -> pd.Series:
     """Each id as a person compares ids: upper and lower case alike (c0000001 is C0000001 to a reader and to
     Excel's lookups) and a number's leading zeros left off (007 and 7: Excel opens a CSV showing both as 7)."""
-    keys = pd.Series(codes, dtype=object).str.casefold()
-    digits = keys.str.fullmatch(r"[0-9]+", na=False).to_numpy()
-    if digits.any():
-        keys[digits] = keys[digits].str.lstrip("0").replace("", "0")
-    return keys.reset_index(drop=True)
+    values = pd.Series(codes, dtype=object).to_numpy()
+    try:  # Arrow's kernels: a file's new ids (every id of a first import) without a Python call per id
+        text = pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        text = None
+    if text is None or text.null_count:
+        keys = pd.Series(values, dtype=object).str.casefold()
+        digits = keys.str.fullmatch(r"[0-9]+", na=False).to_numpy()
+        if digits.any():
+            keys[digits] = keys[digits].str.lstrip("0").replace("", "0")
+        return keys.reset_index(drop=True)
+    # casefold is lower case for ASCII text; other text is folded by Python, id by id
+    ascii_ = pc.string_is_ascii(text)
+    keys = pc.ascii_lower(text)
+    if not pc.all(ascii_).as_py():
+        folded = keys.to_numpy(zero_copy_only=False)
+        other = ~ascii_.to_numpy(zero_copy_only=False)
+        folded[other] = [v.casefold() for v in values[other]]
+        keys = pa.array(folded, type=pa.string())
+    digits = pc.match_substring_regex(keys, r"\A[0-9]+\z")
+    if pc.any(digits).as_py():
+        stripped = pc.utf8_ltrim(keys, characters="0")
+        keys = pc.if_else(digits, pc.if_else(pc.equal(stripped, ""), "0", stripped), keys)
+    return pd.Series(keys.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _fresh(ids: pd.Series, known: pd.Index) -> pd.Series:
