@@ -16,24 +16,9 @@ from vbhc.i18n import t
 from vbhc.registry import unit_names
 from vbhc.registry import units as registry_units
 from vbhc.settings import PROJECT_ROOT
-from vbhc.store import get_engine
 
 #: how the English pages name an anonymised unit ("Other unit 3"; vbhc.access's id is "other unit 3")
 OTHER_NAME = t("comparison.other_unit", "en", number="").strip()
-
-
-@pytest.fixture
-def signed_in_db(small_demo_registry, monkeypatch, tmp_path):
-    # roles, scopes and navigation do not depend on the registry's size: the small demo registry (4,000 cycles)
-    engine, _ = small_demo_registry
-    mapping = tmp_path / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
-    monkeypatch.setenv("VBHC_AUTH", "oidc")
-    get_engine.cache_clear()
-    yield engine
-    get_engine.cache_clear()
 
 
 def _app(user: str | None, page: str | None = None, **state) -> AppTest:

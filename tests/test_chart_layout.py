@@ -426,6 +426,32 @@ class Drawing:
     plot: float
 
 
+#: The own unit's value a chart is compiled with for every own unit at once (no unit's name holds this character).
+ANY_OWN = "\u2063own unit\u2063"
+#: Vega specs (JSON text) compiled with ANY_OWN as the own unit, by the Vega-Lite spec's JSON text.
+_COMPILED: dict[str, str] = {}
+
+
+def svg_of(spec: dict) -> str:
+    """The SVG vl-convert draws of a Vega-Lite spec, as vlc.vegalite_to_svg(spec) draws it.
+
+    Why: the tests draw one chart with each unit as the own one in turn, and with_highlight changes only the value
+    of the highlight param, which Vega-Lite copies into one Vega signal and nowhere else. The compilation to Vega
+    (an eighth of a drawing) is done once per chart with ANY_OWN and the own unit put into that signal; where
+    ANY_OWN lands anywhere else too, the spec is compiled as it is (test_a_chart_compiled_once_draws_every_own_unit
+    checks the premise against vlc.vegalite_to_svg)."""
+    own = next((p for p in spec.get("params") or [] if p.get("name") == charts.HIGHLIGHT_PARAM), None)
+    if own is None or not isinstance(own.get("value"), str):
+        return vlc.vegalite_to_svg(spec)
+    key = hashlib.sha256(json.dumps(charts.with_highlight(spec, ANY_OWN)).encode()).hexdigest()
+    if key not in _COMPILED:
+        _COMPILED[key] = json.dumps(vlc.vegalite_to_vega(charts.with_highlight(spec, ANY_OWN)))
+    vega, placeholder = _COMPILED[key], json.dumps(ANY_OWN)
+    if vega.count(placeholder) != 1:
+        return vlc.vegalite_to_svg(spec)
+    return vlc.vega_to_svg(json.loads(vega.replace(placeholder, json.dumps(own["value"]))))
+
+
 _DRAWINGS: dict[str, Drawing] = {}
 
 
@@ -437,7 +463,7 @@ def drawing(spec: dict) -> Drawing:
     width is checked by two tests (~0.1-1 s a drawing)."""
     key = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
     if key not in _DRAWINGS:
-        svg = vlc.vegalite_to_svg(spec)
+        svg = svg_of(spec)
         width, height, boxes = text_boxes(svg)
         _DRAWINGS[key] = Drawing(width, height, tuple(boxes), plot_width(svg))
     return _DRAWINGS[key]
@@ -466,7 +492,7 @@ def check_valid(spec: dict) -> None:
     if not isinstance(datasets, dict):
         charts.validate_spec(spec)
         return
-    body = {key: value for key, value in spec.items() if key != "datasets"}
+    body = _any_width_and_own({key: value for key, value in spec.items() if key != "datasets"})
     parts = [("spec", body), *(("dataset", {name: rows}) for name, rows in datasets.items())]
     for kind, part in parts:
         text = json.dumps(part, allow_nan=False)  # NaN is not JSON: refused, as validate_spec refuses it
@@ -479,6 +505,24 @@ def check_valid(spec: dict) -> None:
         if error is not None:
             raise error
         _VALID.add(key)
+
+
+def _any_width_and_own(body: dict) -> dict:
+    """A spec's body with any number as its width and any own unit (with_width, with_highlight): valid exactly
+    when the body is, so the checks of one chart at several widths and own units validate it once.
+
+    Why: every kind of top-level spec takes any number as its width or no width at all, and the own unit is a
+    variable parameter's value, which may be any value (test_a_spec_is_valid_exactly_when_its_parts_are); a
+    third of the validations were such repeats."""
+    width = body.get("width")
+    if isinstance(width, int | float) and not isinstance(width, bool):
+        body = {**body, "width": 0}
+    own = [
+        p for p in body.get("params") or [] if p.get("name") == charts.HIGHLIGHT_PARAM and set(p) == {"name", "value"}
+    ]
+    if own and (own[0]["value"] is None or isinstance(own[0]["value"], str)):
+        body = charts.with_highlight(body, ANY_OWN)
+    return body
 
 
 def check_holds(spec: dict, units: list[str], where: str, *, plot_share: float = 0.0) -> None:
@@ -667,6 +711,18 @@ def test_a_spec_is_valid_exactly_when_its_parts_are():
         assert set(top) <= {"type", "properties", "required", "additionalProperties", "description"}, set(top)
         assert top["properties"]["datasets"]["$ref"] == "#/definitions/Datasets"
         assert "datasets" not in top["required"]
+    # any number as the width, any value as the own unit (_any_width_and_own): a kind takes every number as its
+    # width or no width at all, and the highlight param (a name and a value) can only be a variable parameter,
+    # whose value is not constrained
+    for top in tops:
+        assert "width" not in top["properties"] or {"type": "number"} in top["properties"]["width"]["anyOf"]
+        assert top["properties"]["params"]["items"] == {"$ref": "#/definitions/TopLevelParameter"}
+    assert definitions["TopLevelParameter"]["anyOf"] == [
+        {"$ref": "#/definitions/VariableParameter"},
+        {"$ref": "#/definitions/TopLevelSelectionParameter"},
+    ]
+    assert "select" in definitions["TopLevelSelectionParameter"]["required"]
+    assert set(definitions["VariableParameter"]["properties"]["value"]) == {"description"}
     assert definitions["Datasets"] == {"$ref": "#/definitions/Dict<InlineDataset>"}
     assert definitions["Dict<InlineDataset>"] == {
         "additionalProperties": {"$ref": "#/definitions/InlineDataset"},
@@ -679,12 +735,42 @@ def test_a_spec_is_valid_exactly_when_its_parts_are():
     for bad, error in [
         ({**good, "datasets": {**good["datasets"], name: [{"unit": "H01"}, 2]}}, jsonschema.ValidationError),
         ({**good, "height": "tall"}, jsonschema.ValidationError),
+        ({**good, "width": "wide"}, jsonschema.ValidationError),
+        ({**good, "width": True}, jsonschema.ValidationError),
+        (
+            {**good, "params": [{"name": charts.HIGHLIGHT_PARAM, "value": "H01", "colour": "red"}]},
+            jsonschema.ValidationError,
+        ),
         ({**good, "datasets": {**good["datasets"], name: [{"unit": "H01", "n": math.nan}]}}, ValueError),
     ]:
         with pytest.raises(error):
             charts.validate_spec(bad)
         with pytest.raises(error):
             check_valid(bad)
+
+
+def test_a_chart_compiled_once_draws_every_own_unit():
+    """svg_of's premise: a chart compiled to Vega once with ANY_OWN as the own unit, each own unit then put into
+    its signal, draws what vl-convert draws of the chart with that own unit (the value quadrant's and the
+    funnel's names, shapes and legend all depend on it), at a phone's width and the page's; without an own
+    unit or with the placeholder elsewhere too, the spec is drawn as it is. (vl-convert numbers the clip paths of
+    all its drawings in turn: the numbers are left out of the comparison.)"""
+
+    def same(spec: dict) -> bool:
+        return re.sub(r"clip\d+", "clip", svg_of(spec)) == re.sub(r"clip\d+", "clip", vlc.vegalite_to_svg(spec))
+
+    units = [OWN_LONG, "Eikenrode Ziekenhuis", "Zilverberg Gasthuis", "H04"]
+    value = charts.value_chart(value_frame(units), outcome_label="Sterfte", outcome_kind="proportion", lang="nl")
+    funnel = charts.funnel_chart(indicator_rows(units), funnel_curve(), lang="en")
+    for spec in (value, funnel):
+        for width, own in zip((PHONE, WIDE, PHONE, WIDE), units, strict=True):
+            drawn = charts.with_highlight(charts.with_width(spec, width), own)
+            assert same(drawn), (spec["title"], width, own)
+    compiled = len(_COMPILED)
+    assert same(charts.with_highlight(value, None))
+    named = charts.with_highlight({**value, "description": ANY_OWN}, units[1])
+    assert same(named)
+    assert len(_COMPILED) == compiled + 1  # the spec naming the placeholder elsewhere: compiled, then drawn as is
 
 
 def test_caterpillar_gives_each_unit_its_own_row():
@@ -1215,7 +1301,7 @@ def scatter(spec: dict) -> Scatter:
 
 
 def _scatter(spec: dict) -> Scatter:
-    svg = vlc.vegalite_to_svg(spec)
+    svg = svg_of(spec)
     names, points, rules, domains, curves, intervals, legend = [], [], [], [], [], [], []
 
     def walk(node: ET.Element, matrix: np.ndarray, role: str) -> None:

@@ -26,7 +26,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.apptest import START_PAGE, run_on_page
-from tests.roles import MAPPING, USERS
+from tests.roles import USERS
 from tests.shown import tables as shown_tables
 from ui.render import XLSX_MIME
 from vbhc import access, audit
@@ -34,22 +34,8 @@ from vbhc.i18n import t
 from vbhc.registry import unit_names
 from vbhc.registry import units as registry_units
 from vbhc.settings import PROJECT_ROOT, suppress_below
-from vbhc.store import get_engine
 
 CONDITION = "colorectal_cancer"
-
-
-@pytest.fixture
-def signed_in_db(small_demo_registry, monkeypatch, tmp_path):
-    engine, _ = small_demo_registry
-    mapping = tmp_path / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
-    monkeypatch.setenv("VBHC_AUTH", "oidc")
-    get_engine.cache_clear()
-    yield engine
-    get_engine.cache_clear()
 
 
 def _app(user: str, page: str, query: dict[str, str] | None = None, **state) -> AppTest:
