@@ -266,14 +266,10 @@ def small_demo_db(small_demo_registry, monkeypatch) -> Iterator[tuple[Engine, di
 def signed_in_db(small_demo_registry, monkeypatch, tmp_path) -> Iterator[Engine]:
     """The pages signed in (OpenID Connect) on the small demo registry, users and roles from tests/roles.py's
     access file: roles, scopes and navigation do not depend on the registry's size. Returns the engine."""
-    from tests.roles import MAPPING
+    from tests.roles import sign_in_with_roles
 
     engine, _ = small_demo_registry
-    mapping = tmp_path / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
-    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    sign_in_with_roles(monkeypatch, tmp_path, engine)
     get_engine.cache_clear()
     yield engine
     get_engine.cache_clear()

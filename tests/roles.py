@@ -36,3 +36,13 @@ USERS = {
     "admin": {"email": "admin@example.org", "name": "Admin", "groups": ["beheer"]},
     "nobody": {"email": "nobody@example.org", "name": "Nobody", "groups": []},
 }
+
+
+def sign_in_with_roles(monkeypatch, tmp_path, engine) -> None:
+    """The pages signed in (OpenID Connect) on `engine`'s registry with MAPPING as the access file; the caller
+    clears vbhc.store.get_engine's cache (the engine it returns is read from the environment set here)."""
+    mapping = tmp_path / "access.toml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
+    monkeypatch.setenv("VBHC_AUTH", "oidc")

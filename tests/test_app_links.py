@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.apptest import run_on_page
 from tests.registry_copy import copy_registry
-from tests.roles import MAPPING, USERS
+from tests.roles import USERS, sign_in_with_roles
 from vbhc import audit
 from vbhc.catalog import default_catalog
 from vbhc.i18n import t
@@ -29,11 +29,7 @@ def _linked_registry(small_demo_registry, tmp_path_factory):
 
 @pytest.fixture
 def signed_in_db(_linked_registry, monkeypatch, tmp_path):
-    mapping = tmp_path / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    monkeypatch.setenv("VBHC_DATABASE_URL", _linked_registry.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
-    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    sign_in_with_roles(monkeypatch, tmp_path, _linked_registry)
     get_engine.cache_clear()
     yield _linked_registry
     get_engine.cache_clear()

@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.roles import MAPPING, USERS
+from tests.roles import USERS, sign_in_with_roles
 from tests.shown import parse_table
 from ui.render import TABLE_CLASS
 from vbhc import audit, charts
@@ -419,11 +419,7 @@ def test_every_page_is_dutch_in_local_mode(small_demo_registry, monkeypatch, loc
 )
 def test_every_page_is_dutch_per_role(small_demo_registry, monkeypatch, tmp_path, user, pages):
     engine, _ = small_demo_registry
-    mapping = tmp_path / "access.toml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    monkeypatch.setenv("VBHC_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("VBHC_ACCESS_FILE", str(mapping))
-    monkeypatch.setenv("VBHC_AUTH", "oidc")
+    sign_in_with_roles(monkeypatch, tmp_path, engine)
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
     at.secrets["auth"] = {"client_id": "x", "client_secret": "x", "server_metadata_url": "http://localhost/x"}
     # the roles come from the claims; the display name is data (and shown in the sidebar), so a neutral one
