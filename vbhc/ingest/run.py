@@ -231,6 +231,10 @@ def _audit_refused(
         _log.error("could not write the audit event for a refused import (%s)", type(exc).__name__)
 
 
+#: Stored care cycles read per part (_Batch._stored_cycles).
+_CYCLES_READ = 50_000
+
+
 class _Batch:
     """State shared by the files of one batch (one transaction)."""
 
@@ -260,16 +264,31 @@ class _Batch:
         return {(h, d) for h, d in rows}
 
     def _stored_cycles(self) -> pd.DataFrame:
+        """The stored care cycles' condition and index date, indexed by cycle_id. Read in parts: a condition and a
+        date are kept once per distinct value (a million cycles hold a few conditions and a few thousand dates),
+        so the transient rows of a million cycles (~0.5 GB, kept by the allocator) are never all in memory."""
         c = models.CareCycle
-        rows = self.conn.execute(select(c.cycle_id, c.condition, c.index_date)).all()
-        ids, conditions, dates = zip(*rows, strict=True) if rows else ((), (), ())
-        # dates converted once per distinct value: a million cycles hold a few thousand
-        codes, distinct = pd.factorize(pd.Series(dates, dtype=object))
-        converted = pd.to_datetime(pd.Series(distinct, dtype=object)).to_numpy(dtype="datetime64[ns]")
+        ids: list[str] = []
+        condition_codes: list[np.ndarray] = []
+        date_codes: list[np.ndarray] = []
+        conditions: dict[object, int] = {}
+        dates: dict[object, int] = {}
+        # on the statement: Connection.execution_options would set it for every later statement of the batch
+        result = self.conn.execute(
+            select(c.cycle_id, c.condition, c.index_date).execution_options(yield_per=_CYCLES_READ)
+        )
+        for part in result.partitions():
+            part_ids, part_conditions, part_dates = zip(*part, strict=True)
+            ids.extend(part_ids)
+            condition_codes.append(np.array([conditions.setdefault(v, len(conditions)) for v in part_conditions]))
+            date_codes.append(np.array([dates.setdefault(v, len(dates)) for v in part_dates]))
+        codes = np.concatenate(condition_codes) if ids else np.empty(0, np.int64)
+        distinct = np.array(list(conditions), dtype=object)
+        converted = pd.to_datetime(pd.Series(list(dates), dtype=object)).to_numpy(dtype="datetime64[ns]")
         return pd.DataFrame(
             {
-                "condition": np.array(conditions, dtype=object),
-                "index_date": np.append(converted, np.datetime64("NaT", "ns"))[codes],
+                "condition": distinct[codes],
+                "index_date": converted[np.concatenate(date_codes)] if ids else converted,
             },
             index=pd.Index(ids, dtype=object, name="cycle_id"),
         )
