@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -629,25 +629,12 @@ def _around(
 ) -> list[int]:
     """The shown cells (of rows not kept) nearest to `cell` through the equations of `a`, withheld cells
     leading on: for a pin the linear programme finds (no interval names the equations that pinned it)."""
-    seen = {cell}
-    level = [cell]
-    while level:
-        candidates: set[int] = set()
-        following: list[int] = []
-        for c in level:
-            for row in csc.indices[csc.indptr[c] : csc.indptr[c + 1]]:
-                for m in csr.indices[csr.indptr[row] : csr.indptr[row + 1]].tolist():
-                    if m in seen:
-                        continue
-                    seen.add(m)
-                    if withheld[m]:
-                        following.append(m)
-                    elif not keep.get(where[m], False):
-                        candidates.add(m)
-        if candidates:
-            return sorted(candidates)
-        level = following
-    return []
+
+    def neighbours(c: int) -> Iterator[int]:
+        for row in csc.indices[csc.indptr[c] : csc.indptr[c + 1]]:
+            yield from csr.indices[csr.indptr[row] : csr.indptr[row + 1]].tolist()
+
+    return _nearest_shown(cell, neighbours, withheld, where, keep)
 
 
 def _nearest(
@@ -661,30 +648,42 @@ def _nearest(
 ) -> list[int]:
     """The shown cells (of rows not kept) in the equations that pinned `cell`, the nearest ones (a breadth-first
     walk back through the cells whose bounds those equations used); [] when there are none."""
+
+    def neighbours(c: int) -> Iterator[int]:
+        for side in (0, 1):
+            row, other = reason[c, side], by[c, side]
+            if row >= 0:
+                yield from csr.indices[csr.indptr[row] : csr.indptr[row + 1]].tolist()
+            elif other >= 0:
+                yield int(other)
+
+    return _nearest_shown(cell, neighbours, withheld, where, keep)
+
+
+def _nearest_shown(
+    cell: int,
+    neighbours: Callable[[int], Iterable[int]],
+    withheld: np.ndarray,
+    where: list[tuple[str, str, int]],
+    keep: Mapping[tuple[str, str, int], bool],
+) -> list[int]:
+    """A breadth-first walk from `cell` over `neighbours`, on through withheld cells: the shown cells (of rows not
+    kept) of the first level that has any, sorted; [] when the walk ends without one."""
     seen = {cell}
     level = [cell]
-    for _ in range(len(withheld)):
+    while level:
         candidates: set[int] = set()
         following: list[int] = []
         for c in level:
-            for side in (0, 1):
-                row, other = reason[c, side], by[c, side]
-                members = []
-                if row >= 0:
-                    members = csr.indices[csr.indptr[row] : csr.indptr[row + 1]].tolist()
-                elif other >= 0:
-                    members = [int(other)]
-                for m in members:
-                    if m in seen:
-                        continue
-                    seen.add(m)
-                    if withheld[m]:
-                        following.append(m)
-                    elif not keep.get(where[m], False):
-                        candidates.add(m)
+            for m in neighbours(c):
+                if m in seen:
+                    continue
+                seen.add(m)
+                if withheld[m]:
+                    following.append(m)
+                elif not keep.get(where[m], False):
+                    candidates.add(m)
         if candidates:
             return sorted(candidates)
-        if not following:
-            return []
         level = following
     return []
