@@ -1140,28 +1140,14 @@ def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch
 
     Why first one pass over the file: pairing every row of a response with every other, once per column, is
     quadratic in a response's items and was most of a PREM import; one grouped pass finds the responses that
-    disagree at all (none, in a good file), and the pairing that names the rows runs on those alone. Likewise
-    the stored rows: only responses with a stored item the file does not replace are compared."""
+    disagree at all (none, in a good file), and the pairing that names the rows runs on those alone."""
     target = TABLES["prem_responses"].target
     other = stage.alias("other")
     disagreeing = _responses_disagreeing(conn, stage)
     replaced = select(other.c.row_no).where(other.c.response_id == target.c.response_id, other.c.item == target.c.item)
-    # the responses with a stored item the file does not replace (own aliases: no correlation with the queries)
-    stored_rows, staged_rows = target.alias("stored_rows"), stage.alias("staged_rows")
-    kept = (
-        select(stored_rows.c.response_id)
-        .where(
-            stored_rows.c.response_id.in_(select(staged_rows.c.response_id)),
-            ~select(staged_rows.c.row_no)
-            .where(staged_rows.c.response_id == stored_rows.c.response_id, staged_rows.c.item == stored_rows.c.item)
-            .exists(),
-        )
-        .correlate(None)
-    )
-    any_kept = conn.execute(select(literal(1)).where(kept.exists())).first() is not None
     for column in PREM_RESPONSE_COLUMNS:
         # None: a query that can find nothing, not run (the report is still checked after it, as ever)
-        within = stored = None
+        within = None
         if column in disagreeing:
             # one line per file row: the first other value it contradicts
             within = (
@@ -1173,17 +1159,12 @@ def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch
                 )
                 .group_by(stage.c.row_no, stage.c[column])
             )
-        if any_kept:
-            stored = (
-                select(stage.c.row_no, stage.c[column], func.min(target.c[column]))
-                .join(target, target.c.response_id == stage.c.response_id)
-                .where(
-                    stage.c[column].is_distinct_from(target.c[column]),
-                    ~replaced.exists(),
-                    stage.c.response_id.in_(kept),
-                )
-                .group_by(stage.c.row_no, stage.c[column])
-            )
+        stored = (
+            select(stage.c.row_no, stage.c[column], func.min(target.c[column]))
+            .join(target, target.c.response_id == stage.c.response_id)
+            .where(stage.c[column].is_distinct_from(target.c[column]), ~replaced.exists())
+            .group_by(stage.c.row_no, stage.c[column])
+        )
         # the other value is shown in the rule; an empty one is said in words ("(empty)", "(leeg)")
         for query, code in ((within, "read.response_differs_in_file"), (stored, "read.response_differs_stored")):
             found = [] if query is None else conn.execute(query.order_by(stage.c.row_no).limit(batch.report.room)).all()
