@@ -191,3 +191,22 @@ def test_the_agenda_says_whether_its_date_is_a_meeting(planted):
     held = agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today)
     assert (held.since, held.since_meeting) == (dt.date(2026, 6, 10), True)
     assert "nog geen overleg vastgelegd" in t("agenda.intro_no_meeting", "nl", condition="c", unit="u", date="d")
+
+
+def test_without_a_meeting_the_agenda_starts_at_the_latest_period_with_data(planted):
+    """With no meeting recorded or chosen the agenda took the first of this month, which lies after a registry's
+    last import more often than not: "new signals since 1 Dec 2026: nothing to discuss" on the demo. Now, as the
+    pages' "since the last meeting" (vbhc.meeting.since_date), the start of the latest comparison period of the
+    data; a recorded meeting still comes first."""
+    engine, *_ = planted
+    today = dt.date(2026, 12, 5)
+    until = pd.Timestamp("2025-12-31")
+    found = agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today, until=until)
+    assert (found.since, found.since_meeting) == (dt.date(2025, 10, 1), False)
+    halves = agenda.meeting_agenda(
+        engine, CARE, CONDITION, unit="H01", today=today, until=until, comparison="half_year"
+    )
+    assert halves.since == dt.date(2025, 7, 1)
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2025, 11, 10), ["surgeon"], [], unit="H01", today=today)
+    held = agenda.meeting_agenda(engine, CARE, CONDITION, unit="H01", today=today, until=until)
+    assert (held.since, held.since_meeting) == (dt.date(2025, 11, 10), True)

@@ -458,13 +458,18 @@ def test_a_views_since_last_meeting_judges_the_signals_on_the_charts_its_verdict
     from vbhc import indicators, meeting
 
     query = {"lang": "en", "condition": "colorectal_cancer", "period": "2024"}
-    monkeypatch.setattr(
-        data,
-        "signals",
-        lambda condition, level, period, until=None: meeting.unit_signals(data.result(condition, level, period), until),
-    )
+    prepared: dict[tuple, dict] = {}
+
+    def signals(condition, level, period, until=None):
+        key = (condition, level, period, until)
+        if key not in prepared:
+            prepared[key] = meeting.unit_signals(data.result(condition, level, period), until)
+        return prepared[key]
+
+    monkeypatch.setattr(data, "signals", signals)
     expected = [s.value for s in shown_tables(_run(_app(query), "views/condition_team.py"))]
-    monkeypatch.setattr(data, "signals", lambda *args, **kwargs: None)  # being prepared: the page judges its unit
+    # the signals now are being prepared (the page judges its unit); those as of the last meeting are stored
+    monkeypatch.setattr(data, "signals", lambda *key, until=None: None if until is None else prepared[(*key, until)])
     render._spec_cache.clear()  # the table of the run above is kept per view: drawn again here
     drawn: list[tuple] = []
     draw = indicators.indicator_over_time

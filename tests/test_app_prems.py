@@ -80,10 +80,9 @@ def test_team_page_shows_its_patient_experience(demo_db, lang, level):
 
 # --- roles (signed in, as tests/test_app_roles.py) ------------------------------------------------------------
 from tests.test_app_roles import _app as _signed_in_app  # noqa: E402
-from tests.test_app_roles import signed_in_db  # noqa: E402, F401
 
 
-def test_a_manager_sees_patient_experience_of_own_units_only(signed_in_db):  # noqa: F811
+def test_a_manager_sees_patient_experience_of_own_units_only(signed_in_db):
     names = unit_names(units(engine=signed_in_db), "department")
     at = _signed_in_app("manager", "views/overview.py")
     tables = _prem_tables(at, "en")
@@ -101,7 +100,7 @@ def test_a_manager_sees_patient_experience_of_own_units_only(signed_in_db):  # n
     assert not (events["action"] == "denied").any()
 
 
-def test_admin_without_a_unit_grant_sees_no_patient_experience_and_no_refusal(signed_in_db):  # noqa: F811
+def test_admin_without_a_unit_grant_sees_no_patient_experience_and_no_refusal(signed_in_db):
     at = _signed_in_app("admin", "views/data.py")
     assert not _prem_tables(at, "en")
     assert not (audit.read(signed_in_db, user="admin@example.org")["action"] == "denied").any()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from tests.test_app_roles import _app, signed_in_db  # noqa: F401  (the fixture)
+from tests.test_app_roles import _app
 from vbhc.i18n import t
 
 
@@ -14,7 +14,7 @@ def _chart_buttons(at) -> list[str]:
     return [b.proto.label for b in at.get("download_button") if b.proto.label in labels]
 
 
-def test_chart_downloads_follow_the_role(signed_in_db):  # noqa: F811
+def test_chart_downloads_follow_the_role(signed_in_db):
     depth = t("pages.tab_depth", "en")  # the team page's charts are in its "one indicator in depth" tab
     quality = _app("quality", "views/condition_team.py", condition="colorectal_cancer", team_tab=depth)
     shown = len(quality.get("vega_lite_chart"))
@@ -60,7 +60,7 @@ def test_a_chart_file_leaves_out_small_cells_for_every_role():
     assert chart_file_datasets(quarters, SuppressionRule(4))["trend"] == quarters["datasets"]["trend"]
 
 
-def test_a_chart_of_single_care_cycles_is_a_patient_level_download(signed_in_db):  # noqa: F811
+def test_a_chart_of_single_care_cycles_is_a_patient_level_download(signed_in_db):
     """VLAD and CUSUM draw one point per care cycle (its date and outcome): their CSV was offered to a care team,
     whose exports are aggregated only, and recorded as not patient-level. Now only a viewer who may export patient
     rows gets them, recorded as patient-level."""
@@ -74,7 +74,7 @@ def test_a_chart_of_single_care_cycles_is_a_patient_level_download(signed_in_db)
     assert shown and 0 < len(_chart_buttons(care)) < 2 * shown  # not under the VLAD and CUSUM charts
 
 
-def test_a_chart_whose_every_figure_is_withheld_offers_no_file_and_says_why(signed_in_db, monkeypatch):  # noqa: F811
+def test_a_chart_whose_every_figure_is_withheld_offers_no_file_and_says_why(signed_in_db, monkeypatch):
     """A chart whose every point counts fewer care cycles than the threshold (a small unit's trend by quarter) gave
     a 'data' CSV of its period axis alone and an empty PNG: now no download is offered under it, and a line says
     why, in the reader's language."""

@@ -27,7 +27,7 @@ from vbhc import improvement, minutes, models
 from vbhc.access import Viewer, may_edit_improvement, may_export, may_set_norms
 from vbhc.catalog import PROPORTION_KINDS
 from vbhc.improvement import ALL_UNITS, FINISHED, Overdue
-from vbhc.meeting import default_meeting_date
+from vbhc.meeting import since_date
 from vbhc.registry import unit_parts
 
 if TYPE_CHECKING:  # the sheets pull in openpyxl: imported by the workbook import, not by every reader of agenda
@@ -155,17 +155,21 @@ def meeting_agenda(
     unit: str | None = None,
     values: Mapping[str, float] | None = None,
     today: dt.date | None = None,
+    until: pd.Timestamp | dt.date | None = None,
+    comparison: str = "quarter",
 ) -> Agenda:
     """The agenda of the condition's meeting for `unit`, since the previous meeting on `since`. `values` are the
     unit's current indicator values (unit_values of the stored result) for judging the targets. Read through
     vbhc.improvement, so its role rules hold: a manager gets their own units' status only. `since` None: the last
-    recorded meeting of the condition and unit (vbhc.minutes), else the first day of the month."""
+    recorded meeting of the condition and unit (vbhc.minutes), else, as the pages' "since the last meeting"
+    (vbhc.meeting.since_date), the start of the latest `comparison` period of the data complete `until`, else the
+    first day of the month (which lies after the data more often than not: nothing was ever new since it)."""
     today = today or dt.date.today()
     since_meeting = since is not None
     if since is None:
         since = minutes.last_meeting_date(engine, viewer, condition, unit=unit, on_or_before=today)
         since_meeting = since is not None
-        since = since or default_meeting_date(today)
+        since = since or since_date(None, None, until, comparison, today)[0]
     values = values or {}
 
     def mine(items: list[Any]) -> list[Any]:

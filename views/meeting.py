@@ -23,7 +23,7 @@ from vbhc.i18n import DATE_INPUT_FORMAT, MISSING, SUPPORTED, fmt_date, fmt_int, 
 from vbhc.improvement import ALL_UNITS, ImprovementError
 from vbhc.improvement_sheets import export_actions, export_targets
 from vbhc.indicators import indicator_over_time
-from vbhc.meeting import default_meeting_date
+from vbhc.meeting import data_complete_until, default_meeting_date
 from vbhc.reports.minutes import FORMATS as MINUTES_FORMATS
 from vbhc.reports.minutes import MIME, describe_item, export_minutes, minutes_content, minutes_file_name
 from vbhc.safety import md_escape, safe_file_name
@@ -36,11 +36,19 @@ viewer = auth.current()
 engine = data.current_engine()
 condition = default_catalog().condition(chosen.condition)
 unit = chosen.unit
-# a meeting date the viewer chose in the sidebar; else the last recorded meeting (vbhc.agenda), else the 1st
+# a meeting date the viewer chose in the sidebar; else the last recorded meeting (vbhc.agenda), else the start of
+# the latest comparison period with data (as the team page's "since the last meeting")
 chosen_since = chosen.meeting if chosen.meeting not in (None, default_meeting_date()) else None
 result = data.result_for(viewer, chosen.condition, chosen.level, chosen.period, chosen.peers)
 agenda = meeting_agenda.meeting_agenda(
-    engine, viewer, chosen.condition, chosen_since, unit=unit, values=meeting_agenda.unit_values(result.table, unit)
+    engine,
+    viewer,
+    chosen.condition,
+    chosen_since,
+    unit=unit,
+    values=meeting_agenda.unit_values(result.table, unit),
+    until=data_complete_until(result.data) if result.data is not None else None,
+    comparison=chosen.comparison,
 )
 since = agenda.since
 recorded = minutes.meetings(engine, viewer, chosen.condition, unit=unit)

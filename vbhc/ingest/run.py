@@ -233,6 +233,10 @@ def _audit_refused(
         _log.error("could not write the audit event for a refused import (%s)", type(exc).__name__)
 
 
+#: Stored care cycles read per part (_Batch._stored_cycles).
+_CYCLES_READ = 50_000
+
+
 class _Batch:
     """State shared by the files of one batch (one transaction)."""
 
@@ -262,16 +266,31 @@ class _Batch:
         return {(h, d) for h, d in rows}
 
     def _stored_cycles(self) -> pd.DataFrame:
+        """The stored care cycles' condition and index date, indexed by cycle_id. Read in parts: a condition and a
+        date are kept once per distinct value (a million cycles hold a few conditions and a few thousand dates),
+        so the transient rows of a million cycles (~0.5 GB, kept by the allocator) are never all in memory."""
         c = models.CareCycle
-        rows = self.conn.execute(select(c.cycle_id, c.condition, c.index_date)).all()
-        ids, conditions, dates = zip(*rows, strict=True) if rows else ((), (), ())
-        # dates converted once per distinct value: a million cycles hold a few thousand
-        codes, distinct = pd.factorize(pd.Series(dates, dtype=object))
-        converted = pd.to_datetime(pd.Series(distinct, dtype=object)).to_numpy(dtype="datetime64[ns]")
+        ids: list[str] = []
+        condition_codes: list[np.ndarray] = []
+        date_codes: list[np.ndarray] = []
+        conditions: dict[object, int] = {}
+        dates: dict[object, int] = {}
+        # on the statement: Connection.execution_options would set it for every later statement of the batch
+        result = self.conn.execute(
+            select(c.cycle_id, c.condition, c.index_date).execution_options(yield_per=_CYCLES_READ)
+        )
+        for part in result.partitions():
+            part_ids, part_conditions, part_dates = zip(*part, strict=True)
+            ids.extend(part_ids)
+            condition_codes.append(np.array([conditions.setdefault(v, len(conditions)) for v in part_conditions]))
+            date_codes.append(np.array([dates.setdefault(v, len(dates)) for v in part_dates]))
+        codes = np.concatenate(condition_codes) if ids else np.empty(0, np.int64)
+        distinct = np.array(list(conditions), dtype=object)
+        converted = pd.to_datetime(pd.Series(list(dates), dtype=object)).to_numpy(dtype="datetime64[ns]")
         return pd.DataFrame(
             {
-                "condition": np.array(conditions, dtype=object),
-                "index_date": np.append(converted, np.datetime64("NaT", "ns"))[codes],
+                "condition": distinct[codes],
+                "index_date": converted[np.concatenate(date_codes)] if ids else converted,
             },
             index=pd.Index(ids, dtype=object, name="cycle_id"),
         )
@@ -463,8 +482,7 @@ def _import_packed(
                     packer.finish()  # the questionnaire held back at the last chunk's end
                 except (IntegrityError, prom_store.NeedsItemRows) as exc:
                     raise _NeedsStaging from exc
-            hashes = np.sort(refused.valid_hashes())
-            if (hashes[1:] == hashes[:-1]).any():
+            if refused.valid_duplicate():
                 raise _NeedsStaging
         except _NeedsStaging:
             take_back()
@@ -554,7 +572,7 @@ def _read_validated(
             ck.finish()
             good = ~ck.bad
             if refused is not None:
-                refused.add(frame, chunk.rows, ck.bad, ck.key_bad)
+                refused.add(frame, chunk.rows, ck.bad, ck.key_bad, _share_read(source, chunk))
             if source.table == "units":
                 all_units.append(frame[good])
                 batch.state.batch_units |= set(zip(frame["hospital"][good], frame["code"][good], strict=True))
@@ -597,46 +615,108 @@ class RefusedKeys:
     the refusal named its cell and, once that was mended, the duplicate, in a second round. A row refused for
     its key (or as a whole) is left out: its key is not what the row means.
 
-    Every row's key is kept as a 64-bit hash with its row number (16 bytes a row); the exact key of a refused
-    row is kept beside it. Only pairs with a refused row are reported here: two valid rows with one key are the
-    store's duplicate check's (vbhc.ingest.stage.duplicates), as before."""
+    A valid row's key is kept as a 64-bit hash alone (8 bytes a row: a 30-million-row PROM file holds 240 MB, not
+    the 1.2 GB that hashes, row numbers and flags in chunks cost once concatenated and sorted): in one array grown
+    in place toward the file's size as estimated from the share of it read, sorted in place for the duplicate
+    check. Row numbers are kept per chunk, as the first row of a chunk of consecutive rows (the usual chunk) or
+    as an array. A refused row's hash, row number and exact key are kept apart. Only pairs with a refused row
+    are reported here: two valid rows with one key are the store's duplicate check's
+    (vbhc.ingest.stage.duplicates), as before."""
 
     def __init__(self, keys: list[str]):
         self.keys = keys
-        self._hashes: list[np.ndarray] = []
-        self._rows: list[np.ndarray] = []
-        self._refused: list[np.ndarray] = []
+        self._valid = np.empty(0, np.uint64)  # the valid rows' key hashes in file order ([: self._count])
+        self._count = 0
+        self._runs: list[tuple[int, int | np.ndarray]] = []  # (first position in _valid, row numbers)
+        self._refused_hashes: list[np.ndarray] = []
+        self._refused_rows: list[np.ndarray] = []
         self._values: dict[int, tuple] = {}  # refused row number -> its key values
+        self._shared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # report()'s rows, before sorting
+        self._sorted = False
 
-    def add(self, frame: pd.DataFrame, rows: np.ndarray, bad: np.ndarray, key_bad: np.ndarray) -> None:
+    def add(
+        self,
+        frame: pd.DataFrame,
+        rows: np.ndarray,
+        bad: np.ndarray,
+        key_bad: np.ndarray,
+        share: float | None = None,
+    ) -> None:
+        """Keep a chunk's keys; `share` is the part of the file read so far (None when unknown), to size the array
+        once for the whole file instead of growing it chunk by chunk."""
+        if self._sorted:
+            raise RuntimeError("RefusedKeys.add after the duplicate check")
         usable = ~key_bad
         if not bad.any():  # the usual chunk
             usable = slice(None)
         part = frame[self.keys][usable]
-        self._hashes.append(pd.util.hash_pandas_object(part, index=False).to_numpy())
-        self._rows.append(np.asarray(rows)[usable])
-        flagged = bad[usable]
-        self._refused.append(np.asarray(flagged, dtype=bool))
+        hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
+        rows = np.asarray(rows)[usable]
+        flagged = np.asarray(bad[usable], dtype=bool)
         if flagged.any():
-            for row, values in zip(
-                self._rows[-1][flagged], part[flagged].itertuples(index=False, name=None), strict=True
-            ):
+            self._refused_hashes.append(hashes[flagged])
+            self._refused_rows.append(rows[flagged])
+            for row, values in zip(rows[flagged], part[flagged].itertuples(index=False, name=None), strict=True):
                 self._values[int(row)] = values
+            hashes, rows = hashes[~flagged], rows[~flagged]
+        self._keep(hashes, rows, share)
 
-    def valid_hashes(self) -> np.ndarray:
-        """The key hashes of the rows that are not refused."""
-        if not self._hashes:
-            return np.empty(0, np.uint64)
-        return np.concatenate(self._hashes)[~np.concatenate(self._refused)]
+    def _keep(self, hashes: np.ndarray, rows: np.ndarray, share: float | None) -> None:
+        n = len(hashes)
+        if not n:
+            return
+        needed = self._count + n
+        if needed > len(self._valid):
+            grown = int(len(self._valid) * 1.25) + 1024
+            if share is not None and 0.0 < share < 1.0:
+                grown = int(needed / share * 1.02) + 1024  # the whole file's rows, as its bytes read so far tell
+            # in place where the allocator can (a large block is remapped, not copied)
+            self._valid.resize(max(needed, grown), refcheck=False)
+        self._valid[self._count : needed] = hashes
+        first = int(rows[0])
+        consecutive = int(rows[-1]) - first == n - 1 and bool((np.diff(rows) == 1).all())
+        self._runs.append((self._count, first if consecutive else np.array(rows, dtype=np.int64)))
+        self._count = needed
+
+    def _rows_at(self, positions: np.ndarray) -> np.ndarray:
+        """The row numbers of the valid rows at `positions` (ascending) of the array in file order."""
+        starts = np.array([start for start, _ in self._runs], dtype=np.int64)
+        runs = np.searchsorted(starts, positions, side="right") - 1
+        out = positions - starts[runs]  # the offset in its chunk, then its row number
+        for run in np.unique(runs):
+            here = runs == run
+            rows = self._runs[run][1]
+            out[here] = rows + out[here] if isinstance(rows, int) else rows[out[here]]
+        return out
+
+    def _take_shared(self) -> None:
+        """The rows whose key hash is a refused row's (report's rows), taken while the array is in file order."""
+        if self._shared is not None or not self._values:
+            return
+        refused_hashes = np.concatenate(self._refused_hashes)
+        refused_rows = np.concatenate(self._refused_rows)
+        positions = np.flatnonzero(np.isin(self._valid[: self._count], refused_hashes))
+        self._shared = (
+            np.concatenate([self._valid[positions], refused_hashes]),
+            np.concatenate([self._rows_at(positions), refused_rows.astype(np.int64)]),
+            np.r_[np.zeros(len(positions), dtype=bool), np.ones(len(refused_hashes), dtype=bool)],
+        )
+
+    def valid_duplicate(self) -> bool:
+        """Whether two valid rows' key hashes are equal (then the exact check in SQL names them). Sorts the kept
+        hashes in place: report() still answers, from the rows it needs taken before; add() no longer does."""
+        self._take_shared()
+        self._valid.resize(self._count, refcheck=False)  # the estimate's spare room back
+        self._valid.sort()
+        self._sorted = True
+        return bool((self._valid[1:] == self._valid[:-1]).any())
 
     def report(self, source: Source, report: ImportReport) -> None:
         """A duplicate_key problem at each later row of a key whose rows include a refused one."""
         if not self._values:
             return
-        hashes, rows = np.concatenate(self._hashes), np.concatenate(self._rows)
-        refused = np.concatenate(self._refused)
-        mine = np.isin(hashes, hashes[refused])
-        hashes, rows, refused = hashes[mine], rows[mine], refused[mine]
+        self._take_shared()
+        hashes, rows, refused = self._shared or (np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, bool))
         order = np.lexsort((rows, hashes))
         hashes, rows, refused = hashes[order], rows[order], refused[order]
         starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
@@ -774,8 +854,7 @@ def _import_staged(
         report.add(verdict)
     # every key is hashed as it is read (RefusedKeys); the exact (and slower) check in SQL runs only when two
     # valid rows' hashes collide
-    hashes = np.sort(refused.valid_hashes())
-    if (hashes[1:] == hashes[:-1]).any():
+    if refused.valid_duplicate():
         _duplicate_problems(conn, source, stage, report)
     if several:
         _duplicates_across(conn, number, source, stage, batch)
