@@ -35,6 +35,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    and_,
+    case,
     delete,
     func,
     insert,
@@ -1213,20 +1215,29 @@ def _check_cycle_costs(conn: Connection, batch: _Batch) -> None:
 def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch) -> None:
     """One returned questionnaire describes one visit of one respondent: the rows of a response must agree on
     questionnaire, unit, visit and case-mix across the chunks of a file and with its stored rows that the file
-    does not replace (a chunk checks its own rows in vbhc.ingest.validate)."""
+    does not replace (a chunk checks its own rows in vbhc.ingest.validate).
+
+    Why first one pass over the file: pairing every row of a response with every other, once per column, is
+    quadratic in a response's items and was most of a PREM import; one grouped pass finds the responses that
+    disagree at all (none, in a good file), and the pairing that names the rows runs on those alone."""
     target = TABLES["prem_responses"].target
     other = stage.alias("other")
+    disagreeing = _responses_disagreeing(conn, stage)
+    replaced = select(other.c.row_no).where(other.c.response_id == target.c.response_id, other.c.item == target.c.item)
     for column in PREM_RESPONSE_COLUMNS:
-        # one line per file row: the first other value it contradicts
-        within = (
-            select(stage.c.row_no, stage.c[column], func.min(other.c[column]))
-            .join(other, other.c.response_id == stage.c.response_id)
-            .where(stage.c[column].is_distinct_from(other.c[column]))
-            .group_by(stage.c.row_no, stage.c[column])
-        )
-        replaced = select(other.c.row_no).where(
-            other.c.response_id == target.c.response_id, other.c.item == target.c.item
-        )
+        # None: a query that can find nothing, not run (the report is still checked after it, as ever)
+        within = None
+        if column in disagreeing:
+            # one line per file row: the first other value it contradicts
+            within = (
+                select(stage.c.row_no, stage.c[column], func.min(other.c[column]))
+                .join(other, other.c.response_id == stage.c.response_id)
+                .where(
+                    stage.c[column].is_distinct_from(other.c[column]),
+                    stage.c.response_id.in_(disagreeing[column]),
+                )
+                .group_by(stage.c.row_no, stage.c[column])
+            )
         stored = (
             select(stage.c.row_no, stage.c[column], func.min(target.c[column]))
             .join(target, target.c.response_id == stage.c.response_id)
@@ -1235,7 +1246,8 @@ def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch
         )
         # the other value is shown in the rule; an empty one is said in words ("(empty)", "(leeg)")
         for query, code in ((within, "read.response_differs_in_file"), (stored, "read.response_differs_stored")):
-            for row, value, seen in conn.execute(query.order_by(stage.c.row_no).limit(batch.report.room)).all():
+            found = [] if query is None else conn.execute(query.order_by(stage.c.row_no).limit(batch.report.room)).all()
+            for row, value, seen in found:
                 rule = Rule(f"{code}_empty") if seen is None else Rule(code, seen=_shown(seen))
                 batch.report.add(
                     source.problem(
@@ -1247,6 +1259,30 @@ def _check_prem_responses(conn: Connection, source: Source, stage, batch: _Batch
                 )
             if not batch.report.ok:
                 return
+
+
+def _responses_disagreeing(conn: Connection, stage) -> dict[str, object]:
+    """For each PREM response column some response of the staged file disagrees on: a query of those responses.
+
+    One grouped pass over the staging table: a response disagrees on a column when its rows hold two values, or
+    a value and an empty cell (the IS DISTINCT FROM of the row-by-row check)."""
+
+    def differs(column: str):
+        c = stage.c[column]
+        filled = func.count(c)
+        return or_(func.min(c) != func.max(c), and_(filled > 0, filled < func.count()))
+
+    flags = (
+        select(*[case((differs(c), 1), else_=0).label(c) for c in PREM_RESPONSE_COLUMNS])
+        .group_by(stage.c.response_id)
+        .subquery()
+    )
+    found = conn.execute(select(*[func.max(flags.c[c]) for c in PREM_RESPONSE_COLUMNS])).one()
+    return {
+        c: select(stage.c.response_id).group_by(stage.c.response_id).having(differs(c)).correlate(None)
+        for c, flag in zip(PREM_RESPONSE_COLUMNS, found, strict=True)
+        if flag
+    }
 
 
 def _shown(value: object) -> str:
