@@ -99,10 +99,12 @@ def test_tied_days_fit_as_statsmodels_efron_and_expected_is_breslow():
 
 
 @pytest.mark.parametrize("days", [None, 1.0, 30.0])
-def test_the_numpy_efron_likelihood_fit_and_schoenfeld_residuals_equal_statsmodels_phreg(days):
+def test_the_numpy_efron_likelihood_fit_and_schoenfeld_residuals_equal_statsmodels_phreg(days, monkeypatch):
     """The Cox fit's own partial likelihood (survival._Efron, no loop over the times) against PHReg's, untied and on
     whole days or months (many deaths a day): log likelihood, score and Hessian at a point away from the optimum,
-    the fitted coefficients and their covariance, and the Schoenfeld residuals of the deaths in order of time."""
+    the fitted coefficients and their covariance, and the Schoenfeld residuals of the deaths in order of time. Its
+    row blocks are made small, so a day's rows span two blocks."""
+    monkeypatch.setattr(survival._Efron, "BLOCK", 97)
     rng = np.random.default_rng(21)
     n = 3000
     x = np.column_stack(

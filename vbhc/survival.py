@@ -335,6 +335,9 @@ class _Efron:
         first = np.repeat(np.cumsum(per) - per, per)
         self.fraction = (np.arange(len(self.pair)) - first) / np.repeat(per, per).astype(float)
         self.dead_sum = self.x[self.dead].sum(axis=0)
+        self.dead_x = self.x[self.dead]
+        self.rows = _time_runs(self.index, self.BLOCK)
+        self.dead_rows = _time_runs(self.index[self.dead], self.BLOCK)
 
     def _sums(self, b: np.ndarray, second: bool):
         lp = self.x @ b
@@ -346,12 +349,8 @@ class _Efron:
         c0 = s0[self.pair] - self.fraction * d0[self.pair]
         out = {"lp": lp, "r": r, "s0": s0, "c0": c0}
         if second:
-            s1 = np.empty((self.m, self.p))
-            d1 = np.empty((self.m, self.p))
-            for j in range(self.p):
-                column = self.x[:, j]
-                s1[:, j] = np.cumsum(np.bincount(self.index, weights=r * column, minlength=self.m)[::-1])[::-1]
-                d1[:, j] = np.bincount(self.index, weights=rd * column, minlength=self.m)
+            s1 = np.cumsum(_time_sums(self.x, r, self.rows, self.m)[::-1], axis=0)[::-1]
+            d1 = _time_sums(self.dead_x, r[self.dead], self.dead_rows, self.m)
             out |= {"rd": rd, "s1": s1, "d1": d1}
         return out
 
@@ -396,6 +395,25 @@ class _Efron:
         s = self._sums(b, second=True)
         k = self.index[self.dead]
         return self.x[self.dead] - s["s1"][k] / s["s0"][k, None]
+
+
+def _time_runs(index: np.ndarray, block: int) -> list[tuple[slice, np.ndarray, np.ndarray]]:
+    """Rows sorted by time, in blocks: per block its rows, where its runs of one time start, and those times."""
+    runs = []
+    for start in range(0, len(index), block):
+        part = index[start : start + block]
+        first = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
+        runs.append((slice(start, start + block), first, part[first]))
+    return runs
+
+
+def _time_sums(x: np.ndarray, weights: np.ndarray, runs: list, m: int) -> np.ndarray:
+    """Per distinct time (m of them) the sum of weights * x over its rows (sorted by time, in runs: _time_runs), by
+    contiguous sums of each block's rows rather than one strided pass over the rows per column."""
+    out = np.zeros((m, x.shape[1]))
+    for rows, first, times in runs:
+        out[times] += np.add.reduceat(x[rows] * weights[rows, None], first, axis=0)
+    return out
 
 
 def _newton(efron: _Efron, start: np.ndarray, maxiter: int, tol: float) -> tuple[np.ndarray, bool]:
