@@ -98,6 +98,41 @@ def test_tied_days_fit_as_statsmodels_efron_and_expected_is_breslow():
     np.testing.assert_allclose(model.expected(time, x), breslow, atol=1e-8)
 
 
+@pytest.mark.parametrize("days", [None, 1.0, 30.0])
+def test_the_numpy_efron_likelihood_fit_and_schoenfeld_residuals_equal_statsmodels_phreg(days, monkeypatch):
+    """The Cox fit's own partial likelihood (survival._Efron, no loop over the times) against PHReg's, untied and on
+    whole days or months (many deaths a day): log likelihood, score and Hessian at a point away from the optimum,
+    the fitted coefficients and their covariance, and the Schoenfeld residuals of the deaths in order of time. Its
+    row blocks are made small, so a day's rows span two blocks."""
+    monkeypatch.setattr(survival._Efron, "BLOCK", 97)
+    rng = np.random.default_rng(21)
+    n = 3000
+    x = np.column_stack(
+        [rng.normal(0, 10, n), rng.integers(0, 2, n), rng.integers(0, 4, n), rng.normal(25, 4, n)]
+    ).astype(float)
+    t = rng.exponential(400 / np.exp(x @ np.array([0.03, -0.4, 0.3, 0.05])))
+    c = rng.uniform(20, 900, n)
+    time, event = np.minimum(t, c), (t <= c).astype(float)
+    if days is not None:
+        time = np.ceil(time / days)
+        assert len(np.unique(time[event == 1])) < event.sum() / 2 or days == 1.0
+    ref_model = PHReg(time, x, status=event, ties="efron")
+    efron = survival._Efron(time, event, x)
+    b = np.array([0.02, -0.3, 0.1, 0.2])  # 0.2 per unit of a covariate near 25: exp would overflow unshifted
+    assert efron.loglike(b) == pytest.approx(ref_model.loglike(b), rel=1e-12)
+    np.testing.assert_allclose(
+        efron.score(b), ref_model.score(b), rtol=1e-9, atol=1e-9 * np.abs(ref_model.score(b)).max()
+    )
+    np.testing.assert_allclose(efron.hessian(b), ref_model.hessian(b), rtol=1e-10)
+    ref = ref_model.fit()
+    params, cov, model = survival._phreg(time, event, x)
+    np.testing.assert_allclose(params, ref.params, rtol=1e-8)
+    np.testing.assert_allclose(cov, ref.cov_params(), rtol=1e-8)
+    dead = np.flatnonzero(event == 1)
+    dead = dead[np.argsort(time[dead], kind="stable")]
+    np.testing.assert_allclose(model.schoenfeld_residuals(params), ref.schoenfeld_residuals[dead], atol=1e-9)
+
+
 def _naive_concordance(time, risk, event):
     """Harrell's C pair by pair: a death and anyone followed longer (or censored on the day of that death)."""
     correct = tied = pairs = 0
