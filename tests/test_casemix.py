@@ -586,3 +586,21 @@ def test_shares_that_read_as_shares_lie_between_minus_5_and_105_percent(contribu
     if shares_of_gap_read_as_shares(contributions, gap):
         shares = np.asarray(contributions) / gap
         assert shares.min() >= -0.05 - 1e-9 and shares.max() <= 1.05 + 1e-9
+
+
+def test_a_design_too_near_collinear_for_its_gram_matrix_is_fitted_as_statsmodels_ols(monkeypatch):
+    """Where the Cholesky factor of X'X does not exist numerically, the continuous model falls back to statsmodels'
+    OLS (the rows' pseudo-inverse) instead of a failed fit."""
+    from vbhc import casemix
+
+    def no_factor(y, x):
+        raise np.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(casemix, "_fit_ols", no_factor)
+    df = simulate_cycles(2_000, seed=43)
+    rng = np.random.default_rng(44)
+    df["y"] = 20 - 0.1 * df["age"].astype(float) + rng.normal(0, 10, len(df))
+    model = fit_casemix_model(df, "y", CASEMIX, "continuous")
+    assert model.diagnostics.method == "ols" and model.warning is None
+    ref = smf.ols(FORMULA, data=_complete_frame(df)).fit()
+    np.testing.assert_allclose(model.predict(df), ref.predict(_complete_frame(df)), rtol=1e-9)

@@ -838,7 +838,11 @@ def fit_casemix_model(
             zval = params / se
             pval = 2 * stats.norm.sf(np.abs(zval))
         else:
-            params, se, pval = _fit_ols(yu, x)
+            try:
+                params, se, pval = _fit_ols(yu, x)
+            except np.linalg.LinAlgError:  # a design too near collinear for its Gram matrix: the rows' pseudo-inverse
+                res = _statsmodels().OLS(yu, x).fit()
+                params, se, pval = np.asarray(res.params), np.asarray(res.bse), np.asarray(res.pvalues)
             method = "ols"
     except Exception as exc:  # never crash an indicator because a fit failed
         return finish(
