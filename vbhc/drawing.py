@@ -55,17 +55,25 @@ def vl_convert() -> ModuleType:
     with _LOCK:
         if _ready:
             return vlc
-        with tempfile.TemporaryDirectory(prefix="vbhc-fonts-") as folder:
-            config = Path(folder) / "fonts.conf"
-            config.write_text(_fontconfig(package_data("reports", "fonts")), encoding="utf-8")
-            previous = os.environ.get("FONTCONFIG_FILE")
-            os.environ["FONTCONFIG_FILE"] = str(config)
-            try:
-                vlc.vegalite_to_svg(_FIRST_DRAWING)
-            finally:
-                if previous is None:
-                    os.environ.pop("FONTCONFIG_FILE", None)
-                else:
-                    os.environ["FONTCONFIG_FILE"] = previous
+        try:
+            with tempfile.TemporaryDirectory(prefix="vbhc-fonts-") as folder:
+                config = Path(folder) / "fonts.conf"
+                config.write_text(_fontconfig(package_data("reports", "fonts")), encoding="utf-8")
+                _first_drawing(vlc, config)
+        except OSError:  # no temporary folder to write in: the host's fonts, as before (slower)
+            pass
         _ready = True
     return vlc
+
+
+def _first_drawing(vlc: ModuleType, config: Path) -> None:
+    """vl-convert's first drawing in the process with FONTCONFIG_FILE naming `config`, put back right after."""
+    previous = os.environ.get("FONTCONFIG_FILE")
+    os.environ["FONTCONFIG_FILE"] = str(config)
+    try:
+        vlc.vegalite_to_svg(_FIRST_DRAWING)
+    finally:
+        if previous is None:
+            os.environ.pop("FONTCONFIG_FILE", None)
+        else:
+            os.environ["FONTCONFIG_FILE"] = previous
