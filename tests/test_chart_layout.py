@@ -27,10 +27,12 @@ import pytest
 from ui.layout import MAIN_WIDTH
 from vbhc import charts, survival
 from vbhc.catalog import DAYS_PER_YEAR, Timepoint, default_catalog
+from vbhc.drawing import vl_convert
 from vbhc.i18n import t
 from vbhc.indicators import funnel_curve as funnel_limits
 
-vlc = pytest.importorskip("vl_convert")
+pytest.importorskip("vl_convert")
+vlc = vl_convert()  # with the fonts every drawing of vbhc uses (vbhc.drawing)
 
 SVG = "{http://www.w3.org/2000/svg}"
 #: The widths the pages give a chart: the content width at 1440 px (layout="wide", ui/layout.py), one of two

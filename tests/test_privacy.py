@@ -58,11 +58,13 @@ def _attack(truth: pd.DataFrame, view: pd.DataFrame, threshold: int) -> list[str
         if hidden.empty:
             continue
         lows, highs, labels, secret_n = [], [], [], []
-        for cell in hidden.itertuples():
+        first_n: dict[str, object] = {}  # each unit's first row's n (a dictionary: a boolean mask per cell was slow)
+        for unit, n in zip(full["unit"].astype(str), full["n"], strict=True):
+            first_n.setdefault(unit, n)
+        for cell in hidden[[c for c in ("unit", "n_band") if c in hidden.columns]].itertuples():  # (the columns read)
             band = getattr(cell, "n_band", None)
             unit = str(cell.unit)
-            true = full.loc[full["unit"] == unit, "n"]
-            true_n = float(true.iloc[0]) if len(true) else math.nan
+            true_n = float(first_n[unit]) if unit in first_n else math.nan
             if isinstance(band, str) and band:
                 lo, hi = n_band_bounds(band)
             elif true_n < threshold:

@@ -183,9 +183,10 @@ def test_the_pdf_names_every_unit_and_shows_no_unit_id(registry, tmp_path, monke
     """`vbhc report` as the command line makes it: the header, the title page, the headings, the improvement
     tables and the funnel's point labels name the units ("Testziekenhuis Noord"); an id ("H01", "H01/ORT") is
     for key columns of an export, never for a reader of the meeting report."""
-    import vl_convert as vlc
-
+    from vbhc.drawing import vl_convert
     from vbhc.reports import pdf as pdf_module
+
+    vlc = vl_convert()
 
     engine, _ = registry
     drawn: list[str] = []

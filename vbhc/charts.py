@@ -753,9 +753,9 @@ def chart_table(spec: dict[str, Any]) -> pd.DataFrame:
 
 def chart_png(spec: dict[str, Any], *, scale: float = 2.0) -> bytes:
     """The chart as a PNG image (vl-convert: no browser, no network; the data is inside the spec)."""
-    import vl_convert as vlc
+    from vbhc.drawing import vl_convert
 
-    return vlc.vegalite_to_png(spec, scale=scale)
+    return vl_convert().vegalite_to_png(spec, scale=scale)
 
 
 # ------------------------------------------------------------------------------------------ encodings

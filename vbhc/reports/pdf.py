@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import vl_convert as vlc
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
 
 from vbhc import charts
 from vbhc.catalog import PROM_KINDS, default_catalog
+from vbhc.drawing import vl_convert
 from vbhc.i18n import MISSING, catalog, fmt_ci, fmt_date, fmt_datetime, fmt_int, fmt_percent, format_value, t
 from vbhc.improvement import ALL_UNITS
 from vbhc.indicators import (
@@ -78,7 +78,7 @@ def render_chart(chart: Any, scale: float = CHART_SCALE) -> bytes:
     The spec is not validated again here: the chart builders' specs are validated in tests/test_charts.py, and
     validation is a third of the time of a chart.
     """
-    return _opaque(vlc.vegalite_to_png(chart.to_dict(validate=False), scale=scale))
+    return _opaque(vl_convert().vegalite_to_png(chart.to_dict(validate=False), scale=scale))
 
 
 def _opaque(png: bytes) -> bytes:
