@@ -522,12 +522,21 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["clicks", "concurrency", "restart"])
     parser.add_argument("--attach", nargs=3, metavar=("URL", "TIMING_LOG", "PID"), help="use a running server")
     parser.add_argument("--label", default="", help="a name for the JSON file (e.g. baseline, after)")
+    parser.add_argument(
+        "--database", type=Path, help="a SQLite registry to run on instead of data/bench's (e.g. a private copy)"
+    )
+    parser.add_argument(
+        "--warm-up-timeout",
+        type=float,
+        default=900,
+        help="seconds to wait for the warm-up before the clicks (less: the clicks run beside the years' preparation)",
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} not found: apt-get install -y chromium (never `playwright install`)")
     from playwright.sync_api import sync_playwright
 
-    db = bench_database(args.cycles)
+    db = args.database.resolve() if args.database else bench_database(args.cycles)
     database_url = f"sqlite:///{db}"
     # a comparison group is measured as a viewer who picks one nobody has viewed: none of them is stored yet
     forgotten = forget_groups(db)
@@ -550,7 +559,7 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             out["cold_first_page"] = first_page(browser, server, "/?lang=en")
             print(f"cold start -> first page {out['cold_first_page']['seconds']:.1f} s; waiting for the warm-up")
-            out["warm_up_wait_s"] = wait_for_warm_up(browser, server)
+            out["warm_up_wait_s"] = wait_for_warm_up(browser, server, args.warm_up_timeout)
             out["rss_warm_mb"] = server.rss_mb()
             print(f"warm-up done after {out['warm_up_wait_s']:.0f} s more; RSS {out['rss_warm_mb']:.0f} MB", flush=True)
             if "clicks" not in args.skip:

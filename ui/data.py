@@ -302,7 +302,8 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                 with contextlib.suppress(Exception):  # the Data page asking for it shows the error
                     completeness(url, data_version, condition)
             # a registry too large for default_views' years: every year after all else, so a period filter reads
-            # and does not compute (~14 s at 1M cycles); on disk only, so the years' data do not stay in memory
+            # and does not compute (~14 s at 1M cycles); on disk only, in a child process at the lowest priority
+            # (~20 minutes of CPU at 1M cycles, which in this process held the interpreter lock beside every page)
             planned = set(views)
             years = (
                 [v for v in results.year_views(engine(url)) if v not in planned]
@@ -313,15 +314,12 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                 done = state.done
                 state.total += len(years)
 
-                def counted(_stage: str, finished: int, _total: int) -> None:
-                    state.done = done + finished
+                def counted(finished: int, _total: int) -> None:
+                    state.done = done + min(finished, len(years))
 
-                results.precompute(engine(url), years, progress=counted, prune=False, pause=_yield_to_pages)
-                for prem in results.prem_keys(years):
-                    if prem.period:
-                        _yield_to_pages()
-                        with contextlib.suppress(Exception):  # a page asking for it shows the error
-                            prem_result(url, data_version, prem.questionnaire, prem.level, prem.period)
+                _yield_to_pages()
+                results.precompute_years_apart(url, progress=counted)
+                state.done = done + len(years)  # a view that failed is computed when a page asks for it
             if version is not None:
                 store.prune(version)  # the results of older imports
             # what is in memory now stays for the server's life: out of the cyclic garbage collector's full passes,

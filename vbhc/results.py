@@ -46,6 +46,8 @@ import pickle
 import platform
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -80,6 +82,8 @@ __all__ = [
     "compute_counts",
     "default_views",
     "precompute",
+    "precompute_years",
+    "precompute_years_apart",
     "store_for",
 ]
 
@@ -1140,3 +1144,108 @@ def precompute(
     if prune:
         store.prune(version)
     return computed, stored
+
+
+class _Superseded(Exception):
+    """An import changed the dataset version while the years were prepared: the new version's warm-up does it."""
+
+
+def precompute_years(engine: Engine, *, progress: Callable[[str, int, int], None] | None = None) -> int:
+    """Compute and store every year view that default_views leaves out (year_views: a registry larger than
+    years_up_to()) and those years' PREM tables; the number of views computed. Stops when an import changes the
+    dataset version meanwhile (what it would store is then stale). What a server prepares after everything else,
+    in a child process (precompute_years_apart)."""
+    planned = set(default_views(engine))
+    years = [v for v in year_views(engine) if v not in planned]
+    store = ResultStore(engine)
+    version = store.version()
+    if not years or version is None or not store.enabled:
+        return 0
+
+    def still_current() -> None:
+        if store.version() != version:
+            raise _Superseded
+
+    from vbhc import prems
+
+    try:
+        computed, _ = precompute(engine, years, progress=progress, prune=False, pause=still_current)
+        for pkey in prem_keys(years):
+            if not pkey.period:  # every date: among the default views' (the warm-up read them before)
+                continue
+            still_current()
+            try:
+                store.prem(
+                    pkey,
+                    version,
+                    lambda pkey=pkey: prems.prem_indicator_table(
+                        pkey.questionnaire, pkey.level, pkey.period or None, engine=engine
+                    ),
+                )
+            except Exception:  # the PREM section shows the error
+                log.exception("preparing the PREM table %s failed", pkey)
+    except _Superseded:
+        return 0
+    return computed
+
+
+def precompute_years_apart(url: str, progress: Callable[[int, int], None] | None = None) -> int:
+    """precompute_years for the database at `url` in a child process at the lowest priority, waited for;
+    `progress(done, total)` after each view; the child's exit status.
+
+    Why a child: at 1,000,000 care cycles the years are ~20 minutes of CPU (~14 s a view), and computed in a
+    server's thread they held the interpreter lock beside every page drawn meanwhile: a filter change that
+    needed 0.2-0.3 s of CPU took 2-4 s. At nice 19 the child takes only the CPU the server's pages leave, and
+    ends with the process that started it (a stopped server leaves no work behind)."""
+    env = {**os.environ, "VBHC_DATABASE_URL": url}
+    command = [sys.executable, "-c", _YEARS_CHILD, str(YEARS_NICENESS), str(os.getpid())]
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        assert child.stdout is not None
+        for line in child.stdout:
+            parts = line.split()
+            if progress is not None and len(parts) == 3 and parts[0] == _PROGRESS and parts[1].isdigit():
+                progress(int(parts[1]), int(parts[2]))
+        code = child.wait()
+        if code:
+            errors.seek(0)
+            log.error("preparing the years failed (%s): %s", code, errors.read()[-2000:].decode(errors="replace"))
+    return code
+
+
+#: The niceness of precompute_years_apart's child (19: the lowest priority, where the system has one).
+YEARS_NICENESS = 19
+#: The first word of the progress lines precompute_years_apart's child prints: "<word> <done> <total>".
+_PROGRESS = "views"
+
+
+def _years_child(parent: int) -> int:
+    """The child of precompute_years_apart: exits when its parent is gone, prints its progress on stdout."""
+    from vbhc.store import get_engine
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+    def report(_stage: str, done: int, total: int) -> None:
+        print(_PROGRESS, done, total, flush=True)
+
+    precompute_years(get_engine(), progress=report)
+    return 0
+
+
+#: The child of precompute_years_apart; its arguments: its niceness (where the system has one: not on Windows)
+#: and the parent's process id.
+_YEARS_CHILD = """
+import os, sys
+if hasattr(os, "nice") and int(sys.argv[1]):
+    try:
+        os.nice(int(sys.argv[1]))
+    except OSError:
+        pass
+from vbhc.results import _years_child
+sys.exit(_years_child(int(sys.argv[2])))
+"""
