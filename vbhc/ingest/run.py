@@ -142,30 +142,40 @@ def import_files(
         raise refuse()
     try:
         with engine.connect() as conn:
-            row_checks_off = staging.skip_sqlite_row_checks(conn)
+            cache_size = staging.shrink_sqlite_cache(conn)
             try:
-                trans = conn.begin()
+                row_checks_off = staging.skip_sqlite_row_checks(conn)
                 try:
-                    _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows, row_checks_off)
-                    if report.ok:
-                        _audit_imported(conn, actor, report)
-                        trans.commit()
-                    else:
-                        trans.rollback()
-                except BaseException:
-                    trans.rollback()
-                    raise
-            finally:
-                if row_checks_off:
+                    trans = conn.begin()
                     try:
-                        staging.restore_sqlite_row_checks(conn)
+                        _run_batch(
+                            conn, sources, catalog, report, imported_by, force, progress, chunk_rows, row_checks_off
+                        )
+                        if report.ok:
+                            _audit_imported(conn, actor, report)
+                            trans.commit()
+                        else:
+                            trans.rollback()
                     except BaseException:
-                        conn.invalidate()  # never back into the pool without its foreign-key check
+                        trans.rollback()
                         raise
-            if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
-                # the planner's statistics from a sample of each index, not a scan of every row
-                conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
-                conn.exec_driver_sql("ANALYZE")
+                finally:
+                    if row_checks_off:
+                        try:
+                            staging.restore_sqlite_row_checks(conn)
+                        except BaseException:
+                            conn.invalidate()  # never back into the pool without its foreign-key check
+                            raise
+                if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
+                    # the planner's statistics from a sample of each index, not a scan of every row
+                    conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
+                    conn.exec_driver_sql("ANALYZE")
+            finally:
+                if cache_size is not None:
+                    try:
+                        staging.restore_sqlite_cache(conn, cache_size)
+                    except Exception:
+                        conn.invalidate()  # discarded, not back into the pool with the import's small cache
     except SQLAlchemyError as exc:
         report.sources.clear()
         report.add(_database_problem(exc))
