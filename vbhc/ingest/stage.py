@@ -276,9 +276,9 @@ def restore_sqlite_row_checks(conn: Connection) -> None:
 
 
 #: SQLite's page cache for an import's connection (KiB, as a negative cache_size): vbhc.store gives every connection
-#: 200 MB for the pages' reads, which an import filled with the pages it writes (a 30-million-row PROM file's peak
-#: RSS 1,722 MB, 1,511 MB with this). An import writes each page once and reads few of them again. Constants: a
-#: PRAGMA takes no bound parameters.
+#: 200 MB for the pages' reads, which an import filled with the pages it writes (the 1M demo's 30-million-row PROM
+#: file: peak RSS 1,585 MB, 1,381 MB with this, the same CPU time). An import writes each page once and reads few of
+#: them again. Constants: a PRAGMA takes no bound parameters.
 _SQLITE_CACHE_SIZE = "PRAGMA cache_size"
 _SQLITE_IMPORT_CACHE = "PRAGMA cache_size=-20000"
 
