@@ -306,3 +306,42 @@ def test_the_batch_connection_gets_its_foreign_key_check_back(demo, engines, mon
     with pytest.raises(RuntimeError):
         import_files([demo / "clinical_outcomes.csv"], direct)
     assert checked() == 1
+
+
+def test_the_batch_connection_writes_with_a_small_page_cache_and_gets_its_own_back(
+    demo, engines, monkeypatch, tmp_path
+):
+    """SQLite: the import's connection writes with a 20 MB page cache (the 200 MB every connection has for the
+    pages' reads, filled with the pages an import writes, took a 30-million-row PROM file's peak RSS past 1.5 GB);
+    after a commit, a refusal and a failure the pooled connection has its 200 MB again."""
+    direct, _ = engines
+    during: list[int] = []
+    real = staging.insert_directly
+
+    def spy(conn, spec, frame, batch_id):
+        during.append(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+        return real(conn, spec, frame, batch_id)
+
+    def cache_size() -> int:
+        with direct.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+
+    read_cache = cache_size()
+    assert read_cache == -200_000
+    monkeypatch.setattr(staging, "insert_directly", spy)
+    import_files([demo / n for n in FILES[:2]], direct, chunk_rows=CHUNK)
+    assert during and set(during) == {-20_000}
+    assert cache_size() == read_cache
+    bad = tmp_path / "clinical_outcomes.csv"
+    bad.write_text("cycle_id,outcome,value\nnobody,x,1\n", encoding="utf-8")
+    with pytest.raises(ImportRefused):
+        import_files([bad], direct)
+    assert cache_size() == read_cache
+
+    def explode(conn, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(staging, "insert_directly", explode)
+    with pytest.raises(RuntimeError):
+        import_files([demo / "clinical_outcomes.csv"], direct)
+    assert cache_size() == read_cache

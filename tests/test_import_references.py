@@ -111,3 +111,61 @@ def test_a_role_without_the_privilege_keeps_the_row_triggers_and_imports_the_sam
                 conn.execute(text(f"DROP ROLE {role}"))
     finally:
         next(gen, None)
+
+
+@pytest.mark.postgres
+def test_postgresql_locks_the_stored_rows_a_file_refers_to_and_not_the_batchs_own(request, tmp_path, monkeypatch):
+    """The set-based check locks each stored care cycle a file refers to (FOR KEY SHARE, as the per-row trigger
+    would): another session cannot delete or re-key it before the batch commits. A care cycle the batch wrote
+    itself is seen by no other session before the commit, so with every referenced cycle the batch's own (a first
+    import) no lock is taken: the lock's join was a third of a child file's time in the database."""
+    from sqlalchemy import create_engine, event, select, text
+
+    from tests.conftest import _postgres_engine
+    from vbhc import models
+
+    gen = _postgres_engine(request.getfixturevalue("postgres_server"))
+    engine = next(gen)
+    other = create_engine(engine.url)
+    try:
+        locks: list[str] = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany):
+            if "FOR KEY SHARE" in statement:
+                locks.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        files = write_small_registry(tmp_path / "files")
+        import_files(files, engine)  # one batch: every cycle the outcomes, PROMs and costs name is its own
+        assert locks == [] or all("departments" in s for s in locks), locks
+
+        with engine.connect() as conn:
+            stored = conn.execute(select(models.CareCycle.cycle_id).order_by(models.CareCycle.cycle_id)).scalars().all()
+        blocked: list[bool] = []
+        real = staging.unresolved_references
+
+        def and_try_to_delete(conn, stage, target, limit, own_batches=()):
+            found = real(conn, stage, target, limit, own_batches)
+            if target.name == "clinical_outcomes":  # inside the batch's transaction: another session tries
+                with other.connect() as intruder:
+                    intruder.execute(text("SET lock_timeout = '200ms'"))
+                    try:
+                        intruder.execute(
+                            select(models.CareCycle.cycle_id)
+                            .where(models.CareCycle.cycle_id == stored[0])
+                            .with_for_update(nowait=True)
+                        ).all()
+                        blocked.append(False)
+                    except Exception:
+                        blocked.append(True)
+                    intruder.rollback()
+            return found
+
+        monkeypatch.setattr(staging, "unresolved_references", and_try_to_delete)
+        locks.clear()
+        report = import_files([files[2]], engine, force=True)  # outcomes of stored care cycles: another batch's
+        assert report.ok and blocked == [True]
+        assert any("care_cycles" in s for s in locks)
+    finally:
+        other.dispose()
+        next(gen, None)

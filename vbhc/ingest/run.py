@@ -144,30 +144,40 @@ def import_files(
         raise refuse()
     try:
         with engine.connect() as conn:
-            row_checks_off = staging.skip_sqlite_row_checks(conn)
+            cache_size = staging.shrink_sqlite_cache(conn)
             try:
-                trans = conn.begin()
+                row_checks_off = staging.skip_sqlite_row_checks(conn)
                 try:
-                    _run_batch(conn, sources, catalog, report, imported_by, force, progress, chunk_rows, row_checks_off)
-                    if report.ok:
-                        _audit_imported(conn, actor, report)
-                        trans.commit()
-                    else:
-                        trans.rollback()
-                except BaseException:
-                    trans.rollback()
-                    raise
-            finally:
-                if row_checks_off:
+                    trans = conn.begin()
                     try:
-                        staging.restore_sqlite_row_checks(conn)
+                        _run_batch(
+                            conn, sources, catalog, report, imported_by, force, progress, chunk_rows, row_checks_off
+                        )
+                        if report.ok:
+                            _audit_imported(conn, actor, report)
+                            trans.commit()
+                        else:
+                            trans.rollback()
                     except BaseException:
-                        conn.invalidate()  # never back into the pool without its foreign-key check
+                        trans.rollback()
                         raise
-            if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
-                # the planner's statistics from a sample of each index, not a scan of every row
-                conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
-                conn.exec_driver_sql("ANALYZE")
+                finally:
+                    if row_checks_off:
+                        try:
+                            staging.restore_sqlite_row_checks(conn)
+                        except BaseException:
+                            conn.invalidate()  # never back into the pool without its foreign-key check
+                            raise
+                if report.ok and conn.dialect.name == "sqlite" and any(s.rows_inserted for s in report.sources):
+                    # the planner's statistics from a sample of each index, not a scan of every row
+                    conn.exec_driver_sql(_SQLITE_ANALYSIS_LIMIT)
+                    conn.exec_driver_sql("ANALYZE")
+            finally:
+                if cache_size is not None:
+                    try:
+                        staging.restore_sqlite_cache(conn, cache_size)
+                    except Exception:
+                        conn.invalidate()  # discarded, not back into the pool with the import's small cache
     except SQLAlchemyError as exc:
         report.sources.clear()
         report.add(_database_problem(exc))
@@ -510,7 +520,7 @@ def _import_packed(
                 raise _NeedsStaging
             batch_id = _new_batch_row(conn, source, batch, src_report.rows_read)
             if batch.skip_row_triggers:
-                _check_references(conn, source, packed, report)  # names a questionnaire's first row
+                _check_references(conn, source, packed, report, batch.batch_ids)  # names a questionnaire's first row
                 if not report.ok:
                     return
             date_given = prom_store.COMPLETED_DATE in {source.spec.stored(c) for c in header.names}
@@ -881,7 +891,7 @@ def _import_staged(
         flag_given = "own_hospital" in header.names
         hospitals_changed = src_report.hospitals_changed = _upsert_hospitals(conn, units, batch_id, flag_given)
     if batch.skip_row_triggers:  # after the hospitals a units file brings: its departments refer to them
-        _check_references(conn, source, stage, report)
+        _check_references(conn, source, stage, report, batch.batch_ids)
         if not report.ok:
             staging.drop(conn, stage)
             if packed is not None:
@@ -960,12 +970,15 @@ def _duplicates_across(conn: Connection, number: int, source: Source, stage, bat
     staging.remember_keys(conn, stage, seen, spec.target_key, number)
 
 
-def _check_references(conn: Connection, source: Source, stage, report: ImportReport) -> None:
+def _check_references(
+    conn: Connection, source: Source, stage, report: ImportReport, own_batches: set[int] | None = None
+) -> None:
     """The foreign keys' check, once for the whole file: a row whose unit or care cycle is not stored.
 
     Validation already refuses such rows (unknown unit, unknown care cycle), so this finds nothing unless the
     database changed underneath; it stands in for the per-row triggers the upsert then skips."""
-    for columns, parent, count, rows in staging.unresolved_references(conn, stage, source.spec.target, report.room):
+    found = staging.unresolved_references(conn, stage, source.spec.target, report.room, own_batches or ())
+    for columns, parent, count, rows in found:
         for row in rows:
             report.add(
                 source.problem(

@@ -533,9 +533,8 @@ class BatchState:
         self._vital: pd.DataFrame | None = None
         self._batch_vital: list[pd.DataFrame] = []
         self._deaths: pd.Series | None = None
-        #: each known care cycle under its id_keys key (the first spelling of a key), built when a file brings a
-        #: cycle_id that is not known yet (cycle_twins)
-        self._cycle_keys: pd.Series | None = None
+        #: the known care cycles' ids (stored, then this batch's), by how a reader compares them (cycle_twins)
+        self._cycle_spellings = Spellings(lambda: self._known_cycles().index)
 
     def units(self) -> set[tuple[str, str]]:
         if self._units is None:
@@ -563,25 +562,14 @@ class BatchState:
         )
         self._batch_cycles.append(frame)
         self._cycles = None
-        if self._cycle_keys is not None and len(cycle_ids):
-            self._cycle_keys = _spellings(pd.concat([self._cycle_keys, _keyed(cycle_ids)]))
+        self._cycle_spellings.add(cycle_ids)
 
     def cycle_twins(self, cycle_ids: pd.Series) -> dict[str, str]:
         """Each of `cycle_ids` that is no known care cycle (stored, or of an earlier row or file) but reads as
         one, or as an earlier one of `cycle_ids` (id_keys: c0000001 as C0000001, 007 as 7), mapped to that other
         spelling. Only ids that are not known exactly are looked at: a file that sends its cycles again costs
         nothing here."""
-        new = _fresh(cycle_ids, self._known_cycles().index)
-        if new.empty:
-            return {}
-        if self._cycle_keys is None:
-            self._cycle_keys = _spellings(_keyed(self._known_cycles().index))
-        keys = id_keys(new)
-        earlier = new.groupby(keys.to_numpy(), sort=False).transform("first")
-        known = keys.map(self._cycle_keys).astype(object)
-        seen = known.where(known.notna(), earlier)
-        twin = (seen != new).to_numpy()
-        return dict(zip(new[twin], seen[twin], strict=True))
+        return self._cycle_spellings.twins(cycle_ids)
 
     def death_dates(self) -> pd.Series:
         """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
@@ -637,65 +625,92 @@ def id_keys(codes: pd.Series | pd.Index) -> pd.Series:
     return pd.Series(keys.to_numpy(zero_copy_only=False), dtype=object)
 
 
-def _fresh(ids: pd.Series, known: pd.Index) -> pd.Series:
-    """The distinct non-empty `ids` that are not `known`, in the order they first appear. As plain Python
-    strings: pandas looks Arrow strings up in an index of objects one by one (0.3 s for 70,000 PREM rows)."""
-    distinct = pd.Series(pd.unique(ids.to_numpy(dtype=object)), dtype=object)
-    distinct = distinct[(distinct != "").to_numpy()]
-    return distinct[~distinct.isin(known)].reset_index(drop=True)
-
-
-def _keyed(codes: pd.Series | pd.Index) -> pd.Series:
-    """`codes` indexed by their id_keys."""
-    values = pd.Series(codes, dtype=object).to_numpy()
-    return pd.Series(values, index=id_keys(values).to_numpy(), dtype=object)
-
-
-def _spellings(keyed: pd.Series) -> pd.Series:
-    """The first spelling of each key."""
-    return keyed[~keyed.index.duplicated(keep="first")]
-
-
 class Spellings:
-    """Ids known by how a reader compares them (id_keys): those `stored` gives, read on a file's first chunk, and
-    those later rows and files add. `twins` maps each id that differs from a known one, or from an earlier one of
-    its own, only as id_keys leaves out, to that other spelling. The keys are built only once a file brings an
-    id that is not known exactly: a file that sends its responses again costs a set look-up."""
+    """Ids known exactly and by how a reader compares them (id_keys): those `stored` gives (read on a file's first
+    chunk, in its order), then those later rows and files add. `twins` maps each id that differs from a known one,
+    or from an earlier one of its own, only as id_keys leaves out, to that other spelling (the first one known of
+    that key). The keys are built only once a file brings an id that is not known exactly: a file that sends its
+    responses again costs a look-up per distinct id.
+
+    Why dictionaries grown in place: each chunk looks up and adds its own distinct ids only. An index of every known
+    id, rebuilt and hashed again for each chunk, made the check of a file's first import grow with its rows times
+    its chunks (a million care cycles: five chunks, each hashing up to a million ids three times)."""
 
     def __init__(self, stored: Callable[[], pd.Index]):
         self._stored = stored
-        self._known: pd.Index | None = None
-        self._keys: pd.Series | None = None
-        self._added: list[np.ndarray] = []
+        self._known: dict[object, None] | None = None  # every known id once, in the order first known
+        self._first: dict[object, object] | None = None  # each known id_keys key -> its first known spelling
+        self._pending: tuple[pd.Series, tuple[list, list]] | None = None  # the last ids looked at, for add()
 
-    def _current(self) -> pd.Index:
+    def _ids(self) -> dict[object, None]:
         if self._known is None:
-            self._known = pd.Index(self._stored(), dtype=object)
-        if self._added:
-            added = pd.Index(np.concatenate(self._added), dtype=object)
-            self._added = []
-            if self._keys is not None:
-                self._keys = _spellings(pd.concat([self._keys, _keyed(added)]))
-            self._known = self._known.append(added).unique()
+            self._known = dict.fromkeys(pd.Index(self._stored(), dtype=object).tolist())
         return self._known
 
+    def _keys(self) -> dict[object, object]:
+        if self._first is None:
+            ids = list(self._ids())
+            keys = id_keys(ids).tolist() if ids else []
+            self._first = dict(zip(reversed(keys), reversed(ids), strict=True))  # the first spelling written last
+        return self._first
+
+    def _fresh(self, ids: pd.Series) -> tuple[list, list]:
+        """The distinct non-empty `ids` that are not known, in the order they first appear, and their keys. Kept
+        for add() when it is given the same ids next (the known ids are the same then)."""
+        if self._pending is not None and self._pending[0] is ids:
+            return self._pending[1]
+        known = self._ids()
+        distinct = _distinct(ids)
+        if known.keys().isdisjoint(distinct):  # a first import's chunk: every id is new
+            new = [v for v in distinct if v != ""] if "" in distinct else distinct
+        else:
+            new = [v for v in distinct if v != "" and v not in known]
+        found = (new, id_keys(new).tolist() if new and self._first is not None else [])
+        self._pending = (ids, found)
+        return found
+
     def twins(self, ids: pd.Series) -> dict[str, str]:
-        known_ids = self._current()
-        new = _fresh(ids, known_ids)
-        if new.empty:
+        new, keys = self._fresh(ids)
+        if not new:
             return {}
-        if self._keys is None:
-            self._keys = _spellings(_keyed(known_ids))
-        keys = id_keys(new)
-        earlier = new.groupby(keys.to_numpy(), sort=False).transform("first")
-        known = keys.map(self._keys).astype(object)
-        seen = known.where(known.notna(), earlier)
-        twin = (seen != new).to_numpy()
-        return dict(zip(new[twin], seen[twin], strict=True))
+        first = self._keys()
+        if len(keys) != len(new):  # the keys were built just now
+            keys = id_keys(new).tolist()
+            self._pending = (ids, (new, keys))
+        if first.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+            return {}  # no key known, none twice: the usual chunk, without a look-up per id
+        earlier: dict[object, object] = {}  # a key's first spelling among `new`
+        twins: dict[str, str] = {}
+        for value, key in zip(new, keys, strict=True):
+            seen = first.get(key)
+            if seen is None:
+                seen = earlier.setdefault(key, value)
+            if seen != value:
+                twins[value] = seen
+        return twins
 
     def add(self, ids: pd.Series) -> None:
         """A chunk's ids, known to the next chunk and file."""
-        self._added.append(pd.unique(ids[ids != ""].to_numpy(dtype=object)))
+        new, keys = self._fresh(ids)
+        self._pending = None
+        if not new:
+            return
+        self._known.update(dict.fromkeys(new))
+        if self._first is not None:
+            if len(keys) != len(new):
+                keys = id_keys(new).tolist()
+            spelled = dict(zip(reversed(keys), reversed(new), strict=True))  # each key's first spelling here
+            if self._first.keys().isdisjoint(spelled):
+                self._first.update(spelled)
+            else:
+                for key, value in spelled.items():
+                    self._first.setdefault(key, value)
+
+
+def _distinct(ids: pd.Series) -> list:
+    """The distinct values of `ids` in the order they first appear, as plain Python objects (a string column's
+    distinct values found by Arrow before any Python string is made)."""
+    return pd.Series(ids, copy=False).unique().tolist()
 
 
 def id_twin_rule(code: str, known: str, what: str = "cycle") -> Rule:
