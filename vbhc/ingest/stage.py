@@ -336,6 +336,8 @@ def unresolved_references(
         remote = [e.column for e in fk.elements]
         given = and_(*[c.is_not(None) for c in local])
         referenced = select(*remote).where(tuple_(*remote).in_(select(*local).where(given)))
+        same = and_(*[r == c for r, c in zip(remote, local, strict=True)])
+        match = select(literal(1)).select_from(parent).where(same)
         if conn.dialect.name == "postgresql":
             others = parent.c.batch_id.not_in(list(own_batches)) if own_batches and "batch_id" in parent.c else None
             if others is not None:
@@ -343,8 +345,11 @@ def unresolved_references(
             if others is None or conn.execute(select(literal(1)).where(others).limit(1)).first() is not None:
                 locked = referenced.with_for_update(read=True, key_share=True).subquery()
                 conn.execute(select(func.count()).select_from(locked)).scalar_one()
-        same = and_(*[r == c for r, c in zip(remote, local, strict=True)])
-        match = select(literal(1)).select_from(parent).where(same)
+            else:
+                # nothing was locked: only the batch's own rows resolve a reference. A row another session commits
+                # after the look-up above is not locked here, so it could be deleted before this commit; a
+                # reference to it is refused as unresolved (imported again, it is locked then)
+                match = match.where(~others)
         missing = select(stage.c.row_no, *local).where(given, ~match.exists())
         count = conn.execute(select(func.count()).select_from(missing.subquery())).scalar_one()
         if count:
