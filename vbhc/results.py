@@ -1005,8 +1005,6 @@ def prepare_pages(
     charts and DERIVED_TABLES, and the PREM tables (prem_keys). Without it the first server start after an
     import computes them while its first viewers wait (~45 s on the 50k demo). Returns how many were computed;
     stored ones are read."""
-    from vbhc import prems
-
     store = ResultStore(engine)
     version = store.version()
     if version is None or not store.enabled:
@@ -1037,16 +1035,7 @@ def prepare_pages(
         if progress is not None:
             progress("signals and charts", done + 1, total)
     for done, pkey in enumerate(questionnaires, start=len(whole)):
-        try:
-            store.prem(
-                pkey,
-                version,
-                lambda pkey=pkey: prems.prem_indicator_table(
-                    pkey.questionnaire, pkey.level, pkey.period or None, engine=engine
-                ),
-            )
-        except Exception:  # the PREM section shows the error
-            log.exception("preparing the PREM table %s failed", pkey)
+        _store_prem(store, engine, pkey, version)
         if progress is not None:
             progress("PREM tables", done + 1, total)
     return sum(compute_counts[k] for k in counted) - before
@@ -1146,6 +1135,20 @@ def precompute(
     return computed, stored
 
 
+def _store_prem(store: ResultStore, engine: Engine, pkey: PremKey, version: str) -> None:
+    """Compute and store one PREM table; a failure is logged (the PREM section shows the error when asked)."""
+    from vbhc import prems
+
+    try:
+        store.prem(
+            pkey,
+            version,
+            lambda: prems.prem_indicator_table(pkey.questionnaire, pkey.level, pkey.period or None, engine=engine),
+        )
+    except Exception:
+        log.exception("preparing the PREM table %s failed", pkey)
+
+
 class _Superseded(Exception):
     """An import changed the dataset version while the years were prepared: the new version's warm-up does it."""
 
@@ -1166,24 +1169,13 @@ def precompute_years(engine: Engine, *, progress: Callable[[str, int, int], None
         if store.version() != version:
             raise _Superseded
 
-    from vbhc import prems
-
     try:
         computed, _ = precompute(engine, years, progress=progress, prune=False, pause=still_current)
         for pkey in prem_keys(years):
             if not pkey.period:  # every date: among the default views' (the warm-up read them before)
                 continue
             still_current()
-            try:
-                store.prem(
-                    pkey,
-                    version,
-                    lambda pkey=pkey: prems.prem_indicator_table(
-                        pkey.questionnaire, pkey.level, pkey.period or None, engine=engine
-                    ),
-                )
-            except Exception:  # the PREM section shows the error
-                log.exception("preparing the PREM table %s failed", pkey)
+            _store_prem(store, engine, pkey, version)
     except _Superseded:
         return 0
     return computed
