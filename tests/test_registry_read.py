@@ -1,0 +1,111 @@
+"""The registry's frames are the same whichever way the values travel: on PostgreSQL in binary
+(vbhc.registry._binary_results), elsewhere (and for a column type without an exact binary reading) as text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, insert, select
+
+from tests.registry_files import write_small_registry
+from vbhc import models, registry
+from vbhc.ingest import import_files
+
+# text that CSV must quote or that a careless reader takes for missing; floats whose shortest text is long
+AWKWARD_TEXT = ["", "a,b", 'say "x"', "two\nlines", "NA", "NULL", "\\N", "é 漢", " padded "]
+AWKWARD_FLOATS = [0.1 + 0.2, 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, 123456789.123456789, 2.5e-10]
+
+
+@pytest.fixture
+def awkward(engine, tmp_path):
+    """The small registry plus cycles whose text, numbers and missing values test the CSV round trip."""
+    import_files(write_small_registry(tmp_path / "files"), engine)
+    c, o, k = models.CareCycle.__table__, models.ClinicalOutcome.__table__, models.CostLine.__table__
+    with engine.begin() as conn:
+        batch = conn.execute(select(func.max(models.ImportBatch.__table__.c.id))).scalar_one()
+        cycles, outcomes, lines = [], [], []
+        for n, text in enumerate(AWKWARD_TEXT):
+            cid = f"X{n:03d},{text}"
+            value = AWKWARD_FLOATS[n % len(AWKWARD_FLOATS)]
+            cycles.append(
+                {
+                    "cycle_id": cid,
+                    "patient_id": f"P{text}",
+                    "condition": "oesophageal_cancer",
+                    "hospital": "H01",
+                    "department": "SUR",
+                    "index_date": dt.date(2023, 1, 1) + dt.timedelta(days=n),
+                    "treatment": text,
+                    "age": None if n % 2 else 60 + n,
+                    "sex": None,  # a column all NULL
+                    "bmi": None if n % 3 == 0 else value,
+                    "stage": None,
+                    "batch_id": batch,
+                }
+            )
+            outcomes.append({"cycle_id": cid, "outcome": "length_of_stay", "value": value, "batch_id": batch})
+            outcomes.append(
+                {
+                    "cycle_id": cid,
+                    "outcome": "mortality_30d",
+                    "value": float(n % 2),
+                    "date": None if n % 2 else dt.date(2023, 2, 1),
+                    "batch_id": batch,
+                }
+            )
+            lines.append({"cycle_id": cid, "activity": "ok", "quantity": value, "unit_cost": 1 / 7, "batch_id": batch})
+        conn.execute(insert(c), cycles)
+        conn.execute(insert(o), outcomes)
+        conn.execute(insert(k), lines)
+    return engine
+
+
+def _frames(engine) -> dict[str, pd.DataFrame]:
+    oeso, hip = "oesophageal_cancer", "hip_osteoarthritis"
+    return {
+        "care_cycles": registry.care_cycles(oeso, engine=engine),
+        "all care_cycles": registry.care_cycles(engine=engine),
+        "clinical_outcomes": registry.clinical_outcomes(oeso, engine=engine),
+        "outcomes_wide": registry.outcomes_wide(oeso, engine=engine),
+        "filtered": registry.outcomes_wide(oeso, hospitals=["H01"], period="2023", engine=engine),
+        "none": registry.outcomes_wide(oeso, period="2019", engine=engine),
+        "prom_responses": registry.prom_responses(hip, engine=engine),
+        "prom_questionnaires": registry.prom_questionnaires(hip, "eq5d5l", engine=engine),
+        "prom_scores": registry.prom_scores(hip, engine=engine),
+        "cost_lines": registry.cost_lines(oeso, engine=engine),
+        "units": registry.units(engine=engine),
+        "condition_volumes": registry.condition_volumes(engine=engine),
+        "condition_unit_years": registry.condition_unit_years(oeso, engine=engine),
+        "import_batches": registry.import_batches(engine=engine),
+    }
+
+
+@pytest.mark.parametrize("rows_per_batch", [250_000, 4])
+def test_every_frame_is_the_text_cursors(awkward, monkeypatch, rows_per_batch):
+    """Each frame equals, dtypes and values to the bit, the one read as text (batches of 4 rows too: a batch's
+    column all NULL, the transforms per batch)."""
+    monkeypatch.setattr(registry, "_FETCH_ROWS", rows_per_batch)
+    binary = []
+    decide = registry._binary_results
+
+    def counted(*args):
+        binary.append(decide(*args))
+        return binary[-1]
+
+    monkeypatch.setattr(registry, "_binary_results", counted)
+    got = _frames(awkward)
+    if awkward.dialect.name == "postgresql":
+        assert sum(binary) >= 10, binary  # the heavy reads travelled in binary
+    else:
+        assert not any(binary)
+    monkeypatch.setattr(registry, "_binary_results", lambda *args: False)
+    expected = _frames(awkward)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+    treatments = got["care_cycles"].set_index("cycle_id")["treatment"]
+    assert [treatments[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT)] == AWKWARD_TEXT
+    stays = got["outcomes_wide"].set_index("cycle_id")["length_of_stay"]
+    floats = [AWKWARD_FLOATS[n % len(AWKWARD_FLOATS)] for n in range(len(AWKWARD_TEXT))]
+    assert [stays[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT)] == floats
