@@ -334,19 +334,19 @@ def _offsets_with_ties_and_extremes(rng, size):
     return np.choose(which, [continuous, tied, extreme])
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_per_unit_node_sums_equal_the_direct_sum_over_cycles(seed):
+@pytest.mark.parametrize(("seed", "units"), [(1, 12), (2, 12), (3, 70_000)])  # 70,000: codes beyond 16 bits
+def test_per_unit_node_sums_equal_the_direct_sum_over_cycles(seed, units):
     rng = np.random.default_rng(seed)
     size = 30_000
     offset = _offsets_with_ties_and_extremes(rng, size)
-    codes = rng.integers(0, 12, size)
-    codes[codes == 5] = 4  # unit 5 without cycles; 12 and 13 neither
+    codes = rng.integers(0, units, size)
+    codes[codes == 5] = 4  # unit 5 without cycles; the last two neither
     offset[codes == 7] = rng.choice([-3.0, 0.5], int((codes == 7).sum()))  # a unit with only two offset values
     offset[codes == 9] = 2.0  # a unit with one
-    got = shrinkage._node_sums(offset, codes, 14)
-    want = _direct_node_sums(offset, codes, 14)
+    got = shrinkage._node_sums(offset, codes, units + 2)
+    want = _direct_node_sums(offset, codes, units + 2)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
-    assert (got[[5, 12, 13]] == 0).all()
+    assert (got[[5, units, units + 1]] == 0).all()
 
 
 def test_shrinkage_fit_is_unchanged_by_how_the_per_unit_sums_are_computed(monkeypatch):

@@ -122,24 +122,31 @@ def _node_sums(offset: np.ndarray, codes: np.ndarray, n_units: int) -> np.ndarra
     """
     nodes = _HALF_WIDTH * np.cos(np.pi * (_ORDERS + 0.5) / _TERMS)
     scale = np.exp(nodes)
-    distinct, which = np.unique(offset, return_inverse=True)
-    # the (unit, distinct offset) pairs present and their cycle counts, ordered by unit
-    pairs, count = np.unique(codes * distinct.size + which.reshape(-1), return_counts=True)
-    unit, value_of = np.divmod(pairs, distinct.size)
+    # the cycles ordered by unit, then offset (one sort by offset, then a stable one by unit: a radix sort on
+    # 16-bit codes), so that the (unit, distinct offset) pairs present are runs, counted by where a run begins
+    order = np.argsort(offset)
+    small = np.uint16 if n_units <= 1 << 16 else np.intp
+    order = order[np.argsort(codes[order].astype(small), kind="stable")]
+    sorted_offset, sorted_unit = offset[order], codes[order]
+    first = np.flatnonzero(
+        np.r_[True, (sorted_unit[1:] != sorted_unit[:-1]) | (sorted_offset[1:] != sorted_offset[:-1])]
+    )
+    count = np.diff(np.r_[first, offset.size])
+    pair_offset, unit = sorted_offset[first], sorted_unit[first]
     with np.errstate(over="ignore", under="ignore"):  # beyond _EXTREME: replaced below
-        odds = np.exp(distinct)[value_of]
+        odds = np.exp(pair_offset)
     out = np.zeros((n_units, _TERMS))
-    for start in range(0, pairs.size, _BLOCK):
-        stop = min(start + _BLOCK, pairs.size)
+    for start in range(0, unit.size, _BLOCK):
+        stop = min(start + _BLOCK, unit.size)
         with np.errstate(over="ignore", under="ignore"):
             terms = np.log1p(odds[start:stop, None] * scale)
-        extreme = np.flatnonzero(np.abs(distinct[value_of[start:stop]]) > _EXTREME)
+        extreme = np.flatnonzero(np.abs(pair_offset[start:stop]) > _EXTREME)
         if extreme.size:  # e^o would overflow or lose its digits to underflow: the direct form there
-            terms[extreme] = np.logaddexp(0.0, distinct[value_of[start + extreme], None] + nodes)
+            terms[extreme] = np.logaddexp(0.0, pair_offset[start + extreme, None] + nodes)
         terms *= count[start:stop, None]
         owner = unit[start:stop]
-        first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # where each unit's rows begin in the block
-        out[owner[first]] += np.add.reduceat(terms, first, axis=0)
+        begins = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # where each unit's rows begin in the block
+        out[owner[begins]] += np.add.reduceat(terms, begins, axis=0)
     return out
 
 
