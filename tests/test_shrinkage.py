@@ -313,3 +313,89 @@ def test_all_events_in_one_unit_gives_no_estimate_rather_than_rates_above_one():
     assert np.isnan(fit.value).all() and np.isnan(fit.lower).all() and np.isnan(fit.upper).all()
     assert np.isnan(fit.tau2)
     np.testing.assert_array_equal(fit.n, np.full(5, 20.0))
+
+
+def _direct_node_sums(offset, codes, n_units):
+    """The per-unit sums at the Chebyshev nodes as first written: one np.logaddexp per cycle and node."""
+    k = np.arange(shrinkage._TERMS)
+    nodes = shrinkage._HALF_WIDTH * np.cos(np.pi * (k + 0.5) / shrinkage._TERMS)
+    bins = (np.asarray(codes, dtype=np.intp)[:, None] * shrinkage._TERMS + k).ravel()
+    weights = np.logaddexp(0.0, np.asarray(offset, dtype=float)[:, None] + nodes).ravel()
+    return np.bincount(bins, weights=weights, minlength=n_units * shrinkage._TERMS).reshape(n_units, -1)
+
+
+def _offsets_with_ties_and_extremes(rng, size):
+    """Offsets as a case-mix model gives them: continuous ones, many ties (categorical case mix), the clipped
+    logit(1e-12) values and far beyond (where e^offset over- or underflows)."""
+    continuous = rng.normal(-1.5, 2.0, size)
+    tied = rng.choice(rng.normal(-1.0, 1.5, 7), size)
+    extreme = rng.choice([logit(1e-12), logit(1 - 1e-12), -40.0, 45.0, -650.0, 700.0, 800.0, -900.0], size)
+    which = rng.integers(0, 3, size)
+    return np.choose(which, [continuous, tied, extreme])
+
+
+@pytest.mark.parametrize(("seed", "units"), [(1, 12), (2, 12), (3, 70_000)])  # 70,000: codes beyond 16 bits
+def test_per_unit_node_sums_equal_the_direct_sum_over_cycles(seed, units):
+    rng = np.random.default_rng(seed)
+    size = 30_000
+    offset = _offsets_with_ties_and_extremes(rng, size)
+    codes = rng.integers(0, units, size)
+    codes[codes == 5] = 4  # unit 5 without cycles; the last two neither
+    offset[codes == 7] = rng.choice([-3.0, 0.5], int((codes == 7).sum()))  # a unit with only two offset values
+    offset[codes == 9] = 2.0  # a unit with one
+    got = shrinkage._node_sums(offset, codes, units + 2)
+    want = _direct_node_sums(offset, codes, units + 2)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert (got[[5, units, units + 1]] == 0).all()
+
+
+def test_shrinkage_fit_is_unchanged_by_how_the_per_unit_sums_are_computed(monkeypatch):
+    """alpha, tau and every unit's effect, sd and shrunken value and interval as with the direct sums, to 1e-10 (the
+    fit's own rounding: the direct sums over the same cycles in another order move tau and the effects as much)."""
+    rng = np.random.default_rng(7)
+    units = 25
+    unit = np.repeat(np.arange(units), rng.integers(20, 400, units))
+    case_mix = rng.choice(logit(np.array([0.02, 0.05, 0.1, 0.2, 0.3])), unit.size)  # many shared expected values
+    continuous = rng.normal(-1.5, 0.8, unit.size)
+    offset = np.where(rng.random(unit.size) < 0.5, case_mix, continuous)
+    y = (rng.random(unit.size) < expit(offset + rng.normal(0, 0.4, units)[unit])).astype(float)
+    expected = expit(offset)
+    fit = shrinkage.shrink_binary(unit, y, expected)
+    monkeypatch.setattr(shrinkage, "_node_sums", _direct_node_sums)
+    direct = shrinkage.shrink_binary(unit, y, expected)
+    assert direct.tau2 > 0.01
+    for name in ("effect", "effect_sd", "value", "lower", "upper", "within_variance"):
+        np.testing.assert_allclose(getattr(fit, name), getattr(direct, name), rtol=1e-10, atol=1e-10, err_msg=name)
+    assert np.sqrt(fit.tau2) == pytest.approx(np.sqrt(direct.tau2), rel=1e-10)
+    assert fit.centre == pytest.approx(direct.centre, rel=1e-10, abs=1e-12)
+
+
+def test_per_unit_sums_need_no_temporary_of_cycles_by_nodes():
+    """At 1M cycles an n x 64 temporary is 512 MB (the direct form held three): the sums' peak memory stays a small
+    multiple of the cycles' own arrays."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    size = 200_000
+    offset = rng.normal(-1.5, 1.0, size)  # all distinct: no saving from ties
+    codes = rng.integers(0, 40, size)
+    tracemalloc.start()
+    try:
+        shrinkage._UnitSums(offset, codes, 40)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 160 * size + 16_000_000  # ~12 numbers per cycle and a few 4 MB blocks; the direct form 1.5 kB
+
+
+def test_the_fit_does_not_depend_on_the_order_of_the_cycles():
+    """The per-unit sums take the cycles by unit and offset, so the same cycles in another order give the same fit to
+    the bit (summed in the cycles' order, tau^2 moved by up to 1e-7 on a 1M-cycle demo when the rows came in another
+    order)."""
+    unit, y, expected = _binary_case(seed=4, units=20, tau=0.8)
+    order = np.random.default_rng(5).permutation(unit.size)
+    fit = shrinkage.shrink_binary(unit, y, expected)
+    shuffled = shrinkage.shrink_binary(unit[order], y[order], expected[order])
+    assert fit.tau2 > 0 and shuffled.tau2 == fit.tau2 and shuffled.centre == fit.centre
+    for name in ("effect", "effect_sd", "value", "lower", "upper"):
+        assert np.array_equal(getattr(shuffled, name), getattr(fit, name)), name
