@@ -47,7 +47,6 @@ import platform
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -62,6 +61,7 @@ from sqlalchemy.engine import make_url
 
 from vbhc import indicators, models, registry
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
+from vbhc.children import LOWEST_PRIORITY, child_command
 from vbhc.indicators import ConditionData, IndicatorResult
 from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, signals, unchanged_since, unit_signals
 from vbhc.registry import UNIT_LEVELS, parse_period
@@ -1190,7 +1190,7 @@ def precompute_years_apart(url: str, progress: Callable[[int, int], None] | None
     needed 0.2-0.3 s of CPU took 2-4 s. At nice 19 the child takes only the CPU the server's pages leave, and
     ends with the process that started it (a stopped server leaves no work behind)."""
     env = {**os.environ, "VBHC_DATABASE_URL": url}
-    command = [sys.executable, "-c", _YEARS_CHILD, str(YEARS_NICENESS), str(os.getpid())]
+    command = child_command("vbhc.results:_years_child", str(os.getpid()), niceness=YEARS_NICENESS)
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
         assert child.stdout is not None
@@ -1205,15 +1205,17 @@ def precompute_years_apart(url: str, progress: Callable[[int, int], None] | None
     return code
 
 
-#: The niceness of precompute_years_apart's child (19: the lowest priority, where the system has one).
-YEARS_NICENESS = 19
+#: The niceness of precompute_years_apart's child (the lowest priority, where the system has one).
+YEARS_NICENESS = LOWEST_PRIORITY
 #: The first word of the progress lines precompute_years_apart's child prints: "<word> <done> <total>".
 _PROGRESS = "views"
 
 
-def _years_child(parent: int) -> int:
+def _years_child(parent_pid: str) -> int:
     """The child of precompute_years_apart: exits when its parent is gone, prints its progress on stdout."""
     from vbhc.store import get_engine
+
+    parent = int(parent_pid)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -1227,17 +1229,3 @@ def _years_child(parent: int) -> int:
 
     precompute_years(get_engine(), progress=report)
     return 0
-
-
-#: The child of precompute_years_apart; its arguments: its niceness (where the system has one: not on Windows)
-#: and the parent's process id.
-_YEARS_CHILD = """
-import os, sys
-if hasattr(os, "nice") and int(sys.argv[1]):
-    try:
-        os.nice(int(sys.argv[1]))
-    except OSError:
-        pass
-from vbhc.results import _years_child
-sys.exit(_years_child(int(sys.argv[2])))
-"""

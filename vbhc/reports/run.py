@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from vbhc import audit, settings
+from vbhc.children import LOWEST_PRIORITY, child_command
 from vbhc.i18n import DEFAULT_LANGUAGE
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import Period, hospital_of
@@ -215,7 +215,7 @@ def start_report_charts(url: str, *, lowest_priority: bool = True) -> subprocess
     work on another core (an import's page preparation, a server's pages). `lowest_priority`: at nice 19 where the
     system has it (a server's pages come first). finish_report_charts waits for it."""
     env = {**os.environ, "VBHC_DATABASE_URL": url}
-    command = [sys.executable, "-c", _CHILD, "19" if lowest_priority else "0"]
+    command = child_command("vbhc.reports.run:_charts_child", niceness=LOWEST_PRIORITY if lowest_priority else 0)
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -233,17 +233,11 @@ def prepare_report_charts_apart(url: str) -> int:
     return finish_report_charts(start_report_charts(url))[0]
 
 
-#: The child of start_report_charts; its argument is its niceness (where the system has one: not on Windows).
-_CHILD = """
-import os, sys
-if hasattr(os, "nice") and int(sys.argv[1]):
-    try:
-        os.nice(int(sys.argv[1]))
-    except OSError:
-        pass
-from vbhc.cli import main
-sys.exit(main(["precompute", "--charts-only"]))
-"""
+def _charts_child() -> int:
+    """The child of start_report_charts: `vbhc precompute --charts-only`, its exit status."""
+    from vbhc.cli import main
+
+    return main(["precompute", "--charts-only"])
 
 
 def _reader(who: Viewer | str) -> Viewer:
