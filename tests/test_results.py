@@ -488,8 +488,10 @@ def _conditions(engine: Engine) -> list[str]:
     return [str(c) for c in condition_volumes(engine=engine)["condition"]]
 
 
-def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypatch, capfd):
-    """A progress line counts the views."""
+def test_cli_import_precomputes_the_default_views(two_condition_files, tmp_path, monkeypatch, capfd):
+    """A progress line counts the views. Two conditions (a PROM condition and colorectal cancer: every kind of
+    indicator between them): what the import prepares per condition two show as well as seven (the seven's import
+    and precompute were 9 s of CI)."""
     from vbhc.cli import main
     from vbhc.store import get_engine
 
@@ -498,12 +500,12 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")  # the whole period only: quick
     assert main(["init"]) == 0
-    assert main(["import", *map(str, demo_files)]) == 0
+    assert main(["import", *map(str, two_condition_files)]) == 0
     out = capfd.readouterr()
-    # 7 conditions x 2 levels; the demo's last care cycle lies before the default meeting date, so the view as it
+    # 2 conditions x 2 levels; the demo's last care cycle lies before the default meeting date, so the view as it
     # was at the meeting is the whole view (test_default_views_put_the_first_pages_first has a meeting within)
-    assert "indicator views: 14/14 views" in out.err
-    assert "Indicator views: 14 computed, 0 already stored" in out.out
+    assert "indicator views: 4/4 views" in out.err
+    assert "Indicator views: 4 computed, 0 already stored" in out.out
     engine = get_engine(url)
     store = ResultStore(engine)
     assert all(store.has(key, store.version()) for key in results.default_views(engine))
@@ -526,7 +528,7 @@ def test_cli_import_precomputes_the_default_views(demo_files, tmp_path, monkeypa
         pdt.assert_frame_equal(store.table(results.TableKey(key, name), version, computed_again), derive(current))
     assert main(["precompute"]) == 0
     again = capfd.readouterr().out
-    assert "0 computed, 14 already stored" in again
+    assert "0 computed, 4 already stored" in again
     assert "Signals, unit charts, PROM-response, cost, PREM and registry tables: 0 computed" in again
 
 
