@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import select
 
+from tests import registry_source
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry
 from tests.xlsx_parts import (
@@ -57,12 +60,39 @@ def _refused(paths, engine) -> str:
     return message
 
 
+@pytest.fixture(scope="module")
+def base_files(tmp_path_factory) -> list[Path]:
+    """The small registry's files, written once for the module (`base` imports the units; a test only reads them)."""
+    return write_small_registry(tmp_path_factory.mktemp("base") / "files")
+
+
+@pytest.fixture(scope="module")
+def sqlite_base(base_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """The units imported once into a SQLite registry of the current schema, the database every SQLite `base` is
+    a copy of (importing them again for each of ~150 tests was a fifth of this module's CPU)."""
+    folder = tmp_path_factory.mktemp("base_source")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), base_files[:1])
+
+
+@pytest.fixture(scope="module")
+def postgres_base(base_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
+    """As sqlite_base, on the suite's PostgreSQL server (the template of every PostgreSQL `base`)."""
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.imported(engine, base_files[:1])
+
+
 @pytest.fixture
-def base(engine, tmp_path):
-    """Units already imported; returns (engine, folder with a valid registry)."""
-    files = write_small_registry(tmp_path / "files")
-    import_files(files[:1], engine)
-    return engine, files
+def base(engine, base_files, request):
+    """Units already imported; returns (engine, the files of a valid registry). The test's `engine` (SQLite or
+    PostgreSQL) is made a copy of the module's registry with the units imported: the same rows, import batch and
+    audit event as importing units.csv into it."""
+    if engine.dialect.name == "sqlite":
+        registry_source.overwrite(engine, request.getfixturevalue("sqlite_base"))
+    else:
+        server = request.getfixturevalue("postgres_server")
+        registry_source.overwrite(engine, request.getfixturevalue("postgres_base"), server)
+    return engine, base_files
 
 
 def _cycles_csv(path: Path, change: dict[str, str] | None = None, row: int = 2) -> Path:
@@ -1031,9 +1061,10 @@ def test_damaged_sheet_xml_inside_a_valid_container(base, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fuzz_db(tmp_path_factory):
+def fuzz_db(tmp_path_factory, _sqlite_schema):
     folder = tmp_path_factory.mktemp("fuzz")
     files = write_small_registry(folder / "files")
+    shutil.copyfile(_sqlite_schema, folder / "fuzz.db")  # the migrated empty schema, not the migrations run again
     engine = get_engine(f"sqlite:///{folder / 'fuzz.db'}")
     upgrade_schema(engine)
     import_files(files[:2], engine)

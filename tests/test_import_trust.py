@@ -812,14 +812,36 @@ def test_dates_and_numbers_are_written_with_the_digits_0_to_9(base, tmp_path):
 # 2025-06-01 and their baselines on the index date (tests/registry_files.py).
 
 
+@pytest.fixture(scope="module")
+def sqlite_cycles(base_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """The small registry's units and care cycles imported once into a SQLite registry of the current schema, the
+    database every SQLite `cycles_only` is a copy of (both import paths store the same rows, ids included:
+    tests/test_import_direct.py)."""
+    folder = tmp_path_factory.mktemp("cycles_source")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), base_files[:2])
+
+
+@pytest.fixture(scope="module")
+def postgres_cycles(base_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
+    """As sqlite_cycles, on the suite's PostgreSQL server (the template of every PostgreSQL `cycles_only`)."""
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.imported(engine, base_files[:2])
+
+
 @pytest.fixture(params=["direct", "staged"])
-def cycles_only(engine, tmp_path, request, monkeypatch):
+def cycles_only(engine, request, monkeypatch):
     """The small registry's units and care cycles, nothing hanging on them: a child file's first import takes
-    SQLite's direct path, or (forced) the staged path that re-imports and PostgreSQL take."""
+    SQLite's direct path, or (forced) the staged path that re-imports and PostgreSQL take. The test's `engine`
+    is made a copy of the module's registry with them imported (importing them for each of ~40 tests was a
+    tenth of this module's time)."""
     if request.param == "staged":
         monkeypatch.setattr(ingest_run, "DIRECT_TABLES", frozenset())
-    files = write_small_registry(tmp_path / "files")
-    import_files(files[:2], engine)
+    if engine.dialect.name == "sqlite":
+        registry_source.overwrite(engine, request.getfixturevalue("sqlite_cycles"))
+    else:
+        server = request.getfixturevalue("postgres_server")
+        registry_source.overwrite(engine, request.getfixturevalue("postgres_cycles"), server)
     return engine
 
 

@@ -8,6 +8,7 @@ import csv
 import io
 import itertools
 import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
+from tests import registry_source
 from tests.backends import sqlite_only
 from tests.prem_files import PREM_COLUMNS, prem_rows, write_prems
 from tests.registry_files import write_small_registry
@@ -26,10 +28,33 @@ from vbhc.ingest import ImportRefused, import_files
 from vbhc.store import get_engine, row_counts, upgrade_schema
 
 
+@pytest.fixture(scope="module")
+def sqlite_units(_sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """The small registry's units imported once into a SQLite registry of the current schema: what every SQLite
+    `units` is a copy of."""
+    folder = tmp_path_factory.mktemp("units_source")
+    files = write_small_registry(folder / "files")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), files[:1])
+
+
+@pytest.fixture(scope="module")
+def postgres_units(postgres_server, _postgres_schema, tmp_path_factory) -> Iterator[registry_source.Source]:
+    """As sqlite_units, on the suite's PostgreSQL server (the template of every PostgreSQL `units`)."""
+    files = write_small_registry(tmp_path_factory.mktemp("units_source") / "files")
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.imported(engine, files[:1])
+
+
 @pytest.fixture
-def units(engine, tmp_path):
-    files = write_small_registry(tmp_path / "files")
-    import_files(files[:1], engine)
+def units(engine, request):
+    """A registry with the small registry's units imported: the test's `engine` (SQLite or PostgreSQL) made a copy
+    of the module's (the same rows, import batch and audit event as importing units.csv into it)."""
+    if engine.dialect.name == "sqlite":
+        registry_source.overwrite(engine, request.getfixturevalue("sqlite_units"))
+    else:
+        server = request.getfixturevalue("postgres_server")
+        registry_source.overwrite(engine, request.getfixturevalue("postgres_units"), server)
     return engine
 
 
@@ -149,10 +174,11 @@ def test_the_rows_of_one_response_must_agree_across_chunks(units, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fuzz_db(tmp_path_factory):
+def fuzz_db(tmp_path_factory, _sqlite_schema):
     """A registry with units and no PREM rows (the database every example starts from), the good file, a folder."""
     folder = tmp_path_factory.mktemp("prem_fuzz")
     files = write_small_registry(folder / "files")
+    shutil.copyfile(_sqlite_schema, folder / "fuzz.db")  # the migrated empty schema, not the migrations run again
     engine = get_engine(f"sqlite:///{folder / 'fuzz.db'}")
     upgrade_schema(engine)
     import_files(files[:1], engine)

@@ -4,24 +4,55 @@ on PostgreSQL: the fast read must not change a single score, date, category or r
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from sqlalchemy import case, func, insert, select, update
 
+from tests import registry_source
 from vbhc import models, proms, registry
 from vbhc.catalog import default_catalog
 from vbhc.demo import generate_demo
 from vbhc.indicators import load_condition_data
-from vbhc.ingest import import_files
+from vbhc.store import get_engine
 
 DEMO_CYCLES = 600
 
 
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory) -> list[Path]:
+    """A small demo registry's files in import order, generated once for the module."""
+    return generate_demo(tmp_path_factory.mktemp("pivot") / "files", cycles=DEMO_CYCLES).import_order()
+
+
+@pytest.fixture(scope="module")
+def sqlite_source(demo_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
+    """demo_files imported once into a SQLite registry of the current schema, the database every SQLite
+    `demo_engine` is a copy of (generating and importing the demo for each test was most of this module's time)."""
+    folder = tmp_path_factory.mktemp("pivot_source")
+    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
+    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), demo_files, imported_by="test")
+
+
+@pytest.fixture(scope="module")
+def postgres_source(demo_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
+    """As sqlite_source, on the suite's PostgreSQL server (the template of every PostgreSQL `demo_engine`)."""
+    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
+        yield registry_source.imported(engine, demo_files, imported_by="test")
+
+
 @pytest.fixture
-def demo_engine(engine, tmp_path):
-    """A small demo registry imported into the backend under test."""
-    result = generate_demo(tmp_path / "files", cycles=DEMO_CYCLES)
-    import_files(result.import_order(), engine, imported_by="test")
+def demo_engine(engine, request):
+    """A small demo registry imported into the backend under test: the test's `engine` made a copy of the
+    module's imported registry (the same rows and import batches; tests below change their copy)."""
+    if engine.dialect.name == "sqlite":
+        registry_source.overwrite(engine, request.getfixturevalue("sqlite_source"))
+    else:
+        server = request.getfixturevalue("postgres_server")
+        registry_source.overwrite(engine, request.getfixturevalue("postgres_source"), server)
     return engine
 
 
