@@ -584,8 +584,11 @@ class BatchState:
             # which replace the stored rows here, so a second read (after a care cycles file) would add nothing
             if self._stored is None:
                 self._stored = self._stored_cycles()
-            frame = pd.concat([self._stored, *self._batch_cycles]) if self._batch_cycles else self._stored
-            self._cycles = frame[~frame.index.duplicated(keep="last")]
+            if self._batch_cycles:
+                frame = pd.concat([self._stored, *self._batch_cycles])
+                self._cycles = frame[~frame.index.duplicated(keep="last")]
+            else:
+                self._cycles = self._stored  # each cycle once: cycle_id is the stored table's primary key
         return self._cycles
 
     def cycle_conditions(self) -> pd.Series:
@@ -975,17 +978,23 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
 
 def _child_conditions(
     ck: Checker, batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index] | None = None
-) -> pd.Series:
-    """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged). Looked up
-    once per distinct cycle and spread back by position: a care cycle has dozens of PROM rows. `lookup`: the
-    cycle ids' pd.factorize, when the caller looks up more of each cycle (its index date)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged), as codes of
+    the distinct conditions in the order they first appear (pd.factorize of the rows' conditions): (codes,
+    conditions). Looked up and coded once per distinct cycle and spread back by position: a care cycle has dozens
+    of PROM rows. `lookup`: the cycle ids' pd.factorize, when the caller looks up more of each cycle (its index
+    date)."""
     known = batch.cycle_conditions()
     codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
     found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
     unknown = pd.isna(found)  # per distinct cycle, then spread to its rows
     ck.flag(unknown[codes] & (cycle_id != "").to_numpy(dtype=bool), "cycle_id", Rule("validate.unknown_cycle"))
     found[unknown] = ""
-    return pd.Series(found[codes], index=cycle_id.index, dtype=object)
+    if (codes < 0).any():  # a missing cycle id: the distinct cycles' order is not the rows' order then
+        return pd.factorize(pd.Series(found[codes], index=cycle_id.index, dtype=object))
+    # the distinct cycles are in the order they first appear, so their conditions are too (the last: no cycle id)
+    found_codes, conditions = pd.factorize(pd.Series(found[:-1], dtype=object))
+    return found_codes[codes], conditions
 
 
 def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
@@ -1042,7 +1051,7 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
     lookup = pd.factorize(cycle_id)
-    conditions = _child_conditions(ck, batch, cycle_id, lookup)
+    cond_codes, cond_values = _child_conditions(ck, batch, cycle_id, lookup)
     outcome = ck.text("outcome")
     value = ck.number("value")
     date = ck.date("date", required=False) if "date" in f else pd.Series(pd.NaT, index=f.index)
@@ -1053,7 +1062,6 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     vital = np.zeros(len(f), dtype=bool)  # the rows of a survival indicator's outcome: the vital status
     # conditions and outcomes as codes of their few distinct values (in the order they first appear, as a
     # groupby's): the checks per condition and outcome compare small integers instead of strings per row
-    cond_codes, cond_values = pd.factorize(conditions)
     outcomes = _Codes(outcome)
     numbers, given, undated = value.to_numpy(), value.notna().to_numpy(), date.isna().to_numpy()
     yes_no = value.isin([0.0, 1.0]).to_numpy()
@@ -1100,7 +1108,7 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
     lookup = pd.factorize(cycle_id)
-    conditions = _child_conditions(ck, batch, cycle_id, lookup)
+    cond_codes, cond_values = _child_conditions(ck, batch, cycle_id, lookup)
     instrument = ck.text("instrument", max_len=40)
     timepoint = ck.text("timepoint", max_len=40)
     item = ck.text("item", max_len=40)
@@ -1109,7 +1117,6 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     catalog = batch.catalog
     # conditions, instruments and timepoints as codes of their few distinct values: the checks per condition
     # and instrument compare small integers instead of a million strings each
-    cond_codes, cond_values = pd.factorize(conditions)
     inst = _Codes(instrument)
     times = _Codes(timepoint)
     for k, cond_id in enumerate(cond_values):
@@ -1262,7 +1269,7 @@ def _item_rule(instrument: pd.Series, item: pd.Series, lows: pd.Series, highs: p
 def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
-    conditions = _child_conditions(ck, batch, cycle_id)
+    cond_codes, cond_values = _child_conditions(ck, batch, cycle_id)  # in the order they first appear
     activity = ck.text("activity")
     quantity = ck.number("quantity")
     unit_cost = ck.number("unit_cost")
@@ -1286,7 +1293,6 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
             unit_cost=shown_value("unit_cost", f["unit_cost"].iat[i].strip()),
         ),
     )
-    cond_codes, cond_values = pd.factorize(conditions)  # in the order they first appear, as a groupby's
     activities = _Codes(activity)
     for k, cond_id in enumerate(cond_values):
         if not cond_id:
