@@ -44,6 +44,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -278,25 +279,31 @@ class _Batch:
     def _stored_cycles(self) -> pd.DataFrame:
         """The stored care cycles' condition and index date, indexed by cycle_id. Read in parts: a condition and a
         date are kept once per distinct value (a million cycles hold a few conditions and a few thousand dates),
-        so the transient rows of a million cycles (~0.5 GB, kept by the allocator) are never all in memory."""
+        so the transient rows of a million cycles (~0.5 GB, kept by the allocator) are never all in memory.
+
+        The date is read as the driver gives it (SQLite: ISO text) and turned into a date by the column type's
+        own conversion once per distinct value, not per row; each part's values are coded by pd.factorize."""
         c = models.CareCycle
         ids: list[str] = []
         condition_codes: list[np.ndarray] = []
         date_codes: list[np.ndarray] = []
         conditions: dict[object, int] = {}
         dates: dict[object, int] = {}
+        date_type = models.CareCycle.__table__.c.index_date.type
+        as_date = date_type.dialect_impl(self.conn.dialect).result_processor(self.conn.dialect, None)
         # on the statement: Connection.execution_options would set it for every later statement of the batch
         result = self.conn.execute(
-            select(c.cycle_id, c.condition, c.index_date).execution_options(yield_per=_CYCLES_READ)
+            select(c.cycle_id, c.condition, type_coerce(c.index_date, String)).execution_options(yield_per=_CYCLES_READ)
         )
         for part in result.partitions():
             part_ids, part_conditions, part_dates = zip(*part, strict=True)
             ids.extend(part_ids)
-            condition_codes.append(np.array([conditions.setdefault(v, len(conditions)) for v in part_conditions]))
-            date_codes.append(np.array([dates.setdefault(v, len(dates)) for v in part_dates]))
+            condition_codes.append(_coded(part_conditions, conditions))
+            date_codes.append(_coded(part_dates, dates))
         codes = np.concatenate(condition_codes) if ids else np.empty(0, np.int64)
         distinct = np.array(list(conditions), dtype=object)
-        converted = pd.to_datetime(pd.Series(list(dates), dtype=object)).to_numpy(dtype="datetime64[ns]")
+        distinct_dates = [as_date(v) for v in dates] if as_date is not None else list(dates)
+        converted = pd.to_datetime(pd.Series(distinct_dates, dtype=object)).to_numpy(dtype="datetime64[ns]")
         return pd.DataFrame(
             {
                 "condition": distinct[codes],
@@ -332,6 +339,13 @@ class _Batch:
                 [np.array(ids, dtype=object), np.array(outcomes, dtype=object)], names=["cycle_id", "outcome"]
             ),
         )
+
+
+def _coded(values: tuple, known: dict[object, int]) -> np.ndarray:
+    """`values` as codes of `known` (each value new to it added with the next code), through pd.factorize: one
+    dictionary look-up per distinct value instead of per row."""
+    codes, distinct = pd.factorize(np.array(values, dtype=object), use_na_sentinel=False)
+    return np.array([known.setdefault(v, len(known)) for v in distinct], dtype=np.int64)[codes]
 
 
 def _previous_import(conn: Connection, source: Source, batch: _Batch) -> object | None:

@@ -300,45 +300,76 @@ class Checker:
             return np.zeros(len(self.frame), dtype=bool)
         return numeric[:, at]
 
-    def number(self, column: str, required: bool = True, mask: np.ndarray | None = None) -> pd.Series:
-        """Numbers as written: either decimal mark (decided per file), no thousands separators."""
-        s = self.frame[column].str.strip()
-        if mask is not None:
-            s = s.where(mask, "")
-        empty = (s == "").to_numpy()
+    def number(
+        self,
+        column: str,
+        required: bool = True,
+        mask: np.ndarray | None = None,
+        stripped: pd.Series | None = None,
+    ) -> pd.Series:
+        """Numbers as written: either decimal mark (decided per file), no thousands separators. With `mask`, only
+        those rows are read (the others are empty cells); `stripped`: the column already stripped, when the caller
+        reads it more than once (a case-mix column, once per condition).
+
+        Why a mask reads only its rows: a care cycles file's case-mix columns are read once per condition that
+        uses them, each time for that condition's rows alone; the same checks over the whole column, its other
+        rows blanked, were most of that file's validation."""
+        s = self.frame[column].str.strip() if stripped is None else stripped
+        at = None if mask is None else np.flatnonzero(mask)  # the rows read, as positions in the chunk
+        t = s if at is None else s.iloc[at]
+
+        def spread(flags: np.ndarray) -> np.ndarray:
+            """A test of the rows read, as one of every row of the chunk (False elsewhere)."""
+            if at is None:
+                return flags
+            out = np.zeros(len(s), dtype=bool)
+            out[at[flags]] = True
+            return out
+
+        empty = (t == "").to_numpy()
         if required:
-            self.flag(empty, column, Rule("validate.required_empty"))
-        seen = _Bytes(_arrow(s))
+            self.flag(~spread(~empty), column, Rule("validate.required_empty"))  # the rows not read are empty
+        seen = _Bytes(_arrow(t))
         plain = seen.plain_integers()
-        values = np.full(len(s), np.nan)
+        read = np.full(len(t), np.nan)
         if plain.all():  # a PROM file's answers: no copy
-            values[:] = _parse_numbers(s)
+            read[:] = _parse_numbers(t)
         elif plain.any():
-            values[plain] = _parse_numbers(s[plain])
+            read[plain] = _parse_numbers(t[plain])
         rest = ~plain & ~empty
         if rest.any():
-            text = s[rest]
+            text = t[rest]
+            rest_at = np.flatnonzero(rest) if at is None else at[rest]  # their positions in the chunk
             number = text.str.fullmatch(_NUMBER).to_numpy()
             # a workbook's number cells decide no decimal mark (Chunk.numeric): only the numbers written as text
-            written = number & ~self._number_cells(column)[rest]
+            written = number & ~self._number_cells(column)[rest_at]
             if written.any():
-                self.marks.observe(column, text[written], self.chunk.rows[np.flatnonzero(rest)[written]])
+                self.marks.observe(column, text[written], self.chunk.rows[rest_at[written]])
             if number.any():
-                values[np.flatnonzero(rest)[number]] = _parse_numbers(text[number].str.replace(",", ".", regex=False))
+                read[np.flatnonzero(rest)[number]] = _parse_numbers(text[number].str.replace(",", ".", regex=False))
             grouped = text.str.fullmatch(_GROUPED).to_numpy() & ~number
             bad_rows = np.zeros(len(s), dtype=bool)
-            bad_rows[np.flatnonzero(rest)[grouped]] = True
+            bad_rows[rest_at[grouped]] = True
             self.flag(bad_rows, column, Rule("validate.thousands_separator"))
             other = np.zeros(len(s), dtype=bool)
-            other[np.flatnonzero(rest)[~number & ~grouped]] = True
+            other[rest_at[~number & ~grouped]] = True
             # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
             self.flag(other, column, lambda i: Rule(_NOT_A_NUMBER[says_missing(s.iat[i])]))
+        if at is None:
+            values = read
+        else:
+            values = np.full(len(s), np.nan)
+            values[at] = read
         self.flag(np.isinf(values), column, Rule("validate.not_finite"))
         values = pd.Series(values, index=s.index, dtype="float64")
         # a character takes a byte at least: no cell of at most EXACT_DIGITS bytes is long enough to be inexact
         digits = None
         if seen.longest > EXACT_DIGITS:
-            digits = _inexact_digits(s, values.to_numpy(), values.notna().to_numpy())
+            digits = _inexact_digits(t, read, ~np.isnan(read))
+            if digits is not None and at is not None:
+                spread_digits = np.zeros(len(s), dtype=np.int64)
+                spread_digits[at] = digits
+                digits = spread_digits
         if digits is not None:
             self.flag(
                 digits > 0,
@@ -369,8 +400,12 @@ class Checker:
     def codes(self, column: str, values: pd.Series, allowed: set[str], code: str, **fields: object) -> None:
         """Flag values outside `allowed`; the rule is message `code`, given the allowed codes and `fields`."""
         unknown = ~values.isin(allowed) & (values != "")
-        listed = ", ".join(sorted(allowed)[:12]) + (" ..." if len(allowed) > 12 else "")
-        self.flag(unknown, column, Rule(code, allowed=listed, **fields))
+        self.flag(unknown, column, Rule(code, allowed=_listed(allowed), **fields))
+
+
+def _listed(allowed: set[str]) -> str:
+    """The allowed codes as a refusal lists them: the first dozen, sorted."""
+    return ", ".join(sorted(allowed)[:12]) + (" ..." if len(allowed) > 12 else "")
 
 
 def _composed(s: pd.Series) -> pd.Series:
@@ -528,6 +563,7 @@ class BatchState:
         self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
         self._cycles: pd.DataFrame | None = None
+        self._stored: pd.DataFrame | None = None  # the stored care cycles, read on first use
         self._batch_cycles: list[pd.DataFrame] = []
         self.batch_units: set[tuple[str, str]] = set()
         self._vital: pd.DataFrame | None = None
@@ -544,8 +580,15 @@ class BatchState:
     def _known_cycles(self) -> pd.DataFrame:
         """The stored cycles, then this batch's (a later file's row replaces a stored one, as the upsert will)."""
         if self._cycles is None:
-            frame = pd.concat([self._stored_cycles(), *self._batch_cycles])
-            self._cycles = frame[~frame.index.duplicated(keep="last")]
+            # the stored ones are read once per batch: a cycle the batch has written since is among its own,
+            # which replace the stored rows here, so a second read (after a care cycles file) would add nothing
+            if self._stored is None:
+                self._stored = self._stored_cycles()
+            if self._batch_cycles:
+                frame = pd.concat([self._stored, *self._batch_cycles])
+                self._cycles = frame[~frame.index.duplicated(keep="last")]
+            else:
+                self._cycles = self._stored  # each cycle once: cycle_id is the stored table's primary key
         return self._cycles
 
     def cycle_conditions(self) -> pd.Series:
@@ -874,14 +917,22 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
             "treatment": treatment,
         }
     )
+    # each case-mix column filled per condition (the rows of a condition that does not use it stay missing):
+    # numbers as float, codes as objects (None outside the conditions that use it, NaN for an empty cell)
+    filled: dict[str, np.ndarray] = {}
     for name, kind in STORED_CASEMIX.items():
         out[name] = np.nan if kind != "category" else None
-    for cond_id, rows in out.groupby("condition", sort=False).groups.items():
+    # every column stripped once and every condition's rows found once, not once per condition and column
+    stripped = {name: f[name].str.strip() for name in STORED_CASEMIX if name in f}
+    given = {name: (raw != "").to_numpy() for name, raw in stripped.items()}
+    treatments = _Codes(treatment)
+    cond_codes, cond_values = pd.factorize(condition)
+    for k, cond_id in enumerate(cond_values):  # in the order the conditions first appear
         if cond_id not in catalog.conditions:
             continue
         cond = catalog.conditions[cond_id]
-        mask = f.index.isin(rows)
-        bad_treatment = mask & (treatment != "") & ~treatment.isin(cond.treatments)
+        mask = cond_codes == k
+        bad_treatment = mask & ~treatments.empty & ~treatments.isin(cond.treatments)
         ck.flag(
             bad_treatment,
             "treatment",
@@ -891,42 +942,59 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
         for name in STORED_CASEMIX:
             if name not in f:
                 continue
-            raw = f[name].str.strip()
+            raw = stripped[name]
             if name not in used:
-                ck.flag(mask & (raw != ""), name, Rule("validate.not_casemix_variable", condition=cond_id))
+                ck.flag(mask & given[name], name, Rule("validate.not_casemix_variable", condition=cond_id))
                 continue
             var = used[name]
             if var.type == "category":
-                sub = raw.where(mask, "")
-                ck.codes(name, sub, set(var.codes), "validate.unknown_casemix_code", variable=name)
-                out.loc[mask, name] = sub[mask].replace("", None)
+                allowed = set(var.codes)
+                ck.flag(
+                    mask & given[name] & ~raw.isin(allowed).to_numpy(dtype=bool),
+                    name,
+                    Rule("validate.unknown_casemix_code", allowed=_listed(allowed), variable=name),
+                )
+                column = filled.setdefault(name, np.full(len(f), None, dtype=object))
+                column[mask] = raw[mask].replace("", None).to_numpy(dtype=object)
             else:
-                values = ck.number(name, required=False, mask=mask)
+                values = ck.number(name, required=False, mask=mask, stripped=raw).to_numpy()
+                known = mask & ~np.isnan(values)
                 if var.type == "integer":
-                    ck.flag(mask & values.notna() & (values % 1 != 0), name, Rule("validate.not_whole_number"))
+                    with np.errstate(invalid="ignore"):  # inf % 1 is NaN (not whole), as pandas has it
+                        fraction = np.mod(values, 1)
+                    ck.flag(known & (fraction != 0), name, Rule("validate.not_whole_number"))
                 lo, hi = var.min, var.max
                 ck.flag(
-                    mask & values.notna() & ((values < lo) | (values > hi)),
+                    known & ((values < lo) | (values > hi)),
                     name,
                     Rule("validate.casemix_out_of_range", low=f"{lo:g}", high=f"{hi:g}", condition=cond_id),
                 )
-                out.loc[mask, name] = values[mask]
+                column = filled.setdefault(name, np.full(len(f), np.nan))
+                column[mask] = values[mask]
+    for name, column in filled.items():
+        out[name] = pd.Series(column, index=out.index, dtype=column.dtype)
     return out
 
 
 def _child_conditions(
     ck: Checker, batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index] | None = None
-) -> pd.Series:
-    """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged). Looked up
-    once per distinct cycle and spread back by position: a care cycle has dozens of PROM rows. `lookup`: the
-    cycle ids' pd.factorize, when the caller looks up more of each cycle (its index date)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's condition through its care cycle ("" where the cycle is unknown, which is flagged), as codes of
+    the distinct conditions in the order they first appear (pd.factorize of the rows' conditions): (codes,
+    conditions). Looked up and coded once per distinct cycle and spread back by position: a care cycle has dozens
+    of PROM rows. `lookup`: the cycle ids' pd.factorize, when the caller looks up more of each cycle (its index
+    date)."""
     known = batch.cycle_conditions()
     codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
     found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
     unknown = pd.isna(found)  # per distinct cycle, then spread to its rows
     ck.flag(unknown[codes] & (cycle_id != "").to_numpy(dtype=bool), "cycle_id", Rule("validate.unknown_cycle"))
     found[unknown] = ""
-    return pd.Series(found[codes], index=cycle_id.index, dtype=object)
+    if (codes < 0).any():  # a missing cycle id: the distinct cycles' order is not the rows' order then
+        return pd.factorize(pd.Series(found[codes], index=cycle_id.index, dtype=object))
+    # the distinct cycles are in the order they first appear, so their conditions are too (the last: no cycle id)
+    found_codes, conditions = pd.factorize(pd.Series(found[:-1], dtype=object))
+    return found_codes[codes], conditions
 
 
 def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
@@ -983,7 +1051,7 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
     lookup = pd.factorize(cycle_id)
-    conditions = _child_conditions(ck, batch, cycle_id, lookup)
+    cond_codes, cond_values = _child_conditions(ck, batch, cycle_id, lookup)
     outcome = ck.text("outcome")
     value = ck.number("value")
     date = ck.date("date", required=False) if "date" in f else pd.Series(pd.NaT, index=f.index)
@@ -994,7 +1062,6 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     vital = np.zeros(len(f), dtype=bool)  # the rows of a survival indicator's outcome: the vital status
     # conditions and outcomes as codes of their few distinct values (in the order they first appear, as a
     # groupby's): the checks per condition and outcome compare small integers instead of strings per row
-    cond_codes, cond_values = pd.factorize(conditions)
     outcomes = _Codes(outcome)
     numbers, given, undated = value.to_numpy(), value.notna().to_numpy(), date.isna().to_numpy()
     yes_no = value.isin([0.0, 1.0]).to_numpy()
@@ -1041,7 +1108,7 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
     lookup = pd.factorize(cycle_id)
-    conditions = _child_conditions(ck, batch, cycle_id, lookup)
+    cond_codes, cond_values = _child_conditions(ck, batch, cycle_id, lookup)
     instrument = ck.text("instrument", max_len=40)
     timepoint = ck.text("timepoint", max_len=40)
     item = ck.text("item", max_len=40)
@@ -1050,7 +1117,6 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     catalog = batch.catalog
     # conditions, instruments and timepoints as codes of their few distinct values: the checks per condition
     # and instrument compare small integers instead of a million strings each
-    cond_codes, cond_values = pd.factorize(conditions)
     inst = _Codes(instrument)
     times = _Codes(timepoint)
     for k, cond_id in enumerate(cond_values):
@@ -1203,7 +1269,7 @@ def _item_rule(instrument: pd.Series, item: pd.Series, lows: pd.Series, highs: p
 def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
-    conditions = _child_conditions(ck, batch, cycle_id)
+    cond_codes, cond_values = _child_conditions(ck, batch, cycle_id)  # in the order they first appear
     activity = ck.text("activity")
     quantity = ck.number("quantity")
     unit_cost = ck.number("unit_cost")
@@ -1227,7 +1293,6 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
             unit_cost=shown_value("unit_cost", f["unit_cost"].iat[i].strip()),
         ),
     )
-    cond_codes, cond_values = pd.factorize(conditions)  # in the order they first appear, as a groupby's
     activities = _Codes(activity)
     for k, cond_id in enumerate(cond_values):
         if not cond_id:
