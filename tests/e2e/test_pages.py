@@ -169,20 +169,27 @@ def pick(page: Page, box: Locator, option: str) -> None:
                 if attempt == 2:
                     raise
                 page.keyboard.press("Escape")
-        if not asks:
-            settle(page)
+        if _picked(page, box, option, asks=asks):
             return
-        if settle(page, asks_for_a_run=True):
-            return
-        # the option's click was lost: its list may still be open, and while it is the boxes around it are hidden
-        # from the accessibility tree (a box found by its place among them is then not found: CI waited 30 s on one)
-        close_lists(page)
-        try:
-            if box.input_value(timeout=SETTLED_MS) == option:
-                return
-        except PlaywrightTimeoutError:  # not found even so: pick again (its click waits for the box)
-            pass
     raise AssertionError(f"{CLICK_TRIES} picks of {option!r} in {box} asked for no script run")
+
+
+def _picked(page: Page, box: Locator, option: str, *, asks: bool) -> bool:
+    """After a click on `option` in `box`'s list: wait for the run the pick asked for (`asks`: the box is not in a
+    form, whose submit button asks instead). False: the click was lost (no run asked, and the box does not show
+    the option), and the caller picks again."""
+    if not asks:
+        settle(page)
+        return True
+    if settle(page, asks_for_a_run=True):
+        return True
+    # the option's click was lost: its list may still be open, and while it is the boxes around it are hidden
+    # from the accessibility tree (a box found by its place among them is then not found: CI waited 30 s on one)
+    close_lists(page)
+    try:
+        return box.input_value(timeout=SETTLED_MS) == option
+    except PlaywrightTimeoutError:  # not found even so: pick again (its click waits for the box)
+        return False
 
 
 def team_title(condition: str, unit: str, lang: str) -> str:
@@ -274,7 +281,8 @@ class Exports:
 def _pick_other(page: Page, box: Locator, where: str) -> str | None:
     """Open a selectbox and pick an option other than the one shown; returns it (None: nothing else to pick)."""
     current = box.input_value()
-    close_lists(page)
+    close_lists(page)  # another box's list, still open or closing, may hold an option of the same name (pick)
+    asks = not in_form(box)
     # focused first: a first click on a box without focus often only focused it, and the list's wait then ran out
     # (9 of 17 boxes of a walk, 2.5 s each); after focus() the click opens it
     box.focus()
@@ -294,8 +302,18 @@ def _pick_other(page: Page, box: Locator, where: str) -> str | None:
         page.keyboard.press("Escape")
         return None
     other = others[-1]
-    page.keyboard.press("Escape")
-    pick(page, box, other)
+    # picked in the list just read, still open (closing it and opening it again for `pick` cost a box's click, the
+    # list's wait and a closing list's Escape each time: ~35 boxes a role's two walks); a click the rerun's list
+    # took from under the pointer, or that asked for no run, is made again by `pick`
+    try:
+        open_list(page).get_by_role("option", name=other, exact=True).first.click(timeout=SETTLED_MS)
+    except PlaywrightTimeoutError:
+        page.keyboard.press("Escape")
+        clicked = False
+    else:
+        clicked = True
+    if not (clicked and _picked(page, box, other, asks=asks)):
+        pick(page, box, other)
     close_lists(page)
     assert_clean(page)
     return other
