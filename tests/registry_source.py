@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,6 +61,13 @@ def imported(engine: Engine, *batches: list[Path], imported_by: str = "") -> Sou
     engine.dispose()  # as build: SQLite's write-ahead log folded into the file, no session left on a template
     get_engine.cache_clear()
     return Source(url, None)
+
+
+def sqlite_imported(schema: Path, folder: Path, *batches: list[Path], imported_by: str = "") -> Source:
+    """`imported` into a copy of the migrated empty SQLite `schema` (tests/conftest.py `_sqlite_schema`) at
+    folder/vbhc.db: a module's source database, built once, that its tests copy."""
+    shutil.copyfile(schema, folder / "vbhc.db")
+    return imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), *batches, imported_by=imported_by)
 
 
 def _backup(source: Source, path: str | Path) -> None:

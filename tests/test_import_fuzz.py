@@ -70,9 +70,7 @@ def base_files(tmp_path_factory) -> list[Path]:
 def sqlite_base(base_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
     """The units imported once into a SQLite registry of the current schema, the database every SQLite `base` is
     a copy of (importing them again for each of ~150 tests was a fifth of this module's CPU)."""
-    folder = tmp_path_factory.mktemp("base_source")
-    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
-    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), base_files[:1])
+    return registry_source.sqlite_imported(_sqlite_schema, tmp_path_factory.mktemp("base_source"), base_files[:1])
 
 
 @pytest.fixture(scope="module")

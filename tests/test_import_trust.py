@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -59,9 +58,7 @@ def base_files(tmp_path_factory) -> list[Path]:
 def sqlite_base(base_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
     """base_files imported once into a SQLite registry of the current schema, the database every SQLite `base`
     is a copy of (importing them for each of ~30 tests was a third of this module's time)."""
-    folder = tmp_path_factory.mktemp("base_source")
-    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
-    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), base_files)
+    return registry_source.sqlite_imported(_sqlite_schema, tmp_path_factory.mktemp("base_source"), base_files)
 
 
 @pytest.fixture(scope="module")
@@ -817,9 +814,7 @@ def sqlite_cycles(base_files, _sqlite_schema, tmp_path_factory) -> registry_sour
     """The small registry's units and care cycles imported once into a SQLite registry of the current schema, the
     database every SQLite `cycles_only` is a copy of (both import paths store the same rows, ids included:
     tests/test_import_direct.py)."""
-    folder = tmp_path_factory.mktemp("cycles_source")
-    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
-    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), base_files[:2])
+    return registry_source.sqlite_imported(_sqlite_schema, tmp_path_factory.mktemp("cycles_source"), base_files[:2])
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,7 @@ def sqlite_units(_sqlite_schema, tmp_path_factory) -> registry_source.Source:
     `units` is a copy of."""
     folder = tmp_path_factory.mktemp("units_source")
     files = write_small_registry(folder / "files")
-    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
-    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), files[:1])
+    return registry_source.sqlite_imported(_sqlite_schema, folder, files[:1])
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ when vbhc is called directly."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from vbhc.prems import (
     respondent_answers,
     respondent_rows,
 )
-from vbhc.store import get_engine
 
 HOSPITALS = ("H01", "H02", "H03", "H04", "H05", "H06")
 DEPARTMENTS = ("SUR", "ORT", "CAR")
@@ -185,9 +183,7 @@ def stored_files(tmp_path_factory, generated) -> tuple[list[Path], list[Path]]:
 def sqlite_source(stored_files, _sqlite_schema, tmp_path_factory) -> registry_source.Source:
     """stored_files imported once into a SQLite registry of the current schema: what `stored` copies for a test
     (importing the 9,000 respondents' answers for each test was half of this module's time)."""
-    folder = tmp_path_factory.mktemp("prem_source")
-    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
-    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), *stored_files)
+    return registry_source.sqlite_imported(_sqlite_schema, tmp_path_factory.mktemp("prem_source"), *stored_files)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ on PostgreSQL: the fast read must not change a single score, date, category or r
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from vbhc import models, proms, registry
 from vbhc.catalog import default_catalog
 from vbhc.demo import generate_demo
 from vbhc.indicators import load_condition_data
-from vbhc.store import get_engine
 
 DEMO_CYCLES = 600
 
@@ -33,8 +31,7 @@ def sqlite_source(demo_files, _sqlite_schema, tmp_path_factory) -> registry_sour
     """demo_files imported once into a SQLite registry of the current schema, the database every SQLite
     `demo_engine` is a copy of (generating and importing the demo for each test was most of this module's time)."""
     folder = tmp_path_factory.mktemp("pivot_source")
-    shutil.copyfile(_sqlite_schema, folder / "vbhc.db")
-    return registry_source.imported(get_engine(f"sqlite:///{folder / 'vbhc.db'}"), demo_files, imported_by="test")
+    return registry_source.sqlite_imported(_sqlite_schema, folder, demo_files, imported_by="test")
 
 
 @pytest.fixture(scope="module")
