@@ -140,6 +140,15 @@ def overwrite(engine: Engine, source: Source, server=None) -> None:
         admin.dispose()
 
 
+def overwrite_from(engine: Engine, request: pytest.FixtureRequest, name: str) -> None:
+    """`overwrite` the test's `engine` with the module's source of its backend: the fixture `sqlite_<name>` or
+    `postgres_<name>` by the engine's dialect (a per-test fixture's one line, whichever backend it is given)."""
+    if engine.dialect.name == "sqlite":
+        overwrite(engine, request.getfixturevalue(f"sqlite_{name}"))
+    else:
+        overwrite(engine, request.getfixturevalue(f"postgres_{name}"), request.getfixturevalue("postgres_server"))
+
+
 def postgres_copy(server, source: Source) -> contextlib.AbstractContextManager[Engine]:
     """A copy of the source's PostgreSQL database (without its results), dropped afterwards."""
     return postgres_database(server, str(make_url(source.url).database))

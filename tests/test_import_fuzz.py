@@ -85,11 +85,7 @@ def base(engine, base_files, request):
     """Units already imported; returns (engine, the files of a valid registry). The test's `engine` (SQLite or
     PostgreSQL) is made a copy of the module's registry with the units imported: the same rows, import batch and
     audit event as importing units.csv into it."""
-    if engine.dialect.name == "sqlite":
-        registry_source.overwrite(engine, request.getfixturevalue("sqlite_base"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_base"), server)
+    registry_source.overwrite_from(engine, request, "base")
     return engine, base_files
 
 

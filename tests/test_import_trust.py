@@ -73,11 +73,7 @@ def base(engine, base_files, request):
     """A small registry already imported; returns (engine, its files). The test's `engine` (SQLite or PostgreSQL)
     made a copy of the module's imported registry: the same rows, import batches and audit events as importing
     base_files into it."""
-    if engine.dialect.name == "sqlite":
-        registry_source.overwrite(engine, request.getfixturevalue("sqlite_base"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_base"), server)
+    registry_source.overwrite_from(engine, request, "base")
     return engine, base_files
 
 
@@ -832,11 +828,7 @@ def cycles_only(engine, request, monkeypatch):
     tenth of this module's time)."""
     if request.param == "staged":
         monkeypatch.setattr(ingest_run, "DIRECT_TABLES", frozenset())
-    if engine.dialect.name == "sqlite":
-        registry_source.overwrite(engine, request.getfixturevalue("sqlite_cycles"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_cycles"), server)
+    registry_source.overwrite_from(engine, request, "cycles")
     return engine
 
 

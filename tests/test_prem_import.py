@@ -49,11 +49,7 @@ def postgres_units(postgres_server, _postgres_schema, tmp_path_factory) -> Itera
 def units(engine, request):
     """A registry with the small registry's units imported: the test's `engine` (SQLite or PostgreSQL) made a copy
     of the module's (the same rows, import batch and audit event as importing units.csv into it)."""
-    if engine.dialect.name == "sqlite":
-        registry_source.overwrite(engine, request.getfixturevalue("sqlite_units"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_units"), server)
+    registry_source.overwrite_from(engine, request, "units")
     return engine
 
 

@@ -45,11 +45,7 @@ def postgres_source(demo_files, postgres_server, _postgres_schema) -> Iterator[r
 def demo_engine(engine, request):
     """A small demo registry imported into the backend under test: the test's `engine` made a copy of the
     module's imported registry (the same rows and import batches; tests below change their copy)."""
-    if engine.dialect.name == "sqlite":
-        registry_source.overwrite(engine, request.getfixturevalue("sqlite_source"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_source"), server)
+    registry_source.overwrite_from(engine, request, "source")
     return engine
 
 
