@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fresh_process import run_json
 from vbhc.drawing import _fontconfig
-from vbhc.settings import PROJECT_ROOT, package_data
+from vbhc.settings import package_data
 
 pytest.importorskip("vl_convert")
 
@@ -40,17 +38,7 @@ def _host(folder: Path, fonts: Path) -> Path:
 
 
 def _draw(how: str, host: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "FONTCONFIG_FILE": str(host)}
-    out = subprocess.run(
-        [sys.executable, "-c", DRAW, how, json.dumps(SPEC)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_json(DRAW, how, json.dumps(SPEC), env={"FONTCONFIG_FILE": str(host)})
 
 
 def test_a_chart_is_drawn_the_same_whatever_fonts_the_host_has(tmp_path):

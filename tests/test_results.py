@@ -9,8 +9,6 @@ import gc
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,6 +21,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests import registry_source
+from tests.fresh_process import run_json
 from tests.registry_copy import copy_results
 from vbhc import indicators, results
 from vbhc.catalog import default_catalog
@@ -39,7 +38,6 @@ from vbhc.meeting import as_of_period, default_meeting_date, result_as_of
 from vbhc.results import ResultStore, ViewKey
 from vbhc.store import get_engine
 
-ROOT = Path(__file__).resolve().parents[1]
 CONDITION = "hip_osteoarthritis"
 
 
@@ -299,23 +297,8 @@ PROCESS = textwrap.dedent(
 
 
 def _server_process(role: str, url: str, store: Path) -> dict:
-    env = {
-        **os.environ,
-        "VBHC_DATABASE_URL": url,
-        "VBHC_RESULTS_DIR": str(store),
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", PROCESS.format(condition=CONDITION), role],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    code = PROCESS.format(condition=CONDITION)
+    return run_json(code, role, env={"VBHC_DATABASE_URL": url, "VBHC_RESULTS_DIR": str(store)}, timeout=600)
 
 
 def test_two_server_processes_share_the_results(registry, tmp_path):

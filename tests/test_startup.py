@@ -5,11 +5,11 @@ benchmarks/restart_speed.py measures it)."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import subprocess
 import sys
 
+from tests.fresh_process import run_json
 from vbhc.settings import PROJECT_ROOT
 
 #: What the first page does not need, with why it is loaded elsewhere: report files (built on a click),
@@ -61,11 +61,7 @@ def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_
         f"print(json.dumps([m for m in {list(NOT_AT_START)!r} if m in sys.modules]))\n"
     )
     url = sqlite_engine.url.render_as_string(hide_password=False)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "VBHC_DATABASE_URL": url}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert run_json(code, env={"VBHC_DATABASE_URL": url}) == []
 
 
 def test_vbhc_serve_runs_streamlits_command_line_through_ui_serve():
@@ -200,11 +196,7 @@ def test_a_lazy_module_is_imported_at_its_first_use():
         "from scipy import stats as real\n"
         "print(json.dumps([before, norm is real.norm, stats.loaded]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, True]
+    assert run_json(code) == [False, True, True]
 
 
 def test_streamlits_magic_is_off_and_no_page_relies_on_it():
