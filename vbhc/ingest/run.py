@@ -800,7 +800,8 @@ def _import_directly(
     file refuses the batch as there (the transaction is rolled back); a row the table's keys refuse raises
     _NeedsStaging after this file's rows and batch row are taken back."""
     spec = source.spec
-    batch_id = _new_batch_row(conn, source, batch, 0)
+    batch_id = _new_batch_row(conn, source, batch, 0)  # the transaction is open from here: the indexes' DDL in it
+    deferred = staging.defer_sqlite_indexes(conn, spec.target)
     inserted = 0
 
     def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
@@ -821,7 +822,10 @@ def _import_directly(
         header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write, refused)
     except _NeedsStaging:
         take_back()
+        staging.rebuild_indexes(conn, deferred)  # before the staged path writes the file again
         raise
+    # any other error rolls the batch back, the dropped indexes with it
+    staging.rebuild_indexes(conn, deferred)
     if header is None or not header_ok:
         take_back()
         return
