@@ -94,14 +94,24 @@ def _copy_of(schema: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def postgres_template(_postgres_schema) -> str:
+    """The database a test's PostgreSQL `engine` is made a copy of: the empty migrated schema. A module whose tests
+    start from a registry it imported once overrides it to name that registry's database, so such a test's
+    database is made once (not made empty, dropped and made again from the registry: two of the four statements
+    that were every such PostgreSQL test's set-up and teardown)."""
+    return _postgres_schema
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path) -> Iterator[Engine]:
-    """An empty registry database with the current schema, on SQLite and on PostgreSQL."""
+    """An empty registry database with the current schema, on SQLite and on PostgreSQL (there a copy of
+    `postgres_template`, which a module may make a registry it imported)."""
     if request.param == "sqlite":
         gen = _sqlite_engine(_copy_of(request.getfixturevalue("_sqlite_schema"), tmp_path))
     else:
         gen = _postgres_engine(
-            request.getfixturevalue("postgres_server"), template=request.getfixturevalue("_postgres_schema")
+            request.getfixturevalue("postgres_server"), template=request.getfixturevalue("postgres_template")
         )
     eng = next(gen)
     try:

@@ -140,6 +140,11 @@ def overwrite(engine: Engine, source: Source, server=None) -> None:
         admin.dispose()
 
 
+def database_of(source: Source) -> str:
+    """The name of the source's PostgreSQL database (the template its copies are made from)."""
+    return str(make_url(source.url).database)
+
+
 def postgres_copy(server, source: Source) -> contextlib.AbstractContextManager[Engine]:
     """A copy of the source's PostgreSQL database (without its results), dropped afterwards."""
-    return postgres_database(server, str(make_url(source.url).database))
+    return postgres_database(server, database_of(source))

@@ -69,15 +69,22 @@ def postgres_base(base_files, postgres_server, _postgres_schema) -> Iterator[reg
 
 
 @pytest.fixture
+def postgres_template(request, _postgres_schema) -> str:
+    """A PostgreSQL `engine` made straight from the module's imported registry its test starts from (`base`,
+    `cycles_only`), else from the empty schema (tests/conftest.py)."""
+    for starts_from, source in (("base", "postgres_base"), ("cycles_only", "postgres_cycles")):
+        if starts_from in request.fixturenames:
+            return registry_source.database_of(request.getfixturevalue(source))
+    return _postgres_schema
+
+
+@pytest.fixture
 def base(engine, base_files, request):
     """A small registry already imported; returns (engine, its files). The test's `engine` (SQLite or PostgreSQL)
     made a copy of the module's imported registry: the same rows, import batches and audit events as importing
     base_files into it."""
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite":  # on PostgreSQL the engine's database was made from it (postgres_template)
         registry_source.overwrite(engine, request.getfixturevalue("sqlite_base"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_base"), server)
     return engine, base_files
 
 
@@ -832,11 +839,8 @@ def cycles_only(engine, request, monkeypatch):
     tenth of this module's time)."""
     if request.param == "staged":
         monkeypatch.setattr(ingest_run, "DIRECT_TABLES", frozenset())
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite":  # on PostgreSQL the engine's database was made from it (postgres_template)
         registry_source.overwrite(engine, request.getfixturevalue("sqlite_cycles"))
-    else:
-        server = request.getfixturevalue("postgres_server")
-        registry_source.overwrite(engine, request.getfixturevalue("postgres_cycles"), server)
     return engine
 
 
