@@ -286,12 +286,13 @@ def signed_in_db(small_demo_registry, monkeypatch, tmp_path) -> Iterator[Engine]
 
 
 # ------------------------------------------------------------------------------------------ pytest-xdist
-_MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']")
+_MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']|pytest\.mark\.same_worker\b")
 
 
 @functools.cache
 def _shares_fixtures(path: str) -> bool:
-    """Whether a test module declares a module-, class- or package-scoped fixture (read from its source)."""
+    """Whether a test module declares a module-, class- or package-scoped fixture, or is marked `same_worker` (its
+    tests share what they compute in the process: tests/test_chart_layout.py's drawings), read from its source."""
     try:
         return bool(_MODULE_SCOPED.search(Path(path).read_text(encoding="utf-8")))
     except OSError:
@@ -304,7 +305,7 @@ def xdist_group(nodeid: str, rootpath: Path) -> str:
     - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once
       (two groups on two workers, two browsers and four servers at once on 2 cores, made a walk flaky in CI);
     - the tests of a module that declares a module- or class-scoped fixture (a generated registry, a computed
-      indicator table) in one group, so that fixture is built once, not once per worker;
+      indicator table) or is marked `same_worker` in one group, so that fixture is built once, not once per worker;
     - every other test on its own, on whichever worker is free.
     Session fixtures (the PostgreSQL server, a demo registry's copy) are per worker; their ports, folders and database
     names are the worker's own (pg_server picks a free port and a fresh folder, database names carry the process id,
