@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import start_postgres
 from tests.registry_copy import copy_registry
-from vbhc.results import default_views, precompute
+from vbhc.results import default_views, precompute, year_views
 from vbhc.store import get_engine, upgrade_schema
 
 # A server's background warm-up prepares only every condition's whole period (as the browser tests' servers do),
@@ -94,14 +94,24 @@ def _copy_of(schema: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def postgres_template(_postgres_schema) -> str:
+    """The database a test's PostgreSQL `engine` is made a copy of: the empty migrated schema. A module whose tests
+    start from a registry it imported once overrides it to name that registry's database, so such a test's
+    database is made once (not made empty, dropped and made again from the registry: two of the four statements
+    that were every such PostgreSQL test's set-up and teardown)."""
+    return _postgres_schema
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path) -> Iterator[Engine]:
-    """An empty registry database with the current schema, on SQLite and on PostgreSQL."""
+    """An empty registry database with the current schema, on SQLite and on PostgreSQL (there a copy of
+    `postgres_template`, which a module may make a registry it imported)."""
     if request.param == "sqlite":
         gen = _sqlite_engine(_copy_of(request.getfixturevalue("_sqlite_schema"), tmp_path))
     else:
         gen = _postgres_engine(
-            request.getfixturevalue("postgres_server"), template=request.getfixturevalue("_postgres_schema")
+            request.getfixturevalue("postgres_server"), template=request.getfixturevalue("postgres_template")
         )
     eng = next(gen)
     try:
@@ -168,6 +178,11 @@ def _demo_registry(tmp_path_factory: pytest.TempPathFactory, cycles: int | None)
                 # meeting) from here: the planted truth's (test_indicators, test_action_effect), the PDF report's and
                 # the team page's; the department tables they need they compute
                 views = [v for v in views if v.level == "hospital"]
+            else:  # the small registry's pages: every year of every condition at hospital level too, which a
+                # viewer who does not see every cell (a manager, a care team of one hospital) has withheld against
+                # the other periods of the grid (ui.data.grid_tables): the first such page of every module's copy
+                # computed them (a manager's overview: 13 of its 21 s of CPU, ~13 s here once per run)
+                views += [v for v in year_views(builder) if v.level == "hospital"]
             precompute(builder, views, prune=False)
             builder.dispose()
             get_engine.cache_clear()
@@ -247,7 +262,8 @@ SMALL_DEMO_CYCLES = 4_000
 def small_demo_registry(tmp_path_factory):
     """A small demo registry (4,000 cycles, default seed) for tests where the size does not matter: every page,
     role and language renders, every label is translated. About a tenth of the default's time to build and to
-    compute on. Returns (engine, truth) like demo_registry."""
+    compute on. Its results store holds the default views and every year at hospital level. Returns (engine,
+    truth) like demo_registry."""
     yield from _demo_registry(tmp_path_factory, SMALL_DEMO_CYCLES)
 
 
@@ -276,12 +292,13 @@ def signed_in_db(small_demo_registry, monkeypatch, tmp_path) -> Iterator[Engine]
 
 
 # ------------------------------------------------------------------------------------------ pytest-xdist
-_MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']")
+_MODULE_SCOPED = re.compile(r"scope=[\"'](module|class|package)[\"']|pytest\.mark\.same_worker\b")
 
 
 @functools.cache
 def _shares_fixtures(path: str) -> bool:
-    """Whether a test module declares a module-, class- or package-scoped fixture (read from its source)."""
+    """Whether a test module declares a module-, class- or package-scoped fixture, or is marked `same_worker` (its
+    tests share what they compute in the process: tests/test_chart_layout.py's drawings), read from its source."""
     try:
         return bool(_MODULE_SCOPED.search(Path(path).read_text(encoding="utf-8")))
     except OSError:
@@ -294,7 +311,7 @@ def xdist_group(nodeid: str, rootpath: Path) -> str:
     - every browser test (tests/e2e) in one group: one worker starts the Streamlit servers and the browser once
       (two groups on two workers, two browsers and four servers at once on 2 cores, made a walk flaky in CI);
     - the tests of a module that declares a module- or class-scoped fixture (a generated registry, a computed
-      indicator table) in one group, so that fixture is built once, not once per worker;
+      indicator table) or is marked `same_worker` in one group, so that fixture is built once, not once per worker;
     - every other test on its own, on whichever worker is free.
     Session fixtures (the PostgreSQL server, a demo registry's copy) are per worker; their ports, folders and database
     names are the worker's own (pg_server picks a free port and a fresh folder, database names carry the process id,

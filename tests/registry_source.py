@@ -140,15 +140,33 @@ def overwrite(engine: Engine, source: Source, server=None) -> None:
         admin.dispose()
 
 
+def database_of(source: Source) -> str:
+    """The name of the source's PostgreSQL database (the template its copies are made from)."""
+    return str(make_url(source.url).database)
+
+
+def template_of(request: pytest.FixtureRequest, empty: str, **starts_from: str) -> str:
+    """For a module's `postgres_template` fixture: the database a test's PostgreSQL `engine` is made from. The
+    module's imported source (`starts_from`: the per-test fixture that starts from it -> the source's fixture)
+    when the test uses that fixture, so its database is made once from it; else `empty`, the migrated schema."""
+    for fixture, source in starts_from.items():
+        if fixture in request.fixturenames:
+            return database_of(request.getfixturevalue(source))
+    return empty
+
+
 def overwrite_from(engine: Engine, request: pytest.FixtureRequest, name: str) -> None:
     """`overwrite` the test's `engine` with the module's source of its backend: the fixture `sqlite_<name>` or
-    `postgres_<name>` by the engine's dialect (a per-test fixture's one line, whichever backend it is given)."""
+    `postgres_<name>` by the engine's dialect (a per-test fixture's one line, whichever backend it is given). A
+    PostgreSQL engine already made from that source (the module's `postgres_template` names it) is left as it is."""
     if engine.dialect.name == "sqlite":
         overwrite(engine, request.getfixturevalue(f"sqlite_{name}"))
-    else:
-        overwrite(engine, request.getfixturevalue(f"postgres_{name}"), request.getfixturevalue("postgres_server"))
+        return
+    source = request.getfixturevalue(f"postgres_{name}")
+    if request.getfixturevalue("postgres_template") != database_of(source):
+        overwrite(engine, source, request.getfixturevalue("postgres_server"))
 
 
 def postgres_copy(server, source: Source) -> contextlib.AbstractContextManager[Engine]:
     """A copy of the source's PostgreSQL database (without its results), dropped afterwards."""
-    return postgres_database(server, str(make_url(source.url).database))
+    return postgres_database(server, database_of(source))

@@ -32,6 +32,10 @@ from vbhc.i18n import t
 from vbhc.indicators import funnel_curve as funnel_limits
 
 pytest.importorskip("vl_convert")
+# one worker draws every chart of the module: its drawings and compiled specs are kept per process (svg_of,
+# drawing, scatter), and split over two workers about a sixth of the module's CPU went on drawing again what the
+# other worker had drawn (121.7 s against 102.1 s of CPU for the same 118 tests)
+pytestmark = pytest.mark.same_worker
 vlc = vl_convert()  # with the fonts every drawing of vbhc uses (vbhc.drawing)
 
 SVG = "{http://www.w3.org/2000/svg}"

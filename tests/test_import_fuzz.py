@@ -81,6 +81,13 @@ def postgres_base(base_files, postgres_server, _postgres_schema) -> Iterator[reg
 
 
 @pytest.fixture
+def postgres_template(request, _postgres_schema) -> str:
+    """A PostgreSQL `engine` made straight from the module's imported registry when its test starts from it
+    (`base`), else from the empty schema (tests/conftest.py)."""
+    return registry_source.template_of(request, _postgres_schema, base="postgres_base")
+
+
+@pytest.fixture
 def base(engine, base_files, request):
     """Units already imported; returns (engine, the files of a valid registry). The test's `engine` (SQLite or
     PostgreSQL) is made a copy of the module's registry with the units imported: the same rows, import batch and

@@ -503,18 +503,20 @@ def sources(tmp_path_factory) -> dict[str, Source]:
     return {"small": small, "demo": demo}
 
 
-_TEMPLATES: dict[tuple[str, str, str], Path] = {}
+_TEMPLATES: dict[tuple[str, str], Path] = {}
 
 
 def reset(engine: Engine, source: Source, table: str) -> None:
     """Empty database, then the tables the target table depends on, imported from the real files.
 
     On SQLite the result is kept as a template file and copied back for the next example (milliseconds
-    instead of two imports); PostgreSQL is emptied and imported again.
+    instead of two imports), in every test of the module: each test's SQLite database is a copy of the same
+    migrated schema (tests/conftest.py), so the same files imported into it give the same file. PostgreSQL is
+    emptied and imported again.
     """
     base = [source.files[t] for t in ORDER[: ORDER.index(table)] if t in ("units", "care_cycles")]
     db = Path(engine.url.database or "") if engine.dialect.name == "sqlite" else None
-    key = (str(db), source.name, ",".join(p.name for p in base))
+    key = (source.name, ",".join(p.name for p in base))
     if db is not None and key in _TEMPLATES:
         engine.dispose()
         for suffix in ("-wal", "-shm"):

@@ -69,6 +69,13 @@ def postgres_base(base_files, postgres_server, _postgres_schema) -> Iterator[reg
 
 
 @pytest.fixture
+def postgres_template(request, _postgres_schema) -> str:
+    """A PostgreSQL `engine` made straight from the module's imported registry its test starts from (`base`,
+    `cycles_only`), else from the empty schema (tests/conftest.py)."""
+    return registry_source.template_of(request, _postgres_schema, base="postgres_base", cycles_only="postgres_cycles")
+
+
+@pytest.fixture
 def base(engine, base_files, request):
     """A small registry already imported; returns (engine, its files). The test's `engine` (SQLite or PostgreSQL)
     made a copy of the module's imported registry: the same rows, import batches and audit events as importing

@@ -46,6 +46,13 @@ def postgres_units(postgres_server, _postgres_schema, tmp_path_factory) -> Itera
 
 
 @pytest.fixture
+def postgres_template(request, _postgres_schema) -> str:
+    """A PostgreSQL `engine` made straight from the module's imported registry when its test starts from it
+    (`units`), else from the empty schema (tests/conftest.py)."""
+    return registry_source.template_of(request, _postgres_schema, units="postgres_units")
+
+
+@pytest.fixture
 def units(engine, request):
     """A registry with the small registry's units imported: the test's `engine` (SQLite or PostgreSQL) made a copy
     of the module's (the same rows, import batch and audit event as importing units.csv into it)."""

@@ -42,6 +42,13 @@ def postgres_source(demo_files, postgres_server, _postgres_schema) -> Iterator[r
 
 
 @pytest.fixture
+def postgres_template(request, _postgres_schema) -> str:
+    """A PostgreSQL `engine` made straight from the module's imported registry when its test starts from it
+    (`demo_engine`), else from the empty schema (tests/conftest.py)."""
+    return registry_source.template_of(request, _postgres_schema, demo_engine="postgres_source")
+
+
+@pytest.fixture
 def demo_engine(engine, request):
     """A small demo registry imported into the backend under test: the test's `engine` made a copy of the
     module's imported registry (the same rows and import batches; tests below change their copy)."""
