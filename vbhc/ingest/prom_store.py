@@ -273,6 +273,7 @@ class Packer:
         self.answers_written = 0  # item rows the direct write stored
         self.held: _Pieces | None = None  # the last questionnaire read, which the next chunk may continue
         self._statements: dict[tuple[str, int], str] = {}
+        self._narrow: dict[int, tuple[Table, TableSpec]] = {}  # _narrowed's tables per answer width
         self.pieces = packed_table("_pieces")
         if batch_id is None:
             staging.create(conn, self.pieces)
@@ -395,7 +396,11 @@ class Packer:
             staging.executemany(self.conn, self._statement(width), table.tolist())
 
     def _copy(self, pieces: _Pieces) -> None:
-        """The temporary table's rows through staging.load's fast path (PostgreSQL's COPY)."""
+        """The temporary table's rows through staging.load's fast path (PostgreSQL's COPY), with the answer
+        columns up to the last one these questionnaires fill: the others stay NULL, as an empty field leaves them.
+
+        Why: the demo's instruments fill 6-30 of the 64 answer columns; writing the empty rest as CSV fields was
+        half of the PROM file's conversion to COPY text, and the server parsed each of them again."""
         missing = np.datetime64("NaT", "ns")
         some = pieces.dated > 0
         frame = pd.DataFrame(
@@ -409,9 +414,28 @@ class Packer:
                 "max_date": np.where(some, pieces.high.view("datetime64[ns]"), missing),
             }
         )
-        answers = pd.DataFrame(pieces.answers, columns=list(models.PROM_ANSWER_COLUMNS))
+        filled = np.flatnonzero(~np.isnan(pieces.answers).all(axis=0))
+        width = int(filled[-1]) + 1 if len(filled) else 0
+        answers = pd.DataFrame(pieces.answers[:, :width], columns=list(models.PROM_ANSWER_COLUMNS[:width]))
         frame = pd.concat([frame, answers], axis=1)
-        staging.load(self.conn, self.pieces, PACKED_SPEC, frame, pieces.row_no)
+        stage, spec = self._narrowed(width)
+        staging.load(self.conn, stage, spec, frame, pieces.row_no)
+
+    def _narrowed(self, width: int) -> tuple[Table, TableSpec]:
+        """The temporary table and PACKED_SPEC as staging.load sees them, with answer columns a01 .. a<width> only
+        (the same table: staging.load names it and the columns it writes)."""
+        if width not in self._narrow:
+            dropped = set(models.PROM_ANSWER_COLUMNS[width:])
+            stage = Table(
+                self.pieces.name,
+                MetaData(),
+                *[Column(c.name, c.type) for c in self.pieces.columns if c.name not in dropped],
+            )
+            packed = Table(
+                PACKED.name, MetaData(), *[Column(c.name, c.type) for c in PACKED.columns if c.name not in dropped]
+            )
+            self._narrow[width] = (stage, TableSpec(PACKED_SPEC.name, packed, _KEYS, tuple(packed.c.keys()), (), {}))
+        return self._narrow[width]
 
     def _statement(self, width: int) -> str:
         """The INSERT of a questionnaire with answer columns a01 .. a<width>, compiled once per width."""

@@ -271,6 +271,7 @@ class _Batch:
         # the references are checked once per file, set-based, instead of by a trigger per row (PostgreSQL) or
         # SQLite's look-up per row (switched off for this batch's connection, staging.skip_sqlite_row_checks)
         self.skip_row_triggers = row_checks_off or staging.may_skip_row_triggers(conn)
+        staging.raise_work_mem(conn)
 
     def _stored_units(self) -> set[tuple[str, str]]:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()

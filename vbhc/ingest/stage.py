@@ -237,6 +237,18 @@ def may_skip_row_triggers(conn: Connection) -> bool:
     return bool(conn.execute(select(privilege)).scalar_one())
 
 
+#: PostgreSQL's memory for each sort or hash of the import's statements, for the batch's transaction only
+#: (set_config(..., is_local => true)): the server's default (4 MB) spilled the hashes of a file's keys to disk
+#: (the reference checks' semi- and anti-joins, the duplicate and split checks' grouping, the re-import's joins).
+IMPORT_WORK_MEM = "64MB"
+
+
+def raise_work_mem(conn: Connection) -> None:
+    """Give the import's statements IMPORT_WORK_MEM on PostgreSQL, until the batch's transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.set_config("work_mem", IMPORT_WORK_MEM, True)))
+
+
 #: The PostgreSQL setting that, set to "replica" for one transaction, fires no ordinary or foreign-key trigger;
 #: SET takes no bound parameters, so the two statements are constants.
 SKIPPED_TRIGGERS_SETTING = "session_replication_role"
