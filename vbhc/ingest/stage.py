@@ -9,7 +9,10 @@ executemany of a compiled INSERT, PostgreSQL COPY with composed identifiers), ne
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import repeat
+from typing import ClassVar
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,7 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
+    event,
     func,
     literal,
     or_,
@@ -110,14 +114,89 @@ def load(conn: Connection, stage: Table, spec: TableSpec, frame: pd.DataFrame, r
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)
         )
-        data = _csv_bytes(spec, frame, row_numbers)
-        with conn.connection.driver_connection.cursor() as cur, cur.copy(copy_sql) as copy:
-            copy.write(data)
+        _CopyBehind.of(conn).submit(copy_sql, spec, frame, row_numbers)
     else:
         compiled = stage.insert().compile(dialect=conn.dialect, column_keys=names)
         params = compiled.positiontup
         assert params == names, "the compiled INSERT must take the columns in stage order"
         executemany(conn, str(compiled), records(spec, frame, row_numbers))
+
+
+class _CopyBehind:
+    """PostgreSQL: a chunk's conversion to COPY text and its COPY run in one worker thread while the batch reads and
+    checks the next chunk, one chunk at a time and in order. Any other statement of the batch's connection (a
+    check on the staging table, the next file's, the commit or rollback) first waits for the chunk in flight and
+    raises its error, so every statement sees the rows loaded before it, as when the COPY ran in line.
+
+    Why: COPY kept the server busy and the import waiting, then the import kept the server idle while it checked
+    the next chunk; on two cores the two now overlap (Arrow's CSV writer and the socket wait release the GIL)."""
+
+    _running: ClassVar[WeakKeyDictionary[Connection, _CopyBehind]] = WeakKeyDictionary()
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future | None = None
+        event.listen(conn, "before_cursor_execute", self._before_statement)
+        event.listen(conn, "commit", self._before_commit)
+        event.listen(conn, "rollback", self._before_rollback)
+
+    @classmethod
+    def of(cls, conn: Connection) -> _CopyBehind:
+        """The connection's writer: its listeners stay as long as the connection, its thread runs from a chunk to
+        the end of the transaction."""
+        found = cls._running.get(conn)
+        if found is None:
+            found = cls._running[conn] = cls(conn)
+        return found
+
+    def submit(self, copy_sql: object, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+        self.wait()  # one chunk in flight: its rows and this one's, not the file's, in memory
+        driver = self.conn.connection.driver_connection
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-copy")
+        self.pending = self.pool.submit(_copy_chunk, driver, copy_sql, spec, frame, row_numbers)
+
+    def wait(self) -> None:
+        """Wait for the chunk in flight; its error raised as SQLAlchemy's (a refused write is one line in the
+        report, as any statement's)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        dbapi = self.conn.dialect.loaded_dbapi
+        try:
+            pending.result()
+        except dbapi.Error as exc:
+            raise DBAPIError.instance("COPY", None, exc, dbapi.Error, hide_parameters=True) from exc
+
+    def _before_statement(self, *_args: object) -> None:
+        self.wait()
+
+    def _before_commit(self, _conn: Connection) -> None:
+        try:
+            self.wait()
+        finally:
+            self._stop()
+
+    def _before_rollback(self, _conn: Connection) -> None:
+        try:
+            self.wait()
+        except DBAPIError:
+            pass  # the batch is rolled back for another error already; this chunk's rows go with it
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        """The thread ends with the transaction (the listeners stay: SQLAlchemy is calling them)."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _copy_chunk(driver, copy_sql, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+    data = _csv_bytes(spec, frame, row_numbers)
+    with driver.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.write(data)
 
 
 def insert_directly(conn: Connection, spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> int:
