@@ -272,6 +272,7 @@ class Packer:
         self.next_id = 1  # the direct write's next questionnaire id (the table is empty)
         self.answers_written = 0  # item rows the direct write stored
         self.held: _Pieces | None = None  # the last questionnaire read, which the next chunk may continue
+        self.key_hashes: list[np.ndarray] = []  # a 64-bit hash of each written piece's key, for packed()
         self._statements: dict[tuple[str, int], str] = {}
         self._narrow: dict[int, tuple[Table, TableSpec]] = {}  # _narrowed's tables per answer width
         self.pieces = packed_table("_pieces")
@@ -360,6 +361,9 @@ class Packer:
         if direct:
             self.next_id += len(pieces)
             self.answers_written += int(pieces.n_rows.sum())
+        else:
+            keys = pd.DataFrame({"c": pieces.cycle_id, "i": pieces.instrument, "t": pieces.timepoint})
+            self.key_hashes.append(pd.util.hash_pandas_object(keys, index=False).to_numpy())
         if self.conn.dialect.name != "sqlite":  # PostgreSQL: one COPY of every column (empty fields cost little)
             self._copy(pieces)
             return
@@ -468,6 +472,9 @@ class Packer:
         """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks
         (only those: a questionnaire listed apart; one that runs over a chunk's end is joined as it is read)."""
         self.finish()
+        hashes = np.sort(np.concatenate(self.key_hashes)) if self.key_hashes else np.empty(0, np.uint64)
+        if not (hashes[1:] == hashes[:-1]).any():
+            return self.pieces  # no two pieces share a key hash, so none shares a key: nothing to merge
         p = self.pieces.c
         keys = [p[k] for k in _KEYS]
         split = select(*keys).group_by(*keys).having(func.count() > 1).subquery()
