@@ -1,16 +1,22 @@
-"""PostgreSQL: a chunk's COPY runs in a worker thread while the next chunk is read (vbhc.ingest.stage._CopyBehind).
-Every later statement must see the rows copied before it, a COPY the server refuses must be one line in the report
-with nothing stored, and no thread may outlive the batch."""
+"""PostgreSQL's COPY in the import. A chunk's COPY runs in a worker thread while the next chunk is read
+(vbhc.ingest.stage._CopyBehind): every later statement must see the rows copied before it, a COPY the server refuses
+must be one line in the report with nothing stored, and no thread may outlive the batch. The stored care cycles are
+read back with COPY ... TO STDOUT as CSV (vbhc.ingest.stage.read_postgres): every id must come back as stored."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pandas as pd
 import pytest
+from sqlalchemy import select, update
 
 from tests.registry_files import write_small_registry
-from vbhc.ingest import ImportRefused, import_files
+from vbhc import models
+from vbhc.catalog import default_catalog
+from vbhc.ingest import ImportRefused, ImportReport, import_files
+from vbhc.ingest import run as ingest_run
 from vbhc.ingest import stage as staging
 from vbhc.store import row_counts
 
@@ -67,3 +73,31 @@ def test_a_copy_the_server_refuses_midway_is_one_line_and_nothing_is_stored(engi
     assert len(calls) >= 2
     assert row_counts(engine) == before
     assert not _copy_threads()
+
+
+@on_postgres
+def test_the_stored_cycles_read_through_copy_are_the_rows_as_stored(engine, tmp_path):
+    """Ids that CSV must quote or could misread (a comma, a quote, a line break, a carriage return, spaces, an empty
+    id, the texts NULL and \\N, non-ASCII) come back exactly, with their condition and index date."""
+    files = write_small_registry(tmp_path / "files")
+    import_files(files[:2], engine)
+    c = models.CareCycle.__table__
+    awkward = ["a,b", 'quo"te', "line\nbreak", "carriage\rreturn", " spaced ", "", "NULL", "\\N", "ümlaut"]
+    with engine.begin() as conn:
+        ids = conn.execute(select(c.c.cycle_id).order_by(c.c.cycle_id)).scalars().all()
+        assert len(ids) >= len(awkward)
+        for old, new in zip(ids, awkward, strict=False):
+            conn.execute(update(c).where(c.c.cycle_id == old).values(cycle_id=new))
+    with engine.connect() as conn:
+        frame = ingest_run._Batch(conn, default_catalog(), ImportReport(), "", False)._stored_cycles()
+        query = select(c.c.cycle_id, c.c.condition, c.c.index_date)
+        rows = conn.execute(query).all()
+        copied = staging.read_postgres(conn, query, ingest_run._CYCLE_TYPES).to_pylist()
+    assert sorted(tuple(r.values()) for r in copied) == sorted(tuple(r) for r in rows)
+    assert frame.index.name == "cycle_id" and len(frame) == len(rows)
+    got = {
+        i: (condition, date)
+        for i, condition, date in zip(frame.index, frame["condition"], frame["index_date"], strict=True)
+    }
+    assert got == {r.cycle_id: (r.condition, pd.Timestamp(r.index_date)) for r in rows}
+    assert set(awkward) <= set(got)
