@@ -272,7 +272,9 @@ class Packer:
         self.next_id = 1  # the direct write's next questionnaire id (the table is empty)
         self.answers_written = 0  # item rows the direct write stored
         self.held: _Pieces | None = None  # the last questionnaire read, which the next chunk may continue
+        self.key_hashes: list[np.ndarray] = []  # a 64-bit hash of each written piece's key, for packed()
         self._statements: dict[tuple[str, int], str] = {}
+        self._narrow: dict[int, tuple[Table, TableSpec]] = {}  # _narrowed's tables per answer width
         self.pieces = packed_table("_pieces")
         if batch_id is None:
             staging.create(conn, self.pieces)
@@ -359,6 +361,9 @@ class Packer:
         if direct:
             self.next_id += len(pieces)
             self.answers_written += int(pieces.n_rows.sum())
+        else:
+            keys = pd.DataFrame({"c": pieces.cycle_id, "i": pieces.instrument, "t": pieces.timepoint})
+            self.key_hashes.append(pd.util.hash_pandas_object(keys, index=False).to_numpy())
         if self.conn.dialect.name != "sqlite":  # PostgreSQL: one COPY of every column (empty fields cost little)
             self._copy(pieces)
             return
@@ -395,7 +400,11 @@ class Packer:
             staging.executemany(self.conn, self._statement(width), table.tolist())
 
     def _copy(self, pieces: _Pieces) -> None:
-        """The temporary table's rows through staging.load's fast path (PostgreSQL's COPY)."""
+        """The temporary table's rows through staging.load's fast path (PostgreSQL's COPY), with the answer
+        columns up to the last one these questionnaires fill: the others stay NULL, as an empty field leaves them.
+
+        Why: the demo's instruments fill 6-30 of the 64 answer columns; writing the empty rest as CSV fields was
+        half of the PROM file's conversion to COPY text, and the server parsed each of them again."""
         missing = np.datetime64("NaT", "ns")
         some = pieces.dated > 0
         frame = pd.DataFrame(
@@ -409,9 +418,28 @@ class Packer:
                 "max_date": np.where(some, pieces.high.view("datetime64[ns]"), missing),
             }
         )
-        answers = pd.DataFrame(pieces.answers, columns=list(models.PROM_ANSWER_COLUMNS))
+        filled = np.flatnonzero(~np.isnan(pieces.answers).all(axis=0))
+        width = int(filled[-1]) + 1 if len(filled) else 0
+        answers = pd.DataFrame(pieces.answers[:, :width], columns=list(models.PROM_ANSWER_COLUMNS[:width]))
         frame = pd.concat([frame, answers], axis=1)
-        staging.load(self.conn, self.pieces, PACKED_SPEC, frame, pieces.row_no)
+        stage, spec = self._narrowed(width)
+        staging.load(self.conn, stage, spec, frame, pieces.row_no)
+
+    def _narrowed(self, width: int) -> tuple[Table, TableSpec]:
+        """The temporary table and PACKED_SPEC as staging.load sees them, with answer columns a01 .. a<width> only
+        (the same table: staging.load names it and the columns it writes)."""
+        if width not in self._narrow:
+            dropped = set(models.PROM_ANSWER_COLUMNS[width:])
+            stage = Table(
+                self.pieces.name,
+                MetaData(),
+                *[Column(c.name, c.type) for c in self.pieces.columns if c.name not in dropped],
+            )
+            packed = Table(
+                PACKED.name, MetaData(), *[Column(c.name, c.type) for c in PACKED.columns if c.name not in dropped]
+            )
+            self._narrow[width] = (stage, TableSpec(PACKED_SPEC.name, packed, _KEYS, tuple(packed.c.keys()), (), {}))
+        return self._narrow[width]
 
     def _statement(self, width: int) -> str:
         """The INSERT of a questionnaire with answer columns a01 .. a<width>, compiled once per width."""
@@ -444,6 +472,9 @@ class Packer:
         """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks
         (only those: a questionnaire listed apart; one that runs over a chunk's end is joined as it is read)."""
         self.finish()
+        hashes = np.sort(np.concatenate(self.key_hashes)) if self.key_hashes else np.empty(0, np.uint64)
+        if not (hashes[1:] == hashes[:-1]).any():
+            return self.pieces  # no two pieces share a key hash, so none shares a key: nothing to merge
         p = self.pieces.c
         keys = [p[k] for k in _KEYS]
         split = select(*keys).group_by(*keys).having(func.count() > 1).subquery()

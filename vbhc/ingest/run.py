@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import (
     Column,
     Connection,
@@ -271,6 +272,7 @@ class _Batch:
         # the references are checked once per file, set-based, instead of by a trigger per row (PostgreSQL) or
         # SQLite's look-up per row (switched off for this batch's connection, staging.skip_sqlite_row_checks)
         self.skip_row_triggers = row_checks_off or staging.may_skip_row_triggers(conn)
+        staging.raise_work_mem(conn)
 
     def _stored_units(self) -> set[tuple[str, str]]:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
@@ -284,6 +286,10 @@ class _Batch:
         The date is read as the driver gives it (SQLite: ISO text) and turned into a date by the column type's
         own conversion once per distinct value, not per row; each part's values are coded by pd.factorize."""
         c = models.CareCycle
+        if self.conn.dialect.name == "postgresql":
+            return _cycles_frame(
+                staging.read_postgres(self.conn, select(c.cycle_id, c.condition, c.index_date), _CYCLE_TYPES)
+            )
         ids: list[str] = []
         condition_codes: list[np.ndarray] = []
         date_codes: list[np.ndarray] = []
@@ -339,6 +345,26 @@ class _Batch:
                 [np.array(ids, dtype=object), np.array(outcomes, dtype=object)], names=["cycle_id", "outcome"]
             ),
         )
+
+
+#: The stored care cycles' columns _Batch._stored_cycles reads on PostgreSQL, as Arrow types.
+_CYCLE_TYPES = {"cycle_id": pa.string(), "condition": pa.string(), "index_date": pa.date32()}
+
+
+def _cycles_frame(table: pa.Table) -> pd.DataFrame:
+    """_Batch._stored_cycles's frame from the cycles as Arrow columns: each condition and date converted once per
+    distinct value (the dates by pd.to_datetime, as the rows read one by one are)."""
+    conditions = table.column("condition").combine_chunks().dictionary_encode()
+    dates = table.column("index_date").combine_chunks().dictionary_encode()
+    distinct = np.asarray(conditions.dictionary.to_pylist(), dtype=object)
+    converted = pd.to_datetime(pd.Series(dates.dictionary.to_pylist(), dtype=object)).to_numpy(dtype="datetime64[ns]")
+    return pd.DataFrame(
+        {
+            "condition": distinct[conditions.indices.to_numpy(zero_copy_only=False).astype(np.int64)],
+            "index_date": converted[dates.indices.to_numpy(zero_copy_only=False).astype(np.int64)],
+        },
+        index=pd.Index(table.column("cycle_id").to_numpy(zero_copy_only=False), dtype=object, name="cycle_id"),
+    )
 
 
 def _coded(values: tuple, known: dict[object, int]) -> np.ndarray:

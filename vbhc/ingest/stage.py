@@ -3,13 +3,17 @@ set-based upsert writes them (insert new keys, update changed rows, leave identi
 
 Statements are SQLAlchemy constructs: the staging tables copy the stored columns' types from vbhc.models, and
 the upsert is the dialect's own INSERT ... ON CONFLICT. Bulk loading uses the driver's fast path (SQLite
-executemany of a compiled INSERT, PostgreSQL COPY with composed identifiers), never values in SQL text.
+executemany of a compiled INSERT, PostgreSQL COPY with composed identifiers), never values in SQL text; on
+PostgreSQL a chunk's COPY runs in a worker thread while the next chunk is read (_CopyBehind).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import repeat
+from typing import ClassVar
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import pandas as pd
@@ -26,6 +30,7 @@ from sqlalchemy import (
     and_,
     column,
     delete,
+    event,
     func,
     literal,
     or_,
@@ -115,14 +120,128 @@ def load(conn: Connection, stage: Table, spec: TableSpec, frame: pd.DataFrame, r
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)
         )
-        data = _csv_bytes(spec, frame, row_numbers)
-        with conn.connection.driver_connection.cursor() as cur, cur.copy(copy_sql) as copy:
-            copy.write(data)
+        _CopyBehind.of(conn).submit(copy_sql, spec, frame, row_numbers)
     else:
         compiled = stage.insert().compile(dialect=conn.dialect, column_keys=names)
         params = compiled.positiontup
         assert params == names, "the compiled INSERT must take the columns in stage order"
         executemany(conn, str(compiled), records(spec, frame, row_numbers))
+
+
+class _CopyBehind:
+    """PostgreSQL: a chunk's conversion to COPY text and its COPY run in one worker thread while the batch reads and
+    checks the next chunk, one chunk at a time and in order. Any other statement of the batch's connection (a
+    check on the staging table, the next file's, the commit or rollback) first waits for the chunk in flight and
+    raises its error, so every statement sees the rows loaded before it, as when the COPY ran in line.
+
+    Why: COPY kept the server busy and the import waiting, then the import kept the server idle while it checked
+    the next chunk; on two cores the two now overlap (Arrow's CSV writer and the socket wait release the GIL)."""
+
+    _running: ClassVar[WeakKeyDictionary[Connection, _CopyBehind]] = WeakKeyDictionary()
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future | None = None
+        event.listen(conn, "before_cursor_execute", self._before_statement)
+        event.listen(conn, "commit", self._before_commit)
+        event.listen(conn, "rollback", self._before_rollback)
+
+    @classmethod
+    def of(cls, conn: Connection) -> _CopyBehind:
+        """The connection's writer: its listeners stay as long as the connection, its thread runs from a chunk to
+        the end of the transaction."""
+        found = cls._running.get(conn)
+        if found is None:
+            found = cls._running[conn] = cls(conn)
+        return found
+
+    @classmethod
+    def wait_for(cls, conn: Connection) -> None:
+        """Wait for `conn`'s chunk in flight, if any (before a statement that bypasses SQLAlchemy's execute)."""
+        found = cls._running.get(conn)
+        if found is not None:
+            found.wait()
+
+    def submit(self, copy_sql: object, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+        self.wait()  # one chunk in flight: its rows and this one's, not the file's, in memory
+        driver = self.conn.connection.driver_connection
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-copy")
+        self.pending = self.pool.submit(_copy_chunk, driver, copy_sql, spec, frame, row_numbers)
+
+    def wait(self) -> None:
+        """Wait for the chunk in flight; its error raised as SQLAlchemy's (a refused write is one line in the
+        report, as any statement's)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        dbapi = self.conn.dialect.loaded_dbapi
+        try:
+            pending.result()
+        except dbapi.Error as exc:
+            raise DBAPIError.instance("COPY", None, exc, dbapi.Error, hide_parameters=True) from exc
+
+    def _before_statement(self, *_args: object) -> None:
+        self.wait()
+
+    def _before_commit(self, _conn: Connection) -> None:
+        try:
+            self.wait()
+        finally:
+            self._stop()
+
+    def _before_rollback(self, _conn: Connection) -> None:
+        try:
+            self.wait()
+        except DBAPIError:
+            pass  # the batch is rolled back for another error already; this chunk's rows go with it
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        """The thread ends with the transaction (the listeners stay: SQLAlchemy is calling them)."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def read_postgres(conn: Connection, query, types: dict[str, pa.DataType]) -> pa.Table:
+    """PostgreSQL: `query`'s rows (a SELECT without parameters) as one Arrow table of `types`, through
+    COPY ... TO STDOUT (FORMAT csv) read by Arrow's CSV reader: no Python object per row.
+
+    Why: the import reads every stored care cycle once per batch (vbhc.ingest.run._Batch._stored_cycles); fetched
+    row by row that was ~0.5 s of the import's CPU at 100,000 cycles."""
+    from psycopg import sql
+
+    _CopyBehind.wait_for(conn)  # a statement of its own: after the chunk in flight, as any other
+    compiled = query.compile(dialect=conn.dialect)
+    if compiled.params:
+        raise ValueError("read_postgres takes a query without parameters")
+    statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(str(compiled)))
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor() as cur, cur.copy(statement) as copy:
+            data = b"".join(bytes(block) for block in copy)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True) from exc
+    names = list(types)
+    if not data:
+        return pa.table({n: pa.array([], type=t) for n, t in types.items()})
+    return pa_csv.read_csv(
+        pa.BufferReader(data),
+        read_options=pa_csv.ReadOptions(column_names=names),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
+    )
+
+
+def _copy_chunk(driver, copy_sql, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+    data = _csv_bytes(spec, frame, row_numbers)
+    with driver.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.write(data)
 
 
 def insert_directly(conn: Connection, spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> int:
@@ -276,6 +395,19 @@ def may_skip_row_triggers(conn: Connection) -> bool:
         return False
     privilege = func.has_parameter_privilege(SKIPPED_TRIGGERS_SETTING, "SET")
     return bool(conn.execute(select(privilege)).scalar_one())
+
+
+#: PostgreSQL's memory for each sort or hash of the import's statements, for the batch's transaction only
+#: (set_config(..., is_local => true)): with the server's default (4 MB) the hashes of a file's keys (reference
+#: checks, duplicate and split checks, a re-import's joins) and the sort of a PROM file's questionnaires into file
+#: order before their insert (~50 MB at 100,000 cycles) went to disk.
+IMPORT_WORK_MEM = "64MB"
+
+
+def raise_work_mem(conn: Connection) -> None:
+    """Give the import's statements IMPORT_WORK_MEM on PostgreSQL, until the batch's transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.set_config("work_mem", IMPORT_WORK_MEM, True)))
 
 
 #: The PostgreSQL setting that, set to "replica" for one transaction, fires no ordinary or foreign-key trigger;
