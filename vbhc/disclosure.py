@@ -23,9 +23,12 @@ across indicators by their n, nor the units' totals be differenced.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -39,7 +42,9 @@ __all__ = [
     "feasible_interval",
     "n_band",
     "n_band_bounds",
+    "once",
     "period_suppression",
+    "reusing",
     "signed_interval",
     "tighten_bounds",
 ]
@@ -48,6 +53,47 @@ __all__ = [
 MIN_OTHER_UNITS = 5
 #: Lower edges of the bands in which other units' numbers of care cycles are shown (above the threshold).
 N_BANDS = (10, 50, 100, 250, 500, 1000)
+
+_T = TypeVar("_T")
+_reuse = threading.local()
+
+
+@contextlib.contextmanager
+def reusing() -> Iterator[None]:
+    """Within the block (in this thread), what `once` derives from the same objects is derived once. Why: a
+    grid's joint suppression (vbhc.reports.privacy.joint_grid_masks) runs these suppressions dozens of times over
+    the same tables, only the withheld cells changing, and every pass rebuilt the stacked frames, their text keys,
+    groups and ranks from scratch (most of a grid's time). The objects must not change inside the block; what
+    `once` returns is shared, so callers only read it. Nested blocks share the outermost one's memory."""
+    outer = getattr(_reuse, "memo", None)
+    if outer is None:
+        _reuse.memo = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _reuse.memo = None
+
+
+def once(name: str, objects: tuple[object, ...], params: Hashable, compute: Callable[[], _T]) -> _T:
+    """compute(), or inside a `reusing` block the value computed before from the same `objects` (by identity:
+    frames and arrays, held until the block ends so that no other object takes their id) and `params` (by
+    value). Outside a block: compute() every time."""
+    memo: dict[tuple, tuple[tuple[object, ...], Any]] | None = getattr(_reuse, "memo", None)
+    if memo is None:
+        return compute()
+    key = (name, tuple(id(o) for o in objects), params)
+    kept = memo.get(key)
+    if kept is None:
+        kept = memo[key] = (objects, compute())
+    return kept[1]
+
+
+def _frozen(*arrays: np.ndarray) -> None:
+    """Shared arrays (`once`) read only: a caller that wrote into one would change every later pass."""
+    for array in arrays:
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
 
 
 def n_band(n: object, threshold: int = 10) -> str:
@@ -152,17 +198,26 @@ def complementary_suppression(
     hit = np.asarray(primary, dtype=bool).copy()
     if size == 0 or threshold <= 0:
         return hit
-    n, o, counted, upper, keep = _cells(frame, count, observed, observed_is_count, upper, keep)
-    names = frame[unit].astype(str).to_numpy() if unit and unit in frame else np.arange(size).astype(str)
-    keys = _keys(frame, group) if group else np.zeros(size, str)
-    families = populations(frame)
-    groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
-    if totals_shown is not None:
-        shown = np.asarray(totals_shown, bool)
-        groups = [idx for idx in groups if shown[idx].any()]
-    order = np.lexsort((names, o if np.isfinite(o).all() else np.zeros(size), n))
-    rank = np.empty(size, int)
-    rank[order] = np.arange(size)
+
+    def structure() -> tuple:
+        """What depends on the frame and the shown totals only (the same in every pass of a grid: `once`)."""
+        n, o = _counts(frame, count, observed)
+        names = frame[unit].astype(str).to_numpy() if unit and unit in frame else np.arange(size).astype(str)
+        keys = _keys(frame, group) if group else np.zeros(size, str)
+        families = populations(frame)
+        groups = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys)]
+        if totals_shown is not None:
+            shown = np.asarray(totals_shown, bool)
+            groups = [idx for idx in groups if shown[idx].any()]
+        order = np.lexsort((names, o if np.isfinite(o).all() else np.zeros(size), n))
+        rank = np.empty(size, int)
+        rank[order] = np.arange(size)
+        _frozen(names, keys, rank, *groups, *(families or ()))
+        return n, o, names, keys, families, groups, rank
+
+    params = (count, observed, unit, tuple(group))
+    n, o, names, keys, families, groups, rank = once("complementary", (frame, totals_shown), params, structure)
+    counted, upper, keep = _marks(size, observed_is_count, upper, keep)
 
     for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
         changed = False
@@ -192,28 +247,26 @@ def complementary_suppression(
     return hit
 
 
-def _cells(
-    frame: pd.DataFrame,
-    count: str,
-    observed: str | None,
-    observed_is_count: np.ndarray | None,
-    upper: np.ndarray | None,
-    keep: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The cells' counts, observed values, whether each observed value is a count, upper bounds (inf where none)
-    and keep marks as arrays, as both suppressions read them."""
-    size = len(frame)
+def _counts(frame: pd.DataFrame, count: str, observed: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The cells' counts (a missing one 0) and observed values (NaN where none), as both suppressions read them."""
     n = pd.to_numeric(frame[count], errors="coerce").fillna(0).to_numpy(float)
     o = (
         pd.to_numeric(frame[observed], errors="coerce").to_numpy(float)
         if observed and observed in frame
-        else np.full(size, np.nan)
+        else np.full(len(frame), np.nan)
     )
+    return n, o
+
+
+def _marks(
+    size: int, observed_is_count: np.ndarray | None, upper: np.ndarray | None, keep: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whether each observed value is a count, upper bounds (inf where none) and keep marks as arrays."""
     counted = np.zeros(size, bool) if observed_is_count is None else np.asarray(observed_is_count, bool)
     bound = np.full(size, math.inf) if upper is None else np.asarray(upper, float)
     bound = np.where(np.isfinite(bound), bound, math.inf)
     kept = np.zeros(size, bool) if keep is None else np.asarray(keep, bool)
-    return n, o, counted, bound, kept
+    return counted, bound, kept
 
 
 def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -403,12 +456,30 @@ def period_suppression(
     hit = np.asarray(primary, dtype=bool).copy()
     if size == 0 or threshold <= 0:
         return hit
-    periods = frame[period].astype(str).to_numpy()
-    n, o, counted, upper_, keep_ = _cells(frame, count, observed, observed_is_count, upper, keep)
-    names = frame[unit].astype(str).to_numpy()
+
+    def structure() -> tuple:
+        """What depends on the frame only (the same in every pass of a grid: `once`)."""
+        periods = frame[period].astype(str).to_numpy()
+        n, o = _counts(frame, count, observed)
+        names = frame[unit].astype(str).to_numpy()
+        # the units' tables per period: a unit's cells link (n shared across indicators) within its period only
+        within = frame.assign(_unit_in_period=[f"{u}\x1f{p}" for u, p in zip(names, periods, strict=True)])
+        line_keys = _keys(frame, [*group, unit])
+        lines = []
+        for key in dict.fromkeys(line_keys):
+            idx = np.flatnonzero(line_keys == key)
+            wholes = idx[periods[idx] == whole]
+            lines.append((idx[periods[idx] != whole], int(wholes[0]) if len(wholes) else None))
+        order = np.lexsort((names, periods, n))  # smallest first; ties by period and unit: deterministic
+        rank = np.empty(size, int)
+        rank[order] = np.arange(size)
+        _frozen(periods, names, rank, *(parts for parts, _ in lines))
+        return n, o, within, lines, rank
+
+    params = (period, whole, count, observed, unit, tuple(group))
+    n, o, within, lines, rank = once("period", (frame,), params, structure)
+    counted, upper_, keep_ = _marks(size, observed_is_count, upper, keep)
     by = None if bounded_by is None else np.asarray(bounded_by, int)
-    # the units' tables per period: a unit's cells link (n shared across indicators) within its period only
-    within = frame.assign(_unit_in_period=[f"{u}\x1f{p}" for u, p in zip(names, periods, strict=True)])
     options = {
         "threshold": threshold,
         "group": [*group, period],
@@ -421,15 +492,6 @@ def period_suppression(
         "totals_shown": totals_shown,
         "known": known,
     }
-    line_keys = _keys(frame, [*group, unit])
-    lines = []
-    for key in dict.fromkeys(line_keys):
-        idx = np.flatnonzero(line_keys == key)
-        wholes = idx[periods[idx] == whole]
-        lines.append((idx[periods[idx] != whole], int(wholes[0]) if len(wholes) else None))
-    order = np.lexsort((names, periods, n))  # smallest first; ties by period and unit: deterministic
-    rank = np.empty(size, int)
-    rank[order] = np.arange(size)
 
     for _ in range(size + 1):  # every pass withholds at least one more cell, or stops
         before = int(hit.sum())

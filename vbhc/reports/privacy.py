@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from vbhc.catalog import PROPORTION_KINDS
-from vbhc.disclosure import complementary_suppression, period_suppression
+from vbhc.disclosure import complementary_suppression, once, period_suppression, reusing
 from vbhc.i18n import t
 from vbhc.indicators import IndicatorResult
 from vbhc.registry import hospital_of, unit_labels
@@ -289,10 +289,31 @@ def grid_suppression_masks(
     labels = [p for p in tables if len(tables[p])]
     if not labels or not rule.active:
         return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
-    frame = pd.concat([tables[p].assign(_period=p) for p in labels], ignore_index=True)
+    frame = _stacked_frame(tables, labels)
     if "indicator" not in frame or "n" not in frame:
         return {p: rule.applies(t["n"]) if "n" in t else np.zeros(len(t), bool) for p, t in tables.items()}
-    small = rule.applies(frame["n"]) | _stacked(forced, tables, labels)
+    params = (rule.threshold, tuple(own_hospitals))
+    small, own, options = once("grid", (frame,), params, lambda: _grid_options(frame, rule, own_hospitals))
+    hit = _two_steps(frame, small | _stacked(forced, tables, labels), own, include_own, dict(options))
+    return _split(hit, tables, labels)
+
+
+def _stacked_frame(tables: Mapping[str, pd.DataFrame], labels: Sequence[str]) -> pd.DataFrame:
+    """The `labels`' tables stacked with their period in `_period` (once per grid in a joint_grid_masks call)."""
+    return once(
+        "stacked",
+        tuple(tables[p] for p in labels),
+        tuple(labels),
+        lambda: pd.concat([tables[p].assign(_period=p) for p in labels], ignore_index=True),
+    )
+
+
+def _grid_options(
+    frame: pd.DataFrame, rule: SuppressionRule, own_hospitals: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """grid_suppression_masks' small cells, own rows and period_suppression options of a stacked grid: the same
+    in every pass of joint_grid_masks (only the forced cells change), so computed once there."""
+    small = rule.applies(frame["n"])
     kinds = frame["kind"].astype(str).to_numpy() if "kind" in frame else np.full(len(frame), "")
     own = own_rows(frame, own_hospitals)
     options = {
@@ -314,8 +335,7 @@ def grid_suppression_masks(
         bound = volume.reindex(at).fillna(-1).astype(int).to_numpy().copy()
         bound[(frame["kind"] == "volume").to_numpy()] = -1
         options["bounded_by"] = bound
-    hit = _two_steps(frame, small, own, include_own, options)
-    return _split(hit, tables, labels)
+    return small, own, options
 
 
 def _two_steps(
@@ -378,8 +398,19 @@ def grid_frame_masks(
     labels = [p for p in frames if len(frames[p])]
     if not labels or not rule.active:
         return {p: rule.applies(f[small or count]) if len(f) else np.zeros(0, bool) for p, f in frames.items()}
-    frame = pd.concat([frames[p].assign(_period=p) for p in labels], ignore_index=True)
-    primary = np.asarray(rule.applies(frame[small or count]), bool) | _stacked(forced, frames, labels)
+    frame = _stacked_frame(frames, labels)
+    params = (rule.threshold, small or count, tuple(own_hospitals), observed is not None)
+    below, own, counted = once(
+        "frame grid",
+        (frame,),
+        params,
+        lambda: (
+            np.asarray(rule.applies(frame[small or count]), bool),
+            own_rows(frame, own_hospitals),
+            np.full(len(frame), observed is not None),
+        ),
+    )
+    primary = below | _stacked(forced, frames, labels)
     options = {
         "threshold": rule.threshold,
         "group": list(group),
@@ -387,11 +418,11 @@ def grid_frame_masks(
         "whole": ALL_DATES,
         "count": count,
         "observed": observed,
-        "observed_is_count": np.full(len(frame), observed is not None),
+        "observed_is_count": counted,
         "unit": unit,
         "link": link,
     }
-    hit = _two_steps(frame, primary, own_rows(frame, own_hospitals), include_own, options)
+    hit = _two_steps(frame, primary, own, include_own, options)
     return _split(hit, frames, labels)
 
 
@@ -850,24 +881,32 @@ def _prom_response_forced(
         for ind in getattr(condition, "indicators", ())
         if ind.kind == "response_rate"
     }
-    units = rates["unit"].astype(str).to_numpy()
-    hidden_units = table["unit"].astype(str).to_numpy()[rows]
+    units = _text(rates, "unit")
+    hidden_units = _text(table, "unit")[rows]
     paired = {
         (unit, *pairs[indicator])
-        for unit, indicator in zip(hidden_units, table["indicator"].to_numpy()[rows], strict=True)
+        for unit, indicator in zip(hidden_units, _values(table, "indicator")[rows], strict=True)
         if indicator in pairs
     }
     if paired:  # a set of (unit, instrument, timepoint), not a MultiIndex: most of this function's time
-        cells = zip(units, rates["instrument"].to_numpy(), rates["timepoint"].to_numpy(), strict=True)
+        cells = zip(units, _values(rates, "instrument"), _values(rates, "timepoint"), strict=True)
         forced |= np.fromiter((cell in paired for cell in cells), bool, count=len(rates))
-    counted = table["kind"].isin(COUNT_KINDS).to_numpy()[rows]
+    counted = once("counted", (table,), (), lambda: table["kind"].isin(COUNT_KINDS).to_numpy())[rows]
     secret: dict[str, set[float]] = {}
+    # the same rows of `original` by position when it is the table itself (joint_grid_masks): .loc by label
+    # read a copy of each column every pass
+    positional = original is table and table.index.is_unique
     for col in ("n", "observed"):
-        values = pd.to_numeric(original.loc[table.index[rows], col], errors="coerce").to_numpy(float, na_value=np.nan)
+        if positional:
+            values = _numbers(table, col)[rows]
+        else:
+            found = pd.to_numeric(original.loc[table.index[rows], col], errors="coerce")
+            values = found.to_numpy(float, na_value=np.nan)
         keep = ~np.isnan(values) & (values >= rule.threshold) & (counted if col == "observed" else True)
         for unit, value in zip(hidden_units[keep], values[keep], strict=True):
             secret.setdefault(unit, set()).add(float(value))
-    for i, (unit, eligible, responded) in enumerate(zip(units, rates["eligible"], rates["responded"], strict=True)):
+    cells = zip(units, _values(rates, "eligible"), _values(rates, "responded"), strict=True)
+    for i, (unit, eligible, responded) in enumerate(cells):
         if secret.get(unit, set()) & {float(eligible), float(responded)}:
             forced[i] = True
     return forced
@@ -935,7 +974,32 @@ def prom_response_grid_masks(
 def _cost_count(breakdown: pd.DataFrame) -> pd.DataFrame:
     """The breakdown with `count`: the smaller of "cycles with this activity" and "cycles costed" (both count
     patients)."""
-    return breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1))
+    return once(
+        "cost count",
+        (breakdown,),
+        (),
+        lambda: breakdown.assign(count=breakdown[["cycles", "costed_cycles"]].min(axis=1)),
+    )
+
+
+def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as text (astype(str)), once per frame in a joint_grid_masks call (callers only read it)."""
+    return once("text", (frame,), column, lambda: frame[column].astype(str).to_numpy())
+
+
+def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column's values as they are (to_numpy), once per frame in a joint_grid_masks call (callers only read it)."""
+    return once("values", (frame,), column, lambda: frame[column].to_numpy())
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as numbers (NaN where none), once per frame in a joint_grid_masks call (callers only read it)."""
+    return once(
+        "numbers",
+        (frame,),
+        column,
+        lambda: pd.to_numeric(frame[column], errors="coerce").to_numpy(float, na_value=np.nan),
+    )
 
 
 def suppress_cost_breakdown(
@@ -986,11 +1050,11 @@ def _withheld_counts(table: pd.DataFrame, mask: np.ndarray, rule: SuppressionRul
     hidden = np.flatnonzero(np.asarray(mask, bool))
     if not len(hidden) or not {"unit", "n"} <= set(table.columns):
         return out
-    rows = table.iloc[hidden]
-    kinds = rows["kind"].astype(str).to_numpy() if "kind" in rows else np.full(len(rows), "")
-    n = pd.to_numeric(rows["n"], errors="coerce").to_numpy(float)
-    o = pd.to_numeric(rows["observed"], errors="coerce").to_numpy(float) if "observed" in rows else n * np.nan
-    for unit, count, observed, kind in zip(rows["unit"].astype(str), n, o, kinds, strict=True):
+    # the columns' rows, not the table's (a copy of every column of the wide table each pass of joint_grid_masks)
+    kinds = _text(table, "kind")[hidden] if "kind" in table else np.full(len(hidden), "")
+    n = _numbers(table, "n")[hidden]
+    o = _numbers(table, "observed")[hidden] if "observed" in table else n * np.nan
+    for unit, count, observed, kind in zip(_text(table, "unit")[hidden], n, o, kinds, strict=True):
         values = {count} | ({observed} if kind in COUNT_KINDS else set())
         out.setdefault(unit, set()).update(float(v) for v in values if np.isfinite(v) and v >= rule.threshold)
     return out
@@ -1007,12 +1071,11 @@ def cost_breakdown_forced(
     mask = np.asarray(mask, bool)
     if not len(breakdown) or len(mask) != len(table) or not mask.any() or "unit" not in breakdown:
         return forced
-    units = breakdown["unit"].astype(str).to_numpy()
+    units = _text(breakdown, "unit")
     if "kind" in table:
-        cost = table[(table["kind"].astype(str) == "cost").to_numpy() & mask]
-        forced |= np.isin(units, cost["unit"].astype(str).to_numpy())
+        forced |= np.isin(units, _text(table, "unit")[(_text(table, "kind") == "cost") & mask])
     secret = _withheld_counts(table, mask, rule)
-    cycles = pd.to_numeric(breakdown["cycles"], errors="coerce").to_numpy(float)
+    cycles = _numbers(breakdown, "cycles")
     for i, (unit, count) in enumerate(zip(units, cycles, strict=True)):
         if count in secret.get(unit, ()):
             forced[i] = True
@@ -1031,21 +1094,21 @@ def table_forced(
     rates_mask = np.asarray(rates_mask, bool)
     if not len(table) or len(rates_mask) != len(rates) or not rates_mask.any() or "unit" not in table:
         return forced
-    units = table["unit"].astype(str).to_numpy()
-    indicators = table["indicator"].astype(str).to_numpy()
+    units = _text(table, "unit")
+    indicators = _text(table, "indicator")
     pairs = {
         (ind.instrument, ind.timepoint): ind.id
         for ind in getattr(condition, "indicators", ())
         if ind.kind == "response_rate"
     }
-    hidden = rates[rates_mask]
     secret: dict[str, set[float]] = {}
+    # the withheld rows of the columns read, not of the whole frame (a copy each pass of joint_grid_masks)
     for unit, inst, tp, eligible, responded in zip(
-        hidden["unit"].astype(str),
-        hidden["instrument"],
-        hidden["timepoint"],
-        hidden["eligible"],
-        hidden["responded"],
+        _text(rates, "unit")[rates_mask],
+        _values(rates, "instrument")[rates_mask],
+        _values(rates, "timepoint")[rates_mask],
+        _values(rates, "eligible")[rates_mask],
+        _values(rates, "responded")[rates_mask],
         strict=True,
     ):
         indicator = pairs.get((inst, tp))
@@ -1053,9 +1116,9 @@ def table_forced(
             forced |= (units == unit) & (indicators == indicator)
         values = {float(v) for v in (eligible, responded) if pd.notna(v) and float(v) >= rule.threshold}
         secret.setdefault(unit, set()).update(values)
-    n = pd.to_numeric(table["n"], errors="coerce").to_numpy(float)
-    o = pd.to_numeric(table["observed"], errors="coerce").to_numpy(float) if "observed" in table else n * np.nan
-    counted = np.isin(table["kind"].astype(str).to_numpy(), COUNT_KINDS) if "kind" in table else n < 0
+    n = _numbers(table, "n")
+    o = _numbers(table, "observed") if "observed" in table else n * np.nan
+    counted = np.isin(_text(table, "kind"), COUNT_KINDS) if "kind" in table else n < 0
     for i, unit in enumerate(units):
         values = secret.get(unit)
         if values and (n[i] in values or (counted[i] and o[i] in values)):
@@ -1112,12 +1175,15 @@ def joint_grid_masks(
     top: a file withholds a superset of its page, so the two cannot be combined."""
     from vbhc.reports.grid_audit import carried
 
-    judged: dict[tuple, Any] = {}  # the page's audit; what it found open stays open for the file's (carried)
-    page = _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals), judged)
-    if not include_own:
-        return page
-    step = _GridStep(tables, rule, frames or {}, condition, own_hospitals, include_own=True, seed=page)
-    return _audited(step, carried(judged))
+    # the passes below suppress the same tables and frames again and again, only the withheld cells changing:
+    # what they derive from them (stacked frames, keys, ranks, columns) is derived once (vbhc.disclosure.reusing)
+    with reusing():
+        judged: dict[tuple, Any] = {}  # the page's audit; what it found open stays open for the file's (carried)
+        page = _audited(_GridStep(tables, rule, frames or {}, condition, own_hospitals), judged)
+        if not include_own:
+            return page
+        step = _GridStep(tables, rule, frames or {}, condition, own_hospitals, include_own=True, seed=page)
+        return _audited(step, carried(judged))
 
 
 @dataclass(frozen=True)
