@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from tests.pg_server import start_postgres
 from tests.registry_copy import copy_registry
+from tests.registry_source import template_of
 from vbhc.results import default_views, precompute, year_views
 from vbhc.store import get_engine, upgrade_schema
 
@@ -95,12 +96,13 @@ def _copy_of(schema: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def postgres_template(_postgres_schema) -> str:
-    """The database a test's PostgreSQL `engine` is made a copy of: the empty migrated schema. A module whose tests
-    start from a registry it imported once overrides it to name that registry's database, so such a test's
-    database is made once (not made empty, dropped and made again from the registry: two of the four statements
-    that were every such PostgreSQL test's set-up and teardown)."""
-    return _postgres_schema
+def postgres_template(request, _postgres_schema) -> str:
+    """The database a test's PostgreSQL `engine` is made a copy of: the empty migrated schema, or for a test that
+    starts from a registry its module imported once (the module's POSTGRES_SOURCES: per-test fixture -> the
+    source's fixture) that registry's database, so such a test's database is made once (not made empty, dropped
+    and made again from the registry: two of the four statements of every such PostgreSQL test's set-up and
+    teardown)."""
+    return template_of(request, _postgres_schema, **getattr(request.module, "POSTGRES_SOURCES", {}))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -63,6 +63,15 @@ def imported(engine: Engine, *batches: list[Path], imported_by: str = "") -> Sou
     return Source(url, None)
 
 
+@contextlib.contextmanager
+def postgres_imported(server, schema: str, *batches: list[Path], imported_by: str = "") -> Iterator[Source]:
+    """`imported` into a new database on the PostgreSQL `server` made from the migrated empty `schema`
+    (tests/conftest.py `_postgres_schema`), dropped afterwards: a module's source database, built once, that its
+    tests' databases are made from."""
+    with postgres_database(server, schema) as engine:
+        yield imported(engine, *batches, imported_by=imported_by)
+
+
 def sqlite_imported(schema: Path, folder: Path, *batches: list[Path], imported_by: str = "") -> Source:
     """`imported` into a copy of the migrated empty SQLite `schema` (tests/conftest.py `_sqlite_schema`) at
     folder/vbhc.db: a module's source database, built once, that its tests copy."""
@@ -146,7 +155,7 @@ def database_of(source: Source) -> str:
 
 
 def template_of(request: pytest.FixtureRequest, empty: str, **starts_from: str) -> str:
-    """For a module's `postgres_template` fixture: the database a test's PostgreSQL `engine` is made from. The
+    """The database a test's PostgreSQL `engine` is made from (tests/conftest.py `postgres_template`): the
     module's imported source (`starts_from`: the per-test fixture that starts from it -> the source's fixture)
     when the test uses that fixture, so its database is made once from it; else `empty`, the migrated schema."""
     for fixture, source in starts_from.items():
@@ -158,7 +167,7 @@ def template_of(request: pytest.FixtureRequest, empty: str, **starts_from: str) 
 def overwrite_from(engine: Engine, request: pytest.FixtureRequest, name: str) -> None:
     """`overwrite` the test's `engine` with the module's source of its backend: the fixture `sqlite_<name>` or
     `postgres_<name>` by the engine's dialect (a per-test fixture's one line, whichever backend it is given). A
-    PostgreSQL engine already made from that source (the module's `postgres_template` names it) is left as it is."""
+    PostgreSQL engine already made from that source (the module's POSTGRES_SOURCES names it) is left as it is."""
     if engine.dialect.name == "sqlite":
         overwrite(engine, request.getfixturevalue(f"sqlite_{name}"))
         return

@@ -76,15 +76,13 @@ def sqlite_base(base_files, _sqlite_schema, tmp_path_factory) -> registry_source
 @pytest.fixture(scope="module")
 def postgres_base(base_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
     """As sqlite_base, on the suite's PostgreSQL server (the template of every PostgreSQL `base`)."""
-    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
-        yield registry_source.imported(engine, base_files[:1])
+    with registry_source.postgres_imported(postgres_server, _postgres_schema, base_files[:1]) as source:
+        yield source
 
 
-@pytest.fixture
-def postgres_template(request, _postgres_schema) -> str:
-    """A PostgreSQL `engine` made straight from the module's imported registry when its test starts from it
-    (`base`), else from the empty schema (tests/conftest.py)."""
-    return registry_source.template_of(request, _postgres_schema, base="postgres_base")
+#: A test that uses one of these fixtures gets a PostgreSQL `engine` made straight from the module's imported
+#: registry, its source (tests/conftest.py `postgres_template`)
+POSTGRES_SOURCES = {"base": "postgres_base"}
 
 
 @pytest.fixture

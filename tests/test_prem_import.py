@@ -41,15 +41,13 @@ def sqlite_units(_sqlite_schema, tmp_path_factory) -> registry_source.Source:
 def postgres_units(postgres_server, _postgres_schema, tmp_path_factory) -> Iterator[registry_source.Source]:
     """As sqlite_units, on the suite's PostgreSQL server (the template of every PostgreSQL `units`)."""
     files = write_small_registry(tmp_path_factory.mktemp("units_source") / "files")
-    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
-        yield registry_source.imported(engine, files[:1])
+    with registry_source.postgres_imported(postgres_server, _postgres_schema, files[:1]) as source:
+        yield source
 
 
-@pytest.fixture
-def postgres_template(request, _postgres_schema) -> str:
-    """A PostgreSQL `engine` made straight from the module's imported registry when its test starts from it
-    (`units`), else from the empty schema (tests/conftest.py)."""
-    return registry_source.template_of(request, _postgres_schema, units="postgres_units")
+#: A test that uses one of these fixtures gets a PostgreSQL `engine` made straight from the module's imported
+#: registry, its source (tests/conftest.py `postgres_template`)
+POSTGRES_SOURCES = {"units": "postgres_units"}
 
 
 @pytest.fixture

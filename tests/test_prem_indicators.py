@@ -189,8 +189,8 @@ def sqlite_source(stored_files, _sqlite_schema, tmp_path_factory) -> registry_so
 @pytest.fixture(scope="module")
 def postgres_source(stored_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
     """As sqlite_source, on the suite's PostgreSQL server (the template of every test's copy)."""
-    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
-        yield registry_source.imported(engine, *stored_files)
+    with registry_source.postgres_imported(postgres_server, _postgres_schema, *stored_files) as source:
+        yield source
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

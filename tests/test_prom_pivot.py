@@ -37,15 +37,13 @@ def sqlite_source(demo_files, _sqlite_schema, tmp_path_factory) -> registry_sour
 @pytest.fixture(scope="module")
 def postgres_source(demo_files, postgres_server, _postgres_schema) -> Iterator[registry_source.Source]:
     """As sqlite_source, on the suite's PostgreSQL server (the template of every PostgreSQL `demo_engine`)."""
-    with registry_source.postgres_database(postgres_server, _postgres_schema) as engine:
-        yield registry_source.imported(engine, demo_files, imported_by="test")
+    with registry_source.postgres_imported(postgres_server, _postgres_schema, demo_files, imported_by="test") as source:
+        yield source
 
 
-@pytest.fixture
-def postgres_template(request, _postgres_schema) -> str:
-    """A PostgreSQL `engine` made straight from the module's imported registry when its test starts from it
-    (`demo_engine`), else from the empty schema (tests/conftest.py)."""
-    return registry_source.template_of(request, _postgres_schema, demo_engine="postgres_source")
+#: A test that uses one of these fixtures gets a PostgreSQL `engine` made straight from the module's imported
+#: registry, its source (tests/conftest.py `postgres_template`)
+POSTGRES_SOURCES = {"demo_engine": "postgres_source"}
 
 
 @pytest.fixture
