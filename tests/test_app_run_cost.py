@@ -63,3 +63,43 @@ def test_the_team_pages_since_last_meeting_is_finished_once_per_view_unit_and_me
     assert _since_heading(at) == t("meeting.title", "en", date=fmt_date(held, "en"))
     assert _since_heading(at) != first
     assert any(built)  # the table of the new date was built
+
+
+def test_a_run_reads_the_published_groups_file_and_decides_the_comparison_group_once(small_demo_db, monkeypatch):
+    """Within one run the published groups' file is looked at once (the run's snapshot; a change shows on the next
+    run), and a view's comparison-group decision, the same for every viewer of the same scope, is not decided
+    again by a later run: every run asked both several times over (a stat of the file, the group's atoms checked
+    on copies of the registry tables)."""
+    from ui import data
+    from vbhc import access
+
+    _team_page()  # the view's decisions are made once
+    looked, decided = [], []
+    groups_file, refusal = data.comparison_groups_file, access.GroupChoice.refusal
+    monkeypatch.setattr(data, "comparison_groups_file", lambda: looked.append(1) or groups_file())
+    monkeypatch.setattr(access.GroupChoice, "refusal", lambda self: decided.append(1) or refusal(self))
+    at = _team_page()  # another viewer (the same scope) on the same view
+    assert len(looked) == 1
+    assert decided == []
+    assert len(at.title) == 1
+
+
+def test_the_database_url_is_checked_once_per_url_and_a_wrong_one_every_time(monkeypatch):
+    """settings.database_url parses VBHC_DATABASE_URL once per URL (a run asks for it some 40 times); a URL it
+    refuses is refused on every ask, never kept as if it were good."""
+    from sqlalchemy.engine import url as sa_url
+
+    from vbhc import settings
+
+    parsed = []
+    make_url = sa_url.make_url
+    monkeypatch.setattr(sa_url, "make_url", lambda *a, **k: parsed.append(a[0]) or make_url(*a, **k))
+    monkeypatch.setattr("sqlalchemy.engine.make_url", sa_url.make_url)
+    good = "sqlite:////tmp/vbhc-run-cost-test-only.db"
+    monkeypatch.setenv("VBHC_DATABASE_URL", good)
+    assert [settings.database_url() for _ in range(3)] == [good] * 3
+    assert parsed.count(good) == 1
+    monkeypatch.setenv("VBHC_DATABASE_URL", "mysql://someone@somewhere/db")
+    for _ in range(2):
+        with pytest.raises(settings.SettingError):
+            settings.database_url()
