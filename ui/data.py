@@ -47,7 +47,8 @@ def engine(url: str) -> Engine:
 
 
 def current_engine() -> Engine:
-    return engine(database_url())
+    url = database_url()
+    return per_run(("engine", url), lambda: engine(url))
 
 
 _this_run = threading.local()
@@ -64,6 +65,7 @@ def begin_run() -> None:
     """Start of a script run: from here on the dataset version is read from the database once per run (pages
     ask for it a dozen times, for every cache key), and the background preparation waits until the run ends."""
     _this_run.versions = {}
+    _this_run.memo = {}
     _this_run.draws_pages = True  # this thread runs scripts: background waits never apply to it (_pause_for_pages)
     now = time.monotonic()
     _page_activity[0] = now
@@ -76,6 +78,18 @@ def end_run() -> None:
     with _runs_lock:
         _runs.pop(threading.current_thread(), None)
     _page_activity[0] = time.monotonic()
+
+
+def per_run(key: tuple, compute: Callable[[], object]):
+    """`compute()` once per script run (outside a run: every call): what a run asks for a dozen times and may read
+    once, as one consistent snapshot (the engine, the published groups' file). Each ask cost a cached-function
+    lookup or a file's stat, and ten viewers' runs at once wait for each other's CPU under one interpreter lock."""
+    memo = getattr(_this_run, "memo", None)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def pages_busy() -> bool:
@@ -811,6 +825,34 @@ def in_focus(viewer: Viewer, condition: str, level: str, unit: str) -> bool:
     return access.may_focus_unit(viewer, units(url, data_version), level, condition, unit)
 
 
+#: group_answer's answers per database version, scope of viewers, view and chosen group (least recent dropped first).
+_group_answers: OrderedDict[tuple, tuple[tuple[str, ...], bool, str | None]] = OrderedDict()
+
+
+def group_answer(
+    viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]
+) -> tuple[tuple[str, ...], bool, str | None]:
+    """group_choice's answers (resolved(): the peers to use and whether the choice was refused; refusal(): why),
+    decided once per dataset version, scope of viewers (Viewer.cache_key), view, chosen group and published groups
+    and shared: they depend on nothing else (vbhc.access.GroupChoice), and every run asked them two or three times,
+    each reading the registry tables from Streamlit's cache (a copy each time) and checking the group's atoms."""
+    url, data_version = database_url(), version()
+    chosen = tuple(sorted(set(peers)))
+    key = (url, data_version, viewer.cache_key, condition, level, chosen, published_groups())
+    with _visible_lock:
+        found = _group_answers.get(key)
+        if found is not None:
+            _group_answers.move_to_end(key)
+            return found
+    choice = group_choice(viewer, condition, level, chosen)
+    found = (*choice.resolved(), choice.refusal())
+    with _visible_lock:
+        _group_answers[key] = found
+        while len(_group_answers) > _VISIBLE_SIZE:
+            _group_answers.popitem(last=False)
+    return found
+
+
 def group_choice(viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]) -> access.GroupChoice:
     """The viewer's chosen comparison group with the cached registry tables and the published groups, as one value
     (vbhc.access.GroupChoice): the sidebar asks it why a group was refused and which group to use."""
@@ -823,7 +865,8 @@ def comparison_group(
     viewer: Viewer, condition: str, level: str, peers: tuple[str, ...]
 ) -> tuple[tuple[str, ...], bool]:
     """vbhc.access.comparison_group on the cached registry tables: (peers to use, whether the choice was refused)."""
-    return group_choice(viewer, condition, level, peers).resolved()
+    peers_used, refused, _ = group_answer(viewer, condition, level, peers)
+    return peers_used, refused
 
 
 def comparison_groups_offered(viewer: Viewer, condition: str, level: str) -> bool:
@@ -862,6 +905,10 @@ def published_groups_error() -> str | None:
 
 
 def _published_groups() -> tuple[tuple[access.PublishedGroup, ...], str | None]:
+    return per_run(("published_groups",), _published_groups_now)
+
+
+def _published_groups_now() -> tuple[tuple[access.PublishedGroup, ...], str | None]:
     path = comparison_groups_file()
     try:
         stamp = path.stat().st_mtime

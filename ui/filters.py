@@ -359,9 +359,7 @@ def sidebar(viewer: Viewer) -> Filters | None:
     chosen = tuple(sorted(peers))
     if chosen and unit is not None:
         chosen = tuple(sorted({*chosen, hospital_of(unit)}))
-    group = data.group_choice(viewer, condition, level, chosen)
-    reason = group.refusal()
-    chosen, refused = group.resolved()
+    chosen, refused, reason = data.group_answer(viewer, condition, level, chosen)
     if refused:  # too few other units, in the group or outside it: one could be singled out; all units instead
         st.sidebar.warning(t(reason or access.GROUP_TOO_SMALL, lang, count=access.MIN_OTHER_UNITS))
     meeting = _meeting_date(t("meeting.date", lang), lang)

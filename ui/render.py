@@ -923,7 +923,14 @@ def _since_date(result, unit: str, chosen: dt.date | None, comparison: str) -> t
         )
     except access.AccessDenied:  # minutes the viewer may not read: the data decide
         recorded = None
-    return meeting.since_date(None, recorded, meeting.data_complete_until(result.data), comparison)
+    # the latest date of the view's data, the same for every unit and run: read once per view, not on every run
+    # (a pass over every care cycle and PROM score of the view, a few ms of each click's CPU)
+    complete = cached(
+        ("complete_until", result.condition, result.level, result.period),
+        lambda: meeting.data_complete_until(result.data),
+        by_language=False,
+    )
+    return meeting.since_date(None, recorded, complete, comparison)
 
 
 def _withheld_indicators(table: pd.DataFrame, unit: str) -> set[str]:
@@ -981,18 +988,44 @@ def _change_text(row, lang: str) -> str:
 
 def show_since_last_meeting(tables: list, lang: str) -> None:
     """Show one or more since_last_meeting() results as one coloured table with its captions."""
+    _show_since_parts(_since_parts(tables, lang))
+
+
+def _since_parts(tables: list, lang: str) -> tuple[str, str | None, tuple[str, ...]]:
+    """What show_since_last_meeting draws: the heading, the table's HTML (None: no changes) and the captions."""
     frames = [x for x in tables if len(x[0])]
     when = tables[0][3] if tables else None
-    st.subheader(t("meeting.title", lang, date=fmt_date(when, lang)))
+    title = t("meeting.title", lang, date=fmt_date(when, lang))
     if not frames:
-        st.caption(t("meeting.no_changes", lang))
-        return
+        return title, None, (t("meeting.no_changes", lang),)
     shown = pd.concat([f[0] for f in frames], ignore_index=True)
     colours = pd.concat([f[1] for f in frames], ignore_index=True).reindex(columns=shown.columns)
     widths = {t("column.condition", lang): 130, t("column.indicator", lang): 190}
     widths |= {t("meeting.column_previous", lang): 90, t("meeting.column_current", lang): 90}
     widths |= {t("meeting.column_change", lang): 200, t("meeting.column_new_signal", lang): 170}
     widths[t("meeting.column_complete", lang)] = 100
-    static_table(shown, colours=colours, widths=widths)
-    for caption in frames[0][2]:
+    return title, static_table_html(shown, colours=colours, widths=widths, lang=lang), tuple(frames[0][2])
+
+
+def _show_since_parts(parts: tuple[str, str | None, tuple[str, ...]]) -> None:
+    title, table, captions = parts
+    st.subheader(title)
+    if table is not None:
+        st.html(table)
+    for caption in captions:
         st.caption(caption)
+
+
+def show_unit_since_last_meeting(result, unit: str, lang: str) -> None:
+    """The team page's "since the last meeting" of one unit (since_last_meeting shown as show_since_last_meeting
+    shows it), its table finished once per view, unit, meeting date and language and kept: a click redrew it from
+    the meeting's changes (formatting every cell, the table's HTML), a third of the page's CPU per run, while ten
+    viewers opening the page at once each waited for the others' runs. The date it compares with is read on every
+    run (a meeting recorded since moves it), and so is everything the viewer's scope decides (the view key)."""
+    chosen = filters.current()
+    when, basis = _since_date(result, unit, chosen.meeting, chosen.comparison)
+    parts = cached(
+        ("since_meeting_shown", result.condition, result.level, result.period, unit, str(when), basis),
+        lambda: _since_parts([since_last_meeting(result, unit, lang)], lang),
+    )
+    _show_since_parts(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib import resources
 from pathlib import Path
@@ -72,6 +73,13 @@ def database_url() -> str:
     url = os.environ.get("VBHC_DATABASE_URL", "").strip()
     if not url:
         return f"sqlite:///{data_dir() / 'vbhc.db'}"
+    return _checked_url(url)
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_url(url: str) -> str:
+    """database_url's check of a URL, once per URL: a page run asks for the URL some 40 times (every cache key),
+    and parsing it each time was a few ms of each run's CPU. A wrong URL is not kept: it is refused every time."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

@@ -168,7 +168,7 @@ if verdicts.open:
         # patient experience of the unit (its departments, for a condition team) beside the outcomes
         prem_level, prem_units = prems.experience_units(chosen.level, unit, data.current_engine())
         ui_prems.show(viewer, prem_level, prem_units, chosen.period, lang)
-        render.show_since_last_meeting([render.since_last_meeting(result, unit, lang)], lang)
+        render.show_unit_since_last_meeting(result, unit, lang)
         # reports of this view (Excel workbook, PDF meeting report)
         st.markdown(f"##### {t('download.reports', lang)}")
         reported = comparison.result or data.result(chosen.condition, chosen.level, chosen.period, chosen.peers)

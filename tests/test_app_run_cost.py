@@ -1,0 +1,105 @@
+"""What a script run of the team page does again that an earlier run of the same view already did (issue 13 item 2).
+
+Why: ten viewers opening the team page at once share one interpreter lock, so every run waits for the CPU of the
+others' runs; a run should draw what the process has already finished, not derive it again. Counted, not timed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.apptest import run_on_page
+from vbhc.i18n import fmt_date, t
+from vbhc.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py
+
+
+def _team_page(unit: str = "H01") -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "en"
+    at.session_state["condition"] = "colorectal_cancer"
+    at.session_state["unit_hospital"] = unit
+    run_on_page(at, "views/condition_team.py")
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _since_heading(at: AppTest) -> str:
+    """The "since the last meeting" heading the run drew."""
+    prefix = t("meeting.title", "en", date="")
+    found = [h.value for h in at.subheader if h.value.startswith(prefix.strip()[:12])]
+    assert len(found) == 1, [h.value for h in at.subheader]
+    return found[0]
+
+
+def test_the_team_pages_since_last_meeting_is_finished_once_per_view_unit_and_meeting_date(small_demo_db, monkeypatch):
+    """A second run of the same view (another viewer, a rerun) draws "since the last meeting" from the finished
+    table: it neither reads the view's data for its complete-until date nor builds the table's HTML again. The date
+    it compares with is still read on every run: a meeting recorded since moves it, and the table follows."""
+    from ui import render
+    from vbhc import meeting, minutes
+
+    at = _team_page()
+    first = _since_heading(at)
+    complete, built = [], []
+    until, html = meeting.data_complete_until, render.table_html
+    monkeypatch.setattr(meeting, "data_complete_until", lambda *a, **k: complete.append(1) or until(*a, **k))
+    previous = t("meeting.column_previous", "en")  # a column of the since-the-last-meeting table only
+    monkeypatch.setattr(render, "table_html", lambda *a, **k: built.append(previous in a[0].columns) or html(*a, **k))
+
+    other = _team_page()  # a second session on the same view
+    assert _since_heading(other) == first
+    assert complete == []
+    assert not any(built)
+
+    # a meeting recorded since the first run: the next run compares with it (read again, table built for it)
+    held = dt.date.today() - dt.timedelta(days=40)
+    monkeypatch.setattr(minutes, "last_meeting_date", lambda *a, **k: held)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _since_heading(at) == t("meeting.title", "en", date=fmt_date(held, "en"))
+    assert _since_heading(at) != first
+    assert any(built)  # the table of the new date was built
+
+
+def test_a_run_reads_the_published_groups_file_and_decides_the_comparison_group_once(small_demo_db, monkeypatch):
+    """Within one run the published groups' file is looked at once (the run's snapshot; a change shows on the next
+    run), and a view's comparison-group decision, the same for every viewer of the same scope, is not decided
+    again by a later run: every run asked both several times over (a stat of the file, the group's atoms checked
+    on copies of the registry tables)."""
+    from ui import data
+    from vbhc import access
+
+    _team_page()  # the view's decisions are made once
+    looked, decided = [], []
+    groups_file, refusal = data.comparison_groups_file, access.GroupChoice.refusal
+    monkeypatch.setattr(data, "comparison_groups_file", lambda: looked.append(1) or groups_file())
+    monkeypatch.setattr(access.GroupChoice, "refusal", lambda self: decided.append(1) or refusal(self))
+    at = _team_page()  # another viewer (the same scope) on the same view
+    assert len(looked) == 1
+    assert decided == []
+    assert len(at.title) == 1
+
+
+def test_the_database_url_is_checked_once_per_url_and_a_wrong_one_every_time(monkeypatch):
+    """settings.database_url parses VBHC_DATABASE_URL once per URL (a run asks for it some 40 times); a URL it
+    refuses is refused on every ask, never kept as if it were good."""
+    from sqlalchemy.engine import url as sa_url
+
+    from vbhc import settings
+
+    parsed = []
+    make_url = sa_url.make_url
+    monkeypatch.setattr(sa_url, "make_url", lambda *a, **k: parsed.append(a[0]) or make_url(*a, **k))
+    monkeypatch.setattr("sqlalchemy.engine.make_url", sa_url.make_url)
+    good = "sqlite:////tmp/vbhc-run-cost-test-only.db"
+    monkeypatch.setenv("VBHC_DATABASE_URL", good)
+    assert [settings.database_url() for _ in range(3)] == [good] * 3
+    assert parsed.count(good) == 1
+    monkeypatch.setenv("VBHC_DATABASE_URL", "mysql://someone@somewhere/db")
+    for _ in range(2):
+        with pytest.raises(settings.SettingError):
+            settings.database_url()
