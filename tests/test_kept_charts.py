@@ -75,6 +75,20 @@ def test_the_pages_pdf_draws_its_charts_once_and_a_kept_one_is_the_fresh_drawing
     assert _pdf_images(fresh) == _pdf_images(first)
 
 
+def test_the_pages_dutch_pdf_reads_the_charts_an_import_prepared(own_copy, monkeypatch):
+    """`vbhc import` and a server's warm-up draw the charts of `vbhc report --all --format pdf` (Dutch, hospital level,
+    the own hospital's teams) ahead of the first report (vbhc.reports.run.prepare_report_charts). The page's PDF of
+    the own hospital's team drew them all again; now it finds each under the same digest and draws none."""
+    from ui import data, render
+    from vbhc.reports import pdf as pdf_module
+    from vbhc.reports.run import prepare_report_charts
+
+    assert prepare_report_charts(own_copy, lang="nl") > 0
+    drawn = _counted(monkeypatch, pdf_module, "render_chart")
+    content = render.report_pdf(_quality(), data.result(CONDITION, "hospital", ""), data.own_hospital(), "nl")
+    assert _pdf_images(content) and not drawn
+
+
 def _spec(value: float, lang: str = "en") -> dict:
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v6.json",
