@@ -18,10 +18,15 @@ CONDITION = "colorectal_cancer"
 
 @pytest.fixture
 def own_copy(small_demo_registry, tmp_path, monkeypatch):
-    """A copy of the small registry (with its results store) that the pages read: this test's kept charts and
-    imports touch no other test's store."""
+    """A copy of the small registry (with its results store, without any chart kept) that the pages read: this
+    test's kept charts and imports touch no other test's store."""
+    from vbhc.results import ResultStore
+
     engine, _ = small_demo_registry
     copy = copy_registry(engine, tmp_path / "kept.db")
+    store = ResultStore(copy)
+    for kept in (store.folder / store.version()).glob("chart-*"):  # drawn by an earlier test of the worker's registry
+        kept.unlink()
     monkeypatch.setenv("VBHC_DATABASE_URL", copy.url.render_as_string(hide_password=False))
     get_engine.cache_clear()
     yield copy
