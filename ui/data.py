@@ -934,6 +934,16 @@ def _derived(
     return _store(url).table(key, _store_version(url, data_version), lambda: results.DERIVED_TABLES[name](full))
 
 
+def kept_chart(digest: str, draw: Callable[[], bytes]) -> bytes:
+    """A drawn chart by the digest of everything that draws it (a report's chart: vbhc.reports.pdf.chart_digest; a
+    chart's PNG download: vbhc.charts.chart_png_digest), from the results store, else drawn (`draw`) and stored in
+    the current dataset version's folder, which an import replaces. Why: drawing is 0.1-0.6 s of vl-convert per
+    chart, the PDF report has several, and a page's PDF and PNG files were drawn again on every click, by every
+    viewer; the digest holds the chart's data, so a viewer who may see other figures has another digest."""
+    url = database_url()
+    return _store(url).chart(results.ChartKey(digest), _store_version(url, version()), draw)
+
+
 def derived(
     condition: str, level: str, period: str, peers: tuple[str, ...], compute: Callable[[IndicatorResult], pd.DataFrame]
 ) -> pd.DataFrame:

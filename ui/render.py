@@ -564,8 +564,9 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
     recorded in the audit log with the file's SHA-256. Offered only to a viewer whose role may export the
     condition's results. The files follow the file rule, not the page's (vbhc.reports.privacy.chart_file_datasets: rows
     about fewer care cycles than the threshold left out, for every role), and a chart of single care cycles (VLAD,
-    CUSUM) is a patient-level export, offered to those who may export patient rows only. Returns whether it was
-    offered."""
+    CUSUM) is a patient-level export, offered to those who may export patient rows only. The PNG is drawn once per
+    dataset version and chart (data.kept_chart, by the digest of its spec and file data); every click is audited.
+    Returns whether it was offered."""
     from vbhc.reports.privacy import SuppressionRule, chart_file_datasets, chart_is_patient_level
 
     chosen = filters.current()
@@ -592,7 +593,7 @@ def chart_downloads(spec: dict[str, Any], *, key: tuple) -> bool:
             t("download.chart_png", lang),
             data=lambda: access.export_file(
                 viewer,
-                lambda: charts.chart_png(spec),
+                lambda: data.kept_chart(charts.chart_png_digest(spec), lambda: charts.chart_png(spec)),
                 what="chart_png",
                 file_name=f"{stem}.png",
                 condition=condition,
@@ -691,6 +692,7 @@ def report_pdf(
         follow_up=read_follow_up(data.current_engine(), viewer, [result.condition]),
         unit_names=unit_names_for([result], lang, units=data.units(url, version)),
         grids=data.report_grids([result], peers),
+        charts=data.kept_chart,  # drawn once per dataset version, as `vbhc report` keeps them (and reads its own)
     )
 
 

@@ -758,6 +758,22 @@ def chart_png(spec: dict[str, Any], *, scale: float = 2.0) -> bytes:
     return vl_convert().vegalite_to_png(spec, scale=scale)
 
 
+@functools.cache
+def _png_renderer() -> str:
+    from importlib.metadata import version
+
+    return f"vl-convert-python {version('vl-convert-python')}, chart_png"
+
+
+def chart_png_digest(spec: dict[str, Any], *, scale: float = 2.0) -> str:
+    """What chart_png's picture depends on, as a SHA-256: the spec (its data is inline, so whatever a viewer may see
+    is in it), the scale and the drawer's version. Equal digests draw the same PNG, so a kept PNG stands for a new
+    drawing (ui.data.kept_chart); any other data, language or highlighted unit is another digest. Tagged apart from
+    a report's chart (vbhc.reports.pdf.chart_digest: drawn at another scale and stored as RGB)."""
+    text = json.dumps([spec, scale, _png_renderer()], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # ------------------------------------------------------------------------------------------ encodings
 
 _DEFAULT: Any = object()  # a title not given: Vega-Lite's own (the field name); None is no title

@@ -38,7 +38,7 @@ from tests.e2e.test_browser import (
     wait_for_run,
     wait_for_title,
 )
-from tests.e2e.test_sign_in import sign_in
+from tests.e2e.test_sign_in import SIGNED_IN, sign_in
 from vbhc.catalog import default_catalog
 from vbhc.i18n import catalog as i18n_catalog
 from vbhc.i18n import t
@@ -765,22 +765,17 @@ def test_local_mode_every_page_photographed_and_its_filters(
     shots.assert_all_taken()
 
 
-#: (server, role) -> the browser's cookies after the role signed in: a role's second walk (the other language)
-#: starts signed in, one page load instead of three (the sign-in page, the provider's round trip, the language's
-#: page; the sign-in itself is the first walk's, and test_sign_in's)
-_SIGNED_IN: dict[tuple[str, str], list] = {}
-
-
 @pytest.mark.parametrize("lang", ["en", "nl"])
 @pytest.mark.parametrize("role", ["care", "quality", "manager", "admin"])
 def test_signed_in_role_every_page_and_control(
     page: Page, signed_app: StreamlitServer, role: str, lang: str, tmp_path: Path
 ) -> None:
-    signed_in = _SIGNED_IN.get((signed_app.url, role))
+    # a role signed in before (its walk in the other language, another test): the cookies of that sign-in, and the
+    # language's page is the one page load (tests.e2e.test_sign_in.SIGNED_IN)
+    signed_in = SIGNED_IN.get((signed_app.url, role))
     if signed_in is None:
         sign_in(page, signed_app.url, role)
-        _SIGNED_IN[(signed_app.url, role)] = page.context.cookies()
-    else:  # the role's walk in the other language: the cookies of its sign-in (the server keeps no session of it)
+    else:
         page.context.add_cookies(signed_in)
     if lang != "en" or signed_in is not None:  # the sign-in round trip lands on the home page in English
         page.goto(f"{signed_app.url}/?lang={lang}")
