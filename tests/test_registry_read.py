@@ -1,5 +1,6 @@
-"""The registry's frames are the same whichever way the values travel: on PostgreSQL in binary
-(vbhc.registry._binary_results), elsewhere (and for a column type without an exact binary reading) as text."""
+"""The registry's frames are the same whichever way the values travel: on PostgreSQL through COPY into Arrow
+(vbhc.registry._copy_types, vbhc.store.copy_out) or in binary (vbhc.registry._binary_results), elsewhere (and for
+a column type without an exact reading either way) as text."""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def awkward(engine, tmp_path):
                     "treatment": text,
                     "age": None if n % 2 else 60 + n,
                     "sex": None,  # a column all NULL
-                    "bmi": None if n % 3 == 0 else value,
-                    "stage": None,
+                    "bmi": None if n % 3 == 0 else {4: float("inf"), 5: float("-inf")}.get(n, value),
+                    "stage": None if n % 2 else text,  # text, some of it missing
                     "batch_id": batch,
                 }
             )
@@ -84,28 +85,41 @@ def _frames(engine) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("rows_per_batch", [250_000, 4])
 def test_every_frame_is_the_text_cursors(awkward, monkeypatch, rows_per_batch):
-    """Each frame equals, dtypes and values to the bit, the one read as text (batches of 4 rows too: a batch's
-    column all NULL, the transforms per batch)."""
+    """Each frame equals, dtypes and values to the bit, the one read as text rows, whether read through COPY or
+    in binary (batches of 4 rows too: a batch's column all NULL, the transforms per batch)."""
     monkeypatch.setattr(registry, "_FETCH_ROWS", rows_per_batch)
-    binary = []
-    decide = registry._binary_results
+    paths = []
+    copy_types, binary = registry._copy_types, registry._binary_results
 
-    def counted(*args):
-        binary.append(decide(*args))
-        return binary[-1]
+    def noted(path, decide):
+        def decided(*args):
+            found = decide(*args)
+            paths.append(path if found else None)
+            return found
 
-    monkeypatch.setattr(registry, "_binary_results", counted)
+        return decided
+
+    monkeypatch.setattr(registry, "_copy_types", noted("copy", copy_types))
+    monkeypatch.setattr(registry, "_binary_results", noted("binary", binary))
     got = _frames(awkward)
+    copied = paths.count("copy")
+    monkeypatch.setattr(registry, "_copy_types", lambda *args: None)
+    paths.clear()
+    in_binary = _frames(awkward)
     if awkward.dialect.name == "postgresql":
-        assert sum(binary) >= 10, binary  # the heavy reads travelled in binary
+        assert copied >= 10 and paths.count("binary") >= 10, paths  # the heavy reads took either way
     else:
-        assert not any(binary)
+        assert not copied and "binary" not in paths
     monkeypatch.setattr(registry, "_binary_results", lambda *args: False)
     expected = _frames(awkward)
     for name, frame in expected.items():
-        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=f"{name} (COPY)")
+        pd.testing.assert_frame_equal(in_binary[name], frame, check_exact=True, obj=f"{name} (binary)")
     treatments = got["care_cycles"].set_index("cycle_id")["treatment"]
     assert [treatments[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT)] == AWKWARD_TEXT
     stays = got["outcomes_wide"].set_index("cycle_id")["length_of_stay"]
     floats = [AWKWARD_FLOATS[n % len(AWKWARD_FLOATS)] for n in range(len(AWKWARD_TEXT))]
     assert [stays[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT)] == floats
+    stages = got["all care_cycles"].set_index("cycle_id")["stage"]
+    assert [stages[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT) if n % 2 == 0] == AWKWARD_TEXT[::2]
+    assert stages[[f"X{n:03d},{text}" for n, text in enumerate(AWKWARD_TEXT) if n % 2]].isna().all()

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, func, inspect, null, select
+import pyarrow as pa
+from sqlalchemy import Column, Engine, Label, Null, Select, func, inspect, null, select
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeDecorator
 
-from vbhc import models
+from vbhc import models, store
 from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.store import get_engine
@@ -93,9 +94,14 @@ def _cycle_filter(
 def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
     """Run `query` on the driver's own cursor: the ORM's row objects cost more than the query itself for the
     millions of PROM item rows a condition can have (about 2x faster than pandas.read_sql here). On PostgreSQL the
-    values travel in binary (_binary_results)."""
+    rows come through COPY into Arrow where every column has an exact Arrow reading (_copy_types), else the values
+    travel in binary (_binary_results). Either way a frame per batch of _FETCH_ROWS rows, typed as pandas types
+    the driver's rows (_copied_frame), so the frames are the same whichever way the values travelled."""
     engine = engine or get_engine()
     with engine.connect() as conn:
+        types = _copy_types(query, conn)
+        if types is not None:
+            return _copied(store.copy_out(conn, query, types), transform)
         compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         if compiled.positional:
             params = tuple(compiled.params[name] for name in compiled.positiontup)
@@ -114,10 +120,39 @@ def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
                 frames.append(transform(frame) if transform else frame)
         finally:
             cursor.close()
+    return _joined(frames, columns, transform)
+
+
+def _joined(frames: list[pd.DataFrame], columns: list[str], transform) -> pd.DataFrame:
     if not frames:
         empty = pd.DataFrame({c: [] for c in columns})
         return transform(empty) if transform else empty
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _copied(table: pa.Table, transform) -> pd.DataFrame:
+    """The frame _read builds from the driver's rows, from the same rows as an Arrow table: per batch of
+    _FETCH_ROWS rows, each converted as pandas converts those rows (_copied_frame)."""
+    frames = []
+    for start in range(0, table.num_rows, _FETCH_ROWS):
+        frame = _copied_frame(table.slice(start, _FETCH_ROWS))
+        frames.append(transform(frame) if transform else frame)
+    return _joined(frames, table.column_names, transform)
+
+
+def _copied_frame(batch: pa.Table) -> pd.DataFrame:
+    """The frame pd.DataFrame(rows) gives for these rows read one by one: text as pandas' str, whole numbers as
+    int64 (float64 when some are missing), floats as float64, yes/no as bool (object when some are missing),
+    dates as datetime.date objects, and a column with no value at all as None objects."""
+    columns = {}
+    for name, values in zip(batch.column_names, batch.columns, strict=True):
+        if values.null_count == len(values):
+            columns[name] = np.full(len(values), None, dtype=object)
+        elif pa.types.is_date(values.type):
+            columns[name] = values.to_pandas(date_as_object=True).to_numpy()
+        else:
+            columns[name] = values.to_pandas()
+    return pd.DataFrame(columns)
 
 
 #: Rows fetched from the database cursor at a time.
@@ -135,6 +170,43 @@ _BINARY_SAFE = (
     sqltypes.DateTime,
     sqltypes.Boolean,
 )
+
+
+#: Arrow's reading of each column type the registry reads through COPY (_copy_types): the value the driver gives
+#: (str, int, float, date, bool), parsed from PostgreSQL's CSV text exactly.
+_COPY_TYPES = (
+    (sqltypes.String, pa.string()),
+    (sqltypes.Integer, pa.int64()),
+    (sqltypes.Float, pa.float64()),
+    (sqltypes.Date, pa.date32()),
+    (sqltypes.Boolean, pa.bool_()),
+    (sqltypes.NullType, pa.null()),
+)
+
+
+def _copy_types(query: Select, conn) -> dict[str, pa.DataType] | None:
+    """The Arrow type of each of `query`'s columns when its rows can be read through COPY (PostgreSQL with psycopg,
+    every column named once and of a type in _COPY_TYPES, a decorated type counted as the type it stores unless it
+    converts what it reads); None otherwise. Decimal numbers, timestamps, intervals and enums are not."""
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return None
+    types: dict[str, pa.DataType] = {}
+    for column in query.selected_columns:
+        kind = column.type
+        if isinstance(kind, TypeDecorator):
+            if type(kind).process_result_value is not TypeDecorator.process_result_value:
+                return None
+            kind = kind.load_dialect_impl(conn.dialect)
+        named = isinstance(column, Column | Label) and "%(" not in column.name  # not an anonymous label
+        if not named or column.name in types or isinstance(kind, sqltypes.Interval | sqltypes.Enum):
+            return None
+        if isinstance(kind, sqltypes.NullType) and not isinstance(getattr(column, "element", None), Null):
+            return None  # an expression of unknown type: only a bare NULL has no value to parse
+        arrow = next((arrow for sql_type, arrow in _COPY_TYPES if isinstance(kind, sql_type)), None)
+        if arrow is None:
+            return None
+        types[column.name] = arrow
+    return types
 
 
 def _binary_results(query: Select, conn) -> bool:
