@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from tests.registry_files import write_small_registry
-from vbhc import models, registry
+from vbhc import models, registry, store
+from vbhc.catalog import default_catalog
 from vbhc.ingest import import_files
 
 # text that CSV must quote or that a careless reader takes for missing; floats whose shortest text is long
@@ -123,3 +124,47 @@ def test_every_frame_is_the_text_cursors(awkward, monkeypatch, rows_per_batch):
     stages = got["all care_cycles"].set_index("cycle_id")["stage"]
     assert [stages[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT) if n % 2 == 0] == AWKWARD_TEXT[::2]
     assert stages[[f"X{n:03d},{text}" for n, text in enumerate(AWKWARD_TEXT) if n % 2]].isna().all()
+
+
+def _every_condition(engine) -> dict[str, pd.DataFrame]:
+    """Each condition's frames the indicator tables read, then a filtered one (never cut from a shared read)."""
+    frames = {}
+    for condition, cond in default_catalog().conditions.items():
+        frames[f"{condition} outcomes"] = registry.clinical_outcomes(condition, engine=engine)
+        frames[f"{condition} wide"] = registry.outcomes_wide(condition, engine=engine)
+        for use in cond.proms:
+            frames[f"{condition} {use.instrument}"] = registry.prom_questionnaires(
+                condition, use.instrument, engine=engine
+            )
+        frames[f"{condition} scores"] = registry.prom_scores(condition, engine=engine)
+        frames[f"{condition} costs"] = registry.cost_lines(condition, engine=engine)
+        frames[f"{condition} H01"] = registry.cost_lines(condition, hospitals=["H01"], engine=engine)
+    return frames
+
+
+@pytest.mark.parametrize("rows_per_batch", [250_000, 4])
+def test_shared_reads_give_each_conditions_own_frames(awkward, monkeypatch, rows_per_batch):
+    """Inside registry.shared_reads every condition's frames are the ones it reads on its own (dtypes and values to
+    the bit, awkward values, conditions without rows, a condition read twice), while on PostgreSQL each child query
+    is read once for all conditions instead of once per condition."""
+    monkeypatch.setattr(registry, "_FETCH_ROWS", rows_per_batch)
+    expected = _every_condition(awkward)
+    copies = []
+    copy_out = store.copy_out
+
+    def counted(conn, query, types):
+        copies.append(registry._CONDITION in types)
+        return copy_out(conn, query, types)
+
+    monkeypatch.setattr(store, "copy_out", counted)
+    with registry.shared_reads(awkward):
+        got = _every_condition(awkward)
+        again = registry.cost_lines("oesophageal_cancer", engine=awkward)  # handed out already: read on its own
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+    pd.testing.assert_frame_equal(again, expected["oesophageal_cancer costs"], check_exact=True)
+    if awkward.dialect.name == "postgresql":
+        instruments = {use.instrument for cond in default_catalog().conditions.values() for use in cond.proms}
+        assert copies.count(True) == 2 + len(instruments), copies  # outcomes, cost lines, one per instrument
+    else:
+        assert not copies

@@ -176,15 +176,17 @@ def copy_out(conn: Connection, query: Executable, types: dict[str, pa.DataType])
     params = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional else compiled.params
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(str(compiled)))
     driver = conn.connection.driver_connection
+    data = bytearray()  # one growing buffer, not a bytes object per row (COPY sends a row at a time): half the peak
     try:
         with driver.cursor() as cur, cur.copy(statement, params or None) as copy:
-            data = b"".join(bytes(block) for block in copy)
+            for block in copy:
+                data += block
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True) from exc
     if not data:
         return pa.table({n: pa.array([], type=t) for n, t in types.items()})
     return pa_csv.read_csv(
-        pa.BufferReader(data),
+        pa.BufferReader(pa.py_buffer(data)),
         read_options=pa_csv.ReadOptions(column_names=list(types)),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
