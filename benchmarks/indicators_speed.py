@@ -14,6 +14,9 @@ What the indicators read of the PROMs is compared in the same run: the item rows
 in pandas) against the questionnaires the database pivots (one row per questionnaire, registry.prom_scores).
 --before times the indicator tables once more on the item rows (the code before the pivot), for the ratio.
 
+The tables read each child table once for all conditions (vbhc.registry.shared_reads: on PostgreSQL up to 2M cycles);
+--per-condition reads each condition's rows on their own, as a single view's page does.
+
 --engines compares, instead of the tables, the engines for the heavy reads: the exact per-unit aggregates of the
 clinical outcomes (cycles, sum, sum of squares per hospital) loaded into pandas and grouped there, grouped by the
 database, and grouped by DuckDB scanning the database, each checked against the database's. DuckDB is not a
@@ -78,10 +81,11 @@ registry.prom_scores = _item_scores
 """
 
 COMPUTE = """
+import contextlib
 import dataclasses
 import time
 {patch}
-from vbhc import indicators
+from vbhc import indicators, registry
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import composite_failures, compute_indicators, indicator_table
 from vbhc.store import get_engine
@@ -98,7 +102,10 @@ def _timed_load(condition, *args, **kwargs):  # the tables' reading share: the r
 
 
 indicators.load_condition_data = _timed_load
-for condition in default_catalog().conditions:
+# every condition in turn: each child table read once for all of them (PostgreSQL; the first condition's reading
+# time holds the others' rows too)
+with {shared}:
+  for condition in default_catalog().conditions:
     t = time.perf_counter()
     result = indicator_table(condition, {level!r}, engine=engine)  # with shrinkage, textbook outcome and survival
     for ind in result.data.condition.indicators:
@@ -118,6 +125,12 @@ for condition in default_catalog().conditions:
 RESULT = {{"per_condition": per_condition, "reading": reading, "table_rows": rows, "survival_rows": survival_rows,
            "survival_s": round(survival_s, 1)}}
 """
+
+
+#: COMPUTE's scope over the conditions: each child table read once for all of them (vbhc.registry.shared_reads), or
+#: (--per-condition) each condition's rows read on their own
+SHARED = "registry.shared_reads(engine)"
+PER_CONDITION = "contextlib.nullcontext()"
 
 
 # the exact per-unit aggregates of the clinical outcomes (cycles, sum, sum of squares per condition, hospital and
@@ -263,6 +276,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs of each load (the median is printed)")
     parser.add_argument("--before", action="store_true", help="time the tables on the item rows too (slow)")
     parser.add_argument(
+        "--per-condition",
+        action="store_true",
+        help="read each condition's rows on their own (not each child table once for all conditions)",
+    )
+    parser.add_argument(
         "--engines",
         action="store_true",
         help="instead of the tables: the per-unit aggregates in pandas, the database and DuckDB",
@@ -303,10 +321,11 @@ def _report(url: str, args: argparse.Namespace) -> None:
     before = None
     if args.before:
         loads = _load()
-        before = run_measured(COMPUTE.format(url=url, level=args.level, patch=ITEM_ROWS))
+        before = run_measured(COMPUTE.format(url=url, level=args.level, patch=ITEM_ROWS, shared=SHARED))
         print(f"full indicator tables on item rows (before): {before[0]:.1f} s, peak {before[1]:,.0f} MB ({loads})")
+    shared = PER_CONDITION if args.per_condition else SHARED
     loads = _load()
-    comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level, patch=""))
+    comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level, patch="", shared=shared))
     print(
         f"full indicator tables ({args.level} level, {comp['table_rows']:,} unit x indicator rows): {comp_s:.1f} s, "
         f"peak {comp_mb:,.0f} MB ({loads})"

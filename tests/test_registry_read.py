@@ -1,5 +1,6 @@
-"""The registry's frames are the same whichever way the values travel: on PostgreSQL in binary
-(vbhc.registry._binary_results), elsewhere (and for a column type without an exact binary reading) as text."""
+"""The registry's frames are the same whichever way the values travel: on PostgreSQL through COPY into Arrow
+(vbhc.registry._copy_types, vbhc.store.copy_out) or in binary (vbhc.registry._binary_results), elsewhere (and for
+a column type without an exact reading either way) as text."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from tests.registry_files import write_small_registry
-from vbhc import models, registry
+from vbhc import models, registry, store
+from vbhc.catalog import default_catalog
 from vbhc.ingest import import_files
 
 # text that CSV must quote or that a careless reader takes for missing; floats whose shortest text is long
@@ -40,8 +42,8 @@ def awkward(engine, tmp_path):
                     "treatment": text,
                     "age": None if n % 2 else 60 + n,
                     "sex": None,  # a column all NULL
-                    "bmi": None if n % 3 == 0 else value,
-                    "stage": None,
+                    "bmi": None if n % 3 == 0 else {4: float("inf"), 5: float("-inf")}.get(n, value),
+                    "stage": None if n % 2 else text,  # text, some of it missing
                     "batch_id": batch,
                 }
             )
@@ -84,28 +86,85 @@ def _frames(engine) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("rows_per_batch", [250_000, 4])
 def test_every_frame_is_the_text_cursors(awkward, monkeypatch, rows_per_batch):
-    """Each frame equals, dtypes and values to the bit, the one read as text (batches of 4 rows too: a batch's
-    column all NULL, the transforms per batch)."""
+    """Each frame equals, dtypes and values to the bit, the one read as text rows, whether read through COPY or
+    in binary (batches of 4 rows too: a batch's column all NULL, the transforms per batch)."""
     monkeypatch.setattr(registry, "_FETCH_ROWS", rows_per_batch)
-    binary = []
-    decide = registry._binary_results
+    paths = []
+    copy_types, binary = registry._copy_types, registry._binary_results
 
-    def counted(*args):
-        binary.append(decide(*args))
-        return binary[-1]
+    def noted(path, decide):
+        def decided(*args):
+            found = decide(*args)
+            paths.append(path if found else None)
+            return found
 
-    monkeypatch.setattr(registry, "_binary_results", counted)
+        return decided
+
+    monkeypatch.setattr(registry, "_copy_types", noted("copy", copy_types))
+    monkeypatch.setattr(registry, "_binary_results", noted("binary", binary))
     got = _frames(awkward)
+    copied = paths.count("copy")
+    monkeypatch.setattr(registry, "_copy_types", lambda *args: None)
+    paths.clear()
+    in_binary = _frames(awkward)
     if awkward.dialect.name == "postgresql":
-        assert sum(binary) >= 10, binary  # the heavy reads travelled in binary
+        assert copied >= 10 and paths.count("binary") >= 10, paths  # the heavy reads took either way
     else:
-        assert not any(binary)
+        assert not copied and "binary" not in paths
     monkeypatch.setattr(registry, "_binary_results", lambda *args: False)
     expected = _frames(awkward)
     for name, frame in expected.items():
-        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=f"{name} (COPY)")
+        pd.testing.assert_frame_equal(in_binary[name], frame, check_exact=True, obj=f"{name} (binary)")
     treatments = got["care_cycles"].set_index("cycle_id")["treatment"]
     assert [treatments[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT)] == AWKWARD_TEXT
     stays = got["outcomes_wide"].set_index("cycle_id")["length_of_stay"]
     floats = [AWKWARD_FLOATS[n % len(AWKWARD_FLOATS)] for n in range(len(AWKWARD_TEXT))]
     assert [stays[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT)] == floats
+    stages = got["all care_cycles"].set_index("cycle_id")["stage"]
+    assert [stages[f"X{n:03d},{text}"] for n, text in enumerate(AWKWARD_TEXT) if n % 2 == 0] == AWKWARD_TEXT[::2]
+    assert stages[[f"X{n:03d},{text}" for n, text in enumerate(AWKWARD_TEXT) if n % 2]].isna().all()
+
+
+def _every_condition(engine) -> dict[str, pd.DataFrame]:
+    """Each condition's frames the indicator tables read, then a filtered one (never cut from a shared read)."""
+    frames = {}
+    for condition, cond in default_catalog().conditions.items():
+        frames[f"{condition} outcomes"] = registry.clinical_outcomes(condition, engine=engine)
+        frames[f"{condition} wide"] = registry.outcomes_wide(condition, engine=engine)
+        for use in cond.proms:
+            frames[f"{condition} {use.instrument}"] = registry.prom_questionnaires(
+                condition, use.instrument, engine=engine
+            )
+        frames[f"{condition} scores"] = registry.prom_scores(condition, engine=engine)
+        frames[f"{condition} costs"] = registry.cost_lines(condition, engine=engine)
+        frames[f"{condition} H01"] = registry.cost_lines(condition, hospitals=["H01"], engine=engine)
+    return frames
+
+
+@pytest.mark.parametrize("rows_per_batch", [250_000, 4])
+def test_shared_reads_give_each_conditions_own_frames(awkward, monkeypatch, rows_per_batch):
+    """Inside registry.shared_reads every condition's frames are the ones it reads on its own (dtypes and values to
+    the bit, awkward values, conditions without rows, a condition read twice), while on PostgreSQL each child query
+    is read once for all conditions instead of once per condition."""
+    monkeypatch.setattr(registry, "_FETCH_ROWS", rows_per_batch)
+    expected = _every_condition(awkward)
+    copies = []
+    copy_out = store.copy_out
+
+    def counted(conn, query, types):
+        copies.append(registry._CONDITION in types)
+        return copy_out(conn, query, types)
+
+    monkeypatch.setattr(store, "copy_out", counted)
+    with registry.shared_reads(awkward):
+        got = _every_condition(awkward)
+        again = registry.cost_lines("oesophageal_cancer", engine=awkward)  # handed out already: read on its own
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+    pd.testing.assert_frame_equal(again, expected["oesophageal_cancer costs"], check_exact=True)
+    if awkward.dialect.name == "postgresql":
+        instruments = {use.instrument for cond in default_catalog().conditions.values() for use in cond.proms}
+        assert copies.count(True) == 2 + len(instruments), copies  # outcomes, cost lines, one per instrument
+    else:
+        assert not copies

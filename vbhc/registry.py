@@ -9,16 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Select, func, inspect, null, select
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Column, Engine, Label, Null, Select, func, inspect, null, select
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeDecorator
 
-from vbhc import models
+from vbhc import models, store
 from vbhc.catalog import EVENT_DATE_SUFFIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog, default_catalog
 from vbhc.i18n import t
 from vbhc.store import get_engine
@@ -93,9 +97,14 @@ def _cycle_filter(
 def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
     """Run `query` on the driver's own cursor: the ORM's row objects cost more than the query itself for the
     millions of PROM item rows a condition can have (about 2x faster than pandas.read_sql here). On PostgreSQL the
-    values travel in binary (_binary_results)."""
+    rows come through COPY into Arrow where every column has an exact Arrow reading (_copy_types), else the values
+    travel in binary (_binary_results). Either way a frame per batch of _FETCH_ROWS rows, typed as pandas types
+    the driver's rows (_copied_frame), so the frames are the same whichever way the values travelled."""
     engine = engine or get_engine()
     with engine.connect() as conn:
+        types = _copy_types(query, conn)
+        if types is not None:
+            return _copied(store.copy_out(conn, query, types), transform)
         compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         if compiled.positional:
             params = tuple(compiled.params[name] for name in compiled.positiontup)
@@ -114,10 +123,39 @@ def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
                 frames.append(transform(frame) if transform else frame)
         finally:
             cursor.close()
+    return _joined(frames, columns, transform)
+
+
+def _joined(frames: list[pd.DataFrame], columns: list[str], transform) -> pd.DataFrame:
     if not frames:
         empty = pd.DataFrame({c: [] for c in columns})
         return transform(empty) if transform else empty
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _copied(table: pa.Table, transform) -> pd.DataFrame:
+    """The frame _read builds from the driver's rows, from the same rows as an Arrow table: per batch of
+    _FETCH_ROWS rows, each converted as pandas converts those rows (_copied_frame)."""
+    frames = []
+    for start in range(0, table.num_rows, _FETCH_ROWS):
+        frame = _copied_frame(table.slice(start, _FETCH_ROWS))
+        frames.append(transform(frame) if transform else frame)
+    return _joined(frames, table.column_names, transform)
+
+
+def _copied_frame(batch: pa.Table) -> pd.DataFrame:
+    """The frame pd.DataFrame(rows) gives for these rows read one by one: text as pandas' str, whole numbers as
+    int64 (float64 when some are missing), floats as float64, yes/no as bool (object when some are missing),
+    dates as datetime.date objects, and a column with no value at all as None objects."""
+    columns = {}
+    for name, values in zip(batch.column_names, batch.columns, strict=True):
+        if values.null_count == len(values):
+            columns[name] = np.full(len(values), None, dtype=object)
+        elif pa.types.is_date(values.type):
+            columns[name] = values.to_pandas(date_as_object=True).to_numpy()
+        else:
+            columns[name] = values.to_pandas()
+    return pd.DataFrame(columns)
 
 
 #: Rows fetched from the database cursor at a time.
@@ -135,6 +173,43 @@ _BINARY_SAFE = (
     sqltypes.DateTime,
     sqltypes.Boolean,
 )
+
+
+#: Arrow's reading of each column type the registry reads through COPY (_copy_types): the value the driver gives
+#: (str, int, float, date, bool), parsed from PostgreSQL's CSV text exactly.
+_COPY_TYPES = (
+    (sqltypes.String, pa.string()),
+    (sqltypes.Integer, pa.int64()),
+    (sqltypes.Float, pa.float64()),
+    (sqltypes.Date, pa.date32()),
+    (sqltypes.Boolean, pa.bool_()),
+    (sqltypes.NullType, pa.null()),
+)
+
+
+def _copy_types(query: Select, conn) -> dict[str, pa.DataType] | None:
+    """The Arrow type of each of `query`'s columns when its rows can be read through COPY (PostgreSQL with psycopg,
+    every column named once and of a type in _COPY_TYPES, a decorated type counted as the type it stores unless it
+    converts what it reads); None otherwise. Decimal numbers, timestamps, intervals and enums are not."""
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return None
+    types: dict[str, pa.DataType] = {}
+    for column in query.selected_columns:
+        kind = column.type
+        if isinstance(kind, TypeDecorator):
+            if type(kind).process_result_value is not TypeDecorator.process_result_value:
+                return None
+            kind = kind.load_dialect_impl(conn.dialect)
+        named = isinstance(column, Column | Label) and "%(" not in column.name  # not an anonymous label
+        if not named or column.name in types or isinstance(kind, sqltypes.Interval | sqltypes.Enum):
+            return None
+        if isinstance(kind, sqltypes.NullType) and not isinstance(getattr(column, "element", None), Null):
+            return None  # an expression of unknown type: only a bare NULL has no value to parse
+        arrow = next((arrow for sql_type, arrow in _COPY_TYPES if isinstance(kind, sql_type)), None)
+        if arrow is None:
+            return None
+        types[column.name] = arrow
+    return types
 
 
 def _binary_results(query: Select, conn) -> bool:
@@ -215,6 +290,95 @@ def _child_query(model, columns, condition, hospitals, departments, period, extr
     )
 
 
+def _read_child(
+    model, columns, condition, hospitals, departments, period, extra_where, order_by, engine, transform=None
+) -> pd.DataFrame:
+    """The _child_query of these columns and filters, in this order, read; or, when a shared_reads scope is open
+    for this engine and nothing but the condition filters the rows, cut from its one read of every condition's."""
+    query = _child_query(model, columns, condition, hospitals, departments, period, extra_where).order_by(*order_by)
+    scope = _SHARED.get()
+    alone = condition is not None and not (hospitals or departments or period)
+    if scope is not None and alone and (engine or get_engine()) is scope.engine:
+        c = models.CareCycle
+        every = _child_query(model, [*columns, c.condition.label(_CONDITION)], None, None, None, None, extra_where)
+        piece = scope.piece(every.order_by(*order_by), condition)
+        if piece is not None:
+            return _copied(piece, transform)
+    return _read(query, engine, transform)
+
+
+#: Care cycles up to which shared_reads holds a child table's rows of every condition at once (in Arrow, ~0.2 GB
+#: per table at 1,000,000 cycles); a larger registry is read condition by condition.
+SHARED_READ_MAX_CYCLES = 2_000_000
+
+#: The column shared_reads adds to a child table's query: the condition of each row's care cycle.
+_CONDITION = "vbhc_condition"
+
+
+class _SharedReads:
+    """The child tables' rows of every condition, each query read once (PostgreSQL, through COPY) and cut per
+    condition; a condition's rows are handed out once and then dropped, so memory falls as conditions are done."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.pieces: dict[tuple, dict[str, pa.Table]] = {}
+        self.schemas: dict[tuple, pa.Schema] = {}
+        self.handed: set[tuple] = set()
+
+    def piece(self, every: Select, condition: str) -> pa.Table | None:
+        """`condition`'s rows of `every` (a child query of all conditions with their condition added, ordered on
+        the table's unique key), as the condition's own COPY gives them: same columns, same rows, same order.
+        None when COPY cannot read them or they were handed out already (then the caller reads them itself)."""
+        with self.engine.connect() as conn:
+            compiled = every.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+            key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
+            if (key, condition) in self.handed:
+                return None
+            if key not in self.pieces:
+                types = _copy_types(every, conn)
+                if types is None:
+                    return None
+                table = store.copy_out(conn, every, types)
+                conditions = table.column(_CONDITION)
+                self.pieces[key] = {
+                    name: table.filter(pc.equal(conditions, name)).drop_columns([_CONDITION])
+                    for name in pc.unique(conditions).to_pylist()
+                }
+                self.schemas[key] = table.schema.remove(table.schema.get_field_index(_CONDITION))
+                del table, conditions
+        self.handed.add((key, condition))
+        found = self.pieces[key].pop(condition, None)
+        return found if found is not None else self.schemas[key].empty_table()
+
+
+_SHARED: ContextVar[_SharedReads | None] = ContextVar("vbhc_shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads(engine: Engine | None = None) -> Iterator[None]:
+    """Within the block, each child table's rows (clinical outcomes, PROM questionnaires, cost lines) are read
+    once for every condition and each condition's read without other filters is cut from them: the same frames,
+    for whoever reads every condition in turn (the indicator tables of all conditions, a precompute).
+
+    Why: on PostgreSQL a condition's read joins its cycles to the whole child table (the conditions' cycles are
+    interleaved), so reading the conditions one by one scanned each child table once per condition; at 1,000,000
+    cycles that was most of the server's time. Only on PostgreSQL through COPY, for registries up to
+    SHARED_READ_MAX_CYCLES care cycles (the rows are held until their condition is read); elsewhere a no-op. Only
+    in the thread (context) that opened it."""
+    engine = engine or get_engine()
+    scope = None
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        with engine.connect() as conn:
+            cycles = conn.execute(select(func.count()).select_from(models.CareCycle.__table__)).scalar_one()
+        if cycles <= SHARED_READ_MAX_CYCLES:
+            scope = _SharedReads(engine)
+    token = _SHARED.set(scope)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def clinical_outcomes(
     condition: str,
     *,
@@ -227,10 +391,8 @@ def clinical_outcomes(
     """Long: one row per cycle and outcome (cycle_id, outcome, value, date)."""
     o = models.ClinicalOutcome
     extra = [o.outcome.in_(list(outcomes))] if outcomes else []
-    query = _child_query(
-        o, [o.cycle_id, o.outcome, o.value, o.date], condition, hospitals, departments, period, extra
-    ).order_by(o.cycle_id, o.outcome)
-    df = _read(query, engine)
+    columns, order = [o.cycle_id, o.outcome, o.value, o.date], [o.cycle_id, o.outcome]
+    df = _read_child(o, columns, condition, hospitals, departments, period, extra, order, engine)
     return _categorise(_dates(df, ["date"]), ["outcome"])
 
 
@@ -359,9 +521,6 @@ def prom_questionnaires(
         stored = q.c[models.prom_answer_column(positions[item])] if item in positions else null()
         columns.append(stored.label(label))
     where = [q.c.instrument == instrument]
-    query = _child_query(q.c, columns, condition, hospitals, departments, period, where).order_by(
-        q.c.cycle_id, q.c.timepoint
-    )
     timepoints = _prom_dtypes()["timepoint"]
 
     def compact(frame: pd.DataFrame) -> pd.DataFrame:
@@ -379,7 +538,8 @@ def prom_questionnaires(
         unknown = sorted(item for item, n in zip(others, found.iloc[0], strict=True) if n)
         if unknown:
             raise ValueError(f"items not in instrument {instrument!r}: {', '.join(unknown)}")
-    df = _read(query, engine, compact)
+    order = [q.c.cycle_id, q.c.timepoint]
+    df = _read_child(q.c, columns, condition, hospitals, departments, period, where, order, engine, compact)
     return df.rename(columns=dict(zip(labels, item_ids, strict=True)))
 
 
@@ -477,10 +637,8 @@ def cost_lines(
 ) -> pd.DataFrame:
     """TDABC cost lines: cycle_id, activity, quantity, unit_cost, cost (= quantity × unit_cost, EUR)."""
     k = models.CostLine
-    query = _child_query(
-        k, [k.cycle_id, k.activity, k.quantity, k.unit_cost], condition, hospitals, departments, period
-    ).order_by(k.cycle_id, k.activity)
-    df = _read(query, engine)
+    columns, order = [k.cycle_id, k.activity, k.quantity, k.unit_cost], [k.cycle_id, k.activity]
+    df = _read_child(k, columns, condition, hospitals, departments, period, (), order, engine)
     df["cost"] = df["quantity"] * df["unit_cost"]
     return _categorise(df, ["activity"])
 

@@ -1117,19 +1117,20 @@ def precompute(
         views, key=lambda k: (conditions.index(k.condition), periods.index((k.condition, k.period, k.peers)))
     )
     computed = stored = 0
-    for done, key in enumerate(order):
-        if store.has(key, version):
-            stored += 1
-        else:
-            if pause is not None:
-                pause()
-            try:
-                store.result(key, version)
-            except Exception:  # a failing view shows its error when a page asks for it
-                log.exception("precomputing %s failed", key)
-            computed += 1
-        if progress is not None:
-            progress("indicator views", done + 1, len(order))
+    with registry.shared_reads(engine):  # every condition in turn: each child table read once for all of them
+        for done, key in enumerate(order):
+            if store.has(key, version):
+                stored += 1
+            else:
+                if pause is not None:
+                    pause()
+                try:
+                    store.result(key, version)
+                except Exception:  # a failing view shows its error when a page asks for it
+                    log.exception("precomputing %s failed", key)
+                computed += 1
+            if progress is not None:
+                progress("indicator views", done + 1, len(order))
     if prune:
         store.prune(version)
     return computed, stored

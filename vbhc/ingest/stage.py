@@ -45,6 +45,7 @@ from sqlalchemy.schema import CreateIndex
 
 from vbhc import models
 from vbhc.ingest.tables import TableSpec, column_kind
+from vbhc.store import copy_out
 
 STAGE_PREFIX = "vbhc_stage_"
 KEYS_PREFIX = "vbhc_keys_"
@@ -207,35 +208,13 @@ class _CopyBehind:
 
 
 def read_postgres(conn: Connection, query, types: dict[str, pa.DataType]) -> pa.Table:
-    """PostgreSQL: `query`'s rows (a SELECT without parameters) as one Arrow table of `types`, through
-    COPY ... TO STDOUT (FORMAT csv) read by Arrow's CSV reader: no Python object per row.
+    """PostgreSQL: `query`'s rows as one Arrow table of `types` (vbhc.store.copy_out: COPY ... TO STDOUT read
+    by Arrow's CSV reader, no Python object per row), after the chunk still being copied in.
 
     Why: the import reads every stored care cycle once per batch (vbhc.ingest.run._Batch._stored_cycles); fetched
     row by row that was ~0.5 s of the import's CPU at 100,000 cycles."""
-    from psycopg import sql
-
     _CopyBehind.wait_for(conn)  # a statement of its own: after the chunk in flight, as any other
-    compiled = query.compile(dialect=conn.dialect)
-    if compiled.params:
-        raise ValueError("read_postgres takes a query without parameters")
-    statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(str(compiled)))
-    driver = conn.connection.driver_connection
-    try:
-        with driver.cursor() as cur, cur.copy(statement) as copy:
-            data = b"".join(bytes(block) for block in copy)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True) from exc
-    names = list(types)
-    if not data:
-        return pa.table({n: pa.array([], type=t) for n, t in types.items()})
-    return pa_csv.read_csv(
-        pa.BufferReader(data),
-        read_options=pa_csv.ReadOptions(column_names=names),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
-        ),
-    )
+    return copy_out(conn, query, types)
 
 
 def _copy_chunk(driver, copy_sql, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
