@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Column, Engine, Label, Null, Select, func, inspect, null, select
+from sqlalchemy import Column, Connection, Engine, Label, Null, Select, func, inspect, null, select
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeDecorator
 
@@ -187,19 +187,31 @@ _COPY_TYPES = (
 )
 
 
+def _psycopg(conn: Connection | Engine) -> bool:
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def _stored_type(kind, dialect):
+    """The SQL type a column's values arrive as: a decorated type (SQLModel's AutoString) counts as the type it
+    stores; None when the decoration converts what it reads (then only the driver's own rows are right)."""
+    if isinstance(kind, TypeDecorator):
+        if type(kind).process_result_value is not TypeDecorator.process_result_value:
+            return None
+        return kind.load_dialect_impl(dialect)
+    return kind
+
+
 def _copy_types(query: Select, conn) -> dict[str, pa.DataType] | None:
     """The Arrow type of each of `query`'s columns when its rows can be read through COPY (PostgreSQL with psycopg,
     every column named once and of a type in _COPY_TYPES, a decorated type counted as the type it stores unless it
     converts what it reads); None otherwise. Decimal numbers, timestamps, intervals and enums are not."""
-    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+    if not _psycopg(conn):
         return None
     types: dict[str, pa.DataType] = {}
     for column in query.selected_columns:
-        kind = column.type
-        if isinstance(kind, TypeDecorator):
-            if type(kind).process_result_value is not TypeDecorator.process_result_value:
-                return None
-            kind = kind.load_dialect_impl(conn.dialect)
+        kind = _stored_type(column.type, conn.dialect)
+        if kind is None:
+            return None
         named = isinstance(column, Column | Label) and "%(" not in column.name  # not an anonymous label
         if not named or column.name in types or isinstance(kind, sqltypes.Interval | sqltypes.Enum):
             return None
@@ -216,14 +228,12 @@ def _binary_results(query: Select, conn) -> bool:
     """Whether `query`'s rows are read in PostgreSQL's binary format (psycopg only): when every column's type has a
     binary reading that gives the value the text one gives. A decorated type (SQLModel's AutoString) counts as the
     type it stores, unless it converts what it reads; any other type keeps the text format."""
-    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+    if not _psycopg(conn):
         return False
     for column in query.selected_columns:
-        kind = column.type
-        if isinstance(kind, TypeDecorator):
-            if type(kind).process_result_value is not TypeDecorator.process_result_value:
-                return False
-            kind = kind.load_dialect_impl(conn.dialect)
+        kind = _stored_type(column.type, conn.dialect)
+        if kind is None:
+            return False
         if isinstance(kind, sqltypes.NullType):  # a bare NULL: PostgreSQL types it text
             continue
         if not isinstance(kind, _BINARY_SAFE) or isinstance(kind, sqltypes.Interval | sqltypes.Enum):
@@ -367,7 +377,7 @@ def shared_reads(engine: Engine | None = None) -> Iterator[None]:
     in the thread (context) that opened it."""
     engine = engine or get_engine()
     scope = None
-    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+    if _psycopg(engine):
         with engine.connect() as conn:
             cycles = conn.execute(select(func.count()).select_from(models.CareCycle.__table__)).scalar_one()
         if cycles <= SHARED_READ_MAX_CYCLES:
