@@ -110,9 +110,10 @@ def test_xlsx_reads_survival_as_deaths_against_expected(tmp_path, monkeypatch):
     out = tmp_path / "survival.xlsx"
     args = ["report", "--condition", "colorectal_cancer", "--format", "xlsx", "--lang", "nl", "--out", str(out)]
     assert main(args) == 0
-    wb = load_workbook(out)
+    wb = load_workbook(out, read_only=True)  # values only: not every sheet's cells and styles built first
     label = default_catalog().condition("colorectal_cancer").indicator("survival_5y").label("nl")
     rows = [r for r in wb["Darmkanker"].iter_rows(values_only=True) if label in r]
+    wb.close()
     assert len(rows) == 10
     verdicts = [c for r in rows for c in r if isinstance(c, str) and " overleden tegenover " in c]
     assert verdicts and all("(SMR " in v for v in verdicts)
@@ -185,13 +186,16 @@ def _cells(path: Path) -> dict[str, list[tuple]]:
     """Every sheet's cell values (the time the workbook was made left out)."""
     import datetime as dt
 
-    book = load_workbook(path)
-    return {
-        ws.title: [
-            tuple(None if isinstance(v, dt.datetime) else v for v in row) for row in ws.iter_rows(values_only=True)
-        ]
-        for ws in book.worksheets
-    }
+    book = load_workbook(path, read_only=True)  # the values as parsed, without building every cell's style first
+    try:
+        return {
+            ws.title: [
+                tuple(None if isinstance(v, dt.datetime) else v for v in row) for row in ws.iter_rows(values_only=True)
+            ]
+            for ws in book.worksheets
+        }
+    finally:
+        book.close()
 
 
 def test_workbook_from_stored_results_and_tables_equals_a_fresh_one(tmp_path, monkeypatch, imported_demo):
@@ -430,12 +434,13 @@ def test_report_all_after_an_import_reads_what_the_import_prepared(tmp_path, mon
     assert main(["report", "--all", "--format", "xlsx", "--lang", "en", "--out", str(out)]) == 0
     assert {k: results.compute_counts[k] - before[k] for k in before} == dict.fromkeys(before, 0)
     assert "Report written to" in capsys.readouterr().out
-    wb = load_workbook(out)
+    wb = load_workbook(out, read_only=True)  # values only: not every sheet's cells and styles built first
     assert wb.sheetnames[:2] == ["Cover", "Summary"]
     every = {c.label("en") for c in default_catalog().conditions.values()}
     assert every | {"PROMs", "Costs", "Methods"} <= set(wb.sheetnames)
     # survival rows (the demo's vital status is imported), one per unit, withheld like the others at this size
     survival = [r for r in wb["Colorectal cancer"].iter_rows(values_only=True) if "Overall survival at 5 years" in r]
+    wb.close()
     assert len(survival) == 10
     assert not any(isinstance(c, str) and c.lower() in ("nan", "none") for r in survival for c in r)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["all.xlsx", "first.pdf"]  # no temporary file
