@@ -126,6 +126,8 @@ def sessions(files_db) -> dict[str, Session]:
     import vl_convert
     from streamlit.runtime.media_file_manager import MediaFileManager
 
+    from ui import data
+
     offered: list = []
     specs: list[dict] = []
     drawn = vl_convert.vegalite_to_png
@@ -149,6 +151,10 @@ def sessions(files_db) -> dict[str, Session]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(MediaFileManager, "add_deferred", recording)
         mp.setattr(vl_convert, "vegalite_to_png", draw)
+        # every file drawn here, from specs the recorder sees: no chart read from the results store (kept by the
+        # digest of its spec, ui.data.kept_chart; tests/test_kept_charts.py), and none of these stand-in drawings
+        # stored there for a later test to read
+        mp.setattr(data, "kept_chart", lambda digest, draw: draw())
         for user in ROLES:
             first = _last_event(files_db)
             offered.clear()
