@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -103,3 +104,47 @@ def test_the_database_url_is_checked_once_per_url_and_a_wrong_one_every_time(mon
     for _ in range(2):
         with pytest.raises(settings.SettingError):
             settings.database_url()
+
+
+def test_a_care_teams_visit_reads_its_conditions_units_from_the_cache_not_the_care_cycles(signed_in_db, monkeypatch):
+    """A care team's visit of the team page asks which units treat its conditions (may it see patient experience,
+    which departments show its condition team's) from the dashboard's cached condition units: each ask was a
+    GROUP BY over the condition's care cycles on every visit (vbhc.registry.condition_units)."""
+    from tests.test_app_roles import _app as signed_in_app
+    from vbhc import registry
+
+    team = {"condition": "colorectal_cancer", "level": "condition_team"}
+    signed_in_app("care", "views/condition_team.py", **team)  # the first visit fills the caches
+    grouped = []
+    condition_units = registry.condition_units
+    monkeypatch.setattr(registry, "condition_units", lambda *a, **k: grouped.append(a[0]) or condition_units(*a, **k))
+    at = signed_in_app("care", "views/condition_team.py", **team)  # the team's next visit
+    assert t("prem.title", "en") in [s.value for s in at.subheader]  # the patient experience is shown
+    assert grouped == []
+
+
+def test_a_run_unpickles_each_registry_table_from_streamlits_cache_once(small_demo_db, monkeypatch):
+    """Streamlit's data cache hands out a new unpickled copy on every call: a team page's run asked for the units
+    table a dozen times, each a copy. Within a run the registry tables are read from the cache once each (the run
+    shares that copy; callers only read it)."""
+    import pickle
+
+    from streamlit.runtime.caching import cache_data_api
+
+    _team_page()  # the caches are filled
+    loaded: list[tuple[str, ...]] = []
+    loads = pickle.loads
+
+    def counted(*a, **k):
+        out = loads(*a, **k)
+        value = getattr(out, "value", None)
+        if isinstance(value, pd.DataFrame):
+            loaded.append(tuple(value.columns))
+        return out
+
+    monkeypatch.setattr(cache_data_api.pickle, "loads", counted)
+    at = _team_page()
+    assert len(at.title) == 1
+    assert loaded, "the run read no table from Streamlit's data cache"
+    twice = {columns: loaded.count(columns) for columns in set(loaded) if loaded.count(columns) > 1}
+    assert twice == {}

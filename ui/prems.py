@@ -74,7 +74,7 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     units, period and language (a click on the team page sent them again in 20-40 ms of table building); the
     role check and the audit record of each questionnaire still run on every visit."""
     engine = data.current_engine()
-    if not prems.may_view_prems(viewer, engine):
+    if not prems.may_view_prems(viewer, engine, condition_units=data.condition_units_now):
         return False
     questionnaires = list(default_catalog().prems.values())
     if any(external.stored_levels(engine, q.id) == {level} for q in questionnaires):
@@ -139,7 +139,9 @@ def _sections(viewer: Viewer, level: str, units: list[str], period: str, lang: s
         rows, population = _compared(viewer, result, level, lang)
         if rows is None:
             try:
-                rows = prems.prem_rows(viewer, result, engine=data.current_engine())
+                rows = prems.prem_rows(
+                    viewer, result, engine=data.current_engine(), condition_units=data.condition_units_now
+                )
             except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
                 return _Sections(tuple(tables), tuple(seen), denied=True)
             seen.append((rows, result))
