@@ -123,28 +123,30 @@ def test_a_care_teams_visit_reads_its_conditions_units_from_the_cache_not_the_ca
     assert grouped == []
 
 
-def test_a_run_unpickles_each_registry_table_from_streamlits_cache_once(small_demo_db, monkeypatch):
+def test_a_run_unpickles_each_value_from_streamlits_data_cache_once(small_demo_db, monkeypatch):
     """Streamlit's data cache hands out a new unpickled copy on every call: a team page's run asked for the units
-    table a dozen times, each a copy. Within a run the registry tables are read from the cache once each (the run
-    shares that copy; callers only read it)."""
+    table twice and for the unit names once per unit it named, each a copy. Within a run each registry table and
+    name mapping is read from the cache once (the run shares that copy; callers only read it)."""
     import pickle
 
     from streamlit.runtime.caching import cache_data_api
 
     _team_page()  # the caches are filled
-    loaded: list[tuple[str, ...]] = []
+    loaded: list[tuple] = []
     loads = pickle.loads
 
     def counted(*a, **k):
         out = loads(*a, **k)
         value = getattr(out, "value", None)
         if isinstance(value, pd.DataFrame):
-            loaded.append(tuple(value.columns))
+            loaded.append(("frame", tuple(value.columns), int(pd.util.hash_pandas_object(value).sum())))
+        elif isinstance(value, dict):
+            loaded.append(("mapping", hash(frozenset((str(k), str(v)) for k, v in value.items()))))
         return out
 
     monkeypatch.setattr(cache_data_api.pickle, "loads", counted)
     at = _team_page()
     assert len(at.title) == 1
-    assert loaded, "the run read no table from Streamlit's data cache"
-    twice = {columns: loaded.count(columns) for columns in set(loaded) if loaded.count(columns) > 1}
-    assert twice == {}
+    assert any(v[0] == "frame" for v in loaded) and any(v[0] == "mapping" for v in loaded)
+    again = {value[:2]: loaded.count(value) for value in set(loaded) if loaded.count(value) > 1}
+    assert again == {}

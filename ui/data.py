@@ -135,12 +135,19 @@ def units(url: str, data_version: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
-def unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
-    """Unit id -> display name (hospital and department names from the registry, the condition's label)."""
+def _unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
     from vbhc.catalog import default_catalog
 
     label = default_catalog().conditions[condition].label(lang) if condition else ""
     return registry.unit_names(units(url, data_version), level, condition, label)
+
+
+def unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
+    """Unit id -> display name (hospital and department names from the registry, the condition's label), once
+    per script run: filters.unit_name asks for it per unit shown, and each ask unpickled the whole mapping from
+    Streamlit's cache. Callers only read it."""
+    key = ("unit_names", url, data_version, level, condition, lang)
+    return per_run(key, lambda: _unit_names(url, data_version, level, condition, lang))
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
