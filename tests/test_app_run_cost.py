@@ -150,3 +150,76 @@ def test_a_run_unpickles_each_value_from_streamlits_data_cache_once(small_demo_d
     assert any(v[0] == "frame" for v in loaded) and any(v[0] == "mapping" for v in loaded)
     again = {value[:2]: loaded.count(value) for value in set(loaded) if loaded.count(value) > 1}
     assert again == {}
+
+
+def test_runs_asking_for_the_same_chart_at_once_build_it_once():
+    """Viewers opening the same page together (a team after a restart) each built the same charts and tables: every
+    run then waited for all the others' CPU. One run builds, the others wait for it and read it; a failed build is
+    built by the next asker; runs building two values that need each other never wait for each other."""
+    import threading
+    import time
+
+    from ui import render
+
+    cache = render._SpecCache(size=8)
+    building, release = threading.Event(), threading.Event()
+    builds: list[str] = []
+
+    def build(name: str, fail: bool = False):
+        def run():
+            builds.append(name)
+            building.set()
+            release.wait(10)
+            if fail:
+                raise RuntimeError("this build failed")
+            return {"built": name}
+
+        return run
+
+    def ask(key: str, build, into: list) -> threading.Thread:
+        def target():
+            try:
+                into.append(cache.get(key, build))
+            except RuntimeError as e:
+                into.append(str(e))
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    got: list = []
+    first = ask("chart", build("first"), got)
+    assert building.wait(10)
+    second = ask("chart", build("second"), got)
+    time.sleep(0.3)  # the second asks while the first builds
+    release.set()
+    first.join(10), second.join(10)
+    assert builds == ["first"]
+    assert got == [{"built": "first"}] * 2
+
+    building.clear(), release.clear()
+    builds.clear(), got.clear()
+    failing = ask("table", build("failing", fail=True), got)
+    assert building.wait(10)
+    waiting = ask("table", build("after"), got)
+    time.sleep(0.3)
+    release.set()
+    failing.join(10), waiting.join(10)
+    assert builds == ["failing", "after"]
+    assert sorted(map(str, got)) == sorted(["this build failed", str({"built": "after"})])
+
+    # two runs, each building a value that needs the other's: neither waits for the other
+    both = threading.Barrier(2)
+
+    def needs(other: str):
+        def run():
+            both.wait(10)
+            return {"with": cache.get(other, lambda: {"built": other})}
+
+        return run
+
+    got.clear()
+    one, two = ask("a", needs("b"), got), ask("b", needs("a"), got)
+    one.join(10), two.join(10)
+    assert not one.is_alive() and not two.is_alive()
+    assert len(got) == 2
