@@ -223,3 +223,54 @@ def test_runs_asking_for_the_same_chart_at_once_build_it_once():
     one.join(10), two.join(10)
     assert not one.is_alive() and not two.is_alive()
     assert len(got) == 2
+
+
+def test_runs_opening_the_same_patient_experience_at_once_build_its_tables_once(monkeypatch):
+    """The team page's patient-experience tables, kept per view and scope: viewers opening the page together each
+    built them too. One run builds them; the others wait, read them, and still record their own view."""
+    import threading
+    import time
+
+    from ui import data
+    from ui import prems as ui_prems
+    from vbhc import access, external, prems
+
+    building, release = threading.Event(), threading.Event()
+    built: list[int] = []
+    seen = (("rows", "result"),)
+
+    def sections(*_args):
+        built.append(1)
+        building.set()
+        release.wait(10)
+        return ui_prems._Sections((("label", None, "<table></table>"),), seen)
+
+    recorded: list[str] = []
+    monkeypatch.setattr(ui_prems, "_sections", sections)
+    monkeypatch.setattr(ui_prems, "_show_sections", lambda kept, _lang: bool(kept.tables))
+    monkeypatch.setattr(ui_prems, "database_url", lambda: "sqlite:////tmp/vbhc-run-cost-test-only.db")
+    monkeypatch.setattr(data, "current_engine", lambda: None)
+    monkeypatch.setattr(data, "version", lambda **_: "test-only")
+    monkeypatch.setattr(prems, "may_view_prems", lambda *a, **k: True)
+    monkeypatch.setattr(prems, "record_prem_view", lambda viewer, *a, **k: recorded.append(viewer.user_id))
+    monkeypatch.setattr(external, "stored_levels", lambda *a: set())
+    monkeypatch.setattr("ui.filters.current", lambda: None)
+    ui_prems._kept.clear()
+    viewer = access.local_viewer()
+    shown: list[bool] = []
+
+    def visit() -> threading.Thread:
+        thread = threading.Thread(target=lambda: shown.append(ui_prems.show(viewer, "hospital", ["H01"], "", "en")))
+        thread.start()
+        return thread
+
+    first = visit()
+    assert building.wait(10)
+    second = visit()
+    time.sleep(0.3)  # the second opens the page while the first builds
+    release.set()
+    first.join(10), second.join(10)
+    assert shown == [True, True]
+    assert built == [1]
+    assert recorded == [viewer.user_id]  # the view of the run that read the kept tables (the builder's is its own)
+    ui_prems._kept.clear()
