@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -103,3 +104,173 @@ def test_the_database_url_is_checked_once_per_url_and_a_wrong_one_every_time(mon
     for _ in range(2):
         with pytest.raises(settings.SettingError):
             settings.database_url()
+
+
+def test_a_care_teams_visit_reads_its_conditions_units_from_the_cache_not_the_care_cycles(signed_in_db, monkeypatch):
+    """A care team's visit of the team page asks which units treat its conditions (may it see patient experience,
+    which departments show its condition team's) from the dashboard's cached condition units: each ask was a
+    GROUP BY over the condition's care cycles on every visit (vbhc.registry.condition_units)."""
+    from tests.test_app_roles import _app as signed_in_app
+    from vbhc import registry
+
+    team = {"condition": "colorectal_cancer", "level": "condition_team"}
+    signed_in_app("care", "views/condition_team.py", **team)  # the first visit fills the caches
+    grouped = []
+    condition_units = registry.condition_units
+    monkeypatch.setattr(registry, "condition_units", lambda *a, **k: grouped.append(a[0]) or condition_units(*a, **k))
+    at = signed_in_app("care", "views/condition_team.py", **team)  # the team's next visit
+    assert t("prem.title", "en") in [s.value for s in at.subheader]  # the patient experience is shown
+    assert grouped == []
+
+
+def test_a_run_unpickles_each_value_from_streamlits_data_cache_once(small_demo_db, monkeypatch):
+    """Streamlit's data cache hands out a new unpickled copy on every call: a team page's run asked for the units
+    table twice and for the unit names once per unit it named, each a copy. Within a run each registry table and
+    name mapping is read from the cache once (the run shares that copy; callers only read it)."""
+    import pickle
+
+    from streamlit.runtime.caching import cache_data_api
+
+    _team_page()  # the caches are filled
+    loaded: list[tuple] = []
+    loads = pickle.loads
+
+    def counted(*a, **k):
+        out = loads(*a, **k)
+        value = getattr(out, "value", None)
+        if isinstance(value, pd.DataFrame):
+            loaded.append(("frame", tuple(value.columns), int(pd.util.hash_pandas_object(value).sum())))
+        elif isinstance(value, dict):
+            loaded.append(("mapping", hash(frozenset((str(k), str(v)) for k, v in value.items()))))
+        return out
+
+    monkeypatch.setattr(cache_data_api.pickle, "loads", counted)
+    at = _team_page()
+    assert len(at.title) == 1
+    assert any(v[0] == "frame" for v in loaded) and any(v[0] == "mapping" for v in loaded)
+    again = {value[:2]: loaded.count(value) for value in set(loaded) if loaded.count(value) > 1}
+    assert again == {}
+
+
+def test_runs_asking_for_the_same_chart_at_once_build_it_once():
+    """Viewers opening the same page together (a team after a restart) each built the same charts and tables: every
+    run then waited for all the others' CPU. One run builds, the others wait for it and read it; a failed build is
+    built by the next asker; runs building two values that need each other never wait for each other."""
+    import threading
+    import time
+
+    from ui import render
+
+    cache = render._SpecCache(size=8)
+    building, release = threading.Event(), threading.Event()
+    builds: list[str] = []
+
+    def build(name: str, fail: bool = False):
+        def run():
+            builds.append(name)
+            building.set()
+            release.wait(10)
+            if fail:
+                raise RuntimeError("this build failed")
+            return {"built": name}
+
+        return run
+
+    def ask(key: str, build, into: list) -> threading.Thread:
+        def target():
+            try:
+                into.append(cache.get(key, build))
+            except RuntimeError as e:
+                into.append(str(e))
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    got: list = []
+    first = ask("chart", build("first"), got)
+    assert building.wait(10)
+    second = ask("chart", build("second"), got)
+    time.sleep(0.3)  # the second asks while the first builds
+    release.set()
+    first.join(10), second.join(10)
+    assert builds == ["first"]
+    assert got == [{"built": "first"}] * 2
+
+    building.clear(), release.clear()
+    builds.clear(), got.clear()
+    failing = ask("table", build("failing", fail=True), got)
+    assert building.wait(10)
+    waiting = ask("table", build("after"), got)
+    time.sleep(0.3)
+    release.set()
+    failing.join(10), waiting.join(10)
+    assert builds == ["failing", "after"]
+    assert sorted(map(str, got)) == sorted(["this build failed", str({"built": "after"})])
+
+    # two runs, each building a value that needs the other's: neither waits for the other
+    both = threading.Barrier(2)
+
+    def needs(other: str):
+        def run():
+            both.wait(10)
+            return {"with": cache.get(other, lambda: {"built": other})}
+
+        return run
+
+    got.clear()
+    one, two = ask("a", needs("b"), got), ask("b", needs("a"), got)
+    one.join(10), two.join(10)
+    assert not one.is_alive() and not two.is_alive()
+    assert len(got) == 2
+
+
+def test_runs_opening_the_same_patient_experience_at_once_build_its_tables_once(monkeypatch):
+    """The team page's patient-experience tables, kept per view and scope: viewers opening the page together each
+    built them too. One run builds them; the others wait, read them, and still record their own view."""
+    import threading
+    import time
+
+    from ui import data
+    from ui import prems as ui_prems
+    from vbhc import access, external, prems
+
+    building, release = threading.Event(), threading.Event()
+    built: list[int] = []
+    seen = (("rows", "result"),)
+
+    def sections(*_args):
+        built.append(1)
+        building.set()
+        release.wait(10)
+        return ui_prems._Sections((("label", None, "<table></table>"),), seen)
+
+    recorded: list[str] = []
+    monkeypatch.setattr(ui_prems, "_sections", sections)
+    monkeypatch.setattr(ui_prems, "_show_sections", lambda kept, _lang: bool(kept.tables))
+    monkeypatch.setattr(ui_prems, "database_url", lambda: "sqlite:////tmp/vbhc-run-cost-test-only.db")
+    monkeypatch.setattr(data, "current_engine", lambda: None)
+    monkeypatch.setattr(data, "version", lambda **_: "test-only")
+    monkeypatch.setattr(prems, "may_view_prems", lambda *a, **k: True)
+    monkeypatch.setattr(prems, "record_prem_view", lambda viewer, *a, **k: recorded.append(viewer.user_id))
+    monkeypatch.setattr(external, "stored_levels", lambda *a: set())
+    monkeypatch.setattr("ui.filters.current", lambda: None)
+    ui_prems._kept.clear()
+    viewer = access.local_viewer()
+    shown: list[bool] = []
+
+    def visit() -> threading.Thread:
+        thread = threading.Thread(target=lambda: shown.append(ui_prems.show(viewer, "hospital", ["H01"], "", "en")))
+        thread.start()
+        return thread
+
+    first = visit()
+    assert building.wait(10)
+    second = visit()
+    time.sleep(0.3)  # the second opens the page while the first builds
+    release.set()
+    first.join(10), second.join(10)
+    assert shown == [True, True]
+    assert built == [1]
+    assert recorded == [viewer.user_id]  # the view of the run that read the kept tables (the builder's is its own)
+    ui_prems._kept.clear()

@@ -123,34 +123,74 @@ def _registry_table(url: str, data_version: str, name: str, condition: str = "")
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
-def units(url: str, data_version: str) -> pd.DataFrame:
+def _units(url: str, data_version: str) -> pd.DataFrame:
     return _registry_table(url, data_version, "units")
 
 
+def units(url: str, data_version: str) -> pd.DataFrame:
+    """The units table (hospital, department, division, own hospital), once per script run: Streamlit's cache
+    hands out a new unpickled copy on every call, and a team page's run asked for it a dozen times. Callers only
+    read it (the run shares the one copy)."""
+    return per_run(("units", url, data_version), lambda: _units(url, data_version))
+
+
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
-def unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
-    """Unit id -> display name (hospital and department names from the registry, the condition's label)."""
+def _unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
     from vbhc.catalog import default_catalog
 
     label = default_catalog().conditions[condition].label(lang) if condition else ""
     return registry.unit_names(units(url, data_version), level, condition, label)
 
 
+def unit_names(url: str, data_version: str, level: str, condition: str | None, lang: str) -> dict[str, str]:
+    """Unit id -> display name (hospital and department names from the registry, the condition's label), once
+    per script run: filters.unit_name asks for it per unit shown, and each ask unpickled the whole mapping from
+    Streamlit's cache. Callers only read it."""
+    key = ("unit_names", url, data_version, level, condition, lang)
+    return per_run(key, lambda: _unit_names(url, data_version, level, condition, lang))
+
+
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
-def volumes(url: str, data_version: str) -> pd.DataFrame:
+def _volumes(url: str, data_version: str) -> pd.DataFrame:
     return _registry_table(url, data_version, "condition_volumes")
 
 
+def volumes(url: str, data_version: str) -> pd.DataFrame:
+    """The care cycles per condition, once per script run (as units: callers only read it)."""
+    return per_run(("volumes", url, data_version), lambda: _volumes(url, data_version))
+
+
 @st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
-def condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
+def _condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
     return _registry_table(url, data_version, "condition_units", condition)
 
 
+def condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
+    """vbhc.registry.condition_units, once per script run (as units: callers only read it)."""
+    return per_run(
+        ("condition_units", url, data_version, condition), lambda: _condition_units(url, data_version, condition)
+    )
+
+
+def condition_units_now(condition: str) -> pd.DataFrame:
+    """condition_units of the current database and dataset version: what vbhc.prems asks for a care team's units
+    (prems.UnitsOf), read from the cache instead of a GROUP BY over the care cycles on every visit."""
+    return condition_units(database_url(), version(), condition)
+
+
 @st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
+def _condition_unit_years(url: str, data_version: str, condition: str) -> pd.DataFrame:
+    return _registry_table(url, data_version, "condition_unit_years", condition)
+
+
 def condition_unit_years(url: str, data_version: str, condition: str) -> pd.DataFrame:
     """vbhc.registry.condition_unit_years: a condition's units per year, which the comparison group rules check
-    (vbhc.access.offered_groups: a group's atoms must hold enough units in every year the pages show)."""
-    return _registry_table(url, data_version, "condition_unit_years", condition)
+    (vbhc.access.offered_groups: a group's atoms must hold enough units in every year the pages show); once per
+    script run (as units: callers only read it)."""
+    return per_run(
+        ("condition_unit_years", url, data_version, condition),
+        lambda: _condition_unit_years(url, data_version, condition),
+    )
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)

@@ -74,7 +74,7 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     units, period and language (a click on the team page sent them again in 20-40 ms of table building); the
     role check and the audit record of each questionnaire still run on every visit."""
     engine = data.current_engine()
-    if not prems.may_view_prems(viewer, engine):
+    if not prems.may_view_prems(viewer, engine, condition_units=data.condition_units_now):
         return False
     questionnaires = list(default_catalog().prems.values())
     if any(external.stored_levels(engine, q.id) == {level} for q in questionnaires):
@@ -82,21 +82,39 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     key = (database_url(), data.version(), viewer.cache_key, suppress_below(), level, tuple(units), period, lang)
     chosen = filters.current()  # display() names the units as the filters do
     key += (key_only, chosen.condition if chosen else None)
-    with _kept_lock:
-        kept = _kept.get(key)
-        if kept is not None:
-            _kept.move_to_end(key)
-    if kept is None:
-        kept = _sections(viewer, level, units, period, lang, key_only)
+    kept, built = _kept_or_built(key, lambda: _sections(viewer, level, units, period, lang, key_only))
+    if not built:
+        for rows, result in kept.seen:  # every visit is audited, as prem_rows does
+            prems.record_prem_view(viewer, rows, result, engine=engine)
+    return _show_sections(kept, lang)
+
+
+def _kept_or_built(key: tuple, build) -> tuple[_Sections, bool]:
+    """The kept sections of `key`, else built here (and whether they were): one run builds a key at a time, the
+    others opening the same page meanwhile wait for it and read its sections (each building them too made every
+    one wait for all the others' CPU). A refusal is not kept: a run that waited for one builds its own."""
+    while True:
+        with _kept_lock:
+            kept = _kept.get(key)
+            if kept is not None:
+                _kept.move_to_end(key)
+                return kept, False
+            busy = _building.get(key)
+            if busy is None:
+                _building[key] = threading.Event()
+                break
+        busy.wait()
+    try:
+        kept = build()
         if not kept.denied:  # a refusal is computed (and audited) again on the next visit
             with _kept_lock:
                 _kept[key] = kept
                 while len(_kept) > _KEPT_SIZE:
                     _kept.popitem(last=False)
-    else:
-        for rows, result in kept.seen:  # every visit is audited, as prem_rows does
-            prems.record_prem_view(viewer, rows, result, engine=engine)
-    return _show_sections(kept, lang)
+    finally:
+        with _kept_lock:
+            _building.pop(key).set()
+    return kept, True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +132,8 @@ class _Sections:
 _kept: OrderedDict[tuple, _Sections] = OrderedDict()
 _kept_lock = threading.Lock()
 _KEPT_SIZE = 256
+#: Keys of _kept being built now, each with the event its waiters wait for.
+_building: dict[tuple, threading.Event] = {}
 
 
 def _show_sections(sections: _Sections, lang: str) -> bool:
@@ -139,7 +159,9 @@ def _sections(viewer: Viewer, level: str, units: list[str], period: str, lang: s
         rows, population = _compared(viewer, result, level, lang)
         if rows is None:
             try:
-                rows = prems.prem_rows(viewer, result, engine=data.current_engine())
+                rows = prems.prem_rows(
+                    viewer, result, engine=data.current_engine(), condition_units=data.condition_units_now
+                )
             except AccessDenied:  # no grant covers a unit (recorded in the audit log): nothing of patient experience
                 return _Sections(tuple(tables), tuple(seen), denied=True)
             seen.append((rows, result))

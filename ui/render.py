@@ -447,23 +447,50 @@ class _Cached:
 
 class _SpecCache:
     """Finished chart specs (and a few summaries), least recently used dropped first. Building a chart costs
-    0.05-0.2 s in Altair, most of a filter change; a spec is a plain dict that pages only read."""
+    0.05-0.2 s in Altair, most of a filter change; a spec is a plain dict that pages only read.
+
+    A key is built once at a time: viewers opening the same page together (a team after a restart) wait for the
+    one run building it instead of each building it too, which made every one of them wait for all the others'
+    CPU (one interpreter lock). A run that is itself building a value builds what it lacks without waiting, so
+    no two runs can wait for each other; a failed build is left to the next asker."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._specs: OrderedDict[Hashable, dict[str, Any] | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._building: dict[Hashable, threading.Event] = {}
+        self._depth = threading.local()
 
     def get(self, key: Hashable, build: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-        with self._lock:
-            if key in self._specs:
-                self._specs.move_to_end(key)
-                return self._specs[key]
-        spec = build()
+        while True:
+            with self._lock:
+                if key in self._specs:
+                    self._specs.move_to_end(key)
+                    return self._specs[key]
+                busy = self._building.get(key)
+                nested = getattr(self._depth, "n", 0) > 0
+                if busy is None or nested:
+                    mine = busy is None
+                    if mine:
+                        self._building[key] = threading.Event()
+                    break
+            busy.wait()  # built by another run: read it (or build it, if that run failed)
+        self._depth.n = getattr(self._depth, "n", 0) + 1
+        try:
+            spec = build()
+        except BaseException:
+            if mine:
+                with self._lock:
+                    self._building.pop(key).set()
+            raise
+        finally:
+            self._depth.n -= 1
         with self._lock:
             self._specs[key] = spec
             while len(self._specs) > self.size:
                 self._specs.popitem(last=False)
+            if mine:
+                self._building.pop(key).set()
         return spec
 
 

@@ -20,7 +20,7 @@ alone), the yearly comparison with other academic hospitals comes in as external
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,7 +229,21 @@ def prem_indicator_table(
     return compute_prem_indicators(load_prem_data(questionnaire, period, engine=engine, hospitals=hospitals), level)
 
 
-def experience_units(level: str, unit: str, engine: Engine | None = None) -> tuple[str, list[str]]:
+#: A condition's units (vbhc.registry.condition_units' columns), by condition id: the dashboard passes its cached
+#: copy (ui.data.condition_units), as every visit of a page asks, and without it each ask was a GROUP BY over the
+#: care cycles of the condition.
+UnitsOf = Callable[[str], pd.DataFrame]
+
+
+def _units_of(engine: Engine | None, condition_units: UnitsOf | None) -> UnitsOf:
+    if condition_units is not None:
+        return condition_units
+    return lambda condition: registry.condition_units(condition, engine=engine)
+
+
+def experience_units(
+    level: str, unit: str, engine: Engine | None = None, *, condition_units: UnitsOf | None = None
+) -> tuple[str, list[str]]:
     """The PREM level and units that show a unit's patient experience: a hospital or department as it is; a
     condition team (condition@hospital) by the departments of its hospital that treat the condition."""
     if level in ("hospital", "department"):
@@ -237,7 +251,7 @@ def experience_units(level: str, unit: str, engine: Engine | None = None) -> tup
     condition, hospital = registry.condition_of(unit), registry.hospital_of(unit)
     if condition is None:
         raise ValueError(f"not a condition team's unit id: {unit!r}")
-    treated = registry.condition_units(condition, engine=engine)
+    treated = _units_of(engine, condition_units)(condition)
     treated = treated[treated["hospital"].astype(str) == hospital]
     return "department", sorted(f"{hospital}/{d}" for d in treated["department"].astype(str))
 
@@ -245,13 +259,16 @@ def experience_units(level: str, unit: str, engine: Engine | None = None) -> tup
 # --- who sees what ---------------------------------------------------------------------------------------
 
 
-def team_units(viewer: Viewer, engine: Engine | None = None) -> frozenset[tuple[str, str]]:
+def team_units(
+    viewer: Viewer, engine: Engine | None = None, *, condition_units: UnitsOf | None = None
+) -> frozenset[tuple[str, str]]:
     """(hospital, department) of the viewer's care teams: where their conditions' care cycles are treated,
     within the hospitals their grants name."""
     units: set[tuple[str, str]] = set()
+    units_of = _units_of(engine, condition_units)
     for scope in viewer.scopes_for(Role.CARE_TEAM):
         for condition in scope.conditions:
-            treated = registry.condition_units(condition, engine=engine)
+            treated = units_of(condition)
             for h, d in zip(treated["hospital"].astype(str), treated["department"].astype(str), strict=True):
                 if not scope.hospitals or h in scope.hospitals:
                     units.add((h, d))
@@ -270,10 +287,14 @@ def _own(viewer: Viewer, level: str, unit: str, team: frozenset[tuple[str, str]]
     return any(s.covers_unit(hospital) for s in viewer.scopes_for(Role.MANAGER))
 
 
-def may_view_prems(viewer: Viewer, engine: Engine | None = None) -> bool:
+def may_view_prems(viewer: Viewer, engine: Engine | None = None, *, condition_units: UnitsOf | None = None) -> bool:
     """Whether prem_rows shows this viewer anything: quality, a manager, or a care team whose conditions are
     treated somewhere (pages ask first, so a page never records a refusal the viewer did not ask for)."""
-    return sees_all_prem_units(viewer) or viewer.has(Role.MANAGER) or bool(team_units(viewer, engine))
+    return (
+        sees_all_prem_units(viewer)
+        or viewer.has(Role.MANAGER)
+        or bool(team_units(viewer, engine, condition_units=condition_units))
+    )
 
 
 def sees_all_prem_units(viewer: Viewer) -> bool:
@@ -282,7 +303,12 @@ def sees_all_prem_units(viewer: Viewer) -> bool:
 
 
 def prem_rows(
-    viewer: Viewer, result: IndicatorResult, *, engine: Engine | None = None, record_view: bool = True
+    viewer: Viewer,
+    result: IndicatorResult,
+    *,
+    engine: Engine | None = None,
+    record_view: bool = True,
+    condition_units: UnitsOf | None = None,
 ) -> pd.DataFrame:
     """The rows of a PREM indicator table the viewer may see, as vbhc.access.indicator_rows does for outcomes:
     quality every unit; a care team the units that treat its conditions and a manager the units of their grants
@@ -297,7 +323,7 @@ def prem_rows(
         out = table.copy()
         out["anonymised"] = False
     else:
-        team = team_units(viewer, engine)
+        team = team_units(viewer, engine, condition_units=condition_units)
         if not team and not viewer.has(Role.MANAGER):
             _deny(viewer, engine, Permission.VIEW_CONDITION, result, "no care team or manager grant covers a unit")
         units = registry.units(engine)

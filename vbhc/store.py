@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import time
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
     table,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, SQLAlchemyError
 
 from vbhc import models
 from vbhc.settings import database_url, package_data, sqlite_file
@@ -46,6 +47,34 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: A pooled connection (PostgreSQL) idle for longer than this is asked whether the server still answers before a
+#: run uses it; one used more recently is not. Why: pool_pre_ping asked on every checkout, one round trip each, a
+#: dozen per script run of a busy server, whose connections had been used a moment before by the previous run.
+PING_AFTER_IDLE_SECONDS = 10.0
+_IDLE_SINCE = "vbhc_idle_since"
+
+
+def _note_idle(_dbapi_connection, record) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_when_idle(engine: Engine):
+    """A pool `checkout` listener: ping a connection that was idle for PING_AFTER_IDLE_SECONDS or longer (the
+    server restarted, a firewall dropped it). A dead one is replaced, with every connection pooled before it
+    (InvalidatePoolError: the pool checks out a new one, SQLAlchemy's documented pessimistic disconnect handling)."""
+
+    def checkout(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError(f"a pooled connection no longer answers: {exc}") from exc
+
+    return checkout
+
+
 @cache
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url` (default: settings.database_url()), created once per process."""
@@ -58,7 +87,9 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        event.listen(engine, "checkin", _note_idle)
+        event.listen(engine, "checkout", _ping_when_idle(engine))
     return engine
 
 

@@ -166,7 +166,9 @@ if verdicts.open:
         st.caption(t("overview.legend", lang))
         st.caption(column_key)
         # patient experience of the unit (its departments, for a condition team) beside the outcomes
-        prem_level, prem_units = prems.experience_units(chosen.level, unit, data.current_engine())
+        prem_level, prem_units = prems.experience_units(
+            chosen.level, unit, data.current_engine(), condition_units=data.condition_units_now
+        )
         ui_prems.show(viewer, prem_level, prem_units, chosen.period, lang)
         render.show_unit_since_last_meeting(result, unit, lang)
         # reports of this view (Excel workbook, PDF meeting report)
