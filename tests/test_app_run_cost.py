@@ -159,9 +159,9 @@ def test_runs_asking_for_the_same_chart_at_once_build_it_once():
     import threading
     import time
 
-    from ui import render
+    from ui import kept
 
-    cache = render._SpecCache(size=8)
+    cache = kept.Kept(size=8)
     building, release = threading.Event(), threading.Event()
     builds: list[str] = []
 

@@ -4,13 +4,12 @@ questionnaire of the units they are about, read through vbhc.prems (role rules a
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections import OrderedDict
 
 import pandas as pd
 import streamlit as st
 
 from ui import data, filters, render
+from ui import kept as kept_store
 from vbhc import external, prems, verdict
 from vbhc.access import AccessDenied, Viewer
 from vbhc.catalog import default_catalog
@@ -82,39 +81,13 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     key = (database_url(), data.version(), viewer.cache_key, suppress_below(), level, tuple(units), period, lang)
     chosen = filters.current()  # display() names the units as the filters do
     key += (key_only, chosen.condition if chosen else None)
-    kept, built = _kept_or_built(key, lambda: _sections(viewer, level, units, period, lang, key_only))
+    kept, built = _kept.get_or_build(  # a refusal is not kept: computed (and audited) again on the next visit
+        key, lambda: _sections(viewer, level, units, period, lang, key_only), keep=lambda sections: not sections.denied
+    )
     if not built:
         for rows, result in kept.seen:  # every visit is audited, as prem_rows does
             prems.record_prem_view(viewer, rows, result, engine=engine)
     return _show_sections(kept, lang)
-
-
-def _kept_or_built(key: tuple, build) -> tuple[_Sections, bool]:
-    """The kept sections of `key`, else built here (and whether they were): one run builds a key at a time, the
-    others opening the same page meanwhile wait for it and read its sections (each building them too made every
-    one wait for all the others' CPU). A refusal is not kept: a run that waited for one builds its own."""
-    while True:
-        with _kept_lock:
-            kept = _kept.get(key)
-            if kept is not None:
-                _kept.move_to_end(key)
-                return kept, False
-            busy = _building.get(key)
-            if busy is None:
-                _building[key] = threading.Event()
-                break
-        busy.wait()
-    try:
-        kept = build()
-        if not kept.denied:  # a refusal is computed (and audited) again on the next visit
-            with _kept_lock:
-                _kept[key] = kept
-                while len(_kept) > _KEPT_SIZE:
-                    _kept.popitem(last=False)
-    finally:
-        with _kept_lock:
-            _building.pop(key).set()
-    return kept, True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,12 +101,8 @@ class _Sections:
     denied: bool = False
 
 
-#: Finished sections of show(), least recently used dropped first.
-_kept: OrderedDict[tuple, _Sections] = OrderedDict()
-_kept_lock = threading.Lock()
-_KEPT_SIZE = 256
-#: Keys of _kept being built now, each with the event its waiters wait for.
-_building: dict[tuple, threading.Event] = {}
+#: Finished sections of show() by view.
+_kept: kept_store.Kept[_Sections] = kept_store.Kept(size=256)
 
 
 def _show_sections(sections: _Sections, lang: str) -> bool:

@@ -8,16 +8,14 @@ import hashlib
 import html
 import math
 import re
-import threading
 import unicodedata
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from ui import auth, data, filters
+from ui import auth, data, filters, kept
 from vbhc import access, charts, verdict
 from vbhc.catalog import BINARY_KINDS, PROPORTION_KINDS, SURVIVAL_KINDS, default_catalog
 from vbhc.i18n import (
@@ -445,58 +443,11 @@ class _Cached:
     plain: dict[str, Any]
 
 
-class _SpecCache:
-    """Finished chart specs (and a few summaries), least recently used dropped first. Building a chart costs
-    0.05-0.2 s in Altair, most of a filter change; a spec is a plain dict that pages only read.
-
-    A key is built once at a time: viewers opening the same page together (a team after a restart) wait for the
-    one run building it instead of each building it too, which made every one of them wait for all the others'
-    CPU (one interpreter lock). A run that is itself building a value builds what it lacks without waiting, so
-    no two runs can wait for each other; a failed build is left to the next asker."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._specs: OrderedDict[Hashable, dict[str, Any] | None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._building: dict[Hashable, threading.Event] = {}
-        self._depth = threading.local()
-
-    def get(self, key: Hashable, build: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
-        while True:
-            with self._lock:
-                if key in self._specs:
-                    self._specs.move_to_end(key)
-                    return self._specs[key]
-                busy = self._building.get(key)
-                nested = getattr(self._depth, "n", 0) > 0
-                if busy is None or nested:
-                    mine = busy is None
-                    if mine:
-                        self._building[key] = threading.Event()
-                    break
-            busy.wait()  # built by another run: read it (or build it, if that run failed)
-        self._depth.n = getattr(self._depth, "n", 0) + 1
-        try:
-            spec = build()
-        except BaseException:
-            if mine:
-                with self._lock:
-                    self._building.pop(key).set()
-            raise
-        finally:
-            self._depth.n -= 1
-        with self._lock:
-            self._specs[key] = spec
-            while len(self._specs) > self.size:
-                self._specs.popitem(last=False)
-            if mine:
-                self._building.pop(key).set()
-        return spec
-
-
 @st.cache_resource(show_spinner=False)
-def _spec_cache() -> _SpecCache:
-    return _SpecCache(size=512)
+def _spec_cache() -> kept.Kept[dict[str, Any] | None]:
+    """Finished chart specs (and a few summaries). Building a chart costs 0.05-0.2 s in Altair, most of a filter
+    change; a spec is a plain dict that pages only read."""
+    return kept.Kept(size=512)
 
 
 _NOT_HIGHLIGHTED = object()
