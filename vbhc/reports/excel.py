@@ -13,7 +13,7 @@ import datetime as dt
 import io
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,7 +216,7 @@ class _Writer:
         first = HEADER_ROW + 1
         suppressed_any = False
         suppressed = frame["suppressed"].to_numpy() if "suppressed" in frame else [False] * len(frame)
-        for i, (_, row) in enumerate(frame.iterrows()):
+        for i, row in enumerate(_rows(frame)):
             r = first + i
             hidden = bool(suppressed[i])
             for j, col in enumerate(columns, start=1):
@@ -280,7 +280,7 @@ class _Writer:
         hidden = ws.max_column + 2
         ws.cell(HEADER_ROW, hidden, _text(self.t("column.assessment")))
         suppressed = frame["suppressed"].to_numpy() if "suppressed" in frame else [False] * len(frame)
-        for i, (_, row) in enumerate(frame.iterrows()):
+        for i, row in enumerate(_rows(frame)):
             if not bool(suppressed[i]):
                 ws.cell(first + i, hidden, _text(self.assessment(verdict_of(row).assessment or None)))
         ws.column_dimensions[get_column_letter(hidden)].hidden = True
@@ -304,6 +304,17 @@ class _Writer:
 
     def yes_no(self, value: Any) -> str:
         return self.t("report.yes" if bool(value) else "report.no")
+
+
+def _rows(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """The frame's rows as iterrows gives them (the same values, from the same frame.values), each as a dict.
+
+    Why: the column getters only read a row by name (row[name], row.get(name)), and on a Series each read costs
+    ~20 microseconds: the default demo's workbook of every condition (~30 columns x ~1,000 rows, ~85,000 reads)
+    took 0.3-0.8 s of CPU more this way (vbhc.verdict.verdicts reads dicts for the same reason)."""
+    columns = list(frame.columns)
+    for values in frame.values:
+        yield dict(zip(columns, values, strict=True))
 
 
 def _num(name: str) -> Callable[[pd.Series], Any]:
