@@ -122,8 +122,10 @@ with {shared}:
         compute_indicators(fresh, {level!r}, indicators=ids)
         survival_s += time.perf_counter() - t
     del result
+import resource
+used = resource.getrusage(resource.RUSAGE_SELF)
 RESULT = {{"per_condition": per_condition, "reading": reading, "table_rows": rows, "survival_rows": survival_rows,
-           "survival_s": round(survival_s, 1)}}
+           "survival_s": round(survival_s, 1), "cpu_s": round(used.ru_utime + used.ru_stime, 1)}}
 """
 
 
@@ -251,6 +253,27 @@ def _crude_comparison(url: str, runs: int) -> None:
     )
 
 
+def _server_cpu(server) -> float:
+    """CPU seconds the private PostgreSQL server has used so far (Linux /proc: the postmaster's own and its ended
+    backends', and its running ones'); 0 without a private server. Why: on a shared machine the wall time says
+    little, the CPU each side spends is the figure to compare."""
+    if server is None:
+        return 0.0
+    postmaster = (server.directory / "data" / "postmaster.pid").read_text().split()[0]
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if pid == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # its own time and its ended children's
+        elif fields[1] == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _load() -> str:
     """The 1-minute load average, printed beside every figure (the machine is shared)."""
     return f"load {os.getloadavg()[0]:.1f}"
@@ -292,13 +315,13 @@ def main() -> None:
     else:
         url, server = bench_postgres(args.cycles, args.database_url)
     try:
-        _report(url, args)
+        _report(url, args, server)
     finally:
         if server is not None:
             server.stop_keeping()
 
 
-def _report(url: str, args: argparse.Namespace) -> None:
+def _report(url: str, args: argparse.Namespace, server=None) -> None:
     print(f"{args.database}, {args.cycles:,} cycles, {args.level} level, median of {args.runs} run(s)")
     if args.engines:  # a few minutes at 1M: asked for, not run every time
         _crude_comparison(url, args.runs)
@@ -325,10 +348,12 @@ def _report(url: str, args: argparse.Namespace) -> None:
         print(f"full indicator tables on item rows (before): {before[0]:.1f} s, peak {before[1]:,.0f} MB ({loads})")
     shared = PER_CONDITION if args.per_condition else SHARED
     loads = _load()
+    server_before = _server_cpu(server)
     comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level, patch="", shared=shared))
+    server_s = "" if server is None else f", the private server's {_server_cpu(server) - server_before:.1f} s"
     print(
         f"full indicator tables ({args.level} level, {comp['table_rows']:,} unit x indicator rows): {comp_s:.1f} s, "
-        f"peak {comp_mb:,.0f} MB ({loads})"
+        f"peak {comp_mb:,.0f} MB ({loads}); CPU: the client's {comp['cpu_s']:.1f} s{server_s}"
     )
     print("  per condition (s): " + ", ".join(f"{k} {v}" for k, v in comp["per_condition"].items()))
     # the registry's frames (vbhc.indicators.load_condition_data) against the statistics computed on them
