@@ -274,3 +274,32 @@ def test_runs_opening_the_same_patient_experience_at_once_build_its_tables_once(
     assert built == [1]
     assert recorded == [viewer.user_id]  # the view of the run that read the kept tables (the builder's is its own)
     ui_prems._kept.clear()
+
+
+def test_a_report_built_on_a_download_click_reads_the_dataset_version_once(small_demo_db, monkeypatch):
+    """Streamlit builds a download's file in a worker thread outside any script run, where every ask read the
+    dataset version from the database again (~200 times for the workbook of every condition): one read per file."""
+    import threading
+
+    from ui import data, render
+    from vbhc import registry
+    from vbhc.access import Role, Scope, Viewer
+
+    results = [data.result(condition, "hospital", "") for condition in ("colorectal_cancer", "breast_cancer")]
+    reads: list[str] = []
+    read = registry.dataset_version
+    monkeypatch.setattr(registry, "dataset_version", lambda engine: reads.append("version") or read(engine))
+    built: list[bytes] = []
+
+    quality = Viewer("quality@example.org", "", (Scope(Role.QUALITY),))
+
+    def click() -> None:  # as Streamlit's worker thread runs the button's callable
+        built.append(render.report_workbook(quality, results, "en"))
+        built.append(render.report_pdf(quality, results[0], "H01", "en"))
+
+    thread = threading.Thread(target=click)
+    thread.start()
+    thread.join(300)
+    assert len(built) == 2 and all(built)
+    assert reads == ["version", "version"]  # one per file
+    assert data.version() and len(reads) == 3  # outside a file's build, read as before

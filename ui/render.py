@@ -622,6 +622,7 @@ def page_start(title_key: str):
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+@data.one_snapshot()  # built on a download click, outside a script run
 def report_workbook(
     viewer: access.Viewer,
     results: Sequence[IndicatorResult],
@@ -651,6 +652,7 @@ def report_workbook(
     )
 
 
+@data.one_snapshot()
 def report_pdf(
     viewer: access.Viewer, result: IndicatorResult, unit: str, lang: str, *, peers: tuple[str, ...] = ()
 ) -> bytes:
