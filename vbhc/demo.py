@@ -1896,7 +1896,7 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     # mean is the one np.nanmean gives over all the condition's rows at once
     numbers: list[np.ndarray] = []
     sums: dict[tuple[str, str], list[float]] = {}
-    for chunk in _followed_chunks(source, followed):
+    for chunk in _followed_chunks(source, followed, catalog):
         numbers.append(_cycle_numbers(chunk["cycle_id"]))
         for cid, part in chunk.groupby("condition", sort=False):
             for var, (x, _) in _survival_terms(catalog.condition(str(cid)), part).items():
@@ -1917,7 +1917,7 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     path = out_dir / FOLLOW_UP_FILE
     done = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
-        for chunk in _followed_chunks(source, followed):
+        for chunk in _followed_chunks(source, followed, catalog):
             k = len(chunk)
             at = slice(done, done + k)
             frame = _vital_status(catalog, chunk, followed, mean, draws.take(k), early[at], alive_until[at], seen[at])
@@ -1928,9 +1928,15 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     return path
 
 
-def _followed_chunks(source: Path, followed: dict[str, str]):
-    """The rows of care_cycles.csv of a followed condition, chunk by chunk (index from 0 within each chunk)."""
-    for chunk in pd.read_csv(source, dtype=str, keep_default_na=True, chunksize=_READ_ROWS):
+def _followed_chunks(source: Path, followed: dict[str, str], catalog: Catalog):
+    """The rows of care_cycles.csv of a followed condition, chunk by chunk (index from 0 within each chunk), with
+    the columns the vital status reads."""
+    wanted = {"cycle_id", "condition", "hospital", "index_date"} | {
+        v.name for cid in followed for v in catalog.condition(cid).casemix
+    }
+    for chunk in pd.read_csv(
+        source, dtype=str, keep_default_na=True, usecols=lambda name: name in wanted, chunksize=_READ_ROWS
+    ):
         part = chunk[chunk["condition"].isin(list(followed))].reset_index(drop=True)
         if len(part):
             yield part
@@ -2026,11 +2032,11 @@ def _vital_status(catalog, cycles, followed, mean, draws, early, alive_until, se
 
 
 #: rows per chunk when the demo reads back its own files
-_READ_ROWS = 500_000
+_READ_ROWS = 200_000
 #: no recorded death
 _NO_DAY = np.iinfo(np.int64).max
 #: bytes of CSV per batch when the demo reads back its PROM answers and outcomes (pyarrow's streaming reader)
-_READ_BYTES = 32 << 20
+_READ_BYTES = 4 << 20  # larger blocks only raised the peak (32 MB: +700 MB at 1M cycles), and were no faster
 
 
 def _recorded_days(out_dir: Path, number: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -2049,7 +2055,7 @@ def _recorded_days(out_dir: Path, number: np.ndarray) -> tuple[np.ndarray, np.nd
     def batches(path: Path, columns: list[str]):
         return pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=_READ_BYTES),
+            read_options=pacsv.ReadOptions(block_size=_READ_BYTES, use_threads=False),
             convert_options=pacsv.ConvertOptions(
                 include_columns=columns, column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=True
             ),
