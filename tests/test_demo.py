@@ -93,6 +93,46 @@ def test_chunk_size_does_not_change_the_output(tmp_path):
     assert _bytes(tmp_path / "a") == _bytes(tmp_path / "b")
 
 
+def test_the_vital_status_is_written_in_bounded_chunks_with_the_same_bytes(demo, tmp_path, monkeypatch):
+    """vbhc demo --cycles 10000000 held every followed cycle's row (4.5M rows of text) to write the vital status
+    file: it is now read and written a bounded chunk at a time, and the chunks give the bytes of one chunk."""
+    import shutil
+
+    import vbhc.demo as demo_module
+
+    for name in ("care_cycles.csv", "clinical_outcomes.csv", "prom_responses.csv"):
+        shutil.copy(demo["dir"] / name, tmp_path / name)
+    whole = demo["result"].follow_up.read_bytes()
+    written: list[int] = []
+    to_csv = demo_module._to_csv
+
+    def counted(frame, fh, header, float_format=None):
+        written.append(len(frame))
+        to_csv(frame, fh, header, float_format)
+
+    monkeypatch.setattr(demo_module, "_to_csv", counted)
+    monkeypatch.setattr(demo_module, "_READ_ROWS", 400)
+    monkeypatch.setattr(demo_module, "_READ_BYTES", 4096, raising=False)
+    path = demo_module.write_follow_up(tmp_path, DEFAULT_SEED)
+    assert path.read_bytes() == whole
+    assert len(written) > 1 and max(written) <= 400 and sum(written) == whole.count(b"\n") - 1
+
+
+def test_the_vital_status_draws_in_pieces_are_one_draw_of_the_whole(monkeypatch):
+    """Its random numbers are exponential(n), random(n), random(n) of one stream, however they are taken."""
+    import vbhc.demo as demo_module
+    from vbhc.demo import _FOLLOW_UP_STREAM, _FollowUpDraws
+
+    monkeypatch.setattr(demo_module, "_READ_ROWS", 97)  # the draws before a copy's own are skipped in pieces
+    n = 1000
+    rng = np.random.default_rng(np.random.SeedSequence(DEFAULT_SEED, spawn_key=(_FOLLOW_UP_STREAM,)))
+    expected = rng.exponential(size=n), rng.random(n), rng.random(n)
+    draws = _FollowUpDraws(DEFAULT_SEED, n)
+    pieces = [draws.take(k) for k in (1, 299, 400, 300)]
+    for j in range(3):
+        assert np.array_equal(np.concatenate([p[j] for p in pieces]), expected[j])
+
+
 def test_rejects_nonsense_sizes(tmp_path):
     with pytest.raises(ValueError):
         generate_demo(tmp_path, cycles=0)

@@ -1876,6 +1876,10 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     Read from the written care_cycles.csv and clinical_outcomes.csv with its own random stream, so it adds
     a file and changes no value of the others (their planted outliers and the tests on them stay); a death
     the registry already records (a mortality outcome) is the death date. None when no condition has one.
+
+    Streamed, so memory does not grow with the registry (10,000,000 cycles, 300,000,000 PROM answers): the care
+    cycles are read twice in chunks (first their numbers and each case-mix mean, then the rows to write), and of
+    the other files only three days per followed cycle are kept (_recorded_days), found by the cycle's number.
     """
     catalog = catalog or default_catalog()
     out_dir = Path(out_dir)
@@ -1886,20 +1890,108 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     }
     if not followed:
         return None
-    # the files are read in chunks, and of the outcomes and PROM answers only each followed cycle's days are kept:
-    # a national registry's demo (10,000,000 cycles, 300,000,000 answer rows) does not fit in memory whole
-    cycles = pd.concat(
-        chunk[chunk["condition"].isin(list(followed))]
-        for chunk in pd.read_csv(
-            out_dir / "care_cycles.csv", dtype={"cycle_id": str}, keep_default_na=True, chunksize=_READ_ROWS
-        )
-    ).reset_index(drop=True)
-    early, alive_until, seen = _recorded_days(out_dir, pd.Index(cycles["cycle_id"]))
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_FOLLOW_UP_STREAM,)))
+    source = out_dir / "care_cycles.csv"
+    # first pass: the followed cycles' numbers (file order) and, per condition and case-mix variable, the sum and
+    # count of its known values: the demo writes them as whole numbers, so the sum is exact in any order and the
+    # mean is the one np.nanmean gives over all the condition's rows at once
+    numbers: list[np.ndarray] = []
+    sums: dict[tuple[str, str], list[float]] = {}
+    for chunk in _followed_chunks(source, followed, catalog):
+        numbers.append(_cycle_numbers(chunk["cycle_id"]))
+        for cid, part in chunk.groupby("condition", sort=False):
+            for var, (x, _) in _survival_terms(catalog.condition(str(cid)), part).items():
+                known = np.isfinite(x)
+                total = sums.setdefault((str(cid), var), [0.0, 0])
+                total[0] += float(np.sum(x[known]))
+                total[1] += int(known.sum())
+    number = np.concatenate(numbers) if numbers else np.zeros(0, dtype=np.int64)
+    if np.any(np.diff(number) <= 0):
+        raise ValueError(f"{source}: the cycle ids are not in ascending order")
+    mean = {key: (s / k if k else None) for key, (s, k) in sums.items()}
+    early, alive_until, seen = _recorded_days(out_dir, number)
+    n = len(number)
+    # draws for every cycle in file order, whatever its condition: the stream does not depend on the catalog.
+    # One call of exponential(n), random(n), random(n) in a row, drawn chunk by chunk from three copies of the
+    # stream, each first moved past the draws before its own (a chunk's draws are the same numbers)
+    draws = _FollowUpDraws(seed, n)
+    path = out_dir / FOLLOW_UP_FILE
+    done = 0
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        for chunk in _followed_chunks(source, followed, catalog):
+            k = len(chunk)
+            at = slice(done, done + k)
+            frame = _vital_status(catalog, chunk, followed, mean, draws.take(k), early[at], alive_until[at], seen[at])
+            _to_csv(frame, fh, done == 0)
+            done += k
+        if done == 0:
+            fh.write("cycle_id,outcome,value,date\n")
+    return path
+
+
+def _followed_chunks(source: Path, followed: dict[str, str], catalog: Catalog):
+    """The rows of care_cycles.csv of a followed condition, chunk by chunk (index from 0 within each chunk), with
+    the columns the vital status reads."""
+    wanted = {"cycle_id", "condition", "hospital", "index_date"} | {
+        v.name for cid in followed for v in catalog.condition(cid).casemix
+    }
+    for chunk in pd.read_csv(
+        source, dtype=str, keep_default_na=True, usecols=lambda name: name in wanted, chunksize=_READ_ROWS
+    ):
+        part = chunk[chunk["condition"].isin(list(followed))].reset_index(drop=True)
+        if len(part):
+            yield part
+
+
+def _cycle_numbers(ids) -> np.ndarray:
+    """The number in each demo cycle id ("C0000042" -> 42): the demo's ids are "C" and the cycle's number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(ids, type=pa.string()) if not isinstance(ids, pa.ChunkedArray | pa.Array) else ids
+    return pc.cast(pc.utf8_slice_codeunits(text, 1), pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def _survival_terms(c: Condition, part: pd.DataFrame) -> dict[str, tuple[np.ndarray, float]]:
+    """Per case-mix variable of `c` with a survival log hazard ratio: its value per row (NaN: unknown) and beta."""
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    for var in c.casemix:
+        if var.type == "category" and var.name == "stage":
+            x = part[var.name].map({code: k for k, code in enumerate(var.codes)}).to_numpy(float)
+            beta = SURVIVAL_LOG_HR["stage"]
+        elif var.type == "category" and var.name == "sex":
+            x, beta = (part[var.name] == "M").to_numpy(float), SURVIVAL_LOG_HR["sex_M"]
+        elif var.name in SURVIVAL_LOG_HR:
+            x, beta = pd.to_numeric(part[var.name], errors="coerce").to_numpy(float), SURVIVAL_LOG_HR[var.name]
+        else:
+            continue
+        out[var.name] = (x, beta)
+    return out
+
+
+class _FollowUpDraws:
+    """The vital status's random numbers, exponential(n) then random(n) twice from one stream, `take(k)` at a time."""
+
+    def __init__(self, seed: int, n: int):
+        def stream() -> np.random.Generator:
+            return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_FOLLOW_UP_STREAM,)))
+
+        self.time, self.lost, self.when = stream(), stream(), stream()
+        for rest in range(n, 0, -_READ_ROWS):  # skipped a bounded piece at a time
+            self.lost.exponential(size=min(rest, _READ_ROWS))
+            self.when.exponential(size=min(rest, _READ_ROWS))
+        for rest in range(n, 0, -_READ_ROWS):
+            self.when.random(min(rest, _READ_ROWS))
+
+    def take(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.time.exponential(size=k), self.lost.random(k), self.when.random(k)
+
+
+def _vital_status(catalog, cycles, followed, mean, draws, early, alive_until, seen) -> pd.DataFrame:
+    """The vital status rows of one chunk of followed cycles (the model as a whole registry at once: every
+    operation is per row but the case-mix means, which come from the whole file)."""
+    u_time, u_lost, u_when = draws
     n = len(cycles)
-    # draws for every cycle in file order, whatever its condition: the stream does not depend on the catalog
-    u_time, u_lost, u_when = rng.exponential(size=n), rng.random(n), rng.random(n)
-    start = np.array([_day(date.fromisoformat(d)) for d in cycles["index_date"]], dtype=np.int64)
+    start = (np.asarray(cycles["index_date"].to_numpy(str), dtype="datetime64[D]") - _EPOCH).astype(np.int64)
     lp = np.zeros(n)
     rate = np.full(n, DEFAULT_SURVIVAL_RATE)
     for cid, rows in cycles.groupby("condition").groups.items():
@@ -1907,17 +1999,9 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
         idx = np.asarray(rows)
         rate[idx] = SURVIVAL_RATE.get(c.id, DEFAULT_SURVIVAL_RATE)
         part = cycles.loc[idx]
-        for var in c.casemix:
-            if var.type == "category" and var.name == "stage":
-                x = part[var.name].map({code: k for k, code in enumerate(var.codes)}).to_numpy(float)
-                beta = SURVIVAL_LOG_HR["stage"]
-            elif var.type == "category" and var.name == "sex":
-                x, beta = (part[var.name] == "M").to_numpy(float), SURVIVAL_LOG_HR["sex_M"]
-            elif var.name in SURVIVAL_LOG_HR:
-                x, beta = pd.to_numeric(part[var.name], errors="coerce").to_numpy(float), SURVIVAL_LOG_HR[var.name]
-            else:
-                continue
-            centred = x - np.nanmean(x) if np.isfinite(x).any() else np.zeros(len(idx))
+        for var, (x, beta) in _survival_terms(c, part).items():
+            m = mean[(c.id, var)]
+            centred = x - m if m is not None else np.zeros(len(idx))
             lp[idx] += beta * np.nan_to_num(centred)  # a missing value: the average patient
         for p in PLANTED_SURVIVAL:
             if p.condition == c.id:
@@ -1937,7 +2021,7 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
     end = np.where(lost, np.minimum(lost_day, _AS_OF_DAY), _AS_OF_DAY)
     died = death <= end
     day = np.where(died, death, end)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "cycle_id": cycles["cycle_id"],
             "outcome": cycles["condition"].map(followed),
@@ -1945,49 +2029,76 @@ def write_follow_up(out_dir: Path, seed: int = DEFAULT_SEED, catalog: Catalog | 
             "date": _DATE_STRINGS[day - _day0()],
         }
     )
-    path = out_dir / FOLLOW_UP_FILE
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        _to_csv(frame, fh, True)
-    return path
 
 
 #: rows per chunk when the demo reads back its own files
-_READ_ROWS = 2_000_000
+_READ_ROWS = 200_000
 #: no recorded death
 _NO_DAY = np.iinfo(np.int64).max
+#: bytes of CSV per batch when the demo reads back its PROM answers and outcomes (pyarrow's streaming reader)
+_READ_BYTES = 4 << 20  # larger blocks only raised the peak (32 MB: +700 MB at 1M cycles), and were no faster
 
 
-def _recorded_days(out_dir: Path, cycles: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per cycle of `cycles` (days since 1970): the first death a mortality outcome records (_NO_DAY: none), the
-    last day a mortality outcome records the patient alive (0: none), and the last day of any clinical outcome or
-    PROM answer written for it (0: none; the patient was alive then, so a death drawn for the vital status file
-    comes later). Read chunk by chunk, keeping only these three numbers per cycle."""
-    early = np.full(len(cycles), _NO_DAY, dtype=np.int64)
-    alive = np.zeros(len(cycles), dtype=np.int64)
-    seen = np.zeros(len(cycles), dtype=np.int64)
+def _recorded_days(out_dir: Path, number: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per followed cycle (`number`: the cycles' numbers, ascending; days since 1970): the first death a mortality
+    outcome records (_NO_DAY: none), the last day a mortality outcome records the patient alive (0: none), and the
+    last day of any clinical outcome or PROM answer written for it (0: none; the patient was alive then, so a death
+    drawn for the vital status file comes later). Read batch by batch, keeping only these three numbers per cycle."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
 
-    def days(iso: pd.Series) -> np.ndarray:
-        return (pd.to_datetime(iso, format="%Y-%m-%d").to_numpy().astype("datetime64[D]") - _EPOCH).astype(np.int64)
+    early = np.full(len(number), _NO_DAY, dtype=np.int64)
+    alive = np.zeros(len(number), dtype=np.int64)
+    seen = np.zeros(len(number), dtype=np.int64)
 
-    for chunk in pd.read_csv(
-        out_dir / "clinical_outcomes.csv",
-        usecols=["cycle_id", "outcome", "value", "date"],
-        dtype={"cycle_id": str},
-        chunksize=_READ_ROWS,
-    ):
-        at = cycles.get_indexer(chunk["cycle_id"])
-        chunk, at = chunk[at >= 0], at[at >= 0]
-        day = days(chunk["date"])
+    def batches(path: Path, columns: list[str]):
+        return pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=_READ_BYTES, use_threads=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=True
+            ),
+        )
+
+    def where(ids) -> np.ndarray:
+        """Position of each id's cycle in `number`, -1 when it is not followed."""
+        num = _cycle_numbers(ids)
+        pos = np.searchsorted(number, num)
+        hit = pos < len(number)
+        hit[hit] = number[pos[hit]] == num[hit]
+        return np.where(hit, pos, -1)
+
+    def days(iso) -> np.ndarray:
+        """Days since 1970 of ISO dates; a missing date counts as NaT did (the smallest int64)."""
+        parsed = pc.cast(
+            pc.cast(pc.cast(pc.strptime(iso, format="%Y-%m-%d", unit="s"), pa.date32()), pa.int32()), pa.int64()
+        )
+        return pc.fill_null(parsed, np.iinfo(np.int64).min).to_numpy()
+
+    for batch in batches(out_dir / "clinical_outcomes.csv", ["cycle_id", "outcome", "value", "date"]):
+        at = where(batch.column("cycle_id"))
+        keep = at >= 0
+        if not keep.any():
+            continue
+        batch = batch.filter(pa.array(keep))
+        at = at[keep]
+        day = days(batch.column("date"))
         np.maximum.at(seen, at, day)
-        mortality = chunk["outcome"].str.startswith("mortality").to_numpy(bool)
-        value = pd.to_numeric(chunk["value"], errors="coerce").to_numpy(float)
-        died, lived = mortality & (value == 1), mortality & (value == 0)
+        mortality = pc.fill_null(pc.starts_with(batch.column("outcome"), "mortality"), False)
+        rows = np.flatnonzero(mortality.to_numpy(zero_copy_only=False))
+        if not len(rows):
+            continue
+        text = batch.column("value").take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        value = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(float)
+        died, lived = rows[value == 1], rows[value == 0]
         np.minimum.at(early, at[died], day[died])
         np.maximum.at(alive, at[lived], day[lived])
     proms = out_dir / "prom_responses.csv"
     if proms.exists():
-        for chunk in pd.read_csv(proms, usecols=["cycle_id", "completed_date"], dtype=str, chunksize=_READ_ROWS):
-            chunk = chunk.dropna(subset=["completed_date"])
-            at = cycles.get_indexer(chunk["cycle_id"])
-            np.maximum.at(seen, at[at >= 0], days(chunk["completed_date"])[at >= 0])
+        for batch in batches(proms, ["cycle_id", "completed_date"]):
+            batch = batch.filter(pc.is_valid(batch.column("completed_date")))
+            at = where(batch.column("cycle_id"))
+            keep = at >= 0
+            np.maximum.at(seen, at[keep], days(batch.column("completed_date"))[keep])
     return early, alive, seen

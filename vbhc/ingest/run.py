@@ -949,9 +949,11 @@ def _import_staged(
         )
         staging.drop(conn, packed)
     else:
+        deferred = staging.defer_postgres_indexes(conn, spec.target)  # a first load of the table: built after it
         inserted, updated, unchanged = staging.upsert(
             conn, spec, stage, batch_id, given, skip_row_triggers=batch.skip_row_triggers
         )
+        staging.rebuild_indexes(conn, deferred)  # an error before this rolls the batch back, the indexes with it
     src_report.rows_inserted, src_report.rows_updated, src_report.rows_unchanged = inserted, updated, unchanged
     staging.drop(conn, stage)
     if not (inserted or updated or hospitals_changed):
