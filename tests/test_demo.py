@@ -112,7 +112,7 @@ def test_the_vital_status_is_written_in_bounded_chunks_with_the_same_bytes(demo,
 
     monkeypatch.setattr(demo_module, "_to_csv", counted)
     monkeypatch.setattr(demo_module, "_READ_ROWS", 400)
-    monkeypatch.setattr(demo_module, "_READ_BYTES", 4096, raising=False)
+    monkeypatch.setattr(demo_module, "_READ_BYTES", 4096)
     path = demo_module.write_follow_up(tmp_path, DEFAULT_SEED)
     assert path.read_bytes() == whole
     assert len(written) > 1 and max(written) <= 400 and sum(written) == whole.count(b"\n") - 1

@@ -130,23 +130,24 @@ def version(*, fresh: bool = False) -> str:
     return versions[url]
 
 
-def _registry_table(url: str, data_version: str, name: str, condition: str = "") -> pd.DataFrame:
-    """A small registry table every page reads (vbhc.results.REGISTRY_TABLES), from the results store where `vbhc
-    import` or another server process stored it: over 1,000,000 care cycles the volumes alone are ~1.3 s of SQL
-    on a restarted server's first page."""
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def _stored_registry_table(url: str, data_version: str, name: str, condition: str = "") -> pd.DataFrame:
     return _store(url).registry_table(name, _store_version(url, data_version), condition)
 
 
-@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
-def _units(url: str, data_version: str) -> pd.DataFrame:
-    return _registry_table(url, data_version, "units")
+def _registry_table(url: str, data_version: str, name: str, condition: str = "") -> pd.DataFrame:
+    """A small registry table every page reads (vbhc.results.REGISTRY_TABLES), from the results store where `vbhc
+    import` or another server process stored it (over 1,000,000 care cycles the volumes alone are ~1.3 s of SQL
+    on a restarted server's first page), through Streamlit's data cache, once per script run: that cache hands
+    out a new unpickled copy on every call, and a team page's run asked for the units a dozen times. Callers
+    only read it (the run shares the one copy)."""
+    key = ("registry_table", url, data_version, name, condition)
+    return per_run(key, lambda: _stored_registry_table(url, data_version, name, condition))
 
 
 def units(url: str, data_version: str) -> pd.DataFrame:
-    """The units table (hospital, department, division, own hospital), once per script run: Streamlit's cache
-    hands out a new unpickled copy on every call, and a team page's run asked for it a dozen times. Callers only
-    read it (the run shares the one copy)."""
-    return per_run(("units", url, data_version), lambda: _units(url, data_version))
+    """The units table (hospital, department, division, own hospital)."""
+    return _registry_table(url, data_version, "units")
 
 
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
@@ -165,26 +166,14 @@ def unit_names(url: str, data_version: str, level: str, condition: str | None, l
     return per_run(key, lambda: _unit_names(url, data_version, level, condition, lang))
 
 
-@st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
-def _volumes(url: str, data_version: str) -> pd.DataFrame:
+def volumes(url: str, data_version: str) -> pd.DataFrame:
+    """The care cycles per condition."""
     return _registry_table(url, data_version, "condition_volumes")
 
 
-def volumes(url: str, data_version: str) -> pd.DataFrame:
-    """The care cycles per condition, once per script run (as units: callers only read it)."""
-    return per_run(("volumes", url, data_version), lambda: _volumes(url, data_version))
-
-
-@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
-def _condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
-    return _registry_table(url, data_version, "condition_units", condition)
-
-
 def condition_units(url: str, data_version: str, condition: str) -> pd.DataFrame:
-    """vbhc.registry.condition_units, once per script run (as units: callers only read it)."""
-    return per_run(
-        ("condition_units", url, data_version, condition), lambda: _condition_units(url, data_version, condition)
-    )
+    """vbhc.registry.condition_units."""
+    return _registry_table(url, data_version, "condition_units", condition)
 
 
 def condition_units_now(condition: str) -> pd.DataFrame:
@@ -193,19 +182,10 @@ def condition_units_now(condition: str) -> pd.DataFrame:
     return condition_units(database_url(), version(), condition)
 
 
-@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
-def _condition_unit_years(url: str, data_version: str, condition: str) -> pd.DataFrame:
-    return _registry_table(url, data_version, "condition_unit_years", condition)
-
-
 def condition_unit_years(url: str, data_version: str, condition: str) -> pd.DataFrame:
     """vbhc.registry.condition_unit_years: a condition's units per year, which the comparison group rules check
-    (vbhc.access.offered_groups: a group's atoms must hold enough units in every year the pages show); once per
-    script run (as units: callers only read it)."""
-    return per_run(
-        ("condition_unit_years", url, data_version, condition),
-        lambda: _condition_unit_years(url, data_version, condition),
-    )
+    (vbhc.access.offered_groups: a group's atoms must hold enough units in every year the pages show)."""
+    return _registry_table(url, data_version, "condition_unit_years", condition)
 
 
 @st.cache_data(ttl=3600, max_entries=8, show_spinner=False)
@@ -226,7 +206,6 @@ def batches_for(viewer: access.Viewer, conditions: Sequence[str]) -> pd.DataFram
     return access.provenance_for(viewer, conditions, batches(url, data_version), batch_reach(url, data_version))
 
 
-@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
 def completeness(url: str, data_version: str, condition: str) -> pd.DataFrame:
     """vbhc.registry.completeness once per dataset version, from the results store (vbhc import prepares it): it
     reads every care cycle of the condition (1.7 s of CPU at 1,000,000 cycles)."""
