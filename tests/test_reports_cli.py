@@ -74,10 +74,28 @@ def imported_demo(tmp_path_factory) -> ImportedDemo:
 
 
 @pytest.fixture(scope="module")
-def every_condition(tmp_path_factory) -> ImportedDemo:
-    """A demo registry of every condition of the catalog (1,500 cycles), imported as `imported_demo`: for the one
-    test of `vbhc report --all` that must cover every condition (only that test pays for it)."""
-    return _import_demo(tmp_path_factory.mktemp("cli_every_condition"), 1500)
+def every_condition(small_demo_registry, tmp_path_factory) -> ImportedDemo:
+    """A registry of every condition of the catalog for the one test of `vbhc report --all` that must cover every
+    condition: a copy of the suite's small demo registry (tests/conftest.py, 4,000 cycles, built once per run),
+    its stored views (every condition's whole period at both levels, as `vbhc import` stores them, and every year
+    at hospital level) the copy's `views`.
+
+    Why: a demo of every condition generated, imported and its views computed for this test alone (1,500 cycles)
+    cost ~14 s of CPU of a registry the run has already built."""
+    from tests.registry_copy import copy_registry
+    from vbhc.results import ResultStore
+    from vbhc.store import get_engine
+
+    engine, _ = small_demo_registry
+    folder = tmp_path_factory.mktemp("cli_every_condition")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("VBHC_RESULTS_DIR", raising=False)  # the store beside the database, as _import_demo's
+        copy = copy_registry(engine, folder / "demo.db")
+        views = ResultStore(copy).folder
+    url = copy.url.render_as_string(hide_password=False)
+    copy.dispose()
+    get_engine.cache_clear()
+    return ImportedDemo(url, views if views is not None and views.is_dir() else None)
 
 
 @pytest.fixture
