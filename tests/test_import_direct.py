@@ -1,6 +1,7 @@
-"""SQLite's direct path (a first import of a table writes its rows straight into the table, vbhc.ingest.run)
-against the staged path: the same stored rows, ids, batch rows, counts and audit details, the same problems for
-a refused file, and a refusal changes no row, also when the direct path had already written chunks of it."""
+"""The direct path (a first import of a table writes its rows straight into the table, vbhc.ingest.run; on SQLite
+and on PostgreSQL, there by COPY inside a savepoint) against the staged path: the same stored rows, ids, batch rows,
+counts and audit details, the same problems for a refused file, and a refusal changes no row, also when the direct
+path had already written chunks of it."""
 
 from __future__ import annotations
 

@@ -235,7 +235,7 @@ def upsert(
 
 class NeedsItemRows(Exception):
     """Packing in memory met what only the item rows can name (two dates in one questionnaire, a questionnaire
-    listed apart on SQLite's direct write): the caller sends the file through the staging path instead."""
+    listed apart on a first import's direct write): the caller sends the file through the staging path instead."""
 
 
 class Packer:

@@ -6,9 +6,10 @@ Why it works this way:
 - Files stream in chunks into a temporary staging table, so a file with millions of PROM item rows needs
   little memory; duplicate keys (within a file and across the files of the batch) and the final upsert are
   done by the database itself.
-- On SQLite, a first import of a table (the table empty, one file of it in the batch) skips the staging copy:
-  its chunks go straight into the table, whose unique and foreign keys check every row; a row they refuse
-  sends the file through the staging path after all, which names it. Same rows, ids and counts either way.
+- A first import of a table (the table empty, one file of it in the batch) skips the staging copy: its chunks
+  go straight into the table (PostgreSQL: COPY in a worker thread, inside a savepoint), whose unique and foreign
+  keys check every row; a row they refuse sends the file through the staging path after all, which names it.
+  Same rows, ids and counts either way.
 - Re-imports upsert on natural keys: identical rows are counted as unchanged, not added again. A file (or
   sheet) whose exact content was imported before is skipped unless forced, but only while nothing imported
   since then may have changed its rows.
@@ -430,7 +431,7 @@ def _run_batch(
         staging.drop(conn, seen)
 
 
-#: Tables a file may write straight into (SQLite, the table empty when the file begins): not units (a units
+#: Tables a file may write straight into (the table empty when the file begins): not units (a units
 #: file writes hospitals first), nor PROM or PREM responses (their rows are checked against each other across
 #: chunks in the staging table; PROM item rows are packed from it into questionnaires, vbhc.ingest.prom_store).
 DIRECT_TABLES = frozenset({"care_cycles", "clinical_outcomes", "costs"})
@@ -500,7 +501,7 @@ def _import_packed(
 ) -> None:
     """A PROM file alone of its table in the batch: each valid chunk packed in memory into questionnaires
     (vbhc.ingest.prom_store.Packer), then upserted answer by answer as the staged path does, with the same rows,
-    counts and problems. On SQLite's first import (prom_questionnaires empty, as _writes_directly) they go
+    counts and problems. On a first import (prom_questionnaires empty, as _writes_directly) they go
     straight into the table instead, with the ids and counts the upsert would give. A duplicate item (two valid
     rows' key hashes collide), a questionnaire with two dates, or on the direct write a questionnaire listed apart
     raises _NeedsStaging (after the direct write's rows are taken back): the staged path, which holds the item
