@@ -59,10 +59,10 @@ def test_a_copy_the_server_refuses_midway_is_one_line_and_nothing_is_stored(engi
     csv_bytes = staging._csv_bytes
     calls = []
 
-    def damaged_second_chunk(spec, frame, row_numbers):
+    def damaged_second_chunk(spec, frame, row_numbers, *batch_id):
         calls.append(spec.name)
-        data = csv_bytes(spec, frame, row_numbers)
-        return b"not a row number" + data if len(calls) == 2 else data
+        data = csv_bytes(spec, frame, row_numbers, *batch_id)
+        return b"\x00" + data if len(calls) == 2 else data  # no column takes a NUL byte
 
     monkeypatch.setattr(staging, "_csv_bytes", damaged_second_chunk)
     with pytest.raises(ImportRefused) as refused:

@@ -184,9 +184,9 @@ def test_one_bad_file_rolls_back_the_whole_batch(engine, registry):
 
 @pytest.mark.parametrize("writer", ["prom_store.upsert", "Packer.finish", "insert_directly"])
 def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypatch, writer):
-    """A failure after the PROM questionnaires are written (their upsert on PostgreSQL; on SQLite's first import
-    the packed questionnaires' direct write, whose last one Packer.finish writes), or on SQLite's direct path of a
-    first import (insert_directly of the costs, after the PROMs), rolls back the whole batch."""
+    """A failure after the PROM questionnaires are written (on a first import the packed questionnaires' direct
+    write, whose last one Packer.finish writes), or on the direct path of a first import (insert_directly of the
+    costs, after the PROMs; on PostgreSQL inside the file's savepoint), rolls back the whole batch."""
     import_files(registry[:2], engine)
     before = row_counts(engine)
     calls = []
@@ -219,9 +219,8 @@ def test_failure_while_writing_leaves_nothing_behind(engine, registry, monkeypat
             return result
 
         monkeypatch.setattr(ingest.stage, "insert_directly", explode)
-    # the direct paths are SQLite's (PostgreSQL stages every file); SQLite's first PROM import upserts nothing
-    sqlite = engine.dialect.name == "sqlite"
-    if not {"prom_store.upsert": not sqlite, "Packer.finish": True, "insert_directly": sqlite}[writer]:
+    # a first import takes the direct paths on both databases: its PROM questionnaires are written, not upserted
+    if not {"prom_store.upsert": False, "Packer.finish": True, "insert_directly": True}[writer]:
         import_files(registry[2:], engine)
         assert not calls
         return

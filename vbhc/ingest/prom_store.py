@@ -235,7 +235,7 @@ def upsert(
 
 class NeedsItemRows(Exception):
     """Packing in memory met what only the item rows can name (two dates in one questionnaire, a questionnaire
-    listed apart on SQLite's direct write): the caller sends the file through the staging path instead."""
+    listed apart on a first import's direct write): the caller sends the file through the staging path instead."""
 
 
 class Packer:
@@ -404,9 +404,27 @@ class Packer:
         columns up to the last one these questionnaires fill: the others stay NULL, as an empty field leaves them.
 
         Why: the demo's instruments fill 6-30 of the 64 answer columns; writing the empty rest as CSV fields was
-        half of the PROM file's conversion to COPY text, and the server parsed each of them again."""
+        half of the PROM file's conversion to COPY text, and the server parsed each of them again.
+
+        A direct write (`batch_id`, PostgreSQL's first import) copies them into prom_questionnaires instead, each
+        with its one completed date (NULL where no item row gave one) under the batch."""
         missing = np.datetime64("NaT", "ns")
         some = pieces.dated > 0
+        filled = np.flatnonzero(~np.isnan(pieces.answers).all(axis=0))
+        width = int(filled[-1]) + 1 if len(filled) else 0
+        answers = pd.DataFrame(pieces.answers[:, :width], columns=list(models.PROM_ANSWER_COLUMNS[:width]))
+        if self.batch_id is not None:
+            keys = pd.DataFrame(
+                {
+                    "cycle_id": pieces.cycle_id,
+                    "instrument": pieces.instrument,
+                    "timepoint": pieces.timepoint,
+                    COMPLETED_DATE: np.where(some, pieces.high.view("datetime64[ns]"), missing),
+                }
+            )
+            frame = pd.concat([keys, answers], axis=1)
+            staging.copy_directly(self.conn, self._direct_spec(width), frame, self.batch_id)
+            return
         frame = pd.DataFrame(
             {
                 "cycle_id": pieces.cycle_id,
@@ -418,9 +436,6 @@ class Packer:
                 "max_date": np.where(some, pieces.high.view("datetime64[ns]"), missing),
             }
         )
-        filled = np.flatnonzero(~np.isnan(pieces.answers).all(axis=0))
-        width = int(filled[-1]) + 1 if len(filled) else 0
-        answers = pd.DataFrame(pieces.answers[:, :width], columns=list(models.PROM_ANSWER_COLUMNS[:width]))
         frame = pd.concat([frame, answers], axis=1)
         stage, spec = self._narrowed(width)
         staging.load(self.conn, stage, spec, frame, pieces.row_no)
@@ -440,6 +455,15 @@ class Packer:
             )
             self._narrow[width] = (stage, TableSpec(PACKED_SPEC.name, packed, _KEYS, tuple(packed.c.keys()), (), {}))
         return self._narrow[width]
+
+    def _direct_spec(self, width: int) -> TableSpec:
+        """prom_questionnaires as staging.copy_directly sees it, with answer columns a01 .. a<width> only."""
+        if -width not in self._narrow:
+            dropped = set(models.PROM_ANSWER_COLUMNS[width:])
+            q = models.PromQuestionnaire
+            table = Table(q.name, MetaData(), *[Column(c.name, c.type) for c in q.columns if c.name not in dropped])
+            self._narrow[-width] = (table, TableSpec(q.name, table, _KEYS, tuple(table.c.keys()), (), {}))
+        return self._narrow[-width][1]
 
     def _statement(self, width: int) -> str:
         """The INSERT of a questionnaire with answer columns a01 .. a<width>, compiled once per width."""

@@ -6,9 +6,10 @@ Why it works this way:
 - Files stream in chunks into a temporary staging table, so a file with millions of PROM item rows needs
   little memory; duplicate keys (within a file and across the files of the batch) and the final upsert are
   done by the database itself.
-- On SQLite, a first import of a table (the table empty, one file of it in the batch) skips the staging copy:
-  its chunks go straight into the table, whose unique and foreign keys check every row; a row they refuse
-  sends the file through the staging path after all, which names it. Same rows, ids and counts either way.
+- A first import of a table (the table empty, one file of it in the batch) skips the staging copy: its chunks
+  go straight into the table (PostgreSQL: COPY in a worker thread, inside a savepoint), whose unique and foreign
+  keys check every row; a row they refuse sends the file through the staging path after all, which names it.
+  Same rows, ids and counts either way.
 - Re-imports upsert on natural keys: identical rows are counted as unchanged, not added again. A file (or
   sheet) whose exact content was imported before is skipped unless forced, but only while nothing imported
   since then may have changed its rows.
@@ -18,6 +19,7 @@ Why it works this way:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -429,7 +431,7 @@ def _run_batch(
         staging.drop(conn, seen)
 
 
-#: Tables a file may write straight into (SQLite, the table empty when the file begins): not units (a units
+#: Tables a file may write straight into (the table empty when the file begins): not units (a units
 #: file writes hospitals first), nor PROM or PREM responses (their rows are checked against each other across
 #: chunks in the staging table; PROM item rows are packed from it into questionnaires, vbhc.ingest.prom_store).
 DIRECT_TABLES = frozenset({"care_cycles", "clinical_outcomes", "costs"})
@@ -445,10 +447,11 @@ class _NeedsStaging(Exception):
 
 
 def _writes_directly(conn: Connection, source: Source, several: bool) -> bool:
-    """Whether this file may skip the staging table: on SQLite, for a file alone of its table in the batch,
-    whose table holds no row yet (a first import). Nothing is stored to upsert against then, so every valid
-    row is an insert; the table's unique key still refuses a duplicate within the file."""
-    if conn.dialect.name != "sqlite" or several or source.table not in DIRECT_TABLES:
+    """Whether this file may skip the staging table: for a file alone of its table in the batch, whose table
+    holds no row yet (a first import). Nothing is stored to upsert against then, so every valid row is an insert;
+    the table's unique key still refuses a duplicate within the file (or a key another session stores meanwhile,
+    as the staged path's plain INSERT does)."""
+    if conn.dialect.name not in ("sqlite", "postgresql") or several or source.table not in DIRECT_TABLES:
         return False
     target = source.spec.target
     return conn.execute(select(literal(1)).select_from(target).limit(1)).first() is None
@@ -498,14 +501,23 @@ def _import_packed(
 ) -> None:
     """A PROM file alone of its table in the batch: each valid chunk packed in memory into questionnaires
     (vbhc.ingest.prom_store.Packer), then upserted answer by answer as the staged path does, with the same rows,
-    counts and problems. On SQLite's first import (prom_questionnaires empty, as _writes_directly) they go
+    counts and problems. On a first import (prom_questionnaires empty, as _writes_directly) they go
     straight into the table instead, with the ids and counts the upsert would give. A duplicate item (two valid
     rows' key hashes collide), a questionnaire with two dates, or on the direct write a questionnaire listed apart
     raises _NeedsStaging (after the direct write's rows are taken back): the staged path, which holds the item
-    rows, names them."""
+    rows, names them.
+
+    PostgreSQL's first import goes straight into the table too: each chunk's questionnaires a COPY in the worker
+    thread (ids from the table's sequence, in the order of their first rows, as the upsert's ORDER BY gives them),
+    inside a savepoint that takes them back, as _import_directly does."""
     report = batch.report
     direct = _packs_directly(conn)
+    postgres = conn.dialect.name == "postgresql"
+    savepoint = conn.begin_nested() if direct and postgres else None
     batch_id = _new_batch_row(conn, source, batch, 0) if direct else None
+    triggers_off = savepoint is not None and batch.skip_row_triggers
+    if triggers_off:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_OFF)  # for this file's COPYs; back on after the last one
     packer = prom_store.Packer(conn, batch_id)
 
     def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
@@ -516,27 +528,43 @@ def _import_packed(
 
     def take_back() -> None:
         """The direct write's questionnaires and batch row out again (the staged path redoes the file)."""
-        if batch_id is not None:
+        if savepoint is not None:
+            _roll_back_file(conn, savepoint, batch, batch_id)
+        elif batch_id is not None:
             conn.execute(delete(models.PromQuestionnaire).where(models.PromQuestionnaire.c.batch_id == batch_id))
             _forget_batch_row(conn, batch, batch_id)
+
+    def release() -> None:
+        """The savepoint released: the file's rows stay in the batch's transaction (rolled back with it if refused)."""
+        if savepoint is not None and savepoint.is_active:
+            savepoint.commit()
 
     try:
         marks = DecimalMarks(source)
         refused = RefusedKeys(list(source.spec.target_key))
         try:
-            header, header_ok, _ = _read_validated(
-                source, batch, src_report, progress, chunk_rows, marks, write, refused
-            )
-            if header is not None and header_ok:
-                try:
-                    packer.finish()  # the questionnaire held back at the last chunk's end
-                except (IntegrityError, prom_store.NeedsItemRows) as exc:
-                    raise _NeedsStaging from exc
+            try:
+                header, header_ok, _ = _read_validated(
+                    source, batch, src_report, progress, chunk_rows, marks, write, refused
+                )
+                if header is not None and header_ok:
+                    try:
+                        packer.finish()  # the questionnaire held back at the last chunk's end
+                    except (IntegrityError, prom_store.NeedsItemRows) as exc:
+                        raise _NeedsStaging from exc
+                if savepoint is not None:
+                    staging.wait_for_copy(conn)  # the last chunk's COPY: its refusal is this file's
+            except IntegrityError as exc:
+                if savepoint is None:
+                    raise
+                raise _NeedsStaging from exc  # a COPY refused, raised by a statement the checks ran meanwhile
             if refused.valid_duplicate():
                 raise _NeedsStaging
         except _NeedsStaging:
             take_back()
             raise
+        if triggers_off:
+            conn.exec_driver_sql(staging._ROW_TRIGGERS_ON)
         if header is None or not header_ok:
             take_back()
             return
@@ -544,15 +572,20 @@ def _import_packed(
         if (verdict := marks.verdict()) is not None:
             report.add(verdict)
         if not report.ok:
+            release()
             return  # refused: the whole batch is rolled back, a direct write's rows with it
         packer.assign_positions(source, report)
         if not report.ok:
+            release()
             return
         if batch_id is not None:
-            if batch.skip_row_triggers and staging.any_unresolved_reference(conn, models.PromQuestionnaire):
+            if batch.skip_row_triggers and not _direct_references_resolved(
+                conn, models.PromQuestionnaire, batch, batch_id
+            ):
                 # validation refuses unknown care cycles, so only a database changed underneath gets here
                 take_back()
                 raise _NeedsStaging  # the staged path names the rows
+            release()
             counts = (packer.answers_written, 0, 0)
         else:
             packed = packer.packed()
@@ -581,9 +614,9 @@ def _import_packed(
 
 
 def _packs_directly(conn: Connection) -> bool:
-    """Whether a PROM file alone of its table goes straight into prom_questionnaires: on SQLite, while the table
-    holds no questionnaire (a first import; nothing to upsert against, as _writes_directly)."""
-    if conn.dialect.name != "sqlite":
+    """Whether a PROM file alone of its table goes straight into prom_questionnaires: while the table holds no
+    questionnaire (a first import; nothing to upsert against, as _writes_directly)."""
+    if conn.dialect.name not in ("sqlite", "postgresql"):
         return False
     return conn.execute(select(literal(1)).select_from(models.PromQuestionnaire).limit(1)).first() is None
 
@@ -824,10 +857,26 @@ def _import_directly(
     """A first import of a table (see _writes_directly): each valid chunk goes straight into the table, under
     a batch row written first. The same rows, values, order and counts as the staged path; a problem in the
     file refuses the batch as there (the transaction is rolled back); a row the table's keys refuse raises
-    _NeedsStaging after this file's rows and batch row are taken back."""
+    _NeedsStaging after this file's rows and batch row are taken back.
+
+    PostgreSQL: each chunk is a COPY into the table in the worker thread, while the next chunk is checked
+    (staging.insert_directly), instead of a COPY into the staging table and, after the file, an INSERT ... SELECT
+    the import waited for (at 100,000 care cycles most of the server's time). The file runs inside a savepoint: a
+    refused COPY (a duplicate key) aborts the statement, and rolling back to the savepoint takes back its rows,
+    its batch row and the dropped indexes before the staged path redoes the file. With the per-row foreign-key
+    triggers off (batch.skip_row_triggers) the references are checked once after the file, and the referenced rows
+    locked, as the staged path does (_direct_references_resolved)."""
     spec = source.spec
+    postgres = conn.dialect.name == "postgresql"
+    savepoint = conn.begin_nested() if postgres else None
     batch_id = _new_batch_row(conn, source, batch, 0)  # the transaction is open from here: the indexes' DDL in it
-    deferred = staging.defer_sqlite_indexes(conn, spec.target)
+    if postgres:
+        deferred = staging.defer_postgres_indexes(conn, spec.target)
+    else:
+        deferred = staging.defer_sqlite_indexes(conn, spec.target)
+    triggers_off = postgres and batch.skip_row_triggers
+    if triggers_off:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_OFF)  # for this file's COPYs; back on after the last one
     inserted = 0
 
     def write(valid: pd.DataFrame, rows: np.ndarray) -> None:
@@ -839,18 +888,33 @@ def _import_directly(
 
     def take_back() -> None:
         """This file's rows and its batch row out again (the staged path redoes the file, or nothing is kept)."""
+        if savepoint is not None:
+            _roll_back_file(conn, savepoint, batch, batch_id)
+            return
         staging.delete_batch_rows(conn, spec, batch_id)
         _forget_batch_row(conn, batch, batch_id)
 
     marks = DecimalMarks(source)
     refused = RefusedKeys(list(spec.target_key))
     try:
-        header, header_ok, _ = _read_validated(source, batch, src_report, progress, chunk_rows, marks, write, refused)
+        try:
+            header, header_ok, _ = _read_validated(
+                source, batch, src_report, progress, chunk_rows, marks, write, refused
+            )
+            staging.wait_for_copy(conn)  # the last chunk's COPY: its refusal is this file's
+        except IntegrityError as exc:
+            if not postgres:
+                raise
+            # a COPY refused: raised by the next chunk's write, or by a statement the checks ran meanwhile
+            raise _NeedsStaging from exc
     except _NeedsStaging:
         take_back()
-        staging.rebuild_indexes(conn, deferred)  # before the staged path writes the file again
+        if savepoint is None:
+            staging.rebuild_indexes(conn, deferred)  # before the staged path writes the file again
         raise
     # any other error rolls the batch back, the dropped indexes with it
+    if triggers_off:
+        conn.exec_driver_sql(staging._ROW_TRIGGERS_ON)
     staging.rebuild_indexes(conn, deferred)
     if header is None or not header_ok:
         take_back()
@@ -859,11 +923,15 @@ def _import_directly(
     if (verdict := marks.verdict()) is not None:
         batch.report.add(verdict)
     if not batch.report.ok:
+        if savepoint is not None:
+            savepoint.commit()  # released: the next files are still checked, in the batch's transaction
         return  # refused: the whole batch is rolled back, these rows with it
-    if batch.skip_row_triggers and staging.any_unresolved_reference(conn, spec.target):
+    if batch.skip_row_triggers and not _direct_references_resolved(conn, spec.target, batch, batch_id):
         # validation refuses unknown units and care cycles, so only a database changed underneath gets here
         take_back()
         raise _NeedsStaging  # the staged path names the rows
+    if savepoint is not None:
+        savepoint.commit()  # released: the file's rows stay in the batch's transaction
     if inserted == 0:
         _forget_batch_row(conn, batch, batch_id)  # as the staged path: no batch row for a file that wrote nothing
         return
@@ -873,6 +941,27 @@ def _import_directly(
         .where(models.ImportBatch.id == batch_id)
         .values(rows_read=src_report.rows_read, rows_inserted=inserted, rows_updated=0, rows_unchanged=0)
     )
+
+
+def _roll_back_file(conn: Connection, savepoint, batch: _Batch, batch_id: int | None) -> None:
+    """PostgreSQL's direct write of a file taken back: the chunk still being copied waited for (a refused one
+    aborted the savepoint already), then the rollback to the savepoint taken before the file, which takes back
+    its rows, its batch row, the indexes it dropped and the triggers' setting."""
+    with contextlib.suppress(IntegrityError):
+        staging.wait_for_copy(conn)
+    savepoint.rollback()
+    batch.batch_ids.discard(batch_id)
+
+
+def _direct_references_resolved(conn: Connection, target: Table, batch: _Batch, batch_id: int) -> bool:
+    """Whether every row the direct path wrote refers to a stored row, by the table's foreign keys (their per-row
+    triggers were off). SQLite: one look-up per distinct value (no other session writes meanwhile). PostgreSQL: the
+    staged path's set-based check over the file's rows (staging.unresolved_references), which also locks each
+    referenced row another batch stored against deletion until the commit, as the triggers would have."""
+    if conn.dialect.name != "postgresql":
+        return not staging.any_unresolved_reference(conn, target)
+    written = select(literal(0).label("row_no"), *target.c).where(target.c.batch_id == batch_id).subquery("written")
+    return not staging.unresolved_references(conn, written, target, 1, batch.batch_ids)
 
 
 def _import_staged(

@@ -165,12 +165,14 @@ class _CopyBehind:
         if found is not None:
             found.wait()
 
-    def submit(self, copy_sql: object, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
+    def submit(
+        self, copy_sql: object, spec: TableSpec, frame: pd.DataFrame, row_numbers, batch_id: int | None = None
+    ) -> None:
         self.wait()  # one chunk in flight: its rows and this one's, not the file's, in memory
         driver = self.conn.connection.driver_connection
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-copy")
-        self.pending = self.pool.submit(_copy_chunk, driver, copy_sql, spec, frame, row_numbers)
+        self.pending = self.pool.submit(_copy_chunk, driver, copy_sql, spec, frame, row_numbers, batch_id)
 
     def wait(self) -> None:
         """Wait for the chunk in flight; its error raised as SQLAlchemy's (a refused write is one line in the
@@ -208,6 +210,12 @@ class _CopyBehind:
             pool.shutdown(wait=True)
 
 
+def wait_for_copy(conn: Connection) -> None:
+    """Wait for `conn`'s chunk still being copied in, if any; a COPY the server refused raises here, as SQLAlchemy's
+    error (IntegrityError for a duplicate key)."""
+    _CopyBehind.wait_for(conn)
+
+
 def read_postgres(conn: Connection, query, types: dict[str, pa.DataType]) -> pa.Table:
     """PostgreSQL: `query`'s rows as one Arrow table of `types` (vbhc.store.copy_out: COPY ... TO STDOUT read
     by Arrow's CSV reader, no Python object per row), after the chunk still being copied in.
@@ -218,24 +226,44 @@ def read_postgres(conn: Connection, query, types: dict[str, pa.DataType]) -> pa.
     return copy_out(conn, query, types)
 
 
-def _copy_chunk(driver, copy_sql, spec: TableSpec, frame: pd.DataFrame, row_numbers) -> None:
-    data = _csv_bytes(spec, frame, row_numbers)
+def _copy_chunk(driver, copy_sql, spec: TableSpec, frame: pd.DataFrame, row_numbers, batch_id: int | None) -> None:
+    data = _csv_bytes(spec, frame, row_numbers, batch_id)
     with driver.cursor() as cur, cur.copy(copy_sql) as copy:
         copy.write(data)
 
 
 def insert_directly(conn: Connection, spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> int:
-    """Write a validated chunk straight into its stored table (SQLite), for a file whose table held no row
-    when the file began: there is nothing to upsert against, so staging every row only to copy it again is
-    half the work. The table's own unique and foreign keys still check every row; a row they refuse raises
-    SQLAlchemy's IntegrityError, and the caller then takes the staged path (which names the rows)."""
+    """Write a validated chunk straight into its stored table, for a file whose table held no row when the file
+    began: there is nothing to upsert against, so staging every row only to copy it again is half the work. The
+    table's own unique and foreign keys still check every row; a row they refuse raises SQLAlchemy's
+    IntegrityError, and the caller then takes the staged path (which names the rows).
+
+    PostgreSQL: a COPY into the table, run in the worker thread while the next chunk is read and checked
+    (_CopyBehind, as staging's load): its IntegrityError comes with the next chunk's write or the caller's
+    wait_for, and the caller rolls back to a savepoint taken before the file. SQLite: executemany."""
     if frame.empty:
         return 0
+    if conn.dialect.name == "postgresql":
+        copy_directly(conn, spec, frame, batch_id)
+        return len(frame)
     names = [*spec.target_columns, "batch_id"]
     compiled = spec.target.insert().compile(dialect=conn.dialect, column_keys=names)
     assert compiled.positiontup == names, "the compiled INSERT must take the columns in this order"
     executemany(conn, str(compiled), records(spec, frame, None, batch_id))
     return len(frame)
+
+
+def copy_directly(conn: Connection, spec: TableSpec, frame: pd.DataFrame, batch_id: int) -> None:
+    """PostgreSQL: a COPY of `frame`'s rows (spec.target_columns) into the stored table spec.target under
+    `batch_id`, in the worker thread while the next chunk is read (_CopyBehind). Ids come from the table's
+    sequence, in the order of the rows."""
+    from psycopg import sql
+
+    names = [*spec.target_columns, "batch_id"]
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(spec.target.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    )
+    _CopyBehind.of(conn).submit(copy_sql, spec, frame, None, batch_id)
 
 
 #: SQLite's catalog of the schema (its own table, not one of vbhc.models)
@@ -334,10 +362,11 @@ def delete_batch_rows(conn: Connection, spec: TableSpec, batch_id: int) -> None:
     conn.execute(delete(spec.target).where(spec.target.c.batch_id == batch_id))
 
 
-def _csv_bytes(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> bytes:
+def _csv_bytes(spec: TableSpec, frame: pd.DataFrame, row_numbers, batch_id: int | None = None) -> bytes:
     """The chunk as CSV for PostgreSQL's COPY: every text value quoted (so an empty text stays empty text) and
-    a missing value an unquoted empty field (NULL); numbers in their shortest exact form, dates as ISO."""
-    arrays = [pa.array(np.asarray(row_numbers, dtype=np.int64))]
+    a missing value an unquoted empty field (NULL); numbers in their shortest exact form, dates as ISO. The row
+    numbers first (a staging table's row_no; none for a stored table), `batch_id` last on every row if given."""
+    arrays = [] if row_numbers is None else [pa.array(np.asarray(row_numbers, dtype=np.int64))]
     for c in spec.target_columns:
         s = frame[c]
         kind = column_kind(spec, c)
@@ -349,7 +378,11 @@ def _csv_bytes(spec: TableSpec, frame: pd.DataFrame, row_numbers) -> bytes:
             arrays.append(pa.array(s.astype("float64"), type=pa.float64(), from_pandas=True))
         else:
             arrays.append(pa.array(s, type=pa.string(), from_pandas=True))
-    table = pa.Table.from_arrays(arrays, names=["row_no", *spec.target_columns])
+    names = ([] if row_numbers is None else ["row_no"]) + list(spec.target_columns)
+    if batch_id is not None:
+        arrays.append(pa.array(np.full(len(frame), batch_id, dtype=np.int64)))
+        names.append("batch_id")
+    table = pa.Table.from_arrays(arrays, names=names)
     out = pa.BufferOutputStream()
     pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
     return out.getvalue().to_pybytes()
