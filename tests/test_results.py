@@ -540,6 +540,29 @@ def test_default_views_put_the_first_pages_first(registry, monkeypatch):
     assert len(results.default_views(registry, years=False)) == 4 * len(conditions)
 
 
+@sqlite_only
+def test_the_years_are_prepared_year_by_year_newest_first_each_with_its_prem_tables(registry, monkeypatch):
+    """A server's years (precompute_years, a registry too large for default_views' years): the newest year's views of
+    every condition and then its PREM tables, before any view of an older year, so a period change to a recent year
+    reads what its team page shows. Before, the years went condition by condition and every year's PREM tables came
+    after the last view: at 1,000,000 care cycles a period change soon after a start computed both in the page."""
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
+    done: list[tuple[str, str]] = []  # (what, period) in the order prepared; nothing is computed here
+    monkeypatch.setattr(ResultStore, "result", lambda self, key, *a, **k: done.append(("view", key.period)))
+    monkeypatch.setattr(results, "_store_prem", lambda store, engine, key, version: done.append(("prem", key.period)))
+    progress: list[tuple[int, int]] = []
+    results.precompute_years(registry, progress=lambda _stage, n, total: progress.append((n, total)))
+    years = results.year_views(registry)
+    newest_first = list(dict.fromkeys(v.period for v in years))
+    assert len(newest_first) > 1 and newest_first == sorted(newest_first, reverse=True)
+    expected = []
+    for period in newest_first:
+        expected += [("view", period)] * sum(v.period == period for v in years)
+        expected += [("prem", period)] * sum(k.period == period for k in results.prem_keys(years))
+    assert done == expected
+    assert progress == [(n, len(years)) for n in range(1, len(years) + 1)]  # one count over every year's views
+
+
 @pytest.mark.usefixtures("hospital_view_stored")
 @sqlite_only
 def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(registry):
