@@ -1160,12 +1160,13 @@ def precompute_years(engine: Engine, *, progress: Callable[[str, int, int], None
     dataset version meanwhile (what it would store is then stale). What a server prepares after everything else,
     in a child process (precompute_years_apart).
 
-    Year by year, newest first (the period filter's first choice): each year's views of every condition, then its
-    PREM tables, so a period change to a recent year finds all that its team page reads prepared early. Before,
-    the years went condition by condition and every PREM table came after the last view: at 1,000,000 care cycles
-    a period change soon after a start computed the year's view and, in the page's own run, its PREM tables
-    (reading every answer of the year from the registry), 40 s at a load of 14. Each year reads the conditions'
-    whole data from the store again (~0.3 CPU s a condition at 1M)."""
+    Year by year, newest first (the period filter's first choice): each year's PREM tables (one per questionnaire
+    and level, whatever the condition), then its views of every condition, so a period change to a recent year
+    finds what its team page reads prepared early. Before, the years went condition by condition and every PREM
+    table came after the last view: at 1,000,000 care cycles a period change soon after a start computed the
+    year's view (~1 CPU s, in a worker thread) and, in the page's own run, the year's PREM tables (~9 CPU s a
+    level: every answer of the year read from the registry), 24-40 s at a load of 8-14. Each year reads the
+    conditions' whole data from the store again (~0.3 CPU s a condition at 1M)."""
     planned = set(default_views(engine))
     years = [v for v in year_views(engine) if v not in planned]
     store = ResultStore(engine)
@@ -1187,14 +1188,14 @@ def precompute_years(engine: Engine, *, progress: Callable[[str, int, int], None
     try:
         for period in periods:
             views = [v for v in years if v.period == period]
-            made, _ = precompute(engine, views, progress=counted, prune=False, pause=still_current)
-            computed += made
-            done += len(views)
             for pkey in prem_keys(views):
                 if not pkey.period:  # every date: among the default views' (the warm-up read them before)
                     continue
                 still_current()
                 _store_prem(store, engine, pkey, version)
+            made, _ = precompute(engine, views, progress=counted, prune=False, pause=still_current)
+            computed += made
+            done += len(views)
     except _Superseded:
         return 0
     return computed
