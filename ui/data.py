@@ -527,11 +527,30 @@ def prem_result(url: str, data_version: str, questionnaire: str, level: str, per
     and fit the answers again (seconds on the default demo)."""
     from vbhc import prems
 
-    return _store(url).prem(
+    found = _store(url).prem(
         results.PremKey(questionnaire, level, period),
         _store_version(url, data_version),
         lambda: prems.prem_indicator_table(questionnaire, level, period or None, engine=engine(url)),
     )
+    _prems_ready.add((url, data_version, questionnaire, level, period))
+    return found
+
+
+#: PREM tables this process has in memory (or has had: they are then on disk), so a page knows it will not wait.
+_prems_ready: set[tuple] = set()
+
+
+def prems_ready(questionnaires: Sequence[str], level: str, period: str) -> bool:
+    """Whether every one of these PREM tables is in memory or in the results store: else a page asking for them
+    computes them in its own run (a year the background has not prepared yet reads every answer of the year from
+    the registry: tens of seconds at 1,000,000 care cycles) and says what it waits for (ui.prems.show)."""
+    url, data_version = database_url(), version()
+    missing = [q for q in questionnaires if (url, data_version, q, level, period) not in _prems_ready]
+    if not missing:
+        return True
+    store = _store(url)
+    stored = _store_version(url, data_version) if store.enabled else None
+    return stored is not None and all(store.has_prem(results.PremKey(q, level, period), stored) for q in missing)
 
 
 #: Whether the signals of a view not prepared yet are computed for every unit in the background, and a comparison
