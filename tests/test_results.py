@@ -540,6 +540,30 @@ def test_default_views_put_the_first_pages_first(registry, monkeypatch):
     assert len(results.default_views(registry, years=False)) == 4 * len(conditions)
 
 
+@sqlite_only
+def test_the_years_are_prepared_year_by_year_newest_first_each_with_its_prem_tables(registry, monkeypatch):
+    """A server's years (precompute_years, a registry too large for default_views' years): the newest year's PREM
+    tables and then its views of every condition, before anything of an older year, so a period change to a recent
+    year reads what its team page shows. Before, the years went condition by condition and every year's PREM tables
+    came after the last view: at 1,000,000 care cycles a period change soon after a start computed both in the page
+    (the PREM tables, ~9 CPU s a level, in the page's own run)."""
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
+    done: list[tuple[str, str]] = []  # (what, period) in the order prepared; nothing is computed here
+    monkeypatch.setattr(ResultStore, "result", lambda self, key, *a, **k: done.append(("view", key.period)))
+    monkeypatch.setattr(results, "_store_prem", lambda store, engine, key, *a: done.append(("prem", key.period)))
+    progress: list[tuple[int, int]] = []
+    results.precompute_years(registry, progress=lambda _stage, n, total: progress.append((n, total)))
+    years = results.year_views(registry)
+    newest_first = list(dict.fromkeys(v.period for v in years))
+    assert len(newest_first) > 1 and newest_first == sorted(newest_first, reverse=True)
+    expected = []
+    for period in newest_first:
+        expected += [("prem", period)] * sum(k.period == period for k in results.prem_keys(years))
+        expected += [("view", period)] * sum(v.period == period for v in years)
+    assert done == expected
+    assert progress == [(n, len(years)) for n in range(1, len(years) + 1)]  # one count over every year's views
+
+
 @pytest.mark.usefixtures("hospital_view_stored")
 @sqlite_only
 def test_the_table_as_it_was_at_the_meeting_is_a_stored_view_equal_to_the_refit(registry):
@@ -635,6 +659,101 @@ def test_a_stored_prem_table_equals_a_freshly_computed_one_and_is_read_not_compu
             pdt.assert_series_equal(got.models[name].expected, model.expected)
     assert ResultStore(registry).has_prem(PremKey(questionnaire, level), version)
     assert not ResultStore(registry).has_prem(PremKey(questionnaire, level, "2023"), version)
+
+
+@sqlite_only
+def test_a_periods_prem_tables_at_both_levels_read_its_answers_once_and_equal_fresh_ones(
+    registry, tmp_path, monkeypatch
+):
+    """The dashboard's PREM tables of a period not prepared (ui.data.prem_result): the hospital's and then the
+    department's read the questionnaire's answers once (two thirds of a table's CPU for a year at 1,000,000 care
+    cycles, computed in the page's run), and each equals the table computed on its own."""
+    from collections import OrderedDict
+
+    from ui import data
+    from vbhc import registry as registry_module
+    from vbhc.demo_prems import write_prem_responses
+    from vbhc.prems import prem_indicator_table
+    from vbhc.registry import units
+
+    (tmp_path / "prem").mkdir()
+    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(12)
+    answers, _rows, _truth = write_prem_responses(
+        tmp_path / "prem",
+        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
+        respondents=3_000,
+        seed=3,
+        first=dt.date(2023, 7, 1),
+        last=dt.date(2024, 12, 31),
+    )
+    import_files([answers], registry, imported_by="test")
+    url = registry.url.render_as_string(hide_password=False)
+    data_version = data.registry.dataset_version(registry)
+    monkeypatch.setattr(data, "_prem_answers", OrderedDict(), raising=False)
+    reads: list[str] = []
+    real = registry_module.prem_answers
+    monkeypatch.setattr(registry_module, "prem_answers", lambda q, **k: reads.append(q) or real(q, **k))
+    got = {
+        level: data.prem_result(url, data_version, "prem_clinical", level, "2024")
+        for level in ("hospital", "department")
+    }
+    assert reads == ["prem_clinical"]
+    for level, result in got.items():
+        fresh = prem_indicator_table("prem_clinical", level, "2024", engine=registry)
+        assert len(fresh.table) > 0 and fresh.models  # a test of an empty table could not fail
+        pdt.assert_frame_equal(result.table, fresh.table)
+        pdt.assert_frame_equal(result.cycle_values, fresh.cycle_values)
+        assert result.models.keys() == fresh.models.keys()
+        for name, model in fresh.models.items():
+            pdt.assert_series_equal(result.models[name].expected, model.expected)
+            assert _plain(result.models[name].diagnostics) == _plain(model.diagnostics)
+
+
+@sqlite_only
+def test_the_years_prem_tables_of_both_levels_read_each_questionnaires_answers_once(registry, tmp_path, monkeypatch):
+    """A server's years (precompute_years): a year's PREM tables of both levels read each questionnaire's answers of
+    the year once (two thirds of a table's CPU at 1,000,000 care cycles), and each stored table equals the table
+    computed on its own."""
+    from vbhc import registry as registry_module
+    from vbhc.demo_prems import write_prem_responses
+    from vbhc.prems import prem_indicator_table
+    from vbhc.registry import units
+    from vbhc.results import PremKey
+
+    (tmp_path / "prem").mkdir()
+    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(12)
+    answers, _rows, _truth = write_prem_responses(
+        tmp_path / "prem",
+        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
+        respondents=3_000,
+        seed=3,
+        first=dt.date(2023, 7, 1),
+        last=dt.date(2024, 12, 31),
+    )
+    import_files([answers], registry, imported_by="test")
+    monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
+    monkeypatch.setattr(results, "precompute", lambda *a, **k: (0, 0))  # the views: not what this test is about
+    reads: list[tuple[str, str]] = []
+    real = registry_module.prem_answers
+    monkeypatch.setattr(
+        registry_module, "prem_answers", lambda q, **k: reads.append((q, k["period"].label)) or real(q, **k)
+    )
+    results.precompute_years(registry)
+    keys = [k for k in results.prem_keys(results.year_views(registry)) if k.period]
+    assert len(keys) == 2 * len({(k.questionnaire, k.period) for k in keys}) > 2  # both levels of each
+    assert sorted(reads) == sorted({(k.questionnaire, k.period) for k in keys})  # each read once
+    store = ResultStore(registry)
+    version = store.version()
+    assert all(store.has_prem(k, version) for k in keys)
+    for level in ("hospital", "department"):
+        fresh = prem_indicator_table("prem_clinical", level, "2024", engine=registry)
+        stored = store.prem(PremKey("prem_clinical", level, "2024"), version, lambda: pytest.fail("stored"))
+        assert len(fresh.table) > 0  # a test of an empty table could not fail
+        pdt.assert_frame_equal(stored.table, fresh.table)
+        pdt.assert_frame_equal(stored.cycle_values, fresh.cycle_values)
+        for name, model in fresh.models.items():
+            pdt.assert_series_equal(stored.models[name].expected, model.expected)
+            assert _plain(stored.models[name].diagnostics) == _plain(model.diagnostics)
 
 
 def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(registry, tmp_path):

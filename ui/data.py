@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -35,6 +36,9 @@ from vbhc.indicators import IndicatorResult
 from vbhc.meeting import as_of_label, default_meeting_date
 from vbhc.settings import comparison_groups_file, database_url, report_charts_at_import, suppress_below
 from vbhc.store import get_engine, upgrade_schema
+
+if TYPE_CHECKING:
+    from vbhc.prems import PremData
 
 log = logging.getLogger(__name__)
 
@@ -527,11 +531,57 @@ def prem_result(url: str, data_version: str, questionnaire: str, level: str, per
     and fit the answers again (seconds on the default demo)."""
     from vbhc import prems
 
-    return _store(url).prem(
+    found = _store(url).prem(
         results.PremKey(questionnaire, level, period),
         _store_version(url, data_version),
-        lambda: prems.prem_indicator_table(questionnaire, level, period or None, engine=engine(url)),
+        lambda: prems.compute_prem_indicators(_prem_data(url, data_version, questionnaire, period), level),
     )
+    _prems_ready.add((url, data_version, questionnaire, level, period))
+    return found
+
+
+#: The answers of the questionnaires last computed (prems.PremData), by database, version, questionnaire and period:
+#: both unit levels' tables of a period read them once (the hospital's, then the department's on a level change).
+_prem_answers: OrderedDict[tuple, PremData] = OrderedDict()
+_prem_answers_lock = threading.Lock()
+_PREM_ANSWERS_SIZE = 2
+
+
+def _prem_data(url: str, data_version: str, questionnaire: str, period: str) -> PremData:
+    """One questionnaire's answers of a period for its tables at both levels (which share the rows and their case-mix
+    fits, as a condition's views do): reading them was two thirds of a table's ~4.5 CPU s for a year at 1,000,000
+    care cycles, and a period's tables not prepared yet are computed in the page's run."""
+    from vbhc import prems
+
+    key = (url, data_version, questionnaire, period)
+    with _prem_answers_lock:
+        found = _prem_answers.get(key)
+        if found is not None:
+            _prem_answers.move_to_end(key)
+            return found
+    found = prems.load_prem_data(questionnaire, period or None, engine=engine(url))
+    with _prem_answers_lock:
+        _prem_answers[key] = found
+        while len(_prem_answers) > _PREM_ANSWERS_SIZE:
+            _prem_answers.popitem(last=False)
+    return found
+
+
+#: PREM tables this process has in memory (or has had: they are then on disk), so a page knows it will not wait.
+_prems_ready: set[tuple] = set()
+
+
+def prems_ready(questionnaires: Sequence[str], level: str, period: str) -> bool:
+    """Whether every one of these PREM tables is in memory or in the results store: else a page asking for them
+    computes them in its own run (a year the background has not prepared yet reads every answer of the year from
+    the registry: tens of seconds at 1,000,000 care cycles) and says what it waits for (ui.prems.show)."""
+    url, data_version = database_url(), version()
+    missing = [q for q in questionnaires if (url, data_version, q, level, period) not in _prems_ready]
+    if not missing:
+        return True
+    store = _store(url)
+    stored = _store_version(url, data_version) if store.enabled else None
+    return stored is not None and all(store.has_prem(results.PremKey(q, level, period), stored) for q in missing)
 
 
 #: Whether the signals of a view not prepared yet are computed for every unit in the background, and a comparison

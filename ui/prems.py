@@ -81,9 +81,23 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     key = (database_url(), data.version(), viewer.cache_key, suppress_below(), level, tuple(units), period, lang)
     chosen = filters.current()  # display() names the units as the filters do
     key += (key_only, chosen.condition if chosen else None)
-    kept, built = _kept.get_or_build(  # a refusal is not kept: computed (and audited) again on the next visit
-        key, lambda: _sections(viewer, level, units, period, lang, key_only), keep=lambda sections: not sections.denied
-    )
+    # tables neither in memory nor stored (a year the background has not prepared yet) are computed in this run:
+    # the page says what it waits for meanwhile
+    waiting = None if data.prems_ready([q.id for q in questionnaires], level, period) else st.empty()
+    if waiting is not None:
+        what = t(
+            "wait.preparing_prems", lang, level=t(f"level.{level}", lang), period=period or t("wait.all_dates", lang)
+        )
+        waiting.info(what)
+    try:
+        kept, built = _kept.get_or_build(  # a refusal is not kept: computed (and audited) again on the next visit
+            key,
+            lambda: _sections(viewer, level, units, period, lang, key_only),
+            keep=lambda sections: not sections.denied,
+        )
+    finally:
+        if waiting is not None:
+            waiting.empty()
     if not built:
         for rows, result in kept.seen:  # every visit is audited, as prem_rows does
             prems.record_prem_view(viewer, rows, result, engine=engine)

@@ -1,0 +1,52 @@
+"""A page that must wait says what it is waiting for (issue 13, item 3): the patient-experience tables of a period
+the server has not prepared yet are computed in the page's own run (at 1,000,000 care cycles a year's read every
+answer of the year from the registry: tens of seconds), and the page says so meanwhile. Counted, not timed."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.testing.v1 import AppTest
+
+from tests.apptest import run_on_page
+from vbhc import results
+from vbhc.i18n import t
+from vbhc.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.usefixtures("local_mode")  # tests/conftest.py
+
+
+def test_the_team_page_says_it_prepares_a_periods_patient_experience_not_yet_prepared(small_demo_db, monkeypatch):
+    """A year whose PREM tables are neither in memory nor stored: the run shows what it prepares while it computes
+    them, and clears it; a later run, which reads them, shows nothing of it."""
+    from ui import data
+
+    engine, _ = small_demo_db
+    year = str(data.registry.condition_volumes(engine=engine)["last_index_date"].max().year)
+    monkeypatch.setattr(data, "_prems_ready", set(), raising=False)  # nothing in this process's memory
+    stored = results.ResultStore.has_prem
+    monkeypatch.setattr(
+        results.ResultStore, "has_prem", lambda self, key, v: key.period != year and stored(self, key, v)
+    )
+    shown: list[str] = []
+    info = DeltaGenerator.info
+    monkeypatch.setattr(
+        DeltaGenerator, "info", lambda self, body, *a, **k: shown.append(body) or info(self, body, *a, **k)
+    )
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "en"
+    at.session_state["condition"] = "colorectal_cancer"
+    at.session_state["unit_hospital"] = "H01"
+    at.session_state["period"] = year
+    run_on_page(at, "views/condition_team.py")
+    assert not at.exception, [e.value for e in at.exception]
+    waiting = t("wait.preparing_prems", "en", level=t("level.hospital", "en"), period=year)
+    assert shown.count(waiting) == 1
+    assert t("prem.title", "en") in [h.value for h in at.subheader]  # the tables it waited for are drawn
+    assert waiting not in [i.value for i in at.info]  # and the message is gone
+
+    shown.clear()
+    at.run()  # the tables are in memory now: nothing to wait for
+    assert not at.exception, [e.value for e in at.exception]
+    assert waiting not in shown
