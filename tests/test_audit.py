@@ -119,7 +119,7 @@ def test_refused_and_failed_imports_are_audited_as_refused_without_values(engine
 
         return explode
 
-    for writer in ("upsert", "insert_directly"):  # the staged path, and SQLite's direct path of a first import
+    for writer in ("upsert", "insert_directly"):  # the staged path, and the direct path of a first import
         explode = exploding(getattr(ingest.stage, writer))
         monkeypatch.setattr(ingest.stage, writer, explode)
     with pytest.raises(RuntimeError):

@@ -264,7 +264,7 @@ def upserts(monkeypatch) -> list[str]:
 def test_a_first_prom_import_writes_questionnaires_directly_as_the_staged_path_stores_them(
     demo, engine_pair, monkeypatch, tmp_path, upserts, mutate
 ):
-    """SQLite's first PROM import writes each packed questionnaire straight into prom_questionnaires (no upsert),
+    """A first PROM import writes each packed questionnaire straight into prom_questionnaires (no upsert),
     a questionnaire over a chunk's end joined; one listed apart, or with two dates, is redone through the staged
     path: the same rows, ids, counts and problems as the staged path either way."""
     direct, staged = engine_pair

@@ -828,7 +828,7 @@ def postgres_cycles(base_files, postgres_server, _postgres_schema) -> Iterator[r
 @pytest.fixture(params=["direct", "staged"])
 def cycles_only(engine, request, monkeypatch):
     """The small registry's units and care cycles, nothing hanging on them: a child file's first import takes
-    SQLite's direct path, or (forced) the staged path that re-imports and PostgreSQL take. The test's `engine`
+    the direct path, or (forced) the staged path that re-imports take. The test's `engine`
     is made a copy of the module's registry with them imported (importing them for each of ~40 tests was a
     tenth of this module's time)."""
     if request.param == "staged":
