@@ -620,26 +620,44 @@ def test_the_signals_of_every_unit_are_stored_once_and_equal_each_units_own(regi
     assert _computed_since(counted)["signals"] == 0
 
 
-def test_a_stored_prem_table_equals_a_freshly_computed_one_and_is_read_not_computed(registry, tmp_path):
-    """The patient-experience tables beside the outcomes are kept in the store like the views: equal to computing
-    them (every column, the models' expected values), and a second store object reads them."""
+def _import_prem_answers(
+    registry, tmp_path: Path, first: dt.date, *, departments: int = 12, respondents: int = 3_000, seed: int = 3
+) -> None:
+    """PREM answers from `first` to the end of 2024 for the first `departments` of the registry's own departments
+    (the small demo has too few respondents per department), imported."""
     from vbhc.demo_prems import write_prem_responses
-    from vbhc.prems import prem_indicator_table
     from vbhc.registry import units
-    from vbhc.results import PremKey
 
-    # answers for the registry's own departments (the small demo has too few respondents per department)
     (tmp_path / "prem").mkdir()
-    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(12)
+    chosen = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(departments)
     answers, _rows, _truth = write_prem_responses(
         tmp_path / "prem",
-        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
-        respondents=3_000,
-        seed=3,
-        first=dt.date(2024, 1, 1),
+        [(h, d, 1.0) for h, d in chosen.itertuples(index=False)],
+        respondents=respondents,
+        seed=seed,
+        first=first,
         last=dt.date(2024, 12, 31),
     )
     import_files([answers], registry, imported_by="test")
+
+
+def _assert_same_prem_result(got, fresh) -> None:
+    """A PREM result equal to one computed on its own: its table, per-answer values, models and their diagnostics."""
+    pdt.assert_frame_equal(got.table, fresh.table)
+    pdt.assert_frame_equal(got.cycle_values, fresh.cycle_values)
+    assert got.models.keys() == fresh.models.keys()
+    for name, model in fresh.models.items():
+        pdt.assert_series_equal(got.models[name].expected, model.expected)
+        assert _plain(got.models[name].diagnostics) == _plain(model.diagnostics)
+
+
+def test_a_stored_prem_table_equals_a_freshly_computed_one_and_is_read_not_computed(registry, tmp_path):
+    """The patient-experience tables beside the outcomes are kept in the store like the views: equal to computing
+    them (every column, the models' expected values), and a second store object reads them."""
+    from vbhc.prems import prem_indicator_table
+    from vbhc.results import PremKey
+
+    _import_prem_answers(registry, tmp_path, dt.date(2024, 1, 1))
     store = ResultStore(registry)
     version = store.version()
     questionnaire, level = "prem_clinical", "department"
@@ -672,21 +690,9 @@ def test_a_periods_prem_tables_at_both_levels_read_its_answers_once_and_equal_fr
 
     from ui import data
     from vbhc import registry as registry_module
-    from vbhc.demo_prems import write_prem_responses
     from vbhc.prems import prem_indicator_table
-    from vbhc.registry import units
 
-    (tmp_path / "prem").mkdir()
-    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(12)
-    answers, _rows, _truth = write_prem_responses(
-        tmp_path / "prem",
-        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
-        respondents=3_000,
-        seed=3,
-        first=dt.date(2023, 7, 1),
-        last=dt.date(2024, 12, 31),
-    )
-    import_files([answers], registry, imported_by="test")
+    _import_prem_answers(registry, tmp_path, dt.date(2023, 7, 1))
     url = registry.url.render_as_string(hide_password=False)
     data_version = data.registry.dataset_version(registry)
     monkeypatch.setattr(data, "_prem_answers", OrderedDict(), raising=False)
@@ -701,12 +707,7 @@ def test_a_periods_prem_tables_at_both_levels_read_its_answers_once_and_equal_fr
     for level, result in got.items():
         fresh = prem_indicator_table("prem_clinical", level, "2024", engine=registry)
         assert len(fresh.table) > 0 and fresh.models  # a test of an empty table could not fail
-        pdt.assert_frame_equal(result.table, fresh.table)
-        pdt.assert_frame_equal(result.cycle_values, fresh.cycle_values)
-        assert result.models.keys() == fresh.models.keys()
-        for name, model in fresh.models.items():
-            pdt.assert_series_equal(result.models[name].expected, model.expected)
-            assert _plain(result.models[name].diagnostics) == _plain(model.diagnostics)
+        _assert_same_prem_result(result, fresh)
 
 
 @sqlite_only
@@ -715,22 +716,10 @@ def test_the_years_prem_tables_of_both_levels_read_each_questionnaires_answers_o
     the year once (two thirds of a table's CPU at 1,000,000 care cycles), and each stored table equals the table
     computed on its own."""
     from vbhc import registry as registry_module
-    from vbhc.demo_prems import write_prem_responses
     from vbhc.prems import prem_indicator_table
-    from vbhc.registry import units
     from vbhc.results import PremKey
 
-    (tmp_path / "prem").mkdir()
-    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(12)
-    answers, _rows, _truth = write_prem_responses(
-        tmp_path / "prem",
-        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
-        respondents=3_000,
-        seed=3,
-        first=dt.date(2023, 7, 1),
-        last=dt.date(2024, 12, 31),
-    )
-    import_files([answers], registry, imported_by="test")
+    _import_prem_answers(registry, tmp_path, dt.date(2023, 7, 1))
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
     monkeypatch.setattr(results, "precompute", lambda *a, **k: (0, 0))  # the views: not what this test is about
     reads: list[tuple[str, str]] = []
@@ -749,11 +738,7 @@ def test_the_years_prem_tables_of_both_levels_read_each_questionnaires_answers_o
         fresh = prem_indicator_table("prem_clinical", level, "2024", engine=registry)
         stored = store.prem(PremKey("prem_clinical", level, "2024"), version, lambda: pytest.fail("stored"))
         assert len(fresh.table) > 0  # a test of an empty table could not fail
-        pdt.assert_frame_equal(stored.table, fresh.table)
-        pdt.assert_frame_equal(stored.cycle_values, fresh.cycle_values)
-        for name, model in fresh.models.items():
-            pdt.assert_series_equal(stored.models[name].expected, model.expected)
-            assert _plain(stored.models[name].diagnostics) == _plain(model.diagnostics)
+        _assert_same_prem_result(stored, fresh)
 
 
 def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(registry, tmp_path):
@@ -762,22 +747,10 @@ def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(regi
     written before the split gets its table file at the first read."""
     import dataclasses
 
-    from vbhc.demo_prems import write_prem_responses
     from vbhc.prems import prem_indicator_table
-    from vbhc.registry import units
     from vbhc.results import PremKey, StoredPremResult
 
-    (tmp_path / "prem").mkdir()
-    departments = units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(6)
-    answers, _rows, _truth = write_prem_responses(
-        tmp_path / "prem",
-        [(h, d, 1.0) for h, d in departments.itertuples(index=False)],
-        respondents=1_000,
-        seed=5,
-        first=dt.date(2024, 1, 1),
-        last=dt.date(2024, 12, 31),
-    )
-    import_files([answers], registry, imported_by="test")
+    _import_prem_answers(registry, tmp_path, dt.date(2024, 1, 1), departments=6, respondents=1_000, seed=5)
     store = ResultStore(registry)
     version = store.version()
     key = PremKey("prem_clinical", "hospital")
