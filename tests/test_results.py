@@ -686,16 +686,15 @@ def test_a_periods_prem_tables_at_both_levels_read_its_answers_once_and_equal_fr
     """The dashboard's PREM tables of a period not prepared (ui.data.prem_result): the hospital's and then the
     department's read the questionnaire's answers once (two thirds of a table's CPU for a year at 1,000,000 care
     cycles, computed in the page's run), and each equals the table computed on its own."""
-    from collections import OrderedDict
-
     from ui import data
+    from ui.kept import Kept
     from vbhc import registry as registry_module
     from vbhc.prems import prem_indicator_table
 
     _import_prem_answers(registry, tmp_path, dt.date(2023, 7, 1))
     url = registry.url.render_as_string(hide_password=False)
     data_version = data.registry.dataset_version(registry)
-    monkeypatch.setattr(data, "_prem_answers", OrderedDict(), raising=False)
+    monkeypatch.setattr(data, "_prem_answers", Kept(2), raising=False)
     reads: list[str] = []
     real = registry_module.prem_answers
     monkeypatch.setattr(registry_module, "prem_answers", lambda q, **k: reads.append(q) or real(q, **k))

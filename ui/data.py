@@ -28,6 +28,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
+from ui.kept import Kept
 from vbhc import access, registry, results
 from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
@@ -542,9 +543,7 @@ def prem_result(url: str, data_version: str, questionnaire: str, level: str, per
 
 #: The answers of the questionnaires last computed (prems.PremData), by database, version, questionnaire and period:
 #: both unit levels' tables of a period read them once (the hospital's, then the department's on a level change).
-_prem_answers: OrderedDict[tuple, PremData] = OrderedDict()
-_prem_answers_lock = threading.Lock()
-_PREM_ANSWERS_SIZE = 2
+_prem_answers: Kept[PremData] = Kept(2)
 
 
 def _prem_data(url: str, data_version: str, questionnaire: str, period: str) -> PremData:
@@ -553,18 +552,10 @@ def _prem_data(url: str, data_version: str, questionnaire: str, period: str) -> 
     care cycles, and a period's tables not prepared yet are computed in the page's run."""
     from vbhc import prems
 
-    key = (url, data_version, questionnaire, period)
-    with _prem_answers_lock:
-        found = _prem_answers.get(key)
-        if found is not None:
-            _prem_answers.move_to_end(key)
-            return found
-    found = prems.load_prem_data(questionnaire, period or None, engine=engine(url))
-    with _prem_answers_lock:
-        _prem_answers[key] = found
-        while len(_prem_answers) > _PREM_ANSWERS_SIZE:
-            _prem_answers.popitem(last=False)
-    return found
+    return _prem_answers.get(
+        (url, data_version, questionnaire, period),
+        lambda: prems.load_prem_data(questionnaire, period or None, engine=engine(url)),
+    )
 
 
 #: PREM tables this process has in memory (or has had: they are then on disk), so a page knows it will not wait.
