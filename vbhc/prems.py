@@ -66,7 +66,11 @@ def nps_points(answer: pd.Series | np.ndarray) -> np.ndarray:
 
 def _casemix_frame(answers: pd.DataFrame) -> pd.DataFrame:
     """One row per response: unit, visit date and case-mix (the importer keeps them equal on every row)."""
-    first = answers.groupby("response_id", sort=True, observed=True).first()
+    return _response_frame(answers.groupby("response_id", sort=True, observed=True).first())
+
+
+def _response_frame(first: pd.DataFrame) -> pd.DataFrame:
+    """_casemix_frame's columns of the responses `first` (indexed by response id, in order)."""
     out = pd.DataFrame(
         {
             "cycle_id": first.index.astype(str),
@@ -80,35 +84,72 @@ def _casemix_frame(answers: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class _Answers:
+    """One questionnaire's answers as the rows are built from them: the responses (_casemix_frame) and, per answer,
+    its response's position among them, its item and its answer. Why: each answer row takes its unit, visit and
+    case-mix from its response by position, not by looking its response id up among the responses' ids."""
+
+    responses: pd.DataFrame
+    at: np.ndarray
+    item: pd.Series
+    answer: np.ndarray
+
+
+def _answers_of(answers: pd.DataFrame) -> _Answers:
+    """_Answers of item-level answers (vbhc.registry.prem_answers' frame)."""
+    responses = _casemix_frame(answers)
+    return _answers_in(responses, answers)
+
+
+def _answers_in(responses: pd.DataFrame, answers: pd.DataFrame) -> _Answers:
+    """_Answers of the responses (_casemix_frame) and the answers (response_id, item, answer) of each."""
+    at = pd.Index(responses["cycle_id"]).get_indexer(answers["response_id"].astype(str))
+    if (at < 0).any():
+        raise ValueError("PREM answers of a response not among the responses read")
+    item = answers["item"].reset_index(drop=True)
+    return _Answers(responses, at, item, answers["answer"].to_numpy(dtype=float))
+
+
 def respondent_rows(answers: pd.DataFrame, q: PremQuestionnaire) -> pd.DataFrame:
     """One row per returned questionnaire, with a column per respondent-level indicator (NaN: not answered)."""
-    out = _casemix_frame(answers)
+    return _respondent_rows(_answers_of(answers), q)
+
+
+def _respondent_rows(a: _Answers, q: PremQuestionnaire) -> pd.DataFrame:
+    out = a.responses.copy()
     for ind in q.indicators:
         if ind.kind in ("prem_rating", "prem_nps"):
-            given = answers[answers["item"] == ind.item].set_index("response_id")["answer"]
-            value = out["cycle_id"].map(given).to_numpy(dtype=float)
+            given = (a.item == ind.item).to_numpy(dtype=bool)
+            value = np.full(len(out), np.nan)
+            value[a.at[given]] = a.answer[given]
             out[ind.id] = nps_points(value) if ind.kind == "prem_nps" else value
     return out
 
 
 def answer_rows(answers: pd.DataFrame, q: PremQuestionnaire) -> pd.DataFrame:
     """One row per answer to a themed item, with a 0/1 top-box column per top-box indicator of its theme."""
-    theme_of = {i.id: i.theme for i in q.items}
-    top_of = {i.id: q.scales[i.scale].top_box for i in q.items}
-    themed = answers[answers["item"].map(theme_of).notna()].reset_index(drop=True)
-    per_response = _casemix_frame(answers).set_index("cycle_id")
-    rid = themed["response_id"].astype(str)
-    out = pd.DataFrame(
-        {
-            "cycle_id": (rid + "|" + themed["item"].astype(str)).to_numpy(),
-            "response_id": rid.to_numpy(),
-            "item": themed["item"].astype(str).to_numpy(),
-        }
-    )
+    return _answer_rows(_answers_of(answers), q, ids=True)
+
+
+def _answer_rows(a: _Answers, q: PremQuestionnaire, *, ids: bool) -> pd.DataFrame:
+    """answer_rows; without `ids` no response_id and item columns (prem_data drops them)."""
+    themes = {i.id: i.theme for i in q.items if i.theme is not None}
+    themed = np.flatnonzero(a.item.isin(list(themes)).to_numpy(dtype=bool))
+    item = a.item.iloc[themed].reset_index(drop=True)
+    at = a.at[themed]
+    rid = a.responses["cycle_id"].iloc[at].reset_index(drop=True)
+    out = pd.DataFrame({"cycle_id": (rid + "|" + item).to_numpy()})
+    if ids:
+        out["response_id"] = rid.to_numpy()
+        out["item"] = item.to_numpy()
     for col in ("hospital", "department", "index_date", *PREM_CASEMIX):
-        out[col] = per_response[col].reindex(rid.to_numpy()).to_numpy()
-    top = np.array([a in top_of[i] for a, i in zip(themed["answer"], themed["item"], strict=True)], dtype=float)
-    theme = themed["item"].map(theme_of).to_numpy()
+        out[col] = a.responses[col].to_numpy()[at]
+    answer, top, theme = a.answer[themed], np.zeros(len(themed)), np.empty(len(themed), dtype=object)
+    for item_id, theme_id in themes.items():
+        here = (item == item_id).to_numpy(dtype=bool)
+        top[here] = np.isin(answer[here], q.scales[q.item(item_id).scale].top_box)
+        theme[here] = theme_id
     for ind in q.indicators:
         if ind.kind == "prem_topbox":
             out[ind.id] = np.where(theme == ind.theme, top, np.nan)
@@ -135,13 +176,17 @@ def prem_data(
     answers: pd.DataFrame, q: PremQuestionnaire, period: Period | None = None, as_of: dt.date | None = None
 ) -> PremData:
     """Build the respondent and answer rows of one questionnaire from its item-level answers."""
+    return _prem_data(_answers_of(answers), q, period, as_of)
+
+
+def _prem_data(a: _Answers, q: PremQuestionnaire, period: Period | None, as_of: dt.date | None) -> PremData:
     cond = q.as_condition()
     empty = pd.DataFrame({"cycle_id": pd.Series(dtype=str), "cost": pd.Series(dtype=float)})
     scores = pd.DataFrame(columns=["cycle_id", "instrument", "timepoint", "scale", "score", "completed_date"])
-    last = answers["visit_date"].max() if len(answers) else pd.NaT
+    last = a.responses["index_date"].max() if len(a.responses) else pd.NaT
     when = pd.Timestamp(as_of) if as_of is not None else (pd.Timestamp(last) if pd.notna(last) else pd.Timestamp.now())
-    resp = respondent_rows(answers, q).assign(**{ROW_KIND: "respondent"})
-    per_answer = answer_rows(answers, q).drop(columns=["response_id", "item"]).assign(**{ROW_KIND: "answer"})
+    resp = _respondent_rows(a, q).assign(**{ROW_KIND: "respondent"})
+    per_answer = _answer_rows(a, q, ids=False).assign(**{ROW_KIND: "answer"})
     rows = pd.concat([resp, per_answer], ignore_index=True)
     for ind in q.indicators:  # an indicator without rows of either kind still has its column (all NaN)
         if ind.kind != "volume" and ind.id not in rows:
@@ -183,8 +228,9 @@ def load_prem_data(
     catalog = catalog or default_catalog()
     q = catalog.questionnaire(questionnaire)
     period = parse_period(period)
-    answers = registry.prem_answers(questionnaire, period=period, hospitals=hospitals, engine=engine)
-    return prem_data(answers, q, period)
+    responses, answers = registry.prem_answer_parts(questionnaire, period=period, hospitals=hospitals, engine=engine)
+    first = responses.sort_values("response_id", kind="stable").set_index("response_id")
+    return _prem_data(_answers_in(_response_frame(first), answers), q, period, None)
 
 
 def compute_prem_indicators(data: PremData, level: str = "department", **options) -> IndicatorResult:
