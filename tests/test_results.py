@@ -696,8 +696,8 @@ def test_a_periods_prem_tables_at_both_levels_read_its_answers_once_and_equal_fr
     data_version = data.registry.dataset_version(registry)
     monkeypatch.setattr(data, "_prem_answers", Kept(2), raising=False)
     reads: list[str] = []
-    real = registry_module.prem_answers
-    monkeypatch.setattr(registry_module, "prem_answers", lambda q, **k: reads.append(q) or real(q, **k))
+    real = registry_module.prem_answer_parts
+    monkeypatch.setattr(registry_module, "prem_answer_parts", lambda q, **k: reads.append(q) or real(q, **k))
     got = {
         level: data.prem_result(url, data_version, "prem_clinical", level, "2024")
         for level in ("hospital", "department")
@@ -722,9 +722,9 @@ def test_the_years_prem_tables_of_both_levels_read_each_questionnaires_answers_o
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
     monkeypatch.setattr(results, "precompute", lambda *a, **k: (0, 0))  # the views: not what this test is about
     reads: list[tuple[str, str]] = []
-    real = registry_module.prem_answers
+    real = registry_module.prem_answer_parts
     monkeypatch.setattr(
-        registry_module, "prem_answers", lambda q, **k: reads.append((q, k["period"].label)) or real(q, **k)
+        registry_module, "prem_answer_parts", lambda q, **k: reads.append((q, k["period"].label)) or real(q, **k)
     )
     results.precompute_years(registry)
     keys = [k for k in results.prem_keys(results.year_views(registry)) if k.period]
@@ -738,6 +738,39 @@ def test_the_years_prem_tables_of_both_levels_read_each_questionnaires_answers_o
         stored = store.prem(PremKey("prem_clinical", level, "2024"), version, lambda: pytest.fail("stored"))
         assert len(fresh.table) > 0  # a test of an empty table could not fail
         _assert_same_prem_result(stored, fresh)
+
+
+def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equal_those_of_its_answers(
+    registry, tmp_path, monkeypatch
+):
+    """A year's PREM tables computed in a page's run (a year not prepared yet) read the year's answers: a response's
+    unit, visit and case-mix are the same on each of its answers, and read once per response instead of once per
+    answer (with each answer's response id and item, most of the year's tables at 1,000,000 care cycles). The rows
+    built from them equal those built from the answers as vbhc.registry.prem_answers gives them."""
+    from vbhc import registry as registry_module
+    from vbhc.prems import load_prem_data, prem_data
+
+    _import_prem_answers(registry, tmp_path, dt.date(2023, 7, 1))
+    answers = registry_module.prem_answers("prem_clinical", period="2024", engine=registry)
+    responses = answers["response_id"].nunique()
+    assert len(answers) > 5 * responses > 0  # several answers per response: a test that could not fail otherwise
+    values_read: list[int] = []
+    real = registry_module._read
+
+    def counted(*args, **kwargs) -> pd.DataFrame:
+        frame = real(*args, **kwargs)
+        values_read.append(frame.size)
+        return frame
+
+    monkeypatch.setattr(registry_module, "_read", counted)
+    got = load_prem_data("prem_clinical", "2024", engine=registry)
+    # per answer its response id, item and answer; per response its id, unit (2), visit and case-mix (3)
+    assert sum(values_read) == 3 * len(answers) + 7 * responses
+    q = default_catalog().questionnaire("prem_clinical")
+    expected = prem_data(answers, q, got.rows.period)
+    pdt.assert_frame_equal(got.rows.cycles, expected.rows.cycles)
+    pdt.assert_frame_equal(got.respondents.cycles, expected.respondents.cycles)
+    assert got.rows.as_of == expected.rows.as_of
 
 
 def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(registry, tmp_path):

@@ -107,7 +107,7 @@ def _answers_in(responses: pd.DataFrame, answers: pd.DataFrame) -> _Answers:
     at = pd.Index(responses["cycle_id"]).get_indexer(answers["response_id"].astype(str))
     if (at < 0).any():
         raise ValueError("PREM answers of a response not among the responses read")
-    item = answers["item"].reset_index(drop=True)
+    item = answers["item"].astype(str).reset_index(drop=True)
     return _Answers(responses, at, item, answers["answer"].to_numpy(dtype=float))
 
 
