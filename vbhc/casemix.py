@@ -811,7 +811,9 @@ def fit_casemix_model(
         diagnostics=diag,
         expected=pd.Series(dtype=float),
     )
-    sub = data[used]
+    # the design reads the model's variables alone: the kept rows of those columns, not of every column (a PREM
+    # questionnaire's rows carry a text id and unit on each of 400,000 answers)
+    sub = data.loc[used, list(dict.fromkeys([*required, *(t.variable for t in terms)]))]
     x_all, _, slices = model._design(sub)
     colnames = [INTERCEPT] + [c for t in terms for c in t.columns]
     colvars = [""] + [t.variable for t in terms for _ in t.columns]
