@@ -773,6 +773,28 @@ def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equa
     assert got.rows.as_of == expected.rows.as_of
 
 
+def test_a_prem_result_computed_for_a_page_is_written_later_by_a_store_that_writes_later(registry, tmp_path):
+    """A page that computes a year's PREM table (not prepared yet) has it in memory: a server's store (ui.data passes
+    `later`) writes it once pages are drawn, as it writes a comparison group's, instead of in the page's run; the
+    written result equals the one the page got."""
+    from vbhc.prems import prem_indicator_table
+    from vbhc.results import PremKey
+
+    _import_prem_answers(registry, tmp_path, dt.date(2024, 1, 1), departments=6, respondents=1_000, seed=5)
+    writes: list = []
+    store = ResultStore(registry, later=writes.append)
+    version = store.version()
+    key = PremKey("prem_clinical", "hospital", "2024")
+    got = store.prem(key, version, lambda: prem_indicator_table("prem_clinical", "hospital", "2024", engine=registry))
+    assert len(got.table) > 0 and len(writes) == 1
+    assert not store.has_prem(key, version)  # not written in the page's run
+    writes.pop()()
+    assert store.has_prem(key, version)
+    stored = ResultStore(registry).prem(key, version, lambda: pytest.fail("stored"))
+    pdt.assert_frame_equal(stored.table, got.table)
+    pdt.assert_frame_equal(stored.cycle_values, got.cycle_values)
+
+
 def test_a_stored_prem_result_reads_its_table_first_and_the_rest_when_asked(registry, tmp_path):
     """What a page shows of patient experience (the table) is read from a small file of its own; the models,
     per-answer values and answers come from the whole result on first use, the same objects as computed. A store

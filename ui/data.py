@@ -424,9 +424,10 @@ _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-store-write
 
 
 def _write_later(write: Callable[[], None]) -> None:
-    """Run a results-store write (a comparison group's data and view, vbhc.results.ResultStore.later) in the
-    background once pages are drawn: writing a group's data and view was 0.2-0.25 s of the ~0.7-1 s of CPU a
-    group's click computed at 50,000 care cycles, and the page that asked for the group has it in memory already."""
+    """Run a results-store write (a comparison group's data and view, a PREM result computed for a page:
+    vbhc.results.ResultStore.later) in the background once pages are drawn: writing a group's data and view was
+    0.2-0.25 s of the ~0.7-1 s of CPU a group's click computed at 50,000 care cycles, and the page that asked for
+    the result has it in memory already."""
     if not background_work:
         write()
         return
@@ -436,7 +437,7 @@ def _write_later(write: Callable[[], None]) -> None:
         try:
             write()
         except Exception:  # the group is computed again by the next process that asks for it
-            log.exception("results store: writing a comparison group failed")
+            log.exception("results store: a write in the background failed")
 
     _writer.submit(run)
 

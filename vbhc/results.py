@@ -458,10 +458,10 @@ class ResultStore:
     ) -> None:
         self.engine = engine
         self.memo = memo  # ConditionData kept in memory (precompute and reports; the dashboard has its own caches)
-        #: How a comparison group's files (its data and its view) are written: None, at once; a server passes a
-        #: function that runs the write later, in the background once its pages are drawn (ui.data), so a viewer's
-        #: click on a group does not wait for the group to be pickled to disk. The dataset version is checked when
-        #: the write runs: an import in between writes nothing.
+        #: How a comparison group's files (its data and its view) and a PREM result computed on demand are written:
+        #: None, at once; a server passes a function that runs the write later, in the background once its pages are
+        #: drawn (ui.data), so a viewer's click does not wait for the result to be pickled to disk. The dataset
+        #: version is checked when the write runs: an import in between writes nothing.
         self.later = later
         self.root = root if root is not None else results_dir(str(engine.url.render_as_string(hide_password=False)))
         self.folder = self.root / database_identity(engine) if self.root is not None else None
@@ -749,8 +749,19 @@ class ResultStore:
             return None
         _count("prem")
         computed = compute()
-        if version is not None and self.version() == version and self._write(key, version, {"result": computed}):
-            self._write_prem_table(key, version, computed)  # after the whole result: a table is never read alone
+        if version is None:
+            return computed
+
+        def write() -> None:
+            if self.version() == version and self._write(key, version, {"result": computed}):
+                self._write_prem_table(key, version, computed)  # after the whole result: a table is never read alone
+
+        # a page that computed the table (a year not prepared yet) has it in memory: written once pages are drawn
+        # (pickling the result with its 400,000 answer rows was ~0.4 CPU s of a year's table in the page's run)
+        if self.later is not None:
+            self.later(write)
+        else:
+            write()
         return computed
 
     def _write_prem_table(self, key: PremKey, version: str, result: IndicatorResult) -> bool:
