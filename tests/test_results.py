@@ -773,6 +773,50 @@ def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equa
     assert got.rows.as_of == expected.rows.as_of
 
 
+def test_a_periods_prem_rows_read_while_an_import_lands_are_those_of_one_dataset_version(
+    registry, tmp_path, monkeypatch
+):
+    """The responses and their answers are two reads: an import committed between them (here right after the
+    responses' read) must not pair one version's responses with another's answers (an error in the page, or one
+    version's case-mix beside another's answers); the rows are read again and equal a read after the import."""
+    from vbhc import registry as registry_module
+    from vbhc.prems import load_prem_data
+
+    _import_prem_answers(registry, tmp_path, dt.date(2024, 1, 1), departments=6, respondents=1_000, seed=5)
+    real, reads, landed = registry_module._read, [], []
+
+    def import_between(*args, **kwargs) -> pd.DataFrame:
+        frame = real(*args, **kwargs)
+        reads.append(len(frame))
+        if not landed:  # once, after the first read (the responses): other respondents' answers of the year
+            landed.append(True)
+            import_files([later], registry, imported_by="test")
+        return frame
+
+    from vbhc.demo_prems import write_prem_responses
+
+    chosen = registry_module.units(registry)[["hospital", "department"]].astype(str).drop_duplicates().head(6)
+    (tmp_path / "later").mkdir()
+    later, _rows, _truth = write_prem_responses(
+        tmp_path / "later",
+        [(h, d, 1.0) for h, d in chosen.itertuples(index=False)],
+        respondents=1_500,
+        seed=11,
+        first=dt.date(2024, 1, 1),
+        last=dt.date(2024, 12, 31),
+    )
+    frame = pd.read_csv(later, dtype=str, keep_default_na=False)
+    frame["response_id"] = "L" + frame["response_id"]  # new respondents, not the first file's again
+    frame.to_csv(later, index=False)
+    monkeypatch.setattr(registry_module, "_read", import_between)
+    got = load_prem_data("prem_clinical", "2024", engine=registry)
+    monkeypatch.setattr(registry_module, "_read", real)
+    fresh = load_prem_data("prem_clinical", "2024", engine=registry)
+    assert len(reads) == 4  # read twice: the import landed between the first two reads
+    pdt.assert_frame_equal(got.rows.cycles, fresh.rows.cycles)
+    pdt.assert_frame_equal(got.respondents.cycles, fresh.respondents.cycles)
+
+
 def test_a_prem_result_computed_for_a_page_is_written_later_by_a_store_that_writes_later(registry, tmp_path):
     """A page that computes a year's PREM table (not prepared yet) has it in memory: a server's store (ui.data passes
     `later`) writes it once pages are drawn, as it writes a comparison group's, instead of in the page's run; the

@@ -675,16 +675,34 @@ def prem_answer_parts(
     care cycles (about 740,000 answers of 100,000 respondents)."""
     from vbhc.catalog import PREM_CASEMIX
 
-    where = _prem_where(questionnaire, hospitals, departments, period, engine)
+    engine = engine or get_engine()
     r = models.PremResponse
     same = [r.hospital, r.department, r.visit_date, *(getattr(r, name) for name in PREM_CASEMIX)]
-    # MIN of values equal on every row of a response: the value, or NULL when no row has one
-    per_response = select(r.response_id, *(func.min(c).label(c.key) for c in same)).where(*where)
-    responses = _dates(_read(per_response.group_by(r.response_id), engine), ["visit_date"])
-    query = select(r.response_id, r.item, r.answer).where(*where).order_by(r.response_id, r.item)
-    answers = _read(query, engine)
+    # the two reads are two statements: an import committed between them would pair one version's responses with
+    # another's answers, so both are read again until the dataset version is the same before and after them
+    version = dataset_version(engine)
+    for _ in range(_SAME_VERSION_TRIES):
+        where = _prem_where(questionnaire, hospitals, departments, period, engine)
+        # MIN of values equal on every row of a response: the value, or NULL when no row has one
+        per_response = select(r.response_id, *(func.min(c).label(c.key) for c in same)).where(*where)
+        responses = _dates(_read(per_response.group_by(r.response_id), engine), ["visit_date"])
+        query = select(r.response_id, r.item, r.answer).where(*where).order_by(r.response_id, r.item)
+        answers = _read(query, engine)
+        read, version = version, dataset_version(engine)
+        if read == version:
+            break
+    else:
+        raise RegistryChanging(f"the registry changed {_SAME_VERSION_TRIES} times while its PREM answers were read")
     answers["answer"] = pd.to_numeric(answers["answer"]).astype(float)
     return responses, answers
+
+
+#: How often prem_answer_parts reads a period's answers again when an import lands between its two reads.
+_SAME_VERSION_TRIES = 5
+
+
+class RegistryChanging(RuntimeError):
+    """Imports kept landing while a read of several statements ran: the caller tries again later."""
 
 
 def cost_lines(
