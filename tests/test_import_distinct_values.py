@@ -56,7 +56,7 @@ def test_checks_per_distinct_value_name_the_rows_as_row_by_row(texts: list[str])
         distinct = _checked(texts, 1200, 1_000, monkeypatch)
         by_row = _checked(texts, 1200, 10**9, monkeypatch)
     assert distinct == by_row
-    problems, out = distinct
+    out = distinct[1]
     codes, values = out["coded"]
     assert [values[c] for c in codes] == out["identifier"]  # coded(): pd.factorize of the checked column
     assert list(values) == list(dict.fromkeys(out["identifier"]))  # in the order values first appear
