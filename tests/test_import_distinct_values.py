@@ -27,15 +27,16 @@ _TEXTS = st.one_of(
     st.sampled_from(["eq5d5l", " eq5d5l ", "MO", "", "  ", "C0000001", "=SUM(A1)", "+1(2)", "#N/A", "#n/a"]),
     st.sampled_from(["C0000001\u200b", "C00\x7f01", "C0\t001", "1,23457E+11", "Ϲ0001", "é", "e\u0301", "2024-02-30"]),
     st.sampled_from(["2021-03-04", " 2021-03-04", "2099-01-01", "1899-12-31", "２０２１-03-04", "x" * 70]),
+    st.sampled_from(["3", " 4", "+5", "-0", "007", "1" * 16, "9" * 400, "2,5", "1.250", "1e3", "n.v.t."]),
 )
 
 
 def _checked(texts: list[str], rows: int, few_from: int, monkeypatch) -> tuple[list, dict[str, list]]:
-    """The problems and returned values of text(), identifier() and date() over a column of `rows` rows cycling
-    through `texts`, with the distinct-value path taken from chunks of `few_from` rows."""
+    """The problems and returned values of text(), identifier(), date() and number() over a column of `rows` rows
+    cycling through `texts`, with the distinct-value path taken from chunks of `few_from` rows."""
     monkeypatch.setattr(validation, "_FEW_DISTINCT_FROM", few_from)
     column = [texts[i % len(texts)] for i in range(rows)]
-    frame = pd.DataFrame({n: column for n in ("instrument", "cycle_id", "completed_date")}, dtype=str)
+    frame = pd.DataFrame({n: column for n in ("instrument", "cycle_id", "completed_date", "value")}, dtype=str)
     source = Source(Path("prom_responses.csv"), None, "prom_responses", "0" * 64, 0)
     report = ImportReport()
     ck = Checker(source, Chunk(frame, np.arange(2, rows + 2, dtype=np.int64), 0), report, DecimalMarks(source))
@@ -43,6 +44,8 @@ def _checked(texts: list[str], rows: int, few_from: int, monkeypatch) -> tuple[l
         "text": ck.text("instrument", max_len=40).tolist(),
         "identifier": ck.identifier("cycle_id").tolist(),
         "date": ck.date("completed_date", required=False).tolist(),
+        "number": [repr(x) for x in ck.number("value")],  # NaN as text: it equals no NaN
+        "marks": ck.marks.verdict(),
         "coded": [ck.coded("cycle_id")[0].tolist(), list(ck.coded("cycle_id")[1])],
     }
     ck.finish()
@@ -50,7 +53,9 @@ def _checked(texts: list[str], rows: int, few_from: int, monkeypatch) -> tuple[l
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(_TEXTS, min_size=1, max_size=6))
+@given(
+    st.one_of(st.lists(_TEXTS, min_size=1, max_size=6), st.lists(st.sampled_from(["1", "2", " 3", "+4"]), min_size=1))
+)
 def test_checks_per_distinct_value_name_the_rows_as_row_by_row(texts: list[str]) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
         distinct = _checked(texts, 1200, 1_000, monkeypatch)
