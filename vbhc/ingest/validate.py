@@ -229,8 +229,10 @@ class Checker:
         over its dozens of rows); (None, the column) when it does not. Arrow's dictionary encoding (C++), once: the
         checks of a text then run over a few values instead of 200,000 and are spread back by position."""
         raw = self.frame[column]
+        if len(raw) < _FEW_DISTINCT_FROM or getattr(raw.dtype, "storage", None) != "pyarrow":
+            return None, raw  # a short chunk, or a column not of pandas' Arrow strings (as the reader makes them)
         values = _arrow(raw)
-        if len(values) < _FEW_DISTINCT_FROM or values.null_count:
+        if values.null_count:
             return None, raw
         encoded = pc.dictionary_encode(values)
         if len(encoded.dictionary) > len(values) // 4:
