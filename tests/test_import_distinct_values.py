@@ -68,8 +68,8 @@ def test_checks_per_distinct_value_name_the_rows_as_row_by_row(texts: list[str])
 
 
 def test_a_prom_files_key_texts_are_hashed_once(tmp_path, monkeypatch):
-    """Before: the PROM rows' key texts were hashed nine times a chunk (the cycle ids' look-up, the instruments'
-    and timepoints' codes, the item ranges' pairs, the duplicate keys' hashes, the packing's four columns).
+    """Before: pandas hashed 14 text columns of every PROM chunk (the cycle ids' look-up, the instruments' and
+    timepoints' codes, the dates, the item ranges' two columns, the duplicate keys' four, the packing's four).
     Now each text column is encoded once by Arrow, and pandas hashes a text column no longer than its distinct
     values: the rows of text pandas factorizes or hashes stay below the file's rows."""
     files = tmp_path / "files"
