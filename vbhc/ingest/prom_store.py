@@ -296,15 +296,15 @@ class Packer:
         n = len(valid)
         if n == 0:
             return
-        c_codes, c_values = pd.factorize(valid["cycle_id"])
-        i_codes, i_values = pd.factorize(valid["instrument"])
-        t_codes, t_values = pd.factorize(valid["timepoint"])
+        c_codes, c_values = _factorized(valid["cycle_id"])
+        i_codes, i_values = _factorized(valid["instrument"])
+        t_codes, t_values = _factorized(valid["timepoint"])
         combined = (c_codes.astype(np.int64) * len(i_values) + i_codes) * len(t_values) + t_codes
         q, _ = pd.factorize(combined)  # the chunk's questionnaires, in the order of their first rows
         count = int(q.max()) + 1
         first = np.empty(count, dtype=np.int64)
         first[q[::-1]] = np.arange(n - 1, -1, -1)
-        item_codes, item_values = pd.factorize(valid["item"])
+        item_codes, item_values = _factorized(valid["item"])
         pair_codes, pairs = pd.factorize(i_codes.astype(np.int64) * len(item_values) + item_codes)
         found = np.array(
             [
@@ -571,6 +571,15 @@ class _Pieces:
     def split_dates(self) -> np.ndarray:
         """Where a questionnaire's item rows give different completed dates (an empty one included)."""
         return (self.dated > 0) & ((self.low != self.high) | (self.dated < self.n_rows))
+
+
+def _factorized(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(codes, distinct values) of a key column: a categorical's own (validation codes a PROM file's keys so),
+    else pd.factorize's. Packing needs codes that tell values apart, not their order (its questionnaires are
+    numbered by pd.factorize of the codes combined, in the order of their first rows)."""
+    if isinstance(values.dtype, pd.CategoricalDtype) and not values.hasnans:
+        return values.cat.codes.to_numpy(dtype=np.int64), values.cat.categories
+    return pd.factorize(values)
 
 
 def _objects(values) -> np.ndarray:

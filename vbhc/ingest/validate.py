@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -170,6 +171,10 @@ class Checker:
         self.key_bad = np.zeros(len(chunk.frame), dtype=bool)
         self._key_columns = frozenset(source.spec.key)
         self._found: list[Problem] = []
+        #: per column read by text(): (codes, values) with values[codes] the stripped column (codes None: values
+        #: is the column itself, one value per row), and the column's pd.factorize once asked (coded)
+        self._texts: dict[str, tuple[np.ndarray | None, pd.Series]] = {}
+        self._coded: dict[str, tuple[np.ndarray, pd.Index]] = {}
 
     def flag(self, mask: np.ndarray | pd.Series, column: str | None, rule: Rule | Callable[[int], Rule]) -> None:
         """Mark rows as bad; `rule` is the message (a Rule) or a function of the row's position in the chunk."""
@@ -202,7 +207,7 @@ class Checker:
         for column in self.frame.columns:
             # a character takes at least one UTF-8 byte: a column whose longest cell has at most `limit` bytes
             # has no cell over the limit, and its characters need not be counted
-            if _Bytes(_arrow(self.frame[column])).longest <= limit:
+            if _longest(self.frame[column]) <= limit:
                 continue
             lengths = self.frame[column].str.len().to_numpy()
             too_long = lengths > limit
@@ -218,28 +223,54 @@ class Checker:
     def optional(self, column: str) -> bool:
         return column in self.frame.columns
 
+    def _distinct(self, column: str) -> tuple[np.ndarray | None, pd.Series]:
+        """(codes, values): the column's distinct values in the order they first appear and each row's position
+        among them, when the column repeats its values (a PROM file's instrument, item, date, a care cycle's id
+        over its dozens of rows); (None, the column) when it does not. Arrow's dictionary encoding (C++), once: the
+        checks of a text then run over a few values instead of 200,000 and are spread back by position."""
+        raw = self.frame[column]
+        if len(raw) < _FEW_DISTINCT_FROM or getattr(raw.dtype, "storage", None) != "pyarrow":
+            return None, raw  # a short chunk, or a column not of pandas' Arrow strings (as the reader makes them)
+        values = _arrow(raw)
+        if values.null_count:
+            return None, raw
+        encoded = pc.dictionary_encode(values)
+        if len(encoded.dictionary) > len(values) // 4:
+            return None, raw
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
+        return codes, pd.Series(pd.array(encoded.dictionary, dtype=raw.dtype), name=raw.name)
+
     def text(self, column: str, required: bool = True, max_len: int = 64, composed: bool = True) -> pd.Series:
         """A text column, stripped and checked; `composed`: in Unicode's composed form (NFC), so é typed as e and
         an accent mark is stored as the é it reads as (two rows naming one hospital the two ways agree). Ids are
-        not composed: identifier() refuses the separate mark, which would make a second key."""
-        s = self.frame[column].str.strip()
+        not composed: identifier() refuses the separate mark, which would make a second key.
+
+        Every check looks at one cell's text alone, so a column that repeats its values is checked once per
+        distinct value and each finding spread to the rows holding it (_distinct): the same rows, values and
+        messages as checked row by row."""
+        codes, v = self._distinct(column)
+        v = v.str.strip()
         if composed:
-            s = _composed(s)
-        values = _arrow(s)
+            v = _composed(v)
+        s = v if codes is None else pd.Series(v.array.take(codes), index=self.frame.index, name=column)
+        self._texts[column] = (codes, v)
+        self._coded.pop(column, None)
+        spread = _spreader(codes)
+        values = _arrow(v)
         seen = _Bytes(values)
         if required:
-            self.flag(s == "", column, Rule("validate.required_empty"))
+            self.flag(spread(v == ""), column, Rule("validate.required_empty"))
         if seen.longest > max_len:  # characters are counted only where the bytes could be too many
-            self.flag(s.str.len() > max_len, column, Rule("validate.too_long", count=max_len))
+            self.flag(spread(v.str.len() > max_len), column, Rule("validate.too_long", count=max_len))
         if seen.first_in(_FORMULA_OR_ERROR_BYTES):
-            first = s.str[:1]
+            first = v.str[:1]
             starts = first.isin(_FORMULA_STARTS)
             if starts.any():
-                formula = starts & (first.isin(["=", "\uff1d"]) | s.str.contains(r"[(!]", regex=True))
-                self.flag(formula, column, Rule("validate.formula"))
+                formula = starts & (first.isin(["=", "\uff1d"]) | v.str.contains(r"[(!]", regex=True))
+                self.flag(spread(formula), column, Rule("validate.formula"))
             error = first == "#"
             if error.any():
-                self.flag(error & s.str.upper().isin(EXCEL_ERRORS), column, Rule("validate.excel_error"))
+                self.flag(spread(error & v.str.upper().isin(EXCEL_ERRORS)), column, Rule("validate.excel_error"))
         # a character no one sees makes a second key that looks like the first (C0001 and C0001 + U+200B);
         # Arrow's regular expression (C++), as the numbers' marks: pandas' would loop in Python over every PROM row.
         # Every such character is a control byte or not ASCII: a column of neither (nearly every one) skips it.
@@ -249,11 +280,34 @@ class Checker:
             )
             if hidden.any():
                 self.flag(
-                    hidden,
+                    spread(hidden),
                     column,
                     lambda i: Rule("validate.invisible_character", code=invisible_character(s.iat[i]) or "?"),
                 )
         return s
+
+    def coded(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """pd.factorize of the column as text() returned it (codes in the order values first appear), from its
+        distinct values when text() found them: a validator's lookups per distinct value, and the frame it
+        returns, need no second hashing of every row."""
+        if column not in self._coded:
+            codes, v = self._texts[column]
+            if codes is None:
+                self._coded[column] = pd.factorize(v)
+            else:
+                # the distinct values are in the order they first appear, so their own codes are too
+                mapped, distinct = pd.factorize(v)
+                self._coded[column] = (mapped[codes], distinct)
+        return self._coded[column]
+
+    def categorical(self, column: str) -> pd.Series:
+        """The column as text() returned it, as a pandas Categorical of coded()'s values: equal cell by cell (and
+        hashed alike), but a later pd.factorize or hash (the duplicate keys' hashes, the questionnaires' packing)
+        takes the codes instead of hashing every row's text again."""
+        codes, distinct = self.coded(column)
+        return pd.Series(
+            pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(distinct)), index=self.frame.index, name=column
+        )
 
     def identifier(self, column: str, required: bool = True, max_len: int = 64) -> pd.Series:
         """An id column's text (a key, a pseudonym, a unit code): text() and no look-alike (lookalike_character).
@@ -261,7 +315,9 @@ class Checker:
         Only values that are not ASCII are looked at, through Arrow's C++ test: a file of 1.5 million PROM rows
         has none, and the few that are not are checked once per distinct value."""
         s = self.text(column, required, max_len, composed=False)
-        values = _arrow(s)
+        codes, v = self._texts[column]
+        spread = _spreader(codes)
+        values = _arrow(v)
         seen = _Bytes(values)
         # a line break or tab inside a key (a quoted CSV field over two lines, Alt+Enter in a cell): the cell shows
         # two lines or a gap, the key is one no one can type or find; a text column keeps them as the cell shows
@@ -269,7 +325,7 @@ class Checker:
             broken = pc.match_substring_regex(values, r"[\t\n\r]").to_numpy(zero_copy_only=False)
             if broken.any():
                 self.flag(
-                    broken,
+                    spread(broken),
                     column,
                     lambda i: Rule("validate.id_line_break", code=f"U+{ord(_BREAK.search(s.iat[i]).group()):04X}"),
                 )
@@ -278,18 +334,20 @@ class Checker:
         if seen.holds(b"E"):
             scientific = pc.match_substring_regex(values, _EXCEL_SCIENTIFIC).to_numpy(zero_copy_only=False)
             if scientific.any():
-                self.flag(scientific, column, Rule("validate.id_scientific"))
+                self.flag(spread(scientific), column, Rule("validate.id_scientific"))
         if seen.control_or_not_ascii:
             odd = ~pc.string_is_ascii(values).to_numpy(zero_copy_only=False)
             if odd.any():
                 where = np.flatnonzero(odd)
-                codes, distinct = pd.factorize(s.iloc[where])
-                found = [lookalike_character(str(v)) for v in distinct]
-                kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[codes]
+                odd_codes, distinct = pd.factorize(v.iloc[where])
+                found = [lookalike_character(str(x)) for x in distinct]
+                kinds = np.array([("" if f is None else f[0]) for f in found] or [""], dtype=object)[odd_codes]
                 for kind in ("non_latin_letter", "variant_character"):
-                    hit = np.zeros(len(s), dtype=bool)
+                    hit = np.zeros(len(v), dtype=bool)
                     hit[where] = kinds == kind
-                    self.flag(hit, column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i])))
+                    self.flag(
+                        spread(hit), column, lambda i, kind=kind: Rule(f"validate.{kind}", character=_odd_one(s.iat[i]))
+                    )
         return s
 
     def _number_cells(self, column: str) -> np.ndarray:
@@ -314,6 +372,8 @@ class Checker:
         Why a mask reads only its rows: a care cycles file's case-mix columns are read once per condition that
         uses them, each time for that condition's rows alone; the same checks over the whole column, its other
         rows blanked, were most of that file's validation."""
+        if mask is None and stripped is None and (plain := self._plain_numbers(column)) is not None:
+            return plain
         s = self.frame[column].str.strip() if stripped is None else stripped
         at = None if mask is None else np.flatnonzero(mask)  # the rows read, as positions in the chunk
         t = s if at is None else s.iloc[at]
@@ -378,15 +438,35 @@ class Checker:
             )
         return values
 
+    def _plain_numbers(self, column: str) -> pd.Series | None:
+        """number() of a column that repeats a few values, each a plain integer of at most EXACT_DIGITS characters
+        (a PROM file's answers): read once per distinct value and spread by position; None for any other column,
+        which number() reads row by row. Such a column has no empty cell, no decimal mark and no digit lost, so
+        the one check left is a number too large for a float."""
+        codes, v = self._distinct(column)
+        if codes is None:
+            return None
+        v = v.str.strip()
+        seen = _Bytes(_arrow(v))
+        if seen.longest > EXACT_DIGITS or not seen.plain_integers().all():
+            return None
+        values = _parse_numbers(v)[codes]
+        self.flag(np.isinf(values), column, Rule("validate.not_finite"))
+        return pd.Series(values, index=self.frame.index, dtype="float64")
+
     def date(self, column: str, required: bool = True) -> pd.Series:
-        s = self.frame[column].str.strip()
-        # parsed once per distinct text: 200,000 PROM rows hold a few hundred dates
-        codes, distinct = pd.factorize(s)
-        parsed = pd.to_datetime(pd.Series(distinct, dtype=s.dtype), format="%Y-%m-%d", errors="coerce")
+        # parsed once per distinct text: 200,000 PROM rows hold a few hundred dates (stripped once per distinct
+        # text too, when Arrow's dictionary finds few: _distinct)
+        raw_codes, v = self._distinct(column)
+        v = v.str.strip()
+        codes, distinct = pd.factorize(v)
+        if raw_codes is not None:
+            codes = codes[raw_codes]
+        parsed = pd.to_datetime(pd.Series(distinct, dtype=v.dtype), format="%Y-%m-%d", errors="coerce")
         # written with the digits 0-9 as numbers are: strptime also reads full-width and other scripts' digits
-        parsed[~pd.Series(distinct, dtype=s.dtype).str.fullmatch(_DATE).to_numpy(dtype=bool)] = pd.NaT
-        values = pd.Series(parsed.array.take(codes, allow_fill=True), index=s.index, name=s.name)
-        empty = s == ""
+        parsed[~pd.Series(distinct, dtype=v.dtype).str.fullmatch(_DATE).to_numpy(dtype=bool)] = pd.NaT
+        values = pd.Series(parsed.array.take(codes, allow_fill=True), index=self.frame.index, name=column)
+        empty = _spreader(raw_codes)((v == "").to_numpy(dtype=bool))
         if required:
             self.flag(empty, column, Rule("validate.required_empty"))
         self.flag(~empty & values.isna(), column, Rule("validate.not_a_date"))
@@ -427,6 +507,26 @@ def _arrow(s: pd.Series) -> pa.StringArray:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
+#: A chunk of fewer rows is checked row by row (Checker._distinct): its encoding would cost more than it saves.
+_FEW_DISTINCT_FROM = 1_000
+
+
+def _spreader(codes: np.ndarray | None) -> Callable[[np.ndarray | pd.Series], np.ndarray | pd.Series]:
+    """A test of distinct values as one of every row (the value at each row's code); as it is without codes."""
+    if codes is None:
+        return lambda flags: flags
+    return lambda flags: np.asarray(flags, dtype=bool)[codes]
+
+
+def _longest(s: pd.Series) -> int:
+    """The most UTF-8 bytes of a text column's cells, from Arrow's lengths (no copy of the column's text)."""
+    values = pa.array(s, type=pa.string(), from_pandas=True)
+    if not len(values):
+        return 0
+    longest = pc.max(pc.binary_length(values)).as_py()
+    return int(longest or 0)
+
+
 #: The first bytes of a cell that may be a formula or an Excel error (_FORMULA_STARTS and "#"); every full-width
 #: form starts with a byte that is not ASCII, so it is among them.
 _FORMULA_OR_ERROR_BYTES = np.array([ord(c) for c in "=+-@#"], dtype=np.uint8)
@@ -435,7 +535,9 @@ _FORMULA_OR_ERROR_BYTES = np.array([ord(c) for c in "=+-@#"], dtype=np.uint8)
 class _Bytes:
     """What a text column's UTF-8 bytes say at once (numpy over Arrow's buffers, no Python string made): which
     checks cannot find anything in it. A check whose characters the bytes do not hold is skipped; one that may
-    find something runs as before, over the whole column, so a refusal names the same rows either way."""
+    find something runs as before, over the whole column, so a refusal names the same rows either way. What
+    needs every byte looked at (control_or_not_ascii) is found when first asked: cell_sizes needs the lengths
+    alone."""
 
     def __init__(self, values: pa.StringArray):
         n = len(values)
@@ -448,11 +550,22 @@ class _Bytes:
         else:
             self.data, self.offsets = np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
         self.lengths = np.diff(self.offsets)
-        self.starts = self.offsets[:-1][self.lengths > 0]
-        self.nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+        self._values = values
         self.longest = int(self.lengths.max()) if n else 0
-        # a control character (C0, DEL) is one byte below 0x20 or 0x7f; C1 and every format character are not ASCII
-        self.control_or_not_ascii = bool(((self.data < 0x20) | (self.data >= 0x7F)).any())
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        return self.offsets[:-1][self.lengths > 0]
+
+    @cached_property
+    def nulls(self) -> np.ndarray | None:
+        return self._values.is_null().to_numpy(zero_copy_only=False) if self._values.null_count else None
+
+    @cached_property
+    def control_or_not_ascii(self) -> bool:
+        """A control character (C0, DEL) is one byte below 0x20 or 0x7f; C1 and every format character are not
+        ASCII."""
+        return bool(((self.data < 0x20) | (self.data >= 0x7F)).any())
 
     def plain_integers(self) -> np.ndarray:
         """Per cell, whether it is written [+-]?[0-9]+ (_PLAIN_INTEGER, whole): counted in bytes, as no byte of a
@@ -925,7 +1038,7 @@ def validate_care_cycles(ck: Checker, batch: BatchState) -> pd.DataFrame:
     # every column stripped once and every condition's rows found once, not once per condition and column
     stripped = {name: f[name].str.strip() for name in STORED_CASEMIX if name in f}
     given = {name: (raw != "").to_numpy() for name, raw in stripped.items()}
-    treatments = _Codes(treatment)
+    treatments = _Codes(*pd.factorize(treatment))
     cond_codes, cond_values = pd.factorize(condition)
     for k, cond_id in enumerate(cond_values):  # in the order the conditions first appear
         if cond_id not in catalog.conditions:
@@ -1037,7 +1150,8 @@ def _flag_after_death(
     neither is checked. Only the vital status counts as the death: a binary "mortality within N days" outcome
     is dated by its source as it likes (the event, or the end of its window), the catalog does not say."""
     deaths = _child_death_dates(batch, cycle_id, lookup)
-    ck.flag(rows & (dates > deaths).to_numpy(dtype=bool), column, _after_death(deaths))
+    # numpy compares datetimes as pandas does (NaT compares False), without pandas' per-call overhead
+    ck.flag(rows & (dates.to_numpy() > deaths.to_numpy()), column, _after_death(deaths))
 
 
 def _before_index_date(index_dates: pd.Series) -> Callable[[int], Rule]:
@@ -1062,7 +1176,7 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
     vital = np.zeros(len(f), dtype=bool)  # the rows of a survival indicator's outcome: the vital status
     # conditions and outcomes as codes of their few distinct values (in the order they first appear, as a
     # groupby's): the checks per condition and outcome compare small integers instead of strings per row
-    outcomes = _Codes(outcome)
+    outcomes = _Codes(*ck.coded("outcome"))
     numbers, given, undated = value.to_numpy(), value.notna().to_numpy(), date.isna().to_numpy()
     yes_no = value.isin([0.0, 1.0]).to_numpy()
     for k, cond_id in enumerate(cond_values):
@@ -1107,7 +1221,7 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
 def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     f = ck.frame
     cycle_id = ck.identifier("cycle_id")
-    lookup = pd.factorize(cycle_id)
+    lookup = ck.coded("cycle_id")
     cond_codes, cond_values = _child_conditions(ck, batch, cycle_id, lookup)
     instrument = ck.text("instrument", max_len=40)
     timepoint = ck.text("timepoint", max_len=40)
@@ -1117,8 +1231,8 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
     catalog = batch.catalog
     # conditions, instruments and timepoints as codes of their few distinct values: the checks per condition
     # and instrument compare small integers instead of a million strings each
-    inst = _Codes(instrument)
-    times = _Codes(timepoint)
+    inst = _Codes(*ck.coded("instrument"))
+    times = _Codes(*ck.coded("timepoint"))
     for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
@@ -1161,7 +1275,8 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
         is_baseline = ~np.isnan(window)
         if is_follow_up.any() or is_baseline.any():
             index_dates = _child_index_dates(batch, cycle_id, lookup)
-            early = is_follow_up & (completed < index_dates).to_numpy(dtype=bool)
+            completed_at, index_at = completed.to_numpy(), index_dates.to_numpy()  # NaT compares False
+            early = is_follow_up & (completed_at < index_at)
             ck.flag(
                 early,
                 "completed_date",
@@ -1171,8 +1286,8 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
                     timepoint=timepoint.iat[i],
                 ),
             )
-            floor = index_dates - pd.to_timedelta(np.where(is_baseline, window, 0), unit="D").to_numpy()
-            too_early = is_baseline & (completed < floor).to_numpy(dtype=bool)
+            floor = index_at - pd.to_timedelta(np.where(is_baseline, window, 0), unit="D").to_numpy()
+            too_early = is_baseline & (completed_at < floor)
             ck.flag(
                 too_early,
                 "completed_date",
@@ -1187,24 +1302,28 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
         _flag_after_death(ck, batch, "completed_date", completed, np.ones(len(f), dtype=bool), cycle_id, lookup)
     # item ranges through a lookup on "instrument|item", so millions of rows need no loop over items
     lows, highs = item_bounds(catalog)
-    lo, hi = _pair_lookup(instrument, item, lows, highs)
-    known_instrument = instrument.isin(catalog.instruments)
+    items = _Codes(*ck.coded("item"))
+    lo, hi = _pair_lookup(inst, items, lows, highs)
+    known_instrument = inst.isin(catalog.instruments)
     ck.flag(
-        known_instrument & lo.isna() & (item != ""),
+        known_instrument & np.isnan(lo) & ~items.empty,
         "item",
         lambda i: Rule("validate.unknown_item", instrument=instrument.iat[i]),
     )
+    answers = value.to_numpy(dtype="float64")
     ck.flag(
-        lo.notna() & value.notna() & ((value < lo) | (value > hi) | (value % 1 != 0)),
+        ~np.isnan(lo) & ~np.isnan(answers) & ((answers < lo) | (answers > hi) | (answers % 1 != 0)),
         "value",
         _item_rule(instrument, item, lows, highs),
     )
+    # the keys as codes of their distinct values (equal to the texts cell by cell): the duplicate keys' hashes
+    # and the packing into questionnaires take the codes, not every row's text again
     return pd.DataFrame(
         {
-            "cycle_id": cycle_id,
-            "instrument": instrument,
-            "timepoint": timepoint,
-            "item": item,
+            "cycle_id": ck.categorical("cycle_id"),
+            "instrument": ck.categorical("instrument"),
+            "timepoint": ck.categorical("timepoint"),
+            "item": ck.categorical("item"),
             "value": value,
             "completed_date": completed,
         }
@@ -1212,10 +1331,10 @@ def validate_prom_responses(ck: Checker, batch: BatchState) -> pd.DataFrame:
 
 
 class _Codes:
-    """A text column as codes of its distinct values, for membership tests on integers."""
+    """A text column as codes of its distinct values (pd.factorize's), for membership tests on integers."""
 
-    def __init__(self, values: pd.Series):
-        self.codes, distinct = pd.factorize(values)
+    def __init__(self, codes: np.ndarray, distinct: pd.Index):
+        self.codes, self.distinct = codes, distinct
         self.position = {v: i for i, v in enumerate(distinct)}
         self.empty = self.equals("")
 
@@ -1229,17 +1348,14 @@ class _Codes:
         return table[self.codes]
 
 
-def _pair_lookup(first: pd.Series, second: pd.Series, *tables: pd.Series) -> list[pd.Series]:
+def _pair_lookup(first: _Codes, second: _Codes, *tables: pd.Series) -> list[np.ndarray]:
     """Per table, table["first|second"] per row (NaN where absent), computed on the few distinct pairs: a million
     rows hold a handful of instruments and items, so building and hashing a million keys is wasted work."""
-    a, a_values = pd.factorize(first)
-    b, b_values = pd.factorize(second)
+    a, a_values = first.codes, first.distinct
+    b, b_values = second.codes, second.distinct
     pairs = pd.Index([f"{x}|{y}" for x in a_values for y in b_values], dtype=object)
     where = np.where((a >= 0) & (b >= 0), a * len(b_values) + b, len(pairs))  # len(pairs): a missing value
-    return [
-        pd.Series(np.append(t.reindex(pairs).to_numpy(dtype="float64"), np.nan)[where], index=first.index)
-        for t in tables
-    ]
+    return [np.append(t.reindex(pairs).to_numpy(dtype="float64"), np.nan)[where] for t in tables]
 
 
 def item_bounds(catalog: Catalog) -> tuple[pd.Series, pd.Series]:
@@ -1293,7 +1409,7 @@ def validate_costs(ck: Checker, batch: BatchState) -> pd.DataFrame:
             unit_cost=shown_value("unit_cost", f["unit_cost"].iat[i].strip()),
         ),
     )
-    activities = _Codes(activity)
+    activities = _Codes(*ck.coded("activity"))
     for k, cond_id in enumerate(cond_values):
         if not cond_id:
             continue
