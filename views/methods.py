@@ -35,7 +35,9 @@ for condition in catalog.conditions.values():
         st.markdown(
             f"**{t('model.variables', lang)}:** " + ", ".join(md_escape(v.label(lang)) for v in condition.casemix)
         )
-        render.data_grid(
+        # static tables, not st.dataframe grids: a reference of up to 15 rows read, never sorted or scrolled; 14
+        # canvas grids (two per condition) cost the browser most of this page's drawing on every visit
+        render.static_table(
             pd.DataFrame(
                 {
                     t("column.indicator", lang): [i.label(lang) for i in condition.indicators],
@@ -47,8 +49,8 @@ for condition in catalog.conditions.values():
                     t("methods.min_n", lang): [fmt_int(i.min_n, lang) for i in condition.indicators],
                 }
             ),
-            hide_index=True,
-            width="stretch",
+            widths={t("column.indicator", lang): 360},
+            lang=lang,
         )
         rows = []
         for use in condition.proms:
@@ -62,4 +64,5 @@ for condition in catalog.conditions.values():
                         t("methods.source", lang): scale.source(lang),
                     }
                 )
-        render.data_grid(pd.DataFrame(rows), hide_index=True, width="stretch")
+        if rows:
+            render.static_table(pd.DataFrame(rows), widths={t("methods.source", lang): 420}, lang=lang)
