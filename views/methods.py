@@ -50,6 +50,7 @@ for condition in catalog.conditions.values():
                 }
             ),
             widths={t("column.indicator", lang): 360},
+            min_widths={t("column.direction", lang): 110},  # "Higher is better" on one line
             lang=lang,
         )
         rows = []
@@ -65,4 +66,9 @@ for condition in catalog.conditions.values():
                     }
                 )
         if rows:
-            render.static_table(pd.DataFrame(rows), widths={t("methods.source", lang): 420}, lang=lang)
+            render.static_table(
+                pd.DataFrame(rows),
+                widths={t("methods.source", lang): 420},
+                min_widths={t("proms.instrument", lang): 110},  # "EORTC QLQ-C30" on one line
+                lang=lang,
+            )
