@@ -243,12 +243,22 @@ def test_the_language_radio_offers_the_sessions_language_on_every_run(empty_db, 
         assert radio.proto.default == SUPPORTED.index(lang), radio.proto.default
 
 
-def test_methods_page_lists_every_catalog_indicator(empty_db):
-    at = _run(_app({"lang": "en"}), "views/methods.py")
-    shown = " ".join(" ".join(map(str, df.value.iloc[:, 0])) for df in at.dataframe)
-    for condition in default_catalog().conditions.values():
-        for ind in condition.indicators:
-            assert ind.label_en in shown
+@pytest.mark.parametrize("lang", SUPPORTED)
+def test_methods_page_lists_every_catalog_indicator(empty_db, lang):
+    """Each condition's indicators (with their minimum number of care cycles) and PROM scales (with their MIC), as
+    static tables: a reference read, never sorted; as canvas grids (14 of them) they cost the browser most of the
+    page's drawing on every visit, and their text was out of reach of the browser's own text checks."""
+    at = _run(_app({"lang": lang}), "views/methods.py")
+    assert not at.dataframe, "the methods page draws its reference tables as static tables"
+    catalog = default_catalog()
+    shown = shown_tables(at)
+    assert len(shown) == 2 * len(catalog.conditions), len(shown)
+    for condition, indicators, scales in zip(catalog.conditions.values(), shown[::2], shown[1::2], strict=True):
+        rows = indicators.value.set_index(t("column.indicator", lang))
+        assert list(rows.index) == [i.label(lang) for i in condition.indicators], condition.id
+        assert list(rows[t("methods.min_n", lang)]) == [fmt_int(i.min_n, lang) for i in condition.indicators]
+        expected = [s.label(lang) for use in condition.proms for s in catalog.instruments[use.instrument].scales]
+        assert list(scales.value[t("proms.scale", lang)]) == expected, condition.id
 
 
 def test_data_page_lists_import_batches(demo_db):

@@ -35,7 +35,9 @@ for condition in catalog.conditions.values():
         st.markdown(
             f"**{t('model.variables', lang)}:** " + ", ".join(md_escape(v.label(lang)) for v in condition.casemix)
         )
-        render.data_grid(
+        # static tables, not st.dataframe grids: a reference of up to 15 rows read, never sorted or scrolled; 14
+        # canvas grids (two per condition) cost the browser most of this page's drawing on every visit
+        render.static_table(
             pd.DataFrame(
                 {
                     t("column.indicator", lang): [i.label(lang) for i in condition.indicators],
@@ -47,8 +49,9 @@ for condition in catalog.conditions.values():
                     t("methods.min_n", lang): [fmt_int(i.min_n, lang) for i in condition.indicators],
                 }
             ),
-            hide_index=True,
-            width="stretch",
+            widths={t("column.indicator", lang): 360},
+            min_widths={t("column.direction", lang): 110},  # "Higher is better" on one line
+            lang=lang,
         )
         rows = []
         for use in condition.proms:
@@ -62,4 +65,10 @@ for condition in catalog.conditions.values():
                         t("methods.source", lang): scale.source(lang),
                     }
                 )
-        render.data_grid(pd.DataFrame(rows), hide_index=True, width="stretch")
+        if rows:
+            render.static_table(
+                pd.DataFrame(rows),
+                widths={t("methods.source", lang): 420},
+                min_widths={t("proms.instrument", lang): 110},  # "EORTC QLQ-C30" on one line
+                lang=lang,
+            )
