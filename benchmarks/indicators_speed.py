@@ -17,6 +17,12 @@ in pandas) against the questionnaires the database pivots (one row per questionn
 The tables read each child table once for all conditions (vbhc.registry.shared_reads: on PostgreSQL up to 2M cycles);
 --per-condition reads each condition's rows on their own, as a single view's page does.
 
+The tables' time is split into phases (reads, with the server's CPU from /proc of its backends; PROM scoring; the
+frames; case-mix fits; indicator values; limits; shrinkage; survival; ...), each one's CPU seconds client + server and
+its linear extrapolation to 10,000,000 cycles, against the target of < 60 s there. --tables-only times the tables
+alone; --baseline DIR times another checkout's tables too (e.g. main's: `git archive main | tar -x -C DIR`), runs
+interleaved. The phases' sum is less than the client's CPU by the start-up (imports) of the step.
+
 --engines compares, instead of the tables, the engines for the heavy reads: the exact per-unit aggregates of the
 clinical outcomes (cycles, sum, sum of squares per hospital) loaded into pandas and grouped there, grouped by the
 database, and grouped by DuckDB scanning the database, each checked against the database's. DuckDB is not a
@@ -85,6 +91,7 @@ import contextlib
 import dataclasses
 import time
 {patch}
+{phases}
 from vbhc import indicators, registry
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import composite_failures, compute_indicators, indicator_table
@@ -110,7 +117,7 @@ with {shared}:
     result = indicator_table(condition, {level!r}, engine=engine)  # with shrinkage, textbook outcome and survival
     for ind in result.data.condition.indicators:
         if ind.kind == "composite":
-            composite_failures(result, ind.id)
+            PHASES.timed("textbook outcome failures", composite_failures)(result, ind.id)
     per_condition[condition] = round(time.perf_counter() - t, 1)
     rows += len(result.table)
     survival_rows += int(result.table["kind"].isin(SURVIVAL_KINDS).sum())
@@ -119,13 +126,82 @@ with {shared}:
     if ids:
         fresh = dataclasses.replace(result.data, fitted={{}}, cox={{}})
         t = time.perf_counter()
+        PHASES.on = False  # not part of the tables' phases
         compute_indicators(fresh, {level!r}, indicators=ids)
+        PHASES.on = True
         survival_s += time.perf_counter() - t
     del result
 import resource
 used = resource.getrusage(resource.RUSAGE_SELF)
 RESULT = {{"per_condition": per_condition, "reading": reading, "table_rows": rows, "survival_rows": survival_rows,
-           "survival_s": round(survival_s, 1), "cpu_s": round(used.ru_utime + used.ru_stime, 1)}}
+           "survival_s": round(survival_s, 1), "cpu_s": round(used.ru_utime + used.ru_stime, 1),
+           "phases": PHASES.spent}}
+"""
+
+# Where the tables' time goes: each phase's own CPU seconds (the client's; for the reads also the server's, from
+# /proc of the postmaster's backends), nested calls counted in the inner phase only, so the phases add up to the
+# tables' CPU. The wrapped functions are looked up by name in the tree the step runs in (--baseline: main's).
+PHASES = """
+import os
+import time
+from vbhc import benchmark, casemix, indicators, proms, registry, store, survival
+
+class _Phases:
+    def __init__(self, postmaster):
+        self.postmaster, self.spent, self.stack, self.on = postmaster, {{}}, [], True
+
+    def server(self):
+        if self.postmaster is None:
+            return 0.0
+        ticks = 0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = open(f"/proc/{{pid}}/stat").read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[1] == str(self.postmaster):
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def timed(self, name, fn, server=False):
+        def wrapped(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            self.stack.append(0.0)
+            start, server_start = time.process_time(), self.server() if server else 0.0
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inner = time.process_time() - start
+                own = inner - self.stack.pop()
+                if self.stack:
+                    self.stack[-1] += inner
+                spent = self.spent.setdefault(name, [0.0, 0.0, 0])
+                spent[0] += own
+                spent[1] += (self.server() - server_start) if server else 0.0
+                spent[2] += 1
+        return wrapped
+
+PHASES = _Phases({postmaster!r})
+for module, name, phase, server in [
+    (indicators, "load_condition_data", "frames: outcomes pivot, cost per cycle, dates", False),
+    (registry, "care_cycles", "read: care cycles", True),
+    (registry, "clinical_outcomes", "read: clinical outcomes", True),
+    (registry, "prom_questionnaires", "read: PROM questionnaires", True),
+    (proms, "score_questionnaires", "PROM scoring", False),
+    (registry, "cost_lines", "read: cost lines", True),
+    (indicators, "compute_indicators", "table: the rest (columns, joins)", False),
+    (indicators, "_outcome_column", "table: indicator values per cycle", False),
+    (indicators, "fit_casemix_model", "table: case-mix fits", False),
+    (indicators, "recalibrate_in_the_large", "table: case-mix fits", False),
+    (benchmark, "benchmark_columns", "table: funnel limits", False),
+    (indicators, "_shrinkage_columns", "table: shrinkage", False),
+    (survival, "survival_columns", "table: survival (Kaplan-Meier, Cox)", False),
+    (proms, "response_flags", "table: PROM response", False),
+    (indicators, "_cycle_values", "table: per-cycle values frame", False),
+]:
+    setattr(module, name, PHASES.timed(phase, getattr(module, name), server))
 """
 
 
@@ -304,6 +380,15 @@ def main() -> None:
         help="read each condition's rows on their own (not each child table once for all conditions)",
     )
     parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="time the indicator tables alone (not the pandas load and the PROM score paths)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="another checkout (e.g. main's) whose tables are timed too, runs interleaved with this tree's",
+    )
+    parser.add_argument(
         "--engines",
         action="store_true",
         help="instead of the tables: the per-unit aggregates in pandas, the database and DuckDB",
@@ -326,6 +411,9 @@ def _report(url: str, args: argparse.Namespace, server=None) -> None:
     if args.engines:  # a few minutes at 1M: asked for, not run every time
         _crude_comparison(url, args.runs)
         return
+    if args.tables_only:
+        _tables(url, args, server)
+        return
     load_s, load_mb, load, loads = _median(LOAD.format(url=url), args.runs)
     print(
         f"pandas load of cycles, outcomes, PROM items and cost lines: {load['rows']:,} rows in {load_s:.1f} s, "
@@ -344,17 +432,46 @@ def _report(url: str, args: argparse.Namespace, server=None) -> None:
     before = None
     if args.before:
         loads = _load()
-        before = run_measured(COMPUTE.format(url=url, level=args.level, patch=ITEM_ROWS, shared=SHARED))
+        code = COMPUTE.format(url=url, level=args.level, patch=ITEM_ROWS, shared=SHARED, phases=_phases(server))
+        before = run_measured(code)
         print(f"full indicator tables on item rows (before): {before[0]:.1f} s, peak {before[1]:,.0f} MB ({loads})")
-    shared = PER_CONDITION if args.per_condition else SHARED
-    loads = _load()
-    server_before = _server_cpu(server)
-    comp_s, comp_mb, comp = run_measured(COMPUTE.format(url=url, level=args.level, patch="", shared=shared))
-    server_s = "" if server is None else f", the private server's {_server_cpu(server) - server_before:.1f} s"
+    comp_s, comp_mb = _tables(url, args, server)
+    if before is not None:
+        print(f"  tables after / before: {comp_s / before[0]:.2f}x")
     print(
-        f"full indicator tables ({args.level} level, {comp['table_rows']:,} unit x indicator rows): {comp_s:.1f} s, "
-        f"peak {comp_mb:,.0f} MB ({loads}); CPU: the client's {comp['cpu_s']:.1f} s{server_s}"
+        f"RATIO indicators / load: {comp_s / load_s:.2f}x (target <= 3x); peak {comp_mb / 1024:.2f} GB (target < 4 GB)"
     )
+
+
+def _tables(url: str, args: argparse.Namespace, server=None) -> tuple[float, float]:
+    """Time every condition's full indicator table (the median of --runs runs; with --baseline, runs of the other
+    tree interleaved with this one's), and print where the time goes: per phase, the client's and the server's CPU
+    seconds, and the same figures times the 10M / cycles ratio (linear: the case-mix fits' Newton steps and the
+    sorts of the survival fits grow a little faster)."""
+    shared = PER_CONDITION if args.per_condition else SHARED
+    code = COMPUTE.format(url=url, level=args.level, patch="", shared=shared, phases=_phases(server))
+    trees = [("this tree", None)] + ([("baseline", Path(args.baseline))] if args.baseline else [])
+    runs: dict[str, list] = {name: [] for name, _ in trees}
+    for _ in range(args.runs):
+        for name, cwd in trees:
+            loads = _load()
+            server_before = _server_cpu(server)
+            seconds, peak, result = run_measured(code, cwd=cwd)
+            runs[name].append((seconds, peak, result, _server_cpu(server) - server_before, loads))
+    for name, _ in reversed(trees):
+        done = runs[name]
+        seconds = statistics.median(r[0] for r in done)
+        peak, comp = max(r[1] for r in done), done[-1][2]
+        client = statistics.median(r[2]["cpu_s"] for r in done)
+        server_s = statistics.median(r[3] for r in done)
+        loads = ", ".join(r[4] for r in done)
+        print(
+            f"full indicator tables, {name} ({args.level} level, {comp['table_rows']:,} unit x indicator rows): "
+            f"{seconds:.1f} s, peak {peak:,.0f} MB ({loads}); CPU: the client's {client:.1f} s"
+            + ("" if server is None else f", the private server's {server_s:.1f} s")
+        )
+        _print_phases([r[2]["phases"] for r in done], args.cycles)
+    comp = runs["this tree"][-1][2]
     print("  per condition (s): " + ", ".join(f"{k} {v}" for k, v in comp["per_condition"].items()))
     # the registry's frames (vbhc.indicators.load_condition_data) against the statistics computed on them
     read_s = sum(comp["reading"].values())
@@ -365,13 +482,47 @@ def _report(url: str, args: argparse.Namespace, server=None) -> None:
     # measured again after the tables (not part of their time): Kaplan-Meier and the Cox fit per indicator
     print(
         f"  survival indicators ({comp['survival_rows']:,} rows; none without the vital status file): "
-        f"{comp['survival_s']:.1f} s of the tables' time, {comp['survival_s'] / load_s:.2f}x the load"
+        f"{comp['survival_s']:.1f} s of the tables' time"
     )
-    if before is not None:
-        print(f"  tables after / before: {comp_s / before[0]:.2f}x")
+    done = runs["this tree"]
+    return statistics.median(r[0] for r in done), max(r[1] for r in done)
+
+
+#: The registry size the issue's target is for: the indicator table in < 60 s and < 4 GB
+TARGET_CYCLES, TARGET_SECONDS = 10_000_000, 60.0
+
+
+def _print_phases(phases: list[dict], cycles: int) -> None:
+    """Per phase, the median over runs of the client's and the server's CPU seconds, and their linear
+    extrapolation to TARGET_CYCLES."""
+    scale = TARGET_CYCLES / cycles
+    names = list(dict.fromkeys(name for run in phases for name in run))
+    rows = []
+    for name in names:
+        client = statistics.median(run.get(name, [0.0, 0.0, 0])[0] for run in phases)
+        server = statistics.median(run.get(name, [0.0, 0.0, 0])[1] for run in phases)
+        rows.append((client + server, name, client, server, phases[-1].get(name, [0, 0, 0])[2]))
+    total_client, total_server = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    print(f"  phases (CPU s: client + server; x{scale:g} = linear extrapolation to {TARGET_CYCLES:,} cycles):")
+    for _, name, client, server, calls in sorted(rows, reverse=True):
+        print(
+            f"    {name:<48} {client:7.1f} + {server:6.1f}  ({calls} calls)   "
+            f"x{scale:g}: {(client + server) * scale:7.0f} s"
+        )
     print(
-        f"RATIO indicators / load: {comp_s / load_s:.2f}x (target <= 3x); peak {comp_mb / 1024:.2f} GB (target < 4 GB)"
+        f"    {'all phases':<48} {total_client:7.1f} + {total_server:6.1f}              "
+        f"x{scale:g}: {(total_client + total_server) * scale:7.0f} s "
+        f"(target {TARGET_SECONDS:.0f} s on one core each side: "
+        f"{'within' if max(total_client, total_server) * scale < TARGET_SECONDS else 'NOT within'})"
     )
+
+
+def _phases(server) -> str:
+    """The PHASES preamble of COMPUTE, with the private server's postmaster (for its backends' CPU) if any."""
+    postmaster = None
+    if server is not None:
+        postmaster = int((server.directory / "data" / "postmaster.pid").read_text().split()[0])
+    return PHASES.format(postmaster=postmaster)
 
 
 if __name__ == "__main__":

@@ -504,6 +504,12 @@ def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.n
 # --- the indicator rows -----------------------------------------------------------------------------------
 
 
+def _text(values: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """Text as pandas' own (Arrow) array, as vbhc.indicators._UnitRows.column gives the other indicators' per-cycle
+    text (joined without becoming Python strings); anything else as a NumPy array, as before."""
+    return values.array if isinstance(values.dtype, pd.StringDtype) else values.to_numpy()
+
+
 def survival_table(
     cycles: pd.DataFrame, unit: np.ndarray | tuple[pd.Index, np.ndarray], **options: object
 ) -> tuple[pd.DataFrame, pd.DataFrame, CoxModel] | None:
@@ -639,8 +645,8 @@ def survival_columns(
     added[PH_P_VALUE] = float(worst["p"].iloc[0]) if len(worst) else np.nan
     added[PH_VARIABLE] = str(worst["variable"].iloc[0]) if len(worst) else None
     per_cycle = {
-        "cycle_id": cycles["cycle_id"].astype(str).to_numpy()[known],
-        "unit": units.to_numpy()[codes[known]],
+        "cycle_id": _text(cycles["cycle_id"].astype(str))[known],
+        "unit": _text(pd.Series(units, copy=False)).take(codes[known]),
         "index_date": cycles["index_date"].to_numpy()[known],
         "observed": fu["event"].to_numpy()[known],
         "expected": expected[known],
