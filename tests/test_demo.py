@@ -72,6 +72,21 @@ def test_files_in_import_order_and_counts(demo):
     assert r.counts["units"] == len(demo["units"])
 
 
+def test_the_demo_at_national_size_writes_files_its_own_command_line_import_accepts(demo):
+    """benchmarks/indicators_speed.py --cycles 10000000 (issue 13's national registry) writes the demo's files and
+    imports them with `vbhc import`: every file must be within the command-line import's limits at that size, rows
+    and bytes (the row limit refused the 305,000,000-row PROM file after 40 minutes of reading)."""
+    from vbhc.settings import max_import_mb, max_rows
+
+    national = 10_000_000
+    for name in ("care_cycles.csv", "clinical_outcomes.csv", "prom_responses.csv", "costs.csv"):
+        path = demo["dir"] / name
+        rows = path.read_bytes().count(b"\n") - 1
+        # a tenth more than this sample's rate per cycle, for the draws of a larger registry
+        assert rows / N * national * 1.1 <= max_rows(), name
+        assert path.stat().st_size / N * national * 1.1 <= max_import_mb() * 1024 * 1024, name
+
+
 def test_progress_reports_cycles_up_to_the_total(demo):
     cycles = [(done, total) for stage, done, total in demo["calls"] if stage == "cycles"]
     assert cycles[0] == (0, N) and cycles[-1] == (N, N)

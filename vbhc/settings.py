@@ -216,8 +216,13 @@ def max_columns() -> int:
 
 
 def max_rows() -> int:
-    """Most data rows one file or sheet may have (VBHC_MAX_ROWS, default 100,000,000)."""
-    return int(_positive("VBHC_MAX_ROWS", 100_000_000))
+    """Most data rows one file or sheet may have (VBHC_MAX_ROWS, default 1,000,000,000).
+
+    Why this many: the limit guards against a file of endless rows, not against a large registry. A national
+    registry's PROM file holds ~30 item rows per care cycle (~305,000,000 rows at 10,000,000 cycles, 13 GB, well
+    within VBHC_MAX_IMPORT_MB); the old default of 100,000,000 refused the demo's own file at that size after
+    reading a third of it. Uploads stay bounded by their size (VBHC_MAX_UPLOAD_MB)."""
+    return int(_positive("VBHC_MAX_ROWS", 1_000_000_000))
 
 
 def results_group_mb() -> float:
