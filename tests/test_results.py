@@ -740,18 +740,41 @@ def test_the_years_prem_tables_of_both_levels_read_each_questionnaires_answers_o
         _assert_same_prem_result(stored, fresh)
 
 
+def _stored_answers(engine, questionnaire: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """The reference: each stored answer row of a questionnaire visited from start to end, with its response's unit,
+    visit and case-mix as stored on that row (one plain query, independent of vbhc.registry's two-part read)."""
+    from sqlalchemy import select
+
+    from vbhc import models
+    from vbhc.catalog import PREM_CASEMIX
+
+    r = models.PremResponse
+    columns = [r.response_id, r.hospital, r.department, r.visit_date, r.item, r.answer]
+    columns += [getattr(r, name) for name in PREM_CASEMIX]
+    query = (
+        select(*columns)
+        .where(r.questionnaire == questionnaire, r.visit_date.between(start, end))
+        .order_by(r.response_id, r.item)
+    )
+    with engine.connect() as conn:
+        df = pd.DataFrame(conn.execute(query).all(), columns=[c.key for c in columns])
+    df["answer"] = pd.to_numeric(df["answer"]).astype(float)
+    df["visit_date"] = pd.to_datetime(df["visit_date"])
+    return df
+
+
 def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equal_those_of_its_answers(
     registry, tmp_path, monkeypatch
 ):
     """A year's PREM tables computed in a page's run (a year not prepared yet) read the year's answers: a response's
     unit, visit and case-mix are the same on each of its answers, and read once per response instead of once per
     answer (with each answer's response id and item, most of the year's tables at 1,000,000 care cycles). The rows
-    built from them equal those built from the answers as vbhc.registry.prem_answers gives them."""
+    built from them equal those built from every stored answer row of the year read as it is (_stored_answers)."""
     from vbhc import registry as registry_module
     from vbhc.prems import load_prem_data, prem_data
 
     _import_prem_answers(registry, tmp_path, dt.date(2023, 7, 1))
-    answers = registry_module.prem_answers("prem_clinical", period="2024", engine=registry)
+    answers = _stored_answers(registry, "prem_clinical", dt.date(2024, 1, 1), dt.date(2024, 12, 31))
     responses = answers["response_id"].nunique()
     assert len(answers) > 5 * responses > 0  # several answers per response: a test that could not fail otherwise
     values_read: list[int] = []
@@ -767,7 +790,8 @@ def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equa
     # per answer its response id, item and answer; per response its id, unit (2), visit and case-mix (3)
     assert sum(values_read) == 3 * len(answers) + 7 * responses
     q = default_catalog().questionnaire("prem_clinical")
-    expected = prem_data(answers, q, got.rows.period)
+    unit = np.datetime_data(got.rows.cycles["index_date"].dtype)[0]  # as the backend's dates are read (s or us)
+    expected = prem_data(answers.assign(visit_date=answers["visit_date"].dt.as_unit(unit)), q, got.rows.period)
     pdt.assert_frame_equal(got.rows.cycles, expected.rows.cycles)
     pdt.assert_frame_equal(got.respondents.cycles, expected.respondents.cycles)
     assert got.rows.as_of == expected.rows.as_of

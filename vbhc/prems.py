@@ -97,7 +97,8 @@ class _Answers:
 
 
 def _answers_of(answers: pd.DataFrame) -> _Answers:
-    """_Answers of item-level answers (vbhc.registry.prem_answers' frame)."""
+    """_Answers of item-level answers in one frame, as a PREM file holds them (response_id, hospital, department,
+    visit_date, item, answer and the case-mix on every row): for answers not read from the registry."""
     responses = _casemix_frame(answers)
     return _answers_in(responses, answers)
 

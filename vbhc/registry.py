@@ -607,28 +607,6 @@ def _prom_dtypes() -> dict[str, pd.CategoricalDtype]:
     }
 
 
-def prem_answers(
-    questionnaire: str,
-    *,
-    hospitals: Sequence[str] | None = None,
-    departments: Sequence[str] | None = None,
-    period: str | Period | None = None,
-    engine: Engine | None = None,
-) -> pd.DataFrame:
-    """Item-level answers of one PREM questionnaire (vbhc.prems), the period on the visit date: response_id,
-    hospital, department, visit_date, item, answer and the respondent's case-mix."""
-    from vbhc.catalog import PREM_CASEMIX
-
-    where = _prem_where(questionnaire, hospitals, departments, period, engine)
-    r = models.PremResponse
-    columns = [r.response_id, r.hospital, r.department, r.visit_date, r.item, r.answer]
-    columns += [getattr(r, name) for name in PREM_CASEMIX]
-    query = select(*columns).where(*where).order_by(r.response_id, r.item)
-    df = _read(query, engine)
-    df["answer"] = pd.to_numeric(df["answer"]).astype(float)
-    return _dates(df, ["visit_date"])
-
-
 def _prem_where(
     questionnaire: str,
     hospitals: Sequence[str] | None,
@@ -636,7 +614,7 @@ def _prem_where(
     period: str | Period | None,
     engine: Engine | None,
 ) -> list:
-    """The WHERE of one questionnaire's answers (prem_answers and the two reads of prem_answer_parts). With a period
+    """The WHERE of one questionnaire's answers (the two reads of prem_answer_parts). With a period
     and no hospitals or departments given, every hospital and department of the registry are named all the same:
     the answers' index (questionnaire, hospital, department, visit date) then finds the period's answers of each unit
     (SQLite read every answer of the questionnaire, of all years, to keep one year's: a third of the reads' CPU at
@@ -668,11 +646,12 @@ def prem_answer_parts(
     period: str | Period | None = None,
     engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """prem_answers in two parts: the responses (one row per returned questionnaire: response_id, hospital,
-    department, visit_date and case-mix, in no particular order) and their answers (response_id, item, answer, in
-    prem_answers' order). Why: a response's unit, visit and case-mix are the same on each of its rows (the importer
-    checks that), and reading and converting them once per answer was most of a year's PREM tables at 1,000,000
-    care cycles (about 740,000 answers of 100,000 respondents)."""
+    """A PREM questionnaire's item-level answers (the period on the visit date) in two parts: the responses (one row
+    per returned questionnaire: response_id, hospital, department, visit_date and case-mix, in no particular order)
+    and their answers (response_id, item, answer, ordered on response_id and item). Why: a response's unit, visit
+    and case-mix are the same on each of its rows (the importer checks that), and reading and converting them once
+    per answer was most of a year's PREM tables at 1,000,000 care cycles (about 740,000 answers of 100,000
+    respondents)."""
     from vbhc.catalog import PREM_CASEMIX
 
     engine = engine or get_engine()
