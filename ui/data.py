@@ -603,6 +603,9 @@ def prepare_prems(questionnaires: Sequence[str], level: str, period: str) -> str
 
     def compute(key: tuple) -> None:
         try:
+            # after the page's run and any view a page waits for: computed at once they shared the interpreter lock
+            # with the page's own view of the period, which then took as long as both (20 s at a load of 12)
+            _yield_to_pages()
             prem_result(*key)
         except Exception:  # the page computes it in its own run and shows the error there
             log.exception("PREM table %s could not be prepared", key[2:])
