@@ -66,7 +66,7 @@ def test_the_team_page_draws_its_outcomes_while_a_periods_patient_experience_is_
     engine, _ = small_demo_db
     year = str(data.registry.condition_volumes(engine=engine)["last_index_date"].max().year)
     monkeypatch.setattr(data, "background_work", True)
-    for name in ("_prems_ready", "_prems_pending", "_prems_failed", "_prems_apart"):
+    for name in ("_prems_ready", "_prems_pending", "_prems_failed"):
         monkeypatch.setattr(data, name, set(), raising=False)
     stored = results.ResultStore.has_prem
     monkeypatch.setattr(
@@ -109,11 +109,5 @@ def test_the_team_page_draws_its_outcomes_while_a_periods_patient_experience_is_
     assert not at.exception, [e.value for e in at.exception]
     assert t("prem.title", "en") in [h.value for h in at.subheader]
     assert not any(waiting in i.value for i in at.info)
-    # computed apart for both unit levels at once: a change to the department level reads them
-    from vbhc.catalog import default_catalog
-
-    store = results.ResultStore(engine)
-    version = store.version()
-    assert all(stored(store, results.PremKey(q, "department", year), version) for q in default_catalog().prems)
     for pool in (data._signals_pool, data._writer):  # no background work outlives the test
         pool.submit(lambda: None).result(timeout=120)

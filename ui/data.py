@@ -581,8 +581,6 @@ def prems_ready(questionnaires: Sequence[str], level: str, period: str) -> bool:
 _prems_pending: set[tuple] = set()
 _prems_failed: set[tuple] = set()
 _prems_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbhc-prems")
-#: Periods whose PREM tables a child process has computed (or tried to) for this database and store version.
-_prems_apart: set[tuple[str, str, str]] = set()
 
 
 def prepare_prems(questionnaires: Sequence[str], level: str, period: str) -> str:
@@ -605,15 +603,9 @@ def prepare_prems(questionnaires: Sequence[str], level: str, period: str) -> str
 
     def compute(key: tuple) -> None:
         try:
-            stored = _store_version(url, data_version)
-            if stored is not None and (url, stored, period) not in _prems_apart:
-                # every questionnaire at both levels in a child process, into the results store (read below): in a
-                # thread here they held the interpreter lock beside the pages drawn meanwhile, and the viewer's next
-                # clicks (the unit level, a comparison group) waited for them too (3 -> 18 s at a load of 16)
-                _prems_apart.add((url, stored, period))
-                results.precompute_period_prems_apart(url, period)
-            else:  # no results store: here, after the page's run and any view a page waits for
-                _yield_to_pages()
+            # after the page's run and any view a page waits for: computed at once they shared the interpreter lock
+            # with the page's own view of the period, which then took as long as both (20 s at a load of 12)
+            _yield_to_pages()
             prem_result(*key)
         except Exception:  # the page computes it in its own run and shows the error there
             log.exception("PREM table %s could not be prepared", key[2:])
