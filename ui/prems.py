@@ -81,13 +81,16 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     key = (database_url(), data.version(), viewer.cache_key, suppress_below(), level, tuple(units), period, lang)
     chosen = filters.current()  # display() names the units as the filters do
     key += (key_only, chosen.condition if chosen else None)
-    # tables neither in memory nor stored (a year the background has not prepared yet) are computed in this run:
-    # the page says what it waits for meanwhile
-    waiting = None if data.prems_ready([q.id for q in questionnaires], level, period) else st.empty()
+    # tables neither in memory nor stored (a year the background has not prepared yet): computed beside the page,
+    # which says what it waits for and draws them when they are ready (a server); else, or when that failed, in
+    # this run, saying what it waits for meanwhile
+    ids = [q.id for q in questionnaires]
+    what = t("wait.preparing_prems", lang, level=t(f"level.{level}", lang), period=period or t("wait.all_dates", lang))
+    if data.background_work and data.prepare_prems(ids, level, period) == "pending":
+        _follow(ids, level, period, f"{what} {t('wait.prems_follow', lang)}")
+        return True
+    waiting = None if data.prems_ready(ids, level, period) else st.empty()
     if waiting is not None:
-        what = t(
-            "wait.preparing_prems", lang, level=t(f"level.{level}", lang), period=period or t("wait.all_dates", lang)
-        )
         waiting.info(what)
     try:
         kept, built = _kept.get_or_build(  # a refusal is not kept: computed (and audited) again on the next visit
@@ -102,6 +105,24 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
         for rows, result in kept.seen:  # every visit is audited, as prem_rows does
             prems.record_prem_view(viewer, rows, result, engine=engine)
     return _show_sections(kept, lang)
+
+
+#: How often a page whose PREM tables are being computed beside it looks whether they are ready (seconds).
+FOLLOW_SECONDS = 1.0
+
+
+def _follow(questionnaires: list[str], level: str, period: str, what: str) -> None:
+    """Say what the page waits for where the tables will be, and look again every FOLLOW_SECONDS (a fragment: only
+    this message is drawn again); once nothing is being computed any more the whole page runs again and draws the
+    tables (or, when computing them failed, computes them in its run and shows the error)."""
+
+    @st.fragment(run_every=FOLLOW_SECONDS)
+    def follow() -> None:
+        if not data.prems_pending(questionnaires, level, period):
+            st.rerun(scope="app")
+        st.info(what)
+
+    follow()
 
 
 @dataclasses.dataclass(frozen=True)
