@@ -168,3 +168,97 @@ def test_shared_reads_give_each_conditions_own_frames(awkward, monkeypatch, rows
         assert copies.count(True) == 2 + len(instruments), copies  # outcomes, cost lines, one per instrument
     else:
         assert not copies
+
+
+def test_a_conditions_reads_from_its_cycles_are_the_joins_frames(awkward, monkeypatch):
+    """On PostgreSQL a condition's child rows are read from its care cycles (registry._cycles_first_query): the
+    frames, dtypes and values to the bit, are the ones the join of the whole child table gives (every condition,
+    conditions without rows, hospital and period filters, awkward values)."""
+
+    def read(engine) -> dict[str, pd.DataFrame]:
+        frames = _every_condition(engine)
+        oeso = "oesophageal_cancer"
+        frames["period"] = registry.outcomes_wide(oeso, hospitals=["H01"], period="2023", engine=engine)
+        frames["none"] = registry.cost_lines(oeso, period="2019", engine=engine)
+        return frames
+
+    chosen = []
+    first = registry._cycles_first_query
+
+    def noted(*args):
+        query = first(*args)
+        chosen.append(query is not None)
+        return query
+
+    monkeypatch.setattr(registry, "_cycles_first_query", noted)
+    got = read(awkward)
+    monkeypatch.setattr(registry, "_cycles_first_query", lambda *args: None)
+    expected = read(awkward)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+    assert (len(chosen) > 20 and all(chosen)) if awkward.dialect.name == "postgresql" else not chosen, chosen
+
+
+def _rows_scanned(conn, statement: str, table: str) -> int:
+    """The rows of `table` PostgreSQL's executor looks at to run `statement`: every row its scans of that table
+    return or filter out, over all their loops (EXPLAIN ANALYZE)."""
+    plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}").scalar_one()[0]["Plan"]
+    found, nodes = 0, [plan]
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", []))
+        if node.get("Relation Name") == table:
+            found += (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+    return found
+
+
+def test_a_conditions_read_looks_at_its_own_rows_only(engine, tmp_path, monkeypatch):
+    """On PostgreSQL a condition's outcome, PROM and cost reads make the server look at that condition's child rows,
+    not at the whole child tables. Why: the conditions' cycles are interleaved, and the join of a condition's cycles
+    to the whole child table (a hash join, as the planner chooses at 10,000,000 care cycles too) cost every
+    condition's read what every condition's rows cost (15-30 server CPU s per read at 10,000,000 cycles)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the plan of PostgreSQL's reads")
+    from vbhc.demo import generate_demo
+
+    import_files(generate_demo(tmp_path / "demo", cycles=2_000).import_order(), engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+    statements = []
+    copy_out = store.copy_out
+
+    def noted(conn, query, types):
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = [compiled.params[name] for name in compiled.positiontup] if compiled.positional else None
+        statements.append((str(compiled), params or compiled.params))
+        return copy_out(conn, query, types)
+
+    monkeypatch.setattr(store, "copy_out", noted)
+    condition = "heart_failure"
+    reads = {
+        "clinical_outcomes": lambda: registry.clinical_outcomes(condition, engine=engine),
+        "prom_questionnaires": lambda: registry.prom_questionnaires(condition, "eq5d5l", engine=engine),
+        "cost_lines": lambda: registry.cost_lines(condition, engine=engine),
+    }
+    c = models.CareCycle
+    with engine.connect() as conn:
+        cycles = select(c.cycle_id).where(c.condition == condition)
+        for table, read in reads.items():
+            statements.clear()
+            frame = read()
+            child = models.SQLModel.metadata.tables[table]
+            own = conn.execute(select(func.count()).where(child.c.cycle_id.in_(cycles))).scalar_one()
+            every = conn.execute(select(func.count()).select_from(child)).scalar_one()
+            assert 0 < len(frame) <= own < every / 3, (table, len(frame), own, every)
+            (statement, params), *_ = [s for s in statements if table in s[0]]
+            explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params).scalar_one()
+            nodes, scanned, rounding = [explained[0]["Plan"]], 0, 0
+            while nodes:
+                node = nodes.pop()
+                nodes.extend(node.get("Plans", []))
+                if node.get("Relation Name") == table:  # rows per loop: averages, each rounded by up to 1/2
+                    looked_at = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+                    scanned += looked_at * node["Actual Loops"]
+                    rounding += node["Actual Loops"]
+            assert scanned <= own + rounding < every / 2, (table, scanned, own, rounding, every)
