@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Column, Connection, Engine, Label, Null, Select, func, inspect, null, select, true
+from sqlalchemy import Column, Connection, Engine, Label, Null, Select, func, inspect, null, select
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeDecorator
 
@@ -94,7 +94,7 @@ def _cycle_filter(
     return where
 
 
-def _read(query: Select, engine: Engine | None, transform=None, settings: dict[str, str] | None = None) -> pd.DataFrame:
+def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
     """Run `query` on the driver's own cursor: the ORM's row objects cost more than the query itself for the
     millions of PROM item rows a condition can have (about 2x faster than pandas.read_sql here). On PostgreSQL the
     rows come through COPY into Arrow where every column has an exact Arrow reading (_copy_types), else the values
@@ -102,8 +102,6 @@ def _read(query: Select, engine: Engine | None, transform=None, settings: dict[s
     the driver's rows (_copied_frame), so the frames are the same whichever way the values travelled."""
     engine = engine or get_engine()
     with engine.connect() as conn:
-        for name, value in (settings or {}).items():  # PostgreSQL's SET LOCAL: until the read's transaction ends
-            conn.execute(select(func.set_config(name, value, True)))
         types = _copy_types(query, conn)
         if types is not None:
             return _copied(store.copy_out(conn, query, types), transform)
@@ -302,45 +300,11 @@ def _child_query(model, columns, condition, hospitals, departments, period, extr
     )
 
 
-def _cycles_first_query(model, columns, condition, hospitals, departments, period, extra_where, order_by) -> Select:
-    """_child_query's rows in its order, found from the selected care cycles: for each, its child rows through the
-    child table's unique index (cycle_id first), as a LATERAL subquery the planner cannot merge into a hash join
-    (OFFSET 0). None when an ordering column is not among the columns read (then only _child_query orders them).
-
-    Why: PostgreSQL's planner hashes the condition's cycles and scans the WHOLE child table for them (it misjudges
-    the rows per cycle, and the conditions' cycles are interleaved on disk), so every read of a condition cost the
-    server the whole table (at 10,000,000 care cycles ~15-30 CPU s per read whatever the condition's size). From
-    the cycles, a read costs an index probe per selected cycle plus its rows: what the condition's rows cost."""
-    c = models.CareCycle
-    cycles = select(c.cycle_id).where(*_cycle_filter(condition, hospitals, departments, period)).subquery("vbhc_cycles")
-    rows = select(*columns).where(model.cycle_id == cycles.c.cycle_id, *extra_where).offset(0).lateral("vbhc_rows")
-    key = model.cycle_id.name
-
-    def outer(column):
-        if column.name == key:
-            return cycles.c[key]  # the cycles' own id: the rows come ordered on it, only the rest is sorted
-        if isinstance(column, Label) and isinstance(column.element, Null):
-            return column  # a bare NULL stays one (its type is what the rows' reading goes by)
-        return rows.c[column.name]
-
-    if any(column.name != key and column.name not in rows.c for column in order_by):
-        return None
-    picked = [outer(column) for column in columns]
-    ordered = [cycles.c[key] if column.name == key else rows.c[column.name] for column in order_by]
-    return select(*picked).select_from(cycles).join(rows, true()).order_by(*ordered)
-
-
-#: Planner settings of a condition's read from its care cycles (_cycles_first_query), for its transaction only: no
-#: JIT compilation (its ~0.7 s per query buys nothing for the few expressions of a read).
-_CYCLES_FIRST_SETTINGS = {"jit": "off"}
-
-
 def _read_child(
     model, columns, condition, hospitals, departments, period, extra_where, order_by, engine, transform=None
 ) -> pd.DataFrame:
     """The _child_query of these columns and filters, in this order, read; or, when a shared_reads scope is open
-    for this engine and nothing but the condition filters the rows, cut from its one read of every condition's.
-    On PostgreSQL a condition's own read goes from its care cycles (_cycles_first_query): the same rows."""
+    for this engine and nothing but the condition filters the rows, cut from its one read of every condition's."""
     query = _child_query(model, columns, condition, hospitals, departments, period, extra_where).order_by(*order_by)
     scope = _SHARED.get()
     alone = condition is not None and not (hospitals or departments or period)
@@ -350,11 +314,6 @@ def _read_child(
         piece = scope.piece(every.order_by(*order_by), condition)
         if piece is not None:
             return _copied(piece, transform)
-    engine = engine or get_engine()
-    if condition is not None and engine.dialect.name == "postgresql":
-        first = _cycles_first_query(model, columns, condition, hospitals, departments, period, extra_where, order_by)
-        if first is not None:
-            return _read(first, engine, transform, settings=_CYCLES_FIRST_SETTINGS)
     return _read(query, engine, transform)
 
 
