@@ -345,8 +345,7 @@ def _typed(value: object, size: int) -> tuple[str | None, np.ndarray | None]:
 
 
 def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
-    """The indicators' per-cycle values (each indicator's columns as arrays; the list is emptied) as one frame with
-    their indicator: the
+    """The indicators' per-cycle values (each indicator's columns as arrays) as one frame with their indicator: the
     arrays joined, not a frame per indicator concatenated (its text columns converted once instead of twice). With
     an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives such a concat."""
     if not values:
@@ -354,15 +353,11 @@ def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFra
     if any(len(columns["cycle_id"]) == 0 for _, columns in values):
         frames = [pd.DataFrame(columns).assign(indicator=ind) for ind, columns in values]
         return pd.concat(frames, ignore_index=True)
-    # the caller's list handed over and each column's pieces dropped once joined, the joined columns not copied
-    # again into one block: a large condition's per-cycle values (tens of millions of rows at 10,000,000 care
-    # cycles) were held three times over at the end of its table, the peak of the whole run
-    owned = [(ind, dict(columns)) for ind, columns in values]
-    values.clear()
-    sizes = [len(columns["cycle_id"]) for _, columns in owned]
-    joined = {name: _joined_column([columns.pop(name) for _, columns in owned]) for name in list(owned[0][1])}
-    joined["indicator"] = np.repeat(np.array([ind for ind, _ in owned], dtype=object), sizes)
-    return pd.DataFrame(joined, copy=False)
+    names = list(values[0][1])
+    joined = {name: _joined_column([columns[name] for _, columns in values]) for name in names}
+    sizes = [len(columns["cycle_id"]) for _, columns in values]
+    joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
+    return pd.DataFrame(joined)
 
 
 def _joined_column(pieces: list) -> np.ndarray | pd.Series:

@@ -398,19 +398,14 @@ def score_responses(responses: pd.DataFrame, catalog: Catalog | None = None) -> 
     return _long_scores([catalog.instruments[i] for i in inst_uniques], wides)
 
 
-def _long_scores(instruments: Sequence[Instrument], wides: list[pd.DataFrame | None]) -> pd.DataFrame:
-    """One row per questionnaire and scale, from each instrument's wide scores (instruments in sorted order; each
-    entry of the list is set to None once used)."""
+def _long_scores(instruments: Sequence[Instrument], wides: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per questionnaire and scale, from each instrument's wide scores (instruments in sorted order)."""
     inst_uniques = [i.id for i in instruments]
     scale_ids: list[str] = []
     for instrument in instruments:
         scale_ids += [s.id for s in instrument.scales if s.id not in scale_ids]
     parts: list[pd.DataFrame] = []
-    for code, instrument in enumerate(instruments):
-        # each wide frame dropped once its rows are long: the scores of a large condition's
-        # questionnaires (tens of millions of rows at 10,000,000 care cycles) are not held wide and long at once
-        wide = wides[code]
-        wides[code] = None
+    for code, (instrument, wide) in enumerate(zip(instruments, wides, strict=True)):
         k, n = len(instrument.scales), len(wide)
         take = np.repeat(np.arange(n), k)
         scale_code = np.tile([scale_ids.index(s.id) for s in instrument.scales], n)
@@ -423,11 +418,9 @@ def _long_scores(instruments: Sequence[Instrument], wides: list[pd.DataFrame | N
                     "scale": pd.Categorical.from_codes(scale_code, categories=scale_ids),
                     "score": wide[[s.id for s in instrument.scales]].to_numpy(dtype=np.float64).ravel(),
                     "completed_date": wide["completed_date"].take(take).reset_index(drop=True),
-                },
-                copy=False,
+                }
             )
         )
-        del wide, take, scale_code
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
@@ -466,7 +459,6 @@ def score_questionnaires(questionnaires: Mapping[str, pd.DataFrame], catalog: Ca
                 "completed_date": pd.Series(dtype="datetime64[ns]"),
             }
         )
-    keys = frame = matrix = None  # the last instrument's questionnaires: not held while the scores are made long
     return _long_scores(instruments, wides)
 
 
