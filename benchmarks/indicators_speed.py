@@ -89,6 +89,7 @@ registry.prom_scores = _item_scores
 COMPUTE = """
 import contextlib
 import dataclasses
+import resource
 import time
 {patch}
 {phases}
@@ -97,7 +98,7 @@ from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import composite_failures, compute_indicators, indicator_table
 from vbhc.store import get_engine
 engine = get_engine({url!r})
-per_condition, reading, rows, survival_rows, survival_s = {{}}, {{}}, 0, 0, 0.0
+per_condition, costs, reading, rows, survival_rows, survival_s = {{}}, {{}}, {{}}, 0, 0, 0.0
 _load_data = indicators.load_condition_data
 
 
@@ -113,12 +114,15 @@ indicators.load_condition_data = _timed_load
 # time holds the others' rows too)
 with {shared}:
   for condition in default_catalog().conditions:
-    t = time.perf_counter()
+    t, cpu, server = time.perf_counter(), time.process_time(), PHASES.server()
     result = indicator_table(condition, {level!r}, engine=engine)  # with shrinkage, textbook outcome and survival
     for ind in result.data.condition.indicators:
         if ind.kind == "composite":
             PHASES.timed("textbook outcome failures", composite_failures)(result, ind.id)
     per_condition[condition] = round(time.perf_counter() - t, 1)
+    # its CPU (the client's, the private server's) and the peak RSS so far: where a condition's cost is
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    costs[condition] = (round(time.process_time() - cpu, 1), round(PHASES.server() - server, 1), round(peak_mb))
     rows += len(result.table)
     survival_rows += int(result.table["kind"].isin(SURVIVAL_KINDS).sum())
     # the survival indicators' own share: computed again on the same data without the shared Cox fits
@@ -131,10 +135,10 @@ with {shared}:
         PHASES.on = True
         survival_s += time.perf_counter() - t
     del result
-import resource
 used = resource.getrusage(resource.RUSAGE_SELF)
-RESULT = {{"per_condition": per_condition, "reading": reading, "table_rows": rows, "survival_rows": survival_rows,
-           "survival_s": round(survival_s, 1), "cpu_s": round(used.ru_utime + used.ru_stime, 1),
+RESULT = {{"per_condition": per_condition, "costs": costs, "reading": reading, "table_rows": rows,
+           "survival_rows": survival_rows, "survival_s": round(survival_s, 1),
+           "cpu_s": round(used.ru_utime + used.ru_stime, 1),
            "phases": PHASES.spent}}
 """
 
@@ -473,6 +477,12 @@ def _tables(url: str, args: argparse.Namespace, server=None) -> tuple[float, flo
         _print_phases([r[2]["phases"] for r in done], args.cycles)
     comp = runs["this tree"][-1][2]
     print("  per condition (s): " + ", ".join(f"{k} {v}" for k, v in comp["per_condition"].items()))
+    for condition, (client_s, server_s, peak_mb) in comp.get("costs", {}).items():
+        print(
+            f"    {condition}: {comp['per_condition'][condition]} s, CPU: the client's {client_s} s"
+            + ("" if server is None else f", the private server's {server_s} s")
+            + f"; peak RSS so far {peak_mb:,} MB"
+        )
     # the registry's frames (vbhc.indicators.load_condition_data) against the statistics computed on them
     read_s = sum(comp["reading"].values())
     print(
