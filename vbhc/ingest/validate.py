@@ -677,9 +677,12 @@ class BatchState:
         self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
         self.batch_units: set[tuple[str, str]] = set()
-        self._vital: pd.DataFrame | None = None
-        self._batch_vital: list[pd.DataFrame] = []
-        self._deaths: pd.Series | None = None
+        # the vital status rows by cycle (an IdTable's slot) and outcome, read and kept as the care cycles are
+        self._vital_cycles: IdTable | None = None
+        self._vital_outcomes: dict[object, int] = {}
+        self._vital_value = np.empty((0, 0))
+        self._vital_date = np.empty((0, 0), "datetime64[ns]")
+        self._deaths: np.ndarray | None = None  # each vital cycle's death date, by slot
         # every known care cycle (stored, then this batch's) at a slot of an IdTable, its condition (a code of
         # _condition_names, -1: none) and index date in arrays by slot: ~30 bytes a cycle instead of the ~700 a
         # frame indexed by Python strings and the dictionaries of its spellings took (vbhc.ingest.ids)
@@ -786,29 +789,89 @@ class BatchState:
         nothing here."""
         return self._cycle_spellings.twins(cycle_ids)
 
-    def death_dates(self) -> pd.Series:
-        """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
-        indicator follows) with value 1 and a date, stored or from this batch's earlier files and chunks; a later
-        row of the same cycle and outcome replaces an earlier one, as the upsert will (a correction to "alive")."""
+    def _vital_table(self) -> IdTable:
+        """The cycles with a vital status row (stored, read on first use, then this batch's)."""
+        if self._vital_cycles is None:
+            self._vital_cycles = IdTable()
+            stored = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
+            self._set_vital(
+                stored.index.get_level_values(0),
+                stored.index.get_level_values(1),
+                stored["value"].to_numpy(dtype=float),
+                stored["date"].to_numpy(dtype="datetime64[ns]"),
+            )
+        return self._vital_cycles
+
+    def _set_vital(self, cycle_ids: object, outcomes: object, values: np.ndarray, dates: np.ndarray) -> None:
+        """Rows of vital status: each (cycle, outcome)'s value and date in a cell of arrays by cycle slot and
+        outcome (a few); a later row of a cycle and outcome replaces an earlier one."""
+        table = self._vital_cycles
+        cycles = pd.Series(cycle_ids, dtype=object).to_numpy(dtype=object)
+        codes, distinct = pd.factorize(cycles)
+        if not len(distinct):
+            return
+        slots = table.find(distinct)
+        new = slots < 0
+        if new.any():
+            slots[new] = table.add(distinct[new])
+        outcome_codes = np.array(
+            [self._vital_outcomes.setdefault(o, len(self._vital_outcomes)) for o in pd.Series(outcomes, dtype=object)],
+            dtype=np.int64,
+        )
+        rows, columns = len(table), len(self._vital_outcomes)
+        if rows > self._vital_value.shape[0] or columns > self._vital_value.shape[1]:
+            room = max(rows, int(self._vital_value.shape[0] * 1.5))
+            value = np.full((room, columns), np.nan)
+            date = np.full((room, columns), np.datetime64("NaT"), "datetime64[ns]")
+            old_rows, old_columns = self._vital_value.shape
+            value[:old_rows, :old_columns] = self._vital_value
+            date[:old_rows, :old_columns] = self._vital_date
+            self._vital_value, self._vital_date = value, date
+        # in row order: numpy's assignment through repeated indices keeps the last (a later row replaces)
+        order = np.arange(len(codes))
+        cells = slots[codes] * columns + outcome_codes
+        _, last = np.unique(cells[::-1], return_index=True)
+        last = order[::-1][last]
+        flat_value = self._vital_value.reshape(-1)
+        flat_date = self._vital_date.reshape(-1)
+        flat_value[cells[last]] = np.asarray(values, dtype=float)[last]
+        flat_date[cells[last]] = np.asarray(dates, dtype="datetime64[ns]")[last]
+        self._deaths = None
+
+    def death_dates_of(self, distinct: pd.Index) -> np.ndarray:
+        """The recorded date of death of each of the distinct cycle ids `distinct` (NaT where none is known): its
+        vital status (the outcome a survival indicator follows) with value 1 and a date, stored or from this
+        batch's earlier files and chunks; a later row of the same cycle and outcome replaces an earlier one, as
+        the upsert will (a correction to "alive"); the earliest of a cycle's outcomes."""
+        table = self._vital_table()
         if self._deaths is None:
-            if self._vital is None:
-                self._vital = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
-            frame = pd.concat([self._vital, *self._batch_vital]) if self._batch_vital else self._vital
-            frame = frame[~frame.index.duplicated(keep="last")]
-            dead = frame[(frame["value"] == 1).to_numpy() & frame["date"].notna().to_numpy()]
-            cycles = dead.index.get_level_values(0)
-            self._deaths = dead["date"].groupby(cycles).min() if len(dead) else pd.Series(dtype="datetime64[ns]")
-        return self._deaths
+            n = len(table)
+            dead = (self._vital_value[:n] == 1) & ~np.isnat(self._vital_date[:n])
+            never = np.iinfo(np.int64).max
+            days = np.where(dead, self._vital_date[:n].view(np.int64), never).min(axis=1, initial=never)
+            self._deaths = np.where(days == never, np.iinfo(np.int64).min, days).view("datetime64[ns]")
+        slots = table.find(distinct)
+        out = np.full(len(slots), np.datetime64("NaT"), "datetime64[ns]")
+        out[slots >= 0] = self._deaths[slots[slots >= 0]]
+        return out
+
+    def death_dates(self) -> pd.Series:
+        """Each care cycle's recorded date of death (cycle_id index), as death_dates_of gives it (for the asking)."""
+        table = self._vital_table()
+        ids = pd.Index(table.texts().to_numpy(zero_copy_only=False), dtype=object)
+        deaths = self.death_dates_of(ids)
+        known = ~np.isnat(deaths)
+        return pd.Series(deaths[known], index=ids[known], dtype="datetime64[ns]")
 
     def add_batch_vital(self, cycle_ids: pd.Series, outcomes: pd.Series, values: pd.Series, dates: pd.Series) -> None:
         """A file's vital status rows, for the rows of later files and chunks dated against a death."""
-        index = pd.MultiIndex.from_arrays([cycle_ids.to_numpy(), outcomes.to_numpy()], names=["cycle_id", "outcome"])
-        frame = pd.DataFrame(
-            {"value": values.to_numpy(dtype=float), "date": pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")},
-            index=index,
+        self._vital_table()
+        self._set_vital(
+            cycle_ids,
+            outcomes,
+            values.to_numpy(dtype=float),
+            pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"),
         )
-        self._batch_vital.append(frame)
-        self._deaths = None
 
 
 def id_keys(codes: pd.Series | pd.Index) -> pd.Series:
@@ -1205,8 +1268,7 @@ def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.
 def _child_death_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
     """Each row's care cycle's recorded date of death (NaT where none is known), through the cycle ids' factorize."""
     codes, distinct = lookup
-    known = batch.death_dates()
-    found = np.append(known.reindex(distinct).to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    found = np.append(batch.death_dates_of(distinct), np.datetime64("NaT", "ns"))
     return pd.Series(found[codes], index=cycle_id.index)
 
 
