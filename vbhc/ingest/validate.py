@@ -1017,8 +1017,18 @@ class Spellings:
 
 
 def _arrow_keys(text: pa.Array) -> pa.Array:
-    """id_keys of a column of ids as Arrow text (no Python object per id)."""
-    return pa.array(id_keys(text.to_numpy(zero_copy_only=False)).to_numpy(dtype=object), type=pa.large_string())
+    """id_keys of a column of ids (no null) as Arrow text: a Python object only for an id that is not ASCII."""
+    ascii_ = pc.string_is_ascii(text)
+    keys = pc.ascii_lower(text)
+    if not pc.all(ascii_).as_py():
+        other = np.flatnonzero(~ascii_.to_numpy(zero_copy_only=False))
+        folded = [v.casefold() for v in text.take(pa.array(other)).to_pylist()]
+        keys = pc.replace_with_mask(keys, pc.invert(ascii_), pa.array(folded, type=keys.type))
+    digits = pc.match_substring_regex(keys, r"\A[0-9]+\z")
+    if pc.any(digits).as_py():
+        stripped = pc.utf8_ltrim(keys, characters="0")
+        keys = pc.if_else(digits, pc.if_else(pc.equal(stripped, ""), "0", stripped), keys)
+    return keys
 
 
 def _distinct(ids: pd.Series) -> list:
