@@ -36,11 +36,18 @@ _BASE = np.uint64(0x100000001B3)  # the FNV prime, as the polynomial's base
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finaliser
 
 
+#: Ids hashed per pass (_hashes): its arrays take ~40 bytes per byte of text, so a part, not a whole table, at once.
+_HASHED_PER_PASS = 32_768
+
+
 def _hashes(text: pa.Array) -> np.ndarray:
     """Each id's 64-bit hash, from the Arrow buffers in a few passes of numpy (no Python object per id): the
     polynomial of its UTF-8 bytes modulo 2**64, its length mixed in, through splitmix64's finaliser. Equal
-    texts hash equal; two texts of one hash are told apart by IdTable.find."""
+    texts hash equal; two texts of one hash are told apart by IdTable.find. Hashed in parts of
+    _HASHED_PER_PASS ids: the arrays of a pass cost ~40 bytes per byte of text."""
     n = len(text)
+    if n > _HASHED_PER_PASS:
+        return np.concatenate([_hashes(text.slice(start, _HASHED_PER_PASS)) for start in range(0, n, _HASHED_PER_PASS)])
     if not n:
         return np.empty(0, np.uint64)
     text = pc.fill_null(text, "")
