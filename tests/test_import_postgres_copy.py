@@ -94,10 +94,10 @@ def test_the_stored_cycles_read_through_copy_are_the_rows_as_stored(engine, tmp_
         rows = conn.execute(query).all()
         copied = staging.read_postgres(conn, query, ingest_run._CYCLE_TYPES).to_pylist()
     assert sorted(tuple(r.values()) for r in copied) == sorted(tuple(r) for r in rows)
-    assert frame.index.name == "cycle_id" and len(frame) == len(rows)
+    assert frame.column_names == ["cycle_id", "condition", "index_date"] and len(frame) == len(rows)
     got = {
-        i: (condition, date)
-        for i, condition, date in zip(frame.index, frame["condition"], frame["index_date"], strict=True)
+        i: (condition, pd.Timestamp(date))
+        for i, condition, date in zip(*(frame.column(n).to_pylist() for n in frame.column_names), strict=True)
     }
     assert got == {r.cycle_id: (r.condition, pd.Timestamp(r.index_date)) for r in rows}
     assert set(awkward) <= set(got)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -43,14 +44,15 @@ def test_a_reference_the_validation_let_through_is_refused_and_nothing_is_writte
     outcomes = files[2]
     row = _add_outcome_of_a_cycle_nobody_stored(outcomes, "GHOST-1")
     condition = next(r for r in csv.DictReader(outcomes.open(encoding="utf-8")) if r["outcome"] == "length_of_stay")
-    known = BatchState.cycle_conditions
+    known = BatchState.conditions_of
 
-    def with_a_ghost(self):  # the validation believes the cycle exists, as if it vanished after the check
-        series = known(self)
-        stored = series[series.index == condition["cycle_id"]]
-        return pd.concat([series, stored.rename(index={condition["cycle_id"]: "GHOST-1"})])
+    def with_a_ghost(self, distinct):  # the validation believes the cycle exists, as if it vanished after the check
+        found = known(self, distinct)
+        ghost = np.asarray(distinct, dtype=object) == "GHOST-1"
+        found[ghost] = known(self, pd.Index([condition["cycle_id"]]))[0]
+        return found
 
-    monkeypatch.setattr(BatchState, "cycle_conditions", with_a_ghost)
+    monkeypatch.setattr(BatchState, "conditions_of", with_a_ghost)
     with pytest.raises(ImportRefused) as info:
         import_files(files[2:], engine)
     report = info.value.report

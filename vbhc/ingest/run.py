@@ -280,19 +280,21 @@ class _Batch:
         rows = self.conn.execute(select(models.Department.hospital, models.Department.code)).all()
         return {(h, d) for h, d in rows}
 
-    def _stored_cycles(self) -> pd.DataFrame:
-        """The stored care cycles' condition and index date, indexed by cycle_id. Read in parts: a condition and a
-        date are kept once per distinct value (a million cycles hold a few conditions and a few thousand dates),
-        so the transient rows of a million cycles (~0.5 GB, kept by the allocator) are never all in memory.
+    def _stored_cycles(self) -> pa.Table:
+        """The stored care cycles' cycle_id, condition and index date (timestamp, null where not given) as Arrow
+        columns: an id costs its text, not a Python string (a batch keeps them, vbhc.ingest.ids). Read in parts
+        on SQLite: a condition and a date are converted once per distinct value (a million cycles hold a few
+        conditions and a few thousand dates), so the transient rows of a million cycles (~0.5 GB, kept by the
+        allocator) are never all in memory.
 
         The date is read as the driver gives it (SQLite: ISO text) and turned into a date by the column type's
         own conversion once per distinct value, not per row; each part's values are coded by pd.factorize."""
         c = models.CareCycle
         if self.conn.dialect.name == "postgresql":
-            return _cycles_frame(
+            return _cycles_table(
                 staging.read_postgres(self.conn, select(c.cycle_id, c.condition, c.index_date), _CYCLE_TYPES)
             )
-        ids: list[str] = []
+        ids: list[pa.Array] = []
         condition_codes: list[np.ndarray] = []
         date_codes: list[np.ndarray] = []
         conditions: dict[object, int] = {}
@@ -305,19 +307,19 @@ class _Batch:
         )
         for part in result.partitions():
             part_ids, part_conditions, part_dates = zip(*part, strict=True)
-            ids.extend(part_ids)
+            ids.append(pa.array(part_ids, type=pa.large_string()))
             condition_codes.append(_coded(part_conditions, conditions))
             date_codes.append(_coded(part_dates, dates))
         codes = np.concatenate(condition_codes) if ids else np.empty(0, np.int64)
         distinct = np.array(list(conditions), dtype=object)
         distinct_dates = [as_date(v) for v in dates] if as_date is not None else list(dates)
         converted = pd.to_datetime(pd.Series(distinct_dates, dtype=object)).to_numpy(dtype="datetime64[ns]")
-        return pd.DataFrame(
+        return pa.table(
             {
-                "condition": distinct[codes],
-                "index_date": converted[np.concatenate(date_codes)] if ids else converted,
-            },
-            index=pd.Index(ids, dtype=object, name="cycle_id"),
+                "cycle_id": pa.concat_arrays(ids) if ids else pa.array([], type=pa.large_string()),
+                "condition": pa.array(distinct[codes], type=pa.string()),
+                "index_date": pa.array(converted[np.concatenate(date_codes)] if ids else converted, pa.timestamp("ns")),
+            }
         )
 
     def _stored_responses(self) -> pd.Index:
@@ -353,19 +355,19 @@ class _Batch:
 _CYCLE_TYPES = {"cycle_id": pa.string(), "condition": pa.string(), "index_date": pa.date32()}
 
 
-def _cycles_frame(table: pa.Table) -> pd.DataFrame:
-    """_Batch._stored_cycles's frame from the cycles as Arrow columns: each condition and date converted once per
-    distinct value (the dates by pd.to_datetime, as the rows read one by one are)."""
-    conditions = table.column("condition").combine_chunks().dictionary_encode()
+def _cycles_table(table: pa.Table) -> pa.Table:
+    """_Batch._stored_cycles's columns from the cycles as PostgreSQL's COPY gives them: each date converted once
+    per distinct value (by pd.to_datetime, as the rows read one by one are)."""
     dates = table.column("index_date").combine_chunks().dictionary_encode()
-    distinct = np.asarray(conditions.dictionary.to_pylist(), dtype=object)
     converted = pd.to_datetime(pd.Series(dates.dictionary.to_pylist(), dtype=object)).to_numpy(dtype="datetime64[ns]")
-    return pd.DataFrame(
+    codes = dates.indices.fill_null(len(converted)).to_numpy(zero_copy_only=False).astype(np.int64)
+    every = np.append(converted, np.datetime64("NaT", "ns"))[codes]
+    return pa.table(
         {
-            "condition": distinct[conditions.indices.to_numpy(zero_copy_only=False).astype(np.int64)],
-            "index_date": converted[dates.indices.to_numpy(zero_copy_only=False).astype(np.int64)],
-        },
-        index=pd.Index(table.column("cycle_id").to_numpy(zero_copy_only=False), dtype=object, name="cycle_id"),
+            "cycle_id": table.column("cycle_id"),
+            "condition": table.column("condition"),
+            "index_date": pa.array(every, pa.timestamp("ns")),
+        }
     )
 
 

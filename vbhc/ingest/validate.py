@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vbhc.catalog import PREM_CASEMIX, STORED_CASEMIX, SURVIVAL_KINDS, Catalog
+from vbhc.ingest.ids import IdTable
 from vbhc.ingest.problems import (
     EARLIEST_DATE,
     EXCEL_ERRORS,
@@ -655,8 +656,9 @@ def is_bsn(values: pd.Series) -> np.ndarray:
 class BatchState:
     """What the files of one batch know about each other: the units and care cycles they bring.
 
-    `stored_cycles` gives the stored care cycles as a frame indexed by cycle_id with their condition and
-    index_date: a child row is checked against its cycle's condition and dated against its index date."""
+    `stored_cycles` gives the stored care cycles as Arrow columns cycle_id, condition and index_date (or a frame
+    indexed by cycle_id with the other two): a child row is checked against its cycle's condition and dated
+    against its index date."""
 
     def __init__(
         self,
@@ -675,50 +677,119 @@ class BatchState:
         self._stored_units, self._stored_cycles = stored_units, stored_cycles
         self._stored_vital = stored_vital
         self._units: set[tuple[str, str]] | None = None
-        self._cycles: pd.DataFrame | None = None
-        self._stored: pd.DataFrame | None = None  # the stored care cycles, read on first use
-        self._batch_cycles: list[pd.DataFrame] = []
         self.batch_units: set[tuple[str, str]] = set()
-        self._vital: pd.DataFrame | None = None
-        self._batch_vital: list[pd.DataFrame] = []
-        self._deaths: pd.Series | None = None
-        #: the known care cycles' ids (stored, then this batch's), by how a reader compares them (cycle_twins)
-        self._cycle_spellings = Spellings(lambda: self._known_cycles().index)
+        # the vital status rows by cycle (an IdTable's slot) and outcome, read and kept as the care cycles are
+        self._vital_cycles: IdTable | None = None
+        self._vital_outcomes: dict[object, int] = {}
+        self._vital_value = np.empty((0, 0))
+        self._vital_date = np.empty((0, 0), "datetime64[ns]")
+        self._deaths: np.ndarray | None = None  # each vital cycle's death date, by slot
+        # every known care cycle (stored, then this batch's) at a slot of an IdTable, its condition (a code of
+        # _condition_names, -1: none) and index date in arrays by slot: ~30 bytes a cycle instead of the ~700 a
+        # frame indexed by Python strings and the dictionaries of its spellings took (vbhc.ingest.ids)
+        self._cycle_ids: IdTable | None = None  # the stored ones read on first use
+        self._cycle_condition = np.empty(0, np.int32)
+        self._cycle_date = np.empty(0, "datetime64[ns]")
+        self._condition_names: list[object] = []
+        self._condition_codes: dict[object, int] = {}
+        self._found: tuple[object, np.ndarray] | None = None  # the last distinct ids looked up, and their slots
+        #: the known care cycles' ids, by how a reader compares them (cycle_twins); the ids themselves are the
+        #: known cycles' table, which it fills as a file's cycles are added
+        self._cycle_spellings = Spellings(lambda: pd.Index([], dtype=object), table=self._known_cycles)
 
     def units(self) -> set[tuple[str, str]]:
         if self._units is None:
             self._units = set(self._stored_units())
         return self._units | self.batch_units
 
-    def _known_cycles(self) -> pd.DataFrame:
-        """The stored cycles, then this batch's (a later file's row replaces a stored one, as the upsert will)."""
-        if self._cycles is None:
-            # the stored ones are read once per batch: a cycle the batch has written since is among its own,
-            # which replace the stored rows here, so a second read (after a care cycles file) would add nothing
-            if self._stored is None:
-                self._stored = self._stored_cycles()
-            if self._batch_cycles:
-                frame = pd.concat([self._stored, *self._batch_cycles])
-                self._cycles = frame[~frame.index.duplicated(keep="last")]
-            else:
-                self._cycles = self._stored  # each cycle once: cycle_id is the stored table's primary key
-        return self._cycles
+    def _known_cycles(self) -> IdTable:
+        """The known care cycles' ids: the stored ones, read once per batch (a cycle the batch has written since
+        is among its own, which replace the stored values here, so a second read would add nothing)."""
+        if self._cycle_ids is None:
+            stored = self._stored_cycles()
+            self._cycle_ids = IdTable()
+            if isinstance(stored, pa.Table):  # Arrow columns (vbhc.ingest.run): no Python object per cycle
+                ids, dates = stored.column("cycle_id"), stored.column("index_date").combine_chunks()
+                conditions = stored.column("condition").combine_chunks().dictionary_encode()
+                codes = conditions.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+                condition = np.append(np.asarray(conditions.dictionary.to_pylist(), dtype=object), None)[codes]
+                dates = pd.Series(dates.to_numpy(zero_copy_only=False)).to_numpy(dtype="datetime64[ns]")
+            else:  # a frame indexed by cycle_id
+                ids, condition, dates = stored.index, stored["condition"].to_numpy(dtype=object), stored["index_date"]
+            slots = self._cycle_ids.add(ids)  # each cycle once: cycle_id is the stored table's key
+            self._set_cycles(slots, condition, dates)
+        return self._cycle_ids
+
+    def _set_cycles(self, slots: np.ndarray, conditions: object, index_dates: object) -> None:
+        """The condition and index date of the cycles at `slots` (the arrays grown to the table's size)."""
+        size = len(self._cycle_ids)
+        if size > len(self._cycle_condition):
+            room = max(size, int(len(self._cycle_condition) * 1.5))
+            self._cycle_condition = np.concatenate(
+                [self._cycle_condition, np.full(room - len(self._cycle_condition), -1, np.int32)]
+            )
+            self._cycle_date = np.concatenate(
+                [self._cycle_date, np.full(room - len(self._cycle_date), np.datetime64("NaT"), "datetime64[ns]")]
+            )
+        codes, distinct = pd.factorize(pd.Series(conditions, dtype=object), use_na_sentinel=True)
+        known = np.array(
+            [self._condition_codes.setdefault(v, len(self._condition_codes)) for v in distinct], dtype=np.int32
+        )
+        self._condition_names.extend(list(self._condition_codes)[len(self._condition_names) :])
+        self._cycle_condition[slots] = np.where(codes >= 0, known[codes] if len(known) else -1, -1)
+        self._cycle_date[slots] = pd.to_datetime(pd.Series(index_dates)).to_numpy(dtype="datetime64[ns]")
+        self._found = None
+
+    def _slots(self, distinct: object) -> np.ndarray:
+        """The slots of the distinct cycle ids `distinct` (-1: unknown), looked up once for a chunk's checks."""
+        if self._found is None or self._found[0] is not distinct:
+            self._found = (distinct, self._known_cycles().find(distinct))
+        return self._found[1]
+
+    def conditions_of(self, distinct: pd.Index) -> np.ndarray:
+        """The condition of each of the distinct cycle ids `distinct` (NaN where the cycle is not known)."""
+        slots = self._slots(distinct)
+        names = np.array([*self._condition_names, np.nan], dtype=object)  # the last: no condition
+        codes = np.full(len(slots), -1, np.int32)
+        codes[slots >= 0] = self._cycle_condition[slots[slots >= 0]]
+        return names[codes]
+
+    def index_dates_of(self, distinct: pd.Index) -> np.ndarray:
+        """The index date of each of the distinct cycle ids `distinct` (NaT where not given or not known)."""
+        slots = self._slots(distinct)
+        out = np.full(len(slots), np.datetime64("NaT"), "datetime64[ns]")
+        out[slots >= 0] = self._cycle_date[slots[slots >= 0]]
+        return out
 
     def cycle_conditions(self) -> pd.Series:
-        return self._known_cycles()["condition"]
+        """Every known cycle's condition, indexed by cycle_id (built for the asking: the checks look up a chunk's
+        cycles with conditions_of)."""
+        table = self._known_cycles()
+        ids = pd.Index(table.texts().to_numpy(zero_copy_only=False), dtype=object, name="cycle_id")
+        return pd.Series(self.conditions_of(ids), index=ids, name="condition")
 
     def cycle_index_dates(self) -> pd.Series:
         """Each known cycle's index date (NaT where not given): a child row may not be dated before it."""
-        return self._known_cycles()["index_date"]
+        table = self._known_cycles()
+        ids = pd.Index(table.texts().to_numpy(zero_copy_only=False), dtype=object, name="cycle_id")
+        return pd.Series(self.index_dates_of(ids), index=ids, name="index_date")
 
     def add_batch_cycles(self, cycle_ids: pd.Series, conditions: pd.Series, index_dates: pd.Series) -> None:
-        frame = pd.DataFrame(
-            {"condition": conditions.to_numpy(), "index_date": pd.to_datetime(index_dates).to_numpy()},
-            index=cycle_ids.to_numpy(),
+        """A chunk's care cycles (named and with a known condition): a later row of a cycle replaces its stored or
+        earlier values, as the upsert will."""
+        table = self._known_cycles()
+        self._cycle_spellings.add(cycle_ids)  # its new ids into the table, their spellings known
+        codes, distinct = pd.factorize(pd.Series(cycle_ids, dtype=object).to_numpy(dtype=object))
+        if not len(distinct):
+            return
+        last = np.zeros(len(distinct), dtype=np.int64)
+        np.maximum.at(last, codes, np.arange(len(codes)))  # each cycle's last row in the chunk
+        slots = table.find(distinct)
+        self._set_cycles(
+            slots,
+            pd.Series(conditions, dtype=object).to_numpy(dtype=object)[last],
+            pd.to_datetime(pd.Series(index_dates)).to_numpy(dtype="datetime64[ns]")[last],
         )
-        self._batch_cycles.append(frame)
-        self._cycles = None
-        self._cycle_spellings.add(cycle_ids)
 
     def cycle_twins(self, cycle_ids: pd.Series) -> dict[str, str]:
         """Each of `cycle_ids` that is no known care cycle (stored, or of an earlier row or file) but reads as
@@ -727,29 +798,89 @@ class BatchState:
         nothing here."""
         return self._cycle_spellings.twins(cycle_ids)
 
-    def death_dates(self) -> pd.Series:
-        """Each care cycle's recorded date of death (cycle_id index): its vital status (the outcome a survival
-        indicator follows) with value 1 and a date, stored or from this batch's earlier files and chunks; a later
-        row of the same cycle and outcome replaces an earlier one, as the upsert will (a correction to "alive")."""
+    def _vital_table(self) -> IdTable:
+        """The cycles with a vital status row (stored, read on first use, then this batch's)."""
+        if self._vital_cycles is None:
+            self._vital_cycles = IdTable()
+            stored = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
+            self._set_vital(
+                stored.index.get_level_values(0),
+                stored.index.get_level_values(1),
+                stored["value"].to_numpy(dtype=float),
+                stored["date"].to_numpy(dtype="datetime64[ns]"),
+            )
+        return self._vital_cycles
+
+    def _set_vital(self, cycle_ids: object, outcomes: object, values: np.ndarray, dates: np.ndarray) -> None:
+        """Rows of vital status: each (cycle, outcome)'s value and date in a cell of arrays by cycle slot and
+        outcome (a few); a later row of a cycle and outcome replaces an earlier one."""
+        table = self._vital_cycles
+        cycles = pd.Series(cycle_ids, dtype=object).to_numpy(dtype=object)
+        codes, distinct = pd.factorize(cycles)
+        if not len(distinct):
+            return
+        slots = table.find(distinct)
+        new = slots < 0
+        if new.any():
+            slots[new] = table.add(distinct[new])
+        outcome_codes = np.array(
+            [self._vital_outcomes.setdefault(o, len(self._vital_outcomes)) for o in pd.Series(outcomes, dtype=object)],
+            dtype=np.int64,
+        )
+        rows, columns = len(table), len(self._vital_outcomes)
+        if rows > self._vital_value.shape[0] or columns > self._vital_value.shape[1]:
+            room = max(rows, int(self._vital_value.shape[0] * 1.5))
+            value = np.full((room, columns), np.nan)
+            date = np.full((room, columns), np.datetime64("NaT"), "datetime64[ns]")
+            old_rows, old_columns = self._vital_value.shape
+            value[:old_rows, :old_columns] = self._vital_value
+            date[:old_rows, :old_columns] = self._vital_date
+            self._vital_value, self._vital_date = value, date
+        # in row order: numpy's assignment through repeated indices keeps the last (a later row replaces)
+        order = np.arange(len(codes))
+        cells = slots[codes] * columns + outcome_codes
+        _, last = np.unique(cells[::-1], return_index=True)
+        last = order[::-1][last]
+        flat_value = self._vital_value.reshape(-1)
+        flat_date = self._vital_date.reshape(-1)
+        flat_value[cells[last]] = np.asarray(values, dtype=float)[last]
+        flat_date[cells[last]] = np.asarray(dates, dtype="datetime64[ns]")[last]
+        self._deaths = None
+
+    def death_dates_of(self, distinct: pd.Index) -> np.ndarray:
+        """The recorded date of death of each of the distinct cycle ids `distinct` (NaT where none is known): its
+        vital status (the outcome a survival indicator follows) with value 1 and a date, stored or from this
+        batch's earlier files and chunks; a later row of the same cycle and outcome replaces an earlier one, as
+        the upsert will (a correction to "alive"); the earliest of a cycle's outcomes."""
+        table = self._vital_table()
         if self._deaths is None:
-            if self._vital is None:
-                self._vital = self._stored_vital() if self._stored_vital is not None else _EMPTY_VITAL
-            frame = pd.concat([self._vital, *self._batch_vital]) if self._batch_vital else self._vital
-            frame = frame[~frame.index.duplicated(keep="last")]
-            dead = frame[(frame["value"] == 1).to_numpy() & frame["date"].notna().to_numpy()]
-            cycles = dead.index.get_level_values(0)
-            self._deaths = dead["date"].groupby(cycles).min() if len(dead) else pd.Series(dtype="datetime64[ns]")
-        return self._deaths
+            n = len(table)
+            dead = (self._vital_value[:n] == 1) & ~np.isnat(self._vital_date[:n])
+            never = np.iinfo(np.int64).max
+            days = np.where(dead, self._vital_date[:n].view(np.int64), never).min(axis=1, initial=never)
+            self._deaths = np.where(days == never, np.iinfo(np.int64).min, days).view("datetime64[ns]")
+        slots = table.find(distinct)
+        out = np.full(len(slots), np.datetime64("NaT"), "datetime64[ns]")
+        out[slots >= 0] = self._deaths[slots[slots >= 0]]
+        return out
+
+    def death_dates(self) -> pd.Series:
+        """Each care cycle's recorded date of death (cycle_id index), as death_dates_of gives it (for the asking)."""
+        table = self._vital_table()
+        ids = pd.Index(table.texts().to_numpy(zero_copy_only=False), dtype=object)
+        deaths = self.death_dates_of(ids)
+        known = ~np.isnat(deaths)
+        return pd.Series(deaths[known], index=ids[known], dtype="datetime64[ns]")
 
     def add_batch_vital(self, cycle_ids: pd.Series, outcomes: pd.Series, values: pd.Series, dates: pd.Series) -> None:
         """A file's vital status rows, for the rows of later files and chunks dated against a death."""
-        index = pd.MultiIndex.from_arrays([cycle_ids.to_numpy(), outcomes.to_numpy()], names=["cycle_id", "outcome"])
-        frame = pd.DataFrame(
-            {"value": values.to_numpy(dtype=float), "date": pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")},
-            index=index,
+        self._vital_table()
+        self._set_vital(
+            cycle_ids,
+            outcomes,
+            values.to_numpy(dtype=float),
+            pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"),
         )
-        self._batch_vital.append(frame)
-        self._deaths = None
 
 
 def id_keys(codes: pd.Series | pd.Index) -> pd.Series:
@@ -788,26 +919,39 @@ class Spellings:
     that key). The keys are built only once a file brings an id that is not known exactly: a file that sends its
     responses again costs a look-up per distinct id.
 
-    Why dictionaries grown in place: each chunk looks up and adds its own distinct ids only. An index of every known
+    Why tables grown in place: each chunk looks up and adds its own distinct ids only. An index of every known
     id, rebuilt and hashed again for each chunk, made the check of a file's first import grow with its rows times
-    its chunks (a million care cycles: five chunks, each hashing up to a million ids three times)."""
+    its chunks (a million care cycles: five chunks, each hashing up to a million ids three times). Why IdTables
+    (vbhc.ingest.ids) rather than dictionaries: a batch knows every stored and imported id, and a dictionary of
+    Python strings cost ~200 bytes an id (10,000,000 care cycles: gigabytes). `table`: the known ids' table when
+    another structure shares it (BatchState's known care cycles); it holds the stored ids already."""
 
-    def __init__(self, stored: Callable[[], pd.Index]):
+    def __init__(self, stored: Callable[[], pd.Index], table: Callable[[], IdTable] | None = None):
         self._stored = stored
-        self._known: dict[object, None] | None = None  # every known id once, in the order first known
-        self._first: dict[object, object] | None = None  # each known id_keys key -> its first known spelling
+        self._table = table
+        self._known: IdTable | None = None  # every known id once, at a slot in the order first known
+        self._first: IdTable | None = None  # each known id_keys key ...
+        self._first_slot = np.empty(0, np.int64)  # ... and the slot (in _known) of its first known spelling
         self._pending: tuple[pd.Series, tuple[list, list]] | None = None  # the last ids looked at, for add()
 
-    def _ids(self) -> dict[object, None]:
+    def _ids(self) -> IdTable:
         if self._known is None:
-            self._known = dict.fromkeys(pd.Index(self._stored(), dtype=object).tolist())
+            if self._table is not None:
+                self._known = self._table()
+            else:
+                self._known = IdTable()
+                self._known.add(pd.Index(self._stored(), dtype=object).unique())
         return self._known
 
-    def _keys(self) -> dict[object, object]:
+    def _keys(self) -> IdTable:
         if self._first is None:
-            ids = list(self._ids())
-            keys = id_keys(ids).tolist() if ids else []
-            self._first = dict(zip(reversed(keys), reversed(ids), strict=True))  # the first spelling written last
+            texts = self._ids().texts()
+            keys = _arrow_keys(texts)
+            encoded = keys.dictionary_encode()
+            _, first = np.unique(encoded.indices.to_numpy(zero_copy_only=False), return_index=True)
+            self._first = IdTable()
+            self._first.add(keys.take(pa.array(first)))
+            self._first_slot = first.astype(np.int64)
         return self._first
 
     def _fresh(self, ids: pd.Series) -> tuple[list, list]:
@@ -817,10 +961,11 @@ class Spellings:
             return self._pending[1]
         known = self._ids()
         distinct = _distinct(ids)
-        if known.keys().isdisjoint(distinct):  # a first import's chunk: every id is new
-            new = [v for v in distinct if v != ""] if "" in distinct else distinct
+        if distinct and len(known):
+            slots = known.find(distinct)
+            new = [v for v, slot in zip(distinct, slots.tolist(), strict=True) if slot < 0 and v != ""]
         else:
-            new = [v for v in distinct if v != "" and v not in known]
+            new = [v for v in distinct if v != ""] if "" in distinct else distinct
         found = (new, id_keys(new).tolist() if new and self._first is not None else [])
         self._pending = (ids, found)
         return found
@@ -833,12 +978,16 @@ class Spellings:
         if len(keys) != len(new):  # the keys were built just now
             keys = id_keys(new).tolist()
             self._pending = (ids, (new, keys))
-        if first.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+        key_slots = first.find(keys)
+        if (key_slots < 0).all() and len(set(keys)) == len(keys):
             return {}  # no key known, none twice: the usual chunk, without a look-up per id
+        spelled = key_slots >= 0
+        firsts = np.full(len(keys), None, dtype=object)
+        if spelled.any():
+            firsts[spelled] = self._known.take(self._first_slot[key_slots[spelled]]).to_numpy(zero_copy_only=False)
         earlier: dict[object, object] = {}  # a key's first spelling among `new`
         twins: dict[str, str] = {}
-        for value, key in zip(new, keys, strict=True):
-            seen = first.get(key)
+        for value, key, seen in zip(new, keys, firsts.tolist(), strict=True):
             if seen is None:
                 seen = earlier.setdefault(key, value)
             if seen != value:
@@ -851,16 +1000,35 @@ class Spellings:
         self._pending = None
         if not new:
             return
-        self._known.update(dict.fromkeys(new))
+        slots = self._known.add(new)
         if self._first is not None:
             if len(keys) != len(new):
                 keys = id_keys(new).tolist()
-            spelled = dict(zip(reversed(keys), reversed(new), strict=True))  # each key's first spelling here
-            if self._first.keys().isdisjoint(spelled):
-                self._first.update(spelled)
-            else:
-                for key, value in spelled.items():
-                    self._first.setdefault(key, value)
+            unknown = self._first.find(keys) < 0
+            if not unknown.any():
+                return
+            # each new key's first spelling here
+            codes, distinct = pd.factorize(pd.Series(keys, dtype=object)[unknown])
+            at = np.flatnonzero(unknown)
+            first = np.full(len(distinct), len(at), dtype=np.int64)
+            np.minimum.at(first, codes, np.arange(len(at)))
+            self._first.add(distinct)
+            self._first_slot = np.concatenate([self._first_slot, slots[at[first]]])
+
+
+def _arrow_keys(text: pa.Array) -> pa.Array:
+    """id_keys of a column of ids (no null) as Arrow text: a Python object only for an id that is not ASCII."""
+    ascii_ = pc.string_is_ascii(text)
+    keys = pc.ascii_lower(text)
+    if not pc.all(ascii_).as_py():
+        other = np.flatnonzero(~ascii_.to_numpy(zero_copy_only=False))
+        folded = [v.casefold() for v in text.take(pa.array(other)).to_pylist()]
+        keys = pc.replace_with_mask(keys, pc.invert(ascii_), pa.array(folded, type=keys.type))
+    digits = pc.match_substring_regex(keys, r"\A[0-9]+\z")
+    if pc.any(digits).as_py():
+        stripped = pc.utf8_ltrim(keys, characters="0")
+        keys = pc.if_else(digits, pc.if_else(pc.equal(stripped, ""), "0", stripped), keys)
+    return keys
 
 
 def _distinct(ids: pd.Series) -> list:
@@ -1097,9 +1265,8 @@ def _child_conditions(
     conditions). Looked up and coded once per distinct cycle and spread back by position: a care cycle has dozens
     of PROM rows. `lookup`: the cycle ids' pd.factorize, when the caller looks up more of each cycle (its index
     date)."""
-    known = batch.cycle_conditions()
     codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
-    found = np.append(known.reindex(distinct).to_numpy(dtype=object), np.nan)  # the last: a missing cycle_id
+    found = np.append(batch.conditions_of(distinct), np.nan)  # the last: a missing cycle_id
     unknown = pd.isna(found)  # per distinct cycle, then spread to its rows
     ck.flag(unknown[codes] & (cycle_id != "").to_numpy(dtype=bool), "cycle_id", Rule("validate.unknown_cycle"))
     found[unknown] = ""
@@ -1113,16 +1280,14 @@ def _child_conditions(
 def _child_index_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
     """Each row's care cycle's index date (NaT where the cycle is unknown), through the cycle ids' factorize."""
     codes, distinct = lookup
-    known = batch.cycle_index_dates()
-    found = np.append(known.reindex(distinct).to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    found = np.append(batch.index_dates_of(distinct), np.datetime64("NaT", "ns"))
     return pd.Series(found[codes], index=cycle_id.index)
 
 
 def _child_death_dates(batch: BatchState, cycle_id: pd.Series, lookup: tuple[np.ndarray, pd.Index]) -> pd.Series:
     """Each row's care cycle's recorded date of death (NaT where none is known), through the cycle ids' factorize."""
     codes, distinct = lookup
-    known = batch.death_dates()
-    found = np.append(known.reindex(distinct).to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    found = np.append(batch.death_dates_of(distinct), np.datetime64("NaT", "ns"))
     return pd.Series(found[codes], index=cycle_id.index)
 
 

@@ -1,0 +1,97 @@
+"""What an import batch keeps per care cycle (vbhc.ingest.validate.BatchState, vbhc.ingest.ids.IdTable): the known
+care cycles, patients and vital status are checked against across every file and chunk of a batch, so whatever is
+kept per cycle grows with the registry (10,000,000 care cycles: 10 GB, when each id was a Python string in a frame
+and in dictionaries). They are kept in compact arrays: no Python object per cycle, and look-ups as exact as a
+dictionary's, also where two ids share a hash."""
+
+from __future__ import annotations
+
+import gc
+import random
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vbhc.catalog import default_catalog
+from vbhc.ingest import ids as ids_module
+from vbhc.ingest.ids import IdTable
+from vbhc.ingest.validate import BatchState
+
+CYCLES = 30_000
+CHUNK = 10_000
+
+
+def _no_stored_cycles() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"condition": pd.Series([], dtype=object), "index_date": pd.Series([], dtype="datetime64[ns]")},
+        index=pd.Index([], dtype=object, name="cycle_id"),
+    )
+
+
+def _fill(state: BatchState) -> None:
+    """A first import's care cycles and vital status, chunk by chunk, as the validators hand them over."""
+    condition = next(iter(state.catalog.conditions))
+    for start in range(0, CYCLES, CHUNK):
+        numbers = range(start, start + CHUNK)
+        cycles = pd.Series([f"C{i:08d}" for i in numbers], dtype="str")
+        patients = pd.Series([f"P{i // 2:08d}" for i in numbers], dtype="str")
+        state.cycle_twins(cycles)
+        state.patient_spellings.twins(patients)
+        state.patient_spellings.add(patients)
+        state.add_batch_cycles(
+            cycles,
+            pd.Series(condition, index=cycles.index, dtype="str"),
+            pd.Series(pd.Timestamp("2024-01-01"), index=cycles.index),
+        )
+        state.add_batch_vital(
+            cycles,
+            pd.Series("vital_status", index=cycles.index, dtype="str"),
+            pd.Series(1.0, index=cycles.index),
+            pd.Series(pd.Timestamp("2025-01-01"), index=cycles.index),
+        )
+        del cycles, patients
+
+
+def test_a_batch_keeps_no_python_object_per_care_cycle():
+    """Python's small-object blocks (each str, tuple, dict entry's key) grow by far less than one per cycle."""
+    state = BatchState(default_catalog(), set, _no_stored_cycles, lambda: _EMPTY_VITAL)
+    gc.collect()
+    before = sys.getallocatedblocks()
+    _fill(state)
+    gc.collect()
+    held = sys.getallocatedblocks() - before
+    assert held < CYCLES / 10, f"{held:,} Python blocks held for {CYCLES:,} care cycles"
+    # and the batch still knows each cycle and its death
+    conditions = state.cycle_conditions()
+    assert len(conditions) == CYCLES and conditions.index[-1] == f"C{CYCLES - 1:08d}"
+    assert (state.death_dates() == pd.Timestamp("2025-01-01")).sum() == CYCLES
+
+
+_EMPTY_VITAL = pd.DataFrame(
+    {"value": np.array([], dtype=float), "date": np.array([], dtype="datetime64[ns]")},
+    index=pd.MultiIndex.from_arrays([np.array([], dtype=object)] * 2, names=["cycle_id", "outcome"]),
+)
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashes", "one-hash-in-four"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_table_finds_what_a_dictionary_finds(monkeypatch, seed, collide):
+    """Random ids added in parts and looked up, also with a hash that gives four ids out of four one value."""
+    if collide:
+        real = ids_module._hashes
+        monkeypatch.setattr(ids_module, "_hashes", lambda text: real(text) % np.uint64(4))
+    rng = random.Random(seed)
+    alphabet = ["a", "A", "b", "0", "1", "é", " ", ","]
+    table, oracle = IdTable(), {}
+    for _ in range(rng.randint(1, 12)):
+        part = list(dict.fromkeys("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) for _ in range(30)))
+        asked = part + [v + "x" for v in part[:5]]
+        expected = [oracle.get(v, -1) for v in asked]
+        assert table.find(pd.Series(asked, dtype=rng.choice(["str", object]))).tolist() == expected
+        new = [v for v in part if v not in oracle]
+        for value, slot in zip(new, table.add(new).tolist(), strict=True):
+            oracle[value] = slot
+        assert table.take(np.array(list(oracle.values()))).to_pylist() == list(oracle)
+    assert len(table) == len(oracle)
