@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.util import hash_array
 
 _EMPTY_SLOTS = np.empty(0, np.int64)
 
@@ -32,46 +33,24 @@ def _text(values: object) -> pa.Array:
     return pa.array(np.asarray(values, dtype=object), type=pa.large_string())
 
 
-_BASE = np.uint64(0x100000001B3)  # the FNV prime, as the polynomial's base
-_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64's finaliser
-
-
-#: Ids hashed per pass (_hashes): its arrays take ~40 bytes per byte of text, so a part, not a whole table, at once.
+#: Ids hashed per pass (_hashes): each pass makes a Python str of each of its ids for a moment, so a part, not a
+#: whole table, at once.
 _HASHED_PER_PASS = 32_768
 
 
 def _hashes(text: pa.Array) -> np.ndarray:
-    """Each id's 64-bit hash, from the Arrow buffers in a few passes of numpy (no Python object per id): the
-    polynomial of its UTF-8 bytes modulo 2**64, its length mixed in, through splitmix64's finaliser. Equal
-    texts hash equal; two texts of one hash are told apart by IdTable.find. Hashed in parts of
-    _HASHED_PER_PASS ids: the arrays of a pass cost ~40 bytes per byte of text."""
+    """Each id's 64-bit hash: pandas' hash_array (SipHash in C, a public, well-kept function) of the ids' texts, in
+    parts of _HASHED_PER_PASS ids so only that many Python strings exist at once. Equal texts hash equal; two
+    texts of one hash are told apart by IdTable.find. A missing id hashes as the empty text."""
     n = len(text)
-    if n > _HASHED_PER_PASS:
-        return np.concatenate([_hashes(text.slice(start, _HASHED_PER_PASS)) for start in range(0, n, _HASHED_PER_PASS)])
     if not n:
         return np.empty(0, np.uint64)
     text = pc.fill_null(text, "")
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset : text.offset + n + 1]
-    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else np.empty(0, np.uint8)
-    starts, ends = offsets[:-1], offsets[1:]
-    lengths = (ends - starts).astype(np.uint64)
-    body = data[int(starts[0]) : int(ends[-1])].astype(np.uint64)
-    h = lengths * _MIX2
-    if len(body):
-        longest = int(lengths.max())
-        powers = np.cumprod(np.full(longest, _BASE, dtype=np.uint64))  # base**1 .. base**longest
-        owner = np.repeat(np.arange(n), lengths.astype(np.int64))
-        position = np.arange(len(body), dtype=np.int64) - (starts - starts[0])[owner]
-        with np.errstate(over="ignore"):
-            terms = (body + np.uint64(1)) * powers[position]
-            sums = np.zeros(n, dtype=np.uint64)
-            nonempty = lengths > 0  # each one's bytes run up to the next one's start
-            sums[nonempty] = np.add.reduceat(terms, (starts - starts[0])[nonempty])
-            h = h ^ sums
-    with np.errstate(over="ignore"):
-        h = (h ^ (h >> np.uint64(30))) * _MIX1
-        h = (h ^ (h >> np.uint64(27))) * _MIX2
-        return h ^ (h >> np.uint64(31))
+    parts = [
+        hash_array(text.slice(start, _HASHED_PER_PASS).to_numpy(zero_copy_only=False), categorize=False)
+        for start in range(0, n, _HASHED_PER_PASS)
+    ]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 class IdTable:
