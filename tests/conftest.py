@@ -45,14 +45,13 @@ def _postgres_engine(server, template: str | None = None) -> Iterator[Engine]:
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
     engine = get_engine(server.url(name))
+    admin.dispose()
     try:
         yield engine
     finally:
         engine.dispose()
         get_engine.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+        server.drop_later(name)  # in the background: the next test does not wait for DROP DATABASE's checkpoint
 
 
 def _sqlite_engine(tmp_path: Path) -> Iterator[Engine]:

@@ -119,16 +119,15 @@ def postgres_database(server, template: str) -> Iterator[Engine]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
-        engine = get_engine(server.url(name))
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-            get_engine.cache_clear()
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     finally:
         admin.dispose()
+    engine = get_engine(server.url(name))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        get_engine.cache_clear()
+        server.drop_later(name)  # in the background (tests/pg_server.py PostgresServer.drop_later)
 
 
 def overwrite(engine: Engine, source: Source, server=None) -> None:
