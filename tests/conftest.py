@@ -41,11 +41,9 @@ def postgres_server() -> Iterator[object]:
 def _postgres_engine(server, template: str | None = None) -> Iterator[Engine]:
     """A new database on `server` (a copy of the database `template`, if named), dropped afterwards."""
     name = f"vbhc_test_{os.getpid()}_{next(_counter)}"
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    with server.admin().connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
     engine = get_engine(server.url(name))
-    admin.dispose()
     try:
         yield engine
     finally:

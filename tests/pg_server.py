@@ -11,6 +11,10 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @dataclass
@@ -20,6 +24,7 @@ class PostgresServer:
     bindir: Path
     as_postgres: bool
     _dropper: _Dropper | None = field(default=None, repr=False, compare=False)
+    _admin: Engine | None = field(default=None, repr=False, compare=False)
 
     @property
     def admin_url(self) -> str:
@@ -27,6 +32,16 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://vbhc@/{database}?host={self.directory}&port={self.port}"
+
+    def admin(self) -> Engine:
+        """This process's AUTOCOMMIT engine on the `postgres` database, for CREATE DATABASE: one pooled connection
+        instead of a new engine and server process per test database (~0.01 s of CPU and 0.02-0.09 s of wall
+        each, in each of ~330 per run). Only the thread that makes the databases uses it."""
+        if self._admin is None:
+            from sqlalchemy import create_engine
+
+            self._admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+        return self._admin
 
     def drop_later(self, database: str) -> None:
         """Drop `database` in a background thread, so the test that used it does not wait for it.
@@ -40,6 +55,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         failures = self._dropper.close() if self._dropper is not None else []
+        if self._admin is not None:
+            self._admin.dispose()
         _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"])
         shutil.rmtree(self.directory, ignore_errors=True)
         if failures:  # a test's database that could not be dropped: a connection left open on it, say
