@@ -8,8 +8,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @dataclass
@@ -18,6 +23,8 @@ class PostgresServer:
     port: int
     bindir: Path
     as_postgres: bool
+    _dropper: _Dropper | None = field(default=None, repr=False, compare=False)
+    _admin: Engine | None = field(default=None, repr=False, compare=False)
 
     @property
     def admin_url(self) -> str:
@@ -26,13 +33,74 @@ class PostgresServer:
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://vbhc@/{database}?host={self.directory}&port={self.port}"
 
+    def admin(self) -> Engine:
+        """This process's AUTOCOMMIT engine on the `postgres` database, for CREATE DATABASE: one pooled connection
+        instead of a new engine and server process per test database (~0.01 s of CPU and 0.02-0.09 s of wall
+        each, in each of ~330 per run). Only the thread that makes the databases uses it."""
+        if self._admin is None:
+            from sqlalchemy import create_engine
+
+            self._admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+        return self._admin
+
+    def drop_later(self, database: str) -> None:
+        """Drop `database` in a background thread, so the test that used it does not wait for it.
+
+        Why: PostgreSQL's DROP DATABASE forces a checkpoint and waits for it (~0.1 s of a test's ~0.3 s set-up
+        and teardown of its own database, in each of ~300 PostgreSQL tests); the next test does not need that
+        database gone, only a new one (a copy of a template nobody is connected to, which a drop never is)."""
+        if self._dropper is None:
+            self._dropper = _Dropper(self.admin_url)
+        self._dropper.put(database)
+
     def stop(self) -> None:
+        failures = self._dropper.close() if self._dropper is not None else []
+        if self._admin is not None:
+            self._admin.dispose()
         _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"])
         shutil.rmtree(self.directory, ignore_errors=True)
+        if failures:  # a test's database that could not be dropped: a connection left open on it, say
+            raise RuntimeError("databases not dropped: " + "; ".join(failures))
 
     def stop_keeping(self) -> None:
         """Shut a kept cluster down cleanly, its databases left for the next start."""
         _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "stop"])
+
+
+class _Dropper:
+    """One thread that drops the databases handed to it, in order, on its own AUTOCOMMIT connection to `postgres`
+    (PostgresServer.drop_later). close() drops what is still queued and returns the drops that failed."""
+
+    def __init__(self, admin_url: str) -> None:
+        import queue
+
+        self._admin_url = admin_url
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.failures: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="vbhc-test-drop-database", daemon=True)
+        self._thread.start()
+
+    def put(self, database: str) -> None:
+        self._queue.put(database)
+
+    def close(self) -> list[str]:
+        self._queue.put(None)
+        self._thread.join()
+        return self.failures
+
+    def _run(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            while (name := self._queue.get()) is not None:
+                try:
+                    with admin.connect() as conn:
+                        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                except Exception as exc:  # reported by close(), at the server's stop
+                    self.failures.append(f"{name}: {exc}")
+        finally:
+            admin.dispose()
 
 
 def find_bindir() -> Path | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from vbhc import results
@@ -115,20 +115,15 @@ def copy_for_test(request: pytest.FixtureRequest, backend: str, tmp_path: Path) 
 def postgres_database(server, template: str) -> Iterator[Engine]:
     """A new database on the PostgreSQL `server`, a copy of the database `template`, dropped afterwards."""
     name = f"vbhc_copy_{os.getpid()}_{next(_counter)}"
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    with server.admin().connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    engine = get_engine(server.url(name))
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
-        engine = get_engine(server.url(name))
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-            get_engine.cache_clear()
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        yield engine
     finally:
-        admin.dispose()
+        engine.dispose()
+        get_engine.cache_clear()
+        server.drop_later(name)  # in the background (tests/pg_server.py PostgresServer.drop_later)
 
 
 def overwrite(engine: Engine, source: Source, server=None) -> None:
@@ -140,13 +135,9 @@ def overwrite(engine: Engine, source: Source, server=None) -> None:
         _backup(source, engine.url.database)
         return
     name, template = engine.url.database, make_url(source.url).database
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
-    finally:
-        admin.dispose()
+    with server.admin().connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
 
 
 def database_of(source: Source) -> str:
