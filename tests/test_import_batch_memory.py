@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from vbhc.catalog import default_catalog
@@ -23,10 +24,13 @@ CYCLES = 30_000
 CHUNK = 10_000
 
 
-def _no_stored_cycles() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"condition": pd.Series([], dtype=object), "index_date": pd.Series([], dtype="datetime64[ns]")},
-        index=pd.Index([], dtype=object, name="cycle_id"),
+def _no_stored_cycles() -> pa.Table:
+    return pa.table(
+        {
+            "cycle_id": pa.array([], pa.large_string()),
+            "condition": pa.array([], pa.string()),
+            "index_date": pa.array([], pa.timestamp("ns")),
+        }
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from vbhc.catalog import default_catalog
@@ -60,10 +61,21 @@ def _chunks(count: int, size: int) -> list[pd.Series]:
     ]
 
 
+def _stored_cycles(ids: list[str], condition: str, index_date: pd.Timestamp | None) -> pa.Table:
+    """Stored care cycles as vbhc.ingest.run reads them: Arrow columns cycle_id, condition and index_date."""
+    return pa.table(
+        {
+            "cycle_id": pa.array(ids, pa.large_string()),
+            "condition": pa.array([condition] * len(ids), pa.string()),
+            "index_date": pa.array([index_date] * len(ids), pa.timestamp("ns")),
+        }
+    )
+
+
 def test_the_batch_still_knows_every_care_cycle():
     stored = _stored_ids(3)
-    frame = pd.DataFrame({"condition": "breast_cancer", "index_date": pd.Timestamp("2024-01-01")}, index=stored)
-    state = BatchState(default_catalog(), set, lambda: frame)
+    table = _stored_cycles(list(stored), "breast_cancer", pd.Timestamp("2024-01-01"))
+    state = BatchState(default_catalog(), set, lambda: table)
     for chunk in _chunks(2, 2):
         state.cycle_twins(chunk)
         state.add_batch_cycles(
@@ -88,9 +100,7 @@ def test_the_twins_found_chunk_by_chunk_are_the_row_by_row_oracles(seed):
     state = BatchState(
         default_catalog(),
         set,
-        lambda: pd.DataFrame(
-            {"condition": "breast_cancer", "index_date": pd.NaT}, index=pd.Index(stored, dtype=object)
-        ),
+        lambda: _stored_cycles(stored, "breast_cancer", None),
     )
     for _ in range(rng.randint(1, 8)):
         ids = some_ids(rng.randint(0, 10))

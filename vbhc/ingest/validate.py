@@ -656,9 +656,8 @@ def is_bsn(values: pd.Series) -> np.ndarray:
 class BatchState:
     """What the files of one batch know about each other: the units and care cycles they bring.
 
-    `stored_cycles` gives the stored care cycles as Arrow columns cycle_id, condition and index_date (or a frame
-    indexed by cycle_id with the other two): a child row is checked against its cycle's condition and dated
-    against its index date."""
+    `stored_cycles` gives the stored care cycles as Arrow columns cycle_id, condition and index_date
+    (vbhc.ingest.run): a child row is checked against its cycle's condition and dated against its index date."""
 
     def __init__(
         self,
@@ -708,14 +707,12 @@ class BatchState:
         if self._cycle_ids is None:
             stored = self._stored_cycles()
             self._cycle_ids = IdTable()
-            if isinstance(stored, pa.Table):  # Arrow columns (vbhc.ingest.run): no Python object per cycle
-                ids, dates = stored.column("cycle_id"), stored.column("index_date").combine_chunks()
-                conditions = stored.column("condition").combine_chunks().dictionary_encode()
-                codes = conditions.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-                condition = np.append(np.asarray(conditions.dictionary.to_pylist(), dtype=object), None)[codes]
-                dates = pd.Series(dates.to_numpy(zero_copy_only=False)).to_numpy(dtype="datetime64[ns]")
-            else:  # a frame indexed by cycle_id
-                ids, condition, dates = stored.index, stored["condition"].to_numpy(dtype=object), stored["index_date"]
+            # Arrow columns (vbhc.ingest.run): no Python object per cycle
+            ids, dates = stored.column("cycle_id"), stored.column("index_date").combine_chunks()
+            conditions = stored.column("condition").combine_chunks().dictionary_encode()
+            codes = conditions.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            condition = np.append(np.asarray(conditions.dictionary.to_pylist(), dtype=object), None)[codes]
+            dates = pd.Series(dates.to_numpy(zero_copy_only=False)).to_numpy(dtype="datetime64[ns]")
             slots = self._cycle_ids.add(ids)  # each cycle once: cycle_id is the stored table's key
             self._set_cycles(slots, condition, dates)
         return self._cycle_ids
