@@ -18,6 +18,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from tests.apptest import run_on_page
+from tests.pdf_charts import blank_pdf_charts
 from tests.test_dutch_walk import _report, findings
 from vbhc import charts, external
 from vbhc.access import Role, Scope, Viewer
@@ -126,17 +127,17 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
     assert external.stamp(engine, CONDITION) and external.stamp(engine, "breast_cancer") == ""
     population = external.benchmark_population("landelijke registratie 2024", 10, "nl")
     named = make_report(tmp_path / "r.xlsx", fmt="xlsx", conditions=[CONDITION], engine=engine, actor="tester")
-    cover = [[c for c in row if c] for row in load_workbook(named).worksheets[0].iter_rows(values_only=True)]
+    book = load_workbook(named, read_only=True)  # read once, values only (it was read whole three times)
+    cover = [[c for c in row if c] for row in book.worksheets[0].iter_rows(values_only=True)]
     assert [t("column.benchmark", "nl") + ": " + default_catalog().condition(CONDITION).label("nl"), population] in [
         r[:2] for r in cover
     ]
-    sheet_texts = {
-        str(c) for ws in load_workbook(named).worksheets for row in ws.iter_rows(values_only=True) for c in row
-    }
+    sheet_texts = {str(c) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for c in row}
     assert t("external.benchmark_named", "nl", population=population) in " ".join(sheet_texts)
     # the summary sheet of key indicators names it too (the O/E chart's title: tests/test_reports_excel.py)
-    summary = load_workbook(named)[t("report.sheet_summary", "nl")]
+    summary = book[t("report.sheet_summary", "nl")]
     assert any(population in str(c) for row in summary.iter_rows(max_row=3, values_only=True) for c in row if c)
+    book.close()
     from vbhc.cli import main
     from vbhc.store import get_engine
 
@@ -147,10 +148,11 @@ def test_a_report_names_the_benchmark_population_when_it_compares_with_stored_fi
     finally:
         get_engine.cache_clear()
     plain = tmp_path / "p.xlsx"
-    texts = " ".join(
-        str(c) for ws in load_workbook(plain).worksheets for row in ws.iter_rows(values_only=True) for c in row
-    )
+    plain_book = load_workbook(plain, read_only=True)
+    texts = " ".join(str(c) for ws in plain_book.worksheets for row in ws.iter_rows(values_only=True) for c in row)
+    plain_book.close()
     assert "landelijke registratie" not in texts
+    blank_pdf_charts(monkeypatch)  # the PDF's text is read here, not its pictures (tests/pdf_charts.py)
     pdf = make_report(tmp_path / "r.pdf", fmt="pdf", conditions=[CONDITION], engine=engine, actor="tester")
     pages = [" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages]
     named = t("external.benchmark_named", "nl", population=population)

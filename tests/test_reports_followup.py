@@ -12,6 +12,7 @@ import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
+from tests.pdf_charts import blank_pdf_charts
 from tests.registry_files import write_small_registry
 from vbhc import improvement
 from vbhc.access import AccessDenied, Role, Scope, Viewer
@@ -184,19 +185,13 @@ def test_the_pdf_names_every_unit_and_shows_no_unit_id(registry, tmp_path, monke
     tables and the funnel's point labels name the units ("Testziekenhuis Noord"); an id ("H01", "H01/ORT") is
     for key columns of an export, never for a reader of the meeting report."""
     from vbhc.drawing import vl_convert
-    from vbhc.reports import pdf as pdf_module
 
     vlc = vl_convert()
 
     engine, _ = registry
-    drawn: list[str] = []
-    real = pdf_module.render_chart
-
-    def keep(chart, *args, **kwargs):  # the charts are pictures in the PDF: read their text from the spec
-        drawn.append(vlc.vegalite_to_svg(chart.to_dict(validate=False)))
-        return real(chart, *args, **kwargs)
-
-    monkeypatch.setattr(pdf_module, "render_chart", keep)
+    # the charts are pictures in the PDF: their text is read from each placed chart's SVG (below), the PNG left
+    # blank (nothing here reads the pictures)
+    placed = blank_pdf_charts(monkeypatch)
     unit = "H01" if level == "hospital" else "H01/ORT"
     path = make_report(
         tmp_path / "r.pdf",
@@ -214,6 +209,7 @@ def test_the_pdf_names_every_unit_and_shows_no_unit_id(registry, tmp_path, monke
     if level == "department":
         assert "Orthopedie" in text
     assert RAW_UNIT_ID.findall(text) == []
+    drawn = [vlc.vegalite_to_svg(chart.to_dict(validate=False)) for chart in placed]
     assert drawn, "the report drew no chart"
     labels = [" ".join(re.findall(r">([^<>]+)</text>", svg)) for svg in drawn]
     assert [RAW_UNIT_ID.findall(label) for label in labels if RAW_UNIT_ID.search(label)] == []
