@@ -244,7 +244,7 @@ def load_prem_data(
     position[ordered.index.to_numpy()] = np.arange(len(responses))
     at = position[np.repeat(np.arange(len(responses)), responses["answers"].to_numpy())]
     if len(at) != len(answers):
-        raise ValueError("PREM answers of a response not among the responses read")
+        raise ValueError("PREM answers read do not add up to their responses' numbers of answers")
     first = ordered.set_index("response_id")
     item = answers["item"].reset_index(drop=True)
     a = _Answers(_response_frame(first), at, item, answers["answer"].to_numpy(dtype=float))
