@@ -768,8 +768,11 @@ def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equa
 ):
     """A year's PREM tables computed in a page's run (a year not prepared yet) read the year's answers: a response's
     unit, visit and case-mix are the same on each of its answers, and read once per response instead of once per
-    answer (with each answer's response id and item, most of the year's tables at 1,000,000 care cycles). The rows
-    built from them equal those built from every stored answer row of the year read as it is (_stored_answers)."""
+    answer (with each answer's response id and item, most of the year's tables at 1,000,000 care cycles); an answer
+    is read as its item's number and its value only, its response given by the order of the answers and the number
+    of answers of each response (a response id and an item string per answer were most of the rest of the read).
+    The rows built from them equal those built from every stored answer row of the year read as it is
+    (_stored_answers)."""
     from vbhc import registry as registry_module
     from vbhc.prems import load_prem_data, prem_data
 
@@ -787,8 +790,8 @@ def test_a_periods_prem_rows_read_each_responses_unit_and_case_mix_once_and_equa
 
     monkeypatch.setattr(registry_module, "_read", counted)
     got = load_prem_data("prem_clinical", "2024", engine=registry)
-    # per answer its response id, item and answer; per response its id, unit (2), visit and case-mix (3)
-    assert sum(values_read) == 3 * len(answers) + 7 * responses
+    # per answer its item's number and answer; per response its id, number of answers, unit (2), visit, case-mix (3)
+    assert sum(values_read) == 2 * len(answers) + 8 * responses
     q = default_catalog().questionnaire("prem_clinical")
     unit = np.datetime_data(got.rows.cycles["index_date"].dtype)[0]  # as the backend's dates are read (s or us)
     expected = prem_data(answers.assign(visit_date=answers["visit_date"].dt.as_unit(unit)), q, got.rows.period)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Column, Connection, Engine, Label, Null, Select, func, inspect, null, select
+from sqlalchemy import Column, Connection, Engine, Label, Null, Select, case, func, inspect, literal, null, select
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeDecorator
 
@@ -647,31 +647,42 @@ def prem_answer_parts(
     engine: Engine | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A PREM questionnaire's item-level answers (the period on the visit date) in two parts: the responses (one row
-    per returned questionnaire: response_id, hospital, department, visit_date and case-mix, in no particular order)
-    and their answers (response_id, item, answer, ordered on response_id and item). Why: a response's unit, visit
-    and case-mix are the same on each of its rows (the importer checks that), and reading and converting them once
-    per answer was most of a year's PREM tables at 1,000,000 care cycles (about 740,000 answers of 100,000
-    respondents)."""
+    per returned questionnaire: response_id, the number of its `answers`, hospital, department, visit_date and
+    case-mix, in the database's order of response_id) and their answers (item, a category of the questionnaire's
+    items, NaN for an item the catalog does not name, and answer), in the same order of response_id, then item:
+    each response's answers follow each other, as many as its `answers`. Why: a response's unit, visit and
+    case-mix are the same on each of its rows (the importer checks that), and reading and converting them, or its
+    id, once per answer was most of a year's PREM tables at 1,000,000 care cycles (about 740,000 answers of
+    100,000 respondents)."""
     from vbhc.catalog import PREM_CASEMIX
 
     engine = engine or get_engine()
     r = models.PremResponse
     same = [r.hospital, r.department, r.visit_date, *(getattr(r, name) for name in PREM_CASEMIX)]
+    items = [i.id for i in default_catalog().questionnaire(questionnaire).items]
+    # the item as its position among the catalog's items: an integer per answer instead of a string
+    code = case({item: k for k, item in enumerate(items)}, value=r.item, else_=-1) if items else literal(-1)
     # the two reads are two statements: an import committed between them would pair one version's responses with
     # another's answers, so both are read again until the dataset version is the same before and after them
     version = dataset_version(engine)
     for _ in range(_SAME_VERSION_TRIES):
         where = _prem_where(questionnaire, hospitals, departments, period, engine)
         # MIN of values equal on every row of a response: the value, or NULL when no row has one
-        per_response = select(r.response_id, *(func.min(c).label(c.key) for c in same)).where(*where)
-        responses = _dates(_read(per_response.group_by(r.response_id), engine), ["visit_date"])
-        query = select(r.response_id, r.item, r.answer).where(*where).order_by(r.response_id, r.item)
+        per_response = select(
+            r.response_id, func.count().label("answers"), *(func.min(c).label(c.key) for c in same)
+        ).where(*where)
+        per_response = per_response.group_by(r.response_id).order_by(r.response_id)
+        responses = _dates(_read(per_response, engine), ["visit_date"])
+        query = select(code.label("item"), r.answer).where(*where).order_by(r.response_id, r.item)
         answers = _read(query, engine)
         read, version = version, dataset_version(engine)
         if read == version:
             break
     else:
         raise RegistryChanging(f"the registry changed {_SAME_VERSION_TRIES} times while its PREM answers were read")
+    responses["answers"] = responses["answers"].to_numpy(dtype=np.int64)
+    codes = answers["item"].to_numpy(dtype=np.int64)
+    answers["item"] = pd.Categorical.from_codes(codes, categories=pd.Index(items, dtype=object))
     answers["answer"] = pd.to_numeric(answers["answer"]).astype(float)
     return responses, answers
 
