@@ -317,7 +317,10 @@ class _Batch:
         return pa.table(
             {
                 "cycle_id": pa.concat_arrays(ids) if ids else pa.array([], type=pa.large_string()),
-                "condition": pa.array(distinct[codes], type=pa.string()),
+                # a code of the distinct conditions per cycle, not a string each (BatchState reads the codes)
+                "condition": pa.DictionaryArray.from_arrays(
+                    pa.array(codes, pa.int32()), pa.array(distinct, pa.string())
+                ),
                 "index_date": pa.array(converted[np.concatenate(date_codes)] if ids else converted, pa.timestamp("ns")),
             }
         )
