@@ -507,10 +507,10 @@ def _import_packed(
     """A PROM file alone of its table in the batch: each valid chunk packed in memory into questionnaires
     (vbhc.ingest.prom_store.Packer), then upserted answer by answer as the staged path does, with the same rows,
     counts and problems. On a first import (prom_questionnaires empty, as _writes_directly) they go
-    straight into the table instead, with the ids and counts the upsert would give. A duplicate item (two valid
-    rows' key hashes collide), a questionnaire with two dates, or on the direct write a questionnaire listed apart
-    raises _NeedsStaging (after the direct write's rows are taken back): the staged path, which holds the item
-    rows, names them.
+    straight into the table instead, with the ids and counts the upsert would give. A duplicate item (found by the
+    packer: Packer.write, Packer.duplicate_item), a row refused for a cell outside its key (_RefusedRowSeen), a
+    questionnaire with two dates, or on the direct write a questionnaire listed apart raises _NeedsStaging (after
+    the direct write's rows are taken back): the staged path, which holds the item rows, names them.
 
     PostgreSQL's first import goes straight into the table too: each chunk's questionnaires a COPY in the worker
     thread (ids from the table's sequence, in the order of their first rows, as the upsert's ORDER BY gives them),
