@@ -272,7 +272,9 @@ class Packer:
         self.next_id = 1  # the direct write's next questionnaire id (the table is empty)
         self.answers_written = 0  # item rows the direct write stored
         self.held: _Pieces | None = None  # the last questionnaire read, which the next chunk may continue
-        self.key_hashes: list[np.ndarray] = []  # a 64-bit hash of each written piece's key, for packed()
+        self.held_items: np.ndarray | None = None  # the positions of held's items (a duplicate item across chunks)
+        self.key_hashes: list[np.ndarray] = []  # a 64-bit hash of each written piece's key, for _split()
+        self._any_split: bool | None = None
         self._statements: dict[tuple[str, int], str] = {}
         self._narrow: dict[int, tuple[Table, TableSpec]] = {}  # _narrowed's tables per answer width
         self.pieces = packed_table("_pieces")
@@ -315,7 +317,9 @@ class Packer:
         position = found[pair_codes]
         fits = position <= models.PROM_ANSWER_SLOTS  # the rest is refused (too_many)
         wide = np.full((count, len(models.PROM_ANSWER_COLUMNS)), np.nan)
-        wide[q[fits], position[fits] - 1] = valid["value"].to_numpy(dtype=float)[fits]
+        values = valid["value"].to_numpy(dtype=float)
+        wide[q[fits], position[fits] - 1] = values[fits]
+        _refuse_duplicate_items(q, position, wide, values, fits)
         dates = pd.to_datetime(valid[COMPLETED_DATE]).to_numpy(dtype="datetime64[ns]")
         has = ~np.isnat(dates)
         days = dates.view(np.int64)
@@ -337,12 +341,19 @@ class Packer:
             wide,
         )
         held, self.held = self.held, None
+        held_items, self.held_items = self.held_items, None
+        last_items = position[q == count - 1]
         if held is not None:
             if held.key(-1) == pieces.key(0):
+                if np.isin(position[q == 0], held_items).any():
+                    raise NeedsItemRows  # an item both sides of the chunk's end give: the staged path names it
                 pieces.absorb(held)
+                if count == 1:  # the joined questionnaire is also this chunk's last one
+                    last_items = np.concatenate([held_items, last_items])
             else:
                 self._emit(held)
         self.held = pieces.take_last()
+        self.held_items = last_items
         if len(pieces):
             self._emit(pieces)
 
@@ -492,12 +503,33 @@ class Packer:
         if self.new and not self.too_many:
             self.conn.execute(models.PromItem.__table__.insert(), self.new)
 
+    def _split(self) -> bool:
+        """Whether two written pieces may be one questionnaire listed apart (their keys' hashes are equal)."""
+        if self._any_split is None:
+            self.finish()
+            hashes = np.sort(np.concatenate(self.key_hashes)) if self.key_hashes else np.empty(0, np.uint64)
+            self.key_hashes = []
+            self._any_split = bool((hashes[1:] == hashes[:-1]).any())
+        return self._any_split
+
+    def duplicate_item(self) -> bool:
+        """Whether the questionnaires listed apart give an item twice (a duplicate key the staged path names),
+        found by the pieces' answers: each piece gives an item at most once (write refuses the rest), and every
+        valid row's value is a number. An instrument past PROM_ANSWER_SLOTS keeps some items out of the
+        answers: then any questionnaire listed apart goes through the staged path, which compares the item rows.
+        The direct write needs none of this: the table's unique key refuses a questionnaire listed apart."""
+        if self.batch_id is not None or not self._split():
+            return False
+        p = self.pieces.c
+        keys = [p[k] for k in _KEYS]
+        twice = func.count() > 1 if self.too_many else or_(*[func.count(p[c]) > 1 for c in models.PROM_ANSWER_COLUMNS])
+        found = select(literal(1)).select_from(self.pieces).group_by(*keys).having(twice).limit(1)
+        return self.conn.execute(found).first() is not None
+
     def packed(self) -> Table:
         """The file's questionnaires, one row each: the chunks' pieces, merged where a questionnaire spans chunks
         (only those: a questionnaire listed apart; one that runs over a chunk's end is joined as it is read)."""
-        self.finish()
-        hashes = np.sort(np.concatenate(self.key_hashes)) if self.key_hashes else np.empty(0, np.uint64)
-        if not (hashes[1:] == hashes[:-1]).any():
+        if not self._split():
             return self.pieces  # no two pieces share a key hash, so none shares a key: nothing to merge
         p = self.pieces.c
         keys = [p[k] for k in _KEYS]
@@ -571,6 +603,19 @@ class _Pieces:
     def split_dates(self) -> np.ndarray:
         """Where a questionnaire's item rows give different completed dates (an empty one included)."""
         return (self.dated > 0) & ((self.low != self.high) | (self.dated < self.n_rows))
+
+
+def _refuse_duplicate_items(
+    q: np.ndarray, position: np.ndarray, wide: np.ndarray, values: np.ndarray, fits: np.ndarray
+) -> None:
+    """Raise NeedsItemRows where two of a chunk's item rows give one item of one questionnaire (a duplicate key:
+    the staged path names the rows). Exact, and nothing kept for the file: a valid row's value is a number (never
+    NaN), so the answers written are as many as the rows that fit unless two rows wrote one cell; the rows of an
+    instrument past PROM_ANSWER_SLOTS (refused anyway, their item named) are compared by their positions."""
+    if np.isnan(values).any() or np.count_nonzero(~np.isnan(wide)) != np.count_nonzero(fits) or not fits.all():
+        cells = q.astype(np.int64) * (int(position.max()) + 1) + position
+        if len(pd.unique(cells)) < len(cells):
+            raise NeedsItemRows
 
 
 def _factorized(values: pd.Series) -> tuple[np.ndarray, pd.Index]:

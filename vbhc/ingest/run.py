@@ -317,7 +317,10 @@ class _Batch:
         return pa.table(
             {
                 "cycle_id": pa.concat_arrays(ids) if ids else pa.array([], type=pa.large_string()),
-                "condition": pa.array(distinct[codes], type=pa.string()),
+                # a code of the distinct conditions per cycle, not a string each (BatchState reads the codes)
+                "condition": pa.DictionaryArray.from_arrays(
+                    pa.array(codes, pa.int32()), pa.array(distinct, pa.string())
+                ),
                 "index_date": pa.array(converted[np.concatenate(date_codes)] if ids else converted, pa.timestamp("ns")),
             }
         )
@@ -504,10 +507,10 @@ def _import_packed(
     """A PROM file alone of its table in the batch: each valid chunk packed in memory into questionnaires
     (vbhc.ingest.prom_store.Packer), then upserted answer by answer as the staged path does, with the same rows,
     counts and problems. On a first import (prom_questionnaires empty, as _writes_directly) they go
-    straight into the table instead, with the ids and counts the upsert would give. A duplicate item (two valid
-    rows' key hashes collide), a questionnaire with two dates, or on the direct write a questionnaire listed apart
-    raises _NeedsStaging (after the direct write's rows are taken back): the staged path, which holds the item
-    rows, names them.
+    straight into the table instead, with the ids and counts the upsert would give. A duplicate item (found by the
+    packer: Packer.write, Packer.duplicate_item), a row refused for a cell outside its key (_RefusedRowSeen), a
+    questionnaire with two dates, or on the direct write a questionnaire listed apart raises _NeedsStaging (after
+    the direct write's rows are taken back): the staged path, which holds the item rows, names them.
 
     PostgreSQL's first import goes straight into the table too: each chunk's questionnaires a COPY in the worker
     thread (ids from the table's sequence, in the order of their first rows, as the upsert's ORDER BY gives them),
@@ -543,11 +546,10 @@ def _import_packed(
 
     try:
         marks = DecimalMarks(source)
-        refused = RefusedKeys(list(source.spec.target_key))
         try:
             try:
                 header, header_ok, _ = _read_validated(
-                    source, batch, src_report, progress, chunk_rows, marks, write, refused
+                    source, batch, src_report, progress, chunk_rows, marks, write, _RefusedRowSeen()
                 )
                 if header is not None and header_ok:
                     try:
@@ -560,7 +562,7 @@ def _import_packed(
                 if savepoint is None:
                     raise
                 raise _NeedsStaging from exc  # a COPY refused, raised by a statement the checks ran meanwhile
-            if refused.valid_duplicate():
+            if packer.duplicate_item():
                 raise _NeedsStaging
         except _NeedsStaging:
             take_back()
@@ -570,7 +572,6 @@ def _import_packed(
         if header is None or not header_ok:
             take_back()
             return
-        refused.report(source, report)
         if (verdict := marks.verdict()) is not None:
             report.add(verdict)
         if not report.ok:
@@ -822,6 +823,30 @@ class RefusedKeys:
                         "/".join(str(v) for v in values),
                     )
                 )
+
+
+class _RefusedRowSeen(RefusedKeys):
+    """RefusedKeys for the packed path (a PROM file alone of its table), which keeps no key: the packer finds a
+    duplicate item itself (vbhc.ingest.prom_store.Packer), and a row refused for a cell outside its key sends the
+    file through the staged path (_NeedsStaging), whose RefusedKeys names a duplicate of such a row as before.
+
+    Why: RefusedKeys keeps 8 bytes for every valid row of the file until its end (240 MB for the 30 million item
+    rows of a 1,000,000-cycle registry's PROM file, 2.4 GB at 10,000,000), only for the file that has a refused
+    row, which the batch refuses anyway; a refused file is read twice instead."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def add(
+        self,
+        frame: pd.DataFrame,
+        rows: np.ndarray,
+        bad: np.ndarray,
+        key_bad: np.ndarray,
+        share: float | None = None,
+    ) -> None:
+        if (np.asarray(bad, dtype=bool) & ~np.asarray(key_bad, dtype=bool)).any():
+            raise _NeedsStaging
 
 
 def _new_batch_row(conn: Connection, source: Source, batch: _Batch, rows_read: int) -> int:

@@ -707,18 +707,24 @@ class BatchState:
         if self._cycle_ids is None:
             stored = self._stored_cycles()
             self._cycle_ids = IdTable()
-            # Arrow columns (vbhc.ingest.run): no Python object per cycle
-            ids, dates = stored.column("cycle_id"), stored.column("index_date").combine_chunks()
-            conditions = stored.column("condition").combine_chunks().dictionary_encode()
-            codes = conditions.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-            condition = np.append(np.asarray(conditions.dictionary.to_pylist(), dtype=object), None)[codes]
-            dates = pd.Series(dates.to_numpy(zero_copy_only=False)).to_numpy(dtype="datetime64[ns]")
-            slots = self._cycle_ids.add(ids)  # each cycle once: cycle_id is the stored table's key
-            self._set_cycles(slots, condition, dates)
+            # Arrow columns (vbhc.ingest.run): no Python object per cycle, and no array of one per cycle either (a
+            # condition is a code of the few distinct ones, a date its nanoseconds): a small file into a registry
+            # of 1,000,000 cycles reads them all, and each per-cycle object array (8 MB) and its factorize cost
+            # peak memory
+            conditions = stored.column("condition").combine_chunks()
+            if not pa.types.is_dictionary(conditions.type):
+                conditions = conditions.dictionary_encode()
+            codes = conditions.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            dates = stored.column("index_date").combine_chunks().cast(pa.timestamp("ns"))
+            slots = self._cycle_ids.add(stored.column("cycle_id"))  # each cycle once: cycle_id is the table's key
+            self._grow()
+            self._cycle_condition[slots] = self._condition_codes_of(conditions.dictionary.to_pylist())[codes]
+            self._cycle_date[slots] = dates.to_numpy(zero_copy_only=False)
+            self._found = None
         return self._cycle_ids
 
-    def _set_cycles(self, slots: np.ndarray, conditions: object, index_dates: object) -> None:
-        """The condition and index date of the cycles at `slots` (the arrays grown to the table's size)."""
+    def _grow(self) -> None:
+        """The per-slot arrays grown to the table's size (by half again, so a chunk's few new cycles copy none)."""
         size = len(self._cycle_ids)
         if size > len(self._cycle_condition):
             room = max(size, int(len(self._cycle_condition) * 1.5))
@@ -728,12 +734,19 @@ class BatchState:
             self._cycle_date = np.concatenate(
                 [self._cycle_date, np.full(room - len(self._cycle_date), np.datetime64("NaT"), "datetime64[ns]")]
             )
-        codes, distinct = pd.factorize(pd.Series(conditions, dtype=object), use_na_sentinel=True)
-        known = np.array(
-            [self._condition_codes.setdefault(v, len(self._condition_codes)) for v in distinct], dtype=np.int32
-        )
+
+    def _condition_codes_of(self, names: list[object]) -> np.ndarray:
+        """The codes (of _condition_names) of the distinct conditions `names` (None: no condition, -1), with a
+        last -1 (for a code -1: none)."""
+        known = [-1 if v is None else self._condition_codes.setdefault(v, len(self._condition_codes)) for v in names]
         self._condition_names.extend(list(self._condition_codes)[len(self._condition_names) :])
-        self._cycle_condition[slots] = np.where(codes >= 0, known[codes] if len(known) else -1, -1)
+        return np.array([*known, -1], dtype=np.int32)
+
+    def _set_cycles(self, slots: np.ndarray, conditions: object, index_dates: object) -> None:
+        """The condition and index date of the cycles at `slots` (the arrays grown to the table's size)."""
+        self._grow()
+        codes, distinct = pd.factorize(pd.Series(conditions, dtype=object), use_na_sentinel=True)
+        self._cycle_condition[slots] = self._condition_codes_of(list(distinct))[codes]
         self._cycle_date[slots] = pd.to_datetime(pd.Series(index_dates)).to_numpy(dtype="datetime64[ns]")
         self._found = None
 
