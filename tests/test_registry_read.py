@@ -168,3 +168,36 @@ def test_shared_reads_give_each_conditions_own_frames(awkward, monkeypatch, rows
         assert copies.count(True) == 2 + len(instruments), copies  # outcomes, cost lines, one per instrument
     else:
         assert not copies
+
+
+def test_a_read_on_postgresql_has_the_read_settings_for_its_transaction_only(awkward, monkeypatch):
+    """Each COPY of a condition's registry read runs with registry.READ_SETTINGS (its cycles hashed in memory, not
+    in batches on disk with every probing row of the child table; no JIT compilation), and the settings end with
+    the read's transaction: the pooled connection gives the next user the server's own. A shared_reads scope's
+    read of every condition keeps the server's own."""
+    if awkward.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL settings")
+    names = sorted(registry.READ_SETTINGS)
+    seen = []
+    copy_out = store.copy_out
+
+    def show(conn) -> dict[str, str]:
+        return {name: conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in names}
+
+    def noted(conn, query, types):
+        seen.append(show(conn))
+        return copy_out(conn, query, types)
+
+    monkeypatch.setattr(store, "copy_out", noted)
+    with awkward.connect() as conn:
+        default = show(conn)
+    assert all(default[name] != registry.READ_SETTINGS[name] for name in names), default
+    registry.prom_scores("hip_osteoarthritis", engine=awkward)
+    registry.outcomes_wide("oesophageal_cancer", engine=awkward)
+    assert len(seen) >= 3 and all(s == registry.READ_SETTINGS for s in seen), seen
+    seen.clear()
+    with registry.shared_reads(awkward):  # its read of every condition keeps the server's own
+        registry.cost_lines("oesophageal_cancer", engine=awkward)
+    assert seen == [default]
+    with awkward.connect() as conn:
+        assert show(conn) == default

@@ -102,6 +102,7 @@ def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
     the driver's rows (_copied_frame), so the frames are the same whichever way the values travelled."""
     engine = engine or get_engine()
     with engine.connect() as conn:
+        _read_settings(conn)
         types = _copy_types(query, conn)
         if types is not None:
             return _copied(store.copy_out(conn, query, types), transform)
@@ -124,6 +125,23 @@ def _read(query: Select, engine: Engine | None, transform=None) -> pd.DataFrame:
         finally:
             cursor.close()
     return _joined(frames, columns, transform)
+
+
+#: PostgreSQL settings for a registry read of one condition (or other filters), for the read's transaction only
+#: (set_config(..., is_local => true)); a shared_reads scope's read of every condition keeps the server's own.
+#: work_mem, each sort's or hash's memory: a condition's read hashes the condition's care cycles and probes them
+#: with the whole child table; with the server's default (4 MB) the hash went to disk in batches, and with it every
+#: probing row (at 10,000,000 cycles ~4 GB of temporary files per PROM read, a third of its server CPU). A parallel
+#: hash gets it times hash_mem_multiplier per process (the largest condition's cycles at 10,000,000 need ~0.2 GB);
+#: a larger sort merges on disk, which costs little against the scan. jit: compiling each read's expressions
+#: cost ~3 s of server CPU per read at 10,000,000 cycles (a scan, a hash join and a sort), more than it saved.
+READ_SETTINGS = {"work_mem": "64MB", "jit": "off"}
+
+
+def _read_settings(conn: Connection) -> None:
+    """READ_SETTINGS for the statements of this connection's transaction (PostgreSQL; elsewhere nothing)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(*(func.set_config(name, value, True) for name, value in READ_SETTINGS.items())))
 
 
 def _joined(frames: list[pd.DataFrame], columns: list[str], transform) -> pd.DataFrame:
@@ -348,6 +366,8 @@ class _SharedReads:
                 types = _copy_types(every, conn)
                 if types is None:
                     return None
+                # not READ_SETTINGS: at 1,000,000 cycles these reads of every condition took more server CPU
+                # with them (the questionnaires' reads: 6.3 -> 9.1 s), the plan not looked into yet
                 table = store.copy_out(conn, every, types)
                 conditions = table.column(_CONDITION)
                 self.pieces[key] = {
