@@ -352,6 +352,28 @@ def test_a_vital_status_without_its_date_is_refused(engine, registry, tmp_path):
     assert import_files([path], engine).sources[0].rows_inserted == 3
 
 
+def test_a_vital_status_file_without_a_date_column_is_refused_in_one_line(engine, registry, tmp_path):
+    """Before: a follow-up file without its date column was refused with the same line for each of its rows (241 for
+    the demo's, the first 50 listed). Now one line names the missing column, on the first row that needs it, also
+    when the rows come in several chunks; nothing is stored."""
+    import_files(registry[:2], engine)
+    before = row_counts(engine)
+    path = tmp_path / "vital" / "clinical_outcomes_follow_up.csv"
+    path.parent.mkdir()
+    rows = [{"cycle_id": "C0005", "outcome": "length_of_stay", "value": "9"}]
+    rows += [{"cycle_id": f"C{i:04d}", "outcome": "death", "value": str(i % 2)} for i in (1, 2, 3, 4, 6)]
+    write_csv(path, rows, list(rows[0]))
+    report = _refused([path], engine, chunk_rows=2)
+    assert [(p.file, p.row, p.column, p.value) for p in report.problems] == [
+        ("clinical_outcomes_follow_up.csv", 3, "date", None)
+    ]
+    assert report.problem_count == 1
+    assert report.problems[0].rule.startswith("death needs its date (of death, or the date the patient was last")
+    assert "the file has no date column" in report.problems[0].rule
+    assert "geen kolom date" in report.problems[0].line("nl")
+    assert row_counts(engine) == before
+
+
 def test_a_file_named_for_one_table_holding_another_s_header_says_so_in_one_line(engine, registry, tmp_path):
     """Before: prom_responses.csv saved as costs.csv was refused with eight lines, a missing column of costs and an
     unknown column for costs for each of the two tables' columns; the line now says which table the header is."""

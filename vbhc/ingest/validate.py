@@ -197,6 +197,23 @@ class Checker:
             )
         self.report.problem_count += len(rows) - min(len(rows), room)
 
+    def flag_once(self, mask: np.ndarray, column: str, rule: Rule) -> None:
+        """Mark rows as bad for what the file lacks as a whole (a column it has not): one problem, on the file's
+        first such row, however many rows and chunks it holds, instead of the same line for every row."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        self.bad |= mask
+        once = (self.source.label, self.source.sheet, rule.code)
+        if once in self.report.stated_once:
+            return
+        self.report.stated_once.add(once)
+        if len(self._found) < self.report.room:
+            row = int(self.chunk.rows[int(np.flatnonzero(mask)[0])])
+            self._found.append(Problem(self.source.label, self.source.sheet, row, column, None, rule))
+        else:
+            self.report.problem_count += 1
+
     def finish(self) -> None:
         self._found.sort(key=lambda p: (p.row or 0, p.column or ""))
         for p in self._found:
@@ -1370,11 +1387,18 @@ def validate_clinical_outcomes(ck: Checker, batch: BatchState) -> pd.DataFrame:
         # the vital status a survival indicator follows is dated (death, or the date last known alive): without
         # its date vbhc.survival cannot follow the cycle and left it out of every unit's n without a word
         for followed in followed_ids:
-            ck.flag(
-                mask & outcomes.equals(followed) & undated,
-                "date",
-                Rule("validate.survival_outcome_undated", outcome=followed),
-            )
+            if "date" in f:
+                ck.flag(
+                    mask & outcomes.equals(followed) & undated,
+                    "date",
+                    Rule("validate.survival_outcome_undated", outcome=followed),
+                )
+            else:  # a file without the column: one line that says so, not the same line for each of its rows
+                ck.flag_once(
+                    mask & outcomes.equals(followed),
+                    "date",
+                    Rule("validate.survival_date_column_missing", outcome=followed),
+                )
         for o in cond.outcomes:
             m = mask & outcomes.equals(o.id) & given
             if o.type == "binary":
