@@ -45,6 +45,7 @@ from vbhc.improvement import (
     TargetKind,
 )
 from vbhc.improvement_sheets import (
+    ACTION_COLUMNS,
     TARGET_COLUMNS,
     SheetRefused,
     export_actions,
@@ -1399,9 +1400,58 @@ def test_a_workbook_row_edited_into_a_stored_target_left_out_of_the_file_is_refu
     ws.cell(rows[later.item_id], TARGET_COLUMNS.index("valid_from") + 1).value = "2026-01-01"
     ws.delete_rows(rows[first.item_id])
     before = counts(engine)
-    with pytest.raises(ImprovementError, match="from 1 Jan 2026 is already in force"):
+    with pytest.raises(SheetRefused, match="from 1 Jan 2026 is already in force") as refused:
         import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    # named by the row that wrote it (found once written: the stored goal is not in the file)
+    assert [(p.row, p.column, p.value) for p in refused.value.problems] == [(2, "indicator", INDICATOR)]
     assert counts(engine) == before
+
+
+def test_a_workbook_row_of_an_action_already_open_is_refused_naming_its_row(engine, units):
+    """Before: a new row in the actions workbook repeating an open action (or two new rows of one action) was
+    refused by the store's one-open-action check with the message alone: no file, row or column, unlike every
+    other problem of the file. Now it is a problem of the row that wrote it; nothing is written, and the refusal
+    is audited as the file's other refusals are."""
+    start, due = dt.date(2026, 1, 1), dt.date(2026, 6, 1)
+    improvement.create_action(engine, CARE, CONDITION, "Fewer leaks", "surgeon", start, due)
+    wb, ws = _sheet(export_actions(engine, CARE, CONDITION), "actions")
+    again = [c.value for c in ws[2]]
+    again[0] = again[1] = None
+    again[ACTION_COLUMNS.index("title")] = "fewer  LEAKS"
+    ws.append(again)
+    before, refusals = counts(engine), len(audit.read(engine, action="import_refused"))
+    with pytest.raises(SheetRefused) as refused:
+        import_actions(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.file, p.row, p.column, p.value) for p in refused.value.problems] == [
+        ("plan.xlsx", 3, "title", "fewer  LEAKS")
+    ]
+    assert refused.value.message("en").startswith(
+        "plan.xlsx was not imported (1 problem; nothing was written). First: "
+    )
+    assert "plan.xlsx row 3 column 'title'" in refused.value.message("en")
+    assert "staat al open" in refused.value.message("nl")
+    assert counts(engine) == before
+    assert len(audit.read(engine, action="import_refused")) == refusals + 1
+    # two new rows of one action in one file (the stored one marked done in it): the second row is named
+    ws.cell(2, ACTION_COLUMNS.index("status") + 1).value = "done"
+    ws.append(again)
+    with pytest.raises(SheetRefused) as refused:
+        import_actions(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    assert [(p.row, p.column) for p in refused.value.problems] == [(4, "title")]
+    assert counts(engine) == before
+
+
+def test_a_problem_quoting_a_cell_with_a_line_break_stays_one_line(engine, units):
+    """Before: an item id cell holding a line break was quoted as it is, in the problem and in the rule naming it,
+    so the one-line message ran over three lines. The break is now written as \\n."""
+    improvement.set_target(engine, CARE, CONDITION, INDICATOR, 0.10)
+    wb, ws = _sheet(export_targets(engine, CARE, CONDITION), "targets")
+    ws.cell(2, 1).value = "two\nlines"
+    with pytest.raises(SheetRefused) as refused:
+        import_targets(engine, CARE, _bytes(wb), file_name="plan.xlsx")
+    for lang in ("en", "nl"):
+        text = refused.value.message(lang)
+        assert "\n" not in text and "two\\nlines" in text, text
 
 
 @sqlite_only

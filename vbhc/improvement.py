@@ -70,6 +70,7 @@ __all__ = [
     "Label",
     "Overdue",
     "Rule",
+    "SecondOfKey",
     "Side",
     "SignalStatus",
     "TargetKind",
@@ -247,6 +248,15 @@ class ImprovementError(ValueError):
             for k, v in self.values.items()
         }
         return t(f"improvement.error_{self.key}", lang, **shown)
+
+
+class SecondOfKey(ImprovementError):
+    """check_one_per_key's refusal: `position` is the place, among the versions just written, of the one that
+    makes a second active target or open action, so a workbook's import names the row that wrote it."""
+
+    def __init__(self, key: str, position: int, **values: Any) -> None:
+        self.position = position
+        super().__init__(key, **values)
 
 
 class ItemNotFound(ImprovementError):
@@ -1048,21 +1058,21 @@ _OPEN_ACTIONS = (ActionStatus.PLANNED, ActionStatus.IN_PROGRESS)
 
 
 def check_one_per_key(conn: Connection, kind: ItemKind, written: Sequence[Item]) -> None:
-    """ImprovementError when a version just written (in this transaction) makes two active targets one goal
+    """SecondOfKey when a version just written (in this transaction) makes two active targets one goal
     (target_key) or two open actions one action (action_key): every writer (the meeting page's forms, the
     workbooks, the API) runs it after writing, so the transaction rolls back and nothing is stored. Checked after
     the writes rather than before, so a batch that moves one target's date and gives another the old one passes."""
     if kind == ItemKind.TARGET:
-        mine = [w for w in written if w.active]
         key, live = target_key, (lambda i: i.active)
+        mine = [w for w in written if live(w)]
         c = models.ImprovementTarget.__table__.c
         where = [
             c.condition.in_(sorted({w.condition for w in mine})),
             c.indicator.in_(sorted({w.indicator for w in mine})),
         ]
     elif kind == ItemKind.ACTION:
-        mine = [w for w in written if w.status in _OPEN_ACTIONS]
         key, live = action_key, (lambda i: i.status in _OPEN_ACTIONS)
+        mine = [w for w in written if live(w)]
         c = models.ImprovementAction.__table__.c
         where = [c.condition.in_(sorted({w.condition for w in mine}))]
     else:
@@ -1073,19 +1083,27 @@ def check_one_per_key(conn: Connection, kind: ItemKind, written: Sequence[Item])
     for item in _current(conn, kind, *where):
         if live(item):
             by_key.setdefault(key(item.model_dump()), []).append(item)
-    for item in mine:
-        if not any(other.item_id != item.item_id for other in by_key.get(key(item.model_dump()), [])):
+    ours = {w.item_id for w in written}
+    firsts: set[tuple] = set()  # keys of this batch's versions seen so far: the second of two is the one named
+    for position, item in enumerate(written):
+        if not live(item):
+            continue
+        item_key = key(item.model_dump())
+        if not any(o.item_id not in ours for o in by_key.get(item_key, [])) and item_key not in firsts:
+            firsts.add(item_key)
             continue
         if kind == ItemKind.TARGET:
-            raise ImprovementError(
+            raise SecondOfKey(
                 "target_in_force",
+                position,
                 indicator=IndicatorName(item.condition, item.indicator),
                 unit=item.unit or Label("agenda.all_units"),
                 kind=Label(f"improvement.target_{item.kind}"),
                 valid_from=item.valid_from,
             )
-        raise ImprovementError(
+        raise SecondOfKey(
             "action_open_twice",
+            position,
             title=item.title,
             unit=item.unit or Label("agenda.all_units"),
             start=item.start,

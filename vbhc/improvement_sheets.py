@@ -34,6 +34,7 @@ from vbhc.improvement import (
     ImprovementError,
     ItemKind,
     Label,
+    SecondOfKey,
     Write,
     actions,
     check_values,
@@ -50,6 +51,7 @@ from vbhc.ingest.problems import (
     EXCEL_ERRORS,
     invisible_character,
     lookalike_character,
+    one_line,
     shown_file,
     shown_value,
 )
@@ -153,20 +155,23 @@ class SheetProblem:
     error: ImprovementError
 
     def text(self, lang: str) -> str:
+        """One line, also where the cell (quoted, or named by the rule) holds a line break."""
         if self.row == 0:  # the file itself (not a workbook, no such sheet)
-            return t("improvement.sheet_file_problem", lang, file=shown_file(self.file), rule=self.error.message(lang))
-        if not self.column:  # the row as a whole (a cell of it that cannot be read)
+            text = t("improvement.sheet_file_problem", lang, file=shown_file(self.file), rule=self.error.message(lang))
+        elif not self.column:  # the row as a whole (a cell of it that cannot be read)
             rule = self.error.message(lang)
-            return t("improvement.sheet_row_problem", lang, file=shown_file(self.file), row=self.row, rule=rule)
-        return t(
-            "improvement.sheet_problem",
-            lang,
-            file=shown_file(self.file),
-            row=self.row,
-            column=self.column,
-            value=shown_value(self.column, self.value) or "",
-            rule=self.error.message(lang),
-        )
+            text = t("improvement.sheet_row_problem", lang, file=shown_file(self.file), row=self.row, rule=rule)
+        else:
+            text = t(
+                "improvement.sheet_problem",
+                lang,
+                file=shown_file(self.file),
+                row=self.row,
+                column=self.column,
+                value=shown_value(self.column, self.value) or "",
+                rule=self.error.message(lang),
+            )
+        return one_line(text)
 
     def __str__(self) -> str:
         return self.text("en")
@@ -511,6 +516,7 @@ def _import(
     not_read: list[str] = []
     rows, problems = _rows(data, kind, file, not_read)
     plan: list[Write] = []
+    plan_rows: list[tuple[int, dict[str, str]]] = []  # the file row (number, cells) of each write in the plan
     seen: set[str] = set()
     unchanged = 0
     known_units: frozenset[str] | None = None  # the registry's units as they are at import time, read once
@@ -598,9 +604,11 @@ def _import(
             refuse("kind", ImprovementError("norm_not_allowed"))
             continue
         plan.append(Write(item_id, current.version if current is not None else 0, values))
+        plan_rows.append((number, row))
     what = f"improvement {SHEETS[kind]}"
     digest = audit.sha256_of(data)
-    if problems:
+
+    def refused(problems: list[SheetProblem]) -> SheetRefused:
         audit.record(
             engine,
             viewer,
@@ -608,7 +616,10 @@ def _import(
             detail={"what": what, "file": shown_file(file), "problem_count": len(problems)},
             sha256=digest,
         )
-        raise SheetRefused(file, problems)
+        return SheetRefused(file, problems)
+
+    if problems:
+        raise refused(problems)
     outcome = SheetImport(file, unchanged=unchanged, not_read=not_read)
 
     def record(conn: Connection, written: list[Any]) -> None:
@@ -628,5 +639,12 @@ def _import(
             sha256=digest,
         )
 
-    write_versions(engine, viewer, kind, plan, then=record)
+    try:
+        write_versions(engine, viewer, kind, plan, then=record)
+    except SecondOfKey as second:
+        # a second active target or open action, found once written (a row edited into an item stored but not in
+        # the file, two new rows of one action): refused naming the row that wrote it, as the checks above do
+        number, row = plan_rows[second.position]
+        column = "indicator" if kind == ItemKind.TARGET else "title"
+        raise refused([SheetProblem(file, number, column, row.get(column, ""), second)]) from None
     return outcome

@@ -165,6 +165,14 @@ def shown_value(column: str | None, value: str | None) -> str | None:
     return value
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: a line break, tab or other control character a cell held is written as Python writes it
+    in a string (\\n, \\t, \\x07), so a message that quotes the cell stays the one line it is meant to be."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 def shown_column(column: str | None) -> str | None:
     """A column name as a problem may show it: one that looks like a value (no header row) is hidden."""
     if column is None or column == "":
