@@ -770,13 +770,15 @@ def _patterns(data: pd.DataFrame, names: Sequence[str], cache: ColumnCache | Non
     if kept and key_name in cache.kept:  # type: ignore[union-attr]
         return cache.kept[key_name]  # type: ignore[union-attr,return-value]
     key = np.zeros(len(data), dtype=np.int64)
+    coded: dict[str, tuple[np.ndarray, list[str], np.ndarray]] = {}
     for name in names:
         s = data[name]
 
         def make(s: pd.Series = s) -> tuple[np.ndarray, list[str], np.ndarray]:
             return _codes(s, missing_level=False)
 
-        codes = (make() if cache is None else cache.get("codes", s, make, False))[0] + 1  # type: ignore[index]
+        coded[name] = make() if cache is None else cache.get("codes", s, make, False)  # type: ignore[assignment]
+        codes = coded[name][0] + 1
         size = int(codes.max()) + 1 if len(codes) else 1
         if int(key.max(initial=0)) + 1 > (1 << 62) // size:  # the combined numbers would overflow: number them anew
             key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
@@ -784,7 +786,17 @@ def _patterns(data: pd.DataFrame, names: Sequence[str], cache: ColumnCache | Non
     ids = np.unique(key, return_inverse=True)[1].reshape(-1)
     first = np.empty(int(ids.max(initial=-1)) + 1, dtype=np.int64)
     first[ids] = np.arange(len(ids))  # any row of a pattern stands for it
-    found = ids, data[list(names)].iloc[first].reset_index(drop=True)
+    columns: dict[str, object] = {}
+    for name in names:
+        s = data[name]
+        if isinstance(s.dtype, pd.CategoricalDtype) or (
+            pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+        ):
+            columns[name] = s.iloc[first].reset_index(drop=True)
+        else:  # text: as a categorical of its levels in _codes' (sorted) order, which _codes then reads as they are
+            codes, levels, _ = coded[name]
+            columns[name] = pd.Categorical.from_codes(codes[first], categories=levels)
+    found = ids, pd.DataFrame(columns, index=pd.RangeIndex(len(first)))
     if kept:
         cache.kept[key_name] = found  # type: ignore[union-attr]
     return found
@@ -877,6 +889,8 @@ def _fit_grouped(
     CPU. Used when the patterns are at most GROUPED_SHARE of the rows; a fit that would give a constant model (no
     terms, too few rows) or fails is left to the per-row fit, which says why."""
     kind, diag = model.kind, model.diagnostics
+    if not model.required:
+        return None
     n_used = int(used.sum())
     ids, patterns = _patterns(data, list(model.required), cache)
     pattern = ids[used]

@@ -233,8 +233,11 @@ def compute_indicators(
     cycles = data.cycles
     unit = unit_labels(cycles, level).to_numpy()
     base = cycles.assign(unit=unit)
-    units = pd.Index(sorted(pd.unique(unit)), name="unit")
-    rows = _UnitRows(units, units.get_indexer(unit))
+    # the units sorted and each cycle's position among them in one hashing pass (a look-up of every cycle's label
+    # among the sorted units was a second: ~50 ms of each of a year's PREM tables at 1,000,000 care cycles)
+    codes, sorted_units = pd.factorize(unit, sort=True)
+    units = pd.Index(sorted_units, name="unit")
+    rows = _UnitRows(units, codes.astype(np.intp, copy=False))
     hospital_of = _hospital_of(units, rows.codes, cycles["hospital"])
     tables, models, values = [], {}, []
     for ind in cond.indicators:
