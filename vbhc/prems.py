@@ -253,13 +253,16 @@ def load_prem_data(
 
 def compute_prem_indicators(data: PremData, level: str = "department", **options) -> IndicatorResult:
     """The indicator table of one questionnaire at `level` (hospital or department), like a condition's; its
-    data are the respondent and answer rows (so vbhc.external.own_summary can sum them per unit)."""
+    data are the respondent and answer rows (so vbhc.external.own_summary can sum them per unit). The case-mix
+    models are fitted on the respondents' case-mix patterns (compute_indicators' grouped_fits): a year's 400,000
+    answers at 1,000,000 care cycles have a few hundred, and the per-row fits were most of a year's tables' CPU."""
     q = data.questionnaire
     if level not in ("hospital", "department"):
         raise ValueError(f"PREM indicators are per hospital or department, not per {level!r}")
     volume = [i.id for i in q.indicators if i.kind == "volume"]
     others = [i.id for i in q.indicators if i.kind != "volume"]
     results = []
+    options.setdefault("grouped_fits", True)
     if len(data.respondents.cycles):
         results.append(compute_indicators(data.respondents, level, indicators=volume, **options))
         results.append(compute_indicators(data.rows, level, indicators=others, **options))
