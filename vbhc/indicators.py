@@ -703,6 +703,11 @@ def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) ->
         if values is not None:
             y, extra = values
             return base.assign(y=y[rows], **{name: column[rows] for name, column in extra.items()}), list(extra)
+    elif data.reference is None:  # the registry's other unit level: its values, derived by the first level's table
+        values = data.derived.get(("values", ind.id))
+        if values and len(values[0]) == len(base):
+            y, extra = values
+            return base.assign(y=y, **extra), list(extra)
     frame, extra = _outcome_column(ind, data, base)
     if data.reference is None:
         data.derived.setdefault(("values", ind.id), _values_of(frame, extra))
@@ -797,6 +802,7 @@ def _survival(
         model=model,
         reference=reference,
         encoding=encoding,
+        kept=data.derived.setdefault(("survival", ind.id, data.as_of), {}),
     )
     if out is None:
         return None, None, None
@@ -937,11 +943,13 @@ def _response_rate(
     days = data.condition.timepoint(ind.timepoint).days
     key = ("response", ind.id, data.as_of)
     group = _group_rows(data)
-    flags = data.reference.derived.get(key) if group is not None else None
+    source = data.reference if group is not None else data
+    # the registry's flags are kept with its data: for its comparison groups and its other unit levels
+    kept = group is not None or data.reference is None
+    flags = source.derived.get(key) if kept else None
     if flags is None:
-        source = data.reference if group is not None else data
         flags = proms.response_flags(source.cycles, source.scores, ind.instrument, ind.timepoint, days, data.as_of)
-        if group is not None or data.reference is None:  # the registry's: kept for its comparison groups
+        if kept:
             source.derived[key] = flags
     eligible, responded = flags if group is None else (flags[0][group], flags[1][group])
     units, k = rows.units, len(rows.units)

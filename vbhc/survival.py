@@ -538,6 +538,7 @@ def survival_columns(
     model: CoxModel | None = None,
     reference: pd.DataFrame | None = None,
     encoding: DesignEncoding | None = None,
+    kept: dict[str, object] | None = None,
 ) -> tuple[dict[str, object], dict[str, object], dict[str, np.ndarray], CoxModel] | None:
     """Per unit the survival indicator's standard columns (the table's, then the added ones: arrays, or one value for
     every unit), the per-cycle values (arrays) and the Cox model; survival_table makes frames of them. Why columns:
@@ -554,27 +555,23 @@ def survival_columns(
     them): the design is encoded as on the registry and `model` is the registry's, recalibrated to the group
     (recalibrate_cox) unless it already is. `encoding`: the registry's encoding of the case-mix (registry_encoding),
     when the caller keeps it, instead of deciding it on `reference` again.
+    `kept`: a dict the caller keeps with these cycles (empty the first time): the follow-up, the Cox model and the
+    expected values of each cycle do not depend on the unit level, so the view's other unit level reads them from it
+    instead of encoding the case-mix and evaluating the model again (half of a level's survival rows at 1,000,000
+    care cycles).
     """
-    horizon = float(horizon_years) * DAYS_PER_YEAR
-    fu = follow_up(cycles, outcome, as_of, horizon)
-    known = fu["time"].notna().to_numpy()
-    if not known.any():
-        return None
-    # the logistic models' encoding of the case-mix (vbhc.casemix), decided on the deaths within the horizon
-    if reference is None:
-        design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    if kept:
+        fu, known, in_model, expected, model, overall = (
+            kept[name] for name in ("fu", "known", "in_model", "expected", "model", "overall")
+        )
     else:
-        events = fu["event"].to_numpy()
-        if encoding is None:
-            encoding = registry_encoding(reference, outcome, casemix, as_of, horizon_years)
-        design, unscored = encode_design(encoding, cycles, events)
-    in_model = known & ~unscored
-    if model is None:
-        model = _fit_on(fu, design, in_model)
-    expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
-    if reference is not None and model.baseline_scale is None:
-        model = recalibrate_cox(model, expected[in_model], fu["event"].to_numpy()[in_model])
-        expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
+        prepared = _per_cycle(cycles, outcome, casemix, as_of, horizon_years, level, model, reference, encoding)
+        if prepared is None:
+            return None
+        fu, known, in_model, expected, model, overall = prepared
+        if kept is not None:
+            kept.update(fu=fu, known=known, in_model=in_model, expected=expected, model=model, overall=overall)
+    horizon = float(horizon_years) * DAYS_PER_YEAR
     time, event = fu["time"].to_numpy(float), fu["event"].to_numpy(float)
     # per unit, counted on the units' positions (np.bincount), not a pandas group-by: most of a small view's cost
     if isinstance(unit, tuple):
@@ -585,7 +582,6 @@ def survival_columns(
     k = len(units)
     n = np.bincount(codes[known], minlength=k)
     n_adjusted = np.bincount(codes[in_model], minlength=k)
-    overall = kaplan_meier(time[known], event[known], horizon, level)[0]
     # each unit's Kaplan-Meier from one sort of the followed cycles by unit (not a scan of every cycle per unit)
     order = np.argsort(codes[known], kind="stable")
     by_unit, unit_time, unit_event = codes[known][order], time[known][order], event[known][order]
@@ -652,6 +648,45 @@ def survival_columns(
         "expected": expected[known],
     }
     return result, added, per_cycle, model
+
+
+def _per_cycle(
+    cycles: pd.DataFrame,
+    outcome: str,
+    casemix: Sequence[CaseMixVariable],
+    as_of: pd.Timestamp,
+    horizon_years: float,
+    level: float,
+    model: CoxModel | None,
+    reference: pd.DataFrame | None,
+    encoding: DesignEncoding | None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, CoxModel, float] | None:
+    """survival_columns' part that does not depend on the unit level: the follow-up, which cycles are followed and
+    which are in the model, their expected values, the Cox model (recalibrated for a comparison group) and the
+    overall Kaplan-Meier survival at the horizon; None when no cycle has a follow-up record."""
+    horizon = float(horizon_years) * DAYS_PER_YEAR
+    fu = follow_up(cycles, outcome, as_of, horizon)
+    known = fu["time"].notna().to_numpy()
+    if not known.any():
+        return None
+    # the logistic models' encoding of the case-mix (vbhc.casemix), decided on the deaths within the horizon
+    if reference is None:
+        design, unscored = casemix_design(cycles, casemix, fu["event"].to_numpy())
+    else:
+        events = fu["event"].to_numpy()
+        if encoding is None:
+            encoding = registry_encoding(reference, outcome, casemix, as_of, horizon_years)
+        design, unscored = encode_design(encoding, cycles, events)
+    in_model = known & ~unscored
+    if model is None:
+        model = _fit_on(fu, design, in_model)
+    expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
+    if reference is not None and model.baseline_scale is None:
+        model = recalibrate_cox(model, expected[in_model], fu["event"].to_numpy()[in_model])
+        expected = np.where(in_model, model.expected(fu["time"].fillna(0).to_numpy(), design), np.nan)
+    time, event = fu["time"].to_numpy(float), fu["event"].to_numpy(float)
+    overall = kaplan_meier(time[known], event[known], horizon, level)[0]
+    return fu, known, in_model, expected, model, overall
 
 
 def cox_model(
