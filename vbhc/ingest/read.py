@@ -819,15 +819,18 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
             if len(numbers):
                 next_line = int(numbers[-1]) + 1
                 offset += set_aside(next_line - 1)
-            ends = offset + np.cumsum(_line_bytes(batch, line_break))
+            line_bytes = _line_bytes(batch, line_break)
+            ends = offset + np.cumsum(line_bytes)
             offset = int(ends[-1]) if len(ends) else offset
-            keep = (frame != "").any(axis=1).to_numpy().copy()  # a row of empty fields is not data
+            # a row of empty fields is not data: its line holds the separators and the line break alone (from the
+            # lengths just summed, not a comparison of every field's text with "")
+            keep = line_bytes > batch.num_columns - 1 + line_break
             if width != named:  # trailing columns without a name must be empty
                 extra = (frame[columns[named:]].apply(lambda c: c.str.strip()) != "").any(axis=1).to_numpy() & keep
                 for i in np.flatnonzero(extra):
                     _row_shape_ok(source, named, int(numbers[i]), frame.iloc[i].tolist(), report)
                 keep &= ~extra
-            frame = frame.loc[keep, columns[:named]]
+            frame = frame.loc[keep, columns[:named]] if width != named or not keep.all() else frame
             frame.columns = header.names
             pending.append(frame.reset_index(drop=True))
             pending_numbers.append(np.column_stack([numbers, ends])[keep])
