@@ -918,7 +918,8 @@ def _arrow_reader(raw, source: Source, columns: list[str], on_invalid) -> pa_csv
             invalid_row_handler=on_invalid,
         ),
         convert_options=pa_csv.ConvertOptions(
-            column_types=dict.fromkeys(columns, pa.string()),
+            # pandas holds Arrow strings as large_string: read so, to_pandas copies no column to convert it
+            column_types=dict.fromkeys(columns, pa.large_string()),
             null_values=[],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,

@@ -502,10 +502,23 @@ def _composed(s: pd.Series) -> pd.Series:
     return s
 
 
-def _arrow(s: pd.Series) -> pa.StringArray:
-    """A text column as one Arrow string array, for Arrow's C++ string functions."""
-    values = pa.array(s, type=pa.string(), from_pandas=True)
+def _arrow(s: pd.Series) -> pa.StringArray | pa.LargeStringArray:
+    """A text column as one Arrow string array, for Arrow's C++ string functions: pandas' Arrow strings as they are
+    held (large_string, no copy), any other column as a string array.
+
+    Why: cast to Arrow's string type, each check's column was copied (offsets of 64 to 32 bits) again and again
+    (with the reader's own cast to pandas ~0.5 of a PROM file's 4 s of main-thread CPU at 100,000 cycles)."""
+    values = _as_arrow(s)
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _as_arrow(s: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """`s` as Arrow text: its own Arrow strings where pandas holds it so, else (or any other Arrow type) cast."""
+    if getattr(s.dtype, "storage", None) == "pyarrow":
+        values = pa.array(s, from_pandas=True)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            return values
+    return pa.array(s, type=pa.string(), from_pandas=True)
 
 
 #: A chunk of fewer rows is checked row by row (Checker._distinct): its encoding would cost more than it saves.
@@ -521,7 +534,7 @@ def _spreader(codes: np.ndarray | None) -> Callable[[np.ndarray | pd.Series], np
 
 def _longest(s: pd.Series) -> int:
     """The most UTF-8 bytes of a text column's cells, from Arrow's lengths (no copy of the column's text)."""
-    values = pa.array(s, type=pa.string(), from_pandas=True)
+    values = _as_arrow(s)
     if not len(values):
         return 0
     longest = pc.max(pc.binary_length(values)).as_py()
@@ -540,11 +553,12 @@ class _Bytes:
     needs every byte looked at (control_or_not_ascii) is found when first asked: cell_sizes needs the lengths
     alone."""
 
-    def __init__(self, values: pa.StringArray):
+    def __init__(self, values: pa.StringArray | pa.LargeStringArray):
         n = len(values)
         _, offsets, data = values.buffers()
         if n and offsets is not None and data is not None:
-            offsets = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + n + 1]
+            width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+            offsets = np.frombuffer(offsets, dtype=width)[values.offset : values.offset + n + 1]
             # a null's slot may hold bytes: they are looked at too, which can only make a check run
             self.data = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
             self.offsets = (offsets - offsets[0]).astype(np.int64)
