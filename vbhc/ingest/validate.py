@@ -249,11 +249,16 @@ class Checker:
         Every check looks at one cell's text alone, so a column that repeats its values is checked once per
         distinct value and each finding spread to the rows holding it (_distinct): the same rows, values and
         messages as checked row by row."""
-        codes, v = self._distinct(column)
-        v = v.str.strip()
+        codes, given = self._distinct(column)
+        v = given.str.strip()
         if composed:
             v = _composed(v)
-        s = v if codes is None else pd.Series(v.array.take(codes), index=self.frame.index, name=column)
+        if codes is None:
+            s = v
+        elif v.equals(given):  # nothing stripped or composed: the column as read, not a copy spread from v
+            s = self.frame[column]
+        else:
+            s = pd.Series(v.array.take(codes), index=self.frame.index, name=column)
         self._texts[column] = (codes, v)
         self._coded.pop(column, None)
         spread = _spreader(codes)
@@ -1292,7 +1297,10 @@ def _child_conditions(
     codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
     found = np.append(batch.conditions_of(distinct), np.nan)  # the last: a missing cycle_id
     unknown = pd.isna(found)  # per distinct cycle, then spread to its rows
-    ck.flag(unknown[codes] & (cycle_id != "").to_numpy(dtype=bool), "cycle_id", Rule("validate.unknown_cycle"))
+    # a cycle id given: per distinct id, spread by position (not a comparison of every row's text); a missing one
+    # (code -1: None) is not "", as its row's comparison says
+    given = np.append((pd.Series(distinct, dtype=object) != "").to_numpy(dtype=bool), True)[codes]
+    ck.flag(unknown[codes] & given, "cycle_id", Rule("validate.unknown_cycle"))
     found[unknown] = ""
     if (codes < 0).any():  # a missing cycle id: the distinct cycles' order is not the rows' order then
         return pd.factorize(pd.Series(found[codes], index=cycle_id.index, dtype=object))
