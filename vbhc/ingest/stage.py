@@ -360,7 +360,7 @@ def analyze_references(conn: Connection, target: Table) -> None:
     counts PostgreSQL writes in place; autovacuum corrects those as it would after any rollback)."""
     if conn.dialect.name != "postgresql" or not _owns(conn, target):
         return
-    columns = ["batch_id", *sorted({c for fk in target.foreign_key_constraints for c in fk.column_keys})]
+    columns = sorted({"batch_id", *(c for fk in target.foreign_key_constraints for c in fk.column_keys)})
     quote = conn.dialect.identifier_preparer.quote
     # identifiers of vbhc.models' own tables and columns, quoted by the dialect (ANALYZE takes no bound parameter)
     conn.exec_driver_sql(f"ANALYZE {quote(target.name)} ({', '.join(quote(c) for c in columns)})")
