@@ -850,20 +850,20 @@ def _plain_rows(source: Source, report: ImportReport, chunk_rows: int) -> Iterat
 
 
 def _read_ahead(reader: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The reader's batches, each parsed in a thread of its own while the caller checks the one before.
+    """The reader's batches, the next one parsed in a thread of its own while the caller checks this one.
 
     Why: Arrow's parse of a PROM file's text was a fifth of the import's main thread (0.7 of 4.1 s of CPU at
     100,000 cycles on PostgreSQL), and its streaming reader parses on the thread that asks for the next batch
     (use_threads only reads the file ahead). Arrow releases the GIL while it parses, so the parse of the next
-    block overlaps the checks and packing of this one. One batch waits at most (~16 MB of text, _ARROW_BLOCK_BYTES).
-    Batches and errors come in the reader's order; closing the generator stops the thread before the file is
-    closed."""
-    handed: queue.Queue[tuple[pa.RecordBatch | None, BaseException | None]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+    block overlaps the checks and packing of this one. A batch is parsed only once the one before is handed out:
+    one batch in memory beyond the caller's (~16 MB of text, _ARROW_BLOCK_BYTES). Batches and errors come in the
+    reader's order; closing the generator stops the thread before the file is closed."""
     stream = iter(reader)
+    asked: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: parse the next batch; False: stop
+    handed: queue.SimpleQueue[tuple[pa.RecordBatch | None, BaseException | None]] = queue.SimpleQueue()
 
     def parse() -> None:
-        while not stop.is_set():
+        while asked.get():
             try:
                 item = (next(stream), None)
             except StopIteration:
@@ -876,6 +876,7 @@ def _read_ahead(reader: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
     thread = threading.Thread(target=parse, name="vbhc-csv-read-ahead", daemon=True)
     thread.start()
+    asked.put(True)
     try:
         while True:
             batch, error = handed.get()
@@ -883,12 +884,10 @@ def _read_ahead(reader: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 raise error
             if batch is None:
                 return
+            asked.put(True)  # the next batch is parsed while the caller checks this one
             yield batch
     finally:
-        stop.set()
-        while thread.is_alive():  # a parse under way hands its batch over, then sees `stop`
-            with contextlib.suppress(queue.Empty):
-                handed.get(timeout=0.05)
+        asked.put(False)  # a parse under way hands its batch over first
         thread.join()
 
 
