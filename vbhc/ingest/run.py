@@ -987,6 +987,7 @@ def _direct_references_resolved(conn: Connection, target: Table, batch: _Batch, 
     referenced row another batch stored against deletion until the commit, as the triggers would have."""
     if conn.dialect.name != "postgresql":
         return not staging.any_unresolved_reference(conn, target)
+    staging.analyze_references(conn, target)  # the file's rows are the table's: a hash of the referenced rows
     written = select(literal(0).label("row_no"), *target.c).where(target.c.batch_id == batch_id).subquery("written")
     return not staging.unresolved_references(conn, written, target, 1, batch.batch_ids)
 

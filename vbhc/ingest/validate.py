@@ -266,11 +266,16 @@ class Checker:
         Every check looks at one cell's text alone, so a column that repeats its values is checked once per
         distinct value and each finding spread to the rows holding it (_distinct): the same rows, values and
         messages as checked row by row."""
-        codes, v = self._distinct(column)
-        v = v.str.strip()
+        codes, given = self._distinct(column)
+        v = given.str.strip()
         if composed:
             v = _composed(v)
-        s = v if codes is None else pd.Series(v.array.take(codes), index=self.frame.index, name=column)
+        if codes is None:
+            s = v
+        elif v.equals(given):  # nothing stripped or composed: the column as read, not a copy spread from v
+            s = self.frame[column]
+        else:
+            s = pd.Series(v.array.take(codes), index=self.frame.index, name=column)
         self._texts[column] = (codes, v)
         self._coded.pop(column, None)
         spread = _spreader(codes)
@@ -519,10 +524,23 @@ def _composed(s: pd.Series) -> pd.Series:
     return s
 
 
-def _arrow(s: pd.Series) -> pa.StringArray:
-    """A text column as one Arrow string array, for Arrow's C++ string functions."""
-    values = pa.array(s, type=pa.string(), from_pandas=True)
+def _arrow(s: pd.Series) -> pa.StringArray | pa.LargeStringArray:
+    """A text column as one Arrow string array, for Arrow's C++ string functions: pandas' Arrow strings as they are
+    held (large_string, no copy), any other column as a string array.
+
+    Why: cast to Arrow's string type, each check's column was copied (offsets of 64 to 32 bits) again and again
+    (with the reader's own cast to pandas ~0.5 of a PROM file's 4 s of main-thread CPU at 100,000 cycles)."""
+    values = _as_arrow(s)
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _as_arrow(s: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """`s` as Arrow text: its own Arrow strings where pandas holds it so, else (or any other Arrow type) cast."""
+    if getattr(s.dtype, "storage", None) == "pyarrow":
+        values = pa.array(s, from_pandas=True)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            return values
+    return pa.array(s, type=pa.string(), from_pandas=True)
 
 
 #: A chunk of fewer rows is checked row by row (Checker._distinct): its encoding would cost more than it saves.
@@ -538,7 +556,7 @@ def _spreader(codes: np.ndarray | None) -> Callable[[np.ndarray | pd.Series], np
 
 def _longest(s: pd.Series) -> int:
     """The most UTF-8 bytes of a text column's cells, from Arrow's lengths (no copy of the column's text)."""
-    values = pa.array(s, type=pa.string(), from_pandas=True)
+    values = _as_arrow(s)
     if not len(values):
         return 0
     longest = pc.max(pc.binary_length(values)).as_py()
@@ -557,11 +575,12 @@ class _Bytes:
     needs every byte looked at (control_or_not_ascii) is found when first asked: cell_sizes needs the lengths
     alone."""
 
-    def __init__(self, values: pa.StringArray):
+    def __init__(self, values: pa.StringArray | pa.LargeStringArray):
         n = len(values)
         _, offsets, data = values.buffers()
         if n and offsets is not None and data is not None:
-            offsets = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + n + 1]
+            width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+            offsets = np.frombuffer(offsets, dtype=width)[values.offset : values.offset + n + 1]
             # a null's slot may hold bytes: they are looked at too, which can only make a check run
             self.data = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
             self.offsets = (offsets - offsets[0]).astype(np.int64)
@@ -1295,7 +1314,10 @@ def _child_conditions(
     codes, distinct = pd.factorize(cycle_id) if lookup is None else lookup
     found = np.append(batch.conditions_of(distinct), np.nan)  # the last: a missing cycle_id
     unknown = pd.isna(found)  # per distinct cycle, then spread to its rows
-    ck.flag(unknown[codes] & (cycle_id != "").to_numpy(dtype=bool), "cycle_id", Rule("validate.unknown_cycle"))
+    # a cycle id given: per distinct id, spread by position (not a comparison of every row's text); a missing one
+    # (code -1: None) is not "", as its row's comparison says
+    given = np.append((pd.Series(distinct, dtype=object) != "").to_numpy(dtype=bool), True)[codes]
+    ck.flag(unknown[codes] & given, "cycle_id", Rule("validate.unknown_cycle"))
     found[unknown] = ""
     if (codes < 0).any():  # a missing cycle id: the distinct cycles' order is not the rows' order then
         return pd.factorize(pd.Series(found[codes], index=cycle_id.index, dtype=object))
