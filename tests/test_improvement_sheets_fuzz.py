@@ -29,31 +29,17 @@ from openpyxl.utils.exceptions import IllegalCharacterError
 from sqlalchemy import Engine, select
 
 from tests.registry_files import store_units
+from tests.test_improvement import CARE, CARE_H01, CONDITION, INDICATOR, QUALITY
 from vbhc import improvement, models
-from vbhc.access import Role, Scope, Viewer
+from vbhc import improvement_sheets as sheets
+from vbhc.access import Viewer
 from vbhc.catalog import default_catalog
-from vbhc.improvement_sheets import (
-    ACTION_COLUMNS,
-    TARGET_COLUMNS,
-    SheetRefused,
-    export_actions,
-    export_targets,
-    import_actions,
-    import_targets,
-)
+from vbhc.improvement_sheets import ACTION_COLUMNS, TARGET_COLUMNS, SheetRefused
 from vbhc.store import get_engine, upgrade_schema
 
 # SQLite only: the sheet's reading does not depend on the database (tests/test_improvement.py runs the round trip
 # on PostgreSQL too); each example imports into a fresh copy of one registry
 
-CONDITION = "colorectal_cancer"
-INDICATOR = "anastomotic_leak"
-CARE = Viewer("care@example.org", "Care", (Scope(Role.CARE_TEAM, frozenset({CONDITION})),))
-QUALITY = Viewer("quality@example.org", "Quality", (Scope(Role.QUALITY),))
-#: a care team limited to one hospital: its file holds the other hospital's rows, which it may leave but not change
-CARE_H01 = Viewer(
-    "care-h01@example.org", "Care H01", (Scope(Role.CARE_TEAM, frozenset({CONDITION}), frozenset({"H01"})),)
-)
 UNITS = ("", "H01", "H02", "H01/SUR", "H01/ORT", "H02/SUR", "H02/ORT")
 FILE = "plan.xlsx"
 
@@ -346,7 +332,7 @@ def _mutated(data: bytes, columns: tuple[str, ...], edits: list[tuple[int, int, 
 
 def _check(engine: Engine, viewer: Viewer, kind: str, data: bytes) -> None:
     columns = TARGET_COLUMNS if kind == "targets" else ACTION_COLUMNS
-    load = import_targets if kind == "targets" else import_actions
+    load = sheets.import_targets if kind == "targets" else sheets.import_actions
     before = _stored(engine)
     try:
         done = load(engine, viewer, data, file_name=FILE)
@@ -396,11 +382,13 @@ def _check(engine: Engine, viewer: Viewer, kind: str, data: bytes) -> None:
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+# a care team, the quality directorate (who may set norms), and a care team limited to H01 (its file holds H02's
+# rows, which it may leave as exported but not change)
 @given(edits=EDITS, viewer=st.sampled_from([CARE, QUALITY, CARE_H01]))
 def test_an_edited_sheet_is_refused_whole_or_stored_as_it_reads(template, kind, edits, viewer):
     columns = TARGET_COLUMNS if kind == "targets" else ACTION_COLUMNS
     for engine in _copy(template):
-        export = export_targets if kind == "targets" else export_actions
+        export = sheets.export_targets if kind == "targets" else sheets.export_actions
         data = _mutated(export(engine, viewer, CONDITION), columns, edits)
         if data is not None:
             _check(engine, viewer, kind, data)

@@ -754,6 +754,36 @@ def _ridge(lm, sd: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray, str
     return beta_s / sd, se, "ridge", note
 
 
+def _set_coefficients(
+    model: CaseMixModel,
+    kind: str,
+    colnames: list[str],
+    colvars: list[str],
+    keep: list[int],
+    params: np.ndarray,
+    se: np.ndarray,
+    pval: np.ndarray,
+) -> np.ndarray:
+    """The fit's estimates into `model` (params over every design column, 0 for one dropped as collinear; the
+    coefficient table of the kept ones), as the per-row and the grouped fit give them; returns the full params."""
+    full = np.zeros(len(colnames))
+    full[keep] = params
+    model.params = full
+    coef = pd.DataFrame(
+        {
+            "term": [colnames[i] for i in keep],
+            "variable": [colvars[i] for i in keep],
+            "estimate": params,
+            "se": se,
+            "p": pval,
+        }
+    )
+    if kind == "binary":
+        coef["odds_ratio"] = np.exp(coef["estimate"])
+    model.coefficients = coef
+    return full
+
+
 # --- grouped fits: one row per case-mix pattern -----------------------------------------------------------
 
 #: fit_casemix_model(grouped=True) fits on the case-mix patterns when there are at most this share of the fitting rows.
@@ -941,23 +971,7 @@ def _fit_grouped(
     for i in range(len(colnames)):
         if i not in keep:
             diag.dropped[colnames[i]] = "collinear with other terms"
-    full = np.zeros(len(colnames))
-    full_se = np.full(len(colnames), np.nan)
-    full_p = np.full(len(colnames), np.nan)
-    full[keep], full_se[keep], full_p[keep] = params, se, pval
-    model.params = full
-    coef = pd.DataFrame(
-        {
-            "term": [colnames[i] for i in keep],
-            "variable": [colvars[i] for i in keep],
-            "estimate": params,
-            "se": se,
-            "p": pval,
-        }
-    )
-    if kind == "binary":
-        coef["odds_ratio"] = np.exp(coef["estimate"])
-    model.coefficients = coef
+    full = _set_coefficients(model, kind, colnames, colvars, keep, params, se, pval)
     lp = x @ params
     mu = _inverse_link(kind, lp)
     model.expected = pd.Series(np.nan, index=data.index, name="expected")
@@ -1139,23 +1153,7 @@ def fit_casemix_model(
             _constant_model(value=overall, warning="fit_failed", warning_values={"error": f"{exc!s:.120}"}, **common)
         )
 
-    full = np.zeros(len(colnames))
-    full_se = np.full(len(colnames), np.nan)
-    full_p = np.full(len(colnames), np.nan)
-    full[keep], full_se[keep], full_p[keep] = params, se, pval
-    model.params = full
-    coef = pd.DataFrame(
-        {
-            "term": [colnames[i] for i in keep],
-            "variable": [colvars[i] for i in keep],
-            "estimate": params,
-            "se": se,
-            "p": pval,
-        }
-    )
-    if kind == "binary":
-        coef["odds_ratio"] = np.exp(coef["estimate"])
-    model.coefficients = coef
+    full = _set_coefficients(model, kind, colnames, colvars, keep, params, se, pval)
 
     lp = x @ params
     mu = _inverse_link(kind, lp)
