@@ -294,8 +294,6 @@ def _matches(item: object, expected: dict[str, object]) -> list[str]:
             if want.readings and got not in want.readings:
                 wrong.append(f"{column}: stored {got!r}, read {want.readings!r}")
             continue
-        if column == "direction" and want == "":
-            continue  # no direction written: the indicator's own
         if got != want:
             wrong.append(f"{column}: stored {got!r}, read {want!r}")
     return wrong
