@@ -336,3 +336,42 @@ def test_a_goal_set_twice_on_the_form_is_refused_in_the_viewers_language(meeting
     [error] = [e.value for e in at.error]
     assert error.startswith("Teamdoel voor Naadlekkage (H01) vanaf ") and "geldt al" in error, error
     assert len(improvement.targets(meeting_db, improvement_viewer("quality"), CONDITION)) == 1
+
+
+def test_a_workbook_repeating_an_open_action_is_refused_on_the_page_naming_its_row(meeting_db, signed_in):
+    """The page's workbook upload: a new row repeating an open action is refused in one Dutch line that names the
+    file, the row and the column (before: the store's message alone, without file, row or column), a cell with a
+    line break stays on that line, and nothing is stored."""
+    import datetime as dt
+    import io
+
+    from openpyxl import load_workbook
+
+    from vbhc.improvement_sheets import ACTION_COLUMNS, export_actions
+
+    care = improvement_viewer("care")
+    improvement.create_action(
+        meeting_db, care, CONDITION, "Minder lekkage", "chirurg", dt.date(2026, 1, 1), dt.date(2026, 6, 1)
+    )
+    before = len(improvement.actions(meeting_db, care, CONDITION))
+    wb = load_workbook(io.BytesIO(export_actions(meeting_db, care, CONDITION)))
+    ws = wb["actions"]
+    header = [c.value for c in ws[1]]
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, header.index("title") + 1).value == "Minder lekkage")
+    again = [c.value for c in ws[row]]
+    again[0] = again[1] = None
+    again[ACTION_COLUMNS.index("title")] = "Minder\nlekkage"  # the same action: case and spaces aside
+    ws.append(again)
+    out = io.BytesIO()
+    wb.save(out)
+    at = _app("care", "nl")
+    at.file_uploader(key="mt_upload").set_value(("plan.xlsx", out.getvalue(), "application/octet-stream"))
+    at.run()
+    next(b for b in at.button if b.label == t("agenda.import_button", "nl")).click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    [error] = [e.value for e in at.error]
+    assert error.startswith("plan.xlsx is niet geïmporteerd (1 probleem; er is niets opgeslagen)"), error
+    assert f"plan.xlsx rij {ws.max_row} kolom 'title' waarde 'Minder\\nlekkage'" in error, error
+    assert "staat al open" in error and "\n" not in error, error
+    assert len(improvement.actions(meeting_db, care, CONDITION)) == before
