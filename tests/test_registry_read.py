@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sqlalchemy import func, insert, select
 
@@ -201,3 +202,76 @@ def test_a_read_on_postgresql_has_the_read_settings_for_its_transaction_only(awk
     assert seen == [default]
     with awkward.connect() as conn:
         assert show(conn) == default
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 64])
+def test_spilled_shared_reads_give_each_conditions_own_frames(awkward, monkeypatch, tmp_path, chunk_bytes):
+    """Above SHARED_READ_MAX_CYCLES a shared_reads scope spills each child query of every condition to a file per
+    condition (COPY read in chunks: of 64 bytes too, so rows with quoted newlines straddle chunks) and hands each
+    condition the frames it reads on its own (dtypes and values to the bit), each child query read once; the files
+    are gone when the scope ends."""
+    if awkward.dialect.name != "postgresql":
+        pytest.skip("shared reads are PostgreSQL's")
+    expected = _every_condition(awkward)
+    monkeypatch.setattr(registry, "SHARED_READ_MAX_CYCLES", 0)
+    if chunk_bytes:
+        monkeypatch.setattr(store, "COPY_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    chunks, reads = [], []
+    copy_out_chunks = store.copy_out_chunks
+
+    def counted(conn, query, types, *args):
+        reads.append(registry._CONDITION in types)
+        for chunk in copy_out_chunks(conn, query, types, *args):
+            chunks.append(chunk.num_rows)
+            yield chunk
+
+    monkeypatch.setattr(store, "copy_out_chunks", counted)
+    with registry.shared_reads(awkward):
+        spilled = [p for p in tmp_path.iterdir() if p.name.startswith("vbhc-shared-reads-")]
+        got = _every_condition(awkward)
+        assert len(spilled) == 1 and spilled[0].is_dir()
+        assert not list(spilled[0].iterdir())  # every condition's file read back and deleted
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+    assert not spilled[0].exists()
+    if chunk_bytes:
+        assert len(chunks) > 20 and all(chunks), chunks  # many chunks, each of whole rows
+    else:
+        instruments = {use.instrument for cond in default_catalog().conditions.values() for use in cond.proms}
+        assert reads == [True] * (2 + len(instruments))  # outcomes, cost lines, one per instrument: each read once
+
+
+def test_spilled_files_are_removed_when_a_condition_raises(awkward, monkeypatch, tmp_path):
+    """The spill folder goes with the shared_reads scope also when the work inside it raises, the files of the
+    conditions not yet read with it."""
+    if awkward.dialect.name != "postgresql":
+        pytest.skip("shared reads are PostgreSQL's")
+    monkeypatch.setattr(registry, "SHARED_READ_MAX_CYCLES", 0)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(spill))
+    with pytest.raises(ZeroDivisionError), registry.shared_reads(awkward):
+        registry.cost_lines("oesophageal_cancer", engine=awkward)
+        (folder,) = spill.iterdir()
+        assert list(folder.iterdir())  # the other conditions' cost lines, waiting
+        _ = 1 / 0
+    assert not list(spill.iterdir())
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 64, 1 << 20])
+def test_copy_out_chunks_are_copy_outs_rows(awkward, chunk_bytes):
+    """COPY's rows read in chunks of whole rows (a chunk cut only at a newline outside quotes) are copy_out's:
+    the same rows, values and order, whatever the chunk size."""
+    if awkward.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    c = models.CareCycle
+    query = select(c.cycle_id, c.treatment, c.bmi, c.stage, c.index_date).order_by(c.cycle_id)
+    types = {"cycle_id": pa.string(), "treatment": pa.string(), "bmi": pa.float64(), "stage": pa.string()}
+    types["index_date"] = pa.date32()
+    with awkward.connect() as conn:
+        whole = store.copy_out(conn, query, types)
+        chunks = list(store.copy_out_chunks(conn, query, types, chunk_bytes))
+    assert len(chunks) > (1 if chunk_bytes < 1 << 20 else 0)
+    assert pa.concat_tables(chunks).equals(whole)
+    assert "two\nlines" in whole.column("treatment").to_pylist()

@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -336,7 +339,7 @@ def _read_child(
 
 
 #: Care cycles up to which shared_reads holds a child table's rows of every condition at once (in Arrow, ~0.2 GB
-#: per table at 1,000,000 cycles); a larger registry is read condition by condition.
+#: per table at 1,000,000 cycles); a larger registry's are spilled to a file per condition (_SpilledReads).
 SHARED_READ_MAX_CYCLES = 2_000_000
 
 #: The column shared_reads adds to a child table's query: the condition of each row's care cycle.
@@ -381,7 +384,66 @@ class _SharedReads:
         return found if found is not None else self.schemas[key].empty_table()
 
 
-_SHARED: ContextVar[_SharedReads | None] = ContextVar("vbhc_shared_reads", default=None)
+class _SpilledReads:
+    """shared_reads above SHARED_READ_MAX_CYCLES: each child query of every condition read once (PostgreSQL,
+    through COPY), streamed in chunks (store.copy_out_chunks) and each chunk's rows appended to their condition's
+    Arrow IPC file in `folder`; a condition's rows are read back from its file when it asks for them, once, and
+    the file deleted. Why: at 10,000,000 care cycles a child table of every condition does not fit in memory
+    beside the computation (the PROM questionnaires alone are several GB), while reading each condition's rows on
+    its own scanned the whole child table once per condition (their cycles are interleaved on disk)."""
+
+    def __init__(self, engine: Engine, folder: Path) -> None:
+        self.engine, self.folder = engine, folder
+        self.files: dict[tuple, dict[str, Path]] = {}
+        self.schemas: dict[tuple, pa.Schema] = {}
+        self.handed: set[tuple] = set()
+
+    def piece(self, every: Select, condition: str) -> pa.Table | None:
+        """As _SharedReads.piece: `condition`'s rows of `every`, as the condition's own COPY gives them; None
+        when COPY cannot read them or they were handed out already."""
+        with self.engine.connect() as conn:
+            compiled = every.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+            key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
+            if (key, condition) in self.handed:
+                return None
+            if key not in self.files:
+                types = _copy_types(every, conn)
+                if types is None:
+                    return None
+                self.schemas[key] = pa.schema([(name, kind) for name, kind in types.items() if name != _CONDITION])
+                self.files[key] = self._spill(conn, every, types, self.schemas[key])
+        self.handed.add((key, condition))
+        path = self.files[key].pop(condition, None)
+        if path is None:
+            return self.schemas[key].empty_table()
+        try:
+            with pa.OSFile(str(path)) as source:  # read into memory, not mapped: the file goes now
+                return pa.ipc.open_file(source).read_all()
+        finally:
+            path.unlink()
+
+    def _spill(self, conn: Connection, every: Select, types: dict[str, pa.DataType], schema: pa.Schema) -> dict:
+        """`every`'s rows, in its order, written to one IPC file per condition (LZ4 compressed: less disk)."""
+        query = len(self.files)
+        files: dict[str, Path] = {}
+        writers: dict[str, pa.ipc.RecordBatchFileWriter] = {}
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        try:
+            for chunk in store.copy_out_chunks(conn, every, types):
+                conditions = chunk.column(_CONDITION)
+                for name in pc.unique(conditions).to_pylist():
+                    if name not in writers:
+                        files[name] = self.folder / f"{query}-{len(files)}.arrow"
+                        writers[name] = pa.ipc.new_file(str(files[name]), schema, options=options)
+                    writers[name].write_table(chunk.filter(pc.equal(conditions, name)).drop_columns([_CONDITION]))
+                del chunk, conditions
+        finally:
+            for writer in writers.values():
+                writer.close()
+        return files
+
+
+_SHARED: ContextVar[_SharedReads | _SpilledReads | None] = ContextVar("vbhc_shared_reads", default=None)
 
 
 @contextmanager
@@ -393,20 +455,27 @@ def shared_reads(engine: Engine | None = None) -> Iterator[None]:
     Why: on PostgreSQL a condition's read joins its cycles to the whole child table (the conditions' cycles are
     interleaved), so reading the conditions one by one scanned each child table once per condition; at 1,000,000
     cycles that was most of the server's time. Only on PostgreSQL through COPY, for registries up to
-    SHARED_READ_MAX_CYCLES care cycles (the rows are held until their condition is read); elsewhere a no-op. Only
-    in the thread (context) that opened it."""
+    SHARED_READ_MAX_CYCLES care cycles the rows are held in memory until their condition is read; above it they
+    are spilled, as they arrive, to a file per condition in a temporary folder (tempfile's: TMPDIR) removed when
+    the block ends, however it ends. Elsewhere a no-op. Only in the thread (context) that opened it."""
     engine = engine or get_engine()
-    scope = None
+    scope: _SharedReads | _SpilledReads | None = None
+    folder = None
     if _psycopg(engine):
         with engine.connect() as conn:
             cycles = conn.execute(select(func.count()).select_from(models.CareCycle.__table__)).scalar_one()
         if cycles <= SHARED_READ_MAX_CYCLES:
             scope = _SharedReads(engine)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="vbhc-shared-reads-"))
+            scope = _SpilledReads(engine, folder)
     token = _SHARED.set(scope)
     try:
         yield
     finally:
         _SHARED.reset(token)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def clinical_outcomes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import time
+from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -199,21 +200,72 @@ def copy_out(conn: Connection, query: Executable, types: dict[str, pa.DataType])
     statement by psycopg's own quoting (COPY takes no server-side parameters). Exact: PostgreSQL writes floats in
     their shortest exact form, NULL as an unquoted empty field and an empty text as "" (only an unquoted empty
     field is NULL here, never text such as NA), booleans as t/f."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
+    data = bytearray()  # one growing buffer, not a bytes object per row (COPY sends a row at a time): half the peak
+    for block in _copy_blocks(conn, query):
+        data += block
+    return _parse_copied(data, types)
+
+
+#: Bytes of COPY's CSV text parsed at a time by copy_out_chunks.
+COPY_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def copy_out_chunks(
+    conn: Connection, query: Executable, types: dict[str, pa.DataType], chunk_bytes: int | None = None
+) -> Iterator[pa.Table]:
+    """copy_out's rows in consecutive Arrow tables of whole rows, each parsed from about `chunk_bytes` of COPY's
+    text (COPY_CHUNK_BYTES): together the rows copy_out gives, in its order and of its values, with never more
+    than a chunk of them in memory. Why: a read of a child table of every condition at 10,000,000 care cycles is
+    several GB of text (vbhc.registry.shared_reads spills it per condition as it arrives).
+
+    A chunk ends at a row's end: a newline outside quotes (PostgreSQL's CSV quotes a text with a newline and
+    doubles its quotes, so a newline ends a row where the quotes before it, from the chunk's start, are even)."""
+    limit = chunk_bytes or COPY_CHUNK_BYTES
+    data = bytearray()
+    for block in _copy_blocks(conn, query):
+        data += block
+        if len(data) >= limit:
+            end = _rows_end(data)
+            if end:
+                yield _parse_copied(data[:end], types)
+                del data[:end]
+    if data:
+        yield _parse_copied(data, types)
+
+
+def _rows_end(data: bytearray) -> int:
+    """The length of `data`'s leading whole rows of CSV (0 when no row ends in it): up to its last newline
+    outside quotes, `data` starting at a row's start."""
+    quotes = data.count(b'"')
+    end = len(data)
+    while (newline := data.rfind(b"\n", 0, end)) >= 0:
+        quotes -= data.count(b'"', newline, end)
+        if quotes % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
+
+
+def _copy_blocks(conn: Connection, query: Executable) -> Iterator[bytes]:
+    """The blocks of COPY (`query`) TO STDOUT (FORMAT csv), as psycopg receives them."""
     from psycopg import sql
 
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = tuple(compiled.params[name] for name in compiled.positiontup) if compiled.positional else compiled.params
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(str(compiled)))
     driver = conn.connection.driver_connection
-    data = bytearray()  # one growing buffer, not a bytes object per row (COPY sends a row at a time): half the peak
     try:
         with driver.cursor() as cur, cur.copy(statement, params or None) as copy:
-            for block in copy:
-                data += block
+            yield from copy
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance("COPY", None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True) from exc
+
+
+def _parse_copied(data: bytearray | bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    """COPY's CSV text of whole rows as an Arrow table of `types`."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     if not data:
         return pa.table({n: pa.array([], type=t) for n, t in types.items()})
     return pa_csv.read_csv(
