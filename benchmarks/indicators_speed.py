@@ -14,8 +14,9 @@ What the indicators read of the PROMs is compared in the same run: the item rows
 in pandas) against the questionnaires the database pivots (one row per questionnaire, registry.prom_scores).
 --before times the indicator tables once more on the item rows (the code before the pivot), for the ratio.
 
-The tables read each child table once for all conditions (vbhc.registry.shared_reads: on PostgreSQL up to 2M cycles);
---per-condition reads each condition's rows on their own, as a single view's page does.
+The tables read each child table once for all conditions (vbhc.registry.shared_reads, on PostgreSQL: held in memory up
+to 2M cycles, above that spilled to a file per condition in a temporary folder, TMPDIR's); --per-condition reads
+each condition's rows on their own, as a single view's page does.
 
 The tables' time is split into phases (reads, with the server's CPU from /proc of its backends; PROM scoring; the
 frames; case-mix fits; indicator values; limits; shrinkage; survival; ...), each one's CPU seconds client + server and
