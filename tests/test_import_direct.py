@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,7 +78,7 @@ def engine_pair(request, tmp_path) -> Iterator[tuple[Engine, Engine]]:
             next(gen, None)
 
 
-def _staged_sources(call):
+def _staged_sources(call: Callable[[], registry_source.Source]) -> registry_source.Source:
     """`call()` with the direct path and PROM packing switched off (as `_staged`), outside a test."""
     with pytest.MonkeyPatch.context() as m:
         m.setattr(ingest_run, "DIRECT_TABLES", frozenset())
