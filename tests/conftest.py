@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.pg_server import start_postgres
+from tests.pg_server import COPY_STRATEGY, start_postgres
 from tests.registry_copy import copy_registry
 from tests.registry_source import template_of
 from vbhc.results import default_views, precompute, year_views
@@ -42,7 +42,7 @@ def _postgres_engine(server, template: str | None = None) -> Iterator[Engine]:
     """A new database on `server` (a copy of the database `template`, if named), dropped afterwards."""
     name = f"vbhc_test_{os.getpid()}_{next(_counter)}"
     with server.admin().connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")))
+        conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {template} {COPY_STRATEGY}" if template else "")))
     engine = get_engine(server.url(name))
     try:
         yield engine

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
+#: How CREATE DATABASE ... TEMPLATE copies a test's database: file by file, not PostgreSQL 15's default of writing
+#: every block of the copy to the write-ahead log (WAL_LOG), which is meant for a large template copied while the
+#: server is busy. For the suite's small templates (an empty schema is ~8.5 MB) the server spent about a third less
+#: CPU per database made and dropped in a loop (~60 against ~90 ms), and ~1 s less (12.0 against 10.9 s, two runs
+#: each) on the 83 databases of tests/test_improvement.py; its checkpoint is cheap on a server without fsync.
+COPY_STRATEGY = "STRATEGY FILE_COPY"
+
+
 @dataclass
 class PostgresServer:
     directory: Path

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from tests.pg_server import COPY_STRATEGY
 from vbhc import results
 from vbhc.ingest import import_files
 from vbhc.store import get_engine
@@ -116,7 +117,7 @@ def postgres_database(server, template: str) -> Iterator[Engine]:
     """A new database on the PostgreSQL `server`, a copy of the database `template`, dropped afterwards."""
     name = f"vbhc_copy_{os.getpid()}_{next(_counter)}"
     with server.admin().connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template} {COPY_STRATEGY}"))
     engine = get_engine(server.url(name))
     try:
         yield engine
@@ -137,7 +138,7 @@ def overwrite(engine: Engine, source: Source, server=None) -> None:
     name, template = engine.url.database, make_url(source.url).database
     with server.admin().connect() as conn:
         conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template} {COPY_STRATEGY}"))
 
 
 def database_of(source: Source) -> str:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
+from tests import registry_source
 from tests.db_snapshot import snapshot
 from vbhc import models
 from vbhc.demo import generate_demo
@@ -43,12 +44,15 @@ def demo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def engines(tmp_path) -> Iterator[tuple[Engine, Engine]]:
-    """Two empty SQLite registries: one for the direct path, one for the staged path."""
+def engines(tmp_path, _sqlite_schema) -> Iterator[tuple[Engine, Engine]]:
+    """Two empty SQLite registries: one for the direct path, one for the staged path. Each a copy of the worker's
+    migrated empty schema (tests/conftest.py `_sqlite_schema`): running every migration for both databases of
+    each of ~30 tests was a tenth of this module's CPU."""
     pair = []
     for name in ("direct", "staged"):
+        shutil.copyfile(_sqlite_schema, tmp_path / f"{name}.db")
         engine = get_engine(f"sqlite:///{tmp_path / name}.db")
-        upgrade_schema(engine)
+        upgrade_schema(engine)  # at the newest revision already: recognised without Alembic
         pair.append(engine)
     yield pair[0], pair[1]
     for engine in pair:
@@ -72,6 +76,67 @@ def engine_pair(request, tmp_path) -> Iterator[tuple[Engine, Engine]]:
     finally:
         for gen in gens:
             next(gen, None)
+
+
+def _staged_sources(call: Callable[[], registry_source.Source]) -> registry_source.Source:
+    """`call()` with the direct path and PROM packing switched off (as `_staged`), outside a test."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ingest_run, "DIRECT_TABLES", frozenset())
+        m.setattr(ingest_run, "PACKED_TABLES", frozenset())
+        return call()
+
+
+@pytest.fixture(scope="module")
+def sqlite_bases(demo, _sqlite_schema, tmp_path_factory) -> tuple[registry_source.Source, registry_source.Source]:
+    """The units and care cycles of `demo` imported once into two SQLite registries: through the direct path and
+    through the staged path, the databases every SQLite `based_pair` is a copy of.
+
+    Why: ~40 tests start from them and check only what a later file does; importing them into both databases of
+    every test was a sixth of this module's CPU. A copy holds the same rows, ids, import batches and audit events
+    (test_the_direct_path_stores_exactly_what_the_staged_path_stores imports them itself)."""
+    base = [demo / n for n in FILES[:2]]
+    direct = registry_source.sqlite_imported(_sqlite_schema, tmp_path_factory.mktemp("direct_base"), base)
+    staged = _staged_sources(
+        lambda: registry_source.sqlite_imported(_sqlite_schema, tmp_path_factory.mktemp("staged_base"), base)
+    )
+    return direct, staged
+
+
+@pytest.fixture(scope="module")
+def postgres_bases(demo, postgres_server, _postgres_schema) -> Iterator[tuple[registry_source.Source, ...]]:
+    """As sqlite_bases, on the suite's PostgreSQL server (the templates of every PostgreSQL `based_pair`)."""
+    base = [demo / n for n in FILES[:2]]
+    with (
+        registry_source.postgres_imported(postgres_server, _postgres_schema, base) as direct,
+        registry_source.postgres_database(postgres_server, _postgres_schema) as empty,
+    ):
+        staged = _staged_sources(lambda: registry_source.imported(empty, base))
+        yield direct, staged
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def based_pair(request, tmp_path) -> Iterator[tuple[Engine, Engine]]:
+    """Two registries of one kind (SQLite or PostgreSQL) holding the demo's units and care cycles: the first
+    imported through the direct path, the second through the staged path; copies of the module's `*_bases`."""
+    if request.param == "sqlite":
+        sources = request.getfixturevalue("sqlite_bases")
+        pair = [
+            registry_source.sqlite_copy(s, tmp_path / f"{n}.db")
+            for s, n in zip(sources, ("direct", "staged"), strict=True)
+        ]
+        try:
+            yield pair[0], pair[1]
+        finally:
+            for engine in pair:
+                engine.dispose()
+            get_engine.cache_clear()
+        return
+    server, sources = request.getfixturevalue("postgres_server"), request.getfixturevalue("postgres_bases")
+    with (
+        registry_source.postgres_copy(server, sources[0]) as direct,
+        registry_source.postgres_copy(server, sources[1]) as staged,
+    ):
+        yield direct, staged
 
 
 @pytest.fixture
@@ -198,12 +263,9 @@ def _duplicate_and_bad_value(lines: list[str]) -> None:
 
 @pytest.mark.parametrize("mutate", [_bad_value, _late_duplicate, _early_duplicate, _duplicate_and_bad_value])
 def test_a_refused_first_import_changes_no_row_and_says_what_the_staged_path_says(
-    demo, engine_pair, direct_writes, monkeypatch, tmp_path, mutate
+    demo, based_pair, direct_writes, monkeypatch, tmp_path, mutate
 ):
-    direct, staged = engine_pair
-    base = [demo / n for n in FILES[:2]]
-    import_files(base, direct)
-    _staged(monkeypatch, lambda: import_files(base, staged))
+    direct, staged = based_pair
     before = _stored(direct)
     folder = tmp_path / "batch"
     folder.mkdir()
@@ -262,15 +324,12 @@ def upserts(monkeypatch) -> list[str]:
 
 @pytest.mark.parametrize("mutate", [None, _listed_apart, _two_dates_over_a_border])
 def test_a_first_prom_import_writes_questionnaires_directly_as_the_staged_path_stores_them(
-    demo, engine_pair, monkeypatch, tmp_path, upserts, mutate
+    demo, based_pair, monkeypatch, tmp_path, upserts, mutate
 ):
     """A first PROM import writes each packed questionnaire straight into prom_questionnaires (no upsert),
     a questionnaire over a chunk's end joined; one listed apart, or with two dates, is redone through the staged
     path: the same rows, ids, counts and problems as the staged path either way."""
-    direct, staged = engine_pair
-    base = [demo / n for n in FILES[:2]]
-    import_files(base, direct)
-    _staged(monkeypatch, lambda: import_files(base, staged))
+    direct, staged = based_pair
     lines = (demo / "prom_responses.csv").read_text(encoding="utf-8").splitlines()
     if mutate is not None:
         mutate(lines)
@@ -328,15 +387,12 @@ def _unknown_cycle(lines: list[str]) -> None:
 
 @pytest.mark.parametrize("mutate", [_duplicate_outcome, _unknown_cycle])
 def test_a_refused_direct_write_is_taken_back_and_redone_through_staging(
-    demo, engine_pair, direct_writes, monkeypatch, tmp_path, mutate
+    demo, based_pair, direct_writes, monkeypatch, tmp_path, mutate
 ):
     """A row the table's unique key refuses after chunks were written (PostgreSQL: a COPY in the worker thread,
     in a savepoint): the file's rows and batch row are taken back, the staged path names the rows as it would
     alone, and the stored rows, ids and batch rows are what they were."""
-    direct, staged = engine_pair
-    base = [demo / n for n in FILES[:2]]
-    import_files(base, direct)
-    _staged(monkeypatch, lambda: import_files(base, staged))
+    direct, staged = based_pair
     before = _stored(direct)
     lines = (demo / "clinical_outcomes.csv").read_text(encoding="utf-8").splitlines()
     mutate(lines)
@@ -476,15 +532,12 @@ def _two_items_in_one_questionnaire_listed_apart(lines: list[str]) -> None:
 )
 @pytest.mark.parametrize("stored_before", [False, True], ids=["first import", "later import"])
 def test_a_packed_prom_file_names_a_duplicate_item_as_the_staged_path_does(
-    demo, engine_pair, monkeypatch, tmp_path, mutate, stored_before
+    demo, based_pair, monkeypatch, tmp_path, mutate, stored_before
 ):
     """A PROM file alone of its table is packed in memory (vbhc.ingest.prom_store.Packer), which finds a duplicate
     item itself (in a chunk, over a chunk's end, in a questionnaire listed apart): the same problems, or the same
     stored rows, as the staged path, on a first import (written directly) and on a later one (upserted)."""
-    direct, staged = engine_pair
-    base = [demo / n for n in FILES[:2]]
-    import_files(base, direct)
-    _staged(monkeypatch, lambda: import_files(base, staged))
+    direct, staged = based_pair
     lines = (demo / "prom_responses.csv").read_text(encoding="utf-8").splitlines()
     if stored_before:
         earlier = tmp_path / "earlier.csv"

@@ -7,6 +7,7 @@ item's free texts (title, expected effect): a manager or a care team limited to 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import pytest
 from sqlalchemy import create_engine
@@ -26,11 +27,11 @@ ROLES = pytest.mark.parametrize("viewer", [CARE_H01, MANAGER, ADMIN], ids=["care
 
 
 @pytest.fixture
-def engine(tmp_path):
-    from vbhc.store import upgrade_schema
-
+def engine(tmp_path, _sqlite_schema):
+    """A registry of the units alone: a copy of the worker's migrated empty schema (tests/conftest.py; running
+    every migration for each of these ~20 tests was most of their set-up)."""
+    shutil.copyfile(_sqlite_schema, tmp_path / "meeting.db")
     eng = create_engine(f"sqlite:///{tmp_path / 'meeting.db'}")
-    upgrade_schema(eng)
     store_units(eng)
     return eng
 
