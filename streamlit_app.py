@@ -98,6 +98,7 @@ with guard.database_reachable(lang):
         # rerun stays on the page that was asked for)
         st.set_option("client.disableDataExport", True)
         st.rerun()
+    data.hold_wait_place()  # what the run waits for shows at the top of the page (held in every run)
     # the filters live here, not in the pages, so they survive page switches; pages read filters.current()
     st.session_state["_filters"] = filters.sidebar(viewer)
     page.run()

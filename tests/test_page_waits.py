@@ -111,3 +111,44 @@ def test_the_team_page_draws_its_outcomes_while_a_periods_patient_experience_is_
     assert not any(waiting in i.value for i in at.info)
     for pool in (data._signals_pool, data._writer):  # no background work outlives the test
         pool.submit(lambda: None).result(timeout=120)
+
+
+def _element_types(block) -> list:
+    """The element types of an AppTest block in the order drawn, nested blocks as lists: what Streamlit's browser
+    side tells elements without a key apart by (their place in their block)."""
+    out = []
+    for _, node in sorted(block.children.items()):
+        out.append(_element_types(node) if hasattr(node, "children") else node.type)
+    return out
+
+
+def test_a_run_after_a_view_was_computed_keeps_every_element_in_its_place(small_demo_db, monkeypatch):
+    """The overview of a year not prepared computes its views in its run, showing a progress bar meanwhile (ui.data
+    _wait_for); the next run reads them. Both runs draw the same elements in the same places: before, each progress
+    bar stayed an (empty) element where its view was asked for, the next run drew none, and every element below the
+    first moved, so the browser mounted them anew (31 of the overview's 36 elements, every table and chart, on the
+    click after the views were computed)."""
+    from ui import data
+
+    engine, _ = small_demo_db
+    year = str(data.registry.condition_volumes(engine=engine)["last_index_date"].max().year)
+    computed = {"now": True}  # the first run finds no view in memory or stored, the second finds them stored
+    monkeypatch.setattr(data, "_ready", set())
+    monkeypatch.setattr(data, "_on_disk", lambda *args: not computed["now"])
+    waited = []
+    wait_for = data._wait_for
+    monkeypatch.setattr(data, "_wait_for", lambda args: waited.append(args) or wait_for(args))
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "en"
+    at.session_state["period"] = year
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert waited, "the first run computed no view: it tests nothing"
+    first = _element_types(at.main)
+
+    computed["now"], waited[:] = False, []
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not waited
+    assert _element_types(at.main) == first

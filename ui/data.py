@@ -72,10 +72,28 @@ def begin_run() -> None:
     _this_run.versions = {}
     _this_run.memo = {}
     _this_run.draws_pages = True  # this thread runs scripts: background waits never apply to it (_pause_for_pages)
+    _this_run.waits = None  # hold_wait_place
     now = time.monotonic()
     _page_activity[0] = now
     with _runs_lock:
         _runs[threading.current_thread()] = now
+
+
+def hold_wait_place() -> None:
+    """The place at the top of the page where this run shows what it waits for (a view or tables computed in the
+    run: wait_box), held in every run, waiting or not. Why: Streamlit's browser side tells elements without a key
+    apart by their place in their block; a progress bar drawn where a view was asked for stayed an (empty) element,
+    so the next run, which found the view ready and drew none, moved every element below it, and the browser mounted
+    them all anew: on the overview of a year not prepared, the click after its views were computed remounted 31 of
+    its 36 elements (every table parsed and laid out again, every chart embedded again)."""
+    _this_run.waits = st.empty()
+
+
+def wait_box():
+    """Where a page shows what it waits for: the run's held place (hold_wait_place), else a new element here (a
+    run that holds none, e.g. a page run on its own in a test)."""
+    box = getattr(_this_run, "waits", None)
+    return box if box is not None else st.empty()
 
 
 def end_run() -> None:
@@ -488,7 +506,7 @@ def _wait_for(args: tuple) -> IndicatorResult:
         level=t(f"level.{level}", lang),
         period=period or t("wait.all_dates", lang),
     )
-    box = st.empty()
+    box = wait_box()
     with _runs_lock:
         _views_awaited[0] += 1
     try:

@@ -89,7 +89,7 @@ def show(viewer: Viewer, level: str, units: list[str], period: str, lang: str, *
     if data.background_work and data.prepare_prems(ids, level, period) == "pending":
         _follow(ids, level, period, f"{what} {t('wait.prems_follow', lang)}")
         return True
-    waiting = None if data.prems_ready(ids, level, period) else st.empty()
+    waiting = None if data.prems_ready(ids, level, period) else data.wait_box()
     if waiting is not None:
         waiting.info(what)
     try:
