@@ -414,21 +414,22 @@ def c_statistic(y: np.ndarray | pd.Series, score: np.ndarray | pd.Series) -> flo
 def _calibration(y: np.ndarray, lp: np.ndarray) -> tuple[float, float]:
     """(calibration-in-the-large, slope) of a logistic model on its linear predictor.
 
-    Newton starts at intercept 0 and slope 1, the perfect calibration: on the data a logistic model was fitted on by
-    maximum likelihood that is the optimum (its score equations say so), and Newton stops after a step or two instead
-    of the six or seven from zero; the same maximum (to ~1e-13), and the same fits, on other data or a ridge fit."""
+    The slope's Newton starts at intercept 0 and slope 1, the perfect calibration: on the data a logistic model was
+    fitted on by maximum likelihood that is the optimum (its score equations say so), and Newton stops after a step or
+    two instead of the six or seven from zero; the same maximum (to ~1e-15 on the demo), the same fit after a ridge
+    fit. (The intercept's Newton starts at 0, its optimum, already.)"""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # no rank check (a QR of the n x 2 design per fit): the estimates do not depend on it
             design = np.column_stack([np.ones_like(lp), lp])
-            slope = _statsmodels().Logit(y, design, check_rank=False).fit(
-                start_params=np.array([0.0, 1.0]), method="newton", disp=0
+            slope = (
+                _statsmodels()
+                .Logit(y, design, check_rank=False)
+                .fit(start_params=np.array([0.0, 1.0]), method="newton", disp=0)
             )
             ones = np.ones((len(y), 1))
-            citl = _statsmodels().Logit(y, ones, offset=lp, check_rank=False).fit(
-                start_params=np.zeros(1), method="newton", disp=0
-            )
+            citl = _statsmodels().Logit(y, ones, offset=lp, check_rank=False).fit(method="newton", disp=0)
         return float(citl.params[0]), float(slope.params[1])
     except Exception:  # a diagnostic must never break the indicator
         return math.nan, math.nan
@@ -643,7 +644,7 @@ def _fitting_design(
     frame copied by pandas first). Kept by `cache` for the next fit when every term's column is one it keeps: a
     condition's indicators of the same rows (a cycle's recorded case-mix, the outcomes recorded for the same cycles)
     and the same encoding share one design, built and checked for collinearity once. Only the last design is kept
-    (at 10,000,000 care cycles one is ~170 MB)."""
+    (at 10,000,000 care cycles x_all and x are ~170 MB each)."""
     shared = cache is not None and all(t.variable in cache.names for t in terms)
     if shared:
         found = cache.kept.get(_DESIGN)  # type: ignore[union-attr]
@@ -652,6 +653,8 @@ def _fitting_design(
             if key_terms == terms and key_rule == rule and np.array_equal(key_used, used):
                 return design
     n = int(np.count_nonzero(used))
+    # row-major as np.hstack made it, and x (x_all[:, keep], numpy's fancy indexing) column-major as it was: BLAS
+    # adds up in another order on another layout, and the fit and the terms' parts are the same to the last bit
     x_all = np.empty((n, 1 + sum(len(t.columns) for t in terms)))
     x_all[:, 0] = 1.0
     slices, start = [], 1
@@ -691,7 +694,7 @@ def _drop_collinear(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[n
     keep = sorted(piv[:rank].tolist())
     if 0 not in keep:  # the intercept is never dropped
         keep = sorted([0, *keep[:-1]]) if keep else [0]
-    return (x if len(keep) == x.shape[1] else x[:, keep]), keep  # every column kept: no copy
+    return x[:, keep], keep
 
 
 def _separated(res, x: np.ndarray, caught: list[warnings.WarningMessage], weights: np.ndarray | None = None) -> bool:
