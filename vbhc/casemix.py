@@ -475,11 +475,12 @@ def _build_terms(
             x = (_numeric(s) if cache is None else cache.get("numeric", s, lambda s=s: _numeric(s)))[used]
             miss = np.isnan(x)
             xs = x[~miss]
-            if len(np.unique(xs)) < 2:
+            distinct = len(np.unique(xs))
+            if distinct < 2:
                 dropped[name] = "single value"
                 continue
             center = float(xs.mean()) if wu is None else float(np.average(xs, weights=wu[~miss]))
-            quadratic = name in QUADRATIC and len(np.unique(xs)) >= 3
+            quadratic = name in QUADRATIC and distinct >= 3
             indicator = False
             if rule == "indicator" and miss.any():
                 ev = yu[miss]
@@ -1113,7 +1114,7 @@ def fit_casemix_model(
     variables: list[tuple[str, bool]] = []
     used = recorded.copy()
     for name in names:
-        miss = data[name].isna().to_numpy()
+        miss = _missing(data[name], cache)
         if recorded.any() and miss[recorded].all():
             dropped[name] = "no values recorded"
             continue
@@ -1216,8 +1217,9 @@ def fit_casemix_model(
 
     lp = x @ params
     mu = _inverse_link(kind, lp)
-    model.expected = pd.Series(np.nan, index=data.index, name="expected")
-    model.expected[used] = mu
+    expected = np.full(len(data), np.nan)
+    expected[used] = mu
+    model.expected = pd.Series(expected, index=data.index, name="expected")
     for t, sl in zip(terms, slices, strict=True):
         part = x_all[:, sl] @ full[sl]
         model.mean_contribution[t.variable] = float(part.mean())
