@@ -411,28 +411,38 @@ def c_statistic(y: np.ndarray | pd.Series, score: np.ndarray | pd.Series) -> flo
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def _calibration(y: np.ndarray, lp: np.ndarray) -> tuple[float, float]:
+def _calibration(y: np.ndarray, lp: np.ndarray, fitted: bool = False) -> tuple[float, float]:
     """(calibration-in-the-large, slope) of a logistic model on its linear predictor.
 
-    The slope's Newton starts at intercept 0 and slope 1, the perfect calibration: on the data a logistic model was
-    fitted on by maximum likelihood that is the optimum (its score equations say so), and Newton stops after a step or
-    two instead of the six or seven from zero; the same maximum (to ~1e-15 on the demo), the same fit after a ridge
-    fit. (The intercept's Newton starts at 0, its optimum, already.)"""
+    `fitted`: lp is that of a maximum-likelihood logistic fit on these very rows, where intercept 0 and slope 1 (the
+    perfect calibration) are the calibration fit's optimum (the model's score equations say so): the slope's Newton
+    starts there and stops after a step instead of the six or seven from zero, at the same maximum (~1e-15 apart on
+    the demo). Newton is not safe from any start (from slope 1 on a model whose slope is 0.5 it overflows), so a start
+    there that fails or does not converge is retried from zero, as it is for any other model (a ridge fit). The
+    intercept's Newton starts at 0, its optimum, already."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # no rank check (a QR of the n x 2 design per fit): the estimates do not depend on it
             design = np.column_stack([np.ones_like(lp), lp])
-            slope = (
-                _statsmodels()
-                .Logit(y, design, check_rank=False)
-                .fit(start_params=np.array([0.0, 1.0]), method="newton", disp=0)
-            )
+            slope = _slope_from_optimum(y, design) if fitted else None
+            if slope is None:
+                slope = _statsmodels().Logit(y, design, check_rank=False).fit(method="newton", disp=0).params
             ones = np.ones((len(y), 1))
             citl = _statsmodels().Logit(y, ones, offset=lp, check_rank=False).fit(method="newton", disp=0)
-        return float(citl.params[0]), float(slope.params[1])
+        return float(citl.params[0]), float(slope[1])
     except Exception:  # a diagnostic must never break the indicator
         return math.nan, math.nan
+
+
+def _slope_from_optimum(y: np.ndarray, design: np.ndarray) -> np.ndarray | None:
+    """_calibration's slope fit by Newton from (0, 1); None when it fails or does not converge."""
+    try:
+        res = _statsmodels().Logit(y, design, check_rank=False).fit(start_params=np.array([0.0, 1.0]), disp=0)
+    except (np.linalg.LinAlgError, ValueError, OverflowError):
+        return None
+    params = np.asarray(res.params)
+    return params if res.mle_retvals.get("converged", False) and np.all(np.isfinite(params)) else None
 
 
 # --- fitting -------------------------------------------------------------------------------------------
@@ -1229,7 +1239,7 @@ def fit_casemix_model(
     n_par = p_fit - 1
     if kind == "binary":
         diag.c_statistic = c_statistic(yu, lp)
-        diag.calibration_intercept, diag.calibration_slope = _calibration(yu, lp)
+        diag.calibration_intercept, diag.calibration_slope = _calibration(yu, lp, fitted=method == "logistic")
         diag.brier = float(np.mean((mu - yu) ** 2))
         diag.events_per_parameter = min(events, n_used - events) / n_par if n_par else math.inf
         if n_par and diag.events_per_parameter < 10 and warning is None:
