@@ -196,13 +196,16 @@ def _missing(s: pd.Series, cache: ColumnCache | None = None) -> np.ndarray:
 
 
 def _encode(
-    term: _Term, s: pd.Series, rule: MissingRule, cache: ColumnCache | None = None
+    term: _Term, s: pd.Series, rule: MissingRule, cache: ColumnCache | None = None, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Design columns for one term (n x k) and the rows that cannot be predicted (missing under 'exclude');
-    the column's numbers or codes kept by `cache` when given."""
-    n = len(s)
+    the column's numbers or codes kept by `cache` when given. `rows` (a mask): the design of those rows alone, from
+    the whole column's conversion (the one `cache` keeps), not from a copy of the rows' part of the column."""
+    n = len(s) if rows is None else int(np.count_nonzero(rows))
     if term.kind == "numeric":
         x = _numeric(s) if cache is None else cache.get("numeric", s, lambda: _numeric(s))
+        if rows is not None:
+            x = x[rows]
         miss = np.isnan(x)
         x = np.where(miss, 0.0, x - term.center)  # mean imputation = centred value 0
         cols = [x]
@@ -216,6 +219,8 @@ def _encode(
         codes, names, miss = _codes(s, missing_level=level)
     else:
         codes, names, miss = cache.get("codes", s, lambda: _codes(s, missing_level=level), level)
+    if rows is not None:
+        codes, miss = codes[rows], miss[rows]
     position = {lev: i for i, lev in enumerate(term.levels)}
     lookup = np.array([position.get(nm, -1) for nm in names] + [-1], dtype=np.int64)  # code -1 -> last
     idx = lookup[codes]
@@ -406,19 +411,38 @@ def c_statistic(y: np.ndarray | pd.Series, score: np.ndarray | pd.Series) -> flo
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def _calibration(y: np.ndarray, lp: np.ndarray) -> tuple[float, float]:
-    """(calibration-in-the-large, slope) of a logistic model on its linear predictor."""
+def _calibration(y: np.ndarray, lp: np.ndarray, fitted: bool = False) -> tuple[float, float]:
+    """(calibration-in-the-large, slope) of a logistic model on its linear predictor.
+
+    `fitted`: lp is that of a maximum-likelihood logistic fit on these very rows, where intercept 0 and slope 1 (the
+    perfect calibration) are the calibration fit's optimum (the model's score equations say so): the slope's Newton
+    starts there and stops after a step instead of the six or seven from zero, at the same maximum (~1e-15 apart on
+    the demo). Newton is not safe from any start (from slope 1 on a model whose slope is 0.5 it overflows), so a start
+    there that fails or does not converge is retried from zero, as it is for any other model (a ridge fit). The
+    intercept's Newton starts at 0, its optimum, already."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # no rank check (a QR of the n x 2 design per fit): the estimates do not depend on it
             design = np.column_stack([np.ones_like(lp), lp])
-            slope = _statsmodels().Logit(y, design, check_rank=False).fit(method="newton", disp=0)
+            slope = _slope_from_optimum(y, design) if fitted else None
+            if slope is None:
+                slope = _statsmodels().Logit(y, design, check_rank=False).fit(method="newton", disp=0).params
             ones = np.ones((len(y), 1))
             citl = _statsmodels().Logit(y, ones, offset=lp, check_rank=False).fit(method="newton", disp=0)
-        return float(citl.params[0]), float(slope.params[1])
+        return float(citl.params[0]), float(slope[1])
     except Exception:  # a diagnostic must never break the indicator
         return math.nan, math.nan
+
+
+def _slope_from_optimum(y: np.ndarray, design: np.ndarray) -> np.ndarray | None:
+    """_calibration's slope fit by Newton from (0, 1); None when it fails or does not converge."""
+    try:
+        res = _statsmodels().Logit(y, design, check_rank=False).fit(start_params=np.array([0.0, 1.0]), disp=0)
+    except (np.linalg.LinAlgError, ValueError, OverflowError):
+        return None
+    params = np.asarray(res.params)
+    return params if res.mle_retvals.get("converged", False) and np.all(np.isfinite(params)) else None
 
 
 # --- fitting -------------------------------------------------------------------------------------------
@@ -445,23 +469,28 @@ def _build_terms(
     merged: dict[str, list[str]],
     dropped: dict[str, str],
     weights: np.ndarray | None = None,
+    cache: ColumnCache | None = None,
 ) -> list[_Term]:
     """Decide each variable's encoding on the fitting rows: centring, reference level, merged levels. With `weights`
-    the rows are case-mix patterns (a grouped fit): `weights` the rows each stands for, `y` their outcomes summed."""
+    the rows are case-mix patterns (a grouped fit): `weights` the rows each stands for, `y` their outcomes summed.
+    The fitting rows' values are taken from the whole column's numbers or codes (kept by `cache` when given): the same
+    values as the rows' part of the column converted on its own, without copying that part."""
     yu = y[used]
     wu = None if weights is None else weights[used]
+    level = rule == "indicator"
     terms: list[_Term] = []
     for name, is_cat in variables:
-        s = data[name][used]
+        s = data[name]
         if not is_cat:
-            x = _numeric(s)
+            x = (_numeric(s) if cache is None else cache.get("numeric", s, lambda s=s: _numeric(s)))[used]
             miss = np.isnan(x)
             xs = x[~miss]
-            if len(np.unique(xs)) < 2:
+            distinct = len(np.unique(xs))
+            if distinct < 2:
                 dropped[name] = "single value"
                 continue
             center = float(xs.mean()) if wu is None else float(np.average(xs, weights=wu[~miss]))
-            quadratic = name in QUADRATIC and len(np.unique(xs)) >= 3
+            quadratic = name in QUADRATIC and distinct >= 3
             indicator = False
             if rule == "indicator" and miss.any():
                 ev = yu[miss]
@@ -472,7 +501,11 @@ def _build_terms(
             cols = [name] + ([f"{name}^2"] if quadratic else []) + ([f"{name}:missing"] if indicator else [])
             terms.append(_Term(name, "numeric", tuple(cols), center, quadratic, indicator))
             continue
-        codes, names, _ = _codes(s, missing_level=rule == "indicator")
+        if cache is None:
+            codes, names, _ = _codes(s, missing_level=level)
+        else:
+            codes, names, _ = cache.get("codes", s, lambda s=s: _codes(s, missing_level=level), level)
+        codes = codes[used]
         valid = codes >= 0
         size = np.bincount(codes[valid], weights=None if wu is None else wu[valid], minlength=len(names))
         events = np.bincount(codes[valid], weights=yu[valid], minlength=len(names))
@@ -606,6 +639,46 @@ def _constant_model(
         expected=expected,
         constant=value,
     )
+
+
+#: ColumnCache key of the last per-row fit's design (_fitting_design)
+_DESIGN = ("design", "", False)
+
+
+def _fitting_design(
+    terms: tuple[_Term, ...], data: pd.DataFrame, used: np.ndarray, rule: MissingRule, cache: ColumnCache | None
+) -> tuple[np.ndarray, list[slice], np.ndarray, list[int]]:
+    """The per-row fit's design of the fitting rows `used` (intercept first, then each term's columns: x_all and each
+    term's slice of it) and its columns of full rank (x, and their positions `keep`, _drop_collinear).
+
+    Built from the whole columns' numbers or codes, the rows' part of them taken as arrays (not the rows' part of the
+    frame copied by pandas first). Kept by `cache` for the next fit when every term's column is one it keeps: a
+    condition's indicators of the same rows (a cycle's recorded case-mix, the outcomes recorded for the same cycles)
+    and the same encoding share one design, built and checked for collinearity once. Only the last design is kept
+    (at 10,000,000 care cycles x_all and x are ~170 MB each)."""
+    shared = cache is not None and all(t.variable in cache.names for t in terms)
+    if shared:
+        found = cache.kept.get(_DESIGN)  # type: ignore[union-attr]
+        if found is not None:
+            key_terms, key_rule, key_used, design = found  # type: ignore[misc]
+            if key_terms == terms and key_rule == rule and np.array_equal(key_used, used):
+                return design
+    n = int(np.count_nonzero(used))
+    # row-major as np.hstack made it, and x (x_all[:, keep], numpy's fancy indexing) column-major as it was: BLAS
+    # adds up in another order on another layout, and the fit and the terms' parts are the same to the last bit
+    x_all = np.empty((n, 1 + sum(len(t.columns) for t in terms)))
+    x_all[:, 0] = 1.0
+    slices, start = [], 1
+    for term in terms:
+        block, _ = _encode(term, data[term.variable], rule, cache if shared else None, rows=used)
+        x_all[:, start : start + block.shape[1]] = block
+        slices.append(slice(start, start + block.shape[1]))
+        start += block.shape[1]
+    x, keep = _drop_collinear(x_all)
+    design = (x_all, slices, x, keep)
+    if shared:
+        cache.kept[_DESIGN] = (terms, rule, used.copy(), design)  # type: ignore[union-attr]
+    return design
 
 
 def _drop_collinear(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
@@ -1026,7 +1099,8 @@ def fit_casemix_model(
     dtype). See the module docstring for functional forms, merging, missing-data and separation rules.
     `grouped`: fit on the case-mix patterns when they are few (_fit_grouped: the same model to summation order, not
     bit-equal to the per-row fit); `cache`: conversions of the case-mix columns kept across the fits of one frame's
-    indicators (ColumnCache).
+    indicators (ColumnCache), and the last per-row fit's design, which the next fit on the same rows with the same
+    encoding reuses (_fitting_design: the same numbers, built once).
     """
     if kind not in ("binary", "continuous"):
         raise ValueError(f"kind must be 'binary' or 'continuous', got {kind!r}")
@@ -1050,7 +1124,7 @@ def fit_casemix_model(
     variables: list[tuple[str, bool]] = []
     used = recorded.copy()
     for name in names:
-        miss = data[name].isna().to_numpy()
+        miss = _missing(data[name], cache)
         if recorded.any() and miss[recorded].all():
             dropped[name] = "no values recorded"
             continue
@@ -1100,7 +1174,7 @@ def fit_casemix_model(
         found = _fit_grouped(data, y, used, variables, template, cache)
         if found is not None:
             return finish(found)
-    terms = _build_terms(data, used, y, variables, kind, missing, merged, dropped)
+    terms = _build_terms(data, used, y, variables, kind, missing, merged, dropped, cache=cache)
     model = CaseMixModel(
         outcome=outcome,
         kind=kind,
@@ -1113,13 +1187,9 @@ def fit_casemix_model(
         diagnostics=diag,
         expected=pd.Series(dtype=float),
     )
-    # the design reads the model's variables alone: the kept rows of those columns, not of every column (a PREM
-    # questionnaire's rows carry a text id and unit on each of 400,000 answers)
-    sub = data.loc[used, list(dict.fromkeys([*required, *(t.variable for t in terms)]))]
-    x_all, _, slices = model._design(sub)
+    x_all, slices, x, keep = _fitting_design(model.terms, data, used, missing, cache)
     colnames = [INTERCEPT] + [c for t in terms for c in t.columns]
     colvars = [""] + [t.variable for t in terms for _ in t.columns]
-    x, keep = _drop_collinear(x_all)
     for i in range(len(colnames)):
         if i not in keep:
             dropped[colnames[i]] = "collinear with other terms"
@@ -1157,8 +1227,9 @@ def fit_casemix_model(
 
     lp = x @ params
     mu = _inverse_link(kind, lp)
-    model.expected = pd.Series(np.nan, index=data.index, name="expected")
-    model.expected[used] = mu
+    expected = np.full(len(data), np.nan)
+    expected[used] = mu
+    model.expected = pd.Series(expected, index=data.index, name="expected")
     for t, sl in zip(terms, slices, strict=True):
         part = x_all[:, sl] @ full[sl]
         model.mean_contribution[t.variable] = float(part.mean())
@@ -1168,7 +1239,7 @@ def fit_casemix_model(
     n_par = p_fit - 1
     if kind == "binary":
         diag.c_statistic = c_statistic(yu, lp)
-        diag.calibration_intercept, diag.calibration_slope = _calibration(yu, lp)
+        diag.calibration_intercept, diag.calibration_slope = _calibration(yu, lp, fitted=method == "logistic")
         diag.brier = float(np.mean((mu - yu) ** 2))
         diag.events_per_parameter = min(events, n_used - events) / n_par if n_par else math.inf
         if n_par and diag.events_per_parameter < 10 and warning is None:

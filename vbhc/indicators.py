@@ -574,7 +574,7 @@ def _one_indicator(
                 "binary" if binary else "continuous",
                 extra_covariates=extra,
                 grouped=grouped,
-                cache=_column_cache(data) if grouped else None,
+                cache=_column_cache(data),
             )
         data.fitted[ind.id] = model
     y = frame["y"].to_numpy(float)
