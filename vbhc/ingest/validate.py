@@ -394,20 +394,51 @@ class Checker:
 
         Why a mask reads only its rows: a care cycles file's case-mix columns are read once per condition that
         uses them, each time for that condition's rows alone; the same checks over the whole column, its other
-        rows blanked, were most of that file's validation."""
-        if mask is None and stripped is None and (plain := self._plain_numbers(column)) is not None:
-            return plain
-        s = self.frame[column].str.strip() if stripped is None else stripped
-        at = None if mask is None else np.flatnonzero(mask)  # the rows read, as positions in the chunk
-        t = s if at is None else s.iloc[at]
+        rows blanked, were most of that file's validation. A whole column that repeats its values (_distinct: a
+        cost file's quantities and prices, a few hundred values over 500,000 rows) is read once per distinct value
+        and each finding spread to the rows holding it: the same rows, values and messages as row by row."""
+        codes = None
+        if mask is None and stripped is None:
+            codes, given = self._distinct(column)
+            if codes is not None and self._number_cells(column).any():
+                codes = None  # a workbook's number cell decides no decimal mark: each row's cell is asked
+            if codes is not None:
+                plain = self._plain_numbers(column, codes, given)
+                if plain is not None:
+                    return plain
+        if codes is not None:  # the column's distinct values, each read once and spread to its rows
+            s = given.str.strip()
+            t = s
+            first = np.full(len(s), len(codes), dtype=np.intp)  # each value's first row (they appear in order)
+            np.minimum.at(first, codes, np.arange(len(codes), dtype=np.intp))
 
-        def spread(flags: np.ndarray) -> np.ndarray:
-            """A test of the rows read, as one of every row of the chunk (False elsewhere)."""
-            if at is None:
-                return flags
-            out = np.zeros(len(s), dtype=bool)
-            out[at[flags]] = True
-            return out
+            def spread(flags: np.ndarray) -> np.ndarray:
+                """A test of the distinct values as one of every row of the chunk."""
+                return np.asarray(flags, dtype=bool)[codes]
+
+            def cell(i: int) -> str:
+                return s.iat[codes[i]]
+
+            def positions(read_at: np.ndarray) -> np.ndarray:
+                return first[read_at]
+        else:
+            s = self.frame[column].str.strip() if stripped is None else stripped
+            at = None if mask is None else np.flatnonzero(mask)  # the rows read, as positions in the chunk
+            t = s if at is None else s.iloc[at]
+
+            def spread(flags: np.ndarray) -> np.ndarray:
+                """A test of the rows read, as one of every row of the chunk (False elsewhere)."""
+                if at is None:
+                    return flags
+                out = np.zeros(len(s), dtype=bool)
+                out[at[flags]] = True
+                return out
+
+            def cell(i: int) -> str:
+                return s.iat[i]
+
+            def positions(read_at: np.ndarray) -> np.ndarray:
+                return read_at if at is None else at[read_at]
 
         empty = (t == "").to_numpy()
         if required:
@@ -422,34 +453,39 @@ class Checker:
         rest = ~plain & ~empty
         if rest.any():
             text = t[rest]
-            rest_at = np.flatnonzero(rest) if at is None else at[rest]  # their positions in the chunk
+            rest_read = np.flatnonzero(rest)  # their positions among the values read
+            rest_at = positions(rest_read)  # (the first of) their positions in the chunk
             number = text.str.fullmatch(_NUMBER).to_numpy()
             # a workbook's number cells decide no decimal mark (Chunk.numeric): only the numbers written as text
             written = number & ~self._number_cells(column)[rest_at]
             if written.any():
                 self.marks.observe(column, text[written], self.chunk.rows[rest_at[written]])
             if number.any():
-                read[np.flatnonzero(rest)[number]] = _parse_numbers(text[number].str.replace(",", ".", regex=False))
+                read[rest_read[number]] = _parse_numbers(text[number].str.replace(",", ".", regex=False))
             grouped = text.str.fullmatch(_GROUPED).to_numpy() & ~number
-            bad_rows = np.zeros(len(s), dtype=bool)
-            bad_rows[rest_at[grouped]] = True
-            self.flag(bad_rows, column, Rule("validate.thousands_separator"))
-            other = np.zeros(len(s), dtype=bool)
-            other[rest_at[~number & ~grouped]] = True
+            bad_read = np.zeros(len(t), dtype=bool)
+            bad_read[rest_read[grouped]] = True
+            self.flag(spread(bad_read), column, Rule("validate.thousands_separator"))
+            other = np.zeros(len(t), dtype=bool)
+            other[rest_read[~number & ~grouped]] = True
             # "n.v.t." or "-" for a missing value: the refusal says a missing value is an empty cell
-            self.flag(other, column, lambda i: Rule(_NOT_A_NUMBER[says_missing(s.iat[i])]))
-        if at is None:
+            self.flag(spread(other), column, lambda i: Rule(_NOT_A_NUMBER[says_missing(cell(i))]))
+        if codes is not None:
+            values = read[codes]
+        elif at is None:
             values = read
         else:
             values = np.full(len(s), np.nan)
             values[at] = read
         self.flag(np.isinf(values), column, Rule("validate.not_finite"))
-        values = pd.Series(values, index=s.index, dtype="float64")
+        values = pd.Series(values, index=self.frame.index, dtype="float64")
         # a character takes a byte at least: no cell of at most EXACT_DIGITS bytes is long enough to be inexact
         digits = None
         if seen.longest > EXACT_DIGITS:
             digits = _inexact_digits(t, read, ~np.isnan(read))
-            if digits is not None and at is not None:
+            if digits is not None and codes is not None:
+                digits = digits[codes]
+            elif digits is not None and at is not None:
                 spread_digits = np.zeros(len(s), dtype=np.int64)
                 spread_digits[at] = digits
                 digits = spread_digits
@@ -461,14 +497,10 @@ class Checker:
             )
         return values
 
-    def _plain_numbers(self, column: str) -> pd.Series | None:
-        """number() of a column that repeats a few values, each a plain integer of at most EXACT_DIGITS characters
-        (a PROM file's answers): read once per distinct value and spread by position; None for any other column,
-        which number() reads row by row. Such a column has no empty cell, no decimal mark and no digit lost, so
-        the one check left is a number too large for a float."""
-        codes, v = self._distinct(column)
-        if codes is None:
-            return None
+    def _plain_numbers(self, column: str, codes: np.ndarray, v: pd.Series) -> pd.Series | None:
+        """number() of a column whose distinct values (`codes`, `v`: Checker._distinct) are each a plain integer of
+        at most EXACT_DIGITS characters (a PROM file's answers): no empty cell, no decimal mark, no digit lost, so
+        the one check left is a number too large for a float; None for any other column."""
         v = v.str.strip()
         seen = _Bytes(_arrow(v))
         if seen.longest > EXACT_DIGITS or not seen.plain_integers().all():
