@@ -155,14 +155,20 @@ def test_a_script_run_waits_for_a_started_preload_and_not_otherwise(monkeypatch,
     waits until ui.serve's background imports are done (and does not wait when no preload was started)."""
     import importlib
     import threading
-    import time
 
     from ui import preload
 
     preload = importlib.reload(preload)  # fresh events
-    started = time.monotonic()
+    waits = []
+
+    class Done(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            return super().wait(timeout)
+
+    monkeypatch.setattr(preload, "_done", Done())
     preload.wait()
-    assert time.monotonic() - started < 1  # no preload: no wait
+    assert waits == []  # no preload: no wait (counted, not timed)
     (tmp_path / "vbhc_slow_library.py").write_text("import time\ntime.sleep(0.5)\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(preload, "PRELOAD", ("vbhc_slow_library",))
@@ -170,6 +176,7 @@ def test_a_script_run_waits_for_a_started_preload_and_not_otherwise(monkeypatch,
     threading.Thread(target=preload.run).start()
     preload.wait()
     assert "vbhc_slow_library" in sys.modules  # loaded whole before the run went on
+    assert waits == [preload.WAIT_SECONDS]
     importlib.reload(preload)
 
 
