@@ -138,6 +138,7 @@ with {shared}:
         compute_indicators(fresh, {level!r}, indicators=ids)
         PHASES.on = True
         survival_s += time.perf_counter() - t
+        del fresh  # it holds the condition's data: kept, it was read and computed beside the next condition's
     del result
 used = resource.getrusage(resource.RUSAGE_SELF)
 RESULT = {{"per_condition": per_condition, "costs": costs, "reading": reading, "table_rows": rows,
