@@ -16,7 +16,8 @@ in pandas) against the questionnaires the database pivots (one row per questionn
 
 The tables read each child table once for all conditions (vbhc.registry.shared_reads, on PostgreSQL: held in memory up
 to 2M cycles, above that spilled to a file per condition in a temporary folder, TMPDIR's); --per-condition reads
-each condition's rows on their own, as a single view's page does.
+each condition's rows on their own, as a single view's page does; --spill spills them whatever the size (what the
+memory of 10,000,000 cycles is like, at 1,000,000).
 
 The tables' time is split into phases (reads, with the server's CPU from /proc of its backends; PROM scoring; the
 frames; case-mix fits; indicator values; limits; shrinkage; survival; ...), each one's CPU seconds client + server and
@@ -95,6 +96,8 @@ import time
 {patch}
 {phases}
 from vbhc import indicators, registry
+if {spill!r}:  # --spill: the shared reads spilled to files whatever the registry's size, as at 10,000,000 cycles
+    registry.SHARED_READ_MAX_CYCLES = 0
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.indicators import composite_failures, compute_indicators, indicator_table
 from vbhc.store import get_engine
@@ -135,6 +138,7 @@ with {shared}:
         compute_indicators(fresh, {level!r}, indicators=ids)
         PHASES.on = True
         survival_s += time.perf_counter() - t
+        del fresh  # it holds the condition's data: kept, it was read and computed beside the next condition's
     del result
 used = resource.getrusage(resource.RUSAGE_SELF)
 RESULT = {{"per_condition": per_condition, "costs": costs, "reading": reading, "table_rows": rows,
@@ -385,6 +389,11 @@ def main() -> None:
         help="read each condition's rows on their own (not each child table once for all conditions)",
     )
     parser.add_argument(
+        "--spill",
+        action="store_true",
+        help="spill the shared reads to files whatever the registry's size (as above 2M cycles): 10M's memory at 1M",
+    )
+    parser.add_argument(
         "--tables-only",
         action="store_true",
         help="time the indicator tables alone (not the pandas load and the PROM score paths)",
@@ -437,7 +446,9 @@ def _report(url: str, args: argparse.Namespace, server=None) -> None:
     before = None
     if args.before:
         loads = _load()
-        code = COMPUTE.format(url=url, level=args.level, patch=ITEM_ROWS, shared=SHARED, phases=_phases(server))
+        code = COMPUTE.format(
+            url=url, level=args.level, patch=ITEM_ROWS, shared=SHARED, phases=_phases(server), spill=args.spill
+        )
         before = run_measured(code)
         print(f"full indicator tables on item rows (before): {before[0]:.1f} s, peak {before[1]:,.0f} MB ({loads})")
     comp_s, comp_mb = _tables(url, args, server)
@@ -454,7 +465,7 @@ def _tables(url: str, args: argparse.Namespace, server=None) -> tuple[float, flo
     seconds, and the same figures times the 10M / cycles ratio (linear: the case-mix fits' Newton steps and the
     sorts of the survival fits grow a little faster)."""
     shared = PER_CONDITION if args.per_condition else SHARED
-    code = COMPUTE.format(url=url, level=args.level, patch="", shared=shared, phases=_phases(server))
+    code = COMPUTE.format(url=url, level=args.level, patch="", shared=shared, phases=_phases(server), spill=args.spill)
     trees = [("this tree", None)] + ([("baseline", Path(args.baseline))] if args.baseline else [])
     runs: dict[str, list] = {name: [] for name, _ in trees}
     for _ in range(args.runs):

@@ -611,12 +611,48 @@ def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_stri
             got = compute_indicators(data, level).cycle_values
             values = seen.pop()
             names = list(values[0][1])
-            joined = {n: np.concatenate([np.asarray(columns[n]) for _, columns in values]) for n in names}
-            sizes = [len(columns["cycle_id"]) for _, columns in values]
-            joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
+            pieces = [(ind, {n: indicators._materialized(p) for n, p in columns.items()}) for ind, columns in values]
+            joined = {n: np.concatenate([np.asarray(columns[n]) for _, columns in pieces]) for n in names}
+            sizes = [len(columns["cycle_id"]) for _, columns in pieces]
+            joined["indicator"] = np.repeat(np.array([ind for ind, _ in pieces], dtype=object), sizes)
             pd.testing.assert_frame_equal(got, pd.DataFrame(joined), check_exact=True)
-            for ind, columns in values:
+            for ind, columns in pieces:
                 kinds.add(data.condition.indicator(ind).kind)
                 for name in ("cycle_id", "unit"):
                     assert isinstance(columns[name], pd.api.extensions.ExtensionArray), (ind, name)
+    assert {"survival", "proportion", "mean"} <= kinds
+
+
+def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkeypatch):
+    """Every indicator's per-cycle cycle ids, units and dates (survival ones too) reach the join as positions of the
+    view's own columns (one source per column for all indicators), taken there once: the per-cycle frame equals each
+    indicator's cycles' values joined, at both unit levels. Why: each indicator's own copy of the cycle ids and units
+    was held until the join and copied once more there (the peak of a condition's tables at 10,000,000 cycles)."""
+    from dataclasses import replace
+
+    from vbhc import indicators
+
+    tables, _ = demo_tables
+    seen = []
+    join = indicators._cycle_values
+
+    def spy(values):
+        seen.append(values)
+        return join(values)
+
+    monkeypatch.setattr(indicators, "_cycle_values", spy)
+    kinds = set()
+    for result in tables.values():
+        for level in ("hospital", "department"):
+            data = replace(result.data, fitted={}, cox={}, derived={})
+            got = compute_indicators(data, level).cycle_values
+            values = seen.pop()
+            for name in ("cycle_id", "unit", "index_date"):
+                pieces = [columns[name] for _, columns in values]
+                assert all(isinstance(p, indicators._Taken) for p in pieces), name
+                assert len({id(p.source) for p in pieces}) == 1, name
+                expected = np.concatenate([np.asarray(p.source)[p.positions] for p in pieces])
+                np.testing.assert_array_equal(np.asarray(got[name]), expected)
+            assert str(got["cycle_id"].dtype) == str(data.cycles["cycle_id"].astype(str).dtype)
+            kinds |= {data.condition.indicator(ind).kind for ind, _ in values}
     assert {"survival", "proportion", "mean"} <= kinds

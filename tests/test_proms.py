@@ -466,3 +466,33 @@ def test_response_rate_eligibility_and_wilson_ci():
     out2 = response_rate(cycles, scores, "oxford_hip", "12m", 365, as_of, by=["hospital", "department"])
     assert out2["responded"].tolist() == [2, 0, 0]
     assert out2["eligible"].tolist() == [3, 2, 0]
+
+
+def test_response_flags_take_a_categorical_ids_distinct_values_from_its_used_categories():
+    """The answered cycles of categorical ids (the PROM scores') are found from the categories their rows use, not
+    from the text of every row: the same flags as from the same ids as text, an unused category answering nothing
+    and a missing id matching no cycle."""
+    from vbhc.proms import _distinct_ids, response_flags
+
+    as_of = pd.Timestamp("2025-01-01")
+    cycles = pd.DataFrame(
+        {"cycle_id": ["a", "b", "c", "d"], "index_date": pd.to_datetime(["2023-01-01"] * 3 + ["2024-12-01"])}
+    )
+    ids = ["b", "a", None, "b", "d", "z"]
+    scores = pd.DataFrame(
+        {
+            "cycle_id": pd.Categorical(ids, categories=["a", "b", "c", "d", "unused", "z"]),
+            "instrument": ["eq5d5l"] * 5 + ["other"],
+            "timepoint": "12m",
+            "scale": "index",
+            "score": 0.5,
+            "completed_date": pd.Timestamp("2024-06-01"),
+        }
+    )
+    eligible, responded = response_flags(cycles, scores, "eq5d5l", "12m", 365, as_of)
+    text = response_flags(cycles, scores.assign(cycle_id=pd.Series(ids, dtype=object)), "eq5d5l", "12m", 365, as_of)
+    assert eligible.tolist() == text[0].tolist() == [True, True, True, False]
+    assert responded.tolist() == text[1].tolist() == [True, True, False, False]
+    hit = scores["instrument"] == "eq5d5l"
+    assert _distinct_ids(scores.loc[hit, "cycle_id"]).to_pylist() == ["a", "b", "d", None]
+    assert _distinct_ids(pd.Series(["b", "a", "b"], dtype=str)).to_pylist() == ["b", "a"]

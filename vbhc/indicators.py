@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
-from vbhc import benchmark, imputation, proms, registry, shrinkage, spc, survival
+from vbhc import benchmark, imputation, memory, proms, registry, shrinkage, spc, survival
 from vbhc.casemix import (
     CaseMixModel,
     ColumnCache,
@@ -179,6 +179,9 @@ def load_condition_data(
     catalog = catalog or default_catalog()
     cond = catalog.condition(condition)
     period = parse_period(period)
+    # what the previous condition's tables freed, and below what the reads free, back to the system before the
+    # next step's peak comes on top of it (vbhc.memory)
+    memory.release_freed()
     cycles = registry.outcomes_wide(condition, period=period, engine=engine, hospitals=hospitals)
     # scored from questionnaires the database pivots: the same scores as from the item rows, without reading them
     scores = registry.prom_scores(condition, period=period, engine=engine, hospitals=hospitals, catalog=catalog)
@@ -188,6 +191,7 @@ def load_condition_data(
     cost = cost_per_cycle(lines, cycles)
     if as_of is None:
         as_of = _data_complete_until(cycles, scores, cond)
+    memory.release_freed()
     return ConditionData(cond, period, cycles, scores, cost, pd.Timestamp(as_of), lines)
 
 
@@ -350,14 +354,40 @@ def _typed(value: object, size: int) -> tuple[str | None, np.ndarray | None]:
     return None, None
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """An indicator's per-cycle piece of a column of the view's cycles, kept as the positions of its cycles (shared
+    by the indicator's cycle id, unit and date) until the indicators' pieces are joined (_joined_column): taken
+    then, once for all indicators. Why: each indicator's own copy of the cycle ids and units (text) was held until
+    the join and copied once more there: at 10,000,000 care cycles the peak of a condition's tables."""
+
+    source: np.ndarray | pd.api.extensions.ExtensionArray
+    positions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def values(self) -> np.ndarray | pd.api.extensions.ExtensionArray:
+        """The piece itself: the source's values at the positions (as the source's mask of them gives)."""
+        return self.source.take(self.positions)
+
+
+def _materialized(piece: object) -> object:
+    return piece.values() if isinstance(piece, _Taken) else piece
+
+
 def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
-    """The indicators' per-cycle values (each indicator's columns as arrays) as one frame with their indicator: the
-    arrays joined, not a frame per indicator concatenated (its text columns converted once instead of twice). With
-    an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives such a concat."""
+    """The indicators' per-cycle values (each indicator's columns as arrays, or _Taken) as one frame with their
+    indicator: the arrays joined, not a frame per indicator concatenated (its text columns converted once instead of
+    twice). With an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives
+    such a concat."""
     if not values:
         return pd.DataFrame()
     if any(len(columns["cycle_id"]) == 0 for _, columns in values):
-        frames = [pd.DataFrame(columns).assign(indicator=ind) for ind, columns in values]
+        frames = [
+            pd.DataFrame({name: _materialized(piece) for name, piece in columns.items()}).assign(indicator=ind)
+            for ind, columns in values
+        ]
         return pd.concat(frames, ignore_index=True)
     names = list(values[0][1])
     joined = {name: _joined_column([columns[name] for _, columns in values]) for name in names}
@@ -371,7 +401,13 @@ def _joined_column(pieces: list) -> np.ndarray | pd.Series:
     view's text columns, vbhc.indicators._UnitRows.column) as one Series of that type, which is the type pandas gives
     the same values as Python strings; anything else as one NumPy array, as before. Why: the per-cycle values of a
     condition are millions of rows, and making their cycle ids and units Python strings and then Arrow strings
-    again was a twentieth of the indicator tables' CPU at 1,000,000 care cycles."""
+    again was a twentieth of the indicator tables' CPU at 1,000,000 care cycles. Pieces that are all _Taken of one
+    source are taken from it at once (the same values and type as their masks joined)."""
+    first = pieces[0]
+    if isinstance(first, _Taken) and all(isinstance(p, _Taken) and p.source is first.source for p in pieces):
+        taken = first.source.take(np.concatenate([p.positions for p in pieces]))
+        return pd.Series(taken, copy=False) if isinstance(taken, pd.api.extensions.ExtensionArray) else taken
+    pieces = [_materialized(piece) for piece in pieces]
     first = pieces[0]
     if isinstance(first, pd.api.extensions.ExtensionArray) and all(
         isinstance(piece, pd.api.extensions.ExtensionArray) and piece.dtype == first.dtype for piece in pieces
@@ -581,10 +617,11 @@ def _one_indicator(
     in_part = ~np.isnan(y)
     e = model.expected.reindex(frame.index).to_numpy(float)
     in_adjusted = in_part & ~np.isnan(e)
+    at = np.flatnonzero(in_part)
     per_cycle = {
-        "cycle_id": rows.column(base, "cycle_id")[in_part],
-        "unit": rows.column(base, "unit")[in_part],
-        "index_date": rows.column(base, "index_date")[in_part],
+        "cycle_id": _Taken(rows.column(base, "cycle_id"), at),
+        "unit": _Taken(rows.column(base, "unit"), at),
+        "index_date": _Taken(rows.column(base, "index_date"), at),
         "observed": y[in_part],
         "expected": e[in_part],
     }
@@ -807,6 +844,15 @@ def _survival(
     if out is None:
         return None, None, None
     result, added, per_cycle, data.cox[ind.id] = out
+    # the followed cycles' ids, units and dates as _Taken of the view's columns, as the other indicators' are: the
+    # same values (survival_columns takes them from the same cycles), one copy for the per-cycle frame
+    kept = data.derived[("survival", ind.id, data.as_of)]
+    at = np.flatnonzero(kept["known"])
+    for name in ("cycle_id", "unit", "index_date"):
+        source = rows.column(base, name)
+        piece = per_cycle[name]
+        if type(piece) is type(source) and piece.dtype == source.dtype and len(piece) == len(at):
+            per_cycle[name] = _Taken(source, at)
     return result | added | dict.fromkeys(SHRINKAGE_COLUMNS, np.nan) | _describe(ind), None, per_cycle
 
 

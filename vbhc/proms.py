@@ -560,9 +560,21 @@ def response_flags(
     hit = (r["instrument"] == instrument) & (r["timepoint"] == timepoint)
     if "completed_date" in r.columns:
         hit &= ~(_as_datetime(r["completed_date"]) > as_of).to_numpy()
-    answered_ids = pd.unique(r.loc[hit.to_numpy(dtype=bool), "cycle_id"].astype(str))
-    responded = eligible & of_cycles(cycles["cycle_id"], pa.array(answered_ids, type=pa.string()))
+    answered_ids = _distinct_ids(r.loc[hit.to_numpy(dtype=bool), "cycle_id"])
+    responded = eligible & of_cycles(cycles["cycle_id"], answered_ids)
     return eligible, responded
+
+
+def _distinct_ids(ids: pd.Series) -> pa.Array:
+    """The distinct cycle ids of `ids` as text (a missing one as a null), for a membership test (of_cycles): a
+    categorical column's (the PROM scores') from the categories its rows use, without making text of every row.
+    Why: the text of a condition's answered questionnaires' ids (1.3M rows at 1,000,000 care cycles) was the largest
+    step of the response rate's memory (+150 MB there)."""
+    if not isinstance(ids.dtype, pd.CategoricalDtype):
+        return pa.array(pd.unique(ids.astype(str)), type=pa.string())
+    codes = ids.cat.codes.to_numpy()
+    found = pa.array(ids.cat.categories[np.unique(codes[codes >= 0])].astype(str), type=pa.string())
+    return pa.concat_arrays([found, pa.nulls(1, pa.string())]) if (codes < 0).any() else found
 
 
 def response_ci(n: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
