@@ -586,11 +586,9 @@ def test_prom_indicator_values_equal_a_lookup_by_text_id_without_mapping_text_id
         np.testing.assert_array_equal(frame["baseline_score"].to_numpy(float), baseline)
 
 
-def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_strings(demo_tables, monkeypatch):
-    """The per-cycle values of every indicator (survival ones too) equal the frame of their pieces joined as NumPy
-    arrays (how they were joined before: the same values and dtypes), at both unit levels; the cycle ids and units
-    reach the join as pandas' text arrays, not as Python strings (those were made and turned back into Arrow text
-    for millions of rows: a twentieth of the tables' CPU at 1,000,000 care cycles)."""
+def _joins(demo_tables, monkeypatch):
+    """Every view of the demo's tables computed afresh at both unit levels, with the pieces its per-cycle frame was
+    joined from: (the view's data, the frame, the pieces)."""
     from dataclasses import replace
 
     from vbhc import indicators
@@ -604,22 +602,32 @@ def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_stri
         return join(values)
 
     monkeypatch.setattr(indicators, "_cycle_values", spy)
-    kinds = set()
     for result in tables.values():
         for level in ("hospital", "department"):
             data = replace(result.data, fitted={}, cox={}, derived={})
             got = compute_indicators(data, level).cycle_values
-            values = seen.pop()
-            names = list(values[0][1])
-            pieces = [(ind, {n: indicators._materialized(p) for n, p in columns.items()}) for ind, columns in values]
-            joined = {n: np.concatenate([np.asarray(columns[n]) for _, columns in pieces]) for n in names}
-            sizes = [len(columns["cycle_id"]) for _, columns in pieces]
-            joined["indicator"] = np.repeat(np.array([ind for ind, _ in pieces], dtype=object), sizes)
-            pd.testing.assert_frame_equal(got, pd.DataFrame(joined), check_exact=True)
-            for ind, columns in pieces:
-                kinds.add(data.condition.indicator(ind).kind)
-                for name in ("cycle_id", "unit"):
-                    assert isinstance(columns[name], pd.api.extensions.ExtensionArray), (ind, name)
+            yield data, got, seen.pop()
+
+
+def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_strings(demo_tables, monkeypatch):
+    """The per-cycle values of every indicator (survival ones too) equal the frame of their pieces joined as NumPy
+    arrays (how they were joined before: the same values and dtypes), at both unit levels; the cycle ids and units
+    reach the join as pandas' text arrays, not as Python strings (those were made and turned back into Arrow text
+    for millions of rows: a twentieth of the tables' CPU at 1,000,000 care cycles)."""
+    from vbhc import indicators
+
+    kinds = set()
+    for data, got, values in _joins(demo_tables, monkeypatch):
+        names = list(values[0][1])
+        pieces = [(ind, {n: indicators._materialized(p) for n, p in columns.items()}) for ind, columns in values]
+        joined = {n: np.concatenate([np.asarray(columns[n]) for _, columns in pieces]) for n in names}
+        sizes = [len(columns["cycle_id"]) for _, columns in pieces]
+        joined["indicator"] = np.repeat(np.array([ind for ind, _ in pieces], dtype=object), sizes)
+        pd.testing.assert_frame_equal(got, pd.DataFrame(joined), check_exact=True)
+        for ind, columns in pieces:
+            kinds.add(data.condition.indicator(ind).kind)
+            for name in ("cycle_id", "unit"):
+                assert isinstance(columns[name], pd.api.extensions.ExtensionArray), (ind, name)
     assert {"survival", "proportion", "mean"} <= kinds
 
 
@@ -628,31 +636,16 @@ def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkey
     view's own columns (one source per column for all indicators), taken there once: the per-cycle frame equals each
     indicator's cycles' values joined, at both unit levels. Why: each indicator's own copy of the cycle ids and units
     was held until the join and copied once more there (the peak of a condition's tables at 10,000,000 cycles)."""
-    from dataclasses import replace
-
     from vbhc import indicators
 
-    tables, _ = demo_tables
-    seen = []
-    join = indicators._cycle_values
-
-    def spy(values):
-        seen.append(values)
-        return join(values)
-
-    monkeypatch.setattr(indicators, "_cycle_values", spy)
     kinds = set()
-    for result in tables.values():
-        for level in ("hospital", "department"):
-            data = replace(result.data, fitted={}, cox={}, derived={})
-            got = compute_indicators(data, level).cycle_values
-            values = seen.pop()
-            for name in ("cycle_id", "unit", "index_date"):
-                pieces = [columns[name] for _, columns in values]
-                assert all(isinstance(p, indicators._Taken) for p in pieces), name
-                assert len({id(p.source) for p in pieces}) == 1, name
-                expected = np.concatenate([np.asarray(p.source)[p.positions] for p in pieces])
-                np.testing.assert_array_equal(np.asarray(got[name]), expected)
-            assert str(got["cycle_id"].dtype) == str(data.cycles["cycle_id"].astype(str).dtype)
-            kinds |= {data.condition.indicator(ind).kind for ind, _ in values}
+    for data, got, values in _joins(demo_tables, monkeypatch):
+        for name in ("cycle_id", "unit", "index_date"):
+            pieces = [columns[name] for _, columns in values]
+            assert all(isinstance(p, indicators._Taken) for p in pieces), name
+            assert len({id(p.source) for p in pieces}) == 1, name
+            expected = np.concatenate([np.asarray(p.source)[p.positions] for p in pieces])
+            np.testing.assert_array_equal(np.asarray(got[name]), expected)
+        assert str(got["cycle_id"].dtype) == str(data.cycles["cycle_id"].astype(str).dtype)
+        kinds |= {data.condition.indicator(ind).kind for ind, _ in values}
     assert {"survival", "proportion", "mean"} <= kinds
