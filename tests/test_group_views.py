@@ -29,7 +29,13 @@ def _slow(monkeypatch: pytest.MonkeyPatch) -> None:
     def values(parts: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFrame:
         if not parts:
             return pd.DataFrame()
-        return pd.concat([pd.DataFrame(columns).assign(indicator=ind) for ind, columns in parts], ignore_index=True)
+        frames = [  # an indicator's cycle ids, units and dates as the arrays they were (not positions: _Taken)
+            pd.DataFrame({name: indicators._materialized(piece) for name, piece in columns.items()}).assign(
+                indicator=ind
+            )
+            for ind, columns in parts
+        ]
+        return pd.concat(frames, ignore_index=True)
 
     monkeypatch.setattr(indicators, "_group_rows", lambda data: None)
     monkeypatch.setattr(indicators, "_column_cache", lambda data: None)
