@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from sqlalchemy import select
 from tests.backends import sqlite_only
 from tests.registry_files import CYCLE_COLUMNS, cycles, write_csv, write_small_registry, write_units
 from vbhc import ingest, models
+from vbhc.catalog import load_catalog
 from vbhc.ingest import ImportRefused, import_files, prom_store
+from vbhc.settings import catalog_dir
 from vbhc.store import row_counts
 
 
@@ -371,6 +374,50 @@ def test_a_vital_status_file_without_a_date_column_is_refused_in_one_line(engine
     assert report.problems[0].rule.startswith("death needs its date (of death, or the date the patient was last")
     assert "the file has no date column" in report.problems[0].rule
     assert "geen kolom date" in report.problems[0].line("nl")
+    assert row_counts(engine) == before
+
+
+def test_two_survival_outcomes_without_the_date_column_are_each_named_once(engine, registry, tmp_path, monkeypatch):
+    """A condition whose catalog follows two vital outcomes (death, and a recurrence a hospital added): a follow-up
+    file without its date column names each outcome once, not only the first (the once-per-file line was kept per
+    rule, so the second outcome went unnamed)."""
+    folder = tmp_path / "catalog"
+    shutil.copytree(catalog_dir(), folder)
+    path = folder / "oesophageal_cancer.toml"
+    text = path.read_text(encoding="utf-8")
+    death = '    { id = "death", type = "binary",'
+    survival = '    { id = "survival_1y",'
+    assert death in text and survival in text, "test fixture out of date with the catalog"
+    text = text.replace(
+        death,
+        '    { id = "recurrence", type = "binary", label_en = "Recurrence", label_nl = "Recidief" },\n' + death,
+        1,
+    )
+    text = text.replace(
+        survival,
+        '    { id = "recurrence_free_1y", label_en = "Recurrence-free at 1 year", label_nl = "Recidiefvrij na 1 jaar", '
+        'kind = "survival", outcome = "recurrence", years = 1, direction = "higher", min_n = 20, tier = 2 },\n'
+        + survival,
+        1,
+    )
+    path.write_text(text, encoding="utf-8")
+    catalog = load_catalog(folder)
+    import_files(registry[:2], engine, catalog=catalog)
+    before = row_counts(engine)
+    follow_up = tmp_path / "vital" / "clinical_outcomes_follow_up.csv"
+    follow_up.parent.mkdir()
+    rows = [{"cycle_id": "C0001", "outcome": "recurrence", "value": "0"}]
+    rows += [{"cycle_id": f"C{i:04d}", "outcome": "death", "value": "1"} for i in (2, 3)]
+    rows += [{"cycle_id": "C0004", "outcome": "recurrence", "value": "1"}]
+    write_csv(follow_up, rows, list(rows[0]))
+    report = _refused([follow_up], engine, catalog=catalog, chunk_rows=2)
+    assert [(p.file, p.row, p.column, p.value) for p in report.problems] == [
+        ("clinical_outcomes_follow_up.csv", 2, "date", None),
+        ("clinical_outcomes_follow_up.csv", 3, "date", None),
+    ]
+    assert report.problem_count == 2
+    assert report.problems[0].rule.startswith("recurrence needs its date")
+    assert report.problems[1].rule.startswith("death needs its date")
     assert row_counts(engine) == before
 
 

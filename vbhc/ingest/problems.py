@@ -404,8 +404,8 @@ class ImportReport:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     seconds: float = 0.0
-    #: (file, sheet, rule key) of the problems a file states once for all its rows (Checker.flag_once)
-    stated_once: set[tuple[str, str | None, str]] = field(default_factory=set)
+    #: (file, sheet, rule key, message) of the problems a file states once for all its rows (Checker.flag_once)
+    stated_once: set[tuple[str, str | None, str, str]] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:

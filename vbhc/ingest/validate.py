@@ -198,13 +198,14 @@ class Checker:
         self.report.problem_count += len(rows) - min(len(rows), room)
 
     def flag_once(self, mask: np.ndarray, column: str, rule: Rule) -> None:
-        """Mark rows as bad for what the file lacks as a whole (a column it has not): one problem, on the file's
-        first such row, however many rows and chunks it holds, instead of the same line for every row."""
+        """Mark rows as bad for what the file lacks as a whole (a column it has not): one problem per message (two
+        survival outcomes without their date column are two lines, each naming its outcome), on the file's first
+        such row, however many rows and chunks it holds, instead of the same line for every row."""
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
         self.bad |= mask
-        once = (self.source.label, self.source.sheet, rule.code)
+        once = (self.source.label, self.source.sheet, rule.code, str(rule))
         if once in self.report.stated_once:
             return
         self.report.stated_once.add(once)
