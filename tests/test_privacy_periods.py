@@ -65,16 +65,19 @@ def period_attack(views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame]
     # a dictionary per column: one cell read through the MultiIndex (.loc) took ~1 ms, and there are thousands
     real_n, real_o = real["n"].to_dict(), real["observed"].to_dict()
     volumes = seen[seen["kind"] == "volume"].set_index(["period", "unit"])["n"].to_dict()
-    for (unit, indicator), line in seen.groupby(["unit", "indicator"]):
-        kind = str(line["kind"].iloc[0])
-        whole = line[line["period"] == ""]
-        years = line[line["period"] != ""]
-        if whole.empty or years.empty:
+    # each line's rows as positions into the columns read (a boolean selection of the wide table per line and
+    # period was most of this check)
+    periods, kinds = seen["period"].to_numpy(object), seen["kind"].to_numpy(object)
+    withheld = seen["n"].isna().to_numpy()
+    for (unit, indicator), rows in seen.groupby(["unit", "indicator"], observed=True).indices.items():
+        kind = str(kinds[rows[0]])
+        is_whole = periods[rows] == ""
+        whole, years = rows[is_whole], rows[~is_whole]
+        if not len(whole) or not len(years):
             continue
-        hidden = years[years["n"].isna()]
-        cells = hidden["period"].tolist()  # (itertuples read every column of the wide table: most of this check)
+        cells = periods[years[withheld[years]]].tolist()
         coef = [1.0] * len(cells)
-        whole_hidden = bool(whole["n"].isna().iloc[0])
+        whole_hidden = bool(withheld[whole[0]])
         if whole_hidden:
             cells.append("")
             coef.append(-1.0)
