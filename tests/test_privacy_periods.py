@@ -65,16 +65,19 @@ def period_attack(views: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame]
     # a dictionary per column: one cell read through the MultiIndex (.loc) took ~1 ms, and there are thousands
     real_n, real_o = real["n"].to_dict(), real["observed"].to_dict()
     volumes = seen[seen["kind"] == "volume"].set_index(["period", "unit"])["n"].to_dict()
-    for (unit, indicator), line in seen.groupby(["unit", "indicator"]):
-        kind = str(line["kind"].iloc[0])
-        whole = line[line["period"] == ""]
-        years = line[line["period"] != ""]
-        if whole.empty or years.empty:
+    # each line's rows as positions into the columns read (a boolean selection of the wide table per line and
+    # period was most of this check)
+    periods, kinds = seen["period"].to_numpy(object), seen["kind"].to_numpy(object)
+    withheld = seen["n"].isna().to_numpy()
+    for (unit, indicator), rows in seen.groupby(["unit", "indicator"], observed=True).indices.items():
+        kind = str(kinds[rows[0]])
+        is_whole = periods[rows] == ""
+        whole, years = rows[is_whole], rows[~is_whole]
+        if not len(whole) or not len(years):
             continue
-        hidden = years[years["n"].isna()]
-        cells = hidden["period"].tolist()  # (itertuples read every column of the wide table: most of this check)
+        cells = periods[years[withheld[years]]].tolist()
         coef = [1.0] * len(cells)
-        whole_hidden = bool(whole["n"].isna().iloc[0])
+        whole_hidden = bool(withheld[whole[0]])
         if whole_hidden:
             cells.append("")
             coef.append(-1.0)
@@ -562,13 +565,19 @@ def frame_attack(
     found = []
     seen = pd.concat([v.assign(_p=p) for p, v in views.items()], ignore_index=True)
     real = pd.concat([t.assign(_p=p) for p, t in truth.items()], ignore_index=True)
-    for line, rows in seen.groupby(keys):
-        whole, years = rows[rows["_p"] == ""], rows[rows["_p"] != ""]
-        if whole.empty or years.empty:
+    # a line's rows as positions (seen's and real's rows are the same, numbered from 0): a boolean selection of the
+    # frames per line and a .loc per cell were most of this check
+    periods, withheld = seen["_p"].to_numpy(object), seen[count].isna().to_numpy()
+    real_periods = real["_p"].to_numpy(object)
+    real_values = {what: real[what].to_numpy(float) for what in [count, *([observed] if observed else [])]}
+    for line, rows in seen.groupby(keys, observed=True).indices.items():
+        is_whole = periods[rows] == ""
+        whole, years = rows[is_whole], rows[~is_whole]
+        if not len(whole) or not len(years):
             continue
-        hidden = list(years.index[years[count].isna()])
-        whole_hidden = bool(whole[count].isna().iloc[0])
-        cells = hidden + ([whole.index[0]] if whole_hidden else [])
+        hidden = years[withheld[years]].tolist()
+        whole_hidden = bool(withheld[whole[0]])
+        cells = hidden + ([int(whole[0])] if whole_hidden else [])
         if not cells:
             continue
         if whole_hidden and len(cells) == 1:
@@ -576,15 +585,15 @@ def frame_attack(
             continue
         coef = np.array([1.0] * len(hidden) + ([-1.0] if whole_hidden else []))
         for what in [count, *([observed] if observed else [])]:
-            values = real.loc[cells, what].to_numpy(float)
-            small = real.loc[cells, count].to_numpy(float) < THRESHOLD
+            values = real_values[what][cells]
+            small = real_values[count][cells] < THRESHOLD
             lows = np.where(small, 0.0, float(THRESHOLD)) if what == count else np.zeros(len(cells))
             highs = np.where(small, THRESHOLD - 1.0, math.inf)
             total = float((coef * values).sum())  # the shown part: whole minus shown years (or its negative)
             for i, cell in enumerate(cells):
                 low, high = signed_interval(total, coef, lows, highs, i)
                 if high - low < 1:
-                    found.append(f"{what} of {line}/{real.loc[cell, '_p'] or 'all'} = {low:g}")
+                    found.append(f"{what} of {line}/{real_periods[cell] or 'all'} = {low:g}")
     return found
 
 
