@@ -51,9 +51,13 @@ def reflected(engine: Engine) -> MetaData:
     return _METADATA[key]
 
 
-def _sort_key(row: tuple) -> tuple:
-    # numbers as numbers: ids 8 and 10 must sort as 8 < 10 ("10" < "8" as text)
-    return tuple((v is None, not isinstance(v, int | float), v if isinstance(v, int | float) else str(v)) for v in row)
+def _sort_key(row: tuple) -> list:
+    # numbers as numbers: ids 8 and 10 must sort as 8 < 10 ("10" < "8" as text); a list (compared as the tuple
+    # of the same items would be), made by a comprehension: a snapshot sorts every stored row by it
+    return [
+        (False, False, v) if isinstance(v, int | float) else (v is None, True, "None" if v is None else str(v))
+        for v in row
+    ]
 
 
 def snapshot(engine: Engine, *, skip: Iterable[str] = ()) -> dict[str, list[dict[str, Any]]]:
@@ -65,8 +69,11 @@ def snapshot(engine: Engine, *, skip: Iterable[str] = ()) -> dict[str, list[dict
         for table in reflected(engine).sorted_tables:
             if table.name in skipped or table.name.startswith("vbhc_stage"):
                 continue
-            rows = [dict(r._mapping) for r in conn.execute(select(table))]
-            out[table.name] = sorted(rows, key=lambda r: _sort_key(tuple(r.values())))
+            result = conn.execute(select(table))
+            columns = list(result.keys())
+            # sorted as tuples, then made dicts: the same order (the key reads the values in column order) without
+            # a mapping view and a tuple of its values per row
+            out[table.name] = [dict(zip(columns, r, strict=True)) for r in sorted(result, key=_sort_key)]
     if "prom_questionnaires" in out and "prom_responses" not in skipped:
         out["prom_responses"] = answer_rows(out["prom_questionnaires"], out.get("prom_items", []))
     return out
