@@ -9,6 +9,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 from vbhc import benchmark
+from vbhc.catalog import SURVIVAL_KINDS
 from vbhc.indicators import (
     compute_indicators,
     cusum_vlad,
@@ -649,3 +650,42 @@ def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkey
         assert str(got["cycle_id"].dtype) == str(data.cycles["cycle_id"].astype(str).dtype)
         kinds |= {data.condition.indicator(ind).kind for ind, _ in values}
     assert {"survival", "proportion", "mean"} <= kinds
+
+
+def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tables, monkeypatch):
+    """The design and column conversions a table's fits keep (the view's ColumnCache) are let go of once the table's
+    last indicator with a case-mix model is done: the survival indicators' Cox fits and the per-cycle frame, a
+    condition's peaks at 10,000,000 care cycles, come without them (the kept design alone ~340 MB there). The view's
+    other unit level fits nothing (it reuses the models) and converts nothing; its table is the same."""
+    from dataclasses import replace
+
+    from vbhc import indicators, survival
+
+    tables, _ = demo_tables
+    with_survival = [r for r in tables.values() if any(i.kind == "survival" for i in r.data.condition.indicators)]
+    assert with_survival
+    for result in with_survival:
+        data = replace(result.data, fitted={}, cox={}, derived={})
+        kinds = [ind.kind for ind in data.condition.indicators]
+        fitting = [i for i, k in enumerate(kinds) if k not in ("volume", "response_rate", *SURVIVAL_KINDS)]
+        assert kinds.index("survival") > max(fitting)  # the Cox fits come after the last case-mix fit
+        held_at_survival, fits = [], []
+        columns, fit = survival.survival_columns, indicators.fit_casemix_model
+
+        def spied(*args, data=data, columns=columns, held=held_at_survival, **kwargs):
+            held.append("case-mix columns" in data.derived)
+            return columns(*args, **kwargs)
+
+        monkeypatch.setattr(survival, "survival_columns", spied)
+        monkeypatch.setattr(
+            indicators, "fit_casemix_model", lambda *a, fit=fit, fits=fits, **k: fits.append(1) or fit(*a, **k)
+        )
+        indicators.compute_indicators(data, "hospital")
+        assert fits and held_at_survival == [False] * kinds.count("survival")
+        assert "case-mix columns" not in data.derived
+        fitted = len(fits)
+        department = indicators.compute_indicators(data, "department")
+        assert len(fits) == fitted and "case-mix columns" not in data.derived  # the models reused, nothing converted
+        fresh = indicators.compute_indicators(replace(data, fitted={}, cox={}, derived={}), "department")
+        pd.testing.assert_frame_equal(department.table, fresh.table, check_exact=True)
+        monkeypatch.undo()

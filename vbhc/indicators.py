@@ -244,9 +244,11 @@ def compute_indicators(
     rows = _UnitRows(units, codes.astype(np.intp, copy=False))
     hospital_of = _hospital_of(units, rows.codes, cycles["hospital"])
     tables, models, values = [], {}, []
-    for ind in cond.indicators:
-        if indicators is not None and ind.id not in indicators:
-            continue
+    chosen = [ind for ind in cond.indicators if indicators is None or ind.id in indicators]
+    last_fit = max((i for i, ind in enumerate(chosen) if ind.kind not in _NOT_FITTED), default=-1)
+    for i, ind in enumerate(chosen):
+        if i > last_fit:  # no case-mix fit after this: let go of the fits' kept design and column conversions
+            data.derived.pop(_CASEMIX_COLUMNS, None)
         columns, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion, grouped_fits)
         if columns is None:
             continue
@@ -263,6 +265,14 @@ def compute_indicators(
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
     table = table.reindex(columns=cols)
     return IndicatorResult(cond.id, level, data.period, table, models, _cycle_values(values), data)
+
+
+#: The indicator kinds without a case-mix model of their own (_one_indicator): after the last indicator of a table that
+#: has one, the conversions and design its fits kept (_column_cache) are let go of before the survival indicators'
+#: Cox fits and the per-cycle frame, the peaks of a condition's table (at 10,000,000 care cycles the kept design alone
+#: is ~340 MB). The view's other unit level reuses the fitted models (ConditionData.fitted), so nothing is fitted
+#: again; a table that does fit again (other indicators asked for) converts the columns again, to the same numbers.
+_NOT_FITTED = frozenset({"volume", "response_rate", *SURVIVAL_KINDS})
 
 
 def _hospital_of(units: pd.Index, codes: np.ndarray, hospital: pd.Series) -> dict[str, str]:
@@ -724,11 +734,15 @@ _ROWS, _IDS = "group rows", "cycle ids"
 def _column_cache(data: ConditionData) -> ColumnCache:
     """The conversions of the view's case-mix columns, kept with its data for its indicators' case-mix models (the
     indicators' frames share these columns; an extra covariate such as a PROM's baseline score is not kept)."""
-    cache = data.derived.get("case-mix columns")
+    cache = data.derived.get(_CASEMIX_COLUMNS)
     if cache is None:
         names = frozenset(v.name for v in data.condition.casemix) - {"y", "unit", "baseline_score"}
-        cache = data.derived.setdefault("case-mix columns", ColumnCache(names))
+        cache = data.derived.setdefault(_CASEMIX_COLUMNS, ColumnCache(names))
     return cache
+
+
+#: ConditionData.derived's key of the view's ColumnCache (_column_cache)
+_CASEMIX_COLUMNS = "case-mix columns"
 
 
 def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
