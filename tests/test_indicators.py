@@ -599,7 +599,7 @@ def _joins(demo_tables, monkeypatch):
     join = indicators._cycle_values
 
     def spy(values):
-        seen.append(values)
+        seen.append([(ind, dict(columns)) for ind, columns in values])  # the join takes the pieces out of `values`
         return join(values)
 
     monkeypatch.setattr(indicators, "_cycle_values", spy)

@@ -390,7 +390,7 @@ def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFra
     """The indicators' per-cycle values (each indicator's columns as arrays, or _Taken) as one frame with their
     indicator: the arrays joined, not a frame per indicator concatenated (its text columns converted once instead of
     twice). With an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives
-    such a concat."""
+    such a concat. Takes the pieces: the indicators' dicts in `values` are emptied as their columns are joined."""
     if not values:
         return pd.DataFrame()
     if any(len(columns["cycle_id"]) == 0 for _, columns in values):
@@ -400,10 +400,14 @@ def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFra
         ]
         return pd.concat(frames, ignore_index=True)
     names = list(values[0][1])
-    joined = {name: _joined_column([columns[name] for _, columns in values]) for name in names}
     sizes = [len(columns["cycle_id"]) for _, columns in values]
+    # each column's pieces handed over (taken out of `values`) as it is joined, so they go as soon as it is: at
+    # 10,000,000 care cycles the per-cycle frame of a condition is tens of millions of rows, and every indicator's
+    # pieces held to the end of the join, beside the joined columns, were the condition's peak
+    joined = {name: _joined_column([columns.pop(name) for _, columns in values]) for name in names}
     joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
-    return pd.DataFrame(joined)
+    # the joined arrays are this frame's own (new arrays, nobody else holds them): not copied once more by pandas
+    return pd.DataFrame(joined, copy=False)
 
 
 def _joined_column(pieces: list) -> np.ndarray | pd.Series:
