@@ -654,6 +654,9 @@ def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkey
     assert {"survival", "proportion", "mean"} <= kinds
 
 
+_CM = "case-mix columns"
+
+
 def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tables, monkeypatch):
     """The design and column conversions a table's fits keep (the view's ColumnCache) are let go of once the table's
     last indicator with a case-mix model is done: the survival indicators' Cox fits and the per-cycle frame, a
@@ -666,6 +669,16 @@ def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tab
     tables, _ = demo_tables
     with_survival = [r for r in tables.values() if any(i.kind == "survival" for i in r.data.condition.indicators)]
     assert with_survival
+    for result in tables.values():  # whatever the last indicator, the per-cycle join comes without them
+        data = replace(result.data, fitted={}, cox={}, derived={})
+        joined = []
+        join = indicators._cycle_values
+        monkeypatch.setattr(
+            indicators, "_cycle_values", lambda v, d=data, s=joined, j=join: s.append(_CM in d.derived) or j(v)
+        )
+        indicators.compute_indicators(data, "hospital")
+        assert joined == [False], result.condition
+        monkeypatch.undo()
     for result in with_survival:
         data = replace(result.data, fitted={}, cox={}, derived={})
         kinds = [ind.kind for ind in data.condition.indicators]

@@ -257,6 +257,7 @@ def compute_indicators(
             models[ind.id] = model
         if per_cycle is not None:
             values.append((ind.id, per_cycle))
+    data.derived.pop(_CASEMIX_COLUMNS, None)  # a table whose last indicator fits: let go of them before the join
     table = _joined_table([{"unit_level": level} | columns for columns in tables], BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
