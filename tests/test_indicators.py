@@ -3,12 +3,15 @@ planted truth: the planted outliers at the 99.8% limit, and no outlier where onl
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
 from vbhc import benchmark
+from vbhc.catalog import SURVIVAL_KINDS
 from vbhc.indicators import (
     compute_indicators,
     cusum_vlad,
@@ -598,7 +601,7 @@ def _joins(demo_tables, monkeypatch):
     join = indicators._cycle_values
 
     def spy(values):
-        seen.append(values)
+        seen.append([(ind, dict(columns)) for ind, columns in values])  # the join takes the pieces out of `values`
         return join(values)
 
     monkeypatch.setattr(indicators, "_cycle_values", spy)
@@ -649,3 +652,99 @@ def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkey
         assert str(got["cycle_id"].dtype) == str(data.cycles["cycle_id"].astype(str).dtype)
         kinds |= {data.condition.indicator(ind).kind for ind, _ in values}
     assert {"survival", "proportion", "mean"} <= kinds
+
+
+_CM = "case-mix columns"
+
+
+def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tables, monkeypatch):
+    """The design and column conversions a table's fits keep (the view's ColumnCache) are let go of once the table's
+    last indicator with a case-mix model is done: the survival indicators' Cox fits and the per-cycle frame, a
+    condition's peaks at 10,000,000 care cycles, come without them (the kept design alone ~340 MB there). The view's
+    other unit level fits nothing (it reuses the models) and converts nothing; its table is the same."""
+    from dataclasses import replace
+
+    from vbhc import indicators, survival
+
+    tables, _ = demo_tables
+    with_survival = [r for r in tables.values() if any(i.kind == "survival" for i in r.data.condition.indicators)]
+    assert with_survival
+    for result in tables.values():  # whatever the last indicator, the per-cycle join comes without them
+        data = replace(result.data, fitted={}, cox={}, derived={})
+        joined = []
+        join = indicators._cycle_values
+        monkeypatch.setattr(
+            indicators, "_cycle_values", lambda v, d=data, s=joined, j=join: s.append(_CM in d.derived) or j(v)
+        )
+        indicators.compute_indicators(data, "hospital")
+        assert joined == [False], result.condition
+        monkeypatch.undo()
+    for result in with_survival:
+        data = replace(result.data, fitted={}, cox={}, derived={})
+        kinds = [ind.kind for ind in data.condition.indicators]
+        fitting = [i for i, k in enumerate(kinds) if k not in ("volume", "response_rate", *SURVIVAL_KINDS)]
+        assert kinds.index("survival") > max(fitting)  # the Cox fits come after the last case-mix fit
+        held_at_survival, fits = [], []
+        columns, fit = survival.survival_columns, indicators.fit_casemix_model
+
+        def spied(*args, data=data, columns=columns, held=held_at_survival, **kwargs):
+            held.append("case-mix columns" in data.derived)
+            return columns(*args, **kwargs)
+
+        monkeypatch.setattr(survival, "survival_columns", spied)
+        monkeypatch.setattr(
+            indicators, "fit_casemix_model", lambda *a, fit=fit, fits=fits, **k: fits.append(1) or fit(*a, **k)
+        )
+        indicators.compute_indicators(data, "hospital")
+        assert fits and held_at_survival == [False] * kinds.count("survival")
+        assert "case-mix columns" not in data.derived
+        fitted = len(fits)
+        department = indicators.compute_indicators(data, "department")
+        assert len(fits) == fitted and "case-mix columns" not in data.derived  # the models reused, nothing converted
+        fresh = indicators.compute_indicators(replace(data, fitted={}, cox={}, derived={}), "department")
+        pd.testing.assert_frame_equal(department.table, fresh.table, check_exact=True)
+        monkeypatch.undo()
+
+
+def test_the_per_cycle_join_lets_go_of_each_columns_pieces_and_does_not_copy_the_joined_arrays(monkeypatch):
+    """The per-cycle join takes each column's pieces out of the indicators' values as it joins them, so an earlier
+    column's pieces are gone while the next is joined, and the frame holds the joined arrays themselves, not a copy:
+    at 10,000,000 care cycles every piece held to the end and pandas' copy of the floats, dates and indicator ids were
+    the join's transient (the peak of breast cancer's table)."""
+    import weakref
+
+    from vbhc import indicators
+
+    rng = np.random.default_rng(1)
+    ids = pd.array([f"c{i}" for i in range(50)], dtype=str)
+    dates = np.arange(50).astype("datetime64[D]").astype("datetime64[s]")
+
+    def piece(at: np.ndarray) -> dict[str, object]:
+        taken = indicators._Taken
+        return {
+            "cycle_id": taken(ids, at),
+            "unit": taken(ids, at),
+            "index_date": taken(dates, at),
+            "observed": rng.random(len(at)),
+            "expected": rng.random(len(at)),
+        }
+
+    values = [("a", piece(np.arange(0, 30))), ("b", piece(np.arange(10, 50)))]
+    observed = [weakref.ref(columns["observed"]) for _, columns in values]
+    alive, joined = [], {}
+    join = indicators._joined_column
+
+    def spied(pieces: list) -> object:
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in observed))
+        out = join(pieces)
+        joined[len(alive)] = out
+        return out
+
+    monkeypatch.setattr(indicators, "_joined_column", spied)
+    frame = indicators._cycle_values(values)
+    assert alive == [2, 2, 2, 2, 0]  # observed's pieces gone once joined, before expected is
+    assert all(not columns for _, columns in values)
+    assert np.shares_memory(frame["expected"].to_numpy(), joined[5])  # the joined array, not a copy
+    assert np.shares_memory(frame["observed"].to_numpy(), joined[4])
+    assert frame["indicator"].tolist() == ["a"] * 30 + ["b"] * 40

@@ -541,6 +541,38 @@ def test_default_views_put_the_first_pages_first(registry, monkeypatch):
 
 
 @sqlite_only
+def test_precompute_lets_go_of_a_conditions_data_before_the_next_conditions_views(registry, monkeypatch):
+    """precompute keeps a condition's data in memory for its views (both levels, its periods), and lets go of it
+    when the next condition's views start: before, the store's memo kept up to four views' data, so at 10,000,000
+    care cycles the next condition's tables were computed beside the previous conditions' data (GBs each)."""
+    import weakref
+
+    first, second = _conditions(registry)[:2]
+    loaded: dict[str, weakref.ref] = {}
+    load = indicators.load_condition_data
+
+    def tracked(condition: str, *args, **kwargs) -> indicators.ConditionData:
+        data = load(condition, *args, **kwargs)
+        loaded[condition] = weakref.ref(data)
+        return data
+
+    alive_then: list[tuple[str, bool]] = []  # (condition computed, the first condition's data still held)
+    compute = indicators.compute_indicators
+
+    def spied(data: indicators.ConditionData, *args, **kwargs) -> indicators.IndicatorResult:
+        gc.collect()
+        alive_then.append((data.condition.id, loaded[first]() is not None))
+        return compute(data, *args, **kwargs)
+
+    monkeypatch.setattr(indicators, "load_condition_data", tracked)
+    monkeypatch.setattr(indicators, "compute_indicators", spied)
+    views = [ViewKey(c, level) for c in (first, second) for level in ("hospital", "department")]
+    assert results.precompute(registry, views, prune=False) == (4, 0)
+    # the first condition's two levels share its data (read once); the second's are computed without it
+    assert alive_then == [(first, True), (first, True), (second, False), (second, False)]
+
+
+@sqlite_only
 def test_the_years_are_prepared_year_by_year_newest_first_each_with_its_prem_tables(registry, monkeypatch):
     """A server's years (precompute_years, a registry too large for default_views' years): the newest year's PREM
     tables and then its views of every condition, before anything of an older year, so a period change to a recent

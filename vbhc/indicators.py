@@ -244,9 +244,11 @@ def compute_indicators(
     rows = _UnitRows(units, codes.astype(np.intp, copy=False))
     hospital_of = _hospital_of(units, rows.codes, cycles["hospital"])
     tables, models, values = [], {}, []
-    for ind in cond.indicators:
-        if indicators is not None and ind.id not in indicators:
-            continue
+    chosen = [ind for ind in cond.indicators if indicators is None or ind.id in indicators]
+    last_fit = max((i for i, ind in enumerate(chosen) if ind.kind not in _NOT_FITTED), default=-1)
+    for i, ind in enumerate(chosen):
+        if i > last_fit:  # no case-mix fit after this: let go of the fits' kept design and column conversions
+            data.derived.pop(_CASEMIX_COLUMNS, None)
         columns, model, per_cycle = _one_indicator(ind, data, base, rows, levels, dispersion, grouped_fits)
         if columns is None:
             continue
@@ -255,6 +257,7 @@ def compute_indicators(
             models[ind.id] = model
         if per_cycle is not None:
             values.append((ind.id, per_cycle))
+    data.derived.pop(_CASEMIX_COLUMNS, None)  # a table whose last indicator fits: let go of them before the join
     table = _joined_table([{"unit_level": level} | columns for columns in tables], BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
@@ -263,6 +266,14 @@ def compute_indicators(
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
     table = table.reindex(columns=cols)
     return IndicatorResult(cond.id, level, data.period, table, models, _cycle_values(values), data)
+
+
+#: The indicator kinds without a case-mix model of their own (_one_indicator): after the last indicator of a table that
+#: has one, the conversions and design its fits kept (_column_cache) are let go of before the survival indicators'
+#: Cox fits and the per-cycle frame, the peaks of a condition's table (at 10,000,000 care cycles the kept design alone
+#: is ~340 MB). The view's other unit level reuses the fitted models (ConditionData.fitted), so nothing is fitted
+#: again; a table that does fit again (other indicators asked for) converts the columns again, to the same numbers.
+_NOT_FITTED = frozenset({"volume", "response_rate", *SURVIVAL_KINDS})
 
 
 def _hospital_of(units: pd.Index, codes: np.ndarray, hospital: pd.Series) -> dict[str, str]:
@@ -380,7 +391,7 @@ def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFra
     """The indicators' per-cycle values (each indicator's columns as arrays, or _Taken) as one frame with their
     indicator: the arrays joined, not a frame per indicator concatenated (its text columns converted once instead of
     twice). With an indicator without cycles the frames are concatenated, as before, for the dtypes pandas gives
-    such a concat."""
+    such a concat. Takes the pieces: the indicators' dicts in `values` are emptied as their columns are joined."""
     if not values:
         return pd.DataFrame()
     if any(len(columns["cycle_id"]) == 0 for _, columns in values):
@@ -390,10 +401,14 @@ def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFra
         ]
         return pd.concat(frames, ignore_index=True)
     names = list(values[0][1])
-    joined = {name: _joined_column([columns[name] for _, columns in values]) for name in names}
     sizes = [len(columns["cycle_id"]) for _, columns in values]
+    # each column's pieces handed over (taken out of `values`) as it is joined, so they go as soon as it is: at
+    # 10,000,000 care cycles the per-cycle frame of a condition is tens of millions of rows, and every indicator's
+    # pieces held to the end of the join, beside the joined columns, were the condition's peak
+    joined = {name: _joined_column([columns.pop(name) for _, columns in values]) for name in names}
     joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
-    return pd.DataFrame(joined)
+    # the joined arrays are this frame's own (new arrays, nobody else holds them): not copied once more by pandas
+    return pd.DataFrame(joined, copy=False)
 
 
 def _joined_column(pieces: list) -> np.ndarray | pd.Series:
@@ -724,11 +739,15 @@ _ROWS, _IDS = "group rows", "cycle ids"
 def _column_cache(data: ConditionData) -> ColumnCache:
     """The conversions of the view's case-mix columns, kept with its data for its indicators' case-mix models (the
     indicators' frames share these columns; an extra covariate such as a PROM's baseline score is not kept)."""
-    cache = data.derived.get("case-mix columns")
+    cache = data.derived.get(_CASEMIX_COLUMNS)
     if cache is None:
         names = frozenset(v.name for v in data.condition.casemix) - {"y", "unit", "baseline_score"}
-        cache = data.derived.setdefault("case-mix columns", ColumnCache(names))
+        cache = data.derived.setdefault(_CASEMIX_COLUMNS, ColumnCache(names))
     return cache
+
+
+#: ConditionData.derived's key of the view's ColumnCache (_column_cache)
+_CASEMIX_COLUMNS = "case-mix columns"
 
 
 def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -627,6 +627,15 @@ class ResultStore:
                     self._data.pop(next(iter(self._data)))
         return data
 
+    def keep_data_of(self, condition: str) -> None:
+        """Let go of the ConditionData this store keeps in memory (`memo`) for any other condition than `condition`.
+        Why: precompute takes the views condition by condition, and a condition's views are cut from its own data
+        alone; the previous conditions' data (at 10,000,000 care cycles GBs each) were kept until four newer views'
+        pushed them out, so the next condition's tables were computed beside them."""
+        with self._lock:
+            for memo in [memo for memo in self._data if memo[1].condition != condition]:
+                del self._data[memo]
+
     def result(self, key: ViewKey, version: str | None = None, data: ConditionData | None = None) -> IndicatorResult:
         """The view's IndicatorResult from the store, else computed (and stored). `version` defaults to the
         current one; `data` is the view's ConditionData when the caller has it."""
@@ -1131,6 +1140,7 @@ def precompute(
     computed = stored = 0
     with registry.shared_reads(engine):  # every condition in turn: each child table read once for all of them
         for done, key in enumerate(order):
+            store.keep_data_of(key.condition)  # the previous condition's data are done with
             if store.has(key, version):
                 stored += 1
             else:
