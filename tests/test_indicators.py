@@ -11,7 +11,6 @@ import pytest
 import statsmodels.formula.api as smf
 
 from vbhc import benchmark
-from vbhc.catalog import SURVIVAL_KINDS
 from vbhc.indicators import (
     compute_indicators,
     cusum_vlad,
@@ -654,9 +653,6 @@ def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkey
     assert {"survival", "proportion", "mean"} <= kinds
 
 
-_CM = "case-mix columns"
-
-
 def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tables, monkeypatch):
     """The design and column conversions a table's fits keep (the view's ColumnCache) are let go of once the table's
     last indicator with a case-mix model is done: the survival indicators' Cox fits and the per-cycle frame, a
@@ -674,7 +670,9 @@ def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tab
         joined = []
         join = indicators._cycle_values
         monkeypatch.setattr(
-            indicators, "_cycle_values", lambda v, d=data, s=joined, j=join: s.append(_CM in d.derived) or j(v)
+            indicators,
+            "_cycle_values",
+            lambda v, d=data, s=joined, j=join: s.append(indicators._CASEMIX_COLUMNS in d.derived) or j(v),
         )
         indicators.compute_indicators(data, "hospital")
         assert joined == [False], result.condition
@@ -682,13 +680,13 @@ def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tab
     for result in with_survival:
         data = replace(result.data, fitted={}, cox={}, derived={})
         kinds = [ind.kind for ind in data.condition.indicators]
-        fitting = [i for i, k in enumerate(kinds) if k not in ("volume", "response_rate", *SURVIVAL_KINDS)]
+        fitting = [i for i, k in enumerate(kinds) if k not in indicators._NOT_FITTED]
         assert kinds.index("survival") > max(fitting)  # the Cox fits come after the last case-mix fit
         held_at_survival, fits = [], []
         columns, fit = survival.survival_columns, indicators.fit_casemix_model
 
         def spied(*args, data=data, columns=columns, held=held_at_survival, **kwargs):
-            held.append("case-mix columns" in data.derived)
+            held.append(indicators._CASEMIX_COLUMNS in data.derived)
             return columns(*args, **kwargs)
 
         monkeypatch.setattr(survival, "survival_columns", spied)
@@ -697,10 +695,12 @@ def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tab
         )
         indicators.compute_indicators(data, "hospital")
         assert fits and held_at_survival == [False] * kinds.count("survival")
-        assert "case-mix columns" not in data.derived
+        assert indicators._CASEMIX_COLUMNS not in data.derived
         fitted = len(fits)
         department = indicators.compute_indicators(data, "department")
-        assert len(fits) == fitted and "case-mix columns" not in data.derived  # the models reused, nothing converted
+        assert (
+            len(fits) == fitted and indicators._CASEMIX_COLUMNS not in data.derived
+        )  # the models reused, nothing converted
         fresh = indicators.compute_indicators(replace(data, fitted={}, cox={}, derived={}), "department")
         pd.testing.assert_frame_equal(department.table, fresh.table, check_exact=True)
         monkeypatch.undo()
