@@ -289,7 +289,10 @@ def assert_no_exception(page: Page) -> None:
 
 
 def query(page: Page) -> dict[str, list[str]]:
-    return parse_qs(urlparse(page.url).query)
+    """The page's address parameters as the browser holds them now (`location.href`). Why not `page.url`: that is
+    Playwright's copy, updated by an event that reaches the test process after the browser's own replaceState, and
+    a check right after a settled run read the old address in two runs (the meeting date at load 16)."""
+    return parse_qs(urlparse(page.evaluate("() => location.href")).query)
 
 
 def choose(page: Page, label: str, option: str) -> None:

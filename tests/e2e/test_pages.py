@@ -31,6 +31,7 @@ from tests.e2e.conftest import DESKTOP, PHONE, StreamlitServer
 from tests.e2e.test_browser import (
     RUN_TIMEOUT_MS,
     SETTLED_MS,
+    query,
     runs,
     screenshot,
     title,
@@ -198,10 +199,6 @@ def team_title(condition: str, unit: str, lang: str) -> str:
 
 def indicator_labels(condition: str, lang: str) -> set[str]:
     return {i.label(lang) for i in CATALOG.conditions[condition].indicators if i.kind != "volume"}
-
-
-def query(page: Page) -> dict[str, list[str]]:
-    return parse_qs(urlparse(page.url).query)
 
 
 def visible(locator: Locator) -> list[Locator]:
