@@ -4,6 +4,7 @@ planted truth: the planted outliers at the 99.8% limit, and no outlier where onl
 from __future__ import annotations
 
 import gc
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -588,30 +589,73 @@ def test_prom_indicator_values_equal_a_lookup_by_text_id_without_mapping_text_id
         np.testing.assert_array_equal(frame["baseline_score"].to_numpy(float), baseline)
 
 
-def _joins(demo_tables, monkeypatch):
-    """Every view of the demo's tables computed afresh at both unit levels, with the pieces its per-cycle frame was
-    joined from: (the view's data, the frame, the pieces)."""
+class _Fresh(NamedTuple):
+    """One table computed afresh, and what was seen while it was computed."""
+
+    data: object  # the view's ConditionData (its fitted models, derived columns as the table left them)
+    level: str
+    table: pd.DataFrame  # the indicator table
+    frame: pd.DataFrame  # the table's per-cycle values
+    pieces: list  # what the per-cycle frame was joined from: [(indicator, {column: piece})]
+    held_at_join: list[bool]  # at each join of the per-cycle frame: the kept design (ColumnCache) still on the data
+    held_at_survival: list[bool]  # the same at each survival indicator's columns
+    fits: int  # case-mix models fitted for the table
+
+
+@pytest.fixture(scope="module")
+def fresh_tables(demo_tables) -> list[_Fresh]:
+    """Every view of the demo's tables computed afresh (no fitted model, no derived column) at hospital level, then
+    at department level on the same data (reusing the hospital table's models, as a page does), with what the spied
+    steps saw. Computed once for the module: the tests of the per-cycle join and of the kept design read the same
+    computations (each computed them again, refitting both levels: ~half of this module's CPU after its set-up)."""
     from dataclasses import replace
 
-    from vbhc import indicators
+    from vbhc import indicators, survival
 
     tables, _ = demo_tables
-    seen = []
-    join = indicators._cycle_values
+    out: list[_Fresh] = []
+    seen: dict = {}
+    join, columns, fit = indicators._cycle_values, survival.survival_columns, indicators.fit_casemix_model
 
-    def spy(values):
-        seen.append([(ind, dict(columns)) for ind, columns in values])  # the join takes the pieces out of `values`
+    def spied_join(values):
+        # the join takes the pieces out of `values`: a copy of each indicator's dict is kept
+        seen["pieces"] = [(ind, dict(cols)) for ind, cols in values]
+        seen["held_at_join"].append(indicators._CASEMIX_COLUMNS in seen["data"].derived)
         return join(values)
 
-    monkeypatch.setattr(indicators, "_cycle_values", spy)
-    for result in tables.values():
-        for level in ("hospital", "department"):
+    def spied_columns(*args, **kwargs):
+        seen["held_at_survival"].append(indicators._CASEMIX_COLUMNS in seen["data"].derived)
+        return columns(*args, **kwargs)
+
+    def spied_fit(*args, **kwargs):
+        seen["fits"] += 1
+        return fit(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(indicators, "_cycle_values", spied_join)
+        patch.setattr(survival, "survival_columns", spied_columns)
+        patch.setattr(indicators, "fit_casemix_model", spied_fit)
+        for result in tables.values():
             data = replace(result.data, fitted={}, cox={}, derived={})
-            got = compute_indicators(data, level).cycle_values
-            yield data, got, seen.pop()
+            for level in ("hospital", "department"):
+                seen.update(data=data, held_at_join=[], held_at_survival=[], fits=0)
+                got = compute_indicators(data, level)
+                out.append(
+                    _Fresh(
+                        data,
+                        level,
+                        got.table,
+                        got.cycle_values,
+                        seen["pieces"],
+                        seen["held_at_join"],
+                        seen["held_at_survival"],
+                        seen["fits"],
+                    )
+                )
+    return out
 
 
-def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_strings(demo_tables, monkeypatch):
+def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_strings(fresh_tables):
     """The per-cycle values of every indicator (survival ones too) equal the frame of their pieces joined as NumPy
     arrays (how they were joined before: the same values and dtypes), at both unit levels; the cycle ids and units
     reach the join as pandas' text arrays, not as Python strings (those were made and turned back into Arrow text
@@ -619,21 +663,23 @@ def test_per_cycle_values_equal_those_joined_as_numpy_arrays_without_python_stri
     from vbhc import indicators
 
     kinds = set()
-    for data, got, values in _joins(demo_tables, monkeypatch):
+    for fresh in fresh_tables:
+        values = fresh.pieces
         names = list(values[0][1])
         pieces = [(ind, {n: indicators._materialized(p) for n, p in columns.items()}) for ind, columns in values]
         joined = {n: np.concatenate([np.asarray(columns[n]) for _, columns in pieces]) for n in names}
         sizes = [len(columns["cycle_id"]) for _, columns in pieces]
         joined["indicator"] = np.repeat(np.array([ind for ind, _ in pieces], dtype=object), sizes)
-        pd.testing.assert_frame_equal(got, pd.DataFrame(joined), check_exact=True)
+        pd.testing.assert_frame_equal(fresh.frame, pd.DataFrame(joined), check_exact=True)
         for ind, columns in pieces:
-            kinds.add(data.condition.indicator(ind).kind)
+            kinds.add(fresh.data.condition.indicator(ind).kind)
             for name in ("cycle_id", "unit"):
                 assert isinstance(columns[name], pd.api.extensions.ExtensionArray), (ind, name)
     assert {"survival", "proportion", "mean"} <= kinds
+    assert {fresh.level for fresh in fresh_tables} == {"hospital", "department"}
 
 
-def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkeypatch):
+def test_per_cycle_text_is_taken_once_from_the_views_columns(fresh_tables):
     """Every indicator's per-cycle cycle ids, units and dates (survival ones too) reach the join as positions of the
     view's own columns (one source per column for all indicators), taken there once: the per-cycle frame equals each
     indicator's cycles' values joined, at both unit levels. Why: each indicator's own copy of the cycle ids and units
@@ -641,69 +687,44 @@ def test_per_cycle_text_is_taken_once_from_the_views_columns(demo_tables, monkey
     from vbhc import indicators
 
     kinds = set()
-    for data, got, values in _joins(demo_tables, monkeypatch):
+    for fresh in fresh_tables:
+        values, got = fresh.pieces, fresh.frame
         for name in ("cycle_id", "unit", "index_date"):
             pieces = [columns[name] for _, columns in values]
             assert all(isinstance(p, indicators._Taken) for p in pieces), name
             assert len({id(p.source) for p in pieces}) == 1, name
             expected = np.concatenate([np.asarray(p.source)[p.positions] for p in pieces])
             np.testing.assert_array_equal(np.asarray(got[name]), expected)
-        assert str(got["cycle_id"].dtype) == str(data.cycles["cycle_id"].astype(str).dtype)
-        kinds |= {data.condition.indicator(ind).kind for ind, _ in values}
+        assert str(got["cycle_id"].dtype) == str(fresh.data.cycles["cycle_id"].astype(str).dtype)
+        kinds |= {fresh.data.condition.indicator(ind).kind for ind, _ in values}
     assert {"survival", "proportion", "mean"} <= kinds
 
 
-def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(demo_tables, monkeypatch):
+def test_a_table_lets_go_of_the_kept_design_after_its_last_case_mix_fit(fresh_tables):
     """The design and column conversions a table's fits keep (the view's ColumnCache) are let go of once the table's
     last indicator with a case-mix model is done: the survival indicators' Cox fits and the per-cycle frame, a
     condition's peaks at 10,000,000 care cycles, come without them (the kept design alone ~340 MB there). The view's
     other unit level fits nothing (it reuses the models) and converts nothing; its table is the same."""
     from dataclasses import replace
 
-    from vbhc import indicators, survival
+    from vbhc import indicators
 
-    tables, _ = demo_tables
-    with_survival = [r for r in tables.values() if any(i.kind == "survival" for i in r.data.condition.indicators)]
+    hospital = [f for f in fresh_tables if f.level == "hospital"]
+    # whatever the last indicator, the per-cycle join (one per table) comes without them
+    assert hospital and all(f.held_at_join == [False] for f in hospital)
+    with_survival = [f for f in hospital if any(i.kind == "survival" for i in f.data.condition.indicators)]
     assert with_survival
-    for result in tables.values():  # whatever the last indicator, the per-cycle join comes without them
-        data = replace(result.data, fitted={}, cox={}, derived={})
-        joined = []
-        join = indicators._cycle_values
-        monkeypatch.setattr(
-            indicators,
-            "_cycle_values",
-            lambda v, d=data, s=joined, j=join: s.append(indicators._CASEMIX_COLUMNS in d.derived) or j(v),
-        )
-        indicators.compute_indicators(data, "hospital")
-        assert joined == [False], result.condition
-        monkeypatch.undo()
-    for result in with_survival:
-        data = replace(result.data, fitted={}, cox={}, derived={})
-        kinds = [ind.kind for ind in data.condition.indicators]
+    for fresh in with_survival:
+        kinds = [ind.kind for ind in fresh.data.condition.indicators]
         fitting = [i for i, k in enumerate(kinds) if k not in indicators._NOT_FITTED]
         assert kinds.index("survival") > max(fitting)  # the Cox fits come after the last case-mix fit
-        held_at_survival, fits = [], []
-        columns, fit = survival.survival_columns, indicators.fit_casemix_model
-
-        def spied(*args, data=data, columns=columns, held=held_at_survival, **kwargs):
-            held.append(indicators._CASEMIX_COLUMNS in data.derived)
-            return columns(*args, **kwargs)
-
-        monkeypatch.setattr(survival, "survival_columns", spied)
-        monkeypatch.setattr(
-            indicators, "fit_casemix_model", lambda *a, fit=fit, fits=fits, **k: fits.append(1) or fit(*a, **k)
-        )
-        indicators.compute_indicators(data, "hospital")
-        assert fits and held_at_survival == [False] * kinds.count("survival")
-        assert indicators._CASEMIX_COLUMNS not in data.derived
-        fitted = len(fits)
-        department = indicators.compute_indicators(data, "department")
-        assert (
-            len(fits) == fitted and indicators._CASEMIX_COLUMNS not in data.derived
-        )  # the models reused, nothing converted
-        fresh = indicators.compute_indicators(replace(data, fitted={}, cox={}, derived={}), "department")
-        pd.testing.assert_frame_equal(department.table, fresh.table, check_exact=True)
-        monkeypatch.undo()
+        assert fresh.fits and fresh.held_at_survival == [False] * kinds.count("survival")
+        [department] = [f for f in fresh_tables if f.data is fresh.data and f.level == "department"]
+        # the models reused, nothing converted
+        assert department.fits == 0 and department.held_at_join == [False] and not any(department.held_at_survival)
+        assert indicators._CASEMIX_COLUMNS not in department.data.derived
+        again = compute_indicators(replace(fresh.data, fitted={}, cox={}, derived={}), "department")
+        pd.testing.assert_frame_equal(department.table, again.table, check_exact=True)
 
 
 def test_the_per_cycle_join_lets_go_of_each_columns_pieces_and_does_not_copy_the_joined_arrays(monkeypatch):
@@ -742,7 +763,16 @@ def test_the_per_cycle_join_lets_go_of_each_columns_pieces_and_does_not_copy_the
         return out
 
     monkeypatch.setattr(indicators, "_joined_column", spied)
-    frame = indicators._cycle_values(values)
+    # the collections see only what this test makes: the module's other tests leave the demo's tables (millions of
+    # objects) in this process, and five full passes over them cost seconds (a CI worker: ~7 s)
+    freeze = not gc.get_freeze_count()  # what someone else froze (ui.data's warm-up) is theirs to unfreeze
+    if freeze:
+        gc.freeze()
+    try:
+        frame = indicators._cycle_values(values)
+    finally:
+        if freeze:
+            gc.unfreeze()
     assert alive == [2, 2, 2, 2, 0]  # observed's pieces gone once joined, before expected is
     assert all(not columns for _, columns in values)
     assert np.shares_memory(frame["expected"].to_numpy(), joined[5])  # the joined array, not a copy
