@@ -734,6 +734,7 @@ def test_the_per_cycle_join_lets_go_of_each_columns_pieces_and_does_not_copy_the
     the join's transient (the peak of breast cancer's table)."""
     import weakref
 
+    from tests.gc_young import collections_of_new_objects
     from vbhc import indicators
 
     rng = np.random.default_rng(1)
@@ -763,16 +764,8 @@ def test_the_per_cycle_join_lets_go_of_each_columns_pieces_and_does_not_copy_the
         return out
 
     monkeypatch.setattr(indicators, "_joined_column", spied)
-    # the collections see only what this test makes: the module's other tests leave the demo's tables (millions of
-    # objects) in this process, and five full passes over them cost seconds (a CI worker: ~7 s)
-    freeze = not gc.get_freeze_count()  # what someone else froze (ui.data's warm-up) is theirs to unfreeze
-    if freeze:
-        gc.freeze()
-    try:
+    with collections_of_new_objects():  # not over the demo's tables the module's other tests left here
         frame = indicators._cycle_values(values)
-    finally:
-        if freeze:
-            gc.unfreeze()
     assert alive == [2, 2, 2, 2, 0]  # observed's pieces gone once joined, before expected is
     assert all(not columns for _, columns in values)
     assert np.shares_memory(frame["expected"].to_numpy(), joined[5])  # the joined array, not a copy
