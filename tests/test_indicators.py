@@ -766,8 +766,48 @@ def test_the_per_cycle_join_lets_go_of_each_columns_pieces_and_does_not_copy_the
     monkeypatch.setattr(indicators, "_joined_column", spied)
     with collections_of_new_objects():  # not over the demo's tables the module's other tests left here
         frame = indicators._cycle_values(values)
-    assert alive == [2, 2, 2, 2, 0]  # observed's pieces gone once joined, before expected is
+    # the indicators' own arrays first, and each one's pieces gone once joined: observed's before expected is joined,
+    # both before the columns taken from the view's (text) are made
+    assert alive == [2, 0, 0, 0, 0]
     assert all(not columns for _, columns in values)
-    assert np.shares_memory(frame["expected"].to_numpy(), joined[5])  # the joined array, not a copy
-    assert np.shares_memory(frame["observed"].to_numpy(), joined[4])
+    assert np.shares_memory(frame["expected"].to_numpy(), joined[2])  # the joined array, not a copy
+    assert np.shares_memory(frame["observed"].to_numpy(), joined[1])
+    assert list(frame.columns) == ["cycle_id", "unit", "index_date", "observed", "expected", "indicator"]
     assert frame["indicator"].tolist() == ["a"] * 30 + ["b"] * 40
+    pd.testing.assert_series_equal(
+        frame["indicator"], pd.Series(np.repeat(np.array(["a", "b"], dtype=object), [30, 40]), name="indicator")
+    )
+
+
+def test_the_tables_make_no_per_cycle_text_of_python_strings(demo_tables, fresh_tables, monkeypatch):
+    """compute_indicators keeps each cycle's unit as the labels' Arrow text and makes the per-cycle frame's indicator
+    column in Arrow: no NumPy array of a Python string per care cycle (or per-cycle row) converted to text on the way.
+    Why: at 10,000,000 care cycles the unit array was held to the end of breast cancer's tables (~100 MB) and the
+    indicator ids' (8 bytes a row of 14,600,000, and the conversion's buffers) came on top of the per-cycle join, the
+    peak of its tables. The frames are those of the arrays of Python strings."""
+    from dataclasses import replace
+
+    from pandas.arrays import ArrowStringArray
+
+    from vbhc import indicators
+
+    tables, _ = demo_tables
+    result = max(tables.values(), key=lambda r: len(r.data.cycles))
+    data = replace(result.data, fitted={}, cox={}, derived={})
+    made = []
+    from_sequence = ArrowStringArray._from_sequence.__func__
+
+    def spied(cls, scalars, *args, **kwargs):
+        if isinstance(scalars, np.ndarray) and scalars.dtype == object:
+            made.append(len(scalars))
+        return from_sequence(cls, scalars, *args, **kwargs)
+
+    monkeypatch.setattr(ArrowStringArray, "_from_sequence", classmethod(spied))
+    got = indicators.compute_indicators(data, "hospital")
+    monkeypatch.undo()
+    assert made and max(made) < len(data.cycles)  # (the units, the table's rows: not one per cycle)
+    assert str(got.cycle_values["indicator"].dtype) == "str" and str(got.cycle_values["unit"].dtype) == "str"
+    # the module's fresh computation of the same view (without the spy) gives the same table
+    [fresh] = [f for f in fresh_tables if f.level == "hospital" and f.data.condition.id == result.data.condition.id]
+    pd.testing.assert_frame_equal(got.table, fresh.table, check_exact=True)
+    pd.testing.assert_frame_equal(got.cycle_values, result.cycle_values, check_exact=True)

@@ -235,12 +235,14 @@ def compute_indicators(
     (vbhc.casemix.fit_casemix_model's `grouped`: the PREMs' answers, whose case-mix is three categories)."""
     cond = data.condition
     cycles = data.cycles
-    unit = unit_labels(cycles, level).to_numpy()
+    # each cycle's unit as the labels' own (Arrow) text, not a NumPy array of a Python string per care cycle: that
+    # array was held to the end of the tables, the per-cycle join included (~100 MB of breast cancer's at 10,000,000)
+    unit = unit_labels(cycles, level).array
     base = cycles.assign(unit=unit)
     # the units sorted and each cycle's position among them in one hashing pass (a look-up of every cycle's label
     # among the sorted units was a second: ~50 ms of each of a year's PREM tables at 1,000,000 care cycles)
     codes, sorted_units = pd.factorize(unit, sort=True)
-    units = pd.Index(sorted_units, name="unit")
+    units = pd.Index(np.asarray(sorted_units, dtype=object), name="unit")
     rows = _UnitRows(units, codes.astype(np.intp, copy=False))
     hospital_of = _hospital_of(units, rows.codes, cycles["hospital"])
     tables, models, values = [], {}, []
@@ -258,6 +260,9 @@ def compute_indicators(
         if per_cycle is not None:
             values.append((ind.id, per_cycle))
     data.derived.pop(_CASEMIX_COLUMNS, None)  # a table whose last indicator fits: let go of them before the join
+    # what the indicators freed back to the system before the per-cycle join, the peak of a condition's tables, comes
+    # on top of it (vbhc.memory; a few milliseconds)
+    memory.release_freed()
     table = _joined_table([{"unit_level": level} | columns for columns in tables], BASE_COLUMNS)
     table = _without_self_benchmark(table)
     table["hospital"] = table["unit"].map(hospital_of)
@@ -404,11 +409,24 @@ def _cycle_values(values: list[tuple[str, dict[str, np.ndarray]]]) -> pd.DataFra
     sizes = [len(columns["cycle_id"]) for _, columns in values]
     # each column's pieces handed over (taken out of `values`) as it is joined, so they go as soon as it is: at
     # 10,000,000 care cycles the per-cycle frame of a condition is tens of millions of rows, and every indicator's
-    # pieces held to the end of the join, beside the joined columns, were the condition's peak
-    joined = {name: _joined_column([columns.pop(name) for _, columns in values]) for name in names}
-    joined["indicator"] = np.repeat(np.array([ind for ind, _ in values], dtype=object), sizes)
+    # pieces held to the end of the join, beside the joined columns, were the condition's peak. The indicators' own
+    # arrays (observed, expected) first: their pieces are gone before the columns taken from the view's are made
+    own = sorted(names, key=lambda name: any(isinstance(columns[name], _Taken) for _, columns in values))
+    joined = {name: _joined_column([columns.pop(name) for _, columns in values]) for name in own}
+    joined = {name: joined[name] for name in names}
+    joined["indicator"] = _repeated_text([ind for ind, _ in values], sizes)
     # the joined arrays are this frame's own (new arrays, nobody else holds them): not copied once more by pandas
     return pd.DataFrame(joined, copy=False)
+
+
+def _repeated_text(texts: list[str], sizes: list[int]) -> pd.Series:
+    """Each of `texts` repeated its size's times, as the text Series pandas makes of those Python strings (its 'str'
+    type), made in Arrow from the few texts and a small code per row. Why: the NumPy array of a Python string per row
+    pandas converted was made last in the per-cycle join, on top of its peak (at 10,000,000 care cycles 8 bytes per
+    row of breast cancer's 14,600,000, and the conversion's own buffers)."""
+    codes = np.repeat(np.arange(len(texts), dtype=np.int32), sizes)
+    text = pd.array(texts, dtype="str")
+    return pd.Series(text.take(codes), copy=False)
 
 
 def _joined_column(pieces: list) -> np.ndarray | pd.Series:
