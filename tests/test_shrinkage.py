@@ -350,8 +350,11 @@ def test_per_unit_node_sums_equal_the_direct_sum_over_cycles(seed, units):
 
 
 def test_shrinkage_fit_is_unchanged_by_how_the_per_unit_sums_are_computed(monkeypatch):
-    """alpha, tau and every unit's effect, sd and shrunken value and interval as with the direct sums, to 1e-10 (the
-    fit's own rounding: the direct sums over the same cycles in another order move tau and the effects as much)."""
+    """alpha, tau and every unit's effect, sd and shrunken value and interval as with the direct sums, to 2e-8: the
+    fit's own precision. The marginal likelihood is flat at its maximum, so a change of its last digit (~1e-13 of
+    1076) moves the maximum by ~sqrt(1e-13 / curvature): on an AMD EPYC the two sums (the same terms in another
+    order) gave effects 1.7e-9 apart and tau 1.6e-9 relative (1e-10 held on the Intel machines only by luck); a
+    wrong sum (one node's term missing or doubled in one unit) moves them by 1e-5 (the outermost node) to 1.5."""
     rng = np.random.default_rng(7)
     units = 25
     unit = np.repeat(np.arange(units), rng.integers(20, 400, units))
@@ -365,9 +368,9 @@ def test_shrinkage_fit_is_unchanged_by_how_the_per_unit_sums_are_computed(monkey
     direct = shrinkage.shrink_binary(unit, y, expected)
     assert direct.tau2 > 0.01
     for name in ("effect", "effect_sd", "value", "lower", "upper", "within_variance"):
-        np.testing.assert_allclose(getattr(fit, name), getattr(direct, name), rtol=1e-10, atol=1e-10, err_msg=name)
-    assert np.sqrt(fit.tau2) == pytest.approx(np.sqrt(direct.tau2), rel=1e-10)
-    assert fit.centre == pytest.approx(direct.centre, rel=1e-10, abs=1e-12)
+        np.testing.assert_allclose(getattr(fit, name), getattr(direct, name), rtol=2e-8, atol=2e-8, err_msg=name)
+    assert np.sqrt(fit.tau2) == pytest.approx(np.sqrt(direct.tau2), rel=2e-8)
+    assert fit.centre == pytest.approx(direct.centre, rel=2e-8, abs=1e-12)
 
 
 def test_per_unit_sums_need_no_temporary_of_cycles_by_nodes():
