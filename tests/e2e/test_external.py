@@ -107,8 +107,9 @@ def test_quality_imports_national_figures_and_the_team_page_and_reports_name_the
     others = {h["name"] for h in truth["hospitals"] if not h["own"]}
 
     sign_in(page, server.url, "quality")
-    # the Data page: the national registry's feedback, imported by the quality directorate
-    page.goto(f"{server.url}/data")
+    # the Data page: the national registry's feedback, imported by the quality directorate (through its link: the
+    # sign-in drew the start page, and loading /data again drew a page for nothing)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Data").click()
     wait_for_title(page, "Data")
     uploader = page.locator(".st-key-external_upload").locator("input[type=file]")
     upload_and_click(page, uploader, figures, page.get_by_role("button", name="Import figures", exact=True), "import")

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.e2e.conftest import StreamlitServer, signed_in_server
+from tests.e2e.conftest import StreamlitServer, demo_files, signed_in_server
 from tests.e2e.test_browser import RUN_TIMEOUT_MS, SETTLED_MS, assert_no_exception, wait_for_run
 from tests.e2e.test_sign_in import sign_in
 from vbhc.i18n import t
@@ -32,33 +32,38 @@ GROUPS = {  # name -> hospitals, in the file's order
 OFFERED = ["Groep A", "Groep B"]
 
 
-def _split_demo(folder: Path) -> list[Path]:
-    """The demo's files with every hospital but the own one split in two (H02 -> H02 and H11, ..., H10 -> H19),
-    and of CONDITION only: the test reads no other condition, and the import's precomputation and the server's
-    preparation of the other six conditions' views were most of the test's CPU. CONDITION's rows are the same as in
-    the whole demo's files (the same care cycles, split alike)."""
-    from vbhc.demo import TABLES, generate_demo
+def _split_demo(demo: list[Path], folder: Path) -> list[Path]:
+    """The demo's files (`demo`: the browser tests' demo registry's, tests.e2e.conftest.demo_files) with every
+    hospital but the own one split in two (H02 -> H02 and H11, ..., H10 -> H19), and of CONDITION only, written into
+    `folder`: the test reads no other condition, and the import's precomputation and the server's preparation of
+    the other six conditions' views were most of the test's CPU. CONDITION's rows are the same as in the whole
+    demo's files (the same care cycles, split alike). The files are the shared registry's, not generated again: the
+    generator wrote the same files a second time (the same cycles and seed): 1.2-1.4 s of CPU in a process that
+    has generated them once, 3.7 s in a fresh one (a run of this module alone), against 0.3 s for the split."""
+    from vbhc.demo import TABLES
 
-    generate_demo(folder, cycles=4_000, seed=20240601)
-    units = pd.read_excel(folder / "units.xlsx", sheet_name="units")
+    units_file, *table_files = demo
+    read = dict(zip(TABLES[1:], table_files, strict=True))
+    folder.mkdir(parents=True, exist_ok=True)
+    units = pd.read_excel(units_file, sheet_name="units")
     twins = {f"H{i:02d}": f"H{i + 9:02d}" for i in range(2, 11)}
     copies = units[units["hospital"].isin(list(twins))].copy()
     copies["hospital_name"] = copies["hospital_name"] + " Zuid"
     copies["hospital"] = copies["hospital"].map(twins)
     pd.concat([units, copies], ignore_index=True).to_excel(folder / "units.xlsx", sheet_name="units", index=False)
-    cycles = pd.read_csv(folder / "care_cycles.csv", dtype=str, keep_default_na=False)
+    cycles = pd.read_csv(read[TABLES[1]], dtype=str, keep_default_na=False)
     moved = cycles["hospital"].isin(list(twins)) & (pd.Series(range(len(cycles))) % 2 == 1)
     cycles.loc[moved, "hospital"] = cycles.loc[moved, "hospital"].map(twins)
     cycles = cycles[cycles["condition"] == CONDITION]
-    cycles.to_csv(folder / "care_cycles.csv", index=False)
+    cycles.to_csv(folder / f"{TABLES[1]}.csv", index=False)
     for table in TABLES[2:]:  # the outcomes, PROMs and costs of CONDITION's care cycles
-        rows = pd.read_csv(folder / f"{table}.csv", dtype=str, keep_default_na=False)
+        rows = pd.read_csv(read[table], dtype=str, keep_default_na=False)
         rows[rows["cycle_id"].isin(cycles["cycle_id"])].to_csv(folder / f"{table}.csv", index=False)
     return [folder / "units.xlsx", *(folder / f"{table}.csv" for table in TABLES[1:])]
 
 
 @pytest.fixture(scope="module")
-def many_hospitals(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
+def many_hospitals(oidc_provider: str, _servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
     """The dashboard in production mode (OIDC sign-in, tests/roles.py's mapping) on the nineteen hospitals, with
     the published groups of GROUPS."""
     from vbhc import cli
@@ -66,23 +71,24 @@ def many_hospitals(oidc_provider: str, tmp_path_factory: pytest.TempPathFactory)
 
     folder = tmp_path_factory.mktemp("many-hospitals")
     database_url = f"sqlite:///{folder / 'vbhc.db'}"
-    files = _split_demo(folder / "files")
-    get_engine.cache_clear()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("VBHC_DATABASE_URL", database_url)
-        env.setenv("VBHC_REPORT_CHARTS", "0")  # no PDF report is made here (~20 s of CPU)
-        try:
-            assert cli.main(["import", *map(str, files)]) == 0
-        finally:
-            get_engine().dispose()
-            get_engine.cache_clear()
+    files = _split_demo(demo_files(_servers[0].database_url), folder / "files")
     groups = folder / "comparison_groups.toml"
     groups.write_text(
         "".join(f'[[group]]\nname = "{name}"\nhospitals = {hospitals!r}\n\n' for name, hospitals in GROUPS.items()),
         encoding="utf-8",
     )
+    # boots while the registry is imported: nothing touches the database before a page is requested
     server = signed_in_server(database_url, folder, oidc_provider, env={"VBHC_COMPARISON_GROUPS_FILE": str(groups)})
     try:
+        get_engine.cache_clear()
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("VBHC_DATABASE_URL", database_url)
+            env.setenv("VBHC_REPORT_CHARTS", "0")  # no PDF report is made here (~20 s of CPU)
+            try:
+                assert cli.main(["import", *map(str, files)]) == 0
+            finally:
+                get_engine().dispose()
+                get_engine.cache_clear()
         server.wait_until_healthy()
         yield server
     finally:

@@ -29,22 +29,27 @@ TEAM_TITLE = "Colorectal cancer · Universitair Medisch Centrum Veenmeer"
 SIGNED_IN: dict[tuple[str, str], list] = {}
 
 
-def sign_in(page: Page, url: str, sub: str) -> None:
-    """`sub` signed in on the server at `url`, its start page drawn: through the provider the first time, with the
-    cookies of that sign-in after it (SIGNED_IN)."""
+def sign_in(page: Page, url: str, sub: str, path: str = "") -> None:
+    """`sub` signed in on the server at `url`, the page at `path` (e.g. "/audit?lang=nl"; "": the start page)
+    drawn: through the provider the first time (which lands on the start page: `path` is then loaded after it),
+    with the cookies of that sign-in after it (SIGNED_IN), and then `path` is the one page load (loading the start
+    page first and then `path` drew a page, with its script run, for nothing)."""
     cookies = SIGNED_IN.get((url, sub))
     if cookies is None:
         page.goto(url)
         # a first page after the start may be slow
         page.get_by_role("button", name="Sign in").click(timeout=RUN_TIMEOUT_MS)
         page.get_by_role("button", name=sub, exact=True).click()  # the provider's button for a predefined user
+        page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
+        wait_for_run(page)
+        SIGNED_IN[(url, sub)] = page.context.cookies()
+        if not path:
+            return
     else:
         page.context.add_cookies(cookies)
-        page.goto(url)
+    page.goto(url + path)
     page.get_by_test_id("stSidebarNav").wait_for(timeout=RUN_TIMEOUT_MS)
     wait_for_run(page)
-    if cookies is None:
-        SIGNED_IN[(url, sub)] = page.context.cookies()
 
 
 def nav_labels(page: Page) -> list[str]:
@@ -72,9 +77,8 @@ def test_signed_out_request_sees_only_the_sign_in_screen(page: Page, signed_app:
 def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_log(
     page: Page, signed_app: StreamlitServer, artifacts: Path, tmp_path: Path
 ) -> None:
-    sign_in(page, signed_app.url, "quality")
+    sign_in(page, signed_app.url, "quality", "/condition_team?condition=colorectal_cancer")
     assert {"Overview", "Condition team", "Data", "Audit log"} <= set(nav_labels(page))
-    page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
     wait_for_title(page, TEAM_TITLE)
     assert_no_exception(page)
     with page.expect_download(timeout=RUN_TIMEOUT_MS) as info:
@@ -110,10 +114,9 @@ def test_quality_directorate_downloads_the_workbook_imports_and_reads_the_audit_
 def test_care_team_sees_its_condition_and_patient_rows_but_not_the_audit_log(
     page: Page, signed_app: StreamlitServer, artifacts: Path
 ) -> None:
-    sign_in(page, signed_app.url, "care")
+    sign_in(page, signed_app.url, "care", "/condition_team?condition=colorectal_cancer")
     labels = nav_labels(page)
     assert "Condition team" in labels and "Audit log" not in labels and "Data" not in labels
-    page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
     wait_for_title(page, TEAM_TITLE)
     expect(page.get_by_role("button", name="Download PDF report")).to_be_visible()
     page.get_by_role("tab", name="Cases to discuss").click()
@@ -134,9 +137,8 @@ def test_care_team_sees_its_condition_and_patient_rows_but_not_the_audit_log(
 def test_manager_sees_own_units_without_patient_rows_or_downloads(
     page: Page, signed_app: StreamlitServer, artifacts: Path
 ) -> None:
-    sign_in(page, signed_app.url, "manager")
+    sign_in(page, signed_app.url, "manager", "/condition_team?condition=colorectal_cancer")
     assert "Audit log" not in nav_labels(page)
-    page.goto(f"{signed_app.url}/condition_team?condition=colorectal_cancer")
     wait_for_title(page, TEAM_TITLE)
     assert page.get_by_role("button", name="Download Excel workbook").count() == 0
     page.get_by_role("tab", name="Cases to discuss").click()
@@ -168,8 +170,7 @@ def test_a_care_team_limited_to_its_hospital_keeps_its_own_unit_and_sets_its_goa
     from vbhc.store import get_engine
 
     lang, condition = "nl", "colorectal_cancer"
-    sign_in(page, signed_app.url, "care_h01")
-    page.goto(f"{signed_app.url}/condition_team?lang={lang}&condition={condition}&unit_hospital=H02")
+    sign_in(page, signed_app.url, "care_h01", f"/condition_team?lang={lang}&condition={condition}&unit_hospital=H02")
     wait_for_title(page, team_title(condition, OWN, lang))
     assert_clean(page)
     page.get_by_role("combobox", name=t("filter.unit", lang), exact=True).click()
