@@ -147,7 +147,7 @@ def scratch_parent(candidate: Path = Path("/dev/shm"), min_free: int = SCRATCH_M
     0.05 s, the same loop of a test's database made, written and dropped 20.6/12.0 s wall against 8.4/7.0 s. The
     PostgreSQL tests of test_import_trust, test_prem_import, test_prom_store, test_registry_read and test_ingest
     (103, one process, load 4.5-6.6, 3 runs each): the server's CPU 26.0/30.1/33.6 s on /tmp against 12.4/11.8 s
-    here, the pytest process's 90.2/84.7/84.3 s against 79.3/71.1 s, wall 239/289/232 s against 160/172/175 s. A
+    here, the pytest process's 90.2/84.7/84.3 s against 73.7/79.3/71.1 s, wall 239/289/232 s against 160/172/175 s. A
     throw-away cluster (fsync off) loses nothing it needs by living in memory."""
     try:
         stats = os.statvfs(candidate)
