@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.pg_server import COPY_STRATEGY, start_postgres
+from tests.pg_server import COPY_STRATEGY, scratch_parent, start_postgres
 from tests.registry_copy import copy_registry
 from tests.registry_source import template_of
 from vbhc.results import default_views, precompute, year_views
@@ -30,10 +30,11 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[object]:
-    """A private PostgreSQL server for the whole session, or the one named by VBHC_TEST_POSTGRES_URL."""
+    """A private PostgreSQL server for the whole session, its files in memory when /dev/shm has room for them
+    (tests/pg_server.py scratch_parent: a test's database made and dropped without waiting on the disk's journal)."""
     if os.environ.get("VBHC_TEST_SKIP_POSTGRES") == "1":
         pytest.skip("VBHC_TEST_SKIP_POSTGRES=1: PostgreSQL tests explicitly switched off")
-    server = start_postgres()
+    server = start_postgres(parent=scratch_parent())
     yield server
     server.stop()
 

@@ -1,14 +1,17 @@
-"""The test suite's own PostgreSQL server (tests/pg_server.py): a test's database is dropped in the background
-(PostgresServer.drop_later), and a drop that fails is reported, not lost."""
+"""The test suite's own PostgreSQL server (tests/pg_server.py): its files in memory when /dev/shm has room
+(scratch_parent), a test's database is dropped in the background (PostgresServer.drop_later), and a drop that
+fails is reported, not lost."""
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.pg_server import _Dropper
+from tests.pg_server import _Dropper, scratch_parent
 
 pytestmark = pytest.mark.postgres
 
@@ -54,3 +57,15 @@ def test_a_drop_that_fails_is_reported_when_the_dropper_closes(postgres_server) 
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_the_clusters_folder_is_in_memory_when_it_has_room_else_on_disk(tmp_path) -> None:
+    assert scratch_parent(tmp_path, min_free=0) == tmp_path
+    assert scratch_parent(tmp_path, min_free=2**62) == Path(tempfile.gettempdir())  # no room: the disk
+    assert scratch_parent(tmp_path / "missing", min_free=0) == Path(tempfile.gettempdir())
+
+
+def test_the_suites_server_keeps_its_files_where_scratch_parent_says(postgres_server) -> None:
+    """On a machine whose /dev/shm has room (CI's, this one's) that is memory: a test's CREATE and DROP DATABASE
+    do not wait on the disk's journal."""
+    assert postgres_server.directory.parent == scratch_parent()
