@@ -139,7 +139,8 @@ SCRATCH_MIN_FREE = 4 * 1024**3
 
 def scratch_parent(candidate: Path = Path("/dev/shm"), min_free: int = SCRATCH_MIN_FREE) -> Path:
     """Where the suite's throw-away clusters go: `candidate` (RAM: tmpfs) when it is a writable folder with
-    `min_free` bytes free, else /tmp (the disk).
+    `min_free` bytes free, else /tmp (the disk), where start_postgres puts a cluster without `parent` (not TMPDIR:
+    the server's unix socket lies in the cluster's folder, and a socket's path may not be longer than 107 bytes).
 
     Why: every PostgreSQL test makes a database (CREATE DATABASE ... TEMPLATE: ~300 files created) and drops one
     (the files unlinked, a checkpoint), and each is a run of file-system metadata writes. On ext4 they waited on its
@@ -152,10 +153,10 @@ def scratch_parent(candidate: Path = Path("/dev/shm"), min_free: int = SCRATCH_M
     try:
         stats = os.statvfs(candidate)
     except OSError:
-        return Path(tempfile.gettempdir())
+        return Path("/tmp")
     if stats.f_bavail * stats.f_frsize >= min_free and os.access(candidate, os.W_OK | os.X_OK):
         return candidate
-    return Path(tempfile.gettempdir())
+    return Path("/tmp")
 
 
 def start_postgres(directory: Path | None = None, *, parent: Path | None = None) -> PostgresServer:
