@@ -483,6 +483,9 @@ async def _concurrent(server: Server, sessions: int, path: str, timeout: float, 
         "elapsed": elapsed,
         "server_run_wall": summary([r["wall"] for r in runs]),
         "server_run_cpu": summary([r["cpu"] for r in runs]),
+        # the run's thread waiting for a free CPU (Linux): what of the wall is neither this nor the CPU is the wait
+        # for the interpreter lock (the server's other threads), a lock or I/O
+        "server_run_cpu_wait": summary([r["cpu_wait"] for r in runs if "cpu_wait" in r]),
         "runs": len(runs),
         "server_cpu_per_session": cpu_used / sessions,
         "rss_before_mb": rss,
@@ -632,17 +635,19 @@ def main() -> None:
             "before).",
             "",
             "| browsers | sessions | settled | click->settled median / max s | server s per run median / p95 | "
-            "server CPU s per run median | server CPU s per session | RSS MB before -> after | MB per session "
-            "| load1 before / after |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "server CPU s per run median | waiting for a CPU s per run median / p95 | server CPU s per session "
+            "| RSS MB before -> after | MB per session | load1 before / after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in out["concurrency"]:
             cs, rw, rc = c["click_to_settled"], c["server_run_wall"], c["server_run_cpu"]
+            wait = c.get("server_run_cpu_wait", {})
             lines.append(
                 f"| {'returning' if c.get('returning') else 'new'} "
                 f"| {c['sessions']} | {c['settled']} | {cs.get('median', float('nan')):.1f} / "
                 f"{cs.get('max', float('nan')):.1f} | {rw.get('median', float('nan')):.2f} / "
                 f"{rw.get('p95', float('nan')):.2f} | {rc.get('median', float('nan')):.2f} "
+                f"| {wait.get('median', float('nan')):.2f} / {wait.get('p95', float('nan')):.2f} "
                 f"| {c['server_cpu_per_session']:.2f} | {c['rss_before_mb']:.0f} -> {c['rss_after_mb']:.0f} "
                 f"| {c['rss_per_session_mb']:.1f} | {c['load1']:.2f} / {c['load1_after']:.2f} |"
             )

@@ -2,6 +2,7 @@
 time per script run is the server's, not the browsers' CPU (2 cores shared by the server and ten Chromiums)."""
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -50,3 +51,24 @@ def test_niced_chromium_lowers_its_own_sessions_autogroup(monkeypatch):
     assert shown.strip().endswith("nice 19"), shown
     # this process's own group (the server's, in the benchmark) is left as it was
     assert not Path("/proc/self/autogroup").read_text().strip().endswith("nice 19")
+
+
+@pytest.mark.usefixtures("local_mode")  # tests/conftest.py
+@pytest.mark.skipif(not Path("/proc/thread-self/schedstat").exists(), reason="needs Linux's per-thread schedstat")
+def test_the_run_timing_log_tells_waiting_for_a_cpu_apart(tmp_path, monkeypatch):
+    """A run's wall under ten viewers is its CPU, the wait for a free CPU (other processes, the browsers) and the
+    wait for the interpreter lock or a lock: the opt-in timing log (VBHC_RUN_TIMING_LOG) gives the second, so the
+    benchmark tells the machine's load from the server's own threads."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import run_on_page
+
+    log = tmp_path / "runs.jsonl"
+    monkeypatch.setenv("VBHC_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.setenv("VBHC_RUN_TIMING_LOG", str(log))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    at.query_params["lang"] = "en"
+    run_on_page(at, "views/methods.py")
+    assert not at.exception
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert lines and all(0 <= line["cpu_wait"] <= line["wall"] for line in lines), lines
