@@ -19,6 +19,7 @@ import contextlib
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -166,7 +167,7 @@ class Runs:
                     if not self._asked_on_the_socket(page, requested, started):
                         return False
                     break
-                self._next_frame(page, "framesent", ASKED_POLL_MS)
+                self._next_frame(page, "framesent", ASKED_POLL_MS, lambda: self.now()[:2] != (requested, started))
         while True:
             until = time.monotonic() + RUN_TIMEOUT_MS / 1000
             next_look = time.monotonic() + IDLE_POLL_MS / 1000
@@ -175,7 +176,12 @@ class Runs:
                 if time.monotonic() >= until:
                     self._stuck(page)
                     break
-                self._next_frame(page, "framereceived", IDLE_POLL_MS)
+                self._next_frame(
+                    page,
+                    "framereceived",
+                    IDLE_POLL_MS,
+                    lambda: self.started > started and self.finished >= self.started,
+                )
                 if self.started > started and self.finished < self.started and time.monotonic() >= next_look:
                     # the page is the judge of a started run's end: idle for IDLE_GRACE_MS, its end frame was missed
                     # here (waiting the whole RUN_TIMEOUT_MS for it cost a walk a minute per miss)
@@ -194,19 +200,20 @@ class Runs:
         self.mark = self.now()
         return True
 
-    def _next_frame(self, page: Page, event: str, timeout_ms: int) -> None:
-        """Return once the page's Streamlit socket has sent (`event` "framesent") or received ("framereceived") its
-        next frame, or after `timeout_ms`: what the loops above wait for changes only with a frame (or a new socket,
-        whose old one closes). The wait is the test process's own (Playwright's event waiter, the frames' handlers
-        above run first): before, the loops polled with page.wait_for_timeout(10), a round trip through Playwright's
-        driver every 10 ms of every wait (~1.4 ms of the test process's CPU and some of the driver's each)."""
+    def _next_frame(self, page: Page, event: str, timeout_ms: int, done: Callable[[], bool]) -> None:
+        """Return once a frame the page's Streamlit socket sent (`event` "framesent") or received ("framereceived")
+        makes `done()` true, or after `timeout_ms`: what the loops above wait for changes only with a frame (or a new
+        socket, whose old one closes). The wait is the test process's own (Playwright's event waiter; the frames'
+        handlers above run before its predicate), one per wait, not one per frame (a run of the team page sends
+        dozens): before, the loops polled with page.wait_for_timeout(10), a round trip through Playwright's driver
+        every 10 ms of every wait."""
         socket = self.socket
         if socket is None or socket.is_closed():  # no socket yet, or the page's new one not yet announced
             page.wait_for_timeout(10)
             return
         # a timeout, the socket closed (a new page's connection replaces it) or the page closed: the caller looks again
         with contextlib.suppress(PlaywrightError):
-            socket.wait_for_event(event, timeout=timeout_ms)
+            socket.wait_for_event(event, lambda _: done(), timeout=timeout_ms)
 
     def _asked_on_the_socket(self, page: Page, requested: int, started: int) -> bool:
         """Whether a run was asked for (or started) since the mark, judged once the page has handled the last
@@ -223,7 +230,7 @@ class Runs:
         while self.sent < sent:  # the frames' events come through the browser's protocol, a little later
             if time.monotonic() >= until:
                 raise AssertionError(f"the page sent {sent} frames on its socket, the watcher read {self.sent}")
-            self._next_frame(page, "framesent", ASKED_POLL_MS)
+            self._next_frame(page, "framesent", ASKED_POLL_MS, lambda: self.sent >= sent)
 
     @staticmethod
     def _idle(page: Page) -> bool:
