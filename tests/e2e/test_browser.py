@@ -19,6 +19,7 @@ import contextlib
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -34,6 +35,8 @@ SETTLED_MS = 5_000  # for checks on a page whose script run has finished
 #: a run whose start was seen and whose page has been idle this long has ended (its end frame was missed)
 IDLE_GRACE_MS = 5_000
 IDLE_POLL_MS = 250  # how often the page's idleness is read while a run's end is awaited
+#: the longest wait for the page's next sent frame before the request it should carry is looked for again
+ASKED_POLL_MS = 100
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 # page url path -> (navigation label, title) in English; titles from vbhc/i18n/en.toml
@@ -154,31 +157,35 @@ class Runs:
         handled the action how many frames it has sent, and wait until this watcher has read as many: then a
         request not among them was not made."""
         requested, started, _ = self.mark
-        step = 10
         if asked_within_ms is None:
             if not self._asked_on_the_socket(page, requested, started):
                 return False
         else:
-            waited = 0
+            until = time.monotonic() + asked_within_ms / 1000
             while self.requested == requested and self.started == started:
-                if waited >= asked_within_ms:
+                if time.monotonic() >= until:
                     if not self._asked_on_the_socket(page, requested, started):
                         return False
                     break
-                page.wait_for_timeout(step)
-                waited += step
-        deadline = RUN_TIMEOUT_MS
+                self._next_frame(page, "framesent", ASKED_POLL_MS, lambda: self.now()[:2] != (requested, started))
         while True:
+            until = time.monotonic() + RUN_TIMEOUT_MS / 1000
+            next_look = time.monotonic() + IDLE_POLL_MS / 1000
             idle_since = None  # since when the page has been idle although a run's start was read and not its end
             while self.started <= started or self.finished < self.started:
-                if deadline <= 0:
+                if time.monotonic() >= until:
                     self._stuck(page)
                     break
-                page.wait_for_timeout(step)
-                deadline -= step
-                if self.started > started and deadline % IDLE_POLL_MS == 0:
+                self._next_frame(
+                    page,
+                    "framereceived",
+                    IDLE_POLL_MS,
+                    lambda: self.started > started and self.finished >= self.started,
+                )
+                if self.started > started and self.finished < self.started and time.monotonic() >= next_look:
                     # the page is the judge of a started run's end: idle for IDLE_GRACE_MS, its end frame was missed
                     # here (waiting the whole RUN_TIMEOUT_MS for it cost a walk a minute per miss)
+                    next_look = time.monotonic() + IDLE_POLL_MS / 1000
                     if not self._idle(page):
                         idle_since = None
                     elif idle_since is None:
@@ -193,6 +200,21 @@ class Runs:
         self.mark = self.now()
         return True
 
+    def _next_frame(self, page: Page, event: str, timeout_ms: int, done: Callable[[], bool]) -> None:
+        """Return once a frame the page's Streamlit socket sent (`event` "framesent") or received ("framereceived")
+        makes `done()` true, or after `timeout_ms`: what the loops above wait for changes only with a frame (or a new
+        socket, whose old one closes). The wait is the test process's own (Playwright's event waiter; the frames'
+        handlers above run before its predicate), one per wait, not one per frame (a run of the team page sends
+        dozens): before, the loops polled with page.wait_for_timeout(10), a round trip through Playwright's driver
+        every 10 ms of every wait."""
+        socket = self.socket
+        if socket is None or socket.is_closed():  # no socket yet, or the page's new one not yet announced
+            page.wait_for_timeout(10)
+            return
+        # a timeout, the socket closed (a new page's connection replaces it) or the page closed: the caller looks again
+        with contextlib.suppress(PlaywrightError):
+            socket.wait_for_event(event, lambda _: done(), timeout=timeout_ms)
+
     def _asked_on_the_socket(self, page: Page, requested: int, started: int) -> bool:
         """Whether a run was asked for (or started) since the mark, judged once the page has handled the last
         input and every frame it sent on the socket has reached this watcher."""
@@ -204,12 +226,11 @@ class Runs:
     def read_every_sent_frame(self, page: Page) -> None:
         """Return once the page has handled the last input and this watcher has read every frame it sent."""
         sent = page.evaluate(SENT_FRAMES_AFTER_INPUT)
-        waited = 0
+        until = time.monotonic() + RUN_TIMEOUT_MS / 1000
         while self.sent < sent:  # the frames' events come through the browser's protocol, a little later
-            if waited >= RUN_TIMEOUT_MS:
+            if time.monotonic() >= until:
                 raise AssertionError(f"the page sent {sent} frames on its socket, the watcher read {self.sent}")
-            page.wait_for_timeout(10)
-            waited += 10
+            self._next_frame(page, "framesent", ASKED_POLL_MS, lambda: self.sent >= sent)
 
     @staticmethod
     def _idle(page: Page) -> bool:
@@ -467,6 +488,22 @@ def test_the_run_watcher_goes_on_once_the_page_is_idle_after_a_missed_end_of_a_r
     choose(page, "Aandoening", "Hartfalen")
     assert watcher.settle(page) is True, watcher.now()
     expect(page.get_by_role("combobox", name="Aandoening", exact=True)).to_have_value("Hartfalen")
+    assert_no_exception(page)
+
+
+def test_the_run_watcher_waits_for_the_socket_s_frames_not_on_a_timer(page: Page, app_url: str, monkeypatch) -> None:
+    """Runs.settle waits for the run a new condition asks for by the socket's frames as they arrive (Runs._next_frame),
+    not by polling Playwright's driver with page.wait_for_timeout every 10 ms: a round trip each, ~1.4 ms of the test
+    process's CPU and some of the driver's, hundreds per run."""
+    open_app(page, f"{app_url}/methods?lang=en", "Methods")
+    watcher = runs(page)
+    timers = []
+    wait_for_timeout = page.wait_for_timeout
+    monkeypatch.setattr(page, "wait_for_timeout", lambda ms: timers.append(ms) or wait_for_timeout(ms))
+    choose(page, "Condition", "Heart failure")
+    assert watcher.settle(page, asked_within_ms=RUN_TIMEOUT_MS // 4) is True, watcher.now()
+    assert timers == [], f"{len(timers)} timed waits"
+    expect(page.get_by_role("combobox", name="Condition", exact=True)).to_have_value("Heart failure")
     assert_no_exception(page)
 
 
