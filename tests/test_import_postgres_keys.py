@@ -125,3 +125,25 @@ def test_a_role_that_does_not_own_the_table_keeps_the_keys(engine):
             conn.execute(text("REVOKE ALL ON clinical_outcomes FROM vbhc_importer_k"))
             conn.execute(text("DROP ROLE vbhc_importer_k"))
     assert _schema(engine) == before
+
+
+@on_postgres
+def test_a_first_load_takes_its_ids_in_file_order_and_leaves_the_sequence_after_them(engine, tmp_path):
+    """The direct write takes each chunk's ids at once (stage.copy_directly while the keys are dropped): the same
+    ids as the column's default gave row by row, and the sequence where those calls left it."""
+    files = write_small_registry(tmp_path / "files")
+    import_files(files, engine, chunk_rows=7)  # several chunks per file
+    with engine.connect() as conn:
+        for table, key in (("cost_lines", ("cycle_id", "activity")), ("clinical_outcomes", ("cycle_id", "outcome"))):
+            stored = conn.execute(text(f"SELECT id, {', '.join(key)} FROM {table} ORDER BY id")).all()
+            assert [r[0] for r in stored] == list(range(1, len(stored) + 1))
+            written = [tuple(r[1:]) for r in stored]
+            path = files[4] if table == "cost_lines" else files[2]
+            lines = path.read_text(encoding="utf-8").splitlines()
+            header = lines[0].split(",")
+            in_file = [tuple(cells[header.index(k)] for k in key) for cells in (line.split(",") for line in lines[1:])]
+            assert written == in_file
+            following = conn.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))")).scalar()
+            assert following == len(stored) + 1
+        questionnaires = conn.execute(text("SELECT id FROM prom_questionnaires ORDER BY id")).scalars().all()
+        assert questionnaires == list(range(1, len(questionnaires) + 1))
