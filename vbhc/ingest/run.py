@@ -514,12 +514,15 @@ def _import_packed(
 
     PostgreSQL's first import goes straight into the table too: each chunk's questionnaires a COPY in the worker
     thread (ids from the table's sequence, in the order of their first rows, as the upsert's ORDER BY gives them),
-    inside a savepoint that takes them back, as _import_directly does."""
+    inside a savepoint that takes them back, as _import_directly does, with the table's primary key and unique key
+    built after the last chunk (staging.defer_postgres_keys)."""
     report = batch.report
     direct = _packs_directly(conn)
     postgres = conn.dialect.name == "postgresql"
     savepoint = conn.begin_nested() if direct and postgres else None
     batch_id = _new_batch_row(conn, source, batch, 0) if direct else None
+    # rebuilt after the last chunk: a questionnaire listed apart is refused there, as by the COPY with the keys
+    keys = staging.defer_postgres_keys(conn, models.PromQuestionnaire) if savepoint is not None else []
     triggers_off = savepoint is not None and batch.skip_row_triggers
     if triggers_off:
         conn.exec_driver_sql(staging._ROW_TRIGGERS_OFF)  # for this file's COPYs; back on after the last one
@@ -558,6 +561,7 @@ def _import_packed(
                         raise _NeedsStaging from exc
                 if savepoint is not None:
                     staging.wait_for_copy(conn)  # the last chunk's COPY: its refusal is this file's
+                    staging.rebuild_keys(conn, keys)
             except IntegrityError as exc:
                 if savepoint is None:
                     raise
@@ -890,15 +894,20 @@ def _import_directly(
     (staging.insert_directly), instead of a COPY into the staging table and, after the file, an INSERT ... SELECT
     the import waited for (at 100,000 care cycles most of the server's time). The file runs inside a savepoint: a
     refused COPY (a duplicate key) aborts the statement, and rolling back to the savepoint takes back its rows,
-    its batch row and the dropped indexes before the staged path redoes the file. With the per-row foreign-key
+    its batch row and the dropped indexes before the staged path redoes the file. The table's primary key and unique
+    keys are dropped for the file too and built again after its last chunk (staging.defer_postgres_keys: a sort per
+    key instead of two btrees kept up to date row by row, about half the cost lines' COPY); a duplicate key of the
+    file is refused there, with the same _NeedsStaging as a refused COPY. With the per-row foreign-key
     triggers off (batch.skip_row_triggers) the references are checked once after the file, and the referenced rows
     locked, as the staged path does (_direct_references_resolved)."""
     spec = source.spec
     postgres = conn.dialect.name == "postgresql"
     savepoint = conn.begin_nested() if postgres else None
     batch_id = _new_batch_row(conn, source, batch, 0)  # the transaction is open from here: the indexes' DDL in it
+    keys = []
     if postgres:
         deferred = staging.defer_postgres_indexes(conn, spec.target)
+        keys = staging.defer_postgres_keys(conn, spec.target)  # rebuilt after the last chunk, refusing a duplicate
     else:
         deferred = staging.defer_sqlite_indexes(conn, spec.target)
     triggers_off = postgres and batch.skip_row_triggers
@@ -929,10 +938,12 @@ def _import_directly(
                 source, batch, src_report, progress, chunk_rows, marks, write, refused
             )
             staging.wait_for_copy(conn)  # the last chunk's COPY: its refusal is this file's
+            staging.rebuild_keys(conn, keys)  # a duplicate key of the file refused here
         except IntegrityError as exc:
             if not postgres:
                 raise
-            # a COPY refused: raised by the next chunk's write, or by a statement the checks ran meanwhile
+            # a COPY or a key refused: raised by the next chunk's write, by a statement the checks ran meanwhile,
+            # or by the keys built again over the file's rows
             raise _NeedsStaging from exc
     except _NeedsStaging:
         take_back()
