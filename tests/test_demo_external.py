@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, select
 
-from vbhc import external, external_models, models
+from vbhc import external, external_models, models, results
 from vbhc.access import local_viewer
 from vbhc.catalog import BINARY_KINDS, default_catalog
 from vbhc.cli import main
@@ -55,9 +55,14 @@ def own_mode(tmp_path_factory):
 def own_results(own_mode) -> dict[str, IndicatorResult]:
     """The own hospital's hospital-level result of every condition, computed once: the tests below compare the
     external figures and the published models with it and only read it (they computed each condition three times).
-    """
-    own = own_mode["own"]
-    return {c: compute_indicators(load_condition_data(c, engine=own), "hospital") for c in default_catalog().conditions}
+
+    Computed through the results store beside the own registry (vbhc.results.ResultStore.result: the same
+    compute_indicators of the same load_condition_data, stored results equal fresh ones is tests/test_results.py's),
+    as a page would: the pages' test below (which asks for this fixture) then reads these views instead of computing
+    each condition's hospital view a second time (~3.3 s of its CPU: 7 views and their data no longer computed)."""
+    store = results.ResultStore(own_mode["own"])
+    version = store.version()
+    return {c: store.result(results.ViewKey(c, "hospital"), version) for c in default_catalog().conditions}
 
 
 def test_the_own_hospital_stores_only_its_own_patient_rows(own_mode):
@@ -114,7 +119,7 @@ def test_the_external_file_is_the_registry_format_and_names_no_patient(own_mode)
     assert not {"cycle_id", "patient_id"} & set(figures.columns)
 
 
-@pytest.mark.usefixtures("local_mode")
+@pytest.mark.usefixtures("local_mode", "own_results")  # own_results: the hospital views stored, as after an import
 @pytest.mark.parametrize("lang", ["nl", "en"])
 def test_every_page_works_in_own_hospital_mode_and_the_team_page_names_the_population(own_mode, monkeypatch, lang):
     """The own hospital alone in its registry: no page breaks for want of peers, and the overview and the team
