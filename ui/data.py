@@ -322,9 +322,11 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
             _every_unit_charts(url, data_version, key.condition, key.level, key.period)
             for name in results.DERIVED_TABLES:  # the PROM and cost pages' tables
                 _derived(url, data_version, key.condition, key.level, key.period, (), name)
-            label = as_of_label(_result(url, data_version, key.condition, key.level, key.period, ()), when)
-            if label is not None and label != key.period:  # the same view: its signals are the ones above
-                _signals(url, data_version, key.condition, key.level, label, when)
+            current = _result(url, data_version, key.condition, key.level, key.period, ())
+            for until in results.as_of_dates(current, when):  # the meeting page's and the team page's dates
+                label = as_of_label(current, until)
+                if label is not None and label != key.period:  # the same view: its signals are the ones above
+                    _signals(url, data_version, key.condition, key.level, label, until)
 
     def work() -> None:
         try:
@@ -367,6 +369,17 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                 if key.level != "hospital" and not key.period:
                     _yield_to_pages()
                     prepare_signals(key)
+            # every year's tables, unit charts and signals, and the year as it was at the team page's "since" date
+            # (results.prepare_view_pages), on disk: a period click reads them instead of computing them (~1.5 s
+            # of CPU beside the page on the 50k demo); `vbhc import` leaves the years to the server
+            when = default_meeting_date()
+            for key in rest:
+                signals_now = results.SignalsKey(key, "")
+                if key.period.isdigit() and version is not None and not store.has_signals(signals_now, version):
+                    _yield_to_pages()
+                    with contextlib.suppress(Exception):  # a page asking for them computes them and shows an error
+                        current = _result(url, data_version, key.condition, key.level, key.period, ())
+                        results.prepare_view_pages(store, key, version, current, when, pause=_pause_for_pages)
             # the Data page's completeness grid of each condition (it reads every care cycle: 1.7 s at 1M cycles)
             for condition in dict.fromkeys(v.condition for v in views):
                 _yield_to_pages()
