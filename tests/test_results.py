@@ -1101,6 +1101,10 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     # every page drawn meanwhile), and what the child stored equals the views computed here
     assert here["result"] == len(views) and here["prem"] == len(results.prem_keys(views))
     assert all(store.has_prem(key, version) for key in results.prem_keys(years))
+    # and, in the same child, what a period click reads beside each year: every unit's signals and SPC charts, and
+    # the year as it was at the team page's "since" date (the click computed them, ~1.5-2 s of CPU at 50k)
+    assert all(store.has_signals(results.SignalsKey(key, ""), version) for key in years)
+    assert not results.year_pages_pending(sqlite_engine)
     for condition in conditions:
         newest = next(key for key in years if key.condition == condition)
         fresh = compute_indicators(

@@ -369,17 +369,6 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                 if key.level != "hospital" and not key.period:
                     _yield_to_pages()
                     prepare_signals(key)
-            # every year's tables, unit charts and signals, and the year as it was at the team page's "since" date
-            # (results.prepare_view_pages), on disk: a period click reads them instead of computing them (~1.5 s
-            # of CPU beside the page on the 50k demo); `vbhc import` leaves the years to the server
-            when = default_meeting_date()
-            for key in rest:
-                signals_now = results.SignalsKey(key, "")
-                if key.period.isdigit() and version is not None and not store.has_signals(signals_now, version):
-                    _yield_to_pages()
-                    with contextlib.suppress(Exception):  # a page asking for them computes them and shows an error
-                        current = _result(url, data_version, key.condition, key.level, key.period, ())
-                        results.prepare_view_pages(store, key, version, current, when, pause=_pause_for_pages)
             # the Data page's completeness grid of each condition (it reads every care cycle: 1.7 s at 1M cycles)
             for condition in dict.fromkeys(v.condition for v in views):
                 _yield_to_pages()
@@ -394,7 +383,12 @@ def start_warm_up(url: str, data_version: str) -> threading.Thread:
                 if results.years_in_background()
                 else []
             )
-            if years and version is not None:
+            # and what the pages read beside every year (results.prepare_year_pages: its signals, unit charts, tables
+            # and the year as it was at the team page's "since" date), in the same child: a period click read the
+            # year's view but computed the rest (~1.5-2 s of CPU on the 50k demo, the first time after an import)
+            pages = results.years_in_background() and version is not None and results.year_pages_pending(engine(url))
+            if (years or pages) and version is not None:
+                _writer.submit(lambda: None).result()  # the years computed above are on disk before the child reads
                 done = state.done
                 state.total += len(years)
 

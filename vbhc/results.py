@@ -1278,6 +1278,44 @@ def precompute_years(engine: Engine, *, progress: Callable[[str, int, int], None
     return computed
 
 
+def _year_pages_missing(engine: Engine, store: ResultStore, version: str) -> list[ViewKey]:
+    """The stored year views whose page extras are not (their signals of every unit, prepare_view_pages' last)."""
+    return [
+        key
+        for key in year_views(engine)
+        if store.has(key, version) and not store.has_signals(SignalsKey(key, ""), version)
+    ]
+
+
+def year_pages_pending(engine: Engine) -> bool:
+    """Whether a stored year view lacks what the pages read beside it (prepare_year_pages)."""
+    store = ResultStore(engine)
+    version = store.version()
+    return bool(version is not None and store.enabled and _year_pages_missing(engine, store, version))
+
+
+def prepare_year_pages(engine: Engine) -> int:
+    """prepare_view_pages for every stored year view that lacks it (newest year first); how many. Why: `vbhc
+    import` leaves the years to the server (precompute, precompute_years), which stored their views only, so the
+    first click on a period after an import computed the year as it was at the team page's "since" date (~1-1.5 s
+    of CPU, waited for) and every unit's signals (in the background). Stops when an import changes the version."""
+    store = ResultStore(engine)
+    version = store.version()
+    if version is None or not store.enabled:
+        return 0
+    when = default_meeting_date()
+    done = 0
+    for key in _year_pages_missing(engine, store, version):
+        if store.version() != version:
+            break
+        try:
+            prepare_view_pages(store, key, version, store.result(key, version), when)
+        except Exception:  # a page asking for them computes them and shows the error
+            log.exception("preparing the pages of %s failed", key)
+        done += 1
+    return done
+
+
 def precompute_years_apart(url: str, progress: Callable[[int, int], None] | None = None) -> int:
     """precompute_years for the database at `url` in a child process at the lowest priority, waited for;
     `progress(done, total)` after each view; the child's exit status.
@@ -1324,5 +1362,7 @@ def _years_child(parent_pid: str) -> int:
     def report(_stage: str, done: int, total: int) -> None:
         print(_PROGRESS, done, total, flush=True)
 
-    precompute_years(get_engine(), progress=report)
+    engine = get_engine()
+    precompute_years(engine, progress=report)
+    prepare_year_pages(engine)
     return 0
