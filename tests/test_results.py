@@ -1054,6 +1054,7 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     """ui.data's background preparation stores every default view and counts them for a waiting page; the views
     of an older import are pruned."""
     from ui import data
+    from vbhc import meeting
 
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
@@ -1099,7 +1100,15 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     # the years were computed in a child process (at the lowest priority): this process, the server's, computed the
     # default views only (at 1,000,000 care cycles the years' ~20 minutes of CPU held its interpreter lock beside
     # every page drawn meanwhile), and what the child stored equals the views computed here
-    assert here["result"] == len(views) and here["prem"] == len(results.prem_keys(views))
+    # and each view as it was at the team page's "since" date (results.as_of_dates), which its first visit computed
+    when = default_meeting_date()
+    as_of = {
+        (key.level, key.condition, label)
+        for key in views
+        for until in results.as_of_dates(store.get(key, version), when)
+        if (label := meeting.as_of_label(store.get(key, version), until)) not in (None, key.period)
+    }
+    assert here["result"] == len(views) + len(as_of) and here["prem"] == len(results.prem_keys(views))
     assert all(store.has_prem(key, version) for key in results.prem_keys(years))
     # and, in the same child, what a period click reads beside each year: every unit's signals and SPC charts, and
     # the year as it was at the team page's "since" date (the click computed them, ~1.5-2 s of CPU at 50k)
