@@ -1080,6 +1080,7 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     """ui.data's background preparation stores every default view and counts them for a waiting page; the views
     of an older import are pruned."""
     from ui import data
+    from vbhc import meeting
 
     monkeypatch.setenv("VBHC_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("VBHC_WARM_UP_YEARS_UP_TO", "0")
@@ -1125,8 +1126,20 @@ def test_the_server_warm_up_fills_the_store(sqlite_engine, two_condition_files, 
     # the years were computed in a child process (at the lowest priority): this process, the server's, computed the
     # default views only (at 1,000,000 care cycles the years' ~20 minutes of CPU held its interpreter lock beside
     # every page drawn meanwhile), and what the child stored equals the views computed here
-    assert here["result"] == len(views) and here["prem"] == len(results.prem_keys(views))
+    # and each view as it was at the team page's "since" date (results.as_of_dates), which its first visit computed
+    when = default_meeting_date()
+    as_of = {
+        (key.level, key.condition, label)
+        for key in views
+        for until in results.as_of_dates(store.get(key, version), when)
+        if (label := meeting.as_of_label(store.get(key, version), until)) not in (None, key.period)
+    }
+    assert here["result"] == len(views) + len(as_of) and here["prem"] == len(results.prem_keys(views))
     assert all(store.has_prem(key, version) for key in results.prem_keys(years))
+    # and, in the same child, what a period click reads beside each year: every unit's signals and SPC charts, and
+    # the year as it was at the team page's "since" date (the click computed them, ~1.5-2 s of CPU at 50k)
+    assert all(store.has_signals(results.SignalsKey(key, ""), version) for key in years)
+    assert not results.year_pages_pending(sqlite_engine)
     for condition in conditions:
         newest = next(key for key in years if key.condition == condition)
         fresh = compute_indicators(
@@ -1211,3 +1224,41 @@ def test_the_unit_charts_of_every_unit_are_stored_once_and_equal_each_units_own(
     assert sorted(picked) == sorted(own) and own
     for idx in own:
         pdt.assert_frame_equal(picked[idx], own[idx])
+
+
+@sqlite_only
+@pytest.mark.parametrize("newest_year", [False, True], ids=["all_dates", "newest_year"])
+def test_prepare_pages_stores_the_view_as_it_was_at_the_team_pages_since_date(registry, newest_year):
+    """What the team page reads beside a view (its default "since the last meeting" date is the start of the
+    view's latest quarter with data, vbhc.meeting.since_date, not the default meeting date), for all dates and for
+    a year (the period filter's choices): the view as it was then with its signals then, and the signals of every
+    unit now, all stored by prepare_pages, so a page, a restart or a period click computes none of them. Main
+    prepared only the default meeting date's view and no year: the page computed the view at the since date
+    (~0.5 s of CPU on the 50k demo) and every year's signals on a period click."""
+    from vbhc import meeting
+
+    period = results.year_views(registry)[0].period if newest_year else ""
+    key = ViewKey(CONDITION, "hospital", period)
+    results.prepare_pages(registry, [key])
+    store = ResultStore(registry)
+    version = store.version()
+    before = _counts()
+    result = store.result(key, version)
+    since, basis = meeting.since_date(None, None, meeting.data_complete_until(result.data))
+    assert basis == meeting.SINCE_DATA
+    label = meeting.as_of_label(result, since)
+    assert label not in (None, period)  # the demo has care cycles after the start of its latest quarter
+    then = ViewKey(CONDITION, "hospital", label)
+    assert store.has(then, version)
+    assert store.has_signals(results.SignalsKey(then, since.isoformat()), version)
+    assert store.has_signals(results.SignalsKey(key, ""), version)
+    then_result = store.result(then, version)
+    store.signals(then, version, then_result, since)
+    store.signals(key, version, result)
+    store.unit_charts(key, version, result)
+    assert _computed_since(before) == NOTHING_COMPUTED
+    # the stored view is the one computed from the data up to then
+    assert_results_equal(
+        then_result,
+        compute_indicators(restrict(load_condition_data(CONDITION, engine=registry), label), "hospital"),
+    )

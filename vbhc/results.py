@@ -63,7 +63,16 @@ from vbhc import indicators, models, registry
 from vbhc.catalog import SURVIVAL_KINDS, default_catalog
 from vbhc.children import LOWEST_PRIORITY, child_command
 from vbhc.indicators import ConditionData, IndicatorResult
-from vbhc.meeting import as_of_label, as_of_period, default_meeting_date, signals, unchanged_since, unit_signals
+from vbhc.meeting import (
+    as_of_label,
+    as_of_period,
+    data_complete_until,
+    default_meeting_date,
+    signals,
+    since_date,
+    unchanged_since,
+    unit_signals,
+)
 from vbhc.registry import UNIT_LEVELS, parse_period
 from vbhc.settings import catalog_dir, results_dir, results_group_mb, sqlite_file
 
@@ -1007,6 +1016,43 @@ PER_CONDITION = frozenset({"condition_units", "condition_unit_years", "completen
 PREM_LEVELS = ("hospital", "department")
 
 
+def as_of_dates(result: indicators.IndicatorResult, when: dt.date) -> list[dt.date]:
+    """The dates a view's "since the last meeting" tables compare with, when no meeting is recorded or chosen: the
+    default meeting date `when` (the overview, the meeting page) and the start of the view's latest quarter with
+    data (the team page's default, vbhc.meeting.since_date). Why: only the first was prepared, so a team page
+    computed the view as it was at the second (~0.5 s of CPU on the 50k demo) on its first visit, and every
+    period's on its first click after an import."""
+    dates = [when]
+    if result.data is not None:
+        since, _ = since_date(None, None, data_complete_until(result.data))
+        if since != when:
+            dates.append(since)
+    return dates
+
+
+def prepare_view_pages(
+    store: ResultStore,
+    key: ViewKey,
+    version: str,
+    result: IndicatorResult,
+    when: dt.date,
+    *,
+    pause: Callable[[], None] | None = None,
+) -> None:
+    """Store what the pages read beside one view (`result`): DERIVED_TABLES, the view as it was at each of
+    as_of_dates with its signals then, every unit's SPC charts and (last) the signals of every unit. Read when
+    stored."""
+    for name, derive in DERIVED_TABLES.items():
+        store.table(TableKey(key, name), version, lambda derive=derive: derive(result))
+    for until in as_of_dates(result, when):
+        label = as_of_label(result, until)
+        if label is not None and label != key.period:  # the same view: its signals are the ones above
+            then = replace(key, period=label)
+            store.signals(then, version, store.result(then, version), until, pause=pause)
+    store.unit_charts(key, version, result, pause=pause)
+    store.signals(key, version, result, pause=pause)  # last: a caller that finds them stored skips the view
+
+
 def prem_keys(views: list[ViewKey]) -> list[PremKey]:
     """Every PREM questionnaire at both unit levels for all dates, then for each year among `views` (newest
     first): the patient experience the team page and the overview show beside the outcomes. One list for the
@@ -1031,7 +1077,9 @@ def prepare_pages(
     if version is None or not store.enabled:
         return 0
     views = default_views(engine) if views is None else views
-    whole = [v for v in views if not v.period and not v.peers]
+    # the views a page shows as the period filter's choices: all dates and every year (default_views has years up
+    # to years_up_to() care cycles), not the date-range views as they were at a meeting (their signals are below)
+    whole = [v for v in views if not v.peers and (not v.period or v.period.isdigit())]
     questionnaires = prem_keys(views)
     when = default_meeting_date()
     counted = ("signals", "unit_charts", "prem", "table", "registry")
@@ -1042,15 +1090,7 @@ def prepare_pages(
     total = len(whole) + len(questionnaires)
     for done, key in enumerate(whole):
         try:
-            result = store.result(key, version)
-            store.signals(key, version, result)
-            store.unit_charts(key, version, result)
-            for name, derive in DERIVED_TABLES.items():
-                store.table(TableKey(key, name), version, lambda derive=derive, result=result: derive(result))
-            label = as_of_label(result, when)
-            if label is not None and label != key.period:  # the same view: its signals are the ones above
-                then = replace(key, period=label)
-                store.signals(then, version, store.result(then, version), when)
+            prepare_view_pages(store, key, version, store.result(key, version), when)
         except Exception:  # a page asking for them shows the error
             log.exception("preparing the signals and charts of %s failed", key)
         if progress is not None:
@@ -1238,6 +1278,44 @@ def precompute_years(engine: Engine, *, progress: Callable[[str, int, int], None
     return computed
 
 
+def _year_pages_missing(engine: Engine, store: ResultStore, version: str) -> list[ViewKey]:
+    """The stored year views whose page extras are not (their signals of every unit, prepare_view_pages' last)."""
+    return [
+        key
+        for key in year_views(engine)
+        if store.has(key, version) and not store.has_signals(SignalsKey(key, ""), version)
+    ]
+
+
+def year_pages_pending(engine: Engine) -> bool:
+    """Whether a stored year view lacks what the pages read beside it (prepare_year_pages)."""
+    store = ResultStore(engine)
+    version = store.version()
+    return bool(version is not None and store.enabled and _year_pages_missing(engine, store, version))
+
+
+def prepare_year_pages(engine: Engine) -> int:
+    """prepare_view_pages for every stored year view that lacks it (newest year first); how many. Why: `vbhc
+    import` leaves the years to the server (precompute, precompute_years), which stored their views only, so the
+    first click on a period after an import computed the year as it was at the team page's "since" date (~1-1.5 s
+    of CPU, waited for) and every unit's signals (in the background). Stops when an import changes the version."""
+    store = ResultStore(engine)
+    version = store.version()
+    if version is None or not store.enabled:
+        return 0
+    when = default_meeting_date()
+    done = 0
+    for key in _year_pages_missing(engine, store, version):
+        if store.version() != version:
+            break
+        try:
+            prepare_view_pages(store, key, version, store.result(key, version), when)
+        except Exception:  # a page asking for them computes them and shows the error
+            log.exception("preparing the pages of %s failed", key)
+        done += 1
+    return done
+
+
 def precompute_years_apart(url: str, progress: Callable[[int, int], None] | None = None) -> int:
     """precompute_years for the database at `url` in a child process at the lowest priority, waited for;
     `progress(done, total)` after each view; the child's exit status.
@@ -1284,5 +1362,7 @@ def _years_child(parent_pid: str) -> int:
     def report(_stage: str, done: int, total: int) -> None:
         print(_PROGRESS, done, total, flush=True)
 
-    precompute_years(get_engine(), progress=report)
+    engine = get_engine()
+    precompute_years(engine, progress=report)
+    prepare_year_pages(engine)
     return 0
