@@ -349,11 +349,7 @@ def defer_postgres_indexes(conn: Connection, target: Table) -> list[Index]:
     definition is the one vbhc.models creates (name, columns, nothing else), so the rebuilt one is the same.
     DROP INDEX holds the table's exclusive lock until the commit: a reader of the still empty table waits for
     the first import instead of seeing no rows. [] elsewhere."""
-    if conn.dialect.name != "postgresql" or not conn.in_transaction():
-        return []
-    if conn.execute(select(literal(1)).select_from(target).limit(1)).first() is not None:
-        return []
-    if not _owns(conn, target):
+    if not _first_load_in_transaction(conn, target):
         return []
     stored = {ix["name"]: ix for ix in inspect(conn).get_indexes(target.name)}
     deferred = []
@@ -393,11 +389,7 @@ def defer_postgres_keys(conn: Connection, target: Table) -> list[Constraint]:
     so no other session writes a key meanwhile), only when no foreign key refers to `target` (its primary key
     stays then), and only keys whose stored definition is the one vbhc.models gives (columns; a unique
     constraint's name), so the rebuilt ones are the same. [] elsewhere."""
-    if conn.dialect.name != "postgresql" or not conn.in_transaction():
-        return []
-    if conn.execute(select(literal(1)).select_from(target).limit(1)).first() is not None:
-        return []
-    if not _owns(conn, target):
+    if not _first_load_in_transaction(conn, target):
         return []
     referred = select(literal(1)).where(
         _PG_CONSTRAINT.c.contype == "f", _PG_CONSTRAINT.c.confrelid == func.to_regclass(target.name)
@@ -438,6 +430,16 @@ def rebuild_keys(conn: Connection, keys: list[Constraint]) -> None:
     for key in keys:
         _CopyBehind.of(conn).sequences.pop(key.table.name, None)  # ids one at a time again, as without the keys
         conn.execute(AddConstraint(key))
+
+
+def _first_load_in_transaction(conn: Connection, target: Table) -> bool:
+    """PostgreSQL, inside a transaction, `target` empty and owned by this role: where defer_postgres_indexes and
+    defer_postgres_keys may drop what they rebuild after the first load's rows (the DDL rolled back with a refusal)."""
+    if conn.dialect.name != "postgresql" or not conn.in_transaction():
+        return False
+    if conn.execute(select(literal(1)).select_from(target).limit(1)).first() is not None:
+        return False
+    return _owns(conn, target)
 
 
 def _owns(conn: Connection, target: Table) -> bool:
