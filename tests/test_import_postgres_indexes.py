@@ -6,11 +6,12 @@ as migrated after a stored and a refused batch."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
+from tests.pg_schema import schema, statements_while_importing
 from tests.registry_files import write_small_registry
 from vbhc import models
-from vbhc.ingest import ImportRefused, import_files
+from vbhc.ingest import ImportRefused
 from vbhc.ingest import stage as staging
 from vbhc.store import row_counts
 
@@ -24,47 +25,27 @@ def _indexes(conn) -> dict[str, str]:
     return dict(rows.all())
 
 
-def _schema(engine) -> list[tuple]:
-    with engine.connect() as conn:
-        return sorted(
-            conn.execute(
-                text("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")
-            ).all()
-        )
-
-
-def _dropped_while_importing(engine, files, statements: list[str] | None = None, **kwargs) -> list[str]:
-    statements = [] if statements is None else statements
-
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        if statement.strip().startswith("DROP INDEX"):
-            statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        import_files(files, engine, **kwargs)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    return statements
+def _drops_an_index(statement: str) -> bool:
+    return statement.strip().startswith("DROP INDEX")
 
 
 @on_postgres
 def test_a_first_load_builds_the_plain_indexes_after_its_rows(engine, tmp_path):
-    before = _schema(engine)
+    before = schema(engine)
     files = write_small_registry(tmp_path / "files")
-    dropped = _dropped_while_importing(engine, files)
+    dropped = statements_while_importing(engine, files, _drops_an_index)
     assert {s.split()[-1] for s in dropped} == PLAIN  # the primary key and unique keys stay
-    assert _schema(engine) == before
+    assert schema(engine) == before
     assert row_counts(engine)["care_cycles"] > 0
     # a table that holds rows keeps its indexes: the upsert is not a first load
-    again = _dropped_while_importing(engine, files, force=True)
+    again = statements_while_importing(engine, files, _drops_an_index, force=True)
     assert again == []
-    assert _schema(engine) == before
+    assert schema(engine) == before
 
 
 @on_postgres
 def test_a_refused_first_load_leaves_the_indexes_and_no_row(engine, tmp_path):
-    before = _schema(engine)
+    before = schema(engine)
     files = write_small_registry(tmp_path / "files")
     outcomes = files[2].read_text(encoding="utf-8").splitlines()
     cells = outcomes[1].split(",")
@@ -72,9 +53,9 @@ def test_a_refused_first_load_leaves_the_indexes_and_no_row(engine, tmp_path):
     files[2].write_text("\n".join([outcomes[0], ",".join(cells), *outcomes[2:]]) + "\n", encoding="utf-8")
     dropped: list[str] = []
     with pytest.raises(ImportRefused):
-        _dropped_while_importing(engine, files, dropped)
+        statements_while_importing(engine, files, _drops_an_index, dropped)
     assert {s.split()[-1] for s in dropped} == PLAIN
-    assert _schema(engine) == before
+    assert schema(engine) == before
     assert row_counts(engine)["care_cycles"] == 0
 
 
