@@ -1232,9 +1232,9 @@ def test_prepare_pages_stores_the_view_as_it_was_at_the_team_pages_since_date(re
     """What the team page reads beside a view (its default "since the last meeting" date is the start of the
     view's latest quarter with data, vbhc.meeting.since_date, not the default meeting date), for all dates and for
     a year (the period filter's choices): the view as it was then with its signals then, and the signals of every
-    unit now, all stored by prepare_pages, so a page, a restart or a period click computes none of them. Main
-    prepared only the default meeting date's view and no year: the page computed the view at the since date
-    (~0.5 s of CPU on the 50k demo) and every year's signals on a period click."""
+    unit now, all stored by prepare_pages, so a page, a restart or a period click computes none of them. (Once only
+    the default meeting date's view was prepared and no year: the page computed the view at the since date, ~0.5 s
+    of CPU on the 50k demo, and every year's signals on a period click.)"""
     from vbhc import meeting
 
     period = results.year_views(registry)[0].period if newest_year else ""
