@@ -787,7 +787,7 @@ def test_the_tables_make_no_per_cycle_text_of_python_strings(demo_tables, fresh_
     peak of its tables. The frames are those of the arrays of Python strings."""
     from dataclasses import replace
 
-    from pandas.arrays import ArrowStringArray
+    import pyarrow as pa
 
     from vbhc import indicators
 
@@ -795,14 +795,14 @@ def test_the_tables_make_no_per_cycle_text_of_python_strings(demo_tables, fresh_
     result = max(tables.values(), key=lambda r: len(r.data.cycles))
     data = replace(result.data, fitted={}, cox={}, derived={})
     made = []
-    from_sequence = ArrowStringArray._from_sequence.__func__
+    to_arrow = pa.array
 
-    def spied(cls, scalars, *args, **kwargs):
-        if isinstance(scalars, np.ndarray) and scalars.dtype == object:
-            made.append(len(scalars))
-        return from_sequence(cls, scalars, *args, **kwargs)
+    def spied(values, *args, **kwargs):  # pyarrow's public constructor, which pandas' Arrow text is made through
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            made.append(len(values))
+        return to_arrow(values, *args, **kwargs)
 
-    monkeypatch.setattr(ArrowStringArray, "_from_sequence", classmethod(spied))
+    monkeypatch.setattr(pa, "array", spied)
     got = indicators.compute_indicators(data, "hospital")
     monkeypatch.undo()
     assert made and max(made) < len(data.cycles)  # (the units, the table's rows: not one per cycle)
