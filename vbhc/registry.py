@@ -346,73 +346,85 @@ SHARED_READ_MAX_CYCLES = 2_000_000
 _CONDITION = "vbhc_condition"
 
 
-class _SharedReads:
-    """The child tables' rows of every condition, each query read once (PostgreSQL, through COPY) and cut per
-    condition; a condition's rows are handed out once and then dropped, so memory falls as conditions are done."""
+class _ReadsPerCondition:
+    """What shared_reads' two ways of holding the rows share: each child query of every condition is read once
+    (PostgreSQL, through COPY) and a condition's rows are handed out once, as the condition's own COPY gives them:
+    same columns, same rows, same order. Subclasses say where the rows wait (`_hold`) and how they come back
+    (`_take`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.pieces: dict[tuple, dict[str, pa.Table]] = {}
         self.schemas: dict[tuple, pa.Schema] = {}
         self.handed: set[tuple] = set()
 
     def piece(self, every: Select, condition: str) -> pa.Table | None:
         """`condition`'s rows of `every` (a child query of all conditions with their condition added, ordered on
-        the table's unique key), as the condition's own COPY gives them: same columns, same rows, same order.
-        None when COPY cannot read them or they were handed out already (then the caller reads them itself)."""
+        the table's unique key). None when COPY cannot read them or they were handed out already (then the caller
+        reads them itself)."""
         with self.engine.connect() as conn:
             compiled = every.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
             key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
             if (key, condition) in self.handed:
                 return None
-            if key not in self.pieces:
+            if key not in self.schemas:
                 types = _copy_types(every, conn)
                 if types is None:
                     return None
-                # not READ_SETTINGS: at 1,000,000 cycles these reads of every condition took more server CPU
-                # with them (the questionnaires' reads: 6.3 -> 9.1 s), the plan not looked into yet
-                table = store.copy_out(conn, every, types)
-                conditions = table.column(_CONDITION)
-                self.pieces[key] = {
-                    name: table.filter(pc.equal(conditions, name)).drop_columns([_CONDITION])
-                    for name in pc.unique(conditions).to_pylist()
-                }
-                self.schemas[key] = table.schema.remove(table.schema.get_field_index(_CONDITION))
-                del table, conditions
+                self.schemas[key] = self._hold(conn, every, types, key)  # last: a failed read is read again
         self.handed.add((key, condition))
+        return self._take(key, condition)
+
+    def _hold(self, conn: Connection, every: Select, types: dict, key: tuple) -> pa.Schema:
+        """Read `every`'s rows and keep each condition's for `_take`; the rows' schema without the condition."""
+        raise NotImplementedError
+
+    def _take(self, key: tuple, condition: str) -> pa.Table:
+        raise NotImplementedError
+
+
+class _SharedReads(_ReadsPerCondition):
+    """The rows of every condition held in memory, cut per condition; a condition's rows are dropped once handed
+    out, so memory falls as conditions are done."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.pieces: dict[tuple, dict[str, pa.Table]] = {}
+
+    def _hold(self, conn: Connection, every: Select, types: dict, key: tuple) -> pa.Schema:
+        # not READ_SETTINGS: at 1,000,000 cycles these reads of every condition took more server CPU with them
+        # (the questionnaires' reads: 6.3 -> 9.1 s), the plan not looked into yet
+        table = store.copy_out(conn, every, types)
+        conditions = table.column(_CONDITION)
+        self.pieces[key] = {
+            name: table.filter(pc.equal(conditions, name)).drop_columns([_CONDITION])
+            for name in pc.unique(conditions).to_pylist()
+        }
+        return table.schema.remove(table.schema.get_field_index(_CONDITION))
+
+    def _take(self, key: tuple, condition: str) -> pa.Table:
         found = self.pieces[key].pop(condition, None)
         return found if found is not None else self.schemas[key].empty_table()
 
 
-class _SpilledReads:
-    """shared_reads above SHARED_READ_MAX_CYCLES: each child query of every condition read once (PostgreSQL,
-    through COPY), streamed in chunks (store.copy_out_chunks) and each chunk's rows appended to their condition's
-    Arrow IPC file in `folder`; a condition's rows are read back from its file when it asks for them, once, and
-    the file deleted. Why: at 10,000,000 care cycles a child table of every condition does not fit in memory
-    beside the computation (the PROM questionnaires alone are several GB), while reading each condition's rows on
-    its own scanned the whole child table once per condition (their cycles are interleaved on disk)."""
+class _SpilledReads(_ReadsPerCondition):
+    """shared_reads above SHARED_READ_MAX_CYCLES: each child query's rows streamed in chunks
+    (store.copy_out_chunks) and each chunk's rows appended to their condition's Arrow IPC file in `folder`; a
+    condition's rows are read back from its file when it asks for them, once, and the file deleted. Why: at
+    10,000,000 care cycles a child table of every condition does not fit in memory beside the computation (the
+    PROM questionnaires alone are several GB), while reading each condition's rows on its own scanned the whole
+    child table once per condition (their cycles are interleaved on disk)."""
 
     def __init__(self, engine: Engine, folder: Path) -> None:
-        self.engine, self.folder = engine, folder
+        super().__init__(engine)
+        self.folder = folder
         self.files: dict[tuple, dict[str, Path]] = {}
-        self.schemas: dict[tuple, pa.Schema] = {}
-        self.handed: set[tuple] = set()
 
-    def piece(self, every: Select, condition: str) -> pa.Table | None:
-        """As _SharedReads.piece: `condition`'s rows of `every`, as the condition's own COPY gives them; None
-        when COPY cannot read them or they were handed out already."""
-        with self.engine.connect() as conn:
-            compiled = every.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-            key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
-            if (key, condition) in self.handed:
-                return None
-            if key not in self.files:
-                types = _copy_types(every, conn)
-                if types is None:
-                    return None
-                self.schemas[key] = pa.schema([(name, kind) for name, kind in types.items() if name != _CONDITION])
-                self.files[key] = self._spill(conn, every, types, self.schemas[key])
-        self.handed.add((key, condition))
+    def _hold(self, conn: Connection, every: Select, types: dict, key: tuple) -> pa.Schema:
+        schema = pa.schema([(name, kind) for name, kind in types.items() if name != _CONDITION])
+        self.files[key] = self._spill(conn, every, types, schema)
+        return schema
+
+    def _take(self, key: tuple, condition: str) -> pa.Table:
         path = self.files[key].pop(condition, None)
         if path is None:
             return self.schemas[key].empty_table()
@@ -443,7 +455,7 @@ class _SpilledReads:
         return files
 
 
-_SHARED: ContextVar[_SharedReads | _SpilledReads | None] = ContextVar("vbhc_shared_reads", default=None)
+_SHARED: ContextVar[_ReadsPerCondition | None] = ContextVar("vbhc_shared_reads", default=None)
 
 
 @contextmanager
@@ -459,7 +471,7 @@ def shared_reads(engine: Engine | None = None) -> Iterator[None]:
     are spilled, as they arrive, to a file per condition in a temporary folder (tempfile's: TMPDIR) removed when
     the block ends, however it ends. Elsewhere a no-op. Only in the thread (context) that opened it."""
     engine = engine or get_engine()
-    scope: _SharedReads | _SpilledReads | None = None
+    scope: _ReadsPerCondition | None = None
     folder = None
     if _psycopg(engine):
         with engine.connect() as conn:
