@@ -41,3 +41,23 @@ def test_a_care_team_records_the_meeting_and_finds_its_minutes(meeting_db):  # n
     assert signal.item_id not in " ".join(table.astype(str).to_numpy().ravel())
     downloads = [b.proto.label for b in at.get("download_button")]
     assert {t("minutes.download_pdf", "en"), t("minutes.download_docx", "en")} <= set(downloads)
+
+
+def test_a_recorded_meeting_prepares_the_team_pages_view_as_it_was_then(meeting_db, monkeypatch):  # noqa: F811
+    """The meeting just recorded is the team page's new "since the last meeting" date: the view as it was then and
+    every unit's signals then are prepared in the background (ui.data.prepare_since), not computed by the first
+    team page after the recording while its viewer waits."""
+    import datetime as dt
+
+    from ui import data
+
+    at = _app("care")
+    held = dt.date(2025, 7, 15)  # inside the small demo's data: a view of its own
+    at.date_input(key="mt_min_date").set_value(held)
+    at.multiselect(key="mt_min_roles").set_value(["care_team"])
+    monkeypatch.setattr(data, "background_work", True)
+    at = _submit(at, "en")
+    assert [e.value for e in at.error] == []
+    data._signals_pool.submit(lambda: None).result()  # what the recording started has run
+    prepared = [args for args in data._signals_ready if args[2:4] == (CONDITION, "hospital") and args[5] == held]
+    assert len(prepared) == 1 and prepared[0][4] not in ("", None)

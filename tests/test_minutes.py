@@ -349,3 +349,27 @@ def test_the_minutes_keep_what_the_team_concluded_about_a_signal(items):
     assert rows["care"][0].endswith(" · Real difference: New stapler")
     assert rows["manager"][0].endswith(" · Real difference")
     assert "New stapler" in _docx_text(export_minutes(engine, CARE, done.meeting_id, "docx", "en"))
+
+
+def test_recorded_since_dates_are_each_units_last_meeting_or_every_units_later_one(items, monkeypatch):
+    """The dates `vbhc import` and the server prepare the views at (vbhc.results.as_of_dates): for each unit the
+    date the team page compares with (agenda's `since`: its own last meeting, or every unit's when later), none
+    after today, newest first and at most RECORDED_SINCE_DATES."""
+    engine, *_ = items
+    today = dt.date(2026, 5, 20)
+    assert minutes.recorded_since_dates(engine, CONDITION, today=today) == []
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2026, 5, 4), ["care_team"], [], unit="H01", today=today)
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2026, 3, 2), ["care_team"], [], unit="H02", today=today)
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2026, 4, 6), ["care_team"], [], today=today)
+    later = dt.date(2026, 6, 2)  # recorded then, read as of `today`: not yet the date any page compares with
+    minutes.record_meeting(engine, CARE, CONDITION, dt.date(2026, 6, 1), ["care_team"], [], unit="H02", today=later)
+    found = minutes.recorded_since_dates(engine, CONDITION, today=today)
+    assert found == [dt.date(2026, 5, 4), dt.date(2026, 4, 6)]  # H02's March meeting: every unit's April one is later
+    for unit in ("H01", "H02", "H01/SUR"):
+        assert agenda.meeting_agenda(engine, CARE, CONDITION, unit=unit, today=today).since in found
+    assert minutes.recorded_since_dates(engine, "breast_cancer", today=today) == []
+    for day, unit in enumerate(("H01/SUR", "H01/ORT", "H02/SUR"), start=11):  # more units' meetings: the newest few
+        held = dt.date(2026, 5, day)
+        minutes.record_meeting(engine, CARE, CONDITION, held, ["care_team"], [], unit=unit, today=today)
+    monkeypatch.setattr(minutes, "RECORDED_SINCE_DATES", 2)
+    assert minutes.recorded_since_dates(engine, CONDITION, today=today) == [dt.date(2026, 5, 13), dt.date(2026, 5, 12)]

@@ -1262,3 +1262,30 @@ def test_prepare_pages_stores_the_view_as_it_was_at_the_team_pages_since_date(re
         then_result,
         compute_indicators(restrict(load_condition_data(CONDITION, engine=registry), label), "hospital"),
     )
+
+
+@sqlite_only
+def test_prepare_pages_stores_the_view_as_it_was_at_a_recorded_meeting(registry):
+    """A recorded meeting is the team page's "since the last meeting" date (vbhc.meeting.since_date, recorded):
+    prepare_pages stores the view as it was then with its signals then (vbhc.minutes.recorded_since_dates), so the
+    first team page after an import computes neither. Before, only the default meeting date and the start of the
+    latest quarter were prepared: the page computed the view at the meeting (a case-mix fit) while it waited."""
+    from vbhc import meeting, minutes
+    from vbhc.access import local_viewer
+
+    key = ViewKey(CONDITION, "hospital")
+    store = ResultStore(registry)
+    version = store.version()
+    result = store.result(key, version)
+    since, _ = meeting.since_date(None, None, meeting.data_complete_until(result.data))
+    held = since - dt.timedelta(days=75)  # inside the previous quarter: a view of its own
+    minutes.record_meeting(registry, local_viewer(), CONDITION, held, ["care_team"], [])
+    results.prepare_pages(registry, [key])
+    label = meeting.as_of_label(result, held)
+    assert label not in (None, "", meeting.as_of_label(result, since))
+    then = ViewKey(CONDITION, "hospital", label)
+    assert store.has(then, version)
+    assert store.has_signals(results.SignalsKey(then, held.isoformat()), version)
+    before = _counts()
+    store.signals(then, version, store.result(then, version), held)
+    assert _computed_since(before) == NOTHING_COMPUTED

@@ -414,6 +414,31 @@ def last_meeting_date(
     return max(dates, default=None)
 
 
+#: At most this many recorded meeting dates per condition are prepared ahead (recorded_since_dates), newest first:
+#: each is a view as it was then per unit level, a case-mix fit each
+RECORDED_SINCE_DATES = 8
+
+
+def recorded_since_dates(engine: Engine, condition: str, *, today: dt.date | None = None) -> list[dt.date]:
+    """The dates the team pages of `condition` compare with once meetings are recorded (vbhc.meeting.since_date,
+    SINCE_RECORDED): for each unit its last meeting up to today, or the last one of every unit when that is
+    later; newest first, at most RECORDED_SINCE_DATES. For the preparation of the views as they were then
+    (vbhc.results.as_of_dates) by `vbhc import` and the server, which read for no viewer: only dates, never shown."""
+    today = today or dt.date.today()
+    table = models.MeetingRecord.__table__
+    query = (
+        select(table.c.unit, func.max(table.c.held_on))
+        .where(table.c.condition == condition, table.c.held_on <= today)
+        .group_by(table.c.unit)
+    )
+    with engine.connect() as conn:
+        last = {str(unit or ""): held for unit, held in conn.execute(query)}
+    every = last.pop(ALL_UNITS, None)
+    dates = {max(held, every) if every is not None else held for held in last.values()}
+    dates |= {every} if every is not None else set()
+    return sorted(dates, reverse=True)[:RECORDED_SINCE_DATES]
+
+
 def versions_seen(found: Sequence[Meeting], unit: str = ALL_UNITS) -> Mapping[str, int]:
     """The version of each shown meeting of `unit` by its date (ISO): what a recording of that date is based on."""
     return {m.held_on.isoformat(): m.version for m in found if m.record.unit == unit}

@@ -1016,18 +1016,19 @@ PER_CONDITION = frozenset({"condition_units", "condition_unit_years", "completen
 PREM_LEVELS = ("hospital", "department")
 
 
-def as_of_dates(result: indicators.IndicatorResult, when: dt.date) -> list[dt.date]:
-    """The dates a view's "since the last meeting" tables compare with, when no meeting is recorded or chosen: the
-    default meeting date `when` (the overview, the meeting page) and the start of the view's latest quarter with
-    data (the team page's default, vbhc.meeting.since_date). Why: only the first was prepared, so a team page
-    computed the view as it was at the second (~0.5 s of CPU on the 50k demo) on its first visit, and every
-    period's on its first click after an import."""
+def as_of_dates(result: indicators.IndicatorResult, when: dt.date, recorded: Iterable[dt.date] = ()) -> list[dt.date]:
+    """The dates a view's "since the last meeting" tables compare with unless the viewer chooses one: the default
+    meeting date `when` (the overview, the meeting page), the start of the view's latest quarter with data (the
+    team page's default without a recorded meeting, vbhc.meeting.since_date) and the `recorded` meetings' dates
+    (vbhc.minutes.recorded_since_dates). Why: only the first was prepared, so a team page computed the view as it
+    was at the others (~0.5 s of CPU on the 50k demo) on its first visit, and every period's on its first click
+    after an import."""
     dates = [when]
     if result.data is not None:
         since, _ = since_date(None, None, data_complete_until(result.data))
-        if since != when:
-            dates.append(since)
-    return dates
+        dates.append(since)
+    dates += recorded
+    return list(dict.fromkeys(dates))
 
 
 def prepare_view_pages(
@@ -1037,14 +1038,15 @@ def prepare_view_pages(
     result: IndicatorResult,
     when: dt.date,
     *,
+    recorded: Iterable[dt.date] = (),
     pause: Callable[[], None] | None = None,
 ) -> None:
     """Store what the pages read beside one view (`result`): DERIVED_TABLES, the view as it was at each of
-    as_of_dates with its signals then, every unit's SPC charts and (last) the signals of every unit. Read when
-    stored."""
+    as_of_dates (with the `recorded` meetings' dates) with its signals then, every unit's SPC charts and (last) the
+    signals of every unit. Read when stored."""
     for name, derive in DERIVED_TABLES.items():
         store.table(TableKey(key, name), version, lambda derive=derive: derive(result))
-    for until in as_of_dates(result, when):
+    for until in as_of_dates(result, when, recorded):
         label = as_of_label(result, until)
         if label is not None and label != key.period:  # the same view: its signals are the ones above
             then = replace(key, period=label)
@@ -1072,6 +1074,8 @@ def prepare_pages(
     charts and DERIVED_TABLES, and the PREM tables (prem_keys). Without it the first server start after an
     import computes them while its first viewers wait (~45 s on the 50k demo). Returns how many were computed;
     stored ones are read."""
+    from vbhc.minutes import recorded_since_dates  # lazily: a server's start does not need the minutes' module
+
     store = ResultStore(engine)
     version = store.version()
     if version is None or not store.enabled:
@@ -1088,9 +1092,11 @@ def prepare_pages(
         for condition in sorted({v.condition for v in views}) if name in PER_CONDITION else [""]:
             store.registry_table(name, version, condition)
     total = len(whole) + len(questionnaires)
+    recorded = {condition: recorded_since_dates(engine, condition) for condition in {v.condition for v in whole}}
     for done, key in enumerate(whole):
         try:
-            prepare_view_pages(store, key, version, store.result(key, version), when)
+            result = store.result(key, version)
+            prepare_view_pages(store, key, version, result, when, recorded=recorded[key.condition])
         except Exception:  # a page asking for them shows the error
             log.exception("preparing the signals and charts of %s failed", key)
         if progress is not None:
@@ -1303,13 +1309,19 @@ def prepare_year_pages(engine: Engine) -> int:
     version = store.version()
     if version is None or not store.enabled:
         return 0
+    from vbhc.minutes import recorded_since_dates
+
     when = default_meeting_date()
     done = 0
+    recorded: dict[str, list[dt.date]] = {}
     for key in _year_pages_missing(engine, store, version):
         if store.version() != version:
             break
         try:
-            prepare_view_pages(store, key, version, store.result(key, version), when)
+            if key.condition not in recorded:
+                recorded[key.condition] = recorded_since_dates(engine, key.condition)
+            result = store.result(key, version)
+            prepare_view_pages(store, key, version, result, when, recorded=recorded[key.condition])
         except Exception:  # a page asking for them computes them and shows the error
             log.exception("preparing the pages of %s failed", key)
         done += 1

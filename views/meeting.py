@@ -437,6 +437,7 @@ def _record(lang: str) -> None:
         _flash(False, _refusal(exc, lang))
     else:
         state["mt_min_pick"] = done.meeting_id  # the list below opens the meeting just recorded
+        data.prepare_since(chosen.condition, chosen.level, held, chosen.period)  # the team page's new since date
         counts = {"version": fmt_int(done.version, lang), "count": len(done.decisions)}
         _flash(True, t("minutes.saved", lang, date=fmt_date(done.held_on, lang), **counts))
 
