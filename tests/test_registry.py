@@ -102,6 +102,33 @@ def test_unit_labels():
     assert parse_period(None) is None and isinstance(parse_period("2023"), Period)
 
 
+@pytest.mark.parametrize("rows", [slice(0, 0), slice(0, 1), slice(2, 9), slice(None)])
+@pytest.mark.parametrize("level", ["hospital", "department", "condition_team"])
+def test_unit_labels_of_categorical_columns_are_the_text_of_their_values(rows, level):
+    """The registry reads the care cycles' units as categorical columns; unit_labels makes their text from the
+    categories (not one Python string per care cycle): the same series as the text of each row's values, with a
+    missing value, an unused category and an index of its own."""
+    hospital = ["H02", "H01", "H02", "H10", "H01", "H02", "H01", "H10", "H02", "H01"]
+    department = ["SUR", "ORT", "ORT", "SUR", "SUR", None, "ORT", "SUR", "ORT", "SUR"]
+    condition = ["hip", "hip", "knee", "hip", "knee", "knee", "hip", "hip", "knee", "hip"]
+    plain = pd.DataFrame({"hospital": hospital, "department": department, "condition": condition})
+    plain.index = plain.index * 3 + 7
+    categorical = plain.assign(
+        hospital=pd.Categorical(hospital, categories=["H10", "H01", "H02", "H99"]),
+        department=pd.Categorical(department),
+        condition=pd.Categorical(condition),
+    )
+    for frame in (plain.iloc[rows], categorical.iloc[rows], categorical.dropna().iloc[rows]):
+        text = frame.astype({c: str for c in frame.columns if c != "department"})
+        if level == "hospital":
+            expected = text["hospital"]
+        elif level == "department":
+            expected = text["hospital"] + "/" + frame["department"].astype(str)
+        else:
+            expected = text["condition"] + "@" + text["hospital"]
+        pd.testing.assert_series_equal(registry.unit_labels(frame, level), expected, check_exact=True)
+
+
 @pytest.mark.parametrize(
     ("unit", "parts"),
     [

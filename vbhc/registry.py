@@ -855,14 +855,31 @@ def _as_text(column: pd.Series) -> pd.Series:
     return column.astype(str)
 
 
+def _joined(first: pd.Series, sep: str, second: pd.Series) -> pd.Series:
+    """`first` and `second` as text joined by `sep` per row, equal to `astype(str) + sep + astype(str)`. Of two
+    categorical columns (the care cycles as the registry reads them) each pair of categories present is joined
+    once and the rows take their pair's text: the concatenation row by row cost ~0.17 s of CPU per million care
+    cycles."""
+    if isinstance(first.dtype, pd.CategoricalDtype) and isinstance(second.dtype, pd.CategoricalDtype) and len(first):
+        a, b = first.cat.codes.to_numpy(), second.cat.codes.to_numpy()
+        if a.min() >= 0 and b.min() >= 0:
+            width = len(second.cat.categories)
+            pairs, present = pd.factorize(a.astype(np.int64) * width + b)
+            texts = first.cat.categories.astype(str)[present // width] + sep
+            texts = texts + second.cat.categories.astype(str)[present % width]
+            name = first.name if first.name == second.name else None  # (as pandas names a sum of two series)
+            return pd.Series(texts.take(pairs), index=first.index, name=name)
+    return _as_text(first) + sep + _as_text(second)
+
+
 def unit_labels(df: pd.DataFrame, level: str) -> pd.Series:
     """The unit a care cycle belongs to at `level`: hospital, department (hospital/department) or condition team."""
     if level == "hospital":
         return _as_text(df["hospital"])
     if level == "department":
-        return _as_text(df["hospital"]) + "/" + _as_text(df["department"])
+        return _joined(df["hospital"], "/", df["department"])
     if level == "condition_team":
-        return _as_text(df["condition"]) + "@" + _as_text(df["hospital"])
+        return _joined(df["condition"], "@", df["hospital"])
     raise ValueError(f"unknown unit level {level!r}; use one of {', '.join(UNIT_LEVELS)}")
 
 
