@@ -696,7 +696,11 @@ def prepare_since(condition: str, level: str, when: dt.date, period: str = "") -
     50k demo, a case-mix fit). Stored ones are read; a no-op without background work."""
     if not background_work:
         return
-    url, data_version = database_url(), version()
+    try:
+        url, data_version = database_url(), version()
+    except Exception:  # the recording is stored; the page computes the view when asked, and shows any error then
+        log.exception("preparing %s as it was at %s failed", condition, when)
+        return
 
     def prepare() -> None:
         for shown in dict.fromkeys(["", period]):
