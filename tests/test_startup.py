@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from tests.fresh_process import run_json
+from vbhc.i18n import SUPPORTED
 from vbhc.settings import PROJECT_ROOT
 
 #: What the first page does not need, with why it is loaded elsewhere: report files (built on a click),
@@ -247,3 +248,44 @@ def test_the_statistics_use_one_blas_thread_unless_the_operator_says_otherwise()
     two = {**env, "OPENBLAS_NUM_THREADS": "2"}
     chosen = subprocess.run([sys.executable, "-c", code], env=two, capture_output=True, text=True, check=True)
     assert chosen.stdout.strip() == "2"
+
+
+def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_again():
+    """ui.serve's preload (ui.preload.run) loads, while the browser loads Streamlit's page, every module the entry
+    point (streamlit_app.py) and the overview, team and meeting pages import, and reads the indicator and message
+    catalogs: the first script run of a restarted server then imports nothing before drawing its page."""
+    pages = ("streamlit_app.py", "views/overview.py", "views/condition_team.py")
+    modules = [name for page in pages for name in _imports(PROJECT_ROOT / page)]
+    code = (
+        "import importlib, importlib.util, json, sys\n"
+        "import streamlit\n"
+        "from ui import preload\n"
+        "preload.run()\n"
+        "before = set(sys.modules)\n"
+        f"for name in {modules!r}:\n"
+        "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
+        "        continue\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
+        "from vbhc import catalog, i18n\n"
+        "print(json.dumps({'imported_by_the_page': sorted(set(sys.modules) - before),\n"
+        "    'catalogs_read': [catalog.default_catalog.cache_info().currsize, i18n._catalog.cache_info().currsize]}))\n"
+    )
+    found = run_json(code)
+    assert found == {"imported_by_the_page": [], "catalogs_read": [1, len(SUPPORTED)]}
+
+
+def test_the_preload_maps_the_loaded_modules_as_streamlits_first_element_does(monkeypatch):
+    """Streamlit's first element in a process checks whether it runs in a REPL with `inspect.stack()`, whose first
+    call in a process maps every loaded module to its file (~0.12 s of CPU): ui.preload.first_use makes that call
+    while the browser loads the page, so the first page's check only maps the modules loaded since."""
+    import inspect
+
+    from ui import preload
+
+    calls = []
+    monkeypatch.setattr(inspect, "stack", lambda context=1: calls.append(context) or [])
+    preload.first_use()
+    assert calls == [1]  # with source context, as Streamlit asks: that is what reads the modules' files
