@@ -250,10 +250,11 @@ def test_the_statistics_use_one_blas_thread_unless_the_operator_says_otherwise()
     assert chosen.stdout.strip() == "2"
 
 
-def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_again():
+def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_again(sqlite_engine):
     """ui.serve's preload (ui.preload.run) loads, while the browser loads Streamlit's page, every module the entry
-    point (streamlit_app.py) and the overview, team and meeting pages import, and reads the indicator and message
-    catalogs: the first script run of a restarted server then imports nothing before drawing its page."""
+    point (streamlit_app.py) and the overview and team pages import, the database's SQL dialect, and reads the
+    indicator and message catalogs and the newest schema revision: the first script run of a restarted server then
+    imports nothing before drawing its page, also when it opens the database (at the newest schema)."""
     pages = ("streamlit_app.py", "views/overview.py", "views/condition_team.py")
     modules = [name for page in pages for name in _imports(PROJECT_ROOT / page)]
     code = (
@@ -269,12 +270,15 @@ def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_aga
         "        importlib.import_module(name)\n"
         "    except ModuleNotFoundError:\n"
         "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
-        "from vbhc import catalog, i18n\n"
-        "print(json.dumps({'imported_by_the_page': sorted(set(sys.modules) - before),\n"
-        "    'catalogs_read': [catalog.default_catalog.cache_info().currsize, i18n._catalog.cache_info().currsize]}))\n"
+        "from ui import data\n"
+        "data.current_engine()\n"
+        "from vbhc import catalog, i18n, store\n"
+        "read = [f.cache_info().currsize for f in (catalog.default_catalog, i18n._catalog, store.head_revision)]\n"
+        "print(json.dumps({'imported_by_the_page': sorted(set(sys.modules) - before), 'read': read}))\n"
     )
-    found = run_json(code)
-    assert found == {"imported_by_the_page": [], "catalogs_read": [1, len(SUPPORTED)]}
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    found = run_json(code, env={"VBHC_DATABASE_URL": url})
+    assert found == {"imported_by_the_page": [], "read": [1, len(SUPPORTED), 1]}
 
 
 def test_the_preload_maps_the_loaded_modules_as_streamlits_first_element_does(monkeypatch):

@@ -57,8 +57,7 @@ def run() -> None:
         for name in PRELOAD:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
-        with contextlib.suppress(Exception):
-            first_use()
+        first_use()
     finally:
         _done.set()
 
@@ -66,21 +65,39 @@ def run() -> None:
 def first_use() -> None:
     """What every process's first script run did before drawing anything, done here while the browser loads the page:
 
-    - the indicator catalog and both languages' message catalogs (read and parsed once per process, ~0.1 s);
+    - the indicator catalog and both languages' message catalogs (read and parsed once per process, ~0.1 s),
+      Babel's number and date data of both languages, the newest schema revision (read from the migration scripts)
+      and the database's SQL dialect (the driver module; nothing connects: a database that cannot be reached is
+      the page's to report, not a preload that makes it wait);
     - Python's map of loaded modules to their files. Streamlit's first element in a process checks whether it runs
       in a REPL (`inspect.stack()`), and the first `inspect.stack()` of a process maps every loaded module to its
       file (~0.12 s of CPU with the dashboard's ~1,500 modules, 0.5-1 s of the first run's wall on a busy host);
       mapped here, the page's check only looks up the few modules loaded since.
     """
+    import datetime as dt
     import inspect
 
-    from vbhc.catalog import default_catalog
-    from vbhc.i18n import SUPPORTED, t
+    def catalogs() -> None:
+        from vbhc.catalog import default_catalog
+        from vbhc.i18n import SUPPORTED, fmt_date, fmt_number, fmt_percent, t
 
-    default_catalog()
-    for lang in SUPPORTED:
-        t("app.title", lang)
-    inspect.stack()
+        default_catalog()
+        for lang in SUPPORTED:
+            t("app.title", lang)
+            fmt_number(1234.5, lang), fmt_percent(0.5, lang), fmt_date(dt.date(2026, 1, 1), lang)
+
+    def database() -> None:
+        from sqlalchemy import make_url
+
+        from vbhc.settings import database_url
+        from vbhc.store import head_revision
+
+        head_revision()
+        make_url(database_url()).get_dialect().import_dbapi()
+
+    for step in (catalogs, database, inspect.stack):  # the module map last: it then holds the most modules
+        with contextlib.suppress(Exception):
+            step()
 
 
 def wait() -> None:
