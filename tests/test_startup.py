@@ -254,7 +254,8 @@ def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_aga
     """ui.serve's preload (ui.preload.run) loads, while the browser loads Streamlit's page, every module the entry
     point (streamlit_app.py) and the overview and team pages import, the database's SQL dialect, and reads the
     indicator and message catalogs and the newest schema revision: the first script run of a restarted server then
-    imports nothing before drawing its page, also when it opens the database (at the newest schema)."""
+    imports nothing before drawing its page, also when it opens the database (at the newest schema). The preload
+    itself loads none of NOT_AT_START."""
     pages = ("streamlit_app.py", "views/overview.py", "views/condition_team.py")
     modules = [name for page in pages for name in _imports(PROJECT_ROOT / page)]
     code = (
@@ -263,6 +264,7 @@ def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_aga
         "from ui import preload\n"
         "preload.run()\n"
         "before = set(sys.modules)\n"
+        f"not_needed = [m for m in {list(NOT_AT_START)!r} if m in sys.modules]\n"
         f"for name in {modules!r}:\n"
         "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
         "        continue\n"
@@ -274,11 +276,12 @@ def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_aga
         "data.current_engine()\n"
         "from vbhc import catalog, i18n, store\n"
         "read = [f.cache_info().currsize for f in (catalog.default_catalog, i18n._catalog, store.head_revision)]\n"
-        "print(json.dumps({'imported_by_the_page': sorted(set(sys.modules) - before), 'read': read}))\n"
+        "print(json.dumps({'imported_by_the_page': sorted(set(sys.modules) - before), 'read': read,\n"
+        "    'preloaded_but_not_needed': not_needed}))\n"
     )
     url = sqlite_engine.url.render_as_string(hide_password=False)
     found = run_json(code, env={"VBHC_DATABASE_URL": url})
-    assert found == {"imported_by_the_page": [], "read": [1, len(SUPPORTED), 1]}
+    assert found == {"imported_by_the_page": [], "read": [1, len(SUPPORTED), 1], "preloaded_but_not_needed": []}
 
 
 def test_the_preload_maps_the_loaded_modules_as_streamlits_first_element_does(monkeypatch):

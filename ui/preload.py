@@ -15,8 +15,8 @@ import threading
 #: preparation (ui.data.start_warm_up) loads them after the first page.
 #: vbhc.models: its table classes (SQLModel, pydantic) take ~0.3 s of CPU to build, which every first run
 #: (ui.auth -> vbhc.access -> vbhc.audit) spent before drawing anything.
-#: Then the dashboard's own modules that the entry point (streamlit_app.py) and the overview, team and meeting
-#: pages import (~0.4 s of CPU: their data classes, chart and table code), which the first script run imported
+#: Then the dashboard's own modules that the entry point (streamlit_app.py) and the overview and team pages
+#: import (~0.4 s of CPU: their data classes, chart and table code), which the first script run imported
 #: before drawing its first element, while the browser, which had already waited for Streamlit's page, waited again.
 PRELOAD = (
     "pandas",
