@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from tests.fresh_process import run_json
+from vbhc.i18n import SUPPORTED
 from vbhc.settings import PROJECT_ROOT
 
 #: What the first page does not need, with why it is loaded elsewhere: report files (built on a click),
@@ -247,3 +248,56 @@ def test_the_statistics_use_one_blas_thread_unless_the_operator_says_otherwise()
     two = {**env, "OPENBLAS_NUM_THREADS": "2"}
     chosen = subprocess.run([sys.executable, "-c", code], env=two, capture_output=True, text=True, check=True)
     assert chosen.stdout.strip() == "2"
+
+
+def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_again(sqlite_engine):
+    """ui.serve's preload (ui.preload.run) loads, while the browser loads Streamlit's page, every module the entry
+    point (streamlit_app.py) and the overview and team pages import, the database's SQL dialect, and reads the
+    indicator and message catalogs and the newest schema revision: the first script run of a restarted server then
+    imports nothing before drawing its page, also when it opens the database (at the newest schema). The preload
+    itself loads none of NOT_AT_START."""
+    pages = ("streamlit_app.py", "views/overview.py", "views/condition_team.py")
+    modules = [name for page in pages for name in _imports(PROJECT_ROOT / page)]
+    code = (
+        "import importlib, importlib.util, json, sys\n"
+        "import streamlit\n"
+        "from ui import preload\n"
+        "preload.run()\n"
+        "before = set(sys.modules)\n"
+        f"not_needed = [m for m in {list(NOT_AT_START)!r} if m in sys.modules]\n"
+        f"for name in {modules!r}:\n"
+        "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
+        "        continue\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
+        "from ui import data\n"
+        "data.current_engine()\n"
+        "from vbhc import catalog, i18n, store\n"
+        "cached = (catalog.default_catalog, i18n._catalog, i18n._plurals, store.head_revision)\n"
+        "read = [f.cache_info().currsize for f in cached]\n"
+        "print(json.dumps({'imported_by_the_page': sorted(set(sys.modules) - before), 'read': read,\n"
+        "    'preloaded_but_not_needed': not_needed}))\n"
+    )
+    url = sqlite_engine.url.render_as_string(hide_password=False)
+    found = run_json(code, env={"VBHC_DATABASE_URL": url})
+    assert found == {
+        "imported_by_the_page": [],
+        "read": [1, len(SUPPORTED), len(SUPPORTED), 1],
+        "preloaded_but_not_needed": [],
+    }
+
+
+def test_the_preload_maps_the_loaded_modules_as_streamlits_first_element_does(monkeypatch):
+    """Streamlit's first element in a process checks whether it runs in a REPL with `inspect.stack()`, whose first
+    call in a process maps every loaded module to its file (~0.12 s of CPU): ui.preload.first_use makes that call
+    while the browser loads the page, so the first page's check only maps the modules loaded since."""
+    import inspect
+
+    from ui import preload
+
+    calls = []
+    monkeypatch.setattr(inspect, "stack", lambda context=1: calls.append(context) or [])
+    preload.first_use()
+    assert calls == [1]  # with source context, as Streamlit asks: that is what reads the modules' files

@@ -13,9 +13,31 @@ import threading
 #: statistics: a first page reads stored results and calls none of them (vbhc.lazy); loading them here made the
 #: preload twice as long, and on a 2-core host took that CPU from the browser loading the page. The background
 #: preparation (ui.data.start_warm_up) loads them after the first page.
-#: vbhc.models last: its table classes (SQLModel, pydantic) take ~0.3 s of CPU to build, which every first run
+#: vbhc.models: its table classes (SQLModel, pydantic) take ~0.3 s of CPU to build, which every first run
 #: (ui.auth -> vbhc.access -> vbhc.audit) spent before drawing anything.
-PRELOAD = ("pandas", "sqlalchemy", "sqlmodel", "pyarrow", "scipy.special", "babel.numbers", "jinja2", "vbhc.models")
+#: Then the dashboard's own modules that the entry point (streamlit_app.py) and the overview and team pages
+#: import (~0.4 s of CPU: their data classes, chart and table code), which the first script run imported
+#: before drawing its first element, while the browser, which had already waited for Streamlit's page, waited again.
+PRELOAD = (
+    "pandas",
+    "sqlalchemy",
+    "sqlmodel",
+    "pyarrow",
+    "scipy.special",
+    "babel.numbers",
+    "jinja2",
+    "vbhc.models",
+    "ui.auth",
+    "ui.data",
+    "ui.filters",
+    "ui.guard",
+    "ui.render",
+    "ui.layout",
+    "ui.benchmark",
+    "ui.prems",
+    "vbhc.annotations",
+    "vbhc.agenda",
+)
 #: Longest a page waits for the preload (it then imports what it needs itself)
 WAIT_SECONDS = 60.0
 
@@ -29,13 +51,54 @@ def started() -> None:
 
 
 def run() -> None:
-    """Import PRELOAD; a library that fails to load is left to the page that imports it (which shows the error)."""
+    """Import PRELOAD, then do what a process does once on its first page (first_use); a library that fails to
+    load, or a first use that fails, is left to the page that needs it (which shows the error)."""
     try:
         for name in PRELOAD:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
+        first_use()
     finally:
         _done.set()
+
+
+def first_use() -> None:
+    """What every process's first script run did before drawing anything, done here while the browser loads the page:
+
+    - the indicator catalog and both languages' message catalogs and counting messages (each language's file is
+      read and parsed twice, once per process, ~0.15 s),
+      Babel's number and date data of both languages, the newest schema revision (read from the migration scripts)
+      and the database's SQL dialect (the driver module; nothing connects: a database that cannot be reached is
+      the page's to report, not a preload that makes it wait);
+    - Python's map of loaded modules to their files. Streamlit's first element in a process checks whether it runs
+      in a REPL (`inspect.stack()`), and the first `inspect.stack()` of a process maps every loaded module to its
+      file (~0.12 s of CPU with the dashboard's ~1,500 modules, 0.5-1 s of the first run's wall on a busy host);
+      mapped here, the page's check only looks up the few modules loaded since.
+    """
+    import datetime as dt
+    import inspect
+
+    def catalogs() -> None:
+        from vbhc.catalog import default_catalog
+        from vbhc.i18n import SUPPORTED, fmt_date, fmt_number, fmt_percent, plural_keys, t
+
+        default_catalog()
+        for lang in SUPPORTED:
+            t("app.title", lang), plural_keys(lang)
+            fmt_number(1234.5, lang), fmt_percent(0.5, lang), fmt_date(dt.date(2026, 1, 1), lang)
+
+    def database() -> None:
+        from sqlalchemy import make_url
+
+        from vbhc.settings import database_url
+        from vbhc.store import head_revision
+
+        head_revision()
+        make_url(database_url()).get_dialect().import_dbapi()
+
+    for step in (catalogs, database, inspect.stack):  # the module map last: it then holds the most modules
+        with contextlib.suppress(Exception):
+            step()
 
 
 def wait() -> None:
