@@ -855,7 +855,7 @@ def _as_text(column: pd.Series) -> pd.Series:
     return column.astype(str)
 
 
-def _joined(first: pd.Series, sep: str, second: pd.Series) -> pd.Series:
+def _text_joined(first: pd.Series, sep: str, second: pd.Series) -> pd.Series:
     """`first` and `second` as text joined by `sep` per row, equal to `astype(str) + sep + astype(str)`. Of two
     categorical columns (the care cycles as the registry reads them) each pair of categories present is joined
     once and the rows take their pair's text: the concatenation row by row cost ~0.17 s of CPU per million care
@@ -877,9 +877,9 @@ def unit_labels(df: pd.DataFrame, level: str) -> pd.Series:
     if level == "hospital":
         return _as_text(df["hospital"])
     if level == "department":
-        return _joined(df["hospital"], "/", df["department"])
+        return _text_joined(df["hospital"], "/", df["department"])
     if level == "condition_team":
-        return _joined(df["condition"], "@", df["hospital"])
+        return _text_joined(df["condition"], "@", df["hospital"])
     raise ValueError(f"unknown unit level {level!r}; use one of {', '.join(UNIT_LEVELS)}")
 
 
