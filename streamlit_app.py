@@ -1,8 +1,6 @@
 """Dashboard entry point: sign-in, page setup, navigation by role, and the global filters (mirrored in the URL)."""
 
-import json
 import os
-import time
 
 import streamlit as st
 
@@ -11,24 +9,12 @@ from ui import preload
 preload.wait()  # a restarted server's background imports (ui.serve) finish before this run imports anything
 
 from ui import auth, data, filters, guard  # noqa: E402
+from ui.run_timing import RunTiming  # noqa: E402
 from vbhc.i18n import t  # noqa: E402
 from vbhc.safety import css_text  # noqa: E402
 from vbhc.settings import database_url  # noqa: E402
 
-
-def _cpu_wait_seconds() -> float | None:
-    """Seconds this thread has waited for a free CPU (Linux's per-thread schedstat), for the opt-in timing log: the
-    part of a run's wall that is neither its own CPU nor this is the wait for the interpreter lock, a lock or I/O
-    (ten viewers at once on two cores: either other processes took the CPU, or the server's own threads did)."""
-    try:
-        with open("/proc/thread-self/schedstat", encoding="ascii") as stat:
-            return int(stat.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):  # not Linux, or a kernel without schedstats
-        return None
-
-
-_started, _cpu_started = time.perf_counter(), time.thread_time()
-_waited_before = _cpu_wait_seconds() if os.environ.get("VBHC_RUN_TIMING_LOG") else None
+_timing = RunTiming()
 data.begin_run()
 st.set_page_config(page_title="VBHC", page_icon=":bar_chart:", layout="wide")
 lang = filters.language()
@@ -116,12 +102,5 @@ with guard.database_reachable(lang):
     st.session_state["_filters"] = filters.sidebar(viewer)
     page.run()
 data.end_run()
-# server-side time of this run, read by benchmarks/page_speed.py
-st.session_state["_run_seconds"] = time.perf_counter() - _started
-if _timing_log := os.environ.get("VBHC_RUN_TIMING_LOG"):  # opt-in, for benchmarks/browser_speed.py
-    _line = {"page": page.url_path, "wall": st.session_state["_run_seconds"], "cpu": time.thread_time() - _cpu_started}
-    if _waited_before is not None and (_waited := _cpu_wait_seconds()) is not None:
-        _line["cpu_wait"] = _waited - _waited_before
-    _line["warming_up"] = bool(getattr(_warm_up, "is_alive", lambda: False)())
-    with open(_timing_log, "a", encoding="utf-8") as _log:
-        _log.write(json.dumps({**_line, "at": time.time()}) + "\n")
+# server-side time of this run, read by benchmarks/page_speed.py (and browser_speed.py's opt-in log)
+st.session_state["_run_seconds"] = _timing.finish(page.url_path, bool(getattr(_warm_up, "is_alive", bool)()))

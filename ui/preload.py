@@ -35,6 +35,7 @@ PRELOAD = (
     "ui.layout",
     "ui.benchmark",
     "ui.prems",
+    "ui.run_timing",
     "vbhc.annotations",
     "vbhc.agenda",
 )
