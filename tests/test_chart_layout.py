@@ -245,7 +245,17 @@ def value_frame(units: list[str]) -> pd.DataFrame:
 
 
 def km_frame(units: list[str]) -> pd.DataFrame:
-    """Kaplan-Meier curves with bands (vbhc.survival.km_curves) of 60 followed patients per unit over 5 years."""
+    """Kaplan-Meier curves with bands (vbhc.survival.km_curves) of 60 followed patients per unit over 5 years: a
+    copy of the curves computed once per process for these units.
+
+    Why once: the survival charts' tests build their chart for every language and width, and each build computed
+    the same curves again (28 km_curves in the page-width tests, ~4 s of CPU)."""
+    return _km_curves(tuple(units)).copy()
+
+
+@functools.cache
+def _km_curves(units: tuple[str, ...]) -> pd.DataFrame:
+    """km_frame's curves (kept: handed out only as copies)."""
     rng = np.random.default_rng(len(units))
     horizon = 5 * DAYS_PER_YEAR
     parts = []
@@ -262,7 +272,13 @@ def _survival_page(lang: str = "en", **kw) -> charts.Spec:
     return charts.survival_chart(curves, highlight=OWN_LONG, lang=lang, **kw)
 
 
+@functools.cache
 def builders(count: int) -> dict[str, Callable[..., charts.Spec]]:
+    """Each chart's builder over `count` units (keyword arguments: the chart's lang, width): made once per count.
+
+    Why once: every test of a chart called builders(count) for its one chart, and each call made the frames of all
+    fifteen (the PROM histogram, five indicators' rows: 62 calls, ~3 s of CPU in the page-width tests); the
+    builders only read them (as the charts sharing `rows` here always did)."""
     units = unit_names(count)
     rows = indicator_rows(units)
     several = pd.concat(
