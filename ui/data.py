@@ -537,6 +537,45 @@ def _wait_for(args: tuple) -> IndicatorResult:
         box.empty()
 
 
+def group_indicators(
+    condition: str, level: str, period: str, peers: tuple[str, ...], wanted: Sequence[str]
+) -> IndicatorResult:
+    """A comparison group's view with the rows of the `wanted` indicators alone (its other rows are not computed):
+    the whole view when it is in memory or in the results store, else these indicators' rows computed once per
+    dataset version and kept in memory, not stored as the view (no indicator: no rows). For "since the last
+    meeting", which reads the group as it was at the meeting only for the indicators with a signal now
+    (vbhc.meeting.signalled): the whole view at the meeting was computed on the click that picks a group (a
+    second view beside the group's own, and the signals then of every indicator), over half of its CPU."""
+    from vbhc.indicators import BASE_COLUMNS
+
+    if not wanted:
+        return IndicatorResult(condition, level, None, pd.DataFrame(columns=BASE_COLUMNS))
+    url, data_version = database_url(), version()
+    peers, wanted = tuple(sorted(peers)), tuple(sorted(set(wanted)))
+    args = (url, data_version, condition, level, period, peers)
+    if args in _ready or _on_disk(*args):
+        full = _result(*args)
+        return dataclasses.replace(full, table=full.table[full.table["indicator"].isin(wanted)])
+    result(condition, level, period)  # the registry's view of the period: the models the group's are recalibrated from
+    return _group_indicators(*args, wanted)
+
+
+@st.cache_resource(ttl=6 * 3600, max_entries=64, show_spinner=False)
+def _group_indicators(
+    url: str,
+    data_version: str,
+    condition: str,
+    level: str,
+    period: str,
+    peers: tuple[str, ...],
+    wanted: tuple[str, ...],
+) -> IndicatorResult:
+    from vbhc.indicators import compute_indicators
+
+    data = _condition_data(url, data_version, condition, period, peers)
+    return compute_indicators(data, level, indicators=wanted)
+
+
 def result_as_of(current: IndicatorResult, when: dt.date) -> IndicatorResult | None:
     """The full view (no comparison group) as it was at `when` (the last meeting): a date-range view of the
     results store like any other period, prepared ahead for the default meeting date (vbhc.results.default_views),

@@ -826,10 +826,13 @@ def since_last_meeting(result, unit: str, lang: str, *, indicators: list[str] | 
                     result, unit, when, comparison, before=before, now=now, unchanged=True
                 )
             if then is None:  # the registry had no care cycles yet
-                before = meeting.result_as_of(result, when, only=indicators)
+                before = _only(meeting.result_as_of(result, when, only=indicators), only)
             else:
-                before = data.result(result.condition, result.level, then, peers)
-            return meeting.since_last_meeting(result, unit, when, comparison, before=_only(before, only), now=now)
+                # of the group then, only the indicators with a signal now are read (vbhc.meeting.signalled): their
+                # rows alone are computed, none when the unit has no signal now
+                wanted = meeting.signalled(now[unit], only)
+                before = data.group_indicators(result.condition, result.level, then, peers, wanted)
+            return meeting.since_last_meeting(result, unit, when, comparison, before=before, now=now)
         as_of = data.as_of_label(result, when)
         if as_of is None:
             before = meeting.result_as_of(result, when, only=indicators)

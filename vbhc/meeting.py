@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ __all__ = [
     "data_complete_until",
     "default_meeting_date",
     "result_as_of",
+    "signalled",
     "signals",
     "since_date",
     "since_last_meeting",
@@ -346,6 +347,15 @@ def unit_signals(
             pause()
         out[str(unit)] = signals(result, str(unit), until)
     return out
+
+
+def signalled(now: dict[str, set[str]], only: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The indicators with a signal now (of `only`, when given), sorted: the only ones of which since_last_meeting reads
+    the view at the meeting (`before`: its rows and their signals then). An indicator without a signal now has no
+    new one, whatever it had then, so a `before` with only these indicators' rows gives the same table. Why: a
+    comparison group's view at the meeting is computed for the click that picks the group (not stored ahead), and
+    the whole view and its signals then were over half of that click's CPU (0.6-0.8 s on the 50k demo)."""
+    return tuple(sorted(str(k) for k, v in now.items() if v and (only is None or k in only)))
 
 
 def _benchmark_withheld(table: pd.DataFrame, unit: str) -> set[str]:

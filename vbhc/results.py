@@ -386,6 +386,19 @@ class StoredPremResult(IndicatorResult):
     data = property(lambda self: self._part("data"), lambda self, v: self._set("data", v))  # type: ignore[assignment]
 
 
+def _cycle_values_of(data: ConditionData, ids: set[str]) -> dict[str, tuple]:
+    """The value (and extra covariates) of every care cycle per indicator of `ids` that the registry's view derived
+    (vbhc.indicators keeps them in its data's `derived` as ("values", indicator)), stored with the view: its
+    comparison groups take their cycles' rows of them. Why: a view read from the store had none, and the first group
+    cut from it derived them again for every indicator (~0.1 s of a new group's click on the 50k demo, per period:
+    the group now and as it was at the meeting); one indicator's are an array of floats per care cycle."""
+    found = {}
+    for key, values in list(data.derived.items()):
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == "values" and key[1] in ids and values:
+            found[key[1]] = values
+    return found
+
+
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in text)[:60]
 
@@ -574,6 +587,9 @@ class ResultStore:
             data.fitted.setdefault(indicator, model)
         for indicator, cox in payload.get("cox", {}).items():  # the survival indicators' Cox models, likewise
             data.cox.setdefault(indicator, cox)
+        for indicator, values in payload.get("values", {}).items():  # what the registry's comparison groups take
+            if len(values[0]) == len(data.cycles):
+                data.derived.setdefault(("values", indicator), values)
         return result
 
     # --- writing
@@ -593,6 +609,8 @@ class ResultStore:
         if result.data is not None:  # the Cox models (the case-mix tab shows their quality): this table's only
             survival_ids = set(result.table.loc[result.table["kind"].isin(SURVIVAL_KINDS), "indicator"])
             payload["cox"] = {k: v for k, v in result.data.cox.items() if k in survival_ids}
+        if result.data is not None and not key.peers:
+            payload["values"] = _cycle_values_of(result.data, set(result.table["indicator"]))
         return self._write(key, version, payload)
 
     # --- get or compute
