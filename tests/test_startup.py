@@ -44,12 +44,10 @@ def _imports(path) -> list[str]:
     return names
 
 
-def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_need(sqlite_engine):
-    """Importing what streamlit_app.py and the condition team page import, and opening the engine of a database
-    at the newest schema (as every server start does), loads none of NOT_AT_START."""
-    modules = _imports(PROJECT_ROOT / "streamlit_app.py") + _imports(PROJECT_ROOT / "views" / "condition_team.py")
-    code = (
-        "import importlib, importlib.util, json, sys\n"
+def _import_each(modules: list[str]) -> str:
+    """Code that imports each of `modules` (from _imports) as the script does: `from a import b` where b is a
+    function imports a; a module not installed here is skipped."""
+    return (
         f"for name in {modules!r}:\n"
         "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
         "        continue\n"
@@ -57,7 +55,15 @@ def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_
         "        importlib.import_module(name)\n"
         "    except ModuleNotFoundError:\n"
         "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
-        "from ui import data\n"
+    )
+
+
+def test_the_team_page_and_the_entry_point_import_nothing_a_first_page_does_not_need(sqlite_engine):
+    """Importing what streamlit_app.py and the condition team page import, and opening the engine of a database
+    at the newest schema (as every server start does), loads none of NOT_AT_START."""
+    modules = _imports(PROJECT_ROOT / "streamlit_app.py") + _imports(PROJECT_ROOT / "views" / "condition_team.py")
+    code = (
+        "import importlib, importlib.util, json, sys\n" + _import_each(modules) + "from ui import data\n"
         "data.current_engine()\n"
         f"print(json.dumps([m for m in {list(NOT_AT_START)!r} if m in sys.modules]))\n"
     )
@@ -265,14 +271,8 @@ def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_aga
         "preload.run()\n"
         "before = set(sys.modules)\n"
         f"not_needed = [m for m in {list(NOT_AT_START)!r} if m in sys.modules]\n"
-        f"for name in {modules!r}:\n"
-        "    if importlib.util.find_spec(name.rpartition('.')[0] or name) is None:\n"
-        "        continue\n"
-        "    try:\n"
-        "        importlib.import_module(name)\n"
-        "    except ModuleNotFoundError:\n"
-        "        importlib.import_module(name.rpartition('.')[0])  # `from module import function`\n"
-        "from ui import data\n"
+        + _import_each(modules)
+        + "from ui import data\n"
         "data.current_engine()\n"
         "from vbhc import catalog, i18n, store\n"
         "cached = (catalog.default_catalog, i18n._catalog, i18n._plurals, store.head_revision)\n"
