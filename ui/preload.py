@@ -79,12 +79,12 @@ def loading() -> Iterator[None]:
     Python's again.
 
     Why: loading ~1,500 modules creates millions of objects, each lasting as long as the process, and Python's
-    collector went through them again and again: ~0.35 s of the preload's ~2.4 s of CPU, with the interpreter lock
-    held, and then a full collection in the first page's run (0.2-0.5 s of its wall on a busy 2-core host), both
-    while the viewer waited. Frozen, a collection goes through only what was made since. The cost: the cyclic
-    garbage of the objects frozen is never collected; those are the loaded modules and their caches, which live as
-    long as the process anyway, and the session of a browser that connected before the preload was done (one
-    session's state, once per process).
+    collector went through them again and again (358 collections), with the interpreter lock held: the preload took
+    3.15 s of CPU, 2.37 s without them (medians of 5, load ~6); and then a full collection in the first page's run
+    (0.2-0.5 s of its wall on a busy 2-core host), both while the viewer waited. Frozen, a collection goes through
+    only what was made since. The cost: the cyclic garbage of the objects frozen is never collected; those are the
+    loaded modules and their caches, which live as long as the process anyway, and the session of a browser that
+    connected before the preload was done (one session's state, once per process).
     """
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_SECONDS)
