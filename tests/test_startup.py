@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.fresh_process import run_json
 from vbhc.i18n import SUPPORTED
 from vbhc.settings import PROJECT_ROOT
@@ -160,12 +162,14 @@ def test_every_unit_work_in_the_background_waits_for_a_page_and_a_page_never_wai
 def test_a_script_run_waits_for_a_started_preload_and_not_otherwise(monkeypatch, tmp_path):
     """Two threads importing one package graph at once can each get a half-initialised module: a page's run
     waits until ui.serve's background imports are done (and does not wait when no preload was started)."""
+    import gc
     import importlib
     import threading
 
     from ui import preload
 
     preload = importlib.reload(preload)  # fresh events
+    monkeypatch.setattr(preload, "first_use", lambda: None)
     waits = []
 
     class Done(threading.Event):
@@ -184,6 +188,7 @@ def test_a_script_run_waits_for_a_started_preload_and_not_otherwise(monkeypatch,
     preload.wait()
     assert "vbhc_slow_library" in sys.modules  # loaded whole before the run went on
     assert waits == [preload.WAIT_SECONDS]
+    gc.unfreeze()  # the preload froze this test process's objects (ui.preload.loading)
     importlib.reload(preload)
 
 
@@ -287,6 +292,84 @@ def test_after_the_preload_a_first_page_imports_nothing_and_reads_no_catalog_aga
         "read": [1, len(SUPPORTED), len(SUPPORTED), 1],
         "preloaded_but_not_needed": [],
     }
+
+
+def test_the_preload_loads_without_collections_and_lets_the_server_thread_in_often_then_restores_both(
+    monkeypatch, tmp_path
+):
+    """While the preload imports (ui.preload.loading): no garbage collection (it went through the millions of new,
+    long-lived objects again and again: the preload's CPU 3.15 -> 2.37 s, and a full collection in the first page's
+    run), and a 1 ms thread switch interval (Streamlit's event loop, answering the browser's requests for the page's
+    files meanwhile, waited up to 5 ms for the interpreter lock at each step). After it, also when a module or the
+    first use fails: the collector on, what was loaded frozen out of it, and the switch interval as it was."""
+    import builtins
+    import gc
+
+    from ui import preload
+
+    seen = []
+    record = "import builtins, gc, sys\nbuiltins.VBHC_SEEN.append((gc.isenabled(), sys.getswitchinterval()))\n"
+    (tmp_path / "vbhc_recording_library.py").write_text(record, encoding="utf-8")
+    (tmp_path / "vbhc_broken_library.py").write_text("raise ImportError('broken')\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(builtins, "VBHC_SEEN", seen, raising=False)
+    monkeypatch.setattr(preload, "PRELOAD", ("vbhc_broken_library", "vbhc_recording_library"))
+    monkeypatch.setattr(preload, "_done", type(preload._done)())
+
+    def first_use():
+        seen.append((gc.isenabled(), sys.getswitchinterval()))
+        raise RuntimeError("a first use that fails")
+
+    monkeypatch.setattr(preload, "first_use", first_use)
+    interval = sys.getswitchinterval()
+    assert gc.isenabled() and interval > preload.SWITCH_SECONDS  # Python's defaults (5 ms)
+    try:
+        with pytest.raises(RuntimeError):
+            preload.run()
+        assert seen == [(False, preload.SWITCH_SECONDS)] * 2  # the import and the first use
+        assert gc.isenabled() and sys.getswitchinterval() == interval
+        assert gc.get_freeze_count() > 0
+        assert preload._done.is_set()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+        sys.setswitchinterval(interval)
+        sys.modules.pop("vbhc_recording_library", None)
+
+
+def test_the_server_collects_no_garbage_until_its_preload_is_done(monkeypatch):
+    """`vbhc serve` (ui.serve) turns the collector off before Streamlit loads its modules, and the preload's end
+    turns it on again (ui.preload.loading), also when the preload fails before it gets there."""
+    import gc
+    import threading
+
+    import streamlit.web.cli
+
+    from ui import preload, serve
+
+    seen = []
+    real_preload = serve.preload
+    monkeypatch.setattr(preload, "_started", threading.Event())  # no later page in this process waits
+    monkeypatch.setattr(serve, "preload", lambda: None)
+    monkeypatch.setattr(streamlit.web.cli, "main", lambda prog_name: seen.append(gc.isenabled()))
+    try:
+        serve.main()
+        assert seen == [False]  # Streamlit starts with the collector off
+    finally:
+        gc.enable()
+
+    def failing_run():
+        raise RuntimeError("the preload failed")
+
+    monkeypatch.setattr(preload, "run", failing_run)
+    monkeypatch.setattr("streamlit.runtime.exists", lambda: True)
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError):
+            real_preload()
+        assert gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_the_preload_maps_the_loaded_modules_as_streamlits_first_element_does(monkeypatch):

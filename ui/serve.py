@@ -11,6 +11,7 @@ before its own imports (ui.preload.wait), so the two never import at the same ti
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -19,15 +20,21 @@ from ui import preload as ui_preload
 
 def preload() -> None:
     """Once Streamlit's runtime exists (the server is about to listen: its own start is not slowed down), import
-    the pages' libraries (ui.preload.PRELOAD)."""
-    from streamlit import runtime
+    the pages' libraries (ui.preload.PRELOAD); then collections start again (ui.preload.loading)."""
+    try:
+        from streamlit import runtime
 
-    while not runtime.exists():
-        time.sleep(0.02)
-    ui_preload.run()
+        while not runtime.exists():
+            time.sleep(0.02)
+        ui_preload.run()
+    finally:
+        gc.enable()  # run() turns it on, freezing what was loaded; this is for a preload that failed before it
 
 
 def main() -> None:
+    # no garbage collection while Streamlit and then the preload load their modules (ui.preload.loading says why):
+    # the preload turns it on again when it is done, with what Streamlit loaded frozen too
+    gc.disable()
     ui_preload.started()  # before Streamlit starts: every script run waits for the preload (ui.preload.wait)
     threading.Thread(target=preload, name="vbhc-preload", daemon=True).start()
     from streamlit.web.cli import main as streamlit_main
