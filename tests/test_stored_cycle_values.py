@@ -38,14 +38,22 @@ def test_a_stored_registry_view_brings_its_cycle_values_for_its_groups(small_dem
         for name, column in extra.items():
             np.testing.assert_array_equal(got[1][name], column)
 
+    _group_without(monkeypatch, indicators, "_outcome_column", data, "department", expected)
+
+
+def _group_without(monkeypatch, module, name: str, data, level: str, expected):
+    """The comparison group PEERS cut from `data` with `module.name` raising (what the stored view brings must not
+    be derived again), its table and per-cycle values equal to `expected`'s, to the bit."""
+
     def derive(*args, **kwargs):
-        raise AssertionError("a value derived again from the registry's cycles")
+        raise AssertionError(f"{name} called: derived again from the registry's cycles")
 
     with monkeypatch.context() as patched:
-        patched.setattr(indicators, "_outcome_column", derive)
-        group = compute_indicators(restrict(data, None, PEERS), "department")
+        patched.setattr(module, name, derive)
+        group = compute_indicators(restrict(data, None, PEERS), level)
     pd.testing.assert_frame_equal(group.table, expected.table, check_exact=True)
     pd.testing.assert_frame_equal(group.cycle_values, expected.cycle_values, check_exact=True)
+    return group
 
 
 def test_a_stored_registry_view_brings_its_cox_encodings_for_its_groups(small_demo_registry, tmp_path, monkeypatch):
@@ -72,14 +80,7 @@ def test_a_stored_registry_view_brings_its_cox_encodings_for_its_groups(small_de
         stored = data.derived.get((indicators.COX_ENCODING, indicator, data.as_of))
         assert stored == fresh.derived[(indicators.COX_ENCODING, indicator, fresh.as_of)], indicator
 
-    def derive(*args, **kwargs):
-        raise AssertionError("the registry's encoding derived again")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(survival, "registry_encoding", derive)
-        group = compute_indicators(restrict(data, None, PEERS), "hospital")
-    pd.testing.assert_frame_equal(group.table, expected.table, check_exact=True)
-    pd.testing.assert_frame_equal(group.cycle_values, expected.cycle_values, check_exact=True)
+    group = _group_without(monkeypatch, survival, "registry_encoding", data, "hospital", expected)
     for indicator in encoded:  # the group's Cox models: the registry's, recalibrated to the group
         got, want = group.data.cox[indicator], expected.data.cox[indicator]
         pd.testing.assert_series_equal(got.coefficients, want.coefficients, check_exact=True)
