@@ -22,16 +22,20 @@ def test_a_stored_registry_view_brings_its_cycle_values_for_its_groups(small_dem
     version = writer.version()
     computed = writer.result(key, version)  # computed and stored
     expected = compute_indicators(restrict(computed.data, None, PEERS), "department")  # values derived in memory
-    derived = {k[1]: v for k, v in computed.data.derived.items() if isinstance(k, tuple) and k[0] == "values" and v}
+    derived = {
+        k[1]: v
+        for k, v in computed.data.derived.items()
+        if isinstance(k, tuple) and k[0] == indicators.CYCLE_VALUES and v
+    }
     assert len(derived) >= 5
 
     reader = ResultStore(engine, root=tmp_path / "store", memo=0)  # another process: the view is read
     data = reader.condition_data(key, version)
-    assert not any(isinstance(k, tuple) and k[0] == "values" for k in data.derived)
+    assert not any(isinstance(k, tuple) and k[0] == indicators.CYCLE_VALUES for k in data.derived)
     read = reader.get(key, version, data)
     assert read is not None
     for indicator, (y, extra) in derived.items():
-        got = data.derived.get(("values", indicator))
+        got = data.derived.get((indicators.CYCLE_VALUES, indicator))
         assert got is not None, indicator
         np.testing.assert_array_equal(got[0], y)
         assert got[1].keys() == extra.keys()

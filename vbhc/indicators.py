@@ -769,6 +769,10 @@ def _column_cache(data: ConditionData) -> ColumnCache:
 _CASEMIX_COLUMNS = "case-mix columns"
 
 
+#: ConditionData.derived's key of an indicator's value (and extra covariates) of every care cycle: (it, id)
+CYCLE_VALUES = "values"
+
+
 def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """_outcome_column of the view's cycles. A comparison group takes its cycles' values from those of its reference
     (derived once there: they depend on the cycle alone), and the registry's view keeps its own for its groups."""
@@ -779,13 +783,13 @@ def _indicator_frame(ind: Indicator, data: ConditionData, base: pd.DataFrame) ->
             y, extra = values
             return base.assign(y=y[rows], **{name: column[rows] for name, column in extra.items()}), list(extra)
     elif data.reference is None:  # the registry's other unit level: its values, derived by the first level's table
-        values = data.derived.get(("values", ind.id))
+        values = data.derived.get((CYCLE_VALUES, ind.id))
         if values and len(values[0]) == len(base):
             y, extra = values
             return base.assign(y=y, **extra), list(extra)
     frame, extra = _outcome_column(ind, data, base)
     if data.reference is None:
-        data.derived.setdefault(("values", ind.id), _values_of(frame, extra))
+        data.derived.setdefault((CYCLE_VALUES, ind.id), _values_of(frame, extra))
     return frame, extra
 
 
@@ -797,7 +801,7 @@ def _reference_values(ind: Indicator, reference: ConditionData) -> tuple[np.ndar
     """The indicator's value (and extra covariates) of every cycle of the reference, derived once and kept there;
     None when they cannot be derived on the whole registry (a PROM score twice for one cycle of another hospital,
     which the group itself may not hold: the group then derives its own)."""
-    key = ("values", ind.id)
+    key = (CYCLE_VALUES, ind.id)
     values = reference.derived.get(key)
     if values is None:
         try:

@@ -388,13 +388,13 @@ class StoredPremResult(IndicatorResult):
 
 def _cycle_values_of(data: ConditionData, ids: set[str]) -> dict[str, tuple]:
     """The value (and extra covariates) of every care cycle per indicator of `ids` that the registry's view derived
-    (vbhc.indicators keeps them in its data's `derived` as ("values", indicator)), stored with the view: its
+    (vbhc.indicators keeps them in its data's `derived` as (CYCLE_VALUES, indicator)), stored with the view: its
     comparison groups take their cycles' rows of them. Why: a view read from the store had none, and the first group
     cut from it derived them again for every indicator (~0.1 s of a new group's click on the 50k demo, per period:
     the group now and as it was at the meeting); one indicator's are an array of floats per care cycle."""
     found = {}
     for key, values in list(data.derived.items()):
-        if isinstance(key, tuple) and len(key) == 2 and key[0] == "values" and key[1] in ids and values:
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == indicators.CYCLE_VALUES and key[1] in ids and values:
             found[key[1]] = values
     return found
 
@@ -597,7 +597,7 @@ class ResultStore:
             data.cox.setdefault(indicator, cox)
         for indicator, values in payload.get("values", {}).items():  # what the registry's comparison groups take
             if len(values[0]) == len(data.cycles):
-                data.derived.setdefault(("values", indicator), values)
+                data.derived.setdefault((indicators.CYCLE_VALUES, indicator), values)
         for indicator, encoding in payload.get("encodings", {}).items():  # and the encoding their Cox models use
             data.derived.setdefault((indicators.COX_ENCODING, indicator, data.as_of), encoding)
         return result
